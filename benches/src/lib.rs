@@ -1,0 +1,2 @@
+//! Shared fixtures for the StreamrP2P criterion benchmarks.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! `streamr`: the StreamrP2P command line.
+fn main() {}

@@ -1,0 +1,2 @@
+//! `streamr-coordinator`: the StreamrP2P reference coordinator.
+fn main() {}

@@ -1,0 +1,2 @@
+//! `streamr-node`: the StreamrP2P friend node.
+fn main() {}

@@ -1,0 +1,2 @@
+//! `streamr-sim`: the StreamrP2P network simulator.
+fn main() {}

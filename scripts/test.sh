@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs the whole StreamrP2P test suite: formatting, clippy (-D warnings) and every test, including
+# the interop tests against real ffmpeg/ffprobe, gstreamer, rtmpdump and PostgreSQL.
+#
+# Missing tools are installed from Debian's packages when we are root. With CI=true a tool or
+# service that is still missing afterwards is a failure, never a silent skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+fail() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Debian packages that provide the real peers our interop tests talk to.
+declare -A PACKAGE_OF=(
+  [ffmpeg]=ffmpeg
+  [ffprobe]=ffmpeg
+  [gst-launch-1.0]="gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav"
+  [rtmpdump]=rtmpdump
+  [pg_isready]=postgresql-client
+)
+
+missing_packages=()
+for tool in "${!PACKAGE_OF[@]}"; do
+  command -v "$tool" >/dev/null 2>&1 || missing_packages+=(${PACKAGE_OF[$tool]})
+done
+# The gstreamer RTMP elements live in plugins-bad; check for them explicitly.
+if command -v gst-inspect-1.0 >/dev/null 2>&1 && ! gst-inspect-1.0 rtmp2sink >/dev/null 2>&1; then
+  missing_packages+=(gstreamer1.0-plugins-bad)
+fi
+
+if [ ${#missing_packages[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing missing packages: ${missing_packages[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_packages[@]}" >/dev/null
+  fi
+fi
+
+for tool in "${!PACKAGE_OF[@]}"; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    fail "$tool is required by the interop tests and could not be installed"
+  fi
+done
+gst-inspect-1.0 rtmp2sink >/dev/null 2>&1 || fail "gstreamer rtmp2sink element is missing (gstreamer1.0-plugins-bad)"
+
+# PostgreSQL: the storage suite runs against a real server. Start the local cluster if it is down.
+export STREAMR_TEST_POSTGRES_URL="${STREAMR_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+    log "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+fi
+pg_isready -q -h 127.0.0.1 -p 5432 || fail "PostgreSQL is not reachable on 127.0.0.1:5432"
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "cargo test"
+cargo test --workspace --locked
+
+log "cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked >/dev/null

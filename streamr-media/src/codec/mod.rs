@@ -1,0 +1,1 @@
+//! Codec configuration records: H.264 (AVCDecoderConfigurationRecord), HEVC (hvcC) and AAC (AudioSpecificConfig).

@@ -1,0 +1,1 @@
+//! HLS: the live segmenter and playlists.

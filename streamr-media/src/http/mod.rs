@@ -1,0 +1,1 @@
+//! HTTP delivery of live streams: HLS playlists and segments, and HTTP-FLV.

@@ -1,0 +1,1 @@
+//! The tokio RTMP server that drives the sans-IO sessions and the relay.

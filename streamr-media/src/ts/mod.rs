@@ -1,0 +1,1 @@
+//! MPEG-TS muxing (ISO/IEC 13818-1) for HLS segments.
