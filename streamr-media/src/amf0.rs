@@ -581,7 +581,7 @@ mod tests {
 
     #[test]
     fn hostile_nesting_is_refused_with_its_depth() {
-        let bytes = vec![marker::STRICT_ARRAY, 0, 0, 0, 1].repeat(10_000);
+        let bytes = [marker::STRICT_ARRAY, 0, 0, 0, 1].repeat(10_000);
         match decode_all(&bytes) {
             Err(Amf0Error::TooDeep { max, .. }) => assert_eq!(max, MAX_NESTING_DEPTH),
             other => panic!("expected TooDeep, got {other:?}"),
