@@ -3,5 +3,64 @@
 //! The StreamrP2P domain model: identities, session grants and viewer receipts, verified
 //! contribution accounting, fraud detection, rewards and the payout ledger. No I/O: storage and
 //! clocks are traits that the embedding service implements.
+//!
+//! ```
+//! use streamr_core::{
+//!     ContentDigest, KeyPair, SessionGrant, SessionId, Signed, StreamId, ViewerReceipt,
+//! };
+//!
+//! let coordinator = KeyPair::from_seed([1; 32]);
+//! let viewer = KeyPair::from_seed([2; 32]);
+//! let node = KeyPair::from_seed([3; 32]);
+//! let grant = Signed::sign(
+//!     SessionGrant {
+//!         session_id: SessionId::from_bytes([9; 16]),
+//!         viewer: viewer.viewer_key(),
+//!         node_id: node.node_id(),
+//!         stream_id: StreamId::new("live").unwrap(),
+//!         max_bytes: 1 << 30,
+//!         expiry_ms: 1_700_000_600_000,
+//!     },
+//!     &coordinator,
+//! );
+//! assert!(grant.verify(&coordinator.coordinator_key()).is_ok());
+//!
+//! let receipt = Signed::sign(
+//!     ViewerReceipt {
+//!         session_id: grant.body.session_id,
+//!         seq: 1,
+//!         bytes_total: 4_000_000,
+//!         last_segment_seq: 10,
+//!         segments_digest: ContentDigest::default(),
+//!         t_ms: 1_700_000_010_000,
+//!     },
+//!     &viewer,
+//! );
+//! let json = serde_json::to_string(&receipt).unwrap();
+//! let back: Signed<ViewerReceipt> = serde_json::from_str(&json).unwrap();
+//! assert_eq!(back, receipt);
+//! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+
+pub mod canonical;
+mod content;
+mod error;
+mod grant;
+mod heartbeat;
+mod identity;
+mod ids;
+mod receipt;
+mod signed;
+
+pub use content::{segment_hash, OriginDigests, SegmentChain, SegmentDigestSource, SegmentRecord};
+pub use error::SignatureError;
+pub use grant::{SessionGrant, SignedGrant};
+pub use heartbeat::{HeartbeatNonces, NodeHeartbeat, SignedHeartbeat};
+pub use identity::{CoordinatorKey, KeyPair, NodeId, SignatureBytes, ViewerKey};
+pub use ids::{ContentDigest, OperatorId, SessionId, StreamId, MAX_NAME_LEN};
+pub use receipt::{SignedReceipt, ViewerReceipt};
+pub use signed::{CanonicalMessage, Signed};
+
+#[cfg(test)]
+mod wire_tests;

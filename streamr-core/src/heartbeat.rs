@@ -1,0 +1,96 @@
+//! Signed node heartbeats: liveness and self-reported load. A heartbeat proves only that the
+//! node's key is online; rewards never depend on it (probes measure availability).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::canonical::{CanonicalWriter, HEARTBEAT_TAG};
+use crate::error::SignatureError;
+use crate::identity::NodeId;
+use crate::ids::StreamId;
+use crate::signed::{CanonicalMessage, Signed};
+
+/// A node's periodic report, signed with the node's own key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeHeartbeat {
+    /// The reporting node (its key verifies the signature).
+    pub node_id: NodeId,
+    /// Node clock, Unix milliseconds.
+    pub timestamp_ms: u64,
+    /// Strictly increasing per node; blocks replay of a captured heartbeat.
+    pub nonce: u64,
+    /// Streams the node currently relays.
+    pub streams: Vec<StreamId>,
+    /// Viewers currently connected.
+    pub viewers: u64,
+    /// Bytes the node says it served since its previous heartbeat (a claim, checked against
+    /// receipts by the fraud rules).
+    pub bytes_served: u64,
+}
+
+impl CanonicalMessage for NodeHeartbeat {
+    /// `HEARTBEAT_TAG ‖ node_id(32) ‖ timestamp_ms(8) ‖ nonce(8) ‖ count(8) ‖ (len ‖ stream)* ‖
+    /// viewers(8) ‖ bytes_served(8)`.
+    fn canonical_bytes(&self) -> Vec<u8> {
+        let mut writer = CanonicalWriter::new(HEARTBEAT_TAG)
+            .fixed(self.node_id.as_bytes())
+            .u64(self.timestamp_ms)
+            .u64(self.nonce)
+            .u64(self.streams.len() as u64);
+        for stream in &self.streams {
+            writer = writer.str(stream.as_str());
+        }
+        writer.u64(self.viewers).u64(self.bytes_served).finish()
+    }
+}
+
+/// A heartbeat signed by its node.
+pub type SignedHeartbeat = Signed<NodeHeartbeat>;
+
+impl Signed<NodeHeartbeat> {
+    /// Checks the node's signature and that the timestamp lies within `max_skew_ms` of `now_ms`.
+    /// Nonce replay needs state: see [`HeartbeatNonces`].
+    pub fn verify(&self, now_ms: u64, max_skew_ms: u64) -> Result<&NodeHeartbeat, SignatureError> {
+        let body = self.verify_with(&self.body.node_id.verifying_key()?)?;
+        let skew_ms = now_ms.abs_diff(body.timestamp_ms);
+        if skew_ms > max_skew_ms {
+            return Err(SignatureError::StaleTimestamp {
+                timestamp_ms: body.timestamp_ms,
+                skew_ms,
+                limit_ms: max_skew_ms,
+            });
+        }
+        Ok(body)
+    }
+}
+
+/// The highest heartbeat nonce accepted per node (the coordinator persists it).
+#[derive(Clone, Debug, Default)]
+pub struct HeartbeatNonces {
+    last: HashMap<NodeId, u64>,
+}
+
+impl HeartbeatNonces {
+    /// Verifies signature and freshness, then that the nonce is above the last accepted one,
+    /// and records it.
+    pub fn accept<'a>(
+        &mut self,
+        heartbeat: &'a SignedHeartbeat,
+        now_ms: u64,
+        max_skew_ms: u64,
+    ) -> Result<&'a NodeHeartbeat, SignatureError> {
+        let body = heartbeat.verify(now_ms, max_skew_ms)?;
+        if let Some(&last) = self.last.get(&body.node_id) {
+            if body.nonce <= last {
+                return Err(SignatureError::ReplayedNonce {
+                    node: body.node_id,
+                    nonce: body.nonce,
+                    last,
+                });
+            }
+        }
+        self.last.insert(body.node_id, body.nonce);
+        Ok(body)
+    }
+}
