@@ -56,3 +56,117 @@ pub enum SignatureError {
         limit: usize,
     },
 }
+
+/// Why a viewer receipt earned nothing. Every variant names the session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReceiptRejection {
+    /// No grant is known for the session.
+    #[error("session {session}: no grant")]
+    UnknownSession {
+        /// The session.
+        session: crate::SessionId,
+    },
+    /// The session was granted to another node.
+    #[error("session {session}: granted to {granted}, claimed by {claimed}")]
+    WrongNode {
+        /// The session.
+        session: crate::SessionId,
+        /// The node in the grant.
+        granted: NodeId,
+        /// The node that submitted the receipt.
+        claimed: NodeId,
+    },
+    /// The viewer's signature does not verify.
+    #[error("session {session} receipt {seq}: bad viewer signature")]
+    BadSignature {
+        /// The session.
+        session: crate::SessionId,
+        /// The receipt's sequence number.
+        seq: u64,
+    },
+    /// A receipt with this or a higher sequence number was already accepted.
+    #[error("session {session}: receipt {seq} replayed (last accepted {last_seq})")]
+    Replayed {
+        /// The session.
+        session: crate::SessionId,
+        /// The receipt's sequence number.
+        seq: u64,
+        /// The last accepted sequence number.
+        last_seq: u64,
+    },
+    /// A cumulative field went backwards.
+    #[error("session {session} receipt {seq}: {field} went from {previous} to {received}")]
+    NotMonotonic {
+        /// The session.
+        session: crate::SessionId,
+        /// The receipt's sequence number.
+        seq: u64,
+        /// `"bytes_total"`, `"last_segment_seq"` or `"t_ms"`.
+        field: &'static str,
+        /// The last accepted value.
+        previous: u64,
+        /// The value received.
+        received: u64,
+    },
+    /// Signed after the grant expired.
+    #[error("session {session}: receipt at {t_ms} ms after grant expiry {expiry_ms} ms")]
+    Expired {
+        /// The session.
+        session: crate::SessionId,
+        /// The receipt time.
+        t_ms: u64,
+        /// The grant's expiry.
+        expiry_ms: u64,
+    },
+    /// Signed later than the verifier's clock allows.
+    #[error("session {session}: receipt at {t_ms} ms is ahead of now {now_ms} ms")]
+    FromTheFuture {
+        /// The session.
+        session: crate::SessionId,
+        /// The receipt time.
+        t_ms: u64,
+        /// The verifier's clock.
+        now_ms: u64,
+    },
+    /// Acknowledges more bytes than the grant allows.
+    #[error("session {session}: {bytes_total} bytes beyond the grant's {max_bytes}")]
+    BeyondGrant {
+        /// The session.
+        session: crate::SessionId,
+        /// The receipt's cumulative bytes.
+        bytes_total: u64,
+        /// The grant's limit.
+        max_bytes: u64,
+    },
+    /// The origin has no digest for the receipt's segment.
+    #[error("session {session}: origin has no segment {segment_seq}")]
+    UnknownSegment {
+        /// The session.
+        session: crate::SessionId,
+        /// The receipt's last segment.
+        segment_seq: u64,
+    },
+    /// The receipt's digest differs from the origin's: wrong content was served.
+    #[error(
+        "session {session}: content digest differs from the origin's at segment {segment_seq}"
+    )]
+    ContentMismatch {
+        /// The session.
+        session: crate::SessionId,
+        /// The receipt's last segment.
+        segment_seq: u64,
+    },
+    /// The segment acknowledged was already old when the receipt was signed: stale content.
+    #[error("session {session}: segment {segment_seq} was {lag_ms} ms old (limit {limit_ms} ms)")]
+    StaleContent {
+        /// The session.
+        session: crate::SessionId,
+        /// The receipt's last segment.
+        segment_seq: u64,
+        /// Receipt time minus the segment's publication time.
+        lag_ms: u64,
+        /// The limit.
+        limit_ms: u64,
+    },
+}

@@ -52,15 +52,17 @@ mod identity;
 mod ids;
 mod receipt;
 mod signed;
+mod verifier;
 
 pub use content::{segment_hash, OriginDigests, SegmentChain, SegmentDigestSource, SegmentRecord};
-pub use error::SignatureError;
+pub use error::{ReceiptRejection, SignatureError};
 pub use grant::{SessionGrant, SignedGrant};
 pub use heartbeat::{HeartbeatNonces, NodeHeartbeat, SignedHeartbeat};
 pub use identity::{CoordinatorKey, KeyPair, NodeId, SignatureBytes, ViewerKey};
 pub use ids::{ContentDigest, OperatorId, SessionId, StreamId, MAX_NAME_LEN};
 pub use receipt::{SignedReceipt, ViewerReceipt};
 pub use signed::{CanonicalMessage, Signed};
+pub use verifier::{Credit, ReceiptVerifier, SessionUsage, SignatureCheck, VerifierConfig};
 
 #[cfg(test)]
 mod wire_tests;
