@@ -211,7 +211,7 @@ impl ReceiptVerifier {
                 entry
             })
             .collect();
-        usage.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        usage.sort_by_key(|u| u.session_id);
         usage
     }
 
