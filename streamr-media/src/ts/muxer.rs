@@ -1,0 +1,360 @@
+//! The FLV→MPEG-TS muxer: FLV audio/video tags in, 188-byte transport packets out.
+
+use crate::codec::{AudioSpecificConfig, AvcDecoderConfig, HevcDecoderConfig};
+use crate::flv::tag::{classify, Codec, MediaKind, PacketKind, TagInfo};
+use crate::flv::{FlvTag, FlvTagType};
+
+use super::packet::{write_pes_packets, FirstPacketFlags, PesHeader, TIMESTAMP_MASK};
+use super::psi::{write_pat, write_pmt, PmtStream};
+use super::TsError;
+
+/// PID of the video elementary stream.
+pub const VIDEO_PID: u16 = 0x0100;
+/// PID of the audio elementary stream.
+pub const AUDIO_PID: u16 = 0x0101;
+/// PMT stream type of H.264 video.
+pub const STREAM_TYPE_H264: u8 = 0x1B;
+/// PMT stream type of HEVC video.
+pub const STREAM_TYPE_HEVC: u8 = 0x24;
+/// PMT stream type of ADTS AAC audio.
+pub const STREAM_TYPE_AAC: u8 = 0x0F;
+/// Added to every FLV timestamp (in 90 kHz ticks, 1.4 s) so that PTS with a negative composition
+/// offset and the PCR, which runs ahead of decoding, stay positive. Fixed, so output is
+/// deterministic.
+pub const TIMESTAMP_OFFSET_90KHZ: u64 = 126_000;
+/// How far the PCR runs ahead of the DTS of the video frame that carries it (700 ms).
+pub const PCR_LEAD_90KHZ: u64 = 63_000;
+
+const VIDEO_STREAM_ID: u8 = 0xE0;
+const AUDIO_STREAM_ID: u8 = 0xC0;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum VideoConfig {
+    Avc(AvcDecoderConfig),
+    Hevc(HevcDecoderConfig),
+}
+
+impl VideoConfig {
+    fn stream_type(&self) -> u8 {
+        match self {
+            VideoConfig::Avc(_) => STREAM_TYPE_H264,
+            VideoConfig::Hevc(_) => STREAM_TYPE_HEVC,
+        }
+    }
+}
+
+/// What the muxer did with one tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MuxOutcome {
+    /// A coded frame was written as one PES.
+    Frame {
+        /// Audio or video.
+        kind: MediaKind,
+        /// True for a video keyframe.
+        keyframe: bool,
+    },
+    /// A sequence header set a new decoder configuration (the first one, or a different one).
+    ConfigChanged {
+        /// Audio or video.
+        kind: MediaKind,
+    },
+    /// A sequence header repeated the configuration already in use.
+    ConfigRepeated {
+        /// Audio or video.
+        kind: MediaKind,
+    },
+    /// The tag carries nothing for MPEG-TS (script data, end of sequence, metadata).
+    Skipped,
+}
+
+/// Converts a 32-bit FLV millisecond timestamp into the 33-bit 90 kHz clock, with the fixed
+/// [`TIMESTAMP_OFFSET_90KHZ`].
+pub fn flv_to_90khz(timestamp_ms: u32) -> u64 {
+    (u64::from(timestamp_ms) * 90 + TIMESTAMP_OFFSET_90KHZ) & TIMESTAMP_MASK
+}
+
+fn with_offset(ts: u64, offset_ms: i32) -> u64 {
+    let shifted = (ts as i64).wrapping_add(i64::from(offset_ms) * 90);
+    (shifted.rem_euclid(1 << 33)) as u64
+}
+
+/// A deterministic FLV→MPEG-TS muxer for H.264/HEVC video and AAC audio: the same tags always
+/// produce the same bytes. Sequence headers configure the streams; each coded frame becomes one
+/// PES (video: Annex-B with an access unit delimiter and parameter sets before keyframes; audio:
+/// one ADTS frame) split into 188-byte packets. The PCR rides on the video PID (on the audio PID
+/// for audio-only streams).
+///
+/// ```
+/// use streamr_media::flv::{FlvTag, FlvTagType};
+/// use streamr_media::ts::{FlvTsMuxer, MuxOutcome};
+///
+/// let mut muxer = FlvTsMuxer::new();
+/// let mut out = Vec::new();
+/// let header = FlvTag { tag_type: FlvTagType::Audio, timestamp: 0, stream_id: 0, data: vec![0xAF, 0, 0x12, 0x10].into() };
+/// muxer.write_tag(&header, &mut out).unwrap();
+/// muxer.write_tables(&mut out);
+/// let frame = FlvTag { timestamp: 23, data: vec![0xAF, 1, 0x21, 0x00].into(), ..header };
+/// assert!(matches!(muxer.write_tag(&frame, &mut out).unwrap(), MuxOutcome::Frame { .. }));
+/// assert_eq!(out.len() % 188, 0);
+/// ```
+#[derive(Debug, Default)]
+pub struct FlvTsMuxer {
+    video: Option<VideoConfig>,
+    audio: Option<AudioSpecificConfig>,
+    cc_pat: u8,
+    cc_pmt: u8,
+    cc_video: u8,
+    cc_audio: u8,
+    scratch: Vec<u8>,
+}
+
+impl FlvTsMuxer {
+    /// A muxer with no stream configured yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// True once a video sequence header (H.264 or HEVC) was accepted.
+    pub fn has_video(&self) -> bool {
+        self.video.is_some()
+    }
+
+    /// True once an AAC sequence header was accepted.
+    pub fn has_audio(&self) -> bool {
+        self.audio.is_some()
+    }
+
+    /// The PID that carries the PCR.
+    pub fn pcr_pid(&self) -> u16 {
+        if self.video.is_some() || self.audio.is_none() {
+            VIDEO_PID
+        } else {
+            AUDIO_PID
+        }
+    }
+
+    /// Restarts every continuity counter at 0, so a segment that starts here is identical whoever
+    /// muxed the stream before it.
+    pub fn reset_continuity(&mut self) {
+        self.cc_pat = 0;
+        self.cc_pmt = 0;
+        self.cc_video = 0;
+        self.cc_audio = 0;
+    }
+
+    /// Appends a PAT and a PMT listing the configured streams (two packets).
+    pub fn write_tables(&mut self, out: &mut Vec<u8>) {
+        let mut streams = [PmtStream {
+            stream_type: 0,
+            pid: 0,
+        }; 2];
+        let mut count = 0;
+        if let Some(video) = &self.video {
+            streams[count] = PmtStream {
+                stream_type: video.stream_type(),
+                pid: VIDEO_PID,
+            };
+            count += 1;
+        }
+        if self.audio.is_some() {
+            streams[count] = PmtStream {
+                stream_type: STREAM_TYPE_AAC,
+                pid: AUDIO_PID,
+            };
+            count += 1;
+        }
+        write_pat(out, self.cc_pat);
+        self.cc_pat = (self.cc_pat + 1) & 0x0F;
+        write_pmt(out, self.cc_pmt, self.pcr_pid(), &streams[..count]);
+        self.cc_pmt = (self.cc_pmt + 1) & 0x0F;
+    }
+
+    /// Classifies an audio/video tag body; `Ok(None)` for script data.
+    pub fn classify(tag: &FlvTag) -> Result<Option<TagInfo>, TsError> {
+        let kind = match tag.tag_type {
+            FlvTagType::Audio => MediaKind::Audio,
+            FlvTagType::Video => MediaKind::Video,
+            _ => return Ok(None),
+        };
+        classify(kind, &tag.data)
+            .map(Some)
+            .map_err(|source| TsError::Tag {
+                timestamp: tag.timestamp,
+                source,
+            })
+    }
+
+    /// Muxes one FLV tag, appending any packets to `out`. On error nothing is appended and the
+    /// muxer is unchanged.
+    pub fn write_tag(&mut self, tag: &FlvTag, out: &mut Vec<u8>) -> Result<MuxOutcome, TsError> {
+        match Self::classify(tag)? {
+            Some(info) => self.write_classified(tag, &info, out),
+            None => Ok(MuxOutcome::Skipped),
+        }
+    }
+
+    /// Like [`write_tag`](Self::write_tag) for a tag already classified by the caller.
+    pub fn write_classified(
+        &mut self,
+        tag: &FlvTag,
+        info: &TagInfo,
+        out: &mut Vec<u8>,
+    ) -> Result<MuxOutcome, TsError> {
+        let payload = tag.data.get(info.payload_offset..).unwrap_or_default();
+        let timestamp = tag.timestamp;
+        let codec_error = |source| TsError::Codec {
+            kind: info.kind,
+            timestamp,
+            source,
+        };
+        match (info.kind, info.packet) {
+            (MediaKind::Video, PacketKind::SequenceHeader) => {
+                let config = match info.codec {
+                    Codec::H264 => {
+                        VideoConfig::Avc(AvcDecoderConfig::parse(payload).map_err(codec_error)?)
+                    }
+                    Codec::Hevc => {
+                        VideoConfig::Hevc(HevcDecoderConfig::parse(payload).map_err(codec_error)?)
+                    }
+                    codec => return Err(unsupported(info.kind, codec, timestamp)),
+                };
+                Ok(replace_config(&mut self.video, config, MediaKind::Video))
+            }
+            (MediaKind::Audio, PacketKind::SequenceHeader) => {
+                if info.codec != Codec::Aac {
+                    return Err(unsupported(info.kind, info.codec, timestamp));
+                }
+                let config = AudioSpecificConfig::parse(payload).map_err(codec_error)?;
+                config.check_adts().map_err(codec_error)?;
+                Ok(replace_config(&mut self.audio, config, MediaKind::Audio))
+            }
+            (MediaKind::Video, PacketKind::CodedFrame) => self.write_video(tag, info, payload, out),
+            (MediaKind::Audio, PacketKind::CodedFrame) => self.write_audio(tag, info, payload, out),
+            _ => Ok(MuxOutcome::Skipped),
+        }
+    }
+
+    fn write_video(
+        &mut self,
+        tag: &FlvTag,
+        info: &TagInfo,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<MuxOutcome, TsError> {
+        let timestamp = tag.timestamp;
+        let config = self.video.as_ref().ok_or(TsError::MissingSequenceHeader {
+            kind: MediaKind::Video,
+            timestamp,
+        })?;
+        let matches_config = matches!(
+            (config, info.codec),
+            (VideoConfig::Avc(_), Codec::H264) | (VideoConfig::Hevc(_), Codec::Hevc)
+        );
+        if !matches_config {
+            return Err(match info.codec {
+                Codec::H264 | Codec::Hevc => TsError::MissingSequenceHeader {
+                    kind: MediaKind::Video,
+                    timestamp,
+                },
+                codec => unsupported(MediaKind::Video, codec, timestamp),
+            });
+        }
+        self.scratch.clear();
+        let converted = match config {
+            VideoConfig::Avc(avc) => avc.write_annexb(payload, &mut self.scratch),
+            VideoConfig::Hevc(hevc) => hevc.write_annexb(payload, &mut self.scratch),
+        };
+        converted.map_err(|source| TsError::Codec {
+            kind: MediaKind::Video,
+            timestamp,
+            source,
+        })?;
+        let dts = flv_to_90khz(timestamp);
+        let pts = with_offset(dts, info.composition_time);
+        let Some(header) = PesHeader::new(VIDEO_STREAM_ID, pts, Some(dts), None) else {
+            return Err(TsError::PesTooLarge {
+                len: self.scratch.len(),
+                timestamp,
+            });
+        };
+        let flags = FirstPacketFlags {
+            pcr: Some(dts.wrapping_sub(PCR_LEAD_90KHZ) & TIMESTAMP_MASK),
+            random_access: info.is_keyframe,
+        };
+        write_pes_packets(
+            out,
+            VIDEO_PID,
+            &mut self.cc_video,
+            flags,
+            &[header.as_slice(), &self.scratch],
+        );
+        Ok(MuxOutcome::Frame {
+            kind: MediaKind::Video,
+            keyframe: info.is_keyframe,
+        })
+    }
+
+    fn write_audio(
+        &mut self,
+        tag: &FlvTag,
+        info: &TagInfo,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<MuxOutcome, TsError> {
+        let timestamp = tag.timestamp;
+        if info.codec != Codec::Aac {
+            return Err(unsupported(MediaKind::Audio, info.codec, timestamp));
+        }
+        let config = self.audio.ok_or(TsError::MissingSequenceHeader {
+            kind: MediaKind::Audio,
+            timestamp,
+        })?;
+        let adts = config
+            .adts_header(payload.len())
+            .map_err(|source| TsError::Codec {
+                kind: MediaKind::Audio,
+                timestamp,
+                source,
+            })?;
+        let pts = flv_to_90khz(timestamp);
+        let header = PesHeader::new(AUDIO_STREAM_ID, pts, None, Some(adts.len() + payload.len()))
+            .ok_or(TsError::PesTooLarge {
+            len: payload.len(),
+            timestamp,
+        })?;
+        let audio_carries_pcr = self.video.is_none();
+        let flags = FirstPacketFlags {
+            pcr: audio_carries_pcr.then(|| pts.wrapping_sub(PCR_LEAD_90KHZ) & TIMESTAMP_MASK),
+            random_access: audio_carries_pcr,
+        };
+        write_pes_packets(
+            out,
+            AUDIO_PID,
+            &mut self.cc_audio,
+            flags,
+            &[header.as_slice(), &adts, payload],
+        );
+        Ok(MuxOutcome::Frame {
+            kind: MediaKind::Audio,
+            keyframe: false,
+        })
+    }
+}
+
+fn unsupported(kind: MediaKind, codec: Codec, timestamp: u32) -> TsError {
+    TsError::UnsupportedCodec {
+        kind,
+        codec,
+        timestamp,
+    }
+}
+
+fn replace_config<T: PartialEq>(slot: &mut Option<T>, config: T, kind: MediaKind) -> MuxOutcome {
+    if slot.as_ref() == Some(&config) {
+        MuxOutcome::ConfigRepeated { kind }
+    } else {
+        *slot = Some(config);
+        MuxOutcome::ConfigChanged { kind }
+    }
+}
