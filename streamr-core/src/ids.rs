@@ -166,3 +166,24 @@ mod tests {
         assert!(serde_json::from_str::<StreamId>(&json).is_err());
     }
 }
+
+/// An IPv4 /24 network (the first three octets), used for self-dealing and Sybil caps.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
+)]
+pub struct Subnet24(pub [u8; 3]);
+
+impl Subnet24 {
+    /// The /24 that contains `addr`.
+    pub fn of(addr: std::net::Ipv4Addr) -> Self {
+        let [a, b, c, _] = addr.octets();
+        Self([a, b, c])
+    }
+}
+
+impl fmt::Display for Subnet24 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c] = self.0;
+        write!(f, "{a}.{b}.{c}.0/24")
+    }
+}

@@ -43,6 +43,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod apportion;
 pub mod canonical;
 mod content;
 mod error;
@@ -51,6 +52,7 @@ mod heartbeat;
 mod identity;
 mod ids;
 mod receipt;
+mod rewards;
 mod signed;
 mod verifier;
 
@@ -59,8 +61,11 @@ pub use error::{ReceiptRejection, SignatureError};
 pub use grant::{SessionGrant, SignedGrant};
 pub use heartbeat::{HeartbeatNonces, NodeHeartbeat, SignedHeartbeat};
 pub use identity::{CoordinatorKey, KeyPair, NodeId, SignatureBytes, ViewerKey};
-pub use ids::{ContentDigest, OperatorId, SessionId, StreamId, MAX_NAME_LEN};
+pub use ids::{ContentDigest, OperatorId, SessionId, StreamId, Subnet24, MAX_NAME_LEN};
 pub use receipt::{SignedReceipt, ViewerReceipt};
+pub use rewards::{
+    node_weight, split_pool, NodeEpochInput, NodeReward, RewardConfig, RewardSplit, PPM,
+};
 pub use signed::{CanonicalMessage, Signed};
 pub use verifier::{Credit, ReceiptVerifier, SessionUsage, SignatureCheck, VerifierConfig};
 
