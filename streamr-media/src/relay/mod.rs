@@ -1,1 +1,80 @@
 //! Relay fan-out: one publisher per stream key, many viewers, shared frames, GOP cache, slow-viewer policy.
+//!
+//! A [`RelayHub`] holds the streams. A [`Publisher`] appends each received message once as a
+//! reference-counted [`Frame`]; every [`Subscription`] reads the same frames at its own pace:
+//!
+//! - **GOP cache**: a new viewer of a live stream starts with metadata, sequence headers and the
+//!   current GOP from its keyframe, so playback starts at once on a decodable picture.
+//! - **Bounded lag**: a viewer that falls further behind than [`RelayConfig::viewer_max_lag_bytes`]
+//!   or [`RelayConfig::viewer_max_lag`] skips to a keyframe (sequence headers are resent) and the
+//!   skipped frames and bytes are counted. The publisher and other viewers never wait for it.
+//! - **Republish**: when the publisher leaves, viewers get [`RelayEvent::PublisherEnded`] and stay
+//!   subscribed; a new publisher on the same key resumes them with its own sequence headers.
+//! - **Chunk once**: [`Frame::chunked`] caches the RTMP wire form per chunk size, shared by every
+//!   connection that uses it.
+//!
+//! The hub does no I/O; the tokio server in [`crate::server`] and the HTTP layer drive it.
+
+mod frame;
+mod hub;
+mod stats;
+mod stream;
+mod subscription;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+pub use frame::{ChunkingKey, Frame, FrameKind};
+pub use hub::{Publisher, RelayError, RelayHub, StreamKey};
+pub use stats::{StreamStats, ViewerStats};
+pub use subscription::{RelayEvent, Subscription};
+
+/// Limits and policies of a [`RelayHub`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelayConfig {
+    /// Keep the current GOP so new viewers start at once on its keyframe (default on).
+    pub gop_cache: bool,
+    /// A GOP larger than this is not cached; new viewers then wait for the next keyframe.
+    pub gop_cache_max_bytes: u64,
+    /// A viewer further behind the newest frame than this many payload bytes skips ahead.
+    pub viewer_max_lag_bytes: u64,
+    /// A viewer further behind the newest frame than this media duration skips ahead.
+    pub viewer_max_lag: Duration,
+    /// Upper bound on frames kept per stream, whatever their size.
+    pub ring_max_entries: usize,
+    /// Most streams the hub relays at once.
+    pub max_streams: usize,
+    /// Most viewers per stream.
+    pub max_viewers_per_stream: usize,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            gop_cache: true,
+            gop_cache_max_bytes: 32 * 1024 * 1024,
+            viewer_max_lag_bytes: 16 * 1024 * 1024,
+            viewer_max_lag: Duration::from_secs(10),
+            ring_max_entries: 65_536,
+            max_streams: 4096,
+            max_viewers_per_stream: 100_000,
+        }
+    }
+}
+
+impl RelayConfig {
+    /// Turns the GOP cache on or off.
+    pub fn with_gop_cache(mut self, on: bool) -> Self {
+        self.gop_cache = on;
+        self
+    }
+
+    /// Sets the viewer lag budget in payload bytes and media duration.
+    pub fn with_viewer_max_lag(mut self, bytes: u64, duration: Duration) -> Self {
+        self.viewer_max_lag_bytes = bytes;
+        self.viewer_max_lag = duration;
+        self
+    }
+}

@@ -1,0 +1,232 @@
+//! The registry of relayed streams: one publisher per key, any number of viewers.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use super::frame::FrameKind;
+use super::stats::StreamStats;
+use super::stream::{lock, Stream};
+use super::subscription::Subscription;
+use super::RelayConfig;
+
+/// Identifies a stream: the RTMP application and stream name (the stream key).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKey {
+    /// The application, e.g. `live` in `rtmp://host/live/abc`.
+    pub app: String,
+    /// The stream name, e.g. `abc`, without any `?query`.
+    pub name: String,
+}
+
+impl StreamKey {
+    /// A key for `app` and stream `name`.
+    pub fn new(app: impl Into<String>, name: impl Into<String>) -> Self {
+        StreamKey {
+            app: app.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.app, self.name)
+    }
+}
+
+/// Why the hub refused a publisher or a viewer.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// Another publisher is already live on this key.
+    #[error("stream {key} already has a publisher")]
+    StreamBusy {
+        /// The contested stream.
+        key: StreamKey,
+    },
+    /// The hub relays as many streams as its configuration allows.
+    #[error("stream {key} refused: the relay already carries its limit of {limit} streams")]
+    TooManyStreams {
+        /// The refused stream.
+        key: StreamKey,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The stream has as many viewers as the configuration allows.
+    #[error("viewer of {key} refused: the stream already has its limit of {limit} viewers")]
+    TooManyViewers {
+        /// The stream.
+        key: StreamKey,
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+/// Shared state behind every [`RelayHub`] clone.
+#[derive(Debug)]
+pub(crate) struct HubInner {
+    config: RelayConfig,
+    streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
+}
+
+impl HubInner {
+    /// Forgets `stream` when nobody publishes or watches it any more.
+    pub(crate) fn forget_if_idle(&self, key: &StreamKey, stream: &Arc<Stream>) {
+        let mut streams = lock(&self.streams);
+        if stream.is_idle() && streams.get(key).is_some_and(|s| Arc::ptr_eq(s, stream)) {
+            streams.remove(key);
+        }
+    }
+
+    fn stream(&self, key: &StreamKey) -> Result<Arc<Stream>, RelayError> {
+        let mut streams = lock(&self.streams);
+        if let Some(stream) = streams.get(key) {
+            return Ok(stream.clone());
+        }
+        if streams.len() >= self.config.max_streams {
+            return Err(RelayError::TooManyStreams {
+                key: key.clone(),
+                limit: self.config.max_streams,
+            });
+        }
+        let stream = Arc::new(Stream::new(self.config.clone()));
+        streams.insert(key.clone(), stream.clone());
+        Ok(stream)
+    }
+}
+
+/// The relay hub: streams keyed by [`StreamKey`], each with at most one [`Publisher`] and any
+/// number of [`Subscription`]s. Cheap to clone; clones share the same streams, so the RTMP server
+/// and the HTTP layer serve the same frames.
+///
+/// ```
+/// use bytes::Bytes;
+/// use streamr_media::relay::{FrameKind, RelayEvent, RelayHub, StreamKey};
+///
+/// let hub = RelayHub::default();
+/// let key = StreamKey::new("live", "demo");
+/// let publisher = hub.publish(key.clone()).unwrap();
+/// let mut viewer = hub.subscribe(key).unwrap();
+///
+/// // An AVC keyframe: the viewer starts here.
+/// publisher.send(FrameKind::Video, 0, Bytes::from_static(&[0x17, 1, 0, 0, 0, 0x65]));
+/// let mut events = Vec::new();
+/// viewer.try_recv_batch(&mut events, 16);
+/// assert!(matches!(&events[..], [RelayEvent::Frame(f)] if f.is_video_keyframe()));
+/// ```
+#[derive(Debug, Clone)]
+pub struct RelayHub {
+    inner: Arc<HubInner>,
+}
+
+impl Default for RelayHub {
+    fn default() -> Self {
+        RelayHub::new(RelayConfig::default())
+    }
+}
+
+impl RelayHub {
+    /// A hub with the given configuration.
+    pub fn new(config: RelayConfig) -> Self {
+        RelayHub {
+            inner: Arc::new(HubInner {
+                config,
+                streams: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The hub's configuration.
+    pub fn config(&self) -> &RelayConfig {
+        &self.inner.config
+    }
+
+    /// Starts publishing `key`. Viewers already subscribed (waiting, or left by an earlier
+    /// publisher) resume with this publisher's sequence headers and first keyframe.
+    pub fn publish(&self, key: StreamKey) -> Result<Publisher, RelayError> {
+        let stream = self.inner.stream(&key)?;
+        if !stream.begin_publish() {
+            return Err(RelayError::StreamBusy { key });
+        }
+        Ok(Publisher {
+            hub: self.inner.clone(),
+            key,
+            stream,
+        })
+    }
+
+    /// Subscribes a viewer to `key`, published or not yet. With the GOP cache on, a viewer of a
+    /// live stream immediately gets metadata, sequence headers and the current GOP from its
+    /// keyframe; otherwise it starts at the next keyframe.
+    pub fn subscribe(&self, key: StreamKey) -> Result<Subscription, RelayError> {
+        let stream = self.inner.stream(&key)?;
+        let viewers = lock(&stream.viewers).len();
+        if viewers >= self.inner.config.max_viewers_per_stream {
+            self.inner.forget_if_idle(&key, &stream);
+            return Err(RelayError::TooManyViewers {
+                key,
+                limit: self.inner.config.max_viewers_per_stream,
+            });
+        }
+        Ok(Subscription::new(self.inner.clone(), key, stream))
+    }
+
+    /// Whether `key` has a live publisher.
+    pub fn is_publishing(&self, key: &StreamKey) -> bool {
+        let stream = lock(&self.inner.streams).get(key).cloned();
+        stream.is_some_and(|stream| lock(&stream.state).publishing)
+    }
+
+    /// Counters of one stream, if the hub knows it.
+    pub fn stream_stats(&self, key: &StreamKey) -> Option<StreamStats> {
+        let stream = lock(&self.inner.streams).get(key).cloned()?;
+        Some(stream.stats(key.clone()))
+    }
+
+    /// Counters of every stream the hub knows, sorted by key.
+    pub fn all_stats(&self) -> Vec<StreamStats> {
+        let streams: Vec<_> = lock(&self.inner.streams)
+            .iter()
+            .map(|(key, stream)| (key.clone(), stream.clone()))
+            .collect();
+        let mut stats: Vec<_> = streams
+            .into_iter()
+            .map(|(key, stream)| stream.stats(key))
+            .collect();
+        stats.sort_by(|a, b| a.key.cmp(&b.key));
+        stats
+    }
+}
+
+/// The publishing side of a stream. Dropping it ends the publish and tells the viewers.
+#[derive(Debug)]
+pub struct Publisher {
+    hub: Arc<HubInner>,
+    key: StreamKey,
+    stream: Arc<Stream>,
+}
+
+impl Publisher {
+    /// The published stream.
+    pub fn key(&self) -> &StreamKey {
+        &self.key
+    }
+
+    /// Relays one audio, video or metadata message (`timestamp` in milliseconds). The payload is
+    /// shared with every viewer, never copied. Metadata is the AMF0 `onMetaData` data without the
+    /// `@setDataFrame` prefix.
+    pub fn send(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
+        self.stream.push(kind, timestamp, payload);
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.stream.end_publish();
+        self.hub.forget_if_idle(&self.key, &self.stream);
+    }
+}

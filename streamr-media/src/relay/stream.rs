@@ -1,0 +1,307 @@
+//! One relayed stream: the shared frame ring, the GOP cache and the current decoder configuration.
+//!
+//! The publisher appends each frame once; every viewer reads the same ring through its own cursor.
+//! The ring keeps the current GOP (for new viewers) and the most recent frames within the largest
+//! viewer budget (for viewers that are a little behind); older frames are released, so a stalled
+//! viewer holds no memory beyond the batch it is writing.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::frame::{Frame, FrameKind};
+use super::stats::{StreamStats, ViewerCounters};
+use super::RelayConfig;
+
+/// The decoder configuration a viewer needs before its first frame: the latest metadata and
+/// sequence headers.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct StartBundle {
+    pub(crate) metadata: Option<Arc<Frame>>,
+    pub(crate) video_header: Option<Arc<Frame>>,
+    pub(crate) audio_header: Option<Arc<Frame>>,
+}
+
+impl StartBundle {
+    pub(crate) fn frames(&self) -> impl Iterator<Item = &Arc<Frame>> {
+        [&self.metadata, &self.video_header, &self.audio_header]
+            .into_iter()
+            .flatten()
+    }
+}
+
+/// What a ring slot holds.
+#[derive(Debug)]
+pub(crate) enum Slot {
+    /// A frame; `sync` is set when a viewer may start here (a video keyframe, or any audio frame
+    /// of a stream without video) and holds the configuration valid at that point.
+    Frame {
+        frame: Arc<Frame>,
+        sync: Option<Arc<StartBundle>>,
+    },
+    /// The publisher of this generation left.
+    Ended,
+}
+
+/// One ring slot with the stream totals before it, so lag and drops are plain subtractions.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) generation: u64,
+    pub(crate) frames_before: u64,
+    pub(crate) bytes_before: u64,
+    pub(crate) timestamp: u32,
+    pub(crate) slot: Slot,
+}
+
+/// Timestamp rebasing so a republished stream continues where the previous publisher stopped.
+#[derive(Debug, Default)]
+struct Rebase {
+    input_base: Option<u32>,
+    output_base: u32,
+}
+
+/// The mutable state of a stream, behind one mutex held only for short appends and batch reads.
+#[derive(Debug, Default)]
+pub(crate) struct StreamState {
+    pub(crate) ring: VecDeque<Entry>,
+    /// Sequence number of `ring[0]`.
+    pub(crate) front_seq: u64,
+    pub(crate) total_frames: u64,
+    pub(crate) total_bytes: u64,
+    pub(crate) last_timestamp: u32,
+    pub(crate) publishing: bool,
+    pub(crate) generation: u64,
+    /// Sequence number of the latest sync point still in the ring and within the GOP cache limit.
+    pub(crate) latest_sync: Option<u64>,
+    has_video: bool,
+    headers: StartBundle,
+    rebase: Rebase,
+    publish_count: u64,
+    last_output_timestamp: Option<u32>,
+}
+
+impl StreamState {
+    /// Sequence number the next appended entry gets.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.front_seq.saturating_add(self.ring.len() as u64)
+    }
+
+    /// The entry with sequence number `seq`, if still in the ring.
+    pub(crate) fn get(&self, seq: u64) -> Option<&Entry> {
+        let index = usize::try_from(seq.checked_sub(self.front_seq)?).ok()?;
+        self.ring.get(index)
+    }
+
+    /// Bytes and milliseconds the entry `seq` is behind the newest frame.
+    pub(crate) fn lag_of(&self, entry: &Entry) -> (u64, u32) {
+        let bytes = self.total_bytes.saturating_sub(entry.bytes_before);
+        // Timestamps wrap after ~49 days; a small negative difference means no lag.
+        let millis = self.last_timestamp.wrapping_sub(entry.timestamp);
+        let millis = if millis > u32::MAX / 2 { 0 } else { millis };
+        (bytes, millis)
+    }
+}
+
+/// A stream shared by its publisher, its viewers and the hub.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    pub(crate) state: Mutex<StreamState>,
+    /// Carries the next sequence number; viewers wait on it for new entries.
+    pub(crate) head: watch::Sender<u64>,
+    pub(crate) viewers: Mutex<HashMap<u64, Arc<ViewerCounters>>>,
+    pub(crate) next_viewer_id: AtomicU64,
+    pub(crate) config: RelayConfig,
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it: relay state stays
+/// consistent between statements, so a panic elsewhere must not take every viewer down.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+impl Stream {
+    pub(crate) fn new(config: RelayConfig) -> Self {
+        Stream {
+            state: Mutex::new(StreamState::default()),
+            head: watch::Sender::new(0),
+            viewers: Mutex::new(HashMap::new()),
+            next_viewer_id: AtomicU64::new(0),
+            config,
+        }
+    }
+
+    /// Marks the stream as published by a new publisher; false if one is already publishing.
+    pub(crate) fn begin_publish(&self) -> bool {
+        let mut state = lock(&self.state);
+        if state.publishing {
+            return false;
+        }
+        state.publishing = true;
+        state.generation = state.generation.wrapping_add(1);
+        state.publish_count = state.publish_count.saturating_add(1);
+        state.rebase = Rebase::default();
+        state.headers = StartBundle::default();
+        state.has_video = false;
+        state.latest_sync = None;
+        true
+    }
+
+    /// Marks the end of the current publish and tells the viewers.
+    pub(crate) fn end_publish(&self) {
+        let next = {
+            let mut state = lock(&self.state);
+            if !state.publishing {
+                return;
+            }
+            state.publishing = false;
+            state.latest_sync = None;
+            let entry = Entry {
+                generation: state.generation,
+                frames_before: state.total_frames,
+                bytes_before: state.total_bytes,
+                timestamp: state.last_timestamp,
+                slot: Slot::Ended,
+            };
+            state.ring.push_back(entry);
+            self.evict(&mut state);
+            state.next_seq()
+        };
+        self.head.send_replace(next);
+    }
+
+    /// Appends one frame from the publisher and wakes the viewers.
+    pub(crate) fn push(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
+        let next = {
+            let mut state = lock(&self.state);
+            let timestamp = rebase(&mut state, timestamp);
+            let frame = Arc::new(Frame::new(kind, timestamp, payload));
+            let size = frame.payload().len() as u64;
+            match kind {
+                FrameKind::Metadata => state.headers.metadata = Some(frame.clone()),
+                FrameKind::Video => {
+                    state.has_video = true;
+                    if frame.is_sequence_header() {
+                        state.headers.video_header = Some(frame.clone());
+                    }
+                }
+                FrameKind::Audio => {
+                    if frame.is_sequence_header() {
+                        state.headers.audio_header = Some(frame.clone());
+                    }
+                }
+            }
+            let is_sync = frame.is_video_keyframe()
+                || (kind == FrameKind::Audio && !state.has_video && frame.is_coded_media());
+            let sync = is_sync.then(|| Arc::new(state.headers.clone()));
+            let seq = state.next_seq();
+            let entry = Entry {
+                generation: state.generation,
+                frames_before: state.total_frames,
+                bytes_before: state.total_bytes,
+                timestamp,
+                slot: Slot::Frame { frame, sync },
+            };
+            state.ring.push_back(entry);
+            state.total_frames = state.total_frames.saturating_add(1);
+            state.total_bytes = state.total_bytes.saturating_add(size);
+            state.last_timestamp = timestamp;
+            if is_sync {
+                state.latest_sync = Some(seq);
+            }
+            self.evict(&mut state);
+            state.next_seq()
+        };
+        self.head.send_replace(next);
+    }
+
+    /// Releases ring entries no viewer may still need: older than the current GOP (or the GOP
+    /// cache limit) and beyond every viewer's lag budget.
+    fn evict(&self, state: &mut StreamState) {
+        let config = &self.config;
+        // Stop caching a GOP that outgrew its limit; new viewers then wait for the next keyframe.
+        if let Some(sync) = state.latest_sync {
+            let too_big = match state.get(sync) {
+                Some(entry) => {
+                    !config.gop_cache
+                        || state.total_bytes.saturating_sub(entry.bytes_before)
+                            > config.gop_cache_max_bytes
+                }
+                None => true,
+            };
+            if too_big {
+                state.latest_sync = None;
+            }
+        }
+        while let Some(front) = state.ring.front() {
+            let front_seq = state.front_seq;
+            if state.latest_sync.is_some_and(|sync| sync <= front_seq) {
+                break;
+            }
+            let (lag_bytes, lag_millis) = state.lag_of(front);
+            let within_budget = lag_bytes <= config.viewer_max_lag_bytes
+                && u64::from(lag_millis) <= duration_millis(config.viewer_max_lag);
+            if within_budget && state.ring.len() <= config.ring_max_entries {
+                break;
+            }
+            state.ring.pop_front();
+            state.front_seq = state.front_seq.saturating_add(1);
+        }
+    }
+
+    pub(crate) fn stats(&self, key: super::StreamKey) -> StreamStats {
+        let state = lock(&self.state);
+        let viewers = lock(&self.viewers)
+            .iter()
+            .map(|(id, counters)| counters.snapshot(*id))
+            .collect();
+        StreamStats {
+            key,
+            publishing: state.publishing,
+            publish_count: state.publish_count,
+            frames_in: state.total_frames,
+            bytes_in: state.total_bytes,
+            viewers,
+        }
+    }
+
+    /// True when nobody publishes or watches, so the hub may forget the stream.
+    pub(crate) fn is_idle(&self) -> bool {
+        !lock(&self.state).publishing && lock(&self.viewers).is_empty()
+    }
+}
+
+fn duration_millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Maps a publisher timestamp onto the stream's timeline: unchanged for the first publish, and
+/// continuing just after the last relayed frame for a republish. Wrapping on purpose: RTMP
+/// timestamps are 32-bit milliseconds that wrap.
+fn rebase(state: &mut StreamState, timestamp: u32) -> u32 {
+    let input_base = match state.rebase.input_base {
+        Some(base) => base,
+        None => {
+            state.rebase.input_base = Some(timestamp);
+            state.rebase.output_base = match state.last_output_timestamp {
+                Some(last) => last.wrapping_add(1),
+                None => timestamp,
+            };
+            timestamp
+        }
+    };
+    let output = state
+        .rebase
+        .output_base
+        .wrapping_add(timestamp.wrapping_sub(input_base));
+    state.last_output_timestamp = Some(output);
+    output
+}
+
+/// Ordering used for counters: they are statistics, not synchronisation.
+pub(crate) const COUNTER: Ordering = Ordering::Relaxed;

@@ -1,0 +1,296 @@
+//! A viewer's subscription: its cursor into the stream's shared ring and the slow-viewer policy.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::frame::Frame;
+use super::hub::HubInner;
+use super::stats::ViewerCounters;
+use super::stream::{lock, Entry, Slot, Stream, StreamState, COUNTER};
+use super::StreamKey;
+
+/// What a viewer receives, in order.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum RelayEvent {
+    /// A frame to send. After a start, a restart or a drop the viewer first gets the current
+    /// metadata and sequence headers, then a keyframe.
+    Frame(Arc<Frame>),
+    /// A publisher started (or restarted) the stream; frames follow, starting with decoder
+    /// configuration and a keyframe. Not sent for a publisher that was live when subscribing.
+    PublisherStarted,
+    /// The publisher left. The subscription stays valid: a republish on the same key resumes it
+    /// with [`RelayEvent::PublisherStarted`].
+    PublisherEnded,
+}
+
+/// Where the viewer is relative to the decodable stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Receiving every frame.
+    Live,
+    /// Waiting for a sync point; frames passed meanwhile count as drops when `after_lag`.
+    AwaitSync { after_lag: bool },
+}
+
+/// One viewer of a stream, created by [`RelayHub::subscribe`](super::RelayHub::subscribe).
+///
+/// The viewer pulls at its own pace. Frames are shared `Arc<Frame>`s; nothing is copied per
+/// viewer. A viewer that falls further behind than the configured budget skips to a keyframe
+/// (whole GOP tails only) and the skipped frames and bytes are counted. Dropping the subscription
+/// unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    hub: Arc<HubInner>,
+    key: StreamKey,
+    stream: Arc<Stream>,
+    id: u64,
+    counters: Arc<ViewerCounters>,
+    head: watch::Receiver<u64>,
+    cursor: u64,
+    pos_frames: u64,
+    pos_bytes: u64,
+    phase: Phase,
+    generation: u64,
+    live: bool,
+}
+
+/// Totals gathered during one batch, added to the shared counters once per batch.
+#[derive(Debug, Default)]
+struct BatchCounts {
+    frames_out: u64,
+    bytes_out: u64,
+    frames_dropped: u64,
+    bytes_dropped: u64,
+}
+
+impl Subscription {
+    pub(crate) fn new(hub: Arc<HubInner>, key: StreamKey, stream: Arc<Stream>) -> Self {
+        let id = stream.next_viewer_id.fetch_add(1, COUNTER);
+        let counters = Arc::new(ViewerCounters::default());
+        lock(&stream.viewers).insert(id, counters.clone());
+        let head = stream.head.subscribe();
+        let state = lock(&stream.state);
+        // Start at the cached GOP when there is one, otherwise at the next keyframe.
+        let (cursor, pos_frames, pos_bytes) = match state
+            .latest_sync
+            .and_then(|seq| state.get(seq).map(|entry| (seq, entry)))
+        {
+            Some((seq, entry)) if state.publishing => {
+                (seq, entry.frames_before, entry.bytes_before)
+            }
+            _ => (state.next_seq(), state.total_frames, state.total_bytes),
+        };
+        let generation = state.generation;
+        let live = state.publishing;
+        drop(state);
+        Subscription {
+            hub,
+            key,
+            stream,
+            id,
+            counters,
+            head,
+            cursor,
+            pos_frames,
+            pos_bytes,
+            phase: Phase::AwaitSync { after_lag: false },
+            generation,
+            live,
+        }
+    }
+
+    /// The stream this subscription follows.
+    pub fn key(&self) -> &StreamKey {
+        &self.key
+    }
+
+    /// This viewer's id, unique within its stream (as in [`ViewerStats`](super::ViewerStats)).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether a publisher is live as far as this viewer has read.
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// Appends the available events to `out` without waiting and returns how many. Stops once
+    /// `max_events` are reached, except that a start at a keyframe may add its few configuration
+    /// frames beyond.
+    pub fn try_recv_batch(&mut self, out: &mut Vec<RelayEvent>, max_events: usize) -> usize {
+        let stream = self.stream.clone();
+        let state = lock(&stream.state);
+        let start = out.len();
+        let mut counts = BatchCounts::default();
+        while out.len().saturating_sub(start) < max_events {
+            if self.cursor < state.front_seq {
+                self.skip_after_lag(&state, out, &mut counts);
+                continue;
+            }
+            let Some(entry) = state.get(self.cursor) else {
+                break;
+            };
+            if self.phase == Phase::Live && self.is_over_budget(&state, entry) {
+                self.skip_after_lag(&state, out, &mut counts);
+                continue;
+            }
+            if entry.generation != self.generation {
+                self.enter_generation(entry.generation, out);
+            }
+            self.consume(entry, out, &mut counts);
+        }
+        drop(state);
+        self.counters
+            .frames_out
+            .fetch_add(counts.frames_out, COUNTER);
+        self.counters.bytes_out.fetch_add(counts.bytes_out, COUNTER);
+        if counts.frames_dropped > 0 || counts.bytes_dropped > 0 {
+            self.counters
+                .frames_dropped
+                .fetch_add(counts.frames_dropped, COUNTER);
+            self.counters
+                .bytes_dropped
+                .fetch_add(counts.bytes_dropped, COUNTER);
+        }
+        out.len().saturating_sub(start)
+    }
+
+    /// Waits until at least one event is available, then appends up to `max_events` to `out` and
+    /// returns how many (at least one when `max_events > 0`).
+    pub async fn recv_batch(&mut self, out: &mut Vec<RelayEvent>, max_events: usize) -> usize {
+        loop {
+            // Mark the head as seen before reading, so a frame pushed after the read wakes us.
+            self.head.borrow_and_update();
+            let received = self.try_recv_batch(out, max_events);
+            if received > 0 || max_events == 0 {
+                return received;
+            }
+            if self.head.changed().await.is_err() {
+                // The stream's sender lives as long as the stream; nothing more will come.
+                return 0;
+            }
+        }
+    }
+
+    /// Waits for and returns the next event.
+    pub async fn recv(&mut self) -> Option<RelayEvent> {
+        let mut out = Vec::with_capacity(1);
+        self.recv_batch(&mut out, 1).await;
+        out.pop()
+    }
+
+    fn is_over_budget(&self, state: &StreamState, entry: &Entry) -> bool {
+        let config = &self.stream.config;
+        let (lag_bytes, lag_millis) = state.lag_of(entry);
+        lag_bytes > config.viewer_max_lag_bytes
+            || u128::from(lag_millis) > config.viewer_max_lag.as_millis()
+    }
+
+    /// Jumps over the frames the viewer is too late for: to the newest keyframe when that one is
+    /// within budget, otherwise to the head to wait for the next keyframe.
+    fn skip_after_lag(
+        &mut self,
+        state: &StreamState,
+        out: &mut Vec<RelayEvent>,
+        counts: &mut BatchCounts,
+    ) {
+        let target = state
+            .latest_sync
+            .filter(|seq| *seq > self.cursor)
+            .and_then(|seq| state.get(seq).map(|entry| (seq, entry)))
+            .filter(|(_, entry)| !self.is_over_budget(state, entry));
+        let (cursor, frames, bytes, generation) = match target {
+            Some((seq, entry)) => (
+                seq,
+                entry.frames_before,
+                entry.bytes_before,
+                entry.generation,
+            ),
+            None => (
+                state.next_seq(),
+                state.total_frames,
+                state.total_bytes,
+                state.generation,
+            ),
+        };
+        counts.frames_dropped = counts
+            .frames_dropped
+            .saturating_add(frames.saturating_sub(self.pos_frames));
+        counts.bytes_dropped = counts
+            .bytes_dropped
+            .saturating_add(bytes.saturating_sub(self.pos_bytes));
+        self.cursor = cursor;
+        self.pos_frames = frames;
+        self.pos_bytes = bytes;
+        self.phase = Phase::AwaitSync { after_lag: true };
+        if generation != self.generation {
+            self.enter_generation(generation, out);
+        }
+        if target.is_none() && !state.publishing && self.live {
+            out.push(RelayEvent::PublisherEnded);
+            self.live = false;
+        }
+    }
+
+    fn enter_generation(&mut self, generation: u64, out: &mut Vec<RelayEvent>) {
+        if self.live {
+            out.push(RelayEvent::PublisherEnded);
+        }
+        out.push(RelayEvent::PublisherStarted);
+        self.generation = generation;
+        self.live = true;
+        if self.phase == Phase::Live {
+            self.phase = Phase::AwaitSync { after_lag: false };
+        }
+    }
+
+    fn consume(&mut self, entry: &Entry, out: &mut Vec<RelayEvent>, counts: &mut BatchCounts) {
+        match &entry.slot {
+            Slot::Ended => {
+                if self.live {
+                    out.push(RelayEvent::PublisherEnded);
+                    self.live = false;
+                }
+                self.phase = Phase::AwaitSync { after_lag: false };
+            }
+            Slot::Frame { frame, sync } => {
+                let size = frame.payload().len() as u64;
+                match (self.phase, sync) {
+                    (Phase::Live, _) => emit(frame, out, counts),
+                    (Phase::AwaitSync { .. }, Some(bundle)) => {
+                        for header in bundle.frames() {
+                            emit(header, out, counts);
+                        }
+                        emit(frame, out, counts);
+                        self.phase = Phase::Live;
+                    }
+                    (Phase::AwaitSync { after_lag: true }, None) => {
+                        counts.frames_dropped = counts.frames_dropped.saturating_add(1);
+                        counts.bytes_dropped = counts.bytes_dropped.saturating_add(size);
+                    }
+                    (Phase::AwaitSync { after_lag: false }, None) => {}
+                }
+                self.pos_frames = entry.frames_before.saturating_add(1);
+                self.pos_bytes = entry.bytes_before.saturating_add(size);
+            }
+        }
+        self.cursor = self.cursor.saturating_add(1);
+    }
+}
+
+fn emit(frame: &Arc<Frame>, out: &mut Vec<RelayEvent>, counts: &mut BatchCounts) {
+    counts.frames_out = counts.frames_out.saturating_add(1);
+    counts.bytes_out = counts
+        .bytes_out
+        .saturating_add(frame.payload().len() as u64);
+    out.push(RelayEvent::Frame(frame.clone()));
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        lock(&self.stream.viewers).remove(&self.id);
+        self.hub.forget_if_idle(&self.key, &self.stream);
+    }
+}

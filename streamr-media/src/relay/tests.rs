@@ -1,0 +1,424 @@
+//! Behaviour of the hub as viewers see it: start on a keyframe after sequence headers, bounded lag
+//! with counted drops of whole GOP tails only, republish, and every frame for fast viewers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+
+use super::*;
+
+fn key() -> StreamKey {
+    StreamKey::new("live", "test")
+}
+
+/// A media payload carrying `index` after its FLV header so tests can follow it.
+fn video(index: u32, keyframe: bool, size: usize) -> Bytes {
+    let mut body = vec![if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+    body.extend_from_slice(&index.to_be_bytes());
+    body.resize(body.len().max(size), 0);
+    Bytes::from(body)
+}
+
+fn audio(index: u32) -> Bytes {
+    let mut body = vec![0xAF, 1];
+    body.extend_from_slice(&index.to_be_bytes());
+    Bytes::from(body)
+}
+
+fn video_header(version: u8) -> Bytes {
+    Bytes::from(vec![0x17, 0, 0, 0, 0, 1, 0x64, version])
+}
+
+fn audio_header() -> Bytes {
+    Bytes::from_static(&[0xAF, 0, 0x12, 0x10])
+}
+
+/// What a viewer saw, simplified for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Metadata,
+    VideoHeader(u8),
+    AudioHeader,
+    Media { index: u32, keyframe: bool },
+    Started,
+    Ended,
+}
+
+fn seen(event: &RelayEvent) -> Seen {
+    match event {
+        RelayEvent::PublisherStarted => Seen::Started,
+        RelayEvent::PublisherEnded => Seen::Ended,
+        RelayEvent::Frame(frame) => {
+            let payload = frame.payload();
+            match frame.kind() {
+                FrameKind::Metadata => Seen::Metadata,
+                FrameKind::Video if frame.is_sequence_header() => {
+                    Seen::VideoHeader(payload.last().copied().unwrap_or_default())
+                }
+                FrameKind::Audio if frame.is_sequence_header() => Seen::AudioHeader,
+                kind => {
+                    let offset = if kind == FrameKind::Video { 5 } else { 2 };
+                    let index = payload
+                        .get(offset..offset + 4)
+                        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                        .map(u32::from_be_bytes)
+                        .unwrap_or(u32::MAX);
+                    Seen::Media {
+                        index,
+                        keyframe: frame.is_video_keyframe(),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn drain(viewer: &mut Subscription) -> Vec<Seen> {
+    let mut events = Vec::new();
+    while viewer.try_recv_batch(&mut events, 64) > 0 {}
+    events.iter().map(seen).collect()
+}
+
+fn start_publish(hub: &RelayHub, version: u8) -> Publisher {
+    let publisher = hub.publish(key()).expect("key is free");
+    publisher.send(
+        FrameKind::Metadata,
+        0,
+        Bytes::from_static(b"\x02\x00\x0aonMetaData"),
+    );
+    publisher.send(FrameKind::Video, 0, video_header(version));
+    publisher.send(FrameKind::Audio, 0, audio_header());
+    publisher
+}
+
+#[test]
+fn late_viewer_gets_headers_then_the_cached_gop_from_its_keyframe() {
+    let hub = RelayHub::default();
+    let publisher = start_publish(&hub, 1);
+    publisher.send(FrameKind::Video, 0, video(0, true, 0));
+    publisher.send(FrameKind::Video, 40, video(1, false, 0));
+    publisher.send(FrameKind::Video, 80, video(2, true, 0));
+    publisher.send(FrameKind::Audio, 90, audio(3));
+    publisher.send(FrameKind::Video, 120, video(4, false, 0));
+
+    let mut viewer = hub.subscribe(key()).unwrap();
+    assert_eq!(
+        drain(&mut viewer),
+        vec![
+            Seen::Metadata,
+            Seen::VideoHeader(1),
+            Seen::AudioHeader,
+            Seen::Media {
+                index: 2,
+                keyframe: true
+            },
+            Seen::Media {
+                index: 3,
+                keyframe: false
+            },
+            Seen::Media {
+                index: 4,
+                keyframe: false
+            },
+        ]
+    );
+}
+
+#[test]
+fn without_gop_cache_a_late_viewer_waits_for_the_next_keyframe() {
+    let hub = RelayHub::new(RelayConfig::default().with_gop_cache(false));
+    let publisher = start_publish(&hub, 1);
+    publisher.send(FrameKind::Video, 0, video(0, true, 0));
+    let mut viewer = hub.subscribe(key()).unwrap();
+    publisher.send(FrameKind::Video, 40, video(1, false, 0));
+    assert_eq!(drain(&mut viewer), vec![]);
+    publisher.send(FrameKind::Video, 80, video(2, true, 0));
+    let events = drain(&mut viewer);
+    assert_eq!(
+        events.last(),
+        Some(&Seen::Media {
+            index: 2,
+            keyframe: true
+        })
+    );
+    assert_eq!(events.first(), Some(&Seen::Metadata));
+    let stats = hub.stream_stats(&key()).unwrap();
+    assert_eq!(stats.viewers[0].frames_dropped, 0, "joining is not a drop");
+}
+
+#[test]
+fn second_publisher_on_a_busy_key_is_rejected_and_the_key_frees_on_drop() {
+    let hub = RelayHub::default();
+    let first = hub.publish(key()).unwrap();
+    assert_eq!(
+        hub.publish(key()).unwrap_err(),
+        RelayError::StreamBusy { key: key() }
+    );
+    drop(first);
+    assert!(hub.publish(key()).is_ok());
+}
+
+#[test]
+fn republish_resumes_viewers_with_the_new_sequence_headers_and_later_timestamps() {
+    let hub = RelayHub::default();
+    let mut viewer = hub.subscribe(key()).unwrap();
+    let publisher = start_publish(&hub, 1);
+    publisher.send(FrameKind::Video, 5000, video(0, true, 0));
+    let first = drain(&mut viewer);
+    assert_eq!(first.first(), Some(&Seen::Started));
+    drop(publisher);
+    assert_eq!(drain(&mut viewer), vec![Seen::Ended]);
+    assert!(!viewer.is_live());
+
+    let publisher = start_publish(&hub, 2);
+    publisher.send(FrameKind::Video, 0, video(1, true, 0));
+    let mut events = Vec::new();
+    while viewer.try_recv_batch(&mut events, 64) > 0 {}
+    let summary: Vec<_> = events.iter().map(seen).collect();
+    assert_eq!(
+        summary,
+        vec![
+            Seen::Started,
+            Seen::Metadata,
+            Seen::VideoHeader(2),
+            Seen::AudioHeader,
+            Seen::Media {
+                index: 1,
+                keyframe: true
+            }
+        ]
+    );
+    let Some(RelayEvent::Frame(keyframe)) = events.last() else {
+        panic!("last event is the keyframe");
+    };
+    assert!(
+        keyframe.timestamp() > 5000,
+        "timeline continues after a republish"
+    );
+}
+
+#[test]
+fn stalled_viewer_skips_to_a_keyframe_and_counts_the_drop_while_a_fast_one_gets_everything() {
+    let config = RelayConfig::default().with_viewer_max_lag(10_000, Duration::from_secs(60));
+    let hub = RelayHub::new(config);
+    let publisher = start_publish(&hub, 1);
+    let mut stalled = hub.subscribe(key()).unwrap();
+    let mut fast = hub.subscribe(key()).unwrap();
+    let mut fast_seen = Vec::new();
+    // 6 GOPs of 10 frames of 500 bytes: 30 kB, three times the stalled viewer's budget.
+    for index in 0..60u32 {
+        let payload = video(index, index % 10 == 0, 500);
+        publisher.send(FrameKind::Video, index * 40, payload);
+        fast_seen.extend(drain(&mut fast));
+    }
+    let media: Vec<u32> = fast_seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Media { index, .. } => Some(*index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(media, (0..60).collect::<Vec<_>>());
+
+    let stalled_seen = drain(&mut stalled);
+    assert_eq!(
+        &stalled_seen[..4],
+        &[
+            Seen::Metadata,
+            Seen::VideoHeader(1),
+            Seen::AudioHeader,
+            Seen::Media {
+                index: 50,
+                keyframe: true
+            }
+        ]
+    );
+    assert_eq!(stalled_seen.len(), 13);
+    let stats = hub.stream_stats(&key()).unwrap();
+    let stalled_stats = stats.viewers.iter().find(|v| v.id == stalled.id()).unwrap();
+    assert_eq!(stalled_stats.frames_dropped, 50, "five whole GOPs");
+    let fast_stats = stats.viewers.iter().find(|v| v.id == fast.id()).unwrap();
+    assert_eq!(fast_stats.frames_dropped, 0);
+    assert_eq!(fast_stats.frames_out, 63);
+    assert_eq!(stats.frames_in, 63);
+}
+
+#[test]
+fn frames_are_shared_not_copied_per_viewer() {
+    let hub = RelayHub::default();
+    let publisher = start_publish(&hub, 1);
+    let mut a = hub.subscribe(key()).unwrap();
+    let mut b = hub.subscribe(key()).unwrap();
+    publisher.send(FrameKind::Video, 0, video(0, true, 1000));
+    let (mut ea, mut eb) = (Vec::new(), Vec::new());
+    a.try_recv_batch(&mut ea, 64);
+    b.try_recv_batch(&mut eb, 64);
+    match (ea.last(), eb.last()) {
+        (Some(RelayEvent::Frame(fa)), Some(RelayEvent::Frame(fb))) => {
+            assert!(Arc::ptr_eq(fa, fb));
+        }
+        other => panic!("both viewers get the keyframe, got {other:?}"),
+    }
+}
+
+#[test]
+fn idle_streams_are_forgotten() {
+    let hub = RelayHub::default();
+    let viewer = hub.subscribe(key()).unwrap();
+    assert!(hub.stream_stats(&key()).is_some());
+    drop(viewer);
+    assert!(hub.stream_stats(&key()).is_none());
+}
+
+#[tokio::test]
+async fn recv_wakes_when_the_publisher_sends() {
+    let hub = RelayHub::default();
+    let publisher = start_publish(&hub, 1);
+    let mut viewer = hub.subscribe(key()).unwrap();
+    let task = tokio::spawn(async move {
+        let mut events = Vec::new();
+        while events.len() < 4 {
+            viewer.recv_batch(&mut events, 64).await;
+        }
+        events.len()
+    });
+    tokio::task::yield_now().await;
+    publisher.send(FrameKind::Video, 0, video(0, true, 0));
+    assert_eq!(task.await.unwrap(), 4);
+}
+
+/// One step of a random publisher/viewer schedule.
+#[derive(Debug, Clone)]
+enum Op {
+    Key(usize),
+    Inter(usize),
+    Audio,
+    Read { viewer: usize, max: usize },
+    Republish,
+    Subscribe,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        2 => (1usize..3000).prop_map(Op::Key),
+        8 => (1usize..1500).prop_map(Op::Inter),
+        3 => Just(Op::Audio),
+        6 => (0usize..4, 1usize..40).prop_map(|(viewer, max)| Op::Read { viewer, max }),
+        1 => Just(Op::Republish),
+        1 => Just(Op::Subscribe),
+    ]
+}
+
+/// Checks one viewer's output: every (re)start and every gap lands on a keyframe right after
+/// the video and audio sequence headers, and media indices only increase.
+fn check_viewer_output(events: &[Seen]) -> Result<(), TestCaseError> {
+    let mut previous: Option<u32> = None;
+    for (position, event) in events.iter().enumerate() {
+        match event {
+            Seen::Started | Seen::Ended => previous = None,
+            Seen::Media { index, keyframe } => {
+                let continues = previous.is_some_and(|p| *index == p + 1);
+                if !continues {
+                    prop_assert!(
+                        *keyframe,
+                        "gap or start at {position} lands on a non-key frame"
+                    );
+                    let before = position
+                        .checked_sub(2)
+                        .and_then(|p| events.get(p..position));
+                    prop_assert!(
+                        matches!(before, Some([Seen::VideoHeader(_), Seen::AudioHeader])),
+                        "keyframe at {position} not preceded by sequence headers: {events:?}"
+                    );
+                }
+                if let Some(p) = previous {
+                    prop_assert!(*index > p, "media went backwards at {position}");
+                }
+                previous = Some(*index);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn viewers_start_on_keyframes_drop_only_gop_tails_and_fast_viewers_miss_nothing(
+        ops in proptest::collection::vec(op(), 1..300),
+        gop_cache in any::<bool>(),
+    ) {
+        let config = RelayConfig::default()
+            .with_gop_cache(gop_cache)
+            .with_viewer_max_lag(8_000, Duration::from_secs(3600));
+        let hub = RelayHub::new(config);
+        let mut publisher = Some(start_publish(&hub, 0));
+        let mut version = 0u8;
+        let mut index = 0u32;
+        let mut fast = hub.subscribe(key()).unwrap();
+        let mut fast_seen = Vec::new();
+        let mut fast_expected = Vec::new();
+        let mut viewers: Vec<(Subscription, Vec<Seen>)> = Vec::new();
+        let mut publisher_has_keyframe = false;
+        for op in ops {
+            match op {
+                Op::Key(size) | Op::Inter(size) => {
+                    let keyframe = matches!(op, Op::Key(_));
+                    if let Some(p) = &publisher {
+                        p.send(FrameKind::Video, index * 10, video(index, keyframe, size));
+                        publisher_has_keyframe |= keyframe;
+                        if publisher_has_keyframe {
+                            fast_expected.push(index);
+                        }
+                        index += 1;
+                    }
+                }
+                Op::Audio => {
+                    if let Some(p) = &publisher {
+                        p.send(FrameKind::Audio, index * 10, audio(index));
+                        if publisher_has_keyframe {
+                            fast_expected.push(index);
+                        }
+                        index += 1;
+                    }
+                }
+                Op::Read { viewer, max } => {
+                    if let Some((subscription, seen_so_far)) = viewers.get_mut(viewer) {
+                        let mut events = Vec::new();
+                        subscription.try_recv_batch(&mut events, max);
+                        seen_so_far.extend(events.iter().map(seen));
+                    }
+                }
+                Op::Republish => {
+                    // The old publisher leaves before the new one arrives.
+                    drop(publisher.take());
+                    version = version.wrapping_add(1);
+                    publisher = Some(start_publish(&hub, version));
+                    publisher_has_keyframe = false;
+                }
+                Op::Subscribe => viewers.push((hub.subscribe(key()).unwrap(), Vec::new())),
+            }
+            fast_seen.extend(drain(&mut fast));
+        }
+        for (mut subscription, mut seen_so_far) in viewers {
+            seen_so_far.extend(drain(&mut subscription));
+            check_viewer_output(&seen_so_far)?;
+        }
+        check_viewer_output(&fast_seen)?;
+        let fast_media: Vec<u32> = fast_seen
+            .iter()
+            .filter_map(|s| match s {
+                Seen::Media { index, .. } => Some(*index),
+                _ => None,
+            })
+            .collect();
+        prop_assert_eq!(fast_media, fast_expected);
+        let stats = hub.stream_stats(&key()).unwrap();
+        let fast_stats = stats.viewers.iter().find(|v| v.id == fast.id()).unwrap();
+        prop_assert_eq!(fast_stats.frames_dropped, 0);
+    }
+}
