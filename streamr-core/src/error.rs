@@ -170,3 +170,74 @@ pub enum ReceiptRejection {
         limit_ms: u64,
     },
 }
+
+/// Why a ledger transfer was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    /// The source account holds less than the amount.
+    #[error("{account}: balance {balance} is below the transfer of {amount}")]
+    InsufficientBalance {
+        /// The account debited.
+        account: crate::Account,
+        /// Its balance.
+        balance: u64,
+        /// The amount asked for.
+        amount: u64,
+    },
+    /// A balance or total would exceed `u64::MAX` micro-units.
+    #[error("{account}: balance would overflow")]
+    Overflow {
+        /// The account credited.
+        account: crate::Account,
+    },
+}
+
+/// Why an epoch could not be settled or paid out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettlementError {
+    /// Epochs must be settled in order without gaps.
+    #[error("epoch {got} cannot follow epoch {previous}")]
+    EpochOutOfOrder {
+        /// The last settled epoch.
+        previous: u64,
+        /// The epoch offered.
+        got: u64,
+    },
+    /// A node appears twice in one epoch's inputs.
+    #[error("epoch {epoch}: node {node} listed twice")]
+    DuplicateNode {
+        /// The epoch.
+        epoch: u64,
+        /// The node.
+        node: NodeId,
+    },
+    /// A ledger transfer failed.
+    #[error("epoch {epoch}: {source}")]
+    Ledger {
+        /// The epoch.
+        epoch: u64,
+        /// The ledger's reason.
+        #[source]
+        source: LedgerError,
+    },
+    /// The payout sink refused a payout.
+    #[error("payout to {node} refused: {reason}")]
+    PayoutRefused {
+        /// The node.
+        node: NodeId,
+        /// The sink's reason.
+        reason: String,
+    },
+    /// A payout confirmation does not match its instruction.
+    #[error("payout confirmation for {node} is for cumulative {confirmed}, expected {expected}")]
+    PayoutMismatch {
+        /// The node.
+        node: NodeId,
+        /// The cumulative net amount confirmed.
+        confirmed: u64,
+        /// The cumulative net amount instructed.
+        expected: u64,
+    },
+}

@@ -51,23 +51,40 @@ mod grant;
 mod heartbeat;
 mod identity;
 mod ids;
+mod ledger;
+mod merkle;
+mod payout;
 mod receipt;
 mod rewards;
+mod settlement;
 mod signed;
+mod statement;
 mod verifier;
 
 pub use content::{segment_hash, OriginDigests, SegmentChain, SegmentDigestSource, SegmentRecord};
-pub use error::{ReceiptRejection, SignatureError};
+pub use error::{LedgerError, ReceiptRejection, SettlementError, SignatureError};
 pub use grant::{SessionGrant, SignedGrant};
 pub use heartbeat::{HeartbeatNonces, NodeHeartbeat, SignedHeartbeat};
 pub use identity::{CoordinatorKey, KeyPair, NodeId, SignatureBytes, ViewerKey};
 pub use ids::{ContentDigest, OperatorId, SessionId, StreamId, Subnet24, MAX_NAME_LEN};
+pub use ledger::{Account, EntryKind, Ledger, LedgerEntry};
+pub use merkle::{BalanceLeaf, MerkleProof, MerkleTree, Side};
+pub use payout::{
+    FeeSchedule, PayoutConfirmation, PayoutItem, PayoutPolicy, PayoutSink, SimulatedChain,
+};
 pub use receipt::{SignedReceipt, ViewerReceipt};
 pub use rewards::{
     node_weight, split_pool, NodeEpochInput, NodeReward, RewardConfig, RewardSplit, PPM,
 };
+pub use settlement::{
+    replay_epochs, EpochInputs, EpochOutcome, NodeBalance, PenaltyOrder, Settlement,
+    SettlementConfig,
+};
 pub use signed::{CanonicalMessage, Signed};
+pub use statement::EpochStatement;
 pub use verifier::{Credit, ReceiptVerifier, SessionUsage, SignatureCheck, VerifierConfig};
 
+#[cfg(test)]
+mod settlement_tests;
 #[cfg(test)]
 mod wire_tests;
