@@ -1,2 +1,43 @@
 //! `streamr`: the StreamrP2P command line.
-fn main() {}
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+mod remux;
+
+/// StreamrP2P command line tools.
+#[derive(Debug, Parser)]
+#[command(name = "streamr", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Remux an FLV file into an HLS playlist with MPEG-TS segments.
+    Remux(remux::RemuxArgs),
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Remux(args) => {
+            let segments = remux::run(&args)?;
+            println!(
+                "wrote {segments} segments and {} to {}",
+                args.playlist_name,
+                args.out_dir.display()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,1 +1,98 @@
 //! HLS: the live segmenter and playlists.
+//!
+//! [`Segmenter`] is sans-IO: FLV tags go in, [`SegmenterEvent::SegmentReady`] comes out with the
+//! segment's MPEG-TS bytes, duration and BLAKE3 hash. [`LivePlaylist`] keeps a bounded sliding
+//! window of segments in memory and renders the M3U8; [`HlsStream`] ties the two together for one
+//! published stream. [`HlsDirectory`] optionally mirrors the output to disk.
+//!
+//! ```
+//! use streamr_media::flv::FlvReader;
+//! use streamr_media::hls::{HlsStream, PlaylistConfig, SegmenterConfig};
+//!
+//! let mut stream = HlsStream::new(SegmenterConfig::default(), PlaylistConfig::default());
+//! # let flv_bytes: Vec<u8> = b"FLV\x01\x05\0\0\0\x09\0\0\0\0".to_vec();
+//! let mut reader = FlvReader::new();
+//! reader.push(&flv_bytes);
+//! while let Some(tag) = reader.next_tag().unwrap() {
+//!     stream.push(&tag).unwrap();
+//! }
+//! stream.finish();
+//! assert!(stream.playlist().render().ends_with("#EXT-X-ENDLIST\n"));
+//! ```
+
+mod check;
+mod directory;
+mod playlist;
+mod segmenter;
+
+use std::time::SystemTime;
+
+pub use check::{ParsedPlaylist, ParsedSegment, PlaylistHistory, PlaylistViolation};
+pub use directory::{HlsDirectory, HlsWriteError};
+pub use playlist::{
+    LivePlaylist, PlaylistConfig, PlaylistEntry, MIN_WINDOW_SEGMENTS, MIN_WINDOW_TARGET_DURATIONS,
+};
+pub use segmenter::{Segment, Segmenter, SegmenterConfig, SegmenterEvent};
+
+use crate::flv::FlvTag;
+use crate::ts::TsError;
+
+/// One published stream's HLS output: a segmenter feeding an in-memory playlist.
+#[derive(Debug)]
+pub struct HlsStream {
+    segmenter: Segmenter,
+    playlist: LivePlaylist,
+}
+
+impl HlsStream {
+    /// A stream with the given segmenting and playlist settings. The playlist's target duration
+    /// is taken from the segmenter configuration.
+    pub fn new(segmenter: SegmenterConfig, mut playlist: PlaylistConfig) -> Self {
+        playlist.target_duration_secs = segmenter.target_duration_secs;
+        HlsStream {
+            segmenter: Segmenter::new(segmenter),
+            playlist: LivePlaylist::new(playlist),
+        }
+    }
+
+    /// Stamps segments with EXT-X-PROGRAM-DATE-TIME starting at `now` (see
+    /// [`LivePlaylist::set_program_date_time`]).
+    pub fn set_program_date_time(&mut self, now: SystemTime) {
+        self.playlist.set_program_date_time(now);
+    }
+
+    /// Feeds one tag; finished segments are added to the playlist and returned.
+    pub fn push(&mut self, tag: &FlvTag) -> Result<Vec<SegmenterEvent>, TsError> {
+        let events = self.segmenter.push(tag)?;
+        self.apply(&events);
+        Ok(events)
+    }
+
+    /// The publisher reconnected: the next segment follows a discontinuity.
+    pub fn discontinuity(&mut self) -> Vec<SegmenterEvent> {
+        let events = self.segmenter.discontinuity();
+        self.apply(&events);
+        events
+    }
+
+    /// The publisher ended: closes the last segment and ends the playlist.
+    pub fn finish(&mut self) -> Vec<SegmenterEvent> {
+        let events = self.segmenter.finish();
+        self.apply(&events);
+        events
+    }
+
+    /// The playlist.
+    pub fn playlist(&self) -> &LivePlaylist {
+        &self.playlist
+    }
+
+    fn apply(&mut self, events: &[SegmenterEvent]) {
+        for event in events {
+            match event {
+                SegmenterEvent::SegmentReady(segment) => self.playlist.push(segment, true),
+                SegmenterEvent::Ended => self.playlist.end(),
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! `streamr remux`: an FLV file to an HLS playlist and MPEG-TS segments.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use streamr_media::flv::FlvReader;
+use streamr_media::hls::{
+    HlsDirectory, LivePlaylist, PlaylistConfig, Segmenter, SegmenterConfig, SegmenterEvent,
+};
+
+/// Files above this size get a progress bar.
+const PROGRESS_THRESHOLD: u64 = 8 * 1024 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Arguments of `streamr remux`.
+#[derive(Debug, Args)]
+pub struct RemuxArgs {
+    /// The FLV file to read.
+    pub input: PathBuf,
+    /// The directory to write the playlist and segments into (created if missing).
+    pub out_dir: PathBuf,
+    /// Segment length aimed for, in seconds (cuts happen at the next keyframe).
+    #[arg(long, default_value_t = 4.0)]
+    pub segment_duration: f64,
+    /// EXT-X-TARGETDURATION in seconds: no segment rounds to more.
+    #[arg(long, default_value_t = 8)]
+    pub target_duration: u32,
+    /// File name of the playlist.
+    #[arg(long, default_value = "index.m3u8")]
+    pub playlist_name: String,
+}
+
+/// Runs the remux and returns the number of segments written.
+pub fn run(args: &RemuxArgs) -> Result<u64> {
+    if !(args.segment_duration > 0.0 && args.segment_duration <= f64::from(args.target_duration)) {
+        bail!(
+            "--segment-duration must be above 0 and at most --target-duration ({} s)",
+            args.target_duration
+        );
+    }
+    let mut file =
+        File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let progress = if size >= PROGRESS_THRESHOLD {
+        let bar = ProgressBar::new(size);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let segmenter_config = SegmenterConfig {
+        segment_duration_ms: (args.segment_duration * 1000.0).round() as u32,
+        target_duration_secs: args.target_duration,
+    };
+    let mut segmenter = Segmenter::new(segmenter_config);
+    let mut playlist = LivePlaylist::new(PlaylistConfig {
+        target_duration_secs: args.target_duration,
+        window_segments: None,
+        ..PlaylistConfig::default()
+    });
+    let out = HlsDirectory::create(&args.out_dir, &args.playlist_name)?;
+    let mut reader = FlvReader::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut segments = 0u64;
+    let mut skipped = 0u64;
+    let mut handle = |events: Vec<SegmenterEvent>, playlist: &mut LivePlaylist| -> Result<()> {
+        for event in events {
+            match event {
+                SegmenterEvent::SegmentReady(segment) => {
+                    out.write_segment(&segment)?;
+                    playlist.push(&segment, false);
+                    segments += 1;
+                }
+                SegmenterEvent::Ended => playlist.end(),
+                _ => {}
+            }
+        }
+        Ok(())
+    };
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", args.input.display()))?;
+        if n == 0 {
+            break;
+        }
+        progress.inc(n as u64);
+        reader.push(buf.get(..n).unwrap_or_default());
+        while let Some(tag) = reader
+            .next_tag()
+            .with_context(|| format!("reading {}", args.input.display()))?
+        {
+            match segmenter.push(&tag) {
+                Ok(events) => handle(events, &mut playlist)?,
+                Err(error) => {
+                    skipped += 1;
+                    tracing::warn!(%error, "skipping tag");
+                }
+            }
+        }
+    }
+    reader
+        .finish()
+        .with_context(|| format!("reading {}", args.input.display()))?;
+    handle(segmenter.finish(), &mut playlist)?;
+    out.write_playlist(&playlist)?;
+    progress.finish_and_clear();
+    if skipped > 0 {
+        eprintln!("skipped {skipped} tags that could not be muxed");
+    }
+    Ok(segments)
+}

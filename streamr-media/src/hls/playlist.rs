@@ -1,0 +1,229 @@
+//! The live media playlist: a bounded sliding window of segments, rendered as M3U8.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+use super::Segment;
+
+/// The fewest segments a live playlist lists.
+pub const MIN_WINDOW_SEGMENTS: usize = 6;
+/// A live playlist lists at least this many target durations of media.
+pub const MIN_WINDOW_TARGET_DURATIONS: u64 = 3;
+
+/// How a playlist lists and keeps segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaylistConfig {
+    /// EXT-X-TARGETDURATION in seconds; must match the segmenter's.
+    pub target_duration_secs: u32,
+    /// Segments listed in a live playlist (raised to [`MIN_WINDOW_SEGMENTS`] and to cover
+    /// [`MIN_WINDOW_TARGET_DURATIONS`] target durations). `None` lists every segment (VOD).
+    pub window_segments: Option<usize>,
+    /// Segments kept after they leave the window, for clients still downloading them.
+    pub retained_after_window: usize,
+    /// Prefix of each segment URI; the URI is this followed by `{sequence}.ts`.
+    pub segment_uri_prefix: String,
+}
+
+impl Default for PlaylistConfig {
+    fn default() -> Self {
+        PlaylistConfig {
+            target_duration_secs: super::SegmenterConfig::default().target_duration_secs,
+            window_segments: Some(MIN_WINDOW_SEGMENTS),
+            retained_after_window: 3,
+            segment_uri_prefix: String::new(),
+        }
+    }
+}
+
+/// One listed segment. The bytes are kept only while the segment is in the window or retained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaylistEntry {
+    /// Media sequence number.
+    pub sequence: u64,
+    /// Duration in milliseconds.
+    pub duration_ms: u64,
+    /// Preceded by EXT-X-DISCONTINUITY.
+    pub discontinuity: bool,
+    /// Wall-clock time of the first frame (EXT-X-PROGRAM-DATE-TIME).
+    pub program_date_time: Option<SystemTime>,
+    /// BLAKE3 hash of the segment bytes.
+    pub hash: blake3::Hash,
+    /// The segment bytes, when kept in memory.
+    pub bytes: Option<Bytes>,
+}
+
+/// A live (or, with no window, VOD) media playlist with its segments in memory.
+///
+/// ```
+/// use streamr_media::hls::{LivePlaylist, PlaylistConfig};
+///
+/// let playlist = LivePlaylist::new(PlaylistConfig::default());
+/// assert!(playlist.render().starts_with("#EXTM3U\n"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct LivePlaylist {
+    config: PlaylistConfig,
+    entries: VecDeque<PlaylistEntry>,
+    /// Discontinuity tags of segments that left the playlist.
+    discontinuity_sequence: u64,
+    ended: bool,
+    clock_anchor: Option<SystemTime>,
+    elapsed_ms: u64,
+}
+
+impl LivePlaylist {
+    /// An empty playlist.
+    pub fn new(config: PlaylistConfig) -> Self {
+        LivePlaylist {
+            config,
+            entries: VecDeque::new(),
+            discontinuity_sequence: 0,
+            ended: false,
+            clock_anchor: None,
+            elapsed_ms: 0,
+        }
+    }
+
+    /// Stamps segments with EXT-X-PROGRAM-DATE-TIME: the next segment starts at `now`, later ones
+    /// follow by the durations of the segments before them.
+    pub fn set_program_date_time(&mut self, now: SystemTime) {
+        self.clock_anchor = Some(now);
+        self.elapsed_ms = 0;
+    }
+
+    /// Adds a finished segment, keeping its bytes when `keep_bytes`.
+    pub fn push(&mut self, segment: &Segment, keep_bytes: bool) {
+        let program_date_time = self
+            .clock_anchor
+            .map(|anchor| anchor + Duration::from_millis(self.elapsed_ms));
+        self.elapsed_ms = self.elapsed_ms.saturating_add(segment.duration_ms);
+        self.entries.push_back(PlaylistEntry {
+            sequence: segment.sequence,
+            duration_ms: segment.duration_ms,
+            discontinuity: segment.discontinuity,
+            program_date_time,
+            hash: segment.hash,
+            bytes: keep_bytes.then(|| segment.bytes.clone()),
+        });
+        self.trim();
+    }
+
+    /// Marks the stream as ended: the playlist gets EXT-X-ENDLIST.
+    pub fn end(&mut self) {
+        self.ended = true;
+    }
+
+    /// True once [`end`](Self::end) was called.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The bytes of segment `sequence`, while it is kept.
+    pub fn segment(&self, sequence: u64) -> Option<Bytes> {
+        self.entries
+            .iter()
+            .find(|e| e.sequence == sequence)
+            .and_then(|e| e.bytes.clone())
+    }
+
+    /// The segments currently listed by [`render`](Self::render).
+    pub fn listed(&self) -> impl Iterator<Item = &PlaylistEntry> {
+        let skip = self.entries.len() - self.listed_count();
+        self.entries.iter().skip(skip)
+    }
+
+    fn listed_count(&self) -> usize {
+        let Some(window) = self.config.window_segments else {
+            return self.entries.len();
+        };
+        let min_count = window.max(MIN_WINDOW_SEGMENTS);
+        let min_ms = u64::from(self.config.target_duration_secs)
+            .saturating_mul(MIN_WINDOW_TARGET_DURATIONS * 1_000);
+        let mut count = 0usize;
+        let mut total_ms = 0u64;
+        for entry in self.entries.iter().rev() {
+            if count >= min_count && total_ms >= min_ms {
+                break;
+            }
+            count += 1;
+            total_ms = total_ms.saturating_add(entry.duration_ms);
+        }
+        count
+    }
+
+    fn trim(&mut self) {
+        let keep = self
+            .listed_count()
+            .saturating_add(self.config.retained_after_window);
+        while self.entries.len() > keep {
+            if let Some(old) = self.entries.pop_front() {
+                if old.discontinuity {
+                    self.discontinuity_sequence += 1;
+                }
+            }
+        }
+    }
+
+    fn discontinuities_before_window(&self) -> u64 {
+        let hidden = self.entries.len() - self.listed_count();
+        let retained = self
+            .entries
+            .iter()
+            .take(hidden)
+            .filter(|e| e.discontinuity)
+            .count() as u64;
+        self.discontinuity_sequence + retained
+    }
+
+    /// Renders the playlist.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(512);
+        out.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
+        let _ = writeln!(
+            out,
+            "#EXT-X-TARGETDURATION:{}",
+            self.config.target_duration_secs
+        );
+        if self.config.window_segments.is_none() {
+            out.push_str(if self.ended {
+                "#EXT-X-PLAYLIST-TYPE:VOD\n"
+            } else {
+                "#EXT-X-PLAYLIST-TYPE:EVENT\n"
+            });
+        }
+        let first_sequence = self.listed().next().map(|e| e.sequence).unwrap_or(0);
+        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first_sequence}");
+        let _ = writeln!(
+            out,
+            "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+            self.discontinuities_before_window()
+        );
+        for entry in self.listed() {
+            if entry.discontinuity {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            if let Some(time) = entry.program_date_time {
+                let _ = writeln!(
+                    out,
+                    "#EXT-X-PROGRAM-DATE-TIME:{}",
+                    humantime::format_rfc3339_millis(time)
+                );
+            }
+            let _ = writeln!(
+                out,
+                "#EXTINF:{}.{:03},\n{}{}.ts",
+                entry.duration_ms / 1_000,
+                entry.duration_ms % 1_000,
+                self.config.segment_uri_prefix,
+                entry.sequence
+            );
+        }
+        if self.ended {
+            out.push_str("#EXT-X-ENDLIST\n");
+        }
+        out
+    }
+}
