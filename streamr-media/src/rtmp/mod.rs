@@ -5,7 +5,9 @@
 //! - [`chunk`]: the chunk stream as a `tokio_util` codec ([`chunk::ChunkDecoder`],
 //!   [`chunk::ChunkEncoder`]) plus [`chunk::encode_shared_media`] for the fan-out hot path.
 //! - [`message`]: typed protocol control, user control, command, data and media messages.
+//! - [`session`]: the sans-IO server and client sessions built on all of the above.
 
 pub mod chunk;
 pub mod handshake;
 pub mod message;
+pub mod session;
