@@ -85,6 +85,14 @@ pub enum ReceiptRejection {
         /// The receipt's sequence number.
         seq: u64,
     },
+    /// The same receipt as the last accepted one (a harmless resubmission, e.g. a retry).
+    #[error("session {session}: receipt {seq} submitted again")]
+    Duplicate {
+        /// The session.
+        session: crate::SessionId,
+        /// The receipt's sequence number.
+        seq: u64,
+    },
     /// A receipt with this or a higher sequence number was already accepted.
     #[error("session {session}: receipt {seq} replayed (last accepted {last_seq})")]
     Replayed {

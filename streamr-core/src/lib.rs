@@ -54,8 +54,10 @@ mod ids;
 mod ledger;
 mod merkle;
 mod payout;
+mod probes;
 mod receipt;
 mod rewards;
+mod routing;
 mod settlement;
 mod signed;
 mod statement;
@@ -72,10 +74,12 @@ pub use merkle::{BalanceLeaf, MerkleProof, MerkleTree, Side};
 pub use payout::{
     FeeSchedule, PayoutConfirmation, PayoutItem, PayoutPolicy, PayoutSink, SimulatedChain,
 };
+pub use probes::{ProbePolicy, ProbeResult, ProbeSummary};
 pub use receipt::{SignedReceipt, ViewerReceipt};
 pub use rewards::{
     node_weight, split_pool, NodeEpochInput, NodeReward, RewardConfig, RewardSplit, PPM,
 };
+pub use routing::{RouteCandidate, Router};
 pub use settlement::{
     replay_epochs, EpochInputs, EpochOutcome, NodeBalance, PenaltyOrder, Settlement,
     SettlementConfig,

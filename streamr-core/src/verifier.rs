@@ -299,6 +299,12 @@ impl ReceiptVerifier {
             .ok_or(ReceiptRejection::UnknownSession { session })?;
         let previous = state.last;
         if let Some(last) = previous {
+            if r.seq == last.seq && r.bytes_total == last.bytes_total {
+                return Err(ReceiptRejection::Duplicate {
+                    session,
+                    seq: r.seq,
+                });
+            }
             if r.seq <= last.seq {
                 return Err(ReceiptRejection::Replayed {
                     session,
@@ -519,6 +525,10 @@ mod tests {
         assert!(f.submit(&[f.receipt(5, 1000, 5)])[0].is_ok());
         let session = f.session;
 
+        assert_eq!(
+            f.submit(&[f.receipt(5, 1000, 5)])[0],
+            Err(ReceiptRejection::Duplicate { session, seq: 5 })
+        );
         let replay = f.submit(&[f.receipt(5, 2000, 6)]);
         assert_eq!(
             replay[0],
@@ -629,7 +639,10 @@ mod tests {
             prop_assert!(f.submit(&receipts).iter().all(Result::is_ok));
             let again: Vec<_> = replays.iter().map(|ix| ix.get(&receipts).clone()).collect();
             for outcome in f.submit(&again) {
-                let is_replay = matches!(outcome, Err(ReceiptRejection::Replayed { .. }));
+                let is_replay = matches!(
+                    outcome,
+                    Err(ReceiptRejection::Replayed { .. } | ReceiptRejection::Duplicate { .. })
+                );
                 prop_assert!(is_replay);
             }
             prop_assert_eq!(f.verifier.take_usage()[0].bytes, total);
