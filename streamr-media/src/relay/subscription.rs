@@ -6,7 +6,7 @@ use tokio::sync::watch;
 
 use super::frame::Frame;
 use super::hub::HubInner;
-use super::stats::ViewerCounters;
+use super::stats::{ViewerCounters, ViewerStats};
 use super::stream::{lock, Entry, Slot, Stream, StreamState, COUNTER};
 use super::StreamKey;
 
@@ -109,6 +109,11 @@ impl Subscription {
     /// This viewer's id, unique within its stream (as in [`ViewerStats`](super::ViewerStats)).
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// This viewer's counters so far.
+    pub fn stats(&self) -> ViewerStats {
+        self.counters.snapshot(self.id)
     }
 
     /// Whether a publisher is live as far as this viewer has read.

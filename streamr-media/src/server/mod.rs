@@ -1,1 +1,165 @@
 //! The tokio RTMP server that drives the sans-IO sessions and the relay.
+//!
+//! Each accepted connection runs one task that feeds the socket's bytes to a
+//! [`ServerSession`](crate::rtmp::session::ServerSession), hands publishers' frames to the
+//! [`RelayHub`] and writes players' frames from their subscription in batched vectored writes.
+//! A connection that sends something malformed is closed alone, with a `warn` log naming the peer
+//! and the error.
+//!
+//! ```no_run
+//! use streamr_media::server::{RelayServer, RelayServerConfig};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let server = RelayServer::start(RelayServerConfig::default()).await?;
+//! println!("RTMP on rtmp://{}/live/<key>", server.local_addr());
+//! tokio::signal::ctrl_c().await?;
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod connection;
+mod hooks;
+mod writer;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+pub use config::RelayServerConfig;
+pub use connection::ConnectionError;
+pub use hooks::{AllowAll, Refusal, RelayHooks, StreamEvent, StreamRequest};
+
+use crate::relay::RelayHub;
+
+/// What every connection task shares.
+struct Shared {
+    config: RelayServerConfig,
+    hub: RelayHub,
+    hooks: Arc<dyn RelayHooks>,
+    connections: AtomicUsize,
+}
+
+/// A running RTMP relay server. Dropping it does not stop it; call
+/// [`shutdown`](RelayServer::shutdown) (or cancel its [`shutdown_token`](RelayServer::shutdown_token)).
+#[derive(Debug)]
+pub struct RelayServer {
+    local_addr: SocketAddr,
+    hub: RelayHub,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl RelayServer {
+    /// Binds `config.bind` and starts serving with allow-all hooks.
+    pub async fn start(config: RelayServerConfig) -> io::Result<RelayServer> {
+        RelayServer::start_with_hooks(config, Arc::new(AllowAll)).await
+    }
+
+    /// Binds `config.bind` and starts serving, asking `hooks` to authorize publishers and players
+    /// and telling it about stream lifecycle events.
+    pub async fn start_with_hooks(
+        config: RelayServerConfig,
+        hooks: Arc<dyn RelayHooks>,
+    ) -> io::Result<RelayServer> {
+        let hub = RelayHub::new(config.relay.clone());
+        RelayServer::start_on_hub(config, hooks, hub).await
+    }
+
+    /// Like [`start_with_hooks`](RelayServer::start_with_hooks), relaying through an existing hub
+    /// (for example one an HTTP server also serves from). The hub's own configuration applies.
+    pub async fn start_on_hub(
+        config: RelayServerConfig,
+        hooks: Arc<dyn RelayHooks>,
+        hub: RelayHub,
+    ) -> io::Result<RelayServer> {
+        let listener = TcpListener::bind(config.bind).await?;
+        let local_addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            config,
+            hub: hub.clone(),
+            hooks,
+            connections: AtomicUsize::new(0),
+        });
+        info!(%local_addr, "RTMP relay listening");
+        let task = tokio::spawn(accept_loop(listener, shared, shutdown.clone()));
+        Ok(RelayServer {
+            local_addr,
+            hub,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The address the server listens on (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The relay hub, so other front ends (HTTP-FLV, HLS) can serve the same streams.
+    pub fn hub(&self) -> &RelayHub {
+        &self.hub
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, closes every connection and waits for their tasks to finish.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        if let Err(err) = self.task.await {
+            warn!(error = %err, "RTMP accept loop ended abnormally");
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut connections = JoinSet::new();
+    loop {
+        // Reap finished connection tasks so the set does not grow.
+        while connections.try_join_next().is_some() {}
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Per-connection accept errors (aborted handshakes, fd pressure) are transient.
+                warn!(error = %err, "accepting an RTMP connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if shared.connections.load(Ordering::Relaxed) >= shared.config.max_connections {
+            warn!(%peer, limit = shared.config.max_connections, "refusing connection: limit reached");
+            continue;
+        }
+        if let Err(err) = socket.set_nodelay(true) {
+            debug!(%peer, error = %err, "could not disable Nagle's algorithm");
+        }
+        shared.connections.fetch_add(1, Ordering::Relaxed);
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let result = connection::serve(socket, peer, &shared, shutdown).await;
+            shared.connections.fetch_sub(1, Ordering::Relaxed);
+            match result {
+                Ok(()) => debug!(%peer, "RTMP connection closed"),
+                Err(err) => warn!(%peer, error = %err, "closing RTMP connection"),
+            }
+        });
+    }
+    debug!("RTMP accept loop stopped; waiting for connections to close");
+    while connections.join_next().await.is_some() {}
+}

@@ -1,0 +1,69 @@
+//! Configuration of the RTMP relay server.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::relay::RelayConfig;
+use crate::rtmp::chunk::DEFAULT_MAX_MESSAGE_SIZE;
+
+/// Settings of a [`RelayServer`](super::RelayServer). `Default` is a ready local origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RelayServerConfig {
+    /// Address to listen on (default `127.0.0.1:1935`; port 0 picks a free port).
+    pub bind: SocketAddr,
+    /// Chunk size the server announces and sends with (default 4096).
+    pub chunk_size: u32,
+    /// Fan-out policy: GOP cache, viewer lag budget, stream and viewer limits.
+    pub relay: RelayConfig,
+    /// Longest a frame waits in a player's batch before it is written (default 50 ms). Frames
+    /// that arrive within this window go out in one vectored write.
+    pub write_latency: Duration,
+    /// Bytes that make a player's batch go out before the latency cap (default 256 KiB).
+    pub write_batch_bytes: usize,
+    /// A write to a peer that makes no progress for this long closes the connection
+    /// (default 20 s).
+    pub write_timeout: Duration,
+    /// A connection that has not finished the handshake and `connect` within this time is closed
+    /// (default 10 s).
+    pub handshake_timeout: Duration,
+    /// Longest message a peer may send (default 16 MiB).
+    pub max_message_size: u32,
+    /// Most simultaneous connections; more are refused on accept (default 10 000).
+    pub max_connections: usize,
+    /// Send players `NetStream.Play.UnpublishNotify` / `PublishNotify` when their publisher
+    /// leaves and returns (default off: ffmpeg and librtmp players stop on UnpublishNotify, while
+    /// without it they simply wait and resume when the stream is republished).
+    pub notify_players_on_unpublish: bool,
+}
+
+impl Default for RelayServerConfig {
+    fn default() -> Self {
+        RelayServerConfig {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 1935)),
+            chunk_size: 4096,
+            relay: RelayConfig::default(),
+            write_latency: Duration::from_millis(50),
+            write_batch_bytes: 256 * 1024,
+            write_timeout: Duration::from_secs(20),
+            handshake_timeout: Duration::from_secs(10),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_connections: 10_000,
+            notify_players_on_unpublish: false,
+        }
+    }
+}
+
+impl RelayServerConfig {
+    /// The default configuration listening on `bind`.
+    pub fn with_bind(mut self, bind: SocketAddr) -> Self {
+        self.bind = bind;
+        self
+    }
+
+    /// Sets the fan-out policy.
+    pub fn with_relay(mut self, relay: RelayConfig) -> Self {
+        self.relay = relay;
+        self
+    }
+}

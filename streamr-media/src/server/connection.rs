@@ -1,0 +1,503 @@
+//! One RTMP connection: the socket, its sans-IO session, and its publisher or player role.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, timeout, timeout_at, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use super::hooks::{StreamEvent, StreamRequest};
+use super::writer::WriteQueue;
+use super::Shared;
+use crate::relay::{
+    ChunkingKey, FrameKind, Publisher, RelayError, RelayEvent, StreamKey, Subscription,
+};
+use crate::rtmp::chunk::ChunkLimits;
+use crate::rtmp::session::{
+    shared_media_chunks, MediaKind, PublishRejection, ServerConfig, ServerEvent, ServerSession,
+    SessionError,
+};
+
+/// Bytes read from the socket per system call.
+const READ_BUFFER_SIZE: usize = 64 * 1024;
+/// Most relay events taken from a subscription per batch.
+const RELAY_BATCH_EVENTS: usize = 256;
+
+/// Why a connection was closed by the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The peer broke the RTMP protocol (handshake, chunk stream, message or command).
+    #[error("RTMP protocol error: {0}")]
+    Session(#[from] SessionError),
+    /// Reading or writing the socket failed.
+    #[error("socket error: {0}")]
+    Io(#[from] io::Error),
+    /// The peer did not complete the handshake and `connect` in time.
+    #[error("no handshake and connect within {0:?}")]
+    HandshakeTimeout(Duration),
+    /// A write made no progress for too long (the peer stopped reading).
+    #[error("peer accepted no data for {0:?}; {1} bytes were waiting")]
+    WriteTimeout(Duration, usize),
+}
+
+/// Serves one accepted connection until the peer leaves, errs or the server shuts down.
+pub(super) async fn serve(
+    socket: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    shutdown: CancellationToken,
+) -> Result<(), ConnectionError> {
+    let (mut reader, mut writer) = socket.into_split();
+    let mut connection = Connection::new(peer, shared);
+    let result = connection.run(&mut reader, &mut writer, &shutdown).await;
+    connection.stop_publishing().await;
+    connection.stop_playing().await;
+    result
+}
+
+/// The stream a connection publishes.
+struct Publishing {
+    stream_id: u32,
+    publisher: Publisher,
+}
+
+/// The stream a connection plays.
+struct Playing {
+    stream_id: u32,
+    subscription: Subscription,
+    audio: bool,
+    video: bool,
+}
+
+/// What woke the connection loop.
+enum Wake {
+    Shutdown,
+    HandshakeTimeout,
+    Read(io::Result<usize>),
+    Relay,
+}
+
+struct Connection<'a> {
+    peer: SocketAddr,
+    shared: &'a Shared,
+    session: ServerSession,
+    app: Option<String>,
+    publishing: Option<Publishing>,
+    playing: Option<Playing>,
+    queue: WriteQueue,
+    relay_events: Vec<RelayEvent>,
+}
+
+impl<'a> Connection<'a> {
+    fn new(peer: SocketAddr, shared: &'a Shared) -> Self {
+        let session_config = ServerConfig {
+            chunk_size: shared.config.chunk_size,
+            limits: ChunkLimits {
+                max_message_size: shared.config.max_message_size,
+                ..ChunkLimits::default()
+            },
+            ..ServerConfig::default()
+        };
+        Connection {
+            peer,
+            shared,
+            session: ServerSession::new(session_config),
+            app: None,
+            publishing: None,
+            playing: None,
+            queue: WriteQueue::default(),
+            relay_events: Vec::with_capacity(RELAY_BATCH_EVENTS),
+        }
+    }
+
+    async fn run(
+        &mut self,
+        reader: &mut OwnedReadHalf,
+        writer: &mut OwnedWriteHalf,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ConnectionError> {
+        let mut buffer = vec![0u8; READ_BUFFER_SIZE];
+        let handshake_deadline = Instant::now() + self.shared.config.handshake_timeout;
+        loop {
+            self.queue_session_output();
+            self.write_queued(writer).await?;
+            let connected = self.app.is_some();
+            let wake = {
+                let playing = self.playing.as_mut();
+                let relay_events = &mut self.relay_events;
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => Wake::Shutdown,
+                    _ = sleep_until(handshake_deadline), if !connected => Wake::HandshakeTimeout,
+                    read = reader.read(&mut buffer) => Wake::Read(read),
+                    _ = next_relay_batch(playing, relay_events) => Wake::Relay,
+                }
+            };
+            match wake {
+                Wake::Shutdown => return Ok(()),
+                Wake::HandshakeTimeout => {
+                    return Err(ConnectionError::HandshakeTimeout(
+                        self.shared.config.handshake_timeout,
+                    ))
+                }
+                Wake::Read(read) => {
+                    let read = read?;
+                    let Some(bytes) = buffer.get(..read).filter(|b| !b.is_empty()) else {
+                        return Ok(());
+                    };
+                    self.session.feed(bytes)?;
+                    self.handle_session_events().await?;
+                }
+                Wake::Relay => {
+                    self.queue_relay_events()?;
+                    self.collect_batch().await?;
+                }
+            }
+        }
+    }
+
+    /// Keeps taking relay events for up to the write latency cap, so frames arriving close
+    /// together go out in one vectored write.
+    async fn collect_batch(&mut self) -> Result<(), ConnectionError> {
+        let config = &self.shared.config;
+        if config.write_latency.is_zero() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + config.write_latency;
+        while self.queue.queued_bytes() < config.write_batch_bytes {
+            let Some(playing) = self.playing.as_mut() else {
+                break;
+            };
+            let batch = playing
+                .subscription
+                .recv_batch(&mut self.relay_events, RELAY_BATCH_EVENTS);
+            match timeout_at(deadline, batch).await {
+                Ok(received) if received > 0 => self.queue_relay_events()?,
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn queue_session_output(&mut self) {
+        if self.session.has_output() {
+            self.queue.push(self.session.take_output());
+        }
+    }
+
+    async fn write_queued(&mut self, writer: &mut OwnedWriteHalf) -> Result<(), ConnectionError> {
+        if self.queue.is_empty() {
+            return Ok(());
+        }
+        let limit = self.shared.config.write_timeout;
+        match timeout(limit, self.queue.write_all(writer)).await {
+            Ok(written) => written.map(drop).map_err(ConnectionError::Io),
+            Err(_) => Err(ConnectionError::WriteTimeout(
+                limit,
+                self.queue.queued_bytes(),
+            )),
+        }
+    }
+
+    /// Turns relay events into queued wire bytes: frames as shared chunked buffers, publisher
+    /// changes as status messages when configured.
+    fn queue_relay_events(&mut self) -> Result<(), ConnectionError> {
+        let Some(playing) = self.playing.as_ref() else {
+            self.relay_events.clear();
+            return Ok(());
+        };
+        let stream_id = playing.stream_id;
+        let chunk_size = self.session.outgoing_chunk_size();
+        let key = ChunkingKey {
+            chunk_size,
+            message_stream_id: stream_id,
+        };
+        let notify = self.shared.config.notify_players_on_unpublish;
+        for event in self.relay_events.drain(..) {
+            match event {
+                RelayEvent::Frame(frame) => {
+                    let kind = match frame.kind() {
+                        FrameKind::Audio if playing.audio => MediaKind::Audio,
+                        FrameKind::Video if playing.video => MediaKind::Video,
+                        FrameKind::Metadata => MediaKind::Data,
+                        _ => continue,
+                    };
+                    let bytes = frame.chunked(key, |f| {
+                        // Relayed payloads came through the same chunk decoder, so they fit the
+                        // 24-bit length field; an encoding failure leaves the frame out.
+                        shared_media_chunks(
+                            kind,
+                            stream_id,
+                            f.timestamp(),
+                            f.payload().clone(),
+                            chunk_size,
+                        )
+                        .unwrap_or_default()
+                    });
+                    self.queue.push(bytes);
+                }
+                RelayEvent::PublisherEnded if notify => {
+                    self.session.notify_unpublished(stream_id)?;
+                    self.queue.push(self.session.take_output());
+                }
+                RelayEvent::PublisherStarted if notify => {
+                    self.session.notify_republished(stream_id)?;
+                    self.queue.push(self.session.take_output());
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_session_events(&mut self) -> Result<(), ConnectionError> {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                ServerEvent::ConnectRequested { app, .. } => {
+                    // Some encoders append credentials to the app (`live?token=...`).
+                    let app = app.split('?').next().unwrap_or_default().to_owned();
+                    self.app = Some(app);
+                    self.session.accept_connect()?;
+                }
+                ServerEvent::PublishRequested {
+                    stream_id,
+                    stream_key,
+                    ..
+                } => self.start_publishing(stream_id, &stream_key).await?,
+                ServerEvent::PlayRequested {
+                    stream_id,
+                    stream_key,
+                    ..
+                } => self.start_playing(stream_id, &stream_key).await?,
+                ServerEvent::Media {
+                    kind,
+                    timestamp,
+                    payload,
+                    ..
+                } => {
+                    let kind = match kind {
+                        MediaKind::Audio => FrameKind::Audio,
+                        MediaKind::Video => FrameKind::Video,
+                        // Other data messages (cue points, captions) are not relayed yet.
+                        _ => continue,
+                    };
+                    if let Some(publishing) = &self.publishing {
+                        publishing.publisher.send(kind, timestamp, payload);
+                    }
+                }
+                ServerEvent::Metadata {
+                    timestamp, payload, ..
+                } => {
+                    if let Some(publishing) = &self.publishing {
+                        publishing
+                            .publisher
+                            .send(FrameKind::Metadata, timestamp, payload);
+                    }
+                }
+                ServerEvent::PublishFinished { stream_id, .. }
+                    if self
+                        .publishing
+                        .as_ref()
+                        .is_some_and(|p| p.stream_id == stream_id) =>
+                {
+                    self.stop_publishing().await;
+                }
+                ServerEvent::PlayFinished { stream_id, .. }
+                    if self
+                        .playing
+                        .as_ref()
+                        .is_some_and(|p| p.stream_id == stream_id) =>
+                {
+                    self.stop_playing().await;
+                }
+                ServerEvent::ReceiveMediaChanged {
+                    stream_id,
+                    kind,
+                    enabled,
+                } => {
+                    if let Some(playing) =
+                        self.playing.as_mut().filter(|p| p.stream_id == stream_id)
+                    {
+                        match kind {
+                            MediaKind::Audio => playing.audio = enabled,
+                            MediaKind::Video => playing.video = enabled,
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+            self.queue_session_output();
+        }
+        Ok(())
+    }
+
+    /// The stream request for `stream_key` on this connection's app, split from its query.
+    fn request(&self, stream_key: &str) -> StreamRequest {
+        let (name, query) = stream_key.split_once('?').unwrap_or((stream_key, ""));
+        StreamRequest {
+            key: StreamKey::new(self.app.clone().unwrap_or_default(), name),
+            query: query.to_owned(),
+            peer: self.peer,
+        }
+    }
+
+    async fn start_publishing(
+        &mut self,
+        stream_id: u32,
+        stream_key: &str,
+    ) -> Result<(), ConnectionError> {
+        let request = self.request(stream_key);
+        if self.publishing.is_some() || self.playing.is_some() {
+            self.session.reject_publish(
+                stream_id,
+                PublishRejection::BadName,
+                "this connection already publishes or plays a stream",
+            )?;
+            return Ok(());
+        }
+        if let Err(refusal) = self.shared.hooks.authorize_publish(&request).await {
+            info!(peer = %self.peer, key = %request.key, reason = %refusal, "publish refused");
+            self.session
+                .reject_publish(stream_id, PublishRejection::Denied, &refusal.reason)?;
+            return Ok(());
+        }
+        match self.shared.hub.publish(request.key.clone()) {
+            Ok(publisher) => {
+                self.session.accept_publish(stream_id)?;
+                info!(peer = %self.peer, key = %request.key, "publish started");
+                self.publishing = Some(Publishing {
+                    stream_id,
+                    publisher,
+                });
+                self.shared
+                    .hooks
+                    .on_event(StreamEvent::PublishStarted {
+                        key: request.key,
+                        peer: self.peer,
+                    })
+                    .await;
+            }
+            Err(err) => {
+                info!(peer = %self.peer, key = %request.key, error = %err, "publish refused");
+                let reason = match err {
+                    RelayError::StreamBusy { .. } => PublishRejection::BadName,
+                    _ => PublishRejection::Denied,
+                };
+                self.session
+                    .reject_publish(stream_id, reason, &err.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn start_playing(
+        &mut self,
+        stream_id: u32,
+        stream_key: &str,
+    ) -> Result<(), ConnectionError> {
+        let request = self.request(stream_key);
+        if self.publishing.is_some() || self.playing.is_some() {
+            self.session.reject_play(
+                stream_id,
+                "this connection already publishes or plays a stream",
+            )?;
+            return Ok(());
+        }
+        if let Err(refusal) = self.shared.hooks.authorize_play(&request).await {
+            info!(peer = %self.peer, key = %request.key, reason = %refusal, "play refused");
+            self.session.reject_play(stream_id, &refusal.reason)?;
+            return Ok(());
+        }
+        match self.shared.hub.subscribe(request.key.clone()) {
+            Ok(subscription) => {
+                // The Play.Start status must reach the player before the first frame.
+                self.session.accept_play(stream_id)?;
+                self.queue_session_output();
+                info!(peer = %self.peer, key = %request.key, viewer = subscription.id(), "play started");
+                let viewer_id = subscription.id();
+                self.playing = Some(Playing {
+                    stream_id,
+                    subscription,
+                    audio: true,
+                    video: true,
+                });
+                self.shared
+                    .hooks
+                    .on_event(StreamEvent::PlayStarted {
+                        key: request.key,
+                        peer: self.peer,
+                        viewer_id,
+                    })
+                    .await;
+            }
+            Err(err) => {
+                info!(peer = %self.peer, key = %request.key, error = %err, "play refused");
+                self.session.reject_play(stream_id, &err.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop_publishing(&mut self) {
+        if let Some(publishing) = self.publishing.take() {
+            let key = publishing.publisher.key().clone();
+            drop(publishing);
+            info!(peer = %self.peer, %key, "publish ended");
+            self.shared
+                .hooks
+                .on_event(StreamEvent::PublishEnded {
+                    key,
+                    peer: self.peer,
+                })
+                .await;
+        }
+    }
+
+    async fn stop_playing(&mut self) {
+        if let Some(playing) = self.playing.take() {
+            let key = playing.subscription.key().clone();
+            let stats = playing.subscription.stats();
+            drop(playing);
+            info!(
+                peer = %self.peer,
+                %key,
+                frames = stats.frames_out,
+                bytes = stats.bytes_out,
+                dropped_frames = stats.frames_dropped,
+                "play ended"
+            );
+            self.shared
+                .hooks
+                .on_event(StreamEvent::PlayEnded {
+                    key,
+                    peer: self.peer,
+                    stats,
+                })
+                .await;
+        }
+    }
+}
+
+/// The next batch of relay events for a playing connection; never resolves otherwise.
+async fn next_relay_batch(playing: Option<&mut Playing>, events: &mut Vec<RelayEvent>) -> usize {
+    match playing {
+        Some(playing) => {
+            let received = playing
+                .subscription
+                .recv_batch(events, RELAY_BATCH_EVENTS)
+                .await;
+            if received == 0 {
+                std::future::pending::<()>().await;
+            }
+            received
+        }
+        None => std::future::pending().await,
+    }
+}
