@@ -47,6 +47,7 @@ mod apportion;
 pub mod canonical;
 mod content;
 mod error;
+mod fraud;
 mod grant;
 mod heartbeat;
 mod identity;
@@ -61,10 +62,15 @@ mod routing;
 mod settlement;
 mod signed;
 mod statement;
+mod traits;
 mod verifier;
 
 pub use content::{segment_hash, OriginDigests, SegmentChain, SegmentDigestSource, SegmentRecord};
 pub use error::{LedgerError, ReceiptRejection, SettlementError, SignatureError};
+pub use fraud::{
+    EpochObservations, Evidence, FraudConfig, FraudEngine, FraudReport, NodeClaims, NodeProfile,
+    PenaltyPolicy, ReceiptTally, RuleId, Verdict, ViewerProfile,
+};
 pub use grant::{SessionGrant, SignedGrant};
 pub use heartbeat::{HeartbeatNonces, NodeHeartbeat, SignedHeartbeat};
 pub use identity::{CoordinatorKey, KeyPair, NodeId, SignatureBytes, ViewerKey};
@@ -86,6 +92,7 @@ pub use settlement::{
 };
 pub use signed::{CanonicalMessage, Signed};
 pub use statement::EpochStatement;
+pub use traits::{Clock, ManualClock, SettlementStore};
 pub use verifier::{Credit, ReceiptVerifier, SessionUsage, SignatureCheck, VerifierConfig};
 
 #[cfg(test)]
