@@ -90,13 +90,18 @@ impl HevcDecoderConfig {
             });
         }
         let _ = c.position();
+        let profile_idc = general[0] & 0x1f;
+        let level_idc = general[11];
+        // The public fields own these bits; keep the rest verbatim for re-encoding.
+        general[0] &= 0xe0;
+        general[11] = 0;
         Ok(HevcDecoderConfig {
-            profile_idc: general[0] & 0x1f,
-            level_idc: general[11],
+            profile_idc,
+            level_idc,
             nal_length_size,
             arrays,
             general,
-            frame_rate_flags,
+            frame_rate_flags: frame_rate_flags & 0xfc,
         })
     }
 
