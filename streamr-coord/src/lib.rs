@@ -1,5 +1,138 @@
 //! # streamr-coord
 //!
-//! The StreamrP2P coordinator service: HTTP API, background workers and storage backends.
+//! The StreamrP2P coordinator service: it registers streams and friend nodes, takes signed node
+//! heartbeats and viewer receipts, routes viewers to nodes with signed session grants, settles
+//! reward epochs into a double-entry ledger with Merkle statements, and hands payouts to a
+//! payout sink. The economics (verification, routing, rewards, settlement) are
+//! `streamr_core`'s; this crate stores their inputs and outputs and serves them over HTTP.
+//!
+//! Storage is SQLite (one file, the default) or PostgreSQL (shared by several replicas).
+//!
+//! ```no_run
+//! use streamr_coord::{connect, CoordConfig, Coordinator};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let storage = connect("sqlite://streamr-coordinator.db").await?;
+//! let config = CoordConfig {
+//!     admin_token: Some("change me".into()),
+//!     ..CoordConfig::default()
+//! };
+//! let coordinator = Coordinator::new(config, storage);
+//! let workers = coordinator.spawn_workers();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8090").await?;
+//! coordinator.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! workers.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+
+mod api;
+mod clock;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+mod rate_limit;
+mod receipts;
+pub mod storage;
+pub mod wire;
+pub mod workers;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use streamr_core::{CoordinatorKey, PayoutSink, SimulatedChain};
+use tokio::net::TcpListener;
+
+pub use api::ledger::{ProofResponse, SimulationRequest};
+pub use config::{CoordConfig, RateLimit};
+pub use error::{ApiError, StorageError};
+pub use storage::{connect, PostgresStorage, SqliteStorage, Storage};
+pub use workers::{ProbeRunner, WorkerError, Workers};
+
+/// A coordinator: configuration, storage and counters, ready to serve HTTP and run workers.
+#[derive(Clone)]
+pub struct Coordinator {
+    state: api::Shared,
+    sink: workers::SharedPayoutSink,
+    probes: Option<Arc<dyn ProbeRunner>>,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("config", &self.state.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Coordinator {
+    /// A coordinator over `storage`, paying into an in-memory simulated chain until
+    /// [`Coordinator::with_payout_sink`] names a real one.
+    pub fn new(config: CoordConfig, storage: Arc<dyn Storage>) -> Self {
+        Coordinator {
+            state: Arc::new(api::AppState::new(config, storage)),
+            sink: Arc::new(tokio::sync::Mutex::new(Box::new(SimulatedChain::new()))),
+            probes: None,
+        }
+    }
+
+    /// Sends payouts to `sink` (it must pay only up to each item's cumulative total).
+    pub fn with_payout_sink(mut self, sink: Box<dyn PayoutSink + Send>) -> Self {
+        self.sink = Arc::new(tokio::sync::Mutex::new(sink));
+        self
+    }
+
+    /// Runs `runner` against every active node each worker round.
+    pub fn with_probe_runner(mut self, runner: Arc<dyn ProbeRunner>) -> Self {
+        self.probes = Some(runner);
+        self
+    }
+
+    /// The public key that verifies the session grants this coordinator signs.
+    pub fn coordinator_key(&self) -> CoordinatorKey {
+        self.state.config.coordinator_key.coordinator_key()
+    }
+
+    /// The HTTP API as an axum router (without client addresses: every caller shares one
+    /// rate-limit bucket unless served by [`Coordinator::serve`]).
+    pub fn router(&self) -> axum::Router {
+        api::router(self.state.clone())
+    }
+
+    /// Serves the API on `listener` until `shutdown` completes, then drains open requests.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(
+            listener,
+            self.router()
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+
+    /// Starts the settlement, payout, stats and (if configured) probe workers.
+    pub fn spawn_workers(&self) -> Workers {
+        workers::spawn(self.state.clone(), self.sink.clone(), self.probes.clone())
+    }
+
+    /// Settles every epoch that is due now, as the settlement worker does each round.
+    /// Returns how many epochs this call settled.
+    pub async fn settle_due(&self) -> Result<u32, WorkerError> {
+        let mut settler = self.state.settler.lock().await;
+        settler.settle_due(&self.state).await
+    }
+
+    /// Hands pending payouts to the payout sink, as the payout worker does each round.
+    /// Returns how many were sent.
+    pub async fn pay_pending(&self) -> Result<u32, WorkerError> {
+        workers::pay_round(&self.state, &self.sink).await
+    }
+}

@@ -1,0 +1,141 @@
+//! The HTTP API: routes, shared state and the middleware around them (body limit, per-IP rate
+//! limit, request counting, JSON errors for unknown routes).
+
+pub(crate) mod ledger;
+mod nodes;
+mod ops;
+mod streams;
+mod viewers;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::config::CoordConfig;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
+use crate::storage::Storage;
+use crate::workers::Settler;
+
+/// State shared by every handler and worker.
+pub(crate) struct AppState {
+    pub(crate) config: CoordConfig,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) metrics: Metrics,
+    pub(crate) settler: tokio::sync::Mutex<Settler>,
+    limiter: Option<RateLimiter>,
+    admin_token_hash: Option<blake3::Hash>,
+}
+
+pub(crate) type Shared = Arc<AppState>;
+
+impl AppState {
+    pub(crate) fn new(config: CoordConfig, storage: Arc<dyn Storage>) -> Self {
+        let admin_token_hash = config
+            .admin_token
+            .as_deref()
+            .map(|token| blake3::hash(token.as_bytes()));
+        AppState {
+            limiter: config.rate_limit.map(RateLimiter::new),
+            config,
+            storage,
+            metrics: Metrics::default(),
+            settler: tokio::sync::Mutex::new(Settler::default()),
+            admin_token_hash,
+        }
+    }
+
+    /// Checks `Authorization: Bearer <admin token>` (compared by hash in constant time).
+    pub(crate) fn require_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let expected = self.admin_token_hash.ok_or(ApiError::Unauthorized)?;
+        let presented = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized)?;
+        if blake3::hash(presented.as_bytes()) == expected {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// Builds the router over shared state.
+pub(crate) fn router(state: Shared) -> Router {
+    let max_body = state.config.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route("/stats", get(ops::stats))
+        .route("/streams", post(streams::create).get(streams::list))
+        .route("/streams/{id}", get(streams::get_one))
+        .route("/streams/{id}/end", post(streams::end))
+        .route("/streams/{id}/publish-check", post(streams::publish_check))
+        .route(
+            "/streams/{id}/segments",
+            post(streams::report_segment).get(streams::list_segments),
+        )
+        .route("/streams/{id}/stats", get(streams::stats))
+        .route("/streams/{id}/play", get(viewers::play))
+        .route("/receipts", post(viewers::post_receipts))
+        .route("/nodes", post(nodes::register).get(nodes::list))
+        .route("/nodes/heartbeat", post(nodes::heartbeat))
+        .route("/nodes/deregister", post(nodes::deregister))
+        .route("/nodes/{id}", get(nodes::get_one))
+        .route("/nodes/{id}/stats", get(nodes::stats))
+        .route("/nodes/{id}/earnings", get(ledger::earnings))
+        .route("/probes", post(nodes::report_probe))
+        .route("/epochs", get(ledger::list_epochs))
+        .route("/epochs/{epoch}", get(ledger::statement))
+        .route("/epochs/{epoch}/proofs/{node_id}", get(ledger::proof))
+        .route("/payouts/pending", get(ledger::pending_payouts))
+        .route("/simulate", post(ledger::simulate))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_and_limit,
+        ))
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::NotFound {
+        what: "route",
+        id: format!("{} {}", request.method(), request.uri().path()),
+    }
+}
+
+/// Refuses clients over their rate, then counts the answer by status class.
+async fn count_and_limit(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+    let metrics = &state.metrics;
+    Metrics::inc(&metrics.http_requests_total);
+    if let Some(limiter) = &state.limiter {
+        if !limiter.allow(ip) {
+            Metrics::inc(&metrics.rate_limited_total);
+            Metrics::inc(&metrics.http_client_errors_total);
+            return ApiError::RateLimited.into_response();
+        }
+    }
+    let response = next.run(request).await;
+    if response.status().is_client_error() {
+        Metrics::inc(&metrics.http_client_errors_total);
+    } else if response.status().is_server_error() {
+        Metrics::inc(&metrics.http_server_errors_total);
+    }
+    response
+}

@@ -1,0 +1,293 @@
+//! Node registration, signed heartbeats, deregistration and probe reports.
+
+use std::net::IpAddr;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use streamr_core::{ProbeResult, SignatureError, Subnet24};
+
+use super::streams::{to_i64, Limit};
+use super::Shared;
+use crate::clock::now_ms;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, PeerIp};
+use crate::metrics::Metrics;
+use crate::receipts;
+use crate::storage::{HeartbeatWrite, NodeRecord, ProbeRecord, StatsRow};
+use crate::wire::{HeartbeatRequest, ReceiptsOutcome, SignedDeregistration, SignedRegistration};
+
+const MAX_FIELD_LEN: usize = 512;
+
+fn signature_error(what: &'static str, error: SignatureError, limit_ms: i64) -> ApiError {
+    match error {
+        SignatureError::StaleTimestamp {
+            timestamp_ms,
+            skew_ms,
+            ..
+        } => ApiError::ClockSkew {
+            timestamp_ms: i64::try_from(timestamp_ms).unwrap_or(i64::MAX),
+            skew_ms: i64::try_from(skew_ms).unwrap_or(i64::MAX),
+            limit_ms,
+        },
+        _ => ApiError::BadSignature { what },
+    }
+}
+
+fn check_skew(state: &Shared, timestamp_ms: u64) -> Result<(), ApiError> {
+    let limit_ms = i64::try_from(state.config.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
+    let timestamp = i64::try_from(timestamp_ms).unwrap_or(i64::MAX);
+    let skew_ms = now_ms().saturating_sub(timestamp).saturating_abs();
+    if skew_ms > limit_ms {
+        return Err(ApiError::ClockSkew {
+            timestamp_ms: timestamp,
+            skew_ms,
+            limit_ms,
+        });
+    }
+    Ok(())
+}
+
+fn check_text(field: &'static str, value: &str, url: bool) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > MAX_FIELD_LEN || value.chars().any(char::is_control) {
+        return Err(ApiError::InvalidField {
+            field,
+            reason: format!("must be 1-{MAX_FIELD_LEN} printable characters"),
+        });
+    }
+    if url
+        && !(value.starts_with("rtmp://")
+            || value.starts_with("http://")
+            || value.starts_with("https://"))
+    {
+        return Err(ApiError::InvalidField {
+            field,
+            reason: "must be an rtmp://, http:// or https:// URL".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The /24 the node's HTTP URL names, falling back to the address it registered from.
+fn subnet_of(http_url: &str, peer: Option<IpAddr>) -> String {
+    let host = http_url
+        .split_once("://")
+        .map_or(http_url, |(_, rest)| rest)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default();
+    let ip = host.parse::<std::net::Ipv4Addr>().ok().or(match peer {
+        Some(IpAddr::V4(v4)) => Some(v4),
+        _ => None,
+    });
+    ip.map_or_else(|| host.to_owned(), |v4| Subnet24::of(v4).to_string())
+}
+
+pub(crate) async fn register(
+    State(state): State<Shared>,
+    PeerIp(peer): PeerIp,
+    ApiJson(signed): ApiJson<SignedRegistration>,
+) -> Result<(StatusCode, Json<NodeRecord>), ApiError> {
+    let key = signed
+        .body
+        .node_id
+        .verifying_key()
+        .map_err(|_| ApiError::BadSignature {
+            what: "node registration",
+        })?;
+    let registration = signed
+        .verify_with(&key)
+        .map_err(|_| ApiError::BadSignature {
+            what: "node registration",
+        })?;
+    check_skew(&state, registration.timestamp_ms)?;
+    check_text("payout_address", &registration.payout_address, false)?;
+    check_text("operator", &registration.operator, false)?;
+    check_text("rtmp_url", &registration.rtmp_url, true)?;
+    check_text("http_url", &registration.http_url, true)?;
+    let id = registration.node_id.to_string();
+    let existing = state.storage.get_node(&id).await?;
+    let node = NodeRecord {
+        id: id.clone(),
+        payout_address: registration.payout_address.clone(),
+        operator: registration.operator.clone(),
+        subnet: subnet_of(&registration.http_url, peer),
+        rtmp_url: registration.rtmp_url.trim_end_matches('/').to_owned(),
+        http_url: registration.http_url.trim_end_matches('/').to_owned(),
+        registered_at_ms: existing
+            .as_ref()
+            .map_or_else(now_ms, |n| n.registered_at_ms),
+        active: true,
+        capacity_kbps: to_i64("capacity_kbps", registration.capacity_kbps)?,
+        last_nonce: -1,
+        last_heartbeat_ms: None,
+        status: "registered".into(),
+        viewers: 0,
+        bytes_served: 0,
+        streams_json: "[]".into(),
+    };
+    state.storage.upsert_node(&node).await?;
+    let stored = state.storage.get_node(&id).await?.unwrap_or(node);
+    let status = if existing.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(stored)))
+}
+
+pub(crate) async fn list(State(state): State<Shared>) -> Result<Json<Vec<NodeRecord>>, ApiError> {
+    Ok(Json(state.storage.list_nodes().await?))
+}
+
+pub(crate) async fn get_one(
+    State(state): State<Shared>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<NodeRecord>, ApiError> {
+    state
+        .storage
+        .get_node(&id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound { what: "node", id })
+}
+
+/// A signed heartbeat: signature, skew window and nonce are checked, then the node's state
+/// and the receipts it carries are written in one transaction.
+pub(crate) async fn heartbeat(
+    State(state): State<Shared>,
+    ApiJson(request): ApiJson<HeartbeatRequest>,
+) -> Result<Json<ReceiptsOutcome>, ApiError> {
+    let result = accept_heartbeat(&state, request).await;
+    let counter = if result.is_ok() {
+        &state.metrics.heartbeats_accepted_total
+    } else {
+        &state.metrics.heartbeats_rejected_total
+    };
+    Metrics::inc(counter);
+    result.map(Json)
+}
+
+async fn accept_heartbeat(
+    state: &Shared,
+    request: HeartbeatRequest,
+) -> Result<ReceiptsOutcome, ApiError> {
+    let limit = state.config.max_receipts_per_request;
+    if request.receipts.len() > limit {
+        return Err(ApiError::InvalidField {
+            field: "receipts",
+            reason: format!("at most {limit} receipts per heartbeat"),
+        });
+    }
+    let now = now_ms();
+    let skew_ms = u64::try_from(state.config.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
+    let body = request
+        .heartbeat
+        .verify(u64::try_from(now).unwrap_or(0), skew_ms)
+        .map_err(|e| signature_error("heartbeat", e, i64::try_from(skew_ms).unwrap_or(i64::MAX)))?;
+    let streams: Vec<&str> = body.streams.iter().map(|s| s.as_str()).collect();
+    let write_base = HeartbeatWrite {
+        node_id: body.node_id.to_string(),
+        nonce: to_i64("nonce", body.nonce)?,
+        timestamp_ms: to_i64("timestamp_ms", body.timestamp_ms)?,
+        streams_json: serde_json::to_string(&streams).unwrap_or_else(|_| "[]".into()),
+        viewers: to_i64("viewers", body.viewers)?,
+        bytes_served: to_i64("bytes_served", body.bytes_served)?,
+        receipts: Vec::new(),
+    };
+    let verified = if request.receipts.is_empty() {
+        receipts::Verified::default()
+    } else {
+        receipts::verify(state, Some(body.node_id), &request.receipts, now).await?
+    };
+    let write = HeartbeatWrite {
+        receipts: verified.accepted,
+        ..write_base
+    };
+    let accepted = state.storage.record_heartbeat(&write).await?;
+    count_receipts(state, accepted, verified.rejected.len());
+    Ok(ReceiptsOutcome {
+        accepted,
+        rejected: verified.rejected,
+    })
+}
+
+pub(crate) fn count_receipts(state: &Shared, accepted: u64, rejected: usize) {
+    use std::sync::atomic::Ordering;
+    let metrics = &state.metrics;
+    metrics
+        .receipts_accepted_total
+        .fetch_add(accepted, Ordering::Relaxed);
+    metrics.receipts_rejected_total.fetch_add(
+        u64::try_from(rejected).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+}
+
+pub(crate) async fn deregister(
+    State(state): State<Shared>,
+    ApiJson(signed): ApiJson<SignedDeregistration>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let key = signed
+        .body
+        .node_id
+        .verifying_key()
+        .map_err(|_| ApiError::BadSignature {
+            what: "node deregistration",
+        })?;
+    let body = signed
+        .verify_with(&key)
+        .map_err(|_| ApiError::BadSignature {
+            what: "node deregistration",
+        })?;
+    check_skew(&state, body.timestamp_ms)?;
+    let id = body.node_id.to_string();
+    if state.storage.deregister_node(&id).await? {
+        Ok(Json(serde_json::json!({ "node_id": id, "active": false })))
+    } else {
+        Err(ApiError::NotFound { what: "node", id })
+    }
+}
+
+/// The probe runner's seam: records a probe result (admin token).
+pub(crate) async fn report_probe(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    ApiJson(result): ApiJson<ProbeResult>,
+) -> Result<(StatusCode, Json<ProbeRecord>), ApiError> {
+    state.require_admin(&headers)?;
+    let id = result.node_id.to_string();
+    if state.storage.get_node(&id).await?.is_none() {
+        return Err(ApiError::NotFound { what: "node", id });
+    }
+    let probe = crate::workers::probe_record(&state, &result, now_ms());
+    state.storage.insert_probe(&probe).await?;
+    Ok((StatusCode::CREATED, Json(probe)))
+}
+
+pub(crate) async fn stats(
+    State(state): State<Shared>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(limit): ApiQuery<Limit>,
+) -> Result<Json<Vec<StatsRow>>, ApiError> {
+    Ok(Json(
+        state
+            .storage
+            .minute_stats("node", &id, limit.value())
+            .await?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subnet_of;
+
+    #[test]
+    fn subnet_comes_from_the_url_host_or_the_peer() {
+        assert_eq!(subnet_of("http://10.1.2.3:8080/x", None), "10.1.2.0/24");
+        assert_eq!(
+            subnet_of("http://node.example:8080", Some([192, 168, 7, 9].into())),
+            "192.168.7.0/24"
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! Stream lifecycle, the origin's publish check and segment reports.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use rand::RngCore;
+use serde::Deserialize;
+use streamr_core::{ContentDigest, SegmentChain};
+
+use super::Shared;
+use crate::clock::now_ms;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::storage::{SegmentRecord, StatsRow, StreamRecord};
+use crate::wire::{
+    CreateStreamRequest, CreateStreamResponse, PublishCheckRequest, SegmentReport,
+    SegmentReportResponse,
+};
+
+/// `?limit=` for list endpoints.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Limit {
+    #[serde(default = "default_limit")]
+    limit: u16,
+}
+
+fn default_limit() -> u16 {
+    100
+}
+
+impl Limit {
+    pub(crate) fn value(&self) -> i64 {
+        i64::from(self.limit.clamp(1, 1000))
+    }
+}
+
+fn stream_key_hash(key: &str) -> String {
+    blake3::hash(key.as_bytes()).to_hex().to_string()
+}
+
+pub(crate) fn to_i64(field: &'static str, value: u64) -> Result<i64, ApiError> {
+    i64::try_from(value).map_err(|_| ApiError::InvalidField {
+        field,
+        reason: format!("{value} is larger than {}", i64::MAX),
+    })
+}
+
+pub(crate) async fn load_stream(state: &Shared, id: &str) -> Result<StreamRecord, ApiError> {
+    state
+        .storage
+        .get_stream(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            what: "stream",
+            id: id.to_owned(),
+        })
+}
+
+pub(crate) async fn create(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<CreateStreamRequest>,
+) -> Result<(StatusCode, Json<CreateStreamResponse>), ApiError> {
+    state.require_admin(&headers)?;
+    let id = request.id.as_str();
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(ApiError::InvalidField {
+            field: "id",
+            reason: "must be 1-128 characters of A-Z a-z 0-9 - _ .".into(),
+        });
+    }
+    if state.storage.get_stream(id).await?.is_some() {
+        return Err(ApiError::Conflict(format!("stream {id} exists already")));
+    }
+    let mut key = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    let stream_key = hex::encode(key);
+    let stream = StreamRecord {
+        id: id.to_owned(),
+        title: request.title,
+        stream_key_hash: stream_key_hash(&stream_key),
+        status: "live".into(),
+        created_at_ms: now_ms(),
+        ended_at_ms: None,
+    };
+    state.storage.create_stream(&stream).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreateStreamResponse { stream, stream_key }),
+    ))
+}
+
+pub(crate) async fn list(
+    State(state): State<Shared>,
+    ApiQuery(limit): ApiQuery<Limit>,
+) -> Result<Json<Vec<StreamRecord>>, ApiError> {
+    Ok(Json(state.storage.list_streams(limit.value()).await?))
+}
+
+pub(crate) async fn get_one(
+    State(state): State<Shared>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<StreamRecord>, ApiError> {
+    Ok(Json(load_stream(&state, &id).await?))
+}
+
+pub(crate) async fn end(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<StreamRecord>, ApiError> {
+    state.require_admin(&headers)?;
+    state
+        .storage
+        .end_stream(&id, now_ms())
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound { what: "stream", id })
+}
+
+/// The origin's on-publish hook: 200 when the key matches a live stream, 403 otherwise.
+pub(crate) async fn publish_check(
+    State(state): State<Shared>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(request): ApiJson<PublishCheckRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let stream = load_stream(&state, &id).await?;
+    let presented = blake3::hash(request.stream_key.as_bytes());
+    let matches = blake3::Hash::from_hex(&stream.stream_key_hash)
+        .map(|stored| stored == presented)
+        .unwrap_or(false);
+    if matches && stream.status == "live" {
+        Ok(Json(
+            serde_json::json!({ "allowed": true, "stream_id": stream.id }),
+        ))
+    } else {
+        Err(ApiError::StreamKeyRejected { stream_id: id })
+    }
+}
+
+/// Stores a segment hash and the running digest the viewers' receipts must match.
+pub(crate) async fn report_segment(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(report): ApiJson<SegmentReport>,
+) -> Result<(StatusCode, Json<SegmentReportResponse>), ApiError> {
+    state.require_admin(&headers)?;
+    let stream = load_stream(&state, &id).await?;
+    let sequence = to_i64("sequence", report.sequence)?;
+    let published_ms = to_i64("published_ms", report.published_ms)?;
+    let previous = match sequence.checked_sub(1) {
+        Some(prev) if prev >= 0 => state.storage.get_segment(&stream.id, prev).await?,
+        _ => None,
+    };
+    let mut chain = match previous {
+        Some(prev) => {
+            let digest: ContentDigest = prev.digest.parse().map_err(|_| {
+                ApiError::Storage(crate::StorageError::Corrupt {
+                    what: "segment digest",
+                    detail: format!("{} #{}", prev.stream_id, prev.sequence),
+                })
+            })?;
+            SegmentChain::anchored(digest, report.sequence)
+        }
+        None => SegmentChain::genesis(report.sequence),
+    };
+    let digest = chain.push(&report.hash);
+    let segment = SegmentRecord {
+        stream_id: stream.id,
+        sequence,
+        hash: report.hash.to_string(),
+        digest: digest.to_string(),
+        published_ms,
+        reported_at_ms: now_ms(),
+    };
+    let created = state.storage.insert_segment(&segment).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(SegmentReportResponse { segment, created })))
+}
+
+pub(crate) async fn list_segments(
+    State(state): State<Shared>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(limit): ApiQuery<Limit>,
+) -> Result<Json<Vec<SegmentRecord>>, ApiError> {
+    load_stream(&state, &id).await?;
+    Ok(Json(state.storage.list_segments(&id, limit.value()).await?))
+}
+
+pub(crate) async fn stats(
+    State(state): State<Shared>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(limit): ApiQuery<Limit>,
+) -> Result<Json<Vec<StatsRow>>, ApiError> {
+    load_stream(&state, &id).await?;
+    Ok(Json(
+        state
+            .storage
+            .minute_stats("stream", &id, limit.value())
+            .await?,
+    ))
+}

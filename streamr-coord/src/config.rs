@@ -1,0 +1,114 @@
+//! The coordinator's settings, with defaults for a single local instance.
+
+use std::time::Duration;
+
+use streamr_core::{KeyPair, PayoutPolicy, ProbePolicy, Router, SettlementConfig, VerifierConfig};
+
+/// Per-client-IP request rate limit (token bucket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Tokens added per second.
+    pub per_second: u32,
+    /// Bucket size: the burst a client may send at once.
+    pub burst: u32,
+}
+
+/// Everything [`crate::Coordinator`] needs besides its storage.
+#[derive(Clone)]
+pub struct CoordConfig {
+    /// Bearer token for admin endpoints; `None` disables them.
+    pub admin_token: Option<String>,
+    /// The key that signs session grants; replicas that share a database must share it.
+    pub coordinator_key: KeyPair,
+    /// A name for this replica, recorded on the settlements it writes.
+    pub replica_id: String,
+    /// Length of a reward epoch.
+    pub epoch_length: Duration,
+    /// An epoch is settled this long after it ends, so late in-flight writes land first.
+    pub settlement_grace: Duration,
+    /// Micro-units distributed per epoch.
+    pub reward_pool_per_epoch: u64,
+    /// The reward formula and vesting parameters (published with every epoch's inputs).
+    pub settlement: SettlementConfig,
+    /// Payout thresholds and fees.
+    pub payouts: PayoutPolicy,
+    /// What a probe must reach to pass.
+    pub probe_policy: ProbePolicy,
+    /// Viewer routing parameters.
+    pub router: Router,
+    /// Receipt verification limits.
+    pub verifier: VerifierConfig,
+    /// Accepted distance between a signed timestamp and the coordinator clock.
+    pub max_clock_skew: Duration,
+    /// How long a session grant lasts.
+    pub grant_ttl: Duration,
+    /// Bytes per second a grant allows (stream bitrate plus headroom).
+    pub grant_bytes_per_second: u64,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Most receipts one request may carry.
+    pub max_receipts_per_request: usize,
+    /// Per-IP rate limit; `None` disables it.
+    pub rate_limit: Option<RateLimit>,
+    /// A node whose last heartbeat is older than this is not routed to.
+    pub node_liveness: Duration,
+    /// How often the workers wake up.
+    pub worker_interval: Duration,
+}
+
+impl std::fmt::Debug for CoordConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoordConfig")
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("coordinator_key", &self.coordinator_key.coordinator_key())
+            .field("replica_id", &self.replica_id)
+            .field("epoch_length", &self.epoch_length)
+            .field("reward_pool_per_epoch", &self.reward_pool_per_epoch)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("rate_limit", &self.rate_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CoordConfig {
+    fn default() -> Self {
+        CoordConfig {
+            admin_token: None,
+            coordinator_key: KeyPair::generate(&mut rand::rngs::OsRng),
+            replica_id: format!("replica-{}", std::process::id()),
+            epoch_length: Duration::from_secs(3600),
+            settlement_grace: Duration::from_secs(5),
+            reward_pool_per_epoch: 1_000_000_000,
+            settlement: SettlementConfig::default(),
+            payouts: PayoutPolicy::default(),
+            probe_policy: ProbePolicy::default(),
+            router: Router::default(),
+            verifier: VerifierConfig::default(),
+            max_clock_skew: Duration::from_secs(30),
+            grant_ttl: Duration::from_secs(3600),
+            grant_bytes_per_second: 2_000_000,
+            max_body_bytes: 256 * 1024,
+            max_receipts_per_request: 256,
+            rate_limit: Some(RateLimit {
+                per_second: 200,
+                burst: 400,
+            }),
+            node_liveness: Duration::from_secs(60),
+            worker_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl CoordConfig {
+    /// Epoch length in milliseconds (at least 1).
+    pub fn epoch_length_ms(&self) -> i64 {
+        i64::try_from(self.epoch_length.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1)
+    }
+
+    /// The epoch a Unix-millisecond time falls in.
+    pub fn epoch_of(&self, t_ms: i64) -> i64 {
+        t_ms.div_euclid(self.epoch_length_ms())
+    }
+}

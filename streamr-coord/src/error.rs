@@ -1,0 +1,230 @@
+//! The two error layers of the coordinator: storage and API.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+/// What went wrong in a storage backend, and on which table or key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The database URL names no backend this build supports.
+    #[error("unsupported database URL {url:?}: expected sqlite://... or postgres://...")]
+    UnsupportedUrl {
+        /// The URL as given.
+        url: String,
+    },
+    /// Connecting to the database or running its migrations failed.
+    #[error("opening database {url:?}: {source}")]
+    Open {
+        /// The URL as given (credentials included only if the operator put them there).
+        url: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Running the schema migrations failed.
+    #[error("migrating database schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("{operation}: {source}")]
+    Query {
+        /// The storage operation that ran the query, e.g. `record_heartbeat`.
+        operation: &'static str,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The heartbeat nonce is not above the node's last accepted one.
+    #[error("heartbeat nonce {nonce} of node {node_id} is not above the last accepted {last}")]
+    ReplayedNonce {
+        /// The node that sent the heartbeat.
+        node_id: String,
+        /// The nonce it sent.
+        nonce: i64,
+        /// The last nonce accepted from it.
+        last: i64,
+    },
+    /// A heartbeat came from a node that is not registered or was deregistered.
+    #[error("node {node_id} is not registered")]
+    UnknownNode {
+        /// The node.
+        node_id: String,
+    },
+    /// A segment sequence number was reported twice with different hashes.
+    #[error("segment {sequence} of stream {stream_id} was already reported with another hash")]
+    ConflictingSegment {
+        /// The stream.
+        stream_id: String,
+        /// The segment's sequence number.
+        sequence: i64,
+    },
+    /// A stored value could not be decoded.
+    #[error("corrupt {what} in storage: {detail}")]
+    Corrupt {
+        /// Which stored value.
+        what: &'static str,
+        /// What was wrong with it.
+        detail: String,
+    },
+}
+
+impl StorageError {
+    /// Wraps a driver error with the name of the operation that saw it.
+    pub(crate) fn query(operation: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
+        move |source| StorageError::Query { operation, source }
+    }
+}
+
+/// An API request that failed: each variant maps to one HTTP status and a JSON body
+/// `{"error": "<code>", "message": "<what was wrong>"}`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The request body was not valid JSON for the endpoint.
+    #[error("invalid JSON body: {0}")]
+    InvalidJson(String),
+    /// A path parameter had the wrong form.
+    #[error("invalid path parameter: {0}")]
+    InvalidPath(String),
+    /// A query string parameter had the wrong form.
+    #[error("invalid query string: {0}")]
+    InvalidQuery(String),
+    /// A field was syntactically valid JSON but had an unacceptable value.
+    #[error("invalid field {field}: {reason}")]
+    InvalidField {
+        /// The field name.
+        field: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The body exceeded the configured size limit.
+    #[error("request body too large: {0}")]
+    BodyTooLarge(String),
+    /// The admin bearer token was missing or wrong.
+    #[error("missing or wrong admin bearer token")]
+    Unauthorized,
+    /// A signature did not verify.
+    #[error("bad signature on {what}")]
+    BadSignature {
+        /// What was signed (heartbeat, receipt, request).
+        what: &'static str,
+    },
+    /// A signed request's timestamp was outside the accepted skew window.
+    #[error("timestamp {timestamp_ms} is {skew_ms} ms away from the coordinator clock (limit {limit_ms} ms)")]
+    ClockSkew {
+        /// The timestamp in the request.
+        timestamp_ms: i64,
+        /// Its distance from the coordinator's clock.
+        skew_ms: i64,
+        /// The accepted distance.
+        limit_ms: i64,
+    },
+    /// The stream key presented by a publisher was wrong.
+    #[error("stream key rejected for stream {stream_id}")]
+    StreamKeyRejected {
+        /// The stream.
+        stream_id: String,
+    },
+    /// The resource does not exist.
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// The kind of resource.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// The request conflicts with stored state.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The caller exceeded its request rate.
+    #[error("rate limit exceeded; retry later")]
+    RateLimited,
+    /// No node can serve the stream right now.
+    #[error("no node available for stream {stream_id}")]
+    NoNodeAvailable {
+        /// The stream.
+        stream_id: String,
+    },
+    /// Storage failed; the client sees a 500 or 503 without internal detail.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidJson(_)
+            | ApiError::InvalidPath(_)
+            | ApiError::InvalidQuery(_)
+            | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized | ApiError::BadSignature { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::ClockSkew { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::StreamKeyRejected { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NoNodeAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Storage(StorageError::ReplayedNonce { .. }) => StatusCode::CONFLICT,
+            ApiError::Storage(StorageError::UnknownNode { .. }) => StatusCode::NOT_FOUND,
+            ApiError::Storage(StorageError::ConflictingSegment { .. }) => StatusCode::CONFLICT,
+            ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable machine-readable code for the error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidPath(_) => "invalid_path",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::InvalidField { .. } => "invalid_field",
+            ApiError::BodyTooLarge(_) => "body_too_large",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::BadSignature { .. } => "bad_signature",
+            ApiError::ClockSkew { .. } => "clock_skew",
+            ApiError::Storage(StorageError::ReplayedNonce { .. }) => "replayed_nonce",
+            ApiError::Storage(StorageError::UnknownNode { .. }) => "unknown_node",
+            ApiError::StreamKeyRejected { .. } => "stream_key_rejected",
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::Conflict(_) | ApiError::Storage(StorageError::ConflictingSegment { .. }) => {
+                "conflict"
+            }
+            ApiError::RateLimited => "rate_limited",
+            ApiError::NoNodeAvailable { .. } => "no_node_available",
+            ApiError::Storage(_) => "storage_error",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            ApiError::Storage(
+                err @ (StorageError::ReplayedNonce { .. }
+                | StorageError::UnknownNode { .. }
+                | StorageError::ConflictingSegment { .. }),
+            ) => err.to_string(),
+            ApiError::Storage(err) => {
+                tracing::error!(error = %err, "storage failure while serving a request");
+                "internal storage error".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let body = ErrorBody {
+            error: self.code(),
+            message,
+        };
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,88 @@
+//! Counters exported at `/metrics` in the Prometheus text exposition format.
+//!
+//! A dozen monotonic counters do not justify a metrics registry dependency; each is an atomic
+//! and the exposition is written by hand.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::storage::Totals;
+
+macro_rules! counters {
+    ($($field:ident => $help:literal),* $(,)?) => {
+        /// The coordinator's counters since process start.
+        #[derive(Debug, Default)]
+        pub struct Metrics {
+            $(#[doc = $help] pub $field: AtomicU64,)*
+        }
+
+        impl Metrics {
+            fn write_counters(&self, out: &mut String) {
+                $(
+                    let _ = writeln!(out, "# HELP streamr_{} {}", stringify!($field), $help);
+                    let _ = writeln!(out, "# TYPE streamr_{} counter", stringify!($field));
+                    let _ = writeln!(
+                        out,
+                        "streamr_{} {}",
+                        stringify!($field),
+                        self.$field.load(Ordering::Relaxed)
+                    );
+                )*
+            }
+        }
+    };
+}
+
+counters! {
+    http_requests_total => "HTTP requests answered.",
+    http_client_errors_total => "HTTP requests answered with a 4xx status.",
+    http_server_errors_total => "HTTP requests answered with a 5xx status.",
+    rate_limited_total => "Requests refused by the per-IP rate limit.",
+    heartbeats_accepted_total => "Signed heartbeats accepted.",
+    heartbeats_rejected_total => "Heartbeats rejected (signature, skew, replay, unknown node).",
+    receipts_accepted_total => "Viewer receipts accepted.",
+    receipts_rejected_total => "Viewer receipts rejected by verification.",
+    grants_issued_total => "Session grants issued.",
+    epochs_settled_total => "Epochs settled by this replica.",
+    payouts_sent_total => "Payouts handed to the payout sink.",
+    worker_errors_total => "Worker iterations that failed.",
+}
+
+impl Metrics {
+    /// Adds one to a counter.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Renders all counters plus storage-wide gauges.
+    pub fn render(&self, totals: Option<&Totals>) -> String {
+        let mut out = String::with_capacity(2048);
+        self.write_counters(&mut out);
+        if let Some(totals) = totals {
+            for (name, help, value) in [
+                (
+                    "live_streams",
+                    "Streams currently live.",
+                    totals.live_streams,
+                ),
+                (
+                    "active_nodes",
+                    "Registered active nodes.",
+                    totals.active_nodes,
+                ),
+                ("receipts_stored", "Receipts in storage.", totals.receipts),
+                ("settled_epochs", "Epochs settled.", totals.settled_epochs),
+                (
+                    "paid_out",
+                    "Micro-units paid out to nodes.",
+                    totals.paid_out,
+                ),
+            ] {
+                let _ = writeln!(out, "# HELP streamr_{name} {help}");
+                let _ = writeln!(out, "# TYPE streamr_{name} gauge");
+                let _ = writeln!(out, "streamr_{name} {value}");
+            }
+        }
+        out
+    }
+}

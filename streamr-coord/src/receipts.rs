@@ -1,0 +1,167 @@
+//! Receipt intake: rebuilds each session's verifier state from storage and lets
+//! `streamr_core::ReceiptVerifier` decide what every receipt earns.
+
+use std::collections::BTreeMap;
+
+use streamr_core::{
+    NodeId, OriginDigests, ReceiptVerifier, SegmentRecord as OriginSegment, SessionId, SignedGrant,
+    SignedReceipt, StreamId,
+};
+
+use crate::api::AppState;
+use crate::error::{ApiError, StorageError};
+use crate::storage::{ReceiptRecord, SessionRecord};
+
+/// Receipts that verified (ready to store) and why the others did not.
+#[derive(Debug, Default)]
+pub(crate) struct Verified {
+    pub(crate) accepted: Vec<ReceiptRecord>,
+    pub(crate) rejected: Vec<String>,
+}
+
+fn corrupt(what: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::Storage(StorageError::Corrupt {
+        what,
+        detail: detail.into(),
+    })
+}
+
+fn clamp_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Verifies `receipts` submitted by `node` (a heartbeat) or by viewers (`None`: each session's
+/// own node is credited). Stored state is read, nothing is written.
+pub(crate) async fn verify(
+    state: &AppState,
+    node: Option<NodeId>,
+    receipts: &[SignedReceipt],
+    now_ms: i64,
+) -> Result<Verified, ApiError> {
+    let mut by_session: BTreeMap<SessionId, Vec<SignedReceipt>> = BTreeMap::new();
+    for receipt in receipts {
+        by_session
+            .entry(receipt.body.session_id)
+            .or_default()
+            .push(receipt.clone());
+    }
+    let mut out = Verified::default();
+    let now = u64::try_from(now_ms).unwrap_or(0);
+    for (session_id, mut batch) in by_session {
+        batch.sort_by_key(|r| r.body.seq);
+        let Some(session) = state.storage.get_session(&session_id.to_string()).await? else {
+            out.rejected.extend(
+                batch
+                    .iter()
+                    .map(|r| format!("session {}: no grant", r.body.session_id)),
+            );
+            continue;
+        };
+        let grant: SignedGrant = serde_json::from_str(&session.grant_json)
+            .map_err(|e| corrupt("session grant", format!("{session_id}: {e}")))?;
+        let credited_node = node.unwrap_or(grant.body.node_id);
+        let stream_id = grant.body.stream_id.clone();
+        let mut verifier = ReceiptVerifier::new(state.config.verifier.clone());
+        let started = u64::try_from(session.issued_at_ms).unwrap_or(0);
+        verifier
+            .admit_grant(grant.body.clone(), started)
+            .map_err(|e| corrupt("session grant", format!("{session_id}: {e}")))?;
+        let previous = state.storage.latest_receipt(&session.session_id).await?;
+        let previous_receipt: Option<SignedReceipt> = previous
+            .as_ref()
+            .map(|p| serde_json::from_str(&p.body))
+            .transpose()
+            .map_err(|e| corrupt("receipt", format!("{session_id}: {e}")))?;
+        let mut content = OriginDigests::new();
+        let wanted = batch
+            .iter()
+            .chain(previous_receipt.iter())
+            .map(|r| r.body.last_segment_seq);
+        load_segments(state, &stream_id, wanted, &mut content).await?;
+        if let Some(previous_receipt) = &previous_receipt {
+            // Replaying the stored receipt restores the session's last accepted state.
+            let replay = verifier.verify_batch(
+                &grant.body.node_id,
+                std::slice::from_ref(previous_receipt),
+                &content,
+                now,
+            );
+            if let Some(Err(rejection)) = replay.first() {
+                tracing::warn!(session = %session_id, %rejection, "stored receipt no longer verifies");
+            }
+        }
+        let outcomes = verifier.verify_batch(&credited_node, &batch, &content, now);
+        for (receipt, outcome) in batch.iter().zip(outcomes) {
+            match outcome {
+                Ok(credit) => out.accepted.push(record(
+                    state,
+                    &session,
+                    receipt,
+                    credit.bytes,
+                    credit.on_time,
+                    now_ms,
+                )?),
+                Err(rejection) => out.rejected.push(rejection.to_string()),
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn load_segments(
+    state: &AppState,
+    stream: &StreamId,
+    sequences: impl Iterator<Item = u64>,
+    content: &mut OriginDigests,
+) -> Result<(), ApiError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for seq in sequences {
+        if !seen.insert(seq) {
+            continue;
+        }
+        let Ok(sequence) = i64::try_from(seq) else {
+            continue;
+        };
+        if let Some(segment) = state.storage.get_segment(stream.as_str(), sequence).await? {
+            let digest = segment
+                .digest
+                .parse()
+                .map_err(|_| corrupt("segment digest", format!("{stream} #{sequence}")))?;
+            content.insert(
+                stream.clone(),
+                seq,
+                OriginSegment {
+                    digest,
+                    published_ms: u64::try_from(segment.published_ms).unwrap_or(0),
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+fn record(
+    state: &AppState,
+    session: &SessionRecord,
+    receipt: &SignedReceipt,
+    bytes: u64,
+    on_time: bool,
+    now_ms: i64,
+) -> Result<ReceiptRecord, ApiError> {
+    let body = serde_json::to_string(receipt).map_err(|e| corrupt("receipt", e.to_string()))?;
+    let bytes_delta = clamp_i64(bytes);
+    Ok(ReceiptRecord {
+        session_id: session.session_id.clone(),
+        seq: clamp_i64(receipt.body.seq),
+        node_id: session.node_id.clone(),
+        stream_id: session.stream_id.clone(),
+        bytes_total: clamp_i64(receipt.body.bytes_total),
+        bytes_delta,
+        on_time_bytes: if on_time { bytes_delta } else { 0 },
+        last_segment_seq: clamp_i64(receipt.body.last_segment_seq),
+        t_ms: clamp_i64(receipt.body.t_ms),
+        epoch: state.config.epoch_of(now_ms),
+        received_at_ms: now_ms,
+        body,
+    })
+}

@@ -1,0 +1,154 @@
+//! Durable state of the coordinator behind one async [`Storage`] trait, with SQLite and
+//! PostgreSQL backends that share their queries.
+
+mod records;
+mod sql;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use records::{
+    EvidenceRecord, HeartbeatWrite, LedgerEntryRecord, NodeRecord, NodeUsage, PayoutRecord,
+    ProbeRecord, ReceiptRecord, SegmentRecord, SessionRecord, SettlementRecord, SettlementWrite,
+    StatsRow, StreamRecord, Totals,
+};
+pub use sql::{PostgresStorage, SqliteStorage};
+
+use crate::error::StorageError;
+
+/// The result of one storage call.
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// Everything the coordinator keeps. Each method is one transaction: it either happens
+/// entirely or not at all.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Checks that the database answers.
+    async fn ping(&self) -> StorageResult<()>;
+
+    /// Stores a new stream.
+    async fn create_stream(&self, stream: &StreamRecord) -> StorageResult<()>;
+    /// All streams, newest first, at most `limit`.
+    async fn list_streams(&self, limit: i64) -> StorageResult<Vec<StreamRecord>>;
+    /// One stream by id.
+    async fn get_stream(&self, id: &str) -> StorageResult<Option<StreamRecord>>;
+    /// Marks a stream ended; returns the updated stream, or `None` if it does not exist.
+    async fn end_stream(&self, id: &str, now_ms: i64) -> StorageResult<Option<StreamRecord>>;
+    /// Stores a segment hash. Reporting the same hash twice is a no-op (returns `false`);
+    /// reporting another hash for a stored sequence number is [`StorageError::ConflictingSegment`].
+    async fn insert_segment(&self, segment: &SegmentRecord) -> StorageResult<bool>;
+    /// One segment of a stream.
+    async fn get_segment(
+        &self,
+        stream_id: &str,
+        sequence: i64,
+    ) -> StorageResult<Option<SegmentRecord>>;
+    /// The latest segments of a stream, newest first, at most `limit`.
+    async fn list_segments(&self, stream_id: &str, limit: i64)
+        -> StorageResult<Vec<SegmentRecord>>;
+
+    /// Registers a node or, if its key is known, updates its addresses and reactivates it.
+    async fn upsert_node(&self, node: &NodeRecord) -> StorageResult<()>;
+    /// One node by id (its hex public key).
+    async fn get_node(&self, id: &str) -> StorageResult<Option<NodeRecord>>;
+    /// All nodes, active or not.
+    async fn list_nodes(&self) -> StorageResult<Vec<NodeRecord>>;
+    /// Marks a node inactive; returns `false` if it does not exist.
+    async fn deregister_node(&self, id: &str) -> StorageResult<bool>;
+    /// Records a verified heartbeat: raises the node's `last_nonce` (a nonce not above it is
+    /// [`StorageError::ReplayedNonce`] and nothing is written), updates its status and stores
+    /// the receipts it carried. Returns how many receipts were new.
+    async fn record_heartbeat(&self, heartbeat: &HeartbeatWrite) -> StorageResult<u64>;
+
+    /// Stores an issued session grant.
+    async fn create_session(&self, session: &SessionRecord) -> StorageResult<()>;
+    /// One session by id.
+    async fn get_session(&self, session_id: &str) -> StorageResult<Option<SessionRecord>>;
+    /// The session's accepted receipt with the highest sequence number.
+    async fn latest_receipt(&self, session_id: &str) -> StorageResult<Option<ReceiptRecord>>;
+    /// Stores verified receipts; a receipt whose (session, seq) is stored already is ignored. Returns how many were new.
+    async fn insert_receipts(&self, receipts: &[ReceiptRecord]) -> StorageResult<u64>;
+    /// Every receipt of an epoch.
+    async fn receipts_for_epoch(&self, epoch: i64) -> StorageResult<Vec<ReceiptRecord>>;
+    /// Epochs before `before_epoch` that have receipts but no settlement, oldest first.
+    async fn unsettled_epochs(&self, before_epoch: i64) -> StorageResult<Vec<i64>>;
+
+    /// Stores a probe result.
+    async fn insert_probe(&self, probe: &ProbeRecord) -> StorageResult<()>;
+    /// Every probe result of an epoch.
+    async fn probes_for_epoch(&self, epoch: i64) -> StorageResult<Vec<ProbeRecord>>;
+
+    /// Each node's verified delivery in an epoch.
+    async fn usage_for_epoch(&self, epoch: i64) -> StorageResult<Vec<NodeUsage>>;
+    /// The earliest epoch with any receipt or probe.
+    async fn first_activity_epoch(&self) -> StorageResult<Option<i64>>;
+
+    /// Writes an epoch's settlement, its ledger entries, fraud evidence and planned payouts in
+    /// one transaction, under a lease so that concurrent replicas settle each epoch once.
+    /// Returns `false` (writing nothing) if the epoch is settled already or the last settled
+    /// epoch is not `write.follows`.
+    async fn settle_epoch(&self, write: &SettlementWrite) -> StorageResult<bool>;
+    /// The newest settled epoch.
+    async fn last_settled_epoch(&self) -> StorageResult<Option<i64>>;
+    /// The settlement of an epoch.
+    async fn get_settlement(&self, epoch: i64) -> StorageResult<Option<SettlementRecord>>;
+    /// Settlements in epoch order from `from_epoch` on, at most `limit`.
+    async fn settlements_from(
+        &self,
+        from_epoch: i64,
+        limit: i64,
+    ) -> StorageResult<Vec<SettlementRecord>>;
+    /// Settlements, newest first, at most `limit`.
+    async fn list_settlements(&self, limit: i64) -> StorageResult<Vec<SettlementRecord>>;
+    /// The ledger entries of an epoch in ledger order.
+    async fn ledger_for_epoch(&self, epoch: i64) -> StorageResult<Vec<LedgerEntryRecord>>;
+    /// The ledger entries touching a node's accounts, in ledger order.
+    async fn ledger_for_node(&self, node_id: &str) -> StorageResult<Vec<LedgerEntryRecord>>;
+    /// Number of ledger entries.
+    async fn ledger_len(&self) -> StorageResult<i64>;
+    /// Fraud evidence of an epoch.
+    async fn evidence_for_epoch(&self, epoch: i64) -> StorageResult<Vec<EvidenceRecord>>;
+
+    /// Payouts planned at an epoch's settlement.
+    async fn payouts_for_epoch(&self, epoch: i64) -> StorageResult<Vec<PayoutRecord>>;
+    /// Payouts still waiting for the payout sink, oldest first.
+    async fn pending_payouts(&self, limit: i64) -> StorageResult<Vec<PayoutRecord>>;
+    /// Payouts of a node, newest first.
+    async fn payouts_for_node(&self, node_id: &str) -> StorageResult<Vec<PayoutRecord>>;
+    /// Marks a payout as sent with the sink's reference; returns `false` if it was not pending.
+    async fn mark_payout_sent(
+        &self,
+        node_id: &str,
+        cumulative_net: i64,
+        reference: &str,
+        now_ms: i64,
+    ) -> StorageResult<bool>;
+
+    /// Aggregates receipts received in `[from_ms, to_ms)` into per-minute rows per stream
+    /// and per node (recomputing rows that exist).
+    async fn aggregate_minute_stats(&self, from_ms: i64, to_ms: i64) -> StorageResult<()>;
+    /// Per-minute rows of one subject (`"stream"` or `"node"`), newest first.
+    async fn minute_stats(
+        &self,
+        subject_kind: &str,
+        subject_id: &str,
+        limit: i64,
+    ) -> StorageResult<Vec<StatsRow>>;
+    /// Counts across the whole coordinator.
+    async fn totals(&self) -> StorageResult<Totals>;
+}
+
+/// Opens the backend a database URL names: `sqlite://path` (created if missing, WAL) or
+/// `postgres://...`. Migrations run before this returns.
+pub async fn connect(url: &str) -> StorageResult<Arc<dyn Storage>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStorage::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PostgresStorage::open(url).await?))
+    } else {
+        Err(StorageError::UnsupportedUrl {
+            url: url.to_owned(),
+        })
+    }
+}

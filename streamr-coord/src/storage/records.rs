@@ -1,0 +1,309 @@
+//! Rows as the storage layer reads and writes them. Times are Unix milliseconds; amounts are
+//! integer micro-units.
+
+use serde::{Deserialize, Serialize};
+
+/// A registered stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct StreamRecord {
+    /// Stream id (random, URL-safe).
+    pub id: String,
+    /// Human-readable title.
+    pub title: String,
+    /// BLAKE3 hash (hex) of the stream key; the key itself is never stored.
+    #[serde(skip)]
+    pub stream_key_hash: String,
+    /// `live` or `ended`.
+    pub status: String,
+    /// When it was registered.
+    pub created_at_ms: i64,
+    /// When it ended, if it has.
+    pub ended_at_ms: Option<i64>,
+}
+
+/// A media segment hash reported by the origin, with the running digest up to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct SegmentRecord {
+    /// The stream.
+    pub stream_id: String,
+    /// Segment sequence number.
+    pub sequence: i64,
+    /// Hex hash of the segment bytes.
+    pub hash: String,
+    /// Hex running digest over the hashes of every segment up to this one.
+    pub digest: String,
+    /// When the origin published it.
+    pub published_ms: i64,
+    /// When the origin reported it.
+    pub reported_at_ms: i64,
+}
+
+/// A friend node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct NodeRecord {
+    /// Node id: its ed25519 public key in hex.
+    pub id: String,
+    /// Where rewards are paid.
+    pub payout_address: String,
+    /// The operator running it (rewards are capped per operator).
+    pub operator: String,
+    /// Its /24 as `a.b.c` (rewards are capped per /24).
+    pub subnet: String,
+    /// Base RTMP URL viewers play from, e.g. `rtmp://host:1935/live`.
+    pub rtmp_url: String,
+    /// Base HTTP URL for HTTP-FLV and HLS, e.g. `http://host:8080`.
+    pub http_url: String,
+    /// When it first registered.
+    pub registered_at_ms: i64,
+    /// Whether it takes part in routing and rewards.
+    pub active: bool,
+    /// Upload capacity it announced, in kbit/s.
+    pub capacity_kbps: i64,
+    /// The highest heartbeat nonce accepted (-1 before the first heartbeat).
+    pub last_nonce: i64,
+    /// The signed timestamp of its last accepted heartbeat.
+    pub last_heartbeat_ms: Option<i64>,
+    /// `registered`, `online` or `deregistered`.
+    pub status: String,
+    /// Viewers connected at its last heartbeat.
+    pub viewers: i64,
+    /// Bytes it claimed to serve in the interval before its last heartbeat.
+    pub bytes_served: i64,
+    /// JSON array of the stream ids it relays.
+    pub streams_json: String,
+}
+
+/// A session grant issued to a viewer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct SessionRecord {
+    /// Session id (hex).
+    pub session_id: String,
+    /// The stream.
+    pub stream_id: String,
+    /// The node that serves it.
+    pub node_id: String,
+    /// The viewer's public key (hex).
+    pub viewer: String,
+    /// Most bytes receipts may acknowledge.
+    pub max_bytes: i64,
+    /// End of the grant.
+    pub expiry_ms: i64,
+    /// When it was issued.
+    pub issued_at_ms: i64,
+    /// The signed grant as JSON.
+    pub grant_json: String,
+}
+
+/// A verified viewer receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ReceiptRecord {
+    /// The session (hex).
+    pub session_id: String,
+    /// Receipt sequence number within the session.
+    pub seq: i64,
+    /// The node that delivered.
+    pub node_id: String,
+    /// The stream delivered.
+    pub stream_id: String,
+    /// Cumulative bytes the viewer acknowledges in the session.
+    pub bytes_total: i64,
+    /// Bytes added since the session's previous accepted receipt.
+    pub bytes_delta: i64,
+    /// Of which acknowledged on time.
+    pub on_time_bytes: i64,
+    /// The newest segment acknowledged.
+    pub last_segment_seq: i64,
+    /// When the viewer signed it.
+    pub t_ms: i64,
+    /// The epoch it counts towards.
+    pub epoch: i64,
+    /// When the coordinator stored it.
+    pub received_at_ms: i64,
+    /// The signed receipt as JSON, kept as evidence.
+    pub body: String,
+}
+
+/// Everything a verified heartbeat changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatWrite {
+    /// The node.
+    pub node_id: String,
+    /// Its nonce; accepted only above the stored `last_nonce`.
+    pub nonce: i64,
+    /// The signed timestamp.
+    pub timestamp_ms: i64,
+    /// JSON array of relayed stream ids.
+    pub streams_json: String,
+    /// Viewers connected.
+    pub viewers: i64,
+    /// Bytes claimed since the previous heartbeat.
+    pub bytes_served: i64,
+    /// Verified receipts carried by the heartbeat.
+    pub receipts: Vec<ReceiptRecord>,
+}
+
+/// A settled epoch: the published inputs, the closing statement and the Merkle leaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct SettlementRecord {
+    /// The epoch.
+    pub epoch: i64,
+    /// Hash (hex) of the previous epoch's statement.
+    pub previous_hash: String,
+    /// Hash (hex) of this epoch's statement.
+    pub statement_hash: String,
+    /// Merkle root (hex) over every node's cumulative balances.
+    pub merkle_root: String,
+    /// Pool issued, micro-units.
+    pub pool: i64,
+    /// Rewards credited to nodes.
+    pub distributed: i64,
+    /// Penalties taken.
+    pub penalties: i64,
+    /// Rewards vested at the epoch's close.
+    pub vested: i64,
+    /// Number of Merkle leaves.
+    pub leaf_count: i64,
+    /// `streamr_core::EpochInputs` as JSON: enough for anyone to replay the settlement.
+    pub inputs_json: String,
+    /// `streamr_core::EpochStatement` as JSON.
+    pub statement_json: String,
+    /// The Merkle leaves (`streamr_core::BalanceLeaf`) as a JSON array.
+    pub leaves_json: String,
+    /// When it was settled.
+    pub settled_at_ms: i64,
+    /// Which replica settled it.
+    pub settled_by: String,
+}
+
+/// One line of the double-entry ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct LedgerEntryRecord {
+    /// Position in the ledger, from 0.
+    pub idx: i64,
+    /// The epoch it belongs to.
+    pub epoch: i64,
+    /// Why: funding, reward, vesting, penalty, fee or payout.
+    pub kind: String,
+    /// Account debited, e.g. `reward pool`.
+    pub debit: String,
+    /// Account credited, e.g. `unvested:<node>`.
+    pub credit: String,
+    /// The node whose account it touches, if any.
+    pub node_id: Option<String>,
+    /// Micro-units moved.
+    pub amount: i64,
+}
+
+/// Fraud evidence found for a node in an epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct EvidenceRecord {
+    /// The epoch.
+    pub epoch: i64,
+    /// The node.
+    pub node_id: String,
+    /// The rule that fired.
+    pub rule: String,
+    /// JSON detail.
+    pub detail: String,
+    /// When it was recorded.
+    pub created_at_ms: i64,
+}
+
+/// A payout of vested rewards, planned at an epoch's settlement and then handed to the sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct PayoutRecord {
+    /// The node.
+    pub node_id: String,
+    /// The node's total net payouts after this one (the sink's idempotency key).
+    pub cumulative_net: i64,
+    /// The epoch whose settlement planned it.
+    pub epoch: i64,
+    /// Where it is paid.
+    pub payout_address: String,
+    /// Vested micro-units released.
+    pub gross: i64,
+    /// Fees withheld.
+    pub fees: i64,
+    /// What the node receives.
+    pub net: i64,
+    /// `pending` or `sent`.
+    pub status: String,
+    /// What the sink reported once sent.
+    pub sink_reference: Option<String>,
+    /// Last change.
+    pub updated_at_ms: i64,
+}
+
+/// Everything one epoch's settlement writes, in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementWrite {
+    /// The settlement row.
+    pub settlement: SettlementRecord,
+    /// The last settled epoch this settlement follows (`None` for the first); if storage holds
+    /// another, the write is refused because the caller's view is stale.
+    pub follows: Option<i64>,
+    /// Ledger entries the settlement and its payouts made.
+    pub entries: Vec<LedgerEntryRecord>,
+    /// Fraud evidence.
+    pub evidence: Vec<EvidenceRecord>,
+    /// Payouts to hand to the payout sink.
+    pub payouts: Vec<PayoutRecord>,
+}
+
+/// A node's verified delivery in one epoch, summed from its receipts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct NodeUsage {
+    /// The node.
+    pub node_id: String,
+    /// Bytes credited by receipts.
+    pub bytes: i64,
+    /// Of which acknowledged on time.
+    pub on_time_bytes: i64,
+    /// Distinct sessions.
+    pub sessions: i64,
+}
+
+/// One minute of delivery for a stream or node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct StatsRow {
+    /// Minute index (Unix milliseconds / 60000).
+    pub minute: i64,
+    /// Bytes acknowledged by receipts.
+    pub bytes: i64,
+    /// Number of receipts.
+    pub receipts: i64,
+}
+
+/// Coordinator-wide counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Streams currently live.
+    pub live_streams: i64,
+    /// Active nodes.
+    pub active_nodes: i64,
+    /// Receipts stored.
+    pub receipts: i64,
+    /// Settled epochs.
+    pub settled_epochs: i64,
+    /// Micro-units paid out to nodes (net).
+    pub paid_out: i64,
+}
+
+/// One probe of a node: the seam through which the probe runner reports availability.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ProbeRecord {
+    /// The node probed.
+    pub node_id: String,
+    /// The epoch it counts towards.
+    pub epoch: i64,
+    /// The fetched segment's hash matched the origin's.
+    pub hash_ok: bool,
+    /// No response within the probe deadline.
+    pub timed_out: bool,
+    /// Time to first byte, ms.
+    pub ttfb_ms: i64,
+    /// Measured throughput, bytes per second.
+    pub throughput_bytes_per_s: i64,
+    /// When it ran.
+    pub probed_at_ms: i64,
+}

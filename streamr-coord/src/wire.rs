@@ -1,0 +1,208 @@
+//! JSON request and response bodies of the HTTP API, and the signed node messages that only
+//! the coordinator defines (registration and deregistration).
+
+use serde::{Deserialize, Serialize};
+use streamr_core::{
+    CanonicalMessage, ContentDigest, NodeId, Signed, SignedGrant, SignedHeartbeat, SignedReceipt,
+    StreamId, ViewerKey,
+};
+
+use crate::storage::{
+    EvidenceRecord, LedgerEntryRecord, NodeRecord, PayoutRecord, SegmentRecord, SettlementRecord,
+    StreamRecord,
+};
+
+/// Domain tag of a [`NodeRegistration`] signature.
+pub const REGISTRATION_TAG: &[u8] = b"streamr/node-registration/v1\0";
+/// Domain tag of a [`NodeDeregistration`] signature.
+pub const DEREGISTRATION_TAG: &[u8] = b"streamr/node-deregistration/v1\0";
+
+fn push_str(bytes: &mut Vec<u8>, value: &str) {
+    let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+    bytes.extend_from_slice(&len.to_be_bytes());
+    bytes.extend_from_slice(value.as_bytes());
+}
+
+/// A node's request to join, signed with the node key it registers (proof of possession).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRegistration {
+    /// The node's public key.
+    pub node_id: NodeId,
+    /// Where rewards are paid.
+    pub payout_address: String,
+    /// Who runs the node.
+    pub operator: String,
+    /// Base RTMP URL viewers play from.
+    pub rtmp_url: String,
+    /// Base HTTP URL (HTTP-FLV, HLS).
+    pub http_url: String,
+    /// Upload capacity in kbit/s.
+    pub capacity_kbps: u64,
+    /// Node clock, Unix milliseconds (checked against the skew window).
+    pub timestamp_ms: u64,
+}
+
+impl CanonicalMessage for NodeRegistration {
+    /// `REGISTRATION_TAG ‖ node_id(32) ‖ (len ‖ payout_address) ‖ (len ‖ operator) ‖
+    /// (len ‖ rtmp_url) ‖ (len ‖ http_url) ‖ capacity_kbps(8) ‖ timestamp_ms(8)`, integers
+    /// big-endian, as in `streamr_core::canonical`.
+    fn canonical_bytes(&self) -> Vec<u8> {
+        let mut bytes = REGISTRATION_TAG.to_vec();
+        bytes.extend_from_slice(self.node_id.as_bytes());
+        push_str(&mut bytes, &self.payout_address);
+        push_str(&mut bytes, &self.operator);
+        push_str(&mut bytes, &self.rtmp_url);
+        push_str(&mut bytes, &self.http_url);
+        bytes.extend_from_slice(&self.capacity_kbps.to_be_bytes());
+        bytes.extend_from_slice(&self.timestamp_ms.to_be_bytes());
+        bytes
+    }
+}
+
+/// A node's request to leave, signed with its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDeregistration {
+    /// The node leaving.
+    pub node_id: NodeId,
+    /// Node clock, Unix milliseconds (checked against the skew window).
+    pub timestamp_ms: u64,
+}
+
+impl CanonicalMessage for NodeDeregistration {
+    /// `DEREGISTRATION_TAG ‖ node_id(32) ‖ timestamp_ms(8)`.
+    fn canonical_bytes(&self) -> Vec<u8> {
+        let mut bytes = DEREGISTRATION_TAG.to_vec();
+        bytes.extend_from_slice(self.node_id.as_bytes());
+        bytes.extend_from_slice(&self.timestamp_ms.to_be_bytes());
+        bytes
+    }
+}
+
+/// `POST /streams`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateStreamRequest {
+    /// The stream name the origin publishes under.
+    pub id: StreamId,
+    /// Human-readable title.
+    #[serde(default)]
+    pub title: String,
+}
+
+/// Answer to `POST /streams`: the stream key is shown once and never stored in clear.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateStreamResponse {
+    /// The stream.
+    pub stream: StreamRecord,
+    /// The key the publisher presents to the origin.
+    pub stream_key: String,
+}
+
+/// `POST /streams/{id}/publish-check`: the origin asks whether a publisher's key is valid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishCheckRequest {
+    /// The key the publisher presented.
+    pub stream_key: String,
+}
+
+/// `POST /streams/{id}/segments`: the origin reports a segment it published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentReport {
+    /// Segment sequence number.
+    pub sequence: u64,
+    /// BLAKE3 hash of the segment bytes (`streamr_core::segment_hash`).
+    pub hash: ContentDigest,
+    /// When the origin published it, Unix milliseconds.
+    pub published_ms: u64,
+}
+
+/// Answer to a segment report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SegmentReportResponse {
+    /// The stored segment with its running digest.
+    pub segment: SegmentRecord,
+    /// `false` when the same report had been stored already.
+    pub created: bool,
+}
+
+/// `POST /nodes/heartbeat`: a signed heartbeat and the receipts viewers gave the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// The heartbeat, signed by the node.
+    pub heartbeat: SignedHeartbeat,
+    /// Viewer receipts (each signed by its viewer).
+    #[serde(default)]
+    pub receipts: Vec<SignedReceipt>,
+}
+
+/// Answer to a heartbeat or a receipt upload.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReceiptsOutcome {
+    /// Receipts newly stored.
+    pub accepted: u64,
+    /// Why each rejected receipt was rejected.
+    pub rejected: Vec<String>,
+}
+
+/// `POST /receipts`: receipts posted by a viewer directly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptsRequest {
+    /// Signed receipts.
+    pub receipts: Vec<SignedReceipt>,
+}
+
+/// `GET /streams/{id}/play?viewer=<hex key>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlayQuery {
+    /// The viewer's public key; its receipts must verify with it.
+    pub viewer: ViewerKey,
+}
+
+/// Where to watch, and the grant that lets the node earn from it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlayResponse {
+    /// The chosen node.
+    pub node_id: NodeId,
+    /// RTMP playback URL.
+    pub rtmp_url: String,
+    /// HTTP-FLV playback URL.
+    pub http_flv_url: String,
+    /// HLS playlist URL.
+    pub hls_url: String,
+    /// The coordinator-signed session grant.
+    pub grant: SignedGrant,
+}
+
+/// A node's earnings: its ledger and payouts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EarningsResponse {
+    /// The node.
+    pub node: NodeRecord,
+    /// Sum of its ledger entries, micro-units.
+    pub total: i64,
+    /// Its ledger entries.
+    pub entries: Vec<LedgerEntryRecord>,
+    /// Its payouts.
+    pub payouts: Vec<PayoutRecord>,
+}
+
+/// An epoch's statement: settlement, ledger entries and evidence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatementResponse {
+    /// The settlement.
+    pub settlement: SettlementRecord,
+    /// Its ledger entries.
+    pub entries: Vec<LedgerEntryRecord>,
+    /// Fraud evidence found in the epoch.
+    pub evidence: Vec<EvidenceRecord>,
+}
+
+/// The node request types re-exported for clients.
+pub type SignedRegistration = Signed<NodeRegistration>;
+/// A signed deregistration.
+pub type SignedDeregistration = Signed<NodeDeregistration>;

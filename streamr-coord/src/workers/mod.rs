@@ -1,0 +1,250 @@
+//! Background workers: epoch settlement, payouts, per-minute stats and probe scheduling. Each
+//! runs as a tokio task until the shutdown signal, and every iteration is safe to repeat.
+
+mod settlement;
+
+use std::sync::Arc;
+
+use streamr_core::{NodeId, PayoutItem, PayoutSink, ProbeResult, SettlementError};
+use tokio::sync::{watch, Mutex};
+use tokio::task::JoinHandle;
+
+pub(crate) use settlement::{probe_result, Settler};
+
+use crate::api::Shared;
+use crate::clock::now_ms;
+use crate::error::StorageError;
+use crate::metrics::Metrics;
+use crate::storage::NodeRecord;
+
+/// Why a worker iteration failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The core settlement engine refused an epoch.
+    #[error("settling epoch {epoch}: {source}")]
+    Settlement {
+        /// The epoch.
+        epoch: i64,
+        /// The engine's reason.
+        #[source]
+        source: SettlementError,
+    },
+    /// Stored settlement history does not replay to what was stored.
+    #[error("stored settlement of epoch {epoch} is inconsistent: {detail}")]
+    CorruptHistory {
+        /// The epoch.
+        epoch: i64,
+        /// What differed.
+        detail: String,
+    },
+    /// The payout sink refused a payout.
+    #[error("payout sink refused {node_id} (cumulative {cumulative_net}): {reason}")]
+    PayoutRefused {
+        /// The node.
+        node_id: String,
+        /// The payout's cumulative total.
+        cumulative_net: i64,
+        /// The sink's reason.
+        reason: String,
+    },
+}
+
+/// Where the probe runner plugs in: the scheduler asks it to probe each active node once per
+/// worker round and records the results. The runner that pulls from real nodes comes later.
+#[async_trait::async_trait]
+pub trait ProbeRunner: Send + Sync + 'static {
+    /// Probes one node; `None` means it was not probed this round.
+    async fn probe(&self, node: &NodeRecord) -> Option<ProbeResult>;
+}
+
+/// A payout sink shared by the payout worker.
+pub type SharedPayoutSink = Arc<Mutex<Box<dyn PayoutSink + Send>>>;
+
+/// Handles to the running workers.
+#[derive(Debug)]
+pub struct Workers {
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Signals every worker to stop and waits for them to finish their current iteration.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+pub(crate) fn spawn(
+    state: Shared,
+    sink: SharedPayoutSink,
+    probes: Option<Arc<dyn ProbeRunner>>,
+) -> Workers {
+    let (shutdown, signal) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let settle_state = state.clone();
+    tasks.push(every_tick(
+        signal.clone(),
+        state.clone(),
+        "settlement",
+        move || {
+            let state = settle_state.clone();
+            async move { settle_round(&state).await }
+        },
+    ));
+    let pay_state = state.clone();
+    tasks.push(every_tick(
+        signal.clone(),
+        state.clone(),
+        "payouts",
+        move || {
+            let state = pay_state.clone();
+            let sink = sink.clone();
+            async move { pay_round(&state, &sink).await.map(|_| ()) }
+        },
+    ));
+    let stats_state = state.clone();
+    tasks.push(every_tick(
+        signal.clone(),
+        state.clone(),
+        "stats",
+        move || {
+            let state = stats_state.clone();
+            async move { stats_round(&state).await }
+        },
+    ));
+    if let Some(runner) = probes {
+        let probe_state = state.clone();
+        tasks.push(every_tick(signal, state, "probes", move || {
+            let state = probe_state.clone();
+            let runner = runner.clone();
+            async move { probe_round(&state, runner.as_ref()).await }
+        }));
+    }
+    Workers { shutdown, tasks }
+}
+
+fn every_tick<F, Fut>(
+    mut signal: watch::Receiver<bool>,
+    state: Shared,
+    name: &'static str,
+    mut round: F,
+) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), WorkerError>> + Send,
+{
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(state.config.worker_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = signal.changed() => break,
+            }
+            if *signal.borrow() {
+                break;
+            }
+            if let Err(error) = round().await {
+                Metrics::inc(&state.metrics.worker_errors_total);
+                tracing::warn!(worker = name, %error, "worker round failed");
+            }
+        }
+        tracing::debug!(worker = name, "worker stopped");
+    })
+}
+
+async fn settle_round(state: &Shared) -> Result<(), WorkerError> {
+    let mut settler = state.settler.lock().await;
+    settler.settle_due(state).await.map(|_| ())
+}
+
+/// Hands every pending payout to the sink. The sink pays only up to each payout's cumulative
+/// total, so repeating a payout after a crash never pays twice.
+pub(crate) async fn pay_round(state: &Shared, sink: &SharedPayoutSink) -> Result<u32, WorkerError> {
+    let pending = state.storage.pending_payouts(100).await?;
+    let mut sent = 0;
+    for payout in pending {
+        let Ok(node_id) = payout.node_id.parse::<NodeId>() else {
+            tracing::warn!(node = %payout.node_id, "payout for an unparsable node id skipped");
+            continue;
+        };
+        let to_u64 = |v: i64| u64::try_from(v).unwrap_or(0);
+        let item = PayoutItem {
+            node_id,
+            gross: to_u64(payout.gross),
+            fixed_fee: to_u64(payout.fees),
+            proportional_fee: 0,
+            net: to_u64(payout.net),
+            cumulative_net: to_u64(payout.cumulative_net),
+        };
+        let confirmation = {
+            let mut sink = sink.lock().await;
+            sink.pay(&item)
+        }
+        .map_err(|reason| WorkerError::PayoutRefused {
+            node_id: payout.node_id.clone(),
+            cumulative_net: payout.cumulative_net,
+            reason,
+        })?;
+        let reference = format!(
+            "cumulative_net={} transferred={}",
+            confirmation.cumulative_net, confirmation.transferred
+        );
+        if state
+            .storage
+            .mark_payout_sent(&payout.node_id, payout.cumulative_net, &reference, now_ms())
+            .await?
+        {
+            sent += 1;
+            Metrics::inc(&state.metrics.payouts_sent_total);
+        }
+    }
+    Ok(sent)
+}
+
+/// Recomputes the per-minute rows of the last two minutes (the current one is still filling).
+async fn stats_round(state: &Shared) -> Result<(), WorkerError> {
+    let minute = now_ms().div_euclid(60_000);
+    let from = minute.saturating_sub(1).saturating_mul(60_000);
+    let to = minute.saturating_add(1).saturating_mul(60_000);
+    state.storage.aggregate_minute_stats(from, to).await?;
+    Ok(())
+}
+
+async fn probe_round(state: &Shared, runner: &dyn ProbeRunner) -> Result<(), WorkerError> {
+    for node in state.storage.list_nodes().await? {
+        if !node.active {
+            continue;
+        }
+        if let Some(result) = runner.probe(&node).await {
+            let record = probe_record(state, &result, now_ms());
+            state.storage.insert_probe(&record).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The row a core probe result is stored as.
+pub(crate) fn probe_record(
+    state: &Shared,
+    result: &ProbeResult,
+    now_ms: i64,
+) -> crate::storage::ProbeRecord {
+    let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    crate::storage::ProbeRecord {
+        node_id: result.node_id.to_string(),
+        epoch: state.config.epoch_of(now_ms),
+        hash_ok: result.hash_ok,
+        timed_out: result.timed_out,
+        ttfb_ms: clamp(result.ttfb_ms),
+        throughput_bytes_per_s: clamp(result.throughput_bytes_per_s),
+        probed_at_ms: now_ms,
+    }
+}
