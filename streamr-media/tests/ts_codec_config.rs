@@ -127,7 +127,7 @@ fn audio_specific_configs() {
 }
 
 fn hvcc() -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/codec_config/hvcc"))
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/codec_config/seed_hvcc"))
         .unwrap()
 }
 
