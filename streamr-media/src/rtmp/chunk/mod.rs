@@ -10,7 +10,8 @@ mod encoder;
 pub use decoder::{ChunkDecoder, ChunkLimits};
 pub use encoder::{encode_shared_media, ChunkEncoder};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use tokio_util::codec::Decoder;
 
 /// Chunk size every RTMP connection starts with in both directions.
 pub const DEFAULT_CHUNK_SIZE: u32 = 128;
@@ -128,6 +129,23 @@ pub enum ChunkError {
     /// Reading from or writing to the transport failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// Decodes a whole recorded chunk stream (no handshake) into its messages.
+///
+/// Trailing bytes of an incomplete chunk are ignored. Used to inspect captures, by the chunk
+/// decoder fuzz target and by its seed-corpus test.
+pub fn decode_chunk_stream(
+    bytes: &[u8],
+    limits: ChunkLimits,
+) -> Result<Vec<RawMessage>, ChunkError> {
+    let mut decoder = ChunkDecoder::new(limits);
+    let mut buf = BytesMut::from(bytes);
+    let mut messages = Vec::new();
+    while let Some(message) = decoder.decode(&mut buf)? {
+        messages.push(message);
+    }
+    Ok(messages)
 }
 
 #[cfg(test)]

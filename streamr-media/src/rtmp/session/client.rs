@@ -329,7 +329,7 @@ impl ClientSession {
             source,
         })?;
         match self.conn.handle_control(&message)? {
-            Control::NotControl => {}
+            Control::Other => {}
             Control::Acknowledged(sequence_number) => {
                 self.events
                     .push_back(ClientEvent::Acknowledged { sequence_number });

@@ -34,7 +34,7 @@ pub(crate) enum Control {
     /// The peer set its buffer length for a stream.
     BufferLength { stream_id: u32, buffer_ms: u32 },
     /// Not a protocol control message.
-    NotControl,
+    Other,
 }
 
 impl Connection {
@@ -216,7 +216,7 @@ impl Connection {
                 buffer_ms: *buffer_ms,
             },
             RtmpMessage::UserControl(_) => Control::Handled,
-            _ => Control::NotControl,
+            _ => Control::Other,
         })
     }
 }

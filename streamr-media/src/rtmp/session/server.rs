@@ -222,8 +222,41 @@ impl ServerSession {
         }
     }
 
+    /// Replays a recorded client-to-server byte stream against a fresh session with the default
+    /// configuration that accepts every connect, publish and play, returning the events it
+    /// produced and how the replay ended. Used to inspect captures, by the session fuzz target
+    /// and by its seed-corpus test.
+    pub fn replay_accepting_all(input: &[u8]) -> (Vec<ServerEvent>, Result<(), SessionError>) {
+        let mut session = ServerSession::new(ServerConfig::default());
+        let mut events = Vec::new();
+        // Feed in socket-sized pieces so requests are answered between reads, as a driver would.
+        for piece in input.chunks(4096) {
+            if let Err(e) = session.feed(piece) {
+                return (events, Err(e));
+            }
+            while let Some(event) = session.poll_event() {
+                let answer = match &event {
+                    ServerEvent::ConnectRequested { .. } => session.accept_connect(),
+                    ServerEvent::PublishRequested { stream_id, .. } => {
+                        session.accept_publish(*stream_id)
+                    }
+                    ServerEvent::PlayRequested { stream_id, .. } => session.accept_play(*stream_id),
+                    _ => Ok(()),
+                };
+                events.push(event);
+                if let Err(e) = answer {
+                    return (events, Err(e));
+                }
+            }
+            session.take_output();
+        }
+        (events, Ok(()))
+    }
+
     /// Processes bytes read from the client. Events become available from
     /// [`poll_event`](Self::poll_event) and replies from [`take_output`](Self::take_output).
+    /// Messages after a connect, publish or play request stay buffered until the request is
+    /// answered with `accept_*` / `reject_*`, which then process them (and may queue events).
     /// After an error the session is dead and the connection should be closed.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
         if self.failed {
@@ -247,10 +280,43 @@ impl ServerSession {
             }
             self.handshake = None;
         }
-        while let Some(raw) = self.conn.next_message()? {
-            self.handle(raw)?;
+        self.conn.acknowledge_if_due()?;
+        self.process_buffered()
+    }
+
+    /// Whether a connect, publish or play request waits for the embedding app's answer.
+    fn awaiting_decision(&self) -> bool {
+        matches!(self.connect, ConnectState::Pending { .. })
+            || self.streams.iter().any(|s| {
+                matches!(
+                    s.state,
+                    StreamState::PublishPending { .. } | StreamState::PlayPending { .. }
+                )
+            })
+    }
+
+    /// Handles buffered messages until input runs out or a request needs the app's decision;
+    /// messages after a request wait until it is answered, so media never overtakes a decision.
+    fn process_buffered(&mut self) -> Result<(), SessionError> {
+        while !self.awaiting_decision() {
+            match self.conn.next_message()? {
+                Some(raw) => self.handle(raw)?,
+                None => break,
+            }
         }
-        self.conn.acknowledge_if_due()
+        Ok(())
+    }
+
+    /// Resumes processing input held back while a decision was pending.
+    fn resume(&mut self) -> Result<(), SessionError> {
+        if self.failed {
+            return Err(SessionError::Failed);
+        }
+        let result = self.process_buffered();
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
     }
 
     /// The next event, if any.
@@ -319,7 +385,8 @@ impl ServerSession {
             fields.push(("objectEncoding".into(), Amf0Value::Number(object_encoding)));
         }
         self.conn
-            .send_command(0, "_result", transaction_id, properties, vec![info])
+            .send_command(0, "_result", transaction_id, properties, vec![info])?;
+        self.resume()
     }
 
     /// Refuses the pending `connect` with `NetConnection.Connect.Rejected`; close the connection
@@ -334,7 +401,8 @@ impl ServerSession {
         self.connect = ConnectState::Rejected;
         let info = status_object("error", "NetConnection.Connect.Rejected", description);
         self.conn
-            .send_command(0, "_error", transaction_id, Amf0Value::Null, vec![info])
+            .send_command(0, "_error", transaction_id, Amf0Value::Null, vec![info])?;
+        self.resume()
     }
 
     fn stream_mut(&mut self, stream_id: u32) -> Option<&mut MessageStream> {
@@ -364,7 +432,8 @@ impl ServerSession {
             "status",
             "NetStream.Publish.Start",
             &format!("{key} is now published."),
-        )
+        )?;
+        self.resume()
     }
 
     /// Refuses a pending publish with `NetStream.Publish.BadName` or `.Denied`.
@@ -384,7 +453,9 @@ impl ServerSession {
             PublishRejection::BadName => "NetStream.Publish.BadName",
             PublishRejection::Denied => "NetStream.Publish.Denied",
         };
-        self.conn.send_status(stream_id, "error", code, description)
+        self.conn
+            .send_status(stream_id, "error", code, description)?;
+        self.resume()
     }
 
     /// Accepts a pending play: queues Stream Begin, `NetStream.Play.Reset` (when asked),
@@ -445,7 +516,8 @@ impl ServerSession {
             },
             super::COMMAND_CHUNK_STREAM_ID,
             stream_id,
-        )
+        )?;
+        self.resume()
     }
 
     /// Refuses a pending play with `NetStream.Play.StreamNotFound`.
@@ -461,7 +533,8 @@ impl ServerSession {
             "error",
             "NetStream.Play.StreamNotFound",
             description,
-        )
+        )?;
+        self.resume()
     }
 
     /// Tells a player its stream's publisher left: queues Stream EOF and
@@ -557,7 +630,7 @@ impl ServerSession {
                 });
                 return Ok(());
             }
-            Control::NotControl => {}
+            Control::Other => {}
         }
         let stream_id = raw.message_stream_id;
         match message {
@@ -639,6 +712,10 @@ impl ServerSession {
 
     fn command(&mut self, stream_id: u32, command: Command) -> Result<(), SessionError> {
         let tx = command.transaction_id;
+        if command.name != "connect" && self.connect != ConnectState::Accepted {
+            // Nothing but connect is served before the app accepted a connect.
+            return Ok(());
+        }
         match command.name.as_str() {
             "connect" => {
                 let object = command.command_object;
