@@ -17,12 +17,15 @@ declare -A PACKAGE_OF=(
   [gst-launch-1.0]="gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav"
   [rtmpdump]=rtmpdump
   [pg_isready]=postgresql-client
+  [nginx]="nginx-light libnginx-mod-rtmp"
 )
 
 missing_packages=()
 for tool in "${!PACKAGE_OF[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing_packages+=(${PACKAGE_OF[$tool]})
 done
+# nginx-rtmp is the reference peer for our RTMP client and the fan-out comparison.
+[ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing_packages+=(libnginx-mod-rtmp)
 # The gstreamer RTMP elements live in plugins-bad; check for them explicitly.
 if command -v gst-inspect-1.0 >/dev/null 2>&1 && ! gst-inspect-1.0 rtmp2sink >/dev/null 2>&1; then
   missing_packages+=(gstreamer1.0-plugins-bad)
@@ -41,6 +44,7 @@ for tool in "${!PACKAGE_OF[@]}"; do
     fail "$tool is required by the interop tests and could not be installed"
   fi
 done
+[ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || fail "the nginx RTMP module is missing (libnginx-mod-rtmp)"
 gst-inspect-1.0 rtmp2sink >/dev/null 2>&1 || fail "gstreamer rtmp2sink element is missing (gstreamer1.0-plugins-bad)"
 
 # PostgreSQL: the storage suite runs against a real server. Start the local cluster if it is down.
