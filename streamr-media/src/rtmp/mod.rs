@@ -11,3 +11,4 @@ pub mod chunk;
 pub mod handshake;
 pub mod message;
 pub mod session;
+pub mod url;
