@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod amf0;
+pub mod client;
 pub mod codec;
 pub mod flv;
 pub mod hls;

@@ -5,7 +5,6 @@
 
 mod play;
 mod publish;
-mod rtmp_client;
 mod rtmp_player;
 mod stats;
 

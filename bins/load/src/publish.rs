@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use streamr_media::amf0::Amf0Value;
+use streamr_media::client::RtmpClient;
 use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
-use streamr_media::rtmp::session::{ClientRole, MediaKind, PublishMode};
+use streamr_media::rtmp::session::MediaKind;
 use streamr_media::rtmp::url::RtmpUrl;
 use tokio::time::Instant;
 
-use crate::rtmp_client::RtmpConnection;
 use crate::PUBLISH_EPOCH_FIELD;
 
 /// Publishes `file` to `url` in real time; loops when `looped`.
@@ -34,15 +34,14 @@ pub async fn publish_file(file: &Path, url: &str, looped: bool) -> anyhow::Resul
     // One frame interval past the last tag, so the next loop does not repeat a timestamp.
     let loop_length = u64::from(last_ts - first_ts) + 40;
 
-    let mut connection =
-        RtmpConnection::open(&url, ClientRole::Publish(PublishMode::Live), |_event| {}).await?;
+    let mut client = RtmpClient::publish(&url).await?;
     let started = Instant::now();
-    connection
-        .session
+    client
         .send_metadata(Amf0Value::EcmaArray(vec![(
             PUBLISH_EPOCH_FIELD.into(),
             Amf0Value::Number(crate::unix_ms()),
-        )]))?;
+        )]))
+        .await?;
     tracing::info!(%url, tags = media.len(), loop_ms = loop_length, "publishing");
 
     let mut loop_index: u64 = 0;
@@ -55,33 +54,15 @@ pub async fn publish_file(file: &Path, url: &str, looped: bool) -> anyhow::Resul
                 _ => MediaKind::Video,
             };
             // RTMP timestamps wrap at 2^32 ms (49 days); the truncation is the protocol's.
-            connection
-                .session
-                .send_media(kind, offset_ms as u32, tag.data.clone())?;
-            connection.flush().await?;
-            drain_input(&mut connection).await?;
+            client
+                .send_media(kind, offset_ms as u32, tag.data.clone())
+                .await?;
         }
         if !looped {
             break;
         }
         loop_index += 1;
     }
-    connection.session.close()?;
-    connection.flush().await?;
+    client.close().await?;
     Ok(())
-}
-
-/// Reads whatever the server sent (acknowledgements, pings) without waiting.
-async fn drain_input(connection: &mut RtmpConnection) -> anyhow::Result<()> {
-    loop {
-        match tokio::time::timeout(Duration::ZERO, connection.read_some()).await {
-            Ok(Ok(0)) => anyhow::bail!("server closed the connection"),
-            Ok(Ok(_)) => {
-                while connection.session.poll_event().is_some() {}
-                connection.flush().await?;
-            }
-            Ok(Err(error)) => return Err(error),
-            Err(_would_block) => return Ok(()),
-        }
-    }
 }
