@@ -1,0 +1,527 @@
+//! The coordinator's behaviour suite. Every scenario runs against SQLite and against a real
+//! PostgreSQL server (STREAMR_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432).
+
+mod common;
+
+use axum::http::StatusCode;
+use common::*;
+use serde_json::{json, Value};
+use streamr_coord::wire::NodeDeregistration;
+use streamr_coord::{CoordConfig, Coordinator, RateLimit};
+use streamr_core::{
+    segment_hash, BalanceLeaf, ContentDigest, CoordinatorKey, KeyPair, MerkleProof, ProbeResult,
+    SessionId, Signed, SignedGrant, ViewerReceipt,
+};
+
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let db = super::TestDb::sqlite().await;
+                    super::$scenario(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let db = super::TestDb::postgres().await;
+                    super::$scenario(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    streams_register_check_keys_and_end,
+    nodes_register_heartbeat_and_reject_replays,
+    bad_input_is_rejected_with_json_and_stores_nothing,
+    viewers_are_routed_receipts_settle_and_pay_once,
+    rate_limit_refuses_bursts_per_ip,
+    operations_endpoints_answer,
+);
+
+async fn client(db: &TestDb, config: CoordConfig) -> Client {
+    Client::new(Coordinator::new(config, db.storage().await))
+}
+
+async fn create_stream(api: &Client, id: &str) -> String {
+    let (status, body) = api
+        .post_admin("/streams", &json!({ "id": id, "title": "test" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["stream_key"].as_str().expect("stream key").to_owned()
+}
+
+async fn streams_register_check_keys_and_end(db: &TestDb) {
+    let api = client(db, test_config()).await;
+    let (status, body) = api.post("/streams", &json!({ "id": "live1" })).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "creating needs the admin token"
+    );
+    assert_eq!(body["error"], "unauthorized");
+
+    let key = create_stream(&api, "live1").await;
+    let (status, _) = api.post_admin("/streams", &json!({ "id": "live1" })).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let (status, list) = api.get("/streams").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    assert!(
+        list[0].get("stream_key_hash").is_none(),
+        "key hash is never served"
+    );
+
+    let (status, _) = api
+        .post(
+            "/streams/live1/publish-check",
+            &json!({ "stream_key": key }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = api
+        .post(
+            "/streams/live1/publish-check",
+            &json!({ "stream_key": "wrong" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "stream_key_rejected");
+
+    let (status, ended) = api
+        .raw("POST", "/streams/live1/end", Vec::new(), true)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ended["status"], "ended");
+    let (status, _) = api
+        .post(
+            "/streams/live1/publish-check",
+            &json!({ "stream_key": key }),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "an ended stream takes no publisher"
+    );
+    let (status, body) = api.get("/streams/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "not_found");
+}
+
+async fn nodes_register_heartbeat_and_reject_replays(db: &TestDb) {
+    let api = client(db, test_config()).await;
+    let node = KeyPair::from_seed([7; 32]);
+    let (status, body) = api
+        .post("/nodes", &registration(&node, "http://10.0.0.7:8080"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["subnet"], "10.0.0.0/24");
+
+    // A registration signed by another key is refused.
+    let mut forged = registration(&node, "http://10.0.0.8:8080");
+    forged.signature = Signed::sign(forged.body.clone(), &KeyPair::from_seed([8; 32])).signature;
+    let (status, body) = api.post("/nodes", &forged).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "bad_signature");
+
+    let first = heartbeat(&node, 1, &["live1"]);
+    let (status, body) = api
+        .post("/nodes/heartbeat", &json!({ "heartbeat": first }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, body) = api
+        .post("/nodes/heartbeat", &json!({ "heartbeat": first }))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "replay: {body}");
+    assert_eq!(body["error"], "replayed_nonce");
+
+    let mut tampered = heartbeat(&node, 5, &["live1"]);
+    tampered.body.viewers = 999;
+    let (status, body) = api
+        .post("/nodes/heartbeat", &json!({ "heartbeat": tampered }))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "bad_signature");
+
+    let mut stale = heartbeat(&node, 6, &[]).body;
+    stale.timestamp_ms -= 10 * 60 * 1000;
+    let stale = Signed::sign(stale, &node);
+    let (status, body) = api
+        .post("/nodes/heartbeat", &json!({ "heartbeat": stale }))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "clock_skew");
+
+    let (_, stored) = api.get(&format!("/nodes/{}", node.node_id())).await;
+    assert_eq!(
+        stored["last_nonce"], 1,
+        "rejected heartbeats change nothing"
+    );
+    assert_eq!(stored["viewers"], 1);
+    assert_eq!(stored["status"], "online");
+
+    let stranger = KeyPair::from_seed([9; 32]);
+    let (status, _) = api
+        .post(
+            "/nodes/heartbeat",
+            &json!({ "heartbeat": heartbeat(&stranger, 1, &[]) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let leave = Signed::sign(
+        NodeDeregistration {
+            node_id: node.node_id(),
+            timestamp_ms: now_ms(),
+        },
+        &node,
+    );
+    let (status, _) = api.post("/nodes/deregister", &leave).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api
+        .post(
+            "/nodes/heartbeat",
+            &json!({ "heartbeat": heartbeat(&node, 7, &[]) }),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a deregistered node is not heard"
+    );
+}
+
+async fn bad_input_is_rejected_with_json_and_stores_nothing(db: &TestDb) {
+    let mut config = test_config();
+    config.max_body_bytes = 4096;
+    let api = client(db, config).await;
+    let node = KeyPair::from_seed([3; 32]);
+    let (status, _) = api
+        .post("/nodes", &registration(&node, "http://10.0.3.1:8080"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, before) = api.get("/stats").await;
+
+    let cases: Vec<(&str, &str, Vec<u8>, StatusCode, &str)> = vec![
+        (
+            "POST",
+            "/nodes/heartbeat",
+            b"{not json".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/nodes/heartbeat",
+            b"{\"heartbeat\": 5}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/nodes",
+            b"[]".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/receipts",
+            b"{\"receipts\": []}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/streams",
+            b"{\"id\": \"a b\"}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        ),
+        (
+            "POST",
+            "/streams",
+            vec![b' '; 10_000],
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+        (
+            "GET",
+            "/epochs/not-a-number",
+            Vec::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
+        (
+            "GET",
+            "/streams?limit=-4",
+            Vec::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "GET",
+            "/no/such/route",
+            Vec::new(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (method, path, body, expected, code) in cases {
+        let (status, answer) = api.raw(method, path, body, true).await;
+        assert_eq!(status, expected, "{method} {path}: {answer}");
+        assert_eq!(answer["error"], code, "{method} {path}: {answer}");
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+
+    // A heartbeat whose nonce overflows the stored range is refused before anything is written.
+    let (status, answer) = api
+        .post(
+            "/nodes/heartbeat",
+            &json!({ "heartbeat": heartbeat(&node, u64::MAX, &[]) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+
+    let (_, after) = api.get("/stats").await;
+    assert_eq!(before, after, "rejected requests stored nothing");
+    let (_, stored) = api.get(&format!("/nodes/{}", node.node_id())).await;
+    assert_eq!(stored["last_nonce"], -1);
+}
+
+/// Origin publishes segments, a node relays, a viewer is routed, signs receipts; the epoch is
+/// settled once, the node earns, its Merkle proof verifies and its payout is made once.
+async fn viewers_are_routed_receipts_settle_and_pay_once(db: &TestDb) {
+    let config = test_config();
+    let coordinator_key = config.coordinator_key.coordinator_key();
+    let api = client(db, config.clone()).await;
+    create_stream(&api, "show").await;
+    let published = now_ms();
+    let mut digests: Vec<ContentDigest> = Vec::new();
+    for sequence in 0..3u64 {
+        let (status, body) = api
+            .post_admin(
+                "/streams/show/segments",
+                &json!({
+                    "sequence": sequence,
+                    "hash": segment_hash(format!("segment {sequence}").as_bytes()),
+                    "published_ms": published,
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        digests.push(digest(&body["segment"]["digest"]));
+    }
+
+    let node = KeyPair::from_seed([11; 32]);
+    assert_eq!(
+        api.post("/nodes", &registration(&node, "http://10.0.11.1:8080"))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        api.post(
+            "/nodes/heartbeat",
+            &json!({ "heartbeat": heartbeat(&node, 1, &["show"]) })
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    let probe = ProbeResult {
+        node_id: node.node_id(),
+        hash_ok: true,
+        timed_out: false,
+        ttfb_ms: 100,
+        throughput_bytes_per_s: 5_000_000,
+    };
+    let (status, body) = api.post_admin("/probes", &probe).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let viewer = KeyPair::from_seed([12; 32]);
+    let (status, play) = api
+        .get(&format!(
+            "/streams/show/play?viewer={}",
+            viewer.viewer_key()
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{play}");
+    assert_eq!(play["node_id"], node.node_id().to_string());
+    assert!(play["hls_url"]
+        .as_str()
+        .is_some_and(|u| u.starts_with("http://10.0.11.1:8080/")));
+    let grant: SignedGrant = serde_json::from_value(play["grant"].clone()).expect("grant");
+    grant
+        .verify(&coordinator_key)
+        .expect("grant signed by the coordinator");
+    let session: SessionId = grant.body.session_id;
+
+    let receipt = |seq: u64, bytes_total: u64, segment: usize| {
+        Signed::sign(
+            ViewerReceipt {
+                session_id: session,
+                seq,
+                bytes_total,
+                last_segment_seq: segment as u64,
+                segments_digest: digests[segment],
+                t_ms: now_ms(),
+            },
+            &viewer,
+        )
+    };
+    // The node forwards two receipts in a heartbeat; the viewer posts a third itself, plus a
+    // forged one and a replay.
+    let (status, outcome) = api
+        .post(
+            "/nodes/heartbeat",
+            &json!({
+                "heartbeat": heartbeat(&node, 2, &["show"]),
+                "receipts": [receipt(1, 1_000_000, 0), receipt(2, 2_500_000, 1)],
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    assert_eq!(outcome["accepted"], 2, "{outcome}");
+    let mut forged = receipt(4, 9_000_000, 2);
+    forged.signature = Signed::sign(forged.body.clone(), &node).signature;
+    let (status, outcome) = api
+        .post(
+            "/receipts",
+            &json!({ "receipts": [receipt(3, 4_000_000, 2), forged, receipt(2, 2_500_000, 1)] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    assert_eq!(outcome["accepted"], 1, "{outcome}");
+    assert_eq!(
+        outcome["rejected"].as_array().map(Vec::len),
+        Some(2),
+        "{outcome}"
+    );
+    let activity = now_ms();
+
+    wait_for_epoch_end(&config, activity).await;
+    let settled = api.coordinator.settle_due().await.expect("settle");
+    assert!(settled >= 1, "the epoch with receipts is settled");
+    assert_eq!(api.coordinator.settle_due().await.expect("settle again"), 0);
+
+    let (status, epochs) = api.get("/epochs").await;
+    assert_eq!(status, StatusCode::OK);
+    let epoch = epochs[0]["epoch"].as_i64().expect("epoch");
+    let (status, statement) = api.get(&format!("/epochs/{epoch}")).await;
+    assert_eq!(status, StatusCode::OK, "{statement}");
+    let pool = config.reward_pool_per_epoch as i64;
+    assert_eq!(statement["settlement"]["pool"], pool);
+    let distributed = statement["settlement"]["distributed"]
+        .as_i64()
+        .expect("distributed");
+    assert!(distributed > 0 && distributed <= pool, "{statement}");
+
+    let (status, earnings) = api
+        .get(&format!("/nodes/{}/earnings", node.node_id()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{earnings}");
+    assert_eq!(earnings["total"].as_i64(), Some(distributed));
+
+    let (status, proof) = api
+        .get(&format!("/epochs/{epoch}/proofs/{}", node.node_id()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{proof}");
+    let leaf: BalanceLeaf = serde_json::from_value(proof["leaf"].clone()).expect("leaf");
+    let path: MerkleProof = serde_json::from_value(proof["proof"].clone()).expect("proof");
+    let root = digest(&proof["merkle_root"]);
+    assert!(
+        path.verify(&root, &leaf),
+        "the proof leads to the published root"
+    );
+    assert_eq!(leaf.cumulative_earned as i64, distributed);
+
+    let (status, pending) = api.get_admin("/payouts/pending").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(pending.as_array().map(Vec::len), Some(1), "{pending}");
+    assert_eq!(api.coordinator.pay_pending().await.expect("pay"), 1);
+    assert_eq!(api.coordinator.pay_pending().await.expect("pay again"), 0);
+    let (_, earnings) = api
+        .get(&format!("/nodes/{}/earnings", node.node_id()))
+        .await;
+    assert_eq!(earnings["payouts"][0]["status"], "sent");
+    assert_eq!(earnings["payouts"][0]["net"].as_i64(), Some(distributed));
+
+    // A second coordinator on the same database replays the history and settles nothing twice.
+    let replica = Coordinator::new(test_config_with_key(&config), db.storage().await);
+    assert_eq!(replica.settle_due().await.expect("replica settles"), 0);
+    let (_, stats) = api.get("/stats").await;
+    assert_eq!(stats["paid_out"].as_i64(), Some(distributed));
+}
+
+fn test_config_with_key(config: &CoordConfig) -> CoordConfig {
+    CoordConfig {
+        coordinator_key: config.coordinator_key.clone(),
+        ..test_config()
+    }
+}
+
+async fn rate_limit_refuses_bursts_per_ip(db: &TestDb) {
+    let config = CoordConfig {
+        rate_limit: Some(RateLimit {
+            per_second: 1,
+            burst: 3,
+        }),
+        ..test_config()
+    };
+    let api = client(db, config).await;
+    for _ in 0..3 {
+        assert_eq!(api.get("/healthz").await.0, StatusCode::OK);
+    }
+    let (status, body) = api.get("/healthz").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body["error"], "rate_limited");
+}
+
+async fn operations_endpoints_answer(db: &TestDb) {
+    let api = client(db, test_config()).await;
+    assert_eq!(api.get("/healthz").await.0, StatusCode::OK);
+    let (status, ready) = api.get("/readyz").await;
+    assert_eq!(
+        (status, ready["status"].clone()),
+        (StatusCode::OK, json!("ready"))
+    );
+    let (status, openapi) = api.get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(openapi["openapi"], "3.1.0");
+    let paths = openapi["paths"].as_object().expect("paths");
+    for path in [
+        "/nodes/heartbeat",
+        "/streams/{id}/play",
+        "/epochs/{epoch}/proofs/{node_id}",
+    ] {
+        assert!(paths.contains_key(path), "{path} is documented");
+    }
+    api.get("/no-such-thing").await;
+    let (status, metrics) = api.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = metrics.as_str().expect("text exposition");
+    assert!(text.contains("# TYPE streamr_http_requests_total counter"));
+    assert!(
+        text.contains("streamr_http_client_errors_total 1"),
+        "{text}"
+    );
+    assert!(text.contains("streamr_active_nodes 0"));
+}
+
+#[test]
+fn coordinator_key_type_is_public() {
+    // The key a client needs to verify grants is exported from the core crate.
+    let key: CoordinatorKey = KeyPair::from_seed([1; 32]).coordinator_key();
+    assert_eq!(key.to_string().len(), 64);
+    let _: Value = json!(key);
+}

@@ -1,0 +1,241 @@
+//! Test support: fresh SQLite and PostgreSQL databases, and a small client that drives the
+//! router in-process.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::Value;
+use sqlx::Connection;
+use streamr_coord::wire::NodeRegistration;
+use streamr_coord::{connect, CoordConfig, Coordinator, Storage};
+use streamr_core::{CanonicalMessage, ContentDigest, KeyPair, NodeHeartbeat, Signed, StreamId};
+use tower::ServiceExt;
+
+pub const ADMIN: &str = "test-admin-token";
+
+/// A database that lives as long as the test: a SQLite file in a temporary directory, or a
+/// uniquely named PostgreSQL database dropped afterwards.
+pub enum TestDb {
+    Sqlite(tempfile::TempDir, String),
+    Postgres {
+        server: String,
+        name: String,
+        url: String,
+    },
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("coordinator.db").display());
+        TestDb::Sqlite(dir, url)
+    }
+
+    /// Creates a database on the server named by STREAMR_TEST_POSTGRES_URL (default local
+    /// trust-auth server). Fails, never skips, when the server is unreachable.
+    pub async fn postgres() -> TestDb {
+        let server = std::env::var("STREAMR_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!(
+            "streamr_test_{}_{}",
+            std::process::id(),
+            rand::random::<u64>()
+        );
+        let mut admin = sqlx::PgConnection::connect(&server)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {server} is required: {e}"));
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        TestDb::Postgres { server, name, url }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            TestDb::Sqlite(_, url) => url,
+            TestDb::Postgres { url, .. } => url,
+        }
+    }
+
+    pub async fn storage(&self) -> Arc<dyn Storage> {
+        connect(self.url()).await.expect("open storage")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let TestDb::Postgres { server, name, .. } = self {
+            let server = server.clone();
+            let name = name.clone();
+            // Dropping needs async I/O; do it on a thread of its own so it works inside or
+            // outside a runtime.
+            let _ = std::thread::spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                runtime.block_on(async move {
+                    if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {
+                        let _ = sqlx::query(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .execute(&mut admin)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// A configuration for tests: admin token, short epochs, immediate vesting.
+pub fn test_config() -> CoordConfig {
+    let mut config = CoordConfig {
+        admin_token: Some(ADMIN.into()),
+        epoch_length: Duration::from_secs(2),
+        settlement_grace: Duration::from_millis(0),
+        rate_limit: None,
+        ..CoordConfig::default()
+    };
+    config.settlement.vesting_epochs = 0;
+    config
+}
+
+/// Drives a coordinator's router in-process.
+pub struct Client {
+    pub coordinator: Coordinator,
+    router: axum::Router,
+}
+
+impl Client {
+    pub fn new(coordinator: Coordinator) -> Client {
+        let router = coordinator.router();
+        Client {
+            coordinator,
+            router,
+        }
+    }
+
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        admin: bool,
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json");
+        if admin {
+            request = request.header("authorization", format!("Bearer {ADMIN}"));
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(Body::from(body)).expect("request"))
+            .await
+            .expect("router never fails");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 16 << 20)
+            .await
+            .expect("body");
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.raw("GET", path, Vec::new(), false).await
+    }
+
+    pub async fn get_admin(&self, path: &str) -> (StatusCode, Value) {
+        self.raw("GET", path, Vec::new(), true).await
+    }
+
+    pub async fn post(&self, path: &str, body: &impl serde::Serialize) -> (StatusCode, Value) {
+        self.raw("POST", path, serde_json::to_vec(body).expect("json"), false)
+            .await
+    }
+
+    pub async fn post_admin(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> (StatusCode, Value) {
+        self.raw("POST", path, serde_json::to_vec(body).expect("json"), true)
+            .await
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
+}
+
+pub fn registration(node: &KeyPair, http_url: &str) -> Signed<NodeRegistration> {
+    Signed::sign(
+        NodeRegistration {
+            node_id: node.node_id(),
+            payout_address: format!("payout-{}", node.node_id()),
+            operator: format!("operator-{}", &node.node_id().to_string()[..8]),
+            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
+            http_url: http_url.into(),
+            capacity_kbps: 50_000,
+            timestamp_ms: now_ms(),
+        },
+        node,
+    )
+}
+
+pub fn heartbeat(node: &KeyPair, nonce: u64, streams: &[&str]) -> Signed<NodeHeartbeat> {
+    Signed::sign(
+        NodeHeartbeat {
+            node_id: node.node_id(),
+            timestamp_ms: now_ms(),
+            nonce,
+            streams: streams
+                .iter()
+                .map(|s| StreamId::new(*s).expect("stream id"))
+                .collect(),
+            viewers: 1,
+            bytes_served: 0,
+        },
+        node,
+    )
+}
+
+/// Makes the canonical bytes of a message observable for tampering tests.
+pub fn canonical<T: CanonicalMessage>(message: &T) -> Vec<u8> {
+    message.canonical_bytes()
+}
+
+pub fn digest(hex: &Value) -> ContentDigest {
+    hex.as_str().expect("hex string").parse().expect("digest")
+}
+
+/// Sleeps until the epoch containing `t_ms` has ended.
+pub async fn wait_for_epoch_end(config: &CoordConfig, t_ms: u64) {
+    let length = config.epoch_length.as_millis() as u64;
+    let end = (t_ms / length + 1) * length;
+    let now = now_ms();
+    if end > now {
+        tokio::time::sleep(Duration::from_millis(end - now + 50)).await;
+    }
+}
