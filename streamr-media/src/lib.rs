@@ -19,3 +19,4 @@ pub mod relay;
 pub mod rtmp;
 pub mod server;
 pub mod ts;
+pub mod upstream;

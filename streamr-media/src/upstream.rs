@@ -1,0 +1,238 @@
+//! Pulling streams from upstream servers into a local [`RelayHub`]: the relay role of a friend
+//! node.
+//!
+//! A viewer asking this node for a stream that is not published here calls
+//! [`UpstreamPuller::ensure`]. Concurrent requests for one stream share a single pull; the pull
+//! republishes the upstream's frames into the hub, so every local viewer (RTMP, HTTP-FLV, HLS)
+//! is served from one upstream connection. When an upstream fails the pull moves on to the next
+//! one; local viewers see the publisher leave and come back (sequence headers and a keyframe
+//! first). A pull with no local viewers for the idle timeout stops.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::client::{ClientError, RtmpClient};
+use crate::relay::{FrameKind, Publisher, RelayHub, StreamKey};
+use crate::rtmp::session::{ClientEvent, MediaKind};
+use crate::rtmp::url::RtmpUrl;
+
+/// Settings of an [`UpstreamPuller`].
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Upstream servers as `rtmp://host[:port]`, tried in order, then round again.
+    pub upstreams: Vec<String>,
+    /// A pull with no local viewers for this long stops.
+    pub idle_timeout: Duration,
+    /// Wait after every upstream in the list failed once, before trying again.
+    pub retry_backoff: Duration,
+    /// How often the pull checks for local viewers.
+    pub idle_check_interval: Duration,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            upstreams: Vec::new(),
+            idle_timeout: Duration::from_secs(30),
+            retry_backoff: Duration::from_secs(1),
+            idle_check_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What happened to one pull, as reported by [`UpstreamPuller::status`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullStatus {
+    /// The upstream currently (or last) pulled from.
+    pub upstream: Option<String>,
+    /// How many times the pull (re)connected to an upstream.
+    pub connects: u64,
+    /// The last upstream failure, if any.
+    pub last_error: Option<String>,
+}
+
+type Pulls = HashMap<StreamKey, Arc<Mutex<PullStatus>>>;
+
+/// Starts and tracks on-demand pulls of streams from upstream servers into a hub.
+#[derive(Debug, Clone)]
+pub struct UpstreamPuller {
+    hub: RelayHub,
+    config: Arc<UpstreamConfig>,
+    pulls: Arc<Mutex<Pulls>>,
+}
+
+impl UpstreamPuller {
+    /// A puller feeding `hub` from `config.upstreams`.
+    pub fn new(hub: RelayHub, config: UpstreamConfig) -> Self {
+        Self {
+            hub,
+            config: Arc::new(config),
+            pulls: Arc::default(),
+        }
+    }
+
+    /// Makes sure `key` is available in the hub: does nothing when it is published locally or
+    /// already being pulled, otherwise starts a pull task (on the current tokio runtime).
+    /// Returns whether a new pull started.
+    pub fn ensure(&self, key: &StreamKey) -> bool {
+        if self.config.upstreams.is_empty() || self.hub.is_publishing(key) {
+            return false;
+        }
+        let state = {
+            let mut pulls = lock(&self.pulls);
+            if pulls.contains_key(key) {
+                return false;
+            }
+            let state = Arc::new(Mutex::new(PullStatus::default()));
+            pulls.insert(key.clone(), state.clone());
+            state
+        };
+        let puller = self.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            puller.run_pull(&key, &state).await;
+            lock(&puller.pulls).remove(&key);
+            tracing::info!(stream = %key, "upstream pull stopped");
+        });
+        true
+    }
+
+    /// Whether `key` is being pulled now.
+    pub fn is_pulling(&self, key: &StreamKey) -> bool {
+        lock(&self.pulls).contains_key(key)
+    }
+
+    /// The status of the pull of `key`, if one runs.
+    pub fn status(&self, key: &StreamKey) -> Option<PullStatus> {
+        let state = lock(&self.pulls).get(key).cloned()?;
+        let status = lock(&state).clone();
+        Some(status)
+    }
+
+    async fn run_pull(&self, key: &StreamKey, state: &Mutex<PullStatus>) {
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            for upstream in &self.config.upstreams {
+                if self.is_idle(key, &mut idle_since) {
+                    return;
+                }
+                let url = match RtmpUrl::parse(&format!("{upstream}/{}/{}", key.app, key.name)) {
+                    Ok(url) => url,
+                    Err(error) => {
+                        tracing::warn!(%upstream, %error, "unusable upstream address");
+                        continue;
+                    }
+                };
+                {
+                    let mut status = lock(state);
+                    status.upstream = Some(upstream.clone());
+                    status.connects += 1;
+                }
+                match self.pull_from(&url, key, &mut idle_since).await {
+                    Ok(PullEnd::Idle) => return,
+                    Ok(PullEnd::UpstreamClosed) => {
+                        tracing::info!(stream = %key, %url, "upstream closed; trying the next");
+                    }
+                    Err(error) => {
+                        tracing::warn!(stream = %key, %url, %error, "upstream failed; trying the next");
+                        lock(state).last_error = Some(error.to_string());
+                    }
+                }
+            }
+            if self.is_idle(key, &mut idle_since) {
+                return;
+            }
+            tokio::time::sleep(self.config.retry_backoff).await;
+        }
+    }
+
+    /// Pulls from one upstream until it fails, closes or the stream goes idle here.
+    async fn pull_from(
+        &self,
+        url: &RtmpUrl,
+        key: &StreamKey,
+        idle_since: &mut Option<Instant>,
+    ) -> Result<PullEnd, ClientError> {
+        let mut client = RtmpClient::play(url).await?;
+        tracing::info!(stream = %key, %url, "pulling from upstream");
+        let mut publisher: Option<Publisher> = None;
+        let mut check = tokio::time::interval(self.config.idle_check_interval);
+        loop {
+            let event = tokio::select! {
+                event = client.next_event() => event?,
+                _ = check.tick() => {
+                    if self.is_idle(key, idle_since) {
+                        return Ok(PullEnd::Idle);
+                    }
+                    continue;
+                }
+            };
+            let Some(event) = event else {
+                return Ok(PullEnd::UpstreamClosed);
+            };
+            let frame = match event {
+                ClientEvent::Media {
+                    kind: MediaKind::Audio,
+                    timestamp,
+                    payload,
+                } => Some((FrameKind::Audio, timestamp, payload)),
+                ClientEvent::Media {
+                    kind: MediaKind::Video,
+                    timestamp,
+                    payload,
+                } => Some((FrameKind::Video, timestamp, payload)),
+                ClientEvent::Metadata {
+                    timestamp, payload, ..
+                } => Some((FrameKind::Metadata, timestamp, payload)),
+                // The upstream's publisher left: local viewers are told, and resume with the
+                // next publish.
+                ClientEvent::StreamEnded => {
+                    publisher = None;
+                    None
+                }
+                _ => None,
+            };
+            if let Some((kind, timestamp, payload)) = frame {
+                if publisher.is_none() {
+                    match self.hub.publish(key.clone()) {
+                        Ok(new) => publisher = Some(new),
+                        // Published locally meanwhile: the local publisher wins.
+                        Err(_busy) => return Ok(PullEnd::Idle),
+                    }
+                }
+                if let Some(publisher) = &publisher {
+                    publisher.send(kind, timestamp, payload);
+                }
+            }
+        }
+    }
+
+    /// Whether nobody has watched `key` here for the idle timeout.
+    fn is_idle(&self, key: &StreamKey, idle_since: &mut Option<Instant>) -> bool {
+        let viewers = self
+            .hub
+            .stream_stats(key)
+            .map_or(0, |stats| stats.viewers.len());
+        if viewers > 0 {
+            *idle_since = None;
+            return false;
+        }
+        let since = *idle_since.get_or_insert_with(Instant::now);
+        since.elapsed() >= self.config.idle_timeout
+    }
+}
+
+/// Why a pull from one upstream ended without an error.
+enum PullEnd {
+    /// No local viewers for the idle timeout (or the stream is now published locally).
+    Idle,
+    /// The upstream closed the connection.
+    UpstreamClosed,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
