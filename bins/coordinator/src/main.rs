@@ -1,2 +1,189 @@
 //! `streamr-coordinator`: the StreamrP2P reference coordinator.
-fn main() {}
+//!
+//! `streamr-coordinator` alone starts on 127.0.0.1:8090 with a SQLite database in the working
+//! directory; `--database postgres://...` shares one PostgreSQL database between replicas.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use rand::RngCore;
+use streamr_coord::{connect, CoordConfig, Coordinator, RateLimit};
+use streamr_core::KeyPair;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable, coloured when on a terminal.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The StreamrP2P coordinator: streams, nodes, heartbeats, routing, receipts, rewards, payouts.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address the HTTP API listens on.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: SocketAddr,
+    /// Database URL: sqlite://FILE (created if missing) or postgres://USER@HOST/DB.
+    #[arg(
+        long,
+        env = "STREAMR_DATABASE_URL",
+        default_value = "sqlite://streamr-coordinator.db"
+    )]
+    database: String,
+    /// Bearer token for admin endpoints; generated and logged once when absent.
+    #[arg(long, env = "STREAMR_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Hex seed of the key that signs session grants (replicas must share it); generated when
+    /// absent.
+    #[arg(long, env = "STREAMR_COORDINATOR_KEY", hide_env_values = true)]
+    coordinator_key: Option<String>,
+    /// Length of a reward epoch, seconds.
+    #[arg(long, default_value_t = 3600)]
+    epoch_secs: u64,
+    /// Length of a reward epoch in milliseconds (overrides --epoch-secs; for tests and demos).
+    #[arg(long)]
+    epoch_ms: Option<u64>,
+    /// Wait this long after an epoch ends before settling it, milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    settlement_grace_ms: u64,
+    /// Epochs a reward waits before it vests.
+    #[arg(long, default_value_t = 168)]
+    vesting_epochs: u64,
+    /// Micro-units distributed per epoch.
+    #[arg(long, default_value_t = 1_000_000_000)]
+    reward_pool: u64,
+    /// How often the workers run, milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    worker_interval_ms: u64,
+    /// Requests per second allowed per client IP (0 disables the limit).
+    #[arg(long, default_value_t = 200)]
+    rate_limit: u32,
+    /// Burst allowed per client IP.
+    #[arg(long, default_value_t = 400)]
+    rate_burst: u32,
+    /// Name recorded on the settlements this replica writes.
+    #[arg(long)]
+    replica_id: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buffer);
+    buffer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down: draining requests and stopping workers");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing(args.log_format);
+
+    let admin_token = match args.admin_token {
+        Some(token) if !token.is_empty() => token,
+        _ => {
+            let token = random_hex(24);
+            tracing::warn!(
+                admin_token = %token,
+                "no admin token given (--admin-token or STREAMR_ADMIN_TOKEN); generated one for this run"
+            );
+            token
+        }
+    };
+    let coordinator_key = match &args.coordinator_key {
+        Some(seed) => {
+            KeyPair::from_seed_hex(seed).context("--coordinator-key must be 64 hex characters")?
+        }
+        None => {
+            let key = KeyPair::generate(&mut rand::rngs::OsRng);
+            tracing::warn!(
+                "no coordinator key given (--coordinator-key or STREAMR_COORDINATOR_KEY); grants are signed with a key generated for this run"
+            );
+            key
+        }
+    };
+    let mut config = CoordConfig {
+        admin_token: Some(admin_token),
+        coordinator_key,
+        epoch_length: args.epoch_ms.map_or_else(
+            || Duration::from_secs(args.epoch_secs.max(1)),
+            |ms| Duration::from_millis(ms.max(1)),
+        ),
+        settlement_grace: Duration::from_millis(args.settlement_grace_ms),
+        reward_pool_per_epoch: args.reward_pool,
+        worker_interval: Duration::from_millis(args.worker_interval_ms.max(10)),
+        rate_limit: (args.rate_limit > 0).then_some(RateLimit {
+            per_second: args.rate_limit,
+            burst: args.rate_burst.max(1),
+        }),
+        ..CoordConfig::default()
+    };
+    if let Some(replica_id) = args.replica_id {
+        config.replica_id = replica_id;
+    }
+    config.settlement.vesting_epochs = args.vesting_epochs;
+
+    let storage = connect(&args.database)
+        .await
+        .with_context(|| format!("opening database {}", args.database))?;
+    let coordinator = Coordinator::new(config, storage);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let local = listener.local_addr().context("listener address")?;
+    tracing::info!(
+        listen = %local,
+        database = %args.database,
+        coordinator_key = %coordinator.coordinator_key(),
+        "coordinator ready"
+    );
+    let workers = coordinator.spawn_workers();
+    coordinator
+        .serve(listener, shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    workers.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
