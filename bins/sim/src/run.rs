@@ -1,0 +1,684 @@
+//! The epoch loop: viewers watch, nodes serve (or cheat), receipts are signed and verified,
+//! probes run, the fraud rules assess and the epoch settles — all with the real streamr-core
+//! pipeline.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use indicatif::ProgressBar;
+use rand::{Rng, RngCore};
+use streamr_core::{
+    segment_hash, ContentDigest, EpochInputs, EpochObservations, EpochStatement, FraudConfig,
+    FraudEngine, HeartbeatNonces, KeyPair, NodeClaims, NodeHeartbeat, NodeId, NodeProfile,
+    OperatorId, OriginDigests, PayoutPolicy, ProbePolicy, ProbeResult, ProbeSummary, ReceiptTally,
+    ReceiptVerifier, RouteCandidate, Router, RuleId, SegmentChain, SegmentRecord, SessionGrant,
+    SessionId, Settlement, SettlementConfig, Signed, SignedReceipt, SimulatedChain, StreamId,
+    Subnet24, Verdict, VerifierConfig, ViewerProfile, ViewerReceipt,
+};
+
+use crate::scenario::{Attack, Network, Role, SimConfig, SimNode, ViewerKind};
+
+/// Unix ms of the first simulated epoch's start.
+pub const T0_MS: u64 = 1_800_000_000_000;
+/// The first simulated epoch's number (nodes registered at epoch 0 are established).
+pub const BASE_EPOCH: u64 = 1_000;
+const SEGMENT_MS: u64 = 2_000;
+
+/// What the run recorded about one node identity.
+#[derive(Clone, Debug, Default)]
+pub struct NodeRecord {
+    /// Honest or which attack.
+    pub role: Option<Attack>,
+    /// The epoch its attack (or life) started, relative to the run.
+    pub start_epoch: u64,
+    /// Whether it re-registered after a penalty (A10).
+    pub reregistered: bool,
+    /// Run-relative epochs with a flag (penalty, group cap or whitewash verdict).
+    pub flagged_epochs: Vec<u64>,
+    /// Run-relative epochs with a penalty.
+    pub penalized_epochs: Vec<u64>,
+    /// Rules that flagged it.
+    pub rules: BTreeSet<RuleId>,
+    /// Epochs it took part in.
+    pub active_epochs: u64,
+    /// Σ over epochs of the oracle reward (pool × true weight / Σ true weights of all nodes).
+    pub truth_all: f64,
+    /// Σ over epochs of the oracle reward among honest nodes only.
+    pub truth_honest: f64,
+    /// Σ true weight (for the plot).
+    pub truth_weight: f64,
+    /// Rewards minus penalties, micro-units.
+    pub earned: u64,
+}
+
+/// Everything the metrics need.
+pub struct RunOutcome {
+    /// One record per node identity.
+    pub records: Vec<NodeRecord>,
+    /// Total pool issued.
+    pub pool_total: u64,
+    /// Statements in order.
+    pub statements: Vec<EpochStatement>,
+    /// Whether replaying the published inputs gave identical statements.
+    pub replay_matches: bool,
+    /// Receipts verified.
+    pub receipts: u64,
+    /// Payouts made to the simulated chain.
+    pub payouts: usize,
+    /// Griefing viewers' sessions (A8).
+    pub griefer_sessions: u64,
+}
+
+#[derive(Default)]
+struct EpochNodeWork {
+    receipts: Vec<SignedReceipt>,
+    claimed: u64,
+    unattested: u64,
+    sessions: u64,
+    true_on_time: f64,
+    true_legacy: f64,
+}
+
+struct SessionPlan {
+    viewer: usize,
+    node: usize,
+    stream: usize,
+    start_ms: u64,
+    end_ms: u64,
+}
+
+fn lag_ms(rng: &mut impl Rng, late: bool) -> u64 {
+    if late {
+        rng.gen_range(15_000..40_000)
+    } else {
+        rng.gen_range(2_000..8_000)
+    }
+}
+
+/// Runs the whole simulation.
+pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutcome> {
+    let mut net = Network::generate(config)?;
+    let epoch_ms = config.epoch_s.saturating_mul(1_000).max(60_000);
+    let coordinator = KeyPair::from_seed(net.rng.gen());
+    let streams: Vec<StreamId> = (0..config.streams.max(1))
+        .map(|s| StreamId::new(format!("stream-{s}")))
+        .collect::<Result<_, _>>()?;
+    let mut chains: Vec<SegmentChain> = streams.iter().map(|_| SegmentChain::genesis(0)).collect();
+    let mut origin = OriginDigests::new();
+    let mut verifier = ReceiptVerifier::new(VerifierConfig::default());
+    let mut fraud = FraudEngine::new(FraudConfig::default());
+    let mut settlement = Settlement::new();
+    let mut chain = SimulatedChain::new();
+    let mut nonces = HeartbeatNonces::default();
+    let router = Router::default();
+    let probe_policy = ProbePolicy {
+        max_ttfb_ms: 2_000,
+        min_throughput_bytes_per_s: config.bitrate,
+    };
+    let settlement_config = SettlementConfig::default();
+    let mut records: Vec<NodeRecord> = net
+        .nodes
+        .iter()
+        .map(|n| NodeRecord {
+            role: attack_of(n.role),
+            ..NodeRecord::default()
+        })
+        .collect();
+    let mut penalized_history: Vec<(u64, Subnet24, OperatorId)> = Vec::new();
+    let mut history = Vec::new();
+    let mut statements = Vec::new();
+    let mut receipts_total = 0u64;
+    let mut payouts = 0usize;
+    let mut griefer_sessions = 0u64;
+    let mut rereg_counter = 0u64;
+    let mut last_penalized: BTreeSet<usize> = BTreeSet::new();
+
+    for run_epoch in 0..config.epochs {
+        let epoch = BASE_EPOCH + run_epoch;
+        let t0 = T0_MS + run_epoch * epoch_ms;
+        let t1 = t0 + epoch_ms;
+
+        // A10: a penalized whitewasher abandons its identity and registers a new one.
+        for index in std::mem::take(&mut last_penalized) {
+            let Some(node) = net.nodes.get_mut(index) else {
+                continue;
+            };
+            if node.role != Role::Attacker(Attack::A10) || node.retired {
+                continue;
+            }
+            node.retired = true;
+            let subnet = node.subnet;
+            rereg_counter += 1;
+            let key = KeyPair::from_seed(net.rng.gen());
+            net.nodes.push(SimNode {
+                id: key.node_id(),
+                key,
+                operator: OperatorId::new(format!("fresh-{rereg_counter}"))?,
+                subnet,
+                first_epoch: epoch,
+                role: Role::Attacker(Attack::A10),
+                capacity: 5_000_000,
+                restart_chance: 0.0,
+                retired: false,
+                quality_ppm: 0,
+                nonce: 0,
+            });
+            records.push(NodeRecord {
+                role: Some(Attack::A10),
+                start_epoch: run_epoch,
+                reregistered: true,
+                ..NodeRecord::default()
+            });
+        }
+
+        // The origin publishes this epoch's segments.
+        for (s, chain) in chains.iter_mut().enumerate() {
+            let first = (t0 - T0_MS) / SEGMENT_MS;
+            let last = (t1 - T0_MS) / SEGMENT_MS;
+            for seq in first..last {
+                let mut content = [0u8; 16];
+                content[..8].copy_from_slice(&(s as u64).to_be_bytes());
+                content[8..].copy_from_slice(&seq.to_be_bytes());
+                let digest = chain.push(&segment_hash(&content));
+                origin.insert(
+                    streams[s].clone(),
+                    seq,
+                    SegmentRecord {
+                        digest,
+                        published_ms: T0_MS + seq * SEGMENT_MS,
+                    },
+                );
+            }
+        }
+
+        // Node conditions: restarts (downtime) and NAT churn.
+        let mut downtime: Vec<Option<(u64, u64)>> = Vec::with_capacity(net.nodes.len());
+        for node in net.nodes.iter_mut() {
+            let restarting = node.restart_chance > 0.0 && net.rng.gen_bool(node.restart_chance);
+            downtime.push(if restarting {
+                let start = t0 + net.rng.gen_range(0..epoch_ms - 300_000);
+                Some((start, start + 300_000))
+            } else {
+                None
+            });
+            if node.role == Role::Honest && net.rng.gen_bool(0.02) {
+                node.subnet = Subnet24([100, net.rng.gen(), net.rng.gen()]);
+            }
+        }
+        let active: Vec<usize> = (0..net.nodes.len())
+            .filter(|&i| !net.nodes[i].retired)
+            .collect();
+        for &i in &active {
+            if let Some(r) = records.get_mut(i) {
+                r.active_epochs += 1;
+            }
+        }
+        let candidates: Vec<RouteCandidate> = active
+            .iter()
+            .map(|&i| RouteCandidate {
+                node_id: net.nodes[i].id,
+                quality_ppm: net.nodes[i].quality_ppm,
+            })
+            .collect();
+        let index_of: BTreeMap<NodeId, usize> =
+            active.iter().map(|&i| (net.nodes[i].id, i)).collect();
+        let mut operator_weight: BTreeMap<OperatorId, u64> = BTreeMap::new();
+        let mut total_weight = 0u64;
+        for c in &candidates {
+            let w = c.quality_ppm.max(router.newcomer_floor_ppm);
+            total_weight += w;
+            if let Some(&i) = index_of.get(&c.node_id) {
+                *operator_weight
+                    .entry(net.nodes[i].operator.clone())
+                    .or_default() += w;
+            }
+        }
+        let route_share: Vec<(OperatorId, u64)> = operator_weight
+            .into_iter()
+            .map(|(o, w)| (o, w * 1_000_000 / total_weight.max(1)))
+            .collect();
+
+        // Viewers plan their sessions; the coordinator routes them.
+        let mut epoch_seed = [0u8; 32];
+        net.rng.fill_bytes(&mut epoch_seed);
+        let mut plans = Vec::new();
+        for (v, viewer) in net.viewers.iter().enumerate() {
+            let count = match viewer.kind {
+                ViewerKind::Bot(_) => 25,
+                ViewerKind::Colluder(_) => 3,
+                _ => match net.rng.gen_range(0..100) {
+                    0..=14 => 0,
+                    15..=49 => 1,
+                    50..=84 => 2,
+                    _ => 3,
+                },
+            };
+            for _ in 0..count {
+                let duration = net.rng.gen_range(600_000..2_400_000).min(epoch_ms);
+                let start = t0 + net.rng.gen_range(0..=epoch_ms - duration);
+                let mut sid = [0u8; 16];
+                net.rng.fill_bytes(&mut sid);
+                let node = match &viewer.kind {
+                    ViewerKind::Bot(n) => Some(*n),
+                    ViewerKind::Colluder(group) => {
+                        group.get(net.rng.gen_range(0..group.len().max(1))).copied()
+                    }
+                    _ => router
+                        .pick(
+                            Router::session_seed(&epoch_seed, &SessionId::from_bytes(sid)),
+                            &candidates,
+                        )
+                        .and_then(|id| index_of.get(&id).copied()),
+                };
+                let Some(node) = node.filter(|n| !net.nodes[*n].retired) else {
+                    continue;
+                };
+                plans.push((
+                    SessionId::from_bytes(sid),
+                    SessionPlan {
+                        viewer: v,
+                        node,
+                        stream: net.rng.gen_range(0..streams.len()),
+                        start_ms: start,
+                        end_ms: start + duration,
+                    },
+                ));
+            }
+        }
+
+        // Sessions play out: bytes flow (or not), viewers sign receipts.
+        let mut work: BTreeMap<usize, EpochNodeWork> = BTreeMap::new();
+        let mut viewer_profiles: BTreeMap<usize, ViewerProfile> = BTreeMap::new();
+        for (session_id, plan) in &plans {
+            let viewer = &net.viewers[plan.viewer];
+            let node = &net.nodes[plan.node];
+            let w = work.entry(plan.node).or_default();
+            w.sessions += 1;
+            viewer_profiles.entry(plan.viewer).or_insert(ViewerProfile {
+                viewer: viewer.key.viewer_key(),
+                subnet: viewer.subnet,
+                operator: None,
+            });
+            let attack = attack_of(node.role);
+            let fake_viewer = matches!(viewer.kind, ViewerKind::Bot(_) | ViewerKind::Colluder(_));
+            let serves = attack != Some(Attack::A5);
+            let down = downtime[plan.node];
+            let up_ms = |from: u64, to: u64| -> u64 {
+                let span = to.saturating_sub(from);
+                match down {
+                    Some((d0, d1)) => span.saturating_sub(to.min(d1).saturating_sub(from.max(d0))),
+                    None => span,
+                }
+            };
+            let bytes_between = |from: u64, to: u64| config.bitrate * up_ms(from, to) / 1_000;
+            let total_bytes = bytes_between(plan.start_ms, plan.end_ms);
+            if viewer.kind == ViewerKind::Legacy {
+                if serves {
+                    w.unattested += total_bytes;
+                    w.true_legacy += total_bytes as f64;
+                }
+                continue;
+            }
+            if viewer.kind == ViewerKind::Griefer {
+                griefer_sessions += 1;
+            }
+            if !serves && !fake_viewer {
+                // Fake uptime: the viewer gets nothing and leaves; the node still claims.
+                w.claimed += total_bytes;
+                continue;
+            }
+            let duration_s = (plan.end_ms - plan.start_ms) / 1_000;
+            let grant = Signed::sign(
+                SessionGrant {
+                    session_id: *session_id,
+                    viewer: viewer.key.viewer_key(),
+                    node_id: node.id,
+                    stream_id: streams[plan.stream].clone(),
+                    max_bytes: config.bitrate * duration_s * 12 / 10 + 1_000_000,
+                    expiry_ms: plan.end_ms + 120_000,
+                },
+                &coordinator,
+            );
+            verifier.admit_signed_grant(&grant, &coordinator.coordinator_key(), plan.start_ms)?;
+            let interval = config.receipt_interval_s.max(1) * 1_000;
+            let grief_until = plan.start_ms + (plan.end_ms - plan.start_ms) / 3;
+            let mut seq = 0u64;
+            let mut t_prev = plan.start_ms;
+            let mut t = plan.start_ms;
+            let mut receipted_bytes = 0u64;
+            let mut last_segment = 0u64;
+            while t < plan.end_ms {
+                t = (t + interval).min(plan.end_ms);
+                let interval_bytes = bytes_between(t_prev, t);
+                t_prev = t;
+                let late = match (attack, &viewer.kind) {
+                    (Some(Attack::A9), _) => net.rng.gen_bool(0.8),
+                    (_, ViewerKind::Lossy) => net.rng.gen_bool(0.25),
+                    _ => net.rng.gen_bool(0.03),
+                };
+                let lag = if attack == Some(Attack::A4) {
+                    120_000
+                } else {
+                    lag_ms(&mut net.rng, late)
+                };
+                if !fake_viewer && attack != Some(Attack::A4) && lag <= 10_000 {
+                    w.true_on_time += interval_bytes as f64;
+                }
+                let node_is_down = down.is_some_and(|(d0, d1)| t >= d0 && t < d1);
+                let lost = viewer.kind == ViewerKind::Lossy && net.rng.gen_bool(0.1);
+                let grieving = viewer.kind == ViewerKind::Griefer && t > grief_until;
+                if node_is_down || lost || grieving {
+                    continue;
+                }
+                let bytes_total = bytes_between(plan.start_ms, t);
+                // The newest segment received never goes backwards.
+                let segment =
+                    ((t.saturating_sub(lag).saturating_sub(T0_MS)) / SEGMENT_MS).max(last_segment);
+                last_segment = segment;
+                let digest = if attack == Some(Attack::A4) && net.rng.gen_bool(0.5) {
+                    ContentDigest::from_bytes(*segment_hash(&t.to_be_bytes()).as_bytes())
+                } else {
+                    origin
+                        .segment_digest(&streams[plan.stream], segment)
+                        .unwrap_or_default()
+                };
+                seq += 1;
+                w.receipts.push(Signed::sign(
+                    ViewerReceipt {
+                        session_id: *session_id,
+                        seq,
+                        bytes_total,
+                        last_segment_seq: segment,
+                        segments_digest: digest,
+                        t_ms: t,
+                    },
+                    &viewer.key,
+                ));
+                receipted_bytes = bytes_total;
+            }
+            // What the node claims: honest nodes claim what they delivered to signing viewers,
+            // moving a griefer's unreceipted tail to unattested.
+            if viewer.kind == ViewerKind::Griefer {
+                w.claimed += receipted_bytes;
+                w.unattested += total_bytes - receipted_bytes;
+            } else {
+                w.claimed += total_bytes;
+            }
+        }
+
+        // Nodes submit receipts and heartbeats; the coordinator verifies them.
+        let mut claims = Vec::new();
+        for (&index, w) in work.iter_mut() {
+            let node = &mut net.nodes[index];
+            let attack = attack_of(node.role);
+            let mut tally = ReceiptTally::default();
+            w.receipts.sort_by_key(|r| r.body.t_ms);
+            let now = t1 + 60_000;
+            for outcome in verifier.verify_batch(&node.id, &w.receipts, &origin, now) {
+                tally.record(&outcome);
+            }
+            receipts_total += w.receipts.len() as u64;
+            if attack == Some(Attack::A7) {
+                let mut extra: Vec<SignedReceipt> = Vec::new();
+                for r in w.receipts.iter().take(3) {
+                    let mut forged = r.clone();
+                    forged.body.bytes_total += 10_000_000;
+                    forged.body.seq += 1_000;
+                    extra.push(forged);
+                    extra.push(r.clone());
+                }
+                for outcome in verifier.verify_batch(&node.id, &extra, &origin, now) {
+                    tally.record(&outcome);
+                }
+            }
+            let (claimed, unattested) = match attack {
+                Some(Attack::A1 | Attack::A10) => {
+                    (w.claimed * 3 + 2_000_000_000, w.unattested + 10_000_000_000)
+                }
+                Some(Attack::A5) => (w.claimed, w.unattested + 5_000_000_000),
+                _ => (w.claimed, w.unattested),
+            };
+            node.nonce += 1;
+            let beat = Signed::sign(
+                NodeHeartbeat {
+                    node_id: node.id,
+                    timestamp_ms: t1,
+                    nonce: node.nonce,
+                    streams: streams.clone(),
+                    viewers: w.sessions,
+                    bytes_served: claimed,
+                },
+                &node.key,
+            );
+            let accepted = nonces.accept(&beat, t1, 5_000)?;
+            claims.push(NodeClaims {
+                node_id: accepted.node_id,
+                claimed_bytes: accepted.bytes_served,
+                unattested_bytes: unattested,
+                sessions: w.sessions,
+                receipts: tally,
+            });
+        }
+        // Idle nodes still heartbeat: an A5 node claims unattested traffic without viewers.
+        for &index in &active {
+            if work.contains_key(&index) {
+                continue;
+            }
+            if attack_of(net.nodes[index].role) == Some(Attack::A5) {
+                claims.push(NodeClaims {
+                    node_id: net.nodes[index].id,
+                    claimed_bytes: 0,
+                    unattested_bytes: 5_000_000_000,
+                    sessions: 0,
+                    receipts: ReceiptTally::default(),
+                });
+            }
+        }
+
+        // Probes.
+        let mut probes = Vec::new();
+        for &index in &active {
+            let node = &net.nodes[index];
+            let attack = attack_of(node.role);
+            let results: Vec<ProbeResult> = (0..config.probes)
+                .map(|_| {
+                    let at = t0 + net.rng.gen_range(0..epoch_ms);
+                    let down = downtime[index].is_some_and(|(d0, d1)| at >= d0 && at < d1);
+                    let timed_out = down || attack == Some(Attack::A5);
+                    ProbeResult {
+                        node_id: node.id,
+                        hash_ok: !(attack == Some(Attack::A4) && net.rng.gen_bool(0.5)),
+                        timed_out,
+                        ttfb_ms: if timed_out {
+                            0
+                        } else {
+                            net.rng.gen_range(50..400)
+                        },
+                        throughput_bytes_per_s: if timed_out {
+                            0
+                        } else {
+                            node.capacity / 10 * net.rng.gen_range(8..=10)
+                        },
+                    }
+                })
+                .collect();
+            probes.push((node.id, ProbeSummary::from_results(&probe_policy, &results)));
+        }
+
+        // Fraud rules, then settlement.
+        let usage = verifier.take_usage();
+        let recent_from = run_epoch.saturating_sub(24);
+        let observations = EpochObservations {
+            epoch,
+            epoch_ms,
+            nodes: active
+                .iter()
+                .map(|&i| {
+                    let n = &net.nodes[i];
+                    let age = epoch.saturating_sub(n.first_epoch).max(1);
+                    let earned = settlement.balance(&n.id).map_or(0, |b| b.cumulative_earned);
+                    NodeProfile {
+                        node_id: n.id,
+                        operator: n.operator.clone(),
+                        subnet: n.subnet,
+                        first_epoch: n.first_epoch,
+                        average_reward: if earned == 0 {
+                            config.pool / active.len().max(1) as u64
+                        } else {
+                            earned / age.min(run_epoch.max(1))
+                        },
+                    }
+                })
+                .collect(),
+            viewers: viewer_profiles.into_values().collect(),
+            sessions: usage,
+            claims,
+            probes: probes.clone(),
+            bitrates: streams
+                .iter()
+                .map(|s| (s.clone(), config.bitrate))
+                .collect(),
+            operator_route_share_ppm: route_share,
+            recently_penalized: penalized_history
+                .iter()
+                .filter(|(e, _, _)| *e >= recent_from)
+                .map(|(_, s, o)| (*s, o.clone()))
+                .collect(),
+        };
+        let report = fraud.assess(&observations);
+        let inputs = EpochInputs {
+            epoch,
+            pool: config.pool,
+            config: settlement_config.clone(),
+            nodes: report.node_inputs.clone(),
+            penalties: report.penalties.clone(),
+        };
+        let outcome = settlement.settle_epoch(&inputs)?;
+        statements.push(outcome.statement.clone());
+        history.push(inputs);
+        payouts += settlement
+            .pay_out(epoch, &PayoutPolicy::default(), &mut chain)?
+            .len();
+
+        // Book-keeping for the metrics.
+        let all_nodes: BTreeMap<NodeId, usize> = net
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id, i))
+            .collect();
+        for evidence in &report.evidence {
+            let Some(&i) = all_nodes.get(&evidence.node_id) else {
+                continue;
+            };
+            let flag = matches!(
+                evidence.verdict,
+                Verdict::Penalize { .. } | Verdict::CapGroup
+            ) || evidence.rule == RuleId::Whitewashing;
+            if let Some(r) = records.get_mut(i) {
+                if flag {
+                    if r.flagged_epochs.last() != Some(&run_epoch) {
+                        r.flagged_epochs.push(run_epoch);
+                    }
+                    r.rules.insert(evidence.rule);
+                }
+                if matches!(evidence.verdict, Verdict::Penalize { .. })
+                    && r.penalized_epochs.last() != Some(&run_epoch)
+                {
+                    r.penalized_epochs.push(run_epoch);
+                }
+            }
+        }
+        for penalty in &report.penalties {
+            if let Some(&i) = all_nodes.get(&penalty.node_id) {
+                last_penalized.insert(i);
+                penalized_history.push((
+                    run_epoch,
+                    net.nodes[i].subnet,
+                    net.nodes[i].operator.clone(),
+                ));
+            }
+        }
+        let availability: BTreeMap<NodeId, u64> = probes
+            .iter()
+            .map(|(id, p)| (*id, p.availability_ppm()))
+            .collect();
+        let mut true_weights: BTreeMap<usize, f64> = BTreeMap::new();
+        for &i in &active {
+            let w = work.get(&i);
+            let up = match downtime[i] {
+                Some((d0, d1)) => 1.0 - (d1 - d0) as f64 / epoch_ms as f64,
+                None => 1.0,
+            };
+            let up = if attack_of(net.nodes[i].role) == Some(Attack::A5) {
+                0.0
+            } else {
+                up
+            };
+            let weight = w.map_or(0.0, |w| (w.true_on_time + w.true_legacy * 0.5) * up);
+            true_weights.insert(i, weight);
+        }
+        let total_all: f64 = true_weights.values().sum();
+        let total_honest: f64 = true_weights
+            .iter()
+            .filter(|(i, _)| net.nodes[**i].role == Role::Honest)
+            .map(|(_, w)| w)
+            .sum();
+        for (&i, &w) in &true_weights {
+            if let Some(r) = records.get_mut(i) {
+                r.truth_weight += w;
+                if total_all > 0.0 {
+                    r.truth_all += config.pool as f64 * w / total_all;
+                }
+                if total_honest > 0.0 && net.nodes[i].role == Role::Honest {
+                    r.truth_honest += config.pool as f64 * w / total_honest;
+                }
+            }
+        }
+        for input in &report.node_inputs {
+            if let Some(&i) = all_nodes.get(&input.node_id) {
+                let on_time = (input.on_time_bytes as u128 * 1_000_000)
+                    .checked_div(input.verified_bytes as u128)
+                    .unwrap_or(1_000_000) as u64;
+                let avail = availability.get(&input.node_id).copied().unwrap_or(0);
+                net.nodes[i].quality_ppm = avail * on_time / 1_000_000;
+            }
+        }
+        verifier.prune_expired(t1);
+        progress.inc(1);
+    }
+
+    for (i, node) in net.nodes.iter().enumerate() {
+        if let (Some(r), Some(b)) = (records.get_mut(i), settlement.balance(&node.id)) {
+            r.earned = b.cumulative_earned;
+        }
+    }
+    let replay_matches = streamr_core::replay_epochs(&history)? == statements;
+    Ok(RunOutcome {
+        records,
+        pool_total: config.pool * config.epochs,
+        statements,
+        replay_matches,
+        receipts: receipts_total,
+        payouts,
+        griefer_sessions,
+    })
+}
+
+fn attack_of(role: Role) -> Option<Attack> {
+    match role {
+        Role::Honest => None,
+        Role::Attacker(a) => Some(a),
+    }
+}
+
+/// Looks up the origin's digest for a segment (through the same trait the verifier uses).
+trait DigestLookup {
+    fn segment_digest(&self, stream: &StreamId, seq: u64) -> Option<ContentDigest>;
+}
+
+impl DigestLookup for OriginDigests {
+    fn segment_digest(&self, stream: &StreamId, seq: u64) -> Option<ContentDigest> {
+        use streamr_core::SegmentDigestSource;
+        self.segment(stream, seq).map(|r| r.digest)
+    }
+}
