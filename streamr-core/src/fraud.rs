@@ -41,6 +41,8 @@ pub enum RuleId {
     SybilCluster,
     /// A viewer that keeps using one operator's nodes although routing would spread it.
     Collusion,
+    /// Too much of the node's traffic came from self-dealing, bot or colluding viewers.
+    TaintedTraffic,
     /// A new node: reduced weight for the first epochs.
     Probation,
     /// A new node where a recently penalized node was (same /24 or operator).
@@ -629,11 +631,11 @@ impl FraudEngine {
             }
             if a.verified > 0 && ppm_of(a.tainted, a.verified) > c.tainted_share_ppm {
                 fire(
-                    RuleId::SelfDealing,
+                    RuleId::TaintedTraffic,
                     inputs([("tainted_bytes", a.tainted), ("verified_bytes", a.verified)]),
                     penalty_verdict.clone(),
                 );
-                penalize.entry(id).or_insert(RuleId::SelfDealing);
+                penalize.entry(id).or_insert(RuleId::TaintedTraffic);
             }
             let in_subnet = subnet_counts.get(&node.subnet).copied().unwrap_or(0);
             if in_subnet > c.max_nodes_per_subnet {
@@ -840,11 +842,11 @@ mod tests {
         let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
         assert_eq!(
             rules_for(&report, 2),
-            [RuleId::OverBitrate, RuleId::SelfDealing]
+            [RuleId::OverBitrate, RuleId::TaintedTraffic]
         );
         assert_eq!(
             rules_for(&report, 3),
-            [RuleId::SelfDealing, RuleId::SelfDealing]
+            [RuleId::SelfDealing, RuleId::TaintedTraffic]
         );
         let node3 = &report.node_inputs[2];
         assert_eq!(node3.flagged_bytes, node3.verified_bytes);
