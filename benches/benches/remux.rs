@@ -1,0 +1,68 @@
+//! FLV→MPEG-TS remux throughput on a real 60 s 720p H.264/AAC file (benches/make_bench_input.sh),
+//! against a plain copy of the same bytes as the in-run baseline. The ffmpeg comparison is
+//! benches/remux_vs_ffmpeg.sh.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use streamr_media::flv::FlvReader;
+use streamr_media::hls::{Segmenter, SegmenterConfig, SegmenterEvent};
+use streamr_media::ts::remux_flv_to_ts;
+
+fn bench_input() -> Vec<u8> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new("bash")
+        .arg(root.join("make_bench_input.sh"))
+        .output()
+        .expect("running benches/make_bench_input.sh (needs ffmpeg)");
+    assert!(
+        output.status.success(),
+        "make_bench_input.sh failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    std::fs::read(root.join("..").join(path)).expect("reading the benchmark input")
+}
+
+/// The HLS path: read tags, cut segments, hash each one.
+fn segment_file(flv: &[u8]) -> usize {
+    let mut reader = FlvReader::new();
+    reader.push(flv);
+    let mut segmenter = Segmenter::new(SegmenterConfig::default());
+    let mut bytes = 0;
+    let mut count = |events: Vec<SegmenterEvent>| {
+        for event in events {
+            if let SegmenterEvent::SegmentReady(segment) = event {
+                bytes += segment.bytes.len();
+            }
+        }
+    };
+    while let Ok(Some(tag)) = reader.next_tag() {
+        if let Ok(events) = segmenter.push(&tag) {
+            count(events);
+        }
+    }
+    count(segmenter.finish());
+    bytes
+}
+
+fn remux(c: &mut Criterion) {
+    let flv = bench_input();
+    let mut group = c.benchmark_group("flv_to_ts");
+    group.throughput(Throughput::Bytes(flv.len() as u64));
+    group.sample_size(20);
+    group.bench_function(BenchmarkId::new("baseline_copy", "720p60s"), |b| {
+        b.iter(|| std::hint::black_box(flv.clone()))
+    });
+    group.bench_function(BenchmarkId::new("remux_flv_to_ts", "720p60s"), |b| {
+        b.iter(|| remux_flv_to_ts(std::hint::black_box(&flv)).map(|ts| ts.len()))
+    });
+    group.bench_function(BenchmarkId::new("hls_segmenter", "720p60s"), |b| {
+        b.iter(|| segment_file(std::hint::black_box(&flv)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, remux);
+criterion_main!(benches);
