@@ -1,0 +1,391 @@
+//! Live HLS for every published stream: a task per stream feeds relay frames into a segmenter and
+//! keeps the playlist and segments in memory for the HTTP handlers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::flv::{FlvTag, FlvTagType};
+use crate::hls::{LivePlaylist, PlaylistConfig, Segmenter, SegmenterConfig, SegmenterEvent};
+use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey};
+
+/// Settings of live HLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LiveHlsConfig {
+    /// How segments are cut.
+    pub segmenter: SegmenterConfig,
+    /// Segments listed in each playlist (raised to the HLS minimum of 6 and 3 target durations).
+    pub window_segments: usize,
+    /// How long a stream whose publisher left waits for a republish before its playlist ends.
+    pub republish_grace: Duration,
+    /// How long an ended playlist and its segments stay available.
+    pub ended_retention: Duration,
+    /// How often the hub is checked for newly published streams.
+    pub poll_interval: Duration,
+}
+
+impl Default for LiveHlsConfig {
+    fn default() -> Self {
+        LiveHlsConfig {
+            segmenter: SegmenterConfig::default(),
+            window_segments: 6,
+            republish_grace: Duration::from_secs(10),
+            ended_retention: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+impl LiveHlsConfig {
+    /// Sets the segment length aimed for and the declared target duration.
+    pub fn with_segments(mut self, segment_duration: Duration, target_duration_secs: u32) -> Self {
+        self.segmenter = SegmenterConfig {
+            segment_duration_ms: u32::try_from(segment_duration.as_millis()).unwrap_or(u32::MAX),
+            target_duration_secs,
+        };
+        self
+    }
+
+    /// Sets how long to wait for a republish and how long an ended playlist is kept.
+    pub fn with_end_timing(mut self, republish_grace: Duration, ended_retention: Duration) -> Self {
+        self.republish_grace = republish_grace;
+        self.ended_retention = ended_retention;
+        self
+    }
+}
+
+/// A finished live segment, as announced on [`LiveHls::segment_notices`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentNotice {
+    /// The stream.
+    pub key: StreamKey,
+    /// Media sequence number.
+    pub sequence: u64,
+    /// Stream timestamp of its first frame (ms), equal on every node.
+    pub start_timestamp_ms: u64,
+    /// Duration in milliseconds.
+    pub duration_ms: u64,
+    /// BLAKE3 hash of the segment bytes.
+    pub hash: blake3::Hash,
+    /// Size in bytes.
+    pub len: usize,
+}
+
+/// One stream's playlist as served.
+#[derive(Debug)]
+struct StreamHls {
+    playlist: RwLock<PlaylistView>,
+    /// Bumped on every playlist change, for handlers waiting for the first segment.
+    version: watch::Sender<u64>,
+}
+
+#[derive(Debug)]
+struct PlaylistView {
+    playlist: LivePlaylist,
+    rendered: Bytes,
+    segments: u64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug)]
+struct Inner {
+    hub: RelayHub,
+    config: LiveHlsConfig,
+    streams: Mutex<HashMap<StreamKey, Arc<StreamHls>>>,
+    /// Next media sequence per stream key, so a stream published again never goes back.
+    next_sequence: Mutex<HashMap<StreamKey, u64>>,
+    notices: broadcast::Sender<SegmentNotice>,
+    shutdown: CancellationToken,
+}
+
+/// Live HLS for every stream of a [`RelayHub`]: starts a segmenter task when a stream is
+/// published and serves its playlist and segments from memory. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LiveHls {
+    inner: Arc<Inner>,
+}
+
+/// What a playlist request finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlaylistLookup {
+    /// The rendered playlist.
+    Ready(Bytes),
+    /// The stream is being segmented but has no segment yet.
+    Pending,
+    /// Neither published nor recently ended.
+    Unknown,
+}
+
+impl LiveHls {
+    /// Starts watching `hub` for published streams. Stops when `shutdown` is cancelled.
+    pub fn start(hub: RelayHub, config: LiveHlsConfig, shutdown: CancellationToken) -> Self {
+        let (notices, _) = broadcast::channel(256);
+        let live = LiveHls {
+            inner: Arc::new(Inner {
+                hub,
+                config,
+                streams: Mutex::new(HashMap::new()),
+                next_sequence: Mutex::new(HashMap::new()),
+                notices,
+                shutdown,
+            }),
+        };
+        let watcher = live.clone();
+        tokio::spawn(async move { watcher.watch().await });
+        live
+    }
+
+    /// Every finished segment of every stream, with its hash (for reporting to a coordinator).
+    pub fn segment_notices(&self) -> broadcast::Receiver<SegmentNotice> {
+        self.inner.notices.subscribe()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &LiveHlsConfig {
+        &self.inner.config
+    }
+
+    async fn watch(self) {
+        let mut tick = tokio::time::interval(self.inner.config.poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for stats in self.inner.hub.all_stats() {
+                if stats.publishing {
+                    self.ensure_started(&stats.key);
+                }
+            }
+        }
+    }
+
+    /// Starts segmenting `key` if it is published and not segmented yet. Returns its state.
+    fn ensure_started(&self, key: &StreamKey) -> Option<Arc<StreamHls>> {
+        let mut streams = lock(&self.inner.streams);
+        if let Some(existing) = streams.get(key) {
+            return Some(existing.clone());
+        }
+        if !self.inner.hub.is_publishing(key) {
+            return None;
+        }
+        let subscription = match self.inner.hub.subscribe(key.clone()) {
+            Ok(subscription) => subscription,
+            Err(error) => {
+                debug!(%error, "live HLS could not subscribe");
+                return None;
+            }
+        };
+        let config = &self.inner.config;
+        let playlist = LivePlaylist::new(PlaylistConfig {
+            target_duration_secs: config.segmenter.target_duration_secs,
+            window_segments: Some(config.window_segments),
+            segment_uri_prefix: format!("{}/", key.name),
+            ..PlaylistConfig::default()
+        });
+        let rendered = Bytes::from(playlist.render());
+        let (version, _) = watch::channel(0);
+        let state = Arc::new(StreamHls {
+            playlist: RwLock::new(PlaylistView {
+                playlist,
+                rendered,
+                segments: 0,
+            }),
+            version,
+        });
+        streams.insert(key.clone(), state.clone());
+        drop(streams);
+        let first_sequence = lock(&self.inner.next_sequence)
+            .get(key)
+            .copied()
+            .unwrap_or(0);
+        info!(app = %key.app, stream = %key.name, "live HLS started");
+        let task = StreamTask {
+            live: self.clone(),
+            key: key.clone(),
+            state: state.clone(),
+            segmenter: Segmenter::with_first_sequence(config.segmenter, first_sequence),
+        };
+        tokio::spawn(task.run(subscription));
+        Some(state)
+    }
+
+    /// The playlist of `key`, starting live HLS when the stream is published but not yet
+    /// segmented. Waits up to `wait` for a first segment.
+    pub async fn playlist(&self, key: &StreamKey, wait: Duration) -> PlaylistLookup {
+        let Some(state) = self.ensure_started(key) else {
+            return PlaylistLookup::Unknown;
+        };
+        let mut version = state.version.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            {
+                let view = state
+                    .playlist
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if view.segments > 0 {
+                    return PlaylistLookup::Ready(view.rendered.clone());
+                }
+            }
+            match tokio::time::timeout_at(deadline, version.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return PlaylistLookup::Pending,
+            }
+        }
+    }
+
+    /// Segment `sequence` of `key`, while it is kept in memory.
+    pub fn segment(&self, key: &StreamKey, sequence: u64) -> Option<Bytes> {
+        let state = lock(&self.inner.streams).get(key).cloned()?;
+        let view = state
+            .playlist
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        view.playlist.segment(sequence)
+    }
+
+    fn forget(&self, key: &StreamKey, state: &Arc<StreamHls>, next_sequence: u64) {
+        let mut streams = lock(&self.inner.streams);
+        if streams.get(key).is_some_and(|s| Arc::ptr_eq(s, state)) {
+            streams.remove(key);
+        }
+        lock(&self.inner.next_sequence).insert(key.clone(), next_sequence);
+    }
+}
+
+struct StreamTask {
+    live: LiveHls,
+    key: StreamKey,
+    state: Arc<StreamHls>,
+    segmenter: Segmenter,
+}
+
+impl StreamTask {
+    async fn run(mut self, mut subscription: crate::relay::Subscription) {
+        let shutdown = self.live.inner.shutdown.clone();
+        let grace = self.live.inner.config.republish_grace;
+        let mut events = Vec::with_capacity(64);
+        let mut ended_at: Option<tokio::time::Instant> = None;
+        let mut clock_set = false;
+        let mut next_sequence = 0;
+        loop {
+            events.clear();
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = async {
+                    match ended_at {
+                        Some(at) => tokio::time::sleep_until(at + grace).await,
+                        None => std::future::pending().await,
+                    }
+                } => break,
+                received = subscription.recv_batch(&mut events, 64) => received,
+            };
+            if received == 0 {
+                break;
+            }
+            for event in events.drain(..) {
+                let outcome = match event {
+                    RelayEvent::Frame(frame) => {
+                        let tag_type = match frame.kind() {
+                            FrameKind::Audio => FlvTagType::Audio,
+                            FrameKind::Video => FlvTagType::Video,
+                            FrameKind::Metadata => FlvTagType::ScriptData,
+                        };
+                        if !clock_set {
+                            self.with_playlist(|p| p.set_program_date_time(SystemTime::now()));
+                            clock_set = true;
+                        }
+                        let tag = FlvTag {
+                            tag_type,
+                            timestamp: frame.timestamp(),
+                            stream_id: 0,
+                            data: frame.payload().clone(),
+                        };
+                        match self.segmenter.push(&tag) {
+                            Ok(out) => out,
+                            Err(error) => {
+                                debug!(%error, stream = %self.key.name, "frame not segmented");
+                                continue;
+                            }
+                        }
+                    }
+                    RelayEvent::PublisherEnded => {
+                        ended_at = Some(tokio::time::Instant::now());
+                        self.segmenter.discontinuity()
+                    }
+                    RelayEvent::PublisherStarted => {
+                        ended_at = None;
+                        Vec::new()
+                    }
+                };
+                next_sequence = self.apply(outcome).unwrap_or(next_sequence);
+            }
+        }
+        drop(subscription);
+        let finished = self.segmenter.finish();
+        next_sequence = self.apply(finished).unwrap_or(next_sequence);
+        info!(app = %self.key.app, stream = %self.key.name, "live HLS ended");
+        let retention = self.live.inner.config.ended_retention;
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(retention) => {}
+        }
+        self.live.forget(&self.key, &self.state, next_sequence);
+    }
+
+    fn with_playlist(&self, change: impl FnOnce(&mut LivePlaylist)) {
+        let mut view = self
+            .state
+            .playlist
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        change(&mut view.playlist);
+    }
+
+    /// Applies segmenter events; returns the next sequence number when a segment was added.
+    fn apply(&self, events: Vec<SegmenterEvent>) -> Option<u64> {
+        if events.is_empty() {
+            return None;
+        }
+        let mut next = None;
+        {
+            let mut view = self
+                .state
+                .playlist
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for event in &events {
+                match event {
+                    SegmenterEvent::SegmentReady(segment) => {
+                        view.playlist.push(segment, true);
+                        view.segments += 1;
+                        next = Some(segment.sequence + 1);
+                        let _ = self.live.inner.notices.send(SegmentNotice {
+                            key: self.key.clone(),
+                            sequence: segment.sequence,
+                            start_timestamp_ms: segment.start_timestamp_ms,
+                            duration_ms: segment.duration_ms,
+                            hash: segment.hash,
+                            len: segment.bytes.len(),
+                        });
+                    }
+                    SegmenterEvent::Ended => view.playlist.end(),
+                }
+            }
+            view.rendered = Bytes::from(view.playlist.render());
+        }
+        self.state.version.send_modify(|v| *v += 1);
+        next
+    }
+}

@@ -1,0 +1,154 @@
+//! The axum router: HLS playlists and segments, HTTP-FLV, CORS, cache headers, JSON 404s.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tower_http::cors::CorsLayer;
+
+use super::http_flv::flv_body;
+use super::live_hls::{LiveHls, PlaylistLookup};
+use crate::relay::{RelayHub, StreamKey};
+
+/// Content type of HLS playlists.
+pub const CONTENT_TYPE_M3U8: &str = "application/vnd.apple.mpegurl";
+/// Content type of MPEG-TS segments.
+pub const CONTENT_TYPE_TS: &str = "video/mp2t";
+/// Content type of HTTP-FLV.
+pub const CONTENT_TYPE_FLV: &str = "video/x-flv";
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    hub: RelayHub,
+    hls: LiveHls,
+}
+
+impl HttpState {
+    /// State serving `hub`'s streams, with live HLS from `hls` (started on the same hub).
+    pub fn new(hub: RelayHub, hls: LiveHls) -> Self {
+        HttpState { hub, hls }
+    }
+}
+
+/// The node's HTTP routes:
+///
+/// - `GET /{app}/{stream}.m3u8`: the live playlist (`no-cache`);
+/// - `GET /{app}/{stream}/{sequence}.ts`: a segment (`immutable`);
+/// - `GET /{app}/{stream}.flv`: HTTP-FLV from the relay's GOP cache, chunked.
+///
+/// Unknown streams and files get a 404 with a JSON body; every response allows any origin.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/{app}/{file}", get(stream_file))
+        .route("/{app}/{stream}/{segment}", get(segment))
+        .fallback(|| async { not_found("no such route", None) })
+        .layer(CorsLayer::permissive())
+        .with_state(state)
+}
+
+fn not_found(error: &str, key: Option<&StreamKey>) -> Response {
+    let stream = key.map(|k| format!("{}/{}", k.app, k.name));
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
+        Json(serde_json::json!({ "error": error, "stream": stream })),
+    )
+        .into_response()
+}
+
+async fn stream_file(
+    State(state): State<HttpState>,
+    Path((app, file)): Path<(String, String)>,
+) -> Response {
+    if let Some(name) = file.strip_suffix(".m3u8") {
+        playlist(state, StreamKey::new(app, name)).await
+    } else if let Some(name) = file.strip_suffix(".flv") {
+        http_flv(state, StreamKey::new(app, name))
+    } else {
+        not_found("unknown file type; use .m3u8 or .flv", None)
+    }
+}
+
+async fn playlist(state: HttpState, key: StreamKey) -> Response {
+    // A new stream's first segment takes about one segment duration; wait that long.
+    let wait = Duration::from_millis(
+        u64::from(state.hls.config().segmenter.target_duration_secs.max(1)) * 1_000,
+    );
+    match state.hls.playlist(&key, wait).await {
+        PlaylistLookup::Ready(body) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(CONTENT_TYPE_M3U8),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            ],
+            body,
+        )
+            .into_response(),
+        PlaylistLookup::Pending => not_found("stream has no segment yet", Some(&key)),
+        PlaylistLookup::Unknown => not_found("stream not found", Some(&key)),
+    }
+}
+
+async fn segment(
+    State(state): State<HttpState>,
+    Path((app, stream, segment)): Path<(String, String, String)>,
+) -> Response {
+    let key = StreamKey::new(app, stream);
+    let sequence = segment
+        .strip_suffix(".ts")
+        .and_then(|s| s.parse::<u64>().ok());
+    let Some(sequence) = sequence else {
+        return not_found("segment names are {sequence}.ts", Some(&key));
+    };
+    match state.hls.segment(&key, sequence) {
+        Some(bytes) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(CONTENT_TYPE_TS),
+                ),
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=31536000, immutable"),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        None => not_found("segment not found", Some(&key)),
+    }
+}
+
+fn http_flv(state: HttpState, key: StreamKey) -> Response {
+    if !state.hub.is_publishing(&key) {
+        return not_found("stream not found", Some(&key));
+    }
+    let subscription = match state.hub.subscribe(key.clone()) {
+        Ok(subscription) => subscription,
+        Err(error) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({ "error": error.to_string() })),
+            )
+                .into_response()
+        }
+    };
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(CONTENT_TYPE_FLV),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        Body::from_stream(flv_body(subscription)),
+    )
+        .into_response()
+}
