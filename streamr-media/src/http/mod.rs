@@ -1,6 +1,6 @@
 //! HTTP delivery of live streams: HLS playlists and segments, and HTTP-FLV.
 //!
-//! [`LiveHls`] watches a [`RelayHub`](crate::relay::RelayHub) and segments every published stream
+//! [`LiveHls`] watches a [`RelayHub`] and segments every published stream
 //! in memory; [`router`] serves it with HTTP-FLV beside it; [`HttpServer`] binds and runs both.
 //!
 //! ```no_run
