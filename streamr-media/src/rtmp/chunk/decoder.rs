@@ -293,6 +293,64 @@ impl ChunkDecoder {
     }
 }
 
+/// The type 3 basic header of continuation chunks on `csid`.
+fn continuation_header(csid: u32) -> ([u8; 3], usize) {
+    // csid was decoded from a basic header, so it is within 2..=65599 and each form fits.
+    match csid {
+        0..=63 => ([0xC0 | csid as u8, 0, 0], 1),
+        64..=319 => ([0xC0, (csid - 64) as u8, 0], 2),
+        _ => {
+            let [lo, hi] = ((csid - 64) as u16).to_le_bytes();
+            ([0xC1, lo, hi], 3)
+        }
+    }
+}
+
+/// Walks the continuation chunks of the multi-chunk message whose first chunk starts at
+/// `src[0]`. Returns where its last chunk ends when every continuation is a type 3 chunk on the
+/// same chunk stream and fully buffered; `None` when chunks interleave or bytes are missing.
+fn contiguous_message_end(src: &[u8], header: &ChunkHeader, chunk_size: u32) -> Option<usize> {
+    let (basic, basic_len) = continuation_header(header.csid);
+    let mut pos = header.header_len + header.payload_len as usize;
+    let mut remaining = header.length - header.payload_len;
+    while remaining > 0 {
+        if src.get(pos..pos + basic_len)? != &basic[..basic_len] {
+            return None;
+        }
+        pos += basic_len;
+        if header.extended && u32_be(src.get(pos..pos + 4)?) == header.ts_field {
+            pos += 4;
+        }
+        let take = remaining.min(chunk_size);
+        pos += take as usize;
+        if pos > src.len() {
+            return None;
+        }
+        remaining -= take;
+    }
+    Some(pos)
+}
+
+/// Moves the payload pieces of a message checked by [`contiguous_message_end`] to the front of
+/// `buf`, which starts right after the first chunk's header and ends with the last chunk.
+fn compact_in_place(buf: &mut [u8], header: &ChunkHeader, chunk_size: u32) {
+    let (_, basic_len) = continuation_header(header.csid);
+    let mut write = header.payload_len as usize;
+    let mut read = write;
+    let mut remaining = header.length - header.payload_len;
+    while remaining > 0 {
+        read += basic_len;
+        if header.extended && buf.get(read..read + 4).map(u32_be) == Some(header.ts_field) {
+            read += 4;
+        }
+        let take = remaining.min(chunk_size) as usize;
+        buf.copy_within(read..read + take, write);
+        read += take;
+        write += take;
+        remaining -= take as u32;
+    }
+}
+
 impl Decoder for ChunkDecoder {
     type Item = RawMessage;
     type Error = ChunkError;
@@ -305,6 +363,11 @@ impl Decoder for ChunkDecoder {
                     return Ok(None);
                 }
                 Parse::Chunk(slot, header) => (slot, header),
+            };
+            let contiguous = if header.new_message && header.payload_len < header.length {
+                contiguous_message_end(src, &header, self.chunk_size)
+            } else {
+                None
             };
             let slot = match slot {
                 Some(slot) => slot,
@@ -334,6 +397,18 @@ impl Decoder for ChunkDecoder {
                 stream.remaining = 0;
                 stream.partial = BytesMut::new();
                 src.split_to(payload_len).freeze()
+            } else if let Some(end) = contiguous.filter(|_| header.new_message) {
+                // Every chunk of the message is buffered back to back: close the header gaps in
+                // place and hand the payload over without allocating.
+                stream.remaining = 0;
+                stream.partial = BytesMut::new();
+                let length = header.length as usize;
+                let span = end - header.header_len;
+                self.consumed += (span - payload_len) as u64;
+                compact_in_place(&mut src[..span], &header, self.chunk_size);
+                let payload = src.split_to(length).freeze();
+                src.advance(span - length);
+                payload
             } else {
                 if header.new_message {
                     stream.remaining = header.length;

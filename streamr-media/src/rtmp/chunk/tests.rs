@@ -110,7 +110,10 @@ proptest! {
         }
         let mut decoder = ChunkDecoder::default();
         let decoded = decode_in_pieces(&mut decoder, &bytes, &pieces).unwrap();
-        prop_assert_eq!(decoded, expected);
+        prop_assert_eq!(&decoded, &expected);
+        // All at once takes the in-place reassembly path for multi-chunk messages.
+        let all_at_once = decode_chunk_stream(&bytes, ChunkLimits::default()).unwrap();
+        prop_assert_eq!(all_at_once, expected);
     }
 
     #[test]
@@ -149,7 +152,11 @@ proptest! {
         let mut decoded = decode_in_pieces(&mut decoder, &stream, &[7, 100, 1]).unwrap();
         prop_assert_eq!(decoded.remove(0), set_chunk_size(chunk_size));
         decoded.sort_by_key(|m| m.chunk_stream_id);
-        prop_assert_eq!(decoded, messages);
+        prop_assert_eq!(&decoded, &messages);
+        let mut all_at_once = decode_chunk_stream(&stream, ChunkLimits::default()).unwrap();
+        all_at_once.remove(0);
+        all_at_once.sort_by_key(|m| m.chunk_stream_id);
+        prop_assert_eq!(all_at_once, messages);
     }
 
     #[test]
@@ -286,6 +293,7 @@ fn extended_timestamp_continuations_decode_with_or_without_repeat() {
         buf.put_slice(&[2u8; 72]);
         let mut decoder = ChunkDecoder::default();
         let message = decoder.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(decoder.bytes_consumed(), if repeat { 221 } else { 217 });
         assert_eq!(message.timestamp, ts);
         assert_eq!(message.payload.len(), 200);
         assert!(

@@ -1,0 +1,128 @@
+//! RTMP chunk decode throughput: our `ChunkDecoder` beside rml_rtmp's `ChunkDeserializer` on the
+//! same input in the same run.
+//!
+//! Inputs: the client-to-server chunk stream of a recorded ffmpeg publish (handshake stripped;
+//! streamr-media/tests/data/rtmp/ffmpeg_publish.bin) and synthetic publisher streams at outgoing
+//! chunk sizes of 4 KiB and 60 KiB (25 fps video with a 40 KiB keyframe every 25 frames and 6 KiB
+//! inter frames, plus 350-byte audio frames every 23 ms, header-compressed by `ChunkEncoder`).
+//! Each decoder gets the input the way a socket reader would hand it over: ours a `BytesMut` filled
+//! by `read_buf` (built outside the timed part), rml_rtmp a byte slice that it appends to its own
+//! buffer. Both apply Set Chunk Size and hand out every message.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use rml_rtmp::chunk_io::ChunkDeserializer;
+use streamr_media::rtmp::chunk::{ChunkDecoder, ChunkEncoder, RawMessage};
+use streamr_media::rtmp::handshake::HANDSHAKE_PACKET_SIZE;
+use tokio_util::codec::{Decoder, Encoder};
+
+fn recorded_session() -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../streamr-media/tests/data/rtmp/ffmpeg_publish.bin"
+    );
+    let capture = std::fs::read(path).expect("recorded ffmpeg session");
+    capture[1 + 2 * HANDSHAKE_PACKET_SIZE..].to_vec()
+}
+
+fn synthetic_stream(chunk_size: u32, seconds: u32) -> Vec<u8> {
+    let mut encoder = ChunkEncoder::new();
+    let mut out = BytesMut::new();
+    let message = |csid, timestamp, type_id, payload: Bytes| RawMessage {
+        chunk_stream_id: csid,
+        timestamp,
+        type_id,
+        message_stream_id: 1,
+        payload,
+    };
+    let set_chunk_size = RawMessage {
+        chunk_stream_id: 2,
+        timestamp: 0,
+        type_id: 1,
+        message_stream_id: 0,
+        payload: Bytes::copy_from_slice(&chunk_size.to_be_bytes()),
+    };
+    encoder.encode(set_chunk_size, &mut out).unwrap();
+    let keyframe = Bytes::from(vec![0x17; 40 * 1024]);
+    let inter = Bytes::from(vec![0x27; 6 * 1024]);
+    let audio = Bytes::from(vec![0xAF; 350]);
+    let mut audio_ts = 0;
+    for frame in 0..seconds * 25 {
+        let ts = frame * 40;
+        while audio_ts <= ts {
+            encoder
+                .encode(message(4, audio_ts, 8, audio.clone()), &mut out)
+                .unwrap();
+            audio_ts += 23;
+        }
+        let video = if frame % 25 == 0 { &keyframe } else { &inter };
+        encoder
+            .encode(message(6, ts, 9, video.clone()), &mut out)
+            .unwrap();
+    }
+    out.to_vec()
+}
+
+fn decode_ours(mut buf: BytesMut) -> usize {
+    let mut decoder = ChunkDecoder::default();
+    let mut total = 0;
+    while let Some(message) = decoder.decode(&mut buf).unwrap() {
+        total += black_box(message).payload.len();
+    }
+    total
+}
+
+fn decode_rml(input: &[u8]) -> usize {
+    let mut deserializer = ChunkDeserializer::new();
+    let mut total = 0;
+    let mut next = deserializer.get_next_message(input).unwrap();
+    while let Some(message) = next {
+        if message.type_id == 1 {
+            let size = u32::from_be_bytes(message.data[..4].try_into().unwrap()) & 0x7FFF_FFFF;
+            deserializer.set_max_chunk_size(size as usize).unwrap();
+        }
+        total += black_box(message).data.len();
+        next = deserializer.get_next_message(&[]).unwrap();
+    }
+    total
+}
+
+fn chunk_decode(c: &mut Criterion) {
+    let inputs = [
+        ("ffmpeg_session", recorded_session()),
+        ("synthetic_4KiB_chunks", synthetic_stream(4096, 4)),
+        ("synthetic_60KiB_chunks", synthetic_stream(60 * 1024, 4)),
+    ];
+    let mut group = c.benchmark_group("chunk_decode");
+    for (name, input) in &inputs {
+        // Both decoders must see the same messages, or the comparison means nothing.
+        assert_eq!(
+            decode_ours(BytesMut::from(&input[..])),
+            decode_rml(input),
+            "{name}"
+        );
+        group.throughput(Throughput::Bytes(input.len() as u64));
+        group.bench_with_input(BenchmarkId::new("streamr", name), input, |b, input| {
+            b.iter_batched(
+                || BytesMut::from(&input[..]),
+                decode_ours,
+                // Set up right before each run, like bytes a socket read just delivered (cache-hot).
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_with_input(BenchmarkId::new("rml_rtmp", name), input, |b, input| {
+            b.iter(|| decode_rml(input))
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3));
+    targets = chunk_decode
+}
+criterion_main!(benches);
