@@ -1,0 +1,345 @@
+//! Reward settlement at scale: receipt signature checks (batch vs one by one), one epoch of
+//! 50 000 nodes and 1 000 000 signed receipts through the whole pipeline, and Merkle proofs for
+//! every node. Signed receipts are generated once per bench process.
+
+use std::hint::black_box;
+use std::sync::OnceLock;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use streamr_core::{
+    segment_hash, EpochInputs, EpochObservations, FraudConfig, FraudEngine, KeyPair, NodeClaims,
+    NodeId, NodeProfile, OperatorId, OriginDigests, ProbeSummary, ReceiptTally, ReceiptVerifier,
+    SegmentChain, SegmentRecord, SessionGrant, SessionId, Settlement, SettlementConfig,
+    SignatureCheck, Signed, SignedReceipt, StreamId, Subnet24, VerifierConfig, ViewerProfile,
+    ViewerReceipt,
+};
+
+const NODES: usize = 50_000;
+const SESSIONS_PER_NODE: usize = 4;
+const RECEIPTS_PER_SESSION: u64 = 5;
+const VIEWERS: usize = 20_000;
+const T0: u64 = 1_800_000_000_000;
+const BITRATE: u64 = 500_000;
+const EPOCH_MS: u64 = 3_600_000;
+
+/// One pre-generated epoch: grants, signed receipts per node, origin digests.
+struct Fixture {
+    nodes: Vec<NodeId>,
+    grants: Vec<SessionGrant>,
+    receipts: Vec<(NodeId, Vec<SignedReceipt>)>,
+    origin: OriginDigests,
+    viewers: Vec<ViewerProfile>,
+}
+
+fn seed(kind: u8, i: usize) -> [u8; 32] {
+    let mut s = [kind; 32];
+    s[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    s
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let stream = StreamId::new("live").expect("stream id");
+        let mut chain = SegmentChain::genesis(0);
+        let mut origin = OriginDigests::new();
+        let mut digests = Vec::new();
+        for seq in 0..EPOCH_MS / 2_000 {
+            let digest = chain.push(&segment_hash(&seq.to_be_bytes()));
+            digests.push(digest);
+            origin.insert(
+                stream.clone(),
+                seq,
+                SegmentRecord {
+                    digest,
+                    published_ms: T0 + seq * 2_000,
+                },
+            );
+        }
+        let viewer_keys: Vec<KeyPair> = (0..VIEWERS)
+            .map(|i| KeyPair::from_seed(seed(2, i)))
+            .collect();
+        let nodes: Vec<NodeId> = (0..NODES).map(|i| NodeId::from_bytes(seed(3, i))).collect();
+        let mut grants = Vec::new();
+        let mut receipts = Vec::new();
+        for (n, node) in nodes.iter().enumerate() {
+            let mut node_receipts = Vec::new();
+            for s in 0..SESSIONS_PER_NODE {
+                let index = n * SESSIONS_PER_NODE + s;
+                let viewer = &viewer_keys[index % VIEWERS];
+                let mut sid = [0u8; 16];
+                sid[..8].copy_from_slice(&(index as u64).to_be_bytes());
+                let session_id = SessionId::from_bytes(sid);
+                let start = T0 + (index as u64 % 1_000) * 1_000;
+                grants.push(SessionGrant {
+                    session_id,
+                    viewer: viewer.viewer_key(),
+                    node_id: *node,
+                    stream_id: stream.clone(),
+                    max_bytes: BITRATE * 3_600,
+                    expiry_ms: T0 + EPOCH_MS + 60_000,
+                });
+                for r in 1..=RECEIPTS_PER_SESSION {
+                    let t = start + r * 120_000;
+                    let segment = (t - 4_000 - T0) / 2_000;
+                    node_receipts.push(Signed::sign(
+                        ViewerReceipt {
+                            session_id,
+                            seq: r,
+                            bytes_total: BITRATE * r * 120,
+                            last_segment_seq: segment,
+                            segments_digest: digests[segment as usize],
+                            t_ms: t,
+                        },
+                        viewer,
+                    ));
+                }
+            }
+            receipts.push((*node, node_receipts));
+        }
+        let viewers = viewer_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| ViewerProfile {
+                viewer: k.viewer_key(),
+                subnet: Subnet24([150, (i >> 8) as u8, i as u8]),
+                operator: None,
+            })
+            .collect();
+        Fixture {
+            nodes,
+            grants,
+            receipts,
+            origin,
+            viewers,
+        }
+    })
+}
+
+/// `shards` verifiers, nodes assigned round-robin, every grant admitted.
+fn verifiers(f: &Fixture, shards: usize, check: SignatureCheck) -> Vec<ReceiptVerifier> {
+    let config = VerifierConfig {
+        signature_check: check,
+        ..VerifierConfig::default()
+    };
+    let mut out: Vec<ReceiptVerifier> = (0..shards)
+        .map(|_| ReceiptVerifier::new(config.clone()))
+        .collect();
+    for (i, grant) in f.grants.iter().enumerate() {
+        let shard = (i / SESSIONS_PER_NODE) % shards;
+        out[shard]
+            .admit_grant(grant.clone(), T0)
+            .expect("valid viewer key");
+    }
+    out
+}
+
+fn bench_signatures(c: &mut Criterion) {
+    let f = fixture();
+    let batch: Vec<SignedReceipt> = f
+        .receipts
+        .iter()
+        .take(1_024)
+        .flat_map(|(_, r)| r.clone())
+        .collect();
+    let nodes: Vec<NodeId> = f.receipts.iter().take(1_024).map(|(n, _)| *n).collect();
+    let mut group = c.benchmark_group("receipt_signatures");
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    for (name, check) in [
+        ("batch", SignatureCheck::Batch),
+        ("one_by_one", SignatureCheck::OneByOne),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || verifiers(f, 1, check).pop().expect("one verifier"),
+                |mut verifier| {
+                    let mut accepted = 0usize;
+                    for (node, chunk) in nodes
+                        .iter()
+                        .zip(batch.chunks(SESSIONS_PER_NODE * RECEIPTS_PER_SESSION as usize))
+                    {
+                        accepted += verifier
+                            .verify_batch(node, chunk, &f.origin, T0 + EPOCH_MS)
+                            .iter()
+                            .filter(|o| o.is_ok())
+                            .count();
+                    }
+                    assert_eq!(accepted, batch.len());
+                    accepted
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+/// Verification (sharded over two threads by node), fraud rules, reward split, ledger, vesting
+/// and the Merkle root for one epoch.
+fn settle(f: &Fixture, shards: Vec<ReceiptVerifier>) -> streamr_core::EpochStatement {
+    let count = shards.len().max(1);
+    let usage: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shards
+            .into_iter()
+            .enumerate()
+            .map(|(shard, mut verifier)| {
+                scope.spawn(move || {
+                    let mut tallies = Vec::new();
+                    for (node, receipts) in f.receipts.iter().skip(shard).step_by(count) {
+                        let mut tally = ReceiptTally::default();
+                        for outcome in
+                            verifier.verify_batch(node, receipts, &f.origin, T0 + EPOCH_MS)
+                        {
+                            tally.record(&outcome);
+                        }
+                        tallies.push((*node, tally));
+                    }
+                    (verifier.take_usage(), tallies)
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let mut sessions = Vec::new();
+    let mut claims = Vec::new();
+    for (shard_usage, tallies) in usage {
+        let claimed: std::collections::HashMap<NodeId, u64> =
+            shard_usage
+                .iter()
+                .fold(std::collections::HashMap::new(), |mut m, u| {
+                    *m.entry(u.node_id).or_default() += u.bytes;
+                    m
+                });
+        for (node, receipts) in tallies {
+            claims.push(NodeClaims {
+                node_id: node,
+                claimed_bytes: claimed.get(&node).copied().unwrap_or(0),
+                unattested_bytes: 0,
+                sessions: SESSIONS_PER_NODE as u64,
+                receipts,
+            });
+        }
+        sessions.extend(shard_usage);
+    }
+    assert_eq!(sessions.len(), NODES * SESSIONS_PER_NODE);
+    let probe = ProbeSummary {
+        total: 60,
+        passed: 59,
+        timeouts: 1,
+        capacity_bytes_per_s: 5_000_000,
+        ..ProbeSummary::default()
+    };
+    let observations = EpochObservations {
+        epoch: 1_000,
+        epoch_ms: EPOCH_MS,
+        nodes: f
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| NodeProfile {
+                node_id: *n,
+                operator: OperatorId::new(format!("op{}", i / 2)).expect("operator"),
+                subnet: Subnet24([100, (i >> 8) as u8, i as u8]),
+                first_epoch: 0,
+                average_reward: 20_000,
+            })
+            .collect(),
+        viewers: f.viewers.clone(),
+        sessions,
+        claims,
+        probes: f.nodes.iter().map(|n| (*n, probe)).collect(),
+        bitrates: vec![(StreamId::new("live").expect("stream id"), BITRATE)],
+        operator_route_share_ppm: vec![],
+        recently_penalized: vec![],
+    };
+    let report = FraudEngine::new(FraudConfig::default()).assess(&observations);
+    let inputs = EpochInputs {
+        epoch: 1_000,
+        pool: 1_000_000_000,
+        config: SettlementConfig {
+            vesting_epochs: 0,
+            ..SettlementConfig::default()
+        },
+        nodes: report.node_inputs,
+        penalties: report.penalties,
+    };
+    let outcome = Settlement::new().settle_epoch(&inputs).expect("settles");
+    assert_eq!(outcome.statement.leaf_count, NODES as u64);
+    outcome.statement
+}
+
+fn bench_settlement(c: &mut Criterion) {
+    let f = fixture();
+    let mut group = c.benchmark_group("settlement");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(
+        (NODES * SESSIONS_PER_NODE) as u64 * RECEIPTS_PER_SESSION,
+    ));
+    group.bench_function("epoch_50k_nodes_1m_receipts_2_threads", |b| {
+        b.iter_batched(
+            || verifiers(f, 2, SignatureCheck::Batch),
+            |shards| black_box(settle(f, shards)),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+fn bench_proofs(c: &mut Criterion) {
+    let f = fixture();
+    let inputs = EpochInputs {
+        epoch: 0,
+        pool: 1_000_000_000,
+        config: SettlementConfig {
+            vesting_epochs: 0,
+            ..SettlementConfig::default()
+        },
+        nodes: f
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| streamr_core::NodeEpochInput {
+                node_id: *n,
+                operator: OperatorId::new(format!("op{i}")).expect("operator"),
+                subnet: Subnet24([100, (i >> 8) as u8, i as u8]),
+                verified_bytes: 1_000_000 + i as u64,
+                on_time_bytes: 1_000_000,
+                flagged_bytes: 0,
+                availability_ppm: 1_000_000,
+                unattested_bytes: 0,
+                probe_capacity_bytes: 0,
+                probation_ppm: 1_000_000,
+            })
+            .collect(),
+        penalties: vec![],
+    };
+    let outcome = Settlement::new().settle_epoch(&inputs).expect("settles");
+    let mut group = c.benchmark_group("merkle");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(NODES as u64));
+    group.bench_function("prove_and_verify_all_50k", |b| {
+        b.iter(|| {
+            let root = outcome.statement.merkle_root;
+            let verified = outcome
+                .leaves
+                .iter()
+                .enumerate()
+                .filter(|(i, leaf)| {
+                    outcome
+                        .tree
+                        .proof(*i)
+                        .is_some_and(|p| p.verify(&root, leaf))
+                })
+                .count();
+            assert_eq!(verified, NODES);
+            verified
+        })
+    });
+    group.bench_function("build_tree_50k", |b| {
+        b.iter(|| black_box(streamr_core::MerkleTree::build(&outcome.leaves).root()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_signatures, bench_proofs, bench_settlement);
+criterion_main!(benches);
