@@ -344,8 +344,10 @@ impl ClientSession {
                 return Ok(());
             }
         }
-        let playing =
-            self.config.role == ClientRole::Play && Some(raw.message_stream_id) == self.stream_id;
+        // ffmpeg serving with -listen sends its media on message stream 0, not on the stream it
+        // created for us; a client plays one stream, so accept both.
+        let playing = self.config.role == ClientRole::Play
+            && (raw.message_stream_id == 0 || Some(raw.message_stream_id) == self.stream_id);
         match message {
             RtmpMessage::Audio(payload) if playing => {
                 self.media(MediaKind::Audio, raw.timestamp, payload)
@@ -392,10 +394,21 @@ impl ClientSession {
         values: Vec<Amf0Value>,
         payload: Bytes,
     ) -> Result<(), SessionError> {
-        let mut values = values.into_iter();
+        let mut values = values.into_iter().peekable();
+        // Servers that relay a publisher verbatim (ffmpeg -listen) keep the @setDataFrame prefix.
+        let relayed = values.peek().and_then(Amf0Value::as_str) == Some("@setDataFrame");
+        if relayed {
+            values.next();
+        }
         match values.next().as_ref().and_then(Amf0Value::as_str) {
             Some("onMetaData") => {
                 let metadata = values.next().unwrap_or(Amf0Value::Null);
+                let payload = if relayed {
+                    amf0::encode_all(&[Amf0Value::String("onMetaData".into()), metadata.clone()])?
+                        .freeze()
+                } else {
+                    payload
+                };
                 self.events.push_back(ClientEvent::Metadata {
                     timestamp,
                     metadata,
