@@ -171,12 +171,35 @@ impl ReceiptVerifier {
         content: &impl SegmentDigestSource,
         now_ms: u64,
     ) -> Vec<Result<Credit, ReceiptRejection>> {
-        let mut outcomes: Vec<Result<Credit, ReceiptRejection>> = receipts
+        let items: Vec<(NodeId, &SignedReceipt)> = receipts.iter().map(|r| (*node, r)).collect();
+        self.verify_items(&items, content, now_ms)
+    }
+
+    /// Like [`Self::verify_batch`] for receipts from many nodes at once, each paired with the
+    /// node that submitted it: larger signature batches verify faster.
+    pub fn verify_submissions(
+        &mut self,
+        submissions: &[(NodeId, SignedReceipt)],
+        content: &impl SegmentDigestSource,
+        now_ms: u64,
+    ) -> Vec<Result<Credit, ReceiptRejection>> {
+        let items: Vec<(NodeId, &SignedReceipt)> =
+            submissions.iter().map(|(node, r)| (*node, r)).collect();
+        self.verify_items(&items, content, now_ms)
+    }
+
+    fn verify_items(
+        &mut self,
+        items: &[(NodeId, &SignedReceipt)],
+        content: &impl SegmentDigestSource,
+        now_ms: u64,
+    ) -> Vec<Result<Credit, ReceiptRejection>> {
+        let mut outcomes: Vec<Result<Credit, ReceiptRejection>> = items
             .iter()
-            .map(|r| self.check_grant(node, r).map(|_| placeholder(r)))
+            .map(|(node, r)| self.check_grant(node, r).map(|_| placeholder(r)))
             .collect();
-        self.check_signatures(receipts, &mut outcomes);
-        for (receipt, outcome) in receipts.iter().zip(outcomes.iter_mut()) {
+        self.check_signatures(items, &mut outcomes);
+        for ((_, receipt), outcome) in items.iter().zip(outcomes.iter_mut()) {
             if outcome.is_ok() {
                 *outcome = self.apply(receipt, content, now_ms);
             }
@@ -238,24 +261,26 @@ impl ReceiptVerifier {
 
     fn check_signatures(
         &self,
-        receipts: &[SignedReceipt],
+        items: &[(NodeId, &SignedReceipt)],
         outcomes: &mut [Result<Credit, ReceiptRejection>],
     ) {
-        let candidates: Vec<usize> = (0..receipts.len())
+        let candidates: Vec<usize> = (0..items.len())
             .filter(|&i| outcomes.get(i).is_some_and(|o| o.is_ok()))
             .collect();
         let chunk = self.config.batch_size.max(1);
         for indices in candidates.chunks(chunk) {
+            let mut checked = Vec::with_capacity(indices.len());
             let mut messages = Vec::with_capacity(indices.len());
             let mut signatures = Vec::with_capacity(indices.len());
             let mut keys = Vec::with_capacity(indices.len());
             for &i in indices {
-                let Some((receipt, state)) = receipts
+                let Some((receipt, state)) = items
                     .get(i)
-                    .and_then(|r| Some((r, self.sessions.get(&r.body.session_id)?)))
+                    .and_then(|(_, r)| Some((*r, self.sessions.get(&r.body.session_id)?)))
                 else {
                     continue;
                 };
+                checked.push(i);
                 messages.push(receipt.body.canonical_bytes());
                 signatures.push(receipt.signature.to_signature());
                 keys.push(state.viewer_key);
@@ -267,13 +292,14 @@ impl ReceiptVerifier {
             if batch_ok {
                 continue;
             }
-            for (k, &i) in indices.iter().enumerate() {
+            for (k, &i) in checked.iter().enumerate() {
                 let valid = match (messages.get(k), signatures.get(k), keys.get(k)) {
                     (Some(m), Some(s), Some(key)) => key.verify_strict(m, s).is_ok(),
                     _ => false,
                 };
                 if !valid {
-                    if let (Some(outcome), Some(receipt)) = (outcomes.get_mut(i), receipts.get(i)) {
+                    if let (Some(outcome), Some((_, receipt))) = (outcomes.get_mut(i), items.get(i))
+                    {
                         *outcome = Err(ReceiptRejection::BadSignature {
                             session: receipt.body.session_id,
                             seq: receipt.body.seq,
@@ -614,6 +640,22 @@ mod tests {
             .map(|(i, _)| i)
             .collect();
         assert_eq!(rejected, [6]);
+
+        // The same receipts submitted through the many-node entry point, one by another node.
+        let mut many = fixture(SignatureCheck::Batch);
+        let stranger = KeyPair::from_seed([9; 32]).node_id();
+        let submissions: Vec<(NodeId, SignedReceipt)> = receipts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (if i == 2 { stranger } else { many.node }, r.clone()))
+            .collect();
+        let origin = many.origin.clone();
+        let c = many
+            .verifier
+            .verify_submissions(&submissions, &origin, T0 + 1_000_000);
+        assert!(matches!(c[2], Err(ReceiptRejection::WrongNode { .. })));
+        assert!(matches!(c[6], Err(ReceiptRejection::BadSignature { .. })));
+        assert_eq!(c.iter().filter(|o| o.is_ok()).count(), 8);
     }
 
     proptest! {
