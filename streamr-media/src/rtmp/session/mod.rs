@@ -210,3 +210,6 @@ pub enum SessionError {
         description: String,
     },
 }
+
+#[cfg(test)]
+mod tests;
