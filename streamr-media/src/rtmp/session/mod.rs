@@ -10,7 +10,7 @@
 //! Session output uses [`CONTROL_CHUNK_STREAM_ID`] (protocol and user control) and
 //! [`COMMAND_CHUNK_STREAM_ID`] (commands and statuses). Media goes on [`AUDIO_CHUNK_STREAM_ID`],
 //! [`VIDEO_CHUNK_STREAM_ID`] and [`DATA_CHUNK_STREAM_ID`], always as self-contained chunks from
-//! [`encode_shared_media`](crate::rtmp::chunk::encode_shared_media) (see [`shared_media_chunks`]),
+//! [`crate::rtmp::chunk::encode_shared_media`] (see [`shared_media_chunks`]),
 //! so media never shares a chunk stream with control traffic and one chunked frame can be written
 //! to many connections.
 //!
