@@ -80,7 +80,8 @@ pub(crate) struct StreamState {
     headers: StartBundle,
     rebase: Rebase,
     publish_count: u64,
-    last_output_timestamp: Option<u32>,
+    /// The latest timestamp relayed on any track, where a republish continues.
+    max_output_timestamp: Option<u32>,
 }
 
 impl StreamState {
@@ -280,16 +281,20 @@ fn duration_millis(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Gap left between the last frame of a publisher and the first of the next one, so audio and
+/// video of the new publisher both start after everything relayed before.
+const REPUBLISH_GAP_MILLIS: u32 = 100;
+
 /// Maps a publisher timestamp onto the stream's timeline: unchanged for the first publish, and
-/// continuing just after the last relayed frame for a republish. Wrapping on purpose: RTMP
+/// continuing shortly after the latest relayed frame (of any track) for a republish. Wrapping on purpose: RTMP
 /// timestamps are 32-bit milliseconds that wrap.
 fn rebase(state: &mut StreamState, timestamp: u32) -> u32 {
     let input_base = match state.rebase.input_base {
         Some(base) => base,
         None => {
             state.rebase.input_base = Some(timestamp);
-            state.rebase.output_base = match state.last_output_timestamp {
-                Some(last) => last.wrapping_add(1),
+            state.rebase.output_base = match state.max_output_timestamp {
+                Some(max) => max.wrapping_add(REPUBLISH_GAP_MILLIS),
                 None => timestamp,
             };
             timestamp
@@ -299,7 +304,10 @@ fn rebase(state: &mut StreamState, timestamp: u32) -> u32 {
         .rebase
         .output_base
         .wrapping_add(timestamp.wrapping_sub(input_base));
-    state.last_output_timestamp = Some(output);
+    let is_later = |max: u32| output.wrapping_sub(max) < u32::MAX / 2;
+    if state.max_output_timestamp.is_none_or(is_later) {
+        state.max_output_timestamp = Some(output);
+    }
     output
 }
 

@@ -31,6 +31,10 @@ pub struct RelayServerConfig {
     pub max_message_size: u32,
     /// Most simultaneous connections; more are refused on accept (default 10 000).
     pub max_connections: usize,
+    /// Kernel send buffer per connection in bytes (`SO_SNDBUF`), or `None` for the system's
+    /// autotuning. A small buffer bounds the memory a stalled viewer pins in the kernel and
+    /// makes the write timeout notice it sooner.
+    pub send_buffer_size: Option<u32>,
     /// Send players `NetStream.Play.UnpublishNotify` / `PublishNotify` when their publisher
     /// leaves and returns (default off: ffmpeg and librtmp players stop on UnpublishNotify, while
     /// without it they simply wait and resume when the stream is republished).
@@ -49,6 +53,7 @@ impl Default for RelayServerConfig {
             handshake_timeout: Duration::from_secs(10),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_connections: 10_000,
+            send_buffer_size: None,
             notify_players_on_unpublish: false,
         }
     }

@@ -41,6 +41,9 @@ pub enum ConnectionError {
     /// The peer did not complete the handshake and `connect` in time.
     #[error("no handshake and connect within {0:?}")]
     HandshakeTimeout(Duration),
+    /// The peer closed the connection part way through the RTMP handshake.
+    #[error("peer closed the connection during the handshake after sending {0} bytes")]
+    ClosedDuringHandshake(u64),
     /// A write made no progress for too long (the peer stopped reading).
     #[error("peer accepted no data for {0:?}; {1} bytes were waiting")]
     WriteTimeout(Duration, usize),
@@ -124,9 +127,10 @@ impl<'a> Connection<'a> {
     ) -> Result<(), ConnectionError> {
         let mut buffer = vec![0u8; READ_BUFFER_SIZE];
         let handshake_deadline = Instant::now() + self.shared.config.handshake_timeout;
+        let mut received = 0u64;
         loop {
             self.queue_session_output();
-            self.write_queued(writer).await?;
+            self.write_queued(writer, shutdown).await?;
             let connected = self.app.is_some();
             let wake = {
                 let playing = self.playing.as_mut();
@@ -149,8 +153,12 @@ impl<'a> Connection<'a> {
                 Wake::Read(read) => {
                     let read = read?;
                     let Some(bytes) = buffer.get(..read).filter(|b| !b.is_empty()) else {
+                        if received > 0 && !self.session.handshake_done() {
+                            return Err(ConnectionError::ClosedDuringHandshake(received));
+                        }
                         return Ok(());
                     };
+                    received = received.saturating_add(read as u64);
                     self.session.feed(bytes)?;
                     self.handle_session_events().await?;
                 }
@@ -191,12 +199,23 @@ impl<'a> Connection<'a> {
         }
     }
 
-    async fn write_queued(&mut self, writer: &mut OwnedWriteHalf) -> Result<(), ConnectionError> {
+    /// Writes everything queued. Returns early (leaving the rest queued) on shutdown, so a peer
+    /// that stopped reading cannot hold the server up.
+    async fn write_queued(
+        &mut self,
+        writer: &mut OwnedWriteHalf,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ConnectionError> {
         if self.queue.is_empty() {
             return Ok(());
         }
         let limit = self.shared.config.write_timeout;
-        match timeout(limit, self.queue.write_all(writer)).await {
+        let write = timeout(limit, self.queue.write_all(writer));
+        let written = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            written = write => written,
+        };
+        match written {
             Ok(written) => written.map(drop).map_err(ConnectionError::Io),
             Err(_) => Err(ConnectionError::WriteTimeout(
                 limit,

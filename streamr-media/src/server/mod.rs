@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -80,7 +80,7 @@ impl RelayServer {
         hooks: Arc<dyn RelayHooks>,
         hub: RelayHub,
     ) -> io::Result<RelayServer> {
-        let listener = TcpListener::bind(config.bind).await?;
+        let listener = bind_listener(&config)?;
         let local_addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let shared = Arc::new(Shared {
@@ -121,6 +121,21 @@ impl RelayServer {
             warn!(error = %err, "RTMP accept loop ended abnormally");
         }
     }
+}
+
+/// Binds the listening socket; accepted connections inherit its send buffer size.
+fn bind_listener(config: &RelayServerConfig) -> io::Result<TcpListener> {
+    let socket = if config.bind.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if let Some(size) = config.send_buffer_size {
+        socket.set_send_buffer_size(size)?;
+    }
+    socket.bind(config.bind)?;
+    socket.listen(1024)
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {

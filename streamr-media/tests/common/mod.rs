@@ -1,0 +1,424 @@
+//! Helpers for the relay interop and hostile-input tests: an in-process server on port 0, real
+//! peers (ffmpeg, ffprobe, rtmpdump, gst-launch-1.0) as child processes, an FLV probe, and a
+//! small RTMP client over the library's sans-IO client session.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use streamr_media::relay::{RelayHub, StreamKey};
+use streamr_media::rtmp::session::{ClientConfig, ClientEvent, ClientRole, ClientSession};
+use streamr_media::server::{RelayServer, RelayServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::time::{sleep, timeout, Instant};
+
+/// Fails the test (never skips) when a peer tool is missing.
+pub fn require_tool(name: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{name} is required by this interop test but is not on PATH"
+    );
+}
+
+/// Starts a relay server on a free loopback port.
+pub async fn start_server(mut config: RelayServerConfig) -> RelayServer {
+    config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+    RelayServer::start(config)
+        .await
+        .expect("bind a loopback port")
+}
+
+/// `rtmp://addr/app/name`.
+pub fn rtmp_url(server: &RelayServer, app: &str, name: &str) -> String {
+    format!("rtmp://{}/{app}/{name}", server.local_addr())
+}
+
+/// A command whose child is killed if the test ends first.
+fn command(program: &str) -> Command {
+    require_tool(program);
+    let mut command = Command::new(program);
+    command
+        .kill_on_drop(true)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Publishes `seconds` of 640x360 25 fps H.264 (1 s GOPs) and AAC in real time with ffmpeg.
+pub fn ffmpeg_publish(url: &str, seconds: u32) -> Child {
+    command("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
+        .args(["-c:a", "aac", "-f", "flv", url])
+        .spawn()
+        .expect("spawn ffmpeg publisher")
+}
+
+/// Encodes `seconds` of 640x360 25 fps H.264 (1 s GOPs) and AAC into an FLV file with ffmpeg.
+pub async fn encode_test_file(path: &Path, seconds: u32) {
+    let mut encoder = command("ffmpeg");
+    encoder
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
+        .args(["-c:a", "aac", "-f", "flv"])
+        .arg(path);
+    let (status, stderr) = finish(
+        encoder.spawn().expect("spawn ffmpeg"),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "encoding the test file failed: {stderr}"
+    );
+}
+
+/// Publishes an H.264/AAC FLV file with gstreamer: flvdemux, parsers, flvmux and rtmp2sink.
+/// (The H.264 is encoded by ffmpeg because x264enc is not part of the packages the test suite
+/// installs.)
+pub fn gstreamer_publish_file(source: &Path, url: &str) -> Child {
+    let pipeline = format!(
+        "filesrc location={} ! flvdemux name=demux \
+         flvmux name=mux streamable=true ! rtmp2sink location={url} \
+         demux.video ! queue ! h264parse ! mux.video \
+         demux.audio ! queue ! aacparse ! mux.audio",
+        source.display()
+    );
+    command("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .spawn()
+        .expect("spawn gst-launch-1.0 publisher")
+}
+
+/// Plays `url` with ffmpeg into an FLV file (stream copy).
+pub fn ffmpeg_play(url: &str, out: &Path) -> Child {
+    command("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i", url])
+        .args(["-c", "copy", "-f", "flv", "-y"])
+        .arg(out)
+        .spawn()
+        .expect("spawn ffmpeg player")
+}
+
+/// Plays `url` live with rtmpdump into an FLV file.
+pub fn rtmpdump_play(url: &str, out: &Path) -> Child {
+    command("rtmpdump")
+        .args(["-q", "-v", "-r", url, "-o"])
+        .arg(out)
+        .spawn()
+        .expect("spawn rtmpdump player")
+}
+
+/// Plays `url` with gstreamer's rtmp2src straight into a file.
+pub fn gstreamer_play(url: &str, out: &Path) -> Child {
+    command("gst-launch-1.0")
+        .args([
+            "-q",
+            "rtmp2src",
+            &format!("location={url}"),
+            "!",
+            "filesink",
+        ])
+        .arg(format!("location={}", out.display()))
+        .spawn()
+        .expect("spawn gst-launch-1.0 player")
+}
+
+/// Waits for a child to exit, killing it after `limit`; returns its stderr.
+pub async fn finish(
+    mut child: Child,
+    limit: Duration,
+) -> (Option<std::process::ExitStatus>, String) {
+    let mut stderr = child.stderr.take();
+    let status = match timeout(limit, child.wait()).await {
+        Ok(status) => status.ok(),
+        Err(_) => {
+            let _ = child.kill().await;
+            None
+        }
+    };
+    let mut text = String::new();
+    if let Some(stderr) = stderr.as_mut() {
+        let _ = timeout(Duration::from_secs(2), stderr.read_to_string(&mut text)).await;
+    }
+    (status, text)
+}
+
+/// Polls `condition` every 20 ms until it holds or `limit` passes.
+pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+    condition()
+}
+
+/// Waits until the hub counts `viewers` viewers on `key`.
+pub async fn wait_for_viewers(hub: &RelayHub, key: &StreamKey, viewers: usize) {
+    let ok = wait_until(Duration::from_secs(15), || {
+        hub.stream_stats(key)
+            .is_some_and(|s| s.viewers.len() >= viewers)
+    })
+    .await;
+    assert!(ok, "{viewers} viewers never subscribed to {key}");
+}
+
+/// Waits until `key` has had a publisher and no longer has one.
+pub async fn wait_for_publish_end(hub: &RelayHub, key: &StreamKey, limit: Duration) {
+    let ok = wait_until(limit, || {
+        hub.stream_stats(key)
+            .is_some_and(|s| s.publish_count > 0 && !s.publishing)
+    })
+    .await;
+    assert!(
+        ok,
+        "publish of {key} did not start and end within {limit:?}"
+    );
+}
+
+/// What ffprobe says about a played file.
+#[derive(Debug, Default)]
+pub struct Probe {
+    pub video_codec: String,
+    pub audio_codec: String,
+    pub width: u32,
+    pub height: u32,
+    pub video_frames: u32,
+    pub first_video_packet_is_key: bool,
+    /// Anything `ffmpeg -v error -i file -f null -` printed.
+    pub decode_errors: String,
+}
+
+async fn output(program: &str, args: &[&str]) -> String {
+    require_tool(program);
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+/// Probes `path` with ffprobe (streams, counted frames, first packet flags) and decodes it.
+pub async fn probe(path: &Path) -> Probe {
+    let file = path.to_str().expect("utf-8 temp path");
+    let streams = output(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_type,codec_name,width,height,nb_read_frames",
+            "-of",
+            "compact=p=0",
+            file,
+        ],
+    )
+    .await;
+    let mut probe = Probe::default();
+    for line in streams.lines() {
+        let fields: std::collections::HashMap<&str, &str> =
+            line.split('|').filter_map(|f| f.split_once('=')).collect();
+        match fields.get("codec_type") {
+            Some(&"video") => {
+                probe.video_codec = fields.get("codec_name").unwrap_or(&"").to_string();
+                probe.width = fields
+                    .get("width")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                probe.height = fields
+                    .get("height")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                probe.video_frames = fields
+                    .get("nb_read_frames")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+            }
+            Some(&"audio") => {
+                probe.audio_codec = fields.get("codec_name").unwrap_or(&"").to_string();
+            }
+            _ => {}
+        }
+    }
+    let first_packet = output(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-read_intervals",
+            "%+#1",
+            "-show_entries",
+            "packet=flags",
+            "-of",
+            "csv=p=0",
+            file,
+        ],
+    )
+    .await;
+    probe.first_video_packet_is_key = first_packet.trim_start().starts_with('K');
+    probe.decode_errors = output("ffmpeg", &["-v", "error", "-i", file, "-f", "null", "-"])
+        .await
+        .trim()
+        .to_owned();
+    probe
+}
+
+/// Asserts a played file is a clean H.264/AAC 640x360 recording starting on a keyframe with
+/// `expected_frames` video frames (within `tolerance`).
+pub async fn assert_clean_recording(path: &Path, expected_frames: u32, tolerance: u32) {
+    let probe = probe(path).await;
+    let who = path.display();
+    assert_eq!(probe.video_codec, "h264", "{who}: {probe:?}");
+    assert_eq!(probe.audio_codec, "aac", "{who}: {probe:?}");
+    assert_eq!((probe.width, probe.height), (640, 360), "{who}");
+    assert!(
+        probe.first_video_packet_is_key,
+        "{who} does not start on a keyframe"
+    );
+    assert!(
+        probe.video_frames.abs_diff(expected_frames) <= tolerance,
+        "{who}: {} video frames, expected {expected_frames} ± {tolerance}",
+        probe.video_frames
+    );
+    assert!(
+        probe.decode_errors.is_empty(),
+        "{who} decode errors: {}",
+        probe.decode_errors
+    );
+}
+
+/// A temporary directory and file names inside it.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        Scratch {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// A minimal RTMP client over the library's sans-IO client session.
+pub struct TestClient {
+    pub socket: TcpStream,
+    pub session: ClientSession,
+}
+
+impl TestClient {
+    /// Connects and drives the session until it is active (`Ok`) or the server refuses
+    /// (`Err` with the refused status code).
+    pub async fn start(
+        addr: SocketAddr,
+        app: &str,
+        key: &str,
+        role: ClientRole,
+    ) -> Result<TestClient, String> {
+        let socket = TcpStream::connect(addr).await.expect("connect");
+        TestClient::start_on(socket, addr, app, key, role).await
+    }
+
+    /// Like [`TestClient::start`] on an already connected socket.
+    pub async fn start_on(
+        socket: TcpStream,
+        addr: SocketAddr,
+        app: &str,
+        key: &str,
+        role: ClientRole,
+    ) -> Result<TestClient, String> {
+        let config = ClientConfig::new(&addr.to_string(), app, key, role);
+        let mut client = TestClient {
+            socket,
+            session: ClientSession::new(config),
+        };
+        let mut buffer = vec![0u8; 64 * 1024];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            client.flush().await;
+            while let Some(event) = client.session.poll_event() {
+                match event {
+                    ClientEvent::PublishStarted | ClientEvent::PlayStarted => return Ok(client),
+                    ClientEvent::Rejected { status, .. } => return Err(status.code),
+                    _ => {}
+                }
+            }
+            let read = tokio::time::timeout_at(deadline, client.socket.read(&mut buffer))
+                .await
+                .expect("server answers within 10 s")
+                .expect("read from server");
+            assert!(read > 0, "server closed the connection during setup");
+            client
+                .session
+                .feed(&buffer[..read])
+                .expect("valid server bytes");
+        }
+    }
+
+    /// Writes whatever the session queued.
+    pub async fn flush(&mut self) {
+        if self.session.has_output() {
+            let output = self.session.take_output();
+            self.socket
+                .write_all(&output)
+                .await
+                .expect("write to server");
+        }
+    }
+}
+
+/// Does a plain RTMP handshake (C0+C1, reads S0+S1+S2, sends C2) on a raw socket.
+pub async fn raw_handshake(socket: &mut TcpStream) {
+    let mut c0c1 = vec![3u8];
+    c0c1.extend(std::iter::repeat_n(0u8, 1536));
+    socket.write_all(&c0c1).await.expect("send C0+C1");
+    let mut s0s1s2 = vec![0u8; 1 + 1536 * 2];
+    socket.read_exact(&mut s0s1s2).await.expect("read S0+S1+S2");
+    // C2 echoes S1.
+    socket
+        .write_all(&s0s1s2[1..1 + 1536])
+        .await
+        .expect("send C2");
+}
+
+/// Reads until the server closes the connection; true when it did within `limit`.
+pub async fn closed_by_server(socket: &mut TcpStream, limit: Duration) -> bool {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let deadline = Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.read(&mut buffer)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
