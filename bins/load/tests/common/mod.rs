@@ -5,6 +5,7 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// A child process killed when dropped.
@@ -96,7 +97,11 @@ pub fn load_tool() -> Command {
 
 /// Runs `streamr-load play` and returns its JSON summary.
 pub fn play(url: &str, players: usize, seconds: u64, dir: &Path) -> serde_json::Value {
-    let json = dir.join(format!("play-{players}.json"));
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let json = dir.join(format!(
+        "play-{}.json",
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    ));
     let status = load_tool()
         .args([
             "play",
