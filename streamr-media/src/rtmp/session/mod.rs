@@ -196,6 +196,14 @@ pub enum SessionError {
         /// The message stream id given.
         stream_id: u32,
     },
+    /// The client sent more than allowed while a request waited for the app's answer.
+    #[error("{bytes} bytes arrived while a request awaited its answer (limit {max})")]
+    BacklogWhileAwaitingDecision {
+        /// Bytes held back.
+        bytes: usize,
+        /// The limit (the maximum message size).
+        max: usize,
+    },
     /// The session was used after it failed.
     #[error("session already failed")]
     Failed,

@@ -301,8 +301,14 @@ impl ServerSession {
         while !self.awaiting_decision() {
             match self.conn.next_message()? {
                 Some(raw) => self.handle(raw)?,
-                None => break,
+                None => return Ok(()),
             }
+        }
+        // Well-behaved clients wait for the answer; a client that floods meanwhile is cut off.
+        let held = self.conn.input.len();
+        let max = self.config.limits.max_message_size as usize;
+        if held > max {
+            return Err(SessionError::BacklogWhileAwaitingDecision { bytes: held, max });
         }
         Ok(())
     }

@@ -426,3 +426,31 @@ fn malformed_command_fails_the_session_naming_where() {
         "{err}"
     );
 }
+
+#[test]
+fn flooding_while_a_publish_awaits_its_answer_is_cut_off() {
+    let mut script = Script::new(ServerConfig {
+        limits: crate::rtmp::chunk::ChunkLimits {
+            max_message_size: 10_000,
+            ..Default::default()
+        },
+        ..ServerConfig::default()
+    });
+    script.connect();
+    let id = script.create_stream();
+    script
+        .send(
+            command("publish", 5.0, Amf0Value::Null, vec![text("key")]),
+            id,
+        )
+        .unwrap();
+    let frame = RtmpMessage::Video(Bytes::from(vec![0x27; 5_000]));
+    let mut result = Ok(());
+    for _ in 0..3 {
+        result = result.and(script.send(frame.clone(), id));
+    }
+    assert!(matches!(
+        result,
+        Err(SessionError::BacklogWhileAwaitingDecision { max: 10_000, .. })
+    ));
+}
