@@ -1,5 +1,6 @@
-//! rtmpdump (librtmp, simple handshake, its own command order) plays a stream from a
-//! `ServerSession` driven by a minimal tokio loop; the recording must hold every frame we sent.
+//! Real players (rtmpdump/librtmp and ffmpeg, each with its own handshake and command order) play
+//! a stream from a `ServerSession` driven by a minimal tokio loop; what they record must hold
+//! every frame we sent.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -36,8 +37,9 @@ fn recorded_stream() -> (Bytes, Vec<(MediaKind, u32, Bytes)>) {
     (metadata.expect("capture has metadata"), media)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rtmpdump_plays_what_the_server_session_sends() {
+/// Serves the recorded stream to the player started by `player` (given the URL and the output
+/// path) and checks the file it wrote with ffprobe.
+async fn serve_recording_to(player: &str, args: impl Fn(&str, &std::path::Path) -> Vec<String>) {
     let (metadata, media) = recorded_stream();
     let frames = media
         .iter()
@@ -47,18 +49,16 @@ async fn rtmpdump_plays_what_the_server_session_sends() {
     let port = listener.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("played.flv");
-    let mut rtmpdump = tokio::process::Command::new("rtmpdump")
-        .args(["-q", "--live", "-r"])
-        .arg(format!("rtmp://127.0.0.1:{port}/live/key"))
-        .arg("-o")
-        .arg(&output)
+    let url = format!("rtmp://127.0.0.1:{port}/live/key");
+    let mut child = tokio::process::Command::new(player)
+        .args(args(&url, &output))
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .expect("rtmpdump must be installed for the RTMP interop tests");
+        .unwrap_or_else(|e| panic!("{player} must be installed for the RTMP interop tests: {e}"));
     let (mut socket, _) = tokio::time::timeout(Duration::from_secs(20), listener.accept())
         .await
-        .expect("rtmpdump connects")
+        .unwrap_or_else(|_| panic!("{player} connects"))
         .unwrap();
 
     let mut session = ServerSession::new(ServerConfig::default());
@@ -69,7 +69,7 @@ async fn rtmpdump_plays_what_the_server_session_sends() {
         let n = match timeout_at(deadline, socket.read(&mut buf)).await {
             Ok(Ok(n)) => n,
             Ok(Err(_)) => 0,
-            Err(_) => panic!("rtmpdump did not finish within 30 s"),
+            Err(_) => panic!("{player} did not finish within 30 s"),
         };
         if n == 0 {
             break;
@@ -104,11 +104,11 @@ async fn rtmpdump_plays_what_the_server_session_sends() {
             break;
         }
         if pending_media.is_none() && !session.has_output() {
-            // Everything is written; rtmpdump stops at Stream EOF / UnpublishNotify.
+            // Everything is written; players stop at Stream EOF / UnpublishNotify.
             socket.shutdown().await.ok();
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(10), rtmpdump.wait()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
 
     let probe = std::process::Command::new("ffprobe")
         .args(["-v", "error", "-count_packets", "-show_entries"])
@@ -120,10 +120,50 @@ async fn rtmpdump_plays_what_the_server_session_sends() {
     let video = text
         .lines()
         .find(|l| l.starts_with("h264"))
-        .unwrap_or_else(|| panic!("no h264 stream in {text:?}"));
-    assert!(text.lines().any(|l| l.starts_with("aac")), "{text}");
+        .unwrap_or_else(|| panic!("{player}: no h264 stream in {text:?}"));
+    assert!(
+        text.lines().any(|l| l.starts_with("aac")),
+        "{player}: {text}"
+    );
     let fields: Vec<&str> = video.split(',').collect();
     assert_eq!(fields.get(1), Some(&"320"), "{video}");
     let packets: usize = fields.last().unwrap().trim().parse().unwrap();
-    assert_eq!(packets, frames, "every frame recorded: {text}");
+    assert_eq!(packets, frames, "{player} recorded every frame: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtmpdump_plays_what_the_server_session_sends() {
+    serve_recording_to("rtmpdump", |url, output| {
+        vec![
+            "-q".into(),
+            "--live".into(),
+            "-r".into(),
+            url.into(),
+            "-o".into(),
+            output.display().to_string(),
+        ]
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_plays_what_the_server_session_sends() {
+    serve_recording_to("ffmpeg", |url, output| {
+        [
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            url,
+            "-c",
+            "copy",
+            "-f",
+            "flv",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([output.display().to_string()])
+        .collect()
+    })
+    .await;
 }
