@@ -454,3 +454,29 @@ fn flooding_while_a_publish_awaits_its_answer_is_cut_off() {
         Err(SessionError::BacklogWhileAwaitingDecision { max: 10_000, .. })
     ));
 }
+
+#[test]
+fn hostile_chunks_fail_the_session_with_what_and_where() {
+    let cases: [(&[u8], &str); 3] = [
+        (&[0xC5, 1, 2, 3], "unknown chunk stream 5 at byte 0"),
+        (
+            &[0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+            "Set Chunk Size to 0 on chunk stream 2",
+        ),
+        (
+            &[0x06, 0, 0, 0, 0xFF, 0xFF, 0xFF, 9, 1, 0, 0, 0],
+            "message of 16777215 bytes on chunk stream 6 at byte 0 exceeds",
+        ),
+    ];
+    for (bytes, expected) in cases {
+        let mut script = Script::new(ServerConfig {
+            limits: crate::rtmp::chunk::ChunkLimits {
+                max_message_size: 1 << 20,
+                ..Default::default()
+            },
+            ..ServerConfig::default()
+        });
+        let err = script.server.feed(bytes).unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+}
