@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::{ArgAction, Parser, ValueEnum};
-use streamr_media::relay::RelayConfig;
-use streamr_media::server::{RelayServer, RelayServerConfig};
+use streamr_media::http::{HttpServer, LiveHlsConfig};
+use streamr_media::relay::{RelayConfig, RelayHub};
+use streamr_media::server::{AllowAll, RelayServer, RelayServerConfig};
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
@@ -38,6 +39,10 @@ struct Args {
     /// Keep the current GOP so new viewers start at once (`--gop-cache false` to disable).
     #[arg(long, env = "STREAMR_GOP_CACHE", default_value_t = true, action = ArgAction::Set)]
     gop_cache: bool,
+
+    /// Address the HTTP server (HLS `/{app}/{key}.m3u8`, HTTP-FLV `/{app}/{key}.flv`) listens on.
+    #[arg(long, env = "STREAMR_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    http_listen: SocketAddr,
 
     /// Log line format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "STREAMR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
@@ -91,9 +96,18 @@ async fn main() -> anyhow::Result<()> {
         .with_relay(relay);
     config.chunk_size = args.chunk_size;
 
-    let server = RelayServer::start(config)
+    let hub = RelayHub::new(config.relay.clone());
+    let server = RelayServer::start_on_hub(config, std::sync::Arc::new(AllowAll), hub.clone())
         .await
         .with_context(|| format!("cannot listen for RTMP on {}", args.rtmp_listen))?;
+    let http = HttpServer::start(args.http_listen, hub, LiveHlsConfig::default())
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", args.http_listen))?;
+    info!(
+        http = %http.local_addr(),
+        "HLS at http://{0}/live/<key>.m3u8, HTTP-FLV at http://{0}/live/<key>.flv",
+        http.local_addr()
+    );
     info!(
         rtmp = %server.local_addr(),
         gop_cache = args.gop_cache,
@@ -105,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
     shutdown_signal().await;
     info!("shutting down");
     server.shutdown().await;
+    http.shutdown().await;
     Ok(())
 }
 
@@ -116,6 +131,7 @@ mod tests {
     fn defaults_match_the_documented_node() {
         let args = Args::try_parse_from(["streamr-node"]).unwrap();
         assert_eq!(args.rtmp_listen, "127.0.0.1:1935".parse().unwrap());
+        assert_eq!(args.http_listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(args.chunk_size, 4096);
         assert!(args.gop_cache);
         assert_eq!(args.log_format, LogFormat::Pretty);
