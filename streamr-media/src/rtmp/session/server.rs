@@ -131,6 +131,13 @@ pub enum ServerEvent {
         /// Buffer length in milliseconds.
         buffer_ms: u32,
     },
+    /// A player paused or resumed; while paused it should get no media.
+    PauseChanged {
+        /// The playing message stream id.
+        stream_id: u32,
+        /// Whether it is now paused.
+        paused: bool,
+    },
     /// The client acknowledged receiving this many bytes (modulo 2^32).
     Acknowledged {
         /// The acknowledged byte count.
@@ -901,7 +908,35 @@ impl ServerSession {
                 self.conn
                     .send_command(0, "_result", tx, Amf0Value::Null, vec![])?;
             }
-            "_result" | "_error" | "onStatus" | "@setDataFrame" | "pause" | "seek" => {}
+            "FCSubscribe" => {
+                // librtmp sends this before playing a live stream; answer like FCPublish.
+                let key = command.string_argument(0).unwrap_or_default().to_owned();
+                self.conn.send_command(
+                    0,
+                    "onFCSubscribe",
+                    0.0,
+                    Amf0Value::Null,
+                    vec![status_object("status", "NetStream.Play.Start", &key)],
+                )?;
+            }
+            "pause" if self.playing_key(stream_id).is_ok() => {
+                let paused = command
+                    .arguments
+                    .first()
+                    .and_then(Amf0Value::as_bool)
+                    .unwrap_or(true);
+                let (code, description) = if paused {
+                    ("NetStream.Pause.Notify", "Paused live")
+                } else {
+                    ("NetStream.Unpause.Notify", "Unpaused live")
+                };
+                self.conn
+                    .send_status(stream_id, "status", code, description)?;
+                self.events
+                    .push_back(ServerEvent::PauseChanged { stream_id, paused });
+            }
+            "_result" | "_error" | "onStatus" | "@setDataFrame" | "pause" | "seek"
+            | "FCUnsubscribe" => {}
             _ => {
                 if tx != 0.0 {
                     let info = status_object(

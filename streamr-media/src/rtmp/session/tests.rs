@@ -480,3 +480,48 @@ fn hostile_chunks_fail_the_session_with_what_and_where() {
         assert!(err.to_string().contains(expected), "{err}");
     }
 }
+
+#[test]
+fn pause_and_fcsubscribe_are_answered() {
+    let mut script = Script::new(ServerConfig::default());
+    script.connect();
+    let id = script.create_stream();
+    script
+        .send(
+            command("FCSubscribe", 3.0, Amf0Value::Null, vec![text("key")]),
+            0,
+        )
+        .unwrap();
+    assert!(matches!(
+        &script.replies()[0].1,
+        RtmpMessage::Command { command, .. } if command.name == "onFCSubscribe"
+    ));
+    script
+        .send(command("play", 0.0, Amf0Value::Null, vec![text("key")]), id)
+        .unwrap();
+    script.server.accept_play(id).unwrap();
+    script.replies();
+    let pause = |on: bool| {
+        command(
+            "pause",
+            0.0,
+            Amf0Value::Null,
+            vec![Amf0Value::Boolean(on), Amf0Value::Number(1000.0)],
+        )
+    };
+    script.send(pause(true), id).unwrap();
+    script.send(pause(false), id).unwrap();
+    assert_eq!(
+        status_codes(&script.replies()),
+        ["NetStream.Pause.Notify", "NetStream.Unpause.Notify"]
+    );
+    let pauses: Vec<bool> = script
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            ServerEvent::PauseChanged { paused, .. } => Some(*paused),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pauses, [true, false]);
+}
