@@ -156,3 +156,32 @@ async fn republish_resumes_players_and_a_second_publisher_is_refused_with_bad_na
     // Both 3 s publishes reach the one player, continuing on one timeline.
     assert_clean_recording(&out, SIX_SECONDS_OF_FRAMES, 4).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_joining_mid_stream_starts_at_once_on_the_cached_keyframe() {
+    let server = start_server(RelayServerConfig::default()).await;
+    let key = StreamKey::new("live", "late");
+    let url = rtmp_url(&server, "live", "late");
+    let scratch = Scratch::new();
+    let out = scratch.path("played.flv");
+    let publisher = ffmpeg_publish(&url, 6);
+    assert!(
+        wait_until(Duration::from_secs(10), || server.hub().is_publishing(&key)).await,
+        "publisher never started"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let player = ffmpeg_play(&url, &out);
+
+    let (status, stderr) = finish(publisher, Duration::from_secs(30)).await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "ffmpeg publish failed: {stderr}"
+    );
+    wait_for_publish_end(server.hub(), &key, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    server.shutdown().await;
+    finish(player, Duration::from_secs(15)).await;
+    // Joined about 2.5 s in with 1 s GOPs: the cached GOP from the 2 s keyframe, then the rest
+    // (about 100 frames); without the cache it would start at the 3 s keyframe or later.
+    assert_clean_recording(&out, 100, 20).await;
+}

@@ -246,6 +246,26 @@ fn stalled_viewer_skips_to_a_keyframe_and_counts_the_drop_while_a_fast_one_gets_
 }
 
 #[test]
+fn audio_only_streams_start_viewers_on_any_audio_frame() {
+    let hub = RelayHub::default();
+    let publisher = hub.publish(key()).unwrap();
+    publisher.send(FrameKind::Audio, 0, audio_header());
+    publisher.send(FrameKind::Audio, 0, audio(0));
+    publisher.send(FrameKind::Audio, 23, audio(1));
+    let mut viewer = hub.subscribe(key()).unwrap();
+    assert_eq!(
+        drain(&mut viewer),
+        vec![
+            Seen::AudioHeader,
+            Seen::Media {
+                index: 1,
+                keyframe: false
+            }
+        ]
+    );
+}
+
+#[test]
 fn frames_are_shared_not_copied_per_viewer() {
     let hub = RelayHub::default();
     let publisher = start_publish(&hub, 1);
