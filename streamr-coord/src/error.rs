@@ -60,6 +60,15 @@ pub enum StorageError {
         /// The segment's sequence number.
         sequence: i64,
     },
+    /// A group-committed transaction failed; every write in it was rolled back.
+    #[error("heartbeat batch not stored: {detail}")]
+    Batch {
+        /// The failure of the shared transaction.
+        detail: String,
+    },
+    /// The heartbeat writer task is gone (the service is shutting down).
+    #[error("heartbeat writer stopped")]
+    WriterStopped,
     /// A stored value could not be decoded.
     #[error("corrupt {what} in storage: {detail}")]
     Corrupt {

@@ -33,6 +33,7 @@ mod clock;
 pub mod config;
 pub mod error;
 pub mod extract;
+mod heartbeat_writer;
 pub mod metrics;
 mod rate_limit;
 mod receipts;

@@ -82,7 +82,7 @@ async fn kill_during_settlement(database: &str) {
     assert!(kills > 0);
     assert!(audit.settlements > 40, "{audit:?}");
     assert!(
-        audit.ledger_entries > 4 * audit.settlements,
+        audit.ledger_entries > audit.settlements && audit.payouts > 0,
         "epochs paid rewards, vesting and payouts: {audit:?}"
     );
     assert!(audit.receipts >= acknowledged.len(), "{audit:?}");

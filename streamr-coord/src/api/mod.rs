@@ -19,6 +19,7 @@ use axum::Router;
 
 use crate::config::CoordConfig;
 use crate::error::ApiError;
+use crate::heartbeat_writer::HeartbeatWriter;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::storage::Storage;
@@ -30,6 +31,7 @@ pub(crate) struct AppState {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) metrics: Metrics,
     pub(crate) settler: tokio::sync::Mutex<Settler>,
+    heartbeat_writer: std::sync::OnceLock<HeartbeatWriter>,
     limiter: Option<RateLimiter>,
     admin_token_hash: Option<blake3::Hash>,
 }
@@ -48,8 +50,15 @@ impl AppState {
             storage,
             metrics: Metrics::default(),
             settler: tokio::sync::Mutex::new(Settler::default()),
+            heartbeat_writer: std::sync::OnceLock::new(),
             admin_token_hash,
         }
+    }
+
+    /// The group-commit writer, started on first use (inside the runtime).
+    pub(crate) fn heartbeat_writer(&self) -> &HeartbeatWriter {
+        self.heartbeat_writer
+            .get_or_init(|| HeartbeatWriter::spawn(self.storage.clone()))
     }
 
     /// Checks `Authorization: Bearer <admin token>` (compared by hash in constant time).

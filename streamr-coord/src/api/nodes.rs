@@ -204,7 +204,7 @@ async fn accept_heartbeat(
         receipts: verified.accepted,
         ..write_base
     };
-    let accepted = state.storage.record_heartbeat(&write).await?;
+    let accepted = state.heartbeat_writer().write(write).await?;
     count_receipts(state, accepted, verified.rejected.len());
     Ok(ReceiptsOutcome {
         accepted,

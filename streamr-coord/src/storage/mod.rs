@@ -59,7 +59,19 @@ pub trait Storage: Send + Sync + 'static {
     /// Records a verified heartbeat: raises the node's `last_nonce` (a nonce not above it is
     /// [`StorageError::ReplayedNonce`] and nothing is written), updates its status and stores
     /// the receipts it carried. Returns how many receipts were new.
-    async fn record_heartbeat(&self, heartbeat: &HeartbeatWrite) -> StorageResult<u64>;
+    async fn record_heartbeat(&self, heartbeat: &HeartbeatWrite) -> StorageResult<u64> {
+        let mut outcomes = self
+            .record_heartbeats(std::slice::from_ref(heartbeat))
+            .await?;
+        outcomes.pop().unwrap_or(Ok(0))
+    }
+    /// Records several heartbeats in one transaction (one commit, one fsync). Each gets its own
+    /// outcome: a replayed or unknown-node heartbeat writes nothing and does not affect the
+    /// others. The outer error means nothing was written.
+    async fn record_heartbeats(
+        &self,
+        heartbeats: &[HeartbeatWrite],
+    ) -> StorageResult<Vec<StorageResult<u64>>>;
 
     /// Stores an issued session grant.
     async fn create_session(&self, session: &SessionRecord) -> StorageResult<()>;

@@ -330,46 +330,53 @@ macro_rules! sql_storage {
                 Ok(result.rows_affected() == 1)
             }
 
-            async fn record_heartbeat(&self, heartbeat: &HeartbeatWrite) -> StorageResult<u64> {
-                let op = "record_heartbeat";
+            async fn record_heartbeats(
+                &self,
+                heartbeats: &[HeartbeatWrite],
+            ) -> StorageResult<Vec<StorageResult<u64>>> {
+                let op = "record_heartbeats";
                 let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
-                let claimed = sqlx::query(&$sql(
-                    "UPDATE nodes SET last_nonce = $2, last_heartbeat_ms = $3, status = 'online', \
-                     streams_json = $4, viewers = $5, bytes_served = $6 \
-                     WHERE id = $1 AND active = $7 AND last_nonce < $2",
-                ))
-                .bind(&heartbeat.node_id)
-                .bind(heartbeat.nonce)
-                .bind(heartbeat.timestamp_ms)
-                .bind(&heartbeat.streams_json)
-                .bind(heartbeat.viewers)
-                .bind(heartbeat.bytes_served)
-                .bind(true)
-                .execute(&mut *tx)
-                .await
-                .map_err(StorageError::query(op))?;
-                if claimed.rows_affected() == 0 {
-                    let node: Option<(i64, bool)> = sqlx::query_as(&$sql(
-                        "SELECT last_nonce, active FROM nodes WHERE id = $1",
+                let mut outcomes = Vec::with_capacity(heartbeats.len());
+                for heartbeat in heartbeats {
+                    let claimed = sqlx::query(&$sql(
+                        "UPDATE nodes SET last_nonce = $2, last_heartbeat_ms = $3, status = 'online', \
+                         streams_json = $4, viewers = $5, bytes_served = $6 \
+                         WHERE id = $1 AND active = $7 AND last_nonce < $2",
                     ))
                     .bind(&heartbeat.node_id)
-                    .fetch_optional(&mut *tx)
+                    .bind(heartbeat.nonce)
+                    .bind(heartbeat.timestamp_ms)
+                    .bind(&heartbeat.streams_json)
+                    .bind(heartbeat.viewers)
+                    .bind(heartbeat.bytes_served)
+                    .bind(true)
+                    .execute(&mut *tx)
                     .await
                     .map_err(StorageError::query(op))?;
-                    return Err(match node {
-                        Some((last, true)) => StorageError::ReplayedNonce {
-                            node_id: heartbeat.node_id.clone(),
-                            nonce: heartbeat.nonce,
-                            last,
-                        },
-                        _ => StorageError::UnknownNode {
-                            node_id: heartbeat.node_id.clone(),
-                        },
-                    });
+                    if claimed.rows_affected() == 0 {
+                        let node: Option<(i64, bool)> = sqlx::query_as(&$sql(
+                            "SELECT last_nonce, active FROM nodes WHERE id = $1",
+                        ))
+                        .bind(&heartbeat.node_id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(StorageError::query(op))?;
+                        outcomes.push(Err(match node {
+                            Some((last, true)) => StorageError::ReplayedNonce {
+                                node_id: heartbeat.node_id.clone(),
+                                nonce: heartbeat.nonce,
+                                last,
+                            },
+                            _ => StorageError::UnknownNode {
+                                node_id: heartbeat.node_id.clone(),
+                            },
+                        }));
+                        continue;
+                    }
+                    outcomes.push(Ok(Self::insert_receipts_in(&mut tx, &heartbeat.receipts).await?));
                 }
-                let inserted = Self::insert_receipts_in(&mut tx, &heartbeat.receipts).await?;
                 tx.commit().await.map_err(StorageError::query(op))?;
-                Ok(inserted)
+                Ok(outcomes)
             }
 
             async fn create_session(&self, session: &SessionRecord) -> StorageResult<()> {

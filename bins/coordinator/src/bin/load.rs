@@ -1,1 +1,306 @@
-fn main() {}
+//! `streamr-coord-load`: signed-heartbeat load against an in-process coordinator, next to a
+//! bare axum hello endpoint measured in the same run as the ceiling.
+//!
+//! Loopback only, bounded by request count and duration. Heartbeats are signed before the
+//! clock starts so the client's signing does not compete with the server being measured.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde_json::json;
+use streamr_coord::wire::NodeRegistration;
+use streamr_coord::{connect, CoordConfig, Coordinator};
+use streamr_coordinator::HttpClient;
+use streamr_core::{KeyPair, NodeHeartbeat, Signed, StreamId};
+
+/// Longest run allowed, seconds.
+const MAX_DURATION_SECS: u64 = 60;
+/// Most requests allowed per phase.
+const MAX_REQUESTS: u64 = 1_000_000;
+
+/// Measures signed-heartbeat throughput and latency against a hello-endpoint ceiling.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Storage: `sqlite` (a temporary file), or a `postgres://` server URL (a temporary
+    /// database is created on it and dropped afterwards).
+    #[arg(long, default_value = "sqlite")]
+    database: String,
+    /// Requests per phase (the phase also stops at --duration-secs).
+    #[arg(long, default_value_t = 20_000)]
+    requests: u64,
+    /// Longest phase, seconds (at most 60).
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Distinct nodes sending heartbeats.
+    #[arg(long, default_value_t = 256)]
+    nodes: usize,
+}
+
+/// What one phase measured.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    completed: u64,
+    errors: u64,
+    elapsed: Duration,
+    p50_us: u64,
+    p99_us: u64,
+    max_us: u64,
+}
+
+impl Figures {
+    fn per_second(&self) -> f64 {
+        self.completed as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+fn percentile(sorted: &[u64], fraction: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted.get(rank.min(sorted.len() - 1)).copied().unwrap_or(0)
+}
+
+/// Sends each connection's pre-built bodies in order (so a node's nonces arrive in order) and
+/// records every latency.
+async fn run_phase(
+    addr: SocketAddr,
+    path: &'static str,
+    per_connection: Vec<Vec<Vec<u8>>>,
+    deadline: Duration,
+) -> anyhow::Result<Figures> {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for bodies in per_connection {
+        let mut client = HttpClient::connect(addr).await?;
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(bodies.len());
+            let mut errors = 0u64;
+            for body in bodies {
+                if start.elapsed() >= deadline {
+                    break;
+                }
+                let sent = Instant::now();
+                match client.send_raw("POST", path, body).await {
+                    Ok((200, _)) => latencies.push(sent.elapsed().as_micros() as u64),
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (mut l, e) = task.await.context("load task")?;
+        latencies.append(&mut l);
+        errors += e;
+    }
+    let elapsed = start.elapsed();
+    latencies.sort_unstable();
+    Ok(Figures {
+        completed: latencies.len() as u64,
+        errors,
+        elapsed,
+        p50_us: percentile(&latencies, 0.50),
+        p99_us: percentile(&latencies, 0.99),
+        max_us: latencies.last().copied().unwrap_or(0),
+    })
+}
+
+async fn start_hello() -> anyhow::Result<SocketAddr> {
+    let app = axum::Router::new().route(
+        "/hello",
+        axum::routing::post(|_body: axum::body::Bytes| async { "ok" }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(addr)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A temporary database for the run.
+enum TempDatabase {
+    /// The directory is removed when the value is dropped.
+    Sqlite {
+        _dir: tempfile::TempDir,
+        url: String,
+    },
+    Postgres {
+        server: String,
+        name: String,
+        url: String,
+    },
+}
+
+impl TempDatabase {
+    async fn create(spec: &str) -> anyhow::Result<TempDatabase> {
+        if spec == "sqlite" {
+            let dir = tempfile::tempdir()?;
+            let url = format!("sqlite://{}", dir.path().join("load.db").display());
+            return Ok(TempDatabase::Sqlite { _dir: dir, url });
+        }
+        if !spec.starts_with("postgres") {
+            bail!("--database must be `sqlite` or a postgres:// server URL");
+        }
+        use sqlx::Connection;
+        let name = format!("streamr_load_{}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(spec).await?;
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await?;
+        let base = spec.rsplit_once('/').map_or(spec, |(b, _)| b);
+        let url = format!("{base}/{name}");
+        Ok(TempDatabase::Postgres {
+            server: spec.to_owned(),
+            name,
+            url,
+        })
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            TempDatabase::Sqlite { url, .. } | TempDatabase::Postgres { url, .. } => url,
+        }
+    }
+
+    async fn drop_database(self) -> anyhow::Result<()> {
+        if let TempDatabase::Postgres { server, name, .. } = self {
+            use sqlx::Connection;
+            let mut admin = sqlx::PgConnection::connect(&server).await?;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .execute(&mut admin)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn report(name: &str, figures: &Figures) {
+    println!(
+        "{name:<24} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  ({} ok, {} errors, {:.1} s)",
+        figures.per_second(),
+        figures.p50_us as f64 / 1000.0,
+        figures.p99_us as f64 / 1000.0,
+        figures.max_us as f64 / 1000.0,
+        figures.completed,
+        figures.errors,
+        figures.elapsed.as_secs_f64(),
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let requests = args.requests.clamp(1, MAX_REQUESTS);
+    let deadline = Duration::from_secs(args.duration_secs.clamp(1, MAX_DURATION_SECS));
+    let connections = args.connections.clamp(1, 1024);
+    let nodes = args.nodes.max(connections);
+
+    let database = TempDatabase::create(&args.database).await?;
+    let storage = connect(database.url()).await?;
+    let config = CoordConfig {
+        admin_token: Some("load".into()),
+        rate_limit: None,
+        ..CoordConfig::default()
+    };
+    let coordinator = Coordinator::new(config, storage);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let coord_addr = listener.local_addr()?;
+    let server = coordinator.clone();
+    tokio::spawn(async move {
+        let _ = server.serve(listener, std::future::pending()).await;
+    });
+
+    // Register the nodes, then sign every heartbeat before the clock starts.
+    let keys: Vec<KeyPair> = (0..nodes)
+        .map(|_| KeyPair::generate(&mut rand::rngs::OsRng))
+        .collect();
+    let mut setup = HttpClient::connect(coord_addr).await?;
+    for (i, key) in keys.iter().enumerate() {
+        let registration = Signed::sign(
+            NodeRegistration {
+                node_id: key.node_id(),
+                payout_address: format!("load-{i}"),
+                operator: format!("load-operator-{i}"),
+                rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
+                http_url: format!("http://127.0.{}.{}:8080", i / 250, i % 250 + 1),
+                capacity_kbps: 10_000,
+                timestamp_ms: now_ms(),
+            },
+            key,
+        );
+        let (status, body) = setup.post("/nodes", &registration).await?;
+        if status != 201 {
+            bail!("registering node {i}: {status} {body}");
+        }
+    }
+    let stream = StreamId::new("load").context("stream id")?;
+    let mut per_connection: Vec<Vec<Vec<u8>>> = vec![Vec::new(); connections];
+    let mut nonces = vec![0u64; nodes];
+    let signed_at = now_ms();
+    for n in 0..requests as usize {
+        let node = n % nodes;
+        let key = keys.get(node).context("node key")?;
+        let nonce = nonces.get_mut(node).context("nonce")?;
+        *nonce += 1;
+        let heartbeat = Signed::sign(
+            NodeHeartbeat {
+                node_id: key.node_id(),
+                timestamp_ms: signed_at,
+                nonce: *nonce,
+                streams: vec![stream.clone()],
+                viewers: 3,
+                bytes_served: 1_500_000,
+            },
+            key,
+        );
+        let body = serde_json::to_vec(&json!({ "heartbeat": heartbeat }))?;
+        if let Some(bucket) = per_connection.get_mut(node % connections) {
+            bucket.push(body);
+        }
+    }
+    let hello_bodies = per_connection.clone();
+
+    let hello_addr = start_hello().await?;
+    println!(
+        "loopback, {connections} connections, {nodes} nodes, up to {requests} requests or {} s per phase, storage {}",
+        deadline.as_secs(),
+        if args.database == "sqlite" { "SQLite (WAL, synchronous=FULL)" } else { "PostgreSQL" },
+    );
+    let hello = run_phase(hello_addr, "/hello", hello_bodies, deadline).await?;
+    report("axum hello (ceiling)", &hello);
+    let heartbeats = run_phase(coord_addr, "/nodes/heartbeat", per_connection, deadline).await?;
+    report("signed heartbeats", &heartbeats);
+    println!(
+        "ratio: heartbeats/ceiling throughput {:.1} %, p99 {:.2} ms (target >= 50 %, < 20 ms)",
+        100.0 * heartbeats.per_second() / hello.per_second().max(1e-9),
+        heartbeats.p99_us as f64 / 1000.0,
+    );
+    let stored = coordinator_stats(coord_addr).await?;
+    println!("nodes online after the run: {stored}");
+    database.drop_database().await?;
+    Ok(())
+}
+
+async fn coordinator_stats(addr: SocketAddr) -> anyhow::Result<i64> {
+    let mut client = HttpClient::connect(addr).await?;
+    let (_, nodes) = client.get("/nodes").await?;
+    Ok(nodes.as_array().map_or(0, |n| {
+        n.iter().filter(|n| n["status"] == "online").count() as i64
+    }))
+}

@@ -288,6 +288,7 @@ pub struct Audit {
     pub settlements: usize,
     pub ledger_entries: usize,
     pub receipts: usize,
+    pub payouts: usize,
     pub settled_by: BTreeMap<String, usize>,
 }
 
@@ -307,6 +308,7 @@ pub async fn audit(database: &str, acknowledged: &[(String, u64)]) -> Audit {
     let mut settled_by = BTreeMap::new();
     let mut stored_entries = Vec::new();
     let mut paid: BTreeMap<String, i64> = BTreeMap::new();
+    let mut payouts = 0;
     for row in &settlements {
         let inputs: EpochInputs = serde_json::from_str(&row.inputs_json).expect("inputs");
         *settled_by.entry(row.settled_by.clone()).or_insert(0) += 1;
@@ -329,6 +331,7 @@ pub async fn audit(database: &str, acknowledged: &[(String, u64)]) -> Audit {
             stored_entries.push((entry.idx, entry.epoch, entry.amount));
         }
         for payout in storage.payouts_for_epoch(row.epoch).await.expect("payouts") {
+            payouts += 1;
             let total = paid.entry(payout.node_id.clone()).or_insert(0);
             *total += payout.net;
             assert_eq!(
@@ -369,6 +372,7 @@ pub async fn audit(database: &str, acknowledged: &[(String, u64)]) -> Audit {
         settlements: settlements.len(),
         ledger_entries: stored_entries.len(),
         receipts: stored_receipts.len(),
+        payouts,
         settled_by,
     }
 }
