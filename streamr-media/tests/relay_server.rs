@@ -1,0 +1,173 @@
+//! The relay server end to end with the library's own RTMP client: exact frames through the relay,
+//! authorization hooks and lifecycle events.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use common::*;
+use streamr_media::relay::StreamKey;
+use streamr_media::rtmp::session::{ClientEvent, ClientRole, MediaKind, PublishMode};
+use streamr_media::server::{
+    Refusal, RelayHooks, RelayServer, RelayServerConfig, StreamEvent, StreamRequest,
+};
+use tokio::io::AsyncReadExt;
+
+/// Lets publishers in with `token=good` only, refuses players of `secret`, records events.
+#[derive(Default)]
+struct RecordingHooks {
+    events: Mutex<Vec<StreamEvent>>,
+}
+
+#[async_trait]
+impl RelayHooks for RecordingHooks {
+    async fn authorize_publish(&self, request: &StreamRequest) -> Result<(), Refusal> {
+        if request.query == "token=good" {
+            Ok(())
+        } else {
+            Err(Refusal::new("publishing needs a valid token"))
+        }
+    }
+
+    async fn authorize_play(&self, request: &StreamRequest) -> Result<(), Refusal> {
+        if request.key.name == "secret" {
+            Err(Refusal::new("not for you"))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn on_event(&self, event: StreamEvent) {
+        self.events.lock().unwrap().push(event);
+    }
+}
+
+impl RecordingHooks {
+    fn snapshot(&self) -> Vec<StreamEvent> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+fn media() -> Vec<(MediaKind, u32, Bytes)> {
+    let mut frames = vec![
+        (
+            MediaKind::Video,
+            0,
+            Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f]),
+        ),
+        (
+            MediaKind::Audio,
+            0,
+            Bytes::from_static(&[0xAF, 0, 0x12, 0x10]),
+        ),
+    ];
+    for index in 0..30u32 {
+        let keyframe = index % 10 == 0;
+        let mut video = vec![if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+        // Large enough to span several 4 KiB chunks.
+        video.extend(std::iter::repeat_n(index as u8, 9000));
+        frames.push((MediaKind::Video, index * 40, Bytes::from(video)));
+        let audio = vec![0xAF, 1, index as u8, 0x21];
+        frames.push((MediaKind::Audio, index * 40 + 5, Bytes::from(audio)));
+    }
+    frames
+}
+
+/// Reads what the player receives until `count` media messages arrived.
+async fn receive_media(player: &mut TestClient, count: usize) -> Vec<(MediaKind, u32, Bytes)> {
+    let mut received = Vec::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        while let Some(event) = player.session.poll_event() {
+            if let ClientEvent::Media {
+                kind,
+                timestamp,
+                payload,
+            } = event
+            {
+                received.push((kind, timestamp, payload));
+            }
+        }
+        if received.len() >= count {
+            return received;
+        }
+        player.flush().await;
+        let read = tokio::time::timeout(Duration::from_secs(10), player.socket.read(&mut buffer))
+            .await
+            .expect("media within 10 s")
+            .expect("read");
+        assert!(read > 0, "server closed the player");
+        player.session.feed(&buffer[..read]).expect("valid media");
+    }
+}
+
+async fn start_with(hooks: Arc<RecordingHooks>) -> RelayServer {
+    let mut config = RelayServerConfig::default();
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    RelayServer::start_with_hooks(config, hooks).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_pass_the_relay_unchanged_and_hooks_see_authorization_and_lifecycle() {
+    let hooks = Arc::new(RecordingHooks::default());
+    let server = start_with(hooks.clone()).await;
+    let addr = server.local_addr();
+    let publish = ClientRole::Publish(PublishMode::Live);
+
+    let refused = TestClient::start(addr, "live", "cam?token=bad", publish).await;
+    assert_eq!(refused.err().as_deref(), Some("NetStream.Publish.Denied"));
+    let refused = TestClient::start(addr, "live", "secret", ClientRole::Play).await;
+    assert_eq!(
+        refused.err().as_deref(),
+        Some("NetStream.Play.StreamNotFound")
+    );
+
+    let mut player = TestClient::start(addr, "live", "cam", ClientRole::Play)
+        .await
+        .expect("play accepted");
+    let mut publisher = TestClient::start(addr, "live", "cam?token=good", publish)
+        .await
+        .expect("publish accepted");
+    let frames = media();
+    for (kind, timestamp, payload) in &frames {
+        publisher
+            .session
+            .send_media(*kind, *timestamp, payload.clone())
+            .unwrap();
+    }
+    publisher.flush().await;
+
+    let received = receive_media(&mut player, frames.len()).await;
+    assert_eq!(
+        received, frames,
+        "the player gets every frame, unchanged and in order"
+    );
+
+    publisher.session.close().unwrap();
+    publisher.flush().await;
+    drop(publisher);
+    let key = StreamKey::new("live", "cam");
+    wait_for_publish_end(server.hub(), &key, Duration::from_secs(5)).await;
+    drop(player);
+    assert!(
+        wait_until(Duration::from_secs(5), || hooks.snapshot().len() >= 4).await,
+        "lifecycle events missing: {:?}",
+        hooks.snapshot()
+    );
+    let events = hooks.snapshot();
+    assert!(matches!(&events[0], StreamEvent::PlayStarted { key: k, .. } if *k == key));
+    assert!(matches!(&events[1], StreamEvent::PublishStarted { key: k, .. } if *k == key));
+    assert!(matches!(&events[2], StreamEvent::PublishEnded { key: k, .. } if *k == key));
+    match &events[3] {
+        StreamEvent::PlayEnded { key: k, stats, .. } => {
+            assert_eq!(*k, key);
+            assert_eq!(stats.frames_out, frames.len() as u64);
+            assert_eq!(stats.frames_dropped, 0);
+        }
+        other => panic!("expected PlayEnded, got {other:?}"),
+    }
+    server.shutdown().await;
+}
