@@ -14,7 +14,7 @@ use streamr_media::hls::{
 
 /// Files above this size get a progress bar.
 const PROGRESS_THRESHOLD: u64 = 8 * 1024 * 1024;
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 1024 * 1024;
 
 /// Arguments of `streamr remux`.
 #[derive(Debug, Args)]

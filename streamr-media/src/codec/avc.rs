@@ -3,7 +3,7 @@
 use bytes::{BufMut, Bytes};
 
 use super::cursor::Cursor;
-use super::nal::{write_annexb, NalFlavor};
+use super::nal::{annexb_parts, write_annexb, NalFlavor};
 use super::CodecError;
 
 const RECORD: &str = "AVCDecoderConfigurationRecord";
@@ -106,8 +106,20 @@ impl AvcDecoderConfig {
     /// Appends the Annex-B form of one AVCC sample (an FLV AVC NALU body) to `out`: an access unit
     /// delimiter first, and the SPS and PPS before an IDR slice unless the sample carries its own.
     pub fn write_annexb(&self, sample: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
-        let sets: Vec<&Bytes> = self.sps.iter().chain(&self.pps).collect();
-        write_annexb(AVC_FLAVOR, sample, self.nal_length_size, &sets, out)
+        let sets = self.sps.iter().chain(&self.pps);
+        write_annexb(AVC_FLAVOR, sample, self.nal_length_size, sets, out)
+    }
+
+    /// Like [`write_annexb`](Self::write_annexb) without copying: lists the pieces (start codes,
+    /// delimiter, parameter sets, the sample's NAL units) in `parts` and returns their total
+    /// length. On error `parts` is left as it was.
+    pub fn annexb_parts<'a>(
+        &'a self,
+        sample: &'a [u8],
+        parts: &mut Vec<&'a [u8]>,
+    ) -> Result<usize, CodecError> {
+        let sets = self.sps.iter().chain(&self.pps);
+        annexb_parts(AVC_FLAVOR, sample, self.nal_length_size, sets, parts)
     }
 }
 

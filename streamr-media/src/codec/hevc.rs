@@ -4,7 +4,7 @@ use bytes::{BufMut, Bytes};
 
 use super::avc::{read_parameter_sets, write_parameter_sets};
 use super::cursor::Cursor;
-use super::nal::{write_annexb, NalFlavor};
+use super::nal::{annexb_parts, write_annexb, NalFlavor};
 use super::CodecError;
 
 const RECORD: &str = "HEVCDecoderConfigurationRecord";
@@ -127,15 +127,34 @@ impl HevcDecoderConfig {
 
     /// The VPS, SPS and PPS NAL units in that order.
     pub fn parameter_sets(&self) -> Vec<&Bytes> {
+        self.parameter_set_iter().collect()
+    }
+
+    fn parameter_set_iter(&self) -> impl Iterator<Item = &Bytes> + Clone {
         [HEVC_NAL_VPS, HEVC_NAL_SPS, HEVC_NAL_PPS]
-            .iter()
-            .flat_map(|t| {
+            .into_iter()
+            .flat_map(move |t| {
                 self.arrays
                     .iter()
-                    .filter(move |a| a.nal_type == *t)
+                    .filter(move |a| a.nal_type == t)
                     .flat_map(|a| a.units.iter())
             })
-            .collect()
+    }
+
+    /// Like [`write_annexb`](Self::write_annexb) without copying: lists the pieces in `parts` and
+    /// returns their total length. On error `parts` is left as it was.
+    pub fn annexb_parts<'a>(
+        &'a self,
+        sample: &'a [u8],
+        parts: &mut Vec<&'a [u8]>,
+    ) -> Result<usize, CodecError> {
+        annexb_parts(
+            HEVC_FLAVOR,
+            sample,
+            self.nal_length_size,
+            self.parameter_set_iter(),
+            parts,
+        )
     }
 
     /// Appends the Annex-B form of one hvcC-framed sample to `out`: an access unit delimiter
@@ -145,7 +164,7 @@ impl HevcDecoderConfig {
             HEVC_FLAVOR,
             sample,
             self.nal_length_size,
-            &self.parameter_sets(),
+            self.parameter_set_iter(),
             out,
         )
     }

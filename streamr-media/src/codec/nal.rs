@@ -57,40 +57,35 @@ pub(crate) fn for_each_nal<'a>(
     Ok(())
 }
 
-/// Appends the Annex-B form of a length-prefixed sample to `out`: an access unit delimiter, the
-/// parameter sets before the first random-access NAL unit when the sample lacks its own, then
-/// every NAL unit (minus any delimiter of its own) behind a start code. On error `out` is left
+/// Lists the pieces of the Annex-B form of a length-prefixed sample in `parts`, borrowing from
+/// the sample and the parameter sets: an access unit delimiter, the parameter sets before the
+/// first random-access NAL unit when the sample lacks its own, then every NAL unit (minus any
+/// delimiter of its own) behind a start code. Returns the total length. On error `parts` is left
 /// as it was.
-pub(crate) fn write_annexb(
+pub(crate) fn annexb_parts<'a, I>(
     flavor: NalFlavor,
-    sample: &[u8],
+    sample: &'a [u8],
     length_size: u8,
-    parameter_sets: &[&Bytes],
-    out: &mut Vec<u8>,
-) -> Result<(), CodecError> {
-    // Validate first so a bad sample leaves `out` untouched.
+    parameter_sets: I,
+    parts: &mut Vec<&'a [u8]>,
+) -> Result<usize, CodecError>
+where
+    I: Iterator<Item = &'a Bytes> + Clone,
+{
+    // Validate first so a bad sample leaves `parts` untouched.
     let mut has_parameter_sets = false;
     let mut has_random_access = false;
-    let mut total = flavor.aud.len() + START_CODE.len();
     for_each_nal(sample, length_size, |nal| {
         if let Some(&first) = nal.first() {
             let t = (flavor.nal_type)(first);
             has_parameter_sets |= (flavor.is_parameter_set)(t);
             has_random_access |= (flavor.is_random_access)(t);
-            total += nal.len() + START_CODE.len();
         }
     })?;
-    let insert_parameter_sets = has_random_access && !has_parameter_sets;
-    if insert_parameter_sets {
-        total += parameter_sets
-            .iter()
-            .map(|p| p.len() + START_CODE.len())
-            .sum::<usize>();
-    }
-    out.reserve(total);
-    out.extend_from_slice(&START_CODE);
-    out.extend_from_slice(flavor.aud);
-    let mut inserted = !insert_parameter_sets;
+    let mut total = START_CODE.len() + flavor.aud.len();
+    parts.push(&START_CODE);
+    parts.push(flavor.aud);
+    let mut inserted = !has_random_access || has_parameter_sets;
     for_each_nal(sample, length_size, |nal| {
         let Some(&first) = nal.first() else {
             return;
@@ -100,13 +95,37 @@ pub(crate) fn write_annexb(
             return;
         }
         if !inserted && (flavor.is_random_access)(t) {
-            for set in parameter_sets {
-                out.extend_from_slice(&START_CODE);
-                out.extend_from_slice(set);
+            for set in parameter_sets.clone() {
+                parts.push(&START_CODE);
+                parts.push(set);
+                total += START_CODE.len() + set.len();
             }
             inserted = true;
         }
-        out.extend_from_slice(&START_CODE);
-        out.extend_from_slice(nal);
-    })
+        parts.push(&START_CODE);
+        parts.push(nal);
+        total += START_CODE.len() + nal.len();
+    })?;
+    Ok(total)
+}
+
+/// Appends the Annex-B form of a length-prefixed sample to `out` (see [`annexb_parts`]). On error
+/// `out` is left as it was.
+pub(crate) fn write_annexb<'a, I>(
+    flavor: NalFlavor,
+    sample: &'a [u8],
+    length_size: u8,
+    parameter_sets: I,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError>
+where
+    I: Iterator<Item = &'a Bytes> + Clone,
+{
+    let mut parts = Vec::with_capacity(16);
+    let total = annexb_parts(flavor, sample, length_size, parameter_sets, &mut parts)?;
+    out.reserve(total);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    Ok(())
 }

@@ -106,6 +106,7 @@ pub struct Segmenter {
     pending_discontinuity: bool,
     last_timestamp_ms: Option<u64>,
     last_frame_gap_ms: u64,
+    last_segment_len: usize,
     ended: bool,
 }
 
@@ -125,6 +126,7 @@ impl Segmenter {
             pending_discontinuity: false,
             last_timestamp_ms: None,
             last_frame_gap_ms: 0,
+            last_segment_len: 0,
             ended: false,
         }
     }
@@ -237,7 +239,9 @@ impl Segmenter {
 
     fn open_segment(&mut self, timestamp: u64, starts_with_keyframe: bool) {
         self.muxer.reset_continuity();
-        let mut bytes = Vec::with_capacity(256 * 1024);
+        // Size the buffer like the previous segment so it rarely grows (and copies) while filling.
+        let capacity = (self.last_segment_len + self.last_segment_len / 8).max(64 * 1024);
+        let mut bytes = Vec::with_capacity(capacity);
         bytes.resize(TABLES_LEN, 0);
         self.open = Some(OpenSegment {
             start_ms: timestamp,
@@ -260,6 +264,7 @@ impl Segmenter {
         if let Some(slot) = open.bytes.get_mut(..TABLES_LEN) {
             slot.copy_from_slice(&tables);
         }
+        self.last_segment_len = open.bytes.len();
         let bytes = Bytes::from(open.bytes);
         let segment = Segment {
             sequence: self.next_sequence,

@@ -106,7 +106,6 @@ pub struct FlvTsMuxer {
     cc_pmt: u8,
     cc_video: u8,
     cc_audio: u8,
-    scratch: Vec<u8>,
 }
 
 impl FlvTsMuxer {
@@ -260,35 +259,30 @@ impl FlvTsMuxer {
                 codec => unsupported(MediaKind::Video, codec, timestamp),
             });
         }
-        self.scratch.clear();
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(16);
+        let dts = flv_to_90khz(timestamp);
+        let pts = with_offset(dts, info.composition_time);
+        let Some(header) = PesHeader::new(VIDEO_STREAM_ID, pts, Some(dts), None) else {
+            return Err(TsError::PesTooLarge {
+                len: payload.len(),
+                timestamp,
+            });
+        };
+        parts.push(header.as_slice());
         let converted = match config {
-            VideoConfig::Avc(avc) => avc.write_annexb(payload, &mut self.scratch),
-            VideoConfig::Hevc(hevc) => hevc.write_annexb(payload, &mut self.scratch),
+            VideoConfig::Avc(avc) => avc.annexb_parts(payload, &mut parts),
+            VideoConfig::Hevc(hevc) => hevc.annexb_parts(payload, &mut parts),
         };
         converted.map_err(|source| TsError::Codec {
             kind: MediaKind::Video,
             timestamp,
             source,
         })?;
-        let dts = flv_to_90khz(timestamp);
-        let pts = with_offset(dts, info.composition_time);
-        let Some(header) = PesHeader::new(VIDEO_STREAM_ID, pts, Some(dts), None) else {
-            return Err(TsError::PesTooLarge {
-                len: self.scratch.len(),
-                timestamp,
-            });
-        };
         let flags = FirstPacketFlags {
             pcr: Some(dts.wrapping_sub(PCR_LEAD_90KHZ) & TIMESTAMP_MASK),
             random_access: info.is_keyframe,
         };
-        write_pes_packets(
-            out,
-            VIDEO_PID,
-            &mut self.cc_video,
-            flags,
-            &[header.as_slice(), &self.scratch],
-        );
+        write_pes_packets(out, VIDEO_PID, &mut self.cc_video, flags, &parts);
         Ok(MuxOutcome::Frame {
             kind: MediaKind::Video,
             keyframe: info.is_keyframe,
