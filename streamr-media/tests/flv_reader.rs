@@ -62,6 +62,34 @@ fn ffmpeg_files_read_fully_and_rewrite_byte_identical() {
 }
 
 #[test]
+fn on_metadata_is_decoded_with_amf0() {
+    let bytes = std::fs::read(media("av_bframes.flv")).unwrap();
+    let (_, tags) = FlvReader::read_all(&bytes).unwrap();
+    let metadata = tags[0].on_metadata().expect("onMetaData");
+    assert_eq!(
+        metadata.property("width").and_then(|v| v.as_number()),
+        Some(160.0)
+    );
+    assert_eq!(
+        metadata.property("height").and_then(|v| v.as_number()),
+        Some(120.0)
+    );
+    let duration = metadata
+        .property("duration")
+        .and_then(|v| v.as_number())
+        .unwrap();
+    assert!((duration - 10.0).abs() < 0.1, "{duration}");
+    assert_eq!(
+        metadata
+            .property("videocodecid")
+            .and_then(|v| v.as_number()),
+        Some(7.0)
+    );
+    assert!(tags[1].script_values().is_none());
+    assert!(tags[1].on_metadata().is_none());
+}
+
+#[test]
 fn byte_by_byte_reading_yields_the_same_tags() {
     let bytes = std::fs::read(media("audio_only.flv")).unwrap();
     let (_, expected) = FlvReader::read_all(&bytes).unwrap();

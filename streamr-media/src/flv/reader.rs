@@ -4,6 +4,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::header::{FlvHeader, FLV_HEADER_LEN};
 use super::FlvError;
+use crate::amf0::{self, Amf0Error, Amf0Value};
 
 /// Size of an FLV tag header (type, data size, timestamp, stream id).
 pub const TAG_HEADER_LEN: usize = 11;
@@ -54,6 +55,25 @@ pub struct FlvTag {
     pub stream_id: u32,
     /// The tag body (for audio and video: exactly an RTMP message payload).
     pub data: Bytes,
+}
+
+impl FlvTag {
+    /// Decodes a script data tag's AMF0 values (for `onMetaData`: the name, then an object or
+    /// ECMA array). `None` for audio and video tags.
+    pub fn script_values(&self) -> Option<Result<Vec<Amf0Value>, Amf0Error>> {
+        (self.tag_type == FlvTagType::ScriptData).then(|| amf0::decode_all(&self.data))
+    }
+
+    /// The `onMetaData` properties (width, height, framerate, codecs...) when this is a
+    /// well-formed `onMetaData` script tag.
+    pub fn on_metadata(&self) -> Option<Amf0Value> {
+        let values = self.script_values()?.ok()?;
+        let mut values = values.into_iter();
+        if values.next()?.as_str()? != "onMetaData" {
+            return None;
+        }
+        values.next()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
