@@ -431,3 +431,54 @@ fn seed_corpus_of_the_ts_mux_fuzz_target_runs_clean() {
     }
     assert!(count >= 3, "seed corpus in {} is missing", dir.display());
 }
+
+#[test]
+fn hevc_streams_are_listed_as_stream_type_0x24_with_parameter_sets_before_irap() {
+    let hvcc = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/codec_config/seed_hvcc"),
+    )
+    .unwrap();
+    // Enhanced RTMP: keyframe + SequenceStart, FourCC hvc1.
+    let mut header = vec![0x90, b'h', b'v', b'c', b'1'];
+    header.extend_from_slice(&hvcc);
+    // Keyframe + CodedFrames with a composition time of 40 ms, one IDR_W_RADL NAL unit.
+    let mut frame = vec![
+        0x91, b'h', b'v', b'c', b'1', 0, 0, 40, 0, 0, 0, 3, 0x26, 0x01, 0xaf,
+    ];
+    let mut muxer = FlvTsMuxer::new();
+    let mut out = Vec::new();
+    let tag = |data: Vec<u8>, timestamp| FlvTag {
+        tag_type: FlvTagType::Video,
+        timestamp,
+        stream_id: 0,
+        data: data.into(),
+    };
+    muxer.write_tag(&tag(header, 0), &mut out).unwrap();
+    muxer.write_tables(&mut out);
+    muxer.write_tag(&tag(frame.clone(), 0), &mut out).unwrap();
+    frame[0] = 0xA1; // inter frame
+    frame[12] = 0x02; // TRAIL_R
+    muxer.write_tag(&tag(frame, 40), &mut out).unwrap();
+
+    let packets = parse_packets(&out);
+    let pmt = &packets[1];
+    assert_eq!(pmt.pid, 0x1000);
+    // pointer, table id, length(2), program(2), version, section numbers(2), PCR PID(2), info len(2)
+    assert_eq!(pmt.payload[13], 0x24, "HEVC stream type");
+    let pes = reassemble(&packets);
+    assert_eq!(pes.len(), 2);
+    assert_eq!(&pes[0].data[..7], &[0, 0, 0, 1, 0x46, 0x01, 0x50]);
+    assert!(
+        pes[0]
+            .data
+            .windows(6)
+            .any(|w| w == [0, 0, 0, 1, 0x40, 0x01]),
+        "VPS inserted"
+    );
+    assert!(!pes[1]
+        .data
+        .windows(6)
+        .any(|w| w == [0, 0, 0, 1, 0x40, 0x01]));
+    assert_eq!(pes[0].pts, pes[0].dts.unwrap() + 40 * 90);
+    assert!(pes[0].random_access && !pes[1].random_access);
+}
