@@ -127,8 +127,10 @@ fn audio_specific_configs() {
 }
 
 fn hvcc() -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/codec_config/seed_hvcc"))
-        .unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/codec_config/seed_hvcc"),
+    )
+    .unwrap()
 }
 
 #[test]
