@@ -26,7 +26,8 @@ const EPOCH_MS: u64 = 3_600_000;
 struct Fixture {
     nodes: Vec<NodeId>,
     grants: Vec<SessionGrant>,
-    receipts: Vec<(NodeId, Vec<SignedReceipt>)>,
+    /// Every receipt with the node that submits it, grouped by node in node order.
+    submissions: Vec<(NodeId, SignedReceipt)>,
     origin: OriginDigests,
     viewers: Vec<ViewerProfile>,
 }
@@ -61,9 +62,8 @@ fn fixture() -> &'static Fixture {
             .collect();
         let nodes: Vec<NodeId> = (0..NODES).map(|i| NodeId::from_bytes(seed(3, i))).collect();
         let mut grants = Vec::new();
-        let mut receipts = Vec::new();
+        let mut submissions = Vec::new();
         for (n, node) in nodes.iter().enumerate() {
-            let mut node_receipts = Vec::new();
             for s in 0..SESSIONS_PER_NODE {
                 let index = n * SESSIONS_PER_NODE + s;
                 let viewer = &viewer_keys[index % VIEWERS];
@@ -82,20 +82,22 @@ fn fixture() -> &'static Fixture {
                 for r in 1..=RECEIPTS_PER_SESSION {
                     let t = start + r * 120_000;
                     let segment = (t - 4_000 - T0) / 2_000;
-                    node_receipts.push(Signed::sign(
-                        ViewerReceipt {
-                            session_id,
-                            seq: r,
-                            bytes_total: BITRATE * r * 120,
-                            last_segment_seq: segment,
-                            segments_digest: digests[segment as usize],
-                            t_ms: t,
-                        },
-                        viewer,
+                    submissions.push((
+                        *node,
+                        Signed::sign(
+                            ViewerReceipt {
+                                session_id,
+                                seq: r,
+                                bytes_total: BITRATE * r * 120,
+                                last_segment_seq: segment,
+                                segments_digest: digests[segment as usize],
+                                t_ms: t,
+                            },
+                            viewer,
+                        ),
                     ));
                 }
             }
-            receipts.push((*node, node_receipts));
         }
         let viewers = viewer_keys
             .iter()
@@ -109,24 +111,33 @@ fn fixture() -> &'static Fixture {
         Fixture {
             nodes,
             grants,
-            receipts,
+            submissions,
             origin,
             viewers,
         }
     })
 }
 
-/// `shards` verifiers, nodes assigned round-robin, every grant admitted.
-fn verifiers(f: &Fixture, shards: usize, check: SignatureCheck) -> Vec<ReceiptVerifier> {
+const RECEIPTS_PER_NODE: usize = SESSIONS_PER_NODE * RECEIPTS_PER_SESSION as usize;
+
+/// `shards` verifiers over the first `nodes` nodes, contiguous ranges of nodes each, every
+/// grant of those nodes admitted.
+fn verifiers(
+    f: &Fixture,
+    nodes: usize,
+    shards: usize,
+    check: SignatureCheck,
+) -> Vec<ReceiptVerifier> {
     let config = VerifierConfig {
         signature_check: check,
         ..VerifierConfig::default()
     };
+    let per_shard = nodes.div_ceil(shards.max(1));
     let mut out: Vec<ReceiptVerifier> = (0..shards)
         .map(|_| ReceiptVerifier::new(config.clone()))
         .collect();
-    for (i, grant) in f.grants.iter().enumerate() {
-        let shard = (i / SESSIONS_PER_NODE) % shards;
+    for (i, grant) in f.grants.iter().take(nodes * SESSIONS_PER_NODE).enumerate() {
+        let shard = i / SESSIONS_PER_NODE / per_shard;
         out[shard]
             .admit_grant(grant.clone(), T0)
             .expect("valid viewer key");
@@ -135,36 +146,49 @@ fn verifiers(f: &Fixture, shards: usize, check: SignatureCheck) -> Vec<ReceiptVe
 }
 
 fn bench_signatures(c: &mut Criterion) {
+    const SAMPLE_NODES: usize = 1_024;
     let f = fixture();
-    let batch: Vec<SignedReceipt> = f
-        .receipts
-        .iter()
-        .take(1_024)
-        .flat_map(|(_, r)| r.clone())
+    let sample = &f.submissions[..SAMPLE_NODES * RECEIPTS_PER_NODE];
+    let per_node: Vec<(NodeId, Vec<SignedReceipt>)> = sample
+        .chunks(RECEIPTS_PER_NODE)
+        .map(|chunk| (chunk[0].0, chunk.iter().map(|(_, r)| r.clone()).collect()))
         .collect();
-    let nodes: Vec<NodeId> = f.receipts.iter().take(1_024).map(|(n, _)| *n).collect();
     let mut group = c.benchmark_group("receipt_signatures");
-    group.throughput(Throughput::Elements(batch.len() as u64));
-    for (name, check) in [
-        ("batch", SignatureCheck::Batch),
-        ("one_by_one", SignatureCheck::OneByOne),
-    ] {
+    group.throughput(Throughput::Elements(sample.len() as u64));
+    let cases = [
+        ("one_by_one", SignatureCheck::OneByOne, false),
+        ("batch_per_node_20", SignatureCheck::Batch, false),
+        ("batch_pooled_256", SignatureCheck::Batch, true),
+    ];
+    for (name, check, pooled) in cases {
         group.bench_function(name, |b| {
             b.iter_batched(
-                || verifiers(f, 1, check).pop().expect("one verifier"),
+                || {
+                    verifiers(f, SAMPLE_NODES, 1, check)
+                        .pop()
+                        .expect("one verifier")
+                },
                 |mut verifier| {
-                    let mut accepted = 0usize;
-                    for (node, chunk) in nodes
-                        .iter()
-                        .zip(batch.chunks(SESSIONS_PER_NODE * RECEIPTS_PER_SESSION as usize))
-                    {
-                        accepted += verifier
-                            .verify_batch(node, chunk, &f.origin, T0 + EPOCH_MS)
+                    let now = T0 + EPOCH_MS;
+                    let accepted = if pooled {
+                        verifier
+                            .verify_submissions(sample, &f.origin, now)
                             .iter()
                             .filter(|o| o.is_ok())
-                            .count();
-                    }
-                    assert_eq!(accepted, batch.len());
+                            .count()
+                    } else {
+                        per_node
+                            .iter()
+                            .map(|(node, receipts)| {
+                                verifier
+                                    .verify_batch(node, receipts, &f.origin, now)
+                                    .iter()
+                                    .filter(|o| o.is_ok())
+                                    .count()
+                            })
+                            .sum()
+                    };
+                    assert_eq!(accepted, sample.len());
                     accepted
                 },
                 BatchSize::LargeInput,
@@ -177,22 +201,34 @@ fn bench_signatures(c: &mut Criterion) {
 /// Verification (sharded over two threads by node), fraud rules, reward split, ledger, vesting
 /// and the Merkle root for one epoch.
 fn settle(f: &Fixture, shards: Vec<ReceiptVerifier>) -> streamr_core::EpochStatement {
-    let count = shards.len().max(1);
+    let (sessions, claims) = verify_all(f, shards);
+    close_epoch(f, sessions, claims)
+}
+
+/// Verifies every receipt, one thread per shard; returns session usage and node claims.
+fn verify_all(
+    f: &Fixture,
+    shards: Vec<ReceiptVerifier>,
+) -> (Vec<streamr_core::SessionUsage>, Vec<NodeClaims>) {
+    let per_shard = NODES.div_ceil(shards.len().max(1)) * RECEIPTS_PER_NODE;
     let usage: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = shards
             .into_iter()
-            .enumerate()
-            .map(|(shard, mut verifier)| {
+            .zip(f.submissions.chunks(per_shard))
+            .map(|(mut verifier, submissions)| {
                 scope.spawn(move || {
                     let mut tallies = Vec::new();
-                    for (node, receipts) in f.receipts.iter().skip(shard).step_by(count) {
-                        let mut tally = ReceiptTally::default();
-                        for outcome in
-                            verifier.verify_batch(node, receipts, &f.origin, T0 + EPOCH_MS)
+                    for pooled in submissions.chunks(8 * 1_024) {
+                        let outcomes =
+                            verifier.verify_submissions(pooled, &f.origin, T0 + EPOCH_MS);
+                        for (node_receipts, node_outcomes) in pooled
+                            .chunks(RECEIPTS_PER_NODE)
+                            .zip(outcomes.chunks(RECEIPTS_PER_NODE))
                         {
-                            tally.record(&outcome);
+                            let mut tally = ReceiptTally::default();
+                            node_outcomes.iter().for_each(|o| tally.record(o));
+                            tallies.push((node_receipts[0].0, tally));
                         }
-                        tallies.push((*node, tally));
                     }
                     (verifier.take_usage(), tallies)
                 })
@@ -222,6 +258,15 @@ fn settle(f: &Fixture, shards: Vec<ReceiptVerifier>) -> streamr_core::EpochState
         sessions.extend(shard_usage);
     }
     assert_eq!(sessions.len(), NODES * SESSIONS_PER_NODE);
+    (sessions, claims)
+}
+
+/// Fraud rules, reward split, ledger, vesting and the Merkle root.
+fn close_epoch(
+    f: &Fixture,
+    sessions: Vec<streamr_core::SessionUsage>,
+    claims: Vec<NodeClaims>,
+) -> streamr_core::EpochStatement {
     let probe = ProbeSummary {
         total: 60,
         passed: 59,
@@ -277,8 +322,16 @@ fn bench_settlement(c: &mut Criterion) {
     ));
     group.bench_function("epoch_50k_nodes_1m_receipts_2_threads", |b| {
         b.iter_batched(
-            || verifiers(f, 2, SignatureCheck::Batch),
+            || verifiers(f, NODES, 2, SignatureCheck::Batch),
             |shards| black_box(settle(f, shards)),
+            BatchSize::PerIteration,
+        )
+    });
+    let (sessions, claims) = verify_all(f, verifiers(f, NODES, 2, SignatureCheck::Batch));
+    group.bench_function("rules_and_ledger_50k_nodes_200k_sessions", |b| {
+        b.iter_batched(
+            || (sessions.clone(), claims.clone()),
+            |(sessions, claims)| black_box(close_epoch(f, sessions, claims)),
             BatchSize::PerIteration,
         )
     });
