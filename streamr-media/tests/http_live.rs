@@ -217,6 +217,28 @@ async fn ffmpeg_plays_live_hls_and_http_flv_from_an_rtmp_publish() {
     )
     .unwrap();
     last.check_window().unwrap();
+    let last_sequence = last.segments.last().unwrap().sequence;
+
+    // Published again: a new live playlist continues the media sequence.
+    let _publisher = publish(rtmp.local_addr(), 6);
+    let mut resumed = None;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (status, _, body) = get(http.local_addr(), "/live/cam.m3u8").await;
+        if status != 200 {
+            continue;
+        }
+        let playlist = ParsedPlaylist::parse(&String::from_utf8(body).unwrap()).unwrap();
+        if !playlist.ended {
+            resumed = Some(playlist);
+            break;
+        }
+    }
+    let resumed = resumed.expect("a republished stream gets a live playlist again");
+    assert!(
+        resumed.media_sequence > last_sequence,
+        "media sequence went back"
+    );
 
     http.shutdown().await;
     rtmp.shutdown().await;

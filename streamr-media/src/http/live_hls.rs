@@ -2,6 +2,7 @@
 //! keeps the playlist and segments in memory for the HTTP handlers.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -83,6 +84,10 @@ struct StreamHls {
     playlist: RwLock<PlaylistView>,
     /// Bumped on every playlist change, for handlers waiting for the first segment.
     version: watch::Sender<u64>,
+    /// The playlist has ended (EXT-X-ENDLIST); a new publish starts a new playlist.
+    ended: AtomicBool,
+    /// Sequence number the next segment of this stream key gets.
+    next_sequence: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -173,10 +178,20 @@ impl LiveHls {
     /// Starts segmenting `key` if it is published and not segmented yet. Returns its state.
     fn ensure_started(&self, key: &StreamKey) -> Option<Arc<StreamHls>> {
         let mut streams = lock(&self.inner.streams);
+        let publishing = self.inner.hub.is_publishing(key);
+        let mut first_sequence = lock(&self.inner.next_sequence)
+            .get(key)
+            .copied()
+            .unwrap_or(0);
         if let Some(existing) = streams.get(key) {
-            return Some(existing.clone());
+            // An ended playlist stays served until its retention runs out, unless the stream is
+            // published again: then a new playlist continues the media sequence.
+            if !publishing || !existing.ended.load(Ordering::Acquire) {
+                return Some(existing.clone());
+            }
+            first_sequence = existing.next_sequence.load(Ordering::Acquire);
         }
-        if !self.inner.hub.is_publishing(key) {
+        if !publishing {
             return None;
         }
         let subscription = match self.inner.hub.subscribe(key.clone()) {
@@ -202,13 +217,11 @@ impl LiveHls {
                 segments: 0,
             }),
             version,
+            ended: AtomicBool::new(false),
+            next_sequence: AtomicU64::new(first_sequence),
         });
         streams.insert(key.clone(), state.clone());
         drop(streams);
-        let first_sequence = lock(&self.inner.next_sequence)
-            .get(key)
-            .copied()
-            .unwrap_or(0);
         info!(app = %key.app, stream = %key.name, "live HLS started");
         let task = StreamTask {
             live: self.clone(),
@@ -255,12 +268,13 @@ impl LiveHls {
         view.playlist.segment(sequence)
     }
 
-    fn forget(&self, key: &StreamKey, state: &Arc<StreamHls>, next_sequence: u64) {
+    fn forget(&self, key: &StreamKey, state: &Arc<StreamHls>) {
         let mut streams = lock(&self.inner.streams);
         if streams.get(key).is_some_and(|s| Arc::ptr_eq(s, state)) {
             streams.remove(key);
+            let next_sequence = state.next_sequence.load(Ordering::Acquire);
+            lock(&self.inner.next_sequence).insert(key.clone(), next_sequence);
         }
-        lock(&self.inner.next_sequence).insert(key.clone(), next_sequence);
     }
 }
 
@@ -278,7 +292,6 @@ impl StreamTask {
         let mut events = Vec::with_capacity(64);
         let mut ended_at: Option<tokio::time::Instant> = None;
         let mut clock_set = false;
-        let mut next_sequence = 0;
         loop {
             events.clear();
             let received = tokio::select! {
@@ -329,19 +342,20 @@ impl StreamTask {
                         Vec::new()
                     }
                 };
-                next_sequence = self.apply(outcome).unwrap_or(next_sequence);
+                self.apply(outcome);
             }
         }
         drop(subscription);
         let finished = self.segmenter.finish();
-        next_sequence = self.apply(finished).unwrap_or(next_sequence);
+        self.apply(finished);
+        self.state.ended.store(true, Ordering::Release);
         info!(app = %self.key.app, stream = %self.key.name, "live HLS ended");
         let retention = self.live.inner.config.ended_retention;
         tokio::select! {
             _ = shutdown.cancelled() => {}
             _ = tokio::time::sleep(retention) => {}
         }
-        self.live.forget(&self.key, &self.state, next_sequence);
+        self.live.forget(&self.key, &self.state);
     }
 
     fn with_playlist(&self, change: impl FnOnce(&mut LivePlaylist)) {
@@ -353,12 +367,11 @@ impl StreamTask {
         change(&mut view.playlist);
     }
 
-    /// Applies segmenter events; returns the next sequence number when a segment was added.
-    fn apply(&self, events: Vec<SegmenterEvent>) -> Option<u64> {
+    /// Applies segmenter events to the served playlist and announces finished segments.
+    fn apply(&self, events: Vec<SegmenterEvent>) {
         if events.is_empty() {
-            return None;
+            return;
         }
-        let mut next = None;
         {
             let mut view = self
                 .state
@@ -370,7 +383,9 @@ impl StreamTask {
                     SegmenterEvent::SegmentReady(segment) => {
                         view.playlist.push(segment, true);
                         view.segments += 1;
-                        next = Some(segment.sequence + 1);
+                        self.state
+                            .next_sequence
+                            .store(segment.sequence + 1, Ordering::Release);
                         let _ = self.live.inner.notices.send(SegmentNotice {
                             key: self.key.clone(),
                             sequence: segment.sequence,
@@ -386,6 +401,5 @@ impl StreamTask {
             view.rendered = Bytes::from(view.playlist.render());
         }
         self.state.version.send_modify(|v| *v += 1);
-        next
     }
 }
