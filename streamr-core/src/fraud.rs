@@ -422,7 +422,7 @@ impl FraudEngine {
             h.retain(|(e, _)| *e >= oldest);
             !h.is_empty()
         });
-        let operator_count = route_share.len().max(1) as f64;
+        let operator_count = route_share.len().max(1) as u128;
         let mut colluders: BTreeMap<ViewerKey, OperatorId> = BTreeMap::new();
         for (viewer, history) in &self.viewer_history {
             let Some((_, operator)) = history.first() else {
@@ -431,9 +431,18 @@ impl FraudEngine {
             if history.iter().any(|(_, o)| o != operator) {
                 continue;
             }
-            let share = route_share.get(operator).copied().unwrap_or(PPM) as f64 / PPM as f64;
-            let p = share.powi(i32::try_from(history.len()).unwrap_or(i32::MAX)) * operator_count;
-            if p * (PPM as f64) < c.collusion_p_value_ppm as f64 {
+            // chance = share^k × operators, in integer ppm² so every platform decides alike.
+            let share = u128::from(route_share.get(operator).copied().unwrap_or(PPM).min(PPM));
+            let scale = u128::from(PPM) * u128::from(PPM);
+            let threshold = u128::from(c.collusion_p_value_ppm) * u128::from(PPM);
+            let mut chance = operator_count.saturating_mul(scale);
+            for _ in history {
+                chance = chance * share / u128::from(PPM);
+                if chance < threshold {
+                    break;
+                }
+            }
+            if chance < threshold {
                 colluders.insert(*viewer, operator.clone());
             }
         }
