@@ -171,3 +171,25 @@ async fn frames_pass_the_relay_unchanged_and_hooks_see_authorization_and_lifecyc
     }
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_publisher_is_disconnected_and_its_key_freed() {
+    let mut config = RelayServerConfig::default();
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.publisher_idle_timeout = Duration::from_millis(500);
+    let server = RelayServer::start(config).await.unwrap();
+    let publish = ClientRole::Publish(PublishMode::Live);
+    let mut silent = TestClient::start(server.local_addr(), "live", "quiet", publish)
+        .await
+        .expect("publish accepted");
+    let key = StreamKey::new("live", "quiet");
+    assert!(server.hub().is_publishing(&key));
+    assert!(closed_by_server(&mut silent.socket, Duration::from_secs(5)).await);
+    assert!(!server.hub().is_publishing(&key));
+    assert!(
+        TestClient::start(server.local_addr(), "live", "quiet", publish)
+            .await
+            .is_ok()
+    );
+    server.shutdown().await;
+}

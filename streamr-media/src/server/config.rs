@@ -27,6 +27,9 @@ pub struct RelayServerConfig {
     /// A connection that has not finished the handshake and `connect` within this time is closed
     /// (default 10 s).
     pub handshake_timeout: Duration,
+    /// A publisher that sends nothing for this long is disconnected, freeing its stream key
+    /// (default 30 s).
+    pub publisher_idle_timeout: Duration,
     /// Longest message a peer may send (default 16 MiB).
     pub max_message_size: u32,
     /// Most simultaneous connections; more are refused on accept (default 10 000).
@@ -51,6 +54,7 @@ impl Default for RelayServerConfig {
             write_batch_bytes: 256 * 1024,
             write_timeout: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(10),
+            publisher_idle_timeout: Duration::from_secs(30),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_connections: 10_000,
             send_buffer_size: None,

@@ -44,6 +44,9 @@ pub enum ConnectionError {
     /// The peer closed the connection part way through the RTMP handshake.
     #[error("peer closed the connection during the handshake after sending {0} bytes")]
     ClosedDuringHandshake(u64),
+    /// A publisher sent nothing for too long.
+    #[error("publisher sent nothing for {0:?}")]
+    PublisherIdle(Duration),
     /// A write made no progress for too long (the peer stopped reading).
     #[error("peer accepted no data for {0:?}; {1} bytes were waiting")]
     WriteTimeout(Duration, usize),
@@ -82,6 +85,7 @@ struct Playing {
 enum Wake {
     Shutdown,
     HandshakeTimeout,
+    PublisherIdle,
     Read(io::Result<usize>),
     Relay,
 }
@@ -128,10 +132,13 @@ impl<'a> Connection<'a> {
         let mut buffer = vec![0u8; READ_BUFFER_SIZE];
         let handshake_deadline = Instant::now() + self.shared.config.handshake_timeout;
         let mut received = 0u64;
+        let mut last_read = Instant::now();
         loop {
             self.queue_session_output();
             self.write_queued(writer, shutdown).await?;
             let connected = self.app.is_some();
+            let publishing = self.publishing.is_some();
+            let idle_deadline = last_read + self.shared.config.publisher_idle_timeout;
             let wake = {
                 let playing = self.playing.as_mut();
                 let relay_events = &mut self.relay_events;
@@ -139,6 +146,7 @@ impl<'a> Connection<'a> {
                     biased;
                     _ = shutdown.cancelled() => Wake::Shutdown,
                     _ = sleep_until(handshake_deadline), if !connected => Wake::HandshakeTimeout,
+                    _ = sleep_until(idle_deadline), if publishing => Wake::PublisherIdle,
                     read = reader.read(&mut buffer) => Wake::Read(read),
                     _ = next_relay_batch(playing, relay_events) => Wake::Relay,
                 }
@@ -150,8 +158,14 @@ impl<'a> Connection<'a> {
                         self.shared.config.handshake_timeout,
                     ))
                 }
+                Wake::PublisherIdle => {
+                    return Err(ConnectionError::PublisherIdle(
+                        self.shared.config.publisher_idle_timeout,
+                    ))
+                }
                 Wake::Read(read) => {
                     let read = read?;
+                    last_read = Instant::now();
                     let Some(bytes) = buffer.get(..read).filter(|b| !b.is_empty()) else {
                         if received > 0 && !self.session.handshake_done() {
                             return Err(ConnectionError::ClosedDuringHandshake(received));
