@@ -125,9 +125,11 @@ async fn ffmpeg_plays_live_hls_and_http_flv_from_an_rtmp_publish() {
     )
     .await
     .unwrap();
+    let mirror = tempfile::tempdir().unwrap();
     let config = LiveHlsConfig::default()
         .with_segments(Duration::from_secs(1), 2)
-        .with_end_timing(Duration::from_millis(500), Duration::from_secs(30));
+        .with_end_timing(Duration::from_millis(500), Duration::from_secs(30))
+        .with_directory(mirror.path());
     let http = HttpServer::start("127.0.0.1:0".parse().unwrap(), hub.clone(), config)
         .await
         .unwrap();
@@ -217,6 +219,26 @@ async fn ffmpeg_plays_live_hls_and_http_flv_from_an_rtmp_publish() {
     )
     .unwrap();
     last.check_window().unwrap();
+
+    // The directory mirror holds the same playlist and only the kept segments.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mirrored = std::fs::read_to_string(mirror.path().join("live/cam.m3u8")).unwrap();
+    assert_eq!(ParsedPlaylist::parse(&mirrored).unwrap(), last);
+    for segment in &last.segments {
+        let path = mirror.path().join("live").join(&segment.uri);
+        assert!(path.is_file(), "{} not mirrored", path.display());
+    }
+    let files = std::fs::read_dir(mirror.path().join("live/cam"))
+        .unwrap()
+        .count();
+    assert!(
+        files <= last.segments.len() + 3,
+        "{files} segment files kept"
+    );
+    assert!(
+        !mirror.path().join("live/cam/0.ts").exists(),
+        "old segments are deleted"
+    );
     let last_sequence = last.segments.last().unwrap().sequence;
 
     // Published again: a new live playlist continues the media sequence.

@@ -129,6 +129,11 @@ impl LivePlaylist {
             .and_then(|e| e.bytes.clone())
     }
 
+    /// The oldest segment still kept (listed or retained).
+    pub fn oldest_kept(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.sequence)
+    }
+
     /// The segments currently listed by [`render`](Self::render).
     pub fn listed(&self) -> impl Iterator<Item = &PlaylistEntry> {
         let skip = self.entries.len() - self.listed_count();

@@ -2,6 +2,7 @@
 //! keeps the playlist and segments in memory for the HTTP handlers.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
@@ -9,10 +10,12 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::flv::{FlvTag, FlvTagType};
-use crate::hls::{LivePlaylist, PlaylistConfig, Segmenter, SegmenterConfig, SegmenterEvent};
+use crate::hls::{
+    HlsDirectory, LivePlaylist, PlaylistConfig, Segment, Segmenter, SegmenterConfig, SegmenterEvent,
+};
 use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey};
 
 /// Settings of live HLS.
@@ -29,6 +32,10 @@ pub struct LiveHlsConfig {
     pub ended_retention: Duration,
     /// How often the hub is checked for newly published streams.
     pub poll_interval: Duration,
+    /// Also write playlists and segments under this directory, laid out like the URLs
+    /// (`{app}/{stream}.m3u8`, `{app}/{stream}/{sequence}.ts`); segments that leave the playlist
+    /// are deleted.
+    pub directory: Option<PathBuf>,
 }
 
 impl Default for LiveHlsConfig {
@@ -39,6 +46,7 @@ impl Default for LiveHlsConfig {
             republish_grace: Duration::from_secs(10),
             ended_retention: Duration::from_secs(60),
             poll_interval: Duration::from_millis(250),
+            directory: None,
         }
     }
 }
@@ -50,6 +58,12 @@ impl LiveHlsConfig {
             segment_duration_ms: u32::try_from(segment_duration.as_millis()).unwrap_or(u32::MAX),
             target_duration_secs,
         };
+        self
+    }
+
+    /// Mirrors playlists and segments into `directory` (see [`LiveHlsConfig::directory`]).
+    pub fn with_directory(mut self, directory: impl Into<PathBuf>) -> Self {
+        self.directory = Some(directory.into());
         self
     }
 
@@ -223,11 +237,16 @@ impl LiveHls {
         streams.insert(key.clone(), state.clone());
         drop(streams);
         info!(app = %key.app, stream = %key.name, "live HLS started");
+        let directory = config
+            .directory
+            .as_ref()
+            .map(|root| DirectoryWriter::start(root, key, first_sequence));
         let task = StreamTask {
             live: self.clone(),
             key: key.clone(),
             state: state.clone(),
             segmenter: Segmenter::with_first_sequence(config.segmenter, first_sequence),
+            directory,
         };
         tokio::spawn(task.run(subscription));
         Some(state)
@@ -283,6 +302,7 @@ struct StreamTask {
     key: StreamKey,
     state: Arc<StreamHls>,
     segmenter: Segmenter,
+    directory: Option<DirectoryWriter>,
 }
 
 impl StreamTask {
@@ -398,8 +418,74 @@ impl StreamTask {
                     SegmenterEvent::Ended => view.playlist.end(),
                 }
             }
-            view.rendered = Bytes::from(view.playlist.render());
+            let text = view.playlist.render();
+            if let Some(directory) = &self.directory {
+                for event in &events {
+                    if let SegmenterEvent::SegmentReady(segment) = event {
+                        directory.send(DirectoryJob::Segment(segment.clone()));
+                    }
+                }
+                directory.send(DirectoryJob::Playlist(text.clone()));
+                if let Some(oldest) = view.playlist.oldest_kept() {
+                    directory.send(DirectoryJob::RemoveBelow(oldest));
+                }
+            }
+            view.rendered = Bytes::from(text);
         }
         self.state.version.send_modify(|v| *v += 1);
+    }
+}
+
+/// Work for a stream's directory mirror, done in order on a blocking thread.
+enum DirectoryJob {
+    Segment(Segment),
+    Playlist(String),
+    RemoveBelow(u64),
+}
+
+/// Writes one stream's playlist and segments to disk off the async workers, in order.
+struct DirectoryWriter {
+    jobs: std::sync::mpsc::Sender<DirectoryJob>,
+}
+
+impl DirectoryWriter {
+    fn start(root: &std::path::Path, key: &StreamKey, first_sequence: u64) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel();
+        let app_dir = root.join(&key.app);
+        let segments_dir = app_dir.join(&key.name);
+        let playlist_path = app_dir.join(format!("{}.m3u8", key.name));
+        tokio::task::spawn_blocking(move || {
+            let directory = match HlsDirectory::create_split(&segments_dir, &playlist_path) {
+                Ok(directory) => directory,
+                Err(error) => {
+                    warn!(%error, "HLS directory mirror disabled");
+                    return;
+                }
+            };
+            let mut removed_below = first_sequence;
+            for job in queue {
+                let done = match job {
+                    DirectoryJob::Segment(segment) => directory.write_segment(&segment),
+                    DirectoryJob::Playlist(text) => directory.write_playlist_text(&text),
+                    DirectoryJob::RemoveBelow(oldest) => {
+                        let mut result = Ok(());
+                        while removed_below < oldest && result.is_ok() {
+                            result = directory.remove_segment(removed_below);
+                            removed_below += 1;
+                        }
+                        result
+                    }
+                };
+                if let Err(error) = done {
+                    warn!(%error, "HLS directory mirror write failed");
+                }
+            }
+        });
+        DirectoryWriter { jobs }
+    }
+
+    fn send(&self, job: DirectoryJob) {
+        // The writer only stops early after a failure it already logged.
+        let _ = self.jobs.send(job);
     }
 }
