@@ -4,6 +4,18 @@
 //! contribution accounting, fraud detection, rewards and the payout ledger. No I/O: storage and
 //! clocks are traits that the embedding service implements.
 //!
+//! Where to start:
+//!
+//! - signed wire types: [`SessionGrant`], [`ViewerReceipt`], [`NodeHeartbeat`] in [`Signed`],
+//!   over the canonical encoding of [`canonical`];
+//! - [`ReceiptVerifier`] checks receipts against grants and the origin's [`SegmentChain`];
+//! - [`ProbeSummary`] (availability, capacity) and [`Router`] (seeded, replayable routing);
+//! - [`FraudEngine`] turns [`EpochObservations`] into reward inputs, evidence and penalties;
+//! - [`Settlement`] splits the pool ([`split_pool`]), keeps the double-entry [`Ledger`], closes
+//!   each epoch with an [`EpochStatement`] and a [`MerkleTree`], and pays through a
+//!   [`PayoutSink`]; [`replay_epochs`] recomputes every statement from the published inputs;
+//! - [`SettlementStore`] and [`Clock`] are what a service implements.
+//!
 //! ```
 //! use streamr_core::{
 //!     ContentDigest, KeyPair, SessionGrant, SessionId, Signed, StreamId, ViewerReceipt,
