@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use streamr_core::{KeyPair, PayoutPolicy, ProbePolicy, Router, SettlementConfig, VerifierConfig};
+use streamr_core::{
+    FraudConfig, KeyPair, PayoutPolicy, ProbePolicy, Router, SettlementConfig, VerifierConfig,
+};
 
 /// Per-client-IP request rate limit (token bucket).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +34,8 @@ pub struct CoordConfig {
     pub settlement: SettlementConfig,
     /// Payout thresholds and fees.
     pub payouts: PayoutPolicy,
+    /// Fraud rule thresholds.
+    pub fraud: FraudConfig,
     /// What a probe must reach to pass.
     pub probe_policy: ProbePolicy,
     /// Viewer routing parameters.
@@ -81,6 +85,7 @@ impl Default for CoordConfig {
             reward_pool_per_epoch: 1_000_000_000,
             settlement: SettlementConfig::default(),
             payouts: PayoutPolicy::default(),
+            fraud: FraudConfig::default(),
             probe_policy: ProbePolicy::default(),
             router: Router::default(),
             verifier: VerifierConfig::default(),

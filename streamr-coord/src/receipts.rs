@@ -4,19 +4,47 @@
 use std::collections::BTreeMap;
 
 use streamr_core::{
-    NodeId, OriginDigests, ReceiptVerifier, SegmentRecord as OriginSegment, SessionId, SignedGrant,
-    SignedReceipt, StreamId,
+    NodeId, OriginDigests, ReceiptRejection, ReceiptTally, ReceiptVerifier,
+    SegmentRecord as OriginSegment, SessionId, SignedGrant, SignedReceipt, StreamId,
 };
 
 use crate::api::AppState;
 use crate::error::{ApiError, StorageError};
-use crate::storage::{ReceiptRecord, SessionRecord};
+use crate::storage::{ActivityDelta, ReceiptRecord, SessionRecord};
 
-/// Receipts that verified (ready to store) and why the others did not.
+/// Receipts that verified (ready to store), why the others did not, and each credited node's
+/// receipt outcomes for the fraud rules.
 #[derive(Debug, Default)]
 pub(crate) struct Verified {
     pub(crate) accepted: Vec<ReceiptRecord>,
     pub(crate) rejected: Vec<String>,
+    pub(crate) tallies: BTreeMap<String, ReceiptTally>,
+}
+
+impl Verified {
+    /// The tallies as activity rows of `epoch`.
+    pub(crate) fn activity(&self, epoch: i64) -> Vec<ActivityDelta> {
+        self.tallies
+            .iter()
+            .map(|(node_id, tally)| tally_delta(node_id, epoch, tally))
+            .collect()
+    }
+}
+
+/// One node's receipt outcomes as an activity row.
+pub(crate) fn tally_delta(node_id: &str, epoch: i64, tally: &ReceiptTally) -> ActivityDelta {
+    ActivityDelta {
+        node_id: node_id.to_owned(),
+        epoch,
+        heartbeats: 0,
+        claimed_bytes: 0,
+        submitted: clamp_i64(tally.submitted),
+        accepted: clamp_i64(tally.accepted),
+        forged: clamp_i64(tally.forged),
+        replayed: clamp_i64(tally.replayed),
+        beyond_grant: clamp_i64(tally.beyond_grant),
+        wrong_content: clamp_i64(tally.wrong_content),
+    }
 }
 
 fn corrupt(what: &'static str, detail: impl Into<String>) -> ApiError {
@@ -50,6 +78,14 @@ pub(crate) async fn verify(
     for (session_id, mut batch) in by_session {
         batch.sort_by_key(|r| r.body.seq);
         let Some(session) = state.storage.get_session(&session_id.to_string()).await? else {
+            if let Some(node) = node {
+                let tally = out.tallies.entry(node.to_string()).or_default();
+                for receipt in &batch {
+                    tally.record(&Err(ReceiptRejection::UnknownSession {
+                        session: receipt.body.session_id,
+                    }));
+                }
+            }
             out.rejected.extend(
                 batch
                     .iter()
@@ -91,6 +127,10 @@ pub(crate) async fn verify(
             }
         }
         let outcomes = verifier.verify_batch(&credited_node, &batch, &content, now);
+        let tally = out.tallies.entry(credited_node.to_string()).or_default();
+        for outcome in &outcomes {
+            tally.record(outcome);
+        }
         for (receipt, outcome) in batch.iter().zip(outcomes) {
             match outcome {
                 Ok(credit) => out.accepted.push(record(

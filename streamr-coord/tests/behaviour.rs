@@ -379,25 +379,27 @@ async fn viewers_are_routed_receipts_settle_and_pay_once(db: &TestDb) {
             &viewer,
         )
     };
-    // The node forwards two receipts in a heartbeat; the viewer posts a third itself, plus a
-    // forged one and a replay.
+    // The node forwards two receipts in a heartbeat; the viewer posts a third itself and
+    // repeats the second (a duplicate, not a replay), plus one for a session nobody granted.
+    // Byte counts stay within the stream's rate so the fraud rules find nothing to drop.
     let (status, outcome) = api
         .post(
             "/nodes/heartbeat",
             &json!({
                 "heartbeat": heartbeat(&node, 2, &["show"]),
-                "receipts": [receipt(1, 1_000_000, 0), receipt(2, 2_500_000, 1)],
+                "receipts": [receipt(1, 1_000, 0), receipt(2, 2_500, 1)],
             }),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{outcome}");
     assert_eq!(outcome["accepted"], 2, "{outcome}");
-    let mut forged = receipt(4, 9_000_000, 2);
-    forged.signature = Signed::sign(forged.body.clone(), &node).signature;
+    let mut stray = receipt(4, 9_000, 2);
+    stray.body.session_id = SessionId::from_bytes([0xee; 16]);
+    let stray = Signed::sign(stray.body, &viewer);
     let (status, outcome) = api
         .post(
             "/receipts",
-            &json!({ "receipts": [receipt(3, 4_000_000, 2), forged, receipt(2, 2_500_000, 1)] }),
+            &json!({ "receipts": [receipt(3, 4_000, 2), stray, receipt(2, 2_500, 1)] }),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{outcome}");
@@ -407,6 +409,26 @@ async fn viewers_are_routed_receipts_settle_and_pay_once(db: &TestDb) {
         Some(2),
         "{outcome}"
     );
+
+    // Another node forwards the viewer's receipt as if it had served the session: forgery.
+    let cheater = KeyPair::from_seed([13; 32]);
+    assert_eq!(
+        api.post("/nodes", &registration(&cheater, "http://10.0.13.1:8080"))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    let (status, outcome) = api
+        .post(
+            "/nodes/heartbeat",
+            &json!({
+                "heartbeat": heartbeat(&cheater, 1, &["show"]),
+                "receipts": [receipt(5, 5_000, 2)],
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    assert_eq!(outcome["accepted"], 0, "{outcome}");
     let activity = now_ms();
 
     wait_for_epoch_end(&config, activity).await;
@@ -414,17 +436,44 @@ async fn viewers_are_routed_receipts_settle_and_pay_once(db: &TestDb) {
     assert!(settled >= 1, "the epoch with receipts is settled");
     assert_eq!(api.coordinator.settle_due().await.expect("settle again"), 0);
 
+    // Activity may straddle an epoch boundary: look at every settled epoch.
     let (status, epochs) = api.get("/epochs").await;
     assert_eq!(status, StatusCode::OK);
-    let epoch = epochs[0]["epoch"].as_i64().expect("epoch");
-    let (status, statement) = api.get(&format!("/epochs/{epoch}")).await;
-    assert_eq!(status, StatusCode::OK, "{statement}");
+    let epochs = epochs.as_array().expect("epochs").clone();
+    let epoch = epochs[0]["epoch"].as_i64().expect("newest epoch");
     let pool = config.reward_pool_per_epoch as i64;
-    assert_eq!(statement["settlement"]["pool"], pool);
-    let distributed = statement["settlement"]["distributed"]
-        .as_i64()
-        .expect("distributed");
-    assert!(distributed > 0 && distributed <= pool, "{statement}");
+    let mut distributed = 0;
+    let mut probation_evidence = false;
+    let mut forgery_evidence = false;
+    for settled in &epochs {
+        let number = settled["epoch"].as_i64().expect("epoch");
+        let (status, statement) = api.get(&format!("/epochs/{number}")).await;
+        assert_eq!(status, StatusCode::OK, "{statement}");
+        assert_eq!(statement["settlement"]["pool"], pool);
+        let share = statement["settlement"]["distributed"]
+            .as_i64()
+            .expect("distributed");
+        assert!((0..=pool).contains(&share), "{statement}");
+        distributed += share;
+        probation_evidence |= statement["evidence"]
+            .as_array()
+            .expect("evidence")
+            .iter()
+            .any(|e| e["rule"] == "probation" && e["node_id"] == node.node_id().to_string());
+        forgery_evidence |= statement["evidence"]
+            .as_array()
+            .expect("evidence")
+            .iter()
+            .any(|e| {
+                e["rule"] == "forged_receipts" && e["node_id"] == cheater.node_id().to_string()
+            });
+    }
+    assert!(distributed > 0, "the node earned");
+    assert!(
+        probation_evidence,
+        "the fraud rules ran and their evidence is stored"
+    );
+    assert!(forgery_evidence, "the forging node is caught");
 
     let (status, earnings) = api
         .get(&format!("/nodes/{}/earnings", node.node_id()))

@@ -46,10 +46,10 @@ impl AppState {
             .map(|token| blake3::hash(token.as_bytes()));
         AppState {
             limiter: config.rate_limit.map(RateLimiter::new),
+            settler: tokio::sync::Mutex::new(Settler::new(&config)),
             config,
             storage,
             metrics: Metrics::default(),
-            settler: tokio::sync::Mutex::new(Settler::default()),
             heartbeat_writer: std::sync::OnceLock::new(),
             admin_token_hash,
         }

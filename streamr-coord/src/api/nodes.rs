@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PeerIp};
 use crate::metrics::Metrics;
 use crate::receipts;
-use crate::storage::{HeartbeatWrite, NodeRecord, ProbeRecord, StatsRow};
+use crate::storage::{ActivityDelta, HeartbeatWrite, NodeRecord, ProbeRecord, StatsRow};
 use crate::wire::{HeartbeatRequest, ReceiptsOutcome, SignedDeregistration, SignedRegistration};
 
 const MAX_FIELD_LEN: usize = 512;
@@ -69,7 +69,7 @@ fn check_text(field: &'static str, value: &str, url: bool) -> Result<(), ApiErro
 }
 
 /// The /24 the node's HTTP URL names, falling back to the address it registered from.
-fn subnet_of(http_url: &str, peer: Option<IpAddr>) -> String {
+pub(crate) fn subnet_of(http_url: &str, peer: Option<IpAddr>) -> String {
     let host = http_url
         .split_once("://")
         .map_or(http_url, |(_, rest)| rest)
@@ -194,14 +194,28 @@ async fn accept_heartbeat(
         viewers: to_i64("viewers", body.viewers)?,
         bytes_served: to_i64("bytes_served", body.bytes_served)?,
         receipts: Vec::new(),
+        activity: ActivityDelta::default(),
     };
     let verified = if request.receipts.is_empty() {
         receipts::Verified::default()
     } else {
         receipts::verify(state, Some(body.node_id), &request.receipts, now).await?
     };
+    let node_id = body.node_id.to_string();
+    let mut activity = verified
+        .tallies
+        .get(&node_id)
+        .map(|tally| receipts::tally_delta(&node_id, state.config.epoch_of(now), tally))
+        .unwrap_or_else(|| ActivityDelta {
+            node_id: node_id.clone(),
+            epoch: state.config.epoch_of(now),
+            ..ActivityDelta::default()
+        });
+    activity.heartbeats = 1;
+    activity.claimed_bytes = write_base.bytes_served;
     let write = HeartbeatWrite {
         receipts: verified.accepted,
+        activity,
         ..write_base
     };
     let accepted = state.heartbeat_writer().write(write).await?;

@@ -15,7 +15,7 @@ use super::streams::load_stream;
 use super::Shared;
 use crate::clock::now_ms;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, PeerIp};
 use crate::metrics::Metrics;
 use crate::receipts;
 use crate::storage::{NodeRecord, SessionRecord};
@@ -40,6 +40,7 @@ fn epoch_seed(state: &Shared, epoch: i64) -> [u8; 32] {
 pub(crate) async fn play(
     State(state): State<Shared>,
     ApiPath(id): ApiPath<String>,
+    PeerIp(peer): PeerIp,
     ApiQuery(query): ApiQuery<PlayQuery>,
 ) -> Result<Json<PlayResponse>, ApiError> {
     let stream = load_stream(&state, &id).await?;
@@ -135,6 +136,9 @@ pub(crate) async fn play(
             expiry_ms: i64::try_from(signed.body.expiry_ms).unwrap_or(i64::MAX),
             issued_at_ms: now,
             grant_json,
+            viewer_subnet: peer.map_or_else(String::new, |ip| {
+                super::nodes::subnet_of(&format!("http://{ip}"), None)
+            }),
         })
         .await?;
     Metrics::inc(&state.metrics.grants_issued_total);
@@ -159,8 +163,13 @@ pub(crate) async fn post_receipts(
             reason: format!("between 1 and {limit} receipts per request"),
         });
     }
-    let verified = receipts::verify(&state, None, &request.receipts, now_ms()).await?;
-    let accepted = state.storage.insert_receipts(&verified.accepted).await?;
+    let now = now_ms();
+    let verified = receipts::verify(&state, None, &request.receipts, now).await?;
+    let activity = verified.activity(state.config.epoch_of(now));
+    let accepted = state
+        .storage
+        .insert_receipts(&verified.accepted, &activity)
+        .await?;
     count_receipts(&state, accepted, verified.rejected.len());
     Ok(Json(ReceiptsOutcome {
         accepted,

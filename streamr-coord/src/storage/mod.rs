@@ -9,9 +9,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use records::{
-    EvidenceRecord, HeartbeatWrite, LedgerEntryRecord, NodeRecord, NodeUsage, PayoutRecord,
-    ProbeRecord, ReceiptRecord, SegmentRecord, SessionRecord, SettlementRecord, SettlementWrite,
-    StatsRow, StreamRecord, Totals,
+    ActivityDelta, EvidenceRecord, HeartbeatWrite, LedgerEntryRecord, NodeRecord, NodeUsage,
+    PayoutRecord, ProbeRecord, ReceiptRecord, SegmentRecord, SessionRecord, SessionUsageRow,
+    SettlementRecord, SettlementWrite, StatsRow, StreamRecord, Totals,
 };
 pub use sql::{PostgresStorage, SqliteStorage};
 
@@ -79,8 +79,24 @@ pub trait Storage: Send + Sync + 'static {
     async fn get_session(&self, session_id: &str) -> StorageResult<Option<SessionRecord>>;
     /// The session's accepted receipt with the highest sequence number.
     async fn latest_receipt(&self, session_id: &str) -> StorageResult<Option<ReceiptRecord>>;
-    /// Stores verified receipts; a receipt whose (session, seq) is stored already is ignored. Returns how many were new.
-    async fn insert_receipts(&self, receipts: &[ReceiptRecord]) -> StorageResult<u64>;
+    /// Stores verified receipts and adds `activity` to the nodes' epoch activity, in one
+    /// transaction; a receipt whose (session, seq) is stored already is ignored. Returns how
+    /// many receipts were new.
+    async fn insert_receipts(
+        &self,
+        receipts: &[ReceiptRecord],
+        activity: &[ActivityDelta],
+    ) -> StorageResult<u64>;
+    /// Every node's activity in an epoch.
+    async fn activity_for_epoch(&self, epoch: i64) -> StorageResult<Vec<ActivityDelta>>;
+    /// Every session's verified usage in an epoch.
+    async fn session_usage_for_epoch(&self, epoch: i64) -> StorageResult<Vec<SessionUsageRow>>;
+    /// Fraud evidence of epochs in `[from_epoch, to_epoch)`.
+    async fn evidence_between(
+        &self,
+        from_epoch: i64,
+        to_epoch: i64,
+    ) -> StorageResult<Vec<EvidenceRecord>>;
     /// Every receipt of an epoch.
     async fn receipts_for_epoch(&self, epoch: i64) -> StorageResult<Vec<ReceiptRecord>>;
     /// Epochs before `before_epoch` that have receipts but no settlement, oldest first.

@@ -92,6 +92,8 @@ pub struct SessionRecord {
     pub issued_at_ms: i64,
     /// The signed grant as JSON.
     pub grant_json: String,
+    /// The /24 the viewer asked from (`a.b.c.0/24`, empty when unknown).
+    pub viewer_subnet: String,
 }
 
 /// A verified viewer receipt.
@@ -140,6 +142,59 @@ pub struct HeartbeatWrite {
     pub bytes_served: i64,
     /// Verified receipts carried by the heartbeat.
     pub receipts: Vec<ReceiptRecord>,
+    /// What the heartbeat adds to the node's epoch activity.
+    pub activity: ActivityDelta,
+}
+
+/// Additions to one node's activity in one epoch (claims and receipt outcomes), summed by
+/// storage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ActivityDelta {
+    /// The node.
+    pub node_id: String,
+    /// The epoch.
+    pub epoch: i64,
+    /// Heartbeats.
+    pub heartbeats: i64,
+    /// Bytes the node claimed to serve.
+    pub claimed_bytes: i64,
+    /// Receipts submitted for it.
+    pub submitted: i64,
+    /// Accepted.
+    pub accepted: i64,
+    /// Forged (bad signature, unknown session, another node's session).
+    pub forged: i64,
+    /// Replayed or not monotonic.
+    pub replayed: i64,
+    /// Beyond the grant.
+    pub beyond_grant: i64,
+    /// Wrong, stale or unknown content.
+    pub wrong_content: i64,
+}
+
+/// A session's verified usage in one epoch, summed from its receipts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct SessionUsageRow {
+    /// The session.
+    pub session_id: String,
+    /// The serving node.
+    pub node_id: String,
+    /// The viewer (hex key).
+    pub viewer: String,
+    /// The viewer's /24.
+    pub viewer_subnet: String,
+    /// The stream.
+    pub stream_id: String,
+    /// Bytes credited in the epoch.
+    pub bytes: i64,
+    /// Of which on time.
+    pub on_time_bytes: i64,
+    /// The newest receipt's cumulative bytes.
+    pub bytes_total: i64,
+    /// When the session was granted.
+    pub started_ms: i64,
+    /// The newest receipt's time.
+    pub last_receipt_ms: i64,
 }
 
 /// A settled epoch: the published inputs, the closing statement and the Merkle leaves.
@@ -169,6 +224,8 @@ pub struct SettlementRecord {
     pub statement_json: String,
     /// The Merkle leaves (`streamr_core::BalanceLeaf`) as a JSON array.
     pub leaves_json: String,
+    /// `streamr_core::EpochObservations` the fraud rules assessed, as JSON.
+    pub observations_json: String,
     /// When it was settled.
     pub settled_at_ms: i64,
     /// Which replica settled it.

@@ -12,9 +12,9 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    EvidenceRecord, HeartbeatWrite, LedgerEntryRecord, NodeRecord, NodeUsage, PayoutRecord,
-    ProbeRecord, ReceiptRecord, SegmentRecord, SessionRecord, SettlementRecord, SettlementWrite,
-    StatsRow, Storage, StorageResult, StreamRecord, Totals,
+    ActivityDelta, EvidenceRecord, HeartbeatWrite, LedgerEntryRecord, NodeRecord, NodeUsage,
+    PayoutRecord, ProbeRecord, ReceiptRecord, SegmentRecord, SessionRecord, SessionUsageRow,
+    SettlementRecord, SettlementWrite, StatsRow, Storage, StorageResult, StreamRecord, Totals,
 };
 use crate::error::StorageError;
 
@@ -96,7 +96,7 @@ const NODE_COLUMNS: &str =
      capacity_kbps, last_nonce, last_heartbeat_ms, status, viewers, bytes_served, streams_json";
 const SETTLEMENT_COLUMNS: &str = "epoch, previous_hash, statement_hash, merkle_root, pool, \
      distributed, penalties, vested, leaf_count, inputs_json, statement_json, leaves_json, \
-     settled_at_ms, settled_by";
+     observations_json, settled_at_ms, settled_by";
 const PAYOUT_COLUMNS: &str = "node_id, cumulative_net, epoch, payout_address, gross, fees, net, \
      status, sink_reference, updated_at_ms";
 const SEGMENT_COLUMNS: &str = "stream_id, sequence, hash, digest, published_ms, reported_at_ms";
@@ -107,6 +107,40 @@ const RECEIPT_COLUMNS: &str = "session_id, seq, node_id, stream_id, bytes_total,
 macro_rules! sql_storage {
     ($storage:ident, $db:ty, $sql:path, $settlement_lock:path) => {
         impl $storage {
+            async fn add_activity_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                delta: &ActivityDelta,
+            ) -> StorageResult<()> {
+                sqlx::query(&$sql(
+                    "INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, claimed_bytes, \
+                     submitted, accepted, forged, replayed, beyond_grant, wrong_content) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                     ON CONFLICT (node_id, epoch) DO UPDATE SET \
+                     heartbeats = node_epoch_activity.heartbeats + excluded.heartbeats, \
+                     claimed_bytes = node_epoch_activity.claimed_bytes + excluded.claimed_bytes, \
+                     submitted = node_epoch_activity.submitted + excluded.submitted, \
+                     accepted = node_epoch_activity.accepted + excluded.accepted, \
+                     forged = node_epoch_activity.forged + excluded.forged, \
+                     replayed = node_epoch_activity.replayed + excluded.replayed, \
+                     beyond_grant = node_epoch_activity.beyond_grant + excluded.beyond_grant, \
+                     wrong_content = node_epoch_activity.wrong_content + excluded.wrong_content",
+                ))
+                .bind(&delta.node_id)
+                .bind(delta.epoch)
+                .bind(delta.heartbeats)
+                .bind(delta.claimed_bytes)
+                .bind(delta.submitted)
+                .bind(delta.accepted)
+                .bind(delta.forged)
+                .bind(delta.replayed)
+                .bind(delta.beyond_grant)
+                .bind(delta.wrong_content)
+                .execute(&mut **tx)
+                .await
+                .map_err(StorageError::query("add_activity"))?;
+                Ok(())
+            }
+
             async fn insert_receipts_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 receipts: &[ReceiptRecord],
@@ -373,6 +407,7 @@ macro_rules! sql_storage {
                         }));
                         continue;
                     }
+                    Self::add_activity_in(&mut tx, &heartbeat.activity).await?;
                     outcomes.push(Ok(Self::insert_receipts_in(&mut tx, &heartbeat.receipts).await?));
                 }
                 tx.commit().await.map_err(StorageError::query(op))?;
@@ -382,7 +417,8 @@ macro_rules! sql_storage {
             async fn create_session(&self, session: &SessionRecord) -> StorageResult<()> {
                 sqlx::query(&$sql(
                     "INSERT INTO sessions (session_id, stream_id, node_id, viewer, max_bytes, \
-                     expiry_ms, issued_at_ms, grant_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     expiry_ms, issued_at_ms, grant_json, viewer_subnet) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 ))
                 .bind(&session.session_id)
                 .bind(&session.stream_id)
@@ -392,6 +428,7 @@ macro_rules! sql_storage {
                 .bind(session.expiry_ms)
                 .bind(session.issued_at_ms)
                 .bind(&session.grant_json)
+                .bind(&session.viewer_subnet)
                 .execute(&self.pool)
                 .await
                 .map_err(StorageError::query("create_session"))?;
@@ -401,7 +438,7 @@ macro_rules! sql_storage {
             async fn get_session(&self, session_id: &str) -> StorageResult<Option<SessionRecord>> {
                 sqlx::query_as::<_, SessionRecord>(&$sql(
                     "SELECT session_id, stream_id, node_id, viewer, max_bytes, expiry_ms, \
-                     issued_at_ms, grant_json FROM sessions WHERE session_id = $1",
+                     issued_at_ms, grant_json, viewer_subnet FROM sessions WHERE session_id = $1",
                 ))
                 .bind(session_id)
                 .fetch_optional(&self.pool)
@@ -421,11 +458,68 @@ macro_rules! sql_storage {
                     .map_err(StorageError::query("latest_receipt"))
             }
 
-            async fn insert_receipts(&self, receipts: &[ReceiptRecord]) -> StorageResult<u64> {
-                let mut tx = self.pool.begin().await.map_err(StorageError::query("insert_receipts"))?;
+            async fn insert_receipts(
+                &self,
+                receipts: &[ReceiptRecord],
+                activity: &[ActivityDelta],
+            ) -> StorageResult<u64> {
+                let op = "insert_receipts";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
                 let inserted = Self::insert_receipts_in(&mut tx, receipts).await?;
-                tx.commit().await.map_err(StorageError::query("insert_receipts"))?;
+                for delta in activity {
+                    Self::add_activity_in(&mut tx, delta).await?;
+                }
+                tx.commit().await.map_err(StorageError::query(op))?;
                 Ok(inserted)
+            }
+
+            async fn activity_for_epoch(&self, epoch: i64) -> StorageResult<Vec<ActivityDelta>> {
+                sqlx::query_as::<_, ActivityDelta>(&$sql(
+                    "SELECT node_id, epoch, heartbeats, claimed_bytes, submitted, accepted, forged, \
+                     replayed, beyond_grant, wrong_content FROM node_epoch_activity \
+                     WHERE epoch = $1 ORDER BY node_id",
+                ))
+                .bind(epoch)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("activity_for_epoch"))
+            }
+
+            async fn session_usage_for_epoch(
+                &self,
+                epoch: i64,
+            ) -> StorageResult<Vec<SessionUsageRow>> {
+                sqlx::query_as::<_, SessionUsageRow>(&$sql(
+                    "SELECT r.session_id, s.node_id, s.viewer, s.viewer_subnet, s.stream_id, \
+                     CAST(SUM(r.bytes_delta) AS BIGINT) AS bytes, \
+                     CAST(SUM(r.on_time_bytes) AS BIGINT) AS on_time_bytes, \
+                     MAX(r.bytes_total) AS bytes_total, s.issued_at_ms AS started_ms, \
+                     MAX(r.t_ms) AS last_receipt_ms \
+                     FROM receipts r JOIN sessions s ON s.session_id = r.session_id \
+                     WHERE r.epoch = $1 \
+                     GROUP BY r.session_id, s.node_id, s.viewer, s.viewer_subnet, s.stream_id, \
+                     s.issued_at_ms ORDER BY r.session_id",
+                ))
+                .bind(epoch)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("session_usage_for_epoch"))
+            }
+
+            async fn evidence_between(
+                &self,
+                from_epoch: i64,
+                to_epoch: i64,
+            ) -> StorageResult<Vec<EvidenceRecord>> {
+                sqlx::query_as::<_, EvidenceRecord>(&$sql(
+                    "SELECT epoch, node_id, rule, detail, created_at_ms FROM fraud_evidence \
+                     WHERE epoch >= $1 AND epoch < $2 ORDER BY id",
+                ))
+                .bind(from_epoch)
+                .bind(to_epoch)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("evidence_between"))
             }
 
             async fn receipts_for_epoch(&self, epoch: i64) -> StorageResult<Vec<ReceiptRecord>> {
@@ -522,8 +616,8 @@ macro_rules! sql_storage {
                 let claimed = sqlx::query(&$sql(
                     "INSERT INTO settlements (epoch, previous_hash, statement_hash, merkle_root, \
                      pool, distributed, penalties, vested, leaf_count, inputs_json, statement_json, \
-                     leaves_json, settled_at_ms, settled_by) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                     leaves_json, observations_json, settled_at_ms, settled_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
                      ON CONFLICT (epoch) DO NOTHING",
                 ))
                 .bind(settlement.epoch)
@@ -538,6 +632,7 @@ macro_rules! sql_storage {
                 .bind(&settlement.inputs_json)
                 .bind(&settlement.statement_json)
                 .bind(&settlement.leaves_json)
+                .bind(&settlement.observations_json)
                 .bind(settlement.settled_at_ms)
                 .bind(&settlement.settled_by)
                 .execute(&mut *tx)

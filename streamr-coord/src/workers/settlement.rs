@@ -9,8 +9,10 @@
 use std::collections::BTreeMap;
 
 use streamr_core::{
-    Account, EpochInputs, LedgerEntry, NodeEpochInput, NodeId, OperatorId, PayoutConfirmation,
-    PayoutItem, PayoutSink, ProbeResult, ProbeSummary, Settlement, Subnet24, PPM,
+    Account, EpochInputs, EpochObservations, Evidence, FraudEngine, LedgerEntry, NodeClaims,
+    NodeId, NodeProfile, OperatorId, PayoutConfirmation, PayoutItem, PayoutSink, ProbeResult,
+    ProbeSummary, ReceiptTally, SessionId, SessionUsage, Settlement, StreamId, Subnet24, Verdict,
+    ViewerKey, ViewerProfile, PPM,
 };
 
 use super::WorkerError;
@@ -18,7 +20,8 @@ use crate::api::AppState;
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use crate::storage::{
-    LedgerEntryRecord, NodeRecord, PayoutRecord, ProbeRecord, SettlementRecord, SettlementWrite,
+    EvidenceRecord, LedgerEntryRecord, NodeRecord, PayoutRecord, ProbeRecord, SettlementRecord,
+    SettlementWrite,
 };
 
 /// Settlements read per page while rebuilding the engine.
@@ -42,10 +45,11 @@ impl PayoutSink for PlannedPayouts {
     }
 }
 
-/// The settlement engine and the last epoch it has applied.
-#[derive(Debug, Default)]
+/// The settlement and fraud engines and the last epoch they have applied.
+#[derive(Debug)]
 pub(crate) struct Settler {
     engine: Settlement,
+    fraud: FraudEngine,
     last_epoch: Option<i64>,
 }
 
@@ -90,9 +94,18 @@ fn entry_record(entry: &LedgerEntry) -> LedgerEntryRecord {
 }
 
 impl Settler {
-    /// Replays every stored settlement into a fresh engine.
+    /// Engines with no history.
+    pub(crate) fn new(config: &crate::config::CoordConfig) -> Settler {
+        Settler {
+            engine: Settlement::new(),
+            fraud: FraudEngine::new(config.fraud.clone()),
+            last_epoch: None,
+        }
+    }
+
+    /// Replays every stored settlement into fresh engines.
     pub(crate) async fn rebuild(state: &AppState) -> Result<Settler, WorkerError> {
-        let mut settler = Settler::default();
+        let mut settler = Settler::new(&state.config);
         let mut from = i64::MIN;
         loop {
             let page = state.storage.settlements_from(from, REPLAY_PAGE).await?;
@@ -111,6 +124,13 @@ impl Settler {
     fn replay(&mut self, state: &AppState, stored: &SettlementRecord) -> Result<(), WorkerError> {
         let inputs: EpochInputs = serde_json::from_str(&stored.inputs_json)
             .map_err(|e| corrupt(stored.epoch, format!("inputs: {e}")))?;
+        // The fraud engine remembers viewer history: feed it what it assessed then.
+        if !stored.observations_json.is_empty() {
+            let observations: EpochObservations =
+                serde_json::from_str(&stored.observations_json)
+                    .map_err(|e| corrupt(stored.epoch, format!("observations: {e}")))?;
+            self.fraud.assess(&observations);
+        }
         let outcome =
             self.engine
                 .settle_epoch(&inputs)
@@ -177,79 +197,169 @@ impl Settler {
         }
     }
 
-    /// The published inputs of `epoch`, built from stored receipts and probes.
-    pub(crate) async fn inputs_for(
+    /// What the fraud rules look at for `epoch`, built from storage.
+    pub(crate) async fn observations_for(
+        &self,
         state: &AppState,
         epoch: i64,
-    ) -> Result<EpochInputs, WorkerError> {
-        let usage = state.storage.usage_for_epoch(epoch).await?;
-        let probes = state.storage.probes_for_epoch(epoch).await?;
-        let nodes: BTreeMap<String, NodeRecord> = state
-            .storage
-            .list_nodes()
+    ) -> Result<EpochObservations, WorkerError> {
+        let config = &state.config;
+        let storage = &state.storage;
+        let nodes = storage.list_nodes().await?;
+        let mut profiles = Vec::new();
+        for node in &nodes {
+            let Ok(node_id) = node.id.parse::<NodeId>() else {
+                continue;
+            };
+            let Some(operator) = operator_of(node) else {
+                continue;
+            };
+            let first_epoch = config.epoch_of(node.registered_at_ms).max(0);
+            let epochs = epoch.saturating_sub(first_epoch).max(1);
+            let earned = self
+                .engine
+                .balance(&node_id)
+                .map_or(0, |b| b.cumulative_earned);
+            profiles.push(NodeProfile {
+                node_id,
+                operator,
+                subnet: subnet(&node.subnet),
+                first_epoch: to_u64(first_epoch),
+                average_reward: earned / to_u64(epochs).max(1),
+            });
+        }
+
+        let usage = storage.session_usage_for_epoch(epoch).await?;
+        let mut viewers: BTreeMap<ViewerKey, ViewerProfile> = BTreeMap::new();
+        let mut sessions = Vec::with_capacity(usage.len());
+        let mut sessions_per_node: BTreeMap<String, u64> = BTreeMap::new();
+        let mut bitrates: BTreeMap<StreamId, u64> = BTreeMap::new();
+        for row in &usage {
+            let (Ok(session_id), Ok(node_id), Ok(viewer), Ok(stream_id)) = (
+                row.session_id.parse::<SessionId>(),
+                row.node_id.parse::<NodeId>(),
+                row.viewer.parse::<ViewerKey>(),
+                StreamId::new(row.stream_id.clone()),
+            ) else {
+                continue;
+            };
+            viewers.entry(viewer).or_insert_with(|| ViewerProfile {
+                viewer,
+                subnet: subnet(&row.viewer_subnet),
+                operator: None,
+            });
+            *sessions_per_node.entry(row.node_id.clone()).or_default() += 1;
+            bitrates.insert(stream_id.clone(), config.grant_bytes_per_second);
+            sessions.push(SessionUsage {
+                session_id,
+                node_id,
+                viewer,
+                stream_id,
+                bytes: to_u64(row.bytes),
+                on_time_bytes: to_u64(row.on_time_bytes),
+                bytes_total: to_u64(row.bytes_total),
+                started_ms: to_u64(row.started_ms),
+                last_receipt_ms: to_u64(row.last_receipt_ms),
+            });
+        }
+
+        let claims = storage
+            .activity_for_epoch(epoch)
             .await?
             .into_iter()
-            .map(|n| (n.id.clone(), n))
+            .filter_map(|a| {
+                Some(NodeClaims {
+                    node_id: a.node_id.parse().ok()?,
+                    claimed_bytes: to_u64(a.claimed_bytes),
+                    unattested_bytes: 0,
+                    sessions: sessions_per_node.get(&a.node_id).copied().unwrap_or(0),
+                    receipts: ReceiptTally {
+                        submitted: to_u64(a.submitted),
+                        accepted: to_u64(a.accepted),
+                        forged: to_u64(a.forged),
+                        replayed: to_u64(a.replayed),
+                        beyond_grant: to_u64(a.beyond_grant),
+                        wrong_content: to_u64(a.wrong_content),
+                    },
+                })
+            })
             .collect();
-        let mut results: BTreeMap<&str, Vec<ProbeResult>> = BTreeMap::new();
-        for probe in &probes {
-            if let Some(result) = probe_result(probe) {
+
+        let mut results: BTreeMap<String, Vec<ProbeResult>> = BTreeMap::new();
+        for probe in storage.probes_for_epoch(epoch).await? {
+            if let Some(result) = probe_result(&probe) {
                 results
-                    .entry(probe.node_id.as_str())
+                    .entry(probe.node_id.clone())
                     .or_default()
                     .push(result);
             }
         }
-        let summaries: BTreeMap<&str, ProbeSummary> = results
+        let probes = results
             .iter()
-            .map(|(id, r)| {
-                (
-                    *id,
-                    ProbeSummary::from_results(&state.config.probe_policy, r),
-                )
+            .filter_map(|(id, r)| {
+                Some((
+                    id.parse::<NodeId>().ok()?,
+                    ProbeSummary::from_results(&config.probe_policy, r),
+                ))
             })
             .collect();
-        let epoch_ms = u64::try_from(state.config.epoch_length_ms()).unwrap_or(0);
-        let mut inputs = Vec::new();
-        let mut ids: Vec<&str> = usage.iter().map(|u| u.node_id.as_str()).collect();
-        ids.extend(summaries.keys().copied());
-        ids.sort_unstable();
-        ids.dedup();
-        for id in ids {
-            let Ok(node_id) = id.parse::<NodeId>() else {
-                continue;
-            };
-            let node = nodes.get(id);
-            let used = usage.iter().find(|u| u.node_id == id);
-            let summary = summaries.get(id).copied().unwrap_or_default();
-            let operator = node
-                .and_then(|n| OperatorId::new(n.operator.clone()).ok())
-                .or_else(|| OperatorId::new(id).ok());
-            let Some(operator) = operator else { continue };
-            inputs.push(NodeEpochInput {
-                node_id,
-                operator,
-                subnet: node.map_or(Subnet24([0, 0, 0]), |n| subnet(&n.subnet)),
-                verified_bytes: used.map_or(0, |u| to_u64(u.bytes)),
-                on_time_bytes: used.map_or(0, |u| to_u64(u.on_time_bytes)),
-                flagged_bytes: 0,
-                availability_ppm: summary.availability_ppm(),
-                unattested_bytes: 0,
-                probe_capacity_bytes: summary.capacity_bytes(epoch_ms),
-                probation_ppm: PPM,
-            });
+
+        // Routing weighs nodes alike until probes tell them apart, so each operator's expected
+        // share of sessions is its share of active nodes.
+        let active: Vec<&NodeRecord> = nodes.iter().filter(|n| n.active).collect();
+        let mut per_operator: BTreeMap<OperatorId, u64> = BTreeMap::new();
+        for node in &active {
+            if let Some(operator) = operator_of(node) {
+                *per_operator.entry(operator).or_default() += 1;
+            }
         }
-        Ok(EpochInputs {
+        let active_count = u64::try_from(active.len()).unwrap_or(u64::MAX).max(1);
+        let operator_route_share_ppm = per_operator
+            .into_iter()
+            .map(|(operator, count)| (operator, count.saturating_mul(PPM) / active_count))
+            .collect();
+
+        let window = i64::try_from(config.fraud.collusion_window_epochs).unwrap_or(i64::MAX);
+        let by_id: BTreeMap<&str, &NodeRecord> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+        let mut recently_penalized = Vec::new();
+        for evidence in storage
+            .evidence_between(epoch.saturating_sub(window), epoch)
+            .await?
+        {
+            let penalized = serde_json::from_str::<Evidence>(&evidence.detail)
+                .map(|e| matches!(e.verdict, Verdict::Penalize { .. }))
+                .unwrap_or(false);
+            if let (true, Some(node)) = (penalized, by_id.get(evidence.node_id.as_str())) {
+                if let Some(operator) = operator_of(node) {
+                    recently_penalized.push((subnet(&node.subnet), operator));
+                }
+            }
+        }
+
+        Ok(EpochObservations {
             epoch: to_u64(epoch),
-            pool: config_pool(state),
-            config: state.config.settlement.clone(),
-            nodes: inputs,
-            penalties: Vec::new(),
+            epoch_ms: to_u64(config.epoch_length_ms()),
+            nodes: profiles,
+            viewers: viewers.into_values().collect(),
+            sessions,
+            claims,
+            probes,
+            bitrates: bitrates.into_iter().collect(),
+            operator_route_share_ppm,
+            recently_penalized,
         })
     }
 
     async fn settle_one(&mut self, state: &AppState, epoch: i64) -> Result<bool, WorkerError> {
-        let inputs = Settler::inputs_for(state, epoch).await?;
+        let observations = self.observations_for(state, epoch).await?;
+        let report = self.fraud.assess(&observations);
+        let inputs = EpochInputs {
+            epoch: to_u64(epoch),
+            pool: state.config.reward_pool_per_epoch,
+            config: state.config.settlement.clone(),
+            nodes: report.node_inputs.clone(),
+            penalties: report.penalties.clone(),
+        };
         let outcome = self
             .engine
             .settle_epoch(&inputs)
@@ -305,12 +415,26 @@ impl Settler {
                 inputs_json: to_json(&inputs),
                 statement_json: to_json(statement),
                 leaves_json: to_json(&outcome.leaves),
+                observations_json: to_json(&observations),
                 settled_at_ms: now,
                 settled_by: state.config.replica_id.clone(),
             },
             follows: self.last_epoch,
             entries,
-            evidence: Vec::new(),
+            evidence: report
+                .evidence
+                .iter()
+                .map(|e| EvidenceRecord {
+                    epoch,
+                    node_id: e.node_id.to_string(),
+                    rule: serde_json::to_value(e.rule)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_else(|| format!("{:?}", e.rule)),
+                    detail: to_json(e),
+                    created_at_ms: now,
+                })
+                .collect(),
             payouts,
         };
         if state.storage.settle_epoch(&write).await? {
@@ -339,8 +463,10 @@ pub(crate) fn probe_result(probe: &ProbeRecord) -> Option<ProbeResult> {
     })
 }
 
-fn config_pool(state: &AppState) -> u64 {
-    state.config.reward_pool_per_epoch
+fn operator_of(node: &NodeRecord) -> Option<OperatorId> {
+    OperatorId::new(node.operator.clone())
+        .ok()
+        .or_else(|| OperatorId::new(node.id.clone()).ok())
 }
 
 /// Parses `a.b.c.0/24` (as stored) back into a [`Subnet24`]; anything else maps to a /24 of its
