@@ -44,6 +44,10 @@ struct Args {
     #[arg(long, env = "STREAMR_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     http_listen: SocketAddr,
 
+    /// Also write live HLS playlists and segments under this directory (`{app}/{key}.m3u8`).
+    #[arg(long, env = "STREAMR_HLS_DIR")]
+    hls_dir: Option<std::path::PathBuf>,
+
     /// Log line format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "STREAMR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
@@ -100,7 +104,11 @@ async fn main() -> anyhow::Result<()> {
     let server = RelayServer::start_on_hub(config, std::sync::Arc::new(AllowAll), hub.clone())
         .await
         .with_context(|| format!("cannot listen for RTMP on {}", args.rtmp_listen))?;
-    let http = HttpServer::start(args.http_listen, hub, LiveHlsConfig::default())
+    let mut hls = LiveHlsConfig::default();
+    if let Some(dir) = &args.hls_dir {
+        hls = hls.with_directory(dir);
+    }
+    let http = HttpServer::start(args.http_listen, hub, hls)
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", args.http_listen))?;
     info!(
@@ -132,6 +140,7 @@ mod tests {
         let args = Args::try_parse_from(["streamr-node"]).unwrap();
         assert_eq!(args.rtmp_listen, "127.0.0.1:1935".parse().unwrap());
         assert_eq!(args.http_listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(args.hls_dir, None);
         assert_eq!(args.chunk_size, 4096);
         assert!(args.gop_cache);
         assert_eq!(args.log_format, LogFormat::Pretty);
