@@ -1,0 +1,91 @@
+//! The `streamr-node` binary: it listens for RTMP where told, logs JSON when asked, and shuts down
+//! cleanly on Ctrl-C (SIGINT).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+fn connect_within(addr: &str, limit: Duration) -> TcpStream {
+    let deadline = Instant::now() + limit;
+    loop {
+        match TcpStream::connect(addr) {
+            Ok(stream) => return stream,
+            Err(err) if Instant::now() < deadline => {
+                let _ = err;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(err) => panic!("streamr-node never listened on {addr}: {err}"),
+        }
+    }
+}
+
+#[test]
+fn node_answers_the_rtmp_handshake_and_exits_cleanly_on_ctrl_c() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut node = Command::new(env!("CARGO_BIN_EXE_streamr-node"))
+        .args([
+            "--rtmp-listen",
+            &addr,
+            "--log-format",
+            "json",
+            "--gop-cache",
+            "false",
+        ])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start streamr-node");
+
+    let mut socket = connect_within(&addr, Duration::from_secs(10));
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    let mut c0c1 = vec![3u8];
+    c0c1.resize(1 + 1536, 0);
+    socket.write_all(&c0c1).expect("send C0+C1");
+    let mut s0s1s2 = vec![0u8; 1 + 2 * 1536];
+    socket
+        .read_exact(&mut s0s1s2)
+        .expect("S0+S1+S2 from the node");
+    assert_eq!(s0s1s2[0], 3, "RTMP version 3");
+    drop(socket);
+
+    let interrupted = Command::new("kill")
+        .args(["-INT", &node.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(interrupted.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = node.try_wait().expect("poll streamr-node") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = node.kill();
+            panic!("streamr-node did not exit within 10 s of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut logs = String::new();
+    if let Some(mut stderr) = node.stderr.take() {
+        stderr.read_to_string(&mut logs).expect("read logs");
+    }
+    assert!(status.success(), "exit status {status}; logs:\n{logs}");
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .all(|line| line.starts_with('{') && line.ends_with('}')),
+        "JSON logs expected:\n{logs}"
+    );
+    assert!(logs.contains("RTMP relay listening"), "{logs}");
+    assert!(logs.contains("shutting down"), "{logs}");
+}
