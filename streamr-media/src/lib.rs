@@ -15,6 +15,7 @@ pub mod codec;
 pub mod flv;
 pub mod hls;
 pub mod http;
+pub mod publish;
 pub mod relay;
 pub mod rtmp;
 pub mod server;
