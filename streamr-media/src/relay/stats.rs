@@ -18,6 +18,8 @@ pub struct StreamStats {
     pub frames_in: u64,
     /// Payload bytes received from publishers.
     pub bytes_in: u64,
+    /// Totals over every viewer the stream ever had, current and departed (the `id` is 0).
+    pub delivered: ViewerStats,
     /// One entry per current viewer.
     pub viewers: Vec<ViewerStats>,
 }
@@ -44,6 +46,16 @@ pub(crate) struct ViewerCounters {
     pub(crate) bytes_out: AtomicU64,
     pub(crate) frames_dropped: AtomicU64,
     pub(crate) bytes_dropped: AtomicU64,
+}
+
+impl ViewerStats {
+    /// Adds `other`'s counters to these (saturating), keeping this `id`.
+    pub fn accumulate(&mut self, other: &ViewerStats) {
+        self.frames_out = self.frames_out.saturating_add(other.frames_out);
+        self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
+        self.frames_dropped = self.frames_dropped.saturating_add(other.frames_dropped);
+        self.bytes_dropped = self.bytes_dropped.saturating_add(other.bytes_dropped);
+    }
 }
 
 impl ViewerCounters {

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::frame::{Frame, FrameKind};
-use super::stats::{StreamStats, ViewerCounters};
+use super::stats::{StreamStats, ViewerCounters, ViewerStats};
 use super::RelayConfig;
 
 /// The decoder configuration a viewer needs before its first frame: the latest metadata and
@@ -114,6 +114,8 @@ pub(crate) struct Stream {
     pub(crate) head: watch::Sender<u64>,
     pub(crate) viewers: Mutex<HashMap<u64, Arc<ViewerCounters>>>,
     pub(crate) next_viewer_id: AtomicU64,
+    /// Counters of viewers that left, so stream totals survive them.
+    pub(crate) departed: Mutex<ViewerStats>,
     pub(crate) config: RelayConfig,
 }
 
@@ -133,6 +135,7 @@ impl Stream {
             head: watch::Sender::new(0),
             viewers: Mutex::new(HashMap::new()),
             next_viewer_id: AtomicU64::new(0),
+            departed: Mutex::new(ViewerStats::default()),
             config,
         }
     }
@@ -257,16 +260,21 @@ impl Stream {
 
     pub(crate) fn stats(&self, key: super::StreamKey) -> StreamStats {
         let state = lock(&self.state);
-        let viewers = lock(&self.viewers)
+        let viewers: Vec<ViewerStats> = lock(&self.viewers)
             .iter()
             .map(|(id, counters)| counters.snapshot(*id))
             .collect();
+        let mut delivered = *lock(&self.departed);
+        for viewer in &viewers {
+            delivered.accumulate(viewer);
+        }
         StreamStats {
             key,
             publishing: state.publishing,
             publish_count: state.publish_count,
             frames_in: state.total_frames,
             bytes_in: state.total_bytes,
+            delivered,
             viewers,
         }
     }

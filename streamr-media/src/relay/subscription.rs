@@ -295,7 +295,9 @@ fn emit(frame: &Arc<Frame>, out: &mut Vec<RelayEvent>, counts: &mut BatchCounts)
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        lock(&self.stream.viewers).remove(&self.id);
+        if let Some(counters) = lock(&self.stream.viewers).remove(&self.id) {
+            lock(&self.stream.departed).accumulate(&counters.snapshot(0));
+        }
         self.hub.forget_if_idle(&self.key, &self.stream);
     }
 }

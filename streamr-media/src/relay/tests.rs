@@ -243,6 +243,15 @@ fn stalled_viewer_skips_to_a_keyframe_and_counts_the_drop_while_a_fast_one_gets_
     assert_eq!(fast_stats.frames_dropped, 0);
     assert_eq!(fast_stats.frames_out, 63);
     assert_eq!(stats.frames_in, 63);
+    drop(stalled);
+    let after = hub.stream_stats(&key()).unwrap();
+    assert_eq!(after.viewers.len(), 1);
+    assert_eq!(
+        after.delivered.frames_out,
+        63 + 13,
+        "departed viewers still count"
+    );
+    assert_eq!(after.delivered.frames_dropped, 50);
 }
 
 #[test]
