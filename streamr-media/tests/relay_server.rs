@@ -193,3 +193,91 @@ async fn a_silent_publisher_is_disconnected_and_its_key_freed() {
     );
     server.shutdown().await;
 }
+
+/// Reads the player's events until `media` media messages arrived; returns every event.
+async fn receive_events(player: &mut TestClient, media: usize) -> Vec<ClientEvent> {
+    let mut events = Vec::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        while let Some(event) = player.session.poll_event() {
+            events.push(event);
+        }
+        let received = events
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::Media { .. }))
+            .count();
+        if received >= media {
+            return events;
+        }
+        player.flush().await;
+        let read = tokio::time::timeout(Duration::from_secs(10), player.socket.read(&mut buffer))
+            .await
+            .expect("events within 10 s")
+            .expect("read");
+        assert!(read > 0, "server closed the player");
+        player.session.feed(&buffer[..read]).expect("valid bytes");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_notifications_players_hear_unpublish_and_republish_then_get_new_headers() {
+    let mut config = RelayServerConfig::default();
+    config.bind = "127.0.0.1:0".parse().unwrap();
+    config.notify_players_on_unpublish = true;
+    let server = RelayServer::start(config).await.unwrap();
+    let addr = server.local_addr();
+    let key = StreamKey::new("live", "show");
+    let publish = ClientRole::Publish(PublishMode::Live);
+    let mut player = TestClient::start(addr, "live", "show", ClientRole::Play)
+        .await
+        .unwrap();
+
+    let headers = [
+        Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f]),
+        Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x4d, 0, 0x28]),
+    ];
+    let keyframe = Bytes::from_static(&[0x17, 1, 0, 0, 0, 0x65, 0x88]);
+    let mut rounds = Vec::new();
+    for header in &headers {
+        let mut publisher = TestClient::start(addr, "live", "show", publish)
+            .await
+            .unwrap();
+        for payload in [header.clone(), keyframe.clone()] {
+            publisher
+                .session
+                .send_media(MediaKind::Video, 0, payload)
+                .unwrap();
+        }
+        publisher.flush().await;
+        rounds.push(receive_events(&mut player, 2).await);
+        publisher.session.close().unwrap();
+        publisher.flush().await;
+        drop(publisher);
+        wait_for_publish_end(server.hub(), &key, Duration::from_secs(5)).await;
+    }
+
+    let second = &rounds[1];
+    let ended = second
+        .iter()
+        .position(|e| matches!(e, ClientEvent::StreamEnded));
+    let resumed = second
+        .iter()
+        .position(|e| matches!(e, ClientEvent::StreamResumed));
+    let media: Vec<&Bytes> = second
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Media { payload, .. } => Some(payload),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!((ended, resumed), (Some(e), Some(r)) if e < r),
+        "unpublish then republish notifications expected: {second:?}"
+    );
+    assert_eq!(
+        media,
+        vec![&headers[1], &keyframe],
+        "new header, then keyframe"
+    );
+    server.shutdown().await;
+}
