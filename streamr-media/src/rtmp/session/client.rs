@@ -423,6 +423,11 @@ impl ClientSession {
     }
 
     fn command(&mut self, command: Command) -> Result<(), SessionError> {
+        tracing::debug!(
+            command = %command.name,
+            transaction_id = command.transaction_id,
+            "RTMP command from server"
+        );
         let info = || status_info(command.arguments.first());
         match (command.name.as_str(), command.transaction_id) {
             ("_result", tx) if tx == CONNECT_TX && self.phase == Phase::Connecting => {

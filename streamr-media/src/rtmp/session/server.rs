@@ -725,6 +725,7 @@ impl ServerSession {
 
     fn command(&mut self, stream_id: u32, command: Command) -> Result<(), SessionError> {
         let tx = command.transaction_id;
+        tracing::debug!(command = %command.name, stream_id, transaction_id = tx, "RTMP command from client");
         if command.name != "connect" && self.connect != ConnectState::Accepted {
             // Nothing but connect is served before the app accepted a connect.
             return Ok(());
