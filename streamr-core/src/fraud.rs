@@ -243,8 +243,10 @@ impl PenaltyPolicy {
 pub struct FraudConfig {
     /// Claims may exceed verified bytes by this share, ppm ...
     pub claim_tolerance_ppm: u64,
-    /// ... plus this many bytes per session (the unreceipted tail of a session).
-    pub claim_slack_per_session: u64,
+    /// ... plus this many seconds of the highest stream bitrate per session (the unreceipted
+    /// tail of a session: lost or not yet sent receipts). Claims are never paid, so generous
+    /// slack costs nothing; it only keeps honest nodes from being flagged.
+    pub claim_slack_seconds_per_session: u64,
     /// Session bytes above bitrate × duration × this factor (ppm) are over-bitrate.
     pub bitrate_headroom_ppm: u64,
     /// Share of probes failing (hash or timeout) that counts as failing while serving, ppm.
@@ -255,6 +257,8 @@ pub struct FraudConfig {
     pub quality_gap_on_time_ppm: u64,
     /// Availability above which the quality gap rule applies, ppm.
     pub quality_gap_availability_ppm: u64,
+    /// Sessions (over the history window) a node needs before the quality gap rule judges it.
+    pub quality_gap_min_sessions: u64,
     /// Share of a node's bytes from self-dealing, bot or colluding viewers above which the node
     /// is penalized (below, the bytes are only dropped), ppm.
     pub tainted_share_ppm: u64,
@@ -283,12 +287,13 @@ impl Default for FraudConfig {
     fn default() -> Self {
         Self {
             claim_tolerance_ppm: 150_000,
-            claim_slack_per_session: 100_000_000,
+            claim_slack_seconds_per_session: 900,
             bitrate_headroom_ppm: 1_100_000,
             probe_failure_ppm: 500_000,
             wrong_content_ppm: 100_000,
             quality_gap_on_time_ppm: 500_000,
             quality_gap_availability_ppm: 800_000,
+            quality_gap_min_sessions: 8,
             tainted_share_ppm: 300_000,
             bot_factor: 5,
             bot_min_sessions: 20,
@@ -327,6 +332,8 @@ pub struct FraudEngine {
     config: FraudConfig,
     /// Per viewer: (epoch, operator) of each session in the window.
     viewer_history: BTreeMap<ViewerKey, Vec<(u64, OperatorId)>>,
+    /// Per node: (epoch, verified bytes, on-time bytes, sessions) in the window.
+    node_history: BTreeMap<NodeId, Vec<(u64, u64, u64, u64)>>,
 }
 
 #[derive(Default)]
@@ -358,6 +365,7 @@ impl FraudEngine {
         Self {
             config,
             viewer_history: BTreeMap::new(),
+            node_history: BTreeMap::new(),
         }
     }
 
@@ -535,6 +543,8 @@ impl FraudEngine {
             obs.recently_penalized.iter().map(|(s, _)| s).collect();
         let penalized_operators: BTreeSet<&OperatorId> =
             obs.recently_penalized.iter().map(|(_, o)| o).collect();
+        let max_bitrate = obs.bitrates.iter().map(|(_, b)| *b).max().unwrap_or(0);
+        let slack_per_session = max_bitrate.saturating_mul(c.claim_slack_seconds_per_session);
         let mut node_inputs = Vec::with_capacity(obs.nodes.len());
         let mut sorted_nodes: Vec<&NodeProfile> = obs.nodes.iter().collect();
         sorted_nodes.sort_by_key(|n| n.node_id);
@@ -557,7 +567,7 @@ impl FraudEngine {
                 let allowed = a
                     .verified
                     .saturating_add(scale_ppm(a.verified, c.claim_tolerance_ppm))
-                    .saturating_add(cl.sessions.saturating_mul(c.claim_slack_per_session));
+                    .saturating_add(cl.sessions.saturating_mul(slack_per_session));
                 if cl.claimed_bytes > allowed {
                     fire(
                         RuleId::ClaimsExceedReceipts,
@@ -623,8 +633,23 @@ impl FraudEngine {
                         .or_insert(RuleId::ProbeFailuresWhileServing);
                 }
             }
-            let on_time_ppm = ppm_of(a.on_time, a.verified);
+            // The quality gap is judged over the history window, once enough sessions were seen:
+            // one epoch of two lossy viewers says little.
+            let sessions = claim.map_or(0, |cl| cl.sessions);
+            let history = self.node_history.entry(id).or_default();
+            history.push((epoch, a.verified, a.on_time, sessions));
+            history.retain(|(e, ..)| *e >= oldest);
+            let (w_verified, w_on_time, w_sessions) =
+                history.iter().fold((0u64, 0u64, 0u64), |acc, h| {
+                    (
+                        acc.0.saturating_add(h.1),
+                        acc.1.saturating_add(h.2),
+                        acc.2.saturating_add(h.3),
+                    )
+                });
+            let on_time_ppm = ppm_of(w_on_time, w_verified);
             if a.verified > 0
+                && w_sessions >= c.quality_gap_min_sessions
                 && probe.availability_ppm() >= c.quality_gap_availability_ppm
                 && on_time_ppm < c.quality_gap_on_time_ppm
             {
@@ -632,7 +657,8 @@ impl FraudEngine {
                     RuleId::QualityGap,
                     inputs([
                         ("availability_ppm", probe.availability_ppm()),
-                        ("on_time_ppm", on_time_ppm),
+                        ("window_on_time_ppm", on_time_ppm),
+                        ("window_sessions", w_sessions),
                     ]),
                     penalty_verdict.clone(),
                 );
@@ -704,6 +730,8 @@ impl FraudEngine {
                 probation_ppm,
             });
         }
+        self.node_history
+            .retain(|_, h| h.iter().any(|(e, ..)| *e >= oldest));
         let penalties = penalize
             .iter()
             .filter_map(|(id, rule)| {
@@ -892,6 +920,27 @@ mod tests {
         assert_eq!(rules_for(&report, 2), [RuleId::Whitewashing]);
         assert_eq!(report.node_inputs[0].probation_ppm, 500_000);
         assert_eq!(report.node_inputs[1].probation_ppm, 100_000);
+    }
+
+    #[test]
+    fn quality_gap_waits_for_enough_sessions() {
+        let mut engine = FraudEngine::new(FraudConfig::default());
+        for round in 0..4u64 {
+            let mut obs = honest();
+            obs.epoch = 100 + round;
+            // Node 2 serves viewers 1 and 5, who get 90 % of their content late.
+            for s in obs
+                .sessions
+                .iter_mut()
+                .filter(|s| s.node_id.as_bytes()[0] == 2)
+            {
+                s.on_time_bytes = s.bytes / 10;
+            }
+            let report = engine.assess(&obs);
+            let gap = rules_for(&report, 2).contains(&RuleId::QualityGap);
+            // Two sessions per epoch: the window reaches eight sessions in the fourth epoch.
+            assert_eq!(gap, round == 3, "round {round}");
+        }
     }
 
     #[test]

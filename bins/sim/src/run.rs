@@ -418,7 +418,24 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
             }
             receipts_total += w.receipts.len() as u64;
             if attack == Some(Attack::A7) {
-                let mut extra: Vec<SignedReceipt> = Vec::new();
+                // Receipts for sessions never granted, then altered and replayed own receipts.
+                let mut extra: Vec<SignedReceipt> = (0..3u64)
+                    .map(|k| {
+                        let mut sid = [0xA7; 16];
+                        sid[..8].copy_from_slice(&(run_epoch * 8 + k).to_be_bytes());
+                        Signed::sign(
+                            ViewerReceipt {
+                                session_id: SessionId::from_bytes(sid),
+                                seq: 1,
+                                bytes_total: 500_000_000,
+                                last_segment_seq: 0,
+                                segments_digest: ContentDigest::default(),
+                                t_ms: t1,
+                            },
+                            &node.key,
+                        )
+                    })
+                    .collect();
                 for r in w.receipts.iter().take(3) {
                     let mut forged = r.clone();
                     forged.body.bytes_total += 10_000_000;
