@@ -12,6 +12,7 @@ use streamr_media::rtmp::session::{
 #[derive(Clone, Copy, PartialEq)]
 enum Policy {
     AcceptAll,
+    RejectConnect,
     RejectPublish,
     RejectPlay,
 }
@@ -65,7 +66,10 @@ impl Pair {
 
     fn answer(&mut self, event: &ServerEvent) {
         match event {
-            ServerEvent::ConnectRequested { .. } => self.server.accept_connect().unwrap(),
+            ServerEvent::ConnectRequested { .. } => match self.policy {
+                Policy::RejectConnect => self.server.reject_connect("not on the list").unwrap(),
+                _ => self.server.accept_connect().unwrap(),
+            },
             ServerEvent::PublishRequested { stream_id, .. } => match self.policy {
                 Policy::RejectPublish => self
                     .server
@@ -249,6 +253,32 @@ fn rejected_publish_reaches_the_client_as_bad_name() {
         .client
         .send_media(MediaKind::Audio, 0, Bytes::new())
         .is_err());
+}
+
+#[test]
+fn rejected_connect_reaches_the_client_and_nothing_follows() {
+    let mut pair = Pair::new(
+        ClientRole::Play,
+        HandshakeKind::Simple,
+        Policy::RejectConnect,
+    );
+    pair.pump();
+    let rejection = pair.client_events.iter().find_map(|e| match e {
+        ClientEvent::Rejected { command, status } => {
+            Some((*command, status.code.clone(), status.description.clone()))
+        }
+        _ => None,
+    });
+    assert_eq!(
+        rejection,
+        Some((
+            "connect",
+            "NetConnection.Connect.Rejected".to_owned(),
+            "not on the list".to_owned()
+        ))
+    );
+    assert!(!pair.client_events.contains(&ClientEvent::Connected));
+    assert_eq!(pair.client.stream_id(), None);
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Real players (rtmpdump/librtmp and ffmpeg, each with its own handshake and command order) play
 //! a stream from a `ServerSession` driven by a minimal tokio loop; what they record must hold
-//! every frame we sent.
+//! every frame we sent. ffmpeg, when playing, sends a digest C1 and drops the connection unless
+//! our S1 digest and S2 signature verify, so its test also checks the complex handshake against an
+//! independent implementation.
 
 use std::path::PathBuf;
 use std::process::Stdio;
