@@ -1,6 +1,7 @@
 //! ffmpeg publishes into a `ServerSession` driven by a minimal tokio loop (with a digest C1, so the
-//! session answers with the complex handshake). The test checks what the session reports, and with `STREAMR_RECORD_RTMP_CAPTURE=1` it also records the bytes ffmpeg
-//! sent to `tests/data/rtmp/ffmpeg_publish.bin` (the seed corpus and benchmark input; see
+//! session answers with the complex handshake). The test checks what the session reports, and
+//! with `STREAMR_RECORD_RTMP_CAPTURE=1` it also records the bytes ffmpeg sent to
+//! `tests/data/rtmp/ffmpeg_publish.bin` (the seed corpus and benchmark input; see
 //! `tests/data/rtmp/regenerate.sh`).
 
 use std::path::PathBuf;
