@@ -28,10 +28,13 @@ fn connect_within(addr: &str, limit: Duration) -> TcpStream {
 #[test]
 fn node_answers_the_rtmp_handshake_and_exits_cleanly_on_ctrl_c() {
     let addr = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
     let mut node = Command::new(env!("CARGO_BIN_EXE_streamr-node"))
         .args([
             "--rtmp-listen",
             &addr,
+            "--http-listen",
+            &http,
             "--log-format",
             "json",
             "--gop-cache",
