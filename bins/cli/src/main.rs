@@ -3,7 +3,9 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod progress;
 mod remux;
+mod remux_ts;
 
 /// StreamrP2P command line tools.
 #[derive(Debug, Parser)]
@@ -18,6 +20,8 @@ struct Cli {
 enum Command {
     /// Remux an FLV file into an HLS playlist with MPEG-TS segments.
     Remux(remux::RemuxArgs),
+    /// Remux an FLV file into one continuous MPEG-TS file.
+    RemuxTs(remux_ts::RemuxTsArgs),
 }
 
 fn main() -> Result<()> {
@@ -37,6 +41,10 @@ fn main() -> Result<()> {
                 args.playlist_name,
                 args.out_dir.display()
             );
+        }
+        Command::RemuxTs(args) => {
+            let bytes = remux_ts::run(&args)?;
+            println!("wrote {bytes} bytes to {}", args.output.display());
         }
     }
     Ok(())

@@ -6,14 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use streamr_media::flv::FlvReader;
 use streamr_media::hls::{
     HlsDirectory, LivePlaylist, PlaylistConfig, Segmenter, SegmenterConfig, SegmenterEvent,
 };
 
-/// Files above this size get a progress bar.
-const PROGRESS_THRESHOLD: u64 = 8 * 1024 * 1024;
 const READ_CHUNK: usize = 1024 * 1024;
 
 /// Arguments of `streamr remux`.
@@ -44,18 +41,7 @@ pub fn run(args: &RemuxArgs) -> Result<u64> {
     }
     let mut file =
         File::open(&args.input).with_context(|| format!("opening {}", args.input.display()))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let progress = if size >= PROGRESS_THRESHOLD {
-        let bar = ProgressBar::new(size);
-        if let Ok(style) = ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = crate::progress::for_file(&file);
 
     let segmenter_config = SegmenterConfig {
         segment_duration_ms: (args.segment_duration * 1000.0).round() as u32,

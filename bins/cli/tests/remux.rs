@@ -83,3 +83,34 @@ fn remux_reports_the_offset_of_a_corrupt_file() {
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("unknown FLV tag type 7 at offset 13"));
 }
+
+#[test]
+fn remux_ts_streams_the_same_bytes_as_the_library_and_ffmpeg_decodes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.ts");
+    let run = Command::new(env!("CARGO_BIN_EXE_streamr"))
+        .arg("remux-ts")
+        .arg(input())
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let written = std::fs::read(&out).unwrap();
+    let expected = streamr_media::ts::remux_flv_to_ts(&std::fs::read(input()).unwrap()).unwrap();
+    assert!(
+        written == expected,
+        "streamed output differs from the in-memory remux"
+    );
+    let decode = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(&out)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(decode.status.success());
+    assert_eq!(String::from_utf8_lossy(&decode.stderr).trim(), "");
+}

@@ -4,7 +4,8 @@
 //! transport packets: PAT/PMT with CRC-32/MPEG-2, one PES per frame with PTS/DTS from the FLV
 //! timestamp and composition offset, PCR on the video PID, continuity counters per PID and
 //! adaptation-field stuffing. It is deterministic and allocates nothing per packet.
-//! [`remux_flv_to_ts`] converts a whole FLV file into one continuous transport stream.
+//! [`FlvToTs`] (and [`remux_flv_to_ts`] for a file in memory) converts an FLV stream into one
+//! continuous transport stream.
 
 mod error;
 mod muxer;
@@ -19,4 +20,4 @@ pub use muxer::{
 };
 pub use packet::{SYNC_BYTE, TIMESTAMP_MASK, TS_PACKET_LEN};
 pub use psi::{PAT_PID, PMT_PID, PROGRAM_NUMBER};
-pub use remux::{mux_arbitrary_tags, remux_flv_to_ts, RemuxError};
+pub use remux::{mux_arbitrary_tags, remux_flv_to_ts, FlvToTs, RemuxError};

@@ -23,32 +23,73 @@ pub enum RemuxError {
     },
 }
 
-/// Converts a complete FLV file into one continuous MPEG-TS, with a PAT/PMT at the start and again
-/// before every video keyframe (and whenever a codec configuration changes).
-pub fn remux_flv_to_ts(flv: &[u8]) -> Result<Vec<u8>, RemuxError> {
-    let mut reader = FlvReader::new();
-    reader.push(flv);
-    let mut muxer = FlvTsMuxer::new();
-    let mut out = Vec::with_capacity(flv.len() + flv.len() / 8);
-    let mut tables_due = true;
-    let mut index = 0usize;
-    while let Some(tag) = reader.next_tag()? {
-        let mux_error = |source| RemuxError::Mux { index, source };
-        if let Some(info) = FlvTsMuxer::classify(&tag).map_err(mux_error)? {
-            if info.is_keyframe && info.is_coded_frame() || tables_due && info.is_coded_frame() {
-                muxer.write_tables(&mut out);
-                tables_due = false;
-            }
-            let outcome = muxer
-                .write_classified(&tag, &info, &mut out)
-                .map_err(mux_error)?;
-            if matches!(outcome, MuxOutcome::ConfigChanged { .. }) {
-                tables_due = true;
-            }
-        }
-        index += 1;
+/// Streaming FLV→MPEG-TS conversion into one continuous transport stream, with a PAT/PMT at the
+/// start and again before every video keyframe (and after a codec configuration changes). Push
+/// FLV bytes in any pieces; TS packets are appended to the caller's buffer.
+///
+/// ```
+/// use streamr_media::ts::FlvToTs;
+///
+/// let mut remux = FlvToTs::new();
+/// let mut ts = Vec::new();
+/// remux.push(b"FLV\x01\x05\0\0\0\x09\0\0\0\0", &mut ts).unwrap();
+/// remux.finish().unwrap();
+/// assert!(ts.is_empty());
+/// ```
+#[derive(Debug, Default)]
+pub struct FlvToTs {
+    reader: FlvReader,
+    muxer: FlvTsMuxer,
+    tables_written: bool,
+    tables_due: bool,
+    index: usize,
+}
+
+impl FlvToTs {
+    /// A converter expecting an FLV header first.
+    pub fn new() -> Self {
+        Self::default()
     }
-    reader.finish()?;
+
+    /// Feeds FLV bytes and appends the packets of every tag they complete to `out`. A tag that
+    /// cannot be muxed is an error naming its index; the FLV reader's errors name byte offsets.
+    pub fn push(&mut self, flv: &[u8], out: &mut Vec<u8>) -> Result<(), RemuxError> {
+        self.reader.push(flv);
+        while let Some(tag) = self.reader.next_tag()? {
+            let index = self.index;
+            let mux_error = |source| RemuxError::Mux { index, source };
+            if let Some(info) = FlvTsMuxer::classify(&tag).map_err(mux_error)? {
+                let due = !self.tables_written || self.tables_due || info.is_keyframe;
+                if info.is_coded_frame() && due {
+                    self.muxer.write_tables(out);
+                    self.tables_written = true;
+                    self.tables_due = false;
+                }
+                let outcome = self
+                    .muxer
+                    .write_classified(&tag, &info, out)
+                    .map_err(mux_error)?;
+                if matches!(outcome, MuxOutcome::ConfigChanged { .. }) {
+                    self.tables_due = true;
+                }
+            }
+            self.index += 1;
+        }
+        Ok(())
+    }
+
+    /// Declares the end of the input: fails when it stopped inside a tag.
+    pub fn finish(&self) -> Result<(), RemuxError> {
+        Ok(self.reader.finish()?)
+    }
+}
+
+/// Converts a complete in-memory FLV file with [`FlvToTs`].
+pub fn remux_flv_to_ts(flv: &[u8]) -> Result<Vec<u8>, RemuxError> {
+    let mut remux = FlvToTs::new();
+    let mut out = Vec::with_capacity(flv.len() + flv.len() / 8);
+    remux.push(flv, &mut out)?;
+    remux.finish()?;
     Ok(out)
 }
 
