@@ -39,6 +39,8 @@ pub enum RuleId {
     BotViewer,
     /// Too many nodes in one /24: the group's rewards are capped.
     SybilCluster,
+    /// A viewer's credited bytes above the per-viewer cap.
+    ViewerCap,
     /// A viewer that keeps using one operator's nodes although routing would spread it.
     Collusion,
     /// Too much of the node's traffic came from self-dealing, bot or colluding viewers.
@@ -262,6 +264,9 @@ pub struct FraudConfig {
     /// Share of a node's bytes from self-dealing, bot or colluding viewers above which the node
     /// is penalized (below, the bytes are only dropped), ppm.
     pub tainted_share_ppm: u64,
+    /// A viewer's credited bytes per epoch are capped at this many streams watched for the whole
+    /// epoch at the highest bitrate.
+    pub viewer_cap_streams: u64,
     /// A viewer with more than this many times the median sessions or bytes is a bot.
     pub bot_factor: u64,
     /// ... and at least this many sessions.
@@ -297,6 +302,7 @@ impl Default for FraudConfig {
             tainted_share_ppm: 300_000,
             bot_factor: 5,
             bot_min_sessions: 20,
+            viewer_cap_streams: 2,
             max_nodes_per_subnet: 4,
             collusion_p_value_ppm: 100,
             collusion_window_epochs: 6,
@@ -456,6 +462,12 @@ impl FraudEngine {
         }
 
         // Session-level rules.
+        let max_bitrate = obs.bitrates.iter().map(|(_, b)| *b).max().unwrap_or(0);
+        let viewer_cap = u64::try_from(
+            u128::from(max_bitrate) * u128::from(obs.epoch_ms) / 1_000
+                * u128::from(c.viewer_cap_streams),
+        )
+        .unwrap_or(u64::MAX);
         for s in &obs.sessions {
             let a = acc.entry(s.node_id).or_default();
             a.verified = a.verified.saturating_add(s.bytes);
@@ -528,6 +540,25 @@ impl FraudEngine {
                     inputs,
                     verdict: Verdict::DropBytes { bytes: s.bytes },
                 });
+                continue;
+            }
+            // Per-viewer cap: one viewer's credited bytes in an epoch count up to
+            // `viewer_cap_streams` streams at the highest bitrate for the whole epoch; the excess
+            // is dropped from each of its sessions in proportion.
+            let (_, viewer_bytes) = per_viewer.get(&s.viewer).copied().unwrap_or((0, 0));
+            if viewer_bytes > viewer_cap {
+                let excess = u128::from(viewer_bytes - viewer_cap);
+                let drop = u64::try_from(u128::from(s.bytes) * excess / u128::from(viewer_bytes))
+                    .unwrap_or(s.bytes);
+                let a = acc.entry(s.node_id).or_default();
+                a.flagged = a.flagged.saturating_add(drop);
+                evidence.push(Evidence {
+                    epoch,
+                    rule: RuleId::ViewerCap,
+                    node_id: s.node_id,
+                    inputs: inputs([("viewer_bytes", viewer_bytes), ("viewer_cap", viewer_cap)]),
+                    verdict: Verdict::DropBytes { bytes: drop },
+                });
             }
         }
 
@@ -543,7 +574,6 @@ impl FraudEngine {
             obs.recently_penalized.iter().map(|(s, _)| s).collect();
         let penalized_operators: BTreeSet<&OperatorId> =
             obs.recently_penalized.iter().map(|(_, o)| o).collect();
-        let max_bitrate = obs.bitrates.iter().map(|(_, b)| *b).max().unwrap_or(0);
         let slack_per_session = max_bitrate.saturating_mul(c.claim_slack_seconds_per_session);
         let mut node_inputs = Vec::with_capacity(obs.nodes.len());
         let mut sorted_nodes: Vec<&NodeProfile> = obs.nodes.iter().collect();
@@ -920,6 +950,33 @@ mod tests {
         assert_eq!(rules_for(&report, 2), [RuleId::Whitewashing]);
         assert_eq!(report.node_inputs[0].probation_ppm, 500_000);
         assert_eq!(report.node_inputs[1].probation_ppm, 100_000);
+    }
+
+    #[test]
+    fn viewer_bytes_beyond_the_cap_are_dropped_in_proportion() {
+        let mut obs = honest();
+        // Viewer 1 watches for three hours' worth in a one-hour epoch (cap: two streams).
+        for s in 0..3 {
+            obs.sessions.push(session(1 + s % 4, 1, 50 + s, 60));
+        }
+        let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+        let drops: u64 = report
+            .evidence
+            .iter()
+            .filter(|e| e.rule == RuleId::ViewerCap)
+            .map(|e| match e.verdict {
+                Verdict::DropBytes { bytes } => bytes,
+                _ => 0,
+            })
+            .sum();
+        let total = BITRATE * 60 * (20 + 3 * 60);
+        let cap = BITRATE * 3_600 * 2;
+        assert!(
+            drops.abs_diff(total - cap) <= 4,
+            "{drops} vs {}",
+            total - cap
+        );
+        assert!(report.penalties.is_empty());
     }
 
     #[test]
