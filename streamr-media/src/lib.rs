@@ -5,7 +5,50 @@
 //! every received frame with all viewers.
 //!
 //! Protocol state machines are sans-IO: they take bytes and return events and bytes, so they run
-//! under any runtime and are tested without sockets. The tokio adapters sit beside them.
+//! under any runtime and are tested without sockets ([`rtmp::session::ServerSession`],
+//! [`rtmp::session::ClientSession`], [`hls::Segmenter`], [`ts`]). The tokio adapters sit beside
+//! them: [`RelayServer`] (RTMP), [`http::HttpServer`] (HLS and HTTP-FLV), [`RtmpClient`] and
+//! [`upstream::UpstreamPuller`] (pulling from an origin).
+//!
+//! An RTMP origin/relay with HLS and HTTP-FLV in a few lines:
+//!
+//! ```no_run
+//! use streamr_media::http::{HttpServer, LiveHlsConfig};
+//! use streamr_media::{RelayServer, RelayServerConfig};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let rtmp = RelayServer::start(RelayServerConfig::default()).await?; // 127.0.0.1:1935
+//! let http = HttpServer::start(
+//!     "127.0.0.1:8080".parse().expect("a socket address"),
+//!     rtmp.hub().clone(),
+//!     LiveHlsConfig::default(),
+//! )
+//! .await?;
+//! // Publish to rtmp://127.0.0.1:1935/live/key; play the same URL, or
+//! // http://127.0.0.1:8080/live/key.flv and http://127.0.0.1:8080/live/key.m3u8.
+//! tokio::signal::ctrl_c().await?;
+//! http.shutdown().await;
+//! rtmp.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The relay hub on its own, without sockets:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use streamr_media::{FrameKind, RelayEvent, RelayHub, StreamKey};
+//!
+//! let hub = RelayHub::default();
+//! let key = StreamKey::new("live", "demo");
+//! let publisher = hub.publish(key.clone()).expect("the key is free");
+//! let mut viewer = hub.subscribe(key).expect("below the viewer limit");
+//! // An AVC keyframe: the viewer starts here, sharing the publisher's bytes.
+//! publisher.send(FrameKind::Video, 0, Bytes::from_static(&[0x17, 1, 0, 0, 0, 0x65]));
+//! let mut events = Vec::new();
+//! viewer.try_recv_batch(&mut events, 16);
+//! assert!(matches!(&events[..], [RelayEvent::Frame(frame)] if frame.is_video_keyframe()));
+//! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -21,3 +64,16 @@ pub mod rtmp;
 pub mod server;
 pub mod ts;
 pub mod upstream;
+
+pub use amf0::Amf0Value;
+pub use client::{ClientError, RtmpClient};
+pub use relay::{
+    Frame, FrameKind, Publisher, RelayConfig, RelayEvent, RelayHub, StreamKey, StreamStats,
+    Subscription, ViewerStats,
+};
+pub use rtmp::session::{
+    ClientConfig, ClientEvent, ClientRole, ClientSession, MediaKind, PublishMode, ServerConfig,
+    ServerEvent, ServerSession,
+};
+pub use rtmp::url::RtmpUrl;
+pub use server::{Refusal, RelayHooks, RelayServer, RelayServerConfig, StreamEvent, StreamRequest};
