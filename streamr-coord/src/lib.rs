@@ -29,10 +29,12 @@
 #![forbid(unsafe_code)]
 
 mod api;
+pub mod client;
 mod clock;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod grant_token;
 mod heartbeat_writer;
 pub mod metrics;
 mod rate_limit;

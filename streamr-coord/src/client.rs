@@ -1,0 +1,406 @@
+//! A typed HTTP client for the coordinator API, for friend nodes, viewers and tools.
+//!
+//! Each method speaks one endpoint with the wire types of [`crate::wire`]; signing stays with
+//! `streamr_core` (the client signs registrations and deregistrations with the node key it is
+//! handed, nothing else). A refused request comes back as [`ClientError::Status`] with the HTTP
+//! status and the coordinator's JSON error body.
+//!
+//! ```no_run
+//! use streamr_coord::client::CoordinatorClient;
+//! use streamr_core::KeyPair;
+//!
+//! # async fn run() -> Result<(), streamr_coord::client::ClientError> {
+//! let client = CoordinatorClient::new("http://127.0.0.1:8090")?;
+//! let viewer = KeyPair::generate(&mut rand::rngs::OsRng);
+//! let play = client.play("show", &viewer.viewer_key()).await?;
+//! println!("watch {}", play.http_flv_url);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use streamr_core::{KeyPair, ProbeResult, Signed, SignedHeartbeat, SignedReceipt, ViewerKey};
+
+use crate::grant_token;
+use crate::storage::{NodeRecord, ProbeRecord, SegmentRecord, StreamRecord};
+use crate::wire::{
+    CreateStreamRequest, CreateStreamResponse, HeartbeatRequest, NodeDeregistration,
+    NodeRegistration, PlayResponse, PublishCheckRequest, ReceiptsOutcome, ReceiptsRequest,
+    SegmentReport, SegmentReportResponse,
+};
+
+/// The coordinator's JSON error body (`{"error": code, "message": text}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Machine-readable error code.
+    pub error: String,
+    /// What was wrong.
+    pub message: String,
+}
+
+/// What went wrong calling the coordinator.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The base URL is not an absolute http(s) URL.
+    #[error("coordinator URL {url:?} is not an http:// or https:// URL")]
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+    },
+    /// The request did not complete (connection refused, timeout, reset).
+    #[error("{method} {url}: {source}")]
+    Transport {
+        /// The request method.
+        method: Method,
+        /// The full request URL.
+        url: String,
+        /// reqwest's error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The coordinator answered with an error status.
+    #[error("{method} {url}: HTTP {status}: {}", describe(.body, .raw))]
+    Status {
+        /// The request method.
+        method: Method,
+        /// The full request URL.
+        url: String,
+        /// The HTTP status.
+        status: StatusCode,
+        /// The JSON error body, when the answer had one.
+        body: Option<ErrorBody>,
+        /// The raw answer text (at most 1 KiB).
+        raw: String,
+    },
+    /// The answer was not the JSON the endpoint documents.
+    #[error("{method} {url}: unexpected answer: {source}")]
+    Decode {
+        /// The request method.
+        method: Method,
+        /// The full request URL.
+        url: String,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn describe(body: &Option<ErrorBody>, raw: &str) -> String {
+    match body {
+        Some(body) => format!("{} ({})", body.message, body.error),
+        None => raw.to_owned(),
+    }
+}
+
+impl ClientError {
+    /// The HTTP status, when the coordinator answered with an error.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The coordinator's error code (e.g. `stream_key_rejected`), when it sent one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Status {
+                body: Some(body), ..
+            } => Some(&body.error),
+            _ => None,
+        }
+    }
+}
+
+/// What a node tells the coordinator when it registers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAdvert {
+    /// Who runs the node.
+    pub operator: String,
+    /// Where rewards are paid.
+    pub payout_address: String,
+    /// Base RTMP URL viewers play from (`rtmp://host:port/live`).
+    pub rtmp_url: String,
+    /// Base HTTP URL for HTTP-FLV and HLS (`http://host:port`).
+    pub http_url: String,
+    /// Upload capacity in kbit/s.
+    pub capacity_kbps: u64,
+}
+
+/// Milliseconds since the Unix epoch by the local clock.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A client for one coordinator. Cheap to clone (connections are pooled and shared).
+#[derive(Debug, Clone)]
+pub struct CoordinatorClient {
+    http: reqwest::Client,
+    base: String,
+    admin_token: Option<String>,
+}
+
+const MAX_RAW_ERROR: usize = 1024;
+
+impl CoordinatorClient {
+    /// A client for the coordinator at `base_url` (`http://host:port`), with a 10 s request
+    /// timeout.
+    pub fn new(base_url: &str) -> Result<Self, ClientError> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) || base.len() < 8 {
+            return Err(ClientError::InvalidUrl {
+                url: base_url.to_owned(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|source| ClientError::Transport {
+                method: Method::GET,
+                url: base.clone(),
+                source,
+            })?;
+        Ok(CoordinatorClient {
+            http,
+            base,
+            admin_token: None,
+        })
+    }
+
+    /// Sends `Authorization: Bearer <token>` on the endpoints that need the admin token
+    /// (creating streams, segment reports, probe reports).
+    pub fn with_admin_token(mut self, token: impl Into<String>) -> Self {
+        self.admin_token = Some(token.into());
+        self
+    }
+
+    /// The coordinator's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method.clone(), &url);
+        if let Some(token) = &self.admin_token {
+            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some(body) = body {
+            request = request.header(CONTENT_TYPE, "application/json").body(body);
+        }
+        let transport = |source| ClientError::Transport {
+            method: method.clone(),
+            url: url.clone(),
+            source,
+        };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            let raw = String::from_utf8_lossy(bytes.get(..MAX_RAW_ERROR).unwrap_or(&bytes));
+            return Err(ClientError::Status {
+                method,
+                url,
+                status,
+                body: serde_json::from_slice(&bytes).ok(),
+                raw: raw.into_owned(),
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode {
+            method,
+            url,
+            source,
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(Method::GET, path, None).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        // Serialising our own wire types cannot fail (string keys, no non-finite floats).
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        self.call(Method::POST, path, Some(bytes)).await
+    }
+
+    /// `POST /nodes`: registers (or re-registers) the node whose key is `node_key`.
+    pub async fn register_node(
+        &self,
+        node_key: &KeyPair,
+        advert: &NodeAdvert,
+    ) -> Result<NodeRecord, ClientError> {
+        let registration = NodeRegistration {
+            node_id: node_key.node_id(),
+            payout_address: advert.payout_address.clone(),
+            operator: advert.operator.clone(),
+            rtmp_url: advert.rtmp_url.clone(),
+            http_url: advert.http_url.clone(),
+            capacity_kbps: advert.capacity_kbps,
+            timestamp_ms: unix_ms(),
+        };
+        self.post("/nodes", &Signed::sign(registration, node_key))
+            .await
+    }
+
+    /// `POST /nodes/heartbeat`: a signed heartbeat and the viewer receipts it carries.
+    pub async fn heartbeat(
+        &self,
+        heartbeat: SignedHeartbeat,
+        receipts: Vec<SignedReceipt>,
+    ) -> Result<ReceiptsOutcome, ClientError> {
+        self.post(
+            "/nodes/heartbeat",
+            &HeartbeatRequest {
+                heartbeat,
+                receipts,
+            },
+        )
+        .await
+    }
+
+    /// `POST /nodes/deregister`: the node leaves (it stops being routed to).
+    pub async fn deregister_node(&self, node_key: &KeyPair) -> Result<(), ClientError> {
+        let body = NodeDeregistration {
+            node_id: node_key.node_id(),
+            timestamp_ms: unix_ms(),
+        };
+        let _: serde_json::Value = self
+            .post("/nodes/deregister", &Signed::sign(body, node_key))
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /nodes`: every registered node.
+    pub async fn nodes(&self) -> Result<Vec<NodeRecord>, ClientError> {
+        self.get("/nodes").await
+    }
+
+    /// `GET /nodes/{id}`.
+    pub async fn node(&self, node_id: &str) -> Result<NodeRecord, ClientError> {
+        self.get(&format!("/nodes/{node_id}")).await
+    }
+
+    /// `POST /streams` (admin): creates a stream; the answer holds its stream key.
+    pub async fn create_stream(
+        &self,
+        stream_id: &str,
+        title: &str,
+    ) -> Result<CreateStreamResponse, ClientError> {
+        let id = streamr_core::StreamId::new(stream_id).map_err(|e| ClientError::Decode {
+            method: Method::POST,
+            url: format!("{}/streams", self.base),
+            source: serde::de::Error::custom(e),
+        })?;
+        self.post(
+            "/streams",
+            &CreateStreamRequest {
+                id,
+                title: title.to_owned(),
+            },
+        )
+        .await
+    }
+
+    /// `GET /streams/{id}`.
+    pub async fn stream(&self, stream_id: &str) -> Result<StreamRecord, ClientError> {
+        self.get(&format!("/streams/{stream_id}")).await
+    }
+
+    /// `GET /streams`.
+    pub async fn streams(&self) -> Result<Vec<StreamRecord>, ClientError> {
+        self.get("/streams").await
+    }
+
+    /// `POST /streams/{id}/publish-check`: `Ok(true)` when `stream_key` may publish
+    /// `stream_id`, `Ok(false)` when the coordinator refuses it (403/404), an error when it
+    /// could not be asked.
+    pub async fn publish_check(
+        &self,
+        stream_id: &str,
+        stream_key: &str,
+    ) -> Result<bool, ClientError> {
+        let answer: Result<serde_json::Value, _> = self
+            .post(
+                &format!("/streams/{stream_id}/publish-check"),
+                &PublishCheckRequest {
+                    stream_key: stream_key.to_owned(),
+                },
+            )
+            .await;
+        match answer {
+            Ok(_) => Ok(true),
+            Err(ClientError::Status { status, .. })
+                if status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND =>
+            {
+                Ok(false)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// `POST /streams/{id}/segments` (admin): the origin reports a segment's hash.
+    pub async fn report_segment(
+        &self,
+        stream_id: &str,
+        report: &SegmentReport,
+    ) -> Result<SegmentReportResponse, ClientError> {
+        self.post(&format!("/streams/{stream_id}/segments"), report)
+            .await
+    }
+
+    /// `GET /streams/{id}/segments`: the origin's reported segments, newest first.
+    pub async fn segments(
+        &self,
+        stream_id: &str,
+        limit: u16,
+    ) -> Result<Vec<SegmentRecord>, ClientError> {
+        self.get(&format!("/streams/{stream_id}/segments?limit={limit}"))
+            .await
+    }
+
+    /// `GET /streams/{id}/play?viewer=`: routes the viewer to a node. The returned URLs carry
+    /// the grant as `?grant=<token>` (see [`crate::grant_token`]) so any player can use them.
+    pub async fn play(
+        &self,
+        stream_id: &str,
+        viewer: &ViewerKey,
+    ) -> Result<PlayResponse, ClientError> {
+        let mut play: PlayResponse = self
+            .get(&format!("/streams/{stream_id}/play?viewer={viewer}"))
+            .await?;
+        play.rtmp_url = grant_token::with_grant(&play.rtmp_url, &play.grant);
+        play.http_flv_url = grant_token::with_grant(&play.http_flv_url, &play.grant);
+        play.hls_url = grant_token::with_grant(&play.hls_url, &play.grant);
+        Ok(play)
+    }
+
+    /// `POST /receipts`: receipts a viewer hands in itself.
+    pub async fn post_receipts(
+        &self,
+        receipts: Vec<SignedReceipt>,
+    ) -> Result<ReceiptsOutcome, ClientError> {
+        self.post("/receipts", &ReceiptsRequest { receipts }).await
+    }
+
+    /// `POST /probes` (admin): records a probe result.
+    pub async fn report_probe(&self, result: &ProbeResult) -> Result<ProbeRecord, ClientError> {
+        self.post("/probes", result).await
+    }
+}

@@ -1,0 +1,240 @@
+//! `CoordinatorClient` against a real coordinator served on loopback (SQLite in a tempdir).
+
+use reqwest::StatusCode;
+use streamr_coord::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert};
+use streamr_coord::grant_token;
+use streamr_coord::wire::SegmentReport;
+use streamr_coord::{connect, CoordConfig, Coordinator};
+use streamr_core::{
+    segment_hash, KeyPair, NodeHeartbeat, ProbeResult, SessionId, Signed, StreamId, ViewerReceipt,
+};
+
+const ADMIN: &str = "client-test-admin";
+
+struct Served {
+    url: String,
+    coordinator: Coordinator,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn serve() -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
+        .await
+        .unwrap();
+    let config = CoordConfig {
+        admin_token: Some(ADMIN.into()),
+        ..CoordConfig::default()
+    };
+    let coordinator = Coordinator::new(config, storage);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let server = coordinator.clone();
+    tokio::spawn(async move {
+        let _ = server
+            .serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Served {
+        url,
+        coordinator,
+        _dir: dir,
+        stop: Some(stop),
+    }
+}
+
+fn advert(port: u16) -> NodeAdvert {
+    NodeAdvert {
+        operator: "alice".into(),
+        payout_address: "0xa11ce".into(),
+        rtmp_url: format!("rtmp://127.0.0.1:{port}/live"),
+        http_url: format!("http://127.0.0.1:{}", port + 1),
+        capacity_kbps: 20_000,
+    }
+}
+
+fn heartbeat(key: &KeyPair, nonce: u64, streams: &[&str]) -> streamr_core::SignedHeartbeat {
+    Signed::sign(
+        NodeHeartbeat {
+            node_id: key.node_id(),
+            timestamp_ms: unix_ms(),
+            nonce,
+            streams: streams.iter().map(|s| StreamId::new(*s).unwrap()).collect(),
+            viewers: 1,
+            bytes_served: 1000,
+        },
+        key,
+    )
+}
+
+#[tokio::test]
+async fn a_node_and_a_viewer_go_through_the_whole_api() {
+    let served = serve().await;
+    let admin = CoordinatorClient::new(&served.url)
+        .unwrap()
+        .with_admin_token(ADMIN);
+    let public = CoordinatorClient::new(&served.url).unwrap();
+
+    let created = admin.create_stream("show", "The show").await.unwrap();
+    assert!(public
+        .publish_check("show", &created.stream_key)
+        .await
+        .unwrap());
+    assert!(!public.publish_check("show", "wrong key").await.unwrap());
+    assert!(!public.publish_check("nothing", "x").await.unwrap());
+    assert_eq!(public.stream("show").await.unwrap().title, "The show");
+    assert_eq!(public.streams().await.unwrap().len(), 1);
+
+    let node = KeyPair::from_seed([4; 32]);
+    let record = public.register_node(&node, &advert(19350)).await.unwrap();
+    assert_eq!(record.id, node.node_id().to_string());
+    public
+        .heartbeat(heartbeat(&node, 1, &["show"]), Vec::new())
+        .await
+        .unwrap();
+    let listed = public.nodes().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].last_heartbeat_ms.is_some());
+    assert!(listed[0].streams_json.contains("show"));
+
+    let hash = segment_hash(b"segment zero");
+    let report = SegmentReport {
+        sequence: 0,
+        hash,
+        published_ms: unix_ms(),
+    };
+    let stored = admin.report_segment("show", &report).await.unwrap();
+    assert!(stored.created);
+    let segments = public.segments("show", 10).await.unwrap();
+    assert_eq!(segments.len(), 1);
+    assert_eq!(segments[0].hash, hash.to_string());
+
+    let viewer = KeyPair::from_seed([5; 32]);
+    let play = public.play("show", &viewer.viewer_key()).await.unwrap();
+    assert_eq!(play.node_id, node.node_id());
+    for url in [&play.rtmp_url, &play.http_flv_url, &play.hls_url] {
+        let (_, query) = url.split_once('?').expect("URL carries the grant");
+        let grant = grant_token::decode(grant_token::from_query(query).unwrap()).unwrap();
+        assert_eq!(grant, play.grant);
+    }
+    assert!(play
+        .rtmp_url
+        .starts_with("rtmp://127.0.0.1:19350/live/show?grant="));
+    assert!(play
+        .grant
+        .verify(&served.coordinator.coordinator_key())
+        .is_ok());
+
+    let receipt = Signed::sign(
+        ViewerReceipt {
+            session_id: play.grant.body.session_id,
+            seq: 1,
+            bytes_total: 5000,
+            last_segment_seq: 0,
+            segments_digest: stored.segment.digest.parse().unwrap(),
+            t_ms: unix_ms(),
+        },
+        &viewer,
+    );
+    let outcome = public
+        .heartbeat(heartbeat(&node, 2, &["show"]), vec![receipt])
+        .await
+        .unwrap();
+    assert_eq!(outcome.accepted, 1, "{:?}", outcome.rejected);
+
+    let probe = ProbeResult {
+        node_id: node.node_id(),
+        hash_ok: true,
+        timed_out: false,
+        ttfb_ms: 20,
+        throughput_bytes_per_s: 1_000_000,
+    };
+    assert_eq!(
+        admin.report_probe(&probe).await.unwrap().node_id,
+        node.node_id().to_string()
+    );
+
+    public.deregister_node(&node).await.unwrap();
+    assert!(!public.node(&record.id).await.unwrap().active);
+}
+
+#[tokio::test]
+async fn refusals_carry_status_and_json_error() {
+    let served = serve().await;
+    let public = CoordinatorClient::new(&served.url).unwrap();
+
+    let error = public.create_stream("show", "").await.unwrap_err();
+    assert_eq!(error.status(), Some(StatusCode::UNAUTHORIZED));
+    assert_eq!(error.code(), Some("unauthorized"));
+    assert!(error.to_string().contains("/streams"), "{error}");
+
+    let error = public.node("00").await.unwrap_err();
+    assert_eq!(error.status(), Some(StatusCode::NOT_FOUND));
+
+    let stale = Signed::sign(
+        NodeHeartbeat {
+            node_id: KeyPair::from_seed([6; 32]).node_id(),
+            timestamp_ms: 1,
+            nonce: 1,
+            streams: Vec::new(),
+            viewers: 0,
+            bytes_served: 0,
+        },
+        &KeyPair::from_seed([6; 32]),
+    );
+    let error = public.heartbeat(stale, Vec::new()).await.unwrap_err();
+    assert!(
+        error.status().is_some_and(|s| s.is_client_error()),
+        "a heartbeat from 1970 is refused: {error}"
+    );
+    assert!(error.code().is_some(), "{error}");
+
+    let fake_session = SessionId::from_bytes([9; 16]);
+    let receipt = Signed::sign(
+        ViewerReceipt {
+            session_id: fake_session,
+            seq: 1,
+            bytes_total: 1,
+            last_segment_seq: 0,
+            segments_digest: segment_hash(b"x"),
+            t_ms: unix_ms(),
+        },
+        &KeyPair::from_seed([8; 32]),
+    );
+    let outcome = public.post_receipts(vec![receipt]).await.unwrap();
+    assert_eq!(
+        outcome.accepted, 0,
+        "a receipt for an unknown session earns nothing"
+    );
+    assert_eq!(outcome.rejected.len(), 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_coordinator_is_a_transport_error() {
+    assert!(matches!(
+        CoordinatorClient::new("ftp://x"),
+        Err(ClientError::InvalidUrl { .. })
+    ));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let error = CoordinatorClient::new(&url)
+        .unwrap()
+        .streams()
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ClientError::Transport { .. }), "{error}");
+    assert_eq!(error.status(), None);
+}
