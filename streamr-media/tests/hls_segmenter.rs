@@ -434,3 +434,59 @@ fn a_codec_change_starts_a_discontinuous_segment() {
     assert!(segments[1].discontinuity);
     assert_eq!(segments.iter().filter(|s| s.discontinuity).count(), 1);
 }
+
+mod hostile_timelines {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Real tags with a disturbed clock (pauses, jumps back and forward, tags dropped) and
+        /// garbage tags mixed in: the segmenter never panics, segments are whole packets with
+        /// consecutive sequence numbers, and every duration rounds to at most the target.
+        #[test]
+        fn disturbed_timelines_keep_the_playlist_rules(
+            edits in proptest::collection::vec((0usize..400, -20_000i64..20_000, any::<bool>()), 0..12),
+            garbage in proptest::collection::vec((0usize..400, proptest::collection::vec(any::<u8>(), 0..40)), 0..8),
+            target in 1u32..4,
+        ) {
+            let tags = read_tags("av_bframes.flv");
+            let mut offset = 0i64;
+            let mut disturbed = Vec::new();
+            for (index, tag) in tags.iter().enumerate() {
+                for (at, shift, drop) in &edits {
+                    if *at == index {
+                        offset += shift;
+                        if *drop { continue; }
+                    }
+                }
+                for (at, body) in &garbage {
+                    if *at == index {
+                        disturbed.push(FlvTag { data: Bytes::from(body.clone()), ..tag.clone() });
+                    }
+                }
+                let timestamp = (i64::from(tag.timestamp) + offset).max(0) as u32;
+                disturbed.push(FlvTag { timestamp, ..tag.clone() });
+            }
+            let config = SegmenterConfig { segment_duration_ms: target * 500, target_duration_secs: target };
+            let mut segmenter = Segmenter::new(config);
+            let mut segments = Vec::new();
+            for tag in &disturbed {
+                if let Ok(events) = segmenter.push(tag) {
+                    segments.extend(segments_of(events));
+                }
+            }
+            segments.extend(segments_of(segmenter.finish()));
+            let mut playlist = LivePlaylist::new(PlaylistConfig { target_duration_secs: target, window_segments: None, ..PlaylistConfig::default() });
+            for (i, segment) in segments.iter().enumerate() {
+                prop_assert_eq!(segment.bytes.len() % 188, 0);
+                prop_assert_eq!(segment.sequence, i as u64);
+                playlist.push(segment, false);
+            }
+            playlist.end();
+            let parsed = ParsedPlaylist::parse(&playlist.render());
+            prop_assert!(parsed.is_ok(), "{:?}", parsed);
+        }
+    }
+}

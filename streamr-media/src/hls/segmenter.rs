@@ -164,9 +164,15 @@ impl Segmenter {
         if !info.is_coded_frame() {
             return Ok(events);
         }
+        // Reject a bad frame before it can close or open a segment.
+        self.muxer.check_frame(tag, &info)?;
         if let Some(last) = self.last_timestamp_ms {
             if timestamp.saturating_add(BACKWARD_JUMP_MS) < last {
-                self.close(last.saturating_add(self.last_frame_gap_ms), &mut events);
+                let end = self
+                    .open
+                    .as_ref()
+                    .map_or(last, |open| self.natural_end(open));
+                self.close(end, &mut events);
                 self.pending_discontinuity = true;
             }
         }
@@ -177,12 +183,26 @@ impl Segmenter {
         } else {
             !is_video
         };
+        // Only frames that may start a segment (video in a stream with video) drive cuts.
+        let drives_cuts = is_video || !has_video;
+        if let (Some(open), true) = (&self.open, drives_cuts) {
+            let elapsed = timestamp.saturating_sub(open.start_ms);
+            if elapsed > self.config.max_ms() {
+                // A gap in the timeline would stretch the segment past the target duration: end
+                // it where its media ends and mark the gap as a discontinuity.
+                let end = self.natural_end(open);
+                self.close(end, &mut events);
+                self.pending_discontinuity = true;
+            }
+        }
         match &self.open {
             Some(open) => {
                 let grid = self.config.grid_ms();
                 let crossed_grid = timestamp / grid > open.start_ms / grid;
-                let too_long = timestamp.saturating_sub(open.start_ms) >= self.config.max_ms();
-                let forced = too_long && (is_video || !has_video);
+                // Cut early enough that the next frame cannot push this segment past the target.
+                let elapsed = timestamp.saturating_sub(open.start_ms);
+                let forced = drives_cuts
+                    && elapsed.saturating_add(self.last_frame_gap_ms) > self.config.max_ms();
                 if (cut_point && crossed_grid) || forced {
                     self.close(timestamp, &mut events);
                     self.open_segment(timestamp, cut_point);
@@ -199,10 +219,9 @@ impl Segmenter {
             open.bytes.truncate(before);
             return Err(error);
         }
-        if timestamp > open.last_ms {
-            if is_video || !has_video {
-                self.last_frame_gap_ms = timestamp - open.last_ms;
-            }
+        // Segment timing follows the track that drives cuts (video when there is video).
+        if drives_cuts && timestamp > open.last_ms {
+            self.last_frame_gap_ms = timestamp - open.last_ms;
             open.last_ms = timestamp;
         }
         self.last_timestamp_ms = Some(timestamp);
@@ -214,7 +233,7 @@ impl Segmenter {
     pub fn discontinuity(&mut self) -> Vec<SegmenterEvent> {
         let mut events = Vec::new();
         if let Some(open) = &self.open {
-            let end = open.last_ms.saturating_add(self.last_frame_gap_ms);
+            let end = self.natural_end(open);
             self.close(end, &mut events);
         }
         self.pending_discontinuity = true;
@@ -229,12 +248,22 @@ impl Segmenter {
         }
         let mut events = Vec::new();
         if let Some(open) = &self.open {
-            let end = open.last_ms.saturating_add(self.last_frame_gap_ms);
+            let end = self.natural_end(open);
             self.close(end, &mut events);
         }
         self.ended = true;
         events.push(SegmenterEvent::Ended);
         events
+    }
+
+    /// Where an open segment's media ends when no next frame says so: one frame interval after
+    /// its last frame, but never past the target duration.
+    fn natural_end(&self, open: &OpenSegment) -> u64 {
+        let limit = open.start_ms.saturating_add(self.config.max_ms());
+        open.last_ms
+            .saturating_add(self.last_frame_gap_ms)
+            .min(limit)
+            .max(open.last_ms)
     }
 
     fn open_segment(&mut self, timestamp: u64, starts_with_keyframe: bool) {

@@ -234,6 +234,38 @@ impl FlvTsMuxer {
         }
     }
 
+    /// Checks, without writing anything, that a classified tag would mux: the errors
+    /// [`write_classified`](Self::write_classified) would return for a coded frame. Lets a caller
+    /// settle side effects (such as starting a segment) before writing.
+    pub fn check_frame(&self, tag: &FlvTag, info: &TagInfo) -> Result<(), TsError> {
+        let payload = tag.data.get(info.payload_offset..).unwrap_or_default();
+        let timestamp = tag.timestamp;
+        let codec_error = |source| TsError::Codec {
+            kind: info.kind,
+            timestamp,
+            source,
+        };
+        match (info.kind, info.packet) {
+            (MediaKind::Video, PacketKind::CodedFrame) => {
+                let mut parts = Vec::with_capacity(16);
+                let checked = match video_config_for(&self.video, info, timestamp)? {
+                    VideoConfig::Avc(avc) => avc.annexb_parts(payload, &mut parts),
+                    VideoConfig::Hevc(hevc) => hevc.annexb_parts(payload, &mut parts),
+                };
+                checked.map(|_| ()).map_err(codec_error)
+            }
+            (MediaKind::Audio, PacketKind::CodedFrame) => {
+                let config = audio_config_for(self.audio, info, timestamp)?;
+                // ADTS caps a frame at 8191 bytes, so its PES length always fits.
+                config
+                    .adts_header(payload.len())
+                    .map(|_| ())
+                    .map_err(codec_error)
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn write_video(
         &mut self,
         tag: &FlvTag,
@@ -242,23 +274,7 @@ impl FlvTsMuxer {
         out: &mut Vec<u8>,
     ) -> Result<MuxOutcome, TsError> {
         let timestamp = tag.timestamp;
-        let config = self.video.as_ref().ok_or(TsError::MissingSequenceHeader {
-            kind: MediaKind::Video,
-            timestamp,
-        })?;
-        let matches_config = matches!(
-            (config, info.codec),
-            (VideoConfig::Avc(_), Codec::H264) | (VideoConfig::Hevc(_), Codec::Hevc)
-        );
-        if !matches_config {
-            return Err(match info.codec {
-                Codec::H264 | Codec::Hevc => TsError::MissingSequenceHeader {
-                    kind: MediaKind::Video,
-                    timestamp,
-                },
-                codec => unsupported(MediaKind::Video, codec, timestamp),
-            });
-        }
+        let config = video_config_for(&self.video, info, timestamp)?;
         let mut parts: Vec<&[u8]> = Vec::with_capacity(16);
         let dts = flv_to_90khz(timestamp);
         let pts = with_offset(dts, info.composition_time);
@@ -297,13 +313,7 @@ impl FlvTsMuxer {
         out: &mut Vec<u8>,
     ) -> Result<MuxOutcome, TsError> {
         let timestamp = tag.timestamp;
-        if info.codec != Codec::Aac {
-            return Err(unsupported(MediaKind::Audio, info.codec, timestamp));
-        }
-        let config = self.audio.ok_or(TsError::MissingSequenceHeader {
-            kind: MediaKind::Audio,
-            timestamp,
-        })?;
+        let config = audio_config_for(self.audio, info, timestamp)?;
         let adts = config
             .adts_header(payload.len())
             .map_err(|source| TsError::Codec {
@@ -334,6 +344,37 @@ impl FlvTsMuxer {
             keyframe: false,
         })
     }
+}
+
+fn video_config_for<'a>(
+    video: &'a Option<VideoConfig>,
+    info: &TagInfo,
+    timestamp: u32,
+) -> Result<&'a VideoConfig, TsError> {
+    let missing = TsError::MissingSequenceHeader {
+        kind: MediaKind::Video,
+        timestamp,
+    };
+    match (video, info.codec) {
+        (Some(config @ VideoConfig::Avc(_)), Codec::H264)
+        | (Some(config @ VideoConfig::Hevc(_)), Codec::Hevc) => Ok(config),
+        (_, Codec::H264 | Codec::Hevc) => Err(missing),
+        (_, codec) => Err(unsupported(MediaKind::Video, codec, timestamp)),
+    }
+}
+
+fn audio_config_for(
+    audio: Option<AudioSpecificConfig>,
+    info: &TagInfo,
+    timestamp: u32,
+) -> Result<AudioSpecificConfig, TsError> {
+    if info.codec != Codec::Aac {
+        return Err(unsupported(MediaKind::Audio, info.codec, timestamp));
+    }
+    audio.ok_or(TsError::MissingSequenceHeader {
+        kind: MediaKind::Audio,
+        timestamp,
+    })
 }
 
 fn unsupported(kind: MediaKind, codec: Codec, timestamp: u32) -> TsError {
