@@ -157,6 +157,11 @@ impl ReceiptVerifier {
         Ok(())
     }
 
+    /// Changes how many receipts one `verify_batch` call checks at most.
+    pub fn set_batch_size(&mut self, batch_size: usize) {
+        self.config.batch_size = batch_size.max(1);
+    }
+
     /// Number of sessions held.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
