@@ -1,0 +1,637 @@
+//! The viewer: asks the coordinator for a node and a session grant, plays the stream's HLS from
+//! that node, checks every segment's BLAKE3 hash against the origin's hashes published by the
+//! coordinator, and signs cumulative receipts (`streamr_core::ViewerReceipt`, bound to the
+//! origin's digest chain) for the verified bytes. When its node stops answering it asks for
+//! another node and carries on. The received MPEG-TS can be written anywhere a player reads
+//! from (a file, stdout).
+//!
+//! ```no_run
+//! use streamr_node::viewer::{Viewer, ViewerConfig};
+//!
+//! # async fn run() -> Result<(), streamr_node::viewer::ViewerError> {
+//! let config = ViewerConfig::new("http://127.0.0.1:8090", "show");
+//! let viewer = Viewer::start(config, Some(Box::new(tokio::io::stdout())))?;
+//! tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+//! let stats = viewer.stop().await?;
+//! eprintln!("{} verified bytes from {} node(s)", stats.verified_bytes, stats.nodes_used.len());
+//! # Ok(())
+//! # }
+//! ```
+
+mod origin;
+mod receipts;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use reqwest::Url;
+use streamr_coord::client::{ClientError, CoordinatorClient};
+use streamr_coord::grant_token;
+use streamr_coord::wire::{PlayResponse, ReceiptsRequest};
+use streamr_core::{segment_hash, KeyPair, NodeId, SignedReceipt, ViewerKey};
+use streamr_media::hls::ParsedPlaylist;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use origin::OriginIndex;
+use receipts::{SegmentCheck, SessionReceipts};
+
+/// Where the viewer sends its signed receipts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ReceiptDelivery {
+    /// `POST /receipts` on the coordinator (works even after the node died).
+    #[default]
+    Coordinator,
+    /// `POST /receipts` on the serving node, which forwards them with its heartbeats; the
+    /// coordinator is used when the node does not answer.
+    Node,
+}
+
+/// How a viewer watches.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ViewerConfig {
+    /// The coordinator's base URL (`http://host:port`).
+    pub coordinator_url: String,
+    /// The stream to watch.
+    pub stream_id: String,
+    /// The viewer's key; a fresh one is generated when `None`.
+    pub key: Option<KeyPair>,
+    /// How often the playlist is fetched.
+    pub poll_interval: Duration,
+    /// How often a receipt is signed and sent (when something new was verified).
+    pub receipt_interval: Duration,
+    /// Where receipts go.
+    pub receipts: ReceiptDelivery,
+    /// A node that delivers no new segment for this long is given up for another one.
+    pub stall_timeout: Duration,
+    /// How long the first segment from a newly routed node may take.
+    pub start_timeout: Duration,
+    /// How long a received segment waits for the origin's hash before it counts as unverified.
+    pub verify_timeout: Duration,
+    /// Timeout of each HTTP request to a node.
+    pub request_timeout: Duration,
+}
+
+impl std::fmt::Debug for ViewerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewerConfig")
+            .field("coordinator_url", &self.coordinator_url)
+            .field("stream_id", &self.stream_id)
+            .field("key", &self.key.as_ref().map(KeyPair::viewer_key))
+            .field("receipts", &self.receipts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ViewerConfig {
+    /// A viewer of `stream_id` routed by the coordinator at `coordinator_url`, with defaults
+    /// suited to segments of a few seconds.
+    pub fn new(coordinator_url: impl Into<String>, stream_id: impl Into<String>) -> Self {
+        ViewerConfig {
+            coordinator_url: coordinator_url.into(),
+            stream_id: stream_id.into(),
+            key: None,
+            poll_interval: Duration::from_millis(500),
+            receipt_interval: Duration::from_secs(2),
+            receipts: ReceiptDelivery::Coordinator,
+            stall_timeout: Duration::from_secs(12),
+            start_timeout: Duration::from_secs(20),
+            verify_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(3),
+        }
+    }
+
+    /// Uses `key` as the viewer's identity.
+    pub fn with_key(mut self, key: KeyPair) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Sends receipts to `delivery`.
+    pub fn with_receipts(mut self, delivery: ReceiptDelivery) -> Self {
+        self.receipts = delivery;
+        self
+    }
+}
+
+/// Why a viewer could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ViewerError {
+    /// The coordinator URL is unusable.
+    #[error("coordinator: {0}")]
+    Coordinator(#[from] ClientError),
+    /// The HTTP client could not be built.
+    #[error("building the HTTP client: {0}")]
+    Http(#[source] reqwest::Error),
+    /// Writing the received stream failed.
+    #[error("writing the stream to the output: {0}")]
+    Output(#[source] std::io::Error),
+    /// The viewer task panicked or was aborted.
+    #[error("the viewer task ended abnormally: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+/// What a viewer has done so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ViewerStats {
+    /// The viewer's public key.
+    pub viewer: ViewerKey,
+    /// The node currently serving, if any.
+    pub node: Option<NodeId>,
+    /// Every node that served this viewer, in order (a node appears again after a switch back).
+    pub nodes_used: Vec<NodeId>,
+    /// Sessions (grants) obtained from the coordinator.
+    pub sessions: u32,
+    /// Times the viewer gave up a node that stopped answering.
+    pub failovers: u32,
+    /// Segments received.
+    pub segments: u64,
+    /// Bytes received (all segments).
+    pub bytes: u64,
+    /// Segments whose hash matched the origin's.
+    pub verified_segments: u64,
+    /// Bytes of those segments.
+    pub verified_bytes: u64,
+    /// Verified bytes by the node that served them.
+    pub verified_bytes_by_node: BTreeMap<NodeId, u64>,
+    /// Segments the origin never reported (stale, altered or partial content).
+    pub unverified_segments: u64,
+    /// Receipts sent.
+    pub receipts_sent: u64,
+    /// Receipts the coordinator (or node) accepted.
+    pub receipts_accepted: u64,
+    /// Receipts refused, with the reasons given.
+    pub receipts_rejected: Vec<String>,
+    /// From start to the first segment in hand (the first frame a player could show).
+    pub startup: Option<Duration>,
+    /// From giving up a node to the next segment from another one, the last time it happened.
+    pub last_failover_gap: Option<Duration>,
+    /// The newest problem met (routing refused, node unreachable...).
+    pub last_error: Option<String>,
+}
+
+impl ViewerStats {
+    fn new(viewer: ViewerKey) -> Self {
+        ViewerStats {
+            viewer,
+            node: None,
+            nodes_used: Vec::new(),
+            sessions: 0,
+            failovers: 0,
+            segments: 0,
+            bytes: 0,
+            verified_segments: 0,
+            verified_bytes: 0,
+            verified_bytes_by_node: BTreeMap::new(),
+            unverified_segments: 0,
+            receipts_sent: 0,
+            receipts_accepted: 0,
+            receipts_rejected: Vec::new(),
+            startup: None,
+            last_failover_gap: None,
+            last_error: None,
+        }
+    }
+}
+
+/// A running viewer. Dropping it leaves the viewer running until its task ends; call
+/// [`Viewer::stop`] to end it.
+#[derive(Debug)]
+pub struct Viewer {
+    stats: watch::Receiver<ViewerStats>,
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), ViewerError>>,
+}
+
+/// The output the received MPEG-TS is written to.
+pub type ViewerOutput = Box<dyn AsyncWrite + Send + Sync + Unpin>;
+
+impl Viewer {
+    /// Starts watching in a background task; segments are written to `output` when given.
+    pub fn start(
+        config: ViewerConfig,
+        output: Option<ViewerOutput>,
+    ) -> Result<Viewer, ViewerError> {
+        let coordinator = CoordinatorClient::new(&config.coordinator_url)?;
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(ViewerError::Http)?;
+        let key = config
+            .key
+            .clone()
+            .unwrap_or_else(|| KeyPair::generate(&mut rand::rngs::OsRng));
+        let (stats_tx, stats) = watch::channel(ViewerStats::new(key.viewer_key()));
+        let stop = CancellationToken::new();
+        let run = Run {
+            config,
+            coordinator,
+            http,
+            key,
+            stats: stats_tx,
+            stop: stop.clone(),
+            output,
+            index: OriginIndex::default(),
+            started: Instant::now(),
+        };
+        let task = tokio::spawn(run.run());
+        Ok(Viewer { stats, stop, task })
+    }
+
+    /// A snapshot of the viewer's counters.
+    pub fn stats(&self) -> ViewerStats {
+        self.stats.borrow().clone()
+    }
+
+    /// A receiver that sees every update of the counters.
+    pub fn watch_stats(&self) -> watch::Receiver<ViewerStats> {
+        self.stats.clone()
+    }
+
+    /// True once the viewer stopped by itself (the stream ended or the output failed).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stops the viewer (sending a last receipt) and returns its final counters.
+    pub async fn stop(self) -> Result<ViewerStats, ViewerError> {
+        self.stop.cancel();
+        self.task.await.map_err(ViewerError::Task)??;
+        let stats = self.stats.borrow().clone();
+        Ok(stats)
+    }
+}
+
+/// How one node session ended.
+enum SessionEnd {
+    /// Asked to stop.
+    Stopped,
+    /// The node stopped answering or delivering.
+    NodeFailed(String),
+    /// The playlist ended (the publisher left for good).
+    StreamEnded,
+}
+
+/// A segment received but not yet checked against the origin.
+struct Pending {
+    node: NodeId,
+    hash: streamr_core::ContentDigest,
+    len: usize,
+    received: Instant,
+}
+
+struct Run {
+    config: ViewerConfig,
+    coordinator: CoordinatorClient,
+    http: reqwest::Client,
+    key: KeyPair,
+    stats: watch::Sender<ViewerStats>,
+    stop: CancellationToken,
+    output: Option<ViewerOutput>,
+    index: OriginIndex,
+    started: Instant,
+}
+
+impl Run {
+    async fn run(mut self) -> Result<(), ViewerError> {
+        let mut failed_node: Option<NodeId> = None;
+        let mut failed_at: Option<Instant> = None;
+        loop {
+            if self.stop.is_cancelled() {
+                return Ok(());
+            }
+            let play = match self.route(failed_node).await {
+                Some(play) => play,
+                None => return Ok(()),
+            };
+            self.stats.send_modify(|s| {
+                s.sessions += 1;
+                s.node = Some(play.node_id);
+                s.nodes_used.push(play.node_id);
+            });
+            tracing::info!(node = %play.node_id, stream = %self.config.stream_id, "watching");
+            match self.session(&play, failed_at).await? {
+                SessionEnd::Stopped | SessionEnd::StreamEnded => return Ok(()),
+                SessionEnd::NodeFailed(reason) => {
+                    tracing::warn!(node = %play.node_id, %reason, "node failed; asking for another");
+                    failed_node = Some(play.node_id);
+                    failed_at = Some(Instant::now());
+                    self.stats.send_modify(|s| {
+                        s.failovers += 1;
+                        s.node = None;
+                        s.last_error = Some(format!("node {}: {reason}", play.node_id));
+                    });
+                }
+            }
+        }
+    }
+
+    /// Asks the coordinator for a node until it names one other than `avoid` (a node that just
+    /// failed may still look alive to the coordinator for a while). `None` when stopped.
+    async fn route(&mut self, avoid: Option<NodeId>) -> Option<PlayResponse> {
+        let mut attempts: u32 = 0;
+        loop {
+            if self.stop.is_cancelled() {
+                return None;
+            }
+            attempts += 1;
+            match self
+                .coordinator
+                .play(&self.config.stream_id, &self.key.viewer_key())
+                .await
+            {
+                // After many attempts take whatever comes: it may have come back.
+                Ok(play) if Some(play.node_id) != avoid || attempts > 20 => return Some(play),
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "routing failed");
+                    self.stats
+                        .send_modify(|s| s.last_error = Some(error.to_string()));
+                }
+            }
+            let pause = if attempts < 5 { 100 } else { 500 };
+            tokio::select! {
+                _ = self.stop.cancelled() => return None,
+                _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
+            }
+        }
+    }
+
+    /// Plays from the node `play` names until it fails, the stream ends or the viewer stops.
+    async fn session(
+        &mut self,
+        play: &PlayResponse,
+        failed_at: Option<Instant>,
+    ) -> Result<SessionEnd, ViewerError> {
+        let playlist_url = match Url::parse(&grant_token::with_grant(&play.hls_url, &play.grant)) {
+            Ok(url) => url,
+            Err(error) => return Ok(SessionEnd::NodeFailed(format!("bad HLS URL: {error}"))),
+        };
+        let token = grant_token::encode(&play.grant);
+        let mut receipts = SessionReceipts::new(play.grant.body.session_id);
+        let mut pending: VecDeque<Pending> = VecDeque::new();
+        let mut next_sequence: Option<u64> = None;
+        let session_start = Instant::now();
+        let mut last_progress: Option<Instant> = None;
+        let mut last_receipt = Instant::now();
+        let mut poll = tokio::time::interval(self.config.poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let end = loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => break SessionEnd::Stopped,
+                _ = poll.tick() => {}
+            }
+            match self.fetch_playlist(&playlist_url).await {
+                Ok(Some(playlist)) => {
+                    let newest = playlist.segments.last().map(|s| s.sequence);
+                    let mut failure = None;
+                    for segment in &playlist.segments {
+                        // Start at the newest segment: the lowest latency and the quickest start.
+                        let wanted = match next_sequence {
+                            Some(next) => segment.sequence >= next,
+                            None => Some(segment.sequence) == newest,
+                        };
+                        if !wanted {
+                            continue;
+                        }
+                        let url = match playlist_url.join(&segment.uri) {
+                            Ok(url) => with_token(url, &token),
+                            Err(error) => {
+                                tracing::debug!(%error, uri = %segment.uri, "bad segment URI");
+                                continue;
+                            }
+                        };
+                        next_sequence = Some(segment.sequence + 1);
+                        let bytes = match self.fetch(&url).await {
+                            Ok(Some(bytes)) => bytes,
+                            // Left the node's window already: skip it.
+                            Ok(None) => continue,
+                            Err(reason) => {
+                                failure = Some(reason);
+                                break;
+                            }
+                        };
+                        let now = Instant::now();
+                        if let Some(failed) = failed_at.filter(|_| last_progress.is_none()) {
+                            self.stats
+                                .send_modify(|s| s.last_failover_gap = Some(now - failed));
+                        }
+                        last_progress = Some(now);
+                        let startup = self.started.elapsed();
+                        self.stats.send_modify(|s| {
+                            s.segments += 1;
+                            s.bytes += bytes.len() as u64;
+                            s.startup.get_or_insert(startup);
+                        });
+                        pending.push_back(Pending {
+                            node: play.node_id,
+                            hash: segment_hash(&bytes),
+                            len: bytes.len(),
+                            received: now,
+                        });
+                        if let Some(output) = self.output.as_mut() {
+                            output
+                                .write_all(&bytes)
+                                .await
+                                .map_err(ViewerError::Output)?;
+                            output.flush().await.map_err(ViewerError::Output)?;
+                        }
+                    }
+                    if let Some(reason) = failure {
+                        self.verify_pending(&mut pending, &mut receipts, false)
+                            .await;
+                        break SessionEnd::NodeFailed(reason);
+                    }
+                    let all_played = match (newest, next_sequence) {
+                        (Some(newest), Some(next)) => next > newest,
+                        (None, _) => true,
+                        (Some(_), None) => false,
+                    };
+                    if playlist.ended && all_played {
+                        break SessionEnd::StreamEnded;
+                    }
+                }
+                Ok(None) => {}
+                Err(reason) => {
+                    self.verify_pending(&mut pending, &mut receipts, false)
+                        .await;
+                    break SessionEnd::NodeFailed(reason);
+                }
+            }
+            self.verify_pending(&mut pending, &mut receipts, false)
+                .await;
+            if last_receipt.elapsed() >= self.config.receipt_interval {
+                self.send_receipt(play, &mut receipts).await;
+                last_receipt = Instant::now();
+            }
+            let stalled = match last_progress {
+                Some(at) => at.elapsed() > self.config.stall_timeout,
+                None => session_start.elapsed() > self.config.start_timeout,
+            };
+            if stalled {
+                break SessionEnd::NodeFailed("no new segment".into());
+            }
+        };
+        // Acknowledge what was verified before leaving the session.
+        if !matches!(end, SessionEnd::NodeFailed(_)) {
+            self.verify_pending(&mut pending, &mut receipts, true).await;
+        }
+        self.send_receipt(play, &mut receipts).await;
+        Ok(end)
+    }
+
+    /// `Ok(None)` while the node has no segment yet (404), `Err` when it does not answer.
+    async fn fetch_playlist(&self, url: &Url) -> Result<Option<ParsedPlaylist>, String> {
+        let response = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| format!("playlist: {e}"))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(format!("playlist: HTTP {}", response.status()));
+        }
+        let text = response
+            .text()
+            .await
+            .map_err(|e| format!("playlist: {e}"))?;
+        ParsedPlaylist::parse(&text)
+            .map(Some)
+            .map_err(|e| format!("playlist: {e}"))
+    }
+
+    /// A segment's bytes; `Ok(None)` when the node no longer has it (404).
+    async fn fetch(&self, url: &Url) -> Result<Option<bytes::Bytes>, String> {
+        let response = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| format!("segment: {e}"))?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(format!(
+                "segment {}: HTTP {}",
+                url.path(),
+                response.status()
+            ));
+        }
+        response
+            .bytes()
+            .await
+            .map(Some)
+            .map_err(|e| format!("segment: {e}"))
+    }
+
+    /// Checks received segments against the origin's hashes, in order. A segment the origin
+    /// has not reported waits up to `verify_timeout` (or not at all when `last`).
+    async fn verify_pending(
+        &mut self,
+        pending: &mut VecDeque<Pending>,
+        receipts: &mut SessionReceipts,
+        last: bool,
+    ) {
+        let mut refreshed = false;
+        while let Some(front) = pending.front() {
+            if self.index.find(&front.hash).is_none() && !refreshed {
+                if let Err(error) = self
+                    .index
+                    .refresh(&self.coordinator, &self.config.stream_id)
+                    .await
+                {
+                    tracing::debug!(%error, "origin hashes unavailable");
+                }
+                refreshed = true;
+            }
+            let (node, hash, len, received) = (front.node, front.hash, front.len, front.received);
+            match receipts.check_hash(&self.index, &hash, len) {
+                SegmentCheck::Verified { .. } => {
+                    self.stats.send_modify(|s| {
+                        s.verified_segments += 1;
+                        s.verified_bytes += len as u64;
+                        *s.verified_bytes_by_node.entry(node).or_default() += len as u64;
+                    });
+                }
+                SegmentCheck::Unknown => {
+                    if !last && received.elapsed() < self.config.verify_timeout {
+                        return;
+                    }
+                    tracing::debug!(hash = %hash, "segment not from the origin");
+                    self.stats.send_modify(|s| s.unverified_segments += 1);
+                }
+            }
+            pending.pop_front();
+        }
+    }
+
+    async fn send_receipt(&mut self, play: &PlayResponse, receipts: &mut SessionReceipts) {
+        let Some(receipt) = receipts.next_receipt(&self.key) else {
+            return;
+        };
+        let outcome = match self.config.receipts {
+            ReceiptDelivery::Node => match self.post_to_node(play, &receipt).await {
+                Ok(outcome) => Ok(outcome),
+                Err(_) => self.coordinator.post_receipts(vec![receipt]).await,
+            },
+            ReceiptDelivery::Coordinator => self.coordinator.post_receipts(vec![receipt]).await,
+        };
+        self.stats.send_modify(|s| {
+            s.receipts_sent += 1;
+            match outcome {
+                Ok(outcome) => {
+                    s.receipts_accepted += outcome.accepted;
+                    s.receipts_rejected.extend(outcome.rejected);
+                }
+                Err(error) => s.last_error = Some(format!("receipt: {error}")),
+            }
+        });
+    }
+
+    /// `POST /receipts` on the node's HTTP listener.
+    async fn post_to_node(
+        &self,
+        play: &PlayResponse,
+        receipt: &SignedReceipt,
+    ) -> Result<streamr_coord::wire::ReceiptsOutcome, String> {
+        let mut url = Url::parse(&play.http_flv_url).map_err(|e| e.to_string())?;
+        url.set_path("/receipts");
+        url.set_query(None);
+        let body = serde_json::to_vec(&ReceiptsRequest {
+            receipts: vec![receipt.clone()],
+        })
+        .map_err(|e| e.to_string())?;
+        let response = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("HTTP {}", response.status()));
+        }
+        let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// `url` with `grant=<token>` in its query (segment requests carry the grant too).
+fn with_token(mut url: Url, token: &str) -> Url {
+    if !url.query_pairs().any(|(name, _)| name == "grant") {
+        url.query_pairs_mut().append_pair("grant", token);
+    }
+    url
+}
