@@ -156,17 +156,20 @@ fn bench_signatures(c: &mut Criterion) {
     let mut group = c.benchmark_group("receipt_signatures");
     group.throughput(Throughput::Elements(sample.len() as u64));
     let cases = [
-        ("one_by_one", SignatureCheck::OneByOne, false),
-        ("batch_per_node_20", SignatureCheck::Batch, false),
-        ("batch_pooled_256", SignatureCheck::Batch, true),
+        ("one_by_one", SignatureCheck::OneByOne, false, 256),
+        ("batch_per_node_20", SignatureCheck::Batch, false, 256),
+        ("batch_pooled_256", SignatureCheck::Batch, true, 256),
+        ("batch_pooled_1024", SignatureCheck::Batch, true, 1_024),
     ];
-    for (name, check, pooled) in cases {
+    for (name, check, pooled, batch_size) in cases {
         group.bench_function(name, |b| {
             b.iter_batched(
                 || {
-                    verifiers(f, SAMPLE_NODES, 1, check)
+                    let mut verifier = verifiers(f, SAMPLE_NODES, 1, check)
                         .pop()
-                        .expect("one verifier")
+                        .expect("one verifier");
+                    verifier.set_batch_size(batch_size);
+                    verifier
                 },
                 |mut verifier| {
                     let now = T0 + EPOCH_MS;
