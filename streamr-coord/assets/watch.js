@@ -1,0 +1,293 @@
+// The in-browser viewer: a key kept in this browser, a grant from the coordinator, HLS through
+// the granted node with hls.js, every segment checked against the origin's BLAKE3 hashes, and
+// cumulative receipts signed with WebCrypto Ed25519 in streamr-core's canonical layout.
+import {
+  el, fetchJson, unhex, hex, u64, concat, initBlake3, blake3, formatBytes, shortId,
+} from './common.js';
+
+const KEY_STORAGE = 'streamr.viewer.ed25519.jwk';
+const RECEIPT_TAG = new TextEncoder().encode('streamr/receipt/v1\0');
+const GRANT_TOKEN_VERSION = 1;
+const RECEIPT_INTERVAL_MS = 2000;
+const SEGMENT_LIST_LIMIT = 100;
+/** A segment the origin has not reported after this long is given up on. */
+const PENDING_GIVE_UP_MS = 15000;
+
+const $ = (selector) => document.querySelector(selector);
+const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
+
+function step(name, text, state = '') {
+  const node = document.querySelector(`[data-step="${name}"] .state`);
+  node.textContent = text;
+  node.className = `state ${state}`;
+}
+
+const stats = { segments: 0, bytes: 0, unverified: 0, accepted: 0, fatal: 0, recovered: 0 };
+function showStats() {
+  $('#s-segments').textContent = stats.segments;
+  $('#s-bytes').textContent = formatBytes(stats.bytes);
+  $('#s-unverified').textContent = stats.unverified;
+  $('#s-accepted').textContent = stats.accepted;
+  $('#s-errors').textContent = `${stats.fatal} / ${stats.recovered}`;
+}
+
+/** The viewer's Ed25519 key, generated once and kept in localStorage as a JWK. */
+async function viewerKey() {
+  const stored = localStorage.getItem(KEY_STORAGE);
+  if (stored) {
+    const jwk = JSON.parse(stored);
+    const privateKey = await crypto.subtle.importKey('jwk', jwk, { name: 'Ed25519' }, false, ['sign']);
+    return { privateKey, publicHex: hex(base64url(jwk.x)), created: false };
+  }
+  const pair = await crypto.subtle.generateKey({ name: 'Ed25519' }, true, ['sign', 'verify']);
+  const jwk = await crypto.subtle.exportKey('jwk', pair.privateKey);
+  localStorage.setItem(KEY_STORAGE, JSON.stringify(jwk));
+  return { privateKey: pair.privateKey, publicHex: hex(base64url(jwk.x)), created: true };
+}
+
+function base64url(text) {
+  const b64 = text.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(text.length / 4) * 4, '=');
+  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+}
+
+/** The grant as the URL token nodes read (streamr_coord::grant_token::encode). */
+function grantToken(grant) {
+  const body = grant.body;
+  return hex(concat(
+    new Uint8Array([GRANT_TOKEN_VERSION]),
+    unhex(body.session_id, 16), unhex(body.viewer, 32), unhex(body.node_id, 32),
+    u64(body.max_bytes), u64(body.expiry_ms), unhex(grant.signature, 64),
+    new TextEncoder().encode(body.stream_id),
+  ));
+}
+
+function withGrant(url, grant) {
+  return `${url}${url.includes('?') ? '&' : '?'}grant=${grantToken(grant)}`;
+}
+
+/** The origin's segments by hash and by sequence, refreshed from the coordinator. */
+class OriginIndex {
+  constructor() { this.byHash = new Map(); this.bySeq = new Map(); this.first = null; this.fetching = null; }
+
+  refresh() {
+    if (!this.fetching) {
+      this.fetching = fetchJson(`/streams/${encodeURIComponent(streamId)}/segments?limit=${SEGMENT_LIST_LIMIT}`)
+        .then((records) => {
+          if (records.length < SEGMENT_LIST_LIMIT && records.length) {
+            this.first = Math.min(...records.map((r) => r.sequence));
+          }
+          for (const r of records) {
+            this.byHash.set(r.hash, { sequence: r.sequence, digest: r.digest });
+            this.bySeq.set(r.sequence, r.digest);
+          }
+          return records.length;
+        })
+        .finally(() => { this.fetching = null; });
+    }
+    return this.fetching;
+  }
+
+  /** The running digest before `sequence`: the chain a viewer joining there starts from. */
+  anchorFor(sequence) {
+    if (sequence === 0) return '0'.repeat(64);
+    if (this.bySeq.has(sequence - 1)) return this.bySeq.get(sequence - 1);
+    return this.first === sequence ? '0'.repeat(64) : null;
+  }
+}
+
+/** Segment verification and receipt state of the session (mirrors streamr-core's SegmentChain). */
+class Session {
+  constructor(grant, key, index) {
+    this.grant = grant; this.key = key; this.index = index;
+    this.head = null; this.nextSeq = null; this.lastSegment = 0;
+    this.bytesTotal = 0; this.acknowledged = 0; this.receiptSeq = 1;
+    this.pending = []; this.sending = false; this.draining = false;
+  }
+
+  /** Queues a received segment (its hash and length), then checks what can be checked. */
+  received(hashHex, length) {
+    this.pending.push({ hashHex, length, at: Date.now() });
+    this.drain();
+  }
+
+  async drain() {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      await this.drainQueue();
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  async drainQueue() {
+    while (this.pending.length) {
+      const segment = this.pending[0];
+      let origin = this.index.byHash.get(segment.hashHex);
+      if (!origin) {
+        await this.index.refresh().catch(() => 0);
+        origin = this.index.byHash.get(segment.hashHex);
+      }
+      if (!origin) {
+        if (Date.now() - segment.at < PENDING_GIVE_UP_MS) {
+          setTimeout(() => this.drain(), 1000);
+          return;
+        }
+        this.pending.shift();
+        stats.unverified += 1;
+        step('verify', `segment ${segment.hashHex.slice(0, 12)}… is not an origin segment (stale, altered or partial)`, 'bad');
+        showStats();
+        continue;
+      }
+      this.pending.shift();
+      this.check(segment, origin);
+    }
+  }
+
+  check(segment, origin) {
+    if (this.head === null || this.nextSeq !== origin.sequence) {
+      const anchor = this.index.anchorFor(origin.sequence);
+      if (anchor === null) {
+        stats.unverified += 1;
+        showStats();
+        return;
+      }
+      this.head = unhex(anchor, 32);
+      this.nextSeq = origin.sequence;
+    }
+    const next = blake3(this.head, u64(this.nextSeq), unhex(segment.hashHex, 32));
+    if (hex(next) !== origin.digest) {
+      this.head = null;
+      stats.unverified += 1;
+      step('verify', `chain mismatch at origin segment ${origin.sequence}`, 'bad');
+      showStats();
+      return;
+    }
+    this.head = next;
+    this.nextSeq = origin.sequence + 1;
+    this.lastSegment = origin.sequence;
+    this.bytesTotal += segment.length;
+    stats.segments += 1;
+    stats.bytes = this.bytesTotal;
+    step('verify', `origin segment ${origin.sequence} matches the origin's hash chain`, 'ok');
+    showStats();
+  }
+
+  /** Signs and posts a cumulative receipt when something new was verified. */
+  async sendReceipt() {
+    if (this.sending || this.head === null || this.bytesTotal === this.acknowledged) return;
+    this.sending = true;
+    try {
+      const body = {
+        session_id: this.grant.body.session_id,
+        seq: this.receiptSeq,
+        bytes_total: this.bytesTotal,
+        last_segment_seq: this.lastSegment,
+        segments_digest: hex(this.head),
+        t_ms: Date.now(),
+      };
+      const message = concat(
+        RECEIPT_TAG, unhex(body.session_id, 16), u64(body.seq), u64(body.bytes_total),
+        u64(body.last_segment_seq), unhex(body.segments_digest, 32), u64(body.t_ms),
+      );
+      const signature = new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, this.key.privateKey, message));
+      this.receiptSeq += 1;
+      const outcome = await fetchJson('/receipts', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ receipts: [{ body, signature: hex(signature) }] }),
+      });
+      this.acknowledged = body.bytes_total;
+      stats.accepted += Number(outcome.accepted);
+      if (outcome.rejected.length) {
+        step('receipts', `receipt ${body.seq} rejected: ${outcome.rejected.join('; ')}`, 'bad');
+      } else {
+        step('receipts', `receipt ${body.seq} accepted: ${formatBytes(body.bytes_total)} up to origin segment ${body.last_segment_seq}`, 'ok');
+      }
+      showStats();
+    } catch (error) {
+      step('receipts', `could not send a receipt: ${error.message}`, 'bad');
+    } finally {
+      this.sending = false;
+    }
+  }
+}
+
+/** hls.js's loader, hashing every media segment before hls.js takes the bytes. */
+function hashingLoader(onSegment) {
+  const Base = Hls.DefaultConfig.loader;
+  return class HashingLoader extends Base {
+    load(context, config, callbacks) {
+      const onSuccess = callbacks.onSuccess;
+      super.load(context, config, {
+        ...callbacks,
+        onSuccess: (response, loadStats, ctx, details) => {
+          if (response.data instanceof ArrayBuffer) onSegment(new Uint8Array(response.data));
+          onSuccess(response, loadStats, ctx, details);
+        },
+      });
+    }
+  };
+}
+
+async function main() {
+  $('#title').textContent = `Watching ${streamId}`;
+  document.title = `${streamId} · StreamrP2P`;
+  let key;
+  try {
+    await initBlake3();
+    key = await viewerKey();
+    $('#viewer-key').textContent = key.publicHex;
+    step('key', `${key.created ? 'created' : 'loaded'} Ed25519 key ${shortId(key.publicHex)} (kept in this browser)`, 'ok');
+  } catch (error) {
+    step('key', `this browser cannot make an Ed25519 key: ${error.message}`, 'bad');
+    return;
+  }
+
+  let play;
+  try {
+    play = await fetchJson(`/streams/${encodeURIComponent(streamId)}/play?viewer=${key.publicHex}`);
+    $('#session-id').textContent = play.grant.body.session_id;
+    $('#node-id').textContent = play.node_id;
+    step('grant', `node ${shortId(play.node_id)} granted session ${shortId(play.grant.body.session_id)}, valid until ${new Date(play.grant.body.expiry_ms).toLocaleTimeString()}`, 'ok');
+  } catch (error) {
+    step('grant', `no grant: ${error.message}`, 'bad');
+    return;
+  }
+
+  const index = new OriginIndex();
+  try {
+    const count = await index.refresh();
+    step('hashes', `${count} recent origin segment hashes loaded`, 'ok');
+  } catch (error) {
+    step('hashes', `could not load the origin's hashes: ${error.message}`, 'bad');
+  }
+
+  const session = new Session(play.grant, key, index);
+  if (!globalThis.Hls || !Hls.isSupported()) {
+    step('play', 'this browser has no Media Source Extensions for HLS', 'bad');
+    return;
+  }
+  const hls = new Hls({
+    fLoader: hashingLoader((bytes) => session.received(hex(blake3(bytes)), bytes.length)),
+  });
+  const video = $('#video');
+  hls.on(Hls.Events.MANIFEST_PARSED, () => {
+    step('play', `playlist loaded from ${new URL(play.hls_url).host}`, 'ok');
+    video.play().catch((error) => step('play', `press play to start (${error.message})`));
+  });
+  hls.on(Hls.Events.ERROR, (_event, data) => {
+    if (!data.fatal) { stats.recovered += 1; showStats(); return; }
+    stats.fatal += 1;
+    showStats();
+    step('play', `player error: ${data.type} ${data.details}`, 'bad');
+    if (data.type === Hls.ErrorTypes.NETWORK_ERROR) hls.startLoad();
+    else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+  });
+  video.addEventListener('playing', () => step('play', `playing from node ${shortId(play.node_id)}`, 'ok'));
+  hls.loadSource(withGrant(play.hls_url, play.grant));
+  hls.attachMedia(video);
+  setInterval(() => session.sendReceipt(), RECEIPT_INTERVAL_MS);
+}
+
+main();

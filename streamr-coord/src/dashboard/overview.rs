@@ -1,0 +1,368 @@
+//! `GET /dashboard/data.json`: one read-only snapshot of what the dashboard shows, computed from
+//! storage: live streams with their viewers and delivered bitrate, nodes with availability and
+//! served bytes, fraud flags, earnings per epoch, payouts and the origin's offload over time.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+use streamr_core::{ProbeResult, ProbeSummary};
+
+use crate::api::Shared;
+use crate::clock::now_ms;
+use crate::error::ApiError;
+use crate::storage::{
+    EvidenceRecord, NodeRecord, PayoutRecord, ReceiptRecord, StreamRecord, Totals,
+};
+
+/// Receipts received this recently count a session as watching.
+pub(crate) const VIEWER_WINDOW_MS: i64 = 30_000;
+/// How far back the offload chart reaches.
+pub(crate) const OFFLOAD_WINDOW_MS: i64 = 5 * 60_000;
+/// Width of one offload bucket.
+pub(crate) const OFFLOAD_BUCKET_MS: i64 = 10_000;
+/// Most epochs read for receipts (short epochs would otherwise mean many queries).
+const MAX_RECEIPT_EPOCHS: i64 = 64;
+/// Settled epochs shown.
+const EPOCHS_SHOWN: i64 = 12;
+
+/// The whole dashboard snapshot.
+#[derive(Debug, Serialize)]
+pub(crate) struct Overview {
+    generated_at_ms: i64,
+    current_epoch: i64,
+    epoch_length_ms: i64,
+    totals: Totals,
+    streams: Vec<StreamRow>,
+    nodes: Vec<NodeRow>,
+    flags: Vec<EvidenceRecord>,
+    epochs: Vec<EpochRow>,
+    payouts: Vec<PayoutRecord>,
+    offload: Vec<OffloadPoint>,
+}
+
+/// A live stream.
+#[derive(Debug, Serialize)]
+pub(crate) struct StreamRow {
+    id: String,
+    title: String,
+    created_at_ms: i64,
+    /// Sessions with a verified receipt in the last [`VIEWER_WINDOW_MS`].
+    viewers: u64,
+    /// Verified bits per second delivered to one viewer, averaged over the window.
+    bitrate_bps: u64,
+}
+
+/// A node as the dashboard lists it.
+#[derive(Debug, Serialize)]
+pub(crate) struct NodeRow {
+    id: String,
+    operator: String,
+    http_url: String,
+    status: String,
+    active: bool,
+    last_heartbeat_ms: Option<i64>,
+    viewers: i64,
+    bytes_served: i64,
+    /// Share of this epoch's probes passed, parts per million; `None` before the first probe.
+    availability_ppm: Option<u64>,
+    probes: usize,
+    streams: Vec<String>,
+}
+
+/// One settled epoch and what each node earned in it.
+#[derive(Debug, Serialize)]
+pub(crate) struct EpochRow {
+    epoch: i64,
+    merkle_root: String,
+    pool: i64,
+    distributed: i64,
+    penalties: i64,
+    settled_at_ms: i64,
+    /// Node id → rewards less penalties booked in the epoch.
+    earnings: BTreeMap<String, i64>,
+}
+
+/// Origin offload in one time bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct OffloadPoint {
+    /// Bucket start.
+    pub(crate) t_ms: i64,
+    /// Verified bytes friend nodes delivered to viewers.
+    pub(crate) viewer_bytes: i64,
+    /// Estimated origin egress: one copy of the stream per friend node serving it.
+    pub(crate) origin_bytes: i64,
+    /// `1 - origin_bytes / viewer_bytes` in parts per million (0 when nothing was served).
+    pub(crate) offload_ppm: u64,
+}
+
+/// Viewers and per-viewer bitrate of each stream from receipts received in `[from_ms, to_ms)`.
+pub(crate) fn stream_activity(
+    receipts: &[ReceiptRecord],
+    from_ms: i64,
+    to_ms: i64,
+) -> BTreeMap<String, (u64, u64)> {
+    let mut per_stream: BTreeMap<&str, (BTreeSet<&str>, i64)> = BTreeMap::new();
+    for r in receipts
+        .iter()
+        .filter(|r| r.received_at_ms >= from_ms && r.received_at_ms < to_ms)
+    {
+        let entry = per_stream.entry(&r.stream_id).or_default();
+        entry.0.insert(&r.session_id);
+        entry.1 = entry.1.saturating_add(r.bytes_delta.max(0));
+    }
+    let seconds = u64::try_from((to_ms - from_ms).max(1_000) / 1_000).unwrap_or(1);
+    per_stream
+        .into_iter()
+        .map(|(stream, (sessions, bytes))| {
+            let viewers = sessions.len() as u64;
+            let bits = u64::try_from(bytes).unwrap_or(0).saturating_mul(8);
+            let bitrate = bits / seconds / viewers.max(1);
+            (stream.to_owned(), (viewers, bitrate))
+        })
+        .collect()
+}
+
+/// Offload per bucket of `bucket_ms` from `from_ms` to `to_ms`: viewer bytes against an
+/// origin that sends each serving friend node one copy (the largest session's bytes in the
+/// bucket, per stream).
+pub(crate) fn offload_series(
+    receipts: &[ReceiptRecord],
+    from_ms: i64,
+    to_ms: i64,
+    bucket_ms: i64,
+) -> Vec<OffloadPoint> {
+    let bucket_ms = bucket_ms.max(1);
+    let start = from_ms - from_ms.rem_euclid(bucket_ms);
+    let mut buckets: BTreeMap<i64, Vec<&ReceiptRecord>> = BTreeMap::new();
+    let mut t = start;
+    while t < to_ms {
+        buckets.insert(t, Vec::new());
+        t += bucket_ms;
+    }
+    for r in receipts
+        .iter()
+        .filter(|r| r.received_at_ms >= start && r.received_at_ms < to_ms)
+    {
+        let key = r.received_at_ms - r.received_at_ms.rem_euclid(bucket_ms);
+        buckets.entry(key).or_default().push(r);
+    }
+    buckets
+        .into_iter()
+        .map(|(t_ms, rows)| {
+            let viewer_bytes: i64 = rows.iter().map(|r| r.bytes_delta.max(0)).sum();
+            let mut per_session: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+            let mut nodes_per_stream: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+            for r in &rows {
+                *per_session
+                    .entry((&r.stream_id, &r.session_id))
+                    .or_default() += r.bytes_delta.max(0);
+                nodes_per_stream
+                    .entry(&r.stream_id)
+                    .or_default()
+                    .insert(&r.node_id);
+            }
+            let origin_bytes: i64 = nodes_per_stream
+                .iter()
+                .map(|(stream, nodes)| {
+                    let copy = per_session
+                        .iter()
+                        .filter(|((s, _), _)| s == stream)
+                        .map(|(_, bytes)| *bytes)
+                        .max()
+                        .unwrap_or(0);
+                    copy.saturating_mul(nodes.len() as i64)
+                })
+                .sum();
+            let offload_ppm = if viewer_bytes > 0 && origin_bytes < viewer_bytes {
+                let saved = i128::from(viewer_bytes - origin_bytes);
+                u64::try_from(saved * 1_000_000 / i128::from(viewer_bytes)).unwrap_or(0)
+            } else {
+                0
+            };
+            OffloadPoint {
+                t_ms,
+                viewer_bytes,
+                origin_bytes,
+                offload_ppm,
+            }
+        })
+        .collect()
+}
+
+/// `deregistered`, `registered` (no heartbeat yet), `online` (heartbeat within the liveness
+/// window, so routable) or `silent`.
+fn node_status(node: &NodeRecord, now_ms: i64, liveness_ms: i64) -> &'static str {
+    match node.last_heartbeat_ms {
+        _ if !node.active => "deregistered",
+        None => "registered",
+        Some(t) if now_ms.saturating_sub(t) <= liveness_ms => "online",
+        Some(_) => "silent",
+    }
+}
+
+fn streams_of(json: &str) -> Vec<String> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+/// Builds the snapshot.
+pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, ApiError> {
+    let storage = &state.storage;
+    let config = &state.config;
+    let now = now_ms();
+    let current_epoch = config.epoch_of(now);
+    let liveness_ms = i64::try_from(config.node_liveness.as_millis()).unwrap_or(i64::MAX);
+
+    let first_epoch = config
+        .epoch_of(now - OFFLOAD_WINDOW_MS)
+        .max(current_epoch - MAX_RECEIPT_EPOCHS + 1);
+    let mut receipts = Vec::new();
+    for epoch in first_epoch..=current_epoch {
+        receipts.extend(storage.receipts_for_epoch(epoch).await?);
+    }
+    let activity = stream_activity(&receipts, now - VIEWER_WINDOW_MS, now);
+    let offload = offload_series(&receipts, now - OFFLOAD_WINDOW_MS, now, OFFLOAD_BUCKET_MS);
+
+    let streams = storage
+        .list_streams(100)
+        .await?
+        .into_iter()
+        .filter(|s| s.status == "live")
+        .map(|s: StreamRecord| {
+            let (viewers, bitrate_bps) = activity.get(&s.id).copied().unwrap_or((0, 0));
+            StreamRow {
+                id: s.id,
+                title: s.title,
+                created_at_ms: s.created_at_ms,
+                viewers,
+                bitrate_bps,
+            }
+        })
+        .collect();
+
+    let mut probes: BTreeMap<String, Vec<ProbeResult>> = BTreeMap::new();
+    for probe in storage.probes_for_epoch(current_epoch).await? {
+        if let Some(result) = crate::workers::probe_result(&probe) {
+            probes.entry(probe.node_id).or_default().push(result);
+        }
+    }
+    let nodes = storage
+        .list_nodes()
+        .await?
+        .into_iter()
+        .map(|n| {
+            let results = probes.get(&n.id);
+            let status = node_status(&n, now, liveness_ms).to_owned();
+            NodeRow {
+                availability_ppm: results.map(|r| {
+                    ProbeSummary::from_results(&config.probe_policy, r).availability_ppm()
+                }),
+                probes: results.map_or(0, Vec::len),
+                streams: streams_of(&n.streams_json),
+                id: n.id,
+                operator: n.operator,
+                http_url: n.http_url,
+                status,
+                active: n.active,
+                last_heartbeat_ms: n.last_heartbeat_ms,
+                viewers: n.viewers,
+                bytes_served: n.bytes_served,
+            }
+        })
+        .collect();
+
+    let mut epochs = Vec::new();
+    let mut flags = Vec::new();
+    let mut payouts = Vec::new();
+    for settlement in storage.list_settlements(EPOCHS_SHOWN).await? {
+        let mut earnings: BTreeMap<String, i64> = BTreeMap::new();
+        for entry in storage.ledger_for_epoch(settlement.epoch).await? {
+            let Some(node) = entry.node_id else { continue };
+            let signed = match entry.kind.as_str() {
+                "reward" => entry.amount,
+                "penalty" => -entry.amount,
+                _ => continue,
+            };
+            *earnings.entry(node).or_default() += signed;
+        }
+        flags.extend(storage.evidence_for_epoch(settlement.epoch).await?);
+        payouts.extend(storage.payouts_for_epoch(settlement.epoch).await?);
+        epochs.push(EpochRow {
+            epoch: settlement.epoch,
+            merkle_root: settlement.merkle_root,
+            pool: settlement.pool,
+            distributed: settlement.distributed,
+            penalties: settlement.penalties,
+            settled_at_ms: settlement.settled_at_ms,
+            earnings,
+        });
+    }
+
+    Ok(Json(Overview {
+        generated_at_ms: now,
+        current_epoch,
+        epoch_length_ms: config.epoch_length_ms(),
+        totals: storage.totals().await?,
+        streams,
+        nodes,
+        flags,
+        epochs,
+        payouts,
+        offload,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt(stream: &str, session: &str, node: &str, at: i64, bytes: i64) -> ReceiptRecord {
+        ReceiptRecord {
+            session_id: session.into(),
+            seq: 1,
+            node_id: node.into(),
+            stream_id: stream.into(),
+            bytes_total: bytes,
+            bytes_delta: bytes,
+            on_time_bytes: bytes,
+            last_segment_seq: 0,
+            t_ms: at,
+            epoch: 0,
+            received_at_ms: at,
+            body: String::new(),
+        }
+    }
+
+    #[test]
+    fn viewers_are_sessions_in_the_window_and_bitrate_is_per_viewer() {
+        let receipts = [
+            receipt("show", "a", "n1", 1_000, 125_000),
+            receipt("show", "b", "n2", 2_000, 125_000),
+            receipt("show", "a", "n1", 5_000, 125_000),
+            receipt("show", "old", "n1", -5_000, 999_999),
+        ];
+        let activity = stream_activity(&receipts, 0, 10_000);
+        // 375 kB in 10 s over two viewers: 150 kbit/s each.
+        assert_eq!(activity.get("show"), Some(&(2, 150_000)));
+    }
+
+    #[test]
+    fn offload_counts_one_origin_copy_per_serving_node() {
+        let receipts = [
+            receipt("show", "a", "n1", 0, 100),
+            receipt("show", "b", "n1", 1, 100),
+            receipt("show", "c", "n1", 2, 100),
+            receipt("show", "d", "n2", 3, 100),
+            receipt("show", "e", "n1", 10, 100),
+        ];
+        let series = offload_series(&receipts, 0, 20, 10);
+        assert_eq!(series.len(), 2);
+        // Four viewers, two nodes: the origin sent two copies instead of four.
+        assert_eq!(series[0].viewer_bytes, 400);
+        assert_eq!(series[0].origin_bytes, 200);
+        assert_eq!(series[0].offload_ppm, 500_000);
+        // One viewer on one node saves nothing.
+        assert_eq!(series[1].offload_ppm, 0);
+    }
+}
