@@ -32,6 +32,7 @@ mod api;
 pub mod client;
 mod clock;
 pub mod config;
+mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod grant_token;

@@ -109,6 +109,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/epochs/{epoch}/proofs/{node_id}", get(ledger::proof))
         .route("/payouts/pending", get(ledger::pending_payouts))
         .route("/simulate", post(ledger::simulate))
+        .merge(crate::dashboard::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(
