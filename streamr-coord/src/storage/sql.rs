@@ -104,18 +104,73 @@ const RECEIPT_COLUMNS: &str = "session_id, seq, node_id, stream_id, bytes_total,
      on_time_bytes, \
      last_segment_seq, t_ms, epoch, received_at_ms, body";
 
+/// Splits heartbeat indices into rounds in which each node appears at most once, keeping each
+/// node's heartbeats in their original order across rounds.
+fn node_rounds(heartbeats: &[HeartbeatWrite]) -> Vec<Vec<usize>> {
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (index, heartbeat) in heartbeats.iter().enumerate() {
+        let round = seen
+            .entry(heartbeat.node_id.as_str())
+            .and_modify(|r| *r += 1)
+            .or_insert(0);
+        if rounds.len() <= *round {
+            rounds.push(Vec::new());
+        }
+        if let Some(members) = rounds.get_mut(*round) {
+            members.push(index);
+        }
+    }
+    rounds
+}
+
 macro_rules! sql_storage {
     ($storage:ident, $db:ty, $sql:path, $settlement_lock:path) => {
         impl $storage {
-            async fn add_activity_in(
+            async fn add_activities_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
-                delta: &ActivityDelta,
+                deltas: &[&ActivityDelta],
             ) -> StorageResult<()> {
-                sqlx::query(&$sql(
+                let mut summed: std::collections::BTreeMap<(&str, i64), ActivityDelta> =
+                    std::collections::BTreeMap::new();
+                for delta in deltas {
+                    let sum = summed
+                        .entry((delta.node_id.as_str(), delta.epoch))
+                        .or_insert_with(|| ActivityDelta {
+                            node_id: delta.node_id.clone(),
+                            epoch: delta.epoch,
+                            ..ActivityDelta::default()
+                        });
+                    sum.heartbeats += delta.heartbeats;
+                    sum.claimed_bytes = sum.claimed_bytes.saturating_add(delta.claimed_bytes);
+                    sum.submitted += delta.submitted;
+                    sum.accepted += delta.accepted;
+                    sum.forged += delta.forged;
+                    sum.replayed += delta.replayed;
+                    sum.beyond_grant += delta.beyond_grant;
+                    sum.wrong_content += delta.wrong_content;
+                }
+                if summed.is_empty() {
+                    return Ok(());
+                }
+                let mut upsert = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, claimed_bytes, \
-                     submitted, accepted, forged, replayed, beyond_grant, wrong_content) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                     ON CONFLICT (node_id, epoch) DO UPDATE SET \
+                     submitted, accepted, forged, replayed, beyond_grant, wrong_content) ",
+                );
+                upsert.push_values(summed.into_values(), |mut row, d| {
+                    row.push_bind(d.node_id)
+                        .push_bind(d.epoch)
+                        .push_bind(d.heartbeats)
+                        .push_bind(d.claimed_bytes)
+                        .push_bind(d.submitted)
+                        .push_bind(d.accepted)
+                        .push_bind(d.forged)
+                        .push_bind(d.replayed)
+                        .push_bind(d.beyond_grant)
+                        .push_bind(d.wrong_content);
+                });
+                upsert.push(
+                    " ON CONFLICT (node_id, epoch) DO UPDATE SET \
                      heartbeats = node_epoch_activity.heartbeats + excluded.heartbeats, \
                      claimed_bytes = node_epoch_activity.claimed_bytes + excluded.claimed_bytes, \
                      submitted = node_epoch_activity.submitted + excluded.submitted, \
@@ -124,20 +179,12 @@ macro_rules! sql_storage {
                      replayed = node_epoch_activity.replayed + excluded.replayed, \
                      beyond_grant = node_epoch_activity.beyond_grant + excluded.beyond_grant, \
                      wrong_content = node_epoch_activity.wrong_content + excluded.wrong_content",
-                ))
-                .bind(&delta.node_id)
-                .bind(delta.epoch)
-                .bind(delta.heartbeats)
-                .bind(delta.claimed_bytes)
-                .bind(delta.submitted)
-                .bind(delta.accepted)
-                .bind(delta.forged)
-                .bind(delta.replayed)
-                .bind(delta.beyond_grant)
-                .bind(delta.wrong_content)
-                .execute(&mut **tx)
-                .await
-                .map_err(StorageError::query("add_activity"))?;
+                );
+                upsert
+                    .build()
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(StorageError::query("add_activity"))?;
                 Ok(())
             }
 
@@ -369,49 +416,83 @@ macro_rules! sql_storage {
                 heartbeats: &[HeartbeatWrite],
             ) -> StorageResult<Vec<StorageResult<u64>>> {
                 let op = "record_heartbeats";
+                let mut outcomes: Vec<Option<StorageResult<u64>>> =
+                    heartbeats.iter().map(|_| None).collect();
                 let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
-                let mut outcomes = Vec::with_capacity(heartbeats.len());
-                for heartbeat in heartbeats {
-                    let claimed = sqlx::query(&$sql(
-                        "UPDATE nodes SET last_nonce = $2, last_heartbeat_ms = $3, status = 'online', \
-                         streams_json = $4, viewers = $5, bytes_served = $6 \
-                         WHERE id = $1 AND active = $7 AND last_nonce < $2",
-                    ))
-                    .bind(&heartbeat.node_id)
-                    .bind(heartbeat.nonce)
-                    .bind(heartbeat.timestamp_ms)
-                    .bind(&heartbeat.streams_json)
-                    .bind(heartbeat.viewers)
-                    .bind(heartbeat.bytes_served)
-                    .bind(true)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StorageError::query(op))?;
-                    if claimed.rows_affected() == 0 {
+                // Each round holds at most one heartbeat per node, so one set-based UPDATE can
+                // claim all of their nonces; a node's later heartbeats go to later rounds.
+                for round in node_rounds(heartbeats) {
+                    let mut claim = sqlx::QueryBuilder::<$db>::new(
+                        "WITH batch (id, nonce, ts, streams, viewers, bytes) AS (",
+                    );
+                    claim.push_values(round.iter(), |mut row, &index| {
+                        if let Some(hb) = heartbeats.get(index) {
+                            row.push_bind(hb.node_id.clone())
+                                .push_bind(hb.nonce)
+                                .push_bind(hb.timestamp_ms)
+                                .push_bind(hb.streams_json.clone())
+                                .push_bind(hb.viewers)
+                                .push_bind(hb.bytes_served);
+                        }
+                    });
+                    claim.push(
+                        ") UPDATE nodes SET last_nonce = batch.nonce, last_heartbeat_ms = batch.ts, \
+                         status = 'online', streams_json = batch.streams, viewers = batch.viewers, \
+                         bytes_served = batch.bytes FROM batch \
+                         WHERE nodes.id = batch.id AND nodes.active AND nodes.last_nonce < batch.nonce \
+                         RETURNING nodes.id",
+                    );
+                    let claimed: Vec<(String,)> = claim
+                        .build_query_as()
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(StorageError::query(op))?;
+                    let claimed: std::collections::HashSet<String> =
+                        claimed.into_iter().map(|(id,)| id).collect();
+
+                    let mut activity: Vec<&ActivityDelta> = Vec::with_capacity(round.len());
+                    for &index in &round {
+                        let Some(hb) = heartbeats.get(index) else { continue };
+                        if claimed.contains(&hb.node_id) {
+                            activity.push(&hb.activity);
+                            let inserted = if hb.receipts.is_empty() {
+                                0
+                            } else {
+                                Self::insert_receipts_in(&mut tx, &hb.receipts).await?
+                            };
+                            if let Some(slot) = outcomes.get_mut(index) {
+                                *slot = Some(Ok(inserted));
+                            }
+                            continue;
+                        }
                         let node: Option<(i64, bool)> = sqlx::query_as(&$sql(
                             "SELECT last_nonce, active FROM nodes WHERE id = $1",
                         ))
-                        .bind(&heartbeat.node_id)
+                        .bind(&hb.node_id)
                         .fetch_optional(&mut *tx)
                         .await
                         .map_err(StorageError::query(op))?;
-                        outcomes.push(Err(match node {
+                        let refused = match node {
                             Some((last, true)) => StorageError::ReplayedNonce {
-                                node_id: heartbeat.node_id.clone(),
-                                nonce: heartbeat.nonce,
+                                node_id: hb.node_id.clone(),
+                                nonce: hb.nonce,
                                 last,
                             },
                             _ => StorageError::UnknownNode {
-                                node_id: heartbeat.node_id.clone(),
+                                node_id: hb.node_id.clone(),
                             },
-                        }));
-                        continue;
+                        };
+                        if let Some(slot) = outcomes.get_mut(index) {
+                            *slot = Some(Err(refused));
+                        }
                     }
-                    Self::add_activity_in(&mut tx, &heartbeat.activity).await?;
-                    outcomes.push(Ok(Self::insert_receipts_in(&mut tx, &heartbeat.receipts).await?));
+                    Self::add_activities_in(&mut tx, &activity).await?;
                 }
                 tx.commit().await.map_err(StorageError::query(op))?;
-                Ok(outcomes)
+                Ok(outcomes
+                    .into_iter()
+                    .map(|o| o.unwrap_or(Ok(0)))
+                    .collect())
             }
 
             async fn create_session(&self, session: &SessionRecord) -> StorageResult<()> {
@@ -466,9 +547,8 @@ macro_rules! sql_storage {
                 let op = "insert_receipts";
                 let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
                 let inserted = Self::insert_receipts_in(&mut tx, receipts).await?;
-                for delta in activity {
-                    Self::add_activity_in(&mut tx, delta).await?;
-                }
+                let deltas: Vec<&ActivityDelta> = activity.iter().collect();
+                Self::add_activities_in(&mut tx, &deltas).await?;
                 tx.commit().await.map_err(StorageError::query(op))?;
                 Ok(inserted)
             }
