@@ -73,7 +73,8 @@ pub struct ViewerConfig {
     pub start_timeout: Duration,
     /// How long a received segment waits for the origin's hash before it counts as unverified.
     pub verify_timeout: Duration,
-    /// Timeout of each HTTP request to a node.
+    /// Timeout of each HTTP request to a node (a node's first playlist request may wait for
+    /// its pull from the origin and a whole first segment).
     pub request_timeout: Duration,
 }
 
@@ -102,7 +103,7 @@ impl ViewerConfig {
             stall_timeout: Duration::from_secs(12),
             start_timeout: Duration::from_secs(20),
             verify_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(15),
         }
     }
 
