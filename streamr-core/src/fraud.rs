@@ -354,6 +354,40 @@ fn inputs<const N: usize>(pairs: [(&str, u64); N]) -> BTreeMap<String, u64> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
+/// Sessions of a viewer the collusion test looks at, newest first (bounds `C(k, x)` in `u128`).
+const MAX_COLLUSION_SESSIONS: usize = 60;
+/// Fewest sessions on one operator before the collusion test judges a viewer.
+const COLLUSION_MIN_SESSIONS: u64 = 3;
+
+/// Whether `operators × C(k, hits) × share^hits` — a union bound on the chance that routing sent
+/// at least `hits` of `k` sessions to an operator with route share `share_ppm`, for any of the
+/// operators — is below `p_value_ppm`. Integer arithmetic (scaled by PPM²), so every platform
+/// decides alike.
+fn collusion_chance_below(
+    k: u64,
+    hits: u64,
+    share_ppm: u64,
+    operators: u128,
+    p_value_ppm: u64,
+) -> bool {
+    let ppm = u128::from(PPM);
+    let threshold = u128::from(p_value_ppm) * ppm;
+    // C(k, hits), exact: each partial product is itself a binomial coefficient.
+    let mut binomial: u128 = 1;
+    for i in 0..hits.min(k) {
+        binomial = binomial.saturating_mul(u128::from(k - i)) / u128::from(i + 1);
+    }
+    let mut chance = operators.saturating_mul(binomial).saturating_mul(ppm * ppm);
+    let share = u128::from(share_ppm.min(PPM));
+    for _ in 0..hits {
+        chance = chance / ppm * share + chance % ppm * share / ppm;
+        if chance < threshold {
+            return true;
+        }
+    }
+    chance < threshold
+}
+
 fn ppm_of(part: u64, whole: u64) -> u64 {
     (u128::from(part) * u128::from(PPM))
         .checked_div(u128::from(whole))
@@ -439,24 +473,32 @@ impl FraudEngine {
         let operator_count = route_share.len().max(1) as u128;
         let mut colluders: BTreeMap<ViewerKey, OperatorId> = BTreeMap::new();
         for (viewer, history) in &self.viewer_history {
-            let Some((_, operator)) = history.first() else {
+            // The operator this viewer used most in the window (ties to the lower id).
+            let recent = history
+                .get(history.len().saturating_sub(MAX_COLLUSION_SESSIONS)..)
+                .unwrap_or_default();
+            let mut counts: BTreeMap<&OperatorId, u64> = BTreeMap::new();
+            for (_, operator) in recent {
+                *counts.entry(operator).or_default() += 1;
+            }
+            let Some((operator, hits)) = counts
+                .iter()
+                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                .map(|(o, n)| (*o, *n))
+            else {
                 continue;
             };
-            if history.iter().any(|(_, o)| o != operator) {
+            if hits < COLLUSION_MIN_SESSIONS {
                 continue;
             }
-            // chance = share^k × operators, in integer ppm² so every platform decides alike.
-            let share = u128::from(route_share.get(operator).copied().unwrap_or(PPM).min(PPM));
-            let scale = u128::from(PPM) * u128::from(PPM);
-            let threshold = u128::from(c.collusion_p_value_ppm) * u128::from(PPM);
-            let mut chance = operator_count.saturating_mul(scale);
-            for _ in history {
-                chance = chance * share / u128::from(PPM);
-                if chance < threshold {
-                    break;
-                }
-            }
-            if chance < threshold {
+            let share = route_share.get(operator).copied().unwrap_or(PPM);
+            if collusion_chance_below(
+                recent.len() as u64,
+                hits,
+                share,
+                operator_count,
+                c.collusion_p_value_ppm,
+            ) {
                 colluders.insert(*viewer, operator.clone());
             }
         }
@@ -520,11 +562,19 @@ impl FraudEngine {
                 ));
             }
             if colluders.get(&s.viewer) == Some(&node.operator) {
-                let n = self.viewer_history.get(&s.viewer).map_or(0, Vec::len) as u64;
+                let history = self.viewer_history.get(&s.viewer);
+                let window = history.map_or(0, Vec::len) as u64;
+                let on_operator = history
+                    .map_or(0, |h| h.iter().filter(|(_, o)| *o == node.operator).count())
+                    as u64;
                 let share = route_share.get(&node.operator).copied().unwrap_or(0);
                 verdicts.push((
                     RuleId::Collusion,
-                    inputs([("sessions_on_operator", n), ("route_share_ppm", share)]),
+                    inputs([
+                        ("window_sessions", window),
+                        ("sessions_on_operator", on_operator),
+                        ("route_share_ppm", share),
+                    ]),
                 ));
             }
             if let Some((rule, inputs)) = verdicts.into_iter().next() {
@@ -977,6 +1027,18 @@ mod tests {
             total - cap
         );
         assert!(report.penalties.is_empty());
+    }
+
+    #[test]
+    fn collusion_chance_is_a_union_bound() {
+        // 4 operators, 8 of 8 sessions on one with share 25 %: 4 × 1 × 0.25^8 ≈ 6.1e-5 < 1e-4.
+        assert!(collusion_chance_below(8, 8, 250_000, 4, 100));
+        // 7 of 7: 4 × 0.25^7 ≈ 2.4e-4, not below.
+        assert!(!collusion_chance_below(7, 7, 250_000, 4, 100));
+        // Half of 18 sessions on an operator with 1 % share among 100: 100 × C(18,9) × 1e-18.
+        assert!(collusion_chance_below(18, 9, 10_000, 100, 100));
+        // An honest viewer: 2 of 6 sessions on a 2 % operator among 50: 50 × 15 × 4e-4 = 0.3.
+        assert!(!collusion_chance_below(6, 2, 20_000, 50, 100));
     }
 
     #[test]

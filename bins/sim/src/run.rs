@@ -84,6 +84,8 @@ struct SessionPlan {
     stream: usize,
     start_ms: u64,
     end_ms: u64,
+    /// A colluder's session routed normally and really watched (stealthy A6).
+    genuine: bool,
 }
 
 fn lag_ms(rng: &mut impl Rng, late: bool) -> u64 {
@@ -257,9 +259,12 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 let start = t0 + net.rng.gen_range(0..=epoch_ms - duration);
                 let mut sid = [0u8; 16];
                 net.rng.fill_bytes(&mut sid);
+                let genuine = matches!(viewer.kind, ViewerKind::Colluder(_))
+                    && config.stealthy
+                    && net.rng.gen_bool(0.5);
                 let node = match &viewer.kind {
                     ViewerKind::Bot(n) => Some(*n),
-                    ViewerKind::Colluder(group) => {
+                    ViewerKind::Colluder(group) if !genuine => {
                         group.get(net.rng.gen_range(0..group.len().max(1))).copied()
                     }
                     _ => router
@@ -280,6 +285,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                         stream: net.rng.gen_range(0..streams.len()),
                         start_ms: start,
                         end_ms: start + duration,
+                        genuine,
                     },
                 ));
             }
@@ -299,7 +305,8 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 operator: None,
             });
             let attack = attack_of(node.role);
-            let fake_viewer = matches!(viewer.kind, ViewerKind::Bot(_) | ViewerKind::Colluder(_));
+            let fake_viewer = !plan.genuine
+                && matches!(viewer.kind, ViewerKind::Bot(_) | ViewerKind::Colluder(_));
             let serves = attack != Some(Attack::A5);
             let down = downtime[plan.node];
             let up_ms = |from: u64, to: u64| -> u64 {

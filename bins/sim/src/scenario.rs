@@ -42,6 +42,10 @@ pub struct SimConfig {
     /// Pool per epoch, micro-units.
     #[arg(long, default_value_t = 1_000_000_000)]
     pub pool: u64,
+    /// Stealthier colluders (A6): half of their sessions are routed normally and really watched,
+    /// so their history is not all on one operator.
+    #[arg(long)]
+    pub stealthy: bool,
 }
 
 /// The attacks of the threat model.
