@@ -74,7 +74,7 @@ pub enum ClientError {
         /// The HTTP status.
         status: StatusCode,
         /// The JSON error body, when the answer had one.
-        body: Option<ErrorBody>,
+        body: Option<Box<ErrorBody>>,
         /// The raw answer text (at most 1 KiB).
         raw: String,
     },
@@ -91,7 +91,7 @@ pub enum ClientError {
     },
 }
 
-fn describe(body: &Option<ErrorBody>, raw: &str) -> String {
+fn describe(body: &Option<Box<ErrorBody>>, raw: &str) -> String {
     match body {
         Some(body) => format!("{} ({})", body.message, body.error),
         None => raw.to_owned(),

@@ -99,6 +99,11 @@ pub fn decode(token: &str) -> Result<SignedGrant, GrantTokenError> {
 
 /// `url` with `grant=<token>` added to its query string (unless it carries one already).
 pub fn with_grant(url: &str, grant: &SignedGrant) -> String {
+    with_grant_token(url, &encode(grant))
+}
+
+/// `url` with an encoded `token` added as `grant=` (unless the URL carries a grant already).
+pub fn with_grant_token(url: &str, token: &str) -> String {
     let has_grant = url
         .split_once('?')
         .is_some_and(|(_, query)| query.split('&').any(|pair| pair.starts_with("grant=")));
@@ -106,7 +111,7 @@ pub fn with_grant(url: &str, grant: &SignedGrant) -> String {
         return url.to_owned();
     }
     let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}{GRANT_PARAM}={}", encode(grant))
+    format!("{url}{separator}{GRANT_PARAM}={token}")
 }
 
 /// The token in a query string (`a=1&grant=...`), if any.

@@ -1,16 +1,18 @@
 //! `streamr-node`: the StreamrP2P friend node.
 //!
 //! Runs an RTMP origin/relay: encoders publish to `rtmp://<listen>/<app>/<key>`, players pull the
-//! same URL. Logs go to stderr (`--log-format pretty|json`, level from `RUST_LOG`, default
+//! same URL. With `--upstream` the node relays streams from origins on demand; with
+//! `--coordinator` it joins the network (see the `streamr_node` library). Logs go to stderr (`--log-format pretty|json`, level from `RUST_LOG`, default
 //! `info`); Ctrl-C (or SIGTERM) shuts down gracefully.
 
 use std::net::SocketAddr;
 
-use anyhow::Context;
+use std::path::PathBuf;
+use std::time::Duration;
+
 use clap::{ArgAction, Parser, ValueEnum};
-use streamr_media::http::{HttpServer, LiveHlsConfig};
-use streamr_media::relay::{RelayConfig, RelayHub};
-use streamr_media::server::{AllowAll, RelayServer, RelayServerConfig};
+use streamr_core::CoordinatorKey;
+use streamr_node::{CoordinatorConfig, Node, NodeConfig};
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
@@ -47,6 +49,52 @@ struct Args {
     /// Also write live HLS playlists and segments under this directory (`{app}/{key}.m3u8`).
     #[arg(long, env = "STREAMR_HLS_DIR")]
     hls_dir: Option<std::path::PathBuf>,
+
+    /// File holding the node's secret key (created on first start, mode 0600).
+    #[arg(long, env = "STREAMR_IDENTITY", default_value = "streamr-node.key")]
+    identity: PathBuf,
+
+    /// Origin to pull streams from on demand (`rtmp://host:port`); repeat for failover.
+    /// Without it the node is an origin.
+    #[arg(long = "upstream", env = "STREAMR_UPSTREAMS", value_delimiter = ',')]
+    upstreams: Vec<String>,
+
+    /// Coordinator to join (`http://host:port`); without it the node runs standalone.
+    #[arg(long, env = "STREAMR_COORDINATOR")]
+    coordinator: Option<String>,
+
+    /// The coordinator's public key (hex), which verifies viewers' session grants.
+    #[arg(long, env = "STREAMR_COORDINATOR_KEY")]
+    coordinator_key: Option<CoordinatorKey>,
+
+    /// Token for reporting the origin's segment hashes to the coordinator.
+    #[arg(long, env = "STREAMR_COORDINATOR_TOKEN")]
+    coordinator_token: Option<String>,
+
+    /// Who runs this node (sent when registering).
+    #[arg(long, env = "STREAMR_OPERATOR", default_value = "anonymous")]
+    operator: String,
+
+    /// Where rewards are paid (sent when registering).
+    #[arg(long, env = "STREAMR_PAYOUT_ADDRESS", default_value = "unset")]
+    payout_address: String,
+
+    /// Upload capacity in kbit/s (sent when registering).
+    #[arg(long, env = "STREAMR_CAPACITY_KBPS", default_value_t = 10_000)]
+    capacity_kbps: u64,
+
+    /// RTMP base URL viewers are sent to (default `rtmp://<rtmp-listen>/live`).
+    #[arg(long, env = "STREAMR_ADVERTISE_RTMP")]
+    advertise_rtmp: Option<String>,
+
+    /// HTTP base URL viewers are sent to (default `http://<http-listen>`).
+    #[arg(long, env = "STREAMR_ADVERTISE_HTTP")]
+    advertise_http: Option<String>,
+
+    /// Time between heartbeats to the coordinator.
+    #[arg(long, env = "STREAMR_HEARTBEAT_INTERVAL", default_value = "5s",
+          value_parser = humantime::parse_duration)]
+    heartbeat_interval: Duration,
 
     /// Log line format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "STREAMR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
@@ -88,46 +136,45 @@ async fn shutdown_signal() {
     }
 }
 
+impl Args {
+    fn into_config(self) -> NodeConfig {
+        NodeConfig {
+            rtmp_listen: self.rtmp_listen,
+            http_listen: self.http_listen,
+            chunk_size: self.chunk_size,
+            gop_cache: self.gop_cache,
+            hls_dir: self.hls_dir,
+            identity: self.identity,
+            upstreams: self.upstreams,
+            coordinator: self.coordinator.map(|url| CoordinatorConfig {
+                url,
+                key: self.coordinator_key,
+                token: self.coordinator_token,
+            }),
+            operator: self.operator,
+            payout_address: self.payout_address,
+            capacity_kbps: self.capacity_kbps,
+            advertise_rtmp: self.advertise_rtmp,
+            advertise_http: self.advertise_http,
+            heartbeat_interval: self.heartbeat_interval,
+            ..NodeConfig::default()
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.log_format);
-
-    let mut relay = RelayConfig::default();
-    relay.gop_cache = args.gop_cache;
-    let mut config = RelayServerConfig::default()
-        .with_bind(args.rtmp_listen)
-        .with_relay(relay);
-    config.chunk_size = args.chunk_size;
-
-    let hub = RelayHub::new(config.relay.clone());
-    let server = RelayServer::start_on_hub(config, std::sync::Arc::new(AllowAll), hub.clone())
-        .await
-        .with_context(|| format!("cannot listen for RTMP on {}", args.rtmp_listen))?;
-    let mut hls = LiveHlsConfig::default();
-    if let Some(dir) = &args.hls_dir {
-        hls = hls.with_directory(dir);
-    }
-    let http = HttpServer::start(args.http_listen, hub, hls)
-        .await
-        .with_context(|| format!("cannot listen for HTTP on {}", args.http_listen))?;
+    let node = Node::start(args.into_config()).await?;
     info!(
-        http = %http.local_addr(),
-        "HLS at http://{0}/live/<key>.m3u8, HTTP-FLV at http://{0}/live/<key>.flv",
-        http.local_addr()
+        "publish to rtmp://{0}/live/<key>; HLS at http://{1}/live/<key>.m3u8, HTTP-FLV at http://{1}/live/<key>.flv",
+        node.rtmp_addr(),
+        node.http_addr()
     );
-    info!(
-        rtmp = %server.local_addr(),
-        gop_cache = args.gop_cache,
-        chunk_size = args.chunk_size,
-        "streamr-node running; publish to rtmp://{}/live/<key>",
-        server.local_addr()
-    );
-
     shutdown_signal().await;
     info!("shutting down");
-    server.shutdown().await;
-    http.shutdown().await;
+    node.shutdown().await;
     Ok(())
 }
 
@@ -144,6 +191,35 @@ mod tests {
         assert_eq!(args.chunk_size, 4096);
         assert!(args.gop_cache);
         assert_eq!(args.log_format, LogFormat::Pretty);
+        let config = args.into_config();
+        assert!(config.upstreams.is_empty() && config.coordinator.is_none());
+        assert_eq!(config.identity, PathBuf::from("streamr-node.key"));
+    }
+
+    #[test]
+    fn network_flags_reach_the_node_config() {
+        let key = "11".repeat(32);
+        let args = Args::try_parse_from([
+            "streamr-node",
+            "--upstream",
+            "rtmp://a:1935",
+            "--upstream",
+            "rtmp://b:1935",
+            "--coordinator",
+            "http://c:8090",
+            "--coordinator-key",
+            &key,
+            "--heartbeat-interval",
+            "2s",
+        ])
+        .unwrap();
+        let config = args.into_config();
+        assert_eq!(config.upstreams, ["rtmp://a:1935", "rtmp://b:1935"]);
+        let coordinator = config.coordinator.unwrap();
+        assert_eq!(coordinator.url, "http://c:8090");
+        assert_eq!(coordinator.key.unwrap().to_string(), key);
+        assert_eq!(config.heartbeat_interval, Duration::from_secs(2));
+        assert!(Args::try_parse_from(["streamr-node", "--coordinator-key", "zz"]).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Background workers: epoch settlement, payouts, per-minute stats and probe scheduling. Each
 //! runs as a tokio task until the shutdown signal, and every iteration is safe to repeat.
 
+mod prober;
 mod settlement;
 
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use streamr_core::{NodeId, PayoutItem, PayoutSink, ProbeResult, SettlementError}
 use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
+pub use prober::HttpProber;
 pub(crate) use settlement::{probe_result, Settler};
 
 use crate::api::Shared;
@@ -54,7 +56,7 @@ pub enum WorkerError {
 }
 
 /// Where the probe runner plugs in: the scheduler asks it to probe each active node once per
-/// worker round and records the results. The runner that pulls from real nodes comes later.
+/// worker round and records the results. [`HttpProber`] probes real nodes over HTTP.
 #[async_trait::async_trait]
 pub trait ProbeRunner: Send + Sync + 'static {
     /// Probes one node; `None` means it was not probed this round.

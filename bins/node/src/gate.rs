@@ -1,0 +1,341 @@
+//! What every viewer request passes through: the grant check, the on-demand upstream pull,
+//! and the receipts viewers hand the node. Shared by the RTMP hooks and the HTTP middleware.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use streamr_coord::client::{unix_ms, CoordinatorClient};
+use streamr_coord::grant_token;
+use streamr_coord::wire::{ReceiptsOutcome, ReceiptsRequest};
+use streamr_core::{SessionGrant, SessionId, SignedReceipt};
+use streamr_media::relay::{RelayHub, StreamKey};
+use streamr_media::server::{Refusal, RelayHooks, StreamRequest};
+use streamr_media::upstream::UpstreamPuller;
+
+use crate::grants::{GrantChecker, GrantRefusal};
+
+/// Sessions kept for receipt checks; the oldest are forgotten beyond this.
+const MAX_SESSIONS: usize = 100_000;
+/// Largest playlist rewritten to carry grants.
+const MAX_PLAYLIST_BYTES: usize = 1 << 20;
+
+/// State shared by the RTMP hooks, the HTTP middleware and the heartbeat task.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    pub(crate) hub: RelayHub,
+    pub(crate) puller: Option<UpstreamPuller>,
+    pub(crate) grants: Option<GrantChecker>,
+    /// The coordinator to ask about publishers' stream keys (origin role).
+    pub(crate) publish_check: Option<CoordinatorClient>,
+    /// How long an HTTP request waits for a pull to deliver the stream.
+    pub(crate) pull_wait: Duration,
+    sessions: Mutex<HashMap<SessionId, SessionGrant>>,
+    receipts: Mutex<HashMap<SessionId, SignedReceipt>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Gate {
+    pub(crate) fn new(
+        hub: RelayHub,
+        puller: Option<UpstreamPuller>,
+        grants: Option<GrantChecker>,
+        publish_check: Option<CoordinatorClient>,
+        pull_wait: Duration,
+    ) -> Self {
+        Gate {
+            hub,
+            puller,
+            grants,
+            publish_check,
+            pull_wait,
+            sessions: Mutex::default(),
+            receipts: Mutex::default(),
+        }
+    }
+
+    /// Checks the grant (when grants are enforced) and remembers the session it opens.
+    fn admit(&self, query: &str, key: &StreamKey) -> Result<(), GrantRefusal> {
+        let Some(checker) = &self.grants else {
+            return Ok(());
+        };
+        let grant = checker.check(query, &key.name, unix_ms())?;
+        let mut sessions = lock(&self.sessions);
+        if sessions.len() >= MAX_SESSIONS {
+            let now = unix_ms();
+            sessions.retain(|_, grant| grant.expiry_ms > now);
+        }
+        if sessions.len() < MAX_SESSIONS {
+            sessions.insert(grant.session_id, grant);
+        }
+        Ok(())
+    }
+
+    /// Starts (or joins) the pull of `key` in the relay role.
+    fn pull(&self, key: &StreamKey) {
+        if let Some(puller) = &self.puller {
+            puller.ensure(key);
+        }
+    }
+
+    /// Waits up to the pull wait for `key` to be published here (pulled or local).
+    async fn wait_for(&self, key: &StreamKey) {
+        if self.puller.is_none() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + self.pull_wait;
+        while !self.hub.is_publishing(key) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Keeps the newest receipt per session for the next heartbeat. Receipts must come from
+    /// the viewer of a session this node admitted.
+    pub(crate) fn accept_receipts(&self, receipts: Vec<SignedReceipt>) -> ReceiptsOutcome {
+        let mut outcome = ReceiptsOutcome::default();
+        let sessions = lock(&self.sessions);
+        let mut kept = lock(&self.receipts);
+        for receipt in receipts {
+            let session = receipt.body.session_id;
+            let Some(grant) = sessions.get(&session) else {
+                outcome
+                    .rejected
+                    .push(format!("session {session}: not served by this node"));
+                continue;
+            };
+            let verified = grant
+                .viewer
+                .verifying_key()
+                .and_then(|key| receipt.verify_with(&key).map(|_| ()));
+            if verified.is_err() {
+                outcome
+                    .rejected
+                    .push(format!("session {session}: not signed by its viewer"));
+                continue;
+            }
+            let newer = kept
+                .get(&session)
+                .is_none_or(|old| old.body.seq < receipt.body.seq);
+            if newer {
+                kept.insert(session, receipt);
+                outcome.accepted += 1;
+            } else {
+                outcome.rejected.push(format!(
+                    "session {session}: not newer than the kept receipt"
+                ));
+            }
+        }
+        outcome
+    }
+
+    /// Hands over the receipts kept since the last call.
+    pub(crate) fn take_receipts(&self) -> Vec<SignedReceipt> {
+        lock(&self.receipts).drain().map(|(_, r)| r).collect()
+    }
+
+    /// Puts back receipts a failed heartbeat could not deliver (unless newer ones arrived).
+    pub(crate) fn restore_receipts(&self, receipts: Vec<SignedReceipt>) {
+        let mut kept = lock(&self.receipts);
+        for receipt in receipts {
+            kept.entry(receipt.body.session_id).or_insert(receipt);
+        }
+    }
+}
+
+/// The RTMP side: publish checks (origin), grants and pulls (relay).
+#[derive(Debug, Clone)]
+pub(crate) struct NodeHooks(pub(crate) std::sync::Arc<Gate>);
+
+#[async_trait]
+impl RelayHooks for NodeHooks {
+    async fn authorize_publish(&self, request: &StreamRequest) -> Result<(), Refusal> {
+        let Some(client) = &self.0.publish_check else {
+            return Ok(());
+        };
+        let stream_key = request
+            .query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("key="))
+            .unwrap_or_default();
+        match client.publish_check(&request.key.name, stream_key).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Refusal::new("stream key rejected by the coordinator")),
+            Err(error) => {
+                tracing::warn!(stream = %request.key, peer = %request.peer, %error,
+                    "cannot ask the coordinator about a publisher; refusing it");
+                Err(Refusal::new(
+                    "the coordinator cannot be reached to check the key",
+                ))
+            }
+        }
+    }
+
+    async fn authorize_play(&self, request: &StreamRequest) -> Result<(), Refusal> {
+        if let Err(refusal) = self.0.admit(&request.query, &request.key) {
+            tracing::info!(stream = %request.key, peer = %request.peer, %refusal, "play refused");
+            return Err(Refusal::new(refusal.to_string()));
+        }
+        self.0.pull(&request.key);
+        Ok(())
+    }
+}
+
+/// What an HTTP path asks for.
+enum Target {
+    /// `/{app}/{name}.m3u8`, or `/{app}/{name}/index.m3u8` (rewritten to the former).
+    Playlist { key: StreamKey, alias: bool },
+    /// `/{app}/{name}.flv`.
+    Flv(StreamKey),
+    /// `/{app}/{name}/{sequence}.ts`.
+    Segment(StreamKey),
+}
+
+fn target(path: &str) -> Option<Target> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        [app, file] => {
+            if let Some(name) = file.strip_suffix(".m3u8") {
+                Some(Target::Playlist {
+                    key: StreamKey::new(*app, name),
+                    alias: false,
+                })
+            } else {
+                file.strip_suffix(".flv")
+                    .map(|name| Target::Flv(StreamKey::new(*app, name)))
+            }
+        }
+        [app, name, "index.m3u8"] => Some(Target::Playlist {
+            key: StreamKey::new(*app, *name),
+            alias: true,
+        }),
+        [app, name, file] if file.ends_with(".ts") => {
+            Some(Target::Segment(StreamKey::new(*app, *name)))
+        }
+        _ => None,
+    }
+}
+
+fn forbidden(key: &StreamKey, refusal: &GrantRefusal) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(serde_json::json!({
+            "error": "grant_refused",
+            "message": refusal.to_string(),
+            "stream": format!("{}/{}", key.app, key.name),
+        })),
+    )
+        .into_response()
+}
+
+/// Points every segment of a playlist at `/{app}/{name}/{sequence}.ts?grant=<token>` so
+/// players that drop the playlist's query string still present the grant.
+fn playlist_with_grant(body: &str, key: &StreamKey, token: &str) -> String {
+    body.lines()
+        .map(|line| {
+            if line.starts_with('#') || line.is_empty() {
+                line.to_owned()
+            } else {
+                let file = line.rsplit('/').next().unwrap_or(line);
+                format!(
+                    "/{}/{}/{file}?{}={token}",
+                    key.app,
+                    key.name,
+                    grant_token::GRANT_PARAM
+                )
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// HTTP middleware around the media router: grants, pulls, the `index.m3u8` alias.
+pub(crate) async fn http_gate(
+    State(gate): State<std::sync::Arc<Gate>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(target) = target(request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let (key, playlist) = match &target {
+        Target::Playlist { key, .. } => (key.clone(), true),
+        Target::Flv(key) | Target::Segment(key) => (key.clone(), false),
+    };
+    if let Err(refusal) = gate.admit(&query, &key) {
+        return forbidden(&key, &refusal);
+    }
+    gate.pull(&key);
+    gate.wait_for(&key).await;
+    if let Target::Playlist { alias: true, .. } = target {
+        let rewritten = format!("/{}/{}.m3u8?{query}", key.app, key.name);
+        if let Ok(uri) = rewritten.parse::<Uri>() {
+            *request.uri_mut() = uri;
+        }
+    }
+    let response = next.run(request).await;
+    let token = grant_token::from_query(&query).map(str::to_owned);
+    let (Some(token), true, true) = (token, playlist, response.status().is_success()) else {
+        return response;
+    };
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_PLAYLIST_BYTES).await else {
+        return (StatusCode::BAD_GATEWAY, "playlist too large").into_response();
+    };
+    let text = playlist_with_grant(&String::from_utf8_lossy(&bytes), &key, &token);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(text))
+}
+
+/// `POST /receipts`: viewer-signed cumulative receipts, kept for the next heartbeat.
+pub(crate) async fn post_receipts(
+    State(gate): State<std::sync::Arc<Gate>>,
+    body: axum::body::Bytes,
+) -> Response {
+    match serde_json::from_slice::<ReceiptsRequest>(&body) {
+        Ok(request) => Json(gate.accept_receipts(request.receipts)).into_response(),
+        Err(error) => (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({
+                "error": "invalid_json",
+                "message": format!("expected {{\"receipts\": [signed receipts]}}: {error}"),
+            })),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_their_stream() {
+        assert!(matches!(target("/live/show.flv"), Some(Target::Flv(k)) if k.name == "show"));
+        assert!(matches!(
+            target("/live/show/index.m3u8"),
+            Some(Target::Playlist { alias: true, key }) if key.name == "show"
+        ));
+        assert!(matches!(target("/live/show/12.ts"), Some(Target::Segment(k)) if k.app == "live"));
+        assert!(target("/receipts").is_none());
+        assert!(target("/a/b/c/d").is_none());
+    }
+
+    #[test]
+    fn playlist_segments_carry_the_grant() {
+        let body = "#EXTM3U\n#EXTINF:2.000,\nshow/3.ts\n";
+        let out = playlist_with_grant(body, &StreamKey::new("live", "show"), "ab");
+        assert_eq!(out, "#EXTM3U\n#EXTINF:2.000,\n/live/show/3.ts?grant=ab\n");
+    }
+}

@@ -1,0 +1,361 @@
+//! # streamr-node
+//!
+//! The StreamrP2P friend node as a library: an RTMP server with HTTP-FLV and live HLS beside
+//! it, in one of two roles.
+//!
+//! - **Origin** (no upstreams): the streamer publishes here. With a coordinator configured,
+//!   publishers must present the stream key the coordinator issued
+//!   (`rtmp://origin/live/<stream>?key=<stream key>`), and every HLS segment's hash is reported
+//!   to the coordinator as the origin's reference hash.
+//! - **Relay** (one or more upstreams): viewers asking for a stream over RTMP, HTTP-FLV or HLS
+//!   start (or join) a pull from the first working upstream. With a coordinator configured the
+//!   node registers, sends signed heartbeats with the viewers' receipts, refuses viewers
+//!   without a coordinator-signed session grant (`?grant=<token>`), and deregisters on
+//!   shutdown.
+//!
+//! ```no_run
+//! use streamr_node::{Node, NodeConfig};
+//!
+//! # async fn run() -> Result<(), streamr_node::NodeError> {
+//! let config = NodeConfig {
+//!     upstreams: vec!["rtmp://origin.example:1935".into()],
+//!     ..NodeConfig::default()
+//! };
+//! let node = Node::start(config).await?;
+//! println!("play rtmp://{}/live/<stream>", node.rtmp_addr());
+//! node.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod gate;
+pub mod grants;
+pub mod identity;
+mod network;
+pub mod viewer;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::post;
+use streamr_coord::client::{ClientError, CoordinatorClient, NodeAdvert};
+use streamr_core::{CoordinatorKey, KeyPair, NodeId};
+use streamr_media::http::{router, HttpState, LiveHls, LiveHlsConfig};
+use streamr_media::relay::{RelayConfig, RelayHub};
+use streamr_media::server::{RelayServer, RelayServerConfig};
+use streamr_media::upstream::{UpstreamConfig, UpstreamPuller};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use grants::{GrantChecker, GrantRefusal};
+pub use identity::IdentityError;
+
+/// How the node reaches the coordinator.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// Base URL, e.g. `http://coordinator:8090`.
+    pub url: String,
+    /// The coordinator's public key (it verifies session grants); required in the relay role.
+    pub key: Option<CoordinatorKey>,
+    /// Token for the origin's segment reports (sent as a bearer token).
+    pub token: Option<String>,
+}
+
+/// Everything a node needs to start. `Default` is a standalone origin on the usual local ports.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// RTMP listen address.
+    pub rtmp_listen: SocketAddr,
+    /// HTTP (HLS, HTTP-FLV, receipts) listen address.
+    pub http_listen: SocketAddr,
+    /// RTMP chunk size used towards peers.
+    pub chunk_size: u32,
+    /// Keep the current GOP so new viewers start at once.
+    pub gop_cache: bool,
+    /// Also write live HLS under this directory.
+    pub hls_dir: Option<PathBuf>,
+    /// The file holding the node's secret key (created on first start, mode 0600).
+    pub identity: PathBuf,
+    /// Upstream origins (`rtmp://host:port`), tried in order; empty means the origin role.
+    pub upstreams: Vec<String>,
+    /// The coordinator, if the node joins the network.
+    pub coordinator: Option<CoordinatorConfig>,
+    /// Who runs the node (registration).
+    pub operator: String,
+    /// Where rewards are paid (registration).
+    pub payout_address: String,
+    /// Upload capacity in kbit/s (registration).
+    pub capacity_kbps: u64,
+    /// RTMP base URL advertised to viewers; default `rtmp://<rtmp address>/live`.
+    pub advertise_rtmp: Option<String>,
+    /// HTTP base URL advertised to viewers; default `http://<http address>`.
+    pub advertise_http: Option<String>,
+    /// Time between heartbeats.
+    pub heartbeat_interval: Duration,
+    /// A pull with no local viewers for this long stops.
+    pub pull_idle_timeout: Duration,
+    /// How long an HTTP request waits for a pull to start delivering.
+    pub pull_wait: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            rtmp_listen: SocketAddr::from(([127, 0, 0, 1], 1935)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            chunk_size: 4096,
+            gop_cache: true,
+            hls_dir: None,
+            identity: PathBuf::from("streamr-node.key"),
+            upstreams: Vec::new(),
+            coordinator: None,
+            operator: "anonymous".into(),
+            payout_address: "unset".into(),
+            capacity_kbps: 10_000,
+            advertise_rtmp: None,
+            advertise_http: None,
+            heartbeat_interval: Duration::from_secs(5),
+            pull_idle_timeout: Duration::from_secs(30),
+            pull_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The identity file could not be loaded or created.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// A listener could not be bound.
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Listen {
+        /// `RTMP` or `HTTP`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The relay role with a coordinator needs the coordinator's key to check grants.
+    #[error("a relay node joining a coordinator needs its public key (--coordinator-key)")]
+    MissingCoordinatorKey,
+    /// Talking to the coordinator failed at start-up.
+    #[error("coordinator: {0}")]
+    Coordinator(#[from] ClientError),
+}
+
+/// Starts nodes.
+#[derive(Debug, Clone, Copy)]
+pub struct Node;
+
+/// A running node; [`RunningNode::shutdown`] stops it (and deregisters it).
+pub struct RunningNode {
+    node_id: NodeId,
+    rtmp: RelayServer,
+    http_addr: SocketAddr,
+    http_task: JoinHandle<()>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    leave: Option<(CoordinatorClient, KeyPair)>,
+}
+
+impl Node {
+    /// Loads (or creates) the identity, binds both listeners, joins the coordinator when one is
+    /// configured, and serves until [`RunningNode::shutdown`].
+    pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+        let key = identity::load_or_create(&config.identity)?;
+        let relay_role = !config.upstreams.is_empty();
+        let client = match &config.coordinator {
+            Some(coordinator) => {
+                let mut client = CoordinatorClient::new(&coordinator.url)?;
+                if let Some(token) = &coordinator.token {
+                    client = client.with_admin_token(token.clone());
+                }
+                Some(client)
+            }
+            None => None,
+        };
+        let grants = match (&config.coordinator, relay_role) {
+            (Some(coordinator), true) => Some(GrantChecker::new(
+                coordinator.key.ok_or(NodeError::MissingCoordinatorKey)?,
+                key.node_id(),
+            )),
+            _ => None,
+        };
+
+        let mut relay = RelayConfig::default();
+        relay.gop_cache = config.gop_cache;
+        let mut server_config = RelayServerConfig::default()
+            .with_bind(config.rtmp_listen)
+            .with_relay(relay);
+        server_config.chunk_size = config.chunk_size;
+        let hub = RelayHub::new(server_config.relay.clone());
+        let puller = relay_role.then(|| {
+            UpstreamPuller::new(
+                hub.clone(),
+                UpstreamConfig {
+                    upstreams: config.upstreams.clone(),
+                    idle_timeout: config.pull_idle_timeout,
+                    ..UpstreamConfig::default()
+                },
+            )
+        });
+        let gate = Arc::new(gate::Gate::new(
+            hub.clone(),
+            puller,
+            grants,
+            client.clone().filter(|_| !relay_role),
+            config.pull_wait,
+        ));
+
+        let rtmp = RelayServer::start_on_hub(
+            server_config,
+            Arc::new(gate::NodeHooks(gate.clone())),
+            hub.clone(),
+        )
+        .await
+        .map_err(|source| NodeError::Listen {
+            what: "RTMP",
+            addr: config.rtmp_listen,
+            source,
+        })?;
+
+        let stop = CancellationToken::new();
+        let listen_error = |source| NodeError::Listen {
+            what: "HTTP",
+            addr: config.http_listen,
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(config.http_listen)
+            .await
+            .map_err(listen_error)?;
+        let http_addr = listener.local_addr().map_err(listen_error)?;
+        let mut hls_config = LiveHlsConfig::default();
+        if let Some(dir) = &config.hls_dir {
+            hls_config = hls_config.with_directory(dir);
+        }
+        let hls = LiveHls::start(hub.clone(), hls_config, stop.clone());
+        let notices = hls.segment_notices();
+        let media = router(HttpState::new(hub.clone(), hls));
+        let app = axum::Router::new()
+            .route("/receipts", post(gate::post_receipts))
+            .with_state(gate.clone())
+            .fallback_service(media)
+            .layer(axum::middleware::from_fn_with_state(
+                gate.clone(),
+                gate::http_gate,
+            ));
+        let http_stop = stop.clone();
+        let http_task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { http_stop.cancelled().await })
+                .await;
+            if let Err(error) = served {
+                warn!(%error, "HTTP server stopped");
+            }
+        });
+
+        let mut tasks = Vec::new();
+        let mut leave = None;
+        if let Some(client) = client {
+            if relay_role {
+                let advert = NodeAdvert {
+                    operator: config.operator.clone(),
+                    payout_address: config.payout_address.clone(),
+                    rtmp_url: config
+                        .advertise_rtmp
+                        .clone()
+                        .unwrap_or_else(|| format!("rtmp://{}/live", rtmp.local_addr())),
+                    http_url: config
+                        .advertise_http
+                        .clone()
+                        .unwrap_or_else(|| format!("http://{http_addr}")),
+                    capacity_kbps: config.capacity_kbps,
+                };
+                client.register_node(&key, &advert).await?;
+                info!(node = %key.node_id(), coordinator = client.base_url(), "registered");
+                tasks.push(tokio::spawn(network::heartbeats(
+                    client.clone(),
+                    key.clone(),
+                    gate.clone(),
+                    config.heartbeat_interval,
+                    stop.clone(),
+                )));
+                leave = Some((client, key.clone()));
+            } else {
+                tasks.push(tokio::spawn(network::segment_reports(
+                    client,
+                    notices,
+                    stop.clone(),
+                )));
+            }
+        }
+        info!(
+            node = %key.node_id(),
+            rtmp = %rtmp.local_addr(),
+            http = %http_addr,
+            role = if relay_role { "relay" } else { "origin" },
+            "streamr-node running"
+        );
+        Ok(RunningNode {
+            node_id: key.node_id(),
+            rtmp,
+            http_addr,
+            http_task,
+            stop,
+            tasks,
+            leave,
+        })
+    }
+}
+
+impl std::fmt::Debug for RunningNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningNode")
+            .field("node_id", &self.node_id)
+            .field("rtmp_addr", &self.rtmp.local_addr())
+            .field("http_addr", &self.http_addr)
+            .field("registered", &self.leave.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningNode {
+    /// The node's identity.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The RTMP listen address.
+    pub fn rtmp_addr(&self) -> SocketAddr {
+        self.rtmp.local_addr()
+    }
+
+    /// The HTTP listen address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Deregisters (when registered), then stops serving and every background task.
+    pub async fn shutdown(self) {
+        if let Some((client, key)) = &self.leave {
+            network::deregister(client, key).await;
+        }
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.rtmp.shutdown().await;
+        if let Err(error) = self.http_task.await {
+            warn!(%error, "HTTP server task ended abnormally");
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The probe runner that fetches from real nodes: a probe is a viewer. For each node it picks
+//! a live stream (one the node relays, else the newest live one), mints a session grant for
+//! itself, fetches the node's HLS playlist and one random segment listed in it, and measures
+//! time to first byte and throughput. The segment's BLAKE3 hash must equal one the origin
+//! reported for that stream recently.
+//!
+//! Segments are matched by hash among the origin's recent reports, not by sequence number: a
+//! node that started relaying mid-stream numbers its segments from its own start, while the
+//! content of each segment (cut on the same timestamp grid) is byte-identical to the origin's.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::seq::SliceRandom;
+use rand::RngCore;
+use streamr_core::{
+    segment_hash, KeyPair, NodeId, ProbeResult, SessionGrant, SessionId, Signed, StreamId,
+};
+
+use crate::grant_token;
+use crate::storage::{NodeRecord, Storage};
+use crate::workers::ProbeRunner;
+
+/// Origin segment reports a probed segment is compared with.
+const RECENT_SEGMENTS: i64 = 60;
+/// Largest segment a probe downloads.
+const MAX_SEGMENT_BYTES: usize = 64 << 20;
+
+/// Probes nodes over HTTP like a viewer (see the module docs).
+pub struct HttpProber {
+    storage: Arc<dyn Storage>,
+    coordinator_key: KeyPair,
+    probe_key: KeyPair,
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for HttpProber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpProber")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why one probe could not complete (logged; the probe counts as timed out).
+#[derive(Debug, thiserror::Error)]
+enum ProbeFailure {
+    #[error("GET {url}: {source}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("GET {url}: HTTP {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("playlist {url} lists no segment")]
+    EmptyPlaylist { url: String },
+    #[error("segment {url} is larger than {MAX_SEGMENT_BYTES} bytes")]
+    TooLarge { url: String },
+}
+
+struct Fetched {
+    bytes: Vec<u8>,
+    ttfb: Duration,
+    total: Duration,
+}
+
+impl HttpProber {
+    /// A prober reading streams and origin hashes from `storage` and signing its grants with
+    /// `coordinator_key` (the key nodes verify grants with). Each request times out after 10 s.
+    pub fn new(storage: Arc<dyn Storage>, coordinator_key: KeyPair) -> Self {
+        Self::with_timeout(storage, coordinator_key, Duration::from_secs(10))
+    }
+
+    /// As [`HttpProber::new`] with another per-request timeout.
+    pub fn with_timeout(
+        storage: Arc<dyn Storage>,
+        coordinator_key: KeyPair,
+        timeout: Duration,
+    ) -> Self {
+        HttpProber {
+            storage,
+            coordinator_key,
+            probe_key: KeyPair::generate(&mut rand::rngs::OsRng),
+            http: reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .unwrap_or_default(),
+            timeout,
+        }
+    }
+
+    /// The stream to probe `node` on: one it relays, else the newest live stream.
+    async fn stream_for(&self, node: &NodeRecord) -> Option<String> {
+        let relayed: Vec<String> = serde_json::from_str(&node.streams_json).unwrap_or_default();
+        if let Some(stream) = relayed.choose(&mut rand::thread_rng()) {
+            return Some(stream.clone());
+        }
+        let streams = self.storage.list_streams(20).await.ok()?;
+        streams
+            .into_iter()
+            .find(|s| s.status == "live")
+            .map(|s| s.id)
+    }
+
+    fn grant(&self, node_id: NodeId, stream: &str) -> Option<String> {
+        let mut session = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut session);
+        let expiry_ms = crate::client::unix_ms().saturating_add(60_000);
+        let grant = SessionGrant {
+            session_id: SessionId::from_bytes(session),
+            viewer: self.probe_key.viewer_key(),
+            node_id,
+            stream_id: StreamId::new(stream).ok()?,
+            max_bytes: MAX_SEGMENT_BYTES as u64 * 2,
+            expiry_ms,
+        };
+        Some(grant_token::encode(&Signed::sign(
+            grant,
+            &self.coordinator_key,
+        )))
+    }
+
+    async fn fetch(&self, url: &str) -> Result<Fetched, ProbeFailure> {
+        let started = Instant::now();
+        let http = |source| ProbeFailure::Http {
+            url: url.to_owned(),
+            source,
+        };
+        let mut response = self.http.get(url).send().await.map_err(http)?;
+        let ttfb = started.elapsed();
+        if !response.status().is_success() {
+            return Err(ProbeFailure::Status {
+                url: url.to_owned(),
+                status: response.status(),
+            });
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(http)? {
+            if bytes.len() + chunk.len() > MAX_SEGMENT_BYTES {
+                return Err(ProbeFailure::TooLarge {
+                    url: url.to_owned(),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Fetched {
+            bytes,
+            ttfb,
+            total: started.elapsed(),
+        })
+    }
+
+    /// Fetches the playlist and one random segment; returns the segment.
+    async fn fetch_segment(
+        &self,
+        node: &NodeRecord,
+        stream: &str,
+        token: &str,
+    ) -> Result<Fetched, ProbeFailure> {
+        let base = node.http_url.trim_end_matches('/');
+        let playlist_url = format!("{base}/live/{stream}.m3u8?grant={token}");
+        let playlist = self.fetch(&playlist_url).await?;
+        let text = String::from_utf8_lossy(&playlist.bytes);
+        let segments: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .collect();
+        let chosen =
+            segments
+                .choose(&mut rand::thread_rng())
+                .ok_or(ProbeFailure::EmptyPlaylist {
+                    url: playlist_url.clone(),
+                })?;
+        let mut url = if chosen.starts_with("http://") || chosen.starts_with("https://") {
+            (*chosen).to_owned()
+        } else if chosen.starts_with('/') {
+            format!("{base}{chosen}")
+        } else {
+            format!("{base}/live/{chosen}")
+        };
+        if !url.contains("grant=") {
+            url = grant_token::with_grant_token(&url, token);
+        }
+        self.fetch(&url).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ProbeRunner for HttpProber {
+    async fn probe(&self, node: &NodeRecord) -> Option<ProbeResult> {
+        let node_id: NodeId = node.id.parse().ok()?;
+        let stream = self.stream_for(node).await?;
+        let origin: Vec<String> = self
+            .storage
+            .list_segments(&stream, RECENT_SEGMENTS)
+            .await
+            .ok()?
+            .into_iter()
+            .map(|s| s.hash)
+            .collect();
+        if origin.is_empty() {
+            return None;
+        }
+        let token = self.grant(node_id, &stream)?;
+        match self.fetch_segment(node, &stream, &token).await {
+            Ok(fetched) => {
+                let hash = segment_hash(&fetched.bytes).to_string();
+                let secs = fetched.total.as_secs_f64().max(0.000_001);
+                let throughput = (fetched.bytes.len() as f64 / secs) as u64;
+                let hash_ok = origin.contains(&hash);
+                if !hash_ok {
+                    tracing::warn!(node = %node.id, %stream, %hash, "probed segment matches no origin hash");
+                }
+                Some(ProbeResult {
+                    node_id,
+                    hash_ok,
+                    timed_out: false,
+                    ttfb_ms: u64::try_from(fetched.ttfb.as_millis()).unwrap_or(u64::MAX),
+                    throughput_bytes_per_s: throughput,
+                })
+            }
+            Err(failure) => {
+                tracing::info!(node = %node.id, %stream, %failure, "probe failed");
+                Some(ProbeResult {
+                    node_id,
+                    hash_ok: false,
+                    timed_out: true,
+                    ttfb_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+                    throughput_bytes_per_s: 0,
+                })
+            }
+        }
+    }
+}
