@@ -1,7 +1,7 @@
 // The dashboard: polls /dashboard/data.json every few seconds and updates the tables and
 // charts in place; verifies payout Merkle proofs in the page with BLAKE3.
 import {
-  el, svg, fetchJson, unhex, hex, u64, concat, initBlake3, blake3, formatBytes, formatBits,
+  el, svg, fetchJson, unhex, hex, u64, initBlake3, blake3, formatBytes, formatBits,
   formatAmount, shortId, ago,
 } from './common.js';
 
@@ -91,6 +91,25 @@ function renderPayouts(data) {
       el('td', { text: p.status }), el('td', {}, [button]),
     ]);
   }), 'No payouts yet');
+}
+
+/** Replaces a select's options when they changed, keeping the chosen value when it remains. */
+function setOptions(select, options) {
+  const wanted = options.map(([value, label]) => `${value}=${label}`).join('|');
+  if (select.dataset.options === wanted) return;
+  const chosen = select.value;
+  select.replaceChildren(...options.map(([value, label]) => el('option', { value, text: label })));
+  if (options.some(([value]) => String(value) === chosen)) select.value = chosen;
+  select.dataset.options = wanted;
+}
+
+let latest = null;
+
+function renderProofForm(data) {
+  setOptions($('#proof-epoch'), data.epochs.map((e) => [String(e.epoch), `epoch ${e.epoch}`]));
+  const epoch = data.epochs.find((e) => String(e.epoch) === $('#proof-epoch').value);
+  const nodes = epoch ? epoch.leaves : [];
+  setOptions($('#proof-node'), nodes.map((id) => [id, shortId(id)]));
 }
 
 /** Stable colour index per node across refreshes. */
@@ -204,11 +223,21 @@ async function refresh() {
     renderEarningsChart(data);
     renderFlags(data);
     renderPayouts(data);
+    renderProofForm(data);
+    latest = data;
     $('#updated').textContent = `${data.streams.length} live, ${data.nodes.length} nodes · updated ${new Date(data.generated_at_ms).toLocaleTimeString()}`;
   } catch (error) {
     $('#updated').textContent = `Update failed: ${error.message}`;
   }
 }
+
+$('#proof-epoch').addEventListener('change', () => latest && renderProofForm(latest));
+$('#proof-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const epoch = $('#proof-epoch').value;
+  const node = $('#proof-node').value;
+  if (epoch && node) verifyProof(epoch, node);
+});
 
 refresh();
 setInterval(refresh, REFRESH_MS);

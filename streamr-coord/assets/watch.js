@@ -173,6 +173,15 @@ class Session {
     showStats();
   }
 
+  /** Shows what the coordinator credited to this viewer key's session. */
+  async showCredited() {
+    const summary = await fetchJson(`/dashboard/viewers/${this.key.publicHex}`);
+    const mine = summary.sessions.find((s) => s.session_id === this.grant.body.session_id);
+    $('#s-credited').textContent = mine
+      ? `${formatBytes(mine.bytes_total)} in ${mine.receipts} receipts`
+      : 'nothing yet';
+  }
+
   /** Signs and posts a cumulative receipt when something new was verified. */
   async sendReceipt() {
     if (this.sending || this.head === null || this.bytesTotal === this.acknowledged) return;
@@ -205,6 +214,7 @@ class Session {
         step('receipts', `receipt ${body.seq} accepted: ${formatBytes(body.bytes_total)} up to origin segment ${body.last_segment_seq}`, 'ok');
       }
       showStats();
+      await this.showCredited();
     } catch (error) {
       step('receipts', `could not send a receipt: ${error.message}`, 'bad');
     } finally {

@@ -190,6 +190,24 @@ async fn the_snapshot_shows_streams_nodes_viewers_and_offload() {
     // 250 kB over the 30 s viewer window: 66 kbit/s.
     assert_eq!(snapshot["streams"][0]["bitrate_bps"], 66_666, "{snapshot}");
     assert_eq!(snapshot["totals"]["receipts"], 1, "{snapshot}");
+    let (status, credited) = api
+        .get(&format!("/dashboard/viewers/{}", viewer.viewer_key()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{credited}");
+    assert_eq!(credited["sessions"][0]["session_id"], session.to_string());
+    assert_eq!(credited["sessions"][0]["receipts"], 1, "{credited}");
+    assert_eq!(
+        credited["sessions"][0]["bytes_total"], 250_000,
+        "{credited}"
+    );
+    let stranger = KeyPair::from_seed([23; 32]);
+    let (_, none) = api
+        .get(&format!("/dashboard/viewers/{}", stranger.viewer_key()))
+        .await;
+    assert_eq!(none["sessions"], json!([]), "{none}");
+    let (status, _) = api.get("/dashboard/viewers/not-a-key").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
     let served: i64 = snapshot["offload"]
         .as_array()
         .expect("offload series")

@@ -1,6 +1,7 @@
 //! The operator dashboard (`/dashboard`) and the in-browser player (`/watch/{stream_id}`):
 //! static pages and scripts embedded in the binary, plus the one read-only JSON snapshot the
-//! dashboard polls (`/dashboard/data.json`). Everything else the pages need comes from the
+//! dashboard polls (`/dashboard/data.json`) and what the coordinator credited to one viewer key
+//! (`/dashboard/viewers/{viewer_key}`). Everything else the pages need comes from the
 //! public API (`/streams/{id}/play`, `/streams/{id}/segments`, `/receipts`,
 //! `/epochs/{epoch}/proofs/{node_id}`).
 //!
@@ -8,6 +9,7 @@
 //! unmodified from their npm packages under `assets/vendor/` with their licenses.
 
 mod overview;
+mod viewer;
 
 use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -94,6 +96,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/dashboard", get(dashboard))
         .route("/dashboard/data.json", get(overview::data))
         .route("/dashboard/assets/{name}", get(asset))
+        .route("/dashboard/viewers/{viewer_key}", get(viewer::summary))
         .route("/watch/{stream_id}", get(watch))
 }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
-use streamr_core::{ProbeResult, ProbeSummary};
+use streamr_core::{BalanceLeaf, ProbeResult, ProbeSummary};
 
 use crate::api::Shared;
 use crate::clock::now_ms;
@@ -82,6 +82,8 @@ pub(crate) struct EpochRow {
     settled_at_ms: i64,
     /// Node id → rewards less penalties booked in the epoch.
     earnings: BTreeMap<String, i64>,
+    /// Nodes with a balance leaf in the epoch's statement (each has a Merkle proof).
+    leaves: Vec<String>,
 }
 
 /// Origin offload in one time bucket.
@@ -206,6 +208,32 @@ fn streams_of(json: &str) -> Vec<String> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
+/// Receipts of the epochs from `from_ms` to `now_ms` (at most the newest
+/// [`MAX_RECEIPT_EPOCHS`]), received at or after `from_ms`.
+pub(crate) async fn recent_receipts(
+    state: &Shared,
+    from_ms: i64,
+    now_ms: i64,
+) -> Result<Vec<ReceiptRecord>, ApiError> {
+    let current = state.config.epoch_of(now_ms);
+    let first = state
+        .config
+        .epoch_of(from_ms)
+        .max(current - MAX_RECEIPT_EPOCHS + 1);
+    let mut receipts = Vec::new();
+    for epoch in first..=current {
+        receipts.extend(
+            state
+                .storage
+                .receipts_for_epoch(epoch)
+                .await?
+                .into_iter()
+                .filter(|r| r.received_at_ms >= from_ms),
+        );
+    }
+    Ok(receipts)
+}
+
 /// Builds the snapshot.
 pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, ApiError> {
     let storage = &state.storage;
@@ -214,13 +242,7 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
     let current_epoch = config.epoch_of(now);
     let liveness_ms = i64::try_from(config.node_liveness.as_millis()).unwrap_or(i64::MAX);
 
-    let first_epoch = config
-        .epoch_of(now - OFFLOAD_WINDOW_MS)
-        .max(current_epoch - MAX_RECEIPT_EPOCHS + 1);
-    let mut receipts = Vec::new();
-    for epoch in first_epoch..=current_epoch {
-        receipts.extend(storage.receipts_for_epoch(epoch).await?);
-    }
+    let receipts = recent_receipts(&state, now - OFFLOAD_WINDOW_MS, now).await?;
     let activity = stream_activity(&receipts, now - VIEWER_WINDOW_MS, now);
     let offload = offload_series(&receipts, now - OFFLOAD_WINDOW_MS, now, OFFLOAD_BUCKET_MS);
 
@@ -288,6 +310,9 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
         }
         flags.extend(storage.evidence_for_epoch(settlement.epoch).await?);
         payouts.extend(storage.payouts_for_epoch(settlement.epoch).await?);
+        let leaves = serde_json::from_str::<Vec<BalanceLeaf>>(&settlement.leaves_json)
+            .map(|leaves| leaves.iter().map(|l| l.node_id.to_string()).collect())
+            .unwrap_or_default();
         epochs.push(EpochRow {
             epoch: settlement.epoch,
             merkle_root: settlement.merkle_root,
@@ -296,6 +321,7 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
             penalties: settlement.penalties,
             settled_at_ms: settlement.settled_at_ms,
             earnings,
+            leaves,
         });
     }
 

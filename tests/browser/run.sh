@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Browser test: starts `streamr demo` (coordinator, origin, friend nodes, looping publisher) on
+# free loopback ports and drives Debian's Chromium through the dashboard and the watch page with
+# playwright-core. Installs chromium (apt-get) and the npm packages (npm ci) when missing; under
+# CI=true anything still missing afterwards is a failure, never a skip.
+set -euo pipefail
+cd "$(dirname "$0")"
+root="$(cd ../.. && pwd)"
+
+log() { printf '==> %s\n' "$*" >&2; }
+fail() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$CHROMIUM" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    log "installing chromium"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  fi
+fi
+[ -x "$CHROMIUM" ] || fail "chromium is required by the browser test and could not be installed"
+
+command -v npm >/dev/null 2>&1 || fail "node and npm are required by the browser test"
+if [ ! -d node_modules/playwright-core ]; then
+  log "npm ci (tests/browser)"
+  npm ci --no-audit --no-fund >/dev/null || fail "npm ci failed in tests/browser"
+fi
+
+log "building streamr (demo)"
+(cd "$root" && cargo build --locked -p streamr --bin streamr)
+bin="${CARGO_TARGET_DIR:-$root/target}/debug/streamr"
+[ -x "$bin" ] || fail "streamr binary not found at $bin"
+
+# A base port with room for the coordinator, the origin and three friends (9 ports).
+free_base() {
+  for _ in $(seq 1 50); do
+    local base=$((20000 + RANDOM % 30000))
+    local busy=0
+    for offset in $(seq 0 8); do
+      if (exec 3<>"/dev/tcp/127.0.0.1/$((base + offset))") 2>/dev/null; then busy=1; break; fi
+    done
+    [ "$busy" = 0 ] && { echo "$base"; return; }
+  done
+  fail "no free port range found"
+}
+base="$(free_base)"
+mkdir -p artifacts
+log "starting streamr demo on base port $base (log: tests/browser/artifacts/demo.log)"
+"$bin" demo --duration 150 --base-port "$base" --epoch-secs 5 --viewers 1 >artifacts/demo.log 2>&1 &
+demo_pid=$!
+trap 'kill "$demo_pid" 2>/dev/null || true; wait "$demo_pid" 2>/dev/null || true' EXIT
+
+export STREAMR_COORDINATOR="http://127.0.0.1:$base"
+for _ in $(seq 1 60); do
+  curl -fsS "$STREAMR_COORDINATOR/healthz" >/dev/null 2>&1 && break
+  kill -0 "$demo_pid" 2>/dev/null || { cat artifacts/demo.log >&2; fail "streamr demo exited early"; }
+  sleep 1
+done
+curl -fsS "$STREAMR_COORDINATOR/healthz" >/dev/null || fail "the demo coordinator did not come up"
+
+log "playwright: dashboard and watch page in chromium"
+node --test --test-reporter=spec dashboard.test.mjs
