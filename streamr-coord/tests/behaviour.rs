@@ -431,6 +431,28 @@ async fn viewers_are_routed_receipts_settle_and_pay_once(db: &TestDb) {
     assert_eq!(outcome["accepted"], 0, "{outcome}");
     let activity = now_ms();
 
+    // The stats worker's aggregation: per-minute bytes per stream and per node.
+    db.storage()
+        .await
+        .aggregate_minute_stats(0, i64::MAX)
+        .await
+        .expect("aggregate stats");
+    let (status, rows) = api.get("/streams/show/stats").await;
+    assert_eq!(status, StatusCode::OK, "{rows}");
+    let bytes: i64 = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["bytes"].as_i64().expect("bytes"))
+        .sum();
+    assert_eq!(bytes, 4_000, "the session's newest cumulative receipt");
+    let (_, rows) = api.get(&format!("/nodes/{}/stats", node.node_id())).await;
+    assert_eq!(
+        rows[0]["bytes"].as_i64().map(|b| b > 0),
+        Some(true),
+        "{rows}"
+    );
+
     wait_for_epoch_end(&config, activity).await;
     let settled = api.coordinator.settle_due().await.expect("settle");
     assert!(settled >= 1, "the epoch with receipts is settled");
