@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use rand::RngCore;
+use streamr_coord::workers::HttpProber;
 use streamr_coord::{connect, CoordConfig, Coordinator, RateLimit};
 use streamr_core::KeyPair;
 
@@ -60,6 +61,9 @@ struct Args {
     /// How often the workers run, milliseconds.
     #[arg(long, default_value_t = 1000)]
     worker_interval_ms: u64,
+    /// Probe each live node over HTTP at most this often, seconds (0 disables probing).
+    #[arg(long, default_value_t = 30)]
+    probe_interval_secs: u64,
     /// Requests per second allowed per client IP (0 disables the limit).
     #[arg(long, default_value_t = 200)]
     rate_limit: u32,
@@ -167,7 +171,13 @@ async fn main() -> anyhow::Result<()> {
     let storage = connect(&args.database)
         .await
         .with_context(|| format!("opening database {}", args.database))?;
-    let coordinator = Coordinator::new(config, storage);
+    let probe_key = config.coordinator_key.clone();
+    let mut coordinator = Coordinator::new(config, storage.clone());
+    if args.probe_interval_secs > 0 {
+        let prober = HttpProber::new(storage, probe_key)
+            .every(Duration::from_secs(args.probe_interval_secs));
+        coordinator = coordinator.with_probe_runner(std::sync::Arc::new(prober));
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

@@ -79,7 +79,8 @@ pub struct NodeConfig {
     pub gop_cache: bool,
     /// Also write live HLS under this directory.
     pub hls_dir: Option<PathBuf>,
-    /// The file holding the node's secret key (created on first start, mode 0600).
+    /// The file holding the node's secret key (created on first start, mode 0600); read only
+    /// when a coordinator is configured (a standalone node uses a throwaway key).
     pub identity: PathBuf,
     /// Upstream origins (`rtmp://host:port`), tried in order; empty means the origin role.
     pub upstreams: Vec<String>,
@@ -171,7 +172,12 @@ impl Node {
     /// Loads (or creates) the identity, binds both listeners, joins the coordinator when one is
     /// configured, and serves until [`RunningNode::shutdown`].
     pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
-        let key = identity::load_or_create(&config.identity)?;
+        // A standalone node needs no lasting identity, and writes no key file.
+        let key = if config.coordinator.is_some() {
+            identity::load_or_create(&config.identity)?
+        } else {
+            KeyPair::generate(&mut rand::rngs::OsRng)
+        };
         let relay_role = !config.upstreams.is_empty();
         let client = match &config.coordinator {
             Some(coordinator) => {

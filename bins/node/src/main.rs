@@ -50,7 +50,8 @@ struct Args {
     #[arg(long, env = "STREAMR_HLS_DIR")]
     hls_dir: Option<std::path::PathBuf>,
 
-    /// File holding the node's secret key (created on first start, mode 0600).
+    /// File holding the node's secret key (created on first start, mode 0600; used only with
+    /// --coordinator).
     #[arg(long, env = "STREAMR_IDENTITY", default_value = "streamr-node.key")]
     identity: PathBuf,
 

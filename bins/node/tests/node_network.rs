@@ -73,7 +73,8 @@ impl Network {
             ..CoordConfig::default()
         };
         let coordinator_key = config.coordinator_key.clone();
-        let prober = HttpProber::new(storage.clone(), coordinator_key.clone());
+        let prober =
+            HttpProber::new(storage.clone(), coordinator_key.clone()).every(Duration::from_secs(1));
         let coordinator =
             Coordinator::new(config.clone(), storage.clone()).with_probe_runner(Arc::new(prober));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

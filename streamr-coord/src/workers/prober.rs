@@ -33,6 +33,8 @@ pub struct HttpProber {
     probe_key: KeyPair,
     http: reqwest::Client,
     timeout: Duration,
+    every: Duration,
+    last_probed: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for HttpProber {
@@ -71,7 +73,8 @@ struct Fetched {
 
 impl HttpProber {
     /// A prober reading streams and origin hashes from `storage` and signing its grants with
-    /// `coordinator_key` (the key nodes verify grants with). Each request times out after 10 s.
+    /// `coordinator_key` (the key nodes verify grants with). Each request times out after 10 s;
+    /// each node is probed at most every 30 s (see [`HttpProber::every`]).
     pub fn new(storage: Arc<dyn Storage>, coordinator_key: KeyPair) -> Self {
         Self::with_timeout(storage, coordinator_key, Duration::from_secs(10))
     }
@@ -91,7 +94,33 @@ impl HttpProber {
                 .build()
                 .unwrap_or_default(),
             timeout,
+            every: Duration::from_secs(30),
+            last_probed: std::sync::Mutex::default(),
         }
+    }
+
+    /// Probes each node at most once per `every` (default 30 s), however often the worker
+    /// round runs.
+    pub fn every(mut self, every: Duration) -> Self {
+        self.every = every;
+        self
+    }
+
+    /// Whether `node` is due for a probe now (and marks it probed).
+    fn due(&self, node: &str) -> bool {
+        let mut last = self
+            .last_probed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if last
+            .get(node)
+            .is_some_and(|at| now.duration_since(*at) < self.every)
+        {
+            return false;
+        }
+        last.insert(node.to_owned(), now);
+        true
     }
 
     /// The stream to probe `node` on: one it relays, else the newest live stream.
@@ -195,6 +224,9 @@ impl HttpProber {
 impl ProbeRunner for HttpProber {
     async fn probe(&self, node: &NodeRecord) -> Option<ProbeResult> {
         let node_id: NodeId = node.id.parse().ok()?;
+        if !self.due(&node.id) {
+            return None;
+        }
         let stream = self.stream_for(node).await?;
         let origin: Vec<String> = self
             .storage
