@@ -191,6 +191,8 @@ pub struct SessionUsageRow {
     pub on_time_bytes: i64,
     /// The newest receipt's cumulative bytes.
     pub bytes_total: i64,
+    /// The session's cumulative bytes at the end of the previous epochs (0 if none).
+    pub previous_total: i64,
     /// When the session was granted.
     pub started_ms: i64,
     /// The newest receipt's time.

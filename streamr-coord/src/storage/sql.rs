@@ -573,7 +573,10 @@ macro_rules! sql_storage {
                     "SELECT r.session_id, s.node_id, s.viewer, s.viewer_subnet, s.stream_id, \
                      CAST(SUM(r.bytes_delta) AS BIGINT) AS bytes, \
                      CAST(SUM(r.on_time_bytes) AS BIGINT) AS on_time_bytes, \
-                     MAX(r.bytes_total) AS bytes_total, s.issued_at_ms AS started_ms, \
+                     MAX(r.bytes_total) AS bytes_total, \
+                     COALESCE((SELECT MAX(p.bytes_total) FROM receipts p \
+                     WHERE p.session_id = r.session_id AND p.epoch < $1), 0) AS previous_total, \
+                     s.issued_at_ms AS started_ms, \
                      MAX(r.t_ms) AS last_receipt_ms \
                      FROM receipts r JOIN sessions s ON s.session_id = r.session_id \
                      WHERE r.epoch = $1 \

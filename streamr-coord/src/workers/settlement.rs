@@ -243,6 +243,7 @@ impl Settler {
             ) else {
                 continue;
             };
+            let credited = to_u64(row.bytes_total.saturating_sub(row.previous_total));
             viewers.entry(viewer).or_insert_with(|| ViewerProfile {
                 viewer,
                 subnet: subnet(&row.viewer_subnet),
@@ -255,8 +256,10 @@ impl Settler {
                 node_id,
                 viewer,
                 stream_id,
-                bytes: to_u64(row.bytes),
-                on_time_bytes: to_u64(row.on_time_bytes),
+                // Receipts are cumulative: the epoch's credit is how far the session's total
+                // moved, which no interleaving of concurrent submissions can inflate.
+                bytes: credited,
+                on_time_bytes: to_u64(row.on_time_bytes).min(credited),
                 bytes_total: to_u64(row.bytes_total),
                 started_ms: to_u64(row.started_ms),
                 last_receipt_ms: to_u64(row.last_receipt_ms),
