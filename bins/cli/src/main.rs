@@ -3,9 +3,11 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod progress;
 mod remux;
 mod remux_ts;
+mod watch;
 
 /// StreamrP2P command line tools.
 #[derive(Debug, Parser)]
@@ -22,6 +24,11 @@ enum Command {
     Remux(remux::RemuxArgs),
     /// Remux an FLV file into one continuous MPEG-TS file.
     RemuxTs(remux_ts::RemuxTsArgs),
+    /// Run a whole network on loopback: coordinator, origin, friend nodes, a looping sample
+    /// stream and viewers, with a live table of offload and earnings.
+    Demo(demo::DemoArgs),
+    /// Watch a stream through the friend-node network, verifying segments and signing receipts.
+    Watch(watch::WatchArgs),
 }
 
 fn main() -> Result<()> {
@@ -45,6 +52,12 @@ fn main() -> Result<()> {
         Command::RemuxTs(args) => {
             let bytes = remux_ts::run(&args)?;
             println!("wrote {bytes} bytes to {}", args.output.display());
+        }
+        Command::Demo(args) => {
+            demo::run(&args)?;
+        }
+        Command::Watch(args) => {
+            watch::run(&args)?;
         }
     }
     Ok(())

@@ -1,0 +1,126 @@
+//! `streamr watch <stream-id>`: watch a stream through the friend-node network with the viewer
+//! library, verifying every segment and signing receipts, and write it where a player reads.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use streamr_node::viewer::{ReceiptDelivery, Viewer, ViewerConfig, ViewerOutput, ViewerStats};
+
+/// Where receipts go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReceiptsTo {
+    /// The coordinator's `POST /receipts`.
+    Coordinator,
+    /// The serving node's `POST /receipts` (it forwards them with its heartbeats).
+    Node,
+}
+
+/// Arguments of `streamr watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The stream to watch.
+    pub stream_id: String,
+
+    /// The coordinator's base URL.
+    #[arg(
+        long,
+        env = "STREAMR_COORDINATOR",
+        default_value = "http://127.0.0.1:8090"
+    )]
+    pub coordinator: String,
+
+    /// Write the stream (MPEG-TS) to this file; `-` writes to stdout, e.g.
+    /// `streamr watch show -o - | ffplay -`.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+
+    /// Stop after this many seconds (default: until Ctrl-C or the stream ends).
+    #[arg(long)]
+    pub duration: Option<u64>,
+
+    /// Where signed receipts are sent.
+    #[arg(long, value_enum, default_value_t = ReceiptsTo::Coordinator)]
+    pub receipts: ReceiptsTo,
+}
+
+/// Runs `streamr watch` until Ctrl-C, `--duration` or the end of the stream; returns the
+/// viewer's final counters.
+pub fn run(args: &WatchArgs) -> anyhow::Result<ViewerStats> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(watch(args))
+}
+
+async fn watch(args: &WatchArgs) -> anyhow::Result<ViewerStats> {
+    let output: Option<ViewerOutput> = match &args.output {
+        None => None,
+        Some(path) if path.as_os_str() == "-" => Some(Box::new(tokio::io::stdout())),
+        Some(path) => Some(Box::new(
+            tokio::fs::File::create(path)
+                .await
+                .with_context(|| format!("creating {}", path.display()))?,
+        )),
+    };
+    let delivery = match args.receipts {
+        ReceiptsTo::Coordinator => ReceiptDelivery::Coordinator,
+        ReceiptsTo::Node => ReceiptDelivery::Node,
+    };
+    let config = ViewerConfig::new(&args.coordinator, &args.stream_id).with_receipts(delivery);
+    let viewer = Viewer::start(config, output)?;
+    eprintln!(
+        "watching {} via {} as viewer {}",
+        args.stream_id,
+        args.coordinator,
+        viewer.stats().viewer
+    );
+    let deadline = async {
+        match args.duration {
+            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut report = tokio::time::interval(Duration::from_secs(5));
+    report.tick().await;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut deadline => break,
+            _ = report.tick() => {
+                eprintln!("{}", status_line(&viewer.stats()));
+                if viewer.is_finished() {
+                    break;
+                }
+            }
+        }
+    }
+    let stats = viewer.stop().await?;
+    eprintln!("{}", status_line(&stats));
+    Ok(stats)
+}
+
+/// One line of viewer counters.
+pub fn status_line(stats: &ViewerStats) -> String {
+    let node = stats
+        .node
+        .map_or_else(|| "-".to_owned(), |n| short(&n.to_string()));
+    let startup = stats
+        .startup
+        .map_or_else(|| "-".to_owned(), |d| format!("{:.1}s", d.as_secs_f64()));
+    format!(
+        "node {node} | segments {} ({} verified, {} unverified) | {} KiB | receipts {}/{} accepted | start-up {startup} | failovers {}",
+        stats.segments,
+        stats.verified_segments,
+        stats.unverified_segments,
+        stats.bytes / 1024,
+        stats.receipts_accepted,
+        stats.receipts_sent,
+        stats.failovers,
+    )
+}
+
+/// The first 8 characters of an id.
+pub fn short(id: &str) -> String {
+    id.chars().take(8).collect()
+}
