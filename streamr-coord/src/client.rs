@@ -33,6 +33,7 @@ use crate::wire::{
     NodeRegistration, PlayResponse, PublishCheckRequest, ReceiptsOutcome, ReceiptsRequest,
     SegmentReport, SegmentReportResponse,
 };
+use crate::CoordinatorInfo;
 
 /// The coordinator's JSON error body (`{"error": code, "message": text}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,6 +286,12 @@ impl CoordinatorClient {
             .post("/nodes/deregister", &Signed::sign(body, node_key))
             .await?;
         Ok(())
+    }
+
+    /// `GET /coordinator`: the coordinator's public key (it verifies session grants) and epoch
+    /// length.
+    pub async fn coordinator_info(&self) -> Result<CoordinatorInfo, ClientError> {
+        self.get("/coordinator").await
     }
 
     /// `GET /nodes`: every registered node.

@@ -51,6 +51,7 @@ use std::sync::Arc;
 use streamr_core::{CoordinatorKey, PayoutSink, SimulatedChain};
 use tokio::net::TcpListener;
 
+pub use api::info::CoordinatorInfo;
 pub use api::ledger::{ProofResponse, SimulationRequest};
 pub use config::{CoordConfig, RateLimit};
 pub use error::{ApiError, StorageError};

@@ -87,6 +87,9 @@ async fn a_node_and_a_viewer_go_through_the_whole_api() {
         .with_admin_token(ADMIN);
     let public = CoordinatorClient::new(&served.url).unwrap();
 
+    let info = public.coordinator_info().await.unwrap();
+    assert_eq!(info.coordinator_key, served.coordinator.coordinator_key());
+
     let created = admin.create_stream("show", "The show").await.unwrap();
     assert!(public
         .publish_check("show", &created.stream_key)

@@ -60,7 +60,8 @@ pub use identity::IdentityError;
 pub struct CoordinatorConfig {
     /// Base URL, e.g. `http://coordinator:8090`.
     pub url: String,
-    /// The coordinator's public key (it verifies session grants); required in the relay role.
+    /// The coordinator's public key (it verifies session grants); when absent, the relay role
+    /// asks the coordinator (`GET /coordinator`) at start.
     pub key: Option<CoordinatorKey>,
     /// Token for the origin's segment reports (sent as a bearer token).
     pub token: Option<String>,
@@ -145,9 +146,6 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
-    /// The relay role with a coordinator needs the coordinator's key to check grants.
-    #[error("a relay node joining a coordinator needs its public key (--coordinator-key)")]
-    MissingCoordinatorKey,
     /// Talking to the coordinator failed at start-up.
     #[error("coordinator: {0}")]
     Coordinator(#[from] ClientError),
@@ -189,11 +187,14 @@ impl Node {
             }
             None => None,
         };
-        let grants = match (&config.coordinator, relay_role) {
-            (Some(coordinator), true) => Some(GrantChecker::new(
-                coordinator.key.ok_or(NodeError::MissingCoordinatorKey)?,
-                key.node_id(),
-            )),
+        let grants = match (&config.coordinator, &client, relay_role) {
+            (Some(coordinator), Some(client), true) => {
+                let coordinator_key = match coordinator.key {
+                    Some(key) => key,
+                    None => client.coordinator_info().await?.coordinator_key,
+                };
+                Some(GrantChecker::new(coordinator_key, key.node_id()))
+            }
             _ => None,
         };
 

@@ -64,7 +64,8 @@ struct Args {
     #[arg(long, env = "STREAMR_COORDINATOR")]
     coordinator: Option<String>,
 
-    /// The coordinator's public key (hex), which verifies viewers' session grants.
+    /// The coordinator's public key (hex), which verifies viewers' session grants; asked from
+    /// the coordinator when not given.
     #[arg(long, env = "STREAMR_COORDINATOR_KEY")]
     coordinator_key: Option<CoordinatorKey>,
 

@@ -1,5 +1,5 @@
 //! The `streamr-node` binary as a relay joining a coordinator: it keeps its key in the identity
-//! file, registers and heartbeats, serves a routed viewer with its grant, and deregisters when
+//! file, learns the coordinator's key from it, registers and heartbeats, serves a routed viewer with its grant, and deregisters when
 //! stopped with SIGTERM.
 
 use std::net::TcpListener;
@@ -53,7 +53,6 @@ async fn the_node_binary_joins_serves_a_granted_viewer_and_leaves() {
         ..CoordConfig::default()
     };
     let coordinator = Coordinator::new(config, Arc::clone(&storage));
-    let coordinator_key = coordinator.coordinator_key();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = coordinator.clone();
@@ -104,7 +103,6 @@ async fn the_node_binary_joins_serves_a_granted_viewer_and_leaves() {
             .arg(&identity)
             .args(["--upstream", &format!("rtmp://{}", origin.rtmp_addr())])
             .args(["--coordinator", &url])
-            .args(["--coordinator-key", &coordinator_key.to_string()])
             .args(["--operator", "bob", "--heartbeat-interval", "500ms"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

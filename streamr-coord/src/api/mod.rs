@@ -1,6 +1,7 @@
 //! The HTTP API: routes, shared state and the middleware around them (body limit, per-IP rate
 //! limit, request counting, JSON errors for unknown routes).
 
+pub(crate) mod info;
 pub(crate) mod ledger;
 mod nodes;
 mod ops;
@@ -86,6 +87,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .route("/stats", get(ops::stats))
+        .route("/coordinator", get(info::coordinator))
         .route("/streams", post(streams::create).get(streams::list))
         .route("/streams/{id}", get(streams::get_one))
         .route("/streams/{id}/end", post(streams::end))

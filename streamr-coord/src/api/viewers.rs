@@ -142,11 +142,13 @@ pub(crate) async fn play(
         })
         .await?;
     Metrics::inc(&state.metrics.grants_issued_total);
+    // The URLs carry the grant (`?grant=<token>`) so any player can present it to the node.
+    let with_grant = |url: String| crate::grant_token::with_grant(&url, &signed);
     Ok(Json(PlayResponse {
         node_id,
-        rtmp_url: format!("{}/{}", node.rtmp_url, stream.id),
-        http_flv_url: format!("{}/live/{}.flv", node.http_url, stream.id),
-        hls_url: format!("{}/live/{}/index.m3u8", node.http_url, stream.id),
+        rtmp_url: with_grant(format!("{}/{}", node.rtmp_url, stream.id)),
+        http_flv_url: with_grant(format!("{}/live/{}.flv", node.http_url, stream.id)),
+        hls_url: with_grant(format!("{}/live/{}.m3u8", node.http_url, stream.id)),
         grant: signed,
     }))
 }

@@ -1,0 +1,25 @@
+//! `GET /coordinator`: what nodes and viewers need to know about this coordinator before they
+//! trust its grants.
+
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use streamr_core::CoordinatorKey;
+
+use super::Shared;
+
+/// Answer to `GET /coordinator`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoordinatorInfo {
+    /// The public key that verifies the session grants this coordinator signs.
+    pub coordinator_key: CoordinatorKey,
+    /// Length of a reward epoch, milliseconds.
+    pub epoch_length_ms: i64,
+}
+
+pub(crate) async fn coordinator(State(state): State<Shared>) -> Json<CoordinatorInfo> {
+    Json(CoordinatorInfo {
+        coordinator_key: state.config.coordinator_key.coordinator_key(),
+        epoch_length_ms: state.config.epoch_length_ms(),
+    })
+}
