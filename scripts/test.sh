@@ -67,5 +67,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo test"
 cargo test --workspace --locked
 
+# The dashboard and watch page in Chromium against `streamr demo` (installs chromium and the
+# npm packages when missing; fails, never skips, when it cannot).
+log "browser test (tests/browser)"
+tests/browser/run.sh
+
 log "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked >/dev/null

@@ -64,11 +64,29 @@ function renderNodes(data) {
   }), 'No nodes registered');
 }
 
+const FLAGS_SHOWN = 15;
+
+/** The evidence's inputs and verdict as `name=value` pairs (the raw JSON in the title). */
+function evidenceText(detail) {
+  try {
+    const evidence = JSON.parse(detail);
+    const pairs = Object.entries(evidence.inputs || {}).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`);
+    const verdict = evidence.verdict ? Object.entries(evidence.verdict).map(([k, v]) => `${k}=${v}`) : [];
+    return [...pairs, ...verdict].join(', ');
+  } catch {
+    return detail;
+  }
+}
+
 function renderFlags(data) {
-  fillTable('flags', data.flags.map((f) => el('tr', {}, [
+  const shown = data.flags.slice(0, FLAGS_SHOWN);
+  fillTable('flags', shown.map((f) => el('tr', {}, [
     num(f.epoch), idCell(f.node_id), el('td', { text: f.rule }),
-    el('td', { class: 'wrap' }, [el('code', { text: f.detail })]),
+    el('td', { class: 'wrap', title: f.detail }, [el('code', { text: evidenceText(f.detail) })]),
   ])), 'No flags in the settled epochs shown');
+  $('#flags caption').textContent = data.flags.length > shown.length
+    ? `Rules that fired at settlement and their evidence: the newest ${shown.length} of ${data.flags.length} in the epochs shown`
+    : 'Rules that fired at settlement and the evidence they recorded';
 }
 
 function renderEpochs(data) {
@@ -142,7 +160,10 @@ function renderEarningsChart(data) {
       rect.append(Object.assign(svg('title'), { textContent: `epoch ${e.epoch}, node ${shortId(node)}: ${amount}` }));
       children.push(rect);
     }
-    children.push(Object.assign(svg('text', { x: left + i * slot + slot * 0.5, y: height - 6, 'text-anchor': 'middle' }), { textContent: e.epoch }));
+    // Epoch numbers are long; label with their last digits (the full number is in the table).
+    const label = Object.assign(svg('text', { x: left + i * slot + slot * 0.5, y: height - 6, 'text-anchor': 'middle' }), { textContent: `…${String(e.epoch).slice(-3)}` });
+    label.append(Object.assign(svg('title'), { textContent: `epoch ${e.epoch}` }));
+    children.push(label);
   });
   chart.replaceChildren(...children);
   const legend = $('#earnings-legend');

@@ -102,8 +102,8 @@ test('the watch page plays through a friend node and its receipts reach the coor
 test('a node balance proof verifies in the page with BLAKE3', async () => {
   const page = await open('/dashboard');
   await page.locator('#proof-node option').first().waitFor({ state: 'attached', timeout: 60_000 });
-  await page.getByLabel('Epoch').selectOption({ index: 0 });
-  await page.getByLabel('Node').selectOption({ index: 0 });
+  await page.getByLabel('Epoch', { exact: true }).selectOption({ index: 0 });
+  await page.getByLabel('Node', { exact: true }).selectOption({ index: 0 });
   await page.getByRole('button', { name: 'Verify proof' }).click();
   await page.locator('#proof-result').waitFor({ timeout: 15_000 });
   assert.match(await page.locator('#proof-result').textContent(), /^Verified/);

@@ -20,6 +20,11 @@ if [ ! -x "$CHROMIUM" ]; then
 fi
 [ -x "$CHROMIUM" ] || fail "chromium is required by the browser test and could not be installed"
 
+if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  log "installing nodejs and npm"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
 command -v npm >/dev/null 2>&1 || fail "node and npm are required by the browser test"
 if [ ! -d node_modules/playwright-core ]; then
   log "npm ci (tests/browser)"

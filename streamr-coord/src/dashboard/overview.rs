@@ -65,7 +65,8 @@ pub(crate) struct NodeRow {
     last_heartbeat_ms: Option<i64>,
     viewers: i64,
     bytes_served: i64,
-    /// Share of this epoch's probes passed, parts per million; `None` before the first probe.
+    /// Share of this (or, before its first probe, the previous) epoch's probes passed, parts
+    /// per million; `None` when neither probed the node.
     availability_ppm: Option<u64>,
     probes: usize,
     streams: Vec<String>,
@@ -263,11 +264,22 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
         })
         .collect();
 
+    // Availability over this epoch's probes, or the previous epoch's for a node not yet
+    // probed in this one (short epochs may end before every node is probed).
     let mut probes: BTreeMap<String, Vec<ProbeResult>> = BTreeMap::new();
-    for probe in storage.probes_for_epoch(current_epoch).await? {
-        if let Some(result) = crate::workers::probe_result(&probe) {
-            probes.entry(probe.node_id).or_default().push(result);
+    let mut previous: BTreeMap<String, Vec<ProbeResult>> = BTreeMap::new();
+    for (epoch, into) in [
+        (current_epoch, &mut probes),
+        (current_epoch - 1, &mut previous),
+    ] {
+        for probe in storage.probes_for_epoch(epoch).await? {
+            if let Some(result) = crate::workers::probe_result(&probe) {
+                into.entry(probe.node_id).or_default().push(result);
+            }
         }
+    }
+    for (node, results) in previous {
+        probes.entry(node).or_insert(results);
     }
     let nodes = storage
         .list_nodes()
