@@ -246,7 +246,10 @@ async function refresh() {
     renderPayouts(data);
     renderProofForm(data);
     latest = data;
-    $('#updated').textContent = `${data.streams.length} live, ${data.nodes.length} nodes · updated ${new Date(data.generated_at_ms).toLocaleTimeString()}`;
+    // Only changes are announced; the time of the last update is not.
+    const summary = `${data.streams.length} live, ${data.nodes.filter((n) => n.status === 'online').length} of ${data.nodes.length} nodes online, ${data.epochs.length} epochs shown`;
+    if ($('#updated').textContent !== summary) $('#updated').textContent = summary;
+    $('#updated-at').textContent = `· updated ${new Date(data.generated_at_ms).toLocaleTimeString()}`;
   } catch (error) {
     $('#updated').textContent = `Update failed: ${error.message}`;
   }
