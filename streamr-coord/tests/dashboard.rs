@@ -8,7 +8,9 @@ use axum::http::{header, Request, StatusCode};
 use common::*;
 use serde_json::json;
 use streamr_coord::Coordinator;
-use streamr_core::{segment_hash, ContentDigest, KeyPair, SessionId, Signed, ViewerReceipt};
+use streamr_core::{
+    segment_hash, ContentDigest, KeyPair, ProbeResult, SessionId, Signed, ViewerReceipt,
+};
 use tower::ServiceExt;
 
 /// Status, content type and body of a GET.
@@ -143,18 +145,35 @@ async fn the_snapshot_shows_streams_nodes_viewers_and_offload() {
 
     let (status, snapshot) = api.get("/dashboard/data.json").await;
     assert_eq!(status, StatusCode::OK, "{snapshot}");
+    assert_eq!(snapshot["nodes"][0]["availability_ppm"], json!(null));
     assert_eq!(snapshot["streams"][0]["id"], "show");
     assert_eq!(snapshot["streams"][0]["title"], "Launch");
     assert_eq!(snapshot["streams"][0]["viewers"], 0);
     assert_eq!(snapshot["nodes"][0]["id"], node.node_id().to_string());
     assert_eq!(snapshot["nodes"][0]["status"], "online");
-    assert_eq!(snapshot["nodes"][0]["availability_ppm"], json!(null));
     assert_eq!(snapshot["nodes"][0]["streams"], json!(["show"]));
     for key in ["flags", "epochs", "payouts", "offload"] {
         assert!(snapshot[key].is_array(), "{key} missing: {snapshot}");
     }
 
-    // A viewer is granted a session and posts a receipt for 250 kB of verified content.
+    // One passed probe: the node is fully available this epoch.
+    let probe = ProbeResult {
+        node_id: node.node_id(),
+        hash_ok: true,
+        timed_out: false,
+        ttfb_ms: 80,
+        throughput_bytes_per_s: 4_000_000,
+    };
+    let (status, body) = api.post_admin("/probes", &probe).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, snapshot) = api.get("/dashboard/data.json").await;
+    assert_eq!(
+        snapshot["nodes"][0]["availability_ppm"], 1_000_000,
+        "{snapshot}"
+    );
+    assert_eq!(snapshot["nodes"][0]["probes"], 1, "{snapshot}");
+
+    // A viewer is granted a session and posts a receipt for 25 MB of verified content.
     let viewer = KeyPair::from_seed([22; 32]);
     let (status, play) = api
         .get(&format!(
@@ -172,7 +191,7 @@ async fn the_snapshot_shows_streams_nodes_viewers_and_offload() {
         ViewerReceipt {
             session_id: session,
             seq: 1,
-            bytes_total: 250_000,
+            bytes_total: 25_000_000,
             last_segment_seq: 0,
             segments_digest: digest,
             t_ms: now_ms(),
@@ -187,8 +206,11 @@ async fn the_snapshot_shows_streams_nodes_viewers_and_offload() {
 
     let (_, snapshot) = api.get("/dashboard/data.json").await;
     assert_eq!(snapshot["streams"][0]["viewers"], 1, "{snapshot}");
-    // 250 kB over the 30 s viewer window: 66 kbit/s.
-    assert_eq!(snapshot["streams"][0]["bitrate_bps"], 66_666, "{snapshot}");
+    // 25 MB over the 30 s viewer window: 6.67 Mbit/s.
+    assert_eq!(
+        snapshot["streams"][0]["bitrate_bps"], 6_666_666,
+        "{snapshot}"
+    );
     assert_eq!(snapshot["totals"]["receipts"], 1, "{snapshot}");
     let (status, credited) = api
         .get(&format!("/dashboard/viewers/{}", viewer.viewer_key()))
@@ -197,7 +219,7 @@ async fn the_snapshot_shows_streams_nodes_viewers_and_offload() {
     assert_eq!(credited["sessions"][0]["session_id"], session.to_string());
     assert_eq!(credited["sessions"][0]["receipts"], 1, "{credited}");
     assert_eq!(
-        credited["sessions"][0]["bytes_total"], 250_000,
+        credited["sessions"][0]["bytes_total"], 25_000_000,
         "{credited}"
     );
     let stranger = KeyPair::from_seed([23; 32]);
@@ -214,5 +236,42 @@ async fn the_snapshot_shows_streams_nodes_viewers_and_offload() {
         .iter()
         .filter_map(|p| p["viewer_bytes"].as_i64())
         .sum();
-    assert_eq!(served, 250_000, "{snapshot}");
+    assert_eq!(served, 25_000_000, "{snapshot}");
+
+    // Once the epoch is settled, the snapshot shows what the ledger API says the node earned,
+    // the node in the statement's leaves (so the page can fetch its proof) and the flags with
+    // their evidence.
+    let config = test_config();
+    wait_for_epoch_end(&config, now_ms()).await;
+    let settled = api.coordinator.settle_due().await.expect("settle");
+    assert!(settled >= 1);
+    let (_, snapshot) = api.get("/dashboard/data.json").await;
+    let (_, earnings) = api
+        .get(&format!("/nodes/{}/earnings", node.node_id()))
+        .await;
+    let node_id = node.node_id().to_string();
+    let epochs = snapshot["epochs"].as_array().expect("epochs");
+    let charted: i64 = epochs
+        .iter()
+        .filter_map(|e| e["earnings"][&node_id].as_i64())
+        .sum();
+    assert_eq!(Some(charted), earnings["total"].as_i64(), "{earnings}");
+    assert!(
+        epochs.iter().all(|e| e["leaves"]
+            .as_array()
+            .is_some_and(|l| l.contains(&json!(node_id)))),
+        "{snapshot}"
+    );
+    let (_, listed) = api.get("/epochs").await;
+    assert_eq!(epochs.len(), listed.as_array().map_or(0, Vec::len));
+    // 25 MB acknowledged moments into the session is far over the stream's rate: the
+    // fraud rules drop it, and the snapshot shows the rule with its evidence.
+    let flags = snapshot["flags"].as_array().expect("flags");
+    let over = flags
+        .iter()
+        .find(|f| f["node_id"] == node_id && f["rule"] == "over_bitrate")
+        .unwrap_or_else(|| panic!("no over_bitrate flag: {snapshot}"));
+    assert!(over["detail"]
+        .as_str()
+        .is_some_and(|d| d.contains("\"bytes_total\":25000000")));
 }
