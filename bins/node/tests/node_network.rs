@@ -1,7 +1,7 @@
 //! The friend-node network end to end on loopback: an in-process coordinator (SQLite), an
 //! origin node and a relay node (the `streamr_node` library), ffmpeg publishing with the
-//! coordinator's stream key, and ffmpeg playing through the relay with the grant URL the
-//! coordinator routed it to.
+//! coordinator's stream key, and ffmpeg playing through the relay (whose first upstream is
+//! dead) with the grant URL the coordinator routed it to.
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -126,7 +126,11 @@ impl Network {
 
     async fn relay(&self, origin: &RunningNode) -> RunningNode {
         Node::start(NodeConfig {
-            upstreams: vec![format!("rtmp://{}", origin.rtmp_addr())],
+            // The first upstream is dead: pulls fail over to the live origin.
+            upstreams: vec![
+                format!("rtmp://{}", dead_upstream()),
+                format!("rtmp://{}", origin.rtmp_addr()),
+            ],
             coordinator: Some(CoordinatorConfig {
                 url: self.url.clone(),
                 key: Some(self.coordinator_key.coordinator_key()),
@@ -146,6 +150,12 @@ impl Network {
             let _ = stop.send(());
         }
     }
+}
+
+/// An address nothing listens on.
+fn dead_upstream() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
 }
 
 async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
