@@ -1,0 +1,147 @@
+//! `streamr demo` runs the whole network by itself and stops after `--duration`; meanwhile
+//! `streamr watch` plays the demo stream through it into a file ffprobe reads back.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A base port with the next nine ports likely free (the demo uses base..base+8).
+fn free_base_port() -> u16 {
+    for _ in 0..50 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = listener.local_addr().expect("address").port();
+        drop(listener);
+        if base < 65_000
+            && (1..9)
+                .all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + offset)).is_ok())
+        {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+fn video_packets(file: &std::path::Path) -> u64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-count_packets"])
+        .args(["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("ffprobe is required (Debian package ffmpeg)");
+    // MPEG-TS lists the stream under its program too: take the largest count.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn demo_serves_viewers_through_friends_and_pays_them_while_watch_records_the_stream() {
+    let base = free_base_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_streamr"))
+        .args([
+            "demo",
+            "--duration",
+            "40",
+            "--epoch-secs",
+            "10",
+            "--refresh-secs",
+            "5",
+        ])
+        .args(["--base-port", &base.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("streamr demo starts");
+    let mut demo_out = demo.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = demo_out.read_to_string(&mut text);
+        text
+    });
+
+    // Watch through the network once the coordinator answers.
+    let coordinator = format!("http://127.0.0.1:{base}");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", base)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "demo coordinator never came up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let recording = dir.path().join("watched.ts");
+    let watch = Command::new(env!("CARGO_BIN_EXE_streamr"))
+        .args([
+            "watch",
+            "demo",
+            "--coordinator",
+            &coordinator,
+            "--duration",
+            "20",
+        ])
+        .arg("-o")
+        .arg(&recording)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("streamr watch runs");
+    let watch_log = String::from_utf8_lossy(&watch.stderr);
+    assert!(watch.status.success(), "watch failed: {watch_log}");
+    let packets = video_packets(&recording);
+    let size = std::fs::metadata(&recording).map_or(0, |m| m.len());
+    assert!(
+        packets >= 150,
+        "recorded {packets} video packets ({size} bytes) in 20 s: {watch_log}"
+    );
+    let last = watch_log.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("verified") && !last.contains("(0 verified"),
+        "{last}"
+    );
+
+    let status = demo.wait().expect("demo exits");
+    let text = reader.join().expect("reader");
+    assert!(status.success(), "demo failed:\n{text}");
+    assert!(text.contains(&format!("{coordinator}/dashboard")), "{text}");
+    assert!(text.contains("ffplay \"rtmp://"), "{text}");
+    assert!(text.contains("demo stopped"), "{text}");
+
+    // The final table: three friends, offload, and earnings for those that served.
+    let final_table = text.rsplit("stopping...").next().unwrap_or_default();
+    let offload: f64 = final_table
+        .lines()
+        .find_map(|l| l.strip_prefix("origin offload: "))
+        .and_then(|rest| rest.split('%').next())
+        .and_then(|n| n.trim().parse().ok())
+        .expect("an offload line");
+    assert!(offload >= 90.0, "offload {offload}%:\n{final_table}");
+    let friends: Vec<&str> = final_table
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|n| n.starts_with("friend-"))
+        })
+        .collect();
+    assert_eq!(friends.len(), 3, "{final_table}");
+    let earned: i64 = friends
+        .iter()
+        .filter_map(|l| l.split_whitespace().last()?.parse::<i64>().ok())
+        .sum();
+    assert!(earned > 0, "no friend earned anything:\n{final_table}");
+    let viewers = final_table
+        .lines()
+        .filter(|l| l.starts_with("viewer "))
+        .count();
+    assert_eq!(viewers, 3, "{final_table}");
+    for line in final_table.lines().filter(|l| l.starts_with("viewer ")) {
+        assert!(
+            !line.contains("(0 verified"),
+            "a demo viewer verified nothing: {line}"
+        );
+    }
+}
