@@ -61,7 +61,9 @@ function grantToken(grant) {
   ));
 }
 
+/** `url` carrying the grant token, unless the coordinator already put one in it. */
 function withGrant(url, grant) {
+  if (/[?&]grant=/.test(url)) return url;
   return `${url}${url.includes('?') ? '&' : '?'}grant=${grantToken(grant)}`;
 }
 
