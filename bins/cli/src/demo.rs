@@ -279,12 +279,15 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
         }
     };
     tokio::pin!(deadline);
+    // One listener for the whole run, so a Ctrl-C during a refresh is not missed.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     let mut refresh = tokio::time::interval(Duration::from_secs(args.refresh_secs));
     refresh.tick().await;
     let names = node_names(&origin, &friends);
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut ctrl_c => break,
             _ = &mut deadline => break,
             _ = refresh.tick() => {
                 let stats: Vec<ViewerStats> = viewers.iter().map(Viewer::stats).collect();

@@ -81,11 +81,14 @@ async fn watch(args: &WatchArgs) -> anyhow::Result<ViewerStats> {
         }
     };
     tokio::pin!(deadline);
+    // One listener for the whole run, so a Ctrl-C during a refresh is not missed.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     let mut report = tokio::time::interval(Duration::from_secs(5));
     report.tick().await;
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut ctrl_c => break,
             _ = &mut deadline => break,
             _ = report.tick() => {
                 eprintln!("{}", status_line(&viewer.stats()));

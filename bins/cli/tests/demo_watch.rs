@@ -145,3 +145,48 @@ fn demo_serves_viewers_through_friends_and_pays_them_while_watch_records_the_str
         );
     }
 }
+
+#[test]
+fn ctrl_c_stops_the_demo_cleanly() {
+    let base = free_base_port();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_streamr"))
+        .args(["demo", "--friends", "1", "--viewers", "1"])
+        .args(["--base-port", &base.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("streamr demo starts");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", base)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "demo never came up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let sent = Command::new("kill")
+        .args(["-INT", &demo.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = demo.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = demo.kill();
+            panic!("the demo did not stop on Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut text = String::new();
+    let _ = demo
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut text);
+    assert!(status.success(), "{status}:\n{text}");
+    assert!(text.contains("demo stopped"), "{text}");
+}
