@@ -346,6 +346,17 @@ impl RunningNode {
         self.rtmp.local_addr()
     }
 
+    /// The streams available here now (`app/name`, published locally or pulled), sorted.
+    pub fn streams(&self) -> Vec<String> {
+        self.rtmp
+            .hub()
+            .all_stats()
+            .into_iter()
+            .filter(|stats| stats.publishing)
+            .map(|stats| format!("{}/{}", stats.key.app, stats.key.name))
+            .collect()
+    }
+
     /// The HTTP listen address.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
