@@ -498,6 +498,22 @@ async fn print_table(
             total
         );
     }
+    if let Some(settlement) = last_epoch.first() {
+        let evidence = storage
+            .evidence_for_epoch(settlement.epoch)
+            .await
+            .unwrap_or_default();
+        for (id, name) in names {
+            let rules: Vec<&str> = evidence
+                .iter()
+                .filter(|e| &e.node_id == id && e.rule != "probation")
+                .map(|e| e.rule.as_str())
+                .collect();
+            if !rules.is_empty() {
+                println!("flagged in the last epoch: {name}: {}", rules.join(", "));
+            }
+        }
+    }
     for (index, viewer) in report.viewers.iter().enumerate() {
         println!(
             "viewer {}: {}",
