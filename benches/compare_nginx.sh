@@ -47,7 +47,8 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 nginx_pids() { pgrep -f "nginx: (master|worker) process.*$WORK" || pgrep -f "nginx.*$WORK/nginx.conf"; }
 
 start_ours() {
-  RUST_LOG=warn "$NODE" --rtmp-listen "127.0.0.1:$OUR_PORT" >"$WORK/node.log" 2>&1 &
+  RUST_LOG=warn "$NODE" --rtmp-listen "127.0.0.1:$OUR_PORT" --http-listen "127.0.0.1:$((OUR_PORT + 10))" \
+    --identity "$WORK/node.key" >"$WORK/node.log" 2>&1 &
   echo $!
 }
 start_nginx() {
