@@ -200,8 +200,15 @@ impl HttpProber {
             .map(str::trim)
             .filter(|line| !line.is_empty() && !line.starts_with('#'))
             .collect();
+        // Never the oldest listed segment when there are others: it may leave the node's
+        // window before it is fetched, and on a node that joined mid-stream it is the partial
+        // first segment, which no origin segment equals.
+        let candidates = match segments.get(1..) {
+            Some(rest) if !rest.is_empty() => rest,
+            _ => &segments[..],
+        };
         let chosen =
-            segments
+            candidates
                 .choose(&mut rand::thread_rng())
                 .ok_or(ProbeFailure::EmptyPlaylist {
                     url: playlist_url.clone(),
