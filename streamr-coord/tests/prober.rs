@@ -1,0 +1,134 @@
+//! `HttpProber` against nodes served on loopback: a node serving the origin's bytes passes, one
+//! serving other bytes fails the hash check, one that is down times out.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::routing::get;
+use streamr_coord::client::{unix_ms, CoordinatorClient};
+use streamr_coord::storage::NodeRecord;
+use streamr_coord::wire::SegmentReport;
+use streamr_coord::workers::HttpProber;
+use streamr_coord::{connect, grant_token, CoordConfig, Coordinator, ProbeRunner};
+use streamr_core::{segment_hash, KeyPair};
+
+const ADMIN: &str = "prober-test-admin";
+const ORIGIN_SEGMENTS: [&[u8]; 3] = [b"segment zero", b"segment one", b"segment two"];
+
+/// A node that lists segments 0-2 and serves `body(seq)` for each, only under a grant that
+/// `coordinator` signed.
+async fn fake_node(coordinator: streamr_core::CoordinatorKey, honest: bool) -> String {
+    let check = move |query: &std::collections::HashMap<String, String>| {
+        query
+            .get("grant")
+            .and_then(|token| grant_token::decode(token).ok())
+            .is_some_and(|grant| grant.verify(&coordinator).is_ok())
+    };
+    let app = axum::Router::new()
+        .route(
+            "/live/{file}",
+            get(move |Query(query)| async move {
+                if !check(&query) {
+                    return (StatusCode::FORBIDDEN, String::new());
+                }
+                (
+                    StatusCode::OK,
+                    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nshow/0.ts\n#EXTINF:2.0,\nshow/1.ts\n#EXTINF:2.0,\nshow/2.ts\n"
+                        .to_owned(),
+                )
+            }),
+        )
+        .route(
+            "/live/{stream}/{segment}",
+            get(move |Path((_, segment)): Path<(String, String)>| async move {
+                let index: usize = segment.trim_end_matches(".ts").parse().unwrap_or(0);
+                let bytes = ORIGIN_SEGMENTS.get(index).copied().unwrap_or_default();
+                if honest {
+                    bytes.to_vec()
+                } else {
+                    [bytes, b" altered"].concat()
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+fn node_record(http_url: String) -> NodeRecord {
+    NodeRecord {
+        id: KeyPair::generate(&mut rand::rngs::OsRng)
+            .node_id()
+            .to_string(),
+        payout_address: "0x1".into(),
+        operator: "op".into(),
+        subnet: "127.0.0.0/24".into(),
+        rtmp_url: "rtmp://127.0.0.1:1/live".into(),
+        http_url,
+        registered_at_ms: 0,
+        active: true,
+        capacity_kbps: 1000,
+        last_nonce: 0,
+        last_heartbeat_ms: None,
+        status: "live".into(),
+        viewers: 0,
+        bytes_served: 0,
+        streams_json: r#"["show"]"#.into(),
+    }
+}
+
+#[tokio::test]
+async fn probes_check_content_against_the_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
+        .await
+        .unwrap();
+    let config = CoordConfig {
+        admin_token: Some(ADMIN.into()),
+        ..CoordConfig::default()
+    };
+    let key = config.coordinator_key.clone();
+    let coordinator = Coordinator::new(config, Arc::clone(&storage));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = coordinator.serve(listener, std::future::pending()).await;
+    });
+    let admin = CoordinatorClient::new(&url)
+        .unwrap()
+        .with_admin_token(ADMIN);
+    admin.create_stream("show", "").await.unwrap();
+    for (sequence, bytes) in (0u64..).zip(ORIGIN_SEGMENTS) {
+        let report = SegmentReport {
+            sequence,
+            hash: segment_hash(bytes),
+            published_ms: unix_ms(),
+        };
+        admin.report_segment("show", &report).await.unwrap();
+    }
+
+    let prober = HttpProber::new(storage, key.clone());
+    let honest = node_record(fake_node(key.coordinator_key(), true).await);
+    let result = prober.probe(&honest).await.expect("probed");
+    assert!(result.hash_ok && !result.timed_out, "{result:?}");
+    assert!(result.throughput_bytes_per_s > 0);
+
+    let cheat = node_record(fake_node(key.coordinator_key(), false).await);
+    let result = prober.probe(&cheat).await.expect("probed");
+    assert!(!result.hash_ok && !result.timed_out, "{result:?}");
+
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = node_record(format!("http://{}", gone.local_addr().unwrap()));
+    drop(gone);
+    let result = prober.probe(&down).await.expect("probed");
+    assert!(result.timed_out && !result.hash_ok, "{result:?}");
+
+    assert!(
+        prober.probe(&honest).await.is_none(),
+        "a node is probed at most once per interval"
+    );
+}
