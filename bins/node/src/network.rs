@@ -37,17 +37,12 @@ pub(crate) async fn heartbeats(
             .filter(|s| s.publishing)
             .filter_map(|s| StreamId::new(s.key.name.clone()).ok())
             .collect();
-        // The node's own live HLS segmenter subscribes to every published stream and receives
-        // about everything published; it is not a viewer, so take one subscriber and the
-        // stream's inbound bytes off. This under-counts a little (the segmenter joins late),
-        // which is the safe side: claims above receipts are penalised, claims below are not.
-        let viewers: usize = stats
-            .iter()
-            .map(|s| s.viewers.len().saturating_sub(usize::from(s.publishing)))
-            .sum();
+        // The node's own HLS segmenter subscribes as an internal consumer, so these are
+        // viewers only.
+        let viewers: usize = stats.iter().map(|s| s.viewers.len()).sum();
         let served: u64 = stats
             .iter()
-            .map(|s| s.delivered.bytes_out.saturating_sub(s.bytes_in))
+            .map(|s| s.delivered.bytes_out)
             .fold(0, u64::saturating_add);
         let now = unix_ms();
         nonce = nonce.saturating_add(1).max(now);

@@ -1,8 +1,5 @@
-//! A relay's pull stops once its last viewer has left for the idle timeout.
-//!
-//! Ignored until `UpstreamPuller` stops counting the node's own live HLS segmenter (a hub
-//! subscription) as a viewer: today `is_idle` sees one viewer per stream for as long as live
-//! HLS runs, so a relay node's pulls never stop. Run with `--ignored` to check a fix.
+//! A relay's pull stops once its last viewer has left for the idle timeout, although the node's
+//! own live HLS segmenter still follows the stream (it is an internal consumer, not a viewer).
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -19,7 +16,6 @@ impl Drop for Child {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "live HLS's hub subscription keeps every pull busy (UpstreamPuller::is_idle)"]
 async fn an_idle_pull_stops() {
     let dir = tempfile::tempdir().unwrap();
     let local = || "127.0.0.1:0".parse().unwrap();

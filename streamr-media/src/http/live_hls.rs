@@ -208,7 +208,7 @@ impl LiveHls {
         if !publishing {
             return None;
         }
-        let subscription = match self.inner.hub.subscribe(key.clone()) {
+        let subscription = match self.inner.hub.subscribe_internal(key.clone()) {
             Ok(subscription) => subscription,
             Err(error) => {
                 debug!(%error, "live HLS could not subscribe");

@@ -172,7 +172,17 @@ impl RelayHub {
                 limit: self.inner.config.max_viewers_per_stream,
             });
         }
-        Ok(Subscription::new(self.inner.clone(), key, stream))
+        Ok(Subscription::new(self.inner.clone(), key, stream, true))
+    }
+
+    /// Subscribes one of the node's own consumers (such as the live HLS segmenter) to `key`. It
+    /// receives exactly what a viewer would, but it is not a viewer: it is left out of the
+    /// stream's viewer stats, delivered bytes and viewer limit, so bandwidth claims and idle
+    /// detection (an upstream pull stops when no viewer is left) see only real viewers. It keeps
+    /// the stream known to the hub, so a republish reaches it.
+    pub fn subscribe_internal(&self, key: StreamKey) -> Result<Subscription, RelayError> {
+        let stream = self.inner.stream(&key)?;
+        Ok(Subscription::new(self.inner.clone(), key, stream, false))
     }
 
     /// Whether `key` has a live publisher.

@@ -113,6 +113,9 @@ pub(crate) struct Stream {
     /// Carries the next sequence number; viewers wait on it for new entries.
     pub(crate) head: watch::Sender<u64>,
     pub(crate) viewers: Mutex<HashMap<u64, Arc<ViewerCounters>>>,
+    /// Subscriptions of the node's own consumers (such as the HLS segmenter): they keep the
+    /// stream known to the hub but are not viewers.
+    pub(crate) internal_subscribers: AtomicU64,
     pub(crate) next_viewer_id: AtomicU64,
     /// Counters of viewers that left, so stream totals survive them.
     pub(crate) departed: Mutex<ViewerStats>,
@@ -134,6 +137,7 @@ impl Stream {
             state: Mutex::new(StreamState::default()),
             head: watch::Sender::new(0),
             viewers: Mutex::new(HashMap::new()),
+            internal_subscribers: AtomicU64::new(0),
             next_viewer_id: AtomicU64::new(0),
             departed: Mutex::new(ViewerStats::default()),
             config,
@@ -279,9 +283,12 @@ impl Stream {
         }
     }
 
-    /// True when nobody publishes or watches, so the hub may forget the stream.
+    /// True when nobody publishes, watches or consumes internally, so the hub may forget the
+    /// stream.
     pub(crate) fn is_idle(&self) -> bool {
-        !lock(&self.state).publishing && lock(&self.viewers).is_empty()
+        !lock(&self.state).publishing
+            && lock(&self.viewers).is_empty()
+            && self.internal_subscribers.load(COUNTER) == 0
     }
 }
 

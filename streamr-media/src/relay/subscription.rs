@@ -54,6 +54,9 @@ pub struct Subscription {
     phase: Phase,
     generation: u64,
     live: bool,
+    /// Whether this is a viewer (counted in the stream's stats and viewer limit) rather than one
+    /// of the node's own consumers.
+    metered: bool,
 }
 
 /// Totals gathered during one batch, added to the shared counters once per batch.
@@ -66,10 +69,19 @@ struct BatchCounts {
 }
 
 impl Subscription {
-    pub(crate) fn new(hub: Arc<HubInner>, key: StreamKey, stream: Arc<Stream>) -> Self {
+    pub(crate) fn new(
+        hub: Arc<HubInner>,
+        key: StreamKey,
+        stream: Arc<Stream>,
+        metered: bool,
+    ) -> Self {
         let id = stream.next_viewer_id.fetch_add(1, COUNTER);
         let counters = Arc::new(ViewerCounters::default());
-        lock(&stream.viewers).insert(id, counters.clone());
+        if metered {
+            lock(&stream.viewers).insert(id, counters.clone());
+        } else {
+            stream.internal_subscribers.fetch_add(1, COUNTER);
+        }
         let head = stream.head.subscribe();
         let state = lock(&stream.state);
         // Start at the cached GOP when there is one, otherwise at the next keyframe.
@@ -98,6 +110,7 @@ impl Subscription {
             phase: Phase::AwaitSync { after_lag: false },
             generation,
             live,
+            metered,
         }
     }
 
@@ -295,7 +308,9 @@ fn emit(frame: &Arc<Frame>, out: &mut Vec<RelayEvent>, counts: &mut BatchCounts)
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if let Some(counters) = lock(&self.stream.viewers).remove(&self.id) {
+        if !self.metered {
+            self.stream.internal_subscribers.fetch_sub(1, COUNTER);
+        } else if let Some(counters) = lock(&self.stream.viewers).remove(&self.id) {
             lock(&self.stream.departed).accumulate(&counters.snapshot(0));
         }
         self.hub.forget_if_idle(&self.key, &self.stream);
