@@ -402,7 +402,8 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
 
     // Settle epochs until one that starts after the death (plus the liveness window) is done.
     let epoch_ms = EPOCH.as_millis() as u64;
-    let after_death = (killed_ms + 4_000) / epoch_ms + 1;
+    // Two epochs on: long enough for every relay pull to outlive its idle timeout (30 s).
+    let after_death = (killed_ms + 4_000) / epoch_ms + 2;
     let deadline = Instant::now() + Duration::from_secs(40);
     while storage
         .get_settlement(after_death as i64)
@@ -415,6 +416,19 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
             "epoch {after_death} never settled"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Viewers kept verifying the origin's content all along (relays' segments stay the
+    // origin's, also after their pull has run for longer than its idle timeout).
+    for (viewer, earlier) in viewers.iter().zip(&moved) {
+        let now = viewer.stats();
+        assert!(
+            now.verified_segments >= earlier.verified_segments + 3,
+            "a viewer stopped verifying after the fail-over: {earlier:?} then {now:?}"
+        );
+        assert!(
+            now.unverified_segments <= 2,
+            "a viewer got content the origin never published: {now:?}"
+        );
     }
     for viewer in viewers {
         viewer.stop().await.expect("viewer stops cleanly");
@@ -458,13 +472,19 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
             );
             assert_eq!(usage.get(&victim_text).copied().unwrap_or(0), 0);
         }
-        // Where no served node was flagged, rewards follow verified bytes.
+        // Where every serving node passed all its probes (availability scales rewards too) and
+        // none was flagged, rewards follow verified bytes.
         let evidence = storage.evidence_for_epoch(epoch).await.expect("evidence");
+        let probes = storage.probes_for_epoch(epoch).await.expect("probes");
         let clean = usage.keys().all(|node| {
             evidence
                 .iter()
                 .filter(|e| &e.node_id == node)
                 .all(|e| e.rule == "probation")
+                && probes
+                    .iter()
+                    .filter(|p| &p.node_id == node)
+                    .all(|p| p.hash_ok && !p.timed_out)
         });
         let paid: i64 = rewards.values().sum();
         let bytes: i64 = usage.values().sum();
@@ -479,7 +499,6 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
             }
             proportional_epochs += 1;
         }
-        let probes = storage.probes_for_epoch(epoch).await.expect("probes");
         let failed = probes.iter().filter(|p| !p.hash_ok || p.timed_out).count();
         eprintln!(
             "epoch {epoch}: rewards {rewards:?} usage {usage:?}; {} probes, {failed} failed; evidence {:?}",
