@@ -6,7 +6,8 @@
 //! republishes the upstream's frames into the hub, so every local viewer (RTMP, HTTP-FLV, HLS)
 //! is served from one upstream connection. When an upstream fails the pull moves on to the next
 //! one; local viewers see the publisher leave and come back (sequence headers and a keyframe
-//! first). A pull with no local viewers for the idle timeout stops.
+//! first). A pull stops once it has had neither a hub viewer (RTMP, HTTP-FLV) nor a request
+//! through `ensure` (HLS players poll their playlist) for the idle timeout.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -54,7 +55,14 @@ pub struct PullStatus {
     pub last_error: Option<String>,
 }
 
-type Pulls = HashMap<StreamKey, Arc<Mutex<PullStatus>>>;
+/// One running pull: what it reports and when a viewer last asked for its stream.
+#[derive(Debug)]
+struct Pull {
+    status: Mutex<PullStatus>,
+    last_demand: Mutex<Instant>,
+}
+
+type Pulls = HashMap<StreamKey, Arc<Pull>>;
 
 /// Starts and tracks on-demand pulls of streams from upstream servers into a hub.
 #[derive(Debug, Clone)]
@@ -74,19 +82,27 @@ impl UpstreamPuller {
         }
     }
 
-    /// Makes sure `key` is available in the hub: does nothing when it is published locally or
-    /// already being pulled, otherwise starts a pull task (on the current tokio runtime).
-    /// Returns whether a new pull started.
+    /// Makes sure `key` is available in the hub: does nothing when it is published locally,
+    /// records the demand when it is already being pulled (keeping the pull from going idle),
+    /// otherwise starts a pull task (on the current tokio runtime). Returns whether a new pull
+    /// started. Call it on every viewer request, including HLS playlist and segment requests.
     pub fn ensure(&self, key: &StreamKey) -> bool {
-        if self.config.upstreams.is_empty() || self.hub.is_publishing(key) {
+        if self.config.upstreams.is_empty() {
             return false;
         }
         let state = {
             let mut pulls = lock(&self.pulls);
-            if pulls.contains_key(key) {
+            if let Some(pull) = pulls.get(key) {
+                *lock(&pull.last_demand) = Instant::now();
                 return false;
             }
-            let state = Arc::new(Mutex::new(PullStatus::default()));
+            if self.hub.is_publishing(key) {
+                return false;
+            }
+            let state = Arc::new(Pull {
+                status: Mutex::new(PullStatus::default()),
+                last_demand: Mutex::new(Instant::now()),
+            });
             pulls.insert(key.clone(), state.clone());
             state
         };
@@ -108,15 +124,15 @@ impl UpstreamPuller {
     /// The status of the pull of `key`, if one runs.
     pub fn status(&self, key: &StreamKey) -> Option<PullStatus> {
         let state = lock(&self.pulls).get(key).cloned()?;
-        let status = lock(&state).clone();
+        let status = lock(&state.status).clone();
         Some(status)
     }
 
-    async fn run_pull(&self, key: &StreamKey, state: &Mutex<PullStatus>) {
+    async fn run_pull(&self, key: &StreamKey, state: &Pull) {
         let mut idle_since: Option<Instant> = None;
         loop {
             for upstream in &self.config.upstreams {
-                if self.is_idle(key, &mut idle_since) {
+                if self.is_idle(key, state, &mut idle_since) {
                     return;
                 }
                 let url = match RtmpUrl::parse(&format!("{upstream}/{}/{}", key.app, key.name)) {
@@ -127,22 +143,22 @@ impl UpstreamPuller {
                     }
                 };
                 {
-                    let mut status = lock(state);
+                    let mut status = lock(&state.status);
                     status.upstream = Some(upstream.clone());
                     status.connects += 1;
                 }
-                match self.pull_from(&url, key, &mut idle_since).await {
+                match self.pull_from(&url, key, state, &mut idle_since).await {
                     Ok(PullEnd::Idle) => return,
                     Ok(PullEnd::UpstreamClosed) => {
                         tracing::info!(stream = %key, %url, "upstream closed; trying the next");
                     }
                     Err(error) => {
                         tracing::warn!(stream = %key, %url, %error, "upstream failed; trying the next");
-                        lock(state).last_error = Some(error.to_string());
+                        lock(&state.status).last_error = Some(error.to_string());
                     }
                 }
             }
-            if self.is_idle(key, &mut idle_since) {
+            if self.is_idle(key, state, &mut idle_since) {
                 return;
             }
             tokio::time::sleep(self.config.retry_backoff).await;
@@ -154,6 +170,7 @@ impl UpstreamPuller {
         &self,
         url: &RtmpUrl,
         key: &StreamKey,
+        state: &Pull,
         idle_since: &mut Option<Instant>,
     ) -> Result<PullEnd, ClientError> {
         let mut client = RtmpClient::play(url).await?;
@@ -164,7 +181,7 @@ impl UpstreamPuller {
             let event = tokio::select! {
                 event = client.next_event() => event?,
                 _ = check.tick() => {
-                    if self.is_idle(key, idle_since) {
+                    if self.is_idle(key, state, idle_since) {
                         return Ok(PullEnd::Idle);
                     }
                     continue;
@@ -210,8 +227,8 @@ impl UpstreamPuller {
         }
     }
 
-    /// Whether nobody has watched `key` here for the idle timeout.
-    fn is_idle(&self, key: &StreamKey, idle_since: &mut Option<Instant>) -> bool {
+    /// Whether nobody has watched or requested `key` here for the idle timeout.
+    fn is_idle(&self, key: &StreamKey, pull: &Pull, idle_since: &mut Option<Instant>) -> bool {
         let viewers = self
             .hub
             .stream_stats(key)
@@ -221,7 +238,8 @@ impl UpstreamPuller {
             return false;
         }
         let since = *idle_since.get_or_insert_with(Instant::now);
-        since.elapsed() >= self.config.idle_timeout
+        let last_activity = since.max(*lock(&pull.last_demand));
+        last_activity.elapsed() >= self.config.idle_timeout
     }
 }
 

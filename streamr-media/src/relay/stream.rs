@@ -300,8 +300,10 @@ fn duration_millis(duration: std::time::Duration) -> u64 {
 /// video of the new publisher both start after everything relayed before.
 const REPUBLISH_GAP_MILLIS: u32 = 100;
 
-/// Maps a publisher timestamp onto the stream's timeline: unchanged for the first publish, and
-/// continuing shortly after the latest relayed frame (of any track) for a republish. Wrapping on purpose: RTMP
+/// Maps a publisher timestamp onto the stream's timeline: unchanged for the first publish and for
+/// a republish whose timeline already lies past everything relayed (a relay pulling the same
+/// origin stream again, whose timestamps, and so HLS segments, must stay the origin's); otherwise
+/// continuing shortly after the latest relayed frame (of any track). Wrapping on purpose: RTMP
 /// timestamps are 32-bit milliseconds that wrap.
 fn rebase(state: &mut StreamState, timestamp: u32) -> u32 {
     let input_base = match state.rebase.input_base {
@@ -309,6 +311,9 @@ fn rebase(state: &mut StreamState, timestamp: u32) -> u32 {
         None => {
             state.rebase.input_base = Some(timestamp);
             state.rebase.output_base = match state.max_output_timestamp {
+                Some(max) if is_after(timestamp, max.wrapping_add(REPUBLISH_GAP_MILLIS)) => {
+                    timestamp
+                }
                 Some(max) => max.wrapping_add(REPUBLISH_GAP_MILLIS),
                 None => timestamp,
             };
@@ -319,11 +324,18 @@ fn rebase(state: &mut StreamState, timestamp: u32) -> u32 {
         .rebase
         .output_base
         .wrapping_add(timestamp.wrapping_sub(input_base));
-    let is_later = |max: u32| output.wrapping_sub(max) < u32::MAX / 2;
-    if state.max_output_timestamp.is_none_or(is_later) {
+    if state
+        .max_output_timestamp
+        .is_none_or(|max| is_after(output, max))
+    {
         state.max_output_timestamp = Some(output);
     }
     output
+}
+
+/// Whether the 32-bit wrapping timestamp `a` is at or after `b` (within half the range).
+fn is_after(a: u32, b: u32) -> bool {
+    a.wrapping_sub(b) < u32::MAX / 2
 }
 
 /// Ordering used for counters: they are statistics, not synchronisation.
