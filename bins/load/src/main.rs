@@ -66,7 +66,7 @@ enum Command {
     Publish {
         /// The FLV file.
         file: PathBuf,
-        /// The RTMP URL, rtmp://host[:port]/app/stream-key.
+        /// The RTMP URL, `rtmp://host[:port]/app/stream-key`.
         url: String,
         /// Stop after this many seconds (default: run until interrupted).
         #[arg(short, long)]
