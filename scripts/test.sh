@@ -64,13 +64,25 @@ cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# Test output is kept so the run can close with one summary line.
+test_log="$(mktemp)"
+trap 'rm -f "$test_log"' EXIT
+
 log "cargo test"
-cargo test --workspace --locked
+cargo test --workspace --locked 2>&1 | tee -a "$test_log"
 
 # The dashboard and watch page in Chromium against `streamr demo` (installs chromium and the
 # npm packages when missing; fails, never skips, when it cannot).
 log "browser test (tests/browser)"
-tests/browser/run.sh
+tests/browser/run.sh 2>&1 | tee -a "$test_log"
 
 log "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked >/dev/null
+
+# One closing line over every test runner above (cargo's harnesses and node's test runner).
+read -r passed failed < <(awk '
+  /^test result:/ { p += $4; f += $6 }
+  /^[^ ]+ pass [0-9]+$/ { p += $3 }
+  /^[^ ]+ fail [0-9]+$/ { f += $3 }
+  END { print p + 0, f + 0 }' "$test_log")
+printf 'summary: %s passed, %s failed\n' "$passed" "$failed"
