@@ -168,7 +168,9 @@ impl ParsedPlaylist {
                         line,
                         tag: "EXTINF before URI",
                     })?;
-                let sequence = playlist.media_sequence + playlist.segments.len() as u64;
+                let sequence = playlist
+                    .media_sequence
+                    .saturating_add(playlist.segments.len() as u64);
                 playlist.segments.push(ParsedSegment {
                     sequence,
                     duration,
