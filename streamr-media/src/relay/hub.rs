@@ -9,7 +9,7 @@ use thiserror::Error;
 
 use super::frame::FrameKind;
 use super::stats::StreamStats;
-use super::stream::{lock, Stream};
+use super::stream::{lock, Stream, Timeline};
 use super::subscription::Subscription;
 use super::RelayConfig;
 
@@ -148,8 +148,18 @@ impl RelayHub {
     /// Starts publishing `key`. Viewers already subscribed (waiting, or left by an earlier
     /// publisher) resume with this publisher's sequence headers and first keyframe.
     pub fn publish(&self, key: StreamKey) -> Result<Publisher, RelayError> {
+        self.publish_with(key, Timeline::Own)
+    }
+
+    /// Starts publishing `key` like [`RelayHub::publish`], with timestamps that follow
+    /// `timeline`: [`Timeline::Upstream`] for a pull continuing an upstream's stream.
+    pub fn publish_with(
+        &self,
+        key: StreamKey,
+        timeline: Timeline,
+    ) -> Result<Publisher, RelayError> {
         let stream = self.inner.stream(&key)?;
-        if !stream.begin_publish() {
+        if !stream.begin_publish(timeline) {
             return Err(RelayError::StreamBusy { key });
         }
         Ok(Publisher {
@@ -231,6 +241,13 @@ impl Publisher {
     /// `@setDataFrame` prefix.
     pub fn send(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
         self.stream.push(kind, timestamp, payload);
+    }
+
+    /// Announces that a [`Timeline::Upstream`] publisher reconnected to an upstream of the same
+    /// stream: the frames it replays that were already relayed are dropped, and viewers continue
+    /// without seeing the publisher leave.
+    pub fn rejoin_upstream(&self) {
+        self.stream.rejoin();
     }
 }
 

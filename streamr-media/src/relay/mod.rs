@@ -22,12 +22,15 @@ mod stream;
 mod subscription;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upstream_tests;
 
 use std::time::Duration;
 
 pub use frame::{ChunkingKey, Frame, FrameKind};
 pub use hub::{Publisher, RelayError, RelayHub, StreamKey};
 pub use stats::{StreamStats, ViewerStats};
+pub use stream::Timeline;
 pub use subscription::{RelayEvent, Subscription};
 
 /// Limits and policies of a [`RelayHub`].

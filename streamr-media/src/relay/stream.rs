@@ -56,6 +56,57 @@ pub(crate) struct Entry {
     pub(crate) slot: Slot,
 }
 
+/// Where a publisher's timestamps come from, declared when it starts publishing (see
+/// [`RelayHub::publish_with`](super::RelayHub::publish_with)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Timeline {
+    /// A publisher with its own clock, such as a streamer's encoder. When its timestamps lie
+    /// before what the stream already relayed (an encoder restarting at zero), they are rebased
+    /// to continue shortly after the last relayed frame; viewers see the publisher leave and come
+    /// back, so HLS marks a discontinuity.
+    #[default]
+    Own,
+    /// A pull continuing an upstream stream's timeline: a relay pulling from the origin or from
+    /// another relay. Timestamps are kept, so segments cut here stay byte-identical to the
+    /// upstream's. Frames already relayed (at or before the last relayed timestamp of their
+    /// track, as a new upstream's GOP cache replays them) are dropped; the stream resumes with
+    /// the first frame that follows on without a gap, or else at the next keyframe. Metadata and
+    /// sequence headers are passed on again only when they changed. An upstream timeline lying
+    /// far behind what was relayed (the upstream restarted from zero) is treated as a new
+    /// publisher's: rebased, after a publisher end and start.
+    Upstream,
+}
+
+/// How far behind the last relayed frame an [`Timeline::Upstream`] publisher's first frames may
+/// lie and still be taken for a replay of that timeline (a GOP cache), in milliseconds.
+const REJOIN_WINDOW_MILLIS: u32 = 30_000;
+
+/// Where one track of a [`Timeline::Upstream`] publisher stands relative to what was relayed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Rejoin {
+    /// Every frame is passed on.
+    #[default]
+    Joined,
+    /// Frames at or before the last relayed one of the track are dropped. `covered` records that
+    /// this connection sent a keyframe at or before it, so the frames after it follow on from
+    /// what viewers already have.
+    Pending { covered: bool },
+}
+
+/// What happens to a frame of a [`Timeline::Upstream`] publisher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    /// Relayed with its own timestamp.
+    Pass,
+    /// Relayed, moved up to this timestamp so nothing goes backwards (changed configuration).
+    At(u32),
+    /// Already relayed, or not decodable before the next keyframe.
+    Drop,
+    /// The upstream's timeline restarted far behind: rebase it like a new publisher's.
+    NewTimeline,
+}
+
 /// Timestamp rebasing so a republished stream continues where the previous publisher stopped.
 #[derive(Debug, Default)]
 struct Rebase {
@@ -82,6 +133,14 @@ pub(crate) struct StreamState {
     publish_count: u64,
     /// The latest timestamp relayed on any track, where a republish continues.
     max_output_timestamp: Option<u32>,
+    /// The current publisher's timeline.
+    timeline: Timeline,
+    /// The latest coded video and audio timestamps relayed, across publishers.
+    last_video: Option<u32>,
+    last_audio: Option<u32>,
+    /// Where each track of a [`Timeline::Upstream`] publisher stands.
+    rejoin_video: Rejoin,
+    rejoin_audio: Rejoin,
 }
 
 impl StreamState {
@@ -144,8 +203,9 @@ impl Stream {
         }
     }
 
-    /// Marks the stream as published by a new publisher; false if one is already publishing.
-    pub(crate) fn begin_publish(&self) -> bool {
+    /// Marks the stream as published by a new publisher whose timestamps follow `timeline`; false
+    /// if one is already publishing.
+    pub(crate) fn begin_publish(&self, timeline: Timeline) -> bool {
         let mut state = lock(&self.state);
         if state.publishing {
             return false;
@@ -157,7 +217,25 @@ impl Stream {
         state.headers = StartBundle::default();
         state.has_video = false;
         state.latest_sync = None;
+        state.timeline = timeline;
+        let rejoin = match timeline {
+            Timeline::Own => Rejoin::Joined,
+            Timeline::Upstream => Rejoin::Pending { covered: false },
+        };
+        state.rejoin_video = rejoin;
+        state.rejoin_audio = rejoin;
         true
+    }
+
+    /// The current [`Timeline::Upstream`] publisher reconnected (to the same or another upstream
+    /// of the same stream): its next frames replay part of what was relayed, which is dropped.
+    /// Viewers stay on the same publish and see no gap when the replay covers it.
+    pub(crate) fn rejoin(&self) {
+        let mut state = lock(&self.state);
+        if state.publishing && state.timeline == Timeline::Upstream {
+            state.rejoin_video = Rejoin::Pending { covered: false };
+            state.rejoin_audio = Rejoin::Pending { covered: false };
+        }
     }
 
     /// Marks the end of the current publish and tells the viewers.
@@ -168,27 +246,58 @@ impl Stream {
                 return;
             }
             state.publishing = false;
-            state.latest_sync = None;
-            let entry = Entry {
-                generation: state.generation,
-                frames_before: state.total_frames,
-                bytes_before: state.total_bytes,
-                timestamp: state.last_timestamp,
-                slot: Slot::Ended,
-            };
-            state.ring.push_back(entry);
-            self.evict(&mut state);
+            self.push_ended(&mut state);
             state.next_seq()
         };
         self.head.send_replace(next);
+    }
+
+    /// Appends the end of the current generation for the viewers.
+    fn push_ended(&self, state: &mut StreamState) {
+        state.latest_sync = None;
+        let entry = Entry {
+            generation: state.generation,
+            frames_before: state.total_frames,
+            bytes_before: state.total_bytes,
+            timestamp: state.last_timestamp,
+            slot: Slot::Ended,
+        };
+        state.ring.push_back(entry);
+        self.evict(state);
     }
 
     /// Appends one frame from the publisher and wakes the viewers.
     pub(crate) fn push(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
         let next = {
             let mut state = lock(&self.state);
-            let timestamp = rebase(&mut state, timestamp);
-            let frame = Arc::new(Frame::new(kind, timestamp, payload));
+            let frame = match state.timeline {
+                Timeline::Own => Frame::new(kind, rebase(&mut state, timestamp), payload),
+                Timeline::Upstream => {
+                    let frame = Frame::new(kind, timestamp, payload);
+                    match admit_upstream(&mut state, &frame) {
+                        Admit::Pass => frame,
+                        Admit::At(timestamp) => {
+                            Frame::new(kind, timestamp, frame.payload().clone())
+                        }
+                        Admit::Drop => return,
+                        Admit::NewTimeline => {
+                            // Viewers see the publisher leave and a new one start, as for any
+                            // publisher whose clock restarted.
+                            self.push_ended(&mut state);
+                            state.generation = state.generation.wrapping_add(1);
+                            state.timeline = Timeline::Own;
+                            state.rebase = Rebase::default();
+                            state.rejoin_video = Rejoin::Joined;
+                            state.rejoin_audio = Rejoin::Joined;
+                            let timestamp = rebase(&mut state, timestamp);
+                            Frame::new(kind, timestamp, frame.payload().clone())
+                        }
+                    }
+                }
+            };
+            let timestamp = frame.timestamp();
+            note_output(&mut state, &frame);
+            let frame = Arc::new(frame);
             let size = frame.payload().len() as u64;
             match kind {
                 FrameKind::Metadata => state.headers.metadata = Some(frame.clone()),
@@ -320,17 +429,78 @@ fn rebase(state: &mut StreamState, timestamp: u32) -> u32 {
             timestamp
         }
     };
-    let output = state
+    state
         .rebase
         .output_base
-        .wrapping_add(timestamp.wrapping_sub(input_base));
-    if state
-        .max_output_timestamp
-        .is_none_or(|max| is_after(output, max))
-    {
-        state.max_output_timestamp = Some(output);
+        .wrapping_add(timestamp.wrapping_sub(input_base))
+}
+
+/// Records a frame about to be relayed: the latest timestamp overall and per coded track.
+fn note_output(state: &mut StreamState, frame: &Frame) {
+    let timestamp = frame.timestamp();
+    let later = |last: Option<u32>| match last {
+        Some(last) if !is_after(timestamp, last) => Some(last),
+        _ => Some(timestamp),
+    };
+    state.max_output_timestamp = later(state.max_output_timestamp);
+    if frame.is_coded_media() {
+        match frame.kind() {
+            FrameKind::Video => state.last_video = later(state.last_video),
+            FrameKind::Audio => state.last_audio = later(state.last_audio),
+            FrameKind::Metadata => {}
+        }
     }
-    output
+}
+
+/// Decides what happens to a frame of a [`Timeline::Upstream`] publisher (see there).
+fn admit_upstream(state: &mut StreamState, frame: &Frame) -> Admit {
+    let timestamp = frame.timestamp();
+    if !frame.is_coded_media() {
+        let current = match frame.kind() {
+            FrameKind::Metadata => state.headers.metadata.as_ref(),
+            FrameKind::Video if frame.is_sequence_header() => state.headers.video_header.as_ref(),
+            FrameKind::Audio if frame.is_sequence_header() => state.headers.audio_header.as_ref(),
+            FrameKind::Video | FrameKind::Audio => None,
+        };
+        if current.is_some_and(|current| current.payload() == frame.payload()) {
+            return Admit::Drop;
+        }
+        // Changed configuration goes on, never before what was already relayed.
+        return match state.max_output_timestamp {
+            Some(max) if !is_after(timestamp, max) => Admit::At(max),
+            _ => Admit::Pass,
+        };
+    }
+    let (last, rejoin) = match frame.kind() {
+        FrameKind::Video => (state.last_video, &mut state.rejoin_video),
+        FrameKind::Audio => (state.last_audio, &mut state.rejoin_audio),
+        FrameKind::Metadata => return Admit::Pass,
+    };
+    let Rejoin::Pending { covered } = *rejoin else {
+        return Admit::Pass;
+    };
+    let Some(last) = last else {
+        // Nothing relayed on this track yet: nothing to repeat.
+        *rejoin = Rejoin::Joined;
+        return Admit::Pass;
+    };
+    if is_after(last, timestamp) {
+        if last.wrapping_sub(timestamp) > REJOIN_WINDOW_MILLIS {
+            return Admit::NewTimeline;
+        }
+        if frame.is_video_keyframe() {
+            *rejoin = Rejoin::Pending { covered: true };
+        }
+        return Admit::Drop;
+    }
+    // The first frame past what was relayed: it follows on when this connection replayed the
+    // GOP it belongs to (audio frames always decode alone); otherwise wait for a keyframe.
+    if frame.kind() == FrameKind::Audio || covered || frame.is_video_keyframe() {
+        *rejoin = Rejoin::Joined;
+        Admit::Pass
+    } else {
+        Admit::Drop
+    }
 }
 
 /// Whether the 32-bit wrapping timestamp `a` is at or after `b` (within half the range).

@@ -1,0 +1,271 @@
+//! A publisher continuing an upstream's timeline ([`Timeline::Upstream`]): after a failover the
+//! new upstream's replay of what was already relayed is dropped, timestamps are kept, and the
+//! stream resumes without a gap or at the next keyframe.
+
+use bytes::Bytes;
+
+use super::*;
+
+fn key() -> StreamKey {
+    StreamKey::new("live", "pulled")
+}
+
+fn video(index: u32, keyframe: bool) -> Bytes {
+    let mut body = vec![if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+    body.extend_from_slice(&index.to_be_bytes());
+    Bytes::from(body)
+}
+
+fn audio(index: u32) -> Bytes {
+    let mut body = vec![0xAF, 1];
+    body.extend_from_slice(&index.to_be_bytes());
+    Bytes::from(body)
+}
+
+fn video_header(version: u8) -> Bytes {
+    Bytes::from(vec![0x17, 0, 0, 0, 0, 1, 0x64, version])
+}
+
+fn audio_header() -> Bytes {
+    Bytes::from_static(&[0xAF, 0, 0x12, 0x10])
+}
+
+/// What a viewer saw: the kind of event, the frame's timestamp and its index or header version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Started,
+    Ended,
+    Metadata(u32),
+    VideoHeader { at: u32, version: u8 },
+    AudioHeader(u32),
+    Video { at: u32, index: u32 },
+    Audio { at: u32, index: u32 },
+}
+
+fn drain(viewer: &mut Subscription) -> Vec<Seen> {
+    let mut events = Vec::new();
+    while viewer.try_recv_batch(&mut events, 64) > 0 {}
+    events
+        .iter()
+        .map(|event| match event {
+            RelayEvent::PublisherStarted => Seen::Started,
+            RelayEvent::PublisherEnded => Seen::Ended,
+            RelayEvent::Frame(frame) => {
+                let at = frame.timestamp();
+                let payload = frame.payload();
+                let index = |offset: usize| {
+                    payload
+                        .get(offset..offset + 4)
+                        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                        .map_or(u32::MAX, u32::from_be_bytes)
+                };
+                match frame.kind() {
+                    FrameKind::Metadata => Seen::Metadata(at),
+                    FrameKind::Video if frame.is_sequence_header() => Seen::VideoHeader {
+                        at,
+                        version: payload.last().copied().unwrap_or_default(),
+                    },
+                    FrameKind::Audio if frame.is_sequence_header() => Seen::AudioHeader(at),
+                    FrameKind::Video => Seen::Video {
+                        at,
+                        index: index(5),
+                    },
+                    _ => Seen::Audio {
+                        at,
+                        index: index(2),
+                    },
+                }
+            }
+        })
+        .collect()
+}
+
+/// An upstream connection as a relay sees it: configuration first, then frames.
+fn send_headers(publisher: &Publisher, at: u32, version: u8) {
+    publisher.send(
+        FrameKind::Metadata,
+        at,
+        Bytes::from_static(b"\x02\x00\x0aonMetaData"),
+    );
+    publisher.send(FrameKind::Video, at, video_header(version));
+    publisher.send(FrameKind::Audio, at, audio_header());
+}
+
+/// Frame `index` of a stream with a keyframe every 5 video frames (40 ms apart) and an audio
+/// frame after each video frame.
+fn send_frame(publisher: &Publisher, index: u32) {
+    let at = 1_000 + index * 40;
+    publisher.send(FrameKind::Video, at, video(index, index % 5 == 0));
+    publisher.send(FrameKind::Audio, at + 20, audio(index));
+}
+
+fn media_indices(seen: &[Seen]) -> (Vec<u32>, Vec<u32>) {
+    let video = seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Video { index, .. } => Some(*index),
+            _ => None,
+        })
+        .collect();
+    let audio = seen
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Audio { index, .. } => Some(*index),
+            _ => None,
+        })
+        .collect();
+    (video, audio)
+}
+
+#[test]
+fn a_failover_replaying_the_gop_continues_without_duplicates_or_a_new_publish() {
+    let hub = RelayHub::default();
+    let mut viewer = hub.subscribe(key()).unwrap();
+    let publisher = hub.publish_with(key(), Timeline::Upstream).unwrap();
+    send_headers(&publisher, 0, 1);
+    for index in 0..8 {
+        send_frame(&publisher, index);
+    }
+    let before = drain(&mut viewer);
+
+    // The second upstream replays its GOP cache (from keyframe 5) with the same configuration.
+    publisher.rejoin_upstream();
+    send_headers(&publisher, 1_200, 1);
+    for index in 5..12 {
+        send_frame(&publisher, index);
+    }
+    let after = drain(&mut viewer);
+
+    assert!(
+        !after.iter().any(|s| matches!(
+            s,
+            Seen::Started
+                | Seen::Ended
+                | Seen::Metadata(_)
+                | Seen::VideoHeader { .. }
+                | Seen::AudioHeader(_)
+        )),
+        "same publish, unchanged configuration not repeated: {after:?}"
+    );
+    let all: Vec<Seen> = before.into_iter().chain(after).collect();
+    let (video, audio) = media_indices(&all);
+    assert_eq!(video, (0..12).collect::<Vec<_>>(), "every frame once");
+    assert_eq!(audio, (0..12).collect::<Vec<_>>(), "every frame once");
+    for seen in &all {
+        match *seen {
+            Seen::Video { at, index } => assert_eq!(at, 1_000 + index * 40, "kept"),
+            Seen::Audio { at, index } => assert_eq!(at, 1_020 + index * 40, "kept"),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_failover_with_a_gap_resumes_at_the_next_keyframe_with_changed_headers() {
+    let hub = RelayHub::default();
+    let mut viewer = hub.subscribe(key()).unwrap();
+    let publisher = hub.publish_with(key(), Timeline::Upstream).unwrap();
+    send_headers(&publisher, 0, 1);
+    for index in 0..7 {
+        send_frame(&publisher, index);
+    }
+    drain(&mut viewer);
+
+    // The second upstream starts after a gap, mid-GOP, and with a new video configuration.
+    publisher.rejoin_upstream();
+    send_headers(&publisher, 0, 2);
+    for index in 8..12 {
+        send_frame(&publisher, index);
+    }
+    let after = drain(&mut viewer);
+    assert_eq!(
+        after.first(),
+        Some(&Seen::VideoHeader {
+            at: 1_020 + 6 * 40,
+            version: 2
+        }),
+        "the changed header is resent, not before what was relayed: {after:?}"
+    );
+    assert!(!after
+        .iter()
+        .any(|s| matches!(s, Seen::Metadata(_) | Seen::AudioHeader(_))));
+    let (video, audio) = media_indices(&after);
+    assert_eq!(video, vec![10, 11], "video resumes at the keyframe");
+    assert_eq!(audio, vec![8, 9, 10, 11], "audio decodes alone");
+}
+
+#[test]
+fn a_repull_after_the_upstream_left_keeps_timestamps_and_drops_the_replay() {
+    let hub = RelayHub::default();
+    let mut viewer = hub.subscribe(key()).unwrap();
+    let publisher = hub.publish_with(key(), Timeline::Upstream).unwrap();
+    send_headers(&publisher, 0, 1);
+    for index in 0..7 {
+        send_frame(&publisher, index);
+    }
+    drop(publisher);
+    drain(&mut viewer);
+
+    let publisher = hub.publish_with(key(), Timeline::Upstream).unwrap();
+    send_headers(&publisher, 0, 1);
+    for index in 5..12 {
+        send_frame(&publisher, index);
+    }
+    let after = drain(&mut viewer);
+    assert_eq!(after.first(), Some(&Seen::Started));
+    let (video, _) = media_indices(&after);
+    // A new publish: viewers start again at a keyframe after the headers.
+    assert_eq!(video, vec![10, 11]);
+    assert!(after.contains(&Seen::Video {
+        at: 1_000 + 10 * 40,
+        index: 10
+    }));
+}
+
+#[test]
+fn an_upstream_timeline_restarted_far_behind_is_rebased_as_a_new_publish() {
+    let hub = RelayHub::default();
+    let publisher = hub.publish_with(key(), Timeline::Upstream).unwrap();
+    publisher.send(FrameKind::Video, 0, video_header(1));
+    publisher.send(FrameKind::Video, 100_000, video(0, true));
+    let mut viewer = hub.subscribe(key()).unwrap();
+    drain(&mut viewer);
+
+    publisher.rejoin_upstream();
+    publisher.send(FrameKind::Video, 0, video_header(1));
+    publisher.send(FrameKind::Video, 0, video(1, true));
+    publisher.send(FrameKind::Video, 40, video(2, false));
+    let after = drain(&mut viewer);
+    assert_eq!(after.first(), Some(&Seen::Ended));
+    assert_eq!(after.get(1), Some(&Seen::Started));
+    let timestamps: Vec<(u32, u32)> = after
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Video { at, index } => Some((*index, *at)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(timestamps, vec![(1, 100_100), (2, 100_140)]);
+}
+
+#[test]
+fn an_own_publisher_going_backwards_is_still_rebased() {
+    let hub = RelayHub::default();
+    let mut viewer = hub.subscribe(key()).unwrap();
+    let publisher = hub.publish(key()).unwrap();
+    publisher.send(FrameKind::Video, 0, video_header(1));
+    publisher.send(FrameKind::Video, 5_000, video(0, true));
+    drop(publisher);
+    let publisher = hub.publish_with(key(), Timeline::Own).unwrap();
+    publisher.send(FrameKind::Video, 0, video_header(1));
+    publisher.send(FrameKind::Video, 0, video(1, true));
+    let seen = drain(&mut viewer);
+    assert!(seen.contains(&Seen::Ended));
+    assert_eq!(
+        seen.last(),
+        Some(&Seen::Video {
+            at: 5_100,
+            index: 1
+        })
+    );
+}
