@@ -93,6 +93,17 @@ pub enum ReceiptRejection {
         /// The receipt's sequence number.
         seq: u64,
     },
+    /// A newer receipt of the same session was accepted in the same submission and carries these
+    /// bytes (receipts are cumulative), so this one earns nothing and was not checked further.
+    #[error("session {session}: receipt {seq} superseded by receipt {by}")]
+    Superseded {
+        /// The session.
+        session: crate::SessionId,
+        /// The receipt's sequence number.
+        seq: u64,
+        /// The sequence number of the newer receipt accepted instead.
+        by: u64,
+    },
     /// A receipt with this or a higher sequence number was already accepted.
     #[error("session {session}: receipt {seq} replayed (last accepted {last_seq})")]
     Replayed {

@@ -3,6 +3,15 @@
 //!
 //! Signatures are checked in batches with `ed25519_dalek::verify_batch`; a failing batch falls
 //! back to one-by-one checks to name the bad receipts.
+//!
+//! With [`VerifierConfig::supersede_older`] a call checks each session newest first: receipts are
+//! cumulative, so once a session's newest valid receipt is accepted, its older receipts in the
+//! same call are recorded as [`ReceiptRejection::Superseded`] without a signature check. That
+//! saves most signature checks when nodes submit several receipts per session, and gives a node
+//! exactly what it would get by submitting only that newest receipt (which it may always do).
+//!
+//! The verifier runs on the caller's thread; callers that want several cores shard sessions over
+//! several verifiers (sessions are independent), as the settlement benchmark does.
 
 use std::collections::HashMap;
 
@@ -41,6 +50,12 @@ pub struct VerifierConfig {
     pub batch_size: usize,
     /// Batch or one-by-one signature checks.
     pub signature_check: SignatureCheck,
+    /// Check each session's receipts newest first and record the older receipts of a session
+    /// whose newer receipt was accepted in the same call as
+    /// [`ReceiptRejection::Superseded`], without checking their signatures. Off by default:
+    /// every receipt is then checked and, if valid, credited with its own increment.
+    #[serde(default)]
+    pub supersede_older: bool,
 }
 
 impl Default for VerifierConfig {
@@ -51,6 +66,7 @@ impl Default for VerifierConfig {
             max_clock_lead_ms: 5_000,
             batch_size: 256,
             signature_check: SignatureCheck::Batch,
+            supersede_older: false,
         }
     }
 }
@@ -162,6 +178,11 @@ impl ReceiptVerifier {
         self.config.batch_size = batch_size.max(1);
     }
 
+    /// Turns [`VerifierConfig::supersede_older`] on or off.
+    pub fn set_supersede_older(&mut self, supersede_older: bool) {
+        self.config.supersede_older = supersede_older;
+    }
+
     /// Number of sessions held.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
@@ -169,6 +190,13 @@ impl ReceiptVerifier {
 
     /// Verifies `receipts` submitted by `node` at `now_ms`; returns one outcome per receipt, in
     /// order. Accepted receipts update their session (so a replay of any of them is rejected).
+    ///
+    /// Without [`VerifierConfig::supersede_older`] receipts are checked in the order given. With
+    /// it, each session's receipts newer than its last accepted one are tried newest first: the
+    /// first that passes every check is accepted and credited with all bytes since the last
+    /// accepted receipt, the older ones are superseded, and the newer ones keep the reason they
+    /// failed. Receipts not newer than the last accepted one are checked fully and rejected as
+    /// duplicates or replays, as without the option.
     pub fn verify_batch(
         &mut self,
         node: &NodeId,
@@ -203,13 +231,119 @@ impl ReceiptVerifier {
             .iter()
             .map(|(node, r)| self.check_grant(node, r).map(|_| placeholder(r)))
             .collect();
-        self.check_signatures(items, &mut outcomes);
-        for ((_, receipt), outcome) in items.iter().zip(outcomes.iter_mut()) {
-            if outcome.is_ok() {
-                *outcome = self.apply(receipt, content, now_ms);
-            }
+        let granted: Vec<usize> = (0..items.len())
+            .filter(|&i| outcomes.get(i).is_some_and(Result::is_ok))
+            .collect();
+        if self.config.supersede_older {
+            self.verify_newest_first(items, granted, content, now_ms, &mut outcomes);
+        } else {
+            self.check_and_apply(items, &granted, content, now_ms, &mut outcomes);
         }
         outcomes
+    }
+
+    /// Checks the signatures of `indices`, then applies the valid ones in the order given.
+    fn check_and_apply(
+        &mut self,
+        items: &[(NodeId, &SignedReceipt)],
+        indices: &[usize],
+        content: &impl SegmentDigestSource,
+        now_ms: u64,
+        outcomes: &mut [Result<Credit, ReceiptRejection>],
+    ) {
+        self.check_signatures(items, indices, outcomes);
+        for &i in indices {
+            if let (Some(outcome), Some((_, receipt))) = (outcomes.get_mut(i), items.get(i)) {
+                if outcome.is_ok() {
+                    *outcome = self.apply(receipt, content, now_ms);
+                }
+            }
+        }
+    }
+
+    /// The [`VerifierConfig::supersede_older`] path over the granted receipts `granted`.
+    fn verify_newest_first(
+        &mut self,
+        items: &[(NodeId, &SignedReceipt)],
+        granted: Vec<usize>,
+        content: &impl SegmentDigestSource,
+        now_ms: u64,
+        outcomes: &mut [Result<Credit, ReceiptRejection>],
+    ) {
+        let body = |i: usize| items.get(i).map(|(_, r)| &r.body);
+        // Receipts not newer than the session's last accepted one can only be rejected
+        // (duplicate or replay); check them fully, against the state before this call.
+        let mut stale = Vec::new();
+        let mut fresh: HashMap<SessionId, Vec<usize>> = HashMap::new();
+        for i in granted {
+            let Some(r) = body(i) else { continue };
+            let last_seq = self
+                .sessions
+                .get(&r.session_id)
+                .and_then(|s| s.last)
+                .map(|l| l.seq);
+            if last_seq.is_some_and(|last| r.seq <= last) {
+                stale.push(i);
+            } else {
+                fresh.entry(r.session_id).or_default().push(i);
+            }
+        }
+        self.check_and_apply(items, &stale, content, now_ms, outcomes);
+
+        // Per session, newest first; among equal sequence numbers, the first submitted first.
+        let mut queues: Vec<std::vec::IntoIter<usize>> = fresh
+            .into_values()
+            .map(|mut queue| {
+                queue.sort_by_key(|&i| (std::cmp::Reverse(body(i).map_or(0, |r| r.seq)), i));
+                queue.into_iter()
+            })
+            .collect();
+        // Each round tries the next candidate of every session without an accepted receipt.
+        let mut leftover = Vec::new();
+        let mut round: Vec<(usize, usize)> = queues
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(q, queue)| Some((q, queue.next()?)))
+            .collect();
+        while !round.is_empty() {
+            let indices: Vec<usize> = round.iter().map(|&(_, i)| i).collect();
+            self.check_signatures(items, &indices, outcomes);
+            let mut next_round = Vec::new();
+            for (q, i) in round {
+                let (Some((_, receipt)), Some(queue)) = (items.get(i), queues.get_mut(q)) else {
+                    continue;
+                };
+                if let Some(outcome) = outcomes.get_mut(i) {
+                    if outcome.is_ok() {
+                        *outcome = self.apply(receipt, content, now_ms);
+                    }
+                }
+                if !outcomes.get(i).is_some_and(Result::is_ok) {
+                    if let Some(next) = queue.next() {
+                        next_round.push((q, next));
+                    }
+                    continue;
+                }
+                let accepted = &receipt.body;
+                for older in queue.by_ref() {
+                    match (body(older), outcomes.get_mut(older)) {
+                        (Some(r), Some(o)) if r.seq < accepted.seq => {
+                            *o = Err(ReceiptRejection::Superseded {
+                                session: r.session_id,
+                                seq: r.seq,
+                                by: accepted.seq,
+                            });
+                        }
+                        // Same sequence number as the accepted receipt: a duplicate or a
+                        // conflicting receipt, checked fully below.
+                        _ => leftover.push(older),
+                    }
+                }
+            }
+            round = next_round;
+        }
+        leftover.sort_unstable();
+        self.check_and_apply(items, &leftover, content, now_ms, outcomes);
     }
 
     /// Drains every session's usage since the previous call (sessions without new bytes are
@@ -264,14 +398,14 @@ impl ReceiptVerifier {
         Ok(())
     }
 
+    /// Checks the signatures of the receipts at `candidates` (all with a granted session),
+    /// marking the bad ones in `outcomes`.
     fn check_signatures(
         &self,
         items: &[(NodeId, &SignedReceipt)],
+        candidates: &[usize],
         outcomes: &mut [Result<Credit, ReceiptRejection>],
     ) {
-        let candidates: Vec<usize> = (0..items.len())
-            .filter(|&i| outcomes.get(i).is_some_and(|o| o.is_ok()))
-            .collect();
         let chunk = self.config.batch_size.max(1);
         for indices in candidates.chunks(chunk) {
             let mut checked = Vec::with_capacity(indices.len());
@@ -528,6 +662,201 @@ mod tests {
             self.verifier
                 .verify_batch(&node, receipts, &self.origin, T0 + 1_000_000)
         }
+
+        /// A receipt whose body was changed after signing: its signature does not verify.
+        fn forged(&self, seq: u64, bytes_total: u64, segment: u64) -> SignedReceipt {
+            let mut r = self.receipt(seq, bytes_total - 1, segment);
+            r.body.bytes_total = bytes_total;
+            r
+        }
+
+        fn usage_bytes(&mut self) -> u64 {
+            self.verifier.take_usage().iter().map(|u| u.bytes).sum()
+        }
+    }
+
+    /// The fixture with [`VerifierConfig::supersede_older`] on.
+    fn newest_first() -> Fixture {
+        let mut f = fixture(SignatureCheck::Batch);
+        f.verifier.set_supersede_older(true);
+        f
+    }
+
+    fn tally(outcomes: &[Result<Credit, ReceiptRejection>]) -> crate::ReceiptTally {
+        let mut tally = crate::ReceiptTally::default();
+        outcomes.iter().for_each(|o| tally.record(o));
+        tally
+    }
+
+    fn superseded(session: SessionId, seq: u64, by: u64) -> Result<Credit, ReceiptRejection> {
+        Err(ReceiptRejection::Superseded { session, seq, by })
+    }
+
+    #[test]
+    fn the_newest_receipt_supersedes_older_ones_and_nothing_counts_twice() {
+        let mut f = newest_first();
+        let session = f.session;
+        let receipts: Vec<_> = (1..=4).map(|i| f.receipt(i, i * 1000, i)).collect();
+        let outcomes = f.submit(&receipts);
+        assert_eq!(
+            outcomes,
+            [
+                superseded(session, 1, 4),
+                superseded(session, 2, 4),
+                superseded(session, 3, 4),
+                Ok(Credit {
+                    session_id: session,
+                    bytes: 4000,
+                    on_time: true
+                }),
+            ]
+        );
+        let t = tally(&outcomes);
+        assert_eq!(
+            (t.submitted, t.accepted, t.forged, t.replayed),
+            (4, 1, 0, 0)
+        );
+        assert_eq!(f.usage_bytes(), 4000);
+
+        // The same receipts again: none is superseded now, all are older than the last accepted.
+        let again = f.submit(&receipts);
+        assert_eq!(
+            again[3],
+            Err(ReceiptRejection::Duplicate { session, seq: 4 })
+        );
+        for (seq, outcome) in (1..=3).zip(&again) {
+            assert_eq!(
+                *outcome,
+                Err(ReceiptRejection::Replayed {
+                    session,
+                    seq,
+                    last_seq: 4
+                })
+            );
+        }
+        // Then a newer one, submitted with the older ones (out of order): only its increment.
+        let mut next = receipts.clone();
+        next.insert(1, f.receipt(6, 6500, 6));
+        next.push(f.receipt(5, 5000, 5));
+        let outcomes = f.submit(&next);
+        assert_eq!(outcomes[1].as_ref().map(|c| c.bytes), Ok(2500));
+        assert_eq!(outcomes[5], superseded(session, 5, 6));
+        assert_eq!(tally(&outcomes).accepted, 1);
+        assert_eq!(f.usage_bytes(), 2500);
+    }
+
+    #[test]
+    fn a_forged_newest_receipt_falls_back_to_the_newest_valid_one() {
+        let mut f = newest_first();
+        let session = f.session;
+        let mut receipts: Vec<_> = (1..=3).map(|i| f.receipt(i, i * 1000, i)).collect();
+        receipts.push(f.forged(4, 900_000, 4));
+        let mut wrong_content = f.receipt(5, 950_000, 5);
+        wrong_content.body.segments_digest = f.digests[4];
+        receipts.push(Signed::sign(wrong_content.body, &f.viewer));
+        let outcomes = f.submit(&receipts);
+        assert_eq!(
+            outcomes,
+            [
+                superseded(session, 1, 3),
+                superseded(session, 2, 3),
+                Ok(Credit {
+                    session_id: session,
+                    bytes: 3000,
+                    on_time: true
+                }),
+                Err(ReceiptRejection::BadSignature { session, seq: 4 }),
+                Err(ReceiptRejection::ContentMismatch {
+                    session,
+                    segment_seq: 5
+                }),
+            ]
+        );
+        let t = tally(&outcomes);
+        assert_eq!((t.accepted, t.forged, t.wrong_content), (1, 1, 1));
+        assert_eq!(f.usage_bytes(), 3000);
+
+        // Every receipt forged: nothing is credited and each one is named.
+        let forged: Vec<_> = (6..=8).map(|i| f.forged(i, i * 1000, i)).collect();
+        let outcomes = f.submit(&forged);
+        assert_eq!(tally(&outcomes).forged, 3);
+        assert_eq!(f.usage_bytes(), 0);
+    }
+
+    #[test]
+    fn replayed_receipts_are_checked_in_full_and_rejected() {
+        let mut f = newest_first();
+        let session = f.session;
+        let receipts: Vec<_> = (1..=3).map(|i| f.receipt(i, i * 1000, i)).collect();
+        assert!(f.submit(&receipts)[2].is_ok());
+        assert_eq!(
+            f.submit(&receipts[1..2]),
+            [Err(ReceiptRejection::Replayed {
+                session,
+                seq: 2,
+                last_seq: 3
+            })]
+        );
+        // An old receipt altered by the node is still caught as forged, not as a replay.
+        let altered = f.forged(2, 2500, 2);
+        assert_eq!(
+            f.submit(&[altered, f.receipt(4, 4000, 4)]),
+            [
+                Err(ReceiptRejection::BadSignature { session, seq: 2 }),
+                Ok(Credit {
+                    session_id: session,
+                    bytes: 1000,
+                    on_time: true
+                }),
+            ]
+        );
+        // Two different receipts with the newest sequence number: the first one submitted wins,
+        // the other one is a replay.
+        let first = f.receipt(5, 5000, 5);
+        let conflicting = f.receipt(5, 5500, 5);
+        let outcomes = f.submit(&[first, conflicting]);
+        assert_eq!(outcomes[0].as_ref().map(|c| c.bytes), Ok(1000));
+        assert!(matches!(
+            outcomes[1],
+            Err(ReceiptRejection::Replayed { seq: 5, .. })
+        ));
+        assert_eq!(f.usage_bytes(), 5000);
+    }
+
+    #[test]
+    fn non_monotonic_receipts_across_submissions_are_rejected() {
+        let mut f = newest_first();
+        let session = f.session;
+        assert!(f.submit(&[f.receipt(1, 1000, 1), f.receipt(2, 3000, 2)])[1].is_ok());
+        assert!(matches!(
+            f.submit(&[f.receipt(3, 2000, 3)])[0],
+            Err(ReceiptRejection::NotMonotonic {
+                field: "bytes_total",
+                previous: 3000,
+                received: 2000,
+                ..
+            })
+        ));
+        // A newest receipt that goes backwards against the last accepted one falls back to the
+        // next newest.
+        let outcomes = f.submit(&[f.receipt(4, 4000, 4), f.receipt(5, 2900, 5)]);
+        assert!(matches!(
+            outcomes[1],
+            Err(ReceiptRejection::NotMonotonic {
+                field: "bytes_total",
+                ..
+            })
+        ));
+        assert_eq!(
+            outcomes[0],
+            Ok(Credit {
+                session_id: session,
+                bytes: 1000,
+                on_time: true
+            })
+        );
+        assert_eq!(f.usage_bytes(), 4000);
+        assert_eq!(tally(&outcomes).replayed, 1);
     }
 
     #[test]
@@ -665,6 +994,69 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// Honest receipts, some forged, split over submissions in any order: newest first
+        /// credits exactly what checking every receipt in order credits (the newest genuine
+        /// receipt's `bytes_total`), accepts at most one receipt per submission, and names every
+        /// forged receipt newer than the accepted one.
+        #[test]
+        fn newest_first_credits_what_checking_every_receipt_credits(
+            receipts in proptest::collection::vec((1u64..5_000, any::<bool>(), 0usize..3), 1..16),
+            shuffle_seed in any::<u64>(),
+        ) {
+            use rand::seq::SliceRandom;
+            use rand::SeedableRng;
+            let mut every = fixture(SignatureCheck::Batch);
+            let mut newest = newest_first();
+            let mut total = 0;
+            let mut genuine_total = 0;
+            let mut credited_total = 0;
+            let mut submissions = vec![Vec::new(); 3];
+            for (i, (inc, forged, submission)) in receipts.iter().enumerate() {
+                total += inc;
+                let seq = i as u64 + 1;
+                let r = if *forged {
+                    every.forged(seq, total, seq)
+                } else {
+                    genuine_total = total;
+                    every.receipt(seq, total, seq)
+                };
+                submissions[*submission].push(r);
+            }
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(shuffle_seed);
+            for submission in &mut submissions {
+                submission.shuffle(&mut rng);
+                every.submit(submission);
+                let outcomes = newest.submit(submission);
+                let accepted: Vec<u64> = submission
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(_, o)| o.is_ok())
+                    .map(|(r, _)| r.body.seq)
+                    .collect();
+                prop_assert!(accepted.len() <= 1);
+                let credited: u64 = outcomes.iter().flatten().map(|c| c.bytes).sum();
+                prop_assert_eq!(credited, newest.usage_bytes());
+                credited_total += credited;
+                for (r, o) in submission.iter().zip(&outcomes) {
+                    let is_forged = receipts[r.body.seq as usize - 1].1;
+                    if let Err(ReceiptRejection::Superseded { by, .. }) = o {
+                        prop_assert_eq!(Some(by), accepted.first());
+                        prop_assert!(r.body.seq < *by);
+                    } else if is_forged {
+                        prop_assert!(
+                            matches!(o, Err(ReceiptRejection::BadSignature { .. })),
+                            "{:?}",
+                            o
+                        );
+                    }
+                }
+            }
+            prop_assert_eq!(every.usage_bytes(), genuine_total);
+            let last = newest.verifier.sessions.get(&newest.session).and_then(|s| s.last);
+            prop_assert_eq!(last.map_or(0, |l| l.bytes_total), genuine_total);
+            prop_assert_eq!(credited_total, genuine_total);
+        }
 
         /// However accepted receipts are resubmitted (reordered, duplicated), the session is never
         /// credited more than the newest receipt's `bytes_total`.
