@@ -4,10 +4,16 @@
 //! A viewer asking this node for a stream that is not published here calls
 //! [`UpstreamPuller::ensure`]. Concurrent requests for one stream share a single pull; the pull
 //! republishes the upstream's frames into the hub, so every local viewer (RTMP, HTTP-FLV, HLS)
-//! is served from one upstream connection. When an upstream fails the pull moves on to the next
-//! one; local viewers see the publisher leave and come back (sequence headers and a keyframe
-//! first). A pull stops once it has had neither a hub viewer (RTMP, HTTP-FLV) nor a request
-//! through `ensure` (HLS players poll their playlist) for the idle timeout.
+//! is served from one upstream connection.
+//!
+//! A pull continues the upstream's timeline ([`Timeline::Upstream`]): timestamps are kept, so the
+//! HLS segments cut here are byte-identical to the origin's and viewers can verify them against
+//! the origin's hashes. When an upstream fails the pull moves on to the next one within the same
+//! publish: the new upstream's replay of frames already relayed (its GOP cache) is dropped and
+//! local viewers continue without a gap where the replay covers it, or else from the next
+//! keyframe. Only when every upstream failed in a row do local viewers see the publisher leave.
+//! A pull stops once it has had neither a hub viewer (RTMP, HTTP-FLV) nor a request through
+//! `ensure` (HLS players poll their playlist) for the idle timeout.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -16,7 +22,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::client::{ClientError, RtmpClient};
-use crate::relay::{FrameKind, Publisher, RelayHub, StreamKey};
+use crate::relay::{FrameKind, Publisher, RelayHub, StreamKey, Timeline};
 use crate::rtmp::session::{ClientEvent, MediaKind};
 use crate::rtmp::url::RtmpUrl;
 
@@ -130,7 +136,10 @@ impl UpstreamPuller {
 
     async fn run_pull(&self, key: &StreamKey, state: &Pull) {
         let mut idle_since: Option<Instant> = None;
+        // Kept across upstreams, so a failover continues the same publish here.
+        let mut publisher: Option<Publisher> = None;
         loop {
+            let mut received = false;
             for upstream in &self.config.upstreams {
                 if self.is_idle(key, state, &mut idle_since) {
                     return;
@@ -147,7 +156,17 @@ impl UpstreamPuller {
                     status.upstream = Some(upstream.clone());
                     status.connects += 1;
                 }
-                match self.pull_from(&url, key, state, &mut idle_since).await {
+                let pulled = self
+                    .pull_from(
+                        &url,
+                        key,
+                        state,
+                        &mut idle_since,
+                        &mut publisher,
+                        &mut received,
+                    )
+                    .await;
+                match pulled {
                     Ok(PullEnd::Idle) => return,
                     Ok(PullEnd::UpstreamClosed) => {
                         tracing::info!(stream = %key, %url, "upstream closed; trying the next");
@@ -158,6 +177,12 @@ impl UpstreamPuller {
                     }
                 }
             }
+            if received {
+                // An upstream delivered this round: fail over to the first one again at once.
+                continue;
+            }
+            // Every upstream failed in a row: local viewers learn that the stream is gone.
+            publisher = None;
             if self.is_idle(key, state, &mut idle_since) {
                 return;
             }
@@ -165,17 +190,23 @@ impl UpstreamPuller {
         }
     }
 
-    /// Pulls from one upstream until it fails, closes or the stream goes idle here.
+    /// Pulls from one upstream into `publisher` (publishing when there is none) until it fails,
+    /// closes or the stream goes idle here; sets `received` once a frame arrived.
     async fn pull_from(
         &self,
         url: &RtmpUrl,
         key: &StreamKey,
         state: &Pull,
         idle_since: &mut Option<Instant>,
+        publisher: &mut Option<Publisher>,
+        received: &mut bool,
     ) -> Result<PullEnd, ClientError> {
         let mut client = RtmpClient::play(url).await?;
         tracing::info!(stream = %key, %url, "pulling from upstream");
-        let mut publisher: Option<Publisher> = None;
+        if let Some(publisher) = publisher.as_ref() {
+            // A failover: this upstream replays part of what was relayed.
+            publisher.rejoin_upstream();
+        }
         let mut check = tokio::time::interval(self.config.idle_check_interval);
         loop {
             let event = tokio::select! {
@@ -207,20 +238,21 @@ impl UpstreamPuller {
                 // The upstream's publisher left: local viewers are told, and resume with the
                 // next publish.
                 ClientEvent::StreamEnded => {
-                    publisher = None;
+                    *publisher = None;
                     None
                 }
                 _ => None,
             };
             if let Some((kind, timestamp, payload)) = frame {
+                *received = true;
                 if publisher.is_none() {
-                    match self.hub.publish(key.clone()) {
-                        Ok(new) => publisher = Some(new),
+                    match self.hub.publish_with(key.clone(), Timeline::Upstream) {
+                        Ok(new) => *publisher = Some(new),
                         // Published locally meanwhile: the local publisher wins.
                         Err(_busy) => return Ok(PullEnd::Idle),
                     }
                 }
-                if let Some(publisher) = &publisher {
+                if let Some(publisher) = publisher.as_ref() {
                     publisher.send(kind, timestamp, payload);
                 }
             }

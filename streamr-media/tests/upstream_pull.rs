@@ -1,14 +1,17 @@
 //! A friend node's relay role against real peers: ffmpeg publishes to an origin relay, an edge
-//! relay pulls from it on demand, and ffmpeg plus our client play from the edge.
+//! relay pulls from it on demand, and ffmpeg plus our client play from the edge; and an edge
+//! failing over between two relays mid-stream keeps the origin's timeline and segments.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use streamr_media::client::RtmpClient;
-use streamr_media::relay::{RelayHub, StreamKey};
+use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
+use streamr_media::hls::{Segment, Segmenter, SegmenterConfig, SegmenterEvent};
+use streamr_media::relay::{FrameKind, RelayEvent, RelayHub, StreamKey, Subscription};
 use streamr_media::rtmp::session::{ClientEvent, MediaKind};
 use streamr_media::rtmp::url::RtmpUrl;
 use streamr_media::server::{Refusal, RelayHooks, RelayServer, RelayServerConfig, StreamRequest};
@@ -209,5 +212,318 @@ async fn edge_pulls_once_for_many_viewers_fails_over_and_stops_when_idle() {
     assert!(!puller.is_pulling(&key), "the idle pull stopped");
 
     edge.shutdown().await;
+    origin.shutdown().await;
+}
+
+/// Everything a subscription received, in order, shared with the test.
+type Recording = Arc<Mutex<Vec<RelayEvent>>>;
+
+/// Records every event of `subscription` until the test ends.
+fn record(mut subscription: Subscription) -> Recording {
+    let recording = Recording::default();
+    let out = recording.clone();
+    tokio::spawn(async move {
+        let mut events = Vec::new();
+        while subscription.recv_batch(&mut events, 64).await > 0 {
+            out.lock().expect("recording").append(&mut events);
+        }
+    });
+    recording
+}
+
+/// The latest coded video timestamp in a recording.
+fn last_video(recording: &Recording) -> Option<u32> {
+    let events = recording.lock().expect("recording");
+    events.iter().rev().find_map(|event| match event {
+        RelayEvent::Frame(frame) if frame.kind() == FrameKind::Video && frame.is_coded_media() => {
+            Some(frame.timestamp())
+        }
+        _ => None,
+    })
+}
+
+/// Waits (polling, bounded so a broken relay fails the test instead of hanging it) until
+/// `condition` holds.
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..1_000 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("gave up waiting until {what}");
+}
+
+/// Cuts HLS segments from a recording the way a node's live HLS does.
+fn segments(recording: &Recording) -> Vec<Segment> {
+    let mut segmenter = Segmenter::new(SegmenterConfig {
+        segment_duration_ms: 2_000,
+        target_duration_secs: 4,
+    });
+    let mut out = Vec::new();
+    for event in recording.lock().expect("recording").iter() {
+        let events = match event {
+            RelayEvent::Frame(frame) => {
+                let tag_type = match frame.kind() {
+                    FrameKind::Audio => FlvTagType::Audio,
+                    FrameKind::Video => FlvTagType::Video,
+                    _ => FlvTagType::ScriptData,
+                };
+                let tag = FlvTag {
+                    tag_type,
+                    timestamp: frame.timestamp(),
+                    stream_id: 0,
+                    data: frame.payload().clone(),
+                };
+                segmenter.push(&tag).expect("relayed media segments")
+            }
+            RelayEvent::PublisherEnded => segmenter.discontinuity(),
+            _ => Vec::new(),
+        };
+        out.extend(events);
+    }
+    out.extend(segmenter.finish());
+    out.into_iter()
+        .filter_map(|event| match event {
+            SegmenterEvent::SegmentReady(segment) => Some(segment),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The coded audio and video frames of a recording as (kind, timestamp, payload).
+fn media(recording: &Recording) -> Vec<(FrameKind, u32, bytes::Bytes)> {
+    let events = recording.lock().expect("recording");
+    events
+        .iter()
+        .filter_map(|event| match event {
+            RelayEvent::Frame(frame) if frame.is_coded_media() => {
+                Some((frame.kind(), frame.timestamp(), frame.payload().clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A relay that pulls `key` from `upstream` for its RTMP players.
+async fn relay_of(upstream: SocketAddr) -> (RelayServer, UpstreamPuller) {
+    let hub = RelayHub::default();
+    let puller = UpstreamPuller::new(
+        hub.clone(),
+        UpstreamConfig {
+            upstreams: vec![format!("rtmp://{upstream}")],
+            idle_timeout: Duration::from_secs(120),
+            ..UpstreamConfig::default()
+        },
+    );
+    let server = RelayServer::start_on_hub(
+        RelayServerConfig::default().with_bind(loopback()),
+        Arc::new(PullOnPlay(puller.clone())),
+        hub,
+    )
+    .await
+    .expect("relay starts");
+    (server, puller)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_mid_stream_keeps_the_origin_timeline_and_its_segments() {
+    let key = StreamKey::new("live", "failover");
+    let origin = RelayServer::start(RelayServerConfig::default().with_bind(loopback()))
+        .await
+        .expect("origin starts");
+    let origin_recording = record(
+        origin
+            .hub()
+            .subscribe_internal(key.clone())
+            .expect("origin subscription"),
+    );
+    let (first, _first_puller) = relay_of(origin.local_addr()).await;
+    let (second, second_puller) = relay_of(origin.local_addr()).await;
+    // The second relay already carries the stream (another of its viewers watches it).
+    second_puller.ensure(&key);
+    let second_recording = record(second.hub().subscribe(key.clone()).expect("viewer"));
+
+    let edge_hub = RelayHub::default();
+    let edge = UpstreamPuller::new(
+        edge_hub.clone(),
+        UpstreamConfig {
+            upstreams: vec![
+                format!("rtmp://{}", first.local_addr()),
+                format!("rtmp://{}", second.local_addr()),
+            ],
+            idle_timeout: Duration::from_secs(120),
+            retry_backoff: Duration::from_millis(100),
+            idle_check_interval: Duration::from_millis(100),
+        },
+    );
+    let edge_recording = record(edge_hub.subscribe(key.clone()).expect("edge viewer"));
+    assert!(edge.ensure(&key), "the edge starts pulling");
+    wait_until("both relays play from the origin", || {
+        origin.hub().stream_stats(&key).map(|s| s.viewers.len()) == Some(2)
+    })
+    .await;
+
+    // The sample twice over: 20 s of H.264 and AAC with a keyframe every 2 s.
+    let sample = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../samples/sample.flv"
+    ))
+    .expect("samples/sample.flv");
+    let (_, tags) = FlvReader::read_all(&sample).expect("sample parses");
+    let tags: Vec<FlvTag> = tags
+        .into_iter()
+        .filter(|tag| tag.tag_type != FlvTagType::ScriptData)
+        .collect();
+    let pass = tags.iter().map(|tag| tag.timestamp).max().unwrap_or(0) + 40;
+    let mut timeline: Vec<(MediaKind, u32, bytes::Bytes)> = Vec::new();
+    for round in 0..2 {
+        for tag in &tags {
+            let is_header = tag.data.get(1) == Some(&0);
+            if round > 0 && is_header {
+                continue;
+            }
+            let kind = match tag.tag_type {
+                FlvTagType::Audio => MediaKind::Audio,
+                _ => MediaKind::Video,
+            };
+            timeline.push((kind, tag.timestamp + round * pass, tag.data.clone()));
+        }
+    }
+    // The first relay dies in the middle of a GOP (keyframes at 8 s and 10 s).
+    let split = timeline
+        .iter()
+        .position(|(_, timestamp, _)| *timestamp >= 9_000)
+        .expect("a long enough sample");
+    let last_before = timeline[..split]
+        .iter()
+        .filter(|(kind, _, _)| *kind == MediaKind::Video)
+        .map(|(_, timestamp, _)| *timestamp)
+        .max()
+        .expect("video before the failover");
+
+    let publish_url = RtmpUrl::parse(&format!(
+        "rtmp://{}/{}/{}",
+        origin.local_addr(),
+        key.app,
+        key.name
+    ))
+    .expect("url");
+    let mut publisher = RtmpClient::publish(&publish_url).await.expect("publishes");
+    for (kind, timestamp, payload) in &timeline[..split] {
+        publisher
+            .send_media(*kind, *timestamp, payload.clone())
+            .await
+            .expect("sends");
+    }
+    wait_until(
+        "the edge and the second relay relayed the first part",
+        || {
+            last_video(&edge_recording) == Some(last_before)
+                && last_video(&second_recording) == Some(last_before)
+        },
+    )
+    .await;
+
+    first.shutdown().await;
+    wait_until("the edge pulls from the second relay", || {
+        second.hub().stream_stats(&key).map(|s| s.viewers.len()) == Some(2)
+    })
+    .await;
+    // Sent a GOP at a time, so no relay's viewer falls behind its lag budget and skips.
+    for part in timeline[split..].chunk_by(|_, (kind, _, payload)| {
+        !(*kind == MediaKind::Video && payload.first() == Some(&0x17))
+    }) {
+        for (kind, timestamp, payload) in part {
+            publisher
+                .send_media(*kind, *timestamp, payload.clone())
+                .await
+                .expect("sends");
+        }
+        let last = part
+            .iter()
+            .filter(|(kind, _, payload)| *kind == MediaKind::Video && payload.get(1) == Some(&1))
+            .map(|(_, timestamp, _)| *timestamp)
+            .max();
+        wait_until("the edge relayed the GOP", || {
+            last.is_none() || last_video(&edge_recording) == last
+        })
+        .await;
+    }
+    let status = edge.status(&key).expect("the edge pulls");
+    assert_eq!(
+        status.upstream.as_deref(),
+        Some(format!("rtmp://{}", second.local_addr()).as_str()),
+        "{status:?}"
+    );
+
+    // The edge relayed the origin's frames, each once, with the origin's timestamps, and its
+    // viewers never saw the publisher leave.
+    let relayed = media(&edge_recording);
+    let original = media(&origin_recording);
+    if let Some(at) =
+        (0..relayed.len().max(original.len())).find(|i| relayed.get(*i) != original.get(*i))
+    {
+        let show = |frames: &[(FrameKind, u32, bytes::Bytes)]| {
+            frames
+                .iter()
+                .skip(at.saturating_sub(2))
+                .take(5)
+                .map(|(kind, timestamp, payload)| (*kind, *timestamp, payload.len()))
+                .collect::<Vec<_>>()
+        };
+        panic!(
+            "the edge's frames differ from the origin's at {at}: {:?} instead of {:?}",
+            show(&relayed),
+            show(&original)
+        );
+    }
+    for track in [FrameKind::Video, FrameKind::Audio] {
+        let timestamps: Vec<u32> = relayed
+            .iter()
+            .filter(|(kind, _, _)| *kind == track)
+            .map(|(_, timestamp, _)| *timestamp)
+            .collect();
+        assert!(
+            timestamps.windows(2).all(|pair| pair[0] < pair[1]),
+            "{track:?} timestamps only go forward"
+        );
+    }
+    let restarts = edge_recording
+        .lock()
+        .expect("recording")
+        .iter()
+        .filter(|event| matches!(event, RelayEvent::PublisherEnded))
+        .count();
+    assert_eq!(
+        restarts, 0,
+        "the failover is seamless for the edge's viewers"
+    );
+
+    // Its HLS segments, including those cut after the failover, are the origin's, byte for byte.
+    let origin_segments = segments(&origin_recording);
+    let edge_segments = segments(&edge_recording);
+    let after_failover = edge_segments
+        .iter()
+        .filter(|segment| segment.start_timestamp_ms > u64::from(last_before))
+        .count();
+    assert!(
+        after_failover >= 5,
+        "{after_failover} segments after the failover"
+    );
+    for segment in edge_segments.iter().skip(1) {
+        let matching = origin_segments
+            .iter()
+            .find(|o| o.start_timestamp_ms == segment.start_timestamp_ms)
+            .unwrap_or_else(|| panic!("origin cut at {}", segment.start_timestamp_ms));
+        assert_eq!(
+            matching.hash, segment.hash,
+            "segment at {} ms",
+            segment.start_timestamp_ms
+        );
+    }
+
+    drop(publisher);
+    second.shutdown().await;
     origin.shutdown().await;
 }

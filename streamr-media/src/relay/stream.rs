@@ -218,12 +218,11 @@ impl Stream {
         state.has_video = false;
         state.latest_sync = None;
         state.timeline = timeline;
-        let rejoin = match timeline {
-            Timeline::Own => Rejoin::Joined,
-            Timeline::Upstream => Rejoin::Pending { covered: false },
-        };
-        state.rejoin_video = rejoin;
-        state.rejoin_audio = rejoin;
+        state.rejoin_video = Rejoin::Joined;
+        state.rejoin_audio = Rejoin::Joined;
+        if timeline == Timeline::Upstream {
+            start_rejoin(&mut state);
+        }
         true
     }
 
@@ -233,8 +232,7 @@ impl Stream {
     pub(crate) fn rejoin(&self) {
         let mut state = lock(&self.state);
         if state.publishing && state.timeline == Timeline::Upstream {
-            state.rejoin_video = Rejoin::Pending { covered: false };
-            state.rejoin_audio = Rejoin::Pending { covered: false };
+            start_rejoin(&mut state);
         }
     }
 
@@ -452,10 +450,22 @@ fn note_output(state: &mut StreamState, frame: &Frame) {
     }
 }
 
+/// Makes every track that was relayed before wait for the frames past what was relayed.
+fn start_rejoin(state: &mut StreamState) {
+    let pending = |last: Option<u32>| match last {
+        Some(_) => Rejoin::Pending { covered: false },
+        None => Rejoin::Joined,
+    };
+    state.rejoin_video = pending(state.last_video);
+    state.rejoin_audio = pending(state.last_audio);
+}
+
 /// Decides what happens to a frame of a [`Timeline::Upstream`] publisher (see there).
 fn admit_upstream(state: &mut StreamState, frame: &Frame) -> Admit {
     let timestamp = frame.timestamp();
-    if !frame.is_coded_media() {
+    let rejoining = state.rejoin_video != Rejoin::Joined || state.rejoin_audio != Rejoin::Joined;
+    if !frame.is_coded_media() && rejoining {
+        // The new connection's configuration and whatever else it replays.
         let current = match frame.kind() {
             FrameKind::Metadata => state.headers.metadata.as_ref(),
             FrameKind::Video if frame.is_sequence_header() => state.headers.video_header.as_ref(),
@@ -472,6 +482,7 @@ fn admit_upstream(state: &mut StreamState, frame: &Frame) -> Admit {
         };
     }
     let (last, rejoin) = match frame.kind() {
+        _ if !frame.is_coded_media() => return Admit::Pass,
         FrameKind::Video => (state.last_video, &mut state.rejoin_video),
         FrameKind::Audio => (state.last_audio, &mut state.rejoin_audio),
         FrameKind::Metadata => return Admit::Pass,
