@@ -24,16 +24,20 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use streamr_core::{KeyPair, ProbeResult, Signed, SignedHeartbeat, SignedReceipt, ViewerKey};
+use streamr_core::{
+    KeyPair, NodeId, ProbeResult, RewardSplit, Signed, SignedHeartbeat, SignedReceipt, ViewerKey,
+};
 
 use crate::grant_token;
-use crate::storage::{NodeRecord, ProbeRecord, SegmentRecord, StreamRecord};
-use crate::wire::{
-    CreateStreamRequest, CreateStreamResponse, HeartbeatRequest, NodeDeregistration,
-    NodeRegistration, PlayResponse, PublishCheckRequest, ReceiptsOutcome, ReceiptsRequest,
-    SegmentReport, SegmentReportResponse,
+use crate::storage::{
+    NodeRecord, PayoutRecord, ProbeRecord, SegmentRecord, SettlementRecord, StreamRecord,
 };
-use crate::CoordinatorInfo;
+use crate::wire::{
+    CreateStreamRequest, CreateStreamResponse, EarningsResponse, HeartbeatRequest,
+    NodeDeregistration, NodeRegistration, PlayResponse, PublishCheckRequest, ReceiptsOutcome,
+    ReceiptsRequest, SegmentReport, SegmentReportResponse, StatementResponse,
+};
+use crate::{CoordinatorInfo, ProofResponse, SimulationRequest};
 
 /// The coordinator's JSON error body (`{"error": code, "message": text}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -409,5 +413,36 @@ impl CoordinatorClient {
     /// `POST /probes` (admin): records a probe result.
     pub async fn report_probe(&self, result: &ProbeResult) -> Result<ProbeRecord, ClientError> {
         self.post("/probes", result).await
+    }
+
+    /// `GET /nodes/{id}/earnings`: a node's vesting total, ledger entries and payouts.
+    pub async fn earnings(&self, node_id: &NodeId) -> Result<EarningsResponse, ClientError> {
+        self.get(&format!("/nodes/{node_id}/earnings")).await
+    }
+
+    /// `GET /epochs?limit=`: the newest settled epochs first.
+    pub async fn epochs(&self, limit: u16) -> Result<Vec<SettlementRecord>, ClientError> {
+        self.get(&format!("/epochs?limit={limit}")).await
+    }
+
+    /// `GET /epochs/{epoch}`: an epoch's statement (settlement, ledger entries, evidence).
+    pub async fn statement(&self, epoch: i64) -> Result<StatementResponse, ClientError> {
+        self.get(&format!("/epochs/{epoch}")).await
+    }
+
+    /// `GET /epochs/{epoch}/proofs/{node}`: the node's balance leaf and its Merkle path to the
+    /// epoch's published root. Check it with [`ProofResponse::verify`] before trusting it.
+    pub async fn proof(&self, epoch: i64, node_id: &NodeId) -> Result<ProofResponse, ClientError> {
+        self.get(&format!("/epochs/{epoch}/proofs/{node_id}")).await
+    }
+
+    /// `GET /payouts/pending?limit=` (admin): payouts not yet confirmed by the payout sink.
+    pub async fn pending_payouts(&self, limit: u16) -> Result<Vec<PayoutRecord>, ClientError> {
+        self.get(&format!("/payouts/pending?limit={limit}")).await
+    }
+
+    /// `POST /simulate`: the reward split the coordinator would make for hypothetical inputs.
+    pub async fn simulate(&self, request: &SimulationRequest) -> Result<RewardSplit, ClientError> {
+        self.post("/simulate", request).await
     }
 }

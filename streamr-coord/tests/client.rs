@@ -27,14 +27,18 @@ impl Drop for Served {
 }
 
 async fn serve() -> Served {
+    serve_with(CoordConfig {
+        admin_token: Some(ADMIN.into()),
+        ..CoordConfig::default()
+    })
+    .await
+}
+
+async fn serve_with(config: CoordConfig) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
         .await
         .unwrap();
-    let config = CoordConfig {
-        admin_token: Some(ADMIN.into()),
-        ..CoordConfig::default()
-    };
     let coordinator = Coordinator::new(config, storage);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -240,4 +244,143 @@ async fn an_unreachable_coordinator_is_a_transport_error() {
         .unwrap_err();
     assert!(matches!(error, ClientError::Transport { .. }), "{error}");
     assert_eq!(error.status(), None);
+}
+
+/// Earnings, epochs, statements, Merkle proofs, pending payouts and the simulator, read through
+/// the client after a real settlement of short epochs.
+#[tokio::test]
+async fn a_node_operator_checks_its_earnings_and_proof() {
+    let config = CoordConfig {
+        admin_token: Some(ADMIN.into()),
+        epoch_length: std::time::Duration::from_secs(2),
+        settlement_grace: std::time::Duration::ZERO,
+        ..CoordConfig::default()
+    };
+    let pool = config.reward_pool_per_epoch;
+    let epoch_ms = config.epoch_length_ms() as u64;
+    let served = serve_with(config).await;
+    let admin = CoordinatorClient::new(&served.url)
+        .unwrap()
+        .with_admin_token(ADMIN);
+    let public = CoordinatorClient::new(&served.url).unwrap();
+
+    admin.create_stream("show", "The show").await.unwrap();
+    let node = KeyPair::from_seed([6; 32]);
+    // The node advertises an address outside the viewer's /24 (loopback here), or the
+    // self-dealing rule would rightly flag every byte it serves.
+    let remote = NodeAdvert {
+        rtmp_url: "rtmp://10.0.6.1:1935/live".into(),
+        http_url: "http://10.0.6.1:8080".into(),
+        ..advert(19450)
+    };
+    public.register_node(&node, &remote).await.unwrap();
+    public
+        .heartbeat(heartbeat(&node, 1, &["show"]), Vec::new())
+        .await
+        .unwrap();
+    let stored = admin
+        .report_segment(
+            "show",
+            &SegmentReport {
+                sequence: 0,
+                hash: segment_hash(b"segment zero"),
+                published_ms: unix_ms(),
+            },
+        )
+        .await
+        .unwrap();
+    let viewer = KeyPair::from_seed([7; 32]);
+    let play = public.play("show", &viewer.viewer_key()).await.unwrap();
+    let receipt = Signed::sign(
+        ViewerReceipt {
+            session_id: play.grant.body.session_id,
+            seq: 1,
+            bytes_total: 4_000,
+            last_segment_seq: 0,
+            segments_digest: stored.segment.digest.parse().unwrap(),
+            t_ms: unix_ms(),
+        },
+        &viewer,
+    );
+    let outcome = public
+        .heartbeat(heartbeat(&node, 2, &["show"]), vec![receipt])
+        .await
+        .unwrap();
+    assert_eq!(outcome.accepted, 1, "{:?}", outcome.rejected);
+    for _ in 0..3 {
+        let probe = ProbeResult {
+            node_id: node.node_id(),
+            hash_ok: true,
+            timed_out: false,
+            ttfb_ms: 20,
+            throughput_bytes_per_s: 1_000_000,
+        };
+        admin.report_probe(&probe).await.unwrap();
+    }
+
+    // Let the epoch with the activity end, then settle it.
+    let end = (unix_ms() / epoch_ms + 1) * epoch_ms;
+    tokio::time::sleep(std::time::Duration::from_millis(
+        end.saturating_sub(unix_ms()) + 50,
+    ))
+    .await;
+    assert!(served.coordinator.settle_due().await.unwrap() >= 1);
+
+    let epochs = public.epochs(10).await.unwrap();
+    assert!(!epochs.is_empty());
+    let mut earned = 0;
+    for settled in &epochs {
+        assert_eq!(settled.pool, pool as i64);
+        let statement = public.statement(settled.epoch).await.unwrap();
+        assert_eq!(statement.settlement.merkle_root, settled.merkle_root);
+        let node_id = node.node_id().to_string();
+        earned += statement
+            .entries
+            .iter()
+            .filter(|e| e.kind == "reward" && e.credit.ends_with(&node_id))
+            .map(|e| e.amount)
+            .sum::<i64>();
+        if settled.leaf_count > 0 {
+            let proof = public.proof(settled.epoch, &node.node_id()).await.unwrap();
+            assert!(
+                proof.verify(&settled.merkle_root),
+                "proof leads to the published root"
+            );
+            assert!(!proof.verify(&"00".repeat(32)), "and to no other root");
+        }
+    }
+    assert!(earned > 0, "the node that served verified bytes earned");
+
+    let earnings = public.earnings(&node.node_id()).await.unwrap();
+    assert_eq!(earnings.node.id, node.node_id().to_string());
+    assert_eq!(
+        earnings.total, earned,
+        "vesting balance equals the rewards credited"
+    );
+
+    assert!(admin.pending_payouts(10).await.is_ok());
+    let refused = public.pending_payouts(10).await.unwrap_err();
+    assert!(
+        matches!(refused.status(), Some(s) if s.is_client_error()),
+        "{refused}"
+    );
+    let unknown = public
+        .earnings(&KeyPair::from_seed([8; 32]).node_id())
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.status(), Some(StatusCode::NOT_FOUND));
+
+    let inputs: serde_json::Value =
+        serde_json::from_str(&epochs[0].inputs_json).expect("inputs are JSON");
+    let request = streamr_coord::SimulationRequest {
+        pool: 1_000_000,
+        nodes: serde_json::from_value(inputs["nodes"].clone()).expect("node inputs"),
+        rewards: None,
+    };
+    let split = public.simulate(&request).await.unwrap();
+    let total: u64 = split.rewards.iter().map(|r| r.amount).sum::<u64>() + split.unallocated;
+    assert_eq!(
+        total, 1_000_000,
+        "the simulated split distributes exactly the pool"
+    );
 }

@@ -5,7 +5,8 @@ use axum::http::HeaderMap;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use streamr_core::{
-    split_pool, BalanceLeaf, MerkleProof, MerkleTree, NodeEpochInput, RewardConfig, RewardSplit,
+    split_pool, BalanceLeaf, ContentDigest, MerkleProof, MerkleTree, NodeEpochInput, RewardConfig,
+    RewardSplit,
 };
 
 use super::streams::Limit;
@@ -91,6 +92,17 @@ pub struct ProofResponse {
     pub leaf: BalanceLeaf,
     /// The path from the leaf to the root.
     pub proof: MerkleProof,
+}
+
+impl ProofResponse {
+    /// Whether the proof leads from the leaf to `published_root` (hex), the root the epoch's
+    /// settlement published: an operator checks its balance without trusting this answer.
+    pub fn verify(&self, published_root: &str) -> bool {
+        match published_root.parse::<ContentDigest>() {
+            Ok(root) => self.merkle_root == published_root && self.proof.verify(&root, &self.leaf),
+            Err(_) => false,
+        }
+    }
 }
 
 pub(crate) async fn proof(
