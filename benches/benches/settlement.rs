@@ -1,6 +1,7 @@
-//! Reward settlement at scale: receipt signature checks (batch vs one by one), one epoch of
-//! 50 000 nodes and 1 000 000 signed receipts through the whole pipeline, and Merkle proofs for
-//! every node. Signed receipts are generated once per bench process.
+//! Reward settlement at scale: receipt verification (one by one, batched, and newest first with
+//! superseded receipts skipped), one epoch of 50 000 nodes and 1 000 000 signed receipts through
+//! the whole pipeline, and Merkle proofs for every node. Signed receipts are generated once per
+//! bench process.
 
 use std::hint::black_box;
 use std::sync::OnceLock;
@@ -119,17 +120,22 @@ fn fixture() -> &'static Fixture {
 }
 
 const RECEIPTS_PER_NODE: usize = SESSIONS_PER_NODE * RECEIPTS_PER_SESSION as usize;
+/// Nodes whose receipts one `verify_submissions` call takes in the epoch bench (whole nodes, so
+/// tallies stay per node and no session is split over two calls).
+const POOL_NODES: usize = 400;
 
 /// `shards` verifiers over the first `nodes` nodes, contiguous ranges of nodes each, every
-/// grant of those nodes admitted.
+/// grant of those nodes admitted; `supersede_older` as in [`VerifierConfig`].
 fn verifiers(
     f: &Fixture,
     nodes: usize,
     shards: usize,
     check: SignatureCheck,
+    supersede_older: bool,
 ) -> Vec<ReceiptVerifier> {
     let config = VerifierConfig {
         signature_check: check,
+        supersede_older,
         ..VerifierConfig::default()
     };
     let per_shard = nodes.div_ceil(shards.max(1));
@@ -155,17 +161,51 @@ fn bench_signatures(c: &mut Criterion) {
         .collect();
     let mut group = c.benchmark_group("receipt_signatures");
     group.throughput(Throughput::Elements(sample.len() as u64));
+    // (name, signature check, pooled across nodes, batch size, newest first)
     let cases = [
-        ("one_by_one", SignatureCheck::OneByOne, false, 256),
-        ("batch_per_node_20", SignatureCheck::Batch, false, 256),
-        ("batch_pooled_256", SignatureCheck::Batch, true, 256),
-        ("batch_pooled_1024", SignatureCheck::Batch, true, 1_024),
+        ("one_by_one", SignatureCheck::OneByOne, false, 256, false),
+        (
+            "batch_per_node_20",
+            SignatureCheck::Batch,
+            false,
+            256,
+            false,
+        ),
+        ("batch_pooled_256", SignatureCheck::Batch, true, 256, false),
+        (
+            "batch_pooled_1024",
+            SignatureCheck::Batch,
+            true,
+            1_024,
+            false,
+        ),
+        (
+            "newest_first_per_node_20",
+            SignatureCheck::Batch,
+            false,
+            256,
+            true,
+        ),
+        (
+            "newest_first_pooled_256",
+            SignatureCheck::Batch,
+            true,
+            256,
+            true,
+        ),
+        (
+            "newest_first_pooled_1024",
+            SignatureCheck::Batch,
+            true,
+            1_024,
+            true,
+        ),
     ];
-    for (name, check, pooled, batch_size) in cases {
+    for (name, check, pooled, batch_size, newest_first) in cases {
         group.bench_function(name, |b| {
             b.iter_batched(
                 || {
-                    let mut verifier = verifiers(f, SAMPLE_NODES, 1, check)
+                    let mut verifier = verifiers(f, SAMPLE_NODES, 1, check, newest_first)
                         .pop()
                         .expect("one verifier");
                     verifier.set_batch_size(batch_size);
@@ -173,26 +213,29 @@ fn bench_signatures(c: &mut Criterion) {
                 },
                 |mut verifier| {
                     let now = T0 + EPOCH_MS;
-                    let accepted = if pooled {
-                        verifier
-                            .verify_submissions(sample, &f.origin, now)
-                            .iter()
-                            .filter(|o| o.is_ok())
-                            .count()
+                    let outcomes: Vec<_> = if pooled {
+                        verifier.verify_submissions(sample, &f.origin, now)
                     } else {
                         per_node
                             .iter()
-                            .map(|(node, receipts)| {
-                                verifier
-                                    .verify_batch(node, receipts, &f.origin, now)
-                                    .iter()
-                                    .filter(|o| o.is_ok())
-                                    .count()
+                            .flat_map(|(node, receipts)| {
+                                verifier.verify_batch(node, receipts, &f.origin, now)
                             })
-                            .sum()
+                            .collect()
                     };
-                    assert_eq!(accepted, sample.len());
-                    accepted
+                    let mut tally = ReceiptTally::default();
+                    outcomes.iter().for_each(|o| tally.record(o));
+                    let expected = if newest_first {
+                        SAMPLE_NODES * SESSIONS_PER_NODE
+                    } else {
+                        sample.len()
+                    };
+                    // Superseded receipts count as submitted only.
+                    assert_eq!(
+                        (tally.submitted, tally.accepted, tally.forged),
+                        (sample.len() as u64, expected as u64, 0)
+                    );
+                    tally
                 },
                 BatchSize::LargeInput,
             )
@@ -201,8 +244,8 @@ fn bench_signatures(c: &mut Criterion) {
     group.finish();
 }
 
-/// Verification (sharded over two threads by node), fraud rules, reward split, ledger, vesting
-/// and the Merkle root for one epoch.
+/// Verification (sharded over two threads by node, newest first unless the shards say
+/// otherwise), fraud rules, reward split, ledger, vesting and the Merkle root for one epoch.
 fn settle(f: &Fixture, shards: Vec<ReceiptVerifier>) -> streamr_core::EpochStatement {
     let (sessions, claims) = verify_all(f, shards);
     close_epoch(f, sessions, claims)
@@ -221,7 +264,7 @@ fn verify_all(
             .map(|(mut verifier, submissions)| {
                 scope.spawn(move || {
                     let mut tallies = Vec::new();
-                    for pooled in submissions.chunks(8 * 1_024) {
+                    for pooled in submissions.chunks(POOL_NODES * RECEIPTS_PER_NODE) {
                         let outcomes =
                             verifier.verify_submissions(pooled, &f.origin, T0 + EPOCH_MS);
                         for (node_receipts, node_outcomes) in pooled
@@ -325,12 +368,12 @@ fn bench_settlement(c: &mut Criterion) {
     ));
     group.bench_function("epoch_50k_nodes_1m_receipts_2_threads", |b| {
         b.iter_batched(
-            || verifiers(f, NODES, 2, SignatureCheck::Batch),
+            || verifiers(f, NODES, 2, SignatureCheck::Batch, true),
             |shards| black_box(settle(f, shards)),
             BatchSize::PerIteration,
         )
     });
-    let (sessions, claims) = verify_all(f, verifiers(f, NODES, 2, SignatureCheck::Batch));
+    let (sessions, claims) = verify_all(f, verifiers(f, NODES, 2, SignatureCheck::Batch, true));
     group.bench_function("rules_and_ledger_50k_nodes_200k_sessions", |b| {
         b.iter_batched(
             || (sessions.clone(), claims.clone()),
