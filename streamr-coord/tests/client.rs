@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use streamr_coord::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert};
 use streamr_coord::grant_token;
-use streamr_coord::wire::SegmentReport;
+use streamr_coord::wire::{PlayResponse, SegmentReport};
 use streamr_coord::{connect, CoordConfig, Coordinator};
 use streamr_core::{
     segment_hash, KeyPair, NodeHeartbeat, ProbeResult, SessionId, Signed, StreamId, ViewerReceipt,
@@ -83,6 +83,26 @@ fn heartbeat(key: &KeyPair, nonce: u64, streams: &[&str]) -> streamr_core::Signe
     )
 }
 
+/// The viewer's first receipt for `play`'s session: `bytes` received, segment 0 verified.
+fn first_receipt(
+    play: &PlayResponse,
+    viewer: &KeyPair,
+    bytes: u64,
+    digest: &str,
+) -> streamr_core::SignedReceipt {
+    Signed::sign(
+        ViewerReceipt {
+            session_id: play.grant.body.session_id,
+            seq: 1,
+            bytes_total: bytes,
+            last_segment_seq: 0,
+            segments_digest: digest.parse().unwrap(),
+            t_ms: unix_ms(),
+        },
+        viewer,
+    )
+}
+
 #[tokio::test]
 async fn a_node_and_a_viewer_go_through_the_whole_api() {
     let served = serve().await;
@@ -144,17 +164,7 @@ async fn a_node_and_a_viewer_go_through_the_whole_api() {
         .verify(&served.coordinator.coordinator_key())
         .is_ok());
 
-    let receipt = Signed::sign(
-        ViewerReceipt {
-            session_id: play.grant.body.session_id,
-            seq: 1,
-            bytes_total: 5000,
-            last_segment_seq: 0,
-            segments_digest: stored.segment.digest.parse().unwrap(),
-            t_ms: unix_ms(),
-        },
-        &viewer,
-    );
+    let receipt = first_receipt(&play, &viewer, 5_000, &stored.segment.digest);
     let outcome = public
         .heartbeat(heartbeat(&node, 2, &["show"]), vec![receipt])
         .await
@@ -291,17 +301,7 @@ async fn a_node_operator_checks_its_earnings_and_proof() {
         .unwrap();
     let viewer = KeyPair::from_seed([7; 32]);
     let play = public.play("show", &viewer.viewer_key()).await.unwrap();
-    let receipt = Signed::sign(
-        ViewerReceipt {
-            session_id: play.grant.body.session_id,
-            seq: 1,
-            bytes_total: 4_000,
-            last_segment_seq: 0,
-            segments_digest: stored.segment.digest.parse().unwrap(),
-            t_ms: unix_ms(),
-        },
-        &viewer,
-    );
+    let receipt = first_receipt(&play, &viewer, 4_000, &stored.segment.digest);
     let outcome = public
         .heartbeat(heartbeat(&node, 2, &["show"]), vec![receipt])
         .await
