@@ -97,7 +97,7 @@ pub use receipt::{SignedReceipt, ViewerReceipt};
 pub use rewards::{
     node_weight, split_pool, NodeEpochInput, NodeReward, RewardConfig, RewardSplit, PPM,
 };
-pub use routing::{RouteCandidate, Router};
+pub use routing::{LoadedCandidate, RouteCandidate, Router};
 pub use settlement::{
     replay_epochs, EpochInputs, EpochOutcome, NodeBalance, PenaltyOrder, Settlement,
     SettlementConfig,
