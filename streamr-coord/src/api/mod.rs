@@ -32,6 +32,8 @@ pub(crate) struct AppState {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) metrics: Metrics,
     pub(crate) settler: tokio::sync::Mutex<Settler>,
+    /// Recent grants and failure reports that steer viewer routing.
+    pub(crate) routes: viewers::RouteMemory,
     heartbeat_writer: std::sync::OnceLock<HeartbeatWriter>,
     limiter: Option<RateLimiter>,
     admin_token_hash: Option<blake3::Hash>,
@@ -48,6 +50,7 @@ impl AppState {
         AppState {
             limiter: config.rate_limit.map(RateLimiter::new),
             settler: tokio::sync::Mutex::new(Settler::new(&config)),
+            routes: viewers::RouteMemory::default(),
             config,
             storage,
             metrics: Metrics::default(),
