@@ -31,8 +31,10 @@ if [ ! -d node_modules/playwright-core ]; then
   npm ci --no-audit --no-fund >/dev/null || fail "npm ci failed in tests/browser"
 fi
 
+# The same build (and features) as the workspace's tests, so after `cargo test --workspace`
+# this compiles nothing: the `streamr` binary is already there for the CLI's own tests.
 log "building streamr (demo)"
-(cd "$root" && cargo build --locked -p streamr --bin streamr)
+(cd "$root" && cargo test --workspace --locked --no-run --quiet)
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/streamr"
 [ -x "$bin" ] || fail "streamr binary not found at $bin"
 
