@@ -247,15 +247,28 @@ fn bench_signatures(c: &mut Criterion) {
 /// Verification (sharded over two threads by node, newest first unless the shards say
 /// otherwise), fraud rules, reward split, ledger, vesting and the Merkle root for one epoch.
 fn settle(f: &Fixture, shards: Vec<ReceiptVerifier>) -> streamr_core::EpochStatement {
-    let (sessions, claims) = verify_all(f, shards);
+    let (sessions, claims, _) = verify_all(f, shards);
     close_epoch(f, sessions, claims)
 }
 
-/// Verifies every receipt, one thread per shard; returns session usage and node claims.
+/// CPU time (user + system) the calling thread (`thread-self`) or the whole process (`self`)
+/// has used, from `/proc/<which>/stat` (Linux; in units of 10 ms). `None` elsewhere.
+fn cpu_seconds(which: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{which}/stat")).ok()?;
+    // Fields after the parenthesised command name start at field 3 (state); utime and stime
+    // are fields 14 and 15, in USER_HZ (100 per second on Linux).
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// Verifies every receipt, one thread per shard; returns session usage, node claims and each
+/// thread's CPU seconds.
 fn verify_all(
     f: &Fixture,
     shards: Vec<ReceiptVerifier>,
-) -> (Vec<streamr_core::SessionUsage>, Vec<NodeClaims>) {
+) -> (Vec<streamr_core::SessionUsage>, Vec<NodeClaims>, Vec<f64>) {
     let per_shard = NODES.div_ceil(shards.len().max(1)) * RECEIPTS_PER_NODE;
     let usage: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = shards
@@ -263,6 +276,7 @@ fn verify_all(
             .zip(f.submissions.chunks(per_shard))
             .map(|(mut verifier, submissions)| {
                 scope.spawn(move || {
+                    let cpu_start = cpu_seconds("thread-self");
                     let mut tallies = Vec::new();
                     for pooled in submissions.chunks(POOL_NODES * RECEIPTS_PER_NODE) {
                         let outcomes =
@@ -276,7 +290,11 @@ fn verify_all(
                             tallies.push((node_receipts[0].0, tally));
                         }
                     }
-                    (verifier.take_usage(), tallies)
+                    let usage = verifier.take_usage();
+                    let cpu = cpu_start
+                        .zip(cpu_seconds("thread-self"))
+                        .map_or(f64::NAN, |(start, end)| end - start);
+                    (usage, tallies, cpu)
                 })
             })
             .collect();
@@ -284,7 +302,9 @@ fn verify_all(
     });
     let mut sessions = Vec::new();
     let mut claims = Vec::new();
-    for (shard_usage, tallies) in usage {
+    let mut cpu = Vec::new();
+    for (shard_usage, tallies, thread_cpu) in usage {
+        cpu.push(thread_cpu);
         let claimed: std::collections::HashMap<NodeId, u64> =
             shard_usage
                 .iter()
@@ -304,7 +324,36 @@ fn verify_all(
         sessions.extend(shard_usage);
     }
     assert_eq!(sessions.len(), NODES * SESSIONS_PER_NODE);
-    (sessions, claims)
+    (sessions, claims, cpu)
+}
+
+/// One epoch outside criterion, reporting CPU time next to wall time: on a loaded machine the
+/// wall time says little, while the CPU time of the busier verification thread plus that of the
+/// rules is what the epoch takes on two idle cores. `newest_first` as
+/// [`VerifierConfig::supersede_older`].
+fn report_epoch_cpu(f: &Fixture, newest_first: bool) {
+    let shards = verifiers(f, NODES, 2, SignatureCheck::Batch, newest_first);
+    let started = std::time::Instant::now();
+    let (sessions, claims, threads) = verify_all(f, shards);
+    let verified = started.elapsed().as_secs_f64();
+    let rules_cpu = cpu_seconds("thread-self");
+    black_box(close_epoch(f, sessions, claims));
+    let rules_cpu = rules_cpu
+        .zip(cpu_seconds("thread-self"))
+        .map_or(f64::NAN, |(start, end)| end - start);
+    let wall = started.elapsed().as_secs_f64();
+    let busiest = threads.iter().copied().fold(0.0, f64::max);
+    println!(
+        "settlement epoch (one run, {}): wall {wall:.2} s (verification {verified:.2} s); CPU: \
+         verification threads {threads:.2?} s, rules and ledger {rules_cpu:.2} s; \
+         on two idle cores ≈ {:.2} s",
+        if newest_first {
+            "newest first"
+        } else {
+            "every receipt checked"
+        },
+        busiest + rules_cpu
+    );
 }
 
 /// Fraud rules, reward split, ledger, vesting and the Merkle root.
@@ -366,15 +415,29 @@ fn bench_settlement(c: &mut Criterion) {
     group.throughput(Throughput::Elements(
         (NODES * SESSIONS_PER_NODE) as u64 * RECEIPTS_PER_SESSION,
     ));
+    let report = std::sync::Once::new();
     group.bench_function("epoch_50k_nodes_1m_receipts_2_threads", |b| {
+        report.call_once(|| {
+            // The path before newest-first verification, as a same-run baseline (slow: opt in).
+            if std::env::var_os("SETTLEMENT_BASELINE").is_some() {
+                report_epoch_cpu(f, false);
+            }
+            report_epoch_cpu(f, true);
+        });
         b.iter_batched(
             || verifiers(f, NODES, 2, SignatureCheck::Batch, true),
             |shards| black_box(settle(f, shards)),
             BatchSize::PerIteration,
         )
     });
-    let (sessions, claims) = verify_all(f, verifiers(f, NODES, 2, SignatureCheck::Batch, true));
+    // Verified once, and only if this case runs.
+    let verified = OnceLock::new();
     group.bench_function("rules_and_ledger_50k_nodes_200k_sessions", |b| {
+        let (sessions, claims) = verified.get_or_init(|| {
+            let (sessions, claims, _) =
+                verify_all(f, verifiers(f, NODES, 2, SignatureCheck::Batch, true));
+            (sessions, claims)
+        });
         b.iter_batched(
             || (sessions.clone(), claims.clone()),
             |(sessions, claims)| black_box(close_epoch(f, sessions, claims)),
