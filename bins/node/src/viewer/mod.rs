@@ -2,7 +2,8 @@
 //! that node, checks every segment's BLAKE3 hash against the origin's hashes published by the
 //! coordinator, and signs cumulative receipts (`streamr_core::ViewerReceipt`, bound to the
 //! origin's digest chain) for the verified bytes. When its node stops answering it asks for
-//! another node and carries on. The received MPEG-TS can be written anywhere a player reads
+//! another node, naming the nodes it just failed on so the coordinator leaves them out (and,
+//! when several viewers report the same node, stops routing to it), and carries on. The received MPEG-TS can be written anywhere a player reads
 //! from (a file, stdout).
 //!
 //! ```no_run
@@ -38,6 +39,11 @@ use tokio_util::sync::CancellationToken;
 
 use origin::OriginIndex;
 use receipts::{SegmentCheck, SessionReceipts};
+
+/// How long the viewer keeps naming a node it failed on when asking for another.
+const FAILED_NODE_MEMORY: Duration = Duration::from_secs(60);
+/// Most failed nodes named in one request.
+const MAX_EXCLUDED_NODES: usize = 8;
 
 /// Where the viewer sends its signed receipts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -302,13 +308,21 @@ struct Run {
 
 impl Run {
     async fn run(mut self) -> Result<(), ViewerError> {
-        let mut failed_node: Option<NodeId> = None;
+        // Nodes that failed recently, oldest first.
+        let mut failed: VecDeque<(NodeId, Instant)> = VecDeque::new();
         let mut failed_at: Option<Instant> = None;
         loop {
             if self.stop.is_cancelled() {
                 return Ok(());
             }
-            let play = match self.route(failed_node).await {
+            while failed
+                .front()
+                .is_some_and(|(_, at)| at.elapsed() > FAILED_NODE_MEMORY)
+            {
+                failed.pop_front();
+            }
+            let exclude: Vec<NodeId> = failed.iter().map(|(node, _)| *node).collect();
+            let play = match self.route(&exclude).await {
                 Some(play) => play,
                 None => return Ok(()),
             };
@@ -322,7 +336,11 @@ impl Run {
                 SessionEnd::Stopped | SessionEnd::StreamEnded => return Ok(()),
                 SessionEnd::NodeFailed(reason) => {
                     tracing::warn!(node = %play.node_id, %reason, "node failed; asking for another");
-                    failed_node = Some(play.node_id);
+                    failed.retain(|(node, _)| *node != play.node_id);
+                    failed.push_back((play.node_id, Instant::now()));
+                    if failed.len() > MAX_EXCLUDED_NODES {
+                        failed.pop_front();
+                    }
                     failed_at = Some(Instant::now());
                     self.stats.send_modify(|s| {
                         s.failovers += 1;
@@ -334,27 +352,23 @@ impl Run {
         }
     }
 
-    /// Asks the coordinator for a node until it names one other than `avoid` (a node that just
-    /// failed may still look alive to the coordinator for a while). `None` when stopped.
-    async fn route(&mut self, avoid: Option<NodeId>) -> Option<PlayResponse> {
+    /// Asks the coordinator for a node other than those in `exclude` (nodes that just failed,
+    /// which may still look alive to the coordinator for a while) until it names one. `None`
+    /// when stopped.
+    async fn route(&mut self, exclude: &[NodeId]) -> Option<PlayResponse> {
         let mut attempts: u32 = 0;
         loop {
             if self.stop.is_cancelled() {
                 return None;
             }
             attempts += 1;
-            match self
-                .coordinator
-                .play(&self.config.stream_id, &self.key.viewer_key())
-                .await
-            {
-                // After many attempts take whatever comes: it may have come back.
-                Ok(play) if Some(play.node_id) != avoid || attempts > 20 => return Some(play),
-                Ok(_) => {}
+            // After many attempts take whatever comes: a failed node may have come back.
+            let exclude = if attempts > 20 { &[][..] } else { exclude };
+            match self.request_play(exclude).await {
+                Ok(play) => return Some(play),
                 Err(error) => {
                     tracing::debug!(%error, "routing failed");
-                    self.stats
-                        .send_modify(|s| s.last_error = Some(error.to_string()));
+                    self.stats.send_modify(|s| s.last_error = Some(error));
                 }
             }
             let pause = if attempts < 5 { 100 } else { 500 };
@@ -363,6 +377,49 @@ impl Run {
                 _ = tokio::time::sleep(Duration::from_millis(pause)) => {}
             }
         }
+    }
+
+    /// `GET /streams/{id}/play`, leaving out the nodes in `exclude`.
+    async fn request_play(&self, exclude: &[NodeId]) -> Result<PlayResponse, String> {
+        let viewer = self.key.viewer_key();
+        if exclude.is_empty() {
+            return self
+                .coordinator
+                .play(&self.config.stream_id, &viewer)
+                .await
+                .map_err(|e| e.to_string());
+        }
+        let mut url = format!(
+            "{}/streams/{}/play?viewer={viewer}",
+            self.coordinator.base_url().trim_end_matches('/'),
+            self.config.stream_id
+        );
+        for node in exclude {
+            url.push_str(&format!("&exclude={node}"));
+        }
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!(
+                "GET {url}: HTTP {status}: {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        let mut play: PlayResponse =
+            serde_json::from_slice(&body).map_err(|e| format!("GET {url}: {e}"))?;
+        play.rtmp_url = grant_token::with_grant(&play.rtmp_url, &play.grant);
+        play.http_flv_url = grant_token::with_grant(&play.http_flv_url, &play.grant);
+        play.hls_url = grant_token::with_grant(&play.hls_url, &play.grant);
+        Ok(play)
     }
 
     /// Plays from the node `play` names until it fails, the stream ends or the viewer stops.
