@@ -24,6 +24,13 @@ pub type StorageResult<T> = Result<T, StorageError>;
 /// entirely or not at all.
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
+    /// How many heartbeat batches may be committing at once: one where the database has a
+    /// single writer (SQLite), more where batches can execute while another waits for its
+    /// commit to be flushed (PostgreSQL). Batches that commit together never share a node.
+    fn heartbeat_commits_in_flight(&self) -> usize {
+        1
+    }
+
     /// Checks that the database answers.
     async fn ping(&self) -> StorageResult<()>;
 
@@ -167,8 +174,9 @@ pub trait Storage: Send + Sync + 'static {
     async fn totals(&self) -> StorageResult<Totals>;
 }
 
-/// Opens the backend a database URL names: `sqlite://path` (created if missing, WAL) or
-/// `postgres://...`. Migrations run before this returns.
+/// Opens the backend a database URL names: `sqlite://path` (created if missing, WAL,
+/// `synchronous=FULL` unless the URL adds `?synchronous=normal`) or `postgres://...`.
+/// Migrations run before this returns.
 pub async fn connect(url: &str) -> StorageResult<Arc<dyn Storage>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStorage::open(url).await?))

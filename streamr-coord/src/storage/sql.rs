@@ -27,18 +27,51 @@ pub struct SqliteStorage {
     pool: SqlitePool,
 }
 
+/// Takes the `synchronous` query parameter off a SQLite URL (sqlx does not know it): `full`
+/// (the default: a commit survives a power loss) or `normal` (the WAL is not synced on each
+/// commit: a commit survives a crash of the process, not of the machine).
+fn split_synchronous(url: &str) -> Result<(String, SqliteSynchronous), String> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), SqliteSynchronous::Full));
+    };
+    let mut synchronous = SqliteSynchronous::Full;
+    let mut kept: Vec<&str> = Vec::new();
+    for parameter in query.split('&') {
+        match parameter.split_once('=') {
+            Some(("synchronous", value)) => {
+                synchronous = match value.to_ascii_lowercase().as_str() {
+                    "full" => SqliteSynchronous::Full,
+                    "normal" => SqliteSynchronous::Normal,
+                    _ => return Err(format!("synchronous must be full or normal, not {value:?}")),
+                };
+            }
+            _ => kept.push(parameter),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, synchronous))
+}
+
 impl SqliteStorage {
     /// Opens (creating if missing) the database at a `sqlite://path` URL and migrates it.
+    /// `?synchronous=normal` trades durability across power loss for fewer fsyncs (a commit
+    /// still survives a crash of the process); the default is `full`.
     pub async fn open(url: &str) -> StorageResult<Self> {
         let open_error = |source| StorageError::Open {
             url: url.to_owned(),
             source,
         };
-        let options = SqliteConnectOptions::from_str(url)
+        let (sqlx_url, synchronous) = split_synchronous(url)
+            .map_err(|reason| open_error(sqlx::Error::Configuration(reason.into())))?;
+        let options = SqliteConnectOptions::from_str(&sqlx_url)
             .map_err(open_error)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
@@ -125,7 +158,7 @@ fn node_rounds(heartbeats: &[HeartbeatWrite]) -> Vec<Vec<usize>> {
 }
 
 macro_rules! sql_storage {
-    ($storage:ident, $db:ty, $sql:path, $settlement_lock:path) => {
+    ($storage:ident, $db:ty, $sql:path, $settlement_lock:path, $commits_in_flight:expr) => {
         impl $storage {
             async fn add_activities_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
@@ -223,6 +256,10 @@ macro_rules! sql_storage {
 
         #[async_trait]
         impl Storage for $storage {
+            fn heartbeat_commits_in_flight(&self) -> usize {
+                $commits_in_flight
+            }
+
             async fn ping(&self) -> StorageResult<()> {
                 sqlx::query("SELECT 1")
                     .execute(&self.pool)
@@ -1010,11 +1047,33 @@ sql_storage!(
     SqliteStorage,
     sqlx::Sqlite,
     sqlite_sql,
-    sqlite_settlement_lock
+    sqlite_settlement_lock,
+    1 // one writer at a time
 );
 sql_storage!(
     PostgresStorage,
     sqlx::Postgres,
     postgres_sql,
-    postgres_settlement_lock
+    postgres_settlement_lock,
+    2 // a batch executes while the previous one waits for its WAL flush
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synchronous_is_taken_off_the_sqlite_url() {
+        let (url, sync) = split_synchronous("sqlite:///tmp/a.db").unwrap();
+        assert_eq!(url, "sqlite:///tmp/a.db");
+        assert!(matches!(sync, SqliteSynchronous::Full));
+        let (url, sync) =
+            split_synchronous("sqlite:///tmp/a.db?mode=rwc&synchronous=NORMAL").unwrap();
+        assert_eq!(url, "sqlite:///tmp/a.db?mode=rwc");
+        assert!(matches!(sync, SqliteSynchronous::Normal));
+        let (url, sync) = split_synchronous("sqlite:///tmp/a.db?synchronous=full").unwrap();
+        assert_eq!(url, "sqlite:///tmp/a.db");
+        assert!(matches!(sync, SqliteSynchronous::Full));
+        assert!(split_synchronous("sqlite:///tmp/a.db?synchronous=off").is_err());
+    }
+}

@@ -1,0 +1,169 @@
+//! Heartbeats that arrive together: signatures checked as a batch, nonces claimed per node,
+//! and replicas sharing one database. Every scenario runs against SQLite and PostgreSQL.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use common::*;
+use serde_json::json;
+use streamr_coord::Coordinator;
+use streamr_core::KeyPair;
+
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let db = super::TestDb::sqlite().await;
+                    super::$scenario(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let db = super::TestDb::postgres().await;
+                    super::$scenario(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_forged_heartbeat_among_many_is_the_only_one_refused,
+    replays_are_refused_on_every_replica,
+);
+
+async fn register(api: &Client, nodes: &[KeyPair]) {
+    for (i, node) in nodes.iter().enumerate() {
+        let (status, body) = api
+            .post(
+                "/nodes",
+                &registration(node, &format!("http://10.9.{i}.1:8080")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+}
+
+async fn last_nonce(api: &Client, node: &KeyPair) -> serde_json::Value {
+    let (status, stored) = api.get(&format!("/nodes/{}", node.node_id())).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    stored["last_nonce"].clone()
+}
+
+async fn a_forged_heartbeat_among_many_is_the_only_one_refused(db: &TestDb) {
+    let api = Arc::new(Client::new(Coordinator::new(
+        test_config(),
+        db.storage().await,
+    )));
+    let nodes: Vec<KeyPair> = (0..24u8)
+        .map(|i| KeyPair::from_seed([100 + i; 32]))
+        .collect();
+    register(&api, &nodes).await;
+    const FORGED: usize = 5;
+    let mut sent = tokio::task::JoinSet::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let mut beat = heartbeat(node, 3, &["show"]);
+        if i == FORGED {
+            // Signed by the node, then altered: the signature no longer covers the body.
+            beat.body.viewers = 999;
+        }
+        let api = api.clone();
+        sent.spawn(async move {
+            let answer = api
+                .post("/nodes/heartbeat", &json!({ "heartbeat": beat }))
+                .await;
+            (i, answer)
+        });
+    }
+    while let Some(done) = sent.join_next().await {
+        let (i, (status, body)) = done.expect("request task");
+        if i == FORGED {
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+            assert_eq!(body["error"], "bad_signature");
+        } else {
+            assert_eq!(status, StatusCode::OK, "node {i}: {body}");
+        }
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        let expected = if i == FORGED { json!(-1) } else { json!(3) };
+        assert_eq!(last_nonce(&api, node).await, expected, "node {i}");
+    }
+    let (_, forged) = api
+        .get(&format!("/nodes/{}", nodes[FORGED].node_id()))
+        .await;
+    assert_eq!(forged["status"], "registered", "nothing of it was stored");
+
+    // The node's genuine heartbeat with the same nonce is still accepted afterwards.
+    let (status, body) = api
+        .post(
+            "/nodes/heartbeat",
+            &json!({ "heartbeat": heartbeat(&nodes[FORGED], 3, &["show"]) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(last_nonce(&api, &nodes[FORGED]).await, json!(3));
+}
+
+async fn replays_are_refused_on_every_replica(db: &TestDb) {
+    let first = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let second = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let node = KeyPair::from_seed([77; 32]);
+    register(&first, std::slice::from_ref(&node)).await;
+
+    let beat = |nonce| json!({ "heartbeat": heartbeat(&node, nonce, &[]) });
+    assert_eq!(
+        first.post("/nodes/heartbeat", &beat(1)).await.0,
+        StatusCode::OK
+    );
+    // The same nonce on the same replica, and on the replica that has not seen it.
+    for api in [&first, &second] {
+        let (status, body) = api.post("/nodes/heartbeat", &beat(1)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"], "replayed_nonce");
+    }
+    // A newer nonce through the second replica, then an older one through the first: the
+    // database, not what the first replica saw, decides.
+    assert_eq!(
+        second.post("/nodes/heartbeat", &beat(5)).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = first.post("/nodes/heartbeat", &beat(3)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        first.post("/nodes/heartbeat", &beat(6)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(last_nonce(&second, &node).await, json!(6));
+
+    // Many heartbeats of one node at once: each nonce is stored at most once, and the newest
+    // accepted one is the one kept.
+    let first = Arc::new(first);
+    let mut sent = tokio::task::JoinSet::new();
+    for nonce in 7..=16u64 {
+        let api = first.clone();
+        let body = beat(nonce);
+        sent.spawn(async move { (nonce, api.post("/nodes/heartbeat", &body).await.0) });
+    }
+    let mut accepted = Vec::new();
+    while let Some(done) = sent.join_next().await {
+        let (nonce, status) = done.expect("request task");
+        match status {
+            StatusCode::OK => accepted.push(nonce),
+            StatusCode::CONFLICT => {}
+            other => panic!("nonce {nonce}: unexpected {other}"),
+        }
+    }
+    let newest = accepted
+        .iter()
+        .copied()
+        .max()
+        .expect("at least one accepted");
+    assert_eq!(last_nonce(&first, &node).await, json!(newest));
+}
