@@ -36,6 +36,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     concurrent_viewers_spread_over_nodes,
+    viewers_spill_over_from_full_relaying_nodes,
     excluded_nodes_are_left_out_of_the_pick,
     a_node_reported_dead_returns_with_its_next_heartbeat,
     malformed_exclusions_are_rejected_with_json,
@@ -44,6 +45,15 @@ on_both_backends!(
 /// A coordinator with stream `show` and nodes relaying it, each with one viewer reported; the
 /// nodes' heartbeats are `age_ms` old. Nodes announce 50 Mbit/s: 20 viewers each.
 async fn setup(db: &TestDb, seeds: &[(u8, u64)]) -> (Client, Vec<KeyPair>) {
+    setup_relaying(db, seeds, &["show"]).await
+}
+
+/// Like `setup`, with the nodes relaying `streams`.
+async fn setup_relaying(
+    db: &TestDb,
+    seeds: &[(u8, u64)],
+    streams: &[&str],
+) -> (Client, Vec<KeyPair>) {
     let api = Client::new(Coordinator::new(test_config(), db.storage().await));
     let (status, body) = api
         .post_admin("/streams", &json!({ "id": "show", "title": "test" }))
@@ -55,7 +65,7 @@ async fn setup(db: &TestDb, seeds: &[(u8, u64)]) -> (Client, Vec<KeyPair>) {
         let url = format!("http://10.0.{seed}.1:8080");
         let (status, body) = api.post("/nodes", &registration(&node, &url)).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        send_heartbeat(&api, &node, 1, age_ms).await;
+        send_heartbeat_relaying(&api, &node, 1, age_ms, streams).await;
         nodes.push(node);
     }
     (api, nodes)
@@ -63,12 +73,26 @@ async fn setup(db: &TestDb, seeds: &[(u8, u64)]) -> (Client, Vec<KeyPair>) {
 
 /// A heartbeat of `node` signed `age_ms` ago, relaying `show` to one viewer.
 async fn send_heartbeat(api: &Client, node: &KeyPair, nonce: u64, age_ms: u64) {
+    send_heartbeat_relaying(api, node, nonce, age_ms, &["show"]).await;
+}
+
+/// A heartbeat of `node` signed `age_ms` ago, relaying `streams` to one viewer.
+async fn send_heartbeat_relaying(
+    api: &Client,
+    node: &KeyPair,
+    nonce: u64,
+    age_ms: u64,
+    streams: &[&str],
+) {
     let heartbeat = Signed::sign(
         NodeHeartbeat {
             node_id: node.node_id(),
             timestamp_ms: now_ms() - age_ms,
             nonce,
-            streams: vec![StreamId::new("show").expect("stream id")],
+            streams: streams
+                .iter()
+                .map(|s| StreamId::new(*s).expect("stream id"))
+                .collect(),
             viewers: 1,
             bytes_served: 0,
         },
@@ -109,6 +133,26 @@ async fn concurrent_viewers_spread_over_nodes(db: &TestDb) {
     // Each node has room for 19 more viewers: neither can have taken them all, and every grant
     // counts as load at once, so neither is left idle.
     assert!(counts.iter().all(|c| (11..=19).contains(c)), "{counts:?}");
+}
+
+async fn viewers_spill_over_from_full_relaying_nodes(db: &TestDb) {
+    let (api, relaying) = setup(db, &[(35, 0)]).await;
+    let idle = KeyPair::from_seed([36; 32]);
+    let (status, body) = api
+        .post("/nodes", &registration(&idle, "http://10.0.36.1:8080"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    send_heartbeat_relaying(&api, &idle, 1, 0, &[]).await;
+    let relaying = relaying[0].node_id().to_string();
+    // The relaying node is preferred while it has room (19 more viewers)...
+    for viewer in 0..19 {
+        assert_eq!(play_node(&api, viewer, "").await, relaying);
+    }
+    // ...then new viewers go to the node that does not relay the stream yet.
+    let idle = idle.node_id().to_string();
+    for viewer in 19..30 {
+        assert_eq!(play_node(&api, viewer, "").await, idle);
+    }
 }
 
 async fn excluded_nodes_are_left_out_of_the_pick(db: &TestDb) {

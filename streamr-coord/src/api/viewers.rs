@@ -2,7 +2,8 @@
 //!
 //! Routing is load-aware: each live node is weighed by its spare capacity, counting the viewers
 //! it reported at its last heartbeat plus the grants issued to it since, so concurrent viewers
-//! spread out. A viewer that failed on nodes names them (`exclude`); they are left out of its
+//! spread out. Nodes already relaying the stream are preferred while one of them has room; then
+//! viewers spill over to the other nodes. A viewer that failed on nodes names them (`exclude`); they are left out of its
 //! pick, and a node that several distinct viewers report within a short window, and that has not
 //! sent a heartbeat for a few seconds, is treated as down until its next heartbeat. Reports and
 //! recent grants are kept in memory by each coordinator process: they steer picks only, and a
@@ -233,8 +234,6 @@ pub(crate) async fn play(
         .filter(|n| !excluded.contains(&n.id))
         .filter(|n| !views.get(n.id.as_str()).is_some_and(|v| v.down))
         .collect();
-    let relaying: Vec<&NodeRecord> = up.iter().copied().filter(|n| relays(n, &id)).collect();
-    let eligible: Vec<&NodeRecord> = if relaying.is_empty() { up } else { relaying };
     let epoch = state.config.epoch_of(now);
     let mut probes: BTreeMap<String, Vec<ProbeResult>> = BTreeMap::new();
     for probe in state.storage.probes_for_epoch(epoch).await? {
@@ -246,7 +245,7 @@ pub(crate) async fn play(
         }
     }
     let router = &state.config.router;
-    let candidates: Vec<LoadedCandidate> = eligible
+    let loaded: Vec<(&NodeRecord, LoadedCandidate)> = up
         .iter()
         .filter_map(|n| {
             let node_id: NodeId = n.id.parse().ok()?;
@@ -254,7 +253,7 @@ pub(crate) async fn play(
                 ProbeSummary::from_results(&state.config.probe_policy, results).availability_ppm()
             });
             let recent_grants = views.get(n.id.as_str()).map_or(0, |v| v.recent_grants);
-            Some(LoadedCandidate {
+            let candidate = LoadedCandidate {
                 candidate: RouteCandidate {
                     node_id,
                     quality_ppm,
@@ -264,9 +263,19 @@ pub(crate) async fn play(
                 load_viewers: u64::try_from(n.viewers)
                     .unwrap_or(0)
                     .saturating_add(recent_grants),
-            })
+            };
+            Some((*n, candidate))
         })
         .collect();
+    // Nodes already relaying the stream serve it at no extra cost upstream: they are preferred
+    // while one of them has room. Once they are all full, every node is a candidate, so new
+    // viewers spill over to nodes that start pulling instead of piling onto the relaying ones.
+    let has_room = |c: &LoadedCandidate| c.load_viewers < c.capacity_viewers;
+    let relaying_with_room = loaded.iter().any(|(n, c)| relays(n, &id) && has_room(c));
+    let (eligible, candidates): (Vec<&NodeRecord>, Vec<LoadedCandidate>) = loaded
+        .into_iter()
+        .filter(|(n, _)| !relaying_with_room || relays(n, &id))
+        .unzip();
     let mut session_bytes = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut session_bytes);
     let session_id = SessionId::from_bytes(session_bytes);
