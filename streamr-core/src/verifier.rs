@@ -13,6 +13,7 @@
 //! The verifier runs on the caller's thread; callers that want several cores shard sessions over
 //! several verifiers (sessions are independent), as the settlement benchmark does.
 
+use std::cmp::Reverse;
 use std::collections::HashMap;
 
 use ed25519_dalek::VerifyingKey;
@@ -274,7 +275,7 @@ impl ReceiptVerifier {
         // Receipts not newer than the session's last accepted one can only be rejected
         // (duplicate or replay); check them fully, against the state before this call.
         let mut stale = Vec::new();
-        let mut fresh: HashMap<SessionId, Vec<usize>> = HashMap::new();
+        let mut fresh = Vec::with_capacity(granted.len());
         for i in granted {
             let Some(r) = body(i) else { continue };
             let last_seq = self
@@ -285,18 +286,18 @@ impl ReceiptVerifier {
             if last_seq.is_some_and(|last| r.seq <= last) {
                 stale.push(i);
             } else {
-                fresh.entry(r.session_id).or_default().push(i);
+                fresh.push(i);
             }
         }
         self.check_and_apply(items, &stale, content, now_ms, outcomes);
 
-        // Per session, newest first; among equal sequence numbers, the first submitted first.
-        let mut queues: Vec<std::vec::IntoIter<usize>> = fresh
-            .into_values()
-            .map(|mut queue| {
-                queue.sort_by_key(|&i| (std::cmp::Reverse(body(i).map_or(0, |r| r.seq)), i));
-                queue.into_iter()
-            })
+        // One queue per session (in session order), newest first; among equal sequence numbers,
+        // the first submitted first.
+        let session = |i: usize| body(i).map(|r| r.session_id);
+        fresh.sort_unstable_by_key(|&i| (body(i).map(|r| (r.session_id, Reverse(r.seq))), i));
+        let mut queues: Vec<_> = fresh
+            .chunk_by(|&a, &b| session(a) == session(b))
+            .map(|queue| queue.iter().copied())
             .collect();
         // Each round tries the next candidate of every session without an accepted receipt.
         let mut leftover = Vec::new();
