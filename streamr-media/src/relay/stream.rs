@@ -74,7 +74,7 @@ pub enum Timeline {
     /// the first frame that follows on without a gap, or else at the next keyframe. Metadata and
     /// sequence headers are passed on again only when they changed. An upstream timeline lying
     /// far behind what was relayed (the upstream restarted from zero) is treated as a new
-    /// publisher's: rebased, after a publisher end and start.
+    /// publisher's: shifted to continue after what was relayed, after a publisher end and start.
     Upstream,
 }
 
@@ -141,6 +141,9 @@ pub(crate) struct StreamState {
     /// Where each track of a [`Timeline::Upstream`] publisher stands.
     rejoin_video: Rejoin,
     rejoin_audio: Rejoin,
+    /// Added to a [`Timeline::Upstream`] publisher's timestamps: zero unless its upstream's
+    /// timeline restarted behind what was relayed.
+    upstream_shift: u32,
 }
 
 impl StreamState {
@@ -220,6 +223,7 @@ impl Stream {
         state.timeline = timeline;
         state.rejoin_video = Rejoin::Joined;
         state.rejoin_audio = Rejoin::Joined;
+        state.upstream_shift = 0;
         if timeline == Timeline::Upstream {
             start_rejoin(&mut state);
         }
@@ -271,7 +275,8 @@ impl Stream {
             let frame = match state.timeline {
                 Timeline::Own => Frame::new(kind, rebase(&mut state, timestamp), payload),
                 Timeline::Upstream => {
-                    let frame = Frame::new(kind, timestamp, payload);
+                    let shifted = timestamp.wrapping_add(state.upstream_shift);
+                    let frame = Frame::new(kind, shifted, payload);
                     match admit_upstream(&mut state, &frame) {
                         Admit::Pass => frame,
                         Admit::At(timestamp) => {
@@ -280,15 +285,19 @@ impl Stream {
                         Admit::Drop => return,
                         Admit::NewTimeline => {
                             // Viewers see the publisher leave and a new one start, as for any
-                            // publisher whose clock restarted.
+                            // publisher whose clock restarted. The upstream's new timeline is
+                            // shifted to continue shortly after the last relayed frame, and
+                            // stays shifted, so a later failover's replay of it is still
+                            // recognised and dropped.
                             self.push_ended(&mut state);
                             state.generation = state.generation.wrapping_add(1);
-                            state.timeline = Timeline::Own;
-                            state.rebase = Rebase::default();
+                            let continue_at = state
+                                .max_output_timestamp
+                                .map_or(shifted, |max| max.wrapping_add(REPUBLISH_GAP_MILLIS));
+                            state.upstream_shift = continue_at.wrapping_sub(timestamp);
                             state.rejoin_video = Rejoin::Joined;
                             state.rejoin_audio = Rejoin::Joined;
-                            let timestamp = rebase(&mut state, timestamp);
-                            Frame::new(kind, timestamp, frame.payload().clone())
+                            Frame::new(kind, continue_at, frame.payload().clone())
                         }
                     }
                 }

@@ -246,6 +246,20 @@ fn an_upstream_timeline_restarted_far_behind_is_rebased_as_a_new_publish() {
         })
         .collect();
     assert_eq!(timestamps, vec![(1, 100_100), (2, 100_140)]);
+
+    // A later failover replays the restarted timeline: recognised and dropped, no new publish.
+    publisher.rejoin_upstream();
+    publisher.send(FrameKind::Video, 0, video_header(1));
+    publisher.send(FrameKind::Video, 0, video(1, true));
+    publisher.send(FrameKind::Video, 40, video(2, false));
+    publisher.send(FrameKind::Video, 80, video(3, false));
+    assert_eq!(
+        drain(&mut viewer),
+        vec![Seen::Video {
+            at: 100_180,
+            index: 3
+        }]
+    );
 }
 
 #[test]
