@@ -174,39 +174,39 @@ async fn a_node_reported_dead_returns_with_its_next_heartbeat(db: &TestDb) {
     // The first node's last heartbeat is 10 s old (still within the liveness window).
     let (api, nodes) = setup(db, &[(51, 10_000), (52, 0), (53, 0)]).await;
     let ids: Vec<String> = nodes.iter().map(|n| n.node_id().to_string()).collect();
+    let only_first = format!("&exclude={},{}", ids[1], ids[2]);
+    let report_first = format!("&exclude={}", ids[0]);
 
-    // Two viewers reporting, one of them twice, are not enough.
+    // Viewers never sent to the node cannot report it, however many.
+    for viewer in 0..5 {
+        assert_ne!(play_node(&api, viewer, &report_first).await, ids[0]);
+    }
+    // Two viewers it served reporting, one of them twice, are not enough either.
+    for viewer in [10, 11] {
+        assert_eq!(play_node(&api, viewer, &only_first).await, ids[0]);
+    }
     for viewer in [10, 11, 10] {
-        let exclude = format!("&exclude={}", ids[0]);
-        assert_ne!(play_node(&api, viewer, &exclude).await, ids[0]);
+        assert_ne!(play_node(&api, viewer, &report_first).await, ids[0]);
     }
-    // The other nodes fill up (19 viewers of room each), so the first is routed to eventually.
-    let mut first_node_seen = false;
-    for viewer in 20..70 {
-        if play_node(&api, viewer, "").await == ids[0] {
-            first_node_seen = true;
-            break;
-        }
-    }
-    assert!(first_node_seen, "two reporters do not take a node down");
+    assert_eq!(
+        play_node(&api, 20, &only_first).await,
+        ids[0],
+        "still routed to"
+    );
 
-    // A third distinct viewer reports it: it is down for everyone.
-    let exclude = format!("&exclude={}", ids[0]);
-    assert_ne!(play_node(&api, 12, &exclude).await, ids[0]);
+    // A third viewer it served reports it: it is down for everyone.
+    assert_eq!(play_node(&api, 12, &only_first).await, ids[0]);
+    assert_ne!(play_node(&api, 12, &report_first).await, ids[0]);
+    let (status, body) = play(&api, 21, &only_first).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "no_node_available");
     for viewer in 50..70 {
         assert_ne!(play_node(&api, viewer, "").await, ids[0], "viewer {viewer}");
     }
 
-    // Its next heartbeat brings it back: picked at the latest once the others are full.
+    // Its next heartbeat brings it back.
     send_heartbeat(&api, &nodes[0], 2, 0).await;
-    let mut back = false;
-    for viewer in 100..150 {
-        if play_node(&api, viewer, "").await == ids[0] {
-            back = true;
-            break;
-        }
-    }
-    assert!(back, "routed to again after its heartbeat");
+    assert_eq!(play_node(&api, 22, &only_first).await, ids[0]);
 }
 
 async fn malformed_exclusions_are_rejected_with_json(db: &TestDb) {

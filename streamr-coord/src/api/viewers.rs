@@ -3,11 +3,11 @@
 //! Routing is load-aware: each live node is weighed by its spare capacity, counting the viewers
 //! it reported at its last heartbeat plus the grants issued to it since, so concurrent viewers
 //! spread out. Nodes already relaying the stream are preferred while one of them has room; then
-//! viewers spill over to the other nodes. A viewer that failed on nodes names them (`exclude`); they are left out of its
-//! pick, and a node that several distinct viewers report within a short window, and that has not
-//! sent a heartbeat for a few seconds, is treated as down until its next heartbeat. Reports and
-//! recent grants are kept in memory by each coordinator process: they steer picks only, and a
-//! restart merely forgets them.
+//! viewers spill over to the other nodes. A viewer that failed on nodes names them (`exclude`);
+//! they are left out of its pick, and a node that several distinct viewers holding a recent grant
+//! for it report within a short window, and that has not sent a heartbeat for a few seconds, is
+//! treated as down until its next heartbeat. Reports and recent grants are kept in memory by each
+//! coordinator process: they steer picks only, and a restart merely forgets them.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -42,6 +42,11 @@ const FRESH_HEARTBEAT_MS: i64 = 5_000;
 const GRANT_WINDOW_MS: i64 = 60_000;
 /// Most reports kept per node (the newest).
 const MAX_REPORTS_PER_NODE: usize = 64;
+/// A viewer's report of a node counts only if it was granted a session on that node this
+/// recently: only a viewer sent there can have failed there.
+const REPORTER_GRANT_WINDOW_MS: i64 = 600_000;
+/// Most recent grantees remembered per node (the newest).
+const MAX_GRANTEES_PER_NODE: usize = 4_096;
 /// Most nodes one play request may exclude.
 const MAX_EXCLUDED: usize = 16;
 
@@ -56,10 +61,25 @@ pub(crate) struct RouteMemory {
 struct NodeMemory {
     /// When grants to the node were issued, oldest first.
     grants: VecDeque<i64>,
+    /// Viewers (keys, hex) granted a session on the node and when, oldest first.
+    grantees: VecDeque<(i64, String)>,
     /// Viewers (keys, hex) that reported the node failing, and when.
     reports: Vec<(String, i64)>,
     /// The node's heartbeat timestamp when it was found down: down until a later heartbeat.
     down_at_heartbeat: Option<i64>,
+}
+
+impl NodeMemory {
+    /// Forgets the grantees whose grant is too old for their reports to count.
+    fn forget_grantees(&mut self, now: i64) {
+        while self
+            .grantees
+            .front()
+            .is_some_and(|(at, _)| now.saturating_sub(*at) > REPORTER_GRANT_WINDOW_MS)
+        {
+            self.grantees.pop_front();
+        }
+    }
 }
 
 /// How routing sees one live node right now.
@@ -76,10 +96,17 @@ impl RouteMemory {
         self.nodes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records that `viewer` failed to play from `node` at `now`.
+    /// Records that `viewer` failed to play from `node` at `now`, if this coordinator recently
+    /// granted it a session there.
     fn report_failure(&self, node: &str, viewer: &str, now: i64) {
         let mut nodes = self.lock();
-        let memory = nodes.entry(node.to_owned()).or_default();
+        let Some(memory) = nodes.get_mut(node) else {
+            return;
+        };
+        memory.forget_grantees(now);
+        if !memory.grantees.iter().any(|(_, who)| who == viewer) {
+            return;
+        }
         memory.reports.retain(|(who, _)| who != viewer);
         memory.reports.push((viewer.to_owned(), now));
         if memory.reports.len() > MAX_REPORTS_PER_NODE {
@@ -87,13 +114,16 @@ impl RouteMemory {
         }
     }
 
-    /// Records a grant to `node` issued at `now`.
-    fn granted(&self, node: &str, now: i64) {
-        self.lock()
-            .entry(node.to_owned())
-            .or_default()
-            .grants
-            .push_back(now);
+    /// Records a grant to `viewer` on `node` issued at `now`.
+    fn granted(&self, node: &str, viewer: &str, now: i64) {
+        let mut nodes = self.lock();
+        let memory = nodes.entry(node.to_owned()).or_default();
+        memory.grants.push_back(now);
+        memory.forget_grantees(now);
+        memory.grantees.push_back((now, viewer.to_owned()));
+        if memory.grantees.len() > MAX_GRANTEES_PER_NODE {
+            memory.grantees.pop_front();
+        }
     }
 
     /// How `node` stands at `now`; forgets what no longer counts.
@@ -326,7 +356,7 @@ pub(crate) async fn play(
             }),
         })
         .await?;
-    state.routes.granted(&node.id, now);
+    state.routes.granted(&node.id, &viewer, now);
     Metrics::inc(&state.metrics.grants_issued_total);
     // The URLs carry the grant (`?grant=<token>`) so any player can present it to the node.
     let with_grant = |url: String| crate::grant_token::with_grant(&url, &signed);
@@ -393,6 +423,17 @@ mod tests {
     fn several_reports_take_a_silent_node_down_until_its_next_heartbeat() {
         let memory = RouteMemory::default();
         let silent = node("a", 1_000);
+        for viewer in ["v1", "v2", "v3", "v4"] {
+            memory.granted("a", viewer, 2_000);
+        }
+        // Viewers never sent there cannot report it.
+        for viewer in ["x1", "x2", "x3"] {
+            memory.report_failure("a", viewer, 10_000);
+        }
+        assert!(
+            !memory.view(&silent, 10_000).down,
+            "reporters without grants"
+        );
         for viewer in ["v1", "v2", "v2"] {
             memory.report_failure("a", viewer, 10_000);
         }
@@ -408,6 +449,9 @@ mod tests {
     fn a_node_heard_from_recently_or_after_the_reports_stays_up() {
         let memory = RouteMemory::default();
         for viewer in ["v1", "v2", "v3"] {
+            memory.granted("a", viewer, 2_000);
+        }
+        for viewer in ["v1", "v2", "v3"] {
             memory.report_failure("a", viewer, 10_000);
         }
         assert!(
@@ -418,6 +462,9 @@ mod tests {
         assert!(!memory.view(&node("a", 10_500), 20_000).down);
         // Reports older than the window no longer count.
         let memory = RouteMemory::default();
+        for viewer in ["v1", "v2", "v3"] {
+            memory.granted("a", viewer, 2_000);
+        }
         for viewer in ["v1", "v2", "v3"] {
             memory.report_failure("a", viewer, 10_000);
         }
@@ -432,7 +479,7 @@ mod tests {
     fn grants_count_as_load_until_the_next_heartbeat() {
         let memory = RouteMemory::default();
         for at in [5_000, 6_000, 7_000] {
-            memory.granted("a", at);
+            memory.granted("a", "v", at);
         }
         assert_eq!(memory.view(&node("a", 4_000), 8_000).recent_grants, 3);
         assert_eq!(memory.view(&node("a", 6_500), 8_000).recent_grants, 1);
