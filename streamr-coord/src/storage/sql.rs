@@ -157,6 +157,157 @@ fn node_rounds(heartbeats: &[HeartbeatWrite]) -> Vec<Vec<usize>> {
     rounds
 }
 
+/// Activity columns every upsert adds to the stored row.
+const ACTIVITY_UPSERT: &str = " ON CONFLICT (node_id, epoch) DO UPDATE SET \
+     heartbeats = node_epoch_activity.heartbeats + excluded.heartbeats, \
+     claimed_bytes = node_epoch_activity.claimed_bytes + excluded.claimed_bytes, \
+     submitted = node_epoch_activity.submitted + excluded.submitted, \
+     accepted = node_epoch_activity.accepted + excluded.accepted, \
+     forged = node_epoch_activity.forged + excluded.forged, \
+     replayed = node_epoch_activity.replayed + excluded.replayed, \
+     beyond_grant = node_epoch_activity.beyond_grant + excluded.beyond_grant, \
+     wrong_content = node_epoch_activity.wrong_content + excluded.wrong_content";
+
+/// What claiming a round of heartbeats sets on each node whose nonce it raises.
+const CLAIM_SET: &str = "UPDATE nodes SET last_nonce = batch.nonce, last_heartbeat_ms = batch.ts, \
+     status = 'online', streams_json = batch.streams, viewers = batch.viewers, \
+     bytes_served = batch.bytes FROM batch \
+     WHERE nodes.id = batch.id AND nodes.active AND nodes.last_nonce < batch.nonce \
+     RETURNING nodes.id";
+
+impl SqliteStorage {
+    /// Raises `last_nonce` of the (distinct) nodes of `rows` whose nonce is above it, with one
+    /// statement over a `VALUES` list; returns the nodes it raised.
+    async fn claim_nonces(
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        rows: &[&HeartbeatWrite],
+    ) -> StorageResult<std::collections::HashSet<String>> {
+        if rows.is_empty() {
+            return Ok(std::collections::HashSet::new());
+        }
+        let mut claim = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "WITH batch (id, nonce, ts, streams, viewers, bytes) AS (",
+        );
+        claim.push_values(rows.iter(), |mut row, hb| {
+            row.push_bind(hb.node_id.clone())
+                .push_bind(hb.nonce)
+                .push_bind(hb.timestamp_ms)
+                .push_bind(hb.streams_json.clone())
+                .push_bind(hb.viewers)
+                .push_bind(hb.bytes_served);
+        });
+        claim.push(") ");
+        claim.push(CLAIM_SET);
+        let claimed: Vec<(String,)> = claim
+            .build_query_as()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(StorageError::query("record_heartbeats"))?;
+        Ok(claimed.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Adds summed activity rows (one per node and epoch) with one multi-row upsert.
+    async fn upsert_activity(
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        summed: Vec<ActivityDelta>,
+    ) -> StorageResult<()> {
+        let mut upsert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, claimed_bytes, \
+             submitted, accepted, forged, replayed, beyond_grant, wrong_content) ",
+        );
+        upsert.push_values(summed, |mut row, d| {
+            row.push_bind(d.node_id)
+                .push_bind(d.epoch)
+                .push_bind(d.heartbeats)
+                .push_bind(d.claimed_bytes)
+                .push_bind(d.submitted)
+                .push_bind(d.accepted)
+                .push_bind(d.forged)
+                .push_bind(d.replayed)
+                .push_bind(d.beyond_grant)
+                .push_bind(d.wrong_content);
+        });
+        upsert.push(ACTIVITY_UPSERT);
+        upsert
+            .build()
+            .execute(&mut **tx)
+            .await
+            .map_err(StorageError::query("add_activity"))?;
+        Ok(())
+    }
+}
+
+impl PostgresStorage {
+    /// Raises `last_nonce` of the (distinct) nodes of `rows` whose nonce is above it; returns
+    /// the nodes it raised. The rows travel as arrays, so the statement text is the same for
+    /// every batch size and stays prepared on the connection.
+    async fn claim_nonces(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        rows: &[&HeartbeatWrite],
+    ) -> StorageResult<std::collections::HashSet<String>> {
+        if rows.is_empty() {
+            return Ok(std::collections::HashSet::new());
+        }
+        let ids: Vec<&str> = rows.iter().map(|hb| hb.node_id.as_str()).collect();
+        let nonces: Vec<i64> = rows.iter().map(|hb| hb.nonce).collect();
+        let timestamps: Vec<i64> = rows.iter().map(|hb| hb.timestamp_ms).collect();
+        let streams: Vec<&str> = rows.iter().map(|hb| hb.streams_json.as_str()).collect();
+        let viewers: Vec<i64> = rows.iter().map(|hb| hb.viewers).collect();
+        let bytes: Vec<i64> = rows.iter().map(|hb| hb.bytes_served).collect();
+        let statement = format!(
+            "WITH batch (id, nonce, ts, streams, viewers, bytes) AS (SELECT * FROM \
+             UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::int8[])) \
+             {CLAIM_SET}"
+        );
+        let claimed: Vec<(String,)> = sqlx::query_as(&statement)
+            .bind(ids)
+            .bind(nonces)
+            .bind(timestamps)
+            .bind(streams)
+            .bind(viewers)
+            .bind(bytes)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(StorageError::query("record_heartbeats"))?;
+        Ok(claimed.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Adds summed activity rows (one per node and epoch) with one upsert over arrays (one
+    /// prepared statement for every batch size).
+    async fn upsert_activity(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        summed: Vec<ActivityDelta>,
+    ) -> StorageResult<()> {
+        let column = |f: fn(&ActivityDelta) -> i64| summed.iter().map(f).collect::<Vec<i64>>();
+        let statement = format!(
+            "INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, claimed_bytes, \
+             submitted, accepted, forged, replayed, beyond_grant, wrong_content) \
+             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], \
+             $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[]){ACTIVITY_UPSERT}"
+        );
+        sqlx::query(&statement)
+            .bind(
+                summed
+                    .iter()
+                    .map(|d| d.node_id.as_str())
+                    .collect::<Vec<&str>>(),
+            )
+            .bind(column(|d| d.epoch))
+            .bind(column(|d| d.heartbeats))
+            .bind(column(|d| d.claimed_bytes))
+            .bind(column(|d| d.submitted))
+            .bind(column(|d| d.accepted))
+            .bind(column(|d| d.forged))
+            .bind(column(|d| d.replayed))
+            .bind(column(|d| d.beyond_grant))
+            .bind(column(|d| d.wrong_content))
+            .execute(&mut **tx)
+            .await
+            .map_err(StorageError::query("add_activity"))?;
+        Ok(())
+    }
+}
+
 macro_rules! sql_storage {
     ($storage:ident, $db:ty, $sql:path, $settlement_lock:path, $commits_in_flight:expr) => {
         impl $storage {
@@ -186,39 +337,7 @@ macro_rules! sql_storage {
                 if summed.is_empty() {
                     return Ok(());
                 }
-                let mut upsert = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, claimed_bytes, \
-                     submitted, accepted, forged, replayed, beyond_grant, wrong_content) ",
-                );
-                upsert.push_values(summed.into_values(), |mut row, d| {
-                    row.push_bind(d.node_id)
-                        .push_bind(d.epoch)
-                        .push_bind(d.heartbeats)
-                        .push_bind(d.claimed_bytes)
-                        .push_bind(d.submitted)
-                        .push_bind(d.accepted)
-                        .push_bind(d.forged)
-                        .push_bind(d.replayed)
-                        .push_bind(d.beyond_grant)
-                        .push_bind(d.wrong_content);
-                });
-                upsert.push(
-                    " ON CONFLICT (node_id, epoch) DO UPDATE SET \
-                     heartbeats = node_epoch_activity.heartbeats + excluded.heartbeats, \
-                     claimed_bytes = node_epoch_activity.claimed_bytes + excluded.claimed_bytes, \
-                     submitted = node_epoch_activity.submitted + excluded.submitted, \
-                     accepted = node_epoch_activity.accepted + excluded.accepted, \
-                     forged = node_epoch_activity.forged + excluded.forged, \
-                     replayed = node_epoch_activity.replayed + excluded.replayed, \
-                     beyond_grant = node_epoch_activity.beyond_grant + excluded.beyond_grant, \
-                     wrong_content = node_epoch_activity.wrong_content + excluded.wrong_content",
-                );
-                upsert
-                    .build()
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(StorageError::query("add_activity"))?;
-                Ok(())
+                Self::upsert_activity(tx, summed.into_values().collect()).await
             }
 
             async fn insert_receipts_in(
@@ -459,33 +578,9 @@ macro_rules! sql_storage {
                 // Each round holds at most one heartbeat per node, so one set-based UPDATE can
                 // claim all of their nonces; a node's later heartbeats go to later rounds.
                 for round in node_rounds(heartbeats) {
-                    let mut claim = sqlx::QueryBuilder::<$db>::new(
-                        "WITH batch (id, nonce, ts, streams, viewers, bytes) AS (",
-                    );
-                    claim.push_values(round.iter(), |mut row, &index| {
-                        if let Some(hb) = heartbeats.get(index) {
-                            row.push_bind(hb.node_id.clone())
-                                .push_bind(hb.nonce)
-                                .push_bind(hb.timestamp_ms)
-                                .push_bind(hb.streams_json.clone())
-                                .push_bind(hb.viewers)
-                                .push_bind(hb.bytes_served);
-                        }
-                    });
-                    claim.push(
-                        ") UPDATE nodes SET last_nonce = batch.nonce, last_heartbeat_ms = batch.ts, \
-                         status = 'online', streams_json = batch.streams, viewers = batch.viewers, \
-                         bytes_served = batch.bytes FROM batch \
-                         WHERE nodes.id = batch.id AND nodes.active AND nodes.last_nonce < batch.nonce \
-                         RETURNING nodes.id",
-                    );
-                    let claimed: Vec<(String,)> = claim
-                        .build_query_as()
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(StorageError::query(op))?;
-                    let claimed: std::collections::HashSet<String> =
-                        claimed.into_iter().map(|(id,)| id).collect();
+                    let rows: Vec<&HeartbeatWrite> =
+                        round.iter().filter_map(|&index| heartbeats.get(index)).collect();
+                    let claimed = Self::claim_nonces(&mut tx, &rows).await?;
 
                     let mut activity: Vec<&ActivityDelta> = Vec::with_capacity(round.len());
                     for &index in &round {
