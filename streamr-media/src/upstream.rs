@@ -8,10 +8,12 @@
 //!
 //! A pull continues the upstream's timeline ([`Timeline::Upstream`]): timestamps are kept, so the
 //! HLS segments cut here are byte-identical to the origin's and viewers can verify them against
-//! the origin's hashes. When an upstream fails the pull moves on to the next one within the same
-//! publish: the new upstream's replay of frames already relayed (its GOP cache) is dropped and
-//! local viewers continue without a gap where the replay covers it, or else from the next
-//! keyframe. Only when every upstream failed in a row do local viewers see the publisher leave.
+//! the origin's hashes. When an upstream fails (an error, a closed connection, or silence in the
+//! middle of its stream for [`UpstreamConfig::stall_timeout`]) the pull moves on to the next one
+//! within the same publish: the new upstream's replay of frames already relayed (its GOP cache)
+//! is dropped and local viewers continue without a gap where the replay covers it, or else from
+//! the next keyframe. Only when every upstream failed in a row do local viewers see the
+//! publisher leave.
 //! A pull stops once it has had neither a hub viewer (RTMP, HTTP-FLV) nor a request through
 //! `ensure` (HLS players poll their playlist) for the idle timeout.
 
@@ -35,8 +37,11 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
     /// Wait after every upstream in the list failed once, before trying again.
     pub retry_backoff: Duration,
-    /// How often the pull checks for local viewers.
+    /// How often the pull checks for local viewers (and for a stalled upstream).
     pub idle_check_interval: Duration,
+    /// An upstream that sent nothing for this long in the middle of its stream is taken for dead
+    /// (a host that vanished closes no connection), and the pull moves on to the next.
+    pub stall_timeout: Duration,
 }
 
 impl Default for UpstreamConfig {
@@ -46,6 +51,7 @@ impl Default for UpstreamConfig {
             idle_timeout: Duration::from_secs(30),
             retry_backoff: Duration::from_secs(1),
             idle_check_interval: Duration::from_secs(1),
+            stall_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -171,6 +177,13 @@ impl UpstreamPuller {
                     Ok(PullEnd::UpstreamClosed) => {
                         tracing::info!(stream = %key, %url, "upstream closed; trying the next");
                     }
+                    Ok(PullEnd::Stalled) => {
+                        tracing::warn!(stream = %key, %url, "upstream stalled; trying the next");
+                        lock(&state.status).last_error = Some(format!(
+                            "{url} sent nothing for {:?}",
+                            self.config.stall_timeout
+                        ));
+                    }
                     Err(error) => {
                         tracing::warn!(stream = %key, %url, %error, "upstream failed; trying the next");
                         lock(&state.status).last_error = Some(error.to_string());
@@ -208,12 +221,17 @@ impl UpstreamPuller {
             publisher.rejoin_upstream();
         }
         let mut check = tokio::time::interval(self.config.idle_check_interval);
+        // When the last frame arrived, while the upstream's stream is live.
+        let mut last_frame: Option<Instant> = None;
         loop {
             let event = tokio::select! {
                 event = client.next_event() => event?,
                 _ = check.tick() => {
                     if self.is_idle(key, state, idle_since) {
                         return Ok(PullEnd::Idle);
+                    }
+                    if last_frame.is_some_and(|at| at.elapsed() >= self.config.stall_timeout) {
+                        return Ok(PullEnd::Stalled);
                     }
                     continue;
                 }
@@ -239,12 +257,15 @@ impl UpstreamPuller {
                 // next publish.
                 ClientEvent::StreamEnded => {
                     *publisher = None;
+                    // Silence is expected until the upstream's publisher is back.
+                    last_frame = None;
                     None
                 }
                 _ => None,
             };
             if let Some((kind, timestamp, payload)) = frame {
                 *received = true;
+                last_frame = Some(Instant::now());
                 if publisher.is_none() {
                     match self.hub.publish_with(key.clone(), Timeline::Upstream) {
                         Ok(new) => *publisher = Some(new),
@@ -281,6 +302,8 @@ enum PullEnd {
     Idle,
     /// The upstream closed the connection.
     UpstreamClosed,
+    /// The upstream went silent in the middle of its stream.
+    Stalled,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

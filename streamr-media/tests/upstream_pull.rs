@@ -16,6 +16,7 @@ use streamr_media::rtmp::session::{ClientEvent, MediaKind};
 use streamr_media::rtmp::url::RtmpUrl;
 use streamr_media::server::{Refusal, RelayHooks, RelayServer, RelayServerConfig, StreamRequest};
 use streamr_media::upstream::{UpstreamConfig, UpstreamPuller};
+use tokio_util::sync::CancellationToken;
 
 /// Edge hooks: a player asking for a stream starts (or joins) its pull.
 struct PullOnPlay(UpstreamPuller);
@@ -121,6 +122,7 @@ async fn edge_pulls_once_for_many_viewers_fails_over_and_stops_when_idle() {
             idle_timeout: Duration::from_secs(2),
             retry_backoff: Duration::from_millis(200),
             idle_check_interval: Duration::from_millis(200),
+            ..UpstreamConfig::default()
         },
     );
     let edge = RelayServer::start_on_hub(
@@ -326,8 +328,53 @@ async fn relay_of(upstream: SocketAddr) -> (RelayServer, UpstreamPuller) {
     (server, puller)
 }
 
+/// Forwards TCP connections to `target` until frozen; frozen, it forwards nothing more but keeps
+/// every connection open, like a host that vanished from the network.
+async fn freezable_proxy(target: SocketAddr, frozen: CancellationToken) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind(loopback())
+        .await
+        .expect("proxy binds");
+    let address = listener.local_addr().expect("proxy address");
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let frozen = frozen.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = frozen.cancelled() => {
+                        // Hold both connections open, silent.
+                        std::future::pending::<()>().await;
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+/// How the relay the edge pulls from dies.
+#[derive(Debug, Clone, Copy)]
+enum Death {
+    /// It shuts down, closing its connections.
+    Closes,
+    /// It vanishes: its connections stay open but carry nothing more.
+    GoesSilent,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failover_mid_stream_keeps_the_origin_timeline_and_its_segments() {
+async fn failover_when_a_relay_closes_keeps_the_origin_timeline_and_its_segments() {
+    failover_mid_stream(Death::Closes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_when_a_relay_goes_silent_keeps_the_origin_timeline_and_its_segments() {
+    failover_mid_stream(Death::GoesSilent).await;
+}
+
+async fn failover_mid_stream(death: Death) {
     let key = StreamKey::new("live", "failover");
     let origin = RelayServer::start(RelayServerConfig::default().with_bind(loopback()))
         .await
@@ -344,17 +391,24 @@ async fn failover_mid_stream_keeps_the_origin_timeline_and_its_segments() {
     second_puller.ensure(&key);
     let second_recording = record(second.hub().subscribe(key.clone()).expect("viewer"));
 
+    let frozen = CancellationToken::new();
+    let first_address = match death {
+        Death::Closes => first.local_addr(),
+        Death::GoesSilent => freezable_proxy(first.local_addr(), frozen.clone()).await,
+    };
+
     let edge_hub = RelayHub::default();
     let edge = UpstreamPuller::new(
         edge_hub.clone(),
         UpstreamConfig {
             upstreams: vec![
-                format!("rtmp://{}", first.local_addr()),
+                format!("rtmp://{first_address}"),
                 format!("rtmp://{}", second.local_addr()),
             ],
             idle_timeout: Duration::from_secs(120),
             retry_backoff: Duration::from_millis(100),
             idle_check_interval: Duration::from_millis(100),
+            stall_timeout: Duration::from_secs(1),
         },
     );
     let edge_recording = record(edge_hub.subscribe(key.clone()).expect("edge viewer"));
@@ -425,7 +479,10 @@ async fn failover_mid_stream_keeps_the_origin_timeline_and_its_segments() {
     )
     .await;
 
-    first.shutdown().await;
+    match death {
+        Death::Closes => first.shutdown().await,
+        Death::GoesSilent => frozen.cancel(),
+    }
     wait_until("the edge pulls from the second relay", || {
         second.hub().stream_stats(&key).map(|s| s.viewers.len()) == Some(2)
     })
