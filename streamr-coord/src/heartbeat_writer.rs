@@ -343,6 +343,7 @@ mod tests {
                 streams: Vec::new(),
                 viewers: 0,
                 bytes_served: 0,
+                unattested_bytes: 0,
             },
             &key,
         );

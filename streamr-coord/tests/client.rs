@@ -78,6 +78,7 @@ fn heartbeat(key: &KeyPair, nonce: u64, streams: &[&str]) -> streamr_core::Signe
             streams: streams.iter().map(|s| StreamId::new(*s).unwrap()).collect(),
             viewers: 1,
             bytes_served: 1000,
+            unattested_bytes: 0,
         },
         key,
     )
@@ -208,6 +209,7 @@ async fn refusals_carry_status_and_json_error() {
             streams: Vec::new(),
             viewers: 0,
             bytes_served: 0,
+            unattested_bytes: 0,
         },
         &KeyPair::from_seed([6; 32]),
     );

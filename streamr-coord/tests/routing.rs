@@ -95,6 +95,7 @@ async fn send_heartbeat_relaying(
                 .collect(),
             viewers: 1,
             bytes_served: 0,
+            unattested_bytes: 0,
         },
         node,
     );

@@ -3,7 +3,7 @@
 //! JSON is for transport only; signatures are computed over this encoding, which is fixed and
 //! independent of field order or whitespace:
 //!
-//! - a domain tag: ASCII `streamr/<kind>/v1` followed by one `0x00` byte, so a signature over
+//! - a domain tag: ASCII `streamr/<kind>/v<layout version>` followed by one `0x00` byte, so a signature over
 //!   one kind of message can never be replayed as another kind;
 //! - then every field in declaration order: integers as big-endian fixed width (`u64`: 8 bytes),
 //!   keys, digests and ids as their raw bytes (fixed width), strings as a big-endian `u32` byte
@@ -13,8 +13,8 @@
 pub const GRANT_TAG: &[u8] = b"streamr/grant/v1\0";
 /// Domain tag of a [`crate::ViewerReceipt`].
 pub const RECEIPT_TAG: &[u8] = b"streamr/receipt/v1\0";
-/// Domain tag of a [`crate::NodeHeartbeat`].
-pub const HEARTBEAT_TAG: &[u8] = b"streamr/heartbeat/v1\0";
+/// Domain tag of a [`crate::NodeHeartbeat`]; v2 added `unattested_bytes` to the signed layout.
+pub const HEARTBEAT_TAG: &[u8] = b"streamr/heartbeat/v2\0";
 /// Domain tag of an [`crate::EpochStatement`] hash.
 pub const STATEMENT_TAG: &[u8] = b"streamr/statement/v1\0";
 

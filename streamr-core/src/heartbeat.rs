@@ -24,14 +24,18 @@ pub struct NodeHeartbeat {
     pub streams: Vec<StreamId>,
     /// Viewers currently connected.
     pub viewers: u64,
-    /// Bytes the node says it served since its previous heartbeat (a claim, checked against
-    /// receipts by the fraud rules).
+    /// Bytes the node says it served since its previous heartbeat to sessions whose viewers
+    /// sign receipts: the attested claim, checked against those receipts by the fraud rules.
     pub bytes_served: u64,
+    /// Bytes the node says it served since its previous heartbeat to sessions that sent no
+    /// receipt (players that cannot sign, such as ffplay or VLC). Never checked against
+    /// receipts; rewards cap them by probe-measured capacity and pay them at a discount.
+    pub unattested_bytes: u64,
 }
 
 impl CanonicalMessage for NodeHeartbeat {
     /// `HEARTBEAT_TAG ‖ node_id(32) ‖ timestamp_ms(8) ‖ nonce(8) ‖ count(8) ‖ (len ‖ stream)* ‖
-    /// viewers(8) ‖ bytes_served(8)`.
+    /// viewers(8) ‖ bytes_served(8) ‖ unattested_bytes(8)`.
     fn canonical_bytes(&self) -> Vec<u8> {
         let mut writer = CanonicalWriter::new(HEARTBEAT_TAG)
             .fixed(self.node_id.as_bytes())
@@ -41,7 +45,11 @@ impl CanonicalMessage for NodeHeartbeat {
         for stream in &self.streams {
             writer = writer.str(stream.as_str());
         }
-        writer.u64(self.viewers).u64(self.bytes_served).finish()
+        writer
+            .u64(self.viewers)
+            .u64(self.bytes_served)
+            .u64(self.unattested_bytes)
+            .finish()
     }
 }
 
@@ -92,5 +100,50 @@ impl HeartbeatNonces {
         }
         self.last.insert(body.node_id, body.nonce);
         Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::KeyPair;
+
+    fn heartbeat() -> NodeHeartbeat {
+        NodeHeartbeat {
+            node_id: KeyPair::from_seed([5; 32]).node_id(),
+            timestamp_ms: 1_000,
+            nonce: 2,
+            streams: vec![StreamId::new("live").unwrap()],
+            viewers: 3,
+            bytes_served: 4_000,
+            unattested_bytes: 5_000,
+        }
+    }
+
+    #[test]
+    fn canonical_bytes_end_with_the_attested_then_unattested_claim() {
+        let bytes = heartbeat().canonical_bytes();
+        assert!(bytes.starts_with(b"streamr/heartbeat/v2\0"));
+        let tail = &bytes[bytes.len() - 24..];
+        assert_eq!(&tail[..8], &3u64.to_be_bytes());
+        assert_eq!(&tail[8..16], &4_000u64.to_be_bytes());
+        assert_eq!(&tail[16..], &5_000u64.to_be_bytes());
+    }
+
+    #[test]
+    fn the_signature_covers_unattested_bytes() {
+        let node = KeyPair::from_seed([5; 32]);
+        let mut signed = Signed::sign(heartbeat(), &node);
+        assert!(signed.verify(1_000, 0).is_ok());
+        signed.body.unattested_bytes += 1;
+        assert_eq!(
+            signed.verify(1_000, 0).unwrap_err(),
+            SignatureError::BadSignature
+        );
+        // Moving bytes between the two claims changes the signed bytes as well.
+        let mut moved = heartbeat();
+        moved.bytes_served = 5_000;
+        moved.unattested_bytes = 4_000;
+        assert_ne!(moved.canonical_bytes(), heartbeat().canonical_bytes());
     }
 }

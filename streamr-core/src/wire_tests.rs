@@ -127,6 +127,7 @@ fn heartbeat_checks_skew_and_nonce() {
                 streams: vec![StreamId::new("live").unwrap()],
                 viewers: 3,
                 bytes_served: 1000,
+                unattested_bytes: 250,
             },
             &node,
         )
@@ -147,6 +148,12 @@ fn heartbeat_checks_skew_and_nonce() {
     ));
     let mut tampered = beat(3, 10_000);
     tampered.body.bytes_served = 1 << 40;
+    assert_eq!(
+        nonces.accept(&tampered, 10_500, 5_000).unwrap_err(),
+        SignatureError::BadSignature
+    );
+    let mut tampered = beat(3, 10_000);
+    tampered.body.unattested_bytes = 1 << 40;
     assert_eq!(
         nonces.accept(&tampered, 10_500, 5_000).unwrap_err(),
         SignatureError::BadSignature

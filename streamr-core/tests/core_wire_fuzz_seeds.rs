@@ -88,6 +88,7 @@ fn heartbeat(streams: &[&str]) -> SignedHeartbeat {
             streams: streams.iter().map(|s| StreamId::new(*s).unwrap()).collect(),
             viewers: 12,
             bytes_served: 9_000_000,
+            unattested_bytes: 2_500_000,
         },
         &node,
     )
@@ -165,6 +166,7 @@ fn signatures_do_not_transfer_between_kinds_or_bodies() {
         tag(heartbeat(&["live"]).body.canonical_bytes()),
     ];
     assert_eq!(tags[0], b"streamr/receipt/v1\0");
+    assert_eq!(tags[2], b"streamr/heartbeat/v2\0");
     assert_ne!(tags[0], tags[1]);
     assert_ne!(tags[0], tags[2]);
     assert_ne!(tags[1], tags[2]);

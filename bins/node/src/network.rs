@@ -54,6 +54,7 @@ pub(crate) async fn heartbeats(
                 streams,
                 viewers: u64::try_from(viewers).unwrap_or(u64::MAX),
                 bytes_served: served.saturating_sub(served_before),
+                unattested_bytes: 0,
             },
             &key,
         );

@@ -107,6 +107,7 @@ async fn heartbeat(
             streams: vec![StreamId::new("show").expect("valid id")],
             viewers: 1,
             bytes_served,
+            unattested_bytes: 0,
         },
         key,
     );

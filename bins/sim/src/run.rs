@@ -470,6 +470,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                     streams: streams.clone(),
                     viewers: w.sessions,
                     bytes_served: claimed,
+                    unattested_bytes: unattested,
                 },
                 &node.key,
             );
@@ -477,7 +478,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
             claims.push(NodeClaims {
                 node_id: accepted.node_id,
                 claimed_bytes: accepted.bytes_served,
-                unattested_bytes: unattested,
+                unattested_bytes: accepted.unattested_bytes,
                 sessions: w.sessions,
                 receipts: tally,
             });

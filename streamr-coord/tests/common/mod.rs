@@ -216,6 +216,7 @@ pub fn heartbeat(node: &KeyPair, nonce: u64, streams: &[&str]) -> Signed<NodeHea
                 .collect(),
             viewers: 1,
             bytes_served: 0,
+            unattested_bytes: 0,
         },
         node,
     )

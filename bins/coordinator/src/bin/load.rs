@@ -292,6 +292,7 @@ async fn main() -> anyhow::Result<()> {
                     streams: vec![stream.clone()],
                     viewers: 3,
                     bytes_served: 1_500_000,
+                    unattested_bytes: 0,
                 },
                 key,
             );

@@ -210,6 +210,7 @@ impl Feeder {
                 streams: vec![StreamId::new("crash").expect("id")],
                 viewers: self.sessions.len() as u64,
                 bytes_served: 0,
+                unattested_bytes: 0,
             },
             &self.node,
         );
