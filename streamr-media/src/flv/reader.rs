@@ -76,6 +76,75 @@ impl FlvTag {
     }
 }
 
+/// The reader's unread bytes: an owned buffer that pushed slices are appended to, or a shared
+/// buffer handed over whole by [`FlvReader::push_bytes`], whose tag bodies are split off without
+/// copying.
+#[derive(Debug)]
+enum Buffer {
+    Owned(BytesMut),
+    Shared(Bytes),
+}
+
+impl Buffer {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Buffer::Owned(buf) => buf,
+            Buffer::Shared(buf) => buf,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn get(&self, range: std::ops::RangeTo<usize>) -> Option<&[u8]> {
+        self.as_slice().get(range)
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Buffer::Owned(buf) => buf.advance(n),
+            Buffer::Shared(buf) => buf.advance(n),
+        }
+    }
+
+    /// The first `n` bytes (at most `len()`), removed from the buffer.
+    fn split_to(&mut self, n: usize) -> Bytes {
+        match self {
+            Buffer::Owned(buf) => buf.split_to(n).freeze(),
+            Buffer::Shared(buf) => buf.split_to(n),
+        }
+    }
+
+    /// Makes room for `additional` more bytes in an owned buffer (a shared one grows only by
+    /// becoming owned when bytes are appended).
+    fn reserve(&mut self, additional: usize) {
+        if let Buffer::Owned(buf) = self {
+            buf.reserve(additional);
+        }
+    }
+
+    fn extend_from_slice(&mut self, data: &[u8]) {
+        match self {
+            Buffer::Owned(buf) => buf.extend_from_slice(data),
+            Buffer::Shared(shared) => {
+                let mut owned = BytesMut::with_capacity(shared.len() + data.len());
+                owned.extend_from_slice(shared);
+                owned.extend_from_slice(data);
+                *self = Buffer::Owned(owned);
+            }
+        }
+    }
+
+    fn push_bytes(&mut self, data: Bytes) {
+        if self.len() == 0 {
+            *self = Buffer::Shared(data);
+        } else {
+            self.extend_from_slice(&data);
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
     Header,
@@ -103,7 +172,7 @@ enum Expect {
 /// ```
 #[derive(Debug)]
 pub struct FlvReader {
-    buf: BytesMut,
+    buf: Buffer,
     /// Stream offset of `buf[0]`.
     offset: u64,
     expect: Expect,
@@ -121,7 +190,7 @@ impl FlvReader {
     /// A reader that expects an FLV header first and checks every PreviousTagSize field.
     pub fn new() -> Self {
         FlvReader {
-            buf: BytesMut::new(),
+            buf: Buffer::Owned(BytesMut::new()),
             offset: 0,
             expect: Expect::Header,
             header: None,
@@ -144,9 +213,33 @@ impl FlvReader {
         self
     }
 
-    /// Appends received bytes.
+    /// Appends received bytes (copied into the reader's buffer).
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
+    }
+
+    /// Appends received bytes without copying them when nothing is buffered (a whole file read or
+    /// mapped into memory): the tags' bodies are then slices of `data`. With bytes still
+    /// buffered, `data` is copied as by [`push`](Self::push).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use streamr_media::flv::{FlvReader, FlvWriter, FlvHeader, FlvTag, FlvTagType};
+    ///
+    /// let mut file = FlvWriter::new().header(FlvHeader { has_audio: true, has_video: false });
+    /// let tag = FlvTag { tag_type: FlvTagType::Audio, timestamp: 0, stream_id: 0, data: vec![0xAF, 1, 2].into() };
+    /// FlvWriter::new().write_tag(&tag, &mut file).unwrap();
+    /// let file = Bytes::from(file);
+    ///
+    /// let mut reader = FlvReader::new();
+    /// reader.push_bytes(file.clone());
+    /// let read = reader.next_tag().unwrap().unwrap();
+    /// assert_eq!(read, tag);
+    /// // The body points into `file`: no copy was made.
+    /// assert!(file.as_ptr_range().contains(&read.data.as_ptr()));
+    /// ```
+    pub fn push_bytes(&mut self, data: Bytes) {
+        self.buf.push_bytes(data);
     }
 
     /// The file header, once it has been read.
@@ -232,7 +325,7 @@ impl FlvReader {
         let timestamp = u32::from_be_bytes([t3, t0, t1, t2]);
         let stream_id = u32::from_be_bytes([0, i0, i1, i2]);
         self.consume(TAG_HEADER_LEN);
-        let data = self.buf.split_to(body_len).freeze();
+        let data = self.buf.split_to(body_len);
         self.offset += body_len as u64;
         self.expect = Expect::PreviousTagSize(total as u32);
         Ok(Some(FlvTag {
@@ -258,7 +351,7 @@ impl FlvReader {
             Expect::PreviousTagSize(_) if have == 0 && self.header.is_some() => return Ok(()),
             Expect::PreviousTagSize(_) => PREVIOUS_TAG_SIZE_LEN as u64,
             Expect::Tag if have == 0 => return Ok(()),
-            Expect::Tag => match self.buf.get(1..4) {
+            Expect::Tag => match self.buf.as_slice().get(1..4) {
                 Some(s) => {
                     (TAG_HEADER_LEN as u64) + u64::from(u32::from_be_bytes([0, s[0], s[1], s[2]]))
                 }
@@ -282,5 +375,55 @@ impl FlvReader {
         reader.finish()?;
         let header = reader.header.unwrap_or_default();
         Ok((header, tags))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FLV: &[u8] = include_bytes!("../../tests/data/media/av_bframes.flv");
+
+    fn drain(reader: &mut FlvReader) -> Vec<FlvTag> {
+        let mut tags = Vec::new();
+        while let Some(tag) = reader.next_tag().unwrap() {
+            tags.push(tag);
+        }
+        tags
+    }
+
+    #[test]
+    fn shared_bytes_give_the_same_tags_without_copying_bodies() {
+        let (_, expected) = FlvReader::read_all(FLV).unwrap();
+        let file = Bytes::from_static(FLV);
+        let mut reader = FlvReader::new();
+        reader.push_bytes(file.clone());
+        let tags = drain(&mut reader);
+        reader.finish().unwrap();
+        assert_eq!(tags, expected);
+        let range = file.as_ptr_range();
+        assert!(tags
+            .iter()
+            .filter(|tag| !tag.data.is_empty())
+            .all(|tag| range.contains(&tag.data.as_ptr())));
+    }
+
+    #[test]
+    fn slices_and_shared_bytes_mix_in_any_order() {
+        let (_, expected) = FlvReader::read_all(FLV).unwrap();
+        let mut reader = FlvReader::new();
+        let mut tags = Vec::new();
+        // Shared bytes ending inside a tag, then a slice, then shared bytes again once the
+        // buffer was emptied, then shared bytes appended to a partial tag.
+        reader.push_bytes(Bytes::from_static(&FLV[..5000]));
+        tags.extend(drain(&mut reader));
+        reader.push(&FLV[5000..60_000]);
+        tags.extend(drain(&mut reader));
+        reader.push_bytes(Bytes::from_static(&FLV[60_000..100_000]));
+        tags.extend(drain(&mut reader));
+        reader.push_bytes(Bytes::from_static(&FLV[100_000..]));
+        tags.extend(drain(&mut reader));
+        reader.finish().unwrap();
+        assert_eq!(tags, expected);
     }
 }
