@@ -11,6 +11,7 @@ use streamr_media::hls::{
     HlsDirectory, LivePlaylist, PlaylistConfig, Segmenter, SegmenterConfig, SegmenterEvent,
 };
 
+/// Bytes read at a time from an input that cannot be mapped (a pipe or a device).
 const READ_CHUNK: usize = 1024 * 1024;
 
 /// Arguments of `streamr remux`.
@@ -55,7 +56,6 @@ pub fn run(args: &RemuxArgs) -> Result<u64> {
     });
     let out = HlsDirectory::create(&args.out_dir, &args.playlist_name)?;
     let mut reader = FlvReader::new();
-    let mut buf = vec![0u8; READ_CHUNK];
     let mut segments = 0u64;
     let mut skipped = 0u64;
     let mut handle = |events: Vec<SegmenterEvent>, playlist: &mut LivePlaylist| -> Result<()> {
@@ -72,26 +72,40 @@ pub fn run(args: &RemuxArgs) -> Result<u64> {
         }
         Ok(())
     };
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", args.input.display()))?;
-        if n == 0 {
-            break;
-        }
-        progress.inc(n as u64);
-        reader.push(buf.get(..n).unwrap_or_default());
+    let mut mux_queued = |reader: &mut FlvReader, playlist: &mut LivePlaylist| -> Result<()> {
         while let Some(tag) = reader
             .next_tag()
             .with_context(|| format!("reading {}", args.input.display()))?
         {
             match segmenter.push(&tag) {
-                Ok(events) => handle(events, &mut playlist)?,
+                Ok(events) => {
+                    if !events.is_empty() {
+                        progress.set_position(reader.position());
+                    }
+                    handle(events, playlist)?;
+                }
                 Err(error) => {
                     skipped += 1;
                     tracing::warn!(%error, "skipping tag");
                 }
             }
+        }
+        Ok(())
+    };
+    if let Some(flv) = crate::remux_ts::map_file(&file) {
+        reader.push_bytes(flv);
+        mux_queued(&mut reader, &mut playlist)?;
+    } else {
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .with_context(|| format!("reading {}", args.input.display()))?;
+            if n == 0 {
+                break;
+            }
+            reader.push(buf.get(..n).unwrap_or_default());
+            mux_queued(&mut reader, &mut playlist)?;
         }
     }
     reader
