@@ -38,6 +38,7 @@ pub(crate) fn tally_delta(node_id: &str, epoch: i64, tally: &ReceiptTally) -> Ac
         epoch,
         heartbeats: 0,
         claimed_bytes: 0,
+        unattested_bytes: 0,
         submitted: clamp_i64(tally.submitted),
         accepted: clamp_i64(tally.accepted),
         forged: clamp_i64(tally.forged),

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use streamr_coord::wire::NodeDeregistration;
 use streamr_coord::{CoordConfig, Coordinator, RateLimit};
 use streamr_core::{
-    segment_hash, BalanceLeaf, ContentDigest, CoordinatorKey, KeyPair, MerkleProof, ProbeResult,
-    SessionId, Signed, SignedGrant, ViewerReceipt,
+    segment_hash, BalanceLeaf, ContentDigest, CoordinatorKey, EpochInputs, KeyPair, MerkleProof,
+    NodeHeartbeat, ProbeResult, SessionId, Signed, SignedGrant, StreamId, ViewerReceipt,
 };
 
 macro_rules! on_both_backends {
@@ -41,6 +41,7 @@ on_both_backends!(
     nodes_register_heartbeat_and_reject_replays,
     bad_input_is_rejected_with_json_and_stores_nothing,
     viewers_are_routed_receipts_settle_and_pay_once,
+    unattested_bytes_earn_at_a_discount_within_probe_capacity,
     rate_limit_refuses_bursts_per_ip,
     operations_endpoints_answer,
 );
@@ -532,6 +533,233 @@ async fn viewers_are_routed_receipts_settle_and_pay_once(db: &TestDb) {
     assert_eq!(replica.settle_due().await.expect("replica settles"), 0);
     let (_, stats) = api.get("/stats").await;
     assert_eq!(stats["paid_out"].as_i64(), Some(distributed));
+}
+
+/// A heartbeat from `node` claiming `attested` bytes served to signing viewers and
+/// `unattested` bytes served to viewers that sent no receipt.
+fn claims_heartbeat(
+    node: &KeyPair,
+    nonce: u64,
+    attested: u64,
+    unattested: u64,
+) -> Signed<NodeHeartbeat> {
+    Signed::sign(
+        NodeHeartbeat {
+            node_id: node.node_id(),
+            timestamp_ms: now_ms(),
+            nonce,
+            streams: vec![StreamId::new("show").expect("stream id")],
+            viewers: 1,
+            bytes_served: attested,
+            unattested_bytes: unattested,
+        },
+        node,
+    )
+}
+
+/// Four nodes in one epoch, all passing their probes: A serves a signing viewer (4 000 bytes
+/// receipted), B reports 4 000 unattested bytes (within its probe capacity), C reports 1 MB
+/// unattested with a probe capacity of 8 000 bytes, and D reports its 1 MB of receipt-less
+/// traffic as attested bytes. B and C earn for unattested bytes at half rate, C only up to its
+/// capacity, and neither is flagged; D's claim exceeds its receipts and is penalized.
+async fn unattested_bytes_earn_at_a_discount_within_probe_capacity(db: &TestDb) {
+    let mut config = test_config();
+    config.epoch_length = std::time::Duration::from_secs(8);
+    config.probe_policy.min_throughput_bytes_per_s = 1_000;
+    config.settlement.rewards.operator_cap_ppm = 1_000_000;
+    config.settlement.rewards.subnet_cap_ppm = 1_000_000;
+    let discount = config.settlement.rewards.unattested_discount_ppm;
+    assert_eq!(discount, 500_000, "the default discount is half");
+    let epoch_ms = config.epoch_length.as_millis() as u64;
+    let api = client(db, config.clone()).await;
+    create_stream(&api, "show").await;
+    // Start at an epoch boundary so everything below lands in one epoch.
+    wait_for_epoch_end(&config, now_ms()).await;
+    let epoch = now_ms() / epoch_ms;
+
+    let published = now_ms();
+    let mut digests: Vec<ContentDigest> = Vec::new();
+    for sequence in 0..3u64 {
+        let (status, body) = api
+            .post_admin(
+                "/streams/show/segments",
+                &json!({
+                    "sequence": sequence,
+                    "hash": segment_hash(format!("segment {sequence}").as_bytes()),
+                    "published_ms": published,
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        digests.push(digest(&body["segment"]["digest"]));
+    }
+    let probe = |node: &KeyPair, throughput_bytes_per_s: u64| ProbeResult {
+        node_id: node.node_id(),
+        hash_ok: true,
+        timed_out: false,
+        ttfb_ms: 100,
+        throughput_bytes_per_s,
+    };
+    let join = |node: KeyPair, subnet: u8, throughput: u64| {
+        let api = &api;
+        async move {
+            let url = format!("http://10.0.{subnet}.1:8080");
+            let (status, body) = api.post("/nodes", &registration(&node, &url)).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            let (status, body) = api.post_admin("/probes", &probe(&node, throughput)).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            let online = json!({ "heartbeat": claims_heartbeat(&node, 1, 0, 0) });
+            let (status, body) = api.post("/nodes/heartbeat", &online).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            node
+        }
+    };
+
+    // A is the only node when the viewer is routed, so the session is A's.
+    let a = join(KeyPair::from_seed([21; 32]), 21, 5_000_000).await;
+    let viewer = KeyPair::from_seed([25; 32]);
+    let (status, play) = api
+        .get(&format!(
+            "/streams/show/play?viewer={}",
+            viewer.viewer_key()
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{play}");
+    let grant: SignedGrant = serde_json::from_value(play["grant"].clone()).expect("grant");
+    assert_eq!(grant.body.node_id, a.node_id());
+    let receipt = |seq: u64, bytes_total: u64, segment: usize| {
+        Signed::sign(
+            ViewerReceipt {
+                session_id: grant.body.session_id,
+                seq,
+                bytes_total,
+                last_segment_seq: segment as u64,
+                segments_digest: digests[segment],
+                t_ms: now_ms(),
+            },
+            &viewer,
+        )
+    };
+    let b = join(KeyPair::from_seed([22; 32]), 22, 5_000_000).await;
+    let c = join(KeyPair::from_seed([23; 32]), 23, 1_000).await;
+    let d = join(KeyPair::from_seed([24; 32]), 24, 5_000_000).await;
+
+    let heartbeats = [
+        json!({
+            "heartbeat": claims_heartbeat(&a, 2, 4_000, 0),
+            "receipts": [receipt(1, 1_000, 0), receipt(2, 2_500, 1), receipt(3, 4_000, 2)],
+        }),
+        // B's unattested bytes arrive in two heartbeats and are summed.
+        json!({ "heartbeat": claims_heartbeat(&b, 2, 0, 1_500) }),
+        json!({ "heartbeat": claims_heartbeat(&b, 3, 0, 2_500) }),
+        json!({ "heartbeat": claims_heartbeat(&c, 2, 0, 1_000_000) }),
+        json!({ "heartbeat": claims_heartbeat(&d, 2, 1_000_000, 0) }),
+    ];
+    for heartbeat in &heartbeats {
+        let (status, outcome) = api.post("/nodes/heartbeat", heartbeat).await;
+        assert_eq!(status, StatusCode::OK, "{outcome}");
+    }
+
+    // Storage keeps both claims per node and epoch; the dashboard shows them.
+    let storage = db.storage().await;
+    let activity = storage
+        .activity_for_epoch(epoch as i64)
+        .await
+        .expect("activity");
+    let claims = |node: &KeyPair| {
+        activity
+            .iter()
+            .find(|row| row.node_id == node.node_id().to_string())
+            .map(|row| (row.claimed_bytes, row.unattested_bytes))
+    };
+    assert_eq!(claims(&a), Some((4_000, 0)));
+    assert_eq!(claims(&b), Some((0, 4_000)));
+    assert_eq!(claims(&c), Some((0, 1_000_000)));
+    assert_eq!(claims(&d), Some((1_000_000, 0)));
+    let (status, dashboard) = api.get("/dashboard/data.json").await;
+    assert_eq!(status, StatusCode::OK, "{dashboard}");
+    assert_eq!(
+        now_ms() / epoch_ms,
+        epoch,
+        "the scenario ran within one epoch"
+    );
+    let shown = dashboard["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["id"] == b.node_id().to_string())
+        .map(|n| n["epoch_unattested_bytes"].clone());
+    assert_eq!(shown, Some(json!(4_000)), "{dashboard}");
+
+    wait_for_epoch_end(&config, now_ms()).await;
+    assert!(api.coordinator.settle_due().await.expect("settle") >= 1);
+    let settlement = storage
+        .get_settlement(epoch as i64)
+        .await
+        .expect("storage")
+        .expect("the epoch is settled");
+    let inputs: EpochInputs = serde_json::from_str(&settlement.inputs_json).expect("inputs");
+    let input = |node: &KeyPair| {
+        inputs
+            .nodes
+            .iter()
+            .find(|n| n.node_id == node.node_id())
+            .cloned()
+            .expect("node input")
+    };
+    let (ia, ib, ic) = (input(&a), input(&b), input(&c));
+    assert_eq!((ia.verified_bytes, ia.on_time_bytes), (4_000, 4_000));
+    assert_eq!(
+        (ib.unattested_bytes, ib.probe_capacity_bytes),
+        (4_000, 40_000_000)
+    );
+    assert_eq!(
+        (ic.unattested_bytes, ic.probe_capacity_bytes),
+        (1_000_000, 8_000)
+    );
+    assert_eq!(ia.probation_ppm, ib.probation_ppm);
+    assert_eq!(ib.probation_ppm, ic.probation_ppm);
+
+    let evidence = storage
+        .evidence_for_epoch(epoch as i64)
+        .await
+        .expect("evidence");
+    let flagged = |node: &KeyPair| {
+        evidence
+            .iter()
+            .any(|e| e.node_id == node.node_id().to_string() && e.rule == "claims_exceed_receipts")
+    };
+    assert!(!flagged(&a) && !flagged(&b) && !flagged(&c), "{evidence:?}");
+    assert!(
+        flagged(&d),
+        "attested claims without receipts: {evidence:?}"
+    );
+
+    let mut rewards = std::collections::BTreeMap::<String, i64>::new();
+    for entry in storage
+        .ledger_for_epoch(epoch as i64)
+        .await
+        .expect("ledger")
+    {
+        if let (Some(node), "reward") = (entry.node_id, entry.kind.as_str()) {
+            *rewards.entry(node).or_default() += entry.amount;
+        }
+    }
+    let reward = |node: &KeyPair| {
+        rewards
+            .get(&node.node_id().to_string())
+            .copied()
+            .unwrap_or(0)
+    };
+    // Weights: A 4 000 receipted bytes; B 4 000 × ½; C min(1 MB, 8 000) × ½; D nothing.
+    let (ra, rb, rc) = (reward(&a), reward(&b), reward(&c));
+    assert!(rb > 0, "rewards {rewards:?}");
+    assert!((ra - 2 * rb).abs() <= 2, "A {ra} is twice B {rb}");
+    assert!(
+        (rc - 2 * rb).abs() <= 2,
+        "C {rc} is capped at its capacity: twice B {rb}"
+    );
+    assert_eq!(reward(&d), 0, "rewards {rewards:?}");
 }
 
 fn test_config_with_key(config: &CoordConfig) -> CoordConfig {

@@ -213,6 +213,7 @@ async fn accept_heartbeat(
         request.heartbeat.signature.to_signature(),
     );
     let streams: Vec<&str> = body.streams.iter().map(|s| s.as_str()).collect();
+    let unattested_bytes = to_i64("unattested_bytes", body.unattested_bytes)?;
     let write_base = HeartbeatWrite {
         node_id: node_id.clone(),
         nonce,
@@ -243,6 +244,7 @@ async fn accept_heartbeat(
         });
     activity.heartbeats = 1;
     activity.claimed_bytes = write_base.bytes_served;
+    activity.unattested_bytes = unattested_bytes;
     let write = HeartbeatWrite {
         receipts: verified.accepted,
         activity,

@@ -64,7 +64,12 @@ pub(crate) struct NodeRow {
     active: bool,
     last_heartbeat_ms: Option<i64>,
     viewers: i64,
+    /// Bytes served to receipt-signing viewers, as of the last heartbeat.
     bytes_served: i64,
+    /// This epoch's claims so far: bytes served to viewers that sign receipts, and to
+    /// viewers that sent none (unattested).
+    epoch_claimed_bytes: i64,
+    epoch_unattested_bytes: i64,
     /// Share of this (or, before its first probe, the previous) epoch's probes passed, parts
     /// per million; `None` when neither probed the node.
     availability_ppm: Option<u64>,
@@ -281,6 +286,12 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
     for (node, results) in previous {
         probes.entry(node).or_insert(results);
     }
+    let claims: BTreeMap<String, (i64, i64)> = storage
+        .activity_for_epoch(current_epoch)
+        .await?
+        .into_iter()
+        .map(|a| (a.node_id, (a.claimed_bytes, a.unattested_bytes)))
+        .collect();
     let nodes = storage
         .list_nodes()
         .await?
@@ -288,6 +299,8 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
         .map(|n| {
             let results = probes.get(&n.id);
             let status = node_status(&n, now, liveness_ms).to_owned();
+            let (epoch_claimed_bytes, epoch_unattested_bytes) =
+                claims.get(&n.id).copied().unwrap_or((0, 0));
             NodeRow {
                 availability_ppm: results.map(|r| {
                     ProbeSummary::from_results(&config.probe_policy, r).availability_ppm()
@@ -302,6 +315,8 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
                 last_heartbeat_ms: n.last_heartbeat_ms,
                 viewers: n.viewers,
                 bytes_served: n.bytes_served,
+                epoch_claimed_bytes,
+                epoch_unattested_bytes,
             }
         })
         .collect();

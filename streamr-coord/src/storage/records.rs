@@ -156,8 +156,11 @@ pub struct ActivityDelta {
     pub epoch: i64,
     /// Heartbeats.
     pub heartbeats: i64,
-    /// Bytes the node claimed to serve.
+    /// Bytes the node claimed to serve to viewers that sign receipts.
     pub claimed_bytes: i64,
+    /// Bytes the node claimed to serve to viewers that sent no receipt (discounted and capped
+    /// by probe capacity at settlement, never held against receipts).
+    pub unattested_bytes: i64,
     /// Receipts submitted for it.
     pub submitted: i64,
     /// Accepted.

@@ -161,6 +161,7 @@ fn node_rounds(heartbeats: &[HeartbeatWrite]) -> Vec<Vec<usize>> {
 const ACTIVITY_UPSERT: &str = " ON CONFLICT (node_id, epoch) DO UPDATE SET \
      heartbeats = node_epoch_activity.heartbeats + excluded.heartbeats, \
      claimed_bytes = node_epoch_activity.claimed_bytes + excluded.claimed_bytes, \
+     unattested_bytes = node_epoch_activity.unattested_bytes + excluded.unattested_bytes, \
      submitted = node_epoch_activity.submitted + excluded.submitted, \
      accepted = node_epoch_activity.accepted + excluded.accepted, \
      forged = node_epoch_activity.forged + excluded.forged, \
@@ -213,7 +214,8 @@ impl SqliteStorage {
     ) -> StorageResult<()> {
         let mut upsert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, claimed_bytes, \
-             submitted, accepted, forged, replayed, beyond_grant, wrong_content) ",
+             submitted, accepted, forged, replayed, beyond_grant, wrong_content, \
+             unattested_bytes) ",
         );
         upsert.push_values(summed, |mut row, d| {
             row.push_bind(d.node_id)
@@ -225,7 +227,8 @@ impl SqliteStorage {
                 .push_bind(d.forged)
                 .push_bind(d.replayed)
                 .push_bind(d.beyond_grant)
-                .push_bind(d.wrong_content);
+                .push_bind(d.wrong_content)
+                .push_bind(d.unattested_bytes);
         });
         upsert.push(ACTIVITY_UPSERT);
         upsert
@@ -281,9 +284,11 @@ impl PostgresStorage {
         let column = |f: fn(&ActivityDelta) -> i64| summed.iter().map(f).collect::<Vec<i64>>();
         let statement = format!(
             "INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, claimed_bytes, \
-             submitted, accepted, forged, replayed, beyond_grant, wrong_content) \
+             submitted, accepted, forged, replayed, beyond_grant, wrong_content, \
+             unattested_bytes) \
              SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], \
-             $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[]){ACTIVITY_UPSERT}"
+             $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], \
+             $11::int8[]){ACTIVITY_UPSERT}"
         );
         sqlx::query(&statement)
             .bind(
@@ -301,6 +306,7 @@ impl PostgresStorage {
             .bind(column(|d| d.replayed))
             .bind(column(|d| d.beyond_grant))
             .bind(column(|d| d.wrong_content))
+            .bind(column(|d| d.unattested_bytes))
             .execute(&mut **tx)
             .await
             .map_err(StorageError::query("add_activity"))?;
@@ -327,6 +333,8 @@ macro_rules! sql_storage {
                         });
                     sum.heartbeats += delta.heartbeats;
                     sum.claimed_bytes = sum.claimed_bytes.saturating_add(delta.claimed_bytes);
+                    sum.unattested_bytes =
+                        sum.unattested_bytes.saturating_add(delta.unattested_bytes);
                     sum.submitted += delta.submitted;
                     sum.accepted += delta.accepted;
                     sum.forged += delta.forged;
@@ -688,7 +696,8 @@ macro_rules! sql_storage {
             async fn activity_for_epoch(&self, epoch: i64) -> StorageResult<Vec<ActivityDelta>> {
                 sqlx::query_as::<_, ActivityDelta>(&$sql(
                     "SELECT node_id, epoch, heartbeats, claimed_bytes, submitted, accepted, forged, \
-                     replayed, beyond_grant, wrong_content FROM node_epoch_activity \
+                     replayed, beyond_grant, wrong_content, unattested_bytes \
+                     FROM node_epoch_activity \
                      WHERE epoch = $1 ORDER BY node_id",
                 ))
                 .bind(epoch)

@@ -274,7 +274,7 @@ impl Settler {
                 Some(NodeClaims {
                     node_id: a.node_id.parse().ok()?,
                     claimed_bytes: to_u64(a.claimed_bytes),
-                    unattested_bytes: 0,
+                    unattested_bytes: to_u64(a.unattested_bytes),
                     sessions: sessions_per_node.get(&a.node_id).copied().unwrap_or(0),
                     receipts: ReceiptTally {
                         submitted: to_u64(a.submitted),
