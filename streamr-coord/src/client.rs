@@ -393,9 +393,23 @@ impl CoordinatorClient {
         stream_id: &str,
         viewer: &ViewerKey,
     ) -> Result<PlayResponse, ClientError> {
-        let mut play: PlayResponse = self
-            .get(&format!("/streams/{stream_id}/play?viewer={viewer}"))
-            .await?;
+        self.play_excluding(stream_id, viewer, &[]).await
+    }
+
+    /// Like [`play`](Self::play), leaving out `exclude`: nodes that just failed this viewer.
+    /// Reports from several granted viewers also make the coordinator treat such a node as
+    /// down until its next heartbeat.
+    pub async fn play_excluding(
+        &self,
+        stream_id: &str,
+        viewer: &ViewerKey,
+        exclude: &[NodeId],
+    ) -> Result<PlayResponse, ClientError> {
+        let mut path = format!("/streams/{stream_id}/play?viewer={viewer}");
+        for node in exclude {
+            path.push_str(&format!("&exclude={node}"));
+        }
+        let mut play: PlayResponse = self.get(&path).await?;
         play.rtmp_url = grant_token::with_grant(&play.rtmp_url, &play.grant);
         play.http_flv_url = grant_token::with_grant(&play.http_flv_url, &play.grant);
         play.hls_url = grant_token::with_grant(&play.hls_url, &play.grant);

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use streamr_core::{
     CanonicalMessage, ContentDigest, NodeId, Signed, SignedGrant, SignedHeartbeat, SignedReceipt,
-    StreamId, ViewerKey,
+    StreamId,
 };
 
 use crate::storage::{
@@ -153,14 +153,6 @@ pub struct ReceiptsOutcome {
 pub struct ReceiptsRequest {
     /// Signed receipts.
     pub receipts: Vec<SignedReceipt>,
-}
-
-/// `GET /streams/{id}/play?viewer=<hex key>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlayQuery {
-    /// The viewer's public key; its receipts must verify with it.
-    pub viewer: ViewerKey,
 }
 
 /// Where to watch, and the grant that lets the node earn from it.

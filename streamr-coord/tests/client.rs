@@ -152,6 +152,15 @@ async fn a_node_and_a_viewer_go_through_the_whole_api() {
     let viewer = KeyPair::from_seed([5; 32]);
     let play = public.play("show", &viewer.viewer_key()).await.unwrap();
     assert_eq!(play.node_id, node.node_id());
+    let refused = public
+        .play_excluding("show", &viewer.viewer_key(), &[node.node_id()])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.status(),
+        Some(StatusCode::SERVICE_UNAVAILABLE),
+        "the only node is excluded: {refused}"
+    );
     for url in [&play.rtmp_url, &play.http_flv_url, &play.hls_url] {
         let (_, query) = url.split_once('?').expect("URL carries the grant");
         let grant = grant_token::decode(grant_token::from_query(query).unwrap()).unwrap();

@@ -381,45 +381,10 @@ impl Run {
 
     /// `GET /streams/{id}/play`, leaving out the nodes in `exclude`.
     async fn request_play(&self, exclude: &[NodeId]) -> Result<PlayResponse, String> {
-        let viewer = self.key.viewer_key();
-        if exclude.is_empty() {
-            return self
-                .coordinator
-                .play(&self.config.stream_id, &viewer)
-                .await
-                .map_err(|e| e.to_string());
-        }
-        let mut url = format!(
-            "{}/streams/{}/play?viewer={viewer}",
-            self.coordinator.base_url().trim_end_matches('/'),
-            self.config.stream_id
-        );
-        for node in exclude {
-            url.push_str(&format!("&exclude={node}"));
-        }
-        let response = self
-            .http
-            .get(&url)
-            .send()
+        self.coordinator
+            .play_excluding(&self.config.stream_id, &self.key.viewer_key(), exclude)
             .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        if !status.is_success() {
-            return Err(format!(
-                "GET {url}: HTTP {status}: {}",
-                String::from_utf8_lossy(&body)
-            ));
-        }
-        let mut play: PlayResponse =
-            serde_json::from_slice(&body).map_err(|e| format!("GET {url}: {e}"))?;
-        play.rtmp_url = grant_token::with_grant(&play.rtmp_url, &play.grant);
-        play.http_flv_url = grant_token::with_grant(&play.http_flv_url, &play.grant);
-        play.hls_url = grant_token::with_grant(&play.hls_url, &play.grant);
-        Ok(play)
+            .map_err(|e| e.to_string())
     }
 
     /// Plays from the node `play` names until it fails, the stream ends or the viewer stops.
