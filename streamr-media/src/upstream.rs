@@ -42,6 +42,9 @@ pub struct UpstreamConfig {
     /// An upstream that sent nothing for this long in the middle of its stream is taken for dead
     /// (a host that vanished closes no connection), and the pull moves on to the next.
     pub stall_timeout: Duration,
+    /// Longest wait for an upstream to accept the connection and answer the RTMP handshake,
+    /// connect and play; an unreachable or mute host is then skipped for the next one.
+    pub connect_timeout: Duration,
 }
 
 impl Default for UpstreamConfig {
@@ -52,6 +55,7 @@ impl Default for UpstreamConfig {
             retry_backoff: Duration::from_secs(1),
             idle_check_interval: Duration::from_secs(1),
             stall_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -177,6 +181,13 @@ impl UpstreamPuller {
                     Ok(PullEnd::UpstreamClosed) => {
                         tracing::info!(stream = %key, %url, "upstream closed; trying the next");
                     }
+                    Ok(PullEnd::ConnectTimedOut) => {
+                        tracing::warn!(stream = %key, %url, "upstream did not answer; trying the next");
+                        lock(&state.status).last_error = Some(format!(
+                            "{url} did not answer within {:?}",
+                            self.config.connect_timeout
+                        ));
+                    }
                     Ok(PullEnd::Stalled) => {
                         tracing::warn!(stream = %key, %url, "upstream stalled; trying the next");
                         lock(&state.status).last_error = Some(format!(
@@ -214,7 +225,12 @@ impl UpstreamPuller {
         publisher: &mut Option<Publisher>,
         received: &mut bool,
     ) -> Result<PullEnd, ClientError> {
-        let mut client = RtmpClient::play(url).await?;
+        let Ok(connected) =
+            tokio::time::timeout(self.config.connect_timeout, RtmpClient::play(url)).await
+        else {
+            return Ok(PullEnd::ConnectTimedOut);
+        };
+        let mut client = connected?;
         tracing::info!(stream = %key, %url, "pulling from upstream");
         if let Some(publisher) = publisher.as_ref() {
             // A failover: this upstream replays part of what was relayed.
@@ -304,6 +320,8 @@ enum PullEnd {
     UpstreamClosed,
     /// The upstream went silent in the middle of its stream.
     Stalled,
+    /// The upstream did not complete connect and play within the connect timeout.
+    ConnectTimedOut,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

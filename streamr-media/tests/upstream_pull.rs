@@ -107,18 +107,23 @@ async fn edge_pulls_once_for_many_viewers_fails_over_and_stops_when_idle() {
         .await
         .expect("origin starts");
 
-    // The first upstream is dead: the pull must fail over to the origin.
+    // The first upstream is dead (connection refused) and the second mute (the kernel accepts
+    // the connection, nobody answers the handshake): the pull must fail over to the origin.
     let dead = std::net::TcpListener::bind(loopback()).expect("a port");
     let dead_addr = dead.local_addr().expect("its address");
     drop(dead);
+    let mute = std::net::TcpListener::bind(loopback()).expect("a port");
+    let mute_addr = mute.local_addr().expect("its address");
     let hub = RelayHub::default();
     let puller = UpstreamPuller::new(
         hub.clone(),
         UpstreamConfig {
             upstreams: vec![
                 format!("rtmp://{dead_addr}"),
+                format!("rtmp://{mute_addr}"),
                 format!("rtmp://{}", origin.local_addr()),
             ],
+            connect_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(2),
             retry_backoff: Duration::from_millis(200),
             idle_check_interval: Duration::from_millis(200),
@@ -171,8 +176,8 @@ async fn edge_pulls_once_for_many_viewers_fails_over_and_stops_when_idle() {
     // Both viewers share one upstream connection; the origin sees a single player: the edge.
     let status = puller.status(&key).expect("the pull runs");
     assert_eq!(
-        status.connects, 2,
-        "one failed attempt, then the origin: {status:?}"
+        status.connects, 3,
+        "a refused and a timed-out attempt, then the origin: {status:?}"
     );
     assert!(status.last_error.is_some(), "{status:?}");
     let origin_viewers = origin.hub().stream_stats(&key).map(|s| s.viewers.len());
@@ -213,6 +218,7 @@ async fn edge_pulls_once_for_many_viewers_fails_over_and_stops_when_idle() {
     }
     assert!(!puller.is_pulling(&key), "the idle pull stopped");
 
+    drop(mute);
     edge.shutdown().await;
     origin.shutdown().await;
 }
@@ -409,6 +415,7 @@ async fn failover_mid_stream(death: Death) {
             retry_backoff: Duration::from_millis(100),
             idle_check_interval: Duration::from_millis(100),
             stall_timeout: Duration::from_secs(1),
+            ..UpstreamConfig::default()
         },
     );
     let edge_recording = record(edge_hub.subscribe(key.clone()).expect("edge viewer"));
