@@ -1159,7 +1159,7 @@ sql_storage!(
     sqlx::Postgres,
     postgres_sql,
     postgres_settlement_lock,
-    2 // a batch executes while the previous one waits for its WAL flush
+    4 // batches execute while earlier ones wait for their WAL flush
 );
 
 #[cfg(test)]
