@@ -270,7 +270,20 @@ impl Stream {
 
     /// Appends one frame from the publisher and wakes the viewers.
     pub(crate) fn push(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
-        let next = {
+        self.append(kind, timestamp, payload);
+        self.notify();
+    }
+
+    /// Wakes the viewers to every entry appended so far.
+    pub(crate) fn notify(&self) {
+        let next = lock(&self.state).next_seq();
+        self.head.send_replace(next);
+    }
+
+    /// Appends one frame from the publisher without waking the viewers; [`Stream::notify`] does,
+    /// so a publisher can wake them once for several frames.
+    pub(crate) fn append(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
+        {
             let mut state = lock(&self.state);
             let frame = match state.timeline {
                 Timeline::Own => Frame::new(kind, rebase(&mut state, timestamp), payload),
@@ -339,9 +352,7 @@ impl Stream {
                 state.latest_sync = Some(seq);
             }
             self.evict(&mut state);
-            state.next_seq()
-        };
-        self.head.send_replace(next);
+        }
     }
 
     /// Releases ring entries no viewer may still need: older than the current GOP (or the GOP
