@@ -2,18 +2,18 @@
 
 use std::collections::VecDeque;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::Stream;
 
-use crate::flv::{FlvHeader, FlvWriter, TAG_HEADER_LEN};
+use crate::flv::{FlvHeader, FlvWriter};
 use crate::relay::{RelayEvent, Subscription};
 
 /// Events taken from the subscription per wake-up.
 const BATCH: usize = 64;
 
-/// The FLV byte stream for one viewer: the file header, then each relayed frame as a tag. Frame
-/// payloads are the relay's shared [`Bytes`], never copied; only the 15 bytes of tag header and
-/// PreviousTagSize around each are written per viewer. The relay's slow-viewer policy applies
+/// The FLV byte stream for one viewer: the file header, then each relayed frame as a tag. Each
+/// frame's tag is built once ([`Frame::flv_tag`](crate::relay::Frame::flv_tag)) and shared by
+/// every viewer, so nothing is copied or allocated per viewer and frame. The relay's slow-viewer policy applies
 /// (a viewer that falls behind skips to a keyframe). The stream ends when the publisher leaves.
 pub fn flv_body(subscription: Subscription) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
     let header = FlvWriter::new()
@@ -55,36 +55,13 @@ impl FlvBody {
             self.ended = true;
             return;
         }
-        let mut headers = BytesMut::with_capacity(self.events.len() * (TAG_HEADER_LEN + 4));
         for event in self.events.drain(..) {
             match event {
                 RelayEvent::Frame(frame) => {
-                    let payload = frame.payload();
-                    let Ok(len) = u32::try_from(payload.len()) else {
-                        continue;
-                    };
-                    if len > 0x00FF_FFFF {
-                        continue;
+                    // A payload too long for an FLV tag is left out.
+                    if let Some(tag) = frame.flv_tag() {
+                        self.pending.push_back(tag);
                     }
-                    let [_, s0, s1, s2] = len.to_be_bytes();
-                    let [t3, t0, t1, t2] = frame.timestamp().to_be_bytes();
-                    headers.put_slice(&[
-                        frame.kind().flv_tag_type(),
-                        s0,
-                        s1,
-                        s2,
-                        t0,
-                        t1,
-                        t2,
-                        t3,
-                        0,
-                        0,
-                        0,
-                    ]);
-                    self.pending.push_back(headers.split().freeze());
-                    self.pending.push_back(payload.clone());
-                    headers.put_u32(len + TAG_HEADER_LEN as u32);
-                    self.pending.push_back(headers.split().freeze());
                 }
                 RelayEvent::PublisherEnded => {
                     self.ended = true;

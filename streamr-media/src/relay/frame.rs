@@ -3,9 +3,10 @@
 
 use std::sync::{Mutex, OnceLock};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::flv::tag::{classify_audio, classify_video, TagInfo};
+use crate::flv::{PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN};
 
 /// What a frame carries. The discriminants are the FLV tag types (equal to the RTMP message types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,6 +54,7 @@ pub struct Frame {
     payload: Bytes,
     tag: Option<TagInfo>,
     chunked: ChunkCache,
+    flv_tag: OnceLock<Option<Bytes>>,
 }
 
 impl Frame {
@@ -70,6 +72,7 @@ impl Frame {
             payload,
             tag,
             chunked: ChunkCache::default(),
+            flv_tag: OnceLock::new(),
         }
     }
 
@@ -120,6 +123,39 @@ impl Frame {
     /// use and shared by every later caller with the same key.
     pub fn chunked(&self, key: ChunkingKey, encode: impl FnOnce(&Frame) -> Bytes) -> Bytes {
         self.chunked.get_or_insert(key, || encode(self))
+    }
+
+    /// The frame as one FLV tag followed by its PreviousTagSize, built on first use and shared
+    /// by every later caller (every HTTP-FLV viewer). `None` when the payload exceeds the 24-bit
+    /// tag size field.
+    pub fn flv_tag(&self) -> Option<Bytes> {
+        self.flv_tag.get_or_init(|| self.encode_flv_tag()).clone()
+    }
+
+    fn encode_flv_tag(&self) -> Option<Bytes> {
+        let len = u32::try_from(self.payload.len())
+            .ok()
+            .filter(|len| *len <= 0x00FF_FFFF)?;
+        let [_, s0, s1, s2] = len.to_be_bytes();
+        let [t3, t0, t1, t2] = self.timestamp.to_be_bytes();
+        let mut tag =
+            BytesMut::with_capacity(self.payload.len() + TAG_HEADER_LEN + PREVIOUS_TAG_SIZE_LEN);
+        tag.put_slice(&[
+            self.kind.flv_tag_type(),
+            s0,
+            s1,
+            s2,
+            t0,
+            t1,
+            t2,
+            t3,
+            0,
+            0,
+            0,
+        ]);
+        tag.put_slice(&self.payload);
+        tag.put_u32(len + TAG_HEADER_LEN as u32);
+        Some(tag.freeze())
     }
 }
 
@@ -177,6 +213,21 @@ mod tests {
         assert!(frame.tag().is_none());
         assert!(!frame.is_video_keyframe());
         assert!(frame.is_coded_media());
+    }
+
+    #[test]
+    fn flv_tag_is_built_once_and_shared() {
+        let frame = Frame::new(
+            FrameKind::Video,
+            0x0102_0304,
+            Bytes::from_static(&[0x27, 1, 0, 0, 0, 0xAA]),
+        );
+        let tag = frame.flv_tag().unwrap();
+        assert_eq!(
+            &tag[..],
+            [9, 0, 0, 6, 0x02, 0x03, 0x04, 0x01, 0, 0, 0, 0x27, 1, 0, 0, 0, 0xAA, 0, 0, 0, 17]
+        );
+        assert_eq!(frame.flv_tag().unwrap().as_ptr(), tag.as_ptr());
     }
 
     #[test]

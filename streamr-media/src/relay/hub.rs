@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 use thiserror::Error;
@@ -11,7 +13,7 @@ use super::frame::FrameKind;
 use super::stats::StreamStats;
 use super::stream::{lock, Stream, Timeline};
 use super::subscription::Subscription;
-use super::RelayConfig;
+use super::{BatchPolicy, RelayConfig};
 
 /// Identifies a stream: the RTMP application and stream name (the stream key).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -166,6 +168,9 @@ impl RelayHub {
             hub: self.inner.clone(),
             key,
             stream,
+            batch: self.inner.config.batch,
+            has_video: AtomicBool::new(false),
+            held: Held::Nothing,
         })
     }
 
@@ -228,6 +233,21 @@ pub struct Publisher {
     hub: Arc<HubInner>,
     key: StreamKey,
     stream: Arc<Stream>,
+    batch: BatchPolicy,
+    /// Whether the stream carried video, so audio may wait for the next video frame.
+    has_video: AtomicBool,
+    /// Frames appended by [`Publisher::send_batched`] that the viewers were not woken for yet.
+    held: Held,
+}
+
+/// Frames a publisher appended without waking the viewers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// None.
+    Nothing,
+    /// Some, the oldest received at `since`; `closing` once one of them may end the batch (a
+    /// video frame or metadata, or any frame of a stream without video).
+    Since { since: Instant, closing: bool },
 }
 
 impl Publisher {
@@ -240,7 +260,84 @@ impl Publisher {
     /// shared with every viewer, never copied. Metadata is the AMF0 `onMetaData` data without the
     /// `@setDataFrame` prefix.
     pub fn send(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
+        self.note_kind(kind);
         self.stream.push(kind, timestamp, payload);
+    }
+
+    /// Relays one message like [`Publisher::send`] without waking the viewers yet: they see it
+    /// at the next [`Publisher::notify`] (or `send`, or the end of the publish). Waking every
+    /// viewer once for several frames saves a task wake-up and a socket write per viewer for each
+    /// frame held back.
+    pub fn append(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
+        self.note_kind(kind);
+        self.stream.append(kind, timestamp, payload);
+    }
+
+    fn note_kind(&self, kind: FrameKind) {
+        if kind == FrameKind::Video {
+            self.has_video.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Wakes the viewers to every message appended so far.
+    pub fn notify(&self) {
+        self.stream.notify();
+    }
+
+    /// Relays one message received at `now`, waking the viewers once per batch of messages as
+    /// the hub's [`BatchPolicy`] says rather than once per message: the batch goes out once it
+    /// holds a video frame or metadata (any message, for a stream without video) and its oldest
+    /// message waited [`BatchPolicy::delay`], and in any case once that one waited
+    /// [`BatchPolicy::max_delay`]. Audio between video frames rides along with the next video
+    /// frame. The caller calls [`Publisher::flush_if_due`] after each message (or each read of
+    /// several) and when [`Publisher::flush_deadline`] passes.
+    pub fn send_batched(&mut self, kind: FrameKind, timestamp: u32, payload: Bytes, now: Instant) {
+        self.append(kind, timestamp, payload);
+        let closing = kind != FrameKind::Audio || !self.has_video.load(Ordering::Relaxed);
+        self.held = match self.held {
+            Held::Nothing => Held::Since {
+                since: now,
+                closing,
+            },
+            Held::Since {
+                since,
+                closing: was_closing,
+            } => Held::Since {
+                since,
+                closing: was_closing || closing,
+            },
+        };
+    }
+
+    /// When the messages held by [`Publisher::send_batched`] are due to go to the viewers, if
+    /// any are held.
+    pub fn flush_deadline(&self) -> Option<Instant> {
+        match self.held {
+            Held::Nothing => None,
+            Held::Since { since, closing } => {
+                let wait = if closing {
+                    self.batch.delay.min(self.batch.max_delay)
+                } else {
+                    self.batch.max_delay
+                };
+                Some(since + wait)
+            }
+        }
+    }
+
+    /// Wakes the viewers if the held messages are due at `now`.
+    pub fn flush_if_due(&mut self, now: Instant) {
+        if self.flush_deadline().is_some_and(|at| at <= now) {
+            self.flush();
+        }
+    }
+
+    /// Wakes the viewers to every held message now.
+    pub fn flush(&mut self) {
+        if self.held != Held::Nothing {
+            self.held = Held::Nothing;
+            self.stream.notify();
+        }
     }
 
     /// Announces that a [`Timeline::Upstream`] publisher reconnected to an upstream of the same

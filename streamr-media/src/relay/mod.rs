@@ -51,6 +51,43 @@ pub struct RelayConfig {
     pub max_streams: usize,
     /// Most viewers per stream.
     pub max_viewers_per_stream: usize,
+    /// How [`Publisher::send_batched`] batches wake-ups of the viewers.
+    pub batch: BatchPolicy,
+}
+
+/// How long a publisher holds frames before waking its viewers for them
+/// ([`Publisher::send_batched`]).
+///
+/// Every wake-up costs each viewer a task wake-up and a socket write, whose kernel cost (TCP
+/// transmit, and on loopback the receiver's processing too) dominates a relay's CPU time. Waking
+/// viewers once per batch of frames instead of once per frame divides that cost by the frames per
+/// batch, for at most `delay` more latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchPolicy {
+    /// A batch holding a video frame or metadata (any frame, for a stream without video) goes
+    /// out once its oldest frame waited this long (default 100 ms; zero: at once, so viewers are
+    /// woken about once per video frame).
+    pub delay: Duration,
+    /// Longest any frame is held, whatever follows (default 150 ms), for example audio while
+    /// video pauses.
+    pub max_delay: Duration,
+}
+
+impl Default for BatchPolicy {
+    fn default() -> Self {
+        BatchPolicy {
+            delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(150),
+        }
+    }
+}
+
+impl BatchPolicy {
+    /// Holds a batch until its oldest frame waited `delay`, and any frame at most `max_delay`.
+    pub fn new(delay: Duration, max_delay: Duration) -> Self {
+        BatchPolicy { delay, max_delay }
+    }
 }
 
 impl Default for RelayConfig {
@@ -63,6 +100,7 @@ impl Default for RelayConfig {
             ring_max_entries: 65_536,
             max_streams: 4096,
             max_viewers_per_stream: 100_000,
+            batch: BatchPolicy::default(),
         }
     }
 }
@@ -71,6 +109,12 @@ impl RelayConfig {
     /// Turns the GOP cache on or off.
     pub fn with_gop_cache(mut self, on: bool) -> Self {
         self.gop_cache = on;
+        self
+    }
+
+    /// Sets how publishers batch wake-ups of their viewers.
+    pub fn with_batch(mut self, batch: BatchPolicy) -> Self {
+        self.batch = batch;
         self
     }
 

@@ -318,6 +318,120 @@ async fn recv_wakes_when_the_publisher_sends() {
     assert_eq!(task.await.unwrap(), 4);
 }
 
+/// Counts the wake-ups of the task it stands for.
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn appended_frames_wake_waiting_viewers_only_on_notify() {
+    use std::future::Future;
+    use std::sync::atomic::Ordering;
+    use std::task::{Context, Poll, Waker};
+
+    let hub = RelayHub::default();
+    let publisher = start_publish(&hub, 1);
+    publisher.send(FrameKind::Video, 0, video(0, true, 0));
+    let mut viewer = hub.subscribe(key()).unwrap();
+    assert_eq!(
+        drain(&mut viewer).len(),
+        4,
+        "headers and the cached keyframe"
+    );
+
+    let wakes = Arc::new(CountingWaker(Default::default()));
+    let waker = Waker::from(wakes.clone());
+    let mut context = Context::from_waker(&waker);
+    let mut events = Vec::new();
+    {
+        let mut recv = std::pin::pin!(viewer.recv_batch(&mut events, 64));
+        assert!(recv.as_mut().poll(&mut context).is_pending());
+        publisher.append(FrameKind::Audio, 10, audio(1));
+        publisher.append(FrameKind::Video, 33, video(2, false, 0));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "append does not wake");
+        publisher.notify();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "one wake for the batch");
+        assert_eq!(recv.as_mut().poll(&mut context), Poll::Ready(2));
+    }
+    let seen: Vec<Seen> = events.iter().map(seen).collect();
+    assert_eq!(
+        seen,
+        [
+            Seen::Media {
+                index: 1,
+                keyframe: false
+            },
+            Seen::Media {
+                index: 2,
+                keyframe: false
+            }
+        ]
+    );
+}
+
+#[test]
+fn batched_sends_wake_viewers_once_per_batch_at_a_video_frame_or_the_cap() {
+    use std::future::Future;
+    use std::sync::atomic::Ordering;
+    use std::task::{Context, Poll, Waker};
+    use std::time::Instant;
+
+    let delay = Duration::from_millis(100);
+    let max_delay = Duration::from_millis(150);
+    let hub = RelayHub::new(RelayConfig::default().with_batch(BatchPolicy::new(delay, max_delay)));
+    let mut publisher = start_publish(&hub, 1);
+    publisher.send(FrameKind::Video, 0, video(0, true, 0));
+    let mut viewer = hub.subscribe(key()).unwrap();
+    assert_eq!(
+        drain(&mut viewer).len(),
+        4,
+        "headers and the cached keyframe"
+    );
+
+    let wakes = Arc::new(CountingWaker(Default::default()));
+    let waker = Waker::from(wakes.clone());
+    let mut context = Context::from_waker(&waker);
+    let woken = || wakes.0.load(Ordering::SeqCst);
+    let mut events = Vec::new();
+    let t0 = Instant::now();
+    let at = |millis: u64| t0 + Duration::from_millis(millis);
+    {
+        let mut recv = std::pin::pin!(viewer.recv_batch(&mut events, 64));
+        assert!(recv.as_mut().poll(&mut context).is_pending());
+
+        // Audio alone waits for video, up to the cap.
+        publisher.send_batched(FrameKind::Audio, 10, audio(1), at(0));
+        assert_eq!(publisher.flush_deadline(), Some(at(150)));
+        publisher.flush_if_due(at(60));
+        // A video frame closes the batch once its oldest frame waited `delay`.
+        publisher.send_batched(FrameKind::Video, 33, video(2, false, 0), at(33));
+        assert_eq!(publisher.flush_deadline(), Some(at(100)));
+        publisher.flush_if_due(at(99));
+        assert_eq!(woken(), 0, "nothing is due before the delay");
+        publisher.send_batched(FrameKind::Video, 66, video(3, false, 0), at(66));
+        publisher.flush_if_due(at(100));
+        assert_eq!(woken(), 1, "one wake-up for the three frames");
+        assert_eq!(publisher.flush_deadline(), None);
+        assert_eq!(recv.as_mut().poll(&mut context), Poll::Ready(3));
+    }
+    assert_eq!(events.len(), 3);
+    events.clear();
+    {
+        let mut recv = std::pin::pin!(viewer.recv_batch(&mut events, 64));
+        assert!(recv.as_mut().poll(&mut context).is_pending());
+        publisher.send_batched(FrameKind::Audio, 110, audio(4), at(200));
+        publisher.flush_if_due(at(349));
+        assert_eq!(woken(), 1);
+        publisher.flush_if_due(at(350));
+        assert_eq!(woken(), 2, "held audio goes out at the cap");
+        assert_eq!(recv.as_mut().poll(&mut context), Poll::Ready(1));
+    }
+}
+
 /// One step of a random publisher/viewer schedule.
 #[derive(Debug, Clone)]
 enum Op {

@@ -14,13 +14,11 @@ pub struct RelayServerConfig {
     pub bind: SocketAddr,
     /// Chunk size the server announces and sends with (default 4096).
     pub chunk_size: u32,
-    /// Fan-out policy: GOP cache, viewer lag budget, stream and viewer limits.
+    /// Fan-out policy: GOP cache, viewer lag budget, stream and viewer limits, and how a
+    /// publisher's frames are batched for its players ([`RelayConfig::batch`]). Each woken player
+    /// writes everything available in one vectored write at once; frames that pile up while its
+    /// socket is full go out together when it drains.
     pub relay: RelayConfig,
-    /// Longest a frame waits in a player's batch before it is written (default 50 ms). Frames
-    /// that arrive within this window go out in one vectored write.
-    pub write_latency: Duration,
-    /// Bytes that make a player's batch go out before the latency cap (default 256 KiB).
-    pub write_batch_bytes: usize,
     /// A write to a peer that makes no progress for this long closes the connection
     /// (default 20 s).
     pub write_timeout: Duration,
@@ -50,8 +48,6 @@ impl Default for RelayServerConfig {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 1935)),
             chunk_size: 4096,
             relay: RelayConfig::default(),
-            write_latency: Duration::from_millis(50),
-            write_batch_bytes: 256 * 1024,
             write_timeout: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(10),
             publisher_idle_timeout: Duration::from_secs(30),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::time::{sleep_until, timeout, timeout_at, Instant};
+use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -23,10 +23,15 @@ use crate::rtmp::session::{
     SessionError,
 };
 
-/// Bytes read from the socket per system call.
+/// Bytes read from a publisher's socket per system call.
 const READ_BUFFER_SIZE: usize = 64 * 1024;
+/// Bytes read per system call before the connection publishes: players only send a few commands
+/// and acknowledgements, so they keep a small buffer.
+const SMALL_READ_BUFFER_SIZE: usize = 4 * 1024;
 /// Most relay events taken from a subscription per batch.
 const RELAY_BATCH_EVENTS: usize = 256;
+/// Queued bytes past which a player's batch is written before taking more available frames.
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
 /// Why a connection was closed by the server.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +91,7 @@ enum Wake {
     Shutdown,
     HandshakeTimeout,
     PublisherIdle,
+    FlushHeld,
     Read(io::Result<usize>),
     Relay,
 }
@@ -129,24 +135,38 @@ impl<'a> Connection<'a> {
         writer: &mut OwnedWriteHalf,
         shutdown: &CancellationToken,
     ) -> Result<(), ConnectionError> {
-        let mut buffer = vec![0u8; READ_BUFFER_SIZE];
+        let mut buffer = vec![0u8; SMALL_READ_BUFFER_SIZE];
         let handshake_deadline = Instant::now() + self.shared.config.handshake_timeout;
         let mut received = 0u64;
         let mut last_read = Instant::now();
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         loop {
             self.queue_session_output();
             self.write_queued(writer, shutdown).await?;
             let connected = self.app.is_some();
             let publishing = self.publishing.is_some();
+            if publishing && buffer.len() < READ_BUFFER_SIZE {
+                buffer.resize(READ_BUFFER_SIZE, 0);
+            }
             let idle_deadline = last_read + self.shared.config.publisher_idle_timeout;
+            // Players are woken once per batch of the publisher's frames (see
+            // `Publisher::send_batched`).
+            let flush_deadline = self
+                .publishing
+                .as_ref()
+                .and_then(|publishing| publishing.publisher.flush_deadline())
+                .map(Instant::from_std);
             let wake = {
                 let playing = self.playing.as_mut();
                 let relay_events = &mut self.relay_events;
                 tokio::select! {
                     biased;
-                    _ = shutdown.cancelled() => Wake::Shutdown,
+                    _ = &mut cancelled => Wake::Shutdown,
                     _ = sleep_until(handshake_deadline), if !connected => Wake::HandshakeTimeout,
                     _ = sleep_until(idle_deadline), if publishing => Wake::PublisherIdle,
+                    _ = sleep_until(flush_deadline.unwrap_or(idle_deadline)),
+                        if flush_deadline.is_some() => Wake::FlushHeld,
                     read = reader.read(&mut buffer) => Wake::Read(read),
                     _ = next_relay_batch(playing, relay_events) => Wake::Relay,
                 }
@@ -163,6 +183,11 @@ impl<'a> Connection<'a> {
                         self.shared.config.publisher_idle_timeout,
                     ))
                 }
+                Wake::FlushHeld => {
+                    if let Some(publishing) = self.publishing.as_mut() {
+                        publishing.publisher.flush();
+                    }
+                }
                 Wake::Read(read) => {
                     let read = read?;
                     last_read = Instant::now();
@@ -175,34 +200,34 @@ impl<'a> Connection<'a> {
                     received = received.saturating_add(read as u64);
                     self.session.feed(bytes)?;
                     self.handle_session_events().await?;
+                    if let Some(publishing) = self.publishing.as_mut() {
+                        publishing.publisher.flush_if_due(std::time::Instant::now());
+                    }
                 }
                 Wake::Relay => {
                     self.queue_relay_events()?;
-                    self.collect_batch().await?;
+                    self.take_available_relay_events()?;
                 }
             }
         }
     }
 
-    /// Keeps taking relay events for up to the write latency cap, so frames arriving close
-    /// together go out in one vectored write.
-    async fn collect_batch(&mut self) -> Result<(), ConnectionError> {
-        let config = &self.shared.config;
-        if config.write_latency.is_zero() {
-            return Ok(());
-        }
-        let deadline = Instant::now() + config.write_latency;
-        while self.queue.queued_bytes() < config.write_batch_bytes {
+    /// Queues every relay event already available (up to a write batch), so frames that piled
+    /// up while the socket was busy go out together in one vectored write. Never waits: a
+    /// player's frames are written as soon as they are announced.
+    fn take_available_relay_events(&mut self) -> Result<(), ConnectionError> {
+        while self.queue.queued_bytes() < WRITE_BATCH_BYTES {
             let Some(playing) = self.playing.as_mut() else {
                 break;
             };
-            let batch = playing
+            if playing
                 .subscription
-                .recv_batch(&mut self.relay_events, RELAY_BATCH_EVENTS);
-            match timeout_at(deadline, batch).await {
-                Ok(received) if received > 0 => self.queue_relay_events()?,
-                _ => break,
+                .try_recv_batch(&mut self.relay_events, RELAY_BATCH_EVENTS)
+                == 0
+            {
+                break;
             }
+            self.queue_relay_events()?;
         }
         Ok(())
     }
@@ -226,6 +251,7 @@ impl<'a> Connection<'a> {
         let limit = self.shared.config.write_timeout;
         let write = timeout(limit, self.queue.write_all(writer));
         let written = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => return Ok(()),
             written = write => written,
         };
@@ -320,17 +346,24 @@ impl<'a> Connection<'a> {
                         // Other data messages (cue points, captions) are not relayed yet.
                         _ => continue,
                     };
-                    if let Some(publishing) = &self.publishing {
-                        publishing.publisher.send(kind, timestamp, payload);
+                    if let Some(publishing) = self.publishing.as_mut() {
+                        let now = std::time::Instant::now();
+                        publishing
+                            .publisher
+                            .send_batched(kind, timestamp, payload, now);
                     }
                 }
                 ServerEvent::Metadata {
                     timestamp, payload, ..
                 } => {
-                    if let Some(publishing) = &self.publishing {
-                        publishing
-                            .publisher
-                            .send(FrameKind::Metadata, timestamp, payload);
+                    if let Some(publishing) = self.publishing.as_mut() {
+                        let now = std::time::Instant::now();
+                        publishing.publisher.send_batched(
+                            FrameKind::Metadata,
+                            timestamp,
+                            payload,
+                            now,
+                        );
                     }
                 }
                 ServerEvent::PublishFinished { stream_id, .. }

@@ -42,14 +42,16 @@ impl WriteQueue {
     ) -> io::Result<usize> {
         let mut written_total = 0usize;
         while !self.buffers.is_empty() {
-            let slices: Vec<IoSlice<'_>> = self
-                .buffers
-                .iter()
-                .take(MAX_SLICES_PER_WRITE)
-                .map(|b| IoSlice::new(b))
-                .collect();
-            let mut written = writer.write_vectored(&slices).await?;
-            drop(slices);
+            let mut written = {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES_PER_WRITE];
+                let mut count = 0;
+                for (slot, buffer) in slices.iter_mut().zip(&self.buffers) {
+                    *slot = IoSlice::new(buffer);
+                    count += 1;
+                }
+                let slices = slices.get(..count).unwrap_or_default();
+                writer.write_vectored(slices).await?
+            };
             if written == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::WriteZero,
