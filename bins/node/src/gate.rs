@@ -1,8 +1,10 @@
 //! What every viewer request passes through: the grant check, the on-demand upstream pull,
-//! and the receipts viewers hand the node. Shared by the RTMP hooks and the HTTP middleware.
+//! the bytes served per session, and the receipts viewers hand the node. Shared by the RTMP
+//! hooks and the HTTP middleware.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,9 +19,10 @@ use streamr_coord::grant_token;
 use streamr_coord::wire::{ReceiptsOutcome, ReceiptsRequest};
 use streamr_core::{SessionGrant, SessionId, SignedReceipt};
 use streamr_media::relay::{RelayHub, StreamKey};
-use streamr_media::server::{Refusal, RelayHooks, StreamRequest};
+use streamr_media::server::{Refusal, RelayHooks, StreamEvent, StreamRequest};
 use streamr_media::upstream::UpstreamPuller;
 
+use crate::accounting::{self, Accounting};
 use crate::grants::{GrantChecker, GrantRefusal};
 
 /// Sessions kept for receipt checks; the oldest are forgotten beyond this.
@@ -37,8 +40,17 @@ pub(crate) struct Gate {
     pub(crate) publish_check: Option<CoordinatorClient>,
     /// How long an HTTP request waits for a pull to deliver the stream.
     pub(crate) pull_wait: Duration,
+    /// Bytes served per granted session, for the heartbeats' claims.
+    pub(crate) accounting: Accounting,
     sessions: Mutex<HashMap<SessionId, SessionGrant>>,
     receipts: Mutex<HashMap<SessionId, SignedReceipt>>,
+}
+
+/// A granted request: its session and the counter its HTTP response bytes add to (`None`
+/// when the accounting table is full).
+struct Admitted {
+    session: SessionId,
+    counter: Option<Arc<AtomicU64>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -52,6 +64,7 @@ impl Gate {
         grants: Option<GrantChecker>,
         publish_check: Option<CoordinatorClient>,
         pull_wait: Duration,
+        receipt_grace: Duration,
     ) -> Self {
         Gate {
             hub,
@@ -59,26 +72,30 @@ impl Gate {
             grants,
             publish_check,
             pull_wait,
+            accounting: Accounting::new(receipt_grace),
             sessions: Mutex::default(),
             receipts: Mutex::default(),
         }
     }
 
-    /// Checks the grant (when grants are enforced) and remembers the session it opens.
-    fn admit(&self, query: &str, key: &StreamKey) -> Result<(), GrantRefusal> {
+    /// Checks the grant (when grants are enforced) and remembers the session it opens;
+    /// `None` when grants are not enforced.
+    fn admit(&self, query: &str, key: &StreamKey) -> Result<Option<Admitted>, GrantRefusal> {
         let Some(checker) = &self.grants else {
-            return Ok(());
+            return Ok(None);
         };
-        let grant = checker.check(query, &key.name, unix_ms())?;
+        let now = unix_ms();
+        let grant = checker.check(query, &key.name, now)?;
+        let counter = self.accounting.open(&grant, now);
+        let session = grant.session_id;
         let mut sessions = lock(&self.sessions);
         if sessions.len() >= MAX_SESSIONS {
-            let now = unix_ms();
             sessions.retain(|_, grant| grant.expiry_ms > now);
         }
         if sessions.len() < MAX_SESSIONS {
             sessions.insert(grant.session_id, grant);
         }
-        Ok(())
+        Ok(Some(Admitted { session, counter }))
     }
 
     /// Starts (or joins) the pull of `key` in the relay role.
@@ -123,6 +140,7 @@ impl Gate {
                     .push(format!("session {session}: not signed by its viewer"));
                 continue;
             }
+            self.accounting.receipted(&session);
             let newer = kept
                 .get(&session)
                 .is_none_or(|old| old.body.seq < receipt.body.seq);
@@ -181,12 +199,35 @@ impl RelayHooks for NodeHooks {
     }
 
     async fn authorize_play(&self, request: &StreamRequest) -> Result<(), Refusal> {
-        if let Err(refusal) = self.0.admit(&request.query, &request.key) {
-            tracing::info!(stream = %request.key, peer = %request.peer, %refusal, "play refused");
-            return Err(Refusal::new(refusal.to_string()));
+        match self.0.admit(&request.query, &request.key) {
+            Err(refusal) => {
+                tracing::info!(stream = %request.key, peer = %request.peer, %refusal,
+                    "play refused");
+                return Err(Refusal::new(refusal.to_string()));
+            }
+            Ok(Some(admitted)) => self
+                .0
+                .accounting
+                .rtmp_admitted(request.peer, admitted.session),
+            Ok(None) => {}
         }
         self.0.pull(&request.key);
         Ok(())
+    }
+
+    /// Ties RTMP plays to their sessions for the byte accounting.
+    async fn on_event(&self, event: StreamEvent) {
+        match event {
+            StreamEvent::PlayStarted {
+                key,
+                peer,
+                viewer_id,
+            } => self.0.accounting.rtmp_started(&key, peer, viewer_id),
+            StreamEvent::PlayEnded { key, peer, stats } => {
+                self.0.accounting.rtmp_ended(&key, peer, &stats)
+            }
+            _ => {}
+        }
     }
 }
 
@@ -273,9 +314,10 @@ pub(crate) async fn http_gate(
         Target::Playlist { key, .. } => (key.clone(), true),
         Target::Flv(key) | Target::Segment(key) => (key.clone(), false),
     };
-    if let Err(refusal) = gate.admit(&query, &key) {
-        return forbidden(&key, &refusal);
-    }
+    let counter = match gate.admit(&query, &key) {
+        Ok(admitted) => admitted.and_then(|a| a.counter),
+        Err(refusal) => return forbidden(&key, &refusal),
+    };
     gate.pull(&key);
     gate.wait_for(&key).await;
     if let Target::Playlist { alias: true, .. } = target {
@@ -285,15 +327,31 @@ pub(crate) async fn http_gate(
         }
     }
     let response = next.run(request).await;
-    let token = grant_token::from_query(&query).map(str::to_owned);
-    let (Some(token), true, true) = (token, playlist, response.status().is_success()) else {
+    let response = if playlist {
+        with_grant(response, &key, &query).await
+    } else {
+        response
+    };
+    match counter {
+        Some(counter) if response.status().is_success() => {
+            let (parts, body) = response.into_parts();
+            Response::from_parts(parts, accounting::counted(body, counter))
+        }
+        _ => response,
+    }
+}
+
+/// Rewrites a successful playlist response so its segments carry the request's grant.
+async fn with_grant(response: Response, key: &StreamKey, query: &str) -> Response {
+    let token = grant_token::from_query(query).map(str::to_owned);
+    let (Some(token), true) = (token, response.status().is_success()) else {
         return response;
     };
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_PLAYLIST_BYTES).await else {
         return (StatusCode::BAD_GATEWAY, "playlist too large").into_response();
     };
-    let text = playlist_with_grant(&String::from_utf8_lossy(&bytes), &key, &token);
+    let text = playlist_with_grant(&String::from_utf8_lossy(&bytes), key, &token);
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(text))
 }

@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod accounting;
 mod gate;
 pub mod grants;
 pub mod identity;
@@ -103,6 +104,10 @@ pub struct NodeConfig {
     pub pull_idle_timeout: Duration,
     /// How long an HTTP request waits for a pull to start delivering.
     pub pull_wait: Duration,
+    /// How long a granted session may go without handing this node a receipt before its
+    /// bytes are reported as unattested (players that cannot sign) rather than attested.
+    /// Until then they wait, so a signing viewer's first bytes are never claimed twice.
+    pub receipt_grace: Duration,
 }
 
 impl Default for NodeConfig {
@@ -124,6 +129,7 @@ impl Default for NodeConfig {
             heartbeat_interval: Duration::from_secs(5),
             pull_idle_timeout: Duration::from_secs(30),
             pull_wait: Duration::from_secs(5),
+            receipt_grace: Duration::from_secs(10),
         }
     }
 }
@@ -221,6 +227,7 @@ impl Node {
             grants,
             client.clone().filter(|_| !relay_role),
             config.pull_wait,
+            config.receipt_grace,
         ));
 
         let rtmp = RelayServer::start_on_hub(

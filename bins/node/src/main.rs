@@ -98,6 +98,12 @@ struct Args {
           value_parser = humantime::parse_duration)]
     heartbeat_interval: Duration,
 
+    /// How long a viewer's session may go without handing this node a receipt before its bytes
+    /// are reported as unattested (players that cannot sign) instead of attested.
+    #[arg(long, env = "STREAMR_RECEIPT_GRACE", default_value = "10s",
+          value_parser = humantime::parse_duration)]
+    receipt_grace: Duration,
+
     /// Log line format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "STREAMR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
@@ -159,6 +165,7 @@ impl Args {
             advertise_rtmp: self.advertise_rtmp,
             advertise_http: self.advertise_http,
             heartbeat_interval: self.heartbeat_interval,
+            receipt_grace: self.receipt_grace,
             ..NodeConfig::default()
         }
     }
@@ -213,6 +220,8 @@ mod tests {
             &key,
             "--heartbeat-interval",
             "2s",
+            "--receipt-grace",
+            "6s",
         ])
         .unwrap();
         let config = args.into_config();
@@ -221,6 +230,7 @@ mod tests {
         assert_eq!(coordinator.url, "http://c:8090");
         assert_eq!(coordinator.key.unwrap().to_string(), key);
         assert_eq!(config.heartbeat_interval, Duration::from_secs(2));
+        assert_eq!(config.receipt_grace, Duration::from_secs(6));
         assert!(Args::try_parse_from(["streamr-node", "--coordinator-key", "zz"]).is_err());
     }
 

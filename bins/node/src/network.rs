@@ -23,7 +23,6 @@ pub(crate) async fn heartbeats(
     stop: CancellationToken,
 ) {
     let mut nonce = 0u64;
-    let mut served_before = 0u64;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -40,11 +39,8 @@ pub(crate) async fn heartbeats(
         // The node's own HLS segmenter subscribes as an internal consumer, so these are
         // viewers only.
         let viewers: usize = stats.iter().map(|s| s.viewers.len()).sum();
-        let served: u64 = stats
-            .iter()
-            .map(|s| s.delivered.bytes_out)
-            .fold(0, u64::saturating_add);
         let now = unix_ms();
+        let served = gate.accounting.take(&stats, now);
         nonce = nonce.saturating_add(1).max(now);
         let heartbeat = Signed::sign(
             NodeHeartbeat {
@@ -53,8 +49,8 @@ pub(crate) async fn heartbeats(
                 nonce,
                 streams,
                 viewers: u64::try_from(viewers).unwrap_or(u64::MAX),
-                bytes_served: served.saturating_sub(served_before),
-                unattested_bytes: 0,
+                bytes_served: served.attested,
+                unattested_bytes: served.unattested,
             },
             &key,
         );
@@ -62,10 +58,11 @@ pub(crate) async fn heartbeats(
         let carried = receipts.len();
         match client.heartbeat(heartbeat, receipts.clone()).await {
             Ok(outcome) => {
-                served_before = served;
                 debug!(
                     receipts = carried,
                     accepted = outcome.accepted,
+                    attested_bytes = served.attested,
+                    unattested_bytes = served.unattested,
                     "heartbeat sent"
                 );
                 for reason in outcome.rejected {
@@ -75,6 +72,7 @@ pub(crate) async fn heartbeats(
             Err(error) => {
                 warn!(%error, "heartbeat failed; retrying next interval");
                 gate.restore_receipts(receipts);
+                gate.accounting.restore(served);
             }
         }
     }

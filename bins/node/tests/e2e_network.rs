@@ -6,7 +6,8 @@
 //! Checked: every viewer plays verified content; friend nodes serve the viewers' bytes (origin
 //! offload); killing a friend mid-stream moves its viewers to another node within seconds and it
 //! earns nothing after it died; settled epochs pay the nodes that served in proportion to their
-//! verified bytes. Start-up, fail-over and relay-hop figures are printed for docs/benchmarks.md.
+//! verified bytes plus their discounted unattested bytes (viewers that handed them no receipt,
+//! such as the ffmpeg player and the probes). Start-up, fail-over and relay-hop figures are printed for docs/benchmarks.md.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use streamr_coord::client::{unix_ms, CoordinatorClient};
 use streamr_coord::workers::HttpProber;
 use streamr_coord::{connect, CoordConfig, Coordinator, RateLimit, Storage};
-use streamr_core::{KeyPair, NodeId, SettlementConfig};
+use streamr_core::{EpochInputs, KeyPair, NodeId, SettlementConfig, PPM};
 use streamr_media::client::RtmpClient;
 use streamr_media::rtmp::session::{ClientEvent, MediaKind};
 use streamr_media::rtmp::url::RtmpUrl;
@@ -457,11 +458,31 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
             .into_iter()
             .map(|u| (u.node_id, u.bytes))
             .collect();
-        // Only nodes that served verified bytes are paid.
+        // Each node's unattested bytes (sessions that handed it no receipt) as the rewards
+        // count them: within its probe capacity, at the discount.
+        let inputs: EpochInputs =
+            serde_json::from_str(&settlement.inputs_json).expect("settlement inputs");
+        let discount = u128::from(inputs.config.rewards.unattested_discount_ppm);
+        let unattested: BTreeMap<String, i64> = inputs
+            .nodes
+            .iter()
+            .map(|n| {
+                let counted = u128::from(n.unattested_bytes.min(n.probe_capacity_bytes));
+                let credit = counted * discount / u128::from(PPM);
+                (
+                    n.node_id.to_string(),
+                    i64::try_from(credit).unwrap_or(i64::MAX),
+                )
+            })
+            .filter(|(_, credit)| *credit > 0)
+            .collect();
+        // Only nodes that served verified or unattested bytes are paid.
         for (node, amount) in &rewards {
             assert!(
-                *amount == 0 || usage.get(node).copied().unwrap_or(0) > 0,
-                "epoch {epoch}: {node} paid {amount} without verified bytes"
+                *amount == 0
+                    || usage.get(node).copied().unwrap_or(0) > 0
+                    || unattested.contains_key(node),
+                "epoch {epoch}: {node} paid {amount} without serving"
             );
         }
         if epoch as u64 >= after_death {
@@ -473,10 +494,14 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
             assert_eq!(usage.get(&victim_text).copied().unwrap_or(0), 0);
         }
         // Where every serving node passed all its probes (availability scales rewards too) and
-        // none was flagged, rewards follow verified bytes.
+        // none was flagged, rewards follow verified bytes plus discounted unattested bytes.
+        let mut credited = usage.clone();
+        for (node, credit) in &unattested {
+            *credited.entry(node.clone()).or_default() += credit;
+        }
         let evidence = storage.evidence_for_epoch(epoch).await.expect("evidence");
         let probes = storage.probes_for_epoch(epoch).await.expect("probes");
-        let clean = usage.keys().all(|node| {
+        let clean = credited.keys().all(|node| {
             evidence
                 .iter()
                 .filter(|e| &e.node_id == node)
@@ -487,9 +512,9 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
                     .all(|p| p.hash_ok && !p.timed_out)
         });
         let paid: i64 = rewards.values().sum();
-        let bytes: i64 = usage.values().sum();
-        if clean && paid > 0 && bytes > 0 && usage.len() >= 2 {
-            for (node, served) in &usage {
+        let bytes: i64 = credited.values().sum();
+        if clean && paid > 0 && bytes > 0 && credited.len() >= 2 {
+            for (node, served) in &credited {
                 let byte_share = *served as f64 / bytes as f64;
                 let reward_share = rewards.get(node).copied().unwrap_or(0) as f64 / paid as f64;
                 assert!(
@@ -501,7 +526,7 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
         }
         let failed = probes.iter().filter(|p| !p.hash_ok || p.timed_out).count();
         eprintln!(
-            "epoch {epoch}: rewards {rewards:?} usage {usage:?}; {} probes, {failed} failed; evidence {:?}",
+            "epoch {epoch}: rewards {rewards:?} usage {usage:?} unattested credit {unattested:?}; {} probes, {failed} failed; evidence {:?}",
             probes.len(),
             evidence.iter().map(|e| (&e.node_id[..8], &e.rule)).collect::<Vec<_>>()
         );

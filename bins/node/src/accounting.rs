@@ -1,0 +1,419 @@
+//! Bytes served per granted session, split into the two claims a heartbeat signs.
+//!
+//! - **Attested** (`bytes_served`): bytes of sessions whose viewer handed this node a receipt
+//!   (`POST /receipts`, signed by the session's viewer). The coordinator holds this claim
+//!   against the receipts it verified.
+//! - **Unattested** (`unattested_bytes`): bytes of sessions that sent no receipt within the
+//!   grace period after they were admitted (players that cannot sign, such as ffplay or VLC).
+//!   Rewards cap them by probe-measured capacity and pay them at a discount.
+//!
+//! Until a session's grace period has passed without a receipt its bytes wait as pending, so
+//! the first bytes of a signing viewer (served before its first receipt) are counted once, as
+//! attested. A session that sends its first receipt only after the grace period keeps what was
+//! already reported as unattested; its later bytes are attested.
+//!
+//! Where the bytes are counted:
+//!
+//! - HTTP (HLS playlists and segments, HTTP-FLV): the body of every successful response to a
+//!   granted request, as it is handed to the connection, so a long-lived HTTP-FLV stream counts
+//!   while it plays.
+//! - RTMP: the relay hub's live per-viewer counters, read at each heartbeat, and the final
+//!   counters when the play ends. A play is tied to its session by the peer address the grant
+//!   was checked for. These are payload bytes: RTMP chunk headers are not counted.
+//!
+//! Limitation: the node sees only the receipts handed to it. A signing viewer that sends its
+//! receipts to the coordinator instead is indistinguishable here from one that cannot sign, so
+//! its bytes are reported as unattested (and stay subject to the capacity cap and discount).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes, HttpBody};
+use streamr_core::{SessionGrant, SessionId};
+use streamr_media::relay::{StreamKey, StreamStats, ViewerStats};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio_util::codec::{BytesCodec, FramedRead};
+
+/// Sessions accounted at most; bytes of sessions beyond this are not claimed.
+const MAX_SESSIONS: usize = 100_000;
+
+/// What one heartbeat claims.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Served {
+    /// Bytes of sessions that sent a receipt.
+    pub(crate) attested: u64,
+    /// Bytes of sessions that sent none within the grace period.
+    pub(crate) unattested: u64,
+}
+
+/// One granted session's bytes.
+#[derive(Debug)]
+struct SessionBytes {
+    admitted_ms: u64,
+    expiry_ms: u64,
+    receipted: bool,
+    /// Bytes of HTTP responses, shared with the bodies still streaming.
+    http: Arc<AtomicU64>,
+    /// Bytes of RTMP plays still running, by viewer id (as last read from the hub).
+    rtmp_playing: HashMap<u64, u64>,
+    /// Bytes of RTMP plays that ended.
+    rtmp_ended: u64,
+    /// Bytes already classified as attested or unattested.
+    classified: u64,
+}
+
+impl SessionBytes {
+    fn served(&self) -> u64 {
+        self.rtmp_playing
+            .values()
+            .fold(self.http.load(Ordering::Relaxed), |sum, bytes| {
+                sum.saturating_add(*bytes)
+            })
+            .saturating_add(self.rtmp_ended)
+    }
+
+    /// Nothing left to count: no response streaming, no play running, everything classified.
+    fn settled(&self) -> bool {
+        Arc::strong_count(&self.http) == 1
+            && self.rtmp_playing.is_empty()
+            && self.served() == self.classified
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    sessions: HashMap<SessionId, SessionBytes>,
+    /// RTMP connections whose grant was accepted, not yet playing, by peer address.
+    rtmp_admitted: HashMap<SocketAddr, SessionId>,
+    /// Running RTMP plays: (stream, viewer id) → session.
+    rtmp_plays: HashMap<(StreamKey, u64), SessionId>,
+    /// Classified since the last heartbeat.
+    pending_report: Served,
+}
+
+/// The node's per-session byte accounting (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Accounting {
+    grace_ms: u64,
+    state: Mutex<State>,
+}
+
+impl Accounting {
+    /// Accounting that waits `grace` for a session's first receipt.
+    pub(crate) fn new(grace: Duration) -> Self {
+        Accounting {
+            grace_ms: u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+            state: Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts (or continues) accounting the session `grant` opens; returns the counter its
+    /// HTTP responses add to, or `None` when the table is full.
+    pub(crate) fn open(&self, grant: &SessionGrant, now_ms: u64) -> Option<Arc<AtomicU64>> {
+        let mut state = self.state();
+        if let Some(session) = state.sessions.get(&grant.session_id) {
+            return Some(session.http.clone());
+        }
+        if state.sessions.len() >= MAX_SESSIONS {
+            return None;
+        }
+        let http = Arc::new(AtomicU64::new(0));
+        state.sessions.insert(
+            grant.session_id,
+            SessionBytes {
+                admitted_ms: now_ms,
+                expiry_ms: grant.expiry_ms,
+                receipted: false,
+                http: http.clone(),
+                rtmp_playing: HashMap::new(),
+                rtmp_ended: 0,
+                classified: 0,
+            },
+        );
+        Some(http)
+    }
+
+    /// Remembers that the RTMP connection from `peer` was admitted for `session`.
+    pub(crate) fn rtmp_admitted(&self, peer: SocketAddr, session: SessionId) {
+        let mut state = self.state();
+        if state.sessions.contains_key(&session) && state.rtmp_admitted.len() < MAX_SESSIONS {
+            state.rtmp_admitted.insert(peer, session);
+        }
+    }
+
+    /// The admitted connection from `peer` plays `key` as the hub's viewer `viewer_id`.
+    pub(crate) fn rtmp_started(&self, key: &StreamKey, peer: SocketAddr, viewer_id: u64) {
+        let mut state = self.state();
+        let Some(session) = state.rtmp_admitted.remove(&peer) else {
+            return;
+        };
+        if let Some(bytes) = state.sessions.get_mut(&session) {
+            bytes.rtmp_playing.insert(viewer_id, 0);
+            state.rtmp_plays.insert((key.clone(), viewer_id), session);
+        }
+    }
+
+    /// The play of `key` by the hub's viewer `stats.id` ended with these final counters.
+    pub(crate) fn rtmp_ended(&self, key: &StreamKey, peer: SocketAddr, stats: &ViewerStats) {
+        let mut state = self.state();
+        state.rtmp_admitted.remove(&peer);
+        let Some(session) = state.rtmp_plays.remove(&(key.clone(), stats.id)) else {
+            return;
+        };
+        if let Some(bytes) = state.sessions.get_mut(&session) {
+            let live = bytes.rtmp_playing.remove(&stats.id).unwrap_or(0);
+            bytes.rtmp_ended = bytes.rtmp_ended.saturating_add(live.max(stats.bytes_out));
+        }
+    }
+
+    /// The session's viewer handed over a receipt: its bytes are attested from now on,
+    /// including those still pending.
+    pub(crate) fn receipted(&self, session: &SessionId) {
+        if let Some(bytes) = self.state().sessions.get_mut(session) {
+            bytes.receipted = true;
+        }
+    }
+
+    /// Reads the running RTMP plays' counters from `streams`, classifies what was served since
+    /// the last call and is no longer pending, and hands over the totals for a heartbeat.
+    pub(crate) fn take(&self, streams: &[StreamStats], now_ms: u64) -> Served {
+        let mut state = self.state();
+        let state = &mut *state;
+        if !state.rtmp_plays.is_empty() {
+            for stream in streams {
+                for viewer in &stream.viewers {
+                    let play = (stream.key.clone(), viewer.id);
+                    let Some(session) = state.rtmp_plays.get(&play) else {
+                        continue;
+                    };
+                    if let Some(bytes) = state.sessions.get_mut(session) {
+                        let live = bytes.rtmp_playing.entry(viewer.id).or_default();
+                        *live = (*live).max(viewer.bytes_out);
+                    }
+                }
+            }
+        }
+        let report = &mut state.pending_report;
+        for bytes in state.sessions.values_mut() {
+            let served = bytes.served();
+            let new = served.saturating_sub(bytes.classified);
+            if new == 0 {
+                continue;
+            }
+            if bytes.receipted {
+                report.attested = report.attested.saturating_add(new);
+            } else if now_ms.saturating_sub(bytes.admitted_ms) >= self.grace_ms {
+                report.unattested = report.unattested.saturating_add(new);
+            } else {
+                continue;
+            }
+            bytes.classified = served;
+        }
+        state
+            .sessions
+            .retain(|_, bytes| bytes.expiry_ms > now_ms || !bytes.settled());
+        let sessions = &state.sessions;
+        state
+            .rtmp_admitted
+            .retain(|_, session| sessions.contains_key(session));
+        std::mem::take(&mut state.pending_report)
+    }
+
+    /// Puts back what a failed heartbeat could not deliver.
+    pub(crate) fn restore(&self, served: Served) {
+        let mut state = self.state();
+        let report = &mut state.pending_report;
+        report.attested = report.attested.saturating_add(served.attested);
+        report.unattested = report.unattested.saturating_add(served.unattested);
+    }
+}
+
+/// Wraps a response body so every byte handed to the connection is added to `counter`.
+pub(crate) fn counted(body: Body, counter: Arc<AtomicU64>) -> Body {
+    Body::from_stream(FramedRead::new(
+        CountingReader {
+            body,
+            chunk: Bytes::new(),
+            counter,
+        },
+        BytesCodec::new(),
+    ))
+}
+
+/// A response body read as a byte stream, counting what is read.
+struct CountingReader {
+    body: Body,
+    chunk: Bytes,
+    counter: Arc<AtomicU64>,
+}
+
+impl AsyncRead for CountingReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            if !self.chunk.is_empty() {
+                let n = self.chunk.len().min(buf.remaining());
+                let part = self.chunk.split_to(n);
+                buf.put_slice(&part);
+                self.counter.fetch_add(n as u64, Ordering::Relaxed);
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                None => return Poll::Ready(Ok(())),
+                Some(Err(error)) => return Poll::Ready(Err(io::Error::other(error))),
+                Some(Ok(frame)) => {
+                    // Trailers carry no payload.
+                    if let Ok(data) = frame.into_data() {
+                        self.chunk = data;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamr_core::{KeyPair, StreamId};
+
+    fn grant(session: u8, expiry_ms: u64) -> SessionGrant {
+        SessionGrant {
+            session_id: SessionId::from_bytes([session; 16]),
+            viewer: KeyPair::from_seed([session; 32]).viewer_key(),
+            node_id: KeyPair::from_seed([99; 32]).node_id(),
+            stream_id: StreamId::new("show").unwrap(),
+            max_bytes: 1 << 30,
+            expiry_ms,
+        }
+    }
+
+    fn served(attested: u64, unattested: u64) -> Served {
+        Served {
+            attested,
+            unattested,
+        }
+    }
+
+    #[test]
+    fn bytes_wait_for_a_receipt_then_are_attested_or_unattested() {
+        let accounting = Accounting::new(Duration::from_millis(4_000));
+        let signing = grant(1, 100_000);
+        let player = grant(2, 100_000);
+        let signing_bytes = accounting.open(&signing, 1_000).unwrap();
+        let player_bytes = accounting.open(&player, 1_000).unwrap();
+        signing_bytes.fetch_add(700, Ordering::Relaxed);
+        player_bytes.fetch_add(500, Ordering::Relaxed);
+        // Within the grace period nothing is claimed yet.
+        assert_eq!(accounting.take(&[], 3_000), served(0, 0));
+        accounting.receipted(&signing.session_id);
+        assert_eq!(accounting.take(&[], 4_000), served(700, 0));
+        // The grace period is over: the silent session's bytes so far are unattested.
+        assert_eq!(accounting.take(&[], 5_000), served(0, 500));
+        signing_bytes.fetch_add(300, Ordering::Relaxed);
+        player_bytes.fetch_add(200, Ordering::Relaxed);
+        assert_eq!(accounting.take(&[], 6_000), served(300, 200));
+        assert_eq!(accounting.take(&[], 7_000), served(0, 0));
+        // Reopening a known session continues its counter.
+        accounting
+            .open(&player, 7_500)
+            .unwrap()
+            .fetch_add(50, Ordering::Relaxed);
+        assert_eq!(accounting.take(&[], 8_000), served(0, 50));
+    }
+
+    #[test]
+    fn a_failed_heartbeat_gives_its_claims_back() {
+        let accounting = Accounting::new(Duration::ZERO);
+        let session = grant(3, 100_000);
+        accounting
+            .open(&session, 0)
+            .unwrap()
+            .fetch_add(900, Ordering::Relaxed);
+        let taken = accounting.take(&[], 10);
+        assert_eq!(taken, served(0, 900));
+        accounting.restore(taken);
+        assert_eq!(accounting.take(&[], 20), served(0, 900));
+        assert_eq!(accounting.take(&[], 30), served(0, 0));
+    }
+
+    #[test]
+    fn rtmp_plays_count_live_then_final_bytes() {
+        let accounting = Accounting::new(Duration::ZERO);
+        let session = grant(4, 100_000);
+        let key = StreamKey::new("live", "show");
+        let peer: SocketAddr = "10.0.0.9:50000".parse().unwrap();
+        accounting.open(&session, 0).unwrap();
+        accounting.rtmp_admitted(peer, session.session_id);
+        accounting.rtmp_started(&key, peer, 7);
+        let stats = |bytes_out| StreamStats {
+            key: key.clone(),
+            publishing: true,
+            publish_count: 1,
+            frames_in: 0,
+            bytes_in: 0,
+            delivered: ViewerStats::default(),
+            viewers: vec![
+                ViewerStats {
+                    id: 7,
+                    bytes_out,
+                    ..ViewerStats::default()
+                },
+                // Another viewer of the stream (not this session's) is not counted.
+                ViewerStats {
+                    id: 8,
+                    bytes_out: 1 << 20,
+                    ..ViewerStats::default()
+                },
+            ],
+        };
+        assert_eq!(accounting.take(&[stats(1_000)], 10), served(0, 1_000));
+        assert_eq!(accounting.take(&[stats(1_500)], 20), served(0, 500));
+        let last = ViewerStats {
+            id: 7,
+            bytes_out: 1_800,
+            ..ViewerStats::default()
+        };
+        accounting.rtmp_ended(&key, peer, &last);
+        assert_eq!(accounting.take(&[], 30), served(0, 300));
+        assert_eq!(accounting.take(&[stats(5_000)], 40), served(0, 0));
+    }
+
+    #[test]
+    fn expired_settled_sessions_are_forgotten() {
+        let accounting = Accounting::new(Duration::ZERO);
+        let session = grant(5, 1_000);
+        let counter = accounting.open(&session, 0).unwrap();
+        counter.fetch_add(10, Ordering::Relaxed);
+        // A response still streaming keeps the session past its grant's expiry.
+        assert_eq!(accounting.take(&[], 2_000), served(0, 10));
+        counter.fetch_add(5, Ordering::Relaxed);
+        assert_eq!(accounting.take(&[], 3_000), served(0, 5));
+        drop(counter);
+        assert_eq!(accounting.take(&[], 4_000), served(0, 0));
+        assert!(accounting.state().sessions.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_counted_body_counts_every_byte_it_yields() {
+        let counter = Arc::new(AtomicU64::new(0));
+        let body = counted(Body::from(vec![7u8; 100_000]), counter.clone());
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        assert_eq!(bytes.len(), 100_000);
+        assert!(bytes.iter().all(|b| *b == 7));
+        assert_eq!(counter.load(Ordering::Relaxed), 100_000);
+    }
+}
