@@ -58,6 +58,7 @@ function renderNodes(data) {
       num(n.availability_ppm === null ? 'not probed' : `${(n.availability_ppm / 1e4).toFixed(1)} % of ${n.probes}`),
       num(n.viewers),
       num(formatBytes(n.bytes_served)),
+      num(formatBytes(n.epoch_unattested_bytes)),
       el('td', { text: ago(n.last_heartbeat_ms, data.generated_at_ms) }),
       el('td', { text: n.streams.join(', ') || '—' }),
     ]);
