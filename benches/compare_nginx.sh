@@ -4,7 +4,11 @@
 # hop latency for both, and our figures as ratios against nginx-rtmp.
 #
 # Usage: benches/compare_nginx.sh [players per step ...]   (default: 100 500 1000)
-# Env:   STEP_SECONDS (default 20), SOURCES (default "232 3000", kbit/s)
+# Env:   STEP_SECONDS (default 20), SOURCES (default "232 3000", kbit/s), CARGO_TARGET_DIR
+#
+# CPU is each server process's own utime + stime from /proc/<pid>/stat (all its threads), never
+# the load tool's; the load tool's CPU per step is logged next to it so a saturated load generator
+# shows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,8 +29,9 @@ if ! need ffmpeg || [ ! -f /usr/lib/nginx/modules/ngx_rtmp_module.so ]; then
 fi
 
 cargo build --release -q -p streamr-node -p streamr-load
-NODE=target/release/streamr-node
-LOAD=target/release/streamr-load
+BIN=${CARGO_TARGET_DIR:-target}/release
+NODE=$BIN/streamr-node
+LOAD=$BIN/streamr-load
 
 # Sources: H.264 + AAC at the requested total bitrate, 2 s GOP, 30 s long (looped by the publisher).
 make_source() {
@@ -75,7 +80,7 @@ CONF
 ulimit -n 65536 2>/dev/null || true
 TCK=$(getconf CLK_TCK)
 RESULTS="$WORK/results.tsv"
-printf 'server\tsource_kbps\tplayers\tcpu_s_per_player_s\trss_kib_per_player\tstalled_share\tlatency_p50_ms\tlatency_p95_ms\n' >"$RESULTS"
+printf 'server\tsource_kbps\tplayers\tcpu_s_per_player_s\trss_kib_per_player\tstalled_share\tlatency_p50_ms\tlatency_p95_ms\tload_tool_cpu_s\tloadavg\n' >"$RESULTS"
 
 run_server() { # name port pid
   local name=$1 port=$2 pid=$3
@@ -89,12 +94,19 @@ run_server() { # name port pid
       local rss0 cpu0 cpu1 rss1
       rss0=$(rss_kib "$pid"); cpu0=$(cpu_ticks "$pid")
       "$LOAD" play "$url" -n "$players" --ramp 1000 -d "$STEP_SECONDS" --bitrate-kbps "$kbps" \
-        --no-progress --json "$WORK/$name-$kbps-$players.json" 2>"$WORK/$name-$kbps-$players.log"
+        --no-progress --json "$WORK/$name-$kbps-$players.json" 2>"$WORK/$name-$kbps-$players.log" &
+      local player=$! load_ticks=0 t
+      # The load tool's own CPU, sampled until it exits (its /proc entry goes with it).
+      while kill -0 "$player" 2>/dev/null; do
+        t=$(cpu_ticks "$player" 2>/dev/null) && load_ticks=$t
+        sleep 0.5
+      done
+      wait "$player" || true
       cpu1=$(cpu_ticks "$pid"); rss1=$(rss_kib "$pid")
       python3 - "$WORK/$name-$kbps-$players.json" "$name" "$kbps" "$players" \
-        "$((cpu1 - cpu0))" "$TCK" "$rss0" "$rss1" >>"$RESULTS" <<'PY'
+        "$((cpu1 - cpu0))" "$TCK" "$rss0" "$rss1" "$load_ticks" "$(cut -d' ' -f1 /proc/loadavg)" >>"$RESULTS" <<'PY'
 import json, sys
-path, name, kbps, players, ticks, tck, rss0, rss1 = sys.argv[1:]
+path, name, kbps, players, ticks, tck, rss0, rss1, load_ticks, loadavg = sys.argv[1:]
 s = json.load(open(path))
 players = int(players)
 # Player-seconds actually played: sum over ticks of playing players.
@@ -103,7 +115,8 @@ cpu = int(ticks) / int(tck)
 rss = max(int(rss1) - int(rss0), 0) / players
 lat = s.get("latency_ms") or {}
 print(f"{name}\t{kbps}\t{players}\t{cpu / player_seconds:.6f}\t{rss:.1f}\t{s['stalled_share']:.4f}"
-      f"\t{lat.get('p50', float('nan')):.0f}\t{lat.get('p95', float('nan')):.0f}")
+      f"\t{lat.get('p50', float('nan')):.0f}\t{lat.get('p95', float('nan')):.0f}"
+      f"\t{int(load_ticks) / int(tck):.1f}\t{loadavg}")
 PY
     done
     kill "$publisher" 2>/dev/null || true
@@ -138,4 +151,7 @@ for r in rows:
           f" {f('rss_kib_per_player', r):>7.1f} {f('rss_kib_per_player', n):>7.1f} {rss_ratio:>6.2f}x |"
           f" {f('stalled_share', r):>7.2%} {f('stalled_share', n):>7.2%} | {r['latency_p50_ms']:>8} {n['latency_p50_ms']:>8}")
 print("ratio = nginx-rtmp / streamr: above 1 means streamr needs less (players per CPU-second, memory per player).")
+print("load average at the end of each step (streamr / nginx): "
+      + ", ".join(f"{r['source_kbps']}k x {r['players']}: {r['loadavg']} / {by.get(('nginx', r['source_kbps'], r['players']), {}).get('loadavg', '?')}"
+                  for r in rows if r["server"] == "streamr"))
 PY

@@ -18,6 +18,9 @@ pub async fn play(url: String, counters: Arc<PlayerCounters>) -> anyhow::Result<
     // Wall-clock time (ms since the Unix epoch) of the publisher's timestamp 0, when the
     // publisher announced it in its metadata.
     let mut publish_epoch_ms: Option<f64> = None;
+    // A server with a GOP cache starts a player with frames of the current GOP from the past;
+    // hop latency counts from the next keyframe on, when the player is live.
+    let mut keyframes = 0u32;
     let mut counted = 0;
     while let Some(event) = client.next_event().await? {
         let received = client.bytes_received();
@@ -40,10 +43,13 @@ pub async fn play(url: String, counters: Arc<PlayerCounters>) -> anyhow::Result<
                 if !info.is_coded_frame() {
                     continue;
                 }
-                if info.is_keyframe && !counters.has_first_frame() {
-                    counters.first_frame();
+                if info.is_keyframe {
+                    keyframes = keyframes.saturating_add(1);
+                    if !counters.has_first_frame() {
+                        counters.first_frame();
+                    }
                 }
-                if let Some(epoch) = publish_epoch_ms {
+                if let Some(epoch) = publish_epoch_ms.filter(|_| keyframes >= 2) {
                     counters.add_latency_sample(crate::unix_ms() - (epoch + f64::from(timestamp)));
                 }
             }
