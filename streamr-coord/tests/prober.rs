@@ -1,5 +1,6 @@
 //! `HttpProber` against nodes served on loopback: a node serving the origin's bytes passes, one
-//! serving other bytes fails the hash check, one that is down times out.
+//! serving other bytes fails the hash check, one that is down times out, and one serving a
+//! segment whose origin report arrives during the download passes.
 
 use std::sync::Arc;
 
@@ -131,4 +132,58 @@ async fn probes_check_content_against_the_origin() {
         prober.probe(&honest).await.is_none(),
         "a node is probed at most once per interval"
     );
+
+    // A relay serves the newest segment while the origin's report of it is still on its way:
+    // the report lands during the download, and the probe passes.
+    let racing = node_record(racing_node(key.coordinator_key(), admin.clone()).await);
+    let result = prober.probe(&racing).await.expect("probed");
+    assert!(result.hash_ok && !result.timed_out, "{result:?}");
+}
+
+/// A node listing segments 0 and 3 whose segment 3 is reported by the origin (through `admin`)
+/// only while the node is already serving it.
+async fn racing_node(
+    coordinator: streamr_core::CoordinatorKey,
+    admin: CoordinatorClient,
+) -> String {
+    let app = axum::Router::new()
+        .route(
+            "/live/{file}",
+            get(move |Query(query): Query<std::collections::HashMap<String, String>>| async move {
+                let granted = query
+                    .get("grant")
+                    .and_then(|token| grant_token::decode(token).ok())
+                    .is_some_and(|grant| grant.verify(&coordinator).is_ok());
+                if !granted {
+                    return (StatusCode::FORBIDDEN, String::new());
+                }
+                (
+                    StatusCode::OK,
+                    "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nshow/0.ts\n#EXTINF:2.0,\nshow/3.ts\n"
+                        .to_owned(),
+                )
+            }),
+        )
+        .route(
+            "/live/{stream}/{segment}",
+            get(move || {
+                let admin = admin.clone();
+                async move {
+                    let bytes = b"segment three".to_vec();
+                    let report = SegmentReport {
+                        sequence: 3,
+                        hash: segment_hash(&bytes),
+                        published_ms: unix_ms(),
+                    };
+                    admin.report_segment("show", &report).await.unwrap();
+                    bytes
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
 }

@@ -7,6 +7,9 @@
 //! Segments are matched by hash among the origin's recent reports, not by sequence number: a
 //! node that started relaying mid-stream numbers its segments from its own start, while the
 //! content of each segment (cut on the same timestamp grid) is byte-identical to the origin's.
+//! A relay cuts a segment about when the origin does, so the origin's report of the newest one
+//! may arrive while the probe downloads it: a segment matching none of the reports read before
+//! the download is checked again against the reports read after it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -123,6 +126,16 @@ impl HttpProber {
         true
     }
 
+    /// Hashes of the origin's recent segments of `stream`.
+    async fn origin_hashes(&self, stream: &str) -> Option<Vec<String>> {
+        let segments = self
+            .storage
+            .list_segments(stream, RECENT_SEGMENTS)
+            .await
+            .ok()?;
+        Some(segments.into_iter().map(|s| s.hash).collect())
+    }
+
     /// The stream to probe `node` on: one it relays, else the newest live stream.
     async fn stream_for(&self, node: &NodeRecord) -> Option<String> {
         let relayed: Vec<String> = serde_json::from_str(&node.streams_json).unwrap_or_default();
@@ -235,14 +248,7 @@ impl ProbeRunner for HttpProber {
             return None;
         }
         let stream = self.stream_for(node).await?;
-        let origin: Vec<String> = self
-            .storage
-            .list_segments(&stream, RECENT_SEGMENTS)
-            .await
-            .ok()?
-            .into_iter()
-            .map(|s| s.hash)
-            .collect();
+        let origin = self.origin_hashes(&stream).await?;
         if origin.is_empty() {
             return None;
         }
@@ -252,7 +258,11 @@ impl ProbeRunner for HttpProber {
                 let hash = segment_hash(&fetched.bytes).to_string();
                 let secs = fetched.total.as_secs_f64().max(0.000_001);
                 let throughput = (fetched.bytes.len() as f64 / secs) as u64;
-                let hash_ok = origin.contains(&hash);
+                let hash_ok = origin.contains(&hash)
+                    || self
+                        .origin_hashes(&stream)
+                        .await
+                        .is_some_and(|reported| reported.contains(&hash));
                 if !hash_ok {
                     tracing::warn!(node = %node.id, %stream, %hash, "probed segment matches no origin hash");
                 }
