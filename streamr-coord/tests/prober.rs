@@ -1,6 +1,7 @@
 //! `HttpProber` against nodes served on loopback: a node serving the origin's bytes passes, one
-//! serving other bytes fails the hash check, one that is down times out, and one serving a
-//! segment whose origin report arrives during the download passes.
+//! serving other bytes fails the hash check, one that is down times out, one serving a segment
+//! whose origin report arrives during the download passes, and one listing only its first
+//! segment is not probed yet.
 
 use std::sync::Arc;
 
@@ -138,6 +139,43 @@ async fn probes_check_content_against_the_origin() {
     let racing = node_record(racing_node(key.coordinator_key(), admin.clone()).await);
     let result = prober.probe(&racing).await.expect("probed");
     assert!(result.hash_ok && !result.timed_out, "{result:?}");
+
+    // A relay that just started lists only its first (partial) segment: nothing to probe yet.
+    let starting = node_record(single_segment_node(key.coordinator_key()).await);
+    assert!(prober.probe(&starting).await.is_none());
+}
+
+/// A node that lists only its first segment, whose bytes no origin segment equals.
+async fn single_segment_node(coordinator: streamr_core::CoordinatorKey) -> String {
+    let app = axum::Router::new()
+        .route(
+            "/live/{file}",
+            get(
+                move |Query(query): Query<std::collections::HashMap<String, String>>| async move {
+                    let granted = query
+                        .get("grant")
+                        .and_then(|token| grant_token::decode(token).ok())
+                        .is_some_and(|grant| grant.verify(&coordinator).is_ok());
+                    if !granted {
+                        return (StatusCode::FORBIDDEN, String::new());
+                    }
+                    (
+                        StatusCode::OK,
+                        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.2,\nshow/0.ts\n".to_owned(),
+                    )
+                },
+            ),
+        )
+        .route(
+            "/live/{stream}/{segment}",
+            get(|| async { b"the second half of a segment".to_vec() }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
 }
 
 /// A node listing segments 0 and 3 whose segment 3 is reported by the origin (through `admin`)

@@ -197,13 +197,14 @@ impl HttpProber {
         })
     }
 
-    /// Fetches the playlist and one random segment; returns the segment.
+    /// Fetches the playlist and one random segment; returns the segment, or `None` when the
+    /// playlist lists a single segment (see below).
     async fn fetch_segment(
         &self,
         node: &NodeRecord,
         stream: &str,
         token: &str,
-    ) -> Result<Fetched, ProbeFailure> {
+    ) -> Result<Option<Fetched>, ProbeFailure> {
         let base = node.http_url.trim_end_matches('/');
         let playlist_url = format!("{base}/live/{stream}.m3u8?grant={token}");
         let playlist = self.fetch(&playlist_url).await?;
@@ -213,13 +214,14 @@ impl HttpProber {
             .map(str::trim)
             .filter(|line| !line.is_empty() && !line.starts_with('#'))
             .collect();
-        // Never the oldest listed segment when there are others: it may leave the node's
-        // window before it is fetched, and on a node that joined mid-stream it is the partial
-        // first segment, which no origin segment equals.
-        let candidates = match segments.get(1..) {
-            Some(rest) if !rest.is_empty() => rest,
-            _ => &segments[..],
-        };
+        // Never the oldest listed segment: it may leave the node's window before it is fetched,
+        // and on a node that joined mid-stream it is the partial first segment, which no origin
+        // segment equals. A node listing only that one has nothing to probe yet (a node that
+        // keeps listing one segment is never probed, so its availability stays 0).
+        if segments.len() == 1 {
+            return Ok(None);
+        }
+        let candidates = segments.get(1..).unwrap_or_default();
         let chosen =
             candidates
                 .choose(&mut rand::thread_rng())
@@ -236,7 +238,7 @@ impl HttpProber {
         if !url.contains("grant=") {
             url = grant_token::with_grant_token(&url, token);
         }
-        self.fetch(&url).await
+        self.fetch(&url).await.map(Some)
     }
 }
 
@@ -254,7 +256,8 @@ impl ProbeRunner for HttpProber {
         }
         let token = self.grant(node_id, &stream)?;
         match self.fetch_segment(node, &stream, &token).await {
-            Ok(fetched) => {
+            Ok(None) => None,
+            Ok(Some(fetched)) => {
                 let hash = segment_hash(&fetched.bytes).to_string();
                 let secs = fetched.total.as_secs_f64().max(0.000_001);
                 let throughput = (fetched.bytes.len() as f64 / secs) as u64;
