@@ -493,8 +493,9 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
             );
             assert_eq!(usage.get(&victim_text).copied().unwrap_or(0), 0);
         }
-        // Where every serving node passed all its probes (availability scales rewards too) and
-        // none was flagged, rewards follow verified bytes plus discounted unattested bytes.
+        // Where every serving node was probed and passed all its probes (availability scales
+        // rewards too) and none was flagged, rewards follow verified bytes plus discounted
+        // unattested bytes.
         let mut credited = usage.clone();
         for (node, credit) in &unattested {
             *credited.entry(node.clone()).or_default() += credit;
@@ -506,6 +507,7 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
                 .iter()
                 .filter(|e| &e.node_id == node)
                 .all(|e| e.rule == "probation")
+                && probes.iter().any(|p| &p.node_id == node)
                 && probes
                     .iter()
                     .filter(|p| &p.node_id == node)
