@@ -236,12 +236,46 @@ impl UpstreamPuller {
             // A failover: this upstream replays part of what was relayed.
             publisher.rejoin_upstream();
         }
+        let end = self
+            .relay_from(&mut client, key, state, idle_since, publisher, received)
+            .await;
+        // Frames held for the next batch go out now, not when the next upstream delivers.
+        if let Some(publisher) = publisher.as_mut() {
+            publisher.flush();
+        }
+        end
+    }
+
+    /// Relays what `client` receives into `publisher` until the upstream fails, closes or the
+    /// stream goes idle here. Viewers are woken once per batch of frames (see
+    /// [`Publisher::send_batched`]), as for a local publisher.
+    async fn relay_from(
+        &self,
+        client: &mut RtmpClient,
+        key: &StreamKey,
+        state: &Pull,
+        idle_since: &mut Option<Instant>,
+        publisher: &mut Option<Publisher>,
+        received: &mut bool,
+    ) -> Result<PullEnd, ClientError> {
         let mut check = tokio::time::interval(self.config.idle_check_interval);
         // When the last frame arrived, while the upstream's stream is live.
         let mut last_frame: Option<Instant> = None;
         loop {
+            let flush_deadline = publisher
+                .as_ref()
+                .and_then(Publisher::flush_deadline)
+                .map(Instant::from_std);
             let event = tokio::select! {
                 event = client.next_event() => event?,
+                _ = tokio::time::sleep_until(flush_deadline.unwrap_or_else(Instant::now)),
+                    if flush_deadline.is_some() =>
+                {
+                    if let Some(publisher) = publisher.as_mut() {
+                        publisher.flush_if_due(std::time::Instant::now());
+                    }
+                    continue;
+                }
                 _ = check.tick() => {
                     if self.is_idle(key, state, idle_since) {
                         return Ok(PullEnd::Idle);
@@ -289,8 +323,10 @@ impl UpstreamPuller {
                         Err(_busy) => return Ok(PullEnd::Idle),
                     }
                 }
-                if let Some(publisher) = publisher.as_ref() {
-                    publisher.send(kind, timestamp, payload);
+                if let Some(publisher) = publisher.as_mut() {
+                    let now = std::time::Instant::now();
+                    publisher.send_batched(kind, timestamp, payload, now);
+                    publisher.flush_if_due(now);
                 }
             }
         }
