@@ -158,6 +158,18 @@ impl ReceiptTally {
     }
 }
 
+/// The unattested bytes a node is credited with: what it reported, less the verified bytes its
+/// attested claim does not account for. Viewers may hand receipts to the coordinator instead
+/// of the node; the node, which never saw those receipts, reports their sessions as unattested,
+/// while the receipts credit the same bytes as verified. Netting them out keeps those bytes
+/// from earning twice and costs an honest node nothing (they are paid in full as verified).
+pub fn net_unattested(claims: &NodeClaims, verified_bytes: u64) -> u64 {
+    let verified_beyond_claim = verified_bytes.saturating_sub(claims.claimed_bytes);
+    claims
+        .unattested_bytes
+        .saturating_sub(verified_beyond_claim)
+}
+
 /// What a node reported and submitted in the epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeClaims {
@@ -790,7 +802,10 @@ impl FraudEngine {
             }
             let penalized = penalize.contains_key(&id);
             let (unattested, capacity) = claim.map_or((0, 0), |cl| {
-                (cl.unattested_bytes, probe.capacity_bytes(obs.epoch_ms))
+                (
+                    net_unattested(cl, a.verified),
+                    probe.capacity_bytes(obs.epoch_ms),
+                )
             });
             node_inputs.push(NodeEpochInput {
                 node_id: id,
@@ -835,6 +850,29 @@ impl FraudEngine {
 mod tests {
     use super::*;
     use crate::ids::SessionId;
+
+    fn claims(claimed_bytes: u64, unattested_bytes: u64) -> NodeClaims {
+        NodeClaims {
+            node_id: NodeId::from_bytes([1; 32]),
+            claimed_bytes,
+            unattested_bytes,
+            sessions: 1,
+            receipts: ReceiptTally::default(),
+        }
+    }
+
+    #[test]
+    fn receipts_posted_past_the_node_do_not_earn_twice() {
+        // Every receipt reached the node: its attested claim covers them, unattested stays.
+        assert_eq!(net_unattested(&claims(5_000, 3_000), 5_000), 3_000);
+        // 2 000 verified bytes came from receipts the viewer posted to the coordinator; the
+        // node had counted that session as unattested.
+        assert_eq!(net_unattested(&claims(3_000, 3_000), 5_000), 1_000);
+        // Nothing left to net below zero.
+        assert_eq!(net_unattested(&claims(0, 1_000), 5_000), 0);
+        // Claims above the receipts do not add unattested credit.
+        assert_eq!(net_unattested(&claims(9_000, 3_000), 5_000), 3_000);
+    }
 
     const BITRATE: u64 = 500_000;
     const HOUR_MS: u64 = 3_600_000;
