@@ -46,7 +46,7 @@ use axum::routing::post;
 use streamr_coord::client::{ClientError, CoordinatorClient, NodeAdvert};
 use streamr_core::{CoordinatorKey, KeyPair, NodeId};
 use streamr_media::http::{router, HttpState, LiveHls, LiveHlsConfig};
-use streamr_media::relay::{RelayConfig, RelayHub};
+use streamr_media::relay::{BatchPolicy, RelayConfig, RelayHub};
 use streamr_media::server::{RelayServer, RelayServerConfig};
 use streamr_media::upstream::{UpstreamConfig, UpstreamPuller};
 use tokio::task::JoinHandle;
@@ -108,6 +108,10 @@ pub struct NodeConfig {
     /// bytes are reported as unattested (players that cannot sign) rather than attested.
     /// Until then they wait, so a signing viewer's first bytes are never claimed twice.
     pub receipt_grace: Duration,
+    /// How long frames are held so viewers are woken (and written to) once per batch rather than
+    /// per frame: less CPU per viewer for a little added latency (see
+    /// [`streamr_media::relay::BatchPolicy`]; zero wakes viewers per video frame).
+    pub batch_delay: Duration,
 }
 
 impl Default for NodeConfig {
@@ -130,6 +134,7 @@ impl Default for NodeConfig {
             pull_idle_timeout: Duration::from_secs(30),
             pull_wait: Duration::from_secs(5),
             receipt_grace: Duration::from_secs(10),
+            batch_delay: BatchPolicy::default().delay,
         }
     }
 }
@@ -206,6 +211,14 @@ impl Node {
 
         let mut relay = RelayConfig::default();
         relay.gop_cache = config.gop_cache;
+        // Nothing waits longer than the delay plus the default headroom for audio-only gaps.
+        let headroom = BatchPolicy::default()
+            .max_delay
+            .saturating_sub(BatchPolicy::default().delay);
+        relay.batch = BatchPolicy::new(
+            config.batch_delay,
+            config.batch_delay.saturating_add(headroom),
+        );
         let mut server_config = RelayServerConfig::default()
             .with_bind(config.rtmp_listen)
             .with_relay(relay);

@@ -104,6 +104,12 @@ struct Args {
           value_parser = humantime::parse_duration)]
     receipt_grace: Duration,
 
+    /// How long frames are held to wake each viewer once per batch rather than per frame:
+    /// less CPU per viewer for that much added latency (0s: once per video frame).
+    #[arg(long, env = "STREAMR_BATCH_DELAY", default_value = "100ms",
+          value_parser = humantime::parse_duration)]
+    batch_delay: Duration,
+
     /// Log line format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "STREAMR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
@@ -166,6 +172,7 @@ impl Args {
             advertise_http: self.advertise_http,
             heartbeat_interval: self.heartbeat_interval,
             receipt_grace: self.receipt_grace,
+            batch_delay: self.batch_delay,
             ..NodeConfig::default()
         }
     }
@@ -222,6 +229,8 @@ mod tests {
             "2s",
             "--receipt-grace",
             "6s",
+            "--batch-delay",
+            "40ms",
         ])
         .unwrap();
         let config = args.into_config();
@@ -231,6 +240,7 @@ mod tests {
         assert_eq!(coordinator.key.unwrap().to_string(), key);
         assert_eq!(config.heartbeat_interval, Duration::from_secs(2));
         assert_eq!(config.receipt_grace, Duration::from_secs(6));
+        assert_eq!(config.batch_delay, Duration::from_millis(40));
         assert!(Args::try_parse_from(["streamr-node", "--coordinator-key", "zz"]).is_err());
     }
 
