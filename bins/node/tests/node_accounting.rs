@@ -4,7 +4,10 @@
 //! and a viewer of the viewer library that hands its receipts to its node. The players' bytes
 //! must reach the coordinator as unattested bytes, the signing viewer's as attested ones.
 
-use std::process::{Command, Stdio};
+mod common;
+
+use common::{eventually, ffmpeg_plays, ffmpeg_publish};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,60 +18,8 @@ use streamr_coord::{connect, CoordConfig, Coordinator, Storage};
 use streamr_core::{KeyPair, NodeId, SessionGrant, SessionId, Signed, StreamId};
 use streamr_node::viewer::{ReceiptDelivery, Viewer, ViewerConfig};
 use streamr_node::{CoordinatorConfig, Node, NodeConfig, RunningNode};
-use tokio::time::Instant;
 
 const ADMIN: &str = "node-accounting-admin";
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ffmpeg_publish(url: &str, seconds: u32) -> Child {
-    let child = Command::new("ffmpeg")
-        .args(["-v", "error", "-re", "-f", "lavfi", "-i"])
-        .arg("testsrc2=size=320x180:rate=25")
-        .args(["-f", "lavfi", "-i", "sine=frequency=440"])
-        .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
-        .args(["-c:a", "aac", "-f", "flv", url])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg is required (Debian package ffmpeg)");
-    Child(child)
-}
-
-/// Plays `url` with ffmpeg for `frames` video frames; returns whether it succeeded.
-fn ffmpeg_plays(url: &str, frames: u32) -> bool {
-    Command::new("timeout")
-        .args(["30", "ffmpeg", "-v", "error", "-i", url])
-        .args(["-frames:v", &frames.to_string(), "-f", "null", "-"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
-/// Waits (up to a minute) until `check` returns something.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// A node's claims over every epoch so far: (attested bytes, unattested bytes).
 async fn claims(storage: &Arc<dyn Storage>, config: &CoordConfig, node: NodeId) -> (i64, i64) {

@@ -1,19 +1,14 @@
 //! A relay's pull stops once its last viewer has left for the idle timeout, although the node's
 //! own live HLS segmenter still follows the stream (it is an internal consumer, not a viewer).
 
+mod common;
+
+use common::Child;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use streamr_node::{Node, NodeConfig};
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_pull_stops() {

@@ -3,6 +3,10 @@
 //! coordinator's stream key, and ffmpeg playing through the relay (whose first upstream is
 //! dead) with the grant URL the coordinator routed it to.
 
+mod common;
+
+use common::{eventually, ffmpeg_plays, ffmpeg_publish};
+
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,41 +20,6 @@ use streamr_core::{segment_hash, KeyPair, SessionGrant, Signed, ViewerReceipt};
 use streamr_node::{CoordinatorConfig, Node, NodeConfig, RunningNode};
 
 const ADMIN: &str = "node-network-admin";
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ffmpeg_publish(url: &str, seconds: u32) -> Child {
-    let child = Command::new("ffmpeg")
-        .args(["-v", "error", "-re", "-f", "lavfi", "-i"])
-        .arg("testsrc2=size=320x180:rate=25")
-        .args(["-f", "lavfi", "-i", "sine=frequency=440"])
-        .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
-        .args(["-c:a", "aac", "-f", "flv", url])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg is required (Debian package ffmpeg)");
-    Child(child)
-}
-
-/// Plays `url` with ffmpeg for `frames` video frames; returns whether it succeeded.
-fn ffmpeg_plays(url: &str, frames: u32) -> bool {
-    Command::new("timeout")
-        .args(["20", "ffmpeg", "-v", "error", "-i", url])
-        .args(["-frames:v", &frames.to_string(), "-f", "null", "-"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-}
 
 struct Network {
     url: String,
@@ -156,20 +125,6 @@ impl Network {
 fn dead_upstream() -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..200 {
-        if let Some(value) = check().await {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,11 +1,14 @@
 //! The `streamr-node` binary as a relay joining a coordinator: it keeps its key in the identity
-//! file, learns the coordinator's key from it, registers and heartbeats, serves a routed viewer with its grant, and deregisters when
-//! stopped with SIGTERM.
+//! file, learns the coordinator's key from it, registers and heartbeats, serves a routed viewer
+//! with its grant, and deregisters when stopped with SIGTERM.
+
+mod common;
+
+use common::{eventually, Child};
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use streamr_coord::client::CoordinatorClient;
 use streamr_coord::{connect, CoordConfig, Coordinator};
@@ -14,32 +17,9 @@ use streamr_node::{CoordinatorConfig, Node, NodeConfig};
 
 const ADMIN: &str = "node-process-admin";
 
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn free_addr() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().to_string()
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..200 {
-        if let Some(value) = check().await {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
