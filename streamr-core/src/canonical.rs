@@ -15,6 +15,10 @@ pub const GRANT_TAG: &[u8] = b"streamr/grant/v1\0";
 pub const RECEIPT_TAG: &[u8] = b"streamr/receipt/v1\0";
 /// Domain tag of a [`crate::NodeHeartbeat`]; v2 added `unattested_bytes` to the signed layout.
 pub const HEARTBEAT_TAG: &[u8] = b"streamr/heartbeat/v2\0";
+/// Domain tag of an [`crate::OriginClaim`].
+pub const ORIGIN_CLAIM_TAG: &[u8] = b"streamr/origin-claim/v1\0";
+/// Domain tag of an [`crate::OriginSegmentReport`].
+pub const SEGMENT_REPORT_TAG: &[u8] = b"streamr/segment-report/v1\0";
 /// Domain tag of an [`crate::EpochStatement`] hash.
 pub const STATEMENT_TAG: &[u8] = b"streamr/statement/v1\0";
 

@@ -66,6 +66,7 @@ mod identity;
 mod ids;
 mod ledger;
 mod merkle;
+mod origin;
 mod payout;
 mod probes;
 mod receipt;
@@ -89,6 +90,7 @@ pub use identity::{CoordinatorKey, KeyPair, NodeId, SignatureBytes, ViewerKey};
 pub use ids::{ContentDigest, OperatorId, SessionId, StreamId, Subnet24, MAX_NAME_LEN};
 pub use ledger::{Account, EntryKind, Ledger, LedgerEntry};
 pub use merkle::{BalanceLeaf, MerkleProof, MerkleTree, Side};
+pub use origin::{OriginClaim, OriginSegmentReport, SignedOriginClaim, SignedSegmentReport};
 pub use payout::{
     FeeSchedule, PayoutConfirmation, PayoutItem, PayoutPolicy, PayoutSink, SimulatedChain,
 };
