@@ -209,16 +209,62 @@ fn oversized_body_is_refused_by_the_writer() {
     assert!(out.is_empty());
 }
 
+/// Reads `data` pushed as two parts split at `cut`, the first shared or copied: the fuzz
+/// target's differential check against reading it at once.
+fn read_in_two(
+    data: &[u8],
+    cut: usize,
+    shared_first: bool,
+) -> Result<(FlvHeader, Vec<FlvTag>), FlvError> {
+    let (first, second) = data.split_at(cut);
+    let mut reader = FlvReader::new();
+    let mut tags = Vec::new();
+    if shared_first {
+        reader.push_bytes(Bytes::copy_from_slice(first));
+    } else {
+        reader.push(first);
+    }
+    while let Some(tag) = reader.next_tag()? {
+        tags.push(tag);
+    }
+    reader.push_bytes(Bytes::copy_from_slice(second));
+    while let Some(tag) = reader.next_tag()? {
+        tags.push(tag);
+    }
+    reader.finish()?;
+    Ok((reader.header().unwrap_or_default(), tags))
+}
+
 #[test]
 fn seed_corpus_of_the_flv_reader_fuzz_target_runs_clean() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/flv_reader");
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let data = std::fs::read(entry.unwrap().path()).unwrap();
-        let _ = FlvReader::read_all(&data);
+        let whole = FlvReader::read_all(&data);
+        for cut in [0, 1, 9, 13, data.len() / 2, data.len()] {
+            let cut = cut.min(data.len());
+            assert_eq!(read_in_two(&data, cut, true), whole);
+            assert_eq!(read_in_two(&data, cut, false), whole);
+        }
         count += 1;
     }
     assert!(count >= 3, "seed corpus in {} is missing", dir.display());
+}
+
+proptest! {
+    #[test]
+    fn reading_in_two_shared_or_copied_parts_equals_reading_at_once(
+        tags in proptest::collection::vec(tag_strategy(), 0..8),
+        cut in any::<prop::sample::Index>(),
+        shared_first in any::<bool>(),
+        garbage in proptest::collection::vec(any::<u8>(), 0..40),
+    ) {
+        let mut data = write_file(FlvHeader::default(), &tags);
+        data.extend_from_slice(&garbage);
+        let cut = cut.index(data.len() + 1);
+        prop_assert_eq!(read_in_two(&data, cut, shared_first), FlvReader::read_all(&data));
+    }
 }
 
 fn tag_strategy() -> impl Strategy<Value = FlvTag> {
