@@ -25,7 +25,8 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use streamr_core::{
-    KeyPair, NodeId, ProbeResult, RewardSplit, Signed, SignedHeartbeat, SignedReceipt, ViewerKey,
+    KeyPair, NodeId, OriginClaim, ProbeResult, RewardSplit, Signed, SignedHeartbeat, SignedReceipt,
+    SignedSegmentReport, ViewerKey,
 };
 
 use crate::grant_token;
@@ -308,11 +309,23 @@ impl CoordinatorClient {
         self.get(&format!("/nodes/{node_id}")).await
     }
 
-    /// `POST /streams` (admin): creates a stream; the answer holds its stream key.
+    /// `POST /streams` (admin): creates a stream; the answer holds its stream key. The stream
+    /// binds its origin node on the first signed publish check.
     pub async fn create_stream(
         &self,
         stream_id: &str,
         title: &str,
+    ) -> Result<CreateStreamResponse, ClientError> {
+        self.create_stream_with_origin(stream_id, title, None).await
+    }
+
+    /// `POST /streams` (admin): creates a stream whose origin is `origin_node` from the start
+    /// (`None`: bound on the first signed publish check).
+    pub async fn create_stream_with_origin(
+        &self,
+        stream_id: &str,
+        title: &str,
+        origin_node: Option<NodeId>,
     ) -> Result<CreateStreamResponse, ClientError> {
         let id = streamr_core::StreamId::new(stream_id).map_err(|e| ClientError::Decode {
             method: Method::POST,
@@ -324,6 +337,7 @@ impl CoordinatorClient {
             &CreateStreamRequest {
                 id,
                 title: title.to_owned(),
+                origin_node,
             },
         )
         .await
@@ -347,13 +361,52 @@ impl CoordinatorClient {
         stream_id: &str,
         stream_key: &str,
     ) -> Result<bool, ClientError> {
+        self.publish_check_request(
+            stream_id,
+            &PublishCheckRequest {
+                stream_key: stream_key.to_owned(),
+                origin: None,
+            },
+        )
+        .await
+    }
+
+    /// `POST /streams/{id}/publish-check` as the origin node `origin_key`: like
+    /// [`Self::publish_check`], with a signed origin claim that binds a stream without an
+    /// origin to this node; `Ok(false)` as well when another node is the stream's origin.
+    pub async fn publish_check_as_origin(
+        &self,
+        stream_id: &str,
+        stream_key: &str,
+        origin_key: &KeyPair,
+    ) -> Result<bool, ClientError> {
+        let stream = streamr_core::StreamId::new(stream_id).map_err(|e| ClientError::Decode {
+            method: Method::POST,
+            url: format!("{}/streams/{stream_id}/publish-check", self.base),
+            source: serde::de::Error::custom(e),
+        })?;
+        let claim = OriginClaim {
+            node_id: origin_key.node_id(),
+            stream_id: stream,
+            timestamp_ms: unix_ms(),
+        };
+        self.publish_check_request(
+            stream_id,
+            &PublishCheckRequest {
+                stream_key: stream_key.to_owned(),
+                origin: Some(Signed::sign(claim, origin_key)),
+            },
+        )
+        .await
+    }
+
+    async fn publish_check_request(
+        &self,
+        stream_id: &str,
+        request: &PublishCheckRequest,
+    ) -> Result<bool, ClientError> {
         let answer: Result<serde_json::Value, _> = self
-            .post(
-                &format!("/streams/{stream_id}/publish-check"),
-                &PublishCheckRequest {
-                    stream_key: stream_key.to_owned(),
-                },
-            )
+            .post(&format!("/streams/{stream_id}/publish-check"), request)
             .await;
         match answer {
             Ok(_) => Ok(true),
@@ -366,7 +419,7 @@ impl CoordinatorClient {
         }
     }
 
-    /// `POST /streams/{id}/segments` (admin): the origin reports a segment's hash.
+    /// `POST /streams/{id}/segments` (admin): an operator reports a segment's hash.
     pub async fn report_segment(
         &self,
         stream_id: &str,
@@ -374,6 +427,19 @@ impl CoordinatorClient {
     ) -> Result<SegmentReportResponse, ClientError> {
         self.post(&format!("/streams/{stream_id}/segments"), report)
             .await
+    }
+
+    /// `POST /streams/{id}/segments`: the stream's origin node reports a segment's hash,
+    /// signed with its own key (no admin token needed).
+    pub async fn report_segment_signed(
+        &self,
+        report: &SignedSegmentReport,
+    ) -> Result<SegmentReportResponse, ClientError> {
+        self.post(
+            &format!("/streams/{}/segments", report.body.stream_id),
+            report,
+        )
+        .await
     }
 
     /// `GET /streams/{id}/segments`: the origin's reported segments, newest first.

@@ -136,6 +136,14 @@ pub enum ApiError {
         /// The stream.
         stream_id: String,
     },
+    /// A node that is not the stream's origin signed an origin-only request.
+    #[error("not the origin of stream {stream_id}: {reason}")]
+    NotOrigin {
+        /// The stream.
+        stream_id: String,
+        /// Why the signer was refused.
+        reason: String,
+    },
     /// The resource does not exist.
     #[error("{what} {id} not found")]
     NotFound {
@@ -178,7 +186,9 @@ impl ApiError {
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized | ApiError::BadSignature { .. } => StatusCode::UNAUTHORIZED,
             ApiError::ClockSkew { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::StreamKeyRejected { .. } => StatusCode::FORBIDDEN,
+            ApiError::StreamKeyRejected { .. } | ApiError::NotOrigin { .. } => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -204,6 +214,7 @@ impl ApiError {
             ApiError::Storage(StorageError::ReplayedNonce { .. }) => "replayed_nonce",
             ApiError::Storage(StorageError::UnknownNode { .. }) => "unknown_node",
             ApiError::StreamKeyRejected { .. } => "stream_key_rejected",
+            ApiError::NotOrigin { .. } => "not_origin",
             ApiError::NotFound { .. } => "not_found",
             ApiError::Conflict(_) | ApiError::Storage(StorageError::ConflictingSegment { .. }) => {
                 "conflict"

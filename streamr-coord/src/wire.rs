@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 use streamr_core::{
-    CanonicalMessage, ContentDigest, NodeId, Signed, SignedGrant, SignedHeartbeat, SignedReceipt,
-    StreamId,
+    CanonicalMessage, ContentDigest, NodeId, Signed, SignedGrant, SignedHeartbeat,
+    SignedOriginClaim, SignedReceipt, SignedSegmentReport, StreamId,
 };
 
 use crate::storage::{
@@ -87,6 +87,10 @@ pub struct CreateStreamRequest {
     /// Human-readable title.
     #[serde(default)]
     pub title: String,
+    /// The node allowed to act as the stream's origin (sign its segment reports). When
+    /// omitted, the first node that signs a successful publish check is bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_node: Option<NodeId>,
 }
 
 /// Answer to `POST /streams`: the stream key is shown once and never stored in clear.
@@ -104,9 +108,14 @@ pub struct CreateStreamResponse {
 pub struct PublishCheckRequest {
     /// The key the publisher presented.
     pub stream_key: String,
+    /// The asking origin's signed claim: binds the stream to that node when it has no origin
+    /// yet, and is refused (403) when another node is bound. Without it the check only
+    /// answers whether the key is valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<SignedOriginClaim>,
 }
 
-/// `POST /streams/{id}/segments`: the origin reports a segment it published.
+/// `POST /streams/{id}/segments` with the admin token: an operator reports a segment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentReport {
@@ -116,6 +125,17 @@ pub struct SegmentReport {
     pub hash: ContentDigest,
     /// When the origin published it, Unix milliseconds.
     pub published_ms: u64,
+}
+
+/// The body of `POST /streams/{id}/segments`: a report signed by the stream's origin node
+/// (`{"body": {...}, "signature": ...}`), or a bare report sent with the admin token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SegmentReportRequest {
+    /// Signed by the origin node bound to the stream.
+    Signed(SignedSegmentReport),
+    /// Unsigned; needs the admin bearer token.
+    Admin(SegmentReport),
 }
 
 /// Answer to a segment report.

@@ -10,7 +10,8 @@ use streamr_coord::wire::NodeDeregistration;
 use streamr_coord::{CoordConfig, Coordinator, RateLimit};
 use streamr_core::{
     segment_hash, BalanceLeaf, ContentDigest, CoordinatorKey, EpochInputs, KeyPair, MerkleProof,
-    NodeHeartbeat, ProbeResult, SessionId, Signed, SignedGrant, StreamId, ViewerReceipt,
+    NodeHeartbeat, OriginClaim, OriginSegmentReport, ProbeResult, SessionId, Signed, SignedGrant,
+    StreamId, ViewerReceipt,
 };
 
 macro_rules! on_both_backends {
@@ -44,6 +45,7 @@ on_both_backends!(
     unattested_bytes_earn_at_a_discount_within_probe_capacity,
     rate_limit_refuses_bursts_per_ip,
     operations_endpoints_answer,
+    only_the_origin_node_signs_segment_reports,
 );
 
 async fn client(db: &TestDb, config: CoordConfig) -> Client {
@@ -115,6 +117,213 @@ async fn streams_register_check_keys_and_end(db: &TestDb) {
     let (status, body) = api.get("/streams/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"], "not_found");
+}
+
+fn origin_report(node: &KeyPair, stream: &str, sequence: u64) -> Signed<OriginSegmentReport> {
+    Signed::sign(
+        OriginSegmentReport {
+            node_id: node.node_id(),
+            stream_id: StreamId::new(stream).expect("stream id"),
+            sequence,
+            hash: segment_hash(format!("{stream} segment {sequence}").as_bytes()),
+            published_ms: now_ms(),
+            timestamp_ms: now_ms(),
+        },
+        node,
+    )
+}
+
+fn origin_claim(node: &KeyPair, stream: &str) -> Signed<OriginClaim> {
+    Signed::sign(
+        OriginClaim {
+            node_id: node.node_id(),
+            stream_id: StreamId::new(stream).expect("stream id"),
+            timestamp_ms: now_ms(),
+        },
+        node,
+    )
+}
+
+async fn stored_sequences(api: &Client, stream: &str) -> Vec<i64> {
+    let (status, segments) = api.get(&format!("/streams/{stream}/segments")).await;
+    assert_eq!(status, StatusCode::OK, "{segments}");
+    let mut sequences: Vec<i64> = segments
+        .as_array()
+        .expect("segment list")
+        .iter()
+        .map(|segment| segment["sequence"].as_i64().expect("sequence"))
+        .collect();
+    sequences.sort_unstable();
+    sequences
+}
+
+/// Segment reports are accepted from the stream's origin node (set at creation or bound by
+/// its signed publish check) and from the admin token; other signers, forged signatures and
+/// reports replayed to another stream are refused and store nothing.
+async fn only_the_origin_node_signs_segment_reports(db: &TestDb) {
+    let api = client(db, test_config()).await;
+    let origin = KeyPair::from_seed([41; 32]);
+    let other = KeyPair::from_seed([42; 32]);
+    for (node, port) in [(&origin, 9401), (&other, 9402)] {
+        let (status, body) = api
+            .post(
+                "/nodes",
+                &registration(node, &format!("http://127.0.0.1:{port}")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    // An origin named at creation.
+    let (status, created) = api
+        .post_admin(
+            "/streams",
+            &json!({ "id": "show", "origin_node": origin.node_id().to_string() }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["stream"]["origin_node"],
+        origin.node_id().to_string()
+    );
+
+    let report = origin_report(&origin, "show", 0);
+    let (status, body) = api.post("/streams/show/segments", &report).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["segment"]["hash"], report.body.hash.to_string());
+    let (status, body) = api.post("/streams/show/segments", &report).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the same report again is idempotent"
+    );
+    assert_eq!(body["created"], false);
+
+    // Another registered node, correctly signing its own report, is not the origin.
+    let (status, body) = api
+        .post("/streams/show/segments", &origin_report(&other, "show", 1))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "not_origin");
+    assert_eq!(stored_sequences(&api, "show").await, vec![0]);
+
+    // The origin's node id with another key's signature, and a tampered hash.
+    let mut forged = origin_report(&other, "show", 1);
+    forged.body.node_id = origin.node_id();
+    let (status, body) = api.post("/streams/show/segments", &forged).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "bad_signature");
+    let mut tampered = origin_report(&origin, "show", 1);
+    tampered.body.hash = segment_hash(b"substituted content");
+    let (status, body) = api.post("/streams/show/segments", &tampered).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(stored_sequences(&api, "show").await, vec![0]);
+
+    // A second stream without an origin: a signed report is refused until a publish check
+    // signed by a node binds it; the unsigned check still only answers about the key.
+    let key = create_stream(&api, "encore").await;
+    let (status, body) = api
+        .post(
+            "/streams/encore/segments",
+            &origin_report(&origin, "encore", 0),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "not_origin");
+    let (status, body) = api
+        .post(
+            "/streams/encore/publish-check",
+            &json!({ "stream_key": key }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["origin_node"], Value::Null);
+    let (status, body) = api
+        .post(
+            "/streams/encore/publish-check",
+            &json!({ "stream_key": "wrong", "origin": origin_claim(&other, "encore") }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(
+        body["error"], "stream_key_rejected",
+        "a wrong key binds nothing"
+    );
+    let (status, body) = api
+        .post(
+            "/streams/encore/publish-check",
+            &json!({ "stream_key": key, "origin": origin_claim(&origin, "show") }),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a claim for another stream: {body}"
+    );
+    let (status, body) = api
+        .post(
+            "/streams/encore/publish-check",
+            &json!({ "stream_key": key, "origin": origin_claim(&origin, "encore") }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["origin_node"], origin.node_id().to_string());
+    let (status, body) = api
+        .post(
+            "/streams/encore/publish-check",
+            &json!({ "stream_key": key, "origin": origin_claim(&other, "encore") }),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the first origin stays bound: {body}"
+    );
+    assert_eq!(body["error"], "not_origin");
+    let (_, stream) = api.get("/streams/encore").await;
+    assert_eq!(stream["origin_node"], origin.node_id().to_string());
+    let mut bad_claim = origin_claim(&other, "encore");
+    bad_claim.body.node_id = origin.node_id();
+    let (status, body) = api
+        .post(
+            "/streams/encore/publish-check",
+            &json!({ "stream_key": key, "origin": bad_claim }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    // The same origin serves both streams, yet a report captured on one cannot be replayed
+    // to the other: the stream is part of the signed bytes.
+    let captured = origin_report(&origin, "show", 1);
+    let (status, body) = api.post("/streams/encore/segments", &captured).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"], "not_origin");
+    let mut moved = captured.clone();
+    moved.body.stream_id = StreamId::new("encore").expect("stream id");
+    let (status, body) = api.post("/streams/encore/segments", &moved).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(stored_sequences(&api, "encore").await.is_empty());
+    let (status, _) = api
+        .post(
+            "/streams/encore/segments",
+            &origin_report(&origin, "encore", 0),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // Operators keep the admin token; an unsigned report without it is refused.
+    let bare = json!({
+        "sequence": 2,
+        "hash": segment_hash(b"operator segment").to_string(),
+        "published_ms": now_ms(),
+    });
+    let (status, body) = api.post("/streams/show/segments", &bare).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "unauthorized");
+    assert_eq!(stored_sequences(&api, "show").await, vec![0]);
+    let (status, body) = api.post_admin("/streams/show/segments", &bare).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(stored_sequences(&api, "show").await, vec![0, 2]);
 }
 
 async fn nodes_register_heartbeat_and_reject_replays(db: &TestDb) {

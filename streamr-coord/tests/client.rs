@@ -6,7 +6,8 @@ use streamr_coord::grant_token;
 use streamr_coord::wire::{PlayResponse, SegmentReport};
 use streamr_coord::{connect, CoordConfig, Coordinator};
 use streamr_core::{
-    segment_hash, KeyPair, NodeHeartbeat, ProbeResult, SessionId, Signed, StreamId, ViewerReceipt,
+    segment_hash, KeyPair, NodeHeartbeat, OriginSegmentReport, ProbeResult, SessionId, Signed,
+    StreamId, ViewerReceipt,
 };
 
 const ADMIN: &str = "client-test-admin";
@@ -137,13 +138,36 @@ async fn a_node_and_a_viewer_go_through_the_whole_api() {
     assert!(listed[0].last_heartbeat_ms.is_some());
     assert!(listed[0].streams_json.contains("show"));
 
+    // The origin binds itself with its signed publish check and signs its reports: no token.
+    let origin = KeyPair::from_seed([6; 32]);
+    assert!(public
+        .publish_check_as_origin("show", &created.stream_key, &origin)
+        .await
+        .unwrap());
+    assert!(
+        !public
+            .publish_check_as_origin("show", &created.stream_key, &node)
+            .await
+            .unwrap(),
+        "another node cannot take over the bound origin"
+    );
+    assert_eq!(
+        public.stream("show").await.unwrap().origin_node,
+        Some(origin.node_id().to_string())
+    );
     let hash = segment_hash(b"segment zero");
-    let report = SegmentReport {
-        sequence: 0,
-        hash,
-        published_ms: unix_ms(),
-    };
-    let stored = admin.report_segment("show", &report).await.unwrap();
+    let report = Signed::sign(
+        OriginSegmentReport {
+            node_id: origin.node_id(),
+            stream_id: StreamId::new("show").unwrap(),
+            sequence: 0,
+            hash,
+            published_ms: unix_ms(),
+            timestamp_ms: unix_ms(),
+        },
+        &origin,
+    );
+    let stored = public.report_segment_signed(&report).await.unwrap();
     assert!(stored.created);
     let segments = public.segments("show", 10).await.unwrap();
     assert_eq!(segments.len(), 1);

@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use rand::RngCore;
 use serde::Deserialize;
-use streamr_core::{ContentDigest, SegmentChain};
+use streamr_core::{ContentDigest, SegmentChain, SignatureError};
 
 use super::Shared;
 use crate::clock::now_ms;
@@ -14,7 +14,7 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::storage::{SegmentRecord, StatsRow, StreamRecord};
 use crate::wire::{
     CreateStreamRequest, CreateStreamResponse, PublishCheckRequest, SegmentReport,
-    SegmentReportResponse,
+    SegmentReportRequest, SegmentReportResponse,
 };
 
 /// `?limit=` for list endpoints.
@@ -87,6 +87,7 @@ pub(crate) async fn create(
         status: "live".into(),
         created_at_ms: now_ms(),
         ended_at_ms: None,
+        origin_node: request.origin_node.map(|node| node.to_string()),
     };
     state.storage.create_stream(&stream).await?;
     Ok((
@@ -123,7 +124,36 @@ pub(crate) async fn end(
         .ok_or(ApiError::NotFound { what: "stream", id })
 }
 
+/// Maps a failed origin signature check to 401: bad signature, or a timestamp outside the
+/// skew window.
+fn origin_signature_error(state: &Shared, what: &'static str, error: SignatureError) -> ApiError {
+    match error {
+        SignatureError::StaleTimestamp {
+            timestamp_ms,
+            skew_ms,
+            ..
+        } => ApiError::ClockSkew {
+            timestamp_ms: i64::try_from(timestamp_ms).unwrap_or(i64::MAX),
+            skew_ms: i64::try_from(skew_ms).unwrap_or(i64::MAX),
+            limit_ms: i64::try_from(state.config.max_clock_skew.as_millis()).unwrap_or(i64::MAX),
+        },
+        _ => ApiError::BadSignature { what },
+    }
+}
+
+fn max_skew_ms(state: &Shared) -> u64 {
+    u64::try_from(state.config.max_clock_skew.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn unix_now_ms() -> u64 {
+    u64::try_from(now_ms()).unwrap_or(0)
+}
+
 /// The origin's on-publish hook: 200 when the key matches a live stream, 403 otherwise.
+///
+/// When the origin signs an [`streamr_core::OriginClaim`] with the request, a stream without
+/// an origin is bound to that node (trust on first publish), and a stream bound to another
+/// node refuses the publish (403 `not_origin`).
 pub(crate) async fn publish_check(
     State(state): State<Shared>,
     ApiPath(id): ApiPath<String>,
@@ -134,13 +164,38 @@ pub(crate) async fn publish_check(
     let matches = blake3::Hash::from_hex(&stream.stream_key_hash)
         .map(|stored| stored == presented)
         .unwrap_or(false);
-    if matches && stream.status == "live" {
-        Ok(Json(
-            serde_json::json!({ "allowed": true, "stream_id": stream.id }),
-        ))
-    } else {
-        Err(ApiError::StreamKeyRejected { stream_id: id })
+    if !(matches && stream.status == "live") {
+        return Err(ApiError::StreamKeyRejected { stream_id: id });
     }
+    let mut origin_node = stream.origin_node.clone();
+    if let Some(claim) = &request.origin {
+        let claim = claim
+            .verify(unix_now_ms(), max_skew_ms(&state))
+            .map_err(|error| origin_signature_error(&state, "origin claim", error))?;
+        if claim.stream_id.as_str() != stream.id {
+            return Err(ApiError::NotOrigin {
+                stream_id: stream.id,
+                reason: format!("the claim was signed for stream {}", claim.stream_id),
+            });
+        }
+        let signer = claim.node_id.to_string();
+        let bound = state.storage.bind_origin(&stream.id, &signer).await?;
+        if bound.as_deref() != Some(signer.as_str()) {
+            return Err(ApiError::NotOrigin {
+                stream_id: stream.id,
+                reason: format!(
+                    "node {signer} is not the origin node {}",
+                    bound.unwrap_or_default()
+                ),
+            });
+        }
+        origin_node = Some(signer);
+    }
+    Ok(Json(serde_json::json!({
+        "allowed": true,
+        "stream_id": stream.id,
+        "origin_node": origin_node,
+    })))
 }
 
 /// Stores a segment hash and the running digest the viewers' receipts must match.
@@ -148,10 +203,45 @@ pub(crate) async fn report_segment(
     State(state): State<Shared>,
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
-    ApiJson(report): ApiJson<SegmentReport>,
+    ApiJson(request): ApiJson<SegmentReportRequest>,
 ) -> Result<(StatusCode, Json<SegmentReportResponse>), ApiError> {
-    state.require_admin(&headers)?;
-    let stream = load_stream(&state, &id).await?;
+    let (stream, report) = match request {
+        SegmentReportRequest::Admin(report) => {
+            state.require_admin(&headers)?;
+            (load_stream(&state, &id).await?, report)
+        }
+        SegmentReportRequest::Signed(signed) => {
+            let body = signed
+                .verify(unix_now_ms(), max_skew_ms(&state))
+                .map_err(|error| origin_signature_error(&state, "segment report", error))?;
+            let stream = load_stream(&state, &id).await?;
+            if body.stream_id.as_str() != stream.id {
+                return Err(ApiError::NotOrigin {
+                    stream_id: stream.id,
+                    reason: format!("the report was signed for stream {}", body.stream_id),
+                });
+            }
+            let signer = body.node_id.to_string();
+            if stream.origin_node.as_deref() != Some(signer.as_str()) {
+                return Err(ApiError::NotOrigin {
+                    reason: match &stream.origin_node {
+                        Some(origin) => format!("node {signer} is not the origin node {origin}"),
+                        None => format!(
+                            "the stream has no origin node yet; node {signer} must pass a \
+                             signed publish check first"
+                        ),
+                    },
+                    stream_id: stream.id,
+                });
+            }
+            let report = SegmentReport {
+                sequence: body.sequence,
+                hash: body.hash,
+                published_ms: body.published_ms,
+            };
+            (stream, report)
+        }
+    };
     let sequence = to_i64("sequence", report.sequence)?;
     let published_ms = to_i64("published_ms", report.published_ms)?;
     let previous = match sequence.checked_sub(1) {

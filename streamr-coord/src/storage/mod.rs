@@ -42,6 +42,9 @@ pub trait Storage: Send + Sync + 'static {
     async fn get_stream(&self, id: &str) -> StorageResult<Option<StreamRecord>>;
     /// Marks a stream ended; returns the updated stream, or `None` if it does not exist.
     async fn end_stream(&self, id: &str, now_ms: i64) -> StorageResult<Option<StreamRecord>>;
+    /// Makes `node_id` the stream's origin unless one is bound already (atomically), and
+    /// returns the origin bound afterwards (`None` when the stream does not exist).
+    async fn bind_origin(&self, id: &str, node_id: &str) -> StorageResult<Option<String>>;
     /// Stores a segment hash. Reporting the same hash twice is a no-op (returns `false`);
     /// reporting another hash for a stored sequence number is [`StorageError::ConflictingSegment`].
     async fn insert_segment(&self, segment: &SegmentRecord) -> StorageResult<bool>;

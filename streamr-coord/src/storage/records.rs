@@ -19,6 +19,10 @@ pub struct StreamRecord {
     pub created_at_ms: i64,
     /// When it ended, if it has.
     pub ended_at_ms: Option<i64>,
+    /// The node (hex id) allowed to act as the stream's origin and sign its segment reports;
+    /// `None` until set at creation or bound by the first signed publish check.
+    #[serde(default)]
+    pub origin_node: Option<String>,
 }
 
 /// A media segment hash reported by the origin, with the running digest up to it.

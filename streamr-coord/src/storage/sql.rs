@@ -123,7 +123,8 @@ fn postgres_settlement_lock() -> Option<&'static str> {
     Some("SELECT pg_advisory_xact_lock($1)")
 }
 
-const STREAM_COLUMNS: &str = "id, title, stream_key_hash, status, created_at_ms, ended_at_ms";
+const STREAM_COLUMNS: &str =
+    "id, title, stream_key_hash, status, created_at_ms, ended_at_ms, origin_node";
 const NODE_COLUMNS: &str =
     "id, payout_address, operator, subnet, rtmp_url, http_url, registered_at_ms, active, \
      capacity_kbps, last_nonce, last_heartbeat_ms, status, viewers, bytes_served, streams_json";
@@ -398,7 +399,7 @@ macro_rules! sql_storage {
             async fn create_stream(&self, stream: &StreamRecord) -> StorageResult<()> {
                 sqlx::query(&$sql(
                     "INSERT INTO streams (id, title, stream_key_hash, status, created_at_ms, \
-                     ended_at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+                     ended_at_ms, origin_node) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 ))
                 .bind(&stream.id)
                 .bind(&stream.title)
@@ -406,6 +407,7 @@ macro_rules! sql_storage {
                 .bind(&stream.status)
                 .bind(stream.created_at_ms)
                 .bind(stream.ended_at_ms)
+                .bind(&stream.origin_node)
                 .execute(&self.pool)
                 .await
                 .map_err(StorageError::query("create_stream"))?;
@@ -443,6 +445,24 @@ macro_rules! sql_storage {
                 .await
                 .map_err(StorageError::query("end_stream"))?;
                 self.get_stream(id).await
+            }
+
+            async fn bind_origin(&self, id: &str, node_id: &str) -> StorageResult<Option<String>> {
+                sqlx::query(&$sql(
+                    "UPDATE streams SET origin_node = $2 WHERE id = $1 AND origin_node IS NULL",
+                ))
+                .bind(id)
+                .bind(node_id)
+                .execute(&self.pool)
+                .await
+                .map_err(StorageError::query("bind_origin"))?;
+                let bound: Option<(Option<String>,)> =
+                    sqlx::query_as(&$sql("SELECT origin_node FROM streams WHERE id = $1"))
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(StorageError::query("bind_origin"))?;
+                Ok(bound.and_then(|(node,)| node))
             }
 
             async fn insert_segment(&self, segment: &SegmentRecord) -> StorageResult<bool> {
