@@ -213,7 +213,8 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
         .await
         .context("registering the demo stream")?;
 
-    // The origin (checks the stream key, reports segment hashes) and the friend nodes.
+    // The origin (checks the stream key, binds itself as the stream's origin with its signed
+    // check, signs its segment hashes; no admin token) and the friend nodes.
     let origin = Node::start(NodeConfig {
         rtmp_listen: ports.origin_rtmp()?,
         http_listen: ports.origin_http()?,
@@ -221,7 +222,6 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
         coordinator: Some(CoordinatorConfig {
             url: coord_url.clone(),
             key: Some(coordinator_key),
-            token: Some(admin_token.clone()),
         }),
         operator: "streamer".into(),
         ..NodeConfig::default()
@@ -240,7 +240,6 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
             coordinator: Some(CoordinatorConfig {
                 url: coord_url.clone(),
                 key: Some(coordinator_key),
-                token: None,
             }),
             operator: name.clone(),
             payout_address: format!("{name}-wallet"),

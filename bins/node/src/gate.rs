@@ -17,7 +17,7 @@ use axum::Json;
 use streamr_coord::client::{unix_ms, CoordinatorClient};
 use streamr_coord::grant_token;
 use streamr_coord::wire::{ReceiptsOutcome, ReceiptsRequest};
-use streamr_core::{SessionGrant, SessionId, SignedReceipt};
+use streamr_core::{KeyPair, SessionGrant, SessionId, SignedReceipt};
 use streamr_media::relay::{RelayHub, StreamKey};
 use streamr_media::server::{Refusal, RelayHooks, StreamEvent, StreamRequest};
 use streamr_media::upstream::UpstreamPuller;
@@ -30,14 +30,31 @@ const MAX_SESSIONS: usize = 100_000;
 /// Largest playlist rewritten to carry grants.
 const MAX_PLAYLIST_BYTES: usize = 1 << 20;
 
+/// The origin's publish check: the coordinator, and the node key its origin claims are
+/// signed with.
+pub(crate) struct OriginCheck {
+    pub(crate) client: CoordinatorClient,
+    pub(crate) key: KeyPair,
+}
+
+impl std::fmt::Debug for OriginCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OriginCheck")
+            .field("client", &self.client)
+            .field("node_id", &self.key.node_id())
+            .finish()
+    }
+}
+
 /// State shared by the RTMP hooks, the HTTP middleware and the heartbeat task.
 #[derive(Debug)]
 pub(crate) struct Gate {
     pub(crate) hub: RelayHub,
     pub(crate) puller: Option<UpstreamPuller>,
     pub(crate) grants: Option<GrantChecker>,
-    /// The coordinator to ask about publishers' stream keys (origin role).
-    pub(crate) publish_check: Option<CoordinatorClient>,
+    /// The coordinator to ask about publishers' stream keys, and the node key that signs the
+    /// origin claim sent with each check (origin role).
+    pub(crate) publish_check: Option<OriginCheck>,
     /// How long an HTTP request waits for a pull to deliver the stream.
     pub(crate) pull_wait: Duration,
     /// Bytes served per granted session, for the heartbeats' claims.
@@ -62,7 +79,7 @@ impl Gate {
         hub: RelayHub,
         puller: Option<UpstreamPuller>,
         grants: Option<GrantChecker>,
-        publish_check: Option<CoordinatorClient>,
+        publish_check: Option<OriginCheck>,
         pull_wait: Duration,
         receipt_grace: Duration,
     ) -> Self {
@@ -177,7 +194,11 @@ pub(crate) struct NodeHooks(pub(crate) std::sync::Arc<Gate>);
 #[async_trait]
 impl RelayHooks for NodeHooks {
     async fn authorize_publish(&self, request: &StreamRequest) -> Result<(), Refusal> {
-        let Some(client) = &self.0.publish_check else {
+        let Some(OriginCheck {
+            client,
+            key: node_key,
+        }) = &self.0.publish_check
+        else {
             return Ok(());
         };
         let stream_key = request
@@ -185,9 +206,14 @@ impl RelayHooks for NodeHooks {
             .split('&')
             .find_map(|pair| pair.strip_prefix("key="))
             .unwrap_or_default();
-        match client.publish_check(&request.key.name, stream_key).await {
+        match client
+            .publish_check_as_origin(&request.key.name, stream_key, node_key)
+            .await
+        {
             Ok(true) => Ok(()),
-            Ok(false) => Err(Refusal::new("stream key rejected by the coordinator")),
+            Ok(false) => Err(Refusal::new(
+                "stream key rejected by the coordinator, or another node is the stream's origin",
+            )),
             Err(error) => {
                 tracing::warn!(stream = %request.key, peer = %request.peer, %error,
                     "cannot ask the coordinator about a publisher; refusing it");

@@ -6,7 +6,9 @@
 //! - **Origin** (no upstreams): the streamer publishes here. With a coordinator configured,
 //!   publishers must present the stream key the coordinator issued
 //!   (`rtmp://origin/live/<stream>?key=<stream key>`), and every HLS segment's hash is reported
-//!   to the coordinator as the origin's reference hash.
+//!   to the coordinator as the origin's reference hash. Both are signed with the node key (no
+//!   admin token): the signed check binds the stream to this node as its origin, and the
+//!   coordinator accepts reports from that node only.
 //! - **Relay** (one or more upstreams): viewers asking for a stream over RTMP, HTTP-FLV or HLS
 //!   start (or join) a pull from the first working upstream. With a coordinator configured the
 //!   node registers, sends signed heartbeats with the viewers' receipts, refuses viewers
@@ -64,8 +66,6 @@ pub struct CoordinatorConfig {
     /// The coordinator's public key (it verifies session grants); when absent, the relay role
     /// asks the coordinator (`GET /coordinator`) at start.
     pub key: Option<CoordinatorKey>,
-    /// Token for the origin's segment reports (sent as a bearer token).
-    pub token: Option<String>,
 }
 
 /// Everything a node needs to start. `Default` is a standalone origin on the usual local ports.
@@ -189,13 +189,7 @@ impl Node {
         };
         let relay_role = !config.upstreams.is_empty();
         let client = match &config.coordinator {
-            Some(coordinator) => {
-                let mut client = CoordinatorClient::new(&coordinator.url)?;
-                if let Some(token) = &coordinator.token {
-                    client = client.with_admin_token(token.clone());
-                }
-                Some(client)
-            }
+            Some(coordinator) => Some(CoordinatorClient::new(&coordinator.url)?),
             None => None,
         };
         let grants = match (&config.coordinator, &client, relay_role) {
@@ -238,7 +232,13 @@ impl Node {
             hub.clone(),
             puller,
             grants,
-            client.clone().filter(|_| !relay_role),
+            client
+                .clone()
+                .filter(|_| !relay_role)
+                .map(|client| gate::OriginCheck {
+                    client,
+                    key: key.clone(),
+                }),
             config.pull_wait,
             config.receipt_grace,
         ));
@@ -320,6 +320,7 @@ impl Node {
             } else {
                 tasks.push(tokio::spawn(network::segment_reports(
                     client,
+                    key.clone(),
                     notices,
                     stop.clone(),
                 )));

@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser, ValueEnum};
 use streamr_core::CoordinatorKey;
 use streamr_node::{CoordinatorConfig, Node, NodeConfig};
-use tracing::info;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -69,8 +69,9 @@ struct Args {
     #[arg(long, env = "STREAMR_COORDINATOR_KEY")]
     coordinator_key: Option<CoordinatorKey>,
 
-    /// Token for reporting the origin's segment hashes to the coordinator.
-    #[arg(long, env = "STREAMR_COORDINATOR_TOKEN")]
+    /// No longer used: the origin signs its segment reports with its node key. Accepted (and
+    /// ignored, with a warning) so existing command lines keep working.
+    #[arg(long, env = "STREAMR_COORDINATOR_TOKEN", hide = true)]
     coordinator_token: Option<String>,
 
     /// Who runs this node (sent when registering).
@@ -163,7 +164,6 @@ impl Args {
             coordinator: self.coordinator.map(|url| CoordinatorConfig {
                 url,
                 key: self.coordinator_key,
-                token: self.coordinator_token,
             }),
             operator: self.operator,
             payout_address: self.payout_address,
@@ -182,6 +182,12 @@ impl Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.log_format);
+    if args.coordinator_token.is_some() {
+        warn!(
+            "--coordinator-token is no longer used and is ignored: the origin signs its segment \
+             reports with its node key; remove the flag and keep the admin token off this machine"
+        );
+    }
     let node = Node::start(args.into_config()).await?;
     info!(
         "publish to rtmp://{0}/live/<key>; HLS at http://{1}/live/<key>.m3u8, HTTP-FLV at http://{1}/live/<key>.flv",

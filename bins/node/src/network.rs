@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streamr_coord::client::{unix_ms, CoordinatorClient};
-use streamr_coord::wire::SegmentReport;
-use streamr_core::{ContentDigest, KeyPair, NodeHeartbeat, Signed, StreamId};
+use streamr_core::{ContentDigest, KeyPair, NodeHeartbeat, OriginSegmentReport, Signed, StreamId};
 use streamr_media::http::SegmentNotice;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -78,9 +77,12 @@ pub(crate) async fn heartbeats(
     }
 }
 
-/// Reports every segment the origin's live HLS cuts to the coordinator until `stop`.
+/// Reports every segment the origin's live HLS cuts to the coordinator until `stop`, each
+/// signed with the origin's node key (the coordinator accepts them from the stream's origin
+/// node only).
 pub(crate) async fn segment_reports(
     client: CoordinatorClient,
+    key: KeyPair,
     mut notices: broadcast::Receiver<SegmentNotice>,
     stop: CancellationToken,
 ) {
@@ -100,12 +102,26 @@ pub(crate) async fn segment_reports(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        let report = SegmentReport {
-            sequence: notice.sequence,
-            hash: ContentDigest::from_bytes(*notice.hash.as_bytes()),
-            published_ms: unix_ms(),
+        let stream_id = match StreamId::new(&notice.key.name) {
+            Ok(stream_id) => stream_id,
+            Err(error) => {
+                warn!(stream = %notice.key, %error, "cannot report segments of this stream name");
+                continue;
+            }
         };
-        match client.report_segment(&notice.key.name, &report).await {
+        let now = unix_ms();
+        let report = Signed::sign(
+            OriginSegmentReport {
+                node_id: key.node_id(),
+                stream_id,
+                sequence: notice.sequence,
+                hash: ContentDigest::from_bytes(*notice.hash.as_bytes()),
+                published_ms: now,
+                timestamp_ms: now,
+            },
+            &key,
+        );
+        match client.report_segment_signed(&report).await {
             Ok(_) => debug!(stream = %notice.key, sequence = notice.sequence, "segment reported"),
             Err(error) => {
                 warn!(stream = %notice.key, sequence = notice.sequence, %error,

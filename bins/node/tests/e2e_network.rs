@@ -218,7 +218,6 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
         coordinator: Some(CoordinatorConfig {
             url: coord_url.clone(),
             key: Some(coordinator_key.coordinator_key()),
-            token: Some(ADMIN.into()),
         }),
         ..NodeConfig::default()
     })
@@ -252,6 +251,12 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let friend_ids: Vec<NodeId> = friends.iter().filter_map(|f| f.node_id).collect();
+    // The origin holds no admin token: its signed publish check bound it as the stream's
+    // origin, and the segments above are its signed reports.
+    assert_eq!(
+        admin.stream("show").await.expect("stream").origin_node,
+        Some(origin.node_id().to_string()),
+    );
 
     // Viewers: four of the viewer library (two hand receipts to their node), one ffmpeg.
     let viewers: Vec<Viewer> = (0..4)

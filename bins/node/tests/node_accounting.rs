@@ -86,7 +86,6 @@ async fn players_without_receipts_are_unattested_and_signing_viewers_attested() 
         coordinator: Some(CoordinatorConfig {
             url: url.clone(),
             key: None,
-            token: Some(ADMIN.into()),
         }),
         ..node_config("origin")
     })
@@ -98,7 +97,6 @@ async fn players_without_receipts_are_unattested_and_signing_viewers_attested() 
             coordinator: Some(CoordinatorConfig {
                 url: url.clone(),
                 key: Some(coordinator_key.coordinator_key()),
-                token: None,
             }),
             ..node_config(name)
         })

@@ -85,7 +85,6 @@ impl Network {
             coordinator: Some(CoordinatorConfig {
                 url: self.url.clone(),
                 key: None,
-                token: Some(ADMIN.into()),
             }),
             ..self.node_config("origin")
         })
@@ -103,7 +102,6 @@ impl Network {
             coordinator: Some(CoordinatorConfig {
                 url: self.url.clone(),
                 key: Some(self.coordinator_key.coordinator_key()),
-                token: None,
             }),
             ..self.node_config("relay")
         })

@@ -51,7 +51,6 @@ async fn the_node_binary_joins_serves_a_granted_viewer_and_leaves() {
         coordinator: Some(CoordinatorConfig {
             url: url.clone(),
             key: None,
-            token: Some(ADMIN.into()),
         }),
         ..NodeConfig::default()
     })
