@@ -319,6 +319,12 @@ async fn a_node_operator_checks_its_earnings_and_proof() {
         ..advert(19450)
     };
     public.register_node(&node, &remote).await.unwrap();
+    // Start at an epoch boundary, so the receipt and the probes below fall in one epoch.
+    let start = (unix_ms() / epoch_ms + 1) * epoch_ms;
+    tokio::time::sleep(std::time::Duration::from_millis(
+        start.saturating_sub(unix_ms()) + 20,
+    ))
+    .await;
     public
         .heartbeat(heartbeat(&node, 1, &["show"]), Vec::new())
         .await
@@ -336,6 +342,9 @@ async fn a_node_operator_checks_its_earnings_and_proof() {
         .unwrap();
     let viewer = KeyPair::from_seed([7; 32]);
     let play = public.play("show", &viewer.viewer_key()).await.unwrap();
+    // 4 000 bytes take a moment even at the grant's rate (2 MB/s): a receipt for them within a
+    // millisecond of the grant would rightly be dropped as over the stream's bitrate.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let receipt = first_receipt(&play, &viewer, 4_000, &stored.segment.digest);
     let outcome = public
         .heartbeat(heartbeat(&node, 2, &["show"]), vec![receipt])
