@@ -1,6 +1,7 @@
 //! The coordinator's behaviour suite. Every scenario runs against SQLite and against a real
 //! PostgreSQL server (STREAMR_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432).
 
+#[macro_use]
 mod common;
 
 use axum::http::StatusCode;
@@ -13,29 +14,6 @@ use streamr_core::{
     NodeHeartbeat, OriginClaim, OriginSegmentReport, ProbeResult, SessionId, Signed, SignedGrant,
     StreamId, ViewerReceipt,
 };
-
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $scenario() {
-                    let db = super::TestDb::sqlite().await;
-                    super::$scenario(&db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $scenario() {
-                    let db = super::TestDb::postgres().await;
-                    super::$scenario(&db).await;
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     streams_register_check_keys_and_end,

@@ -1,6 +1,7 @@
 //! Heartbeats that arrive together: signatures checked as a batch, nonces claimed per node,
 //! and replicas sharing one database. Every scenario runs against SQLite and PostgreSQL.
 
+#[macro_use]
 mod common;
 
 use std::sync::Arc;
@@ -11,30 +12,8 @@ use serde_json::json;
 use streamr_coord::Coordinator;
 use streamr_core::KeyPair;
 
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    let db = super::TestDb::sqlite().await;
-                    super::$scenario(&db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    let db = super::TestDb::postgres().await;
-                    super::$scenario(&db).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
+    multi_thread;
     a_forged_heartbeat_among_many_is_the_only_one_refused,
     replays_are_refused_on_every_replica,
 );

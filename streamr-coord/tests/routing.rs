@@ -3,6 +3,7 @@
 //! not fresh) is not routed to until it sends a heartbeat again. Every scenario runs against
 //! SQLite and against a real PostgreSQL server (STREAMR_TEST_POSTGRES_URL).
 
+#[macro_use]
 mod common;
 
 use axum::http::StatusCode;
@@ -10,29 +11,6 @@ use common::*;
 use serde_json::{json, Value};
 use streamr_coord::Coordinator;
 use streamr_core::{KeyPair, NodeHeartbeat, Signed, StreamId};
-
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $scenario() {
-                    let db = super::TestDb::sqlite().await;
-                    super::$scenario(&db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $scenario() {
-                    let db = super::TestDb::postgres().await;
-                    super::$scenario(&db).await;
-                }
-            )*
-        }
-    };
-}
 
 on_both_backends!(
     concurrent_viewers_spread_over_nodes,

@@ -3,6 +3,40 @@
 
 #![allow(dead_code)]
 
+/// Runs each named scenario (`async fn scenario(db: &TestDb)`) as two tests, one against a fresh
+/// SQLite database and one against a fresh database on the PostgreSQL server. With
+/// `multi_thread;` first, the tests run on a two-worker runtime (scenarios whose requests must
+/// truly run concurrently).
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    (multi_thread; $($scenario:ident),* $(,)?) => {
+        on_both_backends!(@tests (flavor = "multi_thread", worker_threads = 2); $($scenario),*);
+    };
+    ($($scenario:ident),* $(,)?) => {
+        on_both_backends!(@tests (); $($scenario),*);
+    };
+    (@tests $runtime:tt; $($scenario:ident),*) => {
+        mod sqlite {
+            $(
+                #[tokio::test $runtime]
+                async fn $scenario() {
+                    let db = super::TestDb::sqlite().await;
+                    super::$scenario(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test $runtime]
+                async fn $scenario() {
+                    let db = super::TestDb::postgres().await;
+                    super::$scenario(&db).await;
+                }
+            )*
+        }
+    };
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 
