@@ -4,7 +4,8 @@
 # hop latency for both, and our figures as ratios against nginx-rtmp.
 #
 # Usage: benches/compare_nginx.sh [players per step ...]   (default: 100 500 1000)
-# Env:   STEP_SECONDS (default 20), SOURCES (default "232 3000", kbit/s), CARGO_TARGET_DIR
+# Env:   STEP_SECONDS (default 20), SOURCES (default "232 3000", kbit/s), CARGO_TARGET_DIR,
+#        NODE_ARGS (extra streamr-node flags, e.g. "--batch-delay 100ms")
 #
 # CPU is each server process's own utime + stime from /proc/<pid>/stat (all its threads), never
 # the load tool's; the load tool's CPU per step is logged next to it so a saturated load generator
@@ -16,6 +17,7 @@ STEPS=("${@:-100 500 1000}")
 read -r -a STEPS <<<"${STEPS[*]}"
 STEP_SECONDS=${STEP_SECONDS:-20}
 read -r -a SOURCES <<<"${SOURCES:-232 3000}"
+read -r -a NODE_ARGS <<<"${NODE_ARGS:-}"
 OUR_PORT=19351
 NGINX_PORT=19352
 WORK=target/bench-nginx
@@ -53,7 +55,7 @@ nginx_pids() { pgrep -f "nginx: (master|worker) process.*$WORK" || pgrep -f "ngi
 
 start_ours() {
   RUST_LOG=warn "$NODE" --rtmp-listen "127.0.0.1:$OUR_PORT" --http-listen "127.0.0.1:$((OUR_PORT + 10))" \
-    --identity "$WORK/node.key" >"$WORK/node.log" 2>&1 &
+    --identity "$WORK/node.key" "${NODE_ARGS[@]}" >"$WORK/node.log" 2>&1 &
   echo $!
 }
 start_nginx() {

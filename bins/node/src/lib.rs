@@ -108,8 +108,8 @@ pub struct NodeConfig {
     /// bytes are reported as unattested (players that cannot sign) rather than attested.
     /// Until then they wait, so a signing viewer's first bytes are never claimed twice.
     pub receipt_grace: Duration,
-    /// How long frames are held so viewers are woken (and written to) once per batch rather than
-    /// per frame: less CPU per viewer for a little added latency (see
+    /// The longest frames are held so viewers are woken (and written to) once per batch rather
+    /// than per frame: less CPU per viewer for at most this much added latency (see
     /// [`streamr_media::relay::BatchPolicy`]; zero wakes viewers per video frame).
     pub batch_delay: Duration,
 }
@@ -205,14 +205,8 @@ impl Node {
 
         let mut relay = RelayConfig::default();
         relay.gop_cache = config.gop_cache;
-        // Nothing waits longer than the delay plus the default headroom for audio-only gaps.
-        let headroom = BatchPolicy::default()
-            .max_delay
-            .saturating_sub(BatchPolicy::default().delay);
-        relay.batch = BatchPolicy::new(
-            config.batch_delay,
-            config.batch_delay.saturating_add(headroom),
-        );
+        // The delay is also the cap: no frame, audio included, waits longer.
+        relay.batch = BatchPolicy::new(config.batch_delay, config.batch_delay);
         let mut server_config = RelayServerConfig::default()
             .with_bind(config.rtmp_listen)
             .with_relay(relay);

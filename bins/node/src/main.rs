@@ -105,9 +105,9 @@ struct Args {
           value_parser = humantime::parse_duration)]
     receipt_grace: Duration,
 
-    /// How long frames are held to wake each viewer once per batch rather than per frame:
-    /// less CPU per viewer for that much added latency (0s: once per video frame).
-    #[arg(long, env = "STREAMR_BATCH_DELAY", default_value = "100ms",
+    /// The longest frames are held to wake each viewer once per batch rather than per frame:
+    /// less CPU per viewer for at most that much added latency (0s: once per video frame).
+    #[arg(long, env = "STREAMR_BATCH_DELAY", default_value = "50ms",
           value_parser = humantime::parse_duration)]
     batch_delay: Duration,
 

@@ -66,19 +66,19 @@ pub struct RelayConfig {
 #[non_exhaustive]
 pub struct BatchPolicy {
     /// A batch holding a video frame or metadata (any frame, for a stream without video) goes
-    /// out once its oldest frame waited this long (default 100 ms; zero: at once, so viewers are
+    /// out once its oldest frame waited this long (default 50 ms; zero: at once, so viewers are
     /// woken about once per video frame).
     pub delay: Duration,
-    /// Longest any frame is held, whatever follows (default 150 ms), for example audio while
-    /// video pauses.
+    /// Longest any frame is held, whatever follows (default 50 ms: the relay's latency cap), for
+    /// example audio while video pauses.
     pub max_delay: Duration,
 }
 
 impl Default for BatchPolicy {
     fn default() -> Self {
         BatchPolicy {
-            delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(150),
+            delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(50),
         }
     }
 }
