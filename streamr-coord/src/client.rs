@@ -36,7 +36,7 @@ use crate::storage::{
 use crate::wire::{
     CreateStreamRequest, CreateStreamResponse, EarningsResponse, HeartbeatRequest,
     NodeDeregistration, NodeRegistration, PlayResponse, PublishCheckRequest, ReceiptsOutcome,
-    ReceiptsRequest, SegmentReport, SegmentReportResponse, StatementResponse,
+    ReceiptsRequest, SegmentReport, SegmentReportResponse, SetOriginRequest, StatementResponse,
 };
 use crate::{CoordinatorInfo, ProofResponse, SimulationRequest};
 
@@ -480,6 +480,20 @@ impl CoordinatorClient {
         play.http_flv_url = grant_token::with_grant(&play.http_flv_url, &play.grant);
         play.hls_url = grant_token::with_grant(&play.hls_url, &play.grant);
         Ok(play)
+    }
+
+    /// `POST /streams/{id}/origin` (admin): binds the stream to another origin node, or clears
+    /// the binding (`None`) so the next node that signs a successful publish check is bound.
+    pub async fn set_origin(
+        &self,
+        stream_id: &str,
+        origin_node: Option<NodeId>,
+    ) -> Result<StreamRecord, ClientError> {
+        self.post(
+            &format!("/streams/{stream_id}/origin"),
+            &SetOriginRequest { origin_node },
+        )
+        .await
     }
 
     /// `POST /receipts`: receipts a viewer hands in itself.

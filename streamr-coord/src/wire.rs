@@ -93,6 +93,15 @@ pub struct CreateStreamRequest {
     pub origin_node: Option<NodeId>,
 }
 
+/// `POST /streams/{id}/origin` (admin): binds the stream to another origin node, or clears the
+/// binding (`null`) so the next node that signs a successful publish check is bound.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetOriginRequest {
+    /// The node now allowed to act as the stream's origin; `None` clears the binding.
+    pub origin_node: Option<NodeId>,
+}
+
 /// Answer to `POST /streams`: the stream key is shown once and never stored in clear.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreateStreamResponse {

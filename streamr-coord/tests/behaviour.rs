@@ -302,6 +302,51 @@ async fn only_the_origin_node_signs_segment_reports(db: &TestDb) {
     let (status, body) = api.post_admin("/streams/show/segments", &bare).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(stored_sequences(&api, "show").await, vec![0, 2]);
+
+    // An operator re-binds the stream (say the origin's key changed): only the new origin's
+    // reports count from then on.
+    let rebind = json!({ "origin_node": other.node_id().to_string() });
+    let (status, body) = api.post("/streams/show/origin", &rebind).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "admins only: {body}");
+    let (status, body) = api.post_admin("/streams/show/origin", &rebind).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["origin_node"], other.node_id().to_string());
+    let (status, body) = api
+        .post("/streams/show/segments", &origin_report(&origin, "show", 3))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = api
+        .post("/streams/show/segments", &origin_report(&other, "show", 3))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(stored_sequences(&api, "show").await, vec![0, 2, 3]);
+
+    // Cleared, the next node that signs a successful publish check is bound again.
+    let (status, body) = api
+        .post_admin("/streams/encore/origin", &json!({ "origin_node": null }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["origin_node"], Value::Null);
+    let (status, body) = api
+        .post(
+            "/streams/encore/publish-check",
+            &json!({ "stream_key": key, "origin": origin_claim(&other, "encore") }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["origin_node"], other.node_id().to_string());
+
+    // Unknown streams and malformed node ids are client errors with a JSON body.
+    let (status, body) = api.post_admin("/streams/nothing/origin", &rebind).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    let (status, body) = api
+        .post_admin("/streams/show/origin", &json!({ "origin_node": "zz" }))
+        .await;
+    assert!(status.is_client_error(), "{status} {body}");
+    assert!(body["error"].is_string(), "{body}");
+    let (_, stream) = api.get("/streams/show").await;
+    assert_eq!(stream["origin_node"], other.node_id().to_string());
 }
 
 async fn nodes_register_heartbeat_and_reject_replays(db: &TestDb) {

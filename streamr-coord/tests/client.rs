@@ -219,6 +219,24 @@ async fn a_node_and_a_viewer_go_through_the_whole_api() {
 
     public.deregister_node(&node).await.unwrap();
     assert!(!public.node(&record.id).await.unwrap().active);
+
+    // Operators re-bind or clear a stream's origin; nobody else can.
+    let refused = public
+        .set_origin("show", Some(node.node_id()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.status(),
+        Some(StatusCode::UNAUTHORIZED),
+        "{refused}"
+    );
+    let rebound = admin
+        .set_origin("show", Some(node.node_id()))
+        .await
+        .unwrap();
+    assert_eq!(rebound.origin_node, Some(node.node_id().to_string()));
+    let cleared = admin.set_origin("show", None).await.unwrap();
+    assert_eq!(cleared.origin_node, None);
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::storage::{SegmentRecord, StatsRow, StreamRecord};
 use crate::wire::{
     CreateStreamRequest, CreateStreamResponse, PublishCheckRequest, SegmentReport,
-    SegmentReportRequest, SegmentReportResponse,
+    SegmentReportRequest, SegmentReportResponse, SetOriginRequest,
 };
 
 /// `?limit=` for list endpoints.
@@ -122,6 +122,27 @@ pub(crate) async fn end(
         .await?
         .map(Json)
         .ok_or(ApiError::NotFound { what: "stream", id })
+}
+
+/// `POST /streams/{id}/origin` (admin): re-binds (or clears) the stream's origin node.
+pub(crate) async fn set_origin(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(request): ApiJson<SetOriginRequest>,
+) -> Result<Json<StreamRecord>, ApiError> {
+    state.require_admin(&headers)?;
+    let node = request.origin_node.map(|node| node.to_string());
+    let stream = state
+        .storage
+        .set_origin(&id, node.as_deref())
+        .await?
+        .ok_or(ApiError::NotFound {
+            what: "stream",
+            id: id.clone(),
+        })?;
+    tracing::info!(stream = %id, origin_node = ?stream.origin_node, "origin node set by an operator");
+    Ok(Json(stream))
 }
 
 /// Maps a failed origin signature check to 401: bad signature, or a timestamp outside the

@@ -45,6 +45,14 @@ pub trait Storage: Send + Sync + 'static {
     /// Makes `node_id` the stream's origin unless one is bound already (atomically), and
     /// returns the origin bound afterwards (`None` when the stream does not exist).
     async fn bind_origin(&self, id: &str, node_id: &str) -> StorageResult<Option<String>>;
+    /// Sets (or, with `None`, clears) the stream's origin node whatever was bound before, and
+    /// returns the updated stream (`None` when it does not exist). An operator's re-binding,
+    /// for example after the origin's key changed.
+    async fn set_origin(
+        &self,
+        id: &str,
+        node_id: Option<&str>,
+    ) -> StorageResult<Option<StreamRecord>>;
     /// Stores a segment hash. Reporting the same hash twice is a no-op (returns `false`);
     /// reporting another hash for a stored sequence number is [`StorageError::ConflictingSegment`].
     async fn insert_segment(&self, segment: &SegmentRecord) -> StorageResult<bool>;

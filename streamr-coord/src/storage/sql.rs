@@ -465,6 +465,20 @@ macro_rules! sql_storage {
                 Ok(bound.and_then(|(node,)| node))
             }
 
+            async fn set_origin(
+                &self,
+                id: &str,
+                node_id: Option<&str>,
+            ) -> StorageResult<Option<StreamRecord>> {
+                sqlx::query(&$sql("UPDATE streams SET origin_node = $2 WHERE id = $1"))
+                    .bind(id)
+                    .bind(node_id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StorageError::query("set_origin"))?;
+                self.get_stream(id).await
+            }
+
             async fn insert_segment(&self, segment: &SegmentRecord) -> StorageResult<bool> {
                 let result = sqlx::query(&$sql(
                     "INSERT INTO segments (stream_id, sequence, hash, digest, published_ms, \
