@@ -13,8 +13,9 @@ const BATCH: usize = 64;
 
 /// The FLV byte stream for one viewer: the file header, then each relayed frame as a tag. Each
 /// frame's tag is built once ([`Frame::flv_tag`](crate::relay::Frame::flv_tag)) and shared by
-/// every viewer, so nothing is copied or allocated per viewer and frame. The relay's slow-viewer policy applies
-/// (a viewer that falls behind skips to a keyframe). The stream ends when the publisher leaves.
+/// every viewer, so nothing is copied or allocated per viewer and frame. The relay's slow-viewer
+/// policy applies (a viewer that falls behind skips to a keyframe). The stream ends when the
+/// publisher leaves.
 pub fn flv_body(subscription: Subscription) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
     let header = FlvWriter::new()
         .header(FlvHeader {

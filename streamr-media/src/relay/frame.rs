@@ -3,10 +3,10 @@
 
 use std::sync::{Mutex, OnceLock};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use crate::flv::tag::{classify_audio, classify_video, TagInfo};
-use crate::flv::{PREVIOUS_TAG_SIZE_LEN, TAG_HEADER_LEN};
+use crate::flv::{FlvTag, FlvTagType, FlvWriter};
 
 /// What a frame carries. The discriminants are the FLV tag types (equal to the RTMP message types).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -21,12 +21,12 @@ pub enum FrameKind {
 }
 
 impl FrameKind {
-    /// The FLV tag type, which is also the RTMP message type id.
-    pub fn flv_tag_type(self) -> u8 {
+    /// The FLV tag type (whose code is also the RTMP message type id).
+    pub fn flv_tag_type(self) -> FlvTagType {
         match self {
-            FrameKind::Audio => 8,
-            FrameKind::Video => 9,
-            FrameKind::Metadata => 18,
+            FrameKind::Audio => FlvTagType::Audio,
+            FrameKind::Video => FlvTagType::Video,
+            FrameKind::Metadata => FlvTagType::ScriptData,
         }
     }
 }
@@ -133,29 +133,15 @@ impl Frame {
     }
 
     fn encode_flv_tag(&self) -> Option<Bytes> {
-        let len = u32::try_from(self.payload.len())
-            .ok()
-            .filter(|len| *len <= 0x00FF_FFFF)?;
-        let [_, s0, s1, s2] = len.to_be_bytes();
-        let [t3, t0, t1, t2] = self.timestamp.to_be_bytes();
-        let mut tag =
-            BytesMut::with_capacity(self.payload.len() + TAG_HEADER_LEN + PREVIOUS_TAG_SIZE_LEN);
-        tag.put_slice(&[
-            self.kind.flv_tag_type(),
-            s0,
-            s1,
-            s2,
-            t0,
-            t1,
-            t2,
-            t3,
-            0,
-            0,
-            0,
-        ]);
-        tag.put_slice(&self.payload);
-        tag.put_u32(len + TAG_HEADER_LEN as u32);
-        Some(tag.freeze())
+        let tag = FlvTag {
+            tag_type: self.kind.flv_tag_type(),
+            timestamp: self.timestamp,
+            stream_id: 0,
+            data: self.payload.clone(),
+        };
+        let mut out = BytesMut::new();
+        FlvWriter::new().write_tag(&tag, &mut out).ok()?;
+        Some(out.freeze())
     }
 }
 
