@@ -43,14 +43,13 @@ impl WriteQueue {
         let mut written_total = 0usize;
         while !self.buffers.is_empty() {
             let mut written = {
+                // On the stack: no allocation per write.
                 let mut slices = [IoSlice::new(&[]); MAX_SLICES_PER_WRITE];
-                let mut count = 0;
                 for (slot, buffer) in slices.iter_mut().zip(&self.buffers) {
                     *slot = IoSlice::new(buffer);
-                    count += 1;
                 }
-                let slices = slices.get(..count).unwrap_or_default();
-                writer.write_vectored(slices).await?
+                let count = self.buffers.len().min(MAX_SLICES_PER_WRITE);
+                writer.write_vectored(&slices[..count]).await?
             };
             if written == 0 {
                 return Err(io::Error::new(
