@@ -123,6 +123,27 @@ impl Coordinator {
         .await
     }
 
+    /// Serves the API on `listener` in a background task until the returned handle is shut down
+    /// or dropped: what an application (or a test) that embeds a coordinator beside other
+    /// services needs.
+    pub fn spawn_serve(&self, listener: TcpListener) -> std::io::Result<ServeHandle> {
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let coordinator = self.clone();
+        let task = tokio::spawn(async move {
+            coordinator
+                .serve(listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(ServeHandle {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
     /// Starts the settlement, payout, stats and (if configured) probe workers.
     pub fn spawn_workers(&self) -> Workers {
         workers::spawn(self.state.clone(), self.sink.clone(), self.probes.clone())
@@ -139,5 +160,45 @@ impl Coordinator {
     /// Returns how many were sent.
     pub async fn pay_pending(&self) -> Result<u32, WorkerError> {
         workers::pay_round(&self.state, &self.sink).await
+    }
+}
+
+/// A coordinator serving in the background ([`Coordinator::spawn_serve`]). Dropping the handle
+/// stops the server; [`ServeHandle::shutdown`] also waits for open requests to drain.
+#[derive(Debug)]
+pub struct ServeHandle {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl ServeHandle {
+    /// The address the API listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The API's base URL, `http://<address>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections, drains open requests and returns how serving ended.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.map_err(std::io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServeHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 }

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use streamr_coord::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert};
 use streamr_coord::grant_token;
 use streamr_coord::wire::{PlayResponse, SegmentReport};
-use streamr_coord::{connect, CoordConfig, Coordinator};
+use streamr_coord::{connect, CoordConfig, Coordinator, ServeHandle};
 use streamr_core::{
     segment_hash, KeyPair, NodeHeartbeat, OriginSegmentReport, ProbeResult, SessionId, Signed,
     StreamId, ViewerReceipt,
@@ -16,15 +16,7 @@ struct Served {
     url: String,
     coordinator: Coordinator,
     _dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
+    _server: ServeHandle,
 }
 
 async fn serve() -> Served {
@@ -42,21 +34,12 @@ async fn serve_with(config: CoordConfig) -> Served {
         .unwrap();
     let coordinator = Coordinator::new(config, storage);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel();
-    let server = coordinator.clone();
-    tokio::spawn(async move {
-        let _ = server
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let server = coordinator.spawn_serve(listener).unwrap();
     Served {
-        url,
+        url: server.url(),
         coordinator,
         _dir: dir,
-        stop: Some(stop),
+        _server: server,
     }
 }
 

@@ -159,7 +159,6 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
     // The media side (publisher) and the coordinator stop at different moments: nodes
     // deregister from a coordinator that is still up.
     let stop = CancellationToken::new();
-    let stop_coordinator = CancellationToken::new();
 
     // The coordinator, in this process, on SQLite.
     let db = work.path().join("coordinator.db");
@@ -198,15 +197,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
         .await
         .with_context(|| format!("cannot listen for the coordinator on {coord_addr}"))?;
     let coord_url = format!("http://{coord_addr}");
-    let serve = {
-        let coordinator = coordinator.clone();
-        let stop = stop_coordinator.clone();
-        tokio::spawn(async move {
-            coordinator
-                .serve(listener, async move { stop.cancelled().await })
-                .await
-        })
-    };
+    let server = coordinator.spawn_serve(listener)?;
     let admin = CoordinatorClient::new(&coord_url)?.with_admin_token(admin_token.clone());
     let created = admin
         .create_stream(STREAM_ID, "StreamrP2P demo")
@@ -312,11 +303,8 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
         friend.node.shutdown().await;
     }
     origin.shutdown().await;
-    stop_coordinator.cancel();
-    match serve.await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => tracing::warn!(%error, "coordinator server stopped with an error"),
-        Err(error) => tracing::warn!(%error, "coordinator task ended abnormally"),
+    if let Err(error) = server.shutdown().await {
+        tracing::warn!(%error, "coordinator server stopped with an error");
     }
     workers.shutdown().await;
     if let WorkDir::Kept(dir) = &work {

@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use streamr_coord::client::{unix_ms, CoordinatorClient, NodeAdvert};
 use streamr_coord::wire::SegmentReport;
-use streamr_coord::{connect, CoordConfig, Coordinator, RateLimit, Storage};
+use streamr_coord::{connect, CoordConfig, Coordinator, RateLimit, ServeHandle, Storage};
 use streamr_core::{
     segment_hash, ContentDigest, KeyPair, NodeHeartbeat, NodeId, ProbeResult, SegmentChain,
     SettlementConfig, Signed, SignedReceipt, StreamId, ViewerReceipt,
 };
-use tokio_util::sync::CancellationToken;
 
 const EPOCH: Duration = Duration::from_secs(8);
 const SEGMENTS: u64 = 5;
@@ -23,7 +22,7 @@ struct Network {
     coordinator: Coordinator,
     storage: Arc<dyn Storage>,
     client: CoordinatorClient,
-    stop: CancellationToken,
+    server: ServeHandle,
     _dir: tempfile::TempDir,
 }
 
@@ -53,17 +52,8 @@ async fn start_coordinator() -> Network {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    let stop = CancellationToken::new();
-    {
-        let coordinator = coordinator.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            coordinator
-                .serve(listener, async move { stop.cancelled().await })
-                .await
-        });
-    }
+    let server = coordinator.spawn_serve(listener).expect("serve");
+    let url = server.url();
     let client = CoordinatorClient::new(&url)
         .expect("client")
         .with_admin_token("fraud-test-token");
@@ -71,7 +61,7 @@ async fn start_coordinator() -> Network {
         coordinator,
         storage,
         client,
-        stop,
+        server,
         _dir: dir,
     }
 }
@@ -355,5 +345,5 @@ async fn stale_content_and_inflated_claims_are_flagged_and_not_paid() {
     assert!(reward_of(&honest) > 0, "the honest node is paid");
     assert_eq!(reward_of(&stale), 0, "stale content is not paid");
     assert_eq!(reward_of(&inflating), 0, "inflated claims are not paid");
-    net.stop.cancel();
+    let _ = net.server.shutdown().await;
 }

@@ -25,7 +25,6 @@ use streamr_media::rtmp::url::RtmpUrl;
 use streamr_node::viewer::{ReceiptDelivery, Viewer, ViewerConfig, ViewerStats};
 use streamr_node::{CoordinatorConfig, Node, NodeConfig};
 use tokio::process::{Child, Command};
-use tokio_util::sync::CancellationToken;
 
 const ADMIN: &str = "e2e-network-admin";
 const EPOCH: Duration = Duration::from_secs(10);
@@ -192,17 +191,8 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let coord_url = format!("http://{}", listener.local_addr().expect("address"));
-    let stop = CancellationToken::new();
-    let serve = {
-        let coordinator = coordinator.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            coordinator
-                .serve(listener, async move { stop.cancelled().await })
-                .await
-        })
-    };
+    let server = coordinator.spawn_serve(listener).expect("serve");
+    let coord_url = server.url();
     let admin = CoordinatorClient::new(&coord_url)
         .expect("client")
         .with_admin_token(ADMIN);
@@ -547,7 +537,6 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
         let _ = friend.child.kill().await;
     }
     origin.shutdown().await;
-    stop.cancel();
-    let _ = serve.await;
+    let _ = server.shutdown().await;
     workers.shutdown().await;
 }

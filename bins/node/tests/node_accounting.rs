@@ -53,16 +53,8 @@ async fn players_without_receipts_are_unattested_and_signing_viewers_attested() 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = coordinator.clone();
-    tokio::spawn(async move {
-        let _ = server
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let server = coordinator.spawn_serve(listener).expect("serve");
+    let url = server.url();
     let admin = CoordinatorClient::new(&url)
         .expect("client")
         .with_admin_token(ADMIN);
@@ -192,6 +184,6 @@ async fn players_without_receipts_are_unattested_and_signing_viewers_attested() 
     rtmp_relay.shutdown().await;
     http_relay.shutdown().await;
     origin.shutdown().await;
-    let _ = stop.send(());
+    let _ = server.shutdown().await;
     workers.shutdown().await;
 }

@@ -15,7 +15,7 @@ use streamr_coord::client::{unix_ms, CoordinatorClient};
 use streamr_coord::grant_token;
 use streamr_coord::wire::ReceiptsRequest;
 use streamr_coord::workers::HttpProber;
-use streamr_coord::{connect, CoordConfig, Coordinator, Storage};
+use streamr_coord::{connect, CoordConfig, Coordinator, ServeHandle, Storage};
 use streamr_core::{segment_hash, KeyPair, SessionGrant, Signed, ViewerReceipt};
 use streamr_node::{CoordinatorConfig, Node, NodeConfig, RunningNode};
 
@@ -28,7 +28,7 @@ struct Network {
     config: CoordConfig,
     workers: Option<streamr_coord::Workers>,
     dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<ServeHandle>,
 }
 
 impl Network {
@@ -47,16 +47,8 @@ impl Network {
         let coordinator =
             Coordinator::new(config.clone(), storage.clone()).with_probe_runner(Arc::new(prober));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let server = coordinator.clone();
-        tokio::spawn(async move {
-            let _ = server
-                .serve(listener, async {
-                    let _ = stopped.await;
-                })
-                .await;
-        });
+        let server = coordinator.spawn_serve(listener).unwrap();
+        let url = server.url();
         Network {
             url,
             storage,
@@ -64,7 +56,7 @@ impl Network {
             config,
             workers: Some(coordinator.spawn_workers()),
             dir,
-            stop: Some(stop),
+            server: Some(server),
         }
     }
 
@@ -113,8 +105,8 @@ impl Network {
         if let Some(workers) = self.workers.take() {
             workers.shutdown().await;
         }
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        if let Some(server) = self.server.take() {
+            let _ = server.shutdown().await;
         }
     }
 }
