@@ -82,10 +82,16 @@ tests/browser/run.sh 2>&1 | tee -a "$test_log"
 log "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked >/dev/null
 
-# One closing line over every test runner above (cargo's harnesses and node's test runner).
-read -r passed failed < <(awk '
-  /^test result:/ { p += $4; f += $6 }
+# One closing line over every test runner above (cargo's harnesses and node's test runner). A
+# test that did not run is counted as skipped: cargo's `ignored` and `filtered out`, node's
+# `skipped`, `todo` and `cancelled`. The breakdown follows on a line of its own.
+read -r passed failed ignored filtered node_skipped < <(awk '
+  /^test result:/ { p += $4; f += $6; i += $8; x += $12 }
   /^[^ ]+ pass [0-9]+$/ { p += $3 }
   /^[^ ]+ fail [0-9]+$/ { f += $3 }
-  END { print p + 0, f + 0 }' "$test_log")
-printf 'summary: %s passed, %s failed\n' "$passed" "$failed"
+  /^[^ ]+ (skipped|todo|cancelled) [0-9]+$/ { s += $3 }
+  END { print p + 0, f + 0, i + 0, x + 0, s + 0 }' "$test_log")
+printf 'summary: %s passed, %s failed, %s skipped\n' \
+  "$passed" "$failed" "$((ignored + filtered + node_skipped))"
+printf 'skipped: %s ignored, %s filtered out (cargo), %s skipped, todo or cancelled (node)\n' \
+  "$ignored" "$filtered" "$node_skipped"
