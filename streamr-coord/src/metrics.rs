@@ -44,6 +44,7 @@ counters! {
     receipts_rejected_total => "Viewer receipts rejected by verification.",
     grants_issued_total => "Session grants issued.",
     epochs_settled_total => "Epochs settled by this replica.",
+    settlement_races_lost_total => "Epochs this replica computed but another replica stored first.",
     payouts_sent_total => "Payouts handed to the payout sink.",
     worker_errors_total => "Worker iterations that failed.",
 }

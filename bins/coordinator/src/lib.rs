@@ -1,5 +1,6 @@
 //! Support code shared by the `streamr-coordinator` binaries and their tests: a minimal
-//! keep-alive HTTP/1.1 JSON client over hyper for talking to a running coordinator.
+//! keep-alive HTTP/1.1 JSON client over hyper for talking to a running coordinator, and a
+//! durable file payout sink ([`FilePayoutSink`]).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), streamr_coordinator::ClientError> {
@@ -14,5 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod payout_file;
 
 pub use client::{ClientError, HttpClient};
+pub use payout_file::{read_transfers, FilePayoutSink, PayoutFileError, Transfer};

@@ -11,6 +11,7 @@ use clap::{Parser, ValueEnum};
 use rand::RngCore;
 use streamr_coord::workers::HttpProber;
 use streamr_coord::{connect, CoordConfig, Coordinator, RateLimit};
+use streamr_coordinator::FilePayoutSink;
 use streamr_core::KeyPair;
 
 /// How log lines are written.
@@ -70,6 +71,10 @@ struct Args {
     /// Burst allowed per client IP.
     #[arg(long, default_value_t = 400)]
     rate_burst: u32,
+    /// Pay into this append-only file instead of the in-memory simulated chain: it survives
+    /// restarts, and replicas on one host may share it (each payout locks it).
+    #[arg(long)]
+    payout_file: Option<std::path::PathBuf>,
     /// Name recorded on the settlements this replica writes.
     #[arg(long)]
     replica_id: Option<String>,
@@ -172,7 +177,13 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening database {}", args.database))?;
     let probe_key = config.coordinator_key.clone();
+    let replica_id = config.replica_id.clone();
     let mut coordinator = Coordinator::new(config, storage.clone());
+    if let Some(path) = &args.payout_file {
+        tracing::info!(path = %path.display(), "payouts go to the payout file");
+        coordinator =
+            coordinator.with_payout_sink(Box::new(FilePayoutSink::new(path, replica_id)));
+    }
     if args.probe_interval_secs > 0 {
         let prober = HttpProber::new(storage, probe_key)
             .every(Duration::from_secs(args.probe_interval_secs));

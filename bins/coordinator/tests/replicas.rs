@@ -1,6 +1,7 @@
-//! Two coordinator processes on one PostgreSQL database: both take heartbeats and both run the
-//! settlement worker, yet every epoch is settled exactly once and the ledger equals a replay of
-//! the core engine.
+//! Two coordinator processes on one PostgreSQL database and one payout file: both take
+//! heartbeats and both run the settlement and payout workers, they are made to race for the
+//! same epoch, yet every epoch is settled exactly once, the ledger equals a replay of the core
+//! engine, and the shared sink paid every node exactly what the stored payouts promise.
 
 mod common;
 
@@ -11,8 +12,13 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_settle_each_epoch_once() {
     let db = PgDatabase::create().await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let payout_file = dir.path().join("payouts");
+    let payout_path = payout_file.to_str().expect("UTF-8 path");
     let flags = |replica: &'static str| {
         [
+            "--payout-file",
+            payout_path,
             "--epoch-ms",
             "50",
             "--settlement-grace-ms",
@@ -44,8 +50,23 @@ async fn two_replicas_settle_each_epoch_once() {
             assert!(feeder.beat(client).await, "both replicas take heartbeats");
         }
     }
+    // Make both replicas compute the same epoch: hold the settlement writers' lock until both
+    // wait for it, then let them go. One stores the epoch, the other loses the race.
+    let mut lock = pg_connect(&db.url).await;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(SETTLEMENT_LOCK_KEY)
+        .execute(&mut lock)
+        .await
+        .expect("take the settlement lock");
+    wait_for_lock_waiters(&mut lock, "SELECT pg_advisory_xact_lock", 2).await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(SETTLEMENT_LOCK_KEY)
+        .execute(&mut lock)
+        .await
+        .expect("release the settlement lock");
+
     let last_activity_epoch = (now_ms() / 50) as i64;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let (_, epochs) = client_b.get("/epochs?limit=1").await.expect("epochs");
         if epochs[0]["epoch"].as_i64().unwrap_or(-1) > last_activity_epoch {
@@ -57,9 +78,11 @@ async fn two_replicas_settle_each_epoch_once() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    wait_for_no_pending_payouts(&db.url).await;
 
     // Each replica's own count of settlements it wrote brackets the rows naming it: no epoch
     // was written twice and none was counted without being written.
+    let mut races_lost = 0;
     for (process, replica) in [(&a, "replica-a"), (&b, "replica-b")] {
         let before = process.metric("streamr_epochs_settled_total").await;
         let rows = settled_by(&db.url, replica).await;
@@ -68,7 +91,12 @@ async fn two_replicas_settle_each_epoch_once() {
             before <= rows && rows <= after,
             "{replica}: {before} <= {rows} <= {after}"
         );
+        assert!(rows > 0, "{replica} settled epochs too");
+        races_lost += process
+            .metric("streamr_settlement_races_lost_total")
+            .await;
     }
+    assert!(races_lost > 0, "the replicas raced for an epoch");
     drop(a);
     drop(b);
 
@@ -77,11 +105,11 @@ async fn two_replicas_settle_each_epoch_once() {
         .flat_map(|f| f.acknowledged.iter().cloned())
         .collect();
     let audit = audit(&db.url, &acknowledged).await;
-    eprintln!("{audit:?}");
+    let paid = audit_payout_file(&db.url, &payout_file).await;
+    eprintln!("{audit:?} {paid:?} races lost: {races_lost}");
     assert!(audit.settlements > 50, "{audit:?}");
-    assert_eq!(
-        audit.settled_by.values().sum::<usize>(),
-        audit.settlements,
-        "every settlement names the one replica that wrote it"
+    assert!(
+        paid.by_replica.len() == 2 && paid.transferred > 0,
+        "both replicas paid through the shared sink: {paid:?}"
     );
 }

@@ -187,7 +187,10 @@ impl Settler {
                     Metrics::inc(&state.metrics.epochs_settled_total);
                 }
                 // Another replica got there first: replay its work on the next turn.
-                Ok(false) => *self = Settler::rebuild(state).await?,
+                Ok(false) => {
+                    Metrics::inc(&state.metrics.settlement_races_lost_total);
+                    *self = Settler::rebuild(state).await?;
+                }
                 Err(err) => {
                     // The engine may hold the unsaved epoch: rebuild it from storage.
                     *self = Settler::rebuild(state).await?;

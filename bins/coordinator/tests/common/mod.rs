@@ -5,12 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use streamr_coord::wire::NodeRegistration;
-use streamr_coordinator::HttpClient;
+use sqlx::Connection;
+use streamr_coordinator::{read_transfers, HttpClient};
 use streamr_core::{
     segment_hash, ContentDigest, EpochInputs, KeyPair, NodeHeartbeat, PayoutConfirmation,
     PayoutItem, PayoutPolicy, PayoutSink, ProbeResult, SessionId, Settlement, Signed, StreamId,
@@ -448,3 +450,128 @@ pub async fn settled_by(database: &str, replica: &str) -> u64 {
         .filter(|s| s.settled_by == replica)
         .count() as u64
 }
+
+/// Waits until no payout is pending any more (the payout worker has caught up).
+pub async fn wait_for_no_pending_payouts(database: &str) {
+    let storage = streamr_coord::connect(database)
+        .await
+        .expect("open database");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !storage
+        .pending_payouts(1)
+        .await
+        .expect("pending payouts")
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "payouts still pending");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What the shared payout file shows.
+#[derive(Debug)]
+pub struct PayoutFileAudit {
+    /// Transfers recorded.
+    pub transfers: usize,
+    /// Micro-units transferred in total.
+    pub transferred: u64,
+    /// Transfers per replica that sent them.
+    pub by_replica: BTreeMap<String, usize>,
+}
+
+/// Checks the payout file against the stored payouts once none is pending: for every node the
+/// sink transferred exactly what the sent payouts promised, each transfer moving the node's
+/// total from its previous value to its new one. A payout paid twice (across replicas or after a
+/// crash) makes the transferred sum exceed the stored sum.
+pub async fn audit_payout_file(database: &str, path: &Path) -> PayoutFileAudit {
+    let storage = streamr_coord::connect(database)
+        .await
+        .expect("open database");
+    let mut promised: BTreeMap<String, i64> = BTreeMap::new();
+    for settlement in storage
+        .settlements_from(i64::MIN, 1_000_000)
+        .await
+        .expect("settlements")
+    {
+        for payout in storage
+            .payouts_for_epoch(settlement.epoch)
+            .await
+            .expect("payouts")
+        {
+            assert_eq!(payout.status, "sent", "{payout:?}");
+            *promised.entry(payout.node_id).or_insert(0) += payout.net;
+        }
+    }
+    let transfers = read_transfers(path).expect("payout file");
+    let mut paid: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_replica = BTreeMap::new();
+    for transfer in &transfers {
+        let total = paid.entry(transfer.node_id.clone()).or_insert(0);
+        assert_eq!(
+            *total + transfer.transferred,
+            transfer.cumulative_net,
+            "each transfer moves its node's total from the previous one: {transfer:?}"
+        );
+        *total = transfer.cumulative_net;
+        *by_replica.entry(transfer.replica.clone()).or_insert(0) += 1;
+    }
+    let promised: BTreeMap<String, u64> = promised
+        .into_iter()
+        .map(|(node, net)| (node, u64::try_from(net).expect("net is positive")))
+        .collect();
+    assert_eq!(
+        paid, promised,
+        "the sink paid each node exactly what its stored payouts promised"
+    );
+    PayoutFileAudit {
+        transfers: transfers.len(),
+        transferred: paid.values().sum(),
+        by_replica,
+    }
+}
+
+/// A connection of the test's own to the PostgreSQL database at `url`.
+pub async fn pg_connect(url: &str) -> sqlx::PgConnection {
+    sqlx::PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {url}: {e}"))
+}
+
+/// Waits until `count` other sessions of this database wait for a lock while running a
+/// statement that starts with `statement` (an SQL `LIKE` prefix).
+pub async fn wait_for_lock_waiters(conn: &mut sqlx::PgConnection, statement: &str, count: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE $1",
+        )
+        .bind(format!("{statement}%"))
+        .fetch_one(&mut *conn)
+        .await
+        .expect("pg_stat_activity");
+        if waiting >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{count} sessions never waited in `{statement}`"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Ends every other session of this database, as the death of their process would: a
+/// statement they had sent but not finished never commits.
+pub async fn end_other_sessions(conn: &mut sqlx::PgConnection) {
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut *conn)
+    .await
+    .expect("terminate sessions");
+}
+
+/// The advisory lock key that serialises settlement writers (streamr-coord's storage).
+pub const SETTLEMENT_LOCK_KEY: i64 = 0x5354_524d_5345_5454;
