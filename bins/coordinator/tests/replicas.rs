@@ -58,7 +58,7 @@ async fn two_replicas_settle_each_epoch_once() {
         .execute(&mut lock)
         .await
         .expect("take the settlement lock");
-    wait_for_lock_waiters(&mut lock, "SELECT pg_advisory_xact_lock", 2).await;
+    wait_for_lock_waiters(&mut lock, "a.wait_event = 'advisory'", 2).await;
     sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(SETTLEMENT_LOCK_KEY)
         .execute(&mut lock)

@@ -537,28 +537,47 @@ pub async fn pg_connect(url: &str) -> sqlx::PgConnection {
         .unwrap_or_else(|e| panic!("PostgreSQL at {url}: {e}"))
 }
 
-/// Waits until `count` other sessions of this database wait for a lock while running a
-/// statement that starts with `statement` (an SQL `LIKE` prefix).
-pub async fn wait_for_lock_waiters(conn: &mut sqlx::PgConnection, statement: &str, count: i64) {
+/// Waits until `count` other sessions of this database wait for a lock and match `condition`
+/// (SQL over `pg_stat_activity a`). On a deadline, panics listing the sessions.
+pub async fn wait_for_lock_waiters(conn: &mut sqlx::PgConnection, condition: &str, count: i64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (waiting,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE $1",
-        )
-        .bind(format!("{statement}%"))
+        // Inside a transaction the activity view is a snapshot taken once: take a fresh one.
+        sqlx::query("SELECT pg_stat_clear_snapshot()")
+            .execute(&mut *conn)
+            .await
+            .expect("clear statistics snapshot");
+        let (waiting,): (i64,) = sqlx::query_as(&format!(
+            "SELECT COUNT(*) FROM pg_stat_activity a WHERE a.datname = current_database() \
+             AND a.pid <> pg_backend_pid() AND a.wait_event_type = 'Lock' AND ({condition})"
+        ))
         .fetch_one(&mut *conn)
         .await
         .expect("pg_stat_activity");
         if waiting >= count {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{count} sessions never waited in `{statement}`"
-        );
+        if Instant::now() > deadline {
+            let sessions: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+                "SELECT state, wait_event_type || ':' || wait_event, LEFT(query, 60) \
+                 FROM pg_stat_activity WHERE datname = current_database() \
+                 AND pid <> pg_backend_pid()",
+            )
+            .fetch_all(&mut *conn)
+            .await
+            .expect("pg_stat_activity");
+            panic!("{count} sessions never waited where {condition}; sessions: {sessions:?}");
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A session waiting for a lock on `table` (a condition for [`wait_for_lock_waiters`]).
+pub fn waits_for_table(table: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted \
+         AND l.relation = '{table}'::regclass)"
+    )
 }
 
 /// Ends every other session of this database, as the death of their process would: a
