@@ -111,7 +111,11 @@ fn a_receipt_for_exactly_the_granted_bytes_is_accepted_one_byte_more_is_not() {
     let credit = s.submit(s.receipt(1, MAX_BYTES - 10, 1, at), now);
     assert_eq!(credit.map(|c| c.bytes), Ok(MAX_BYTES - 10));
     let credit = s.submit(s.receipt(2, MAX_BYTES, 1, at), now);
-    assert_eq!(credit.map(|c| c.bytes), Ok(10), "the exact grant is accepted");
+    assert_eq!(
+        credit.map(|c| c.bytes),
+        Ok(10),
+        "the exact grant is accepted"
+    );
     assert_eq!(
         s.submit(s.receipt(3, MAX_BYTES + 1, 1, at), now),
         Err(ReceiptRejection::BeyondGrant {

@@ -181,8 +181,7 @@ async fn main() -> anyhow::Result<()> {
     let mut coordinator = Coordinator::new(config, storage.clone());
     if let Some(path) = &args.payout_file {
         tracing::info!(path = %path.display(), "payouts go to the payout file");
-        coordinator =
-            coordinator.with_payout_sink(Box::new(FilePayoutSink::new(path, replica_id)));
+        coordinator = coordinator.with_payout_sink(Box::new(FilePayoutSink::new(path, replica_id)));
     }
     if args.probe_interval_secs > 0 {
         let prober = HttpProber::new(storage, probe_key)

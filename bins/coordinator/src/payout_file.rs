@@ -93,8 +93,7 @@ impl FilePayoutSink {
         flock(&file, FlockOperation::LockExclusive)
             .map_err(|e| self.io("locking")(std::io::Error::from(e)))?;
         let mut text = String::new();
-        file.read_to_string(&mut text)
-            .map_err(self.io("reading"))?;
+        file.read_to_string(&mut text).map_err(self.io("reading"))?;
         let complete = text.rfind('\n').map_or(0, |end| end + 1);
         if complete < text.len() {
             // A line cut short by a crash: it was never synced and confirmed.

@@ -195,8 +195,12 @@ async fn postgres_survives_kill_inside_settlement_and_payout() {
         // payout worker has paid the sink and waits to mark the payout sent.
         // (A transaction with an id has written rows: the settlement row and its ledger.)
         let payouts = waits_for_table("payouts");
-        wait_for_lock_waiters(&mut lock, &format!("{payouts} AND a.backend_xid IS NOT NULL"), 1)
-            .await;
+        wait_for_lock_waiters(
+            &mut lock,
+            &format!("{payouts} AND a.backend_xid IS NOT NULL"),
+            1,
+        )
+        .await;
         wait_for_lock_waiters(
             &mut lock,
             &format!("{payouts} AND a.query LIKE 'UPDATE payouts%'"),

@@ -92,9 +92,7 @@ async fn two_replicas_settle_each_epoch_once() {
             "{replica}: {before} <= {rows} <= {after}"
         );
         assert!(rows > 0, "{replica} settled epochs too");
-        races_lost += process
-            .metric("streamr_settlement_races_lost_total")
-            .await;
+        races_lost += process.metric("streamr_settlement_races_lost_total").await;
     }
     assert!(races_lost > 0, "the replicas raced for an epoch");
     drop(a);

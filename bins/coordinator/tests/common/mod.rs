@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use streamr_coord::wire::NodeRegistration;
 use sqlx::Connection;
+use streamr_coord::wire::NodeRegistration;
 use streamr_coordinator::{read_transfers, HttpClient};
 use streamr_core::{
     segment_hash, ContentDigest, EpochInputs, KeyPair, NodeHeartbeat, PayoutConfirmation,
