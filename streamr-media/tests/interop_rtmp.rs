@@ -157,31 +157,101 @@ async fn republish_resumes_players_and_a_second_publisher_is_refused_with_bad_na
     assert_clean_recording(&out, SIX_SECONDS_OF_FRAMES, 4).await;
 }
 
+/// A player of our own that records every video frame's (timestamp, keyframe) until its
+/// publisher leaves; `seen` counts the coded frames so far.
+async fn witness(
+    addr: std::net::SocketAddr,
+    name: &str,
+    seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> Vec<(u32, bool)> {
+    use streamr_media::rtmp::session::{ClientEvent, MediaKind};
+    use tokio::io::AsyncReadExt;
+    let mut client = TestClient::start(addr, "live", name, ClientRole::Play)
+        .await
+        .expect("witness plays");
+    let mut frames = Vec::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        client.flush().await;
+        while let Some(event) = client.session.poll_event() {
+            if event == ClientEvent::StreamEnded {
+                return frames;
+            }
+            if let ClientEvent::Media {
+                kind: MediaKind::Video,
+                timestamp,
+                payload,
+            } = event
+            {
+                // Coded frames only (AVC packet type 1), not sequence headers.
+                if payload.get(1) == Some(&1) {
+                    frames.push((timestamp, payload.first().is_some_and(|b| b >> 4 == 1)));
+                    seen.store(frames.len(), std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(60), client.socket.read(&mut buffer)).await {
+            Ok(Ok(read)) if read > 0 => client
+                .session
+                .feed(&buffer[..read])
+                .expect("valid server bytes"),
+            _ => return frames,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_player_joining_mid_stream_starts_at_once_on_the_cached_keyframe() {
-    let server = start_server(RelayServerConfig::default()).await;
+    let mut config = RelayServerConfig::default();
+    // Players learn the publisher left after its last frame: ffmpeg then ends its file and the
+    // witness returns, with no waiting on the clock.
+    config.notify_players_on_unpublish = true;
+    let server = start_server(config).await;
     let key = StreamKey::new("live", "late");
     let url = rtmp_url(&server, "live", "late");
     let scratch = Scratch::new();
     let out = scratch.path("played.flv");
+    // A witness watches from the start and sees every frame the publisher sends.
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let witness = tokio::spawn(witness(server.local_addr(), "late", seen.clone()));
+    wait_for_viewers(server.hub(), &key, 1).await;
     let publisher = ffmpeg_publish(&url, 6);
+    // Join mid-stream: once more than two GOPs (1 s each) went out.
     assert!(
-        wait_until(Duration::from_secs(10), || server.hub().is_publishing(&key)).await,
-        "publisher never started"
+        wait_until(Duration::from_secs(60), || {
+            seen.load(std::sync::atomic::Ordering::Relaxed) > 60
+        })
+        .await,
+        "the publisher never got 60 frames out"
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
     let player = ffmpeg_play(&url, &out);
+    wait_for_viewers(server.hub(), &key, 2).await;
 
-    let (status, stderr) = finish(publisher, Duration::from_secs(30)).await;
+    let (status, stderr) = finish(publisher, Duration::from_secs(60)).await;
     assert!(
         status.is_some_and(|s| s.success()),
         "ffmpeg publish failed: {stderr}"
     );
-    wait_for_publish_end(server.hub(), &key, Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (status, stderr) = finish(player, Duration::from_secs(60)).await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "ffmpeg play failed: {stderr}"
+    );
+    let timeline = witness.await.expect("witness");
     server.shutdown().await;
-    finish(player, Duration::from_secs(15)).await;
-    // Joined about 2.5 s in with 1 s GOPs: the cached GOP from the 2 s keyframe, then the rest
-    // (about 100 frames); without the cache it would start at the 3 s keyframe or later.
-    assert_clean_recording(&out, 100, 30).await;
+    let recorded = probe(&out).await.video_frames as usize;
+    assert!(
+        recorded > 0 && recorded < timeline.len(),
+        "joined mid-stream: {recorded} of {} frames",
+        timeline.len()
+    );
+    // The late player's frames are the stream's last ones, from a keyframe on, with none
+    // missing: it started on a GOP start and kept up.
+    let first = timeline[timeline.len() - recorded];
+    assert!(
+        first.1,
+        "the late player's first frame (at {} ms) is a keyframe",
+        first.0
+    );
+    assert_clean_recording(&out, recorded as u32, 0).await;
 }

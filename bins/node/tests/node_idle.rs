@@ -45,25 +45,44 @@ async fn an_idle_pull_stops() {
             .spawn()
             .expect("ffmpeg is required"),
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_for("the origin to publish", || {
+        origin.streams() == ["live/show"]
+    })
+    .await;
     let flv = format!("http://{}/live/show.flv", relay.http_addr());
-    let played = Command::new("timeout")
-        .args(["20", "ffmpeg", "-v", "error", "-i", &flv])
+    let mut player = tokio::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i", &flv])
         .args(["-frames:v", "25", "-f", "null", "-"])
         .stdin(Stdio::null())
-        .status()
-        .unwrap();
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg is required");
+    // Pulled while watched: the player holds the pull open until it has its frames.
+    wait_for("the relay to pull while watched", || {
+        relay.streams() == ["live/show"]
+    })
+    .await;
+    let played = tokio::time::timeout(Duration::from_secs(60), player.wait())
+        .await
+        .expect("the player gets 25 frames within 60 s")
+        .expect("ffmpeg runs");
     assert!(played.success());
-    assert_eq!(relay.streams(), ["live/show"], "pulled while watched");
-    let mut stopped = false;
-    for _ in 0..50 {
-        if relay.streams().is_empty() {
-            stopped = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    assert!(stopped, "the pull did not stop after its viewers left");
+    wait_for("the pull to stop after its viewers left", || {
+        relay.streams().is_empty()
+    })
+    .await;
     relay.shutdown().await;
     origin.shutdown().await;
+}
+
+/// Waits for `condition` with a generous deadline (the machine may be loaded).
+async fn wait_for(what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited 60 s for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
