@@ -13,6 +13,10 @@
 # alike (paths must not contain spaces: hyperfine splits the command line); each ratio is the median over rounds of ffmpeg's time divided by ours in the same round.
 # `ffmpeg -version` is timed the same way, as ffmpeg's start-up cost. Set RUNS (default 11) and
 # SIZES ("60 300", seconds of input) to change the runs.
+#
+# Before timing, the warm-up round checks that ffmpeg's and our .ts decode to the same frames:
+# ffmpeg decodes each output's video and audio and the per-frame MD5s (framemd5) must match; the
+# script stops otherwise. A faster remux that changed the media would not count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${RUNS:-11}"
@@ -56,6 +60,13 @@ time_once() {
   end=$(date +%s%N)
   echo $((end - start))
 }
+# MD5 of the list of per-frame MD5s of one stream (v or a) of a file, and the frame count.
+decoded() {
+  local sum
+  sum="$(ffmpeg -nostdin -v error -i "$1" -map "0:$2:0" -f framemd5 - \
+    | awk -F', *' '!/^#/ {print $NF}' | tee "$work/frames" | md5sum | cut -d' ' -f1)"
+  echo "$sum, $(wc -l <"$work/frames") frames"
+}
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ms() { awk -v ns="$1" 'BEGIN {printf "%.1f ms", ns / 1e6}'; }
 
@@ -73,6 +84,15 @@ for seconds in $SIZES; do
   time_once ffmpeg -version >/dev/null
   "${ts_cmd[@]}" >/dev/null
   ffprobe -v error -show_entries stream=codec_name -of csv=p=0 "$work/streamr.ts" >/dev/null
+  for kind in v a; do
+    theirs="$(decoded "$work/ffmpeg.ts" "$kind")"
+    ours="$(decoded "$work/streamr.ts" "$kind")"
+    if [ "$theirs" != "$ours" ]; then
+      echo "error: $kind decodes differently: ffmpeg $theirs, remux-ts $ours" >&2
+      exit 1
+    fi
+    echo "$kind: both outputs decode to the same frames ($ours)"
+  done
   : >"$work/rounds"
   for _ in $(seq 1 "$RUNS"); do
     f=$(time_once "${ffmpeg_cmd[@]}")
@@ -92,9 +112,3 @@ for seconds in $SIZES; do
 done
 echo
 echo "load average after: $(uptime | sed 's/.*load average: //')"
-
-estimates="$target_dir/criterion/flv_to_ts/remux_flv_to_ts/720p60s/new/estimates.json"
-if [ -f "$estimates" ] && command -v python3 >/dev/null 2>&1; then
-  lib_ns=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["median"]["point_estimate"]))' "$estimates")
-  echo "in-process remux_flv_to_ts, 60 s input (last criterion run): $(ms "$lib_ns")"
-fi

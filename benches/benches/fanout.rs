@@ -1,10 +1,13 @@
 //! Relay fan-out: cost per frame per viewer for 1, 100 and 10 000 in-process viewers.
 //!
 //! Each iteration publishes one video frame and lets every viewer dequeue everything pending.
-//! `shared` is the relay hub (one `Arc`'d frame, one shared ring); `per_viewer_copy` is the naive
-//! baseline where the publisher copies the payload into every viewer's own queue. The `_chunked`
-//! variants add the RTMP wire form: chunked once and shared by the hub, once per viewer by the
-//! baseline. Throughput is per viewer, so criterion reports the time per frame per viewer.
+//! `shared` is the relay hub (one `Arc`'d frame, one shared ring, a cursor per viewer);
+//! `per_viewer_queue` is the baseline a competent relay without a shared ring would be: the
+//! payload is one refcounted `Bytes` and the publisher pushes a reference into every viewer's own
+//! queue (SRS and nginx-rtmp share payloads the same way). The `_chunked` variants add the RTMP
+//! wire form, chunked once per frame and shared by both. After each measurement the bench asserts
+//! that every viewer received every frame, in order. Throughput is per viewer, so criterion
+//! reports the time per frame per viewer.
 
 use std::collections::VecDeque;
 use std::hint::black_box;
@@ -53,6 +56,8 @@ struct SharedFanout {
     payloads: Vec<Bytes>,
     events: Vec<RelayEvent>,
     index: u32,
+    /// Per viewer: frames received and the next timestamp expected.
+    received: Vec<(u32, u32)>,
 }
 
 impl SharedFanout {
@@ -60,6 +65,7 @@ impl SharedFanout {
         let hub = RelayHub::new(RelayConfig::default());
         let key = StreamKey::new("live", "bench");
         let publisher = hub.publish(key.clone()).expect("free key");
+        let received = vec![(0, 0); viewers];
         let viewers = (0..viewers)
             .map(|_| hub.subscribe(key.clone()).expect("under the viewer limit"))
             .collect();
@@ -71,6 +77,7 @@ impl SharedFanout {
             payloads,
             events: Vec::with_capacity(64),
             index: 0,
+            received,
         };
         fanout.step(false);
         fanout
@@ -82,10 +89,11 @@ impl SharedFanout {
         self.publisher
             .send(FrameKind::Video, self.index.wrapping_mul(40), payload);
         self.index = self.index.wrapping_add(1);
-        for viewer in &mut self.viewers {
+        for (viewer, received) in self.viewers.iter_mut().zip(&mut self.received) {
             viewer.try_recv_batch(&mut self.events, 64);
             for event in self.events.drain(..) {
                 if let RelayEvent::Frame(frame) = event {
+                    receive(received, frame.timestamp());
                     if chunked {
                         let wire =
                             frame.chunked(CHUNKING, |f| chunk(f.timestamp(), f.payload().clone()));
@@ -99,37 +107,56 @@ impl SharedFanout {
     }
 }
 
-/// The naive relay: every viewer owns a queue and gets its own copy of each payload.
-struct CopyingFanout {
-    queues: Vec<VecDeque<(u32, Vec<u8>)>>,
-    payloads: Vec<Bytes>,
-    index: u32,
+/// Counts a frame a viewer received and checks it is the next one.
+fn receive(received: &mut (u32, u32), timestamp: u32) {
+    assert_eq!(timestamp, received.1, "a viewer missed or repeated a frame");
+    received.0 += 1;
+    received.1 = timestamp.wrapping_add(40);
 }
 
-impl CopyingFanout {
+/// Asserts every viewer received every one of the `sent` frames.
+fn assert_all_received(received: &[(u32, u32)], sent: u32) {
+    assert!(
+        received.iter().all(|(frames, _)| *frames == sent),
+        "every viewer received all {sent} frames"
+    );
+}
+
+/// The baseline relay: one refcounted payload per frame (chunked once, when chunked), a
+/// reference pushed into every viewer's own queue, each viewer draining its queue.
+struct QueueFanout {
+    queues: Vec<VecDeque<(u32, Bytes)>>,
+    payloads: Vec<Bytes>,
+    index: u32,
+    received: Vec<(u32, u32)>,
+}
+
+impl QueueFanout {
     fn new(viewers: usize) -> Self {
-        CopyingFanout {
+        QueueFanout {
             queues: vec![VecDeque::new(); viewers],
             payloads: (0..GOP_FRAMES).map(video_payload).collect(),
             index: 0,
+            received: vec![(0, 0); viewers],
         }
     }
 
     fn step(&mut self, chunked: bool) {
         let slot = (self.index % GOP_FRAMES) as usize;
-        let payload = &self.payloads[slot];
         let timestamp = self.index.wrapping_mul(40);
+        let payload = if chunked {
+            chunk(timestamp, self.payloads[slot].clone())
+        } else {
+            self.payloads[slot].clone()
+        };
         self.index = self.index.wrapping_add(1);
         for queue in &mut self.queues {
-            queue.push_back((timestamp, payload.to_vec()));
+            queue.push_back((timestamp, payload.clone()));
         }
-        for queue in &mut self.queues {
-            while let Some((timestamp, copy)) = queue.pop_front() {
-                if chunked {
-                    black_box(chunk(timestamp, Bytes::from(copy)));
-                } else {
-                    black_box(copy);
-                }
+        for (queue, received) in self.queues.iter_mut().zip(&mut self.received) {
+            while let Some((timestamp, shared)) = queue.pop_front() {
+                receive(received, timestamp);
+                black_box(shared);
             }
         }
     }
@@ -148,13 +175,15 @@ fn fanout(c: &mut Criterion) {
             group.bench_with_input(BenchmarkId::new("shared", viewers), &viewers, |b, &n| {
                 let mut fanout = SharedFanout::new(n);
                 b.iter(|| fanout.step(chunked));
+                assert_all_received(&fanout.received, fanout.index);
             });
             group.bench_with_input(
-                BenchmarkId::new("per_viewer_copy", viewers),
+                BenchmarkId::new("per_viewer_queue", viewers),
                 &viewers,
                 |b, &n| {
-                    let mut fanout = CopyingFanout::new(n);
+                    let mut fanout = QueueFanout::new(n);
                     b.iter(|| fanout.step(chunked));
+                    assert_all_received(&fanout.received, fanout.index);
                 },
             );
         }
