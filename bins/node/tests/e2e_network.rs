@@ -7,7 +7,9 @@
 //! offload); killing a friend mid-stream moves its viewers to another node within seconds and it
 //! earns nothing after it died; settled epochs pay the nodes that served in proportion to their
 //! verified bytes plus their discounted unattested bytes (viewers that handed them no receipt,
-//! such as the ffmpeg player and the probes). Start-up, fail-over and relay-hop figures are printed for docs/benchmarks.md.
+//! such as the ffmpeg player and the probes). No viewer sees a segment the origin did not report.
+//! Start-up, fail-over and relay-hop figures are printed for docs/benchmarks.md and held to
+//! generous bounds.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,6 +38,15 @@ struct Friend {
     child: Child,
     node_id: Option<NodeId>,
 }
+
+/// Upper bound asserted on a viewer's start-up at a cold friend (measured: about 4 s).
+const STARTUP_BOUND_S: f64 = 15.0;
+/// Upper bound asserted on the median added latency of one relay hop (measured: about 51 ms,
+/// the friend's 50 ms batch cap).
+const HOP_BOUND_MS: f64 = 250.0;
+/// Upper bound asserted on a moved viewer's gap between verified segments across a fail-over
+/// (measured: 0.4-0.6 s).
+const FAILOVER_BOUND_S: f64 = 10.0;
 
 fn spawn_friend(
     dir: &Path,
@@ -292,13 +303,20 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
     .await;
     for s in &stats {
         assert!(s.receipts_accepted > 0, "receipts accepted: {s:?}");
-        assert!(s.unverified_segments <= 1, "unverified content: {s:?}");
+        assert_eq!(s.unverified_segments, 0, "unverified content: {s:?}");
     }
     let startups: Vec<f64> = stats
         .iter()
         .filter_map(|s| s.startup.map(|d| d.as_secs_f64()))
         .collect();
     eprintln!("viewer start-up (s): {startups:?}");
+    // Bounds generous enough for a loaded machine; the figures docs/benchmarks.md quotes are
+    // what the runs printed. A cold friend must cut one 4 s segment after pulling the stream.
+    assert_eq!(startups.len(), stats.len(), "every viewer started");
+    assert!(
+        startups.iter().all(|s| *s <= STARTUP_BOUND_S),
+        "viewer start-up within {STARTUP_BOUND_S} s: {startups:?}"
+    );
 
     // Origin offload: the viewers' bytes came from friend nodes.
     let (friend_bytes, all_bytes) = stats.iter().fold((0u64, 0u64), |(f, a), s| {
@@ -337,10 +355,14 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
         })
         .collect();
     assert!(hop_ms.len() > 50, "{} frames seen on both", hop_ms.len());
+    let hop_median = median(hop_ms.clone());
     eprintln!(
-        "relay hop: median {:.1} ms over {} frames",
-        median(hop_ms.clone()),
+        "relay hop: median {hop_median:.1} ms over {} frames",
         hop_ms.len()
+    );
+    assert!(
+        hop_median <= HOP_BOUND_MS,
+        "relay hop median {hop_median:.1} ms within {HOP_BOUND_MS} ms"
     );
 
     // Kill the friend serving the most viewers.
@@ -395,6 +417,14 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
         "fail-over: all moved viewers verified new segments {:.1} s after the kill; gaps {gaps:?}",
         recovered.as_secs_f64()
     );
+    assert!(
+        !gaps.is_empty(),
+        "the moved viewers report their fail-over gap"
+    );
+    assert!(
+        gaps.iter().all(|g| *g <= FAILOVER_BOUND_S),
+        "fail-over gaps within {FAILOVER_BOUND_S} s: {gaps:?}"
+    );
 
     // Settle epochs until one that starts after the death (plus the liveness window) is done.
     let epoch_ms = EPOCH.as_millis() as u64;
@@ -421,8 +451,8 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
             now.verified_segments >= earlier.verified_segments + 3,
             "a viewer stopped verifying after the fail-over: {earlier:?} then {now:?}"
         );
-        assert!(
-            now.unverified_segments <= 2,
+        assert_eq!(
+            now.unverified_segments, 0,
             "a viewer got content the origin never published: {now:?}"
         );
     }
