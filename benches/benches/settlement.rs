@@ -1,7 +1,8 @@
-//! Reward settlement at scale: receipt verification (one by one, batched, and newest first with
-//! superseded receipts skipped), one epoch of 50 000 nodes and 1 000 000 signed receipts through
-//! the whole pipeline, and Merkle proofs for every node. Signed receipts are generated once per
-//! bench process.
+//! Reward settlement at scale: receipt verification (one by one, batched, newest first with
+//! superseded receipts skipped, and `as_shipped`: the way the coordinator verifies the receipts a
+//! node hands in with each heartbeat), one epoch of 50 000 nodes and 1 000 000 signed receipts
+//! through the whole pipeline, and Merkle proofs for every node. Signed receipts are generated
+//! once per bench process.
 
 use std::hint::black_box;
 use std::sync::OnceLock;
@@ -241,6 +242,52 @@ fn bench_signatures(c: &mut Criterion) {
             )
         });
     }
+    // As the coordinator ships (streamr-coord/src/receipts.rs, `supersede_older` off): nodes
+    // heartbeat every 5 s and viewers sign a receipt every 2 s, so each heartbeat carries 2 or 3
+    // receipts per session. Per session and heartbeat the coordinator builds a verifier, admits
+    // the grant, replays the session's stored last receipt (one more signature check) and
+    // verifies the new receipts in one `verify_batch`. Database reads are left out.
+    let sessions: Vec<(&SessionGrant, &[(NodeId, SignedReceipt)])> = f
+        .grants
+        .iter()
+        .zip(sample.chunks(RECEIPTS_PER_SESSION as usize))
+        .collect();
+    group.bench_function("as_shipped_per_heartbeat_2_or_3", |b| {
+        b.iter(|| {
+            let now = T0 + EPOCH_MS;
+            let mut tally = ReceiptTally::default();
+            for (grant, receipts) in &sessions {
+                let receipts: Vec<SignedReceipt> =
+                    receipts.iter().map(|(_, r)| r.clone()).collect();
+                let mut previous: Option<&SignedReceipt> = None;
+                for heartbeat in [&receipts[..2], &receipts[2..]] {
+                    let mut verifier = ReceiptVerifier::new(VerifierConfig::default());
+                    verifier
+                        .admit_grant((*grant).clone(), T0)
+                        .expect("valid viewer key");
+                    if let Some(last) = previous {
+                        let replay = verifier.verify_batch(
+                            &grant.node_id,
+                            std::slice::from_ref(last),
+                            &f.origin,
+                            now,
+                        );
+                        assert!(replay[0].is_ok(), "{replay:?}");
+                    }
+                    for outcome in verifier.verify_batch(&grant.node_id, heartbeat, &f.origin, now)
+                    {
+                        tally.record(&outcome);
+                    }
+                    previous = heartbeat.last();
+                }
+            }
+            assert_eq!(
+                (tally.submitted, tally.accepted),
+                (sample.len() as u64, sample.len() as u64)
+            );
+            tally
+        })
+    });
     group.finish();
 }
 
