@@ -58,7 +58,7 @@ struct SharedFanout {
 impl SharedFanout {
     fn new(viewers: usize) -> Self {
         let hub = RelayHub::new(RelayConfig::default());
-        let key = StreamKey::new("live", "bench");
+        let key = StreamKey::parse("live", "bench").unwrap();
         let publisher = hub.publish(key.clone()).expect("free key");
         let viewers = (0..viewers)
             .map(|_| hub.subscribe(key.clone()).expect("under the viewer limit"))

@@ -41,7 +41,8 @@ impl HttpState {
 /// - `GET /{app}/{stream}/{sequence}.ts`: a segment (`immutable`);
 /// - `GET /{app}/{stream}.flv`: HTTP-FLV from the relay's GOP cache, chunked.
 ///
-/// Unknown streams and files get a 404 with a JSON body; every response allows any origin.
+/// Unknown streams and files get a 404 with a JSON body, invalid app or stream names (see
+/// [`crate::name`]) a 400; every response allows any origin.
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/{app}/{file}", get(stream_file))
@@ -49,6 +50,18 @@ pub fn router(state: HttpState) -> Router {
         .fallback(|| async { not_found("no such route", None) })
         .layer(CorsLayer::permissive())
         .with_state(state)
+}
+
+/// The key of `app` and `name` from a request path, or the 400 response that refuses them.
+fn parse_key(app: &str, name: &str) -> Result<StreamKey, Response> {
+    StreamKey::parse(app, name).map_err(|error| {
+        (
+            StatusCode::BAD_REQUEST,
+            [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
+            Json(serde_json::json!({ "error": "invalid_name", "message": error.to_string() })),
+        )
+            .into_response()
+    })
 }
 
 fn not_found(error: &str, key: Option<&StreamKey>) -> Response {
@@ -66,9 +79,15 @@ async fn stream_file(
     Path((app, file)): Path<(String, String)>,
 ) -> Response {
     if let Some(name) = file.strip_suffix(".m3u8") {
-        playlist(state, StreamKey::new(app, name)).await
+        match parse_key(&app, name) {
+            Ok(key) => playlist(state, key).await,
+            Err(refused) => refused,
+        }
     } else if let Some(name) = file.strip_suffix(".flv") {
-        http_flv(state, StreamKey::new(app, name))
+        match parse_key(&app, name) {
+            Ok(key) => http_flv(state, key),
+            Err(refused) => refused,
+        }
     } else {
         not_found("unknown file type; use .m3u8 or .flv", None)
     }
@@ -100,7 +119,10 @@ async fn segment(
     State(state): State<HttpState>,
     Path((app, stream, segment)): Path<(String, String, String)>,
 ) -> Response {
-    let key = StreamKey::new(app, stream);
+    let key = match parse_key(&app, &stream) {
+        Ok(key) => key,
+        Err(refused) => return refused,
+    };
     let sequence = segment
         .strip_suffix(".ts")
         .and_then(|s| s.parse::<u64>().ok());
