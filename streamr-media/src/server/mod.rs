@@ -62,6 +62,17 @@ pub struct RelayServer {
     task: JoinHandle<()>,
 }
 
+/// Reads a running [`RelayServer`]'s counters; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RtmpMetricsSource(Arc<Shared>);
+
+impl RtmpMetricsSource {
+    /// The server's counters now.
+    pub fn read(&self) -> RtmpMetrics {
+        self.0.counters.snapshot(&self.0.budget.stats())
+    }
+}
+
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
@@ -122,9 +133,12 @@ impl RelayServer {
     /// The server's counters now: connections, refusals and closes by reason, publishers,
     /// players, bytes and slow-viewer skips.
     pub fn metrics(&self) -> RtmpMetrics {
-        self.shared
-            .counters
-            .snapshot(&self.shared.budget.stats())
+        self.metrics_source().read()
+    }
+
+    /// A handle that reads [`RelayServer::metrics`] from elsewhere (an HTTP `/metrics` route).
+    pub fn metrics_source(&self) -> RtmpMetricsSource {
+        RtmpMetricsSource(self.shared.clone())
     }
 
     /// The address the server listens on (the real port when bound to port 0).
