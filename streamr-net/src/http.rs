@@ -109,16 +109,15 @@ pub async fn serve(
         if let Err(error) = stream.set_nodelay(true) {
             debug!(%peer, %error, "could not disable Nagle's algorithm");
         }
-        let service = router
-            .clone()
-            .map_request(move |mut request: axum::http::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                request
-            });
-        let connection = http.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(service),
-        );
+        let service =
+            router
+                .clone()
+                .map_request(move |mut request: axum::http::Request<Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request
+                });
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {

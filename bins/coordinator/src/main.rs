@@ -74,7 +74,11 @@ struct Args {
     #[arg(long, env = "STREAMR_HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
     http_max_connections: usize,
     /// Most HTTP connections open at once from one client address (IPv6: one /64).
-    #[arg(long, env = "STREAMR_HTTP_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
+    #[arg(
+        long,
+        env = "STREAMR_HTTP_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 64
+    )]
     http_max_connections_per_client: usize,
     /// A request's head must arrive within this many milliseconds (also the keep-alive idle
     /// limit).

@@ -393,14 +393,11 @@ impl Node {
         let http_stop = stop.clone();
         let http_limits = config.http_limits;
         let http_task = tokio::spawn(async move {
-            let served = streamr_net::http::serve(
-                listener,
-                app,
-                http_budget,
-                http_limits,
-                async move { http_stop.cancelled().await },
-            )
-            .await;
+            let served =
+                streamr_net::http::serve(listener, app, http_budget, http_limits, async move {
+                    http_stop.cancelled().await
+                })
+                .await;
             if let Err(error) = served {
                 warn!(%error, "HTTP server stopped");
             }

@@ -116,7 +116,11 @@ struct Args {
     rtmp_max_connections: usize,
 
     /// Most RTMP connections open at once from one client address (IPv6: one /64).
-    #[arg(long, env = "STREAMR_RTMP_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 128)]
+    #[arg(
+        long,
+        env = "STREAMR_RTMP_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 128
+    )]
     rtmp_max_connections_per_client: usize,
 
     /// An RTMP connection must finish the handshake and `connect` within this time.
@@ -149,7 +153,11 @@ struct Args {
     http_max_connections: usize,
 
     /// Most HTTP connections open at once from one client address (IPv6: one /64).
-    #[arg(long, env = "STREAMR_HTTP_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64)]
+    #[arg(
+        long,
+        env = "STREAMR_HTTP_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 64
+    )]
     http_max_connections_per_client: usize,
 
     /// An HTTP request's head must arrive within this time (also the keep-alive idle limit).
@@ -353,7 +361,10 @@ mod tests {
         assert_eq!(config.rtmp_limits.max_connections, 100);
         assert_eq!(config.rtmp_limits.setup_timeout, Duration::from_secs(3));
         assert_eq!(config.http_limits.max_connections_per_client, 7);
-        assert_eq!(config.http_limits.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(
+            config.http_limits.header_read_timeout,
+            Duration::from_secs(2)
+        );
         assert!(Args::try_parse_from(["streamr-node", "--rtmp-listen", "nowhere"]).is_err());
     }
 }

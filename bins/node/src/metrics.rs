@@ -49,12 +49,7 @@ impl Family<'_> {
     }
 }
 
-fn family<'a>(
-    out: &'a mut String,
-    name: &'static str,
-    kind: &str,
-    help: &str,
-) -> Family<'a> {
+fn family<'a>(out: &'a mut String, name: &'static str, kind: &str, help: &str) -> Family<'a> {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
     Family { out, name }
@@ -109,7 +104,10 @@ impl NodeMetrics {
                 &[("protocol", protocol), ("reason", "connection_limit")],
                 full,
             );
-            f.sample(&[("protocol", protocol), ("reason", "client_limit")], client);
+            f.sample(
+                &[("protocol", protocol), ("reason", "client_limit")],
+                client,
+            );
         }
 
         let mut f = family(

@@ -384,7 +384,8 @@ async fn healthz_and_rtmp_keep_answering_under_a_half_sent_request_flood() {
     let mut stalled = 0;
     for _ in 0..1500 {
         // A server that stopped accepting leaves connects hanging: stop flooding then.
-        let connect = tokio::time::timeout(Duration::from_secs(2), connect_from(flooder, node.http));
+        let connect =
+            tokio::time::timeout(Duration::from_secs(2), connect_from(flooder, node.http));
         let Ok(Ok(mut socket)) = connect.await else {
             stalled += 1;
             if stalled == 5 {
@@ -521,13 +522,22 @@ async fn metrics_report_real_traffic() {
     let text = scrape(origin.http).await;
     assert_eq!(metric(&text, "streamr_publishers"), 1.0);
     assert_eq!(metric(&text, "streamr_streams"), 1.0);
-    assert!(metric(&text, "streamr_connections_accepted_total{protocol=\"rtmp\"}") >= 3.0);
-    assert!(metric(&text, "streamr_connections_accepted_total{protocol=\"http\"}") >= 2.0);
+    assert!(
+        metric(
+            &text,
+            "streamr_connections_accepted_total{protocol=\"rtmp\"}"
+        ) >= 3.0
+    );
+    assert!(
+        metric(
+            &text,
+            "streamr_connections_accepted_total{protocol=\"http\"}"
+        ) >= 2.0
+    );
     assert!(metric(&text, "streamr_bytes_received_total{protocol=\"rtmp\"}") > 100_000.0);
     assert!(metric(&text, "streamr_bytes_sent_total{protocol=\"rtmp\"}") > 10_000.0);
     assert!(
-        metric(&text, "streamr_bytes_sent_total{protocol=\"http\"}")
-            >= segment_bytes.len() as f64
+        metric(&text, "streamr_bytes_sent_total{protocol=\"http\"}") >= segment_bytes.len() as f64
     );
     assert!(metric(&text, "streamr_hls_segments_total") >= 1.0);
     for series in [

@@ -12,6 +12,7 @@ use tower_http::cors::CorsLayer;
 
 use super::http_flv::flv_body;
 use super::live_hls::{LiveHls, PlaylistLookup};
+use crate::name::NameError;
 use crate::relay::{RelayHub, StreamKey};
 
 /// Content type of HLS playlists.
@@ -52,16 +53,14 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// The key of `app` and `name` from a request path, or the 400 response that refuses them.
-fn parse_key(app: &str, name: &str) -> Result<StreamKey, Response> {
-    StreamKey::parse(app, name).map_err(|error| {
-        (
-            StatusCode::BAD_REQUEST,
-            [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
-            Json(serde_json::json!({ "error": "invalid_name", "message": error.to_string() })),
-        )
-            .into_response()
-    })
+/// The 400 response refusing an invalid app or stream name in a request path.
+fn invalid_name(error: &NameError) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
+        Json(serde_json::json!({ "error": "invalid_name", "message": error.to_string() })),
+    )
+        .into_response()
 }
 
 fn not_found(error: &str, key: Option<&StreamKey>) -> Response {
@@ -79,14 +78,14 @@ async fn stream_file(
     Path((app, file)): Path<(String, String)>,
 ) -> Response {
     if let Some(name) = file.strip_suffix(".m3u8") {
-        match parse_key(&app, name) {
+        match StreamKey::parse(&app, name) {
             Ok(key) => playlist(state, key).await,
-            Err(refused) => refused,
+            Err(error) => invalid_name(&error),
         }
     } else if let Some(name) = file.strip_suffix(".flv") {
-        match parse_key(&app, name) {
+        match StreamKey::parse(&app, name) {
             Ok(key) => http_flv(state, key),
-            Err(refused) => refused,
+            Err(error) => invalid_name(&error),
         }
     } else {
         not_found("unknown file type; use .m3u8 or .flv", None)
@@ -119,9 +118,9 @@ async fn segment(
     State(state): State<HttpState>,
     Path((app, stream, segment)): Path<(String, String, String)>,
 ) -> Response {
-    let key = match parse_key(&app, &stream) {
+    let key = match StreamKey::parse(&app, &stream) {
         Ok(key) => key,
-        Err(refused) => return refused,
+        Err(error) => return invalid_name(&error),
     };
     let sequence = segment
         .strip_suffix(".ts")

@@ -10,11 +10,11 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use super::frame::FrameKind;
-use crate::name::{AppName, NameError, StreamName};
 use super::stats::StreamStats;
 use super::stream::{lock, Stream, Timeline};
 use super::subscription::Subscription;
 use super::{BatchPolicy, RelayConfig};
+use crate::name::{AppName, NameError, StreamName};
 
 /// Identifies a stream: the RTMP application and stream name (the stream key). Both parts are
 /// validated names, so a key is safe to build file paths and URLs from.

@@ -511,8 +511,11 @@ impl<'a> Connection<'a> {
             Ok(request) => request,
             Err(error) => {
                 info!(peer = %self.peer, %error, "publish refused");
-                self.session
-                    .reject_publish(stream_id, PublishRejection::BadName, &error.to_string())?;
+                self.session.reject_publish(
+                    stream_id,
+                    PublishRejection::BadName,
+                    &error.to_string(),
+                )?;
                 return Ok(());
             }
         };
