@@ -63,7 +63,7 @@ struct SharedFanout {
 impl SharedFanout {
     fn new(viewers: usize) -> Self {
         let hub = RelayHub::new(RelayConfig::default());
-        let key = StreamKey::new("live", "bench");
+        let key = StreamKey::parse("live", "bench").unwrap();
         let publisher = hub.publish(key.clone()).expect("free key");
         let received = vec![(0, 0); viewers];
         let viewers = (0..viewers)

@@ -58,6 +58,9 @@ pub struct CoordConfig {
     pub node_liveness: Duration,
     /// How often the workers wake up.
     pub worker_interval: Duration,
+    /// HTTP deadlines (request head, body) and connection budget (total and per client) of
+    /// [`crate::Coordinator::serve`].
+    pub http: streamr_net::HttpLimits,
 }
 
 impl std::fmt::Debug for CoordConfig {
@@ -70,6 +73,7 @@ impl std::fmt::Debug for CoordConfig {
             .field("reward_pool_per_epoch", &self.reward_pool_per_epoch)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("rate_limit", &self.rate_limit)
+            .field("http", &self.http)
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +104,7 @@ impl Default for CoordConfig {
             }),
             node_liveness: Duration::from_secs(60),
             worker_interval: Duration::from_secs(1),
+            http: streamr_net::HttpLimits::default(),
         }
     }
 }

@@ -109,18 +109,15 @@ impl Coordinator {
     }
 
     /// Serves the API on `listener` until `shutdown` completes, then drains open requests.
+    /// Request heads and bodies have deadlines and connections a budget
+    /// ([`CoordConfig::http`]), so slow or half-sent requests cannot hold every file handle.
     pub async fn serve(
         &self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
-            listener,
-            self.router()
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
+        let limits = self.state.config.http;
+        streamr_net::http::serve(listener, self.router(), limits.budget(), limits, shutdown).await
     }
 
     /// Serves the API on `listener` in a background task until the returned handle is shut down

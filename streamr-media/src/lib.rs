@@ -40,7 +40,7 @@
 //! use streamr_media::{FrameKind, RelayEvent, RelayHub, StreamKey};
 //!
 //! let hub = RelayHub::default();
-//! let key = StreamKey::new("live", "demo");
+//! let key = StreamKey::parse("live", "demo").expect("valid names");
 //! let publisher = hub.publish(key.clone()).expect("the key is free");
 //! let mut viewer = hub.subscribe(key).expect("below the viewer limit");
 //! // An AVC keyframe: the viewer starts here, sharing the publisher's bytes.
@@ -58,6 +58,7 @@ pub mod codec;
 pub mod flv;
 pub mod hls;
 pub mod http;
+pub mod name;
 pub mod publish;
 pub mod relay;
 pub mod rtmp;

@@ -80,12 +80,29 @@ struct Pull {
 
 type Pulls = HashMap<StreamKey, Arc<Pull>>;
 
+/// Totals over every pull a [`UpstreamPuller`] ran ([`UpstreamPuller::totals`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PullTotals {
+    /// Pulls started.
+    pub pulls: u64,
+    /// Connections to an upstream after a pull's first (another upstream, or the same again).
+    pub failovers: u64,
+}
+
+#[derive(Debug, Default)]
+struct PullCounters {
+    pulls: std::sync::atomic::AtomicU64,
+    failovers: std::sync::atomic::AtomicU64,
+}
+
 /// Starts and tracks on-demand pulls of streams from upstream servers into a hub.
 #[derive(Debug, Clone)]
 pub struct UpstreamPuller {
     hub: RelayHub,
     config: Arc<UpstreamConfig>,
     pulls: Arc<Mutex<Pulls>>,
+    counters: Arc<PullCounters>,
 }
 
 impl UpstreamPuller {
@@ -95,6 +112,7 @@ impl UpstreamPuller {
             hub,
             config: Arc::new(config),
             pulls: Arc::default(),
+            counters: Arc::default(),
         }
     }
 
@@ -122,6 +140,9 @@ impl UpstreamPuller {
             pulls.insert(key.clone(), state.clone());
             state
         };
+        self.counters
+            .pulls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let puller = self.clone();
         let key = key.clone();
         tokio::spawn(async move {
@@ -130,6 +151,15 @@ impl UpstreamPuller {
             tracing::info!(stream = %key, "upstream pull stopped");
         });
         true
+    }
+
+    /// Pulls started and failovers so far, over every stream.
+    pub fn totals(&self) -> PullTotals {
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        PullTotals {
+            pulls: load(&self.counters.pulls),
+            failovers: load(&self.counters.failovers),
+        }
     }
 
     /// Whether `key` is being pulled now.
@@ -165,6 +195,11 @@ impl UpstreamPuller {
                     let mut status = lock(&state.status);
                     status.upstream = Some(upstream.clone());
                     status.connects += 1;
+                    if status.connects > 1 {
+                        self.counters
+                            .failovers
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
                 let pulled = self
                     .pull_from(

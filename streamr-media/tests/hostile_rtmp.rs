@@ -166,7 +166,7 @@ async fn hostile_connections_close_alone_with_a_logged_reason_while_a_real_strea
     config.max_message_size = 256 * 1024;
     config.handshake_timeout = Duration::from_secs(2);
     let server = start_server(config).await;
-    let key = StreamKey::new("live", "good");
+    let key = StreamKey::parse("live", "good").unwrap();
     let url = rtmp_url(&server, "live", "good");
     let scratch = Scratch::new();
     let out = scratch.path("played.flv");

@@ -22,7 +22,7 @@ async fn ffmpeg_publish_reaches_ffmpeg_rtmpdump_and_gstreamer_players_while_one_
     // Without a bound, loopback autotuning lets the kernel swallow the whole test stream.
     config.send_buffer_size = Some(32 * 1024);
     let server = start_server(config).await;
-    let key = StreamKey::new("live", "fanout");
+    let key = StreamKey::parse("live", "fanout").unwrap();
     let url = rtmp_url(&server, "live", "fanout");
     let scratch = Scratch::new();
 
@@ -82,7 +82,7 @@ async fn ffmpeg_publish_reaches_ffmpeg_rtmpdump_and_gstreamer_players_while_one_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gstreamer_publish_is_played_by_ffmpeg() {
     let server = start_server(RelayServerConfig::default()).await;
-    let key = StreamKey::new("live", "gst");
+    let key = StreamKey::parse("live", "gst").unwrap();
     let url = rtmp_url(&server, "live", "gst");
     let scratch = Scratch::new();
     let out = scratch.path("played.flv");
@@ -108,7 +108,7 @@ async fn gstreamer_publish_is_played_by_ffmpeg() {
 async fn republish_resumes_players_and_a_second_publisher_is_refused_with_bad_name() {
     let relay = RelayConfig::default();
     let server = start_server(RelayServerConfig::default().with_relay(relay)).await;
-    let key = StreamKey::new("live", "again");
+    let key = StreamKey::parse("live", "again").unwrap();
     let url = rtmp_url(&server, "live", "again");
     let scratch = Scratch::new();
     let out = scratch.path("played.flv");
@@ -207,7 +207,7 @@ async fn a_player_joining_mid_stream_starts_at_once_on_the_cached_keyframe() {
     // witness returns, with no waiting on the clock.
     config.notify_players_on_unpublish = true;
     let server = start_server(config).await;
-    let key = StreamKey::new("live", "late");
+    let key = StreamKey::parse("live", "late").unwrap();
     let url = rtmp_url(&server, "live", "late");
     let scratch = Scratch::new();
     let out = scratch.path("played.flv");

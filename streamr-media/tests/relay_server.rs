@@ -149,7 +149,7 @@ async fn frames_pass_the_relay_unchanged_and_hooks_see_authorization_and_lifecyc
     publisher.session.close().unwrap();
     publisher.flush().await;
     drop(publisher);
-    let key = StreamKey::new("live", "cam");
+    let key = StreamKey::parse("live", "cam").unwrap();
     wait_for_publish_end(server.hub(), &key, Duration::from_secs(5)).await;
     drop(player);
     assert!(
@@ -182,7 +182,7 @@ async fn a_silent_publisher_is_disconnected_and_its_key_freed() {
     let mut silent = TestClient::start(server.local_addr(), "live", "quiet", publish)
         .await
         .expect("publish accepted");
-    let key = StreamKey::new("live", "quiet");
+    let key = StreamKey::parse("live", "quiet").unwrap();
     assert!(server.hub().is_publishing(&key));
     assert!(closed_by_server(&mut silent.socket, Duration::from_secs(5)).await);
     assert!(!server.hub().is_publishing(&key));
@@ -226,7 +226,7 @@ async fn with_notifications_players_hear_unpublish_and_republish_then_get_new_he
     config.notify_players_on_unpublish = true;
     let server = RelayServer::start(config).await.unwrap();
     let addr = server.local_addr();
-    let key = StreamKey::new("live", "show");
+    let key = StreamKey::parse("live", "show").unwrap();
     let publish = ClientRole::Publish(PublishMode::Live);
     let mut player = TestClient::start(addr, "live", "show", ClientRole::Play)
         .await

@@ -139,7 +139,7 @@ async fn edge_pulls_once_for_many_viewers_fails_over_and_stops_when_idle() {
     .expect("edge starts");
 
     let _publisher = ffmpeg_publish(&format!("rtmp://{}/live/pulled", origin.local_addr()), 14);
-    let key = StreamKey::new("live", "pulled");
+    let key = StreamKey::parse("live", "pulled").unwrap();
     for _ in 0..100 {
         if origin.hub().is_publishing(&key) {
             break;
@@ -381,7 +381,7 @@ async fn failover_when_a_relay_goes_silent_keeps_the_origin_timeline_and_its_seg
 }
 
 async fn failover_mid_stream(death: Death) {
-    let key = StreamKey::new("live", "failover");
+    let key = StreamKey::parse("live", "failover").unwrap();
     let origin = RelayServer::start(RelayServerConfig::default().with_bind(loopback()))
         .await
         .expect("origin starts");

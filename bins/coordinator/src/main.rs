@@ -75,6 +75,23 @@ struct Args {
     /// restarts, and replicas on one host may share it (each payout locks it).
     #[arg(long)]
     payout_file: Option<std::path::PathBuf>,
+    /// Most HTTP connections open at once.
+    #[arg(long, env = "STREAMR_HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
+    http_max_connections: usize,
+    /// Most HTTP connections open at once from one client address (IPv6: one /64).
+    #[arg(
+        long,
+        env = "STREAMR_HTTP_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 64
+    )]
+    http_max_connections_per_client: usize,
+    /// A request's head must arrive within this many milliseconds (also the keep-alive idle
+    /// limit).
+    #[arg(long, env = "STREAMR_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    http_header_timeout_ms: u64,
+    /// A request body that delivers nothing for this many milliseconds fails the request.
+    #[arg(long, env = "STREAMR_HTTP_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    http_body_timeout_ms: u64,
     /// Name recorded on the settlements this replica writes.
     #[arg(long)]
     replica_id: Option<String>,
@@ -172,6 +189,10 @@ async fn main() -> anyhow::Result<()> {
         config.replica_id = replica_id;
     }
     config.settlement.vesting_epochs = args.vesting_epochs;
+    config.http.max_connections = args.http_max_connections;
+    config.http.max_connections_per_client = args.http_max_connections_per_client;
+    config.http.header_read_timeout = Duration::from_millis(args.http_header_timeout_ms);
+    config.http.body_timeout = Duration::from_millis(args.http_body_timeout_ms);
 
     let storage = connect(&args.database)
         .await

@@ -354,7 +354,7 @@ mod tests {
     fn rtmp_plays_count_live_then_final_bytes() {
         let accounting = Accounting::new(Duration::ZERO);
         let session = grant(4, 100_000);
-        let key = StreamKey::new("live", "show");
+        let key = StreamKey::parse("live", "show").unwrap();
         let peer: SocketAddr = "10.0.0.9:50000".parse().unwrap();
         accounting.open(&session, 0).unwrap();
         accounting.rtmp_admitted(peer, session.session_id);

@@ -18,6 +18,7 @@ use streamr_coord::client::{unix_ms, CoordinatorClient};
 use streamr_coord::grant_token;
 use streamr_coord::wire::{ReceiptsOutcome, ReceiptsRequest};
 use streamr_core::{KeyPair, SessionGrant, SessionId, SignedReceipt};
+use streamr_media::name::NameError;
 use streamr_media::relay::{RelayHub, StreamKey};
 use streamr_media::server::{Refusal, RelayHooks, StreamEvent, StreamRequest};
 use streamr_media::upstream::UpstreamPuller;
@@ -267,29 +268,39 @@ enum Target {
     Segment(StreamKey),
 }
 
-fn target(path: &str) -> Option<Target> {
+/// What `path` asks for: `None` when it is no stream path, an error when it is one with an
+/// invalid app or stream name (checked on the raw path, so no escaped form slips past).
+fn target(path: &str) -> Option<Result<Target, NameError>> {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match parts.as_slice() {
+    let target = match parts.as_slice() {
         [app, file] => {
             if let Some(name) = file.strip_suffix(".m3u8") {
-                Some(Target::Playlist {
-                    key: StreamKey::new(*app, name),
-                    alias: false,
-                })
+                StreamKey::parse(app, name).map(|key| Target::Playlist { key, alias: false })
             } else {
-                file.strip_suffix(".flv")
-                    .map(|name| Target::Flv(StreamKey::new(*app, name)))
+                let name = file.strip_suffix(".flv")?;
+                StreamKey::parse(app, name).map(Target::Flv)
             }
         }
-        [app, name, "index.m3u8"] => Some(Target::Playlist {
-            key: StreamKey::new(*app, *name),
-            alias: true,
-        }),
-        [app, name, file] if file.ends_with(".ts") => {
-            Some(Target::Segment(StreamKey::new(*app, *name)))
+        [app, name, "index.m3u8"] => {
+            StreamKey::parse(app, name).map(|key| Target::Playlist { key, alias: true })
         }
-        _ => None,
-    }
+        [app, name, file] if file.ends_with(".ts") => {
+            StreamKey::parse(app, name).map(Target::Segment)
+        }
+        _ => return None,
+    };
+    Some(target)
+}
+
+fn invalid_name(error: &NameError) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(serde_json::json!({
+            "error": "invalid_name",
+            "message": error.to_string(),
+        })),
+    )
+        .into_response()
 }
 
 fn forbidden(key: &StreamKey, refusal: &GrantRefusal) -> Response {
@@ -332,8 +343,10 @@ pub(crate) async fn http_gate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(target) = target(request.uri().path()) else {
-        return next.run(request).await;
+    let target = match target(request.uri().path()) {
+        None => return next.run(request).await,
+        Some(Err(error)) => return invalid_name(&error),
+        Some(Ok(target)) => target,
     };
     let query = request.uri().query().unwrap_or_default().to_owned();
     let (key, playlist) = match &target {
@@ -406,20 +419,35 @@ mod tests {
 
     #[test]
     fn paths_name_their_stream() {
-        assert!(matches!(target("/live/show.flv"), Some(Target::Flv(k)) if k.name == "show"));
+        assert!(matches!(target("/live/show.flv"), Some(Ok(Target::Flv(k))) if k.name == "show"));
         assert!(matches!(
             target("/live/show/index.m3u8"),
-            Some(Target::Playlist { alias: true, key }) if key.name == "show"
+            Some(Ok(Target::Playlist { alias: true, key })) if key.name == "show"
         ));
-        assert!(matches!(target("/live/show/12.ts"), Some(Target::Segment(k)) if k.app == "live"));
+        assert!(
+            matches!(target("/live/show/12.ts"), Some(Ok(Target::Segment(k))) if k.app == "live")
+        );
         assert!(target("/receipts").is_none());
         assert!(target("/a/b/c/d").is_none());
     }
 
     #[test]
+    fn stream_paths_with_invalid_names_are_refused_not_passed_on() {
+        for path in [
+            "/live/%2E%2E.m3u8",
+            "/live/show%41.flv",
+            "/../x.m3u8",
+            "/live/.hidden/1.ts",
+            "/live/a..b/index.m3u8",
+        ] {
+            assert!(matches!(target(path), Some(Err(_))), "{path}");
+        }
+    }
+
+    #[test]
     fn playlist_segments_carry_the_grant() {
         let body = "#EXTM3U\n#EXTINF:2.000,\nshow/3.ts\n";
-        let out = playlist_with_grant(body, &StreamKey::new("live", "show"), "ab");
+        let out = playlist_with_grant(body, &StreamKey::parse("live", "show").unwrap(), "ab");
         assert_eq!(out, "#EXTM3U\n#EXTINF:2.000,\n/live/show/3.ts?grant=ab\n");
     }
 }

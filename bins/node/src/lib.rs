@@ -36,6 +36,7 @@ mod accounting;
 mod gate;
 pub mod grants;
 pub mod identity;
+mod metrics;
 mod network;
 pub mod viewer;
 
@@ -44,13 +45,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::post;
+use axum::routing::{get, post};
 use streamr_coord::client::{ClientError, CoordinatorClient, NodeAdvert};
 use streamr_core::{CoordinatorKey, KeyPair, NodeId};
 use streamr_media::http::{router, HttpState, LiveHls, LiveHlsConfig};
 use streamr_media::relay::{BatchPolicy, RelayConfig, RelayHub};
 use streamr_media::server::{RelayServer, RelayServerConfig};
 use streamr_media::upstream::{UpstreamConfig, UpstreamPuller};
+pub use streamr_net::HttpLimits;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -112,6 +114,83 @@ pub struct NodeConfig {
     /// than per frame: less CPU per viewer for at most this much added latency (see
     /// [`streamr_media::relay::BatchPolicy`]; zero wakes viewers per video frame).
     pub batch_delay: Duration,
+    /// RTMP connection limits and deadlines.
+    pub rtmp_limits: RtmpLimits,
+    /// HTTP connection limits and deadlines.
+    pub http_limits: HttpLimits,
+}
+
+/// The RTMP listener's connection budget and the deadline of each connection state. The RTMP
+/// and HTTP budgets are separate, so a flood on one leaves the other's connections free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtmpLimits {
+    /// Most RTMP connections open at once (default 4096).
+    pub max_connections: usize,
+    /// Most RTMP connections from one client address, IPv6 by /64 (default 128).
+    pub max_connections_per_client: usize,
+    /// Handshake and `connect` must be done within this time of accepting (default 10 s).
+    pub handshake_timeout: Duration,
+    /// After `connect` (or after a publish or play ended), publish or play must start within
+    /// this time (default 10 s).
+    pub setup_timeout: Duration,
+    /// A publisher sending nothing for this long is closed (default 30 s).
+    pub publisher_idle_timeout: Duration,
+    /// A player of a stream with no publisher for this long is closed (default 5 min).
+    pub play_wait_timeout: Duration,
+    /// A peer that accepts no data for this long is closed (default 20 s).
+    pub write_timeout: Duration,
+}
+
+impl Default for RtmpLimits {
+    fn default() -> Self {
+        let server = RelayServerConfig::default();
+        RtmpLimits {
+            max_connections: 4096,
+            max_connections_per_client: server.max_connections_per_client,
+            handshake_timeout: server.handshake_timeout,
+            setup_timeout: server.setup_timeout,
+            publisher_idle_timeout: server.publisher_idle_timeout,
+            play_wait_timeout: server.play_wait_timeout,
+            write_timeout: server.write_timeout,
+        }
+    }
+}
+
+/// File handles kept beyond the connection budgets (logs, HLS files, databases, upstreams).
+const SPARE_FILE_HANDLES: u64 = 256;
+
+/// Raises the open-file limit as far as allowed so both connection budgets fit in it, and says
+/// so when they do not (then a flood could starve the other listener of file handles).
+fn fit_file_handles(rtmp: usize, http: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let needed = (rtmp as u64)
+        .saturating_add(http as u64)
+        .saturating_add(SPARE_FILE_HANDLES);
+    let limit = getrlimit(Resource::Nofile);
+    let current = limit.current.unwrap_or(u64::MAX);
+    if current >= needed {
+        return;
+    }
+    let raised = limit.maximum.map_or(needed, |max| max.min(needed));
+    if raised > current {
+        let wanted = Rlimit {
+            current: Some(raised),
+            maximum: limit.maximum,
+        };
+        if setrlimit(Resource::Nofile, wanted).is_ok() {
+            info!(from = current, to = raised, "raised the open-file limit");
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    if now < needed {
+        warn!(
+            open_files = now,
+            rtmp_connections = rtmp,
+            http_connections = http,
+            "the open-file limit is below the RTMP and HTTP connection budgets; raise it \
+             (ulimit -n, LimitNOFILE=) or lower --rtmp-max-connections / --http-max-connections"
+        );
+    }
 }
 
 impl Default for NodeConfig {
@@ -135,6 +214,8 @@ impl Default for NodeConfig {
             pull_wait: Duration::from_secs(5),
             receipt_grace: Duration::from_secs(10),
             batch_delay: BatchPolicy::default().delay,
+            rtmp_limits: RtmpLimits::default(),
+            http_limits: HttpLimits::default(),
         }
     }
 }
@@ -211,6 +292,18 @@ impl Node {
             .with_bind(config.rtmp_listen)
             .with_relay(relay);
         server_config.chunk_size = config.chunk_size;
+        let rtmp_limits = config.rtmp_limits;
+        server_config.max_connections = rtmp_limits.max_connections;
+        server_config.max_connections_per_client = rtmp_limits.max_connections_per_client;
+        server_config.handshake_timeout = rtmp_limits.handshake_timeout;
+        server_config.setup_timeout = rtmp_limits.setup_timeout;
+        server_config.publisher_idle_timeout = rtmp_limits.publisher_idle_timeout;
+        server_config.play_wait_timeout = rtmp_limits.play_wait_timeout;
+        server_config.write_timeout = rtmp_limits.write_timeout;
+        fit_file_handles(
+            rtmp_limits.max_connections,
+            config.http_limits.max_connections,
+        );
         let hub = RelayHub::new(server_config.relay.clone());
         let puller = relay_role.then(|| {
             UpstreamPuller::new(
@@ -224,7 +317,7 @@ impl Node {
         });
         let gate = Arc::new(gate::Gate::new(
             hub.clone(),
-            puller,
+            puller.clone(),
             grants,
             client
                 .clone()
@@ -265,7 +358,25 @@ impl Node {
         }
         let hls = LiveHls::start(hub.clone(), hls_config, stop.clone());
         let notices = hls.segment_notices();
+        let http_budget = config.http_limits.budget();
+        let node_metrics = Arc::new(metrics::NodeMetrics {
+            rtmp: rtmp.metrics_source(),
+            http_budget: http_budget.clone(),
+            http_bytes_out: Arc::default(),
+            hls_segments: Arc::default(),
+            puller,
+            hub: hub.clone(),
+        });
+        let mut tasks = vec![tokio::spawn(count_segments(
+            hls.segment_notices(),
+            node_metrics.hls_segments.clone(),
+            stop.clone(),
+        ))];
         let media = router(HttpState::new(hub.clone(), hls));
+        let operations = axum::Router::new()
+            .route("/metrics", get(metrics::metrics))
+            .route("/healthz", get(metrics::healthz))
+            .with_state(node_metrics.clone());
         let app = axum::Router::new()
             .route("/receipts", post(gate::post_receipts))
             .with_state(gate.clone())
@@ -273,18 +384,25 @@ impl Node {
             .layer(axum::middleware::from_fn_with_state(
                 gate.clone(),
                 gate::http_gate,
+            ))
+            .merge(operations)
+            .layer(axum::middleware::from_fn_with_state(
+                node_metrics.http_bytes_out.clone(),
+                count_response_bytes,
             ));
         let http_stop = stop.clone();
+        let http_limits = config.http_limits;
         let http_task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            let served =
+                streamr_net::http::serve(listener, app, http_budget, http_limits, async move {
+                    http_stop.cancelled().await
+                })
                 .await;
             if let Err(error) = served {
                 warn!(%error, "HTTP server stopped");
             }
         });
 
-        let mut tasks = Vec::new();
         let mut leave = None;
         if let Some(client) = client {
             if relay_role {
@@ -337,6 +455,37 @@ impl Node {
             leave,
         })
     }
+}
+
+/// Counts the HLS segments cut, for `/metrics`.
+async fn count_segments(
+    mut notices: tokio::sync::broadcast::Receiver<streamr_media::http::SegmentNotice>,
+    count: Arc<std::sync::atomic::AtomicU64>,
+    stop: CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let received = tokio::select! {
+            _ = stop.cancelled() => return,
+            received = notices.recv() => received,
+        };
+        let cut = match received {
+            Ok(_) => 1,
+            Err(RecvError::Lagged(missed)) => missed,
+            Err(RecvError::Closed) => return,
+        };
+        count.fetch_add(cut, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Adds every response body's bytes to `counter`, for `/metrics`.
+async fn count_response_bytes(
+    axum::extract::State(counter): axum::extract::State<Arc<std::sync::atomic::AtomicU64>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (parts, body) = next.run(request).await.into_parts();
+    axum::response::Response::from_parts(parts, accounting::counted(body, counter))
 }
 
 impl std::fmt::Debug for RunningNode {

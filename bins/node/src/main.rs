@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser, ValueEnum};
 use streamr_core::CoordinatorKey;
-use streamr_node::{CoordinatorConfig, Node, NodeConfig};
+use streamr_node::{CoordinatorConfig, HttpLimits, Node, NodeConfig, RtmpLimits};
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -111,6 +111,65 @@ struct Args {
           value_parser = humantime::parse_duration)]
     batch_delay: Duration,
 
+    /// Most RTMP connections open at once (the RTMP budget; HTTP has its own).
+    #[arg(long, env = "STREAMR_RTMP_MAX_CONNECTIONS", default_value_t = 4096)]
+    rtmp_max_connections: usize,
+
+    /// Most RTMP connections open at once from one client address (IPv6: one /64).
+    #[arg(
+        long,
+        env = "STREAMR_RTMP_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 128
+    )]
+    rtmp_max_connections_per_client: usize,
+
+    /// An RTMP connection must finish the handshake and `connect` within this time.
+    #[arg(long, env = "STREAMR_RTMP_HANDSHAKE_TIMEOUT", default_value = "10s",
+          value_parser = humantime::parse_duration)]
+    rtmp_handshake_timeout: Duration,
+
+    /// After `connect`, an RTMP connection must publish or play within this time.
+    #[arg(long, env = "STREAMR_RTMP_SETUP_TIMEOUT", default_value = "10s",
+          value_parser = humantime::parse_duration)]
+    rtmp_setup_timeout: Duration,
+
+    /// A publisher sending nothing for this long is disconnected.
+    #[arg(long, env = "STREAMR_RTMP_PUBLISHER_IDLE_TIMEOUT", default_value = "30s",
+          value_parser = humantime::parse_duration)]
+    rtmp_publisher_idle_timeout: Duration,
+
+    /// A player of a stream that has had no publisher for this long is disconnected.
+    #[arg(long, env = "STREAMR_RTMP_PLAY_WAIT_TIMEOUT", default_value = "5m",
+          value_parser = humantime::parse_duration)]
+    rtmp_play_wait_timeout: Duration,
+
+    /// A peer that accepts no data for this long is disconnected (RTMP).
+    #[arg(long, env = "STREAMR_RTMP_WRITE_TIMEOUT", default_value = "20s",
+          value_parser = humantime::parse_duration)]
+    rtmp_write_timeout: Duration,
+
+    /// Most HTTP connections open at once (the HTTP budget; RTMP has its own).
+    #[arg(long, env = "STREAMR_HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
+    http_max_connections: usize,
+
+    /// Most HTTP connections open at once from one client address (IPv6: one /64).
+    #[arg(
+        long,
+        env = "STREAMR_HTTP_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 64
+    )]
+    http_max_connections_per_client: usize,
+
+    /// An HTTP request's head must arrive within this time (also the keep-alive idle limit).
+    #[arg(long, env = "STREAMR_HTTP_HEADER_TIMEOUT", default_value = "10s",
+          value_parser = humantime::parse_duration)]
+    http_header_timeout: Duration,
+
+    /// An HTTP request body that delivers nothing for this long fails the request.
+    #[arg(long, env = "STREAMR_HTTP_BODY_TIMEOUT", default_value = "30s",
+          value_parser = humantime::parse_duration)]
+    http_body_timeout: Duration,
+
     /// Log line format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "STREAMR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
@@ -153,6 +212,11 @@ async fn shutdown_signal() {
 
 impl Args {
     fn into_config(self) -> NodeConfig {
+        let mut http_limits = HttpLimits::default();
+        http_limits.max_connections = self.http_max_connections;
+        http_limits.max_connections_per_client = self.http_max_connections_per_client;
+        http_limits.header_read_timeout = self.http_header_timeout;
+        http_limits.body_timeout = self.http_body_timeout;
         NodeConfig {
             rtmp_listen: self.rtmp_listen,
             http_listen: self.http_listen,
@@ -173,6 +237,16 @@ impl Args {
             heartbeat_interval: self.heartbeat_interval,
             receipt_grace: self.receipt_grace,
             batch_delay: self.batch_delay,
+            rtmp_limits: RtmpLimits {
+                max_connections: self.rtmp_max_connections,
+                max_connections_per_client: self.rtmp_max_connections_per_client,
+                handshake_timeout: self.rtmp_handshake_timeout,
+                setup_timeout: self.rtmp_setup_timeout,
+                publisher_idle_timeout: self.rtmp_publisher_idle_timeout,
+                play_wait_timeout: self.rtmp_play_wait_timeout,
+                write_timeout: self.rtmp_write_timeout,
+            },
+            http_limits,
             ..NodeConfig::default()
         }
     }
@@ -215,6 +289,8 @@ mod tests {
         assert_eq!(args.log_format, LogFormat::Pretty);
         let config = args.into_config();
         assert!(config.upstreams.is_empty() && config.coordinator.is_none());
+        assert_eq!(config.rtmp_limits, RtmpLimits::default());
+        assert_eq!(config.http_limits, HttpLimits::default());
         assert_eq!(config.identity, PathBuf::from("streamr-node.key"));
     }
 
@@ -269,6 +345,26 @@ mod tests {
         assert!(!args.gop_cache);
         assert_eq!(args.log_format, LogFormat::Json);
         assert!(Args::try_parse_from(["streamr-node", "--chunk-size", "0"]).is_err());
+        let config = Args::try_parse_from([
+            "streamr-node",
+            "--rtmp-max-connections",
+            "100",
+            "--rtmp-setup-timeout",
+            "3s",
+            "--http-max-connections-per-client",
+            "7",
+            "--http-header-timeout",
+            "2s",
+        ])
+        .unwrap()
+        .into_config();
+        assert_eq!(config.rtmp_limits.max_connections, 100);
+        assert_eq!(config.rtmp_limits.setup_timeout, Duration::from_secs(3));
+        assert_eq!(config.http_limits.max_connections_per_client, 7);
+        assert_eq!(
+            config.http_limits.header_read_timeout,
+            Duration::from_secs(2)
+        );
         assert!(Args::try_parse_from(["streamr-node", "--rtmp-listen", "nowhere"]).is_err());
     }
 }

@@ -102,7 +102,7 @@ pub(crate) async fn segment_reports(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        let stream_id = match StreamId::new(&notice.key.name) {
+        let stream_id = match StreamId::new(notice.key.name.as_str()) {
             Ok(stream_id) => stream_id,
             Err(error) => {
                 warn!(stream = %notice.key, %error, "cannot report segments of this stream name");

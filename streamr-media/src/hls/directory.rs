@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use super::{LivePlaylist, Segment};
+use crate::name::{AppName, StreamName};
 
 /// Why writing HLS output to a directory failed.
 #[derive(Debug, Error)]
@@ -42,6 +43,17 @@ impl HlsDirectory {
     pub fn create(dir: impl AsRef<Path>, playlist_name: &str) -> Result<Self, HlsWriteError> {
         let dir = dir.as_ref();
         Self::create_split(dir, dir.join(playlist_name))
+    }
+
+    /// The live layout of one stream under `root`: the playlist at `{root}/{app}/{name}.m3u8`,
+    /// segments in `{root}/{app}/{name}/`. Validated names keep both inside `root`.
+    pub fn for_stream(
+        root: impl AsRef<Path>,
+        app: &AppName,
+        name: &StreamName,
+    ) -> Result<Self, HlsWriteError> {
+        let app_dir = root.as_ref().join(app);
+        Self::create_split(app_dir.join(name), app_dir.join(format!("{name}.m3u8")))
     }
 
     /// Segments into `segments_dir`, the playlist at `playlist_path` (both directories created if

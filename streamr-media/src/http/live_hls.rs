@@ -451,11 +451,10 @@ struct DirectoryWriter {
 impl DirectoryWriter {
     fn start(root: &std::path::Path, key: &StreamKey, first_sequence: u64) -> Self {
         let (jobs, queue) = std::sync::mpsc::channel();
-        let app_dir = root.join(&key.app);
-        let segments_dir = app_dir.join(&key.name);
-        let playlist_path = app_dir.join(format!("{}.m3u8", key.name));
+        let root = root.to_path_buf();
+        let (app, name) = (key.app.clone(), key.name.clone());
         tokio::task::spawn_blocking(move || {
-            let directory = match HlsDirectory::create_split(&segments_dir, &playlist_path) {
+            let directory = match HlsDirectory::for_stream(&root, &app, &name) {
                 Ok(directory) => directory,
                 Err(error) => {
                     warn!(%error, "HLS directory mirror disabled");

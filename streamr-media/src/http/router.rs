@@ -12,6 +12,7 @@ use tower_http::cors::CorsLayer;
 
 use super::http_flv::flv_body;
 use super::live_hls::{LiveHls, PlaylistLookup};
+use crate::name::NameError;
 use crate::relay::{RelayHub, StreamKey};
 
 /// Content type of HLS playlists.
@@ -41,7 +42,8 @@ impl HttpState {
 /// - `GET /{app}/{stream}/{sequence}.ts`: a segment (`immutable`);
 /// - `GET /{app}/{stream}.flv`: HTTP-FLV from the relay's GOP cache, chunked.
 ///
-/// Unknown streams and files get a 404 with a JSON body; every response allows any origin.
+/// Unknown streams and files get a 404 with a JSON body, invalid app or stream names (see
+/// [`crate::name`]) a 400; every response allows any origin.
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/{app}/{file}", get(stream_file))
@@ -49,6 +51,16 @@ pub fn router(state: HttpState) -> Router {
         .fallback(|| async { not_found("no such route", None) })
         .layer(CorsLayer::permissive())
         .with_state(state)
+}
+
+/// The 400 response refusing an invalid app or stream name in a request path.
+fn invalid_name(error: &NameError) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
+        Json(serde_json::json!({ "error": "invalid_name", "message": error.to_string() })),
+    )
+        .into_response()
 }
 
 fn not_found(error: &str, key: Option<&StreamKey>) -> Response {
@@ -66,9 +78,15 @@ async fn stream_file(
     Path((app, file)): Path<(String, String)>,
 ) -> Response {
     if let Some(name) = file.strip_suffix(".m3u8") {
-        playlist(state, StreamKey::new(app, name)).await
+        match StreamKey::parse(&app, name) {
+            Ok(key) => playlist(state, key).await,
+            Err(error) => invalid_name(&error),
+        }
     } else if let Some(name) = file.strip_suffix(".flv") {
-        http_flv(state, StreamKey::new(app, name))
+        match StreamKey::parse(&app, name) {
+            Ok(key) => http_flv(state, key),
+            Err(error) => invalid_name(&error),
+        }
     } else {
         not_found("unknown file type; use .m3u8 or .flv", None)
     }
@@ -100,7 +118,10 @@ async fn segment(
     State(state): State<HttpState>,
     Path((app, stream, segment)): Path<(String, String, String)>,
 ) -> Response {
-    let key = StreamKey::new(app, stream);
+    let key = match StreamKey::parse(&app, &stream) {
+        Ok(key) => key,
+        Err(error) => return invalid_name(&error),
+    };
     let sequence = segment
         .strip_suffix(".ts")
         .and_then(|s| s.parse::<u64>().ok());

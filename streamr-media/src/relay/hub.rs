@@ -14,23 +14,30 @@ use super::stats::StreamStats;
 use super::stream::{lock, Stream, Timeline};
 use super::subscription::Subscription;
 use super::{BatchPolicy, RelayConfig};
+use crate::name::{AppName, NameError, StreamName};
 
-/// Identifies a stream: the RTMP application and stream name (the stream key).
+/// Identifies a stream: the RTMP application and stream name (the stream key). Both parts are
+/// validated names, so a key is safe to build file paths and URLs from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamKey {
     /// The application, e.g. `live` in `rtmp://host/live/abc`.
-    pub app: String,
+    pub app: AppName,
     /// The stream name, e.g. `abc`, without any `?query`.
-    pub name: String,
+    pub name: StreamName,
 }
 
 impl StreamKey {
     /// A key for `app` and stream `name`.
-    pub fn new(app: impl Into<String>, name: impl Into<String>) -> Self {
-        StreamKey {
-            app: app.into(),
-            name: name.into(),
-        }
+    pub fn new(app: AppName, name: StreamName) -> Self {
+        StreamKey { app, name }
+    }
+
+    /// Checks `app` and `name` (see [`crate::name`]) into a key.
+    pub fn parse(app: &str, name: &str) -> Result<Self, NameError> {
+        Ok(StreamKey {
+            app: AppName::parse(app)?,
+            name: StreamName::parse(name)?,
+        })
     }
 }
 
@@ -110,7 +117,7 @@ impl HubInner {
 /// use streamr_media::relay::{FrameKind, RelayEvent, RelayHub, StreamKey};
 ///
 /// let hub = RelayHub::default();
-/// let key = StreamKey::new("live", "demo");
+/// let key = StreamKey::parse("live", "demo").unwrap();
 /// let publisher = hub.publish(key.clone()).unwrap();
 /// let mut viewer = hub.subscribe(key).unwrap();
 ///

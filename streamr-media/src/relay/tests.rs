@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use super::*;
 
 fn key() -> StreamKey {
-    StreamKey::new("live", "test")
+    StreamKey::parse("live", "test").unwrap()
 }
 
 /// A media payload carrying `index` after its FLV header so tests can follow it.

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::*;
 
 fn key() -> StreamKey {
-    StreamKey::new("live", "pulled")
+    StreamKey::parse("live", "pulled").unwrap()
 }
 
 fn video(index: u32, keyframe: bool) -> Bytes {

@@ -25,6 +25,11 @@ pub struct RelayServerConfig {
     /// A connection that has not finished the handshake and `connect` within this time is closed
     /// (default 10 s).
     pub handshake_timeout: Duration,
+    /// A connection that has sent `connect` but neither publishes nor plays within this time
+    /// (after `connect`, or after its last publish or play ended) is closed (default 10 s).
+    pub setup_timeout: Duration,
+    /// A player of a stream that has had no publisher for this long is closed (default 5 min).
+    pub play_wait_timeout: Duration,
     /// A publisher that sends nothing for this long is disconnected, freeing its stream key
     /// (default 30 s).
     pub publisher_idle_timeout: Duration,
@@ -32,6 +37,9 @@ pub struct RelayServerConfig {
     pub max_message_size: u32,
     /// Most simultaneous connections; more are refused on accept (default 10 000).
     pub max_connections: usize,
+    /// Most simultaneous connections from one client address (IPv6: one /64); more are refused
+    /// on accept (default 128), so one client cannot take every connection.
+    pub max_connections_per_client: usize,
     /// Kernel send buffer per connection in bytes (`SO_SNDBUF`), or `None` for the system's
     /// autotuning. A small buffer bounds the memory a stalled viewer pins in the kernel and
     /// makes the write timeout notice it sooner.
@@ -50,9 +58,12 @@ impl Default for RelayServerConfig {
             relay: RelayConfig::default(),
             write_timeout: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(10),
+            setup_timeout: Duration::from_secs(10),
+            play_wait_timeout: Duration::from_secs(300),
             publisher_idle_timeout: Duration::from_secs(30),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             max_connections: 10_000,
+            max_connections_per_client: 128,
             send_buffer_size: None,
             notify_players_on_unpublish: false,
         }

@@ -12,8 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::hooks::{StreamEvent, StreamRequest};
+use super::metrics::ServerCounters;
 use super::writer::WriteQueue;
 use super::Shared;
+use crate::name::{AppName, NameError};
 use crate::relay::{
     ChunkingKey, FrameKind, Publisher, RelayError, RelayEvent, StreamKey, Subscription,
 };
@@ -49,6 +51,15 @@ pub enum ConnectionError {
     /// The peer closed the connection part way through the RTMP handshake.
     #[error("peer closed the connection during the handshake after sending {0} bytes")]
     ClosedDuringHandshake(u64),
+    /// The peer connected but neither published nor played in time.
+    #[error("connected but neither published nor played within {0:?}")]
+    SetupTimeout(Duration),
+    /// The peer played a stream that had no publisher for too long.
+    #[error("played a stream without a publisher for {0:?}")]
+    PlayWaitTimeout(Duration),
+    /// The peer asked to `connect` to an app whose name is not allowed.
+    #[error("refused connect: {0}")]
+    InvalidName(#[from] NameError),
     /// A publisher sent nothing for too long.
     #[error("publisher sent nothing for {0:?}")]
     PublisherIdle(Duration),
@@ -84,12 +95,18 @@ struct Playing {
     subscription: Subscription,
     audio: bool,
     video: bool,
+    /// Since when the stream has had no publisher, as far as this player has seen.
+    unpublished_since: Option<Instant>,
+    /// Frames this player had skipped when last counted.
+    frames_dropped: u64,
 }
 
 /// What woke the connection loop.
 enum Wake {
     Shutdown,
     HandshakeTimeout,
+    SetupTimeout,
+    PlayWaitTimeout,
     PublisherIdle,
     FlushHeld,
     Read(io::Result<usize>),
@@ -100,7 +117,9 @@ struct Connection<'a> {
     peer: SocketAddr,
     shared: &'a Shared,
     session: ServerSession,
-    app: Option<String>,
+    app: Option<AppName>,
+    /// When the connection last became connected without publishing or playing.
+    idle_since: Instant,
     publishing: Option<Publishing>,
     playing: Option<Playing>,
     queue: WriteQueue,
@@ -122,6 +141,7 @@ impl<'a> Connection<'a> {
             shared,
             session: ServerSession::new(session_config),
             app: None,
+            idle_since: Instant::now(),
             publishing: None,
             playing: None,
             queue: WriteQueue::default(),
@@ -146,6 +166,13 @@ impl<'a> Connection<'a> {
             self.write_queued(writer, shutdown).await?;
             let connected = self.app.is_some();
             let publishing = self.publishing.is_some();
+            let setting_up = connected && !publishing && self.playing.is_none();
+            let setup_deadline = self.idle_since + self.shared.config.setup_timeout;
+            let play_wait_deadline = self
+                .playing
+                .as_ref()
+                .and_then(|playing| playing.unpublished_since)
+                .map(|since| since + self.shared.config.play_wait_timeout);
             if publishing && buffer.len() < READ_BUFFER_SIZE {
                 buffer.resize(READ_BUFFER_SIZE, 0);
             }
@@ -164,6 +191,9 @@ impl<'a> Connection<'a> {
                     biased;
                     _ = &mut cancelled => Wake::Shutdown,
                     _ = sleep_until(handshake_deadline), if !connected => Wake::HandshakeTimeout,
+                    _ = sleep_until(setup_deadline), if setting_up => Wake::SetupTimeout,
+                    _ = sleep_until(play_wait_deadline.unwrap_or(setup_deadline)),
+                        if play_wait_deadline.is_some() => Wake::PlayWaitTimeout,
                     _ = sleep_until(idle_deadline), if publishing => Wake::PublisherIdle,
                     _ = sleep_until(flush_deadline.unwrap_or(idle_deadline)),
                         if flush_deadline.is_some() => Wake::FlushHeld,
@@ -176,6 +206,16 @@ impl<'a> Connection<'a> {
                 Wake::HandshakeTimeout => {
                     return Err(ConnectionError::HandshakeTimeout(
                         self.shared.config.handshake_timeout,
+                    ))
+                }
+                Wake::SetupTimeout => {
+                    return Err(ConnectionError::SetupTimeout(
+                        self.shared.config.setup_timeout,
+                    ))
+                }
+                Wake::PlayWaitTimeout => {
+                    return Err(ConnectionError::PlayWaitTimeout(
+                        self.shared.config.play_wait_timeout,
                     ))
                 }
                 Wake::PublisherIdle => {
@@ -198,8 +238,14 @@ impl<'a> Connection<'a> {
                         return Ok(());
                     };
                     received = received.saturating_add(read as u64);
+                    ServerCounters::add(&self.shared.counters.bytes_in, read as u64);
                     self.session.feed(bytes)?;
-                    self.handle_session_events().await?;
+                    if let Err(error) = self.handle_session_events().await {
+                        // Tell the peer why (a refused connect, say) before closing.
+                        self.queue_session_output();
+                        let _ = self.write_queued(writer, shutdown).await;
+                        return Err(error);
+                    }
                     if let Some(publishing) = self.publishing.as_mut() {
                         publishing.publisher.flush_if_due(std::time::Instant::now());
                     }
@@ -207,6 +253,7 @@ impl<'a> Connection<'a> {
                 Wake::Relay => {
                     self.queue_relay_events()?;
                     self.take_available_relay_events()?;
+                    self.count_skips();
                 }
             }
         }
@@ -230,6 +277,20 @@ impl<'a> Connection<'a> {
             self.queue_relay_events()?;
         }
         Ok(())
+    }
+
+    /// Adds the frames this player skipped since the last count to the server's counters.
+    fn count_skips(&mut self) {
+        let Some(playing) = self.playing.as_mut() else {
+            return;
+        };
+        let dropped = playing.subscription.stats().frames_dropped;
+        if dropped > playing.frames_dropped {
+            let counters = &self.shared.counters;
+            ServerCounters::add(&counters.frames_dropped, dropped - playing.frames_dropped);
+            ServerCounters::add(&counters.slow_viewer_skips, 1);
+            playing.frames_dropped = dropped;
+        }
     }
 
     fn queue_session_output(&mut self) {
@@ -256,7 +317,9 @@ impl<'a> Connection<'a> {
             written = write => written,
         };
         match written {
-            Ok(written) => written.map(drop).map_err(ConnectionError::Io),
+            Ok(written) => written
+                .map(|bytes| ServerCounters::add(&self.shared.counters.bytes_out, bytes as u64))
+                .map_err(ConnectionError::Io),
             Err(_) => Err(ConnectionError::WriteTimeout(
                 limit,
                 self.queue.queued_bytes(),
@@ -278,7 +341,12 @@ impl<'a> Connection<'a> {
             message_stream_id: stream_id,
         };
         let notify = self.shared.config.notify_players_on_unpublish;
+        let mut unpublished_since = playing.unpublished_since;
         for event in self.relay_events.drain(..) {
+            match event {
+                RelayEvent::PublisherEnded => unpublished_since = Some(Instant::now()),
+                RelayEvent::PublisherStarted | RelayEvent::Frame(_) => unpublished_since = None,
+            }
             match event {
                 RelayEvent::Frame(frame) => {
                     let kind = match frame.kind() {
@@ -312,6 +380,9 @@ impl<'a> Connection<'a> {
                 _ => {}
             }
         }
+        if let Some(playing) = self.playing.as_mut() {
+            playing.unpublished_since = unpublished_since;
+        }
         Ok(())
     }
 
@@ -320,9 +391,19 @@ impl<'a> Connection<'a> {
             match event {
                 ServerEvent::ConnectRequested { app, .. } => {
                     // Some encoders append credentials to the app (`live?token=...`).
-                    let app = app.split('?').next().unwrap_or_default().to_owned();
-                    self.app = Some(app);
-                    self.session.accept_connect()?;
+                    let app = app.split('?').next().unwrap_or_default();
+                    match AppName::parse(app) {
+                        Ok(app) => {
+                            self.app = Some(app);
+                            self.idle_since = Instant::now();
+                            self.session.accept_connect()?;
+                        }
+                        Err(error) => {
+                            info!(peer = %self.peer, %error, "connect refused");
+                            self.session.reject_connect(&error.to_string())?;
+                            return Err(ConnectionError::InvalidName(error));
+                        }
+                    }
                 }
                 ServerEvent::PublishRequested {
                     stream_id,
@@ -404,14 +485,21 @@ impl<'a> Connection<'a> {
         Ok(())
     }
 
-    /// The stream request for `stream_key` on this connection's app, split from its query.
-    fn request(&self, stream_key: &str) -> StreamRequest {
+    /// The stream request for `stream_key` on this connection's app, split from its query;
+    /// refused when the name is not a valid stream name.
+    fn request(&self, stream_key: &str) -> Result<StreamRequest, NameError> {
         let (name, query) = stream_key.split_once('?').unwrap_or((stream_key, ""));
-        StreamRequest {
-            key: StreamKey::new(self.app.clone().unwrap_or_default(), name),
+        let name = crate::name::StreamName::parse(name)?;
+        // The session reports publish and play only after a connect, which set the app.
+        let app = match &self.app {
+            Some(app) => app.clone(),
+            None => AppName::parse("")?,
+        };
+        Ok(StreamRequest {
+            key: StreamKey::new(app, name),
             query: query.to_owned(),
             peer: self.peer,
-        }
+        })
     }
 
     async fn start_publishing(
@@ -419,7 +507,18 @@ impl<'a> Connection<'a> {
         stream_id: u32,
         stream_key: &str,
     ) -> Result<(), ConnectionError> {
-        let request = self.request(stream_key);
+        let request = match self.request(stream_key) {
+            Ok(request) => request,
+            Err(error) => {
+                info!(peer = %self.peer, %error, "publish refused");
+                self.session.reject_publish(
+                    stream_id,
+                    PublishRejection::BadName,
+                    &error.to_string(),
+                )?;
+                return Ok(());
+            }
+        };
         if self.publishing.is_some() || self.playing.is_some() {
             self.session.reject_publish(
                 stream_id,
@@ -442,6 +541,7 @@ impl<'a> Connection<'a> {
                     stream_id,
                     publisher,
                 });
+                ServerCounters::add(&self.shared.counters.publishers, 1);
                 self.shared
                     .hooks
                     .on_event(StreamEvent::PublishStarted {
@@ -468,7 +568,14 @@ impl<'a> Connection<'a> {
         stream_id: u32,
         stream_key: &str,
     ) -> Result<(), ConnectionError> {
-        let request = self.request(stream_key);
+        let request = match self.request(stream_key) {
+            Ok(request) => request,
+            Err(error) => {
+                info!(peer = %self.peer, %error, "play refused");
+                self.session.reject_play(stream_id, &error.to_string())?;
+                return Ok(());
+            }
+        };
         if self.publishing.is_some() || self.playing.is_some() {
             self.session.reject_play(
                 stream_id,
@@ -488,12 +595,17 @@ impl<'a> Connection<'a> {
                 self.queue_session_output();
                 info!(peer = %self.peer, key = %request.key, viewer = subscription.id(), "play started");
                 let viewer_id = subscription.id();
+                let unpublished_since =
+                    (!self.shared.hub.is_publishing(&request.key)).then(Instant::now);
                 self.playing = Some(Playing {
                     stream_id,
                     subscription,
                     audio: true,
                     video: true,
+                    unpublished_since,
+                    frames_dropped: 0,
                 });
+                ServerCounters::add(&self.shared.counters.players, 1);
                 self.shared
                     .hooks
                     .on_event(StreamEvent::PlayStarted {
@@ -515,6 +627,8 @@ impl<'a> Connection<'a> {
         if let Some(publishing) = self.publishing.take() {
             let key = publishing.publisher.key().clone();
             drop(publishing);
+            ServerCounters::sub(&self.shared.counters.publishers);
+            self.idle_since = Instant::now();
             info!(peer = %self.peer, %key, "publish ended");
             self.shared
                 .hooks
@@ -527,10 +641,13 @@ impl<'a> Connection<'a> {
     }
 
     async fn stop_playing(&mut self) {
+        self.count_skips();
         if let Some(playing) = self.playing.take() {
             let key = playing.subscription.key().clone();
             let stats = playing.subscription.stats();
             drop(playing);
+            ServerCounters::sub(&self.shared.counters.players);
+            self.idle_since = Instant::now();
             info!(
                 peer = %self.peer,
                 %key,

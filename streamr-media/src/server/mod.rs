@@ -21,11 +21,11 @@
 mod config;
 mod connection;
 mod hooks;
+mod metrics;
 mod writer;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket};
@@ -36,15 +36,19 @@ use tracing::{debug, info, warn};
 pub use config::RelayServerConfig;
 pub use connection::ConnectionError;
 pub use hooks::{AllowAll, Refusal, RelayHooks, StreamEvent, StreamRequest};
+pub use metrics::{CloseReason, RtmpMetrics};
 
 use crate::relay::RelayHub;
+use metrics::ServerCounters;
+use streamr_net::{BudgetLimits, ConnectionBudget};
 
 /// What every connection task shares.
 struct Shared {
     config: RelayServerConfig,
     hub: RelayHub,
     hooks: Arc<dyn RelayHooks>,
-    connections: AtomicUsize,
+    budget: ConnectionBudget,
+    counters: ServerCounters,
 }
 
 /// A running RTMP relay server. Dropping it does not stop it; call
@@ -53,8 +57,29 @@ struct Shared {
 pub struct RelayServer {
     local_addr: SocketAddr,
     hub: RelayHub,
+    shared: Arc<Shared>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
+}
+
+/// Reads a running [`RelayServer`]'s counters; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RtmpMetricsSource(Arc<Shared>);
+
+impl RtmpMetricsSource {
+    /// The server's counters now.
+    pub fn read(&self) -> RtmpMetrics {
+        self.0.counters.snapshot(&self.0.budget.stats())
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RelayServer {
@@ -83,20 +108,37 @@ impl RelayServer {
         let listener = bind_listener(&config)?;
         let local_addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
+        let budget = ConnectionBudget::new(BudgetLimits {
+            max_connections: config.max_connections,
+            max_per_client: config.max_connections_per_client,
+        });
         let shared = Arc::new(Shared {
             config,
             hub: hub.clone(),
             hooks,
-            connections: AtomicUsize::new(0),
+            budget,
+            counters: ServerCounters::default(),
         });
         info!(%local_addr, "RTMP relay listening");
-        let task = tokio::spawn(accept_loop(listener, shared, shutdown.clone()));
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
         Ok(RelayServer {
             local_addr,
             hub,
+            shared,
             shutdown,
             task,
         })
+    }
+
+    /// The server's counters now: connections, refusals and closes by reason, publishers,
+    /// players, bytes and slow-viewer skips.
+    pub fn metrics(&self) -> RtmpMetrics {
+        self.metrics_source().read()
+    }
+
+    /// A handle that reads [`RelayServer::metrics`] from elsewhere (an HTTP `/metrics` route).
+    pub fn metrics_source(&self) -> RtmpMetricsSource {
+        RtmpMetricsSource(self.shared.clone())
     }
 
     /// The address the server listens on (the real port when bound to port 0).
@@ -156,22 +198,29 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Cance
                 continue;
             }
         };
-        if shared.connections.load(Ordering::Relaxed) >= shared.config.max_connections {
-            warn!(%peer, limit = shared.config.max_connections, "refusing connection: limit reached");
-            continue;
-        }
+        let permit = match shared.budget.try_admit(peer.ip()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                debug!(%peer, %refusal, "refusing RTMP connection");
+                continue;
+            }
+        };
         if let Err(err) = socket.set_nodelay(true) {
             debug!(%peer, error = %err, "could not disable Nagle's algorithm");
         }
-        shared.connections.fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             let result = connection::serve(socket, peer, &shared, shutdown).await;
-            shared.connections.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
             match result {
                 Ok(()) => debug!(%peer, "RTMP connection closed"),
-                Err(err) => warn!(%peer, error = %err, "closing RTMP connection"),
+                Err(err) => {
+                    if let Some(reason) = metrics::CloseReason::of(&err) {
+                        shared.counters.closed(reason);
+                    }
+                    warn!(%peer, error = %err, "closing RTMP connection")
+                }
             }
         });
     }

@@ -9,6 +9,9 @@ use super::{
     TYPE_SET_CHUNK_SIZE,
 };
 
+/// Smallest step the input buffer grows by while a chunk is incomplete.
+const MIN_RESERVE: usize = 4096;
+
 /// Limits that protect a connection from a hostile peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkLimits {
@@ -351,6 +354,13 @@ fn compact_in_place(buf: &mut [u8], header: &ChunkHeader, chunk_size: u32) {
     }
 }
 
+impl ChunkDecoder {
+    /// Bytes of capacity held by messages in progress (what a peer's partial messages cost).
+    pub fn buffered_capacity(&self) -> usize {
+        self.streams.iter().map(|s| s.partial.capacity()).sum()
+    }
+}
+
 impl Decoder for ChunkDecoder {
     type Item = RawMessage;
     type Error = ChunkError;
@@ -359,7 +369,10 @@ impl Decoder for ChunkDecoder {
         loop {
             let (slot, header) = match self.parse(src)? {
                 Parse::Need(total) => {
-                    src.reserve(total.saturating_sub(src.len()));
+                    // Grow with what the peer sent, not with what it declared: a header may
+                    // announce a 16 MiB chunk and never send it.
+                    let missing = total.saturating_sub(src.len());
+                    src.reserve(missing.min(src.len().max(MIN_RESERVE)));
                     return Ok(None);
                 }
                 Parse::Chunk(slot, header) => (slot, header),
@@ -412,8 +425,8 @@ impl Decoder for ChunkDecoder {
             } else {
                 if header.new_message {
                     stream.remaining = header.length;
-                    let capacity = (header.length as usize).min(1 << 20);
-                    stream.partial = BytesMut::with_capacity(capacity);
+                    // Sized by the bytes at hand; later chunks grow it as they arrive.
+                    stream.partial = BytesMut::with_capacity(payload_len);
                 }
                 stream.partial.extend_from_slice(&src[..payload_len]);
                 src.advance(payload_len);

@@ -360,3 +360,46 @@ fn encoder_refuses_reserved_chunk_stream_ids() {
         ));
     }
 }
+
+/// A type 0 chunk header on `csid` (2..=63) declaring a video message of `length` bytes.
+fn declaring_header(csid: u8, length: u32) -> [u8; 12] {
+    let [_, l0, l1, l2] = length.to_be_bytes();
+    [csid, 0, 0, 0, l0, l1, l2, 9, 1, 0, 0, 0]
+}
+
+#[test]
+fn a_declared_length_reserves_nothing_beyond_the_bytes_received() {
+    // The largest length the 24-bit field holds, within the default limit.
+    const DECLARED: u32 = 0x00FF_FFFF;
+    // With the largest chunk size, one chunk may carry the whole declared message.
+    let mut decoder = ChunkDecoder::default();
+    let mut buf = BytesMut::new();
+    ChunkEncoder::new()
+        .encode(set_chunk_size(MAX_CHUNK_SIZE), &mut buf)
+        .unwrap();
+    decoder.decode(&mut buf).unwrap().unwrap();
+    buf.put_slice(&declaring_header(3, DECLARED));
+    buf.put_slice(&[0u8; 1024]);
+    assert!(decoder.decode(&mut buf).unwrap().is_none());
+    assert!(
+        buf.capacity() < 64 * 1024,
+        "input buffer reserved {} bytes for 1 KiB received",
+        buf.capacity()
+    );
+
+    // With small chunks, every chunk stream may hold a partial message.
+    let mut decoder = ChunkDecoder::default();
+    let mut buf = BytesMut::new();
+    // Chunk stream ids 3..=63 fit the one-byte basic header.
+    for csid in 3..=63u8 {
+        buf.put_slice(&declaring_header(csid, DECLARED));
+        buf.put_slice(&[0u8; DEFAULT_CHUNK_SIZE as usize]);
+    }
+    let received = buf.len();
+    assert!(decoder.decode(&mut buf).unwrap().is_none());
+    assert!(
+        decoder.buffered_capacity() <= 2 * received,
+        "partial messages reserved {} bytes for {received} received",
+        decoder.buffered_capacity()
+    );
+}

@@ -1,0 +1,148 @@
+//! An HTTP/1.1 server loop for an axum [`Router`] with deadlines and a connection budget.
+//!
+//! `axum::serve` reads request headers for as long as the client likes and accepts every
+//! connection, so a client sending half a request per socket can hold every file handle. This
+//! loop admits each connection through a [`ConnectionBudget`] (refused ones get a `503` and are
+//! closed at once), closes a connection whose request head is not complete within
+//! [`HttpLimits::header_read_timeout`] (this also bounds idle keep-alive connections), and fails a
+//! request whose body stalls for [`HttpLimits::body_timeout`]. Handlers see the peer address as
+//! `ConnectInfo<SocketAddr>`.
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+use tracing::{debug, info, warn};
+
+use crate::budget::{BudgetLimits, ConnectionBudget};
+
+/// Deadlines and connection limits of an HTTP listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpLimits {
+    /// A request head (request line and headers) must arrive within this time of the
+    /// connection waiting for it, including between keep-alive requests (default 10 s).
+    pub header_read_timeout: Duration,
+    /// A request body that delivers nothing for this long fails the request (default 30 s).
+    pub body_timeout: Duration,
+    /// Most connections open at once (default 4096).
+    pub max_connections: usize,
+    /// Most connections open at once from one client address, IPv6 by /64 (default 64).
+    pub max_connections_per_client: usize,
+    /// On shutdown, open connections get this long to finish (default 5 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            max_connections_per_client: 64,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl HttpLimits {
+    /// A fresh connection budget with these limits.
+    pub fn budget(&self) -> ConnectionBudget {
+        ConnectionBudget::new(BudgetLimits {
+            max_connections: self.max_connections,
+            max_per_client: self.max_connections_per_client,
+        })
+    }
+}
+
+/// What a refused connection is told before it is closed.
+const REFUSED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 38\r\nconnection: close\r\n\r\n{\"error\":\"too many open connections\"}\n";
+
+/// Serves `router` on `listener` within `limits`, counting connections in `budget`, until
+/// `shutdown` completes; then stops accepting and gives open connections
+/// [`HttpLimits::shutdown_grace`] to finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    budget: ConnectionBudget,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    let router = router.layer(RequestBodyTimeoutLayer::new(limits.body_timeout));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Aborted handshakes and running out of file handles are transient.
+                warn!(%error, "accepting an HTTP connection failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let permit = match budget.try_admit(peer.ip()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                debug!(%peer, %refusal, "refusing HTTP connection");
+                refuse(stream);
+                continue;
+            }
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            debug!(%peer, %error, "could not disable Nagle's algorithm");
+        }
+        let service =
+            router
+                .clone()
+                .map_request(move |mut request: axum::http::Request<Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request
+                });
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                debug!(%peer, %error, "HTTP connection ended");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    info!(
+        open = graceful.count(),
+        "HTTP server stopping; waiting for open connections"
+    );
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        debug!("HTTP connections still open after the shutdown grace; leaving them");
+    }
+    Ok(())
+}
+
+/// Tells a refused client why, without waiting for it, and closes the connection.
+fn refuse(stream: TcpStream) {
+    // A fresh socket's send buffer takes this short answer at once; if not, the close alone
+    // tells the client.
+    let _ = stream.try_write(REFUSED_RESPONSE);
+}

@@ -1,0 +1,27 @@
+//! # streamr-net
+//!
+//! What every StreamrP2P listener facing the internet shares: [`ConnectionBudget`]s that cap
+//! open connections in total and per client, and [`http::serve`], an HTTP/1.1 loop for an axum
+//! router with a header-read deadline, a body deadline and a budget.
+//!
+//! ```no_run
+//! use streamr_net::http::{serve, HttpLimits};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let limits = HttpLimits::default();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let router = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+//! serve(listener, router, limits.budget(), limits, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod budget;
+pub mod http;
+
+pub use budget::{BudgetLimits, BudgetRefusal, BudgetStats, ConnectionBudget, ConnectionPermit};
+pub use http::HttpLimits;
