@@ -53,7 +53,7 @@ use tokio::net::TcpListener;
 
 pub use api::info::CoordinatorInfo;
 pub use api::ledger::{ProofResponse, SimulationRequest};
-pub use config::{CoordConfig, RateLimit};
+pub use config::{CoordConfig, GrantBudget, RateLimit};
 pub use error::{ApiError, StorageError};
 pub use storage::{connect, PostgresStorage, SqliteStorage, Storage};
 pub use workers::{ProbeRunner, WorkerError, Workers};

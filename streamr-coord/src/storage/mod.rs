@@ -9,9 +9,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use records::{
-    ActivityDelta, EvidenceRecord, HeartbeatWrite, LedgerEntryRecord, NodeRecord, NodeUsage,
-    PayoutRecord, ProbeRecord, ReceiptRecord, SegmentRecord, SessionRecord, SessionUsageRow,
-    SettlementRecord, SettlementWrite, StatsRow, StreamRecord, Totals,
+    ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, HeartbeatWrite,
+    LedgerEntryRecord, NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts,
+    NodeUsage, PayoutRecord, PendingGrantCount, ProbeRecord, ReceiptRecord, SegmentRecord,
+    SessionRecord, SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, StreamRecord,
+    Totals,
 };
 pub use sql::{PostgresStorage, SqliteStorage};
 
@@ -183,6 +185,31 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StorageResult<Vec<StatsRow>>;
     /// Counts across the whole coordinator.
     async fn totals(&self) -> StorageResult<Totals>;
+
+    /// Spends every charge of one play request against the epoch's grant budgets, in one
+    /// transaction: all of them, or (returning the first charge that would exceed its limit)
+    /// none.
+    async fn spend_grant_budget(
+        &self,
+        epoch: i64,
+        charges: &[BudgetCharge],
+    ) -> StorageResult<Option<BudgetRefusal>>;
+    /// Per node, the distinct sessions with a receipt received since `proven_since_ms` and
+    /// since `live_since_ms`.
+    async fn session_counts_since(
+        &self,
+        proven_since_ms: i64,
+        live_since_ms: i64,
+    ) -> StorageResult<Vec<NodeSessionCounts>>;
+    /// Grants issued since `since_ms` that have no receipt yet, per node and viewer prefix.
+    async fn pending_grants_since(&self, since_ms: i64) -> StorageResult<Vec<PendingGrantCount>>;
+    /// Notes a heartbeat of `node_id` from `prefix` at `now_ms`.
+    async fn record_node_prefix(&self, node_id: &str, prefix: &str, now_ms: i64)
+        -> StorageResult<()>;
+    /// The prefixes nodes' heartbeats came from, most recent first.
+    async fn node_prefixes(&self) -> StorageResult<Vec<NodePrefixRecord>>;
+    /// Per node, the receipt-verified bytes of an epoch, viewers' and probes' apart.
+    async fn traffic_for_epoch(&self, epoch: i64) -> StorageResult<Vec<NodeEpochTraffic>>;
 }
 
 /// Opens the backend a database URL names: `sqlite://path` (created if missing, WAL,

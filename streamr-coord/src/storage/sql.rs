@@ -12,9 +12,11 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    ActivityDelta, EvidenceRecord, HeartbeatWrite, LedgerEntryRecord, NodeRecord, NodeUsage,
-    PayoutRecord, ProbeRecord, ReceiptRecord, SegmentRecord, SessionRecord, SessionUsageRow,
-    SettlementRecord, SettlementWrite, StatsRow, Storage, StorageResult, StreamRecord, Totals,
+    ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, HeartbeatWrite,
+    LedgerEntryRecord, NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts,
+    NodeUsage, PayoutRecord, PendingGrantCount, ProbeRecord, ReceiptRecord, SegmentRecord,
+    SessionRecord, SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, Storage,
+    StorageResult, StreamRecord, Totals,
 };
 use crate::error::StorageError;
 
@@ -672,8 +674,8 @@ macro_rules! sql_storage {
             async fn create_session(&self, session: &SessionRecord) -> StorageResult<()> {
                 sqlx::query(&$sql(
                     "INSERT INTO sessions (session_id, stream_id, node_id, viewer, max_bytes, \
-                     expiry_ms, issued_at_ms, grant_json, viewer_subnet) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     expiry_ms, issued_at_ms, grant_json, viewer_subnet, viewer_prefix64, probe) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 ))
                 .bind(&session.session_id)
                 .bind(&session.stream_id)
@@ -684,6 +686,8 @@ macro_rules! sql_storage {
                 .bind(session.issued_at_ms)
                 .bind(&session.grant_json)
                 .bind(&session.viewer_subnet)
+                .bind(&session.viewer_prefix64)
+                .bind(session.probe)
                 .execute(&self.pool)
                 .await
                 .map_err(StorageError::query("create_session"))?;
@@ -693,7 +697,8 @@ macro_rules! sql_storage {
             async fn get_session(&self, session_id: &str) -> StorageResult<Option<SessionRecord>> {
                 sqlx::query_as::<_, SessionRecord>(&$sql(
                     "SELECT session_id, stream_id, node_id, viewer, max_bytes, expiry_ms, \
-                     issued_at_ms, grant_json, viewer_subnet FROM sessions WHERE session_id = $1",
+                     issued_at_ms, grant_json, viewer_subnet, viewer_prefix64, probe \
+                     FROM sessions WHERE session_id = $1",
                 ))
                 .bind(session_id)
                 .fetch_optional(&self.pool)
@@ -752,11 +757,11 @@ macro_rules! sql_storage {
                      COALESCE((SELECT MAX(p.bytes_total) FROM receipts p \
                      WHERE p.session_id = r.session_id AND p.epoch < $1), 0) AS previous_total, \
                      s.issued_at_ms AS started_ms, \
-                     MAX(r.t_ms) AS last_receipt_ms \
+                     MAX(r.t_ms) AS last_receipt_ms, s.probe \
                      FROM receipts r JOIN sessions s ON s.session_id = r.session_id \
                      WHERE r.epoch = $1 \
                      GROUP BY r.session_id, s.node_id, s.viewer, s.viewer_subnet, s.stream_id, \
-                     s.issued_at_ms ORDER BY r.session_id",
+                     s.issued_at_ms, s.probe ORDER BY r.session_id",
                 ))
                 .bind(epoch)
                 .fetch_all(&self.pool)
@@ -1155,6 +1160,128 @@ macro_rules! sql_storage {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(StorageError::query("minute_stats"))
+            }
+
+            async fn spend_grant_budget(
+                &self,
+                epoch: i64,
+                charges: &[BudgetCharge],
+            ) -> StorageResult<Option<BudgetRefusal>> {
+                let op = "spend_grant_budget";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                for charge in charges {
+                    let (spent,): (i64,) = sqlx::query_as(&$sql(
+                        "INSERT INTO grant_budgets (epoch, scope, subject, spent) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (epoch, scope, subject) \
+                         DO UPDATE SET spent = grant_budgets.spent + excluded.spent \
+                         RETURNING spent",
+                    ))
+                    .bind(epoch)
+                    .bind(&charge.scope)
+                    .bind(&charge.subject)
+                    .bind(charge.cost)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                    if spent > charge.limit {
+                        tx.rollback().await.map_err(StorageError::query(op))?;
+                        return Ok(Some(BudgetRefusal {
+                            scope: charge.scope.clone(),
+                            subject: charge.subject.clone(),
+                            spent: spent.saturating_sub(charge.cost),
+                            cost: charge.cost,
+                            limit: charge.limit,
+                        }));
+                    }
+                }
+                tx.commit().await.map_err(StorageError::query(op))?;
+                Ok(None)
+            }
+
+            async fn session_counts_since(
+                &self,
+                proven_since_ms: i64,
+                live_since_ms: i64,
+            ) -> StorageResult<Vec<NodeSessionCounts>> {
+                sqlx::query_as::<_, NodeSessionCounts>(&$sql(
+                    "SELECT node_id, COUNT(DISTINCT session_id) AS proven_sessions, \
+                     COUNT(DISTINCT CASE WHEN received_at_ms >= $2 THEN session_id END) \
+                     AS live_sessions \
+                     FROM receipts WHERE received_at_ms >= $1 GROUP BY node_id",
+                ))
+                .bind(proven_since_ms.min(live_since_ms))
+                .bind(live_since_ms)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("session_counts_since"))
+            }
+
+            async fn pending_grants_since(
+                &self,
+                since_ms: i64,
+            ) -> StorageResult<Vec<PendingGrantCount>> {
+                sqlx::query_as::<_, PendingGrantCount>(&$sql(
+                    "SELECT s.node_id, s.viewer_subnet, COUNT(*) AS grants FROM sessions s \
+                     WHERE s.issued_at_ms >= $1 AND NOT EXISTS \
+                     (SELECT 1 FROM receipts r WHERE r.session_id = s.session_id) \
+                     GROUP BY s.node_id, s.viewer_subnet",
+                ))
+                .bind(since_ms)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("pending_grants_since"))
+            }
+
+            async fn record_node_prefix(
+                &self,
+                node_id: &str,
+                prefix: &str,
+                now_ms: i64,
+            ) -> StorageResult<()> {
+                sqlx::query(&$sql(
+                    "INSERT INTO node_prefixes (node_id, prefix, first_seen_ms, last_seen_ms, \
+                     heartbeats) VALUES ($1, $2, $3, $3, 1) \
+                     ON CONFLICT (node_id, prefix) DO UPDATE SET \
+                     last_seen_ms = excluded.last_seen_ms, \
+                     heartbeats = node_prefixes.heartbeats + 1",
+                ))
+                .bind(node_id)
+                .bind(prefix)
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(StorageError::query("record_node_prefix"))?;
+                Ok(())
+            }
+
+            async fn node_prefixes(&self) -> StorageResult<Vec<NodePrefixRecord>> {
+                sqlx::query_as::<_, NodePrefixRecord>(
+                    "SELECT node_id, prefix, first_seen_ms, last_seen_ms, heartbeats \
+                     FROM node_prefixes ORDER BY last_seen_ms DESC, node_id, prefix",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("node_prefixes"))
+            }
+
+            async fn traffic_for_epoch(&self, epoch: i64) -> StorageResult<Vec<NodeEpochTraffic>> {
+                sqlx::query_as::<_, NodeEpochTraffic>(&$sql(
+                    "SELECT r.node_id, \
+                     CAST(COALESCE(SUM(CASE WHEN s.probe THEN 0 ELSE r.bytes_delta END), 0) \
+                     AS BIGINT) AS verified_bytes, \
+                     COUNT(DISTINCT CASE WHEN s.probe THEN NULL ELSE r.session_id END) \
+                     AS sessions, \
+                     COUNT(DISTINCT CASE WHEN s.probe THEN NULL ELSE s.viewer END) AS viewers, \
+                     CAST(COALESCE(SUM(CASE WHEN s.probe THEN r.bytes_delta ELSE 0 END), 0) \
+                     AS BIGINT) AS probe_bytes, \
+                     COUNT(DISTINCT CASE WHEN s.probe THEN r.session_id END) AS probe_sessions \
+                     FROM receipts r JOIN sessions s ON s.session_id = r.session_id \
+                     WHERE r.epoch = $1 GROUP BY r.node_id ORDER BY r.node_id",
+                ))
+                .bind(epoch)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("traffic_for_epoch"))
             }
 
             async fn totals(&self) -> StorageResult<Totals> {

@@ -163,7 +163,9 @@ impl Settler {
     /// this call settled (other replicas' settlements are replayed, not counted).
     pub(crate) async fn settle_due(&mut self, state: &AppState) -> Result<u32, WorkerError> {
         let config = &state.config;
-        let grace = i64::try_from(config.settlement_grace.as_millis()).unwrap_or(0);
+        // Receipts signed in an epoch are accepted until its receipt deadline: wait for it too.
+        let grace = i64::try_from(config.settlement_grace.max(config.receipt_deadline).as_millis())
+            .unwrap_or(0);
         let open_epoch = config.epoch_of(now_ms().saturating_sub(grace));
         let mut settled = 0;
         loop {
@@ -234,7 +236,16 @@ impl Settler {
         let mut sessions = Vec::with_capacity(usage.len());
         let mut sessions_per_node: BTreeMap<String, u64> = BTreeMap::new();
         let mut bitrates: BTreeMap<StreamId, u64> = BTreeMap::new();
+        // The coordinator's own probe sessions are never paid: their bytes are left out of the
+        // sessions and out of the attested bytes the node claimed for them.
+        let mut probe_bytes: BTreeMap<String, u64> = BTreeMap::new();
         for row in &usage {
+            if row.probe {
+                let bytes = to_u64(row.bytes_total.saturating_sub(row.previous_total));
+                let total = probe_bytes.entry(row.node_id.clone()).or_default();
+                *total = total.saturating_add(bytes);
+                continue;
+            }
             let (Ok(session_id), Ok(node_id), Ok(viewer), Ok(stream_id)) = (
                 row.session_id.parse::<SessionId>(),
                 row.node_id.parse::<NodeId>(),
@@ -273,7 +284,9 @@ impl Settler {
             .filter_map(|a| {
                 Some(NodeClaims {
                     node_id: a.node_id.parse().ok()?,
-                    claimed_bytes: to_u64(a.claimed_bytes),
+                    claimed_bytes: to_u64(a.claimed_bytes).saturating_sub(
+                        probe_bytes.get(&a.node_id).copied().unwrap_or(0),
+                    ),
                     unattested_bytes: to_u64(a.unattested_bytes),
                     sessions: sessions_per_node.get(&a.node_id).copied().unwrap_or(0),
                     receipts: ReceiptTally {
