@@ -122,20 +122,22 @@ pub(crate) async fn verify(
     let mut out = Verified::default();
     let now = u64::try_from(now_ms).unwrap_or(0);
     for (session_id, mut batch) in by_session {
-        batch.retain(|receipt| match timing_refusal(&state.config, receipt, now_ms) {
-            None => true,
-            Some((late, reason)) => {
-                if late {
-                    out.late += 1;
-                    Metrics::inc(&state.metrics.receipts_late_total);
-                } else {
-                    out.future += 1;
-                    Metrics::inc(&state.metrics.receipts_future_total);
+        batch.retain(
+            |receipt| match timing_refusal(&state.config, receipt, now_ms) {
+                None => true,
+                Some((late, reason)) => {
+                    if late {
+                        out.late += 1;
+                        Metrics::inc(&state.metrics.receipts_late_total);
+                    } else {
+                        out.future += 1;
+                        Metrics::inc(&state.metrics.receipts_future_total);
+                    }
+                    out.rejected.push(reason);
+                    false
                 }
-                out.rejected.push(reason);
-                false
-            }
-        });
+            },
+        );
         if batch.is_empty() {
             continue;
         }

@@ -233,7 +233,9 @@ fn budget_charges(
     excluded: usize,
 ) -> Vec<BudgetCharge> {
     let budget = &state.config.grant_budget;
-    let cost = i64::try_from(excluded).unwrap_or(i64::MAX).saturating_add(1);
+    let cost = i64::try_from(excluded)
+        .unwrap_or(i64::MAX)
+        .saturating_add(1);
     let charge = |scope: &str, subject: &str, limit: u32| BudgetCharge {
         scope: scope.to_owned(),
         subject: subject.to_owned(),
@@ -305,9 +307,9 @@ async fn measurements(
     Ok(nodes
         .iter()
         .map(|node| {
-            let summary = probes.get(&node.id).map(|results| {
-                ProbeSummary::from_results(&config.probe_policy, results)
-            });
+            let summary = probes
+                .get(&node.id)
+                .map(|results| ProbeSummary::from_results(&config.probe_policy, results));
             let sessions = counts.get(&node.id);
             let measured = NodeMeasurements {
                 announced_capacity_kbps: to_u64(node.capacity_kbps),

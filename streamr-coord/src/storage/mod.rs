@@ -9,11 +9,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use records::{
-    ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, HeartbeatWrite,
-    LedgerEntryRecord, NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts,
-    NodeUsage, PayoutRecord, PendingGrantCount, ProbeRecord, ReceiptRecord, SegmentRecord,
-    SessionRecord, SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, StreamRecord,
-    Totals,
+    ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, HeartbeatWrite, LedgerEntryRecord,
+    NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord,
+    PendingGrantCount, ProbeRecord, ReceiptRecord, SegmentRecord, SessionRecord, SessionUsageRow,
+    SettlementRecord, SettlementWrite, StatsRow, StreamRecord, Totals,
 };
 pub use sql::{PostgresStorage, SqliteStorage};
 
@@ -204,8 +203,12 @@ pub trait Storage: Send + Sync + 'static {
     /// Grants issued since `since_ms` that have no receipt yet, per node and viewer prefix.
     async fn pending_grants_since(&self, since_ms: i64) -> StorageResult<Vec<PendingGrantCount>>;
     /// Notes a heartbeat of `node_id` from `prefix` at `now_ms`.
-    async fn record_node_prefix(&self, node_id: &str, prefix: &str, now_ms: i64)
-        -> StorageResult<()>;
+    async fn record_node_prefix(
+        &self,
+        node_id: &str,
+        prefix: &str,
+        now_ms: i64,
+    ) -> StorageResult<()>;
     /// The prefixes nodes' heartbeats came from, most recent first.
     async fn node_prefixes(&self) -> StorageResult<Vec<NodePrefixRecord>>;
     /// Per node, the receipt-verified bytes of an epoch, viewers' and probes' apart.

@@ -12,11 +12,10 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, HeartbeatWrite,
-    LedgerEntryRecord, NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts,
-    NodeUsage, PayoutRecord, PendingGrantCount, ProbeRecord, ReceiptRecord, SegmentRecord,
-    SessionRecord, SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, Storage,
-    StorageResult, StreamRecord, Totals,
+    ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, HeartbeatWrite, LedgerEntryRecord,
+    NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord,
+    PendingGrantCount, ProbeRecord, ReceiptRecord, SegmentRecord, SessionRecord, SessionUsageRow,
+    SettlementRecord, SettlementWrite, StatsRow, Storage, StorageResult, StreamRecord, Totals,
 };
 use crate::error::StorageError;
 

@@ -164,8 +164,13 @@ impl Settler {
     pub(crate) async fn settle_due(&mut self, state: &AppState) -> Result<u32, WorkerError> {
         let config = &state.config;
         // Receipts signed in an epoch are accepted until its receipt deadline: wait for it too.
-        let grace = i64::try_from(config.settlement_grace.max(config.receipt_deadline).as_millis())
-            .unwrap_or(0);
+        let grace = i64::try_from(
+            config
+                .settlement_grace
+                .max(config.receipt_deadline)
+                .as_millis(),
+        )
+        .unwrap_or(0);
         let open_epoch = config.epoch_of(now_ms().saturating_sub(grace));
         let mut settled = 0;
         loop {
@@ -284,9 +289,8 @@ impl Settler {
             .filter_map(|a| {
                 Some(NodeClaims {
                     node_id: a.node_id.parse().ok()?,
-                    claimed_bytes: to_u64(a.claimed_bytes).saturating_sub(
-                        probe_bytes.get(&a.node_id).copied().unwrap_or(0),
-                    ),
+                    claimed_bytes: to_u64(a.claimed_bytes)
+                        .saturating_sub(probe_bytes.get(&a.node_id).copied().unwrap_or(0)),
                     unattested_bytes: to_u64(a.unattested_bytes),
                     sessions: sessions_per_node.get(&a.node_id).copied().unwrap_or(0),
                     receipts: ReceiptTally {
