@@ -38,6 +38,7 @@ pub mod extract;
 pub mod grant_token;
 mod heartbeat_writer;
 pub mod metrics;
+mod observed_prefixes;
 mod rate_limit;
 mod receipts;
 pub mod storage;

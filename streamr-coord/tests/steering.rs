@@ -27,6 +27,7 @@ on_both_backends!(
     a_false_capacity_announcement_does_not_capture_routing,
     a_junk_grant_flood_does_not_divert_honest_viewers,
     receipts_land_in_their_signature_epoch_and_late_ones_are_refused,
+    node_prefixes_come_from_observed_addresses,
 );
 
 /// The test configuration with hour-long epochs, so a scenario's budgets do not reset halfway.
@@ -453,4 +454,61 @@ async fn wait_until(t_ms: u64) {
     if t_ms >= now {
         tokio::time::sleep(Duration::from_millis(t_ms - now + 20)).await;
     }
+}
+
+async fn node_prefixes_come_from_observed_addresses(db: &TestDb) {
+    let api = coordinator(db, hour_epochs()).await;
+    let node = KeyPair::from_seed([5; 32]);
+    // The URL names one network; the node connects from another (IPv6): the observed one
+    // counts.
+    let home: IpAddr = "2001:db8:42:1::9".parse().expect("address");
+    let registration = registration(&node, "http://10.9.9.9:8080");
+    let (status, body) = api
+        .raw_from(
+            "POST",
+            "/nodes",
+            serde_json::to_vec(&registration).expect("json"),
+            false,
+            Some(home),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["subnet"], "2001:db8:42::/48", "{body}");
+    for (nonce, peer) in [(1, home), (2, home), (3, IpAddr::from([192, 0, 2, 44]))] {
+        let heartbeat = heartbeat(&node, nonce, &["show"]);
+        let (status, body) = api
+            .raw_from(
+                "POST",
+                "/nodes/heartbeat",
+                serde_json::to_vec(&json!({ "heartbeat": heartbeat })).expect("json"),
+                false,
+                Some(peer),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // A heartbeat that is refused (a replayed nonce) says nothing about where the node is.
+    let replay = heartbeat(&node, 3, &["show"]);
+    let (status, _) = api
+        .raw_from(
+            "POST",
+            "/nodes/heartbeat",
+            serde_json::to_vec(&json!({ "heartbeat": replay })).expect("json"),
+            false,
+            Some(IpAddr::from([198, 18, 0, 1])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let mut prefixes: Vec<String> = db
+        .storage()
+        .await
+        .node_prefixes()
+        .await
+        .expect("prefixes")
+        .into_iter()
+        .filter(|p| p.node_id == node.node_id().to_string())
+        .map(|p| p.prefix)
+        .collect();
+    prefixes.sort();
+    assert_eq!(prefixes, ["192.0.2.0/24", "2001:db8:42::/48"]);
 }
