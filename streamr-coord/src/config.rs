@@ -54,7 +54,10 @@ pub struct CoordConfig {
     pub replica_id: String,
     /// Length of a reward epoch.
     pub epoch_length: Duration,
-    /// An epoch is settled this long after it ends, so late in-flight writes land first.
+    /// An epoch is settled this long after it ends, so late in-flight writes land first. It is
+    /// also the receipts' submission deadline: a receipt is booked to the epoch its viewer
+    /// signed it in and accepted until this long after that epoch ends, later ones are refused.
+    /// Set it above a node's heartbeat interval plus a viewer's receipt interval.
     pub settlement_grace: Duration,
     /// Micro-units distributed per epoch.
     pub reward_pool_per_epoch: u64,
@@ -88,9 +91,6 @@ pub struct CoordConfig {
     pub worker_interval: Duration,
     /// Grants per viewer key and per source prefix and epoch.
     pub grant_budget: GrantBudget,
-    /// A receipt is booked to the epoch its viewer signed it in and accepted until this long
-    /// after that epoch ends; later ones are refused. Settlement waits for it.
-    pub receipt_deadline: Duration,
     /// A node's receipt-backed sessions over this window prove the capacity routing trusts it
     /// with.
     pub proving_window: Duration,
@@ -141,7 +141,6 @@ impl Default for CoordConfig {
             node_liveness: Duration::from_secs(60),
             worker_interval: Duration::from_secs(1),
             grant_budget: GrantBudget::default(),
-            receipt_deadline: Duration::from_secs(300),
             proving_window: Duration::from_secs(1_800),
             live_window: Duration::from_secs(60),
             pending_window: Duration::from_secs(30),
@@ -157,17 +156,14 @@ impl CoordConfig {
             .max(1)
     }
 
-    /// The receipt deadline in milliseconds.
-    pub fn receipt_deadline_ms(&self) -> i64 {
-        i64::try_from(self.receipt_deadline.as_millis()).unwrap_or(i64::MAX)
-    }
-
-    /// The last moment (Unix ms) a receipt signed in `epoch` is accepted.
+    /// The last moment (Unix ms) a receipt signed in `epoch` is accepted: the epoch's end
+    /// plus the settlement grace (the epoch is not settled before).
     pub fn receipt_deadline_of(&self, epoch: i64) -> i64 {
+        let grace = i64::try_from(self.settlement_grace.as_millis()).unwrap_or(i64::MAX);
         epoch
             .saturating_add(1)
             .saturating_mul(self.epoch_length_ms())
-            .saturating_add(self.receipt_deadline_ms())
+            .saturating_add(grace)
     }
 
     /// The epoch a Unix-millisecond time falls in.

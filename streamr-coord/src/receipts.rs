@@ -3,7 +3,7 @@
 //!
 //! A receipt is booked to the epoch its viewer signed it in (`t_ms`), wherever and whenever it
 //! is posted, so a node cannot move its receipts into epochs of its choosing. It is accepted
-//! until [`CoordConfig::receipt_deadline`](crate::CoordConfig::receipt_deadline) after that
+//! until [`CoordConfig::settlement_grace`](crate::CoordConfig::settlement_grace) after that
 //! epoch ends (settlement waits as long); later receipts, and receipts signed further in the
 //! future than the accepted clock skew, are refused with the reason.
 

@@ -315,7 +315,7 @@ async fn a_junk_grant_flood_does_not_divert_honest_viewers(db: &TestDb) {
 async fn receipts_land_in_their_signature_epoch_and_late_ones_are_refused(db: &TestDb) {
     let config = CoordConfig {
         epoch_length: Duration::from_secs(2),
-        receipt_deadline: Duration::from_millis(1_500),
+        settlement_grace: Duration::from_millis(1_500),
         ..test_config()
     };
     let epoch_ms = config.epoch_length.as_millis() as u64;
@@ -374,7 +374,7 @@ async fn receipts_land_in_their_signature_epoch_and_late_ones_are_refused(db: &T
 
     // Held past its epoch's deadline: refused with the reason, by either path, and counted.
     let held = receipt(2, 2_000, 1);
-    wait_until(epoch_end(&config, held.body.t_ms) + config.receipt_deadline.as_millis() as u64)
+    wait_until(epoch_end(&config, held.body.t_ms) + config.settlement_grace.as_millis() as u64)
         .await;
     let (status, outcome) = api.post("/receipts", &json!({ "receipts": [held] })).await;
     assert_eq!(status, StatusCode::OK, "{outcome}");

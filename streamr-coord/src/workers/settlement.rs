@@ -163,14 +163,7 @@ impl Settler {
     /// this call settled (other replicas' settlements are replayed, not counted).
     pub(crate) async fn settle_due(&mut self, state: &AppState) -> Result<u32, WorkerError> {
         let config = &state.config;
-        // Receipts signed in an epoch are accepted until its receipt deadline: wait for it too.
-        let grace = i64::try_from(
-            config
-                .settlement_grace
-                .max(config.receipt_deadline)
-                .as_millis(),
-        )
-        .unwrap_or(0);
+        let grace = i64::try_from(config.settlement_grace.as_millis()).unwrap_or(0);
         let open_epoch = config.epoch_of(now_ms().saturating_sub(grace));
         let mut settled = 0;
         loop {

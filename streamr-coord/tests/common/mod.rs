@@ -137,8 +137,7 @@ pub fn test_config() -> CoordConfig {
     let mut config = CoordConfig {
         admin_token: Some(ADMIN.into()),
         epoch_length: Duration::from_secs(2),
-        settlement_grace: Duration::from_millis(0),
-        receipt_deadline: Duration::from_millis(500),
+        settlement_grace: Duration::from_millis(500),
         rate_limit: None,
         ..CoordConfig::default()
     };
@@ -290,11 +289,11 @@ pub fn digest(hex: &Value) -> ContentDigest {
     hex.as_str().expect("hex string").parse().expect("digest")
 }
 
-/// Sleeps until the epoch containing `t_ms` has ended and its receipt deadline passed (so it
-/// can be settled).
+/// Sleeps until the epoch containing `t_ms` has ended and its settlement grace (the receipts'
+/// deadline) passed, so it can be settled.
 pub async fn wait_for_epoch_end(config: &CoordConfig, t_ms: u64) {
     let length = config.epoch_length.as_millis() as u64;
-    let end = (t_ms / length + 1) * length + config.receipt_deadline.as_millis() as u64;
+    let end = (t_ms / length + 1) * length + config.settlement_grace.as_millis() as u64;
     let now = now_ms();
     if end > now {
         tokio::time::sleep(Duration::from_millis(end - now + 50)).await;
