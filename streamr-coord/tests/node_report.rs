@@ -105,7 +105,7 @@ async fn probe_session(db: &TestDb, config: &CoordConfig, node: &KeyPair) -> (Ke
     (viewer, session)
 }
 
-fn epoch_of<'a>(report: &'a Value, epoch: u64) -> &'a Value {
+fn epoch_of(report: &Value, epoch: u64) -> &Value {
     report["epochs"]
         .as_array()
         .expect("epochs")
