@@ -315,35 +315,14 @@ async fn a_node_operator_checks_its_earnings_and_proof() {
     // The node registers from a network other than the viewer's (127.0.6.1 rather than
     // 127.0.0.1, both loopback), or the self-dealing rule would rightly flag every byte it
     // serves: its prefix is the address it connects from, whatever its URLs say.
-    let remote = advert(19450);
-    let registration = streamr_core::Signed::sign(
-        streamr_coord::wire::NodeRegistration {
-            node_id: node.node_id(),
-            payout_address: remote.payout_address.clone(),
-            operator: remote.operator.clone(),
-            rtmp_url: remote.rtmp_url.clone(),
-            http_url: remote.http_url.clone(),
-            capacity_kbps: remote.capacity_kbps,
-            timestamp_ms: unix_ms(),
-        },
-        &node,
-    );
-    let from_other_network = reqwest::Client::builder()
-        .local_address(std::net::IpAddr::from([127, 0, 6, 1]))
-        .build()
-        .unwrap();
-    let answer = from_other_network
-        .post(format!("{}/nodes", served.url))
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(&registration).unwrap())
-        .send()
-        .await
+    let registered = public
+        .clone()
+        .bound_to(std::net::IpAddr::from([127, 0, 6, 1]))
         .unwrap()
-        .bytes()
+        .register_node(&node, &advert(19450))
         .await
         .unwrap();
-    let registered: serde_json::Value = serde_json::from_slice(&answer).unwrap();
-    assert_eq!(registered["subnet"], "127.0.6.0/24", "{registered}");
+    assert_eq!(registered.subnet, "127.0.6.0/24", "{registered:?}");
     // Start at an epoch boundary, so the receipt and the probes below fall in one epoch.
     let start = (unix_ms() / epoch_ms + 1) * epoch_ms;
     tokio::time::sleep(std::time::Duration::from_millis(
