@@ -16,12 +16,13 @@
 //! over to the other nodes.
 //!
 //! A viewer that failed on nodes names them (`exclude`); they are left out of its pick, and a
-//! node that several distinct viewers holding a recent grant for it report within a short
-//! window, and that has not sent a heartbeat for a few seconds, is treated as down until its
-//! next heartbeat. These reports are kept in memory by each coordinator process: they steer
-//! picks only, and a restart merely forgets them.
+//! node that several distinct viewers holding a recent grant for it (by any replica: the grant
+//! log is the sessions table) report within a short window, and that has not sent a heartbeat
+//! for a few seconds, is treated as down until its next heartbeat. The reports themselves are
+//! kept in memory by each coordinator process: they steer picks only, and a restart merely
+//! forgets them.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use axum::extract::State;
@@ -53,15 +54,13 @@ const FRESH_HEARTBEAT_MS: i64 = 5_000;
 /// Most reports kept per node (the newest).
 const MAX_REPORTS_PER_NODE: usize = 64;
 /// A viewer's report of a node counts only if it was granted a session on that node this
-/// recently: only a viewer sent there can have failed there.
+/// recently (by any replica: the grant log is the sessions table): only a viewer sent there can
+/// have failed there.
 const REPORTER_GRANT_WINDOW_MS: i64 = 600_000;
-/// Most recent grantees remembered per node (the newest).
-const MAX_GRANTEES_PER_NODE: usize = 4_096;
 /// Most nodes one play request may exclude.
 const MAX_EXCLUDED: usize = 16;
 
-/// What routing remembers between play requests: which viewers were sent to each node, and
-/// viewers' reports of failing nodes.
+/// What routing remembers between play requests: viewers' reports of failing nodes.
 #[derive(Debug, Default)]
 pub(crate) struct RouteMemory {
     nodes: Mutex<HashMap<String, NodeMemory>>,
@@ -69,25 +68,10 @@ pub(crate) struct RouteMemory {
 
 #[derive(Debug, Default)]
 struct NodeMemory {
-    /// Viewers (keys, hex) granted a session on the node and when, oldest first.
-    grantees: VecDeque<(i64, String)>,
     /// Viewers (keys, hex) that reported the node failing, and when.
     reports: Vec<(String, i64)>,
     /// The node's heartbeat timestamp when it was found down: down until a later heartbeat.
     down_at_heartbeat: Option<i64>,
-}
-
-impl NodeMemory {
-    /// Forgets the grantees whose grant is too old for their reports to count.
-    fn forget_grantees(&mut self, now: i64) {
-        while self
-            .grantees
-            .front()
-            .is_some_and(|(at, _)| now.saturating_sub(*at) > REPORTER_GRANT_WINDOW_MS)
-        {
-            self.grantees.pop_front();
-        }
-    }
 }
 
 /// How routing sees one live node right now.
@@ -102,32 +86,15 @@ impl RouteMemory {
         self.nodes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records that `viewer` failed to play from `node` at `now`, if this coordinator recently
-    /// granted it a session there.
+    /// Records that `viewer` (which the grant log shows was recently sent there) failed to
+    /// play from `node` at `now`.
     fn report_failure(&self, node: &str, viewer: &str, now: i64) {
         let mut nodes = self.lock();
-        let Some(memory) = nodes.get_mut(node) else {
-            return;
-        };
-        memory.forget_grantees(now);
-        if !memory.grantees.iter().any(|(_, who)| who == viewer) {
-            return;
-        }
+        let memory = nodes.entry(node.to_owned()).or_default();
         memory.reports.retain(|(who, _)| who != viewer);
         memory.reports.push((viewer.to_owned(), now));
         if memory.reports.len() > MAX_REPORTS_PER_NODE {
             memory.reports.remove(0);
-        }
-    }
-
-    /// Records a grant to `viewer` on `node` issued at `now`.
-    fn granted(&self, node: &str, viewer: &str, now: i64) {
-        let mut nodes = self.lock();
-        let memory = nodes.entry(node.to_owned()).or_default();
-        memory.forget_grantees(now);
-        memory.grantees.push_back((now, viewer.to_owned()));
-        if memory.grantees.len() > MAX_GRANTEES_PER_NODE {
-            memory.grantees.pop_front();
         }
     }
 
@@ -371,8 +338,18 @@ pub(crate) async fn play(
         })
         .collect();
     let viewer = query.viewer.to_string();
-    for node in live.iter().filter(|n| excluded.contains(&n.id)) {
-        state.routes.report_failure(&node.id, &viewer, now);
+    if !excluded.is_empty() {
+        // Only a viewer sent to a node can have failed there.
+        let granted = state
+            .storage
+            .nodes_granted_to_viewer(&viewer, now.saturating_sub(REPORTER_GRANT_WINDOW_MS))
+            .await?;
+        for node in live
+            .iter()
+            .filter(|n| excluded.contains(&n.id) && granted.contains(&n.id))
+        {
+            state.routes.report_failure(&node.id, &viewer, now);
+        }
     }
     let up: Vec<&NodeRecord> = live
         .iter()
@@ -456,7 +433,6 @@ pub(crate) async fn play(
             probe: false,
         })
         .await?;
-    state.routes.granted(&node.id, &viewer, now);
     Metrics::inc(&state.metrics.grants_issued_total);
     // The URLs carry the grant (`?grant=<token>`) so any player can present it to the node.
     let with_grant = |url: String| crate::grant_token::with_grant(&url, &signed);
@@ -523,17 +499,6 @@ mod tests {
     fn several_reports_take_a_silent_node_down_until_its_next_heartbeat() {
         let memory = RouteMemory::default();
         let silent = node("a", 1_000);
-        for viewer in ["v1", "v2", "v3", "v4"] {
-            memory.granted("a", viewer, 2_000);
-        }
-        // Viewers never sent there cannot report it.
-        for viewer in ["x1", "x2", "x3"] {
-            memory.report_failure("a", viewer, 10_000);
-        }
-        assert!(
-            !memory.view(&silent, 10_000).down,
-            "reporters without grants"
-        );
         for viewer in ["v1", "v2", "v2"] {
             memory.report_failure("a", viewer, 10_000);
         }
@@ -549,9 +514,6 @@ mod tests {
     fn a_node_heard_from_recently_or_after_the_reports_stays_up() {
         let memory = RouteMemory::default();
         for viewer in ["v1", "v2", "v3"] {
-            memory.granted("a", viewer, 2_000);
-        }
-        for viewer in ["v1", "v2", "v3"] {
             memory.report_failure("a", viewer, 10_000);
         }
         assert!(
@@ -562,9 +524,6 @@ mod tests {
         assert!(!memory.view(&node("a", 10_500), 20_000).down);
         // Reports older than the window no longer count.
         let memory = RouteMemory::default();
-        for viewer in ["v1", "v2", "v3"] {
-            memory.granted("a", viewer, 2_000);
-        }
         for viewer in ["v1", "v2", "v3"] {
             memory.report_failure("a", viewer, 10_000);
         }

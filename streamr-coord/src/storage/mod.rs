@@ -126,7 +126,8 @@ pub trait Storage: Send + Sync + 'static {
     /// Every probe result of an epoch.
     async fn probes_for_epoch(&self, epoch: i64) -> StorageResult<Vec<ProbeRecord>>;
 
-    /// Each node's verified delivery in an epoch.
+    /// Each node's verified delivery to viewers in an epoch (the coordinator's probe sessions
+    /// left out).
     async fn usage_for_epoch(&self, epoch: i64) -> StorageResult<Vec<NodeUsage>>;
     /// The earliest epoch with any receipt or probe.
     async fn first_activity_epoch(&self) -> StorageResult<Option<i64>>;
@@ -211,6 +212,12 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StorageResult<()>;
     /// The prefixes nodes' heartbeats came from, most recent first.
     async fn node_prefixes(&self) -> StorageResult<Vec<NodePrefixRecord>>;
+    /// The nodes `viewer` (hex key) was granted a session on since `since_ms`.
+    async fn nodes_granted_to_viewer(
+        &self,
+        viewer: &str,
+        since_ms: i64,
+    ) -> StorageResult<Vec<String>>;
     /// Per node, the receipt-verified bytes of an epoch, viewers' and probes' apart.
     async fn traffic_for_epoch(&self, epoch: i64) -> StorageResult<Vec<NodeEpochTraffic>>;
 }

@@ -840,10 +840,11 @@ macro_rules! sql_storage {
 
             async fn usage_for_epoch(&self, epoch: i64) -> StorageResult<Vec<NodeUsage>> {
                 sqlx::query_as::<_, NodeUsage>(&$sql(
-                    "SELECT node_id, CAST(SUM(bytes_delta) AS BIGINT) AS bytes, \
-                     CAST(SUM(on_time_bytes) AS BIGINT) AS on_time_bytes, \
-                     COUNT(DISTINCT session_id) AS sessions \
-                     FROM receipts WHERE epoch = $1 GROUP BY node_id ORDER BY node_id",
+                    "SELECT r.node_id, CAST(SUM(r.bytes_delta) AS BIGINT) AS bytes, \
+                     CAST(SUM(r.on_time_bytes) AS BIGINT) AS on_time_bytes, \
+                     COUNT(DISTINCT r.session_id) AS sessions \
+                     FROM receipts r JOIN sessions s ON s.session_id = r.session_id \
+                     WHERE r.epoch = $1 AND NOT s.probe GROUP BY r.node_id ORDER BY r.node_id",
                 ))
                 .bind(epoch)
                 .fetch_all(&self.pool)
@@ -1261,6 +1262,23 @@ macro_rules! sql_storage {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(StorageError::query("node_prefixes"))
+            }
+
+            async fn nodes_granted_to_viewer(
+                &self,
+                viewer: &str,
+                since_ms: i64,
+            ) -> StorageResult<Vec<String>> {
+                let rows: Vec<(String,)> = sqlx::query_as(&$sql(
+                    "SELECT DISTINCT node_id FROM sessions \
+                     WHERE viewer = $1 AND issued_at_ms >= $2",
+                ))
+                .bind(viewer)
+                .bind(since_ms)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("nodes_granted_to_viewer"))?;
+                Ok(rows.into_iter().map(|(node,)| node).collect())
             }
 
             async fn traffic_for_epoch(&self, epoch: i64) -> StorageResult<Vec<NodeEpochTraffic>> {

@@ -235,13 +235,15 @@ impl Settler {
         let mut sessions_per_node: BTreeMap<String, u64> = BTreeMap::new();
         let mut bitrates: BTreeMap<StreamId, u64> = BTreeMap::new();
         // The coordinator's own probe sessions are never paid: their bytes are left out of the
-        // sessions and out of the attested bytes the node claimed for them.
+        // sessions and out of the attested bytes the node claimed for them. They still count
+        // as sessions the node served, so its claims for them are judged with the same slack.
         let mut probe_bytes: BTreeMap<String, u64> = BTreeMap::new();
         for row in &usage {
             if row.probe {
                 let bytes = to_u64(row.bytes_total.saturating_sub(row.previous_total));
                 let total = probe_bytes.entry(row.node_id.clone()).or_default();
                 *total = total.saturating_add(bytes);
+                *sessions_per_node.entry(row.node_id.clone()).or_default() += 1;
                 continue;
             }
             let (Ok(session_id), Ok(node_id), Ok(viewer), Ok(stream_id)) = (
