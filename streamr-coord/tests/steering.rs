@@ -28,6 +28,7 @@ on_both_backends!(
     a_junk_grant_flood_does_not_divert_honest_viewers,
     receipts_land_in_their_signature_epoch_and_late_ones_are_refused,
     node_prefixes_come_from_observed_addresses,
+    the_grant_log_lists_grants_live_in_a_window,
 );
 
 /// The test configuration with hour-long epochs, so a scenario's budgets do not reset halfway.
@@ -511,4 +512,36 @@ async fn node_prefixes_come_from_observed_addresses(db: &TestDb) {
         .collect();
     prefixes.sort();
     assert_eq!(prefixes, ["192.0.2.0/24", "2001:db8:42::/48"]);
+}
+
+async fn the_grant_log_lists_grants_live_in_a_window(db: &TestDb) {
+    let api = coordinator(db, hour_epochs()).await;
+    add_node(&api, 1, 50_000, 0).await;
+    let before = now_ms() as i64;
+    let (status, body) = play(&api, 1, honest_peer(1), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let session = body["grant"]["body"]["session_id"]
+        .as_str()
+        .expect("session id")
+        .to_owned();
+    let storage = db.storage().await;
+    let live = storage
+        .sessions_live_between(before, before + 1_000_000)
+        .await
+        .expect("grant log");
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].session_id, session);
+    assert!(!live[0].probe);
+    // A window that ends before the grant was issued, or starts after it expired, has none.
+    assert!(storage
+        .sessions_live_between(before - 10_000, before - 1)
+        .await
+        .expect("grant log")
+        .is_empty());
+    let expiry = live[0].expiry_ms;
+    assert!(storage
+        .sessions_live_between(expiry, expiry + 1_000)
+        .await
+        .expect("grant log")
+        .is_empty());
 }

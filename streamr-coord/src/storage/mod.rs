@@ -212,6 +212,14 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StorageResult<()>;
     /// The prefixes nodes' heartbeats came from, most recent first.
     async fn node_prefixes(&self) -> StorageResult<Vec<NodePrefixRecord>>;
+    /// The grant log of a time window: every session (viewers' and probes') whose grant was
+    /// live at some time in `[from_ms, to_ms)`, oldest first. What settlement bounds
+    /// unattested bytes by (bitrate × each grant's live time in the epoch).
+    async fn sessions_live_between(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> StorageResult<Vec<SessionRecord>>;
     /// The nodes `viewer` (hex key) was granted a session on since `since_ms`.
     async fn nodes_granted_to_viewer(
         &self,

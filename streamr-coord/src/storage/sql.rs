@@ -1264,6 +1264,24 @@ macro_rules! sql_storage {
                 .map_err(StorageError::query("node_prefixes"))
             }
 
+            async fn sessions_live_between(
+                &self,
+                from_ms: i64,
+                to_ms: i64,
+            ) -> StorageResult<Vec<SessionRecord>> {
+                sqlx::query_as::<_, SessionRecord>(&$sql(
+                    "SELECT session_id, stream_id, node_id, viewer, max_bytes, expiry_ms, \
+                     issued_at_ms, grant_json, viewer_subnet, viewer_prefix64, probe \
+                     FROM sessions WHERE issued_at_ms < $2 AND expiry_ms > $1 \
+                     ORDER BY issued_at_ms, session_id",
+                ))
+                .bind(from_ms)
+                .bind(to_ms)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("sessions_live_between"))
+            }
+
             async fn nodes_granted_to_viewer(
                 &self,
                 viewer: &str,
