@@ -227,6 +227,15 @@ async fn reports_split_verified_claimed_and_probe_traffic(db: &TestDb) {
         .await;
     assert_eq!(status, StatusCode::OK, "{outcome}");
     assert_eq!(outcome["accepted"], 1, "{outcome}");
+    // A hostile viewer posts a forged receipt for the serving node's session itself: the
+    // viewer's doing, tallied apart from what the node handed in.
+    let mut forged = receipt(&viewer, session, 5_000, digest);
+    forged.body.seq = 2;
+    let (status, outcome) = api
+        .post("/receipts", &json!({ "receipts": [forged] }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    assert_eq!(outcome["accepted"], 0, "{outcome}");
     assert_eq!(now_ms() / epoch_ms, epoch, "the scenario fits in one epoch");
 
     let (status, report) = api
@@ -243,6 +252,9 @@ async fn reports_split_verified_claimed_and_probe_traffic(db: &TestDb) {
     assert_eq!(now["claimed_attested_bytes"], 7_000, "{now}");
     assert_eq!(now["claimed_unattested_bytes"], 500, "{now}");
     assert_eq!(now["receipts"]["accepted"], 2, "{now}");
+    assert_eq!(now["receipts"]["forged"], 0, "{now}");
+    assert_eq!(now["viewer_posted"]["submitted"], 1, "{now}");
+    assert_eq!(now["viewer_posted"]["forged"], 1, "{now}");
     assert_eq!(report["observed_prefixes"][0]["prefix"], "192.0.2.0/24");
     let (_, snapshot) = api.get("/dashboard/data.json").await;
     let row = snapshot["nodes"]

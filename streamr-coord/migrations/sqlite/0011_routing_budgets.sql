@@ -29,3 +29,18 @@ CREATE TABLE node_prefixes (
     heartbeats BIGINT NOT NULL,
     PRIMARY KEY (node_id, prefix)
 );
+
+-- Outcomes of receipts viewers posted to the coordinator themselves, per node they credit and
+-- epoch: kept apart from node_epoch_activity (what the node handed in) because a viewer's
+-- receipts are the viewer's doing, never evidence against the node.
+CREATE TABLE viewer_posted_activity (
+    node_id TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
+    submitted BIGINT NOT NULL DEFAULT 0,
+    accepted BIGINT NOT NULL DEFAULT 0,
+    forged BIGINT NOT NULL DEFAULT 0,
+    replayed BIGINT NOT NULL DEFAULT 0,
+    beyond_grant BIGINT NOT NULL DEFAULT 0,
+    wrong_content BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (node_id, epoch)
+);

@@ -445,7 +445,9 @@ pub(crate) async fn play(
     }))
 }
 
-/// Receipts a viewer posts itself; each credits the node its session was granted to.
+/// Receipts a viewer posts itself; each credits the node its session was granted to. Their
+/// outcomes are tallied apart from the receipts nodes hand in (see
+/// [`crate::storage::Storage::viewer_posted_for_epoch`]).
 pub(crate) async fn post_receipts(
     State(state): State<Shared>,
     ApiJson(request): ApiJson<ReceiptsRequest>,
@@ -459,10 +461,12 @@ pub(crate) async fn post_receipts(
     }
     let now = now_ms();
     let verified = receipts::verify(&state, None, &request.receipts, now).await?;
-    let activity = verified.activity(state.config.epoch_of(now));
+    // A viewer's own receipts are the viewer's doing: their outcomes are kept apart from what
+    // the node handed in, so a hostile viewer cannot make an honest node look like a forger.
+    let outcomes = verified.activity(state.config.epoch_of(now));
     let accepted = state
         .storage
-        .insert_receipts(&verified.accepted, &activity)
+        .insert_viewer_receipts(&verified.accepted, &outcomes)
         .await?;
     count_receipts(&state, accepted, verified.rejected.len());
     Ok(Json(ReceiptsOutcome {

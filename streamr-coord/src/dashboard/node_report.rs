@@ -1,7 +1,8 @@
 //! `GET /nodes/{id}/report`: the numbers settlement uses for one node, per epoch, so its
 //! operator (and the dashboard) can see what the node will be paid for and why: bytes verified
 //! by viewers' receipts wherever they were posted, the attested and unattested bytes it
-//! claimed, its receipt outcomes, the coordinator's probe traffic (never paid), what it earned
+//! claimed, the outcomes of the receipts it handed in (and, apart, of those viewers posted
+//! themselves), the coordinator's probe traffic (never paid), what it earned
 //! and every rule that cut something, with the rule's evidence. Also the network prefixes its
 //! heartbeats came from, which per-prefix and per-operator caps use.
 
@@ -13,7 +14,7 @@ use crate::api::Shared;
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::extract::ApiPath;
-use crate::storage::{NodeEpochTraffic, NodePrefixRecord};
+use crate::storage::{ActivityDelta, NodeEpochTraffic, NodePrefixRecord};
 
 /// Epochs a report covers: the current one and this many before it.
 const EPOCHS_BACK: i64 = 5;
@@ -49,8 +50,11 @@ pub(crate) struct NodeEpochReport {
     /// The coordinator's probe traffic acknowledged by receipts: never paid.
     pub(crate) probe_bytes: i64,
     pub(crate) probe_sessions: i64,
-    /// Receipts submitted for the node, and how they ended.
+    /// Receipts the node handed in, and how they ended.
     pub(crate) receipts: ReceiptOutcomes,
+    /// Receipts viewers posted to the coordinator themselves for the node's sessions, and how
+    /// they ended: the viewers' doing, never held against the node.
+    pub(crate) viewer_posted: ReceiptOutcomes,
     /// Rewards and penalties booked to the node at settlement (micro-units).
     pub(crate) rewarded: i64,
     pub(crate) penalised: i64,
@@ -67,6 +71,19 @@ pub(crate) struct ReceiptOutcomes {
     replayed: i64,
     beyond_grant: i64,
     wrong_content: i64,
+}
+
+impl ReceiptOutcomes {
+    fn of(activity: &ActivityDelta) -> Self {
+        ReceiptOutcomes {
+            submitted: activity.submitted,
+            accepted: activity.accepted,
+            forged: activity.forged,
+            replayed: activity.replayed,
+            beyond_grant: activity.beyond_grant,
+            wrong_content: activity.wrong_content,
+        }
+    }
 }
 
 /// A rule that cut something, and its evidence as recorded at settlement.
@@ -116,14 +133,15 @@ pub(crate) async fn epoch_report(
     {
         report.claimed_attested_bytes = activity.claimed_bytes;
         report.claimed_unattested_bytes = activity.unattested_bytes;
-        report.receipts = ReceiptOutcomes {
-            submitted: activity.submitted,
-            accepted: activity.accepted,
-            forged: activity.forged,
-            replayed: activity.replayed,
-            beyond_grant: activity.beyond_grant,
-            wrong_content: activity.wrong_content,
-        };
+        report.receipts = ReceiptOutcomes::of(&activity);
+    }
+    if let Some(posted) = storage
+        .viewer_posted_for_epoch(epoch)
+        .await?
+        .into_iter()
+        .find(|a| a.node_id == node_id)
+    {
+        report.viewer_posted = ReceiptOutcomes::of(&posted);
     }
     if report.settled {
         for entry in storage.ledger_for_epoch(epoch).await? {

@@ -106,6 +106,18 @@ pub trait Storage: Send + Sync + 'static {
         receipts: &[ReceiptRecord],
         activity: &[ActivityDelta],
     ) -> StorageResult<u64>;
+    /// Stores verified receipts that viewers posted themselves and adds `outcomes` (receipt
+    /// outcomes only) to the viewer-posted tallies of the nodes they credit, in one
+    /// transaction; a receipt whose (session, seq) is stored already is ignored. Returns how
+    /// many receipts were new.
+    async fn insert_viewer_receipts(
+        &self,
+        receipts: &[ReceiptRecord],
+        outcomes: &[ActivityDelta],
+    ) -> StorageResult<u64>;
+    /// Every node's tallies of receipts viewers posted themselves in an epoch (claims and
+    /// heartbeats are 0).
+    async fn viewer_posted_for_epoch(&self, epoch: i64) -> StorageResult<Vec<ActivityDelta>>;
     /// Every node's activity in an epoch.
     async fn activity_for_epoch(&self, epoch: i64) -> StorageResult<Vec<ActivityDelta>>;
     /// Every session's verified usage in an epoch.

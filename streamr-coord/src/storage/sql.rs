@@ -731,6 +731,59 @@ macro_rules! sql_storage {
                 Ok(inserted)
             }
 
+            async fn insert_viewer_receipts(
+                &self,
+                receipts: &[ReceiptRecord],
+                outcomes: &[ActivityDelta],
+            ) -> StorageResult<u64> {
+                let op = "insert_viewer_receipts";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                let inserted = Self::insert_receipts_in(&mut tx, receipts).await?;
+                for outcome in outcomes {
+                    sqlx::query(&$sql(
+                        "INSERT INTO viewer_posted_activity (node_id, epoch, submitted, accepted, \
+                         forged, replayed, beyond_grant, wrong_content) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                         ON CONFLICT (node_id, epoch) DO UPDATE SET \
+                         submitted = viewer_posted_activity.submitted + excluded.submitted, \
+                         accepted = viewer_posted_activity.accepted + excluded.accepted, \
+                         forged = viewer_posted_activity.forged + excluded.forged, \
+                         replayed = viewer_posted_activity.replayed + excluded.replayed, \
+                         beyond_grant = viewer_posted_activity.beyond_grant + excluded.beyond_grant, \
+                         wrong_content = viewer_posted_activity.wrong_content + excluded.wrong_content",
+                    ))
+                    .bind(&outcome.node_id)
+                    .bind(outcome.epoch)
+                    .bind(outcome.submitted)
+                    .bind(outcome.accepted)
+                    .bind(outcome.forged)
+                    .bind(outcome.replayed)
+                    .bind(outcome.beyond_grant)
+                    .bind(outcome.wrong_content)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                }
+                tx.commit().await.map_err(StorageError::query(op))?;
+                Ok(inserted)
+            }
+
+            async fn viewer_posted_for_epoch(
+                &self,
+                epoch: i64,
+            ) -> StorageResult<Vec<ActivityDelta>> {
+                sqlx::query_as::<_, ActivityDelta>(&$sql(
+                    "SELECT node_id, epoch, CAST(0 AS BIGINT) AS heartbeats, \
+                     CAST(0 AS BIGINT) AS claimed_bytes, submitted, accepted, forged, replayed, \
+                     beyond_grant, wrong_content, CAST(0 AS BIGINT) AS unattested_bytes \
+                     FROM viewer_posted_activity WHERE epoch = $1 ORDER BY node_id",
+                ))
+                .bind(epoch)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("viewer_posted_for_epoch"))
+            }
+
             async fn activity_for_epoch(&self, epoch: i64) -> StorageResult<Vec<ActivityDelta>> {
                 sqlx::query_as::<_, ActivityDelta>(&$sql(
                     "SELECT node_id, epoch, heartbeats, claimed_bytes, submitted, accepted, forged, \
