@@ -15,6 +15,34 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
+/// Grants each viewer key and each source prefix may take per epoch. A play request spends one
+/// unit, plus one per node it excludes; a request over any budget is refused with 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantBudget {
+    /// Units per viewer key.
+    pub per_viewer: u32,
+    /// Units per IPv4 /24 (all keys together).
+    pub per_ipv4_24: u32,
+    /// Units per IPv6 /48 (all keys together).
+    pub per_ipv6_48: u32,
+    /// Units per IPv6 /64 (all keys together).
+    pub per_ipv6_64: u32,
+    /// Units per request whose source address is unknown (all such requests together).
+    pub per_unknown_source: u32,
+}
+
+impl Default for GrantBudget {
+    fn default() -> Self {
+        GrantBudget {
+            per_viewer: 32,
+            per_ipv4_24: 2_048,
+            per_ipv6_48: 2_048,
+            per_ipv6_64: 512,
+            per_unknown_source: 2_048,
+        }
+    }
+}
+
 /// Everything [`crate::Coordinator`] needs besides its storage.
 #[derive(Clone)]
 pub struct CoordConfig {
@@ -26,7 +54,10 @@ pub struct CoordConfig {
     pub replica_id: String,
     /// Length of a reward epoch.
     pub epoch_length: Duration,
-    /// An epoch is settled this long after it ends, so late in-flight writes land first.
+    /// An epoch is settled this long after it ends, so late in-flight writes land first. It is
+    /// also the receipts' submission deadline: a receipt is booked to the epoch its viewer
+    /// signed it in and accepted until this long after that epoch ends, later ones are refused.
+    /// Set it above a node's heartbeat interval plus a viewer's receipt interval.
     pub settlement_grace: Duration,
     /// Micro-units distributed per epoch.
     pub reward_pool_per_epoch: u64,
@@ -61,6 +92,15 @@ pub struct CoordConfig {
     /// HTTP deadlines (request head, body) and connection budget (total and per client) of
     /// [`crate::Coordinator::serve`].
     pub http: streamr_net::HttpLimits,
+    /// Grants per viewer key and per source prefix and epoch.
+    pub grant_budget: GrantBudget,
+    /// A node's receipt-backed sessions over this window prove the capacity routing trusts it
+    /// with.
+    pub proving_window: Duration,
+    /// Sessions with a receipt this recent count as a node's current load.
+    pub live_window: Duration,
+    /// A grant without a receipt counts as load for this long after it was issued.
+    pub pending_window: Duration,
 }
 
 impl std::fmt::Debug for CoordConfig {
@@ -105,6 +145,10 @@ impl Default for CoordConfig {
             node_liveness: Duration::from_secs(60),
             worker_interval: Duration::from_secs(1),
             http: streamr_net::HttpLimits::default(),
+            grant_budget: GrantBudget::default(),
+            proving_window: Duration::from_secs(1_800),
+            live_window: Duration::from_secs(60),
+            pending_window: Duration::from_secs(30),
         }
     }
 }
@@ -115,6 +159,16 @@ impl CoordConfig {
         i64::try_from(self.epoch_length.as_millis())
             .unwrap_or(i64::MAX)
             .max(1)
+    }
+
+    /// The last moment (Unix ms) a receipt signed in `epoch` is accepted: the epoch's end
+    /// plus the settlement grace (the epoch is not settled before).
+    pub fn receipt_deadline_of(&self, epoch: i64) -> i64 {
+        let grace = i64::try_from(self.settlement_grace.as_millis()).unwrap_or(i64::MAX);
+        epoch
+            .saturating_add(1)
+            .saturating_mul(self.epoch_length_ms())
+            .saturating_add(grace)
     }
 
     /// The epoch a Unix-millisecond time falls in.

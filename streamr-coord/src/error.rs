@@ -158,6 +158,20 @@ pub enum ApiError {
     /// The caller exceeded its request rate.
     #[error("rate limit exceeded; retry later")]
     RateLimited,
+    /// A viewer key or source prefix spent its grant budget for the epoch.
+    #[error("grant budget of {scope} {subject} is spent for this epoch ({spent} of {limit} used, this request needs {cost}); retry in the next epoch")]
+    GrantBudgetSpent {
+        /// `viewer`, `ipv4/24`, `ipv6/48`, `ipv6/64` or `unknown`.
+        scope: String,
+        /// The key or prefix.
+        subject: String,
+        /// Units spent before this request.
+        spent: i64,
+        /// Units this request needed.
+        cost: i64,
+        /// The epoch's limit.
+        limit: i64,
+    },
     /// No node can serve the stream right now.
     #[error("no node available for stream {stream_id}")]
     NoNodeAvailable {
@@ -191,7 +205,9 @@ impl ApiError {
             }
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited | ApiError::GrantBudgetSpent { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::NoNodeAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Storage(StorageError::ReplayedNonce { .. }) => StatusCode::CONFLICT,
             ApiError::Storage(StorageError::UnknownNode { .. }) => StatusCode::NOT_FOUND,
@@ -220,6 +236,7 @@ impl ApiError {
                 "conflict"
             }
             ApiError::RateLimited => "rate_limited",
+            ApiError::GrantBudgetSpent { .. } => "grant_budget_spent",
             ApiError::NoNodeAvailable { .. } => "no_node_available",
             ApiError::Storage(_) => "storage_error",
         }

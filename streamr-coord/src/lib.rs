@@ -38,6 +38,7 @@ pub mod extract;
 pub mod grant_token;
 mod heartbeat_writer;
 pub mod metrics;
+mod observed_prefixes;
 mod rate_limit;
 mod receipts;
 pub mod storage;
@@ -53,7 +54,7 @@ use tokio::net::TcpListener;
 
 pub use api::info::CoordinatorInfo;
 pub use api::ledger::{ProofResponse, SimulationRequest};
-pub use config::{CoordConfig, RateLimit};
+pub use config::{CoordConfig, GrantBudget, RateLimit};
 pub use error::{ApiError, StorageError};
 pub use storage::{connect, PostgresStorage, SqliteStorage, Storage};
 pub use workers::{ProbeRunner, WorkerError, Workers};

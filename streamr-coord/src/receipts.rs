@@ -1,5 +1,11 @@
 //! Receipt intake: rebuilds each session's verifier state from storage and lets
 //! `streamr_core::ReceiptVerifier` decide what every receipt earns.
+//!
+//! A receipt is booked to the epoch its viewer signed it in (`t_ms`), wherever and whenever it
+//! is posted, so a node cannot move its receipts into epochs of its choosing. It is accepted
+//! until [`CoordConfig::settlement_grace`](crate::CoordConfig::settlement_grace) after that
+//! epoch ends (settlement waits as long); later receipts, and receipts signed further in the
+//! future than the accepted clock skew, are refused with the reason.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +16,7 @@ use streamr_core::{
 
 use crate::api::AppState;
 use crate::error::{ApiError, StorageError};
+use crate::metrics::Metrics;
 use crate::storage::{ActivityDelta, ReceiptRecord, SessionRecord};
 
 /// Receipts that verified (ready to store), why the others did not, and each credited node's
@@ -19,6 +26,44 @@ pub(crate) struct Verified {
     pub(crate) accepted: Vec<ReceiptRecord>,
     pub(crate) rejected: Vec<String>,
     pub(crate) tallies: BTreeMap<String, ReceiptTally>,
+    /// Receipts refused because their epoch's deadline had passed.
+    pub(crate) late: u64,
+    /// Receipts refused because they were signed in the future.
+    pub(crate) future: u64,
+}
+
+/// Why a receipt is refused before verification for its timing, if it is.
+fn timing_refusal(
+    config: &crate::CoordConfig,
+    receipt: &SignedReceipt,
+    now_ms: i64,
+) -> Option<(bool, String)> {
+    let signed_at = i64::try_from(receipt.body.t_ms).unwrap_or(i64::MAX);
+    let skew = i64::try_from(config.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
+    let session = receipt.body.session_id;
+    let seq = receipt.body.seq;
+    if signed_at > now_ms.saturating_add(skew) {
+        return Some((
+            false,
+            format!(
+                "session {session} receipt {seq}: signed at {signed_at}, {} ms in the future \
+                 (limit {skew} ms)",
+                signed_at.saturating_sub(now_ms)
+            ),
+        ));
+    }
+    let epoch = config.epoch_of(signed_at);
+    let deadline = config.receipt_deadline_of(epoch);
+    if now_ms > deadline {
+        return Some((
+            true,
+            format!(
+                "session {session} receipt {seq}: late: signed in epoch {epoch}, whose receipts \
+                 were due by {deadline}"
+            ),
+        ));
+    }
+    None
 }
 
 impl Verified {
@@ -77,6 +122,25 @@ pub(crate) async fn verify(
     let mut out = Verified::default();
     let now = u64::try_from(now_ms).unwrap_or(0);
     for (session_id, mut batch) in by_session {
+        batch.retain(
+            |receipt| match timing_refusal(&state.config, receipt, now_ms) {
+                None => true,
+                Some((late, reason)) => {
+                    if late {
+                        out.late += 1;
+                        Metrics::inc(&state.metrics.receipts_late_total);
+                    } else {
+                        out.future += 1;
+                        Metrics::inc(&state.metrics.receipts_future_total);
+                    }
+                    out.rejected.push(reason);
+                    false
+                }
+            },
+        );
+        if batch.is_empty() {
+            continue;
+        }
         batch.sort_by_key(|r| r.body.seq);
         let Some(session) = state.storage.get_session(&session_id.to_string()).await? else {
             if let Some(node) = node {
@@ -201,7 +265,8 @@ fn record(
         on_time_bytes: if on_time { bytes_delta } else { 0 },
         last_segment_seq: clamp_i64(receipt.body.last_segment_seq),
         t_ms: clamp_i64(receipt.body.t_ms),
-        epoch: state.config.epoch_of(now_ms),
+        // Booked to the epoch the viewer signed it in, not the one it arrived in.
+        epoch: state.config.epoch_of(clamp_i64(receipt.body.t_ms)),
         received_at_ms: now_ms,
         body,
     })

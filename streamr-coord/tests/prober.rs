@@ -113,7 +113,7 @@ async fn probes_check_content_against_the_origin() {
         admin.report_segment("show", &report).await.unwrap();
     }
 
-    let prober = HttpProber::new(storage, key.clone());
+    let prober = HttpProber::new(storage, key.clone()).flv_one_in(0);
     let honest = node_record(fake_node(key.coordinator_key(), true).await);
     let result = prober.probe(&honest).await.expect("probed");
     assert!(result.hash_ok && !result.timed_out, "{result:?}");
@@ -224,4 +224,183 @@ async fn racing_node(
         let _ = axum::serve(listener, app).await;
     });
     url
+}
+
+/// What a recording node saw: the grant tokens it was shown and the receipts posted to it.
+#[derive(Default)]
+struct Seen {
+    grants: Vec<streamr_core::SignedGrant>,
+    receipts: Vec<streamr_core::SignedReceipt>,
+}
+
+/// A node like `fake_node(.., true)` that records the grants it is shown and accepts receipts
+/// on `POST /receipts` as a real node does; its `.flv` answers with an FLV stream.
+async fn recording_node(
+    coordinator: streamr_core::CoordinatorKey,
+    seen: Arc<std::sync::Mutex<Seen>>,
+) -> String {
+    let grants = seen.clone();
+    let app = axum::Router::new()
+        .route(
+            "/live/{file}",
+            get(
+                move |Path(file): Path<String>,
+                      Query(query): Query<std::collections::HashMap<String, String>>| {
+                    let grants = grants.clone();
+                    async move {
+                        let Some(grant) = query
+                            .get("grant")
+                            .and_then(|token| grant_token::decode(token).ok())
+                            .filter(|grant| grant.verify(&coordinator).is_ok())
+                        else {
+                            return (StatusCode::FORBIDDEN, Vec::new());
+                        };
+                        grants.lock().unwrap().grants.push(grant);
+                        if file.ends_with(".flv") {
+                            let mut flv = b"FLV\x01\x05\0\0\0\x09\0\0\0\0".to_vec();
+                            flv.extend_from_slice(&[0u8; 4096]);
+                            return (StatusCode::OK, flv);
+                        }
+                        (
+                            StatusCode::OK,
+                            b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nshow/0.ts\n#EXTINF:2.0,\nshow/1.ts\n#EXTINF:2.0,\nshow/2.ts\n"
+                                .to_vec(),
+                        )
+                    }
+                },
+            ),
+        )
+        .route(
+            "/live/{stream}/{segment}",
+            get(move |Path((_, segment)): Path<(String, String)>| async move {
+                let index: usize = segment.trim_end_matches(".ts").parse().unwrap_or(0);
+                ORIGIN_SEGMENTS.get(index).copied().unwrap_or_default().to_vec()
+            }),
+        )
+        .route(
+            "/receipts",
+            axum::routing::post(
+                move |axum::Json(request): axum::Json<streamr_coord::wire::ReceiptsRequest>| {
+                    let seen = seen.clone();
+                    async move {
+                        seen.lock().unwrap().receipts.extend(request.receipts);
+                        StatusCode::OK
+                    }
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+/// A probe looks like a viewer to the node (a fresh key each time, a grant shaped like a
+/// viewer's, several segments, a receipt for each verified segment that the coordinator
+/// accepts), while the coordinator's own records mark its session as a probe.
+#[tokio::test]
+async fn probes_look_like_viewers_and_are_marked_as_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
+        .await
+        .unwrap();
+    let config = CoordConfig {
+        admin_token: Some(ADMIN.into()),
+        grant_ttl: std::time::Duration::from_secs(1_800),
+        grant_bytes_per_second: 750_000,
+        ..CoordConfig::default()
+    };
+    let key = config.coordinator_key.clone();
+    let coordinator = Coordinator::new(config.clone(), Arc::clone(&storage));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = coordinator.serve(listener, std::future::pending()).await;
+    });
+    let admin = CoordinatorClient::new(&url)
+        .unwrap()
+        .with_admin_token(ADMIN);
+    admin.create_stream("show", "").await.unwrap();
+    for (sequence, bytes) in (0u64..).zip(ORIGIN_SEGMENTS) {
+        let report = SegmentReport {
+            sequence,
+            hash: segment_hash(bytes),
+            published_ms: unix_ms(),
+        };
+        admin.report_segment("show", &report).await.unwrap();
+    }
+
+    let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
+    let node = node_record(recording_node(key.coordinator_key(), seen.clone()).await);
+    let prober = HttpProber::new(Arc::clone(&storage), key.clone())
+        .grants_like(&config)
+        .flv_one_in(0)
+        .every(std::time::Duration::ZERO);
+    let before = unix_ms();
+    for _ in 0..2 {
+        let result = prober.probe(&node).await.expect("probed");
+        assert!(result.hash_ok && !result.timed_out, "{result:?}");
+    }
+    let (grants, receipts) = {
+        let seen = seen.lock().unwrap();
+        (seen.grants.clone(), seen.receipts.clone())
+    };
+    // Two probes, two fresh viewer keys and sessions.
+    let mut viewers: Vec<_> = grants.iter().map(|g| g.body.viewer).collect();
+    viewers.dedup();
+    assert_eq!(viewers.len(), 2, "{viewers:?}");
+    for grant in &grants {
+        // The shape of a viewer's grant under this configuration.
+        assert_eq!(grant.body.max_bytes, 750_000 * 1_800);
+        let lifetime = grant.body.expiry_ms - before;
+        assert!(
+            (1_800_000..1_800_000 + 60_000).contains(&lifetime),
+            "{lifetime}"
+        );
+    }
+    // One playlist each, then at least two segments, each acknowledged by a cumulative receipt.
+    assert_eq!(grants.len(), 2, "playlist requests");
+    assert!(receipts.len() >= 4, "{} receipts", receipts.len());
+    for grant in &grants {
+        let mut totals: Vec<u64> = receipts
+            .iter()
+            .filter(|r| r.body.session_id == grant.body.session_id)
+            .map(|r| r.body.bytes_total)
+            .collect();
+        assert!(totals.len() >= 2, "{totals:?}");
+        let sorted = totals.clone();
+        totals.sort_unstable();
+        assert_eq!(totals, sorted, "cumulative");
+    }
+    // The node forwards them like any viewer's: the coordinator accepts them all.
+    let outcome = admin.post_receipts(receipts.clone()).await.unwrap();
+    assert_eq!(outcome.accepted as usize, receipts.len(), "{outcome:?}");
+    // Its own records say which sessions were probes.
+    for receipt in &receipts {
+        let session = storage
+            .get_session(&receipt.body.session_id.to_string())
+            .await
+            .unwrap()
+            .expect("probe session recorded");
+        assert!(session.probe);
+        assert_eq!(session.node_id, node.id);
+    }
+
+    // An HTTP-FLV probe reads the stream and records nothing when it plays.
+    let flv = HttpProber::new(Arc::clone(&storage), key.clone())
+        .flv_one_in(1)
+        .every(std::time::Duration::ZERO);
+    assert!(flv.probe(&node).await.is_none());
+    assert!(seen
+        .lock()
+        .unwrap()
+        .grants
+        .last()
+        .is_some_and(|g| !viewers.contains(&g.body.viewer)));
+    // A node whose `.flv` is not an FLV stream fails it.
+    let hls_only = node_record(fake_node(key.coordinator_key(), true).await);
+    let result = flv.probe(&hls_only).await.expect("a failure is recorded");
+    assert!(result.timed_out && !result.hash_ok, "{result:?}");
 }

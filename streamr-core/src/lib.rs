@@ -99,7 +99,7 @@ pub use receipt::{SignedReceipt, ViewerReceipt};
 pub use rewards::{
     node_weight, split_pool, NodeEpochInput, NodeReward, RewardConfig, RewardSplit, PPM,
 };
-pub use routing::{LoadedCandidate, RouteCandidate, Router};
+pub use routing::{LoadedCandidate, NodeMeasurements, RouteCandidate, Router, SourcePrefixes};
 pub use settlement::{
     replay_epochs, EpochInputs, EpochOutcome, NodeBalance, PenaltyOrder, Settlement,
     SettlementConfig,

@@ -66,8 +66,12 @@ async fn start_coordinator() -> Network {
     }
 }
 
+/// Registers `key` from 127.0.`subnet`.1: a node's network is the address it connects from.
 async fn register(client: &CoordinatorClient, key: &KeyPair, name: &str, subnet: u8) {
     client
+        .clone()
+        .bound_to(std::net::IpAddr::from([127, 0, subnet, 1]))
+        .expect("client bound to a loopback address")
         .register_node(
             key,
             &NodeAdvert {
@@ -107,22 +111,21 @@ async fn heartbeat(
         .expect("heartbeat accepted");
 }
 
-/// Routes a fresh viewer until the coordinator picks `node` (all nodes are equally eligible).
+/// Routes a fresh viewer to `node` by excluding the `others` (re-asking until routed there is
+/// what the coordinator's grant budget prevents).
 async fn grant_on(
     client: &CoordinatorClient,
     viewer: &KeyPair,
     node: NodeId,
+    others: &[NodeId],
 ) -> streamr_core::SignedGrant {
-    for _ in 0..200 {
-        let play = client
-            .play("show", &viewer.viewer_key())
-            .await
-            .expect("routing answers");
-        if play.node_id == node {
-            return play.grant;
-        }
-    }
-    panic!("the coordinator never routed to {node}");
+    let others: Vec<NodeId> = others.iter().copied().filter(|o| *o != node).collect();
+    let play = client
+        .play_excluding("show", &viewer.viewer_key(), &others)
+        .await
+        .expect("routing answers");
+    assert_eq!(play.node_id, node, "the only node left");
+    play.grant
 }
 
 /// Cumulative receipts for segments `0..SEGMENTS` whose hashes are `hashes`.
@@ -174,6 +177,7 @@ async fn stale_content_and_inflated_claims_are_flagged_and_not_paid() {
     register(client, &honest, "honest", 1).await;
     register(client, &stale, "stale", 2).await;
     register(client, &inflating, "inflating", 3).await;
+    let all_nodes = [honest.node_id(), stale.node_id(), inflating.node_id()];
 
     // Everything below happens within one epoch.
     let epoch = wait_for_next_epoch().await;
@@ -210,7 +214,7 @@ async fn stale_content_and_inflated_claims_are_flagged_and_not_paid() {
     // The honest node's viewer acknowledges the origin's segments as they arrive, about
     // half a second apart (a real viewer's pace, well under the grant's bitrate).
     let honest_viewer = KeyPair::from_seed([21; 32]);
-    let grant = grant_on(client, &honest_viewer, honest.node_id()).await;
+    let grant = grant_on(client, &honest_viewer, honest.node_id(), &all_nodes).await;
     let mut accepted = 0;
     for count in 1..=origin_hashes.len() {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -228,7 +232,7 @@ async fn stale_content_and_inflated_claims_are_flagged_and_not_paid() {
 
     // The stale node served old or altered segments: its viewer's chain is not the origin's.
     let stale_viewer = KeyPair::from_seed([22; 32]);
-    let grant = grant_on(client, &stale_viewer, stale.node_id()).await;
+    let grant = grant_on(client, &stale_viewer, stale.node_id(), &all_nodes).await;
     let served: Vec<ContentDigest> = (0..SEGMENTS)
         .map(|i| segment_hash(format!("stale segment {i}").as_bytes()))
         .collect();

@@ -34,6 +34,8 @@ pub(crate) struct AppState {
     pub(crate) settler: tokio::sync::Mutex<Settler>,
     /// Recent grants and failure reports that steer viewer routing.
     pub(crate) routes: viewers::RouteMemory,
+    /// The network prefixes nodes' heartbeats came from, as last written to storage.
+    pub(crate) node_prefixes: crate::observed_prefixes::ObservedPrefixes,
     heartbeat_writer: std::sync::OnceLock<HeartbeatWriter>,
     limiter: Option<RateLimiter>,
     admin_token_hash: Option<blake3::Hash>,
@@ -51,6 +53,7 @@ impl AppState {
             limiter: config.rate_limit.map(RateLimiter::new),
             settler: tokio::sync::Mutex::new(Settler::new(&config)),
             routes: viewers::RouteMemory::default(),
+            node_prefixes: crate::observed_prefixes::ObservedPrefixes::default(),
             config,
             storage,
             metrics: Metrics::default(),

@@ -69,18 +69,19 @@ fn check_text(field: &'static str, value: &str, url: bool) -> Result<(), ApiErro
     Ok(())
 }
 
-/// The /24 the node's HTTP URL names, falling back to the address it registered from.
+/// The prefix a node is capped by: the IPv4 /24 or IPv6 /48 of the address it connected from;
+/// only when that is unknown (a router driven without a socket), the /24 its HTTP URL names.
 pub(crate) fn subnet_of(http_url: &str, peer: Option<IpAddr>) -> String {
+    if let Some(ip) = peer {
+        return streamr_core::SourcePrefixes::of(ip).wide;
+    }
     let host = http_url
         .split_once("://")
         .map_or(http_url, |(_, rest)| rest)
         .split(['/', ':'])
         .next()
         .unwrap_or_default();
-    let ip = host.parse::<std::net::Ipv4Addr>().ok().or(match peer {
-        Some(IpAddr::V4(v4)) => Some(v4),
-        _ => None,
-    });
+    let ip = host.parse::<std::net::Ipv4Addr>().ok();
     ip.map_or_else(|| host.to_owned(), |v4| Subnet24::of(v4).to_string())
 }
 
@@ -157,9 +158,21 @@ pub(crate) async fn get_one(
 /// and the receipts it carries are written in one transaction.
 pub(crate) async fn heartbeat(
     State(state): State<Shared>,
+    PeerIp(peer): PeerIp,
     ApiJson(request): ApiJson<HeartbeatRequest>,
 ) -> Result<Json<ReceiptsOutcome>, ApiError> {
+    let node_id = request.heartbeat.body.node_id.to_string();
     let result = accept_heartbeat(&state, request).await;
+    if let (Ok(_), Some(peer)) = (&result, peer) {
+        // Only an accepted (signed, fresh) heartbeat tells where the node is.
+        if let Err(error) = state
+            .node_prefixes
+            .observe(state.storage.as_ref(), &node_id, peer, now_ms())
+            .await
+        {
+            tracing::warn!(node = %node_id, %error, "observed node prefix not recorded");
+        }
+    }
     let counter = if result.is_ok() {
         &state.metrics.heartbeats_accepted_total
     } else {
@@ -334,6 +347,18 @@ mod tests {
         assert_eq!(
             subnet_of("http://node.example:8080", Some([192, 168, 7, 9].into())),
             "192.168.7.0/24"
+        );
+        // The observed address wins over what the URL says.
+        assert_eq!(
+            subnet_of("http://10.1.2.3:8080", Some([192, 168, 7, 9].into())),
+            "192.168.7.0/24"
+        );
+        assert_eq!(
+            subnet_of(
+                "http://node.example:8080",
+                Some("2001:db8:5:6::1".parse().unwrap())
+            ),
+            "2001:db8:5::/48"
         );
     }
 }

@@ -1,23 +1,36 @@
 //! Viewer routing (`/streams/{id}/play`) and receipts posted by viewers directly.
 //!
-//! Routing is load-aware: each live node is weighed by its spare capacity, counting the viewers
-//! it reported at its last heartbeat plus the grants issued to it since, so concurrent viewers
-//! spread out. Nodes already relaying the stream are preferred while one of them has room; then
-//! viewers spill over to the other nodes. A viewer that failed on nodes names them (`exclude`);
-//! they are left out of its pick, and a node that several distinct viewers holding a recent grant
-//! for it report within a short window, and that has not sent a heartbeat for a few seconds, is
-//! treated as down until its next heartbeat. Reports and recent grants are kept in memory by each
-//! coordinator process: they steer picks only, and a restart merely forgets them.
+//! Viewers cannot steer the pick. It is drawn with a seed of the viewer's key, the epoch, the
+//! request's source prefix and a coordinator secret ([`Router::viewer_seed`]): asking again
+//! draws the same number, and a new key or network is budgeted. Every request spends one unit,
+//! plus one per node it excludes, of the epoch's grant budgets of its viewer key and of its
+//! source prefixes (IPv4 /24; IPv6 /48 and /64), kept in the database so they hold across
+//! replicas and restarts; a request over budget is refused with 429.
+//!
+//! Nodes are weighed by what the coordinator measured ([`Router::measured_candidate`]):
+//! capacity proven by receipt-backed sessions (a newcomer starts with a few viewers), capped by
+//! probe throughput and by the announcement; load is the sessions with recent receipts plus
+//! recent grants without one (at most a few per source prefix, so a flood of junk grants from
+//! one network cannot make a node look full), or the viewers the node announced if more. Nodes
+//! already relaying the stream are preferred while one of them has room; then viewers spill
+//! over to the other nodes.
+//!
+//! A viewer that failed on nodes names them (`exclude`); they are left out of its pick, and a
+//! node that several distinct viewers holding a recent grant for it (by any replica: the grant
+//! log is the sessions table) report within a short window, and that has not sent a heartbeat
+//! for a few seconds, is treated as down until its next heartbeat. The reports themselves are
+//! kept in memory by each coordinator process: they steer picks only, and a restart merely
+//! forgets them.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use axum::extract::State;
 use axum::Json;
 use rand::RngCore;
 use streamr_core::{
-    LoadedCandidate, NodeId, ProbeResult, ProbeSummary, RouteCandidate, Router, SessionGrant,
-    SessionId, Signed, StreamId, ViewerKey,
+    LoadedCandidate, NodeId, NodeMeasurements, ProbeResult, ProbeSummary, RouteCandidate, Router,
+    SessionGrant, SessionId, Signed, SourcePrefixes, StreamId, ViewerKey,
 };
 
 use super::nodes::count_receipts;
@@ -28,7 +41,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PeerIp};
 use crate::metrics::Metrics;
 use crate::receipts;
-use crate::storage::{NodeRecord, SessionRecord};
+use crate::storage::{BudgetCharge, NodeRecord, NodeSessionCounts, SessionRecord};
 use crate::wire::{PlayResponse, ReceiptsOutcome, ReceiptsRequest};
 
 /// Distinct viewers that must report a node failing within [`REPORT_WINDOW_MS`] before it is
@@ -38,20 +51,16 @@ const DEAD_REPORTS: usize = 3;
 const REPORT_WINDOW_MS: i64 = 30_000;
 /// A node whose last heartbeat is this recent is not treated as down, whatever viewers report.
 const FRESH_HEARTBEAT_MS: i64 = 5_000;
-/// Grants count as a node's load until its next heartbeat reports its viewers, at most this long.
-const GRANT_WINDOW_MS: i64 = 60_000;
 /// Most reports kept per node (the newest).
 const MAX_REPORTS_PER_NODE: usize = 64;
 /// A viewer's report of a node counts only if it was granted a session on that node this
-/// recently: only a viewer sent there can have failed there.
+/// recently (by any replica: the grant log is the sessions table): only a viewer sent there can
+/// have failed there.
 const REPORTER_GRANT_WINDOW_MS: i64 = 600_000;
-/// Most recent grantees remembered per node (the newest).
-const MAX_GRANTEES_PER_NODE: usize = 4_096;
 /// Most nodes one play request may exclude.
 const MAX_EXCLUDED: usize = 16;
 
-/// What routing remembers between play requests: grants not yet reflected in a node's
-/// heartbeat, and viewers' reports of failing nodes.
+/// What routing remembers between play requests: viewers' reports of failing nodes.
 #[derive(Debug, Default)]
 pub(crate) struct RouteMemory {
     nodes: Mutex<HashMap<String, NodeMemory>>,
@@ -59,27 +68,10 @@ pub(crate) struct RouteMemory {
 
 #[derive(Debug, Default)]
 struct NodeMemory {
-    /// When grants to the node were issued, oldest first.
-    grants: VecDeque<i64>,
-    /// Viewers (keys, hex) granted a session on the node and when, oldest first.
-    grantees: VecDeque<(i64, String)>,
     /// Viewers (keys, hex) that reported the node failing, and when.
     reports: Vec<(String, i64)>,
     /// The node's heartbeat timestamp when it was found down: down until a later heartbeat.
     down_at_heartbeat: Option<i64>,
-}
-
-impl NodeMemory {
-    /// Forgets the grantees whose grant is too old for their reports to count.
-    fn forget_grantees(&mut self, now: i64) {
-        while self
-            .grantees
-            .front()
-            .is_some_and(|(at, _)| now.saturating_sub(*at) > REPORTER_GRANT_WINDOW_MS)
-        {
-            self.grantees.pop_front();
-        }
-    }
 }
 
 /// How routing sees one live node right now.
@@ -87,8 +79,6 @@ impl NodeMemory {
 struct NodeView {
     /// Treated as down until its next heartbeat.
     down: bool,
-    /// Grants issued to it since its last heartbeat (within [`GRANT_WINDOW_MS`]).
-    recent_grants: u64,
 }
 
 impl RouteMemory {
@@ -96,33 +86,15 @@ impl RouteMemory {
         self.nodes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records that `viewer` failed to play from `node` at `now`, if this coordinator recently
-    /// granted it a session there.
+    /// Records that `viewer` (which the grant log shows was recently sent there) failed to
+    /// play from `node` at `now`.
     fn report_failure(&self, node: &str, viewer: &str, now: i64) {
         let mut nodes = self.lock();
-        let Some(memory) = nodes.get_mut(node) else {
-            return;
-        };
-        memory.forget_grantees(now);
-        if !memory.grantees.iter().any(|(_, who)| who == viewer) {
-            return;
-        }
+        let memory = nodes.entry(node.to_owned()).or_default();
         memory.reports.retain(|(who, _)| who != viewer);
         memory.reports.push((viewer.to_owned(), now));
         if memory.reports.len() > MAX_REPORTS_PER_NODE {
             memory.reports.remove(0);
-        }
-    }
-
-    /// Records a grant to `viewer` on `node` issued at `now`.
-    fn granted(&self, node: &str, viewer: &str, now: i64) {
-        let mut nodes = self.lock();
-        let memory = nodes.entry(node.to_owned()).or_default();
-        memory.grants.push_back(now);
-        memory.forget_grantees(now);
-        memory.grantees.push_back((now, viewer.to_owned()));
-        if memory.grantees.len() > MAX_GRANTEES_PER_NODE {
-            memory.grantees.pop_front();
         }
     }
 
@@ -147,13 +119,8 @@ impl RouteMemory {
         {
             memory.down_at_heartbeat = Some(heartbeat);
         }
-        let since = heartbeat.max(now.saturating_sub(GRANT_WINDOW_MS));
-        while memory.grants.front().is_some_and(|at| *at <= since) {
-            memory.grants.pop_front();
-        }
         NodeView {
             down: memory.down_at_heartbeat.is_some(),
-            recent_grants: memory.grants.len() as u64,
         }
     }
 }
@@ -215,17 +182,121 @@ fn relays(node: &NodeRecord, stream_id: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The routing seed of an epoch: derived from the coordinator's secret so viewers cannot
-/// steer picks, and published with the epoch if picks need auditing.
-fn epoch_seed(state: &Shared, epoch: i64) -> [u8; 32] {
-    let mut hasher = blake3::Hasher::new_derive_key("streamr coordinator routing seed v1");
-    hasher.update(&state.config.coordinator_key.seed());
-    hasher.update(&epoch.to_be_bytes());
-    *hasher.finalize().as_bytes()
+/// The secret routing seeds are keyed with: derived from the coordinator's key, so replicas
+/// sharing the key draw alike and viewers cannot predict picks.
+fn routing_secret(state: &Shared) -> [u8; 32] {
+    blake3::derive_key(
+        "streamr coordinator routing secret v1",
+        &state.config.coordinator_key.seed(),
+    )
 }
 
-/// Picks a node with `streamr_core::Router` (weighing spare capacity, leaving out the nodes the
-/// viewer excludes and those found down) and returns playback URLs and a signed grant.
+/// What the request spends of each grant budget: one unit plus one per excluded node, charged
+/// to the viewer key and to each source prefix (or to the shared unknown-source budget).
+fn budget_charges(
+    state: &Shared,
+    viewer: &ViewerKey,
+    source: Option<&SourcePrefixes>,
+    excluded: usize,
+) -> Vec<BudgetCharge> {
+    let budget = &state.config.grant_budget;
+    let cost = i64::try_from(excluded)
+        .unwrap_or(i64::MAX)
+        .saturating_add(1);
+    let charge = |scope: &str, subject: &str, limit: u32| BudgetCharge {
+        scope: scope.to_owned(),
+        subject: subject.to_owned(),
+        cost,
+        limit: i64::from(limit),
+    };
+    let mut charges = vec![charge("viewer", &viewer.to_string(), budget.per_viewer)];
+    match source {
+        Some(prefixes) => {
+            for (scope, prefix) in prefixes.scoped() {
+                let limit = match scope {
+                    "ipv4/24" => budget.per_ipv4_24,
+                    "ipv6/48" => budget.per_ipv6_48,
+                    _ => budget.per_ipv6_64,
+                };
+                charges.push(charge(scope, prefix, limit));
+            }
+        }
+        None => charges.push(charge("unknown", "", budget.per_unknown_source)),
+    }
+    charges
+}
+
+fn window_start(now: i64, window: std::time::Duration) -> i64 {
+    now.saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// What the coordinator measured of every node, for routing: receipt-backed sessions over the
+/// proving and live windows, unconfirmed recent grants (capped per source prefix) and the
+/// sustained throughput of this epoch's passing probes.
+async fn measurements(
+    state: &Shared,
+    nodes: &[&NodeRecord],
+    epoch: i64,
+    now: i64,
+) -> Result<HashMap<String, (NodeMeasurements, u64)>, ApiError> {
+    let config = &state.config;
+    let counts: HashMap<String, NodeSessionCounts> = state
+        .storage
+        .session_counts_since(
+            window_start(now, config.proving_window),
+            window_start(now, config.live_window),
+        )
+        .await?
+        .into_iter()
+        .map(|c| (c.node_id.clone(), c))
+        .collect();
+    let mut pending: HashMap<String, u64> = HashMap::new();
+    let per_prefix = config.router.pending_per_prefix;
+    for row in state
+        .storage
+        .pending_grants_since(window_start(now, config.pending_window))
+        .await?
+    {
+        let grants = u64::try_from(row.grants).unwrap_or(0).min(per_prefix);
+        let total = pending.entry(row.node_id).or_default();
+        *total = total.saturating_add(grants);
+    }
+    let mut probes: BTreeMap<String, Vec<ProbeResult>> = BTreeMap::new();
+    for probe in state.storage.probes_for_epoch(epoch).await? {
+        if let Some(result) = crate::workers::probe_result(&probe) {
+            probes
+                .entry(probe.node_id.clone())
+                .or_default()
+                .push(result);
+        }
+    }
+    let to_u64 = |v: i64| u64::try_from(v).unwrap_or(0);
+    Ok(nodes
+        .iter()
+        .map(|node| {
+            let summary = probes
+                .get(&node.id)
+                .map(|results| ProbeSummary::from_results(&config.probe_policy, results));
+            let sessions = counts.get(&node.id);
+            let measured = NodeMeasurements {
+                announced_capacity_kbps: to_u64(node.capacity_kbps),
+                announced_viewers: to_u64(node.viewers),
+                proven_sessions: sessions.map_or(0, |c| to_u64(c.proven_sessions)),
+                live_sessions: sessions.map_or(0, |c| to_u64(c.live_sessions)),
+                pending_grants: pending.get(&node.id).copied().unwrap_or(0),
+                probed_bytes_per_s: summary
+                    .filter(|s| s.passed > 0)
+                    .map(|s| s.capacity_bytes_per_s),
+            };
+            let quality_ppm = summary.map_or(0, |s| s.availability_ppm());
+            (node.id.clone(), (measured, quality_ppm))
+        })
+        .collect())
+}
+
+/// Spends the request's grant budget, picks a node with `streamr_core::Router` (measured
+/// capacity and load, leaving out the nodes the viewer excludes and those found down) and
+/// returns playback URLs and a signed grant.
 pub(crate) async fn play(
     State(state): State<Shared>,
     ApiPath(id): ApiPath<String>,
@@ -238,6 +309,22 @@ pub(crate) async fn play(
         return Err(ApiError::Conflict(format!("stream {id} has ended")));
     }
     let now = now_ms();
+    let epoch = state.config.epoch_of(now);
+    let mut excluded: Vec<String> = query.exclude.iter().map(NodeId::to_string).collect();
+    excluded.sort();
+    excluded.dedup();
+    let source = peer.map(SourcePrefixes::of);
+    let charges = budget_charges(&state, &query.viewer, source.as_ref(), excluded.len());
+    if let Some(refusal) = state.storage.spend_grant_budget(epoch, &charges).await? {
+        Metrics::inc(&state.metrics.grants_over_budget_total);
+        return Err(ApiError::GrantBudgetSpent {
+            scope: refusal.scope,
+            subject: refusal.subject,
+            spent: refusal.spent,
+            cost: refusal.cost,
+            limit: refusal.limit,
+        });
+    }
     let liveness = i64::try_from(state.config.node_liveness.as_millis()).unwrap_or(i64::MAX);
     let live: Vec<NodeRecord> = state
         .storage
@@ -250,51 +337,37 @@ pub(crate) async fn play(
                 .is_some_and(|t| now.saturating_sub(t) <= liveness)
         })
         .collect();
-    let excluded: Vec<String> = query.exclude.iter().map(NodeId::to_string).collect();
     let viewer = query.viewer.to_string();
-    for node in live.iter().filter(|n| excluded.contains(&n.id)) {
-        state.routes.report_failure(&node.id, &viewer, now);
+    if !excluded.is_empty() {
+        // Only a viewer sent to a node can have failed there.
+        let granted = state
+            .storage
+            .nodes_granted_to_viewer(&viewer, now.saturating_sub(REPORTER_GRANT_WINDOW_MS))
+            .await?;
+        for node in live
+            .iter()
+            .filter(|n| excluded.contains(&n.id) && granted.contains(&n.id))
+        {
+            state.routes.report_failure(&node.id, &viewer, now);
+        }
     }
-    let views: HashMap<&str, NodeView> = live
-        .iter()
-        .map(|n| (n.id.as_str(), state.routes.view(n, now)))
-        .collect();
     let up: Vec<&NodeRecord> = live
         .iter()
         .filter(|n| !excluded.contains(&n.id))
-        .filter(|n| !views.get(n.id.as_str()).is_some_and(|v| v.down))
+        .filter(|n| !state.routes.view(n, now).down)
         .collect();
-    let epoch = state.config.epoch_of(now);
-    let mut probes: BTreeMap<String, Vec<ProbeResult>> = BTreeMap::new();
-    for probe in state.storage.probes_for_epoch(epoch).await? {
-        if let Some(result) = crate::workers::probe_result(&probe) {
-            probes
-                .entry(probe.node_id.clone())
-                .or_default()
-                .push(result);
-        }
-    }
+    let measured = measurements(&state, &up, epoch, now).await?;
     let router = &state.config.router;
     let loaded: Vec<(&NodeRecord, LoadedCandidate)> = up
         .iter()
         .filter_map(|n| {
             let node_id: NodeId = n.id.parse().ok()?;
-            let quality_ppm = probes.get(&n.id).map_or(0, |results| {
-                ProbeSummary::from_results(&state.config.probe_policy, results).availability_ppm()
-            });
-            let recent_grants = views.get(n.id.as_str()).map_or(0, |v| v.recent_grants);
-            let candidate = LoadedCandidate {
-                candidate: RouteCandidate {
-                    node_id,
-                    quality_ppm,
-                },
-                capacity_viewers: router
-                    .viewer_capacity(u64::try_from(n.capacity_kbps).unwrap_or(0)),
-                load_viewers: u64::try_from(n.viewers)
-                    .unwrap_or(0)
-                    .saturating_add(recent_grants),
+            let (measurements, quality_ppm) = measured.get(&n.id)?;
+            let candidate = RouteCandidate {
+                node_id,
+                quality_ppm: *quality_ppm,
             };
-            Some((*n, candidate))
+            Some((*n, router.measured_candidate(candidate, measurements)))
         })
         .collect();
     // Nodes already relaying the stream serve it at no extra cost upstream: they are preferred
@@ -306,10 +379,8 @@ pub(crate) async fn play(
         .into_iter()
         .filter(|(n, _)| !relaying_with_room || relays(n, &id))
         .unzip();
-    let mut session_bytes = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut session_bytes);
-    let session_id = SessionId::from_bytes(session_bytes);
-    let seed = Router::session_seed(&epoch_seed(&state, epoch), &session_id);
+    let source_prefix = source.as_ref().map_or("", |s| s.wide.as_str());
+    let seed = Router::viewer_seed(&routing_secret(&state), epoch, &query.viewer, source_prefix);
     let node_id =
         router
             .pick_loaded(seed, &candidates)
@@ -322,6 +393,9 @@ pub(crate) async fn play(
         .ok_or_else(|| ApiError::NoNodeAvailable {
             stream_id: id.clone(),
         })?;
+    let mut session_bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut session_bytes);
+    let session_id = SessionId::from_bytes(session_bytes);
     let ttl_ms = u64::try_from(state.config.grant_ttl.as_millis()).unwrap_or(u64::MAX);
     let grant = SessionGrant {
         session_id,
@@ -351,12 +425,14 @@ pub(crate) async fn play(
             expiry_ms: i64::try_from(signed.body.expiry_ms).unwrap_or(i64::MAX),
             issued_at_ms: now,
             grant_json,
-            viewer_subnet: peer.map_or_else(String::new, |ip| {
-                super::nodes::subnet_of(&format!("http://{ip}"), None)
-            }),
+            viewer_subnet: source.as_ref().map_or_else(String::new, |s| s.wide.clone()),
+            viewer_prefix64: source
+                .as_ref()
+                .and_then(|s| s.narrow.clone())
+                .unwrap_or_default(),
+            probe: false,
         })
         .await?;
-    state.routes.granted(&node.id, &viewer, now);
     Metrics::inc(&state.metrics.grants_issued_total);
     // The URLs carry the grant (`?grant=<token>`) so any player can present it to the node.
     let with_grant = |url: String| crate::grant_token::with_grant(&url, &signed);
@@ -369,7 +445,9 @@ pub(crate) async fn play(
     }))
 }
 
-/// Receipts a viewer posts itself; each credits the node its session was granted to.
+/// Receipts a viewer posts itself; each credits the node its session was granted to. Their
+/// outcomes are tallied apart from the receipts nodes hand in (see
+/// [`crate::storage::Storage::viewer_posted_for_epoch`]).
 pub(crate) async fn post_receipts(
     State(state): State<Shared>,
     ApiJson(request): ApiJson<ReceiptsRequest>,
@@ -383,10 +461,12 @@ pub(crate) async fn post_receipts(
     }
     let now = now_ms();
     let verified = receipts::verify(&state, None, &request.receipts, now).await?;
-    let activity = verified.activity(state.config.epoch_of(now));
+    // A viewer's own receipts are the viewer's doing: their outcomes are kept apart from what
+    // the node handed in, so a hostile viewer cannot make an honest node look like a forger.
+    let outcomes = verified.activity(state.config.epoch_of(now));
     let accepted = state
         .storage
-        .insert_receipts(&verified.accepted, &activity)
+        .insert_viewer_receipts(&verified.accepted, &outcomes)
         .await?;
     count_receipts(&state, accepted, verified.rejected.len());
     Ok(Json(ReceiptsOutcome {
@@ -423,17 +503,6 @@ mod tests {
     fn several_reports_take_a_silent_node_down_until_its_next_heartbeat() {
         let memory = RouteMemory::default();
         let silent = node("a", 1_000);
-        for viewer in ["v1", "v2", "v3", "v4"] {
-            memory.granted("a", viewer, 2_000);
-        }
-        // Viewers never sent there cannot report it.
-        for viewer in ["x1", "x2", "x3"] {
-            memory.report_failure("a", viewer, 10_000);
-        }
-        assert!(
-            !memory.view(&silent, 10_000).down,
-            "reporters without grants"
-        );
         for viewer in ["v1", "v2", "v2"] {
             memory.report_failure("a", viewer, 10_000);
         }
@@ -449,9 +518,6 @@ mod tests {
     fn a_node_heard_from_recently_or_after_the_reports_stays_up() {
         let memory = RouteMemory::default();
         for viewer in ["v1", "v2", "v3"] {
-            memory.granted("a", viewer, 2_000);
-        }
-        for viewer in ["v1", "v2", "v3"] {
             memory.report_failure("a", viewer, 10_000);
         }
         assert!(
@@ -463,31 +529,12 @@ mod tests {
         // Reports older than the window no longer count.
         let memory = RouteMemory::default();
         for viewer in ["v1", "v2", "v3"] {
-            memory.granted("a", viewer, 2_000);
-        }
-        for viewer in ["v1", "v2", "v3"] {
             memory.report_failure("a", viewer, 10_000);
         }
         assert!(
             !memory
                 .view(&node("a", 0), 10_000 + REPORT_WINDOW_MS + 1)
                 .down
-        );
-    }
-
-    #[test]
-    fn grants_count_as_load_until_the_next_heartbeat() {
-        let memory = RouteMemory::default();
-        for at in [5_000, 6_000, 7_000] {
-            memory.granted("a", "v", at);
-        }
-        assert_eq!(memory.view(&node("a", 4_000), 8_000).recent_grants, 3);
-        assert_eq!(memory.view(&node("a", 6_500), 8_000).recent_grants, 1);
-        assert_eq!(
-            memory
-                .view(&node("a", 0), 7_000 + GRANT_WINDOW_MS)
-                .recent_grants,
-            0
         );
     }
 

@@ -1,13 +1,15 @@
 //! The operator dashboard (`/dashboard`) and the in-browser player (`/watch/{stream_id}`):
 //! static pages and scripts embedded in the binary, plus the one read-only JSON snapshot the
 //! dashboard polls (`/dashboard/data.json`) and what the coordinator credited to one viewer key
-//! (`/dashboard/viewers/{viewer_key}`). Everything else the pages need comes from the
+//! (`/dashboard/viewers/{viewer_key}`), and each node's report of the numbers settlement uses
+//! (`/nodes/{id}/report`). Everything else the pages need comes from the
 //! public API (`/streams/{id}/play`, `/streams/{id}/segments`, `/receipts`,
 //! `/epochs/{epoch}/proofs/{node_id}`).
 //!
 //! Playback uses hls.js and segment and Merkle hashing uses hash-wasm's BLAKE3, both vendored
 //! unmodified from their npm packages under `assets/vendor/` with their licenses.
 
+mod node_report;
 mod overview;
 mod viewer;
 
@@ -97,6 +99,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/dashboard/data.json", get(overview::data))
         .route("/dashboard/assets/{name}", get(asset))
         .route("/dashboard/viewers/{viewer_key}", get(viewer::summary))
+        .route("/nodes/{id}/report", get(node_report::report))
         .route("/watch/{stream_id}", get(watch))
 }
 

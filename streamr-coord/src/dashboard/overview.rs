@@ -13,7 +13,7 @@ use crate::api::Shared;
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::storage::{
-    EvidenceRecord, NodeRecord, PayoutRecord, ReceiptRecord, StreamRecord, Totals,
+    EvidenceRecord, NodeEpochTraffic, NodeRecord, PayoutRecord, ReceiptRecord, StreamRecord, Totals,
 };
 
 /// Receipts received this recently count a session as watching.
@@ -63,6 +63,7 @@ pub(crate) struct NodeRow {
     status: String,
     active: bool,
     last_heartbeat_ms: Option<i64>,
+    /// Viewers the node reported at its last heartbeat.
     viewers: i64,
     /// Bytes served to receipt-signing viewers, as of the last heartbeat.
     bytes_served: i64,
@@ -70,6 +71,15 @@ pub(crate) struct NodeRow {
     /// viewers that sent none (unattested).
     epoch_claimed_bytes: i64,
     epoch_unattested_bytes: i64,
+    /// This epoch so far, by viewers' receipts wherever they were posted (what settlement
+    /// pays for): bytes, sessions and distinct viewer keys, without probe traffic.
+    epoch_verified_bytes: i64,
+    epoch_verified_sessions: i64,
+    epoch_verified_viewers: i64,
+    /// The coordinator's probe traffic this epoch (never paid).
+    epoch_probe_bytes: i64,
+    /// Prefixes the node's heartbeats came from.
+    observed_prefixes: Vec<String>,
     /// Share of this (or, before its first probe, the previous) epoch's probes passed, parts
     /// per million; `None` when neither probed the node.
     availability_ppm: Option<u64>,
@@ -292,11 +302,26 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
         .into_iter()
         .map(|a| (a.node_id, (a.claimed_bytes, a.unattested_bytes)))
         .collect();
+    let traffic: BTreeMap<String, NodeEpochTraffic> = storage
+        .traffic_for_epoch(current_epoch)
+        .await?
+        .into_iter()
+        .map(|t| (t.node_id.clone(), t))
+        .collect();
+    let mut prefixes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for prefix in storage.node_prefixes().await? {
+        prefixes
+            .entry(prefix.node_id)
+            .or_default()
+            .push(prefix.prefix);
+    }
     let nodes = storage
         .list_nodes()
         .await?
         .into_iter()
         .map(|n| {
+            let traffic = traffic.get(&n.id).cloned().unwrap_or_default();
+            let observed_prefixes = prefixes.remove(&n.id).unwrap_or_default();
             let results = probes.get(&n.id);
             let status = node_status(&n, now, liveness_ms).to_owned();
             let (epoch_claimed_bytes, epoch_unattested_bytes) =
@@ -317,6 +342,11 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
                 bytes_served: n.bytes_served,
                 epoch_claimed_bytes,
                 epoch_unattested_bytes,
+                epoch_verified_bytes: traffic.verified_bytes,
+                epoch_verified_sessions: traffic.sessions,
+                epoch_verified_viewers: traffic.viewers,
+                epoch_probe_bytes: traffic.probe_bytes,
+                observed_prefixes,
             }
         })
         .collect();

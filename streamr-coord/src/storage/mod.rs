@@ -9,8 +9,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use records::{
-    ActivityDelta, EvidenceRecord, HeartbeatWrite, LedgerEntryRecord, NodeRecord, NodeUsage,
-    PayoutRecord, ProbeRecord, ReceiptRecord, SegmentRecord, SessionRecord, SessionUsageRow,
+    ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, HeartbeatWrite, LedgerEntryRecord,
+    NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord,
+    PendingGrantCount, ProbeRecord, ReceiptRecord, SegmentRecord, SessionRecord, SessionUsageRow,
     SettlementRecord, SettlementWrite, StatsRow, StreamRecord, Totals,
 };
 pub use sql::{PostgresStorage, SqliteStorage};
@@ -105,6 +106,18 @@ pub trait Storage: Send + Sync + 'static {
         receipts: &[ReceiptRecord],
         activity: &[ActivityDelta],
     ) -> StorageResult<u64>;
+    /// Stores verified receipts that viewers posted themselves and adds `outcomes` (receipt
+    /// outcomes only) to the viewer-posted tallies of the nodes they credit, in one
+    /// transaction; a receipt whose (session, seq) is stored already is ignored. Returns how
+    /// many receipts were new.
+    async fn insert_viewer_receipts(
+        &self,
+        receipts: &[ReceiptRecord],
+        outcomes: &[ActivityDelta],
+    ) -> StorageResult<u64>;
+    /// Every node's tallies of receipts viewers posted themselves in an epoch (claims and
+    /// heartbeats are 0).
+    async fn viewer_posted_for_epoch(&self, epoch: i64) -> StorageResult<Vec<ActivityDelta>>;
     /// Every node's activity in an epoch.
     async fn activity_for_epoch(&self, epoch: i64) -> StorageResult<Vec<ActivityDelta>>;
     /// Every session's verified usage in an epoch.
@@ -125,7 +138,8 @@ pub trait Storage: Send + Sync + 'static {
     /// Every probe result of an epoch.
     async fn probes_for_epoch(&self, epoch: i64) -> StorageResult<Vec<ProbeRecord>>;
 
-    /// Each node's verified delivery in an epoch.
+    /// Each node's verified delivery to viewers in an epoch (the coordinator's probe sessions
+    /// left out).
     async fn usage_for_epoch(&self, epoch: i64) -> StorageResult<Vec<NodeUsage>>;
     /// The earliest epoch with any receipt or probe.
     async fn first_activity_epoch(&self) -> StorageResult<Option<i64>>;
@@ -183,6 +197,49 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StorageResult<Vec<StatsRow>>;
     /// Counts across the whole coordinator.
     async fn totals(&self) -> StorageResult<Totals>;
+
+    /// Spends every charge of one play request against the epoch's grant budgets, in one
+    /// transaction: all of them, or (returning the first charge that would exceed its limit)
+    /// none.
+    async fn spend_grant_budget(
+        &self,
+        epoch: i64,
+        charges: &[BudgetCharge],
+    ) -> StorageResult<Option<BudgetRefusal>>;
+    /// Per node, the distinct sessions with a receipt received since `proven_since_ms` and
+    /// since `live_since_ms`.
+    async fn session_counts_since(
+        &self,
+        proven_since_ms: i64,
+        live_since_ms: i64,
+    ) -> StorageResult<Vec<NodeSessionCounts>>;
+    /// Grants issued since `since_ms` that have no receipt yet, per node and viewer prefix.
+    async fn pending_grants_since(&self, since_ms: i64) -> StorageResult<Vec<PendingGrantCount>>;
+    /// Notes a heartbeat of `node_id` from `prefix` at `now_ms`.
+    async fn record_node_prefix(
+        &self,
+        node_id: &str,
+        prefix: &str,
+        now_ms: i64,
+    ) -> StorageResult<()>;
+    /// The prefixes nodes' heartbeats came from, most recent first.
+    async fn node_prefixes(&self) -> StorageResult<Vec<NodePrefixRecord>>;
+    /// The grant log of a time window: every session (viewers' and probes') whose grant was
+    /// live at some time in `[from_ms, to_ms)`, oldest first. What settlement bounds
+    /// unattested bytes by (bitrate × each grant's live time in the epoch).
+    async fn sessions_live_between(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> StorageResult<Vec<SessionRecord>>;
+    /// The nodes `viewer` (hex key) was granted a session on since `since_ms`.
+    async fn nodes_granted_to_viewer(
+        &self,
+        viewer: &str,
+        since_ms: i64,
+    ) -> StorageResult<Vec<String>>;
+    /// Per node, the receipt-verified bytes of an epoch, viewers' and probes' apart.
+    async fn traffic_for_epoch(&self, epoch: i64) -> StorageResult<Vec<NodeEpochTraffic>>;
 }
 
 /// Opens the backend a database URL names: `sqlite://path` (created if missing, WAL,

@@ -96,8 +96,17 @@ pub struct SessionRecord {
     pub issued_at_ms: i64,
     /// The signed grant as JSON.
     pub grant_json: String,
-    /// The /24 the viewer asked from (`a.b.c.0/24`, empty when unknown).
+    /// The prefix the viewer asked from: its IPv4 /24 (`a.b.c.0/24`) or IPv6 /48
+    /// (`2001:db8:1::/48`); empty when unknown.
     pub viewer_subnet: String,
+    /// The viewer's IPv6 /64 (`2001:db8:1:2::/64`); empty for IPv4 or when unknown.
+    #[serde(default)]
+    #[sqlx(default)]
+    pub viewer_prefix64: String,
+    /// Opened by the coordinator's own probe: booked like a viewer's session, never paid.
+    #[serde(default)]
+    #[sqlx(default)]
+    pub probe: bool,
 }
 
 /// A verified viewer receipt.
@@ -188,7 +197,7 @@ pub struct SessionUsageRow {
     pub node_id: String,
     /// The viewer (hex key).
     pub viewer: String,
-    /// The viewer's /24.
+    /// The viewer's IPv4 /24 or IPv6 /48.
     pub viewer_subnet: String,
     /// The stream.
     pub stream_id: String,
@@ -204,6 +213,10 @@ pub struct SessionUsageRow {
     pub started_ms: i64,
     /// The newest receipt's time.
     pub last_receipt_ms: i64,
+    /// A session of the coordinator's own probe: never paid.
+    #[serde(default)]
+    #[sqlx(default)]
+    pub probe: bool,
 }
 
 /// A settled epoch: the published inputs, the closing statement and the Merkle leaves.
@@ -372,4 +385,87 @@ pub struct ProbeRecord {
     pub throughput_bytes_per_s: i64,
     /// When it ran.
     pub probed_at_ms: i64,
+}
+
+/// One charge against a grant budget: `cost` units of what `subject` (a viewer key or a source
+/// prefix, in `scope`) may spend per epoch, `limit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetCharge {
+    /// `viewer`, `ipv4/24`, `ipv6/48` or `ipv6/64`.
+    pub scope: String,
+    /// The viewer key (hex) or the prefix.
+    pub subject: String,
+    /// Units this request spends.
+    pub cost: i64,
+    /// Units the subject may spend in the epoch.
+    pub limit: i64,
+}
+
+/// A charge that would have taken its subject over its limit (nothing was spent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetRefusal {
+    /// The scope of the exhausted budget.
+    pub scope: String,
+    /// Its subject.
+    pub subject: String,
+    /// Units spent before this request.
+    pub spent: i64,
+    /// Units this request would have spent.
+    pub cost: i64,
+    /// The epoch's limit.
+    pub limit: i64,
+}
+
+/// Receipt-backed sessions of one node over the routing windows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct NodeSessionCounts {
+    /// The node.
+    pub node_id: String,
+    /// Distinct sessions with a receipt received in the proving window.
+    pub proven_sessions: i64,
+    /// Distinct sessions with a receipt received in the live window.
+    pub live_sessions: i64,
+}
+
+/// Grants to one node from one source prefix that no receipt has confirmed yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct PendingGrantCount {
+    /// The node granted.
+    pub node_id: String,
+    /// The viewers' IPv4 /24 or IPv6 /48.
+    pub viewer_subnet: String,
+    /// Grants.
+    pub grants: i64,
+}
+
+/// A network prefix a node's heartbeats came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct NodePrefixRecord {
+    /// The node.
+    pub node_id: String,
+    /// Its IPv4 /24 or IPv6 /48 as observed on the connection.
+    pub prefix: String,
+    /// First heartbeat from it.
+    pub first_seen_ms: i64,
+    /// Latest heartbeat from it.
+    pub last_seen_ms: i64,
+    /// Heartbeats from it.
+    pub heartbeats: i64,
+}
+
+/// Receipt-verified traffic of one node in one epoch, split into viewers' and probes'.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct NodeEpochTraffic {
+    /// The node.
+    pub node_id: String,
+    /// Bytes viewers' receipts acknowledged (wherever they were posted).
+    pub verified_bytes: i64,
+    /// Distinct viewer sessions with receipts.
+    pub sessions: i64,
+    /// Distinct viewer keys with receipts.
+    pub viewers: i64,
+    /// Bytes the coordinator's probes acknowledged (never paid).
+    pub probe_bytes: i64,
+    /// Probe sessions with receipts.
+    pub probe_sessions: i64,
 }

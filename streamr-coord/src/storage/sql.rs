@@ -12,8 +12,9 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    ActivityDelta, EvidenceRecord, HeartbeatWrite, LedgerEntryRecord, NodeRecord, NodeUsage,
-    PayoutRecord, ProbeRecord, ReceiptRecord, SegmentRecord, SessionRecord, SessionUsageRow,
+    ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, HeartbeatWrite, LedgerEntryRecord,
+    NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord,
+    PendingGrantCount, ProbeRecord, ReceiptRecord, SegmentRecord, SessionRecord, SessionUsageRow,
     SettlementRecord, SettlementWrite, StatsRow, Storage, StorageResult, StreamRecord, Totals,
 };
 use crate::error::StorageError;
@@ -672,8 +673,8 @@ macro_rules! sql_storage {
             async fn create_session(&self, session: &SessionRecord) -> StorageResult<()> {
                 sqlx::query(&$sql(
                     "INSERT INTO sessions (session_id, stream_id, node_id, viewer, max_bytes, \
-                     expiry_ms, issued_at_ms, grant_json, viewer_subnet) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                     expiry_ms, issued_at_ms, grant_json, viewer_subnet, viewer_prefix64, probe) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 ))
                 .bind(&session.session_id)
                 .bind(&session.stream_id)
@@ -684,6 +685,8 @@ macro_rules! sql_storage {
                 .bind(session.issued_at_ms)
                 .bind(&session.grant_json)
                 .bind(&session.viewer_subnet)
+                .bind(&session.viewer_prefix64)
+                .bind(session.probe)
                 .execute(&self.pool)
                 .await
                 .map_err(StorageError::query("create_session"))?;
@@ -693,7 +696,8 @@ macro_rules! sql_storage {
             async fn get_session(&self, session_id: &str) -> StorageResult<Option<SessionRecord>> {
                 sqlx::query_as::<_, SessionRecord>(&$sql(
                     "SELECT session_id, stream_id, node_id, viewer, max_bytes, expiry_ms, \
-                     issued_at_ms, grant_json, viewer_subnet FROM sessions WHERE session_id = $1",
+                     issued_at_ms, grant_json, viewer_subnet, viewer_prefix64, probe \
+                     FROM sessions WHERE session_id = $1",
                 ))
                 .bind(session_id)
                 .fetch_optional(&self.pool)
@@ -727,6 +731,59 @@ macro_rules! sql_storage {
                 Ok(inserted)
             }
 
+            async fn insert_viewer_receipts(
+                &self,
+                receipts: &[ReceiptRecord],
+                outcomes: &[ActivityDelta],
+            ) -> StorageResult<u64> {
+                let op = "insert_viewer_receipts";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                let inserted = Self::insert_receipts_in(&mut tx, receipts).await?;
+                for outcome in outcomes {
+                    sqlx::query(&$sql(
+                        "INSERT INTO viewer_posted_activity (node_id, epoch, submitted, accepted, \
+                         forged, replayed, beyond_grant, wrong_content) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                         ON CONFLICT (node_id, epoch) DO UPDATE SET \
+                         submitted = viewer_posted_activity.submitted + excluded.submitted, \
+                         accepted = viewer_posted_activity.accepted + excluded.accepted, \
+                         forged = viewer_posted_activity.forged + excluded.forged, \
+                         replayed = viewer_posted_activity.replayed + excluded.replayed, \
+                         beyond_grant = viewer_posted_activity.beyond_grant + excluded.beyond_grant, \
+                         wrong_content = viewer_posted_activity.wrong_content + excluded.wrong_content",
+                    ))
+                    .bind(&outcome.node_id)
+                    .bind(outcome.epoch)
+                    .bind(outcome.submitted)
+                    .bind(outcome.accepted)
+                    .bind(outcome.forged)
+                    .bind(outcome.replayed)
+                    .bind(outcome.beyond_grant)
+                    .bind(outcome.wrong_content)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                }
+                tx.commit().await.map_err(StorageError::query(op))?;
+                Ok(inserted)
+            }
+
+            async fn viewer_posted_for_epoch(
+                &self,
+                epoch: i64,
+            ) -> StorageResult<Vec<ActivityDelta>> {
+                sqlx::query_as::<_, ActivityDelta>(&$sql(
+                    "SELECT node_id, epoch, CAST(0 AS BIGINT) AS heartbeats, \
+                     CAST(0 AS BIGINT) AS claimed_bytes, submitted, accepted, forged, replayed, \
+                     beyond_grant, wrong_content, CAST(0 AS BIGINT) AS unattested_bytes \
+                     FROM viewer_posted_activity WHERE epoch = $1 ORDER BY node_id",
+                ))
+                .bind(epoch)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("viewer_posted_for_epoch"))
+            }
+
             async fn activity_for_epoch(&self, epoch: i64) -> StorageResult<Vec<ActivityDelta>> {
                 sqlx::query_as::<_, ActivityDelta>(&$sql(
                     "SELECT node_id, epoch, heartbeats, claimed_bytes, submitted, accepted, forged, \
@@ -752,11 +809,11 @@ macro_rules! sql_storage {
                      COALESCE((SELECT MAX(p.bytes_total) FROM receipts p \
                      WHERE p.session_id = r.session_id AND p.epoch < $1), 0) AS previous_total, \
                      s.issued_at_ms AS started_ms, \
-                     MAX(r.t_ms) AS last_receipt_ms \
+                     MAX(r.t_ms) AS last_receipt_ms, s.probe \
                      FROM receipts r JOIN sessions s ON s.session_id = r.session_id \
                      WHERE r.epoch = $1 \
                      GROUP BY r.session_id, s.node_id, s.viewer, s.viewer_subnet, s.stream_id, \
-                     s.issued_at_ms ORDER BY r.session_id",
+                     s.issued_at_ms, s.probe ORDER BY r.session_id",
                 ))
                 .bind(epoch)
                 .fetch_all(&self.pool)
@@ -836,10 +893,11 @@ macro_rules! sql_storage {
 
             async fn usage_for_epoch(&self, epoch: i64) -> StorageResult<Vec<NodeUsage>> {
                 sqlx::query_as::<_, NodeUsage>(&$sql(
-                    "SELECT node_id, CAST(SUM(bytes_delta) AS BIGINT) AS bytes, \
-                     CAST(SUM(on_time_bytes) AS BIGINT) AS on_time_bytes, \
-                     COUNT(DISTINCT session_id) AS sessions \
-                     FROM receipts WHERE epoch = $1 GROUP BY node_id ORDER BY node_id",
+                    "SELECT r.node_id, CAST(SUM(r.bytes_delta) AS BIGINT) AS bytes, \
+                     CAST(SUM(r.on_time_bytes) AS BIGINT) AS on_time_bytes, \
+                     COUNT(DISTINCT r.session_id) AS sessions \
+                     FROM receipts r JOIN sessions s ON s.session_id = r.session_id \
+                     WHERE r.epoch = $1 AND NOT s.probe GROUP BY r.node_id ORDER BY r.node_id",
                 ))
                 .bind(epoch)
                 .fetch_all(&self.pool)
@@ -1155,6 +1213,163 @@ macro_rules! sql_storage {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(StorageError::query("minute_stats"))
+            }
+
+            async fn spend_grant_budget(
+                &self,
+                epoch: i64,
+                charges: &[BudgetCharge],
+            ) -> StorageResult<Option<BudgetRefusal>> {
+                let op = "spend_grant_budget";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                for charge in charges {
+                    let (spent,): (i64,) = sqlx::query_as(&$sql(
+                        "INSERT INTO grant_budgets (epoch, scope, subject, spent) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (epoch, scope, subject) \
+                         DO UPDATE SET spent = grant_budgets.spent + excluded.spent \
+                         RETURNING spent",
+                    ))
+                    .bind(epoch)
+                    .bind(&charge.scope)
+                    .bind(&charge.subject)
+                    .bind(charge.cost)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                    if spent > charge.limit {
+                        tx.rollback().await.map_err(StorageError::query(op))?;
+                        return Ok(Some(BudgetRefusal {
+                            scope: charge.scope.clone(),
+                            subject: charge.subject.clone(),
+                            spent: spent.saturating_sub(charge.cost),
+                            cost: charge.cost,
+                            limit: charge.limit,
+                        }));
+                    }
+                }
+                tx.commit().await.map_err(StorageError::query(op))?;
+                Ok(None)
+            }
+
+            async fn session_counts_since(
+                &self,
+                proven_since_ms: i64,
+                live_since_ms: i64,
+            ) -> StorageResult<Vec<NodeSessionCounts>> {
+                sqlx::query_as::<_, NodeSessionCounts>(&$sql(
+                    "SELECT node_id, COUNT(DISTINCT session_id) AS proven_sessions, \
+                     COUNT(DISTINCT CASE WHEN received_at_ms >= $2 THEN session_id END) \
+                     AS live_sessions \
+                     FROM receipts WHERE received_at_ms >= $1 GROUP BY node_id",
+                ))
+                .bind(proven_since_ms.min(live_since_ms))
+                .bind(live_since_ms)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("session_counts_since"))
+            }
+
+            async fn pending_grants_since(
+                &self,
+                since_ms: i64,
+            ) -> StorageResult<Vec<PendingGrantCount>> {
+                sqlx::query_as::<_, PendingGrantCount>(&$sql(
+                    "SELECT s.node_id, s.viewer_subnet, COUNT(*) AS grants FROM sessions s \
+                     WHERE s.issued_at_ms >= $1 AND NOT EXISTS \
+                     (SELECT 1 FROM receipts r WHERE r.session_id = s.session_id) \
+                     GROUP BY s.node_id, s.viewer_subnet",
+                ))
+                .bind(since_ms)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("pending_grants_since"))
+            }
+
+            async fn record_node_prefix(
+                &self,
+                node_id: &str,
+                prefix: &str,
+                now_ms: i64,
+            ) -> StorageResult<()> {
+                sqlx::query(&$sql(
+                    "INSERT INTO node_prefixes (node_id, prefix, first_seen_ms, last_seen_ms, \
+                     heartbeats) VALUES ($1, $2, $3, $3, 1) \
+                     ON CONFLICT (node_id, prefix) DO UPDATE SET \
+                     last_seen_ms = excluded.last_seen_ms, \
+                     heartbeats = node_prefixes.heartbeats + 1",
+                ))
+                .bind(node_id)
+                .bind(prefix)
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(StorageError::query("record_node_prefix"))?;
+                Ok(())
+            }
+
+            async fn node_prefixes(&self) -> StorageResult<Vec<NodePrefixRecord>> {
+                sqlx::query_as::<_, NodePrefixRecord>(
+                    "SELECT node_id, prefix, first_seen_ms, last_seen_ms, heartbeats \
+                     FROM node_prefixes ORDER BY last_seen_ms DESC, node_id, prefix",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("node_prefixes"))
+            }
+
+            async fn sessions_live_between(
+                &self,
+                from_ms: i64,
+                to_ms: i64,
+            ) -> StorageResult<Vec<SessionRecord>> {
+                sqlx::query_as::<_, SessionRecord>(&$sql(
+                    "SELECT session_id, stream_id, node_id, viewer, max_bytes, expiry_ms, \
+                     issued_at_ms, grant_json, viewer_subnet, viewer_prefix64, probe \
+                     FROM sessions WHERE issued_at_ms < $2 AND expiry_ms > $1 \
+                     ORDER BY issued_at_ms, session_id",
+                ))
+                .bind(from_ms)
+                .bind(to_ms)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("sessions_live_between"))
+            }
+
+            async fn nodes_granted_to_viewer(
+                &self,
+                viewer: &str,
+                since_ms: i64,
+            ) -> StorageResult<Vec<String>> {
+                let rows: Vec<(String,)> = sqlx::query_as(&$sql(
+                    "SELECT DISTINCT node_id FROM sessions \
+                     WHERE viewer = $1 AND issued_at_ms >= $2",
+                ))
+                .bind(viewer)
+                .bind(since_ms)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("nodes_granted_to_viewer"))?;
+                Ok(rows.into_iter().map(|(node,)| node).collect())
+            }
+
+            async fn traffic_for_epoch(&self, epoch: i64) -> StorageResult<Vec<NodeEpochTraffic>> {
+                sqlx::query_as::<_, NodeEpochTraffic>(&$sql(
+                    "SELECT r.node_id, \
+                     CAST(COALESCE(SUM(CASE WHEN s.probe THEN 0 ELSE r.bytes_delta END), 0) \
+                     AS BIGINT) AS verified_bytes, \
+                     COUNT(DISTINCT CASE WHEN s.probe THEN NULL ELSE r.session_id END) \
+                     AS sessions, \
+                     COUNT(DISTINCT CASE WHEN s.probe THEN NULL ELSE s.viewer END) AS viewers, \
+                     CAST(COALESCE(SUM(CASE WHEN s.probe THEN r.bytes_delta ELSE 0 END), 0) \
+                     AS BIGINT) AS probe_bytes, \
+                     COUNT(DISTINCT CASE WHEN s.probe THEN r.session_id END) AS probe_sessions \
+                     FROM receipts r JOIN sessions s ON s.session_id = r.session_id \
+                     WHERE r.epoch = $1 GROUP BY r.node_id ORDER BY r.node_id",
+                ))
+                .bind(epoch)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("traffic_for_epoch"))
             }
 
             async fn totals(&self) -> StorageResult<Totals> {

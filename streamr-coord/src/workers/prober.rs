@@ -1,43 +1,66 @@
-//! The probe runner that fetches from real nodes: a probe is a viewer. For each node it picks
-//! a live stream (one the node relays, else the newest live one), mints a session grant for
-//! itself, fetches the node's HLS playlist and one random segment listed in it, and measures
-//! time to first byte and throughput. The segment's BLAKE3 hash must equal one the origin
-//! reported for that stream recently.
+//! The probe runner that fetches from real nodes: a probe is a viewer, and a node cannot tell
+//! it from one. Each probe uses a fresh viewer key and a grant shaped like every viewer's
+//! (the same lifetime and byte allowance), is recorded as a session like a viewer's, and plays
+//! like a player: usually HLS, fetching the playlist and then the two or three newest segments
+//! in order (as players do when they join a live stream), signing a cumulative receipt for
+//! each segment whose content it verified and posting it to the node, which forwards it like
+//! any other; sometimes HTTP-FLV, reading the stream for a few seconds (and, like a plain
+//! player, sending no receipt). When each node is probed again is drawn at random around the
+//! probe interval.
 //!
-//! Segments are matched by hash among the origin's recent reports, not by sequence number: a
-//! node that started relaying mid-stream numbers its segments from its own start, while the
-//! content of each segment (cut on the same timestamp grid) is byte-identical to the origin's.
-//! A relay cuts a segment about when the origin does, so the origin's report of the newest one
-//! may arrive while the probe downloads it: a segment matching none of the reports read before
-//! the download is checked again against the reports read after it.
+//! Probe sessions are marked `probe` in the coordinator's own session records, which nodes
+//! never see: settlement leaves them unpaid.
+//!
+//! HLS probes measure time to first byte and the throughput sustained over all the segments
+//! fetched. Each segment's BLAKE3 hash must equal one the origin reported for that stream
+//! recently. Segments are matched by hash among the origin's recent reports, not by sequence
+//! number: a node that started relaying mid-stream numbers its segments from its own start,
+//! while the content of each segment (cut on the same timestamp grid) is byte-identical to the
+//! origin's. A relay cuts a segment about when the origin does, so the origin's report of the
+//! newest one may arrive while the probe downloads it: a segment matching none of the reports
+//! read before the download is checked again against the reports read after it. An HTTP-FLV
+//! probe checks that the node answers with an FLV stream; its throughput follows the stream's
+//! bitrate, so it is not a capacity measurement and only its failures are recorded.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
-use rand::RngCore;
+use rand::{Rng, RngCore};
 use streamr_core::{
-    segment_hash, KeyPair, NodeId, ProbeResult, SessionGrant, SessionId, Signed, StreamId,
+    segment_hash, ContentDigest, KeyPair, NodeId, ProbeResult, SessionGrant, SessionId, Signed,
+    SignedGrant, SignedReceipt, StreamId, ViewerReceipt,
 };
 
 use crate::grant_token;
-use crate::storage::{NodeRecord, Storage};
+use crate::storage::{NodeRecord, SegmentRecord, SessionRecord, Storage};
+use crate::wire::ReceiptsRequest;
 use crate::workers::ProbeRunner;
 
 /// Origin segment reports a probed segment is compared with.
 const RECENT_SEGMENTS: i64 = 60;
 /// Largest segment a probe downloads.
 const MAX_SEGMENT_BYTES: usize = 64 << 20;
+/// One HLS probe fetches this many segments at least and at most (fewer when fewer are listed).
+const HLS_SEGMENTS: (usize, usize) = (2, 3);
+/// By default, one probe in this many plays HTTP-FLV instead of HLS.
+const FLV_ONE_IN: u32 = 4;
+/// How long an HTTP-FLV probe reads, at least and at most, ms.
+const FLV_WATCH_MS: (u64, u64) = (1_500, 4_000);
+/// Most bytes an HTTP-FLV probe reads.
+const MAX_FLV_BYTES: usize = 16 << 20;
 
 /// Probes nodes over HTTP like a viewer (see the module docs).
 pub struct HttpProber {
     storage: Arc<dyn Storage>,
     coordinator_key: KeyPair,
-    probe_key: KeyPair,
     http: reqwest::Client,
     timeout: Duration,
     every: Duration,
-    last_probed: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+    grant_ttl: Duration,
+    grant_bytes_per_second: u64,
+    flv_one_in: u32,
+    next_due: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for HttpProber {
@@ -66,6 +89,10 @@ enum ProbeFailure {
     EmptyPlaylist { url: String },
     #[error("segment {url} is larger than {MAX_SEGMENT_BYTES} bytes")]
     TooLarge { url: String },
+    #[error("GET {url}: not an FLV stream")]
+    NotFlv { url: String },
+    #[error("recording the probe session: {0}")]
+    Session(String),
 }
 
 struct Fetched {
@@ -75,9 +102,11 @@ struct Fetched {
 }
 
 impl HttpProber {
-    /// A prober reading streams and origin hashes from `storage` and signing its grants with
-    /// `coordinator_key` (the key nodes verify grants with). Each request times out after 10 s;
-    /// each node is probed at most every 30 s (see [`HttpProber::every`]).
+    /// A prober reading streams and origin hashes from `storage`, recording its sessions there
+    /// and signing its grants with `coordinator_key` (the key nodes verify grants with). Each
+    /// request times out after 10 s; each node is probed about every 30 s (see
+    /// [`HttpProber::every`]); grants are shaped like those of the default configuration (see
+    /// [`HttpProber::grants_like`]).
     pub fn new(storage: Arc<dyn Storage>, coordinator_key: KeyPair) -> Self {
         Self::with_timeout(storage, coordinator_key, Duration::from_secs(10))
     }
@@ -88,52 +117,67 @@ impl HttpProber {
         coordinator_key: KeyPair,
         timeout: Duration,
     ) -> Self {
+        let defaults = crate::CoordConfig::default();
         HttpProber {
             storage,
             coordinator_key,
-            probe_key: KeyPair::generate(&mut rand::rngs::OsRng),
             http: reqwest::Client::builder()
                 .timeout(timeout)
                 .build()
                 .unwrap_or_default(),
             timeout,
             every: Duration::from_secs(30),
-            last_probed: std::sync::Mutex::default(),
+            grant_ttl: defaults.grant_ttl,
+            grant_bytes_per_second: defaults.grant_bytes_per_second,
+            flv_one_in: FLV_ONE_IN,
+            next_due: std::sync::Mutex::default(),
         }
     }
 
-    /// Probes each node at most once per `every` (default 30 s), however often the worker
+    /// Probes each node about once per `every` (default 30 s; each wait drawn between half and
+    /// one and a half times it, so nodes cannot predict probes), however often the worker
     /// round runs.
     pub fn every(mut self, every: Duration) -> Self {
         self.every = every;
         self
     }
 
-    /// Whether `node` is due for a probe now (and marks it probed).
+    /// Shapes probe grants like the grants `config` gives viewers (lifetime and bytes per
+    /// second), so a node cannot tell probes by their grants.
+    pub fn grants_like(mut self, config: &crate::CoordConfig) -> Self {
+        self.grant_ttl = config.grant_ttl;
+        self.grant_bytes_per_second = config.grant_bytes_per_second;
+        self
+    }
+
+    /// Plays HTTP-FLV in one probe out of `one_in` (default 4), HLS in the others; 0 never
+    /// plays HTTP-FLV, 1 always does.
+    pub fn flv_one_in(mut self, one_in: u32) -> Self {
+        self.flv_one_in = one_in;
+        self
+    }
+
+    /// Whether `node` is due for a probe now; if so, draws when it is due next.
     fn due(&self, node: &str) -> bool {
-        let mut last = self
-            .last_probed
+        let mut next_due = self
+            .next_due
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
-        if last
-            .get(node)
-            .is_some_and(|at| now.duration_since(*at) < self.every)
-        {
+        if next_due.get(node).is_some_and(|at| now < *at) {
             return false;
         }
-        last.insert(node.to_owned(), now);
+        let wait = self.every.mul_f64(rand::thread_rng().gen_range(0.5..1.5));
+        next_due.insert(node.to_owned(), now + wait);
         true
     }
 
-    /// Hashes of the origin's recent segments of `stream`.
-    async fn origin_hashes(&self, stream: &str) -> Option<Vec<String>> {
-        let segments = self
-            .storage
+    /// The origin's recent segments of `stream`.
+    async fn origin_segments(&self, stream: &str) -> Option<Vec<SegmentRecord>> {
+        self.storage
             .list_segments(stream, RECENT_SEGMENTS)
             .await
-            .ok()?;
-        Some(segments.into_iter().map(|s| s.hash).collect())
+            .ok()
     }
 
     /// The stream to probe `node` on: one it relays, else the newest live stream.
@@ -149,22 +193,50 @@ impl HttpProber {
             .map(|s| s.id)
     }
 
-    fn grant(&self, node_id: NodeId, stream: &str) -> Option<String> {
+    /// A grant for a fresh viewer key, shaped like a viewer's, recorded as a probe session.
+    async fn open_session(
+        &self,
+        node: &NodeRecord,
+        node_id: NodeId,
+        stream: &str,
+        viewer: &KeyPair,
+    ) -> Result<Option<SignedGrant>, ProbeFailure> {
+        let Ok(stream_id) = StreamId::new(stream) else {
+            return Ok(None);
+        };
         let mut session = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut session);
-        let expiry_ms = crate::client::unix_ms().saturating_add(60_000);
+        let now = crate::client::unix_ms();
+        let ttl_ms = u64::try_from(self.grant_ttl.as_millis()).unwrap_or(u64::MAX);
         let grant = SessionGrant {
             session_id: SessionId::from_bytes(session),
-            viewer: self.probe_key.viewer_key(),
+            viewer: viewer.viewer_key(),
             node_id,
-            stream_id: StreamId::new(stream).ok()?,
-            max_bytes: MAX_SEGMENT_BYTES as u64 * 2,
-            expiry_ms,
+            stream_id,
+            max_bytes: self.grant_bytes_per_second.saturating_mul(ttl_ms / 1000),
+            expiry_ms: now.saturating_add(ttl_ms),
         };
-        Some(grant_token::encode(&Signed::sign(
-            grant,
-            &self.coordinator_key,
-        )))
+        let signed = Signed::sign(grant, &self.coordinator_key);
+        let grant_json =
+            serde_json::to_string(&signed).map_err(|e| ProbeFailure::Session(e.to_string()))?;
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.storage
+            .create_session(&SessionRecord {
+                session_id: signed.body.session_id.to_string(),
+                stream_id: stream.to_owned(),
+                node_id: node.id.clone(),
+                viewer: signed.body.viewer.to_string(),
+                max_bytes: clamp(signed.body.max_bytes),
+                expiry_ms: clamp(signed.body.expiry_ms),
+                issued_at_ms: clamp(now),
+                grant_json,
+                viewer_subnet: String::new(),
+                viewer_prefix64: String::new(),
+                probe: true,
+            })
+            .await
+            .map_err(|e| ProbeFailure::Session(e.to_string()))?;
+        Ok(Some(signed))
     }
 
     async fn fetch(&self, url: &str) -> Result<Fetched, ProbeFailure> {
@@ -197,14 +269,14 @@ impl HttpProber {
         })
     }
 
-    /// Fetches the playlist and one random segment; returns the segment, or `None` when the
-    /// playlist lists a single segment (see below).
-    async fn fetch_segment(
+    /// Fetches the playlist and then its newest two or three segments in order; returns them,
+    /// or an empty list when the playlist lists a single segment (see below).
+    async fn fetch_segments(
         &self,
         node: &NodeRecord,
         stream: &str,
         token: &str,
-    ) -> Result<Option<Fetched>, ProbeFailure> {
+    ) -> Result<Vec<Fetched>, ProbeFailure> {
         let base = node.http_url.trim_end_matches('/');
         let playlist_url = format!("{base}/live/{stream}.m3u8?grant={token}");
         let playlist = self.fetch(&playlist_url).await?;
@@ -219,26 +291,201 @@ impl HttpProber {
         // segment equals. A node listing only that one has nothing to probe yet (a node that
         // keeps listing one segment is never probed, so its availability stays 0).
         if segments.len() == 1 {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let candidates = segments.get(1..).unwrap_or_default();
-        let chosen =
-            candidates
-                .choose(&mut rand::thread_rng())
-                .ok_or(ProbeFailure::EmptyPlaylist {
-                    url: playlist_url.clone(),
-                })?;
-        let mut url = if chosen.starts_with("http://") || chosen.starts_with("https://") {
-            (*chosen).to_owned()
-        } else if chosen.starts_with('/') {
-            format!("{base}{chosen}")
-        } else {
-            format!("{base}/live/{chosen}")
-        };
-        if !url.contains("grant=") {
-            url = grant_token::with_grant_token(&url, token);
+        if candidates.is_empty() {
+            return Err(ProbeFailure::EmptyPlaylist {
+                url: playlist_url.clone(),
+            });
         }
-        self.fetch(&url).await.map(Some)
+        let wanted = rand::thread_rng().gen_range(HLS_SEGMENTS.0..=HLS_SEGMENTS.1);
+        let newest = candidates
+            .get(candidates.len().saturating_sub(wanted)..)
+            .unwrap_or_default();
+        let mut fetched = Vec::with_capacity(newest.len());
+        for uri in newest {
+            let mut url = if uri.starts_with("http://") || uri.starts_with("https://") {
+                (*uri).to_owned()
+            } else if uri.starts_with('/') {
+                format!("{base}{uri}")
+            } else {
+                format!("{base}/live/{uri}")
+            };
+            if !url.contains("grant=") {
+                url = grant_token::with_grant_token(&url, token);
+            }
+            fetched.push(self.fetch(&url).await?);
+        }
+        Ok(fetched)
+    }
+
+    /// The origin segment `hash` is, looked up in `origin` and then in the reports read now
+    /// (the origin's report of the newest segment may have arrived during the download).
+    async fn match_origin(
+        &self,
+        stream: &str,
+        hash: &str,
+        origin: &[SegmentRecord],
+    ) -> Option<SegmentRecord> {
+        if let Some(segment) = origin.iter().find(|s| s.hash == hash) {
+            return Some(segment.clone());
+        }
+        self.origin_segments(stream)
+            .await?
+            .into_iter()
+            .find(|s| s.hash == hash)
+    }
+
+    /// Posts a receipt to the node, as a viewer does; the node forwards it with its heartbeat.
+    async fn send_receipt(&self, node: &NodeRecord, receipt: SignedReceipt) {
+        let url = format!("{}/receipts", node.http_url.trim_end_matches('/'));
+        let request = ReceiptsRequest {
+            receipts: vec![receipt],
+        };
+        let Ok(body) = serde_json::to_vec(&request) else {
+            return;
+        };
+        let sent = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await;
+        if let Err(error) = sent {
+            tracing::debug!(node = %node.id, %error, "probe receipt not delivered");
+        }
+    }
+
+    /// An HLS probe: fetches segments, checks each against the origin and acknowledges the
+    /// verified ones with receipts.
+    async fn probe_hls(
+        &self,
+        node: &NodeRecord,
+        node_id: NodeId,
+        stream: &str,
+        origin: &[SegmentRecord],
+        viewer: &KeyPair,
+        grant: &SignedGrant,
+    ) -> Option<ProbeResult> {
+        let token = grant_token::encode(grant);
+        let fetched = match self.fetch_segments(node, stream, &token).await {
+            Ok(fetched) if fetched.is_empty() => return None,
+            Ok(fetched) => fetched,
+            Err(failure) => {
+                tracing::info!(node = %node.id, %stream, %failure, "probe failed");
+                return Some(self.timed_out(node_id));
+            }
+        };
+        let mut hash_ok = true;
+        let mut bytes_total = 0u64;
+        let mut receipt_seq = 0u64;
+        let mut download = Duration::ZERO;
+        for segment in &fetched {
+            download += segment.total;
+            let hash = segment_hash(&segment.bytes).to_string();
+            let Some(matched) = self.match_origin(stream, &hash, origin).await else {
+                tracing::warn!(node = %node.id, %stream, %hash, "probed segment matches no origin hash");
+                hash_ok = false;
+                continue;
+            };
+            bytes_total = bytes_total.saturating_add(segment.bytes.len() as u64);
+            let (Ok(last_segment_seq), Ok(segments_digest)) = (
+                u64::try_from(matched.sequence),
+                matched.digest.parse::<ContentDigest>(),
+            ) else {
+                continue;
+            };
+            receipt_seq += 1;
+            let receipt = ViewerReceipt {
+                session_id: grant.body.session_id,
+                seq: receipt_seq,
+                bytes_total,
+                last_segment_seq,
+                segments_digest,
+                t_ms: crate::client::unix_ms(),
+            };
+            self.send_receipt(node, Signed::sign(receipt, viewer)).await;
+        }
+        let bytes: usize = fetched.iter().map(|f| f.bytes.len()).sum();
+        let secs = download.as_secs_f64().max(0.000_001);
+        let ttfb = fetched.first().map_or(Duration::ZERO, |f| f.ttfb);
+        Some(ProbeResult {
+            node_id,
+            hash_ok,
+            timed_out: false,
+            ttfb_ms: u64::try_from(ttfb.as_millis()).unwrap_or(u64::MAX),
+            throughput_bytes_per_s: (bytes as f64 / secs) as u64,
+        })
+    }
+
+    /// An HTTP-FLV probe: reads the stream for a few seconds. Only a failure is a result (see
+    /// the module docs).
+    async fn probe_flv(
+        &self,
+        node: &NodeRecord,
+        node_id: NodeId,
+        stream: &str,
+        grant: &SignedGrant,
+    ) -> Option<ProbeResult> {
+        let token = grant_token::encode(grant);
+        let base = node.http_url.trim_end_matches('/');
+        let url = format!("{base}/live/{stream}.flv?grant={token}");
+        let watch =
+            Duration::from_millis(rand::thread_rng().gen_range(FLV_WATCH_MS.0..=FLV_WATCH_MS.1));
+        match self.watch_flv(&url, watch).await {
+            Ok(()) => None,
+            Err(failure) => {
+                tracing::info!(node = %node.id, %stream, %failure, "FLV probe failed");
+                Some(self.timed_out(node_id))
+            }
+        }
+    }
+
+    async fn watch_flv(&self, url: &str, watch: Duration) -> Result<(), ProbeFailure> {
+        let started = Instant::now();
+        let http = |source| ProbeFailure::Http {
+            url: url.to_owned(),
+            source,
+        };
+        let mut response = self.http.get(url).send().await.map_err(http)?;
+        if !response.status().is_success() {
+            return Err(ProbeFailure::Status {
+                url: url.to_owned(),
+                status: response.status(),
+            });
+        }
+        let mut head: Vec<u8> = Vec::new();
+        let mut read = 0usize;
+        while started.elapsed() < watch && read < MAX_FLV_BYTES {
+            let left = watch.saturating_sub(started.elapsed());
+            let chunk = match tokio::time::timeout(left, response.chunk()).await {
+                Err(_) => break,
+                Ok(chunk) => chunk.map_err(http)?,
+            };
+            let Some(chunk) = chunk else { break };
+            if head.len() < 3 {
+                head.extend(chunk.iter().take(3 - head.len()));
+            }
+            read = read.saturating_add(chunk.len());
+        }
+        if head.as_slice() != b"FLV" {
+            return Err(ProbeFailure::NotFlv {
+                url: url.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn timed_out(&self, node_id: NodeId) -> ProbeResult {
+        ProbeResult {
+            node_id,
+            hash_ok: false,
+            timed_out: true,
+            ttfb_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
+            throughput_bytes_per_s: 0,
+        }
     }
 }
 
@@ -250,43 +497,24 @@ impl ProbeRunner for HttpProber {
             return None;
         }
         let stream = self.stream_for(node).await?;
-        let origin = self.origin_hashes(&stream).await?;
+        let origin = self.origin_segments(&stream).await?;
         if origin.is_empty() {
             return None;
         }
-        let token = self.grant(node_id, &stream)?;
-        match self.fetch_segment(node, &stream, &token).await {
-            Ok(None) => None,
-            Ok(Some(fetched)) => {
-                let hash = segment_hash(&fetched.bytes).to_string();
-                let secs = fetched.total.as_secs_f64().max(0.000_001);
-                let throughput = (fetched.bytes.len() as f64 / secs) as u64;
-                let hash_ok = origin.contains(&hash)
-                    || self
-                        .origin_hashes(&stream)
-                        .await
-                        .is_some_and(|reported| reported.contains(&hash));
-                if !hash_ok {
-                    tracing::warn!(node = %node.id, %stream, %hash, "probed segment matches no origin hash");
-                }
-                Some(ProbeResult {
-                    node_id,
-                    hash_ok,
-                    timed_out: false,
-                    ttfb_ms: u64::try_from(fetched.ttfb.as_millis()).unwrap_or(u64::MAX),
-                    throughput_bytes_per_s: throughput,
-                })
-            }
+        let viewer = KeyPair::generate(&mut rand::rngs::OsRng);
+        let grant = match self.open_session(node, node_id, &stream, &viewer).await {
+            Ok(grant) => grant?,
             Err(failure) => {
-                tracing::info!(node = %node.id, %stream, %failure, "probe failed");
-                Some(ProbeResult {
-                    node_id,
-                    hash_ok: false,
-                    timed_out: true,
-                    ttfb_ms: u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX),
-                    throughput_bytes_per_s: 0,
-                })
+                tracing::warn!(node = %node.id, %failure, "probe not started");
+                return None;
             }
+        };
+        let flv = self.flv_one_in > 0 && rand::thread_rng().gen_ratio(1, self.flv_one_in);
+        if flv {
+            self.probe_flv(node, node_id, &stream, &grant).await
+        } else {
+            self.probe_hls(node, node_id, &stream, &origin, &viewer, &grant)
+                .await
         }
     }
 }

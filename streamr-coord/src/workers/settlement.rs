@@ -237,7 +237,18 @@ impl Settler {
         let mut sessions = Vec::with_capacity(usage.len());
         let mut sessions_per_node: BTreeMap<String, u64> = BTreeMap::new();
         let mut bitrates: BTreeMap<StreamId, u64> = BTreeMap::new();
+        // The coordinator's own probe sessions are never paid: their bytes are left out of the
+        // sessions and out of the attested bytes the node claimed for them. They still count
+        // as sessions the node served, so its claims for them are judged with the same slack.
+        let mut probe_bytes: BTreeMap<String, u64> = BTreeMap::new();
         for row in &usage {
+            if row.probe {
+                let bytes = to_u64(row.bytes_total.saturating_sub(row.previous_total));
+                let total = probe_bytes.entry(row.node_id.clone()).or_default();
+                *total = total.saturating_add(bytes);
+                *sessions_per_node.entry(row.node_id.clone()).or_default() += 1;
+                continue;
+            }
             let (Ok(session_id), Ok(node_id), Ok(viewer), Ok(stream_id)) = (
                 row.session_id.parse::<SessionId>(),
                 row.node_id.parse::<NodeId>(),
@@ -276,7 +287,8 @@ impl Settler {
             .filter_map(|a| {
                 Some(NodeClaims {
                     node_id: a.node_id.parse().ok()?,
-                    claimed_bytes: to_u64(a.claimed_bytes),
+                    claimed_bytes: to_u64(a.claimed_bytes)
+                        .saturating_sub(probe_bytes.get(&a.node_id).copied().unwrap_or(0)),
                     unattested_bytes: to_u64(a.unattested_bytes),
                     sessions: sessions_per_node.get(&a.node_id).copied().unwrap_or(0),
                     receipts: ReceiptTally {

@@ -137,7 +137,7 @@ pub fn test_config() -> CoordConfig {
     let mut config = CoordConfig {
         admin_token: Some(ADMIN.into()),
         epoch_length: Duration::from_secs(2),
-        settlement_grace: Duration::from_millis(0),
+        settlement_grace: Duration::from_millis(500),
         rate_limit: None,
         ..CoordConfig::default()
     };
@@ -167,10 +167,28 @@ impl Client {
         body: Vec<u8>,
         admin: bool,
     ) -> (StatusCode, Value) {
+        self.raw_from(method, path, body, admin, None).await
+    }
+
+    /// A request as if it came from `peer` (the address the server's connect info would
+    /// carry), or from an unknown address.
+    pub async fn raw_from(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        admin: bool,
+        peer: Option<std::net::IpAddr>,
+    ) -> (StatusCode, Value) {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
             .header("content-type", "application/json");
+        if let Some(ip) = peer {
+            request = request.extension(axum::extract::ConnectInfo(std::net::SocketAddr::new(
+                ip, 40_000,
+            )));
+        }
         if admin {
             request = request.header("authorization", format!("Bearer {ADMIN}"));
         }
@@ -195,6 +213,12 @@ impl Client {
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.raw("GET", path, Vec::new(), false).await
+    }
+
+    /// A GET as if from `peer`.
+    pub async fn get_from(&self, path: &str, peer: std::net::IpAddr) -> (StatusCode, Value) {
+        self.raw_from("GET", path, Vec::new(), false, Some(peer))
+            .await
     }
 
     pub async fn get_admin(&self, path: &str) -> (StatusCode, Value) {
@@ -265,10 +289,11 @@ pub fn digest(hex: &Value) -> ContentDigest {
     hex.as_str().expect("hex string").parse().expect("digest")
 }
 
-/// Sleeps until the epoch containing `t_ms` has ended.
+/// Sleeps until the epoch containing `t_ms` has ended and its settlement grace (the receipts'
+/// deadline) passed, so it can be settled.
 pub async fn wait_for_epoch_end(config: &CoordConfig, t_ms: u64) {
     let length = config.epoch_length.as_millis() as u64;
-    let end = (t_ms / length + 1) * length;
+    let end = (t_ms / length + 1) * length + config.settlement_grace.as_millis() as u64;
     let now = now_ms();
     if end > now {
         tokio::time::sleep(Duration::from_millis(end - now + 50)).await;
