@@ -81,8 +81,9 @@ mod verifier;
 pub use content::{segment_hash, OriginDigests, SegmentChain, SegmentDigestSource, SegmentRecord};
 pub use error::{LedgerError, ReceiptRejection, SettlementError, SignatureError};
 pub use fraud::{
-    net_unattested, EpochObservations, Evidence, FraudConfig, FraudEngine, FraudReport, NodeClaims,
-    NodeProfile, PenaltyPolicy, ReceiptTally, RuleId, Verdict, ViewerProfile,
+    net_unattested, EpochObservations, Evidence, FraudConfig, FraudEngine, FraudReport,
+    IssuedGrant, NodeClaims, NodeProfile, PenaltyPolicy, ReceiptTally, RuleId, UnknownRule,
+    Verdict, ViewerProfile,
 };
 pub use grant::{SessionGrant, SignedGrant};
 pub use heartbeat::{HeartbeatNonces, NodeHeartbeat, SignedHeartbeat};

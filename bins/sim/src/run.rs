@@ -481,6 +481,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 unattested_bytes: accepted.unattested_bytes,
                 sessions: w.sessions,
                 receipts: tally,
+                viewer_posted: ReceiptTally::default(),
             });
         }
         // Idle nodes still heartbeat: an A5 node claims unattested traffic without viewers.
@@ -495,6 +496,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                     unattested_bytes: 5_000_000_000,
                     sessions: 0,
                     receipts: ReceiptTally::default(),
+                    viewer_posted: ReceiptTally::default(),
                 });
             }
         }
@@ -568,6 +570,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 .filter(|(e, _, _)| *e >= recent_from)
                 .map(|(_, s, o)| (*s, o.clone()))
                 .collect(),
+            grants: None,
         };
         let report = fraud.assess(&observations);
         let inputs = EpochInputs {

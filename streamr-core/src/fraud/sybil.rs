@@ -1,0 +1,143 @@
+//! Rules that make viewer keys cost something: credit from a key without history is discounted
+//! until the key has been credited on nodes in several prefixes, and all keys of one source
+//! prefix together are capped. Both only drop viewers' bytes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::context::{bytes_at, scale, Book, Credit, EpochContext};
+use super::RuleId;
+use crate::identity::ViewerKey;
+use crate::ids::Subnet24;
+use crate::rewards::PPM;
+
+/// What the engine remembers of a viewer key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct KeyHistory {
+    /// The last epoch the key was credited in.
+    pub last_seen: u64,
+    /// Node prefixes it was credited on, with the first epoch (at most `seasoned_key_prefixes`).
+    pub prefixes: BTreeMap<Subnet24, u64>,
+}
+
+impl KeyHistory {
+    /// Distinct node prefixes credited before `epoch`.
+    pub fn prefixes_before(&self, epoch: u64) -> u64 {
+        self.prefixes.values().filter(|e| **e < epoch).count() as u64
+    }
+}
+
+/// The weight of a key's credit, ppm: `new_key_weight_ppm` with no history, rising linearly to
+/// full weight at `needed` distinct prefixes credited in earlier epochs.
+pub(super) fn key_weight_ppm(ctx: &EpochContext<'_>, have: u64, needed: u64) -> u64 {
+    if needed == 0 {
+        return PPM;
+    }
+    let floor = ctx.config.new_key_weight_ppm.min(PPM);
+    floor + scale(PPM - floor, have.min(needed), needed)
+}
+
+/// NewViewerKey: each session's credit is weighted by its key's [`key_weight_ppm`]. The history
+/// asked of a key is `seasoned_key_prefixes`, or less where the epoch's typical credited byte
+/// comes from a key with less (the byte-weighted median): a young network, where every key is
+/// new, is not discounted as a whole; a farm of fresh keys in an established one is.
+pub(super) fn new_viewer_key(
+    ctx: &EpochContext<'_>,
+    keys: &BTreeMap<ViewerKey, KeyHistory>,
+    credits: &mut [Credit<'_>],
+    book: &mut Book,
+) {
+    let epoch = ctx.obs.epoch;
+    let have_of = |viewer: &ViewerKey| keys.get(viewer).map_or(0, |h| h.prefixes_before(epoch));
+    let mut by_history: Vec<(u64, u64)> = credits
+        .iter()
+        .map(|cr| (have_of(&cr.session.viewer), cr.bytes))
+        .collect();
+    by_history.sort_unstable();
+    let total = by_history
+        .iter()
+        .fold(0u64, |t, (_, b)| t.saturating_add(*b));
+    let mut running = 0u64;
+    let typical = by_history
+        .iter()
+        .find(|(_, bytes)| {
+            running = running.saturating_add(*bytes);
+            running >= total / 2
+        })
+        .map_or(0, |(have, _)| *have);
+    let needed = ctx.config.seasoned_key_prefixes.min(typical);
+    for cr in credits.iter_mut() {
+        let weight = key_weight_ppm(ctx, have_of(&cr.session.viewer), needed);
+        let keep = scale(cr.bytes, weight, PPM);
+        let drop = cr.bytes - keep.min(cr.bytes);
+        cr.bytes -= drop;
+        book.drop_part(
+            RuleId::NewViewerKey,
+            cr.session.node_id,
+            cr.session.viewer,
+            drop,
+        );
+    }
+}
+
+/// ViewerPrefixCap: the credit of all keys in one source prefix is capped at
+/// `prefix_cap_streams` streams for the whole epoch at the measured bitrate; the excess is
+/// dropped from each of the prefix's sessions in proportion. Keys are free, prefixes are not.
+pub(super) fn viewer_prefix_cap(
+    ctx: &EpochContext<'_>,
+    credits: &mut [Credit<'_>],
+    book: &mut Book,
+) {
+    let prefix_of = |viewer: &ViewerKey| ctx.viewers.get(viewer).map(|v| v.subnet);
+    let mut totals: BTreeMap<Subnet24, (u64, u64)> = BTreeMap::new();
+    for cr in credits.iter() {
+        let Some(prefix) = prefix_of(&cr.session.viewer) else {
+            continue;
+        };
+        let t = totals.entry(prefix).or_default();
+        t.0 = t.0.saturating_add(cr.bytes);
+        t.1 = t.1.max(ctx.bitrate(&cr.session.stream_id));
+    }
+    for cr in credits.iter_mut() {
+        let Some(prefix) = prefix_of(&cr.session.viewer) else {
+            continue;
+        };
+        let (total, bitrate) = totals.get(&prefix).copied().unwrap_or((0, 0));
+        let cap = bytes_at(bitrate, ctx.obs.epoch_ms).saturating_mul(ctx.config.prefix_cap_streams);
+        if total <= cap {
+            continue;
+        }
+        let drop = scale(cr.bytes, total - cap, total).min(cr.bytes);
+        cr.bytes -= drop;
+        book.drop_part(
+            RuleId::ViewerPrefixCap,
+            cr.session.node_id,
+            cr.session.viewer,
+            drop,
+        );
+    }
+}
+
+/// Records the node prefixes this epoch's credited sessions went to, and forgets keys unseen
+/// for `key_history_epochs`.
+pub(super) fn remember(
+    ctx: &EpochContext<'_>,
+    keys: &mut BTreeMap<ViewerKey, KeyHistory>,
+    credits: &[Credit<'_>],
+) {
+    let epoch = ctx.obs.epoch;
+    let limit = usize::try_from(ctx.config.seasoned_key_prefixes).unwrap_or(usize::MAX);
+    for cr in credits {
+        let Some(node) = ctx.profiles.get(&cr.session.node_id) else {
+            continue;
+        };
+        let h = keys.entry(cr.session.viewer).or_default();
+        h.last_seen = epoch;
+        if h.prefixes.len() < limit {
+            h.prefixes.entry(node.subnet).or_insert(epoch);
+        }
+    }
+    let oldest = epoch.saturating_sub(ctx.config.key_history_epochs);
+    keys.retain(|_, h| h.last_seen >= oldest);
+}
