@@ -128,10 +128,14 @@ pub fn gini(values: &[f64]) -> f64 {
     weighted / (n * sum)
 }
 
+/// Caught within the window: penalized, group-capped or whitewash-weighted, or (for attacks
+/// that only viewers can carry out, which cost viewers' credit and not the node) rules dropped
+/// at least half of its verified bytes in an epoch.
 fn detected_within(r: &NodeRecord, window: u64) -> bool {
     r.flagged_epochs
-        .first()
-        .is_some_and(|e| *e < r.start_epoch + window)
+        .iter()
+        .chain(&r.dropped_epochs)
+        .any(|e| *e < r.start_epoch + window)
 }
 
 /// Computes the report from a run.

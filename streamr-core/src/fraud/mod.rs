@@ -560,8 +560,13 @@ impl FraudEngine {
             let penalized = book.penalize.contains_key(&id);
             let mut unattested_bytes = 0;
             if let (Some(cl), false) = (claim, penalized) {
-                let verified_all = a.verified.saturating_add(a.probe_bytes);
-                unattested_bytes = net_unattested(cl, verified_all);
+                // Net only bytes that are paid: receipts a framer posted past the node, and
+                // dropped, must not eat into the node's unattested credit.
+                let credited = a
+                    .verified
+                    .saturating_sub(a.flagged)
+                    .saturating_add(a.probe_bytes);
+                unattested_bytes = net_unattested(cl, credited);
                 if let Some(bounds) = &bounds {
                     let bound = bounds.get(&id).copied().unwrap_or(0);
                     if let Some((drop, inputs)) = unattested::beyond_grants(unattested_bytes, bound)

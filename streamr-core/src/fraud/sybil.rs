@@ -12,19 +12,31 @@ use crate::identity::ViewerKey;
 use crate::ids::Subnet24;
 use crate::rewards::PPM;
 
+/// Node prefixes a key's history remembers, per prefix it must reach.
+const REMEMBERED_PREFIXES_PER_NEEDED: usize = 4;
+
 /// What the engine remembers of a viewer key.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct KeyHistory {
     /// The last epoch the key was credited in.
     pub last_seen: u64,
-    /// Node prefixes it was credited on, with the first epoch (at most `seasoned_key_prefixes`).
-    pub prefixes: BTreeMap<Subnet24, u64>,
+    /// Node prefixes it was credited on: (first epoch, sessions).
+    pub prefixes: BTreeMap<Subnet24, (u64, u64)>,
 }
 
 impl KeyHistory {
-    /// Distinct node prefixes credited before `epoch`.
-    pub fn prefixes_before(&self, epoch: u64) -> u64 {
-        self.prefixes.values().filter(|e| **e < epoch).count() as u64
+    /// Distinct node prefixes credited before `epoch`, counted only while no one prefix holds
+    /// more than half of the key's sessions: a key that keeps to a few nodes chose them, and
+    /// history it chose does not season it.
+    pub fn spread_before(&self, epoch: u64) -> u64 {
+        let (total, most) = self
+            .prefixes
+            .values()
+            .fold((0u64, 0u64), |(t, m), (_, n)| (t.saturating_add(*n), m.max(*n)));
+        if most.saturating_mul(2) > total {
+            return 0;
+        }
+        self.prefixes.values().filter(|(e, _)| *e < epoch).count() as u64
     }
 }
 
@@ -49,7 +61,7 @@ pub(super) fn new_viewer_key(
     book: &mut Book,
 ) {
     let epoch = ctx.obs.epoch;
-    let have_of = |viewer: &ViewerKey| keys.get(viewer).map_or(0, |h| h.prefixes_before(epoch));
+    let have_of = |viewer: &ViewerKey| keys.get(viewer).map_or(0, |h| h.spread_before(epoch));
     let mut by_history: Vec<(u64, u64)> = credits
         .iter()
         .map(|cr| (have_of(&cr.session.viewer), cr.bytes))
@@ -127,15 +139,19 @@ pub(super) fn remember(
     credits: &[Credit<'_>],
 ) {
     let epoch = ctx.obs.epoch;
-    let limit = usize::try_from(ctx.config.seasoned_key_prefixes).unwrap_or(usize::MAX);
+    let limit = usize::try_from(ctx.config.seasoned_key_prefixes)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(REMEMBERED_PREFIXES_PER_NEEDED);
     for cr in credits {
         let Some(node) = ctx.profiles.get(&cr.session.node_id) else {
             continue;
         };
         let h = keys.entry(cr.session.viewer).or_default();
         h.last_seen = epoch;
-        if h.prefixes.len() < limit {
-            h.prefixes.entry(node.subnet).or_insert(epoch);
+        if let Some((_, sessions)) = h.prefixes.get_mut(&node.subnet) {
+            *sessions = sessions.saturating_add(1);
+        } else if h.prefixes.len() < limit {
+            h.prefixes.insert(node.subnet, (epoch, 1));
         }
     }
     let oldest = epoch.saturating_sub(ctx.config.key_history_epochs);
