@@ -11,9 +11,9 @@ use streamr_core::{
     FraudEngine, HeartbeatNonces, IssuedGrant, KeyPair, NodeClaims, NodeHeartbeat, NodeId,
     NodeProfile, OperatorId, OriginDigests, PayoutPolicy, ProbePolicy, ProbeResult, ProbeSummary,
     ReceiptTally, ReceiptVerifier, RouteCandidate, Router, RuleId, SegmentChain, SegmentRecord,
-    SessionAccounting, SessionGrant, SessionId, SessionUsage, Settlement, SettlementConfig,
-    Signed, SignedReceipt, SimulatedChain, StreamId, Subnet24, Verdict, VerifierConfig,
-    ViewerKey, ViewerProfile, ViewerReceipt,
+    SessionAccounting, SessionGrant, SessionId, SessionUsage, Settlement, SettlementConfig, Signed,
+    SignedReceipt, SimulatedChain, StreamId, Subnet24, Verdict, VerifierConfig, ViewerKey,
+    ViewerProfile, ViewerReceipt,
 };
 
 use crate::scenario::{Attack, Network, Role, SimConfig, SimNode, ViewerKind};
@@ -481,6 +481,15 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 if !fake_viewer && !hostile && attack != Some(Attack::A4) && lag <= 10_000 {
                     w.true_on_time += interval_bytes as f64;
                 }
+                // A withholder really watches: what it receipts counts in full, its silent tail
+                // as unattested service would.
+                if viewer.kind == ViewerKind::Withholder {
+                    if seq == 0 {
+                        w.true_on_time += interval_bytes as f64;
+                    } else {
+                        w.true_legacy += interval_bytes as f64;
+                    }
+                }
                 let bytes_total = bytes_between(plan.start_ms, t);
                 if downloads {
                     account.served(*session_id, bytes_total);
@@ -682,9 +691,10 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 .unwrap_or_default();
             let claimed = served.attested + w.fabricated;
             let (claimed, unattested) = match attack {
-                Some(Attack::A1 | Attack::A10) => {
-                    (claimed * 3 + 2_000_000_000, served.unattested + 10_000_000_000)
-                }
+                Some(Attack::A1 | Attack::A10) => (
+                    claimed * 3 + 2_000_000_000,
+                    served.unattested + 10_000_000_000,
+                ),
                 Some(Attack::A5) => (claimed, served.unattested + 5_000_000_000),
                 // Claims up to what probes measured it can serve.
                 Some(Attack::IdleClaims) => (
@@ -775,6 +785,11 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
             grants: Some(grants),
         };
         let report = fraud.assess(&observations);
+        let claimed_unattested: BTreeMap<NodeId, u64> = observations
+            .claims
+            .iter()
+            .map(|c| (c.node_id, c.unattested_bytes))
+            .collect();
         let inputs = EpochInputs {
             epoch,
             pool: config.pool,
@@ -801,13 +816,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
             let Some(&i) = all_nodes.get(&evidence.node_id) else {
                 continue;
             };
-            if let (Verdict::DropBytes { bytes }, false) = (
-                &evidence.verdict,
-                matches!(
-                    evidence.rule,
-                    RuleId::UnattestedBeyondGrants | RuleId::UnattestedRatio
-                ),
-            ) {
+            if let Verdict::DropBytes { bytes } = &evidence.verdict {
                 *dropped.entry(i).or_default() += bytes;
             }
             let flag = matches!(
@@ -833,7 +842,9 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 continue;
             };
             let d = dropped.get(&i).copied().unwrap_or(0);
-            if input.verified_bytes > 0 && d * 2 >= input.verified_bytes {
+            let claimed_unattested = claimed_unattested.get(&input.node_id).copied().unwrap_or(0);
+            let judged = input.verified_bytes + claimed_unattested;
+            if judged > 0 && d * 2 >= judged {
                 if let Some(r) = records.get_mut(i) {
                     r.dropped_epochs.push(run_epoch);
                 }

@@ -88,7 +88,11 @@ pub struct ThreatConfig {
     pub sessions: u64,
     /// Bandwidth the attacker's keys really download with, bytes/s per session (0: receipts
     /// only, no download).
-    #[arg(id = "threat_bandwidth", long = "threat-bandwidth", default_value_t = 0)]
+    #[arg(
+        id = "threat_bandwidth",
+        long = "threat-bandwidth",
+        default_value_t = 0
+    )]
     pub bandwidth: u64,
 }
 

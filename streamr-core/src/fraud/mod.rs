@@ -341,7 +341,7 @@ impl Default for FraudConfig {
             bot_min_sessions: 20,
             viewer_cap_streams: 2,
             prefix_cap_streams: 8,
-            new_key_weight_ppm: 100_000,
+            new_key_weight_ppm: 0,
             seasoned_key_prefixes: 3,
             key_history_epochs: 720,
             unattested_ratio_ppm: 250_000,

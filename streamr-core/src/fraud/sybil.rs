@@ -29,10 +29,9 @@ impl KeyHistory {
     /// more than half of the key's sessions: a key that keeps to a few nodes chose them, and
     /// history it chose does not season it.
     pub fn spread_before(&self, epoch: u64) -> u64 {
-        let (total, most) = self
-            .prefixes
-            .values()
-            .fold((0u64, 0u64), |(t, m), (_, n)| (t.saturating_add(*n), m.max(*n)));
+        let (total, most) = self.prefixes.values().fold((0u64, 0u64), |(t, m), (_, n)| {
+            (t.saturating_add(*n), m.max(*n))
+        });
         if most.saturating_mul(2) > total {
             return 0;
         }
