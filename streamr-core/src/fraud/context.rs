@@ -133,6 +133,8 @@ pub(super) struct NodeAcc {
     pub verified: u64,
     /// Of which on time.
     pub on_time: u64,
+    /// On-time bytes of what the session rules left credited.
+    pub credited_on_time: u64,
     /// Verified bytes of probe sessions.
     pub probe_bytes: u64,
     /// Viewer sessions with verified bytes.

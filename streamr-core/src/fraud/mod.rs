@@ -412,6 +412,11 @@ impl FraudEngine {
             a.probe_bytes = a.probe_bytes.saturating_add(s.bytes);
         }
         let credits = self.assess_sessions(&ctx, &viewer_sessions, &mut book);
+        for cr in &credits {
+            let on_time = context::scale(cr.session.on_time_bytes, cr.bytes, cr.session.bytes);
+            let a = book.acc(cr.session.node_id);
+            a.credited_on_time = a.credited_on_time.saturating_add(on_time);
+        }
         let verified_by_session: BTreeMap<SessionId, u64> = viewer_sessions
             .iter()
             .map(|s| (s.session_id, s.bytes))
@@ -586,7 +591,15 @@ impl FraudEngine {
                 operator: node.operator.clone(),
                 subnet: node.subnet,
                 verified_bytes: a.verified,
-                on_time_bytes: a.on_time,
+                // Scaled so that the formula's eligible × on-time share counts exactly the
+                // credited bytes acknowledged on time: dropped sessions' punctuality must not
+                // lift the rest.
+                on_time_bytes: context::scale(
+                    a.credited_on_time,
+                    a.verified,
+                    a.verified.saturating_sub(a.flagged),
+                )
+                .min(a.verified),
                 // A penalized node earns nothing this epoch.
                 flagged_bytes: if penalized {
                     a.verified

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::context::{bytes_at, scale, Book, Credit, EpochContext};
 use super::RuleId;
-use crate::identity::ViewerKey;
+use crate::identity::{NodeId, ViewerKey};
 use crate::ids::Subnet24;
 use crate::rewards::PPM;
 
@@ -50,9 +50,11 @@ pub(super) fn key_weight_ppm(ctx: &EpochContext<'_>, have: u64, needed: u64) -> 
 }
 
 /// NewViewerKey: each session's credit is weighted by its key's [`key_weight_ppm`]. The history
-/// asked of a key is `seasoned_key_prefixes`, or less where the epoch's typical credited byte
-/// comes from a key with less (the byte-weighted median): a young network, where every key is
-/// new, is not discounted as a whole; a farm of fresh keys in an established one is.
+/// asked of a key is `seasoned_key_prefixes`, or less where the typical node's typical credited
+/// byte comes from a key with less (per node the byte-weighted median, then the median over
+/// nodes): a young network, where every key is new, is not discounted as a whole, while a farm
+/// of fresh keys in an established one is, however many bytes it fakes, unless it runs half of
+/// the serving nodes.
 pub(super) fn new_viewer_key(
     ctx: &EpochContext<'_>,
     keys: &BTreeMap<ViewerKey, KeyHistory>,
@@ -61,22 +63,22 @@ pub(super) fn new_viewer_key(
 ) {
     let epoch = ctx.obs.epoch;
     let have_of = |viewer: &ViewerKey| keys.get(viewer).map_or(0, |h| h.spread_before(epoch));
-    let mut by_history: Vec<(u64, u64)> = credits
-        .iter()
-        .map(|cr| (have_of(&cr.session.viewer), cr.bytes))
+    let mut per_node: BTreeMap<NodeId, Vec<(u64, u64)>> = BTreeMap::new();
+    for cr in credits.iter() {
+        per_node
+            .entry(cr.session.node_id)
+            .or_default()
+            .push((have_of(&cr.session.viewer), cr.bytes));
+    }
+    let mut node_typical: Vec<u64> = per_node
+        .into_values()
+        .map(|mut samples| byte_weighted_median(&mut samples))
         .collect();
-    by_history.sort_unstable();
-    let total = by_history
-        .iter()
-        .fold(0u64, |t, (_, b)| t.saturating_add(*b));
-    let mut running = 0u64;
-    let typical = by_history
-        .iter()
-        .find(|(_, bytes)| {
-            running = running.saturating_add(*bytes);
-            running >= total / 2
-        })
-        .map_or(0, |(have, _)| *have);
+    node_typical.sort_unstable();
+    let typical = node_typical
+        .get(node_typical.len() / 2)
+        .copied()
+        .unwrap_or(0);
     let needed = ctx.config.seasoned_key_prefixes.min(typical);
     for cr in credits.iter_mut() {
         let weight = key_weight_ppm(ctx, have_of(&cr.session.viewer), needed);
@@ -90,6 +92,20 @@ pub(super) fn new_viewer_key(
             drop,
         );
     }
+}
+
+/// The value below which half of the bytes lie, of `(value, bytes)` samples.
+fn byte_weighted_median(samples: &mut [(u64, u64)]) -> u64 {
+    samples.sort_unstable();
+    let total = samples.iter().fold(0u64, |t, (_, b)| t.saturating_add(*b));
+    let mut running = 0u64;
+    samples
+        .iter()
+        .find(|(_, bytes)| {
+            running = running.saturating_add(*bytes);
+            running >= total / 2
+        })
+        .map_or(0, |(value, _)| *value)
 }
 
 /// ViewerPrefixCap: the credit of all keys in one source prefix is capped at
