@@ -272,3 +272,215 @@ fn probe_failures_while_claiming_traffic_are_penalized() {
     assert_eq!(rules_for(&report, 1), [RuleId::ProbeFailuresWhileServing]);
     assert_eq!(rules_for(&report, 2), [RuleId::ProbeFailuresWhileServing]);
 }
+
+fn input_of(report: &FraudReport, n: u8) -> &NodeEpochInput {
+    let id = NodeId::from_bytes([n; 32]);
+    report
+        .node_inputs
+        .iter()
+        .find(|i| i.node_id == id)
+        .expect("node input")
+}
+
+fn grant(n: u8, v: u8, s: u8, live_minutes: u64, probe: bool) -> IssuedGrant {
+    IssuedGrant {
+        session_id: SessionId::from_bytes([s; 16]),
+        node_id: NodeId::from_bytes([n; 32]),
+        viewer: ViewerKey::from_bytes([v; 32]),
+        stream_id: StreamId::new("live").unwrap(),
+        live_ms: live_minutes * 60_000,
+        probe,
+    }
+}
+
+/// The honest epoch's grants: one per session, live as long as it played.
+fn honest_grants() -> Vec<IssuedGrant> {
+    (1..=8).map(|v| grant(1 + v % 4, v, v, 20, false)).collect()
+}
+
+#[test]
+fn framers_cost_only_their_own_credit() {
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    for epoch in 0..6u64 {
+        let mut obs = honest();
+        obs.epoch = 100 + epoch;
+        // Ten hostile keys put three sessions each on node 1 and post receipts past it: forged,
+        // replayed, beyond their grant, with wrong content and over-bitrate.
+        for k in 0..10u8 {
+            obs.viewers.push(viewer(50 + k, 50 + k));
+            for s in 0..3u8 {
+                let mut framing = session(1, 50 + k, 100 + k * 3 + s, 10);
+                framing.bytes_total *= 3;
+                obs.sessions.push(framing);
+            }
+        }
+        obs.claims[0].viewer_posted = ReceiptTally {
+            submitted: 60,
+            accepted: 30,
+            forged: 10,
+            replayed: 5,
+            beyond_grant: 10,
+            wrong_content: 5,
+        };
+        let report = engine.assess(&obs);
+        assert!(
+            report.penalties.is_empty(),
+            "epoch {epoch}: {:?}",
+            report.penalties
+        );
+        assert!(
+            report
+                .evidence
+                .iter()
+                .all(|e| !matches!(e.verdict, Verdict::Penalize { .. })),
+            "epoch {epoch}"
+        );
+        // The honest viewers' bytes on node 1 are all credited.
+        let node1 = input_of(&report, 1);
+        let honest_bytes = 2 * BITRATE * 20 * 60;
+        assert_eq!(
+            node1.verified_bytes - node1.flagged_bytes,
+            honest_bytes,
+            "epoch {epoch}"
+        );
+    }
+}
+
+#[test]
+fn unattested_bytes_are_bounded_by_the_grants_issued_to_the_node() {
+    let mut obs = honest();
+    // Node 1 served a legacy player for 30 minutes on a grant; node 2 had no viewer grant but
+    // probes, and claims a full epoch of unattested bytes.
+    obs.grants = Some({
+        let mut grants = honest_grants();
+        grants.push(grant(1, 30, 30, 30, false));
+        grants.push(grant(2, 31, 31, 60, true));
+        grants
+    });
+    obs.claims[0].unattested_bytes = BITRATE * 30 * 60;
+    obs.claims[1].unattested_bytes = BITRATE * 3_600;
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(input_of(&report, 1).unattested_bytes, BITRATE * 30 * 60);
+    assert_eq!(
+        input_of(&report, 2).unattested_bytes,
+        0,
+        "probe grants bound nothing"
+    );
+    assert_eq!(rules_for(&report, 2), [RuleId::UnattestedBeyondGrants]);
+    // Without a grant log the old cap (probe capacity) alone applies.
+    obs.grants = None;
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(input_of(&report, 2).unattested_bytes, BITRATE * 3_600);
+}
+
+#[test]
+fn probe_sessions_are_verified_but_never_paid() {
+    let mut obs = honest();
+    obs.sessions.push(session(3, 40, 40, 1));
+    obs.viewers.push(viewer(40, 40));
+    obs.claims[2].claimed_bytes += BITRATE * 60;
+    let mut grants = honest_grants();
+    grants.push(grant(3, 40, 40, 1, true));
+    obs.grants = Some(grants);
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert!(report.evidence.is_empty(), "{:?}", report.evidence);
+    assert_eq!(input_of(&report, 3).verified_bytes, 2 * BITRATE * 20 * 60);
+}
+
+#[test]
+fn the_network_pays_unattested_bytes_up_to_a_ratio_of_attested_ones() {
+    let mut obs = honest();
+    // Every node claims as many unattested bytes as it has attested ones, on real grants.
+    let mut grants = honest_grants();
+    for n in 1..=4u8 {
+        grants.push(grant(n, 60 + n, 60 + n, 60, false));
+        obs.claims[usize::from(n) - 1].unattested_bytes = 2 * BITRATE * 20 * 60;
+    }
+    obs.grants = Some(grants);
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    let unattested: u64 = report.node_inputs.iter().map(|n| n.unattested_bytes).sum();
+    let attested: u64 = report.node_inputs.iter().map(|n| n.verified_bytes).sum();
+    assert!(unattested <= attested / 4, "{unattested} vs {attested}");
+    assert!(unattested + 4 >= attested / 4, "{unattested} vs {attested}");
+    assert!(report
+        .evidence
+        .iter()
+        .all(|e| e.rule == RuleId::UnattestedRatio));
+}
+
+#[test]
+fn fresh_keys_earn_nothing_in_an_established_network_and_everything_in_a_young_one() {
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    // Three epochs of the honest viewers spreading over the four nodes' prefixes.
+    for epoch in 0..3u64 {
+        let mut obs = honest();
+        obs.epoch = 100 + epoch;
+        for s in obs.sessions.iter_mut() {
+            let v = s.viewer.as_bytes()[0];
+            s.node_id = NodeId::from_bytes([1 + (u64::from(v) + epoch) as u8 % 4; 32]);
+        }
+        let report = engine.assess(&obs);
+        assert!(
+            report.evidence.is_empty(),
+            "young network: {:?}",
+            report.evidence
+        );
+    }
+    let mut obs = honest();
+    obs.epoch = 103;
+    obs.viewers.push(viewer(70, 70));
+    obs.sessions.push(session(2, 70, 70, 20));
+    let report = engine.assess(&obs);
+    let node2 = input_of(&report, 2);
+    assert_eq!(
+        node2.flagged_bytes,
+        BITRATE * 20 * 60,
+        "the fresh key's bytes"
+    );
+    assert!(rules_for(&report, 2).contains(&RuleId::NewViewerKey));
+    assert!(report.penalties.is_empty());
+}
+
+#[test]
+fn keys_of_one_source_prefix_share_one_cap() {
+    let mut obs = honest();
+    // Twenty keys in one /24, each watching the whole epoch: the prefix is capped at eight
+    // streams.
+    for k in 0..20u8 {
+        obs.viewers.push(viewer(100 + k, 200));
+        obs.sessions.push(session(1 + k % 4, 100 + k, 100 + k, 60));
+    }
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    let dropped: u64 = report
+        .evidence
+        .iter()
+        .filter(|e| e.rule == RuleId::ViewerPrefixCap)
+        .map(|e| match e.verdict {
+            Verdict::DropBytes { bytes } => bytes,
+            _ => 0,
+        })
+        .sum();
+    let cap = 8 * BITRATE * 3_600;
+    assert!(
+        dropped.abs_diff(20 * BITRATE * 3_600 - cap) <= 20,
+        "{dropped}"
+    );
+    assert!(report.penalties.is_empty());
+}
+
+#[test]
+fn over_bitrate_is_judged_at_the_measured_bitrate_not_the_grant_ceiling() {
+    let mut obs = honest();
+    // The coordinator only knows the grant ceiling, four times the real bitrate.
+    obs.bitrates = vec![(StreamId::new("live").unwrap(), 4 * BITRATE)];
+    obs.sessions[0].bytes_total *= 2;
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    let node = obs.sessions[0].node_id.as_bytes()[0];
+    assert_eq!(rules_for(&report, node), [RuleId::OverBitrate]);
+    let evidence = report
+        .evidence
+        .iter()
+        .find(|e| e.rule == RuleId::OverBitrate)
+        .expect("over-bitrate evidence");
+    assert_eq!(evidence.inputs["bitrate"], BITRATE);
+}
