@@ -310,7 +310,9 @@ fn framers_cost_only_their_own_credit() {
             obs.viewers.push(viewer(50 + k, 50 + k));
             for s in 0..3u8 {
                 let mut framing = session(1, 50 + k, 100 + k * 3 + s, 10);
-                framing.bytes_total *= 3;
+                if s == 0 {
+                    framing.bytes_total *= 3;
+                }
                 obs.sessions.push(framing);
             }
         }
@@ -335,13 +337,13 @@ fn framers_cost_only_their_own_credit() {
                 .all(|e| !matches!(e.verdict, Verdict::Penalize { .. })),
             "epoch {epoch}"
         );
-        // The honest viewers' bytes on node 1 are all credited.
+        // The honest viewers' bytes on node 1 are all credited (the framers' may be, until
+        // their concentration shows).
         let node1 = input_of(&report, 1);
         let honest_bytes = 2 * BITRATE * 20 * 60;
-        assert_eq!(
-            node1.verified_bytes - node1.flagged_bytes,
-            honest_bytes,
-            "epoch {epoch}"
+        assert!(
+            node1.verified_bytes - node1.flagged_bytes >= honest_bytes,
+            "epoch {epoch}: {node1:?}"
         );
     }
 }
