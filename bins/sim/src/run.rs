@@ -250,7 +250,10 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 viewer.key = KeyPair::from_seed(net.rng.gen());
                 threat_cost.keys += 1;
             } else if run_epoch == 0
-                && matches!(viewer.kind, ViewerKind::Framer(_) | ViewerKind::Withholder)
+                && matches!(
+                    viewer.kind,
+                    ViewerKind::Framer(_) | ViewerKind::Withholder(_)
+                )
             {
                 threat_cost.keys += 1;
             }
@@ -296,7 +299,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
             let mut requests = 0u64;
             let hostile = matches!(
                 viewer.kind,
-                ViewerKind::Framer(_) | ViewerKind::Farm(_) | ViewerKind::Withholder
+                ViewerKind::Framer(_) | ViewerKind::Farm(_) | ViewerKind::Withholder(_)
             );
             // Every grant request spends the key's budget; a hostile key re-requests (or uses
             // `exclude=`) until routing offers a node it wants.
@@ -324,7 +327,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
             let count = match viewer.kind {
                 ViewerKind::Bot(_) => 25,
                 ViewerKind::Colluder(_) => 3,
-                ViewerKind::Framer(_) | ViewerKind::Farm(_) | ViewerKind::Withholder => {
+                ViewerKind::Framer(_) | ViewerKind::Farm(_) | ViewerKind::Withholder(_) => {
                     config.threat.sessions
                 }
                 _ => match net.rng.gen_range(0..100) {
@@ -349,7 +352,9 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                     ViewerKind::Colluder(group) if !genuine => {
                         group.get(net.rng.gen_range(0..group.len().max(1))).copied()
                     }
-                    ViewerKind::Framer(victim) => route(&|n| n == *victim),
+                    ViewerKind::Framer(victim) | ViewerKind::Withholder(victim) => {
+                        route(&|n| n == *victim)
+                    }
                     ViewerKind::Farm(nodes) => route(&|n| nodes.contains(&n)),
                     _ => route(&|_| true),
                 };
@@ -398,7 +403,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 );
             let hostile = matches!(
                 viewer.kind,
-                ViewerKind::Framer(_) | ViewerKind::Farm(_) | ViewerKind::Withholder
+                ViewerKind::Framer(_) | ViewerKind::Farm(_) | ViewerKind::Withholder(_)
             );
             if hostile {
                 threat_cost.sessions_landed += 1;
@@ -478,17 +483,10 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 } else {
                     lag_ms(&mut net.rng, late)
                 };
+                // Hostile keys (framers, farms, withholders) are no genuine demand: what they
+                // watch is not part of any node's fair share.
                 if !fake_viewer && !hostile && attack != Some(Attack::A4) && lag <= 10_000 {
                     w.true_on_time += interval_bytes as f64;
-                }
-                // A withholder really watches: what it receipts counts in full, its silent tail
-                // as unattested service would.
-                if viewer.kind == ViewerKind::Withholder {
-                    if seq == 0 {
-                        w.true_on_time += interval_bytes as f64;
-                    } else {
-                        w.true_legacy += interval_bytes as f64;
-                    }
                 }
                 let bytes_total = bytes_between(plan.start_ms, t);
                 if downloads {
@@ -497,7 +495,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 let node_is_down = down.is_some_and(|(d0, d1)| t >= d0 && t < d1);
                 let lost = viewer.kind == ViewerKind::Lossy && net.rng.gen_bool(0.1);
                 let grieving = viewer.kind == ViewerKind::Griefer && t > grief_until;
-                let withholding = viewer.kind == ViewerKind::Withholder && seq >= 1;
+                let withholding = matches!(viewer.kind, ViewerKind::Withholder(_)) && seq >= 1;
                 if node_is_down || lost || grieving || withholding {
                     continue;
                 }

@@ -106,7 +106,7 @@ pub enum Threat {
     FreshKeys,
     /// Nodes with no viewers claim unattested bytes (and serve only probes).
     IdleClaims,
-    /// Viewers routed to honest nodes send one receipt per session, then go silent.
+    /// Viewers aiming at one honest node send one receipt per session, then watch on silently.
     Withholding,
 }
 
@@ -211,8 +211,9 @@ pub enum ViewerKind {
     Framer(usize),
     /// A fresh key of the farm of these node indices (renewed every epoch).
     Farm(Vec<usize>),
-    /// Sends one receipt per session, then watches on without signing.
-    Withholder,
+    /// Sends one receipt per session, then watches on without signing, on the node at this
+    /// index where routing offers it.
+    Withholder(usize),
 }
 
 /// A simulated viewer.
@@ -379,14 +380,16 @@ impl Network {
                 });
             }
         }
-        let victim = (threat.kind == Some(Threat::Framing) && config.nodes > 0).then_some(0);
+        let victim = (matches!(threat.kind, Some(Threat::Framing | Threat::Withholding))
+            && config.nodes > 0)
+            .then_some(0);
         let prefixes: Vec<Subnet24> = (0..threat.prefixes.max(1))
             .map(|_| random_subnet(&mut rng, 160))
             .collect();
         let kind = match threat.kind {
             Some(Threat::Framing) => victim.map(ViewerKind::Framer),
             Some(Threat::FreshKeys) => Some(ViewerKind::Farm(threat_nodes)),
-            Some(Threat::Withholding) => Some(ViewerKind::Withholder),
+            Some(Threat::Withholding) => victim.map(ViewerKind::Withholder),
             _ => None,
         };
         if let Some(kind) = kind {

@@ -120,18 +120,32 @@ fn a_fresh_key_farm_with_fifty_keys_and_ten_nodes_stays_within_one_percent() {
 }
 
 #[test]
-fn receipt_withholders_cost_honest_nodes_no_penalty() {
-    // Twenty viewers routed to honest nodes send one receipt per session and watch on silently.
+fn receipt_withholders_cost_the_honest_node_they_target_no_penalty() {
+    // Eight keys re-request grants until routed to one honest node, watch it for real, send one
+    // receipt per session and go silent: the node's accounting must not claim the silent tail
+    // as attested (ClaimsExceedReceipts would penalize it).
     let report = threat(&[
         "--threat",
         "withholding",
         "--threat-keys",
-        "20",
+        "8",
         "--threat-sessions",
-        "3",
+        "4",
+        "--threat-requests",
+        "5000",
     ]);
-    assert_eq!(report["honest"]["penalized_node_epochs"], 0, "{report}");
-    assert!(num(&report["threat"]["cost"]["sessions_landed"], "sessions") >= 40.0);
+    let t = &report["threat"];
+    assert!(
+        num(&t["cost"]["sessions_landed"], "sessions") >= 100.0,
+        "{t}"
+    );
+    let victim = &t["victim"];
+    assert_eq!(victim["penalized_epochs"], 0, "{victim}");
+    assert!(
+        num(&victim["paid_to_fair"], "paid to fair") >= 0.98,
+        "targeted node paid below its fair share: {victim}"
+    );
+    assert_eq!(report["honest"]["penalized_node_epochs"], 0);
 }
 
 #[test]
