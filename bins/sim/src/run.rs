@@ -409,8 +409,9 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 threat_cost.sessions_landed += 1;
             }
             // Framers without bandwidth only post receipts; they download nothing.
-            let downloads = !fake_viewer
-                && !(matches!(viewer.kind, ViewerKind::Framer(_)) && config.threat.bandwidth == 0);
+            let receipts_only =
+                matches!(viewer.kind, ViewerKind::Framer(_)) && config.threat.bandwidth == 0;
+            let downloads = !fake_viewer && !receipts_only;
             let serves = attack != Some(Attack::A5);
             let down = downtime[plan.node];
             let up_ms = |from: u64, to: u64| -> u64 {

@@ -472,7 +472,7 @@ impl FraudEngine {
                 .or_else(|| sessions::collusion(ctx, s, &colluders, &self.viewer_history));
             let Some((rule, inputs)) = verdict else {
                 credits.push(context::Credit {
-                    session: *s,
+                    session: s,
                     bytes: s.bytes,
                 });
                 continue;
