@@ -366,6 +366,7 @@ fn verify_all(
                 unattested_bytes: 0,
                 sessions: SESSIONS_PER_NODE as u64,
                 receipts,
+                viewer_posted: ReceiptTally::default(),
             });
         }
         sessions.extend(shard_usage);
@@ -439,6 +440,7 @@ fn close_epoch(
         bitrates: vec![(StreamId::new("live").expect("stream id"), BITRATE)],
         operator_route_share_ppm: vec![],
         recently_penalized: vec![],
+        grants: None,
     };
     let report = FraudEngine::new(FraudConfig::default()).assess(&observations);
     let inputs = EpochInputs {

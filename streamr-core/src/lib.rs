@@ -8,6 +8,8 @@
 //!
 //! - signed wire types: [`SessionGrant`], [`ViewerReceipt`], [`NodeHeartbeat`] in [`Signed`],
 //!   over the canonical encoding of [`canonical`];
+//! - [`SessionAccounting`] is a node's per-session split of served bytes into attested and
+//!   unattested claims (the node and the simulator run it alike);
 //! - [`ReceiptVerifier`] checks receipts against grants and the origin's [`SegmentChain`];
 //! - [`ProbeSummary`] (availability, capacity) and [`Router`] (seeded, replayable routing);
 //! - [`FraudEngine`] turns [`EpochObservations`] into reward inputs, evidence and penalties;
@@ -55,6 +57,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod accounting;
 mod apportion;
 pub mod canonical;
 mod content;
@@ -78,11 +81,13 @@ mod statement;
 mod traits;
 mod verifier;
 
+pub use accounting::{Served, SessionAccounting, MAX_ACCOUNTED_SESSIONS};
 pub use content::{segment_hash, OriginDigests, SegmentChain, SegmentDigestSource, SegmentRecord};
 pub use error::{LedgerError, ReceiptRejection, SettlementError, SignatureError};
 pub use fraud::{
-    net_unattested, EpochObservations, Evidence, FraudConfig, FraudEngine, FraudReport, NodeClaims,
-    NodeProfile, PenaltyPolicy, ReceiptTally, RuleId, Verdict, ViewerProfile,
+    net_unattested, EpochObservations, Evidence, FraudConfig, FraudEngine, FraudReport,
+    IssuedGrant, NodeClaims, NodeProfile, PenaltyPolicy, ReceiptTally, RuleId, UnknownRule,
+    Verdict, ViewerProfile,
 };
 pub use grant::{SessionGrant, SignedGrant};
 pub use heartbeat::{HeartbeatNonces, NodeHeartbeat, SignedHeartbeat};

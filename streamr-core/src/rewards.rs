@@ -24,7 +24,9 @@ pub struct NodeEpochInput {
     pub subnet: Subnet24,
     /// Bytes credited by valid receipts.
     pub verified_bytes: u64,
-    /// Of which acknowledged on time.
+    /// Of which acknowledged on time. The fraud engine publishes the verified bytes times the
+    /// on-time share of the bytes its rules left credited, so that the formula counts exactly
+    /// the credited on-time bytes.
     pub on_time_bytes: u64,
     /// Bytes the fraud rules dropped (self-dealing, bots, collusion, over-bitrate...).
     pub flagged_bytes: u64,

@@ -1,16 +1,6 @@
-//! Bytes served per granted session, split into the two claims a heartbeat signs.
-//!
-//! - **Attested** (`bytes_served`): bytes of sessions whose viewer handed this node a receipt
-//!   (`POST /receipts`, signed by the session's viewer). The coordinator holds this claim
-//!   against the receipts it verified.
-//! - **Unattested** (`unattested_bytes`): bytes of sessions that sent no receipt within the
-//!   grace period after they were admitted (players that cannot sign, such as ffplay or VLC).
-//!   Rewards cap them by probe-measured capacity and pay them at a discount.
-//!
-//! Until a session's grace period has passed without a receipt its bytes wait as pending, so
-//! the first bytes of a signing viewer (served before its first receipt) are counted once, as
-//! attested. A session that sends its first receipt only after the grace period keeps what was
-//! already reported as unattested; its later bytes are attested.
+//! Bytes served per granted session, split into the two claims a heartbeat signs by
+//! [`streamr_core::SessionAccounting`] (the same code the simulator runs; its docs say what is
+//! attested and what unattested). This module only measures what each session was served.
 //!
 //! Where the bytes are counted:
 //!
@@ -23,7 +13,7 @@
 //!
 //! Limitation: the node sees only the receipts handed to it. A signing viewer that sends its
 //! receipts to the coordinator instead is indistinguishable here from one that cannot sign, so
-//! its bytes are reported as unattested (and stay subject to the capacity cap and discount).
+//! its bytes are reported as unattested (the coordinator nets them against the verified bytes).
 
 use std::collections::HashMap;
 use std::io;
@@ -35,40 +25,25 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
-use streamr_core::{SessionGrant, SessionId};
+use streamr_core::{SessionAccounting, SessionGrant, SessionId};
 use streamr_media::relay::{StreamKey, StreamStats, ViewerStats};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::codec::{BytesCodec, FramedRead};
 
-/// Sessions accounted at most; bytes of sessions beyond this are not claimed.
-const MAX_SESSIONS: usize = 100_000;
+pub(crate) use streamr_core::Served;
 
-/// What one heartbeat claims.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Served {
-    /// Bytes of sessions that sent a receipt.
-    pub(crate) attested: u64,
-    /// Bytes of sessions that sent none within the grace period.
-    pub(crate) unattested: u64,
-}
-
-/// One granted session's bytes.
+/// What one session was served, as measured here.
 #[derive(Debug)]
-struct SessionBytes {
-    admitted_ms: u64,
-    expiry_ms: u64,
-    receipted: bool,
+struct Counters {
     /// Bytes of HTTP responses, shared with the bodies still streaming.
     http: Arc<AtomicU64>,
     /// Bytes of RTMP plays still running, by viewer id (as last read from the hub).
     rtmp_playing: HashMap<u64, u64>,
     /// Bytes of RTMP plays that ended.
     rtmp_ended: u64,
-    /// Bytes already classified as attested or unattested.
-    classified: u64,
 }
 
-impl SessionBytes {
+impl Counters {
     fn served(&self) -> u64 {
         self.rtmp_playing
             .values()
@@ -78,38 +53,39 @@ impl SessionBytes {
             .saturating_add(self.rtmp_ended)
     }
 
-    /// Nothing left to count: no response streaming, no play running, everything classified.
-    fn settled(&self) -> bool {
-        Arc::strong_count(&self.http) == 1
-            && self.rtmp_playing.is_empty()
-            && self.served() == self.classified
+    /// A response is still streaming or a play still running.
+    fn counting(&self) -> bool {
+        Arc::strong_count(&self.http) > 1 || !self.rtmp_playing.is_empty()
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
-    sessions: HashMap<SessionId, SessionBytes>,
+    core: SessionAccounting,
+    counters: HashMap<SessionId, Counters>,
     /// RTMP connections whose grant was accepted, not yet playing, by peer address.
     rtmp_admitted: HashMap<SocketAddr, SessionId>,
     /// Running RTMP plays: (stream, viewer id) → session.
     rtmp_plays: HashMap<(StreamKey, u64), SessionId>,
-    /// Classified since the last heartbeat.
-    pending_report: Served,
 }
 
 /// The node's per-session byte accounting (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Accounting {
-    grace_ms: u64,
     state: Mutex<State>,
 }
 
 impl Accounting {
-    /// Accounting that waits `grace` for a session's first receipt.
+    /// Accounting that waits `grace` of receipt silence before claiming bytes as unattested.
     pub(crate) fn new(grace: Duration) -> Self {
+        let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
         Accounting {
-            grace_ms: u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
-            state: Mutex::default(),
+            state: Mutex::new(State {
+                core: SessionAccounting::new(grace_ms),
+                counters: HashMap::new(),
+                rtmp_admitted: HashMap::new(),
+                rtmp_plays: HashMap::new(),
+            }),
         }
     }
 
@@ -121,23 +97,19 @@ impl Accounting {
     /// HTTP responses add to, or `None` when the table is full.
     pub(crate) fn open(&self, grant: &SessionGrant, now_ms: u64) -> Option<Arc<AtomicU64>> {
         let mut state = self.state();
-        if let Some(session) = state.sessions.get(&grant.session_id) {
-            return Some(session.http.clone());
+        if let Some(counters) = state.counters.get(&grant.session_id) {
+            return Some(counters.http.clone());
         }
-        if state.sessions.len() >= MAX_SESSIONS {
+        if !state.core.open(grant.session_id, grant.expiry_ms, now_ms) {
             return None;
         }
         let http = Arc::new(AtomicU64::new(0));
-        state.sessions.insert(
+        state.counters.insert(
             grant.session_id,
-            SessionBytes {
-                admitted_ms: now_ms,
-                expiry_ms: grant.expiry_ms,
-                receipted: false,
+            Counters {
                 http: http.clone(),
                 rtmp_playing: HashMap::new(),
                 rtmp_ended: 0,
-                classified: 0,
             },
         );
         Some(http)
@@ -146,7 +118,9 @@ impl Accounting {
     /// Remembers that the RTMP connection from `peer` was admitted for `session`.
     pub(crate) fn rtmp_admitted(&self, peer: SocketAddr, session: SessionId) {
         let mut state = self.state();
-        if state.sessions.contains_key(&session) && state.rtmp_admitted.len() < MAX_SESSIONS {
+        if state.counters.contains_key(&session)
+            && state.rtmp_admitted.len() < streamr_core::MAX_ACCOUNTED_SESSIONS
+        {
             state.rtmp_admitted.insert(peer, session);
         }
     }
@@ -157,8 +131,8 @@ impl Accounting {
         let Some(session) = state.rtmp_admitted.remove(&peer) else {
             return;
         };
-        if let Some(bytes) = state.sessions.get_mut(&session) {
-            bytes.rtmp_playing.insert(viewer_id, 0);
+        if let Some(counters) = state.counters.get_mut(&session) {
+            counters.rtmp_playing.insert(viewer_id, 0);
             state.rtmp_plays.insert((key.clone(), viewer_id), session);
         }
     }
@@ -170,18 +144,17 @@ impl Accounting {
         let Some(session) = state.rtmp_plays.remove(&(key.clone(), stats.id)) else {
             return;
         };
-        if let Some(bytes) = state.sessions.get_mut(&session) {
-            let live = bytes.rtmp_playing.remove(&stats.id).unwrap_or(0);
-            bytes.rtmp_ended = bytes.rtmp_ended.saturating_add(live.max(stats.bytes_out));
+        if let Some(counters) = state.counters.get_mut(&session) {
+            let live = counters.rtmp_playing.remove(&stats.id).unwrap_or(0);
+            counters.rtmp_ended = counters
+                .rtmp_ended
+                .saturating_add(live.max(stats.bytes_out));
         }
     }
 
-    /// The session's viewer handed over a receipt: its bytes are attested from now on,
-    /// including those still pending.
-    pub(crate) fn receipted(&self, session: &SessionId) {
-        if let Some(bytes) = self.state().sessions.get_mut(session) {
-            bytes.receipted = true;
-        }
+    /// The session's viewer handed over a receipt acknowledging `bytes_total` bytes.
+    pub(crate) fn receipted(&self, session: &SessionId, bytes_total: u64, now_ms: u64) {
+        self.state().core.receipted(*session, bytes_total, now_ms);
     }
 
     /// Reads the running RTMP plays' counters from `streams`, classifies what was served since
@@ -196,45 +169,32 @@ impl Accounting {
                     let Some(session) = state.rtmp_plays.get(&play) else {
                         continue;
                     };
-                    if let Some(bytes) = state.sessions.get_mut(session) {
-                        let live = bytes.rtmp_playing.entry(viewer.id).or_default();
+                    if let Some(counters) = state.counters.get_mut(session) {
+                        let live = counters.rtmp_playing.entry(viewer.id).or_default();
                         *live = (*live).max(viewer.bytes_out);
                     }
                 }
             }
         }
-        let report = &mut state.pending_report;
-        for bytes in state.sessions.values_mut() {
-            let served = bytes.served();
-            let new = served.saturating_sub(bytes.classified);
-            if new == 0 {
-                continue;
-            }
-            if bytes.receipted {
-                report.attested = report.attested.saturating_add(new);
-            } else if now_ms.saturating_sub(bytes.admitted_ms) >= self.grace_ms {
-                report.unattested = report.unattested.saturating_add(new);
-            } else {
-                continue;
-            }
-            bytes.classified = served;
+        for (session, counters) in &state.counters {
+            state.core.served(*session, counters.served());
         }
-        state
-            .sessions
-            .retain(|_, bytes| bytes.expiry_ms > now_ms || !bytes.settled());
-        let sessions = &state.sessions;
+        let counters = &state.counters;
+        let served = state.core.take(now_ms, |session| {
+            counters.get(session).is_some_and(Counters::counting)
+        });
+        let core = &state.core;
+        state.counters.retain(|session, _| core.contains(session));
+        let counters = &state.counters;
         state
             .rtmp_admitted
-            .retain(|_, session| sessions.contains_key(session));
-        std::mem::take(&mut state.pending_report)
+            .retain(|_, session| counters.contains_key(session));
+        served
     }
 
     /// Puts back what a failed heartbeat could not deliver.
     pub(crate) fn restore(&self, served: Served) {
-        let mut state = self.state();
-        let report = &mut state.pending_report;
-        report.attested = report.attested.saturating_add(served.attested);
-        report.unattested = report.unattested.saturating_add(served.unattested);
+        self.state().core.restore(served);
     }
 }
 
@@ -319,12 +279,13 @@ mod tests {
         player_bytes.fetch_add(500, Ordering::Relaxed);
         // Within the grace period nothing is claimed yet.
         assert_eq!(accounting.take(&[], 3_000), served(0, 0));
-        accounting.receipted(&signing.session_id);
+        accounting.receipted(&signing.session_id, 700, 3_000);
         assert_eq!(accounting.take(&[], 4_000), served(700, 0));
         // The grace period is over: the silent session's bytes so far are unattested.
         assert_eq!(accounting.take(&[], 5_000), served(0, 500));
         signing_bytes.fetch_add(300, Ordering::Relaxed);
         player_bytes.fetch_add(200, Ordering::Relaxed);
+        accounting.receipted(&signing.session_id, 1_000, 5_500);
         assert_eq!(accounting.take(&[], 6_000), served(300, 200));
         assert_eq!(accounting.take(&[], 7_000), served(0, 0));
         // Reopening a known session continues its counter.
@@ -404,7 +365,8 @@ mod tests {
         assert_eq!(accounting.take(&[], 3_000), served(0, 5));
         drop(counter);
         assert_eq!(accounting.take(&[], 4_000), served(0, 0));
-        assert!(accounting.state().sessions.is_empty());
+        let state = accounting.state();
+        assert!(state.core.is_empty() && state.counters.is_empty());
     }
 
     #[tokio::test]

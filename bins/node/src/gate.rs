@@ -158,7 +158,8 @@ impl Gate {
                     .push(format!("session {session}: not signed by its viewer"));
                 continue;
             }
-            self.accounting.receipted(&session);
+            self.accounting
+                .receipted(&session, receipt.body.bytes_total, unix_ms());
             let newer = kept
                 .get(&session)
                 .is_none_or(|old| old.body.seq < receipt.body.seq);

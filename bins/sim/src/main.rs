@@ -1,8 +1,10 @@
 //! `streamr-sim`: runs the real StreamrP2P reward and fraud pipeline (signed grants and
 //! receipts, batch verification, probes, fraud rules, settlement, Merkle statements, payouts) on
-//! a synthetic network with honest behaviours and the attacks A1–A10, and reports how well the
-//! rules did.
+//! a synthetic network with honest behaviours, the attacks A1–A10 and the threats of
+//! `--threat` (framing, fresh-key farms, idle claims, receipt withholding), and reports how
+//! well the rules did. `--adaptive` lets the attacker search its parameters for profit.
 
+mod adaptive;
 mod metrics;
 mod output;
 mod run;
@@ -27,10 +29,28 @@ struct Cli {
     /// Write a scatter plot of reward vs true contribution to this SVG file.
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Run the adaptive attacker instead: try up to this many parameter sets (within
+    /// `--threat-keys` keys and `--threat-nodes` nodes) and report the most profitable.
+    #[arg(long)]
+    adaptive: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(budget) = cli.adaptive {
+        let report = adaptive::search(
+            &cli.config,
+            cli.config.threat.keys,
+            cli.config.threat.nodes,
+            budget,
+        )?;
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", output::adaptive_table(&report));
+        }
+        return Ok(());
+    }
     let progress = ProgressBar::new(cli.config.epochs);
     if std::io::stderr().is_terminal() {
         progress.set_style(

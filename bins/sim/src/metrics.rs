@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use streamr_core::{PenaltyPolicy, RuleId};
 
-use crate::run::{NodeRecord, RunOutcome};
-use crate::scenario::{Attack, SimConfig};
+use crate::run::{NodeRecord, RunOutcome, ThreatCost};
+use crate::scenario::{Attack, SimConfig, Threat};
 
 /// One attack's results.
 #[derive(Debug, Serialize)]
@@ -68,8 +68,45 @@ pub struct Targets {
     pub reward_error: bool,
     /// Gini difference ≤ 0.02.
     pub gini: bool,
-    /// A6 attackers ≤ 1 % of the pool.
+    /// A6 attackers paid at most their fair share (their true share, scaled as honest nodes'
+    /// is) plus 1 % of the pool.
     pub collusion_share: bool,
+}
+
+/// An honest node framers targeted.
+#[derive(Debug, Serialize)]
+pub struct VictimReport {
+    /// Its share of all pools paid.
+    pub pool_share: f64,
+    /// Its true share (from genuine viewers).
+    pub truth_share: f64,
+    /// `pool_share / truth_share`.
+    pub paid_to_fair: f64,
+    /// The same ratio for the median honest node (what "fair" comes to on this run).
+    pub honest_median_paid_to_fair: f64,
+    /// Epochs in which it was penalized.
+    pub penalized_epochs: usize,
+}
+
+/// One threat's results.
+#[derive(Debug, Serialize)]
+pub struct ThreatReport {
+    /// The threat.
+    pub threat: Threat,
+    /// The attacker's nodes' share of all pools paid.
+    pub attacker_pool_share: f64,
+    /// Their true share.
+    pub attacker_truth_share: f64,
+    /// `attacker_pool_share − attacker_truth_share`: the attacker's profit, share of the pool.
+    pub attacker_excess: f64,
+    /// Honest nodes' true share minus their paid share (what they lost), share of the pool.
+    pub honest_loss: f64,
+    /// Share of attacker node identities caught within the window (`None`: no attacker nodes).
+    pub recall: Option<f64>,
+    /// The framed node, for framing.
+    pub victim: Option<VictimReport>,
+    /// What it cost the attacker.
+    pub cost: ThreatCost,
 }
 
 /// The whole report.
@@ -101,6 +138,8 @@ pub struct SimReport {
     pub penalty_range_for_median_reward: (u64, u64),
     /// Targets met.
     pub targets: Targets,
+    /// The threat mounted, if any.
+    pub threat: Option<ThreatReport>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -128,10 +167,14 @@ pub fn gini(values: &[f64]) -> f64 {
     weighted / (n * sum)
 }
 
+/// Caught within the window: penalized, group-capped or whitewash-weighted, or (for attacks
+/// that only viewers can carry out, which cost viewers' credit and not the node) rules dropped
+/// at least half of its verified bytes in an epoch.
 fn detected_within(r: &NodeRecord, window: u64) -> bool {
     r.flagged_epochs
-        .first()
-        .is_some_and(|e| *e < r.start_epoch + window)
+        .iter()
+        .chain(&r.dropped_epochs)
+        .any(|e| *e < r.start_epoch + window)
 }
 
 /// Computes the report from a run.
@@ -253,11 +296,22 @@ pub fn report(config: &SimConfig, outcome: &RunOutcome, epoch_s: u64) -> SimRepo
             .and_then(|r| r.recall)
             .unwrap_or(0.0)
     };
-    let share_of = |a: Attack| {
+    // Penalized attackers forfeit their share, so everyone else is paid above their true share
+    // by the same factor; an attacker's fair share is its true share scaled alike.
+    let honest_factor = {
+        let paid: f64 = honest.iter().map(|r| r.earned as f64).sum::<f64>() / pool;
+        let truth: f64 = honest.iter().map(|r| r.truth_all).sum::<f64>() / truth_total;
+        if truth > 0.0 {
+            paid / truth
+        } else {
+            1.0
+        }
+    };
+    let gain_of = |a: Attack| {
         attacks
             .iter()
             .find(|r| r.attack == a)
-            .map_or(0.0, |r| r.pool_share)
+            .map_or(0.0, |r| r.pool_share - r.truth_share * honest_factor)
     };
     let targets = Targets {
         recall_one_epoch: [Attack::A1, Attack::A4, Attack::A5, Attack::A7]
@@ -269,7 +323,7 @@ pub fn report(config: &SimConfig, outcome: &RunOutcome, epoch_s: u64) -> SimRepo
         false_positives: per_month <= 0.005,
         reward_error: honest_report.reward_error_p95 <= 0.02,
         gini: honest_report.gini_difference <= 0.02,
-        collusion_share: share_of(Attack::A6) <= 0.01,
+        collusion_share: gain_of(Attack::A6) <= 0.01,
     };
     SimReport {
         config: config.clone(),
@@ -294,7 +348,67 @@ pub fn report(config: &SimConfig, outcome: &RunOutcome, epoch_s: u64) -> SimRepo
         beta,
         penalty_range_for_median_reward: policy.range(median_reward),
         targets,
+        threat: threat_report(config, outcome, pool, truth_total),
     }
+}
+
+fn threat_report(
+    config: &SimConfig,
+    outcome: &RunOutcome,
+    pool: f64,
+    truth_total: f64,
+) -> Option<ThreatReport> {
+    let threat = config.threat.kind?;
+    let records = &outcome.records;
+    let is_attacker =
+        |r: &NodeRecord| matches!(r.role, Some(Attack::FreshKeys | Attack::IdleClaims));
+    let attackers: Vec<&NodeRecord> = records.iter().filter(|r| is_attacker(r)).collect();
+    let honest: Vec<&NodeRecord> = records.iter().filter(|r| r.role.is_none()).collect();
+    let share = |rs: &[&NodeRecord]| rs.iter().map(|r| r.earned as f64).sum::<f64>() / pool;
+    let truth = |rs: &[&NodeRecord]| rs.iter().map(|r| r.truth_all).sum::<f64>() / truth_total;
+    let (attacker_pool_share, attacker_truth_share) = (share(&attackers), truth(&attackers));
+    let ratio = |r: &NodeRecord| {
+        let truth_share = r.truth_all / truth_total;
+        if truth_share > 0.0 {
+            (r.earned as f64 / pool) / truth_share
+        } else {
+            0.0
+        }
+    };
+    let mut ratios: Vec<f64> = honest
+        .iter()
+        .filter(|r| r.truth_all > 0.0)
+        .map(|r| ratio(r))
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let victim = outcome
+        .victim
+        .and_then(|i| records.get(i))
+        .map(|r| VictimReport {
+            pool_share: r.earned as f64 / pool,
+            truth_share: r.truth_all / truth_total,
+            paid_to_fair: ratio(r),
+            honest_median_paid_to_fair: percentile(&ratios, 0.5),
+            penalized_epochs: r.penalized_epochs.len(),
+        });
+    let window = match threat {
+        Threat::IdleClaims => 1,
+        _ => 3,
+    };
+    let caught = attackers
+        .iter()
+        .filter(|r| detected_within(r, window))
+        .count();
+    Some(ThreatReport {
+        threat,
+        attacker_pool_share,
+        attacker_truth_share,
+        attacker_excess: attacker_pool_share - attacker_truth_share,
+        honest_loss: truth(&honest) - share(&honest),
+        recall: (!attackers.is_empty()).then(|| caught as f64 / attackers.len() as f64),
+        victim,
+        cost: outcome.threat_cost.clone(),
+    })
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use crate::adaptive::AdaptiveReport;
 use crate::metrics::SimReport;
 use crate::run::NodeRecord;
 
@@ -62,6 +63,72 @@ pub fn table(report: &SimReport) -> String {
         "targets: recall 1 epoch {} | recall 3 epochs {} | false positives {} | reward error {} | Gini {} | A6 share {}",
         t.recall_one_epoch, t.recall_three_epochs, t.false_positives, t.reward_error, t.gini, t.collusion_share
     );
+    if let Some(threat) = &report.threat {
+        let _ = writeln!(
+            out,
+            "threat {:?}: attacker pool share {:.4} vs true {:.4} (excess {:+.4}); honest loss {:.4}; recall {}",
+            threat.threat,
+            threat.attacker_pool_share,
+            threat.attacker_truth_share,
+            threat.attacker_excess,
+            threat.honest_loss,
+            opt(threat.recall)
+        );
+        let c = &threat.cost;
+        let _ = writeln!(
+            out,
+            "  cost: {} keys, {} grant requests, {} sessions landed, {} bytes of bandwidth",
+            c.keys, c.grant_requests, c.sessions_landed, c.bandwidth_bytes
+        );
+        if let Some(v) = &threat.victim {
+            let _ = writeln!(
+                out,
+                "  framed node: paid {:.5} of the pool vs fair {:.5} ({:.3} of fair; median honest node {:.3}); penalized in {} epochs",
+                v.pool_share, v.truth_share, v.paid_to_fair, v.honest_median_paid_to_fair, v.penalized_epochs
+            );
+        }
+    }
+    out
+}
+
+/// The adaptive attacker's search as a table.
+pub fn adaptive_table(report: &AdaptiveReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "adaptive attacker, at most {} keys and {} nodes: {} tries",
+        report.max_keys,
+        report.max_nodes,
+        report.trials.len()
+    );
+    let _ = writeln!(
+        out,
+        "{:<12} {:>5} {:>5} {:>8} {:>8} {:>8} {:>10} {:>10} {:>9}",
+        "threat", "keys", "nodes", "requests", "prefixes", "sessions", "pool", "truth", "excess"
+    );
+    for t in &report.trials {
+        let p = &t.threat;
+        let _ = writeln!(
+            out,
+            "{:<12} {:>5} {:>5} {:>8} {:>8} {:>8} {:>10.4} {:>10.4} {:>+9.4}",
+            p.kind.map(|k| format!("{k:?}")).unwrap_or_default(),
+            p.keys,
+            p.nodes,
+            p.requests,
+            p.prefixes,
+            p.sessions,
+            t.pool_share,
+            t.truth_share,
+            t.excess
+        );
+    }
+    if let Some(best) = &report.best {
+        let _ = writeln!(
+            out,
+            "most profitable: excess {:+.4} of the pool",
+            best.excess
+        );
+    }
     out
 }
 

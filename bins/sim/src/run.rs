@@ -8,11 +8,12 @@ use indicatif::ProgressBar;
 use rand::{Rng, RngCore};
 use streamr_core::{
     segment_hash, ContentDigest, EpochInputs, EpochObservations, EpochStatement, FraudConfig,
-    FraudEngine, HeartbeatNonces, KeyPair, NodeClaims, NodeHeartbeat, NodeId, NodeProfile,
-    OperatorId, OriginDigests, PayoutPolicy, ProbePolicy, ProbeResult, ProbeSummary, ReceiptTally,
-    ReceiptVerifier, RouteCandidate, Router, RuleId, SegmentChain, SegmentRecord, SessionGrant,
-    SessionId, Settlement, SettlementConfig, Signed, SignedReceipt, SimulatedChain, StreamId,
-    Subnet24, Verdict, VerifierConfig, ViewerProfile, ViewerReceipt,
+    FraudEngine, HeartbeatNonces, IssuedGrant, KeyPair, NodeClaims, NodeHeartbeat, NodeId,
+    NodeProfile, OperatorId, OriginDigests, PayoutPolicy, ProbePolicy, ProbeResult, ProbeSummary,
+    ReceiptTally, ReceiptVerifier, RouteCandidate, Router, RuleId, SegmentChain, SegmentRecord,
+    SessionAccounting, SessionGrant, SessionId, SessionUsage, Settlement, SettlementConfig, Signed,
+    SignedReceipt, SimulatedChain, StreamId, Subnet24, Verdict, VerifierConfig, ViewerKey,
+    ViewerProfile, ViewerReceipt,
 };
 
 use crate::scenario::{Attack, Network, Role, SimConfig, SimNode, ViewerKind};
@@ -36,6 +37,8 @@ pub struct NodeRecord {
     pub flagged_epochs: Vec<u64>,
     /// Run-relative epochs with a penalty.
     pub penalized_epochs: Vec<u64>,
+    /// Run-relative epochs in which rules dropped at least half of its verified bytes.
+    pub dropped_epochs: Vec<u64>,
     /// Rules that flagged it.
     pub rules: BTreeSet<RuleId>,
     /// Epochs it took part in.
@@ -66,16 +69,45 @@ pub struct RunOutcome {
     pub payouts: usize,
     /// Griefing viewers' sessions (A8).
     pub griefer_sessions: u64,
+    /// The honest node framers targeted.
+    pub victim: Option<usize>,
+    /// What the threat cost its attacker.
+    pub threat_cost: ThreatCost,
+}
+
+/// What a threat cost its attacker over the run.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ThreatCost {
+    /// Distinct viewer keys used.
+    pub keys: u64,
+    /// Grant requests made.
+    pub grant_requests: u64,
+    /// Sessions obtained on the nodes the attacker wanted.
+    pub sessions_landed: u64,
+    /// Bytes the attacker really downloaded or served to its own keys.
+    pub bandwidth_bytes: u64,
 }
 
 #[derive(Default)]
 struct EpochNodeWork {
+    /// Receipts viewers handed to the node (it submits them).
     receipts: Vec<SignedReceipt>,
-    claimed: u64,
-    unattested: u64,
+    /// Receipts viewers posted to the coordinator directly.
+    viewer_receipts: Vec<SignedReceipt>,
+    /// Attested bytes the node claims beyond its accounting (fake uptime, A5).
+    fabricated: u64,
     sessions: u64,
     true_on_time: f64,
     true_legacy: f64,
+}
+
+/// The seed routing uses for a viewer's `request`-th grant request of an epoch: the viewer
+/// cannot re-roll it except by spending another request of its budget.
+fn route_seed(epoch_secret: &[u8; 32], viewer: &ViewerKey, request: u64) -> [u8; 32] {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&viewer.as_bytes()[..8]);
+    id[8..].copy_from_slice(&request.to_be_bytes());
+    Router::session_seed(epoch_secret, &SessionId::from_bytes(id))
 }
 
 struct SessionPlan {
@@ -133,6 +165,9 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
     let mut griefer_sessions = 0u64;
     let mut rereg_counter = 0u64;
     let mut last_penalized: BTreeSet<usize> = BTreeSet::new();
+    let mut threat_cost = ThreatCost::default();
+    let grace_ms = config.receipt_interval_s.max(1) * 3_000;
+    warm_up(config, &mut net, &mut fraud, &router, &streams, epoch_ms);
 
     for run_epoch in 0..config.epochs {
         let epoch = BASE_EPOCH + run_epoch;
@@ -209,13 +244,29 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
         let active: Vec<usize> = (0..net.nodes.len())
             .filter(|&i| !net.nodes[i].retired)
             .collect();
+        // The farm renews its viewer keys every epoch.
+        for viewer in net.viewers.iter_mut() {
+            if matches!(viewer.kind, ViewerKind::Farm(_)) {
+                viewer.key = KeyPair::from_seed(net.rng.gen());
+                threat_cost.keys += 1;
+            } else if run_epoch == 0
+                && matches!(
+                    viewer.kind,
+                    ViewerKind::Framer(_) | ViewerKind::Withholder(_)
+                )
+            {
+                threat_cost.keys += 1;
+            }
+        }
         for &i in &active {
             if let Some(r) = records.get_mut(i) {
                 r.active_epochs += 1;
             }
         }
+        // Idle nodes announce no stream: routing never offers them.
         let candidates: Vec<RouteCandidate> = active
             .iter()
+            .filter(|&&i| attack_of(net.nodes[i].role) != Some(Attack::IdleClaims))
             .map(|&i| RouteCandidate {
                 node_id: net.nodes[i].id,
                 quality_ppm: net.nodes[i].quality_ppm,
@@ -240,13 +291,45 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
             .collect();
 
         // Viewers plan their sessions; the coordinator routes them.
-        let mut epoch_seed = [0u8; 32];
-        net.rng.fill_bytes(&mut epoch_seed);
+        let mut epoch_secret = [0u8; 32];
+        net.rng.fill_bytes(&mut epoch_secret);
         let mut plans = Vec::new();
         for (v, viewer) in net.viewers.iter().enumerate() {
+            let viewer_key = viewer.key.viewer_key();
+            let mut requests = 0u64;
+            let hostile = matches!(
+                viewer.kind,
+                ViewerKind::Framer(_) | ViewerKind::Farm(_) | ViewerKind::Withholder(_)
+            );
+            // Every grant request spends the key's budget; a hostile key re-requests (or uses
+            // `exclude=`) until routing offers a node it wants.
+            let mut route = |want: &dyn Fn(usize) -> bool| -> Option<usize> {
+                let budget = if hostile {
+                    config.threat.requests
+                } else {
+                    config.grant_budget
+                };
+                while requests < budget {
+                    let seed = route_seed(&epoch_secret, &viewer_key, requests);
+                    requests += 1;
+                    if hostile {
+                        threat_cost.grant_requests += 1;
+                    }
+                    let pick = router
+                        .pick(seed, &candidates)
+                        .and_then(|id| index_of.get(&id).copied());
+                    if let Some(node) = pick.filter(|n| want(*n)) {
+                        return Some(node);
+                    }
+                }
+                None
+            };
             let count = match viewer.kind {
                 ViewerKind::Bot(_) => 25,
                 ViewerKind::Colluder(_) => 3,
+                ViewerKind::Framer(_) | ViewerKind::Farm(_) | ViewerKind::Withholder(_) => {
+                    config.threat.sessions
+                }
                 _ => match net.rng.gen_range(0..100) {
                     0..=14 => 0,
                     15..=49 => 1,
@@ -262,21 +345,23 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 let genuine = matches!(viewer.kind, ViewerKind::Colluder(_))
                     && config.stealthy
                     && net.rng.gen_bool(0.5);
+                // The classic bots and colluders (A3, A6) model a coordinator whose routing
+                // they can steer: they get grants on their nodes directly.
                 let node = match &viewer.kind {
                     ViewerKind::Bot(n) => Some(*n),
                     ViewerKind::Colluder(group) if !genuine => {
                         group.get(net.rng.gen_range(0..group.len().max(1))).copied()
                     }
-                    _ => router
-                        .pick(
-                            Router::session_seed(&epoch_seed, &SessionId::from_bytes(sid)),
-                            &candidates,
-                        )
-                        .and_then(|id| index_of.get(&id).copied()),
+                    ViewerKind::Framer(victim) | ViewerKind::Withholder(victim) => {
+                        route(&|n| n == *victim)
+                    }
+                    ViewerKind::Farm(nodes) => route(&|n| nodes.contains(&n)),
+                    _ => route(&|_| true),
                 };
                 let Some(node) = node.filter(|n| !net.nodes[*n].retired) else {
                     continue;
                 };
+
                 plans.push((
                     SessionId::from_bytes(sid),
                     SessionPlan {
@@ -291,13 +376,19 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
             }
         }
 
-        // Sessions play out: bytes flow (or not), viewers sign receipts.
+        // Sessions play out: bytes flow (or not), viewers sign receipts, and each node's
+        // accounting (the code the node ships) splits what it served into its claims.
         let mut work: BTreeMap<usize, EpochNodeWork> = BTreeMap::new();
+        let mut accounts: BTreeMap<usize, SessionAccounting> = BTreeMap::new();
+        let mut grants: Vec<IssuedGrant> = Vec::new();
         let mut viewer_profiles: BTreeMap<usize, ViewerProfile> = BTreeMap::new();
         for (session_id, plan) in &plans {
             let viewer = &net.viewers[plan.viewer];
             let node = &net.nodes[plan.node];
             let w = work.entry(plan.node).or_default();
+            let account = accounts
+                .entry(plan.node)
+                .or_insert_with(|| SessionAccounting::new(grace_ms));
             w.sessions += 1;
             viewer_profiles.entry(plan.viewer).or_insert(ViewerProfile {
                 viewer: viewer.key.viewer_key(),
@@ -306,7 +397,21 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
             });
             let attack = attack_of(node.role);
             let fake_viewer = !plan.genuine
-                && matches!(viewer.kind, ViewerKind::Bot(_) | ViewerKind::Colluder(_));
+                && matches!(
+                    viewer.kind,
+                    ViewerKind::Bot(_) | ViewerKind::Colluder(_) | ViewerKind::Farm(_)
+                );
+            let hostile = matches!(
+                viewer.kind,
+                ViewerKind::Framer(_) | ViewerKind::Farm(_) | ViewerKind::Withholder(_)
+            );
+            if hostile {
+                threat_cost.sessions_landed += 1;
+            }
+            // Framers without bandwidth only post receipts; they download nothing.
+            let receipts_only =
+                matches!(viewer.kind, ViewerKind::Framer(_)) && config.threat.bandwidth == 0;
+            let downloads = !fake_viewer && !receipts_only;
             let serves = attack != Some(Attack::A5);
             let down = downtime[plan.node];
             let up_ms = |from: u64, to: u64| -> u64 {
@@ -318,9 +423,21 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
             };
             let bytes_between = |from: u64, to: u64| config.bitrate * up_ms(from, to) / 1_000;
             let total_bytes = bytes_between(plan.start_ms, plan.end_ms);
+            grants.push(IssuedGrant {
+                session_id: *session_id,
+                node_id: node.id,
+                viewer: viewer.key.viewer_key(),
+                stream_id: streams[plan.stream].clone(),
+                live_ms: plan.end_ms - plan.start_ms,
+                probe: false,
+            });
+            account.open(*session_id, plan.end_ms + 120_000, plan.start_ms);
+            if hostile && downloads {
+                threat_cost.bandwidth_bytes += total_bytes;
+            }
             if viewer.kind == ViewerKind::Legacy {
                 if serves {
-                    w.unattested += total_bytes;
+                    account.served(*session_id, total_bytes);
                     w.true_legacy += total_bytes as f64;
                 }
                 continue;
@@ -330,17 +447,18 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
             }
             if !serves && !fake_viewer {
                 // Fake uptime: the viewer gets nothing and leaves; the node still claims.
-                w.claimed += total_bytes;
+                w.fabricated += total_bytes;
                 continue;
             }
             let duration_s = (plan.end_ms - plan.start_ms) / 1_000;
+            let max_bytes = config.bitrate * duration_s * 12 / 10 + 1_000_000;
             let grant = Signed::sign(
                 SessionGrant {
                     session_id: *session_id,
                     viewer: viewer.key.viewer_key(),
                     node_id: node.id,
                     stream_id: streams[plan.stream].clone(),
-                    max_bytes: config.bitrate * duration_s * 12 / 10 + 1_000_000,
+                    max_bytes,
                     expiry_ms: plan.end_ms + 120_000,
                 },
                 &coordinator,
@@ -351,7 +469,6 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
             let mut seq = 0u64;
             let mut t_prev = plan.start_ms;
             let mut t = plan.start_ms;
-            let mut receipted_bytes = 0u64;
             let mut last_segment = 0u64;
             while t < plan.end_ms {
                 t = (t + interval).min(plan.end_ms);
@@ -367,16 +484,22 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 } else {
                     lag_ms(&mut net.rng, late)
                 };
-                if !fake_viewer && attack != Some(Attack::A4) && lag <= 10_000 {
+                // Hostile keys (framers, farms, withholders) are no genuine demand: what they
+                // watch is not part of any node's fair share.
+                if !fake_viewer && !hostile && attack != Some(Attack::A4) && lag <= 10_000 {
                     w.true_on_time += interval_bytes as f64;
+                }
+                let bytes_total = bytes_between(plan.start_ms, t);
+                if downloads {
+                    account.served(*session_id, bytes_total);
                 }
                 let node_is_down = down.is_some_and(|(d0, d1)| t >= d0 && t < d1);
                 let lost = viewer.kind == ViewerKind::Lossy && net.rng.gen_bool(0.1);
                 let grieving = viewer.kind == ViewerKind::Griefer && t > grief_until;
-                if node_is_down || lost || grieving {
+                let withholding = matches!(viewer.kind, ViewerKind::Withholder(_)) && seq >= 1;
+                if node_is_down || lost || grieving || withholding {
                     continue;
                 }
-                let bytes_total = bytes_between(plan.start_ms, t);
                 // The newest segment received never goes backwards.
                 let segment =
                     ((t.saturating_sub(lag).saturating_sub(T0_MS)) / SEGMENT_MS).max(last_segment);
@@ -389,7 +512,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                         .unwrap_or_default()
                 };
                 seq += 1;
-                w.receipts.push(Signed::sign(
+                let receipt = Signed::sign(
                     ViewerReceipt {
                         session_id: *session_id,
                         seq,
@@ -399,31 +522,137 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                         t_ms: t,
                     },
                     &viewer.key,
-                ));
-                receipted_bytes = bytes_total;
+                );
+                if matches!(viewer.kind, ViewerKind::Framer(_)) {
+                    // Framers post past the node, plus one receipt beyond the grant.
+                    if seq == 1 {
+                        let mut beyond = receipt.body.clone();
+                        beyond.seq = u64::MAX / 2;
+                        beyond.bytes_total = max_bytes * 4;
+                        w.viewer_receipts.push(Signed::sign(beyond, &viewer.key));
+                    }
+                    w.viewer_receipts.push(receipt);
+                } else {
+                    if fake_viewer {
+                        // The farm's (or a colluder's) node claims what the receipt says.
+                        account.served(*session_id, bytes_total);
+                    }
+                    account.receipted(*session_id, bytes_total, t);
+                    w.receipts.push(receipt);
+                }
             }
-            // What the node claims: honest nodes claim what they delivered to signing viewers,
-            // moving a griefer's unreceipted tail to unattested.
-            if viewer.kind == ViewerKind::Griefer {
-                w.claimed += receipted_bytes;
-                w.unattested += total_bytes - receipted_bytes;
-            } else {
-                w.claimed += total_bytes;
+            if downloads {
+                account.served(*session_id, total_bytes);
             }
         }
 
-        // Nodes submit receipts and heartbeats; the coordinator verifies them.
+        // Probes: most only measure; some play a session and sign like a viewer, and their
+        // traffic is never paid.
+        let mut probes = Vec::new();
+        for &index in &active {
+            let node = &net.nodes[index];
+            let attack = attack_of(node.role);
+            let results: Vec<ProbeResult> = (0..config.probes)
+                .map(|_| {
+                    let at = t0 + net.rng.gen_range(0..epoch_ms);
+                    let down = downtime[index].is_some_and(|(d0, d1)| at >= d0 && at < d1);
+                    let timed_out = down || attack == Some(Attack::A5);
+                    ProbeResult {
+                        node_id: node.id,
+                        hash_ok: !(attack == Some(Attack::A4) && net.rng.gen_bool(0.5)),
+                        timed_out,
+                        ttfb_ms: if timed_out {
+                            0
+                        } else {
+                            net.rng.gen_range(50..400)
+                        },
+                        throughput_bytes_per_s: if timed_out {
+                            0
+                        } else {
+                            node.capacity / 10 * net.rng.gen_range(8..=10)
+                        },
+                    }
+                })
+                .collect();
+            probes.push((node.id, ProbeSummary::from_results(&probe_policy, &results)));
+            for (k, result) in results
+                .iter()
+                .take(config.probe_sessions as usize)
+                .enumerate()
+            {
+                if result.timed_out {
+                    continue;
+                }
+                let probe_key = KeyPair::from_seed(net.rng.gen());
+                let mut sid = [0u8; 16];
+                net.rng.fill_bytes(&mut sid);
+                let session_id = SessionId::from_bytes(sid);
+                let start = t0 + (k as u64 * epoch_ms / config.probe_sessions.max(1));
+                let live_ms = 3 * SEGMENT_MS;
+                let bytes = config.bitrate * live_ms / 1_000;
+                let stream = k % streams.len();
+                grants.push(IssuedGrant {
+                    session_id,
+                    node_id: node.id,
+                    viewer: probe_key.viewer_key(),
+                    stream_id: streams[stream].clone(),
+                    live_ms,
+                    probe: true,
+                });
+                let grant = Signed::sign(
+                    SessionGrant {
+                        session_id,
+                        viewer: probe_key.viewer_key(),
+                        node_id: node.id,
+                        stream_id: streams[stream].clone(),
+                        max_bytes: bytes * 2,
+                        expiry_ms: start + 120_000,
+                    },
+                    &coordinator,
+                );
+                verifier.admit_signed_grant(&grant, &coordinator.coordinator_key(), start)?;
+                let segment = (start + live_ms - T0_MS) / SEGMENT_MS;
+                let receipt = Signed::sign(
+                    ViewerReceipt {
+                        session_id,
+                        seq: 1,
+                        bytes_total: bytes,
+                        last_segment_seq: segment,
+                        segments_digest: origin
+                            .segment_digest(&streams[stream], segment)
+                            .unwrap_or_default(),
+                        t_ms: start + live_ms,
+                    },
+                    &probe_key,
+                );
+                let account = accounts
+                    .entry(index)
+                    .or_insert_with(|| SessionAccounting::new(grace_ms));
+                account.open(session_id, start + 120_000, start);
+                account.served(session_id, bytes);
+                account.receipted(session_id, bytes, start + live_ms);
+                work.entry(index).or_default().receipts.push(receipt);
+            }
+        }
+
+        // Nodes submit receipts and heartbeats; the coordinator verifies them, and the receipts
+        // viewers posted to it directly.
         let mut claims = Vec::new();
         for (&index, w) in work.iter_mut() {
             let node = &mut net.nodes[index];
             let attack = attack_of(node.role);
             let mut tally = ReceiptTally::default();
+            let mut viewer_posted = ReceiptTally::default();
             w.receipts.sort_by_key(|r| r.body.t_ms);
+            w.viewer_receipts.sort_by_key(|r| r.body.t_ms);
             let now = t1 + 60_000;
             for outcome in verifier.verify_batch(&node.id, &w.receipts, &origin, now) {
                 tally.record(&outcome);
             }
-            receipts_total += w.receipts.len() as u64;
+            for outcome in verifier.verify_batch(&node.id, &w.viewer_receipts, &origin, now) {
+                viewer_posted.record(&outcome);
+            }
+            receipts_total += (w.receipts.len() + w.viewer_receipts.len()) as u64;
             if attack == Some(Attack::A7) {
                 // Receipts for sessions never granted, then altered and replayed own receipts.
                 let mut extra: Vec<SignedReceipt> = (0..3u64)
@@ -454,12 +683,24 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                     tally.record(&outcome);
                 }
             }
+            // What the node's accounting claims once every session has gone quiet.
+            let served = accounts
+                .get_mut(&index)
+                .map(|a| a.take(t1 + grace_ms + 120_000, |_| false))
+                .unwrap_or_default();
+            let claimed = served.attested + w.fabricated;
             let (claimed, unattested) = match attack {
-                Some(Attack::A1 | Attack::A10) => {
-                    (w.claimed * 3 + 2_000_000_000, w.unattested + 10_000_000_000)
-                }
-                Some(Attack::A5) => (w.claimed, w.unattested + 5_000_000_000),
-                _ => (w.claimed, w.unattested),
+                Some(Attack::A1 | Attack::A10) => (
+                    claimed * 3 + 2_000_000_000,
+                    served.unattested + 10_000_000_000,
+                ),
+                Some(Attack::A5) => (claimed, served.unattested + 5_000_000_000),
+                // Claims up to what probes measured it can serve.
+                Some(Attack::IdleClaims) => (
+                    claimed,
+                    served.unattested + node.capacity * epoch_ms / 1_000,
+                ),
+                _ => (claimed, served.unattested),
             };
             node.nonce += 1;
             let beat = Signed::sign(
@@ -481,6 +722,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 unattested_bytes: accepted.unattested_bytes,
                 sessions: w.sessions,
                 receipts: tally,
+                viewer_posted,
             });
         }
         // Idle nodes still heartbeat: an A5 node claims unattested traffic without viewers.
@@ -495,38 +737,9 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                     unattested_bytes: 5_000_000_000,
                     sessions: 0,
                     receipts: ReceiptTally::default(),
+                    viewer_posted: ReceiptTally::default(),
                 });
             }
-        }
-
-        // Probes.
-        let mut probes = Vec::new();
-        for &index in &active {
-            let node = &net.nodes[index];
-            let attack = attack_of(node.role);
-            let results: Vec<ProbeResult> = (0..config.probes)
-                .map(|_| {
-                    let at = t0 + net.rng.gen_range(0..epoch_ms);
-                    let down = downtime[index].is_some_and(|(d0, d1)| at >= d0 && at < d1);
-                    let timed_out = down || attack == Some(Attack::A5);
-                    ProbeResult {
-                        node_id: node.id,
-                        hash_ok: !(attack == Some(Attack::A4) && net.rng.gen_bool(0.5)),
-                        timed_out,
-                        ttfb_ms: if timed_out {
-                            0
-                        } else {
-                            net.rng.gen_range(50..400)
-                        },
-                        throughput_bytes_per_s: if timed_out {
-                            0
-                        } else {
-                            node.capacity / 10 * net.rng.gen_range(8..=10)
-                        },
-                    }
-                })
-                .collect();
-            probes.push((node.id, ProbeSummary::from_results(&probe_policy, &results)));
         }
 
         // Fraud rules, then settlement.
@@ -568,8 +781,14 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 .filter(|(e, _, _)| *e >= recent_from)
                 .map(|(_, s, o)| (*s, o.clone()))
                 .collect(),
+            grants: Some(grants),
         };
         let report = fraud.assess(&observations);
+        let claimed_unattested: BTreeMap<NodeId, u64> = observations
+            .claims
+            .iter()
+            .map(|c| (c.node_id, c.unattested_bytes))
+            .collect();
         let inputs = EpochInputs {
             epoch,
             pool: config.pool,
@@ -591,10 +810,14 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
             .enumerate()
             .map(|(i, n)| (n.id, i))
             .collect();
+        let mut dropped: BTreeMap<usize, u64> = BTreeMap::new();
         for evidence in &report.evidence {
             let Some(&i) = all_nodes.get(&evidence.node_id) else {
                 continue;
             };
+            if let Verdict::DropBytes { bytes } = &evidence.verdict {
+                *dropped.entry(i).or_default() += bytes;
+            }
             let flag = matches!(
                 evidence.verdict,
                 Verdict::Penalize { .. } | Verdict::CapGroup
@@ -610,6 +833,19 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                     && r.penalized_epochs.last() != Some(&run_epoch)
                 {
                     r.penalized_epochs.push(run_epoch);
+                }
+            }
+        }
+        for input in &report.node_inputs {
+            let Some(&i) = all_nodes.get(&input.node_id) else {
+                continue;
+            };
+            let d = dropped.get(&i).copied().unwrap_or(0);
+            let claimed_unattested = claimed_unattested.get(&input.node_id).copied().unwrap_or(0);
+            let judged = input.verified_bytes + claimed_unattested;
+            if judged > 0 && d * 2 >= judged {
+                if let Some(r) = records.get_mut(i) {
+                    r.dropped_epochs.push(run_epoch);
                 }
             }
         }
@@ -686,7 +922,113 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
         receipts: receipts_total,
         payouts,
         griefer_sessions,
+        victim: net.victim,
+        threat_cost,
     })
+}
+
+/// Feeds the fraud engine `warmup_epochs` of honest viewing before the run, as a running
+/// network's history would: honest viewers, routed over honest nodes, every byte receipted.
+fn warm_up(
+    config: &SimConfig,
+    net: &mut Network,
+    fraud: &mut FraudEngine,
+    router: &Router,
+    streams: &[StreamId],
+    epoch_ms: u64,
+) {
+    let honest: Vec<usize> = (0..net.nodes.len())
+        .filter(|&i| net.nodes[i].role == Role::Honest)
+        .collect();
+    let candidates: Vec<RouteCandidate> = honest
+        .iter()
+        .map(|&i| RouteCandidate {
+            node_id: net.nodes[i].id,
+            quality_ppm: net.nodes[i].quality_ppm,
+        })
+        .collect();
+    let mut per_operator: BTreeMap<OperatorId, u64> = BTreeMap::new();
+    for &i in &honest {
+        *per_operator
+            .entry(net.nodes[i].operator.clone())
+            .or_default() += 1;
+    }
+    let route_share: Vec<(OperatorId, u64)> = per_operator
+        .into_iter()
+        .map(|(o, n)| (o, n * 1_000_000 / honest.len().max(1) as u64))
+        .collect();
+    for back in (1..=config.warmup_epochs).rev() {
+        let epoch = BASE_EPOCH.saturating_sub(back);
+        let t0 = T0_MS.saturating_sub(back * epoch_ms);
+        let mut secret = [0u8; 32];
+        net.rng.fill_bytes(&mut secret);
+        let mut sessions = Vec::new();
+        let mut viewers = Vec::new();
+        for viewer in &net.viewers {
+            if !matches!(viewer.kind, ViewerKind::Normal | ViewerKind::Lossy) {
+                continue;
+            }
+            let key = viewer.key.viewer_key();
+            let count = match net.rng.gen_range(0..100) {
+                0..=14 => 0,
+                15..=49 => 1,
+                50..=84 => 2,
+                _ => 3,
+            };
+            for request in 0..count {
+                let Some(node_id) = router.pick(route_seed(&secret, &key, request), &candidates)
+                else {
+                    continue;
+                };
+                let duration = net.rng.gen_range(600_000..2_400_000).min(epoch_ms);
+                let start = t0 + net.rng.gen_range(0..=epoch_ms - duration);
+                let bytes = config.bitrate * duration / 1_000;
+                let mut sid = [0u8; 16];
+                net.rng.fill_bytes(&mut sid);
+                sessions.push(SessionUsage {
+                    session_id: SessionId::from_bytes(sid),
+                    node_id,
+                    viewer: key,
+                    stream_id: streams[net.rng.gen_range(0..streams.len())].clone(),
+                    bytes,
+                    on_time_bytes: bytes,
+                    bytes_total: bytes,
+                    started_ms: start,
+                    last_receipt_ms: start + duration,
+                });
+            }
+            viewers.push(ViewerProfile {
+                viewer: key,
+                subnet: viewer.subnet,
+                operator: None,
+            });
+        }
+        fraud.assess(&EpochObservations {
+            epoch,
+            epoch_ms,
+            nodes: honest
+                .iter()
+                .map(|&i| NodeProfile {
+                    node_id: net.nodes[i].id,
+                    operator: net.nodes[i].operator.clone(),
+                    subnet: net.nodes[i].subnet,
+                    first_epoch: 0,
+                    average_reward: config.pool / honest.len().max(1) as u64,
+                })
+                .collect(),
+            viewers,
+            sessions,
+            claims: Vec::new(),
+            probes: Vec::new(),
+            bitrates: streams
+                .iter()
+                .map(|s| (s.clone(), config.bitrate))
+                .collect(),
+            operator_route_share_ppm: route_share.clone(),
+            recently_penalized: Vec::new(),
+            grants: None,
+        });
+    }
 }
 
 fn attack_of(role: Role) -> Option<Attack> {

@@ -1,6 +1,6 @@
 //! The synthetic network: nodes, viewers and the attacks they mount.
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -46,6 +46,68 @@ pub struct SimConfig {
     /// so their history is not all on one operator.
     #[arg(long)]
     pub stealthy: bool,
+    /// Leave out the ten classic attacks (A1–A10), e.g. to measure one threat alone.
+    #[arg(long)]
+    pub no_classic: bool,
+    /// Epochs of honest viewing the fraud engine has seen before the run (a running network's
+    /// viewer history); not settled, not reported.
+    #[arg(long, default_value_t = 6)]
+    pub warmup_epochs: u64,
+    /// Probes per node per epoch that play a session and sign receipts like a viewer (the rest
+    /// only measure).
+    #[arg(long, default_value_t = 12)]
+    pub probe_sessions: u64,
+    /// Grant requests an honest viewer key may make per epoch.
+    #[arg(long, default_value_t = 8)]
+    pub grant_budget: u64,
+    #[command(flatten)]
+    pub threat: ThreatConfig,
+}
+
+/// A threat beyond the classic ten, with the attacker's budget.
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct ThreatConfig {
+    /// The threat to mount.
+    #[arg(id = "threat", long = "threat", value_enum)]
+    pub kind: Option<Threat>,
+    /// Viewer keys the attacker controls (per epoch for fresh-keys, which renews them).
+    #[arg(id = "threat_keys", long = "threat-keys", default_value_t = 10)]
+    pub keys: u64,
+    /// Nodes the attacker runs.
+    #[arg(id = "threat_nodes", long = "threat-nodes", default_value_t = 3)]
+    pub nodes: u64,
+    /// Grant requests each attacker key makes per epoch (re-rolls and `exclude=` included): the
+    /// coordinator's per-key budget, or more where it has none.
+    #[arg(id = "threat_requests", long = "threat-requests", default_value_t = 8)]
+    pub requests: u64,
+    /// Source /24s the attacker's keys come from.
+    #[arg(id = "threat_prefixes", long = "threat-prefixes", default_value_t = 2)]
+    pub prefixes: u64,
+    /// Sessions each attacker key plays (or fakes) per epoch.
+    #[arg(id = "threat_sessions", long = "threat-sessions", default_value_t = 2)]
+    pub sessions: u64,
+    /// Bandwidth the attacker's keys really download with, bytes/s per session (0: receipts
+    /// only, no download).
+    #[arg(
+        id = "threat_bandwidth",
+        long = "threat-bandwidth",
+        default_value_t = 0
+    )]
+    pub bandwidth: u64,
+}
+
+/// Threats beyond the classic ten.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Threat {
+    /// Hostile viewer keys concentrate sessions and bad receipts on one honest node.
+    Framing,
+    /// The operator's nodes collect receipts from fresh viewer keys every epoch.
+    FreshKeys,
+    /// Nodes with no viewers claim unattested bytes (and serve only probes).
+    IdleClaims,
+    /// Viewers aiming at one honest node send one receipt per session, then watch on silently.
+    Withholding,
 }
 
 /// The attacks of the threat model.
@@ -71,6 +133,10 @@ pub enum Attack {
     A9,
     /// Whitewashing: re-register after a penalty.
     A10,
+    /// Fresh-key viewer farm ([`Threat::FreshKeys`]).
+    FreshKeys,
+    /// Idle unattested claims ([`Threat::IdleClaims`]).
+    IdleClaims,
 }
 
 impl Attack {
@@ -91,7 +157,7 @@ impl Attack {
     /// Epochs within which the rules should catch it (the targets' windows).
     pub fn window_epochs(self) -> u64 {
         match self {
-            Attack::A1 | Attack::A4 | Attack::A5 | Attack::A7 => 1,
+            Attack::A1 | Attack::A4 | Attack::A5 | Attack::A7 | Attack::IdleClaims => 1,
             _ => 3,
         }
     }
@@ -141,6 +207,13 @@ pub enum ViewerKind {
     Bot(usize),
     /// A colluding viewer of these node indices (A6).
     Colluder(Vec<usize>),
+    /// A hostile key framing the node at this index.
+    Framer(usize),
+    /// A fresh key of the farm of these node indices (renewed every epoch).
+    Farm(Vec<usize>),
+    /// Sends one receipt per session, then watches on without signing, on the node at this
+    /// index where routing offers it.
+    Withholder(usize),
 }
 
 /// A simulated viewer.
@@ -153,6 +226,8 @@ pub struct SimViewer {
 /// The network at the start of the run.
 pub struct Network {
     pub nodes: Vec<SimNode>,
+    /// The honest node framers target.
+    pub victim: Option<usize>,
     pub viewers: Vec<SimViewer>,
     pub rng: ChaCha8Rng,
 }
@@ -207,7 +282,31 @@ impl Network {
         };
         let mut bots_of = Vec::new();
         let mut colluders_of = Vec::new();
-        for attack in Attack::ALL {
+        let classic: &[Attack] = if config.no_classic { &[] } else { &Attack::ALL };
+        let threat = &config.threat;
+        let mut threat_nodes = Vec::new();
+        match threat.kind {
+            Some(Threat::FreshKeys) | Some(Threat::IdleClaims) => {
+                let attack = if threat.kind == Some(Threat::FreshKeys) {
+                    Attack::FreshKeys
+                } else {
+                    Attack::IdleClaims
+                };
+                for k in 0..threat.nodes {
+                    // Each node in a /24 and under a name of its own: no cap binds on them.
+                    let subnet = random_subnet(&mut rng, 99);
+                    threat_nodes.push(add_attacker(
+                        &mut rng,
+                        attack,
+                        format!("{attack:?}-{k}"),
+                        subnet,
+                        5_000_000,
+                    )?);
+                }
+            }
+            _ => {}
+        }
+        for &attack in classic {
             match attack {
                 Attack::A8 => {}
                 Attack::A2 => {
@@ -281,8 +380,30 @@ impl Network {
                 });
             }
         }
+        let victim = (matches!(threat.kind, Some(Threat::Framing | Threat::Withholding))
+            && config.nodes > 0)
+            .then_some(0);
+        let prefixes: Vec<Subnet24> = (0..threat.prefixes.max(1))
+            .map(|_| random_subnet(&mut rng, 160))
+            .collect();
+        let kind = match threat.kind {
+            Some(Threat::Framing) => victim.map(ViewerKind::Framer),
+            Some(Threat::FreshKeys) => Some(ViewerKind::Farm(threat_nodes)),
+            Some(Threat::Withholding) => victim.map(ViewerKind::Withholder),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            for k in 0..threat.keys {
+                viewers.push(SimViewer {
+                    key: KeyPair::from_seed(rng.gen()),
+                    subnet: prefixes[k as usize % prefixes.len()],
+                    kind: kind.clone(),
+                });
+            }
+        }
         Ok(Self {
             nodes,
+            victim,
             viewers,
             rng,
         })

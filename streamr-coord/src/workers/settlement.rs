@@ -299,6 +299,8 @@ impl Settler {
                         beyond_grant: to_u64(a.beyond_grant),
                         wrong_content: to_u64(a.wrong_content),
                     },
+                    // Storage does not yet tell receipts viewers posted apart from the node's.
+                    viewer_posted: ReceiptTally::default(),
                 })
             })
             .collect();
@@ -365,6 +367,8 @@ impl Settler {
             bitrates: bitrates.into_iter().collect(),
             operator_route_share_ppm,
             recently_penalized,
+            // No grant log yet: unattested bytes stay capped by probe capacity only.
+            grants: None,
         })
     }
 
@@ -445,10 +449,7 @@ impl Settler {
                 .map(|e| EvidenceRecord {
                     epoch,
                     node_id: e.node_id.to_string(),
-                    rule: serde_json::to_value(e.rule)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_else(|| format!("{:?}", e.rule)),
+                    rule: e.rule.as_str().to_owned(),
                     detail: to_json(e),
                     created_at_ms: now,
                 })

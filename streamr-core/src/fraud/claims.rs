@@ -1,0 +1,108 @@
+//! Rules on what a node itself reported and handed in: its attested claim against its verified
+//! bytes, the receipts it submitted, and probes of its content while it claims traffic. These
+//! are the node's own doing and penalize it.
+
+use std::collections::BTreeMap;
+
+use super::context::{inputs, ppm_of, scale_ppm, NodeAcc};
+use super::{FraudConfig, NodeClaims, RuleId};
+use crate::probes::ProbeSummary;
+
+/// A penalizing rule's finding.
+pub(super) type Finding = (RuleId, BTreeMap<String, u64>);
+
+/// ClaimsExceedReceipts: the attested claim exceeds the verified bytes (probe sessions
+/// included: the node served them) by more than the tolerance plus, per session, a slack of
+/// its stream's measured bitrate for `claim_slack_seconds_per_session` (receipts lost or not
+/// yet sent). Sessions the node claims but no receipt verified get the slack of the highest
+/// measured bitrate.
+pub(super) fn claims_exceed_receipts(
+    c: &FraudConfig,
+    claim: &NodeClaims,
+    a: &NodeAcc,
+    max_bitrate: u64,
+) -> Option<Finding> {
+    let verified = a.verified.saturating_add(a.probe_bytes);
+    let unverified_sessions = claim.sessions.saturating_sub(a.sessions);
+    let slack = a
+        .session_bitrates
+        .saturating_add(unverified_sessions.saturating_mul(max_bitrate))
+        .saturating_mul(c.claim_slack_seconds_per_session);
+    let allowed = verified
+        .saturating_add(scale_ppm(verified, c.claim_tolerance_ppm))
+        .saturating_add(slack);
+    (claim.claimed_bytes > allowed).then(|| {
+        (
+            RuleId::ClaimsExceedReceipts,
+            inputs([
+                ("claimed_bytes", claim.claimed_bytes),
+                ("verified_bytes", verified),
+                ("allowed", allowed),
+            ]),
+        )
+    })
+}
+
+/// ReceiptsBeyondGrant: the node handed in receipts beyond their grant's byte limit.
+pub(super) fn receipts_beyond_grant(claim: &NodeClaims) -> Option<Finding> {
+    (claim.receipts.beyond_grant > 0).then(|| {
+        (
+            RuleId::ReceiptsBeyondGrant,
+            inputs([("beyond_grant", claim.receipts.beyond_grant)]),
+        )
+    })
+}
+
+/// ForgedReceipts: the node handed in forged or replayed receipts.
+pub(super) fn forged_receipts(claim: &NodeClaims) -> Option<Finding> {
+    let r = &claim.receipts;
+    (r.forged + r.replayed > 0).then(|| {
+        (
+            RuleId::ForgedReceipts,
+            inputs([
+                ("forged", r.forged),
+                ("replayed", r.replayed),
+                ("submitted", r.submitted),
+            ]),
+        )
+    })
+}
+
+/// WrongContent: too many receipts the node handed in acknowledge wrong or stale content.
+pub(super) fn wrong_content(c: &FraudConfig, claim: &NodeClaims) -> Option<Finding> {
+    let r = &claim.receipts;
+    (ppm_of(r.wrong_content, r.submitted) > c.wrong_content_ppm).then(|| {
+        (
+            RuleId::WrongContent,
+            inputs([
+                ("wrong_content", r.wrong_content),
+                ("submitted", r.submitted),
+            ]),
+        )
+    })
+}
+
+/// ProbeFailuresWhileServing: the node claims traffic while the coordinator's probes got wrong
+/// content from it, or mostly timed out.
+pub(super) fn probe_failures_while_serving(
+    c: &FraudConfig,
+    claim: &NodeClaims,
+    probe: &ProbeSummary,
+) -> Option<Finding> {
+    let claims_traffic = claim.claimed_bytes > 0 || claim.unattested_bytes > 0;
+    let failures = probe.hash_failures + probe.timeouts;
+    (claims_traffic
+        && (probe.hash_failures > 0 || ppm_of(failures, probe.total) > c.probe_failure_ppm))
+        .then(|| {
+            (
+                RuleId::ProbeFailuresWhileServing,
+                inputs([
+                    ("probes", probe.total),
+                    ("hash_failures", probe.hash_failures),
+                    ("timeouts", probe.timeouts),
+                    ("claimed_bytes", claim.claimed_bytes),
+                    ("unattested_bytes", claim.unattested_bytes),
+                ]),
+            )
+        })
+}

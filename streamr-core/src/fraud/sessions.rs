@@ -1,0 +1,229 @@
+//! Rules on viewer sessions: over-bitrate receipts, self-dealing, bots, collusion and the
+//! per-viewer cap. Apart from self-dealing (a viewer in the node's own prefix or operator),
+//! these judge what a viewer did: they drop that viewer's bytes and never count against the
+//! node, so hostile viewers cannot frame an honest node with them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::context::{bytes_at, inputs, scale, scale_ppm, Book, Credit, EpochContext};
+use super::RuleId;
+use crate::identity::ViewerKey;
+use crate::ids::OperatorId;
+use crate::rewards::PPM;
+use crate::verifier::SessionUsage;
+
+/// Sessions of a viewer the collusion test looks at, newest first (bounds `C(k, x)` in `u128`).
+pub(super) const MAX_COLLUSION_SESSIONS: usize = 60;
+/// Fewest sessions on one operator before the collusion test judges a viewer.
+const COLLUSION_MIN_SESSIONS: u64 = 3;
+
+/// The rule that drops a whole session, with its inputs.
+pub(super) type SessionVerdict = (RuleId, BTreeMap<String, u64>);
+
+/// OverBitrate: the session acknowledged more than its stream's measured bitrate allows for
+/// its duration (with headroom and a player's initial burst).
+pub(super) fn over_bitrate(ctx: &EpochContext<'_>, s: &SessionUsage) -> Option<SessionVerdict> {
+    let c = ctx.config;
+    let bitrate = ctx.bitrate(&s.stream_id);
+    let duration_ms = s.last_receipt_ms.saturating_sub(s.started_ms);
+    let allowed = scale_ppm(bytes_at(bitrate, duration_ms), c.bitrate_headroom_ppm)
+        .saturating_add(bitrate.saturating_mul(c.bitrate_burst_seconds));
+    (s.bytes_total > allowed).then(|| {
+        (
+            RuleId::OverBitrate,
+            inputs([
+                ("bytes_total", s.bytes_total),
+                ("bitrate", bitrate),
+                ("duration_ms", duration_ms),
+                ("allowed", allowed),
+            ]),
+        )
+    })
+}
+
+/// SelfDealing: the viewer is in the node's /24 or linked to its operator. The node's own
+/// doing (it is the node's prefix or operator), so these bytes count as tainted.
+pub(super) fn self_dealing(ctx: &EpochContext<'_>, s: &SessionUsage) -> Option<SessionVerdict> {
+    let node = ctx.profiles.get(&s.node_id)?;
+    let viewer = ctx.viewers.get(&s.viewer)?;
+    let same_subnet = viewer.subnet == node.subnet;
+    let same_operator = viewer.operator.as_ref() == Some(&node.operator);
+    (same_subnet || same_operator).then(|| {
+        (
+            RuleId::SelfDealing,
+            inputs([
+                ("same_subnet", u64::from(same_subnet)),
+                ("same_operator", u64::from(same_operator)),
+            ]),
+        )
+    })
+}
+
+/// Viewers with many times the median sessions or bytes (and at least `bot_min_sessions`).
+pub(super) fn bots(
+    ctx: &EpochContext<'_>,
+    per_viewer: &BTreeMap<ViewerKey, (u64, u64)>,
+) -> (BTreeSet<ViewerKey>, u64, u64) {
+    let c = ctx.config;
+    let median = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v.get(v.len() / 2).copied().unwrap_or(0)
+    };
+    let median_sessions = median(per_viewer.values().map(|v| v.0).collect());
+    let median_bytes = median(per_viewer.values().map(|v| v.1).collect());
+    let bots = per_viewer
+        .iter()
+        .filter(|(_, (sessions, bytes))| {
+            *sessions >= c.bot_min_sessions
+                && (*sessions > median_sessions.saturating_mul(c.bot_factor)
+                    || *bytes > median_bytes.saturating_mul(c.bot_factor))
+        })
+        .map(|(v, _)| *v)
+        .collect();
+    (bots, median_sessions, median_bytes)
+}
+
+/// BotViewer: the session's viewer is one of `bots`.
+pub(super) fn bot_viewer(
+    s: &SessionUsage,
+    bots: &(BTreeSet<ViewerKey>, u64, u64),
+    per_viewer: &BTreeMap<ViewerKey, (u64, u64)>,
+) -> Option<SessionVerdict> {
+    let (set, median_sessions, median_bytes) = bots;
+    set.contains(&s.viewer).then(|| {
+        let (sessions, bytes) = per_viewer.get(&s.viewer).copied().unwrap_or((0, 0));
+        (
+            RuleId::BotViewer,
+            inputs([
+                ("viewer_sessions", sessions),
+                ("median_sessions", *median_sessions),
+                ("viewer_bytes", bytes),
+                ("median_bytes", *median_bytes),
+            ]),
+        )
+    })
+}
+
+/// Whether `operators × C(k, hits) × share^hits` — a union bound on the chance that routing sent
+/// at least `hits` of `k` sessions to an operator with route share `share_ppm`, for any of the
+/// operators — is below `p_value_ppm`. Integer arithmetic (scaled by PPM²), so every platform
+/// decides alike.
+pub(super) fn collusion_chance_below(
+    k: u64,
+    hits: u64,
+    share_ppm: u64,
+    operators: u128,
+    p_value_ppm: u64,
+) -> bool {
+    let ppm = u128::from(PPM);
+    let threshold = u128::from(p_value_ppm) * ppm;
+    // C(k, hits), exact: each partial product is itself a binomial coefficient.
+    let mut binomial: u128 = 1;
+    for i in 0..hits.min(k) {
+        binomial = binomial.saturating_mul(u128::from(k - i)) / u128::from(i + 1);
+    }
+    let mut chance = operators.saturating_mul(binomial).saturating_mul(ppm * ppm);
+    let share = u128::from(share_ppm.min(PPM));
+    for _ in 0..hits {
+        chance = chance / ppm * share + chance % ppm * share / ppm;
+        if chance < threshold {
+            return true;
+        }
+    }
+    chance < threshold
+}
+
+/// Viewers whose sessions in the history window concentrate on one operator far beyond what
+/// routing offers that operator (its route share), with the operator they favour.
+pub(super) fn colluders(
+    ctx: &EpochContext<'_>,
+    history: &BTreeMap<ViewerKey, Vec<(u64, OperatorId)>>,
+) -> BTreeMap<ViewerKey, OperatorId> {
+    let c = ctx.config;
+    let operator_count = ctx.route_share.len().max(1) as u128;
+    let mut out = BTreeMap::new();
+    for (viewer, sessions) in history {
+        let recent = sessions
+            .get(sessions.len().saturating_sub(MAX_COLLUSION_SESSIONS)..)
+            .unwrap_or_default();
+        let mut counts: BTreeMap<&OperatorId, u64> = BTreeMap::new();
+        for (_, operator) in recent {
+            *counts.entry(operator).or_default() += 1;
+        }
+        // The operator this viewer used most in the window (ties to the lower id).
+        let Some((operator, hits)) = counts
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(o, n)| (*o, *n))
+        else {
+            continue;
+        };
+        if hits < COLLUSION_MIN_SESSIONS {
+            continue;
+        }
+        let share = ctx.route_share.get(operator).copied().unwrap_or(PPM);
+        if collusion_chance_below(
+            recent.len() as u64,
+            hits,
+            share,
+            operator_count,
+            c.collusion_p_value_ppm,
+        ) {
+            out.insert(*viewer, operator.clone());
+        }
+    }
+    out
+}
+
+/// Collusion: the session's viewer concentrates on the session's operator (see [`colluders`]).
+/// A framer looks exactly like a colluder, so this only drops the viewer's bytes.
+pub(super) fn collusion(
+    ctx: &EpochContext<'_>,
+    s: &SessionUsage,
+    colluders: &BTreeMap<ViewerKey, OperatorId>,
+    history: &BTreeMap<ViewerKey, Vec<(u64, OperatorId)>>,
+) -> Option<SessionVerdict> {
+    let node = ctx.profiles.get(&s.node_id)?;
+    if colluders.get(&s.viewer) != Some(&node.operator) {
+        return None;
+    }
+    let h = history.get(&s.viewer);
+    let window = h.map_or(0, Vec::len) as u64;
+    let on_operator = h.map_or(0, |h| h.iter().filter(|(_, o)| *o == node.operator).count()) as u64;
+    let share = ctx.route_share.get(&node.operator).copied().unwrap_or(0);
+    Some((
+        RuleId::Collusion,
+        inputs([
+            ("window_sessions", window),
+            ("sessions_on_operator", on_operator),
+            ("route_share_ppm", share),
+        ]),
+    ))
+}
+
+/// ViewerCap: one viewer's credited bytes in an epoch count up to `viewer_cap_streams` streams
+/// at the measured bitrate of the streams it watched, for the whole epoch; the excess is
+/// dropped from each of its sessions in proportion.
+pub(super) fn viewer_cap(ctx: &EpochContext<'_>, credits: &mut [Credit<'_>], book: &mut Book) {
+    let mut totals: BTreeMap<ViewerKey, (u64, u64)> = BTreeMap::new();
+    for cr in credits.iter() {
+        let t = totals.entry(cr.session.viewer).or_default();
+        t.0 = t.0.saturating_add(cr.bytes);
+        t.1 = t.1.max(ctx.bitrate(&cr.session.stream_id));
+    }
+    for cr in credits.iter_mut() {
+        let (total, bitrate) = totals.get(&cr.session.viewer).copied().unwrap_or((0, 0));
+        let cap = bytes_at(bitrate, ctx.obs.epoch_ms).saturating_mul(ctx.config.viewer_cap_streams);
+        if total <= cap {
+            continue;
+        }
+        let drop = scale(cr.bytes, total - cap, total).min(cr.bytes);
+        cr.bytes -= drop;
+        book.drop_part(
+            RuleId::ViewerCap,
+            cr.session.node_id,
+            cr.session.viewer,
+            drop,
+        );
+    }
+}

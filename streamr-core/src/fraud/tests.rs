@@ -1,0 +1,488 @@
+//! The rules against hand-built epochs.
+
+use super::sessions::collusion_chance_below;
+use super::*;
+
+fn claims(claimed_bytes: u64, unattested_bytes: u64) -> NodeClaims {
+    NodeClaims {
+        node_id: NodeId::from_bytes([1; 32]),
+        claimed_bytes,
+        unattested_bytes,
+        sessions: 1,
+        receipts: ReceiptTally::default(),
+        viewer_posted: ReceiptTally::default(),
+    }
+}
+
+#[test]
+fn receipts_posted_past_the_node_do_not_earn_twice() {
+    // Every receipt reached the node: its attested claim covers them, unattested stays.
+    assert_eq!(net_unattested(&claims(5_000, 3_000), 5_000), 3_000);
+    // 2 000 verified bytes came from receipts the viewer posted to the coordinator; the
+    // node had counted that session as unattested.
+    assert_eq!(net_unattested(&claims(3_000, 3_000), 5_000), 1_000);
+    // Nothing left to net below zero.
+    assert_eq!(net_unattested(&claims(0, 1_000), 5_000), 0);
+    // Claims above the receipts do not add unattested credit.
+    assert_eq!(net_unattested(&claims(9_000, 3_000), 5_000), 3_000);
+}
+
+const BITRATE: u64 = 500_000;
+const HOUR_MS: u64 = 3_600_000;
+
+fn node(i: u8, operator: &str, subnet: u8) -> NodeProfile {
+    NodeProfile {
+        node_id: NodeId::from_bytes([i; 32]),
+        operator: OperatorId::new(operator).unwrap(),
+        subnet: Subnet24([10, 0, subnet]),
+        first_epoch: 0,
+        average_reward: 1_000,
+    }
+}
+
+fn viewer(i: u8, subnet: u8) -> ViewerProfile {
+    ViewerProfile {
+        viewer: ViewerKey::from_bytes([i; 32]),
+        subnet: Subnet24([192, 168, subnet]),
+        operator: None,
+    }
+}
+
+fn session(n: u8, v: u8, s: u8, minutes: u64) -> SessionUsage {
+    let bytes = BITRATE * minutes * 60;
+    SessionUsage {
+        session_id: SessionId::from_bytes([s; 16]),
+        node_id: NodeId::from_bytes([n; 32]),
+        viewer: ViewerKey::from_bytes([v; 32]),
+        stream_id: StreamId::new("live").unwrap(),
+        bytes,
+        on_time_bytes: bytes,
+        bytes_total: bytes,
+        started_ms: 0,
+        last_receipt_ms: minutes * 60_000,
+    }
+}
+
+/// Nodes 1..=4 of four operators; viewers 1..=8 each watching 20 minutes from node 1 + v%4.
+fn honest() -> EpochObservations {
+    let nodes: Vec<_> = (1..=4).map(|i| node(i, &format!("op{i}"), i)).collect();
+    let viewers: Vec<_> = (1..=8).map(|v| viewer(v, v)).collect();
+    let sessions: Vec<_> = (1..=8).map(|v| session(1 + v % 4, v, v, 20)).collect();
+    let claims = nodes
+        .iter()
+        .map(|n| NodeClaims {
+            node_id: n.node_id,
+            claimed_bytes: sessions
+                .iter()
+                .filter(|s| s.node_id == n.node_id)
+                .map(|s| s.bytes)
+                .sum(),
+            unattested_bytes: 0,
+            sessions: 2,
+            receipts: ReceiptTally {
+                submitted: 10,
+                accepted: 10,
+                ..ReceiptTally::default()
+            },
+            viewer_posted: ReceiptTally::default(),
+        })
+        .collect();
+    let good = ProbeSummary {
+        total: 60,
+        passed: 60,
+        capacity_bytes_per_s: 2_000_000,
+        ..ProbeSummary::default()
+    };
+    EpochObservations {
+        epoch: 100,
+        epoch_ms: HOUR_MS,
+        probes: nodes.iter().map(|n| (n.node_id, good)).collect(),
+        nodes,
+        viewers,
+        sessions,
+        claims,
+        bitrates: vec![(StreamId::new("live").unwrap(), BITRATE)],
+        operator_route_share_ppm: (1..=4)
+            .map(|i| (OperatorId::new(format!("op{i}")).unwrap(), 250_000))
+            .collect(),
+        recently_penalized: vec![],
+        grants: None,
+    }
+}
+
+fn rules_for(report: &FraudReport, n: u8) -> Vec<RuleId> {
+    let id = NodeId::from_bytes([n; 32]);
+    report
+        .evidence
+        .iter()
+        .filter(|e| e.node_id == id)
+        .map(|e| e.rule)
+        .collect()
+}
+
+#[test]
+fn honest_epoch_fires_nothing() {
+    let report = FraudEngine::new(FraudConfig::default()).assess(&honest());
+    assert!(report.evidence.is_empty(), "{:?}", report.evidence);
+    assert!(report.penalties.is_empty());
+    assert!(report.node_inputs.iter().all(|n| n.flagged_bytes == 0));
+}
+
+#[test]
+fn inflated_claims_and_forged_receipts_are_penalized() {
+    let mut obs = honest();
+    obs.claims[0].claimed_bytes *= 3;
+    obs.claims[1].receipts.forged = 2;
+    obs.claims[2].receipts.beyond_grant = 1;
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(rules_for(&report, 1), [RuleId::ClaimsExceedReceipts]);
+    assert_eq!(rules_for(&report, 2), [RuleId::ForgedReceipts]);
+    assert_eq!(rules_for(&report, 3), [RuleId::ReceiptsBeyondGrant]);
+    assert_eq!(report.penalties.len(), 3);
+    let (low, high) = FraudConfig::default().penalty.range(1_000);
+    assert_eq!(report.penalties[0].amount, low);
+    assert!(low <= high);
+}
+
+#[test]
+fn over_bitrate_and_self_dealing_sessions_are_dropped() {
+    let mut obs = honest();
+    obs.sessions[0].bytes_total = BITRATE * 20 * 60 * 2;
+    obs.viewers[1].subnet = obs.nodes[2].subnet; // viewer 2 watches node 3 from its /24
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    // Over-bitrate receipts are the viewer's doing: its bytes are dropped, the node is not
+    // tainted by them.
+    assert_eq!(rules_for(&report, 2), [RuleId::OverBitrate]);
+    assert_eq!(
+        rules_for(&report, 3),
+        [RuleId::SelfDealing, RuleId::TaintedTraffic]
+    );
+    let node3 = &report.node_inputs[2];
+    assert_eq!(node3.flagged_bytes, node3.verified_bytes);
+}
+
+#[test]
+fn collusion_needs_improbable_concentration_and_never_penalizes_the_node() {
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    // Viewer 9 always watches node 4 (operator share 25%): 0.25^k × 4 < 1e-4 needs k ≥ 8,
+    // reached in the fourth epoch. Honest viewers (one session per epoch) never get there
+    // within the six-epoch window.
+    for epoch in 0..6u64 {
+        let mut obs = honest();
+        obs.epoch = epoch + 100;
+        obs.viewers.push(viewer(9, 99));
+        for s in 0..2 {
+            obs.sessions.push(session(4, 9, 100 + s, 10));
+        }
+        let report = engine.assess(&obs);
+        let collusion = rules_for(&report, 4).contains(&RuleId::Collusion);
+        assert_eq!(collusion, epoch >= 3, "epoch {epoch}");
+        // A colluder and a framer look alike: the viewer's bytes are dropped, nothing more.
+        assert!(report.penalties.is_empty(), "epoch {epoch}");
+        let node4 = &report.node_inputs[3];
+        let dropped = if epoch >= 3 { 2 * BITRATE * 600 } else { 0 };
+        assert_eq!(node4.flagged_bytes, dropped, "epoch {epoch}");
+    }
+}
+
+#[test]
+fn new_nodes_get_probation_and_returning_offenders_less() {
+    let mut obs = honest();
+    obs.nodes[0].first_epoch = 99;
+    obs.nodes[1].first_epoch = 99;
+    obs.recently_penalized = vec![(obs.nodes[1].subnet, OperatorId::new("x").unwrap())];
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(rules_for(&report, 1), [RuleId::Probation]);
+    assert_eq!(rules_for(&report, 2), [RuleId::Whitewashing]);
+    assert_eq!(report.node_inputs[0].probation_ppm, 500_000);
+    assert_eq!(report.node_inputs[1].probation_ppm, 100_000);
+}
+
+#[test]
+fn viewer_bytes_beyond_the_cap_are_dropped_in_proportion() {
+    let mut obs = honest();
+    // Viewer 1 watches for three hours' worth in a one-hour epoch (cap: two streams).
+    for s in 0..3 {
+        obs.sessions.push(session(1 + s % 4, 1, 50 + s, 60));
+    }
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    let drops: u64 = report
+        .evidence
+        .iter()
+        .filter(|e| e.rule == RuleId::ViewerCap)
+        .map(|e| match e.verdict {
+            Verdict::DropBytes { bytes } => bytes,
+            _ => 0,
+        })
+        .sum();
+    let total = BITRATE * 60 * (20 + 3 * 60);
+    let cap = BITRATE * 3_600 * 2;
+    assert!(
+        drops.abs_diff(total - cap) <= 4,
+        "{drops} vs {}",
+        total - cap
+    );
+    assert!(report.penalties.is_empty());
+}
+
+#[test]
+fn collusion_chance_is_a_union_bound() {
+    // 4 operators, 8 of 8 sessions on one with share 25 %: 4 × 1 × 0.25^8 ≈ 6.1e-5 < 1e-4.
+    assert!(collusion_chance_below(8, 8, 250_000, 4, 100));
+    // 7 of 7: 4 × 0.25^7 ≈ 2.4e-4, not below.
+    assert!(!collusion_chance_below(7, 7, 250_000, 4, 100));
+    // Half of 18 sessions on an operator with 1 % share among 100: 100 × C(18,9) × 1e-18.
+    assert!(collusion_chance_below(18, 9, 10_000, 100, 100));
+    // An honest viewer: 2 of 6 sessions on a 2 % operator among 50: 50 × 15 × 4e-4 = 0.3.
+    assert!(!collusion_chance_below(6, 2, 20_000, 50, 100));
+}
+
+#[test]
+fn quality_gap_waits_for_enough_sessions() {
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    for round in 0..4u64 {
+        let mut obs = honest();
+        obs.epoch = 100 + round;
+        // Node 2 serves viewers 1 and 5, who get 90 % of their content late.
+        for s in obs
+            .sessions
+            .iter_mut()
+            .filter(|s| s.node_id.as_bytes()[0] == 2)
+        {
+            s.on_time_bytes = s.bytes / 10;
+        }
+        let report = engine.assess(&obs);
+        let gap = rules_for(&report, 2).contains(&RuleId::QualityGap);
+        // Two sessions per epoch: the window reaches eight sessions in the fourth epoch.
+        assert_eq!(gap, round == 3, "round {round}");
+    }
+}
+
+#[test]
+fn probe_failures_while_claiming_traffic_are_penalized() {
+    let mut obs = honest();
+    obs.probes[0].1 = ProbeSummary {
+        total: 60,
+        passed: 0,
+        timeouts: 60,
+        ..ProbeSummary::default()
+    };
+    obs.probes[1].1.hash_failures = 1;
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(rules_for(&report, 1), [RuleId::ProbeFailuresWhileServing]);
+    assert_eq!(rules_for(&report, 2), [RuleId::ProbeFailuresWhileServing]);
+}
+
+fn input_of(report: &FraudReport, n: u8) -> &NodeEpochInput {
+    let id = NodeId::from_bytes([n; 32]);
+    report
+        .node_inputs
+        .iter()
+        .find(|i| i.node_id == id)
+        .expect("node input")
+}
+
+fn grant(n: u8, v: u8, s: u8, live_minutes: u64, probe: bool) -> IssuedGrant {
+    IssuedGrant {
+        session_id: SessionId::from_bytes([s; 16]),
+        node_id: NodeId::from_bytes([n; 32]),
+        viewer: ViewerKey::from_bytes([v; 32]),
+        stream_id: StreamId::new("live").unwrap(),
+        live_ms: live_minutes * 60_000,
+        probe,
+    }
+}
+
+/// The honest epoch's grants: one per session, live as long as it played.
+fn honest_grants() -> Vec<IssuedGrant> {
+    (1..=8).map(|v| grant(1 + v % 4, v, v, 20, false)).collect()
+}
+
+#[test]
+fn framers_cost_only_their_own_credit() {
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    for epoch in 0..6u64 {
+        let mut obs = honest();
+        obs.epoch = 100 + epoch;
+        // Ten hostile keys put three sessions each on node 1 and post receipts past it: forged,
+        // replayed, beyond their grant, with wrong content and over-bitrate.
+        for k in 0..10u8 {
+            obs.viewers.push(viewer(50 + k, 50 + k));
+            for s in 0..3u8 {
+                let mut framing = session(1, 50 + k, 100 + k * 3 + s, 10);
+                if s == 0 {
+                    framing.bytes_total *= 3;
+                }
+                obs.sessions.push(framing);
+            }
+        }
+        obs.claims[0].viewer_posted = ReceiptTally {
+            submitted: 60,
+            accepted: 30,
+            forged: 10,
+            replayed: 5,
+            beyond_grant: 10,
+            wrong_content: 5,
+        };
+        let report = engine.assess(&obs);
+        assert!(
+            report.penalties.is_empty(),
+            "epoch {epoch}: {:?}",
+            report.penalties
+        );
+        assert!(
+            report
+                .evidence
+                .iter()
+                .all(|e| !matches!(e.verdict, Verdict::Penalize { .. })),
+            "epoch {epoch}"
+        );
+        // The honest viewers' bytes on node 1 are all credited (the framers' may be, until
+        // their concentration shows).
+        let node1 = input_of(&report, 1);
+        let honest_bytes = 2 * BITRATE * 20 * 60;
+        assert!(
+            node1.verified_bytes - node1.flagged_bytes >= honest_bytes,
+            "epoch {epoch}: {node1:?}"
+        );
+    }
+}
+
+#[test]
+fn unattested_bytes_are_bounded_by_the_grants_issued_to_the_node() {
+    let mut obs = honest();
+    // Node 1 served a legacy player for 30 minutes on a grant; node 2 had no viewer grant but
+    // probes, and claims a full epoch of unattested bytes.
+    obs.grants = Some({
+        let mut grants = honest_grants();
+        grants.push(grant(1, 30, 30, 30, false));
+        grants.push(grant(2, 31, 31, 60, true));
+        grants
+    });
+    obs.claims[0].unattested_bytes = BITRATE * 30 * 60;
+    obs.claims[1].unattested_bytes = BITRATE * 3_600;
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(input_of(&report, 1).unattested_bytes, BITRATE * 30 * 60);
+    assert_eq!(
+        input_of(&report, 2).unattested_bytes,
+        0,
+        "probe grants bound nothing"
+    );
+    assert_eq!(rules_for(&report, 2), [RuleId::UnattestedBeyondGrants]);
+    // Without a grant log the old cap (probe capacity) alone applies.
+    obs.grants = None;
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(input_of(&report, 2).unattested_bytes, BITRATE * 3_600);
+}
+
+#[test]
+fn probe_sessions_are_verified_but_never_paid() {
+    let mut obs = honest();
+    obs.sessions.push(session(3, 40, 40, 1));
+    obs.viewers.push(viewer(40, 40));
+    obs.claims[2].claimed_bytes += BITRATE * 60;
+    let mut grants = honest_grants();
+    grants.push(grant(3, 40, 40, 1, true));
+    obs.grants = Some(grants);
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert!(report.evidence.is_empty(), "{:?}", report.evidence);
+    assert_eq!(input_of(&report, 3).verified_bytes, 2 * BITRATE * 20 * 60);
+}
+
+#[test]
+fn the_network_pays_unattested_bytes_up_to_a_ratio_of_attested_ones() {
+    let mut obs = honest();
+    // Every node claims as many unattested bytes as it has attested ones, on real grants.
+    let mut grants = honest_grants();
+    for n in 1..=4u8 {
+        grants.push(grant(n, 60 + n, 60 + n, 60, false));
+        obs.claims[usize::from(n) - 1].unattested_bytes = 2 * BITRATE * 20 * 60;
+    }
+    obs.grants = Some(grants);
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    let unattested: u64 = report.node_inputs.iter().map(|n| n.unattested_bytes).sum();
+    let attested: u64 = report.node_inputs.iter().map(|n| n.verified_bytes).sum();
+    assert!(unattested <= attested / 4, "{unattested} vs {attested}");
+    assert!(unattested + 4 >= attested / 4, "{unattested} vs {attested}");
+    assert!(report
+        .evidence
+        .iter()
+        .all(|e| e.rule == RuleId::UnattestedRatio));
+}
+
+#[test]
+fn fresh_keys_earn_nothing_in_an_established_network_and_everything_in_a_young_one() {
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    // Three epochs of the honest viewers spreading over the four nodes' prefixes.
+    for epoch in 0..3u64 {
+        let mut obs = honest();
+        obs.epoch = 100 + epoch;
+        for s in obs.sessions.iter_mut() {
+            let v = s.viewer.as_bytes()[0];
+            s.node_id = NodeId::from_bytes([1 + (u64::from(v) + epoch) as u8 % 4; 32]);
+        }
+        let report = engine.assess(&obs);
+        assert!(
+            report.evidence.is_empty(),
+            "young network: {:?}",
+            report.evidence
+        );
+    }
+    let mut obs = honest();
+    obs.epoch = 103;
+    obs.viewers.push(viewer(70, 70));
+    obs.sessions.push(session(2, 70, 70, 20));
+    let report = engine.assess(&obs);
+    let node2 = input_of(&report, 2);
+    assert_eq!(
+        node2.flagged_bytes,
+        BITRATE * 20 * 60,
+        "the fresh key's bytes"
+    );
+    assert!(rules_for(&report, 2).contains(&RuleId::NewViewerKey));
+    assert!(report.penalties.is_empty());
+}
+
+#[test]
+fn keys_of_one_source_prefix_share_one_cap() {
+    let mut obs = honest();
+    // Twenty keys in one /24, each watching the whole epoch: the prefix is capped at eight
+    // streams.
+    for k in 0..20u8 {
+        obs.viewers.push(viewer(100 + k, 200));
+        obs.sessions.push(session(1 + k % 4, 100 + k, 100 + k, 60));
+    }
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    let dropped: u64 = report
+        .evidence
+        .iter()
+        .filter(|e| e.rule == RuleId::ViewerPrefixCap)
+        .map(|e| match e.verdict {
+            Verdict::DropBytes { bytes } => bytes,
+            _ => 0,
+        })
+        .sum();
+    let cap = 8 * BITRATE * 3_600;
+    assert!(
+        dropped.abs_diff(20 * BITRATE * 3_600 - cap) <= 20,
+        "{dropped}"
+    );
+    assert!(report.penalties.is_empty());
+}
+
+#[test]
+fn over_bitrate_is_judged_at_the_measured_bitrate_not_the_grant_ceiling() {
+    let mut obs = honest();
+    // The coordinator only knows the grant ceiling, four times the real bitrate.
+    obs.bitrates = vec![(StreamId::new("live").unwrap(), 4 * BITRATE)];
+    obs.sessions[0].bytes_total *= 2;
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    let node = obs.sessions[0].node_id.as_bytes()[0];
+    assert_eq!(rules_for(&report, node), [RuleId::OverBitrate]);
+    let evidence = report
+        .evidence
+        .iter()
+        .find(|e| e.rule == RuleId::OverBitrate)
+        .expect("over-bitrate evidence");
+    assert_eq!(evidence.inputs["bitrate"], BITRATE);
+}

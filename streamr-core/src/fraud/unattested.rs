@@ -1,0 +1,60 @@
+//! Bytes served to viewers that sent no receipt. They are bounded by what the grants the
+//! coordinator issued to the node could carry (each grant's stream bitrate × its live time,
+//! less what its receipts already verified), and the network's total by a ratio to its
+//! attested bytes. Probe grants bound nothing: probe traffic is never paid. A node with no
+//! viewer grants can claim none.
+
+use std::collections::BTreeMap;
+
+use super::context::{bytes_at, inputs, scale, EpochContext};
+use super::{IssuedGrant, NodeClaims};
+use crate::identity::NodeId;
+use crate::ids::SessionId;
+use crate::rewards::PPM;
+
+/// The unattested bytes a node is credited with: what it reported, less the verified bytes its
+/// attested claim does not account for. Viewers may hand receipts to the coordinator instead
+/// of the node; the node, which never saw those receipts, reports their sessions as unattested,
+/// while the receipts credit the same bytes as verified. Netting them out keeps those bytes
+/// from earning twice and costs an honest node nothing (they are paid in full as verified).
+pub fn net_unattested(claims: &NodeClaims, verified_bytes: u64) -> u64 {
+    let verified_beyond_claim = verified_bytes.saturating_sub(claims.claimed_bytes);
+    claims
+        .unattested_bytes
+        .saturating_sub(verified_beyond_claim)
+}
+
+/// Per node: what its viewer grants could carry beyond their verified bytes, or `None` without
+/// a grant log.
+pub(super) fn grant_bounds(
+    ctx: &EpochContext<'_>,
+    verified_by_session: &BTreeMap<SessionId, u64>,
+) -> Option<BTreeMap<NodeId, u64>> {
+    let grants: &Vec<IssuedGrant> = ctx.obs.grants.as_ref()?;
+    let mut out: BTreeMap<NodeId, u64> = BTreeMap::new();
+    for g in grants.iter().filter(|g| !g.probe) {
+        let carried = bytes_at(ctx.bitrate(&g.stream_id), g.live_ms);
+        let verified = verified_by_session.get(&g.session_id).copied().unwrap_or(0);
+        let bound = out.entry(g.node_id).or_default();
+        *bound = bound.saturating_add(carried.saturating_sub(verified));
+    }
+    Some(out)
+}
+
+/// UnattestedBeyondGrants: the node's unattested bytes above its grant bound, if any.
+pub(super) fn beyond_grants(claimed: u64, bound: u64) -> Option<(u64, BTreeMap<String, u64>)> {
+    (claimed > bound).then(|| {
+        (
+            claimed - bound,
+            inputs([("unattested_bytes", claimed), ("grant_bound", bound)]),
+        )
+    })
+}
+
+/// UnattestedRatio: the factor (numerator, denominator) every node's unattested bytes are
+/// scaled by so that their total is at most `unattested_ratio_ppm` of the credited attested
+/// bytes; `None` when the total is within the ratio.
+pub(super) fn ratio_scale(ctx: &EpochContext<'_>, total: u64, attested: u64) -> Option<(u64, u64)> {
+    let allowed = scale(attested, ctx.config.unattested_ratio_ppm, PPM);
+    (total > allowed).then_some((allowed, total))
+}
