@@ -279,7 +279,7 @@ impl Subscription {
                     (Phase::Live, _) => emit(frame, out, counts),
                     (Phase::AwaitSync { .. }, Some(bundle)) => {
                         for header in bundle.frames() {
-                            emit(header, out, counts);
+                            emit(&stamped_at(header, frame.timestamp()), out, counts);
                         }
                         emit(frame, out, counts);
                         self.phase = Phase::Live;
@@ -295,6 +295,22 @@ impl Subscription {
             }
         }
         self.cursor = self.cursor.saturating_add(1);
+    }
+}
+
+/// A start bundle's frame stamped with the timestamp of the keyframe it precedes, so a viewer's
+/// timeline starts where its media does: headers published at 0 would otherwise make a player
+/// joining mid-stream count the time before the keyframe (ffmpeg's `-t` recording comes out that
+/// much short). The shared frame is reused when it already has that timestamp.
+fn stamped_at(header: &Arc<Frame>, timestamp: u32) -> Arc<Frame> {
+    if header.timestamp() == timestamp {
+        header.clone()
+    } else {
+        Arc::new(Frame::new(
+            header.kind(),
+            timestamp,
+            header.payload().clone(),
+        ))
     }
 }
 

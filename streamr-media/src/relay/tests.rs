@@ -127,6 +127,47 @@ fn late_viewer_gets_headers_then_the_cached_gop_from_its_keyframe() {
 }
 
 #[test]
+fn a_late_viewers_headers_carry_the_timestamp_of_its_first_keyframe() {
+    let hub = RelayHub::default();
+    let publisher = start_publish(&hub, 1);
+    publisher.send(FrameKind::Video, 0, video(0, true, 0));
+    publisher.send(FrameKind::Video, 2_000, video(1, true, 0));
+    publisher.send(FrameKind::Video, 2_040, video(2, false, 0));
+    let mut viewer = hub.subscribe(key()).unwrap();
+    let mut events = Vec::new();
+    while viewer.try_recv_batch(&mut events, 64) > 0 {}
+    let timestamps: Vec<(Seen, u32)> = events
+        .iter()
+        .filter_map(|event| match event {
+            RelayEvent::Frame(frame) => Some((seen(event), frame.timestamp())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        timestamps,
+        vec![
+            (Seen::Metadata, 2_000),
+            (Seen::VideoHeader(1), 2_000),
+            (Seen::AudioHeader, 2_000),
+            (
+                Seen::Media {
+                    index: 1,
+                    keyframe: true
+                },
+                2_000
+            ),
+            (
+                Seen::Media {
+                    index: 2,
+                    keyframe: false
+                },
+                2_040
+            ),
+        ]
+    );
+}
+
+#[test]
 fn without_gop_cache_a_late_viewer_waits_for_the_next_keyframe() {
     let hub = RelayHub::new(RelayConfig::default().with_gop_cache(false));
     let publisher = start_publish(&hub, 1);
