@@ -83,7 +83,7 @@ impl Subscription {
             stream.internal_subscribers.fetch_add(1, COUNTER);
         }
         let head = stream.head.subscribe();
-        let state = lock(&stream.state);
+        let mut state = lock(&stream.state);
         // Start at the cached GOP when there is one, otherwise at the next keyframe.
         let (cursor, pos_frames, pos_bytes) = match state
             .latest_sync
@@ -96,6 +96,9 @@ impl Subscription {
         };
         let generation = state.generation;
         let live = state.publishing;
+        if !metered {
+            state.internal_cursors.insert(id, cursor);
+        }
         drop(state);
         Subscription {
             hub,
@@ -137,9 +140,13 @@ impl Subscription {
     /// Appends the available events to `out` without waiting and returns how many. Stops once
     /// `max_events` are reached, except that a start at a keyframe may add its few configuration
     /// frames beyond.
+    ///
+    /// A node's own consumer ([`RelayHub::subscribe_internal`](super::RelayHub::subscribe_internal),
+    /// live HLS) never skips for lag: it gets everything the publisher delivered, such as a
+    /// backlog after a stall that viewers skip, unless the ring's hard limits were exceeded.
     pub fn try_recv_batch(&mut self, out: &mut Vec<RelayEvent>, max_events: usize) -> usize {
         let stream = self.stream.clone();
-        let state = lock(&stream.state);
+        let mut state = lock(&stream.state);
         let start = out.len();
         let mut counts = BatchCounts::default();
         while out.len().saturating_sub(start) < max_events {
@@ -150,7 +157,7 @@ impl Subscription {
             let Some(entry) = state.get(self.cursor) else {
                 break;
             };
-            if self.phase == Phase::Live && self.is_over_budget(&state, entry) {
+            if self.metered && self.phase == Phase::Live && self.is_over_budget(&state, entry) {
                 self.skip_after_lag(&state, out, &mut counts);
                 continue;
             }
@@ -158,6 +165,9 @@ impl Subscription {
                 self.enter_generation(entry.generation, out);
             }
             self.consume(entry, out, &mut counts);
+        }
+        if !self.metered {
+            state.internal_cursors.insert(self.id, self.cursor);
         }
         drop(state);
         self.counters
@@ -325,6 +335,7 @@ fn emit(frame: &Arc<Frame>, out: &mut Vec<RelayEvent>, counts: &mut BatchCounts)
 impl Drop for Subscription {
     fn drop(&mut self) {
         if !self.metered {
+            lock(&self.stream.state).internal_cursors.remove(&self.id);
             self.stream.internal_subscribers.fetch_sub(1, COUNTER);
         } else if let Some(counters) = lock(&self.stream.viewers).remove(&self.id) {
             lock(&self.stream.departed).accumulate(&counters.snapshot(0));
