@@ -25,6 +25,7 @@ GOP = int(sys.argv[3]) if len(sys.argv) > 3 else 50  # frames at 25 fps
 NGINX_CONF = """
 load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
 daemon off;
+user root;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log;
 events {{ worker_connections 64; }}
@@ -70,7 +71,7 @@ def main():
          "-f", "lavfi", "-i", f"testsrc2=size=640x360:rate=25:duration={SECONDS}",
          "-f", "lavfi", "-i", f"sine=frequency=440:duration={SECONDS}",
          "-c:v", "libx264", "-preset", "ultrafast", "-g", str(GOP), "-pix_fmt", "yuv420p",
-         "-c:a", "aac", "-map", "0:v", "-map", "1:a", "-f", "tee",
+         "-c:a", "aac", "-flags", "+global_header", "-map", "0:v", "-map", "1:a", "-f", "tee",
          "[f=flv]rtmp://127.0.0.1:19352/live/cam|[f=flv]rtmp://127.0.0.1:19351/live/cam"])
     start = time.monotonic()
     seen = {name: {} for name in targets}
