@@ -379,7 +379,7 @@ mod tests {
             .chunks(TS_PACKET_LEN)
             .filter(|p| packet_pid(p) == Some(0x100) && p[1] & 0x40 != 0)
             .map(|p| packet_flags(p).pcr)
-            .last()
+            .next_back()
             .unwrap();
         pad_continuity_to_16(&mut buffer, 0);
         assert_eq!(buffer.len() % TS_PACKET_LEN, 0);
@@ -398,7 +398,7 @@ mod tests {
             .chunks(TS_PACKET_LEN)
             .filter(|p| packet_pid(p) == Some(0x100) && p[1] & 0x40 != 0)
             .map(|p| packet_flags(p).pcr)
-            .last()
+            .next_back()
             .unwrap();
         assert_eq!(after_flags, last_video_flags);
     }
