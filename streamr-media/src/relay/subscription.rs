@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::frame::Frame;
+use super::frame::{Frame, FrameKind};
 use super::hub::HubInner;
 use super::stats::{ViewerCounters, ViewerStats};
 use super::stream::{lock, Entry, Slot, Stream, StreamState, COUNTER};
@@ -308,11 +308,16 @@ impl Subscription {
     }
 }
 
-/// A start bundle's frame stamped with the timestamp of the keyframe it precedes, so a viewer's
-/// timeline starts where its media does: headers published at 0 would otherwise make a player
-/// joining mid-stream count the time before the keyframe (ffmpeg's `-t` recording comes out that
-/// much short). The shared frame is reused when it already has that timestamp.
-fn stamped_at(header: &Arc<Frame>, timestamp: u32) -> Arc<Frame> {
+/// A start bundle's frame as a joining viewer gets it: sequence headers stamped with the
+/// timestamp of the keyframe they precede, so the viewer's timeline starts where its media does
+/// (as nginx-rtmp does), and metadata stamped 0, where ffmpeg's FLV demuxer expects it (metadata
+/// with another timestamp becomes an extra subtitle stream that never ends). The shared frame
+/// is reused when it already has that timestamp.
+fn stamped_at(header: &Arc<Frame>, keyframe_timestamp: u32) -> Arc<Frame> {
+    let timestamp = match header.kind() {
+        FrameKind::Metadata => 0,
+        FrameKind::Audio | FrameKind::Video => keyframe_timestamp,
+    };
     if header.timestamp() == timestamp {
         header.clone()
     } else {
