@@ -377,17 +377,20 @@ fn audio_only_streams_are_cut_by_time() {
 }
 
 #[test]
-fn long_gops_force_cuts_that_respect_the_target_duration() {
-    // Keyframes every 2 s but a 1 s target duration.
+fn a_gop_longer_than_the_limit_ends_its_segment_and_resumes_at_the_next_keyframe() {
+    // Keyframes every 2 s but segments limited to 1 s: a segment is never cut before a
+    // non-keyframe; it ends where it reaches the limit and the next starts at a keyframe.
     let tags = read_tags("video_only.flv");
     let config = SegmenterConfig {
         segment_duration_ms: 1_000,
         target_duration_secs: 1,
     };
     let segments = segment_all(config, &tags);
-    assert!(segments.iter().any(|s| !s.starts_with_keyframe));
+    assert_eq!(segments.len(), 3, "one per keyframe");
+    assert!(segments.iter().all(|s| s.starts_with_keyframe));
+    assert!(segments.iter().skip(1).all(|s| s.discontinuity));
     assert!(
-        segments.iter().all(|s| s.duration_ms < 1_500),
+        segments.iter().all(|s| s.duration_ms <= 1_000),
         "EXTINF must round to <= 1"
     );
     let mut playlist = LivePlaylist::new(PlaylistConfig {

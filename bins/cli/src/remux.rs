@@ -24,8 +24,9 @@ pub struct RemuxArgs {
     /// Segment length aimed for, in seconds (cuts happen at the next keyframe).
     #[arg(long, default_value_t = 4.0)]
     pub segment_duration: f64,
-    /// EXT-X-TARGETDURATION in seconds: no segment rounds to more.
-    #[arg(long, default_value_t = 8)]
+    /// The longest segment in seconds (the longest GOP kept whole); EXT-X-TARGETDURATION is
+    /// derived from the input's GOPs, at most this.
+    #[arg(long, default_value_t = 12)]
     pub target_duration: u32,
     /// File name of the playlist.
     #[arg(long, default_value = "index.m3u8")]
@@ -68,10 +69,16 @@ pub fn run(args: &RemuxArgs) -> Result<u64> {
     let mut reader = FlvReader::new();
     let mut segments = 0u64;
     let mut skipped = 0u64;
-    let mut handle = |events: Vec<SegmenterEvent>, playlist: &mut LivePlaylist| -> Result<()> {
+    let mut handle = |events: Vec<SegmenterEvent>,
+                      target_of_stream: Option<u32>,
+                      playlist: &mut LivePlaylist|
+     -> Result<()> {
         for event in events {
             match event {
                 SegmenterEvent::SegmentReady(segment) => {
+                    if let Some(target) = target_of_stream {
+                        playlist.set_target_duration(target);
+                    }
                     write_segment(&out.segment_path(segment.sequence), &segment.bytes)?;
                     playlist.push(&segment, false);
                     segments += 1;
@@ -92,7 +99,7 @@ pub fn run(args: &RemuxArgs) -> Result<u64> {
                     if !events.is_empty() {
                         progress.set_position(reader.position());
                     }
-                    handle(events, playlist)?;
+                    handle(events, segmenter.target_duration_secs(), playlist)?;
                 }
                 Err(error) => {
                     skipped += 1;
@@ -121,7 +128,8 @@ pub fn run(args: &RemuxArgs) -> Result<u64> {
     reader
         .finish()
         .with_context(|| format!("reading {}", args.input.display()))?;
-    handle(segmenter.finish(), &mut playlist)?;
+    let events = segmenter.finish();
+    handle(events, segmenter.target_duration_secs(), &mut playlist)?;
     out.write_playlist(&playlist)?;
     progress.finish_and_clear();
     if skipped > 0 {

@@ -23,8 +23,9 @@ pub enum HlsWriteError {
 }
 
 /// Writes `{sequence}.ts` files into a segment directory and a playlist file beside them (or
-/// elsewhere). The playlist is written to a temporary file and renamed, so a reader never sees
-/// half a playlist.
+/// elsewhere). Every file is written under a temporary name and renamed into place, so a reader
+/// never sees half a segment or half a playlist, and a failed write (a full disk) leaves no
+/// truncated file behind.
 #[derive(Debug, Clone)]
 pub struct HlsDirectory {
     segments_dir: PathBuf,
@@ -87,19 +88,49 @@ impl HlsDirectory {
 
     /// Writes one segment file.
     pub fn write_segment(&self, segment: &Segment) -> Result<(), HlsWriteError> {
-        let path = self.segment_path(segment.sequence);
-        std::fs::write(&path, &segment.bytes).map_err(|source| HlsWriteError::Io { path, source })
+        self.write_segment_bytes(segment.sequence, &segment.bytes)
+    }
+
+    /// Writes segment `sequence` with the given bytes.
+    pub fn write_segment_bytes(&self, sequence: u64, bytes: &[u8]) -> Result<(), HlsWriteError> {
+        write_then_rename(&self.segment_path(sequence), bytes)
+    }
+
+    /// Deletes every segment file (`{sequence}.ts`, and temporaries left by a failed write) and
+    /// the playlist, then the segment directory if that left it empty. Other files are kept.
+    pub fn remove_all(&self) -> Result<(), HlsWriteError> {
+        let io_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| HlsWriteError::Io { path, source }
+        };
+        let entries = match std::fs::read_dir(&self.segments_dir) {
+            Ok(entries) => Some(entries),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+            Err(error) => return Err(io_error(&self.segments_dir)(error)),
+        };
+        for entry in entries.into_iter().flatten() {
+            let entry = entry.map_err(io_error(&self.segments_dir))?;
+            let name = entry.file_name();
+            let is_segment = name.to_str().is_some_and(|name| {
+                let stem = name
+                    .strip_suffix(".ts.tmp")
+                    .or_else(|| name.strip_suffix(".ts"));
+                stem.is_some_and(|stem| {
+                    !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit())
+                })
+            });
+            if is_segment {
+                remove_if_present(&entry.path())?;
+            }
+        }
+        // Not empty: something else lives there; leave it.
+        let _ = std::fs::remove_dir(&self.segments_dir);
+        remove_if_present(&self.playlist_path)
     }
 
     /// Deletes segment `sequence` (no error when it is already gone).
     pub fn remove_segment(&self, sequence: u64) -> Result<(), HlsWriteError> {
-        let path = self.segment_path(sequence);
-        match std::fs::remove_file(&path) {
-            Err(source) if source.kind() != io::ErrorKind::NotFound => {
-                Err(HlsWriteError::Io { path, source })
-            }
-            _ => Ok(()),
-        }
+        remove_if_present(&self.segment_path(sequence))
     }
 
     /// Replaces the playlist file with the playlist's current rendering.
@@ -109,14 +140,39 @@ impl HlsDirectory {
 
     /// Replaces the playlist file with `text`.
     pub fn write_playlist_text(&self, text: &str) -> Result<(), HlsWriteError> {
-        let path = self.playlist_path();
-        let mut temporary = path.clone().into_os_string();
-        temporary.push(".tmp");
-        let temporary = PathBuf::from(temporary);
-        std::fs::write(&temporary, text).map_err(|source| HlsWriteError::Io {
+        write_then_rename(&self.playlist_path, text.as_bytes())
+    }
+}
+
+/// Writes `bytes` to `{path}.tmp` and renames it to `path`; on failure the temporary is removed
+/// and `path` is left as it was.
+fn write_then_rename(path: &Path, bytes: &[u8]) -> Result<(), HlsWriteError> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let written = std::fs::write(&temporary, bytes)
+        .map_err(|source| HlsWriteError::Io {
             path: temporary.clone(),
             source,
-        })?;
-        std::fs::rename(&temporary, &path).map_err(|source| HlsWriteError::Io { path, source })
+        })
+        .and_then(|()| {
+            std::fs::rename(&temporary, path).map_err(|source| HlsWriteError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
+fn remove_if_present(path: &Path) -> Result<(), HlsWriteError> {
+    match std::fs::remove_file(path) {
+        Err(source) if source.kind() != io::ErrorKind::NotFound => Err(HlsWriteError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+        _ => Ok(()),
     }
 }

@@ -46,7 +46,8 @@ pub struct HlsStream {
 
 impl HlsStream {
     /// A stream with the given segmenting and playlist settings. The playlist's target duration
-    /// is taken from the segmenter configuration.
+    /// is derived from the stream's GOP when the first segment closes
+    /// ([`Segmenter::target_duration_secs`]).
     pub fn new(segmenter: SegmenterConfig, mut playlist: PlaylistConfig) -> Self {
         playlist.target_duration_secs = segmenter.target_duration_secs;
         HlsStream {
@@ -90,7 +91,12 @@ impl HlsStream {
     fn apply(&mut self, events: &[SegmenterEvent]) {
         for event in events {
             match event {
-                SegmenterEvent::SegmentReady(segment) => self.playlist.push(segment, true),
+                SegmenterEvent::SegmentReady(segment) => {
+                    if let Some(target) = self.segmenter.target_duration_secs() {
+                        self.playlist.set_target_duration(target);
+                    }
+                    self.playlist.push(segment, true)
+                }
                 SegmenterEvent::Ended => self.playlist.end(),
             }
         }

@@ -72,6 +72,8 @@ pub struct LivePlaylist {
     ended: bool,
     clock_anchor: Option<SystemTime>,
     elapsed_ms: u64,
+    /// A segment was pushed: EXT-X-TARGETDURATION no longer changes.
+    started: bool,
 }
 
 impl LivePlaylist {
@@ -84,7 +86,21 @@ impl LivePlaylist {
             ended: false,
             clock_anchor: None,
             elapsed_ms: 0,
+            started: false,
         }
+    }
+
+    /// Sets EXT-X-TARGETDURATION, as long as no segment was pushed: a playlist's target duration
+    /// never changes once it lists media (see [`Segmenter::target_duration_secs`](super::Segmenter::target_duration_secs)).
+    pub fn set_target_duration(&mut self, secs: u32) {
+        if !self.started {
+            self.config.target_duration_secs = secs.max(1);
+        }
+    }
+
+    /// The EXT-X-TARGETDURATION rendered, in seconds.
+    pub fn target_duration_secs(&self) -> u32 {
+        self.config.target_duration_secs
     }
 
     /// Stamps segments with EXT-X-PROGRAM-DATE-TIME: the next segment starts at `now`, later ones
@@ -100,6 +116,7 @@ impl LivePlaylist {
             .clock_anchor
             .map(|anchor| anchor + Duration::from_millis(self.elapsed_ms));
         self.elapsed_ms = self.elapsed_ms.saturating_add(segment.duration_ms);
+        self.started = true;
         self.entries.push_back(PlaylistEntry {
             sequence: segment.sequence,
             duration_ms: segment.duration_ms,

@@ -4,22 +4,29 @@ use bytes::Bytes;
 
 use crate::flv::tag::{MediaKind, PacketKind};
 use crate::flv::FlvTag;
-use crate::ts::{FlvTsMuxer, MuxOutcome, TsError, TS_PACKET_LEN};
+use crate::ts::{pad_continuity_to_16, FlvTsMuxer, MuxOutcome, TsError, TS_PACKET_LEN};
 
 /// Bytes reserved at the start of each segment for its PAT and PMT, written when it closes.
 const TABLES_LEN: usize = 2 * TS_PACKET_LEN;
 /// A timestamp this far behind the previous one means the publisher restarted its clock.
 const BACKWARD_JUMP_MS: u64 = 1_000;
+/// Timestamp jitter ignored when rounding the longest expected segment up to whole seconds, so a
+/// 4.033 s segment of a 4 s stream does not make the target duration 5.
+const TARGET_JITTER_MS: u64 = 100;
 
 /// How segments are cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmenterConfig {
-    /// The segment length aimed for, in milliseconds. Cuts happen at the first keyframe at or
-    /// after each multiple of this length on the stream's own clock, so every node cutting the
-    /// same stream cuts at the same places.
+    /// The segment length aimed for, in milliseconds. Cuts happen only at keyframes: at the
+    /// first keyframe at or after each multiple of this length on the stream's own clock, so
+    /// every node cutting the same stream cuts at the same places, and a GOP longer than this
+    /// makes one segment per GOP.
     pub segment_duration_ms: u32,
-    /// The EXT-X-TARGETDURATION declared for the whole stream, in seconds. A segment that reaches
-    /// it without a keyframe is cut anyway, so every EXTINF rounds to at most this value.
+    /// The longest segment allowed, in seconds: the most a GOP may last. The stream's
+    /// EXT-X-TARGETDURATION is derived from its first GOPs ([`Segmenter::target_duration_secs`])
+    /// and never exceeds this. A segment that reaches it without a keyframe (a stalled video
+    /// track or a jump in the timeline) is closed where its media ends and the stream resumes
+    /// at the next keyframe after a discontinuity; a segment is never cut before a non-keyframe.
     pub target_duration_secs: u32,
 }
 
@@ -27,7 +34,7 @@ impl Default for SegmenterConfig {
     fn default() -> Self {
         SegmenterConfig {
             segment_duration_ms: 4_000,
-            target_duration_secs: 8,
+            target_duration_secs: 12,
         }
     }
 }
@@ -38,7 +45,7 @@ impl SegmenterConfig {
         u64::from(self.segment_duration_ms.max(1))
     }
 
-    /// The longest a segment may grow before a cut is forced, in milliseconds.
+    /// The longest a segment may grow, in milliseconds.
     fn max_ms(&self) -> u64 {
         u64::from(self.target_duration_secs.max(1)) * 1_000
     }
@@ -55,7 +62,8 @@ pub struct Segment {
     pub duration_ms: u64,
     /// The segment follows a discontinuity (republish, codec change, timestamp jump).
     pub discontinuity: bool,
-    /// The segment starts with a keyframe (false only when a cut had to be forced).
+    /// The segment starts with a keyframe (with its parameter sets); false only for audio-only
+    /// streams.
     pub starts_with_keyframe: bool,
     /// BLAKE3 hash of `bytes`.
     pub hash: blake3::Hash,
@@ -86,8 +94,11 @@ struct OpenSegment {
 ///
 /// Boundaries come from the stream's timestamps only, never from when this node joined, so a
 /// node that starts mid-stream produces byte-identical segments from its second segment on.
-/// Segments in a stream with video start at a keyframe; audio-only streams are cut by time.
-/// Every segment starts with its own PAT/PMT and continuity counters from zero.
+/// Segments in a stream with video start at a keyframe, whatever the GOP; audio-only streams are
+/// cut by time. Every segment starts with its own PAT/PMT and continuity counters from zero, and
+/// its last PES of each track is spread over enough packets that the counters end at 15: the
+/// next segment continues them without a continuity error, and the bytes still depend on the
+/// segment's own media only.
 ///
 /// ```
 /// use streamr_media::hls::{Segmenter, SegmenterConfig, SegmenterEvent};
@@ -107,6 +118,12 @@ pub struct Segmenter {
     last_timestamp_ms: Option<u64>,
     last_frame_gap_ms: u64,
     last_segment_len: usize,
+    /// The video keyframe before, for measuring GOPs.
+    last_keyframe_ms: Option<u64>,
+    /// The longest GOP seen, in milliseconds.
+    longest_gop_ms: u64,
+    /// EXT-X-TARGETDURATION, fixed when the first segment closes.
+    target_duration_secs: Option<u32>,
     ended: bool,
 }
 
@@ -127,6 +144,9 @@ impl Segmenter {
             last_timestamp_ms: None,
             last_frame_gap_ms: 0,
             last_segment_len: 0,
+            last_keyframe_ms: None,
+            longest_gop_ms: 0,
+            target_duration_secs: None,
             ended: false,
         }
     }
@@ -134,6 +154,15 @@ impl Segmenter {
     /// The configuration.
     pub fn config(&self) -> SegmenterConfig {
         self.config
+    }
+
+    /// The stream's EXT-X-TARGETDURATION in seconds, fixed when the first segment closes and
+    /// constant from then on: the longest segment the stream's GOP gives (the aimed length
+    /// rounded up to whole GOPs, or the first segment if longer), rounded up to whole seconds
+    /// ignoring up to 100 ms of timestamp jitter, and at most
+    /// [`SegmenterConfig::target_duration_secs`]. `None` before the first segment.
+    pub fn target_duration_secs(&self) -> Option<u32> {
+        self.target_duration_secs
     }
 
     /// Feeds one FLV tag. Returns the segments it closed. A malformed or unsupported tag is
@@ -183,34 +212,41 @@ impl Segmenter {
         } else {
             !is_video
         };
-        // Only frames that may start a segment (video in a stream with video) drive cuts.
-        let drives_cuts = is_video || !has_video;
-        if let (Some(open), true) = (&self.open, drives_cuts) {
+        if let Some(open) = &self.open {
             let elapsed = timestamp.saturating_sub(open.start_ms);
             if elapsed > self.config.max_ms() {
-                // A gap in the timeline would stretch the segment past the target duration: end
-                // it where its media ends and mark the gap as a discontinuity.
+                // No keyframe for longer than any segment may last (a stalled video track or a
+                // jump in the timeline): end the segment where its media ends; the stream goes on
+                // at the next keyframe, after a discontinuity.
                 let end = self.natural_end(open);
                 self.close(end, &mut events);
                 self.pending_discontinuity = true;
+                self.last_keyframe_ms = None;
             }
+        }
+        if is_video && info.is_keyframe {
+            if let Some(previous) = self.last_keyframe_ms {
+                let gop = timestamp.saturating_sub(previous);
+                if gop <= self.config.max_ms() {
+                    self.longest_gop_ms = self.longest_gop_ms.max(gop);
+                }
+            }
+            self.last_keyframe_ms = Some(timestamp);
         }
         match &self.open {
             Some(open) => {
                 let grid = self.config.grid_ms();
                 let crossed_grid = timestamp / grid > open.start_ms / grid;
-                // Cut early enough that the next frame cannot push this segment past the target.
-                let elapsed = timestamp.saturating_sub(open.start_ms);
-                let forced = drives_cuts
-                    && elapsed.saturating_add(self.last_frame_gap_ms) > self.config.max_ms();
-                if (cut_point && crossed_grid) || forced {
+                if cut_point && crossed_grid {
                     self.close(timestamp, &mut events);
-                    self.open_segment(timestamp, cut_point);
+                    self.open_segment(timestamp, has_video);
                 }
             }
-            None if cut_point => self.open_segment(timestamp, true),
+            None if cut_point => self.open_segment(timestamp, has_video),
             None => return Ok(events),
         }
+        // Only frames that may start a segment (video in a stream with video) time segments.
+        let drives_cuts = is_video || !has_video;
         let Some(open) = self.open.as_mut() else {
             return Ok(events);
         };
@@ -238,6 +274,7 @@ impl Segmenter {
         }
         self.pending_discontinuity = true;
         self.last_timestamp_ms = None;
+        self.last_keyframe_ms = None;
         events
     }
 
@@ -264,6 +301,24 @@ impl Segmenter {
             .saturating_add(self.last_frame_gap_ms)
             .min(limit)
             .max(open.last_ms)
+    }
+
+    /// The target duration for a stream whose first segment lasted `first_ms`: the aimed length
+    /// rounded up to whole GOPs (a stream with regular GOPs makes segments of exactly that), or
+    /// the first segment if it was longer, in whole seconds.
+    fn derive_target_duration(&self, first_ms: u64) -> u32 {
+        let grid = self.config.grid_ms();
+        let expected = match self.longest_gop_ms {
+            0 => grid,
+            gop => grid.div_ceil(gop).saturating_mul(gop),
+        };
+        let longest = expected
+            .max(first_ms)
+            .saturating_sub(TARGET_JITTER_MS)
+            .min(self.config.max_ms());
+        u32::try_from(longest.div_ceil(1_000))
+            .unwrap_or(u32::MAX)
+            .max(1)
     }
 
     fn open_segment(&mut self, timestamp: u64, starts_with_keyframe: bool) {
@@ -293,12 +348,17 @@ impl Segmenter {
         if let Some(slot) = open.bytes.get_mut(..TABLES_LEN) {
             slot.copy_from_slice(&tables);
         }
+        pad_continuity_to_16(&mut open.bytes, TABLES_LEN);
+        let duration_ms = end_ms.saturating_sub(open.start_ms);
+        if self.target_duration_secs.is_none() {
+            self.target_duration_secs = Some(self.derive_target_duration(duration_ms));
+        }
         self.last_segment_len = open.bytes.len();
         let bytes = Bytes::from(open.bytes);
         let segment = Segment {
             sequence: self.next_sequence,
             start_timestamp_ms: open.start_ms,
-            duration_ms: end_ms.saturating_sub(open.start_ms),
+            duration_ms,
             discontinuity: open.discontinuity,
             starts_with_keyframe: open.starts_with_keyframe,
             hash: blake3::hash(&bytes),

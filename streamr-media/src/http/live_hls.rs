@@ -14,9 +14,10 @@ use tracing::{debug, info, warn};
 
 use crate::flv::{FlvTag, FlvTagType};
 use crate::hls::{
-    HlsDirectory, LivePlaylist, PlaylistConfig, Segment, Segmenter, SegmenterConfig, SegmenterEvent,
+    HlsDirectory, LivePlaylist, PlaylistConfig, Segmenter, SegmenterConfig, SegmenterEvent,
 };
 use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey};
+use crate::ts::TsError;
 
 /// Settings of live HLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +35,10 @@ pub struct LiveHlsConfig {
     pub poll_interval: Duration,
     /// Also write playlists and segments under this directory, laid out like the URLs
     /// (`{app}/{stream}.m3u8`, `{app}/{stream}/{sequence}.ts`); segments that leave the playlist
-    /// are deleted.
+    /// are deleted, and so are an ended stream's files once its playlist's retention
+    /// ([`LiveHlsConfig::ended_retention`]) ran out. A segment is listed on disk only once it is
+    /// completely written; when writing fails (a full disk), HTTP keeps serving from memory and
+    /// the mirror catches up when writes succeed again.
     pub directory: Option<PathBuf>,
 }
 
@@ -52,7 +56,8 @@ impl Default for LiveHlsConfig {
 }
 
 impl LiveHlsConfig {
-    /// Sets the segment length aimed for and the declared target duration.
+    /// Sets the segment length aimed for and the longest segment allowed (see
+    /// [`SegmenterConfig`]).
     pub fn with_segments(mut self, segment_duration: Duration, target_duration_secs: u32) -> Self {
         self.segmenter = SegmenterConfig {
             segment_duration_ms: u32::try_from(segment_duration.as_millis()).unwrap_or(u32::MAX),
@@ -287,13 +292,16 @@ impl LiveHls {
         view.playlist.segment(sequence)
     }
 
-    fn forget(&self, key: &StreamKey, state: &Arc<StreamHls>) {
+    /// Drops an ended stream's playlist unless a new publish replaced it; true when dropped.
+    fn forget(&self, key: &StreamKey, state: &Arc<StreamHls>) -> bool {
         let mut streams = lock(&self.inner.streams);
-        if streams.get(key).is_some_and(|s| Arc::ptr_eq(s, state)) {
-            streams.remove(key);
-            let next_sequence = state.next_sequence.load(Ordering::Acquire);
-            lock(&self.inner.next_sequence).insert(key.clone(), next_sequence);
+        if !streams.get(key).is_some_and(|s| Arc::ptr_eq(s, state)) {
+            return false;
         }
+        streams.remove(key);
+        let next_sequence = state.next_sequence.load(Ordering::Acquire);
+        lock(&self.inner.next_sequence).insert(key.clone(), next_sequence);
+        true
     }
 }
 
@@ -312,6 +320,7 @@ impl StreamTask {
         let mut events = Vec::with_capacity(64);
         let mut ended_at: Option<tokio::time::Instant> = None;
         let mut clock_set = false;
+        let mut unsupported_warned = std::collections::HashSet::new();
         loop {
             events.clear();
             let received = tokio::select! {
@@ -327,6 +336,9 @@ impl StreamTask {
             if received == 0 {
                 break;
             }
+            if !clock_set {
+                clock_set = self.anchor_clock(&events);
+            }
             for event in events.drain(..) {
                 let outcome = match event {
                     RelayEvent::Frame(frame) => {
@@ -335,10 +347,6 @@ impl StreamTask {
                             FrameKind::Video => FlvTagType::Video,
                             FrameKind::Metadata => FlvTagType::ScriptData,
                         };
-                        if !clock_set {
-                            self.with_playlist(|p| p.set_program_date_time(SystemTime::now()));
-                            clock_set = true;
-                        }
                         let tag = FlvTag {
                             tag_type,
                             timestamp: frame.timestamp(),
@@ -347,6 +355,18 @@ impl StreamTask {
                         };
                         match self.segmenter.push(&tag) {
                             Ok(out) => out,
+                            Err(TsError::UnsupportedCodec { kind, codec, .. }) => {
+                                if unsupported_warned.insert(kind) {
+                                    warn!(
+                                        app = %self.key.app,
+                                        stream = %self.key.name,
+                                        ?kind,
+                                        ?codec,
+                                        "this codec cannot be carried in HLS (MPEG-TS): the stream's HLS output leaves it out (RTMP and HTTP-FLV viewers still get it)"
+                                    );
+                                }
+                                continue;
+                            }
                             Err(error) => {
                                 debug!(%error, stream = %self.key.name, "frame not segmented");
                                 continue;
@@ -375,7 +395,29 @@ impl StreamTask {
             _ = shutdown.cancelled() => {}
             _ = tokio::time::sleep(retention) => {}
         }
-        self.live.forget(&self.key, &self.state);
+        if self.live.forget(&self.key, &self.state) && !shutdown.is_cancelled() {
+            if let Some(directory) = &self.directory {
+                directory.send(DirectoryJob::RemoveAll);
+            }
+        }
+    }
+
+    /// Anchors EXT-X-PROGRAM-DATE-TIME at the first batch with frames: a new subscriber's first
+    /// batch replays the cached GOP, so its newest frame is the one published now and the first
+    /// one is older by their timestamp difference. Returns whether the clock was set.
+    fn anchor_clock(&self, events: &[RelayEvent]) -> bool {
+        let mut timestamps = events.iter().filter_map(|event| match event {
+            RelayEvent::Frame(frame) if frame.is_coded_media() => Some(frame.timestamp()),
+            _ => None,
+        });
+        let Some(first) = timestamps.next() else {
+            return false;
+        };
+        let newest = timestamps.fold(first, u32::max);
+        let age = Duration::from_millis(u64::from(newest.saturating_sub(first)));
+        let now = SystemTime::now();
+        self.with_playlist(|p| p.set_program_date_time(now.checked_sub(age).unwrap_or(now)));
+        true
     }
 
     fn with_playlist(&self, change: impl FnOnce(&mut LivePlaylist)) {
@@ -401,6 +443,20 @@ impl StreamTask {
             for event in &events {
                 match event {
                     SegmenterEvent::SegmentReady(segment) => {
+                        if let Some(target) = self.segmenter.target_duration_secs() {
+                            view.playlist.set_target_duration(target);
+                        }
+                        if segment.duration_ms.div_ceil(1_000)
+                            > u64::from(view.playlist.target_duration_secs())
+                        {
+                            warn!(
+                                stream = %self.key.name,
+                                sequence = segment.sequence,
+                                duration_ms = segment.duration_ms,
+                                target = view.playlist.target_duration_secs(),
+                                "a GOP longer than the stream's first ones made a segment longer than EXT-X-TARGETDURATION"
+                            );
+                        }
                         view.playlist.push(segment, true);
                         view.segments += 1;
                         self.state
@@ -420,15 +476,7 @@ impl StreamTask {
             }
             let text = view.playlist.render();
             if let Some(directory) = &self.directory {
-                for event in &events {
-                    if let SegmenterEvent::SegmentReady(segment) = event {
-                        directory.send(DirectoryJob::Segment(segment.clone()));
-                    }
-                }
-                directory.send(DirectoryJob::Playlist(text.clone()));
-                if let Some(oldest) = view.playlist.oldest_kept() {
-                    directory.send(DirectoryJob::RemoveBelow(oldest));
-                }
+                directory.send(DirectoryJob::Sync(Box::new(view.playlist.clone())));
             }
             view.rendered = Bytes::from(text);
         }
@@ -438,9 +486,11 @@ impl StreamTask {
 
 /// Work for a stream's directory mirror, done in order on a blocking thread.
 enum DirectoryJob {
-    Segment(Segment),
-    Playlist(String),
-    RemoveBelow(u64),
+    /// Bring the directory up to this playlist: its segments, then the playlist file, then
+    /// deleting segments that left it.
+    Sync(Box<LivePlaylist>),
+    /// The stream's playlist was dropped: delete its files.
+    RemoveAll,
 }
 
 /// Writes one stream's playlist and segments to disk off the async workers, in order.
@@ -451,32 +501,24 @@ struct DirectoryWriter {
 impl DirectoryWriter {
     fn start(root: &std::path::Path, key: &StreamKey, first_sequence: u64) -> Self {
         let (jobs, queue) = std::sync::mpsc::channel();
-        let root = root.to_path_buf();
-        let (app, name) = (key.app.clone(), key.name.clone());
+        let app_dir = root.join(&key.app);
+        let segments_dir = app_dir.join(&key.name);
+        let playlist_path = app_dir.join(format!("{}.m3u8", key.name));
+        let stream = key.name.clone();
         tokio::task::spawn_blocking(move || {
-            let directory = match HlsDirectory::for_stream(&root, &app, &name) {
-                Ok(directory) => directory,
-                Err(error) => {
-                    warn!(%error, "HLS directory mirror disabled");
-                    return;
-                }
+            let mut mirror = DirectoryMirror {
+                segments_dir,
+                playlist_path,
+                directory: None,
+                on_disk: std::collections::BTreeSet::new(),
+                removed_below: first_sequence,
+                failing: false,
+                stream,
             };
-            let mut removed_below = first_sequence;
             for job in queue {
-                let done = match job {
-                    DirectoryJob::Segment(segment) => directory.write_segment(&segment),
-                    DirectoryJob::Playlist(text) => directory.write_playlist_text(&text),
-                    DirectoryJob::RemoveBelow(oldest) => {
-                        let mut result = Ok(());
-                        while removed_below < oldest && result.is_ok() {
-                            result = directory.remove_segment(removed_below);
-                            removed_below += 1;
-                        }
-                        result
-                    }
-                };
-                if let Err(error) = done {
-                    warn!(%error, "HLS directory mirror write failed");
+                match job {
+                    DirectoryJob::Sync(playlist) => mirror.sync(&playlist),
+                    DirectoryJob::RemoveAll => mirror.remove_all(),
                 }
             }
         });
@@ -484,7 +526,86 @@ impl DirectoryWriter {
     }
 
     fn send(&self, job: DirectoryJob) {
-        // The writer only stops early after a failure it already logged.
+        // The writer thread lives as long as this sender.
         let _ = self.jobs.send(job);
+    }
+}
+
+/// The on-disk copy of one stream's playlist.
+struct DirectoryMirror {
+    segments_dir: PathBuf,
+    playlist_path: PathBuf,
+    /// Created on first use, and again after a failure.
+    directory: Option<HlsDirectory>,
+    /// Segments completely written.
+    on_disk: std::collections::BTreeSet<u64>,
+    /// Segments below this were deleted.
+    removed_below: u64,
+    /// The last sync failed: the on-disk playlist is behind the served one.
+    failing: bool,
+    stream: String,
+}
+
+impl DirectoryMirror {
+    fn sync(&mut self, playlist: &LivePlaylist) {
+        match self.try_sync(playlist) {
+            Ok(()) if self.failing => {
+                self.failing = false;
+                info!(stream = %self.stream, "HLS directory mirror writes again");
+            }
+            Ok(()) => {}
+            Err(error) if !self.failing => {
+                self.failing = true;
+                warn!(%error, stream = %self.stream, "HLS directory mirror write failed; serving from memory, the on-disk playlist stays at its last complete state until writes succeed");
+            }
+            Err(error) => debug!(%error, "HLS directory mirror still failing"),
+        }
+    }
+
+    /// Writes the listed segments not on disk yet, then the playlist (so it lists only complete
+    /// files), then deletes segments the playlist no longer keeps.
+    fn try_sync(&mut self, playlist: &LivePlaylist) -> Result<(), crate::hls::HlsWriteError> {
+        let directory = match &self.directory {
+            Some(directory) => directory.clone(),
+            None => {
+                let created = HlsDirectory::create_split(&self.segments_dir, &self.playlist_path)?;
+                self.directory = Some(created.clone());
+                created
+            }
+        };
+        for entry in playlist.listed() {
+            if self.on_disk.contains(&entry.sequence) {
+                continue;
+            }
+            let Some(bytes) = &entry.bytes else {
+                continue;
+            };
+            directory.write_segment_bytes(entry.sequence, bytes)?;
+            self.on_disk.insert(entry.sequence);
+        }
+        directory.write_playlist(playlist)?;
+        if let Some(oldest) = playlist.oldest_kept() {
+            while self.removed_below < oldest {
+                directory.remove_segment(self.removed_below)?;
+                self.on_disk.remove(&self.removed_below);
+                self.removed_below += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_all(&mut self) {
+        let Some(directory) = &self.directory else {
+            return;
+        };
+        match directory.remove_all() {
+            Ok(()) => {
+                info!(stream = %self.stream, "HLS directory mirror removed the ended stream's files")
+            }
+            Err(error) => {
+                warn!(%error, stream = %self.stream, "HLS directory mirror could not remove an ended stream's files")
+            }
+        }
+        self.on_disk.clear();
     }
 }

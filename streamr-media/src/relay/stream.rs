@@ -144,6 +144,9 @@ pub(crate) struct StreamState {
     /// Added to a [`Timeline::Upstream`] publisher's timestamps: zero unless its upstream's
     /// timeline restarted behind what was relayed.
     upstream_shift: u32,
+    /// Where each of the node's own consumers (live HLS) reads, by subscription id: the ring
+    /// keeps what they have not read yet, lag or not, within the ring's hard limits.
+    pub(crate) internal_cursors: HashMap<u64, u64>,
 }
 
 impl StreamState {
@@ -373,15 +376,23 @@ impl Stream {
                 state.latest_sync = None;
             }
         }
+        let held_from = state.internal_cursors.values().min().copied();
         while let Some(front) = state.ring.front() {
             let front_seq = state.front_seq;
             if state.latest_sync.is_some_and(|sync| sync <= front_seq) {
                 break;
             }
             let (lag_bytes, lag_millis) = state.lag_of(front);
+            let within_ring = state.ring.len() <= config.ring_max_entries;
             let within_budget = lag_bytes <= config.viewer_max_lag_bytes
                 && u64::from(lag_millis) <= duration_millis(config.viewer_max_lag);
-            if within_budget && state.ring.len() <= config.ring_max_entries {
+            if within_budget && within_ring {
+                break;
+            }
+            // A node's own consumer still needs it (a publisher's backlog after a stall, say):
+            // keep it, as long as it stays within twice the byte budget.
+            let held = held_from.is_some_and(|cursor| cursor <= front_seq);
+            if held && within_ring && lag_bytes <= config.viewer_max_lag_bytes.saturating_mul(2) {
                 break;
             }
             state.ring.pop_front();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::frame::Frame;
+use super::frame::{Frame, FrameKind};
 use super::hub::HubInner;
 use super::stats::{ViewerCounters, ViewerStats};
 use super::stream::{lock, Entry, Slot, Stream, StreamState, COUNTER};
@@ -83,7 +83,7 @@ impl Subscription {
             stream.internal_subscribers.fetch_add(1, COUNTER);
         }
         let head = stream.head.subscribe();
-        let state = lock(&stream.state);
+        let mut state = lock(&stream.state);
         // Start at the cached GOP when there is one, otherwise at the next keyframe.
         let (cursor, pos_frames, pos_bytes) = match state
             .latest_sync
@@ -96,6 +96,9 @@ impl Subscription {
         };
         let generation = state.generation;
         let live = state.publishing;
+        if !metered {
+            state.internal_cursors.insert(id, cursor);
+        }
         drop(state);
         Subscription {
             hub,
@@ -137,9 +140,13 @@ impl Subscription {
     /// Appends the available events to `out` without waiting and returns how many. Stops once
     /// `max_events` are reached, except that a start at a keyframe may add its few configuration
     /// frames beyond.
+    ///
+    /// A node's own consumer ([`RelayHub::subscribe_internal`](super::RelayHub::subscribe_internal),
+    /// live HLS) never skips for lag: it gets everything the publisher delivered, such as a
+    /// backlog after a stall that viewers skip, unless the ring's hard limits were exceeded.
     pub fn try_recv_batch(&mut self, out: &mut Vec<RelayEvent>, max_events: usize) -> usize {
         let stream = self.stream.clone();
-        let state = lock(&stream.state);
+        let mut state = lock(&stream.state);
         let start = out.len();
         let mut counts = BatchCounts::default();
         while out.len().saturating_sub(start) < max_events {
@@ -150,7 +157,7 @@ impl Subscription {
             let Some(entry) = state.get(self.cursor) else {
                 break;
             };
-            if self.phase == Phase::Live && self.is_over_budget(&state, entry) {
+            if self.metered && self.phase == Phase::Live && self.is_over_budget(&state, entry) {
                 self.skip_after_lag(&state, out, &mut counts);
                 continue;
             }
@@ -158,6 +165,9 @@ impl Subscription {
                 self.enter_generation(entry.generation, out);
             }
             self.consume(entry, out, &mut counts);
+        }
+        if !self.metered {
+            state.internal_cursors.insert(self.id, self.cursor);
         }
         drop(state);
         self.counters
@@ -279,7 +289,7 @@ impl Subscription {
                     (Phase::Live, _) => emit(frame, out, counts),
                     (Phase::AwaitSync { .. }, Some(bundle)) => {
                         for header in bundle.frames() {
-                            emit(header, out, counts);
+                            emit(&stamped_at(header, frame.timestamp()), out, counts);
                         }
                         emit(frame, out, counts);
                         self.phase = Phase::Live;
@@ -298,6 +308,27 @@ impl Subscription {
     }
 }
 
+/// A start bundle's frame as a joining viewer gets it: sequence headers stamped with the
+/// timestamp of the keyframe they precede, so the viewer's timeline starts where its media does
+/// (as nginx-rtmp does), and metadata stamped 0, where ffmpeg's FLV demuxer expects it (metadata
+/// with another timestamp becomes an extra subtitle stream that never ends). The shared frame
+/// is reused when it already has that timestamp.
+fn stamped_at(header: &Arc<Frame>, keyframe_timestamp: u32) -> Arc<Frame> {
+    let timestamp = match header.kind() {
+        FrameKind::Metadata => 0,
+        FrameKind::Audio | FrameKind::Video => keyframe_timestamp,
+    };
+    if header.timestamp() == timestamp {
+        header.clone()
+    } else {
+        Arc::new(Frame::new(
+            header.kind(),
+            timestamp,
+            header.payload().clone(),
+        ))
+    }
+}
+
 fn emit(frame: &Arc<Frame>, out: &mut Vec<RelayEvent>, counts: &mut BatchCounts) {
     counts.frames_out = counts.frames_out.saturating_add(1);
     counts.bytes_out = counts
@@ -309,6 +340,7 @@ fn emit(frame: &Arc<Frame>, out: &mut Vec<RelayEvent>, counts: &mut BatchCounts)
 impl Drop for Subscription {
     fn drop(&mut self) {
         if !self.metered {
+            lock(&self.stream.state).internal_cursors.remove(&self.id);
             self.stream.internal_subscribers.fetch_sub(1, COUNTER);
         } else if let Some(counters) = lock(&self.stream.viewers).remove(&self.id) {
             lock(&self.stream.departed).accumulate(&counters.snapshot(0));

@@ -127,6 +127,93 @@ fn late_viewer_gets_headers_then_the_cached_gop_from_its_keyframe() {
 }
 
 #[test]
+fn a_late_viewers_headers_carry_the_timestamp_of_its_first_keyframe() {
+    let hub = RelayHub::default();
+    let publisher = start_publish(&hub, 1);
+    publisher.send(FrameKind::Video, 0, video(0, true, 0));
+    publisher.send(FrameKind::Video, 2_000, video(1, true, 0));
+    publisher.send(FrameKind::Video, 2_040, video(2, false, 0));
+    let mut viewer = hub.subscribe(key()).unwrap();
+    let mut events = Vec::new();
+    while viewer.try_recv_batch(&mut events, 64) > 0 {}
+    let timestamps: Vec<(Seen, u32)> = events
+        .iter()
+        .filter_map(|event| match event {
+            RelayEvent::Frame(frame) => Some((seen(event), frame.timestamp())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        timestamps,
+        vec![
+            (Seen::Metadata, 0),
+            (Seen::VideoHeader(1), 2_000),
+            (Seen::AudioHeader, 2_000),
+            (
+                Seen::Media {
+                    index: 1,
+                    keyframe: true
+                },
+                2_000
+            ),
+            (
+                Seen::Media {
+                    index: 2,
+                    keyframe: false
+                },
+                2_040
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_publishers_backlog_after_a_stall_reaches_internal_consumers_whole() {
+    let hub =
+        RelayHub::new(RelayConfig::default().with_viewer_max_lag(1 << 20, Duration::from_secs(2)));
+    let publisher = start_publish(&hub, 1);
+    let mut hls = hub.subscribe_internal(key()).unwrap();
+    let mut viewer = hub.subscribe(key()).unwrap();
+    let mut index = 0u32;
+    let mut send_seconds = |from: u32, seconds: u32| {
+        for frame in 0..seconds * 25 {
+            let timestamp = (from * 25 + frame) * 40;
+            publisher.send(
+                FrameKind::Video,
+                timestamp,
+                video(index, frame % 25 == 0, 100),
+            );
+            index += 1;
+        }
+    };
+    // Live for 2 s, read as it comes.
+    send_seconds(0, 2);
+    assert_eq!(drain(&mut hls).len(), 3 + 50);
+    drain(&mut viewer);
+    // The encoder stalls, then delivers 10 s of backlog at once.
+    send_seconds(2, 10);
+    let backlog: Vec<u32> = drain(&mut hls)
+        .into_iter()
+        .filter_map(|seen| match seen {
+            Seen::Media { index, .. } => Some(index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        backlog,
+        (50..300).collect::<Vec<_>>(),
+        "HLS gets the whole backlog"
+    );
+    let seen_by_viewer = drain(&mut viewer)
+        .into_iter()
+        .filter(|seen| matches!(seen, Seen::Media { .. }))
+        .count();
+    assert!(seen_by_viewer < 250, "the live viewer skipped ahead");
+    let stats = hub.stream_stats(&key()).unwrap();
+    assert!(stats.viewers[0].frames_dropped > 0);
+}
+
+#[test]
 fn without_gop_cache_a_late_viewer_waits_for_the_next_keyframe() {
     let hub = RelayHub::new(RelayConfig::default().with_gop_cache(false));
     let publisher = start_publish(&hub, 1);

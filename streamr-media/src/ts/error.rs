@@ -36,13 +36,19 @@ pub enum TsError {
         /// The tag timestamp in milliseconds.
         timestamp: u32,
     },
-    /// The codec cannot be carried by this muxer (only H.264, HEVC and AAC are).
+    /// The codec cannot be carried by this muxer (only H.264, HEVC, AAC and MP3 are).
     #[error("{kind:?} codec {codec:?} at {timestamp} ms is not supported in MPEG-TS output")]
     UnsupportedCodec {
         /// Audio or video.
         kind: MediaKind,
         /// The codec found.
         codec: Codec,
+        /// The tag timestamp in milliseconds.
+        timestamp: u32,
+    },
+    /// An MP3 tag does not start with an MPEG audio frame header.
+    #[error("MP3 tag at {timestamp} ms does not start with an MPEG audio frame header")]
+    MalformedMpegAudio {
         /// The tag timestamp in milliseconds.
         timestamp: u32,
     },

@@ -18,6 +18,10 @@ pub const STREAM_TYPE_H264: u8 = 0x1B;
 pub const STREAM_TYPE_HEVC: u8 = 0x24;
 /// PMT stream type of ADTS AAC audio.
 pub const STREAM_TYPE_AAC: u8 = 0x0F;
+/// PMT stream type of MPEG-1 audio (MP3 at 32, 44.1 or 48 kHz).
+pub const STREAM_TYPE_MPEG1_AUDIO: u8 = 0x03;
+/// PMT stream type of MPEG-2 audio (MP3 at the lower sample rates, including MPEG-2.5).
+pub const STREAM_TYPE_MPEG2_AUDIO: u8 = 0x04;
 /// Added to every FLV timestamp (in 90 kHz ticks, 1.4 s) so that PTS with a negative composition
 /// offset and the PCR, which runs ahead of decoding, stay positive. Fixed, so output is
 /// deterministic.
@@ -40,6 +44,40 @@ impl VideoConfig {
             VideoConfig::Avc(_) => STREAM_TYPE_H264,
             VideoConfig::Hevc(_) => STREAM_TYPE_HEVC,
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AudioConfig {
+    Aac(AudioSpecificConfig),
+    /// MPEG audio (MP3): self-describing frames, carried as they are.
+    Mpeg {
+        stream_type: u8,
+    },
+}
+
+impl AudioConfig {
+    fn stream_type(&self) -> u8 {
+        match self {
+            AudioConfig::Aac(_) => STREAM_TYPE_AAC,
+            AudioConfig::Mpeg { stream_type } => *stream_type,
+        }
+    }
+}
+
+/// The PMT stream type of an MPEG audio frame, from the version bits of its header; `None` when
+/// the bytes do not start with an MPEG audio frame header.
+fn mpeg_audio_stream_type(frame: &[u8]) -> Option<u8> {
+    let [sync, flags, ..] = frame else {
+        return None;
+    };
+    if *sync != 0xFF || flags & 0xE0 != 0xE0 {
+        return None;
+    }
+    match (flags >> 3) & 0x3 {
+        0b11 => Some(STREAM_TYPE_MPEG1_AUDIO),
+        0b10 | 0b00 => Some(STREAM_TYPE_MPEG2_AUDIO),
+        _ => None,
     }
 }
 
@@ -79,10 +117,11 @@ fn with_offset(ts: u64, offset_ms: i32) -> u64 {
     (shifted.rem_euclid(1 << 33)) as u64
 }
 
-/// A deterministic FLV→MPEG-TS muxer for H.264/HEVC video and AAC audio: the same tags always
-/// produce the same bytes. Sequence headers configure the streams; each coded frame becomes one
-/// PES (video: Annex-B with an access unit delimiter and parameter sets before keyframes; audio:
-/// one ADTS frame) split into 188-byte packets. The PCR rides on the video PID (on the audio PID
+/// A deterministic FLV→MPEG-TS muxer for H.264/HEVC video and AAC or MP3 audio: the same tags
+/// always produce the same bytes. Sequence headers configure the streams (MP3 frames describe
+/// themselves); each coded frame becomes one PES (video: Annex-B with an access unit delimiter
+/// and parameter sets before keyframes; audio: one ADTS or MPEG audio frame) split into 188-byte
+/// packets. The PCR rides on the video PID (on the audio PID
 /// for audio-only streams).
 ///
 /// ```
@@ -101,7 +140,7 @@ fn with_offset(ts: u64, offset_ms: i32) -> u64 {
 #[derive(Debug, Default)]
 pub struct FlvTsMuxer {
     video: Option<VideoConfig>,
-    audio: Option<AudioSpecificConfig>,
+    audio: Option<AudioConfig>,
     cc_pat: u8,
     cc_pmt: u8,
     cc_video: u8,
@@ -119,7 +158,7 @@ impl FlvTsMuxer {
         self.video.is_some()
     }
 
-    /// True once an AAC sequence header was accepted.
+    /// True once an AAC sequence header or an MP3 frame was accepted.
     pub fn has_audio(&self) -> bool {
         self.audio.is_some()
     }
@@ -156,9 +195,9 @@ impl FlvTsMuxer {
             };
             count += 1;
         }
-        if self.audio.is_some() {
+        if let Some(audio) = &self.audio {
             streams[count] = PmtStream {
-                stream_type: STREAM_TYPE_AAC,
+                stream_type: audio.stream_type(),
                 pid: AUDIO_PID,
             };
             count += 1;
@@ -226,7 +265,11 @@ impl FlvTsMuxer {
                 }
                 let config = AudioSpecificConfig::parse(payload).map_err(codec_error)?;
                 config.check_adts().map_err(codec_error)?;
-                Ok(replace_config(&mut self.audio, config, MediaKind::Audio))
+                Ok(replace_config(
+                    &mut self.audio,
+                    AudioConfig::Aac(config),
+                    MediaKind::Audio,
+                ))
             }
             (MediaKind::Video, PacketKind::CodedFrame) => self.write_video(tag, info, payload, out),
             (MediaKind::Audio, PacketKind::CodedFrame) => self.write_audio(tag, info, payload, out),
@@ -255,12 +298,14 @@ impl FlvTsMuxer {
                 checked.map(|_| ()).map_err(codec_error)
             }
             (MediaKind::Audio, PacketKind::CodedFrame) => {
-                let config = audio_config_for(self.audio, info, timestamp)?;
-                // ADTS caps a frame at 8191 bytes, so its PES length always fits.
-                config
-                    .adts_header(payload.len())
-                    .map(|_| ())
-                    .map_err(codec_error)
+                match audio_config_for(self.audio, info, payload, timestamp)? {
+                    // ADTS caps a frame at 8191 bytes, so its PES length always fits.
+                    AudioConfig::Aac(config) => config
+                        .adts_header(payload.len())
+                        .map(|_| ())
+                        .map_err(codec_error),
+                    AudioConfig::Mpeg { .. } => mpeg_pes_fits(payload.len(), timestamp),
+                }
             }
             _ => Ok(()),
         }
@@ -313,20 +358,32 @@ impl FlvTsMuxer {
         out: &mut Vec<u8>,
     ) -> Result<MuxOutcome, TsError> {
         let timestamp = tag.timestamp;
-        let config = audio_config_for(self.audio, info, timestamp)?;
-        let adts = config
-            .adts_header(payload.len())
-            .map_err(|source| TsError::Codec {
-                kind: MediaKind::Audio,
-                timestamp,
-                source,
-            })?;
+        let config = audio_config_for(self.audio, info, payload, timestamp)?;
+        let adts = match config {
+            AudioConfig::Aac(aac) => {
+                let header = aac
+                    .adts_header(payload.len())
+                    .map_err(|source| TsError::Codec {
+                        kind: MediaKind::Audio,
+                        timestamp,
+                        source,
+                    })?;
+                Some(header)
+            }
+            AudioConfig::Mpeg { .. } => {
+                mpeg_pes_fits(payload.len(), timestamp)?;
+                None
+            }
+        };
+        let adts: &[u8] = adts.as_ref().map_or(&[], |header| header.as_slice());
         let pts = flv_to_90khz(timestamp);
         let header = PesHeader::new(AUDIO_STREAM_ID, pts, None, Some(adts.len() + payload.len()))
             .ok_or(TsError::PesTooLarge {
             len: payload.len(),
             timestamp,
         })?;
+        // MP3 needs no sequence header: its first frame configures the stream.
+        self.audio = Some(config);
         let audio_carries_pcr = self.video.is_none();
         let flags = FirstPacketFlags {
             pcr: audio_carries_pcr.then(|| pts.wrapping_sub(PCR_LEAD_90KHZ) & TIMESTAMP_MASK),
@@ -337,13 +394,23 @@ impl FlvTsMuxer {
             AUDIO_PID,
             &mut self.cc_audio,
             flags,
-            &[header.as_slice(), &adts, payload],
+            &[header.as_slice(), adts, payload],
         );
         Ok(MuxOutcome::Frame {
             kind: MediaKind::Audio,
             keyframe: false,
         })
     }
+}
+
+/// Largest MPEG audio frame carried in one bounded PES (PES_packet_length is 16 bits).
+const MAX_MPEG_AUDIO_FRAME: usize = u16::MAX as usize - 8;
+
+fn mpeg_pes_fits(len: usize, timestamp: u32) -> Result<(), TsError> {
+    if len > MAX_MPEG_AUDIO_FRAME {
+        return Err(TsError::PesTooLarge { len, timestamp });
+    }
+    Ok(())
 }
 
 fn video_config_for<'a>(
@@ -364,17 +431,24 @@ fn video_config_for<'a>(
 }
 
 fn audio_config_for(
-    audio: Option<AudioSpecificConfig>,
+    audio: Option<AudioConfig>,
     info: &TagInfo,
+    payload: &[u8],
     timestamp: u32,
-) -> Result<AudioSpecificConfig, TsError> {
-    if info.codec != Codec::Aac {
-        return Err(unsupported(MediaKind::Audio, info.codec, timestamp));
+) -> Result<AudioConfig, TsError> {
+    match info.codec {
+        Codec::Aac => match audio {
+            Some(config @ AudioConfig::Aac(_)) => Ok(config),
+            _ => Err(TsError::MissingSequenceHeader {
+                kind: MediaKind::Audio,
+                timestamp,
+            }),
+        },
+        Codec::Mp3 => mpeg_audio_stream_type(payload)
+            .map(|stream_type| AudioConfig::Mpeg { stream_type })
+            .ok_or(TsError::MalformedMpegAudio { timestamp }),
+        codec => Err(unsupported(MediaKind::Audio, codec, timestamp)),
     }
-    audio.ok_or(TsError::MissingSequenceHeader {
-        kind: MediaKind::Audio,
-        timestamp,
-    })
 }
 
 fn unsupported(kind: MediaKind, codec: Codec, timestamp: u32) -> TsError {

@@ -99,8 +99,27 @@ pub(crate) fn write_pes_packets(
     flags: FirstPacketFlags,
     parts: &[&[u8]],
 ) {
+    write_pes_packets_spread(out, pid, cc, flags, parts, 0);
+}
+
+/// Like [`write_pes_packets`], but spreads the PES over at least `min_packets` packets (each
+/// carrying at least one payload byte, the rest stuffed), so a caller can advance the continuity
+/// counter to a chosen value. Returns false, writing nothing, when the PES has fewer bytes than
+/// `min_packets`.
+pub(crate) fn write_pes_packets_spread(
+    out: &mut Vec<u8>,
+    pid: u16,
+    cc: &mut u8,
+    flags: FirstPacketFlags,
+    parts: &[&[u8]],
+    min_packets: usize,
+) -> bool {
     let total: usize = parts.iter().map(|p| p.len()).sum();
-    out.reserve((total / MAX_PAYLOAD + 2) * TS_PACKET_LEN);
+    if total < min_packets {
+        return false;
+    }
+    let mut emitted = 0usize;
+    out.reserve((total / MAX_PAYLOAD + 2 + min_packets) * TS_PACKET_LEN);
     let mut part_index = 0usize;
     let mut part_pos = 0usize;
     let mut remaining = total;
@@ -122,8 +141,15 @@ pub(crate) fn write_pes_packets(
         let mut af_len = if af_body > 0 { 1 + af_body } else { 0 };
         let mut stuffing = 0usize;
         let space = MAX_PAYLOAD - af_len;
-        if remaining < space {
-            let gap = space - remaining;
+        // Leave one byte for each packet still owed to `min_packets`.
+        let owed_after = min_packets.saturating_sub(emitted + 1);
+        let take = remaining
+            .saturating_sub(owed_after)
+            .max(1)
+            .min(remaining)
+            .min(space);
+        if take < space {
+            let gap = space - take;
             if af_len == 0 {
                 // A lone length byte of 0 pads one byte; more needs the flags byte too.
                 af_len = gap;
@@ -180,7 +206,200 @@ pub(crate) fn write_pes_packets(
                 part_pos = 0;
             }
         }
-        remaining -= payload_len;
+        remaining = remaining.saturating_sub(payload_len);
         first = false;
+        emitted += 1;
+    }
+    true
+}
+
+/// The PID of a packet.
+fn packet_pid(packet: &[u8]) -> Option<u16> {
+    let high = u16::from(*packet.get(1)? & 0x1F);
+    Some((high << 8) | u16::from(*packet.get(2)?))
+}
+
+/// The payload of a packet (after its header and adaptation field), if it has one.
+fn packet_payload(packet: &[u8]) -> Option<&[u8]> {
+    let control = (packet.get(3)? >> 4) & 0x3;
+    let start = match control {
+        0b01 => 4,
+        0b11 => 5 + usize::from(*packet.get(4)?),
+        _ => return None,
+    };
+    packet.get(start..)
+}
+
+/// The PCR and random-access flag of a packet's adaptation field.
+fn packet_flags(packet: &[u8]) -> FirstPacketFlags {
+    let mut flags = FirstPacketFlags::default();
+    let has_field = packet.get(3).is_some_and(|b| b & 0x20 != 0);
+    if !has_field || packet.get(4).is_none_or(|len| *len == 0) {
+        return flags;
+    }
+    let Some(&field_flags) = packet.get(5) else {
+        return flags;
+    };
+    flags.random_access = field_flags & 0x40 != 0;
+    if field_flags & 0x10 != 0 {
+        if let Some(pcr) = packet.get(6..11) {
+            let base = pcr
+                .iter()
+                .take(4)
+                .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+            flags.pcr = Some((base << 1) | u64::from(pcr.get(4).copied().unwrap_or(0) >> 7));
+        }
+    }
+    flags
+}
+
+/// Where one PID's packets are in a buffer: how many, and the byte range of its last PES.
+#[derive(Debug, Clone, Copy)]
+struct PidSpan {
+    pid: u16,
+    packets: usize,
+    last_pes_start: usize,
+    last_pes_end: usize,
+}
+
+/// Spreads the last PES of every PID found in `buffer[from..]` (whole packets) over more packets
+/// so that each PID has a multiple of 16 packets there: a stretch whose counters start at 0 then
+/// ends at 15, and the next stretch, starting at 0 again, continues it without a continuity
+/// error. PIDs carrying no PES start (tables) are left alone. A PES too short to spread, or one
+/// whose packets are not contiguous, is left alone too.
+pub(crate) fn pad_continuity_to_16(buffer: &mut Vec<u8>, from: usize) {
+    let mut spans: Vec<PidSpan> = Vec::with_capacity(2);
+    let mut offset = from;
+    while let Some(packet) = buffer.get(offset..offset + TS_PACKET_LEN) {
+        let Some(pid) = packet_pid(packet) else {
+            break;
+        };
+        let starts_pes = packet.get(1).is_some_and(|b| b & 0x40 != 0)
+            && packet_payload(packet).is_some_and(|p| p.starts_with(&[0, 0, 1]));
+        let end = offset + TS_PACKET_LEN;
+        match spans.iter_mut().find(|s| s.pid == pid) {
+            Some(span) => {
+                span.packets += 1;
+                if starts_pes {
+                    span.last_pes_start = offset;
+                }
+                span.last_pes_end = end;
+            }
+            None if starts_pes => spans.push(PidSpan {
+                pid,
+                packets: 1,
+                last_pes_start: offset,
+                last_pes_end: end,
+            }),
+            None => {}
+        }
+        offset = end;
+    }
+    // Later spans first, so the offsets of earlier ones stay valid.
+    spans.sort_by_key(|s| std::cmp::Reverse(s.last_pes_start));
+    for span in spans {
+        let extra = (16 - span.packets % 16) % 16;
+        if extra == 0 {
+            continue;
+        }
+        let Some(range) = buffer.get(span.last_pes_start..span.last_pes_end) else {
+            continue;
+        };
+        let mut pes = Vec::with_capacity(range.len());
+        let mut contiguous = true;
+        for packet in range.chunks(TS_PACKET_LEN) {
+            match (packet_pid(packet), packet_payload(packet)) {
+                (Some(pid), Some(payload)) if pid == span.pid => pes.extend_from_slice(payload),
+                _ => contiguous = false,
+            }
+        }
+        let first = range.get(..TS_PACKET_LEN).unwrap_or_default();
+        let mut cc = first.get(3).map_or(0, |b| b & 0x0F);
+        let flags = packet_flags(first);
+        let packets = range.len() / TS_PACKET_LEN + extra;
+        let mut spread = Vec::with_capacity(packets * TS_PACKET_LEN);
+        if contiguous
+            && write_pes_packets_spread(&mut spread, span.pid, &mut cc, flags, &[&pes], packets)
+            && spread.len() == packets * TS_PACKET_LEN
+        {
+            buffer.splice(span.last_pes_start..span.last_pes_end, spread);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(buffer: &[u8], pid: u16) -> Vec<u8> {
+        buffer
+            .chunks(TS_PACKET_LEN)
+            .filter(|p| packet_pid(p) == Some(pid))
+            .map(|p| p[3] & 0x0F)
+            .collect()
+    }
+
+    #[test]
+    fn padding_ends_every_pes_pid_at_counter_15_and_keeps_the_payload() {
+        let mut buffer = Vec::new();
+        let mut video_cc = 0;
+        let mut audio_cc = 0;
+        let video = vec![0xAB; 1_000];
+        let audio = vec![0xCD; 300];
+        for index in 0..3u64 {
+            let flags = FirstPacketFlags {
+                pcr: Some(90_000 + index),
+                random_access: index == 0,
+            };
+            write_pes_packets(
+                &mut buffer,
+                0x100,
+                &mut video_cc,
+                flags,
+                &[&[0, 0, 1, 0xE0], &video],
+            );
+            write_pes_packets(
+                &mut buffer,
+                0x101,
+                &mut audio_cc,
+                FirstPacketFlags::default(),
+                &[&[0, 0, 1, 0xC0], &audio],
+            );
+        }
+        let payload = |buffer: &[u8], pid| -> Vec<u8> {
+            buffer
+                .chunks(TS_PACKET_LEN)
+                .filter(|p| packet_pid(p) == Some(pid))
+                .flat_map(|p| packet_payload(p).unwrap().to_vec())
+                .collect()
+        };
+        let before_video = payload(&buffer, 0x100);
+        let before_audio = payload(&buffer, 0x101);
+        let last_video_flags = buffer
+            .chunks(TS_PACKET_LEN)
+            .filter(|p| packet_pid(p) == Some(0x100) && p[1] & 0x40 != 0)
+            .map(|p| packet_flags(p).pcr)
+            .next_back()
+            .unwrap();
+        pad_continuity_to_16(&mut buffer, 0);
+        assert_eq!(buffer.len() % TS_PACKET_LEN, 0);
+        for pid in [0x100, 0x101] {
+            let ccs = counters(&buffer, pid);
+            assert_eq!(ccs.len() % 16, 0, "pid {pid:#x}: {ccs:?}");
+            assert_eq!(*ccs.last().unwrap(), 15);
+            assert!(ccs
+                .iter()
+                .enumerate()
+                .all(|(i, cc)| usize::from(*cc) == i % 16));
+        }
+        assert_eq!(payload(&buffer, 0x100), before_video);
+        assert_eq!(payload(&buffer, 0x101), before_audio);
+        let after_flags = buffer
+            .chunks(TS_PACKET_LEN)
+            .filter(|p| packet_pid(p) == Some(0x100) && p[1] & 0x40 != 0)
+            .map(|p| packet_flags(p).pcr)
+            .next_back()
+            .unwrap();
+        assert_eq!(after_flags, last_video_flags);
     }
 }

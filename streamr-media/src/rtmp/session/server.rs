@@ -472,8 +472,10 @@ impl ServerSession {
     }
 
     /// Accepts a pending play: queues Stream Begin, `NetStream.Play.Reset` (when asked),
-    /// `NetStream.Play.Start`, `|RtmpSampleAccess` and `NetStream.Data.Start`. Write this output
-    /// before the first media message.
+    /// `NetStream.Play.Start` and `|RtmpSampleAccess`, as nginx-rtmp does. No `onStatus` data
+    /// message (`NetStream.Data.Start`) goes on the media stream: ffmpeg's FLV demuxer turns an
+    /// unknown data message into an extra data stream that never ends (it knows
+    /// `|RtmpSampleAccess` and skips it). Write this output before the first media message.
     pub fn accept_play(&mut self, stream_id: u32) -> Result<(), SessionError> {
         let (key, reset) = match self.stream_mut(stream_id) {
             Some(s) => match std::mem::replace(&mut s.state, StreamState::Idle) {
@@ -510,20 +512,6 @@ impl ServerSession {
                     Amf0Value::String("|RtmpSampleAccess".into()),
                     Amf0Value::Boolean(true),
                     Amf0Value::Boolean(true),
-                ],
-                amf3: false,
-            },
-            super::COMMAND_CHUNK_STREAM_ID,
-            stream_id,
-        )?;
-        self.conn.send(
-            &RtmpMessage::Data {
-                values: vec![
-                    Amf0Value::String("onStatus".into()),
-                    Amf0Value::Object(vec![(
-                        "code".into(),
-                        Amf0Value::String("NetStream.Data.Start".into()),
-                    )]),
                 ],
                 amf3: false,
             },

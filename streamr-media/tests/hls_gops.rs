@@ -1,0 +1,254 @@
+//! HLS segments of real x264 output with every kind of GOP: x264's default keyint of 250, short
+//! (0.5 s) and long (10 s) GOPs, and irregular ones. Checked with ffprobe/ffmpeg: every segment
+//! starts with a keyframe and decodes on its own, the playlist's target duration follows the GOP
+//! and holds every segment, and ffmpeg reads the whole playlist without a single warning (the
+//! continuity counters run on across segments).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use streamr_media::flv::{FlvReader, FlvTag};
+use streamr_media::hls::{
+    HlsDirectory, HlsStream, ParsedPlaylist, PlaylistConfig, Segment, SegmenterConfig,
+    SegmenterEvent,
+};
+
+/// Encodes `seconds` of 30 fps test video (and AAC audio) with x264 and the given extra
+/// options into an FLV file.
+fn encode(dir: &Path, name: &str, seconds: u32, x264: &[&str]) -> PathBuf {
+    let path = dir.join(format!("{name}.flv"));
+    let output = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y"])
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("testsrc=size=320x240:rate=30:duration={seconds}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=440:sample_rate=44100:duration={seconds}"
+        ))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(x264)
+        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv"])
+        .arg(&path)
+        .output()
+        .expect("ffmpeg must be installed");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    path
+}
+
+fn read_tags(path: &Path) -> Vec<FlvTag> {
+    FlvReader::read_all(&std::fs::read(path).unwrap())
+        .unwrap()
+        .1
+}
+
+/// Cuts the tags into a VOD playlist in `dir`, as live HLS would (target duration derived from
+/// the stream), and returns the segments.
+fn segment_into(dir: &Path, tags: &[FlvTag]) -> (HlsDirectory, Vec<Segment>) {
+    let mut stream = HlsStream::new(
+        SegmenterConfig::default(),
+        PlaylistConfig {
+            window_segments: None,
+            ..PlaylistConfig::default()
+        },
+    );
+    let mut segments = Vec::new();
+    let mut collect = |events: Vec<SegmenterEvent>| {
+        for event in events {
+            if let SegmenterEvent::SegmentReady(segment) = event {
+                segments.push(segment);
+            }
+        }
+    };
+    for tag in tags {
+        collect(stream.push(tag).unwrap());
+    }
+    collect(stream.finish());
+    let out = HlsDirectory::create(dir, "index.m3u8").unwrap();
+    for segment in &segments {
+        out.write_segment(segment).unwrap();
+    }
+    out.write_playlist(stream.playlist()).unwrap();
+    (out, segments)
+}
+
+fn stderr_of(command: &mut Command) -> String {
+    let output = command.output().expect("ffmpeg/ffprobe must be installed");
+    assert!(output.status.success(), "{command:?} failed");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout_of(command: &mut Command) -> String {
+    let output = command.output().expect("ffmpeg/ffprobe must be installed");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Every segment starts with an I-frame that ffprobe marks as a keyframe, and decodes alone
+/// without a single error.
+fn assert_segments_start_with_keyframes(out: &HlsDirectory, segments: &[Segment]) {
+    for segment in segments {
+        let path = out.segment_path(segment.sequence);
+        assert!(segment.starts_with_keyframe, "segment {}", segment.sequence);
+        let first_packet = stdout_of(
+            Command::new("ffprobe")
+                .args(["-v", "error", "-select_streams", "v:0"])
+                .args(["-read_intervals", "%+#1", "-show_entries", "packet=flags"])
+                .args(["-of", "csv=p=0"])
+                .arg(&path),
+        );
+        assert!(
+            first_packet.trim_start().starts_with('K'),
+            "segment {} starts with packet flags {first_packet:?}",
+            segment.sequence
+        );
+        let first_frame = stdout_of(
+            Command::new("ffprobe")
+                .args(["-v", "error", "-select_streams", "v:0"])
+                .args(["-read_intervals", "%+#1"])
+                .args(["-show_entries", "frame=key_frame,pict_type"])
+                .args(["-of", "csv=p=0"])
+                .arg(&path),
+        );
+        assert!(
+            first_frame.starts_with("1,I"),
+            "segment {}: first frame {first_frame:?}",
+            segment.sequence
+        );
+        let decode = stderr_of(
+            Command::new("ffmpeg")
+                .args(["-nostdin", "-v", "error", "-i"])
+                .arg(&path)
+                .args(["-f", "null", "-"]),
+        );
+        assert_eq!(
+            decode.trim(),
+            "",
+            "segment {} does not decode on its own",
+            segment.sequence
+        );
+    }
+}
+
+/// ffmpeg reads the whole playlist (video and audio) without a warning: no `Packet corrupt` at
+/// segment boundaries, no missing parameter sets.
+fn assert_playlist_reads_cleanly(out: &HlsDirectory) {
+    let log = stderr_of(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "warning", "-i"])
+            .arg(out.playlist_path())
+            .args(["-map", "0", "-f", "null", "-"]),
+    );
+    assert_eq!(log.trim(), "", "ffmpeg warned reading the playlist");
+}
+
+fn playlist(out: &HlsDirectory) -> ParsedPlaylist {
+    ParsedPlaylist::parse(&std::fs::read_to_string(out.playlist_path()).unwrap()).unwrap()
+}
+
+fn max_duration_ms(segments: &[Segment]) -> u64 {
+    segments.iter().map(|s| s.duration_ms).max().unwrap()
+}
+
+#[test]
+fn x264_default_keyint_gives_one_segment_per_gop_each_starting_with_a_keyframe() {
+    let dir = tempfile::tempdir().unwrap();
+    // No -g: x264's default keyint 250, 8.33 s at 30 fps; no scene cuts in a test pattern.
+    let flv = encode(dir.path(), "keyint250", 60, &[]);
+    let (out, segments) = segment_into(dir.path(), &read_tags(&flv));
+    assert!(segments.len() >= 7, "{} segments", segments.len());
+    for segment in &segments[..segments.len() - 1] {
+        assert!(
+            (8_300..=8_367).contains(&segment.duration_ms),
+            "segment {} lasts {} ms, not one GOP",
+            segment.sequence,
+            segment.duration_ms
+        );
+    }
+    let parsed = playlist(&out);
+    assert_eq!(parsed.target_duration, 9, "ceil(8.33 s)");
+    assert_segments_start_with_keyframes(&out, &segments);
+    assert_playlist_reads_cleanly(&out);
+}
+
+#[test]
+fn half_second_gops_make_four_second_segments_and_a_clean_minute_of_playlist() {
+    let dir = tempfile::tempdir().unwrap();
+    let flv = encode(dir.path(), "gop05", 60, &["-g", "15"]);
+    let (out, segments) = segment_into(dir.path(), &read_tags(&flv));
+    assert_eq!(segments.len(), 15, "60 s in 4 s segments");
+    for segment in &segments[..segments.len() - 1] {
+        assert!(
+            (3_950..=4_050).contains(&segment.duration_ms),
+            "segment {} lasts {} ms",
+            segment.sequence,
+            segment.duration_ms
+        );
+    }
+    assert_eq!(playlist(&out).target_duration, 4);
+    assert_segments_start_with_keyframes(&out, &segments);
+    assert_playlist_reads_cleanly(&out);
+}
+
+#[test]
+fn ten_second_gops_are_never_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let flv = encode(dir.path(), "gop10", 40, &["-g", "300"]);
+    let (out, segments) = segment_into(dir.path(), &read_tags(&flv));
+    assert_eq!(segments.len(), 4, "one segment per 10 s GOP");
+    let parsed = playlist(&out);
+    assert_eq!(parsed.target_duration, 10);
+    assert_segments_start_with_keyframes(&out, &segments);
+    assert_playlist_reads_cleanly(&out);
+}
+
+#[test]
+fn irregular_gops_realign_on_the_grid_after_a_long_gop() {
+    let dir = tempfile::tempdir().unwrap();
+    // Keyframes at irregular times (GOPs from 0.5 s to 9 s), none in between.
+    let keyframes = "0,1,2,3,4,5,6,7,8,12,12.5,21.5,22,24,26,28,30,34,38,39,40";
+    let flv = encode(
+        dir.path(),
+        "irregular",
+        44,
+        &[
+            "-g",
+            "600",
+            "-sc_threshold",
+            "0",
+            "-force_key_frames",
+            keyframes,
+        ],
+    );
+    let tags = read_tags(&flv);
+    let (out, segments) = segment_into(dir.path(), &tags);
+    let first = segments[0].start_timestamp_ms;
+    let starts: Vec<u64> = segments
+        .iter()
+        .map(|s| s.start_timestamp_ms - first)
+        .collect();
+    // Cuts at the first keyframe at or after each 4 s step: the 9 s GOP from 12.5 s stays whole
+    // in one segment, and cutting realigns on the grid right after it.
+    assert_eq!(
+        starts,
+        [0, 4_000, 8_000, 12_000, 21_500, 24_000, 28_000, 34_000, 38_000, 40_000],
+        "segment starts"
+    );
+    assert!(max_duration_ms(&segments) >= 9_000);
+    assert_segments_start_with_keyframes(&out, &segments);
+    assert_playlist_reads_cleanly(&out);
+}
