@@ -111,7 +111,7 @@ async fn an_ended_streams_files_are_removed_after_its_retention() {
     let hub = RelayHub::default();
     let shutdown = CancellationToken::new();
     let live = LiveHls::start(hub.clone(), config(&root), shutdown.clone());
-    let key = StreamKey::new("live", "cam");
+    let key = StreamKey::parse("live", "cam").unwrap();
     let publisher = hub.publish(key.clone()).unwrap();
     // Live HLS follows the stream from here (it would pick it up within a poll interval).
     assert_eq!(
@@ -184,7 +184,7 @@ async fn a_full_disk_lists_only_complete_segments_and_the_mirror_recovers() {
     let hub = RelayHub::default();
     let shutdown = CancellationToken::new();
     let live = LiveHls::start(hub.clone(), config(&root), shutdown.clone());
-    let key = StreamKey::new("live", "cam");
+    let key = StreamKey::parse("live", "cam").unwrap();
     let publisher = hub.publish(key.clone()).unwrap();
     // Live HLS follows the stream from here (it would pick it up within a poll interval).
     assert_eq!(

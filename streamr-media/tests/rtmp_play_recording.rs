@@ -26,7 +26,7 @@ async fn ffprobe(path: &std::path::Path, entries: &str) -> String {
 async fn ffmpeg_map_all_with_a_duration_ends_and_records_that_duration_mid_stream() {
     let server = common::start_server(RelayServerConfig::default()).await;
     let url = common::rtmp_url(&server, "live", "cam");
-    let key = StreamKey::new("live", "cam");
+    let key = StreamKey::parse("live", "cam").unwrap();
     let _publisher = common::ffmpeg_publish(&url, 60);
     // Join mid-stream, past the first keyframes, as a viewer usually does.
     let joined = common::wait_until(Duration::from_secs(30), || {

@@ -116,7 +116,7 @@ async fn a_slow_player_skips_to_the_next_keyframe_and_its_drops_are_counted() {
     // Players learn the publisher left (Stream EOF, UnpublishNotify) and stop.
     config.notify_players_on_unpublish = true;
     let server = start_server(config).await;
-    let key = StreamKey::new("live", "slow");
+    let key = StreamKey::parse("live", "slow").unwrap();
     let addr = server.local_addr();
     let hub = server.hub().clone();
 

@@ -543,7 +543,7 @@ struct DirectoryMirror {
     removed_below: u64,
     /// The last sync failed: the on-disk playlist is behind the served one.
     failing: bool,
-    stream: String,
+    stream: crate::name::StreamName,
 }
 
 impl DirectoryMirror {
