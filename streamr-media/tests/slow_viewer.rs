@@ -202,8 +202,8 @@ async fn a_slow_player_skips_to_the_next_keyframe_and_its_drops_are_counted() {
     assert_eq!(
         coded_frames.last().map(|f| f.timestamp),
         fast.iter()
-            .filter(|f| !f.sequence_header)
-            .last()
+            .rev()
+            .find(|f| !f.sequence_header)
             .map(|f| f.timestamp),
         "the slow player plays on to the end"
     );
