@@ -110,6 +110,9 @@ fn handshake_seeds_complete_or_fail_cleanly() {
                     "ffmpeg sends a digest C1 and gets a digest S1"
                 );
             }
+            "seed_streamr_load_c0c1c2" => {
+                assert_eq!(result.unwrap(), HandshakeProgress::Done, "{name}");
+            }
             "seed_simple_c0c1" => {
                 assert_eq!(result.unwrap(), HandshakeProgress::InProgress);
                 let out = server.take_output();
