@@ -43,7 +43,8 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Binds `bind` and serves `hub`'s streams.
+    /// Binds `bind` and serves `hub`'s streams, with the default request deadlines and
+    /// connection budget of [`streamr_net::HttpLimits`].
     pub async fn start(
         bind: SocketAddr,
         hub: RelayHub,
@@ -56,9 +57,12 @@ impl HttpServer {
         let app = router(HttpState::new(hub, hls.clone()));
         let stop = shutdown.clone();
         info!(%local_addr, "HTTP (HLS, HTTP-FLV) listening");
+        let limits = streamr_net::HttpLimits::default();
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
+            let served =
+                streamr_net::http::serve(listener, app, limits.budget(), limits, async move {
+                    stop.cancelled().await
+                })
                 .await;
             if let Err(error) = served {
                 warn!(%error, "HTTP server stopped");
