@@ -181,22 +181,6 @@ impl CoordinatorClient {
         })
     }
 
-    /// Sends every request from the local address `local` (a host on several networks
-    /// choosing one; a test standing in for another network on loopback). The coordinator
-    /// takes a node's network prefix from the address it connects from.
-    pub fn bound_to(mut self, local: std::net::IpAddr) -> Result<Self, ClientError> {
-        self.http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .local_address(local)
-            .build()
-            .map_err(|source| ClientError::Transport {
-                method: Method::GET,
-                url: self.base.clone(),
-                source,
-            })?;
-        Ok(self)
-    }
-
     /// Sends `Authorization: Bearer <token>` on the endpoints that need the admin token
     /// (creating streams, segment reports, probe reports).
     pub fn with_admin_token(mut self, token: impl Into<String>) -> Self {

@@ -2,7 +2,8 @@
 //!
 //! A node's prefix for per-prefix and per-operator caps is what the coordinator observes on
 //! the connection its heartbeats arrive on (IPv4 /24 or IPv6 /48), never what the node writes
-//! in its URLs or a hash of its host name. Each prefix is written to storage when a node is
+//! in its URLs or a hash of its host name (a loopback address, a node on the coordinator's own
+//! host, says nothing and is not recorded). Each prefix is written to storage when a node is
 //! first seen on it and then at most once per [`REFRESH_MS`], so heartbeats stay one write.
 
 use std::collections::HashMap;
@@ -35,6 +36,11 @@ impl ObservedPrefixes {
         peer: IpAddr,
         now_ms: i64,
     ) -> Result<(), StorageError> {
+        let peer = peer.to_canonical();
+        if peer.is_loopback() {
+            // A node on the coordinator's own host: its address says nothing of its network.
+            return Ok(());
+        }
         let prefix = SourcePrefixes::of(peer).wide;
         {
             let mut recorded = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);

@@ -4,8 +4,11 @@
 //! A receipt is booked to the epoch its viewer signed it in (`t_ms`), wherever and whenever it
 //! is posted, so a node cannot move its receipts into epochs of its choosing. It is accepted
 //! until [`CoordConfig::settlement_grace`](crate::CoordConfig::settlement_grace) after that
-//! epoch ends (settlement waits as long); later receipts, and receipts signed further in the
-//! future than the accepted clock skew, are refused with the reason.
+//! epoch ends (settlement waits as long). A receipt that missed that deadline but was signed
+//! less than the accepted clock skew ago (in flight across the boundary while the grace is
+//! shorter than a round trip) is booked to the epoch it arrives in; older ones, and receipts
+//! signed further in the future than the clock skew, are refused with the reason. A node can
+//! thus shift a receipt by at most the clock skew, never into an epoch of its choosing.
 
 use std::collections::BTreeMap;
 
@@ -32,38 +35,44 @@ pub(crate) struct Verified {
     pub(crate) future: u64,
 }
 
-/// Why a receipt is refused before verification for its timing, if it is.
-fn timing_refusal(
+/// Why a receipt is refused for its timing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TimingRefusal {
+    /// Its epoch's deadline passed, and it is older than the clock skew.
+    Late(String),
+    /// Signed further ahead than the clock skew.
+    Future(String),
+}
+
+/// The epoch `receipt` is booked to when it arrives at `now_ms`, or why it is refused.
+fn booking_epoch(
     config: &crate::CoordConfig,
     receipt: &SignedReceipt,
     now_ms: i64,
-) -> Option<(bool, String)> {
+) -> Result<i64, TimingRefusal> {
     let signed_at = i64::try_from(receipt.body.t_ms).unwrap_or(i64::MAX);
     let skew = i64::try_from(config.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
     let session = receipt.body.session_id;
     let seq = receipt.body.seq;
     if signed_at > now_ms.saturating_add(skew) {
-        return Some((
-            false,
-            format!(
-                "session {session} receipt {seq}: signed at {signed_at}, {} ms in the future \
-                 (limit {skew} ms)",
-                signed_at.saturating_sub(now_ms)
-            ),
-        ));
+        return Err(TimingRefusal::Future(format!(
+            "session {session} receipt {seq}: signed at {signed_at}, {} ms in the future \
+             (limit {skew} ms)",
+            signed_at.saturating_sub(now_ms)
+        )));
     }
     let epoch = config.epoch_of(signed_at);
     let deadline = config.receipt_deadline_of(epoch);
-    if now_ms > deadline {
-        return Some((
-            true,
-            format!(
-                "session {session} receipt {seq}: late: signed in epoch {epoch}, whose receipts \
-                 were due by {deadline}"
-            ),
-        ));
+    if now_ms <= deadline {
+        return Ok(epoch);
     }
-    None
+    if now_ms.saturating_sub(signed_at) <= skew {
+        return Ok(config.epoch_of(now_ms));
+    }
+    Err(TimingRefusal::Late(format!(
+        "session {session} receipt {seq}: late: signed in epoch {epoch}, whose receipts were \
+         due by {deadline}"
+    )))
 }
 
 impl Verified {
@@ -123,16 +132,21 @@ pub(crate) async fn verify(
     let now = u64::try_from(now_ms).unwrap_or(0);
     for (session_id, mut batch) in by_session {
         batch.retain(
-            |receipt| match timing_refusal(&state.config, receipt, now_ms) {
-                None => true,
-                Some((late, reason)) => {
-                    if late {
-                        out.late += 1;
-                        Metrics::inc(&state.metrics.receipts_late_total);
-                    } else {
-                        out.future += 1;
-                        Metrics::inc(&state.metrics.receipts_future_total);
-                    }
+            |receipt| match booking_epoch(&state.config, receipt, now_ms) {
+                Ok(_) => true,
+                Err(refusal) => {
+                    let reason = match refusal {
+                        TimingRefusal::Late(reason) => {
+                            out.late += 1;
+                            Metrics::inc(&state.metrics.receipts_late_total);
+                            reason
+                        }
+                        TimingRefusal::Future(reason) => {
+                            out.future += 1;
+                            Metrics::inc(&state.metrics.receipts_future_total);
+                            reason
+                        }
+                    };
                     out.rejected.push(reason);
                     false
                 }
@@ -265,9 +279,65 @@ fn record(
         on_time_bytes: if on_time { bytes_delta } else { 0 },
         last_segment_seq: clamp_i64(receipt.body.last_segment_seq),
         t_ms: clamp_i64(receipt.body.t_ms),
-        // Booked to the epoch the viewer signed it in, not the one it arrived in.
-        epoch: state.config.epoch_of(clamp_i64(receipt.body.t_ms)),
+        // Booked to the epoch the viewer signed it in, not the one it arrived in (see the
+        // module docs for a receipt in flight across the deadline).
+        epoch: booking_epoch(&state.config, receipt, now_ms)
+            .unwrap_or_else(|_| state.config.epoch_of(now_ms)),
         received_at_ms: now_ms,
         body,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use streamr_core::{ContentDigest, KeyPair, Signed, ViewerReceipt};
+
+    fn signed_at(t_ms: u64) -> SignedReceipt {
+        Signed::sign(
+            ViewerReceipt {
+                session_id: SessionId::from_bytes([1; 16]),
+                seq: 1,
+                bytes_total: 1,
+                last_segment_seq: 0,
+                segments_digest: ContentDigest::from_bytes([0; 32]),
+                t_ms,
+            },
+            &KeyPair::from_seed([2; 32]),
+        )
+    }
+
+    #[test]
+    fn receipts_are_booked_where_signed_until_the_deadline() {
+        let config = crate::CoordConfig {
+            epoch_length: Duration::from_secs(10),
+            settlement_grace: Duration::from_secs(3),
+            max_clock_skew: Duration::from_secs(1),
+            ..crate::CoordConfig::default()
+        };
+        // Signed in epoch 0 (0..10 s), due by 13 s.
+        assert_eq!(booking_epoch(&config, &signed_at(9_000), 9_500), Ok(0));
+        assert_eq!(booking_epoch(&config, &signed_at(9_000), 13_000), Ok(0));
+        assert!(matches!(
+            booking_epoch(&config, &signed_at(9_000), 13_001),
+            Err(TimingRefusal::Late(_))
+        ));
+        // Past the deadline but signed within the clock skew: in flight, booked on arrival.
+        let short = crate::CoordConfig {
+            settlement_grace: Duration::ZERO,
+            ..config.clone()
+        };
+        assert_eq!(booking_epoch(&short, &signed_at(9_990), 10_050), Ok(1));
+        assert!(matches!(
+            booking_epoch(&short, &signed_at(8_000), 10_050),
+            Err(TimingRefusal::Late(_))
+        ));
+        // From the future beyond the skew.
+        assert_eq!(booking_epoch(&config, &signed_at(10_900), 10_000), Ok(1));
+        assert!(matches!(
+            booking_epoch(&config, &signed_at(11_001), 10_000),
+            Err(TimingRefusal::Future(_))
+        ));
+    }
 }

@@ -311,17 +311,14 @@ async fn a_node_operator_checks_its_earnings_and_proof() {
 
     admin.create_stream("show", "The show").await.unwrap();
     let node = KeyPair::from_seed([6; 32]);
-    // The node registers from a network other than the viewer's (127.0.6.1 rather than
-    // 127.0.0.1, both loopback), or the self-dealing rule would rightly flag every byte it
-    // serves: its prefix is the address it connects from, whatever its URLs say.
-    let registered = public
-        .clone()
-        .bound_to(std::net::IpAddr::from([127, 0, 6, 1]))
-        .unwrap()
-        .register_node(&node, &advert(19450))
-        .await
-        .unwrap();
-    assert_eq!(registered.subnet, "127.0.6.0/24", "{registered:?}");
+    // The node advertises an address outside the viewer's /24 (loopback here), or the
+    // self-dealing rule would rightly flag every byte it serves.
+    let remote = NodeAdvert {
+        rtmp_url: "rtmp://10.0.6.1:1935/live".into(),
+        http_url: "http://10.0.6.1:8080".into(),
+        ..advert(19450)
+    };
+    public.register_node(&node, &remote).await.unwrap();
     public
         .heartbeat(heartbeat(&node, 1, &["show"]), Vec::new())
         .await

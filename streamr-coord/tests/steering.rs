@@ -317,6 +317,8 @@ async fn receipts_land_in_their_signature_epoch_and_late_ones_are_refused(db: &T
     let config = CoordConfig {
         epoch_length: Duration::from_secs(2),
         settlement_grace: Duration::from_millis(1_500),
+        // Receipts in flight for longer than this past their deadline are late.
+        max_clock_skew: Duration::from_secs(1),
         ..test_config()
     };
     let epoch_ms = config.epoch_length.as_millis() as u64;

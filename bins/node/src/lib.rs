@@ -258,35 +258,6 @@ pub struct RunningNode {
     leave: Option<(CoordinatorClient, KeyPair)>,
 }
 
-/// The local address to reach the coordinator at `coordinator_url` from: the node's listen
-/// address when it names one (not the unspecified address) that can reach the coordinator (a
-/// loopback address only reaches a coordinator on loopback).
-fn source_address(listen: std::net::IpAddr, coordinator_url: &str) -> Option<std::net::IpAddr> {
-    if listen.is_unspecified() {
-        return None;
-    }
-    if !listen.is_loopback() {
-        return Some(listen);
-    }
-    let host = coordinator_url
-        .split_once("://")
-        .map_or(coordinator_url, |(_, rest)| rest)
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    let host = host
-        .rsplit_once(':')
-        .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
-        .map_or(host, |(host, _)| host)
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let coordinator_on_loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    coordinator_on_loopback.then_some(listen)
-}
-
 impl Node {
     /// Loads (or creates) the identity, binds both listeners, joins the coordinator when one is
     /// configured, and serves until [`RunningNode::shutdown`].
@@ -299,17 +270,7 @@ impl Node {
         };
         let relay_role = !config.upstreams.is_empty();
         let client = match &config.coordinator {
-            Some(coordinator) => {
-                let client = CoordinatorClient::new(&coordinator.url)?;
-                // The coordinator takes the node's network from the address it connects from:
-                // connect from the address the node serves on.
-                Some(
-                    match source_address(config.http_listen.ip(), &coordinator.url) {
-                        Some(local) => client.bound_to(local)?,
-                        None => client,
-                    },
-                )
-            }
+            Some(coordinator) => Some(CoordinatorClient::new(&coordinator.url)?),
             None => None,
         };
         let grants = match (&config.coordinator, &client, relay_role) {
@@ -578,32 +539,5 @@ impl RunningNode {
         if let Err(error) = self.http_task.await {
             warn!(%error, "HTTP server task ended abnormally");
         }
-    }
-}
-
-#[cfg(test)]
-mod source_address_tests {
-    use super::source_address;
-
-    #[test]
-    fn the_node_connects_from_its_listen_address_when_it_can() {
-        let on = |ip: &str, url: &str| source_address(ip.parse().unwrap(), url);
-        assert_eq!(on("0.0.0.0", "http://10.0.0.1:9000"), None);
-        assert_eq!(on("::", "http://[::1]:9000"), None);
-        assert_eq!(
-            on("192.0.2.7", "https://coordinator.example"),
-            Some("192.0.2.7".parse().unwrap())
-        );
-        // Loopback reaches only a coordinator on loopback.
-        assert_eq!(
-            on("127.0.3.1", "http://127.0.0.1:9000/"),
-            Some("127.0.3.1".parse().unwrap())
-        );
-        assert_eq!(on("::1", "http://[::1]:9000"), Some("::1".parse().unwrap()));
-        assert_eq!(
-            on("127.0.0.1", "http://localhost:9000"),
-            Some("127.0.0.1".parse().unwrap())
-        );
-        assert_eq!(on("127.0.0.1", "https://coordinator.example:443"), None);
     }
 }

@@ -69,10 +69,13 @@ fn check_text(field: &'static str, value: &str, url: bool) -> Result<(), ApiErro
     Ok(())
 }
 
-/// The prefix a node is capped by: the IPv4 /24 or IPv6 /48 of the address it connected from;
-/// only when that is unknown (a router driven without a socket), the /24 its HTTP URL names.
+/// The prefix a node is capped by: the IPv4 /24 or IPv6 /48 of the address it connected from.
+/// Only when that says nothing about its network (unknown, or loopback: a node on the
+/// coordinator's own host, as in single-host tests and demos) the /24 its HTTP URL names, or
+/// the loopback /24.
 pub(crate) fn subnet_of(http_url: &str, peer: Option<IpAddr>) -> String {
-    if let Some(ip) = peer {
+    let peer = peer.map(|ip| ip.to_canonical());
+    if let Some(ip) = peer.filter(|ip| !ip.is_loopback()) {
         return streamr_core::SourcePrefixes::of(ip).wide;
     }
     let host = http_url
@@ -81,7 +84,10 @@ pub(crate) fn subnet_of(http_url: &str, peer: Option<IpAddr>) -> String {
         .split(['/', ':'])
         .next()
         .unwrap_or_default();
-    let ip = host.parse::<std::net::Ipv4Addr>().ok();
+    let ip = host.parse::<std::net::Ipv4Addr>().ok().or(match peer {
+        Some(IpAddr::V4(v4)) => Some(v4),
+        _ => None,
+    });
     ip.map_or_else(|| host.to_owned(), |v4| Subnet24::of(v4).to_string())
 }
 
@@ -348,10 +354,19 @@ mod tests {
             subnet_of("http://node.example:8080", Some([192, 168, 7, 9].into())),
             "192.168.7.0/24"
         );
-        // The observed address wins over what the URL says.
+        // The observed address wins over what the URL says...
         assert_eq!(
             subnet_of("http://10.1.2.3:8080", Some([192, 168, 7, 9].into())),
             "192.168.7.0/24"
+        );
+        // ...unless it is loopback, which says nothing about the node's network.
+        assert_eq!(
+            subnet_of("http://10.1.2.3:8080", Some([127, 0, 0, 1].into())),
+            "10.1.2.0/24"
+        );
+        assert_eq!(
+            subnet_of("http://node.example:8080", Some([127, 0, 0, 1].into())),
+            "127.0.0.0/24"
         );
         assert_eq!(
             subnet_of(
