@@ -329,7 +329,7 @@ impl Default for FraudConfig {
             claim_tolerance_ppm: 150_000,
             claim_slack_seconds_per_session: 900,
             bitrate_headroom_ppm: 1_100_000,
-            bitrate_burst_seconds: 30,
+            bitrate_burst_seconds: 10,
             bitrate_min_session_ms: 60_000,
             probe_failure_ppm: 500_000,
             wrong_content_ppm: 100_000,
