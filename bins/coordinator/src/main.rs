@@ -39,10 +39,17 @@ struct Args {
     /// Bearer token for admin endpoints; generated and logged once when absent.
     #[arg(long, env = "STREAMR_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
-    /// Hex seed of the key that signs session grants (replicas must share it); generated when
-    /// absent.
-    #[arg(long, env = "STREAMR_COORDINATOR_KEY", hide_env_values = true)]
-    coordinator_key: Option<String>,
+    /// SECRET hex seed of the key that signs session grants (replicas must share it; keep it on
+    /// coordinator machines only); generated when absent. Nodes pin the matching PUBLIC key
+    /// (`GET /coordinator`, logged at start) with their `--coordinator-public-key`.
+    /// `--coordinator-key` and STREAMR_COORDINATOR_KEY are older names for it.
+    #[arg(
+        long,
+        alias = "coordinator-key",
+        env = "STREAMR_COORDINATOR_SECRET_KEY",
+        hide_env_values = true
+    )]
+    coordinator_secret_key: Option<String>,
     /// Length of a reward epoch, seconds.
     #[arg(long, default_value_t = 3600)]
     epoch_secs: u64,
@@ -135,14 +142,21 @@ async fn main() -> anyhow::Result<()> {
             token
         }
     };
-    let coordinator_key = match &args.coordinator_key {
-        Some(seed) => {
-            KeyPair::from_seed_hex(seed).context("--coordinator-key must be 64 hex characters")?
-        }
+    let secret = args.coordinator_secret_key.clone().or_else(|| {
+        let old = std::env::var("STREAMR_COORDINATOR_KEY").ok()?;
+        tracing::warn!(
+            "STREAMR_COORDINATOR_KEY is the old name of STREAMR_COORDINATOR_SECRET_KEY; rename it"
+        );
+        Some(old)
+    });
+    let coordinator_key = match &secret {
+        Some(seed) => KeyPair::from_seed_hex(seed.trim())
+            .context("--coordinator-secret-key must be 64 hex characters (the secret seed)")?,
         None => {
             let key = KeyPair::generate(&mut rand::rngs::OsRng);
             tracing::warn!(
-                "no coordinator key given (--coordinator-key or STREAMR_COORDINATOR_KEY); grants are signed with a key generated for this run"
+                "no coordinator secret key given (--coordinator-secret-key or \
+                 STREAMR_COORDINATOR_SECRET_KEY); grants are signed with a key generated for this run"
             );
             key
         }
@@ -185,8 +199,8 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(
         listen = %local,
         database = %args.database,
-        coordinator_key = %coordinator.coordinator_key(),
-        "coordinator ready"
+        coordinator_public_key = %coordinator.coordinator_key(),
+        "coordinator ready (nodes may pin this public key with --coordinator-public-key)"
     );
     let workers = coordinator.spawn_workers();
     coordinator
@@ -196,4 +210,20 @@ async fn main() -> anyhow::Result<()> {
     workers.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_key_flag_has_its_own_name_and_keeps_the_old_one() {
+        let seed = "22".repeat(32);
+        let new = Args::try_parse_from(["streamr-coordinator", "--coordinator-secret-key", &seed])
+            .unwrap();
+        assert_eq!(new.coordinator_secret_key.as_deref(), Some(seed.as_str()));
+        let old =
+            Args::try_parse_from(["streamr-coordinator", "--coordinator-key", &seed]).unwrap();
+        assert_eq!(old.coordinator_secret_key.as_deref(), Some(seed.as_str()));
+    }
 }
