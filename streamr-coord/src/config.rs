@@ -58,6 +58,12 @@ pub struct CoordConfig {
     pub node_liveness: Duration,
     /// How often the workers wake up.
     pub worker_interval: Duration,
+    /// A one-host or one-LAN trial: every node and every viewer counts as a network of its
+    /// own, so the rules that compare networks (self-dealing and tainted traffic by /24,
+    /// sybil clusters, whitewashing) cannot fire just because everyone shares an address.
+    /// Never for a public network; off by default, and announced at start and in
+    /// `GET /coordinator` when on.
+    pub local_trial: bool,
 }
 
 impl std::fmt::Debug for CoordConfig {
@@ -70,6 +76,7 @@ impl std::fmt::Debug for CoordConfig {
             .field("reward_pool_per_epoch", &self.reward_pool_per_epoch)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("rate_limit", &self.rate_limit)
+            .field("local_trial", &self.local_trial)
             .finish_non_exhaustive()
     }
 }
@@ -100,6 +107,7 @@ impl Default for CoordConfig {
             }),
             node_liveness: Duration::from_secs(60),
             worker_interval: Duration::from_secs(1),
+            local_trial: false,
         }
     }
 }

@@ -77,6 +77,11 @@ struct Args {
     /// Burst allowed per client IP.
     #[arg(long, default_value_t = 400)]
     rate_burst: u32,
+    /// Run a one-host or one-LAN trial: every node and viewer counts as a network of its own,
+    /// so sharing an address is not taken for self-dealing or a sybil cluster. Never for a
+    /// public network; announced in the log and in `GET /coordinator`.
+    #[arg(long, env = "STREAMR_LOCAL_TRIAL")]
+    local_trial: bool,
     /// Name recorded on the settlements this replica writes.
     #[arg(long)]
     replica_id: Option<String>,
@@ -181,6 +186,14 @@ async fn main() -> anyhow::Result<()> {
         config.replica_id = replica_id;
     }
     config.settlement.vesting_epochs = args.vesting_epochs;
+    config.local_trial = args.local_trial;
+    if args.local_trial {
+        tracing::warn!(
+            "LOCAL TRIAL MODE (--local-trial): every node and viewer counts as a network of its \
+             own, so the self-dealing, sybil-cluster and whitewashing rules cannot see shared \
+             addresses. For trials on one host or one LAN only; never run a public network so"
+        );
+    }
 
     let storage = connect(&args.database)
         .await
@@ -225,5 +238,8 @@ mod tests {
         let old =
             Args::try_parse_from(["streamr-coordinator", "--coordinator-key", &seed]).unwrap();
         assert_eq!(old.coordinator_secret_key.as_deref(), Some(seed.as_str()));
+        assert!(!old.local_trial, "a local trial is never the default");
+        let trial = Args::try_parse_from(["streamr-coordinator", "--local-trial"]).unwrap();
+        assert!(trial.local_trial);
     }
 }

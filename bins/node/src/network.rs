@@ -123,6 +123,12 @@ async fn try_join(join: &Join) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     check_pinned_key(join.pinned, info.coordinator_key).map_err(|e| e.to_string())?;
+    if info.local_trial {
+        warn!(
+            coordinator = join.client.base_url(),
+            "the coordinator runs a LOCAL TRIAL (--local-trial): a test network, not one to earn on"
+        );
+    }
     if let Some(grants) = &join.grants {
         if grants.set_key(info.coordinator_key) {
             info!(coordinator_key = %info.coordinator_key, "learnt the coordinator's key; checking viewers' grants");

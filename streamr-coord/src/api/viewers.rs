@@ -351,9 +351,13 @@ pub(crate) async fn play(
             expiry_ms: i64::try_from(signed.body.expiry_ms).unwrap_or(i64::MAX),
             issued_at_ms: now,
             grant_json,
-            viewer_subnet: peer.map_or_else(String::new, |ip| {
-                super::nodes::subnet_of(&format!("http://{ip}"), None)
-            }),
+            viewer_subnet: if state.config.local_trial {
+                super::nodes::local_trial_subnet("viewer", &viewer.to_string())
+            } else {
+                peer.map_or_else(String::new, |ip| {
+                    super::nodes::subnet_of(&format!("http://{ip}"), None)
+                })
+            },
         })
         .await?;
     state.routes.granted(&node.id, &viewer, now);
