@@ -460,14 +460,13 @@ async fn a_coordinator_outage_loses_no_report_and_penalises_nobody() {
     assert_eq!(stats.skipped_segments, 0, "{stats:?}");
     assert!(stats.receipts_rejected.is_empty(), "{stats:?}");
     network.coord.assert_not_penalised(relay).await;
+    let origin_exit = network
+        .origin
+        .as_mut()
+        .and_then(|origin| origin.0.try_wait().ok().flatten());
     assert!(
-        network
-            .origin
-            .as_mut()
-            .map(|o| o.0.try_wait().ok().flatten())
-            .flatten()
-            .is_none(),
-        "{}",
+        origin_exit.is_none(),
+        "the origin exited: {}",
         network.logs()
     );
     network.coord.stop().await;

@@ -249,8 +249,7 @@ mod tests {
         let viewer = KeyPair::from_seed([3; 32]);
         let mut receipts = SessionReceipts::new(SessionId::from_bytes([2; 16]));
         let mut seen = Vec::new();
-        for seq in 3..7 {
-            let bytes = &stream[seq];
+        for (seq, bytes) in stream.iter().enumerate().skip(3) {
             match receipts.check_hash(&index, &segment_hash(bytes), bytes.len()) {
                 SegmentCheck::Verified { sequence } => seen.push(sequence),
                 SegmentCheck::Unknown => panic!("segment {seq} not verified"),
