@@ -496,6 +496,15 @@ impl CoordinatorClient {
         .await
     }
 
+    /// `POST /streams/{id}/key` (admin): replaces the stream key; the answer holds the new one.
+    pub async fn rotate_stream_key(
+        &self,
+        stream_id: &str,
+    ) -> Result<CreateStreamResponse, ClientError> {
+        self.post(&format!("/streams/{stream_id}/key"), &serde_json::json!({}))
+            .await
+    }
+
     /// `POST /receipts`: receipts a viewer hands in itself.
     pub async fn post_receipts(
         &self,
