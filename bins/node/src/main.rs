@@ -208,12 +208,26 @@ async fn main() -> anyhow::Result<()> {
              reports with its node key; remove the flag and keep the admin token off this machine"
         );
     }
+    let networked = args.coordinator.is_some();
+    let origin = args.upstreams.is_empty();
     let node = Node::start(args.into_config()).await?;
-    info!(
-        "publish to rtmp://{0}/live/<key>; HLS at http://{1}/live/<key>.m3u8, HTTP-FLV at http://{1}/live/<key>.flv",
-        node.rtmp_addr(),
-        node.http_addr()
-    );
+    if networked && origin {
+        info!(
+            "publish to rtmp://{0}/live/<stream>?key=<stream key> (OBS: Server rtmp://{0}/live, \
+             Stream Key <stream>?key=<stream key>)",
+            node.rtmp_addr()
+        );
+    } else if networked {
+        info!(
+            "viewers get play URLs (with a grant) from the coordinator: GET /streams/<stream>/play"
+        );
+    } else {
+        info!(
+            "publish to rtmp://{0}/live/<stream>; HLS at http://{1}/live/<stream>.m3u8, HTTP-FLV at http://{1}/live/<stream>.flv",
+            node.rtmp_addr(),
+            node.http_addr()
+        );
+    }
     shutdown_signal().await;
     info!("shutting down");
     node.shutdown().await;
