@@ -368,7 +368,25 @@ async fn an_origin_restart_continues_the_chain_and_viewers_keep_verifying() {
         .sequence;
 
     network.kill_origin();
+    let killed = tokio::time::Instant::now();
     network.start_origin().await;
+    until_chain_reaches(&network.coord, head + 1, Duration::from_secs(120)).await;
+    let first_report = killed.elapsed();
+    until_viewer(
+        &viewer,
+        "the viewer to verify a segment of the new run",
+        |s| {
+            s.last_verified_sequence
+                .is_some_and(|sequence| i64::try_from(sequence).is_ok_and(|s| s > head))
+        },
+    )
+    .await;
+    eprintln!(
+        "origin restart: first report of the new run {:.1} s after the kill, first verified \
+         segment of it at the viewer {:.1} s after",
+        first_report.as_secs_f64(),
+        killed.elapsed().as_secs_f64()
+    );
 
     until_chain_reaches(&network.coord, head + 6, Duration::from_secs(120)).await;
     let chain = network.coord.chain().await;
@@ -432,6 +450,20 @@ async fn a_coordinator_outage_loses_no_report_and_penalises_nobody() {
     .await;
     tokio::time::sleep_until(away + Duration::from_secs(30)).await;
     network.coord.start().await;
+    let back = tokio::time::Instant::now();
+    eventually("the backlog to be delivered", || async {
+        let newest = network.coord.chain().await.last()?.published_ms;
+        let age = i64::try_from(unix_ms()).ok()? - newest;
+        (age < 6_000).then_some(())
+    })
+    .await;
+    let caught_up = back.elapsed();
+    let delivered = network.coord.chain().await.last().map_or(0, |s| s.sequence) - head;
+    eprintln!(
+        "coordinator outage: {delivered} reports from the journal, caught up {:.1} s after the \
+         coordinator came back",
+        caught_up.as_secs_f64()
+    );
 
     // Everything cut during the outage arrives, in order, without a gap.
     until_chain_reaches(&network.coord, head + 10, Duration::from_secs(120)).await;
