@@ -124,6 +124,23 @@ impl ClientError {
     }
 }
 
+/// The coordinator's answer to a publish check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishVerdict {
+    /// The publisher may go live.
+    Allowed,
+    /// The coordinator has no stream of that id.
+    UnknownStream,
+    /// The stream key is not the stream's (or the stream has ended).
+    KeyRejected,
+    /// Another node is the stream's origin.
+    NotOrigin {
+        /// The coordinator's explanation.
+        reason: String,
+    },
+}
+
 /// What a node tells the coordinator when it registers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeAdvert {
@@ -369,6 +386,7 @@ impl CoordinatorClient {
             },
         )
         .await
+        .map(|verdict| verdict == PublishVerdict::Allowed)
     }
 
     /// `POST /streams/{id}/publish-check` as the origin node `origin_key`: like
@@ -380,6 +398,18 @@ impl CoordinatorClient {
         stream_key: &str,
         origin_key: &KeyPair,
     ) -> Result<bool, ClientError> {
+        self.publish_verdict_as_origin(stream_id, stream_key, origin_key)
+            .await
+            .map(|verdict| verdict == PublishVerdict::Allowed)
+    }
+
+    /// Like [`Self::publish_check_as_origin`], saying why a publisher is refused.
+    pub async fn publish_verdict_as_origin(
+        &self,
+        stream_id: &str,
+        stream_key: &str,
+        origin_key: &KeyPair,
+    ) -> Result<PublishVerdict, ClientError> {
         let stream = streamr_core::StreamId::new(stream_id).map_err(|e| ClientError::Decode {
             method: Method::POST,
             url: format!("{}/streams/{stream_id}/publish-check", self.base),
@@ -404,16 +434,25 @@ impl CoordinatorClient {
         &self,
         stream_id: &str,
         request: &PublishCheckRequest,
-    ) -> Result<bool, ClientError> {
+    ) -> Result<PublishVerdict, ClientError> {
         let answer: Result<serde_json::Value, _> = self
             .post(&format!("/streams/{stream_id}/publish-check"), request)
             .await;
         match answer {
-            Ok(_) => Ok(true),
-            Err(ClientError::Status { status, .. })
-                if status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND =>
-            {
-                Ok(false)
+            Ok(_) => Ok(PublishVerdict::Allowed),
+            Err(error) if error.status() == Some(StatusCode::NOT_FOUND) => {
+                Ok(PublishVerdict::UnknownStream)
+            }
+            Err(error) if error.code() == Some("not_origin") => Ok(PublishVerdict::NotOrigin {
+                reason: match &error {
+                    ClientError::Status {
+                        body: Some(body), ..
+                    } => body.message.clone(),
+                    _ => String::new(),
+                },
+            }),
+            Err(error) if error.status() == Some(StatusCode::FORBIDDEN) => {
+                Ok(PublishVerdict::KeyRejected)
             }
             Err(other) => Err(other),
         }
@@ -494,6 +533,15 @@ impl CoordinatorClient {
             &SetOriginRequest { origin_node },
         )
         .await
+    }
+
+    /// `POST /streams/{id}/key` (admin): replaces the stream key; the answer holds the new one.
+    pub async fn rotate_stream_key(
+        &self,
+        stream_id: &str,
+    ) -> Result<CreateStreamResponse, ClientError> {
+        self.post(&format!("/streams/{stream_id}/key"), &serde_json::json!({}))
+            .await
     }
 
     /// `POST /receipts`: receipts a viewer hands in itself.

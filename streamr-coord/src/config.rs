@@ -101,6 +101,12 @@ pub struct CoordConfig {
     pub live_window: Duration,
     /// A grant without a receipt counts as load for this long after it was issued.
     pub pending_window: Duration,
+    /// A one-host or one-LAN trial: every node and every viewer counts as a network of its
+    /// own, so the rules that compare networks (self-dealing and tainted traffic by /24,
+    /// sybil clusters, whitewashing) cannot fire just because everyone shares an address.
+    /// Never for a public network; off by default, and announced at start and in
+    /// `GET /coordinator` when on.
+    pub local_trial: bool,
 }
 
 impl std::fmt::Debug for CoordConfig {
@@ -114,6 +120,7 @@ impl std::fmt::Debug for CoordConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("rate_limit", &self.rate_limit)
             .field("http", &self.http)
+            .field("local_trial", &self.local_trial)
             .finish_non_exhaustive()
     }
 }
@@ -149,6 +156,7 @@ impl Default for CoordConfig {
             proving_window: Duration::from_secs(1_800),
             live_window: Duration::from_secs(60),
             pending_window: Duration::from_secs(30),
+            local_trial: false,
         }
     }
 }

@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use streamr_coord::client::CoordinatorClient;
 use streamr_node::viewer::{ReceiptDelivery, Viewer, ViewerConfig, ViewerOutput, ViewerStats};
 
 /// Where receipts go.
@@ -46,7 +47,8 @@ pub struct WatchArgs {
 }
 
 /// Runs `streamr watch` until Ctrl-C, `--duration` or the end of the stream; returns the
-/// viewer's final counters.
+/// viewer's final counters. An unreachable coordinator, a stream it does not know (or that
+/// ended), and a run that verified no segment at all are errors (non-zero exit).
 pub fn run(args: &WatchArgs) -> anyhow::Result<ViewerStats> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(watch(args))
@@ -62,6 +64,7 @@ async fn watch(args: &WatchArgs) -> anyhow::Result<ViewerStats> {
                 .with_context(|| format!("creating {}", path.display()))?,
         )),
     };
+    check_stream(&args.coordinator, &args.stream_id).await?;
     let delivery = match args.receipts {
         ReceiptsTo::Coordinator => ReceiptDelivery::Coordinator,
         ReceiptsTo::Node => ReceiptDelivery::Node,
@@ -100,7 +103,41 @@ async fn watch(args: &WatchArgs) -> anyhow::Result<ViewerStats> {
     }
     let stats = viewer.stop().await?;
     eprintln!("{}", status_line(&stats));
+    if stats.verified_segments == 0 {
+        bail!(
+            "no segment of {} could be played and verified{}",
+            args.stream_id,
+            stats
+                .last_error
+                .as_deref()
+                .map(|error| format!(" (last problem: {error})"))
+                .unwrap_or_default()
+        );
+    }
     Ok(stats)
+}
+
+/// Fails with a message saying what is wrong when the coordinator cannot be reached or does
+/// not have `stream_id` live.
+async fn check_stream(coordinator: &str, stream_id: &str) -> anyhow::Result<()> {
+    let client = CoordinatorClient::new(coordinator)?;
+    match client.stream(stream_id).await {
+        Ok(stream) if stream.status == "live" => Ok(()),
+        Ok(stream) => bail!(
+            "stream {stream_id} is {} on the coordinator at {coordinator}; nothing to watch",
+            stream.status
+        ),
+        Err(error) if error.status().map(|status| status.as_u16()) == Some(404) => bail!(
+            "the coordinator at {coordinator} knows no stream {stream_id:?} (see GET /streams)"
+        ),
+        Err(error) if error.status().is_none() => Err(anyhow::Error::new(error).context(format!(
+            "cannot reach the coordinator at {coordinator} (--coordinator or \
+                 STREAMR_COORDINATOR)"
+        ))),
+        Err(error) => Err(anyhow::Error::new(error).context(format!(
+            "asking the coordinator at {coordinator} about stream {stream_id}"
+        ))),
+    }
 }
 
 /// One line of viewer counters.

@@ -40,10 +40,17 @@ struct Args {
     /// Bearer token for admin endpoints; generated and logged once when absent.
     #[arg(long, env = "STREAMR_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
-    /// Hex seed of the key that signs session grants (replicas must share it); generated when
-    /// absent.
-    #[arg(long, env = "STREAMR_COORDINATOR_KEY", hide_env_values = true)]
-    coordinator_key: Option<String>,
+    /// SECRET hex seed of the key that signs session grants (replicas must share it; keep it on
+    /// coordinator machines only); generated when absent. Nodes pin the matching PUBLIC key
+    /// (`GET /coordinator`, logged at start) with their `--coordinator-public-key`.
+    /// `--coordinator-key` and STREAMR_COORDINATOR_KEY are older names for it.
+    #[arg(
+        long,
+        alias = "coordinator-key",
+        env = "STREAMR_COORDINATOR_SECRET_KEY",
+        hide_env_values = true
+    )]
+    coordinator_secret_key: Option<String>,
     /// Length of a reward epoch, seconds.
     #[arg(long, default_value_t = 3600)]
     epoch_secs: u64,
@@ -92,6 +99,11 @@ struct Args {
     /// A request body that delivers nothing for this many milliseconds fails the request.
     #[arg(long, env = "STREAMR_HTTP_BODY_TIMEOUT_MS", default_value_t = 30_000)]
     http_body_timeout_ms: u64,
+    /// Run a one-host or one-LAN trial: every node and viewer counts as a network of its own,
+    /// so sharing an address is not taken for self-dealing or a sybil cluster. Never for a
+    /// public network; announced in the log and in `GET /coordinator`.
+    #[arg(long, env = "STREAMR_LOCAL_TRIAL")]
+    local_trial: bool,
     /// Name recorded on the settlements this replica writes.
     #[arg(long)]
     replica_id: Option<String>,
@@ -157,14 +169,21 @@ async fn main() -> anyhow::Result<()> {
             token
         }
     };
-    let coordinator_key = match &args.coordinator_key {
-        Some(seed) => {
-            KeyPair::from_seed_hex(seed).context("--coordinator-key must be 64 hex characters")?
-        }
+    let secret = args.coordinator_secret_key.clone().or_else(|| {
+        let old = std::env::var("STREAMR_COORDINATOR_KEY").ok()?;
+        tracing::warn!(
+            "STREAMR_COORDINATOR_KEY is the old name of STREAMR_COORDINATOR_SECRET_KEY; rename it"
+        );
+        Some(old)
+    });
+    let coordinator_key = match &secret {
+        Some(seed) => KeyPair::from_seed_hex(seed.trim())
+            .context("--coordinator-secret-key must be 64 hex characters (the secret seed)")?,
         None => {
             let key = KeyPair::generate(&mut rand::rngs::OsRng);
             tracing::warn!(
-                "no coordinator key given (--coordinator-key or STREAMR_COORDINATOR_KEY); grants are signed with a key generated for this run"
+                "no coordinator secret key given (--coordinator-secret-key or \
+                 STREAMR_COORDINATOR_SECRET_KEY); grants are signed with a key generated for this run"
             );
             key
         }
@@ -193,6 +212,14 @@ async fn main() -> anyhow::Result<()> {
     config.http.max_connections_per_client = args.http_max_connections_per_client;
     config.http.header_read_timeout = Duration::from_millis(args.http_header_timeout_ms);
     config.http.body_timeout = Duration::from_millis(args.http_body_timeout_ms);
+    config.local_trial = args.local_trial;
+    if args.local_trial {
+        tracing::warn!(
+            "LOCAL TRIAL MODE (--local-trial): every node and viewer counts as a network of its \
+             own, so the self-dealing, sybil-cluster and whitewashing rules cannot see shared \
+             addresses. For trials on one host or one LAN only; never run a public network so"
+        );
+    }
 
     let storage = connect(&args.database)
         .await
@@ -216,8 +243,8 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(
         listen = %local,
         database = %args.database,
-        coordinator_key = %coordinator.coordinator_key(),
-        "coordinator ready"
+        coordinator_public_key = %coordinator.coordinator_key(),
+        "coordinator ready (nodes may pin this public key with --coordinator-public-key)"
     );
     let workers = coordinator.spawn_workers();
     coordinator
@@ -227,4 +254,23 @@ async fn main() -> anyhow::Result<()> {
     workers.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_key_flag_has_its_own_name_and_keeps_the_old_one() {
+        let seed = "22".repeat(32);
+        let new = Args::try_parse_from(["streamr-coordinator", "--coordinator-secret-key", &seed])
+            .unwrap();
+        assert_eq!(new.coordinator_secret_key.as_deref(), Some(seed.as_str()));
+        let old =
+            Args::try_parse_from(["streamr-coordinator", "--coordinator-key", &seed]).unwrap();
+        assert_eq!(old.coordinator_secret_key.as_deref(), Some(seed.as_str()));
+        assert!(!old.local_trial, "a local trial is never the default");
+        let trial = Args::try_parse_from(["streamr-coordinator", "--local-trial"]).unwrap();
+        assert!(trial.local_trial);
+    }
 }

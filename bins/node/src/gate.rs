@@ -14,7 +14,7 @@ use axum::http::{header, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use streamr_coord::client::{unix_ms, CoordinatorClient};
+use streamr_coord::client::{unix_ms, CoordinatorClient, PublishVerdict};
 use streamr_coord::grant_token;
 use streamr_coord::wire::{ReceiptsOutcome, ReceiptsRequest};
 use streamr_core::{KeyPair, SessionGrant, SessionId, SignedReceipt};
@@ -209,13 +209,24 @@ impl RelayHooks for NodeHooks {
             .find_map(|pair| pair.strip_prefix("key="))
             .unwrap_or_default();
         match client
-            .publish_check_as_origin(&request.key.name, stream_key, node_key)
+            .publish_verdict_as_origin(&request.key.name, stream_key, node_key)
             .await
         {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Refusal::new(
-                "stream key rejected by the coordinator, or another node is the stream's origin",
-            )),
+            Ok(PublishVerdict::Allowed) => Ok(()),
+            Ok(refused) => {
+                let reason = match refused {
+                    PublishVerdict::UnknownStream => {
+                        "the coordinator has no such stream (create it with POST /streams)".into()
+                    }
+                    PublishVerdict::NotOrigin { reason } => {
+                        format!("this node is not the stream's origin: {reason}")
+                    }
+                    _ => "wrong stream key (or the stream has ended)".to_owned(),
+                };
+                tracing::info!(stream = %request.key, peer = %request.peer, %reason,
+                    "publish refused");
+                Err(Refusal::new(reason))
+            }
             Err(error) => {
                 tracing::warn!(stream = %request.key, peer = %request.peer, %error,
                     "cannot ask the coordinator about a publisher; refusing it");

@@ -1,5 +1,7 @@
 //! Checking the coordinator-signed session grant a viewer presents (`?grant=<token>`).
 
+use std::sync::{Arc, OnceLock};
+
 use streamr_coord::grant_token::{self, GrantTokenError};
 use streamr_core::{CoordinatorKey, NodeId, SessionGrant};
 
@@ -30,6 +32,10 @@ pub enum GrantRefusal {
         /// The stream asked for.
         requested: String,
     },
+    /// The node has not learnt the coordinator's public key yet (it has not reached the
+    /// coordinator since it started, and no key was pinned), so it cannot check any grant.
+    #[error("this node has not reached its coordinator yet and cannot check grants")]
+    KeyUnknown,
     /// The grant has expired.
     #[error("grant expired at {expiry_ms} (now {now_ms})")]
     Expired {
@@ -40,20 +46,34 @@ pub enum GrantRefusal {
     },
 }
 
-/// Verifies grants for one node against the coordinator's public key.
+/// Verifies grants for one node against the coordinator's public key. Clones share the key,
+/// so a checker made before the key is known starts accepting grants once it is set.
 #[derive(Debug, Clone)]
 pub struct GrantChecker {
-    coordinator: CoordinatorKey,
+    coordinator: Arc<OnceLock<CoordinatorKey>>,
     node_id: NodeId,
 }
 
 impl GrantChecker {
     /// A checker accepting grants `coordinator` signed for `node_id`.
     pub fn new(coordinator: CoordinatorKey, node_id: NodeId) -> Self {
+        let checker = GrantChecker::awaiting_key(node_id);
+        checker.set_key(coordinator);
+        checker
+    }
+
+    /// A checker for `node_id` that refuses every grant ([`GrantRefusal::KeyUnknown`]) until
+    /// [`GrantChecker::set_key`] gives it the coordinator's key.
+    pub fn awaiting_key(node_id: NodeId) -> Self {
         GrantChecker {
-            coordinator,
+            coordinator: Arc::new(OnceLock::new()),
             node_id,
         }
+    }
+
+    /// Sets the coordinator's key; false (and unchanged) when a key was set already.
+    pub fn set_key(&self, coordinator: CoordinatorKey) -> bool {
+        self.coordinator.set(coordinator).is_ok()
     }
 
     /// Checks the grant in `query` (a URL query string) for playing `stream` at `now_ms`.
@@ -65,8 +85,9 @@ impl GrantChecker {
     ) -> Result<SessionGrant, GrantRefusal> {
         let token = grant_token::from_query(query).ok_or(GrantRefusal::Missing)?;
         let signed = grant_token::decode(token).map_err(GrantRefusal::Malformed)?;
+        let coordinator = self.coordinator.get().ok_or(GrantRefusal::KeyUnknown)?;
         let grant = signed
-            .verify(&self.coordinator)
+            .verify(coordinator)
             .map_err(|_| GrantRefusal::BadSignature)?;
         if grant.node_id != self.node_id {
             return Err(GrantRefusal::WrongNode {
@@ -107,6 +128,22 @@ mod tests {
             signer,
         );
         format!("grant={}", grant_token::encode(&grant))
+    }
+
+    #[test]
+    fn a_checker_without_the_key_refuses_until_it_is_set() {
+        let coordinator = KeyPair::from_seed([7; 32]);
+        let node = KeyPair::from_seed([3; 32]).node_id();
+        let checker = GrantChecker::awaiting_key(node);
+        let shared = checker.clone();
+        let good = token(&coordinator, node, "show", 2_000);
+        assert_eq!(
+            checker.check(&good, "show", 1_000),
+            Err(GrantRefusal::KeyUnknown)
+        );
+        assert!(shared.set_key(coordinator.coordinator_key()));
+        assert!(checker.check(&good, "show", 1_000).is_ok());
+        assert!(!shared.set_key(KeyPair::from_seed([8; 32]).coordinator_key()));
     }
 
     #[test]

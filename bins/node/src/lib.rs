@@ -38,6 +38,7 @@ pub mod grants;
 pub mod identity;
 mod metrics;
 mod network;
+mod report_queue;
 pub mod viewer;
 
 use std::net::SocketAddr;
@@ -59,6 +60,8 @@ use tracing::{info, warn};
 
 pub use grants::{GrantChecker, GrantRefusal};
 pub use identity::IdentityError;
+pub use network::PinnedKeyError;
+pub use report_queue::ReportQueueError;
 
 /// How the node reaches the coordinator.
 #[derive(Debug, Clone)]
@@ -86,6 +89,9 @@ pub struct NodeConfig {
     /// The file holding the node's secret key (created on first start, mode 0600); read only
     /// when a coordinator is configured (a standalone node uses a throwaway key).
     pub identity: PathBuf,
+    /// The origin's segment report journal (reports wait there, on disk, until the coordinator
+    /// takes them); `None`: beside the identity file, `<identity>.reports`.
+    pub report_queue: Option<PathBuf>,
     /// Upstream origins (`rtmp://host:port`), tried in order; empty means the origin role.
     pub upstreams: Vec<String>,
     /// The coordinator, if the node joins the network.
@@ -193,6 +199,15 @@ fn fit_file_handles(rtmp: usize, http: usize) {
     }
 }
 
+impl NodeConfig {
+    /// Where the origin keeps its segment report journal.
+    pub fn report_queue_path(&self) -> PathBuf {
+        self.report_queue
+            .clone()
+            .unwrap_or_else(|| self.identity.with_extension("reports"))
+    }
+}
+
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
@@ -202,6 +217,7 @@ impl Default for NodeConfig {
             gop_cache: true,
             hls_dir: None,
             identity: PathBuf::from("streamr-node.key"),
+            report_queue: None,
             upstreams: Vec::new(),
             coordinator: None,
             operator: "anonymous".into(),
@@ -241,6 +257,12 @@ pub enum NodeError {
     /// Talking to the coordinator failed at start-up.
     #[error("coordinator: {0}")]
     Coordinator(#[from] ClientError),
+    /// The pinned coordinator key is not the key the coordinator serves.
+    #[error(transparent)]
+    CoordinatorKey(#[from] network::PinnedKeyError),
+    /// The origin's segment report journal could not be opened.
+    #[error(transparent)]
+    ReportQueue(#[from] report_queue::ReportQueueError),
 }
 
 /// Starts nodes.
@@ -255,7 +277,12 @@ pub struct RunningNode {
     http_task: JoinHandle<()>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
-    leave: Option<(CoordinatorClient, KeyPair)>,
+    /// The coordinator to leave on shutdown, once the node joined it.
+    leave: Option<(
+        CoordinatorClient,
+        KeyPair,
+        Arc<std::sync::atomic::AtomicBool>,
+    )>,
 }
 
 impl Node {
@@ -273,14 +300,33 @@ impl Node {
             Some(coordinator) => Some(CoordinatorClient::new(&coordinator.url)?),
             None => None,
         };
+        // A relay checks its pinned key against the coordinator's when it can reach it now; when
+        // it cannot, it starts anyway and checks (and joins) once the coordinator answers.
         let grants = match (&config.coordinator, &client, relay_role) {
             (Some(coordinator), Some(client), true) => {
-                let coordinator_key = match coordinator.key {
-                    Some(key) => key,
-                    None => client.coordinator_info().await?.coordinator_key,
-                };
-                Some(GrantChecker::new(coordinator_key, key.node_id()))
+                let checker = GrantChecker::awaiting_key(key.node_id());
+                match client.coordinator_info().await {
+                    Ok(info) => {
+                        let served = info.coordinator_key;
+                        network::check_pinned_key(coordinator.key, served)?;
+                        checker.set_key(served);
+                    }
+                    Err(error) if error.status().is_none() => {
+                        warn!(coordinator = client.base_url(), %error,
+                            "the coordinator is unreachable; serving what this node can and \
+                             joining when it answers");
+                        if let Some(pinned) = coordinator.key {
+                            checker.set_key(pinned);
+                        }
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+                Some(checker)
             }
+            _ => None,
+        };
+        let reporter = match (&client, relay_role) {
+            (Some(_), false) => Some(network::SegmentReporter::open(&config.report_queue_path())?),
             _ => None,
         };
 
@@ -419,21 +465,32 @@ impl Node {
                         .unwrap_or_else(|| format!("http://{http_addr}")),
                     capacity_kbps: config.capacity_kbps,
                 };
-                client.register_node(&key, &advert).await?;
-                info!(node = %key.node_id(), coordinator = client.base_url(), "registered");
-                tasks.push(tokio::spawn(network::heartbeats(
-                    client.clone(),
-                    key.clone(),
+                let joined = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let join = network::Join {
+                    client: client.clone(),
+                    key: key.clone(),
+                    advert,
+                    pinned: config.coordinator.as_ref().and_then(|c| c.key),
+                    grants: gate.grants.clone(),
+                    joined: joined.clone(),
+                };
+                tasks.push(tokio::spawn(network::join_then_heartbeat(
+                    join,
                     gate.clone(),
                     config.heartbeat_interval,
                     stop.clone(),
                 )));
-                leave = Some((client, key.clone()));
-            } else {
-                tasks.push(tokio::spawn(network::segment_reports(
+                leave = Some((client, key.clone(), joined));
+            } else if let Some(reporter) = reporter {
+                tasks.push(tokio::spawn(network::queue_segments(
+                    reporter.clone(),
+                    notices,
+                    stop.clone(),
+                )));
+                tasks.push(tokio::spawn(network::deliver_segments(
                     client,
                     key.clone(),
-                    notices,
+                    reporter,
                     stop.clone(),
                 )));
             }
@@ -494,7 +551,12 @@ impl std::fmt::Debug for RunningNode {
             .field("node_id", &self.node_id)
             .field("rtmp_addr", &self.rtmp.local_addr())
             .field("http_addr", &self.http_addr)
-            .field("registered", &self.leave.is_some())
+            .field(
+                "joined",
+                &self.leave.as_ref().is_some_and(|(_, _, joined)| {
+                    joined.load(std::sync::atomic::Ordering::Acquire)
+                }),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -528,8 +590,10 @@ impl RunningNode {
 
     /// Deregisters (when registered), then stops serving and every background task.
     pub async fn shutdown(self) {
-        if let Some((client, key)) = &self.leave {
-            network::deregister(client, key).await;
+        if let Some((client, key, joined)) = &self.leave {
+            if joined.load(std::sync::atomic::Ordering::Acquire) {
+                network::deregister(client, key).await;
+            }
         }
         self.stop.cancel();
         for task in self.tasks {

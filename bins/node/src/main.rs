@@ -64,10 +64,21 @@ struct Args {
     #[arg(long, env = "STREAMR_COORDINATOR")]
     coordinator: Option<String>,
 
-    /// The coordinator's public key (hex), which verifies viewers' session grants; asked from
-    /// the coordinator when not given.
-    #[arg(long, env = "STREAMR_COORDINATOR_KEY")]
-    coordinator_key: Option<CoordinatorKey>,
+    /// The coordinator's PUBLIC key (hex, as `GET /coordinator` shows it), which verifies
+    /// viewers' session grants; asked from the coordinator when not given. The node refuses to
+    /// start when it differs from the coordinator's (`--coordinator-key` and
+    /// STREAMR_COORDINATOR_KEY are older names for it).
+    #[arg(
+        long,
+        alias = "coordinator-key",
+        env = "STREAMR_COORDINATOR_PUBLIC_KEY"
+    )]
+    coordinator_public_key: Option<CoordinatorKey>,
+
+    /// The origin's segment report journal: reports wait there, on disk, while the coordinator
+    /// is unreachable (default: beside the identity file, `<identity>.reports`).
+    #[arg(long, env = "STREAMR_REPORT_QUEUE")]
+    report_queue: Option<PathBuf>,
 
     /// No longer used: the origin signs its segment reports with its node key. Accepted (and
     /// ignored, with a warning) so existing command lines keep working.
@@ -224,10 +235,11 @@ impl Args {
             gop_cache: self.gop_cache,
             hls_dir: self.hls_dir,
             identity: self.identity,
+            report_queue: self.report_queue,
             upstreams: self.upstreams,
             coordinator: self.coordinator.map(|url| CoordinatorConfig {
                 url,
-                key: self.coordinator_key,
+                key: self.coordinator_public_key,
             }),
             operator: self.operator,
             payout_address: self.payout_address,
@@ -254,20 +266,42 @@ impl Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
     init_logging(args.log_format);
+    if args.coordinator_public_key.is_none() {
+        if let Ok(old) = std::env::var("STREAMR_COORDINATOR_KEY") {
+            warn!("STREAMR_COORDINATOR_KEY is the old name of STREAMR_COORDINATOR_PUBLIC_KEY");
+            args.coordinator_public_key = Some(old.trim().parse().map_err(|error| {
+                anyhow::anyhow!("STREAMR_COORDINATOR_KEY is not a public key: {error}")
+            })?);
+        }
+    }
     if args.coordinator_token.is_some() {
         warn!(
             "--coordinator-token is no longer used and is ignored: the origin signs its segment \
              reports with its node key; remove the flag and keep the admin token off this machine"
         );
     }
+    let networked = args.coordinator.is_some();
+    let origin = args.upstreams.is_empty();
     let node = Node::start(args.into_config()).await?;
-    info!(
-        "publish to rtmp://{0}/live/<key>; HLS at http://{1}/live/<key>.m3u8, HTTP-FLV at http://{1}/live/<key>.flv",
-        node.rtmp_addr(),
-        node.http_addr()
-    );
+    if networked && origin {
+        info!(
+            "publish to rtmp://{0}/live/<stream>?key=<stream key> (OBS: Server rtmp://{0}/live, \
+             Stream Key <stream>?key=<stream key>)",
+            node.rtmp_addr()
+        );
+    } else if networked {
+        info!(
+            "viewers get play URLs (with a grant) from the coordinator: GET /streams/<stream>/play"
+        );
+    } else {
+        info!(
+            "publish to rtmp://{0}/live/<stream>; HLS at http://{1}/live/<stream>.m3u8, HTTP-FLV at http://{1}/live/<stream>.flv",
+            node.rtmp_addr(),
+            node.http_addr()
+        );
+    }
     shutdown_signal().await;
     info!("shutting down");
     node.shutdown().await;
@@ -305,7 +339,7 @@ mod tests {
             "rtmp://b:1935",
             "--coordinator",
             "http://c:8090",
-            "--coordinator-key",
+            "--coordinator-public-key",
             &key,
             "--heartbeat-interval",
             "2s",
@@ -324,6 +358,9 @@ mod tests {
         assert_eq!(config.receipt_grace, Duration::from_secs(6));
         assert_eq!(config.batch_delay, Duration::from_millis(40));
         assert!(Args::try_parse_from(["streamr-node", "--coordinator-key", "zz"]).is_err());
+        // The older flag name still works.
+        let old = Args::try_parse_from(["streamr-node", "--coordinator-key", &key]).unwrap();
+        assert_eq!(old.coordinator_public_key.unwrap().to_string(), key);
     }
 
     #[test]

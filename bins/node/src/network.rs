@@ -1,17 +1,145 @@
 //! The node's side of the coordinator conversation: signed heartbeats carrying the viewers'
-//! receipts, and the origin's segment hash reports.
+//! receipts, and the origin's segment hash reports (queued durably, delivered in order).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use streamr_coord::client::{unix_ms, CoordinatorClient};
-use streamr_core::{ContentDigest, KeyPair, NodeHeartbeat, OriginSegmentReport, Signed, StreamId};
+use reqwest::StatusCode;
+use streamr_coord::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert};
+use streamr_core::{
+    ContentDigest, CoordinatorKey, KeyPair, NodeHeartbeat, OriginSegmentReport, Signed, StreamId,
+};
 use streamr_media::http::SegmentNotice;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::gate::Gate;
+use crate::grants::GrantChecker;
+use crate::report_queue::{
+    chain_sequence, placement_after, DurableQueue, QueuedReport, ReportQueueError, RunPlacement,
+};
+
+/// The pinned coordinator key does not match the key the coordinator serves.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PinnedKeyError {
+    /// The value pinned is the coordinator's secret seed, not its public key.
+    #[error(
+        "--coordinator-public-key holds the coordinator's SECRET seed, not its public key: \
+         replace it with the public key {public} and remove the secret from this machine"
+    )]
+    SecretGiven {
+        /// The public key the coordinator serves (what belongs there).
+        public: CoordinatorKey,
+    },
+    /// The pinned key is another coordinator's key.
+    #[error(
+        "--coordinator-public-key {pinned} is not the key of this coordinator ({served}): every \
+         viewer's grant would be refused; fix the pinned key or the coordinator URL"
+    )]
+    Mismatch {
+        /// The key pinned on this node.
+        pinned: CoordinatorKey,
+        /// The key the coordinator serves at `GET /coordinator`.
+        served: CoordinatorKey,
+    },
+}
+
+/// Checks the key pinned on this node (if any) against the key the coordinator serves.
+pub(crate) fn check_pinned_key(
+    pinned: Option<CoordinatorKey>,
+    served: CoordinatorKey,
+) -> Result<(), PinnedKeyError> {
+    let Some(pinned) = pinned else {
+        return Ok(());
+    };
+    if pinned == served {
+        return Ok(());
+    }
+    if KeyPair::from_seed(*pinned.as_bytes()).coordinator_key() == served {
+        return Err(PinnedKeyError::SecretGiven { public: served });
+    }
+    Err(PinnedKeyError::Mismatch { pinned, served })
+}
+
+/// What a relay needs to join the coordinator.
+pub(crate) struct Join {
+    pub(crate) client: CoordinatorClient,
+    pub(crate) key: KeyPair,
+    pub(crate) advert: NodeAdvert,
+    /// The coordinator key pinned on this node, if any.
+    pub(crate) pinned: Option<CoordinatorKey>,
+    /// The grant checker to give the coordinator's key once known.
+    pub(crate) grants: Option<GrantChecker>,
+    /// Set once registered (so shutdown deregisters).
+    pub(crate) joined: Arc<AtomicBool>,
+}
+
+/// The longest pause between attempts to reach the coordinator while joining.
+const MAX_JOIN_PAUSE: Duration = Duration::from_secs(10);
+
+/// Learns (and checks) the coordinator's key and registers, retrying until the coordinator
+/// answers; then sends heartbeats until `stop`. A node whose pinned key is not the
+/// coordinator's never joins: it logs why at every attempt.
+pub(crate) async fn join_then_heartbeat(
+    join: Join,
+    gate: Arc<Gate>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut pause = Duration::from_millis(250);
+    let mut attempts: u32 = 0;
+    loop {
+        attempts = attempts.saturating_add(1);
+        match try_join(&join).await {
+            Ok(()) => break,
+            Err(reason) => {
+                if attempts == 1 || pause == MAX_JOIN_PAUSE {
+                    error!(coordinator = join.client.base_url(), %reason,
+                        "not joined to the coordinator yet; retrying");
+                } else {
+                    debug!(%reason, "joining the coordinator failed again");
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(MAX_JOIN_PAUSE);
+    }
+    join.joined.store(true, Ordering::Release);
+    info!(node = %join.key.node_id(), coordinator = join.client.base_url(), "registered");
+    heartbeats(join.client, join.key, gate, interval, stop).await;
+}
+
+async fn try_join(join: &Join) -> Result<(), String> {
+    let info = join
+        .client
+        .coordinator_info()
+        .await
+        .map_err(|e| e.to_string())?;
+    check_pinned_key(join.pinned, info.coordinator_key).map_err(|e| e.to_string())?;
+    if info.local_trial {
+        warn!(
+            coordinator = join.client.base_url(),
+            "the coordinator runs a LOCAL TRIAL (--local-trial): a test network, not one to earn on"
+        );
+    }
+    if let Some(grants) = &join.grants {
+        if grants.set_key(info.coordinator_key) {
+            info!(coordinator_key = %info.coordinator_key, "learnt the coordinator's key; checking viewers' grants");
+        }
+    }
+    join.client
+        .register_node(&join.key, &join.advert)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
 
 /// Sends a signed heartbeat every `interval` until `stop`.
 pub(crate) async fn heartbeats(
@@ -77,15 +205,38 @@ pub(crate) async fn heartbeats(
     }
 }
 
-/// Reports every segment the origin's live HLS cuts to the coordinator until `stop`, each
-/// signed with the origin's node key (the coordinator accepts them from the stream's origin
-/// node only).
-pub(crate) async fn segment_reports(
-    client: CoordinatorClient,
-    key: KeyPair,
+/// The origin's segment reports: queued durably as the live HLS cuts segments, delivered to the
+/// coordinator in order (see [`crate::report_queue`]).
+pub(crate) struct SegmentReporter {
+    queue: Mutex<DurableQueue>,
+    queued: Notify,
+}
+
+impl SegmentReporter {
+    /// Opens (or creates) the journal at `path`.
+    pub(crate) fn open(path: &std::path::Path) -> Result<Arc<Self>, ReportQueueError> {
+        Ok(Arc::new(SegmentReporter {
+            queue: Mutex::new(DurableQueue::open(path)?),
+            queued: Notify::new(),
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, DurableQueue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Queues every segment the origin's live HLS cuts until `stop`. Each stream's segments form a
+/// run, and a new run starts whenever the segmenter's numbering starts over.
+pub(crate) async fn queue_segments(
+    reporter: Arc<SegmentReporter>,
     mut notices: broadcast::Receiver<SegmentNotice>,
     stop: CancellationToken,
 ) {
+    // Per stream: the current run and the last sequence number queued in it.
+    let mut runs: HashMap<String, (u64, u64)> = HashMap::new();
     loop {
         let notice = tokio::select! {
             _ = stop.cancelled() => return,
@@ -94,7 +245,7 @@ pub(crate) async fn segment_reports(
         let notice = match notice {
             Ok(notice) => notice,
             Err(broadcast::error::RecvError::Lagged(missed)) => {
-                warn!(
+                error!(
                     missed,
                     "segment reports fell behind; some segments go unreported"
                 );
@@ -102,32 +253,206 @@ pub(crate) async fn segment_reports(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        let stream_id = match StreamId::new(notice.key.name.as_str()) {
-            Ok(stream_id) => stream_id,
-            Err(error) => {
-                warn!(stream = %notice.key, %error, "cannot report segments of this stream name");
-                continue;
+        let stream = notice.key.name.as_str().to_owned();
+        let run = match runs.get(&stream) {
+            Some((run, last)) if notice.sequence > *last => *run,
+            _ => rand::random::<u64>(),
+        };
+        runs.insert(stream.clone(), (run, notice.sequence));
+        let queued = {
+            let mut queue = reporter.lock();
+            let dropped = queue.state().dropped();
+            let queued = queue.push(
+                &stream,
+                run,
+                notice.sequence,
+                notice.hash.to_hex().to_string(),
+                unix_ms(),
+            );
+            let lost = queue.state().dropped().saturating_sub(dropped);
+            if lost > 0 {
+                error!(
+                    lost,
+                    limit = crate::report_queue::MAX_QUEUED,
+                    "the segment report queue is full; its oldest reports are dropped"
+                );
+            }
+            queued
+        };
+        match queued {
+            Ok(()) => reporter.queued.notify_one(),
+            Err(error) => error!(stream = %notice.key, sequence = notice.sequence, %error,
+                "cannot queue a segment report; this segment goes unreported"),
+        }
+    }
+}
+
+/// What became of one delivery attempt.
+enum Delivery {
+    /// The coordinator holds the report.
+    Accepted,
+    /// The coordinator's chain already has another segment at that place: the run is placed
+    /// again after the newest segment.
+    ChainMoved,
+    /// Refused for good (unknown stream, not the origin...): dropped.
+    Refused(String),
+    /// Not delivered now (coordinator unreachable, overloaded, clocks apart): tried again.
+    Retry(String),
+}
+
+/// The longest pause between delivery attempts while the coordinator is unreachable.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
+
+/// Delivers the queued segment reports to the coordinator, oldest first, until `stop`. Each is
+/// signed when sent (so a report queued through an outage is not refused as stale).
+pub(crate) async fn deliver_segments(
+    client: CoordinatorClient,
+    key: KeyPair,
+    reporter: Arc<SegmentReporter>,
+    stop: CancellationToken,
+) {
+    let mut pause = Duration::from_millis(250);
+    let mut failing_since: Option<std::time::Instant> = None;
+    loop {
+        let front = reporter.lock().state().front().cloned();
+        let Some(report) = front else {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = reporter.queued.notified() => continue,
             }
         };
-        let now = unix_ms();
-        let report = Signed::sign(
-            OriginSegmentReport {
-                node_id: key.node_id(),
-                stream_id,
-                sequence: notice.sequence,
-                hash: ContentDigest::from_bytes(*notice.hash.as_bytes()),
-                published_ms: now,
-                timestamp_ms: now,
-            },
-            &key,
-        );
-        match client.report_segment_signed(&report).await {
-            Ok(_) => debug!(stream = %notice.key, sequence = notice.sequence, "segment reported"),
-            Err(error) => {
-                warn!(stream = %notice.key, sequence = notice.sequence, %error,
-                    "cannot report a segment hash to the coordinator")
+        let outcome = tokio::select! {
+            _ = stop.cancelled() => return,
+            outcome = deliver(&client, &key, &reporter, &report) => outcome,
+        };
+        let finished = match outcome {
+            Delivery::Accepted => {
+                if let Some(since) = failing_since.take() {
+                    info!(
+                        after = ?since.elapsed(),
+                        waiting = reporter.lock().state().len().saturating_sub(1),
+                        "the coordinator takes segment reports again"
+                    );
+                }
+                pause = Duration::from_millis(250);
+                debug!(stream = %report.stream, sequence = report.local_sequence, "segment reported");
+                true
+            }
+            Delivery::ChainMoved => {
+                warn!(stream = %report.stream, "the coordinator's chain moved on; placing this run after its newest segment");
+                if let Err(error) = reporter.lock().unplace(&report.stream, report.run) {
+                    error!(%error, "cannot record a segment report run");
+                }
+                false
+            }
+            Delivery::Refused(reason) => {
+                error!(stream = %report.stream, sequence = report.local_sequence, %reason,
+                    "the coordinator refused a segment report; dropping it");
+                true
+            }
+            Delivery::Retry(reason) => {
+                if failing_since.is_none() {
+                    failing_since = Some(std::time::Instant::now());
+                    warn!(%reason, "cannot deliver segment reports; they are kept on disk and sent when the coordinator answers");
+                } else {
+                    debug!(%reason, "segment report delivery failed again");
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                false
+            }
+        };
+        if finished {
+            if let Err(error) = reporter.lock().done(report.id) {
+                error!(%error, "cannot record a delivered segment report");
             }
         }
+    }
+}
+
+/// Places `report`'s run on the chain when needed, then signs and sends it.
+async fn deliver(
+    client: &CoordinatorClient,
+    key: &KeyPair,
+    reporter: &SegmentReporter,
+    report: &QueuedReport,
+) -> Delivery {
+    let stream_id = match StreamId::new(&report.stream) {
+        Ok(stream_id) => stream_id,
+        Err(error) => return Delivery::Refused(format!("unusable stream name: {error}")),
+    };
+    let hash: ContentDigest = match report.hash.parse() {
+        Ok(hash) => hash,
+        Err(_) => return Delivery::Refused(format!("unreadable hash {:?}", report.hash)),
+    };
+    let placed = reporter
+        .lock()
+        .state()
+        .placement(&report.stream, report.run);
+    let placement = match placed {
+        Some(placement) => placement,
+        None => {
+            let newest = match client.segments(&report.stream, 1).await {
+                Ok(records) => records.first().map(|record| record.sequence),
+                Err(error) => return classify(error),
+            };
+            let Some(offset) = placement_after(newest, report.local_sequence) else {
+                return Delivery::Refused(format!(
+                    "segment {} cannot follow the chain's newest segment {newest:?}",
+                    report.local_sequence
+                ));
+            };
+            if let Err(error) = reporter.lock().place(&report.stream, report.run, offset) {
+                return Delivery::Retry(error.to_string());
+            }
+            info!(stream = %report.stream, newest_on_chain = ?newest,
+                first_sequence = report.local_sequence.saturating_add_signed(offset),
+                "segment reports continue the stream's chain");
+            RunPlacement { offset }
+        }
+    };
+    let Some(sequence) = chain_sequence(report, placement) else {
+        return Delivery::Refused(format!(
+            "segment {} has no place on the chain",
+            report.local_sequence
+        ));
+    };
+    let now = unix_ms();
+    let signed = Signed::sign(
+        OriginSegmentReport {
+            node_id: key.node_id(),
+            stream_id,
+            sequence,
+            hash,
+            published_ms: report.published_ms,
+            timestamp_ms: now,
+        },
+        key,
+    );
+    match client.report_segment_signed(&signed).await {
+        Ok(_) => Delivery::Accepted,
+        Err(error) => classify(error),
+    }
+}
+
+/// Sorts a failed request into "try again" and "drop".
+fn classify(error: ClientError) -> Delivery {
+    let reason = error.to_string();
+    match error.status() {
+        None => Delivery::Retry(reason),
+        Some(StatusCode::CONFLICT) => Delivery::ChainMoved,
+        Some(status)
+            if status.is_server_error()
+                || status == StatusCode::TOO_MANY_REQUESTS
+                || status == StatusCode::REQUEST_TIMEOUT
+                || error.code() == Some("clock_skew") =>
+        {
+            Delivery::Retry(reason)
+        }
+        Some(_) => Delivery::Refused(reason),
     }
 }
 
@@ -136,5 +461,31 @@ pub(crate) async fn deregister(client: &CoordinatorClient, key: &KeyPair) {
     match client.deregister_node(key).await {
         Ok(()) => info!(node = %key.node_id(), "deregistered from the coordinator"),
         Err(error) => warn!(%error, "cannot deregister from the coordinator"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pinned_key_must_be_the_coordinators_public_key() {
+        let coordinator = KeyPair::from_seed([5; 32]);
+        let public = coordinator.coordinator_key();
+        assert_eq!(check_pinned_key(None, public), Ok(()));
+        assert_eq!(check_pinned_key(Some(public), public), Ok(()));
+        let secret_as_key = CoordinatorKey::from_bytes(coordinator.seed());
+        assert_eq!(
+            check_pinned_key(Some(secret_as_key), public),
+            Err(PinnedKeyError::SecretGiven { public })
+        );
+        let other = KeyPair::from_seed([6; 32]).coordinator_key();
+        assert_eq!(
+            check_pinned_key(Some(other), public),
+            Err(PinnedKeyError::Mismatch {
+                pinned: other,
+                served: public
+            })
+        );
     }
 }

@@ -64,7 +64,7 @@ fn spawn_friend(
         .arg(dir.join(format!("{name}.key")))
         .args(["--upstream", origin])
         .args(["--coordinator", coordinator])
-        .args(["--coordinator-key", coordinator_key])
+        .args(["--coordinator-public-key", coordinator_key])
         .args(["--operator", &name])
         .args(["--payout-address", &format!("{name}-wallet")])
         .args(["--heartbeat-interval", "1s"])

@@ -15,11 +15,16 @@ pub struct CoordinatorInfo {
     pub coordinator_key: CoordinatorKey,
     /// Length of a reward epoch, milliseconds.
     pub epoch_length_ms: i64,
+    /// The coordinator runs a local trial (see [`crate::CoordConfig::local_trial`]): not a
+    /// network to earn real money on.
+    #[serde(default)]
+    pub local_trial: bool,
 }
 
 pub(crate) async fn coordinator(State(state): State<Shared>) -> Json<CoordinatorInfo> {
     Json(CoordinatorInfo {
         coordinator_key: state.config.coordinator_key.coordinator_key(),
         epoch_length_ms: state.config.epoch_length_ms(),
+        local_trial: state.config.local_trial,
     })
 }

@@ -98,6 +98,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/streams/{id}", get(streams::get_one))
         .route("/streams/{id}/end", post(streams::end))
         .route("/streams/{id}/origin", post(streams::set_origin))
+        .route("/streams/{id}/key", post(streams::rotate_key))
         .route("/streams/{id}/publish-check", post(streams::publish_check))
         .route(
             "/streams/{id}/segments",

@@ -91,6 +91,12 @@ pub(crate) fn subnet_of(http_url: &str, peer: Option<IpAddr>) -> String {
     ip.map_or_else(|| host.to_owned(), |v4| Subnet24::of(v4).to_string())
 }
 
+/// In a local trial, the network recorded for `who` (a node or viewer key): one of its own
+/// (see [`crate::CoordConfig::local_trial`]).
+pub(crate) fn local_trial_subnet(kind: &str, who: &str) -> String {
+    format!("local-trial/{kind}/{who}")
+}
+
 pub(crate) async fn register(
     State(state): State<Shared>,
     PeerIp(peer): PeerIp,
@@ -119,7 +125,11 @@ pub(crate) async fn register(
         id: id.clone(),
         payout_address: registration.payout_address.clone(),
         operator: registration.operator.clone(),
-        subnet: subnet_of(&registration.http_url, peer),
+        subnet: if state.config.local_trial {
+            local_trial_subnet("node", &id)
+        } else {
+            subnet_of(&registration.http_url, peer)
+        },
         rtmp_url: registration.rtmp_url.trim_end_matches('/').to_owned(),
         http_url: registration.http_url.trim_end_matches('/').to_owned(),
         registered_at_ms: existing

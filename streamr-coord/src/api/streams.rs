@@ -77,9 +77,7 @@ pub(crate) async fn create(
     if state.storage.get_stream(id).await?.is_some() {
         return Err(ApiError::Conflict(format!("stream {id} exists already")));
     }
-    let mut key = [0u8; 24];
-    rand::rngs::OsRng.fill_bytes(&mut key);
-    let stream_key = hex::encode(key);
+    let stream_key = new_stream_key();
     let stream = StreamRecord {
         id: id.to_owned(),
         title: request.title,
@@ -94,6 +92,35 @@ pub(crate) async fn create(
         StatusCode::CREATED,
         Json(CreateStreamResponse { stream, stream_key }),
     ))
+}
+
+/// A fresh random stream key (48 hex characters).
+fn new_stream_key() -> String {
+    let mut key = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    hex::encode(key)
+}
+
+/// `POST /streams/{id}/key` (admin): replaces the stream key with a new one, shown once in the
+/// answer (the coordinator stores only its hash, so a lost key cannot be shown again: rotate
+/// it). The old key stops working at once; a publisher already live stays live.
+pub(crate) async fn rotate_key(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<CreateStreamResponse>, ApiError> {
+    state.require_admin(&headers)?;
+    let stream_key = new_stream_key();
+    let stream = state
+        .storage
+        .set_stream_key_hash(&id, &stream_key_hash(&stream_key))
+        .await?
+        .ok_or(ApiError::NotFound {
+            what: "stream",
+            id: id.clone(),
+        })?;
+    tracing::info!(stream = %id, "stream key rotated by an operator");
+    Ok(Json(CreateStreamResponse { stream, stream_key }))
 }
 
 pub(crate) async fn list(

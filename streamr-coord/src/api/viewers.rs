@@ -425,11 +425,19 @@ pub(crate) async fn play(
             expiry_ms: i64::try_from(signed.body.expiry_ms).unwrap_or(i64::MAX),
             issued_at_ms: now,
             grant_json,
-            viewer_subnet: source.as_ref().map_or_else(String::new, |s| s.wide.clone()),
-            viewer_prefix64: source
-                .as_ref()
-                .and_then(|s| s.narrow.clone())
-                .unwrap_or_default(),
+            viewer_subnet: if state.config.local_trial {
+                super::nodes::local_trial_subnet("viewer", &viewer.to_string())
+            } else {
+                source.as_ref().map_or_else(String::new, |s| s.wide.clone())
+            },
+            viewer_prefix64: if state.config.local_trial {
+                super::nodes::local_trial_subnet("viewer", &viewer.to_string())
+            } else {
+                source
+                    .as_ref()
+                    .and_then(|s| s.narrow.clone())
+                    .unwrap_or_default()
+            },
             probe: false,
         })
         .await?;

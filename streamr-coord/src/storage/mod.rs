@@ -54,6 +54,13 @@ pub trait Storage: Send + Sync + 'static {
         id: &str,
         node_id: Option<&str>,
     ) -> StorageResult<Option<StreamRecord>>;
+    /// Replaces the stream's key hash (a rotated stream key) and returns the updated stream
+    /// (`None` when it does not exist).
+    async fn set_stream_key_hash(
+        &self,
+        id: &str,
+        stream_key_hash: &str,
+    ) -> StorageResult<Option<StreamRecord>>;
     /// Stores a segment hash. Reporting the same hash twice is a no-op (returns `false`);
     /// reporting another hash for a stored sequence number is [`StorageError::ConflictingSegment`].
     async fn insert_segment(&self, segment: &SegmentRecord) -> StorageResult<bool>;

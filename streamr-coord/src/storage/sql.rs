@@ -480,6 +480,20 @@ macro_rules! sql_storage {
                 self.get_stream(id).await
             }
 
+            async fn set_stream_key_hash(
+                &self,
+                id: &str,
+                stream_key_hash: &str,
+            ) -> StorageResult<Option<StreamRecord>> {
+                sqlx::query(&$sql("UPDATE streams SET stream_key_hash = $2 WHERE id = $1"))
+                    .bind(id)
+                    .bind(stream_key_hash)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StorageError::query("set_stream_key_hash"))?;
+                self.get_stream(id).await
+            }
+
             async fn insert_segment(&self, segment: &SegmentRecord) -> StorageResult<bool> {
                 let result = sqlx::query(&$sql(
                     "INSERT INTO segments (stream_id, sequence, hash, digest, published_ms, \

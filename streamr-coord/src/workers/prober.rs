@@ -21,6 +21,11 @@
 //! read before the download is checked again against the reports read after it. An HTTP-FLV
 //! probe checks that the node answers with an FLV stream; its throughput follows the stream's
 //! bitrate, so it is not a capacity measurement and only its failures are recorded.
+//!
+//! A probe judges only what the origin has reported: while the origin's newest report is older
+//! than [`REPORTS_CURRENT`] (its reports are still arriving after a coordinator outage, or the
+//! stream is not being published) no probe is made, and segments cut at a publisher leave or
+//! start (next to an `EXT-X-DISCONTINUITY`, possibly partial on a relay) are never picked.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +44,8 @@ use crate::workers::ProbeRunner;
 
 /// Origin segment reports a probed segment is compared with.
 const RECENT_SEGMENTS: i64 = 60;
+/// A stream is probed only while the origin's newest segment report is at most this old.
+const REPORTS_CURRENT: Duration = Duration::from_secs(20);
 /// Largest segment a probe downloads.
 const MAX_SEGMENT_BYTES: usize = 64 << 20;
 /// One HLS probe fetches this many segments at least and at most (fewer when fewer are listed).
@@ -180,6 +187,19 @@ impl HttpProber {
             .ok()
     }
 
+    /// Whether the origin's reports of `stream` are current: its newest segment was cut within
+    /// [`REPORTS_CURRENT`]. Otherwise a node's newer segments could not be matched yet.
+    async fn reports_current(&self, stream: &str) -> bool {
+        let Ok(newest) = self.storage.list_segments(stream, 1).await else {
+            return false;
+        };
+        let now = i64::try_from(crate::client::unix_ms()).unwrap_or(i64::MAX);
+        let limit = i64::try_from(REPORTS_CURRENT.as_millis()).unwrap_or(i64::MAX);
+        newest
+            .first()
+            .is_some_and(|segment| now.saturating_sub(segment.published_ms) <= limit)
+    }
+
     /// The stream to probe `node` on: one it relays, else the newest live stream.
     async fn stream_for(&self, node: &NodeRecord) -> Option<String> {
         let relayed: Vec<String> = serde_json::from_str(&node.streams_json).unwrap_or_default();
@@ -281,16 +301,10 @@ impl HttpProber {
         let playlist_url = format!("{base}/live/{stream}.m3u8?grant={token}");
         let playlist = self.fetch(&playlist_url).await?;
         let text = String::from_utf8_lossy(&playlist.bytes);
-        let segments: Vec<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty() && !line.starts_with('#'))
-            .collect();
-        // Never the oldest listed segment: it may leave the node's window before it is fetched,
-        // and on a node that joined mid-stream it is the partial first segment, which no origin
-        // segment equals. A node listing only that one has nothing to probe yet (a node that
-        // keeps listing one segment is never probed, so its availability stays 0).
-        if segments.len() == 1 {
+        let segments = probe_candidates(&text);
+        // A node listing nothing probeable yet is not probed now (a node that keeps listing one
+        // segment is never probed, so its availability stays 0).
+        if segments.len() <= 1 {
             return Ok(Vec::new());
         }
         let candidates = segments.get(1..).unwrap_or_default();
@@ -489,6 +503,45 @@ impl HttpProber {
     }
 }
 
+/// The segment URIs of a media playlist a probe may pick from, oldest first, as `None` for a
+/// listed segment it must not pick: the oldest one, which may leave the node's window before it
+/// is fetched (and on a node that joined mid-stream is the partial first segment, which no
+/// origin segment equals), and the segments on either side of an `EXT-X-DISCONTINUITY` (cut
+/// where a publisher left or started: partial on a relay, never reported by the origin). The
+/// caller skips the first entry.
+fn probe_candidates(playlist: &str) -> Vec<&str> {
+    let mut listed: Vec<(&str, bool)> = Vec::new();
+    let mut discontinuity = false;
+    let mut before_discontinuity = Vec::new();
+    for line in playlist.lines().map(str::trim) {
+        if line == "#EXT-X-DISCONTINUITY" {
+            discontinuity = true;
+            if let Some(index) = listed.len().checked_sub(1) {
+                before_discontinuity.push(index);
+            }
+        } else if !line.is_empty() && !line.starts_with('#') {
+            listed.push((line, discontinuity));
+            discontinuity = false;
+        }
+    }
+    for index in before_discontinuity {
+        if let Some(entry) = listed.get_mut(index) {
+            entry.1 = true;
+        }
+    }
+    // The oldest stays first (the caller never picks it); the others next to a discontinuity
+    // are left out.
+    let mut candidates: Vec<&str> = listed.iter().take(1).map(|(uri, _)| *uri).collect();
+    candidates.extend(
+        listed
+            .iter()
+            .skip(1)
+            .filter(|(_, near_discontinuity)| !near_discontinuity)
+            .map(|(uri, _)| *uri),
+    );
+    candidates
+}
+
 #[async_trait::async_trait]
 impl ProbeRunner for HttpProber {
     async fn probe(&self, node: &NodeRecord) -> Option<ProbeResult> {
@@ -497,6 +550,10 @@ impl ProbeRunner for HttpProber {
             return None;
         }
         let stream = self.stream_for(node).await?;
+        if !self.reports_current(&stream).await {
+            tracing::debug!(node = %node.id, %stream, "the origin's segment reports are not current; not probing");
+            return None;
+        }
         let origin = self.origin_segments(&stream).await?;
         if origin.is_empty() {
             return None;
@@ -516,5 +573,23 @@ impl ProbeRunner for HttpProber {
             self.probe_hls(node, node_id, &stream, &origin, &viewer, &grant)
                 .await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probe_candidates;
+
+    #[test]
+    fn segments_next_to_a_discontinuity_are_never_probed() {
+        let playlist = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:3\n#EXTINF:4.0,\n3.ts\n#EXTINF:4.0,\n4.ts\n\
+                        #EXTINF:1.2,\n5.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:4.0,\n6.ts\n\
+                        #EXTINF:4.0,\n7.ts\n#EXTINF:4.0,\n8.ts\n";
+        assert_eq!(
+            probe_candidates(playlist),
+            vec!["3.ts", "4.ts", "7.ts", "8.ts"]
+        );
+        let plain = "#EXTM3U\n#EXTINF:4.0,\na.ts\n#EXTINF:4.0,\nb.ts\n";
+        assert_eq!(probe_candidates(plain), vec!["a.ts", "b.ts"]);
     }
 }

@@ -74,7 +74,8 @@ pub enum Timeline {
     /// the first frame that follows on without a gap, or else at the next keyframe. Metadata and
     /// sequence headers are passed on again only when they changed. An upstream timeline lying
     /// far behind what was relayed (the upstream restarted from zero) is treated as a new
-    /// publisher's: shifted to continue after what was relayed, after a publisher end and start.
+    /// publisher's, after a publisher end and start, with the upstream's timestamps kept so
+    /// HLS segments stay the upstream's.
     Upstream,
 }
 
@@ -141,8 +142,8 @@ pub(crate) struct StreamState {
     /// Where each track of a [`Timeline::Upstream`] publisher stands.
     rejoin_video: Rejoin,
     rejoin_audio: Rejoin,
-    /// Added to a [`Timeline::Upstream`] publisher's timestamps: zero unless its upstream's
-    /// timeline restarted behind what was relayed.
+    /// Added to a [`Timeline::Upstream`] publisher's timestamps (zero: the upstream's own
+    /// timestamps are kept).
     upstream_shift: u32,
     /// Where each of the node's own consumers (live HLS) reads, by subscription id: the ring
     /// keeps what they have not read yet, lag or not, within the ring's hard limits.
@@ -300,20 +301,22 @@ impl Stream {
                         }
                         Admit::Drop => return,
                         Admit::NewTimeline => {
-                            // Viewers see the publisher leave and a new one start, as for any
-                            // publisher whose clock restarted. The upstream's new timeline is
-                            // shifted to continue shortly after the last relayed frame, and
-                            // stays shifted, so a later failover's replay of it is still
-                            // recognised and dropped.
+                            // The upstream restarted (an origin restart, or a standby origin
+                            // taking over): viewers see the publisher leave and a new one
+                            // start, as for any publisher whose clock restarted. Its timestamps
+                            // are kept, so the HLS segments cut here stay the upstream's byte
+                            // for byte (viewers verify them against the origin's hashes), and
+                            // the tracks start over, so a later failover's replay of the new
+                            // timeline is still recognised and dropped.
                             self.push_ended(&mut state);
                             state.generation = state.generation.wrapping_add(1);
-                            let continue_at = state
-                                .max_output_timestamp
-                                .map_or(shifted, |max| max.wrapping_add(REPUBLISH_GAP_MILLIS));
-                            state.upstream_shift = continue_at.wrapping_sub(timestamp);
+                            state.upstream_shift = 0;
+                            state.max_output_timestamp = None;
+                            state.last_video = None;
+                            state.last_audio = None;
                             state.rejoin_video = Rejoin::Joined;
                             state.rejoin_audio = Rejoin::Joined;
-                            Frame::new(kind, continue_at, frame.payload().clone())
+                            Frame::new(kind, timestamp, frame.payload().clone())
                         }
                     }
                 }

@@ -50,7 +50,7 @@ impl Process {
             .args([
                 "--admin-token",
                 ADMIN,
-                "--coordinator-key",
+                "--coordinator-secret-key",
                 COORDINATOR_SEED,
             ])
             .args(["--rate-limit", "0", "--log-format", "json"])

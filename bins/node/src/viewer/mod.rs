@@ -170,6 +170,10 @@ pub struct ViewerStats {
     pub verified_bytes_by_node: BTreeMap<NodeId, u64>,
     /// Segments the origin never reported (stale, altered or partial content).
     pub unverified_segments: u64,
+    /// The origin's sequence number of the newest verified segment.
+    pub last_verified_sequence: Option<u64>,
+    /// Origin segments the viewer never got, between the first and the newest it verified.
+    pub skipped_segments: u64,
     /// Receipts sent.
     pub receipts_sent: u64,
     /// Receipts the coordinator (or node) accepted.
@@ -198,6 +202,8 @@ impl ViewerStats {
             verified_bytes: 0,
             verified_bytes_by_node: BTreeMap::new(),
             unverified_segments: 0,
+            last_verified_sequence: None,
+            skipped_segments: 0,
             receipts_sent: 0,
             receipts_accepted: 0,
             receipts_rejected: Vec::new(),
@@ -292,7 +298,12 @@ struct Pending {
     hash: streamr_core::ContentDigest,
     len: usize,
     received: Instant,
+    /// When it was received, unix ms (compared with the origin's report times).
+    received_ms: u64,
 }
+
+/// Most received segments kept waiting for the origin's hashes; beyond it the oldest is judged.
+const MAX_PENDING: usize = 10_000;
 
 struct Run {
     config: ViewerConfig,
@@ -458,6 +469,7 @@ impl Run {
                             hash: segment_hash(&bytes),
                             len: bytes.len(),
                             received: now,
+                            received_ms: streamr_coord::client::unix_ms(),
                         });
                         if let Some(output) = self.output.as_mut() {
                             output
@@ -559,7 +571,8 @@ impl Run {
     }
 
     /// Checks received segments against the origin's hashes, in order. A segment the origin
-    /// has not reported waits up to `verify_timeout` (or not at all when `last`).
+    /// has not reported waits up to `verify_timeout` (or not at all when `last`), and as long
+    /// as the coordinator cannot be asked.
     async fn verify_pending(
         &mut self,
         pending: &mut VecDeque<Pending>,
@@ -568,27 +581,53 @@ impl Run {
     ) {
         let mut refreshed = false;
         while let Some(front) = pending.front() {
-            if self.index.find(&front.hash).is_none() && !refreshed {
+            let expected = receipts.next_expected();
+            let known = self
+                .index
+                .find(&front.hash, expected)
+                .is_some_and(|origin| expected.is_none_or(|expected| origin.sequence >= expected));
+            if !known && !refreshed {
+                refreshed = true;
                 if let Err(error) = self
                     .index
                     .refresh(&self.coordinator, &self.config.stream_id)
                     .await
                 {
+                    // The coordinator is unreachable: what it has not told yet is not held
+                    // against the segments; they wait until it answers.
                     tracing::debug!(%error, "origin hashes unavailable");
+                    if !last {
+                        return;
+                    }
                 }
-                refreshed = true;
             }
-            let (node, hash, len, received) = (front.node, front.hash, front.len, front.received);
+            let (node, hash, len, received, received_ms) = (
+                front.node,
+                front.hash,
+                front.len,
+                front.received,
+                front.received_ms,
+            );
             match receipts.check_hash(&self.index, &hash, len) {
-                SegmentCheck::Verified { .. } => {
+                SegmentCheck::Verified { sequence } => {
                     self.stats.send_modify(|s| {
+                        if let Some(last) = s.last_verified_sequence {
+                            s.skipped_segments = s
+                                .skipped_segments
+                                .saturating_add(sequence.saturating_sub(last.saturating_add(1)));
+                        }
+                        s.last_verified_sequence = Some(sequence);
                         s.verified_segments += 1;
                         s.verified_bytes += len as u64;
                         *s.verified_bytes_by_node.entry(node).or_default() += len as u64;
                     });
                 }
                 SegmentCheck::Unknown => {
-                    if !last && received.elapsed() < self.config.verify_timeout {
+                    // Unverified only once the origin's reports moved past it: while they are
+                    // late (the coordinator was away, its backlog is arriving) it waits.
+                    let judged = received.elapsed() >= self.config.verify_timeout
+                        && self.index.reported_since(received_ms);
+                    if !last && !judged && pending.len() <= MAX_PENDING {
                         return;
                     }
                     tracing::debug!(hash = %hash, "segment not from the origin");

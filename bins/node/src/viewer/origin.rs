@@ -23,10 +23,14 @@ pub(crate) struct OriginSegment {
 /// The origin's recent segments of one stream, by hash and by sequence.
 #[derive(Debug, Default)]
 pub(crate) struct OriginIndex {
-    by_hash: HashMap<ContentDigest, OriginSegment>,
+    /// Usually one segment per hash; more when the origin sent the same bytes again (a
+    /// restarted synthetic source), oldest first.
+    by_hash: HashMap<ContentDigest, Vec<OriginSegment>>,
     by_sequence: BTreeMap<u64, ContentDigest>,
     /// The origin's first segment, known once a refresh returned the whole list.
     first_sequence: Option<u64>,
+    /// When the newest reported segment was cut (unix ms, the origin's clock).
+    newest_published_ms: Option<i64>,
 }
 
 impl OriginIndex {
@@ -44,6 +48,8 @@ impl OriginIndex {
                 .filter_map(|r| u64::try_from(r.sequence).ok())
                 .min();
         }
+        let newest = records.iter().map(|r| r.published_ms).max();
+        self.newest_published_ms = self.newest_published_ms.max(newest);
         for record in records {
             let parsed = (
                 u64::try_from(record.sequence),
@@ -52,9 +58,7 @@ impl OriginIndex {
             );
             match parsed {
                 (Ok(sequence), Ok(hash), Ok(digest)) => {
-                    self.by_hash
-                        .insert(hash, OriginSegment { sequence, digest });
-                    self.by_sequence.insert(sequence, digest);
+                    self.add(sequence, hash, digest);
                 }
                 _ => tracing::warn!(
                     stream = stream_id,
@@ -69,15 +73,40 @@ impl OriginIndex {
     /// Records origin segment `sequence` (tests build an index without a coordinator).
     #[cfg(test)]
     pub(crate) fn insert(&mut self, sequence: u64, hash: ContentDigest, digest: ContentDigest) {
-        self.by_hash
-            .insert(hash, OriginSegment { sequence, digest });
-        self.by_sequence.insert(sequence, digest);
+        self.add(sequence, hash, digest);
         self.first_sequence = self.by_sequence.keys().next().copied();
     }
 
-    /// The origin segment whose bytes hash to `hash`.
-    pub(crate) fn find(&self, hash: &ContentDigest) -> Option<OriginSegment> {
-        self.by_hash.get(hash).copied()
+    fn add(&mut self, sequence: u64, hash: ContentDigest, digest: ContentDigest) {
+        let segments = self.by_hash.entry(hash).or_default();
+        if !segments.iter().any(|s| s.sequence == sequence) {
+            segments.push(OriginSegment { sequence, digest });
+            segments.sort_by_key(|s| s.sequence);
+        }
+        self.by_sequence.insert(sequence, digest);
+    }
+
+    /// Whether the origin has reported a segment cut at or after `unix_ms`: reports arrive in
+    /// order, so a segment received before then that is still unknown is not the origin's.
+    pub(crate) fn reported_since(&self, unix_ms: u64) -> bool {
+        let since = i64::try_from(unix_ms).unwrap_or(i64::MAX);
+        self.newest_published_ms
+            .is_some_and(|newest| newest >= since)
+    }
+
+    /// The origin segment whose bytes hash to `hash`: the one at `expected` when the origin sent
+    /// those bytes there, else the newest with that hash.
+    pub(crate) fn find(
+        &self,
+        hash: &ContentDigest,
+        expected: Option<u64>,
+    ) -> Option<OriginSegment> {
+        let segments = self.by_hash.get(hash)?;
+        segments
+            .iter()
+            .find(|s| Some(s.sequence) == expected)
+            .or_else(|| segments.last())
+            .copied()
     }
 
     /// The running digest a chain starting at origin segment `sequence` is anchored on: the

@@ -54,9 +54,14 @@ impl SessionReceipts {
         hash: &ContentDigest,
         len: usize,
     ) -> SegmentCheck {
-        let Some(origin) = index.find(hash) else {
+        let expected = self.next_expected();
+        let Some(origin) = index.find(hash, expected) else {
             return SegmentCheck::Unknown;
         };
+        if expected.is_some_and(|expected| origin.sequence < expected) {
+            // Bytes of a segment before the ones already verified: stale content.
+            return SegmentCheck::Unknown;
+        }
         let continues = self
             .chain
             .is_some_and(|chain| chain.next_seq() == origin.sequence);
@@ -81,6 +86,11 @@ impl SessionReceipts {
         SegmentCheck::Verified {
             sequence: origin.sequence,
         }
+    }
+
+    /// The origin sequence number the next segment continues the chain at, once one verified.
+    pub(crate) fn next_expected(&self) -> Option<u64> {
+        self.chain.map(|chain| chain.next_seq())
     }
 
     /// Verified bytes received in the session so far.
@@ -221,5 +231,32 @@ mod tests {
         assert_eq!(receipt.body.bytes_total, bytes.len() as u64);
         assert_eq!(receipt.body.last_segment_seq, 2);
         assert_eq!(receipt.body.seq, 1);
+    }
+
+    #[test]
+    fn bytes_the_origin_sent_twice_follow_on_from_the_chain() {
+        // A restarted synthetic source sends segment 1's bytes again as segment 5.
+        let stream: Vec<Vec<u8>> = [0u8, 1, 2, 3, 4, 1, 2]
+            .iter()
+            .map(|i| vec![*i; 500])
+            .collect();
+        let mut chain = SegmentChain::genesis(0);
+        let mut index = OriginIndex::default();
+        for (seq, bytes) in stream.iter().enumerate() {
+            let hash = segment_hash(bytes);
+            index.insert(seq as u64, hash, chain.push(&hash));
+        }
+        let viewer = KeyPair::from_seed([3; 32]);
+        let mut receipts = SessionReceipts::new(SessionId::from_bytes([2; 16]));
+        let mut seen = Vec::new();
+        for (seq, bytes) in stream.iter().enumerate().skip(3) {
+            match receipts.check_hash(&index, &segment_hash(bytes), bytes.len()) {
+                SegmentCheck::Verified { sequence } => seen.push(sequence),
+                SegmentCheck::Unknown => panic!("segment {seq} not verified"),
+            }
+        }
+        assert_eq!(seen, vec![3, 4, 5, 6]);
+        let receipt = receipts.next_receipt(&viewer).expect("a receipt");
+        assert_eq!(receipt.body.last_segment_seq, 6);
     }
 }

@@ -1,0 +1,522 @@
+//! Restarts and outages end to end on loopback, with real peers: `streamr-node` processes (an
+//! origin and a friend relay), ffmpeg publishing, the viewer library watching through the
+//! relay, and a coordinator (SQLite file, the HTTP prober, 10 s epochs) served over HTTP that
+//! the tests stop and start again on the same address and database, as a restarted
+//! coordinator process would be.
+//!
+//! - The origin is killed (SIGKILL) mid-stream and started again with the same identity, and
+//!   the streamer publishes again: the stream's segment chain continues without a gap or a
+//!   refused report, the viewer keeps verifying and crediting, the relay is never penalised.
+//! - The coordinator is away for 30 s: the origin queues its reports on disk and delivers them
+//!   in order when it is back; the chain has no gap, nobody is penalised, the viewer verifies
+//!   the segments it received meanwhile.
+//! - A relay started before its coordinator keeps running and joins when it appears.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{eventually, ffmpeg_publish, Child};
+use streamr_coord::client::{unix_ms, CoordinatorClient};
+use streamr_coord::storage::SegmentRecord;
+use streamr_coord::workers::{HttpProber, Workers};
+use streamr_coord::{connect, CoordConfig, Coordinator, RateLimit, ServeHandle, Storage};
+use streamr_core::{KeyPair, NodeId};
+use streamr_node::viewer::{Viewer, ViewerConfig, ViewerStats};
+
+const ADMIN: &str = "e2e-restarts-admin";
+const STREAM: &str = "show";
+
+/// A coordinator that can be stopped and started again on the same address and database.
+struct Coord {
+    storage: Arc<dyn Storage>,
+    key: KeyPair,
+    addr: SocketAddr,
+    running: Option<(ServeHandle, Workers)>,
+}
+
+impl Coord {
+    async fn open(dir: &Path, addr: SocketAddr) -> Coord {
+        let storage = connect(&format!(
+            "sqlite://{}",
+            dir.join("coordinator.db").display()
+        ))
+        .await
+        .expect("SQLite opens");
+        Coord {
+            storage,
+            key: KeyPair::generate(&mut rand::rngs::OsRng),
+            addr,
+            running: None,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn admin(&self) -> CoordinatorClient {
+        CoordinatorClient::new(&self.url())
+            .expect("client")
+            .with_admin_token(ADMIN)
+    }
+
+    async fn start(&mut self) {
+        let config = CoordConfig {
+            admin_token: Some(ADMIN.into()),
+            coordinator_key: self.key.clone(),
+            epoch_length: Duration::from_secs(10),
+            settlement_grace: Duration::from_secs(1),
+            node_liveness: Duration::from_secs(6),
+            rate_limit: Some(RateLimit {
+                per_second: 10_000,
+                burst: 10_000,
+            }),
+            ..CoordConfig::default()
+        };
+        let prober =
+            HttpProber::new(self.storage.clone(), self.key.clone()).every(Duration::from_secs(2));
+        let coordinator =
+            Coordinator::new(config, self.storage.clone()).with_probe_runner(Arc::new(prober));
+        // The address was just given up by the stopped coordinator (or reserved by the test).
+        let listener = eventually("the coordinator's address to be free", || async {
+            tokio::net::TcpListener::bind(self.addr).await.ok()
+        })
+        .await;
+        let workers = coordinator.spawn_workers();
+        let server = coordinator.spawn_serve(listener).expect("serve");
+        self.running = Some((server, workers));
+    }
+
+    async fn stop(&mut self) {
+        if let Some((server, workers)) = self.running.take() {
+            server.shutdown().await.expect("served");
+            workers.shutdown().await;
+        }
+    }
+
+    /// The stream's chain, oldest first.
+    async fn chain(&self) -> Vec<SegmentRecord> {
+        let mut chain = self
+            .storage
+            .list_segments(STREAM, 1000)
+            .await
+            .expect("segments");
+        chain.reverse();
+        chain
+    }
+
+    /// Fails when a probe found a wrong segment on `node` or a rule other than the new-node
+    /// probation fired against it, in any epoch so far.
+    async fn assert_not_penalised(&self, node: NodeId) {
+        let node = node.to_string();
+        let now_epoch = i64::try_from(unix_ms() / 10_000).expect("epoch");
+        for epoch in now_epoch.saturating_sub(60)..=now_epoch {
+            let probes = self.storage.probes_for_epoch(epoch).await.expect("probes");
+            let bad: Vec<_> = probes
+                .iter()
+                .filter(|p| p.node_id == node && !p.hash_ok)
+                .collect();
+            assert!(bad.is_empty(), "epoch {epoch}: failed probes {bad:?}");
+            let evidence = self
+                .storage
+                .evidence_for_epoch(epoch)
+                .await
+                .expect("evidence");
+            // Probation (a new node's reduced weight) is no penalty; anything else is.
+            let against: Vec<_> = evidence
+                .iter()
+                .filter(|e| e.node_id == node && e.rule != "probation")
+                .collect();
+            assert!(against.is_empty(), "epoch {epoch}: evidence {against:?}");
+        }
+    }
+}
+
+/// Fails unless the chain's sequence numbers follow on without a gap.
+fn assert_contiguous(chain: &[SegmentRecord]) {
+    let sequences: Vec<i64> = chain.iter().map(|s| s.sequence).collect();
+    for pair in sequences.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "a gap in the chain: {sequences:?}");
+    }
+}
+
+fn reserve_port(ip: &str) -> SocketAddr {
+    let listener = StdListener::bind(format!("{ip}:0")).expect("bind");
+    listener.local_addr().expect("address")
+}
+
+/// A `streamr-node` process; its log goes to `<dir>/<name>.log`.
+fn spawn_node(dir: &Path, name: &str, args: &[String]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
+        .expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_streamr-node"))
+        .args(args)
+        .arg("--identity")
+        .arg(dir.join(format!("{name}.key")))
+        .args(["--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("streamr-node starts");
+    Child(child)
+}
+
+fn log_of(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
+}
+
+struct Network {
+    dir: tempfile::TempDir,
+    coord: Coord,
+    stream_key: String,
+    origin_rtmp: SocketAddr,
+    origin_http: SocketAddr,
+    origin: Option<Child>,
+    relay: Child,
+    publisher: Option<Child>,
+}
+
+impl Network {
+    fn origin_args(&self) -> Vec<String> {
+        vec![
+            "--rtmp-listen".into(),
+            self.origin_rtmp.to_string(),
+            "--http-listen".into(),
+            self.origin_http.to_string(),
+            "--coordinator".into(),
+            self.coord.url(),
+            "--coordinator-public-key".into(),
+            self.coord.key.coordinator_key().to_string(),
+        ]
+    }
+
+    async fn start_origin(&mut self) {
+        self.origin = Some(spawn_node(self.dir.path(), "origin", &self.origin_args()));
+        let rtmp = self.origin_rtmp;
+        eventually("the origin to listen", || async {
+            tokio::net::TcpStream::connect(rtmp).await.ok()
+        })
+        .await;
+        self.publisher = Some(ffmpeg_publish(
+            &format!(
+                "rtmp://{}/live/{STREAM}?key={}",
+                self.origin_rtmp, self.stream_key
+            ),
+            600,
+        ));
+    }
+
+    /// Kills the origin (SIGKILL, a crash) and its publisher.
+    fn kill_origin(&mut self) {
+        self.publisher = None;
+        if let Some(mut origin) = self.origin.take() {
+            let _ = origin.0.kill();
+            let _ = origin.0.wait();
+        }
+    }
+
+    /// A coordinator on `coord_ip`, a stream, an origin with ffmpeg publishing and one relay.
+    async fn start(octet: u8, relay_first: bool) -> Network {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let coord_addr = reserve_port(&format!("127.0.{octet}.1"));
+        let mut coord = Coord::open(dir.path(), coord_addr).await;
+        let relay_args = vec![
+            "--rtmp-listen".to_string(),
+            format!("127.0.{}.1:0", octet + 2),
+            "--http-listen".to_string(),
+            format!("127.0.{}.1:0", octet + 2),
+            "--upstream".to_string(),
+            String::new(),
+            "--coordinator".to_string(),
+            coord.url(),
+            "--heartbeat-interval".to_string(),
+            "1s".to_string(),
+            "--operator".to_string(),
+            "friend".to_string(),
+        ];
+        let origin_rtmp = reserve_port(&format!("127.0.{}.1", octet + 1));
+        let origin_http = reserve_port(&format!("127.0.{}.1", octet + 1));
+        let mut relay_args = relay_args;
+        relay_args[5] = format!("rtmp://{origin_rtmp}");
+        let mut early_relay = None;
+        if relay_first {
+            early_relay = Some(spawn_node(dir.path(), "relay", &relay_args));
+            // The relay keeps running without its coordinator, and says so.
+            eventually("the relay to say it waits for its coordinator", || async {
+                log_of(dir.path(), "relay")
+                    .contains("not joined to the coordinator yet")
+                    .then_some(())
+            })
+            .await;
+            let relay = early_relay.as_mut().expect("relay");
+            assert!(
+                relay.0.try_wait().expect("status").is_none(),
+                "the relay exited without its coordinator:\n{}",
+                log_of(dir.path(), "relay")
+            );
+        }
+        coord.start().await;
+        let created = coord
+            .admin()
+            .create_stream(STREAM, "restarts")
+            .await
+            .expect("stream created");
+        let relay = match early_relay {
+            Some(relay) => relay,
+            None => spawn_node(dir.path(), "relay", &relay_args),
+        };
+        let mut network = Network {
+            dir,
+            coord,
+            stream_key: created.stream_key,
+            origin_rtmp,
+            origin_http,
+            origin: None,
+            relay,
+            publisher: None,
+        };
+        network.start_origin().await;
+        network
+    }
+
+    async fn relay_id(&self) -> NodeId {
+        let admin = self.coord.admin();
+        eventually("the relay to join", || async {
+            let nodes = admin.nodes().await.ok()?;
+            nodes
+                .iter()
+                .find(|n| n.operator == "friend" && n.active)
+                .and_then(|n| n.id.parse().ok())
+        })
+        .await
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "origin log:\n{}\nrelay log:\n{}",
+            tail(&log_of(self.dir.path(), "origin")),
+            tail(&log_of(self.dir.path(), "relay"))
+        )
+    }
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+fn start_viewer(coord: &Coord) -> Viewer {
+    let mut config = ViewerConfig::new(coord.url(), STREAM);
+    // The relay has nothing new while its origin restarts; the viewer waits for it.
+    config.stall_timeout = Duration::from_secs(60);
+    Viewer::start(config, None).expect("viewer starts")
+}
+
+async fn until_viewer(viewer: &Viewer, what: &str, check: impl Fn(&ViewerStats) -> bool) {
+    eventually(what, || async {
+        let stats = viewer.stats();
+        check(&stats).then_some(())
+    })
+    .await;
+}
+
+/// Waits up to `limit` (a generous multiple of real time, the machine is loaded).
+async fn until_chain_reaches(coord: &Coord, sequence: i64, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let chain = coord.chain().await;
+        if chain.last().is_some_and(|s| s.sequence >= sequence) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the chain did not reach {sequence}: {:?}",
+            chain.last().map(|s| s.sequence)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_origin_restart_continues_the_chain_and_viewers_keep_verifying() {
+    let mut network = Network::start(70, false).await;
+    let relay = network.relay_id().await;
+    let viewer = start_viewer(&network.coord);
+    until_viewer(&viewer, "the viewer to verify segments", |s| {
+        s.verified_segments >= 2
+    })
+    .await;
+    // Past the relay's replay window (30 s), so the restarted origin's timeline is a new one.
+    until_chain_reaches(&network.coord, 9, Duration::from_secs(120)).await;
+    let before = viewer.stats();
+    let head = network
+        .coord
+        .chain()
+        .await
+        .last()
+        .expect("segments")
+        .sequence;
+
+    network.kill_origin();
+    let killed = tokio::time::Instant::now();
+    network.start_origin().await;
+    until_chain_reaches(&network.coord, head + 1, Duration::from_secs(120)).await;
+    let first_report = killed.elapsed();
+    until_viewer(
+        &viewer,
+        "the viewer to verify a segment of the new run",
+        |s| {
+            s.last_verified_sequence
+                .is_some_and(|sequence| i64::try_from(sequence).is_ok_and(|s| s > head))
+        },
+    )
+    .await;
+    eprintln!(
+        "origin restart: first report of the new run {:.1} s after the kill, first verified \
+         segment of it at the viewer {:.1} s after",
+        first_report.as_secs_f64(),
+        killed.elapsed().as_secs_f64()
+    );
+
+    until_chain_reaches(&network.coord, head + 6, Duration::from_secs(120)).await;
+    let chain = network.coord.chain().await;
+    assert_contiguous(&chain);
+    let origin_log = log_of(network.dir.path(), "origin");
+    assert!(
+        !origin_log.contains("refused a segment report"),
+        "{}",
+        network.logs()
+    );
+    until_viewer(
+        &viewer,
+        "the viewer to verify segments of the restarted origin",
+        |s| s.verified_segments >= before.verified_segments + 4,
+    )
+    .await;
+    until_viewer(&viewer, "receipts to keep crediting", |s| {
+        s.receipts_accepted > before.receipts_accepted + 1
+    })
+    .await;
+    let stats = viewer.stop().await.expect("viewer stops");
+    eprintln!(
+        "origin restart: chain {}..={}, viewer {stats:?}",
+        chain.first().map_or(-1, |s| s.sequence),
+        chain.last().map_or(-1, |s| s.sequence)
+    );
+    assert!(stats.receipts_rejected.is_empty(), "{stats:?}");
+    assert_eq!(stats.skipped_segments, 0, "{stats:?}");
+    // At most the relay's partial segment cut when its origin died is not the origin's.
+    assert!(stats.unverified_segments <= 1, "{stats:?}");
+    network.coord.assert_not_penalised(relay).await;
+    network.coord.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_coordinator_outage_loses_no_report_and_penalises_nobody() {
+    let mut network = Network::start(80, false).await;
+    let relay = network.relay_id().await;
+    let viewer = start_viewer(&network.coord);
+    until_viewer(&viewer, "the viewer to verify segments", |s| {
+        s.verified_segments >= 2
+    })
+    .await;
+    let head = network
+        .coord
+        .chain()
+        .await
+        .last()
+        .expect("segments")
+        .sequence;
+
+    network.coord.stop().await;
+    let before = viewer.stats();
+    let away = tokio::time::Instant::now();
+    // The origin keeps cutting segments meanwhile, into its journal.
+    let journal = network.dir.path().join("origin.reports");
+    eventually("segment reports to queue on disk", || async {
+        let text = std::fs::read_to_string(&journal).ok()?;
+        (text.lines().filter(|l| l.contains("\"queued\"")).count() >= 3).then_some(())
+    })
+    .await;
+    tokio::time::sleep_until(away + Duration::from_secs(30)).await;
+    network.coord.start().await;
+    let back = tokio::time::Instant::now();
+    eventually("the backlog to be delivered", || async {
+        let newest = network.coord.chain().await.last()?.published_ms;
+        let age = i64::try_from(unix_ms()).ok()? - newest;
+        (age < 6_000).then_some(())
+    })
+    .await;
+    let caught_up = back.elapsed();
+    let delivered = network.coord.chain().await.last().map_or(0, |s| s.sequence) - head;
+    eprintln!(
+        "coordinator outage: {delivered} reports from the journal, caught up {:.1} s after the \
+         coordinator came back",
+        caught_up.as_secs_f64()
+    );
+
+    // Everything cut during the outage arrives, in order, without a gap.
+    until_chain_reaches(&network.coord, head + 10, Duration::from_secs(120)).await;
+    let chain = network.coord.chain().await;
+    assert_contiguous(&chain);
+    until_viewer(
+        &viewer,
+        "the viewer to verify what it received during the outage",
+        |s| s.verified_segments >= before.verified_segments + 8,
+    )
+    .await;
+    until_viewer(&viewer, "receipts to keep crediting", |s| {
+        s.receipts_accepted > before.receipts_accepted + 1
+    })
+    .await;
+    // Let the prober and a settlement run on the recovered network.
+    let settled_from = unix_ms();
+    eventually("an epoch after the outage to settle", || async {
+        let last = network.coord.storage.last_settled_epoch().await.ok()??;
+        (u64::try_from(last).ok()? * 10_000 > settled_from).then_some(())
+    })
+    .await;
+    let stats = viewer.stop().await.expect("viewer stops");
+    eprintln!("coordinator outage: viewer {stats:?}");
+    assert_eq!(stats.unverified_segments, 0, "{stats:?}");
+    assert_eq!(stats.skipped_segments, 0, "{stats:?}");
+    assert!(stats.receipts_rejected.is_empty(), "{stats:?}");
+    network.coord.assert_not_penalised(relay).await;
+    let origin_exit = network
+        .origin
+        .as_mut()
+        .and_then(|origin| origin.0.try_wait().ok().flatten());
+    assert!(
+        origin_exit.is_none(),
+        "the origin exited: {}",
+        network.logs()
+    );
+    network.coord.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_relay_started_before_its_coordinator_joins_when_it_appears() {
+    let mut network = Network::start(90, true).await;
+    let relay = network.relay_id().await;
+    assert!(network.relay.0.try_wait().expect("status").is_none());
+    let viewer = start_viewer(&network.coord);
+    until_viewer(
+        &viewer,
+        "the viewer to verify segments through the relay",
+        |s| s.verified_segments >= 2 && s.nodes_used.contains(&relay),
+    )
+    .await;
+    viewer.stop().await.expect("viewer stops");
+    network.kill_origin();
+    network.coord.stop().await;
+}
