@@ -249,6 +249,41 @@ fn irregular_gops_realign_on_the_grid_after_a_long_gop() {
         "segment starts"
     );
     assert!(max_duration_ms(&segments) >= 9_000);
+    // The first GOPs were regular (1 s): the declared target is 4, which the 9 s GOP exceeds;
+    // the node warns about such a segment (a GOP longer than the stream's first ones).
+    assert_segments_start_with_keyframes(&out, &segments);
+    assert_playlist_reads_cleanly(&out);
+}
+
+#[test]
+fn scene_cut_gops_declare_a_target_duration_that_holds_every_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    // Keyframes about every 2 s with extra ones at "scene cuts": the first segment is 4 s of
+    // irregular GOPs, later ones run up to a GOP past 4 s.
+    let keyframes = "0,1.4,2,4,5.9,7.9,9.9,11.9,12.5,13.9,15.9,17.9,19.9,21.9,23.9";
+    let flv = encode(
+        dir.path(),
+        "scenecut",
+        26,
+        &[
+            "-g",
+            "600",
+            "-sc_threshold",
+            "0",
+            "-force_key_frames",
+            keyframes,
+        ],
+    );
+    let (out, segments) = segment_into(dir.path(), &read_tags(&flv));
+    let parsed = playlist(&out);
+    assert!(
+        max_duration_ms(&segments) > 5_000,
+        "a segment of more than 5 s"
+    );
+    assert_eq!(parsed.target_duration, 6, "4 s plus the longest GOP");
+    for segment in &parsed.segments {
+        assert!(segment.duration.round() <= 6.0, "{segment:?}");
+    }
     assert_segments_start_with_keyframes(&out, &segments);
     assert_playlist_reads_cleanly(&out);
 }

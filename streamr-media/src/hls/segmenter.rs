@@ -122,6 +122,8 @@ pub struct Segmenter {
     last_keyframe_ms: Option<u64>,
     /// The longest GOP seen, in milliseconds.
     longest_gop_ms: u64,
+    /// The shortest GOP seen, in milliseconds (`u64::MAX` before the first).
+    shortest_gop_ms: u64,
     /// EXT-X-TARGETDURATION, fixed when the first segment closes.
     target_duration_secs: Option<u32>,
     ended: bool,
@@ -146,6 +148,7 @@ impl Segmenter {
             last_segment_len: 0,
             last_keyframe_ms: None,
             longest_gop_ms: 0,
+            shortest_gop_ms: u64::MAX,
             target_duration_secs: None,
             ended: false,
         }
@@ -157,9 +160,9 @@ impl Segmenter {
     }
 
     /// The stream's EXT-X-TARGETDURATION in seconds, fixed when the first segment closes and
-    /// constant from then on: the longest segment the stream's GOP gives (the aimed length
-    /// rounded up to whole GOPs, or the first segment if longer), rounded up to whole seconds
-    /// ignoring up to 100 ms of timestamp jitter, and at most
+    /// constant from then on: the longest segment the first GOPs imply (for regular GOPs the
+    /// aimed length rounded up to whole GOPs; for irregular ones up to a GOP more), rounded up
+    /// to whole seconds ignoring up to 100 ms of timestamp jitter, and at most
     /// [`SegmenterConfig::target_duration_secs`]. `None` before the first segment.
     pub fn target_duration_secs(&self) -> Option<u32> {
         self.target_duration_secs
@@ -229,6 +232,7 @@ impl Segmenter {
                 let gop = timestamp.saturating_sub(previous);
                 if gop <= self.config.max_ms() {
                     self.longest_gop_ms = self.longest_gop_ms.max(gop);
+                    self.shortest_gop_ms = self.shortest_gop_ms.min(gop);
                 }
             }
             self.last_keyframe_ms = Some(timestamp);
@@ -303,14 +307,17 @@ impl Segmenter {
             .max(open.last_ms)
     }
 
-    /// The target duration for a stream whose first segment lasted `first_ms`: the aimed length
-    /// rounded up to whole GOPs (a stream with regular GOPs makes segments of exactly that), or
-    /// the first segment if it was longer, in whole seconds.
+    /// The target duration for a stream whose first segment lasted `first_ms`, in whole
+    /// seconds: with regular GOPs the aimed length rounded up to whole GOPs (the segments are
+    /// exactly that); with irregular ones (scene cuts) a segment may run up to a GOP past the
+    /// aimed length; never less than the first segment.
     fn derive_target_duration(&self, first_ms: u64) -> u32 {
         let grid = self.config.grid_ms();
+        let regular = self.longest_gop_ms.saturating_sub(self.shortest_gop_ms) <= TARGET_JITTER_MS;
         let expected = match self.longest_gop_ms {
             0 => grid,
-            gop => grid.div_ceil(gop).saturating_mul(gop),
+            gop if regular => grid.div_ceil(gop).saturating_mul(gop),
+            gop => grid.saturating_add(gop),
         };
         let longest = expected
             .max(first_ms)

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use crate::flv::{FlvHeader, FlvWriter};
-use crate::relay::{RelayEvent, Subscription};
+use crate::relay::{FrameKind, RelayEvent, Subscription};
 
 /// Events taken from the subscription per wake-up.
 const BATCH: usize = 64;
@@ -16,18 +16,17 @@ const BATCH: usize = 64;
 /// every viewer, so nothing is copied or allocated per viewer and frame. The relay's slow-viewer
 /// policy applies (a viewer that falls behind skips to a keyframe). The stream ends when the
 /// publisher leaves.
+///
+/// The header announces the tracks the stream has, as the first frames show them (a viewer
+/// starts with the sequence headers and the GOP): ffmpeg waits for every track the header
+/// announces, so an audio-only stream announced with video would play nothing.
 pub fn flv_body(subscription: Subscription) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
-    let header = FlvWriter::new()
-        .header(FlvHeader {
-            has_audio: true,
-            has_video: true,
-        })
-        .freeze();
     let state = FlvBody {
         subscription,
-        pending: VecDeque::from([header]),
+        pending: VecDeque::new(),
         events: Vec::with_capacity(BATCH),
         ended: false,
+        header_sent: false,
     };
     futures_util::stream::unfold(state, |mut state| async move {
         loop {
@@ -47,6 +46,7 @@ struct FlvBody {
     pending: VecDeque<Bytes>,
     events: Vec<RelayEvent>,
     ended: bool,
+    header_sent: bool,
 }
 
 impl FlvBody {
@@ -54,7 +54,32 @@ impl FlvBody {
         self.events.clear();
         if self.subscription.recv_batch(&mut self.events, BATCH).await == 0 {
             self.ended = true;
+            if !self.header_sent {
+                self.header_sent = true;
+                let header = FlvHeader {
+                    has_audio: true,
+                    has_video: true,
+                };
+                self.pending
+                    .push_back(FlvWriter::new().header(header).freeze());
+            }
             return;
+        }
+        if !self.header_sent {
+            self.header_sent = true;
+            let has = |kind| {
+                self.events
+                    .iter()
+                    .any(|e| matches!(e, RelayEvent::Frame(frame) if frame.kind() == kind))
+            };
+            let (has_audio, has_video) = (has(FrameKind::Audio), has(FrameKind::Video));
+            let header = FlvHeader {
+                // Announce both when the first frames show neither (metadata only).
+                has_audio: has_audio || !has_video,
+                has_video: has_video || !has_audio,
+            };
+            self.pending
+                .push_back(FlvWriter::new().header(header).freeze());
         }
         for event in self.events.drain(..) {
             match event {

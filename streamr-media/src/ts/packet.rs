@@ -339,6 +339,57 @@ mod tests {
             .collect()
     }
 
+    fn payload_of(buffer: &[u8], pid: u16) -> Vec<u8> {
+        buffer
+            .chunks(TS_PACKET_LEN)
+            .filter(|p| packet_pid(p) == Some(pid))
+            .flat_map(|p| packet_payload(p).unwrap_or_default().to_vec())
+            .collect()
+    }
+
+    fn pes_starts(buffer: &[u8], pid: u16) -> Vec<(Option<u64>, bool)> {
+        buffer
+            .chunks(TS_PACKET_LEN)
+            .filter(|p| packet_pid(p) == Some(pid) && p[1] & 0x40 != 0)
+            .map(|p| {
+                let flags = packet_flags(p);
+                (flags.pcr, flags.random_access)
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// Any interleaving of PES of any size on two PIDs: after padding, every PID's counters
+        /// run 0, 1, ... 15 and end at 15, and the payload bytes and first-packet flags are
+        /// unchanged.
+        #[test]
+        fn padding_keeps_payloads_and_flags_and_ends_counters_at_15(
+            pes in proptest::collection::vec((proptest::bool::ANY, 20usize..3_000, proptest::option::of(0u64..(1 << 33))), 1..40),
+        ) {
+            let mut buffer = Vec::new();
+            let mut continuity = [0u8; 2];
+            for (index, (audio, len, pcr)) in pes.iter().enumerate() {
+                let pid = if *audio { 0x101 } else { 0x100 };
+                let body: Vec<u8> = (0..*len).map(|i| (i + index) as u8).collect();
+                let flags = FirstPacketFlags { pcr: *pcr, random_access: index % 3 == 0 };
+                write_pes_packets(&mut buffer, pid, &mut continuity[usize::from(*audio)], flags, &[&[0, 0, 1, 0xE0], &body]);
+            }
+            let before: Vec<_> = [0x100, 0x101].iter().map(|pid| (payload_of(&buffer, *pid), pes_starts(&buffer, *pid))).collect();
+            pad_continuity_to_16(&mut buffer, 0);
+            proptest::prop_assert_eq!(buffer.len() % TS_PACKET_LEN, 0);
+            for (pid, (payload, starts)) in [0x100u16, 0x101].iter().zip(before) {
+                let ccs = counters(&buffer, *pid);
+                if ccs.is_empty() {
+                    continue;
+                }
+                proptest::prop_assert_eq!(ccs.len() % 16, 0);
+                proptest::prop_assert!(ccs.iter().enumerate().all(|(i, cc)| usize::from(*cc) == i % 16));
+                proptest::prop_assert_eq!(payload_of(&buffer, *pid), payload);
+                proptest::prop_assert_eq!(pes_starts(&buffer, *pid), starts);
+            }
+        }
+    }
+
     #[test]
     fn padding_ends_every_pes_pid_at_counter_15_and_keeps_the_payload() {
         let mut buffer = Vec::new();
