@@ -87,7 +87,7 @@ async fn ffmpeg_reads_audio_only_and_video_only_streams_over_http_flv() {
             .kill_on_drop(true)
             .spawn()
             .expect("ffmpeg must be installed");
-        let key = StreamKey::new("live", name);
+        let key = StreamKey::parse("live", name).unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while !hub
             .stream_stats(&key)
