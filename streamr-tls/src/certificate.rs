@@ -38,19 +38,22 @@ impl CertificateFiles {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|error| pem_error(&self.cert, "certificate", error.to_string()))?;
         if chain.is_empty() {
-            return Err(pem_error(&self.cert, "certificate", "no CERTIFICATE block".into()));
+            return Err(pem_error(
+                &self.cert,
+                "certificate",
+                "no CERTIFICATE block".into(),
+            ));
         }
         let key_pem = read(&self.key, "private key")?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem)
             .map_err(|error| pem_error(&self.key, "private key", error.to_string()))?;
-        let signing_key =
-            provider
-                .key_provider
-                .load_private_key(key)
-                .map_err(|source| TlsError::Key {
-                    path: self.key.clone(),
-                    source,
-                })?;
+        let signing_key = provider
+            .key_provider
+            .load_private_key(key)
+            .map_err(|source| TlsError::Key {
+                path: self.key.clone(),
+                source,
+            })?;
         let certified = CertifiedKey::new(chain, signing_key);
         certified
             .keys_match()
@@ -208,7 +211,9 @@ impl ReloadingCertificate {
                 "TLS certificate reloaded"
             ),
             Ok(false) => {}
-            Err(error) => warn!(%error, "TLS certificate not reloaded; the previous one stays in service"),
+            Err(error) => {
+                warn!(%error, "TLS certificate not reloaded; the previous one stays in service")
+            }
         }
     }
 }

@@ -71,11 +71,13 @@ impl ServerTls {
     }
 
     /// Checks the files every `interval` (and at once on `SIGHUP`) and puts a changed
-    /// certificate in service, until `stop` is cancelled.
+    /// certificate in service, until `stop` is cancelled. Call it within a tokio runtime.
     pub fn spawn_reloader(&self, interval: Duration, stop: CancellationToken) -> JoinHandle<()> {
         let certificate = self.certificate.clone();
+        // Installed before returning, so a SIGHUP sent once the server answers is never the
+        // default action (which ends the process).
+        let mut hangups = hangup_signals();
         tokio::spawn(async move {
-            let mut hangups = hangup_signals();
             let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(10)));
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -86,8 +88,8 @@ impl ServerTls {
                 };
                 let certificate = certificate.clone();
                 // Reading files blocks; keep it off the runtime's worker threads.
-                let _ = tokio::task::spawn_blocking(move || certificate.reload_and_log(forced))
-                    .await;
+                let _ =
+                    tokio::task::spawn_blocking(move || certificate.reload_and_log(forced)).await;
             }
         })
     }

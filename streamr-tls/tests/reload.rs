@@ -79,7 +79,10 @@ async fn until_served(addr: SocketAddr, ca: &[u8], expected: &[u8]) {
         if leaf == expected {
             return;
         }
-        assert!(Instant::now() < deadline, "the new certificate was never served");
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was never served"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

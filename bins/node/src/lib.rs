@@ -51,6 +51,7 @@ use streamr_media::http::{router, HttpState, LiveHls, LiveHlsConfig};
 use streamr_media::relay::{BatchPolicy, RelayConfig, RelayHub};
 use streamr_media::server::{RelayServer, RelayServerConfig};
 use streamr_media::upstream::{UpstreamConfig, UpstreamPuller};
+use streamr_tls::{CertificateFiles, HandshakeLimits, ServerTls, TlsError, TlsListener};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -81,6 +82,14 @@ pub struct NodeConfig {
     pub gop_cache: bool,
     /// Also write live HLS under this directory.
     pub hls_dir: Option<PathBuf>,
+    /// RTMPS listen address (needs [`tls`](Self::tls)); serves the same streams as RTMP.
+    pub rtmps_listen: Option<SocketAddr>,
+    /// HTTPS listen address (needs [`tls`](Self::tls)); serves what the HTTP listener serves.
+    pub https_listen: Option<SocketAddr>,
+    /// The certificate and key (PEM files) RTMPS and HTTPS present.
+    pub tls: Option<CertificateFiles>,
+    /// How often the certificate files are checked for a renewal (at once on `SIGHUP`).
+    pub tls_reload_interval: Duration,
     /// The file holding the node's secret key (created on first start, mode 0600); read only
     /// when a coordinator is configured (a standalone node uses a throwaway key).
     pub identity: PathBuf,
@@ -122,6 +131,10 @@ impl Default for NodeConfig {
             chunk_size: 4096,
             gop_cache: true,
             hls_dir: None,
+            rtmps_listen: None,
+            https_listen: None,
+            tls: None,
+            tls_reload_interval: Duration::from_secs(60),
             identity: PathBuf::from("streamr-node.key"),
             upstreams: Vec::new(),
             coordinator: None,
@@ -160,6 +173,15 @@ pub enum NodeError {
     /// Talking to the coordinator failed at start-up.
     #[error("coordinator: {0}")]
     Coordinator(#[from] ClientError),
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// An RTMPS or HTTPS listener was asked for without a certificate and key.
+    #[error("{what} needs a TLS certificate and key")]
+    TlsWithoutCertificate {
+        /// `RTMPS` or `HTTPS`.
+        what: &'static str,
+    },
 }
 
 /// Starts nodes.
@@ -170,7 +192,9 @@ pub struct Node;
 pub struct RunningNode {
     node_id: NodeId,
     rtmp: RelayServer,
+    rtmps: Option<RelayServer>,
     http_addr: SocketAddr,
+    https_addr: Option<SocketAddr>,
     http_task: JoinHandle<()>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -187,6 +211,18 @@ impl Node {
         } else {
             KeyPair::generate(&mut rand::rngs::OsRng)
         };
+        let tls = match &config.tls {
+            Some(files) => Some(ServerTls::load(files.clone())?),
+            None => None,
+        };
+        for (wanted, what) in [
+            (config.rtmps_listen.is_some(), "RTMPS"),
+            (config.https_listen.is_some(), "HTTPS"),
+        ] {
+            if wanted && tls.is_none() {
+                return Err(NodeError::TlsWithoutCertificate { what });
+            }
+        }
         let relay_role = !config.upstreams.is_empty();
         let client = match &config.coordinator {
             Some(coordinator) => Some(CoordinatorClient::new(&coordinator.url)?),
@@ -238,7 +274,7 @@ impl Node {
         ));
 
         let rtmp = RelayServer::start_on_hub(
-            server_config,
+            server_config.clone(),
             Arc::new(gate::NodeHooks(gate.clone())),
             hub.clone(),
         )
@@ -248,6 +284,23 @@ impl Node {
             addr: config.rtmp_listen,
             source,
         })?;
+        let rtmps = match (config.rtmps_listen, &tls) {
+            (Some(addr), Some(tls)) => Some(
+                RelayServer::start_tls_on_hub(
+                    server_config.with_bind(addr),
+                    Arc::new(gate::NodeHooks(gate.clone())),
+                    hub.clone(),
+                    tls.acceptor(streamr_tls::NO_ALPN),
+                )
+                .await
+                .map_err(|source| NodeError::Listen {
+                    what: "RTMPS",
+                    addr,
+                    source,
+                })?,
+            ),
+            _ => None,
+        };
 
         let stop = CancellationToken::new();
         let listen_error = |source| NodeError::Listen {
@@ -274,6 +327,39 @@ impl Node {
                 gate.clone(),
                 gate::http_gate,
             ));
+        let mut tasks = Vec::new();
+        let mut https_addr = None;
+        if let Some(tls) = &tls {
+            tasks.push(tls.spawn_reloader(config.tls_reload_interval, stop.clone()));
+            if let Some(addr) = config.https_listen {
+                let listen_error = |source| NodeError::Listen {
+                    what: "HTTPS",
+                    addr,
+                    source,
+                };
+                let tcp = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(listen_error)?;
+                let listener = TlsListener::new(
+                    tcp,
+                    tls.acceptor(streamr_tls::HTTP_ALPN),
+                    HandshakeLimits::default(),
+                )
+                .map_err(listen_error)?;
+                https_addr =
+                    Some(axum::serve::Listener::local_addr(&listener).map_err(listen_error)?);
+                let app = app.clone();
+                let https_stop = stop.clone();
+                tasks.push(tokio::spawn(async move {
+                    let served = axum::serve(listener, app)
+                        .with_graceful_shutdown(async move { https_stop.cancelled().await })
+                        .await;
+                    if let Err(error) = served {
+                        warn!(%error, "HTTPS server stopped");
+                    }
+                }));
+            }
+        }
         let http_stop = stop.clone();
         let http_task = tokio::spawn(async move {
             let served = axum::serve(listener, app)
@@ -284,7 +370,6 @@ impl Node {
             }
         });
 
-        let mut tasks = Vec::new();
         let mut leave = None;
         if let Some(client) = client {
             if relay_role {
@@ -323,14 +408,18 @@ impl Node {
         info!(
             node = %key.node_id(),
             rtmp = %rtmp.local_addr(),
+            rtmps = ?rtmps.as_ref().map(RelayServer::local_addr),
             http = %http_addr,
+            https = ?https_addr,
             role = if relay_role { "relay" } else { "origin" },
             "streamr-node running"
         );
         Ok(RunningNode {
             node_id: key.node_id(),
             rtmp,
+            rtmps,
             http_addr,
+            https_addr,
             http_task,
             stop,
             tasks,
@@ -377,6 +466,16 @@ impl RunningNode {
         self.http_addr
     }
 
+    /// The RTMPS listen address, when RTMPS is served.
+    pub fn rtmps_addr(&self) -> Option<SocketAddr> {
+        self.rtmps.as_ref().map(RelayServer::local_addr)
+    }
+
+    /// The HTTPS listen address, when HTTPS is served.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
+    }
+
     /// Deregisters (when registered), then stops serving and every background task.
     pub async fn shutdown(self) {
         if let Some((client, key)) = &self.leave {
@@ -387,6 +486,9 @@ impl RunningNode {
             let _ = task.await;
         }
         self.rtmp.shutdown().await;
+        if let Some(rtmps) = self.rtmps {
+            rtmps.shutdown().await;
+        }
         if let Err(error) = self.http_task.await {
             warn!(%error, "HTTP server task ended abnormally");
         }
