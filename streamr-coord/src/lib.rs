@@ -123,6 +123,30 @@ impl Coordinator {
         .await
     }
 
+    /// Serves the API over HTTPS on `listener` until `shutdown` completes, then drains open
+    /// requests: every connection first completes a TLS handshake with `acceptor` (within
+    /// `handshakes`' deadline, concurrently, so a stalled client holds up nobody).
+    pub async fn serve_tls(
+        &self,
+        listener: TcpListener,
+        acceptor: streamr_tls::TlsAcceptor,
+        handshakes: streamr_tls::HandshakeLimits,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
+        // `tap_io` gives the TLS listener axum's `ConnectInfo<SocketAddr>`, which the
+        // per-client rate limit reads.
+        let listener =
+            streamr_tls::TlsListener::new(listener, acceptor, handshakes)?.tap_io(|_| {});
+        axum::serve(
+            listener,
+            self.router()
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+
     /// Serves the API on `listener` in a background task until the returned handle is shut down
     /// or dropped: what an application (or a test) that embeds a coordinator beside other
     /// services needs.

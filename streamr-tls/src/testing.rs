@@ -95,3 +95,26 @@ fn replace(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     std::fs::write(&temporary, contents)?;
     std::fs::rename(&temporary, path)
 }
+
+/// The leaf certificate a TLS server at `addr` presents to a rustls client that trusts only
+/// `ca` (DER) and expects the name `127.0.0.1`; `None` while the server does not answer or the
+/// handshake fails.
+pub async fn served_leaf(addr: std::net::SocketAddr, ca: Vec<u8>) -> Option<Vec<u8>> {
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(ca)).ok()?;
+    #[allow(deprecated)]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let name = ServerName::try_from("127.0.0.1").ok()?;
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .ok()?;
+    Some(tls.get_ref().1.peer_certificates()?.first()?.to_vec())
+}

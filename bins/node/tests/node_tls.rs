@@ -10,13 +10,9 @@ use common::{eventually, Child};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
-use streamr_tls::testing::TestPki;
+use streamr_tls::testing::{served_leaf, TestPki};
 use tokio::process::Command;
-use tokio_rustls::TlsConnector;
 
 fn free_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -55,27 +51,6 @@ fn start_node(dir: &Path, pki: &TestPki, reload_interval: &str) -> TlsNode {
         https,
         pid,
     }
-}
-
-/// The leaf certificate a TLS server at `addr` presents to a client trusting only `ca`
-/// (`None` while it does not answer or the handshake fails).
-async fn served_leaf(addr: SocketAddr, ca: Vec<u8>) -> Option<Vec<u8>> {
-    let mut roots = RootCertStore::empty();
-    roots.add(CertificateDer::from(ca)).ok()?;
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .ok()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let name = ServerName::try_from("127.0.0.1").ok()?;
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .ok()?;
-    Some(tls.get_ref().1.peer_certificates()?.first()?.to_vec())
 }
 
 /// ffmpeg reads `frames` video frames from `url`, verifying the server against `ca`.
