@@ -35,6 +35,8 @@ pub mod config;
 mod dashboard;
 pub mod error;
 pub mod extract;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod grant_token;
 mod heartbeat_writer;
 pub mod metrics;

@@ -33,6 +33,8 @@
 #![forbid(unsafe_code)]
 
 mod accounting;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod gate;
 pub mod grants;
 pub mod identity;
@@ -318,15 +320,7 @@ impl Node {
         }
         let hls = LiveHls::start(hub.clone(), hls_config, stop.clone());
         let notices = hls.segment_notices();
-        let media = router(HttpState::new(hub.clone(), hls));
-        let app = axum::Router::new()
-            .route("/receipts", post(gate::post_receipts))
-            .with_state(gate.clone())
-            .fallback_service(media)
-            .layer(axum::middleware::from_fn_with_state(
-                gate.clone(),
-                gate::http_gate,
-            ));
+        let app = http_app(gate.clone(), router(HttpState::new(hub.clone(), hls)));
         let mut tasks = Vec::new();
         let mut https_addr = None;
         if let Some(tls) = &tls {
@@ -426,6 +420,15 @@ impl Node {
             leave,
         })
     }
+}
+
+/// The node's HTTP app: `POST /receipts`, and the media routes behind the grant gate.
+fn http_app(gate: Arc<gate::Gate>, media: axum::Router) -> axum::Router {
+    axum::Router::new()
+        .route("/receipts", post(gate::post_receipts))
+        .with_state(gate.clone())
+        .fallback_service(media)
+        .layer(axum::middleware::from_fn_with_state(gate, gate::http_gate))
 }
 
 impl std::fmt::Debug for RunningNode {
