@@ -42,12 +42,36 @@ fn seeds() -> Vec<(&'static str, Vec<u8>, StatusCode)> {
             ),
             StatusCode::BAD_REQUEST,
         ),
-        ("seed_heartbeat_empty", input("/nodes/heartbeat", "{}"), StatusCode::BAD_REQUEST),
-        ("seed_receipts_empty", input("/receipts", r#"{"receipts":[]}"#), StatusCode::BAD_REQUEST),
-        ("seed_simulate", input("/simulate", r#"{"pool":1000000,"nodes":[]}"#), StatusCode::OK),
-        ("seed_probe_not_json", input("/probes", "{"), StatusCode::BAD_REQUEST),
-        ("seed_end_stream", input("/streams/show/end", ""), StatusCode::OK),
-        ("seed_segment_empty", input("/streams/show/segments", "{}"), StatusCode::BAD_REQUEST),
+        (
+            "seed_heartbeat_empty",
+            input("/nodes/heartbeat", "{}"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "seed_receipts_empty",
+            input("/receipts", r#"{"receipts":[]}"#),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "seed_simulate",
+            input("/simulate", r#"{"pool":1000000,"nodes":[]}"#),
+            StatusCode::OK,
+        ),
+        (
+            "seed_probe_not_json",
+            input("/probes", "{"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "seed_end_stream",
+            input("/streams/show/end", ""),
+            StatusCode::OK,
+        ),
+        (
+            "seed_segment_empty",
+            input("/streams/show/segments", "{}"),
+            StatusCode::BAD_REQUEST,
+        ),
     ]
 }
 
@@ -68,7 +92,12 @@ fn committed_seeds_get_their_answers() {
         // A fresh coordinator per seed: seeds do not depend on each other.
         let harness = JsonHarness::new().unwrap();
         let answer = harness.run_input(&data).expect(name);
-        assert_eq!(answer.status, status, "{name}: {}", String::from_utf8_lossy(&answer.body));
+        assert_eq!(
+            answer.status,
+            status,
+            "{name}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
     }
 }
 
@@ -82,5 +111,8 @@ fn the_whole_corpus_replays_without_a_server_error_or_a_bare_refusal() {
         harness.run_input(&data);
         replayed += 1;
     }
-    assert!(replayed >= seeds().len(), "corpus incomplete: {replayed} entries");
+    assert!(
+        replayed >= seeds().len(),
+        "corpus incomplete: {replayed} entries"
+    );
 }

@@ -70,10 +70,8 @@ impl HttpHarness {
         let stop = CancellationToken::new();
         let app = runtime.block_on(async {
             let hub = RelayHub::new(RelayConfig::default());
-            let grants = GrantChecker::new(
-                coordinator_key().coordinator_key(),
-                node_key().node_id(),
-            );
+            let grants =
+                GrantChecker::new(coordinator_key().coordinator_key(), node_key().node_id());
             let gate = Arc::new(Gate::new(
                 hub.clone(),
                 None,

@@ -35,7 +35,11 @@ fn grant_token() -> String {
 fn seeds() -> Vec<(&'static str, Vec<u8>, StatusCode)> {
     let token = grant_token();
     vec![
-        ("seed_playlist_without_grant", b"/live/show.m3u8".to_vec(), StatusCode::FORBIDDEN),
+        (
+            "seed_playlist_without_grant",
+            b"/live/show.m3u8".to_vec(),
+            StatusCode::FORBIDDEN,
+        ),
         (
             "seed_playlist_granted_unknown_stream",
             format!("/live/show.m3u8?grant={token}").into_bytes(),
@@ -61,10 +65,26 @@ fn seeds() -> Vec<(&'static str, Vec<u8>, StatusCode)> {
             format!("/live/other.flv?grant={token}").into_bytes(),
             StatusCode::FORBIDDEN,
         ),
-        ("seed_grant_not_hex", b"/live/show.flv?grant=zz".to_vec(), StatusCode::FORBIDDEN),
-        ("seed_unknown_route", b"/a/b/c/d?e=f".to_vec(), StatusCode::NOT_FOUND),
-        ("seed_receipts_empty", b"/receipts\n{\"receipts\":[]}".to_vec(), StatusCode::OK),
-        ("seed_receipts_not_json", b"/receipts\n{\"receipts\":".to_vec(), StatusCode::BAD_REQUEST),
+        (
+            "seed_grant_not_hex",
+            b"/live/show.flv?grant=zz".to_vec(),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "seed_unknown_route",
+            b"/a/b/c/d?e=f".to_vec(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "seed_receipts_empty",
+            b"/receipts\n{\"receipts\":[]}".to_vec(),
+            StatusCode::OK,
+        ),
+        (
+            "seed_receipts_not_json",
+            b"/receipts\n{\"receipts\":".to_vec(),
+            StatusCode::BAD_REQUEST,
+        ),
     ]
 }
 
@@ -84,7 +104,12 @@ fn committed_seeds_get_their_answers() {
     let harness = HttpHarness::new().unwrap();
     for (name, data, status) in seeds() {
         let answer = harness.run_input(&data).expect(name);
-        assert_eq!(answer.status, status, "{name}: {:?}", String::from_utf8_lossy(&answer.body));
+        assert_eq!(
+            answer.status,
+            status,
+            "{name}: {:?}",
+            String::from_utf8_lossy(&answer.body)
+        );
     }
 }
 
@@ -99,11 +124,16 @@ fn the_whole_corpus_replays_without_a_server_error_or_a_bare_refusal() {
         harness.run_input(&data);
         replayed += 1;
     }
-    assert!(replayed >= seeds().len(), "corpus incomplete: {replayed} entries");
+    assert!(
+        replayed >= seeds().len(),
+        "corpus incomplete: {replayed} entries"
+    );
 }
 
 #[test]
 fn a_request_the_harness_cannot_express_is_skipped_not_sent() {
     let harness = HttpHarness::new().unwrap();
-    assert!(harness.request(Method::GET, b"not a target", Vec::new()).is_none());
+    assert!(harness
+        .request(Method::GET, b"not a target", Vec::new())
+        .is_none());
 }
