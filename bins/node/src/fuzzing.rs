@@ -1,7 +1,8 @@
 //! The node's HTTP request handling in process, for fuzzing (feature `fuzzing`): the same app
 //! [`Node::start`](crate::Node::start) serves (grant gate, `POST /receipts`, HLS and HTTP-FLV
-//! routes), in the relay role with grants enforced, driven one request at a time without a
-//! socket. The `node_http` fuzz target and the test that replays its corpus share it.
+//! routes), twice: as a relay enforcing grants, and as a standalone node that admits everyone
+//! (so every request also reaches the media routes). Requests are driven one at a time without
+//! a socket. The `node_http` fuzz target and the test that replays its corpus share it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,10 +42,11 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
-/// A node's HTTP app on its own single-threaded runtime.
+/// A node's HTTP app, with and without grants, on its own single-threaded runtime.
 pub struct HttpHarness {
     runtime: tokio::runtime::Runtime,
-    app: axum::Router,
+    granted: axum::Router,
+    open: axum::Router,
     stop: CancellationToken,
 }
 
@@ -61,34 +63,43 @@ impl Drop for HttpHarness {
 }
 
 impl HttpHarness {
-    /// Builds the app: a relay that enforces grants from [`coordinator_key`] for
-    /// [`node_key`], with no upstream to pull from.
+    /// Builds the apps: a relay that enforces grants from [`coordinator_key`] for
+    /// [`node_key`], and a standalone node, neither with an upstream to pull from.
     pub fn new() -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let stop = CancellationToken::new();
-        let app = runtime.block_on(async {
-            let hub = RelayHub::new(RelayConfig::default());
-            let grants =
-                GrantChecker::new(coordinator_key().coordinator_key(), node_key().node_id());
-            let gate = Arc::new(Gate::new(
-                hub.clone(),
-                None,
-                Some(grants),
-                None,
-                Duration::ZERO,
-                Duration::from_secs(10),
-            ));
-            let hls = LiveHls::start(hub.clone(), LiveHlsConfig::default(), stop.clone());
-            crate::http_app(gate, router(HttpState::new(hub, hls)))
-        });
-        Ok(HttpHarness { runtime, app, stop })
+        let grants = GrantChecker::new(coordinator_key().coordinator_key(), node_key().node_id());
+        let granted = runtime.block_on(app(Some(grants), &stop));
+        let open = runtime.block_on(app(None, &stop));
+        Ok(HttpHarness {
+            runtime,
+            granted,
+            open,
+            stop,
+        })
     }
 
     /// Sends `method target` (a request target as on an HTTP/1.1 request line: path and
-    /// query) with `body`; `None` when `target` is not a valid request target.
+    /// query) with `body` to the node enforcing grants; `None` when `target` is not a valid
+    /// request target.
     pub fn request(&self, method: Method, target: &[u8], body: Vec<u8>) -> Option<Answer> {
+        self.send(&self.granted, method, target, body)
+    }
+
+    /// Like [`request`](Self::request), to the standalone node that admits everyone.
+    pub fn request_open(&self, method: Method, target: &[u8], body: Vec<u8>) -> Option<Answer> {
+        self.send(&self.open, method, target, body)
+    }
+
+    fn send(
+        &self,
+        app: &axum::Router,
+        method: Method,
+        target: &[u8],
+        body: Vec<u8>,
+    ) -> Option<Answer> {
         let request = Request::builder()
             .method(method)
             .uri(target)
@@ -96,7 +107,7 @@ impl HttpHarness {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(body))
             .ok()?;
-        let app = self.app.clone();
+        let app = app.clone();
         self.runtime.block_on(async move {
             let response = app.oneshot(request).await.ok()?;
             let status = response.status();
@@ -124,17 +135,36 @@ impl HttpHarness {
     }
 
     /// The fuzz target's input: a request target, optionally followed by a newline and a body
-    /// (then the request is a `POST`, else a `GET`). Panics when the answer breaks what every
-    /// answer must satisfy (see [`check_answer`]).
+    /// (then the request is a `POST`, else a `GET`), sent to both nodes. Returns the answer of
+    /// the node enforcing grants; panics when either answer breaks what every answer must
+    /// satisfy (see [`check_answer`]).
     pub fn run_input(&self, data: &[u8]) -> Option<Answer> {
         let (target, body, method) = match data.iter().position(|byte| *byte == b'\n') {
             Some(at) => (&data[..at], data[at + 1..].to_vec(), Method::POST),
             None => (data, Vec::new(), Method::GET),
         };
+        if let Some(answer) = self.request_open(method.clone(), target, body.clone()) {
+            check_answer(&answer);
+        }
         let answer = self.request(method, target, body)?;
         check_answer(&answer);
         Some(answer)
     }
+}
+
+/// The node's HTTP app over a fresh hub, enforcing `grants` when given.
+async fn app(grants: Option<GrantChecker>, stop: &CancellationToken) -> axum::Router {
+    let hub = RelayHub::new(RelayConfig::default());
+    let gate = Arc::new(Gate::new(
+        hub.clone(),
+        None,
+        grants,
+        None,
+        Duration::ZERO,
+        Duration::from_secs(10),
+    ));
+    let hls = LiveHls::start(hub.clone(), LiveHlsConfig::default(), stop.clone());
+    crate::http_app(gate, router(HttpState::new(hub, hls)))
 }
 
 /// What every answer to any request must satisfy: no server error, and a refusal (4xx) says

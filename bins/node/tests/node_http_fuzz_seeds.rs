@@ -137,3 +137,20 @@ fn a_request_the_harness_cannot_express_is_skipped_not_sent() {
         .request(Method::GET, b"not a target", Vec::new())
         .is_none());
 }
+
+#[test]
+fn a_target_that_is_not_utf8_after_decoding_gets_a_json_error() {
+    // axum refused these with a plain-text 400 (seen while writing the node_http harness).
+    let harness = HttpHarness::new().unwrap();
+    for target in [
+        &b"/%ff/show.m3u8"[..],
+        b"/live/%C0%AF.flv",
+        b"/live/show/%ff.ts",
+    ] {
+        let answer = harness
+            .request_open(Method::GET, target, Vec::new())
+            .unwrap();
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+        streamr_node::fuzzing::check_answer(&answer);
+    }
+}
