@@ -48,7 +48,7 @@ for target in "${targets[@]}"; do
   log "fuzzing $target for ${seconds}s"
   output=$(mktemp)
   if ! nice -n "$niceness" cargo +nightly fuzz run --release -s "$sanitizer" "$target" "$corpus" -- \
-      -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 2>&1 | tee "$output" | grep -E '^#[0-9]+ +(DONE|pulse)' >&2; then
+      -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 2>&1 | tee "$output" | grep -E '^#[0-9]+[[:space:]]+(DONE|pulse)' >&2; then
     :
   fi
   if grep -qE 'SUMMARY|panicked|deadly signal|ERROR: libFuzzer' "$output"; then
