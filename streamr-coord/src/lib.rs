@@ -35,6 +35,8 @@ pub mod config;
 mod dashboard;
 pub mod error;
 pub mod extract;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod grant_token;
 mod heartbeat_writer;
 pub mod metrics;
@@ -119,6 +121,29 @@ impl Coordinator {
     ) -> std::io::Result<()> {
         let limits = self.state.config.http;
         streamr_net::http::serve(listener, self.router(), limits.budget(), limits, shutdown).await
+    }
+
+    /// Serves the API over HTTPS on `listener` until `shutdown` completes, then drains open
+    /// requests: every connection first completes a TLS handshake with `acceptor` (within
+    /// `handshakes`' deadline, concurrently, so a stalled client holds up nobody).
+    pub async fn serve_tls(
+        &self,
+        listener: TcpListener,
+        acceptor: streamr_tls::TlsAcceptor,
+        handshakes: streamr_tls::HandshakeLimits,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let limits = self.state.config.http;
+        streamr_net::http::serve_tls(
+            listener,
+            self.router(),
+            limits.budget(),
+            limits,
+            acceptor,
+            handshakes.timeout,
+            shutdown,
+        )
+        .await
     }
 
     /// Serves the API on `listener` in a background task until the returned handle is shut down

@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tracing::{debug, info, warn};
@@ -78,6 +79,40 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
+    serve_with(listener, router, budget, limits, None, shutdown).await
+}
+
+/// Like [`serve`], over TLS: each admitted connection first completes a handshake with
+/// `acceptor`, within `handshake_timeout`, in its own task (a client stalled in the handshake
+/// holds up nobody and still counts against the budget until it is dropped).
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    budget: ConnectionBudget,
+    limits: HttpLimits,
+    tls: TlsAcceptor,
+    handshake_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    serve_with(
+        listener,
+        router,
+        budget,
+        limits,
+        Some((tls, handshake_timeout)),
+        shutdown,
+    )
+    .await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    budget: ConnectionBudget,
+    limits: HttpLimits,
+    tls: Option<(TlsAcceptor, Duration)>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
     let router = router.layer(RequestBodyTimeoutLayer::new(limits.body_timeout));
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -116,11 +151,36 @@ pub async fn serve(
                     request.extensions_mut().insert(ConnectInfo(peer));
                     request
                 });
-        let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection);
+        let service = TowerToHyperService::new(service);
+        let http = http.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some((acceptor, deadline)) => {
+                    match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            watcher
+                                .watch(http.serve_connection(TokioIo::new(stream), service))
+                                .await
+                        }
+                        Ok(Err(error)) => {
+                            debug!(%peer, %error, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            debug!(%peer, "TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(error) = served {
                 debug!(%peer, %error, "HTTP connection ended");
             }
             drop(permit);

@@ -30,7 +30,23 @@ struct Args {
     /// Address the HTTP API listens on.
     #[arg(long, default_value = "127.0.0.1:8090")]
     listen: SocketAddr,
-    /// Database URL: sqlite://FILE (created if missing) or postgres://USER@HOST/DB.
+    /// PEM certificate chain (leaf first): with --tls-key, --listen serves HTTPS. Replaced
+    /// files are picked up without a restart.
+    #[arg(long, env = "STREAMR_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "STREAMR_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// How often the certificate and key files are checked for a renewal, seconds (SIGHUP
+    /// checks at once).
+    #[arg(long, env = "STREAMR_TLS_RELOAD_SECS", default_value_t = 60)]
+    tls_reload_secs: u64,
+    /// How often the certificate and key files are checked for a renewal in milliseconds
+    /// (overrides --tls-reload-secs; for tests).
+    #[arg(long, hide = true)]
+    tls_reload_ms: Option<u64>,
+    /// Database URL: sqlite://FILE (created if missing) or postgres://USER@HOST/DB
+    /// (`?sslmode=require` or `verify-full&sslrootcert=CA.pem` for TLS).
     #[arg(
         long,
         env = "STREAMR_DATABASE_URL",
@@ -221,6 +237,13 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            streamr_tls::ServerTls::load(streamr_tls::CertificateFiles::new(cert, key))
+                .context("loading the TLS certificate")?,
+        ),
+        _ => None,
+    };
     let storage = connect(&args.database)
         .await
         .with_context(|| format!("opening database {}", args.database))?;
@@ -242,15 +265,34 @@ async fn main() -> anyhow::Result<()> {
     let local = listener.local_addr().context("listener address")?;
     tracing::info!(
         listen = %local,
+        scheme = if tls.is_some() { "https" } else { "http" },
         database = %args.database,
         coordinator_public_key = %coordinator.coordinator_key(),
         "coordinator ready (nodes may pin this public key with --coordinator-public-key)"
     );
     let workers = coordinator.spawn_workers();
-    coordinator
-        .serve(listener, shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    match tls {
+        Some(tls) => {
+            let stop = tokio_util::sync::CancellationToken::new();
+            let reload_every = args.tls_reload_ms.map_or_else(
+                || Duration::from_secs(args.tls_reload_secs.max(1)),
+                Duration::from_millis,
+            );
+            let reloader = tls.spawn_reloader(reload_every, stop.clone());
+            let acceptor = tls.acceptor(streamr_tls::HTTP_ALPN);
+            let limits = streamr_tls::HandshakeLimits::default();
+            let served = coordinator
+                .serve_tls(listener, acceptor, limits, shutdown_signal())
+                .await;
+            stop.cancel();
+            let _ = reloader.await;
+            served.context("serving HTTPS")?;
+        }
+        None => coordinator
+            .serve(listener, shutdown_signal())
+            .await
+            .context("serving HTTP")?,
+    }
     workers.shutdown().await;
     tracing::info!("stopped");
     Ok(())

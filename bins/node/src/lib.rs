@@ -33,6 +33,8 @@
 #![forbid(unsafe_code)]
 
 mod accounting;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod gate;
 pub mod grants;
 pub mod identity;
@@ -54,6 +56,7 @@ use streamr_media::relay::{BatchPolicy, RelayConfig, RelayHub};
 use streamr_media::server::{RelayServer, RelayServerConfig};
 use streamr_media::upstream::{UpstreamConfig, UpstreamPuller};
 pub use streamr_net::HttpLimits;
+use streamr_tls::{CertificateFiles, HandshakeLimits, ServerTls, TlsError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -86,6 +89,14 @@ pub struct NodeConfig {
     pub gop_cache: bool,
     /// Also write live HLS under this directory.
     pub hls_dir: Option<PathBuf>,
+    /// RTMPS listen address (needs [`tls`](Self::tls)); serves the same streams as RTMP.
+    pub rtmps_listen: Option<SocketAddr>,
+    /// HTTPS listen address (needs [`tls`](Self::tls)); serves what the HTTP listener serves.
+    pub https_listen: Option<SocketAddr>,
+    /// The certificate and key (PEM files) RTMPS and HTTPS present.
+    pub tls: Option<CertificateFiles>,
+    /// How often the certificate files are checked for a renewal (at once on `SIGHUP`).
+    pub tls_reload_interval: Duration,
     /// The file holding the node's secret key (created on first start, mode 0600); read only
     /// when a coordinator is configured (a standalone node uses a throwaway key).
     pub identity: PathBuf,
@@ -216,6 +227,10 @@ impl Default for NodeConfig {
             chunk_size: 4096,
             gop_cache: true,
             hls_dir: None,
+            rtmps_listen: None,
+            https_listen: None,
+            tls: None,
+            tls_reload_interval: Duration::from_secs(60),
             identity: PathBuf::from("streamr-node.key"),
             report_queue: None,
             upstreams: Vec::new(),
@@ -263,6 +278,15 @@ pub enum NodeError {
     /// The origin's segment report journal could not be opened.
     #[error(transparent)]
     ReportQueue(#[from] report_queue::ReportQueueError),
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// An RTMPS or HTTPS listener was asked for without a certificate and key.
+    #[error("{what} needs a TLS certificate and key")]
+    TlsWithoutCertificate {
+        /// `RTMPS` or `HTTPS`.
+        what: &'static str,
+    },
 }
 
 /// Starts nodes.
@@ -273,7 +297,9 @@ pub struct Node;
 pub struct RunningNode {
     node_id: NodeId,
     rtmp: RelayServer,
+    rtmps: Option<RelayServer>,
     http_addr: SocketAddr,
+    https_addr: Option<SocketAddr>,
     http_task: JoinHandle<()>,
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -295,6 +321,18 @@ impl Node {
         } else {
             KeyPair::generate(&mut rand::rngs::OsRng)
         };
+        let tls = match &config.tls {
+            Some(files) => Some(ServerTls::load(files.clone())?),
+            None => None,
+        };
+        for (wanted, what) in [
+            (config.rtmps_listen.is_some(), "RTMPS"),
+            (config.https_listen.is_some(), "HTTPS"),
+        ] {
+            if wanted && tls.is_none() {
+                return Err(NodeError::TlsWithoutCertificate { what });
+            }
+        }
         let relay_role = !config.upstreams.is_empty();
         let client = match &config.coordinator {
             Some(coordinator) => Some(CoordinatorClient::new(&coordinator.url)?),
@@ -377,7 +415,7 @@ impl Node {
         ));
 
         let rtmp = RelayServer::start_on_hub(
-            server_config,
+            server_config.clone(),
             Arc::new(gate::NodeHooks(gate.clone())),
             hub.clone(),
         )
@@ -387,6 +425,23 @@ impl Node {
             addr: config.rtmp_listen,
             source,
         })?;
+        let rtmps = match (config.rtmps_listen, &tls) {
+            (Some(addr), Some(tls)) => Some(
+                RelayServer::start_tls_on_hub(
+                    server_config.with_bind(addr),
+                    Arc::new(gate::NodeHooks(gate.clone())),
+                    hub.clone(),
+                    tls.acceptor(streamr_tls::NO_ALPN),
+                )
+                .await
+                .map_err(|source| NodeError::Listen {
+                    what: "RTMPS",
+                    addr,
+                    source,
+                })?,
+            ),
+            _ => None,
+        };
 
         let stop = CancellationToken::new();
         let listen_error = |source| NodeError::Listen {
@@ -423,19 +478,45 @@ impl Node {
             .route("/metrics", get(metrics::metrics))
             .route("/healthz", get(metrics::healthz))
             .with_state(node_metrics.clone());
-        let app = axum::Router::new()
-            .route("/receipts", post(gate::post_receipts))
-            .with_state(gate.clone())
-            .fallback_service(media)
-            .layer(axum::middleware::from_fn_with_state(
-                gate.clone(),
-                gate::http_gate,
-            ))
-            .merge(operations)
-            .layer(axum::middleware::from_fn_with_state(
+        let app = http_app(gate.clone(), media).merge(operations).layer(
+            axum::middleware::from_fn_with_state(
                 node_metrics.http_bytes_out.clone(),
                 count_response_bytes,
-            ));
+            ),
+        );
+        let mut https_addr = None;
+        if let Some(tls) = &tls {
+            tasks.push(tls.spawn_reloader(config.tls_reload_interval, stop.clone()));
+            if let Some(addr) = config.https_listen {
+                let listen_error = |source| NodeError::Listen {
+                    what: "HTTPS",
+                    addr,
+                    source,
+                };
+                let tcp = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(listen_error)?;
+                https_addr = Some(tcp.local_addr().map_err(listen_error)?);
+                let app = app.clone();
+                let https_stop = stop.clone();
+                // HTTPS shares the HTTP budget and deadlines: one pool of HTTP connections.
+                let served = streamr_net::http::serve_tls(
+                    tcp,
+                    app,
+                    http_budget.clone(),
+                    config.http_limits,
+                    tls.acceptor(streamr_tls::HTTP_ALPN),
+                    HandshakeLimits::default().timeout,
+                    async move { https_stop.cancelled().await },
+                );
+                tasks.push(tokio::spawn(async move {
+                    let served = served.await;
+                    if let Err(error) = served {
+                        warn!(%error, "HTTPS server stopped");
+                    }
+                }));
+            }
+        }
         let http_stop = stop.clone();
         let http_limits = config.http_limits;
         let http_task = tokio::spawn(async move {
@@ -498,14 +579,18 @@ impl Node {
         info!(
             node = %key.node_id(),
             rtmp = %rtmp.local_addr(),
+            rtmps = ?rtmps.as_ref().map(RelayServer::local_addr),
             http = %http_addr,
+            https = ?https_addr,
             role = if relay_role { "relay" } else { "origin" },
             "streamr-node running"
         );
         Ok(RunningNode {
             node_id: key.node_id(),
             rtmp,
+            rtmps,
             http_addr,
+            https_addr,
             http_task,
             stop,
             tasks,
@@ -543,6 +628,15 @@ async fn count_response_bytes(
 ) -> axum::response::Response {
     let (parts, body) = next.run(request).await.into_parts();
     axum::response::Response::from_parts(parts, accounting::counted(body, counter))
+}
+
+/// The node's HTTP app: `POST /receipts`, and the media routes behind the grant gate.
+fn http_app(gate: Arc<gate::Gate>, media: axum::Router) -> axum::Router {
+    axum::Router::new()
+        .route("/receipts", post(gate::post_receipts))
+        .with_state(gate.clone())
+        .fallback_service(media)
+        .layer(axum::middleware::from_fn_with_state(gate, gate::http_gate))
 }
 
 impl std::fmt::Debug for RunningNode {
@@ -588,6 +682,16 @@ impl RunningNode {
         self.http_addr
     }
 
+    /// The RTMPS listen address, when RTMPS is served.
+    pub fn rtmps_addr(&self) -> Option<SocketAddr> {
+        self.rtmps.as_ref().map(RelayServer::local_addr)
+    }
+
+    /// The HTTPS listen address, when HTTPS is served.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
+    }
+
     /// Deregisters (when registered), then stops serving and every background task.
     pub async fn shutdown(self) {
         if let Some((client, key, joined)) = &self.leave {
@@ -600,6 +704,9 @@ impl RunningNode {
             let _ = task.await;
         }
         self.rtmp.shutdown().await;
+        if let Some(rtmps) = self.rtmps {
+            rtmps.shutdown().await;
+        }
         if let Err(error) = self.http_task.await {
             warn!(%error, "HTTP server task ended abnormally");
         }

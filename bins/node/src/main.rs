@@ -46,6 +46,35 @@ struct Args {
     #[arg(long, env = "STREAMR_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     http_listen: SocketAddr,
 
+    /// Address the RTMPS server listens on (needs --tls-cert and --tls-key); it serves the
+    /// same streams as RTMP, to publishers and players.
+    #[arg(
+        long,
+        alias = "rtmps-bind",
+        env = "STREAMR_RTMPS_LISTEN",
+        requires = "tls_cert"
+    )]
+    rtmps_listen: Option<SocketAddr>,
+
+    /// Address the HTTPS server listens on (needs --tls-cert and --tls-key); it serves what the
+    /// HTTP server serves.
+    #[arg(long, env = "STREAMR_HTTPS_LISTEN", requires = "tls_cert")]
+    https_listen: Option<SocketAddr>,
+
+    /// PEM certificate chain (leaf first) for RTMPS and HTTPS; replaced files are picked up
+    /// without a restart.
+    #[arg(long, env = "STREAMR_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "STREAMR_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// How often the certificate and key files are checked for a renewal (SIGHUP checks at once).
+    #[arg(long, env = "STREAMR_TLS_RELOAD_INTERVAL", default_value = "60s",
+          value_parser = humantime::parse_duration)]
+    tls_reload_interval: Duration,
+
     /// Also write live HLS playlists and segments under this directory (`{app}/{key}.m3u8`).
     #[arg(long, env = "STREAMR_HLS_DIR")]
     hls_dir: Option<std::path::PathBuf>,
@@ -234,6 +263,13 @@ impl Args {
             chunk_size: self.chunk_size,
             gop_cache: self.gop_cache,
             hls_dir: self.hls_dir,
+            rtmps_listen: self.rtmps_listen,
+            https_listen: self.https_listen,
+            tls: self
+                .tls_cert
+                .zip(self.tls_key)
+                .map(|(cert, key)| streamr_tls::CertificateFiles::new(cert, key)),
+            tls_reload_interval: self.tls_reload_interval,
             identity: self.identity,
             report_queue: self.report_queue,
             upstreams: self.upstreams,
@@ -302,6 +338,12 @@ async fn main() -> anyhow::Result<()> {
             node.http_addr()
         );
     }
+    if let Some(addr) = node.rtmps_addr() {
+        info!("RTMP over TLS at rtmps://{addr}/live/<stream>");
+    }
+    if let Some(addr) = node.https_addr() {
+        info!("HLS and HTTP-FLV over TLS at https://{addr}/live/<stream>.m3u8 (.flv)");
+    }
     shutdown_signal().await;
     info!("shutting down");
     node.shutdown().await;
@@ -364,6 +406,32 @@ mod tests {
     }
 
     #[test]
+    fn tls_flags_reach_the_node_config() {
+        let args = Args::try_parse_from([
+            "streamr-node",
+            "--rtmps-bind",
+            "127.0.0.1:1936",
+            "--https-listen",
+            "127.0.0.1:8443",
+            "--tls-cert",
+            "cert.pem",
+            "--tls-key",
+            "key.pem",
+            "--tls-reload-interval",
+            "5s",
+        ])
+        .unwrap();
+        let config = args.into_config();
+        assert_eq!(config.rtmps_listen, Some("127.0.0.1:1936".parse().unwrap()));
+        assert_eq!(config.https_listen, Some("127.0.0.1:8443".parse().unwrap()));
+        assert_eq!(
+            config.tls,
+            Some(streamr_tls::CertificateFiles::new("cert.pem", "key.pem"))
+        );
+        assert_eq!(config.tls_reload_interval, Duration::from_secs(5));
+    }
+
+    #[test]
     fn flags_override_defaults_and_bad_values_are_refused() {
         let args = Args::try_parse_from([
             "streamr-node",
@@ -402,6 +470,10 @@ mod tests {
             config.http_limits.header_read_timeout,
             Duration::from_secs(2)
         );
+        assert!(
+            Args::try_parse_from(["streamr-node", "--rtmps-listen", "127.0.0.1:1936"]).is_err()
+        );
+        assert!(Args::try_parse_from(["streamr-node", "--tls-cert", "c.pem"]).is_err());
         assert!(Args::try_parse_from(["streamr-node", "--rtmp-listen", "nowhere"]).is_err());
     }
 }

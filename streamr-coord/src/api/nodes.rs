@@ -58,12 +58,13 @@ fn check_text(field: &'static str, value: &str, url: bool) -> Result<(), ApiErro
     }
     if url
         && !(value.starts_with("rtmp://")
+            || value.starts_with("rtmps://")
             || value.starts_with("http://")
             || value.starts_with("https://"))
     {
         return Err(ApiError::InvalidField {
             field,
-            reason: "must be an rtmp://, http:// or https:// URL".into(),
+            reason: "must be an rtmp://, rtmps://, http:// or https:// URL".into(),
         });
     }
     Ok(())

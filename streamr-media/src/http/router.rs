@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -73,10 +74,24 @@ fn not_found(error: &str, key: Option<&StreamKey>) -> Response {
         .into_response()
 }
 
+/// A 400 with a JSON body for a path axum could not decode (bad percent-encoding, not UTF-8).
+fn bad_path(rejection: &PathRejection) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
+        Json(serde_json::json!({ "error": "invalid_path", "message": rejection.body_text() })),
+    )
+        .into_response()
+}
+
 async fn stream_file(
     State(state): State<HttpState>,
-    Path((app, file)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Response {
+    let Path((app, file)) = match path {
+        Ok(path) => path,
+        Err(rejection) => return bad_path(&rejection),
+    };
     if let Some(name) = file.strip_suffix(".m3u8") {
         match StreamKey::parse(&app, name) {
             Ok(key) => playlist(state, key).await,
@@ -116,8 +131,12 @@ async fn playlist(state: HttpState, key: StreamKey) -> Response {
 
 async fn segment(
     State(state): State<HttpState>,
-    Path((app, stream, segment)): Path<(String, String, String)>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Response {
+    let Path((app, stream, segment)) = match path {
+        Ok(path) => path,
+        Err(rejection) => return bad_path(&rejection),
+    };
     let key = match StreamKey::parse(&app, &stream) {
         Ok(key) => key,
         Err(error) => return invalid_name(&error),

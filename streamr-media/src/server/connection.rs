@@ -4,8 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
@@ -66,6 +65,12 @@ pub enum ConnectionError {
     /// A write made no progress for too long (the peer stopped reading).
     #[error("peer accepted no data for {0:?}; {1} bytes were waiting")]
     WriteTimeout(Duration, usize),
+    /// The TLS handshake of an RTMPS connection failed.
+    #[error("TLS handshake failed: {0}")]
+    TlsHandshake(#[source] io::Error),
+    /// The peer did not complete the TLS handshake of an RTMPS connection in time.
+    #[error("no TLS handshake within {0:?}")]
+    TlsHandshakeTimeout(Duration),
 }
 
 /// Serves one accepted connection until the peer leaves, errs or the server shuts down.
@@ -76,8 +81,43 @@ pub(super) async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ConnectionError> {
     let (mut reader, mut writer) = socket.into_split();
+    serve_halves(&mut reader, &mut writer, peer, shared, shutdown).await
+}
+
+/// Serves one accepted RTMPS connection: the TLS handshake (within the handshake timeout),
+/// then RTMP inside it as [`serve`] does.
+pub(super) async fn serve_tls(
+    socket: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    shutdown: CancellationToken,
+) -> Result<(), ConnectionError> {
+    let limit = shared.config.handshake_timeout;
+    let handshake = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        handshake = timeout(limit, acceptor.accept(socket)) => handshake,
+    };
+    let stream = handshake
+        .map_err(|_| ConnectionError::TlsHandshakeTimeout(limit))?
+        .map_err(ConnectionError::TlsHandshake)?;
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    serve_halves(&mut reader, &mut writer, peer, shared, shutdown).await
+}
+
+async fn serve_halves<R, W>(
+    reader: &mut R,
+    writer: &mut W,
+    peer: SocketAddr,
+    shared: &Shared,
+    shutdown: CancellationToken,
+) -> Result<(), ConnectionError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut connection = Connection::new(peer, shared);
-    let result = connection.run(&mut reader, &mut writer, &shutdown).await;
+    let result = connection.run(reader, writer, &shutdown).await;
     connection.stop_publishing().await;
     connection.stop_playing().await;
     result
@@ -149,10 +189,10 @@ impl<'a> Connection<'a> {
         }
     }
 
-    async fn run(
+    async fn run<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         &mut self,
-        reader: &mut OwnedReadHalf,
-        writer: &mut OwnedWriteHalf,
+        reader: &mut R,
+        writer: &mut W,
         shutdown: &CancellationToken,
     ) -> Result<(), ConnectionError> {
         let mut buffer = vec![0u8; SMALL_READ_BUFFER_SIZE];
@@ -301,9 +341,9 @@ impl<'a> Connection<'a> {
 
     /// Writes everything queued. Returns early (leaving the rest queued) on shutdown, so a peer
     /// that stopped reading cannot hold the server up.
-    async fn write_queued(
+    async fn write_queued<W: AsyncWrite + Unpin>(
         &mut self,
-        writer: &mut OwnedWriteHalf,
+        writer: &mut W,
         shutdown: &CancellationToken,
     ) -> Result<(), ConnectionError> {
         if self.queue.is_empty() {

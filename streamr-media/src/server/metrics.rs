@@ -50,7 +50,9 @@ impl CloseReason {
     /// The reason behind `error`, when the server (not the peer or the network) ended it.
     pub(crate) fn of(error: &ConnectionError) -> Option<CloseReason> {
         match error {
-            ConnectionError::HandshakeTimeout(_) => Some(CloseReason::HandshakeTimeout),
+            ConnectionError::HandshakeTimeout(_) | ConnectionError::TlsHandshakeTimeout(_) => {
+                Some(CloseReason::HandshakeTimeout)
+            }
             ConnectionError::SetupTimeout(_) => Some(CloseReason::SetupTimeout),
             ConnectionError::PlayWaitTimeout(_) => Some(CloseReason::PlayWaitTimeout),
             ConnectionError::PublisherIdle(_) => Some(CloseReason::PublisherIdle),
@@ -58,7 +60,9 @@ impl CloseReason {
             ConnectionError::Session(_) | ConnectionError::InvalidName(_) => {
                 Some(CloseReason::ProtocolError)
             }
-            ConnectionError::Io(_) | ConnectionError::ClosedDuringHandshake(_) => None,
+            ConnectionError::Io(_)
+            | ConnectionError::ClosedDuringHandshake(_)
+            | ConnectionError::TlsHandshake(_) => None,
         }
     }
 }

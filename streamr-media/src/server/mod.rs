@@ -49,6 +49,8 @@ struct Shared {
     hooks: Arc<dyn RelayHooks>,
     budget: ConnectionBudget,
     counters: ServerCounters,
+    /// Set for an RTMPS server: every connection starts with a TLS handshake.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// A running RTMP relay server. Dropping it does not stop it; call
@@ -105,6 +107,27 @@ impl RelayServer {
         hooks: Arc<dyn RelayHooks>,
         hub: RelayHub,
     ) -> io::Result<RelayServer> {
+        RelayServer::start_serving(config, hooks, hub, None).await
+    }
+
+    /// Like [`start_on_hub`](RelayServer::start_on_hub), serving RTMPS: each connection is a
+    /// TLS handshake with `acceptor` (within [`RelayServerConfig::handshake_timeout`]), then
+    /// RTMP inside it. An RTMP and an RTMPS server on one hub serve the same streams.
+    pub async fn start_tls_on_hub(
+        config: RelayServerConfig,
+        hooks: Arc<dyn RelayHooks>,
+        hub: RelayHub,
+        acceptor: tokio_rustls::TlsAcceptor,
+    ) -> io::Result<RelayServer> {
+        RelayServer::start_serving(config, hooks, hub, Some(acceptor)).await
+    }
+
+    async fn start_serving(
+        config: RelayServerConfig,
+        hooks: Arc<dyn RelayHooks>,
+        hub: RelayHub,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> io::Result<RelayServer> {
         let listener = bind_listener(&config)?;
         let local_addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
@@ -118,8 +141,14 @@ impl RelayServer {
             hooks,
             budget,
             counters: ServerCounters::default(),
+            tls,
         });
-        info!(%local_addr, "RTMP relay listening");
+        let scheme = if shared.tls.is_some() {
+            "RTMPS"
+        } else {
+            "RTMP"
+        };
+        info!(%local_addr, "{scheme} relay listening");
         let task = tokio::spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
         Ok(RelayServer {
             local_addr,
@@ -211,7 +240,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Cance
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
-            let result = connection::serve(socket, peer, &shared, shutdown).await;
+            let result = match &shared.tls {
+                Some(acceptor) => {
+                    connection::serve_tls(socket, peer, &shared, acceptor, shutdown).await
+                }
+                None => connection::serve(socket, peer, &shared, shutdown).await,
+            };
             drop(permit);
             match result {
                 Ok(()) => debug!(%peer, "RTMP connection closed"),
