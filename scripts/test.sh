@@ -18,6 +18,8 @@ declare -A PACKAGE_OF=(
   [rtmpdump]=rtmpdump
   [pg_isready]=postgresql-client
   [nginx]="nginx-light libnginx-mod-rtmp"
+  [curl]=curl
+  [runuser]=util-linux
 )
 
 missing_packages=()
@@ -26,6 +28,8 @@ for tool in "${!PACKAGE_OF[@]}"; do
 done
 # nginx-rtmp is the reference peer for our RTMP client and the fan-out comparison.
 [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing_packages+=(libnginx-mod-rtmp)
+# The PostgreSQL-over-TLS test starts a throwaway cluster of its own with the server's initdb.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing_packages+=(postgresql)
 # The gstreamer RTMP elements live in plugins-bad; check for them explicitly.
 if command -v gst-inspect-1.0 >/dev/null 2>&1 && ! gst-inspect-1.0 rtmp2sink >/dev/null 2>&1; then
   missing_packages+=(gstreamer1.0-plugins-bad)
@@ -46,6 +50,7 @@ for tool in "${!PACKAGE_OF[@]}"; do
 done
 [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || fail "the nginx RTMP module is missing (libnginx-mod-rtmp)"
 gst-inspect-1.0 rtmp2sink >/dev/null 2>&1 || fail "gstreamer rtmp2sink element is missing (gstreamer1.0-plugins-bad)"
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || fail "PostgreSQL's initdb is missing (postgresql)"
 
 # PostgreSQL: the storage suite runs against a real server. Start the local cluster if it is down.
 export STREAMR_TEST_POSTGRES_URL="${STREAMR_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
