@@ -64,14 +64,18 @@ pub(crate) async fn create(
 ) -> Result<(StatusCode, Json<CreateStreamResponse>), ApiError> {
     state.require_admin(&headers)?;
     let id = request.id.as_str();
+    // The rule nodes apply to RTMP and HTTP stream names (`streamr_media::name`): a stream the
+    // coordinator accepts is one every node can publish, relay and write to disk.
     if id.is_empty()
+        || id.starts_with('.')
+        || id.contains("..")
         || !id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
         return Err(ApiError::InvalidField {
             field: "id",
-            reason: "must be 1-128 characters of A-Z a-z 0-9 - _ .".into(),
+            reason: "must be 1-128 characters of A-Z a-z 0-9 - _ ., not starting with a dot and without \"..\"".into(),
         });
     }
     if state.storage.get_stream(id).await?.is_some() {
