@@ -123,15 +123,21 @@ struct Args {
     /// Name recorded on the settlements this replica writes.
     #[arg(long)]
     replica_id: Option<String>,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
+    /// Log line format (on stderr; colour only on a terminal); the level comes from RUST_LOG
+    /// (default `info`).
+    #[arg(long, env = "STREAMR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
 }
 
 fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
+    // sqlx reports PostgreSQL's notices (a migration's "already exists, skipping") at INFO.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Pretty => builder.init(),
         LogFormat::Json => builder.json().init(),

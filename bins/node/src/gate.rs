@@ -223,7 +223,7 @@ impl RelayHooks for NodeHooks {
                     }
                     _ => "wrong stream key (or the stream has ended)".to_owned(),
                 };
-                tracing::info!(stream = %request.key, peer = %request.peer, %reason,
+                tracing::warn!(stream = %request.key, peer = %request.peer, %reason,
                     "publish refused");
                 Err(Refusal::new(reason))
             }

@@ -144,5 +144,12 @@ async fn the_node_binary_joins_serves_a_granted_viewer_and_leaves() {
     .await;
     assert!(status.success(), "exit status {status}");
     assert!(!api.node(&node.id).await.unwrap().active, "deregistered");
+    // Logs written to a file are plain text: no terminal colour codes.
+    let log = std::fs::read_to_string(dir.path().join("relay.log")).unwrap();
+    assert!(log.contains("registered"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log file:\n{log}"
+    );
     origin.shutdown().await;
 }

@@ -57,6 +57,31 @@ const FLV_WATCH_MS: (u64, u64) = (1_500, 4_000);
 /// Most bytes an HTTP-FLV probe reads.
 const MAX_FLV_BYTES: usize = 16 << 20;
 
+/// `url` with the value of its `grant` query parameter elided: a grant is a bearer token, and
+/// logs are read by more people than should hold one.
+fn redacted(url: &str) -> String {
+    match url.find("grant=") {
+        Some(start) => {
+            let value = start + "grant=".len();
+            let end = url[value..].find('&').map_or(url.len(), |end| value + end);
+            format!("{}…{}", &url[..value], &url[end..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// `error` and every cause under it ("error sending request" alone says nothing).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Probes nodes over HTTP like a viewer (see the module docs).
 pub struct HttpProber {
     storage: Arc<dyn Storage>,
@@ -78,25 +103,26 @@ impl std::fmt::Debug for HttpProber {
     }
 }
 
-/// Why one probe could not complete (logged; the probe counts as timed out).
+/// Why one probe could not complete (logged; the probe counts as timed out). URLs are shown
+/// without their grant token, and a request error with its causes.
 #[derive(Debug, thiserror::Error)]
 enum ProbeFailure {
-    #[error("GET {url}: {source}")]
+    #[error("GET {}: {}", redacted(.url), error_chain(.source))]
     Http {
         url: String,
         #[source]
         source: reqwest::Error,
     },
-    #[error("GET {url}: HTTP {status}")]
+    #[error("GET {}: HTTP {status}", redacted(.url))]
     Status {
         url: String,
         status: reqwest::StatusCode,
     },
-    #[error("playlist {url} lists no segment")]
+    #[error("playlist {} lists no segment", redacted(.url))]
     EmptyPlaylist { url: String },
-    #[error("segment {url} is larger than {MAX_SEGMENT_BYTES} bytes")]
+    #[error("segment {} is larger than {MAX_SEGMENT_BYTES} bytes", redacted(.url))]
     TooLarge { url: String },
-    #[error("GET {url}: not an FLV stream")]
+    #[error("GET {}: not an FLV stream", redacted(.url))]
     NotFlv { url: String },
     #[error("recording the probe session: {0}")]
     Session(String),
@@ -578,7 +604,24 @@ impl ProbeRunner for HttpProber {
 
 #[cfg(test)]
 mod tests {
-    use super::probe_candidates;
+    use super::{probe_candidates, redacted, ProbeFailure};
+
+    #[test]
+    fn probe_failures_never_show_a_grant_token() {
+        assert_eq!(
+            redacted("http://n:8080/live/s.m3u8?grant=SECRET.TOKEN&x=1"),
+            "http://n:8080/live/s.m3u8?grant=…&x=1"
+        );
+        assert_eq!(
+            redacted("http://n/live/7.ts?grant=SECRET"),
+            "http://n/live/7.ts?grant=…"
+        );
+        assert_eq!(redacted("http://n/live/7.ts"), "http://n/live/7.ts");
+        let failure = ProbeFailure::NotFlv {
+            url: "http://n/live/s.flv?grant=SECRET".into(),
+        };
+        assert!(!failure.to_string().contains("SECRET"), "{failure}");
+    }
 
     #[test]
     fn segments_next_to_a_discontinuity_are_never_probed() {
