@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use streamr_core::{
     Account, EpochInputs, EpochObservations, Evidence, FraudEngine, IssuedGrant, LedgerEntry,
-    NodeClaims, NodeId, NodeProfile, OperatorId, PayoutConfirmation, PayoutItem, PayoutSink, ProbeResult,
-    ProbeSummary, ReceiptTally, SessionId, SessionUsage, Settlement, StreamId, Subnet24, Verdict,
+    NetPrefix, NodeClaims, NodeId, NodeProfile, OperatorId, PayoutConfirmation, PayoutItem, PayoutSink, ProbeResult,
+    ProbeSummary, ReceiptTally, SessionId, SessionUsage, Settlement, StreamId, Verdict,
     ViewerKey, ViewerProfile, PPM,
 };
 
@@ -545,19 +545,12 @@ fn operator_of(node: &NodeRecord) -> Option<OperatorId> {
         .or_else(|| OperatorId::new(node.id.clone()).ok())
 }
 
-/// Parses `a.b.c.0/24` (as stored) back into a [`Subnet24`]; anything else maps to a /24 of its
-/// own derived from a hash, so unknown hosts are never pooled together by accident.
-fn subnet(text: &str) -> Subnet24 {
-    let prefix = text.strip_suffix(".0/24").unwrap_or_default();
-    let octets: Vec<u8> = prefix.split('.').filter_map(|p| p.parse().ok()).collect();
-    match octets.as_slice() {
-        [a, b, c] => Subnet24([*a, *b, *c]),
-        _ => {
-            let hash = blake3::hash(text.as_bytes());
-            let bytes = hash.as_bytes();
-            Subnet24([bytes[0], bytes[1], bytes[2]])
-        }
-    }
+/// The network a stored prefix string names: `a.b.c.0/24` or an IPv6 `x:y:z::/48` as observed
+/// on connections; anything else (a host name from a URL, a local trial's own network per
+/// participant, empty) a network of that name alone, so unknown hosts are never pooled together
+/// by accident.
+fn subnet(text: &str) -> NetPrefix {
+    NetPrefix::parse(text).unwrap_or_else(|| NetPrefix::named(text))
 }
 
 /// JSON text of a value the settlement publishes (these types always serialise).
