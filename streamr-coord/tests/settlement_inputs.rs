@@ -196,6 +196,16 @@ impl Settled {
             .unwrap_or(0)
     }
 
+    /// The network the rules grouped `node` by.
+    fn prefix(&self, node: &KeyPair) -> String {
+        self.observations
+            .nodes
+            .iter()
+            .find(|n| n.node_id == node.node_id())
+            .map(|n| n.subnet.to_string())
+            .expect("node profile")
+    }
+
     fn input(&self, node: &KeyPair) -> &NodeEpochInput {
         self.inputs
             .nodes
@@ -384,7 +394,8 @@ async fn a_node_that_only_served_probes_earns_nothing(db: &TestDb) {
     let idle = KeyPair::from_seed([72; 32]);
     scene.join(&serving, peer(192, 0, 2, 71)).await;
     let (viewer, session) = honest_viewer(&scene, &serving, 81).await;
-    scene.join(&idle, peer(198, 51, 100, 72)).await;
+    let idle_peer: IpAddr = "2001:db8:7:1::72".parse().expect("address");
+    scene.join(&idle, idle_peer).await;
     let (probe_viewer, probe) = probe_session(db, &scene.config, &idle).await;
 
     let outcome = scene
@@ -419,6 +430,9 @@ async fn a_node_that_only_served_probes_earns_nothing(db: &TestDb) {
         "probe traffic is no fraud: {:?}",
         settled.evidence
     );
+    // Caps group nodes by the prefix their heartbeats come from: an IPv6 node by its /48.
+    assert_eq!(settled.prefix(&idle), "2001:db8:7::/48");
+    assert_eq!(settled.prefix(&serving), "192.0.2.0/24");
     let input = settled.input(&idle);
     assert_eq!(
         (input.verified_bytes, input.unattested_bytes),
