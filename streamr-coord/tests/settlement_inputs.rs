@@ -87,8 +87,7 @@ impl Scene {
             .raw_from(
                 "POST",
                 "/nodes/heartbeat",
-                serde_json::to_vec(&json!({ "heartbeat": claims(node, 1, 0, 0) }))
-                    .expect("json"),
+                serde_json::to_vec(&json!({ "heartbeat": claims(node, 1, 0, 0) })).expect("json"),
                 false,
                 Some(peer),
             )
@@ -144,7 +143,11 @@ impl Scene {
     /// Settles the scenario's epoch and returns what settlement stored for it.
     async fn settle(&self, db: &TestDb) -> Settled {
         let epoch_ms = self.config.epoch_length.as_millis() as u64;
-        assert_eq!(now_ms() / epoch_ms, self.epoch, "the scenario fits in one epoch");
+        assert_eq!(
+            now_ms() / epoch_ms,
+            self.epoch,
+            "the scenario fits in one epoch"
+        );
         wait_for_epoch_end(&self.config, now_ms()).await;
         assert!(self.api.coordinator.settle_due().await.expect("settle") >= 1);
         let storage = db.storage().await;
@@ -226,7 +229,11 @@ impl Settled {
 
     fn penalized(&self, node: &KeyPair) -> bool {
         !self.rules(node, "penalize").is_empty()
-            || self.inputs.penalties.iter().any(|p| p.node_id == node.node_id())
+            || self
+                .inputs
+                .penalties
+                .iter()
+                .any(|p| p.node_id == node.node_id())
     }
 }
 
@@ -319,7 +326,10 @@ async fn a_framers_bad_receipts_cost_the_honest_node_nothing(db: &TestDb) {
         // Another viewer's session, signed with the framer's key.
         receipt(&framer, session, 3, 5_000, scene.digest),
     ];
-    let (status, outcome) = scene.api.post("/receipts", &json!({ "receipts": bad })).await;
+    let (status, outcome) = scene
+        .api
+        .post("/receipts", &json!({ "receipts": bad }))
+        .await;
     assert_eq!(status, StatusCode::OK, "{outcome}");
     assert_eq!(outcome["accepted"], 0, "{outcome}");
 
@@ -423,7 +433,11 @@ async fn a_node_that_only_served_probes_earns_nothing(db: &TestDb) {
     assert_eq!(outcome["accepted"], 2, "{outcome}");
 
     let settled = scene.settle(db).await;
-    assert!(settled.reward(&serving) > 0, "rewards {:?}", settled.rewards);
+    assert!(
+        settled.reward(&serving) > 0,
+        "rewards {:?}",
+        settled.rewards
+    );
     assert_eq!(settled.reward(&idle), 0, "rewards {:?}", settled.rewards);
     assert!(
         !settled.penalized(&idle),
@@ -506,6 +520,10 @@ async fn unattested_claims_beyond_issued_grants_are_not_paid(db: &TestDb) {
         .contains(&"unattested_beyond_grants"));
     assert_eq!(settled.input(&idle).unattested_bytes, 0);
     assert_eq!(settled.reward(&idle), 0, "rewards {:?}", settled.rewards);
-    assert!(settled.reward(&granted) > 0, "rewards {:?}", settled.rewards);
+    assert!(
+        settled.reward(&granted) > 0,
+        "rewards {:?}",
+        settled.rewards
+    );
     assert!(!settled.penalized(&granted) && !settled.penalized(&idle));
 }

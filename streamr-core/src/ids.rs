@@ -310,7 +310,10 @@ mod prefix_tests {
             NetPrefix::parse("2001:db8:5::/48"),
             NetPrefix::parse("2001:db8:6::/48")
         );
-        assert_eq!(NetPrefix::parse("::ffff:10.1.2.0/48"), NetPrefix::parse("10.1.2.0/24"));
+        assert_eq!(
+            NetPrefix::parse("::ffff:10.1.2.0/48"),
+            NetPrefix::parse("10.1.2.0/24")
+        );
         assert_eq!(NetPrefix::parse("local-trial/node/ab"), None);
         assert_eq!(NetPrefix::parse("10.1.2.0/16"), None);
     }
@@ -320,7 +323,11 @@ mod prefix_tests {
         let v4 = NetPrefix::from(Subnet24([10, 1, 2]));
         let json = serde_json::to_string(&v4).unwrap();
         assert_eq!(json, serde_json::to_string(&Subnet24([10, 1, 2])).unwrap());
-        for prefix in [v4, NetPrefix::parse("2001:db8::/48").unwrap(), NetPrefix::named("x")] {
+        for prefix in [
+            v4,
+            NetPrefix::parse("2001:db8::/48").unwrap(),
+            NetPrefix::named("x"),
+        ] {
             let json = serde_json::to_string(&prefix).unwrap();
             assert_eq!(serde_json::from_str::<NetPrefix>(&json).unwrap(), prefix);
         }

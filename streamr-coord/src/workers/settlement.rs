@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 
 use streamr_core::{
     Account, EpochInputs, EpochObservations, Evidence, FraudEngine, IssuedGrant, LedgerEntry,
-    NetPrefix, NodeClaims, NodeId, NodeProfile, OperatorId, PayoutConfirmation, PayoutItem, PayoutSink, ProbeResult,
-    ProbeSummary, ReceiptTally, SessionId, SessionUsage, Settlement, StreamId, Verdict,
-    ViewerKey, ViewerProfile, PPM,
+    NetPrefix, NodeClaims, NodeId, NodeProfile, OperatorId, PayoutConfirmation, PayoutItem,
+    PayoutSink, ProbeResult, ProbeSummary, ReceiptTally, SessionId, SessionUsage, Settlement,
+    StreamId, Verdict, ViewerKey, ViewerProfile, PPM,
 };
 
 use super::WorkerError;
@@ -217,7 +217,11 @@ impl Settler {
             observed.entry(record.node_id).or_insert(record.prefix);
         }
         let node_subnet = |node: &NodeRecord| {
-            subnet(observed.get(&node.id).map_or(node.subnet.as_str(), String::as_str))
+            subnet(
+                observed
+                    .get(&node.id)
+                    .map_or(node.subnet.as_str(), String::as_str),
+            )
         };
         let mut profiles = Vec::new();
         for node in &nodes {
