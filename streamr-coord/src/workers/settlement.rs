@@ -561,3 +561,28 @@ fn subnet(text: &str) -> NetPrefix {
 fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As the API stores a local trial's networks.
+    fn local_trial_subnet(kind: &str, who: &str) -> String {
+        format!("local-trial/{kind}/{who}")
+    }
+
+    #[test]
+    fn stored_prefixes_become_the_networks_the_rules_group_by() {
+        assert_eq!(subnet("127.0.3.0/24").to_string(), "127.0.3.0/24");
+        assert_eq!(subnet("2001:db8:9::/48").to_string(), "2001:db8:9::/48");
+        // A local trial gives every node and viewer a network of its own: never pooled with
+        // each other, nor with any address prefix.
+        let (a, b) = (
+            subnet(&local_trial_subnet("node", "a")),
+            subnet(&local_trial_subnet("node", "b")),
+        );
+        assert_ne!(a, b);
+        assert!(matches!(a, NetPrefix::Named(_)), "{a}");
+        assert_eq!(a, subnet(&local_trial_subnet("node", "a")));
+    }
+}
