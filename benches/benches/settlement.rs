@@ -106,7 +106,7 @@ fn fixture() -> &'static Fixture {
             .enumerate()
             .map(|(i, k)| ViewerProfile {
                 viewer: k.viewer_key(),
-                subnet: Subnet24([150, (i >> 8) as u8, i as u8]),
+                subnet: Subnet24([150, (i >> 8) as u8, i as u8]).into(),
                 operator: None,
             })
             .collect();
@@ -428,7 +428,7 @@ fn close_epoch(
             .map(|(i, n)| NodeProfile {
                 node_id: *n,
                 operator: OperatorId::new(format!("op{}", i / 2)).expect("operator"),
-                subnet: Subnet24([100, (i >> 8) as u8, i as u8]),
+                subnet: Subnet24([100, (i >> 8) as u8, i as u8]).into(),
                 first_epoch: 0,
                 average_reward: 20_000,
             })
@@ -514,7 +514,7 @@ fn bench_proofs(c: &mut Criterion) {
             .map(|(i, n)| streamr_core::NodeEpochInput {
                 node_id: *n,
                 operator: OperatorId::new(format!("op{i}")).expect("operator"),
-                subnet: Subnet24([100, (i >> 8) as u8, i as u8]),
+                subnet: Subnet24([100, (i >> 8) as u8, i as u8]).into(),
                 verified_bytes: 1_000_000 + i as u64,
                 on_time_bytes: 1_000_000,
                 flagged_bytes: 0,

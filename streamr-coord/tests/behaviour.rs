@@ -820,14 +820,19 @@ fn claims_heartbeat(
 /// Four nodes in one epoch, all passing their probes: A serves a signing viewer (4 000 bytes
 /// receipted), B reports 4 000 unattested bytes (within its probe capacity), C reports 1 MB
 /// unattested with a probe capacity of 8 000 bytes, and D reports its 1 MB of receipt-less
-/// traffic as attested bytes. B and C earn for unattested bytes at half rate, C only up to its
-/// capacity, and neither is flagged; D's claim exceeds its receipts and is penalized.
+/// traffic as attested bytes. B and C were each granted a viewer that sends no receipts, so
+/// their unattested bytes are within what their grants carry. B and C earn for unattested
+/// bytes at half rate, C only up to its capacity, and neither is flagged; D's claim exceeds
+/// its receipts and is penalized.
 async fn unattested_bytes_earn_at_a_discount_within_probe_capacity(db: &TestDb) {
     let mut config = test_config();
     config.epoch_length = std::time::Duration::from_secs(8);
     config.probe_policy.min_throughput_bytes_per_s = 1_000;
     config.settlement.rewards.operator_cap_ppm = 1_000_000;
     config.settlement.rewards.subnet_cap_ppm = 1_000_000;
+    // The discount and the probe-capacity cap are under test, not the network-wide ratio of
+    // unattested to attested bytes (one small receipted session here).
+    config.fraud.unattested_ratio_ppm = 100 * streamr_core::PPM;
     let discount = config.settlement.rewards.unattested_discount_ppm;
     assert_eq!(discount, 500_000, "the default discount is half");
     let epoch_ms = config.epoch_length.as_millis() as u64;
@@ -900,8 +905,29 @@ async fn unattested_bytes_earn_at_a_discount_within_probe_capacity(db: &TestDb) 
             &viewer,
         )
     };
+    // B and C each get a viewer that never sends a receipt: the grants their unattested
+    // bytes are bounded by.
+    let silent_viewer = |seed: u8, exclude: Vec<String>| {
+        let api = &api;
+        async move {
+            let viewer = KeyPair::from_seed([seed; 32]);
+            let (status, play) = api
+                .get(&format!(
+                    "/streams/show/play?viewer={}&exclude={}",
+                    viewer.viewer_key(),
+                    exclude.join(",")
+                ))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{play}");
+            play["node_id"].clone()
+        }
+    };
     let b = join(KeyPair::from_seed([22; 32]), 22, 5_000_000).await;
+    let routed = silent_viewer(26, vec![a.node_id().to_string()]).await;
+    assert_eq!(routed, json!(b.node_id().to_string()));
     let c = join(KeyPair::from_seed([23; 32]), 23, 1_000).await;
+    let routed = silent_viewer(27, vec![a.node_id().to_string(), b.node_id().to_string()]).await;
+    assert_eq!(routed, json!(c.node_id().to_string()));
     let d = join(KeyPair::from_seed([24; 32]), 24, 5_000_000).await;
 
     let heartbeats = [

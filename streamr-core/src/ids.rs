@@ -187,3 +187,149 @@ impl fmt::Display for Subnet24 {
         write!(f, "{a}.{b}.{c}.0/24")
     }
 }
+
+/// An IPv6 /48 network (the first three hextets): what one site or customer usually holds.
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
+)]
+pub struct Subnet48(pub [u8; 6]);
+
+impl Subnet48 {
+    /// The /48 that contains `addr`.
+    pub fn of(addr: std::net::Ipv6Addr) -> Self {
+        let [a, b, c, d, e, f, ..] = addr.octets();
+        Self([a, b, c, d, e, f])
+    }
+}
+
+impl fmt::Display for Subnet48 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut octets = [0u8; 16];
+        for (slot, byte) in octets.iter_mut().zip(self.0) {
+            *slot = byte;
+        }
+        write!(f, "{}/48", std::net::Ipv6Addr::from(octets))
+    }
+}
+
+/// The network a node or viewer is grouped by for caps and rules: the IPv4 /24 or IPv6 /48 it
+/// connects from, or, where no address says anything (a local trial gives every participant a
+/// network of its own), a network known only by its name.
+///
+/// Serialised as the bytes of the prefix (3 for a /24, 6 for a /48, 8 for a named network's
+/// hash), so a /24 reads and hashes as a [`Subnet24`] always did.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NetPrefix {
+    /// An IPv4 /24.
+    V4(Subnet24),
+    /// An IPv6 /48.
+    V6(Subnet48),
+    /// A network known only by a name: the first 8 bytes of its name's BLAKE3 hash.
+    Named([u8; 8]),
+}
+
+impl Default for NetPrefix {
+    fn default() -> Self {
+        Self::V4(Subnet24::default())
+    }
+}
+
+impl From<Subnet24> for NetPrefix {
+    fn from(subnet: Subnet24) -> Self {
+        Self::V4(subnet)
+    }
+}
+
+impl From<Subnet48> for NetPrefix {
+    fn from(subnet: Subnet48) -> Self {
+        Self::V6(subnet)
+    }
+}
+
+impl NetPrefix {
+    /// The /24 or /48 that contains `addr` (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn of(addr: std::net::IpAddr) -> Self {
+        match addr.to_canonical() {
+            std::net::IpAddr::V4(v4) => Subnet24::of(v4).into(),
+            std::net::IpAddr::V6(v6) => Subnet48::of(v6).into(),
+        }
+    }
+
+    /// The network called `name`; never equal to an address prefix.
+    pub fn named(name: &str) -> Self {
+        let hash = blake3::hash(name.as_bytes());
+        let mut bytes = [0u8; 8];
+        for (slot, byte) in bytes.iter_mut().zip(hash.as_bytes()) {
+            *slot = *byte;
+        }
+        Self::Named(bytes)
+    }
+
+    /// Parses a prefix as written by [`fmt::Display`] and by the coordinator's prefix
+    /// strings: `a.b.c.0/24` or `2001:db8:1::/48` (host bits ignored). `None` for anything
+    /// else.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (address, length) = text.split_once('/')?;
+        match (address.parse::<std::net::IpAddr>().ok()?, length) {
+            (std::net::IpAddr::V4(v4), "24") => Some(Subnet24::of(v4).into()),
+            (std::net::IpAddr::V6(v6), "48") => Some(Self::of(std::net::IpAddr::V6(v6))),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for NetPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::V4(subnet) => subnet.fmt(f),
+            Self::V6(subnet) => subnet.fmt(f),
+            Self::Named(hash) => {
+                f.write_str("named:")?;
+                hash.iter().try_for_each(|b| write!(f, "{b:02x}"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_parse_from_and_print_as_the_coordinators_strings() {
+        for text in ["10.1.2.0/24", "2001:db8:5::/48"] {
+            let prefix = NetPrefix::parse(text).unwrap();
+            assert_eq!(prefix.to_string(), text);
+        }
+        assert_eq!(
+            NetPrefix::parse("2001:db8:5:7::/48"),
+            NetPrefix::parse("2001:db8:5::/48")
+        );
+        assert_ne!(
+            NetPrefix::parse("2001:db8:5::/48"),
+            NetPrefix::parse("2001:db8:6::/48")
+        );
+        assert_eq!(
+            NetPrefix::parse("::ffff:10.1.2.0/48"),
+            NetPrefix::parse("10.1.2.0/24")
+        );
+        assert_eq!(NetPrefix::parse("local-trial/node/ab"), None);
+        assert_eq!(NetPrefix::parse("10.1.2.0/16"), None);
+    }
+
+    #[test]
+    fn a_v4_prefix_serialises_as_a_subnet24_did() {
+        let v4 = NetPrefix::from(Subnet24([10, 1, 2]));
+        let json = serde_json::to_string(&v4).unwrap();
+        assert_eq!(json, serde_json::to_string(&Subnet24([10, 1, 2])).unwrap());
+        for prefix in [
+            v4,
+            NetPrefix::parse("2001:db8::/48").unwrap(),
+            NetPrefix::named("x"),
+        ] {
+            let json = serde_json::to_string(&prefix).unwrap();
+            assert_eq!(serde_json::from_str::<NetPrefix>(&json).unwrap(), prefix);
+        }
+    }
+}

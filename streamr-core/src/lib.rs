@@ -92,7 +92,9 @@ pub use fraud::{
 pub use grant::{SessionGrant, SignedGrant};
 pub use heartbeat::{HeartbeatNonces, NodeHeartbeat, SignedHeartbeat};
 pub use identity::{CoordinatorKey, KeyPair, NodeId, SignatureBytes, ViewerKey};
-pub use ids::{ContentDigest, OperatorId, SessionId, StreamId, Subnet24, MAX_NAME_LEN};
+pub use ids::{
+    ContentDigest, NetPrefix, OperatorId, SessionId, StreamId, Subnet24, Subnet48, MAX_NAME_LEN,
+};
 pub use ledger::{Account, EntryKind, Ledger, LedgerEntry};
 pub use merkle::{BalanceLeaf, MerkleProof, MerkleTree, Side};
 pub use origin::{OriginClaim, OriginSegmentReport, SignedOriginClaim, SignedSegmentReport};

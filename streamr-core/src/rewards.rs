@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::apportion::apportion;
 use crate::identity::NodeId;
-use crate::ids::{OperatorId, Subnet24};
+use crate::ids::{NetPrefix, OperatorId};
 
 /// Parts per million: `1_000_000` is 100 %.
 pub const PPM: u64 = 1_000_000;
@@ -20,8 +20,8 @@ pub struct NodeEpochInput {
     pub node_id: NodeId,
     /// Its operator.
     pub operator: OperatorId,
-    /// Its /24.
-    pub subnet: Subnet24,
+    /// Its network (IPv4 /24 or IPv6 /48).
+    pub subnet: NetPrefix,
     /// Bytes credited by valid receipts.
     pub verified_bytes: u64,
     /// Of which acknowledged on time. The fraud engine publishes the verified bytes times the
@@ -103,7 +103,7 @@ pub struct RewardSplit {
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Group {
     Operator(OperatorId),
-    Subnet(Subnet24),
+    Subnet(NetPrefix),
 }
 
 /// Splits `pool` micro-units among `inputs` by weight under the operator and /24 caps.
@@ -218,7 +218,7 @@ mod tests {
         NodeEpochInput {
             node_id: NodeId::from_bytes([id; 32]),
             operator: OperatorId::new(operator).unwrap(),
-            subnet: Subnet24([10, 0, subnet]),
+            subnet: crate::Subnet24([10, 0, subnet]).into(),
             verified_bytes: bytes,
             on_time_bytes: bytes,
             flagged_bytes: 0,
@@ -303,7 +303,7 @@ mod tests {
             let sum: u128 = split.rewards.iter().map(|r| u128::from(r.amount)).sum();
             prop_assert_eq!(sum + u128::from(split.unallocated), u128::from(pool));
             let mut by_op: BTreeMap<String, u128> = BTreeMap::new();
-            let mut by_net: BTreeMap<Subnet24, u128> = BTreeMap::new();
+            let mut by_net: BTreeMap<NetPrefix, u128> = BTreeMap::new();
             for r in &split.rewards {
                 let n = nodes.iter().find(|n| n.node_id == r.node_id).unwrap();
                 *by_op.entry(n.operator.to_string()).or_default() += u128::from(r.amount);

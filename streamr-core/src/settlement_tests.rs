@@ -12,7 +12,7 @@ fn contribution(i: u8, bytes: u64, availability_ppm: u64) -> NodeEpochInput {
     NodeEpochInput {
         node_id: node(i),
         operator: OperatorId::new(format!("op{}", i % 5)).unwrap(),
-        subnet: Subnet24([10, 0, i % 7]),
+        subnet: Subnet24([10, 0, i % 7]).into(),
         verified_bytes: bytes,
         on_time_bytes: bytes - bytes / 10,
         flagged_bytes: bytes / 20,

@@ -392,7 +392,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
             w.sessions += 1;
             viewer_profiles.entry(plan.viewer).or_insert(ViewerProfile {
                 viewer: viewer.key.viewer_key(),
-                subnet: viewer.subnet,
+                subnet: viewer.subnet.into(),
                 operator: None,
             });
             let attack = attack_of(node.role);
@@ -757,7 +757,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                     NodeProfile {
                         node_id: n.id,
                         operator: n.operator.clone(),
-                        subnet: n.subnet,
+                        subnet: n.subnet.into(),
                         first_epoch: n.first_epoch,
                         average_reward: if earned == 0 {
                             config.pool / active.len().max(1) as u64
@@ -779,7 +779,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
             recently_penalized: penalized_history
                 .iter()
                 .filter(|(e, _, _)| *e >= recent_from)
-                .map(|(_, s, o)| (*s, o.clone()))
+                .map(|(_, s, o)| ((*s).into(), o.clone()))
                 .collect(),
             grants: Some(grants),
         };
@@ -999,7 +999,7 @@ fn warm_up(
             }
             viewers.push(ViewerProfile {
                 viewer: key,
-                subnet: viewer.subnet,
+                subnet: viewer.subnet.into(),
                 operator: None,
             });
         }
@@ -1011,7 +1011,7 @@ fn warm_up(
                 .map(|&i| NodeProfile {
                     node_id: net.nodes[i].id,
                     operator: net.nodes[i].operator.clone(),
-                    subnet: net.nodes[i].subnet,
+                    subnet: net.nodes[i].subnet.into(),
                     first_epoch: 0,
                     average_reward: config.pool / honest.len().max(1) as u64,
                 })

@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 
 use streamr_core::{
-    Account, EpochInputs, EpochObservations, Evidence, FraudEngine, LedgerEntry, NodeClaims,
-    NodeId, NodeProfile, OperatorId, PayoutConfirmation, PayoutItem, PayoutSink, ProbeResult,
-    ProbeSummary, ReceiptTally, SessionId, SessionUsage, Settlement, StreamId, Subnet24, Verdict,
-    ViewerKey, ViewerProfile, PPM,
+    Account, EpochInputs, EpochObservations, Evidence, FraudEngine, IssuedGrant, LedgerEntry,
+    NetPrefix, NodeClaims, NodeId, NodeProfile, OperatorId, PayoutConfirmation, PayoutItem,
+    PayoutSink, ProbeResult, ProbeSummary, ReceiptTally, SessionId, SessionUsage, Settlement,
+    StreamId, Verdict, ViewerKey, ViewerProfile, PPM,
 };
 
 use super::WorkerError;
@@ -20,8 +20,8 @@ use crate::api::AppState;
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use crate::storage::{
-    EvidenceRecord, LedgerEntryRecord, NodeRecord, PayoutRecord, ProbeRecord, SettlementRecord,
-    SettlementWrite,
+    ActivityDelta, EvidenceRecord, LedgerEntryRecord, NodeRecord, PayoutRecord, ProbeRecord,
+    SessionRecord, SettlementRecord, SettlementWrite,
 };
 
 /// Settlements read per page while rebuilding the engine.
@@ -209,6 +209,20 @@ impl Settler {
         let config = &state.config;
         let storage = &state.storage;
         let nodes = storage.list_nodes().await?;
+        // Each node's prefix is the one its heartbeats last came from (newest first); the one
+        // recorded at registration where no heartbeat was observed (a node on the
+        // coordinator's own host).
+        let mut observed: BTreeMap<String, String> = BTreeMap::new();
+        for record in storage.node_prefixes().await? {
+            observed.entry(record.node_id).or_insert(record.prefix);
+        }
+        let node_subnet = |node: &NodeRecord| {
+            subnet(
+                observed
+                    .get(&node.id)
+                    .map_or(node.subnet.as_str(), String::as_str),
+            )
+        };
         let mut profiles = Vec::new();
         for node in &nodes {
             let Ok(node_id) = node.id.parse::<NodeId>() else {
@@ -226,7 +240,7 @@ impl Settler {
             profiles.push(NodeProfile {
                 node_id,
                 operator,
-                subnet: subnet(&node.subnet),
+                subnet: node_subnet(node),
                 first_epoch: to_u64(first_epoch),
                 average_reward: earned / to_u64(epochs).max(1),
             });
@@ -236,19 +250,25 @@ impl Settler {
         let mut viewers: BTreeMap<ViewerKey, ViewerProfile> = BTreeMap::new();
         let mut sessions = Vec::with_capacity(usage.len());
         let mut sessions_per_node: BTreeMap<String, u64> = BTreeMap::new();
+        // Every stream's bitrate ceiling is what a grant allows; the engine measures each
+        // stream's real bitrate from the epoch's receipts and uses that where it is lower.
         let mut bitrates: BTreeMap<StreamId, u64> = BTreeMap::new();
-        // The coordinator's own probe sessions are never paid: their bytes are left out of the
-        // sessions and out of the attested bytes the node claimed for them. They still count
-        // as sessions the node served, so its claims for them are judged with the same slack.
-        let mut probe_bytes: BTreeMap<String, u64> = BTreeMap::new();
-        for row in &usage {
-            if row.probe {
-                let bytes = to_u64(row.bytes_total.saturating_sub(row.previous_total));
-                let total = probe_bytes.entry(row.node_id.clone()).or_default();
-                *total = total.saturating_add(bytes);
-                *sessions_per_node.entry(row.node_id.clone()).or_default() += 1;
-                continue;
+        let epoch_start = epoch.saturating_mul(config.epoch_length_ms());
+        let epoch_end = epoch_start.saturating_add(config.epoch_length_ms());
+        let mut grants: BTreeMap<SessionId, IssuedGrant> = BTreeMap::new();
+        for record in storage
+            .sessions_live_between(epoch_start, epoch_end)
+            .await?
+        {
+            if let Some(grant) = issued_grant(&record, epoch_start, epoch_end) {
+                bitrates.insert(grant.stream_id.clone(), config.grant_bytes_per_second);
+                grants.insert(grant.session_id, grant);
             }
+        }
+        // The coordinator's own probe sessions go to the engine like viewers' sessions (the
+        // node served them, and claims them), marked as probes by their grants: the engine
+        // never pays them and never lets them bound unattested bytes.
+        for row in &usage {
             let (Ok(session_id), Ok(node_id), Ok(viewer), Ok(stream_id)) = (
                 row.session_id.parse::<SessionId>(),
                 row.node_id.parse::<NodeId>(),
@@ -258,11 +278,27 @@ impl Settler {
                 continue;
             };
             let credited = to_u64(row.bytes_total.saturating_sub(row.previous_total));
-            viewers.entry(viewer).or_insert_with(|| ViewerProfile {
-                viewer,
-                subnet: subnet(&row.viewer_subnet),
-                operator: None,
-            });
+            if row.probe {
+                // A probe whose grant the log missed (issued and expired around the epoch's
+                // edge) is still a probe.
+                grants
+                    .entry(session_id)
+                    .or_insert_with(|| IssuedGrant {
+                        session_id,
+                        node_id,
+                        viewer,
+                        stream_id: stream_id.clone(),
+                        live_ms: 0,
+                        probe: true,
+                    })
+                    .probe = true;
+            } else {
+                viewers.entry(viewer).or_insert_with(|| ViewerProfile {
+                    viewer,
+                    subnet: subnet(&row.viewer_subnet),
+                    operator: None,
+                });
+            }
             *sessions_per_node.entry(row.node_id.clone()).or_default() += 1;
             bitrates.insert(stream_id.clone(), config.grant_bytes_per_second);
             sessions.push(SessionUsage {
@@ -280,6 +316,14 @@ impl Settler {
             });
         }
 
+        // Receipts viewers posted to the coordinator directly are tallied apart from the ones
+        // the node handed in: only the node's own can be held against it.
+        let viewer_posted: BTreeMap<String, ReceiptTally> = storage
+            .viewer_posted_for_epoch(epoch)
+            .await?
+            .iter()
+            .map(|a| (a.node_id.clone(), tally(a)))
+            .collect();
         let claims = storage
             .activity_for_epoch(epoch)
             .await?
@@ -287,20 +331,11 @@ impl Settler {
             .filter_map(|a| {
                 Some(NodeClaims {
                     node_id: a.node_id.parse().ok()?,
-                    claimed_bytes: to_u64(a.claimed_bytes)
-                        .saturating_sub(probe_bytes.get(&a.node_id).copied().unwrap_or(0)),
+                    claimed_bytes: to_u64(a.claimed_bytes),
                     unattested_bytes: to_u64(a.unattested_bytes),
                     sessions: sessions_per_node.get(&a.node_id).copied().unwrap_or(0),
-                    receipts: ReceiptTally {
-                        submitted: to_u64(a.submitted),
-                        accepted: to_u64(a.accepted),
-                        forged: to_u64(a.forged),
-                        replayed: to_u64(a.replayed),
-                        beyond_grant: to_u64(a.beyond_grant),
-                        wrong_content: to_u64(a.wrong_content),
-                    },
-                    // Storage does not yet tell receipts viewers posted apart from the node's.
-                    viewer_posted: ReceiptTally::default(),
+                    receipts: tally(&a),
+                    viewer_posted: viewer_posted.get(&a.node_id).copied().unwrap_or_default(),
                 })
             })
             .collect();
@@ -351,7 +386,7 @@ impl Settler {
                 .unwrap_or(false);
             if let (true, Some(node)) = (penalized, by_id.get(evidence.node_id.as_str())) {
                 if let Some(operator) = operator_of(node) {
-                    recently_penalized.push((subnet(&node.subnet), operator));
+                    recently_penalized.push((node_subnet(node), operator));
                 }
             }
         }
@@ -367,8 +402,7 @@ impl Settler {
             bitrates: bitrates.into_iter().collect(),
             operator_route_share_ppm,
             recently_penalized,
-            // No grant log yet: unattested bytes stay capped by probe capacity only.
-            grants: None,
+            grants: Some(grants.into_values().collect()),
         })
     }
 
@@ -471,6 +505,33 @@ impl Settler {
     }
 }
 
+/// The receipt outcomes an activity row counts.
+fn tally(a: &ActivityDelta) -> ReceiptTally {
+    ReceiptTally {
+        submitted: to_u64(a.submitted),
+        accepted: to_u64(a.accepted),
+        forged: to_u64(a.forged),
+        replayed: to_u64(a.replayed),
+        beyond_grant: to_u64(a.beyond_grant),
+        wrong_content: to_u64(a.wrong_content),
+    }
+}
+
+/// The grant log entry of a stored session for the epoch `[epoch_start, epoch_end)`: live from
+/// its issue to its expiry, clipped to the epoch. `None` for a row that does not parse.
+fn issued_grant(record: &SessionRecord, epoch_start: i64, epoch_end: i64) -> Option<IssuedGrant> {
+    let from = record.issued_at_ms.max(epoch_start);
+    let to = record.expiry_ms.min(epoch_end);
+    Some(IssuedGrant {
+        session_id: record.session_id.parse().ok()?,
+        node_id: record.node_id.parse().ok()?,
+        viewer: record.viewer.parse().ok()?,
+        stream_id: StreamId::new(record.stream_id.clone()).ok()?,
+        live_ms: to_u64(to.saturating_sub(from)),
+        probe: record.probe,
+    })
+}
+
 /// The core probe result a stored probe row holds.
 pub(crate) fn probe_result(probe: &ProbeRecord) -> Option<ProbeResult> {
     Some(ProbeResult {
@@ -488,22 +549,40 @@ fn operator_of(node: &NodeRecord) -> Option<OperatorId> {
         .or_else(|| OperatorId::new(node.id.clone()).ok())
 }
 
-/// Parses `a.b.c.0/24` (as stored) back into a [`Subnet24`]; anything else maps to a /24 of its
-/// own derived from a hash, so unknown hosts are never pooled together by accident.
-fn subnet(text: &str) -> Subnet24 {
-    let prefix = text.strip_suffix(".0/24").unwrap_or_default();
-    let octets: Vec<u8> = prefix.split('.').filter_map(|p| p.parse().ok()).collect();
-    match octets.as_slice() {
-        [a, b, c] => Subnet24([*a, *b, *c]),
-        _ => {
-            let hash = blake3::hash(text.as_bytes());
-            let bytes = hash.as_bytes();
-            Subnet24([bytes[0], bytes[1], bytes[2]])
-        }
-    }
+/// The network a stored prefix string names: `a.b.c.0/24` or an IPv6 `x:y:z::/48` as observed
+/// on connections; anything else (a host name from a URL, a local trial's own network per
+/// participant, empty) a network of that name alone, so unknown hosts are never pooled together
+/// by accident.
+fn subnet(text: &str) -> NetPrefix {
+    NetPrefix::parse(text).unwrap_or_else(|| NetPrefix::named(text))
 }
 
 /// JSON text of a value the settlement publishes (these types always serialise).
 fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As the API stores a local trial's networks.
+    fn local_trial_subnet(kind: &str, who: &str) -> String {
+        format!("local-trial/{kind}/{who}")
+    }
+
+    #[test]
+    fn stored_prefixes_become_the_networks_the_rules_group_by() {
+        assert_eq!(subnet("127.0.3.0/24").to_string(), "127.0.3.0/24");
+        assert_eq!(subnet("2001:db8:9::/48").to_string(), "2001:db8:9::/48");
+        // A local trial gives every node and viewer a network of its own: never pooled with
+        // each other, nor with any address prefix.
+        let (a, b) = (
+            subnet(&local_trial_subnet("node", "a")),
+            subnet(&local_trial_subnet("node", "b")),
+        );
+        assert_ne!(a, b);
+        assert!(matches!(a, NetPrefix::Named(_)), "{a}");
+        assert_eq!(a, subnet(&local_trial_subnet("node", "a")));
+    }
 }

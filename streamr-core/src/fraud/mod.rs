@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ReceiptRejection;
 use crate::identity::{NodeId, ViewerKey};
-use crate::ids::{OperatorId, SessionId, StreamId, Subnet24};
+use crate::ids::{NetPrefix, OperatorId, SessionId, StreamId};
 use crate::probes::ProbeSummary;
 use crate::rewards::{NodeEpochInput, PPM};
 use crate::settlement::PenaltyOrder;
@@ -85,8 +85,8 @@ pub struct NodeProfile {
     pub node_id: NodeId,
     /// Its operator.
     pub operator: OperatorId,
-    /// Its current /24.
-    pub subnet: Subnet24,
+    /// Its current network (IPv4 /24 or IPv6 /48).
+    pub subnet: NetPrefix,
     /// The epoch it registered in.
     pub first_epoch: u64,
     /// Its average reward per epoch so far (R̄ for penalty sizing), micro-units.
@@ -98,8 +98,8 @@ pub struct NodeProfile {
 pub struct ViewerProfile {
     /// The viewer's key.
     pub viewer: ViewerKey,
-    /// Its /24.
-    pub subnet: Subnet24,
+    /// Its network (IPv4 /24 or IPv6 /48).
+    pub subnet: NetPrefix,
     /// The operator account it is linked to, if any.
     pub operator: Option<OperatorId>,
 }
@@ -207,7 +207,7 @@ pub struct EpochObservations {
     /// Each operator's expected share of routed sessions, ppm.
     pub operator_route_share_ppm: Vec<(OperatorId, u64)>,
     /// Subnets and operators of nodes penalized in recent epochs.
-    pub recently_penalized: Vec<(Subnet24, OperatorId)>,
+    pub recently_penalized: Vec<(NetPrefix, OperatorId)>,
     /// Every grant issued in the epoch (viewers' and probes'). `None` where the coordinator
     /// kept no grant log (observations stored before it did): unattested bytes are then capped
     /// by probe capacity only, and probe sessions cannot be told apart.
@@ -512,11 +512,11 @@ impl FraudEngine {
         let claims: BTreeMap<NodeId, &NodeClaims> =
             obs.claims.iter().map(|c| (c.node_id, c)).collect();
         let probes: BTreeMap<NodeId, ProbeSummary> = obs.probes.iter().copied().collect();
-        let mut subnet_counts: BTreeMap<Subnet24, u64> = BTreeMap::new();
+        let mut subnet_counts: BTreeMap<NetPrefix, u64> = BTreeMap::new();
         for n in &obs.nodes {
             *subnet_counts.entry(n.subnet).or_default() += 1;
         }
-        let penalized_places: BTreeSet<&Subnet24> =
+        let penalized_places: BTreeSet<&NetPrefix> =
             obs.recently_penalized.iter().map(|(s, _)| s).collect();
         let penalized_operators: BTreeSet<&OperatorId> =
             obs.recently_penalized.iter().map(|(_, o)| o).collect();

@@ -7,7 +7,7 @@ use super::claims::Finding;
 use super::context::{inputs, ppm_of, NodeAcc};
 use super::{FraudConfig, NodeProfile, RuleId};
 use crate::identity::NodeId;
-use crate::ids::{OperatorId, Subnet24};
+use crate::ids::{NetPrefix, OperatorId};
 use crate::probes::ProbeSummary;
 use crate::rewards::PPM;
 
@@ -62,7 +62,7 @@ pub(super) fn tainted_traffic(c: &FraudConfig, a: &NodeAcc) -> Option<Finding> {
 pub(super) fn sybil_cluster(
     c: &FraudConfig,
     node: &NodeProfile,
-    subnet_counts: &BTreeMap<Subnet24, u64>,
+    subnet_counts: &BTreeMap<NetPrefix, u64>,
 ) -> Option<BTreeMap<String, u64>> {
     let in_subnet = subnet_counts.get(&node.subnet).copied().unwrap_or(0);
     (in_subnet > c.max_nodes_per_subnet).then(|| {
@@ -79,7 +79,7 @@ pub(super) fn probation(
     c: &FraudConfig,
     epoch: u64,
     node: &NodeProfile,
-    penalized_places: &BTreeSet<&Subnet24>,
+    penalized_places: &BTreeSet<&NetPrefix>,
     penalized_operators: &BTreeSet<&OperatorId>,
 ) -> (u64, Option<Finding>) {
     let age = epoch.saturating_sub(node.first_epoch);

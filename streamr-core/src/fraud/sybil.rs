@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::context::{bytes_at, scale, Book, Credit, EpochContext};
 use super::RuleId;
 use crate::identity::{NodeId, ViewerKey};
-use crate::ids::Subnet24;
+use crate::ids::NetPrefix;
 use crate::rewards::PPM;
 
 /// Node prefixes a key's history remembers, per prefix it must reach.
@@ -21,7 +21,7 @@ pub(super) struct KeyHistory {
     /// The last epoch the key was credited in.
     pub last_seen: u64,
     /// Node prefixes it was credited on: (first epoch, sessions).
-    pub prefixes: BTreeMap<Subnet24, (u64, u64)>,
+    pub prefixes: BTreeMap<NetPrefix, (u64, u64)>,
 }
 
 impl KeyHistory {
@@ -117,7 +117,7 @@ pub(super) fn viewer_prefix_cap(
     book: &mut Book,
 ) {
     let prefix_of = |viewer: &ViewerKey| ctx.viewers.get(viewer).map(|v| v.subnet);
-    let mut totals: BTreeMap<Subnet24, (u64, u64)> = BTreeMap::new();
+    let mut totals: BTreeMap<NetPrefix, (u64, u64)> = BTreeMap::new();
     for cr in credits.iter() {
         let Some(prefix) = prefix_of(&cr.session.viewer) else {
             continue;

@@ -34,7 +34,7 @@ fn node(i: u8, operator: &str, subnet: u8) -> NodeProfile {
     NodeProfile {
         node_id: NodeId::from_bytes([i; 32]),
         operator: OperatorId::new(operator).unwrap(),
-        subnet: Subnet24([10, 0, subnet]),
+        subnet: crate::Subnet24([10, 0, subnet]).into(),
         first_epoch: 0,
         average_reward: 1_000,
     }
@@ -43,7 +43,7 @@ fn node(i: u8, operator: &str, subnet: u8) -> NodeProfile {
 fn viewer(i: u8, subnet: u8) -> ViewerProfile {
     ViewerProfile {
         viewer: ViewerKey::from_bytes([i; 32]),
-        subnet: Subnet24([192, 168, subnet]),
+        subnet: crate::Subnet24([192, 168, subnet]).into(),
         operator: None,
     }
 }
