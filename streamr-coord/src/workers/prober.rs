@@ -422,10 +422,20 @@ impl HttpProber {
         let mut bytes_total = 0u64;
         let mut receipt_seq = 0u64;
         let mut download = Duration::ZERO;
-        for segment in &fetched {
+        let newest = fetched.len().saturating_sub(1);
+        for (index, segment) in fetched.iter().enumerate() {
             download += segment.total;
             let hash = segment_hash(&segment.bytes).to_string();
             let Some(matched) = self.match_origin(stream, &hash, origin).await else {
+                // The newest segment may simply not be reported yet (an origin that just
+                // restarted, or a report in flight): what the coordinator has not heard of is no
+                // evidence against a node. It is neither judged nor acknowledged; the older
+                // segments fetched with it are, and viewers' receipts cover it.
+                if index == newest && index > 0 {
+                    tracing::debug!(node = %node.id, %stream, %hash,
+                        "the newest probed segment is not reported yet; not judged");
+                    continue;
+                }
                 tracing::warn!(node = %node.id, %stream, %hash, "probed segment matches no origin hash");
                 hash_ok = false;
                 continue;
