@@ -1,4 +1,5 @@
-//! Runs the real `streamr-sim` binary with the threats of issue 11 and checks the targets:
+//! Runs the real `streamr-sim` binary with the threats beyond the classic attacks (framing,
+//! fresh-key farms, idle claims, withholding, an adaptive attacker) and checks the targets:
 //! attackers with at most 50 keys and 10 nodes earn at most their true share plus 1 % of the
 //! pool, a framed honest node is paid at least 98 % of its fair share and never penalized,
 //! idle nodes earn nothing, and the classic attacks are still caught.
