@@ -22,7 +22,10 @@ fn unit_verifies_cleanly_and_names_real_settings() {
         "systemd-analyze verify {UNIT} complains:\n{stdout}{stderr}"
     );
 
-    let help = Command::new(binary).arg("--help").output().expect("run --help");
+    let help = Command::new(binary)
+        .arg("--help")
+        .output()
+        .expect("run --help");
     let help = String::from_utf8_lossy(&help.stdout);
     let example = std::fs::read_to_string(dir.join(ENV_EXAMPLE)).expect("read the example");
     for name in streamr_variables(&unit).chain(streamr_variables(&example)) {
