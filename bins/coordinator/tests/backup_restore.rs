@@ -151,6 +151,15 @@ async fn backup_mid_run_and_restore(original: &str, restored: &str) {
         key,
         "the node key comes back byte for byte"
     );
+    // A second restore into the now-used database is refused and changes nothing.
+    let again = Command::new(script("restore.sh"))
+        .args([backup.to_str().expect("UTF-8 path"), restored])
+        .output()
+        .expect("run restore.sh");
+    assert!(
+        !again.status.success(),
+        "restore.sh refuses a database that is not fresh"
+    );
     let settled_in_backup = newest_settled(restored).await;
     assert!(
         settled_in_backup < last_activity_epoch,
