@@ -442,9 +442,10 @@ impl Run {
                 Ok(Some(playlist)) => {
                     let newest = playlist.segments.last().map(|s| s.sequence);
                     let mut failure = None;
-                    if next_sequence.is_none() && !self.delivered.is_empty() {
+                    let resuming = next_sequence.is_none() && !self.delivered.is_empty();
+                    if let Some(newest) = newest.filter(|_| resuming) {
                         // After a fail-over: carry on right after the last delivered segment.
-                        next_sequence = newest.map(|newest| newest.saturating_add(1));
+                        next_sequence = Some(newest.saturating_add(1));
                         match self.resume(&playlist, &playlist_url, &token).await {
                             Ok(segments) => {
                                 for bytes in segments {
@@ -461,7 +462,13 @@ impl Run {
                             Err(reason) => failure = Some(reason),
                         }
                     }
-                    for segment in playlist.segments.iter().filter(|_| failure.is_none()) {
+                    // Nothing more from a node that just failed to answer.
+                    let listed = if failure.is_none() {
+                        &playlist.segments[..]
+                    } else {
+                        &[]
+                    };
+                    for segment in listed {
                         // Start at the newest segment: the lowest latency and the quickest start.
                         let wanted = match next_sequence {
                             Some(next) => segment.sequence >= next,
