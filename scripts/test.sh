@@ -20,6 +20,8 @@ declare -A PACKAGE_OF=(
   [nginx]="nginx-light libnginx-mod-rtmp"
   [curl]=curl
   [runuser]=util-linux
+  [sqlite3]=sqlite3
+  [systemd-analyze]=systemd
 )
 
 missing_packages=()

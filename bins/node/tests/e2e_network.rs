@@ -449,7 +449,7 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
     }
     // Viewers kept verifying the origin's content all along (relays' segments stay the
     // origin's, also after their pull has run for longer than its idle timeout).
-    for (viewer, earlier) in viewers.iter().zip(&moved) {
+    for ((viewer, earlier), (was_on_victim, _)) in viewers.iter().zip(&moved).zip(&before) {
         let now = viewer.stats();
         assert!(
             now.verified_segments >= earlier.verified_segments + 3,
@@ -459,6 +459,19 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
             now.unverified_segments, 0,
             "a viewer got content the origin never published: {now:?}"
         );
+        // Across the fail-over the media goes on where it stopped: no segment played twice
+        // (which a player shows as timestamps jumping back), none left out.
+        assert_eq!(
+            now.repeated_segments, 0,
+            "a viewer played segments twice: {now:?}"
+        );
+        assert_eq!(now.skipped_segments, 0, "a viewer missed segments: {now:?}");
+        if *was_on_victim {
+            assert!(
+                now.resumes_matched >= 1 && now.resumes_unmatched == 0,
+                "a moved viewer resumed right after its last segment: {now:?}"
+            );
+        }
     }
     for viewer in viewers {
         viewer.stop().await.expect("viewer stops cleanly");

@@ -21,6 +21,7 @@
 
 mod origin;
 mod receipts;
+mod resume;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -39,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use origin::OriginIndex;
 use receipts::{SegmentCheck, SessionReceipts};
+use resume::{DeliveredHistory, ResumePlan, RESUME_LOOKBACK};
 
 /// How long the viewer keeps naming a node it failed on when asking for another.
 const FAILED_NODE_MEMORY: Duration = Duration::from_secs(60);
@@ -174,6 +176,14 @@ pub struct ViewerStats {
     pub last_verified_sequence: Option<u64>,
     /// Origin segments the viewer never got, between the first and the newest it verified.
     pub skipped_segments: u64,
+    /// Verified segments whose origin sequence was not after the newest verified before (media
+    /// played twice).
+    pub repeated_segments: u64,
+    /// Sessions after a fail-over that found the last delivered segment on the new node and
+    /// carried on right after it.
+    pub resumes_matched: u32,
+    /// Sessions after a fail-over that did not find it and started at the newest segment.
+    pub resumes_unmatched: u32,
     /// Receipts sent.
     pub receipts_sent: u64,
     /// Receipts the coordinator (or node) accepted.
@@ -204,6 +214,9 @@ impl ViewerStats {
             unverified_segments: 0,
             last_verified_sequence: None,
             skipped_segments: 0,
+            repeated_segments: 0,
+            resumes_matched: 0,
+            resumes_unmatched: 0,
             receipts_sent: 0,
             receipts_accepted: 0,
             receipts_rejected: Vec::new(),
@@ -252,6 +265,7 @@ impl Viewer {
             stop: stop.clone(),
             output,
             index: OriginIndex::default(),
+            delivered: DeliveredHistory::default(),
             started: Instant::now(),
         };
         let task = tokio::spawn(run.run());
@@ -314,6 +328,8 @@ struct Run {
     stop: CancellationToken,
     output: Option<ViewerOutput>,
     index: OriginIndex,
+    /// The segments delivered last, to resume after them on another node.
+    delivered: DeliveredHistory,
     started: Instant,
 }
 
@@ -426,7 +442,33 @@ impl Run {
                 Ok(Some(playlist)) => {
                     let newest = playlist.segments.last().map(|s| s.sequence);
                     let mut failure = None;
-                    for segment in &playlist.segments {
+                    let resuming = next_sequence.is_none() && !self.delivered.is_empty();
+                    if let Some(newest) = newest.filter(|_| resuming) {
+                        // After a fail-over: carry on right after the last delivered segment.
+                        next_sequence = Some(newest.saturating_add(1));
+                        match self.resume(&playlist, &playlist_url, &token).await {
+                            Ok(segments) => {
+                                for bytes in segments {
+                                    self.deliver(
+                                        play.node_id,
+                                        bytes,
+                                        &mut pending,
+                                        failed_at,
+                                        &mut last_progress,
+                                    )
+                                    .await?;
+                                }
+                            }
+                            Err(reason) => failure = Some(reason),
+                        }
+                    }
+                    // Nothing more from a node that just failed to answer.
+                    let listed = if failure.is_none() {
+                        &playlist.segments[..]
+                    } else {
+                        &[]
+                    };
+                    for segment in listed {
                         // Start at the newest segment: the lowest latency and the quickest start.
                         let wanted = match next_sequence {
                             Some(next) => segment.sequence >= next,
@@ -452,32 +494,14 @@ impl Run {
                                 break;
                             }
                         };
-                        let now = Instant::now();
-                        if let Some(failed) = failed_at.filter(|_| last_progress.is_none()) {
-                            self.stats
-                                .send_modify(|s| s.last_failover_gap = Some(now - failed));
-                        }
-                        last_progress = Some(now);
-                        let startup = self.started.elapsed();
-                        self.stats.send_modify(|s| {
-                            s.segments += 1;
-                            s.bytes += bytes.len() as u64;
-                            s.startup.get_or_insert(startup);
-                        });
-                        pending.push_back(Pending {
-                            node: play.node_id,
-                            hash: segment_hash(&bytes),
-                            len: bytes.len(),
-                            received: now,
-                            received_ms: streamr_coord::client::unix_ms(),
-                        });
-                        if let Some(output) = self.output.as_mut() {
-                            output
-                                .write_all(&bytes)
-                                .await
-                                .map_err(ViewerError::Output)?;
-                            output.flush().await.map_err(ViewerError::Output)?;
-                        }
+                        self.deliver(
+                            play.node_id,
+                            bytes,
+                            &mut pending,
+                            failed_at,
+                            &mut last_progress,
+                        )
+                        .await?;
                     }
                     if let Some(reason) = failure {
                         self.verify_pending(&mut pending, &mut receipts, false)
@@ -520,6 +544,88 @@ impl Run {
         }
         self.send_receipt(play, &mut receipts).await;
         Ok(end)
+    }
+
+    /// The segments to deliver first on a node taken over after a fail-over: those after the
+    /// last delivered one, found by content among the newest [`RESUME_LOOKBACK`] listed, oldest
+    /// first; only the newest when none of them was delivered. `Err` when the node does not
+    /// answer.
+    async fn resume(
+        &mut self,
+        playlist: &ParsedPlaylist,
+        playlist_url: &Url,
+        token: &str,
+    ) -> Result<Vec<bytes::Bytes>, String> {
+        let mut fetched: Vec<(streamr_core::ContentDigest, bytes::Bytes)> = Vec::new();
+        for segment in playlist.segments.iter().rev().take(RESUME_LOOKBACK) {
+            let Ok(url) = playlist_url.join(&segment.uri) else {
+                break;
+            };
+            // A segment gone from the node's window: the older ones are gone too.
+            let Some(bytes) = self.fetch(&with_token(url, token)).await? else {
+                break;
+            };
+            let hash = segment_hash(&bytes);
+            fetched.push((hash, bytes));
+            if self.delivered.contains(&hash) {
+                break;
+            }
+        }
+        let hashes: Vec<_> = fetched.iter().map(|(hash, _)| *hash).collect();
+        match resume::plan(&self.delivered, &hashes) {
+            ResumePlan::After(position) => {
+                fetched.truncate(position);
+                self.stats.send_modify(|s| s.resumes_matched += 1);
+            }
+            ResumePlan::NewestOnly => {
+                fetched.truncate(1);
+                tracing::info!(
+                    "last delivered segment not found on the new node; starting at its newest"
+                );
+                self.stats.send_modify(|s| s.resumes_unmatched += 1);
+            }
+        }
+        Ok(fetched.into_iter().rev().map(|(_, bytes)| bytes).collect())
+    }
+
+    /// Hands a received segment to the output and queues it for verification.
+    async fn deliver(
+        &mut self,
+        node: NodeId,
+        bytes: bytes::Bytes,
+        pending: &mut VecDeque<Pending>,
+        failed_at: Option<Instant>,
+        last_progress: &mut Option<Instant>,
+    ) -> Result<(), ViewerError> {
+        let now = Instant::now();
+        if let Some(failed) = failed_at.filter(|_| last_progress.is_none()) {
+            self.stats
+                .send_modify(|s| s.last_failover_gap = Some(now - failed));
+        }
+        *last_progress = Some(now);
+        let startup = self.started.elapsed();
+        self.stats.send_modify(|s| {
+            s.segments += 1;
+            s.bytes += bytes.len() as u64;
+            s.startup.get_or_insert(startup);
+        });
+        let hash = segment_hash(&bytes);
+        self.delivered.record(hash);
+        pending.push_back(Pending {
+            node,
+            hash,
+            len: bytes.len(),
+            received: now,
+            received_ms: streamr_coord::client::unix_ms(),
+        });
+        if let Some(output) = self.output.as_mut() {
+            output
+                .write_all(&bytes)
+                .await
+                .map_err(ViewerError::Output)?;
+            output.flush().await.map_err(ViewerError::Output)?;
+        }
+        Ok(())
     }
 
     /// `Ok(None)` while the node has no segment yet (404), `Err` when it does not answer.
@@ -615,8 +721,14 @@ impl Run {
                             s.skipped_segments = s
                                 .skipped_segments
                                 .saturating_add(sequence.saturating_sub(last.saturating_add(1)));
+                            if sequence <= last {
+                                s.repeated_segments += 1;
+                            }
                         }
-                        s.last_verified_sequence = Some(sequence);
+                        s.last_verified_sequence = Some(
+                            s.last_verified_sequence
+                                .map_or(sequence, |last| last.max(sequence)),
+                        );
                         s.verified_segments += 1;
                         s.verified_bytes += len as u64;
                         *s.verified_bytes_by_node.entry(node).or_default() += len as u64;
