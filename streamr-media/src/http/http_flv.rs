@@ -50,36 +50,35 @@ struct FlvBody {
 }
 
 impl FlvBody {
+    /// Queues the FLV file header, once, ahead of every tag.
+    fn push_header(&mut self, has_audio: bool, has_video: bool) {
+        self.header_sent = true;
+        let header = FlvHeader {
+            has_audio,
+            has_video,
+        };
+        self.pending
+            .push_front(FlvWriter::new().header(header).freeze());
+    }
+
     async fn fill(&mut self) {
         self.events.clear();
         if self.subscription.recv_batch(&mut self.events, BATCH).await == 0 {
             self.ended = true;
             if !self.header_sent {
-                self.header_sent = true;
-                let header = FlvHeader {
-                    has_audio: true,
-                    has_video: true,
-                };
-                self.pending
-                    .push_back(FlvWriter::new().header(header).freeze());
+                self.push_header(true, true);
             }
             return;
         }
         if !self.header_sent {
-            self.header_sent = true;
             let has = |kind| {
                 self.events
                     .iter()
                     .any(|e| matches!(e, RelayEvent::Frame(frame) if frame.kind() == kind))
             };
             let (has_audio, has_video) = (has(FrameKind::Audio), has(FrameKind::Video));
-            let header = FlvHeader {
-                // Announce both when the first frames show neither (metadata only).
-                has_audio: has_audio || !has_video,
-                has_video: has_video || !has_audio,
-            };
-            self.pending
-                .push_back(FlvWriter::new().header(header).freeze());
+            // Announce both when the first frames show neither (metadata only).
+            self.push_header(has_audio || !has_video, has_video || !has_audio);
         }
         for event in self.events.drain(..) {
             match event {
