@@ -45,6 +45,27 @@ pub struct UpstreamConfig {
     /// Longest wait for an upstream to accept the connection and answer the RTMP handshake,
     /// connect and play; an unreachable or mute host is then skipped for the next one.
     pub connect_timeout: Duration,
+    /// The query string each play request to an upstream carries (without `?`), made afresh
+    /// for every connection: a relay's credentials for an origin that serves only relays.
+    pub play_query: Option<PlayQuery>,
+}
+
+/// Makes the query string of a pull's play request for a stream (see
+/// [`UpstreamConfig::play_query`]).
+#[derive(Clone)]
+pub struct PlayQuery(Arc<dyn Fn(&StreamKey) -> String + Send + Sync>);
+
+impl PlayQuery {
+    /// A query maker calling `make` for every connection.
+    pub fn new(make: impl Fn(&StreamKey) -> String + Send + Sync + 'static) -> Self {
+        PlayQuery(Arc::new(make))
+    }
+}
+
+impl std::fmt::Debug for PlayQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlayQuery(..)")
+    }
 }
 
 impl Default for UpstreamConfig {
@@ -56,6 +77,7 @@ impl Default for UpstreamConfig {
             idle_check_interval: Duration::from_secs(1),
             stall_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            play_query: None,
         }
     }
 }
@@ -184,13 +206,20 @@ impl UpstreamPuller {
                 if self.is_idle(key, state, &mut idle_since) {
                     return;
                 }
-                let url = match RtmpUrl::parse(&format!("{upstream}/{}/{}", key.app, key.name)) {
-                    Ok(url) => url,
-                    Err(error) => {
-                        tracing::warn!(%upstream, %error, "unusable upstream address");
-                        continue;
-                    }
+                // Logged without the query: it may carry credentials.
+                let shown = format!("{upstream}/{}/{}", key.app, key.name);
+                let query = match &self.config.play_query {
+                    Some(PlayQuery(make)) => format!("?{}", make(key)),
+                    None => String::new(),
                 };
+                let url =
+                    match RtmpUrl::parse(&format!("{upstream}/{}/{}{query}", key.app, key.name)) {
+                        Ok(url) => url,
+                        Err(error) => {
+                            tracing::warn!(%upstream, %error, "unusable upstream address");
+                            continue;
+                        }
+                    };
                 {
                     let mut status = lock(&state.status);
                     status.upstream = Some(upstream.clone());
@@ -214,24 +243,24 @@ impl UpstreamPuller {
                 match pulled {
                     Ok(PullEnd::Idle) => return,
                     Ok(PullEnd::UpstreamClosed) => {
-                        tracing::info!(stream = %key, %url, "upstream closed; trying the next");
+                        tracing::info!(stream = %key, url = %shown, "upstream closed; trying the next");
                     }
                     Ok(PullEnd::ConnectTimedOut) => {
-                        tracing::warn!(stream = %key, %url, "upstream did not answer; trying the next");
+                        tracing::warn!(stream = %key, url = %shown, "upstream did not answer; trying the next");
                         lock(&state.status).last_error = Some(format!(
-                            "{url} did not answer within {:?}",
+                            "{shown} did not answer within {:?}",
                             self.config.connect_timeout
                         ));
                     }
                     Ok(PullEnd::Stalled) => {
-                        tracing::warn!(stream = %key, %url, "upstream stalled; trying the next");
+                        tracing::warn!(stream = %key, url = %shown, "upstream stalled; trying the next");
                         lock(&state.status).last_error = Some(format!(
-                            "{url} sent nothing for {:?}",
+                            "{shown} sent nothing for {:?}",
                             self.config.stall_timeout
                         ));
                     }
                     Err(error) => {
-                        tracing::warn!(stream = %key, %url, %error, "upstream failed; trying the next");
+                        tracing::warn!(stream = %key, url = %shown, %error, "upstream failed; trying the next");
                         lock(&state.status).last_error = Some(error.to_string());
                     }
                 }
@@ -266,7 +295,7 @@ impl UpstreamPuller {
             return Ok(PullEnd::ConnectTimedOut);
         };
         let mut client = connected?;
-        tracing::info!(stream = %key, %url, "pulling from upstream");
+        tracing::info!(stream = %key, upstream = %url.tc_url(), "pulling from upstream");
         if let Some(publisher) = publisher.as_ref() {
             // A failover: this upstream replays part of what was relayed.
             publisher.rejoin_upstream();

@@ -25,6 +25,7 @@ use streamr_media::upstream::UpstreamPuller;
 
 use crate::accounting::{self, Accounting};
 use crate::grants::{GrantChecker, GrantRefusal};
+use crate::origin_gate::{Admission, OriginGate, OriginRefusal};
 
 /// Sessions kept for receipt checks; the oldest are forgotten beyond this.
 const MAX_SESSIONS: usize = 100_000;
@@ -60,6 +61,8 @@ pub(crate) struct Gate {
     pub(crate) pull_wait: Duration,
     /// Bytes served per granted session, for the heartbeats' claims.
     pub(crate) accounting: Accounting,
+    /// Who may play at this origin (`None`: anyone; see [`OriginGate`]).
+    pub(crate) origin_gate: Option<OriginGate>,
     sessions: Mutex<HashMap<SessionId, SessionGrant>>,
     receipts: Mutex<HashMap<SessionId, SignedReceipt>>,
 }
@@ -91,9 +94,30 @@ impl Gate {
             publish_check,
             pull_wait,
             accounting: Accounting::new(receipt_grace),
+            origin_gate: None,
             sessions: Mutex::default(),
             receipts: Mutex::default(),
         }
+    }
+
+    /// Serves only the network's relays and granted viewers at this origin.
+    pub(crate) fn with_origin_gate(mut self, origin_gate: OriginGate) -> Self {
+        self.origin_gate = Some(origin_gate);
+        self
+    }
+
+    /// Admits a play at the origin when it is gated (anyone when it is not).
+    async fn admit_at_origin(&self, query: &str, key: &StreamKey) -> Result<(), OriginRefusal> {
+        let Some(origin_gate) = &self.origin_gate else {
+            return Ok(());
+        };
+        match origin_gate.admit(query, &key.name, unix_ms()).await? {
+            Admission::Relay(node) => {
+                tracing::debug!(stream = %key, relay = %node, "relay admitted");
+            }
+            Admission::Viewer => {}
+        }
+        Ok(())
     }
 
     /// Checks the grant (when grants are enforced) and remembers the session it opens;
@@ -238,6 +262,11 @@ impl RelayHooks for NodeHooks {
     }
 
     async fn authorize_play(&self, request: &StreamRequest) -> Result<(), Refusal> {
+        if let Err(refusal) = self.0.admit_at_origin(&request.query, &request.key).await {
+            tracing::info!(stream = %request.key, peer = %request.peer, %refusal,
+                "play at the origin refused");
+            return Err(Refusal::new(refusal.to_string()));
+        }
         match self.0.admit(&request.query, &request.key) {
             Err(refusal) => {
                 tracing::info!(stream = %request.key, peer = %request.peer, %refusal,
@@ -327,6 +356,18 @@ fn forbidden(key: &StreamKey, refusal: &GrantRefusal) -> Response {
         .into_response()
 }
 
+fn origin_forbidden(key: &StreamKey, refusal: &OriginRefusal) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(serde_json::json!({
+            "error": "origin_play_refused",
+            "message": refusal.to_string(),
+            "stream": format!("{}/{}", key.app, key.name),
+        })),
+    )
+        .into_response()
+}
+
 /// Points every segment of a playlist at `/{app}/{name}/{sequence}.ts?grant=<token>` so
 /// players that drop the playlist's query string still present the grant.
 fn playlist_with_grant(body: &str, key: &StreamKey, token: &str) -> String {
@@ -365,6 +406,9 @@ pub(crate) async fn http_gate(
         Target::Playlist { key, .. } => (key.clone(), true),
         Target::Flv(key) | Target::Segment(key) => (key.clone(), false),
     };
+    if let Err(refusal) = gate.admit_at_origin(&query, &key).await {
+        return origin_forbidden(&key, &refusal);
+    }
     let counter = match gate.admit(&query, &key) {
         Ok(admitted) => admitted.and_then(|a| a.counter),
         Err(refusal) => return forbidden(&key, &refusal),

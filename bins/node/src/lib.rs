@@ -40,6 +40,8 @@ pub mod grants;
 pub mod identity;
 mod metrics;
 mod network;
+pub mod origin_gate;
+pub mod relay_token;
 mod report_queue;
 pub mod viewer;
 
@@ -49,12 +51,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::{get, post};
-use streamr_coord::client::{ClientError, CoordinatorClient, NodeAdvert};
+use streamr_coord::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert};
 use streamr_core::{CoordinatorKey, KeyPair, NodeId};
 use streamr_media::http::{router, HttpState, LiveHls, LiveHlsConfig};
 use streamr_media::relay::{BatchPolicy, RelayConfig, RelayHub};
 use streamr_media::server::{RelayServer, RelayServerConfig};
-use streamr_media::upstream::{UpstreamConfig, UpstreamPuller};
+use streamr_media::upstream::{PlayQuery, UpstreamConfig, UpstreamPuller};
 pub use streamr_net::HttpLimits;
 use streamr_tls::{CertificateFiles, HandshakeLimits, ServerTls, TlsError};
 use tokio::task::JoinHandle;
@@ -64,6 +66,7 @@ use tracing::{info, warn};
 pub use grants::{GrantChecker, GrantRefusal};
 pub use identity::IdentityError;
 pub use network::PinnedKeyError;
+pub use origin_gate::{OriginPlay, OriginRefusal};
 pub use report_queue::ReportQueueError;
 
 /// How the node reaches the coordinator.
@@ -135,6 +138,9 @@ pub struct NodeConfig {
     pub rtmp_limits: RtmpLimits,
     /// HTTP connection limits and deadlines.
     pub http_limits: HttpLimits,
+    /// Who may play at an origin that joined a coordinator (a standalone node, without a
+    /// coordinator to ask, serves anyone).
+    pub origin_play: OriginPlay,
 }
 
 /// The RTMP listener's connection budget and the deadline of each connection state. The RTMP
@@ -247,6 +253,7 @@ impl Default for NodeConfig {
             batch_delay: BatchPolicy::default().delay,
             rtmp_limits: RtmpLimits::default(),
             http_limits: HttpLimits::default(),
+            origin_play: OriginPlay::default(),
         }
     }
 }
@@ -340,7 +347,9 @@ impl Node {
         };
         // A relay checks its pinned key against the coordinator's when it can reach it now; when
         // it cannot, it starts anyway and checks (and joins) once the coordinator answers.
-        let grants = match (&config.coordinator, &client, relay_role) {
+        let gated_origin = !relay_role && config.origin_play == OriginPlay::RelaysAndGranted;
+        let mut learn_key = None;
+        let checker = match (&config.coordinator, &client, relay_role || gated_origin) {
             (Some(coordinator), Some(client), true) => {
                 let checker = GrantChecker::awaiting_key(key.node_id());
                 match client.coordinator_info().await {
@@ -355,6 +364,8 @@ impl Node {
                              joining when it answers");
                         if let Some(pinned) = coordinator.key {
                             checker.set_key(pinned);
+                        } else if gated_origin {
+                            learn_key = Some(checker.clone());
                         }
                     }
                     Err(error) => return Err(error.into()),
@@ -362,6 +373,10 @@ impl Node {
                 Some(checker)
             }
             _ => None,
+        };
+        let (grants, origin_grants) = match checker {
+            Some(checker) if relay_role => (Some(checker), None),
+            checker => (None, checker),
         };
         let reporter = match (&client, relay_role) {
             (Some(_), false) => Some(network::SegmentReporter::open(&config.report_queue_path())?),
@@ -395,11 +410,26 @@ impl Node {
                 UpstreamConfig {
                     upstreams: config.upstreams.clone(),
                     idle_timeout: config.pull_idle_timeout,
+                    // A networked relay proves itself to origins serving only relays.
+                    play_query: client.is_some().then(|| {
+                        let key = key.clone();
+                        PlayQuery::new(move |stream| {
+                            format!(
+                                "{}={}",
+                                relay_token::RELAY_PARAM,
+                                relay_token::make(&key, &stream.name, unix_ms())
+                            )
+                        })
+                    }),
                     ..UpstreamConfig::default()
                 },
             )
         });
-        let gate = Arc::new(gate::Gate::new(
+        let origin_gate = client
+            .clone()
+            .zip(origin_grants)
+            .map(|(client, grants)| origin_gate::OriginGate::new(client, grants));
+        let gate = gate::Gate::new(
             hub.clone(),
             puller.clone(),
             grants,
@@ -412,7 +442,11 @@ impl Node {
                 }),
             config.pull_wait,
             config.receipt_grace,
-        ));
+        );
+        let gate = Arc::new(match origin_gate {
+            Some(origin_gate) => gate.with_origin_gate(origin_gate),
+            None => gate,
+        });
 
         let rtmp = RelayServer::start_on_hub(
             server_config.clone(),
@@ -530,6 +564,13 @@ impl Node {
             }
         });
 
+        if let (Some(checker), Some(client)) = (learn_key, &client) {
+            tasks.push(tokio::spawn(origin_gate::learn_coordinator_key(
+                client.clone(),
+                checker,
+                stop.clone(),
+            )));
+        }
         let mut leave = None;
         if let Some(client) = client {
             if relay_role {
@@ -583,6 +624,13 @@ impl Node {
             http = %http_addr,
             https = ?https_addr,
             role = if relay_role { "relay" } else { "origin" },
+            origin_play = if gate.origin_gate.is_some() {
+                "relays and granted viewers"
+            } else if gate.grants.is_some() {
+                "granted viewers"
+            } else {
+                "anyone"
+            },
             "streamr-node running"
         );
         Ok(RunningNode {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser, ValueEnum};
 use streamr_core::CoordinatorKey;
-use streamr_node::{CoordinatorConfig, HttpLimits, Node, NodeConfig, RtmpLimits};
+use streamr_node::{CoordinatorConfig, HttpLimits, Node, NodeConfig, OriginPlay, RtmpLimits};
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -23,6 +23,15 @@ enum LogFormat {
     Pretty,
     /// One JSON object per line, for log collectors.
     Json,
+}
+
+/// Who may play at an origin that joined a coordinator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OriginPlayArg {
+    /// Only relays registered with the coordinator and viewers with a grant for this node.
+    RelaysAndGranted,
+    /// Anyone: viewers can bypass the friend nodes and their accounting.
+    Public,
 }
 
 /// StreamrP2P friend node: an RTMP origin/relay that re-serves streams to viewers.
@@ -210,6 +219,12 @@ struct Args {
           value_parser = humantime::parse_duration)]
     http_body_timeout: Duration,
 
+    /// Who may play at this node when it is an origin that joined a coordinator: only the
+    /// network's relays and viewers with a grant (HLS, HTTP-FLV and RTMP alike), or anyone.
+    #[arg(long, env = "STREAMR_ORIGIN_PLAY", value_enum,
+          default_value_t = OriginPlayArg::RelaysAndGranted)]
+    origin_play: OriginPlayArg,
+
     /// Log line format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "STREAMR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
@@ -298,6 +313,10 @@ impl Args {
                 write_timeout: self.rtmp_write_timeout,
             },
             http_limits,
+            origin_play: match self.origin_play {
+                OriginPlayArg::RelaysAndGranted => OriginPlay::RelaysAndGranted,
+                OriginPlayArg::Public => OriginPlay::Public,
+            },
             ..NodeConfig::default()
         }
     }
@@ -323,6 +342,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let networked = args.coordinator.is_some();
     let origin = args.upstreams.is_empty();
+    let origin_play = args.origin_play;
     let node = Node::start(args.into_config()).await?;
     if networked && origin {
         info!(
@@ -330,6 +350,16 @@ async fn main() -> anyhow::Result<()> {
              Stream Key <stream>?key=<stream key>)",
             node.rtmp_addr()
         );
+        match origin_play {
+            OriginPlayArg::RelaysAndGranted => info!(
+                "this origin serves only the network's relays and viewers with a grant \
+                 (--origin-play public serves anyone)"
+            ),
+            OriginPlayArg::Public => warn!(
+                "--origin-play public: anyone may play at this origin, bypassing the friend \
+                 nodes and their accounting"
+            ),
+        }
     } else if networked {
         info!(
             "viewers get play URLs (with a grant) from the coordinator: GET /streams/<stream>/play"
@@ -371,6 +401,10 @@ mod tests {
         assert_eq!(config.rtmp_limits, RtmpLimits::default());
         assert_eq!(config.http_limits, HttpLimits::default());
         assert_eq!(config.identity, PathBuf::from("streamr-node.key"));
+        assert_eq!(config.origin_play, OriginPlay::RelaysAndGranted);
+        let public = Args::try_parse_from(["streamr-node", "--origin-play", "public"]).unwrap();
+        assert_eq!(public.into_config().origin_play, OriginPlay::Public);
+        assert!(Args::try_parse_from(["streamr-node", "--origin-play", "all"]).is_err());
     }
 
     #[test]

@@ -341,7 +341,19 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
         .play("show", &hop_viewer.viewer_key())
         .await
         .expect("routed");
-    let origin_url = RtmpUrl::parse(&format!("{origin_rtmp}/live/show")).expect("URL");
+    // The origin serves only relays and granted viewers: the measuring player holds a grant.
+    let origin_grant = streamr_core::Signed::sign(
+        streamr_core::SessionGrant {
+            node_id: origin.node_id(),
+            ..hop_play.grant.body.clone()
+        },
+        &coordinator_key,
+    );
+    let origin_url = RtmpUrl::parse(&streamr_coord::grant_token::with_grant(
+        &format!("{origin_rtmp}/live/show"),
+        &origin_grant,
+    ))
+    .expect("URL");
     let friend_url = RtmpUrl::parse(&hop_play.rtmp_url).expect("URL");
     let (at_origin, at_friend) = tokio::join!(
         arrivals(&origin_url, Duration::from_secs(6)),

@@ -164,10 +164,25 @@ async fn a_routed_viewer_plays_through_a_relay_node_with_its_grant() {
     })
     .await;
     let first = &segments[segments.len() - 1];
-    let served = reqwest::get(format!(
-        "http://{}/live/show/{}.ts",
-        origin.http_addr(),
-        first.sequence
+    // The origin serves only relays and granted viewers: a grant for the origin itself.
+    let origin_grant = Signed::sign(
+        SessionGrant {
+            session_id: streamr_core::SessionId::from_bytes([9; 16]),
+            viewer: KeyPair::generate(&mut rand::rngs::OsRng).viewer_key(),
+            node_id: origin.node_id(),
+            stream_id: streamr_core::StreamId::new("show").unwrap(),
+            max_bytes: 1 << 30,
+            expiry_ms: unix_ms() + 60_000,
+        },
+        &network.coordinator_key,
+    );
+    let served = reqwest::get(grant_token::with_grant(
+        &format!(
+            "http://{}/live/show/{}.ts",
+            origin.http_addr(),
+            first.sequence
+        ),
+        &origin_grant,
     ))
     .await
     .unwrap()
