@@ -38,7 +38,7 @@ use crate::wire::{
     NodeDeregistration, NodeRegistration, PlayResponse, PublishCheckRequest, ReceiptsOutcome,
     ReceiptsRequest, SegmentReport, SegmentReportResponse, SetOriginRequest, StatementResponse,
 };
-use crate::{CoordinatorInfo, ProofResponse, SimulationRequest};
+use crate::{CoordinatorInfo, NodePayouts, ProofResponse, SimulationRequest};
 
 /// The coordinator's JSON error body (`{"error": code, "message": text}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -560,6 +560,12 @@ impl CoordinatorClient {
     /// `GET /nodes/{id}/earnings`: a node's vesting total, ledger entries and payouts.
     pub async fn earnings(&self, node_id: &NodeId) -> Result<EarningsResponse, ClientError> {
         self.get(&format!("/nodes/{node_id}/earnings")).await
+    }
+
+    /// `GET /nodes/{id}/payouts`: a node's rewards by stage (unvested, vested, pending, paid,
+    /// fees), the payout policy and every payout, pending and sent.
+    pub async fn node_payouts(&self, node_id: &str) -> Result<NodePayouts, ClientError> {
+        self.get(&format!("/nodes/{node_id}/payouts")).await
     }
 
     /// `GET /epochs?limit=`: the newest settled epochs first.

@@ -51,11 +51,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use streamr_core::{CoordinatorKey, PayoutSink, SimulatedChain};
+use streamr_core::{CoordinatorKey, PayoutSink, SimulatedPayoutSink};
 use tokio::net::TcpListener;
 
 pub use api::info::CoordinatorInfo;
-pub use api::ledger::{ProofResponse, SimulationRequest};
+pub use api::ledger::{NodePayouts, ProofResponse, SimulationRequest};
 pub use config::{CoordConfig, GrantBudget, RateLimit};
 pub use error::{ApiError, StorageError};
 pub use storage::{connect, PostgresStorage, SqliteStorage, Storage};
@@ -83,7 +83,9 @@ impl Coordinator {
     pub fn new(config: CoordConfig, storage: Arc<dyn Storage>) -> Self {
         Coordinator {
             state: Arc::new(api::AppState::new(config, storage)),
-            sink: Arc::new(tokio::sync::Mutex::new(Box::new(SimulatedChain::new()))),
+            sink: Arc::new(tokio::sync::Mutex::new(
+                Box::new(SimulatedPayoutSink::new()),
+            )),
             probes: None,
         }
     }

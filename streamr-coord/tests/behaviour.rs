@@ -780,8 +780,41 @@ async fn viewers_are_routed_receipts_settle_and_pay_once(db: &TestDb) {
     let (status, pending) = api.get_admin("/payouts/pending").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(pending.as_array().map(Vec::len), Some(1), "{pending}");
+    // The payout lifecycle: planned at settlement (vested at once here), pending until the
+    // sink confirms it, then paid; every stage adds up to what the node earned.
+    let payouts_path = format!("/nodes/{}/payouts", node.node_id());
+    let stages = |p: &Value| {
+        ["earned", "unvested", "vested", "pending", "paid", "fees"].map(|k| p[k].as_i64())
+    };
+    let (status, lifecycle) = api.get(&payouts_path).await;
+    assert_eq!(status, StatusCode::OK, "{lifecycle}");
+    let d = Some(distributed);
+    let zero = Some(0);
+    assert_eq!(
+        stages(&lifecycle),
+        [d, zero, zero, d, zero, zero],
+        "{lifecycle}"
+    );
+    assert_eq!(lifecycle["payouts"][0]["status"], "pending", "{lifecycle}");
     assert_eq!(api.coordinator.pay_pending().await.expect("pay"), 1);
     assert_eq!(api.coordinator.pay_pending().await.expect("pay again"), 0);
+    let (_, lifecycle) = api.get(&payouts_path).await;
+    assert_eq!(
+        stages(&lifecycle),
+        [d, zero, zero, zero, d, zero],
+        "{lifecycle}"
+    );
+    assert_eq!(
+        lifecycle["payouts"][0]["status"], "sent",
+        "paid payouts are listed"
+    );
+    let (status, _) = api
+        .get(&format!(
+            "/nodes/{}/payouts",
+            KeyPair::from_seed([99; 32]).node_id()
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, earnings) = api
         .get(&format!("/nodes/{}/earnings", node.node_id()))
         .await;

@@ -99,7 +99,8 @@ pub use ledger::{Account, EntryKind, Ledger, LedgerEntry};
 pub use merkle::{BalanceLeaf, MerkleProof, MerkleTree, Side};
 pub use origin::{OriginClaim, OriginSegmentReport, SignedOriginClaim, SignedSegmentReport};
 pub use payout::{
-    FeeSchedule, PayoutConfirmation, PayoutItem, PayoutPolicy, PayoutSink, SimulatedChain,
+    FeeSchedule, PayoutConfirmation, PayoutItem, PayoutLifecycle, PayoutPolicy, PayoutSink,
+    SimulatedChain, SimulatedPayoutSink,
 };
 pub use probes::{ProbePolicy, ProbeResult, ProbeSummary};
 pub use receipt::{SignedReceipt, ViewerReceipt};

@@ -48,27 +48,89 @@ pub struct PayoutConfirmation {
     pub transferred: u64,
 }
 
-/// Where payouts go (a chain, a payment provider). It must pay only the difference between
-/// `item.cumulative_net` and what it has already paid the node.
+/// Where payouts go: the payment rail an operator plugs in (a chain, a payment provider, a bank
+/// export). The coordinator ships [`SimulatedPayoutSink`], which pays nothing.
+///
+/// # Contract
+///
+/// Each [`PayoutItem`] names a node and `cumulative_net`, the node's total net payouts
+/// *including* this one. A sink must bring what it has paid the node up to exactly that total,
+/// transferring only the difference, and confirm the total it has now paid. That makes a
+/// payout idempotent: the coordinator may hand the same item over again (after a crash between
+/// the transfer and its record, or from two replicas), and the node is still paid once.
+/// Return `Err(reason)` when the rail refuses or cannot be reached; the payout stays pending
+/// and is offered again on the next round. The sink is called from a worker task, one item at
+/// a time, so it may block briefly (keep it short or hand off to a queue).
+///
+/// # Example
+///
+/// A sink that records transfers in a map standing in for a payment provider's API:
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use streamr_core::{NodeId, PayoutConfirmation, PayoutItem, PayoutSink};
+///
+/// #[derive(Default)]
+/// struct BankExport {
+///     /// What the rail has paid each node so far (ask the rail for it in a real sink).
+///     paid: BTreeMap<NodeId, u64>,
+/// }
+///
+/// impl PayoutSink for BankExport {
+///     fn pay(&mut self, item: &PayoutItem) -> Result<PayoutConfirmation, String> {
+///         let already = self.paid.get(&item.node_id).copied().unwrap_or(0);
+///         // Only the difference is transferred: repeating an item pays nothing more.
+///         let transferred = item.cumulative_net.saturating_sub(already);
+///         if transferred > 0 {
+///             // e.g. provider.transfer(payout_address_of(item.node_id), transferred)?
+///             self.paid.insert(item.node_id, item.cumulative_net);
+///         }
+///         Ok(PayoutConfirmation {
+///             node_id: item.node_id,
+///             cumulative_net: already.max(item.cumulative_net),
+///             transferred,
+///         })
+///     }
+/// }
+///
+/// let mut sink = BankExport::default();
+/// let item = PayoutItem {
+///     node_id: NodeId::from_bytes([1; 32]),
+///     gross: 1_000,
+///     fixed_fee: 10,
+///     proportional_fee: 0,
+///     net: 990,
+///     cumulative_net: 990,
+/// };
+/// assert_eq!(sink.pay(&item).unwrap().transferred, 990);
+/// assert_eq!(sink.pay(&item).unwrap().transferred, 0); // handed over again: paid once
+/// ```
+///
+/// The coordinator takes a sink with `streamr_coord::Coordinator::with_payout_sink`.
 pub trait PayoutSink {
     /// Brings the node's paid total up to `item.cumulative_net`.
     fn pay(&mut self, item: &PayoutItem) -> Result<PayoutConfirmation, String>;
 }
 
-/// An in-memory chain: keeps each node's cumulative paid total and a transfer log.
+/// A **simulated** payout sink: an in-memory record of each node's cumulative paid total and of
+/// the transfers it "made". Nothing leaves the process and the record is lost when it stops;
+/// for trials, tests and the simulator. Operators plug a real rail in as a [`PayoutSink`].
 #[derive(Clone, Debug, Default)]
-pub struct SimulatedChain {
+pub struct SimulatedPayoutSink {
     paid: BTreeMap<NodeId, u64>,
     transfers: Vec<(NodeId, u64)>,
 }
 
-impl SimulatedChain {
-    /// An empty chain.
+/// The former name of [`SimulatedPayoutSink`].
+pub type SimulatedChain = SimulatedPayoutSink;
+
+impl SimulatedPayoutSink {
+    /// An empty sink.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Total the chain has paid `node`.
+    /// Total the sink has paid `node`.
     pub fn paid(&self, node: &NodeId) -> u64 {
         self.paid.get(node).copied().unwrap_or(0)
     }
@@ -79,7 +141,7 @@ impl SimulatedChain {
     }
 }
 
-impl PayoutSink for SimulatedChain {
+impl PayoutSink for SimulatedPayoutSink {
     fn pay(&mut self, item: &PayoutItem) -> Result<PayoutConfirmation, String> {
         let already = self.paid(&item.node_id);
         let transferred = item.cumulative_net.saturating_sub(already);
@@ -92,6 +154,62 @@ impl PayoutSink for SimulatedChain {
             cumulative_net: already.max(item.cumulative_net),
             transferred,
         })
+    }
+}
+
+/// Where a node's rewards are in their lifecycle, micro-units: credited rewards (less
+/// penalties) are first `unvested`, then `vested` (payable, waiting for the threshold), then
+/// paid out, `paid` to the node and `fees` withheld. Nothing is lost on the way:
+/// `earned == unvested + vested + paid + fees` ([`PayoutLifecycle::is_conserved`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutLifecycle {
+    /// Rewards credited minus penalties taken.
+    pub earned: u64,
+    /// Still vesting (penalties take from here).
+    pub unvested: u64,
+    /// Vested and payable, not yet paid out (below the threshold or the fees).
+    pub vested: u64,
+    /// Paid out to the node, net of fees.
+    pub paid: u64,
+    /// Fees withheld from its payouts.
+    pub fees: u64,
+}
+
+impl PayoutLifecycle {
+    /// `node`'s lifecycle in `ledger`.
+    pub fn of(ledger: &crate::ledger::Ledger, node: &NodeId) -> Self {
+        let mut earned = 0u64;
+        let mut fees = 0u64;
+        for entry in ledger.entries() {
+            match entry.kind {
+                EntryKind::Reward if entry.to == Account::Unvested(*node) => {
+                    earned = earned.saturating_add(entry.amount);
+                }
+                EntryKind::Penalty if entry.from == Account::Unvested(*node) => {
+                    earned = earned.saturating_sub(entry.amount);
+                }
+                EntryKind::Fee if entry.from == Account::Vested(*node) => {
+                    fees = fees.saturating_add(entry.amount);
+                }
+                _ => {}
+            }
+        }
+        PayoutLifecycle {
+            earned,
+            unvested: ledger.balance(&Account::Unvested(*node)),
+            vested: ledger.balance(&Account::Vested(*node)),
+            paid: ledger.balance(&Account::PaidOut(*node)),
+            fees,
+        }
+    }
+
+    /// Whether every micro-unit earned is in exactly one stage.
+    pub fn is_conserved(&self) -> bool {
+        let stages = u128::from(self.unvested)
+            + u128::from(self.vested)
+            + u128::from(self.paid)
+            + u128::from(self.fees);
+        stages == u128::from(self.earned)
     }
 }
 

@@ -112,7 +112,7 @@ proptest! {
             thresholds: [(node(3), u64::MAX)].into_iter().collect(),
             fees: FeeSchedule { fixed, proportional_ppm: 2_500 },
         };
-        let mut chain = SimulatedChain::new();
+        let mut chain = SimulatedPayoutSink::new();
         // A crash after the sink paid but before the ledger recorded it: the same plan again.
         let lost = settlement.plan_payouts(&policy);
         for item in &lost {
@@ -175,4 +175,94 @@ fn penalties_take_newest_unvested_rewards_and_vesting_waits() {
             got: 5
         }
     );
+}
+
+#[test]
+fn rewards_move_from_unvested_to_vested_to_paid_with_threshold_and_fees() {
+    let mut settlement = Settlement::new();
+    let mut sink = SimulatedPayoutSink::new();
+    let policy = PayoutPolicy {
+        default_threshold: 300,
+        thresholds: Default::default(),
+        fees: FeeSchedule {
+            fixed: 5,
+            proportional_ppm: 10_000,
+        },
+    };
+    let mut inputs = EpochInputs {
+        epoch: 0,
+        pool: 1_000,
+        config: SettlementConfig {
+            vesting_epochs: 2,
+            ..SettlementConfig::default()
+        },
+        nodes: vec![contribution(1, 1_000_000, PPM)],
+        penalties: vec![],
+    };
+    let mut stages = Vec::new();
+    for epoch in 0..4 {
+        inputs.epoch = epoch;
+        settlement.settle_epoch(&inputs).unwrap();
+        settlement.pay_out(epoch, &policy, &mut sink).unwrap();
+        let lifecycle = PayoutLifecycle::of(settlement.ledger(), &node(1));
+        assert!(lifecycle.is_conserved(), "{lifecycle:?}");
+        stages.push((
+            lifecycle.unvested,
+            lifecycle.vested,
+            lifecycle.paid,
+            lifecycle.fees,
+        ));
+    }
+    assert_eq!(
+        stages,
+        [
+            // Epoch 0's reward vests at the close of epoch 2...
+            (200, 0, 0, 0),
+            (400, 0, 0, 0),
+            // ...where the 200 vested stay below the 300 threshold and are held back...
+            (400, 200, 0, 0),
+            // ...until 400 have vested: paid out less 5 fixed and 1 % (4).
+            (400, 0, 391, 9),
+        ]
+    );
+    assert_eq!(sink.paid(&node(1)), 391);
+    assert_eq!(sink.transfers(), [(node(1), 391)]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn every_earned_unit_is_unvested_vested_paid_or_fees(
+        history in history_strategy(),
+        threshold in 0u64..50_000_000,
+        fixed in 0u64..10_000,
+        proportional_ppm in 0u64..100_000,
+    ) {
+        let mut settlement = Settlement::new();
+        let mut sink = SimulatedPayoutSink::new();
+        let policy = PayoutPolicy {
+            default_threshold: threshold,
+            thresholds: Default::default(),
+            fees: FeeSchedule { fixed, proportional_ppm },
+        };
+        for inputs in &history {
+            settlement.settle_epoch(inputs).unwrap();
+            let paid = settlement.pay_out(inputs.epoch, &policy, &mut sink).unwrap();
+            for item in &paid {
+                prop_assert!(item.gross >= threshold);
+                prop_assert_eq!(item.gross, item.net + item.fixed_fee + item.proportional_fee);
+            }
+            // What is left vested is not payable yet: below the threshold or the fees.
+            prop_assert!(settlement.plan_payouts(&policy).is_empty());
+            for i in 0u8..30 {
+                let lifecycle = PayoutLifecycle::of(settlement.ledger(), &node(i));
+                prop_assert!(lifecycle.is_conserved(), "{:?}", lifecycle);
+                prop_assert_eq!(lifecycle.paid, sink.paid(&node(i)));
+                if let Some(balance) = settlement.balance(&node(i)) {
+                    prop_assert_eq!(lifecycle.unvested, balance.unvested());
+                }
+            }
+        }
+    }
 }

@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod payouts;
 mod progress;
 mod remux;
 mod remux_ts;
@@ -29,6 +30,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Watch a stream through the friend-node network, verifying segments and signing receipts.
     Watch(watch::WatchArgs),
+    /// Show a node's rewards by stage (unvested, vested, pending, paid, fees) and its payouts.
+    Payouts(payouts::PayoutsArgs),
 }
 
 fn main() -> Result<()> {
@@ -59,6 +62,9 @@ fn main() -> Result<()> {
         }
         Command::Watch(args) => {
             watch::run(&args)?;
+        }
+        Command::Payouts(args) => {
+            print!("{}", payouts::run(&args)?);
         }
     }
     Ok(())

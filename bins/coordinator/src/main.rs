@@ -94,7 +94,18 @@ struct Args {
     /// Burst allowed per client IP.
     #[arg(long, default_value_t = 400)]
     rate_burst: u32,
-    /// Pay into this append-only file instead of the in-memory simulated chain: it survives
+    /// Smallest vested amount paid out to a node, micro-units (smaller amounts wait until more
+    /// vests).
+    #[arg(long, env = "STREAMR_PAYOUT_THRESHOLD", default_value_t = 0)]
+    payout_threshold: u64,
+    /// Fee withheld from every payout, micro-units (e.g. the rail's transfer cost).
+    #[arg(long, env = "STREAMR_PAYOUT_FEE", default_value_t = 0)]
+    payout_fee: u64,
+    /// Fee withheld from every payout in proportion to it, parts per million (10000 = 1 %).
+    #[arg(long, env = "STREAMR_PAYOUT_FEE_PPM", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    payout_fee_ppm: u64,
+    /// Pay into this append-only file instead of the in-memory simulated payout sink: it survives
     /// restarts, and replicas on one host may share it (each payout locks it).
     #[arg(long)]
     payout_file: Option<std::path::PathBuf>,
@@ -230,6 +241,9 @@ async fn main() -> anyhow::Result<()> {
         config.replica_id = replica_id;
     }
     config.settlement.vesting_epochs = args.vesting_epochs;
+    config.payouts.default_threshold = args.payout_threshold;
+    config.payouts.fees.fixed = args.payout_fee;
+    config.payouts.fees.proportional_ppm = args.payout_fee_ppm;
     config.http.max_connections = args.http_max_connections;
     config.http.max_connections_per_client = args.http_max_connections_per_client;
     config.http.header_read_timeout = Duration::from_millis(args.http_header_timeout_ms);
@@ -259,7 +273,19 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.payout_file {
         tracing::info!(path = %path.display(), "payouts go to the payout file");
         coordinator = coordinator.with_payout_sink(Box::new(FilePayoutSink::new(path, replica_id)));
+    } else {
+        tracing::warn!(
+            "payouts go to SimulatedPayoutSink, an in-memory SIMULATED payment rail: nothing is \
+             paid and its record is lost at exit (--payout-file keeps a durable file; a real \
+             rail is a PayoutSink, see docs/operators.md)"
+        );
     }
+    tracing::info!(
+        threshold = args.payout_threshold,
+        fee = args.payout_fee,
+        fee_ppm = args.payout_fee_ppm,
+        "payout policy"
+    );
     if args.probe_interval_secs > 0 {
         let prober = HttpProber::new(storage, probe_key)
             .every(Duration::from_secs(args.probe_interval_secs));
@@ -320,5 +346,31 @@ mod tests {
         assert!(!old.local_trial, "a local trial is never the default");
         let trial = Args::try_parse_from(["streamr-coordinator", "--local-trial"]).unwrap();
         assert!(trial.local_trial);
+    }
+
+    #[test]
+    fn payout_threshold_and_fees_are_flags() {
+        let args = Args::try_parse_from(["streamr-coordinator"]).unwrap();
+        assert_eq!(
+            (args.payout_threshold, args.payout_fee, args.payout_fee_ppm),
+            (0, 0, 0)
+        );
+        let args = Args::try_parse_from([
+            "streamr-coordinator",
+            "--payout-threshold",
+            "5000000",
+            "--payout-fee",
+            "1000",
+            "--payout-fee-ppm",
+            "2500",
+        ])
+        .unwrap();
+        assert_eq!(
+            (args.payout_threshold, args.payout_fee, args.payout_fee_ppm),
+            (5_000_000, 1_000, 2_500)
+        );
+        assert!(
+            Args::try_parse_from(["streamr-coordinator", "--payout-fee-ppm", "1000001"]).is_err()
+        );
     }
 }

@@ -12,7 +12,7 @@ use streamr_core::{
     NodeProfile, OperatorId, OriginDigests, PayoutPolicy, ProbePolicy, ProbeResult, ProbeSummary,
     ReceiptTally, ReceiptVerifier, RouteCandidate, Router, RuleId, SegmentChain, SegmentRecord,
     SessionAccounting, SessionGrant, SessionId, SessionUsage, Settlement, SettlementConfig, Signed,
-    SignedReceipt, SimulatedChain, StreamId, Subnet24, Verdict, VerifierConfig, ViewerKey,
+    SignedReceipt, SimulatedPayoutSink, StreamId, Subnet24, Verdict, VerifierConfig, ViewerKey,
     ViewerProfile, ViewerReceipt,
 };
 
@@ -141,7 +141,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
     let mut verifier = ReceiptVerifier::new(VerifierConfig::default());
     let mut fraud = FraudEngine::new(FraudConfig::default());
     let mut settlement = Settlement::new();
-    let mut chain = SimulatedChain::new();
+    let mut chain = SimulatedPayoutSink::new();
     let mut nonces = HeartbeatNonces::default();
     let router = Router::default();
     let probe_policy = ProbePolicy {

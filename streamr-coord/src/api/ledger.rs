@@ -13,7 +13,7 @@ use super::streams::Limit;
 use super::Shared;
 use crate::error::{ApiError, StorageError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::storage::{PayoutRecord, SettlementRecord};
+use crate::storage::{LedgerEntryRecord, PayoutRecord, SettlementRecord};
 use crate::wire::{EarningsResponse, StatementResponse};
 
 pub(crate) async fn earnings(
@@ -47,6 +47,137 @@ pub(crate) async fn earnings(
         entries,
         payouts,
     }))
+}
+
+/// `GET /nodes/{id}/payouts`: where a node's rewards are in their lifecycle (micro-units),
+/// the payout policy that applies to it, and every payout planned for it, pending or sent.
+///
+/// `earned == unvested + vested + pending + paid + fees`: every micro-unit credited (less
+/// penalties) is in exactly one stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePayouts {
+    /// The node.
+    pub node_id: String,
+    /// Where it is paid.
+    pub payout_address: String,
+    /// Rewards credited minus penalties taken.
+    pub earned: i64,
+    /// Still vesting (penalties take from here).
+    pub unvested: i64,
+    /// Vested and payable, waiting to reach the threshold (and exceed the fees).
+    pub vested: i64,
+    /// Planned payouts the payout sink has not confirmed yet, net of fees.
+    pub pending: i64,
+    /// Confirmed by the payout sink, net of fees.
+    pub paid: i64,
+    /// Fees withheld from its payouts.
+    pub fees: i64,
+    /// The smallest vested amount paid out to this node.
+    pub threshold: u64,
+    /// Fee per payout, micro-units.
+    pub fee_fixed: u64,
+    /// Fee in proportion to each payout, ppm.
+    pub fee_ppm: u64,
+    /// Every payout of the node, newest first, pending and sent.
+    pub payouts: Vec<PayoutRecord>,
+}
+
+impl NodePayouts {
+    /// The lifecycle of node `id` from its ledger entries and payouts (policy fields zero).
+    pub fn from_records(
+        id: &str,
+        payout_address: &str,
+        entries: &[LedgerEntryRecord],
+        payouts: Vec<PayoutRecord>,
+    ) -> NodePayouts {
+        let balance = |account: &str| {
+            entries
+                .iter()
+                .map(|e| {
+                    let credit = if e.credit == account { e.amount } else { 0 };
+                    let debit = if e.debit == account { e.amount } else { 0 };
+                    credit.saturating_sub(debit)
+                })
+                .fold(0i64, i64::saturating_add)
+        };
+        let (unvested_account, vested_account) = (format!("unvested:{id}"), format!("vested:{id}"));
+        let sum = |kind: &str, pick: &dyn Fn(&LedgerEntryRecord) -> bool| {
+            entries
+                .iter()
+                .filter(|e| e.kind == kind && pick(e))
+                .map(|e| e.amount)
+                .fold(0i64, i64::saturating_add)
+        };
+        let earned = sum("reward", &|e| e.credit == unvested_account)
+            .saturating_sub(sum("penalty", &|e| e.debit == unvested_account));
+        let fees = sum("fee", &|e| e.debit == vested_account);
+        let paid_out = balance(&format!("paid:{id}"));
+        let paid = payouts
+            .iter()
+            .filter(|p| p.status == "sent")
+            .map(|p| p.net)
+            .fold(0i64, i64::saturating_add);
+        NodePayouts {
+            node_id: id.to_owned(),
+            payout_address: payout_address.to_owned(),
+            earned,
+            unvested: balance(&unvested_account),
+            vested: balance(&vested_account),
+            pending: paid_out.saturating_sub(paid).max(0),
+            paid,
+            fees,
+            threshold: 0,
+            fee_fixed: 0,
+            fee_ppm: 0,
+            payouts,
+        }
+    }
+
+    /// Whether every micro-unit earned is in exactly one stage.
+    pub fn is_conserved(&self) -> bool {
+        [
+            self.unvested,
+            self.vested,
+            self.pending,
+            self.paid,
+            self.fees,
+        ]
+        .iter()
+        .map(|v| i128::from(*v))
+        .sum::<i128>()
+            == i128::from(self.earned)
+    }
+}
+
+pub(crate) async fn node_payouts(
+    State(state): State<Shared>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<NodePayouts>, ApiError> {
+    Ok(Json(payouts_of(&state, &id).await?))
+}
+
+/// Node `id`'s [`NodePayouts`], with the coordinator's payout policy.
+pub(crate) async fn payouts_of(state: &Shared, id: &str) -> Result<NodePayouts, ApiError> {
+    let node = state
+        .storage
+        .get_node(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            what: "node",
+            id: id.to_owned(),
+        })?;
+    let entries = state.storage.ledger_for_node(id).await?;
+    let payouts = state.storage.payouts_for_node(id).await?;
+    let mut lifecycle = NodePayouts::from_records(id, &node.payout_address, &entries, payouts);
+    let policy = &state.config.payouts;
+    lifecycle.threshold = id
+        .parse::<streamr_core::NodeId>()
+        .ok()
+        .and_then(|node| policy.thresholds.get(&node).copied())
+        .unwrap_or(policy.default_threshold);
+    lifecycle.fee_fixed = policy.fees.fixed;
+    lifecycle.fee_ppm = policy.fees.proportional_ppm;
+    Ok(lifecycle)
 }
 
 pub(crate) async fn list_epochs(
@@ -182,4 +313,71 @@ pub(crate) async fn simulate(
         .rewards
         .unwrap_or_else(|| state.config.settlement.rewards.clone());
     Ok(Json(split_pool(request.pool, &request.nodes, &rewards)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(kind: &str, debit: &str, credit: &str, amount: i64) -> LedgerEntryRecord {
+        LedgerEntryRecord {
+            idx: 0,
+            epoch: 0,
+            kind: kind.into(),
+            debit: debit.into(),
+            credit: credit.into(),
+            node_id: Some("n".into()),
+            amount,
+        }
+    }
+
+    fn payout(net: i64, status: &str) -> PayoutRecord {
+        PayoutRecord {
+            node_id: "n".into(),
+            cumulative_net: net,
+            epoch: 0,
+            payout_address: "0xn".into(),
+            gross: net + 9,
+            fees: 9,
+            net,
+            status: status.into(),
+            sink_reference: None,
+            updated_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn the_lifecycle_splits_earnings_into_stages_that_add_up() {
+        let entries = [
+            entry("reward", "reward pool", "unvested:n", 600),
+            entry("reward", "reward pool", "unvested:n", 400),
+            entry("penalty", "unvested:n", "penalties", 50),
+            entry("vesting", "unvested:n", "vested:n", 500),
+            entry("fee", "vested:n", "fees", 9),
+            entry("payout", "vested:n", "paid:n", 391),
+            entry("fee", "vested:n", "fees", 2),
+            entry("payout", "vested:n", "paid:n", 48),
+            // Another node's entries do not count.
+            entry("reward", "reward pool", "unvested:m", 999),
+        ];
+        let lifecycle = NodePayouts::from_records(
+            "n",
+            "0xn",
+            &entries,
+            vec![payout(48, "pending"), payout(391, "sent")],
+        );
+        assert_eq!(
+            (
+                lifecycle.earned,
+                lifecycle.unvested,
+                lifecycle.vested,
+                lifecycle.pending,
+                lifecycle.paid,
+                lifecycle.fees
+            ),
+            (950, 450, 50, 48, 391, 11)
+        );
+        assert!(lifecycle.is_conserved());
+        assert_eq!(lifecycle.payouts.len(), 2, "sent payouts are listed too");
+    }
 }

@@ -113,6 +113,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/nodes/{id}", get(nodes::get_one))
         .route("/nodes/{id}/stats", get(nodes::stats))
         .route("/nodes/{id}/earnings", get(ledger::earnings))
+        .route("/nodes/{id}/payouts", get(ledger::node_payouts))
         .route("/probes", post(nodes::report_probe))
         .route("/epochs", get(ledger::list_epochs))
         .route("/epochs/{epoch}", get(ledger::statement))

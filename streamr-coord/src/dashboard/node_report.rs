@@ -29,6 +29,8 @@ pub(crate) struct NodeReport {
     observed_prefixes: Vec<NodePrefixRecord>,
     /// Newest epoch first.
     epochs: Vec<NodeEpochReport>,
+    /// Its rewards by stage (unvested, vested, pending, paid, fees) and every payout.
+    payouts: crate::api::ledger::NodePayouts,
 }
 
 /// What settlement sees of one node in one epoch.
@@ -193,7 +195,9 @@ pub(crate) async fn report(
         .into_iter()
         .filter(|p| p.node_id == id)
         .collect();
+    let payouts = crate::api::ledger::payouts_of(&state, &id).await?;
     Ok(Json(NodeReport {
+        payouts,
         node_id: id,
         generated_at_ms: now,
         current_epoch,
