@@ -55,6 +55,9 @@ function renderNodes(data) {
       el('th', { scope: 'row', title: n.id }, [el('code', { text: shortId(n.id) })]),
       el('td', { text: n.operator }),
       el('td', {}, [el('span', { class: cls, text: status })]),
+      el('td', { class: 'wrap' }, [el('span', {
+        class: `health health-${n.health}`, title: n.health_reason, text: `${n.health}: ${n.health_reason}`,
+      })]),
       num(n.availability_ppm === null ? 'not probed' : `${(n.availability_ppm / 1e4).toFixed(1)} % of ${n.probes}`),
       num(`${n.epoch_verified_viewers} / ${n.viewers}`),
       el('td', { class: 'num' }, [el('a', { href: `/nodes/${encodeURIComponent(n.id)}/report`, text: formatBytes(n.epoch_verified_bytes) })]),
@@ -64,8 +67,22 @@ function renderNodes(data) {
       el('td', { text: n.observed_prefixes.join(', ') || '—' }),
       el('td', { text: ago(n.last_heartbeat_ms, data.generated_at_ms) }),
       el('td', { text: n.streams.join(', ') || '—' }),
+      el('td', { class: 'num', title: `pending ${formatAmount(n.earnings.pending)}` }, [
+        el('a', { href: `/nodes/${encodeURIComponent(n.id)}/payouts`,
+          text: `${formatAmount(n.earnings.unvested)} / ${formatAmount(n.earnings.vested)} / ${formatAmount(n.earnings.paid)}` }),
+      ]),
     ]);
   }), 'No nodes registered');
+}
+
+function renderOrigins(data) {
+  fillTable('origins', data.origins.map((o) => el('tr', {}, [
+    el('th', { scope: 'row', title: o.node_id }, [el('code', { text: shortId(o.node_id) })]),
+    el('td', {}, [el('span', { class: o.status === 'reporting' ? 'status-ok' : 'status-bad', text: o.status })]),
+    el('td', { class: 'wrap', text: o.streams.map((s) => (s.last_sequence === null
+      ? `${s.id} (no segment reported)`
+      : `${s.id} (segment ${s.last_sequence}, ${ago(s.last_report_ms, data.generated_at_ms)})`)).join(', ') }),
+  ])), 'No live stream has an origin yet');
 }
 
 const FLAGS_SHOWN = 15;
@@ -164,6 +181,14 @@ function renderEarningsChart(data) {
       rect.append(Object.assign(svg('title'), { textContent: `epoch ${e.epoch}, node ${shortId(node)}: ${amount}` }));
       children.push(rect);
     }
+    // Penalty epochs: a red mark per penalised node above the epoch's bar.
+    Object.entries(e.penalised || {}).forEach(([node, amount], k) => {
+      const mark = svg('circle', {
+        class: `penalty-mark penalty-${colourOf(node)}`, cx: left + i * slot + slot * 0.5, cy: top + 6 + k * 12, r: 5,
+      });
+      mark.append(Object.assign(svg('title'), { textContent: `epoch ${e.epoch}: node ${shortId(node)} penalised ${amount}` }));
+      children.push(mark);
+    });
     // Epoch numbers are long; label with their last digits (the full number is in the table).
     const label = Object.assign(svg('text', { x: left + i * slot + slot * 0.5, y: height - 6, 'text-anchor': 'middle' }), { textContent: `…${String(e.epoch).slice(-3)}` });
     label.append(Object.assign(svg('title'), { textContent: `epoch ${e.epoch}` }));
@@ -175,7 +200,7 @@ function renderEarningsChart(data) {
     el('span', { class: `swatch swatch-${colourOf(node)}`, 'aria-hidden': 'true' }), el('code', { text: shortId(node) }),
   ])));
   $('#earnings-cap').textContent = epochs.length
-    ? `Rewards less penalties per node in the last ${epochs.length} settled epochs (micro-units); largest epoch total ${max.toLocaleString('en-US')}.`
+    ? `Rewards less penalties per node in the last ${epochs.length} settled epochs (micro-units); largest epoch total ${max.toLocaleString('en-US')}. Red dots mark epochs where a node was penalised (${epochs.filter((e) => Object.keys(e.penalised || {}).length).length} shown).`
     : 'No epoch settled yet.';
 }
 
@@ -243,6 +268,7 @@ async function refresh() {
     renderTotals(data);
     renderStreams(data);
     renderNodes(data);
+    renderOrigins(data);
     renderOffloadChart(data);
     renderEpochs(data);
     renderEarningsChart(data);

@@ -116,8 +116,12 @@ async fn the_player_script_uses_routes_the_api_serves() {
 async fn the_snapshot_shows_streams_nodes_viewers_and_offload() {
     let db = TestDb::sqlite().await;
     let api = Client::new(coordinator(&db).await);
+    let origin = KeyPair::from_seed([20; 32]);
     let (status, body) = api
-        .post_admin("/streams", &json!({ "id": "show", "title": "Launch" }))
+        .post_admin(
+            "/streams",
+            &json!({ "id": "show", "title": "Launch", "origin_node": origin.node_id() }),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let hash = segment_hash(b"segment 0");
@@ -152,9 +156,23 @@ async fn the_snapshot_shows_streams_nodes_viewers_and_offload() {
     assert_eq!(snapshot["nodes"][0]["id"], node.node_id().to_string());
     assert_eq!(snapshot["nodes"][0]["status"], "online");
     assert_eq!(snapshot["nodes"][0]["streams"], json!(["show"]));
-    for key in ["flags", "epochs", "payouts", "offload"] {
+    for key in ["flags", "epochs", "payouts", "offload", "origins"] {
         assert!(snapshot[key].is_array(), "{key} missing: {snapshot}");
     }
+    // The origin is shown with its stream and its newest report.
+    assert_eq!(
+        snapshot["origins"][0]["node_id"],
+        origin.node_id().to_string()
+    );
+    assert_eq!(snapshot["origins"][0]["status"], "reporting", "{snapshot}");
+    assert_eq!(snapshot["origins"][0]["streams"][0]["id"], "show");
+    assert_eq!(snapshot["origins"][0]["streams"][0]["last_sequence"], 0);
+    // Online but not probed: amber, with the reason.
+    assert_eq!(snapshot["nodes"][0]["health"], "amber", "{snapshot}");
+    assert!(snapshot["nodes"][0]["health_reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("not probed")));
+    assert_eq!(snapshot["nodes"][0]["earnings"]["paid"], 0, "{snapshot}");
 
     // One passed probe: the node is fully available this epoch.
     let probe = ProbeResult {
@@ -172,6 +190,50 @@ async fn the_snapshot_shows_streams_nodes_viewers_and_offload() {
         "{snapshot}"
     );
     assert_eq!(snapshot["nodes"][0]["probes"], 1, "{snapshot}");
+    assert_eq!(snapshot["nodes"][0]["health"], "green", "{snapshot}");
+
+    // A node that is online but refuses the probes' grants (every probe fails) is red.
+    let refusing = KeyPair::from_seed([24; 32]);
+    let (status, body) = api
+        .post("/nodes", &registration(&refusing, "http://10.0.24.1:8080"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = api
+        .post(
+            "/nodes/heartbeat",
+            &json!({ "heartbeat": heartbeat(&refusing, 1, &["show"]) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for _ in 0..2 {
+        let failed = ProbeResult {
+            node_id: refusing.node_id(),
+            hash_ok: false,
+            timed_out: true,
+            ttfb_ms: 0,
+            throughput_bytes_per_s: 0,
+        };
+        let (status, body) = api.post_admin("/probes", &failed).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (_, snapshot) = api.get("/dashboard/data.json").await;
+    let row = snapshot["nodes"]
+        .as_array()
+        .and_then(|nodes| {
+            nodes
+                .iter()
+                .find(|n| n["id"] == refusing.node_id().to_string())
+        })
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(row["status"], "online", "{row}");
+    assert_eq!(row["health"], "red", "{row}");
+    assert!(
+        row["health_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("0 % of 2 probes passed") && r.contains("refuses grants")),
+        "{row}"
+    );
 
     // A viewer is granted a session and posts a receipt for 25 MB of verified content.
     let viewer = KeyPair::from_seed([22; 32]);
@@ -264,6 +326,28 @@ async fn the_snapshot_shows_streams_nodes_viewers_and_offload() {
     );
     let (_, listed) = api.get("/epochs").await;
     assert_eq!(epochs.len(), listed.as_array().map_or(0, Vec::len));
+    // Penalties per node per epoch (for the chart's marks) agree with the epoch totals.
+    for epoch in epochs {
+        let marked: i64 = epoch["penalised"]
+            .as_object()
+            .expect("penalised")
+            .values()
+            .filter_map(serde_json::Value::as_i64)
+            .sum();
+        assert_eq!(Some(marked), epoch["penalties"].as_i64(), "{epoch}");
+    }
+    // The node's row and its payouts endpoint agree on the stages.
+    let (status, payouts) = api.get(&format!("/nodes/{}/payouts", node.node_id())).await;
+    assert_eq!(status, StatusCode::OK, "{payouts}");
+    let row = snapshot["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["id"] == node_id))
+        .cloned()
+        .unwrap_or_default();
+    for stage in ["unvested", "vested", "pending", "paid"] {
+        assert_eq!(row["earnings"][stage], payouts[stage], "{stage}: {row}");
+    }
+    assert_eq!(payouts["earned"], earnings["total"], "{payouts}");
     // 25 MB acknowledged moments into the session is far over the stream's rate: the
     // fraud rules drop it, and the snapshot shows the rule with its evidence.
     let flags = snapshot["flags"].as_array().expect("flags");

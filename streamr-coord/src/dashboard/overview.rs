@@ -35,6 +35,8 @@ pub(crate) struct Overview {
     epoch_length_ms: i64,
     totals: Totals,
     streams: Vec<StreamRow>,
+    /// The origins of live streams (origins do not register as friend nodes).
+    origins: Vec<OriginRow>,
     nodes: Vec<NodeRow>,
     flags: Vec<EvidenceRecord>,
     epochs: Vec<EpochRow>,
@@ -52,6 +54,82 @@ pub(crate) struct StreamRow {
     viewers: u64,
     /// Verified bits per second delivered to one viewer, averaged over the window.
     bitrate_bps: u64,
+}
+
+/// An origin node and the live streams bound to it.
+#[derive(Debug, Serialize)]
+pub(crate) struct OriginRow {
+    /// The origin's node id.
+    node_id: String,
+    /// `reporting` (a segment report within the last [`ORIGIN_REPORTING_MS`]) or `silent`.
+    status: &'static str,
+    streams: Vec<OriginStream>,
+}
+
+/// A live stream at its origin.
+#[derive(Debug, Serialize)]
+pub(crate) struct OriginStream {
+    id: String,
+    /// Sequence and arrival of the newest segment report.
+    last_sequence: Option<i64>,
+    last_report_ms: Option<i64>,
+}
+
+/// An origin whose newest report is older than this is shown as silent (the prober stops
+/// probing its streams then).
+const ORIGIN_REPORTING_MS: i64 = 20_000;
+
+/// Probe availability below this (ppm) makes a node red; below [`AMBER_BELOW_PPM`] amber.
+const RED_BELOW_PPM: u64 = 500_000;
+/// Probe availability below this (ppm) makes a node amber.
+const AMBER_BELOW_PPM: u64 = 950_000;
+
+/// A node's health light and why: green only when it heartbeats and its probes (which present
+/// a grant like any viewer) pass; a node refusing grants, unreachable or serving wrong content
+/// fails its probes.
+pub(crate) fn node_health(
+    status: &str,
+    availability_ppm: Option<u64>,
+    probes: usize,
+) -> (&'static str, String) {
+    match status {
+        "deregistered" => return ("red", "deregistered: not routed viewers".into()),
+        "registered" => return ("amber", "registered, no heartbeat yet".into()),
+        "silent" => return ("red", "no recent heartbeat: not routed viewers".into()),
+        _ => {}
+    }
+    let Some(ppm) = availability_ppm else {
+        return (
+            "amber",
+            "online, not probed yet (grants and content unchecked)".into(),
+        );
+    };
+    let passed = format!("{:.0} % of {probes} probes passed", ppm as f64 / 10_000.0);
+    if ppm < RED_BELOW_PPM {
+        (
+            "red",
+            format!(
+                "{passed}: it refuses grants, cannot be reached or serves content the origin \
+                 did not report"
+            ),
+        )
+    } else if ppm < AMBER_BELOW_PPM {
+        (
+            "amber",
+            format!("{passed}: some probes were refused, timed out or failed"),
+        )
+    } else {
+        ("green", format!("online, {passed}"))
+    }
+}
+
+/// A node's rewards by stage, micro-units.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct NodeEarnings {
+    unvested: i64,
+    vested: i64,
+    pending: i64,
+    paid: i64,
 }
 
 /// A node as the dashboard lists it.
@@ -84,6 +162,11 @@ pub(crate) struct NodeRow {
     /// per million; `None` when neither probed the node.
     availability_ppm: Option<u64>,
     probes: usize,
+    /// `green`, `amber` or `red` (see [`node_health`]), and why.
+    health: &'static str,
+    health_reason: String,
+    /// Its rewards by stage (`GET /nodes/{id}/payouts` has the detail).
+    earnings: NodeEarnings,
     streams: Vec<String>,
 }
 
@@ -98,6 +181,8 @@ pub(crate) struct EpochRow {
     settled_at_ms: i64,
     /// Node id → rewards less penalties booked in the epoch.
     earnings: BTreeMap<String, i64>,
+    /// Node id → penalties booked in the epoch (only penalised nodes).
+    penalised: BTreeMap<String, i64>,
     /// Nodes with a balance leaf in the epoch's statement (each has a Merkle proof).
     leaves: Vec<String>,
 }
@@ -262,11 +347,47 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
     let activity = stream_activity(&receipts, now - VIEWER_WINDOW_MS, now);
     let offload = offload_series(&receipts, now - OFFLOAD_WINDOW_MS, now, OFFLOAD_BUCKET_MS);
 
-    let streams = storage
+    let live: Vec<StreamRecord> = storage
         .list_streams(100)
         .await?
         .into_iter()
         .filter(|s| s.status == "live")
+        .collect();
+    let mut by_origin: BTreeMap<String, Vec<OriginStream>> = BTreeMap::new();
+    for stream in &live {
+        let Some(origin) = &stream.origin_node else {
+            continue;
+        };
+        let newest = storage
+            .list_segments(&stream.id, 1)
+            .await?
+            .into_iter()
+            .next();
+        by_origin
+            .entry(origin.clone())
+            .or_default()
+            .push(OriginStream {
+                id: stream.id.clone(),
+                last_sequence: newest.as_ref().map(|s| s.sequence),
+                last_report_ms: newest.map(|s| s.reported_at_ms),
+            });
+    }
+    let origins = by_origin
+        .into_iter()
+        .map(|(node_id, streams)| {
+            let reporting = streams.iter().any(|s| {
+                s.last_report_ms
+                    .is_some_and(|t| now.saturating_sub(t) <= ORIGIN_REPORTING_MS)
+            });
+            OriginRow {
+                node_id,
+                status: if reporting { "reporting" } else { "silent" },
+                streams,
+            }
+        })
+        .collect();
+    let streams = live
+        .into_iter()
         .map(|s: StreamRecord| {
             let (viewers, bitrate_bps) = activity.get(&s.id).copied().unwrap_or((0, 0));
             StreamRow {
@@ -315,7 +436,7 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
             .or_default()
             .push(prefix.prefix);
     }
-    let nodes = storage
+    let mut nodes: Vec<NodeRow> = storage
         .list_nodes()
         .await?
         .into_iter()
@@ -326,11 +447,16 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
             let status = node_status(&n, now, liveness_ms).to_owned();
             let (epoch_claimed_bytes, epoch_unattested_bytes) =
                 claims.get(&n.id).copied().unwrap_or((0, 0));
+            let availability_ppm = results
+                .map(|r| ProbeSummary::from_results(&config.probe_policy, r).availability_ppm());
+            let probes = results.map_or(0, Vec::len);
+            let (health, health_reason) = node_health(&status, availability_ppm, probes);
             NodeRow {
-                availability_ppm: results.map(|r| {
-                    ProbeSummary::from_results(&config.probe_policy, r).availability_ppm()
-                }),
-                probes: results.map_or(0, Vec::len),
+                availability_ppm,
+                probes,
+                health,
+                health_reason,
+                earnings: NodeEarnings::default(),
                 streams: streams_of(&n.streams_json),
                 id: n.id,
                 operator: n.operator,
@@ -350,17 +476,30 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
             }
         })
         .collect();
+    for node in &mut nodes {
+        let lifecycle = crate::api::ledger::payouts_of(&state, &node.id).await?;
+        node.earnings = NodeEarnings {
+            unvested: lifecycle.unvested,
+            vested: lifecycle.vested,
+            pending: lifecycle.pending,
+            paid: lifecycle.paid,
+        };
+    }
 
     let mut epochs = Vec::new();
     let mut flags = Vec::new();
     let mut payouts = Vec::new();
     for settlement in storage.list_settlements(EPOCHS_SHOWN).await? {
         let mut earnings: BTreeMap<String, i64> = BTreeMap::new();
+        let mut penalised: BTreeMap<String, i64> = BTreeMap::new();
         for entry in storage.ledger_for_epoch(settlement.epoch).await? {
             let Some(node) = entry.node_id else { continue };
             let signed = match entry.kind.as_str() {
                 "reward" => entry.amount,
-                "penalty" => -entry.amount,
+                "penalty" => {
+                    *penalised.entry(node.clone()).or_default() += entry.amount;
+                    -entry.amount
+                }
                 _ => continue,
             };
             *earnings.entry(node).or_default() += signed;
@@ -378,6 +517,7 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
             penalties: settlement.penalties,
             settled_at_ms: settlement.settled_at_ms,
             earnings,
+            penalised,
             leaves,
         });
     }
@@ -388,6 +528,7 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
         epoch_length_ms: config.epoch_length_ms(),
         totals: storage.totals().await?,
         streams,
+        origins,
         nodes,
         flags,
         epochs,
@@ -415,6 +556,23 @@ mod tests {
             received_at_ms: at,
             body: String::new(),
         }
+    }
+
+    #[test]
+    fn a_node_is_green_only_online_with_passing_probes() {
+        let health = |status, ppm, probes| node_health(status, ppm, probes).0;
+        assert_eq!(health("online", Some(1_000_000), 4), "green");
+        assert_eq!(health("online", Some(960_000), 25), "green");
+        // Refusing every grant fails every probe.
+        let (light, reason) = node_health("online", Some(0), 3);
+        assert_eq!(light, "red");
+        assert!(reason.contains("0 % of 3 probes passed"), "{reason}");
+        assert!(reason.contains("refuses grants"), "{reason}");
+        assert_eq!(health("online", Some(750_000), 4), "amber");
+        assert_eq!(health("online", None, 0), "amber");
+        assert_eq!(health("registered", None, 0), "amber");
+        assert_eq!(health("silent", Some(1_000_000), 4), "red");
+        assert_eq!(health("deregistered", Some(1_000_000), 4), "red");
     }
 
     #[test]
