@@ -58,6 +58,15 @@ test('the dashboard fills its tables and charts from the live network', async ()
     null, { timeout: 30_000 });
   const nodeRows = await rows(page, 'nodes').count();
   assert.ok(nodeRows >= 3, `at least three nodes listed, saw ${nodeRows}`);
+  // Every node has a health light with its reason; probed, serving friends turn green.
+  assert.equal(await page.locator('#nodes tbody .health').count(), nodeRows, 'a health cell per node');
+  await page.waitForFunction(() => document.querySelectorAll('#nodes tbody .health-green').length >= 1,
+    null, { timeout: 90_000 });
+  assert.match(await page.locator('#nodes tbody .health-green').first().textContent(),
+    /^green: online, \d+ % of \d+ probes passed/);
+  // The origin is listed with the stream it serves.
+  await page.locator('#origins tbody th').first().waitFor({ timeout: 30_000 });
+  assert.match(await rows(page, 'origins').first().textContent(), new RegExp(`reporting.*${STREAM}`));
   // A settled epoch appears in the earnings table and chart.
   await rows(page, 'epochs').first().waitFor({ timeout: 60_000 });
   // Nodes earn once the coordinator has probed them; the chart draws a bar per earning node.
