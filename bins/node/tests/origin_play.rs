@@ -171,6 +171,10 @@ async fn an_origin_serves_only_relays_and_granted_viewers_unless_public() {
     let refusal = rtmp_refusal(&bare)
         .await
         .expect("anonymous RTMP play refused");
+    assert!(
+        refusal.contains("NetStream.Play.StreamNotFound"),
+        "{refusal}"
+    );
     assert!(refusal.contains("granted viewers"), "{refusal}");
     assert!(
         !ffmpeg_plays(&bare, 5),
