@@ -266,6 +266,28 @@ async fn the_snapshot_shows_streams_nodes_viewers_and_offload() {
     assert_eq!(status, StatusCode::OK, "{outcome}");
     assert_eq!(outcome["accepted"], 1, "{outcome}");
 
+    // The viewer could not play at its node and asks for another: the node turns amber and
+    // says why.
+    api.get(&format!(
+        "/streams/show/play?viewer={}&exclude={}",
+        viewer.viewer_key(),
+        node.node_id()
+    ))
+    .await;
+    let (_, snapshot) = api.get("/dashboard/data.json").await;
+    let row = snapshot["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["id"] == node.node_id().to_string()))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(row["health"], "amber", "{row}");
+    assert!(
+        row["health_reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("1 viewer could not play here")),
+        "{row}"
+    );
+
     let (_, snapshot) = api.get("/dashboard/data.json").await;
     assert_eq!(snapshot["streams"][0]["viewers"], 1, "{snapshot}");
     // 25 MB over the 30 s viewer window: 6.67 Mbit/s.

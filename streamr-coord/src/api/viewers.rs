@@ -98,6 +98,18 @@ impl RouteMemory {
         }
     }
 
+    /// Distinct viewers that reported failing to play at `node` (refused, unreachable) within
+    /// the report window before `now`, for the dashboard.
+    pub(crate) fn recent_failures(&self, node: &str, now: i64) -> usize {
+        self.lock().get(node).map_or(0, |memory| {
+            memory
+                .reports
+                .iter()
+                .filter(|(_, at)| now.saturating_sub(*at) <= REPORT_WINDOW_MS)
+                .count()
+        })
+    }
+
     /// How `node` stands at `now`; forgets what no longer counts.
     fn view(&self, node: &NodeRecord, now: i64) -> NodeView {
         let mut nodes = self.lock();

@@ -87,16 +87,38 @@ const AMBER_BELOW_PPM: u64 = 950_000;
 /// A node's health light and why: green only when it heartbeats and its probes (which present
 /// a grant like any viewer) pass; a node refusing grants, unreachable or serving wrong content
 /// fails its probes.
+/// `viewer_failures` counts viewers that reported failing to play at the node in the last 30 s
+/// (a refused grant, or no answer) and asked for another node.
 pub(crate) fn node_health(
     status: &str,
     availability_ppm: Option<u64>,
     probes: usize,
+    viewer_failures: usize,
 ) -> (&'static str, String) {
     match status {
         "deregistered" => return ("red", "deregistered: not routed viewers".into()),
         "registered" => return ("amber", "registered, no heartbeat yet".into()),
         "silent" => return ("red", "no recent heartbeat: not routed viewers".into()),
         _ => {}
+    }
+    if viewer_failures > 0 {
+        let light = if viewer_failures >= VIEWER_FAILURES_RED {
+            "red"
+        } else {
+            "amber"
+        };
+        let viewers = if viewer_failures == 1 {
+            "1 viewer".to_owned()
+        } else {
+            format!("{viewer_failures} viewers")
+        };
+        return (
+            light,
+            format!(
+                "{viewers} could not play here in the last 30 s (grant refused or no answer) \
+                 and moved to another node"
+            ),
+        );
     }
     let Some(ppm) = availability_ppm else {
         return (
@@ -122,6 +144,10 @@ pub(crate) fn node_health(
         ("green", format!("online, {passed}"))
     }
 }
+
+/// Viewers reporting a node failing within 30 s that make it red (routing treats it as down
+/// from three, once its heartbeat is stale).
+const VIEWER_FAILURES_RED: usize = 3;
 
 /// A node's rewards by stage, micro-units.
 #[derive(Debug, Default, Serialize)]
@@ -450,7 +476,8 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
             let availability_ppm = results
                 .map(|r| ProbeSummary::from_results(&config.probe_policy, r).availability_ppm());
             let probes = results.map_or(0, Vec::len);
-            let (health, health_reason) = node_health(&status, availability_ppm, probes);
+            let failures = state.routes.recent_failures(&n.id, now);
+            let (health, health_reason) = node_health(&status, availability_ppm, probes, failures);
             NodeRow {
                 availability_ppm,
                 probes,
@@ -560,11 +587,11 @@ mod tests {
 
     #[test]
     fn a_node_is_green_only_online_with_passing_probes() {
-        let health = |status, ppm, probes| node_health(status, ppm, probes).0;
+        let health = |status, ppm, probes| node_health(status, ppm, probes, 0).0;
         assert_eq!(health("online", Some(1_000_000), 4), "green");
         assert_eq!(health("online", Some(960_000), 25), "green");
         // Refusing every grant fails every probe.
-        let (light, reason) = node_health("online", Some(0), 3);
+        let (light, reason) = node_health("online", Some(0), 3, 0);
         assert_eq!(light, "red");
         assert!(reason.contains("0 % of 3 probes passed"), "{reason}");
         assert!(reason.contains("refuses grants"), "{reason}");
@@ -573,6 +600,14 @@ mod tests {
         assert_eq!(health("registered", None, 0), "amber");
         assert_eq!(health("silent", Some(1_000_000), 4), "red");
         assert_eq!(health("deregistered", Some(1_000_000), 4), "red");
+        // Viewers that could not play there (e.g. their grant was refused) say so.
+        let (light, reason) = node_health("online", Some(1_000_000), 4, 1);
+        assert_eq!(light, "amber");
+        assert!(
+            reason.starts_with("1 viewer could not play here"),
+            "{reason}"
+        );
+        assert_eq!(node_health("online", Some(1_000_000), 4, 3).0, "red");
     }
 
     #[test]
