@@ -39,10 +39,7 @@ pub enum OriginRefusal {
     #[error("relay refused: node {0} is not registered with this origin's coordinator")]
     UnknownRelay(NodeId),
     /// The viewer's grant is missing or does not verify.
-    #[error(
-        "this origin serves only the network's relays and granted viewers \
-         (ask the coordinator for a play URL): {0}"
-    )]
+    #[error("this origin serves only the network's relays and granted viewers: {0}")]
     Grant(GrantRefusal),
 }
 
