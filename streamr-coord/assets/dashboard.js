@@ -67,9 +67,11 @@ function renderNodes(data) {
       el('td', { text: n.observed_prefixes.join(', ') || '—' }),
       el('td', { text: ago(n.last_heartbeat_ms, data.generated_at_ms) }),
       el('td', { text: n.streams.join(', ') || '—' }),
-      el('td', { class: 'num', title: `pending ${formatAmount(n.earnings.pending)}` }, [
+      el('td', { class: 'num', title: n.earnings ? `pending ${formatAmount(n.earnings.pending)}` : '' }, [
         el('a', { href: `/nodes/${encodeURIComponent(n.id)}/payouts`,
-          text: `${formatAmount(n.earnings.unvested)} / ${formatAmount(n.earnings.vested)} / ${formatAmount(n.earnings.paid)}` }),
+          text: n.earnings
+            ? `${formatAmount(n.earnings.unvested)} / ${formatAmount(n.earnings.vested)} / ${formatAmount(n.earnings.paid)}`
+            : 'payouts' }),
       ]),
     ]);
   }), 'No nodes registered');

@@ -149,6 +149,9 @@ pub(crate) fn node_health(
 /// from three, once its heartbeat is stale).
 const VIEWER_FAILURES_RED: usize = 3;
 
+/// Up to this many nodes, each row carries its rewards by stage.
+const MAX_NODES_WITH_EARNINGS: usize = 50;
+
 /// A node's rewards by stage, micro-units.
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct NodeEarnings {
@@ -191,8 +194,9 @@ pub(crate) struct NodeRow {
     /// `green`, `amber` or `red` (see [`node_health`]), and why.
     health: &'static str,
     health_reason: String,
-    /// Its rewards by stage (`GET /nodes/{id}/payouts` has the detail).
-    earnings: NodeEarnings,
+    /// Its rewards by stage (`GET /nodes/{id}/payouts` has the detail); `None` beyond
+    /// [`MAX_NODES_WITH_EARNINGS`] nodes.
+    earnings: Option<NodeEarnings>,
     streams: Vec<String>,
 }
 
@@ -483,7 +487,7 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
                 probes,
                 health,
                 health_reason,
-                earnings: NodeEarnings::default(),
+                earnings: None,
                 streams: streams_of(&n.streams_json),
                 id: n.id,
                 operator: n.operator,
@@ -503,14 +507,16 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
             }
         })
         .collect();
-    for node in &mut nodes {
+    // Each node's stages take a read of its whole ledger history: only for small networks.
+    let with_earnings = nodes.len() <= MAX_NODES_WITH_EARNINGS;
+    for node in nodes.iter_mut().filter(|_| with_earnings) {
         let lifecycle = crate::api::ledger::payouts_of(&state, &node.id).await?;
-        node.earnings = NodeEarnings {
+        node.earnings = Some(NodeEarnings {
             unvested: lifecycle.unvested,
             vested: lifecycle.vested,
             pending: lifecycle.pending,
             paid: lifecycle.paid,
-        };
+        });
     }
 
     let mut epochs = Vec::new();
