@@ -619,3 +619,49 @@ proptest! {
         prop_assert_eq!(documented, accepted, "{:?}", text);
     }
 }
+
+/// Every operation that needs only the admin token answers 401 without it, or with a wrong one,
+/// whatever else is wrong with the request (a malformed body here): the token is checked first.
+#[tokio::test]
+async fn admin_operations_answer_401_before_looking_at_the_request() {
+    use axum::body::Body;
+    use axum::http::{header, Request, StatusCode};
+    use tower::ServiceExt;
+
+    let config = CoordConfig {
+        admin_token: Some("right".into()),
+        rate_limit: None,
+        ..CoordConfig::default()
+    };
+    let storage = crate::connect("sqlite::memory:").await.expect("storage");
+    let app = crate::Coordinator::new(config.clone(), storage).router();
+    let mut missed = Vec::new();
+    let doc = build(&config, &mut missed);
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            if operation["security"] != json!([{ "admin": [] }]) {
+                continue;
+            }
+            let uri = path.replace("{id}", "x");
+            for token in [None, Some("Bearer wrong"), Some("right")] {
+                let mut request = Request::builder()
+                    .method(method.to_uppercase().as_str())
+                    .uri(&uri)
+                    .header(header::CONTENT_TYPE, "application/json");
+                if let Some(token) = token {
+                    request = request.header(header::AUTHORIZATION, token);
+                }
+                let request = request.body(Body::from("{not json")).expect("request");
+                let response = app.clone().oneshot(request).await.expect("answer");
+                assert_eq!(
+                    response.status(),
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} with {token:?}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6, "admin-only operations");
+}
