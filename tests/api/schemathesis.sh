@@ -39,6 +39,7 @@ if ! command -v schemathesis >/dev/null 2>&1; then
 fi
 
 target_dir="${CARGO_TARGET_DIR:-target}"
+config="$PWD/tests/api/schemathesis.toml"
 log "building streamr-coordinator"
 cargo build --locked -q -p streamr-coordinator --bin streamr-coordinator
 binary="$target_dir/debug/streamr-coordinator"
@@ -76,7 +77,8 @@ log "schemathesis against $base ($examples examples per operation)"
 status=0
 # The examples, coverage (boundary values) and fuzzing phases; the stateful phase is left out to
 # keep the run to a minute or two.
-NO_COLOR=1 schemathesis --config-file tests/api/schemathesis.toml run "$base/openapi.json" \
+# From the scratch directory, where schemathesis leaves its .schemathesis/ cache.
+(cd "$work" && NO_COLOR=1 schemathesis --config-file "$config" run "$base/openapi.json" \
   --url "$base" \
   --header "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
@@ -85,7 +87,7 @@ NO_COLOR=1 schemathesis --config-file tests/api/schemathesis.toml run "$base/ope
   --workers 2 \
   --seed 3 \
   --request-timeout 10 \
-  --suppress-health-check all \
+  --suppress-health-check all) \
   >"$work/report.txt" 2>&1 || status=$?
 cat "$work/report.txt"
 
