@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Property-based API test: schemathesis generates requests from the coordinator's own OpenAPI
-# document (GET /openapi.json) and checks every answer against it: no server error, only
-# documented status codes and content types, and bodies that fit the documented schemas.
+# document (GET /openapi.json), valid and invalid ones, and checks every answer against it: no
+# server error, only documented status codes and content types, bodies that fit the documented
+# schemas, and every request the document calls invalid refused.
 #
 # Runs against a real `streamr-coordinator` process on loopback with a throwaway SQLite
 # database. Installs schemathesis from PyPI when it is missing; with CI=true a missing
@@ -81,7 +82,7 @@ status=0
 (cd "$work" && NO_COLOR=1 schemathesis --config-file "$config" run "$base/openapi.json" \
   --url "$base" \
   --header "Authorization: Bearer $token" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection \
   --phases examples,coverage,fuzzing \
   --max-examples "$examples" \
   --workers 2 \

@@ -634,7 +634,28 @@ fn build(config: &CoordConfig, missed: &mut Vec<String>) -> Value {
         }
     }
     add_common_errors(&mut doc, config);
+    mark_unsigned(&mut doc);
     doc
+}
+
+/// The generator writes `u64` as `int64` from 0 up, which says nothing above `i64::MAX` is
+/// valid; the handlers take every `u64` there (those that store it signed say so with a
+/// `maximum`), so these are marked `uint64`.
+fn mark_unsigned(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            let unsigned = object.get("type") == Some(&json!("integer"))
+                && object.get("format") == Some(&json!("int64"))
+                && object.get("minimum") == Some(&json!(0))
+                && !object.contains_key("maximum");
+            if unsigned {
+                object.insert("format".to_owned(), json!("uint64"));
+            }
+            object.values_mut().for_each(mark_unsigned);
+        }
+        Value::Array(items) => items.iter_mut().for_each(mark_unsigned),
+        _ => {}
+    }
 }
 
 /// Every operation may be refused for its rate (429) or fail in storage (500); one with

@@ -20,13 +20,36 @@ use crate::wire::{
 
 /// `?limit=` for list endpoints.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawLimit")]
 #[into_params(parameter_in = Query)]
 pub(crate) struct Limit {
-    /// At most this many rows (1-1000, default 100; larger values are taken as 1000, 0 as 1).
+    /// At most this many rows (1-1000, default 100).
     #[serde(default = "default_limit")]
     #[param(default = 100)]
     limit: u16,
+}
+
+/// `?limit=` as given, before its range is checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimit {
+    #[serde(default = "default_limit")]
+    limit: u16,
+}
+
+impl TryFrom<RawLimit> for Limit {
+    type Error = String;
+
+    fn try_from(raw: RawLimit) -> Result<Self, Self::Error> {
+        if (1..=MAX_LIST_LIMIT).contains(&raw.limit) {
+            Ok(Limit { limit: raw.limit })
+        } else {
+            Err(format!(
+                "limit must be 1-{MAX_LIST_LIMIT}, not {}",
+                raw.limit
+            ))
+        }
+    }
 }
 
 /// Most rows a list endpoint answers with.
@@ -73,7 +96,7 @@ fn default_limit() -> u16 {
 
 impl Limit {
     pub(crate) fn value(&self) -> i64 {
-        i64::from(self.limit.clamp(1, MAX_LIST_LIMIT))
+        i64::from(self.limit)
     }
 }
 

@@ -665,3 +665,33 @@ async fn admin_operations_answer_401_before_looking_at_the_request() {
     }
     assert_eq!(checked, 6, "admin-only operations");
 }
+
+/// `?limit=` outside the documented 1-1000 is refused, not quietly clamped.
+#[tokio::test]
+async fn list_limits_outside_the_documented_range_are_refused() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    let config = CoordConfig {
+        rate_limit: None,
+        ..CoordConfig::default()
+    };
+    let storage = crate::connect("sqlite::memory:").await.expect("storage");
+    let app = crate::Coordinator::new(config, storage).router();
+    for (query, status) in [
+        ("", StatusCode::OK),
+        ("?limit=1", StatusCode::OK),
+        ("?limit=1000", StatusCode::OK),
+        ("?limit=0", StatusCode::BAD_REQUEST),
+        ("?limit=1001", StatusCode::BAD_REQUEST),
+        ("?limit=70000", StatusCode::BAD_REQUEST),
+        ("?other=1", StatusCode::BAD_REQUEST),
+    ] {
+        let request = Request::get(format!("/streams{query}"))
+            .body(Body::empty())
+            .expect("request");
+        let response = app.clone().oneshot(request).await.expect("answer");
+        assert_eq!(response.status(), status, "/streams{query}");
+    }
+}
