@@ -41,9 +41,12 @@ fi
 
 target_dir="${CARGO_TARGET_DIR:-target}"
 config="$PWD/tests/api/schemathesis.toml"
+# The same build (and features) as the workspace's tests, so after `cargo test --workspace` this
+# compiles nothing: the binary is already there for the coordinator's own tests.
 log "building streamr-coordinator"
-cargo build --locked -q -p streamr-coordinator --bin streamr-coordinator
+cargo test --workspace --locked --no-run --quiet
 binary="$target_dir/debug/streamr-coordinator"
+[ -x "$binary" ] || fail "streamr-coordinator binary not found at $binary"
 
 work="$(mktemp -d)"
 coordinator_pid=""
