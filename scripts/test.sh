@@ -86,10 +86,16 @@ cargo test --workspace --locked 2>&1 | tee -a "$test_log"
 log "browser test (tests/browser)"
 tests/browser/run.sh 2>&1 | tee -a "$test_log"
 
+# The coordinator's API against its own OpenAPI document: schemathesis (from PyPI, installed when
+# missing; with CI=true a failure when it cannot be) against a real coordinator process.
+log "API property test (tests/api/schemathesis.sh)"
+tests/api/schemathesis.sh 2>&1 | tee -a "$test_log"
+
 log "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked >/dev/null
 
-# One closing line over every test runner above (cargo's harnesses and node's test runner). A
+# One closing line over every test runner above (cargo's harnesses, node's test runner and
+# schemathesis, which prints `schemathesis pass N` or `schemathesis fail N`). A
 # test that did not run is counted as skipped: cargo's `ignored` and `filtered out`, node's
 # `skipped`, `todo` and `cancelled`. The breakdown follows on a line of its own.
 read -r passed failed ignored filtered node_skipped < <(awk '

@@ -6,6 +6,7 @@ use streamr_core::{
     CanonicalMessage, ContentDigest, NodeId, Signed, SignedGrant, SignedHeartbeat,
     SignedOriginClaim, SignedReceipt, SignedSegmentReport, StreamId,
 };
+use utoipa::ToSchema;
 
 use crate::storage::{
     EvidenceRecord, LedgerEntryRecord, NodeRecord, PayoutRecord, SegmentRecord, SettlementRecord,
@@ -24,9 +25,10 @@ fn push_str(bytes: &mut Vec<u8>, value: &str) {
 }
 
 /// A node's request to join, signed with the node key it registers (proof of possession).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NodeRegistration {
     /// The node's public key.
+    #[schema(value_type = crate::api::openapi::NodeIdSchema)]
     pub node_id: NodeId,
     /// Where rewards are paid.
     pub payout_address: String,
@@ -60,9 +62,10 @@ impl CanonicalMessage for NodeRegistration {
 }
 
 /// A node's request to leave, signed with its key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NodeDeregistration {
     /// The node leaving.
+    #[schema(value_type = crate::api::openapi::NodeIdSchema)]
     pub node_id: NodeId,
     /// Node clock, Unix milliseconds (checked against the skew window).
     pub timestamp_ms: u64,
@@ -79,10 +82,11 @@ impl CanonicalMessage for NodeDeregistration {
 }
 
 /// `POST /streams`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateStreamRequest {
     /// The stream name the origin publishes under.
+    #[schema(value_type = String)]
     pub id: StreamId,
     /// Human-readable title.
     #[serde(default)]
@@ -90,20 +94,22 @@ pub struct CreateStreamRequest {
     /// The node allowed to act as the stream's origin (sign its segment reports). When
     /// omitted, the first node that signs a successful publish check is bound.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::api::openapi::NodeIdSchema>)]
     pub origin_node: Option<NodeId>,
 }
 
 /// `POST /streams/{id}/origin` (admin): binds the stream to another origin node, or clears the
 /// binding (`null`) so the next node that signs a successful publish check is bound.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetOriginRequest {
     /// The node now allowed to act as the stream's origin; `None` clears the binding.
+    #[schema(value_type = Option<crate::api::openapi::NodeIdSchema>)]
     pub origin_node: Option<NodeId>,
 }
 
 /// Answer to `POST /streams`: the stream key is shown once and never stored in clear.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreateStreamResponse {
     /// The stream.
     pub stream: StreamRecord,
@@ -112,7 +118,7 @@ pub struct CreateStreamResponse {
 }
 
 /// `POST /streams/{id}/publish-check`: the origin asks whether a publisher's key is valid.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishCheckRequest {
     /// The key the publisher presented.
@@ -121,16 +127,18 @@ pub struct PublishCheckRequest {
     /// yet, and is refused (403) when another node is bound. Without it the check only
     /// answers whether the key is valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::api::openapi::SignedOriginClaimSchema>)]
     pub origin: Option<SignedOriginClaim>,
 }
 
 /// `POST /streams/{id}/segments` with the admin token: an operator reports a segment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentReport {
     /// Segment sequence number.
     pub sequence: u64,
     /// BLAKE3 hash of the segment bytes (`streamr_core::segment_hash`).
+    #[schema(value_type = crate::api::openapi::DigestSchema)]
     pub hash: ContentDigest,
     /// When the origin published it, Unix milliseconds.
     pub published_ms: u64,
@@ -148,7 +156,7 @@ pub enum SegmentReportRequest {
 }
 
 /// Answer to a segment report.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SegmentReportResponse {
     /// The stored segment with its running digest.
     pub segment: SegmentRecord,
@@ -157,18 +165,20 @@ pub struct SegmentReportResponse {
 }
 
 /// `POST /nodes/heartbeat`: a signed heartbeat and the receipts viewers gave the node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     /// The heartbeat, signed by the node.
+    #[schema(value_type = crate::api::openapi::SignedHeartbeatSchema)]
     pub heartbeat: SignedHeartbeat,
     /// Viewer receipts (each signed by its viewer).
     #[serde(default)]
+    #[schema(value_type = Vec<crate::api::openapi::SignedReceiptSchema>)]
     pub receipts: Vec<SignedReceipt>,
 }
 
 /// Answer to a heartbeat or a receipt upload.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct ReceiptsOutcome {
     /// Receipts newly stored.
     pub accepted: u64,
@@ -177,17 +187,19 @@ pub struct ReceiptsOutcome {
 }
 
 /// `POST /receipts`: receipts posted by a viewer directly.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptsRequest {
     /// Signed receipts.
+    #[schema(value_type = Vec<crate::api::openapi::SignedReceiptSchema>)]
     pub receipts: Vec<SignedReceipt>,
 }
 
 /// Where to watch, and the grant that lets the node earn from it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PlayResponse {
     /// The chosen node.
+    #[schema(value_type = crate::api::openapi::NodeIdSchema)]
     pub node_id: NodeId,
     /// RTMP playback URL.
     pub rtmp_url: String,
@@ -196,11 +208,12 @@ pub struct PlayResponse {
     /// HLS playlist URL.
     pub hls_url: String,
     /// The coordinator-signed session grant.
+    #[schema(value_type = crate::api::openapi::SignedGrantSchema)]
     pub grant: SignedGrant,
 }
 
 /// A node's earnings: its ledger and payouts.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EarningsResponse {
     /// The node.
     pub node: NodeRecord,
@@ -213,7 +226,7 @@ pub struct EarningsResponse {
 }
 
 /// An epoch's statement: settlement, ledger entries and evidence.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StatementResponse {
     /// The settlement.
     pub settlement: SettlementRecord,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Browser test: starts `streamr demo` (coordinator, origin, friend nodes, looping publisher) on
 # free loopback ports and drives Debian's Chromium through the dashboard and the watch page with
-# playwright-core. Installs chromium (apt-get) and the npm packages (npm ci) when missing; under
+# playwright-core; then plays HLS from a node serving HTTPS (https_hls.test.mjs). Installs chromium (apt-get) and the npm packages (npm ci) when missing; under
 # CI=true anything still missing afterwards is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -67,3 +67,17 @@ curl -fsS "$STREAMR_COORDINATOR/healthz" >/dev/null || fail "the demo coordinato
 
 log "playwright: dashboard and watch page in chromium"
 node --test --test-reporter=spec dashboard.test.mjs
+
+# HLS from a node over HTTPS: a standalone node with a test CA's certificate (openssl) and ffmpeg
+# publishing to it; the demo above is not needed.
+if ! command -v openssl >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  log "installing openssl"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null
+fi
+command -v openssl >/dev/null 2>&1 || fail "openssl is required by the HTTPS browser test"
+command -v ffmpeg >/dev/null 2>&1 || fail "ffmpeg is required by the HTTPS browser test"
+export STREAMR_NODE_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/streamr-node"
+[ -x "$STREAMR_NODE_BIN" ] || fail "streamr-node binary not found at $STREAMR_NODE_BIN"
+log "playwright: HLS from a node over HTTPS in chromium"
+node --test --test-reporter=spec https_hls.test.mjs

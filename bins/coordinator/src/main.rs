@@ -155,6 +155,43 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// File handles kept beyond the HTTP connection budget (database, logs, certificates, probes).
+const SPARE_FILE_HANDLES: u64 = 256;
+
+/// Raises the open-file limit's soft value to its hard one, as far as the kernel allows, and
+/// logs the result; warns when the HTTP connection budget does not fit in it (then a flood
+/// could take the file handles the database and the workers need).
+fn raise_open_file_limit(http_connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let before = getrlimit(Resource::Nofile);
+    let soft = |limit: &Rlimit| limit.current.unwrap_or(u64::MAX);
+    if before.current != before.maximum {
+        let wanted = Rlimit {
+            current: before.maximum,
+            maximum: before.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, wanted) {
+            tracing::warn!(%error, "could not raise the open-file limit to its hard limit");
+        }
+    }
+    let now = getrlimit(Resource::Nofile);
+    tracing::info!(
+        from = soft(&before),
+        to = soft(&now),
+        hard = now.maximum.unwrap_or(u64::MAX),
+        "open-file limit"
+    );
+    let needed = (http_connections as u64).saturating_add(SPARE_FILE_HANDLES);
+    if soft(&now) < needed {
+        tracing::warn!(
+            open_files = soft(&now),
+            http_connections,
+            "the open-file limit is below the HTTP connection budget; raise it (ulimit -n, \
+             LimitNOFILE=) or lower --http-max-connections"
+        );
+    }
+}
+
 fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
     rand::rngs::OsRng.fill_bytes(&mut buffer);
@@ -190,6 +227,8 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_tracing(args.log_format);
+
+    raise_open_file_limit(args.http_max_connections);
 
     let admin_token = match args.admin_token {
         Some(token) if !token.is_empty() => token,

@@ -9,9 +9,10 @@ use streamr_core::CoordinatorKey;
 use super::Shared;
 
 /// Answer to `GET /coordinator`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CoordinatorInfo {
     /// The public key that verifies the session grants this coordinator signs.
+    #[schema(value_type = super::openapi::CoordinatorKeySchema)]
     pub coordinator_key: CoordinatorKey,
     /// Length of a reward epoch, milliseconds.
     pub epoch_length_ms: i64,
@@ -21,6 +22,10 @@ pub struct CoordinatorInfo {
     pub local_trial: bool,
 }
 
+/// The coordinator's public key (verifies session grants) and epoch length.
+#[utoipa::path(get, path = "/coordinator", tag = "operations", responses(
+    (status = 200, description = "About this coordinator", body = CoordinatorInfo),
+))]
 pub(crate) async fn coordinator(State(state): State<Shared>) -> Json<CoordinatorInfo> {
     Json(CoordinatorInfo {
         coordinator_key: state.config.coordinator_key.coordinator_key(),

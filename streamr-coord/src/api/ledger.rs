@@ -1,7 +1,6 @@
 //! Earnings, epoch statements with Merkle proofs, payouts and the payout simulator.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use streamr_core::{
@@ -9,13 +8,24 @@ use streamr_core::{
     RewardSplit,
 };
 
+use super::nodes::NodePath;
+use super::openapi::{
+    BalanceLeafSchema, ErrorSchema, MerkleProofSchema, NodeEpochInputSchema, RewardConfigSchema,
+    RewardSplitSchema,
+};
 use super::streams::Limit;
-use super::Shared;
+use super::{Admin, Shared};
 use crate::error::{ApiError, StorageError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::storage::{LedgerEntryRecord, PayoutRecord, SettlementRecord};
 use crate::wire::{EarningsResponse, StatementResponse};
 
+/// A node's ledger entries, total earned and payouts.
+#[utoipa::path(get, path = "/nodes/{id}/earnings", tag = "ledger", params(NodePath),
+    responses(
+        (status = 200, description = "Earnings", body = EarningsResponse),
+        (status = 404, description = "not_found", body = ErrorSchema),
+    ))]
 pub(crate) async fn earnings(
     State(state): State<Shared>,
     ApiPath(id): ApiPath<String>,
@@ -54,7 +64,7 @@ pub(crate) async fn earnings(
 ///
 /// `earned == unvested + vested + pending + paid + fees`: every micro-unit credited (less
 /// penalties) is in exactly one stage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodePayouts {
     /// The node.
     pub node_id: String,
@@ -149,6 +159,12 @@ impl NodePayouts {
     }
 }
 
+/// Where a node's rewards are in their lifecycle, and every payout made to it.
+#[utoipa::path(get, path = "/nodes/{id}/payouts", tag = "ledger", params(NodePath),
+    responses(
+        (status = 200, description = "Payout lifecycle", body = NodePayouts),
+        (status = 404, description = "not_found", body = ErrorSchema),
+    ))]
 pub(crate) async fn node_payouts(
     State(state): State<Shared>,
     ApiPath(id): ApiPath<String>,
@@ -180,6 +196,9 @@ pub(crate) async fn payouts_of(state: &Shared, id: &str) -> Result<NodePayouts, 
     Ok(lifecycle)
 }
 
+/// Settled epochs, newest first.
+#[utoipa::path(get, path = "/epochs", tag = "ledger", params(Limit),
+    responses((status = 200, description = "Settlements", body = Vec<SettlementRecord>)))]
 pub(crate) async fn list_epochs(
     State(state): State<Shared>,
     ApiQuery(limit): ApiQuery<Limit>,
@@ -198,6 +217,14 @@ async fn load_settlement(state: &Shared, epoch: i64) -> Result<SettlementRecord,
         })
 }
 
+/// An epoch's statement: settlement (inputs, statement, Merkle root), ledger entries, fraud
+/// evidence.
+#[utoipa::path(get, path = "/epochs/{epoch}", tag = "ledger",
+    params(("epoch" = i64, Path, description = "Epoch number.")),
+    responses(
+        (status = 200, description = "The statement", body = StatementResponse),
+        (status = 404, description = "not_found", body = ErrorSchema),
+    ))]
 pub(crate) async fn statement(
     State(state): State<Shared>,
     ApiPath(epoch): ApiPath<i64>,
@@ -213,15 +240,17 @@ pub(crate) async fn statement(
 }
 
 /// A node's Merkle proof against an epoch's published root.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProofResponse {
     /// The epoch.
     pub epoch: i64,
     /// The root the proof leads to (hex).
     pub merkle_root: String,
     /// The node's leaf.
+    #[schema(value_type = BalanceLeafSchema)]
     pub leaf: BalanceLeaf,
     /// The path from the leaf to the root.
+    #[schema(value_type = MerkleProofSchema)]
     pub proof: MerkleProof,
 }
 
@@ -236,6 +265,16 @@ impl ProofResponse {
     }
 }
 
+/// A node's Merkle proof against the epoch's root.
+#[utoipa::path(get, path = "/epochs/{epoch}/proofs/{node_id}", tag = "ledger",
+    params(
+        ("epoch" = i64, Path, description = "Epoch number."),
+        ("node_id" = String, Path, description = "Node id, hex."),
+    ),
+    responses(
+        (status = 200, description = "The proof", body = ProofResponse),
+        (status = 404, description = "not_found", body = ErrorSchema),
+    ))]
 pub(crate) async fn proof(
     State(state): State<Shared>,
     ApiPath((epoch, node_id)): ApiPath<(i64, String)>,
@@ -266,31 +305,42 @@ pub(crate) async fn proof(
     }))
 }
 
+/// Payouts not yet handed to the payout sink.
+#[utoipa::path(get, path = "/payouts/pending", tag = "ledger", security(("admin" = [])),
+    params(Limit),
+    responses(
+        (status = 200, description = "Payouts", body = Vec<PayoutRecord>),
+        (status = 401, description = "unauthorized", body = ErrorSchema),
+    ))]
 pub(crate) async fn pending_payouts(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _admin: Admin,
     ApiQuery(limit): ApiQuery<Limit>,
 ) -> Result<Json<Vec<PayoutRecord>>, ApiError> {
-    state.require_admin(&headers)?;
     Ok(Json(state.storage.pending_payouts(limit.value()).await?))
 }
 
 /// `POST /simulate`: the reward split on hypothetical inputs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimulationRequest {
     /// The pool to split, micro-units.
     pub pool: u64,
-    /// Hypothetical per-node contributions.
+    /// Hypothetical per-node contributions (each node once).
+    #[schema(value_type = Vec<NodeEpochInputSchema>)]
     pub nodes: Vec<NodeEpochInput>,
     /// Reward parameters; the coordinator's own when absent.
     #[serde(default)]
+    #[schema(value_type = Option<RewardConfigSchema>)]
     pub rewards: Option<RewardConfig>,
 }
 
 /// Most nodes one simulation may name.
-const MAX_SIMULATED_NODES: usize = 10_000;
+pub(crate) const MAX_SIMULATED_NODES: usize = 10_000;
 
+/// The reward split on hypothetical inputs.
+#[utoipa::path(post, path = "/simulate", tag = "ledger", request_body = SimulationRequest,
+    responses((status = 200, description = "The split", body = RewardSplitSchema)))]
 pub(crate) async fn simulate(
     State(state): State<Shared>,
     ApiJson(request): ApiJson<SimulationRequest>,

@@ -4,6 +4,7 @@
 pub(crate) mod info;
 pub(crate) mod ledger;
 mod nodes;
+pub(crate) mod openapi;
 mod ops;
 mod streams;
 mod viewers;
@@ -39,6 +40,8 @@ pub(crate) struct AppState {
     heartbeat_writer: std::sync::OnceLock<HeartbeatWriter>,
     limiter: Option<RateLimiter>,
     admin_token_hash: Option<blake3::Hash>,
+    /// The OpenAPI document, with this configuration's limits.
+    openapi: String,
 }
 
 pub(crate) type Shared = Arc<AppState>;
@@ -50,6 +53,7 @@ impl AppState {
             .as_deref()
             .map(|token| blake3::hash(token.as_bytes()));
         AppState {
+            openapi: openapi::document(&config),
             limiter: config.rate_limit.map(RateLimiter::new),
             settler: tokio::sync::Mutex::new(Settler::new(&config)),
             routes: viewers::RouteMemory::default(),
@@ -81,6 +85,22 @@ impl AppState {
         } else {
             Err(ApiError::Unauthorized)
         }
+    }
+}
+
+/// An admin request: `Authorization: Bearer <admin token>` was presented. Extracted before the
+/// path and the body, so a request without the token is answered 401 whatever else is wrong
+/// with it.
+pub(crate) struct Admin;
+
+impl axum::extract::FromRequestParts<Shared> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Shared,
+    ) -> Result<Self, Self::Rejection> {
+        state.require_admin(&parts.headers).map(|()| Admin)
     }
 }
 

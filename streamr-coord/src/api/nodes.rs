@@ -3,12 +3,15 @@
 use std::net::IpAddr;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use streamr_core::{CanonicalMessage, ProbeResult, SignatureError, Subnet24};
 
+use super::openapi::{
+    ErrorSchema, ProbeResultSchema, SignedDeregistrationSchema, SignedRegistrationSchema,
+};
 use super::streams::{to_i64, Limit};
-use super::Shared;
+use super::{Admin, Shared};
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PeerIp};
@@ -18,7 +21,31 @@ use crate::receipts;
 use crate::storage::{ActivityDelta, HeartbeatWrite, NodeRecord, ProbeRecord, StatsRow};
 use crate::wire::{HeartbeatRequest, ReceiptsOutcome, SignedDeregistration, SignedRegistration};
 
-const MAX_FIELD_LEN: usize = 512;
+/// Longest text field of a registration, in characters.
+pub(crate) const MAX_FIELD_LEN: usize = 512;
+/// The registration's text fields as the OpenAPI document states them: no control characters
+/// (what [`check_text`] refuses; the length is [`MAX_FIELD_LEN`]).
+pub(crate) const TEXT_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*$";
+/// The registration's URLs as the OpenAPI document states them.
+pub(crate) const URL_PATTERN: &str = r"^(rtmps?|https?)://[^\u0000-\u001F\u007F-\u009F]*$";
+
+/// `{id}` of the node routes.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(crate) struct NodePath {
+    /// Node id: the node's ed25519 public key, hex.
+    id: String,
+}
+
+/// Answer to a deregistration.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct DeregisterResponse {
+    /// The node.
+    pub(crate) node_id: String,
+    /// Always `false`.
+    pub(crate) active: bool,
+}
 
 fn signature_error(what: &'static str, error: SignatureError, limit_ms: i64) -> ApiError {
     match error {
@@ -49,8 +76,11 @@ fn check_skew(state: &Shared, timestamp_ms: u64) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_text(field: &'static str, value: &str, url: bool) -> Result<(), ApiError> {
-    if value.is_empty() || value.len() > MAX_FIELD_LEN || value.chars().any(char::is_control) {
+pub(crate) fn check_text(field: &'static str, value: &str, url: bool) -> Result<(), ApiError> {
+    if value.is_empty()
+        || value.chars().count() > MAX_FIELD_LEN
+        || value.chars().any(char::is_control)
+    {
         return Err(ApiError::InvalidField {
             field,
             reason: format!("must be 1-{MAX_FIELD_LEN} printable characters"),
@@ -98,6 +128,13 @@ pub(crate) fn local_trial_subnet(kind: &str, who: &str) -> String {
     format!("local-trial/{kind}/{who}")
 }
 
+/// Register (or update) a node; the body is signed with the node key it registers.
+#[utoipa::path(post, path = "/nodes", tag = "nodes", request_body = SignedRegistrationSchema,
+    responses(
+        (status = 201, description = "Registered", body = NodeRecord),
+        (status = 200, description = "Updated", body = NodeRecord),
+        (status = 401, description = "bad_signature or clock_skew", body = ErrorSchema),
+    ))]
 pub(crate) async fn register(
     State(state): State<Shared>,
     PeerIp(peer): PeerIp,
@@ -155,10 +192,19 @@ pub(crate) async fn register(
     Ok((status, Json(stored)))
 }
 
+/// List nodes.
+#[utoipa::path(get, path = "/nodes", tag = "nodes",
+    responses((status = 200, description = "Nodes", body = Vec<NodeRecord>)))]
 pub(crate) async fn list(State(state): State<Shared>) -> Result<Json<Vec<NodeRecord>>, ApiError> {
     Ok(Json(state.storage.list_nodes().await?))
 }
 
+/// One node.
+#[utoipa::path(get, path = "/nodes/{id}", tag = "nodes", params(NodePath),
+    responses(
+        (status = 200, description = "The node", body = NodeRecord),
+        (status = 404, description = "not_found", body = ErrorSchema),
+    ))]
 pub(crate) async fn get_one(
     State(state): State<Shared>,
     ApiPath(id): ApiPath<String>,
@@ -173,6 +219,13 @@ pub(crate) async fn get_one(
 
 /// A signed heartbeat: skew window, nonce and signature are checked, then the node's state
 /// and the receipts it carries are written in one transaction.
+#[utoipa::path(post, path = "/nodes/heartbeat", tag = "nodes", request_body = HeartbeatRequest,
+    responses(
+        (status = 200, description = "Accepted; how each receipt fared", body = ReceiptsOutcome),
+        (status = 401, description = "bad_signature or clock_skew", body = ErrorSchema),
+        (status = 404, description = "unknown_node", body = ErrorSchema),
+        (status = 409, description = "replayed_nonce", body = ErrorSchema),
+    ))]
 pub(crate) async fn heartbeat(
     State(state): State<Shared>,
     PeerIp(peer): PeerIp,
@@ -300,10 +353,18 @@ pub(crate) fn count_receipts(state: &Shared, accepted: u64, rejected: usize) {
     );
 }
 
+/// A node leaves; signed with its key.
+#[utoipa::path(post, path = "/nodes/deregister", tag = "nodes",
+    request_body = SignedDeregistrationSchema,
+    responses(
+        (status = 200, description = "Deregistered", body = DeregisterResponse),
+        (status = 401, description = "bad_signature or clock_skew", body = ErrorSchema),
+        (status = 404, description = "not_found", body = ErrorSchema),
+    ))]
 pub(crate) async fn deregister(
     State(state): State<Shared>,
     ApiJson(signed): ApiJson<SignedDeregistration>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeregisterResponse>, ApiError> {
     let key = signed
         .body
         .node_id
@@ -319,19 +380,28 @@ pub(crate) async fn deregister(
     check_skew(&state, body.timestamp_ms)?;
     let id = body.node_id.to_string();
     if state.storage.deregister_node(&id).await? {
-        Ok(Json(serde_json::json!({ "node_id": id, "active": false })))
+        Ok(Json(DeregisterResponse {
+            node_id: id,
+            active: false,
+        }))
     } else {
         Err(ApiError::NotFound { what: "node", id })
     }
 }
 
 /// The probe runner's seam: records a probe result (admin token).
+#[utoipa::path(post, path = "/probes", tag = "nodes", security(("admin" = [])),
+    request_body = ProbeResultSchema,
+    responses(
+        (status = 201, description = "Recorded", body = ProbeRecord),
+        (status = 401, description = "unauthorized", body = ErrorSchema),
+        (status = 404, description = "not_found: no such node", body = ErrorSchema),
+    ))]
 pub(crate) async fn report_probe(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _admin: Admin,
     ApiJson(result): ApiJson<ProbeResult>,
 ) -> Result<(StatusCode, Json<ProbeRecord>), ApiError> {
-    state.require_admin(&headers)?;
     let id = result.node_id.to_string();
     if state.storage.get_node(&id).await?.is_none() {
         return Err(ApiError::NotFound { what: "node", id });
@@ -341,6 +411,9 @@ pub(crate) async fn report_probe(
     Ok((StatusCode::CREATED, Json(probe)))
 }
 
+/// Per-minute delivery of a node.
+#[utoipa::path(get, path = "/nodes/{id}/stats", tag = "nodes", params(NodePath, Limit),
+    responses((status = 200, description = "Per-minute rows", body = Vec<StatsRow>)))]
 pub(crate) async fn stats(
     State(state): State<Shared>,
     ApiPath(id): ApiPath<String>,

@@ -9,13 +9,20 @@ use super::Shared;
 use crate::error::ApiError;
 use crate::storage::Totals;
 
-/// The OpenAPI 3.1 document, kept beside the routes it describes.
-pub(crate) const OPENAPI: &str = include_str!("../../openapi.json");
+use super::openapi::{HealthSchema, ReadinessSchema};
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = HealthSchema)))]
 pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// Readiness: storage answers (503 otherwise).
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Ready", body = ReadinessSchema),
+    (status = 503, description = "Storage unreachable", body = ReadinessSchema),
+))]
 pub(crate) async fn readyz(State(state): State<Shared>) -> impl IntoResponse {
     match state.storage.ping().await {
         Ok(()) => (
@@ -34,6 +41,11 @@ pub(crate) async fn readyz(State(state): State<Shared>) -> impl IntoResponse {
     }
 }
 
+/// Prometheus text exposition of counters and gauges.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "Prometheus text format 0.0.4", body = String,
+     content_type = "text/plain; version=0.0.4; charset=utf-8"),
+))]
 pub(crate) async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
     let totals = state.storage.totals().await.ok();
     (
@@ -45,10 +57,21 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
     )
 }
 
-pub(crate) async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses(
+    (status = 200, description = "The OpenAPI 3.1 document", body = Object),
+))]
+pub(crate) async fn openapi(State(state): State<Shared>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi.clone(),
+    )
 }
 
+/// Coordinator-wide totals.
+#[utoipa::path(get, path = "/stats", tag = "operations", responses(
+    (status = 200, description = "Totals", body = Totals),
+))]
 pub(crate) async fn stats(State(state): State<Shared>) -> Result<Json<Totals>, ApiError> {
     Ok(Json(state.storage.totals().await?))
 }

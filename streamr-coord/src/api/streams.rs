@@ -7,7 +7,8 @@ use rand::RngCore;
 use serde::Deserialize;
 use streamr_core::{ContentDigest, SegmentChain, SignatureError};
 
-use super::Shared;
+use super::openapi::{ErrorSchema, SegmentReportRequestSchema};
+use super::{Admin, Shared};
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -18,11 +19,75 @@ use crate::wire::{
 };
 
 /// `?limit=` for list endpoints.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(try_from = "RawLimit")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Limit {
+    /// At most this many rows (1-1000, default 100).
+    #[serde(default = "default_limit")]
+    #[param(default = 100)]
+    limit: u16,
+}
+
+/// `?limit=` as given, before its range is checked.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Limit {
+struct RawLimit {
     #[serde(default = "default_limit")]
     limit: u16,
+}
+
+impl TryFrom<RawLimit> for Limit {
+    type Error = String;
+
+    fn try_from(raw: RawLimit) -> Result<Self, Self::Error> {
+        if (1..=MAX_LIST_LIMIT).contains(&raw.limit) {
+            Ok(Limit { limit: raw.limit })
+        } else {
+            Err(format!(
+                "limit must be 1-{MAX_LIST_LIMIT}, not {}",
+                raw.limit
+            ))
+        }
+    }
+}
+
+/// Most rows a list endpoint answers with.
+pub(crate) const MAX_LIST_LIMIT: u16 = 1000;
+
+/// The stream names `POST /streams` accepts, as the OpenAPI document states them: what
+/// [`valid_stream_id`] checks (the length limit is `streamr_core::MAX_NAME_LEN`).
+pub(crate) const STREAM_ID_PATTERN: &str = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\.?$";
+
+/// The rule nodes apply to RTMP and HTTP stream names (`streamr_media::name`): a stream the
+/// coordinator accepts is one every node can publish, relay and write to disk.
+pub(crate) fn valid_stream_id(id: &str) -> bool {
+    !(id.is_empty()
+        || id.starts_with('.')
+        || id.contains("..")
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+}
+
+/// `{id}` of the stream routes.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(crate) struct StreamPath {
+    /// Stream id (the name the origin publishes under).
+    id: String,
+}
+
+/// Answer to a successful publish check.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct PublishCheckResponse {
+    /// Always `true` (a refused check answers 403).
+    pub(crate) allowed: bool,
+    /// The stream.
+    pub(crate) stream_id: String,
+    /// The node bound as the stream's origin, if any.
+    pub(crate) origin_node: Option<String>,
 }
 
 fn default_limit() -> u16 {
@@ -31,7 +96,7 @@ fn default_limit() -> u16 {
 
 impl Limit {
     pub(crate) fn value(&self) -> i64 {
-        i64::from(self.limit.clamp(1, 1000))
+        i64::from(self.limit)
     }
 }
 
@@ -57,22 +122,21 @@ pub(crate) async fn load_stream(state: &Shared, id: &str) -> Result<StreamRecord
         })
 }
 
+/// Register a stream; returns the stream key once.
+#[utoipa::path(post, path = "/streams", tag = "streams", security(("admin" = [])),
+    request_body = CreateStreamRequest,
+    responses(
+        (status = 201, description = "Created", body = CreateStreamResponse),
+        (status = 401, description = "unauthorized", body = ErrorSchema),
+        (status = 409, description = "conflict: the stream exists already", body = ErrorSchema),
+    ))]
 pub(crate) async fn create(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _admin: Admin,
     ApiJson(request): ApiJson<CreateStreamRequest>,
 ) -> Result<(StatusCode, Json<CreateStreamResponse>), ApiError> {
-    state.require_admin(&headers)?;
     let id = request.id.as_str();
-    // The rule nodes apply to RTMP and HTTP stream names (`streamr_media::name`): a stream the
-    // coordinator accepts is one every node can publish, relay and write to disk.
-    if id.is_empty()
-        || id.starts_with('.')
-        || id.contains("..")
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
+    if !valid_stream_id(id) {
         return Err(ApiError::InvalidField {
             field: "id",
             reason: "must be 1-128 characters of A-Z a-z 0-9 - _ ., not starting with a dot and without \"..\"".into(),
@@ -108,12 +172,18 @@ fn new_stream_key() -> String {
 /// `POST /streams/{id}/key` (admin): replaces the stream key with a new one, shown once in the
 /// answer (the coordinator stores only its hash, so a lost key cannot be shown again: rotate
 /// it). The old key stops working at once; a publisher already live stays live.
+#[utoipa::path(post, path = "/streams/{id}/key", tag = "streams", security(("admin" = [])),
+    params(StreamPath),
+    responses(
+        (status = 200, description = "The new key, shown once", body = CreateStreamResponse),
+        (status = 401, description = "unauthorized", body = ErrorSchema),
+        (status = 404, description = "not_found", body = ErrorSchema),
+    ))]
 pub(crate) async fn rotate_key(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _admin: Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CreateStreamResponse>, ApiError> {
-    state.require_admin(&headers)?;
     let stream_key = new_stream_key();
     let stream = state
         .storage
@@ -127,6 +197,9 @@ pub(crate) async fn rotate_key(
     Ok(Json(CreateStreamResponse { stream, stream_key }))
 }
 
+/// List streams, newest first.
+#[utoipa::path(get, path = "/streams", tag = "streams", params(Limit),
+    responses((status = 200, description = "Streams", body = Vec<StreamRecord>)))]
 pub(crate) async fn list(
     State(state): State<Shared>,
     ApiQuery(limit): ApiQuery<Limit>,
@@ -134,6 +207,12 @@ pub(crate) async fn list(
     Ok(Json(state.storage.list_streams(limit.value()).await?))
 }
 
+/// One stream.
+#[utoipa::path(get, path = "/streams/{id}", tag = "streams", params(StreamPath),
+    responses(
+        (status = 200, description = "The stream", body = StreamRecord),
+        (status = 404, description = "not_found", body = ErrorSchema),
+    ))]
 pub(crate) async fn get_one(
     State(state): State<Shared>,
     ApiPath(id): ApiPath<String>,
@@ -141,12 +220,19 @@ pub(crate) async fn get_one(
     Ok(Json(load_stream(&state, &id).await?))
 }
 
+/// End a stream.
+#[utoipa::path(post, path = "/streams/{id}/end", tag = "streams", security(("admin" = [])),
+    params(StreamPath),
+    responses(
+        (status = 200, description = "The ended stream", body = StreamRecord),
+        (status = 401, description = "unauthorized", body = ErrorSchema),
+        (status = 404, description = "not_found", body = ErrorSchema),
+    ))]
 pub(crate) async fn end(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _admin: Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<StreamRecord>, ApiError> {
-    state.require_admin(&headers)?;
     state
         .storage
         .end_stream(&id, now_ms())
@@ -155,14 +241,23 @@ pub(crate) async fn end(
         .ok_or(ApiError::NotFound { what: "stream", id })
 }
 
-/// `POST /streams/{id}/origin` (admin): re-binds (or clears) the stream's origin node.
+/// Bind the stream to another origin node, or clear the binding.
+///
+/// Only the origin node may sign segment reports. With `{"origin_node": null}` the next node
+/// that signs a successful publish check is bound.
+#[utoipa::path(post, path = "/streams/{id}/origin", tag = "streams", security(("admin" = [])),
+    params(StreamPath), request_body = SetOriginRequest,
+    responses(
+        (status = 200, description = "The stream", body = StreamRecord),
+        (status = 401, description = "unauthorized", body = ErrorSchema),
+        (status = 404, description = "not_found", body = ErrorSchema),
+    ))]
 pub(crate) async fn set_origin(
     State(state): State<Shared>,
-    headers: HeaderMap,
+    _admin: Admin,
     ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<SetOriginRequest>,
 ) -> Result<Json<StreamRecord>, ApiError> {
-    state.require_admin(&headers)?;
     let node = request.origin_node.map(|node| node.to_string());
     let stream = state
         .storage
@@ -206,11 +301,20 @@ fn unix_now_ms() -> u64 {
 /// When the origin signs an [`streamr_core::OriginClaim`] with the request, a stream without
 /// an origin is bound to that node (trust on first publish), and a stream bound to another
 /// node refuses the publish (403 `not_origin`).
+#[utoipa::path(post, path = "/streams/{id}/publish-check", tag = "streams",
+    params(StreamPath), request_body = PublishCheckRequest,
+    responses(
+        (status = 200, description = "The key is valid", body = PublishCheckResponse),
+        (status = 401, description = "bad_signature or clock_skew on the origin claim",
+         body = ErrorSchema),
+        (status = 403, description = "stream_key_rejected, or not_origin", body = ErrorSchema),
+        (status = 404, description = "not_found", body = ErrorSchema),
+    ))]
 pub(crate) async fn publish_check(
     State(state): State<Shared>,
     ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<PublishCheckRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<PublishCheckResponse>, ApiError> {
     let stream = load_stream(&state, &id).await?;
     let presented = blake3::hash(request.stream_key.as_bytes());
     let matches = blake3::Hash::from_hex(&stream.stream_key_hash)
@@ -243,14 +347,32 @@ pub(crate) async fn publish_check(
         }
         origin_node = Some(signer);
     }
-    Ok(Json(serde_json::json!({
-        "allowed": true,
-        "stream_id": stream.id,
-        "origin_node": origin_node,
-    })))
+    Ok(Json(PublishCheckResponse {
+        allowed: true,
+        stream_id: stream.id,
+        origin_node,
+    }))
 }
 
 /// Stores a segment hash and the running digest the viewers' receipts must match.
+///
+/// Either a report signed by the stream's origin node (no token; 401 `bad_signature` or
+/// `clock_skew` when the signature or timestamp fails, 403 `not_origin` when the signer is not
+/// the stream's origin or the report names another stream), or a bare report with the admin
+/// token (operators' tools). Refused reports store nothing.
+#[utoipa::path(post, path = "/streams/{id}/segments", tag = "streams",
+    security((), ("admin" = [])), params(StreamPath), request_body = SegmentReportRequestSchema,
+    responses(
+        (status = 201, description = "Stored", body = SegmentReportResponse),
+        (status = 200, description = "The same report was stored already",
+         body = SegmentReportResponse),
+        (status = 401, description = "unauthorized, bad_signature or clock_skew",
+         body = ErrorSchema),
+        (status = 403, description = "not_origin", body = ErrorSchema),
+        (status = 404, description = "not_found", body = ErrorSchema),
+        (status = 409, description = "conflict: the sequence was reported with another hash",
+         body = ErrorSchema),
+    ))]
 pub(crate) async fn report_segment(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -330,6 +452,12 @@ pub(crate) async fn report_segment(
     Ok((status, Json(SegmentReportResponse { segment, created })))
 }
 
+/// Latest segments, newest first.
+#[utoipa::path(get, path = "/streams/{id}/segments", tag = "streams", params(StreamPath, Limit),
+    responses(
+        (status = 200, description = "Segments", body = Vec<SegmentRecord>),
+        (status = 404, description = "not_found", body = ErrorSchema),
+    ))]
 pub(crate) async fn list_segments(
     State(state): State<Shared>,
     ApiPath(id): ApiPath<String>,
@@ -339,6 +467,12 @@ pub(crate) async fn list_segments(
     Ok(Json(state.storage.list_segments(&id, limit.value()).await?))
 }
 
+/// Per-minute delivery of a stream.
+#[utoipa::path(get, path = "/streams/{id}/stats", tag = "streams", params(StreamPath, Limit),
+    responses(
+        (status = 200, description = "Per-minute rows", body = Vec<StatsRow>),
+        (status = 404, description = "not_found", body = ErrorSchema),
+    ))]
 pub(crate) async fn stats(
     State(state): State<Shared>,
     ApiPath(id): ApiPath<String>,

@@ -34,7 +34,9 @@ use streamr_core::{
 };
 
 use super::nodes::count_receipts;
+use super::openapi::{ErrorSchema, NodeIdSchema, ViewerKeySchema};
 use super::streams::load_stream;
+use super::streams::StreamPath;
 use super::Shared;
 use crate::clock::now_ms;
 use crate::error::ApiError;
@@ -58,7 +60,7 @@ const MAX_REPORTS_PER_NODE: usize = 64;
 /// have failed there.
 const REPORTER_GRANT_WINDOW_MS: i64 = 600_000;
 /// Most nodes one play request may exclude.
-const MAX_EXCLUDED: usize = 16;
+pub(crate) const MAX_EXCLUDED: usize = 16;
 
 /// What routing remembers between play requests: viewers' reports of failing nodes.
 #[derive(Debug, Default)]
@@ -309,6 +311,25 @@ async fn measurements(
 /// Spends the request's grant budget, picks a node with `streamr_core::Router` (measured
 /// capacity and load, leaving out the nodes the viewer excludes and those found down) and
 /// returns playback URLs and a signed grant.
+///
+/// Each playback URL carries the grant as `?grant=<token>`. A node that three distinct viewers
+/// granted a session on it in the last 10 minutes report (`exclude`) within 30 s, and that has
+/// not sent a heartbeat for 5 s, is treated as down until its next heartbeat.
+#[utoipa::path(get, path = "/streams/{id}/play", tag = "viewers",
+    params(
+        StreamPath,
+        ("viewer" = ViewerKeySchema, Query, description = "The viewer's ed25519 public key, hex."),
+        ("exclude" = Option<Vec<NodeIdSchema>>, Query, style = Form, explode,
+         description = "Nodes the viewer just failed to play from, left out of this pick; \
+                        repeat the parameter (ids may also be separated by commas)."),
+    ),
+    responses(
+        (status = 200, description = "Where to play, and the grant", body = PlayResponse),
+        (status = 404, description = "not_found", body = ErrorSchema),
+        (status = 409, description = "conflict: the stream has ended", body = ErrorSchema),
+        (status = 429, description = "grant_budget_spent or rate_limited", body = ErrorSchema),
+        (status = 503, description = "no_node_available", body = ErrorSchema),
+    ))]
 pub(crate) async fn play(
     State(state): State<Shared>,
     ApiPath(id): ApiPath<String>,
@@ -468,6 +489,8 @@ pub(crate) async fn play(
 /// Receipts a viewer posts itself; each credits the node its session was granted to. Their
 /// outcomes are tallied apart from the receipts nodes hand in (see
 /// [`crate::storage::Storage::viewer_posted_for_epoch`]).
+#[utoipa::path(post, path = "/receipts", tag = "viewers", request_body = ReceiptsRequest,
+    responses((status = 200, description = "How each receipt fared", body = ReceiptsOutcome)))]
 pub(crate) async fn post_receipts(
     State(state): State<Shared>,
     ApiJson(request): ApiJson<ReceiptsRequest>,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A registered stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct StreamRecord {
     /// Stream id (random, URL-safe).
     pub id: String,
@@ -26,7 +26,7 @@ pub struct StreamRecord {
 }
 
 /// A media segment hash reported by the origin, with the running digest up to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct SegmentRecord {
     /// The stream.
     pub stream_id: String,
@@ -43,7 +43,7 @@ pub struct SegmentRecord {
 }
 
 /// A friend node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct NodeRecord {
     /// Node id: its ed25519 public key in hex.
     pub id: String,
@@ -220,7 +220,7 @@ pub struct SessionUsageRow {
 }
 
 /// A settled epoch: the published inputs, the closing statement and the Merkle leaves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct SettlementRecord {
     /// The epoch.
     pub epoch: i64,
@@ -255,7 +255,7 @@ pub struct SettlementRecord {
 }
 
 /// One line of the double-entry ledger.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct LedgerEntryRecord {
     /// Position in the ledger, from 0.
     pub idx: i64,
@@ -274,7 +274,7 @@ pub struct LedgerEntryRecord {
 }
 
 /// Fraud evidence found for a node in an epoch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct EvidenceRecord {
     /// The epoch.
     pub epoch: i64,
@@ -289,7 +289,7 @@ pub struct EvidenceRecord {
 }
 
 /// A payout of vested rewards, planned at an epoch's settlement and then handed to the sink.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PayoutRecord {
     /// The node.
     pub node_id: String,
@@ -343,7 +343,7 @@ pub struct NodeUsage {
 }
 
 /// One minute of delivery for a stream or node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct StatsRow {
     /// Minute index (Unix milliseconds / 60000).
     pub minute: i64,
@@ -354,7 +354,7 @@ pub struct StatsRow {
 }
 
 /// Coordinator-wide counts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Totals {
     /// Streams currently live.
     pub live_streams: i64,
@@ -369,7 +369,7 @@ pub struct Totals {
 }
 
 /// One probe of a node: the seam through which the probe runner reports availability.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ProbeRecord {
     /// The node probed.
     pub node_id: String,

@@ -1,0 +1,726 @@
+//! The OpenAPI 3.1 document of the HTTP API, generated from the request and response types the
+//! handlers take and return (`utoipa`), with the limits the handlers enforce written into it
+//! from the same constants and configuration they check against.
+//!
+//! The signed messages the core crate defines (heartbeats, receipts, grants, origin claims) and
+//! its hex identifiers are described here by schema types of their own, kept to their JSON by the
+//! tests below (a real value of each serialises to JSON that the document's schema accepts).
+
+use std::borrow::Cow;
+
+use serde_json::{json, Value};
+use utoipa::openapi::{ObjectBuilder, RefOr, Schema};
+use utoipa::{OpenApi, PartialSchema, ToSchema};
+
+use crate::config::CoordConfig;
+use crate::wire::NodeRegistration;
+
+/// A schema whose JSON is written in [`component_overrides`]; the derive only names it.
+macro_rules! named_schema {
+    ($(#[$meta:meta])* $type:ident, $name:literal) => {
+        $(#[$meta])*
+        pub(crate) struct $type;
+
+        impl PartialSchema for $type {
+            fn schema() -> RefOr<Schema> {
+                ObjectBuilder::new().into()
+            }
+        }
+
+        impl ToSchema for $type {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($name)
+            }
+        }
+    };
+}
+
+named_schema!(
+    /// A node's ed25519 public key, hex.
+    NodeIdSchema,
+    "NodeId"
+);
+named_schema!(
+    /// A viewer's ed25519 public key, hex.
+    ViewerKeySchema,
+    "ViewerKey"
+);
+named_schema!(
+    /// The coordinator's ed25519 public key, hex.
+    CoordinatorKeySchema,
+    "CoordinatorKey"
+);
+named_schema!(
+    /// A session id, hex.
+    SessionIdSchema,
+    "SessionId"
+);
+named_schema!(
+    /// A BLAKE3 digest, hex.
+    DigestSchema,
+    "Digest"
+);
+named_schema!(
+    /// An ed25519 signature, hex.
+    SignatureSchema,
+    "Signature"
+);
+named_schema!(
+    /// A stream name inside a signed message (any text up to the length limit).
+    StreamNameSchema,
+    "StreamName"
+);
+named_schema!(
+    /// An operator name (any text up to the length limit).
+    OperatorSchema,
+    "OperatorId"
+);
+named_schema!(
+    /// A network prefix as the reward inputs carry it: the bytes of an IPv4 /24, an IPv6 /48 or a
+    /// named network's hash.
+    NetPrefixSchema,
+    "NetPrefix"
+);
+named_schema!(
+    /// One step of a Merkle proof: `["Left" | "Right", <digest>]`.
+    MerkleStepSchema,
+    "MerkleStep"
+);
+
+/// Lowercase or uppercase hex of exactly `bytes` bytes.
+fn hex(bytes: usize, description: &str) -> Value {
+    json!({
+        "type": "string",
+        "pattern": format!("^[0-9a-fA-F]{{{}}}$", bytes * 2),
+        "description": description,
+    })
+}
+
+/// The JSON of the schemas named by [`named_schema!`], from the limits the parsers enforce.
+fn component_overrides() -> Vec<(&'static str, Value)> {
+    let name_limit = streamr_core::MAX_NAME_LEN;
+    vec![
+        ("NodeId", hex(32, "A node's ed25519 public key.")),
+        ("ViewerKey", hex(32, "A viewer's ed25519 public key.")),
+        (
+            "CoordinatorKey",
+            hex(32, "The coordinator's ed25519 public key."),
+        ),
+        ("SessionId", hex(16, "A viewing session's id.")),
+        ("Digest", hex(32, "A BLAKE3 digest.")),
+        (
+            "Signature",
+            hex(
+                64,
+                "An ed25519 signature over the body's canonical encoding.",
+            ),
+        ),
+        (
+            "StreamName",
+            json!({
+                "type": "string",
+                "maxLength": name_limit,
+                "description": format!("A stream name, at most {name_limit} bytes of UTF-8."),
+            }),
+        ),
+        (
+            "OperatorId",
+            json!({
+                "type": "string",
+                "maxLength": name_limit,
+                "description": format!("An operator name, at most {name_limit} bytes of UTF-8."),
+            }),
+        ),
+        (
+            "NetPrefix",
+            json!({
+                "type": "array",
+                "items": { "type": "integer", "minimum": 0, "maximum": 255 },
+                "anyOf": [
+                    { "minItems": 3, "maxItems": 3 },
+                    { "minItems": 6, "maxItems": 6 },
+                    { "minItems": 8, "maxItems": 8 },
+                ],
+                "description": "The bytes of an IPv4 /24 (3), an IPv6 /48 (6) or a named network's hash (8).",
+            }),
+        ),
+        (
+            "MerkleStep",
+            json!({
+                "type": "array",
+                "prefixItems": [
+                    { "type": "string", "enum": ["Left", "Right"] },
+                    { "$ref": "#/components/schemas/Digest" },
+                ],
+                "items": false,
+                "minItems": 2,
+                "description": "The side the sibling is on, and the sibling's digest.",
+            }),
+        ),
+    ]
+}
+
+/// `{"error": code, "message": text}`: every refused request.
+#[derive(ToSchema)]
+#[schema(as = Error)]
+#[allow(dead_code)]
+pub(crate) struct ErrorSchema {
+    /// Stable code, e.g. `invalid_json`, `unauthorized`, `bad_signature`, `clock_skew`,
+    /// `replayed_nonce`, `not_found`, `rate_limited`.
+    error: String,
+    /// What was wrong, for people.
+    message: String,
+}
+
+/// A node heartbeat (`streamr_core::NodeHeartbeat`).
+#[derive(ToSchema)]
+#[schema(as = NodeHeartbeat)]
+#[allow(dead_code)]
+struct NodeHeartbeatSchema {
+    #[schema(value_type = NodeIdSchema)]
+    node_id: (),
+    /// Node clock, Unix milliseconds.
+    timestamp_ms: u64,
+    /// Above the last accepted one.
+    nonce: u64,
+    #[schema(value_type = Vec<StreamNameSchema>)]
+    streams: (),
+    viewers: u64,
+    bytes_served: u64,
+    unattested_bytes: u64,
+}
+
+/// A viewer receipt (`streamr_core::ViewerReceipt`).
+#[derive(ToSchema)]
+#[schema(as = ViewerReceipt)]
+#[allow(dead_code)]
+struct ViewerReceiptSchema {
+    #[schema(value_type = SessionIdSchema)]
+    session_id: (),
+    seq: u64,
+    bytes_total: u64,
+    last_segment_seq: u64,
+    #[schema(value_type = DigestSchema)]
+    segments_digest: (),
+    t_ms: u64,
+}
+
+/// An origin's claim on a stream (`streamr_core::OriginClaim`).
+#[derive(ToSchema)]
+#[schema(as = OriginClaim)]
+#[allow(dead_code)]
+struct OriginClaimSchema {
+    #[schema(value_type = NodeIdSchema)]
+    node_id: (),
+    #[schema(value_type = StreamNameSchema)]
+    stream_id: (),
+    timestamp_ms: u64,
+}
+
+/// A segment report signed by the origin (`streamr_core::OriginSegmentReport`).
+#[derive(ToSchema)]
+#[schema(as = OriginSegmentReport)]
+#[allow(dead_code)]
+struct OriginSegmentReportSchema {
+    #[schema(value_type = NodeIdSchema)]
+    node_id: (),
+    #[schema(value_type = StreamNameSchema)]
+    stream_id: (),
+    sequence: u64,
+    #[schema(value_type = DigestSchema)]
+    hash: (),
+    published_ms: u64,
+    timestamp_ms: u64,
+}
+
+/// A session grant (`streamr_core::SessionGrant`).
+#[derive(ToSchema)]
+#[schema(as = SessionGrant)]
+#[allow(dead_code)]
+struct SessionGrantSchema {
+    #[schema(value_type = SessionIdSchema)]
+    session_id: (),
+    #[schema(value_type = ViewerKeySchema)]
+    viewer: (),
+    #[schema(value_type = NodeIdSchema)]
+    node_id: (),
+    #[schema(value_type = StreamNameSchema)]
+    stream_id: (),
+    max_bytes: u64,
+    expiry_ms: u64,
+}
+
+/// Defines the `{"body": ..., "signature": ...}` schema of one signed message.
+macro_rules! signed_schema {
+    ($type:ident, $name:ident, $body:ty, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(ToSchema)]
+        #[schema(as = $name)]
+        #[allow(dead_code)]
+        pub(crate) struct $type {
+            /// The signed message.
+            body: $body,
+            #[schema(value_type = SignatureSchema)]
+            signature: (),
+        }
+    };
+}
+
+signed_schema!(
+    SignedHeartbeatSchema,
+    SignedHeartbeat,
+    NodeHeartbeatSchema,
+    "A heartbeat signed by its node."
+);
+signed_schema!(
+    SignedReceiptSchema,
+    SignedReceipt,
+    ViewerReceiptSchema,
+    "A receipt signed by its viewer."
+);
+signed_schema!(
+    SignedOriginClaimSchema,
+    SignedOriginClaim,
+    OriginClaimSchema,
+    "An origin claim signed by the origin node."
+);
+signed_schema!(
+    SignedSegmentReportSchema,
+    SignedSegmentReport,
+    OriginSegmentReportSchema,
+    "A segment report signed by the stream's origin node."
+);
+signed_schema!(
+    SignedGrantSchema,
+    SignedGrant,
+    SessionGrantSchema,
+    "A session grant signed by the coordinator."
+);
+signed_schema!(
+    SignedRegistrationSchema,
+    SignedRegistration,
+    NodeRegistration,
+    "A registration signed with the node key it registers."
+);
+signed_schema!(
+    SignedDeregistrationSchema,
+    SignedDeregistration,
+    crate::wire::NodeDeregistration,
+    "A deregistration signed with the node's key."
+);
+
+/// The body of `POST /streams/{id}/segments` (`crate::wire::SegmentReportRequest`).
+#[derive(ToSchema)]
+#[schema(as = SegmentReportRequest)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(crate) enum SegmentReportRequestSchema {
+    /// Signed by the origin node bound to the stream.
+    Signed(SignedSegmentReportSchema),
+    /// Unsigned; needs the admin bearer token.
+    Admin(crate::wire::SegmentReport),
+}
+
+/// A probe's measurement (`streamr_core::ProbeResult`).
+#[derive(ToSchema)]
+#[schema(as = ProbeResult)]
+#[allow(dead_code)]
+pub(crate) struct ProbeResultSchema {
+    #[schema(value_type = NodeIdSchema)]
+    node_id: (),
+    hash_ok: bool,
+    timed_out: bool,
+    ttfb_ms: u64,
+    throughput_bytes_per_s: u64,
+}
+
+/// One node's contribution to an epoch (`streamr_core::NodeEpochInput`).
+#[derive(ToSchema)]
+#[schema(as = NodeEpochInput)]
+#[allow(dead_code)]
+pub(crate) struct NodeEpochInputSchema {
+    #[schema(value_type = NodeIdSchema)]
+    node_id: (),
+    #[schema(value_type = OperatorSchema)]
+    operator: (),
+    #[schema(value_type = NetPrefixSchema)]
+    subnet: (),
+    verified_bytes: u64,
+    on_time_bytes: u64,
+    flagged_bytes: u64,
+    availability_ppm: u64,
+    unattested_bytes: u64,
+    probe_capacity_bytes: u64,
+    probation_ppm: u64,
+}
+
+/// Reward parameters (`streamr_core::RewardConfig`).
+#[derive(ToSchema)]
+#[schema(as = RewardConfig)]
+#[allow(dead_code)]
+pub(crate) struct RewardConfigSchema {
+    unattested_discount_ppm: u64,
+    operator_cap_ppm: u64,
+    subnet_cap_ppm: u64,
+}
+
+/// A node's share of a pool (`streamr_core::NodeReward`).
+#[derive(ToSchema)]
+#[schema(as = NodeReward)]
+#[allow(dead_code)]
+struct NodeRewardSchema {
+    #[schema(value_type = NodeIdSchema)]
+    node_id: (),
+    weight: u128,
+    amount: u64,
+}
+
+/// The split of a pool (`streamr_core::RewardSplit`).
+#[derive(ToSchema)]
+#[schema(as = RewardSplit)]
+#[allow(dead_code)]
+pub(crate) struct RewardSplitSchema {
+    rewards: Vec<NodeRewardSchema>,
+    unallocated: u64,
+    capped_groups: Vec<String>,
+}
+
+/// A node's cumulative totals, a Merkle leaf (`streamr_core::BalanceLeaf`).
+#[derive(ToSchema)]
+#[schema(as = BalanceLeaf)]
+#[allow(dead_code)]
+pub(crate) struct BalanceLeafSchema {
+    #[schema(value_type = NodeIdSchema)]
+    node_id: (),
+    cumulative_earned: u64,
+    cumulative_vested: u64,
+}
+
+/// The path from a leaf to the root (`streamr_core::MerkleProof`).
+#[derive(ToSchema)]
+#[schema(as = MerkleProof)]
+#[allow(dead_code)]
+pub(crate) struct MerkleProofSchema {
+    #[schema(value_type = Vec<MerkleStepSchema>)]
+    siblings: (),
+}
+
+/// `GET /healthz`.
+#[derive(ToSchema)]
+#[schema(as = Health)]
+#[allow(dead_code)]
+pub(crate) struct HealthSchema {
+    /// `ok`.
+    status: String,
+}
+
+/// `GET /readyz`.
+#[derive(ToSchema)]
+#[schema(as = Readiness)]
+#[allow(dead_code)]
+pub(crate) struct ReadinessSchema {
+    /// `ready` or `unavailable`.
+    status: String,
+    /// `storage_unreachable` when unavailable.
+    error: Option<String>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        super::ops::healthz,
+        super::ops::readyz,
+        super::ops::metrics,
+        super::ops::openapi,
+        super::ops::stats,
+        super::info::coordinator,
+        super::streams::create,
+        super::streams::list,
+        super::streams::get_one,
+        super::streams::end,
+        super::streams::set_origin,
+        super::streams::rotate_key,
+        super::streams::publish_check,
+        super::streams::report_segment,
+        super::streams::list_segments,
+        super::streams::stats,
+        super::viewers::play,
+        super::viewers::post_receipts,
+        super::nodes::register,
+        super::nodes::list,
+        super::nodes::heartbeat,
+        super::nodes::deregister,
+        super::nodes::get_one,
+        super::nodes::stats,
+        super::ledger::earnings,
+        super::ledger::node_payouts,
+        super::nodes::report_probe,
+        super::ledger::list_epochs,
+        super::ledger::statement,
+        super::ledger::proof,
+        super::ledger::pending_payouts,
+        super::ledger::simulate,
+    ),
+    components(schemas(ErrorSchema))
+)]
+struct ApiDoc;
+
+/// Sets `key` to `value` in the object at `pointer`; `false` when there is no object there.
+fn set(doc: &mut Value, pointer: &str, key: &str, value: Value) -> bool {
+    match doc.pointer_mut(pointer).and_then(Value::as_object_mut) {
+        Some(object) => {
+            object.insert(key.to_owned(), value);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The limits the handlers enforce, as `(JSON pointer, keyword, value)`.
+fn limits(config: &CoordConfig) -> Vec<(String, &'static str, Value)> {
+    let schema = |name: &str, field: &str| format!("/components/schemas/{name}/properties/{field}");
+    let mut limits = vec![
+        (schema("CreateStreamRequest", "id"), "minLength", json!(1)),
+        (
+            schema("CreateStreamRequest", "id"),
+            "maxLength",
+            json!(streamr_core::MAX_NAME_LEN),
+        ),
+        (
+            schema("CreateStreamRequest", "id"),
+            "pattern",
+            json!(super::streams::STREAM_ID_PATTERN),
+        ),
+        (
+            schema("HeartbeatRequest", "receipts"),
+            "maxItems",
+            json!(config.max_receipts_per_request),
+        ),
+        (schema("ReceiptsRequest", "receipts"), "minItems", json!(1)),
+        (
+            schema("ReceiptsRequest", "receipts"),
+            "maxItems",
+            json!(config.max_receipts_per_request),
+        ),
+        (
+            schema("SimulationRequest", "nodes"),
+            "maxItems",
+            json!(super::ledger::MAX_SIMULATED_NODES),
+        ),
+    ];
+    for field in ["payout_address", "operator", "rtmp_url", "http_url"] {
+        let url = field.ends_with("_url");
+        limits.push((schema("NodeRegistration", field), "minLength", json!(1)));
+        limits.push((
+            schema("NodeRegistration", field),
+            "maxLength",
+            json!(super::nodes::MAX_FIELD_LEN),
+        ));
+        limits.push((
+            schema("NodeRegistration", field),
+            "pattern",
+            json!(if url {
+                super::nodes::URL_PATTERN
+            } else {
+                super::nodes::TEXT_PATTERN
+            }),
+        ));
+    }
+    // Integers the handlers store as signed 64-bit numbers and refuse above that.
+    for (name, fields) in [
+        ("NodeRegistration", &["capacity_kbps", "timestamp_ms"][..]),
+        ("SegmentReport", &["sequence", "published_ms"][..]),
+        ("OriginSegmentReport", &["sequence", "published_ms"][..]),
+        (
+            "NodeHeartbeat",
+            &[
+                "timestamp_ms",
+                "nonce",
+                "viewers",
+                "bytes_served",
+                "unattested_bytes",
+            ][..],
+        ),
+    ] {
+        for field in fields {
+            limits.push((schema(name, field), "maximum", json!(i64::MAX)));
+        }
+    }
+    limits
+}
+
+/// The query parameters' limits, as `(path, method, parameter, keyword, value)`.
+fn parameter_limits() -> Vec<(
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Value,
+)> {
+    let mut limits = vec![(
+        "/streams/{id}/play",
+        "get",
+        "exclude",
+        "maxItems",
+        json!(super::viewers::MAX_EXCLUDED),
+    )];
+    for (path, method) in [
+        ("/streams", "get"),
+        ("/streams/{id}/segments", "get"),
+        ("/streams/{id}/stats", "get"),
+        ("/nodes/{id}/stats", "get"),
+        ("/epochs", "get"),
+        ("/payouts/pending", "get"),
+    ] {
+        limits.push((path, method, "limit", "minimum", json!(1)));
+        limits.push((
+            path,
+            method,
+            "limit",
+            "maximum",
+            json!(super::streams::MAX_LIST_LIMIT),
+        ));
+    }
+    limits
+}
+
+const DESCRIPTION: &str = "Streams, friend nodes, signed heartbeats, viewer routing with signed \
+session grants, viewer receipts, epoch settlement, Merkle statements and payouts. Errors are \
+JSON: {\"error\": code, \"message\": text}. Times are Unix milliseconds; amounts are integer \
+micro-units. Admin operations need `Authorization: Bearer <admin token>` and answer 401 without \
+it, before anything else about the request is looked at.";
+
+/// Builds the document; `missed` collects the limits whose place was not found (a test keeps it
+/// empty).
+fn build(config: &CoordConfig, missed: &mut Vec<String>) -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
+    doc["info"] = json!({
+        "title": "StreamrP2P coordinator",
+        "version": env!("CARGO_PKG_VERSION"),
+        "description": DESCRIPTION,
+    });
+    for (name, schema) in component_overrides() {
+        if !set(&mut doc, "/components/schemas", name, schema) {
+            missed.push(format!("schema {name}"));
+        }
+    }
+    set(
+        &mut doc,
+        "/components",
+        "securitySchemes",
+        json!({ "admin": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The coordinator's admin token (--admin-token).",
+        }}),
+    );
+    for (pointer, keyword, value) in limits(config) {
+        if !set(&mut doc, &pointer, keyword, value) {
+            missed.push(format!("{pointer} {keyword}"));
+        }
+    }
+    for (path, method, name, keyword, value) in parameter_limits() {
+        let pointer = format!("/paths/{}/{method}/parameters", path.replace('/', "~1"));
+        let schema = doc
+            .pointer_mut(&pointer)
+            .and_then(Value::as_array_mut)
+            .and_then(|params| params.iter_mut().find(|p| p["name"] == name))
+            .and_then(|param| param.get_mut("schema"))
+            .and_then(Value::as_object_mut);
+        match schema {
+            Some(schema) => {
+                schema.insert(keyword.to_owned(), value);
+            }
+            None => missed.push(format!("{path} {method} {name} {keyword}")),
+        }
+    }
+    add_common_errors(&mut doc, config);
+    mark_unsigned(&mut doc);
+    doc
+}
+
+/// The generator writes `u64` as `int64` from 0 up, which says nothing above `i64::MAX` is
+/// valid; the handlers take every `u64` there (those that store it signed say so with a
+/// `maximum`), so these are marked `uint64`.
+fn mark_unsigned(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            let unsigned = object.get("type") == Some(&json!("integer"))
+                && object.get("format") == Some(&json!("int64"))
+                && object.get("minimum") == Some(&json!(0))
+                && !object.contains_key("maximum");
+            if unsigned {
+                object.insert("format".to_owned(), json!("uint64"));
+            }
+            object.values_mut().for_each(mark_unsigned);
+        }
+        Value::Array(items) => items.iter_mut().for_each(mark_unsigned),
+        _ => {}
+    }
+}
+
+/// Every operation may be refused for its rate (429) or fail in storage (500); one with
+/// parameters or a body may be malformed (400), and a body may be too large (413).
+fn add_common_errors(doc: &mut Value, config: &CoordConfig) {
+    let error = |description: String| {
+        json!({
+            "description": description,
+            "content": { "application/json": {
+                "schema": { "$ref": "#/components/schemas/Error" }
+            }},
+        })
+    };
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in item.values_mut() {
+            let has_input = operation.get("parameters").is_some();
+            let has_body = operation.get("requestBody").is_some();
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            let mut add = |status: &str, description: String| {
+                if !responses.contains_key(status) {
+                    responses.insert(status.to_owned(), error(description));
+                }
+            };
+            if has_input || has_body {
+                add(
+                    "400",
+                    "Malformed: invalid_json, invalid_path, invalid_query or invalid_field".into(),
+                );
+            }
+            if has_body {
+                add(
+                    "413",
+                    format!(
+                        "body_too_large: the body is over {} bytes",
+                        config.max_body_bytes
+                    ),
+                );
+            }
+            add("429", "rate_limited: over the per-IP request rate".into());
+            add("500", "storage_error".into());
+        }
+    }
+}
+
+/// The document served at `GET /openapi.json` for this configuration.
+pub(crate) fn document(config: &CoordConfig) -> String {
+    let mut missed = Vec::new();
+    let doc = build(config, &mut missed);
+    if !missed.is_empty() {
+        tracing::warn!(?missed, "OpenAPI limits not placed");
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;
