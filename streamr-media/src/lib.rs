@@ -56,6 +56,7 @@ pub mod amf0;
 pub mod client;
 pub mod codec;
 pub mod flv;
+pub mod fmp4;
 pub mod hls;
 pub mod http;
 pub mod name;
