@@ -457,3 +457,39 @@ fn ffprobe_and_qtdemux_read_hevc() {
         "{streams}"
     );
 }
+
+#[test]
+fn delta_updates_skip_segments_older_than_the_skip_boundary() {
+    let tags = media("av_bframes.flv");
+    let mut s = LlHlsStream::new(
+        SegmenterConfig {
+            segment_duration_ms: 1_000,
+            target_duration_secs: 12,
+        },
+        LlPackagerConfig::default(),
+        3,
+        "",
+    );
+    let mut out = Collected::default();
+    feed(&mut s, &tags, &mut out);
+    let full = s.playlist().render(false);
+    let delta = s.playlist().render(true);
+    assert!(full.contains("CAN-SKIP-UNTIL=6.0"), "{full}");
+    let skipped: usize = delta
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-SKIP:SKIPPED-SEGMENTS="))
+        .expect("a delta update skips")
+        .parse()
+        .unwrap();
+    assert!(skipped >= 1);
+    let count = |text: &str| text.lines().filter(|l| l.starts_with("#EXTINF")).count();
+    assert_eq!(count(&delta) + skipped, count(&full));
+    // What is left spans at least the skip boundary.
+    let listed: f64 = delta
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|d| d.trim_end_matches(',').parse::<f64>().unwrap())
+        .sum();
+    assert!(listed >= 5.0, "{delta}");
+    assert!(check_ll_playlist(&delta).is_empty());
+}
