@@ -137,6 +137,7 @@ async fn blocking_reload_preload_hints_and_players_over_http() {
         .unwrap();
     let addr = http.local_addr();
     assert_eq!(get(addr, "/live/cam/ll.m3u8").await.0, 404);
+    let mut notices = http.hls().segment_notices();
     let _publisher = publish(rtmp.local_addr(), 12);
 
     let mut playlist = String::new();
@@ -213,6 +214,31 @@ async fn blocking_reload_preload_hints_and_players_over_http() {
         get(addr, &format!("/live/cam/{}.0.m4s", msn + 50)).await.0,
         404
     );
+
+    // The reported hashes cover what viewers fetch: the fMP4 segment, and each part, whose
+    // concatenation is the segment.
+    let notice = loop {
+        let notice = notices.recv().await.unwrap();
+        if notice.sequence >= 1 {
+            break notice;
+        }
+    };
+    let ll = notice
+        .ll
+        .expect("the LL-HLS segment is reported with its MPEG-TS twin");
+    let (status, _, segment) = get(addr, &format!("/live/cam/{}.m4s", notice.sequence)).await;
+    assert_eq!(status, 200);
+    assert_eq!(blake3::hash(&segment), ll.hash);
+    assert_eq!(segment.len(), ll.len);
+    let mut joined = Vec::new();
+    for (index, expected) in ll.part_hashes.iter().enumerate() {
+        let (status, _, part) =
+            get(addr, &format!("/live/cam/{}.{index}.m4s", notice.sequence)).await;
+        assert_eq!(status, 200);
+        assert_eq!(blake3::hash(&part), *expected, "part {index}");
+        joined.extend_from_slice(&part);
+    }
+    assert_eq!(joined, segment);
 
     // Players: ffmpeg reads the fMP4 rendition without a message; the TS playlist still works.
     let url = format!("http://{addr}/live/cam/ll.m3u8");

@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use crate::flv::{FlvTag, FlvTagType};
 use crate::hls::{
-    BlockingState, HlsDirectory, LivePlaylist, LlPackager, LlPackagerConfig, LlPlaylist,
+    BlockingState, HlsDirectory, LivePlaylist, LlEvent, LlPackager, LlPackagerConfig, LlPlaylist,
     LlPlaylistConfig, PlaylistConfig, Segmenter, SegmenterConfig, SegmenterEvent,
 };
 use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey};
@@ -107,6 +107,21 @@ pub struct SegmentNotice {
     pub duration_ms: u64,
     /// BLAKE3 hash of the segment bytes.
     pub hash: blake3::Hash,
+    /// Size in bytes.
+    pub len: usize,
+    /// The LL-HLS (fMP4) segment with the same sequence number, when that rendition is on.
+    pub ll: Option<LlSegmentNotice>,
+}
+
+/// The fMP4 segment cut at the same frames as a [`SegmentNotice`]'s MPEG-TS segment. Its parts
+/// are consecutive byte ranges of it, so a viewer that fetched the parts verifies the segment
+/// hash over their concatenation, and each part against its own hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlSegmentNotice {
+    /// BLAKE3 hash of the segment bytes (its parts, concatenated in order).
+    pub hash: blake3::Hash,
+    /// BLAKE3 hash of each part, in order.
+    pub part_hashes: Vec<blake3::Hash>,
     /// Size in bytes.
     pub len: usize,
 }
@@ -325,6 +340,7 @@ impl LiveHls {
             state: state.clone(),
             segmenter: Segmenter::with_first_sequence(config.segmenter, first_sequence),
             packager: config.low_latency.map(LlPackager::new),
+            ll_completed: std::collections::VecDeque::new(),
             directory,
         };
         tokio::spawn(task.run(subscription));
@@ -475,6 +491,8 @@ struct StreamTask {
     state: Arc<StreamHls>,
     segmenter: Segmenter,
     packager: Option<LlPackager>,
+    /// fMP4 segments completed before their MPEG-TS twin was announced.
+    ll_completed: std::collections::VecDeque<(u64, LlSegmentNotice)>,
     directory: Option<DirectoryWriter>,
 }
 
@@ -620,6 +638,21 @@ impl StreamTask {
         if events.is_empty() {
             return;
         }
+        for event in &events {
+            if let LlEvent::SegmentReady(segment) = event {
+                if self.ll_completed.len() >= 8 {
+                    self.ll_completed.pop_front();
+                }
+                self.ll_completed.push_back((
+                    segment.sequence,
+                    LlSegmentNotice {
+                        hash: segment.hash,
+                        part_hashes: segment.part_hashes.clone(),
+                        len: segment.bytes.len(),
+                    },
+                ));
+            }
+        }
         let target = self.segmenter.target_duration_secs();
         self.with_ll(|playlist| {
             if let Some(target) = target {
@@ -659,7 +692,7 @@ impl StreamTask {
     }
 
     /// Applies segmenter events to the served playlist and announces finished segments.
-    fn apply(&self, events: Vec<SegmenterEvent>) {
+    fn apply(&mut self, events: Vec<SegmenterEvent>) {
         if events.is_empty() {
             return;
         }
@@ -692,6 +725,12 @@ impl StreamTask {
                         self.state
                             .next_sequence
                             .store(segment.sequence + 1, Ordering::Release);
+                        let ll = self
+                            .ll_completed
+                            .iter()
+                            .position(|(sequence, _)| *sequence == segment.sequence)
+                            .and_then(|at| self.ll_completed.remove(at))
+                            .map(|(_, notice)| notice);
                         let _ = self.live.inner.notices.send(SegmentNotice {
                             key: self.key.clone(),
                             sequence: segment.sequence,
@@ -699,6 +738,7 @@ impl StreamTask {
                             duration_ms: segment.duration_ms,
                             hash: segment.hash,
                             len: segment.bytes.len(),
+                            ll,
                         });
                     }
                     SegmenterEvent::Ended => view.playlist.end(),
