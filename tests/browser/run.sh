@@ -66,4 +66,4 @@ done
 curl -fsS "$STREAMR_COORDINATOR/healthz" >/dev/null || fail "the demo coordinator did not come up"
 
 log "playwright: dashboard and watch page in chromium"
-node --test --test-reporter=spec dashboard.test.mjs
+node --test --test-reporter=spec dashboard.test.mjs ll_hls.test.mjs

@@ -117,10 +117,20 @@ impl LlPlaylist {
         }
     }
 
-    /// Stamps segments with EXT-X-PROGRAM-DATE-TIME from `now` on (for the next segment).
+    /// Stamps segments with EXT-X-PROGRAM-DATE-TIME from `now` on (for the next segment). When
+    /// the first segment is still open and unstamped, `now` is its start.
     pub fn set_program_date_time(&mut self, now: SystemTime) {
         self.clock_anchor = Some(now);
         self.elapsed_ms = 0;
+        if !self.started && self.segments.len() == 1 {
+            if let Some(first) = self
+                .segments
+                .back_mut()
+                .filter(|e| e.duration_ms.is_none() && e.program_date_time.is_none())
+            {
+                first.program_date_time = Some(now);
+            }
+        }
     }
 
     /// Applies one packager event.

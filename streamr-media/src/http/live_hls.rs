@@ -485,6 +485,14 @@ impl LiveHls {
     }
 }
 
+/// Where the first frames of a new subscription sit on the wall clock.
+#[derive(Debug, Default)]
+struct ClockAnchor {
+    set: bool,
+    first: Option<u32>,
+    newest: u32,
+}
+
 struct StreamTask {
     live: LiveHls,
     key: StreamKey,
@@ -502,7 +510,7 @@ impl StreamTask {
         let grace = self.live.inner.config.republish_grace;
         let mut events = Vec::with_capacity(64);
         let mut ended_at: Option<tokio::time::Instant> = None;
-        let mut clock_set = false;
+        let mut clock = ClockAnchor::default();
         let mut unsupported_warned = std::collections::HashSet::new();
         loop {
             events.clear();
@@ -519,8 +527,9 @@ impl StreamTask {
             if received == 0 {
                 break;
             }
-            if !clock_set {
-                clock_set = self.anchor_clock(&events);
+            if !clock.set {
+                // A full batch means the cached GOP is still being replayed.
+                self.anchor_clock(&mut clock, &events, received < 64);
             }
             for event in events.drain(..) {
                 let outcome = match event {
@@ -595,27 +604,34 @@ impl StreamTask {
         }
     }
 
-    /// Anchors EXT-X-PROGRAM-DATE-TIME at the first batch with frames: a new subscriber's first
-    /// batch replays the cached GOP, so its newest frame is the one published now and the first
-    /// one is older by their timestamp difference. Returns whether the clock was set.
-    fn anchor_clock(&self, events: &[RelayEvent]) -> bool {
-        let mut timestamps = events.iter().filter_map(|event| match event {
-            RelayEvent::Frame(frame) if frame.is_coded_media() => Some(frame.timestamp()),
-            _ => None,
-        });
-        let Some(first) = timestamps.next() else {
-            return false;
+    /// Anchors EXT-X-PROGRAM-DATE-TIME once the subscriber caught up: a new subscriber's first
+    /// batches replay the cached GOP, so when a batch is not full its newest frame is the one
+    /// published now, and the first frame received is older by their timestamp difference.
+    fn anchor_clock(&self, clock: &mut ClockAnchor, events: &[RelayEvent], caught_up: bool) {
+        for event in events {
+            if let RelayEvent::Frame(frame) = event {
+                if frame.is_coded_media() {
+                    clock.first.get_or_insert(frame.timestamp());
+                    clock.newest = clock.newest.max(frame.timestamp());
+                }
+            }
+        }
+        let Some(first) = clock.first else {
+            return;
         };
-        let newest = timestamps.fold(first, u32::max);
+        if !caught_up {
+            return;
+        }
+        clock.set = true;
+        let newest = clock.newest;
         let age = Duration::from_millis(u64::from(newest.saturating_sub(first)));
         let now = SystemTime::now();
         let anchor = now.checked_sub(age).unwrap_or(now);
         self.with_playlist(|p| p.set_program_date_time(anchor));
         self.with_ll(|p| {
             p.set_program_date_time(anchor);
-            false
+            true
         });
-        true
     }
 
     /// Feeds the LL-HLS packager the tag just given to the segmenter, or flushes it (`None`:
