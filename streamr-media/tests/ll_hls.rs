@@ -251,8 +251,9 @@ fn write_fmp4(dir: &Path, name: &str, segments: &[LlSegment]) -> PathBuf {
     path
 }
 
-/// ffprobe and GStreamer read the file with no error or warning; returns ffprobe's streams.
-fn probe_clean(path: &Path) -> String {
+/// ffprobe and GStreamer read the file with no error or warning; returns ffprobe's streams and
+/// the number of video buffers qtdemux pushed.
+fn probe_clean(path: &Path) -> (String, usize) {
     common::require_tool("ffprobe");
     common::require_tool("gst-launch-1.0");
     let probe = Command::new("ffprobe")
@@ -267,19 +268,13 @@ fn probe_clean(path: &Path) -> String {
         probe.status.success() && stderr.trim().is_empty(),
         "ffprobe: {stderr}"
     );
+    let pipeline = format!(
+        "filesrc location={} ! qtdemux name=d d.video_0 ! queue ! fakesink silent=false",
+        path.display()
+    );
     let gst = Command::new("gst-launch-1.0")
-        .args(["-q", "filesrc"])
-        .arg(format!("location={}", path.display()))
-        .args([
-            "!",
-            "qtdemux",
-            "name=d",
-            "d.video_0",
-            "!",
-            "queue",
-            "!",
-            "fakesink",
-        ])
+        .arg("-v")
+        .args(pipeline.split(' '))
         .output()
         .unwrap();
     let gst_err = String::from_utf8_lossy(&gst.stderr);
@@ -288,7 +283,8 @@ fn probe_clean(path: &Path) -> String {
         gst.status.success() && !gst_err.contains("ERROR") && !gst_out.contains("ERROR"),
         "qtdemux: {gst_out}{gst_err}"
     );
-    String::from_utf8_lossy(&probe.stdout).into_owned()
+    let buffers = gst_out.lines().filter(|l| l.contains("chain")).count();
+    (String::from_utf8_lossy(&probe.stdout).into_owned(), buffers)
 }
 
 fn segments_of(tags: &[FlvTag]) -> Vec<LlSegment> {
@@ -316,7 +312,8 @@ fn ffprobe_and_qtdemux_read_h264_with_b_frames_and_aac() {
         .count();
     let segments = segments_of(&tags);
     let path = write_fmp4(dir.path(), "h264.mp4", &segments);
-    let streams = probe_clean(&path);
+    let (streams, buffers) = probe_clean(&path);
+    assert_eq!(buffers, video_frames, "qtdemux pushed every video frame");
     assert!(
         streams.contains("codec_name=h264|width=160|height=120"),
         "{streams}"
@@ -447,7 +444,8 @@ fn ffprobe_and_qtdemux_read_hevc() {
         segments[0].init.codecs
     );
     let path = write_fmp4(dir.path(), "hevc.mp4", &segments);
-    let streams = probe_clean(&path);
+    let (streams, buffers) = probe_clean(&path);
+    assert_eq!(buffers, frames, "qtdemux pushed every video frame");
     assert!(
         streams.contains("codec_name=hevc|width=320|height=240"),
         "{streams}"
@@ -492,4 +490,104 @@ fn delta_updates_skip_segments_older_than_the_skip_boundary() {
         .sum();
     assert!(listed >= 5.0, "{delta}");
     assert!(check_ll_playlist(&delta).is_empty());
+}
+
+/// Encodes `seconds` of Opus with libopus into Ogg and returns its packets: OpusHead, OpusTags,
+/// then one packet per 20 ms frame.
+fn opus_packets(dir: &Path, seconds: u32) -> Vec<Vec<u8>> {
+    let path = dir.join("test.opus");
+    let output = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=440:sample_rate=48000:duration={seconds}"
+        ))
+        .args([
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "48k",
+            "-frame_duration",
+            "20",
+            "-f",
+            "ogg",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let data = std::fs::read(&path).unwrap();
+    let mut packets = Vec::new();
+    let mut current = Vec::new();
+    let mut at = 0;
+    while at + 27 <= data.len() {
+        assert_eq!(&data[at..at + 4], b"OggS");
+        let segments = usize::from(data[at + 26]);
+        let table = &data[at + 27..at + 27 + segments];
+        let mut body = at + 27 + segments;
+        for &lace in table {
+            current.extend_from_slice(&data[body..body + usize::from(lace)]);
+            body += usize::from(lace);
+            if lace < 255 {
+                packets.push(std::mem::take(&mut current));
+            }
+        }
+        at = body;
+    }
+    packets
+}
+
+#[test]
+fn ffprobe_and_qtdemux_read_h264_with_opus() {
+    let dir = tempfile::tempdir().unwrap();
+    let packets = opus_packets(dir.path(), 10);
+    assert!(packets[0].starts_with(b"OpusHead"));
+    let audio_tag = |first: u8, payload: &[u8], timestamp: u32| {
+        let mut data = vec![first, b'O', b'p', b'u', b's'];
+        data.extend_from_slice(payload);
+        FlvTag {
+            tag_type: FlvTagType::Audio,
+            timestamp,
+            stream_id: 0,
+            data: Bytes::from(data),
+        }
+    };
+    // The H.264 of the sample file, with Enhanced RTMP Opus instead of its AAC.
+    let mut tags: Vec<FlvTag> = media("av_bframes.flv")
+        .into_iter()
+        .filter(|t| t.tag_type == FlvTagType::Video)
+        .collect();
+    tags.insert(0, audio_tag(0x90, &packets[0], 0));
+    let frames = packets.len() - 2;
+    for (n, packet) in packets.iter().skip(2).enumerate() {
+        tags.push(audio_tag(0x91, packet, n as u32 * 20));
+    }
+    // Interleave by timestamp, sequence headers first (a stable sort keeps them in front).
+    tags.sort_by_key(|t| t.timestamp);
+    let segments = segments_of(&tags);
+    assert!(
+        segments[0].init.codecs.ends_with(",opus"),
+        "{}",
+        segments[0].init.codecs
+    );
+    let path = write_fmp4(dir.path(), "opus.mp4", &segments);
+    let (streams, _) = probe_clean(&path);
+    assert!(streams.contains("codec_name=opus"), "{streams}");
+    assert!(streams.contains("sample_rate=48000"), "{streams}");
+    // Every Opus frame after the first keyframe is carried (the audio before it precedes the
+    // first segment, as in MPEG-TS).
+    let read: usize = streams
+        .lines()
+        .find(|l| l.contains("codec_name=opus"))
+        .and_then(|l| l.split("nb_read_frames=").nth(1))
+        .and_then(|n| n.split('|').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    assert!(
+        read + 2 >= frames.min(500),
+        "{read} of {frames} Opus frames"
+    );
 }
