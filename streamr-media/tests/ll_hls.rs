@@ -591,3 +591,42 @@ fn ffprobe_and_qtdemux_read_h264_with_opus() {
         "{read} of {frames} Opus frames"
     );
 }
+
+#[test]
+fn audio_only_streams_get_independent_parts_that_players_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let tags = media("audio_only.flv");
+    let mut s = stream();
+    let mut out = Collected::default();
+    feed(&mut s, &tags, &mut out);
+    assert!(out.ll.len() >= 2, "segments cut by time");
+    assert!(
+        out.parts.iter().all(|p| p.3),
+        "every audio part is independent"
+    );
+    let segments = segments_of(&tags);
+    assert_eq!(segments[0].init.codecs, "mp4a.40.2");
+    let path = write_fmp4(dir.path(), "audio.mp4", &segments);
+    common::require_tool("ffprobe");
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "warning",
+            "-show_entries",
+            "stream=codec_name,sample_rate",
+        ])
+        .args(["-of", "compact"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&probe.stderr);
+    assert!(
+        probe.status.success() && stderr.trim().is_empty(),
+        "{stderr}"
+    );
+    let streams = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        streams.contains("codec_name=aac|sample_rate=48000"),
+        "{streams}"
+    );
+}
