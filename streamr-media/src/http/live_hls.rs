@@ -148,6 +148,19 @@ struct LlState {
     version: watch::Sender<u64>,
 }
 
+impl LlState {
+    /// How long a blocking request is held: three of the playlist's target durations once the
+    /// target is known (RFC 8216bis), at most `limit`.
+    fn hold(&self, limit: Duration) -> Duration {
+        let view = self.view.read().unwrap_or_else(PoisonError::into_inner);
+        if !view.playlist.has_segments() {
+            return limit;
+        }
+        let target = u64::from(view.playlist.config().target_duration_secs.max(1));
+        limit.min(Duration::from_secs(3 * target))
+    }
+}
+
 #[derive(Debug)]
 struct LlView {
     playlist: LlPlaylist,
@@ -373,8 +386,9 @@ impl LiveHls {
     }
 
     /// The LL-HLS playlist of `key`, starting live HLS when the stream is published but not yet
-    /// segmented. A blocking request (`msn`) waits up to `wait` for that segment or part; a
-    /// plain one waits up to `wait` for a first segment.
+    /// segmented. A blocking request (`msn`) waits for that segment or part up to three of the
+    /// playlist's target durations (at most `wait`); a plain one waits up to `wait` for a first
+    /// segment.
     pub async fn ll_playlist(
         &self,
         key: &StreamKey,
@@ -388,6 +402,10 @@ impl LiveHls {
             return LlLookup::Unknown;
         };
         let mut version = ll.version.subscribe();
+        let wait = match request.msn {
+            Some(_) => ll.hold(wait),
+            None => wait,
+        };
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             {
@@ -418,7 +436,8 @@ impl LiveHls {
     }
 
     /// An LL-HLS file of `key`: `init-*.mp4`, `{msn}.m4s` or `{msn}.{part}.m4s`. A part that is
-    /// the next one or two to come (a preload hint) is waited for up to `wait`.
+    /// the next one or two to come (a preload hint) is waited for up to three of the playlist's
+    /// target durations (at most `wait`).
     pub async fn ll_file(&self, key: &StreamKey, name: &str, wait: Duration) -> Option<Bytes> {
         let state = lock(&self.inner.streams).get(key).cloned()?;
         let ll = state.ll.as_ref()?;
@@ -432,7 +451,7 @@ impl LiveHls {
             None => (stem.parse::<u64>().ok()?, None),
         };
         let mut version = ll.version.subscribe();
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = tokio::time::Instant::now() + ll.hold(wait);
         loop {
             {
                 let view = ll.view.read().unwrap_or_else(PoisonError::into_inner);

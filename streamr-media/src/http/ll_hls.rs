@@ -64,8 +64,9 @@ fn error(status: StatusCode, error: &str, message: String) -> Response {
         .into_response()
 }
 
-/// How long a blocking request may be held: three target durations, as RFC 8216bis allows
-/// before a server answers 503.
+/// The longest a request may be held: three of the longest target duration allowed (the
+/// playlist's own target, once known, shortens it to three of its target durations, as RFC
+/// 8216bis allows before a server answers 503).
 fn hold(hls: &LiveHls) -> Duration {
     Duration::from_secs(u64::from(hls.config().segmenter.target_duration_secs.max(1)) * 3)
 }
