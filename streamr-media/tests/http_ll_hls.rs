@@ -8,10 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use streamr_media::flv::{FlvReader, FlvTagType};
 use streamr_media::fmp4::box_paths;
 use streamr_media::hls::check_ll_playlist;
 use streamr_media::http::{HttpServer, LiveHlsConfig};
-use streamr_media::relay::RelayHub;
+use streamr_media::relay::{FrameKind, RelayHub, StreamKey};
 use streamr_media::server::{AllowAll, RelayServer, RelayServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -279,4 +280,58 @@ fn common_tools() {
         found,
         "ffmpeg is required by this interop test but is not on PATH"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_request_the_stream_never_fills_gets_a_503_after_three_target_durations() {
+    let hub = RelayHub::default();
+    let config = LiveHlsConfig::default().with_segments(Duration::from_secs(1), 1);
+    let http = HttpServer::start("127.0.0.1:0".parse().unwrap(), hub.clone(), config)
+        .await
+        .unwrap();
+    let addr = http.local_addr();
+    let publisher = hub
+        .publish(StreamKey::parse("live", "stalled").unwrap())
+        .unwrap();
+    // Live HLS subscribes within its poll interval; then 6 s of media arrive and the publisher
+    // stalls (still connected).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/media/av_bframes.flv");
+    let (_, tags) = FlvReader::read_all(&std::fs::read(path).unwrap()).unwrap();
+    for tag in tags.iter().filter(|t| t.timestamp <= 6_000) {
+        let kind = match tag.tag_type {
+            FlvTagType::Audio => FrameKind::Audio,
+            FlvTagType::Video => FrameKind::Video,
+            _ => FrameKind::Metadata,
+        };
+        publisher.send(kind, tag.timestamp, tag.data.clone());
+    }
+    let mut playlist = String::new();
+    for _ in 0..50 {
+        let (status, _, body) = get(addr, "/live/stalled/ll.m3u8").await;
+        if status == 200 {
+            playlist = String::from_utf8(body).unwrap();
+            if playlist.contains("#EXTINF") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(playlist.contains("#EXT-X-TARGETDURATION:1\n"), "{playlist}");
+    assert_eq!(check_ll_playlist(&playlist), vec![], "{playlist}");
+    let (msn, part) = hint(&playlist);
+    let part_path = format!("/live/stalled/{msn}.{part}.m4s");
+    let blocking_path = format!("/live/stalled/ll.m3u8?_HLS_msn={msn}&_HLS_part={part}");
+    let started = Instant::now();
+    let (preload, blocked) = tokio::join!(get(addr, &part_path), get(addr, &blocking_path));
+    let held = started.elapsed();
+    assert_eq!(blocked.0, 503, "{}", String::from_utf8_lossy(&blocked.2));
+    assert_eq!(preload.0, 404);
+    assert!(
+        held >= Duration::from_millis(2_900) && held < Duration::from_secs(6),
+        "held {held:?}: three target durations of 1 s"
+    );
+    drop(publisher);
+    http.shutdown().await;
 }
