@@ -10,7 +10,9 @@ use std::process::Command;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use streamr_media::flv::FlvReader;
-use streamr_media::hls::{Segmenter, SegmenterConfig, SegmenterEvent};
+use streamr_media::hls::{
+    LlEvent, LlHlsStream, LlPackagerConfig, Segmenter, SegmenterConfig, SegmenterEvent,
+};
 use streamr_media::ts::{remux_flv_to_ts, FlvToTs};
 
 /// Output block of `streamr remux-ts`: muxed, then handed to write(2), then reused.
@@ -70,6 +72,31 @@ fn segment_file(flv: &Bytes) -> usize {
     bytes
 }
 
+/// Both HLS renditions, as live HLS runs them: the MPEG-TS segmenter and the LL-HLS packager
+/// (fMP4 parts, segments and playlist), each output hashed.
+fn segment_file_with_ll(flv: &Bytes) -> usize {
+    let mut reader = FlvReader::new();
+    reader.push_bytes(flv.clone());
+    let mut stream = LlHlsStream::new(
+        SegmenterConfig::default(),
+        LlPackagerConfig::default(),
+        6,
+        "",
+    );
+    let mut bytes = 0;
+    while let Ok(Some(tag)) = reader.next_tag() {
+        if let Ok(output) = stream.push(&tag) {
+            for event in output.ll {
+                if let LlEvent::SegmentReady(segment) = event {
+                    bytes += segment.bytes.len();
+                }
+            }
+        }
+    }
+    let _ = stream.finish();
+    bytes
+}
+
 fn remux(c: &mut Criterion) {
     let flv = bench_input();
     let shared = Bytes::from(flv.clone());
@@ -89,6 +116,10 @@ fn remux(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("hls_segmenter", "720p60s"), |b| {
         b.iter(|| segment_file(std::hint::black_box(&shared)))
     });
+    group.bench_function(
+        BenchmarkId::new("hls_segmenter_and_ll_hls", "720p60s"),
+        |b| b.iter(|| segment_file_with_ll(std::hint::black_box(&shared))),
+    );
     group.finish();
 }
 

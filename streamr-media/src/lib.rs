@@ -1,8 +1,8 @@
 //! # streamr-media
 //!
 //! Media building blocks for StreamrP2P: RTMP (handshake, chunk stream, AMF0, sessions), FLV,
-//! codec configuration records, MPEG-TS muxing, HLS segmenting, and the relay fan-out that shares
-//! every received frame with all viewers.
+//! codec configuration records, MPEG-TS and fMP4/CMAF muxing, HLS and LL-HLS segmenting, and the
+//! relay fan-out that shares every received frame with all viewers.
 //!
 //! Protocol state machines are sans-IO: they take bytes and return events and bytes, so they run
 //! under any runtime and are tested without sockets ([`rtmp::session::ServerSession`],
@@ -25,7 +25,8 @@
 //! )
 //! .await?;
 //! // Publish to rtmp://127.0.0.1:1935/live/key; play the same URL, or
-//! // http://127.0.0.1:8080/live/key.flv and http://127.0.0.1:8080/live/key.m3u8.
+//! // http://127.0.0.1:8080/live/key.flv, http://127.0.0.1:8080/live/key.m3u8 (MPEG-TS HLS) and
+//! // http://127.0.0.1:8080/live/key/ll.m3u8 (LL-HLS, fMP4).
 //! tokio::signal::ctrl_c().await?;
 //! http.shutdown().await;
 //! rtmp.shutdown().await;
@@ -56,6 +57,7 @@ pub mod amf0;
 pub mod client;
 pub mod codec;
 pub mod flv;
+pub mod fmp4;
 pub mod hls;
 pub mod http;
 pub mod name;

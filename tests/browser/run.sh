@@ -66,7 +66,7 @@ done
 curl -fsS "$STREAMR_COORDINATOR/healthz" >/dev/null || fail "the demo coordinator did not come up"
 
 log "playwright: dashboard and watch page in chromium"
-node --test --test-reporter=spec dashboard.test.mjs
+node --test --test-reporter=spec dashboard.test.mjs ll_hls.test.mjs
 
 # HLS from a node over HTTPS: a standalone node with a test CA's certificate (openssl) and ffmpeg
 # publishing to it; the demo above is not needed.

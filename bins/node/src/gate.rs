@@ -305,7 +305,8 @@ enum Target {
     Playlist { key: StreamKey, alias: bool },
     /// `/{app}/{name}.flv`.
     Flv(StreamKey),
-    /// `/{app}/{name}/{sequence}.ts`.
+    /// `/{app}/{name}/{sequence}.ts`, or an LL-HLS file (`init-*.mp4`, `{msn}.m4s`,
+    /// `{msn}.{part}.m4s`).
     Segment(StreamKey),
 }
 
@@ -325,7 +326,13 @@ fn target(path: &str) -> Option<Result<Target, NameError>> {
         [app, name, "index.m3u8"] => {
             StreamKey::parse(app, name).map(|key| Target::Playlist { key, alias: true })
         }
-        [app, name, file] if file.ends_with(".ts") => {
+        // The LL-HLS playlist: served as it is, with its grant carried onto every URI.
+        [app, name, "ll.m3u8"] => {
+            StreamKey::parse(app, name).map(|key| Target::Playlist { key, alias: false })
+        }
+        [app, name, file]
+            if file.ends_with(".ts") || file.ends_with(".m4s") || file.ends_with(".mp4") =>
+        {
             StreamKey::parse(app, name).map(Target::Segment)
         }
         _ => return None,
@@ -371,18 +378,31 @@ fn origin_forbidden(key: &StreamKey, refusal: &OriginRefusal) -> Response {
 /// Points every segment of a playlist at `/{app}/{name}/{sequence}.ts?grant=<token>` so
 /// players that drop the playlist's query string still present the grant.
 fn playlist_with_grant(body: &str, key: &StreamKey, token: &str) -> String {
+    let with_grant = |uri: &str| {
+        let file = uri.rsplit('/').next().unwrap_or(uri);
+        format!(
+            "/{}/{}/{file}?{}={token}",
+            key.app,
+            key.name,
+            grant_token::GRANT_PARAM
+        )
+    };
     body.lines()
         .map(|line| {
-            if line.starts_with('#') || line.is_empty() {
+            if line.is_empty() {
                 line.to_owned()
+            } else if line.starts_with('#') {
+                // LL-HLS tags name their files in a URI attribute (EXT-X-MAP, EXT-X-PART,
+                // EXT-X-PRELOAD-HINT).
+                match line.split_once("URI=\"") {
+                    Some((head, rest)) => match rest.split_once('"') {
+                        Some((uri, tail)) => format!("{head}URI=\"{}\"{tail}", with_grant(uri)),
+                        None => line.to_owned(),
+                    },
+                    None => line.to_owned(),
+                }
             } else {
-                let file = line.rsplit('/').next().unwrap_or(line);
-                format!(
-                    "/{}/{}/{file}?{}={token}",
-                    key.app,
-                    key.name,
-                    grant_token::GRANT_PARAM
-                )
+                with_grant(line)
             }
         })
         .collect::<Vec<_>>()
@@ -505,5 +525,31 @@ mod tests {
         let body = "#EXTM3U\n#EXTINF:2.000,\nshow/3.ts\n";
         let out = playlist_with_grant(body, &StreamKey::parse("live", "show").unwrap(), "ab");
         assert_eq!(out, "#EXTM3U\n#EXTINF:2.000,\n/live/show/3.ts?grant=ab\n");
+    }
+
+    #[test]
+    fn ll_hls_uris_carry_the_grant() {
+        let body = "#EXTM3U\n#EXT-X-MAP:URI=\"init-ab.mp4\"\n\
+                    #EXT-X-PART:DURATION=0.320,URI=\"4.0.m4s\",INDEPENDENT=YES\n\
+                    #EXTINF:2.000,\n4.m4s\n\
+                    #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"5.0.m4s\"\n";
+        let out = playlist_with_grant(body, &StreamKey::parse("live", "show").unwrap(), "ab");
+        assert_eq!(
+            out,
+            "#EXTM3U\n#EXT-X-MAP:URI=\"/live/show/init-ab.mp4?grant=ab\"\n\
+             #EXT-X-PART:DURATION=0.320,URI=\"/live/show/4.0.m4s?grant=ab\",INDEPENDENT=YES\n\
+             #EXTINF:2.000,\n/live/show/4.m4s?grant=ab\n\
+             #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"/live/show/5.0.m4s?grant=ab\"\n"
+        );
+        assert!(matches!(
+            target("/live/show/ll.m3u8"),
+            Some(Ok(Target::Playlist { alias: false, .. }))
+        ));
+        for file in ["4.m4s", "4.0.m4s", "init-ab.mp4"] {
+            assert!(matches!(
+                target(&format!("/live/show/{file}")),
+                Some(Ok(Target::Segment(_)))
+            ));
+        }
     }
 }

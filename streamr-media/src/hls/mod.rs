@@ -1,4 +1,9 @@
-//! HLS: the live segmenter and playlists.
+//! HLS: the live segmenter and playlists, MPEG-TS and LL-HLS (fMP4/CMAF).
+//!
+//! The LL-HLS rendition ([`LlHlsStream`]) cuts its CMAF segments where the MPEG-TS segmenter
+//! cuts and numbers them the same, splits them into partial segments ([`LlPackager`]) and lists
+//! them in an RFC 8216bis playlist with blocking reload and delta updates ([`LlPlaylist`]);
+//! [`check_ll_playlist`] checks a rendered playlist against the spec's rules.
 //!
 //! [`Segmenter`] is sans-IO: FLV tags go in, [`SegmenterEvent::SegmentReady`] comes out with the
 //! segment's MPEG-TS bytes, duration and BLAKE3 hash. [`LivePlaylist`] keeps a bounded sliding
@@ -22,6 +27,10 @@
 
 mod check;
 mod directory;
+mod ll;
+mod ll_check;
+mod ll_packager;
+mod ll_playlist;
 mod playlist;
 mod segmenter;
 
@@ -29,10 +38,19 @@ use std::time::SystemTime;
 
 pub use check::{ParsedPlaylist, ParsedSegment, PlaylistHistory, PlaylistViolation};
 pub use directory::{HlsDirectory, HlsWriteError};
+pub use ll::{LlHlsStream, LlOutput};
+pub use ll_check::{check_ll_playlist, LlViolation};
+pub use ll_packager::{
+    InitSegment, LlEvent, LlPackager, LlPackagerConfig, LlSegment, Part, DEFAULT_PART_TARGET_MS,
+};
+pub use ll_playlist::{
+    BlockingState, LlPlaylist, LlPlaylistConfig, LL_HLS_VERSION, PART_HOLD_BACK_PARTS,
+    PART_LISTING_TARGET_DURATIONS, SKIP_UNTIL_TARGET_DURATIONS,
+};
 pub use playlist::{
     LivePlaylist, PlaylistConfig, PlaylistEntry, MIN_WINDOW_SEGMENTS, MIN_WINDOW_TARGET_DURATIONS,
 };
-pub use segmenter::{Segment, Segmenter, SegmenterConfig, SegmenterEvent};
+pub use segmenter::{OpenSegmentInfo, Segment, Segmenter, SegmenterConfig, SegmenterEvent};
 
 use crate::flv::FlvTag;
 use crate::ts::TsError;

@@ -71,6 +71,18 @@ pub struct Segment {
     pub bytes: Bytes,
 }
 
+/// The segment being filled, as [`Segmenter::current_segment`] reports it: other renditions (the
+/// LL-HLS fMP4 packager) cut at the same frames and number their segments the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenSegmentInfo {
+    /// The media sequence number the segment gets when it closes.
+    pub sequence: u64,
+    /// Stream timestamp (ms) of its first frame.
+    pub start_timestamp_ms: u64,
+    /// The segment follows a discontinuity.
+    pub discontinuity: bool,
+}
+
 /// What the segmenter reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -166,6 +178,16 @@ impl Segmenter {
     /// [`SegmenterConfig::target_duration_secs`]. `None` before the first segment.
     pub fn target_duration_secs(&self) -> Option<u32> {
         self.target_duration_secs
+    }
+
+    /// The segment being filled, if any: after [`Segmenter::push`] returns, the frame just
+    /// pushed belongs to this segment (or to none when this is `None`).
+    pub fn current_segment(&self) -> Option<OpenSegmentInfo> {
+        self.open.as_ref().map(|open| OpenSegmentInfo {
+            sequence: self.next_sequence,
+            start_timestamp_ms: open.start_ms,
+            discontinuity: open.discontinuity,
+        })
     }
 
     /// Feeds one FLV tag. Returns the segments it closed. A malformed or unsupported tag is

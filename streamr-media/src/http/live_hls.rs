@@ -14,7 +14,8 @@ use tracing::{debug, info, warn};
 
 use crate::flv::{FlvTag, FlvTagType};
 use crate::hls::{
-    HlsDirectory, LivePlaylist, PlaylistConfig, Segmenter, SegmenterConfig, SegmenterEvent,
+    BlockingState, HlsDirectory, LivePlaylist, LlEvent, LlPackager, LlPackagerConfig, LlPlaylist,
+    LlPlaylistConfig, PlaylistConfig, Segmenter, SegmenterConfig, SegmenterEvent,
 };
 use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey};
 use crate::ts::TsError;
@@ -40,6 +41,9 @@ pub struct LiveHlsConfig {
     /// completely written; when writing fails (a full disk), HTTP keeps serving from memory and
     /// the mirror catches up when writes succeed again.
     pub directory: Option<PathBuf>,
+    /// The LL-HLS (fMP4/CMAF) rendition beside the MPEG-TS one, with its part target; `None`
+    /// serves MPEG-TS only.
+    pub low_latency: Option<LlPackagerConfig>,
 }
 
 impl Default for LiveHlsConfig {
@@ -51,6 +55,7 @@ impl Default for LiveHlsConfig {
             ended_retention: Duration::from_secs(60),
             poll_interval: Duration::from_millis(250),
             directory: None,
+            low_latency: Some(LlPackagerConfig::default()),
         }
     }
 }
@@ -69,6 +74,15 @@ impl LiveHlsConfig {
     /// Mirrors playlists and segments into `directory` (see [`LiveHlsConfig::directory`]).
     pub fn with_directory(mut self, directory: impl Into<PathBuf>) -> Self {
         self.directory = Some(directory.into());
+        self
+    }
+
+    /// Serves the LL-HLS rendition with partial segments of `part_target` (clamped to
+    /// 100 ms..=2 s), or not at all with `None`.
+    pub fn with_low_latency(mut self, part_target: Option<Duration>) -> Self {
+        self.low_latency = part_target.map(|target| LlPackagerConfig {
+            part_target_ms: u32::try_from(target.as_millis().clamp(100, 2_000)).unwrap_or(2_000),
+        });
         self
     }
 
@@ -95,6 +109,21 @@ pub struct SegmentNotice {
     pub hash: blake3::Hash,
     /// Size in bytes.
     pub len: usize,
+    /// The LL-HLS (fMP4) segment with the same sequence number, when that rendition is on.
+    pub ll: Option<LlSegmentNotice>,
+}
+
+/// The fMP4 segment cut at the same frames as a [`SegmentNotice`]'s MPEG-TS segment. Its parts
+/// are consecutive byte ranges of it, so a viewer that fetched the parts verifies the segment
+/// hash over their concatenation, and each part against its own hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlSegmentNotice {
+    /// BLAKE3 hash of the segment bytes (its parts, concatenated in order).
+    pub hash: blake3::Hash,
+    /// BLAKE3 hash of each part, in order.
+    pub part_hashes: Vec<blake3::Hash>,
+    /// Size in bytes.
+    pub len: usize,
 }
 
 /// One stream's playlist as served.
@@ -107,6 +136,36 @@ struct StreamHls {
     ended: AtomicBool,
     /// Sequence number the next segment of this stream key gets.
     next_sequence: AtomicU64,
+    /// The LL-HLS rendition, when enabled.
+    ll: Option<LlState>,
+}
+
+/// One stream's LL-HLS playlist as served, with its renderings cached.
+#[derive(Debug)]
+struct LlState {
+    view: RwLock<LlView>,
+    /// Bumped on every change, for blocking playlist and part requests.
+    version: watch::Sender<u64>,
+}
+
+impl LlState {
+    /// How long a blocking request is held: three of the playlist's target durations once the
+    /// target is known (RFC 8216bis), at most `limit`.
+    fn hold(&self, limit: Duration) -> Duration {
+        let view = self.view.read().unwrap_or_else(PoisonError::into_inner);
+        if !view.playlist.has_segments() {
+            return limit;
+        }
+        let target = u64::from(view.playlist.config().target_duration_secs.max(1));
+        limit.min(Duration::from_secs(3 * target))
+    }
+}
+
+#[derive(Debug)]
+struct LlView {
+    playlist: LlPlaylist,
+    full: Bytes,
+    delta: Bytes,
 }
 
 #[derive(Debug)]
@@ -136,6 +195,30 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct LiveHls {
     inner: Arc<Inner>,
+}
+
+/// What an LL-HLS playlist request finds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LlLookup {
+    /// The rendered playlist (full or delta).
+    Ready(Bytes),
+    /// The stream has no complete segment yet, or the blocking request timed out.
+    Pending,
+    /// The request asks for a segment or part too far ahead of the live edge.
+    TooFar,
+    /// Neither published nor recently ended, or LL-HLS is off.
+    Unknown,
+}
+
+/// What a blocking playlist request asks for: `_HLS_msn`, `_HLS_part`, `_HLS_skip`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LlRequest {
+    /// Hold the response until this media sequence number is in the playlist.
+    pub msn: Option<u64>,
+    /// ... and this part of it.
+    pub part: Option<u32>,
+    /// Answer with a delta playlist (EXT-X-SKIP).
+    pub skip: bool,
 }
 
 /// What a playlist request finds.
@@ -229,6 +312,23 @@ impl LiveHls {
         });
         let rendered = Bytes::from(playlist.render());
         let (version, _) = watch::channel(0);
+        let ll = config.low_latency.map(|packager| {
+            let playlist = LlPlaylist::new(LlPlaylistConfig {
+                target_duration_secs: config.segmenter.target_duration_secs,
+                part_target_ms: packager.part_target_ms,
+                window_segments: config.window_segments,
+                uri_prefix: String::new(),
+            });
+            let full = Bytes::from(playlist.render(false));
+            LlState {
+                view: RwLock::new(LlView {
+                    playlist,
+                    delta: full.clone(),
+                    full,
+                }),
+                version: watch::channel(0).0,
+            }
+        });
         let state = Arc::new(StreamHls {
             playlist: RwLock::new(PlaylistView {
                 playlist,
@@ -238,6 +338,7 @@ impl LiveHls {
             version,
             ended: AtomicBool::new(false),
             next_sequence: AtomicU64::new(first_sequence),
+            ll,
         });
         streams.insert(key.clone(), state.clone());
         drop(streams);
@@ -251,6 +352,8 @@ impl LiveHls {
             key: key.clone(),
             state: state.clone(),
             segmenter: Segmenter::with_first_sequence(config.segmenter, first_sequence),
+            packager: config.low_latency.map(LlPackager::new),
+            ll_completed: std::collections::VecDeque::new(),
             directory,
         };
         tokio::spawn(task.run(subscription));
@@ -282,6 +385,102 @@ impl LiveHls {
         }
     }
 
+    /// The LL-HLS playlist of `key`, starting live HLS when the stream is published but not yet
+    /// segmented. A blocking request (`msn`) waits for that segment or part up to three of the
+    /// playlist's target durations (at most `wait`); a plain one waits up to `wait` for a first
+    /// segment.
+    pub async fn ll_playlist(
+        &self,
+        key: &StreamKey,
+        request: LlRequest,
+        wait: Duration,
+    ) -> LlLookup {
+        let Some(state) = self.ensure_started(key) else {
+            return LlLookup::Unknown;
+        };
+        let Some(ll) = &state.ll else {
+            return LlLookup::Unknown;
+        };
+        let mut version = ll.version.subscribe();
+        let wait = match request.msn {
+            Some(_) => ll.hold(wait),
+            None => wait,
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            {
+                let view = ll.view.read().unwrap_or_else(PoisonError::into_inner);
+                if view.playlist.has_segments() {
+                    let blocking = match request.msn {
+                        Some(msn) => view.playlist.blocking_state(msn, request.part),
+                        None => BlockingState::Ready,
+                    };
+                    match blocking {
+                        BlockingState::Ready => {
+                            return LlLookup::Ready(if request.skip {
+                                view.delta.clone()
+                            } else {
+                                view.full.clone()
+                            })
+                        }
+                        BlockingState::TooFar => return LlLookup::TooFar,
+                        BlockingState::Wait => {}
+                    }
+                }
+            }
+            match tokio::time::timeout_at(deadline, version.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return LlLookup::Pending,
+            }
+        }
+    }
+
+    /// An LL-HLS file of `key`: `init-*.mp4`, `{msn}.m4s` or `{msn}.{part}.m4s`. A part that is
+    /// the next one or two to come (a preload hint) is waited for up to three of the playlist's
+    /// target durations (at most `wait`).
+    pub async fn ll_file(&self, key: &StreamKey, name: &str, wait: Duration) -> Option<Bytes> {
+        let state = lock(&self.inner.streams).get(key).cloned()?;
+        let ll = state.ll.as_ref()?;
+        if name.starts_with("init-") && name.ends_with(".mp4") {
+            let view = ll.view.read().unwrap_or_else(PoisonError::into_inner);
+            return view.playlist.init(name);
+        }
+        let stem = name.strip_suffix(".m4s")?;
+        let (msn, part) = match stem.split_once('.') {
+            Some((msn, part)) => (msn.parse::<u64>().ok()?, Some(part.parse::<u32>().ok()?)),
+            None => (stem.parse::<u64>().ok()?, None),
+        };
+        let mut version = ll.version.subscribe();
+        let deadline = tokio::time::Instant::now() + ll.hold(wait);
+        loop {
+            {
+                let view = ll.view.read().unwrap_or_else(PoisonError::into_inner);
+                let found = match part {
+                    Some(part) => view.playlist.part(msn, part),
+                    None => view.playlist.segment(msn),
+                };
+                if found.is_some() {
+                    return found;
+                }
+                // Only the parts a preload hint may name are worth waiting for.
+                let upcoming = match (part, view.playlist.next_part()) {
+                    (Some(part), Some((next_msn, next_part))) => {
+                        (msn == next_msn && part >= next_part && part <= next_part + 1)
+                            || (msn == next_msn + 1 && part == 0)
+                    }
+                    _ => false,
+                };
+                if !upcoming || view.playlist.is_ended() {
+                    return None;
+                }
+            }
+            match tokio::time::timeout_at(deadline, version.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return None,
+            }
+        }
+    }
+
     /// Segment `sequence` of `key`, while it is kept in memory.
     pub fn segment(&self, key: &StreamKey, sequence: u64) -> Option<Bytes> {
         let state = lock(&self.inner.streams).get(key).cloned()?;
@@ -305,11 +504,22 @@ impl LiveHls {
     }
 }
 
+/// Where the first frames of a new subscription sit on the wall clock.
+#[derive(Debug, Default)]
+struct ClockAnchor {
+    set: bool,
+    first: Option<u32>,
+    newest: u32,
+}
+
 struct StreamTask {
     live: LiveHls,
     key: StreamKey,
     state: Arc<StreamHls>,
     segmenter: Segmenter,
+    packager: Option<LlPackager>,
+    /// fMP4 segments completed before their MPEG-TS twin was announced.
+    ll_completed: std::collections::VecDeque<(u64, LlSegmentNotice)>,
     directory: Option<DirectoryWriter>,
 }
 
@@ -319,7 +529,7 @@ impl StreamTask {
         let grace = self.live.inner.config.republish_grace;
         let mut events = Vec::with_capacity(64);
         let mut ended_at: Option<tokio::time::Instant> = None;
-        let mut clock_set = false;
+        let mut clock = ClockAnchor::default();
         let mut unsupported_warned = std::collections::HashSet::new();
         loop {
             events.clear();
@@ -336,8 +546,9 @@ impl StreamTask {
             if received == 0 {
                 break;
             }
-            if !clock_set {
-                clock_set = self.anchor_clock(&events);
+            if !clock.set {
+                // A full batch means the cached GOP is still being replayed.
+                self.anchor_clock(&mut clock, &events, received < 64);
             }
             for event in events.drain(..) {
                 let outcome = match event {
@@ -353,7 +564,9 @@ impl StreamTask {
                             stream_id: 0,
                             data: frame.payload().clone(),
                         };
-                        match self.segmenter.push(&tag) {
+                        let pushed = self.segmenter.push(&tag);
+                        self.package(Some(&tag));
+                        match pushed {
                             Ok(out) => out,
                             Err(TsError::UnsupportedCodec { kind, codec, .. }) => {
                                 if unsupported_warned.insert(kind) {
@@ -375,7 +588,10 @@ impl StreamTask {
                     }
                     RelayEvent::PublisherEnded => {
                         ended_at = Some(tokio::time::Instant::now());
-                        self.segmenter.discontinuity()
+                        // The segmenter first: it fixes the target duration both playlists use.
+                        let closed = self.segmenter.discontinuity();
+                        self.package(None);
+                        closed
                     }
                     RelayEvent::PublisherStarted => {
                         ended_at = None;
@@ -387,7 +603,12 @@ impl StreamTask {
         }
         drop(subscription);
         let finished = self.segmenter.finish();
+        self.package(None);
         self.apply(finished);
+        self.with_ll(|playlist| {
+            playlist.end();
+            true
+        });
         self.state.ended.store(true, Ordering::Release);
         info!(app = %self.key.app, stream = %self.key.name, "live HLS ended");
         let retention = self.live.inner.config.ended_retention;
@@ -402,22 +623,98 @@ impl StreamTask {
         }
     }
 
-    /// Anchors EXT-X-PROGRAM-DATE-TIME at the first batch with frames: a new subscriber's first
-    /// batch replays the cached GOP, so its newest frame is the one published now and the first
-    /// one is older by their timestamp difference. Returns whether the clock was set.
-    fn anchor_clock(&self, events: &[RelayEvent]) -> bool {
-        let mut timestamps = events.iter().filter_map(|event| match event {
-            RelayEvent::Frame(frame) if frame.is_coded_media() => Some(frame.timestamp()),
-            _ => None,
-        });
-        let Some(first) = timestamps.next() else {
-            return false;
+    /// Anchors EXT-X-PROGRAM-DATE-TIME once the subscriber caught up: a new subscriber's first
+    /// batches replay the cached GOP, so when a batch is not full its newest frame is the one
+    /// published now, and the first frame received is older by their timestamp difference.
+    fn anchor_clock(&self, clock: &mut ClockAnchor, events: &[RelayEvent], caught_up: bool) {
+        for event in events {
+            if let RelayEvent::Frame(frame) = event {
+                if frame.is_coded_media() {
+                    clock.first.get_or_insert(frame.timestamp());
+                    clock.newest = clock.newest.max(frame.timestamp());
+                }
+            }
+        }
+        let Some(first) = clock.first else {
+            return;
         };
-        let newest = timestamps.fold(first, u32::max);
+        if !caught_up {
+            return;
+        }
+        clock.set = true;
+        let newest = clock.newest;
         let age = Duration::from_millis(u64::from(newest.saturating_sub(first)));
         let now = SystemTime::now();
-        self.with_playlist(|p| p.set_program_date_time(now.checked_sub(age).unwrap_or(now)));
-        true
+        let anchor = now.checked_sub(age).unwrap_or(now);
+        self.with_playlist(|p| p.set_program_date_time(anchor));
+        self.with_ll(|p| {
+            p.set_program_date_time(anchor);
+            true
+        });
+    }
+
+    /// Feeds the LL-HLS packager the tag just given to the segmenter, or flushes it (`None`:
+    /// the publisher left or the stream ends), and publishes what changed.
+    fn package(&mut self, tag: Option<&FlvTag>) {
+        let Some(packager) = self.packager.as_mut() else {
+            return;
+        };
+        let outcome = match tag {
+            Some(tag) => packager.push(tag, self.segmenter.current_segment()),
+            None => packager.flush(),
+        };
+        let events = match outcome {
+            Ok(events) => events,
+            Err(error) => {
+                debug!(%error, stream = %self.key.name, "frame not packaged for LL-HLS");
+                return;
+            }
+        };
+        if events.is_empty() {
+            return;
+        }
+        for event in &events {
+            if let LlEvent::SegmentReady(segment) = event {
+                if self.ll_completed.len() >= 8 {
+                    self.ll_completed.pop_front();
+                }
+                self.ll_completed.push_back((
+                    segment.sequence,
+                    LlSegmentNotice {
+                        hash: segment.hash,
+                        part_hashes: segment.part_hashes.clone(),
+                        len: segment.bytes.len(),
+                    },
+                ));
+            }
+        }
+        let target = self.segmenter.target_duration_secs();
+        self.with_ll(|playlist| {
+            if let Some(target) = target {
+                playlist.set_target_duration(target);
+            }
+            for event in &events {
+                playlist.apply(event);
+            }
+            true
+        });
+    }
+
+    /// Changes the LL-HLS playlist; when `change` returns true the cached renderings are
+    /// refreshed and waiting requests woken.
+    fn with_ll(&self, change: impl FnOnce(&mut LlPlaylist) -> bool) {
+        let Some(ll) = &self.state.ll else {
+            return;
+        };
+        {
+            let mut view = ll.view.write().unwrap_or_else(PoisonError::into_inner);
+            if !change(&mut view.playlist) {
+                return;
+            }
+            view.full = Bytes::from(view.playlist.render(false));
+            view.delta = Bytes::from(view.playlist.render(true));
+        }
+        ll.version.send_modify(|v| *v += 1);
     }
 
     fn with_playlist(&self, change: impl FnOnce(&mut LivePlaylist)) {
@@ -430,7 +727,7 @@ impl StreamTask {
     }
 
     /// Applies segmenter events to the served playlist and announces finished segments.
-    fn apply(&self, events: Vec<SegmenterEvent>) {
+    fn apply(&mut self, events: Vec<SegmenterEvent>) {
         if events.is_empty() {
             return;
         }
@@ -463,6 +760,12 @@ impl StreamTask {
                         self.state
                             .next_sequence
                             .store(segment.sequence + 1, Ordering::Release);
+                        let ll = self
+                            .ll_completed
+                            .iter()
+                            .position(|(sequence, _)| *sequence == segment.sequence)
+                            .and_then(|at| self.ll_completed.remove(at))
+                            .map(|(_, notice)| notice);
                         let _ = self.live.inner.notices.send(SegmentNotice {
                             key: self.key.clone(),
                             sequence: segment.sequence,
@@ -470,6 +773,7 @@ impl StreamTask {
                             duration_ms: segment.duration_ms,
                             hash: segment.hash,
                             len: segment.bytes.len(),
+                            ll,
                         });
                     }
                     SegmenterEvent::Ended => view.playlist.end(),

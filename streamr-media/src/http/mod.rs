@@ -18,6 +18,7 @@
 
 mod http_flv;
 mod live_hls;
+mod ll_hls;
 mod router;
 
 use std::io;
@@ -28,7 +29,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use http_flv::flv_body;
-pub use live_hls::{LiveHls, LiveHlsConfig, PlaylistLookup, SegmentNotice};
+pub use live_hls::{
+    LiveHls, LiveHlsConfig, LlLookup, LlRequest, LlSegmentNotice, PlaylistLookup, SegmentNotice,
+};
+pub use ll_hls::{CONTENT_TYPE_MP4, LL_PLAYLIST_NAME};
 pub use router::{router, HttpState, CONTENT_TYPE_FLV, CONTENT_TYPE_M3U8, CONTENT_TYPE_TS};
 
 use crate::relay::RelayHub;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -41,7 +41,9 @@ impl HttpState {
 ///
 /// - `GET /{app}/{stream}.m3u8`: the live playlist (`no-cache`);
 /// - `GET /{app}/{stream}/{sequence}.ts`: a segment (`immutable`);
-/// - `GET /{app}/{stream}.flv`: HTTP-FLV from the relay's GOP cache, chunked.
+/// - `GET /{app}/{stream}.flv`: HTTP-FLV from the relay's GOP cache, chunked;
+/// - `GET /{app}/{stream}/ll.m3u8` and its `init-*.mp4`, `{msn}.m4s`, `{msn}.{part}.m4s`: the
+///   LL-HLS rendition (see [`super::ll_hls`]).
 ///
 /// Unknown streams and files get a 404 with a JSON body, invalid app or stream names (see
 /// [`crate::name`]) a 400; every response allows any origin.
@@ -132,6 +134,7 @@ async fn playlist(state: HttpState, key: StreamKey) -> Response {
 async fn segment(
     State(state): State<HttpState>,
     path: Result<Path<(String, String, String)>, PathRejection>,
+    RawQuery(query): RawQuery,
 ) -> Response {
     let Path((app, stream, segment)) = match path {
         Ok(path) => path,
@@ -141,6 +144,10 @@ async fn segment(
         Ok(key) => key,
         Err(error) => return invalid_name(&error),
     };
+    if let Some(response) = super::ll_hls::serve(&state.hls, &key, &segment, query.as_deref()).await
+    {
+        return response;
+    }
     let sequence = segment
         .strip_suffix(".ts")
         .and_then(|s| s.parse::<u64>().ok());

@@ -1,0 +1,119 @@
+//! One stream's LL-HLS rendition without sockets: the MPEG-TS segmenter decides the cuts, the
+//! fMP4 packager makes the parts, the playlist lists them.
+
+use std::time::SystemTime;
+
+use super::ll_packager::{LlEvent, LlPackager, LlPackagerConfig};
+use super::ll_playlist::{LlPlaylist, LlPlaylistConfig};
+use super::segmenter::{Segmenter, SegmenterConfig, SegmenterEvent};
+use crate::flv::FlvTag;
+use crate::fmp4::Fmp4Error;
+
+/// The segmenter, the packager and the playlist of one stream, fed tag by tag. The MPEG-TS
+/// segments are produced too (they decide the cut points and sequence numbers) and returned.
+///
+/// ```
+/// use streamr_media::hls::{LlHlsStream, LlPackagerConfig, SegmenterConfig};
+///
+/// let mut stream = LlHlsStream::new(SegmenterConfig::default(), LlPackagerConfig::default(), 6, "");
+/// stream.finish();
+/// assert!(stream.playlist().render(false).contains("#EXT-X-PART-INF:PART-TARGET=0.350"));
+/// ```
+#[derive(Debug)]
+pub struct LlHlsStream {
+    segmenter: Segmenter,
+    packager: LlPackager,
+    playlist: LlPlaylist,
+}
+
+/// What one tag produced in both renditions.
+#[derive(Debug, Default)]
+pub struct LlOutput {
+    /// MPEG-TS events.
+    pub ts: Vec<SegmenterEvent>,
+    /// LL-HLS events.
+    pub ll: Vec<LlEvent>,
+}
+
+impl LlHlsStream {
+    /// A stream whose playlists list at least `window_segments` segments, with URIs prefixed by
+    /// `uri_prefix`.
+    pub fn new(
+        segmenter: SegmenterConfig,
+        packager: LlPackagerConfig,
+        window_segments: usize,
+        uri_prefix: &str,
+    ) -> Self {
+        LlHlsStream {
+            segmenter: Segmenter::new(segmenter),
+            packager: LlPackager::new(packager),
+            playlist: LlPlaylist::new(LlPlaylistConfig {
+                target_duration_secs: segmenter.target_duration_secs,
+                part_target_ms: packager.part_target_ms,
+                window_segments,
+                uri_prefix: uri_prefix.to_string(),
+            }),
+        }
+    }
+
+    /// Stamps segments with EXT-X-PROGRAM-DATE-TIME from `now` on.
+    pub fn set_program_date_time(&mut self, now: SystemTime) {
+        self.playlist.set_program_date_time(now);
+    }
+
+    /// Feeds one tag to both renditions. A tag MPEG-TS cannot carry is still packaged in fMP4
+    /// when it can be (Opus).
+    pub fn push(&mut self, tag: &FlvTag) -> Result<LlOutput, Fmp4Error> {
+        let ts = self.segmenter.push(tag).unwrap_or_default();
+        self.after_ts(&ts);
+        let ll = self.packager.push(tag, self.segmenter.current_segment())?;
+        self.apply(&ll);
+        Ok(LlOutput { ts, ll })
+    }
+
+    /// The publisher reconnected: both renditions close their segment.
+    pub fn discontinuity(&mut self) -> Result<LlOutput, Fmp4Error> {
+        let ts = self.segmenter.discontinuity();
+        self.after_ts(&ts);
+        let ll = self.packager.flush()?;
+        self.apply(&ll);
+        Ok(LlOutput { ts, ll })
+    }
+
+    /// The publisher ended: closes the last segments and ends the playlist.
+    pub fn finish(&mut self) -> Result<LlOutput, Fmp4Error> {
+        let ll = self.packager.flush()?;
+        self.apply(&ll);
+        let ts = self.segmenter.finish();
+        self.after_ts(&ts);
+        self.playlist.end();
+        Ok(LlOutput { ts, ll })
+    }
+
+    /// The LL-HLS playlist.
+    pub fn playlist(&self) -> &LlPlaylist {
+        &self.playlist
+    }
+
+    /// The MPEG-TS segmenter.
+    pub fn segmenter(&self) -> &Segmenter {
+        &self.segmenter
+    }
+
+    fn after_ts(&mut self, events: &[SegmenterEvent]) {
+        if events
+            .iter()
+            .any(|e| matches!(e, SegmenterEvent::SegmentReady(_)))
+        {
+            if let Some(target) = self.segmenter.target_duration_secs() {
+                self.playlist.set_target_duration(target);
+            }
+        }
+    }
+
+    fn apply(&mut self, events: &[LlEvent]) {
+        for event in events {
+            self.playlist.apply(event);
+        }
+    }
+}

@@ -1,0 +1,581 @@
+//! The sans-IO LL-HLS packager: FLV tags in, CMAF partial segments and segments out, cut where
+//! the MPEG-TS segmenter cuts.
+
+use bytes::{Bytes, BytesMut};
+
+use super::segmenter::OpenSegmentInfo;
+use crate::flv::tag::{classify, Codec, MediaKind, PacketKind};
+use crate::flv::{FlvTag, FlvTagType};
+use crate::fmp4::{
+    fragment, init_segment, Fmp4Error, Sample, TrackConfig, TrackRun, AUDIO_TRACK_ID,
+    VIDEO_TRACK_ID,
+};
+
+/// The part target used when none is configured, in milliseconds.
+pub const DEFAULT_PART_TARGET_MS: u32 = 350;
+
+/// How partial segments are cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LlPackagerConfig {
+    /// EXT-X-PART-INF PART-TARGET in milliseconds: no part lasts longer (unless a single frame
+    /// interval does).
+    pub part_target_ms: u32,
+}
+
+impl Default for LlPackagerConfig {
+    fn default() -> Self {
+        LlPackagerConfig {
+            part_target_ms: DEFAULT_PART_TARGET_MS,
+        }
+    }
+}
+
+/// A CMAF header (EXT-X-MAP), named after its content so every node names it the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitSegment {
+    /// The file name, `init-{first 16 hex digits of the BLAKE3 hash}.mp4`.
+    pub name: String,
+    /// The RFC 6381 codecs of its tracks, comma-separated.
+    pub codecs: String,
+    /// BLAKE3 hash of `bytes`.
+    pub hash: blake3::Hash,
+    /// The `ftyp`+`moov` bytes.
+    pub bytes: Bytes,
+}
+
+impl InitSegment {
+    fn new(tracks: &[TrackConfig]) -> Result<Self, Fmp4Error> {
+        let bytes = Bytes::from(init_segment(tracks)?);
+        let hash = blake3::hash(&bytes);
+        let codecs: Vec<String> = tracks.iter().map(TrackConfig::codec_string).collect();
+        Ok(InitSegment {
+            name: format!("init-{}.mp4", &hash.to_hex()[..16]),
+            codecs: codecs.join(","),
+            hash,
+            bytes,
+        })
+    }
+}
+
+/// A finished partial segment: one `moof`+`mdat`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// Media sequence number of the segment it belongs to.
+    pub sequence: u64,
+    /// Its index in the segment, from 0.
+    pub index: u32,
+    /// Duration in milliseconds.
+    pub duration_ms: u64,
+    /// It starts with a video keyframe (or the stream has no video): EXT-X-PART INDEPENDENT=YES.
+    pub independent: bool,
+    /// BLAKE3 hash of `bytes`.
+    pub hash: blake3::Hash,
+    /// The fragment bytes.
+    pub bytes: Bytes,
+}
+
+/// A finished segment: the concatenation of its parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlSegment {
+    /// The media sequence number (the MPEG-TS segment cut at the same frames has the same).
+    pub sequence: u64,
+    /// Stream timestamp (ms) of its first frame.
+    pub start_timestamp_ms: u64,
+    /// Duration in milliseconds (the sum of its parts').
+    pub duration_ms: u64,
+    /// It follows a discontinuity (or a new init segment).
+    pub discontinuity: bool,
+    /// The init segment its fragments need.
+    pub init: InitSegment,
+    /// Its parts, in order; `bytes` is their concatenation.
+    pub part_hashes: Vec<blake3::Hash>,
+    /// BLAKE3 hash of `bytes`.
+    pub hash: blake3::Hash,
+    /// The fragments, one per part.
+    pub bytes: Bytes,
+}
+
+/// What the packager reports, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LlEvent {
+    /// A segment opened: its parts follow, then [`LlEvent::SegmentReady`].
+    SegmentStarted {
+        /// Its media sequence number.
+        sequence: u64,
+        /// It follows a discontinuity.
+        discontinuity: bool,
+        /// Its init segment.
+        init: InitSegment,
+    },
+    /// A part of the open segment is complete.
+    PartReady(Part),
+    /// The open segment is complete.
+    SegmentReady(LlSegment),
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    dts_ms: u64,
+    cts_ms: i64,
+    sync: bool,
+    data: Bytes,
+}
+
+#[derive(Debug, Default)]
+struct Run {
+    base_ms: Option<u64>,
+    samples: Vec<Sample>,
+}
+
+#[derive(Debug)]
+struct OpenPart {
+    start_ms: u64,
+    independent: bool,
+    video: Run,
+    audio: Run,
+}
+
+#[derive(Debug)]
+struct OpenLl {
+    sequence: u64,
+    start_ms: u64,
+    discontinuity: bool,
+    init: InitSegment,
+    has_video: bool,
+    has_audio: bool,
+    parts: Vec<Part>,
+    part: Option<OpenPart>,
+}
+
+/// Cuts a live FLV tag stream into CMAF segments and partial segments for LL-HLS.
+///
+/// Segment boundaries and numbers come from the MPEG-TS [`Segmenter`](super::Segmenter) of the
+/// same stream: feed each tag to it first, then here with its
+/// [`current_segment`](super::Segmenter::current_segment). Parts are cut on the stream's own
+/// timestamps relative to the segment start, so every node packaging the same media produces
+/// the same bytes from its second segment on. Each sample's duration is the gap to the next
+/// sample of its track, so the newest sample of each track waits for its successor: a part is
+/// complete when the first frame of the next part arrives.
+#[derive(Debug)]
+pub struct LlPackager {
+    config: LlPackagerConfig,
+    video_config: Option<TrackConfig>,
+    audio_config: Option<TrackConfig>,
+    open: Option<OpenLl>,
+    last_init: Option<InitSegment>,
+    pending_video: Option<Pending>,
+    pending_audio: Option<Pending>,
+    video_gap_ms: u64,
+    audio_gap_ms: u64,
+    /// The newest video keyframe and the interval before it, for even parts.
+    last_keyframe_ms: Option<u64>,
+    /// Length (ms) and frame count of the last complete GOP.
+    gop: Option<(u64, u64)>,
+    /// Video frames since the newest keyframe.
+    frames_since_keyframe: u64,
+}
+
+/// Timestamp jitter allowed for when deciding whether one more frame still fits a part, so that
+/// parts stay within the part target.
+const PART_JITTER_MS: u64 = 5;
+/// Gap used for a sample whose successor never comes (the stream ended or jumped).
+const FALLBACK_GAP_MS: u64 = 33;
+/// A successor further away than this is a jump in the timeline, not a sample duration.
+const MAX_GAP_MS: u64 = 10_000;
+
+impl LlPackager {
+    /// A packager with no track configured yet.
+    pub fn new(config: LlPackagerConfig) -> Self {
+        LlPackager {
+            config,
+            video_config: None,
+            audio_config: None,
+            open: None,
+            last_init: None,
+            pending_video: None,
+            pending_audio: None,
+            video_gap_ms: FALLBACK_GAP_MS,
+            audio_gap_ms: FALLBACK_GAP_MS,
+            last_keyframe_ms: None,
+            gop: None,
+            frames_since_keyframe: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> LlPackagerConfig {
+        self.config
+    }
+
+    /// Feeds one tag, already fed to the stream's MPEG-TS segmenter, with the segment that
+    /// segmenter has open now. Tags of codecs fMP4 carries here (H.264, HEVC, AAC, Opus) are
+    /// packaged; others are ignored.
+    pub fn push(
+        &mut self,
+        tag: &FlvTag,
+        segment: Option<OpenSegmentInfo>,
+    ) -> Result<Vec<LlEvent>, Fmp4Error> {
+        let mut events = Vec::new();
+        let kind = match tag.tag_type {
+            FlvTagType::Audio => MediaKind::Audio,
+            FlvTagType::Video => MediaKind::Video,
+            _ => return Ok(events),
+        };
+        let Ok(info) = classify(kind, &tag.data) else {
+            return Ok(events);
+        };
+        let payload = tag.data.slice(info.payload_offset.min(tag.data.len())..);
+        if info.packet == PacketKind::SequenceHeader {
+            let config = match info.codec {
+                Codec::H264 => TrackConfig::avc(&payload)?,
+                Codec::Hevc => TrackConfig::hevc(&payload)?,
+                Codec::Aac => TrackConfig::aac(&payload)?,
+                Codec::Opus => TrackConfig::opus(&payload)?,
+                _ => return Ok(events),
+            };
+            match kind {
+                MediaKind::Video => self.video_config = Some(config),
+                MediaKind::Audio => self.audio_config = Some(config),
+            }
+            return Ok(events);
+        }
+        if info.packet != PacketKind::CodedFrame {
+            return Ok(events);
+        }
+        let timestamp = u64::from(tag.timestamp);
+        let Some(segment) = segment else {
+            self.close(None, &mut events)?;
+            return Ok(events);
+        };
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|open| open.sequence != segment.sequence)
+        {
+            // The MPEG-TS segmenter cut at this frame: the driving track's newest sample ends here.
+            self.flush_driving(timestamp)?;
+            self.close(Some(timestamp), &mut events)?;
+        }
+        if self.open.is_none() {
+            self.start(segment, timestamp, &mut events)?;
+        }
+        let Some(open) = self.open.as_ref() else {
+            return Ok(events);
+        };
+        let is_video = kind == MediaKind::Video;
+        let carried = if is_video {
+            open.has_video
+                && matches!(
+                    (&self.video_config, info.codec),
+                    (Some(TrackConfig::Avc { .. }), Codec::H264)
+                        | (Some(TrackConfig::Hevc { .. }), Codec::Hevc)
+                )
+        } else {
+            open.has_audio
+                && matches!(
+                    (&self.audio_config, info.codec),
+                    (Some(TrackConfig::Aac { .. }), Codec::Aac)
+                        | (Some(TrackConfig::Opus { .. }), Codec::Opus)
+                )
+        };
+        if !carried {
+            return Ok(events);
+        }
+        let driving = is_video || !open.has_video;
+        let sample = Pending {
+            dts_ms: timestamp,
+            cts_ms: i64::from(info.composition_time),
+            sync: !is_video || info.is_keyframe,
+            data: payload,
+        };
+        if driving {
+            let part_start = open.part.as_ref().map(|p| p.start_ms);
+            let gap = if is_video {
+                self.video_gap_ms
+            } else {
+                self.audio_gap_ms
+            };
+            let target = u64::from(self.config.part_target_ms.max(1));
+            let full = part_start.is_some_and(|start| {
+                timestamp
+                    .saturating_sub(start)
+                    .saturating_add(gap)
+                    .saturating_add(PART_JITTER_MS)
+                    > target
+            });
+            // A keyframe starts a new part so that independent parts begin with it.
+            let keyframe_cut = is_video && info.is_keyframe && part_start != Some(timestamp);
+            // With a known GOP, parts split it evenly (by frame count) instead of leaving a
+            // sliver before the next keyframe.
+            let grid_cut = match (is_video, self.gop) {
+                (true, Some((gop_ms, gop_frames))) if !info.is_keyframe => {
+                    let index = self.frames_since_keyframe + 1;
+                    let per_part =
+                        (target.saturating_sub(PART_JITTER_MS) * gop_frames / gop_ms.max(1)).max(1);
+                    let parts = gop_frames.div_ceil(per_part).max(1);
+                    index > 0
+                        && index < gop_frames
+                        && index * parts / gop_frames != (index - 1) * parts / gop_frames
+                }
+                _ => false,
+            };
+            if is_video {
+                if info.is_keyframe {
+                    if let Some(previous) = self.last_keyframe_ms {
+                        let gop = timestamp.saturating_sub(previous);
+                        self.gop = (gop > 0 && gop <= MAX_GAP_MS && self.frames_since_keyframe > 0)
+                            .then_some((gop, self.frames_since_keyframe + 1));
+                    }
+                    self.last_keyframe_ms = Some(timestamp);
+                    self.frames_since_keyframe = 0;
+                } else {
+                    self.frames_since_keyframe += 1;
+                }
+            }
+            if part_start.is_none() || full || keyframe_cut || grid_cut {
+                self.flush_driving(timestamp)?;
+                self.close_part(timestamp, &mut events)?;
+                if let Some(open) = self.open.as_mut() {
+                    open.part = Some(OpenPart {
+                        start_ms: timestamp,
+                        independent: sample.sync,
+                        video: Run::default(),
+                        audio: Run::default(),
+                    });
+                }
+            } else {
+                self.flush_driving(timestamp)?;
+            }
+            if is_video {
+                self.pending_video = Some(sample);
+            } else {
+                self.pending_audio = Some(sample);
+            }
+        } else {
+            self.flush_audio(timestamp)?;
+            self.pending_audio = Some(sample);
+        }
+        Ok(events)
+    }
+
+    /// Closes the open segment where its media ends (the publisher left or jumped; the stream
+    /// ends): its newest samples get the last frame interval as their duration.
+    pub fn flush(&mut self) -> Result<Vec<LlEvent>, Fmp4Error> {
+        let mut events = Vec::new();
+        self.close(None, &mut events)?;
+        Ok(events)
+    }
+
+    fn start(
+        &mut self,
+        segment: OpenSegmentInfo,
+        timestamp: u64,
+        events: &mut Vec<LlEvent>,
+    ) -> Result<(), Fmp4Error> {
+        let tracks: Vec<TrackConfig> = self
+            .video_config
+            .iter()
+            .chain(self.audio_config.iter())
+            .cloned()
+            .collect();
+        if tracks.is_empty() {
+            return Ok(());
+        }
+        let init = InitSegment::new(&tracks)?;
+        let changed = self
+            .last_init
+            .as_ref()
+            .is_some_and(|last| last.hash != init.hash);
+        let discontinuity = segment.discontinuity || changed;
+        self.last_init = Some(init.clone());
+        // A video sample cannot outlive its segment (the cut flushed it); audio held back for its
+        // successor goes into this segment's first part.
+        self.pending_video = None;
+        events.push(LlEvent::SegmentStarted {
+            sequence: segment.sequence,
+            discontinuity,
+            init: init.clone(),
+        });
+        self.open = Some(OpenLl {
+            sequence: segment.sequence,
+            start_ms: timestamp,
+            discontinuity,
+            init,
+            has_video: self.video_config.is_some(),
+            has_audio: self.audio_config.is_some(),
+            parts: Vec::new(),
+            part: None,
+        });
+        Ok(())
+    }
+
+    /// Moves the driving track's pending sample into the open part, ending at `next_ms`.
+    fn flush_driving(&mut self, next_ms: u64) -> Result<(), Fmp4Error> {
+        let has_video = self.open.as_ref().is_some_and(|o| o.has_video);
+        if has_video {
+            self.flush_video(next_ms)
+        } else {
+            self.flush_audio(next_ms)
+        }
+    }
+
+    fn flush_video(&mut self, next_ms: u64) -> Result<(), Fmp4Error> {
+        if let Some(sample) = self.pending_video.take() {
+            let gap = gap(sample.dts_ms, next_ms, self.video_gap_ms);
+            self.video_gap_ms = gap;
+            self.append(true, sample, gap);
+        }
+        Ok(())
+    }
+
+    fn flush_audio(&mut self, next_ms: u64) -> Result<(), Fmp4Error> {
+        if let Some(sample) = self.pending_audio.take() {
+            let gap = gap(sample.dts_ms, next_ms, self.audio_gap_ms);
+            self.audio_gap_ms = gap;
+            self.append(false, sample, gap);
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, video: bool, sample: Pending, gap_ms: u64) {
+        let timescale = match if video {
+            &self.video_config
+        } else {
+            &self.audio_config
+        } {
+            Some(config) => u64::from(config.timescale()),
+            None => return,
+        };
+        let Some(part) = self.open.as_mut().and_then(|o| o.part.as_mut()) else {
+            return;
+        };
+        let run = if video {
+            &mut part.video
+        } else {
+            &mut part.audio
+        };
+        let to_ticks = |ms: u64| ms.saturating_mul(timescale) / 1_000;
+        let end = sample.dts_ms.saturating_add(gap_ms);
+        let duration = to_ticks(end).saturating_sub(to_ticks(sample.dts_ms));
+        let composition = (sample.cts_ms.saturating_mul(timescale as i64)) / 1_000;
+        run.base_ms.get_or_insert(sample.dts_ms);
+        run.samples.push(Sample {
+            duration: u32::try_from(duration).unwrap_or(u32::MAX),
+            composition_offset: i32::try_from(composition).unwrap_or(0),
+            is_sync: sample.sync,
+            data: sample.data,
+        });
+    }
+
+    /// Closes the open part (if it has samples), ending at `end_ms`.
+    fn close_part(&mut self, end_ms: u64, events: &mut Vec<LlEvent>) -> Result<(), Fmp4Error> {
+        let video_scale = self.video_config.as_ref().map_or(1, |c| c.timescale());
+        let audio_scale = self.audio_config.as_ref().map_or(1, |c| c.timescale());
+        let Some(open) = self.open.as_mut() else {
+            return Ok(());
+        };
+        let Some(part) = open.part.take() else {
+            return Ok(());
+        };
+        let ticks = |ms: u64, scale: u32| ms.saturating_mul(u64::from(scale)) / 1_000;
+        let runs = [
+            TrackRun {
+                track_id: VIDEO_TRACK_ID,
+                base_decode_time: ticks(part.video.base_ms.unwrap_or(0), video_scale),
+                samples: &part.video.samples,
+            },
+            TrackRun {
+                track_id: AUDIO_TRACK_ID,
+                base_decode_time: ticks(part.audio.base_ms.unwrap_or(0), audio_scale),
+                samples: &part.audio.samples,
+            },
+        ];
+        if runs.iter().all(|r| r.samples.is_empty()) {
+            return Ok(());
+        }
+        // Numbered by the part's start on the stream clock: increasing, and equal on every node.
+        let number = (part.start_ms as u32).wrapping_add(1);
+        let bytes = Bytes::from(fragment(number, &runs)?);
+        let part = Part {
+            sequence: open.sequence,
+            index: u32::try_from(open.parts.len()).unwrap_or(u32::MAX),
+            duration_ms: end_ms.saturating_sub(part.start_ms),
+            independent: part.independent,
+            hash: blake3::hash(&bytes),
+            bytes,
+        };
+        open.parts.push(part.clone());
+        events.push(LlEvent::PartReady(part));
+        Ok(())
+    }
+
+    /// Closes the open segment. `cut_at` is the first frame of the next segment (whose arrival
+    /// already completed the driving track's newest sample); without it the segment ends where
+    /// its media ends, and every held-back sample is flushed with its track's last gap.
+    fn close(&mut self, cut_at: Option<u64>, events: &mut Vec<LlEvent>) -> Result<(), Fmp4Error> {
+        let Some(open) = self.open.as_ref() else {
+            return Ok(());
+        };
+        let has_video = open.has_video;
+        let mut end = open.part.as_ref().map_or(open.start_ms, |p| p.start_ms);
+        if let Some(cut_at) = cut_at {
+            end = cut_at;
+        } else {
+            let driving = if has_video {
+                self.pending_video
+                    .as_ref()
+                    .map(|p| p.dts_ms + self.video_gap_ms)
+            } else {
+                self.pending_audio
+                    .as_ref()
+                    .map(|p| p.dts_ms + self.audio_gap_ms)
+            };
+            end = driving.unwrap_or(end);
+            let video_end = self
+                .pending_video
+                .as_ref()
+                .map(|p| p.dts_ms + self.video_gap_ms);
+            let audio_end = self
+                .pending_audio
+                .as_ref()
+                .map(|p| p.dts_ms + self.audio_gap_ms);
+            if let Some(video_end) = video_end {
+                self.flush_video(video_end)?;
+            }
+            if let Some(audio_end) = audio_end {
+                self.flush_audio(audio_end)?;
+            }
+        }
+        self.close_part(end, events)?;
+        let Some(open) = self.open.take() else {
+            return Ok(());
+        };
+        let mut bytes = BytesMut::with_capacity(open.parts.iter().map(|p| p.bytes.len()).sum());
+        for part in &open.parts {
+            bytes.extend_from_slice(&part.bytes);
+        }
+        let bytes = bytes.freeze();
+        let duration_ms = open.parts.iter().map(|p| p.duration_ms).sum();
+        events.push(LlEvent::SegmentReady(LlSegment {
+            sequence: open.sequence,
+            start_timestamp_ms: open.start_ms,
+            duration_ms,
+            discontinuity: open.discontinuity,
+            init: open.init,
+            part_hashes: open.parts.iter().map(|p| p.hash).collect(),
+            hash: blake3::hash(&bytes),
+            bytes,
+        }));
+        Ok(())
+    }
+}
+
+/// The duration of a sample at `dts_ms` followed by one at `next_ms`, or `fallback` when the
+/// next one is not after it or too far (a jump in the timeline).
+fn gap(dts_ms: u64, next_ms: u64, fallback: u64) -> u64 {
+    match next_ms.checked_sub(dts_ms) {
+        Some(gap) if gap > 0 && gap <= MAX_GAP_MS => gap,
+        _ => fallback.max(1),
+    }
+}

@@ -1,0 +1,482 @@
+//! The LL-HLS media playlist: segments with their partial segments, rendered as M3U8 (full or
+//! delta), and the lookups blocking playlist reload needs.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+use super::ll_packager::{InitSegment, LlEvent, Part};
+
+/// EXT-X-VERSION of LL-HLS playlists (EXT-X-SKIP needs 9).
+pub const LL_HLS_VERSION: u32 = 9;
+/// PART-HOLD-BACK in part targets: Apple's minimum of three.
+pub const PART_HOLD_BACK_PARTS: u64 = 3;
+/// CAN-SKIP-UNTIL in target durations: the spec's minimum of six.
+pub const SKIP_UNTIL_TARGET_DURATIONS: u64 = 6;
+/// Parts are listed for the segments within this many target durations of the live edge.
+pub const PART_LISTING_TARGET_DURATIONS: u64 = 3;
+
+/// Settings of an LL-HLS playlist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlPlaylistConfig {
+    /// EXT-X-TARGETDURATION in seconds (from the MPEG-TS segmenter, set before the first
+    /// segment is listed).
+    pub target_duration_secs: u32,
+    /// EXT-X-PART-INF PART-TARGET in milliseconds.
+    pub part_target_ms: u32,
+    /// Complete segments listed at least (the window also covers at least
+    /// [`SKIP_UNTIL_TARGET_DURATIONS`] + 2 target durations, so delta playlists skip something).
+    pub window_segments: usize,
+    /// Prefix of segment, part and init URIs (for example `stream/`).
+    pub uri_prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PartEntry {
+    duration_ms: u64,
+    independent: bool,
+    offset: usize,
+    len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SegmentEntry {
+    sequence: u64,
+    /// `None` while the segment is open.
+    duration_ms: Option<u64>,
+    discontinuity: bool,
+    init: String,
+    program_date_time: Option<SystemTime>,
+    parts: Vec<PartEntry>,
+    /// The parts so far (open) or the whole segment (complete).
+    bytes: Bytes,
+    /// The parts of an open segment, each its own buffer.
+    open_parts: Vec<Bytes>,
+}
+
+impl SegmentEntry {
+    fn parts_duration_ms(&self) -> u64 {
+        self.parts.iter().map(|p| p.duration_ms).sum()
+    }
+
+    fn duration_or_parts_ms(&self) -> u64 {
+        self.duration_ms.unwrap_or_else(|| self.parts_duration_ms())
+    }
+}
+
+/// An LL-HLS media playlist fed with [`LlEvent`]s.
+#[derive(Debug, Clone)]
+pub struct LlPlaylist {
+    config: LlPlaylistConfig,
+    segments: VecDeque<SegmentEntry>,
+    inits: Vec<InitSegment>,
+    discontinuity_sequence: u64,
+    ended: bool,
+    clock_anchor: Option<SystemTime>,
+    elapsed_ms: u64,
+    started: bool,
+}
+
+/// Whether a blocking playlist request can be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockingState {
+    /// The playlist contains the requested segment or part.
+    Ready,
+    /// Not yet; the request waits.
+    Wait,
+    /// Too far ahead of the live edge (more than two segments, or three parts): 400.
+    TooFar,
+}
+
+impl LlPlaylist {
+    /// An empty playlist.
+    pub fn new(config: LlPlaylistConfig) -> Self {
+        LlPlaylist {
+            config,
+            segments: VecDeque::new(),
+            inits: Vec::new(),
+            discontinuity_sequence: 0,
+            ended: false,
+            clock_anchor: None,
+            elapsed_ms: 0,
+            started: false,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LlPlaylistConfig {
+        &self.config
+    }
+
+    /// Sets EXT-X-TARGETDURATION; ignored once a segment is listed (it must stay constant).
+    pub fn set_target_duration(&mut self, secs: u32) {
+        if !self.started {
+            self.config.target_duration_secs = secs.max(1);
+        }
+    }
+
+    /// Stamps segments with EXT-X-PROGRAM-DATE-TIME from `now` on (for the next segment). When
+    /// the first segment is still open and unstamped, `now` is its start.
+    pub fn set_program_date_time(&mut self, now: SystemTime) {
+        self.clock_anchor = Some(now);
+        self.elapsed_ms = 0;
+        if !self.started && self.segments.len() == 1 {
+            if let Some(first) = self
+                .segments
+                .back_mut()
+                .filter(|e| e.duration_ms.is_none() && e.program_date_time.is_none())
+            {
+                first.program_date_time = Some(now);
+            }
+        }
+    }
+
+    /// Applies one packager event.
+    pub fn apply(&mut self, event: &LlEvent) {
+        match event {
+            LlEvent::SegmentStarted {
+                sequence,
+                discontinuity,
+                init,
+            } => {
+                if !self.inits.iter().any(|i| i.name == init.name) {
+                    self.inits.push(init.clone());
+                }
+                let program_date_time = self
+                    .clock_anchor
+                    .map(|anchor| anchor + Duration::from_millis(self.elapsed_ms));
+                self.segments.push_back(SegmentEntry {
+                    sequence: *sequence,
+                    duration_ms: None,
+                    discontinuity: *discontinuity,
+                    init: init.name.clone(),
+                    program_date_time,
+                    parts: Vec::new(),
+                    bytes: Bytes::new(),
+                    open_parts: Vec::new(),
+                });
+            }
+            LlEvent::PartReady(part) => self.add_part(part),
+            LlEvent::SegmentReady(segment) => {
+                if let Some(entry) = self
+                    .segments
+                    .back_mut()
+                    .filter(|e| e.sequence == segment.sequence && e.duration_ms.is_none())
+                {
+                    entry.duration_ms = Some(segment.duration_ms);
+                    entry.bytes = segment.bytes.clone();
+                    entry.open_parts.clear();
+                    self.elapsed_ms = self.elapsed_ms.saturating_add(segment.duration_ms);
+                    self.started = true;
+                }
+                self.trim();
+            }
+        }
+    }
+
+    fn add_part(&mut self, part: &Part) {
+        let Some(entry) = self
+            .segments
+            .back_mut()
+            .filter(|e| e.sequence == part.sequence && e.duration_ms.is_none())
+        else {
+            return;
+        };
+        let offset = entry.open_parts.iter().map(Bytes::len).sum();
+        entry.parts.push(PartEntry {
+            duration_ms: part.duration_ms,
+            independent: part.independent,
+            offset,
+            len: part.bytes.len(),
+        });
+        entry.open_parts.push(part.bytes.clone());
+    }
+
+    /// The stream ended: EXT-X-ENDLIST, no preload hint.
+    pub fn end(&mut self) {
+        self.ended = true;
+        // A segment left open by the packager has no EXTINF: drop it.
+        if self
+            .segments
+            .back()
+            .is_some_and(|e| e.duration_ms.is_none())
+        {
+            self.segments.pop_back();
+        }
+    }
+
+    /// True once [`LlPlaylist::end`] was called.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// True when at least one segment is complete.
+    pub fn has_segments(&self) -> bool {
+        self.segments.iter().any(|e| e.duration_ms.is_some())
+    }
+
+    /// The bytes of complete segment `sequence`.
+    pub fn segment(&self, sequence: u64) -> Option<Bytes> {
+        self.segments
+            .iter()
+            .find(|e| e.sequence == sequence && e.duration_ms.is_some())
+            .map(|e| e.bytes.clone())
+    }
+
+    /// The bytes of part `index` of segment `sequence` (complete or open).
+    pub fn part(&self, sequence: u64, index: u32) -> Option<Bytes> {
+        let entry = self.segments.iter().find(|e| e.sequence == sequence)?;
+        let index = usize::try_from(index).ok()?;
+        if entry.duration_ms.is_none() {
+            return entry.open_parts.get(index).cloned();
+        }
+        let part = entry.parts.get(index)?;
+        entry
+            .bytes
+            .get(part.offset..part.offset + part.len)
+            .map(|_| entry.bytes.slice(part.offset..part.offset + part.len))
+    }
+
+    /// The init segment named `name`.
+    pub fn init(&self, name: &str) -> Option<Bytes> {
+        self.inits
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.bytes.clone())
+    }
+
+    /// The newest init segment.
+    pub fn current_init(&self) -> Option<&InitSegment> {
+        self.inits.last()
+    }
+
+    /// Whether a request blocking for part `part` of segment `msn` (or the whole segment when
+    /// `part` is `None`) can be answered now. A part index past the last part of a complete
+    /// segment asks for the first part of the next segment.
+    pub fn blocking_state(&self, msn: u64, part: Option<u32>) -> BlockingState {
+        let last_complete = self
+            .segments
+            .iter()
+            .rev()
+            .find(|e| e.duration_ms.is_some())
+            .map(|e| e.sequence);
+        let open = self.segments.back().filter(|e| e.duration_ms.is_none());
+        if self.ended {
+            return BlockingState::Ready;
+        }
+        // Where the live edge is: the next segment to complete.
+        let edge = open
+            .map(|e| e.sequence)
+            .or(last_complete.map(|s| s + 1))
+            .unwrap_or(0);
+        if msn > edge.saturating_add(1) {
+            return BlockingState::TooFar;
+        }
+        let Some(part) = part else {
+            return if last_complete.is_some_and(|last| last >= msn) {
+                BlockingState::Ready
+            } else {
+                BlockingState::Wait
+            };
+        };
+        if let Some(entry) = self.segments.iter().find(|e| e.sequence == msn) {
+            let have = entry.parts.len();
+            let index = usize::try_from(part).unwrap_or(usize::MAX);
+            if index < have {
+                return BlockingState::Ready;
+            }
+            if entry.duration_ms.is_some() {
+                return self.blocking_state(msn.saturating_add(1), Some(0));
+            }
+            return if index > have + 2 {
+                BlockingState::TooFar
+            } else {
+                BlockingState::Wait
+            };
+        }
+        if last_complete.is_some_and(|last| last > msn) {
+            return BlockingState::Ready;
+        }
+        BlockingState::Wait
+    }
+
+    /// Complete segments kept in the window.
+    fn listed_count(&self) -> usize {
+        let complete: Vec<&SegmentEntry> = self
+            .segments
+            .iter()
+            .filter(|e| e.duration_ms.is_some())
+            .collect();
+        let min_ms = u64::from(self.config.target_duration_secs)
+            .saturating_mul((SKIP_UNTIL_TARGET_DURATIONS + 2) * 1_000);
+        let mut count = 0;
+        let mut total = 0u64;
+        for entry in complete.iter().rev() {
+            if count >= self.config.window_segments.max(1) && total >= min_ms {
+                break;
+            }
+            count += 1;
+            total = total.saturating_add(entry.duration_or_parts_ms());
+        }
+        count
+    }
+
+    fn trim(&mut self) {
+        let complete = self
+            .segments
+            .iter()
+            .filter(|e| e.duration_ms.is_some())
+            .count();
+        let mut drop = complete.saturating_sub(self.listed_count());
+        while drop > 0 {
+            match self.segments.pop_front() {
+                Some(old) => {
+                    if old.discontinuity {
+                        self.discontinuity_sequence += 1;
+                    }
+                }
+                None => break,
+            }
+            drop -= 1;
+        }
+        let used: Vec<String> = self.segments.iter().map(|e| e.init.clone()).collect();
+        let newest = self.inits.last().map(|i| i.name.clone());
+        self.inits
+            .retain(|i| used.contains(&i.name) || Some(&i.name) == newest.as_ref());
+    }
+
+    /// The PART-HOLD-BACK in milliseconds.
+    pub fn part_hold_back_ms(&self) -> u64 {
+        u64::from(self.config.part_target_ms).saturating_mul(PART_HOLD_BACK_PARTS)
+    }
+
+    /// The CAN-SKIP-UNTIL in seconds.
+    pub fn skip_until_secs(&self) -> u64 {
+        u64::from(self.config.target_duration_secs).saturating_mul(SKIP_UNTIL_TARGET_DURATIONS)
+    }
+
+    /// Renders the playlist; with `delta`, segments older than CAN-SKIP-UNTIL from the end are
+    /// replaced by one EXT-X-SKIP (a delta update for `_HLS_skip=YES`).
+    pub fn render(&self, delta: bool) -> String {
+        let mut out = String::with_capacity(2048);
+        let target = self.config.target_duration_secs.max(1);
+        let _ = writeln!(out, "#EXTM3U\n#EXT-X-VERSION:{LL_HLS_VERSION}");
+        let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target}");
+        let _ = writeln!(
+            out,
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={:.1},PART-HOLD-BACK={}",
+            self.skip_until_secs() as f64,
+            secs(self.part_hold_back_ms())
+        );
+        let _ = writeln!(
+            out,
+            "#EXT-X-PART-INF:PART-TARGET={}",
+            secs(u64::from(self.config.part_target_ms))
+        );
+        let first = self.segments.front().map_or(0, |e| e.sequence);
+        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first}");
+        let _ = writeln!(
+            out,
+            "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+            self.discontinuity_sequence
+        );
+        // Durations from each segment's start to the end of the playlist.
+        let mut from_end = Vec::with_capacity(self.segments.len());
+        let mut total = 0u64;
+        for entry in self.segments.iter().rev() {
+            total = total.saturating_add(entry.duration_or_parts_ms());
+            from_end.push(total);
+        }
+        from_end.reverse();
+        let skip_ms = self.skip_until_secs().saturating_mul(1_000);
+        let skipped = if delta {
+            // Skip a segment only if everything after it still spans the skip boundary.
+            (0..self.segments.len())
+                .take_while(|&i| {
+                    from_end.get(i + 1).is_some_and(|rest| *rest >= skip_ms)
+                        && self
+                            .segments
+                            .get(i)
+                            .is_some_and(|e| e.duration_ms.is_some())
+                })
+                .count()
+        } else {
+            0
+        };
+        if skipped > 0 {
+            let _ = writeln!(out, "#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}");
+        }
+        let parts_ms = u64::from(target) * PART_LISTING_TARGET_DURATIONS * 1_000;
+        let prefix = &self.config.uri_prefix;
+        let mut previous_init: Option<&str> = None;
+        for (i, entry) in self.segments.iter().enumerate().skip(skipped) {
+            if entry.discontinuity {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            if previous_init != Some(entry.init.as_str()) {
+                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{prefix}{}\"", entry.init);
+                previous_init = Some(entry.init.as_str());
+            }
+            if let Some(time) = entry.program_date_time {
+                let _ = writeln!(
+                    out,
+                    "#EXT-X-PROGRAM-DATE-TIME:{}",
+                    humantime::format_rfc3339_millis(time)
+                );
+            }
+            let recent =
+                from_end.get(i).is_some_and(|ms| *ms <= parts_ms) || entry.duration_ms.is_none();
+            if recent {
+                for (index, part) in entry.parts.iter().enumerate() {
+                    let _ = write!(
+                        out,
+                        "#EXT-X-PART:DURATION={},URI=\"{prefix}{}.{index}.m4s\"",
+                        secs(part.duration_ms),
+                        entry.sequence
+                    );
+                    if part.independent {
+                        out.push_str(",INDEPENDENT=YES");
+                    }
+                    out.push('\n');
+                }
+            }
+            if let Some(duration) = entry.duration_ms {
+                let _ = writeln!(
+                    out,
+                    "#EXTINF:{},\n{prefix}{}.m4s",
+                    secs(duration),
+                    entry.sequence
+                );
+            }
+        }
+        if self.ended {
+            out.push_str("#EXT-X-ENDLIST\n");
+        } else if let Some((sequence, index)) = self.next_part() {
+            let _ = writeln!(
+                out,
+                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{prefix}{sequence}.{index}.m4s\""
+            );
+        }
+        out
+    }
+
+    /// The part that comes next: the open segment's next index, or the first part of the
+    /// segment after the last complete one.
+    pub fn next_part(&self) -> Option<(u64, u32)> {
+        let last = self.segments.back()?;
+        Some(match last.duration_ms {
+            None => (
+                last.sequence,
+                u32::try_from(last.parts.len()).unwrap_or(u32::MAX),
+            ),
+            Some(_) => (last.sequence + 1, 0),
+        })
+    }
+}
+
+/// Milliseconds as decimal seconds with three digits (`0.350`).
+fn secs(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1_000, ms % 1_000)
+}

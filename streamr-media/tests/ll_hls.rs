@@ -1,0 +1,632 @@
+//! LL-HLS (fMP4/CMAF) from real encoder output: segments cut where the MPEG-TS segments are and
+//! numbered alike, parts within the part target, playlists that pass the spec checker after
+//! every change, byte-identical output on a node that joined mid-stream, and init segments and
+//! fragments read without a single error by ffprobe and GStreamer's qtdemux (H.264 with
+//! B-frames + AAC, HEVC).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bytes::Bytes;
+use streamr_media::flv::tag::{classify_video, PacketKind};
+use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
+use streamr_media::fmp4::box_paths;
+use streamr_media::hls::{
+    check_ll_playlist, BlockingState, LlEvent, LlHlsStream, LlPackagerConfig, LlSegment,
+    SegmenterConfig, SegmenterEvent,
+};
+
+fn media(name: &str) -> Vec<FlvTag> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/media")
+        .join(name);
+    FlvReader::read_all(&std::fs::read(path).unwrap())
+        .unwrap()
+        .1
+}
+
+fn stream() -> LlHlsStream {
+    LlHlsStream::new(
+        SegmenterConfig {
+            segment_duration_ms: 2_000,
+            target_duration_secs: 12,
+        },
+        LlPackagerConfig::default(),
+        6,
+        "s/",
+    )
+}
+
+#[derive(Default)]
+struct Collected {
+    ts: Vec<(u64, u64)>,
+    ll: Vec<LlSegment>,
+    parts: Vec<(u64, u32, u64, bool)>,
+    playlists: usize,
+}
+
+/// Feeds `tags`, checking the full and delta playlists after every change.
+fn feed(stream: &mut LlHlsStream, tags: &[FlvTag], out: &mut Collected) {
+    let mut take = |stream: &LlHlsStream, ts: Vec<SegmenterEvent>, ll: Vec<LlEvent>| {
+        for event in ts {
+            if let SegmenterEvent::SegmentReady(s) = event {
+                out.ts.push((s.sequence, s.start_timestamp_ms));
+            }
+        }
+        let changed = !ll.is_empty();
+        for event in ll {
+            match event {
+                LlEvent::PartReady(p) => {
+                    out.parts
+                        .push((p.sequence, p.index, p.duration_ms, p.independent))
+                }
+                LlEvent::SegmentReady(s) => out.ll.push(s),
+                _ => {}
+            }
+        }
+        if changed && stream.playlist().has_segments() {
+            for delta in [false, true] {
+                let text = stream.playlist().render(delta);
+                let violations = check_ll_playlist(&text);
+                assert!(violations.is_empty(), "{violations:#?}\n{text}");
+            }
+            out.playlists += 1;
+        }
+    };
+    for tag in tags {
+        let output = stream.push(tag).unwrap();
+        take(stream, output.ts, output.ll);
+    }
+}
+
+#[test]
+fn segments_follow_the_ts_cuts_and_parts_stay_within_the_part_target() {
+    let tags = media("av_bframes.flv");
+    let mut s = stream();
+    let mut out = Collected::default();
+    feed(&mut s, &tags, &mut out);
+    let finished = s.finish().unwrap();
+    for event in finished.ts {
+        if let SegmenterEvent::SegmentReady(seg) = event {
+            out.ts.push((seg.sequence, seg.start_timestamp_ms));
+        }
+    }
+    for event in finished.ll {
+        match event {
+            LlEvent::SegmentReady(seg) => out.ll.push(seg),
+            LlEvent::PartReady(p) => {
+                out.parts
+                    .push((p.sequence, p.index, p.duration_ms, p.independent))
+            }
+            _ => {}
+        }
+    }
+    let ll: Vec<(u64, u64)> = out
+        .ll
+        .iter()
+        .map(|s| (s.sequence, s.start_timestamp_ms))
+        .collect();
+    assert_eq!(
+        ll, out.ts,
+        "same cut points and sequence numbers as MPEG-TS"
+    );
+    assert!(out.ll.len() >= 4);
+    assert!(out.playlists > 20);
+    let target = u64::from(LlPackagerConfig::default().part_target_ms);
+    for (sequence, index, duration, independent) in &out.parts {
+        assert!(
+            *duration <= target,
+            "part {sequence}.{index}: {duration} ms"
+        );
+        assert!(*duration > 0);
+        if *index == 0 {
+            assert!(independent, "segment {sequence} starts with a keyframe");
+        }
+    }
+    for segment in &out.ll {
+        let parts: Vec<_> = out
+            .parts
+            .iter()
+            .filter(|p| p.0 == segment.sequence)
+            .collect();
+        assert_eq!(parts.len(), segment.part_hashes.len());
+        assert_eq!(parts.iter().map(|p| p.2).sum::<u64>(), segment.duration_ms);
+        assert_eq!(segment.hash, blake3::hash(&segment.bytes));
+        let paths = box_paths(&segment.bytes).unwrap();
+        assert_eq!(
+            paths.iter().filter(|p| *p == "moof").count(),
+            parts.len(),
+            "one fragment per part"
+        );
+        assert!(paths.contains(&"moof/traf/trun".to_string()));
+    }
+    let text = s.playlist().render(false);
+    assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+    assert!(check_ll_playlist(&text).is_empty());
+}
+
+#[test]
+fn a_node_joining_mid_stream_produces_identical_bytes_from_its_second_segment() {
+    let tags = media("av_bframes.flv");
+    let headers: Vec<FlvTag> = tags
+        .iter()
+        .filter(|t| {
+            t.tag_type == FlvTagType::Audio && t.data.get(1) == Some(&0)
+                || t.tag_type == FlvTagType::Video
+                    && classify_video(&t.data).is_ok_and(|i| i.packet == PacketKind::SequenceHeader)
+        })
+        .cloned()
+        .collect();
+    // The relay hands a joining viewer the sequence headers, then its GOP cache: start at a
+    // keyframe in the middle of the stream (not on a segment boundary).
+    let join = tags
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| {
+            t.tag_type == FlvTagType::Video && t.data.first().is_some_and(|b| b >> 4 == 1)
+        })
+        .map(|(i, _)| i)
+        .nth(3)
+        .unwrap();
+    let mut origin = stream();
+    let mut origin_out = Collected::default();
+    feed(&mut origin, &tags, &mut origin_out);
+    let mut friend = stream();
+    let mut friend_out = Collected::default();
+    let joined: Vec<FlvTag> = headers
+        .into_iter()
+        .chain(tags[join..].iter().cloned())
+        .collect();
+    feed(&mut friend, &joined, &mut friend_out);
+    assert!(friend_out.ll.len() >= 3);
+    for segment in friend_out.ll.iter().skip(1) {
+        let same = origin_out
+            .ll
+            .iter()
+            .find(|o| o.start_timestamp_ms == segment.start_timestamp_ms)
+            .expect("the origin cut there too");
+        assert_eq!(
+            same.hash, segment.hash,
+            "segment at {} ms",
+            segment.start_timestamp_ms
+        );
+        assert_eq!(same.part_hashes, segment.part_hashes);
+        assert_eq!(same.init.bytes, segment.init.bytes);
+    }
+}
+
+#[test]
+fn blocking_reload_waits_for_the_next_part_and_refuses_requests_far_ahead() {
+    let tags = media("av_bframes.flv");
+    let mut s = stream();
+    let half = tags.len() / 2;
+    let mut out = Collected::default();
+    feed(&mut s, &tags[..half], &mut out);
+    let playlist = s.playlist();
+    let (msn, next) = playlist.next_part().unwrap();
+    assert_eq!(
+        playlist.blocking_state(msn, Some(next)),
+        BlockingState::Wait
+    );
+    if next > 0 {
+        assert_eq!(
+            playlist.blocking_state(msn, Some(next - 1)),
+            BlockingState::Ready
+        );
+    }
+    assert_eq!(playlist.blocking_state(msn, None), BlockingState::Wait);
+    assert_eq!(playlist.blocking_state(msn - 1, None), BlockingState::Ready);
+    assert_eq!(
+        playlist.blocking_state(msn + 5, None),
+        BlockingState::TooFar
+    );
+    assert_eq!(
+        playlist.blocking_state(msn, Some(next + 10)),
+        BlockingState::TooFar
+    );
+    let text = playlist.render(false);
+    assert!(text.contains(&format!(
+        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"s/{msn}.{next}.m4s\""
+    )));
+    assert!(playlist.part(msn, next).is_none());
+    // The part is served once the next frames complete it.
+    feed(&mut s, &tags[half..half + 40], &mut out);
+    assert_eq!(
+        s.playlist().blocking_state(msn, Some(next)),
+        BlockingState::Ready
+    );
+    assert!(s.playlist().part(msn, next).is_some());
+}
+
+/// Writes init + segments into one file and returns its path.
+fn write_fmp4(dir: &Path, name: &str, segments: &[LlSegment]) -> PathBuf {
+    let path = dir.join(name);
+    let mut bytes = segments[0].init.bytes.to_vec();
+    for segment in segments {
+        bytes.extend_from_slice(&segment.bytes);
+    }
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// ffprobe and GStreamer read the file with no error or warning; returns ffprobe's streams and
+/// the number of video buffers qtdemux pushed.
+fn probe_clean(path: &Path) -> (String, usize) {
+    common::require_tool("ffprobe");
+    common::require_tool("gst-launch-1.0");
+    let probe = Command::new("ffprobe")
+        .args(["-v", "warning", "-count_frames", "-show_entries"])
+        .args(["stream=codec_name,width,height,nb_read_frames,sample_rate"])
+        .args(["-of", "compact"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&probe.stderr);
+    assert!(
+        probe.status.success() && stderr.trim().is_empty(),
+        "ffprobe: {stderr}"
+    );
+    let pipeline = format!(
+        "filesrc location={} ! qtdemux name=d d.video_0 ! queue ! fakesink silent=false",
+        path.display()
+    );
+    let gst = Command::new("gst-launch-1.0")
+        .arg("-v")
+        .args(pipeline.split(' '))
+        .output()
+        .unwrap();
+    let gst_err = String::from_utf8_lossy(&gst.stderr);
+    let gst_out = String::from_utf8_lossy(&gst.stdout);
+    assert!(
+        gst.status.success() && !gst_err.contains("ERROR") && !gst_out.contains("ERROR"),
+        "qtdemux: {gst_out}{gst_err}"
+    );
+    let buffers = gst_out.lines().filter(|l| l.contains("chain")).count();
+    (String::from_utf8_lossy(&probe.stdout).into_owned(), buffers)
+}
+
+fn segments_of(tags: &[FlvTag]) -> Vec<LlSegment> {
+    let mut s = stream();
+    let mut out = Collected::default();
+    feed(&mut s, tags, &mut out);
+    for event in s.finish().unwrap().ll {
+        if let LlEvent::SegmentReady(seg) = event {
+            out.ll.push(seg);
+        }
+    }
+    out.ll
+}
+
+#[test]
+fn ffprobe_and_qtdemux_read_h264_with_b_frames_and_aac() {
+    let dir = tempfile::tempdir().unwrap();
+    let tags = media("av_bframes.flv");
+    let video_frames = tags
+        .iter()
+        .filter(|t| {
+            t.tag_type == FlvTagType::Video
+                && classify_video(&t.data).is_ok_and(|i| i.packet == PacketKind::CodedFrame)
+        })
+        .count();
+    let segments = segments_of(&tags);
+    let path = write_fmp4(dir.path(), "h264.mp4", &segments);
+    let (streams, buffers) = probe_clean(&path);
+    assert_eq!(buffers, video_frames, "qtdemux pushed every video frame");
+    assert!(
+        streams.contains("codec_name=h264|width=160|height=120"),
+        "{streams}"
+    );
+    assert!(
+        streams.contains(&format!("nb_read_frames={video_frames}")),
+        "every video frame read: {streams}"
+    );
+    assert!(streams.contains("codec_name=aac"), "{streams}");
+    // A player joining at any segment decodes it with the init segment alone.
+    let one = write_fmp4(dir.path(), "one.mp4", &segments[2..3]);
+    probe_clean(&one);
+}
+
+/// Encodes HEVC (no B-frames, access unit delimiters) with x265 into an Annex-B file and turns
+/// it into Enhanced RTMP tags: an `hvc1` sequence start with an hvcC built from the parameter
+/// sets, then one coded frame per access unit at 25 fps.
+fn hevc_tags(dir: &Path) -> Vec<FlvTag> {
+    common::require_tool("ffmpeg");
+    let path = dir.join("test.hevc");
+    let output = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc=size=320x240:rate=25:duration=6")
+        .args([
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args([
+            "-x265-params",
+            "aud=1:keyint=25:min-keyint=25:bframes=0:log-level=error",
+        ])
+        .args(["-f", "hevc"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let data = std::fs::read(&path).unwrap();
+    // Split at start codes.
+    let mut nals: Vec<&[u8]> = Vec::new();
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i..i + 3] == [0, 0, 1] {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    for (n, &start) in starts.iter().enumerate() {
+        let mut end = starts.get(n + 1).map_or(data.len(), |next| next - 3);
+        while end > start && data[end - 1] == 0 {
+            end -= 1;
+        }
+        nals.push(&data[start..end]);
+    }
+    let kind = |nal: &[u8]| (nal[0] >> 1) & 0x3f;
+    let find = |t: u8| nals.iter().find(|n| kind(n) == t).unwrap().to_vec();
+    let (vps, sps, pps) = (find(32), find(33), find(34));
+    // hvcC: general profile/tier/level fields from the SPS (bytes 3..15 are free of emulation
+    // prevention in x265's output).
+    let mut hvcc = vec![1];
+    hvcc.extend_from_slice(&sps[3..15]);
+    hvcc.extend_from_slice(&[0xF0, 0x00, 0xFC, 0xFD, 0xF8, 0xF8, 0, 0, 0x0F, 3]);
+    for (t, unit) in [(32u8, &vps), (33, &sps), (34, &pps)] {
+        hvcc.push(0x80 | t);
+        hvcc.extend_from_slice(&1u16.to_be_bytes());
+        hvcc.extend_from_slice(&(unit.len() as u16).to_be_bytes());
+        hvcc.extend_from_slice(unit);
+    }
+    let mut header = vec![0x90, b'h', b'v', b'c', b'1'];
+    header.extend_from_slice(&hvcc);
+    let mut tags = vec![FlvTag {
+        tag_type: FlvTagType::Video,
+        timestamp: 0,
+        stream_id: 0,
+        data: Bytes::from(header),
+    }];
+    // Group NAL units into access units at each AUD; drop AUDs and parameter sets.
+    let mut units: Vec<Vec<&[u8]>> = Vec::new();
+    for nal in &nals {
+        match kind(nal) {
+            35 => units.push(Vec::new()),
+            32..=34 => {}
+            _ => {
+                if let Some(unit) = units.last_mut() {
+                    unit.push(nal)
+                }
+            }
+        }
+    }
+    for (n, unit) in units.iter().filter(|u| !u.is_empty()).enumerate() {
+        let keyframe = unit.iter().any(|nal| (16..=23).contains(&kind(nal)));
+        // CodedFramesX: no composition time.
+        let mut body = vec![if keyframe { 0x93 } else { 0xA3 }, b'h', b'v', b'c', b'1'];
+        for nal in unit {
+            body.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+            body.extend_from_slice(nal);
+        }
+        tags.push(FlvTag {
+            tag_type: FlvTagType::Video,
+            timestamp: (n as u32) * 40,
+            stream_id: 0,
+            data: Bytes::from(body),
+        });
+    }
+    tags
+}
+
+#[test]
+fn ffprobe_and_qtdemux_read_hevc() {
+    let dir = tempfile::tempdir().unwrap();
+    let tags = hevc_tags(dir.path());
+    let frames = tags.len() - 1;
+    let segments = segments_of(&tags);
+    assert!(segments.len() >= 2);
+    assert!(
+        segments[0].init.codecs.starts_with("hvc1.1."),
+        "{}",
+        segments[0].init.codecs
+    );
+    let path = write_fmp4(dir.path(), "hevc.mp4", &segments);
+    let (streams, buffers) = probe_clean(&path);
+    assert_eq!(buffers, frames, "qtdemux pushed every video frame");
+    assert!(
+        streams.contains("codec_name=hevc|width=320|height=240"),
+        "{streams}"
+    );
+    assert!(
+        streams.contains(&format!("nb_read_frames={frames}")),
+        "{streams}"
+    );
+}
+
+#[test]
+fn delta_updates_skip_segments_older_than_the_skip_boundary() {
+    let tags = media("av_bframes.flv");
+    let mut s = LlHlsStream::new(
+        SegmenterConfig {
+            segment_duration_ms: 1_000,
+            target_duration_secs: 12,
+        },
+        LlPackagerConfig::default(),
+        3,
+        "",
+    );
+    let mut out = Collected::default();
+    feed(&mut s, &tags, &mut out);
+    let full = s.playlist().render(false);
+    let delta = s.playlist().render(true);
+    assert!(full.contains("CAN-SKIP-UNTIL=6.0"), "{full}");
+    let skipped: usize = delta
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-SKIP:SKIPPED-SEGMENTS="))
+        .expect("a delta update skips")
+        .parse()
+        .unwrap();
+    assert!(skipped >= 1);
+    let count = |text: &str| text.lines().filter(|l| l.starts_with("#EXTINF")).count();
+    assert_eq!(count(&delta) + skipped, count(&full));
+    // What is left spans at least the skip boundary.
+    let listed: f64 = delta
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|d| d.trim_end_matches(',').parse::<f64>().unwrap())
+        .sum();
+    assert!(listed >= 5.0, "{delta}");
+    assert!(check_ll_playlist(&delta).is_empty());
+}
+
+/// Encodes `seconds` of Opus with libopus into Ogg and returns its packets: OpusHead, OpusTags,
+/// then one packet per 20 ms frame.
+fn opus_packets(dir: &Path, seconds: u32) -> Vec<Vec<u8>> {
+    let path = dir.join("test.opus");
+    let output = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=440:sample_rate=48000:duration={seconds}"
+        ))
+        .args([
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "48k",
+            "-frame_duration",
+            "20",
+            "-f",
+            "ogg",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let data = std::fs::read(&path).unwrap();
+    let mut packets = Vec::new();
+    let mut current = Vec::new();
+    let mut at = 0;
+    while at + 27 <= data.len() {
+        assert_eq!(&data[at..at + 4], b"OggS");
+        let segments = usize::from(data[at + 26]);
+        let table = &data[at + 27..at + 27 + segments];
+        let mut body = at + 27 + segments;
+        for &lace in table {
+            current.extend_from_slice(&data[body..body + usize::from(lace)]);
+            body += usize::from(lace);
+            if lace < 255 {
+                packets.push(std::mem::take(&mut current));
+            }
+        }
+        at = body;
+    }
+    packets
+}
+
+#[test]
+fn ffprobe_and_qtdemux_read_h264_with_opus() {
+    let dir = tempfile::tempdir().unwrap();
+    let packets = opus_packets(dir.path(), 10);
+    assert!(packets[0].starts_with(b"OpusHead"));
+    let audio_tag = |first: u8, payload: &[u8], timestamp: u32| {
+        let mut data = vec![first, b'O', b'p', b'u', b's'];
+        data.extend_from_slice(payload);
+        FlvTag {
+            tag_type: FlvTagType::Audio,
+            timestamp,
+            stream_id: 0,
+            data: Bytes::from(data),
+        }
+    };
+    // The H.264 of the sample file, with Enhanced RTMP Opus instead of its AAC.
+    let mut tags: Vec<FlvTag> = media("av_bframes.flv")
+        .into_iter()
+        .filter(|t| t.tag_type == FlvTagType::Video)
+        .collect();
+    tags.insert(0, audio_tag(0x90, &packets[0], 0));
+    let frames = packets.len() - 2;
+    for (n, packet) in packets.iter().skip(2).enumerate() {
+        tags.push(audio_tag(0x91, packet, n as u32 * 20));
+    }
+    // Interleave by timestamp, sequence headers first (a stable sort keeps them in front).
+    tags.sort_by_key(|t| t.timestamp);
+    let segments = segments_of(&tags);
+    assert!(
+        segments[0].init.codecs.ends_with(",opus"),
+        "{}",
+        segments[0].init.codecs
+    );
+    let path = write_fmp4(dir.path(), "opus.mp4", &segments);
+    let (streams, _) = probe_clean(&path);
+    assert!(streams.contains("codec_name=opus"), "{streams}");
+    assert!(streams.contains("sample_rate=48000"), "{streams}");
+    // Every Opus frame after the first keyframe is carried (the audio before it precedes the
+    // first segment, as in MPEG-TS).
+    let read: usize = streams
+        .lines()
+        .find(|l| l.contains("codec_name=opus"))
+        .and_then(|l| l.split("nb_read_frames=").nth(1))
+        .and_then(|n| n.split('|').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    assert!(
+        read + 2 >= frames.min(500),
+        "{read} of {frames} Opus frames"
+    );
+}
+
+#[test]
+fn audio_only_streams_get_independent_parts_that_players_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let tags = media("audio_only.flv");
+    let mut s = stream();
+    let mut out = Collected::default();
+    feed(&mut s, &tags, &mut out);
+    assert!(out.ll.len() >= 2, "segments cut by time");
+    assert!(
+        out.parts.iter().all(|p| p.3),
+        "every audio part is independent"
+    );
+    let segments = segments_of(&tags);
+    assert_eq!(segments[0].init.codecs, "mp4a.40.2");
+    let path = write_fmp4(dir.path(), "audio.mp4", &segments);
+    common::require_tool("ffprobe");
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "warning",
+            "-show_entries",
+            "stream=codec_name,sample_rate",
+        ])
+        .args(["-of", "compact"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&probe.stderr);
+    assert!(
+        probe.status.success() && stderr.trim().is_empty(),
+        "{stderr}"
+    );
+    let streams = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        streams.contains("codec_name=aac|sample_rate=48000"),
+        "{streams}"
+    );
+}

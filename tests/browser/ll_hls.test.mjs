@@ -1,0 +1,119 @@
+// LL-HLS in Chromium with hls.js in low-latency mode, through a friend node of a running network
+// (started by run.sh): the watch page plays the node's fMP4 rendition (`?ll=1`), and each run
+// measures start-up (page start to the first `playing` event) and latency (wall clock minus the
+// EXT-X-PROGRAM-DATE-TIME of the frame on screen, which the node stamps from the stream's clock
+// when the frames arrive). The figures go to artifacts/ll-hls.json and the test output; they are
+// measurements for docs/benchmarks.md, not pass/fail thresholds. The MPEG-TS playlist through
+// the same node is measured in the same run as the baseline.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BASE = process.env.STREAMR_COORDINATOR;
+const STREAM = process.env.STREAMR_STREAM || 'demo';
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
+const RUNS = Number(process.env.STREAMR_LL_RUNS || 3);
+const BASELINE_RUNS = Number(process.env.STREAMR_TS_RUNS || 2);
+const SAMPLE_SECONDS = Number(process.env.STREAMR_LL_SECONDS || 6);
+
+let context;
+let profile;
+
+before(async () => {
+  assert.ok(BASE, 'STREAMR_COORDINATOR must name the coordinator (run.sh sets it)');
+  mkdirSync(ARTIFACTS, { recursive: true });
+  profile = mkdtempSync(join(tmpdir(), 'streamr-chromium-ll-'));
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1280, height: 900 },
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--no-first-run', '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required'],
+  });
+});
+
+after(async () => {
+  await context?.close();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+function percentile(values, p) {
+  const sorted = [...values].sort((a, b) => a - b);
+  if (!sorted.length) return NaN;
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index];
+}
+
+/** Opens the watch page `runs` times and samples start-up and latency. */
+async function measure(lowLatency, runs) {
+  const startups = [];
+  const latencies = [];
+  const errors = [];
+  for (let run = 0; run < runs; run += 1) {
+    const page = await context.newPage();
+    page.on('pageerror', (error) => errors.push(error.message));
+    await page.goto(`${BASE}/watch/${encodeURIComponent(STREAM)}${lowLatency ? '?ll=1' : ''}`);
+    await page.waitForFunction(() => globalThis.streamrPlayer?.timing.firstPlayingMs != null,
+      null, { timeout: 45_000 });
+    const player = await page.evaluate(() => ({
+      startup: globalThis.streamrPlayer.timing.firstPlayingMs,
+      lowLatency: globalThis.streamrPlayer.lowLatency,
+      url: globalThis.streamrPlayer.hls.url,
+    }));
+    assert.equal(player.lowLatency, lowLatency, 'hls.js runs in the mode asked for');
+    if (lowLatency) {
+      assert.match(player.url, /\/ll\.m3u8\?/, `the LL-HLS playlist is loaded: ${player.url}`);
+    }
+    startups.push(player.startup);
+    for (let i = 0; i < SAMPLE_SECONDS * 4; i += 1) {
+      await page.waitForTimeout(250);
+      const sample = await page.evaluate(() => {
+        const { hls } = globalThis.streamrPlayer;
+        const video = document.querySelector('video');
+        const date = hls.playingDate;
+        return video.paused || !date ? null : Date.now() - date.getTime();
+      });
+      if (sample !== null) latencies.push(sample);
+    }
+    const state = await page.evaluate(() => ({
+      parts: globalThis.streamrPlayer.timing.parts,
+      errors: document.querySelector('#s-errors').textContent,
+    }));
+    if (lowLatency) {
+      assert.ok(state.parts > SAMPLE_SECONDS, `fMP4 parts were fetched: ${JSON.stringify(state)}`);
+    }
+    assert.match(state.errors, /^0 \//, `no fatal player error: ${state.errors}`);
+    if (run === 0 && lowLatency) {
+      await page.screenshot({ path: join(ARTIFACTS, 'watch-ll.png'), fullPage: true });
+    }
+    await page.close();
+  }
+  assert.deepEqual(errors, [], 'no page errors');
+  assert.ok(latencies.length > 0, 'latency was sampled');
+  return {
+    runs,
+    startup_ms: { p50: percentile(startups, 50), max: Math.max(...startups), all: startups.map(Math.round) },
+    latency_ms: { samples: latencies.length, p50: percentile(latencies, 50), p95: percentile(latencies, 95) },
+  };
+}
+
+test('the watch page plays LL-HLS through a friend node; start-up and latency are measured', async () => {
+  const ll = await measure(true, RUNS);
+  // The MPEG-TS playlist through the same node, in the same run, as the baseline.
+  const ts = await measure(false, BASELINE_RUNS);
+  const figures = {
+    ll_hls: ll,
+    mpeg_ts: ts,
+    ratio_ts_over_ll: {
+      startup_p50: ts.startup_ms.p50 / ll.startup_ms.p50,
+      latency_p50: ts.latency_ms.p50 / ll.latency_ms.p50,
+    },
+  };
+  writeFileSync(join(ARTIFACTS, 'll-hls.json'), `${JSON.stringify(figures, null, 2)}\n`);
+  console.log(`LL-HLS figures: ${JSON.stringify(figures)}`);
+});
