@@ -74,6 +74,20 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # stable toolchain so they keep building against the library APIs they exercise.
 (cd fuzz && cargo clippy --locked --bins -- -D warnings)
 
+# Each library builds with its default features off (what an embedder of the sans-IO core
+# alone compiles) and with each feature on its own.
+log "cargo check: library features"
+for args in "-p streamr-media --no-default-features" \
+            "-p streamr-media --no-default-features --features server" \
+            "-p streamr-media --no-default-features --features http" \
+            "-p streamr-net --no-default-features" \
+            "-p streamr-core --no-default-features" \
+            "-p streamr-tls --no-default-features" \
+            "-p streamr-coord --no-default-features"; do
+  # shellcheck disable=SC2086 # the arguments are split on purpose
+  cargo check --locked $args
+done
+
 # Test output is kept so the run can close with one summary line.
 test_log="$(mktemp)"
 interop_log="$(mktemp)"

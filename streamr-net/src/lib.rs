@@ -21,7 +21,9 @@
 #![forbid(unsafe_code)]
 
 pub mod budget;
+#[cfg(feature = "http")]
 pub mod http;
 
 pub use budget::{BudgetLimits, BudgetRefusal, BudgetStats, ConnectionBudget, ConnectionPermit};
+#[cfg(feature = "http")]
 pub use http::HttpLimits;
