@@ -10,30 +10,29 @@ use streamr_media::{Refusal, RelayHooks, RelayServer, RelayServerConfig, StreamR
 
 /// Publishers must send `?key=<publish_key>`, players `?token=<play_token>`.
 pub struct KeyAndToken {
+    /// The one key that may publish.
     pub publish_key: String,
+    /// The token players must show.
     pub play_token: String,
 }
 
-fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
-    query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+/// Refuses unless the query (`a=1&b=2`) holds `name=expected`.
+fn require(query: &str, name: &str, expected: &str) -> Result<(), Refusal> {
+    let wanted = format!("{name}={expected}");
+    if query.split('&').any(|pair| pair == wanted) {
+        return Ok(());
+    }
+    Err(Refusal::new(format!("{name} missing or wrong")))
 }
 
 #[async_trait::async_trait]
 impl RelayHooks for KeyAndToken {
     async fn authorize_publish(&self, request: &StreamRequest) -> Result<(), Refusal> {
-        match param(&request.query, "key") {
-            Some(key) if key == self.publish_key => Ok(()),
-            _ => Err(Refusal::new("wrong publish key")),
-        }
+        require(&request.query, "key", &self.publish_key)
     }
 
     async fn authorize_play(&self, request: &StreamRequest) -> Result<(), Refusal> {
-        match param(&request.query, "token") {
-            Some(token) if token == self.play_token => Ok(()),
-            _ => Err(Refusal::new("no valid token")),
-        }
+        require(&request.query, "token", &self.play_token)
     }
 }
 

@@ -8,21 +8,15 @@ use streamr_media::{ServerConfig, ServerEvent, ServerSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// How many media messages (audio, video, data) a publisher sent, and their payload bytes.
-#[derive(Debug, Default)]
-pub struct Received {
-    pub messages: u64,
-    pub bytes: u64,
-}
-
-/// Serves the first connection on `listener` until its publisher stops or hangs up.
-pub async fn serve_one(listener: TcpListener) -> Result<Received, Box<dyn Error>> {
+/// Serves the first connection on `listener` until its publisher stops or hangs up; returns how
+/// many media messages (audio, video, data) it sent and their payload bytes.
+pub async fn serve_one(listener: TcpListener) -> Result<(u64, u64), Box<dyn Error>> {
     let (mut socket, peer) = listener.accept().await?;
     let mut session = ServerSession::new(ServerConfig::default());
-    let (mut buf, mut received) = (vec![0u8; 64 * 1024], Received::default());
+    let (mut buf, mut messages, mut bytes) = (vec![0u8; 64 * 1024], 0, 0);
     loop {
         match socket.read(&mut buf).await? {
-            0 => return Ok(received),
+            0 => return Ok((messages, bytes)),
             n => session.feed(buf.get(..n).unwrap_or_default())?,
         }
         while let Some(event) = session.poll_event() {
@@ -40,10 +34,10 @@ pub async fn serve_one(listener: TcpListener) -> Result<Received, Box<dyn Error>
                     session.accept_publish(stream_id)?;
                 }
                 ServerEvent::Media { payload, .. } => {
-                    received.messages += 1;
-                    received.bytes += payload.len() as u64;
+                    messages += 1;
+                    bytes += payload.len() as u64;
                 }
-                ServerEvent::PublishFinished { .. } => return Ok(received),
+                ServerEvent::PublishFinished { .. } => return Ok((messages, bytes)),
                 _ => {}
             }
         }
@@ -53,7 +47,7 @@ pub async fn serve_one(listener: TcpListener) -> Result<Received, Box<dyn Error>
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    let received = serve_one(TcpListener::bind("127.0.0.1:1935").await?).await?;
-    println!("{} messages, {} bytes", received.messages, received.bytes);
+    let (messages, bytes) = serve_one(TcpListener::bind("127.0.0.1:1935").await?).await?;
+    println!("{messages} messages, {bytes} bytes");
     Ok(())
 }
