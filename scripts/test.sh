@@ -103,7 +103,7 @@ trap 'rm -f "$test_log" "$interop_log"; rm -rf "$hermetic_path"' EXIT
 log "cargo test --no-run"
 cargo test --workspace --locked --no-run
 for tool in cargo rustc rustdoc cc ld sh timeout kill; do
-  ln -s "$(command -v "$tool")" "$hermetic_path/$tool"
+  ln -s "$(type -P "$tool")" "$hermetic_path/$tool"
 done
 log "cargo test: hermetic tier (PATH=$hermetic_path, no PostgreSQL)"
 PATH="$hermetic_path" STREAMR_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:1/postgres \
