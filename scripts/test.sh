@@ -74,12 +74,42 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # stable toolchain so they keep building against the library APIs they exercise.
 (cd fuzz && cargo clippy --locked --bins -- -D warnings)
 
+# Each library builds with its default features off (what an embedder of the sans-IO core
+# alone compiles) and with each feature on its own.
+log "cargo check: library features"
+for args in "-p streamr-media --no-default-features" \
+            "-p streamr-media --no-default-features --features server" \
+            "-p streamr-media --no-default-features --features http" \
+            "-p streamr-net --no-default-features" \
+            "-p streamr-core --no-default-features" \
+            "-p streamr-tls --no-default-features" \
+            "-p streamr-coord --no-default-features"; do
+  # shellcheck disable=SC2086 # the arguments are split on purpose
+  cargo check --locked $args
+done
+
 # Test output is kept so the run can close with one summary line.
 test_log="$(mktemp)"
-trap 'rm -f "$test_log"' EXIT
+interop_log="$(mktemp)"
+hermetic_path="$(mktemp -d)"
+trap 'rm -f "$test_log" "$interop_log"; rm -rf "$hermetic_path"' EXIT
 
-log "cargo test"
-cargo test --workspace --locked 2>&1 | tee -a "$test_log"
+# Two tiers, every test run once. Tests that need a peer outside Rust (ffmpeg, gstreamer,
+# rtmpdump, nginx, PostgreSQL, curl, sqlite3, systemd-analyze...) carry
+# `#[ignore = "interop: needs <tool>"]`, so a plain `cargo test` passes on a machine with only
+# Rust. The hermetic tier runs here with a PATH that holds only the Rust toolchain, the linker
+# and a POSIX shell, and with PostgreSQL out of reach: a new test that needs a peer but lacks
+# the marker fails here. The interop tier (`-- --ignored`) then runs with everything.
+log "cargo test --no-run"
+cargo test --workspace --locked --no-run
+for tool in cargo rustc rustdoc cc ld sh timeout kill; do
+  ln -s "$(type -P "$tool")" "$hermetic_path/$tool"
+done
+log "cargo test: hermetic tier (PATH=$hermetic_path, no PostgreSQL)"
+PATH="$hermetic_path" STREAMR_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:1/postgres \
+  cargo test --workspace --locked 2>&1 | tee -a "$test_log"
+log "cargo test: interop tier (-- --ignored)"
+cargo test --workspace --locked -- --ignored 2>&1 | tee "$interop_log"
 
 # The dashboard and watch page in Chromium against `streamr demo` (installs chromium and the
 # npm packages when missing; fails, never skips, when it cannot).
@@ -97,13 +127,16 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked >/dev/null
 # One closing line over every test runner above (cargo's harnesses, node's test runner and
 # schemathesis, which prints `schemathesis pass N` or `schemathesis fail N`). A
 # test that did not run is counted as skipped: cargo's `ignored` and `filtered out`, node's
-# `skipped`, `todo` and `cancelled`. The breakdown follows on a line of its own.
+# `skipped`, `todo` and `cancelled`. The breakdown follows on a line of its own. The interop
+# tier runs exactly the tests the hermetic tier ignored: from the hermetic run its `ignored`
+# count is left out, from the interop run its `filtered out` count (the hermetic tests).
 read -r passed failed ignored filtered node_skipped < <(awk '
-  /^test result:/ { p += $4; f += $6; i += $8; x += $12 }
+  FILENAME == interop && /^test result:/ { p += $4; f += $6; i += $8; next }
+  /^test result:/ { p += $4; f += $6; x += $12 }
   /^[^ ]+ pass [0-9]+$/ { p += $3 }
   /^[^ ]+ fail [0-9]+$/ { f += $3 }
   /^[^ ]+ (skipped|todo|cancelled) [0-9]+$/ { s += $3 }
-  END { print p + 0, f + 0, i + 0, x + 0, s + 0 }' "$test_log")
+  END { print p + 0, f + 0, i + 0, x + 0, s + 0 }' interop="$interop_log" "$test_log" "$interop_log")
 printf 'summary: %s passed, %s failed, %s skipped\n' \
   "$passed" "$failed" "$((ignored + filtered + node_skipped))"
 printf 'skipped: %s ignored, %s filtered out (cargo), %s skipped, todo or cancelled (node)\n' \

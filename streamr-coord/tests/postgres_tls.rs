@@ -166,6 +166,7 @@ impl Drop for TlsCluster {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs PostgreSQL's initdb and pg_ctl, run as root (runuser)"]
 async fn storage_connects_over_tls_and_verifies_the_server() {
     let cluster = TlsCluster::start();
     let ca = cluster.pki.ca_file();

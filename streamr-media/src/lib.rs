@@ -10,6 +10,17 @@
 //! them: [`RelayServer`] (RTMP), [`http::HttpServer`] (HLS and HTTP-FLV), [`RtmpClient`] and
 //! [`upstream::UpstreamPuller`] (pulling from an origin).
 //!
+//! ## Cargo features
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `server` | yes | the tokio RTMP adapters: `server` (`RelayServer`, `RelayHooks`), `client` (`RtmpClient`), `publish`, `upstream` |
+//! | `http` | yes | `http`: HLS and HTTP-FLV over axum (`HttpServer`, `LiveHls`) |
+//!
+//! With `default-features = false` the crate is the sans-IO core alone (RTMP, AMF0, FLV, codec
+//! records, MPEG-TS, HLS, the relay hub): no axum, hyper, tower or socket code, and tokio with its
+//! `sync` feature only.
+//!
 //! An RTMP origin/relay with HLS and HTTP-FLV in a few lines:
 //!
 //! ```no_run
@@ -52,23 +63,30 @@
 //! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod amf0;
+#[cfg(feature = "server")]
 pub mod client;
 pub mod codec;
 pub mod flv;
 pub mod fmp4;
 pub mod hls;
+#[cfg(feature = "http")]
 pub mod http;
 pub mod name;
+#[cfg(feature = "server")]
 pub mod publish;
 pub mod relay;
 pub mod rtmp;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod ts;
+#[cfg(feature = "server")]
 pub mod upstream;
 
 pub use amf0::Amf0Value;
+#[cfg(feature = "server")]
 pub use client::{ClientError, RtmpClient};
 pub use relay::{
     Frame, FrameKind, Publisher, RelayConfig, RelayEvent, RelayHub, StreamKey, StreamStats,
@@ -79,4 +97,5 @@ pub use rtmp::session::{
     ServerEvent, ServerSession,
 };
 pub use rtmp::url::RtmpUrl;
+#[cfg(feature = "server")]
 pub use server::{Refusal, RelayHooks, RelayServer, RelayServerConfig, StreamEvent, StreamRequest};

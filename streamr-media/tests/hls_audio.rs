@@ -130,6 +130,7 @@ fn audio_stream_type(segment: &[u8]) -> Option<u8> {
 }
 
 #[test]
+#[ignore = "interop: needs ffmpeg"]
 fn mp3_audio_is_carried_into_hls_as_mpeg_audio() {
     for (rate, stream_type) in [(44_100, 0x03), (22_050, 0x04)] {
         let dir = tempfile::tempdir().unwrap();
@@ -157,6 +158,7 @@ fn mp3_audio_is_carried_into_hls_as_mpeg_audio() {
 }
 
 #[test]
+#[ignore = "interop: needs ffmpeg"]
 fn speex_and_nellymoser_are_reported_and_left_out_while_video_is_segmented() {
     for (name, audio, rate) in [
         ("speex", ["-c:a", "libspeex", "-ar", "16000"], 16_000),

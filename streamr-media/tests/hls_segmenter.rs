@@ -73,6 +73,7 @@ fn is_sequence_header(tag: &FlvTag) -> bool {
 }
 
 #[test]
+#[ignore = "interop: needs ffmpeg"]
 fn offline_segments_start_with_idr_keep_timestamps_and_play_cleanly() {
     let tags = read_tags("av_bframes.flv");
     let config = SegmenterConfig {
@@ -331,6 +332,7 @@ fn live_playlist_keeps_its_rules_across_republish_and_end() {
 }
 
 #[test]
+#[ignore = "interop: needs ffmpeg"]
 fn audio_only_streams_are_cut_by_time() {
     let tags = read_tags("audio_only.flv");
     let config = SegmenterConfig {

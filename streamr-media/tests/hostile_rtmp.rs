@@ -160,6 +160,7 @@ async fn run_case(server: SocketAddr, case: &Case) -> SocketAddr {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
 async fn hostile_connections_close_alone_with_a_logged_reason_while_a_real_stream_goes_on() {
     let logs = capture_logs();
     let mut config = RelayServerConfig::default();

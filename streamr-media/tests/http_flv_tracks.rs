@@ -30,6 +30,7 @@ async fn play_streams(url: &str) -> (Option<std::process::ExitStatus>, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
 async fn ffmpeg_reads_audio_only_and_video_only_streams_over_http_flv() {
     let hub = RelayHub::default();
     let rtmp = RelayServer::start_on_hub(

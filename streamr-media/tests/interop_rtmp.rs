@@ -15,6 +15,7 @@ use tokio::net::TcpSocket;
 const SIX_SECONDS_OF_FRAMES: u32 = 150;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg, rtmpdump and gst-launch-1.0"]
 async fn ffmpeg_publish_reaches_ffmpeg_rtmpdump_and_gstreamer_players_while_one_player_stalls() {
     let mut config = RelayServerConfig::default();
     // A viewer that takes nothing for 2 s is cut off rather than held for the default 20 s.
@@ -80,6 +81,7 @@ async fn ffmpeg_publish_reaches_ffmpeg_rtmpdump_and_gstreamer_players_while_one_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs gst-launch-1.0 and ffmpeg"]
 async fn gstreamer_publish_is_played_by_ffmpeg() {
     let server = start_server(RelayServerConfig::default()).await;
     let key = StreamKey::parse("live", "gst").unwrap();
@@ -105,6 +107,7 @@ async fn gstreamer_publish_is_played_by_ffmpeg() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
 async fn republish_resumes_players_and_a_second_publisher_is_refused_with_bad_name() {
     let relay = RelayConfig::default();
     let server = start_server(RelayServerConfig::default().with_relay(relay)).await;
@@ -201,6 +204,7 @@ async fn witness(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
 async fn a_player_joining_mid_stream_starts_at_once_on_the_cached_keyframe() {
     let mut config = RelayServerConfig::default();
     // Players learn the publisher left after its last frame: ffmpeg then ends its file and the

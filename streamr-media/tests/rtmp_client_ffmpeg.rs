@@ -45,6 +45,7 @@ async fn flush(socket: &mut TcpStream, client: &mut ClientSession) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
 async fn client_pulls_a_stream_ffmpeg_serves() {
     let port = free_port();
     let mut ffmpeg = tokio::process::Command::new("ffmpeg")
@@ -118,6 +119,7 @@ async fn client_pulls_a_stream_ffmpeg_serves() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
 async fn client_pushes_a_recorded_publish_into_ffmpeg() {
     // Real H.264/AAC frames: replay the recorded ffmpeg publish through a server session.
     let capture = std::fs::read(

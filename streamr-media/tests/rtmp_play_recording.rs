@@ -23,6 +23,7 @@ async fn ffprobe(path: &std::path::Path, entries: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
 async fn ffmpeg_map_all_with_a_duration_ends_and_records_that_duration_mid_stream() {
     let server = common::start_server(RelayServerConfig::default()).await;
     let url = common::rtmp_url(&server, "live", "cam");

@@ -12,6 +12,7 @@ use tokio::time::{timeout_at, Instant};
 const FRAMES: usize = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs gst-launch-1.0"]
 async fn rtmp2sink_publishes_into_the_server_session() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -134,6 +134,7 @@ async fn serve_recording_to(player: &str, args: impl Fn(&str, &std::path::Path) 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs rtmpdump and ffprobe"]
 async fn rtmpdump_plays_what_the_server_session_sends() {
     serve_recording_to("rtmpdump", |url, output| {
         vec![
@@ -149,6 +150,7 @@ async fn rtmpdump_plays_what_the_server_session_sends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
 async fn ffmpeg_plays_what_the_server_session_sends() {
     serve_recording_to("ffmpeg", |url, output| {
         [

@@ -114,6 +114,7 @@ fn dropped(hub: &RelayHub, key: &StreamKey) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
 async fn a_slow_player_skips_to_the_next_keyframe_and_its_drops_are_counted() {
     let mut relay = RelayConfig::default();
     // A viewer more than 1 s of media behind skips ahead.

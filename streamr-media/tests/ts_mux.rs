@@ -315,6 +315,7 @@ fn run(cmd: &mut Command) -> String {
 }
 
 #[test]
+#[ignore = "interop: needs ffmpeg"]
 fn ffprobe_sees_every_frame_with_flv_timestamps_and_b_frame_order() {
     let flv_bytes = std::fs::read(media("av_bframes.flv")).unwrap();
     let tags = FlvReader::read_all(&flv_bytes).unwrap().1;
@@ -387,6 +388,7 @@ fn ffprobe_sees_every_frame_with_flv_timestamps_and_b_frame_order() {
 }
 
 #[test]
+#[ignore = "interop: needs ffmpeg"]
 fn adts_frames_match_ffmpeg_byte_for_byte() {
     let flv_bytes = std::fs::read(media("audio_only.flv")).unwrap();
     let ts = remux_flv_to_ts(&flv_bytes).unwrap();

@@ -102,6 +102,7 @@ async fn watch(url: RtmpUrl, duration: Duration) -> (usize, usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
 async fn edge_pulls_once_for_many_viewers_fails_over_and_stops_when_idle() {
     let origin = RelayServer::start(RelayServerConfig::default().with_bind(loopback()))
         .await

@@ -19,9 +19,12 @@
 //! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod budget;
+#[cfg(feature = "http")]
 pub mod http;
 
 pub use budget::{BudgetLimits, BudgetRefusal, BudgetStats, ConnectionBudget, ConnectionPermit};
+#[cfg(feature = "http")]
 pub use http::HttpLimits;

@@ -1,4 +1,5 @@
 //! `streamr`: the StreamrP2P command line.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

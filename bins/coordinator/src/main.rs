@@ -2,6 +2,7 @@
 //!
 //! `streamr-coordinator` alone starts on 127.0.0.1:8090 with a SQLite database in the working
 //! directory; `--database postgres://...` shares one PostgreSQL database between replicas.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -200,6 +200,7 @@ fn as_strs(flags: &[String]) -> Vec<&str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs bash and sqlite3 (scripts/backup.sh)"]
 async fn sqlite_backup_mid_run_restores_and_settles_identically() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let original = format!("sqlite://{}", dir.path().join("original.db").display());
@@ -208,6 +209,7 @@ async fn sqlite_backup_mid_run_restores_and_settles_identically() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs PostgreSQL, pg_dump and psql (scripts/backup.sh)"]
 async fn postgres_backup_mid_run_restores_and_settles_identically() {
     let original = PgDatabase::create().await;
     let restored = PgDatabase::create().await;

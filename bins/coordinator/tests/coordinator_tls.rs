@@ -68,6 +68,7 @@ where
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs curl"]
 async fn the_api_is_served_over_https_and_renewed_certificates_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut pki = TestPki::new(dir.path()).unwrap();

@@ -138,6 +138,7 @@ async fn sqlite_survives_kill_during_settlement() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs PostgreSQL (STREAMR_TEST_POSTGRES_URL)"]
 async fn postgres_survives_kill_inside_settlement_and_payout() {
     let db = PgDatabase::create().await;
     let dir = tempfile::tempdir().expect("temporary directory");

@@ -2,6 +2,7 @@
 //! connected players, aggregate throughput, per-player receive rates, stalls and start-up times;
 //! or publishes an FLV file in real time, looped, so no encoder is needed.
 #![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod play;
 mod publish;

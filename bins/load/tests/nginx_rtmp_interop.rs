@@ -8,6 +8,7 @@ use std::process::Stdio;
 use common::*;
 
 #[test]
+#[ignore = "interop: needs nginx with the RTMP module and ffmpeg"]
 fn publishes_to_and_plays_from_nginx_rtmp() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();

@@ -10,6 +10,7 @@ use streamr_media::http::{HttpServer, LiveHlsConfig};
 use streamr_media::server::{RelayServer, RelayServerConfig};
 
 #[test]
+#[ignore = "interop: needs ffmpeg (makes the input)"]
 fn rtmp_http_flv_and_hls_players_all_receive_the_stream() {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));

@@ -31,6 +31,7 @@
 //! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod accounting;
 #[cfg(feature = "fuzzing")]

@@ -4,6 +4,7 @@
 //! same URL. With `--upstream` the node relays streams from origins on demand; with
 //! `--coordinator` it joins the network (see the `streamr_node` library). Logs go to stderr (`--log-format pretty|json`, level from `RUST_LOG`, default
 //! `info`); Ctrl-C (or SIGTERM) shuts down gracefully.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 

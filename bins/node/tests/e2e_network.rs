@@ -171,6 +171,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "interop: needs ffmpeg"]
 async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_bytes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let storage: Arc<dyn Storage> = connect(&format!(

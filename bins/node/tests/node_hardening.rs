@@ -194,6 +194,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
 async fn names_that_leave_the_hls_dir_are_refused_and_write_nothing_outside() {
     let root = tempfile::tempdir().unwrap();
     // Deep enough that every escape below would still land inside `root`.
@@ -289,6 +290,7 @@ async fn names_that_leave_the_hls_dir_are_refused_and_write_nothing_outside() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
 async fn idle_rtmp_connections_neither_lock_out_publishers_nor_players_and_are_closed() {
     let node = start_node(
         &[
@@ -361,6 +363,7 @@ async fn idle_rtmp_connections_neither_lock_out_publishers_nor_players_and_are_c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
 async fn healthz_and_rtmp_keep_answering_under_a_half_sent_request_flood() {
     // An open-file limit the flood alone would exhaust without connection budgets.
     let node = start_node(
@@ -482,6 +485,7 @@ async fn declared_message_lengths_do_not_reserve_memory() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
 async fn metrics_report_real_traffic() {
     let hls = tempfile::tempdir().unwrap();
     let origin = start_node(&["--hls-dir", hls.path().to_str().unwrap()], 4096).await;

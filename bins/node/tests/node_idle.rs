@@ -11,6 +11,7 @@ use std::time::Duration;
 use streamr_node::{Node, NodeConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
 async fn an_idle_pull_stops() {
     let dir = tempfile::tempdir().unwrap();
     let local = || "127.0.0.1:0".parse().unwrap();

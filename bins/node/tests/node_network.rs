@@ -118,6 +118,7 @@ fn dead_upstream() -> std::net::SocketAddr {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "interop: needs ffmpeg"]
 async fn a_routed_viewer_plays_through_a_relay_node_with_its_grant() {
     let network = Network::start().await;
     let admin = CoordinatorClient::new(&network.url)

@@ -117,6 +117,7 @@ async fn curl(url: &str, ca: &Path) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg and curl"]
 async fn ffmpeg_publishes_and_plays_over_rtmps_and_https_and_renewals_are_served() {
     let dir = tempfile::tempdir().unwrap();
     let mut pki = TestPki::new(dir.path()).unwrap();

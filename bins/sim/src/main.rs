@@ -3,6 +3,7 @@
 //! a synthetic network with honest behaviours, the attacks A1–A10 and the threats of
 //! `--threat` (framing, fresh-key farms, idle claims, receipt withholding), and reports how
 //! well the rules did. `--adaptive` lets the attacker search its parameters for profit.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod adaptive;
 mod metrics;

@@ -28,6 +28,7 @@ macro_rules! on_both_backends {
         mod postgres {
             $(
                 #[tokio::test $runtime]
+                #[ignore = "interop: needs PostgreSQL (STREAMR_TEST_POSTGRES_URL)"]
                 async fn $scenario() {
                     let db = super::TestDb::postgres().await;
                     super::$scenario(&db).await;

@@ -5,6 +5,7 @@
 //! clock starts so the client's signing does not compete with the server being measured. The
 //! two phases alternate for `--rounds` rounds, so that load from elsewhere on the machine hits
 //! the ceiling and the heartbeats alike; the ratio is over all rounds.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
