@@ -54,7 +54,9 @@ function renderNodes(data) {
     return el('tr', {}, [
       el('th', { scope: 'row', title: n.id }, [el('code', { text: shortId(n.id) })]),
       el('td', { text: n.operator }),
-      el('td', {}, [el('span', { class: cls, text: status })]),
+      el('td', {}, n.unreachable
+        ? [el('span', { class: cls, text: status }), el('br'), el('span', { class: 'status-bad', title: n.unreachable, text: `unreachable: ${n.unreachable.replace(/^unreachable from outside: /, '')}` })]
+        : [el('span', { class: cls, text: status })]),
       num(n.availability_ppm === null ? 'not probed' : `${(n.availability_ppm / 1e4).toFixed(1)} % of ${n.probes}`),
       num(`${n.epoch_verified_viewers} / ${n.viewers}`),
       el('td', { class: 'num' }, [el('a', { href: `/nodes/${encodeURIComponent(n.id)}/report`, text: formatBytes(n.epoch_verified_bytes) })]),

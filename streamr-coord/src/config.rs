@@ -107,6 +107,14 @@ pub struct CoordConfig {
     /// Never for a public network; off by default, and announced at start and in
     /// `GET /coordinator` when on.
     pub local_trial: bool,
+    /// How often the coordinator connects back to each node's advertised RTMP and HTTP
+    /// addresses to see whether viewers can reach them (also at once when a node registers);
+    /// a node found unreachable is never routed viewers. `None` turns the checks off (the
+    /// library default, for embedders whose nodes advertise placeholder addresses; the
+    /// `streamr-coordinator` binary checks every 60 s).
+    pub reachability_interval: Option<Duration>,
+    /// A connect-back check that gets no answer within this time fails.
+    pub reachability_timeout: Duration,
 }
 
 impl std::fmt::Debug for CoordConfig {
@@ -121,6 +129,7 @@ impl std::fmt::Debug for CoordConfig {
             .field("rate_limit", &self.rate_limit)
             .field("http", &self.http)
             .field("local_trial", &self.local_trial)
+            .field("reachability_interval", &self.reachability_interval)
             .finish_non_exhaustive()
     }
 }
@@ -157,6 +166,8 @@ impl Default for CoordConfig {
             live_window: Duration::from_secs(60),
             pending_window: Duration::from_secs(30),
             local_trial: false,
+            reachability_interval: None,
+            reachability_timeout: Duration::from_secs(3),
         }
     }
 }

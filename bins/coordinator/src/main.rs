@@ -120,6 +120,24 @@ struct Args {
     /// public network; announced in the log and in `GET /coordinator`.
     #[arg(long, env = "STREAMR_LOCAL_TRIAL")]
     local_trial: bool,
+    /// Check this often (and when a node registers) whether each node's advertised RTMP and
+    /// HTTP addresses answer from here; unreachable nodes get no viewers. `off` (or 0)
+    /// disables the checks, e.g. for nodes advertising placeholder addresses.
+    #[arg(
+        long,
+        env = "STREAMR_REACHABILITY_INTERVAL",
+        default_value = "60s",
+        value_parser = duration_or_off
+    )]
+    reachability_interval: Option<Duration>,
+    /// A reachability check that gets no answer within this time fails.
+    #[arg(
+        long,
+        env = "STREAMR_REACHABILITY_TIMEOUT",
+        default_value = "3s",
+        value_parser = humantime::parse_duration
+    )]
+    reachability_timeout: Duration,
     /// Name recorded on the settlements this replica writes.
     #[arg(long)]
     replica_id: Option<String>,
@@ -127,6 +145,15 @@ struct Args {
     /// (default `info`).
     #[arg(long, env = "STREAMR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
+}
+
+/// A humantime duration (`60s`, `250ms`), or `off` (also a zero duration) for none.
+fn duration_or_off(value: &str) -> Result<Option<Duration>, String> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let duration = humantime::parse_duration(value).map_err(|error| error.to_string())?;
+    Ok((!duration.is_zero()).then_some(duration))
 }
 
 fn init_tracing(format: LogFormat) {
@@ -235,6 +262,8 @@ async fn main() -> anyhow::Result<()> {
     config.http.header_read_timeout = Duration::from_millis(args.http_header_timeout_ms);
     config.http.body_timeout = Duration::from_millis(args.http_body_timeout_ms);
     config.local_trial = args.local_trial;
+    config.reachability_interval = args.reachability_interval;
+    config.reachability_timeout = args.reachability_timeout;
     if args.local_trial {
         tracing::warn!(
             "LOCAL TRIAL MODE (--local-trial): every node and viewer counts as a network of its \

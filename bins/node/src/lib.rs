@@ -40,6 +40,7 @@ pub mod grants;
 pub mod identity;
 mod metrics;
 mod network;
+mod reachability;
 mod report_queue;
 pub mod viewer;
 
@@ -467,6 +468,7 @@ impl Node {
             hls_segments: Arc::default(),
             puller,
             hub: hub.clone(),
+            reachability: Arc::default(),
         });
         let mut tasks = vec![tokio::spawn(count_segments(
             hls.segment_notices(),
@@ -554,6 +556,7 @@ impl Node {
                     pinned: config.coordinator.as_ref().and_then(|c| c.key),
                     grants: gate.grants.clone(),
                     joined: joined.clone(),
+                    reachability: node_metrics.reachability.clone(),
                 };
                 tasks.push(tokio::spawn(network::join_then_heartbeat(
                     join,

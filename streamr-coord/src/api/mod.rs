@@ -112,6 +112,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/nodes/deregister", post(nodes::deregister))
         .route("/nodes/{id}", get(nodes::get_one))
         .route("/nodes/{id}/stats", get(nodes::stats))
+        .route("/nodes/{id}/reachability", get(nodes::reachability))
         .route("/nodes/{id}/earnings", get(ledger::earnings))
         .route("/probes", post(nodes::report_probe))
         .route("/epochs", get(ledger::list_epochs))

@@ -85,6 +85,9 @@ pub(crate) struct NodeRow {
     availability_ppm: Option<u64>,
     probes: usize,
     streams: Vec<String>,
+    /// Set when the coordinator could not connect back to the node's advertised addresses:
+    /// which ports its operator must forward (no viewers are routed to it meanwhile).
+    unreachable: Option<String>,
 }
 
 /// One settled epoch and what each node earned in it.
@@ -315,6 +318,20 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
             .or_default()
             .push(prefix.prefix);
     }
+    let mut unreachable: BTreeMap<String, String> = BTreeMap::new();
+    if config.reachability_interval.is_some() {
+        let listed = storage.list_nodes().await?;
+        for record in storage.reachability().await? {
+            let current = listed
+                .iter()
+                .any(|n| n.id == record.node_id && record.is_for(n));
+            if let (true, Some(hint)) =
+                (current, crate::workers::reachability::forward_hint(&record))
+            {
+                unreachable.insert(record.node_id, hint);
+            }
+        }
+    }
     let nodes = storage
         .list_nodes()
         .await?
@@ -332,6 +349,7 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
                 }),
                 probes: results.map_or(0, Vec::len),
                 streams: streams_of(&n.streams_json),
+                unreachable: unreachable.remove(&n.id),
                 id: n.id,
                 operator: n.operator,
                 http_url: n.http_url,
