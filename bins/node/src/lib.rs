@@ -39,6 +39,7 @@ mod gate;
 pub mod grants;
 pub mod identity;
 mod metrics;
+pub mod nat;
 mod network;
 mod reachability;
 mod report_queue;
@@ -136,6 +137,9 @@ pub struct NodeConfig {
     pub rtmp_limits: RtmpLimits,
     /// HTTP connection limits and deadlines.
     pub http_limits: HttpLimits,
+    /// Port mappings on the LAN's router (UPnP-IGD) for listeners off loopback; a mapped
+    /// listener is advertised at its external address unless `advertise_*` says otherwise.
+    pub nat: nat::NatConfig,
 }
 
 /// The RTMP listener's connection budget and the deadline of each connection state. The RTMP
@@ -248,6 +252,7 @@ impl Default for NodeConfig {
             batch_delay: BatchPolicy::default().delay,
             rtmp_limits: RtmpLimits::default(),
             http_limits: HttpLimits::default(),
+            nat: nat::NatConfig::default(),
         }
     }
 }
@@ -310,6 +315,8 @@ pub struct RunningNode {
         KeyPair,
         Arc<std::sync::atomic::AtomicBool>,
     )>,
+    /// Port mappings on the router, removed on shutdown.
+    port_mappings: Option<nat::PortMappings>,
 }
 
 impl Node {
@@ -532,6 +539,30 @@ impl Node {
             }
         });
 
+        let mut listeners = vec![
+            nat::Listener {
+                what: "RTMP",
+                addr: rtmp.local_addr(),
+            },
+            nat::Listener {
+                what: "HTTP",
+                addr: http_addr,
+            },
+        ];
+        if let Some(rtmps) = &rtmps {
+            listeners.push(nat::Listener {
+                what: "RTMPS",
+                addr: rtmps.local_addr(),
+            });
+        }
+        if let Some(addr) = https_addr {
+            listeners.push(nat::Listener {
+                what: "HTTPS",
+                addr,
+            });
+        }
+        let port_mappings = nat::map_ports(config.nat, &listeners).await;
+        let mapped = |what: &str| port_mappings.as_ref().and_then(|m| m.external(what));
         let mut leave = None;
         if let Some(client) = client {
             if relay_role {
@@ -541,10 +572,12 @@ impl Node {
                     rtmp_url: config
                         .advertise_rtmp
                         .clone()
+                        .or_else(|| mapped("RTMP").map(|a| format!("rtmp://{a}/live")))
                         .unwrap_or_else(|| format!("rtmp://{}/live", rtmp.local_addr())),
                     http_url: config
                         .advertise_http
                         .clone()
+                        .or_else(|| mapped("HTTP").map(|a| format!("http://{a}")))
                         .unwrap_or_else(|| format!("http://{http_addr}")),
                     capacity_kbps: config.capacity_kbps,
                 };
@@ -598,6 +631,7 @@ impl Node {
             stop,
             tasks,
             leave,
+            port_mappings,
         })
     }
 }
@@ -701,6 +735,9 @@ impl RunningNode {
             if joined.load(std::sync::atomic::Ordering::Acquire) {
                 network::deregister(client, key).await;
             }
+        }
+        if let Some(mappings) = self.port_mappings {
+            mappings.remove().await;
         }
         self.stop.cancel();
         for task in self.tasks {

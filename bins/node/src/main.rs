@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser, ValueEnum};
 use streamr_core::CoordinatorKey;
+use streamr_node::nat::{NatConfig, NatMode};
 use streamr_node::{CoordinatorConfig, HttpLimits, Node, NodeConfig, RtmpLimits};
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
@@ -210,6 +211,18 @@ struct Args {
           value_parser = humantime::parse_duration)]
     http_body_timeout: Duration,
 
+    /// Map the listeners' TCP ports on the LAN's router with UPnP-IGD (`auto`), logging the
+    /// external address, or leave the router alone (`off`). Listeners on loopback are never
+    /// mapped; a mapped listener is advertised at its external address unless --advertise-*
+    /// says otherwise. Mappings are renewed and removed on shutdown.
+    #[arg(long, env = "STREAMR_NAT", value_enum, default_value_t = NatMode::Auto)]
+    nat: NatMode,
+
+    /// Lease asked for each port mapping (renewed at half of it).
+    #[arg(long, env = "STREAMR_NAT_LEASE", default_value = "1h",
+          value_parser = humantime::parse_duration)]
+    nat_lease: Duration,
+
     /// Log line format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "STREAMR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
@@ -298,6 +311,11 @@ impl Args {
                 write_timeout: self.rtmp_write_timeout,
             },
             http_limits,
+            nat: NatConfig {
+                mode: self.nat,
+                lease: self.nat_lease,
+                ..NatConfig::default()
+            },
             ..NodeConfig::default()
         }
     }

@@ -25,6 +25,8 @@ use crate::WorkerError;
 /// RTMP's handshake: version byte C0/S0, then 1536-byte C1/S1.
 const RTMP_VERSION: u8 = 3;
 const RTMP_HANDSHAKE_LEN: usize = 1536;
+/// An unreachable node is checked again at least this often (milliseconds).
+const UNREACHABLE_RECHECK_MS: i64 = 10_000;
 
 /// Where a URL points: host (IPv6 without brackets) and TCP port.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,8 +269,15 @@ pub(crate) async fn reachability_round(
             continue;
         }
         let previous = checked.iter().find(|r| r.node_id == node.id);
-        let due = previous
-            .is_none_or(|r| !r.is_for(&node) || now.saturating_sub(r.checked_at_ms) >= interval_ms);
+        // An unreachable node is re-checked sooner: its operator may be forwarding the port.
+        let due = previous.is_none_or(|r| {
+            let every = if r.reachable() {
+                interval_ms
+            } else {
+                interval_ms.min(UNREACHABLE_RECHECK_MS)
+            };
+            !r.is_for(&node) || now.saturating_sub(r.checked_at_ms) >= every
+        });
         if due {
             check_and_store(state, client, &node, previous).await?;
         }
