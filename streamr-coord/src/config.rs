@@ -115,6 +115,11 @@ pub struct CoordConfig {
     pub reachability_interval: Option<Duration>,
     /// A connect-back check that gets no answer within this time fails.
     pub reachability_timeout: Duration,
+    /// Reverse proxies in front of the coordinator: only for requests from these is the
+    /// client address taken from `Forwarded` / `X-Forwarded-For` (for the rate limit, grant
+    /// budgets by prefix and nodes' observed prefixes), and only these may hold more
+    /// connections than one client may. None by default.
+    pub trusted_proxies: streamr_net::TrustedProxies,
 }
 
 impl std::fmt::Debug for CoordConfig {
@@ -130,6 +135,7 @@ impl std::fmt::Debug for CoordConfig {
             .field("http", &self.http)
             .field("local_trial", &self.local_trial)
             .field("reachability_interval", &self.reachability_interval)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
@@ -168,6 +174,7 @@ impl Default for CoordConfig {
             local_trial: false,
             reachability_interval: None,
             reachability_timeout: Duration::from_secs(3),
+            trusted_proxies: streamr_net::TrustedProxies::default(),
         }
     }
 }

@@ -21,7 +21,9 @@
 #![forbid(unsafe_code)]
 
 pub mod budget;
+pub mod forwarded;
 pub mod http;
 
 pub use budget::{BudgetLimits, BudgetRefusal, BudgetStats, ConnectionBudget, ConnectionPermit};
+pub use forwarded::{client_ip, Cidr, ClientIp, TrustedProxies};
 pub use http::HttpLimits;

@@ -138,6 +138,16 @@ struct Args {
         value_parser = humantime::parse_duration
     )]
     reachability_timeout: Duration,
+    /// A reverse proxy (address or CIDR block) in front of the coordinator; repeatable, or
+    /// comma-separated in STREAMR_TRUSTED_PROXIES. Only for requests from these is the client
+    /// address taken from `Forwarded` / `X-Forwarded-For` (rate limit, grant budgets, node
+    /// prefixes), and only these may hold more connections than one client.
+    #[arg(
+        long = "trusted-proxy",
+        env = "STREAMR_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<streamr_net::Cidr>,
     /// Name recorded on the settlements this replica writes.
     #[arg(long)]
     replica_id: Option<String>,
@@ -264,6 +274,7 @@ async fn main() -> anyhow::Result<()> {
     config.local_trial = args.local_trial;
     config.reachability_interval = args.reachability_interval;
     config.reachability_timeout = args.reachability_timeout;
+    config.trusted_proxies = streamr_net::TrustedProxies::new(args.trusted_proxies.clone());
     if args.local_trial {
         tracing::warn!(
             "LOCAL TRIAL MODE (--local-trial): every node and viewer counts as a network of its \

@@ -140,6 +140,8 @@ pub struct NodeConfig {
     /// Port mappings on the LAN's router (UPnP-IGD) for listeners off loopback; a mapped
     /// listener is advertised at its external address unless `advertise_*` says otherwise.
     pub nat: nat::NatConfig,
+    /// Reverse proxies in front of the HTTP listener: held to the connection total only.
+    pub trusted_proxies: streamr_net::TrustedProxies,
 }
 
 /// The RTMP listener's connection budget and the deadline of each connection state. The RTMP
@@ -253,6 +255,7 @@ impl Default for NodeConfig {
             rtmp_limits: RtmpLimits::default(),
             http_limits: HttpLimits::default(),
             nat: nat::NatConfig::default(),
+            trusted_proxies: streamr_net::TrustedProxies::default(),
         }
     }
 }
@@ -467,7 +470,10 @@ impl Node {
         }
         let hls = LiveHls::start(hub.clone(), hls_config, stop.clone());
         let notices = hls.segment_notices();
-        let http_budget = config.http_limits.budget();
+        let http_budget = config
+            .http_limits
+            .budget()
+            .trusting(config.trusted_proxies.clone());
         let node_metrics = Arc::new(metrics::NodeMetrics {
             rtmp: rtmp.metrics_source(),
             http_budget: http_budget.clone(),

@@ -223,6 +223,16 @@ struct Args {
           value_parser = humantime::parse_duration)]
     nat_lease: Duration,
 
+    /// A reverse proxy (address or CIDR block) in front of the HTTP listener; repeatable, or
+    /// comma-separated in STREAMR_TRUSTED_PROXIES. Many viewers share a proxy's address, so it
+    /// is held to the HTTP connection total only, not to the per-client limit.
+    #[arg(
+        long = "trusted-proxy",
+        env = "STREAMR_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<streamr_net::Cidr>,
+
     /// Log line format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "STREAMR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
@@ -311,6 +321,7 @@ impl Args {
                 write_timeout: self.rtmp_write_timeout,
             },
             http_limits,
+            trusted_proxies: streamr_net::TrustedProxies::new(self.trusted_proxies),
             nat: NatConfig {
                 mode: self.nat,
                 lease: self.nat_lease,
