@@ -21,6 +21,8 @@
 #![forbid(unsafe_code)]
 
 pub mod budget;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod forwarded;
 pub mod http;
 
