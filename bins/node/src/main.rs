@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 use streamr_core::CoordinatorKey;
 use streamr_node::nat::{NatConfig, NatMode};
 use streamr_node::{CoordinatorConfig, HttpLimits, Node, NodeConfig, RtmpLimits};
@@ -30,6 +30,11 @@ enum LogFormat {
 #[derive(Debug, Parser)]
 #[command(name = "streamr-node", version, about)]
 struct Args {
+    /// A TOML file of settings whose keys are these long flag names (`http-listen =
+    /// "0.0.0.0:8080"`); flags and variables override it.
+    #[arg(long, env = "STREAMR_CONFIG")]
+    config: Option<PathBuf>,
+
     /// Address the RTMP server listens on.
     #[arg(long, env = "STREAMR_RTMP_LISTEN", default_value = "127.0.0.1:1935")]
     rtmp_listen: SocketAddr,
@@ -334,7 +339,8 @@ impl Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = Args::parse();
+    let argv = streamr_net::cli::with_config_file(&Args::command(), std::env::args_os().collect())?;
+    let mut args = Args::parse_from(argv);
     init_logging(args.log_format);
     if args.coordinator_public_key.is_none() {
         if let Ok(old) = std::env::var("STREAMR_COORDINATOR_KEY") {
@@ -385,6 +391,35 @@ async fn main() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_flag_has_its_variable_and_its_row_in_the_docs() {
+        let command = Args::command();
+        assert_eq!(
+            streamr_net::cli::convention_violations(&command),
+            Vec::<String>::new()
+        );
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operators.md");
+        if let Err(problems) = streamr_net::cli::check_docs(&command, &docs) {
+            panic!("{problems}");
+        }
+    }
+
+    #[test]
+    fn nat_and_proxies_have_flags_and_variables() {
+        let args = Args::try_parse_from(["streamr-node"]).unwrap();
+        assert_eq!(args.nat, NatMode::Auto, "mapping is on by default");
+        let args = Args::try_parse_from([
+            "streamr-node",
+            "--nat",
+            "off",
+            "--trusted-proxy",
+            "10.0.0.0/8,192.0.2.1",
+        ])
+        .unwrap();
+        assert_eq!(args.nat, NatMode::Off);
+        assert_eq!(args.trusted_proxies.len(), 2);
+    }
 
     #[test]
     fn defaults_match_the_documented_node() {
