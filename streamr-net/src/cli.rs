@@ -213,6 +213,15 @@ pub fn convention_violations(command: &Command) -> Vec<String> {
     out
 }
 
+/// A duration flag's value: humantime (`30s`, `1m`), or a bare number of seconds as the older
+/// `-secs` flags took.
+pub fn seconds_or_duration(value: &str) -> Result<std::time::Duration, String> {
+    match value.trim().parse::<u64>() {
+        Ok(secs) => Ok(std::time::Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(value).map_err(|error| error.to_string()),
+    }
+}
+
 fn documented(arg: &clap::Arg) -> bool {
     !arg.is_hide_set()
         && arg.get_long().is_some()
