@@ -71,16 +71,24 @@ fn config_path(args: &[OsString]) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// Whether the command line already gives `arg` (by its long name or an alias).
+/// Whether the command line already gives `arg` (by its long name, an alias or its short
+/// letter).
 fn given(args: &[OsString], arg: &clap::Arg) -> bool {
     let mut names: Vec<&str> = arg.get_long().into_iter().collect();
     names.extend(arg.get_all_aliases().unwrap_or_default());
-    args.iter().filter_map(|a| a.to_str()).any(|a| {
-        names.iter().any(|name| {
+    let mut shorts: Vec<char> = arg.get_short().into_iter().collect();
+    shorts.extend(arg.get_all_short_aliases().unwrap_or_default());
+    args.iter().skip(1).filter_map(|a| a.to_str()).any(|a| {
+        let long = names.iter().any(|name| {
             a.strip_prefix("--")
                 .and_then(|rest| rest.strip_prefix(name))
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
-        })
+        });
+        let short = !a.starts_with("--")
+            && a.strip_prefix('-')
+                .and_then(|rest| rest.chars().next())
+                .is_some_and(|c| shorts.contains(&c));
+        long || short
     })
 }
 
@@ -386,6 +394,12 @@ mod tests {
                     .action(ArgAction::Append),
             )
             .arg(
+                Arg::new("duration")
+                    .short('d')
+                    .long("duration")
+                    .env("STREAMR_TEST_DURATION_X"),
+            )
+            .arg(
                 Arg::new("config")
                     .long("config")
                     .env("STREAMR_TEST_CONFIG_X"),
@@ -414,6 +428,15 @@ mod tests {
         assert!(matches.get_flag("trial"));
         let peers: Vec<&String> = matches.get_many::<String>("peer").unwrap().collect();
         assert_eq!(peers, ["x", "y"]);
+        std::fs::write(&file, "listen = \"b\"\nduration = \"5s\"\n").unwrap();
+        let short =
+            with_config_file(&command(), os(&["bin", "-d", "1s", "--config", path])).unwrap();
+        let matches = command().get_matches_from(short);
+        assert_eq!(
+            matches.get_one::<String>("duration").unwrap(),
+            "1s",
+            "-d beats the file"
+        );
         let flag_wins =
             with_config_file(&command(), os(&["bin", "--listen=c", "--config", path])).unwrap();
         let matches = command().get_matches_from(flag_wins);
@@ -430,7 +453,10 @@ mod tests {
             table.contains("| `--listen` | `STREAMR_TEST_LISTEN_X` | `a` |"),
             "{table}"
         );
-        assert_eq!(flags_in(&table), ["listen", "trial", "peer", "config"]);
+        assert_eq!(
+            flags_in(&table),
+            ["listen", "trial", "peer", "duration", "config"]
+        );
         let dir = tempfile_dir();
         let doc = dir.join("doc.md");
         std::fs::write(
