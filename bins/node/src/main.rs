@@ -216,8 +216,8 @@ struct Args {
           value_parser = humantime::parse_duration)]
     http_body_timeout: Duration,
 
-    /// Map the listeners' TCP ports on the LAN's router with UPnP-IGD (`auto`), logging the
-    /// external address, or leave the router alone (`off`). Listeners on loopback are never
+    /// Map the listeners' TCP ports on the LAN's router with UPnP-IGD, else PCP or NAT-PMP
+    /// (`auto`), logging the external address, or leave the router alone (`off`). Listeners on loopback are never
     /// mapped; a mapped listener is advertised at its external address unless --advertise-*
     /// says otherwise. Mappings are renewed and removed on shutdown.
     #[arg(long, env = "STREAMR_NAT", value_enum, default_value_t = NatMode::Auto)]

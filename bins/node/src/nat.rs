@@ -1,8 +1,9 @@
-//! Port mappings on a home router (UPnP-IGD), so a friend's node behind NAT can be reached
-//! without forwarding ports by hand.
+//! Port mappings on a home router (UPnP-IGD, else PCP or NAT-PMP), so a friend's node behind
+//! NAT can be reached without forwarding ports by hand.
 //!
 //! With [`NatMode::Auto`] (the default) the node looks for an Internet Gateway Device on its
-//! LAN, maps each listener's TCP port (same external port when free, any other port when not),
+//! LAN (and, when none answers, asks the default gateway over PCP, falling back to NAT-PMP),
+//! maps each listener's TCP port (same external port when free, any other port when not),
 //! logs the external address viewers can reach, renews the leases at half their length and
 //! removes the mappings on shutdown. Listeners on loopback are never mapped (nothing outside
 //! the host could reach them), and nothing is searched for when no listener can be mapped.
@@ -90,18 +91,30 @@ async fn local_address_towards(gateway: SocketAddr) -> std::io::Result<Ipv4Addr>
     }
 }
 
+/// The router the mappings were made on.
+enum Router {
+    /// A UPnP Internet Gateway Device.
+    Igd(Gateway<Tokio>),
+    /// The default gateway, over PCP or NAT-PMP (the renewer holds the mappings).
+    Pcp,
+}
+
 /// Port mappings in force, renewed until [`PortMappings::remove`].
 pub struct PortMappings {
-    gateway: Gateway<Tokio>,
+    router: Router,
     mappings: Vec<Mapping>,
     stop: CancellationToken,
-    renewer: Option<tokio::task::JoinHandle<()>>,
+    renewer: Option<tokio::task::JoinHandle<Vec<crab_nat::PortMapping>>>,
 }
 
 impl std::fmt::Debug for PortMappings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let router = match &self.router {
+            Router::Igd(gateway) => format!("UPnP-IGD {}", gateway.addr),
+            Router::Pcp => "PCP/NAT-PMP".to_owned(),
+        };
         f.debug_struct("PortMappings")
-            .field("gateway", &self.gateway.addr)
+            .field("router", &router)
             .field("mappings", &self.mappings)
             .finish_non_exhaustive()
     }
@@ -124,12 +137,31 @@ impl PortMappings {
     /// Stops renewing and removes every mapping from the router.
     pub async fn remove(mut self) {
         self.stop.cancel();
-        if let Some(renewer) = self.renewer.take() {
-            let _ = renewer.await;
-        }
+        let held = match self.renewer.take() {
+            Some(renewer) => renewer.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let gateway = match &self.router {
+            Router::Igd(gateway) => gateway,
+            Router::Pcp => {
+                for mapping in held {
+                    let port = mapping.external_port().get();
+                    let what = self
+                        .mappings
+                        .iter()
+                        .find(|m| m.external.port() == port)
+                        .map_or("", |m| m.what);
+                    match mapping.try_drop().await {
+                        Ok(()) => info!(what, external_port = port, "NAT: port mapping removed"),
+                        Err((error, _)) => warn!(what, external_port = port, %error,
+                            "NAT: the router did not remove the port mapping (it ends with its lease)"),
+                    }
+                }
+                return;
+            }
+        };
         for mapping in &self.mappings {
-            match self
-                .gateway
+            match gateway
                 .remove_port(PortMappingProtocol::TCP, mapping.external.port())
                 .await
             {
@@ -204,10 +236,16 @@ pub async fn map_ports(config: NatConfig, listeners: &[Listener]) -> Option<Port
     let gateway = match search_gateway(options).await {
         Ok(gateway) => gateway,
         Err(error) => {
-            warn!(%error, "NAT: no UPnP-IGD router answered; if this node is behind a router, \
-                forward {} to this machine by hand (or enable UPnP on the router)",
-                ports.join(" and "));
-            return None;
+            info!(%error, "NAT: no UPnP-IGD router answered; trying PCP and NAT-PMP");
+            let mapped = map_with_pcp(config, &wanted).await;
+            if mapped.is_none() {
+                warn!(
+                    "NAT: no router mapped the ports (UPnP-IGD, PCP and NAT-PMP); if this node \
+                    is behind a router, forward {} to this machine by hand",
+                    ports.join(" and ")
+                );
+            }
+            return mapped;
         }
     };
     let local = match local_address_towards(gateway.addr).await {
@@ -265,7 +303,7 @@ pub async fn map_ports(config: NatConfig, listeners: &[Listener]) -> Option<Port
     }
     let stop = CancellationToken::new();
     let renewer = (granted_lease > 0).then(|| {
-        tokio::spawn(renew(
+        tokio::spawn(renew_igd(
             gateway.clone(),
             mappings.clone(),
             Duration::from_secs(u64::from(granted_lease) / 2).max(Duration::from_secs(1)),
@@ -274,24 +312,154 @@ pub async fn map_ports(config: NatConfig, listeners: &[Listener]) -> Option<Port
         ))
     });
     Some(PortMappings {
-        gateway,
+        router: Router::Igd(gateway),
         mappings,
         stop,
         renewer,
     })
 }
 
+/// The IPv4 default gateway from the kernel's routing table (Linux), if any.
+fn default_gateway() -> Option<Ipv4Addr> {
+    let table = std::fs::read_to_string("/proc/net/route").ok()?;
+    parse_default_gateway(&table)
+}
+
+/// The gateway of the default route in `/proc/net/route` text.
+fn parse_default_gateway(table: &str) -> Option<Ipv4Addr> {
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (destination, gateway) = (fields.get(1)?, fields.get(2)?);
+        if *destination != "00000000" {
+            return None;
+        }
+        let raw = u32::from_str_radix(gateway, 16).ok()?;
+        Some(Ipv4Addr::from(raw.to_le_bytes())).filter(|ip| !ip.is_unspecified())
+    })
+}
+
+/// Maps `wanted` on the default gateway over PCP, falling back to NAT-PMP.
+async fn map_with_pcp(config: NatConfig, wanted: &[Listener]) -> Option<PortMappings> {
+    use crab_nat::{InternetProtocol, PortMappingOptions, PortMappingType, TimeoutConfig};
+    let gateway = default_gateway()?;
+    let local = local_address_towards(SocketAddr::from((gateway, 5351)))
+        .await
+        .ok()?;
+    let timeouts = TimeoutConfig {
+        initial_timeout: Duration::from_millis(250),
+        max_retries: 2,
+        max_retry_timeout: Some(config.search_timeout),
+    };
+    let lease = u32::try_from(config.lease.as_secs()).unwrap_or(u32::MAX);
+    let mut held = Vec::new();
+    let mut mappings = Vec::new();
+    for listener in wanted {
+        let Some(port) = std::num::NonZeroU16::new(listener.addr.port()) else {
+            continue;
+        };
+        let options = PortMappingOptions {
+            external_port: Some(port),
+            lifetime_seconds: Some(lease),
+            timeout_config: Some(timeouts),
+        };
+        let mapping = match crab_nat::PortMapping::new(
+            gateway.into(),
+            IpAddr::V4(local),
+            InternetProtocol::Tcp,
+            port,
+            options,
+        )
+        .await
+        {
+            Ok(mapping) => mapping,
+            Err(error) => {
+                debug!(what = listener.what, %error, gateway = %gateway, "NAT: PCP/NAT-PMP mapping refused");
+                continue;
+            }
+        };
+        let (protocol, external_ip) = match mapping.mapping_type() {
+            PortMappingType::Pcp { external_ip, .. } => ("PCP", Some(external_ip)),
+            PortMappingType::NatPmp => (
+                "NAT-PMP",
+                crab_nat::natpmp::external_address(gateway.into(), Some(timeouts))
+                    .await
+                    .ok()
+                    .map(IpAddr::V4),
+            ),
+        };
+        let Some(external_ip) = external_ip else {
+            warn!(
+                what = listener.what,
+                "NAT: the router does not say its external address"
+            );
+            held.push(mapping);
+            continue;
+        };
+        let record = Mapping {
+            what: listener.what,
+            internal: SocketAddrV4::new(local, port.get()),
+            external: SocketAddr::new(external_ip, mapping.external_port().get()),
+        };
+        info!(what = record.what, internal = %record.internal, external = %record.external,
+            gateway = %gateway, lease_secs = mapping.lifetime(), protocol,
+            "NAT: port mapped on the router; viewers reach this node at the external address");
+        mappings.push(record);
+        held.push(mapping);
+    }
+    if held.is_empty() {
+        return None;
+    }
+    let stop = CancellationToken::new();
+    let renewer = tokio::spawn(renew_pcp(held, stop.clone()));
+    Some(PortMappings {
+        router: Router::Pcp,
+        mappings,
+        stop,
+        renewer: Some(renewer),
+    })
+}
+
+/// Renews PCP/NAT-PMP mappings at half their lifetime until `stop`; hands them back for
+/// removal.
+async fn renew_pcp(
+    mut held: Vec<crab_nat::PortMapping>,
+    stop: CancellationToken,
+) -> Vec<crab_nat::PortMapping> {
+    loop {
+        let lifetime = held
+            .iter()
+            .map(crab_nat::PortMapping::lifetime)
+            .min()
+            .unwrap_or(0);
+        let every = Duration::from_secs(u64::from(lifetime) / 2).max(Duration::from_secs(1));
+        tokio::select! {
+            _ = stop.cancelled() => return held,
+            _ = tokio::time::sleep(every) => {}
+        }
+        for mapping in &mut held {
+            match mapping.renew().await {
+                Ok(()) => debug!(
+                    external_port = mapping.external_port(),
+                    "NAT: lease renewed"
+                ),
+                Err(error) => warn!(external_port = mapping.external_port(), %error,
+                    "NAT: renewing the port mapping failed; retrying at the next renewal"),
+            }
+        }
+    }
+}
+
 /// Renews `mappings` every `every` until `stop`.
-async fn renew(
+async fn renew_igd(
     gateway: Gateway<Tokio>,
     mappings: Vec<Mapping>,
     every: Duration,
     lease: u32,
     stop: CancellationToken,
-) {
+) -> Vec<crab_nat::PortMapping> {
     loop {
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => return Vec::new(),
             _ = tokio::time::sleep(every) => {}
         }
         for mapping in &mappings {
@@ -319,6 +487,18 @@ async fn renew(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_gateway_is_read_from_the_routing_table() {
+        let table = "Iface\tDestination\tGateway \tFlags\n\
+                     eth0\t0000A8C0\t00000000\t0001\n\
+                     eth0\t00000000\t0100A8C0\t0003\n";
+        assert_eq!(
+            parse_default_gateway(table),
+            Some(Ipv4Addr::new(192, 168, 0, 1))
+        );
+        assert_eq!(parse_default_gateway("Iface\n"), None);
+    }
 
     #[test]
     fn only_ipv4_listeners_off_loopback_are_mapped() {

@@ -115,12 +115,23 @@ fn dnat_rules(router: &str) -> String {
 
 #[test]
 fn the_node_maps_renews_and_removes_its_ports_on_a_real_igd() {
+    round_trip("u", true);
+}
+
+/// The same router with UPnP off: the node falls back to PCP (NAT-PMP where PCP is refused)
+/// at its default gateway.
+#[test]
+fn without_upnp_the_node_maps_its_ports_over_pcp() {
+    round_trip("p", false);
+}
+
+fn round_trip(tag: &str, upnp: bool) {
     if !available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let id = std::process::id() % 100_000;
-    let subnet = 1 + id % 250;
+    let id = format!("{}{tag}", std::process::id() % 100_000);
+    let subnet = 1 + std::process::id() % 120 + if upnp { 0 } else { 120 };
     let (router, lan, wan) = (
         format!("sp-router-{id}"),
         format!("sp-lan-{id}"),
@@ -217,14 +228,15 @@ fn the_node_maps_renews_and_removes_its_ports_on_a_real_igd() {
     std::fs::write(
         &config,
         format!(
-            "ext_ifname={wan_if}\nlistening_ip={rlan_if}\nport=5000\nenable_upnp=yes\n\
-             enable_natpmp=yes\nsecure_mode=yes\nsystem_uptime=yes\n\
+            "ext_ifname={wan_if}\nlistening_ip={rlan_if}\nport=5000\nenable_upnp={}\n\
+             enable_natpmp=yes\nsecure_mode=yes\nsystem_uptime=yes\nmin_lifetime=1\n\
              uuid=3e7d5e4c-1111-4c2e-9a0b-0123456789ab\n\
              upnp_table_name=filter\nupnp_nat_table_name=filter\n\
              upnp_forward_chain=miniupnpd\nupnp_nat_chain=prerouting_miniupnpd\n\
              upnp_nat_postrouting_chain=postrouting_miniupnpd\n\
              allow 1024-65535 10.77.{subnet}.0/24 1024-65535\n\
-             deny 0-65535 0.0.0.0/0 0-65535\n"
+             deny 0-65535 0.0.0.0/0 0-65535\n",
+            if upnp { "yes" } else { "no" }
         ),
     )
     .unwrap();
@@ -286,7 +298,10 @@ fn the_node_maps_renews_and_removes_its_ports_on_a_real_igd() {
     for (what, port) in [("RTMP", rtmp_port), ("HTTP", http_port)] {
         let external = format!("{external_ip}:{port}");
         wait_for(&format!("{what} mapped to {external}"), &|line| {
-            line.contains("port mapped") && line.contains(&external) && line.contains(what)
+            line.contains("port mapped")
+                && line.contains(&external)
+                && line.contains(what)
+                && (upnp || line.contains("PCP") || line.contains("NAT-PMP"))
         });
     }
     let rules = dnat_rules(&router);
