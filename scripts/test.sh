@@ -22,6 +22,9 @@ declare -A PACKAGE_OF=(
   [runuser]=util-linux
   [sqlite3]=sqlite3
   [systemd-analyze]=systemd
+  # The node's UPnP-IGD port mapping is tested against a real router daemon in namespaces.
+  [miniupnpd]="miniupnpd-nftables miniupnpd"
+  [nft]=nftables
 )
 
 missing_packages=()

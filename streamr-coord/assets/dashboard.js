@@ -54,7 +54,9 @@ function renderNodes(data) {
     return el('tr', {}, [
       el('th', { scope: 'row', title: n.id }, [el('code', { text: shortId(n.id) })]),
       el('td', { text: n.operator }),
-      el('td', {}, [el('span', { class: cls, text: status })]),
+      el('td', {}, n.unreachable
+        ? [el('span', { class: cls, text: status }), el('br'), el('span', { class: 'status-bad', title: n.unreachable, text: `unreachable: ${n.unreachable.replace(/^unreachable from outside: /, '')}` })]
+        : [el('span', { class: cls, text: status })]),
       el('td', { class: 'wrap' }, [el('span', {
         class: `health health-${n.health}`, title: n.health_reason, text: `${n.health}: ${n.health_reason}`,
       })]),

@@ -326,6 +326,15 @@ impl CoordinatorClient {
         self.get(&format!("/nodes/{node_id}")).await
     }
 
+    /// `GET /nodes/{id}/reachability`: whether the coordinator can connect back to the node's
+    /// advertised addresses, and which port to forward when not.
+    pub async fn reachability(
+        &self,
+        node_id: &str,
+    ) -> Result<crate::wire::ReachabilityReport, ClientError> {
+        self.get(&format!("/nodes/{node_id}/reachability")).await
+    }
+
     /// `POST /streams` (admin): creates a stream; the answer holds its stream key. The stream
     /// binds its origin node on the first signed publish check.
     pub async fn create_stream(

@@ -107,6 +107,19 @@ pub struct CoordConfig {
     /// Never for a public network; off by default, and announced at start and in
     /// `GET /coordinator` when on.
     pub local_trial: bool,
+    /// How often the coordinator connects back to each node's advertised RTMP and HTTP
+    /// addresses to see whether viewers can reach them (also at once when a node registers);
+    /// a node found unreachable is never routed viewers. `None` turns the checks off (the
+    /// library default, for embedders whose nodes advertise placeholder addresses; the
+    /// `streamr-coordinator` binary checks every 60 s).
+    pub reachability_interval: Option<Duration>,
+    /// A connect-back check that gets no answer within this time fails.
+    pub reachability_timeout: Duration,
+    /// Reverse proxies in front of the coordinator: only for requests from these is the
+    /// client address taken from `Forwarded` / `X-Forwarded-For` (for the rate limit, grant
+    /// budgets by prefix and nodes' observed prefixes), and only these may hold more
+    /// connections than one client may. None by default.
+    pub trusted_proxies: streamr_net::TrustedProxies,
 }
 
 impl std::fmt::Debug for CoordConfig {
@@ -121,6 +134,8 @@ impl std::fmt::Debug for CoordConfig {
             .field("rate_limit", &self.rate_limit)
             .field("http", &self.http)
             .field("local_trial", &self.local_trial)
+            .field("reachability_interval", &self.reachability_interval)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish_non_exhaustive()
     }
 }
@@ -157,6 +172,9 @@ impl Default for CoordConfig {
             live_window: Duration::from_secs(60),
             pending_window: Duration::from_secs(30),
             local_trial: false,
+            reachability_interval: None,
+            reachability_timeout: Duration::from_secs(3),
+            trusted_proxies: streamr_net::TrustedProxies::default(),
         }
     }
 }

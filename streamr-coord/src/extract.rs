@@ -74,7 +74,8 @@ where
 }
 
 /// The client's IP address when the server was started with connect info (absent otherwise,
-/// e.g. when the router is driven directly in tests).
+/// e.g. when the router is driven directly in tests): the TCP peer's, or behind a trusted
+/// reverse proxy the address its forwarding headers name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerIp(pub Option<std::net::IpAddr>);
 
@@ -82,11 +83,15 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(PeerIp(
+        let client = parts
+            .extensions
+            .get::<streamr_net::ClientIp>()
+            .map(|client| client.0);
+        Ok(PeerIp(client.or_else(|| {
             parts
                 .extensions
                 .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|info| info.0.ip()),
-        ))
+                .map(|info| info.0.ip())
+        })))
     }
 }

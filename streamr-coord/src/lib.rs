@@ -123,7 +123,10 @@ impl Coordinator {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let limits = self.state.config.http;
-        streamr_net::http::serve(listener, self.router(), limits.budget(), limits, shutdown).await
+        let budget = limits
+            .budget()
+            .trusting(self.state.config.trusted_proxies.clone());
+        streamr_net::http::serve(listener, self.router(), budget, limits, shutdown).await
     }
 
     /// Serves the API over HTTPS on `listener` until `shutdown` completes, then drains open
@@ -140,7 +143,9 @@ impl Coordinator {
         streamr_net::http::serve_tls(
             listener,
             self.router(),
-            limits.budget(),
+            limits
+                .budget()
+                .trusting(self.state.config.trusted_proxies.clone()),
             limits,
             acceptor,
             handshakes.timeout,

@@ -186,6 +186,70 @@ pub struct ReceiptsOutcome {
     pub rejected: Vec<String>,
 }
 
+/// `GET /nodes/{id}/reachability`: whether the coordinator could connect back to the
+/// addresses a node advertises, and what its operator must forward when not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReachabilityReport {
+    /// The node.
+    pub node_id: String,
+    /// Whether the coordinator checks reachability at all.
+    pub checks_enabled: bool,
+    /// `reachable`, `unreachable` or `unchecked` (no check of the current addresses yet).
+    pub status: String,
+    /// The advertised RTMP URL.
+    pub rtmp_url: String,
+    /// The advertised HTTP URL.
+    pub http_url: String,
+    /// The RTMP check's outcome (`None` before the first check).
+    pub rtmp_reachable: Option<bool>,
+    /// The HTTP check's outcome (`None` before the first check).
+    pub http_reachable: Option<bool>,
+    /// Why the RTMP check failed (empty when it passed).
+    pub rtmp_error: String,
+    /// Why the HTTP check failed (empty when it passed).
+    pub http_error: String,
+    /// When the last check ran.
+    pub checked_at_ms: Option<i64>,
+    /// What the operator must do, e.g. which ports to forward (`None` when reachable).
+    pub hint: Option<String>,
+}
+
+impl ReachabilityReport {
+    /// The report of `node` from its last check (of its current addresses, if any).
+    pub fn of(
+        node: &crate::storage::NodeRecord,
+        checked: Option<crate::storage::ReachabilityRecord>,
+        checks_enabled: bool,
+    ) -> Self {
+        let status = match &checked {
+            None => "unchecked",
+            Some(r) if r.reachable() => "reachable",
+            Some(_) => "unreachable",
+        };
+        ReachabilityReport {
+            node_id: node.id.clone(),
+            checks_enabled,
+            status: status.into(),
+            rtmp_url: node.rtmp_url.clone(),
+            http_url: node.http_url.clone(),
+            rtmp_reachable: checked.as_ref().map(|r| r.rtmp_reachable),
+            http_reachable: checked.as_ref().map(|r| r.http_reachable),
+            rtmp_error: checked
+                .as_ref()
+                .map(|r| r.rtmp_error.clone())
+                .unwrap_or_default(),
+            http_error: checked
+                .as_ref()
+                .map(|r| r.http_error.clone())
+                .unwrap_or_default(),
+            checked_at_ms: checked.as_ref().map(|r| r.checked_at_ms),
+            hint: checked
+                .as_ref()
+                .and_then(crate::workers::reachability::forward_hint),
+        }
+    }
+}
+
 /// `POST /receipts`: receipts posted by a viewer directly.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -85,6 +85,8 @@ struct Open {
 #[derive(Debug, Clone)]
 pub struct ConnectionBudget {
     inner: Arc<BudgetInner>,
+    /// Reverse proxies: many clients share their address, so only the total applies to them.
+    proxies: Arc<crate::forwarded::TrustedProxies>,
 }
 
 /// A connection's place in its budget, freed on drop.
@@ -123,7 +125,15 @@ impl ConnectionBudget {
                 refused_full: AtomicU64::new(0),
                 refused_client: AtomicU64::new(0),
             }),
+            proxies: Arc::default(),
         }
+    }
+
+    /// Exempts connections from `proxies` from the per-client limit (each carries many
+    /// clients); they still count against the total.
+    pub fn trusting(mut self, proxies: crate::forwarded::TrustedProxies) -> Self {
+        self.proxies = Arc::new(proxies);
+        self
     }
 
     /// The limits this budget enforces.
@@ -143,7 +153,7 @@ impl ConnectionBudget {
             });
         }
         let held = open.per_client.get(&client).copied().unwrap_or(0);
-        if held >= limits.max_per_client {
+        if held >= limits.max_per_client && !self.proxies.contains(ip) {
             self.inner.refused_client.fetch_add(1, Ordering::Relaxed);
             return Err(BudgetRefusal::ClientFull {
                 client,
@@ -215,6 +225,21 @@ mod tests {
         assert!(budget.try_admit(flooder).is_ok());
         let stats = budget.stats();
         assert_eq!((stats.admitted, stats.refused_client), (5, 1));
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_held_to_the_total_only() {
+        let budget = budget(5, 2).trusting("10.0.0.0/8".parse().unwrap());
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let held: Vec<_> = (0..5).map(|_| budget.try_admit(proxy).unwrap()).collect();
+        assert_eq!(
+            budget.try_admit(proxy).unwrap_err(),
+            BudgetRefusal::Full { limit: 5 }
+        );
+        drop(held);
+        let other: IpAddr = "192.0.2.1".parse().unwrap();
+        let _held: Vec<_> = (0..2).map(|_| budget.try_admit(other).unwrap()).collect();
+        assert!(budget.try_admit(other).is_err(), "others keep their share");
     }
 
     #[test]

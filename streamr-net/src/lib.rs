@@ -22,9 +22,13 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod budget;
+#[cfg(feature = "cli")]
+pub mod cli;
+pub mod forwarded;
 #[cfg(feature = "http")]
 pub mod http;
 
 pub use budget::{BudgetLimits, BudgetRefusal, BudgetStats, ConnectionBudget, ConnectionPermit};
+pub use forwarded::{client_ip, Cidr, ClientIp, TrustedProxies};
 #[cfg(feature = "http")]
 pub use http::HttpLimits;

@@ -34,35 +34,48 @@ pub const STREAM_ID: &str = "demo";
 /// Arguments of `streamr demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Stop after this many seconds (default: run until Ctrl-C).
-    #[arg(long)]
-    pub duration: Option<u64>,
+    /// Stop after this long (`90s`, `5m`; a bare number is seconds; default: run until
+    /// Ctrl-C).
+    #[arg(long, env = "STREAMR_DEMO_DURATION", value_parser = streamr_net::cli::seconds_or_duration)]
+    pub duration: Option<Duration>,
 
     /// First loopback port: the coordinator listens on it, the origin on the next two (RTMP,
     /// HTTP), each friend node on the two after that. Friend node N binds 127.0.N.1, so each
     /// friend sits in its own /24 as it would on the internet (Linux routes all of 127/8 to the
     /// loopback interface).
-    #[arg(long, default_value_t = 7700)]
+    #[arg(long, env = "STREAMR_DEMO_BASE_PORT", default_value_t = 7700)]
     pub base_port: u16,
 
     /// Friend nodes relaying from the origin.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=20))]
+    #[arg(long, env = "STREAMR_DEMO_FRIENDS", default_value_t = 3,
+          value_parser = clap::value_parser!(u16).range(1..=20))]
     pub friends: u16,
 
     /// Viewers watching through the network.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(0..=50))]
+    #[arg(long, env = "STREAMR_DEMO_VIEWERS", default_value_t = 3,
+          value_parser = clap::value_parser!(u16).range(0..=50))]
     pub viewers: u16,
 
-    /// Reward epoch length in seconds.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(5..=3600))]
-    pub epoch_secs: u64,
+    /// Reward epoch length (5s to 1h).
+    #[arg(long, env = "STREAMR_DEMO_EPOCH", default_value = "30s",
+          value_parser = streamr_net::cli::seconds_or_duration)]
+    pub epoch: Duration,
 
-    /// Seconds between table refreshes.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
-    pub refresh_secs: u64,
+    /// Deprecated: --epoch in seconds.
+    #[arg(long, hide = true)]
+    pub epoch_secs: Option<u64>,
+
+    /// Time between table refreshes (1s to 10m).
+    #[arg(long, env = "STREAMR_DEMO_REFRESH", default_value = "5s",
+          value_parser = streamr_net::cli::seconds_or_duration)]
+    pub refresh: Duration,
+
+    /// Deprecated: --refresh in seconds.
+    #[arg(long, hide = true)]
+    pub refresh_secs: Option<u64>,
 
     /// Keep the database and node keys here (default: a temporary directory removed at exit).
-    #[arg(long)]
+    #[arg(long, env = "STREAMR_DEMO_DIR")]
     pub dir: Option<PathBuf>,
 }
 
@@ -176,7 +189,10 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
     let config = CoordConfig {
         admin_token: Some(admin_token.clone()),
         settlement,
-        epoch_length: Duration::from_secs(args.epoch_secs),
+        epoch_length: args
+            .epoch_secs
+            .map_or(args.epoch, Duration::from_secs)
+            .clamp(Duration::from_secs(5), Duration::from_secs(3600)),
         settlement_grace: Duration::from_secs(2),
         node_liveness: Duration::from_secs(15),
         // Every demo peer shares the loopback address.
@@ -264,7 +280,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
     let started = Instant::now();
     let deadline = async {
         match args.duration {
-            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+            Some(limit) => tokio::time::sleep(limit).await,
             None => std::future::pending().await,
         }
     };
@@ -272,7 +288,11 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<DemoReport> {
     // One listener for the whole run, so a Ctrl-C during a refresh is not missed.
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
-    let mut refresh = tokio::time::interval(Duration::from_secs(args.refresh_secs));
+    let mut refresh = tokio::time::interval(
+        args.refresh_secs
+            .map_or(args.refresh, Duration::from_secs)
+            .clamp(Duration::from_secs(1), Duration::from_secs(600)),
+    );
     refresh.tick().await;
     let names = node_names(&origin, &friends);
     loop {

@@ -2,7 +2,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod demo;
 mod payouts;
@@ -15,6 +15,10 @@ mod watch;
 #[derive(Debug, Parser)]
 #[command(name = "streamr", version, about)]
 struct Cli {
+    /// A TOML file of settings whose keys are the subcommand's long flag names; flags and
+    /// variables override it.
+    #[arg(long, env = "STREAMR_CONFIG", global = true)]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,7 +48,8 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let cli = Cli::parse();
+    let argv = streamr_net::cli::with_config_file(&Cli::command(), std::env::args_os().collect())?;
+    let cli = Cli::parse_from(argv);
     match cli.command {
         Command::Remux(args) => {
             let segments = remux::run(&args)?;
@@ -59,6 +64,12 @@ fn main() -> Result<()> {
             println!("wrote {bytes} bytes to {}", args.output.display());
         }
         Command::Demo(args) => {
+            if let Some(secs) = args.epoch_secs {
+                eprintln!("--epoch-secs is deprecated; use --epoch {secs}s");
+            }
+            if let Some(secs) = args.refresh_secs {
+                eprintln!("--refresh-secs is deprecated; use --refresh {secs}s");
+            }
             demo::run(&args)?;
         }
         Command::Watch(args) => {
@@ -69,4 +80,38 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_flag_has_its_variable_and_its_row_in_the_docs() {
+        let command = Cli::command();
+        assert_eq!(
+            streamr_net::cli::convention_violations(&command),
+            Vec::<String>::new()
+        );
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operators.md");
+        if let Err(problems) = streamr_net::cli::check_docs(&command, &docs) {
+            panic!("{problems}");
+        }
+    }
+
+    #[test]
+    fn durations_take_humantime_and_the_old_seconds() {
+        let cli =
+            Cli::try_parse_from(["streamr", "demo", "--epoch", "1m", "--duration", "90"]).unwrap();
+        let Command::Demo(demo) = cli.command else {
+            panic!("demo")
+        };
+        assert_eq!(demo.epoch, std::time::Duration::from_secs(60));
+        assert_eq!(demo.duration, Some(std::time::Duration::from_secs(90)));
+        let old = Cli::try_parse_from(["streamr", "demo", "--epoch-secs", "10"]).unwrap();
+        let Command::Demo(demo) = old.command else {
+            panic!("demo")
+        };
+        assert_eq!(demo.epoch_secs, Some(10));
+    }
 }

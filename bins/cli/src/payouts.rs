@@ -24,7 +24,7 @@ pub struct PayoutsArgs {
     pub coordinator: String,
 
     /// Print the coordinator's JSON answer instead of the table.
-    #[arg(long)]
+    #[arg(long, env = "STREAMR_PAYOUTS_JSON")]
     pub json: bool,
 }
 

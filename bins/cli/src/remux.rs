@@ -22,14 +22,14 @@ pub struct RemuxArgs {
     /// The directory to write the playlist and segments into (created if missing).
     pub out_dir: PathBuf,
     /// Segment length aimed for, in seconds (cuts happen at the next keyframe).
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, env = "STREAMR_SEGMENT_DURATION", default_value_t = 4.0)]
     pub segment_duration: f64,
     /// The longest segment in seconds (the longest GOP kept whole); EXT-X-TARGETDURATION is
     /// derived from the input's GOPs, at most this.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, env = "STREAMR_TARGET_DURATION", default_value_t = 12)]
     pub target_duration: u32,
     /// File name of the playlist.
-    #[arg(long, default_value = "index.m3u8")]
+    #[arg(long, env = "STREAMR_PLAYLIST_NAME", default_value = "index.m3u8")]
     pub playlist_name: String,
 }
 

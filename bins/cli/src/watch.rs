@@ -34,15 +34,16 @@ pub struct WatchArgs {
 
     /// Write the stream (MPEG-TS) to this file; `-` writes to stdout, e.g.
     /// `streamr watch show -o - | ffplay -`.
-    #[arg(short, long)]
+    #[arg(short, long, env = "STREAMR_WATCH_OUTPUT")]
     pub output: Option<PathBuf>,
 
-    /// Stop after this many seconds (default: until Ctrl-C or the stream ends).
-    #[arg(long)]
-    pub duration: Option<u64>,
+    /// Stop after this long (`90s`, `5m`; a bare number is seconds; default: until Ctrl-C or
+    /// the stream ends).
+    #[arg(long, env = "STREAMR_WATCH_DURATION", value_parser = streamr_net::cli::seconds_or_duration)]
+    pub duration: Option<std::time::Duration>,
 
     /// Where signed receipts are sent.
-    #[arg(long, value_enum, default_value_t = ReceiptsTo::Coordinator)]
+    #[arg(long, env = "STREAMR_WATCH_RECEIPTS", value_enum, default_value_t = ReceiptsTo::Coordinator)]
     pub receipts: ReceiptsTo,
 }
 
@@ -79,7 +80,7 @@ async fn watch(args: &WatchArgs) -> anyhow::Result<ViewerStats> {
     );
     let deadline = async {
         match args.duration {
-            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+            Some(limit) => tokio::time::sleep(limit).await,
             None => std::future::pending().await,
         }
     };

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 use rand::RngCore;
 use streamr_coord::workers::HttpProber;
 use streamr_coord::{connect, CoordConfig, Coordinator, RateLimit};
@@ -28,8 +28,12 @@ enum LogFormat {
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
+    /// A TOML file of settings whose keys are these long flag names (`epoch = "60s"`);
+    /// flags and variables override it.
+    #[arg(long, env = "STREAMR_CONFIG")]
+    config: Option<std::path::PathBuf>,
     /// Address the HTTP API listens on.
-    #[arg(long, default_value = "127.0.0.1:8090")]
+    #[arg(long, env = "STREAMR_LISTEN", default_value = "127.0.0.1:8090")]
     listen: SocketAddr,
     /// PEM certificate chain (leaf first): with --tls-key, --listen serves HTTPS. Replaced
     /// files are picked up without a restart.
@@ -38,12 +42,15 @@ struct Args {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "STREAMR_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
-    /// How often the certificate and key files are checked for a renewal, seconds (SIGHUP
-    /// checks at once).
-    #[arg(long, env = "STREAMR_TLS_RELOAD_SECS", default_value_t = 60)]
-    tls_reload_secs: u64,
-    /// How often the certificate and key files are checked for a renewal in milliseconds
-    /// (overrides --tls-reload-secs; for tests).
+    /// How often the certificate and key files are checked for a renewal (SIGHUP checks at
+    /// once).
+    #[arg(long, env = "STREAMR_TLS_RELOAD_INTERVAL", default_value = "60s",
+          value_parser = humantime::parse_duration)]
+    tls_reload_interval: Duration,
+    /// Deprecated: --tls-reload-interval in seconds.
+    #[arg(long, env = "STREAMR_TLS_RELOAD_SECS", hide = true)]
+    tls_reload_secs: Option<u64>,
+    /// Deprecated: --tls-reload-interval in milliseconds.
     #[arg(long, hide = true)]
     tls_reload_ms: Option<u64>,
     /// Database URL: sqlite://FILE (created if missing) or postgres://USER@HOST/DB
@@ -68,32 +75,48 @@ struct Args {
         hide_env_values = true
     )]
     coordinator_secret_key: Option<String>,
-    /// Length of a reward epoch, seconds.
-    #[arg(long, default_value_t = 3600)]
-    epoch_secs: u64,
-    /// Length of a reward epoch in milliseconds (overrides --epoch-secs; for tests and demos).
-    #[arg(long)]
+    /// Length of a reward epoch.
+    #[arg(long, env = "STREAMR_EPOCH", default_value = "1h",
+          value_parser = humantime::parse_duration)]
+    epoch: Duration,
+    /// Deprecated: --epoch in seconds.
+    #[arg(long, hide = true)]
+    epoch_secs: Option<u64>,
+    /// Deprecated: --epoch in milliseconds.
+    #[arg(long, hide = true)]
     epoch_ms: Option<u64>,
-    /// Wait this long after an epoch ends before settling it, milliseconds.
-    #[arg(long, default_value_t = 5000)]
-    settlement_grace_ms: u64,
+    /// Wait this long after an epoch ends before settling it (also the receipts' deadline).
+    #[arg(long, env = "STREAMR_SETTLEMENT_GRACE", default_value = "5s",
+          value_parser = humantime::parse_duration)]
+    settlement_grace: Duration,
+    /// Deprecated: --settlement-grace in milliseconds.
+    #[arg(long, hide = true)]
+    settlement_grace_ms: Option<u64>,
     /// Epochs a reward waits before it vests.
-    #[arg(long, default_value_t = 168)]
+    #[arg(long, env = "STREAMR_VESTING_EPOCHS", default_value_t = 168)]
     vesting_epochs: u64,
     /// Micro-units distributed per epoch.
-    #[arg(long, default_value_t = 1_000_000_000)]
+    #[arg(long, env = "STREAMR_REWARD_POOL", default_value_t = 1_000_000_000)]
     reward_pool: u64,
-    /// How often the workers run, milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    worker_interval_ms: u64,
-    /// Probe each live node over HTTP at most this often, seconds (0 disables probing).
-    #[arg(long, default_value_t = 30)]
-    probe_interval_secs: u64,
+    /// How often the workers run.
+    #[arg(long, env = "STREAMR_WORKER_INTERVAL", default_value = "1s",
+          value_parser = humantime::parse_duration)]
+    worker_interval: Duration,
+    /// Deprecated: --worker-interval in milliseconds.
+    #[arg(long, hide = true)]
+    worker_interval_ms: Option<u64>,
+    /// Probe each live node over HTTP at most this often (`off` or 0 disables probing).
+    #[arg(long, env = "STREAMR_PROBE_INTERVAL", default_value = "30s",
+          value_parser = duration_or_off)]
+    probe_interval: Duration,
+    /// Deprecated: --probe-interval in seconds.
+    #[arg(long, hide = true)]
+    probe_interval_secs: Option<u64>,
     /// Requests per second allowed per client IP (0 disables the limit).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, env = "STREAMR_RATE_LIMIT", default_value_t = 200)]
     rate_limit: u32,
     /// Burst allowed per client IP.
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, env = "STREAMR_RATE_BURST", default_value_t = 400)]
     rate_burst: u32,
     /// Smallest vested amount paid out to a node, micro-units (smaller amounts wait until more
     /// vests).
@@ -108,7 +131,7 @@ struct Args {
     payout_fee_ppm: u64,
     /// Pay into this append-only file instead of the in-memory simulated payout sink: it survives
     /// restarts, and replicas on one host may share it (each payout locks it).
-    #[arg(long)]
+    #[arg(long, env = "STREAMR_PAYOUT_FILE")]
     payout_file: Option<std::path::PathBuf>,
     /// Most HTTP connections open at once.
     #[arg(long, env = "STREAMR_HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
@@ -120,25 +143,143 @@ struct Args {
         default_value_t = 64
     )]
     http_max_connections_per_client: usize,
-    /// A request's head must arrive within this many milliseconds (also the keep-alive idle
-    /// limit).
-    #[arg(long, env = "STREAMR_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
-    http_header_timeout_ms: u64,
-    /// A request body that delivers nothing for this many milliseconds fails the request.
-    #[arg(long, env = "STREAMR_HTTP_BODY_TIMEOUT_MS", default_value_t = 30_000)]
-    http_body_timeout_ms: u64,
+    /// A request's head must arrive within this time (also the keep-alive idle limit).
+    #[arg(long, env = "STREAMR_HTTP_HEADER_TIMEOUT", default_value = "10s",
+          value_parser = humantime::parse_duration)]
+    http_header_timeout: Duration,
+    /// Deprecated: --http-header-timeout in milliseconds.
+    #[arg(long, env = "STREAMR_HTTP_HEADER_TIMEOUT_MS", hide = true)]
+    http_header_timeout_ms: Option<u64>,
+    /// A request body that delivers nothing for this long fails the request.
+    #[arg(long, env = "STREAMR_HTTP_BODY_TIMEOUT", default_value = "30s",
+          value_parser = humantime::parse_duration)]
+    http_body_timeout: Duration,
+    /// Deprecated: --http-body-timeout in milliseconds.
+    #[arg(long, env = "STREAMR_HTTP_BODY_TIMEOUT_MS", hide = true)]
+    http_body_timeout_ms: Option<u64>,
     /// Run a one-host or one-LAN trial: every node and viewer counts as a network of its own,
     /// so sharing an address is not taken for self-dealing or a sybil cluster. Never for a
     /// public network; announced in the log and in `GET /coordinator`.
     #[arg(long, env = "STREAMR_LOCAL_TRIAL")]
     local_trial: bool,
+    /// Check this often (and when a node registers) whether each node's advertised RTMP and
+    /// HTTP addresses answer from here; unreachable nodes get no viewers. `off` (or 0)
+    /// disables the checks, e.g. for nodes advertising placeholder addresses.
+    #[arg(
+        long,
+        env = "STREAMR_REACHABILITY_INTERVAL",
+        default_value = "60s",
+        value_parser = duration_or_off
+    )]
+    reachability_interval: Duration,
+    /// A reachability check that gets no answer within this time fails.
+    #[arg(
+        long,
+        env = "STREAMR_REACHABILITY_TIMEOUT",
+        default_value = "3s",
+        value_parser = humantime::parse_duration
+    )]
+    reachability_timeout: Duration,
+    /// A reverse proxy (address or CIDR block) in front of the coordinator; repeatable, or
+    /// comma-separated in STREAMR_TRUSTED_PROXIES. Only for requests from these is the client
+    /// address taken from `Forwarded` / `X-Forwarded-For` (rate limit, grant budgets, node
+    /// prefixes), and only these may hold more connections than one client.
+    #[arg(
+        long = "trusted-proxy",
+        env = "STREAMR_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<streamr_net::Cidr>,
     /// Name recorded on the settlements this replica writes.
-    #[arg(long)]
+    #[arg(long, env = "STREAMR_REPLICA_ID")]
     replica_id: Option<String>,
     /// Log line format (on stderr; colour only on a terminal); the level comes from RUST_LOG
     /// (default `info`).
     #[arg(long, env = "STREAMR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
+}
+
+impl Args {
+    /// Takes the deprecated spellings (`--epoch-secs`, `--epoch-ms`, ...) that scripts may still
+    /// pass, with a warning naming the new flag; a deprecated flag given wins over the new
+    /// flag's default.
+    fn apply_deprecated(&mut self) {
+        fn warn(old: &str, new: &str, value: Duration) {
+            tracing::warn!(
+                "--{old} is deprecated; use --{new} {}",
+                humantime::format_duration(value)
+            );
+        }
+        let secs = Duration::from_secs;
+        let ms = Duration::from_millis;
+        for (old, value) in [
+            ("epoch-secs", self.epoch_secs.map(secs)),
+            ("epoch-ms", self.epoch_ms.map(ms)),
+        ] {
+            if let Some(value) = value {
+                warn(old, "epoch", value);
+                self.epoch = value;
+            }
+        }
+        let renames: [(&str, &str, Option<Duration>, &mut Duration); 4] = [
+            (
+                "settlement-grace-ms",
+                "settlement-grace",
+                self.settlement_grace_ms.map(ms),
+                &mut self.settlement_grace,
+            ),
+            (
+                "worker-interval-ms",
+                "worker-interval",
+                self.worker_interval_ms.map(ms),
+                &mut self.worker_interval,
+            ),
+            (
+                "http-header-timeout-ms",
+                "http-header-timeout",
+                self.http_header_timeout_ms.map(ms),
+                &mut self.http_header_timeout,
+            ),
+            (
+                "http-body-timeout-ms",
+                "http-body-timeout",
+                self.http_body_timeout_ms.map(ms),
+                &mut self.http_body_timeout,
+            ),
+        ];
+        for (old, new, value, target) in renames {
+            if let Some(value) = value {
+                warn(old, new, value);
+                *target = value;
+            }
+        }
+        for (old, value) in [
+            ("tls-reload-secs", self.tls_reload_secs.map(secs)),
+            ("tls-reload-ms", self.tls_reload_ms.map(ms)),
+        ] {
+            if let Some(value) = value {
+                warn(old, "tls-reload-interval", value);
+                self.tls_reload_interval = value;
+            }
+        }
+        if let Some(value) = self.probe_interval_secs {
+            warn("probe-interval-secs", "probe-interval", secs(value));
+            self.probe_interval = secs(value);
+        }
+    }
+}
+
+/// A humantime duration (`60s`, `250ms`), or `off`: zero, which turns the thing off.
+fn duration_or_off(value: &str) -> Result<Duration, String> {
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(value).map_err(|error| error.to_string())
+}
+
+/// `None` for a zero (`off`) interval.
+fn unless_off(interval: Duration) -> Option<Duration> {
+    (!interval.is_zero()).then_some(interval)
 }
 
 fn init_tracing(format: LogFormat) {
@@ -226,8 +367,10 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let argv = streamr_net::cli::with_config_file(&Args::command(), std::env::args_os().collect())?;
+    let mut args = Args::parse_from(argv);
     init_tracing(args.log_format);
+    args.apply_deprecated();
 
     raise_open_file_limit(args.http_max_connections);
 
@@ -264,13 +407,10 @@ async fn main() -> anyhow::Result<()> {
     let mut config = CoordConfig {
         admin_token: Some(admin_token),
         coordinator_key,
-        epoch_length: args.epoch_ms.map_or_else(
-            || Duration::from_secs(args.epoch_secs.max(1)),
-            |ms| Duration::from_millis(ms.max(1)),
-        ),
-        settlement_grace: Duration::from_millis(args.settlement_grace_ms),
+        epoch_length: args.epoch.max(Duration::from_millis(1)),
+        settlement_grace: args.settlement_grace,
         reward_pool_per_epoch: args.reward_pool,
-        worker_interval: Duration::from_millis(args.worker_interval_ms.max(10)),
+        worker_interval: args.worker_interval.max(Duration::from_millis(10)),
         rate_limit: (args.rate_limit > 0).then_some(RateLimit {
             per_second: args.rate_limit,
             burst: args.rate_burst.max(1),
@@ -286,9 +426,12 @@ async fn main() -> anyhow::Result<()> {
     config.payouts.fees.proportional_ppm = args.payout_fee_ppm;
     config.http.max_connections = args.http_max_connections;
     config.http.max_connections_per_client = args.http_max_connections_per_client;
-    config.http.header_read_timeout = Duration::from_millis(args.http_header_timeout_ms);
-    config.http.body_timeout = Duration::from_millis(args.http_body_timeout_ms);
+    config.http.header_read_timeout = args.http_header_timeout;
+    config.http.body_timeout = args.http_body_timeout;
     config.local_trial = args.local_trial;
+    config.reachability_interval = unless_off(args.reachability_interval);
+    config.reachability_timeout = args.reachability_timeout;
+    config.trusted_proxies = streamr_net::TrustedProxies::new(args.trusted_proxies.clone());
     if args.local_trial {
         tracing::warn!(
             "LOCAL TRIAL MODE (--local-trial): every node and viewer counts as a network of its \
@@ -326,9 +469,8 @@ async fn main() -> anyhow::Result<()> {
         fee_ppm = args.payout_fee_ppm,
         "payout policy"
     );
-    if args.probe_interval_secs > 0 {
-        let prober = HttpProber::new(storage, probe_key)
-            .every(Duration::from_secs(args.probe_interval_secs));
+    if let Some(every) = unless_off(args.probe_interval) {
+        let prober = HttpProber::new(storage, probe_key).every(every);
         coordinator = coordinator.with_probe_runner(std::sync::Arc::new(prober));
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -346,10 +488,7 @@ async fn main() -> anyhow::Result<()> {
     match tls {
         Some(tls) => {
             let stop = tokio_util::sync::CancellationToken::new();
-            let reload_every = args.tls_reload_ms.map_or_else(
-                || Duration::from_secs(args.tls_reload_secs.max(1)),
-                Duration::from_millis,
-            );
+            let reload_every = args.tls_reload_interval.max(Duration::from_millis(10));
             let reloader = tls.spawn_reloader(reload_every, stop.clone());
             let acceptor = tls.acceptor(streamr_tls::HTTP_ALPN);
             let limits = streamr_tls::HandshakeLimits::default();
@@ -412,5 +551,84 @@ mod tests {
         assert!(
             Args::try_parse_from(["streamr-coordinator", "--payout-fee-ppm", "1000001"]).is_err()
         );
+    }
+
+    #[test]
+    fn every_flag_has_its_variable_and_its_row_in_the_docs() {
+        let command = Args::command();
+        assert_eq!(
+            streamr_net::cli::convention_violations(&command),
+            Vec::<String>::new()
+        );
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operators.md");
+        if let Err(problems) = streamr_net::cli::check_docs(&command, &docs) {
+            panic!("{problems}");
+        }
+    }
+
+    #[test]
+    fn durations_are_humantime_and_the_old_spellings_still_work() {
+        let mut args = Args::try_parse_from([
+            "streamr-coordinator",
+            "--epoch",
+            "60s",
+            "--settlement-grace",
+            "250ms",
+        ])
+        .unwrap();
+        args.apply_deprecated();
+        assert_eq!(args.epoch, Duration::from_secs(60));
+        assert_eq!(args.settlement_grace, Duration::from_millis(250));
+        let mut old = Args::try_parse_from([
+            "streamr-coordinator",
+            "--epoch-ms",
+            "500",
+            "--settlement-grace-ms",
+            "100",
+            "--probe-interval-secs",
+            "0",
+            "--worker-interval-ms",
+            "20",
+        ])
+        .unwrap();
+        old.apply_deprecated();
+        assert_eq!(old.epoch, Duration::from_millis(500));
+        assert_eq!(old.settlement_grace, Duration::from_millis(100));
+        assert_eq!(unless_off(old.probe_interval), None);
+        assert_eq!(old.worker_interval, Duration::from_millis(20));
+        let off = Args::try_parse_from(["streamr-coordinator", "--reachability-interval", "off"])
+            .unwrap();
+        assert_eq!(unless_off(off.reachability_interval), None);
+        let proxies = Args::try_parse_from([
+            "streamr-coordinator",
+            "--trusted-proxy",
+            "10.0.0.0/8",
+            "--trusted-proxy",
+            "::1",
+        ])
+        .unwrap();
+        assert_eq!(proxies.trusted_proxies.len(), 2);
+    }
+
+    #[test]
+    fn a_config_file_fills_in_below_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("coordinator.toml");
+        std::fs::write(
+            &file,
+            "epoch = \"2m\"\nrate-limit = 7\nlocal-trial = true\ntrusted-proxy = [\"10.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        let argv = ["streamr-coordinator", "--rate-limit", "9", "--config"]
+            .iter()
+            .map(std::ffi::OsString::from)
+            .chain([file.clone().into_os_string()])
+            .collect();
+        let argv = streamr_net::cli::with_config_file(&Args::command(), argv).unwrap();
+        let args = Args::try_parse_from(argv).unwrap();
+        assert_eq!(args.epoch, Duration::from_secs(120));
+        assert_eq!(args.rate_limit, 9, "the flag beats the file");
+        assert!(args.local_trial);
+        assert_eq!(args.trusted_proxies.len(), 1);
     }
 }

@@ -82,6 +82,7 @@ async fn the_api_is_served_over_https_and_renewed_certificates_without_a_restart
             .arg("--database")
             .arg(format!("sqlite://{}", dir.path().join("c.db").display()))
             .args(["--admin-token", ADMIN, "--probe-interval-secs", "0"])
+            .args(["--reachability-interval", "off"])
             .arg("--tls-cert")
             .arg(&files.cert)
             .arg("--tls-key")

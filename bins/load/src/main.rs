@@ -12,7 +12,7 @@ mod stats;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 /// Metadata field in which the publisher announces the wall-clock time (ms since the Unix epoch)
@@ -29,8 +29,12 @@ pub fn unix_ms() -> f64 {
 
 /// Load tool for the StreamrP2P media hot path.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "streamr-load", version)]
 struct Cli {
+    /// A TOML file of settings whose keys are the subcommand's long flag names; flags and
+    /// variables override it.
+    #[arg(long, env = "STREAMR_CONFIG", global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,25 +46,27 @@ enum Command {
         /// The stream URL.
         url: String,
         /// Number of players.
-        #[arg(short = 'n', long, default_value_t = 100)]
+        #[arg(short = 'n', long, env = "STREAMR_LOAD_PLAYERS", default_value_t = 100)]
         players: usize,
         /// Players started per second.
-        #[arg(long, default_value_t = 200.0)]
+        #[arg(long, env = "STREAMR_LOAD_RAMP", default_value_t = 200.0)]
         ramp: f64,
-        /// Length of the run in seconds.
-        #[arg(short, long, default_value_t = 30)]
-        duration: u64,
+        /// Length of the run (`30s`, `2m`; a bare number is seconds).
+        #[arg(short, long, env = "STREAMR_LOAD_DURATION", default_value = "30s",
+              value_parser = streamr_net::cli::seconds_or_duration)]
+        duration: Duration,
         /// Stream bitrate in kbit/s; a player below 90 % of it over the stall window is stalled.
-        #[arg(long, default_value_t = 232.0)]
+        #[arg(long, env = "STREAMR_LOAD_BITRATE_KBPS", default_value_t = 232.0)]
         bitrate_kbps: f64,
-        /// Stall window in seconds.
-        #[arg(long, default_value_t = 3)]
+        /// Stall window (whole seconds; a bare number is seconds).
+        #[arg(long, env = "STREAMR_LOAD_STALL_WINDOW", default_value = "3s",
+              value_parser = whole_seconds)]
         stall_window: usize,
         /// Write the final JSON report here (default: stdout).
-        #[arg(long)]
+        #[arg(long, env = "STREAMR_LOAD_JSON")]
         json: Option<PathBuf>,
         /// Hide the progress bar and print one line per second instead.
-        #[arg(long)]
+        #[arg(long, env = "STREAMR_LOAD_NO_PROGRESS")]
         no_progress: bool,
     },
     /// Publish an FLV file to an RTMP URL in real time, looping it.
@@ -69,13 +75,21 @@ enum Command {
         file: PathBuf,
         /// The RTMP URL, `rtmp://host[:port]/app/stream-key`.
         url: String,
-        /// Stop after this many seconds (default: run until interrupted).
-        #[arg(short, long)]
-        duration: Option<u64>,
+        /// Stop after this long (`90s`; a bare number is seconds; default: run until
+        /// interrupted).
+        #[arg(short, long, env = "STREAMR_LOAD_DURATION",
+              value_parser = streamr_net::cli::seconds_or_duration)]
+        duration: Option<Duration>,
         /// Play the file once instead of looping.
-        #[arg(long)]
+        #[arg(long, env = "STREAMR_LOAD_ONCE")]
         once: bool,
     },
+}
+
+/// A duration in whole seconds (humantime or a bare number of seconds).
+fn whole_seconds(value: &str) -> Result<usize, String> {
+    let duration = streamr_net::cli::seconds_or_duration(value)?;
+    usize::try_from(duration.as_secs()).map_err(|error| error.to_string())
 }
 
 #[tokio::main]
@@ -85,7 +99,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match Cli::parse().command {
+    let argv = streamr_net::cli::with_config_file(&Cli::command(), std::env::args_os().collect())?;
+    match Cli::parse_from(argv).command {
         Command::Play {
             url,
             players,
@@ -100,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
                 url,
                 players,
                 ramp_per_sec: ramp,
-                duration: Duration::from_secs(duration),
+                duration,
                 stream_kbps: bitrate_kbps,
                 stall_window_s: stall_window,
                 progress: !no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
@@ -120,15 +135,43 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let run = publish::publish_file(&file, &url, !once);
             match duration {
-                Some(seconds) => {
-                    match tokio::time::timeout(Duration::from_secs(seconds), run).await {
-                        Ok(result) => result?,
-                        Err(_elapsed) => {}
-                    }
-                }
+                Some(limit) => match tokio::time::timeout(limit, run).await {
+                    Ok(result) => result?,
+                    Err(_elapsed) => {}
+                },
                 None => run.await?,
             }
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_flag_has_its_variable_and_its_row_in_the_docs() {
+        let command = Cli::command();
+        assert_eq!(
+            streamr_net::cli::convention_violations(&command),
+            Vec::<String>::new()
+        );
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operators.md");
+        if let Err(problems) = streamr_net::cli::check_docs(&command, &docs) {
+            panic!("{problems}");
+        }
+    }
+
+    #[test]
+    fn durations_take_humantime_and_bare_seconds() {
+        for (flag, secs) in [("2m", 120), ("45", 45)] {
+            let cli =
+                Cli::try_parse_from(["streamr-load", "play", "rtmp://h/a/b", "-d", flag]).unwrap();
+            let Command::Play { duration, .. } = cli.command else {
+                panic!("play")
+            };
+            assert_eq!(duration, Duration::from_secs(secs));
+        }
+    }
 }

@@ -40,8 +40,10 @@ mod gate;
 pub mod grants;
 pub mod identity;
 mod metrics;
+pub mod nat;
 mod network;
 pub mod origin_gate;
+mod reachability;
 pub mod relay_token;
 mod report_queue;
 pub mod viewer;
@@ -142,6 +144,11 @@ pub struct NodeConfig {
     /// Who may play at an origin that joined a coordinator (a standalone node, without a
     /// coordinator to ask, serves anyone).
     pub origin_play: OriginPlay,
+    /// Port mappings on the LAN's router (UPnP-IGD) for listeners off loopback; a mapped
+    /// listener is advertised at its external address unless `advertise_*` says otherwise.
+    pub nat: nat::NatConfig,
+    /// Reverse proxies in front of the HTTP listener: held to the connection total only.
+    pub trusted_proxies: streamr_net::TrustedProxies,
 }
 
 /// The RTMP listener's connection budget and the deadline of each connection state. The RTMP
@@ -255,6 +262,8 @@ impl Default for NodeConfig {
             rtmp_limits: RtmpLimits::default(),
             http_limits: HttpLimits::default(),
             origin_play: OriginPlay::default(),
+            nat: nat::NatConfig::default(),
+            trusted_proxies: streamr_net::TrustedProxies::default(),
         }
     }
 }
@@ -317,6 +326,8 @@ pub struct RunningNode {
         KeyPair,
         Arc<std::sync::atomic::AtomicBool>,
     )>,
+    /// Port mappings on the router, removed on shutdown.
+    port_mappings: Option<nat::PortMappings>,
 }
 
 impl Node {
@@ -494,7 +505,10 @@ impl Node {
         }
         let hls = LiveHls::start(hub.clone(), hls_config, stop.clone());
         let notices = hls.segment_notices();
-        let http_budget = config.http_limits.budget();
+        let http_budget = config
+            .http_limits
+            .budget()
+            .trusting(config.trusted_proxies.clone());
         let node_metrics = Arc::new(metrics::NodeMetrics {
             rtmp: rtmp.metrics_source(),
             http_budget: http_budget.clone(),
@@ -502,6 +516,7 @@ impl Node {
             hls_segments: Arc::default(),
             puller,
             hub: hub.clone(),
+            reachability: Arc::default(),
         });
         let mut tasks = vec![tokio::spawn(count_segments(
             hls.segment_notices(),
@@ -572,6 +587,30 @@ impl Node {
                 stop.clone(),
             )));
         }
+        let mut listeners = vec![
+            nat::Listener {
+                what: "RTMP",
+                addr: rtmp.local_addr(),
+            },
+            nat::Listener {
+                what: "HTTP",
+                addr: http_addr,
+            },
+        ];
+        if let Some(rtmps) = &rtmps {
+            listeners.push(nat::Listener {
+                what: "RTMPS",
+                addr: rtmps.local_addr(),
+            });
+        }
+        if let Some(addr) = https_addr {
+            listeners.push(nat::Listener {
+                what: "HTTPS",
+                addr,
+            });
+        }
+        let port_mappings = nat::map_ports(config.nat, &listeners).await;
+        let mapped = |what: &str| port_mappings.as_ref().and_then(|m| m.external(what));
         let mut leave = None;
         if let Some(client) = client {
             if relay_role {
@@ -581,10 +620,12 @@ impl Node {
                     rtmp_url: config
                         .advertise_rtmp
                         .clone()
+                        .or_else(|| mapped("RTMP").map(|a| format!("rtmp://{a}/live")))
                         .unwrap_or_else(|| format!("rtmp://{}/live", rtmp.local_addr())),
                     http_url: config
                         .advertise_http
                         .clone()
+                        .or_else(|| mapped("HTTP").map(|a| format!("http://{a}")))
                         .unwrap_or_else(|| format!("http://{http_addr}")),
                     capacity_kbps: config.capacity_kbps,
                 };
@@ -596,6 +637,7 @@ impl Node {
                     pinned: config.coordinator.as_ref().and_then(|c| c.key),
                     grants: gate.grants.clone(),
                     joined: joined.clone(),
+                    reachability: node_metrics.reachability.clone(),
                 };
                 tasks.push(tokio::spawn(network::join_then_heartbeat(
                     join,
@@ -644,6 +686,7 @@ impl Node {
             stop,
             tasks,
             leave,
+            port_mappings,
         })
     }
 }
@@ -747,6 +790,9 @@ impl RunningNode {
             if joined.load(std::sync::atomic::Ordering::Acquire) {
                 network::deregister(client, key).await;
             }
+        }
+        if let Some(mappings) = self.port_mappings {
+            mappings.remove().await;
         }
         self.stop.cancel();
         for task in self.tasks {

@@ -11,8 +11,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 use streamr_core::CoordinatorKey;
+use streamr_node::nat::{NatConfig, NatMode};
 use streamr_node::{CoordinatorConfig, HttpLimits, Node, NodeConfig, OriginPlay, RtmpLimits};
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
@@ -39,6 +40,11 @@ enum OriginPlayArg {
 #[derive(Debug, Parser)]
 #[command(name = "streamr-node", version, about)]
 struct Args {
+    /// A TOML file of settings whose keys are these long flag names (`http-listen =
+    /// "0.0.0.0:8080"`); flags and variables override it.
+    #[arg(long, env = "STREAMR_CONFIG")]
+    config: Option<PathBuf>,
+
     /// Address the RTMP server listens on.
     #[arg(long, env = "STREAMR_RTMP_LISTEN", default_value = "127.0.0.1:1935")]
     rtmp_listen: SocketAddr,
@@ -225,6 +231,27 @@ struct Args {
     #[arg(long, env = "STREAMR_ORIGIN_PLAY", value_enum,
           default_value_t = OriginPlayArg::RelaysAndGranted)]
     origin_play: OriginPlayArg,
+    /// Map the listeners' TCP ports on the LAN's router with UPnP-IGD, else PCP or NAT-PMP
+    /// (`auto`), logging the external address, or leave the router alone (`off`). Listeners on loopback are never
+    /// mapped; a mapped listener is advertised at its external address unless --advertise-*
+    /// says otherwise. Mappings are renewed and removed on shutdown.
+    #[arg(long, env = "STREAMR_NAT", value_enum, default_value_t = NatMode::Auto)]
+    nat: NatMode,
+
+    /// Lease asked for each port mapping (renewed at half of it).
+    #[arg(long, env = "STREAMR_NAT_LEASE", default_value = "1h",
+          value_parser = humantime::parse_duration)]
+    nat_lease: Duration,
+
+    /// A reverse proxy (address or CIDR block) in front of the HTTP listener; repeatable, or
+    /// comma-separated in STREAMR_TRUSTED_PROXIES. Many viewers share a proxy's address, so it
+    /// is held to the HTTP connection total only, not to the per-client limit.
+    #[arg(
+        long = "trusted-proxy",
+        env = "STREAMR_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<streamr_net::Cidr>,
 
     /// Log line format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "STREAMR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
@@ -318,6 +345,12 @@ impl Args {
                 OriginPlayArg::RelaysAndGranted => OriginPlay::RelaysAndGranted,
                 OriginPlayArg::Public => OriginPlay::Public,
             },
+            trusted_proxies: streamr_net::TrustedProxies::new(self.trusted_proxies),
+            nat: NatConfig {
+                mode: self.nat,
+                lease: self.nat_lease,
+                ..NatConfig::default()
+            },
             ..NodeConfig::default()
         }
     }
@@ -325,7 +358,8 @@ impl Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = Args::parse();
+    let argv = streamr_net::cli::with_config_file(&Args::command(), std::env::args_os().collect())?;
+    let mut args = Args::parse_from(argv);
     init_logging(args.log_format);
     if args.coordinator_public_key.is_none() {
         if let Ok(old) = std::env::var("STREAMR_COORDINATOR_KEY") {
@@ -387,6 +421,35 @@ async fn main() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_flag_has_its_variable_and_its_row_in_the_docs() {
+        let command = Args::command();
+        assert_eq!(
+            streamr_net::cli::convention_violations(&command),
+            Vec::<String>::new()
+        );
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operators.md");
+        if let Err(problems) = streamr_net::cli::check_docs(&command, &docs) {
+            panic!("{problems}");
+        }
+    }
+
+    #[test]
+    fn nat_and_proxies_have_flags_and_variables() {
+        let args = Args::try_parse_from(["streamr-node"]).unwrap();
+        assert_eq!(args.nat, NatMode::Auto, "mapping is on by default");
+        let args = Args::try_parse_from([
+            "streamr-node",
+            "--nat",
+            "off",
+            "--trusted-proxy",
+            "10.0.0.0/8,192.0.2.1",
+        ])
+        .unwrap();
+        assert_eq!(args.nat, NatMode::Off);
+        assert_eq!(args.trusted_proxies.len(), 2);
+    }
 
     #[test]
     fn defaults_match_the_documented_node() {

@@ -27,6 +27,8 @@ pub(crate) struct NodeMetrics {
     pub(crate) hls_segments: Arc<AtomicU64>,
     pub(crate) puller: Option<UpstreamPuller>,
     pub(crate) hub: RelayHub,
+    /// The coordinator's last connect-back check of this node.
+    pub(crate) reachability: crate::reachability::ReachabilitySlot,
 }
 
 /// One metric family being written.
@@ -214,7 +216,24 @@ pub(crate) async fn metrics(State(metrics): State<Arc<NodeMetrics>>) -> Response
         .into_response()
 }
 
-/// `GET /healthz`: the node is up and serving HTTP.
-pub(crate) async fn healthz() -> Response {
-    Json(serde_json::json!({ "status": "ok" })).into_response()
+/// `GET /healthz`: the node is up and serving HTTP; with a coordinator, also whether the
+/// coordinator could reach it from outside (`reachability`: `reachable`, `unreachable` with a
+/// `hint` naming the ports to forward, or `unchecked`).
+pub(crate) async fn healthz(State(metrics): State<Arc<NodeMetrics>>) -> Response {
+    let report = metrics
+        .reachability
+        .read()
+        .ok()
+        .and_then(|guard| guard.clone());
+    match report {
+        Some(report) => Json(serde_json::json!({
+            "status": "ok",
+            "reachability": report.status,
+            "hint": report.hint,
+            "rtmp_url": report.rtmp_url,
+            "http_url": report.http_url,
+        }))
+        .into_response(),
+        None => Json(serde_json::json!({ "status": "ok" })).into_response(),
+    }
 }

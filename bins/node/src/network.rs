@@ -76,6 +76,8 @@ pub(crate) struct Join {
     pub(crate) grants: Option<GrantChecker>,
     /// Set once registered (so shutdown deregisters).
     pub(crate) joined: Arc<AtomicBool>,
+    /// Where the coordinator's reachability report on this node is kept.
+    pub(crate) reachability: crate::reachability::ReachabilitySlot,
 }
 
 /// The longest pause between attempts to reach the coordinator while joining.
@@ -113,7 +115,14 @@ pub(crate) async fn join_then_heartbeat(
     }
     join.joined.store(true, Ordering::Release);
     info!(node = %join.key.node_id(), coordinator = join.client.base_url(), "registered");
+    let watcher = tokio::spawn(crate::reachability::watch(
+        join.client.clone(),
+        join.key.node_id().to_string(),
+        join.reachability.clone(),
+        stop.clone(),
+    ));
     heartbeats(join.client, join.key, gate, interval, stop).await;
+    let _ = watcher.await;
 }
 
 async fn try_join(join: &Join) -> Result<(), String> {

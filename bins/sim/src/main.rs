@@ -15,29 +15,34 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Simulate the StreamrP2P reward and fraud pipeline.
 #[derive(Parser, Debug)]
 #[command(name = "streamr-sim", version)]
 struct Cli {
+    /// A TOML file of settings whose keys are these long flag names (`epoch = "1h"`); flags
+    /// and variables override it.
+    #[arg(long = "config", env = "STREAMR_CONFIG")]
+    config_file: Option<PathBuf>,
     #[command(flatten)]
     config: scenario::SimConfig,
     /// Print the report as JSON on stdout instead of the table.
-    #[arg(long)]
+    #[arg(long, env = "STREAMR_SIM_JSON")]
     json: bool,
     /// Write a scatter plot of reward vs true contribution to this SVG file.
-    #[arg(long)]
+    #[arg(long, env = "STREAMR_SIM_SVG")]
     svg: Option<PathBuf>,
     /// Run the adaptive attacker instead: try up to this many parameter sets (within
     /// `--threat-keys` keys and `--threat-nodes` nodes) and report the most profitable.
-    #[arg(long)]
+    #[arg(long, env = "STREAMR_SIM_ADAPTIVE")]
     adaptive: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let argv = streamr_net::cli::with_config_file(&Cli::command(), std::env::args_os().collect())?;
+    let cli = Cli::parse_from(argv);
     if let Some(budget) = cli.adaptive {
         let report = adaptive::search(
             &cli.config,
@@ -74,4 +79,44 @@ fn main() -> anyhow::Result<()> {
         print!("{}", output::table(&report));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_flag_has_its_variable_and_its_row_in_the_docs() {
+        let command = Cli::command();
+        assert_eq!(
+            streamr_net::cli::convention_violations(&command),
+            Vec::<String>::new()
+        );
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operators.md");
+        if let Err(problems) = streamr_net::cli::check_docs(&command, &docs) {
+            panic!("{problems}");
+        }
+    }
+
+    #[test]
+    fn epochs_take_humantime_and_the_old_seconds() {
+        let cli = Cli::try_parse_from(["streamr-sim", "--epoch", "90s"]).unwrap();
+        assert_eq!(cli.config.epoch_s, 90);
+        let old = Cli::try_parse_from([
+            "streamr-sim",
+            "--epoch-s",
+            "60",
+            "--receipt-interval-s",
+            "30",
+        ])
+        .unwrap();
+        assert_eq!(
+            (old.config.epoch_s, old.config.receipt_interval_s),
+            (60, 30)
+        );
+        assert_eq!(
+            Cli::try_parse_from(["streamr-sim"]).unwrap().config.epoch_s,
+            3600
+        );
+    }
 }

@@ -10,55 +10,57 @@ use streamr_core::{KeyPair, NodeId, OperatorId, Subnet24};
 #[derive(Args, Clone, Debug, Serialize)]
 pub struct SimConfig {
     /// Seed of every random choice; equal seeds give equal reports.
-    #[arg(long, default_value_t = 1)]
+    #[arg(env = "STREAMR_SIM_SEED", long, default_value_t = 1)]
     pub seed: u64,
     /// Honest nodes.
-    #[arg(long, default_value_t = 120)]
+    #[arg(env = "STREAMR_SIM_NODES", long, default_value_t = 120)]
     pub nodes: usize,
     /// Honest viewers.
-    #[arg(long, default_value_t = 800)]
+    #[arg(env = "STREAMR_SIM_VIEWERS", long, default_value_t = 800)]
     pub viewers: usize,
     /// Streams.
-    #[arg(long, default_value_t = 4)]
+    #[arg(env = "STREAMR_SIM_STREAMS", long, default_value_t = 4)]
     pub streams: usize,
     /// Epochs to simulate.
-    #[arg(long, default_value_t = 12)]
+    #[arg(env = "STREAMR_SIM_EPOCHS", long, default_value_t = 12)]
     pub epochs: u64,
-    /// Epoch length, seconds.
-    #[arg(long, default_value_t = 3600)]
+    /// Epoch length (`1h`, `90s`; a bare number is seconds).
+    #[arg(long = "epoch", alias = "epoch-s", env = "STREAMR_SIM_EPOCH", default_value = "1h",
+          value_parser = secs)]
     pub epoch_s: u64,
     /// Attacker nodes per attack (A2 uses four times as many identities).
-    #[arg(long, default_value_t = 3)]
+    #[arg(env = "STREAMR_SIM_ATTACKERS", long, default_value_t = 3)]
     pub attackers: usize,
-    /// Seconds between a viewer's receipts.
-    #[arg(long, default_value_t = 120)]
+    /// Time between a viewer's receipts (`2m`; a bare number is seconds).
+    #[arg(long = "receipt-interval", alias = "receipt-interval-s",
+          env = "STREAMR_SIM_RECEIPT_INTERVAL", default_value = "2m", value_parser = secs)]
     pub receipt_interval_s: u64,
     /// Probes per node per epoch.
-    #[arg(long, default_value_t = 120)]
+    #[arg(env = "STREAMR_SIM_PROBES", long, default_value_t = 120)]
     pub probes: u64,
     /// Stream bitrate, bytes per second.
-    #[arg(long, default_value_t = 500_000)]
+    #[arg(env = "STREAMR_SIM_BITRATE", long, default_value_t = 500_000)]
     pub bitrate: u64,
     /// Pool per epoch, micro-units.
-    #[arg(long, default_value_t = 1_000_000_000)]
+    #[arg(env = "STREAMR_SIM_POOL", long, default_value_t = 1_000_000_000)]
     pub pool: u64,
     /// Stealthier colluders (A6): half of their sessions are routed normally and really watched,
     /// so their history is not all on one operator.
-    #[arg(long)]
+    #[arg(env = "STREAMR_SIM_STEALTHY", long)]
     pub stealthy: bool,
     /// Leave out the ten classic attacks (A1–A10), e.g. to measure one threat alone.
-    #[arg(long)]
+    #[arg(env = "STREAMR_SIM_NO_CLASSIC", long)]
     pub no_classic: bool,
     /// Epochs of honest viewing the fraud engine has seen before the run (a running network's
     /// viewer history); not settled, not reported.
-    #[arg(long, default_value_t = 6)]
+    #[arg(env = "STREAMR_SIM_WARMUP_EPOCHS", long, default_value_t = 6)]
     pub warmup_epochs: u64,
     /// Probes per node per epoch that play a session and sign receipts like a viewer (the rest
     /// only measure).
-    #[arg(long, default_value_t = 12)]
+    #[arg(env = "STREAMR_SIM_PROBE_SESSIONS", long, default_value_t = 12)]
     pub probe_sessions: u64,
     /// Grant requests an honest viewer key may make per epoch.
-    #[arg(long, default_value_t = 8)]
+    #[arg(env = "STREAMR_SIM_GRANT_BUDGET", long, default_value_t = 8)]
     pub grant_budget: u64,
     #[command(flatten)]
     pub threat: ThreatConfig,
@@ -68,27 +70,53 @@ pub struct SimConfig {
 #[derive(Args, Clone, Debug, Serialize)]
 pub struct ThreatConfig {
     /// The threat to mount.
-    #[arg(id = "threat", long = "threat", value_enum)]
+    #[arg(env = "STREAMR_SIM_THREAT", id = "threat", long = "threat", value_enum)]
     pub kind: Option<Threat>,
     /// Viewer keys the attacker controls (per epoch for fresh-keys, which renews them).
-    #[arg(id = "threat_keys", long = "threat-keys", default_value_t = 10)]
+    #[arg(
+        env = "STREAMR_SIM_THREAT_KEYS",
+        id = "threat_keys",
+        long = "threat-keys",
+        default_value_t = 10
+    )]
     pub keys: u64,
     /// Nodes the attacker runs.
-    #[arg(id = "threat_nodes", long = "threat-nodes", default_value_t = 3)]
+    #[arg(
+        env = "STREAMR_SIM_THREAT_NODES",
+        id = "threat_nodes",
+        long = "threat-nodes",
+        default_value_t = 3
+    )]
     pub nodes: u64,
     /// Grant requests each attacker key makes per epoch (re-rolls and `exclude=` included): the
     /// coordinator's per-key budget, or more where it has none.
-    #[arg(id = "threat_requests", long = "threat-requests", default_value_t = 8)]
+    #[arg(
+        env = "STREAMR_SIM_THREAT_REQUESTS",
+        id = "threat_requests",
+        long = "threat-requests",
+        default_value_t = 8
+    )]
     pub requests: u64,
     /// Source /24s the attacker's keys come from.
-    #[arg(id = "threat_prefixes", long = "threat-prefixes", default_value_t = 2)]
+    #[arg(
+        env = "STREAMR_SIM_THREAT_PREFIXES",
+        id = "threat_prefixes",
+        long = "threat-prefixes",
+        default_value_t = 2
+    )]
     pub prefixes: u64,
     /// Sessions each attacker key plays (or fakes) per epoch.
-    #[arg(id = "threat_sessions", long = "threat-sessions", default_value_t = 2)]
+    #[arg(
+        env = "STREAMR_SIM_THREAT_SESSIONS",
+        id = "threat_sessions",
+        long = "threat-sessions",
+        default_value_t = 2
+    )]
     pub sessions: u64,
     /// Bandwidth the attacker's keys really download with, bytes/s per session (0: receipts
     /// only, no download).
     #[arg(
+        env = "STREAMR_SIM_THREAT_BANDWIDTH",
         id = "threat_bandwidth",
         long = "threat-bandwidth",
         default_value_t = 0
@@ -408,4 +436,10 @@ impl Network {
             rng,
         })
     }
+}
+
+/// A duration flag's value in whole seconds: humantime (`1h`, `90s`) or a bare number of
+/// seconds, as the older `--epoch-s` and `--receipt-interval-s` took.
+fn secs(value: &str) -> Result<u64, String> {
+    streamr_net::cli::seconds_or_duration(value).map(|d| d.as_secs())
 }

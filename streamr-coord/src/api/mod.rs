@@ -132,6 +132,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/nodes/deregister", post(nodes::deregister))
         .route("/nodes/{id}", get(nodes::get_one))
         .route("/nodes/{id}/stats", get(nodes::stats))
+        .route("/nodes/{id}/reachability", get(nodes::reachability))
         .route("/nodes/{id}/earnings", get(ledger::earnings))
         .route("/nodes/{id}/payouts", get(ledger::node_payouts))
         .route("/probes", post(nodes::report_probe))
@@ -158,11 +159,28 @@ async fn not_found(request: Request) -> ApiError {
 }
 
 /// Refuses clients over their rate, then counts the answer by status class.
-async fn count_and_limit(State(state): State<Shared>, request: Request, next: Next) -> Response {
-    let ip = request
+/// The client address is the TCP peer's, or behind a trusted reverse proxy the one its
+/// forwarding headers name; handlers get it as [`streamr_net::ClientIp`].
+async fn count_and_limit(
+    State(state): State<Shared>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+        .map(|info| info.0.ip());
+    let ip = match peer {
+        Some(peer) => {
+            let client =
+                streamr_net::client_ip(peer, request.headers(), &state.config.trusted_proxies);
+            request
+                .extensions_mut()
+                .insert(streamr_net::ClientIp(client));
+            client
+        }
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    };
     let metrics = &state.metrics;
     Metrics::inc(&metrics.http_requests_total);
     if let Some(limiter) = &state.limiter {

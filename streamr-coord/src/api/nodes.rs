@@ -184,12 +184,45 @@ pub(crate) async fn register(
     };
     state.storage.upsert_node(&node).await?;
     let stored = state.storage.get_node(&id).await?.unwrap_or(node);
+    crate::workers::reachability::check_soon(&state, stored.clone());
     let status = if existing.is_some() {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
     Ok((status, Json(stored)))
+}
+
+/// `GET /nodes/{id}/reachability`: the last connect-back check of the node's advertised
+/// addresses (what its operator must forward when it failed).
+#[utoipa::path(get, path = "/nodes/{id}/reachability", tag = "nodes", params(NodePath),
+    responses(
+        (status = 200, description = "Reachability", body = crate::wire::ReachabilityReport),
+        (status = 404, description = "not_found", body = ErrorSchema),
+    ))]
+pub(crate) async fn reachability(
+    State(state): State<Shared>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<crate::wire::ReachabilityReport>, ApiError> {
+    let node = state
+        .storage
+        .get_node(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            what: "node",
+            id: id.clone(),
+        })?;
+    let checked = state
+        .storage
+        .reachability()
+        .await?
+        .into_iter()
+        .find(|r| r.node_id == id && r.is_for(&node));
+    Ok(Json(crate::wire::ReachabilityReport::of(
+        &node,
+        checked,
+        state.config.reachability_interval.is_some(),
+    )))
 }
 
 /// List nodes.

@@ -454,6 +454,7 @@ pub(crate) struct ReadinessSchema {
         super::nodes::stats,
         super::ledger::earnings,
         super::ledger::node_payouts,
+        super::nodes::reachability,
         super::nodes::report_probe,
         super::ledger::list_epochs,
         super::ledger::statement,

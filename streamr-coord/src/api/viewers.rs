@@ -384,9 +384,12 @@ pub(crate) async fn play(
             state.routes.report_failure(&node.id, &viewer, now);
         }
     }
+    // Nodes the connect-back check found unreachable from outside: viewers could not connect.
+    let unreachable = crate::workers::reachability::unreachable_nodes(&state).await?;
     let up: Vec<&NodeRecord> = live
         .iter()
         .filter(|n| !excluded.contains(&n.id))
+        .filter(|n| !unreachable.contains(&n.id))
         .filter(|n| !state.routes.view(n, now).down)
         .collect();
     let measured = measurements(&state, &up, epoch, now).await?;

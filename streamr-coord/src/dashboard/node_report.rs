@@ -27,6 +27,9 @@ pub(crate) struct NodeReport {
     current_epoch: i64,
     /// Prefixes (IPv4 /24, IPv6 /48) the node's heartbeats came from, newest first.
     observed_prefixes: Vec<NodePrefixRecord>,
+    /// Whether viewers can reach the node's advertised addresses, and which port to forward
+    /// when not.
+    reachability: crate::wire::ReachabilityReport,
     /// Newest epoch first.
     epochs: Vec<NodeEpochReport>,
     /// Its rewards by stage (unvested, vested, pending, paid, fees) and every payout.
@@ -176,9 +179,20 @@ pub(crate) async fn report(
     State(state): State<Shared>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<NodeReport>, ApiError> {
-    if state.storage.get_node(&id).await?.is_none() {
+    let Some(node) = state.storage.get_node(&id).await? else {
         return Err(ApiError::NotFound { what: "node", id });
-    }
+    };
+    let checked = state
+        .storage
+        .reachability()
+        .await?
+        .into_iter()
+        .find(|r| r.node_id == id && r.is_for(&node));
+    let reachability = crate::wire::ReachabilityReport::of(
+        &node,
+        checked,
+        state.config.reachability_interval.is_some(),
+    );
     let now = now_ms();
     let current_epoch = state.config.epoch_of(now);
     let mut epochs = Vec::new();
@@ -202,6 +216,7 @@ pub(crate) async fn report(
         generated_at_ms: now,
         current_epoch,
         observed_prefixes,
+        reachability,
         epochs,
     }))
 }

@@ -198,6 +198,9 @@ pub(crate) struct NodeRow {
     /// [`MAX_NODES_WITH_EARNINGS`] nodes.
     earnings: Option<NodeEarnings>,
     streams: Vec<String>,
+    /// Set when the coordinator could not connect back to the node's advertised addresses:
+    /// which ports its operator must forward (no viewers are routed to it meanwhile).
+    unreachable: Option<String>,
 }
 
 /// One settled epoch and what each node earned in it.
@@ -466,6 +469,20 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
             .or_default()
             .push(prefix.prefix);
     }
+    let mut unreachable: BTreeMap<String, String> = BTreeMap::new();
+    if config.reachability_interval.is_some() {
+        let listed = storage.list_nodes().await?;
+        for record in storage.reachability().await? {
+            let current = listed
+                .iter()
+                .any(|n| n.id == record.node_id && record.is_for(n));
+            if let (true, Some(hint)) =
+                (current, crate::workers::reachability::forward_hint(&record))
+            {
+                unreachable.insert(record.node_id, hint);
+            }
+        }
+    }
     let mut nodes: Vec<NodeRow> = storage
         .list_nodes()
         .await?
@@ -481,7 +498,11 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
                 .map(|r| ProbeSummary::from_results(&config.probe_policy, r).availability_ppm());
             let probes = results.map_or(0, Vec::len);
             let failures = state.routes.recent_failures(&n.id, now);
-            let (health, health_reason) = node_health(&status, availability_ppm, probes, failures);
+            let unreachable = unreachable.remove(&n.id);
+            let (health, health_reason) = match &unreachable {
+                Some(hint) => ("red", hint.clone()),
+                None => node_health(&status, availability_ppm, probes, failures),
+            };
             NodeRow {
                 availability_ppm,
                 probes,
@@ -489,6 +510,7 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
                 health_reason,
                 earnings: None,
                 streams: streams_of(&n.streams_json),
+                unreachable,
                 id: n.id,
                 operator: n.operator,
                 http_url: n.http_url,

@@ -11,8 +11,9 @@ use async_trait::async_trait;
 pub use records::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, HeartbeatWrite, LedgerEntryRecord,
     NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord,
-    PendingGrantCount, ProbeRecord, ReceiptRecord, SegmentRecord, SessionRecord, SessionUsageRow,
-    SettlementRecord, SettlementWrite, StatsRow, StreamRecord, Totals,
+    PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord, SegmentRecord,
+    SessionRecord, SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, StreamRecord,
+    Totals,
 };
 pub use sql::{PostgresStorage, SqliteStorage};
 
@@ -247,6 +248,11 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StorageResult<Vec<String>>;
     /// Per node, the receipt-verified bytes of an epoch, viewers' and probes' apart.
     async fn traffic_for_epoch(&self, epoch: i64) -> StorageResult<Vec<NodeEpochTraffic>>;
+
+    /// Stores the outcome of a connect-back check, replacing the node's previous one.
+    async fn record_reachability(&self, record: &ReachabilityRecord) -> StorageResult<()>;
+    /// The last connect-back check of every node checked so far.
+    async fn reachability(&self) -> StorageResult<Vec<ReachabilityRecord>>;
 }
 
 /// Opens the backend a database URL names: `sqlite://path` (created if missing, WAL,

@@ -453,6 +453,39 @@ pub struct NodePrefixRecord {
     pub heartbeats: i64,
 }
 
+/// The outcome of the coordinator's last connect-back check of a node's advertised addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ReachabilityRecord {
+    /// The node.
+    pub node_id: String,
+    /// The RTMP URL checked.
+    pub rtmp_url: String,
+    /// The HTTP URL checked.
+    pub http_url: String,
+    /// Whether an RTMP handshake completed at `rtmp_url` from outside.
+    pub rtmp_reachable: bool,
+    /// Whether `GET /healthz` at `http_url` answered from outside.
+    pub http_reachable: bool,
+    /// Why the RTMP check failed (empty when it passed).
+    pub rtmp_error: String,
+    /// Why the HTTP check failed (empty when it passed).
+    pub http_error: String,
+    /// When the check ran.
+    pub checked_at_ms: i64,
+}
+
+impl ReachabilityRecord {
+    /// Both advertised addresses answered.
+    pub fn reachable(&self) -> bool {
+        self.rtmp_reachable && self.http_reachable
+    }
+
+    /// Whether this check is about the addresses `node` advertises now.
+    pub fn is_for(&self, node: &NodeRecord) -> bool {
+        self.rtmp_url == node.rtmp_url && self.http_url == node.http_url
+    }
+}
+
 /// Receipt-verified traffic of one node in one epoch, split into viewers' and probes'.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct NodeEpochTraffic {

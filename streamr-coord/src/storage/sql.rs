@@ -14,8 +14,9 @@ use sqlx::sqlite::{
 use super::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, HeartbeatWrite, LedgerEntryRecord,
     NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord,
-    PendingGrantCount, ProbeRecord, ReceiptRecord, SegmentRecord, SessionRecord, SessionUsageRow,
-    SettlementRecord, SettlementWrite, StatsRow, Storage, StorageResult, StreamRecord, Totals,
+    PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord, SegmentRecord,
+    SessionRecord, SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, Storage,
+    StorageResult, StreamRecord, Totals,
 };
 use crate::error::StorageError;
 
@@ -1384,6 +1385,43 @@ macro_rules! sql_storage {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(StorageError::query("traffic_for_epoch"))
+            }
+
+            async fn record_reachability(
+                &self,
+                record: &ReachabilityRecord,
+            ) -> StorageResult<()> {
+                sqlx::query(&$sql(
+                    "INSERT INTO node_reachability (node_id, rtmp_url, http_url, rtmp_reachable, \
+                     http_reachable, rtmp_error, http_error, checked_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (node_id) DO UPDATE SET rtmp_url = excluded.rtmp_url, \
+                     http_url = excluded.http_url, rtmp_reachable = excluded.rtmp_reachable, \
+                     http_reachable = excluded.http_reachable, rtmp_error = excluded.rtmp_error, \
+                     http_error = excluded.http_error, checked_at_ms = excluded.checked_at_ms",
+                ))
+                .bind(&record.node_id)
+                .bind(&record.rtmp_url)
+                .bind(&record.http_url)
+                .bind(record.rtmp_reachable)
+                .bind(record.http_reachable)
+                .bind(&record.rtmp_error)
+                .bind(&record.http_error)
+                .bind(record.checked_at_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(StorageError::query("record_reachability"))?;
+                Ok(())
+            }
+
+            async fn reachability(&self) -> StorageResult<Vec<ReachabilityRecord>> {
+                sqlx::query_as::<_, ReachabilityRecord>(
+                    "SELECT node_id, rtmp_url, http_url, rtmp_reachable, http_reachable, \
+                     rtmp_error, http_error, checked_at_ms FROM node_reachability ORDER BY node_id",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("reachability"))
             }
 
             async fn totals(&self) -> StorageResult<Totals> {

@@ -2,6 +2,7 @@
 //! runs as a tokio task until the shutdown signal, and every iteration is safe to repeat.
 
 mod prober;
+pub(crate) mod reachability;
 mod settlement;
 
 use std::sync::Arc;
@@ -121,6 +122,20 @@ pub(crate) fn spawn(
             async move { stats_round(&state).await }
         },
     ));
+    if state.config.reachability_interval.is_some() {
+        let reach_state = state.clone();
+        let client = reachability::client();
+        tasks.push(every_tick(
+            signal.clone(),
+            state.clone(),
+            "reachability",
+            move || {
+                let state = reach_state.clone();
+                let client = client.clone();
+                async move { reachability::reachability_round(&state, &client).await }
+            },
+        ));
+    }
     if let Some(runner) = probes {
         let probe_state = state.clone();
         tasks.push(every_tick(signal, state, "probes", move || {

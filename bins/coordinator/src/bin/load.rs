@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use serde_json::json;
 use streamr_coord::wire::NodeRegistration;
 use streamr_coord::{connect, CoordConfig, Coordinator};
@@ -23,32 +23,41 @@ const MAX_DURATION_SECS: u64 = 60;
 /// Most requests allowed per phase.
 const MAX_REQUESTS: u64 = 1_000_000;
 
-/// Measures signed-heartbeat throughput and latency against a hello-endpoint ceiling.
+/// Load tool: measures an in-process coordinator's signed-heartbeat throughput and latency
+/// against a hello-endpoint ceiling, on loopback.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "streamr-coord-load", version)]
 struct Args {
+    /// A TOML file of settings whose keys are these long flag names; flags and variables
+    /// override it.
+    #[arg(long, env = "STREAMR_CONFIG")]
+    config: Option<std::path::PathBuf>,
     /// Storage: `sqlite` (a temporary file), or a `postgres://` server URL (a temporary
     /// database is created on it and dropped afterwards).
-    #[arg(long, default_value = "sqlite")]
+    #[arg(long, env = "STREAMR_LOAD_DATABASE", default_value = "sqlite")]
     database: String,
-    /// Requests per phase (the phase also stops at --duration-secs).
-    #[arg(long, default_value_t = 20_000)]
+    /// Requests per phase (the phase also stops at --duration).
+    #[arg(long, env = "STREAMR_LOAD_REQUESTS", default_value_t = 20_000)]
     requests: u64,
-    /// Longest phase, seconds (at most 60).
-    #[arg(long, default_value_t = 10)]
-    duration_secs: u64,
+    /// Longest phase (at most 60s).
+    #[arg(long, env = "STREAMR_LOAD_DURATION", default_value = "10s",
+          value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Deprecated: --duration in seconds.
+    #[arg(long, hide = true)]
+    duration_secs: Option<u64>,
     /// Concurrent keep-alive connections.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, env = "STREAMR_LOAD_CONNECTIONS", default_value_t = 32)]
     connections: usize,
     /// Distinct nodes sending heartbeats.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, env = "STREAMR_LOAD_NODES", default_value_t = 256)]
     nodes: usize,
     /// Rounds of (hello phase, heartbeat phase), alternating.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, env = "STREAMR_LOAD_ROUNDS", default_value_t = 3)]
     rounds: usize,
     /// SQLite `synchronous` setting: `full` (durable across power loss, the default) or
     /// `normal` (durable across a process crash, not power loss).
-    #[arg(long, default_value = "full")]
+    #[arg(long, env = "STREAMR_LOAD_SQLITE_SYNCHRONOUS", default_value = "full")]
     sqlite_synchronous: String,
 }
 
@@ -229,9 +238,20 @@ fn report(name: &str, figures: &Figures) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let argv = streamr_net::cli::with_config_file(&Args::command(), std::env::args_os().collect())?;
+    let args = Args::parse_from(argv);
+    let duration = match args.duration_secs {
+        Some(secs) => {
+            eprintln!("--duration-secs is deprecated; use --duration {secs}s");
+            Duration::from_secs(secs)
+        }
+        None => args.duration,
+    };
     let requests = args.requests.clamp(1, MAX_REQUESTS);
-    let deadline = Duration::from_secs(args.duration_secs.clamp(1, MAX_DURATION_SECS));
+    let deadline = duration.clamp(
+        Duration::from_secs(1),
+        Duration::from_secs(MAX_DURATION_SECS),
+    );
     let connections = args.connections.clamp(1, 1024);
     let nodes = args.nodes.max(connections);
 
@@ -352,4 +372,30 @@ async fn coordinator_stats(addr: SocketAddr) -> anyhow::Result<i64> {
     Ok(nodes.as_array().map_or(0, |n| {
         n.iter().filter(|n| n["status"] == "online").count() as i64
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_load_tool_names_itself_and_documents_every_flag() {
+        let command = Args::command();
+        assert_eq!(command.get_name(), "streamr-coord-load");
+        let about = command
+            .get_about()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        assert!(about.starts_with("Load tool"), "{about}");
+        assert_eq!(
+            streamr_net::cli::convention_violations(&command),
+            Vec::<String>::new()
+        );
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operators.md");
+        if let Err(problems) = streamr_net::cli::check_docs(&command, &docs) {
+            panic!("{problems}");
+        }
+        let old = Args::try_parse_from(["streamr-coord-load", "--duration-secs", "5"]).unwrap();
+        assert_eq!(old.duration_secs, Some(5));
+    }
 }

@@ -54,6 +54,8 @@ impl Process {
                 COORDINATOR_SEED,
             ])
             .args(["--rate-limit", "0", "--log-format", "json"])
+            // Test nodes advertise placeholder addresses nobody may connect to.
+            .args(["--reachability-interval", "off"])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
