@@ -32,8 +32,6 @@ pub(crate) struct AppState {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) metrics: Metrics,
     pub(crate) settler: tokio::sync::Mutex<Settler>,
-    /// Recent grants and failure reports that steer viewer routing.
-    pub(crate) routes: viewers::RouteMemory,
     /// The network prefixes nodes' heartbeats came from, as last written to storage.
     pub(crate) node_prefixes: crate::observed_prefixes::ObservedPrefixes,
     heartbeat_writer: std::sync::OnceLock<HeartbeatWriter>,
@@ -52,7 +50,6 @@ impl AppState {
         AppState {
             limiter: config.rate_limit.map(RateLimiter::new),
             settler: tokio::sync::Mutex::new(Settler::new(&config)),
-            routes: viewers::RouteMemory::default(),
             node_prefixes: crate::observed_prefixes::ObservedPrefixes::default(),
             config,
             storage,

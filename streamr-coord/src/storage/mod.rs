@@ -9,10 +9,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use records::{
-    ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, HeartbeatWrite, LedgerEntryRecord,
-    NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord,
-    PendingGrantCount, ProbeRecord, ReceiptRecord, SegmentRecord, SessionRecord, SessionUsageRow,
-    SettlementRecord, SettlementWrite, StatsRow, StreamRecord, Totals,
+    ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
+    HeartbeatWrite, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic, NodePrefixRecord,
+    NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord, PendingGrantCount, ProbeRecord,
+    ReceiptRecord, SegmentRecord, SessionRecord, SessionUsageRow, SettlementRecord,
+    SettlementWrite, StatsRow, StreamRecord, Totals,
 };
 pub use sql::{PostgresStorage, SqliteStorage};
 
@@ -247,6 +248,30 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StorageResult<Vec<String>>;
     /// Per node, the receipt-verified bytes of an epoch, viewers' and probes' apart.
     async fn traffic_for_epoch(&self, epoch: i64) -> StorageResult<Vec<NodeEpochTraffic>>;
+
+    /// Records, in one transaction, that `viewer` (hex key) failed to play from each of
+    /// `nodes` at `now_ms` (one report per node and viewer: the newest), and forgets every
+    /// report older than `forget_before_ms`.
+    async fn record_failure_reports(
+        &self,
+        viewer: &str,
+        nodes: &[String],
+        now_ms: i64,
+        forget_before_ms: i64,
+    ) -> StorageResult<()>;
+    /// What routing knows of failing nodes: the reports made since `since_ms` and the nodes
+    /// found down.
+    async fn route_state(
+        &self,
+        since_ms: i64,
+    ) -> StorageResult<(Vec<FailureReportRecord>, Vec<NodeDownRecord>)>;
+    /// Marks nodes down (a node marked already keeps its mark) and lifts the marks of nodes
+    /// that sent a heartbeat newer than the one they were marked at, in one transaction.
+    async fn update_route_down(
+        &self,
+        mark: &[NodeDownRecord],
+        lift: &[NodeDownRecord],
+    ) -> StorageResult<()>;
 }
 
 /// Opens the backend a database URL names: `sqlite://path` (created if missing, WAL,

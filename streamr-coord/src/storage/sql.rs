@@ -12,10 +12,11 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, HeartbeatWrite, LedgerEntryRecord,
-    NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord,
-    PendingGrantCount, ProbeRecord, ReceiptRecord, SegmentRecord, SessionRecord, SessionUsageRow,
-    SettlementRecord, SettlementWrite, StatsRow, Storage, StorageResult, StreamRecord, Totals,
+    ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
+    HeartbeatWrite, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic, NodePrefixRecord,
+    NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord, PendingGrantCount, ProbeRecord,
+    ReceiptRecord, SegmentRecord, SessionRecord, SessionUsageRow, SettlementRecord,
+    SettlementWrite, StatsRow, Storage, StorageResult, StreamRecord, Totals,
 };
 use crate::error::StorageError;
 
@@ -1384,6 +1385,98 @@ macro_rules! sql_storage {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(StorageError::query("traffic_for_epoch"))
+            }
+
+            async fn record_failure_reports(
+                &self,
+                viewer: &str,
+                nodes: &[String],
+                now_ms: i64,
+                forget_before_ms: i64,
+            ) -> StorageResult<()> {
+                let op = "record_failure_reports";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                for node in nodes {
+                    sqlx::query(&$sql(
+                        "INSERT INTO route_reports (node_id, viewer, reported_at_ms) \
+                         VALUES ($1, $2, $3) ON CONFLICT (node_id, viewer) \
+                         DO UPDATE SET reported_at_ms = excluded.reported_at_ms",
+                    ))
+                    .bind(node)
+                    .bind(viewer)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                }
+                sqlx::query(&$sql("DELETE FROM route_reports WHERE reported_at_ms < $1"))
+                    .bind(forget_before_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                tx.commit().await.map_err(StorageError::query(op))?;
+                Ok(())
+            }
+
+            async fn route_state(
+                &self,
+                since_ms: i64,
+            ) -> StorageResult<(Vec<FailureReportRecord>, Vec<NodeDownRecord>)> {
+                let op = "route_state";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                let reports = sqlx::query_as::<_, FailureReportRecord>(&$sql(
+                    "SELECT node_id, viewer, reported_at_ms FROM route_reports \
+                     WHERE reported_at_ms >= $1 ORDER BY node_id, viewer",
+                ))
+                .bind(since_ms)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StorageError::query(op))?;
+                let down = sqlx::query_as::<_, NodeDownRecord>(
+                    "SELECT node_id, down_at_heartbeat_ms FROM route_down ORDER BY node_id",
+                )
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StorageError::query(op))?;
+                tx.commit().await.map_err(StorageError::query(op))?;
+                Ok((reports, down))
+            }
+
+            async fn update_route_down(
+                &self,
+                mark: &[NodeDownRecord],
+                lift: &[NodeDownRecord],
+            ) -> StorageResult<()> {
+                if mark.is_empty() && lift.is_empty() {
+                    return Ok(());
+                }
+                let op = "update_route_down";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                for down in mark {
+                    sqlx::query(&$sql(
+                        "INSERT INTO route_down (node_id, down_at_heartbeat_ms) VALUES ($1, $2) \
+                         ON CONFLICT (node_id) DO NOTHING",
+                    ))
+                    .bind(&down.node_id)
+                    .bind(down.down_at_heartbeat_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                }
+                for up in lift {
+                    // Only a mark older than the heartbeat seen is lifted: a replica that
+                    // read an older heartbeat cannot lift a newer mark.
+                    sqlx::query(&$sql(
+                        "DELETE FROM route_down WHERE node_id = $1 AND down_at_heartbeat_ms < $2",
+                    ))
+                    .bind(&up.node_id)
+                    .bind(up.down_at_heartbeat_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                }
+                tx.commit().await.map_err(StorageError::query(op))?;
+                Ok(())
             }
 
             async fn totals(&self) -> StorageResult<Totals> {
