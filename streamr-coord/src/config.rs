@@ -107,6 +107,15 @@ pub struct CoordConfig {
     /// Never for a public network; off by default, and announced at start and in
     /// `GET /coordinator` when on.
     pub local_trial: bool,
+    /// Relay tree: most relays the origin feeds directly (k), and most children any relay
+    /// feeds (less where its measured capacity is lower).
+    pub relay_fanout: usize,
+    /// Relay tree: a parent whose last heartbeat is older than this is taken for dead and
+    /// its children are re-parented.
+    pub relay_liveness: Duration,
+    /// Relay tree: a relay whose probes (when it has any this epoch) pass less than this
+    /// share, ppm, feeds no other relay (it is kept at the leaves).
+    pub relay_min_availability_ppm: u64,
 }
 
 impl std::fmt::Debug for CoordConfig {
@@ -157,6 +166,9 @@ impl Default for CoordConfig {
             live_window: Duration::from_secs(60),
             pending_window: Duration::from_secs(30),
             local_trial: false,
+            relay_fanout: 4,
+            relay_liveness: Duration::from_secs(15),
+            relay_min_availability_ppm: 800_000,
         }
     }
 }

@@ -123,6 +123,14 @@ struct Args {
     /// Name recorded on the settlements this replica writes.
     #[arg(long)]
     replica_id: Option<String>,
+    /// Relay tree: most relays the origin feeds directly, and most children one relay feeds.
+    #[arg(long, env = "STREAMR_RELAY_FANOUT", default_value_t = 4)]
+    relay_fanout: usize,
+    /// Relay tree: a parent silent (no heartbeat) this long is taken for dead and its
+    /// children re-parented.
+    #[arg(long, env = "STREAMR_RELAY_LIVENESS", value_parser = humantime::parse_duration,
+        default_value = "15s")]
+    relay_liveness: Duration,
     /// Log line format (on stderr; colour only on a terminal); the level comes from RUST_LOG
     /// (default `info`).
     #[arg(long, env = "STREAMR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
@@ -235,6 +243,8 @@ async fn main() -> anyhow::Result<()> {
     config.http.header_read_timeout = Duration::from_millis(args.http_header_timeout_ms);
     config.http.body_timeout = Duration::from_millis(args.http_body_timeout_ms);
     config.local_trial = args.local_trial;
+    config.relay_fanout = args.relay_fanout.max(1);
+    config.relay_liveness = args.relay_liveness;
     if args.local_trial {
         tracing::warn!(
             "LOCAL TRIAL MODE (--local-trial): every node and viewer counts as a network of its \

@@ -6,6 +6,7 @@ pub(crate) mod ledger;
 mod nodes;
 mod ops;
 mod streams;
+mod tree;
 mod viewers;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -103,6 +104,7 @@ pub(crate) fn router(state: Shared) -> Router {
         )
         .route("/streams/{id}/stats", get(streams::stats))
         .route("/streams/{id}/play", get(viewers::play))
+        .route("/streams/{id}/upstream", post(tree::upstream))
         .route("/receipts", post(viewers::post_receipts))
         .route("/nodes", post(nodes::register).get(nodes::list))
         .route("/nodes/heartbeat", post(nodes::heartbeat))

@@ -231,7 +231,7 @@ fn window_start(now: i64, window: std::time::Duration) -> i64 {
 /// What the coordinator measured of every node, for routing: receipt-backed sessions over the
 /// proving and live windows, unconfirmed recent grants (capped per source prefix) and the
 /// sustained throughput of this epoch's passing probes.
-async fn measurements(
+pub(crate) async fn measurements(
     state: &Shared,
     nodes: &[&NodeRecord],
     epoch: i64,

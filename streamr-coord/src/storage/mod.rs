@@ -12,8 +12,8 @@ pub use records::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
     HeartbeatWrite, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic, NodePrefixRecord,
     NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord, PendingGrantCount, ProbeRecord,
-    ReceiptRecord, SegmentRecord, SessionRecord, SessionUsageRow, SettlementRecord,
-    SettlementWrite, StatsRow, StreamRecord, Totals,
+    ReceiptRecord, RelayAssignmentRecord, SegmentRecord, SessionRecord, SessionUsageRow,
+    SettlementRecord, SettlementWrite, StatsRow, StreamRecord, Totals,
 };
 pub use sql::{PostgresStorage, SqliteStorage};
 
@@ -265,6 +265,17 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         since_ms: i64,
     ) -> StorageResult<(Vec<FailureReportRecord>, Vec<NodeDownRecord>)>;
+    /// Under a per-stream lock (a PostgreSQL advisory lock; SQLite's single writer), reads
+    /// the stream's relay tree, lets `choose` pick `node_id`'s parent from it (`None` keeps
+    /// the tree as it is), stores that parent at `now_ms`, and returns the tree afterwards.
+    /// Replicas choosing at once take turns, so fan-out bounds hold across them.
+    async fn assign_relay_parent(
+        &self,
+        stream_id: &str,
+        node_id: &str,
+        now_ms: i64,
+        choose: &(dyn for<'t> Fn(&'t [RelayAssignmentRecord]) -> Option<String> + Send + Sync),
+    ) -> StorageResult<Vec<RelayAssignmentRecord>>;
     /// Marks nodes down (a node marked already keeps its mark) and lifts the marks of nodes
     /// that sent a heartbeat newer than the one they were marked at, in one transaction.
     async fn update_route_down(

@@ -489,3 +489,16 @@ pub struct NodeDownRecord {
     /// The timestamp of its last heartbeat when it was found down: a newer one brings it back.
     pub down_at_heartbeat_ms: i64,
 }
+
+/// A relaying node's parent in a stream's relay tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct RelayAssignmentRecord {
+    /// The stream.
+    pub stream_id: String,
+    /// The relaying node.
+    pub node_id: String,
+    /// The node it pulls the stream from (the origin node or another relay).
+    pub parent_id: String,
+    /// When it was assigned this parent.
+    pub assigned_at_ms: i64,
+}

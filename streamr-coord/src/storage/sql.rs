@@ -15,8 +15,8 @@ use super::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
     HeartbeatWrite, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic, NodePrefixRecord,
     NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord, PendingGrantCount, ProbeRecord,
-    ReceiptRecord, SegmentRecord, SessionRecord, SessionUsageRow, SettlementRecord,
-    SettlementWrite, StatsRow, Storage, StorageResult, StreamRecord, Totals,
+    ReceiptRecord, RelayAssignmentRecord, SegmentRecord, SessionRecord, SessionUsageRow,
+    SettlementRecord, SettlementWrite, StatsRow, Storage, StorageResult, StreamRecord, Totals,
 };
 use crate::error::StorageError;
 
@@ -123,6 +123,18 @@ fn sqlite_settlement_lock() -> Option<&'static str> {
 
 fn postgres_settlement_lock() -> Option<&'static str> {
     Some("SELECT pg_advisory_xact_lock($1)")
+}
+
+/// Takes the stream's relay-tree lock for the rest of the transaction. SQLite: any write
+/// statement (even one matching no row) takes the database's write lock.
+fn sqlite_tree_lock() -> &'static str {
+    "UPDATE relay_assignments SET assigned_at_ms = assigned_at_ms WHERE stream_id = $1 AND 1 = 0"
+}
+
+/// Takes the stream's relay-tree lock for the rest of the transaction: an advisory lock
+/// keyed by the stream, so replicas choosing parents for one stream take turns.
+fn postgres_tree_lock() -> &'static str {
+    "SELECT pg_advisory_xact_lock(hashtext('streamr relay tree ' || $1))"
 }
 
 const STREAM_COLUMNS: &str =
@@ -318,7 +330,7 @@ impl PostgresStorage {
 }
 
 macro_rules! sql_storage {
-    ($storage:ident, $db:ty, $sql:path, $settlement_lock:path, $commits_in_flight:expr) => {
+    ($storage:ident, $db:ty, $sql:path, $settlement_lock:path, $tree_lock:path, $commits_in_flight:expr) => {
         impl $storage {
             async fn add_activities_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
@@ -1442,6 +1454,53 @@ macro_rules! sql_storage {
                 Ok((reports, down))
             }
 
+            async fn assign_relay_parent(
+                &self,
+                stream_id: &str,
+                node_id: &str,
+                now_ms: i64,
+                choose: &(dyn for<'t> Fn(&'t [RelayAssignmentRecord]) -> Option<String> + Send + Sync),
+            ) -> StorageResult<Vec<RelayAssignmentRecord>> {
+                let op = "assign_relay_parent";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                sqlx::query(&$sql($tree_lock()))
+                    .bind(stream_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                let read = $sql(
+                    "SELECT stream_id, node_id, parent_id, assigned_at_ms \
+                     FROM relay_assignments WHERE stream_id = $1 ORDER BY node_id",
+                );
+                let mut tree = sqlx::query_as::<_, RelayAssignmentRecord>(&read)
+                    .bind(stream_id)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                if let Some(parent) = choose(&tree) {
+                    sqlx::query(&$sql(
+                        "INSERT INTO relay_assignments (stream_id, node_id, parent_id, \
+                         assigned_at_ms) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (stream_id, node_id) DO UPDATE SET \
+                         parent_id = excluded.parent_id, assigned_at_ms = excluded.assigned_at_ms",
+                    ))
+                    .bind(stream_id)
+                    .bind(node_id)
+                    .bind(&parent)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                    tree = sqlx::query_as::<_, RelayAssignmentRecord>(&read)
+                        .bind(stream_id)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(StorageError::query(op))?;
+                }
+                tx.commit().await.map_err(StorageError::query(op))?;
+                Ok(tree)
+            }
+
             async fn update_route_down(
                 &self,
                 mark: &[NodeDownRecord],
@@ -1508,6 +1567,7 @@ sql_storage!(
     sqlx::Sqlite,
     sqlite_sql,
     sqlite_settlement_lock,
+    sqlite_tree_lock,
     1 // one writer at a time
 );
 sql_storage!(
@@ -1515,6 +1575,7 @@ sql_storage!(
     sqlx::Postgres,
     postgres_sql,
     postgres_settlement_lock,
+    postgres_tree_lock,
     4 // batches execute while earlier ones wait for their WAL flush
 );
 
