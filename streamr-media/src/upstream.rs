@@ -14,6 +14,11 @@
 //! is dropped and local viewers continue without a gap where the replay covers it, or else from
 //! the next keyframe. Only when every upstream failed in a row do local viewers see the
 //! publisher leave.
+//! With an [`UpstreamSource`] (a coordinator-built relay tree) the upstreams are asked for per
+//! stream at the start of each round, the source is told which ones failed, and the pull asks
+//! again every [`UpstreamConfig::reassign_interval`]: when the first upstream it answers is
+//! another than the one pulled from, the pull moves there the same way it fails over, so local
+//! viewers keep playing. The static list stays the fallback when the source knows none.
 //! A pull stops once it has had neither a hub viewer (RTMP, HTTP-FLV) nor a request through
 //! `ensure` (HLS players poll their playlist) for the idle timeout.
 
@@ -45,6 +50,35 @@ pub struct UpstreamConfig {
     /// Longest wait for an upstream to accept the connection and answer the RTMP handshake,
     /// connect and play; an unreachable or mute host is then skipped for the next one.
     pub connect_timeout: Duration,
+    /// With an [`UpstreamSource`], how often a running pull asks it again and follows a new
+    /// first upstream.
+    pub reassign_interval: Duration,
+}
+
+/// Where a pull's upstreams come from when they are chosen per stream (a relay tree).
+#[async_trait::async_trait]
+pub trait UpstreamSource: Send + Sync + std::fmt::Debug + 'static {
+    /// The upstreams to pull `key` from, best first, each `rtmp://host[:port]` optionally
+    /// followed by `?query` (added to the play URL, e.g. a grant). `failed` are the upstreams
+    /// (without their query) that failed this pull since the last call. Empty when the
+    /// source knows none: the static list is used.
+    async fn upstreams(&self, key: &StreamKey, failed: &[String]) -> Vec<String>;
+}
+
+/// Longest wait for an [`UpstreamSource`]; the static list is used when it does not answer.
+const SOURCE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `rtmp://host[:port]?query` → `rtmp://host[:port]`.
+fn upstream_base(upstream: &str) -> &str {
+    upstream.split_once('?').map_or(upstream, |(base, _)| base)
+}
+
+/// The play URL of `key` at `upstream` (its query, if any, after the stream name).
+fn play_url(upstream: &str, key: &StreamKey) -> String {
+    match upstream.split_once('?') {
+        Some((base, query)) => format!("{base}/{}/{}?{query}", key.app, key.name),
+        None => format!("{upstream}/{}/{}", key.app, key.name),
+    }
 }
 
 impl Default for UpstreamConfig {
@@ -56,6 +90,7 @@ impl Default for UpstreamConfig {
             idle_check_interval: Duration::from_secs(1),
             stall_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            reassign_interval: Duration::from_secs(5),
         }
     }
 }
@@ -103,6 +138,7 @@ pub struct UpstreamPuller {
     config: Arc<UpstreamConfig>,
     pulls: Arc<Mutex<Pulls>>,
     counters: Arc<PullCounters>,
+    source: Option<Arc<dyn UpstreamSource>>,
 }
 
 impl UpstreamPuller {
@@ -113,7 +149,29 @@ impl UpstreamPuller {
             config: Arc::new(config),
             pulls: Arc::default(),
             counters: Arc::default(),
+            source: None,
         }
+    }
+
+    /// Asks `source` for each stream's upstreams before the static list (see
+    /// [`UpstreamSource`]).
+    pub fn with_source(mut self, source: Arc<dyn UpstreamSource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// The upstreams of one round: the source's (told what failed), else the static list.
+    async fn round_upstreams(&self, key: &StreamKey, failed: &mut Vec<String>) -> Vec<String> {
+        if let Some(source) = &self.source {
+            let asked = tokio::time::timeout(SOURCE_TIMEOUT, source.upstreams(key, failed)).await;
+            if let Ok(list) = asked {
+                failed.clear();
+                if !list.is_empty() {
+                    return list;
+                }
+            }
+        }
+        self.config.upstreams.clone()
     }
 
     /// Makes sure `key` is available in the hub: does nothing when it is published locally,
@@ -121,7 +179,7 @@ impl UpstreamPuller {
     /// otherwise starts a pull task (on the current tokio runtime). Returns whether a new pull
     /// started. Call it on every viewer request, including HLS playlist and segment requests.
     pub fn ensure(&self, key: &StreamKey) -> bool {
-        if self.config.upstreams.is_empty() {
+        if self.config.upstreams.is_empty() && self.source.is_none() {
             return false;
         }
         let state = {
@@ -178,22 +236,31 @@ impl UpstreamPuller {
         let mut idle_since: Option<Instant> = None;
         // Kept across upstreams, so a failover continues the same publish here.
         let mut publisher: Option<Publisher> = None;
+        // Upstreams that failed since the source was last asked.
+        let mut failed: Vec<String> = Vec::new();
+        // A reassignment the source answered while pulling: the next round's list.
+        let mut next: Option<Vec<String>> = None;
         loop {
             let mut received = false;
-            for upstream in &self.config.upstreams {
+            let upstreams = match next.take() {
+                Some(list) => list,
+                None => self.round_upstreams(key, &mut failed).await,
+            };
+            for upstream in &upstreams {
                 if self.is_idle(key, state, &mut idle_since) {
                     return;
                 }
-                let url = match RtmpUrl::parse(&format!("{upstream}/{}/{}", key.app, key.name)) {
+                let url = match RtmpUrl::parse(&play_url(upstream, key)) {
                     Ok(url) => url,
                     Err(error) => {
                         tracing::warn!(%upstream, %error, "unusable upstream address");
                         continue;
                     }
                 };
+                let base = upstream_base(upstream).to_owned();
                 {
                     let mut status = lock(&state.status);
-                    status.upstream = Some(upstream.clone());
+                    status.upstream = Some(base.clone());
                     status.connects += 1;
                     if status.connects > 1 {
                         self.counters
@@ -206,13 +273,20 @@ impl UpstreamPuller {
                         &url,
                         key,
                         state,
-                        &mut idle_since,
-                        &mut publisher,
-                        &mut received,
+                        (&mut idle_since, &mut publisher, &mut received),
+                        &failed,
                     )
                     .await;
+                if !matches!(pulled, Ok(PullEnd::Idle | PullEnd::Reassigned(_))) {
+                    failed.push(base);
+                }
                 match pulled {
                     Ok(PullEnd::Idle) => return,
+                    Ok(PullEnd::Reassigned(list)) => {
+                        tracing::info!(stream = %key, %url, "reassigned to another upstream");
+                        next = Some(list);
+                        break;
+                    }
                     Ok(PullEnd::UpstreamClosed) => {
                         tracing::info!(stream = %key, %url, "upstream closed; trying the next");
                     }
@@ -236,7 +310,7 @@ impl UpstreamPuller {
                     }
                 }
             }
-            if received {
+            if received || next.is_some() {
                 // An upstream delivered this round: fail over to the first one again at once.
                 continue;
             }
@@ -256,9 +330,12 @@ impl UpstreamPuller {
         url: &RtmpUrl,
         key: &StreamKey,
         state: &Pull,
-        idle_since: &mut Option<Instant>,
-        publisher: &mut Option<Publisher>,
-        received: &mut bool,
+        (idle_since, publisher, received): (
+            &mut Option<Instant>,
+            &mut Option<Publisher>,
+            &mut bool,
+        ),
+        failed: &[String],
     ) -> Result<PullEnd, ClientError> {
         let Ok(connected) =
             tokio::time::timeout(self.config.connect_timeout, RtmpClient::play(url)).await
@@ -272,7 +349,14 @@ impl UpstreamPuller {
             publisher.rejoin_upstream();
         }
         let end = self
-            .relay_from(&mut client, key, state, idle_since, publisher, received)
+            .relay_from(
+                &mut client,
+                url,
+                key,
+                state,
+                (idle_since, publisher, received),
+                failed,
+            )
             .await;
         // Frames held for the next batch go out now, not when the next upstream delivers.
         if let Some(publisher) = publisher.as_mut() {
@@ -287,13 +371,18 @@ impl UpstreamPuller {
     async fn relay_from(
         &self,
         client: &mut RtmpClient,
+        url: &RtmpUrl,
         key: &StreamKey,
         state: &Pull,
-        idle_since: &mut Option<Instant>,
-        publisher: &mut Option<Publisher>,
-        received: &mut bool,
+        (idle_since, publisher, received): (
+            &mut Option<Instant>,
+            &mut Option<Publisher>,
+            &mut bool,
+        ),
+        failed: &[String],
     ) -> Result<PullEnd, ClientError> {
         let mut check = tokio::time::interval(self.config.idle_check_interval);
+        let mut last_asked = Instant::now();
         // When the last frame arrived, while the upstream's stream is live.
         let mut last_frame: Option<Instant> = None;
         loop {
@@ -317,6 +406,12 @@ impl UpstreamPuller {
                     }
                     if last_frame.is_some_and(|at| at.elapsed() >= self.config.stall_timeout) {
                         return Ok(PullEnd::Stalled);
+                    }
+                    if last_asked.elapsed() >= self.config.reassign_interval {
+                        last_asked = Instant::now();
+                        if let Some(list) = self.reassigned(key, url, failed).await {
+                            return Ok(PullEnd::Reassigned(list));
+                        }
                     }
                     continue;
                 }
@@ -367,6 +462,25 @@ impl UpstreamPuller {
         }
     }
 
+    /// Asks the source again while pulling from `url`: its list when it starts with another
+    /// upstream.
+    async fn reassigned(
+        &self,
+        key: &StreamKey,
+        url: &RtmpUrl,
+        failed: &[String],
+    ) -> Option<Vec<String>> {
+        let source = self.source.as_ref()?;
+        let list = tokio::time::timeout(SOURCE_TIMEOUT, source.upstreams(key, failed))
+            .await
+            .ok()?;
+        let first = list.first()?;
+        let current = play_url(first, key);
+        let same = RtmpUrl::parse(&current)
+            .is_ok_and(|next| next.host == url.host && next.port == url.port);
+        (!same).then_some(list)
+    }
+
     /// Whether nobody has watched or requested `key` here for the idle timeout.
     fn is_idle(&self, key: &StreamKey, pull: &Pull, idle_since: &mut Option<Instant>) -> bool {
         let viewers = self
@@ -393,6 +507,8 @@ enum PullEnd {
     Stalled,
     /// The upstream did not complete connect and play within the connect timeout.
     ConnectTimedOut,
+    /// The source assigned another upstream: the pull moves to the first of this list.
+    Reassigned(Vec<String>),
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

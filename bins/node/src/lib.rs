@@ -390,14 +390,24 @@ impl Node {
         );
         let hub = RelayHub::new(server_config.relay.clone());
         let puller = relay_role.then(|| {
-            UpstreamPuller::new(
+            let puller = UpstreamPuller::new(
                 hub.clone(),
                 UpstreamConfig {
                     upstreams: config.upstreams.clone(),
                     idle_timeout: config.pull_idle_timeout,
                     ..UpstreamConfig::default()
                 },
-            )
+            );
+            // With a coordinator, the relay tree names the upstreams first.
+            match &client {
+                Some(client) => puller.with_source(Arc::new(network::TreeSource {
+                    client: client.clone(),
+                    key: key.clone(),
+                    fallback: config.upstreams.clone(),
+                    known: std::sync::Mutex::default(),
+                })),
+                None => puller,
+            }
         });
         let gate = Arc::new(gate::Gate::new(
             hub.clone(),
