@@ -139,6 +139,18 @@ async fn relays_form_a_bounded_tree_and_move_when_their_parent_fails(db: &TestDb
     // 2 + 4 + 8 ≥ 10: three tiers.
     let depth = chains.values().map(Vec::len).max();
     assert_eq!(depth, Some(3));
+    // Asking again hands out the same grants (no new session at every ask).
+    let grants = |body: &Value| -> Vec<Value> {
+        body["upstreams"]
+            .as_array()
+            .expect("upstreams")
+            .iter()
+            .map(|u| u["grant"]["body"]["session_id"].clone())
+            .collect()
+    };
+    let (_, first) = ask(&api, &relays[5], &[]).await;
+    let (_, again) = ask(&api, &relays[5], &[]).await;
+    assert_eq!(grants(&first), grants(&again));
     // Asking again keeps the place.
     for relay in &relays {
         assert_eq!(

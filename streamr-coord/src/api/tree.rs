@@ -23,8 +23,8 @@ use axum::extract::State;
 use axum::Json;
 use rand::RngCore;
 use streamr_core::{
-    NodeId, ProbeResult, ProbeSummary, RouteCandidate, SessionGrant, SessionId, Signed, StreamId,
-    ViewerKey,
+    NodeId, ProbeResult, ProbeSummary, RouteCandidate, SessionGrant, SessionId, Signed,
+    SignedGrant, StreamId, ViewerKey,
 };
 
 use super::streams::load_stream;
@@ -339,6 +339,22 @@ async fn grant_upstream(
         .id
         .parse()
         .map_err(|_| ApiError::Conflict(format!("node {} has no valid id", upstream.id)))?;
+    // A grant issued less than half its lifetime ago is handed out again: relays ask every
+    // few seconds, and a new session each time would only grow the grant log.
+    let ttl = i64::try_from(state.config.grant_ttl.as_millis()).unwrap_or(i64::MAX);
+    let reusable = state
+        .storage
+        .latest_session_of(
+            &relay.to_string(),
+            &upstream.id,
+            stream,
+            now.saturating_sub(ttl / 2),
+        )
+        .await?
+        .and_then(|session| serde_json::from_str::<SignedGrant>(&session.grant_json).ok());
+    if let Some(signed) = reusable {
+        return Ok(upstream_entry(node_id, upstream, signed));
+    }
     let mut session_bytes = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut session_bytes);
     let session_id = SessionId::from_bytes(session_bytes);
@@ -376,7 +392,11 @@ async fn grant_upstream(
             probe: false,
         })
         .await?;
-    Ok(UpstreamEntry {
+    Ok(upstream_entry(node_id, upstream, signed))
+}
+
+fn upstream_entry(node_id: NodeId, upstream: &NodeRecord, signed: SignedGrant) -> UpstreamEntry {
+    UpstreamEntry {
         node_id,
         rtmp_base: rtmp_base(&upstream.rtmp_url),
         query: format!(
@@ -385,7 +405,7 @@ async fn grant_upstream(
             crate::grant_token::encode(&signed)
         ),
         grant: signed,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -265,6 +265,16 @@ pub trait Storage: Send + Sync + 'static {
         &self,
         since_ms: i64,
     ) -> StorageResult<(Vec<FailureReportRecord>, Vec<NodeDownRecord>)>;
+    /// The newest session granted to `viewer` (hex key) on `node_id` for `stream_id` that
+    /// was issued at or after `issued_since_ms`: a relay's grant on its parent, reused while
+    /// it is fresh instead of issuing one at every ask.
+    async fn latest_session_of(
+        &self,
+        viewer: &str,
+        node_id: &str,
+        stream_id: &str,
+        issued_since_ms: i64,
+    ) -> StorageResult<Option<SessionRecord>>;
     /// Under a per-stream lock (a PostgreSQL advisory lock; SQLite's single writer), reads
     /// the stream's relay tree, lets `choose` pick `node_id`'s parent from it (`None` keeps
     /// the tree as it is), stores that parent at `now_ms`, and returns the tree afterwards.

@@ -1454,6 +1454,28 @@ macro_rules! sql_storage {
                 Ok((reports, down))
             }
 
+            async fn latest_session_of(
+                &self,
+                viewer: &str,
+                node_id: &str,
+                stream_id: &str,
+                issued_since_ms: i64,
+            ) -> StorageResult<Option<SessionRecord>> {
+                sqlx::query_as::<_, SessionRecord>(&$sql(
+                    "SELECT session_id, stream_id, node_id, viewer, max_bytes, expiry_ms, \
+                     issued_at_ms, grant_json, viewer_subnet, viewer_prefix64, probe \
+                     FROM sessions WHERE viewer = $1 AND node_id = $2 AND stream_id = $3 \
+                     AND issued_at_ms >= $4 ORDER BY issued_at_ms DESC LIMIT 1",
+                ))
+                .bind(viewer)
+                .bind(node_id)
+                .bind(stream_id)
+                .bind(issued_since_ms)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StorageError::query("latest_session_of"))
+            }
+
             async fn assign_relay_parent(
                 &self,
                 stream_id: &str,
