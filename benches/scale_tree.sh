@@ -11,7 +11,7 @@
 # per relay process.
 #
 # Not part of the test suite. Build first:
-#   cargo build --release -p streamr-coordinator -p streamr-node -p streamr-cli
+#   cargo build --release -p streamr-coordinator -p streamr-node -p streamr
 # then e.g.
 #   RELAYS=100 WATCHERS=300 FANOUT=4 DURATION=90 benches/scale_tree.sh
 set -euo pipefail
@@ -48,6 +48,7 @@ secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
     --database "sqlite://$work/c.db?synchronous=normal" --admin-token "$token" \
     --coordinator-secret-key "$secret" --local-trial --rate-limit 0 \
     --relay-fanout "$FANOUT" --probe-interval-secs 0 --log-format json \
+    --http-max-connections 100000 --http-max-connections-per-client 100000 \
     2>"$work/coordinator.log" &
 pids+=($!)
 until curl -sf "$coord/healthz" >/dev/null; do sleep 0.2; done
@@ -74,7 +75,8 @@ for i in $(seq 1 "$RELAYS"); do
     relay_pid[$ip]=$!
     pids+=($!)
 done
-until [ "$(curl -sf "$coord/nodes" | jq '[.[] | select(.active)] | length')" -ge "$RELAYS" ]; do
+active_relays() { curl -sf "$coord/nodes" | jq '[.[] | select(.active)] | length' || true; }
+until [ "$(active_relays)" -ge "$RELAYS" ] 2>/dev/null; do
     sleep 0.5
 done
 echo "coordinator, origin and $RELAYS relays up; starting $WATCHERS viewers for ${DURATION}s" >&2
@@ -115,6 +117,8 @@ for _ in $(seq 1 600); do
     sleep 0.1
 done
 
+origin_pulls_late=$(($(ss -Htn state established "( sport = :$ORIGIN_RTMP )" | wc -l) - 1))
+
 wait_until=$((started + DURATION * 1000 + 15000))
 while [ "$(ms)" -lt "$wait_until" ] && pgrep -f "streamr watch show --coordinator $coord" >/dev/null; do
     sleep 1
@@ -130,7 +134,7 @@ done
 
 cat <<EOF
 relays: $RELAYS, viewers: $WATCHERS, fan-out k: $FANOUT, load average: $(cut -d' ' -f1-3 /proc/loadavg)
-origin egress: $origin_pulls RTMP pulls at the origin (flat topology: $relaying, one per relaying friend)
+origin egress: $origin_pulls RTMP pulls at the origin halfway, $origin_pulls_late after the kill and re-parenting (flat topology: $relaying, one per relaying friend)
 tree depth (tier:relays): $depths
 killed inner relay ${victim:0:8} with $(wc -w <<<"$children") children; all re-parented after: ${reparented:-not within 60 s} ms
 viewers: $verified segments verified, $unverified unverified, $failovers fail-overs, $failed without a report
