@@ -125,6 +125,20 @@ fn postgres_settlement_lock() -> Option<&'static str> {
     Some("SELECT pg_advisory_xact_lock($1)")
 }
 
+/// How a transaction that only records liveness is committed: SQLite keeps its one setting
+/// (a connection-wide pragma cannot be changed for one transaction).
+fn sqlite_liveness_commit() -> Option<&'static str> {
+    None
+}
+
+/// How a transaction that only records liveness is committed on PostgreSQL: without waiting
+/// for its WAL flush (`synchronous_commit = off` for this transaction only). A crash may lose
+/// the last fraction of a second of such commits, never corrupts anything, and loses no
+/// receipt and no claim: batches that carry any are committed durably.
+fn postgres_liveness_commit() -> Option<&'static str> {
+    Some("SET LOCAL synchronous_commit = off")
+}
+
 /// Takes the stream's relay-tree lock for the rest of the transaction. SQLite: any write
 /// statement (even one matching no row) takes the database's write lock.
 fn sqlite_tree_lock() -> &'static str {
@@ -330,7 +344,7 @@ impl PostgresStorage {
 }
 
 macro_rules! sql_storage {
-    ($storage:ident, $db:ty, $sql:path, $settlement_lock:path, $tree_lock:path, $commits_in_flight:expr) => {
+    ($storage:ident, $db:ty, $sql:path, $settlement_lock:path, $tree_lock:path, $liveness_commit:path, $commits_in_flight:expr) => {
         impl $storage {
             async fn add_activities_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
@@ -645,6 +659,19 @@ macro_rules! sql_storage {
                 let mut outcomes: Vec<Option<StorageResult<u64>>> =
                     heartbeats.iter().map(|_| None).collect();
                 let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                // A batch of bare liveness (no receipt, no claimed bytes) need not wait for
+                // its flush where the database allows that per transaction.
+                let liveness_only = heartbeats.iter().all(|hb| {
+                    hb.receipts.is_empty()
+                        && hb.activity.claimed_bytes == 0
+                        && hb.activity.unattested_bytes == 0
+                });
+                if let Some(relaxed) = $liveness_commit().filter(|_| liveness_only) {
+                    sqlx::query(relaxed)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StorageError::query(op))?;
+                }
                 // Each round holds at most one heartbeat per node, so one set-based UPDATE can
                 // claim all of their nonces; a node's later heartbeats go to later rounds.
                 for round in node_rounds(heartbeats) {
@@ -1590,6 +1617,7 @@ sql_storage!(
     sqlite_sql,
     sqlite_settlement_lock,
     sqlite_tree_lock,
+    sqlite_liveness_commit,
     1 // one writer at a time
 );
 sql_storage!(
@@ -1598,6 +1626,7 @@ sql_storage!(
     postgres_sql,
     postgres_settlement_lock,
     postgres_tree_lock,
+    postgres_liveness_commit,
     4 // batches execute while earlier ones wait for their WAL flush
 );
 
