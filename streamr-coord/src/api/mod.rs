@@ -35,6 +35,8 @@ pub(crate) struct AppState {
     pub(crate) settler: tokio::sync::Mutex<Settler>,
     /// The network prefixes nodes' heartbeats came from, as last written to storage.
     pub(crate) node_prefixes: crate::observed_prefixes::ObservedPrefixes,
+    /// The relays' measured fan-outs, reused for a moment by the relay tree.
+    pub(crate) relay_fanouts: tree::FanoutCache,
     heartbeat_writer: std::sync::OnceLock<HeartbeatWriter>,
     limiter: Option<RateLimiter>,
     admin_token_hash: Option<blake3::Hash>,
@@ -52,6 +54,7 @@ impl AppState {
             limiter: config.rate_limit.map(RateLimiter::new),
             settler: tokio::sync::Mutex::new(Settler::new(&config)),
             node_prefixes: crate::observed_prefixes::ObservedPrefixes::default(),
+            relay_fanouts: tree::FanoutCache::default(),
             config,
             storage,
             metrics: Metrics::default(),

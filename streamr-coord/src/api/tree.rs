@@ -9,7 +9,8 @@
 //! leaf. Only parents are stored (`relay_assignments`): a relay that moves takes its subtree
 //! along. A relay keeps its parent while the parent is live (heartbeat within
 //! [`crate::CoordConfig::relay_liveness`]), not reported failed by the asking relay, and still
-//! has room for it; otherwise it is re-parented when it next asks. Parents are chosen under a
+//! has room for it; otherwise it is re-parented when it next asks. Fan-outs are measured at
+//! most every two seconds per process (liveness is checked at every ask). Parents are chosen under a
 //! per-stream lock in the database, so replicas sharing it never overfill a parent.
 //!
 //! The answer lists the parent and then its ancestors up to the origin, each with a session
@@ -37,6 +38,15 @@ use crate::wire::{UpstreamEntry, UpstreamRequest, UpstreamResponse};
 
 /// Longest chain walked from a relay to the origin; a longer one is taken for broken.
 const MAX_DEPTH: usize = 64;
+/// How long the relays' fan-outs (from the coordinator's measurements) are reused: asks come
+/// every few seconds from every relay, and measuring scans the epoch's receipts and probes.
+const FANOUT_REUSE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The relays' fan-outs as last measured by this process, and when.
+#[derive(Debug, Default)]
+pub(crate) struct FanoutCache {
+    measured: tokio::sync::Mutex<Option<(std::time::Instant, HashMap<String, usize>)>>,
+}
 
 /// The stream's relay tree as stored, and who may be in it now.
 pub(crate) struct Tree<'a> {
@@ -295,7 +305,24 @@ pub(crate) async fn upstream(
                     .is_some_and(|t| now.saturating_sub(t) <= liveness)
         })
         .collect();
-    let members = members(&state, &relays, epoch, now).await?;
+    let fanouts = {
+        // One measurement at a time; concurrent asks wait for it and share it.
+        let mut cache = state.relay_fanouts.measured.lock().await;
+        match cache.as_ref() {
+            Some((at, fanouts)) if at.elapsed() < FANOUT_REUSE => fanouts.clone(),
+            _ => {
+                let active: Vec<&NodeRecord> = nodes.iter().filter(|n| n.active).collect();
+                let fanouts = members(&state, &active, epoch, now).await?;
+                *cache = Some((std::time::Instant::now(), fanouts.clone()));
+                fanouts
+            }
+        }
+    };
+    // A relay registered since the last measurement starts with room for one child.
+    let members: HashMap<String, usize> = relays
+        .iter()
+        .map(|n| (n.id.clone(), fanouts.get(&n.id).copied().unwrap_or(1)))
+        .collect();
     let failed: HashSet<String> = request.failed.iter().map(NodeId::to_string).collect();
     let fanout = state.config.relay_fanout.max(1);
     let assignments = state
