@@ -514,3 +514,21 @@ enum PullEnd {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upstreams_query_goes_after_the_stream_name() {
+        let key = StreamKey::parse("live", "show").unwrap();
+        assert_eq!(
+            play_url("rtmp://h:1935?grant=ab", &key),
+            "rtmp://h:1935/live/show?grant=ab"
+        );
+        assert_eq!(play_url("rtmp://h", &key), "rtmp://h/live/show");
+        assert_eq!(upstream_base("rtmp://h:1935?grant=ab"), "rtmp://h:1935");
+        let url = RtmpUrl::parse(&play_url("rtmp://h:1935?grant=ab", &key)).unwrap();
+        assert_eq!((url.host.as_str(), url.port), ("h", 1935));
+    }
+}
