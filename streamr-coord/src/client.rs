@@ -282,6 +282,33 @@ impl CoordinatorClient {
             .await
     }
 
+    /// `POST /streams/{id}/upstream`: where this relay (`node_key`) pulls `stream_id` from in
+    /// the relay tree, its parent first and the origin last, each with a grant; `failed`
+    /// names upstream nodes that just failed it.
+    pub async fn upstream(
+        &self,
+        stream_id: &str,
+        node_key: &KeyPair,
+        failed: &[NodeId],
+    ) -> Result<crate::wire::UpstreamResponse, ClientError> {
+        let stream = streamr_core::StreamId::new(stream_id).map_err(|e| ClientError::Decode {
+            method: Method::POST,
+            url: format!("{}/streams/{stream_id}/upstream", self.base),
+            source: serde::de::Error::custom(e),
+        })?;
+        let request = crate::wire::UpstreamRequest {
+            node_id: node_key.node_id(),
+            stream_id: stream,
+            timestamp_ms: unix_ms(),
+            failed: failed.to_vec(),
+        };
+        self.post(
+            &format!("/streams/{stream_id}/upstream"),
+            &Signed::sign(request, node_key),
+        )
+        .await
+    }
+
     /// `POST /nodes/heartbeat`: a signed heartbeat and the viewer receipts it carries.
     pub async fn heartbeat(
         &self,

@@ -120,6 +120,15 @@ pub struct CoordConfig {
     /// budgets by prefix and nodes' observed prefixes), and only these may hold more
     /// connections than one client may. None by default.
     pub trusted_proxies: streamr_net::TrustedProxies,
+    /// Relay tree: most relays the origin feeds directly (k), and most children any relay
+    /// feeds (less where its measured capacity is lower).
+    pub relay_fanout: usize,
+    /// Relay tree: a parent whose last heartbeat is older than this is taken for dead and
+    /// its children are re-parented.
+    pub relay_liveness: Duration,
+    /// Relay tree: a relay whose probes (when it has any this epoch) pass less than this
+    /// share, ppm, feeds no other relay (it is kept at the leaves).
+    pub relay_min_availability_ppm: u64,
 }
 
 impl std::fmt::Debug for CoordConfig {
@@ -175,6 +184,9 @@ impl Default for CoordConfig {
             reachability_interval: None,
             reachability_timeout: Duration::from_secs(3),
             trusted_proxies: streamr_net::TrustedProxies::default(),
+            relay_fanout: 4,
+            relay_liveness: Duration::from_secs(15),
+            relay_min_availability_ppm: 800_000,
         }
     }
 }

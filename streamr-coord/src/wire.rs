@@ -304,3 +304,61 @@ pub struct StatementResponse {
 pub type SignedRegistration = Signed<NodeRegistration>;
 /// A signed deregistration.
 pub type SignedDeregistration = Signed<NodeDeregistration>;
+
+/// Domain tag of an [`UpstreamRequest`] signature.
+pub const UPSTREAM_REQUEST_TAG: &[u8] = b"streamr/upstream-request/v1\0";
+
+/// A relaying node asks where to pull a stream from (its place in the relay tree), signed
+/// with its key; `failed` names upstreams that just failed it (its parent), to be left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamRequest {
+    /// The node asking.
+    pub node_id: NodeId,
+    /// The stream it wants.
+    pub stream_id: StreamId,
+    /// Node clock, Unix milliseconds (checked against the skew window).
+    pub timestamp_ms: u64,
+    /// Upstream nodes that failed it since it last asked.
+    #[serde(default)]
+    pub failed: Vec<NodeId>,
+}
+
+impl CanonicalMessage for UpstreamRequest {
+    /// `UPSTREAM_REQUEST_TAG ‖ node_id(32) ‖ (len ‖ stream_id) ‖ timestamp_ms(8) ‖ count(4) ‖
+    /// failed node ids(32 each)`.
+    fn canonical_bytes(&self) -> Vec<u8> {
+        let mut bytes = UPSTREAM_REQUEST_TAG.to_vec();
+        bytes.extend_from_slice(self.node_id.as_bytes());
+        push_str(&mut bytes, self.stream_id.as_str());
+        bytes.extend_from_slice(&self.timestamp_ms.to_be_bytes());
+        let count = u32::try_from(self.failed.len()).unwrap_or(u32::MAX);
+        bytes.extend_from_slice(&count.to_be_bytes());
+        for node in &self.failed {
+            bytes.extend_from_slice(node.as_bytes());
+        }
+        bytes
+    }
+}
+
+/// One upstream of a relay: a node to pull from and the grant that admits the relay there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpstreamEntry {
+    /// The node to pull from.
+    pub node_id: NodeId,
+    /// Its RTMP base URL (`rtmp://host:port`), without app or stream.
+    pub rtmp_base: String,
+    /// The query to play with (`grant=<token>`): the relay is a viewer of its parent.
+    pub query: String,
+    /// The grant itself.
+    pub grant: SignedGrant,
+}
+
+/// Where a relay pulls a stream from: its parent first, then the parent's ancestors up to the
+/// origin (fallbacks while the coordinator re-parents it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpstreamResponse {
+    /// The relay's tier: 1 under the origin, 2 under a tier-1 relay, and so on.
+    pub depth: u32,
+    /// Parent first, origin last.
+    pub upstreams: Vec<UpstreamEntry>,
+}

@@ -14,6 +14,11 @@
 //! is dropped and local viewers continue without a gap where the replay covers it, or else from
 //! the next keyframe. Only when every upstream failed in a row do local viewers see the
 //! publisher leave.
+//! With an [`UpstreamSource`] (a coordinator-built relay tree) the upstreams are asked for per
+//! stream at the start of each round, the source is told which ones failed, and the pull asks
+//! again every [`UpstreamConfig::reassign_interval`]: when the first upstream it answers is
+//! another than the one pulled from, the pull moves there the same way it fails over, so local
+//! viewers keep playing. The static list stays the fallback when the source knows none.
 //! A pull stops once it has had neither a hub viewer (RTMP, HTTP-FLV) nor a request through
 //! `ensure` (HLS players poll their playlist) for the idle timeout.
 
@@ -48,6 +53,9 @@ pub struct UpstreamConfig {
     /// The query string each play request to an upstream carries (without `?`), made afresh
     /// for every connection: a relay's credentials for an origin that serves only relays.
     pub play_query: Option<PlayQuery>,
+    /// With an [`UpstreamSource`], how often a running pull asks it again and follows a new
+    /// first upstream.
+    pub reassign_interval: Duration,
 }
 
 /// Makes the query string of a pull's play request for a stream (see
@@ -68,6 +76,32 @@ impl std::fmt::Debug for PlayQuery {
     }
 }
 
+/// Where a pull's upstreams come from when they are chosen per stream (a relay tree).
+#[async_trait::async_trait]
+pub trait UpstreamSource: Send + Sync + std::fmt::Debug + 'static {
+    /// The upstreams to pull `key` from, best first, each `rtmp://host[:port]` optionally
+    /// followed by `?query` (added to the play URL, e.g. a grant). `failed` are the upstreams
+    /// (without their query) that failed this pull since the last call. Empty when the
+    /// source knows none: the static list is used.
+    async fn upstreams(&self, key: &StreamKey, failed: &[String]) -> Vec<String>;
+}
+
+/// Longest wait for an [`UpstreamSource`]; the static list is used when it does not answer.
+const SOURCE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `rtmp://host[:port]?query` → `rtmp://host[:port]`.
+fn upstream_base(upstream: &str) -> &str {
+    upstream.split_once('?').map_or(upstream, |(base, _)| base)
+}
+
+/// The play URL of `key` at `upstream` (its query, if any, after the stream name).
+fn play_url(upstream: &str, key: &StreamKey) -> String {
+    match upstream.split_once('?') {
+        Some((base, query)) => format!("{base}/{}/{}?{query}", key.app, key.name),
+        None => format!("{upstream}/{}/{}", key.app, key.name),
+    }
+}
+
 impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
@@ -78,6 +112,7 @@ impl Default for UpstreamConfig {
             stall_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             play_query: None,
+            reassign_interval: Duration::from_secs(5),
         }
     }
 }
@@ -125,6 +160,7 @@ pub struct UpstreamPuller {
     config: Arc<UpstreamConfig>,
     pulls: Arc<Mutex<Pulls>>,
     counters: Arc<PullCounters>,
+    source: Option<Arc<dyn UpstreamSource>>,
 }
 
 impl UpstreamPuller {
@@ -135,7 +171,29 @@ impl UpstreamPuller {
             config: Arc::new(config),
             pulls: Arc::default(),
             counters: Arc::default(),
+            source: None,
         }
+    }
+
+    /// Asks `source` for each stream's upstreams before the static list (see
+    /// [`UpstreamSource`]).
+    pub fn with_source(mut self, source: Arc<dyn UpstreamSource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// The upstreams of one round: the source's (told what failed), else the static list.
+    async fn round_upstreams(&self, key: &StreamKey, failed: &mut Vec<String>) -> Vec<String> {
+        if let Some(source) = &self.source {
+            let asked = tokio::time::timeout(SOURCE_TIMEOUT, source.upstreams(key, failed)).await;
+            if let Ok(list) = asked {
+                failed.clear();
+                if !list.is_empty() {
+                    return list;
+                }
+            }
+        }
+        self.config.upstreams.clone()
     }
 
     /// Makes sure `key` is available in the hub: does nothing when it is published locally,
@@ -143,7 +201,7 @@ impl UpstreamPuller {
     /// otherwise starts a pull task (on the current tokio runtime). Returns whether a new pull
     /// started. Call it on every viewer request, including HLS playlist and segment requests.
     pub fn ensure(&self, key: &StreamKey) -> bool {
-        if self.config.upstreams.is_empty() {
+        if self.config.upstreams.is_empty() && self.source.is_none() {
             return false;
         }
         let state = {
@@ -200,29 +258,38 @@ impl UpstreamPuller {
         let mut idle_since: Option<Instant> = None;
         // Kept across upstreams, so a failover continues the same publish here.
         let mut publisher: Option<Publisher> = None;
+        // Upstreams that failed since the source was last asked.
+        let mut failed: Vec<String> = Vec::new();
+        // A reassignment the source answered while pulling: the next round's list.
+        let mut next: Option<Vec<String>> = None;
         loop {
             let mut received = false;
-            for upstream in &self.config.upstreams {
+            let upstreams = match next.take() {
+                Some(list) => list,
+                None => self.round_upstreams(key, &mut failed).await,
+            };
+            for upstream in &upstreams {
                 if self.is_idle(key, state, &mut idle_since) {
                     return;
                 }
                 // Logged without the query: it may carry credentials.
-                let shown = format!("{upstream}/{}/{}", key.app, key.name);
-                let query = match &self.config.play_query {
-                    Some(PlayQuery(make)) => format!("?{}", make(key)),
-                    None => String::new(),
+                let base = upstream_base(upstream).to_owned();
+                let shown = format!("{base}/{}/{}", key.app, key.name);
+                let mut play = play_url(upstream, key);
+                if let Some(PlayQuery(make)) = &self.config.play_query {
+                    play.push(if play.contains('?') { '&' } else { '?' });
+                    play.push_str(&make(key));
+                }
+                let url = match RtmpUrl::parse(&play) {
+                    Ok(url) => url,
+                    Err(error) => {
+                        tracing::warn!(upstream = %base, %error, "unusable upstream address");
+                        continue;
+                    }
                 };
-                let url =
-                    match RtmpUrl::parse(&format!("{upstream}/{}/{}{query}", key.app, key.name)) {
-                        Ok(url) => url,
-                        Err(error) => {
-                            tracing::warn!(%upstream, %error, "unusable upstream address");
-                            continue;
-                        }
-                    };
                 {
                     let mut status = lock(&state.status);
-                    status.upstream = Some(upstream.clone());
+                    status.upstream = Some(base.clone());
                     status.connects += 1;
                     if status.connects > 1 {
                         self.counters
@@ -235,13 +302,20 @@ impl UpstreamPuller {
                         &url,
                         key,
                         state,
-                        &mut idle_since,
-                        &mut publisher,
-                        &mut received,
+                        (&mut idle_since, &mut publisher, &mut received),
+                        &failed,
                     )
                     .await;
+                if !matches!(pulled, Ok(PullEnd::Idle | PullEnd::Reassigned(_))) {
+                    failed.push(base);
+                }
                 match pulled {
                     Ok(PullEnd::Idle) => return,
+                    Ok(PullEnd::Reassigned(list)) => {
+                        tracing::info!(stream = %key, url = %shown, "reassigned to another upstream");
+                        next = Some(list);
+                        break;
+                    }
                     Ok(PullEnd::UpstreamClosed) => {
                         tracing::info!(stream = %key, url = %shown, "upstream closed; trying the next");
                     }
@@ -265,7 +339,7 @@ impl UpstreamPuller {
                     }
                 }
             }
-            if received {
+            if received || next.is_some() {
                 // An upstream delivered this round: fail over to the first one again at once.
                 continue;
             }
@@ -285,9 +359,12 @@ impl UpstreamPuller {
         url: &RtmpUrl,
         key: &StreamKey,
         state: &Pull,
-        idle_since: &mut Option<Instant>,
-        publisher: &mut Option<Publisher>,
-        received: &mut bool,
+        (idle_since, publisher, received): (
+            &mut Option<Instant>,
+            &mut Option<Publisher>,
+            &mut bool,
+        ),
+        failed: &[String],
     ) -> Result<PullEnd, ClientError> {
         let Ok(connected) =
             tokio::time::timeout(self.config.connect_timeout, RtmpClient::play(url)).await
@@ -301,7 +378,14 @@ impl UpstreamPuller {
             publisher.rejoin_upstream();
         }
         let end = self
-            .relay_from(&mut client, key, state, idle_since, publisher, received)
+            .relay_from(
+                &mut client,
+                url,
+                key,
+                state,
+                (idle_since, publisher, received),
+                failed,
+            )
             .await;
         // Frames held for the next batch go out now, not when the next upstream delivers.
         if let Some(publisher) = publisher.as_mut() {
@@ -316,13 +400,18 @@ impl UpstreamPuller {
     async fn relay_from(
         &self,
         client: &mut RtmpClient,
+        url: &RtmpUrl,
         key: &StreamKey,
         state: &Pull,
-        idle_since: &mut Option<Instant>,
-        publisher: &mut Option<Publisher>,
-        received: &mut bool,
+        (idle_since, publisher, received): (
+            &mut Option<Instant>,
+            &mut Option<Publisher>,
+            &mut bool,
+        ),
+        failed: &[String],
     ) -> Result<PullEnd, ClientError> {
         let mut check = tokio::time::interval(self.config.idle_check_interval);
+        let mut last_asked = Instant::now();
         // When the last frame arrived, while the upstream's stream is live.
         let mut last_frame: Option<Instant> = None;
         loop {
@@ -346,6 +435,12 @@ impl UpstreamPuller {
                     }
                     if last_frame.is_some_and(|at| at.elapsed() >= self.config.stall_timeout) {
                         return Ok(PullEnd::Stalled);
+                    }
+                    if last_asked.elapsed() >= self.config.reassign_interval {
+                        last_asked = Instant::now();
+                        if let Some(list) = self.reassigned(key, url, failed).await {
+                            return Ok(PullEnd::Reassigned(list));
+                        }
                     }
                     continue;
                 }
@@ -396,6 +491,25 @@ impl UpstreamPuller {
         }
     }
 
+    /// Asks the source again while pulling from `url`: its list when it starts with another
+    /// upstream.
+    async fn reassigned(
+        &self,
+        key: &StreamKey,
+        url: &RtmpUrl,
+        failed: &[String],
+    ) -> Option<Vec<String>> {
+        let source = self.source.as_ref()?;
+        let list = tokio::time::timeout(SOURCE_TIMEOUT, source.upstreams(key, failed))
+            .await
+            .ok()?;
+        let first = list.first()?;
+        let current = play_url(first, key);
+        let same = RtmpUrl::parse(&current)
+            .is_ok_and(|next| next.host == url.host && next.port == url.port);
+        (!same).then_some(list)
+    }
+
     /// Whether nobody has watched or requested `key` here for the idle timeout.
     fn is_idle(&self, key: &StreamKey, pull: &Pull, idle_since: &mut Option<Instant>) -> bool {
         let viewers = self
@@ -422,8 +536,28 @@ enum PullEnd {
     Stalled,
     /// The upstream did not complete connect and play within the connect timeout.
     ConnectTimedOut,
+    /// The source assigned another upstream: the pull moves to the first of this list.
+    Reassigned(Vec<String>),
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upstreams_query_goes_after_the_stream_name() {
+        let key = StreamKey::parse("live", "show").unwrap();
+        assert_eq!(
+            play_url("rtmp://h:1935?grant=ab", &key),
+            "rtmp://h:1935/live/show?grant=ab"
+        );
+        assert_eq!(play_url("rtmp://h", &key), "rtmp://h/live/show");
+        assert_eq!(upstream_base("rtmp://h:1935?grant=ab"), "rtmp://h:1935");
+        let url = RtmpUrl::parse(&play_url("rtmp://h:1935?grant=ab", &key)).unwrap();
+        assert_eq!((url.host.as_str(), url.port), ("h", 1935));
+    }
 }

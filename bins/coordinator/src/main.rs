@@ -193,6 +193,14 @@ struct Args {
     /// Name recorded on the settlements this replica writes.
     #[arg(long, env = "STREAMR_REPLICA_ID")]
     replica_id: Option<String>,
+    /// Relay tree: most relays the origin feeds directly, and most children one relay feeds.
+    #[arg(long, env = "STREAMR_RELAY_FANOUT", default_value_t = 4)]
+    relay_fanout: usize,
+    /// Relay tree: a parent silent (no heartbeat) this long is taken for dead and its
+    /// children re-parented.
+    #[arg(long, env = "STREAMR_RELAY_LIVENESS", value_parser = humantime::parse_duration,
+        default_value = "15s")]
+    relay_liveness: Duration,
     /// Log line format (on stderr; colour only on a terminal); the level comes from RUST_LOG
     /// (default `info`).
     #[arg(long, env = "STREAMR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
@@ -432,6 +440,8 @@ async fn main() -> anyhow::Result<()> {
     config.reachability_interval = unless_off(args.reachability_interval);
     config.reachability_timeout = args.reachability_timeout;
     config.trusted_proxies = streamr_net::TrustedProxies::new(args.trusted_proxies.clone());
+    config.relay_fanout = args.relay_fanout.max(1);
+    config.relay_liveness = args.relay_liveness;
     if args.local_trial {
         tracing::warn!(
             "LOCAL TRIAL MODE (--local-trial): every node and viewer counts as a network of its \

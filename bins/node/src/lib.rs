@@ -417,7 +417,7 @@ impl Node {
         );
         let hub = RelayHub::new(server_config.relay.clone());
         let puller = relay_role.then(|| {
-            UpstreamPuller::new(
+            let puller = UpstreamPuller::new(
                 hub.clone(),
                 UpstreamConfig {
                     upstreams: config.upstreams.clone(),
@@ -435,7 +435,17 @@ impl Node {
                     }),
                     ..UpstreamConfig::default()
                 },
-            )
+            );
+            // With a coordinator, the relay tree names the upstreams first.
+            match &client {
+                Some(client) => puller.with_source(Arc::new(network::TreeSource {
+                    client: client.clone(),
+                    key: key.clone(),
+                    fallback: config.upstreams.clone(),
+                    known: std::sync::Mutex::default(),
+                })),
+                None => puller,
+            }
         });
         let origin_gate = client
             .clone()

@@ -1,5 +1,6 @@
 //! The node's side of the coordinator conversation: signed heartbeats carrying the viewers'
-//! receipts, and the origin's segment hash reports (queued durably, delivered in order).
+//! receipts, the origin's segment hash reports (queued durably, delivered in order), and a
+//! relay's place in each stream's relay tree ([`TreeSource`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -63,6 +64,68 @@ pub(crate) fn check_pinned_key(
         return Err(PinnedKeyError::SecretGiven { public: served });
     }
     Err(PinnedKeyError::Mismatch { pinned, served })
+}
+
+/// A relay's upstreams from the coordinator's relay tree: its parent and the parent's
+/// ancestors (each with the grant that admits this node there), then the static `--upstream`
+/// list as the fallback (and for the origin, which registers no address).
+pub(crate) struct TreeSource {
+    pub(crate) client: CoordinatorClient,
+    pub(crate) key: KeyPair,
+    /// The static list.
+    pub(crate) fallback: Vec<String>,
+    /// Which node each upstream address the coordinator named belongs to.
+    pub(crate) known: Mutex<HashMap<String, streamr_core::NodeId>>,
+}
+
+impl std::fmt::Debug for TreeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TreeSource")
+            .field("client", &self.client)
+            .field("fallback", &self.fallback)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl streamr_media::upstream::UpstreamSource for TreeSource {
+    async fn upstreams(
+        &self,
+        key: &streamr_media::relay::StreamKey,
+        failed: &[String],
+    ) -> Vec<String> {
+        let failed: Vec<streamr_core::NodeId> = {
+            let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            failed
+                .iter()
+                .filter_map(|u| known.get(u).copied())
+                .collect()
+        };
+        let mut list = Vec::new();
+        match self.client.upstream(&key.name, &self.key, &failed).await {
+            Ok(answer) => {
+                let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+                for upstream in answer.upstreams {
+                    known.insert(upstream.rtmp_base.clone(), upstream.node_id);
+                    list.push(format!("{}?{}", upstream.rtmp_base, upstream.query));
+                }
+                debug!(stream = %key, depth = answer.depth, parents = list.len(),
+                    "relay tree place");
+            }
+            Err(error) => {
+                debug!(stream = %key, %error, "no relay tree place; using the static upstreams");
+            }
+        }
+        for upstream in &self.fallback {
+            if !list
+                .iter()
+                .any(|u| u.split('?').next() == Some(upstream.as_str()))
+            {
+                list.push(upstream.clone());
+            }
+        }
+        list
+    }
 }
 
 /// What a relay needs to join the coordinator.

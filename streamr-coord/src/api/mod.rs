@@ -7,7 +7,8 @@ mod nodes;
 pub(crate) mod openapi;
 mod ops;
 mod streams;
-mod viewers;
+mod tree;
+pub(crate) mod viewers;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -33,10 +34,10 @@ pub(crate) struct AppState {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) metrics: Metrics,
     pub(crate) settler: tokio::sync::Mutex<Settler>,
-    /// Recent grants and failure reports that steer viewer routing.
-    pub(crate) routes: viewers::RouteMemory,
     /// The network prefixes nodes' heartbeats came from, as last written to storage.
     pub(crate) node_prefixes: crate::observed_prefixes::ObservedPrefixes,
+    /// The relays' measured fan-outs, reused for a moment by the relay tree.
+    pub(crate) relay_fanouts: tree::FanoutCache,
     heartbeat_writer: std::sync::OnceLock<HeartbeatWriter>,
     limiter: Option<RateLimiter>,
     admin_token_hash: Option<blake3::Hash>,
@@ -56,8 +57,8 @@ impl AppState {
             openapi: openapi::document(&config),
             limiter: config.rate_limit.map(RateLimiter::new),
             settler: tokio::sync::Mutex::new(Settler::new(&config)),
-            routes: viewers::RouteMemory::default(),
             node_prefixes: crate::observed_prefixes::ObservedPrefixes::default(),
+            relay_fanouts: tree::FanoutCache::default(),
             config,
             storage,
             metrics: Metrics::default(),
@@ -126,6 +127,7 @@ pub(crate) fn router(state: Shared) -> Router {
         )
         .route("/streams/{id}/stats", get(streams::stats))
         .route("/streams/{id}/play", get(viewers::play))
+        .route("/streams/{id}/upstream", post(tree::upstream))
         .route("/receipts", post(viewers::post_receipts))
         .route("/nodes", post(nodes::register).get(nodes::list))
         .route("/nodes/heartbeat", post(nodes::heartbeat))

@@ -62,7 +62,7 @@ fn signature_error(what: &'static str, error: SignatureError, limit_ms: i64) -> 
     }
 }
 
-fn check_skew(state: &Shared, timestamp_ms: u64) -> Result<(), ApiError> {
+pub(crate) fn check_skew(state: &Shared, timestamp_ms: u64) -> Result<(), ApiError> {
     let limit_ms = i64::try_from(state.config.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
     let timestamp = i64::try_from(timestamp_ms).unwrap_or(i64::MAX);
     let skew_ms = now_ms().saturating_sub(timestamp).saturating_abs();

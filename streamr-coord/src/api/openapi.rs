@@ -217,6 +217,49 @@ struct OriginClaimSchema {
     timestamp_ms: u64,
 }
 
+/// A relay's request for its place in a stream's relay tree (`wire::UpstreamRequest`).
+#[derive(ToSchema)]
+#[schema(as = UpstreamRequest)]
+#[allow(dead_code)]
+struct UpstreamRequestSchema {
+    #[schema(value_type = NodeIdSchema)]
+    node_id: (),
+    #[schema(value_type = StreamNameSchema)]
+    stream_id: (),
+    /// Node clock, Unix milliseconds.
+    timestamp_ms: u64,
+    /// Upstream nodes that failed the relay since it last asked.
+    #[schema(value_type = Vec<NodeIdSchema>)]
+    failed: (),
+}
+
+/// One upstream of a relay (`wire::UpstreamEntry`).
+#[derive(ToSchema)]
+#[schema(as = UpstreamEntry)]
+#[allow(dead_code)]
+struct UpstreamEntrySchema {
+    #[schema(value_type = NodeIdSchema)]
+    node_id: (),
+    /// `rtmp://host:port`, without app or stream.
+    rtmp_base: String,
+    /// The query to play with (`grant=<token>`).
+    query: String,
+    #[schema(value_type = SignedGrantSchema)]
+    grant: (),
+}
+
+/// Where a relay pulls a stream from (`wire::UpstreamResponse`).
+#[derive(ToSchema)]
+#[schema(as = UpstreamResponse)]
+#[allow(dead_code)]
+pub(crate) struct UpstreamResponseSchema {
+    /// 1 under the origin, 2 under a tier-1 relay, and so on.
+    depth: u32,
+    /// Parent first, origin last.
+    #[schema(value_type = Vec<UpstreamEntrySchema>)]
+    upstreams: (),
+}
+
 /// A segment report signed by the origin (`streamr_core::OriginSegmentReport`).
 #[derive(ToSchema)]
 #[schema(as = OriginSegmentReport)]
@@ -271,6 +314,12 @@ signed_schema!(
     SignedHeartbeat,
     NodeHeartbeatSchema,
     "A heartbeat signed by its node."
+);
+signed_schema!(
+    SignedUpstreamRequestSchema,
+    SignedUpstreamRequest,
+    UpstreamRequestSchema,
+    "An upstream request signed by its relay node."
 );
 signed_schema!(
     SignedReceiptSchema,
@@ -455,6 +504,7 @@ pub(crate) struct ReadinessSchema {
         super::ledger::earnings,
         super::ledger::node_payouts,
         super::nodes::reachability,
+        super::tree::upstream,
         super::nodes::report_probe,
         super::ledger::list_epochs,
         super::ledger::statement,

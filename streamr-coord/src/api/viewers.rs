@@ -18,12 +18,11 @@
 //! A viewer that failed on nodes names them (`exclude`); they are left out of its pick, and a
 //! node that several distinct viewers holding a recent grant for it (by any replica: the grant
 //! log is the sessions table) report within a short window, and that has not sent a heartbeat
-//! for a few seconds, is treated as down until its next heartbeat. The reports themselves are
-//! kept in memory by each coordinator process: they steer picks only, and a restart merely
-//! forgets them.
+//! for a few seconds, is treated as down until its next heartbeat. The reports and the down
+//! marks are kept in the database (`route_reports`, `route_down`), like grants and budgets, so
+//! replicas sharing it route the same request alike and a restart forgets nothing.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use axum::extract::State;
 use axum::Json;
@@ -43,18 +42,18 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PeerIp};
 use crate::metrics::Metrics;
 use crate::receipts;
-use crate::storage::{BudgetCharge, NodeRecord, NodeSessionCounts, SessionRecord};
+use crate::storage::{
+    BudgetCharge, FailureReportRecord, NodeDownRecord, NodeRecord, NodeSessionCounts, SessionRecord,
+};
 use crate::wire::{PlayResponse, ReceiptsOutcome, ReceiptsRequest};
 
 /// Distinct viewers that must report a node failing within [`REPORT_WINDOW_MS`] before it is
 /// treated as down.
 const DEAD_REPORTS: usize = 3;
 /// How long a viewer's report of a failing node counts.
-const REPORT_WINDOW_MS: i64 = 30_000;
+pub(crate) const REPORT_WINDOW_MS: i64 = 30_000;
 /// A node whose last heartbeat is this recent is not treated as down, whatever viewers report.
 const FRESH_HEARTBEAT_MS: i64 = 5_000;
-/// Most reports kept per node (the newest).
-const MAX_REPORTS_PER_NODE: usize = 64;
 /// A viewer's report of a node counts only if it was granted a session on that node this
 /// recently (by any replica: the grant log is the sessions table): only a viewer sent there can
 /// have failed there.
@@ -62,81 +61,68 @@ const REPORTER_GRANT_WINDOW_MS: i64 = 600_000;
 /// Most nodes one play request may exclude.
 pub(crate) const MAX_EXCLUDED: usize = 16;
 
-/// What routing remembers between play requests: viewers' reports of failing nodes.
-#[derive(Debug, Default)]
-pub(crate) struct RouteMemory {
-    nodes: Mutex<HashMap<String, NodeMemory>>,
+/// Which nodes routing treats as down, decided from the shared reports and marks alone, so
+/// every replica reading the same rows decides alike, and the marks to write and lift.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct DownDecision {
+    /// Nodes treated as down until their next heartbeat.
+    down: HashSet<String>,
+    /// Nodes found down now, at their last heartbeat.
+    mark: Vec<NodeDownRecord>,
+    /// Nodes marked before that sent a heartbeat since (the heartbeat seen).
+    lift: Vec<NodeDownRecord>,
 }
 
-#[derive(Debug, Default)]
-struct NodeMemory {
-    /// Viewers (keys, hex) that reported the node failing, and when.
-    reports: Vec<(String, i64)>,
-    /// The node's heartbeat timestamp when it was found down: down until a later heartbeat.
-    down_at_heartbeat: Option<i64>,
-}
-
-/// How routing sees one live node right now.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct NodeView {
-    /// Treated as down until its next heartbeat.
-    down: bool,
-}
-
-impl RouteMemory {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, NodeMemory>> {
-        self.nodes.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Records that `viewer` (which the grant log shows was recently sent there) failed to
-    /// play from `node` at `now`.
-    fn report_failure(&self, node: &str, viewer: &str, now: i64) {
-        let mut nodes = self.lock();
-        let memory = nodes.entry(node.to_owned()).or_default();
-        memory.reports.retain(|(who, _)| who != viewer);
-        memory.reports.push((viewer.to_owned(), now));
-        if memory.reports.len() > MAX_REPORTS_PER_NODE {
-            memory.reports.remove(0);
-        }
-    }
-
-    /// Distinct viewers that reported failing to play at `node` (refused, unreachable) within
-    /// the report window before `now`, for the dashboard.
-    pub(crate) fn recent_failures(&self, node: &str, now: i64) -> usize {
-        self.lock().get(node).map_or(0, |memory| {
-            memory
-                .reports
-                .iter()
-                .filter(|(_, at)| now.saturating_sub(*at) <= REPORT_WINDOW_MS)
-                .count()
-        })
-    }
-
-    /// How `node` stands at `now`; forgets what no longer counts.
-    fn view(&self, node: &NodeRecord, now: i64) -> NodeView {
-        let mut nodes = self.lock();
-        let Some(memory) = nodes.get_mut(&node.id) else {
-            return NodeView::default();
-        };
+/// How each of `nodes` stands at `now`: a mark is lifted by a heartbeat newer than the one it
+/// was made at; distinct viewers' reports after the node's last heartbeat and within the
+/// window, if enough and the heartbeat is not fresh, mark it.
+fn decide_down(
+    nodes: &[NodeRecord],
+    reports: &[FailureReportRecord],
+    marks: &[NodeDownRecord],
+    now: i64,
+) -> DownDecision {
+    let marks: HashMap<&str, i64> = marks
+        .iter()
+        .map(|m| (m.node_id.as_str(), m.down_at_heartbeat_ms))
+        .collect();
+    let mut decision = DownDecision::default();
+    for node in nodes {
         let heartbeat = node.last_heartbeat_ms.unwrap_or(i64::MIN);
-        if memory.down_at_heartbeat.is_some_and(|at| heartbeat > at) {
+        let mut marked = marks.get(node.id.as_str()).copied();
+        if marked.is_some_and(|at| heartbeat > at) {
             // A heartbeat since: it is back, and earlier reports are answered.
-            memory.down_at_heartbeat = None;
+            marked = None;
+            decision.lift.push(NodeDownRecord {
+                node_id: node.id.clone(),
+                down_at_heartbeat_ms: heartbeat,
+            });
         }
-        // Only reports after its last heartbeat and within the window speak against it.
-        memory
-            .reports
-            .retain(|(_, at)| *at > heartbeat && now.saturating_sub(*at) <= REPORT_WINDOW_MS);
-        if memory.down_at_heartbeat.is_none()
-            && memory.reports.len() >= DEAD_REPORTS
-            && now.saturating_sub(heartbeat) > FRESH_HEARTBEAT_MS
-        {
-            memory.down_at_heartbeat = Some(heartbeat);
+        if marked.is_none() {
+            // Only reports after its last heartbeat and within the window speak against it.
+            let reporters: HashSet<&str> = reports
+                .iter()
+                .filter(|r| r.node_id == node.id)
+                .filter(|r| {
+                    r.reported_at_ms > heartbeat
+                        && now.saturating_sub(r.reported_at_ms) <= REPORT_WINDOW_MS
+                })
+                .map(|r| r.viewer.as_str())
+                .collect();
+            if reporters.len() >= DEAD_REPORTS && now.saturating_sub(heartbeat) > FRESH_HEARTBEAT_MS
+            {
+                marked = Some(heartbeat);
+                decision.mark.push(NodeDownRecord {
+                    node_id: node.id.clone(),
+                    down_at_heartbeat_ms: heartbeat,
+                });
+            }
         }
-        NodeView {
-            down: memory.down_at_heartbeat.is_some(),
+        if marked.is_some() {
+            decision.down.insert(node.id.clone());
         }
     }
+    decision
 }
 
 /// The query of `GET /streams/{id}/play`: `viewer=<hex key>` and any number of
@@ -247,7 +233,7 @@ fn window_start(now: i64, window: std::time::Duration) -> i64 {
 /// What the coordinator measured of every node, for routing: receipt-backed sessions over the
 /// proving and live windows, unconfirmed recent grants (capped per source prefix) and the
 /// sustained throughput of this epoch's passing probes.
-async fn measurements(
+pub(crate) async fn measurements(
     state: &Shared,
     nodes: &[&NodeRecord],
     epoch: i64,
@@ -377,20 +363,40 @@ pub(crate) async fn play(
             .storage
             .nodes_granted_to_viewer(&viewer, now.saturating_sub(REPORTER_GRANT_WINDOW_MS))
             .await?;
-        for node in live
+        let reported: Vec<String> = live
             .iter()
             .filter(|n| excluded.contains(&n.id) && granted.contains(&n.id))
-        {
-            state.routes.report_failure(&node.id, &viewer, now);
+            .map(|n| n.id.clone())
+            .collect();
+        if !reported.is_empty() {
+            state
+                .storage
+                .record_failure_reports(
+                    &viewer,
+                    &reported,
+                    now,
+                    now.saturating_sub(REPORT_WINDOW_MS),
+                )
+                .await?;
         }
     }
+    // Reports and marks live in the database: every replica sees the same ones.
+    let (reports, marks) = state
+        .storage
+        .route_state(now.saturating_sub(REPORT_WINDOW_MS))
+        .await?;
+    let decision = decide_down(&live, &reports, &marks, now);
+    state
+        .storage
+        .update_route_down(&decision.mark, &decision.lift)
+        .await?;
     // Nodes the connect-back check found unreachable from outside: viewers could not connect.
     let unreachable = crate::workers::reachability::unreachable_nodes(&state).await?;
     let up: Vec<&NodeRecord> = live
         .iter()
         .filter(|n| !excluded.contains(&n.id))
         .filter(|n| !unreachable.contains(&n.id))
-        .filter(|n| !state.routes.view(n, now).down)
+        .filter(|n| !decision.down.contains(&n.id))
         .collect();
     let measured = measurements(&state, &up, epoch, now).await?;
     let router = &state.config.router;
@@ -545,43 +551,85 @@ mod tests {
         }
     }
 
+    /// The shared rows as a test keeps them: what the storage would hold.
+    #[derive(Default)]
+    struct Rows {
+        reports: Vec<FailureReportRecord>,
+        marks: Vec<NodeDownRecord>,
+    }
+
+    impl Rows {
+        fn report(&mut self, node: &str, viewer: &str, now: i64) {
+            self.reports
+                .retain(|r| !(r.node_id == node && r.viewer == viewer));
+            self.reports.push(FailureReportRecord {
+                node_id: node.into(),
+                viewer: viewer.into(),
+                reported_at_ms: now,
+            });
+        }
+
+        /// Decides as `play` does and applies the marks as the storage would.
+        fn down(&mut self, node: &NodeRecord, now: i64) -> bool {
+            let decision = decide_down(std::slice::from_ref(node), &self.reports, &self.marks, now);
+            for lift in &decision.lift {
+                self.marks.retain(|m| {
+                    !(m.node_id == lift.node_id
+                        && m.down_at_heartbeat_ms < lift.down_at_heartbeat_ms)
+                });
+            }
+            for mark in decision.mark {
+                if !self.marks.iter().any(|m| m.node_id == mark.node_id) {
+                    self.marks.push(mark);
+                }
+            }
+            decision.down.contains(&node.id)
+        }
+    }
+
     #[test]
     fn several_reports_take_a_silent_node_down_until_its_next_heartbeat() {
-        let memory = RouteMemory::default();
+        let mut rows = Rows::default();
         let silent = node("a", 1_000);
         for viewer in ["v1", "v2", "v2"] {
-            memory.report_failure("a", viewer, 10_000);
+            rows.report("a", viewer, 10_000);
         }
-        assert!(!memory.view(&silent, 10_000).down, "two distinct viewers");
-        memory.report_failure("a", "v3", 10_000);
-        assert!(memory.view(&silent, 10_000).down);
+        assert!(!rows.down(&silent, 10_000), "two distinct viewers");
+        rows.report("a", "v3", 10_000);
+        assert!(rows.down(&silent, 10_000));
         // Reports expiring do not bring it back; only a heartbeat does.
-        assert!(memory.view(&silent, 100_000).down);
-        assert!(!memory.view(&node("a", 100_500), 101_000).down);
+        assert!(rows.down(&silent, 100_000));
+        assert!(!rows.down(&node("a", 100_500), 101_000));
     }
 
     #[test]
     fn a_node_heard_from_recently_or_after_the_reports_stays_up() {
-        let memory = RouteMemory::default();
+        let mut rows = Rows::default();
         for viewer in ["v1", "v2", "v3"] {
-            memory.report_failure("a", viewer, 10_000);
+            rows.report("a", viewer, 10_000);
         }
-        assert!(
-            !memory.view(&node("a", 8_000), 10_000).down,
-            "fresh heartbeat"
-        );
+        assert!(!rows.down(&node("a", 8_000), 10_000), "fresh heartbeat");
         // A heartbeat after the reports answers them, however old it later gets.
-        assert!(!memory.view(&node("a", 10_500), 20_000).down);
+        assert!(!rows.down(&node("a", 10_500), 20_000));
         // Reports older than the window no longer count.
-        let memory = RouteMemory::default();
+        let mut rows = Rows::default();
         for viewer in ["v1", "v2", "v3"] {
-            memory.report_failure("a", viewer, 10_000);
+            rows.report("a", viewer, 10_000);
         }
-        assert!(
-            !memory
-                .view(&node("a", 0), 10_000 + REPORT_WINDOW_MS + 1)
-                .down
-        );
+        assert!(!rows.down(&node("a", 0), 10_000 + REPORT_WINDOW_MS + 1));
+    }
+
+    #[test]
+    fn the_decision_depends_on_the_rows_alone() {
+        let mut rows = Rows::default();
+        for viewer in ["v1", "v2", "v3"] {
+            rows.report("a", viewer, 10_000);
+        }
+        let nodes = [node("a", 1_000), node("b", 1_000)];
+        let first = decide_down(&nodes, &rows.reports, &rows.marks, 10_000);
+        let again = decide_down(&nodes, &rows.reports, &rows.marks, 10_000);
+        assert_eq!(first, again);
+        assert_eq!(first.down, HashSet::from(["a".to_owned()]));
     }
 
     #[test]

@@ -373,6 +373,17 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
     let storage = &state.storage;
     let config = &state.config;
     let now = now_ms();
+    // Distinct viewers per node that reported failing to play there within routing's window.
+    let (reports, _) = storage
+        .route_state(now.saturating_sub(crate::api::viewers::REPORT_WINDOW_MS))
+        .await?;
+    let mut reporters: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for report in &reports {
+        reporters
+            .entry(report.node_id.as_str())
+            .or_default()
+            .insert(report.viewer.as_str());
+    }
     let current_epoch = config.epoch_of(now);
     let liveness_ms = i64::try_from(config.node_liveness.as_millis()).unwrap_or(i64::MAX);
 
@@ -497,7 +508,9 @@ pub(crate) async fn data(State(state): State<Shared>) -> Result<Json<Overview>, 
             let availability_ppm = results
                 .map(|r| ProbeSummary::from_results(&config.probe_policy, r).availability_ppm());
             let probes = results.map_or(0, Vec::len);
-            let failures = state.routes.recent_failures(&n.id, now);
+            let failures = reporters
+                .get(n.id.as_str())
+                .map_or(0, |viewers| viewers.len());
             let unreachable = unreachable.remove(&n.id);
             let (health, health_reason) = match &unreachable {
                 Some(hint) => ("red", hint.clone()),

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use records::{
-    ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, HeartbeatWrite, LedgerEntryRecord,
-    NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord,
-    PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord, SegmentRecord,
-    SessionRecord, SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, StreamRecord,
-    Totals,
+    ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
+    HeartbeatWrite, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic, NodePrefixRecord,
+    NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord, PendingGrantCount, ProbeRecord,
+    ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord, SegmentRecord, SessionRecord,
+    SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, StreamRecord, Totals,
 };
 pub use sql::{PostgresStorage, SqliteStorage};
 
@@ -253,6 +253,50 @@ pub trait Storage: Send + Sync + 'static {
     async fn record_reachability(&self, record: &ReachabilityRecord) -> StorageResult<()>;
     /// The last connect-back check of every node checked so far.
     async fn reachability(&self) -> StorageResult<Vec<ReachabilityRecord>>;
+    /// Records, in one transaction, that `viewer` (hex key) failed to play from each of
+    /// `nodes` at `now_ms` (one report per node and viewer: the newest), and forgets every
+    /// report older than `forget_before_ms`.
+    async fn record_failure_reports(
+        &self,
+        viewer: &str,
+        nodes: &[String],
+        now_ms: i64,
+        forget_before_ms: i64,
+    ) -> StorageResult<()>;
+    /// What routing knows of failing nodes: the reports made since `since_ms` and the nodes
+    /// found down.
+    async fn route_state(
+        &self,
+        since_ms: i64,
+    ) -> StorageResult<(Vec<FailureReportRecord>, Vec<NodeDownRecord>)>;
+    /// The newest session granted to `viewer` (hex key) on `node_id` for `stream_id` that
+    /// was issued at or after `issued_since_ms`: a relay's grant on its parent, reused while
+    /// it is fresh instead of issuing one at every ask.
+    async fn latest_session_of(
+        &self,
+        viewer: &str,
+        node_id: &str,
+        stream_id: &str,
+        issued_since_ms: i64,
+    ) -> StorageResult<Option<SessionRecord>>;
+    /// Under a per-stream lock (a PostgreSQL advisory lock; SQLite's single writer), reads
+    /// the stream's relay tree, lets `choose` pick `node_id`'s parent from it (`None` keeps
+    /// the tree as it is), stores that parent at `now_ms`, and returns the tree afterwards.
+    /// Replicas choosing at once take turns, so fan-out bounds hold across them.
+    async fn assign_relay_parent(
+        &self,
+        stream_id: &str,
+        node_id: &str,
+        now_ms: i64,
+        choose: &(dyn for<'t> Fn(&'t [RelayAssignmentRecord]) -> Option<String> + Send + Sync),
+    ) -> StorageResult<Vec<RelayAssignmentRecord>>;
+    /// Marks nodes down (a node marked already keeps its mark) and lifts the marks of nodes
+    /// that sent a heartbeat newer than the one they were marked at, in one transaction.
+    async fn update_route_down(
+        &self,
+        mark: &[NodeDownRecord],
+        lift: &[NodeDownRecord],
+    ) -> StorageResult<()>;
 }
 
 /// Opens the backend a database URL names: `sqlite://path` (created if missing, WAL,

@@ -502,3 +502,36 @@ pub struct NodeEpochTraffic {
     /// Probe sessions with receipts.
     pub probe_sessions: i64,
 }
+
+/// A viewer's newest report that it failed to play from a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct FailureReportRecord {
+    /// The node reported.
+    pub node_id: String,
+    /// The reporting viewer's key (hex).
+    pub viewer: String,
+    /// When it reported.
+    pub reported_at_ms: i64,
+}
+
+/// A node routing treats as down until its next heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct NodeDownRecord {
+    /// The node.
+    pub node_id: String,
+    /// The timestamp of its last heartbeat when it was found down: a newer one brings it back.
+    pub down_at_heartbeat_ms: i64,
+}
+
+/// A relaying node's parent in a stream's relay tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct RelayAssignmentRecord {
+    /// The stream.
+    pub stream_id: String,
+    /// The relaying node.
+    pub node_id: String,
+    /// The node it pulls the stream from (the origin node or another relay).
+    pub parent_id: String,
+    /// When it was assigned this parent.
+    pub assigned_at_ms: i64,
+}

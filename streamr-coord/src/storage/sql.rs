@@ -12,11 +12,12 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, HeartbeatWrite, LedgerEntryRecord,
-    NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord,
-    PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord, SegmentRecord,
-    SessionRecord, SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, Storage,
-    StorageResult, StreamRecord, Totals,
+    ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
+    HeartbeatWrite, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic, NodePrefixRecord,
+    NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord, PendingGrantCount, ProbeRecord,
+    ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord, SegmentRecord, SessionRecord,
+    SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, Storage, StorageResult,
+    StreamRecord, Totals,
 };
 use crate::error::StorageError;
 
@@ -123,6 +124,32 @@ fn sqlite_settlement_lock() -> Option<&'static str> {
 
 fn postgres_settlement_lock() -> Option<&'static str> {
     Some("SELECT pg_advisory_xact_lock($1)")
+}
+
+/// How a transaction that only records liveness is committed: SQLite keeps its one setting
+/// (a connection-wide pragma cannot be changed for one transaction).
+fn sqlite_liveness_commit() -> Option<&'static str> {
+    None
+}
+
+/// How a transaction that only records liveness is committed on PostgreSQL: without waiting
+/// for its WAL flush (`synchronous_commit = off` for this transaction only). A crash may lose
+/// the last fraction of a second of such commits, never corrupts anything, and loses no
+/// receipt and no claim: batches that carry any are committed durably.
+fn postgres_liveness_commit() -> Option<&'static str> {
+    Some("SET LOCAL synchronous_commit = off")
+}
+
+/// Takes the stream's relay-tree lock for the rest of the transaction. SQLite: any write
+/// statement (even one matching no row) takes the database's write lock.
+fn sqlite_tree_lock() -> &'static str {
+    "UPDATE relay_assignments SET assigned_at_ms = assigned_at_ms WHERE stream_id = $1 AND 1 = 0"
+}
+
+/// Takes the stream's relay-tree lock for the rest of the transaction: an advisory lock
+/// keyed by the stream, so replicas choosing parents for one stream take turns.
+fn postgres_tree_lock() -> &'static str {
+    "SELECT pg_advisory_xact_lock(hashtext('streamr relay tree ' || $1))"
 }
 
 const STREAM_COLUMNS: &str =
@@ -318,7 +345,7 @@ impl PostgresStorage {
 }
 
 macro_rules! sql_storage {
-    ($storage:ident, $db:ty, $sql:path, $settlement_lock:path, $commits_in_flight:expr) => {
+    ($storage:ident, $db:ty, $sql:path, $settlement_lock:path, $tree_lock:path, $liveness_commit:path, $commits_in_flight:expr) => {
         impl $storage {
             async fn add_activities_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
@@ -633,6 +660,19 @@ macro_rules! sql_storage {
                 let mut outcomes: Vec<Option<StorageResult<u64>>> =
                     heartbeats.iter().map(|_| None).collect();
                 let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                // A batch of bare liveness (no receipt, no claimed bytes) need not wait for
+                // its flush where the database allows that per transaction.
+                let liveness_only = heartbeats.iter().all(|hb| {
+                    hb.receipts.is_empty()
+                        && hb.activity.claimed_bytes == 0
+                        && hb.activity.unattested_bytes == 0
+                });
+                if let Some(relaxed) = $liveness_commit().filter(|_| liveness_only) {
+                    sqlx::query(relaxed)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StorageError::query(op))?;
+                }
                 // Each round holds at most one heartbeat per node, so one set-based UPDATE can
                 // claim all of their nonces; a node's later heartbeats go to later rounds.
                 for round in node_rounds(heartbeats) {
@@ -1424,6 +1464,167 @@ macro_rules! sql_storage {
                 .map_err(StorageError::query("reachability"))
             }
 
+            async fn record_failure_reports(
+                &self,
+                viewer: &str,
+                nodes: &[String],
+                now_ms: i64,
+                forget_before_ms: i64,
+            ) -> StorageResult<()> {
+                let op = "record_failure_reports";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                for node in nodes {
+                    sqlx::query(&$sql(
+                        "INSERT INTO route_reports (node_id, viewer, reported_at_ms) \
+                         VALUES ($1, $2, $3) ON CONFLICT (node_id, viewer) \
+                         DO UPDATE SET reported_at_ms = excluded.reported_at_ms",
+                    ))
+                    .bind(node)
+                    .bind(viewer)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                }
+                sqlx::query(&$sql("DELETE FROM route_reports WHERE reported_at_ms < $1"))
+                    .bind(forget_before_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                tx.commit().await.map_err(StorageError::query(op))?;
+                Ok(())
+            }
+
+            async fn route_state(
+                &self,
+                since_ms: i64,
+            ) -> StorageResult<(Vec<FailureReportRecord>, Vec<NodeDownRecord>)> {
+                let op = "route_state";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                let reports = sqlx::query_as::<_, FailureReportRecord>(&$sql(
+                    "SELECT node_id, viewer, reported_at_ms FROM route_reports \
+                     WHERE reported_at_ms >= $1 ORDER BY node_id, viewer",
+                ))
+                .bind(since_ms)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StorageError::query(op))?;
+                let down = sqlx::query_as::<_, NodeDownRecord>(
+                    "SELECT node_id, down_at_heartbeat_ms FROM route_down ORDER BY node_id",
+                )
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StorageError::query(op))?;
+                tx.commit().await.map_err(StorageError::query(op))?;
+                Ok((reports, down))
+            }
+
+            async fn latest_session_of(
+                &self,
+                viewer: &str,
+                node_id: &str,
+                stream_id: &str,
+                issued_since_ms: i64,
+            ) -> StorageResult<Option<SessionRecord>> {
+                sqlx::query_as::<_, SessionRecord>(&$sql(
+                    "SELECT session_id, stream_id, node_id, viewer, max_bytes, expiry_ms, \
+                     issued_at_ms, grant_json, viewer_subnet, viewer_prefix64, probe \
+                     FROM sessions WHERE viewer = $1 AND node_id = $2 AND stream_id = $3 \
+                     AND issued_at_ms >= $4 ORDER BY issued_at_ms DESC LIMIT 1",
+                ))
+                .bind(viewer)
+                .bind(node_id)
+                .bind(stream_id)
+                .bind(issued_since_ms)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StorageError::query("latest_session_of"))
+            }
+
+            async fn assign_relay_parent(
+                &self,
+                stream_id: &str,
+                node_id: &str,
+                now_ms: i64,
+                choose: &(dyn for<'t> Fn(&'t [RelayAssignmentRecord]) -> Option<String> + Send + Sync),
+            ) -> StorageResult<Vec<RelayAssignmentRecord>> {
+                let op = "assign_relay_parent";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                sqlx::query(&$sql($tree_lock()))
+                    .bind(stream_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                let read = $sql(
+                    "SELECT stream_id, node_id, parent_id, assigned_at_ms \
+                     FROM relay_assignments WHERE stream_id = $1 ORDER BY node_id",
+                );
+                let mut tree = sqlx::query_as::<_, RelayAssignmentRecord>(&read)
+                    .bind(stream_id)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                if let Some(parent) = choose(&tree) {
+                    sqlx::query(&$sql(
+                        "INSERT INTO relay_assignments (stream_id, node_id, parent_id, \
+                         assigned_at_ms) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (stream_id, node_id) DO UPDATE SET \
+                         parent_id = excluded.parent_id, assigned_at_ms = excluded.assigned_at_ms",
+                    ))
+                    .bind(stream_id)
+                    .bind(node_id)
+                    .bind(&parent)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                    tree = sqlx::query_as::<_, RelayAssignmentRecord>(&read)
+                        .bind(stream_id)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(StorageError::query(op))?;
+                }
+                tx.commit().await.map_err(StorageError::query(op))?;
+                Ok(tree)
+            }
+
+            async fn update_route_down(
+                &self,
+                mark: &[NodeDownRecord],
+                lift: &[NodeDownRecord],
+            ) -> StorageResult<()> {
+                if mark.is_empty() && lift.is_empty() {
+                    return Ok(());
+                }
+                let op = "update_route_down";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                for down in mark {
+                    sqlx::query(&$sql(
+                        "INSERT INTO route_down (node_id, down_at_heartbeat_ms) VALUES ($1, $2) \
+                         ON CONFLICT (node_id) DO NOTHING",
+                    ))
+                    .bind(&down.node_id)
+                    .bind(down.down_at_heartbeat_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                }
+                for up in lift {
+                    // Only a mark older than the heartbeat seen is lifted: a replica that
+                    // read an older heartbeat cannot lift a newer mark.
+                    sqlx::query(&$sql(
+                        "DELETE FROM route_down WHERE node_id = $1 AND down_at_heartbeat_ms < $2",
+                    ))
+                    .bind(&up.node_id)
+                    .bind(up.down_at_heartbeat_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                }
+                tx.commit().await.map_err(StorageError::query(op))?;
+                Ok(())
+            }
+
             async fn totals(&self) -> StorageResult<Totals> {
                 let row: (i64, i64, i64, i64, i64) = sqlx::query_as(
                     "SELECT \
@@ -1453,6 +1654,8 @@ sql_storage!(
     sqlx::Sqlite,
     sqlite_sql,
     sqlite_settlement_lock,
+    sqlite_tree_lock,
+    sqlite_liveness_commit,
     1 // one writer at a time
 );
 sql_storage!(
@@ -1460,6 +1663,8 @@ sql_storage!(
     sqlx::Postgres,
     postgres_sql,
     postgres_settlement_lock,
+    postgres_tree_lock,
+    postgres_liveness_commit,
     4 // batches execute while earlier ones wait for their WAL flush
 );
 

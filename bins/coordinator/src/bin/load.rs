@@ -59,6 +59,11 @@ struct Args {
     /// `normal` (durable across a process crash, not power loss).
     #[arg(long, env = "STREAMR_LOAD_SQLITE_SYNCHRONOUS", default_value = "full")]
     sqlite_synchronous: String,
+    /// Bytes each heartbeat claims as served. `0` sends bare liveness heartbeats (an idle
+    /// node), which PostgreSQL commits without waiting for the flush; claims and receipts
+    /// are always committed durably.
+    #[arg(long, default_value_t = 1_500_000)]
+    bytes_served: u64,
 }
 
 /// What one or more phases measured.
@@ -312,7 +317,7 @@ async fn main() -> anyhow::Result<()> {
                     nonce: *nonce,
                     streams: vec![stream.clone()],
                     viewers: 3,
-                    bytes_served: 1_500_000,
+                    bytes_served: args.bytes_served,
                     unattested_bytes: 0,
                 },
                 key,

@@ -1,0 +1,568 @@
+//! The relay tree (`POST /streams/{id}/upstream`): the coordinator tells each relaying node
+//! where to pull a stream from, so the origin sends at most k copies however many friends
+//! relay it.
+//!
+//! The origin feeds at most [`crate::CoordConfig::relay_fanout`] (k) relays; every other relay
+//! hangs below the shallowest relay with room, so the depth grows as log_k of the relays. A
+//! relay's room is k capped by the viewers its measured capacity allows (see
+//! [`super::viewers`]); a relay whose probes pass too rarely has no room at all and stays a
+//! leaf. Only parents are stored (`relay_assignments`): a relay that moves takes its subtree
+//! along. A relay keeps its parent while the parent is live (heartbeat within
+//! [`crate::CoordConfig::relay_liveness`]), not reported failed by the asking relay, and still
+//! has room for it; otherwise it is re-parented when it next asks. Fan-outs are measured at
+//! most every two seconds per process (liveness is checked at every ask). Parents are chosen under a
+//! per-stream lock in the database, so replicas sharing it never overfill a parent.
+//!
+//! The answer lists the parent and then its ancestors up to the origin, each with a session
+//! grant naming the asking node as the viewer: a relay is a viewer of its parent, admitted by
+//! the same grant check, and when its parent dies it falls back up the chain at once while it
+//! asks again.
+
+use std::collections::{HashMap, HashSet};
+
+use axum::extract::State;
+use axum::Json;
+use rand::RngCore;
+use streamr_core::{
+    NodeId, ProbeResult, ProbeSummary, RouteCandidate, SessionGrant, SessionId, Signed,
+    SignedGrant, StreamId, ViewerKey,
+};
+
+use super::streams::load_stream;
+use super::Shared;
+use crate::clock::now_ms;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath};
+use crate::storage::{NodeRecord, RelayAssignmentRecord, SessionRecord};
+use crate::wire::{UpstreamEntry, UpstreamRequest, UpstreamResponse};
+
+/// Longest chain walked from a relay to the origin; a longer one is taken for broken.
+const MAX_DEPTH: usize = 64;
+/// How long the relays' fan-outs (from the coordinator's measurements) are reused: asks come
+/// every few seconds from every relay, and measuring scans the epoch's receipts and probes.
+const FANOUT_REUSE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The relays' fan-outs as last measured by this process, and when.
+#[derive(Debug, Default)]
+pub(crate) struct FanoutCache {
+    measured: tokio::sync::Mutex<Option<(std::time::Instant, HashMap<String, usize>)>>,
+}
+
+/// The stream's relay tree as stored, and who may be in it now.
+pub(crate) struct Tree<'a> {
+    /// The origin node (the root).
+    pub(crate) origin: &'a str,
+    /// Most relays the origin feeds.
+    pub(crate) origin_fanout: usize,
+    /// Live relays and how many children each may feed (0: leaf only).
+    pub(crate) members: &'a HashMap<String, usize>,
+    /// Each relay's parent.
+    pub(crate) parents: HashMap<&'a str, &'a str>,
+}
+
+impl<'a> Tree<'a> {
+    pub(crate) fn new(
+        origin: &'a str,
+        origin_fanout: usize,
+        members: &'a HashMap<String, usize>,
+        assignments: &'a [RelayAssignmentRecord],
+    ) -> Self {
+        Tree {
+            origin,
+            origin_fanout,
+            members,
+            parents: assignments
+                .iter()
+                .map(|a| (a.node_id.as_str(), a.parent_id.as_str()))
+                .collect(),
+        }
+    }
+
+    /// `node`'s ancestors, parent first and origin last, when every one of them is live and
+    /// not in `failed`; `None` when the chain is broken (no parent, a dead or failed
+    /// ancestor, a cycle).
+    pub(crate) fn chain(&self, node: &str, failed: &HashSet<String>) -> Option<Vec<&'a str>> {
+        let mut chain: Vec<&'a str> = Vec::new();
+        let mut current = node;
+        loop {
+            let parent = *self.parents.get(current)?;
+            if parent == self.origin {
+                chain.push(parent);
+                return Some(chain);
+            }
+            if parent == node
+                || chain.contains(&parent)
+                || !self.members.contains_key(parent)
+                || failed.contains(parent)
+                || chain.len() >= MAX_DEPTH
+            {
+                return None;
+            }
+            chain.push(parent);
+            current = parent;
+        }
+    }
+
+    fn fanout(&self, node: &str) -> usize {
+        if node == self.origin {
+            self.origin_fanout
+        } else {
+            self.members.get(node).copied().unwrap_or(0)
+        }
+    }
+
+    /// Children of `parent`, oldest assignment first, `but` left out.
+    fn children<'t>(
+        &self,
+        assignments: &'t [RelayAssignmentRecord],
+        parent: &str,
+        but: &str,
+    ) -> Vec<&'t RelayAssignmentRecord> {
+        let mut children: Vec<&RelayAssignmentRecord> = assignments
+            .iter()
+            .filter(|a| a.parent_id == parent && a.node_id != but)
+            // Dead relays keep their rows (they return where they were) but hold no slot.
+            .filter(|a| self.members.contains_key(&a.node_id))
+            .collect();
+        children
+            .sort_by(|a, b| (a.assigned_at_ms, &a.node_id).cmp(&(b.assigned_at_ms, &b.node_id)));
+        children
+    }
+
+    /// The parent `node` should have now, when it differs from the stored one (`None`: keep
+    /// it). It keeps a parent whose chain is whole, that `failed` does not name and among
+    /// whose oldest children (up to its fan-out) it is; otherwise it goes under the
+    /// shallowest node with room that is not in its own subtree (more room first, then by id:
+    /// every replica chooses alike). With no room anywhere, under the origin.
+    pub(crate) fn choose_parent(
+        &self,
+        assignments: &[RelayAssignmentRecord],
+        node: &str,
+        failed: &HashSet<String>,
+    ) -> Option<String> {
+        if let Some(&parent) = self.parents.get(node) {
+            let whole = self.chain(node, failed).is_some() && !failed.contains(parent);
+            let within = self
+                .children(assignments, parent, "")
+                .iter()
+                .take(self.fanout(parent))
+                .any(|a| a.node_id == node);
+            if whole && within {
+                return None;
+            }
+        }
+        let mut best: Option<(usize, std::cmp::Reverse<usize>, &str)> = None;
+        let candidates =
+            std::iter::once(self.origin).chain(self.members.keys().map(String::as_str));
+        for candidate in candidates {
+            if candidate == node || failed.contains(candidate) {
+                continue;
+            }
+            let depth = if candidate == self.origin {
+                0
+            } else {
+                match self.chain(candidate, failed) {
+                    // Not below `node` itself: that would make a cycle.
+                    Some(chain) if !chain.contains(&node) => chain.len(),
+                    _ => continue,
+                }
+            };
+            let fanout = self.fanout(candidate);
+            if self.children(assignments, candidate, node).len() >= fanout {
+                continue;
+            }
+            let key = (depth, std::cmp::Reverse(fanout), candidate);
+            if best.is_none_or(|b| key < b) {
+                best = Some(key);
+            }
+        }
+        let chosen = best.map_or(self.origin, |(_, _, id)| id);
+        if self.parents.get(node) == Some(&chosen) {
+            None
+        } else {
+            Some(chosen.to_owned())
+        }
+    }
+}
+
+/// `rtmp://host:port/app` → `rtmp://host:port`.
+fn rtmp_base(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split('/').next().unwrap_or_default();
+            format!("{scheme}://{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// How many children each live relay may feed: the fan-out, capped by the viewers its
+/// measured capacity allows; none when its probes this epoch pass too rarely.
+async fn members(
+    state: &Shared,
+    relays: &[&NodeRecord],
+    epoch: i64,
+    now: i64,
+) -> Result<HashMap<String, usize>, ApiError> {
+    let config = &state.config;
+    let measured = super::viewers::measurements(state, relays, epoch, now).await?;
+    let mut probes: HashMap<String, Vec<ProbeResult>> = HashMap::new();
+    for probe in state.storage.probes_for_epoch(epoch).await? {
+        if let Some(result) = crate::workers::probe_result(&probe) {
+            probes
+                .entry(probe.node_id.clone())
+                .or_default()
+                .push(result);
+        }
+    }
+    let mut members = HashMap::new();
+    for relay in relays {
+        let Ok(node_id) = relay.id.parse::<NodeId>() else {
+            continue;
+        };
+        let poor = probes.get(&relay.id).is_some_and(|results| {
+            ProbeSummary::from_results(&config.probe_policy, results).availability_ppm()
+                < config.relay_min_availability_ppm
+        });
+        let capacity = measured.get(&relay.id).map_or(0, |(m, quality_ppm)| {
+            let candidate = RouteCandidate {
+                node_id,
+                quality_ppm: *quality_ppm,
+            };
+            config
+                .router
+                .measured_candidate(candidate, m)
+                .capacity_viewers
+        });
+        let fanout = if poor {
+            0
+        } else {
+            usize::try_from(capacity)
+                .unwrap_or(usize::MAX)
+                .min(config.relay_fanout)
+        };
+        members.insert(relay.id.clone(), fanout);
+    }
+    Ok(members)
+}
+
+/// `POST /streams/{id}/upstream`: a relaying node's signed request for its place in the
+/// stream's relay tree. Answers its parent and the parent's ancestors up to the origin, each
+/// with a grant that admits the node there.
+#[utoipa::path(post, path = "/streams/{id}/upstream", tag = "streams",
+    params(("id" = String, Path, description = "The stream")),
+    request_body = super::openapi::SignedUpstreamRequestSchema,
+    responses(
+        (status = 200, description = "The relay's upstreams", body = super::openapi::UpstreamResponseSchema),
+        (status = 400, description = "invalid_field", body = super::openapi::ErrorSchema),
+        (status = 401, description = "bad_signature or clock_skew", body = super::openapi::ErrorSchema),
+        (status = 404, description = "not_found", body = super::openapi::ErrorSchema),
+    ))]
+pub(crate) async fn upstream(
+    State(state): State<Shared>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(signed): ApiJson<Signed<UpstreamRequest>>,
+) -> Result<Json<UpstreamResponse>, ApiError> {
+    let what = "upstream request";
+    let key = signed
+        .body
+        .node_id
+        .verifying_key()
+        .map_err(|_| ApiError::BadSignature { what })?;
+    let request = signed
+        .verify_with(&key)
+        .map_err(|_| ApiError::BadSignature { what })?;
+    super::nodes::check_skew(&state, request.timestamp_ms)?;
+    if request.stream_id.as_str() != id {
+        return Err(ApiError::InvalidField {
+            field: "stream_id",
+            reason: "must be the stream of the path".into(),
+        });
+    }
+    let node = request.node_id.to_string();
+    let registered = state.storage.get_node(&node).await?;
+    if !registered.is_some_and(|n| n.active) {
+        return Err(ApiError::NotFound {
+            what: "node",
+            id: node,
+        });
+    }
+    let stream = load_stream(&state, &id).await?;
+    if stream.status != "live" {
+        return Err(ApiError::Conflict(format!("stream {id} has ended")));
+    }
+    let origin = stream
+        .origin_node
+        .clone()
+        .ok_or_else(|| ApiError::Conflict(format!("stream {id} has no origin node yet")))?;
+    if origin == node {
+        return Err(ApiError::Conflict(
+            "the origin does not pull its stream".into(),
+        ));
+    }
+    let now = now_ms();
+    let epoch = state.config.epoch_of(now);
+    let liveness = i64::try_from(state.config.relay_liveness.as_millis()).unwrap_or(i64::MAX);
+    let nodes = state.storage.list_nodes().await?;
+    let relays: Vec<&NodeRecord> = nodes
+        .iter()
+        .filter(|n| n.active && n.id != origin)
+        .filter(|n| {
+            // The asking node is alive: it asks.
+            n.id == node
+                || n.last_heartbeat_ms
+                    .is_some_and(|t| now.saturating_sub(t) <= liveness)
+        })
+        .collect();
+    let fanouts = {
+        // One measurement at a time; concurrent asks wait for it and share it.
+        let mut cache = state.relay_fanouts.measured.lock().await;
+        match cache.as_ref() {
+            Some((at, fanouts)) if at.elapsed() < FANOUT_REUSE => fanouts.clone(),
+            _ => {
+                let active: Vec<&NodeRecord> = nodes.iter().filter(|n| n.active).collect();
+                let fanouts = members(&state, &active, epoch, now).await?;
+                *cache = Some((std::time::Instant::now(), fanouts.clone()));
+                fanouts
+            }
+        }
+    };
+    // A relay registered since the last measurement starts with room for one child.
+    let members: HashMap<String, usize> = relays
+        .iter()
+        .map(|n| (n.id.clone(), fanouts.get(&n.id).copied().unwrap_or(1)))
+        .collect();
+    let failed: HashSet<String> = request.failed.iter().map(NodeId::to_string).collect();
+    let fanout = state.config.relay_fanout.max(1);
+    let assignments = state
+        .storage
+        .assign_relay_parent(&id, &node, now, &|assignments| {
+            Tree::new(&origin, fanout, &members, assignments).choose_parent(
+                assignments,
+                &node,
+                &failed,
+            )
+        })
+        .await?;
+    let tree = Tree::new(&origin, fanout, &members, &assignments);
+    // The failed ancestors are still in the chain when they are the only way up: the relay
+    // learns its new parent first, and the origin is always last.
+    let chain = tree
+        .chain(&node, &HashSet::new())
+        .unwrap_or_else(|| vec![origin.as_str()]);
+    let mut upstreams = Vec::new();
+    for upstream in &chain {
+        let Some(record) = nodes.iter().find(|n| n.id == *upstream) else {
+            continue;
+        };
+        upstreams.push(grant_upstream(&state, &stream.id, &request.node_id, record, now).await?);
+    }
+    Ok(Json(UpstreamResponse {
+        depth: u32::try_from(chain.len()).unwrap_or(u32::MAX),
+        upstreams,
+    }))
+}
+
+/// A grant for `relay` to pull `stream` from `upstream`, recorded like a viewer's.
+async fn grant_upstream(
+    state: &Shared,
+    stream: &str,
+    relay: &NodeId,
+    upstream: &NodeRecord,
+    now: i64,
+) -> Result<UpstreamEntry, ApiError> {
+    let node_id: NodeId = upstream
+        .id
+        .parse()
+        .map_err(|_| ApiError::Conflict(format!("node {} has no valid id", upstream.id)))?;
+    // A grant issued less than half its lifetime ago is handed out again: relays ask every
+    // few seconds, and a new session each time would only grow the grant log.
+    let ttl = i64::try_from(state.config.grant_ttl.as_millis()).unwrap_or(i64::MAX);
+    let reusable = state
+        .storage
+        .latest_session_of(
+            &relay.to_string(),
+            &upstream.id,
+            stream,
+            now.saturating_sub(ttl / 2),
+        )
+        .await?
+        .and_then(|session| serde_json::from_str::<SignedGrant>(&session.grant_json).ok());
+    if let Some(signed) = reusable {
+        return Ok(upstream_entry(node_id, upstream, signed));
+    }
+    let mut session_bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut session_bytes);
+    let session_id = SessionId::from_bytes(session_bytes);
+    let ttl_ms = u64::try_from(state.config.grant_ttl.as_millis()).unwrap_or(u64::MAX);
+    let grant = SessionGrant {
+        session_id,
+        viewer: ViewerKey::from_bytes(*relay.as_bytes()),
+        node_id,
+        stream_id: StreamId::new(stream).map_err(|e| ApiError::InvalidPath(e.to_string()))?,
+        max_bytes: state
+            .config
+            .grant_bytes_per_second
+            .saturating_mul(ttl_ms / 1000),
+        expiry_ms: u64::try_from(now).unwrap_or(0).saturating_add(ttl_ms),
+    };
+    let signed = Signed::sign(grant, &state.config.coordinator_key);
+    let grant_json = serde_json::to_string(&signed).map_err(|e| ApiError::InvalidField {
+        field: "grant",
+        reason: e.to_string(),
+    })?;
+    let relay_subnet = super::nodes::local_trial_subnet("relay", &relay.to_string());
+    state
+        .storage
+        .create_session(&SessionRecord {
+            session_id: session_id.to_string(),
+            stream_id: stream.to_owned(),
+            node_id: upstream.id.clone(),
+            viewer: relay.to_string(),
+            max_bytes: i64::try_from(signed.body.max_bytes).unwrap_or(i64::MAX),
+            expiry_ms: i64::try_from(signed.body.expiry_ms).unwrap_or(i64::MAX),
+            issued_at_ms: now,
+            grant_json,
+            viewer_subnet: relay_subnet.clone(),
+            viewer_prefix64: relay_subnet,
+            probe: false,
+        })
+        .await?;
+    Ok(upstream_entry(node_id, upstream, signed))
+}
+
+fn upstream_entry(node_id: NodeId, upstream: &NodeRecord, signed: SignedGrant) -> UpstreamEntry {
+    UpstreamEntry {
+        node_id,
+        rtmp_base: rtmp_base(&upstream.rtmp_url),
+        query: format!(
+            "{}={}",
+            crate::grant_token::GRANT_PARAM,
+            crate::grant_token::encode(&signed)
+        ),
+        grant: signed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assign(node: &str, parent: &str, at: i64) -> RelayAssignmentRecord {
+        RelayAssignmentRecord {
+            stream_id: "s".into(),
+            node_id: node.into(),
+            parent_id: parent.into(),
+            assigned_at_ms: at,
+        }
+    }
+
+    /// Adds relays one by one as `choose_parent` places them; returns the assignments.
+    fn grow(
+        members: &HashMap<String, usize>,
+        order: &[String],
+        k: usize,
+    ) -> Vec<RelayAssignmentRecord> {
+        let mut assignments: Vec<RelayAssignmentRecord> = Vec::new();
+        for (at, node) in order.iter().enumerate() {
+            let tree = Tree::new("o", k, members, &assignments);
+            if let Some(parent) = tree.choose_parent(&assignments, node, &HashSet::new()) {
+                let at = i64::try_from(at).unwrap_or(0);
+                assignments.retain(|a| &a.node_id != node);
+                assignments.push(assign(node, &parent, at));
+            }
+        }
+        assignments
+    }
+
+    #[test]
+    fn the_origin_feeds_k_relays_and_depth_grows_as_log_k() {
+        let names: Vec<String> = (0..100).map(|i| format!("r{i:03}")).collect();
+        let members: HashMap<String, usize> = names.iter().map(|n| (n.clone(), 4)).collect();
+        let assignments = grow(&members, &names, 4);
+        let tree = Tree::new("o", 4, &members, &assignments);
+        let under_origin = assignments.iter().filter(|a| a.parent_id == "o").count();
+        assert_eq!(under_origin, 4);
+        let depth = names
+            .iter()
+            .map(|n| tree.chain(n, &HashSet::new()).expect("whole chain").len())
+            .max()
+            .unwrap_or(0);
+        // 4 + 16 + 64 = 84 relays fit in three tiers; 100 need a fourth.
+        assert_eq!(depth, 4);
+        for name in &names {
+            let children = assignments.iter().filter(|a| &a.parent_id == name).count();
+            assert!(children <= 4, "{name} feeds {children}");
+        }
+    }
+
+    #[test]
+    fn poor_relays_stay_leaves_and_a_dead_parent_is_replaced_with_its_subtree_kept() {
+        let mut members: HashMap<String, usize> = ["a", "b", "c"]
+            .iter()
+            .map(|n| ((*n).to_owned(), 2))
+            .collect();
+        members.insert("poor".into(), 0);
+        let order: Vec<String> = ["poor", "a", "b", "c"]
+            .iter()
+            .map(|n| (*n).to_owned())
+            .collect();
+        let assignments = grow(&members, &order, 2);
+        // poor and a under the origin; b and c under a (poor feeds nobody).
+        let parent = |n: &str| {
+            assignments
+                .iter()
+                .find(|a| a.node_id == n)
+                .map(|a| a.parent_id.clone())
+        };
+        assert_eq!(parent("poor").as_deref(), Some("o"));
+        assert_eq!(parent("b").as_deref(), Some("a"));
+        assert_eq!(parent("c").as_deref(), Some("a"));
+        // a dies: b is re-parented (under the origin, where poor leaves a slot after a).
+        members.remove("a");
+        let tree = Tree::new("o", 2, &members, &assignments);
+        assert_eq!(tree.chain("b", &HashSet::new()), None);
+        assert_eq!(
+            tree.choose_parent(&assignments, "b", &HashSet::new())
+                .as_deref(),
+            Some("o")
+        );
+        // A relay reporting its parent failed moves although the parent looks live.
+        members.insert("a".into(), 2);
+        let tree = Tree::new("o", 2, &members, &assignments);
+        assert_eq!(tree.choose_parent(&assignments, "b", &HashSet::new()), None);
+        let failed = HashSet::from(["a".to_owned()]);
+        let moved = tree.choose_parent(&assignments, "b", &failed);
+        assert!(
+            moved.is_some() && moved.as_deref() != Some("a"),
+            "{moved:?}"
+        );
+    }
+
+    #[test]
+    fn a_relay_never_goes_below_its_own_subtree() {
+        let members: HashMap<String, usize> = ["a", "b", "x"]
+            .iter()
+            .map(|n| ((*n).to_owned(), 4))
+            .collect();
+        // The origin is full (fan-out 1, taken by x); b is a's child.
+        let assignments = vec![
+            assign("x", "o", 0),
+            assign("a", "o", 1),
+            assign("b", "a", 2),
+        ];
+        let tree = Tree::new("o", 1, &members, &assignments);
+        // a is beyond the origin's fan-out: it must move, but not under b.
+        let moved = tree.choose_parent(&assignments, "a", &HashSet::new());
+        assert_ne!(moved.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn rtmp_urls_lose_their_app() {
+        assert_eq!(
+            rtmp_base("rtmp://127.0.0.1:1935/live"),
+            "rtmp://127.0.0.1:1935"
+        );
+        assert_eq!(rtmp_base("rtmps://h"), "rtmps://h");
+    }
+}
