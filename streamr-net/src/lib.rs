@@ -22,6 +22,8 @@
 
 pub mod budget;
 pub mod http;
+pub mod takeover;
 
 pub use budget::{BudgetLimits, BudgetRefusal, BudgetStats, ConnectionBudget, ConnectionPermit};
 pub use http::HttpLimits;
+pub use takeover::{RawConnection, RawIo, TakeConnection};

@@ -460,7 +460,9 @@ impl Node {
         let hls = LiveHls::start(hub.clone(), hls_config, stop.clone());
         let notices = hls.segment_notices();
         let http_budget = config.http_limits.budget();
+        let media_state = HttpState::new(hub.clone(), hls.clone());
         let node_metrics = Arc::new(metrics::NodeMetrics {
+            flv: media_state.flv_counters(),
             rtmp: rtmp.metrics_source(),
             http_budget: http_budget.clone(),
             http_bytes_out: Arc::default(),
@@ -473,7 +475,8 @@ impl Node {
             node_metrics.hls_segments.clone(),
             stop.clone(),
         ))];
-        let media = router(HttpState::new(hub.clone(), hls));
+        drop(hls);
+        let media = router(media_state);
         let operations = axum::Router::new()
             .route("/metrics", get(metrics::metrics))
             .route("/healthz", get(metrics::healthz))
@@ -623,9 +626,14 @@ async fn count_segments(
 /// Adds every response body's bytes to `counter`, for `/metrics`.
 async fn count_response_bytes(
     axum::extract::State(counter): axum::extract::State<Arc<std::sync::atomic::AtomicU64>>,
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    // A handler that writes its response on the raw connection (HTTP-FLV) counts here too.
+    request
+        .extensions_mut()
+        .get_or_insert_default::<streamr_media::http::ResponseByteCounters>()
+        .push(counter.clone());
     let (parts, body) = next.run(request).await.into_parts();
     axum::response::Response::from_parts(parts, accounting::counted(body, counter))
 }

@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+mod flv_raw;
 mod http_flv;
 mod live_hls;
 mod router;
@@ -27,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use flv_raw::{stream_flv, FlvCounters, Framing, ResponseByteCounters};
 pub use http_flv::flv_body;
 pub use live_hls::{LiveHls, LiveHlsConfig, PlaylistLookup, SegmentNotice};
 pub use router::{router, HttpState, CONTENT_TYPE_FLV, CONTENT_TYPE_M3U8, CONTENT_TYPE_TS};

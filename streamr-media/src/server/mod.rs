@@ -37,6 +37,7 @@ pub use config::RelayServerConfig;
 pub use connection::ConnectionError;
 pub use hooks::{AllowAll, Refusal, RelayHooks, StreamEvent, StreamRequest};
 pub use metrics::{CloseReason, RtmpMetrics};
+pub(crate) use writer::WriteQueue;
 
 use crate::relay::RelayHub;
 use metrics::ServerCounters;
