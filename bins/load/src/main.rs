@@ -6,6 +6,7 @@
 mod play;
 mod publish;
 mod rtmp_player;
+mod stamp;
 mod stats;
 
 use std::path::PathBuf;
