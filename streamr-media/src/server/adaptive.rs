@@ -15,8 +15,11 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 /// Starts adjusting `hub`'s batch delay ([`RelayHub::set_batch_delay`]) to the process's CPU
 /// load every 500 ms with an [`AdaptiveBatch`] controller, until `shutdown` is cancelled. The
-/// load is the process's CPU time (all threads) over the interval, as a share of the cores it
-/// may run on. Where `/proc/self/stat` cannot be read (not Linux), the delay stays as it is.
+/// load is the CPU time the process's threads wanted over the interval, as a share of the cores
+/// it may run on: the time they ran plus the time they waited for a core
+/// (`/proc/self/task/*/schedstat`), so a node starved by other processes on a shared machine
+/// counts as loaded too; without schedstat, the time they ran (`/proc/self/stat`). Where neither
+/// can be read (not Linux), the delay stays as it is.
 pub fn spawn_adaptive_batching(
     hub: RelayHub,
     config: AdaptiveBatchConfig,
@@ -58,10 +61,36 @@ pub fn spawn_adaptive_batching(
     })
 }
 
-/// The process's user + system CPU time in seconds, from `/proc/self/stat`.
+/// The CPU time the process's threads ran and waited for a core, in seconds, from
+/// `/proc/self/task/*/schedstat`; or its user + system time from `/proc/self/stat`.
 fn process_cpu_seconds() -> Option<f64> {
+    if let Some(demand) = schedstat_seconds() {
+        return Some(demand);
+    }
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     parse_cpu_seconds(&stat)
+}
+
+/// Run time plus run-queue wait of every thread of the process, in seconds. Threads that ended
+/// since the last sample drop out of the sum; the controller clamps the odd negative sample.
+fn schedstat_seconds() -> Option<f64> {
+    let mut nanos = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let Ok(task) = task else { continue };
+        let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        nanos = nanos.saturating_add(parse_schedstat(&text)?);
+    }
+    Some(nanos as f64 / 1e9)
+}
+
+/// Run time plus run-queue wait (the first two fields, nanoseconds) of a schedstat line.
+fn parse_schedstat(text: &str) -> Option<u64> {
+    let mut fields = text.split_whitespace();
+    let run: u64 = fields.next()?.parse().ok()?;
+    let wait: u64 = fields.next()?.parse().ok()?;
+    Some(run.saturating_add(wait))
 }
 
 /// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line, in seconds. The command name
@@ -84,5 +113,11 @@ mod tests {
         assert_eq!(parse_cpu_seconds(stat), Some(3.0));
         assert_eq!(parse_cpu_seconds("garbage"), None);
         assert!(process_cpu_seconds().is_some_and(|s| s >= 0.0));
+    }
+
+    #[test]
+    fn schedstat_gives_run_plus_wait() {
+        assert_eq!(parse_schedstat("1500 500 7\n"), Some(2000));
+        assert_eq!(parse_schedstat("x"), None);
     }
 }
