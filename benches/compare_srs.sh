@@ -71,10 +71,13 @@ srs_config() { # name
   fi
   mkdir -p "$WORK_ABS/srs-html"
   # SRS's default conf/srs.conf (without WebRTC, not built), in the foreground, with HLS cut
-  # every 4 s like ours (its default is 10 s) and connections enough for the steps.
+  # every 4 s like ours (its default is 10 s), its media playlist served directly (hls_ctx off:
+  # SRS 7 otherwise answers with a master playlist per session, which the load tool's HLS player
+  # does not follow) and connections enough for the steps (10 000: the open-file limit here is
+  # 20 000 and SRS wants more than max_connections).
   cat >"$WORK/$1.conf" <<CONF
 listen $RTMP_PORT;
-max_connections 20000;
+max_connections 10000;
 daemon off;
 srs_log_tank file;
 srs_log_file $WORK_ABS/$1.log;
@@ -82,7 +85,7 @@ srs_log_level warn;
 pid $WORK_ABS/$1.pid;
 http_server { enabled on; listen $HTTP_PORT; dir $WORK_ABS/srs-html; }
 vhost __defaultVhost__ {
-  hls { enabled on; hls_path $WORK_ABS/srs-html; hls_fragment 4; hls_window 20; }
+  hls { enabled on; hls_path $WORK_ABS/srs-html; hls_fragment 4; hls_window 20; hls_ctx off; hls_ts_ctx off; }
   http_remux { enabled on; mount [vhost]/[app]/[stream].flv; }
   $extra
 }
@@ -93,8 +96,11 @@ CONF
 start_server() { # name -> pid
   case $1 in
     streamr)
+      # Every player comes from 127.0.0.1: lift the per-client budgets (SRS has none).
       RUST_LOG=warn "$NODE" --rtmp-listen "127.0.0.1:$RTMP_PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
-        --identity "$WORK/node.key" "${NODE_ARGS[@]}" >"$WORK/node.log" 2>&1 &
+        --identity "$WORK/node.key" --rtmp-max-connections 20000 \
+        --rtmp-max-connections-per-client 20000 --http-max-connections 20000 \
+        --http-max-connections-per-client 20000 "${NODE_ARGS[@]}" >"$WORK/node.log" 2>&1 &
       echo $! ;;
     srs|srs-ll)
       local conf; conf=$(srs_config "$1")
