@@ -6,7 +6,8 @@
 //! closed at once), closes a connection whose request head is not complete within
 //! [`HttpLimits::header_read_timeout`] (this also bounds idle keep-alive connections), and fails a
 //! request whose body stalls for [`HttpLimits::body_timeout`]. Handlers see the peer address as
-//! `ConnectInfo<SocketAddr>`.
+//! `ConnectInfo<SocketAddr>`, and may take the connection over through the
+//! [`TakeConnection`](crate::takeover::TakeConnection) extension.
 
 use std::future::Future;
 use std::io;
@@ -26,6 +27,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 use tracing::{debug, info, warn};
 
 use crate::budget::{BudgetLimits, ConnectionBudget};
+use crate::takeover::{Detachable, TakeConnection};
 
 /// Deadlines and connection limits of an HTTP listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,29 +146,34 @@ async fn serve_with(
         if let Err(error) = stream.set_nodelay(true) {
             debug!(%peer, %error, "could not disable Nagle's algorithm");
         }
-        let service =
-            router
-                .clone()
-                .map_request(move |mut request: axum::http::Request<Incoming>| {
+        let router = router.clone();
+        // Each request can take its connection over (HTTP-FLV streams its own response).
+        let service = move |take: TakeConnection| {
+            TowerToHyperService::new(router.map_request(
+                move |mut request: axum::http::Request<Incoming>| {
                     request.extensions_mut().insert(ConnectInfo(peer));
+                    request.extensions_mut().insert(take.clone());
                     request
-                });
-        let service = TowerToHyperService::new(service);
+                },
+            ))
+        };
         let http = http.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
             let served = match tls {
                 None => {
+                    let (io, take) = Detachable::new(stream, permit, peer);
                     watcher
-                        .watch(http.serve_connection(TokioIo::new(stream), service))
+                        .watch(http.serve_connection(TokioIo::new(io), service(take)))
                         .await
                 }
                 Some((acceptor, deadline)) => {
                     match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
+                            let (io, take) = Detachable::new(stream, permit, peer);
                             watcher
-                                .watch(http.serve_connection(TokioIo::new(stream), service))
+                                .watch(http.serve_connection(TokioIo::new(io), service(take)))
                                 .await
                         }
                         Ok(Err(error)) => {
@@ -183,7 +190,6 @@ async fn serve_with(
             if let Err(error) = served {
                 debug!(%peer, %error, "HTTP connection ended");
             }
-            drop(permit);
         });
     }
     drop(listener);

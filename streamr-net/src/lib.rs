@@ -27,8 +27,10 @@ pub mod cli;
 pub mod forwarded;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod takeover;
 
 pub use budget::{BudgetLimits, BudgetRefusal, BudgetStats, ConnectionBudget, ConnectionPermit};
 pub use forwarded::{client_ip, Cidr, ClientIp, TrustedProxies};
 #[cfg(feature = "http")]
 pub use http::HttpLimits;
+pub use takeover::{RawConnection, RawIo, TakeConnection};

@@ -7,6 +7,7 @@
 mod play;
 mod publish;
 mod rtmp_player;
+mod stamp;
 mod stats;
 
 use std::path::PathBuf;

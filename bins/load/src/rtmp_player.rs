@@ -7,6 +7,7 @@ use streamr_media::flv::tag::classify_video;
 use streamr_media::rtmp::session::{ClientEvent, MediaKind};
 use streamr_media::rtmp::url::RtmpUrl;
 
+use crate::stamp::read_stamp;
 use crate::stats::{PlayerCounters, PlayerState};
 use crate::PUBLISH_EPOCH_FIELD;
 
@@ -49,7 +50,14 @@ pub async fn play(url: String, counters: Arc<PlayerCounters>) -> anyhow::Result<
                         counters.first_frame();
                     }
                 }
-                if let Some(epoch) = publish_epoch_ms.filter(|_| keyframes >= 2) {
+                if keyframes < 2 {
+                    continue;
+                }
+                // The frame's own stamp survives servers that rebase timestamps; without one,
+                // the publish start time plus the timestamp.
+                if let Some(stamp) = read_stamp(&payload) {
+                    counters.add_latency_sample(crate::unix_ms() - stamp as f64 / 1000.0);
+                } else if let Some(epoch) = publish_epoch_ms {
                     counters.add_latency_sample(crate::unix_ms() - (epoch + f64::from(timestamp)));
                 }
             }

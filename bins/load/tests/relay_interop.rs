@@ -52,6 +52,11 @@ fn rtmp_http_flv_and_hls_players_all_receive_the_stream() {
         flv_report["total_bytes"].as_u64().unwrap_or(0) > 8 * 20_000,
         "{flv_report}"
     );
+    // HTTP-FLV hop latency, read from the stamps the publisher puts in the video frames.
+    let latency = flv_report["latency_ms"]["p50"]
+        .as_f64()
+        .expect("HTTP-FLV latency");
+    assert!((0.0..1000.0).contains(&latency), "{flv_report}");
 
     let hls_url = format!("http://{}/live/load.m3u8", http.local_addr());
     let hls_report = play(&hls_url, 4, 8, dir.path());

@@ -441,6 +441,13 @@ pub(crate) async fn http_gate(
             *request.uri_mut() = uri;
         }
     }
+    if let Some(counter) = &counter {
+        // HTTP-FLV streamed on the raw connection counts its bytes itself.
+        request
+            .extensions_mut()
+            .get_or_insert_default::<streamr_media::http::ResponseByteCounters>()
+            .push(counter.clone());
+    }
     let response = next.run(request).await;
     let response = if playlist {
         with_grant(response, &key, &query).await

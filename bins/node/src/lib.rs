@@ -57,8 +57,8 @@ use axum::routing::{get, post};
 use streamr_coord::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert};
 use streamr_core::{CoordinatorKey, KeyPair, NodeId};
 use streamr_media::http::{router, HttpState, LiveHls, LiveHlsConfig};
-use streamr_media::relay::{BatchPolicy, RelayConfig, RelayHub};
-use streamr_media::server::{RelayServer, RelayServerConfig};
+use streamr_media::relay::{AdaptiveBatchConfig, BatchPolicy, RelayConfig, RelayHub};
+use streamr_media::server::{spawn_adaptive_batching, RelayServer, RelayServerConfig};
 use streamr_media::upstream::{PlayQuery, UpstreamConfig, UpstreamPuller};
 pub use streamr_net::HttpLimits;
 use streamr_tls::{CertificateFiles, HandshakeLimits, ServerTls, TlsError};
@@ -133,10 +133,13 @@ pub struct NodeConfig {
     /// bytes are reported as unattested (players that cannot sign) rather than attested.
     /// Until then they wait, so a signing viewer's first bytes are never claimed twice.
     pub receipt_grace: Duration,
-    /// The longest frames are held so viewers are woken (and written to) once per batch rather
-    /// than per frame: less CPU per viewer for at most this much added latency (see
-    /// [`streamr_media::relay::BatchPolicy`]; zero wakes viewers per video frame).
-    pub batch_delay: Duration,
+    /// A fixed batch delay: frames are held so viewers are woken (and written to) once per
+    /// batch rather than per frame, less CPU per viewer for at most this much added latency (see
+    /// [`streamr_media::relay::BatchPolicy`]; zero wakes viewers per video frame). `None`: the
+    /// delay follows the node's CPU load up to [`NodeConfig::batch_delay_max`].
+    pub batch_delay: Option<Duration>,
+    /// Cap of the load-adaptive batch delay (see [`streamr_media::relay::AdaptiveBatch`]).
+    pub batch_delay_max: Duration,
     /// RTMP connection limits and deadlines.
     pub rtmp_limits: RtmpLimits,
     /// HTTP connection limits and deadlines.
@@ -258,7 +261,8 @@ impl Default for NodeConfig {
             pull_idle_timeout: Duration::from_secs(30),
             pull_wait: Duration::from_secs(5),
             receipt_grace: Duration::from_secs(10),
-            batch_delay: BatchPolicy::default().delay,
+            batch_delay: None,
+            batch_delay_max: AdaptiveBatchConfig::default().max_delay,
             rtmp_limits: RtmpLimits::default(),
             http_limits: HttpLimits::default(),
             origin_play: OriginPlay::default(),
@@ -397,8 +401,12 @@ impl Node {
 
         let mut relay = RelayConfig::default();
         relay.gop_cache = config.gop_cache;
-        // The delay is also the cap: no frame, audio included, waits longer.
-        relay.batch = BatchPolicy::new(config.batch_delay, config.batch_delay);
+        // A fixed delay is also the cap: no frame, audio included, waits longer. An adaptive one
+        // starts at zero and never exceeds its cap.
+        relay.batch = match config.batch_delay {
+            Some(delay) => BatchPolicy::new(delay, delay),
+            None => BatchPolicy::new(Duration::ZERO, config.batch_delay_max),
+        };
         let mut server_config = RelayServerConfig::default()
             .with_bind(config.rtmp_listen)
             .with_relay(relay);
@@ -519,7 +527,9 @@ impl Node {
             .http_limits
             .budget()
             .trusting(config.trusted_proxies.clone());
+        let media_state = HttpState::new(hub.clone(), hls.clone());
         let node_metrics = Arc::new(metrics::NodeMetrics {
+            flv: media_state.flv_counters(),
             rtmp: rtmp.metrics_source(),
             http_budget: http_budget.clone(),
             http_bytes_out: Arc::default(),
@@ -528,12 +538,21 @@ impl Node {
             hub: hub.clone(),
             reachability: Arc::default(),
         });
-        let mut tasks = vec![tokio::spawn(count_segments(
+        let mut tasks = vec![];
+        if config.batch_delay.is_none() {
+            tasks.push(spawn_adaptive_batching(
+                hub.clone(),
+                AdaptiveBatchConfig::with_max_delay(config.batch_delay_max),
+                stop.clone(),
+            ));
+        }
+        tasks.push(tokio::spawn(count_segments(
             hls.segment_notices(),
             node_metrics.hls_segments.clone(),
             stop.clone(),
-        ))];
-        let media = router(HttpState::new(hub.clone(), hls));
+        )));
+        drop(hls);
+        let media = router(media_state);
         let operations = axum::Router::new()
             .route("/metrics", get(metrics::metrics))
             .route("/healthz", get(metrics::healthz))
@@ -725,9 +744,14 @@ async fn count_segments(
 /// Adds every response body's bytes to `counter`, for `/metrics`.
 async fn count_response_bytes(
     axum::extract::State(counter): axum::extract::State<Arc<std::sync::atomic::AtomicU64>>,
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    // A handler that writes its response on the raw connection (HTTP-FLV) counts here too.
+    request
+        .extensions_mut()
+        .get_or_insert_default::<streamr_media::http::ResponseByteCounters>()
+        .push(counter.clone());
     let (parts, body) = next.run(request).await.into_parts();
     axum::response::Response::from_parts(parts, accounting::counted(body, counter))
 }

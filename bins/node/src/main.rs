@@ -161,11 +161,17 @@ struct Args {
           value_parser = humantime::parse_duration)]
     receipt_grace: Duration,
 
-    /// The longest frames are held to wake each viewer once per batch rather than per frame:
-    /// less CPU per viewer for at most that much added latency (0s: once per video frame).
-    #[arg(long, env = "STREAMR_BATCH_DELAY", default_value = "50ms",
+    /// A fixed batch delay: frames are held this long to wake each viewer once per batch rather
+    /// than per frame, less CPU per viewer for at most that much added latency (0s: once per
+    /// video frame). Unset (the default), the delay follows the node's CPU load.
+    #[arg(long, env = "STREAMR_BATCH_DELAY", value_parser = humantime::parse_duration)]
+    batch_delay: Option<Duration>,
+
+    /// Cap of the load-adaptive batch delay (used when --batch-delay is unset): about zero while
+    /// the node has CPU to spare, growing toward this as its load grows.
+    #[arg(long, env = "STREAMR_BATCH_DELAY_MAX", default_value = "200ms",
           value_parser = humantime::parse_duration)]
-    batch_delay: Duration,
+    batch_delay_max: Duration,
 
     /// Most RTMP connections open at once (the RTMP budget; HTTP has its own).
     #[arg(long, env = "STREAMR_RTMP_MAX_CONNECTIONS", default_value_t = 4096)]
@@ -331,6 +337,7 @@ impl Args {
             heartbeat_interval: self.heartbeat_interval,
             receipt_grace: self.receipt_grace,
             batch_delay: self.batch_delay,
+            batch_delay_max: self.batch_delay_max,
             rtmp_limits: RtmpLimits {
                 max_connections: self.rtmp_max_connections,
                 max_connections_per_client: self.rtmp_max_connections_per_client,
@@ -499,7 +506,8 @@ mod tests {
         assert_eq!(coordinator.key.unwrap().to_string(), key);
         assert_eq!(config.heartbeat_interval, Duration::from_secs(2));
         assert_eq!(config.receipt_grace, Duration::from_secs(6));
-        assert_eq!(config.batch_delay, Duration::from_millis(40));
+        assert_eq!(config.batch_delay, Some(Duration::from_millis(40)));
+        assert_eq!(config.batch_delay_max, Duration::from_millis(200));
         assert!(Args::try_parse_from(["streamr-node", "--coordinator-key", "zz"]).is_err());
         // The older flag name still works.
         let old = Args::try_parse_from(["streamr-node", "--coordinator-key", &key]).unwrap();

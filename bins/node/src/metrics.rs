@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use streamr_media::http::FlvCounters;
 use streamr_media::relay::RelayHub;
 use streamr_media::server::RtmpMetricsSource;
 use streamr_media::upstream::UpstreamPuller;
@@ -29,6 +30,8 @@ pub(crate) struct NodeMetrics {
     pub(crate) hub: RelayHub,
     /// The coordinator's last connect-back check of this node.
     pub(crate) reachability: crate::reachability::ReachabilitySlot,
+    /// HTTP-FLV players streamed on raw connections.
+    pub(crate) flv: Arc<FlvCounters>,
 }
 
 /// One metric family being written.
@@ -133,9 +136,13 @@ impl NodeMetrics {
             &mut out,
             "streamr_players",
             "gauge",
-            "Players now: RTMP connections playing, and all viewers of the relay (RTMP, HTTP-FLV).",
+            "Players now: RTMP connections playing, HTTP-FLV responses streaming, and all viewers of the relay (RTMP, HTTP-FLV).",
         );
         f.sample(&[("protocol", "rtmp")], rtmp.players);
+        f.sample(
+            &[("protocol", "http_flv")],
+            self.flv.players.load(Ordering::Relaxed),
+        );
         let viewers: usize = streams.iter().map(|s| s.viewers.len()).sum();
         f.sample(&[("protocol", "all")], viewers);
         family(
@@ -169,16 +176,22 @@ impl NodeMetrics {
             &mut out,
             "streamr_dropped_frames_total",
             "counter",
-            "Frames RTMP players skipped because they fell behind.",
+            "Frames players (RTMP, HTTP-FLV) skipped because they fell behind.",
         )
-        .sample(&[], rtmp.frames_dropped);
+        .sample(
+            &[],
+            rtmp.frames_dropped + self.flv.frames_dropped.load(Ordering::Relaxed),
+        );
         family(
             &mut out,
             "streamr_slow_viewer_skips_total",
             "counter",
-            "Times an RTMP player fell behind and skipped ahead to a keyframe.",
+            "Times a player (RTMP, HTTP-FLV) fell behind and skipped ahead to a keyframe.",
         )
-        .sample(&[], rtmp.slow_viewer_skips);
+        .sample(
+            &[],
+            rtmp.slow_viewer_skips + self.flv.slow_viewer_skips.load(Ordering::Relaxed),
+        );
         family(
             &mut out,
             "streamr_upstream_pulls_total",

@@ -155,6 +155,12 @@ async fn ffmpeg_publishes_and_plays_over_rtmps_and_https_and_renewals_are_served
         ffmpeg_reads(&playlist_url, &ca, 25).await,
         "ffmpeg plays the HLS stream over HTTPS"
     );
+    // HTTP-FLV over TLS: the handler takes the TLS connection over and writes it itself.
+    let flv_url = format!("https://127.0.0.1:{}/live/show.flv", node.https.port());
+    assert!(
+        ffmpeg_reads(&flv_url, &ca, 25).await,
+        "ffmpeg plays the HTTP-FLV stream over HTTPS"
+    );
 
     let renewed = pki.issue().unwrap();
     assert_ne!(renewed, first);

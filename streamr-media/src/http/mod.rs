@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+mod flv_raw;
 mod http_flv;
 mod live_hls;
 mod ll_hls;
@@ -28,6 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use flv_raw::{stream_flv, FlvCounters, Framing, ResponseByteCounters};
 pub use http_flv::flv_body;
 pub use live_hls::{
     LiveHls, LiveHlsConfig, LlLookup, LlRequest, LlSegmentNotice, PlaylistLookup, SegmentNotice,

@@ -1,16 +1,18 @@
 //! The axum router: HLS playlists and segments, HTTP-FLV, CORS, cache headers, JSON 404s.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, Extensions, HeaderValue, Method, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::cors::CorsLayer;
 
+use super::flv_raw::{stream_flv, FlvCounters, Framing, ResponseByteCounters};
 use super::http_flv::flv_body;
 use super::live_hls::{LiveHls, PlaylistLookup};
 use crate::name::NameError;
@@ -28,12 +30,25 @@ pub const CONTENT_TYPE_FLV: &str = "video/x-flv";
 pub struct HttpState {
     hub: RelayHub,
     hls: LiveHls,
+    flv: Arc<FlvCounters>,
 }
+
+/// A write to an HTTP-FLV player that makes no progress for this long ends its response.
+const FLV_WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl HttpState {
     /// State serving `hub`'s streams, with live HLS from `hls` (started on the same hub).
     pub fn new(hub: RelayHub, hls: LiveHls) -> Self {
-        HttpState { hub, hls }
+        HttpState {
+            hub,
+            hls,
+            flv: Arc::default(),
+        }
+    }
+
+    /// Counters of the HTTP-FLV players streamed on taken-over connections.
+    pub fn flv_counters(&self) -> Arc<FlvCounters> {
+        self.flv.clone()
     }
 }
 
@@ -88,6 +103,9 @@ fn bad_path(rejection: &PathRejection) -> Response {
 
 async fn stream_file(
     State(state): State<HttpState>,
+    method: Method,
+    version: Version,
+    extensions: Extensions,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Response {
     let Path((app, file)) = match path {
@@ -101,7 +119,7 @@ async fn stream_file(
         }
     } else if let Some(name) = file.strip_suffix(".flv") {
         match StreamKey::parse(&app, name) {
-            Ok(key) => http_flv(state, key),
+            Ok(key) => http_flv(state, key, &method, version, &extensions),
             Err(error) => invalid_name(&error),
         }
     } else {
@@ -173,7 +191,13 @@ async fn segment(
     }
 }
 
-fn http_flv(state: HttpState, key: StreamKey) -> Response {
+fn http_flv(
+    state: HttpState,
+    key: StreamKey,
+    method: &Method,
+    version: Version,
+    extensions: &Extensions,
+) -> Response {
     if !state.hub.is_publishing(&key) {
         return not_found("stream not found", Some(&key));
     }
@@ -187,6 +211,40 @@ fn http_flv(state: HttpState, key: StreamKey) -> Response {
                 .into_response()
         }
     };
+    // A GET on a connection the HTTP loop lets go of: stream the response ourselves, one
+    // vectored write per batch of frames, like an RTMP player's.
+    let raw = (method == Method::GET)
+        .then(|| extensions.get::<streamr_net::TakeConnection>())
+        .flatten()
+        .and_then(streamr_net::TakeConnection::take);
+    if let Some(mut raw) = raw {
+        let framing = if version >= Version::HTTP_11 {
+            Framing::Chunked
+        } else {
+            Framing::CloseDelimited
+        };
+        let byte_counters = extensions
+            .get::<ResponseByteCounters>()
+            .cloned()
+            .unwrap_or_default();
+        let counters = state.flv.clone();
+        tokio::spawn(async move {
+            let streamed = stream_flv(
+                &mut raw.io,
+                subscription,
+                framing,
+                &counters,
+                &byte_counters,
+                FLV_WRITE_TIMEOUT,
+            )
+            .await;
+            if let Err(error) = streamed {
+                tracing::debug!(peer = %raw.peer, %error, "HTTP-FLV player left");
+            }
+        });
+        // The HTTP loop writes this into the void and closes its side.
+        return (StatusCode::OK, [(header::CONNECTION, "close")]).into_response();
+    }
     (
         [
             (

@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use thiserror::Error;
@@ -80,6 +80,9 @@ pub enum RelayError {
 pub(crate) struct HubInner {
     config: RelayConfig,
     streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
+    /// The batch delay now, in microseconds: [`BatchPolicy::delay`] unless
+    /// [`RelayHub::set_batch_delay`] changed it.
+    batch_delay_micros: AtomicU64,
 }
 
 impl HubInner {
@@ -143,6 +146,7 @@ impl RelayHub {
     pub fn new(config: RelayConfig) -> Self {
         RelayHub {
             inner: Arc::new(HubInner {
+                batch_delay_micros: AtomicU64::new(micros(config.batch.delay)),
                 config,
                 streams: Mutex::new(HashMap::new()),
             }),
@@ -152,6 +156,20 @@ impl RelayHub {
     /// The hub's configuration.
     pub fn config(&self) -> &RelayConfig {
         &self.inner.config
+    }
+
+    /// Sets the batch delay of every publisher of this hub from now on (it starts at
+    /// [`BatchPolicy::delay`]); [`BatchPolicy::max_delay`] still caps it. Load-adaptive batching
+    /// ([`AdaptiveBatch`](super::AdaptiveBatch)) calls this with each new delay.
+    pub fn set_batch_delay(&self, delay: Duration) {
+        self.inner
+            .batch_delay_micros
+            .store(micros(delay), Ordering::Relaxed);
+    }
+
+    /// The batch delay now (see [`RelayHub::set_batch_delay`]).
+    pub fn batch_delay(&self) -> Duration {
+        Duration::from_micros(self.inner.batch_delay_micros.load(Ordering::Relaxed))
     }
 
     /// Starts publishing `key`. Viewers already subscribed (waiting, or left by an earlier
@@ -322,8 +340,10 @@ impl Publisher {
         match self.held {
             Held::Nothing => None,
             Held::Since { since, closing } => {
+                let delay =
+                    Duration::from_micros(self.hub.batch_delay_micros.load(Ordering::Relaxed));
                 let wait = if closing {
-                    self.batch.delay.min(self.batch.max_delay)
+                    delay.min(self.batch.max_delay)
                 } else {
                     self.batch.max_delay
                 };
@@ -360,4 +380,8 @@ impl Drop for Publisher {
         self.stream.end_publish();
         self.hub.forget_if_idle(&self.key, &self.stream);
     }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }

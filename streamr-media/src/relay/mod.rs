@@ -15,6 +15,7 @@
 //!
 //! The hub does no I/O; the tokio server in [`crate::server`] and the HTTP layer drive it.
 
+mod adaptive;
 mod frame;
 mod hub;
 mod stats;
@@ -27,6 +28,7 @@ mod upstream_tests;
 
 use std::time::Duration;
 
+pub use adaptive::{AdaptiveBatch, AdaptiveBatchConfig};
 pub use frame::{ChunkingKey, Frame, FrameKind};
 pub use hub::{Publisher, RelayError, RelayHub, StreamKey};
 pub use stats::{StreamStats, ViewerStats};

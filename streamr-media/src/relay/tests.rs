@@ -652,3 +652,26 @@ proptest! {
         prop_assert_eq!(fast_stats.frames_dropped, 0);
     }
 }
+
+#[test]
+fn the_hub_batch_delay_moves_every_publishers_deadline_within_the_cap() {
+    let hub = RelayHub::new(RelayConfig::default().with_batch(BatchPolicy::new(
+        Duration::from_millis(50),
+        Duration::from_millis(200),
+    )));
+    let mut publisher = hub.publish(key()).unwrap();
+    let t0 = std::time::Instant::now();
+    publisher.send_batched(FrameKind::Video, 0, video(0, true, 10), t0);
+    assert_eq!(hub.batch_delay(), Duration::from_millis(50));
+    assert_eq!(
+        publisher.flush_deadline(),
+        Some(t0 + Duration::from_millis(50))
+    );
+    hub.set_batch_delay(Duration::ZERO);
+    assert_eq!(publisher.flush_deadline(), Some(t0));
+    hub.set_batch_delay(Duration::from_secs(5));
+    assert_eq!(
+        publisher.flush_deadline(),
+        Some(t0 + Duration::from_millis(200))
+    );
+}

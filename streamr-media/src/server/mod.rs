@@ -18,6 +18,7 @@
 //! # }
 //! ```
 
+mod adaptive;
 mod config;
 mod connection;
 mod hooks;
@@ -33,10 +34,12 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+pub use adaptive::spawn_adaptive_batching;
 pub use config::RelayServerConfig;
 pub use connection::ConnectionError;
 pub use hooks::{AllowAll, Refusal, RelayHooks, StreamEvent, StreamRequest};
 pub use metrics::{CloseReason, RtmpMetrics};
+pub(crate) use writer::WriteQueue;
 
 use crate::relay::RelayHub;
 use metrics::ServerCounters;

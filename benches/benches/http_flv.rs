@@ -1,0 +1,202 @@
+//! HTTP-FLV fan-out over loopback: the raw-connection writer (what `streamr_net::http::serve`
+//! enables: the handler takes the connection and writes one vectored write per batch) beside the
+//! framework path (the same router under `axum::serve`, where the handler cannot take the
+//! connection and every FLV tag is a body frame through hyper), in the same run.
+//!
+//! 200 players connect over TCP on loopback and read in tokio tasks of the same process. Each
+//! iteration publishes one batch (a 12 KB video frame and two 300-byte audio frames, woken once)
+//! and waits until every player has read all of it. Requests are HTTP/1.0, so both paths send a
+//! close-delimited body of exactly the FLV tags and the bytes expected per batch are known.
+//! The framework path is measured without the node's byte-counting body wrappers, which it also
+//! paid in the node (they copy every body byte), so the ratio understates the node's saving.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use streamr_media::http::{router, HttpState, LiveHls, LiveHlsConfig};
+use streamr_media::relay::{FrameKind, Publisher, RelayConfig, RelayHub, StreamKey};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+const PLAYERS: usize = 200;
+const VIDEO_SIZE: usize = 12_000;
+const AUDIO_SIZE: usize = 300;
+/// FLV tag header + PreviousTagSize around each payload.
+const TAG_OVERHEAD: u64 = 15;
+
+struct Received {
+    total: AtomicU64,
+    target: AtomicU64,
+    reached: Notify,
+}
+
+struct Setup {
+    runtime: tokio::runtime::Runtime,
+    publisher: Publisher,
+    received: Arc<Received>,
+    timestamp: u32,
+    _stop: CancellationToken,
+}
+
+fn video(keyframe: bool) -> Bytes {
+    let mut body = vec![0u8; VIDEO_SIZE];
+    body[0] = if keyframe { 0x17 } else { 0x27 };
+    body[1] = 1;
+    Bytes::from(body)
+}
+
+fn audio() -> Bytes {
+    let mut body = vec![0u8; AUDIO_SIZE];
+    body[0] = 0xAF;
+    body[1] = 1;
+    Bytes::from(body)
+}
+
+fn batch_bytes() -> u64 {
+    (VIDEO_SIZE as u64 + TAG_OVERHEAD) + 2 * (AUDIO_SIZE as u64 + TAG_OVERHEAD)
+}
+
+impl Setup {
+    fn new(raw: bool) -> Setup {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let stop = CancellationToken::new();
+        let hub = RelayHub::new(RelayConfig::default());
+        let key = StreamKey::parse("live", "bench").expect("key");
+        let publisher = hub.publish(key).expect("publish");
+        publisher.send(FrameKind::Video, 0, video(true));
+        let received = Arc::new(Received {
+            total: AtomicU64::new(0),
+            target: AtomicU64::new(u64::MAX),
+            reached: Notify::new(),
+        });
+        let addr: SocketAddr = runtime.block_on(async {
+            let hls = LiveHls::start(hub.clone(), LiveHlsConfig::default(), stop.clone());
+            let app = router(HttpState::new(hub.clone(), hls));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let cancelled = stop.clone();
+            if raw {
+                let mut limits = streamr_net::HttpLimits::default();
+                limits.max_connections = 10_000;
+                limits.max_connections_per_client = 10_000;
+                tokio::spawn(streamr_net::http::serve(
+                    listener,
+                    app,
+                    limits.budget(),
+                    limits,
+                    async move { cancelled.cancelled().await },
+                ));
+            } else {
+                tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move { cancelled.cancelled().await })
+                        .await
+                });
+            }
+            addr
+        });
+        // Players: connect, ask, read everything; the response head and the start (FLV header
+        // and the keyframe) are read before timing starts.
+        let head_and_start = Arc::new(AtomicU64::new(0));
+        for _ in 0..PLAYERS {
+            let received = received.clone();
+            let started = head_and_start.clone();
+            runtime.spawn(async move {
+                let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                socket
+                    .write_all(b"GET /live/bench.flv HTTP/1.0\r\n\r\n")
+                    .await
+                    .expect("request");
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut first = true;
+                loop {
+                    let n = match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n as u64,
+                    };
+                    if first {
+                        first = false;
+                        started.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let total = received.total.fetch_add(n, Ordering::Relaxed) + n;
+                    if total >= received.target.load(Ordering::Relaxed) {
+                        received.reached.notify_one();
+                    }
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while (head_and_start.load(Ordering::Relaxed) as usize) < PLAYERS {
+            assert!(Instant::now() < deadline, "players did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Let the start bytes that arrived in later reads drain, then count from zero.
+        std::thread::sleep(Duration::from_millis(300));
+        received.total.store(0, Ordering::Relaxed);
+        Setup {
+            runtime,
+            publisher,
+            received,
+            timestamp: 0,
+            _stop: stop,
+        }
+    }
+
+    /// Publishes `batches` batches, each woken once, waiting for every player to read each.
+    fn run(&mut self, batches: u64) -> Duration {
+        let started = Instant::now();
+        for _ in 0..batches {
+            let target =
+                self.received.total.load(Ordering::Relaxed) + batch_bytes() * PLAYERS as u64;
+            self.received.target.store(target, Ordering::Relaxed);
+            self.timestamp += 33;
+            self.publisher
+                .append(FrameKind::Audio, self.timestamp, audio());
+            self.publisher
+                .append(FrameKind::Audio, self.timestamp, audio());
+            self.publisher
+                .send(FrameKind::Video, self.timestamp, video(false));
+            let received = self.received.clone();
+            self.runtime.block_on(async move {
+                while received.total.load(Ordering::Relaxed) < target {
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(50),
+                        received.reached.notified(),
+                    )
+                    .await;
+                }
+            });
+        }
+        started.elapsed()
+    }
+}
+
+fn http_flv(c: &mut Criterion) {
+    let mut group = c.benchmark_group("http_flv_fanout");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(8))
+        .throughput(Throughput::Elements(PLAYERS as u64));
+    for (name, raw) in [("framework", false), ("raw_writer", true)] {
+        let mut setup = Setup::new(raw);
+        group.bench_function(BenchmarkId::new(name, PLAYERS), |b| {
+            b.iter_custom(|iters| setup.run(iters))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, http_flv);
+criterion_main!(benches);

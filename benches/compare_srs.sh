@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# Side-by-side delivery benchmark: streamr-node vs SRS 7 on the same machine, same sources, same
+# players (streamr-load), over RTMP, HTTP-FLV and HLS. Prints server CPU seconds per
+# player-second, RSS per player, stalled share and hop latency for each server, and the ratios
+# (SRS ÷ ours: above 1 means we need less).
+#
+# Usage: benches/compare_srs.sh [players per step ...]   (default: 500 1000)
+# Env:   SRS_BIN     path to an SRS 7 binary built with -O2 (default /work/wt/flv-srs/trunk/objs/srs;
+#                    build it from github.com/ossrs/srs with
+#                    ./configure --sys-ssl=on --rtc=off --srt=off --gb28181=off --utest=off
+#                    --gperf=off --ffmpeg-fit=off --apm=off --sanitizer=off --extra-flags=-O2 && make
+#                    — its default configure builds -O0 with ASan: never benchmark that)
+#        SERVERS     which servers, default "streamr srs srs-ll" (srs-ll: SRS's low-latency config:
+#                    min_latency on; tcp_nodelay on; play { mw_latency 0; mw_msgs 0; })
+#        PROTOCOLS   default "rtmp flv hls"; SOURCES default "232 3000" (kbit/s)
+#        STEP_SECONDS (default 15), NODE_ARGS (extra streamr-node flags, e.g. "--batch-delay 350ms"),
+#        CARGO_TARGET_DIR
+#
+# CPU is each server process's own utime + stime from /proc/<pid>/stat (all its threads), never
+# the load tool's. Hop latency is read by the players from a wall-clock stamp the publisher puts
+# in every video frame (SRS rebases timestamps, so they cannot be used); HLS has none. Before the
+# steps, the script checks that both servers deliver the publisher's video packets (sizes of a
+# few seconds of HTTP-FLV video packets against the source's).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+STEPS=("${@:-500 1000}")
+read -r -a STEPS <<<"${STEPS[*]}"
+STEP_SECONDS=${STEP_SECONDS:-15}
+read -r -a SOURCES <<<"${SOURCES:-232 3000}"
+read -r -a SERVERS <<<"${SERVERS:-streamr srs srs-ll}"
+read -r -a PROTOCOLS <<<"${PROTOCOLS:-rtmp flv hls}"
+read -r -a NODE_ARGS <<<"${NODE_ARGS:-}"
+SRS_BIN=${SRS_BIN:-/work/wt/flv-srs/trunk/objs/srs}
+RTMP_PORT=19361
+HTTP_PORT=19371
+WORK=target/bench-srs
+mkdir -p "$WORK"
+WORK_ABS=$(cd "$WORK" && pwd)
+
+[ -x "$SRS_BIN" ] || { echo "no SRS binary at $SRS_BIN (see the header for how to build it)" >&2; exit 1; }
+command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || { echo "ffmpeg and ffprobe are needed" >&2; exit 1; }
+
+cargo build --release -q -p streamr-node -p streamr-load
+BIN=${CARGO_TARGET_DIR:-target}/release
+NODE=$BIN/streamr-node
+LOAD=$BIN/streamr-load
+
+# Sources: H.264 + AAC at the requested total bitrate, 2 s GOP, 30 s long (looped by the
+# publisher); the same as benches/compare_nginx.sh.
+make_source() {
+  local kbps=$1 out="$WORK/source-${1}k.flv"
+  [ -f "$out" ] && { echo "$out"; return; }
+  local v=$((kbps - 64)) size=426x240
+  [ "$kbps" -ge 1500 ] && size=1280x720
+  ffmpeg -v error -y -f lavfi -i "testsrc2=size=${size}:rate=30" -f lavfi -i "sine=frequency=440" \
+    -t 30 -c:v libx264 -preset veryfast -b:v "${v}k" -maxrate "${v}k" -bufsize "$((v * 2))k" \
+    -g 60 -keyint_min 60 -sc_threshold 0 -c:a aac -b:a 64k -ar 44100 -f flv "$out"
+  echo "$out"
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+srs_config() { # name
+  local extra=""
+  if [ "$1" = srs-ll ]; then
+    extra="min_latency on; tcp_nodelay on; play { mw_latency 0; mw_msgs 0; gop_cache_max_frames 2500; }"
+  else
+    extra="play { gop_cache_max_frames 2500; }"
+  fi
+  mkdir -p "$WORK_ABS/srs-html"
+  # SRS's default conf/srs.conf (without WebRTC, not built), in the foreground, with HLS cut
+  # every 4 s like ours (its default is 10 s), its media playlist served directly (hls_ctx off:
+  # SRS 7 otherwise answers with a master playlist per session, which the load tool's HLS player
+  # does not follow) and connections enough for the steps (10 000: the open-file limit here is
+  # 20 000 and SRS wants more than max_connections).
+  cat >"$WORK/$1.conf" <<CONF
+listen $RTMP_PORT;
+max_connections 10000;
+daemon off;
+srs_log_tank file;
+srs_log_file $WORK_ABS/$1.log;
+srs_log_level warn;
+pid $WORK_ABS/$1.pid;
+http_server { enabled on; listen $HTTP_PORT; dir $WORK_ABS/srs-html; }
+vhost __defaultVhost__ {
+  hls { enabled on; hls_path $WORK_ABS/srs-html; hls_fragment 4; hls_window 20; hls_ctx off; hls_ts_ctx off; }
+  http_remux { enabled on; mount [vhost]/[app]/[stream].flv; }
+  $extra
+}
+CONF
+  echo "$WORK/$1.conf"
+}
+
+start_server() { # name -> pid
+  case $1 in
+    streamr)
+      # Every player comes from 127.0.0.1: lift the per-client budgets (SRS has none).
+      RUST_LOG=warn "$NODE" --rtmp-listen "127.0.0.1:$RTMP_PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
+        --identity "$WORK/node.key" --rtmp-max-connections 20000 \
+        --rtmp-max-connections-per-client 20000 --http-max-connections 20000 \
+        --http-max-connections-per-client 20000 "${NODE_ARGS[@]}" >"$WORK/node.log" 2>&1 &
+      echo $! ;;
+    srs|srs-ll)
+      local conf; conf=$(srs_config "$1")
+      (cd "$(dirname "$SRS_BIN")/.." && exec "$SRS_BIN" -c "$OLDPWD/$conf") >"$WORK/$1.stdout" 2>&1 &
+      echo $! ;;
+  esac
+}
+
+url_of() { # protocol kbps
+  case $1 in
+    rtmp) echo "rtmp://127.0.0.1:$RTMP_PORT/live/bench$2" ;;
+    flv) echo "http://127.0.0.1:$HTTP_PORT/live/bench$2.flv" ;;
+    hls) echo "http://127.0.0.1:$HTTP_PORT/live/bench$2.m3u8" ;;
+  esac
+}
+
+# The video packet sizes a server delivers over HTTP-FLV in a few seconds, against the source's
+# (plus the 40-byte stamp the publisher adds to each coded frame).
+check_media() { # name kbps source
+  local got="$WORK/check-$1-$2.txt" want="$WORK/check-source-$2.txt"
+  ffprobe -v error -select_streams v:0 -show_entries packet=size -of csv=p=0 "$3" >"$want"
+  timeout 20 ffprobe -v error -rw_timeout 10000000 -read_intervals "%+4" -select_streams v:0 \
+    -show_entries packet=size -of csv=p=0 "$(url_of flv "$2")" >"$got" || true
+  python3 - "$1" "$want" "$got" <<'PY'
+import sys
+name, want, got = sys.argv[1:]
+source = {int(l) for l in open(want) if l.strip()}
+stamped = source | {s + 40 for s in source}
+sizes = [int(l) for l in open(got) if l.strip()]
+matched = sum(s in stamped for s in sizes)
+share = matched / len(sizes) if sizes else 0
+print(f"media check {name}: {matched}/{len(sizes)} video packets match the source", file=sys.stderr)
+sys.exit(0 if sizes and share >= 0.95 else 1)
+PY
+}
+
+ulimit -n 65536 2>/dev/null || true
+TCK=$(getconf CLK_TCK)
+RESULTS="$WORK/results.tsv"
+printf 'server\tprotocol\tsource_kbps\tplayers\tcpu_s_per_player_s\trss_kib_per_player\tstalled_share\tlatency_p50_ms\tlatency_p95_ms\tload_tool_cpu_s\tloadavg\n' >"$RESULTS"
+
+run_server() { # name
+  local name=$1 pid
+  pid=$(start_server "$name"); sleep 2
+  kill -0 "$pid" || { echo "$name did not start; see $WORK" >&2; exit 1; }
+  for kbps in "${SOURCES[@]}"; do
+    local src; src=$(make_source "$kbps")
+    "$LOAD" publish "$src" "$(url_of rtmp "$kbps")" >"$WORK/publish-$name-$kbps.log" 2>&1 &
+    local publisher=$!
+    sleep 4
+    check_media "$name" "$kbps" "$src" || echo "WARNING: $name did not deliver the source's video packets" >&2
+    # HLS needs a few segments before players start.
+    sleep 8
+    for protocol in "${PROTOCOLS[@]}"; do
+      for players in "${STEPS[@]}"; do
+        local out="$WORK/$name-$protocol-$kbps-$players"
+        local rss0 cpu0 cpu1 rss1
+        rss0=$(rss_kib "$pid"); cpu0=$(cpu_ticks "$pid")
+        "$LOAD" play "$(url_of "$protocol" "$kbps")" -n "$players" --ramp 1000 -d "$STEP_SECONDS" \
+          --bitrate-kbps "$kbps" --stall-window 5 --no-progress --json "$out.json" 2>"$out.log" &
+        local player=$! load_ticks=0 t
+        while kill -0 "$player" 2>/dev/null; do
+          t=$(cpu_ticks "$player" 2>/dev/null) && load_ticks=$t
+          sleep 0.5
+        done
+        wait "$player" || true
+        cpu1=$(cpu_ticks "$pid"); rss1=$(rss_kib "$pid")
+        python3 - "$out.json" "$name" "$protocol" "$kbps" "$players" "$((cpu1 - cpu0))" "$TCK" \
+          "$rss0" "$rss1" "$load_ticks" "$(cut -d' ' -f1 /proc/loadavg)" >>"$RESULTS" <<'PY'
+import json, sys
+path, name, protocol, kbps, players, ticks, tck, rss0, rss1, load_ticks, loadavg = sys.argv[1:]
+s = json.load(open(path))
+players = int(players)
+player_seconds = sum(t["playing"] for t in s["ticks"]) or 1
+cpu = int(ticks) / int(tck)
+rss = max(int(rss1) - int(rss0), 0) / players
+lat = s.get("latency_ms") or {}
+print(f"{name}\t{protocol}\t{kbps}\t{players}\t{cpu / player_seconds:.6f}\t{rss:.1f}\t{s['stalled_share']:.4f}"
+      f"\t{lat.get('p50', float('nan')):.0f}\t{lat.get('p95', float('nan')):.0f}"
+      f"\t{int(load_ticks) / int(tck):.1f}\t{loadavg}")
+PY
+        tail -n1 "$RESULTS" >&2
+        sleep 2
+      done
+    done
+    kill "$publisher" 2>/dev/null || true
+    wait "$publisher" 2>/dev/null || true
+  done
+  kill "$pid" 2>/dev/null || true
+  for _ in 1 2 3 4 5 6; do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  sleep 1
+}
+
+for server in "${SERVERS[@]}"; do
+  run_server "$server"
+done
+
+python3 - "$RESULTS" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+by = {(r["server"], r["protocol"], r["source_kbps"], r["players"]): r for r in rows}
+peers = sorted({r["server"] for r in rows} - {"streamr"})
+print("| path | kbit/s | players | server | CPU s per player-second | ratio (peer ÷ ours) | RSS KiB/player | stalled | hop latency p50 / p95 ms | load avg |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for r in rows:
+    if r["server"] != "streamr":
+        continue
+    key = (r["protocol"], r["source_kbps"], r["players"])
+    ours = float(r["cpu_s_per_player_s"])
+    for name, row in [("streamr", r)] + [(p, by.get((p,) + key)) for p in peers]:
+        if row is None:
+            continue
+        cpu = float(row["cpu_s_per_player_s"])
+        ratio = "1×" if name == "streamr" else f"{cpu / max(ours, 1e-12):.2f}×"
+        stalled = float(row["stalled_share"])
+        print(f"| {r['protocol']} | {r['source_kbps']} | {r['players']} | {name} | {cpu:.6f} | {ratio} |"
+              f" {float(row['rss_kib_per_player']):.1f} | {stalled:.1%} | {row['latency_p50_ms']} / {row['latency_p95_ms']} | {row['loadavg']} |")
+PY
