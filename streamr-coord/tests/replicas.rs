@@ -123,6 +123,7 @@ fn nodes() -> Vec<KeyPair> {
 }
 
 #[tokio::test]
+#[ignore = "interop: needs PostgreSQL"]
 async fn two_replicas_route_like_one_coordinator_and_lose_nothing_when_one_goes_away() {
     // One coordinator on a database of its own: the reference.
     let alone = TestDb::postgres().await;

@@ -300,6 +300,7 @@ fn segments_of(tags: &[FlvTag]) -> Vec<LlSegment> {
 }
 
 #[test]
+#[ignore = "interop: needs ffmpeg, ffprobe and gst-launch-1.0"]
 fn ffprobe_and_qtdemux_read_h264_with_b_frames_and_aac() {
     let dir = tempfile::tempdir().unwrap();
     let tags = media("av_bframes.flv");
@@ -432,6 +433,7 @@ fn hevc_tags(dir: &Path) -> Vec<FlvTag> {
 }
 
 #[test]
+#[ignore = "interop: needs ffmpeg, ffprobe and gst-launch-1.0"]
 fn ffprobe_and_qtdemux_read_hevc() {
     let dir = tempfile::tempdir().unwrap();
     let tags = hevc_tags(dir.path());
@@ -541,6 +543,7 @@ fn opus_packets(dir: &Path, seconds: u32) -> Vec<Vec<u8>> {
 }
 
 #[test]
+#[ignore = "interop: needs ffmpeg, ffprobe and gst-launch-1.0"]
 fn ffprobe_and_qtdemux_read_h264_with_opus() {
     let dir = tempfile::tempdir().unwrap();
     let packets = opus_packets(dir.path(), 10);
@@ -593,6 +596,7 @@ fn ffprobe_and_qtdemux_read_h264_with_opus() {
 }
 
 #[test]
+#[ignore = "interop: needs ffmpeg, ffprobe and gst-launch-1.0"]
 fn audio_only_streams_get_independent_parts_that_players_read() {
     let dir = tempfile::tempdir().unwrap();
     let tags = media("audio_only.flv");

@@ -89,6 +89,7 @@ async fn rtmp_refusal(url: &str) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "interop: needs ffmpeg and curl"]
 async fn an_origin_serves_only_relays_and_granted_viewers_unless_public() {
     let dir = tempfile::tempdir().unwrap();
     let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))

@@ -170,6 +170,7 @@ async fn matching_segment(network: &Network, node: &RunningNode, after: Option<u
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "interop: needs ffmpeg"]
 async fn a_three_tier_chain_keeps_the_origins_segments_and_heals_when_the_middle_goes() {
     let network = Network::start().await;
     let admin = CoordinatorClient::new(&network.url)

@@ -62,7 +62,7 @@ struct Args {
     /// Bytes each heartbeat claims as served. `0` sends bare liveness heartbeats (an idle
     /// node), which PostgreSQL commits without waiting for the flush; claims and receipts
     /// are always committed durably.
-    #[arg(long, default_value_t = 1_500_000)]
+    #[arg(long, env = "STREAMR_BYTES_SERVED", default_value_t = 1_500_000)]
     bytes_served: u64,
 }
 
