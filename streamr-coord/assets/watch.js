@@ -198,8 +198,6 @@ class Session {
    * concatenation is checked against the fMP4 segment hash and the segment joins the chain.
    */
   checkPart(received, part) {
-    stats.parts += 1;
-    showStats();
     let entry = this.partial.get(part.sequence);
     if (!entry) {
       entry = { bytes: new Array(part.count), have: 0 };
@@ -212,6 +210,8 @@ class Session {
     if (entry.bytes[part.index]) return;
     entry.bytes[part.index] = received.bytes;
     entry.have += 1;
+    stats.parts += 1;
+    showStats();
     if (entry.have < part.count) return;
     this.partial.delete(part.sequence);
     const hashHex = hex(blake3(...entry.bytes));
