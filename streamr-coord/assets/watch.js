@@ -1,6 +1,8 @@
 // The in-browser viewer: a key kept in this browser, a grant from the coordinator, HLS through
 // the granted node with hls.js, every segment checked against the origin's BLAKE3 hashes, and
-// cumulative receipts signed with WebCrypto Ed25519 in streamr-core's canonical layout.
+// cumulative receipts signed with WebCrypto Ed25519 in streamr-core's canonical layout. In
+// LL-HLS mode every fMP4 part is checked against the origin's part hash and each completed
+// segment against its fMP4 hash; receipts then carry the digest of the fMP4 chain.
 import {
   el, fetchJson, unhex, hex, u64, concat, initBlake3, blake3, formatBytes, shortId,
 } from './common.js';
@@ -28,9 +30,9 @@ function step(name, text, state = '') {
   node.className = `state ${state}`;
 }
 
-const stats = { segments: 0, bytes: 0, unverified: 0, accepted: 0, fatal: 0, recovered: 0 };
+const stats = { segments: 0, parts: 0, bytes: 0, unverified: 0, accepted: 0, fatal: 0, recovered: 0 };
 function showStats() {
-  $('#s-segments').textContent = stats.segments;
+  $('#s-segments').textContent = LOW_LATENCY ? `${stats.segments} (${stats.parts} parts)` : stats.segments;
   $('#s-bytes').textContent = formatBytes(stats.bytes);
   $('#s-unverified').textContent = stats.unverified;
   $('#s-accepted').textContent = stats.accepted;
@@ -73,9 +75,17 @@ function withGrant(url, grant) {
   return `${url}${url.includes('?') ? '&' : '?'}grant=${grantToken(grant)}`;
 }
 
-/** The origin's segments by hash and by sequence, refreshed from the coordinator. */
+const ZERO_DIGEST = '0'.repeat(64);
+
+/**
+ * The origin's segments by hash and by sequence, refreshed from the coordinator: the MPEG-TS
+ * hashes and chain, and the LL-HLS rendition's (fMP4 segment hashes, part hashes, fMP4 chain).
+ */
 class OriginIndex {
-  constructor() { this.byHash = new Map(); this.bySeq = new Map(); this.first = null; this.fetching = null; }
+  constructor() {
+    this.byHash = new Map(); this.bySeq = new Map(); this.first = null; this.fetching = null;
+    this.llByHash = new Map(); this.llBySeq = new Map(); this.byPartHash = new Map();
+  }
 
   refresh() {
     if (!this.fetching) {
@@ -87,6 +97,13 @@ class OriginIndex {
           for (const r of records) {
             this.byHash.set(r.hash, { sequence: r.sequence, digest: r.digest });
             this.bySeq.set(r.sequence, r.digest);
+            if (r.ll) {
+              const segment = { sequence: r.sequence, digest: r.ll.digest, hash: r.ll.hash };
+              this.llByHash.set(r.ll.hash, segment);
+              this.llBySeq.set(r.sequence, r.ll.digest);
+              r.ll.part_hashes.forEach((hash, index) => this.byPartHash.set(hash,
+                { ...segment, index, count: r.ll.part_hashes.length }));
+            }
           }
           return records.length;
         })
@@ -95,26 +112,49 @@ class OriginIndex {
     return this.fetching;
   }
 
-  /** The running digest before `sequence`: the chain a viewer joining there starts from. */
-  anchorFor(sequence) {
-    if (sequence === 0) return '0'.repeat(64);
-    if (this.bySeq.has(sequence - 1)) return this.bySeq.get(sequence - 1);
-    return this.first === sequence ? '0'.repeat(64) : null;
+  /**
+   * The running digest before `sequence` in the TS or the fMP4 chain: the chain a viewer
+   * joining there starts from. The fMP4 chain starts over from zero after a segment the origin
+   * reported without its LL-HLS rendition, as the coordinator's does.
+   */
+  anchorFor(sequence, lowLatency) {
+    if (sequence === 0) return ZERO_DIGEST;
+    const chain = lowLatency ? this.llBySeq : this.bySeq;
+    if (chain.has(sequence - 1)) return chain.get(sequence - 1);
+    if (lowLatency && this.bySeq.has(sequence - 1)) return ZERO_DIGEST;
+    return this.first === sequence ? ZERO_DIGEST : null;
+  }
+
+  /** What a received hash is: `{ segment }` (a whole segment), `{ part }` or nothing known. */
+  find(hashHex, lowLatency) {
+    if (!lowLatency) {
+      const segment = this.byHash.get(hashHex);
+      return segment && { segment };
+    }
+    const segment = this.llByHash.get(hashHex);
+    if (segment) return { segment };
+    const part = this.byPartHash.get(hashHex);
+    return part && { part };
   }
 }
 
 /** Segment verification and receipt state of the session (mirrors streamr-core's SegmentChain). */
 class Session {
-  constructor(grant, key, index) {
-    this.grant = grant; this.key = key; this.index = index;
+  constructor(grant, key, index, lowLatency) {
+    this.grant = grant; this.key = key; this.index = index; this.lowLatency = lowLatency;
+    /** fMP4 parts verified so far, per segment sequence number: their bytes by part index. */
+    this.partial = new Map();
     this.head = null; this.nextSeq = null; this.lastSegment = 0;
     this.bytesTotal = 0; this.acknowledged = 0; this.receiptSeq = 1;
     this.pending = []; this.sending = false; this.draining = false;
   }
 
-  /** Queues a received segment (its hash and length), then checks what can be checked. */
-  received(hashHex, length) {
-    this.pending.push({ hashHex, length, at: Date.now() });
+  /**
+   * Queues a received segment or LL-HLS part (its hash and length; a part's bytes too, kept
+   * until its segment is complete), then checks what can be checked.
+   */
+  received(hashHex, length, bytes = null) {
+    this.pending.push({ hashHex, length, bytes, at: Date.now() });
     this.drain();
   }
 
@@ -131,12 +171,12 @@ class Session {
   async drainQueue() {
     while (this.pending.length) {
       const segment = this.pending[0];
-      let origin = this.index.byHash.get(segment.hashHex);
-      if (!origin) {
+      let found = this.index.find(segment.hashHex, this.lowLatency);
+      if (!found) {
         await this.index.refresh().catch(() => 0);
-        origin = this.index.byHash.get(segment.hashHex);
+        found = this.index.find(segment.hashHex, this.lowLatency);
       }
-      if (!origin) {
+      if (!found) {
         if (Date.now() - segment.at < PENDING_GIVE_UP_MS) {
           setTimeout(() => this.drain(), 1000);
           return;
@@ -148,13 +188,48 @@ class Session {
         continue;
       }
       this.pending.shift();
-      this.check(segment, origin);
+      if (found.part) this.checkPart(segment, found.part);
+      else this.check(segment, found.segment);
     }
   }
 
+  /**
+   * A part that matches the origin's part hash. Once every part of its segment is here, their
+   * concatenation is checked against the fMP4 segment hash and the segment joins the chain.
+   */
+  checkPart(received, part) {
+    let entry = this.partial.get(part.sequence);
+    if (!entry) {
+      entry = { bytes: new Array(part.count), have: 0 };
+      this.partial.set(part.sequence, entry);
+      // Parts of a segment this viewer joined in the middle of never complete: forget them.
+      for (const sequence of this.partial.keys()) {
+        if (sequence < part.sequence - 2) this.partial.delete(sequence);
+      }
+    }
+    if (entry.bytes[part.index]) return;
+    entry.bytes[part.index] = received.bytes;
+    entry.have += 1;
+    stats.parts += 1;
+    showStats();
+    if (entry.have < part.count) return;
+    this.partial.delete(part.sequence);
+    const hashHex = hex(blake3(...entry.bytes));
+    const length = entry.bytes.reduce((sum, bytes) => sum + bytes.length, 0);
+    if (hashHex !== part.hash) {
+      stats.unverified += 1;
+      step('verify', `the parts of origin segment ${part.sequence} do not make its fMP4 segment`, 'bad');
+      showStats();
+      return;
+    }
+    this.check({ hashHex, length }, part);
+  }
+
   check(segment, origin) {
+    // A segment fetched again (whole after its parts, or retried) is not counted twice.
+    if (this.head !== null && origin.sequence < this.nextSeq) return;
     if (this.head === null || this.nextSeq !== origin.sequence) {
-      const anchor = this.index.anchorFor(origin.sequence);
+      const anchor = this.index.anchorFor(origin.sequence, this.lowLatency);
       if (anchor === null) {
         stats.unverified += 1;
         showStats();
@@ -177,7 +252,7 @@ class Session {
     this.bytesTotal += segment.length;
     stats.segments += 1;
     stats.bytes = this.bytesTotal;
-    step('verify', `origin segment ${origin.sequence} matches the origin's hash chain`, 'ok');
+    step('verify', `origin segment ${origin.sequence} matches the origin's ${this.lowLatency ? 'fMP4 ' : ''}hash chain`, 'ok');
     showStats();
   }
 
@@ -247,7 +322,7 @@ function hashingLoader(onSegment) {
       super.load(context, config, {
         ...callbacks,
         onSuccess: (response, loadStats, ctx, details) => {
-          if (response.data instanceof ArrayBuffer) onSegment(new Uint8Array(response.data));
+          if (response.data instanceof ArrayBuffer) onSegment(new Uint8Array(response.data), context);
           onSuccess(response, loadStats, ctx, details);
         },
       });
@@ -288,7 +363,7 @@ async function main() {
     step('hashes', `could not load the origin's hashes: ${error.message}`, 'bad');
   }
 
-  const session = new Session(play.grant, key, index);
+  const session = new Session(play.grant, key, index, LOW_LATENCY);
   if (!globalThis.Hls || !Hls.isSupported()) {
     step('play', 'this browser has no Media Source Extensions for HLS', 'bad');
     return;
@@ -296,19 +371,22 @@ async function main() {
   // Timings the browser test reads: page start to first frame, and the player.
   const timing = { firstPlayingMs: null, parts: 0, bytes: 0 };
   const onBytes = LOW_LATENCY
-    // fMP4 parts: the coordinator does not publish fMP4 segment hashes yet (see
-    // docs/architecture.md), so they are counted, not verified, and no receipt covers them.
-    ? (bytes) => { timing.parts += 1; timing.bytes += bytes.length; }
+    // fMP4 parts (and whole segments hls.js fetches behind the live edge) are checked against
+    // the origin's fMP4 hashes; the init segment is named by its hash and carries no media.
+    ? (bytes, context) => {
+      if (context?.frag?.sn === 'initSegment') return;
+      timing.parts += 1;
+      timing.bytes += bytes.length;
+      // A copy: hls.js hands the buffer to its transmuxing worker, which detaches it.
+      session.received(hex(blake3(bytes)), bytes.length, bytes.slice());
+    }
     : (bytes) => session.received(hex(blake3(bytes)), bytes.length);
   const hls = new Hls({
     fLoader: hashingLoader(onBytes),
     lowLatencyMode: LOW_LATENCY,
     backBufferLength: 30,
   });
-  globalThis.streamrPlayer = { hls, timing, lowLatency: LOW_LATENCY };
-  if (LOW_LATENCY) {
-    step('verify', 'LL-HLS: fMP4 parts are counted; the coordinator does not publish their hashes yet', '');
-  }
+  globalThis.streamrPlayer = { hls, timing, stats, lowLatency: LOW_LATENCY };
   const video = $('#video');
   hls.on(Hls.Events.MANIFEST_PARSED, () => {
     step('play', `playlist loaded from ${new URL(play.hls_url).host}`, 'ok');
@@ -329,7 +407,7 @@ async function main() {
   const source = withGrant(play.hls_url, play.grant);
   hls.loadSource(LOW_LATENCY ? lowLatencyUrl(source) : source);
   hls.attachMedia(video);
-  if (!LOW_LATENCY) setInterval(() => session.sendReceipt(), RECEIPT_INTERVAL_MS);
+  setInterval(() => session.sendReceipt(), RECEIPT_INTERVAL_MS);
 }
 
 main();

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use streamr_core::{
-    NodeId, OriginDigests, ReceiptRejection, ReceiptTally, ReceiptVerifier,
+    ContentDigest, NodeId, OriginDigests, ReceiptRejection, ReceiptTally, ReceiptVerifier,
     SegmentRecord as OriginSegment, SessionId, SignedGrant, SignedReceipt, StreamId,
 };
 
@@ -191,7 +191,7 @@ pub(crate) async fn verify(
         let wanted = batch
             .iter()
             .chain(previous_receipt.iter())
-            .map(|r| r.body.last_segment_seq);
+            .map(|r| (r.body.last_segment_seq, r.body.segments_digest));
         load_segments(state, &stream_id, wanted, &mut content).await?;
         if let Some(previous_receipt) = &previous_receipt {
             // Replaying the stored receipt restores the session's last accepted state.
@@ -227,25 +227,44 @@ pub(crate) async fn verify(
     Ok(out)
 }
 
+/// Loads the origin's digest for each `(sequence, digest the receipt claims)`. A segment has
+/// the MPEG-TS chain's digest and, when the origin serves LL-HLS, the fMP4 chain's: a viewer
+/// signs over the rendition it played, so the one a receipt claims is the one it is checked
+/// against (the TS digest when it claims neither, which then fails as a content mismatch).
+/// One session's receipts for the same segment name one rendition.
 async fn load_segments(
     state: &AppState,
     stream: &StreamId,
-    sequences: impl Iterator<Item = u64>,
+    wanted: impl Iterator<Item = (u64, ContentDigest)>,
     content: &mut OriginDigests,
 ) -> Result<(), ApiError> {
-    let mut seen = std::collections::BTreeSet::new();
-    for seq in sequences {
-        if !seen.insert(seq) {
-            continue;
-        }
+    let mut claims: BTreeMap<u64, Vec<ContentDigest>> = BTreeMap::new();
+    for (seq, claimed) in wanted {
+        claims.entry(seq).or_default().push(claimed);
+    }
+    for (seq, claimed) in claims {
         let Ok(sequence) = i64::try_from(seq) else {
             continue;
         };
         if let Some(segment) = state.storage.get_segment(stream.as_str(), sequence).await? {
-            let digest = segment
-                .digest
-                .parse()
-                .map_err(|_| corrupt("segment digest", format!("{stream} #{sequence}")))?;
+            let parse = |digest: &str| {
+                digest
+                    .parse::<ContentDigest>()
+                    .map_err(|_| corrupt("segment digest", format!("{stream} #{sequence}")))
+            };
+            let mut digest = parse(&segment.digest)?;
+            if !claimed.contains(&digest) {
+                let renditions = state
+                    .storage
+                    .list_segments_ll(stream.as_str(), sequence, sequence)
+                    .await?;
+                if let Some((_, ll)) = renditions.first() {
+                    let ll_digest = parse(&ll.digest)?;
+                    if claimed.contains(&ll_digest) {
+                        digest = ll_digest;
+                    }
+                }
+            }
             content.insert(
                 stream.clone(),
                 seq,

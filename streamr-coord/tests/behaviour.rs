@@ -106,6 +106,7 @@ fn origin_report(node: &KeyPair, stream: &str, sequence: u64) -> Signed<OriginSe
             hash: segment_hash(format!("{stream} segment {sequence}").as_bytes()),
             published_ms: now_ms(),
             timestamp_ms: now_ms(),
+            ll: None,
         },
         node,
     )

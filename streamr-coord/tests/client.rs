@@ -147,6 +147,7 @@ async fn a_node_and_a_viewer_go_through_the_whole_api() {
             hash,
             published_ms: unix_ms(),
             timestamp_ms: unix_ms(),
+            ll: None,
         },
         &origin,
     );

@@ -98,7 +98,9 @@ pub use ids::{
 };
 pub use ledger::{Account, EntryKind, Ledger, LedgerEntry};
 pub use merkle::{BalanceLeaf, MerkleProof, MerkleTree, Side};
-pub use origin::{OriginClaim, OriginSegmentReport, SignedOriginClaim, SignedSegmentReport};
+pub use origin::{
+    LlSegmentHashes, OriginClaim, OriginSegmentReport, SignedOriginClaim, SignedSegmentReport,
+};
 pub use payout::{
     FeeSchedule, PayoutConfirmation, PayoutItem, PayoutLifecycle, PayoutPolicy, PayoutSink,
     SimulatedChain, SimulatedPayoutSink,

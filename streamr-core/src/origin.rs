@@ -53,20 +53,48 @@ pub struct OriginSegmentReport {
     pub published_ms: u64,
     /// Node clock when the report was signed, Unix milliseconds.
     pub timestamp_ms: u64,
+    /// The LL-HLS (fMP4) segment with the same sequence number, when the origin serves that
+    /// rendition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ll: Option<LlSegmentHashes>,
+}
+
+/// The hashes of the fMP4 segment an origin cut at the same frames as an MPEG-TS segment: the
+/// segment is the concatenation of its parts, so a viewer that fetched the parts checks each
+/// part against its hash and the segment against `hash`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LlSegmentHashes {
+    /// BLAKE3 hash of the fMP4 segment bytes ([`crate::segment_hash`]).
+    pub hash: ContentDigest,
+    /// BLAKE3 hash of each partial segment, in order.
+    pub part_hashes: Vec<ContentDigest>,
+    /// Size of the segment in bytes.
+    pub len: u64,
 }
 
 impl CanonicalMessage for OriginSegmentReport {
     /// `SEGMENT_REPORT_TAG ‖ node_id(32) ‖ (len ‖ stream_id) ‖ sequence(8) ‖ hash(32) ‖
-    /// published_ms(8) ‖ timestamp_ms(8)`.
+    /// published_ms(8) ‖ timestamp_ms(8)`, then, only when `ll` is present,
+    /// `ll.hash(32) ‖ ll.len(8) ‖ part count(8) ‖ part hashes(32 each)`: a report without the
+    /// LL-HLS rendition signs the same bytes as before it existed.
     fn canonical_bytes(&self) -> Vec<u8> {
-        CanonicalWriter::new(SEGMENT_REPORT_TAG)
+        let mut writer = CanonicalWriter::new(SEGMENT_REPORT_TAG)
             .fixed(self.node_id.as_bytes())
             .str(self.stream_id.as_str())
             .u64(self.sequence)
             .fixed(self.hash.as_bytes())
             .u64(self.published_ms)
-            .u64(self.timestamp_ms)
-            .finish()
+            .u64(self.timestamp_ms);
+        if let Some(ll) = &self.ll {
+            writer = writer
+                .fixed(ll.hash.as_bytes())
+                .u64(ll.len)
+                .u64(u64::try_from(ll.part_hashes.len()).unwrap_or(u64::MAX));
+            for part in &ll.part_hashes {
+                writer = writer.fixed(part.as_bytes());
+            }
+        }
+        writer.finish()
     }
 }
 
@@ -122,7 +150,37 @@ mod tests {
             hash: ContentDigest::from_bytes([1; 32]),
             published_ms: 900,
             timestamp_ms: 1_000,
+            ll: None,
         }
+    }
+
+    #[test]
+    fn ll_hashes_are_signed_and_a_report_without_them_keeps_its_bytes() {
+        let plain = report("live");
+        let mut with_ll = plain.clone();
+        with_ll.ll = Some(LlSegmentHashes {
+            hash: ContentDigest::from_bytes([2; 32]),
+            part_hashes: vec![ContentDigest::from_bytes([3; 32]); 2],
+            len: 4_000,
+        });
+        let bytes = with_ll.canonical_bytes();
+        assert!(bytes.starts_with(&plain.canonical_bytes()));
+        assert_eq!(
+            bytes.len(),
+            plain.canonical_bytes().len() + 32 + 8 + 8 + 2 * 32
+        );
+        // The JSON of a report without LL hashes is unchanged too.
+        assert!(!serde_json::to_string(&plain).unwrap().contains("\"ll\""));
+        let node = KeyPair::from_seed([7; 32]);
+        let mut signed = Signed::sign(with_ll, &node);
+        assert!(signed.verify(1_000, 0).is_ok());
+        if let Some(ll) = signed.body.ll.as_mut() {
+            ll.part_hashes[1] = ContentDigest::from_bytes([4; 32]);
+        }
+        assert_eq!(
+            signed.verify(1_000, 0).unwrap_err(),
+            SignatureError::BadSignature
+        );
     }
 
     #[test]

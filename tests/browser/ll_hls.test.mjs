@@ -4,7 +4,10 @@
 // EXT-X-PROGRAM-DATE-TIME of the frame on screen, which the node stamps from the stream's clock
 // when the frames arrive). The figures go to artifacts/ll-hls.json and the test output; they are
 // measurements for docs/benchmarks.md, not pass/fail thresholds. The MPEG-TS playlist through
-// the same node is measured in the same run as the baseline.
+// the same node is measured in the same run as the baseline. In LL-HLS mode the page checks
+// every fMP4 part against the origin's part hashes (from the coordinator) and each completed
+// segment against its fMP4 hash, and signs receipts over the fMP4 chain: the first run waits
+// until the coordinator accepted and credited one, with no part or segment failing a check.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -57,6 +60,11 @@ async function measure(lowLatency, runs) {
   for (let run = 0; run < runs; run += 1) {
     const page = await context.newPage();
     page.on('pageerror', (error) => errors.push(error.message));
+    // fMP4 requests on the wire, to tell refetches from distinct parts.
+    const m4s = [];
+    page.on('request', (request) => {
+      if (/\.m4s(\?|$)/.test(request.url())) m4s.push(new URL(request.url()).pathname);
+    });
     await page.goto(`${BASE}/watch/${encodeURIComponent(STREAM)}${lowLatency ? '?ll=1' : ''}`);
     await page.waitForFunction(() => globalThis.streamrPlayer?.timing.firstPlayingMs != null,
       null, { timeout: 45_000 });
@@ -86,6 +94,29 @@ async function measure(lowLatency, runs) {
     }));
     if (lowLatency) {
       assert.ok(state.parts > SAMPLE_SECONDS, `fMP4 parts were fetched: ${JSON.stringify(state)}`);
+    }
+    if (lowLatency && run === 0) {
+      // A receipt needs one whole segment played from its first part, then its origin report.
+      await page.waitForFunction(() => {
+        const { stats } = globalThis.streamrPlayer;
+        const credited = document.querySelector('#s-credited').textContent;
+        return stats.accepted > 0 && /in [1-9]\d* receipts/.test(credited);
+      }, null, { timeout: 30_000 }).catch(() => {});
+      const verified = await page.evaluate(() => ({
+        ...globalThis.streamrPlayer.stats,
+        loaded: globalThis.streamrPlayer.timing.parts,
+        credited: document.querySelector('#s-credited').textContent,
+        verify: document.querySelector('[data-step="verify"] .state').textContent,
+        receipts: document.querySelector('[data-step="receipts"] .state').textContent,
+      }));
+      assert.ok(verified.parts > 0, `fMP4 parts verified against the origin's part hashes: ${JSON.stringify(verified)}`);
+      assert.ok(verified.segments > 0, `fMP4 segments verified on the fMP4 chain: ${JSON.stringify(verified)}`);
+      assert.equal(verified.unverified, 0, `every part and segment verified: ${JSON.stringify(verified)}`);
+      assert.ok(verified.accepted > 0, `LL-HLS receipts accepted: ${JSON.stringify(verified)}`);
+      assert.match(verified.credited, /in [1-9]\d* receipts/, `the coordinator credited them: ${JSON.stringify(verified)}`);
+      verified.m4s_requests = m4s.length;
+      verified.m4s_distinct = new Set(m4s).size;
+      console.log(`LL-HLS verification: ${JSON.stringify(verified)}`);
     }
     assert.match(state.errors, /^0 \//, `no fatal player error: ${state.errors}`);
     if (run === 0 && lowLatency) {

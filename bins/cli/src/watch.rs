@@ -32,7 +32,7 @@ pub struct WatchArgs {
     )]
     pub coordinator: String,
 
-    /// Write the stream (MPEG-TS) to this file; `-` writes to stdout, e.g.
+    /// Write the stream (MPEG-TS; fMP4 with `--ll`) to this file; `-` writes to stdout, e.g.
     /// `streamr watch show -o - | ffplay -`.
     #[arg(short, long, env = "STREAMR_WATCH_OUTPUT")]
     pub output: Option<PathBuf>,
@@ -45,6 +45,11 @@ pub struct WatchArgs {
     /// Where signed receipts are sent.
     #[arg(long, env = "STREAMR_WATCH_RECEIPTS", value_enum, default_value_t = ReceiptsTo::Coordinator)]
     pub receipts: ReceiptsTo,
+
+    /// Play the node's LL-HLS rendition (fMP4 segments, checked against the origin's fMP4
+    /// hashes; receipts bind them) instead of the MPEG-TS playlist.
+    #[arg(long, env = "STREAMR_WATCH_LL")]
+    pub ll: bool,
 }
 
 /// Runs `streamr watch` until Ctrl-C, `--duration` or the end of the stream; returns the
@@ -70,7 +75,9 @@ async fn watch(args: &WatchArgs) -> anyhow::Result<ViewerStats> {
         ReceiptsTo::Coordinator => ReceiptDelivery::Coordinator,
         ReceiptsTo::Node => ReceiptDelivery::Node,
     };
-    let config = ViewerConfig::new(&args.coordinator, &args.stream_id).with_receipts(delivery);
+    let config = ViewerConfig::new(&args.coordinator, &args.stream_id)
+        .with_receipts(delivery)
+        .with_low_latency(args.ll);
     let viewer = Viewer::start(config, output)?;
     eprintln!(
         "watching {} via {} as viewer {}",

@@ -1,5 +1,6 @@
 //! `streamr demo` runs the whole network by itself and stops after `--duration`; meanwhile
-//! `streamr watch` plays the demo stream through it into a file ffprobe reads back.
+//! `streamr watch` plays the demo stream through it into a file ffprobe reads back, over
+//! MPEG-TS and, at the same time, over LL-HLS (`--ll`, fMP4).
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -111,6 +112,18 @@ fn demo_serves_viewers_through_friends_and_pays_them_while_watch_records_the_str
         a_viewer_verified,
     );
     let recording = dir.path().join("watched.ts");
+    // The LL-HLS rendition in the same 20 s: fMP4 segments checked against the origin's fMP4
+    // hashes, receipts bound to them.
+    let ll_recording = dir.path().join("watched.mp4");
+    let ll_watch = Command::new(env!("CARGO_BIN_EXE_streamr"))
+        .args(["watch", "demo", "--ll", "--coordinator", &coordinator])
+        .args(["--duration", "20"])
+        .arg("-o")
+        .arg(&ll_recording)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("streamr watch --ll starts");
     let watch = Command::new(env!("CARGO_BIN_EXE_streamr"))
         .args([
             "watch",
@@ -138,6 +151,25 @@ fn demo_serves_viewers_through_friends_and_pays_them_while_watch_records_the_str
     assert!(
         last.contains("verified") && !last.contains("(0 verified"),
         "{last}"
+    );
+    let ll_watch = ll_watch
+        .wait_with_output()
+        .expect("streamr watch --ll ends");
+    let ll_log = String::from_utf8_lossy(&ll_watch.stderr);
+    assert!(ll_watch.status.success(), "watch --ll failed: {ll_log}");
+    let ll_packets = video_packets(&ll_recording);
+    assert!(
+        ll_packets >= 100,
+        "recorded {ll_packets} video packets over LL-HLS in 20 s: {ll_log}"
+    );
+    let ll_last = ll_log.lines().last().unwrap_or_default();
+    assert!(
+        ll_last.contains(" 0 unverified") && !ll_last.contains("(0 verified"),
+        "{ll_last}"
+    );
+    assert!(
+        !ll_last.contains("receipts 0/"),
+        "LL-HLS receipts accepted: {ll_last}"
     );
 
     // Stop once a settled epoch has paid a friend.

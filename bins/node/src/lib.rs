@@ -95,6 +95,8 @@ pub struct NodeConfig {
     pub gop_cache: bool,
     /// Also write live HLS under this directory.
     pub hls_dir: Option<PathBuf>,
+    /// The LL-HLS rendition's part target (`None`: MPEG-TS HLS only).
+    pub ll_hls_part_target: Option<Duration>,
     /// RTMPS listen address (needs [`tls`](Self::tls)); serves the same streams as RTMP.
     pub rtmps_listen: Option<SocketAddr>,
     /// HTTPS listen address (needs [`tls`](Self::tls)); serves what the HTTP listener serves.
@@ -244,6 +246,7 @@ impl Default for NodeConfig {
             chunk_size: 4096,
             gop_cache: true,
             hls_dir: None,
+            ll_hls_part_target: Some(Duration::from_millis(350)),
             rtmps_listen: None,
             https_listen: None,
             tls: None,
@@ -517,7 +520,7 @@ impl Node {
             .await
             .map_err(listen_error)?;
         let http_addr = listener.local_addr().map_err(listen_error)?;
-        let mut hls_config = LiveHlsConfig::default();
+        let mut hls_config = LiveHlsConfig::default().with_low_latency(config.ll_hls_part_target);
         if let Some(dir) = &config.hls_dir {
             hls_config = hls_config.with_directory(dir);
         }

@@ -95,6 +95,12 @@ struct Args {
     #[arg(long, env = "STREAMR_HLS_DIR")]
     hls_dir: Option<std::path::PathBuf>,
 
+    /// LL-HLS part target: no partial segment lasts longer (clamped to 100ms..=2s); `0s` serves
+    /// the MPEG-TS playlist only.
+    #[arg(long, env = "STREAMR_LL_HLS_PART_TARGET", default_value = "350ms",
+          value_parser = humantime::parse_duration)]
+    ll_hls_part_target: Duration,
+
     /// File holding the node's secret key (created on first start, mode 0600; used only with
     /// --coordinator).
     #[arg(long, env = "STREAMR_IDENTITY", default_value = "streamr-node.key")]
@@ -315,6 +321,7 @@ impl Args {
             chunk_size: self.chunk_size,
             gop_cache: self.gop_cache,
             hls_dir: self.hls_dir,
+            ll_hls_part_target: Some(self.ll_hls_part_target).filter(|target| !target.is_zero()),
             rtmps_listen: self.rtmps_listen,
             https_listen: self.https_listen,
             tls: self
@@ -464,10 +471,12 @@ mod tests {
         assert_eq!(args.rtmp_listen, "127.0.0.1:1935".parse().unwrap());
         assert_eq!(args.http_listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(args.hls_dir, None);
+        assert_eq!(args.ll_hls_part_target, Duration::from_millis(350));
         assert_eq!(args.chunk_size, 4096);
         assert!(args.gop_cache);
         assert_eq!(args.log_format, LogFormat::Pretty);
         let config = args.into_config();
+        assert_eq!(config.ll_hls_part_target, Some(Duration::from_millis(350)));
         assert!(config.upstreams.is_empty() && config.coordinator.is_none());
         assert_eq!(config.rtmp_limits, RtmpLimits::default());
         assert_eq!(config.http_limits, HttpLimits::default());
@@ -476,6 +485,19 @@ mod tests {
         let public = Args::try_parse_from(["streamr-node", "--origin-play", "public"]).unwrap();
         assert_eq!(public.into_config().origin_play, OriginPlay::Public);
         assert!(Args::try_parse_from(["streamr-node", "--origin-play", "all"]).is_err());
+    }
+
+    #[test]
+    fn ll_hls_part_target_zero_turns_the_rendition_off() {
+        let off = Args::try_parse_from(["streamr-node", "--ll-hls-part-target", "0s"]).unwrap();
+        assert_eq!(off.into_config().ll_hls_part_target, None);
+        let short =
+            Args::try_parse_from(["streamr-node", "--ll-hls-part-target", "200ms"]).unwrap();
+        assert_eq!(
+            short.into_config().ll_hls_part_target,
+            Some(Duration::from_millis(200))
+        );
+        assert!(Args::try_parse_from(["streamr-node", "--ll-hls-part-target", "fast"]).is_err());
     }
 
     #[test]

@@ -339,6 +339,7 @@ pub(crate) async fn queue_segments(
                 run,
                 notice.sequence,
                 notice.hash.to_hex().to_string(),
+                notice.ll.as_ref().map(ll_hashes),
                 unix_ms(),
             );
             let lost = queue.state().dropped().saturating_sub(dropped);
@@ -356,6 +357,19 @@ pub(crate) async fn queue_segments(
             Err(error) => error!(stream = %notice.key, sequence = notice.sequence, %error,
                 "cannot queue a segment report; this segment goes unreported"),
         }
+    }
+}
+
+/// The fMP4 segment's hashes as the coordinator takes them.
+fn ll_hashes(notice: &streamr_media::http::LlSegmentNotice) -> streamr_core::LlSegmentHashes {
+    streamr_core::LlSegmentHashes {
+        hash: ContentDigest::from_bytes(*notice.hash.as_bytes()),
+        part_hashes: notice
+            .part_hashes
+            .iter()
+            .map(|hash| ContentDigest::from_bytes(*hash.as_bytes()))
+            .collect(),
+        len: u64::try_from(notice.len).unwrap_or(u64::MAX),
     }
 }
 
@@ -501,6 +515,7 @@ async fn deliver(
             hash,
             published_ms: report.published_ms,
             timestamp_ms: now,
+            ll: report.ll.clone(),
         },
         key,
     );

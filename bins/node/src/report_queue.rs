@@ -39,6 +39,10 @@ pub(crate) struct QueuedReport {
     pub(crate) hash: String,
     /// When the segment was cut (unix ms).
     pub(crate) published_ms: u64,
+    /// The LL-HLS (fMP4) segment's hashes, when that rendition is on. Journals written before
+    /// it existed read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ll: Option<streamr_core::LlSegmentHashes>,
 }
 
 /// A run's place on its stream's chain: chain sequence = local sequence + `offset`.
@@ -276,6 +280,7 @@ impl DurableQueue {
         run: u64,
         local_sequence: u64,
         hash: String,
+        ll: Option<streamr_core::LlSegmentHashes>,
         published_ms: u64,
     ) -> Result<(), ReportQueueError> {
         let report = QueuedReport {
@@ -285,6 +290,7 @@ impl DurableQueue {
             local_sequence,
             hash,
             published_ms,
+            ll,
         };
         self.append(Record::Queued(report), true)
     }
@@ -367,7 +373,7 @@ mod tests {
         let mut queue = DurableQueue::open(&path).unwrap();
         for sequence in 0..5 {
             queue
-                .push("show", 7, sequence, hash(sequence as u8), 1_000)
+                .push("show", 7, sequence, hash(sequence as u8), None, 1_000)
                 .unwrap();
         }
         queue.place("show", 7, 40).unwrap();
@@ -389,7 +395,7 @@ mod tests {
         );
         // New reports get ids after the old ones even though the old ones were compacted.
         let mut queue = queue;
-        queue.push("show", 8, 0, hash(9), 2_000).unwrap();
+        queue.push("show", 8, 0, hash(9), None, 2_000).unwrap();
         let ids: Vec<u64> = queue.state().pending.iter().map(|r| r.id).collect();
         assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
     }
@@ -399,7 +405,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("reports.jsonl");
         let mut queue = DurableQueue::open(&path).unwrap();
-        queue.push("show", 1, 0, hash(1), 1).unwrap();
+        queue.push("show", 1, 0, hash(1), None, 1).unwrap();
         drop(queue);
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
         file.write_all(b"{\"queued\":{\"id\":1,\"str").unwrap();
@@ -420,6 +426,7 @@ mod tests {
             local_sequence: 0,
             hash: hash(0),
             published_ms: 0,
+            ll: None,
         };
         assert_eq!(
             chain_sequence(&report, RunPlacement { offset: 42 }),
@@ -439,6 +446,7 @@ mod tests {
                 local_sequence: id,
                 hash: String::new(),
                 published_ms: 0,
+                ll: None,
             }));
         }
         assert_eq!(journal.len(), MAX_QUEUED);

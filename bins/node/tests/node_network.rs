@@ -191,6 +191,34 @@ async fn a_routed_viewer_plays_through_a_relay_node_with_its_grant() {
     .await
     .unwrap();
     assert_eq!(segment_hash(&served).to_string(), first.hash);
+    // The LL-HLS rendition of the newest segment (the origin lists parts of recent segments
+    // only): its fMP4 segment and each part hash as reported.
+    let newest = &segments[0];
+    let ll = newest
+        .ll
+        .as_ref()
+        .expect("the origin reports the LL-HLS rendition");
+    let fetch = |path: String| {
+        let url = grant_token::with_grant(
+            &format!("http://{}/live/show/{path}", origin.http_addr()),
+            &origin_grant,
+        );
+        async move {
+            let response = reqwest::get(url).await.unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+            response.bytes().await.unwrap()
+        }
+    };
+    let whole = fetch(format!("{}.m4s", newest.sequence)).await;
+    assert_eq!(segment_hash(&whole).to_string(), ll.hash);
+    assert_eq!(i64::try_from(whole.len()).unwrap(), ll.len);
+    let mut joined = Vec::new();
+    for (index, part_hash) in ll.part_hashes.iter().enumerate() {
+        let part = fetch(format!("{}.{index}.m4s", newest.sequence)).await;
+        assert_eq!(&segment_hash(&part).to_string(), part_hash, "part {index}");
+        joined.extend_from_slice(&part);
+    }
+    assert_eq!(joined, whole, "the parts make the segment");
 
     // The coordinator routes a viewer to the relay with grant-carrying URLs that play.
     let viewer = KeyPair::generate(&mut rand::rngs::OsRng);

@@ -274,6 +274,25 @@ struct OriginSegmentReportSchema {
     hash: (),
     published_ms: u64,
     timestamp_ms: u64,
+    /// The LL-HLS (fMP4) segment with the same sequence number, when the origin serves that
+    /// rendition; signed after the other fields only when present.
+    #[schema(value_type = Option<LlSegmentHashesSchema>)]
+    ll: (),
+}
+
+/// The fMP4 segment's hashes in a segment report (`streamr_core::LlSegmentHashes`).
+#[derive(ToSchema)]
+#[schema(as = LlSegmentHashes)]
+#[allow(dead_code)]
+struct LlSegmentHashesSchema {
+    /// BLAKE3 hash of the fMP4 segment bytes (its parts, concatenated in order).
+    #[schema(value_type = DigestSchema)]
+    hash: (),
+    /// BLAKE3 hash of each partial segment, in order.
+    #[schema(value_type = Vec<DigestSchema>)]
+    part_hashes: (),
+    /// Size of the segment in bytes.
+    len: u64,
 }
 
 /// A session grant (`streamr_core::SessionGrant`).
@@ -582,6 +601,7 @@ fn limits(config: &CoordConfig) -> Vec<(String, &'static str, Value)> {
         ("NodeRegistration", &["capacity_kbps", "timestamp_ms"][..]),
         ("SegmentReport", &["sequence", "published_ms"][..]),
         ("OriginSegmentReport", &["sequence", "published_ms"][..]),
+        ("LlSegmentHashes", &["len"][..]),
         (
             "NodeHeartbeat",
             &[

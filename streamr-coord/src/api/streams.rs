@@ -5,14 +5,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use rand::RngCore;
 use serde::Deserialize;
-use streamr_core::{ContentDigest, SegmentChain, SignatureError};
+use streamr_core::{ContentDigest, LlSegmentHashes, SegmentChain, SignatureError};
 
 use super::openapi::{ErrorSchema, SegmentReportRequestSchema};
 use super::{Admin, Shared};
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::storage::{SegmentRecord, StatsRow, StreamRecord};
+use crate::storage::{LlSegment, SegmentRecord, StatsRow, StreamRecord};
 use crate::wire::{
     CreateStreamRequest, CreateStreamResponse, PublishCheckRequest, SegmentReport,
     SegmentReportRequest, SegmentReportResponse, SetOriginRequest,
@@ -379,10 +379,10 @@ pub(crate) async fn report_segment(
     ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<SegmentReportRequest>,
 ) -> Result<(StatusCode, Json<SegmentReportResponse>), ApiError> {
-    let (stream, report) = match request {
+    let (stream, report, ll) = match request {
         SegmentReportRequest::Admin(report) => {
             state.require_admin(&headers)?;
-            (load_stream(&state, &id).await?, report)
+            (load_stream(&state, &id).await?, report, None)
         }
         SegmentReportRequest::Signed(signed) => {
             let body = signed
@@ -413,7 +413,7 @@ pub(crate) async fn report_segment(
                 hash: body.hash,
                 published_ms: body.published_ms,
             };
-            (stream, report)
+            (stream, report, body.ll.clone())
         }
     };
     let sequence = to_i64("sequence", report.sequence)?;
@@ -435,21 +435,74 @@ pub(crate) async fn report_segment(
         None => SegmentChain::genesis(report.sequence),
     };
     let digest = chain.push(&report.hash);
-    let segment = SegmentRecord {
+    let mut segment = SegmentRecord {
         stream_id: stream.id,
         sequence,
         hash: report.hash.to_string(),
         digest: digest.to_string(),
         published_ms,
         reported_at_ms: now_ms(),
+        ll: None,
     };
     let created = state.storage.insert_segment(&segment).await?;
+    if let Some(ll) = &ll {
+        segment.ll = Some(store_ll(&state, &segment.stream_id, report.sequence, ll).await?);
+    }
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     Ok((status, Json(SegmentReportResponse { segment, created })))
+}
+
+/// Stores the LL-HLS rendition of segment `sequence`, its digest chained from the previous
+/// segment's LL digest (from zero when that segment has none), and returns what is stored: the
+/// first report of a sequence number wins, as for the TS hash.
+async fn store_ll(
+    state: &Shared,
+    stream_id: &str,
+    sequence: u64,
+    ll: &LlSegmentHashes,
+) -> Result<LlSegment, ApiError> {
+    let at = to_i64("sequence", sequence)?;
+    let corrupt = |sequence: i64| {
+        ApiError::Storage(crate::StorageError::Corrupt {
+            what: "LL-HLS segment digest",
+            detail: format!("{stream_id} #{sequence}"),
+        })
+    };
+    let mut chain = SegmentChain::genesis(sequence);
+    if let Some(previous) = at.checked_sub(1).filter(|previous| *previous >= 0) {
+        let stored = state
+            .storage
+            .list_segments_ll(stream_id, previous, previous)
+            .await?;
+        if let Some((_, previous_ll)) = stored.first() {
+            let digest: ContentDigest =
+                previous_ll.digest.parse().map_err(|_| corrupt(previous))?;
+            chain = SegmentChain::anchored(digest, sequence);
+        }
+    }
+    let record = LlSegment {
+        hash: ll.hash.to_string(),
+        digest: chain.push(&ll.hash).to_string(),
+        part_hashes: ll.part_hashes.iter().map(ToString::to_string).collect(),
+        len: to_i64("ll.len", ll.len)?,
+    };
+    if state
+        .storage
+        .insert_segment_ll(stream_id, at, &record)
+        .await?
+    {
+        return Ok(record);
+    }
+    let stored = state.storage.list_segments_ll(stream_id, at, at).await?;
+    stored
+        .into_iter()
+        .next()
+        .map(|(_, stored)| stored)
+        .ok_or_else(|| corrupt(at))
 }
 
 /// Latest segments, newest first.
@@ -464,7 +517,22 @@ pub(crate) async fn list_segments(
     ApiQuery(limit): ApiQuery<Limit>,
 ) -> Result<Json<Vec<SegmentRecord>>, ApiError> {
     load_stream(&state, &id).await?;
-    Ok(Json(state.storage.list_segments(&id, limit.value()).await?))
+    let mut segments = state.storage.list_segments(&id, limit.value()).await?;
+    let (Some(newest), Some(oldest)) = (segments.first(), segments.last()) else {
+        return Ok(Json(segments));
+    };
+    let renditions: std::collections::HashMap<i64, LlSegment> = state
+        .storage
+        .list_segments_ll(&id, oldest.sequence, newest.sequence)
+        .await?
+        .into_iter()
+        .collect();
+    if !renditions.is_empty() {
+        for segment in &mut segments {
+            segment.ll = renditions.get(&segment.sequence).cloned();
+        }
+    }
+    Ok(Json(segments))
 }
 
 /// Per-minute delivery of a stream.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use records::LlSegment;
 pub use records::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
     HeartbeatWrite, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic, NodePrefixRecord,
@@ -74,6 +75,21 @@ pub trait Storage: Send + Sync + 'static {
     /// The latest segments of a stream, newest first, at most `limit`.
     async fn list_segments(&self, stream_id: &str, limit: i64)
         -> StorageResult<Vec<SegmentRecord>>;
+    /// Stores the LL-HLS rendition of stored segment `sequence`. Storing it again is a no-op
+    /// (returns `false`); the first report of a sequence number wins, as its TS hash does.
+    async fn insert_segment_ll(
+        &self,
+        stream_id: &str,
+        sequence: i64,
+        ll: &LlSegment,
+    ) -> StorageResult<bool>;
+    /// The LL-HLS renditions stored for segments `from..=to` of a stream, by sequence number.
+    async fn list_segments_ll(
+        &self,
+        stream_id: &str,
+        from: i64,
+        to: i64,
+    ) -> StorageResult<Vec<(i64, LlSegment)>>;
 
     /// Registers a node or, if its key is known, updates its addresses and reactivates it.
     async fn upsert_node(&self, node: &NodeRecord) -> StorageResult<()>;

@@ -40,6 +40,25 @@ pub struct SegmentRecord {
     pub published_ms: i64,
     /// When the origin reported it.
     pub reported_at_ms: i64,
+    /// The LL-HLS (fMP4) rendition of this segment, when the origin serves it. Receipts over
+    /// LL-HLS bind its `digest`; MPEG-TS receipts bind `digest` above.
+    #[sqlx(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ll: Option<LlSegment>,
+}
+
+/// The fMP4 segment cut at the same frames as a [`SegmentRecord`]'s MPEG-TS segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LlSegment {
+    /// Hex BLAKE3 hash of the fMP4 segment bytes (its parts, concatenated in order).
+    pub hash: String,
+    /// Hex running digest over the fMP4 hashes: chained like [`SegmentRecord::digest`], from
+    /// the previous segment's LL digest (all zeros when it has none).
+    pub digest: String,
+    /// Hex BLAKE3 hash of each partial segment, in order.
+    pub part_hashes: Vec<String>,
+    /// Size of the fMP4 segment in bytes.
+    pub len: i64,
 }
 
 /// A friend node.

@@ -13,11 +13,11 @@ use sqlx::sqlite::{
 
 use super::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
-    HeartbeatWrite, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic, NodePrefixRecord,
-    NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord, PendingGrantCount, ProbeRecord,
-    ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord, SegmentRecord, SessionRecord,
-    SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, Storage, StorageResult,
-    StreamRecord, Totals,
+    HeartbeatWrite, LedgerEntryRecord, LlSegment, NodeDownRecord, NodeEpochTraffic,
+    NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord, PendingGrantCount,
+    ProbeRecord, ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord, SegmentRecord,
+    SessionRecord, SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, Storage,
+    StorageResult, StreamRecord, Totals,
 };
 use crate::error::StorageError;
 
@@ -588,6 +588,58 @@ macro_rules! sql_storage {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(StorageError::query("list_segments"))
+            }
+
+            async fn insert_segment_ll(
+                &self,
+                stream_id: &str,
+                sequence: i64,
+                ll: &LlSegment,
+            ) -> StorageResult<bool> {
+                let result = sqlx::query(&$sql(
+                    "INSERT INTO segment_ll (stream_id, sequence, hash, digest, part_hashes, len) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (stream_id, sequence) DO NOTHING",
+                ))
+                .bind(stream_id)
+                .bind(sequence)
+                .bind(&ll.hash)
+                .bind(&ll.digest)
+                .bind(ll.part_hashes.join(","))
+                .bind(ll.len)
+                .execute(&self.pool)
+                .await
+                .map_err(StorageError::query("insert_segment_ll"))?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn list_segments_ll(
+                &self,
+                stream_id: &str,
+                from: i64,
+                to: i64,
+            ) -> StorageResult<Vec<(i64, LlSegment)>> {
+                let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(&$sql(
+                    "SELECT sequence, hash, digest, part_hashes, len FROM segment_ll \
+                     WHERE stream_id = $1 AND sequence >= $2 AND sequence <= $3 \
+                     ORDER BY sequence",
+                ))
+                .bind(stream_id)
+                .bind(from)
+                .bind(to)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("list_segments_ll"))?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(sequence, hash, digest, parts, len)| {
+                        let part_hashes = parts
+                            .split(',')
+                            .filter(|part| !part.is_empty())
+                            .map(str::to_owned)
+                            .collect();
+                        (sequence, LlSegment { hash, digest, part_hashes, len })
+                    })
+                    .collect())
             }
 
             async fn upsert_node(&self, node: &NodeRecord) -> StorageResult<()> {

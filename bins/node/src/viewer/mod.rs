@@ -84,6 +84,10 @@ pub struct ViewerConfig {
     /// Timeout of each HTTP request to a node (a node's first playlist request may wait for
     /// its pull from the origin and a whole first segment).
     pub request_timeout: Duration,
+    /// Plays the node's LL-HLS rendition (`{app}/{stream}/ll.m3u8`, fMP4): whole segments are
+    /// checked against the origin's fMP4 hashes and receipts bind the fMP4 chain; the output
+    /// is the init segment followed by the media segments.
+    pub low_latency: bool,
 }
 
 impl std::fmt::Debug for ViewerConfig {
@@ -112,7 +116,14 @@ impl ViewerConfig {
             start_timeout: Duration::from_secs(20),
             verify_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(15),
+            low_latency: false,
         }
+    }
+
+    /// Plays the LL-HLS (fMP4) rendition instead of MPEG-TS (see [`Self::low_latency`]).
+    pub fn with_low_latency(mut self, low_latency: bool) -> Self {
+        self.low_latency = low_latency;
+        self
     }
 
     /// Uses `key` as the viewer's identity.
@@ -257,6 +268,8 @@ impl Viewer {
         let (stats_tx, stats) = watch::channel(ViewerStats::new(key.viewer_key()));
         let stop = CancellationToken::new();
         let run = Run {
+            index: OriginIndex::for_rendition(config.low_latency),
+            init_written: None,
             config,
             coordinator,
             http,
@@ -264,7 +277,6 @@ impl Viewer {
             stats: stats_tx,
             stop: stop.clone(),
             output,
-            index: OriginIndex::default(),
             delivered: DeliveredHistory::default(),
             started: Instant::now(),
         };
@@ -330,6 +342,8 @@ struct Run {
     index: OriginIndex,
     /// The segments delivered last, to resume after them on another node.
     delivered: DeliveredHistory,
+    /// LL-HLS: the init segment (by its URI's path) last written to the output.
+    init_written: Option<String>,
     started: Instant,
 }
 
@@ -421,6 +435,7 @@ impl Run {
         failed_at: Option<Instant>,
     ) -> Result<SessionEnd, ViewerError> {
         let playlist_url = match Url::parse(&grant_token::with_grant(&play.hls_url, &play.grant)) {
+            Ok(url) if self.config.low_latency => low_latency_url(url),
             Ok(url) => url,
             Err(error) => return Ok(SessionEnd::NodeFailed(format!("bad HLS URL: {error}"))),
         };
@@ -439,9 +454,14 @@ impl Run {
                 _ = poll.tick() => {}
             }
             match self.fetch_playlist(&playlist_url).await {
-                Ok(Some(playlist)) => {
+                Ok(Some((playlist, map_uri))) => {
                     let newest = playlist.segments.last().map(|s| s.sequence);
                     let mut failure = None;
+                    if let Some(uri) = map_uri {
+                        if let Err(reason) = self.write_init(&playlist_url, &uri, &token).await {
+                            failure = Some(reason);
+                        }
+                    }
                     let resuming = next_sequence.is_none() && !self.delivered.is_empty();
                     if let Some(newest) = newest.filter(|_| resuming) {
                         // After a fail-over: carry on right after the last delivered segment.
@@ -628,8 +648,41 @@ impl Run {
         Ok(())
     }
 
-    /// `Ok(None)` while the node has no segment yet (404), `Err` when it does not answer.
-    async fn fetch_playlist(&self, url: &Url) -> Result<Option<ParsedPlaylist>, String> {
+    /// LL-HLS: writes the init segment `uri` names to the output before the media segments
+    /// that need it (once, and again only when it changes: new codec parameters). Its name
+    /// carries its hash, so the same name is the same bytes.
+    async fn write_init(
+        &mut self,
+        playlist_url: &Url,
+        uri: &str,
+        token: &str,
+    ) -> Result<(), String> {
+        let url = match playlist_url.join(uri) {
+            Ok(url) => with_token(url, token),
+            Err(error) => return Err(format!("bad init segment URI {uri:?}: {error}")),
+        };
+        if self.output.is_none() || self.init_written.as_deref() == Some(url.path()) {
+            return Ok(());
+        }
+        let Some(bytes) = self.fetch(&url).await? else {
+            return Ok(());
+        };
+        if let Some(output) = self.output.as_mut() {
+            output
+                .write_all(&bytes)
+                .await
+                .map_err(|e| format!("writing the init segment: {e}"))?;
+        }
+        self.init_written = Some(url.path().to_owned());
+        Ok(())
+    }
+
+    /// `Ok(None)` while the node has no segment yet (404), `Err` when it does not answer. With
+    /// the playlist, the URI of its init segment (`EXT-X-MAP`, LL-HLS) when it has one.
+    async fn fetch_playlist(
+        &self,
+        url: &Url,
+    ) -> Result<Option<(ParsedPlaylist, Option<String>)>, String> {
         let response = self
             .http
             .get(url.clone())
@@ -646,8 +699,13 @@ impl Run {
             .text()
             .await
             .map_err(|e| format!("playlist: {e}"))?;
+        let map_uri = text.lines().find_map(|line| {
+            let attributes = line.strip_prefix("#EXT-X-MAP:")?;
+            let (_, rest) = attributes.split_once("URI=\"")?;
+            rest.split_once('"').map(|(uri, _)| uri.to_owned())
+        });
         ParsedPlaylist::parse(&text)
-            .map(Some)
+            .map(|playlist| Some((playlist, map_uri)))
             .map_err(|e| format!("playlist: {e}"))
     }
 
@@ -803,6 +861,16 @@ impl Run {
 }
 
 /// `url` with `grant=<token>` in its query (segment requests carry the grant too).
+/// The LL-HLS playlist beside a node's MPEG-TS playlist: `/{app}/{stream}.m3u8` becomes
+/// `/{app}/{stream}/ll.m3u8` (the query, carrying the grant, is kept).
+fn low_latency_url(mut url: Url) -> Url {
+    if let Some(base) = url.path().strip_suffix(".m3u8") {
+        let path = format!("{base}/ll.m3u8");
+        url.set_path(&path);
+    }
+    url
+}
+
 fn with_token(mut url: Url, token: &str) -> Url {
     if !url.query_pairs().any(|(name, _)| name == "grant") {
         url.query_pairs_mut().append_pair("grant", token);

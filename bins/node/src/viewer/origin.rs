@@ -31,9 +31,20 @@ pub(crate) struct OriginIndex {
     first_sequence: Option<u64>,
     /// When the newest reported segment was cut (unix ms, the origin's clock).
     newest_published_ms: Option<i64>,
+    /// Index the LL-HLS (fMP4) rendition's hashes and chain instead of the MPEG-TS one.
+    low_latency: bool,
 }
 
 impl OriginIndex {
+    /// An empty index of the MPEG-TS rendition, or with `low_latency` of the LL-HLS (fMP4)
+    /// one: its segment hashes and the running digest the coordinator chains over them.
+    pub(crate) fn for_rendition(low_latency: bool) -> Self {
+        OriginIndex {
+            low_latency,
+            ..OriginIndex::default()
+        }
+    }
+
     /// Adds the coordinator's newest segment records of `stream_id`. Records that do not parse
     /// are skipped (and logged): they cannot be matched anyway.
     pub(crate) async fn refresh(
@@ -51,10 +62,16 @@ impl OriginIndex {
         let newest = records.iter().map(|r| r.published_ms).max();
         self.newest_published_ms = self.newest_published_ms.max(newest);
         for record in records {
+            let (hash, digest) = match (&record.ll, self.low_latency) {
+                (_, false) => (&record.hash, &record.digest),
+                (Some(ll), true) => (&ll.hash, &ll.digest),
+                // Reported without its fMP4 rendition: nothing an LL-HLS viewer can match.
+                (None, true) => continue,
+            };
             let parsed = (
                 u64::try_from(record.sequence),
-                record.hash.parse::<ContentDigest>(),
-                record.digest.parse::<ContentDigest>(),
+                hash.parse::<ContentDigest>(),
+                digest.parse::<ContentDigest>(),
             );
             match parsed {
                 (Ok(sequence), Ok(hash), Ok(digest)) => {

@@ -267,6 +267,11 @@ fn samples() -> Vec<(&'static str, Value)> {
             hash: digest,
             published_ms: 2,
             timestamp_ms: 3,
+            ll: Some(streamr_core::LlSegmentHashes {
+                hash: digest,
+                part_hashes: vec![digest; 2],
+                len: 4_000,
+            }),
         },
         &node,
     );
@@ -344,6 +349,12 @@ fn samples() -> Vec<(&'static str, Value)> {
         digest: digest.to_string(),
         published_ms: 1,
         reported_at_ms: 2,
+        ll: Some(crate::storage::LlSegment {
+            hash: digest.to_string(),
+            digest: digest.to_string(),
+            part_hashes: vec![digest.to_string(); 2],
+            len: 4_000,
+        }),
     };
     let settlement = SettlementRecord {
         epoch: 1,
