@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::flv::{FlvHeader, FlvWriter};
-use crate::relay::{FrameKind, RelayEvent, Subscription};
+use crate::relay::{RelayEvent, Subscription};
 use crate::server::WriteQueue;
 
 /// Most relay events taken from a subscription per batch.
@@ -270,7 +270,7 @@ async fn write_queue<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relay::{RelayConfig, RelayHub, StreamKey};
+    use crate::relay::{FrameKind, RelayConfig, RelayHub, StreamKey};
     use tokio::io::AsyncReadExt;
 
     fn video(keyframe: bool, size: usize) -> Bytes {
