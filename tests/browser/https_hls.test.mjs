@@ -78,8 +78,14 @@ function accepts(port) {
   });
 }
 
+// A standalone node: none of the demo's STREAMR_* settings (its coordinator above all) may
+// reach it through the environment.
+const standaloneEnv = Object.fromEntries(
+  Object.entries(process.env).filter(([name]) => !name.startsWith('STREAMR_')),
+);
+
 function start(command, args, name) {
-  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env: standaloneEnv });
   let log = '';
   child.stderr.on('data', (chunk) => { log = (log + chunk).slice(-4000); });
   child.on('exit', (code) => { if (code && !stopping) console.error(`${name} exited ${code}:\n${log}`); });
