@@ -307,6 +307,17 @@ fn flags_in(table: &str) -> Vec<String> {
         .collect()
 }
 
+/// Panics (for a binary's unit test) unless every flag of `command` follows the convention and
+/// the docs at `docs` hold exactly its generated flag tables (`STREAMR_UPDATE_DOCS=1` rewrites
+/// them instead).
+pub fn assert_documented(command: &Command, docs: &Path) {
+    let violations = convention_violations(command);
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+    if let Err(problems) = check_docs(command, docs) {
+        panic!("{problems}");
+    }
+}
+
 /// Checks that the docs at `path` hold exactly the generated flag tables of `command`; with
 /// `STREAMR_UPDATE_DOCS=1` rewrites them instead. The error names every flag missing from
 /// (or documented but not in) each table.

@@ -27,10 +27,12 @@ pub mod cli;
 pub mod forwarded;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "http")]
 pub mod takeover;
 
 pub use budget::{BudgetLimits, BudgetRefusal, BudgetStats, ConnectionBudget, ConnectionPermit};
 pub use forwarded::{client_ip, Cidr, ClientIp, TrustedProxies};
 #[cfg(feature = "http")]
 pub use http::HttpLimits;
+#[cfg(feature = "http")]
 pub use takeover::{RawConnection, RawIo, TakeConnection};

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::flv::{FlvHeader, FlvWriter};
-use crate::relay::{FrameKind, RelayEvent, Subscription};
+use crate::relay::{RelayEvent, Subscription};
 use crate::server::WriteQueue;
 
 /// Most relay events taken from a subscription per batch.
@@ -100,14 +100,8 @@ impl FlvStreamer {
     /// Moves the events taken so far into the chunk being built.
     fn take_events(&mut self) {
         if !self.header_sent && !self.events.is_empty() {
-            let has = |kind| {
-                self.events
-                    .iter()
-                    .any(|e| matches!(e, RelayEvent::Frame(frame) if frame.kind() == kind))
-            };
-            let (has_audio, has_video) = (has(FrameKind::Audio), has(FrameKind::Video));
-            // Announce both when the first frames show neither (metadata only).
-            self.push_header(has_audio || !has_video, has_video || !has_audio);
+            let (audio, video) = super::http_flv::header_tracks(&self.events);
+            self.push_header(audio, video);
         }
         for event in self.events.drain(..) {
             match event {
@@ -276,7 +270,7 @@ async fn write_queue<W: AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relay::{RelayConfig, RelayHub, StreamKey};
+    use crate::relay::{FrameKind, RelayConfig, RelayHub, StreamKey};
     use tokio::io::AsyncReadExt;
 
     fn video(keyframe: bool, size: usize) -> Bytes {

@@ -71,14 +71,8 @@ impl FlvBody {
             return;
         }
         if !self.header_sent {
-            let has = |kind| {
-                self.events
-                    .iter()
-                    .any(|e| matches!(e, RelayEvent::Frame(frame) if frame.kind() == kind))
-            };
-            let (has_audio, has_video) = (has(FrameKind::Audio), has(FrameKind::Video));
-            // Announce both when the first frames show neither (metadata only).
-            self.push_header(has_audio || !has_video, has_video || !has_audio);
+            let (audio, video) = header_tracks(&self.events);
+            self.push_header(audio, video);
         }
         for event in self.events.drain(..) {
             match event {
@@ -96,4 +90,16 @@ impl FlvBody {
             }
         }
     }
+}
+
+/// The tracks an FLV file header announces, from the first events a player receives: the
+/// kinds of frame among them, or both when they show neither (metadata only).
+pub(crate) fn header_tracks(events: &[RelayEvent]) -> (bool, bool) {
+    let has = |kind| {
+        events
+            .iter()
+            .any(|e| matches!(e, RelayEvent::Frame(frame) if frame.kind() == kind))
+    };
+    let (audio, video) = (has(FrameKind::Audio), has(FrameKind::Video));
+    (audio || !video, video || !audio)
 }

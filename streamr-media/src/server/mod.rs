@@ -39,6 +39,7 @@ pub use config::RelayServerConfig;
 pub use connection::ConnectionError;
 pub use hooks::{AllowAll, Refusal, RelayHooks, StreamEvent, StreamRequest};
 pub use metrics::{CloseReason, RtmpMetrics};
+#[cfg(feature = "http")]
 pub(crate) use writer::WriteQueue;
 
 use crate::relay::RelayHub;

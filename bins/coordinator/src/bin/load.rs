@@ -392,14 +392,10 @@ mod tests {
             .map(|a| a.to_string())
             .unwrap_or_default();
         assert!(about.starts_with("Load tool"), "{about}");
-        assert_eq!(
-            streamr_net::cli::convention_violations(&command),
-            Vec::<String>::new()
+        streamr_net::cli::assert_documented(
+            &command,
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operators.md"),
         );
-        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operators.md");
-        if let Err(problems) = streamr_net::cli::check_docs(&command, &docs) {
-            panic!("{problems}");
-        }
         let old = Args::try_parse_from(["streamr-coord-load", "--duration-secs", "5"]).unwrap();
         assert_eq!(old.duration_secs, Some(5));
     }
