@@ -309,12 +309,17 @@ async fn a_blocking_request_the_stream_never_fills_gets_a_503_after_three_target
         };
         publisher.send(kind, tag.timestamp, tag.data.clone());
     }
+    // The stalled playlist: complete segments, and no change for half a second (the node may
+    // still be packaging the burst when the first segment is listed).
     let mut playlist = String::new();
-    for _ in 0..50 {
+    let mut unchanged = 0;
+    for _ in 0..80 {
         let (status, _, body) = get(addr, "/live/stalled/ll.m3u8").await;
         if status == 200 {
-            playlist = String::from_utf8(body).unwrap();
-            if playlist.contains("#EXTINF") {
+            let text = String::from_utf8(body).unwrap();
+            unchanged = if text == playlist { unchanged + 1 } else { 0 };
+            playlist = text;
+            if playlist.contains("#EXTINF") && unchanged >= 5 {
                 break;
             }
         }

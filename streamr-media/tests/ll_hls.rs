@@ -12,7 +12,7 @@ use std::process::Command;
 use bytes::Bytes;
 use streamr_media::flv::tag::{classify_video, PacketKind};
 use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
-use streamr_media::fmp4::box_paths;
+use streamr_media::fmp4::{box_paths, read_boxes, AUDIO_TRACK_ID, VIDEO_TRACK_ID};
 use streamr_media::hls::{
     check_ll_playlist, BlockingState, LlEvent, LlHlsStream, LlPackagerConfig, LlSegment,
     SegmenterConfig, SegmenterEvent,
@@ -633,4 +633,113 @@ fn audio_only_streams_get_independent_parts_that_players_read() {
         streams.contains("codec_name=aac|sample_rate=48000"),
         "{streams}"
     );
+}
+
+/// The child boxes of `body` named `fourcc`.
+fn children<'a>(body: &'a [u8], fourcc: &[u8; 4]) -> Vec<&'a [u8]> {
+    read_boxes(body)
+        .unwrap()
+        .into_iter()
+        .filter(|b| &b.fourcc == fourcc)
+        .map(|b| b.body)
+        .collect()
+}
+
+fn be32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap())
+}
+
+/// Track ID → timescale, from an init segment's `tkhd` and `mdhd` boxes.
+fn timescales(init: &[u8]) -> Vec<(u32, u32)> {
+    let moov = children(init, b"moov")[0];
+    children(moov, b"trak")
+        .into_iter()
+        .map(|trak| {
+            let tkhd = children(trak, b"tkhd")[0];
+            let id = be32(tkhd, if tkhd[0] == 1 { 20 } else { 12 });
+            let mdhd = children(children(trak, b"mdia")[0], b"mdhd")[0];
+            (id, be32(mdhd, if mdhd[0] == 1 { 20 } else { 12 }))
+        })
+        .collect()
+}
+
+/// For each fragment (`moof`) of `segment`: track ID → (start, end) in its timescale, from
+/// `tfdt` and the `trun` sample durations.
+fn fragment_spans(segment: &[u8]) -> Vec<Vec<(u32, u64, u64)>> {
+    children(segment, b"moof")
+        .into_iter()
+        .map(|moof| {
+            children(moof, b"traf")
+                .into_iter()
+                .map(|traf| {
+                    let id = be32(children(traf, b"tfhd")[0], 4);
+                    let tfdt = children(traf, b"tfdt")[0];
+                    let start = if tfdt[0] == 1 {
+                        u64::from_be_bytes(tfdt[4..12].try_into().unwrap())
+                    } else {
+                        u64::from(be32(tfdt, 4))
+                    };
+                    let trun = children(traf, b"trun")[0];
+                    let flags = be32(trun, 0) & 0x00ff_ffff;
+                    assert!(flags & 0x100 != 0, "trun carries sample durations");
+                    let count = be32(trun, 4) as usize;
+                    let mut at =
+                        8 + 4 * usize::from(flags & 0x1 != 0) + 4 * usize::from(flags & 0x4 != 0);
+                    let per_sample = [0x100, 0x200, 0x400, 0x800]
+                        .iter()
+                        .filter(|f| flags & **f != 0)
+                        .count()
+                        * 4;
+                    let mut duration = 0u64;
+                    for _ in 0..count {
+                        duration += u64::from(be32(trun, at));
+                        at += per_sample;
+                    }
+                    (id, start, start + duration)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A player's buffered range for muxed audio and video is where both tracks are: each part's
+/// audio must reach as far as its video, or the buffer ends short of the part's end (hls.js
+/// then fetched the parts of the segment it was in again and again).
+#[test]
+fn each_parts_audio_reaches_the_end_of_its_video() {
+    let tags = media("av_bframes.flv");
+    let mut s = stream();
+    let mut segments = Vec::new();
+    for tag in &tags {
+        for event in s.push(tag).unwrap().ll {
+            if let LlEvent::SegmentReady(segment) = event {
+                segments.push(segment);
+            }
+        }
+    }
+    assert!(segments.len() >= 4);
+    let mut parts = 0;
+    for segment in &segments {
+        let scales = timescales(&segment.init.bytes);
+        let scale = |id: u32| f64::from(scales.iter().find(|(t, _)| *t == id).unwrap().1);
+        for (index, spans) in fragment_spans(&segment.bytes).iter().enumerate() {
+            let end = |id: u32| {
+                spans
+                    .iter()
+                    .find(|(t, _, _)| *t == id)
+                    .map(|(_, _, end)| *end as f64 / scale(id))
+            };
+            let (Some(video), Some(audio)) = (end(VIDEO_TRACK_ID), end(AUDIO_TRACK_ID)) else {
+                continue;
+            };
+            // FLV timestamps are whole milliseconds: a millisecond of rounding is allowed.
+            assert!(
+                audio + 0.0015 >= video,
+                "part {}.{index}: audio ends at {audio:.4} s, video at {video:.4} s",
+                segment.sequence
+            );
+            parts += 1;
+        }
+    }
+    assert!(parts > 20, "{parts} parts with audio and video");
 }

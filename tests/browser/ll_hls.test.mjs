@@ -22,6 +22,8 @@ const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
 const RUNS = Number(process.env.STREAMR_LL_RUNS || 3);
 const BASELINE_RUNS = Number(process.env.STREAMR_TS_RUNS || 2);
 const SAMPLE_SECONDS = Number(process.env.STREAMR_LL_SECONDS || 6);
+// hls.js fetches each part once; one more allows a retried request.
+const MAX_FETCHES_PER_PART = 2;
 
 let context;
 let profile;
@@ -57,6 +59,7 @@ async function measure(lowLatency, runs) {
   const startups = [];
   const latencies = [];
   const errors = [];
+  const requests = [];
   for (let run = 0; run < runs; run += 1) {
     const page = await context.newPage();
     page.on('pageerror', (error) => errors.push(error.message));
@@ -94,6 +97,15 @@ async function measure(lowLatency, runs) {
     }));
     if (lowLatency) {
       assert.ok(state.parts > SAMPLE_SECONDS, `fMP4 parts were fetched: ${JSON.stringify(state)}`);
+      // Each part (and segment) URL once, a second time at most for a retried request: a player
+      // looping over parts it already has multiplies the node's bandwidth (it once fetched 30
+      // parts 968 times in 15 s, the buffered media ending short of the part's end).
+      const perUrl = new Map();
+      for (const path of m4s) perUrl.set(path, (perUrl.get(path) || 0) + 1);
+      const refetched = [...perUrl].filter(([, count]) => count > MAX_FETCHES_PER_PART);
+      assert.deepEqual(refetched, [], `no part fetched more than ${MAX_FETCHES_PER_PART} times `
+        + `(${m4s.length} requests for ${perUrl.size} URLs)`);
+      requests.push({ m4s_requests: m4s.length, m4s_distinct: perUrl.size });
     }
     if (lowLatency && run === 0) {
       // A receipt needs one whole segment played from its first part, then its origin report.
@@ -128,6 +140,7 @@ async function measure(lowLatency, runs) {
   assert.ok(latencies.length > 0, 'latency was sampled');
   return {
     runs,
+    ...(lowLatency ? { m4s: requests } : {}),
     startup_ms: { p50: percentile(startups, 50), max: Math.max(...startups), all: startups.map(Math.round) },
     latency_ms: { samples: latencies.length, p50: percentile(latencies, 50), p95: percentile(latencies, 95) },
   };

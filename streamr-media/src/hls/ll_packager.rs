@@ -470,6 +470,19 @@ impl LlPackager {
 
     /// Closes the open part (if it has samples), ending at `end_ms`.
     fn close_part(&mut self, end_ms: u64, events: &mut Vec<LlEvent>) -> Result<(), Fmp4Error> {
+        // The audio frame that starts before the cut ends in this part (with the track's last
+        // frame interval), so that a part's audio reaches as far as its video: a player's
+        // buffered range is where both tracks are, and one ending a frame short of the part's
+        // end leaves it inside the segment it has just loaded, loading its parts again.
+        let audio_follows = self.open.as_ref().is_some_and(|o| o.has_video);
+        if let Some(dts) = self
+            .pending_audio
+            .as_ref()
+            .map(|p| p.dts_ms)
+            .filter(|dts| audio_follows && *dts < end_ms)
+        {
+            self.flush_audio(dts.saturating_add(self.audio_gap_ms))?;
+        }
         let video_scale = self.video_config.as_ref().map_or(1, |c| c.timescale());
         let audio_scale = self.audio_config.as_ref().map_or(1, |c| c.timescale());
         let Some(open) = self.open.as_mut() else {
