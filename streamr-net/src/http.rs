@@ -7,7 +7,7 @@
 //! [`HttpLimits::header_read_timeout`] (this also bounds idle keep-alive connections), and fails a
 //! request whose body stalls for [`HttpLimits::body_timeout`]. Handlers see the peer address as
 //! `ConnectInfo<SocketAddr>`, and may take the connection over through the
-//! [`TakeConnection`](crate::takeover::TakeConnection) extension.
+//! [`TakeConnection`] extension.
 
 use std::future::Future;
 use std::io;

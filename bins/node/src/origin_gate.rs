@@ -1,6 +1,6 @@
 //! Who may play at an origin that joined a coordinator. With
 //! [`OriginPlay::RelaysAndGranted`] (the default) only the network's relays (a
-//! [`relay_token`](crate::relay_token) signed by a node registered with the coordinator) and
+//! [`relay_token`] signed by a node registered with the coordinator) and
 //! viewers holding a coordinator grant for this node may play, so viewers cannot bypass the
 //! friend nodes and their accounting; [`OriginPlay::Public`] serves anyone.
 

@@ -58,7 +58,7 @@ impl HttpState {
 /// - `GET /{app}/{stream}/{sequence}.ts`: a segment (`immutable`);
 /// - `GET /{app}/{stream}.flv`: HTTP-FLV from the relay's GOP cache, chunked;
 /// - `GET /{app}/{stream}/ll.m3u8` and its `init-*.mp4`, `{msn}.m4s`, `{msn}.{part}.m4s`: the
-///   LL-HLS rendition (see [`super::ll_hls`]).
+///   LL-HLS rendition (see the `ll_hls` module).
 ///
 /// Unknown streams and files get a 404 with a JSON body, invalid app or stream names (see
 /// [`crate::name`]) a 400; every response allows any origin.
