@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '==> %s\n' "$*" >&2; }
+log() { printf '==> [%4ds] %s\n' "$SECONDS" "$*" >&2; }
 fail() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages that provide the real peers our interop tests talk to.
@@ -144,3 +144,4 @@ printf 'summary: %s passed, %s failed, %s skipped\n' \
   "$passed" "$failed" "$((ignored + filtered + node_skipped))"
 printf 'skipped: %s ignored, %s filtered out (cargo), %s skipped, todo or cancelled (node)\n' \
   "$ignored" "$filtered" "$node_skipped"
+log "done"
