@@ -93,55 +93,72 @@ done
 
 # Test output is kept so the run can close with one summary line.
 test_log="$(mktemp)"
-interop_log="$(mktemp)"
 hermetic_path="$(mktemp -d)"
-trap 'rm -f "$test_log" "$interop_log"; rm -rf "$hermetic_path"' EXIT
+trap 'rm -f "$test_log"; rm -rf "$hermetic_path"' EXIT
 
 # Two tiers, every test run once. Tests that need a peer outside Rust (ffmpeg, gstreamer,
 # rtmpdump, nginx, PostgreSQL, curl, sqlite3, systemd-analyze...) carry
 # `#[ignore = "interop: needs <tool>"]`, so a plain `cargo test` passes on a machine with only
 # Rust. The hermetic tier runs here with a PATH that holds only the Rust toolchain, the linker
 # and a POSIX shell, and with PostgreSQL out of reach: a new test that needs a peer but lacks
-# the marker fails here. The interop tier (`-- --ignored`) then runs with everything.
+# the marker fails here. The interop tier (`--run-ignored only`) then runs with everything.
+#
+# Both tiers run under cargo-nextest (settings in .config/nextest.toml): each test in its own
+# process, both cores kept busy across test binaries, a hung test killed after five minutes.
+# nextest does not run doctests; `cargo test --doc` does, in the hermetic tier.
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install cargo-nextest --locked >/dev/null 2>&1 || true
+fi
+command -v cargo-nextest >/dev/null 2>&1 || fail "cargo-nextest is required and could not be installed"
+
 log "cargo test --no-run"
 cargo test --workspace --locked --no-run
-for tool in cargo rustc rustdoc cc ld sh timeout kill; do
+for tool in cargo cargo-nextest rustc rustdoc cc ld sh timeout kill; do
   ln -s "$(type -P "$tool")" "$hermetic_path/$tool"
 done
+# A failing tier does not stop the run: every tier runs and the summary counts the failures.
+status=0
 log "cargo test: hermetic tier (PATH=$hermetic_path, no PostgreSQL)"
 PATH="$hermetic_path" STREAMR_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:1/postgres \
-  cargo test --workspace --locked 2>&1 | tee -a "$test_log"
-log "cargo test: interop tier (-- --ignored)"
-cargo test --workspace --locked -- --ignored 2>&1 | tee "$interop_log"
+  cargo nextest run --workspace --locked --no-fail-fast 2>&1 | tee -a "$test_log" || status=1
+PATH="$hermetic_path" cargo test --workspace --locked --doc 2>&1 | tee -a "$test_log" || status=1
+log "cargo test: interop tier (--run-ignored only)"
+cargo nextest run --workspace --locked --no-fail-fast --run-ignored only 2>&1 \
+  | tee -a "$test_log" || status=1
 
 # The dashboard and watch page in Chromium against `streamr demo` (installs chromium and the
 # npm packages when missing; fails, never skips, when it cannot).
 log "browser test (tests/browser)"
-tests/browser/run.sh 2>&1 | tee -a "$test_log"
+tests/browser/run.sh 2>&1 | tee -a "$test_log" || status=1
 
 # The coordinator's API against its own OpenAPI document: schemathesis (from PyPI, installed when
 # missing; with CI=true a failure when it cannot be) against a real coordinator process.
 log "API property test (tests/api/schemathesis.sh)"
-tests/api/schemathesis.sh 2>&1 | tee -a "$test_log"
+tests/api/schemathesis.sh 2>&1 | tee -a "$test_log" || status=1
 
 log "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked >/dev/null
 
-# One closing line over every test runner above (cargo's harnesses, node's test runner and
-# schemathesis, which prints `schemathesis pass N` or `schemathesis fail N`). A
-# test that did not run is counted as skipped: cargo's `ignored` and `filtered out`, node's
-# `skipped`, `todo` and `cancelled`. The breakdown follows on a line of its own. The interop
-# tier runs exactly the tests the hermetic tier ignored: from the hermetic run its `ignored`
-# count is left out, from the interop run its `filtered out` count (the hermetic tests).
-read -r passed failed ignored filtered node_skipped < <(awk '
-  FILENAME == interop && /^test result:/ { p += $4; f += $6; i += $8; next }
-  /^test result:/ { p += $4; f += $6; x += $12 }
+# One closing line over every test runner above: nextest's `Summary` lines (the two tiers),
+# cargo's `test result:` lines (doctests), node's test runner and schemathesis (which prints
+# `schemathesis pass N` or `schemathesis fail N`). nextest reports the tests of the other tier as
+# skipped, so those are not counted; a test that did not run for any other reason is: doctests
+# marked `ignore`, node's `skipped`, `todo` and `cancelled`.
+read -r passed failed skipped < <(awk '
+  /^ *Summary \[/ {
+    for (i = 1; i <= NF; i++) {
+      n = $i + 0; w = $(i + 1); gsub(/[,()]/, "", w)
+      if (w == "passed") p += n
+      if (w == "failed" || w == "timed" || w == "leaky-failed") f += n
+    }
+    next
+  }
+  /^test result:/ { p += $4; f += $6; s += $8 }
   /^[^ ]+ pass [0-9]+$/ { p += $3 }
   /^[^ ]+ fail [0-9]+$/ { f += $3 }
   /^[^ ]+ (skipped|todo|cancelled) [0-9]+$/ { s += $3 }
-  END { print p + 0, f + 0, i + 0, x + 0, s + 0 }' interop="$interop_log" "$test_log" "$interop_log")
-printf 'summary: %s passed, %s failed, %s skipped\n' \
-  "$passed" "$failed" "$((ignored + filtered + node_skipped))"
-printf 'skipped: %s ignored, %s filtered out (cargo), %s skipped, todo or cancelled (node)\n' \
-  "$ignored" "$filtered" "$node_skipped"
+  END { print p + 0, f + 0, s + 0 }' "$test_log")
+printf 'summary: %s passed, %s failed, %s skipped\n' "$passed" "$failed" "$skipped"
 log "done"
+exit "$status"
