@@ -743,3 +743,274 @@ fn each_parts_audio_reaches_the_end_of_its_video() {
     }
     assert!(parts > 20, "{parts} parts with audio and video");
 }
+
+/// Encodes a second of 160x90 AV1 at 25 fps (a keyframe every 10 frames) with libaom into a
+/// fragmented MP4 of one frame per fragment (the first frame, a keyframe, in the `moov`'s own
+/// `mdat`, so that the `av1C` is filled in), and turns it into Enhanced RTMP tags: an `av01`
+/// sequence start carrying the encoder's `av1C`, then one coded frame per temporal unit, each
+/// led by a temporal delimiter OBU as a raw AV1 encoder writes it. Returns the tags and the
+/// encoder's samples.
+fn av1_tags(dir: &Path) -> (Vec<FlvTag>, Vec<Vec<u8>>) {
+    common::require_tool("ffmpeg");
+    let path = dir.join("av1.mp4");
+    let output = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc=size=160x90:rate=25:duration=1")
+        .args(["-c:v", "libaom-av1", "-cpu-used", "8", "-usage", "realtime"])
+        .args(["-g", "10", "-pix_fmt", "yuv420p"])
+        .args(["-movflags", "frag_every_frame+default_base_moof"])
+        .args(["-f", "mp4"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let data = std::fs::read(&path).unwrap();
+    let moov = children(&data, b"moov")[0];
+    // av1C sits in the av01 sample entry, after fields read_boxes does not skip.
+    let at = moov.windows(4).position(|w| w == b"av1C").unwrap();
+    let size = be32(moov, at - 4) as usize;
+    let av1c = moov[at + 4..at - 4 + size].to_vec();
+    let mut header = vec![0x90, b'a', b'v', b'0', b'1'];
+    header.extend_from_slice(&av1c);
+    let mut tags = vec![FlvTag {
+        tag_type: FlvTagType::Video,
+        timestamp: 0,
+        stream_id: 0,
+        data: Bytes::from(header),
+    }];
+    let moofs = children(&data, b"moof");
+    let mdats = children(&data, b"mdat");
+    assert_eq!(moofs.len() + 1, mdats.len(), "one frame per fragment");
+    let mut samples = Vec::new();
+    let first = std::iter::once((None, mdats[0]));
+    let rest = moofs.iter().map(Some).zip(mdats[1..].iter().copied());
+    for (n, (moof, mdat)) in first.chain(rest).enumerate() {
+        let keyframe = moof.is_none_or(|moof| sync_flag(moof));
+        let mut body = vec![if keyframe { 0x91 } else { 0xA1 }, b'a', b'v', b'0', b'1'];
+        body.extend_from_slice(&[0x12, 0x00]);
+        body.extend_from_slice(mdat);
+        samples.push(mdat.to_vec());
+        tags.push(FlvTag {
+            tag_type: FlvTagType::Video,
+            timestamp: n as u32 * 40,
+            stream_id: 0,
+            data: Bytes::from(body),
+        });
+    }
+    (tags, samples)
+}
+
+/// Whether the one sample of a fragment is a sync sample, from its `trun` or `tfhd` flags.
+fn sync_flag(moof: &[u8]) -> bool {
+    {
+        let traf = children(moof, b"traf")[0];
+        let tfhd = children(traf, b"tfhd")[0];
+        let trun = children(traf, b"trun")[0];
+        let tfhd_flags = be32(tfhd, 0) & 0x00ff_ffff;
+        let trun_flags = be32(trun, 0) & 0x00ff_ffff;
+        let mut sample_flags = None;
+        if tfhd_flags & 0x20 != 0 {
+            // base_data_offset, sample_description_index, default duration and size precede.
+            let at = 8 + [0x1, 0x2, 0x8, 0x10]
+                .iter()
+                .map(|f| match (tfhd_flags & f != 0, *f) {
+                    (true, 0x1) => 8,
+                    (true, _) => 4,
+                    _ => 0,
+                })
+                .sum::<usize>();
+            sample_flags = Some(be32(tfhd, at));
+        }
+        let mut at = 8 + 4 * usize::from(trun_flags & 0x1 != 0);
+        if trun_flags & 0x4 != 0 {
+            sample_flags = Some(be32(trun, at));
+            at += 4;
+        }
+        if trun_flags & 0x400 != 0 {
+            at +=
+                4 * usize::from(trun_flags & 0x100 != 0) + 4 * usize::from(trun_flags & 0x200 != 0);
+            sample_flags = Some(be32(trun, at));
+        }
+        sample_flags.unwrap() & 0x0001_0000 == 0
+    }
+}
+
+/// Enhanced RTMP Opus tags for `packets` (OpusHead first, OpusTags skipped), 20 ms apart.
+fn opus_tags(packets: &[Vec<u8>]) -> Vec<FlvTag> {
+    let audio_tag = |first: u8, payload: &[u8], timestamp: u32| {
+        let mut data = vec![first, b'O', b'p', b'u', b's'];
+        data.extend_from_slice(payload);
+        FlvTag {
+            tag_type: FlvTagType::Audio,
+            timestamp,
+            stream_id: 0,
+            data: Bytes::from(data),
+        }
+    };
+    let mut tags = vec![audio_tag(0x90, &packets[0], 0)];
+    for (n, packet) in packets.iter().skip(2).enumerate() {
+        tags.push(audio_tag(0x91, packet, n as u32 * 20));
+    }
+    tags
+}
+
+/// A stream cutting segments at the first keyframe after each half second, so a second of media
+/// makes several segments.
+fn short_segment_stream() -> LlHlsStream {
+    LlHlsStream::new(
+        SegmenterConfig {
+            segment_duration_ms: 500,
+            target_duration_secs: 12,
+        },
+        LlPackagerConfig::default(),
+        6,
+        "s/",
+    )
+}
+
+/// Feeds `tags` to a short-segment stream to the end: the LL-HLS segments, the MPEG-TS
+/// segments' (sequence, start) and the codecs MPEG-TS left out.
+fn package_all(tags: &[FlvTag]) -> (Vec<LlSegment>, Vec<(u64, u64)>, Vec<SegmenterEvent>) {
+    let mut s = short_segment_stream();
+    let mut out = Collected::default();
+    let mut left_out = Vec::new();
+    let mut take = |ts: Vec<SegmenterEvent>, ll: Vec<LlEvent>, out: &mut Collected| {
+        for event in ts {
+            match event {
+                SegmenterEvent::SegmentReady(seg) => {
+                    out.ts.push((seg.sequence, seg.start_timestamp_ms))
+                }
+                event @ SegmenterEvent::CodecLeftOut { .. } => left_out.push(event),
+                _ => {}
+            }
+        }
+        for event in ll {
+            if let LlEvent::SegmentReady(seg) = event {
+                out.ll.push(seg);
+            }
+        }
+    };
+    for tag in tags {
+        let output = s.push(tag).unwrap();
+        take(output.ts, output.ll, &mut out);
+        if s.playlist().has_segments() {
+            let text = s.playlist().render(false);
+            assert!(check_ll_playlist(&text).is_empty(), "{text}");
+        }
+    }
+    let finished = s.finish().unwrap();
+    take(finished.ts, finished.ll, &mut out);
+    (out.ll, out.ts, left_out)
+}
+
+#[test]
+#[ignore = "interop: needs ffmpeg, ffprobe and gst-launch-1.0"]
+fn ffprobe_and_qtdemux_read_av1_with_opus() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut tags, samples) = av1_tags(dir.path());
+    let frames = samples.len();
+    let opus = opus_tags(&opus_packets(dir.path(), 1));
+    // Both sequence starts first, then the frames by timestamp (a stable sort).
+    tags.insert(1, opus[0].clone());
+    tags.extend(opus[1..].iter().cloned());
+    tags.sort_by_key(|t| t.timestamp);
+    let (segments, ts, left_out) = package_all(&tags);
+    assert!(segments.len() >= 2, "{} segments", segments.len());
+    let ll: Vec<(u64, u64)> = segments
+        .iter()
+        .map(|s| (s.sequence, s.start_timestamp_ms))
+        .collect();
+    assert_eq!(ll, ts, "MPEG-TS cuts at the AV1 keyframes too");
+    assert_eq!(
+        left_out,
+        vec![
+            SegmenterEvent::CodecLeftOut {
+                kind: streamr_media::flv::tag::MediaKind::Video,
+                codec: streamr_media::flv::tag::Codec::Av1
+            },
+            SegmenterEvent::CodecLeftOut {
+                kind: streamr_media::flv::tag::MediaKind::Audio,
+                codec: streamr_media::flv::tag::Codec::Opus
+            },
+        ],
+        "MPEG-TS reports each track it leaves out once"
+    );
+    assert_eq!(segments[0].init.codecs, "av01.0.00M.08,opus");
+    let path = write_fmp4(dir.path(), "ll_av1.mp4", &segments);
+    // The samples players read are the encoder's, without the temporal delimiters.
+    let sizes = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "packet=size",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let sizes: Vec<usize> = String::from_utf8_lossy(&sizes.stdout)
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(sizes, samples.iter().map(Vec::len).collect::<Vec<_>>());
+    let (streams, buffers) = probe_clean(&path);
+    assert_eq!(buffers, frames, "qtdemux pushed every video frame");
+    assert!(
+        streams.contains("codec_name=av1|width=160|height=90"),
+        "{streams}"
+    );
+    assert!(
+        streams.contains(&format!("nb_read_frames={frames}")),
+        "every AV1 frame decoded: {streams}"
+    );
+    assert!(streams.contains("codec_name=opus"), "{streams}");
+    // A player joining at any segment decodes it with the init segment alone.
+    let one = write_fmp4(dir.path(), "one.mp4", &segments[1..2]);
+    probe_clean(&one);
+}
+
+#[test]
+#[ignore = "interop: needs ffmpeg and ffprobe"]
+fn opus_only_streams_get_ll_hls_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let tags = opus_tags(&opus_packets(dir.path(), 2));
+    let frames = tags.len() - 1;
+    let (segments, ts, _) = package_all(&tags);
+    assert!(
+        segments.len() >= 3,
+        "cut by time: {} segments",
+        segments.len()
+    );
+    assert_eq!(segments.len(), ts.len());
+    assert_eq!(segments[0].init.codecs, "opus");
+    let path = write_fmp4(dir.path(), "opus.mp4", &segments);
+    let probe = Command::new("ffprobe")
+        .args(["-v", "warning", "-count_frames", "-show_entries"])
+        .args([
+            "stream=codec_name,sample_rate,nb_read_frames",
+            "-of",
+            "compact",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&probe.stderr);
+    assert!(
+        probe.status.success() && stderr.trim().is_empty(),
+        "{stderr}"
+    );
+    let streams = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        streams.contains(&format!(
+            "codec_name=opus|sample_rate=48000|nb_read_frames={frames}"
+        )),
+        "every Opus frame carried: {streams}"
+    );
+}

@@ -4,6 +4,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::segmenter::OpenSegmentInfo;
+use crate::codec::without_temporal_delimiters;
 use crate::flv::tag::{classify, Codec, MediaKind, PacketKind};
 use crate::flv::{FlvTag, FlvTagType};
 use crate::fmp4::{
@@ -209,7 +210,7 @@ impl LlPackager {
     }
 
     /// Feeds one tag, already fed to the stream's MPEG-TS segmenter, with the segment that
-    /// segmenter has open now. Tags of codecs fMP4 carries here (H.264, HEVC, AAC, Opus) are
+    /// segmenter has open now. Tags of codecs fMP4 carries here (H.264, HEVC, AV1, AAC, Opus) are
     /// packaged; others are ignored.
     pub fn push(
         &mut self,
@@ -230,6 +231,7 @@ impl LlPackager {
             let config = match info.codec {
                 Codec::H264 => TrackConfig::avc(&payload)?,
                 Codec::Hevc => TrackConfig::hevc(&payload)?,
+                Codec::Av1 => TrackConfig::av1(&payload)?,
                 Codec::Aac => TrackConfig::aac(&payload)?,
                 Codec::Opus => TrackConfig::opus(&payload)?,
                 _ => return Ok(events),
@@ -270,6 +272,7 @@ impl LlPackager {
                     (&self.video_config, info.codec),
                     (Some(TrackConfig::Avc { .. }), Codec::H264)
                         | (Some(TrackConfig::Hevc { .. }), Codec::Hevc)
+                        | (Some(TrackConfig::Av1 { .. }), Codec::Av1)
                 )
         } else {
             open.has_audio
@@ -283,11 +286,16 @@ impl LlPackager {
             return Ok(events);
         }
         let driving = is_video || !open.has_video;
+        let data = match info.codec {
+            // ISOBMFF AV1 samples carry no temporal delimiter.
+            Codec::Av1 => without_temporal_delimiters(payload),
+            _ => payload,
+        };
         let sample = Pending {
             dts_ms: timestamp,
             cts_ms: i64::from(info.composition_time),
             sync: !is_video || info.is_keyframe,
-            data: payload,
+            data,
         };
         if driving {
             let part_start = open.part.as_ref().map(|p| p.start_ms);

@@ -116,6 +116,7 @@ impl HlsStream {
                     self.playlist.push(segment, true)
                 }
                 SegmenterEvent::Ended => self.playlist.end(),
+                SegmenterEvent::CodecLeftOut { .. } => {}
             }
         }
     }

@@ -777,6 +777,13 @@ impl StreamTask {
                         });
                     }
                     SegmenterEvent::Ended => view.playlist.end(),
+                    SegmenterEvent::CodecLeftOut { kind, codec } => warn!(
+                        app = %self.key.app,
+                        stream = %self.key.name,
+                        ?kind,
+                        ?codec,
+                        "this codec cannot be carried in MPEG-TS: the TS HLS rendition leaves it out; the LL-HLS (fMP4) rendition, RTMP and HTTP-FLV viewers get it"
+                    ),
                 }
             }
             let text = view.playlist.render();
