@@ -21,9 +21,9 @@ pub const AV1_OBU_TEMPORAL_DELIMITER: u8 = 2;
 pub struct Av1Config {
     /// seq_profile (0 Main, 1 High, 2 Professional).
     pub seq_profile: u8,
-    /// seq_level_idx[0]: `(major - 2) * 4 + minor`, so 8 is level 4.0; 31 is unconstrained.
+    /// `seq_level_idx[0]`: `(major - 2) * 4 + minor`, so 8 is level 4.0; 31 is unconstrained.
     pub seq_level_idx_0: u8,
-    /// seq_tier[0]: the High tier.
+    /// `seq_tier[0]`: the High tier.
     pub seq_tier_0: bool,
     /// high_bitdepth (10 or 12 bits).
     pub high_bitdepth: bool,

@@ -117,6 +117,14 @@ impl LlPlaylist {
         }
     }
 
+    /// Sets EXT-X-PART-INF PART-TARGET (and PART-HOLD-BACK from it); ignored once a segment is
+    /// listed (it must stay constant).
+    pub fn set_part_target(&mut self, ms: u32) {
+        if !self.started {
+            self.config.part_target_ms = ms.max(1);
+        }
+    }
+
     /// Stamps segments with EXT-X-PROGRAM-DATE-TIME from `now` on (for the next segment). When
     /// the first segment is still open and unstamped, `now` is its start.
     pub fn set_program_date_time(&mut self, now: SystemTime) {

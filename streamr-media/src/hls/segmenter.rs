@@ -14,11 +14,15 @@ const BACKWARD_JUMP_MS: u64 = 1_000;
 /// 4.033 s segment of a 4 s stream does not make the target duration 5.
 const TARGET_JITTER_MS: u64 = 100;
 
+/// Timestamp rounding allowed for when deciding whether a keyframe reached a grid line.
+const GRID_JITTER_MS: u64 = 2;
+
 /// How segments are cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmenterConfig {
     /// The segment length aimed for, in milliseconds. Cuts happen only at keyframes: at the
-    /// first keyframe at or after each multiple of this length on the stream's own clock, so
+    /// first keyframe at or after each multiple of this length (or up to 2 ms before it, the
+    /// rounding of millisecond timestamps) on the stream's own clock, so
     /// every node cutting the same stream cuts at the same places, and a GOP longer than this
     /// makes one segment per GOP.
     pub segment_duration_ms: u32,
@@ -303,7 +307,11 @@ impl Segmenter {
         match &self.open {
             Some(open) => {
                 let grid = self.config.grid_ms();
-                let crossed_grid = timestamp / grid > open.start_ms / grid;
+                // A keyframe a millisecond or two before a grid line (timestamps rounded to whole
+                // milliseconds) counts as on it: otherwise the segment runs a whole GOP longer
+                // than the target duration the regular GOPs implied.
+                let slot = |ms: u64| ms.saturating_add(GRID_JITTER_MS) / grid;
+                let crossed_grid = slot(timestamp) > slot(open.start_ms);
                 if cut_point && crossed_grid {
                     self.close(timestamp, &mut events);
                     self.open_segment(timestamp, has_video);

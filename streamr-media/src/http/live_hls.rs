@@ -689,10 +689,12 @@ impl StreamTask {
             }
         }
         let target = self.segmenter.target_duration_secs();
+        let part_target = packager.part_target_ms();
         self.with_ll(|playlist| {
             if let Some(target) = target {
                 playlist.set_target_duration(target);
             }
+            playlist.set_part_target(part_target);
             for event in &events {
                 playlist.apply(event);
             }
