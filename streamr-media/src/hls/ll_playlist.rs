@@ -225,6 +225,11 @@ impl LlPlaylist {
         self.segments.iter().any(|e| e.duration_ms.is_some())
     }
 
+    /// The media sequence number of the oldest segment listed (or still kept), if any.
+    pub fn oldest_sequence(&self) -> Option<u64> {
+        self.segments.front().map(|e| e.sequence)
+    }
+
     /// The bytes of complete segment `sequence`.
     pub fn segment(&self, sequence: u64) -> Option<Bytes> {
         self.segments
