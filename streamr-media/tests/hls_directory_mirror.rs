@@ -1,5 +1,6 @@
-//! The `--hls-dir` mirror of live HLS: an ended stream's files go once its retention runs out,
-//! and on a full disk (a small tmpfs) the on-disk playlist lists only completely written
+//! The `--hls-dir` mirror of live HLS: the LL-HLS rendition (playlist, init segment, segments
+//! and parts) is mirrored beside the MPEG-TS one, an ended stream's files of both go once its
+//! retention runs out, and on a full disk (a small tmpfs) the on-disk playlist lists only completely written
 //! segments while HTTP keeps serving from memory; the mirror catches up when space returns.
 
 use std::path::{Path, PathBuf};
@@ -7,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
-use streamr_media::hls::ParsedPlaylist;
+use streamr_media::hls::{check_ll_playlist, ParsedPlaylist};
 use streamr_media::http::{LiveHls, LiveHlsConfig, PlaylistLookup};
 use streamr_media::relay::{FrameKind, Publisher, RelayHub, StreamKey};
 use tokio_util::sync::CancellationToken;
@@ -124,11 +125,20 @@ async fn an_ended_streams_files_are_removed_after_its_retention() {
         on_disk(&root).is_some_and(|p| p.segments.len() >= 4)
     })
     .await;
-    drop(publisher);
-    eventually("the ended playlist on disk", || {
-        on_disk(&root).is_some_and(|p| p.ended)
+    let ll_playlist = root.join("live/cam/ll.m3u8");
+    eventually("LL-HLS segments on disk", || {
+        std::fs::read_to_string(&ll_playlist).is_ok_and(|text| text.matches("#EXTINF").count() >= 3)
     })
     .await;
+    assert_ll_disk_matches_http(&root, &live, &key).await;
+    drop(publisher);
+    eventually("the ended playlists on disk", || {
+        on_disk(&root).is_some_and(|p| p.ended)
+            && std::fs::read_to_string(&ll_playlist).is_ok_and(|t| t.contains("#EXT-X-ENDLIST"))
+    })
+    .await;
+    let ended = std::fs::read_to_string(&ll_playlist).unwrap();
+    assert_eq!(check_ll_playlist(&ended), vec![], "{ended}");
     eventually("the ended stream's files removed", || {
         !root.join("live/cam.m3u8").exists() && !root.join("live/cam").exists()
     })
@@ -136,6 +146,37 @@ async fn an_ended_streams_files_are_removed_after_its_retention() {
     assert!(root.join("live/keep.txt").exists(), "other files are kept");
     assert!(live.segment(&key, 0).is_none());
     shutdown.cancel();
+}
+
+/// The on-disk LL-HLS playlist passes the spec checker, and every file it names (init segment,
+/// segments, parts) is on disk with the bytes HTTP serves.
+async fn assert_ll_disk_matches_http(root: &Path, live: &LiveHls, key: &StreamKey) {
+    let dir = root.join("live/cam");
+    let text = std::fs::read_to_string(dir.join("ll.m3u8")).unwrap();
+    assert_eq!(check_ll_playlist(&text), vec![], "{text}");
+    let mut names: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if let Some(uri) = line.split("URI=\"").nth(1) {
+            if !line.starts_with("#EXT-X-PRELOAD-HINT") {
+                names.push(uri.split('"').next().unwrap().to_string());
+            }
+        } else if !line.starts_with('#') && !line.is_empty() {
+            names.push(line.to_string());
+        }
+    }
+    assert!(names.iter().any(|n| n.starts_with("init-")), "{text}");
+    assert!(
+        names.iter().filter(|n| n.matches('.').count() == 2).count() >= 3,
+        "parts: {text}"
+    );
+    for name in names {
+        let on_disk = std::fs::read(dir.join(&name)).unwrap_or_default();
+        assert!(!on_disk.is_empty(), "{name} listed but not on disk");
+        // Memory may have dropped the oldest segment since the file was read.
+        if let Some(served) = live.ll_file(key, &name, Duration::ZERO).await {
+            assert_eq!(on_disk, served.to_vec(), "{name}");
+        }
+    }
 }
 
 /// A small tmpfs mounted for one test and unmounted when dropped.

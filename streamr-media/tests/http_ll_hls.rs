@@ -1,7 +1,10 @@
 //! LL-HLS over HTTP from a live RTMP publish: the playlist passes the spec checker, blocking
 //! reload holds a request until the asked-for part exists and answers at once when it does, a
 //! request far ahead or malformed gets a 400, the preload-hinted part is served as soon as it
-//! is complete, and ffmpeg plays the fMP4 rendition while the MPEG-TS one keeps working.
+//! is complete, and ffmpeg plays the fMP4 rendition while the MPEG-TS one keeps working; an
+//! Enhanced RTMP AV1 + Opus publish comes out as fMP4 that ffprobe decodes.
+
+mod common;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -13,6 +16,8 @@ use streamr_media::fmp4::box_paths;
 use streamr_media::hls::check_ll_playlist;
 use streamr_media::http::{HttpServer, LiveHlsConfig};
 use streamr_media::relay::{FrameKind, RelayHub, StreamKey};
+use streamr_media::rtmp::session::MediaKind;
+use streamr_media::rtmp::url::RtmpUrl;
 use streamr_media::server::{AllowAll, RelayServer, RelayServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -340,5 +345,129 @@ async fn a_blocking_request_the_stream_never_fills_gets_a_503_after_three_target
         "held {held:?}: three target durations of 1 s"
     );
     drop(publisher);
+    http.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg and ffprobe"]
+async fn an_enhanced_rtmp_av1_and_opus_publish_plays_as_ll_hls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut tags, samples) = common::enhanced::av1_tags(dir.path());
+    let opus = common::enhanced::opus_tags(&common::enhanced::opus_packets(dir.path(), 1));
+    tags.insert(1, opus[0].clone());
+    tags.extend(opus[1..].iter().cloned());
+    tags.sort_by_key(|t| t.timestamp);
+    let hub = RelayHub::default();
+    let rtmp = RelayServer::start_on_hub(
+        RelayServerConfig::default().with_bind("127.0.0.1:0".parse().unwrap()),
+        Arc::new(AllowAll),
+        hub.clone(),
+    )
+    .await
+    .unwrap();
+    // The playlist ends (no preload hint) a moment after the publisher leaves.
+    let config = LiveHlsConfig::default()
+        .with_segments(Duration::from_millis(500), 2)
+        .with_end_timing(Duration::from_millis(200), Duration::from_secs(30));
+    let http = HttpServer::start("127.0.0.1:0".parse().unwrap(), hub.clone(), config)
+        .await
+        .unwrap();
+    let addr = http.local_addr();
+    let url = RtmpUrl::parse(&format!("rtmp://{}/live/av1", rtmp.local_addr())).unwrap();
+    let mut client = streamr_media::client::RtmpClient::publish(&url)
+        .await
+        .unwrap();
+    let key = StreamKey::parse("live", "av1").unwrap();
+    // In real time: live HLS takes the stream up within its poll interval and starts from the
+    // relay's cached GOP, so it misses at most the first keyframe interval.
+    let (headers, frames) = tags.split_at(2);
+    for tag in headers {
+        let kind = match tag.tag_type {
+            FlvTagType::Audio => MediaKind::Audio,
+            _ => MediaKind::Video,
+        };
+        client
+            .send_media(kind, tag.timestamp, tag.data.clone())
+            .await
+            .unwrap();
+    }
+    let started = Instant::now();
+    for tag in frames {
+        let due = Duration::from_millis(u64::from(tag.timestamp));
+        tokio::time::sleep_until((started + due).into()).await;
+        let kind = match tag.tag_type {
+            FlvTagType::Audio => MediaKind::Audio,
+            _ => MediaKind::Video,
+        };
+        client
+            .send_media(kind, tag.timestamp, tag.data.clone())
+            .await
+            .unwrap();
+    }
+    client.close().await.unwrap();
+    common::wait_for_publish_end(&hub, &key, Duration::from_secs(5)).await;
+
+    // Every segment is closed and the playlist ended.
+    let mut playlist = String::new();
+    for _ in 0..50 {
+        let (status, _, body) = get(addr, "/live/av1/ll.m3u8").await;
+        if status == 200 {
+            playlist = String::from_utf8(body).unwrap();
+            if playlist.contains("#EXT-X-ENDLIST") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(check_ll_playlist(&playlist), vec![], "{playlist}");
+    let map = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .expect("an init segment")
+        .trim_end_matches('"');
+    let (status, _, mut file) = get(addr, &format!("/live/av1/{map}")).await;
+    assert_eq!(status, 200);
+    let uris: Vec<&str> = playlist
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    assert!(uris.len() >= 2, "{playlist}");
+    for uri in &uris {
+        let (status, _, body) = get(addr, &format!("/live/av1/{uri}")).await;
+        assert_eq!(status, 200, "{uri}");
+        file.extend_from_slice(&body);
+    }
+    let path = dir.path().join("played.mp4");
+    std::fs::write(&path, &file).unwrap();
+    let probe = Command::new("ffprobe")
+        .args(["-v", "warning", "-count_frames", "-show_entries"])
+        .args([
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "compact",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&probe.stderr);
+    assert!(
+        probe.status.success() && stderr.trim().is_empty(),
+        "{stderr}"
+    );
+    let streams = String::from_utf8_lossy(&probe.stdout);
+    // The segments listed start at a keyframe; those the window dropped are not counted.
+    let read: usize = streams
+        .lines()
+        .find(|l| l.contains("codec_name=av1|width=160|height=90"))
+        .unwrap_or_else(|| panic!("an AV1 stream: {streams}"))
+        .split("nb_read_frames=")
+        .nth(1)
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    assert!(
+        read >= samples.len() / 2 && read <= samples.len(),
+        "{read} frames: {streams}"
+    );
+    assert!(streams.contains("codec_name=opus"), "{streams}");
     http.shutdown().await;
 }

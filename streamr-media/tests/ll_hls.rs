@@ -6,13 +6,15 @@
 
 mod common;
 
+use common::enhanced::{av1_tags, be32, children, opus_packets, opus_tags};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bytes::Bytes;
 use streamr_media::flv::tag::{classify_video, PacketKind};
 use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
-use streamr_media::fmp4::{box_paths, read_boxes, AUDIO_TRACK_ID, VIDEO_TRACK_ID};
+use streamr_media::fmp4::{box_paths, AUDIO_TRACK_ID, VIDEO_TRACK_ID};
 use streamr_media::hls::{
     check_ll_playlist, BlockingState, LlEvent, LlHlsStream, LlPackagerConfig, LlSegment,
     SegmenterConfig, SegmenterEvent,
@@ -494,54 +496,6 @@ fn delta_updates_skip_segments_older_than_the_skip_boundary() {
     assert!(check_ll_playlist(&delta).is_empty());
 }
 
-/// Encodes `seconds` of Opus with libopus into Ogg and returns its packets: OpusHead, OpusTags,
-/// then one packet per 20 ms frame.
-fn opus_packets(dir: &Path, seconds: u32) -> Vec<Vec<u8>> {
-    let path = dir.join("test.opus");
-    let output = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=440:sample_rate=48000:duration={seconds}"
-        ))
-        .args([
-            "-c:a",
-            "libopus",
-            "-b:a",
-            "48k",
-            "-frame_duration",
-            "20",
-            "-f",
-            "ogg",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let data = std::fs::read(&path).unwrap();
-    let mut packets = Vec::new();
-    let mut current = Vec::new();
-    let mut at = 0;
-    while at + 27 <= data.len() {
-        assert_eq!(&data[at..at + 4], b"OggS");
-        let segments = usize::from(data[at + 26]);
-        let table = &data[at + 27..at + 27 + segments];
-        let mut body = at + 27 + segments;
-        for &lace in table {
-            current.extend_from_slice(&data[body..body + usize::from(lace)]);
-            body += usize::from(lace);
-            if lace < 255 {
-                packets.push(std::mem::take(&mut current));
-            }
-        }
-        at = body;
-    }
-    packets
-}
-
 #[test]
 #[ignore = "interop: needs ffmpeg, ffprobe and gst-launch-1.0"]
 fn ffprobe_and_qtdemux_read_h264_with_opus() {
@@ -633,20 +587,6 @@ fn audio_only_streams_get_independent_parts_that_players_read() {
         streams.contains("codec_name=aac|sample_rate=48000"),
         "{streams}"
     );
-}
-
-/// The child boxes of `body` named `fourcc`.
-fn children<'a>(body: &'a [u8], fourcc: &[u8; 4]) -> Vec<&'a [u8]> {
-    read_boxes(body)
-        .unwrap()
-        .into_iter()
-        .filter(|b| &b.fourcc == fourcc)
-        .map(|b| b.body)
-        .collect()
-}
-
-fn be32(bytes: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap())
 }
 
 /// Track ID → timescale, from an init segment's `tkhd` and `mdhd` boxes.
@@ -742,4 +682,161 @@ fn each_parts_audio_reaches_the_end_of_its_video() {
         }
     }
     assert!(parts > 20, "{parts} parts with audio and video");
+}
+
+/// A stream cutting segments at the first keyframe after each half second, so a second of media
+/// makes several segments.
+fn short_segment_stream() -> LlHlsStream {
+    LlHlsStream::new(
+        SegmenterConfig {
+            segment_duration_ms: 500,
+            target_duration_secs: 12,
+        },
+        LlPackagerConfig::default(),
+        6,
+        "s/",
+    )
+}
+
+/// Feeds `tags` to a short-segment stream to the end: the LL-HLS segments, the MPEG-TS
+/// segments' (sequence, start) and the codecs MPEG-TS left out.
+fn package_all(tags: &[FlvTag]) -> (Vec<LlSegment>, Vec<(u64, u64)>, Vec<SegmenterEvent>) {
+    let mut s = short_segment_stream();
+    let mut out = Collected::default();
+    let mut left_out = Vec::new();
+    let mut take = |ts: Vec<SegmenterEvent>, ll: Vec<LlEvent>, out: &mut Collected| {
+        for event in ts {
+            match event {
+                SegmenterEvent::SegmentReady(seg) => {
+                    out.ts.push((seg.sequence, seg.start_timestamp_ms))
+                }
+                event @ SegmenterEvent::CodecLeftOut { .. } => left_out.push(event),
+                _ => {}
+            }
+        }
+        for event in ll {
+            if let LlEvent::SegmentReady(seg) = event {
+                out.ll.push(seg);
+            }
+        }
+    };
+    for tag in tags {
+        let output = s.push(tag).unwrap();
+        take(output.ts, output.ll, &mut out);
+        if s.playlist().has_segments() {
+            let text = s.playlist().render(false);
+            assert!(check_ll_playlist(&text).is_empty(), "{text}");
+        }
+    }
+    let finished = s.finish().unwrap();
+    take(finished.ts, finished.ll, &mut out);
+    (out.ll, out.ts, left_out)
+}
+
+#[test]
+#[ignore = "interop: needs ffmpeg, ffprobe and gst-launch-1.0"]
+fn ffprobe_and_qtdemux_read_av1_with_opus() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut tags, samples) = av1_tags(dir.path());
+    let frames = samples.len();
+    let opus = opus_tags(&opus_packets(dir.path(), 1));
+    // Both sequence starts first, then the frames by timestamp (a stable sort).
+    tags.insert(1, opus[0].clone());
+    tags.extend(opus[1..].iter().cloned());
+    tags.sort_by_key(|t| t.timestamp);
+    let (segments, ts, left_out) = package_all(&tags);
+    assert!(segments.len() >= 2, "{} segments", segments.len());
+    let ll: Vec<(u64, u64)> = segments
+        .iter()
+        .map(|s| (s.sequence, s.start_timestamp_ms))
+        .collect();
+    assert_eq!(ll, ts, "MPEG-TS cuts at the AV1 keyframes too");
+    assert_eq!(
+        left_out,
+        vec![
+            SegmenterEvent::CodecLeftOut {
+                kind: streamr_media::flv::tag::MediaKind::Video,
+                codec: streamr_media::flv::tag::Codec::Av1
+            },
+            SegmenterEvent::CodecLeftOut {
+                kind: streamr_media::flv::tag::MediaKind::Audio,
+                codec: streamr_media::flv::tag::Codec::Opus
+            },
+        ],
+        "MPEG-TS reports each track it leaves out once"
+    );
+    assert_eq!(segments[0].init.codecs, "av01.0.00M.08,opus");
+    let path = write_fmp4(dir.path(), "ll_av1.mp4", &segments);
+    // The samples players read are the encoder's, without the temporal delimiters.
+    let sizes = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "packet=size",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let sizes: Vec<usize> = String::from_utf8_lossy(&sizes.stdout)
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(sizes, samples.iter().map(Vec::len).collect::<Vec<_>>());
+    let (streams, buffers) = probe_clean(&path);
+    assert_eq!(buffers, frames, "qtdemux pushed every video frame");
+    assert!(
+        streams.contains("codec_name=av1|width=160|height=90"),
+        "{streams}"
+    );
+    assert!(
+        streams.contains(&format!("nb_read_frames={frames}")),
+        "every AV1 frame decoded: {streams}"
+    );
+    assert!(streams.contains("codec_name=opus"), "{streams}");
+    // A player joining at any segment decodes it with the init segment alone.
+    let one = write_fmp4(dir.path(), "one.mp4", &segments[1..2]);
+    probe_clean(&one);
+}
+
+#[test]
+#[ignore = "interop: needs ffmpeg and ffprobe"]
+fn opus_only_streams_get_ll_hls_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let tags = opus_tags(&opus_packets(dir.path(), 2));
+    let frames = tags.len() - 1;
+    let (segments, ts, _) = package_all(&tags);
+    assert!(
+        segments.len() >= 3,
+        "cut by time: {} segments",
+        segments.len()
+    );
+    assert_eq!(segments.len(), ts.len());
+    assert_eq!(segments[0].init.codecs, "opus");
+    let path = write_fmp4(dir.path(), "opus.mp4", &segments);
+    let probe = Command::new("ffprobe")
+        .args(["-v", "warning", "-count_frames", "-show_entries"])
+        .args([
+            "stream=codec_name,sample_rate,nb_read_frames",
+            "-of",
+            "compact",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&probe.stderr);
+    assert!(
+        probe.status.success() && stderr.trim().is_empty(),
+        "{stderr}"
+    );
+    let streams = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        streams.contains(&format!(
+            "codec_name=opus|sample_rate=48000|nb_read_frames={frames}"
+        )),
+        "every Opus frame carried: {streams}"
+    );
 }

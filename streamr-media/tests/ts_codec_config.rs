@@ -226,6 +226,6 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic_the_config_parsers(data in proptest::collection::vec(any::<u8>(), 0..200)) {
-        prop_assert!(parse_any_config(&data) <= 3);
+        prop_assert!(parse_any_config(&data) <= 4);
     }
 }

@@ -27,7 +27,7 @@ impl AudioSpecificConfig {
     /// Parses the leading fields of an AudioSpecificConfig. For explicit HE-AAC signalling the core
     /// object type and core sampling frequency are kept, as ADTS needs.
     pub fn parse(data: &[u8]) -> Result<Self, CodecError> {
-        let mut r = BitReader::new(data);
+        let mut r = BitReader::new("AudioSpecificConfig", data);
         let mut object_type = read_object_type(&mut r)?;
         let sampling_frequency_index = read_sampling_index(&mut r)?;
         let channel_configuration = r.bits(4, "channelConfiguration")?;

@@ -47,22 +47,27 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Reads bit fields most significant bit first, for AudioSpecificConfig.
+/// Reads bit fields most significant bit first (AudioSpecificConfig, AV1 sequence headers).
 pub(crate) struct BitReader<'a> {
+    record: &'static str,
     data: &'a [u8],
     bit: usize,
 }
 
 impl<'a> BitReader<'a> {
-    pub(crate) fn new(data: &'a [u8]) -> Self {
-        BitReader { data, bit: 0 }
+    pub(crate) fn new(record: &'static str, data: &'a [u8]) -> Self {
+        BitReader {
+            record,
+            data,
+            bit: 0,
+        }
     }
 
     pub(crate) fn bits(&mut self, count: u32, field: &'static str) -> Result<u32, CodecError> {
         let mut value = 0u32;
         for _ in 0..count {
             let byte = self.data.get(self.bit / 8).ok_or(CodecError::Truncated {
-                record: "AudioSpecificConfig",
+                record: self.record,
                 field,
                 offset: self.bit / 8,
             })?;

@@ -1,4 +1,5 @@
-//! Codec configuration records: H.264 (AVCDecoderConfigurationRecord), HEVC (hvcC) and AAC (AudioSpecificConfig).
+//! Codec configuration records: H.264 (AVCDecoderConfigurationRecord), HEVC (hvcC), AV1 (av1C)
+//! and AAC (AudioSpecificConfig).
 //!
 //! Each record parses from the payload of an FLV sequence header and converts the samples that
 //! follow into the elementary-stream form MPEG-TS carries: Annex-B with access unit delimiters and
@@ -15,6 +16,7 @@
 //! ```
 
 mod aac;
+mod av1;
 mod avc;
 mod cursor;
 mod error;
@@ -22,6 +24,10 @@ mod hevc;
 mod nal;
 
 pub use aac::{AudioSpecificConfig, ADTS_HEADER_LEN};
+pub use av1::{
+    obus, without_temporal_delimiters, Av1Config, Obu, AV1_OBU_SEQUENCE_HEADER,
+    AV1_OBU_TEMPORAL_DELIMITER,
+};
 pub use avc::{AvcDecoderConfig, AVC_NAL_AUD, AVC_NAL_IDR, AVC_NAL_PPS, AVC_NAL_SPS};
 pub use error::CodecError;
 pub use hevc::{
@@ -42,6 +48,11 @@ pub fn parse_any_config(data: &[u8]) -> usize {
         accepted += 1;
         let mut out = Vec::new();
         let _ = hevc.write_annexb(data, &mut out);
+    }
+    if let Ok(av1) = Av1Config::parse(data) {
+        accepted += 1;
+        let _ = av1.max_frame_size();
+        let _ = without_temporal_delimiters(bytes::Bytes::copy_from_slice(data));
     }
     if let Ok(asc) = AudioSpecificConfig::parse(data) {
         accepted += 1;

@@ -5,7 +5,9 @@ use bytes::Bytes;
 use super::sps::{avc_picture_size, hevc_picture_size};
 use super::writer::BoxWriter;
 use super::Fmp4Error;
-use crate::codec::{AudioSpecificConfig, AvcDecoderConfig, HevcDecoderConfig, HEVC_NAL_SPS};
+use crate::codec::{
+    AudioSpecificConfig, Av1Config, AvcDecoderConfig, HevcDecoderConfig, HEVC_NAL_SPS,
+};
 
 /// Track id of the video track in init segments and fragments.
 pub const VIDEO_TRACK_ID: u32 = 1;
@@ -35,6 +37,15 @@ pub enum TrackConfig {
         /// Picture width in pixels (from the SPS).
         width: u16,
         /// Picture height in pixels (from the SPS).
+        height: u16,
+    },
+    /// AV1: the AV1CodecConfigurationRecord (`av1C`), copied verbatim.
+    Av1 {
+        /// The record bytes.
+        record: Bytes,
+        /// Largest picture width in pixels (from the sequence header OBU).
+        width: u16,
+        /// Largest picture height in pixels (from the sequence header OBU).
         height: u16,
     },
     /// AAC: the AudioSpecificConfig, carried in an `esds` descriptor.
@@ -98,6 +109,20 @@ impl TrackConfig {
         })
     }
 
+    /// An AV1 track from an AV1CodecConfigurationRecord.
+    pub fn av1(record: &[u8]) -> Result<Self, Fmp4Error> {
+        let parsed = Av1Config::parse(record).map_err(|e| Fmp4Error::InvalidConfig {
+            codec: "AV1",
+            reason: e.to_string(),
+        })?;
+        let (width, height) = parsed.max_frame_size().unwrap_or((0, 0));
+        Ok(TrackConfig::Av1 {
+            record: Bytes::copy_from_slice(record),
+            width: clamp16(width),
+            height: clamp16(height),
+        })
+    }
+
     /// An AAC track from an AudioSpecificConfig.
     pub fn aac(config: &[u8]) -> Result<Self, Fmp4Error> {
         let invalid = |reason: String| Fmp4Error::InvalidConfig {
@@ -150,19 +175,25 @@ impl TrackConfig {
 
     /// True for video tracks.
     pub fn is_video(&self) -> bool {
-        matches!(self, TrackConfig::Avc { .. } | TrackConfig::Hevc { .. })
+        matches!(
+            self,
+            TrackConfig::Avc { .. } | TrackConfig::Hevc { .. } | TrackConfig::Av1 { .. }
+        )
     }
 
     /// The track's timescale: 90 kHz for video, the sampling rate for audio (48 kHz for Opus).
     pub fn timescale(&self) -> u32 {
         match self {
-            TrackConfig::Avc { .. } | TrackConfig::Hevc { .. } => VIDEO_TIMESCALE,
+            TrackConfig::Avc { .. } | TrackConfig::Hevc { .. } | TrackConfig::Av1 { .. } => {
+                VIDEO_TIMESCALE
+            }
             TrackConfig::Aac { sample_rate, .. } => (*sample_rate).max(1),
             TrackConfig::Opus { .. } => 48_000,
         }
     }
 
-    /// The RFC 6381 codec string (`avc1.64001f`, `hvc1.1.6.L93.B0`, `mp4a.40.2`, `opus`), for
+    /// The RFC 6381 codec string (`avc1.64001f`, `hvc1.1.6.L93.B0`, `av01.0.08M.08`,
+    /// `mp4a.40.2`, `opus`), for
     /// CODECS attributes and `MediaSource.isTypeSupported`.
     pub fn codec_string(&self) -> String {
         match self {
@@ -171,6 +202,9 @@ impl TrackConfig {
                 _ => "avc1".into(),
             },
             TrackConfig::Hevc { record, .. } => hevc_codec_string(record),
+            TrackConfig::Av1 { record, .. } => {
+                Av1Config::parse(record).map_or_else(|_| "av01".into(), |c| c.codec_string())
+            }
             TrackConfig::Aac { config, .. } => {
                 let object_type = config.first().map_or(2, |b| b >> 3);
                 format!("mp4a.40.{object_type}")
@@ -266,9 +300,9 @@ pub fn init_segment(tracks: &[TrackConfig]) -> Result<Vec<u8>, Fmp4Error> {
 fn write_trak(w: &mut BoxWriter, track: &TrackConfig) -> Result<(), Fmp4Error> {
     let video = track.is_video();
     let (width, height) = match track {
-        TrackConfig::Avc { width, height, .. } | TrackConfig::Hevc { width, height, .. } => {
-            (*width, *height)
-        }
+        TrackConfig::Avc { width, height, .. }
+        | TrackConfig::Hevc { width, height, .. }
+        | TrackConfig::Av1 { width, height, .. } => (*width, *height),
         _ => (0, 0),
     };
     w.begin(b"trak");
@@ -349,10 +383,13 @@ fn write_sample_entry(
     height: u16,
 ) -> Result<(), Fmp4Error> {
     match track {
-        TrackConfig::Avc { record, .. } | TrackConfig::Hevc { record, .. } => {
+        TrackConfig::Avc { record, .. }
+        | TrackConfig::Hevc { record, .. }
+        | TrackConfig::Av1 { record, .. } => {
             let (entry, config) = match track {
                 TrackConfig::Avc { .. } => (b"avc1", b"avcC"),
-                _ => (b"hvc1", b"hvcC"),
+                TrackConfig::Hevc { .. } => (b"hvc1", b"hvcC"),
+                _ => (b"av01", b"av1C"),
             };
             w.begin(entry);
             w.zeros(6);

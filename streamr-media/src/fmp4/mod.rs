@@ -2,7 +2,8 @@
 //!
 //! [`init_segment`] writes the CMAF header (`ftyp`, `moov` with one `trak` per track and
 //! `mvex`) from the codec configuration records carried by FLV sequence headers
-//! ([`TrackConfig`]: H.264 `avcC`, HEVC `hvcC`, AAC AudioSpecificConfig, Opus). [`fragment`]
+//! ([`TrackConfig`]: H.264 `avcC`, HEVC `hvcC`, AV1 `av1C`, AAC AudioSpecificConfig,
+//! Opus). [`fragment`]
 //! writes one `moof`+`mdat` from samples with their durations, composition offsets (B-frames)
 //! and sync flags. Both are pure functions of their input: every node muxing the same media
 //! produces the same bytes. [`read_boxes`] and [`box_paths`] walk boxes for checks and tests.

@@ -96,8 +96,9 @@ impl HlsDirectory {
         write_then_rename(&self.segment_path(sequence), bytes)
     }
 
-    /// Deletes every segment file (`{sequence}.ts`, and temporaries left by a failed write) and
-    /// the playlist, then the segment directory if that left it empty. Other files are kept.
+    /// Deletes every segment file (`{sequence}.ts`, and temporaries left by a failed write), the
+    /// LL-HLS files beside them ([`HlsDirectory::write_file`]) and the playlist, then the segment
+    /// directory if that left it empty. Other files are kept.
     pub fn remove_all(&self) -> Result<(), HlsWriteError> {
         let io_error = |path: &Path| {
             let path = path.to_path_buf();
@@ -112,12 +113,11 @@ impl HlsDirectory {
             let entry = entry.map_err(io_error(&self.segments_dir))?;
             let name = entry.file_name();
             let is_segment = name.to_str().is_some_and(|name| {
-                let stem = name
-                    .strip_suffix(".ts.tmp")
-                    .or_else(|| name.strip_suffix(".ts"));
+                let name = name.strip_suffix(".tmp").unwrap_or(name);
+                let stem = name.strip_suffix(".ts");
                 stem.is_some_and(|stem| {
                     !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit())
-                })
+                }) || is_ll_file(name)
             });
             if is_segment {
                 remove_if_present(&entry.path())?;
@@ -126,6 +126,30 @@ impl HlsDirectory {
         // Not empty: something else lives there; leave it.
         let _ = std::fs::remove_dir(&self.segments_dir);
         remove_if_present(&self.playlist_path)
+    }
+
+    /// Writes `name` (an LL-HLS file: `ll.m3u8`, `init-{hex}.mp4`, `{msn}.m4s` or
+    /// `{msn}.{part}.m4s`) into the segment directory, atomically like segments.
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), HlsWriteError> {
+        write_then_rename(&self.file_path(name)?, bytes)
+    }
+
+    /// Deletes LL-HLS file `name` from the segment directory (no error when it is already
+    /// gone).
+    pub fn remove_file(&self, name: &str) -> Result<(), HlsWriteError> {
+        remove_if_present(&self.file_path(name)?)
+    }
+
+    /// Path of LL-HLS file `name` in the segment directory; other names are refused, so a file
+    /// never lands outside it.
+    pub fn file_path(&self, name: &str) -> Result<PathBuf, HlsWriteError> {
+        if !is_ll_file(name) {
+            return Err(HlsWriteError::Io {
+                path: self.segments_dir.join(name),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "not an LL-HLS file name"),
+            });
+        }
+        Ok(self.segments_dir.join(name))
     }
 
     /// Deletes segment `sequence` (no error when it is already gone).
@@ -142,6 +166,26 @@ impl HlsDirectory {
     pub fn write_playlist_text(&self, text: &str) -> Result<(), HlsWriteError> {
         write_then_rename(&self.playlist_path, text.as_bytes())
     }
+}
+
+/// True for the names of LL-HLS files: `ll.m3u8`, `init-{hex}.mp4`, `{msn}.m4s`,
+/// `{msn}.{part}.m4s`.
+fn is_ll_file(name: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if name == "ll.m3u8" {
+        return true;
+    }
+    if let Some(hex) = name
+        .strip_prefix("init-")
+        .and_then(|n| n.strip_suffix(".mp4"))
+    {
+        return !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    }
+    name.strip_suffix(".m4s")
+        .is_some_and(|stem| match stem.split_once('.') {
+            Some((msn, part)) => digits(msn) && digits(part),
+            None => digits(stem),
+        })
 }
 
 /// Writes `bytes` to `{path}.tmp` and renames it to `path`; on failure the temporary is removed
@@ -174,5 +218,35 @@ fn remove_if_present(path: &Path) -> Result<(), HlsWriteError> {
             source,
         }),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod ll_file_tests {
+    use super::*;
+
+    #[test]
+    fn only_ll_hls_names_are_written_and_they_stay_in_the_segment_directory() {
+        for name in ["ll.m3u8", "init-0af3.mp4", "12.m4s", "12.3.m4s"] {
+            assert!(is_ll_file(name), "{name}");
+        }
+        for name in [
+            "../x.m4s",
+            "a.m4s",
+            "1..m4s",
+            "init-.mp4",
+            "init-zz.mp4",
+            "1.ts",
+            ".m4s",
+        ] {
+            assert!(!is_ll_file(name), "{name}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let out = HlsDirectory::create(dir.path(), "index.m3u8").unwrap();
+        out.write_file("3.1.m4s", b"part").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("3.1.m4s")).unwrap(), b"part");
+        assert!(out.write_file("../escape.m4s", b"x").is_err());
+        out.remove_all().unwrap();
+        assert!(!dir.path().join("3.1.m4s").exists());
     }
 }

@@ -112,6 +112,8 @@ impl LlHlsStream {
     }
 
     fn apply(&mut self, events: &[LlEvent]) {
+        self.playlist
+            .set_part_target(self.packager.part_target_ms());
         for event in events {
             self.playlist.apply(event);
         }

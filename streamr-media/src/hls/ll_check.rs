@@ -230,3 +230,112 @@ pub fn check_ll_playlist(text: &str) -> Vec<LlViolation> {
     }
     violations
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flv::{FlvTag, FlvTagType};
+    use crate::hls::{LlEvent, LlHlsStream, LlPackagerConfig, SegmenterConfig};
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    /// An Enhanced RTMP AV1 tag (the packager needs no real bitstream to cut parts).
+    fn video(first: u8, timestamp: u64, body: &[u8]) -> FlvTag {
+        let mut data = vec![first, b'a', b'v', b'0', b'1'];
+        data.extend_from_slice(body);
+        FlvTag {
+            tag_type: FlvTagType::Video,
+            timestamp: timestamp as u32,
+            stream_id: 0,
+            data: Bytes::from(data),
+        }
+    }
+
+    fn opus(first: u8, timestamp: u64, body: &[u8]) -> FlvTag {
+        let mut data = vec![first, b'O', b'p', b'u', b's'];
+        data.extend_from_slice(body);
+        FlvTag {
+            tag_type: FlvTagType::Audio,
+            timestamp: timestamp as u32,
+            stream_id: 0,
+            data: Bytes::from(data),
+        }
+    }
+
+    /// A stream of video frames `interval` ms apart, frame `i` off by `jitter[i] - 1` ms, a
+    /// keyframe every `gop` frames, with Opus every 20 ms when `audio`.
+    fn stream_tags(interval: u64, jitter: &[u64], gop: usize, audio: bool) -> Vec<FlvTag> {
+        let mut tags = vec![video(0x90, 0, &[0x81, 0x00, 0x0C, 0x00])];
+        if audio {
+            let head = b"OpusHead\x01\x02\x38\x01\x80\xBB\x00\x00\x00\x00\x00";
+            tags.push(opus(0x90, 0, head));
+        }
+        let mut audio_at = 0;
+        for (i, jitter) in jitter.iter().enumerate() {
+            let timestamp = (i as u64 * interval + jitter).saturating_sub(1);
+            while audio && audio_at < timestamp {
+                tags.push(opus(0x91, audio_at, &[0xFC, 0xFF, 0xFE]));
+                audio_at += 20;
+            }
+            let first = if i % gop == 0 { 0x91 } else { 0xA1 };
+            tags.push(video(first, timestamp, &[0x32, 0x01, i as u8]));
+        }
+        tags
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Frames up to ~1.1 fps with ±1 ms of timestamp jitter (FLV's millisecond rounding of
+        /// a regular clock): every playlist keeps the spec's
+        /// rules (each part within PART-TARGET, parts adding up to their segment, each segment
+        /// starting with an independent part), and PART-TARGET never changes.
+        #[test]
+        fn playlists_of_irregularly_timed_streams_keep_the_part_rules(
+            interval in 15u64..900,
+            jitter in proptest::collection::vec(0u64..=2, 40..120),
+            gop_ms in 200u64..4_000,
+            audio in any::<bool>(),
+        ) {
+            let gop = usize::try_from(gop_ms / interval).unwrap_or(1).max(1);
+            let mut stream = LlHlsStream::new(
+                SegmenterConfig { segment_duration_ms: 2_000, target_duration_secs: 12 },
+                LlPackagerConfig::default(),
+                6,
+                "",
+            );
+            let mut part_targets = std::collections::BTreeSet::new();
+            let mut parts = Vec::new();
+            let tags = stream_tags(interval, &jitter, gop, audio);
+            let mut outputs = Vec::new();
+            for tag in &tags {
+                outputs.push(stream.push(tag).unwrap().ll);
+                let changed = outputs.last().is_some_and(|ll| !ll.is_empty());
+                if changed && stream.playlist().has_segments() {
+                    let text = stream.playlist().render(false);
+                    let violations = check_ll_playlist(&text);
+                    prop_assert!(violations.is_empty(), "{violations:#?}\n{text}");
+                    let line = text.lines().find(|l| l.starts_with("#EXT-X-PART-INF:"));
+                    part_targets.insert(line.unwrap_or_default().to_string());
+                }
+            }
+            outputs.push(stream.finish().unwrap().ll);
+            for event in outputs.into_iter().flatten() {
+                if let LlEvent::PartReady(part) = event {
+                    parts.push(part.duration_ms);
+                }
+            }
+            let text = stream.playlist().render(false);
+            prop_assert!(check_ll_playlist(&text).is_empty(), "{text}");
+            prop_assert!(part_targets.len() <= 1, "{part_targets:?}");
+            let target = text
+                .lines()
+                .find_map(|l| l.strip_prefix("#EXT-X-PART-INF:PART-TARGET="))
+                .and_then(|t| t.parse::<f64>().ok())
+                .unwrap();
+            for duration in parts {
+                prop_assert!(duration as f64 <= target * 1_000.0 + 1e-6, "{duration} ms > {target} s");
+            }
+        }
+    }
+}

@@ -4,6 +4,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::segmenter::OpenSegmentInfo;
+use crate::codec::without_temporal_delimiters;
 use crate::flv::tag::{classify, Codec, MediaKind, PacketKind};
 use crate::flv::{FlvTag, FlvTagType};
 use crate::fmp4::{
@@ -17,8 +18,11 @@ pub const DEFAULT_PART_TARGET_MS: u32 = 350;
 /// How partial segments are cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LlPackagerConfig {
-    /// EXT-X-PART-INF PART-TARGET in milliseconds: no part lasts longer (unless a single frame
-    /// interval does).
+    /// The part target aimed for, in milliseconds. The stream's EXT-X-PART-INF PART-TARGET is
+    /// this or, when the first segment has a part that lasts longer less a few milliseconds of
+    /// jitter (frames about as far apart as this, or further), that part's duration plus the
+    /// jitter; see
+    /// [`LlPackager::part_target_ms`].
     pub part_target_ms: u32,
 }
 
@@ -174,11 +178,13 @@ pub struct LlPackager {
     gop: Option<(u64, u64)>,
     /// Video frames since the newest keyframe.
     frames_since_keyframe: u64,
+    /// PART-TARGET, fixed when the first segment closes.
+    fixed_part_target_ms: Option<u32>,
 }
 
 /// Timestamp jitter allowed for when deciding whether one more frame still fits a part, so that
-/// parts stay within the part target.
-const PART_JITTER_MS: u64 = 5;
+/// parts stay within the part target, and added to a part target measured from the stream.
+pub const PART_JITTER_MS: u64 = 5;
 /// Gap used for a sample whose successor never comes (the stream ended or jumped).
 const FALLBACK_GAP_MS: u64 = 33;
 /// A successor further away than this is a jump in the timeline, not a sample duration.
@@ -200,7 +206,19 @@ impl LlPackager {
             last_keyframe_ms: None,
             gop: None,
             frames_since_keyframe: 0,
+            fixed_part_target_ms: None,
         }
+    }
+
+    /// The stream's PART-TARGET in milliseconds: the configured target until the first segment
+    /// closes; then fixed for the stream's life at the longer of the configured target and the
+    /// first segment's longest part plus [`PART_JITTER_MS`] (a stream with frames about as far
+    /// apart as the configured target, or further, cannot have parts that short). Playlists take it before they
+    /// list their first segment ([`LlPlaylist::set_part_target`](super::LlPlaylist::set_part_target)).
+    pub fn part_target_ms(&self) -> u32 {
+        self.fixed_part_target_ms
+            .unwrap_or(self.config.part_target_ms)
+            .max(1)
     }
 
     /// The configuration.
@@ -209,7 +227,7 @@ impl LlPackager {
     }
 
     /// Feeds one tag, already fed to the stream's MPEG-TS segmenter, with the segment that
-    /// segmenter has open now. Tags of codecs fMP4 carries here (H.264, HEVC, AAC, Opus) are
+    /// segmenter has open now. Tags of codecs fMP4 carries here (H.264, HEVC, AV1, AAC, Opus) are
     /// packaged; others are ignored.
     pub fn push(
         &mut self,
@@ -230,6 +248,7 @@ impl LlPackager {
             let config = match info.codec {
                 Codec::H264 => TrackConfig::avc(&payload)?,
                 Codec::Hevc => TrackConfig::hevc(&payload)?,
+                Codec::Av1 => TrackConfig::av1(&payload)?,
                 Codec::Aac => TrackConfig::aac(&payload)?,
                 Codec::Opus => TrackConfig::opus(&payload)?,
                 _ => return Ok(events),
@@ -270,6 +289,7 @@ impl LlPackager {
                     (&self.video_config, info.codec),
                     (Some(TrackConfig::Avc { .. }), Codec::H264)
                         | (Some(TrackConfig::Hevc { .. }), Codec::Hevc)
+                        | (Some(TrackConfig::Av1 { .. }), Codec::Av1)
                 )
         } else {
             open.has_audio
@@ -283,20 +303,32 @@ impl LlPackager {
             return Ok(events);
         }
         let driving = is_video || !open.has_video;
+        let data = match info.codec {
+            // ISOBMFF AV1 samples carry no temporal delimiter.
+            Codec::Av1 => without_temporal_delimiters(payload),
+            _ => payload,
+        };
         let sample = Pending {
             dts_ms: timestamp,
             cts_ms: i64::from(info.composition_time),
             sync: !is_video || info.is_keyframe,
-            data: payload,
+            data,
         };
         if driving {
             let part_start = open.part.as_ref().map(|p| p.start_ms);
-            let gap = if is_video {
-                self.video_gap_ms
+            // This frame's duration is not known before its successor: expect the interval that
+            // just ended (known from the second frame on) or, failing that, the last one.
+            let (pending, last_gap) = if is_video {
+                (&self.pending_video, self.video_gap_ms)
             } else {
-                self.audio_gap_ms
+                (&self.pending_audio, self.audio_gap_ms)
             };
-            let target = u64::from(self.config.part_target_ms.max(1));
+            let gap = pending
+                .as_ref()
+                .and_then(|p| timestamp.checked_sub(p.dts_ms))
+                .filter(|gap| *gap > 0 && *gap <= MAX_GAP_MS)
+                .unwrap_or(last_gap);
+            let target = u64::from(self.part_target_ms());
             let full = part_start.is_some_and(|start| {
                 timestamp
                     .saturating_sub(start)
@@ -570,6 +602,13 @@ impl LlPackager {
         }
         let bytes = bytes.freeze();
         let duration_ms = open.parts.iter().map(|p| p.duration_ms).sum();
+        if self.fixed_part_target_ms.is_none() {
+            let longest = open.parts.iter().map(|p| p.duration_ms).max().unwrap_or(0);
+            let configured = u64::from(self.config.part_target_ms.max(1));
+            // Parts of frames this far apart leave no room for timestamp jitter.
+            let target = configured.max(longest.saturating_add(PART_JITTER_MS));
+            self.fixed_part_target_ms = Some(u32::try_from(target).unwrap_or(u32::MAX));
+        }
         events.push(LlEvent::SegmentReady(LlSegment {
             sequence: open.sequence,
             start_timestamp_ms: open.start_ms,

@@ -117,6 +117,14 @@ impl LlPlaylist {
         }
     }
 
+    /// Sets EXT-X-PART-INF PART-TARGET (and PART-HOLD-BACK from it); ignored once a segment is
+    /// listed (it must stay constant).
+    pub fn set_part_target(&mut self, ms: u32) {
+        if !self.started {
+            self.config.part_target_ms = ms.max(1);
+        }
+    }
+
     /// Stamps segments with EXT-X-PROGRAM-DATE-TIME from `now` on (for the next segment). When
     /// the first segment is still open and unstamped, `now` is its start.
     pub fn set_program_date_time(&mut self, now: SystemTime) {
@@ -215,6 +223,11 @@ impl LlPlaylist {
     /// True when at least one segment is complete.
     pub fn has_segments(&self) -> bool {
         self.segments.iter().any(|e| e.duration_ms.is_some())
+    }
+
+    /// The media sequence number of the oldest segment listed (or still kept), if any.
+    pub fn oldest_sequence(&self) -> Option<u64> {
+        self.segments.front().map(|e| e.sequence)
     }
 
     /// The bytes of complete segment `sequence`.

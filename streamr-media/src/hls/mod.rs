@@ -42,6 +42,7 @@ pub use ll::{LlHlsStream, LlOutput};
 pub use ll_check::{check_ll_playlist, LlViolation};
 pub use ll_packager::{
     InitSegment, LlEvent, LlPackager, LlPackagerConfig, LlSegment, Part, DEFAULT_PART_TARGET_MS,
+    PART_JITTER_MS,
 };
 pub use ll_playlist::{
     BlockingState, LlPlaylist, LlPlaylistConfig, LL_HLS_VERSION, PART_HOLD_BACK_PARTS,
@@ -116,6 +117,7 @@ impl HlsStream {
                     self.playlist.push(segment, true)
                 }
                 SegmenterEvent::Ended => self.playlist.end(),
+                SegmenterEvent::CodecLeftOut { .. } => {}
             }
         }
     }

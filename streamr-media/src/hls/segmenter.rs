@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::flv::tag::{MediaKind, PacketKind};
+use crate::flv::tag::{Codec, MediaKind, PacketKind};
 use crate::flv::FlvTag;
 use crate::ts::{pad_continuity_to_16, FlvTsMuxer, MuxOutcome, TsError, TS_PACKET_LEN};
 
@@ -14,11 +14,15 @@ const BACKWARD_JUMP_MS: u64 = 1_000;
 /// 4.033 s segment of a 4 s stream does not make the target duration 5.
 const TARGET_JITTER_MS: u64 = 100;
 
+/// Timestamp rounding allowed for when deciding whether a keyframe reached a grid line.
+const GRID_JITTER_MS: u64 = 2;
+
 /// How segments are cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmenterConfig {
     /// The segment length aimed for, in milliseconds. Cuts happen only at keyframes: at the
-    /// first keyframe at or after each multiple of this length on the stream's own clock, so
+    /// first keyframe at or after each multiple of this length (or up to 2 ms before it, the
+    /// rounding of millisecond timestamps) on the stream's own clock, so
     /// every node cutting the same stream cuts at the same places, and a GOP longer than this
     /// makes one segment per GOP.
     pub segment_duration_ms: u32,
@@ -91,6 +95,21 @@ pub enum SegmenterEvent {
     SegmentReady(Segment),
     /// The publisher ended; no more segments follow.
     Ended,
+    /// The stream has a track whose codec MPEG-TS cannot carry but the fMP4 (LL-HLS) rendition
+    /// does (AV1 video, Opus audio): its frames still decide where segments are cut (video at
+    /// its keyframes), so the LL-HLS segments cut at the same frames are whole GOPs, but the
+    /// MPEG-TS segments leave the track out. Reported once per track kind.
+    CodecLeftOut {
+        /// Audio or video.
+        kind: MediaKind,
+        /// The codec.
+        codec: Codec,
+    },
+}
+
+/// True for the codecs the fMP4 rendition carries and MPEG-TS cannot.
+fn is_fmp4_only(codec: Codec) -> bool {
+    matches!(codec, Codec::Av1 | Codec::Opus)
 }
 
 #[derive(Debug)]
@@ -139,6 +158,12 @@ pub struct Segmenter {
     /// EXT-X-TARGETDURATION, fixed when the first segment closes.
     target_duration_secs: Option<u32>,
     ended: bool,
+    /// The configuration of a video track only fMP4 carries (AV1): its frames time the cuts.
+    fmp4_only_video: Option<Bytes>,
+    /// An audio track only fMP4 carries (Opus) was configured.
+    fmp4_only_audio: bool,
+    /// Track kinds reported with [`SegmenterEvent::CodecLeftOut`] (audio, video).
+    left_out_reported: [bool; 2],
 }
 
 impl Segmenter {
@@ -163,6 +188,9 @@ impl Segmenter {
             shortest_gop_ms: u64::MAX,
             target_duration_secs: None,
             ended: false,
+            fmp4_only_video: None,
+            fmp4_only_audio: false,
+            left_out_reported: [false; 2],
         }
     }
 
@@ -207,7 +235,14 @@ impl Segmenter {
                 MediaKind::Audio => self.muxer.has_audio(),
             };
             let mut scratch = Vec::new();
-            let outcome = self.muxer.write_classified(tag, &info, &mut scratch)?;
+            let outcome = match self.muxer.write_classified(tag, &info, &mut scratch) {
+                Err(TsError::UnsupportedCodec { kind, codec, .. }) if is_fmp4_only(codec) => {
+                    let payload = tag.data.slice(info.payload_offset.min(tag.data.len())..);
+                    self.fmp4_only_config(kind, codec, payload, timestamp, &mut events);
+                    return Ok(events);
+                }
+                outcome => outcome?,
+            };
             if had_config && matches!(outcome, MuxOutcome::ConfigChanged { .. }) {
                 // A new codec configuration: close the segment, the next one is discontinuous.
                 self.close(timestamp, &mut events);
@@ -218,8 +253,18 @@ impl Segmenter {
         if !info.is_coded_frame() {
             return Ok(events);
         }
-        // Reject a bad frame before it can close or open a segment.
-        self.muxer.check_frame(tag, &info)?;
+        // Reject a bad frame before it can close or open a segment; a frame of a track only the
+        // fMP4 rendition carries goes on to time the cuts without being written.
+        let carried = match self.muxer.check_frame(tag, &info) {
+            Ok(()) => true,
+            Err(TsError::UnsupportedCodec { kind, codec, .. })
+                if self.times_cuts_only(kind, codec) =>
+            {
+                self.report_left_out(kind, codec, &mut events);
+                false
+            }
+            Err(error) => return Err(error),
+        };
         if let Some(last) = self.last_timestamp_ms {
             if timestamp.saturating_add(BACKWARD_JUMP_MS) < last {
                 let end = self
@@ -231,7 +276,7 @@ impl Segmenter {
             }
         }
         let is_video = info.kind == MediaKind::Video;
-        let has_video = self.muxer.has_video();
+        let has_video = self.muxer.has_video() || self.fmp4_only_video.is_some();
         let cut_point = if has_video {
             is_video && info.is_keyframe
         } else {
@@ -262,7 +307,11 @@ impl Segmenter {
         match &self.open {
             Some(open) => {
                 let grid = self.config.grid_ms();
-                let crossed_grid = timestamp / grid > open.start_ms / grid;
+                // A keyframe a millisecond or two before a grid line (timestamps rounded to whole
+                // milliseconds) counts as on it: otherwise the segment runs a whole GOP longer
+                // than the target duration the regular GOPs implied.
+                let slot = |ms: u64| ms.saturating_add(GRID_JITTER_MS) / grid;
+                let crossed_grid = slot(timestamp) > slot(open.start_ms);
                 if cut_point && crossed_grid {
                     self.close(timestamp, &mut events);
                     self.open_segment(timestamp, has_video);
@@ -277,9 +326,11 @@ impl Segmenter {
             return Ok(events);
         };
         let before = open.bytes.len();
-        if let Err(error) = self.muxer.write_classified(tag, &info, &mut open.bytes) {
-            open.bytes.truncate(before);
-            return Err(error);
+        if carried {
+            if let Err(error) = self.muxer.write_classified(tag, &info, &mut open.bytes) {
+                open.bytes.truncate(before);
+                return Err(error);
+            }
         }
         // Segment timing follows the track that drives cuts (video when there is video).
         if drives_cuts && timestamp > open.last_ms {
@@ -288,6 +339,49 @@ impl Segmenter {
         }
         self.last_timestamp_ms = Some(timestamp);
         Ok(events)
+    }
+
+    /// True when a frame of `codec` is of a configured track only the fMP4 rendition carries.
+    fn times_cuts_only(&self, kind: MediaKind, codec: Codec) -> bool {
+        is_fmp4_only(codec)
+            && match kind {
+                MediaKind::Video => self.fmp4_only_video.is_some(),
+                MediaKind::Audio => self.fmp4_only_audio,
+            }
+    }
+
+    /// A sequence header of a codec only fMP4 carries: a changed video configuration closes the
+    /// segment like a changed H.264/HEVC one.
+    fn fmp4_only_config(
+        &mut self,
+        kind: MediaKind,
+        codec: Codec,
+        payload: Bytes,
+        timestamp: u64,
+        events: &mut Vec<SegmenterEvent>,
+    ) {
+        match kind {
+            MediaKind::Video => {
+                let changed = self
+                    .fmp4_only_video
+                    .as_ref()
+                    .is_some_and(|previous| *previous != payload);
+                if changed {
+                    self.close(timestamp, events);
+                    self.pending_discontinuity = true;
+                }
+                self.fmp4_only_video = Some(payload);
+            }
+            MediaKind::Audio => self.fmp4_only_audio = true,
+        }
+        self.report_left_out(kind, codec, events);
+    }
+
+    fn report_left_out(&mut self, kind: MediaKind, codec: Codec, events: &mut Vec<SegmenterEvent>) {
+        let slot = &mut self.left_out_reported[usize::from(kind == MediaKind::Video)];
+        if !std::mem::replace(slot, true) {
+            events.push(SegmenterEvent::CodecLeftOut { kind, codec });
+        }
     }
 
     /// Marks a discontinuity (the publisher reconnected): the open segment is closed and the next

@@ -609,6 +609,7 @@ impl StreamTask {
             playlist.end();
             true
         });
+        self.mirror_ll(Vec::new());
         self.state.ended.store(true, Ordering::Release);
         info!(app = %self.key.app, stream = %self.key.name, "live HLS ended");
         let retention = self.live.inner.config.ended_retention;
@@ -689,15 +690,49 @@ impl StreamTask {
             }
         }
         let target = self.segmenter.target_duration_secs();
+        let part_target = packager.part_target_ms();
         self.with_ll(|playlist| {
             if let Some(target) = target {
                 playlist.set_target_duration(target);
             }
+            playlist.set_part_target(part_target);
             for event in &events {
                 playlist.apply(event);
             }
             true
         });
+        if self.directory.is_some() {
+            let files = events
+                .iter()
+                .map(|event| match event {
+                    LlEvent::SegmentStarted { init, .. } => (init.name.clone(), init.bytes.clone()),
+                    LlEvent::PartReady(part) => (
+                        format!("{}.{}.m4s", part.sequence, part.index),
+                        part.bytes.clone(),
+                    ),
+                    LlEvent::SegmentReady(segment) => {
+                        (format!("{}.m4s", segment.sequence), segment.bytes.clone())
+                    }
+                })
+                .collect();
+            self.mirror_ll(files);
+        }
+    }
+
+    /// Sends the LL-HLS rendition's new files and its playlist to the directory mirror.
+    fn mirror_ll(&self, files: Vec<(String, Bytes)>) {
+        let (Some(directory), Some(ll)) = (&self.directory, &self.state.ll) else {
+            return;
+        };
+        let view = ll.view.read().unwrap_or_else(PoisonError::into_inner);
+        let playlist = view.playlist.has_segments().then(|| view.full.clone());
+        let oldest = view.playlist.oldest_sequence();
+        drop(view);
+        directory.send(DirectoryJob::SyncLl(Box::new(LlMirrorJob {
+            files,
+            playlist,
+            oldest,
+        })));
     }
 
     /// Changes the LL-HLS playlist; when `change` returns true the cached renderings are
@@ -777,6 +812,13 @@ impl StreamTask {
                         });
                     }
                     SegmenterEvent::Ended => view.playlist.end(),
+                    SegmenterEvent::CodecLeftOut { kind, codec } => warn!(
+                        app = %self.key.app,
+                        stream = %self.key.name,
+                        ?kind,
+                        ?codec,
+                        "this codec cannot be carried in MPEG-TS: the TS HLS rendition leaves it out; the LL-HLS (fMP4) rendition, RTMP and HTTP-FLV viewers get it"
+                    ),
                 }
             }
             let text = view.playlist.render();
@@ -794,8 +836,21 @@ enum DirectoryJob {
     /// Bring the directory up to this playlist: its segments, then the playlist file, then
     /// deleting segments that left it.
     Sync(Box<LivePlaylist>),
+    /// Write the LL-HLS rendition's new files, then its playlist, then delete the files of
+    /// segments it no longer keeps.
+    SyncLl(Box<LlMirrorJob>),
     /// The stream's playlist was dropped: delete its files.
     RemoveAll,
+}
+
+/// The LL-HLS rendition's changes for the directory mirror.
+struct LlMirrorJob {
+    /// New files: init segments, parts and segments, by file name.
+    files: Vec<(String, Bytes)>,
+    /// The full playlist, once it lists a segment.
+    playlist: Option<Bytes>,
+    /// The oldest segment the playlist keeps: files of older ones are deleted.
+    oldest: Option<u64>,
 }
 
 /// Writes one stream's playlist and segments to disk off the async workers, in order.
@@ -817,12 +872,14 @@ impl DirectoryWriter {
                 directory: None,
                 on_disk: std::collections::BTreeSet::new(),
                 removed_below: first_sequence,
+                ll_on_disk: std::collections::BTreeSet::new(),
                 failing: false,
                 stream,
             };
             for job in queue {
                 match job {
                     DirectoryJob::Sync(playlist) => mirror.sync(&playlist),
+                    DirectoryJob::SyncLl(job) => mirror.sync_ll(&job),
                     DirectoryJob::RemoveAll => mirror.remove_all(),
                 }
             }
@@ -846,6 +903,8 @@ struct DirectoryMirror {
     on_disk: std::collections::BTreeSet<u64>,
     /// Segments below this were deleted.
     removed_below: u64,
+    /// LL-HLS files completely written, by name.
+    ll_on_disk: std::collections::BTreeSet<String>,
     /// The last sync failed: the on-disk playlist is behind the served one.
     failing: bool,
     stream: crate::name::StreamName,
@@ -853,7 +912,58 @@ struct DirectoryMirror {
 
 impl DirectoryMirror {
     fn sync(&mut self, playlist: &LivePlaylist) {
-        match self.try_sync(playlist) {
+        let result = self.try_sync(playlist);
+        self.report(result);
+    }
+
+    fn sync_ll(&mut self, job: &LlMirrorJob) {
+        let result = self.try_sync_ll(job);
+        self.report(result);
+    }
+
+    /// Writes the new LL-HLS files, then the playlist (so it lists only complete files), then
+    /// deletes the files of segments older than the oldest kept.
+    fn try_sync_ll(&mut self, job: &LlMirrorJob) -> Result<(), crate::hls::HlsWriteError> {
+        let directory = self.directory()?;
+        for (name, bytes) in &job.files {
+            if self.ll_on_disk.contains(name) {
+                continue;
+            }
+            directory.write_file(name, bytes)?;
+            self.ll_on_disk.insert(name.clone());
+        }
+        if let Some(playlist) = &job.playlist {
+            directory.write_file(crate::http::ll_hls::LL_PLAYLIST_NAME, playlist)?;
+        }
+        if let Some(oldest) = job.oldest {
+            let msn = |name: &str| name.split('.').next().and_then(|n| n.parse::<u64>().ok());
+            let old: Vec<String> = self
+                .ll_on_disk
+                .iter()
+                .filter(|name| msn(name).is_some_and(|msn| msn < oldest))
+                .cloned()
+                .collect();
+            for name in old {
+                directory.remove_file(&name)?;
+                self.ll_on_disk.remove(&name);
+            }
+        }
+        Ok(())
+    }
+
+    fn directory(&mut self) -> Result<HlsDirectory, crate::hls::HlsWriteError> {
+        Ok(match &self.directory {
+            Some(directory) => directory.clone(),
+            None => {
+                let created = HlsDirectory::create_split(&self.segments_dir, &self.playlist_path)?;
+                self.directory = Some(created.clone());
+                created
+            }
+        })
+    }
+
+    fn report(&mut self, result: Result<(), crate::hls::HlsWriteError>) {
+        match result {
             Ok(()) if self.failing => {
                 self.failing = false;
                 info!(stream = %self.stream, "HLS directory mirror writes again");
@@ -870,14 +980,7 @@ impl DirectoryMirror {
     /// Writes the listed segments not on disk yet, then the playlist (so it lists only complete
     /// files), then deletes segments the playlist no longer keeps.
     fn try_sync(&mut self, playlist: &LivePlaylist) -> Result<(), crate::hls::HlsWriteError> {
-        let directory = match &self.directory {
-            Some(directory) => directory.clone(),
-            None => {
-                let created = HlsDirectory::create_split(&self.segments_dir, &self.playlist_path)?;
-                self.directory = Some(created.clone());
-                created
-            }
-        };
+        let directory = self.directory()?;
         for entry in playlist.listed() {
             if self.on_disk.contains(&entry.sequence) {
                 continue;
@@ -912,5 +1015,6 @@ impl DirectoryMirror {
             }
         }
         self.on_disk.clear();
+        self.ll_on_disk.clear();
     }
 }

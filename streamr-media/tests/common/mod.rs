@@ -3,6 +3,8 @@
 //! small RTMP client over the library's sans-IO client session.
 #![allow(dead_code)]
 
+pub mod enhanced;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
