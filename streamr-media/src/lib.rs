@@ -98,4 +98,7 @@ pub use rtmp::session::{
 };
 pub use rtmp::url::RtmpUrl;
 #[cfg(feature = "server")]
-pub use server::{Refusal, RelayHooks, RelayServer, RelayServerConfig, StreamEvent, StreamRequest};
+pub use server::{
+    PlayAdmission, PlayGate, Protocol, Refusal, RelayHooks, RelayServer, RelayServerConfig,
+    StreamEvent, StreamRequest,
+};
