@@ -19,6 +19,27 @@ const WAIT_POLL: Duration = Duration::from_millis(20);
 /// embedder's hooks and then starts, or joins, the pull of the stream from the upstream; the
 /// HTTP server ([`HttpServer::start_with_gate`](crate::http::HttpServer::start_with_gate))
 /// also waits for a pulled stream to arrive before it answers.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// use streamr_media::http::{HttpServer, LiveHlsConfig};
+/// use streamr_media::server::AllowAll;
+/// use streamr_media::upstream::{UpstreamConfig, UpstreamPuller};
+/// use streamr_media::{PlayGate, RelayHub, RelayServer, RelayServerConfig};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let hub = RelayHub::default();
+/// let upstream = UpstreamConfig::default().with_upstreams(["rtmp://origin.example:1935"]);
+/// let puller = UpstreamPuller::new(hub.clone(), upstream);
+/// let gate = PlayGate::new(Arc::new(AllowAll)).with_upstream(puller, Duration::from_secs(5));
+/// let rtmp = RelayServer::start_on_hub(RelayServerConfig::default(), Arc::new(gate.clone()), hub.clone()).await?;
+/// let bind = "127.0.0.1:8080".parse().expect("a socket address");
+/// let http = HttpServer::start_with_gate(bind, hub, LiveHlsConfig::default(), gate).await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct PlayGate {
     hooks: Arc<dyn RelayHooks>,
@@ -124,5 +145,86 @@ impl RelayHooks for PlayGate {
 
     async fn on_event(&self, event: StreamEvent) {
         self.hooks.on_event(event).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::server::{Protocol, RefusalKind};
+    use crate::upstream::UpstreamConfig;
+
+    /// Admits `?ok`, refuses anything else.
+    struct OnlyOk;
+
+    #[async_trait]
+    impl RelayHooks for OnlyOk {
+        async fn authorize_play(&self, request: &StreamRequest) -> Result<(), Refusal> {
+            if request.query == "ok" {
+                Ok(())
+            } else {
+                Err(Refusal::new("not ok").with_code("not_ok").unauthorized())
+            }
+        }
+    }
+
+    fn request(query: &str) -> StreamRequest {
+        let key = StreamKey::parse("live", "show").expect("valid names");
+        let peer = SocketAddr::from(([127, 0, 0, 1], 5000));
+        StreamRequest::new(key, query, peer, Protocol::Hls)
+    }
+
+    /// A puller whose only upstream refuses connections at once.
+    fn puller(hub: &RelayHub) -> UpstreamPuller {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let upstream = format!("rtmp://{}", closed.local_addr().expect("address"));
+        drop(closed);
+        let config = UpstreamConfig::default().with_upstreams([upstream]);
+        UpstreamPuller::new(hub.clone(), config)
+    }
+
+    #[tokio::test]
+    async fn a_refused_play_keeps_its_refusal_and_starts_no_pull() {
+        let hub = RelayHub::default();
+        let puller = puller(&hub);
+        let gate = PlayGate::new(Arc::new(OnlyOk)).with_upstream(puller.clone(), Duration::ZERO);
+        let refusal = gate.admit(&request("no")).await.expect_err("refused");
+        assert_eq!(
+            (refusal.code.as_ref(), refusal.kind),
+            ("not_ok", RefusalKind::Unauthorized)
+        );
+        assert_eq!(puller.totals().pulls, 0);
+        assert!(gate.admit(&request("ok")).await.is_ok());
+        assert_eq!(puller.totals().pulls, 1);
+        // A second admitted play joins the pull.
+        assert!(gate.authorize_play(&request("ok")).await.is_ok());
+        assert_eq!(puller.totals().pulls, 1);
+    }
+
+    #[tokio::test]
+    async fn a_stream_published_here_is_ready_without_a_wait() {
+        let hub = RelayHub::default();
+        let key = request("").key;
+        let gate = PlayGate::default();
+        assert_eq!(gate.wait_for_stream(&hub, &key).await, StreamWait::Absent);
+        let _publisher = hub.publish(key.clone()).expect("the key is free");
+        let gate = gate.with_upstream(puller(&hub), Duration::from_secs(60));
+        assert_eq!(gate.wait_for_stream(&hub, &key).await, StreamWait::Ready);
+        assert_eq!(gate.upstream().map(|p| p.totals().pulls), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_failing_upstream_ends_the_wait_with_its_error() {
+        let hub = RelayHub::default();
+        let gate = PlayGate::default().with_upstream(puller(&hub), Duration::from_millis(300));
+        let admitted = request("");
+        gate.admit(&admitted).await.expect("allow-all");
+        let wait = gate.wait_for_stream(&hub, &admitted.key).await;
+        assert!(
+            matches!(wait, StreamWait::UpstreamFailed(ref e) if !e.is_empty()),
+            "{wait:?}"
+        );
     }
 }
