@@ -152,7 +152,7 @@ async fn gate_request(
     let admission = match state.gate.admit(&stream_request).await {
         Ok(admission) => admission,
         Err(refusal) => {
-            tracing::info!(stream = %key, %peer, protocol = %target.protocol(), %refusal,
+            tracing::debug!(stream = %key, %peer, protocol = %target.protocol(), %refusal,
                 "play refused");
             return refused(&refusal, &key);
         }
