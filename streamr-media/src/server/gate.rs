@@ -10,9 +10,6 @@ use super::hooks::{AllowAll, PlayAdmission, Refusal, RelayHooks, StreamEvent, St
 use crate::relay::{RelayHub, StreamKey};
 use crate::upstream::UpstreamPuller;
 
-/// How often [`PlayGate::wait_for_stream`] looks at the hub while a pull starts.
-const WAIT_POLL: Duration = Duration::from_millis(20);
-
 /// The hooks and the relay-on-demand of a server, shared by its RTMP and HTTP sides.
 ///
 /// As [`RelayHooks`] (hand it to [`RelayServer`](super::RelayServer)) it authorizes with the
@@ -116,11 +113,18 @@ impl PlayGate {
             return StreamWait::Absent;
         };
         let deadline = tokio::time::Instant::now() + self.pull_wait;
-        while tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(WAIT_POLL).await;
-            if hub.is_publishing(key) {
-                return StreamWait::Ready;
+        // Woken by the stream's frames, not polled (a pull publishes with its first frame); an
+        // internal subscriber is no viewer, so it keeps no pull alive.
+        if let Ok(mut watch) = hub.subscribe_internal(key.clone()) {
+            while !hub.is_publishing(key) {
+                match tokio::time::timeout_at(deadline, watch.recv()).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
             }
+        }
+        if hub.is_publishing(key) {
+            return StreamWait::Ready;
         }
         match puller.status(key).and_then(|status| status.last_error) {
             Some(error) => StreamWait::UpstreamFailed(error),
@@ -213,6 +217,29 @@ mod tests {
         let gate = gate.with_upstream(puller(&hub), Duration::from_secs(60));
         assert_eq!(gate.wait_for_stream(&hub, &key).await, StreamWait::Ready);
         assert_eq!(gate.upstream().map(|p| p.totals().pulls), Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_wait_ends_with_the_streams_first_frame() {
+        let hub = RelayHub::default();
+        let key = request("").key;
+        let gate = PlayGate::default().with_upstream(puller(&hub), Duration::from_secs(60));
+        let publishing = hub.clone();
+        let published = key.clone();
+        let publisher = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            let publisher = publishing.publish(published).expect("the key is free");
+            let keyframe = bytes::Bytes::from_static(&[0x17, 1, 0, 0, 0, 0x65]);
+            publisher.send(crate::relay::FrameKind::Video, 0, keyframe);
+            publisher
+        });
+        let wait = tokio::time::timeout(Duration::from_secs(10), gate.wait_for_stream(&hub, &key));
+        assert_eq!(
+            wait.await,
+            Ok(StreamWait::Ready),
+            "woken well before the 60 s pull wait"
+        );
+        drop(publisher.await);
     }
 
     #[tokio::test]
