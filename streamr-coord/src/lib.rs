@@ -38,7 +38,7 @@ pub mod error;
 pub mod extract;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-pub mod grant_token;
+pub use streamr_core::grant_token;
 mod heartbeat_writer;
 pub mod metrics;
 mod observed_prefixes;

@@ -10,6 +10,8 @@
 //!   over the canonical encoding of [`canonical`];
 //! - [`SessionAccounting`] is a node's per-session split of served bytes into attested and
 //!   unattested claims (the node and the simulator run it alike);
+//! - [`GrantChecker`] checks the grant a viewer presents to a node (its URL form in
+//!   [`grant_token`]);
 //! - [`ReceiptVerifier`] checks receipts against grants and the origin's [`SegmentChain`];
 //! - [`ProbeSummary`] (availability, capacity) and [`Router`] (seeded, replayable routing);
 //! - [`FraudEngine`] turns [`EpochObservations`] into reward inputs, evidence and penalties;
@@ -65,6 +67,8 @@ mod content;
 mod error;
 mod fraud;
 mod grant;
+mod grant_check;
+pub mod grant_token;
 mod heartbeat;
 mod identity;
 mod ids;
@@ -91,6 +95,7 @@ pub use fraud::{
     Verdict, ViewerProfile,
 };
 pub use grant::{SessionGrant, SignedGrant};
+pub use grant_check::{GrantChecker, GrantRefusal};
 pub use heartbeat::{HeartbeatNonces, NodeHeartbeat, SignedHeartbeat};
 pub use identity::{CoordinatorKey, KeyPair, NodeId, SignatureBytes, ViewerKey};
 pub use ids::{

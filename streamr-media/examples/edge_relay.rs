@@ -1,6 +1,7 @@
-//! An edge relay: RTMP players and HLS viewers are served from one pull of the origin's stream.
-//! `cargo run -p streamr-media --example edge_relay -- rtmp://origin:1935`, then play
-//! `rtmp://127.0.0.1:1936/live/demo` or `http://127.0.0.1:8081/live/demo.m3u8`.
+//! An edge relay that pulls from its origin on demand, serves RTMP, HTTP-FLV and HLS, and checks
+//! the viewer's token on every path: `cargo run -p streamr-media --example edge_relay --
+//! rtmp://origin:1935 t0ken`, then play `rtmp://127.0.0.1:1936/live/demo?token=t0ken` or
+//! `http://127.0.0.1:8081/live/demo.m3u8?token=t0ken` (its segment URIs carry the token).
 
 use std::io;
 use std::sync::Arc;
@@ -8,49 +9,50 @@ use std::time::Duration;
 
 use streamr_media::http::{HttpServer, LiveHlsConfig};
 use streamr_media::upstream::{UpstreamConfig, UpstreamPuller};
-use streamr_media::{Refusal, RelayHooks, RelayHub, RelayServer, RelayServerConfig};
-use streamr_media::{StreamKey, StreamRequest};
+use streamr_media::StreamRequest;
+use streamr_media::{PlayGate, Refusal, RelayHooks, RelayHub, RelayServer, RelayServerConfig};
 
-/// An RTMP play starts (or joins) the pull of its stream before the hub serves it.
-pub struct PullOnPlay(pub UpstreamPuller);
+/// Players must send `?token=<token>`, whatever the protocol.
+pub struct TokenCheck(pub String);
 
 #[async_trait::async_trait]
-impl RelayHooks for PullOnPlay {
+impl RelayHooks for TokenCheck {
     async fn authorize_play(&self, request: &StreamRequest) -> Result<(), Refusal> {
-        self.0.ensure(&request.key);
-        Ok(())
+        let sent = request
+            .query
+            .split('&')
+            .find_map(|p| p.strip_prefix("token="));
+        match sent {
+            Some(token) if token == self.0 => Ok(()),
+            Some(_) => Err(Refusal::new("wrong token")),
+            None => Err(Refusal::new("a token is required").unauthorized()),
+        }
     }
 }
 
 /// Starts an edge of `origin` (`rtmp://host:port`): RTMP on `rtmp`, HLS and HTTP-FLV on `http`.
 pub async fn start(
     origin: &str,
-    rtmp: &str,
-    http: &str,
+    token: &str,
+    (rtmp, http): (&str, &str),
 ) -> io::Result<(RelayServer, HttpServer, UpstreamPuller)> {
     let hub = RelayHub::default();
-    let mut upstream = UpstreamConfig::default();
-    upstream.upstreams.push(origin.to_string());
+    let upstream = UpstreamConfig::default().with_upstreams([origin]);
     let puller = UpstreamPuller::new(hub.clone(), upstream);
+    let gate = PlayGate::new(Arc::new(TokenCheck(token.to_owned())))
+        .with_upstream(puller.clone(), Duration::from_secs(5));
     let config = RelayServerConfig::default().with_bind(rtmp.parse().map_err(io::Error::other)?);
-    let hooks = Arc::new(PullOnPlay(puller.clone()));
-    let rtmp = RelayServer::start_on_hub(config, hooks, hub.clone()).await?;
+    let rtmp = RelayServer::start_on_hub(config, Arc::new(gate.clone()), hub.clone()).await?;
     let http_bind = http.parse().map_err(io::Error::other)?;
-    let http = HttpServer::start(http_bind, hub, LiveHlsConfig::default()).await?;
+    let http = HttpServer::start_with_gate(http_bind, hub, LiveHlsConfig::default(), gate).await?;
     Ok((rtmp, http, puller))
 }
 
 #[tokio::main]
 async fn main() -> io::Result<()> {
-    let origin = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "rtmp://127.0.0.1:1935".into());
-    let (_rtmp, _http, puller) = start(&origin, "127.0.0.1:1936", "127.0.0.1:8081").await?;
-    // HttpServer has no request hook yet, so an HLS GET cannot start a pull on demand: keep
-    // `live/demo` pulled instead (a pull stops after its idle timeout without demand).
-    let key = StreamKey::parse("live", "demo").map_err(io::Error::other)?;
-    loop {
-        puller.ensure(&key);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    let mut args = std::env::args().skip(1);
+    let origin = args.next().unwrap_or("rtmp://127.0.0.1:1935".into());
+    let token = args.next().unwrap_or("t0ken".into());
+    let _edge = start(&origin, &token, ("127.0.0.1:1936", "127.0.0.1:8081")).await?;
+    tokio::signal::ctrl_c().await
 }

@@ -10,6 +10,13 @@
 //! them: [`RelayServer`] (RTMP), [`http::HttpServer`] (HLS and HTTP-FLV), [`RtmpClient`] and
 //! [`upstream::UpstreamPuller`] (pulling from an origin).
 //!
+//! An embedding application plugs in one trait, [`RelayHooks`]: it authorizes publishers and
+//! players and hears lifecycle events. A [`PlayGate`] applies the same hooks to every delivery
+//! path (RTMP, HTTP-FLV, HLS and LL-HLS; [`StreamRequest::protocol`] says which) and adds
+//! relay-on-demand: a play or GET for a stream this server does not have starts, or joins, a
+//! pull from the upstream, and HTTP waits for it. An accepted playlist request's query (a
+//! token) is carried onto every URI of the playlist. See `examples/edge_relay.rs`.
+//!
 //! ## Cargo features
 //!
 //! | feature | default | what it adds |
@@ -98,4 +105,7 @@ pub use rtmp::session::{
 };
 pub use rtmp::url::RtmpUrl;
 #[cfg(feature = "server")]
-pub use server::{Refusal, RelayHooks, RelayServer, RelayServerConfig, StreamEvent, StreamRequest};
+pub use server::{
+    PlayAdmission, PlayGate, Protocol, Refusal, RelayHooks, RelayServer, RelayServerConfig,
+    StreamEvent, StreamRequest,
+};

@@ -117,6 +117,17 @@ impl Default for UpstreamConfig {
     }
 }
 
+impl UpstreamConfig {
+    /// The same settings pulling from `upstreams` (`rtmp://host[:port]`), tried in order.
+    pub fn with_upstreams(
+        mut self,
+        upstreams: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        self.upstreams = upstreams.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
 /// What happened to one pull, as reported by [`UpstreamPuller::status`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PullStatus {

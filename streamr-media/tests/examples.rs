@@ -106,7 +106,7 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn edge_relay_pulls_the_origin_for_rtmp_players_and_serves_hls() {
+async fn edge_relay_pulls_the_origin_on_demand_and_checks_tokens_on_every_path() {
     let origin =
         RelayServer::start(RelayServerConfig::default().with_bind(([127, 0, 0, 1], 0).into()))
             .await
@@ -117,12 +117,37 @@ async fn edge_relay_pulls_the_origin_for_rtmp_players_and_serves_hls() {
     let options = PublishOptions::looped(stop.clone());
     let publisher = tokio::spawn(async move { publish_flv(&source, &publish_url, &options).await });
     let origin_url = format!("rtmp://{}", origin.local_addr());
-    let (rtmp, http, puller) = edge_relay::start(&origin_url, "127.0.0.1:0", "127.0.0.1:0")
-        .await
-        .expect("the edge starts");
+    let (rtmp, http, puller) =
+        edge_relay::start(&origin_url, "t0ken", ("127.0.0.1:0", "127.0.0.1:0"))
+            .await
+            .expect("the edge starts");
 
-    // An RTMP play on the edge starts the pull; the player gets the origin's video.
-    let mut player = RtmpClient::play(&url(format!("rtmp://{}/live/demo", rtmp.local_addr())))
+    // Without the token nothing is served, over HTTP or RTMP, and nothing is pulled.
+    let refused = get(http.local_addr(), "/live/demo.m3u8?token=guess").await;
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert!(refused.contains("wrong token"), "{refused}");
+    let rtmp_at = |query: &str| url(format!("rtmp://{}/live/demo{query}", rtmp.local_addr()));
+    assert!(RtmpClient::play(&rtmp_at("")).await.is_err());
+    assert_eq!(puller.totals().pulls, 0);
+
+    // An HLS GET with the token starts the pull; the segments it lists carry the token.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let playlist = loop {
+        let response = get(http.local_addr(), "/live/demo.m3u8?token=t0ken").await;
+        if response.contains("#EXTINF") {
+            break response;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no HLS segment on the edge: {response}"
+        );
+        sleep(Duration::from_millis(200)).await;
+    };
+    assert!(playlist.starts_with("HTTP/1.1 200"), "{playlist}");
+    assert!(playlist.contains(".ts?token=t0ken"), "{playlist}");
+
+    // An RTMP player with the token joins the same pull and gets the origin's video.
+    let mut player = RtmpClient::play(&rtmp_at("?token=t0ken"))
         .await
         .expect("the edge accepts the play");
     let video = timeout(Duration::from_secs(15), async {
@@ -138,26 +163,10 @@ async fn edge_relay_pulls_the_origin_for_rtmp_players_and_serves_hls() {
         }
     });
     video.await.expect("video within 15 s");
-    assert_eq!(puller.totals().pulls, 1);
-
-    // The same pull feeds the edge's HLS.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let playlist = loop {
-        let response = get(http.local_addr(), "/live/demo.m3u8").await;
-        if response.contains("#EXTINF") {
-            break response;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no HLS segment on the edge: {response}"
-        );
-        sleep(Duration::from_millis(200)).await;
-    };
-    assert!(playlist.starts_with("HTTP/1.1 200"), "{playlist}");
     assert_eq!(
         puller.totals().pulls,
         1,
-        "HLS joined the RTMP player's pull"
+        "RTMP joined the HLS viewer's pull"
     );
     stop.cancel();
     let _ = publisher.await;

@@ -10,13 +10,14 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use streamr_core::KeyPair;
-use streamr_media::http::{router, HttpState, LiveHls, LiveHlsConfig};
+use streamr_media::http::{HttpState, LiveHls, LiveHlsConfig};
 use streamr_media::relay::{RelayConfig, RelayHub};
+use streamr_media::server::PlayGate;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::gate::Gate;
-use crate::grants::GrantChecker;
+use streamr_core::GrantChecker;
 
 /// Largest response body read back.
 const MAX_BODY: usize = 1 << 20;
@@ -157,14 +158,13 @@ async fn app(grants: Option<GrantChecker>, stop: &CancellationToken) -> axum::Ro
     let hub = RelayHub::new(RelayConfig::default());
     let gate = Arc::new(Gate::new(
         hub.clone(),
-        None,
         grants,
         None,
-        Duration::ZERO,
         Duration::from_secs(10),
     ));
     let hls = LiveHls::start(hub.clone(), LiveHlsConfig::default(), stop.clone());
-    crate::http_app(gate, router(HttpState::new(hub, hls)))
+    let play_gate = PlayGate::new(Arc::new(crate::gate::NodeHooks(gate.clone())));
+    crate::http_app(gate, play_gate, HttpState::new(hub, hls))
 }
 
 /// What every answer to any request must satisfy: no server error, and a refusal (4xx) says

@@ -37,7 +37,6 @@ mod accounting;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod gate;
-pub mod grants;
 pub mod identity;
 mod metrics;
 pub mod nat;
@@ -56,9 +55,9 @@ use std::time::Duration;
 use axum::routing::{get, post};
 use streamr_coord::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert};
 use streamr_core::{CoordinatorKey, KeyPair, NodeId};
-use streamr_media::http::{router, HttpState, LiveHls, LiveHlsConfig};
+use streamr_media::http::{gated_router, HttpState, LiveHls, LiveHlsConfig};
 use streamr_media::relay::{AdaptiveBatchConfig, BatchPolicy, RelayConfig, RelayHub};
-use streamr_media::server::{spawn_adaptive_batching, RelayServer, RelayServerConfig};
+use streamr_media::server::{spawn_adaptive_batching, PlayGate, RelayServer, RelayServerConfig};
 use streamr_media::upstream::{PlayQuery, UpstreamConfig, UpstreamPuller};
 pub use streamr_net::HttpLimits;
 use streamr_tls::{CertificateFiles, HandshakeLimits, ServerTls, TlsError};
@@ -66,11 +65,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub use grants::{GrantChecker, GrantRefusal};
 pub use identity::IdentityError;
 pub use network::PinnedKeyError;
 pub use origin_gate::{OriginPlay, OriginRefusal};
 pub use report_queue::ReportQueueError;
+pub use streamr_core::{GrantChecker, GrantRefusal};
 
 /// How the node reaches the coordinator.
 #[derive(Debug, Clone)]
@@ -464,7 +463,6 @@ impl Node {
             .map(|(client, grants)| origin_gate::OriginGate::new(client, grants));
         let gate = gate::Gate::new(
             hub.clone(),
-            puller.clone(),
             grants,
             client
                 .clone()
@@ -473,17 +471,22 @@ impl Node {
                     client,
                     key: key.clone(),
                 }),
-            config.pull_wait,
             config.receipt_grace,
         );
         let gate = Arc::new(match origin_gate {
             Some(origin_gate) => gate.with_origin_gate(origin_gate),
             None => gate,
         });
+        // One gate for every delivery path: the node's hooks, then the pull (relay role).
+        let play_gate = PlayGate::new(Arc::new(gate::NodeHooks(gate.clone())));
+        let play_gate = match &puller {
+            Some(puller) => play_gate.with_upstream(puller.clone(), config.pull_wait),
+            None => play_gate,
+        };
 
         let rtmp = RelayServer::start_on_hub(
             server_config.clone(),
-            Arc::new(gate::NodeHooks(gate.clone())),
+            Arc::new(play_gate.clone()),
             hub.clone(),
         )
         .await
@@ -496,7 +499,7 @@ impl Node {
             (Some(addr), Some(tls)) => Some(
                 RelayServer::start_tls_on_hub(
                     server_config.with_bind(addr),
-                    Arc::new(gate::NodeHooks(gate.clone())),
+                    Arc::new(play_gate.clone()),
                     hub.clone(),
                     tls.acceptor(streamr_tls::NO_ALPN),
                 )
@@ -555,17 +558,16 @@ impl Node {
             stop.clone(),
         )));
         drop(hls);
-        let media = router(media_state);
         let operations = axum::Router::new()
             .route("/metrics", get(metrics::metrics))
             .route("/healthz", get(metrics::healthz))
             .with_state(node_metrics.clone());
-        let app = http_app(gate.clone(), media).merge(operations).layer(
-            axum::middleware::from_fn_with_state(
+        let app = http_app(gate.clone(), play_gate, media_state)
+            .merge(operations)
+            .layer(axum::middleware::from_fn_with_state(
                 node_metrics.http_bytes_out.clone(),
                 count_response_bytes,
-            ),
-        );
+            ));
         let mut https_addr = None;
         if let Some(tls) = &tls {
             tasks.push(tls.spawn_reloader(config.tls_reload_interval, stop.clone()));
@@ -759,13 +761,12 @@ async fn count_response_bytes(
     axum::response::Response::from_parts(parts, accounting::counted(body, counter))
 }
 
-/// The node's HTTP app: `POST /receipts`, and the media routes behind the grant gate.
-fn http_app(gate: Arc<gate::Gate>, media: axum::Router) -> axum::Router {
+/// The node's HTTP app: `POST /receipts`, and the media routes behind the play gate.
+fn http_app(gate: Arc<gate::Gate>, play_gate: PlayGate, media: HttpState) -> axum::Router {
     axum::Router::new()
         .route("/receipts", post(gate::post_receipts))
-        .with_state(gate.clone())
-        .fallback_service(media)
-        .layer(axum::middleware::from_fn_with_state(gate, gate::http_gate))
+        .with_state(gate)
+        .fallback_service(gated_router(media, play_gate))
 }
 
 impl std::fmt::Debug for RunningNode {

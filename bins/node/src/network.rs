@@ -18,10 +18,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::gate::Gate;
-use crate::grants::GrantChecker;
 use crate::report_queue::{
     chain_sequence, placement_after, DurableQueue, QueuedReport, ReportQueueError, RunPlacement,
 };
+use streamr_core::GrantChecker;
 
 /// The pinned coordinator key does not match the key the coordinator serves.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -11,8 +11,8 @@ use streamr_coord::client::CoordinatorClient;
 use streamr_core::NodeId;
 use tokio::time::Instant;
 
-use crate::grants::{GrantChecker, GrantRefusal};
 use crate::relay_token::{self, RelayTokenError};
+use streamr_core::{GrantChecker, GrantRefusal};
 
 /// Who may play streams at an origin that joined a coordinator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

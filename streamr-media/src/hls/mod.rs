@@ -33,6 +33,7 @@ mod ll_packager;
 mod ll_playlist;
 mod playlist;
 mod segmenter;
+mod uri_query;
 
 use std::time::SystemTime;
 
@@ -52,6 +53,7 @@ pub use playlist::{
     LivePlaylist, PlaylistConfig, PlaylistEntry, MIN_WINDOW_SEGMENTS, MIN_WINDOW_TARGET_DURATIONS,
 };
 pub use segmenter::{OpenSegmentInfo, Segment, Segmenter, SegmenterConfig, SegmenterEvent};
+pub use uri_query::{carried_query, playlist_with_query};
 
 use crate::flv::FlvTag;
 use crate::ts::TsError;

@@ -17,6 +17,7 @@
 //! ```
 
 mod flv_raw;
+mod gate;
 mod http_flv;
 mod live_hls;
 mod ll_hls;
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use flv_raw::{stream_flv, FlvCounters, Framing, ResponseByteCounters};
+pub use gate::gated_router;
 pub use http_flv::flv_body;
 pub use live_hls::{
     LiveHls, LiveHlsConfig, LlLookup, LlRequest, LlSegmentNotice, PlaylistLookup, SegmentNotice,
@@ -38,6 +40,7 @@ pub use ll_hls::{CONTENT_TYPE_MP4, LL_PLAYLIST_NAME};
 pub use router::{router, HttpState, CONTENT_TYPE_FLV, CONTENT_TYPE_M3U8, CONTENT_TYPE_TS};
 
 use crate::relay::RelayHub;
+use crate::server::PlayGate;
 
 /// A running HTTP server for a node: live HLS and HTTP-FLV of a hub's streams.
 #[derive(Debug)]
@@ -49,18 +52,30 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    /// Binds `bind` and serves `hub`'s streams, with the default request deadlines and
-    /// connection budget of [`streamr_net::HttpLimits`].
+    /// Binds `bind` and serves `hub`'s streams to anyone, with the default request deadlines
+    /// and connection budget of [`streamr_net::HttpLimits`].
     pub async fn start(
         bind: SocketAddr,
         hub: RelayHub,
         config: LiveHlsConfig,
     ) -> io::Result<HttpServer> {
+        HttpServer::start_with_gate(bind, hub, config, PlayGate::default()).await
+    }
+
+    /// Like [`start`](HttpServer::start), every stream request passing through `gate`: the
+    /// same hooks as the RTMP server's (share one [`PlayGate`] between both), relay-on-demand,
+    /// and the accepted query carried onto playlist URIs (see [`gated_router`]).
+    pub async fn start_with_gate(
+        bind: SocketAddr,
+        hub: RelayHub,
+        config: LiveHlsConfig,
+        gate: PlayGate,
+    ) -> io::Result<HttpServer> {
         let listener = tokio::net::TcpListener::bind(bind).await?;
         let local_addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let hls = LiveHls::start(hub.clone(), config, shutdown.clone());
-        let app = router(HttpState::new(hub, hls.clone()));
+        let app = gated_router(HttpState::new(hub, hls.clone()), gate);
         let stop = shutdown.clone();
         info!(%local_addr, "HTTP (HLS, HTTP-FLV) listening");
         let limits = streamr_net::HttpLimits::default();

@@ -46,6 +46,11 @@ impl HttpState {
         }
     }
 
+    /// The hub the streams are served from.
+    pub fn hub(&self) -> &RelayHub {
+        &self.hub
+    }
+
     /// Counters of the HTTP-FLV players streamed on taken-over connections.
     pub fn flv_counters(&self) -> Arc<FlvCounters> {
         self.flv.clone()

@@ -10,7 +10,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::hooks::{StreamEvent, StreamRequest};
+use super::hooks::{Protocol, StreamEvent, StreamRequest};
 use super::metrics::ServerCounters;
 use super::writer::WriteQueue;
 use super::Shared;
@@ -535,11 +535,12 @@ impl<'a> Connection<'a> {
             Some(app) => app.clone(),
             None => AppName::parse("")?,
         };
-        Ok(StreamRequest {
-            key: StreamKey::new(app, name),
-            query: query.to_owned(),
-            peer: self.peer,
-        })
+        Ok(StreamRequest::new(
+            StreamKey::new(app, name),
+            query,
+            self.peer,
+            Protocol::Rtmp,
+        ))
     }
 
     async fn start_publishing(
@@ -623,7 +624,7 @@ impl<'a> Connection<'a> {
             )?;
             return Ok(());
         }
-        if let Err(refusal) = self.shared.hooks.authorize_play(&request).await {
+        if let Err(refusal) = self.shared.hooks.admit_play(&request).await {
             info!(peer = %self.peer, key = %request.key, reason = %refusal, "play refused");
             self.session.reject_play(stream_id, &refusal.reason)?;
             return Ok(());

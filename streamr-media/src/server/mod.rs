@@ -21,6 +21,7 @@
 mod adaptive;
 mod config;
 mod connection;
+mod gate;
 mod hooks;
 mod metrics;
 mod writer;
@@ -37,7 +38,10 @@ use tracing::{debug, info, warn};
 pub use adaptive::spawn_adaptive_batching;
 pub use config::RelayServerConfig;
 pub use connection::ConnectionError;
-pub use hooks::{AllowAll, Refusal, RelayHooks, StreamEvent, StreamRequest};
+pub use gate::{PlayGate, StreamWait};
+pub use hooks::{
+    AllowAll, PlayAdmission, Protocol, Refusal, RefusalKind, RelayHooks, StreamEvent, StreamRequest,
+};
 pub use metrics::{CloseReason, RtmpMetrics};
 #[cfg(feature = "http")]
 pub(crate) use writer::WriteQueue;

@@ -1,9 +1,10 @@
-//! Checking the coordinator-signed session grant a viewer presents (`?grant=<token>`).
+//! Checking the coordinator-signed session grant a viewer presents to a node
+//! (`?grant=<token>`): pure, the caller passes the time.
 
 use std::sync::{Arc, OnceLock};
 
-use streamr_coord::grant_token::{self, GrantTokenError};
-use streamr_core::{CoordinatorKey, NodeId, SessionGrant};
+use crate::grant_token::{self, GrantTokenError};
+use crate::{CoordinatorKey, NodeId, SessionGrant};
 
 /// Why a viewer's grant was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -113,7 +114,7 @@ impl GrantChecker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use streamr_core::{KeyPair, SessionId, Signed, StreamId};
+    use crate::{KeyPair, SessionId, Signed, StreamId};
 
     fn token(signer: &KeyPair, node: NodeId, stream: &str, expiry_ms: u64) -> String {
         let grant = Signed::sign(

@@ -5,7 +5,7 @@
 //! Layout (then hex-encoded): `version(1) = 1 ‖ session_id(16) ‖ viewer(32) ‖ node_id(32) ‖
 //! max_bytes(8) ‖ expiry_ms(8) ‖ signature(64) ‖ stream_id(rest, UTF-8)`, integers big-endian.
 
-use streamr_core::{
+use crate::{
     NodeId, SessionGrant, SessionId, SignatureBytes, Signed, SignedGrant, StreamId, ViewerKey,
 };
 
@@ -125,7 +125,7 @@ pub fn from_query(query: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use streamr_core::KeyPair;
+    use crate::KeyPair;
 
     fn grant() -> SignedGrant {
         let coordinator = KeyPair::from_seed([7; 32]);

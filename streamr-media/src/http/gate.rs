@@ -1,0 +1,255 @@
+//! The HTTP side of a [`PlayGate`]: every stream request (playlist, segment, part, init section,
+//! HTTP-FLV) is authorized by the same hooks as an RTMP play, a stream this server does not have
+//! is pulled on demand and waited for, and an accepted playlist's query (the token) is carried
+//! onto the URIs it names.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+
+use super::flv_raw::ResponseByteCounters;
+use super::router::{router, HttpState};
+use crate::hls::{carried_query, playlist_with_query};
+use crate::name::NameError;
+use crate::relay::{RelayHub, StreamKey};
+use crate::server::{PlayGate, Protocol, Refusal, RefusalKind, StreamRequest, StreamWait};
+
+/// Largest playlist rewritten to carry a query.
+const MAX_PLAYLIST_BYTES: usize = 1 << 20;
+
+/// What the gate middleware holds.
+#[derive(Debug, Clone)]
+struct GateState {
+    gate: PlayGate,
+    hub: RelayHub,
+}
+
+/// The media routes of [`router`] behind `gate`: see the module docs. Also serves
+/// `/{app}/{stream}/index.m3u8` as `/{app}/{stream}.m3u8`.
+pub fn gated_router(state: HttpState, gate: PlayGate) -> Router {
+    let hub = state.hub().clone();
+    // Outside the media router, so a rewritten path (the `index.m3u8` alias) is routed anew.
+    Router::new()
+        .fallback_service(router(state))
+        .layer(axum::middleware::from_fn_with_state(
+            GateState { gate, hub },
+            gate_request,
+        ))
+}
+
+/// What an HTTP path asks for.
+#[derive(Debug)]
+enum Target {
+    /// `/{app}/{name}.m3u8`, `/{app}/{name}/ll.m3u8`, or `/{app}/{name}/index.m3u8` (`alias`,
+    /// served as the first).
+    Playlist { key: StreamKey, alias: bool },
+    /// `/{app}/{name}.flv`.
+    Flv(StreamKey),
+    /// `/{app}/{name}/{sequence}.ts`, or an LL-HLS file (`init-*.mp4`, `{msn}.m4s`,
+    /// `{msn}.{part}.m4s`).
+    Segment(StreamKey),
+}
+
+impl Target {
+    fn key(&self) -> &StreamKey {
+        match self {
+            Target::Playlist { key, .. } | Target::Flv(key) | Target::Segment(key) => key,
+        }
+    }
+
+    fn protocol(&self) -> Protocol {
+        match self {
+            Target::Flv(_) => Protocol::HttpFlv,
+            Target::Playlist { .. } | Target::Segment(_) => Protocol::Hls,
+        }
+    }
+}
+
+/// What `path` asks for: `None` when it is no stream path, an error when it is one with an
+/// invalid app or stream name (checked on the raw path, so no escaped form slips past).
+fn target(path: &str) -> Option<Result<Target, NameError>> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let target = match parts.as_slice() {
+        [app, file] => {
+            if let Some(name) = file.strip_suffix(".m3u8") {
+                StreamKey::parse(app, name).map(|key| Target::Playlist { key, alias: false })
+            } else {
+                let name = file.strip_suffix(".flv")?;
+                StreamKey::parse(app, name).map(Target::Flv)
+            }
+        }
+        [app, name, "index.m3u8"] => {
+            StreamKey::parse(app, name).map(|key| Target::Playlist { key, alias: true })
+        }
+        [app, name, "ll.m3u8"] => {
+            StreamKey::parse(app, name).map(|key| Target::Playlist { key, alias: false })
+        }
+        [app, name, file]
+            if file.ends_with(".ts") || file.ends_with(".m4s") || file.ends_with(".mp4") =>
+        {
+            StreamKey::parse(app, name).map(Target::Segment)
+        }
+        _ => return None,
+    };
+    Some(target)
+}
+
+fn json_error(status: StatusCode, error: &str, message: &str, key: &StreamKey) -> Response {
+    (
+        status,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
+        Json(serde_json::json!({
+            "error": error,
+            "message": message,
+            "stream": format!("{}/{}", key.app, key.name),
+        })),
+    )
+        .into_response()
+}
+
+fn invalid_name(error: &NameError) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
+        Json(serde_json::json!({ "error": "invalid_name", "message": error.to_string() })),
+    )
+        .into_response()
+}
+
+fn refused(refusal: &Refusal, key: &StreamKey) -> Response {
+    let status = match refusal.kind {
+        RefusalKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::FORBIDDEN,
+    };
+    json_error(status, &refusal.code, &refusal.reason, key)
+}
+
+async fn gate_request(
+    State(state): State<GateState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let target = match target(request.uri().path()) {
+        None => return next.run(request).await,
+        Some(Err(error)) => return invalid_name(&error),
+        Some(Ok(target)) => target,
+    };
+    let key = target.key().clone();
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |info| info.0);
+    let stream_request = StreamRequest::new(key.clone(), query.as_str(), peer, target.protocol());
+    let admission = match state.gate.admit(&stream_request).await {
+        Ok(admission) => admission,
+        Err(refusal) => {
+            tracing::debug!(stream = %key, %peer, protocol = %target.protocol(), %refusal,
+                "play refused");
+            return refused(&refusal, &key);
+        }
+    };
+    if let StreamWait::UpstreamFailed(reason) = state.gate.wait_for_stream(&state.hub, &key).await {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream_unavailable",
+            &reason,
+            &key,
+        );
+    }
+    if let Target::Playlist { alias: true, .. } = target {
+        let rewritten = format!("/{}/{}.m3u8?{query}", key.app, key.name);
+        if let Ok(uri) = rewritten.parse::<Uri>() {
+            *request.uri_mut() = uri;
+        }
+    }
+    if let Some(counter) = &admission.byte_counter {
+        // HTTP-FLV streamed on the raw connection counts its bytes itself.
+        request
+            .extensions_mut()
+            .get_or_insert_default::<ResponseByteCounters>()
+            .push(counter.clone());
+    }
+    let response = next.run(request).await;
+    let response = match (&target, carried_query(&query)) {
+        (Target::Playlist { .. }, Some(carried)) if response.status().is_success() => {
+            with_query(response, &key, &carried).await
+        }
+        _ => response,
+    };
+    match admission.byte_counter {
+        Some(counter) if response.status().is_success() => {
+            let (parts, body) = response.into_parts();
+            Response::from_parts(parts, counted(body, counter))
+        }
+        _ => response,
+    }
+}
+
+/// Rewrites a playlist response so the URIs it names carry `query`.
+async fn with_query(response: Response, key: &StreamKey, query: &str) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_PLAYLIST_BYTES).await else {
+        return (StatusCode::BAD_GATEWAY, "playlist too large").into_response();
+    };
+    let text = playlist_with_query(&String::from_utf8_lossy(&bytes), key, query);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(text))
+}
+
+/// `body`, adding the length of every data chunk read from it to `counter`.
+fn counted(body: Body, counter: Arc<AtomicU64>) -> Body {
+    Body::from_stream(body.into_data_stream().map(move |chunk| {
+        if let Ok(bytes) = &chunk {
+            counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+        chunk
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_their_stream_and_protocol() {
+        let flv = target("/live/show.flv").and_then(Result::ok);
+        assert!(matches!(&flv, Some(Target::Flv(k)) if k.name == "show"));
+        assert_eq!(flv.map(|t| t.protocol()), Some(Protocol::HttpFlv));
+        assert!(matches!(
+            target("/live/show/index.m3u8"),
+            Some(Ok(Target::Playlist { alias: true, key })) if key.name == "show"
+        ));
+        assert!(matches!(
+            target("/live/show/ll.m3u8"),
+            Some(Ok(Target::Playlist { alias: false, .. }))
+        ));
+        for file in ["12.ts", "4.m4s", "4.0.m4s", "init-ab.mp4"] {
+            let segment = target(&format!("/live/show/{file}")).and_then(Result::ok);
+            assert_eq!(segment.map(|t| t.protocol()), Some(Protocol::Hls), "{file}");
+        }
+        assert!(target("/receipts").is_none());
+        assert!(target("/a/b/c/d").is_none());
+    }
+
+    #[test]
+    fn stream_paths_with_invalid_names_are_refused_not_passed_on() {
+        for path in [
+            "/live/%2E%2E.m3u8",
+            "/live/show%41.flv",
+            "/../x.m3u8",
+            "/live/.hidden/1.ts",
+            "/live/a..b/index.m3u8",
+        ] {
+            assert!(matches!(target(path), Some(Err(_))), "{path}");
+        }
+    }
+}
