@@ -22,10 +22,8 @@ use std::collections::{HashMap, HashSet};
 
 use axum::extract::State;
 use axum::Json;
-use rand::RngCore;
 use streamr_core::{
-    NodeId, ProbeResult, ProbeSummary, RouteCandidate, SessionGrant, SessionId, Signed,
-    SignedGrant, StreamId, ViewerKey,
+    NodeId, ProbeResult, ProbeSummary, RouteCandidate, Signed, SignedGrant, ViewerKey,
 };
 
 use super::streams::load_stream;
@@ -436,26 +434,13 @@ async fn grant_upstream(
     if let Some(signed) = reusable {
         return Ok(upstream_entry(node_id, upstream, signed));
     }
-    let mut session_bytes = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut session_bytes);
-    let session_id = SessionId::from_bytes(session_bytes);
-    let ttl_ms = u64::try_from(state.config.grant_ttl.as_millis()).unwrap_or(u64::MAX);
-    let grant = SessionGrant {
-        session_id,
-        viewer: ViewerKey::from_bytes(*relay.as_bytes()),
+    let (session_id, signed, grant_json) = super::viewers::sign_grant(
+        state,
+        ViewerKey::from_bytes(*relay.as_bytes()),
         node_id,
-        stream_id: StreamId::new(stream).map_err(|e| ApiError::InvalidPath(e.to_string()))?,
-        max_bytes: state
-            .config
-            .grant_bytes_per_second
-            .saturating_mul(ttl_ms / 1000),
-        expiry_ms: u64::try_from(now).unwrap_or(0).saturating_add(ttl_ms),
-    };
-    let signed = Signed::sign(grant, &state.config.coordinator_key);
-    let grant_json = serde_json::to_string(&signed).map_err(|e| ApiError::InvalidField {
-        field: "grant",
-        reason: e.to_string(),
-    })?;
+        stream,
+        now,
+    )?;
     let relay_subnet = super::nodes::local_trial_subnet("relay", &relay.to_string());
     state
         .storage
