@@ -89,7 +89,7 @@ const L2: usize = 4;
 const OTHERS: std::ops::RangeInclusive<usize> = 5..=12;
 /// The attacker's parent.
 const A: usize = 13;
-/// A child of the attacker's own operator.
+/// A child of the attacker's own operator, in its /24.
 const M: usize = 14;
 /// A child of a second operator colluding with the attacker.
 const C: usize = 15;
@@ -399,7 +399,8 @@ fn settle(world: &World) -> Settled {
                 node_id: node_ids[i],
                 operator: OperatorId::new(world.operators[i])
                     .unwrap_or_else(|_| unreachable!("valid operator names")),
-                subnet: Subnet24([10, 0, i as u8]).into(),
+                // M shares A's /24.
+                subnet: Subnet24([10, 0, if i == M { A as u8 } else { i as u8 }]).into(),
                 first_epoch: 0,
                 average_reward: POOL / nodes.len() as u64,
             })
@@ -580,7 +581,8 @@ pub fn run_all() -> Vec<RelayOutcome> {
         &no_edges,
     ));
 
-    // A and its own M: M serves a real viewer and signs for an hour A never delivered.
+    // A and its own M, in one /24: M serves a real viewer and signs for an hour A never
+    // delivered.
     let mut world = honest();
     world.sessions.push(viewer_session(M, 90, 60));
     world.sessions.push(edge(A, M, 60));
@@ -590,7 +592,7 @@ pub fn run_all() -> Vec<RelayOutcome> {
         settle(&w)
     };
     out.push(outcome(
-        "same-operator pair fabricating an edge",
+        "same-/24 pair fabricating an edge",
         &with_viewer,
         &settle(&world),
         0,
@@ -735,7 +737,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("scenario {name}"))
         };
         assert_eq!(by_name("receipt mill").attacker_gain_bytes, 0);
-        assert_eq!(by_name("same-operator").attacker_gain_bytes, 0);
+        assert_eq!(by_name("same-/24").attacker_gain_bytes, 0);
         assert_eq!(
             by_name("colluding pair, receipts inflated").attacker_gain_bytes,
             0

@@ -9,9 +9,11 @@
 //! Instead:
 //!
 //! - `OverBitrate` as for any session: an inflated edge earns nothing;
-//! - `SelfDealing`: parent and child in one /24 or of one operator earn nothing for the edge
-//!   (an operator could otherwise pay itself for feeding its own nodes); the parent is not
-//!   tainted by it, the coordinator placed the child;
+//! - `SelfDealing`: parent and child in one /24 earn nothing for the edge (an operator could
+//!   otherwise pay itself for feeding its own nodes); the parent is not tainted by it, the
+//!   coordinator placed the child. The free-text operator name is not compared: unrelated nodes
+//!   share the default one, and a pair of one operator in different networks gains at most what
+//!   the bound below allows;
 //! - `RelayBeyondSubtree`: the edges into a child, on one stream, are credited at most what the
 //!   child's subtree verifiably delivered on that stream in the epoch (credit left on its own
 //!   viewer sessions, its probes, and the credit of its own edges to its children, recursively),
@@ -37,13 +39,12 @@ pub(super) fn relay_child(ctx: &EpochContext<'_>, viewer: &ViewerKey) -> Option<
     ctx.profiles.contains_key(&node).then_some(node)
 }
 
-/// SelfDealing for a relay edge: parent and child share a /24 or an operator.
-fn same_owner(ctx: &EpochContext<'_>, parent: &NodeId, child: &NodeId) -> Option<(bool, bool)> {
-    let parent = ctx.profiles.get(parent)?;
-    let child = ctx.profiles.get(child)?;
-    let same_subnet = parent.subnet == child.subnet;
-    let same_operator = parent.operator == child.operator;
-    (same_subnet || same_operator).then_some((same_subnet, same_operator))
+/// SelfDealing for a relay edge: parent and child share a /24 (or IPv6 /48).
+fn same_network(ctx: &EpochContext<'_>, parent: &NodeId, child: &NodeId) -> bool {
+    match (ctx.profiles.get(parent), ctx.profiles.get(child)) {
+        (Some(parent), Some(child)) => parent.subnet == child.subnet,
+        _ => false,
+    }
 }
 
 type Place = (NodeId, StreamId);
@@ -169,14 +170,10 @@ pub(super) fn credit_edges<'a>(
             continue;
         };
         let verdict = sessions::over_bitrate(ctx, s).or_else(|| {
-            same_owner(ctx, &s.node_id, &child).map(|(subnet, operator)| {
+            same_network(ctx, &s.node_id, &child).then(|| {
                 (
                     RuleId::SelfDealing,
-                    inputs([
-                        ("relay_edge", 1),
-                        ("same_subnet", u64::from(subnet)),
-                        ("same_operator", u64::from(operator)),
-                    ]),
+                    inputs([("relay_edge", 1), ("same_subnet", 1)]),
                 )
             })
         });

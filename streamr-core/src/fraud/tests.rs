@@ -579,10 +579,10 @@ fn a_chain_of_relays_passes_its_viewers_up_and_a_receipt_mill_earns_nothing() {
 }
 
 #[test]
-fn relay_edges_within_one_operator_or_inflated_earn_nothing_and_penalize_no_one() {
+fn relay_edges_within_one_network_or_inflated_earn_nothing_and_penalize_no_one() {
     let mut obs = honest();
-    // Node 6 is op1's, like node 1, and serves a viewer of its own.
-    obs.nodes.push(node(6, "op1", 6));
+    // Node 6 is in node 1's /24 and serves a viewer of its own.
+    obs.nodes.push(node(6, "op6", 1));
     obs.viewers.push(viewer(60, 60));
     obs.sessions.push(session(6, 60, 60, 30));
     obs.sessions.push(edge(1, 6, 101, 30));
