@@ -156,6 +156,22 @@ pub struct NodeAdvert {
     pub capacity_kbps: u64,
 }
 
+/// The time for a signed request the coordinator refuses to see twice (an upstream request):
+/// the clock, but always after the previous one this process made, so two requests within one
+/// millisecond are not taken for a replay.
+fn fresh_request_ms() -> u64 {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = unix_ms();
+    let previous = LAST
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |last| Some(last.saturating_add(1).max(now)),
+        )
+        .unwrap_or(0);
+    previous.saturating_add(1).max(now)
+}
+
 /// Milliseconds since the Unix epoch by the local clock.
 pub fn unix_ms() -> u64 {
     SystemTime::now()
@@ -299,7 +315,7 @@ impl CoordinatorClient {
         let request = crate::wire::UpstreamRequest {
             node_id: node_key.node_id(),
             stream_id: stream,
-            timestamp_ms: unix_ms(),
+            timestamp_ms: fresh_request_ms(),
             failed: failed.to_vec(),
         };
         self.post(

@@ -81,11 +81,25 @@ async fn setup(db: &TestDb, relays: u8) -> (Client, KeyPair, Vec<KeyPair>) {
     (api, origin, relay_keys)
 }
 
+/// A request time after every earlier one (the coordinator refuses a request time it saw).
+fn fresh_ms() -> u64 {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = now_ms();
+    let previous = LAST
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |last| Some((last + 1).max(now)),
+        )
+        .unwrap_or(0);
+    (previous + 1).max(now)
+}
+
 async fn ask(api: &Client, relay: &KeyPair, failed: &[NodeId]) -> (StatusCode, Value) {
     let request = UpstreamRequest {
         node_id: relay.node_id(),
         stream_id: StreamId::new("show").expect("stream id"),
-        timestamp_ms: now_ms(),
+        timestamp_ms: fresh_ms(),
         failed: failed.to_vec(),
     };
     api.post("/streams/show/upstream", &Signed::sign(request, relay))
@@ -240,4 +254,22 @@ async fn requests_must_be_signed_by_a_registered_node(db: &TestDb) {
     // The origin does not pull.
     let (status, body) = ask(&api, &origin, &[]).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // A captured request sent again (to move the relay off its parent by replaying a report
+    // that it failed, or to harvest its grants) is refused; the relay's next request is not.
+    let request = Signed::sign(
+        UpstreamRequest {
+            node_id: relays[0].node_id(),
+            stream_id: StreamId::new("show").expect("stream id"),
+            timestamp_ms: fresh_ms(),
+            failed: vec![origin.node_id()],
+        },
+        &relays[0],
+    );
+    let (status, body) = api.post("/streams/show/upstream", &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api.post("/streams/show/upstream", &request).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.to_string().contains("replayed"), "{body}");
+    let (status, body) = ask(&api, &relays[0], &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

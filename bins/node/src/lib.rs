@@ -43,6 +43,7 @@ pub mod nat;
 mod network;
 pub mod origin_gate;
 mod reachability;
+mod relay_receipts;
 pub mod relay_token;
 mod report_queue;
 pub mod viewer;
@@ -426,6 +427,7 @@ impl Node {
             config.http_limits.max_connections,
         );
         let hub = RelayHub::new(server_config.relay.clone());
+        let edge_grants = Arc::new(relay_receipts::EdgeGrants::default());
         let puller = relay_role.then(|| {
             let puller = UpstreamPuller::new(
                 hub.clone(),
@@ -453,6 +455,7 @@ impl Node {
                     key: key.clone(),
                     fallback: config.upstreams.clone(),
                     known: std::sync::Mutex::default(),
+                    edges: edge_grants.clone(),
                 })),
                 None => puller,
             }
@@ -540,7 +543,7 @@ impl Node {
             http_budget: http_budget.clone(),
             http_bytes_out: Arc::default(),
             hls_segments: Arc::default(),
-            puller,
+            puller: puller.clone(),
             hub: hub.clone(),
             reachability: Arc::default(),
         });
@@ -673,6 +676,16 @@ impl Node {
                     joined: joined.clone(),
                     reachability: node_metrics.reachability.clone(),
                 };
+                if let Some(puller) = puller {
+                    tasks.push(tokio::spawn(relay_receipts::sign_relay_receipts(
+                        client.clone(),
+                        key.clone(),
+                        puller,
+                        edge_grants,
+                        notices,
+                        stop.clone(),
+                    )));
+                }
                 tasks.push(tokio::spawn(network::join_then_heartbeat(
                     join,
                     gate.clone(),

@@ -76,6 +76,8 @@ pub(crate) struct TreeSource {
     pub(crate) fallback: Vec<String>,
     /// Which node each upstream address the coordinator named belongs to.
     pub(crate) known: Mutex<HashMap<String, streamr_core::NodeId>>,
+    /// The grant of each upstream, for the receipts this relay signs for what it delivered.
+    pub(crate) edges: Arc<crate::relay_receipts::EdgeGrants>,
 }
 
 impl std::fmt::Debug for TreeSource {
@@ -107,6 +109,11 @@ impl streamr_media::upstream::UpstreamSource for TreeSource {
                 let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
                 for upstream in answer.upstreams {
                     known.insert(upstream.rtmp_base.clone(), upstream.node_id);
+                    self.edges.record(
+                        key.name.as_str(),
+                        &upstream.rtmp_base,
+                        upstream.grant.clone(),
+                    );
                     list.push(format!("{}?{}", upstream.rtmp_base, upstream.query));
                 }
                 debug!(stream = %key, depth = answer.depth, parents = list.len(),

@@ -548,9 +548,11 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
             );
             assert_eq!(usage.get(&victim_text).copied().unwrap_or(0), 0);
         }
-        // Where every serving node was probed and passed all its probes (availability scales
-        // rewards too) and none was flagged, rewards follow verified bytes plus discounted
-        // unattested bytes.
+        // Where no node was penalized or had bytes dropped, rewards follow verified bytes plus
+        // discounted unattested bytes, each scaled by the node's availability (the share of its
+        // probes it passed) and probation weight, as the formula scales them. Requiring every
+        // probe to pass instead made the check depend on the machine's load: on a loaded
+        // machine some probes time out in nearly every epoch.
         let mut credited = usage.clone();
         for (node, credit) in &unattested {
             *credited.entry(node.clone()).or_default() += credit;
@@ -558,25 +560,33 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
         let evidence = storage.evidence_for_epoch(epoch).await.expect("evidence");
         let probes = storage.probes_for_epoch(epoch).await.expect("probes");
         let clean = credited.keys().all(|node| {
-            evidence
-                .iter()
-                .filter(|e| &e.node_id == node)
-                .all(|e| e.rule == "probation")
-                && probes.iter().any(|p| &p.node_id == node)
-                && probes
-                    .iter()
-                    .filter(|p| &p.node_id == node)
-                    .all(|p| p.hash_ok && !p.timed_out)
+            evidence.iter().filter(|e| &e.node_id == node).all(|e| {
+                ["probation", "whitewashing", "unattested_ratio"].contains(&e.rule.as_str())
+            })
         });
+        let weighted: BTreeMap<String, f64> = credited
+            .iter()
+            .map(|(node, bytes)| {
+                let scale = inputs
+                    .nodes
+                    .iter()
+                    .find(|n| &n.node_id.to_string() == node)
+                    .map_or(0.0, |n| {
+                        n.availability_ppm as f64 / PPM as f64 * n.probation_ppm as f64 / PPM as f64
+                    });
+                (node.clone(), *bytes as f64 * scale)
+            })
+            .collect();
         let paid: i64 = rewards.values().sum();
-        let bytes: i64 = credited.values().sum();
-        if clean && paid > 0 && bytes > 0 && credited.len() >= 2 {
-            for (node, served) in &credited {
-                let byte_share = *served as f64 / bytes as f64;
+        let weight: f64 = weighted.values().sum();
+        if clean && paid > 0 && weight > 0.0 && weighted.values().filter(|w| **w > 0.0).count() >= 2
+        {
+            for (node, served) in &weighted {
+                let weight_share = served / weight;
                 let reward_share = rewards.get(node).copied().unwrap_or(0) as f64 / paid as f64;
                 assert!(
-                    (byte_share - reward_share).abs() < 0.15,
-                    "epoch {epoch}: {node} served {byte_share:.2} of the bytes, got {reward_share:.2} of the rewards"
+                    (weight_share - reward_share).abs() < 0.15,
+                    "epoch {epoch}: {node} served {weight_share:.2} of the availability-weighted bytes, got {reward_share:.2} of the rewards"
                 );
             }
             proportional_epochs += 1;

@@ -2,7 +2,8 @@
 //! relay asking the coordinator for its upstream when a viewer asks it for the stream. ffmpeg
 //! publishes at the origin; the HLS segments C serves (after the first, cut from where it
 //! joined) hash exactly as the origin reported them. Then B shuts down: C falls back up its chain at once, is re-parented under A by the
-//! coordinator, and keeps serving segments that still match the origin's hashes.
+//! coordinator, and keeps serving segments that still match the origin's hashes. Every relay
+//! signs receipts for what its parent delivered, which the coordinator verifies and credits.
 
 mod common;
 
@@ -20,6 +21,7 @@ const ADMIN: &str = "relay-tree-admin";
 
 struct Network {
     url: String,
+    config: CoordConfig,
     storage: Arc<dyn Storage>,
     coordinator_key: KeyPair,
     dir: tempfile::TempDir,
@@ -39,11 +41,12 @@ impl Network {
             ..CoordConfig::default()
         };
         let coordinator_key = config.coordinator_key.clone();
-        let coordinator = Coordinator::new(config, storage.clone());
+        let coordinator = Coordinator::new(config.clone(), storage.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = coordinator.spawn_serve(listener).unwrap();
         Network {
             url: server.url(),
+            config,
             storage,
             coordinator_key,
             dir,
@@ -88,6 +91,28 @@ impl Network {
             expiry_ms: unix_ms() + 600_000,
         };
         streamr_coord::grant_token::encode(&Signed::sign(grant, &self.coordinator_key))
+    }
+
+    /// Bytes the coordinator verified for `parent` from receipts `child` signed on its edge
+    /// grant (this epoch and the one before), once there are some.
+    async fn edge_bytes(&self, parent: &RunningNode, child: &RunningNode) -> Option<i64> {
+        let now = i64::try_from(unix_ms()).ok()?;
+        let epoch = self.config.epoch_of(now);
+        let parent_id = parent.node_id().to_string();
+        let child_id = child.node_id().to_string();
+        let mut bytes = 0;
+        for epoch in [epoch - 1, epoch] {
+            for receipt in self.storage.receipts_for_epoch(epoch).await.ok()? {
+                if receipt.node_id != parent_id {
+                    continue;
+                }
+                let session = self.storage.get_session(&receipt.session_id).await.ok()??;
+                if session.viewer == child_id {
+                    bytes += receipt.bytes_delta;
+                }
+            }
+        }
+        (bytes > 0).then_some(bytes)
     }
 
     /// The stored parent of `node` in the stream's tree.
@@ -219,6 +244,16 @@ async fn a_three_tier_chain_keeps_the_origins_segments_and_heals_when_the_middle
     // Two tiers below A, C serves the origin's segments byte for byte (from its second
     // segment on: the first starts where C joined).
     let seen = matching_segment(&network, &c, Some(first)).await;
+    // Each relay checks what it cuts against the origin's hashes and signs receipts for its
+    // parent on the grant of their edge: the coordinator verified bytes on both relay edges.
+    // (The origin here registers no address, so A pulls from it by the static list, with no
+    // grant to sign for.)
+    for (parent, child) in [(&a, &b), (&b, &c)] {
+        eventually("verified receipts on a relay edge", || {
+            network.edge_bytes(parent, child)
+        })
+        .await;
+    }
 
     // The middle relay goes: C is re-parented under A and keeps serving matching segments.
     b.shutdown().await;

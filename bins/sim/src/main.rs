@@ -8,6 +8,7 @@
 mod adaptive;
 mod metrics;
 mod output;
+mod relay;
 mod run;
 mod scenario;
 
@@ -38,11 +39,24 @@ struct Cli {
     /// `--threat-keys` keys and `--threat-nodes` nodes) and report the most profitable.
     #[arg(long, env = "STREAMR_SIM_ADAPTIVE")]
     adaptive: Option<usize>,
+    /// Run the relay-tree scenarios instead (relays paid on their children's receipts, and the
+    /// attacks on that) and report each attacker's gain against its bound.
+    #[arg(long, env = "STREAMR_SIM_RELAY_SCENARIOS")]
+    relay_scenarios: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let argv = streamr_net::cli::with_config_file(&Cli::command(), std::env::args_os().collect())?;
     let cli = Cli::parse_from(argv);
+    if cli.relay_scenarios {
+        let outcomes = relay::run_all();
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&outcomes)?);
+        } else {
+            print!("{}", relay::table(&outcomes));
+        }
+        return Ok(());
+    }
     if let Some(budget) = cli.adaptive {
         let report = adaptive::search(
             &cli.config,

@@ -22,10 +22,8 @@ use std::collections::{HashMap, HashSet};
 
 use axum::extract::State;
 use axum::Json;
-use rand::RngCore;
 use streamr_core::{
-    NodeId, ProbeResult, ProbeSummary, RouteCandidate, SessionGrant, SessionId, Signed,
-    SignedGrant, StreamId, ViewerKey,
+    NodeId, ProbeResult, ProbeSummary, RouteCandidate, Signed, SignedGrant, ViewerKey,
 };
 
 use super::streams::load_stream;
@@ -42,10 +40,50 @@ const MAX_DEPTH: usize = 64;
 /// every few seconds from every relay, and measuring scans the epoch's receipts and probes.
 const FANOUT_REUSE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The relays' fan-outs as last measured by this process, and when.
+/// Most (relay, stream) pairs whose newest request time is kept; beyond it, times older than
+/// the clock skew (which that check refuses anyway) are forgotten.
+const MAX_REQUEST_TIMES: usize = 100_000;
+
+/// The relays' fan-outs as last measured by this process, and when; and the newest request
+/// time this process accepted per relay and stream.
 #[derive(Debug, Default)]
 pub(crate) struct FanoutCache {
     measured: tokio::sync::Mutex<Option<(std::time::Instant, HashMap<String, usize>)>>,
+    newest_requests: std::sync::Mutex<HashMap<(String, String), u64>>,
+}
+
+impl FanoutCache {
+    /// Accepts `timestamp_ms` as `node`'s newest request for `stream`, or refuses it as a
+    /// replay when it is not above the newest accepted one. The signed timestamp is already
+    /// within the clock skew, so a captured request can only be replayed within that window,
+    /// and not at all to this process. Replicas each keep their own times.
+    fn check_fresh(
+        &self,
+        node: &str,
+        stream: &str,
+        timestamp_ms: u64,
+        skew_ms: u64,
+    ) -> Result<(), ApiError> {
+        let mut newest = self
+            .newest_requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (node.to_owned(), stream.to_owned());
+        if let Some(&last) = newest.get(&key) {
+            if timestamp_ms <= last {
+                return Err(ApiError::Conflict(format!(
+                    "upstream request of node {node} for stream {stream} replayed: its time \
+                     {timestamp_ms} is not after the last accepted {last}"
+                )));
+            }
+        }
+        if newest.len() >= MAX_REQUEST_TIMES {
+            let oldest_useful = timestamp_ms.saturating_sub(skew_ms.saturating_mul(2));
+            newest.retain(|_, at| *at >= oldest_useful);
+        }
+        newest.insert(key, timestamp_ms);
+        Ok(())
+    }
 }
 
 /// The stream's relay tree as stored, and who may be in it now.
@@ -257,6 +295,7 @@ async fn members(
         (status = 400, description = "invalid_field", body = super::openapi::ErrorSchema),
         (status = 401, description = "bad_signature or clock_skew", body = super::openapi::ErrorSchema),
         (status = 404, description = "not_found", body = super::openapi::ErrorSchema),
+        (status = 409, description = "conflict: a replayed request, an ended stream", body = super::openapi::ErrorSchema),
     ))]
 pub(crate) async fn upstream(
     State(state): State<Shared>,
@@ -280,6 +319,10 @@ pub(crate) async fn upstream(
         });
     }
     let node = request.node_id.to_string();
+    let skew_ms = u64::try_from(state.config.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
+    state
+        .relay_fanouts
+        .check_fresh(&node, &id, request.timestamp_ms, skew_ms)?;
     let registered = state.storage.get_node(&node).await?;
     if !registered.is_some_and(|n| n.active) {
         return Err(ApiError::NotFound {
@@ -391,26 +434,13 @@ async fn grant_upstream(
     if let Some(signed) = reusable {
         return Ok(upstream_entry(node_id, upstream, signed));
     }
-    let mut session_bytes = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut session_bytes);
-    let session_id = SessionId::from_bytes(session_bytes);
-    let ttl_ms = u64::try_from(state.config.grant_ttl.as_millis()).unwrap_or(u64::MAX);
-    let grant = SessionGrant {
-        session_id,
-        viewer: ViewerKey::from_bytes(*relay.as_bytes()),
+    let (session_id, signed, grant_json) = super::viewers::sign_grant(
+        state,
+        ViewerKey::from_bytes(*relay.as_bytes()),
         node_id,
-        stream_id: StreamId::new(stream).map_err(|e| ApiError::InvalidPath(e.to_string()))?,
-        max_bytes: state
-            .config
-            .grant_bytes_per_second
-            .saturating_mul(ttl_ms / 1000),
-        expiry_ms: u64::try_from(now).unwrap_or(0).saturating_add(ttl_ms),
-    };
-    let signed = Signed::sign(grant, &state.config.coordinator_key);
-    let grant_json = serde_json::to_string(&signed).map_err(|e| ApiError::InvalidField {
-        field: "grant",
-        reason: e.to_string(),
-    })?;
+        stream,
+        now,
+    )?;
     let relay_subnet = super::nodes::local_trial_subnet("relay", &relay.to_string());
     state
         .storage
@@ -555,6 +585,19 @@ mod tests {
         // a is beyond the origin's fan-out: it must move, but not under b.
         let moved = tree.choose_parent(&assignments, "a", &HashSet::new());
         assert_ne!(moved.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn a_replayed_upstream_request_is_refused() {
+        let cache = FanoutCache::default();
+        assert!(cache.check_fresh("n", "s", 1_000, 30_000).is_ok());
+        // The same signed request again, or an older one: refused.
+        assert!(cache.check_fresh("n", "s", 1_000, 30_000).is_err());
+        assert!(cache.check_fresh("n", "s", 999, 30_000).is_err());
+        // A newer one, or one for another stream or of another node: accepted.
+        assert!(cache.check_fresh("n", "s", 1_001, 30_000).is_ok());
+        assert!(cache.check_fresh("n", "t", 1_000, 30_000).is_ok());
+        assert!(cache.check_fresh("m", "s", 1_000, 30_000).is_ok());
     }
 
     #[test]

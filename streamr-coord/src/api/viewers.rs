@@ -435,27 +435,8 @@ pub(crate) async fn play(
         .ok_or_else(|| ApiError::NoNodeAvailable {
             stream_id: id.clone(),
         })?;
-    let mut session_bytes = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut session_bytes);
-    let session_id = SessionId::from_bytes(session_bytes);
-    let ttl_ms = u64::try_from(state.config.grant_ttl.as_millis()).unwrap_or(u64::MAX);
-    let grant = SessionGrant {
-        session_id,
-        viewer: query.viewer,
-        node_id,
-        stream_id: StreamId::new(stream.id.clone())
-            .map_err(|e| ApiError::InvalidPath(e.to_string()))?,
-        max_bytes: state
-            .config
-            .grant_bytes_per_second
-            .saturating_mul(ttl_ms / 1000),
-        expiry_ms: u64::try_from(now).unwrap_or(0).saturating_add(ttl_ms),
-    };
-    let signed = Signed::sign(grant, &state.config.coordinator_key);
-    let grant_json = serde_json::to_string(&signed).map_err(|e| ApiError::InvalidField {
-        field: "grant",
-        reason: e.to_string(),
-    })?;
+    let (session_id, signed, grant_json) =
+        sign_grant(&state, query.viewer, node_id, &stream.id, now)?;
     state
         .storage
         .create_session(&SessionRecord {
@@ -525,6 +506,39 @@ pub(crate) async fn post_receipts(
         accepted,
         rejected: verified.rejected,
     }))
+}
+
+/// A fresh session grant admitting `viewer` to `stream` on `node_id` for the configured
+/// lifetime and byte budget, signed by the coordinator: its session id, the signed grant and
+/// its JSON (as stored with the session).
+pub(crate) fn sign_grant(
+    state: &Shared,
+    viewer: ViewerKey,
+    node_id: NodeId,
+    stream: &str,
+    now: i64,
+) -> Result<(SessionId, Signed<SessionGrant>, String), ApiError> {
+    let mut session_bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut session_bytes);
+    let session_id = SessionId::from_bytes(session_bytes);
+    let ttl_ms = u64::try_from(state.config.grant_ttl.as_millis()).unwrap_or(u64::MAX);
+    let grant = SessionGrant {
+        session_id,
+        viewer,
+        node_id,
+        stream_id: StreamId::new(stream).map_err(|e| ApiError::InvalidPath(e.to_string()))?,
+        max_bytes: state
+            .config
+            .grant_bytes_per_second
+            .saturating_mul(ttl_ms / 1000),
+        expiry_ms: u64::try_from(now).unwrap_or(0).saturating_add(ttl_ms),
+    };
+    let signed = Signed::sign(grant, &state.config.coordinator_key);
+    let grant_json = serde_json::to_string(&signed).map_err(|e| ApiError::InvalidField {
+        field: "grant",
+        reason: e.to_string(),
+    })?;
+    Ok((session_id, signed, grant_json))
 }
 
 #[cfg(test)]

@@ -104,9 +104,16 @@ fn measured_bitrates(
     probes: &BTreeSet<SessionId>,
 ) -> BTreeMap<StreamId, u64> {
     let mut rates: BTreeMap<&StreamId, Vec<u64>> = BTreeMap::new();
+    let node_keys: BTreeSet<&[u8; 32]> = obs.nodes.iter().map(|n| n.node_id.as_bytes()).collect();
     for s in &obs.sessions {
         let duration_ms = s.last_receipt_ms.saturating_sub(s.started_ms);
-        if duration_ms < config.bitrate_min_session_ms.max(1) || probes.contains(&s.session_id) {
+        // Relay edges (a node's key as the viewer) are left out: colluding relays must not
+        // move the bitrate every bound uses.
+        let relay_edge = node_keys.contains(s.viewer.as_bytes());
+        if duration_ms < config.bitrate_min_session_ms.max(1)
+            || probes.contains(&s.session_id)
+            || relay_edge
+        {
             continue;
         }
         rates

@@ -10,7 +10,8 @@
 //!
 //! The rules live in one module per subject: [`claims`] (what the node reported and handed in),
 //! [`sessions`] (each viewer session), [`sybil`] (viewer keys and source prefixes),
-//! [`unattested`] (bytes without receipts) and [`nodes`] (quality, clusters, probation).
+//! [`unattested`] (bytes without receipts), [`nodes`] (quality, clusters, probation) and
+//! [`relay`] (relay edges: what a relay's children acknowledged for it).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,6 +28,7 @@ use crate::verifier::{Credit, SessionUsage};
 mod claims;
 mod context;
 mod nodes;
+mod relay;
 mod rule_id;
 mod sessions;
 mod sybil;
@@ -405,20 +407,27 @@ impl FraudEngine {
         let config = self.config.clone();
         let ctx = EpochContext::new(&config, obs);
         let mut book = Book::new(obs.epoch);
-        let (viewer_sessions, probe_sessions): (Vec<&SessionUsage>, Vec<&SessionUsage>) =
+        let (served_sessions, probe_sessions): (Vec<&SessionUsage>, Vec<&SessionUsage>) =
             obs.sessions.iter().partition(|s| !ctx.is_probe(s));
+        let (relay_sessions, viewer_sessions): (Vec<&SessionUsage>, Vec<&SessionUsage>) =
+            served_sessions
+                .into_iter()
+                .partition(|s| relay::relay_child(&ctx, &s.viewer).is_some());
         for s in &probe_sessions {
             let a = book.acc(s.node_id);
             a.probe_bytes = a.probe_bytes.saturating_add(s.bytes);
         }
         let credits = self.assess_sessions(&ctx, &viewer_sessions, &mut book);
-        for cr in &credits {
+        let relay_credits =
+            relay::credit_edges(&ctx, &relay_sessions, &credits, &probe_sessions, &mut book);
+        for cr in credits.iter().chain(&relay_credits) {
             let on_time = context::scale(cr.session.on_time_bytes, cr.bytes, cr.session.bytes);
             let a = book.acc(cr.session.node_id);
             a.credited_on_time = a.credited_on_time.saturating_add(on_time);
         }
         let verified_by_session: BTreeMap<SessionId, u64> = viewer_sessions
             .iter()
+            .chain(&relay_sessions)
             .map(|s| (s.session_id, s.bytes))
             .collect();
         let mut report = self.assess_nodes(&ctx, &verified_by_session, &mut book);

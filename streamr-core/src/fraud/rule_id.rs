@@ -49,11 +49,14 @@ pub enum RuleId {
     UnattestedBeyondGrants,
     /// The network's unattested bytes above their allowed ratio to attested bytes.
     UnattestedRatio,
+    /// Relay edges into a child credited beyond what its subtree verifiably delivered (or
+    /// beyond one stream for the epoch).
+    RelayBeyondSubtree,
 }
 
 impl RuleId {
     /// Every rule, in declaration order.
-    pub const ALL: [RuleId; 19] = [
+    pub const ALL: [RuleId; 20] = [
         RuleId::ClaimsExceedReceipts,
         RuleId::ReceiptsBeyondGrant,
         RuleId::ForgedReceipts,
@@ -73,6 +76,7 @@ impl RuleId {
         RuleId::ViewerPrefixCap,
         RuleId::UnattestedBeyondGrants,
         RuleId::UnattestedRatio,
+        RuleId::RelayBeyondSubtree,
     ];
 
     /// The stable name stored in the evidence table and shown by the API (equal to the serde
@@ -98,6 +102,7 @@ impl RuleId {
             RuleId::ViewerPrefixCap => "viewer_prefix_cap",
             RuleId::UnattestedBeyondGrants => "unattested_beyond_grants",
             RuleId::UnattestedRatio => "unattested_ratio",
+            RuleId::RelayBeyondSubtree => "relay_beyond_subtree",
         }
     }
 
@@ -125,6 +130,7 @@ impl RuleId {
             RuleId::ViewerPrefixCap => "ViewerPrefixCap",
             RuleId::UnattestedBeyondGrants => "UnattestedBeyondGrants",
             RuleId::UnattestedRatio => "UnattestedRatio",
+            RuleId::RelayBeyondSubtree => "RelayBeyondSubtree",
         }
     }
 }

@@ -40,9 +40,16 @@ fn node(i: u8, operator: &str, subnet: u8) -> NodeProfile {
     }
 }
 
+/// Viewer `i`'s key: never a node's (`[i; 32]`), which would make its sessions relay edges.
+fn viewer_key(i: u8) -> ViewerKey {
+    let mut key = [i; 32];
+    key[0] = 0xee;
+    ViewerKey::from_bytes(key)
+}
+
 fn viewer(i: u8, subnet: u8) -> ViewerProfile {
     ViewerProfile {
-        viewer: ViewerKey::from_bytes([i; 32]),
+        viewer: viewer_key(i),
         subnet: crate::Subnet24([192, 168, subnet]).into(),
         operator: None,
     }
@@ -53,7 +60,7 @@ fn session(n: u8, v: u8, s: u8, minutes: u64) -> SessionUsage {
     SessionUsage {
         session_id: SessionId::from_bytes([s; 16]),
         node_id: NodeId::from_bytes([n; 32]),
-        viewer: ViewerKey::from_bytes([v; 32]),
+        viewer: viewer_key(v),
         stream_id: StreamId::new("live").unwrap(),
         bytes,
         on_time_bytes: bytes,
@@ -286,7 +293,7 @@ fn grant(n: u8, v: u8, s: u8, live_minutes: u64, probe: bool) -> IssuedGrant {
     IssuedGrant {
         session_id: SessionId::from_bytes([s; 16]),
         node_id: NodeId::from_bytes([n; 32]),
-        viewer: ViewerKey::from_bytes([v; 32]),
+        viewer: viewer_key(v),
         stream_id: StreamId::new("live").unwrap(),
         live_ms: live_minutes * 60_000,
         probe,
@@ -418,7 +425,7 @@ fn fresh_keys_earn_nothing_in_an_established_network_and_everything_in_a_young_o
         let mut obs = honest();
         obs.epoch = 100 + epoch;
         for s in obs.sessions.iter_mut() {
-            let v = s.viewer.as_bytes()[0];
+            let v = s.viewer.as_bytes()[1];
             s.node_id = NodeId::from_bytes([1 + (u64::from(v) + epoch) as u8 % 4; 32]);
         }
         let report = engine.assess(&obs);
@@ -485,4 +492,154 @@ fn over_bitrate_is_judged_at_the_measured_bitrate_not_the_grant_ceiling() {
         .find(|e| e.rule == RuleId::OverBitrate)
         .expect("over-bitrate evidence");
     assert_eq!(evidence.inputs["bitrate"], BITRATE);
+}
+
+/// A relay edge: node `child` pulls `minutes` of the stream from node `parent`.
+fn edge(parent: u8, child: u8, s: u8, minutes: u64) -> SessionUsage {
+    SessionUsage {
+        viewer: ViewerKey::from_bytes([child; 32]),
+        ..session(parent, child, s, minutes)
+    }
+}
+
+fn dropped_by(report: &FraudReport, n: u8, rule: RuleId) -> u64 {
+    let id = NodeId::from_bytes([n; 32]);
+    report
+        .evidence
+        .iter()
+        .filter(|e| e.node_id == id && e.rule == rule)
+        .map(|e| match e.verdict {
+            Verdict::DropBytes { bytes } | Verdict::Penalize { bytes } => bytes,
+            _ => 0,
+        })
+        .sum()
+}
+
+fn eligible(report: &FraudReport, n: u8) -> u64 {
+    let input = input_of(report, n);
+    input.verified_bytes - input.flagged_bytes
+}
+
+#[test]
+fn a_relay_is_paid_for_what_its_subtree_verifiably_delivered() {
+    // Node 2 serves viewers 1 and 5 (20 minutes each) and pulls 20 minutes from node 1.
+    let mut obs = honest();
+    obs.sessions.push(edge(1, 2, 101, 20));
+    let plain = FraudEngine::new(FraudConfig::default()).assess(&honest());
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert!(report.evidence.is_empty(), "{:?}", report.evidence);
+    assert!(report.penalties.is_empty());
+    assert_eq!(
+        eligible(&report, 1),
+        eligible(&plain, 1) + BITRATE * 20 * 60,
+        "the parent earns the whole edge"
+    );
+    // A longer edge than the child's viewers watched is paid up to what they watched.
+    let mut obs = honest();
+    obs.sessions.push(edge(1, 2, 101, 60));
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(
+        eligible(&report, 1),
+        eligible(&plain, 1) + BITRATE * 40 * 60
+    );
+    assert_eq!(
+        dropped_by(&report, 1, RuleId::RelayBeyondSubtree),
+        BITRATE * 20 * 60
+    );
+    assert!(report.penalties.is_empty());
+}
+
+#[test]
+fn a_chain_of_relays_passes_its_viewers_up_and_a_receipt_mill_earns_nothing() {
+    let mut obs = honest();
+    // Node 3 feeds node 2 for the whole hour; node 2 serves 40 minutes itself and feeds node 4
+    // (40 minutes of viewers) for the hour.
+    obs.sessions.push(edge(3, 2, 101, 60));
+    obs.sessions.push(edge(2, 4, 102, 60));
+    // Node 5, of its own operator and /24, has no viewers: a receipt mill below node 1.
+    obs.nodes.push(node(5, "op5", 5));
+    obs.sessions.push(edge(1, 5, 103, 60));
+    let plain = FraudEngine::new(FraudConfig::default()).assess(&honest());
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert!(report.penalties.is_empty(), "{:?}", report.penalties);
+    // 2 → 4: bounded by node 4's 40 minutes; 3 → 2: node 2's 40 minutes plus those 40.
+    assert_eq!(
+        eligible(&report, 2),
+        eligible(&plain, 2) + BITRATE * 40 * 60
+    );
+    assert_eq!(
+        eligible(&report, 3),
+        eligible(&plain, 3) + BITRATE * 60 * 60
+    );
+    assert_eq!(eligible(&report, 1), eligible(&plain, 1));
+    assert_eq!(
+        dropped_by(&report, 1, RuleId::RelayBeyondSubtree),
+        BITRATE * 60 * 60
+    );
+}
+
+#[test]
+fn relay_edges_within_one_network_or_inflated_earn_nothing_and_penalize_no_one() {
+    let mut obs = honest();
+    // Node 6 is in node 1's /24 and serves a viewer of its own.
+    obs.nodes.push(node(6, "op6", 1));
+    obs.viewers.push(viewer(60, 60));
+    obs.sessions.push(session(6, 60, 60, 30));
+    obs.sessions.push(edge(1, 6, 101, 30));
+    // Node 2 acknowledges to node 3 three times the bytes an hour of the stream carries.
+    let mut inflated = edge(3, 2, 102, 60);
+    inflated.bytes *= 3;
+    inflated.bytes_total *= 3;
+    obs.sessions.push(inflated);
+    // Edges both ways between nodes 2 and 4 (a cycle no tree has) end.
+    obs.sessions.push(edge(2, 4, 103, 10));
+    obs.sessions.push(edge(4, 2, 104, 10));
+    let plain = FraudEngine::new(FraudConfig::default()).assess(&honest());
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert!(report.penalties.is_empty(), "{:?}", report.penalties);
+    assert_eq!(
+        dropped_by(&report, 1, RuleId::SelfDealing),
+        BITRATE * 30 * 60
+    );
+    assert_eq!(eligible(&report, 1), eligible(&plain, 1));
+    assert!(rules_for(&report, 3).contains(&RuleId::OverBitrate));
+    assert_eq!(eligible(&report, 3), eligible(&plain, 3));
+    // The cycle's edges earn at most what nodes 2 and 4 served themselves.
+    assert!(eligible(&report, 2) <= eligible(&plain, 2) + BITRATE * 10 * 60);
+    assert!(eligible(&report, 4) <= eligible(&plain, 4) + BITRATE * 10 * 60);
+}
+
+#[test]
+fn grants_of_relay_edges_carry_no_unattested_credit() {
+    // Node 5 asked for an upstream on node 1 for a stream it never pulls; node 1 claims the
+    // edge's hour as unattested.
+    let mut obs = honest();
+    obs.nodes.push(node(5, "op5", 5));
+    let mut grants = honest_grants();
+    grants.push(IssuedGrant {
+        viewer: ViewerKey::from_bytes([5; 32]),
+        ..grant(1, 5, 103, 60, false)
+    });
+    obs.grants = Some(grants);
+    if let Some(claim) = obs
+        .claims
+        .iter_mut()
+        .find(|c| c.node_id == NodeId::from_bytes([1; 32]))
+    {
+        claim.unattested_bytes = BITRATE * 60 * 60;
+    }
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    let viewer_grants_left = {
+        let mut plain = honest();
+        plain.grants = Some(honest_grants());
+        if let Some(claim) = plain
+            .claims
+            .iter_mut()
+            .find(|c| c.node_id == NodeId::from_bytes([1; 32]))
+        {
+            claim.unattested_bytes = BITRATE * 60 * 60;
+        }
+        input_of(&FraudEngine::new(FraudConfig::default()).assess(&plain), 1).unattested_bytes
+    };
+    assert_eq!(input_of(&report, 1).unattested_bytes, viewer_grants_left);
 }

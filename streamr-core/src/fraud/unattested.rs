@@ -32,7 +32,10 @@ pub(super) fn grant_bounds(
 ) -> Option<BTreeMap<NodeId, u64>> {
     let grants: &Vec<IssuedGrant> = ctx.obs.grants.as_ref()?;
     let mut out: BTreeMap<NodeId, u64> = BTreeMap::new();
-    for g in grants.iter().filter(|g| !g.probe) {
+    // Relay edges are paid on their children's receipts only: a grant harvested for a stream
+    // the child never pulls must not carry unattested credit.
+    let edge = |g: &&IssuedGrant| super::relay::relay_child(ctx, &g.viewer).is_some();
+    for g in grants.iter().filter(|g| !g.probe).filter(|g| !edge(g)) {
         let carried = bytes_at(ctx.bitrate(&g.stream_id), g.live_ms);
         let verified = verified_by_session.get(&g.session_id).copied().unwrap_or(0);
         let bound = out.entry(g.node_id).or_default();

@@ -19,8 +19,8 @@
 //! # }
 //! ```
 
-mod origin;
-mod receipts;
+pub(crate) mod origin;
+pub(crate) mod receipts;
 mod resume;
 
 use std::collections::{BTreeMap, VecDeque};
