@@ -163,6 +163,11 @@ impl<'a> Tree<'a> {
         node: &str,
         failed: &HashSet<String>,
     ) -> Vec<(String, String)> {
+        // A relay reported failed holds no slot at its parent (as a dead one does not), so
+        // its children may take its place there.
+        let mut members = members.clone();
+        members.retain(|relay, _| !failed.contains(relay));
+        let members = &members;
         let mut working: Vec<RelayAssignmentRecord> = assignments.to_vec();
         let mut moves: Vec<(String, String)> = Vec::new();
         let mut apply = |working: &mut Vec<RelayAssignmentRecord>, relay: &str, parent: String| {
@@ -698,17 +703,34 @@ mod tests {
             assign("b", "a", 2),
             assign("c", "a", 3),
         ];
-        // a still heartbeats, but b's pull from it broke: b and c both leave a, for d.
+        // a still heartbeats, but b's pull from it broke: b and c both leave a in one
+        // decision; b takes a's slot under the origin (which still feeds 2), c goes below it.
         let failed = HashSet::from(["a".to_owned()]);
-        let mut moves = Tree::rehome(&assignments, "o", 2, &members, "b", &failed);
-        moves.sort();
+        let moves = Tree::rehome(&assignments, "o", 2, &members, "b", &failed);
         assert_eq!(
             moves,
             vec![
-                ("b".to_owned(), "d".to_owned()),
-                ("c".to_owned(), "d".to_owned())
+                ("b".to_owned(), "o".to_owned()),
+                ("c".to_owned(), "b".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn a_failed_relays_child_takes_its_slot_at_the_grandparent_at_once() {
+        let members: HashMap<String, usize> = ["a", "b", "c"]
+            .iter()
+            .map(|n| ((*n).to_owned(), 1))
+            .collect();
+        // A chain of fan-out 1: o → a → b → c. b still heartbeats, but c's pull from it broke.
+        let assignments = vec![
+            assign("a", "o", 0),
+            assign("b", "a", 1),
+            assign("c", "b", 2),
+        ];
+        let failed = HashSet::from(["b".to_owned()]);
+        let moves = Tree::rehome(&assignments, "o", 1, &members, "c", &failed);
+        assert_eq!(moves, vec![("c".to_owned(), "a".to_owned())]);
     }
 
     #[test]
