@@ -221,6 +221,7 @@ coordinator_usage=$(per_process "$(echo "${coordinator_pids[@]}" | tr ' ' ',')")
 load_mid=$(cut -d' ' -f1-3 /proc/loadavg)
 
 victim_ip=$(curl -sf "$coord/nodes/$victim" | jq -r .rtmp_url | sed -E 's#rtmp://([^:/]+).*#\1#')
+disown "${relay_pid[$victim_ip]}" # no job notice on stderr
 kill -9 "${relay_pid[$victim_ip]}"
 killed=$(ms)
 reparented=""
@@ -262,7 +263,7 @@ for g in "${groups[@]}"; do
         --arg nodes "$(wc -l <"$work/$g.urls")" '
         "\($g): \($n) players on \($nodes) nodes, \(.max_playing) playing at most, \(.failed) failed, \(.never_started) never started; " +
         "hop latency p50 \(.latency_ms.p50 // "-" | tostring | .[0:6]) ms, p95 \(.latency_ms.p95 // "-" | tostring | .[0:6]) ms" +
-        (if $prev != "" and .latency_ms != null then " (p50 +\((.latency_ms.p50 - ($prev | tonumber)) | tostring | .[0:6]) ms on the tier above)" else "" end) +
+        (if ($g | startswith("tier")) and $prev != "" and .latency_ms != null then " (p50 +\((.latency_ms.p50 - ($prev | tonumber)) | tostring | .[0:6]) ms on the tier above)" else "" end) +
         "; longest frozen picture p50 \(.longest_gap_ms.p50 // "-" | tostring | .[0:6]) ms, p95 \(.longest_gap_ms.p95 // "-" | tostring | .[0:6]) ms, max \(.longest_gap_max_ms // "-" | tostring | .[0:6]) ms; stalled share \(.stalled_share | tostring | .[0:6])"' \
         "$work/$g.json"
     if [[ "$g" == tier* ]]; then previous=$(jq -r '.latency_ms.p50 // ""' "$work/$g.json"); fi
