@@ -419,12 +419,28 @@ pub(crate) async fn upstream(
         .collect();
     let failed: HashSet<String> = request.failed.iter().map(NodeId::to_string).collect();
     let fanout = state.config.relay_fanout.max(1);
-    let assignments = state
-        .storage
-        .assign_relay_parents(&id, now, &|assignments| {
-            Tree::rehome(assignments, &origin, fanout, &members, &node, &failed)
+    // Decided in a task of its own: a relay that gave up waiting (its ask has a deadline of
+    // 1-2 s) still finds the decision stored when it asks again, instead of a rolled-back one.
+    let decision = {
+        let (storage, id, origin, members, node, failed) = (
+            state.storage.clone(),
+            id.clone(),
+            origin.clone(),
+            members.clone(),
+            node.clone(),
+            failed.clone(),
+        );
+        tokio::spawn(async move {
+            storage
+                .assign_relay_parents(&id, now, &|assignments| {
+                    Tree::rehome(assignments, &origin, fanout, &members, &node, &failed)
+                })
+                .await
         })
-        .await?;
+    };
+    let assignments = decision.await.map_err(|error| {
+        ApiError::Conflict(format!("the relay tree decision did not complete: {error}"))
+    })??;
     let tree = Tree::new(&origin, fanout, &members, &assignments);
     // The failed ancestors are still in the chain when they are the only way up: the relay
     // learns its new parent first, and the origin is always last.
