@@ -16,7 +16,8 @@
 //! publisher leave.
 //! With an [`UpstreamSource`] (a coordinator-built relay tree) the upstreams are asked for per
 //! stream at the start of each round, the source is told which ones failed, and the pull asks
-//! again every [`UpstreamConfig::reassign_interval`]: when the first upstream it answers is
+//! again at once when an upstream fails (going straight to the replacement it names, else on
+//! down the list) and every [`UpstreamConfig::reassign_interval`]: when the first upstream it answers is
 //! another than the one pulled from, the pull moves there the same way it fails over, so local
 //! viewers keep playing. The static list stays the fallback when the source knows none.
 //! A pull stops once it has had neither a hub viewer (RTMP, HTTP-FLV) nor a request through
@@ -88,6 +89,10 @@ pub trait UpstreamSource: Send + Sync + std::fmt::Debug + 'static {
 
 /// Longest wait for an [`UpstreamSource`]; the static list is used when it does not answer.
 const SOURCE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Longest wait for an [`UpstreamSource`] asked right after an upstream failed; without an
+/// answer the pull goes on down the list it has (the failed upstream's ancestors).
+const FAILOVER_ASK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// `rtmp://host[:port]?query` → `rtmp://host[:port]`.
 fn upstream_base(upstream: &str) -> &str {
@@ -317,8 +322,9 @@ impl UpstreamPuller {
                         &failed,
                     )
                     .await;
-                if !matches!(pulled, Ok(PullEnd::Idle | PullEnd::Reassigned(_))) {
-                    failed.push(base);
+                let upstream_failed = !matches!(pulled, Ok(PullEnd::Idle | PullEnd::Reassigned(_)));
+                if upstream_failed {
+                    failed.push(base.clone());
                 }
                 match pulled {
                     Ok(PullEnd::Idle) => return,
@@ -347,6 +353,15 @@ impl UpstreamPuller {
                     Err(error) => {
                         tracing::warn!(stream = %key, url = %shown, %error, "upstream failed; trying the next");
                         lock(&state.status).last_error = Some(error.to_string());
+                    }
+                }
+                // A parent that dies mid-stream: its replacement is asked for at once (only
+                // then, so upstreams failing at connect do not keep the source busy).
+                if upstream_failed && received {
+                    if let Some(list) = self.replacement(key, &base, &mut failed).await {
+                        tracing::info!(stream = %key, failed = %shown, "the source named a new upstream at once");
+                        next = Some(list);
+                        break;
                     }
                 }
             }
@@ -500,6 +515,26 @@ impl UpstreamPuller {
                 }
             }
         }
+    }
+
+    /// Asks the source at once after `dead` failed (reported with the other upstreams in
+    /// `failed`): its list when it names a first upstream other than `dead`, so the pull goes
+    /// straight to the replacement instead of the next ancestor; `None` (keep going down the
+    /// current list) without a source, an answer within [`FAILOVER_ASK_TIMEOUT`] or a new
+    /// first upstream.
+    async fn replacement(
+        &self,
+        key: &StreamKey,
+        dead: &str,
+        failed: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        let source = self.source.as_ref()?;
+        let list = tokio::time::timeout(FAILOVER_ASK_TIMEOUT, source.upstreams(key, failed))
+            .await
+            .ok()?;
+        failed.clear();
+        let first = list.first()?;
+        (upstream_base(first) != dead).then_some(list)
     }
 
     /// Asks the source again while pulling from `url`: its list when it starts with another

@@ -44,7 +44,8 @@ struct Cli {
 enum Command {
     /// Start N players against a URL (rtmp://…, http://….flv or http://….m3u8).
     Play {
-        /// The stream URL.
+        /// The stream URL, or `@file`: a file of URLs, one per line, that the players take
+        /// in turn (e.g. grant URLs on many nodes).
         url: String,
         /// Number of players.
         #[arg(short = 'n', long, env = "STREAMR_LOAD_PLAYERS", default_value_t = 100)]
@@ -112,8 +113,18 @@ async fn main() -> anyhow::Result<()> {
             json,
             no_progress,
         } => {
+            let urls = match url.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)?
+                    .lines()
+                    .map(str::trim)
+                    .filter(|line| !line.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                None => vec![url.clone()],
+            };
             let summary = play::run(play::FleetConfig {
                 url,
+                urls,
                 players,
                 ramp_per_sec: ramp,
                 duration,

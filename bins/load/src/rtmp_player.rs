@@ -44,6 +44,9 @@ pub async fn play(url: String, counters: Arc<PlayerCounters>) -> anyhow::Result<
                 if !info.is_coded_frame() {
                     continue;
                 }
+                if counters.has_first_frame() {
+                    counters.video_frame();
+                }
                 if info.is_keyframe {
                     keyframes = keyframes.saturating_add(1);
                     if !counters.has_first_frame() {

@@ -33,6 +33,10 @@ pub struct PlayerCounters {
     /// Sum of hop-latency samples in microseconds, and their count.
     latency_sum_micros: AtomicU64,
     latency_samples: AtomicU64,
+    /// Microseconds from `started` to the last coded video frame; `u64::MAX` while none.
+    last_video_micros: AtomicU64,
+    /// Longest wait between two coded video frames, in microseconds.
+    longest_gap_micros: AtomicU64,
 }
 
 impl PlayerCounters {
@@ -45,6 +49,8 @@ impl PlayerCounters {
             state: AtomicU8::new(PlayerState::Connecting as u8),
             latency_sum_micros: AtomicU64::new(0),
             latency_samples: AtomicU64::new(0),
+            last_video_micros: AtomicU64::new(u64::MAX),
+            longest_gap_micros: AtomicU64::new(0),
         }
     }
 
@@ -62,6 +68,23 @@ impl PlayerCounters {
             Ordering::Relaxed,
             Ordering::Relaxed,
         );
+    }
+
+    /// Records that a coded video frame arrived now: the longest wait between two of them is
+    /// the player's longest stall (a frozen picture).
+    pub fn video_frame(&self) {
+        let now = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX - 1);
+        let last = self.last_video_micros.swap(now, Ordering::Relaxed);
+        if last != u64::MAX {
+            self.longest_gap_micros
+                .fetch_max(now.saturating_sub(last), Ordering::Relaxed);
+        }
+    }
+
+    /// The longest wait between two video frames so far, once two arrived.
+    fn longest_gap(&self) -> Option<Duration> {
+        (self.last_video_micros.load(Ordering::Relaxed) != u64::MAX)
+            .then(|| Duration::from_micros(self.longest_gap_micros.load(Ordering::Relaxed)))
     }
 
     /// Records one hop-latency sample (publisher send time to arrival here), in milliseconds.
@@ -199,6 +222,11 @@ pub struct Summary {
     /// Per-player mean hop latency (publisher send to arrival) in milliseconds; present when
     /// the publisher announced its clock (the `publish` mode does) and players speak RTMP.
     pub latency_ms: Option<Percentiles>,
+    /// Per-player longest wait between two video frames (the longest frozen picture) in
+    /// milliseconds; present when players speak RTMP.
+    pub longest_gap_ms: Option<Percentiles>,
+    /// The longest of those waits over all players, in milliseconds.
+    pub longest_gap_max_ms: Option<f64>,
     /// Every per-second tick.
     pub ticks: Vec<Tick>,
 }
@@ -322,9 +350,18 @@ impl Reporter {
             .collect();
         let mut latencies: Vec<f64> = players.iter().filter_map(|p| p.mean_latency_ms()).collect();
         let latency_ms = (!latencies.is_empty()).then(|| Percentiles::of(&mut latencies));
+        let mut gaps: Vec<f64> = players
+            .iter()
+            .filter_map(|p| p.longest_gap())
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .collect();
+        let longest_gap_max_ms = gaps.iter().copied().reduce(f64::max);
+        let longest_gap_ms = (!gaps.is_empty()).then(|| Percentiles::of(&mut gaps));
         Summary {
             url: url.to_owned(),
             latency_ms,
+            longest_gap_ms,
+            longest_gap_max_ms,
             players: players.len(),
             duration_s,
             max_playing: self.ticks.iter().map(|t| t.playing).max().unwrap_or(0),
@@ -381,5 +418,21 @@ mod tests {
         let summary = reporter.finish("rtmp://x/y/z", &players);
         assert_eq!(summary.never_started, 0);
         assert!((summary.stalled_share - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_players_longest_frozen_picture_is_its_longest_wait_between_video_frames() {
+        let frozen = Arc::new(PlayerCounters::new());
+        let silent = Arc::new(PlayerCounters::new());
+        frozen.video_frame();
+        frozen.video_frame();
+        std::thread::sleep(Duration::from_millis(60));
+        frozen.video_frame();
+        frozen.video_frame();
+        let summary = Reporter::new(1000.0, 1).finish("rtmp://x/y/z", &[frozen, silent]);
+        let gap = summary.longest_gap_max_ms.expect("one player saw frames");
+        assert!(gap >= 60.0, "{gap}");
+        let per_player = summary.longest_gap_ms.expect("percentiles");
+        assert_eq!(per_player.p50, gap, "only players that saw frames count");
     }
 }

@@ -129,6 +129,8 @@ pub struct NodeConfig {
     pub heartbeat_interval: Duration,
     /// A pull with no local viewers for this long stops.
     pub pull_idle_timeout: Duration,
+    /// An upstream silent for this long in the middle of its stream is taken for dead.
+    pub upstream_stall_timeout: Duration,
     /// How long an HTTP request waits for a pull to start delivering.
     pub pull_wait: Duration,
     /// How long a granted session may go without handing this node a receipt before its
@@ -262,6 +264,7 @@ impl Default for NodeConfig {
             advertise_http: None,
             heartbeat_interval: Duration::from_secs(5),
             pull_idle_timeout: Duration::from_secs(30),
+            upstream_stall_timeout: Duration::from_secs(3),
             pull_wait: Duration::from_secs(5),
             receipt_grace: Duration::from_secs(10),
             batch_delay: None,
@@ -434,6 +437,7 @@ impl Node {
                 UpstreamConfig {
                     upstreams: config.upstreams.clone(),
                     idle_timeout: config.pull_idle_timeout,
+                    stall_timeout: config.upstream_stall_timeout,
                     // A networked relay proves itself to origins serving only relays.
                     play_query: client.is_some().then(|| {
                         let key = key.clone();

@@ -161,6 +161,12 @@ struct Args {
           value_parser = humantime::parse_duration)]
     heartbeat_interval: Duration,
 
+    /// An upstream (a relay's parent) that sends nothing for this long in the middle of its
+    /// stream is taken for dead, and the relay asks the coordinator for another at once.
+    #[arg(long, env = "STREAMR_UPSTREAM_STALL_TIMEOUT", default_value = "3s",
+          value_parser = humantime::parse_duration)]
+    upstream_stall_timeout: Duration,
+
     /// How long a viewer's session may go without handing this node a receipt before its bytes
     /// are reported as unattested (players that cannot sign) instead of attested.
     #[arg(long, env = "STREAMR_RECEIPT_GRACE", default_value = "10s",
@@ -342,6 +348,7 @@ impl Args {
             advertise_rtmp: self.advertise_rtmp,
             advertise_http: self.advertise_http,
             heartbeat_interval: self.heartbeat_interval,
+            upstream_stall_timeout: self.upstream_stall_timeout,
             receipt_grace: self.receipt_grace,
             batch_delay: self.batch_delay,
             batch_delay_max: self.batch_delay_max,

@@ -9,7 +9,10 @@
 //! leaf. Only parents are stored (`relay_assignments`): a relay that moves takes its subtree
 //! along. A relay keeps its parent while the parent is live (heartbeat within
 //! [`crate::CoordConfig::relay_liveness`]), not reported failed by the asking relay, and still
-//! has room for it; otherwise it is re-parented when it next asks. Fan-outs are measured at
+//! has room for it; otherwise it is re-parented when it next asks. A relay whose parent dies
+//! asks at once, naming it failed: the dead relay's children are then all re-parented in that
+//! one decision (see [`Tree::rehome`]), as they are when any relay below a relay that missed
+//! its heartbeats asks. Fan-outs are measured at
 //! most every two seconds per process (liveness is checked at every ask). Parents are chosen under a
 //! per-stream lock in the database, so replicas sharing it never overfill a parent.
 //!
@@ -165,6 +168,88 @@ impl<'a> Tree<'a> {
         children
             .sort_by(|a, b| (a.assigned_at_ms, &a.node_id).cmp(&(b.assigned_at_ms, &b.node_id)));
         children
+    }
+
+    /// The first of `node`'s ancestors (parent first, the origin never) that is dead (no
+    /// heartbeat within the liveness) or in `failed`.
+    fn gone_ancestor(&self, node: &str, failed: &HashSet<String>) -> Option<&'a str> {
+        let mut current = node;
+        for _ in 0..MAX_DEPTH {
+            let parent = *self.parents.get(current)?;
+            if parent == self.origin || parent == node {
+                return None;
+            }
+            if !self.members.contains_key(parent) || failed.contains(parent) {
+                return Some(parent);
+            }
+            current = parent;
+        }
+        None
+    }
+
+    /// The moves (`(relay, new parent)`) that follow `node`'s ask: when an ancestor of it is
+    /// gone (missing heartbeats, or reported failed by `node`), every live child of that
+    /// ancestor is re-parented in this one decision, oldest first, each under the shallowest
+    /// healthy relay with room (see [`Tree::choose_parent`]) and taking its own subtree along;
+    /// then `node` itself, if it still needs a parent. The children's subtrees keep their
+    /// parents, so one ask heals the whole subtree of the dead relay.
+    pub(crate) fn rehome(
+        assignments: &[RelayAssignmentRecord],
+        origin: &str,
+        origin_fanout: usize,
+        members: &HashMap<String, usize>,
+        node: &str,
+        failed: &HashSet<String>,
+    ) -> Vec<(String, String)> {
+        // A relay reported failed holds no slot at its parent (as a dead one does not), so
+        // its children may take its place there.
+        let mut members = members.clone();
+        members.retain(|relay, _| !failed.contains(relay));
+        let members = &members;
+        let mut working: Vec<RelayAssignmentRecord> = assignments.to_vec();
+        let mut moves: Vec<(String, String)> = Vec::new();
+        let mut apply = |working: &mut Vec<RelayAssignmentRecord>, relay: &str, parent: String| {
+            match working.iter_mut().find(|a| a.node_id == relay) {
+                Some(row) => {
+                    row.parent_id.clone_from(&parent);
+                    // Newest: it holds a slot after the parent's earlier children.
+                    row.assigned_at_ms = i64::MAX;
+                }
+                None => working.push(RelayAssignmentRecord {
+                    stream_id: String::new(),
+                    node_id: relay.to_owned(),
+                    parent_id: parent.clone(),
+                    assigned_at_ms: i64::MAX,
+                }),
+            }
+            moves.retain(|(moved, _)| moved != relay);
+            moves.push((relay.to_owned(), parent));
+        };
+        let gone = Tree::new(origin, origin_fanout, members, &working)
+            .gone_ancestor(node, failed)
+            .map(str::to_owned);
+        if let Some(gone) = gone {
+            let orphans: Vec<String> = Tree::new(origin, origin_fanout, members, &working)
+                .children(&working, &gone, "")
+                .iter()
+                .map(|a| a.node_id.clone())
+                .collect();
+            let mut avoid = failed.clone();
+            avoid.insert(gone);
+            for orphan in orphans {
+                let chosen = Tree::new(origin, origin_fanout, members, &working)
+                    .choose_parent(&working, &orphan, &avoid);
+                if let Some(parent) = chosen {
+                    apply(&mut working, &orphan, parent);
+                }
+            }
+        }
+        let chosen = Tree::new(origin, origin_fanout, members, &working)
+            .choose_parent(&working, node, failed);
+        if let Some(parent) = chosen {
+            apply(&mut working, node, parent);
+        }
+        moves
     }
 
     /// The parent `node` should have now, when it differs from the stored one (`None`: keep
@@ -377,16 +462,28 @@ pub(crate) async fn upstream(
         .collect();
     let failed: HashSet<String> = request.failed.iter().map(NodeId::to_string).collect();
     let fanout = state.config.relay_fanout.max(1);
-    let assignments = state
-        .storage
-        .assign_relay_parent(&id, &node, now, &|assignments| {
-            Tree::new(&origin, fanout, &members, assignments).choose_parent(
-                assignments,
-                &node,
-                &failed,
-            )
+    // Decided in a task of its own: a relay that gave up waiting (its ask has a deadline of
+    // 1-2 s) still finds the decision stored when it asks again, instead of a rolled-back one.
+    let decision = {
+        let (storage, id, origin, members, node, failed) = (
+            state.storage.clone(),
+            id.clone(),
+            origin.clone(),
+            members.clone(),
+            node.clone(),
+            failed.clone(),
+        );
+        tokio::spawn(async move {
+            storage
+                .assign_relay_parents(&id, now, &|assignments| {
+                    Tree::rehome(assignments, &origin, fanout, &members, &node, &failed)
+                })
+                .await
         })
-        .await?;
+    };
+    let assignments = decision.await.map_err(|error| {
+        ApiError::Conflict(format!("the relay tree decision did not complete: {error}"))
+    })??;
     let tree = Tree::new(&origin, fanout, &members, &assignments);
     // The failed ancestors are still in the chain when they are the only way up: the relay
     // learns its new parent first, and the origin is always last.
@@ -567,6 +664,119 @@ mod tests {
             moved.is_some() && moved.as_deref() != Some("a"),
             "{moved:?}"
         );
+    }
+
+    /// Applies `moves` to `assignments` as the storage does.
+    fn apply(assignments: &mut Vec<RelayAssignmentRecord>, moves: &[(String, String)], at: i64) {
+        for (node, parent) in moves {
+            assignments.retain(|a| &a.node_id != node);
+            assignments.push(assign(node, parent, at));
+        }
+    }
+
+    #[test]
+    fn a_dead_inner_relays_whole_subtree_is_rehomed_in_one_decision_under_healthy_relays() {
+        let names: Vec<String> = (0..12).map(|i| format!("r{i:02}")).collect();
+        let mut members: HashMap<String, usize> = names.iter().map(|n| (n.clone(), 2)).collect();
+        // Tiers of k = 2: r00 r01 | r02..r05 | r06..r11 (r09..r11 still have room).
+        let mut assignments = grow(&members, &names, 2);
+        let parent_of = |assignments: &[RelayAssignmentRecord], n: &str| {
+            assignments
+                .iter()
+                .find(|a| a.node_id == n)
+                .map(|a| a.parent_id.clone())
+        };
+        let victim = parent_of(&assignments, "r06").expect("r06 placed");
+        assert_ne!(victim, "o");
+        let orphans: Vec<String> = assignments
+            .iter()
+            .filter(|a| a.parent_id == victim)
+            .map(|a| a.node_id.clone())
+            .collect();
+        assert_eq!(orphans.len(), 2, "{assignments:?}");
+        // A leaf below an orphan: it keeps its parent and goes along.
+        apply(&mut assignments, &[("leaf".into(), orphans[0].clone())], 50);
+        members.insert("leaf".into(), 2);
+
+        // The victim misses its heartbeats; the leaf asks first (nothing failed for it).
+        members.remove(&victim);
+        let moves = Tree::rehome(&assignments, "o", 2, &members, "leaf", &HashSet::new());
+        let moved: HashSet<&str> = moves.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            moved,
+            orphans.iter().map(String::as_str).collect(),
+            "both of the victim's children move at once, the leaf stays: {moves:?}"
+        );
+        apply(&mut assignments, &moves, 100);
+        let tree = Tree::new("o", 2, &members, &assignments);
+        for (node, parent) in &moves {
+            assert_ne!(parent, "o", "the full origin is not taken: {moves:?}");
+            assert!(
+                members.get(parent).is_some_and(|&room| room > 0),
+                "{parent}"
+            );
+            assert!(
+                tree.chain(node, &HashSet::new()).is_some(),
+                "{node} has a whole chain"
+            );
+        }
+        assert_eq!(
+            parent_of(&assignments, "leaf").as_deref(),
+            Some(orphans[0].as_str())
+        );
+        assert!(tree.chain("leaf", &HashSet::new()).is_some());
+        for name in members.keys().map(String::as_str).chain(["o"]) {
+            let children = tree.children(&assignments, name, "").len();
+            assert!(children <= 2, "{name} feeds {children}");
+        }
+        // The next ask changes nothing: the decision was whole.
+        for orphan in &orphans {
+            assert!(
+                Tree::rehome(&assignments, "o", 2, &members, orphan, &HashSet::new()).is_empty()
+            );
+        }
+    }
+
+    #[test]
+    fn a_child_reporting_its_parent_failed_moves_itself_and_its_siblings_at_once() {
+        let members: HashMap<String, usize> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| ((*n).to_owned(), 2))
+            .collect();
+        let assignments = vec![
+            assign("a", "o", 0),
+            assign("d", "o", 1),
+            assign("b", "a", 2),
+            assign("c", "a", 3),
+        ];
+        // a still heartbeats, but b's pull from it broke: b and c both leave a in one
+        // decision; b takes a's slot under the origin (which still feeds 2), c goes below it.
+        let failed = HashSet::from(["a".to_owned()]);
+        let moves = Tree::rehome(&assignments, "o", 2, &members, "b", &failed);
+        assert_eq!(
+            moves,
+            vec![
+                ("b".to_owned(), "o".to_owned()),
+                ("c".to_owned(), "b".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_relays_child_takes_its_slot_at_the_grandparent_at_once() {
+        let members: HashMap<String, usize> = ["a", "b", "c"]
+            .iter()
+            .map(|n| ((*n).to_owned(), 1))
+            .collect();
+        // A chain of fan-out 1: o → a → b → c. b still heartbeats, but c's pull from it broke.
+        let assignments = vec![
+            assign("a", "o", 0),
+            assign("b", "a", 1),
+            assign("c", "b", 2),
+        ];
+        let failed = HashSet::from(["b".to_owned()]);
+        let moves = Tree::rehome(&assignments, "o", 1, &members, "c", &failed);
+        assert_eq!(moves, vec![("c".to_owned(), "a".to_owned())]);
     }
 
     #[test]

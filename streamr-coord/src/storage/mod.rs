@@ -305,6 +305,25 @@ pub trait Storage: Send + Sync + 'static {
         node_id: &str,
         now_ms: i64,
         choose: &(dyn for<'t> Fn(&'t [RelayAssignmentRecord]) -> Option<String> + Send + Sync),
+    ) -> StorageResult<Vec<RelayAssignmentRecord>> {
+        let node_id = node_id.to_owned();
+        self.assign_relay_parents(stream_id, now_ms, &|tree| {
+            choose(tree)
+                .map(|parent| vec![(node_id.clone(), parent)])
+                .unwrap_or_default()
+        })
+        .await
+    }
+    /// Like [`Storage::assign_relay_parent`], but `choose` may move several relays at once
+    /// (`(node, new parent)` pairs, stored in one transaction at `now_ms`): the children of a
+    /// dead relay re-parented in one decision.
+    async fn assign_relay_parents(
+        &self,
+        stream_id: &str,
+        now_ms: i64,
+        choose: &(dyn for<'t> Fn(&'t [RelayAssignmentRecord]) -> Vec<(String, String)>
+              + Send
+              + Sync),
     ) -> StorageResult<Vec<RelayAssignmentRecord>>;
     /// Marks nodes down (a node marked already keeps its mark) and lifts the marks of nodes
     /// that sent a heartbeat newer than the one they were marked at, in one transaction.

@@ -1593,14 +1593,13 @@ macro_rules! sql_storage {
                 .map_err(StorageError::query("latest_session_of"))
             }
 
-            async fn assign_relay_parent(
+            async fn assign_relay_parents(
                 &self,
                 stream_id: &str,
-                node_id: &str,
                 now_ms: i64,
-                choose: &(dyn for<'t> Fn(&'t [RelayAssignmentRecord]) -> Option<String> + Send + Sync),
+                choose: &(dyn for<'t> Fn(&'t [RelayAssignmentRecord]) -> Vec<(String, String)> + Send + Sync),
             ) -> StorageResult<Vec<RelayAssignmentRecord>> {
-                let op = "assign_relay_parent";
+                let op = "assign_relay_parents";
                 let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
                 sqlx::query(&$sql($tree_lock()))
                     .bind(stream_id)
@@ -1616,7 +1615,8 @@ macro_rules! sql_storage {
                     .fetch_all(&mut *tx)
                     .await
                     .map_err(StorageError::query(op))?;
-                if let Some(parent) = choose(&tree) {
+                let moves = choose(&tree);
+                for (node_id, parent) in &moves {
                     sqlx::query(&$sql(
                         "INSERT INTO relay_assignments (stream_id, node_id, parent_id, \
                          assigned_at_ms) VALUES ($1, $2, $3, $4) \
@@ -1625,11 +1625,13 @@ macro_rules! sql_storage {
                     ))
                     .bind(stream_id)
                     .bind(node_id)
-                    .bind(&parent)
+                    .bind(parent)
                     .bind(now_ms)
                     .execute(&mut *tx)
                     .await
                     .map_err(StorageError::query(op))?;
+                }
+                if !moves.is_empty() {
                     tree = sqlx::query_as::<_, RelayAssignmentRecord>(&read)
                         .bind(stream_id)
                         .fetch_all(&mut *tx)

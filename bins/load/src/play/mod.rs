@@ -45,8 +45,10 @@ impl Protocol {
 /// Settings of one load run.
 #[derive(Clone, Debug)]
 pub struct FleetConfig {
-    /// URL every player plays.
+    /// The URL reported (the one given on the command line).
     pub url: String,
+    /// The URLs played, taken in turn by the players (all of one protocol).
+    pub urls: Vec<String>,
     /// Number of players.
     pub players: usize,
     /// Players started per second.
@@ -63,7 +65,15 @@ pub struct FleetConfig {
 
 /// Runs the fleet and returns the summary.
 pub async fn run(config: FleetConfig) -> anyhow::Result<Summary> {
-    let protocol = Protocol::of_url(&config.url)?;
+    let Some(first_url) = config.urls.first() else {
+        bail!("no URL to play");
+    };
+    let protocol = Protocol::of_url(first_url)?;
+    for url in &config.urls {
+        if Protocol::of_url(url)? != protocol {
+            bail!("{url:?} is not of the first URL's protocol");
+        }
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .connect_timeout(Duration::from_secs(10))
@@ -98,7 +108,8 @@ pub async fn run(config: FleetConfig) -> anyhow::Result<Summary> {
         while players.len() < config.players && next_spawn <= now {
             let counters = Arc::new(PlayerCounters::new());
             players.push(counters.clone());
-            let url = config.url.clone();
+            let turn = players.len().saturating_sub(1) % config.urls.len();
+            let url = config.urls.get(turn).unwrap_or(first_url).clone();
             let client = client.clone();
             tasks.spawn(async move {
                 let result = match protocol {
