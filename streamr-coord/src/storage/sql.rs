@@ -1876,4 +1876,22 @@ mod tests {
         assert!(matches!(sync, SqliteSynchronous::Full));
         assert!(split_synchronous("sqlite:///tmp/a.db?synchronous=off").is_err());
     }
+
+    #[test]
+    fn heartbeat_flush_is_taken_off_either_url() {
+        let (url, flush) = split_heartbeat_flush("postgres://u@h/db").unwrap();
+        assert_eq!(url, "postgres://u@h/db");
+        assert_eq!(flush, HeartbeatFlush::Receipts);
+        let (url, flush) =
+            split_heartbeat_flush("postgres://u@h/db?sslmode=disable&heartbeat_flush=always")
+                .unwrap();
+        assert_eq!(url, "postgres://u@h/db?sslmode=disable");
+        assert_eq!(flush, HeartbeatFlush::Always);
+        let (url, flush) =
+            split_heartbeat_flush("sqlite:///tmp/a.db?heartbeat_flush=receipts&synchronous=full")
+                .unwrap();
+        assert_eq!(url, "sqlite:///tmp/a.db?synchronous=full");
+        assert_eq!(flush, HeartbeatFlush::Receipts);
+        assert!(split_heartbeat_flush("sqlite:///tmp/a.db?heartbeat_flush=never").is_err());
+    }
 }
