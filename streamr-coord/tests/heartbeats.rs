@@ -16,6 +16,7 @@ on_both_backends!(
     multi_thread;
     a_forged_heartbeat_among_many_is_the_only_one_refused,
     replays_are_refused_on_every_replica,
+    a_node_registering_again_is_registered_until_its_next_heartbeat_and_keeps_its_nonce,
 );
 
 async fn register(api: &Client, nodes: &[KeyPair]) {
@@ -145,4 +146,41 @@ async fn replays_are_refused_on_every_replica(db: &TestDb) {
         .max()
         .expect("at least one accepted");
     assert_eq!(last_nonce(&first, &node).await, json!(newest));
+}
+
+async fn a_node_registering_again_is_registered_until_its_next_heartbeat_and_keeps_its_nonce(
+    db: &TestDb,
+) {
+    let api = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let node = KeyPair::from_seed([91; 32]);
+    register(&api, std::slice::from_ref(&node)).await;
+    let beat = |nonce| json!({ "heartbeat": heartbeat(&node, nonce, &["show"]) });
+    assert_eq!(
+        api.post("/nodes/heartbeat", &beat(4)).await.0,
+        StatusCode::OK
+    );
+    let (_, stored) = api.get(&format!("/nodes/{}", node.node_id())).await;
+    assert_eq!(stored["status"], "online", "{stored}");
+    assert_eq!(stored["viewers"], 1, "{stored}");
+    assert_eq!(stored["streams_json"], r#"["show"]"#, "{stored}");
+
+    let (status, again) = api
+        .post("/nodes", &registration(&node, "http://10.9.0.1:8080"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["status"], "registered", "{again}");
+    assert_eq!(again["last_nonce"], 4, "{again}");
+
+    // A coordinator started afresh on the same database (a restart, or another replica)
+    // still refuses the nonces before the re-registration.
+    let restarted = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let (status, body) = restarted.post("/nodes/heartbeat", &beat(4)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        restarted.post("/nodes/heartbeat", &beat(5)).await.0,
+        StatusCode::OK
+    );
+    let (_, stored) = restarted.get(&format!("/nodes/{}", node.node_id())).await;
+    assert_eq!(stored["status"], "online", "{stored}");
+    assert_eq!(stored["last_nonce"], 5, "{stored}");
 }

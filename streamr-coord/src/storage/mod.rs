@@ -16,7 +16,7 @@ pub use records::{
     ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord, SegmentRecord, SessionRecord,
     SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, StreamRecord, Totals,
 };
-pub use sql::{PostgresStorage, SqliteStorage};
+pub use sql::{HeartbeatFlush, PostgresStorage, SqliteStorage};
 
 use crate::error::StorageError;
 
@@ -108,9 +108,10 @@ pub trait Storage: Send + Sync + 'static {
             .await?;
         outcomes.pop().unwrap_or(Ok(0))
     }
-    /// Records several heartbeats in one transaction (one commit, one fsync). Each gets its own
-    /// outcome: a replayed or unknown-node heartbeat writes nothing and does not affect the
-    /// others. The outer error means nothing was written.
+    /// Records several heartbeats in one transaction (one commit, at most one flush: see
+    /// [`HeartbeatFlush`]). Each gets its own outcome: a replayed or unknown-node heartbeat
+    /// writes nothing and does not affect the others. The outer error means nothing was
+    /// written.
     async fn record_heartbeats(
         &self,
         heartbeats: &[HeartbeatWrite],
@@ -336,6 +337,8 @@ pub trait Storage: Send + Sync + 'static {
 
 /// Opens the backend a database URL names: `sqlite://path` (created if missing, WAL,
 /// `synchronous=FULL` unless the URL adds `?synchronous=normal`) or `postgres://...`.
+/// On either, `?heartbeat_flush=always` makes every heartbeat wait for its flush to disk
+/// (by default only those carrying receipts do: [`HeartbeatFlush`]).
 /// Migrations run before this returns.
 pub async fn connect(url: &str) -> StorageResult<Arc<dyn Storage>> {
     if url.starts_with("sqlite:") {

@@ -24,30 +24,58 @@ use crate::error::StorageError;
 /// Advisory lock key under which PostgreSQL replicas write settlements one at a time.
 const SETTLEMENT_LOCK_KEY: i64 = 0x5354_524d_5345_5454; // "STRMSETT"
 
-/// SQLite storage: one file, WAL journal, full fsync on commit.
+/// SQLite storage: one file, WAL journal, full fsync on commit (heartbeats without receipts:
+/// see [`HeartbeatFlush`]).
 #[derive(Debug, Clone)]
 pub struct SqliteStorage {
     pool: SqlitePool,
+    /// One connection with `synchronous=NORMAL`, for heartbeat batches that need not wait for
+    /// their fsync ([`HeartbeatFlush::Receipts`]); the same database file.
+    relaxed: SqlitePool,
+    heartbeat_flush: HeartbeatFlush,
 }
 
-/// Takes the `synchronous` query parameter off a SQLite URL (sqlx does not know it): `full`
-/// (the default: a commit survives a power loss) or `normal` (the WAL is not synced on each
-/// commit: a commit survives a crash of the process, not of the machine).
-fn split_synchronous(url: &str) -> Result<(String, SqliteSynchronous), String> {
-    let Some((base, query)) = url.split_once('?') else {
-        return Ok((url.to_owned(), SqliteSynchronous::Full));
+/// Which heartbeat batches wait for their commit to reach the disk before they are answered.
+/// Every batch is committed (atomically: nonces, activity and receipts together) before its
+/// requests are answered, so an answered heartbeat survives a crash of the coordinator
+/// process (`kill -9`) either way; the choice is about a crash of the database machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeartbeatFlush {
+    /// Only batches carrying receipts wait for their flush (the default). A power loss or OS
+    /// crash of the database host may lose the last fraction of a second of other
+    /// heartbeats: their nonces and activity together, so a replayed heartbeat is still
+    /// counted at most once.
+    Receipts,
+    /// Every batch waits for its flush (`?heartbeat_flush=always`).
+    Always,
+}
+
+/// Takes the `heartbeat_flush` query parameter (`receipts` or `always`) off a database URL:
+/// neither driver knows it.
+fn split_heartbeat_flush(url: &str) -> Result<(String, HeartbeatFlush), String> {
+    let (url, value) = split_parameter(url, "heartbeat_flush");
+    let flush = match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("receipts") => HeartbeatFlush::Receipts,
+        Some("always") => HeartbeatFlush::Always,
+        Some(other) => {
+            return Err(format!(
+                "heartbeat_flush must be receipts or always, not {other:?}"
+            ))
+        }
     };
-    let mut synchronous = SqliteSynchronous::Full;
+    Ok((url, flush))
+}
+
+/// Takes query parameter `name` off `url`: the URL without it and its (last) value.
+fn split_parameter(url: &str, name: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut value = None;
     let mut kept: Vec<&str> = Vec::new();
     for parameter in query.split('&') {
         match parameter.split_once('=') {
-            Some(("synchronous", value)) => {
-                synchronous = match value.to_ascii_lowercase().as_str() {
-                    "full" => SqliteSynchronous::Full,
-                    "normal" => SqliteSynchronous::Normal,
-                    _ => return Err(format!("synchronous must be full or normal, not {value:?}")),
-                };
-            }
+            Some((key, found)) if key == name => value = Some(found.to_owned()),
             _ => kept.push(parameter),
         }
     }
@@ -56,20 +84,35 @@ fn split_synchronous(url: &str) -> Result<(String, SqliteSynchronous), String> {
     } else {
         format!("{base}?{}", kept.join("&"))
     };
+    (url, value)
+}
+
+/// Takes the `synchronous` query parameter off a SQLite URL (sqlx does not know it): `full`
+/// (the default: a commit survives a power loss) or `normal` (the WAL is not synced on each
+/// commit: a commit survives a crash of the process, not of the machine).
+fn split_synchronous(url: &str) -> Result<(String, SqliteSynchronous), String> {
+    let (url, value) = split_parameter(url, "synchronous");
+    let synchronous = match value.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("full") => SqliteSynchronous::Full,
+        Some("normal") => SqliteSynchronous::Normal,
+        Some(other) => return Err(format!("synchronous must be full or normal, not {other:?}")),
+    };
     Ok((url, synchronous))
 }
 
 impl SqliteStorage {
     /// Opens (creating if missing) the database at a `sqlite://path` URL and migrates it.
     /// `?synchronous=normal` trades durability across power loss for fewer fsyncs (a commit
-    /// still survives a crash of the process); the default is `full`.
+    /// still survives a crash of the process); the default is `full`. `?heartbeat_flush=`
+    /// chooses which heartbeats wait for their fsync ([`HeartbeatFlush`]).
     pub async fn open(url: &str) -> StorageResult<Self> {
         let open_error = |source| StorageError::Open {
             url: url.to_owned(),
             source,
         };
-        let (sqlx_url, synchronous) = split_synchronous(url)
-            .map_err(|reason| open_error(sqlx::Error::Configuration(reason.into())))?;
+        let configuration = |reason: String| open_error(sqlx::Error::Configuration(reason.into()));
+        let (url_rest, heartbeat_flush) = split_heartbeat_flush(url).map_err(configuration)?;
+        let (sqlx_url, synchronous) = split_synchronous(&url_rest).map_err(configuration)?;
         let options = SqliteConnectOptions::from_str(&sqlx_url)
             .map_err(open_error)?
             .create_if_missing(true)
@@ -79,11 +122,32 @@ impl SqliteStorage {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(open_error)?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStorage { pool })
+        // In WAL mode a NORMAL commit is in the WAL file (so in the OS) when it returns, and
+        // the next FULL commit of any connection syncs it along with its own frames.
+        let relaxed = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .await
+            .map_err(open_error)?;
+        Ok(SqliteStorage {
+            pool,
+            relaxed,
+            heartbeat_flush,
+        })
+    }
+
+    /// The pool a heartbeat batch is committed on: the relaxed connection unless the batch
+    /// must wait for its flush.
+    fn heartbeat_pool(&self, flush: bool) -> &SqlitePool {
+        if flush {
+            &self.pool
+        } else {
+            &self.relaxed
+        }
     }
 }
 
@@ -91,22 +155,36 @@ impl SqliteStorage {
 #[derive(Debug, Clone)]
 pub struct PostgresStorage {
     pool: PgPool,
+    heartbeat_flush: HeartbeatFlush,
 }
 
 impl PostgresStorage {
-    /// Connects to a `postgres://` URL and migrates the schema.
+    /// Connects to a `postgres://` URL and migrates the schema. `?heartbeat_flush=` chooses
+    /// which heartbeats wait for their WAL flush ([`HeartbeatFlush`]).
     pub async fn open(url: &str) -> StorageResult<Self> {
+        let open_error = |source| StorageError::Open {
+            url: url.to_owned(),
+            source,
+        };
+        let (sqlx_url, heartbeat_flush) = split_heartbeat_flush(url)
+            .map_err(|reason| open_error(sqlx::Error::Configuration(reason.into())))?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect(&sqlx_url)
             .await
-            .map_err(|source| StorageError::Open {
-                url: url.to_owned(),
-                source,
-            })?;
+            .map_err(open_error)?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PostgresStorage { pool })
+        Ok(PostgresStorage {
+            pool,
+            heartbeat_flush,
+        })
+    }
+
+    /// The pool a heartbeat batch is committed on (one pool: PostgreSQL relaxes the flush
+    /// per transaction).
+    fn heartbeat_pool(&self, _flush: bool) -> &PgPool {
+        &self.pool
     }
 }
 
@@ -126,17 +204,18 @@ fn postgres_settlement_lock() -> Option<&'static str> {
     Some("SELECT pg_advisory_xact_lock($1)")
 }
 
-/// How a transaction that only records liveness is committed: SQLite keeps its one setting
-/// (a connection-wide pragma cannot be changed for one transaction).
-fn sqlite_liveness_commit() -> Option<&'static str> {
+/// How a heartbeat batch that need not wait for its flush is committed on SQLite: on the
+/// relaxed connection ([`SqliteStorage::heartbeat_pool`]), with nothing more to say.
+fn sqlite_relaxed_commit() -> Option<&'static str> {
     None
 }
 
-/// How a transaction that only records liveness is committed on PostgreSQL: without waiting
-/// for its WAL flush (`synchronous_commit = off` for this transaction only). A crash may lose
-/// the last fraction of a second of such commits, never corrupts anything, and loses no
-/// receipt and no claim: batches that carry any are committed durably.
-fn postgres_liveness_commit() -> Option<&'static str> {
+/// How a heartbeat batch that need not wait for its flush is committed on PostgreSQL:
+/// `synchronous_commit = off` for this transaction only. The commit is in the server's WAL
+/// when it returns (a crash of the coordinator loses nothing); a crash of the database
+/// server may lose the last fraction of a second of such commits, never corrupts anything,
+/// and a later flushed commit flushes them too.
+fn postgres_relaxed_commit() -> Option<&'static str> {
     Some("SET LOCAL synchronous_commit = off")
 }
 
@@ -154,9 +233,17 @@ fn postgres_tree_lock() -> &'static str {
 
 const STREAM_COLUMNS: &str =
     "id, title, stream_key_hash, status, created_at_ms, ended_at_ms, origin_node";
-const NODE_COLUMNS: &str =
-    "id, payout_address, operator, subnet, rtmp_url, http_url, registered_at_ms, active, \
-     capacity_kbps, last_nonce, last_heartbeat_ms, status, viewers, bytes_served, streams_json";
+/// A node as stored: what registration set (`nodes`) with what heartbeats set
+/// (`node_heartbeat_state`, absent before the first one).
+const NODE_SELECT: &str = "SELECT n.id, n.payout_address, n.operator, n.subnet, n.rtmp_url, \
+     n.http_url, n.registered_at_ms, n.active, n.capacity_kbps, \
+     COALESCE(h.last_nonce, n.last_nonce) AS last_nonce, \
+     COALESCE(h.last_heartbeat_ms, n.last_heartbeat_ms) AS last_heartbeat_ms, \
+     CASE WHEN n.active AND h.online THEN 'online' ELSE n.status END AS status, \
+     COALESCE(h.viewers, n.viewers) AS viewers, \
+     COALESCE(h.bytes_served, n.bytes_served) AS bytes_served, \
+     COALESCE(h.streams_json, n.streams_json) AS streams_json \
+     FROM nodes n LEFT JOIN node_heartbeat_state h ON h.node_id = n.id";
 const SETTLEMENT_COLUMNS: &str = "epoch, previous_hash, statement_hash, merkle_root, pool, \
      distributed, penalties, vested, leaf_count, inputs_json, statement_json, leaves_json, \
      observations_json, settled_at_ms, settled_by";
@@ -199,16 +286,34 @@ const ACTIVITY_UPSERT: &str = " ON CONFLICT (node_id, epoch) DO UPDATE SET \
      beyond_grant = node_epoch_activity.beyond_grant + excluded.beyond_grant, \
      wrong_content = node_epoch_activity.wrong_content + excluded.wrong_content";
 
-/// What claiming a round of heartbeats sets on each node whose nonce it raises.
-const CLAIM_SET: &str = "UPDATE nodes SET last_nonce = batch.nonce, last_heartbeat_ms = batch.ts, \
-     status = 'online', streams_json = batch.streams, viewers = batch.viewers, \
-     bytes_served = batch.bytes FROM batch \
-     WHERE nodes.id = batch.id AND nodes.active AND nodes.last_nonce < batch.nonce \
-     RETURNING nodes.id";
+/// Claims a round of heartbeats (a `batch (id, nonce, ts, streams, viewers, bytes)` with at
+/// most one row per node): writes the narrow state row of each active node whose nonce is
+/// above both its registration floor and its stored nonce, and returns those nodes. A
+/// concurrent claim of the same nonce (another replica) re-checks the stored row and loses.
+const CLAIM: &str = "INSERT INTO node_heartbeat_state (node_id, last_nonce, last_heartbeat_ms, \
+     viewers, bytes_served, streams_json, online) \
+     SELECT batch.id, batch.nonce, batch.ts, batch.viewers, batch.bytes, batch.streams, TRUE \
+     FROM batch JOIN nodes ON nodes.id = batch.id \
+     WHERE nodes.active AND nodes.last_nonce < batch.nonce \
+     ON CONFLICT (node_id) DO UPDATE SET last_nonce = excluded.last_nonce, \
+     last_heartbeat_ms = excluded.last_heartbeat_ms, viewers = excluded.viewers, \
+     bytes_served = excluded.bytes_served, streams_json = excluded.streams_json, online = TRUE \
+     WHERE node_heartbeat_state.last_nonce < excluded.last_nonce \
+     RETURNING node_id";
+
+/// SQLite's columns `0..count` of each element of a JSON array of arrays bound as `?1`: one
+/// statement text for every batch size, so it is prepared once per connection. (Written for
+/// SQLite directly: [`sqlite_sql`] would rewrite the `$` of the JSON paths.)
+fn sqlite_json_rows(count: usize) -> String {
+    let columns: Vec<String> = (0..count)
+        .map(|i| format!("json_extract(value, '$[{i}]')"))
+        .collect();
+    format!("SELECT {} FROM json_each(?1)", columns.join(", "))
+}
 
 impl SqliteStorage {
-    /// Raises `last_nonce` of the (distinct) nodes of `rows` whose nonce is above it, with one
-    /// statement over a `VALUES` list; returns the nodes it raised.
+    /// Claims the (distinct) nodes of `rows` whose nonce is above the stored one (see
+    /// [`CLAIM`]), with one statement over the rows as a JSON array; returns those nodes.
     async fn claim_nonces(
         tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
         rows: &[&HeartbeatWrite],
@@ -216,53 +321,71 @@ impl SqliteStorage {
         if rows.is_empty() {
             return Ok(std::collections::HashSet::new());
         }
-        let mut claim = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "WITH batch (id, nonce, ts, streams, viewers, bytes) AS (",
+        let batch: Vec<(&str, i64, i64, &str, i64, i64)> = rows
+            .iter()
+            .map(|hb| {
+                (
+                    hb.node_id.as_str(),
+                    hb.nonce,
+                    hb.timestamp_ms,
+                    hb.streams_json.as_str(),
+                    hb.viewers,
+                    hb.bytes_served,
+                )
+            })
+            .collect();
+        let batch = serde_json::to_string(&batch).map_err(|error| StorageError::Batch {
+            detail: format!("heartbeat rows as JSON: {error}"),
+        })?;
+        let statement = format!(
+            "WITH batch (id, nonce, ts, streams, viewers, bytes) AS ({}) {CLAIM}",
+            sqlite_json_rows(6)
         );
-        claim.push_values(rows.iter(), |mut row, hb| {
-            row.push_bind(hb.node_id.clone())
-                .push_bind(hb.nonce)
-                .push_bind(hb.timestamp_ms)
-                .push_bind(hb.streams_json.clone())
-                .push_bind(hb.viewers)
-                .push_bind(hb.bytes_served);
-        });
-        claim.push(") ");
-        claim.push(CLAIM_SET);
-        let claimed: Vec<(String,)> = claim
-            .build_query_as()
+        let claimed: Vec<(String,)> = sqlx::query_as(&statement)
+            .bind(batch)
             .fetch_all(&mut **tx)
             .await
             .map_err(StorageError::query("record_heartbeats"))?;
         Ok(claimed.into_iter().map(|(id,)| id).collect())
     }
 
-    /// Adds summed activity rows (one per node and epoch) with one multi-row upsert.
+    /// Adds summed activity rows (one per node and epoch) with one upsert over the rows as a
+    /// JSON array (one prepared statement for every batch size).
     async fn upsert_activity(
         tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
         summed: Vec<ActivityDelta>,
     ) -> StorageResult<()> {
-        let mut upsert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        type Row<'a> = (&'a str, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);
+        let rows: Vec<Row<'_>> = summed
+            .iter()
+            .map(|d| {
+                (
+                    d.node_id.as_str(),
+                    d.epoch,
+                    d.heartbeats,
+                    d.claimed_bytes,
+                    d.submitted,
+                    d.accepted,
+                    d.forged,
+                    d.replayed,
+                    d.beyond_grant,
+                    d.wrong_content,
+                    d.unattested_bytes,
+                )
+            })
+            .collect();
+        let rows = serde_json::to_string(&rows).map_err(|error| StorageError::Batch {
+            detail: format!("activity rows as JSON: {error}"),
+        })?;
+        // `WHERE true` tells SQLite's parser that `ON CONFLICT` starts the upsert.
+        let statement = format!(
             "INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, claimed_bytes, \
              submitted, accepted, forged, replayed, beyond_grant, wrong_content, \
-             unattested_bytes) ",
+             unattested_bytes) {} WHERE true{ACTIVITY_UPSERT}",
+            sqlite_json_rows(11)
         );
-        upsert.push_values(summed, |mut row, d| {
-            row.push_bind(d.node_id)
-                .push_bind(d.epoch)
-                .push_bind(d.heartbeats)
-                .push_bind(d.claimed_bytes)
-                .push_bind(d.submitted)
-                .push_bind(d.accepted)
-                .push_bind(d.forged)
-                .push_bind(d.replayed)
-                .push_bind(d.beyond_grant)
-                .push_bind(d.wrong_content)
-                .push_bind(d.unattested_bytes);
-        });
-        upsert.push(ACTIVITY_UPSERT);
-        upsert
-            .build()
+        sqlx::query(&statement)
+            .bind(rows)
             .execute(&mut **tx)
             .await
             .map_err(StorageError::query("add_activity"))?;
@@ -271,8 +394,8 @@ impl SqliteStorage {
 }
 
 impl PostgresStorage {
-    /// Raises `last_nonce` of the (distinct) nodes of `rows` whose nonce is above it; returns
-    /// the nodes it raised. The rows travel as arrays, so the statement text is the same for
+    /// Claims the (distinct) nodes of `rows` whose nonce is above the stored one (see
+    /// [`CLAIM`]); returns those nodes. The rows travel as arrays, so the statement text is the same for
     /// every batch size and stays prepared on the connection.
     async fn claim_nonces(
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
@@ -290,7 +413,7 @@ impl PostgresStorage {
         let statement = format!(
             "WITH batch (id, nonce, ts, streams, viewers, bytes) AS (SELECT * FROM \
              UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::int8[])) \
-             {CLAIM_SET}"
+             {CLAIM}"
         );
         let claimed: Vec<(String,)> = sqlx::query_as(&statement)
             .bind(ids)
@@ -345,7 +468,7 @@ impl PostgresStorage {
 }
 
 macro_rules! sql_storage {
-    ($storage:ident, $db:ty, $sql:path, $settlement_lock:path, $tree_lock:path, $liveness_commit:path, $commits_in_flight:expr) => {
+    ($storage:ident, $db:ty, $sql:path, $settlement_lock:path, $tree_lock:path, $relaxed_commit:path, $commits_in_flight:expr) => {
         impl $storage {
             async fn add_activities_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
@@ -643,6 +766,8 @@ macro_rules! sql_storage {
             }
 
             async fn upsert_node(&self, node: &NodeRecord) -> StorageResult<()> {
+                let op = "upsert_node";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
                 sqlx::query(&$sql(
                     "INSERT INTO nodes (id, payout_address, operator, subnet, rtmp_url, http_url, \
                      registered_at_ms, active, capacity_kbps, last_nonce, last_heartbeat_ms, status, \
@@ -669,14 +794,25 @@ macro_rules! sql_storage {
                 .bind(node.viewers)
                 .bind(node.bytes_served)
                 .bind(&node.streams_json)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
-                .map_err(StorageError::query("upsert_node"))?;
+                .map_err(StorageError::query(op))?;
+                // A node (re-)registering is `registered` until its next heartbeat; the nonce it
+                // reached stays.
+                sqlx::query(&$sql(
+                    "UPDATE node_heartbeat_state SET online = $2 WHERE node_id = $1",
+                ))
+                .bind(&node.id)
+                .bind(node.status == "online")
+                .execute(&mut *tx)
+                .await
+                .map_err(StorageError::query(op))?;
+                tx.commit().await.map_err(StorageError::query(op))?;
                 Ok(())
             }
 
             async fn get_node(&self, id: &str) -> StorageResult<Option<NodeRecord>> {
-                let statement = format!("SELECT {NODE_COLUMNS} FROM nodes WHERE id = $1");
+                let statement = format!("{NODE_SELECT} WHERE n.id = $1");
                 sqlx::query_as::<_, NodeRecord>(&$sql(&statement))
                     .bind(id)
                     .fetch_optional(&self.pool)
@@ -685,7 +821,7 @@ macro_rules! sql_storage {
             }
 
             async fn list_nodes(&self) -> StorageResult<Vec<NodeRecord>> {
-                let statement = format!("SELECT {NODE_COLUMNS} FROM nodes ORDER BY id");
+                let statement = format!("{NODE_SELECT} ORDER BY n.id");
                 sqlx::query_as::<_, NodeRecord>(&$sql(&statement))
                     .fetch_all(&self.pool)
                     .await
@@ -711,15 +847,16 @@ macro_rules! sql_storage {
                 let op = "record_heartbeats";
                 let mut outcomes: Vec<Option<StorageResult<u64>>> =
                     heartbeats.iter().map(|_| None).collect();
-                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
-                // A batch of bare liveness (no receipt, no claimed bytes) need not wait for
-                // its flush where the database allows that per transaction.
-                let liveness_only = heartbeats.iter().all(|hb| {
-                    hb.receipts.is_empty()
-                        && hb.activity.claimed_bytes == 0
-                        && hb.activity.unattested_bytes == 0
-                });
-                if let Some(relaxed) = $liveness_commit().filter(|_| liveness_only) {
+                // A batch without receipts need not wait for its flush (unless configured so):
+                // it is committed before it is answered all the same.
+                let flush = self.heartbeat_flush == HeartbeatFlush::Always
+                    || heartbeats.iter().any(|hb| !hb.receipts.is_empty());
+                let mut tx = self
+                    .heartbeat_pool(flush)
+                    .begin()
+                    .await
+                    .map_err(StorageError::query(op))?;
+                if let Some(relaxed) = $relaxed_commit().filter(|_| !flush) {
                     sqlx::query(relaxed)
                         .execute(&mut *tx)
                         .await
@@ -748,7 +885,8 @@ macro_rules! sql_storage {
                             continue;
                         }
                         let node: Option<(i64, bool)> = sqlx::query_as(&$sql(
-                            "SELECT last_nonce, active FROM nodes WHERE id = $1",
+                            "SELECT COALESCE(h.last_nonce, n.last_nonce), n.active FROM nodes n \
+                             LEFT JOIN node_heartbeat_state h ON h.node_id = n.id WHERE n.id = $1",
                         ))
                         .bind(&hb.node_id)
                         .fetch_optional(&mut *tx)
@@ -1709,7 +1847,7 @@ sql_storage!(
     sqlite_sql,
     sqlite_settlement_lock,
     sqlite_tree_lock,
-    sqlite_liveness_commit,
+    sqlite_relaxed_commit,
     1 // one writer at a time
 );
 sql_storage!(
@@ -1718,7 +1856,7 @@ sql_storage!(
     postgres_sql,
     postgres_settlement_lock,
     postgres_tree_lock,
-    postgres_liveness_commit,
+    postgres_relaxed_commit,
     4 // batches execute while earlier ones wait for their WAL flush
 );
 
@@ -1739,5 +1877,23 @@ mod tests {
         assert_eq!(url, "sqlite:///tmp/a.db");
         assert!(matches!(sync, SqliteSynchronous::Full));
         assert!(split_synchronous("sqlite:///tmp/a.db?synchronous=off").is_err());
+    }
+
+    #[test]
+    fn heartbeat_flush_is_taken_off_either_url() {
+        let (url, flush) = split_heartbeat_flush("postgres://u@h/db").unwrap();
+        assert_eq!(url, "postgres://u@h/db");
+        assert_eq!(flush, HeartbeatFlush::Receipts);
+        let (url, flush) =
+            split_heartbeat_flush("postgres://u@h/db?sslmode=disable&heartbeat_flush=always")
+                .unwrap();
+        assert_eq!(url, "postgres://u@h/db?sslmode=disable");
+        assert_eq!(flush, HeartbeatFlush::Always);
+        let (url, flush) =
+            split_heartbeat_flush("sqlite:///tmp/a.db?heartbeat_flush=receipts&synchronous=full")
+                .unwrap();
+        assert_eq!(url, "sqlite:///tmp/a.db?synchronous=full");
+        assert_eq!(flush, HeartbeatFlush::Receipts);
+        assert!(split_heartbeat_flush("sqlite:///tmp/a.db?heartbeat_flush=never").is_err());
     }
 }

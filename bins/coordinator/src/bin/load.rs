@@ -59,11 +59,14 @@ struct Args {
     /// `normal` (durable across a process crash, not power loss).
     #[arg(long, env = "STREAMR_LOAD_SQLITE_SYNCHRONOUS", default_value = "full")]
     sqlite_synchronous: String,
-    /// Bytes each heartbeat claims as served. `0` sends bare liveness heartbeats (an idle
-    /// node), which PostgreSQL commits without waiting for the flush; claims and receipts
-    /// are always committed durably.
+    /// Bytes each heartbeat claims as served (`0`: bare liveness heartbeats of an idle node).
     #[arg(long, env = "STREAMR_BYTES_SERVED", default_value_t = 1_500_000)]
     bytes_served: u64,
+    /// Which heartbeats wait for their flush to disk before they are answered: `receipts`
+    /// (those carrying receipts, the coordinator's default; the load tool sends none) or
+    /// `always`.
+    #[arg(long, env = "STREAMR_LOAD_HEARTBEAT_FLUSH", default_value = "receipts")]
+    heartbeat_flush: String,
 }
 
 /// What one or more phases measured.
@@ -183,11 +186,15 @@ enum TempDatabase {
 }
 
 impl TempDatabase {
-    async fn create(spec: &str, sqlite_synchronous: &str) -> anyhow::Result<TempDatabase> {
+    async fn create(
+        spec: &str,
+        sqlite_synchronous: &str,
+        heartbeat_flush: &str,
+    ) -> anyhow::Result<TempDatabase> {
         if spec == "sqlite" {
             let dir = tempfile::tempdir()?;
             let url = format!(
-                "sqlite://{}?synchronous={sqlite_synchronous}",
+                "sqlite://{}?synchronous={sqlite_synchronous}&heartbeat_flush={heartbeat_flush}",
                 dir.path().join("load.db").display()
             );
             return Ok(TempDatabase::Sqlite { _dir: dir, url });
@@ -202,7 +209,7 @@ impl TempDatabase {
             .execute(&mut admin)
             .await?;
         let base = spec.rsplit_once('/').map_or(spec, |(b, _)| b);
-        let url = format!("{base}/{name}");
+        let url = format!("{base}/{name}?heartbeat_flush={heartbeat_flush}");
         Ok(TempDatabase::Postgres {
             server: spec.to_owned(),
             name,
@@ -261,7 +268,12 @@ async fn main() -> anyhow::Result<()> {
     let nodes = args.nodes.max(connections);
 
     let rounds = args.rounds.clamp(1, 20);
-    let database = TempDatabase::create(&args.database, &args.sqlite_synchronous).await?;
+    let database = TempDatabase::create(
+        &args.database,
+        &args.sqlite_synchronous,
+        &args.heartbeat_flush,
+    )
+    .await?;
     let storage = connect(database.url()).await?;
     let config = CoordConfig {
         admin_token: Some("load".into()),
@@ -332,9 +344,12 @@ async fn main() -> anyhow::Result<()> {
 
     let hello_addr = start_hello().await?;
     let storage_name = if args.database == "sqlite" {
-        format!("SQLite (WAL, synchronous={})", args.sqlite_synchronous)
+        format!(
+            "SQLite (WAL, synchronous={}, heartbeat_flush={})",
+            args.sqlite_synchronous, args.heartbeat_flush
+        )
     } else {
-        "PostgreSQL".to_owned()
+        format!("PostgreSQL (heartbeat_flush={})", args.heartbeat_flush)
     };
     println!(
         "loopback, {connections} connections, {nodes} nodes, {rounds} rounds of up to {requests} requests or {} s per phase, storage {storage_name}",
