@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use streamr_coord::client::{ClientError, CoordinatorClient};
+use crate::client::{ClientError, CoordinatorClient};
 use streamr_core::ContentDigest;
 
 /// Segments fetched per refresh; a viewer only ever looks up recent ones.
