@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use streamr_coord::grant_token::{self, GrantTokenError};
+use streamr_client::grant_token::{self, GrantTokenError};
 use streamr_core::{CoordinatorKey, NodeId, SessionGrant};
 
 /// Why a viewer's grant was refused.
