@@ -537,7 +537,10 @@ fn samples() -> Vec<(&'static str, Value)> {
                 rejected: vec!["why".into()],
             }),
         ),
-        ("StreamRecord", json!(crate::wire::StreamInfo::from(stream_record))),
+        (
+            "StreamRecord",
+            json!(crate::wire::StreamInfo::from(stream_record)),
+        ),
         (
             "StatsRow",
             json!(StatsRow {
