@@ -26,9 +26,6 @@ mod resume;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use crate::client::{ClientError, CoordinatorClient};
-use crate::grant_token;
-use crate::wire::{PlayResponse, ReceiptsRequest};
 use reqwest::Url;
 use streamr_core::{segment_hash, KeyPair, NodeId, SignedReceipt, ViewerKey};
 use streamr_media::hls::ParsedPlaylist;
@@ -38,6 +35,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::client::{ClientError, CoordinatorClient};
+use crate::grant_token;
+use crate::wire::{PlayResponse, ReceiptsRequest};
 use origin::OriginIndex;
 use receipts::{SegmentCheck, SessionReceipts};
 use resume::{DeliveredHistory, ResumePlan, RESUME_LOOKBACK};
