@@ -86,7 +86,10 @@ for args in "-p streamr-media --no-default-features" \
             "-p streamr-net --no-default-features" \
             "-p streamr-core --no-default-features" \
             "-p streamr-tls --no-default-features" \
-            "-p streamr-coord --no-default-features"; do
+            "-p streamr-coord --no-default-features" \
+            "-p streamr-client --no-default-features" \
+            "-p streamr-client --no-default-features --features openapi" \
+            "-p streamr --no-default-features"; do
   # shellcheck disable=SC2086 # the arguments are split on purpose
   cargo check --locked $args
 done

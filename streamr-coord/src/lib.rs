@@ -30,7 +30,6 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
-pub mod client;
 mod clock;
 pub mod config;
 mod dashboard;
@@ -38,15 +37,18 @@ pub mod error;
 pub mod extract;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-pub use streamr_core::grant_token;
 mod heartbeat_writer;
 pub mod metrics;
 mod observed_prefixes;
 mod rate_limit;
 mod receipts;
 pub mod storage;
-pub mod wire;
 pub mod workers;
+
+// The API's wire types, its client and grant tokens live in `streamr-client`, which nodes and
+// players use without the coordinator; these paths keep naming them here.
+pub use streamr_client::{client, wire};
+pub use streamr_core::grant_token;
 
 use std::future::Future;
 use std::net::SocketAddr;

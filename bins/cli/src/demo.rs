@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use rand::RngCore;
+use streamr_client::viewer::{Viewer, ViewerConfig, ViewerStats};
 use streamr_coord::client::CoordinatorClient;
 use streamr_coord::workers::HttpProber;
 use streamr_coord::{connect, CoordConfig, Coordinator, RateLimit, Storage};
 use streamr_core::{NodeId, SettlementConfig};
 use streamr_media::publish::{publish_flv, FlvSource, PublishOptions};
 use streamr_media::rtmp::url::RtmpUrl;
-use streamr_node::viewer::{Viewer, ViewerConfig, ViewerStats};
 use streamr_node::{CoordinatorConfig, Node, NodeConfig, RunningNode};
 use tokio_util::sync::CancellationToken;
 

@@ -4,6 +4,7 @@
 use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 
+#[cfg(feature = "demo")]
 mod demo;
 mod payouts;
 mod progress;
@@ -32,6 +33,7 @@ enum Command {
     RemuxTs(remux_ts::RemuxTsArgs),
     /// Run a whole network on loopback: coordinator, origin, friend nodes, a looping sample
     /// stream and viewers, with a live table of offload and earnings.
+    #[cfg(feature = "demo")]
     Demo(demo::DemoArgs),
     /// Watch a stream through the friend-node network, verifying segments and signing receipts.
     Watch(watch::WatchArgs),
@@ -63,6 +65,7 @@ fn main() -> Result<()> {
             let bytes = remux_ts::run(&args)?;
             println!("wrote {bytes} bytes to {}", args.output.display());
         }
+        #[cfg(feature = "demo")]
         Command::Demo(args) => {
             if let Some(secs) = args.epoch_secs {
                 eprintln!("--epoch-secs is deprecated; use --epoch {secs}s");
@@ -96,6 +99,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "demo")]
     fn durations_take_humantime_and_the_old_seconds() {
         let cli =
             Cli::try_parse_from(["streamr", "demo", "--epoch", "1m", "--duration", "90"]).unwrap();

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use anyhow::Context;
 use clap::Args;
-use streamr_coord::client::CoordinatorClient;
-use streamr_coord::NodePayouts;
+use streamr_client::wire::NodePayouts;
+use streamr_client::CoordinatorClient;
 
 /// Arguments of `streamr payouts`.
 #[derive(Debug, Args)]
@@ -109,7 +109,7 @@ pub fn render(p: &NodePayouts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use streamr_coord::storage::PayoutRecord;
+    use streamr_client::wire::PayoutInfo;
 
     #[test]
     fn the_table_shows_every_stage_and_sent_payouts() {
@@ -125,7 +125,7 @@ mod tests {
             threshold: 500_000,
             fee_fixed: 5_000,
             fee_ppm: 5_000,
-            payouts: vec![PayoutRecord {
+            payouts: vec![PayoutInfo {
                 node_id: "ab".repeat(32),
                 cumulative_net: 791_000,
                 epoch: 3,

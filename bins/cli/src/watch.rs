@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use streamr_coord::client::CoordinatorClient;
-use streamr_node::viewer::{ReceiptDelivery, Viewer, ViewerConfig, ViewerOutput, ViewerStats};
+use streamr_client::viewer::{ReceiptDelivery, Viewer, ViewerConfig, ViewerOutput, ViewerStats};
+use streamr_client::CoordinatorClient;
 
 /// Where receipts go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

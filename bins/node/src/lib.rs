@@ -46,7 +46,8 @@ mod reachability;
 mod relay_receipts;
 pub mod relay_token;
 mod report_queue;
-pub mod viewer;
+/// The verifying viewer, now in `streamr-client`; this path keeps naming it.
+pub use streamr_client::viewer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,7 +55,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::{get, post};
-use streamr_coord::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert};
+use streamr_client::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert};
 use streamr_core::{CoordinatorKey, KeyPair, NodeId};
 use streamr_media::http::{gated_router, HttpState, LiveHls, LiveHlsConfig};
 use streamr_media::relay::{AdaptiveBatchConfig, BatchPolicy, RelayConfig, RelayHub};

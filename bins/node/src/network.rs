@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use streamr_coord::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert};
+use streamr_client::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert};
 use streamr_core::{
     ContentDigest, CoordinatorKey, KeyPair, NodeHeartbeat, OriginSegmentReport, Signed, StreamId,
 };

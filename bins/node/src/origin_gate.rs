@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use streamr_coord::client::CoordinatorClient;
+use streamr_client::client::CoordinatorClient;
 use streamr_core::NodeId;
 use tokio::time::Instant;
 

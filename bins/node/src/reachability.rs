@@ -5,8 +5,8 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use streamr_coord::client::CoordinatorClient;
-use streamr_coord::wire::ReachabilityReport;
+use streamr_client::client::CoordinatorClient;
+use streamr_client::wire::ReachabilityReport;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 

@@ -3,24 +3,10 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use streamr_core::CoordinatorKey;
 
 use super::Shared;
 
-/// Answer to `GET /coordinator`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct CoordinatorInfo {
-    /// The public key that verifies the session grants this coordinator signs.
-    #[schema(value_type = super::openapi::CoordinatorKeySchema)]
-    pub coordinator_key: CoordinatorKey,
-    /// Length of a reward epoch, milliseconds.
-    pub epoch_length_ms: i64,
-    /// The coordinator runs a local trial (see [`crate::CoordConfig::local_trial`]): not a
-    /// network to earn real money on.
-    #[serde(default)]
-    pub local_trial: bool,
-}
+pub use streamr_client::wire::CoordinatorInfo;
 
 /// The coordinator's public key (verifies session grants) and epoch length.
 #[utoipa::path(get, path = "/coordinator", tag = "operations", responses(

@@ -2,23 +2,16 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use streamr_core::{
-    split_pool, BalanceLeaf, ContentDigest, MerkleProof, MerkleTree, NodeEpochInput, RewardConfig,
-    RewardSplit,
-};
+use streamr_core::{split_pool, BalanceLeaf, MerkleTree, RewardSplit};
 
 use super::nodes::NodePath;
-use super::openapi::{
-    BalanceLeafSchema, ErrorSchema, MerkleProofSchema, NodeEpochInputSchema, RewardConfigSchema,
-    RewardSplitSchema,
-};
+use super::openapi::{ErrorSchema, RewardSplitSchema};
 use super::streams::Limit;
 use super::{Admin, Shared};
 use crate::error::{ApiError, StorageError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::storage::{LedgerEntryRecord, PayoutRecord, SettlementRecord};
-use crate::wire::{EarningsResponse, StatementResponse};
+use crate::storage::{to_wire, LedgerEntryRecord, PayoutRecord, SettlementRecord};
+use crate::wire::{EarningsResponse, PayoutInfo, SettlementInfo, StatementResponse};
 
 /// A node's ledger entries, total earned and payouts.
 #[utoipa::path(get, path = "/nodes/{id}/earnings", tag = "ledger", params(NodePath),
@@ -52,110 +45,62 @@ pub(crate) async fn earnings(
             .sum::<i64>();
     let payouts = state.storage.payouts_for_node(&id).await?;
     Ok(Json(EarningsResponse {
-        node,
+        node: node.into(),
         total,
-        entries,
-        payouts,
+        entries: to_wire(entries),
+        payouts: to_wire(payouts),
     }))
 }
 
-/// `GET /nodes/{id}/payouts`: where a node's rewards are in their lifecycle (micro-units),
-/// the payout policy that applies to it, and every payout planned for it, pending or sent.
-///
-/// `earned == unvested + vested + pending + paid + fees`: every micro-unit credited (less
-/// penalties) is in exactly one stage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct NodePayouts {
-    /// The node.
-    pub node_id: String,
-    /// Where it is paid.
-    pub payout_address: String,
-    /// Rewards credited minus penalties taken.
-    pub earned: i64,
-    /// Still vesting (penalties take from here).
-    pub unvested: i64,
-    /// Vested and payable, waiting to reach the threshold (and exceed the fees).
-    pub vested: i64,
-    /// Planned payouts the payout sink has not confirmed yet, net of fees.
-    pub pending: i64,
-    /// Confirmed by the payout sink, net of fees.
-    pub paid: i64,
-    /// Fees withheld from its payouts.
-    pub fees: i64,
-    /// The smallest vested amount paid out to this node.
-    pub threshold: u64,
-    /// Fee per payout, micro-units.
-    pub fee_fixed: u64,
-    /// Fee in proportion to each payout, ppm.
-    pub fee_ppm: u64,
-    /// Every payout of the node, newest first, pending and sent.
-    pub payouts: Vec<PayoutRecord>,
-}
+pub use streamr_client::wire::{NodePayouts, ProofResponse, SimulationRequest};
 
-impl NodePayouts {
-    /// The lifecycle of node `id` from its ledger entries and payouts (policy fields zero).
-    pub fn from_records(
-        id: &str,
-        payout_address: &str,
-        entries: &[LedgerEntryRecord],
-        payouts: Vec<PayoutRecord>,
-    ) -> NodePayouts {
-        let balance = |account: &str| {
-            entries
-                .iter()
-                .map(|e| {
-                    let credit = if e.credit == account { e.amount } else { 0 };
-                    let debit = if e.debit == account { e.amount } else { 0 };
-                    credit.saturating_sub(debit)
-                })
-                .fold(0i64, i64::saturating_add)
-        };
-        let (unvested_account, vested_account) = (format!("unvested:{id}"), format!("vested:{id}"));
-        let sum = |kind: &str, pick: &dyn Fn(&LedgerEntryRecord) -> bool| {
-            entries
-                .iter()
-                .filter(|e| e.kind == kind && pick(e))
-                .map(|e| e.amount)
-                .fold(0i64, i64::saturating_add)
-        };
-        let earned = sum("reward", &|e| e.credit == unvested_account)
-            .saturating_sub(sum("penalty", &|e| e.debit == unvested_account));
-        let fees = sum("fee", &|e| e.debit == vested_account);
-        let paid_out = balance(&format!("paid:{id}"));
-        let paid = payouts
+/// The lifecycle of node `id` from its ledger entries and payouts (policy fields zero).
+pub(crate) fn payouts_from_records(
+    id: &str,
+    payout_address: &str,
+    entries: &[LedgerEntryRecord],
+    payouts: Vec<PayoutRecord>,
+) -> NodePayouts {
+    let balance = |account: &str| {
+        entries
             .iter()
-            .filter(|p| p.status == "sent")
-            .map(|p| p.net)
-            .fold(0i64, i64::saturating_add);
-        NodePayouts {
-            node_id: id.to_owned(),
-            payout_address: payout_address.to_owned(),
-            earned,
-            unvested: balance(&unvested_account),
-            vested: balance(&vested_account),
-            pending: paid_out.saturating_sub(paid).max(0),
-            paid,
-            fees,
-            threshold: 0,
-            fee_fixed: 0,
-            fee_ppm: 0,
-            payouts,
-        }
-    }
-
-    /// Whether every micro-unit earned is in exactly one stage.
-    pub fn is_conserved(&self) -> bool {
-        [
-            self.unvested,
-            self.vested,
-            self.pending,
-            self.paid,
-            self.fees,
-        ]
+            .map(|e| {
+                let credit = if e.credit == account { e.amount } else { 0 };
+                let debit = if e.debit == account { e.amount } else { 0 };
+                credit.saturating_sub(debit)
+            })
+            .fold(0i64, i64::saturating_add)
+    };
+    let (unvested_account, vested_account) = (format!("unvested:{id}"), format!("vested:{id}"));
+    let sum = |kind: &str, pick: &dyn Fn(&LedgerEntryRecord) -> bool| {
+        entries
+            .iter()
+            .filter(|e| e.kind == kind && pick(e))
+            .map(|e| e.amount)
+            .fold(0i64, i64::saturating_add)
+    };
+    let earned = sum("reward", &|e| e.credit == unvested_account)
+        .saturating_sub(sum("penalty", &|e| e.debit == unvested_account));
+    let fees = sum("fee", &|e| e.debit == vested_account);
+    let paid_out = balance(&format!("paid:{id}"));
+    let paid = payouts
         .iter()
-        .map(|v| i128::from(*v))
-        .sum::<i128>()
-            == i128::from(self.earned)
+        .filter(|p| p.status == "sent")
+        .map(|p| p.net)
+        .fold(0i64, i64::saturating_add);
+    NodePayouts {
+        node_id: id.to_owned(),
+        payout_address: payout_address.to_owned(),
+        earned,
+        unvested: balance(&unvested_account),
+        vested: balance(&vested_account),
+        pending: paid_out.saturating_sub(paid).max(0),
+        paid,
+        fees,
+        threshold: 0,
+        fee_fixed: 0,
+        fee_ppm: 0,
+        payouts: crate::storage::to_wire(payouts),
     }
 }
 
@@ -184,7 +129,7 @@ pub(crate) async fn payouts_of(state: &Shared, id: &str) -> Result<NodePayouts, 
         })?;
     let entries = state.storage.ledger_for_node(id).await?;
     let payouts = state.storage.payouts_for_node(id).await?;
-    let mut lifecycle = NodePayouts::from_records(id, &node.payout_address, &entries, payouts);
+    let mut lifecycle = payouts_from_records(id, &node.payout_address, &entries, payouts);
     let policy = &state.config.payouts;
     lifecycle.threshold = id
         .parse::<streamr_core::NodeId>()
@@ -198,12 +143,14 @@ pub(crate) async fn payouts_of(state: &Shared, id: &str) -> Result<NodePayouts, 
 
 /// Settled epochs, newest first.
 #[utoipa::path(get, path = "/epochs", tag = "ledger", params(Limit),
-    responses((status = 200, description = "Settlements", body = Vec<SettlementRecord>)))]
+    responses((status = 200, description = "Settlements", body = Vec<SettlementInfo>)))]
 pub(crate) async fn list_epochs(
     State(state): State<Shared>,
     ApiQuery(limit): ApiQuery<Limit>,
-) -> Result<Json<Vec<SettlementRecord>>, ApiError> {
-    Ok(Json(state.storage.list_settlements(limit.value()).await?))
+) -> Result<Json<Vec<SettlementInfo>>, ApiError> {
+    Ok(Json(to_wire(
+        state.storage.list_settlements(limit.value()).await?,
+    )))
 }
 
 async fn load_settlement(state: &Shared, epoch: i64) -> Result<SettlementRecord, ApiError> {
@@ -233,36 +180,10 @@ pub(crate) async fn statement(
     let entries = state.storage.ledger_for_epoch(epoch).await?;
     let evidence = state.storage.evidence_for_epoch(epoch).await?;
     Ok(Json(StatementResponse {
-        settlement,
-        entries,
-        evidence,
+        settlement: settlement.into(),
+        entries: to_wire(entries),
+        evidence: to_wire(evidence),
     }))
-}
-
-/// A node's Merkle proof against an epoch's published root.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ProofResponse {
-    /// The epoch.
-    pub epoch: i64,
-    /// The root the proof leads to (hex).
-    pub merkle_root: String,
-    /// The node's leaf.
-    #[schema(value_type = BalanceLeafSchema)]
-    pub leaf: BalanceLeaf,
-    /// The path from the leaf to the root.
-    #[schema(value_type = MerkleProofSchema)]
-    pub proof: MerkleProof,
-}
-
-impl ProofResponse {
-    /// Whether the proof leads from the leaf to `published_root` (hex), the root the epoch's
-    /// settlement published: an operator checks its balance without trusting this answer.
-    pub fn verify(&self, published_root: &str) -> bool {
-        match published_root.parse::<ContentDigest>() {
-            Ok(root) => self.merkle_root == published_root && self.proof.verify(&root, &self.leaf),
-            Err(_) => false,
-        }
-    }
 }
 
 /// A node's Merkle proof against the epoch's root.
@@ -309,30 +230,17 @@ pub(crate) async fn proof(
 #[utoipa::path(get, path = "/payouts/pending", tag = "ledger", security(("admin" = [])),
     params(Limit),
     responses(
-        (status = 200, description = "Payouts", body = Vec<PayoutRecord>),
+        (status = 200, description = "Payouts", body = Vec<PayoutInfo>),
         (status = 401, description = "unauthorized", body = ErrorSchema),
     ))]
 pub(crate) async fn pending_payouts(
     State(state): State<Shared>,
     _admin: Admin,
     ApiQuery(limit): ApiQuery<Limit>,
-) -> Result<Json<Vec<PayoutRecord>>, ApiError> {
-    Ok(Json(state.storage.pending_payouts(limit.value()).await?))
-}
-
-/// `POST /simulate`: the reward split on hypothetical inputs.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SimulationRequest {
-    /// The pool to split, micro-units.
-    pub pool: u64,
-    /// Hypothetical per-node contributions (each node once).
-    #[schema(value_type = Vec<NodeEpochInputSchema>)]
-    pub nodes: Vec<NodeEpochInput>,
-    /// Reward parameters; the coordinator's own when absent.
-    #[serde(default)]
-    #[schema(value_type = Option<RewardConfigSchema>)]
-    pub rewards: Option<RewardConfig>,
+) -> Result<Json<Vec<PayoutInfo>>, ApiError> {
+    Ok(Json(to_wire(
+        state.storage.pending_payouts(limit.value()).await?,
+    )))
 }
 
 /// Most nodes one simulation may name.
@@ -410,7 +318,7 @@ mod tests {
             // Another node's entries do not count.
             entry("reward", "reward pool", "unvested:m", 999),
         ];
-        let lifecycle = NodePayouts::from_records(
+        let lifecycle = payouts_from_records(
             "n",
             "0xn",
             &entries,

@@ -18,8 +18,11 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery, PeerIp};
 use crate::heartbeat_writer::SignatureCheck;
 use crate::metrics::Metrics;
 use crate::receipts;
-use crate::storage::{ActivityDelta, HeartbeatWrite, NodeRecord, ProbeRecord, StatsRow};
-use crate::wire::{HeartbeatRequest, ReceiptsOutcome, SignedDeregistration, SignedRegistration};
+use crate::storage::{to_wire, ActivityDelta, HeartbeatWrite, NodeRecord, StatsRow};
+use crate::wire::{
+    HeartbeatRequest, NodeInfo, ProbeInfo, ReceiptsOutcome, SignedDeregistration,
+    SignedRegistration,
+};
 
 /// Longest text field of a registration, in characters.
 pub(crate) const MAX_FIELD_LEN: usize = 512;
@@ -131,15 +134,15 @@ pub(crate) fn local_trial_subnet(kind: &str, who: &str) -> String {
 /// Register (or update) a node; the body is signed with the node key it registers.
 #[utoipa::path(post, path = "/nodes", tag = "nodes", request_body = SignedRegistrationSchema,
     responses(
-        (status = 201, description = "Registered", body = NodeRecord),
-        (status = 200, description = "Updated", body = NodeRecord),
+        (status = 201, description = "Registered", body = NodeInfo),
+        (status = 200, description = "Updated", body = NodeInfo),
         (status = 401, description = "bad_signature or clock_skew", body = ErrorSchema),
     ))]
 pub(crate) async fn register(
     State(state): State<Shared>,
     PeerIp(peer): PeerIp,
     ApiJson(signed): ApiJson<SignedRegistration>,
-) -> Result<(StatusCode, Json<NodeRecord>), ApiError> {
+) -> Result<(StatusCode, Json<NodeInfo>), ApiError> {
     let key = signed
         .body
         .node_id
@@ -190,7 +193,7 @@ pub(crate) async fn register(
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(stored)))
+    Ok((status, Json(stored.into())))
 }
 
 /// `GET /nodes/{id}/reachability`: the last connect-back check of the node's advertised
@@ -218,7 +221,7 @@ pub(crate) async fn reachability(
         .await?
         .into_iter()
         .find(|r| r.node_id == id && r.is_for(&node));
-    Ok(Json(crate::wire::ReachabilityReport::of(
+    Ok(Json(crate::workers::reachability::report(
         &node,
         checked,
         state.config.reachability_interval.is_some(),
@@ -227,26 +230,26 @@ pub(crate) async fn reachability(
 
 /// List nodes.
 #[utoipa::path(get, path = "/nodes", tag = "nodes",
-    responses((status = 200, description = "Nodes", body = Vec<NodeRecord>)))]
-pub(crate) async fn list(State(state): State<Shared>) -> Result<Json<Vec<NodeRecord>>, ApiError> {
-    Ok(Json(state.storage.list_nodes().await?))
+    responses((status = 200, description = "Nodes", body = Vec<NodeInfo>)))]
+pub(crate) async fn list(State(state): State<Shared>) -> Result<Json<Vec<NodeInfo>>, ApiError> {
+    Ok(Json(to_wire(state.storage.list_nodes().await?)))
 }
 
 /// One node.
 #[utoipa::path(get, path = "/nodes/{id}", tag = "nodes", params(NodePath),
     responses(
-        (status = 200, description = "The node", body = NodeRecord),
+        (status = 200, description = "The node", body = NodeInfo),
         (status = 404, description = "not_found", body = ErrorSchema),
     ))]
 pub(crate) async fn get_one(
     State(state): State<Shared>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<NodeRecord>, ApiError> {
+) -> Result<Json<NodeInfo>, ApiError> {
     state
         .storage
         .get_node(&id)
         .await?
-        .map(Json)
+        .map(|node| Json(node.into()))
         .ok_or(ApiError::NotFound { what: "node", id })
 }
 
@@ -426,7 +429,7 @@ pub(crate) async fn deregister(
 #[utoipa::path(post, path = "/probes", tag = "nodes", security(("admin" = [])),
     request_body = ProbeResultSchema,
     responses(
-        (status = 201, description = "Recorded", body = ProbeRecord),
+        (status = 201, description = "Recorded", body = ProbeInfo),
         (status = 401, description = "unauthorized", body = ErrorSchema),
         (status = 404, description = "not_found: no such node", body = ErrorSchema),
     ))]
@@ -434,14 +437,14 @@ pub(crate) async fn report_probe(
     State(state): State<Shared>,
     _admin: Admin,
     ApiJson(result): ApiJson<ProbeResult>,
-) -> Result<(StatusCode, Json<ProbeRecord>), ApiError> {
+) -> Result<(StatusCode, Json<ProbeInfo>), ApiError> {
     let id = result.node_id.to_string();
     if state.storage.get_node(&id).await?.is_none() {
         return Err(ApiError::NotFound { what: "node", id });
     }
     let probe = crate::workers::probe_record(&state, &result, now_ms());
     state.storage.insert_probe(&probe).await?;
-    Ok((StatusCode::CREATED, Json(probe)))
+    Ok((StatusCode::CREATED, Json(probe.into())))
 }
 
 /// Per-minute delivery of a node.

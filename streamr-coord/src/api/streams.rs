@@ -12,10 +12,10 @@ use super::{Admin, Shared};
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::storage::{LlSegment, SegmentRecord, StatsRow, StreamRecord};
+use crate::storage::{to_wire, LlSegment, SegmentRecord, StatsRow, StreamRecord};
 use crate::wire::{
-    CreateStreamRequest, CreateStreamResponse, PublishCheckRequest, SegmentReport,
-    SegmentReportRequest, SegmentReportResponse, SetOriginRequest,
+    CreateStreamRequest, CreateStreamResponse, PublishCheckRequest, SegmentInfo, SegmentReport,
+    SegmentReportRequest, SegmentReportResponse, SetOriginRequest, StreamInfo,
 };
 
 /// `?limit=` for list endpoints.
@@ -158,7 +158,10 @@ pub(crate) async fn create(
     state.storage.create_stream(&stream).await?;
     Ok((
         StatusCode::CREATED,
-        Json(CreateStreamResponse { stream, stream_key }),
+        Json(CreateStreamResponse {
+            stream: stream.into(),
+            stream_key,
+        }),
     ))
 }
 
@@ -194,37 +197,42 @@ pub(crate) async fn rotate_key(
             id: id.clone(),
         })?;
     tracing::info!(stream = %id, "stream key rotated by an operator");
-    Ok(Json(CreateStreamResponse { stream, stream_key }))
+    Ok(Json(CreateStreamResponse {
+        stream: stream.into(),
+        stream_key,
+    }))
 }
 
 /// List streams, newest first.
 #[utoipa::path(get, path = "/streams", tag = "streams", params(Limit),
-    responses((status = 200, description = "Streams", body = Vec<StreamRecord>)))]
+    responses((status = 200, description = "Streams", body = Vec<StreamInfo>)))]
 pub(crate) async fn list(
     State(state): State<Shared>,
     ApiQuery(limit): ApiQuery<Limit>,
-) -> Result<Json<Vec<StreamRecord>>, ApiError> {
-    Ok(Json(state.storage.list_streams(limit.value()).await?))
+) -> Result<Json<Vec<StreamInfo>>, ApiError> {
+    Ok(Json(to_wire(
+        state.storage.list_streams(limit.value()).await?,
+    )))
 }
 
 /// One stream.
 #[utoipa::path(get, path = "/streams/{id}", tag = "streams", params(StreamPath),
     responses(
-        (status = 200, description = "The stream", body = StreamRecord),
+        (status = 200, description = "The stream", body = StreamInfo),
         (status = 404, description = "not_found", body = ErrorSchema),
     ))]
 pub(crate) async fn get_one(
     State(state): State<Shared>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<StreamRecord>, ApiError> {
-    Ok(Json(load_stream(&state, &id).await?))
+) -> Result<Json<StreamInfo>, ApiError> {
+    Ok(Json(load_stream(&state, &id).await?.into()))
 }
 
 /// End a stream.
 #[utoipa::path(post, path = "/streams/{id}/end", tag = "streams", security(("admin" = [])),
     params(StreamPath),
     responses(
-        (status = 200, description = "The ended stream", body = StreamRecord),
+        (status = 200, description = "The ended stream", body = StreamInfo),
         (status = 401, description = "unauthorized", body = ErrorSchema),
         (status = 404, description = "not_found", body = ErrorSchema),
     ))]
@@ -232,12 +240,12 @@ pub(crate) async fn end(
     State(state): State<Shared>,
     _admin: Admin,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<StreamRecord>, ApiError> {
+) -> Result<Json<StreamInfo>, ApiError> {
     state
         .storage
         .end_stream(&id, now_ms())
         .await?
-        .map(Json)
+        .map(|stream| Json(stream.into()))
         .ok_or(ApiError::NotFound { what: "stream", id })
 }
 
@@ -248,7 +256,7 @@ pub(crate) async fn end(
 #[utoipa::path(post, path = "/streams/{id}/origin", tag = "streams", security(("admin" = [])),
     params(StreamPath), request_body = SetOriginRequest,
     responses(
-        (status = 200, description = "The stream", body = StreamRecord),
+        (status = 200, description = "The stream", body = StreamInfo),
         (status = 401, description = "unauthorized", body = ErrorSchema),
         (status = 404, description = "not_found", body = ErrorSchema),
     ))]
@@ -257,7 +265,7 @@ pub(crate) async fn set_origin(
     _admin: Admin,
     ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<SetOriginRequest>,
-) -> Result<Json<StreamRecord>, ApiError> {
+) -> Result<Json<StreamInfo>, ApiError> {
     let node = request.origin_node.map(|node| node.to_string());
     let stream = state
         .storage
@@ -268,7 +276,7 @@ pub(crate) async fn set_origin(
             id: id.clone(),
         })?;
     tracing::info!(stream = %id, origin_node = ?stream.origin_node, "origin node set by an operator");
-    Ok(Json(stream))
+    Ok(Json(stream.into()))
 }
 
 /// Maps a failed origin signature check to 401: bad signature, or a timestamp outside the
@@ -453,7 +461,13 @@ pub(crate) async fn report_segment(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(SegmentReportResponse { segment, created })))
+    Ok((
+        status,
+        Json(SegmentReportResponse {
+            segment: segment.into(),
+            created,
+        }),
+    ))
 }
 
 /// Stores the LL-HLS rendition of segment `sequence`, its digest chained from the previous
@@ -508,18 +522,18 @@ async fn store_ll(
 /// Latest segments, newest first.
 #[utoipa::path(get, path = "/streams/{id}/segments", tag = "streams", params(StreamPath, Limit),
     responses(
-        (status = 200, description = "Segments", body = Vec<SegmentRecord>),
+        (status = 200, description = "Segments", body = Vec<SegmentInfo>),
         (status = 404, description = "not_found", body = ErrorSchema),
     ))]
 pub(crate) async fn list_segments(
     State(state): State<Shared>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(limit): ApiQuery<Limit>,
-) -> Result<Json<Vec<SegmentRecord>>, ApiError> {
+) -> Result<Json<Vec<SegmentInfo>>, ApiError> {
     load_stream(&state, &id).await?;
     let mut segments = state.storage.list_segments(&id, limit.value()).await?;
     let (Some(newest), Some(oldest)) = (segments.first(), segments.last()) else {
-        return Ok(Json(segments));
+        return Ok(Json(to_wire(segments)));
     };
     let renditions: std::collections::HashMap<i64, LlSegment> = state
         .storage
@@ -532,7 +546,7 @@ pub(crate) async fn list_segments(
             segment.ll = renditions.get(&segment.sequence).cloned();
         }
     }
-    Ok(Json(segments))
+    Ok(Json(to_wire(segments)))
 }
 
 /// Per-minute delivery of a stream.

@@ -188,7 +188,7 @@ pub(crate) async fn report(
         .await?
         .into_iter()
         .find(|r| r.node_id == id && r.is_for(&node));
-    let reachability = crate::wire::ReachabilityReport::of(
+    let reachability = crate::workers::reachability::report(
         &node,
         checked,
         state.config.reachability_interval.is_some(),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub(crate) use records::to_wire;
 pub use records::LlSegment;
 pub use records::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A registered stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct StreamRecord {
     /// Stream id (random, URL-safe).
     pub id: String,
@@ -26,7 +26,7 @@ pub struct StreamRecord {
 }
 
 /// A media segment hash reported by the origin, with the running digest up to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct SegmentRecord {
     /// The stream.
     pub stream_id: String,
@@ -48,7 +48,7 @@ pub struct SegmentRecord {
 }
 
 /// The fMP4 segment cut at the same frames as a [`SegmentRecord`]'s MPEG-TS segment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LlSegment {
     /// Hex BLAKE3 hash of the fMP4 segment bytes (its parts, concatenated in order).
     pub hash: String,
@@ -62,7 +62,7 @@ pub struct LlSegment {
 }
 
 /// A friend node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct NodeRecord {
     /// Node id: its ed25519 public key in hex.
     pub id: String,
@@ -239,7 +239,7 @@ pub struct SessionUsageRow {
 }
 
 /// A settled epoch: the published inputs, the closing statement and the Merkle leaves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct SettlementRecord {
     /// The epoch.
     pub epoch: i64,
@@ -274,7 +274,7 @@ pub struct SettlementRecord {
 }
 
 /// One line of the double-entry ledger.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct LedgerEntryRecord {
     /// Position in the ledger, from 0.
     pub idx: i64,
@@ -293,7 +293,7 @@ pub struct LedgerEntryRecord {
 }
 
 /// Fraud evidence found for a node in an epoch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct EvidenceRecord {
     /// The epoch.
     pub epoch: i64,
@@ -308,7 +308,7 @@ pub struct EvidenceRecord {
 }
 
 /// A payout of vested rewards, planned at an epoch's settlement and then handed to the sink.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct PayoutRecord {
     /// The node.
     pub node_id: String,
@@ -388,7 +388,7 @@ pub struct Totals {
 }
 
 /// One probe of a node: the seam through which the probe runner reports availability.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ProbeRecord {
     /// The node probed.
     pub node_id: String,
@@ -553,4 +553,151 @@ pub struct RelayAssignmentRecord {
     pub parent_id: String,
     /// When it was assigned this parent.
     pub assigned_at_ms: i64,
+}
+
+// What the API sends of each row: the wire types are `streamr_client`'s, so the schema here and
+// the protocol can change apart.
+
+impl From<StreamRecord> for streamr_client::wire::StreamInfo {
+    fn from(row: StreamRecord) -> Self {
+        streamr_client::wire::StreamInfo {
+            id: row.id,
+            title: row.title,
+            status: row.status,
+            created_at_ms: row.created_at_ms,
+            ended_at_ms: row.ended_at_ms,
+            origin_node: row.origin_node,
+        }
+    }
+}
+
+impl From<LlSegment> for streamr_client::wire::LlSegmentInfo {
+    fn from(row: LlSegment) -> Self {
+        streamr_client::wire::LlSegmentInfo {
+            hash: row.hash,
+            digest: row.digest,
+            part_hashes: row.part_hashes,
+            len: row.len,
+        }
+    }
+}
+
+impl From<SegmentRecord> for streamr_client::wire::SegmentInfo {
+    fn from(row: SegmentRecord) -> Self {
+        streamr_client::wire::SegmentInfo {
+            stream_id: row.stream_id,
+            sequence: row.sequence,
+            hash: row.hash,
+            digest: row.digest,
+            published_ms: row.published_ms,
+            reported_at_ms: row.reported_at_ms,
+            ll: row.ll.map(Into::into),
+        }
+    }
+}
+
+impl From<NodeRecord> for streamr_client::wire::NodeInfo {
+    fn from(row: NodeRecord) -> Self {
+        streamr_client::wire::NodeInfo {
+            id: row.id,
+            payout_address: row.payout_address,
+            operator: row.operator,
+            subnet: row.subnet,
+            rtmp_url: row.rtmp_url,
+            http_url: row.http_url,
+            registered_at_ms: row.registered_at_ms,
+            active: row.active,
+            capacity_kbps: row.capacity_kbps,
+            last_nonce: row.last_nonce,
+            last_heartbeat_ms: row.last_heartbeat_ms,
+            status: row.status,
+            viewers: row.viewers,
+            bytes_served: row.bytes_served,
+            streams_json: row.streams_json,
+        }
+    }
+}
+
+impl From<SettlementRecord> for streamr_client::wire::SettlementInfo {
+    fn from(row: SettlementRecord) -> Self {
+        streamr_client::wire::SettlementInfo {
+            epoch: row.epoch,
+            previous_hash: row.previous_hash,
+            statement_hash: row.statement_hash,
+            merkle_root: row.merkle_root,
+            pool: row.pool,
+            distributed: row.distributed,
+            penalties: row.penalties,
+            vested: row.vested,
+            leaf_count: row.leaf_count,
+            inputs_json: row.inputs_json,
+            statement_json: row.statement_json,
+            leaves_json: row.leaves_json,
+            observations_json: row.observations_json,
+            settled_at_ms: row.settled_at_ms,
+            settled_by: row.settled_by,
+        }
+    }
+}
+
+impl From<LedgerEntryRecord> for streamr_client::wire::LedgerEntryInfo {
+    fn from(row: LedgerEntryRecord) -> Self {
+        streamr_client::wire::LedgerEntryInfo {
+            idx: row.idx,
+            epoch: row.epoch,
+            kind: row.kind,
+            debit: row.debit,
+            credit: row.credit,
+            node_id: row.node_id,
+            amount: row.amount,
+        }
+    }
+}
+
+impl From<EvidenceRecord> for streamr_client::wire::EvidenceInfo {
+    fn from(row: EvidenceRecord) -> Self {
+        streamr_client::wire::EvidenceInfo {
+            epoch: row.epoch,
+            node_id: row.node_id,
+            rule: row.rule,
+            detail: row.detail,
+            created_at_ms: row.created_at_ms,
+        }
+    }
+}
+
+impl From<PayoutRecord> for streamr_client::wire::PayoutInfo {
+    fn from(row: PayoutRecord) -> Self {
+        streamr_client::wire::PayoutInfo {
+            node_id: row.node_id,
+            cumulative_net: row.cumulative_net,
+            epoch: row.epoch,
+            payout_address: row.payout_address,
+            gross: row.gross,
+            fees: row.fees,
+            net: row.net,
+            status: row.status,
+            sink_reference: row.sink_reference,
+            updated_at_ms: row.updated_at_ms,
+        }
+    }
+}
+
+impl From<ProbeRecord> for streamr_client::wire::ProbeInfo {
+    fn from(row: ProbeRecord) -> Self {
+        streamr_client::wire::ProbeInfo {
+            node_id: row.node_id,
+            epoch: row.epoch,
+            hash_ok: row.hash_ok,
+            timed_out: row.timed_out,
+            ttfb_ms: row.ttfb_ms,
+            throughput_bytes_per_s: row.throughput_bytes_per_s,
+            probed_at_ms: row.probed_at_ms,
+        }
+    }
+}
+
+/// Converts rows to what the API sends of them.
+pub(crate) fn to_wire<R, W: From<R>>(rows: Vec<R>) -> Vec<W> {
+    rows.into_iter().map(W::from).collect()
 }

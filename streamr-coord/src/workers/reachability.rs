@@ -86,6 +86,39 @@ pub(crate) fn endpoint_of(url: &str) -> Result<Endpoint, String> {
     })
 }
 
+/// The reachability report of `node` from its last check (of its current addresses, if any),
+/// as `GET /nodes/{id}/reachability` answers it.
+pub fn report(
+    node: &NodeRecord,
+    checked: Option<ReachabilityRecord>,
+    checks_enabled: bool,
+) -> streamr_client::wire::ReachabilityReport {
+    let status = match &checked {
+        None => "unchecked",
+        Some(r) if r.reachable() => "reachable",
+        Some(_) => "unreachable",
+    };
+    streamr_client::wire::ReachabilityReport {
+        node_id: node.id.clone(),
+        checks_enabled,
+        status: status.into(),
+        rtmp_url: node.rtmp_url.clone(),
+        http_url: node.http_url.clone(),
+        rtmp_reachable: checked.as_ref().map(|r| r.rtmp_reachable),
+        http_reachable: checked.as_ref().map(|r| r.http_reachable),
+        rtmp_error: checked
+            .as_ref()
+            .map(|r| r.rtmp_error.clone())
+            .unwrap_or_default(),
+        http_error: checked
+            .as_ref()
+            .map(|r| r.http_error.clone())
+            .unwrap_or_default(),
+        checked_at_ms: checked.as_ref().map(|r| r.checked_at_ms),
+        hint: checked.as_ref().and_then(forward_hint),
+    }
+}
+
 /// What an operator should do about a failed check, in one sentence: which TCP ports to
 /// forward to the node's machine. `None` when the node is reachable.
 pub fn forward_hint(record: &ReachabilityRecord) -> Option<String> {

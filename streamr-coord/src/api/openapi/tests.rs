@@ -502,32 +502,32 @@ fn samples() -> Vec<(&'static str, Value)> {
         (
             "CreateStreamResponse",
             json!(CreateStreamResponse {
-                stream: stream_record.clone(),
+                stream: stream_record.clone().into(),
                 stream_key: "k".into(),
             }),
         ),
         (
             "SegmentReportResponse",
             json!(SegmentReportResponse {
-                segment,
+                segment: segment.into(),
                 created: true,
             }),
         ),
         (
             "EarningsResponse",
             json!(crate::wire::EarningsResponse {
-                node: node_record(&node),
+                node: node_record(&node).into(),
                 total: 1,
-                entries: vec![entry.clone()],
-                payouts: vec![payout],
+                entries: vec![entry.clone().into()],
+                payouts: vec![payout.into()],
             }),
         ),
         (
             "StatementResponse",
             json!(crate::wire::StatementResponse {
-                settlement,
-                entries: vec![entry],
-                evidence: vec![evidence],
+                settlement: settlement.into(),
+                entries: vec![entry.into()],
+                evidence: vec![evidence.into()],
             }),
         ),
         (
@@ -537,7 +537,10 @@ fn samples() -> Vec<(&'static str, Value)> {
                 rejected: vec!["why".into()],
             }),
         ),
-        ("StreamRecord", json!(stream_record)),
+        (
+            "StreamRecord",
+            json!(crate::wire::StreamInfo::from(stream_record)),
+        ),
         (
             "StatsRow",
             json!(StatsRow {
@@ -549,7 +552,7 @@ fn samples() -> Vec<(&'static str, Value)> {
         ("Totals", json!(Totals::default())),
         (
             "ProbeRecord",
-            json!(ProbeRecord {
+            json!(crate::wire::ProbeInfo::from(ProbeRecord {
                 node_id: node.node_id().to_string(),
                 epoch: 1,
                 hash_ok: true,
@@ -557,7 +560,7 @@ fn samples() -> Vec<(&'static str, Value)> {
                 ttfb_ms: 1,
                 throughput_bytes_per_s: 2,
                 probed_at_ms: 3,
-            }),
+            })),
         ),
         (
             "PublishCheckResponse",

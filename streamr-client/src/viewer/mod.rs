@@ -7,9 +7,9 @@
 //! from (a file, stdout).
 //!
 //! ```no_run
-//! use streamr_node::viewer::{Viewer, ViewerConfig};
+//! use streamr_client::viewer::{Viewer, ViewerConfig};
 //!
-//! # async fn run() -> Result<(), streamr_node::viewer::ViewerError> {
+//! # async fn run() -> Result<(), streamr_client::viewer::ViewerError> {
 //! let config = ViewerConfig::new("http://127.0.0.1:8090", "show");
 //! let viewer = Viewer::start(config, Some(Box::new(tokio::io::stdout())))?;
 //! tokio::time::sleep(std::time::Duration::from_secs(30)).await;
@@ -27,9 +27,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use reqwest::Url;
-use streamr_coord::client::{ClientError, CoordinatorClient};
-use streamr_coord::grant_token;
-use streamr_coord::wire::{PlayResponse, ReceiptsRequest};
 use streamr_core::{segment_hash, KeyPair, NodeId, SignedReceipt, ViewerKey};
 use streamr_media::hls::ParsedPlaylist;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -38,6 +35,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::client::{ClientError, CoordinatorClient};
+use crate::grant_token;
+use crate::wire::{PlayResponse, ReceiptsRequest};
 use origin::OriginIndex;
 use receipts::{SegmentCheck, SessionReceipts};
 use resume::{DeliveredHistory, ResumePlan, RESUME_LOOKBACK};
@@ -636,7 +636,7 @@ impl Run {
             hash,
             len: bytes.len(),
             received: now,
-            received_ms: streamr_coord::client::unix_ms(),
+            received_ms: crate::client::unix_ms(),
         });
         if let Some(output) = self.output.as_mut() {
             output
@@ -836,7 +836,7 @@ impl Run {
         &self,
         play: &PlayResponse,
         receipt: &SignedReceipt,
-    ) -> Result<streamr_coord::wire::ReceiptsOutcome, String> {
+    ) -> Result<crate::wire::ReceiptsOutcome, String> {
         let mut url = Url::parse(&play.http_flv_url).map_err(|e| e.to_string())?;
         url.set_path("/receipts");
         url.set_query(None);

@@ -1,12 +1,12 @@
 //! One session's receipt state: the viewer's own digest chain over the segments it verified, the
 //! verified byte count, and the signed cumulative receipts that acknowledge them.
 
-use streamr_coord::client::unix_ms;
 use streamr_core::{
     ContentDigest, KeyPair, SegmentChain, SessionId, Signed, SignedReceipt, ViewerReceipt,
 };
 
 use super::origin::OriginIndex;
+use crate::client::unix_ms;
 
 /// What checking one segment against the origin found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

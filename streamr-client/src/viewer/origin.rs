@@ -5,8 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use streamr_coord::client::{ClientError, CoordinatorClient};
 use streamr_core::ContentDigest;
+
+use crate::client::{ClientError, CoordinatorClient};
 
 /// Segments fetched per refresh; a viewer only ever looks up recent ones.
 const REFRESH_LIMIT: u16 = 100;

@@ -6,10 +6,10 @@
 //! status and the coordinator's JSON error body.
 //!
 //! ```no_run
-//! use streamr_coord::client::CoordinatorClient;
+//! use streamr_client::CoordinatorClient;
 //! use streamr_core::KeyPair;
 //!
-//! # async fn run() -> Result<(), streamr_coord::client::ClientError> {
+//! # async fn run() -> Result<(), streamr_client::ClientError> {
 //! let client = CoordinatorClient::new("http://127.0.0.1:8090")?;
 //! let viewer = KeyPair::generate(&mut rand::rngs::OsRng);
 //! let play = client.play("show", &viewer.viewer_key()).await?;
@@ -30,15 +30,13 @@ use streamr_core::{
 };
 
 use crate::grant_token;
-use crate::storage::{
-    NodeRecord, PayoutRecord, ProbeRecord, SegmentRecord, SettlementRecord, StreamRecord,
-};
 use crate::wire::{
-    CreateStreamRequest, CreateStreamResponse, EarningsResponse, HeartbeatRequest,
-    NodeDeregistration, NodeRegistration, PlayResponse, PublishCheckRequest, ReceiptsOutcome,
-    ReceiptsRequest, SegmentReport, SegmentReportResponse, SetOriginRequest, StatementResponse,
+    CoordinatorInfo, CreateStreamRequest, CreateStreamResponse, EarningsResponse, HeartbeatRequest,
+    NodeDeregistration, NodeInfo, NodePayouts, NodeRegistration, PayoutInfo, PlayResponse,
+    ProbeInfo, ProofResponse, PublishCheckRequest, ReceiptsOutcome, ReceiptsRequest, SegmentInfo,
+    SegmentReport, SegmentReportResponse, SetOriginRequest, SettlementInfo, SimulationRequest,
+    StatementResponse, StreamInfo,
 };
-use crate::{CoordinatorInfo, NodePayouts, ProofResponse, SimulationRequest};
 
 /// The coordinator's JSON error body (`{"error": code, "message": text}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,7 +282,7 @@ impl CoordinatorClient {
         &self,
         node_key: &KeyPair,
         advert: &NodeAdvert,
-    ) -> Result<NodeRecord, ClientError> {
+    ) -> Result<NodeInfo, ClientError> {
         let registration = NodeRegistration {
             node_id: node_key.node_id(),
             payout_address: advert.payout_address.clone(),
@@ -360,12 +358,12 @@ impl CoordinatorClient {
     }
 
     /// `GET /nodes`: every registered node.
-    pub async fn nodes(&self) -> Result<Vec<NodeRecord>, ClientError> {
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, ClientError> {
         self.get("/nodes").await
     }
 
     /// `GET /nodes/{id}`.
-    pub async fn node(&self, node_id: &str) -> Result<NodeRecord, ClientError> {
+    pub async fn node(&self, node_id: &str) -> Result<NodeInfo, ClientError> {
         self.get(&format!("/nodes/{node_id}")).await
     }
 
@@ -413,12 +411,12 @@ impl CoordinatorClient {
     }
 
     /// `GET /streams/{id}`.
-    pub async fn stream(&self, stream_id: &str) -> Result<StreamRecord, ClientError> {
+    pub async fn stream(&self, stream_id: &str) -> Result<StreamInfo, ClientError> {
         self.get(&format!("/streams/{stream_id}")).await
     }
 
     /// `GET /streams`.
-    pub async fn streams(&self) -> Result<Vec<StreamRecord>, ClientError> {
+    pub async fn streams(&self) -> Result<Vec<StreamInfo>, ClientError> {
         self.get("/streams").await
     }
 
@@ -538,7 +536,7 @@ impl CoordinatorClient {
         &self,
         stream_id: &str,
         limit: u16,
-    ) -> Result<Vec<SegmentRecord>, ClientError> {
+    ) -> Result<Vec<SegmentInfo>, ClientError> {
         self.get(&format!("/streams/{stream_id}/segments?limit={limit}"))
             .await
     }
@@ -579,7 +577,7 @@ impl CoordinatorClient {
         &self,
         stream_id: &str,
         origin_node: Option<NodeId>,
-    ) -> Result<StreamRecord, ClientError> {
+    ) -> Result<StreamInfo, ClientError> {
         self.post(
             &format!("/streams/{stream_id}/origin"),
             &SetOriginRequest { origin_node },
@@ -605,7 +603,7 @@ impl CoordinatorClient {
     }
 
     /// `POST /probes` (admin): records a probe result.
-    pub async fn report_probe(&self, result: &ProbeResult) -> Result<ProbeRecord, ClientError> {
+    pub async fn report_probe(&self, result: &ProbeResult) -> Result<ProbeInfo, ClientError> {
         self.post("/probes", result).await
     }
 
@@ -621,7 +619,7 @@ impl CoordinatorClient {
     }
 
     /// `GET /epochs?limit=`: the newest settled epochs first.
-    pub async fn epochs(&self, limit: u16) -> Result<Vec<SettlementRecord>, ClientError> {
+    pub async fn epochs(&self, limit: u16) -> Result<Vec<SettlementInfo>, ClientError> {
         self.get(&format!("/epochs?limit={limit}")).await
     }
 
@@ -637,7 +635,7 @@ impl CoordinatorClient {
     }
 
     /// `GET /payouts/pending?limit=` (admin): payouts not yet confirmed by the payout sink.
-    pub async fn pending_payouts(&self, limit: u16) -> Result<Vec<PayoutRecord>, ClientError> {
+    pub async fn pending_payouts(&self, limit: u16) -> Result<Vec<PayoutInfo>, ClientError> {
         self.get(&format!("/payouts/pending?limit={limit}")).await
     }
 
