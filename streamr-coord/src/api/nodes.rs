@@ -16,8 +16,8 @@ use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PeerIp};
 use crate::heartbeat_writer::SignatureCheck;
+use crate::intake::receipts;
 use crate::metrics::Metrics;
-use crate::receipts;
 use crate::storage::{ActivityDelta, HeartbeatWrite, NodeRecord, ProbeRecord, StatsRow};
 use crate::wire::{HeartbeatRequest, ReceiptsOutcome, SignedDeregistration, SignedRegistration};
 

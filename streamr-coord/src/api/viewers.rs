@@ -40,8 +40,8 @@ use super::Shared;
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PeerIp};
+use crate::intake::receipts;
 use crate::metrics::Metrics;
-use crate::receipts;
 use crate::storage::{
     BudgetCharge, FailureReportRecord, NodeDownRecord, NodeRecord, NodeSessionCounts, SessionRecord,
 };
