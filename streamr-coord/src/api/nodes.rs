@@ -346,7 +346,8 @@ async fn accept_heartbeat(
         if !check.verify_strict() {
             return Err(ApiError::BadSignature { what: "heartbeat" });
         }
-        let verified = receipts::verify(state, Some(body.node_id), &request.receipts, now).await?;
+        let verified =
+            receipts::verify(&state.intake(), Some(body.node_id), &request.receipts, now).await?;
         (verified, None)
     };
     let mut activity = verified

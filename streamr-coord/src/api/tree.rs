@@ -42,12 +42,6 @@ const MAX_DEPTH: usize = 64;
 /// every few seconds from every relay, and measuring scans the epoch's receipts and probes.
 const FANOUT_REUSE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The relays' fan-outs as last measured by this process, and when.
-#[derive(Debug, Default)]
-pub(crate) struct FanoutCache {
-    measured: tokio::sync::Mutex<Option<(std::time::Instant, HashMap<String, usize>)>>,
-}
-
 /// The stream's relay tree as stored, and who may be in it now.
 pub(crate) struct Tree<'a> {
     /// The origin node (the root).
