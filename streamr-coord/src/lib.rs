@@ -8,6 +8,11 @@
 //!
 //! Storage is SQLite (one file, the default) or PostgreSQL (shared by several replicas).
 //!
+//! Inside, each layer uses only the ones below it (checked by a unit test): `router` composes
+//! `dashboard` and `api`; `api` uses `workers`, `intake` (receipt intake, a domain service with
+//! its own error type) and `state` (what handlers and workers share); `workers` use `state`;
+//! `intake` uses only storage, configuration and metrics. See `docs/architecture.md`.
+//!
 //! ```no_run
 //! use streamr_coord::{connect, CoordConfig, Coordinator};
 //!
@@ -38,10 +43,14 @@ pub mod extract;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod heartbeat_writer;
+mod intake;
+#[cfg(test)]
+mod layering;
 pub mod metrics;
 mod observed_prefixes;
 mod rate_limit;
-mod receipts;
+mod router;
+mod state;
 pub mod storage;
 pub mod workers;
 
@@ -67,7 +76,8 @@ pub use workers::{ProbeRunner, WorkerError, Workers};
 /// A coordinator: configuration, storage and counters, ready to serve HTTP and run workers.
 #[derive(Clone)]
 pub struct Coordinator {
-    state: api::Shared,
+    state: state::Shared,
+    settler: workers::SharedSettler,
     sink: workers::SharedPayoutSink,
     probes: Option<Arc<dyn ProbeRunner>>,
 }
@@ -85,7 +95,8 @@ impl Coordinator {
     /// [`Coordinator::with_payout_sink`] names a real one.
     pub fn new(config: CoordConfig, storage: Arc<dyn Storage>) -> Self {
         Coordinator {
-            state: Arc::new(api::AppState::new(config, storage)),
+            settler: Arc::new(tokio::sync::Mutex::new(workers::Settler::new(&config))),
+            state: Arc::new(state::AppState::new(config, storage)),
             sink: Arc::new(tokio::sync::Mutex::new(
                 Box::new(SimulatedPayoutSink::new()),
             )),
@@ -113,7 +124,7 @@ impl Coordinator {
     /// The HTTP API as an axum router (without client addresses: every caller shares one
     /// rate-limit bucket unless served by [`Coordinator::serve`]).
     pub fn router(&self) -> axum::Router {
-        api::router(self.state.clone())
+        router::router(self.state.clone())
     }
 
     /// Serves the API on `listener` until `shutdown` completes, then drains open requests.
@@ -179,13 +190,18 @@ impl Coordinator {
 
     /// Starts the settlement, payout, stats and (if configured) probe workers.
     pub fn spawn_workers(&self) -> Workers {
-        workers::spawn(self.state.clone(), self.sink.clone(), self.probes.clone())
+        workers::spawn(
+            self.state.clone(),
+            self.settler.clone(),
+            self.sink.clone(),
+            self.probes.clone(),
+        )
     }
 
     /// Settles every epoch that is due now, as the settlement worker does each round.
     /// Returns how many epochs this call settled.
     pub async fn settle_due(&self) -> Result<u32, WorkerError> {
-        let mut settler = self.state.settler.lock().await;
+        let mut settler = self.settler.lock().await;
         settler.settle_due(&self.state).await
     }
 

@@ -1,5 +1,6 @@
-//! The HTTP API: routes, shared state and the middleware around them (body limit, per-IP rate
-//! limit, request counting, JSON errors for unknown routes).
+//! The HTTP API: the handlers and their routes, the admin check and the mapping of the
+//! domain errors to HTTP answers. The shared state is [`crate::state`]'s; the router with the
+//! dashboard and the middleware is composed in [`crate::router`].
 
 pub(crate) mod info;
 pub(crate) mod ledger;
@@ -10,69 +11,15 @@ mod streams;
 mod tree;
 pub(crate) mod viewers;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::HeaderMap;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::config::CoordConfig;
-use crate::error::ApiError;
-use crate::heartbeat_writer::HeartbeatWriter;
-use crate::metrics::Metrics;
-use crate::rate_limit::RateLimiter;
-use crate::storage::Storage;
-use crate::workers::Settler;
-
-/// State shared by every handler and worker.
-pub(crate) struct AppState {
-    pub(crate) config: CoordConfig,
-    pub(crate) storage: Arc<dyn Storage>,
-    pub(crate) metrics: Metrics,
-    pub(crate) settler: tokio::sync::Mutex<Settler>,
-    /// The network prefixes nodes' heartbeats came from, as last written to storage.
-    pub(crate) node_prefixes: crate::observed_prefixes::ObservedPrefixes,
-    /// The relays' measured fan-outs, reused for a moment by the relay tree.
-    pub(crate) relay_fanouts: tree::FanoutCache,
-    heartbeat_writer: std::sync::OnceLock<HeartbeatWriter>,
-    limiter: Option<RateLimiter>,
-    admin_token_hash: Option<blake3::Hash>,
-    /// The OpenAPI document, with this configuration's limits.
-    openapi: String,
-}
-
-pub(crate) type Shared = Arc<AppState>;
+use crate::error::{ApiError, StorageError};
+use crate::intake::{IntakeError, ReceiptIntake};
+pub(crate) use crate::state::{AppState, Shared};
 
 impl AppState {
-    pub(crate) fn new(config: CoordConfig, storage: Arc<dyn Storage>) -> Self {
-        let admin_token_hash = config
-            .admin_token
-            .as_deref()
-            .map(|token| blake3::hash(token.as_bytes()));
-        AppState {
-            openapi: openapi::document(&config),
-            limiter: config.rate_limit.map(RateLimiter::new),
-            settler: tokio::sync::Mutex::new(Settler::new(&config)),
-            node_prefixes: crate::observed_prefixes::ObservedPrefixes::default(),
-            relay_fanouts: tree::FanoutCache::default(),
-            config,
-            storage,
-            metrics: Metrics::default(),
-            heartbeat_writer: std::sync::OnceLock::new(),
-            admin_token_hash,
-        }
-    }
-
-    /// The group-commit writer, started on first use (inside the runtime).
-    pub(crate) fn heartbeat_writer(&self) -> &HeartbeatWriter {
-        self.heartbeat_writer
-            .get_or_init(|| HeartbeatWriter::spawn(self.storage.clone()))
-    }
-
     /// Checks `Authorization: Bearer <admin token>` (compared by hash in constant time).
     pub(crate) fn require_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let expected = self.admin_token_hash.ok_or(ApiError::Unauthorized)?;
@@ -85,6 +32,33 @@ impl AppState {
             Ok(())
         } else {
             Err(ApiError::Unauthorized)
+        }
+    }
+
+    /// Receipt intake over this state's configuration, storage and counters.
+    pub(crate) fn intake(&self) -> ReceiptIntake<'_> {
+        ReceiptIntake {
+            config: &self.config,
+            storage: self.storage.as_ref(),
+            metrics: &self.metrics,
+        }
+    }
+
+    /// The OpenAPI document with this configuration's limits, built on first use.
+    pub(crate) fn openapi_document(&self) -> &str {
+        self.openapi.get_or_init(|| openapi::document(&self.config))
+    }
+}
+
+/// Receipt intake's failures as HTTP answers: corrupt stored data and storage failures are
+/// the server's (500), as any other storage failure.
+impl From<IntakeError> for ApiError {
+    fn from(error: IntakeError) -> Self {
+        match error {
+            IntakeError::Storage(source) => ApiError::Storage(source),
+            IntakeError::Corrupt { what, detail } => {
+                ApiError::Storage(StorageError::Corrupt { what, detail })
+            }
         }
     }
 }
@@ -105,9 +79,9 @@ impl axum::extract::FromRequestParts<Shared> for Admin {
     }
 }
 
-/// Builds the router over shared state.
-pub(crate) fn router(state: Shared) -> Router {
-    let max_body = state.config.max_body_bytes;
+/// The API's routes (without the dashboard and the middleware, which
+/// [`crate::router::router`] adds).
+pub(crate) fn routes() -> Router<Shared> {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -143,60 +117,4 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/epochs/{epoch}/proofs/{node_id}", get(ledger::proof))
         .route("/payouts/pending", get(ledger::pending_payouts))
         .route("/simulate", post(ledger::simulate))
-        .merge(crate::dashboard::routes())
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            count_and_limit,
-        ))
-        .with_state(state)
-}
-
-async fn not_found(request: Request) -> ApiError {
-    ApiError::NotFound {
-        what: "route",
-        id: format!("{} {}", request.method(), request.uri().path()),
-    }
-}
-
-/// Refuses clients over their rate, then counts the answer by status class.
-/// The client address is the TCP peer's, or behind a trusted reverse proxy the one its
-/// forwarding headers name; handlers get it as [`streamr_net::ClientIp`].
-async fn count_and_limit(
-    State(state): State<Shared>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
-    let ip = match peer {
-        Some(peer) => {
-            let client =
-                streamr_net::client_ip(peer, request.headers(), &state.config.trusted_proxies);
-            request
-                .extensions_mut()
-                .insert(streamr_net::ClientIp(client));
-            client
-        }
-        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-    };
-    let metrics = &state.metrics;
-    Metrics::inc(&metrics.http_requests_total);
-    if let Some(limiter) = &state.limiter {
-        if !limiter.allow(ip) {
-            Metrics::inc(&metrics.rate_limited_total);
-            Metrics::inc(&metrics.http_client_errors_total);
-            return ApiError::RateLimited.into_response();
-        }
-    }
-    let response = next.run(request).await;
-    if response.status().is_client_error() {
-        Metrics::inc(&metrics.http_client_errors_total);
-    } else if response.status().is_server_error() {
-        Metrics::inc(&metrics.http_server_errors_total);
-    }
-    response
 }

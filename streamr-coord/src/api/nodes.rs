@@ -16,8 +16,8 @@ use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PeerIp};
 use crate::heartbeat_writer::SignatureCheck;
+use crate::intake::receipts;
 use crate::metrics::Metrics;
-use crate::receipts;
 use crate::storage::{to_wire, ActivityDelta, HeartbeatWrite, NodeRecord, StatsRow};
 use crate::wire::{
     HeartbeatRequest, NodeInfo, ProbeInfo, ReceiptsOutcome, SignedDeregistration,
@@ -349,7 +349,8 @@ async fn accept_heartbeat(
         if !check.verify_strict() {
             return Err(ApiError::BadSignature { what: "heartbeat" });
         }
-        let verified = receipts::verify(state, Some(body.node_id), &request.receipts, now).await?;
+        let verified =
+            receipts::verify(&state.intake(), Some(body.node_id), &request.receipts, now).await?;
         (verified, None)
     };
     let mut activity = verified

@@ -64,7 +64,7 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
 pub(crate) async fn openapi(State(state): State<Shared>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        state.openapi.clone(),
+        state.openapi_document().to_owned(),
     )
 }
 

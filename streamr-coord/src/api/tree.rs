@@ -47,14 +47,6 @@ const FANOUT_REUSE: std::time::Duration = std::time::Duration::from_secs(2);
 /// the clock skew (which that check refuses anyway) are forgotten.
 const MAX_REQUEST_TIMES: usize = 100_000;
 
-/// The relays' fan-outs as last measured by this process, and when; and the newest request
-/// time this process accepted per relay and stream.
-#[derive(Debug, Default)]
-pub(crate) struct FanoutCache {
-    measured: tokio::sync::Mutex<Option<(std::time::Instant, HashMap<String, usize>)>>,
-    newest_requests: std::sync::Mutex<HashMap<(String, String), u64>>,
-}
-
 impl FanoutCache {
     /// Accepts `timestamp_ms` as `node`'s newest request for `stream`, or refuses it as a
     /// replay when it is not above the newest accepted one. The signed timestamp is already

@@ -40,8 +40,8 @@ use super::Shared;
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PeerIp};
+use crate::intake::receipts;
 use crate::metrics::Metrics;
-use crate::receipts;
 use crate::storage::{
     BudgetCharge, FailureReportRecord, NodeDownRecord, NodeRecord, NodeSessionCounts, SessionRecord,
 };
@@ -493,7 +493,7 @@ pub(crate) async fn post_receipts(
         });
     }
     let now = now_ms();
-    let verified = receipts::verify(&state, None, &request.receipts, now).await?;
+    let verified = receipts::verify(&state.intake(), None, &request.receipts, now).await?;
     // A viewer's own receipts are the viewer's doing: their outcomes are kept apart from what
     // the node handed in, so a hostile viewer cannot make an honest node look like a forger.
     let outcomes = verified.activity(state.config.epoch_of(now));

@@ -19,8 +19,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::api::Shared;
 use crate::error::ApiError;
+use crate::state::Shared;
 
 /// What a page may load: its own scripts, WebAssembly (BLAKE3), hls.js's blob worker and media
 /// source, and fetches to friend nodes on other origins.

@@ -10,10 +10,10 @@ use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 
-use crate::api::Shared;
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::extract::ApiPath;
+use crate::state::Shared;
 use crate::storage::{ActivityDelta, NodeEpochTraffic, NodePrefixRecord};
 
 /// Epochs a report covers: the current one and this many before it.

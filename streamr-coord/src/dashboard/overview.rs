@@ -9,9 +9,9 @@ use axum::Json;
 use serde::Serialize;
 use streamr_core::{BalanceLeaf, ProbeResult, ProbeSummary};
 
-use crate::api::Shared;
 use crate::clock::now_ms;
 use crate::error::ApiError;
+use crate::state::Shared;
 use crate::storage::{
     EvidenceRecord, NodeEpochTraffic, NodeRecord, PayoutRecord, ReceiptRecord, StreamRecord, Totals,
 };

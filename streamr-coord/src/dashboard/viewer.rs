@@ -9,10 +9,10 @@ use serde::Serialize;
 use streamr_core::ViewerKey;
 
 use super::overview::recent_receipts;
-use crate::api::Shared;
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::extract::ApiPath;
+use crate::state::Shared;
 
 /// How far back a viewer's sessions are looked up.
 const VIEWER_LOOKBACK_MS: i64 = 10 * 60_000;

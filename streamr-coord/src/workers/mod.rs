@@ -14,10 +14,10 @@ use tokio::task::JoinHandle;
 pub use prober::HttpProber;
 pub(crate) use settlement::{probe_result, Settler};
 
-use crate::api::Shared;
 use crate::clock::now_ms;
 use crate::error::StorageError;
 use crate::metrics::Metrics;
+use crate::state::Shared;
 use crate::storage::NodeRecord;
 
 /// Why a worker iteration failed.
@@ -67,6 +67,10 @@ pub trait ProbeRunner: Send + Sync + 'static {
 /// A payout sink shared by the payout worker.
 pub type SharedPayoutSink = Arc<Mutex<Box<dyn PayoutSink + Send>>>;
 
+/// The settlement engines, shared by the settlement worker and explicit settling: one
+/// settles at a time.
+pub(crate) type SharedSettler = Arc<Mutex<Settler>>;
+
 /// Handles to the running workers.
 #[derive(Debug)]
 pub struct Workers {
@@ -86,6 +90,7 @@ impl Workers {
 
 pub(crate) fn spawn(
     state: Shared,
+    settler: SharedSettler,
     sink: SharedPayoutSink,
     probes: Option<Arc<dyn ProbeRunner>>,
 ) -> Workers {
@@ -98,7 +103,8 @@ pub(crate) fn spawn(
         "settlement",
         move || {
             let state = settle_state.clone();
-            async move { settle_round(&state).await }
+            let settler = settler.clone();
+            async move { settle_round(&state, &settler).await }
         },
     ));
     let pay_state = state.clone();
@@ -177,8 +183,8 @@ where
     })
 }
 
-async fn settle_round(state: &Shared) -> Result<(), WorkerError> {
-    let mut settler = state.settler.lock().await;
+async fn settle_round(state: &Shared, settler: &SharedSettler) -> Result<(), WorkerError> {
+    let mut settler = settler.lock().await;
     settler.settle_due(state).await.map(|_| ())
 }
 

@@ -16,9 +16,9 @@ use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::api::Shared;
 use crate::clock::now_ms;
 use crate::error::StorageError;
+use crate::state::Shared;
 use crate::storage::{NodeRecord, ReachabilityRecord};
 use crate::WorkerError;
 

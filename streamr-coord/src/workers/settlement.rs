@@ -16,9 +16,9 @@ use streamr_core::{
 };
 
 use super::WorkerError;
-use crate::api::AppState;
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
+use crate::state::AppState;
 use crate::storage::{
     ActivityDelta, EvidenceRecord, LedgerEntryRecord, NodeRecord, PayoutRecord, ProbeRecord,
     SessionRecord, SettlementRecord, SettlementWrite,

@@ -1,7 +1,7 @@
 //! Test support: fresh SQLite and PostgreSQL databases, and a small client that drives the
 //! router in-process.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 /// Runs each named scenario (`async fn scenario(db: &TestDb)`) as two tests, one against a fresh
 /// SQLite database and one against a fresh database on the PostgreSQL server. With
@@ -44,11 +44,13 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
-use sqlx::Connection;
 use streamr_coord::wire::NodeRegistration;
 use streamr_coord::{connect, CoordConfig, Coordinator, Storage};
 use streamr_core::{CanonicalMessage, ContentDigest, KeyPair, NodeHeartbeat, Signed, StreamId};
 use tower::ServiceExt;
+
+pub use streamr_test_support::now_ms;
+use streamr_test_support::postgres::PgDatabase;
 
 pub const ADMIN: &str = "test-admin-token";
 
@@ -56,11 +58,7 @@ pub const ADMIN: &str = "test-admin-token";
 /// uniquely named PostgreSQL database dropped afterwards.
 pub enum TestDb {
     Sqlite(tempfile::TempDir, String),
-    Postgres {
-        server: String,
-        name: String,
-        url: String,
-    },
+    Postgres(PgDatabase),
 }
 
 impl TestDb {
@@ -73,63 +71,18 @@ impl TestDb {
     /// Creates a database on the server named by STREAMR_TEST_POSTGRES_URL (default local
     /// trust-auth server). Fails, never skips, when the server is unreachable.
     pub async fn postgres() -> TestDb {
-        let server = std::env::var("STREAMR_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!(
-            "streamr_test_{}_{}",
-            std::process::id(),
-            rand::random::<u64>()
-        );
-        let mut admin = sqlx::PgConnection::connect(&server)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {server} is required: {e}"));
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
-        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-        let url = format!("{base}/{name}");
-        TestDb::Postgres { server, name, url }
+        TestDb::Postgres(PgDatabase::create().await)
     }
 
     pub fn url(&self) -> &str {
         match self {
             TestDb::Sqlite(_, url) => url,
-            TestDb::Postgres { url, .. } => url,
+            TestDb::Postgres(db) => &db.url,
         }
     }
 
     pub async fn storage(&self) -> Arc<dyn Storage> {
         connect(self.url()).await.expect("open storage")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let TestDb::Postgres { server, name, .. } = self {
-            let server = server.clone();
-            let name = name.clone();
-            // Dropping needs async I/O; do it on a thread of its own so it works inside or
-            // outside a runtime.
-            let _ = std::thread::spawn(move || {
-                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                runtime.block_on(async move {
-                    if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {
-                        let _ = sqlx::query(&format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        ))
-                        .execute(&mut admin)
-                        .await;
-                    }
-                });
-            })
-            .join();
-        }
     }
 }
 
@@ -239,13 +192,6 @@ impl Client {
         self.raw("POST", path, serde_json::to_vec(body).expect("json"), true)
             .await
     }
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as u64
 }
 
 pub fn registration(node: &KeyPair, http_url: &str) -> Signed<NodeRegistration> {

@@ -1,7 +1,7 @@
 //! Helpers for the relay interop and hostile-input tests: an in-process server on port 0, real
 //! peers (ffmpeg, ffprobe, rtmpdump, gst-launch-1.0) as child processes, an FLV probe, and a
 //! small RTMP client over the library's sans-IO client session.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod enhanced;
 
@@ -16,18 +16,9 @@ use streamr_media::server::{RelayServer, RelayServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{timeout, Instant};
 
-/// Fails the test (never skips) when a peer tool is missing.
-pub fn require_tool(name: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{name} is required by this interop test but is not on PATH"
-    );
-}
+pub use streamr_test_support::{require_tool, wait_until};
 
 /// Starts a relay server on a free loopback port.
 pub async fn start_server(mut config: RelayServerConfig) -> RelayServer {
@@ -159,18 +150,6 @@ pub async fn finish(
         let _ = timeout(Duration::from_secs(2), stderr.read_to_string(&mut text)).await;
     }
     (status, text)
-}
-
-/// Polls `condition` every 20 ms until it holds or `limit` passes.
-pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        sleep(Duration::from_millis(20)).await;
-    }
-    condition()
 }
 
 /// Waits until the hub counts `viewers` viewers on `key`.

@@ -1,12 +1,12 @@
 //! Support for the process-level tests: start the real `streamr-coordinator` binary, drive it
 //! over HTTP, and check the stored ledger against a replay of the core settlement engine.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -24,17 +24,10 @@ pub const ADMIN: &str = "process-test-admin";
 pub const COORDINATOR_SEED: &str =
     "1111111111111111111111111111111111111111111111111111111111111111";
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_millis() as u64
-}
-
-pub fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address")
-}
+/// A free loopback address (the coordinator listens on it).
+pub use streamr_test_support::free_addr as free_port;
+pub use streamr_test_support::now_ms;
+pub use streamr_test_support::postgres::PgDatabase;
 
 /// A running coordinator process; killed with SIGKILL when dropped.
 pub struct Process {
@@ -45,7 +38,7 @@ pub struct Process {
 impl Process {
     /// Starts the binary and waits until /healthz answers.
     pub async fn start(database: &str, addr: SocketAddr, extra: &[&str]) -> Process {
-        let child = Command::new(env!("CARGO_BIN_EXE_streamr-coordinator"))
+        let child = streamr_test_support::our_binary(env!("CARGO_BIN_EXE_streamr-coordinator"))
             .args(["--listen", &addr.to_string(), "--database", database])
             .args([
                 "--admin-token",
@@ -380,62 +373,6 @@ pub async fn audit(database: &str, acknowledged: &[(String, u64)]) -> Audit {
         receipts: stored_receipts.len(),
         payouts,
         settled_by,
-    }
-}
-
-/// A uniquely named PostgreSQL database on the server named by STREAMR_TEST_POSTGRES_URL,
-/// dropped afterwards. Fails, never skips, when the server is unreachable.
-pub struct PgDatabase {
-    server: String,
-    name: String,
-    pub url: String,
-}
-
-impl PgDatabase {
-    pub async fn create() -> PgDatabase {
-        use sqlx::Connection;
-        let server = std::env::var("STREAMR_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!(
-            "streamr_proc_{}_{}",
-            std::process::id(),
-            rand::random::<u64>()
-        );
-        let mut admin = sqlx::PgConnection::connect(&server)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {server} is required: {e}"));
-        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-        let url = format!("{base}/{name}");
-        PgDatabase { server, name, url }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let server = self.server.clone();
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            use sqlx::Connection;
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {
-                    let _ =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                            .execute(&mut admin)
-                            .await;
-                }
-            });
-        })
-        .join();
     }
 }
 

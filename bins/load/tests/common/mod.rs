@@ -1,64 +1,13 @@
 //! Shared helpers: real processes (ffmpeg, nginx-rtmp, our binaries) that die with the test.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
-/// A child process killed when dropped.
-pub struct Running(pub Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral loopback port")
-}
-
-/// Waits until something accepts TCP connections on `port`.
-pub fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on port {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Generates an H.264 + AAC FLV of `seconds` with ffmpeg (1 s GOP, 25 fps).
-pub fn make_flv(dir: &Path, seconds: u32) -> PathBuf {
-    let out = dir.join("source.flv");
-    let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc2=size=320x180:rate=25")
-        .args(["-f", "lavfi", "-i", "sine=frequency=440", "-t"])
-        .arg(seconds.to_string())
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-c:a",
-            "aac",
-        ])
-        .arg(&out)
-        .status()
-        .expect("ffmpeg is required (Debian package ffmpeg)");
-    assert!(status.success(), "ffmpeg failed to generate the source");
-    out
-}
+pub use streamr_test_support::ffmpeg::make_flv;
+pub use streamr_test_support::{free_port, wait_for_port, Running};
 
 /// Starts nginx with the RTMP module on `port` (application `live`, metadata copied as sent).
 pub fn start_nginx_rtmp(dir: &Path, port: u16) -> Running {
@@ -92,7 +41,7 @@ pub fn start_nginx_rtmp(dir: &Path, port: u16) -> Running {
 
 /// Our load tool binary.
 pub fn load_tool() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_streamr-load"))
+    streamr_test_support::our_binary(env!("CARGO_BIN_EXE_streamr-load"))
 }
 
 /// Runs `streamr-load play` and returns its JSON summary.

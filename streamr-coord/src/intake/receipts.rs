@@ -17,8 +17,7 @@ use streamr_core::{
     SegmentRecord as OriginSegment, SessionId, SignedGrant, SignedReceipt, StreamId,
 };
 
-use crate::api::AppState;
-use crate::error::{ApiError, StorageError};
+use super::{IntakeError, ReceiptIntake};
 use crate::metrics::Metrics;
 use crate::storage::{ActivityDelta, ReceiptRecord, SessionRecord};
 
@@ -102,11 +101,11 @@ pub(crate) fn tally_delta(node_id: &str, epoch: i64, tally: &ReceiptTally) -> Ac
     }
 }
 
-fn corrupt(what: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::Storage(StorageError::Corrupt {
+fn corrupt(what: &'static str, detail: impl Into<String>) -> IntakeError {
+    IntakeError::Corrupt {
         what,
         detail: detail.into(),
-    })
+    }
 }
 
 fn clamp_i64(value: u64) -> i64 {
@@ -116,11 +115,11 @@ fn clamp_i64(value: u64) -> i64 {
 /// Verifies `receipts` submitted by `node` (a heartbeat) or by viewers (`None`: each session's
 /// own node is credited). Stored state is read, nothing is written.
 pub(crate) async fn verify(
-    state: &AppState,
+    state: &ReceiptIntake<'_>,
     node: Option<NodeId>,
     receipts: &[SignedReceipt],
     now_ms: i64,
-) -> Result<Verified, ApiError> {
+) -> Result<Verified, IntakeError> {
     let mut by_session: BTreeMap<SessionId, Vec<SignedReceipt>> = BTreeMap::new();
     for receipt in receipts {
         by_session
@@ -132,7 +131,7 @@ pub(crate) async fn verify(
     let now = u64::try_from(now_ms).unwrap_or(0);
     for (session_id, mut batch) in by_session {
         batch.retain(
-            |receipt| match booking_epoch(&state.config, receipt, now_ms) {
+            |receipt| match booking_epoch(state.config, receipt, now_ms) {
                 Ok(_) => true,
                 Err(refusal) => {
                     let reason = match refusal {
@@ -233,11 +232,11 @@ pub(crate) async fn verify(
 /// against (the TS digest when it claims neither, which then fails as a content mismatch).
 /// One session's receipts for the same segment name one rendition.
 async fn load_segments(
-    state: &AppState,
+    state: &ReceiptIntake<'_>,
     stream: &StreamId,
     wanted: impl Iterator<Item = (u64, ContentDigest)>,
     content: &mut OriginDigests,
-) -> Result<(), ApiError> {
+) -> Result<(), IntakeError> {
     let mut claims: BTreeMap<u64, Vec<ContentDigest>> = BTreeMap::new();
     for (seq, claimed) in wanted {
         claims.entry(seq).or_default().push(claimed);
@@ -279,13 +278,13 @@ async fn load_segments(
 }
 
 fn record(
-    state: &AppState,
+    state: &ReceiptIntake<'_>,
     session: &SessionRecord,
     receipt: &SignedReceipt,
     bytes: u64,
     on_time: bool,
     now_ms: i64,
-) -> Result<ReceiptRecord, ApiError> {
+) -> Result<ReceiptRecord, IntakeError> {
     let body = serde_json::to_string(receipt).map_err(|e| corrupt("receipt", e.to_string()))?;
     let bytes_delta = clamp_i64(bytes);
     Ok(ReceiptRecord {
@@ -300,7 +299,7 @@ fn record(
         t_ms: clamp_i64(receipt.body.t_ms),
         // Booked to the epoch the viewer signed it in, not the one it arrived in (see the
         // module docs for a receipt in flight across the deadline).
-        epoch: booking_epoch(&state.config, receipt, now_ms)
+        epoch: booking_epoch(state.config, receipt, now_ms)
             .unwrap_or_else(|_| state.config.epoch_of(now_ms)),
         received_at_ms: now_ms,
         body,
