@@ -12,7 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use streamr_coord::client::{unix_ms, CoordinatorClient};
+use streamr_client::client::{unix_ms, CoordinatorClient};
 use streamr_core::{ContentDigest, KeyPair, SessionId, SignedGrant};
 use streamr_media::http::SegmentNotice;
 use streamr_media::upstream::UpstreamPuller;

@@ -19,8 +19,8 @@
 //! # }
 //! ```
 
-pub(crate) mod origin;
-pub(crate) mod receipts;
+pub mod origin;
+pub mod receipts;
 mod resume;
 
 use std::collections::{BTreeMap, VecDeque};

@@ -14,16 +14,16 @@ const REFRESH_LIMIT: u16 = 100;
 
 /// One origin segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct OriginSegment {
+pub struct OriginSegment {
     /// The origin's sequence number.
-    pub(crate) sequence: u64,
+    pub sequence: u64,
     /// The running digest up to and including it.
-    pub(crate) digest: ContentDigest,
+    pub digest: ContentDigest,
 }
 
 /// The origin's recent segments of one stream, by hash and by sequence.
 #[derive(Debug, Default)]
-pub(crate) struct OriginIndex {
+pub struct OriginIndex {
     /// Usually one segment per hash; more when the origin sent the same bytes again (a
     /// restarted synthetic source), oldest first.
     by_hash: HashMap<ContentDigest, Vec<OriginSegment>>,
@@ -39,7 +39,7 @@ pub(crate) struct OriginIndex {
 impl OriginIndex {
     /// An empty index of the MPEG-TS rendition, or with `low_latency` of the LL-HLS (fMP4)
     /// one: its segment hashes and the running digest the coordinator chains over them.
-    pub(crate) fn for_rendition(low_latency: bool) -> Self {
+    pub fn for_rendition(low_latency: bool) -> Self {
         OriginIndex {
             low_latency,
             ..OriginIndex::default()
@@ -48,7 +48,7 @@ impl OriginIndex {
 
     /// Adds the coordinator's newest segment records of `stream_id`. Records that do not parse
     /// are skipped (and logged): they cannot be matched anyway.
-    pub(crate) async fn refresh(
+    pub async fn refresh(
         &mut self,
         coordinator: &CoordinatorClient,
         stream_id: &str,
@@ -88,9 +88,9 @@ impl OriginIndex {
         Ok(())
     }
 
-    /// Records origin segment `sequence` (tests build an index without a coordinator).
-    #[cfg(test)]
-    pub(crate) fn insert(&mut self, sequence: u64, hash: ContentDigest, digest: ContentDigest) {
+    /// Records origin segment `sequence` as reported, e.g. from hashes learned another way
+    /// (tests build an index without a coordinator this way).
+    pub fn insert(&mut self, sequence: u64, hash: ContentDigest, digest: ContentDigest) {
         self.add(sequence, hash, digest);
         self.first_sequence = self.by_sequence.keys().next().copied();
     }
@@ -106,7 +106,7 @@ impl OriginIndex {
 
     /// Whether the origin has reported a segment cut at or after `unix_ms`: reports arrive in
     /// order, so a segment received before then that is still unknown is not the origin's.
-    pub(crate) fn reported_since(&self, unix_ms: u64) -> bool {
+    pub fn reported_since(&self, unix_ms: u64) -> bool {
         let since = i64::try_from(unix_ms).unwrap_or(i64::MAX);
         self.newest_published_ms
             .is_some_and(|newest| newest >= since)
@@ -114,7 +114,7 @@ impl OriginIndex {
 
     /// The origin segment whose bytes hash to `hash`: the one at `expected` when the origin sent
     /// those bytes there, else the newest with that hash.
-    pub(crate) fn find(
+    pub fn find(
         &self,
         hash: &ContentDigest,
         expected: Option<u64>,
@@ -130,7 +130,7 @@ impl OriginIndex {
     /// The running digest a chain starting at origin segment `sequence` is anchored on: the
     /// digest of the segment before it, or the all-zero digest when the origin's chain starts
     /// there (nothing was reported before it).
-    pub(crate) fn anchor_for(&self, sequence: u64) -> Option<ContentDigest> {
+    pub fn anchor_for(&self, sequence: u64) -> Option<ContentDigest> {
         match sequence.checked_sub(1) {
             None => Some(ContentDigest::default()),
             Some(previous) => match self.by_sequence.get(&previous) {

@@ -10,7 +10,7 @@ use crate::client::unix_ms;
 
 /// What checking one segment against the origin found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SegmentCheck {
+pub enum SegmentCheck {
     /// The bytes are the origin's segment `sequence`; the chain now ends there.
     Verified {
         /// The origin's sequence number.
@@ -23,7 +23,7 @@ pub(crate) enum SegmentCheck {
 
 /// Receipt state of one granted session.
 #[derive(Debug)]
-pub(crate) struct SessionReceipts {
+pub struct SessionReceipts {
     session_id: SessionId,
     chain: Option<SegmentChain>,
     bytes_total: u64,
@@ -34,7 +34,7 @@ pub(crate) struct SessionReceipts {
 
 impl SessionReceipts {
     /// Fresh state for the granted session `session_id`.
-    pub(crate) fn new(session_id: SessionId) -> Self {
+    pub fn new(session_id: SessionId) -> Self {
         SessionReceipts {
             session_id,
             chain: None,
@@ -48,7 +48,7 @@ impl SessionReceipts {
     /// Checks a received segment (by its hash and length) against the origin's hashes and,
     /// when it matches, extends the chain and counts it. A segment that does not follow the
     /// previous verified one starts a new chain anchored on the origin's digest before it.
-    pub(crate) fn check_hash(
+    pub fn check_hash(
         &mut self,
         index: &OriginIndex,
         hash: &ContentDigest,
@@ -89,19 +89,19 @@ impl SessionReceipts {
     }
 
     /// The origin sequence number the next segment continues the chain at, once one verified.
-    pub(crate) fn next_expected(&self) -> Option<u64> {
+    pub fn next_expected(&self) -> Option<u64> {
         self.chain.map(|chain| chain.next_seq())
     }
 
     /// Verified bytes received in the session so far.
     #[cfg(test)]
-    pub(crate) fn bytes_total(&self) -> u64 {
+    pub fn bytes_total(&self) -> u64 {
         self.bytes_total
     }
 
     /// A signed receipt for everything verified so far, or `None` when nothing new was verified
     /// since the last one.
-    pub(crate) fn next_receipt(&mut self, viewer: &KeyPair) -> Option<SignedReceipt> {
+    pub fn next_receipt(&mut self, viewer: &KeyPair) -> Option<SignedReceipt> {
         let chain = self.chain?;
         if self.bytes_total == self.acknowledged_bytes {
             return None;
