@@ -114,11 +114,7 @@ impl OriginIndex {
 
     /// The origin segment whose bytes hash to `hash`: the one at `expected` when the origin sent
     /// those bytes there, else the newest with that hash.
-    pub fn find(
-        &self,
-        hash: &ContentDigest,
-        expected: Option<u64>,
-    ) -> Option<OriginSegment> {
+    pub fn find(&self, hash: &ContentDigest, expected: Option<u64>) -> Option<OriginSegment> {
         let segments = self.by_hash.get(hash)?;
         segments
             .iter()

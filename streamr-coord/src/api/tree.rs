@@ -33,8 +33,8 @@ use super::streams::load_stream;
 use super::Shared;
 use crate::clock::now_ms;
 use crate::error::ApiError;
-use crate::state::FanoutCache;
 use crate::extract::{ApiJson, ApiPath};
+use crate::state::FanoutCache;
 use crate::storage::{NodeRecord, RelayAssignmentRecord, SessionRecord};
 use crate::wire::{UpstreamEntry, UpstreamRequest, UpstreamResponse};
 
