@@ -275,11 +275,14 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let storage = connect(database.url()).await?;
-    let config = CoordConfig {
+    let mut config = CoordConfig {
         admin_token: Some("load".into()),
         rate_limit: None,
         ..CoordConfig::default()
     };
+    // Every connection comes from loopback: the per-client cap would refuse those beyond it.
+    config.http.max_connections_per_client =
+        config.http.max_connections_per_client.max(connections);
     let coordinator = Coordinator::new(config, storage);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let coord_addr = listener.local_addr()?;
