@@ -235,15 +235,19 @@ async fn the_snapshot_shows_streams_nodes_viewers_and_offload() {
         "{row}"
     );
 
-    // A viewer is granted a session and posts a receipt for 25 MB of verified content.
+    // A viewer is granted a session at the healthy node and posts a receipt for 25 MB of
+    // verified content. (The refusing node still has its newcomer's weight in routing, and the
+    // pick is seeded per epoch: the viewer leaves it out so the pick is the same in every epoch.)
     let viewer = KeyPair::from_seed([22; 32]);
     let (status, play) = api
         .get(&format!(
-            "/streams/show/play?viewer={}",
-            viewer.viewer_key()
+            "/streams/show/play?viewer={}&exclude={}",
+            viewer.viewer_key(),
+            refusing.node_id()
         ))
         .await;
     assert_eq!(status, StatusCode::OK, "{play}");
+    assert_eq!(play["node_id"], node.node_id().to_string(), "{play}");
     let session: SessionId = play["grant"]["body"]["session_id"]
         .as_str()
         .expect("session id")
