@@ -45,9 +45,13 @@ mod tests {
 
     #[test]
     fn our_binaries_do_not_inherit_streamr_settings() {
-        // The variable is set for this process only; `env` prints what the child sees.
+        // The variable is set for this process only; the shell's `export -p` prints what the
+        // child sees (a shell is all the hermetic test tier's PATH holds).
         std::env::set_var("STREAMR_TEST_SUPPORT_PROBE", "set");
-        let output = our_binary("env").output().expect("run env");
+        let output = our_binary("sh")
+            .args(["-c", "export -p"])
+            .output()
+            .expect("run sh");
         let seen = String::from_utf8_lossy(&output.stdout);
         assert!(!seen.contains("STREAMR_TEST_SUPPORT_PROBE"), "{seen}");
         assert!(seen.contains("PATH="), "other variables stay: {seen}");
@@ -55,13 +59,14 @@ mod tests {
 
     #[test]
     fn a_dropped_child_is_killed() {
-        let child = Command::new("sleep")
-            .arg("30")
+        // A shell reading commands from a pipe nobody writes to waits until it is killed.
+        let child = Command::new("sh")
+            .stdin(std::process::Stdio::piped())
             .spawn()
-            .expect("spawn sleep");
+            .expect("spawn sh");
         let pid = child.id();
         drop(Running(child));
         let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
-        assert!(!alive, "sleep {pid} still runs");
+        assert!(!alive, "sh {pid} still runs");
     }
 }
