@@ -5,16 +5,24 @@
 # (SRS ÷ ours: above 1 means we need less).
 #
 # Usage: benches/compare_srs.sh [players per step ...]   (default: 500 1000)
-# Env:   SRS_BIN     path to an SRS 7 binary built with -O2 (default /work/wt/flv-srs/trunk/objs/srs;
+# Env:   SRS_BIN     path to an SRS 7 binary built with -O2 (default /work/wt/srs/trunk/objs/srs;
 #                    build it from github.com/ossrs/srs with
 #                    ./configure --sys-ssl=on --rtc=off --srt=off --gb28181=off --utest=off
 #                    --gperf=off --ffmpeg-fit=off --apm=off --sanitizer=off --extra-flags=-O2 && make
 #                    — its default configure builds -O0 with ASan: never benchmark that)
 #        SERVERS     which servers, default "streamr srs srs-ll" (srs-ll: SRS's low-latency config:
 #                    min_latency on; tcp_nodelay on; play { mw_latency 0; mw_msgs 0; })
-#        PROTOCOLS   default "rtmp flv hls"; SOURCES default "232 3000" (kbit/s)
+#        PROTOCOLS   default "rtmp flv hls"; SOURCES default "232 3000" (kbit/s); HLS_SOURCES
+#                    the sources HLS players are run on (default: all of SOURCES; at 3 Mbit/s
+#                    500+ HLS players saturate the load tool on a 2-core machine)
 #        STEP_SECONDS (default 15), NODE_ARGS (extra streamr-node flags, e.g. "--batch-delay 350ms"),
-#        CARGO_TARGET_DIR
+#        RESULTS (the TSV written, default target/bench-srs/results.tsv), APPEND=1 adds to it
+#        (run the servers one at a time, print the table once), CARGO_TARGET_DIR
+#
+# For our node, each row also records the batch delay its load-adaptive controller chose during
+# the step (the largest; "batch_delay_ms"; read from its debug log), so the rows for 500, 1000,
+# 2000... players give the curve players -> delay, latency, CPU per player-second. Every row
+# records the server's system-time share of its CPU (kernel: socket writes, TCP on loopback).
 #
 # CPU is each server process's own utime + stime from /proc/<pid>/stat (all its threads), never
 # the load tool's. Hop latency is read by the players from a wall-clock stamp the publisher puts
@@ -30,8 +38,9 @@ STEP_SECONDS=${STEP_SECONDS:-15}
 read -r -a SOURCES <<<"${SOURCES:-232 3000}"
 read -r -a SERVERS <<<"${SERVERS:-streamr srs srs-ll}"
 read -r -a PROTOCOLS <<<"${PROTOCOLS:-rtmp flv hls}"
+read -r -a HLS_SOURCES <<<"${HLS_SOURCES:-${SOURCES[*]}}"
 read -r -a NODE_ARGS <<<"${NODE_ARGS:-}"
-SRS_BIN=${SRS_BIN:-/work/wt/flv-srs/trunk/objs/srs}
+SRS_BIN=${SRS_BIN:-/work/wt/srs/trunk/objs/srs}
 RTMP_PORT=19361
 HTTP_PORT=19371
 WORK=target/bench-srs
@@ -60,6 +69,27 @@ make_source() {
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+sys_ticks() { awk '{print $15}' "/proc/$1/stat"; }
+# The largest batch delay (ms) our node's controller logged from line $2 of its log on, starting
+# from the last one it logged before (0 when none).
+node_delay_ms() { # log first_line
+  python3 - "$1" "$2" <<'PY'
+import re, sys
+path, first = sys.argv[1], int(sys.argv[2])
+scale = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1000.0}
+before, during = 0.0, []
+for n, line in enumerate(open(path, errors="replace"), 1):
+    m = re.search(r"delay=([0-9.]+)(ns|µs|us|ms|s)\b", line)
+    if not m:
+        continue
+    value = float(m.group(1)) * scale[m.group(2)]
+    if n < first:
+        before = value
+    else:
+        during.append(value)
+print(f"{max([before] + during):.0f}")
+PY
+}
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 srs_config() { # name
@@ -97,7 +127,7 @@ start_server() { # name -> pid
   case $1 in
     streamr)
       # Every player comes from 127.0.0.1: lift the per-client budgets (SRS has none).
-      RUST_LOG=warn "$NODE" --rtmp-listen "127.0.0.1:$RTMP_PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
+      RUST_LOG=warn,streamr_media::server::adaptive=debug "$NODE" --rtmp-listen "127.0.0.1:$RTMP_PORT" --http-listen "127.0.0.1:$HTTP_PORT" \
         --identity "$WORK/node.key" --rtmp-max-connections 20000 \
         --rtmp-max-connections-per-client 20000 --http-max-connections 20000 \
         --http-max-connections-per-client 20000 "${NODE_ARGS[@]}" >"$WORK/node.log" 2>&1 &
@@ -139,8 +169,10 @@ PY
 
 ulimit -n 65536 2>/dev/null || true
 TCK=$(getconf CLK_TCK)
-RESULTS="$WORK/results.tsv"
-printf 'server\tprotocol\tsource_kbps\tplayers\tcpu_s_per_player_s\trss_kib_per_player\tstalled_share\tlatency_p50_ms\tlatency_p95_ms\tload_tool_cpu_s\tloadavg\n' >"$RESULTS"
+RESULTS=${RESULTS:-$WORK/results.tsv}
+if [ "${APPEND:-0}" != 1 ] || [ ! -s "$RESULTS" ]; then
+  printf 'server\tprotocol\tsource_kbps\tplayers\tcpu_s_per_player_s\trss_kib_per_player\tstalled_share\tlatency_p50_ms\tlatency_p95_ms\tload_tool_cpu_s\tloadavg\tbatch_delay_ms\tsys_share\n' >"$RESULTS"
+fi
 
 run_server() { # name
   local name=$1 pid
@@ -155,10 +187,12 @@ run_server() { # name
     # HLS needs a few segments before players start.
     sleep 8
     for protocol in "${PROTOCOLS[@]}"; do
+      if [ "$protocol" = hls ] && [[ " ${HLS_SOURCES[*]} " != *" $kbps "* ]]; then continue; fi
       for players in "${STEPS[@]}"; do
         local out="$WORK/$name-$protocol-$kbps-$players"
-        local rss0 cpu0 cpu1 rss1
-        rss0=$(rss_kib "$pid"); cpu0=$(cpu_ticks "$pid")
+        local rss0 cpu0 cpu1 rss1 sys0 sys1 log_line delay="-"
+        rss0=$(rss_kib "$pid"); cpu0=$(cpu_ticks "$pid"); sys0=$(sys_ticks "$pid")
+        log_line=$(($(wc -l <"$WORK/node.log" 2>/dev/null || echo 0) + 1))
         "$LOAD" play "$(url_of "$protocol" "$kbps")" -n "$players" --ramp 1000 -d "$STEP_SECONDS" \
           --bitrate-kbps "$kbps" --stall-window 5 --no-progress --json "$out.json" 2>"$out.log" &
         local player=$! load_ticks=0 t
@@ -167,11 +201,13 @@ run_server() { # name
           sleep 0.5
         done
         wait "$player" || true
-        cpu1=$(cpu_ticks "$pid"); rss1=$(rss_kib "$pid")
+        cpu1=$(cpu_ticks "$pid"); rss1=$(rss_kib "$pid"); sys1=$(sys_ticks "$pid")
+        [ "$name" = streamr ] && delay=$(node_delay_ms "$WORK/node.log" "$log_line")
         python3 - "$out.json" "$name" "$protocol" "$kbps" "$players" "$((cpu1 - cpu0))" "$TCK" \
-          "$rss0" "$rss1" "$load_ticks" "$(cut -d' ' -f1 /proc/loadavg)" >>"$RESULTS" <<'PY'
+          "$rss0" "$rss1" "$load_ticks" "$(cut -d' ' -f1 /proc/loadavg)" "$delay" \
+          "$((sys1 - sys0))" >>"$RESULTS" <<'PY'
 import json, sys
-path, name, protocol, kbps, players, ticks, tck, rss0, rss1, load_ticks, loadavg = sys.argv[1:]
+path, name, protocol, kbps, players, ticks, tck, rss0, rss1, load_ticks, loadavg, delay, sys_ticks = sys.argv[1:]
 s = json.load(open(path))
 players = int(players)
 player_seconds = sum(t["playing"] for t in s["ticks"]) or 1
@@ -180,7 +216,7 @@ rss = max(int(rss1) - int(rss0), 0) / players
 lat = s.get("latency_ms") or {}
 print(f"{name}\t{protocol}\t{kbps}\t{players}\t{cpu / player_seconds:.6f}\t{rss:.1f}\t{s['stalled_share']:.4f}"
       f"\t{lat.get('p50', float('nan')):.0f}\t{lat.get('p95', float('nan')):.0f}"
-      f"\t{int(load_ticks) / int(tck):.1f}\t{loadavg}")
+      f"\t{int(load_ticks) / int(tck):.1f}\t{loadavg}\t{delay}\t{int(sys_ticks) / max(int(ticks), 1):.2f}")
 PY
         tail -n1 "$RESULTS" >&2
         sleep 2
@@ -205,8 +241,8 @@ import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 by = {(r["server"], r["protocol"], r["source_kbps"], r["players"]): r for r in rows}
 peers = sorted({r["server"] for r in rows} - {"streamr"})
-print("| path | kbit/s | players | server | CPU s per player-second | ratio (peer ÷ ours) | RSS KiB/player | stalled | hop latency p50 / p95 ms | load avg |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| path | kbit/s | players | server | CPU s per player-second | ratio (peer ÷ ours) | RSS KiB/player | stalled | hop latency p50 / p95 ms | batch delay ms | kernel share | load avg |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for r in rows:
     if r["server"] != "streamr":
         continue
@@ -219,5 +255,6 @@ for r in rows:
         ratio = "1×" if name == "streamr" else f"{cpu / max(ours, 1e-12):.2f}×"
         stalled = float(row["stalled_share"])
         print(f"| {r['protocol']} | {r['source_kbps']} | {r['players']} | {name} | {cpu:.6f} | {ratio} |"
-              f" {float(row['rss_kib_per_player']):.1f} | {stalled:.1%} | {row['latency_p50_ms']} / {row['latency_p95_ms']} | {row['loadavg']} |")
+              f" {float(row['rss_kib_per_player']):.1f} | {stalled:.1%} | {row['latency_p50_ms']} / {row['latency_p95_ms']} |"
+              f" {row.get('batch_delay_ms', '-')} | {row.get('sys_share', '-')} | {row['loadavg']} |")
 PY

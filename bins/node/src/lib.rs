@@ -541,7 +541,7 @@ impl Node {
             .http_limits
             .budget()
             .trusting(config.trusted_proxies.clone());
-        let media_state = HttpState::new(hub.clone(), hls.clone());
+        let media_state = HttpState::new(hub.clone(), hls.clone()).with_shutdown(stop.clone());
         let node_metrics = Arc::new(metrics::NodeMetrics {
             flv: media_state.flv_counters(),
             rtmp: rtmp.metrics_source(),

@@ -179,8 +179,9 @@ struct Args {
     #[arg(long, env = "STREAMR_BATCH_DELAY", value_parser = humantime::parse_duration)]
     batch_delay: Option<Duration>,
 
-    /// Cap of the load-adaptive batch delay (used when --batch-delay is unset): about zero while
-    /// the node has CPU to spare, growing toward this as its load grows.
+    /// Cap of the load-adaptive batch delay (used when --batch-delay is unset): zero while the
+    /// node uses at most 30 % of its cores, growing with its load above that (half the cap at
+    /// 60 %), up to this.
     #[arg(long, env = "STREAMR_BATCH_DELAY_MAX", default_value = "200ms",
           value_parser = humantime::parse_duration)]
     batch_delay_max: Duration,

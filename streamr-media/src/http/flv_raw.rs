@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
 
 use crate::flv::{FlvHeader, FlvWriter};
 use crate::relay::{RelayEvent, Subscription};
@@ -178,9 +179,10 @@ impl FlvStreamer {
     }
 }
 
-/// Streams `subscription` as an FLV response on `io` until the publisher leaves, the client
-/// goes away, or a write makes no progress for `write_timeout`. Bytes written are added to
-/// `counters`, and the body's bytes to each of `byte_counters`.
+/// Streams `subscription` as an FLV response on `io` until the publisher leaves, `shutdown` is
+/// cancelled (both end the body: the last chunk when chunked, then the connection's write side
+/// closes), the client goes away, or a write makes no progress for `write_timeout`. Bytes
+/// written are added to `counters`, and the body's bytes to each of `byte_counters`.
 pub async fn stream_flv<W: AsyncWrite + Unpin>(
     io: &mut W,
     subscription: Subscription,
@@ -188,6 +190,7 @@ pub async fn stream_flv<W: AsyncWrite + Unpin>(
     counters: &FlvCounters,
     byte_counters: &ResponseByteCounters,
     write_timeout: Duration,
+    shutdown: &CancellationToken,
 ) -> io::Result<()> {
     counters.players.fetch_add(1, Ordering::Relaxed);
     let mut streamer = FlvStreamer {
@@ -204,7 +207,15 @@ pub async fn stream_flv<W: AsyncWrite + Unpin>(
     streamer
         .queue
         .push(Bytes::from_static(response_head(framing)));
-    let result = run(io, &mut streamer, counters, byte_counters, write_timeout).await;
+    let result = run(
+        io,
+        &mut streamer,
+        counters,
+        byte_counters,
+        write_timeout,
+        shutdown,
+    )
+    .await;
     counters.players.fetch_sub(1, Ordering::Relaxed);
     result
 }
@@ -215,20 +226,26 @@ async fn run<W: AsyncWrite + Unpin>(
     counters: &FlvCounters,
     byte_counters: &ResponseByteCounters,
     write_timeout: Duration,
+    shutdown: &CancellationToken,
 ) -> io::Result<()> {
     // The head is not part of the body that per-request counters measure.
     let mut head = response_head(streamer.framing).len() as u64;
     loop {
-        if streamer
-            .subscription
-            .recv_batch(&mut streamer.events, BATCH_EVENTS)
-            .await
-            == 0
-        {
-            streamer.ended = true;
+        let received = tokio::select! {
+            // The node is stopping: end the body after what was already queued.
+            () = shutdown.cancelled() => None,
+            received = streamer.subscription.recv_batch(&mut streamer.events, BATCH_EVENTS) => {
+                Some(received)
+            }
+        };
+        match received {
+            Some(0) | None => streamer.ended = true,
+            Some(_) => {}
         }
         streamer.take_events();
-        streamer.take_available();
+        if !shutdown.is_cancelled() {
+            streamer.take_available();
+        }
         if streamer.ended && !streamer.header_sent {
             streamer.push_header(true, true);
         }
@@ -318,6 +335,7 @@ mod tests {
                     &counters,
                     &byte_counters,
                     Duration::from_secs(60),
+                    &CancellationToken::new(),
                 )
                 .await
             })
@@ -350,5 +368,69 @@ mod tests {
             counters.bytes_out.load(Ordering::Relaxed),
             received.len() as u64
         );
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_ends_the_response_with_its_last_chunk() {
+        let hub = RelayHub::default();
+        let key = StreamKey::parse("live", "stop").unwrap();
+        let publisher = hub.publish(key.clone()).unwrap();
+        publisher.send(FrameKind::Video, 0, video(true, 500));
+        let subscription = hub.subscribe(key).unwrap();
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        let counters = Arc::new(FlvCounters::default());
+        let shutdown = CancellationToken::new();
+        let writer = {
+            let (counters, shutdown) = (counters.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                stream_flv(
+                    &mut server,
+                    subscription,
+                    Framing::Chunked,
+                    &counters,
+                    &ResponseByteCounters::default(),
+                    Duration::from_secs(60),
+                    &shutdown,
+                )
+                .await
+            })
+        };
+        // The player has the cached keyframe before the node stops.
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !received.windows(3).any(|w| w == b"FLV") {
+            let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf))
+                .await
+                .expect("the keyframe arrives")
+                .unwrap();
+            assert!(n > 0, "the response ended before the shutdown");
+            received.extend_from_slice(&buf[..n]);
+        }
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut received))
+            .await
+            .expect("the response ends after the shutdown")
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), writer)
+            .await
+            .expect("the writer returns")
+            .unwrap()
+            .unwrap();
+        // The publisher is still live: only the shutdown ended the body, cleanly.
+        assert!(hub.is_publishing(&StreamKey::parse("live", "stop").unwrap()));
+        let split = received.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let (flv, ended) = dechunk(&received[split + 4..]);
+        assert!(ended, "the last chunk ends the response");
+        assert!(
+            flv.starts_with(b"FLV\x01"),
+            "the FLV header and the keyframe were sent"
+        );
+        assert!(
+            flv.len() > 500,
+            "the keyframe was sent: {} bytes",
+            flv.len()
+        );
+        assert_eq!(counters.players.load(Ordering::Relaxed), 0);
+        drop(publisher);
     }
 }

@@ -10,6 +10,7 @@ use axum::http::{header, Extensions, HeaderValue, Method, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use tokio_util::sync::CancellationToken;
 use tower_http::cors::CorsLayer;
 
 use super::flv_raw::{stream_flv, FlvCounters, Framing, ResponseByteCounters};
@@ -31,6 +32,9 @@ pub struct HttpState {
     hub: RelayHub,
     hls: LiveHls,
     flv: Arc<FlvCounters>,
+    /// Cancelled when the node shuts down: HTTP-FLV players streamed on taken-over connections
+    /// get the end of their response, as RTMP players get their connection closed.
+    shutdown: CancellationToken,
 }
 
 /// A write to an HTTP-FLV player that makes no progress for this long ends its response.
@@ -43,12 +47,21 @@ impl HttpState {
             hub,
             hls,
             flv: Arc::default(),
+            shutdown: CancellationToken::new(),
         }
     }
 
     /// The hub the streams are served from.
     pub fn hub(&self) -> &RelayHub {
         &self.hub
+    }
+
+    /// Ends the HTTP-FLV responses streamed on taken-over connections (the end of the body,
+    /// then the connection closes) once `shutdown` is cancelled; the HTTP server's graceful
+    /// shutdown no longer sees those connections.
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 
     /// Counters of the HTTP-FLV players streamed on taken-over connections.
@@ -233,6 +246,7 @@ fn http_flv(
             .cloned()
             .unwrap_or_default();
         let counters = state.flv.clone();
+        let shutdown = state.shutdown.clone();
         tokio::spawn(async move {
             let streamed = stream_flv(
                 &mut raw.io,
@@ -241,6 +255,7 @@ fn http_flv(
                 &counters,
                 &byte_counters,
                 FLV_WRITE_TIMEOUT,
+                &shutdown,
             )
             .await;
             if let Err(error) = streamed {
