@@ -179,6 +179,16 @@ impl LlMediaPlaylist {
         self.parts.iter().filter(move |part| part.position >= next)
     }
 
+    /// How many listed parts come after `position` (0 for the newest and the hinted part).
+    pub(crate) fn listed_after(&self, position: PartPosition) -> u32 {
+        let after = self
+            .parts
+            .iter()
+            .filter(|part| part.position > position)
+            .count();
+        u32::try_from(after).unwrap_or(u32::MAX)
+    }
+
     /// True when `next` is older than every listed part: the parts in between left the
     /// playlist (the viewer fell behind) and cannot be fetched as parts any more.
     pub(crate) fn left_behind(&self, next: PartPosition) -> bool {
@@ -299,6 +309,9 @@ mod tests {
             .map(|p| p.uri.as_str())
             .collect();
         assert_eq!(uris, vec!["8.2.m4s", "9.0.m4s", "9.1.m4s"]);
+        assert_eq!(playlist.listed_after(at(8, 2)), 2);
+        assert_eq!(playlist.listed_after(at(9, 1)), 0);
+        assert_eq!(playlist.listed_after(at(9, 2)), 0, "the hinted part");
         assert!(!playlist.left_behind(at(8, 0)));
         assert!(playlist.left_behind(at(7, 3)));
     }

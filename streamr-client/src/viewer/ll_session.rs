@@ -13,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
 use super::ll::{blocking_reload_url, LlMediaPlaylist, PartPosition};
+use super::origin::OriginPart;
 use super::receipts::SessionReceipts;
 use super::resume::{self, ResumePlan, PART_RESUME_LOOKBACK};
 use super::{low_latency_url, with_token, Pending, Run, SessionEnd, ViewerError};
@@ -22,6 +23,8 @@ use crate::wire::PlayResponse;
 /// A part written to the output, waiting for the origin's part hashes.
 struct PendingPart {
     node: NodeId,
+    /// Where the node listed it.
+    position: PartPosition,
     hash: ContentDigest,
     bytes: Bytes,
     received: Instant,
@@ -41,6 +44,33 @@ const ASSEMBLING: u64 = 3;
 struct PartChecks {
     parts: VecDeque<PendingPart>,
     assemblies: Assemblies,
+    /// The newest origin part verified.
+    newest: Option<OriginPart>,
+}
+
+/// How `part` follows `newest` (the newest verified before): origin parts missed in between,
+/// or `None` when it is not after it (played twice). Gaps of more than a segment are left to
+/// the segment counters.
+fn parts_between(newest: Option<OriginPart>, part: OriginPart) -> Option<u64> {
+    let Some(newest) = newest else {
+        return Some(0);
+    };
+    let (at, before) = ((part.sequence, part.index), (newest.sequence, newest.index));
+    if at <= before {
+        return None;
+    }
+    let missed = if part.sequence == newest.sequence {
+        part.index.saturating_sub(newest.index).saturating_sub(1)
+    } else if Some(part.sequence) == newest.sequence.checked_add(1) {
+        newest
+            .count
+            .saturating_sub(newest.index)
+            .saturating_sub(1)
+            .saturating_add(part.index)
+    } else {
+        0
+    };
+    Some(u64::try_from(missed).unwrap_or(u64::MAX))
 }
 
 impl Run {
@@ -119,7 +149,14 @@ impl Run {
                 break SessionEnd::NodeFailed(reason);
             }
             if ended {
-                break SessionEnd::StreamEnded;
+                // A node shutting down ends its playlists too: the stream ended only when the
+                // coordinator no longer has it live.
+                match self.coordinator.stream(&self.config.stream_id).await {
+                    Ok(stream) if stream.status == "live" => {
+                        break SessionEnd::NodeFailed("the node ended a live stream".into());
+                    }
+                    _ => break SessionEnd::StreamEnded,
+                }
             }
             if last_receipt.elapsed() >= self.config.receipt_interval {
                 self.send_receipt(play, &mut receipts).await;
@@ -169,9 +206,10 @@ impl Run {
                 match self.ll_resume(playlist, playlist_url, token).await {
                     Ok((parts, next)) => {
                         for (position, bytes) in parts {
+                            let behind = playlist.listed_after(position);
                             self.deliver_part(
                                 node,
-                                position,
+                                (position, behind),
                                 bytes,
                                 checks,
                                 failed_at,
@@ -223,8 +261,16 @@ impl Run {
             };
             match self.fetch(&url).await {
                 Ok(Some(bytes)) => {
-                    self.deliver_part(node, part.position, bytes, checks, failed_at, last_progress)
-                        .await?;
+                    let behind = playlist.listed_after(part.position);
+                    self.deliver_part(
+                        node,
+                        (part.position, behind),
+                        bytes,
+                        checks,
+                        failed_at,
+                        last_progress,
+                    )
+                    .await?;
                     next = playlist.after(part.position);
                 }
                 // A hinted part that never came (its segment closed first): the next
@@ -285,11 +331,12 @@ impl Run {
         }
     }
 
-    /// Writes a received part to the output and queues it for verification.
+    /// Writes a received part (where it is and how many parts were listed after it) to the
+    /// output and queues it for verification.
     async fn deliver_part(
         &mut self,
         node: NodeId,
-        position: PartPosition,
+        (position, behind): (PartPosition, u32),
         bytes: Bytes,
         checks: &mut PartChecks,
         failed_at: Option<Instant>,
@@ -313,12 +360,14 @@ impl Run {
             s.parts += 1;
             s.bytes += bytes.len() as u64;
             s.last_part = Some((position.msn, position.index));
+            s.last_part_behind = Some(behind);
             s.startup.get_or_insert(startup);
         });
         let hash = segment_hash(&bytes);
         self.delivered_parts.record(hash);
         checks.parts.push_back(PendingPart {
             node,
+            position,
             hash,
             bytes,
             received: now,
@@ -331,7 +380,8 @@ impl Run {
     /// are all verified is queued in `pending` as a whole segment (for the chain and receipts).
     /// A part the origin has not reported waits like a segment does (see
     /// [`Run::verify_pending`]); once judged, it is counted and `Err` says the node serves
-    /// bytes that are not the origin's.
+    /// bytes that are not the origin's. With `last`, parts that cannot be judged yet are
+    /// dropped uncounted.
     async fn verify_parts(
         &mut self,
         checks: &mut PartChecks,
@@ -360,18 +410,37 @@ impl Run {
             let Some(origin) = found else {
                 let judged = front.received.elapsed() >= self.config.verify_timeout
                     && self.index.reported_since(front.received_ms);
-                if !last && !judged {
-                    return Ok(());
+                if !judged {
+                    if !last {
+                        return Ok(());
+                    }
+                    // Leaving the session: the parts of a segment the origin has not finished
+                    // cannot be judged; they are neither verified nor held against the node.
+                    checks.parts.pop_front();
+                    continue;
                 }
-                let hash = front.hash;
+                let (hash, position, len) = (front.hash, front.position, front.bytes.len());
                 checks.parts.pop_front();
                 self.stats.send_modify(|s| s.unverified_parts += 1);
-                return Err(format!("part {hash} is not the origin's"));
+                return Err(format!(
+                    "part {}.{} ({len} bytes, {hash}) is not the origin's",
+                    position.msn, position.index
+                ));
             };
             let Some(part) = checks.parts.pop_front() else {
                 break;
             };
-            self.stats.send_modify(|s| s.verified_parts += 1);
+            let follows = parts_between(checks.newest, origin);
+            if follows.is_some() {
+                checks.newest = Some(origin);
+            }
+            self.stats.send_modify(|s| {
+                s.verified_parts += 1;
+                match follows {
+                    Some(missed) => s.skipped_parts = s.skipped_parts.saturating_add(missed),
+                    None => s.repeated_parts += 1,
+                }
+            });
             let first_received = (part.received, part.received_ms);
             let (slots, _, _) = checks
                 .assemblies
@@ -438,5 +507,34 @@ impl Run {
         LlMediaPlaylist::parse(&text)
             .map(Some)
             .map_err(|e| format!("playlist: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(sequence: u64, index: usize, count: usize) -> OriginPart {
+        OriginPart {
+            sequence,
+            index,
+            count,
+            segment_hash: ContentDigest::default(),
+        }
+    }
+
+    #[test]
+    fn consecutive_parts_miss_nothing_within_and_across_segments() {
+        assert_eq!(parts_between(None, part(4, 2, 5)), Some(0));
+        assert_eq!(parts_between(Some(part(4, 2, 5)), part(4, 3, 5)), Some(0));
+        assert_eq!(parts_between(Some(part(4, 4, 5)), part(5, 0, 6)), Some(0));
+    }
+
+    #[test]
+    fn missed_parts_are_counted_and_repeats_are_told_apart() {
+        assert_eq!(parts_between(Some(part(4, 1, 5)), part(4, 3, 5)), Some(1));
+        assert_eq!(parts_between(Some(part(4, 3, 5)), part(5, 1, 5)), Some(2));
+        assert_eq!(parts_between(Some(part(4, 3, 5)), part(4, 3, 5)), None);
+        assert_eq!(parts_between(Some(part(5, 0, 5)), part(4, 4, 5)), None);
     }
 }

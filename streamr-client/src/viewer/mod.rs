@@ -192,9 +192,18 @@ pub struct ViewerStats {
     pub verified_parts: u64,
     /// LL-HLS: parts the origin never reported (the node was given up for another one).
     pub unverified_parts: u64,
+    /// LL-HLS: verified parts that were not after the newest verified before (played twice).
+    pub repeated_parts: u64,
+    /// LL-HLS: origin parts the viewer never got between consecutive verified ones (counted
+    /// within a segment and across to the next).
+    pub skipped_parts: u64,
     /// LL-HLS: the newest part written to the output, as the serving node's media sequence
     /// number and part index (the position in its playlist).
     pub last_part: Option<(u64, u32)>,
+    /// LL-HLS: how many parts the node listed after the newest part written to the output,
+    /// in the playlist that announced it (0: it was the newest, or the preload-hinted part the
+    /// node was producing): how far behind the live edge the viewer plays, in parts.
+    pub last_part_behind: Option<u32>,
     /// The origin's sequence number of the newest verified segment.
     pub last_verified_sequence: Option<u64>,
     /// Origin segments the viewer never got, between the first and the newest it verified.
@@ -238,7 +247,10 @@ impl ViewerStats {
             parts: 0,
             verified_parts: 0,
             unverified_parts: 0,
+            repeated_parts: 0,
+            skipped_parts: 0,
             last_part: None,
+            last_part_behind: None,
             last_verified_sequence: None,
             skipped_segments: 0,
             repeated_segments: 0,
