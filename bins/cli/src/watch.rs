@@ -46,8 +46,9 @@ pub struct WatchArgs {
     #[arg(long, env = "STREAMR_WATCH_RECEIPTS", value_enum, default_value_t = ReceiptsTo::Coordinator)]
     pub receipts: ReceiptsTo,
 
-    /// Play the node's LL-HLS rendition (fMP4 segments, checked against the origin's fMP4
-    /// hashes; receipts bind them) instead of the MPEG-TS playlist.
+    /// Play the node's LL-HLS rendition part by part with blocking playlist reload (fMP4 parts
+    /// written as they arrive, each checked against the origin's part hashes; receipts bind
+    /// the fMP4 segments) instead of the MPEG-TS playlist.
     #[arg(long, env = "STREAMR_WATCH_LL")]
     pub ll: bool,
 }
@@ -156,8 +157,22 @@ pub fn status_line(stats: &ViewerStats) -> String {
     let startup = stats
         .startup
         .map_or_else(|| "-".to_owned(), |d| format!("{:.1}s", d.as_secs_f64()));
+    // LL-HLS: parts, and how many the node had listed after the one output last.
+    let parts = if stats.parts > 0 {
+        format!(
+            " | parts {} ({} verified, {} unverified, {} behind live)",
+            stats.parts,
+            stats.verified_parts,
+            stats.unverified_parts,
+            stats
+                .last_part_behind
+                .map_or_else(|| "-".to_owned(), |behind| behind.to_string()),
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "node {node} | segments {} ({} verified, {} unverified) | {} KiB | receipts {}/{} accepted | start-up {startup} | failovers {}",
+        "node {node} | segments {} ({} verified, {} unverified){parts} | {} KiB | receipts {}/{} accepted | start-up {startup} | failovers {}",
         stats.segments,
         stats.verified_segments,
         stats.unverified_segments,

@@ -19,6 +19,8 @@
 //! # }
 //! ```
 
+mod ll;
+mod ll_session;
 pub mod origin;
 pub mod receipts;
 mod resume;
@@ -84,9 +86,10 @@ pub struct ViewerConfig {
     /// Timeout of each HTTP request to a node (a node's first playlist request may wait for
     /// its pull from the origin and a whole first segment).
     pub request_timeout: Duration,
-    /// Plays the node's LL-HLS rendition (`{app}/{stream}/ll.m3u8`, fMP4): whole segments are
-    /// checked against the origin's fMP4 hashes and receipts bind the fMP4 chain; the output
-    /// is the init segment followed by the media segments.
+    /// Plays the node's LL-HLS rendition (`{app}/{stream}/ll.m3u8`, fMP4) part by part, with
+    /// blocking playlist reloads: each part is written to the output as it arrives and checked
+    /// against the origin's part hashes, each completed segment against its fMP4 hash, and
+    /// receipts bind the fMP4 chain; the output is the init segment followed by the parts.
     pub low_latency: bool,
 }
 
@@ -183,6 +186,24 @@ pub struct ViewerStats {
     pub verified_bytes_by_node: BTreeMap<NodeId, u64>,
     /// Segments the origin never reported (stale, altered or partial content).
     pub unverified_segments: u64,
+    /// LL-HLS: parts received (and written to the output).
+    pub parts: u64,
+    /// LL-HLS: parts whose hash matched one of the origin's part hashes.
+    pub verified_parts: u64,
+    /// LL-HLS: parts the origin never reported (the node was given up for another one).
+    pub unverified_parts: u64,
+    /// LL-HLS: verified parts that were not after the newest verified before (played twice).
+    pub repeated_parts: u64,
+    /// LL-HLS: origin parts the viewer never got between consecutive verified ones (counted
+    /// within a segment and across to the next).
+    pub skipped_parts: u64,
+    /// LL-HLS: the newest part written to the output, as the serving node's media sequence
+    /// number and part index (the position in its playlist).
+    pub last_part: Option<(u64, u32)>,
+    /// LL-HLS: how many parts the node listed after the newest part written to the output,
+    /// in the playlist that announced it (0: it was the newest, or the preload-hinted part the
+    /// node was producing): how far behind the live edge the viewer plays, in parts.
+    pub last_part_behind: Option<u32>,
     /// The origin's sequence number of the newest verified segment.
     pub last_verified_sequence: Option<u64>,
     /// Origin segments the viewer never got, between the first and the newest it verified.
@@ -223,6 +244,13 @@ impl ViewerStats {
             verified_bytes: 0,
             verified_bytes_by_node: BTreeMap::new(),
             unverified_segments: 0,
+            parts: 0,
+            verified_parts: 0,
+            unverified_parts: 0,
+            repeated_parts: 0,
+            skipped_parts: 0,
+            last_part: None,
+            last_part_behind: None,
             last_verified_sequence: None,
             skipped_segments: 0,
             repeated_segments: 0,
@@ -278,6 +306,7 @@ impl Viewer {
             stop: stop.clone(),
             output,
             delivered: DeliveredHistory::default(),
+            delivered_parts: DeliveredHistory::of_parts(),
             started: Instant::now(),
         };
         let task = tokio::spawn(run.run());
@@ -342,6 +371,8 @@ struct Run {
     index: OriginIndex,
     /// The segments delivered last, to resume after them on another node.
     delivered: DeliveredHistory,
+    /// LL-HLS: the parts delivered last, to resume after them on another node.
+    delivered_parts: DeliveredHistory,
     /// LL-HLS: the init segment (by its URI's path) last written to the output.
     init_written: Option<String>,
     started: Instant,
@@ -373,7 +404,12 @@ impl Run {
                 s.nodes_used.push(play.node_id);
             });
             tracing::info!(node = %play.node_id, stream = %self.config.stream_id, "watching");
-            match self.session(&play, failed_at).await? {
+            let end = if self.config.low_latency {
+                self.ll_session(&play, failed_at).await?
+            } else {
+                self.session(&play, failed_at).await?
+            };
+            match end {
                 SessionEnd::Stopped | SessionEnd::StreamEnded => return Ok(()),
                 SessionEnd::NodeFailed(reason) => {
                     tracing::warn!(node = %play.node_id, %reason, "node failed; asking for another");

@@ -21,6 +21,19 @@ pub struct OriginSegment {
     pub digest: ContentDigest,
 }
 
+/// One part of an origin LL-HLS segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OriginPart {
+    /// The origin's sequence number of the segment it belongs to.
+    pub(crate) sequence: u64,
+    /// Its index in the segment.
+    pub(crate) index: usize,
+    /// How many parts the segment has.
+    pub(crate) count: usize,
+    /// The fMP4 hash of the whole segment (its parts concatenated).
+    pub(crate) segment_hash: ContentDigest,
+}
+
 /// The origin's recent segments of one stream, by hash and by sequence.
 #[derive(Debug, Default)]
 pub struct OriginIndex {
@@ -28,6 +41,8 @@ pub struct OriginIndex {
     /// restarted synthetic source), oldest first.
     by_hash: HashMap<ContentDigest, Vec<OriginSegment>>,
     by_sequence: BTreeMap<u64, ContentDigest>,
+    /// LL-HLS: the origin's parts by their hash.
+    by_part: HashMap<ContentDigest, OriginPart>,
     /// The origin's first segment, known once a refresh returned the whole list.
     first_sequence: Option<u64>,
     /// When the newest reported segment was cut (unix ms, the origin's clock).
@@ -77,6 +92,18 @@ impl OriginIndex {
             match parsed {
                 (Ok(sequence), Ok(hash), Ok(digest)) => {
                     self.add(sequence, hash, digest);
+                    if let (Some(ll), true) = (&record.ll, self.low_latency) {
+                        let parts: Result<Vec<ContentDigest>, _> =
+                            ll.part_hashes.iter().map(|h| h.parse()).collect();
+                        match parts {
+                            Ok(parts) => self.add_parts(sequence, hash, &parts),
+                            Err(_) => tracing::warn!(
+                                stream = stream_id,
+                                sequence = record.sequence,
+                                "unreadable origin part hash"
+                            ),
+                        }
+                    }
                 }
                 _ => tracing::warn!(
                     stream = stream_id,
@@ -93,6 +120,29 @@ impl OriginIndex {
     pub fn insert(&mut self, sequence: u64, hash: ContentDigest, digest: ContentDigest) {
         self.add(sequence, hash, digest);
         self.first_sequence = self.by_sequence.keys().next().copied();
+    }
+
+    /// Records the parts of origin LL-HLS segment `sequence` (whose fMP4 hash is
+    /// `segment_hash`), in order.
+    pub(crate) fn add_parts(
+        &mut self,
+        sequence: u64,
+        segment_hash: ContentDigest,
+        parts: &[ContentDigest],
+    ) {
+        for (index, part) in parts.iter().enumerate() {
+            self.by_part.entry(*part).or_insert(OriginPart {
+                sequence,
+                index,
+                count: parts.len(),
+                segment_hash,
+            });
+        }
+    }
+
+    /// The origin part whose bytes hash to `hash`.
+    pub(crate) fn find_part(&self, hash: &ContentDigest) -> Option<OriginPart> {
+        self.by_part.get(hash).copied()
     }
 
     fn add(&mut self, sequence: u64, hash: ContentDigest, digest: ContentDigest) {

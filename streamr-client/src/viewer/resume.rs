@@ -16,16 +16,40 @@ pub(crate) const RESUME_LOOKBACK: usize = 4;
 /// on an older one still ends the search).
 const REMEMBERED: usize = 8;
 
-/// The hashes of the segments delivered last, oldest first.
-#[derive(Debug, Default)]
+/// Most LL-HLS parts fetched backwards from a new node's newest one while looking for the
+/// last delivered part (a fail-over takes a few seconds: several parts).
+pub(crate) const PART_RESUME_LOOKBACK: usize = 24;
+
+/// The hashes of the segments (or parts) delivered last, oldest first.
+#[derive(Debug)]
 pub(crate) struct DeliveredHistory {
     hashes: VecDeque<ContentDigest>,
+    capacity: usize,
+}
+
+impl Default for DeliveredHistory {
+    fn default() -> Self {
+        DeliveredHistory::remembering(REMEMBERED)
+    }
 }
 
 impl DeliveredHistory {
+    /// A history of the last `capacity` deliveries.
+    pub(crate) fn remembering(capacity: usize) -> Self {
+        DeliveredHistory {
+            hashes: VecDeque::with_capacity(capacity),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// A history of LL-HLS parts, longer than their look-back.
+    pub(crate) fn of_parts() -> Self {
+        DeliveredHistory::remembering(PART_RESUME_LOOKBACK * 2)
+    }
+
     /// Remembers a delivered segment, forgetting the oldest beyond the bound.
     pub(crate) fn record(&mut self, hash: ContentDigest) {
-        if self.hashes.len() == REMEMBERED {
+        if self.hashes.len() == self.capacity {
             self.hashes.pop_front();
         }
         self.hashes.push_back(hash);

@@ -1,0 +1,540 @@
+//! Playing a node's LL-HLS rendition part by part: blocking playlist reloads for the next part,
+//! the preload-hinted part requested ahead (the node holds the request until the part exists),
+//! every part written to the output as it arrives, checked against the origin's part hashes,
+//! and, once all parts of a segment are in, the segment checked against its fMP4 hash and
+//! chained into the receipts like a whole segment.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+use reqwest::Url;
+use streamr_core::{segment_hash, ContentDigest, NodeId};
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+
+use super::ll::{blocking_reload_url, LlMediaPlaylist, PartPosition};
+use super::origin::OriginPart;
+use super::receipts::SessionReceipts;
+use super::resume::{self, ResumePlan, PART_RESUME_LOOKBACK};
+use super::{low_latency_url, with_token, Pending, Run, SessionEnd, ViewerError};
+use crate::grant_token;
+use crate::wire::PlayResponse;
+
+/// A part written to the output, waiting for the origin's part hashes.
+struct PendingPart {
+    node: NodeId,
+    /// Where the node listed it.
+    position: PartPosition,
+    hash: ContentDigest,
+    bytes: Bytes,
+    received: Instant,
+    received_ms: u64,
+}
+
+/// Verified parts of origin segments not complete yet, by origin sequence: each part's bytes by
+/// index, and when the first arrived.
+type Assemblies = BTreeMap<u64, (Vec<Option<Bytes>>, Instant, u64)>;
+
+/// Origin segments whose parts are still being collected; older ones are forgotten (a viewer
+/// that joined in the middle of a segment never completes it).
+const ASSEMBLING: u64 = 3;
+
+/// One LL-HLS session's verification state.
+#[derive(Default)]
+struct PartChecks {
+    parts: VecDeque<PendingPart>,
+    assemblies: Assemblies,
+    /// The newest origin part verified.
+    newest: Option<OriginPart>,
+}
+
+/// How `part` follows `newest` (the newest verified before): origin parts missed in between,
+/// or `None` when it is not after it (played twice). Gaps of more than a segment are left to
+/// the segment counters.
+fn parts_between(newest: Option<OriginPart>, part: OriginPart) -> Option<u64> {
+    let Some(newest) = newest else {
+        return Some(0);
+    };
+    let (at, before) = ((part.sequence, part.index), (newest.sequence, newest.index));
+    if at <= before {
+        return None;
+    }
+    let missed = if part.sequence == newest.sequence {
+        part.index.saturating_sub(newest.index).saturating_sub(1)
+    } else if Some(part.sequence) == newest.sequence.checked_add(1) {
+        newest
+            .count
+            .saturating_sub(newest.index)
+            .saturating_sub(1)
+            .saturating_add(part.index)
+    } else {
+        0
+    };
+    Some(u64::try_from(missed).unwrap_or(u64::MAX))
+}
+
+impl Run {
+    /// Plays the LL-HLS rendition from the node `play` names, part by part, until it fails,
+    /// the stream ends or the viewer stops.
+    pub(super) async fn ll_session(
+        &mut self,
+        play: &PlayResponse,
+        failed_at: Option<Instant>,
+    ) -> Result<SessionEnd, ViewerError> {
+        let playlist_url = match Url::parse(&grant_token::with_grant(&play.hls_url, &play.grant)) {
+            Ok(url) => low_latency_url(url),
+            Err(error) => return Ok(SessionEnd::NodeFailed(format!("bad HLS URL: {error}"))),
+        };
+        let token = grant_token::encode(&play.grant);
+        let mut receipts = SessionReceipts::new(play.grant.body.session_id);
+        let mut pending: VecDeque<Pending> = VecDeque::new();
+        let mut checks = PartChecks::default();
+        let mut cursor: Option<PartPosition> = None;
+        let session_start = Instant::now();
+        let mut last_progress: Option<Instant> = None;
+        let mut last_receipt = Instant::now();
+        let end = loop {
+            let url = match cursor {
+                Some(next) => blocking_reload_url(&playlist_url, next),
+                None => playlist_url.clone(),
+            };
+            let fetched = tokio::select! {
+                _ = self.stop.cancelled() => break SessionEnd::Stopped,
+                fetched = self.fetch_ll_playlist(&url) => fetched,
+            };
+            let mut failure = None;
+            let mut ended = false;
+            match fetched {
+                Ok(Some(playlist)) => {
+                    let step = self
+                        .play_parts(
+                            play.node_id,
+                            &playlist,
+                            &playlist_url,
+                            &token,
+                            cursor,
+                            &mut checks,
+                            failed_at,
+                            &mut last_progress,
+                        )
+                        .await?;
+                    match step {
+                        Ok(next) => cursor = next,
+                        Err(reason) => failure = Some(reason),
+                    }
+                    ended = playlist.ended;
+                    if cursor.is_none() && failure.is_none() && !ended {
+                        // Nothing to play yet: no blocking request to make either.
+                        tokio::select! {
+                            _ = self.stop.cancelled() => break SessionEnd::Stopped,
+                            _ = tokio::time::sleep(self.config.poll_interval) => {}
+                        }
+                    }
+                }
+                Ok(None) => {
+                    // No part yet (or not within the node's hold): ask again shortly.
+                    tokio::select! {
+                        _ = self.stop.cancelled() => break SessionEnd::Stopped,
+                        _ = tokio::time::sleep(self.config.poll_interval) => {}
+                    }
+                }
+                Err(reason) => failure = Some(reason),
+            }
+            if let Err(reason) = self.verify_parts(&mut checks, &mut pending, false).await {
+                failure.get_or_insert(reason);
+            }
+            self.verify_pending(&mut pending, &mut receipts, false)
+                .await;
+            if let Some(reason) = failure {
+                break SessionEnd::NodeFailed(reason);
+            }
+            if ended {
+                // A node shutting down ends its playlists too: the stream ended only when the
+                // coordinator no longer has it live.
+                match self.coordinator.stream(&self.config.stream_id).await {
+                    Ok(stream) if stream.status == "live" => {
+                        break SessionEnd::NodeFailed("the node ended a live stream".into());
+                    }
+                    _ => break SessionEnd::StreamEnded,
+                }
+            }
+            if last_receipt.elapsed() >= self.config.receipt_interval {
+                self.send_receipt(play, &mut receipts).await;
+                last_receipt = Instant::now();
+            }
+            let stalled = match last_progress {
+                Some(at) => at.elapsed() > self.config.stall_timeout,
+                None => session_start.elapsed() > self.config.start_timeout,
+            };
+            if stalled {
+                break SessionEnd::NodeFailed("no new part".into());
+            }
+        };
+        if !matches!(end, SessionEnd::NodeFailed(_)) {
+            // A part that does not match cannot fail over any more: it is counted.
+            let _ = self.verify_parts(&mut checks, &mut pending, true).await;
+            self.verify_pending(&mut pending, &mut receipts, true).await;
+        }
+        self.send_receipt(play, &mut receipts).await;
+        Ok(end)
+    }
+
+    /// Fetches and outputs the parts of `playlist` from `cursor` on (on a node's first playlist,
+    /// from where a joining or resuming viewer starts), then the preload-hinted part when it is
+    /// the next one. The outer `Err` is the output failing; the inner one the node failing.
+    /// Returns the part to ask for next.
+    #[allow(clippy::too_many_arguments)]
+    async fn play_parts(
+        &mut self,
+        node: NodeId,
+        playlist: &LlMediaPlaylist,
+        playlist_url: &Url,
+        token: &str,
+        cursor: Option<PartPosition>,
+        checks: &mut PartChecks,
+        failed_at: Option<Instant>,
+        last_progress: &mut Option<Instant>,
+    ) -> Result<Result<Option<PartPosition>, String>, ViewerError> {
+        if let Some(uri) = &playlist.map_uri {
+            if let Err(reason) = self.write_init(playlist_url, uri, token).await {
+                return Ok(Err(reason));
+            }
+        }
+        let mut next = match cursor {
+            Some(next) => playlist.normalise(next),
+            None if !self.delivered_parts.is_empty() => {
+                match self.ll_resume(playlist, playlist_url, token).await {
+                    Ok((parts, next)) => {
+                        for (position, bytes) in parts {
+                            let behind = playlist.listed_after(position);
+                            self.deliver_part(
+                                node,
+                                (position, behind),
+                                bytes,
+                                checks,
+                                failed_at,
+                                last_progress,
+                            )
+                            .await?;
+                        }
+                        match next {
+                            Some(next) => next,
+                            None => return Ok(Ok(None)),
+                        }
+                    }
+                    Err(reason) => return Ok(Err(reason)),
+                }
+            }
+            None => match playlist.start() {
+                Some(start) => start,
+                None => return Ok(Ok(None)),
+            },
+        };
+        if playlist.left_behind(next) {
+            // The parts in between left the playlist: carry on at the newest a player can start
+            // at (the gap shows in the verified sequence numbers).
+            tracing::info!(
+                msn = next.msn,
+                part = next.index,
+                "parts left the playlist before they were fetched"
+            );
+            match playlist.start() {
+                Some(start) => next = start,
+                None => return Ok(Ok(None)),
+            }
+        }
+        let listed: Vec<_> = playlist.parts_from(next).cloned().collect();
+        let hint = playlist.hint.iter().cloned();
+        for part in listed.into_iter().chain(hint) {
+            if part.position != next {
+                // The hint when it is not the part that comes next, or a gap in the listing.
+                if part.position < next {
+                    continue;
+                }
+                if playlist.hint.as_ref() == Some(&part) {
+                    break;
+                }
+            }
+            let url = match playlist_url.join(&part.uri) {
+                Ok(url) => with_token(url, token),
+                Err(error) => return Ok(Err(format!("bad part URI {:?}: {error}", part.uri))),
+            };
+            match self.fetch(&url).await {
+                Ok(Some(bytes)) => {
+                    let behind = playlist.listed_after(part.position);
+                    self.deliver_part(
+                        node,
+                        (part.position, behind),
+                        bytes,
+                        checks,
+                        failed_at,
+                        last_progress,
+                    )
+                    .await?;
+                    next = playlist.after(part.position);
+                }
+                // A hinted part that never came (its segment closed first): the next
+                // playlist says what comes instead.
+                Ok(None) if playlist.hint.as_ref() == Some(&part) => {}
+                // Left the node's window already: skip it.
+                Ok(None) => next = playlist.after(part.position),
+                Err(reason) => return Ok(Err(reason)),
+            }
+        }
+        Ok(Ok(Some(next)))
+    }
+
+    /// The parts to deliver first on a node taken over after a fail-over (those after the last
+    /// delivered one, found by content among its newest listed parts, oldest first), and the
+    /// part to ask for next. When none of them was delivered, nothing is delivered and the
+    /// viewer starts where a joining viewer would. `Err` when the node does not answer.
+    async fn ll_resume(
+        &mut self,
+        playlist: &LlMediaPlaylist,
+        playlist_url: &Url,
+        token: &str,
+    ) -> Result<(Vec<(PartPosition, Bytes)>, Option<PartPosition>), String> {
+        let mut fetched: Vec<(ContentDigest, PartPosition, Bytes)> = Vec::new();
+        for part in playlist.parts.iter().rev().take(PART_RESUME_LOOKBACK) {
+            let Ok(url) = playlist_url.join(&part.uri) else {
+                break;
+            };
+            let Some(bytes) = self.fetch(&with_token(url, token)).await? else {
+                break;
+            };
+            let hash = segment_hash(&bytes);
+            fetched.push((hash, part.position, bytes));
+            if self.delivered_parts.contains(&hash) {
+                break;
+            }
+        }
+        let hashes: Vec<_> = fetched.iter().map(|(hash, _, _)| *hash).collect();
+        match resume::plan(&self.delivered_parts, &hashes) {
+            ResumePlan::After(position) => {
+                fetched.truncate(position);
+                self.stats.send_modify(|s| s.resumes_matched += 1);
+                let next = playlist.parts.last().map(|p| playlist.after(p.position));
+                let parts = fetched
+                    .into_iter()
+                    .rev()
+                    .map(|(_, position, bytes)| (position, bytes))
+                    .collect();
+                Ok((parts, next))
+            }
+            ResumePlan::NewestOnly => {
+                tracing::info!(
+                    "last delivered part not found on the new node; starting at its newest"
+                );
+                self.stats.send_modify(|s| s.resumes_unmatched += 1);
+                Ok((Vec::new(), playlist.start()))
+            }
+        }
+    }
+
+    /// Writes a received part (where it is and how many parts were listed after it) to the
+    /// output and queues it for verification.
+    async fn deliver_part(
+        &mut self,
+        node: NodeId,
+        (position, behind): (PartPosition, u32),
+        bytes: Bytes,
+        checks: &mut PartChecks,
+        failed_at: Option<Instant>,
+        last_progress: &mut Option<Instant>,
+    ) -> Result<(), ViewerError> {
+        let now = Instant::now();
+        if let Some(failed) = failed_at.filter(|_| last_progress.is_none()) {
+            self.stats
+                .send_modify(|s| s.last_failover_gap = Some(now - failed));
+        }
+        *last_progress = Some(now);
+        if let Some(output) = self.output.as_mut() {
+            output
+                .write_all(&bytes)
+                .await
+                .map_err(ViewerError::Output)?;
+            output.flush().await.map_err(ViewerError::Output)?;
+        }
+        let startup = self.started.elapsed();
+        self.stats.send_modify(|s| {
+            s.parts += 1;
+            s.bytes += bytes.len() as u64;
+            s.last_part = Some((position.msn, position.index));
+            s.last_part_behind = Some(behind);
+            s.startup.get_or_insert(startup);
+        });
+        let hash = segment_hash(&bytes);
+        self.delivered_parts.record(hash);
+        checks.parts.push_back(PendingPart {
+            node,
+            position,
+            hash,
+            bytes,
+            received: now,
+            received_ms: crate::client::unix_ms(),
+        });
+        Ok(())
+    }
+
+    /// Checks received parts against the origin's part hashes, in order; a segment whose parts
+    /// are all verified is queued in `pending` as a whole segment (for the chain and receipts).
+    /// A part the origin has not reported waits like a segment does (see
+    /// [`Run::verify_pending`]); once judged, it is counted and `Err` says the node serves
+    /// bytes that are not the origin's. With `last`, parts that cannot be judged yet are
+    /// dropped uncounted.
+    async fn verify_parts(
+        &mut self,
+        checks: &mut PartChecks,
+        pending: &mut VecDeque<Pending>,
+        last: bool,
+    ) -> Result<(), String> {
+        let mut refreshed = false;
+        while let Some(front) = checks.parts.front() {
+            let mut found = self.index.find_part(&front.hash);
+            if found.is_none() && !refreshed {
+                refreshed = true;
+                match self
+                    .index
+                    .refresh(&self.coordinator, &self.config.stream_id)
+                    .await
+                {
+                    Ok(()) => found = self.index.find_part(&front.hash),
+                    Err(error) => {
+                        tracing::debug!(%error, "origin hashes unavailable");
+                        if !last {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            let Some(origin) = found else {
+                let judged = front.received.elapsed() >= self.config.verify_timeout
+                    && self.index.reported_since(front.received_ms);
+                if !judged {
+                    if !last {
+                        return Ok(());
+                    }
+                    // Leaving the session: the parts of a segment the origin has not finished
+                    // cannot be judged; they are neither verified nor held against the node.
+                    checks.parts.pop_front();
+                    continue;
+                }
+                let (hash, position, len) = (front.hash, front.position, front.bytes.len());
+                checks.parts.pop_front();
+                self.stats.send_modify(|s| s.unverified_parts += 1);
+                return Err(format!(
+                    "part {}.{} ({len} bytes, {hash}) is not the origin's",
+                    position.msn, position.index
+                ));
+            };
+            let Some(part) = checks.parts.pop_front() else {
+                break;
+            };
+            let follows = parts_between(checks.newest, origin);
+            if follows.is_some() {
+                checks.newest = Some(origin);
+            }
+            self.stats.send_modify(|s| {
+                s.verified_parts += 1;
+                match follows {
+                    Some(missed) => s.skipped_parts = s.skipped_parts.saturating_add(missed),
+                    None => s.repeated_parts += 1,
+                }
+            });
+            let first_received = (part.received, part.received_ms);
+            let (slots, _, _) = checks
+                .assemblies
+                .entry(origin.sequence)
+                .or_insert_with(|| (vec![None; origin.count], first_received.0, first_received.1));
+            if let Some(slot) = slots.get_mut(origin.index) {
+                slot.get_or_insert(part.bytes);
+            }
+            let complete = slots.iter().all(Option::is_some);
+            if complete {
+                if let Some((slots, received, received_ms)) =
+                    checks.assemblies.remove(&origin.sequence)
+                {
+                    let whole: Vec<u8> = slots.into_iter().flatten().flatten().collect();
+                    let hash = segment_hash(&whole);
+                    if hash != origin.segment_hash {
+                        self.stats.send_modify(|s| s.unverified_segments += 1);
+                        return Err(format!(
+                            "the parts of origin segment {} do not make its fMP4 segment",
+                            origin.sequence
+                        ));
+                    }
+                    self.stats.send_modify(|s| s.segments += 1);
+                    pending.push_back(Pending {
+                        node: part.node,
+                        hash,
+                        len: whole.len(),
+                        received,
+                        received_ms,
+                    });
+                }
+            }
+            let oldest_kept = origin.sequence.saturating_sub(ASSEMBLING);
+            checks
+                .assemblies
+                .retain(|sequence, _| *sequence >= oldest_kept);
+        }
+        Ok(())
+    }
+
+    /// The LL-HLS playlist at `url` (a blocking reload when it asks for a part). `Ok(None)`
+    /// while the node has nothing to list yet (404) or the part did not come within its hold
+    /// (503); `Err` when it does not answer.
+    async fn fetch_ll_playlist(&self, url: &Url) -> Result<Option<LlMediaPlaylist>, String> {
+        let response = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| format!("playlist: {e}"))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND
+            || status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+        {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(format!("playlist: HTTP {status}"));
+        }
+        let text = response
+            .text()
+            .await
+            .map_err(|e| format!("playlist: {e}"))?;
+        LlMediaPlaylist::parse(&text)
+            .map(Some)
+            .map_err(|e| format!("playlist: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(sequence: u64, index: usize, count: usize) -> OriginPart {
+        OriginPart {
+            sequence,
+            index,
+            count,
+            segment_hash: ContentDigest::default(),
+        }
+    }
+
+    #[test]
+    fn consecutive_parts_miss_nothing_within_and_across_segments() {
+        assert_eq!(parts_between(None, part(4, 2, 5)), Some(0));
+        assert_eq!(parts_between(Some(part(4, 2, 5)), part(4, 3, 5)), Some(0));
+        assert_eq!(parts_between(Some(part(4, 4, 5)), part(5, 0, 6)), Some(0));
+    }
+
+    #[test]
+    fn missed_parts_are_counted_and_repeats_are_told_apart() {
+        assert_eq!(parts_between(Some(part(4, 1, 5)), part(4, 3, 5)), Some(1));
+        assert_eq!(parts_between(Some(part(4, 3, 5)), part(5, 1, 5)), Some(2));
+        assert_eq!(parts_between(Some(part(4, 3, 5)), part(4, 3, 5)), None);
+        assert_eq!(parts_between(Some(part(5, 0, 5)), part(4, 4, 5)), None);
+    }
+}
