@@ -84,6 +84,7 @@ async fn two_replicas_settle_each_epoch_once() {
     // Each replica's own count of settlements it wrote brackets the rows naming it: no epoch
     // was written twice and none was counted without being written.
     let mut races_lost = 0;
+    let mut settled_rows = 0;
     for (process, replica) in [(&a, "replica-a"), (&b, "replica-b")] {
         let before = process.metric("streamr_epochs_settled_total").await;
         let rows = settled_by(&db.url, replica).await;
@@ -92,9 +93,12 @@ async fn two_replicas_settle_each_epoch_once() {
             before <= rows && rows <= after,
             "{replica}: {before} <= {rows} <= {after}"
         );
-        assert!(rows > 0, "{replica} settled epochs too");
+        settled_rows += rows;
         races_lost += process.metric("streamr_settlement_races_lost_total").await;
     }
+    // Which replica wins the later epochs is up to the scheduler (on a loaded machine one
+    // may win them all); that both computed the same epoch and one lost the race is not.
+    assert!(settled_rows > 0, "no replica settled an epoch");
     assert!(races_lost > 0, "the replicas raced for an epoch");
     drop(a);
     drop(b);
