@@ -567,6 +567,35 @@ pub struct ProbeInfo {
     pub probed_at_ms: i64,
 }
 
+/// One minute of delivery for a stream or node (`GET /streams/{id}/stats`,
+/// `GET /nodes/{id}/stats`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = StatsRow))]
+pub struct StatsInfo {
+    /// Minute index (Unix milliseconds / 60000).
+    pub minute: i64,
+    /// Bytes acknowledged by receipts.
+    pub bytes: i64,
+    /// Number of receipts.
+    pub receipts: i64,
+}
+
+/// Coordinator-wide counts (`GET /stats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Totals))]
+pub struct TotalsInfo {
+    /// Streams currently live.
+    pub live_streams: i64,
+    /// Active nodes.
+    pub active_nodes: i64,
+    /// Receipts stored.
+    pub receipts: i64,
+    /// Settled epochs.
+    pub settled_epochs: i64,
+    /// Micro-units paid out to nodes (net).
+    pub paid_out: i64,
+}
+
 /// `GET /nodes/{id}/payouts`: where a node's rewards are in their lifecycle (micro-units),
 /// the payout policy that applies to it, and every payout planned for it, pending or sent.
 ///

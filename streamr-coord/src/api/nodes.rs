@@ -18,10 +18,10 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery, PeerIp};
 use crate::heartbeat_writer::SignatureCheck;
 use crate::intake::receipts;
 use crate::metrics::Metrics;
-use crate::storage::{to_wire, ActivityDelta, HeartbeatWrite, NodeRecord, StatsRow};
+use crate::storage::{to_wire, ActivityDelta, HeartbeatWrite, NodeRecord};
 use crate::wire::{
     HeartbeatRequest, NodeInfo, ProbeInfo, ReceiptsOutcome, SignedDeregistration,
-    SignedRegistration,
+    SignedRegistration, StatsInfo,
 };
 
 /// Longest text field of a registration, in characters.
@@ -450,18 +450,18 @@ pub(crate) async fn report_probe(
 
 /// Per-minute delivery of a node.
 #[utoipa::path(get, path = "/nodes/{id}/stats", tag = "nodes", params(NodePath, Limit),
-    responses((status = 200, description = "Per-minute rows", body = Vec<StatsRow>)))]
+    responses((status = 200, description = "Per-minute rows", body = Vec<StatsInfo>)))]
 pub(crate) async fn stats(
     State(state): State<Shared>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(limit): ApiQuery<Limit>,
-) -> Result<Json<Vec<StatsRow>>, ApiError> {
-    Ok(Json(
+) -> Result<Json<Vec<StatsInfo>>, ApiError> {
+    Ok(Json(to_wire(
         state
             .storage
             .minute_stats("node", &id, limit.value())
             .await?,
-    ))
+    )))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use axum::Json;
 
 use super::Shared;
 use crate::error::ApiError;
-use crate::storage::Totals;
+use crate::wire::TotalsInfo;
 
 use super::openapi::{HealthSchema, ReadinessSchema};
 
@@ -70,8 +70,8 @@ pub(crate) async fn openapi(State(state): State<Shared>) -> impl IntoResponse {
 
 /// Coordinator-wide totals.
 #[utoipa::path(get, path = "/stats", tag = "operations", responses(
-    (status = 200, description = "Totals", body = Totals),
+    (status = 200, description = "Totals", body = TotalsInfo),
 ))]
-pub(crate) async fn stats(State(state): State<Shared>) -> Result<Json<Totals>, ApiError> {
-    Ok(Json(state.storage.totals().await?))
+pub(crate) async fn stats(State(state): State<Shared>) -> Result<Json<TotalsInfo>, ApiError> {
+    Ok(Json(state.storage.totals().await?.into()))
 }

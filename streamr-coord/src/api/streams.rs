@@ -12,7 +12,7 @@ use super::{Admin, Shared};
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::storage::{to_wire, LlSegment, SegmentRecord, StatsRow, StreamRecord};
+use crate::storage::{to_wire, LlSegment, SegmentRecord, StreamRecord};
 use crate::wire::{
     CreateStreamRequest, CreateStreamResponse, PublishCheckRequest, SegmentInfo, SegmentReport,
     SegmentReportRequest, SegmentReportResponse, SetOriginRequest, StreamInfo,
@@ -552,19 +552,19 @@ pub(crate) async fn list_segments(
 /// Per-minute delivery of a stream.
 #[utoipa::path(get, path = "/streams/{id}/stats", tag = "streams", params(StreamPath, Limit),
     responses(
-        (status = 200, description = "Per-minute rows", body = Vec<StatsRow>),
+        (status = 200, description = "Per-minute rows", body = Vec<crate::wire::StatsInfo>),
         (status = 404, description = "not_found", body = ErrorSchema),
     ))]
 pub(crate) async fn stats(
     State(state): State<Shared>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(limit): ApiQuery<Limit>,
-) -> Result<Json<Vec<StatsRow>>, ApiError> {
+) -> Result<Json<Vec<crate::wire::StatsInfo>>, ApiError> {
     load_stream(&state, &id).await?;
-    Ok(Json(
+    Ok(Json(to_wire(
         state
             .storage
             .minute_stats("stream", &id, limit.value())
             .await?,
-    ))
+    )))
 }

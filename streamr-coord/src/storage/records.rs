@@ -362,7 +362,7 @@ pub struct NodeUsage {
 }
 
 /// One minute of delivery for a stream or node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct StatsRow {
     /// Minute index (Unix milliseconds / 60000).
     pub minute: i64,
@@ -373,7 +373,7 @@ pub struct StatsRow {
 }
 
 /// Coordinator-wide counts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
     /// Streams currently live.
     pub live_streams: i64,
@@ -693,6 +693,28 @@ impl From<ProbeRecord> for streamr_client::wire::ProbeInfo {
             ttfb_ms: row.ttfb_ms,
             throughput_bytes_per_s: row.throughput_bytes_per_s,
             probed_at_ms: row.probed_at_ms,
+        }
+    }
+}
+
+impl From<StatsRow> for streamr_client::wire::StatsInfo {
+    fn from(row: StatsRow) -> Self {
+        streamr_client::wire::StatsInfo {
+            minute: row.minute,
+            bytes: row.bytes,
+            receipts: row.receipts,
+        }
+    }
+}
+
+impl From<Totals> for streamr_client::wire::TotalsInfo {
+    fn from(totals: Totals) -> Self {
+        streamr_client::wire::TotalsInfo {
+            live_streams: totals.live_streams,
+            active_nodes: totals.active_nodes,
+            receipts: totals.receipts,
+            settled_epochs: totals.settled_epochs,
+            paid_out: totals.paid_out,
         }
     }
 }

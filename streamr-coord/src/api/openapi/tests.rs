@@ -543,13 +543,16 @@ fn samples() -> Vec<(&'static str, Value)> {
         ),
         (
             "StatsRow",
-            json!(StatsRow {
+            json!(crate::wire::StatsInfo::from(StatsRow {
                 minute: 1,
                 bytes: 2,
                 receipts: 3,
-            }),
+            })),
         ),
-        ("Totals", json!(Totals::default())),
+        (
+            "Totals",
+            json!(crate::wire::TotalsInfo::from(Totals::default())),
+        ),
         (
             "ProbeRecord",
             json!(crate::wire::ProbeInfo::from(ProbeRecord {
