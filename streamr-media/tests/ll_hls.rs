@@ -7,7 +7,7 @@
 mod common;
 
 use common::enhanced::{
-    av1_tags, be32, children, encode_lavfi, ffprobe_streams, opus_packets, opus_tags,
+    av1_tags, be32, children, encode_lavfi, ffprobe_streams, opus_packets, opus_tag, opus_tags,
 };
 
 use std::path::{Path, PathBuf};
@@ -481,25 +481,15 @@ fn ffprobe_and_qtdemux_read_h264_with_opus() {
     let dir = tempfile::tempdir().unwrap();
     let packets = opus_packets(dir.path(), 10);
     assert!(packets[0].starts_with(b"OpusHead"));
-    let audio_tag = |first: u8, payload: &[u8], timestamp: u32| {
-        let mut data = vec![first, b'O', b'p', b'u', b's'];
-        data.extend_from_slice(payload);
-        FlvTag {
-            tag_type: FlvTagType::Audio,
-            timestamp,
-            stream_id: 0,
-            data: Bytes::from(data),
-        }
-    };
     // The H.264 of the sample file, with Enhanced RTMP Opus instead of its AAC.
     let mut tags: Vec<FlvTag> = media("av_bframes.flv")
         .into_iter()
         .filter(|t| t.tag_type == FlvTagType::Video)
         .collect();
-    tags.insert(0, audio_tag(0x90, &packets[0], 0));
+    tags.insert(0, opus_tag(0x90, &packets[0], 0));
     let frames = packets.len() - 2;
     for (n, packet) in packets.iter().skip(2).enumerate() {
-        tags.push(audio_tag(0x91, packet, n as u32 * 20));
+        tags.push(opus_tag(0x91, packet, n as u32 * 20));
     }
     // Interleave by timestamp, sequence headers first (a stable sort keeps them in front).
     tags.sort_by_key(|t| t.timestamp);

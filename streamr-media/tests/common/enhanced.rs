@@ -195,21 +195,24 @@ fn sync_flag(moof: &[u8]) -> bool {
     }
 }
 
+/// An Enhanced RTMP Opus audio tag: the header byte `first` (packet type in its low bits), the
+/// FourCC, then `payload`.
+pub fn opus_tag(first: u8, payload: &[u8], timestamp: u32) -> FlvTag {
+    let mut data = vec![first, b'O', b'p', b'u', b's'];
+    data.extend_from_slice(payload);
+    FlvTag {
+        tag_type: FlvTagType::Audio,
+        timestamp,
+        stream_id: 0,
+        data: Bytes::from(data),
+    }
+}
+
 /// Enhanced RTMP Opus tags for `packets` (OpusHead first, OpusTags skipped), 20 ms apart.
 pub fn opus_tags(packets: &[Vec<u8>]) -> Vec<FlvTag> {
-    let audio_tag = |first: u8, payload: &[u8], timestamp: u32| {
-        let mut data = vec![first, b'O', b'p', b'u', b's'];
-        data.extend_from_slice(payload);
-        FlvTag {
-            tag_type: FlvTagType::Audio,
-            timestamp,
-            stream_id: 0,
-            data: Bytes::from(data),
-        }
-    };
-    let mut tags = vec![audio_tag(0x90, &packets[0], 0)];
+    let mut tags = vec![opus_tag(0x90, &packets[0], 0)];
     for (n, packet) in packets.iter().skip(2).enumerate() {
-        tags.push(audio_tag(0x91, packet, n as u32 * 20));
+        tags.push(opus_tag(0x91, packet, n as u32 * 20));
     }
     tags
 }
