@@ -5,13 +5,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{ffmpeg_publish, finish, require_tool};
-use streamr_media::http::{HttpServer, LiveHlsConfig};
-use streamr_media::relay::{RelayHub, StreamKey};
-use streamr_media::server::{AllowAll, RelayServer, RelayServerConfig};
+use streamr_media::http::LiveHlsConfig;
+use streamr_media::relay::StreamKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
@@ -114,21 +112,7 @@ async fn gstreamer_demuxes(source: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop: needs ffmpeg, ffprobe and gst-launch-1.0"]
 async fn players_read_chunked_and_close_delimited_http_flv() {
-    let hub = RelayHub::default();
-    let rtmp = RelayServer::start_on_hub(
-        RelayServerConfig::default().with_bind("127.0.0.1:0".parse().unwrap()),
-        Arc::new(AllowAll),
-        hub.clone(),
-    )
-    .await
-    .unwrap();
-    let http = HttpServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        hub.clone(),
-        LiveHlsConfig::default(),
-    )
-    .await
-    .unwrap();
+    let (hub, rtmp, http) = common::start_relay_and_http(LiveHlsConfig::default()).await;
     let _publisher = ffmpeg_publish(&format!("rtmp://{}/live/raw", rtmp.local_addr()), 30);
     let key = StreamKey::parse("live", "raw").unwrap();
     for _ in 0..100 {

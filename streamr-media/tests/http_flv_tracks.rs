@@ -1,13 +1,13 @@
 //! HTTP-FLV announces the tracks a stream has: ffmpeg plays an audio-only and a video-only
 //! stream published with ffmpeg over RTMP (it waits for every track the FLV header announces).
 
+mod common;
+
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
-use streamr_media::http::{HttpServer, LiveHlsConfig};
-use streamr_media::relay::{RelayHub, StreamKey};
-use streamr_media::server::{AllowAll, RelayServer, RelayServerConfig};
+use streamr_media::http::LiveHlsConfig;
+use streamr_media::relay::StreamKey;
 use tokio::process::Command;
 
 async fn play_streams(url: &str) -> (Option<std::process::ExitStatus>, String) {
@@ -32,21 +32,7 @@ async fn play_streams(url: &str) -> (Option<std::process::ExitStatus>, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop: needs ffmpeg"]
 async fn ffmpeg_reads_audio_only_and_video_only_streams_over_http_flv() {
-    let hub = RelayHub::default();
-    let rtmp = RelayServer::start_on_hub(
-        RelayServerConfig::default().with_bind("127.0.0.1:0".parse().unwrap()),
-        Arc::new(AllowAll),
-        hub.clone(),
-    )
-    .await
-    .unwrap();
-    let http = HttpServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        hub.clone(),
-        LiveHlsConfig::default(),
-    )
-    .await
-    .unwrap();
+    let (hub, rtmp, http) = common::start_relay_and_http(LiveHlsConfig::default()).await;
     for (name, inputs, expected) in [
         (
             "audio",

@@ -2,15 +2,16 @@
 //! the node's HLS and HTTP-FLV URLs; the playlist obeys the HLS rules while live and ends with
 //! EXT-X-ENDLIST after the publisher leaves.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use streamr_media::hls::{ParsedPlaylist, PlaylistHistory};
-use streamr_media::http::{HttpServer, LiveHlsConfig};
-use streamr_media::relay::RelayHub;
-use streamr_media::server::{AllowAll, RelayServer, RelayServerConfig};
+use streamr_media::http::LiveHlsConfig;
+use streamr_test_support::ffmpeg::ffmpeg_publish_with_b_frames;
+use streamr_test_support::Running;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A minimal HTTP/1.1 GET: status, lower-cased headers and body (not chunked-decoded).
@@ -50,49 +51,8 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn publish(rtmp: SocketAddr, seconds: u32) -> KillOnDrop {
-    let child = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-re"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("testsrc=size=320x240:rate=25:duration={seconds}"),
-        ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            &format!("sine=frequency=440:sample_rate=44100:duration={seconds}"),
-        ])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-bf",
-            "2",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv"])
-        .arg(format!("rtmp://{rtmp}/live/cam"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ffmpeg must be installed");
-    KillOnDrop(child)
+fn publish(rtmp: SocketAddr, seconds: u32) -> Running {
+    ffmpeg_publish_with_b_frames(&format!("rtmp://{rtmp}/live/cam"), seconds, Stdio::piped())
 }
 
 async fn play(url: String, seconds: &str) -> String {
@@ -118,22 +78,12 @@ async fn play(url: String, seconds: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop: needs ffmpeg"]
 async fn ffmpeg_plays_live_hls_and_http_flv_from_an_rtmp_publish() {
-    let hub = RelayHub::default();
-    let rtmp = RelayServer::start_on_hub(
-        RelayServerConfig::default().with_bind("127.0.0.1:0".parse().unwrap()),
-        Arc::new(AllowAll),
-        hub.clone(),
-    )
-    .await
-    .unwrap();
     let mirror = tempfile::tempdir().unwrap();
     let config = LiveHlsConfig::default()
         .with_segments(Duration::from_secs(1), 2)
         .with_end_timing(Duration::from_millis(500), Duration::from_secs(30))
         .with_directory(mirror.path());
-    let http = HttpServer::start("127.0.0.1:0".parse().unwrap(), hub.clone(), config)
-        .await
-        .unwrap();
+    let (_hub, rtmp, http) = common::start_relay_and_http(config).await;
     let base = format!("http://{}", http.local_addr());
 
     // Unknown streams: JSON 404s.

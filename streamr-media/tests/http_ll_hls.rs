@@ -7,18 +7,18 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use streamr_media::flv::{FlvReader, FlvTagType};
+use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
 use streamr_media::fmp4::box_paths;
 use streamr_media::hls::check_ll_playlist;
 use streamr_media::http::{HttpServer, LiveHlsConfig};
 use streamr_media::relay::{FrameKind, RelayHub, StreamKey};
 use streamr_media::rtmp::session::MediaKind;
 use streamr_media::rtmp::url::RtmpUrl;
-use streamr_media::server::{AllowAll, RelayServer, RelayServerConfig};
+use streamr_test_support::ffmpeg::ffmpeg_publish_with_b_frames;
+use streamr_test_support::Running;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A minimal HTTP/1.1 GET: status, lower-cased headers and body.
@@ -77,42 +77,8 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn publish(rtmp: SocketAddr, seconds: u32) -> KillOnDrop {
-    let child = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc=size=320x240:rate=25:duration={seconds}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=440:sample_rate=44100:duration={seconds}"
-        ))
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-bf",
-            "2",
-        ])
-        .args([
-            "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-f", "flv",
-        ])
-        .arg(format!("rtmp://{rtmp}/live/cam"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ffmpeg must be installed");
-    KillOnDrop(child)
+fn publish(rtmp: SocketAddr, seconds: u32) -> Running {
+    ffmpeg_publish_with_b_frames(&format!("rtmp://{rtmp}/live/cam"), seconds, Stdio::null())
 }
 
 /// The preload hint's `(msn, part)`.
@@ -130,18 +96,8 @@ fn hint(playlist: &str) -> (u64, u32) {
 #[ignore = "interop: needs ffmpeg"]
 async fn blocking_reload_preload_hints_and_players_over_http() {
     common_tools();
-    let hub = RelayHub::default();
-    let rtmp = RelayServer::start_on_hub(
-        RelayServerConfig::default().with_bind("127.0.0.1:0".parse().unwrap()),
-        Arc::new(AllowAll),
-        hub.clone(),
-    )
-    .await
-    .unwrap();
     let config = LiveHlsConfig::default().with_segments(Duration::from_secs(1), 2);
-    let http = HttpServer::start("127.0.0.1:0".parse().unwrap(), hub.clone(), config)
-        .await
-        .unwrap();
+    let (_hub, rtmp, http) = common::start_relay_and_http(config).await;
     let addr = http.local_addr();
     assert_eq!(get(addr, "/live/cam/ll.m3u8").await.0, 404);
     let mut notices = http.hls().segment_notices();
@@ -348,6 +304,18 @@ async fn a_blocking_request_the_stream_never_fills_gets_a_503_after_three_target
     http.shutdown().await;
 }
 
+/// Publishes `tag` on `client` as the media it is.
+async fn send_tag(client: &mut streamr_media::client::RtmpClient, tag: &FlvTag) {
+    let kind = match tag.tag_type {
+        FlvTagType::Audio => MediaKind::Audio,
+        _ => MediaKind::Video,
+    };
+    client
+        .send_media(kind, tag.timestamp, tag.data.clone())
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop: needs ffmpeg and ffprobe"]
 async fn an_enhanced_rtmp_av1_and_opus_publish_plays_as_ll_hls() {
@@ -357,21 +325,11 @@ async fn an_enhanced_rtmp_av1_and_opus_publish_plays_as_ll_hls() {
     tags.insert(1, opus[0].clone());
     tags.extend(opus[1..].iter().cloned());
     tags.sort_by_key(|t| t.timestamp);
-    let hub = RelayHub::default();
-    let rtmp = RelayServer::start_on_hub(
-        RelayServerConfig::default().with_bind("127.0.0.1:0".parse().unwrap()),
-        Arc::new(AllowAll),
-        hub.clone(),
-    )
-    .await
-    .unwrap();
     // The playlist ends (no preload hint) a moment after the publisher leaves.
     let config = LiveHlsConfig::default()
         .with_segments(Duration::from_millis(500), 2)
         .with_end_timing(Duration::from_millis(200), Duration::from_secs(30));
-    let http = HttpServer::start("127.0.0.1:0".parse().unwrap(), hub.clone(), config)
-        .await
-        .unwrap();
+    let (hub, rtmp, http) = common::start_relay_and_http(config).await;
     let addr = http.local_addr();
     let url = RtmpUrl::parse(&format!("rtmp://{}/live/av1", rtmp.local_addr())).unwrap();
     let mut client = streamr_media::client::RtmpClient::publish(&url)
@@ -382,27 +340,13 @@ async fn an_enhanced_rtmp_av1_and_opus_publish_plays_as_ll_hls() {
     // relay's cached GOP, so it misses at most the first keyframe interval.
     let (headers, frames) = tags.split_at(2);
     for tag in headers {
-        let kind = match tag.tag_type {
-            FlvTagType::Audio => MediaKind::Audio,
-            _ => MediaKind::Video,
-        };
-        client
-            .send_media(kind, tag.timestamp, tag.data.clone())
-            .await
-            .unwrap();
+        send_tag(&mut client, tag).await;
     }
     let started = Instant::now();
     for tag in frames {
         let due = Duration::from_millis(u64::from(tag.timestamp));
         tokio::time::sleep_until((started + due).into()).await;
-        let kind = match tag.tag_type {
-            FlvTagType::Audio => MediaKind::Audio,
-            _ => MediaKind::Video,
-        };
-        client
-            .send_media(kind, tag.timestamp, tag.data.clone())
-            .await
-            .unwrap();
+        send_tag(&mut client, tag).await;
     }
     client.close().await.unwrap();
     common::wait_for_publish_end(&hub, &key, Duration::from_secs(5)).await;
@@ -439,22 +383,8 @@ async fn an_enhanced_rtmp_av1_and_opus_publish_plays_as_ll_hls() {
     }
     let path = dir.path().join("played.mp4");
     std::fs::write(&path, &file).unwrap();
-    let probe = Command::new("ffprobe")
-        .args(["-v", "warning", "-count_frames", "-show_entries"])
-        .args([
-            "stream=codec_name,width,height,nb_read_frames",
-            "-of",
-            "compact",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&probe.stderr);
-    assert!(
-        probe.status.success() && stderr.trim().is_empty(),
-        "{stderr}"
-    );
-    let streams = String::from_utf8_lossy(&probe.stdout);
+    let streams =
+        common::enhanced::ffprobe_streams(&path, "codec_name,width,height,nb_read_frames");
     // The segments listed start at a keyframe; those the window dropped are not counted.
     let read: usize = streams
         .lines()

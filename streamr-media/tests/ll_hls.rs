@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::enhanced::{av1_tags, be32, children, opus_packets, opus_tags};
+use common::enhanced::{
+    av1_tags, be32, children, encode_lavfi, ffprobe_streams, opus_packets, opus_tag, opus_tags,
+};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -258,18 +260,7 @@ fn write_fmp4(dir: &Path, name: &str, segments: &[LlSegment]) -> PathBuf {
 fn probe_clean(path: &Path) -> (String, usize) {
     common::require_tool("ffprobe");
     common::require_tool("gst-launch-1.0");
-    let probe = Command::new("ffprobe")
-        .args(["-v", "warning", "-count_frames", "-show_entries"])
-        .args(["stream=codec_name,width,height,nb_read_frames,sample_rate"])
-        .args(["-of", "compact"])
-        .arg(path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&probe.stderr);
-    assert!(
-        probe.status.success() && stderr.trim().is_empty(),
-        "ffprobe: {stderr}"
-    );
+    let streams = ffprobe_streams(path, "codec_name,width,height,nb_read_frames,sample_rate");
     let pipeline = format!(
         "filesrc location={} ! qtdemux name=d d.video_0 ! queue ! fakesink silent=false",
         path.display()
@@ -286,7 +277,21 @@ fn probe_clean(path: &Path) -> (String, usize) {
         "qtdemux: {gst_out}{gst_err}"
     );
     let buffers = gst_out.lines().filter(|l| l.contains("chain")).count();
-    (String::from_utf8_lossy(&probe.stdout).into_owned(), buffers)
+    (streams, buffers)
+}
+
+/// [`probe_clean`], checking that the file's video stream is `video`
+/// (`codec_name=…|width=…|height=…`) and that ffprobe read and qtdemux pushed all its `frames`;
+/// returns ffprobe's streams.
+fn probe_video(path: &Path, video: &str, frames: usize) -> String {
+    let (streams, buffers) = probe_clean(path);
+    assert_eq!(buffers, frames, "qtdemux pushed every video frame");
+    assert!(streams.contains(video), "{streams}");
+    assert!(
+        streams.contains(&format!("nb_read_frames={frames}")),
+        "every video frame read: {streams}"
+    );
+    streams
 }
 
 fn segments_of(tags: &[FlvTag]) -> Vec<LlSegment> {
@@ -315,16 +320,7 @@ fn ffprobe_and_qtdemux_read_h264_with_b_frames_and_aac() {
         .count();
     let segments = segments_of(&tags);
     let path = write_fmp4(dir.path(), "h264.mp4", &segments);
-    let (streams, buffers) = probe_clean(&path);
-    assert_eq!(buffers, video_frames, "qtdemux pushed every video frame");
-    assert!(
-        streams.contains("codec_name=h264|width=160|height=120"),
-        "{streams}"
-    );
-    assert!(
-        streams.contains(&format!("nb_read_frames={video_frames}")),
-        "every video frame read: {streams}"
-    );
+    let streams = probe_video(&path, "codec_name=h264|width=160|height=120", video_frames);
     assert!(streams.contains("codec_name=aac"), "{streams}");
     // A player joining at any segment decodes it with the init segment alone.
     let one = write_fmp4(dir.path(), "one.mp4", &segments[2..3]);
@@ -337,29 +333,21 @@ fn ffprobe_and_qtdemux_read_h264_with_b_frames_and_aac() {
 fn hevc_tags(dir: &Path) -> Vec<FlvTag> {
     common::require_tool("ffmpeg");
     let path = dir.join("test.hevc");
-    let output = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc=size=320x240:rate=25:duration=6")
-        .args([
+    encode_lavfi(
+        "testsrc=size=320x240:rate=25:duration=6",
+        &[
             "-c:v",
             "libx265",
             "-preset",
             "ultrafast",
             "-pix_fmt",
             "yuv420p",
-        ])
-        .args([
             "-x265-params",
             "aud=1:keyint=25:min-keyint=25:bframes=0:log-level=error",
-        ])
-        .args(["-f", "hevc"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+            "-f",
+            "hevc",
+        ],
+        &path,
     );
     let data = std::fs::read(&path).unwrap();
     // Split at start codes.
@@ -448,16 +436,7 @@ fn ffprobe_and_qtdemux_read_hevc() {
         segments[0].init.codecs
     );
     let path = write_fmp4(dir.path(), "hevc.mp4", &segments);
-    let (streams, buffers) = probe_clean(&path);
-    assert_eq!(buffers, frames, "qtdemux pushed every video frame");
-    assert!(
-        streams.contains("codec_name=hevc|width=320|height=240"),
-        "{streams}"
-    );
-    assert!(
-        streams.contains(&format!("nb_read_frames={frames}")),
-        "{streams}"
-    );
+    probe_video(&path, "codec_name=hevc|width=320|height=240", frames);
 }
 
 #[test]
@@ -502,25 +481,15 @@ fn ffprobe_and_qtdemux_read_h264_with_opus() {
     let dir = tempfile::tempdir().unwrap();
     let packets = opus_packets(dir.path(), 10);
     assert!(packets[0].starts_with(b"OpusHead"));
-    let audio_tag = |first: u8, payload: &[u8], timestamp: u32| {
-        let mut data = vec![first, b'O', b'p', b'u', b's'];
-        data.extend_from_slice(payload);
-        FlvTag {
-            tag_type: FlvTagType::Audio,
-            timestamp,
-            stream_id: 0,
-            data: Bytes::from(data),
-        }
-    };
     // The H.264 of the sample file, with Enhanced RTMP Opus instead of its AAC.
     let mut tags: Vec<FlvTag> = media("av_bframes.flv")
         .into_iter()
         .filter(|t| t.tag_type == FlvTagType::Video)
         .collect();
-    tags.insert(0, audio_tag(0x90, &packets[0], 0));
+    tags.insert(0, opus_tag(0x90, &packets[0], 0));
     let frames = packets.len() - 2;
     for (n, packet) in packets.iter().skip(2).enumerate() {
-        tags.push(audio_tag(0x91, packet, n as u32 * 20));
+        tags.push(opus_tag(0x91, packet, n as u32 * 20));
     }
     // Interleave by timestamp, sequence headers first (a stable sort keeps them in front).
     tags.sort_by_key(|t| t.timestamp);
@@ -786,16 +755,7 @@ fn ffprobe_and_qtdemux_read_av1_with_opus() {
         .map(|l| l.trim().parse().unwrap())
         .collect();
     assert_eq!(sizes, samples.iter().map(Vec::len).collect::<Vec<_>>());
-    let (streams, buffers) = probe_clean(&path);
-    assert_eq!(buffers, frames, "qtdemux pushed every video frame");
-    assert!(
-        streams.contains("codec_name=av1|width=160|height=90"),
-        "{streams}"
-    );
-    assert!(
-        streams.contains(&format!("nb_read_frames={frames}")),
-        "every AV1 frame decoded: {streams}"
-    );
+    let streams = probe_video(&path, "codec_name=av1|width=160|height=90", frames);
     assert!(streams.contains("codec_name=opus"), "{streams}");
     // A player joining at any segment decodes it with the init segment alone.
     let one = write_fmp4(dir.path(), "one.mp4", &segments[1..2]);
@@ -817,22 +777,7 @@ fn opus_only_streams_get_ll_hls_segments() {
     assert_eq!(segments.len(), ts.len());
     assert_eq!(segments[0].init.codecs, "opus");
     let path = write_fmp4(dir.path(), "opus.mp4", &segments);
-    let probe = Command::new("ffprobe")
-        .args(["-v", "warning", "-count_frames", "-show_entries"])
-        .args([
-            "stream=codec_name,sample_rate,nb_read_frames",
-            "-of",
-            "compact",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&probe.stderr);
-    assert!(
-        probe.status.success() && stderr.trim().is_empty(),
-        "{stderr}"
-    );
-    let streams = String::from_utf8_lossy(&probe.stdout);
+    let streams = ffprobe_streams(&path, "codec_name,sample_rate,nb_read_frames");
     assert!(
         streams.contains(&format!(
             "codec_name=opus|sample_rate=48000|nb_read_frames={frames}"

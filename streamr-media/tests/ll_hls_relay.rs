@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,16 +13,8 @@ use streamr_media::http::{HttpServer, LiveHlsConfig, SegmentNotice};
 use streamr_media::relay::{RelayHub, StreamKey};
 use streamr_media::server::{AllowAll, RelayServer, RelayServerConfig};
 use streamr_media::upstream::{UpstreamConfig, UpstreamPuller};
+use streamr_test_support::ffmpeg::ffmpeg_publish_with_b_frames;
 use tokio::sync::broadcast;
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
@@ -81,34 +73,10 @@ async fn a_friend_serves_the_origins_ll_hls_bytes_from_its_second_segment() {
         .unwrap();
     let mut friend_notices = friend_http.hls().segment_notices();
 
-    let _publisher = KillOnDrop(
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i"])
-            .arg("testsrc=size=320x240:rate=25:duration=9")
-            .args([
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:sample_rate=44100:duration=9",
-            ])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-g",
-                "25",
-                "-bf",
-                "2",
-            ])
-            .args([
-                "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-f", "flv",
-            ])
-            .arg(format!("rtmp://{}/live/cam", origin.local_addr()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ffmpeg must be installed"),
+    let _publisher = ffmpeg_publish_with_b_frames(
+        &format!("rtmp://{}/live/cam", origin.local_addr()),
+        9,
+        Stdio::null(),
     );
     // The friend joins mid-stream, in the middle of a GOP.
     tokio::time::sleep(Duration::from_millis(2_500)).await;

@@ -91,6 +91,19 @@ async fn edge(upstream: &str, pull_wait: Duration) -> (RelayServer, HttpServer, 
     (rtmp, http, puller)
 }
 
+/// An edge of `origin`, a player waiting up to 5 s for its pull.
+async fn edge_of(origin: &Origin) -> (RelayServer, HttpServer, UpstreamPuller) {
+    let upstream = format!("rtmp://{}", origin.server.local_addr());
+    edge(&upstream, Duration::from_secs(5)).await
+}
+
+/// Stops an edge's servers, then its origin.
+async fn shut_down(http: HttpServer, rtmp_edge: RelayServer, origin: Origin) {
+    http.shutdown().await;
+    rtmp_edge.shutdown().await;
+    origin.stop().await;
+}
+
 fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
@@ -160,11 +173,7 @@ async fn poll_for(addr: SocketAddr, path: &str, wanted: &str) -> Answer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_token_is_refused_on_every_path_and_pulls_nothing() {
     let origin = origin().await;
-    let (rtmp_edge, http, puller) = edge(
-        &format!("rtmp://{}", origin.server.local_addr()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (rtmp_edge, http, puller) = edge_of(&origin).await;
     let addr = http.local_addr();
     for file in [
         "demo.m3u8",
@@ -202,19 +211,13 @@ async fn a_refused_token_is_refused_on_every_path_and_pulls_nothing() {
         get(addr, "/live/..%2Fx.m3u8?token=t0ken", 0).await.status,
         400
     );
-    http.shutdown().await;
-    rtmp_edge.shutdown().await;
-    origin.stop().await;
+    shut_down(http, rtmp_edge, origin).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_playlist_get_pulls_the_stream_and_its_uris_carry_the_token() {
     let origin = origin().await;
-    let (rtmp_edge, http, puller) = edge(
-        &format!("rtmp://{}", origin.server.local_addr()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (rtmp_edge, http, puller) = edge_of(&origin).await;
     let addr = http.local_addr();
     // LL-HLS: the init section, parts and preload hint carry the token; delivery directives
     // of the request are not carried.
@@ -259,26 +262,18 @@ async fn a_playlist_get_pulls_the_stream_and_its_uris_carry_the_token() {
         .await
         .expect("the edge admits the token");
     assert_eq!(puller.totals().pulls, 1, "one pull serves every protocol");
-    http.shutdown().await;
-    rtmp_edge.shutdown().await;
-    origin.stop().await;
+    shut_down(http, rtmp_edge, origin).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_flv_get_for_a_missing_stream_waits_for_its_pull() {
     let origin = origin().await;
-    let (rtmp_edge, http, puller) = edge(
-        &format!("rtmp://{}", origin.server.local_addr()),
-        Duration::from_secs(5),
-    )
-    .await;
+    let (rtmp_edge, http, puller) = edge_of(&origin).await;
     let flv = get(http.local_addr(), "/live/demo.flv?token=t0ken", 13).await;
     assert_eq!(flv.status, 200, "{}", flv.head);
     assert_eq!(&flv.body[..3], b"FLV", "the stream's FLV header");
     assert_eq!(puller.totals().pulls, 1);
-    http.shutdown().await;
-    rtmp_edge.shutdown().await;
-    origin.stop().await;
+    shut_down(http, rtmp_edge, origin).await;
 }
 
 #[tokio::test]

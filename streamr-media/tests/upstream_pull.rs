@@ -3,7 +3,7 @@
 //! failing over between two relays mid-stream keeps the origin's timeline and segments.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +16,8 @@ use streamr_media::rtmp::session::{ClientEvent, MediaKind};
 use streamr_media::rtmp::url::RtmpUrl;
 use streamr_media::server::{Refusal, RelayHooks, RelayServer, RelayServerConfig, StreamRequest};
 use streamr_media::upstream::{UpstreamConfig, UpstreamPuller};
+use streamr_test_support::ffmpeg::ffmpeg_publish;
+use streamr_test_support::Running;
 use tokio_util::sync::CancellationToken;
 
 /// Edge hooks: a player asking for a stream starts (or joins) its pull.
@@ -29,53 +31,8 @@ impl RelayHooks for PullOnPlay {
     }
 }
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-fn ffmpeg_publish(url: &str, seconds: u32) -> Running {
-    let child = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x180:rate=25",
-        ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440",
-            "-t",
-            &seconds.to_string(),
-        ])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "25",
-            "-c:a",
-            "aac",
-        ])
-        .args(["-f", "flv", url])
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("ffmpeg is required (Debian package ffmpeg)");
-    Running(child)
 }
 
 /// Counts keyframes and frames our client receives from `url` for `duration`.

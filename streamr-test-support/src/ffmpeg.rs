@@ -54,3 +54,26 @@ pub fn make_flv(dir: &Path, seconds: u32) -> PathBuf {
     assert!(status.success(), "ffmpeg failed to generate the source");
     out
 }
+
+/// ffmpeg publishing to `url` (FLV over RTMP) in real time for `seconds`: a 320x240 25 fps
+/// H.264 test pattern with B-frames (two in a row, one-second GOPs, yuv420p) and a 44.1 kHz
+/// AAC tone at 64 kb/s, the shape of a camera encoder; ffmpeg's errors go to `stderr`.
+pub fn ffmpeg_publish_with_b_frames(url: &str, seconds: u32, stderr: Stdio) -> Running {
+    let mut command = Command::new("ffmpeg");
+    command
+        .args(["-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc=size=320x240:rate=25:duration={seconds}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=440:sample_rate=44100:duration={seconds}"
+        ));
+    encoders(&mut command)
+        .args(["-bf", "2", "-pix_fmt", "yuv420p", "-b:a", "64k"])
+        .args(["-f", "flv", url]);
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("ffmpeg is required (Debian package ffmpeg)");
+    Running(child)
+}

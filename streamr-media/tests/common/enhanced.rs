@@ -1,5 +1,5 @@
 //! Enhanced RTMP test media from real encoders: AV1 from libaom, Opus from libopus, as FLV
-//! tags with the FourCC headers a publisher sends.
+//! tags with the FourCC headers a publisher sends; ffmpeg and ffprobe run clean on files.
 
 use std::path::Path;
 use std::process::Command;
@@ -22,16 +22,47 @@ pub fn be32(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap())
 }
 
+/// Runs ffmpeg on the lavfi source `input` with `output_args` (encoders, muxer) into `path`,
+/// failing the test with ffmpeg's errors.
+pub fn encode_lavfi(input: &str, output_args: &[&str], path: &Path) {
+    let output = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", input])
+        .args(output_args)
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// ffprobe's compact `stream=<entries>` lines for `path`, frames counted; fails the test if
+/// ffprobe fails or says anything at warning level.
+pub fn ffprobe_streams(path: &Path, entries: &str) -> String {
+    let probe = Command::new("ffprobe")
+        .args(["-v", "warning", "-count_frames", "-show_entries"])
+        .arg(format!("stream={entries}"))
+        .args(["-of", "compact"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&probe.stderr);
+    assert!(
+        probe.status.success() && stderr.trim().is_empty(),
+        "ffprobe: {stderr}"
+    );
+    String::from_utf8_lossy(&probe.stdout).into_owned()
+}
+
 /// Encodes `seconds` of Opus with libopus into Ogg and returns its packets: OpusHead, OpusTags,
 /// then one packet per 20 ms frame.
 pub fn opus_packets(dir: &Path, seconds: u32) -> Vec<Vec<u8>> {
     let path = dir.join("test.opus");
-    let output = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!(
-            "sine=frequency=440:sample_rate=48000:duration={seconds}"
-        ))
-        .args([
+    encode_lavfi(
+        &format!("sine=frequency=440:sample_rate=48000:duration={seconds}"),
+        &[
             "-c:a",
             "libopus",
             "-b:a",
@@ -40,14 +71,8 @@ pub fn opus_packets(dir: &Path, seconds: u32) -> Vec<Vec<u8>> {
             "20",
             "-f",
             "ogg",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        ],
+        &path,
     );
     let data = std::fs::read(&path).unwrap();
     let mut packets = Vec::new();
@@ -79,20 +104,25 @@ pub fn opus_packets(dir: &Path, seconds: u32) -> Vec<Vec<u8>> {
 pub fn av1_tags(dir: &Path) -> (Vec<FlvTag>, Vec<Vec<u8>>) {
     super::require_tool("ffmpeg");
     let path = dir.join("av1.mp4");
-    let output = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc=size=160x90:rate=25:duration=1")
-        .args(["-c:v", "libaom-av1", "-cpu-used", "8", "-usage", "realtime"])
-        .args(["-g", "10", "-pix_fmt", "yuv420p"])
-        .args(["-movflags", "frag_every_frame+default_base_moof"])
-        .args(["-f", "mp4"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    encode_lavfi(
+        "testsrc=size=160x90:rate=25:duration=1",
+        &[
+            "-c:v",
+            "libaom-av1",
+            "-cpu-used",
+            "8",
+            "-usage",
+            "realtime",
+            "-g",
+            "10",
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "frag_every_frame+default_base_moof",
+            "-f",
+            "mp4",
+        ],
+        &path,
     );
     let data = std::fs::read(&path).unwrap();
     let moov = children(&data, b"moov")[0];
@@ -165,21 +195,24 @@ fn sync_flag(moof: &[u8]) -> bool {
     }
 }
 
+/// An Enhanced RTMP Opus audio tag: the header byte `first` (packet type in its low bits), the
+/// FourCC, then `payload`.
+pub fn opus_tag(first: u8, payload: &[u8], timestamp: u32) -> FlvTag {
+    let mut data = vec![first, b'O', b'p', b'u', b's'];
+    data.extend_from_slice(payload);
+    FlvTag {
+        tag_type: FlvTagType::Audio,
+        timestamp,
+        stream_id: 0,
+        data: Bytes::from(data),
+    }
+}
+
 /// Enhanced RTMP Opus tags for `packets` (OpusHead first, OpusTags skipped), 20 ms apart.
 pub fn opus_tags(packets: &[Vec<u8>]) -> Vec<FlvTag> {
-    let audio_tag = |first: u8, payload: &[u8], timestamp: u32| {
-        let mut data = vec![first, b'O', b'p', b'u', b's'];
-        data.extend_from_slice(payload);
-        FlvTag {
-            tag_type: FlvTagType::Audio,
-            timestamp,
-            stream_id: 0,
-            data: Bytes::from(data),
-        }
-    };
-    let mut tags = vec![audio_tag(0x90, &packets[0], 0)];
+    let mut tags = vec![opus_tag(0x90, &packets[0], 0)];
     for (n, packet) in packets.iter().skip(2).enumerate() {
-        tags.push(audio_tag(0x91, packet, n as u32 * 20));
+        tags.push(opus_tag(0x91, packet, n as u32 * 20));
     }
     tags
 }

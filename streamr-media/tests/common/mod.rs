@@ -20,6 +20,29 @@ use tokio::time::{timeout, Instant};
 
 pub use streamr_test_support::{require_tool, wait_until};
 
+/// An RTMP relay admitting every publisher and an HTTP server serving `config`, on one hub and
+/// free loopback ports.
+pub async fn start_relay_and_http(
+    config: streamr_media::http::LiveHlsConfig,
+) -> (RelayHub, RelayServer, streamr_media::http::HttpServer) {
+    let hub = RelayHub::default();
+    let rtmp = RelayServer::start_on_hub(
+        RelayServerConfig::default().with_bind(SocketAddr::from(([127, 0, 0, 1], 0))),
+        std::sync::Arc::new(streamr_media::server::AllowAll),
+        hub.clone(),
+    )
+    .await
+    .expect("the relay starts");
+    let http = streamr_media::http::HttpServer::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        hub.clone(),
+        config,
+    )
+    .await
+    .expect("the HTTP server starts");
+    (hub, rtmp, http)
+}
+
 /// Starts a relay server on a free loopback port.
 pub async fn start_server(mut config: RelayServerConfig) -> RelayServer {
     config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
