@@ -150,6 +150,10 @@ struct OpenLl {
     has_audio: bool,
     parts: Vec<Part>,
     part: Option<OpenPart>,
+    /// Every node that received this segment's frames cuts it the same (see
+    /// [`LlPackager::reproducible_from`]): its events are reported. Otherwise it is cut (so
+    /// that what follows is) but reported to no one.
+    published: bool,
 }
 
 /// Cuts a live FLV tag stream into CMAF segments and partial segments for LL-HLS.
@@ -157,8 +161,10 @@ struct OpenLl {
 /// Segment boundaries and numbers come from the MPEG-TS [`Segmenter`](super::Segmenter) of the
 /// same stream: feed each tag to it first, then here with its
 /// [`current_segment`](super::Segmenter::current_segment). Parts are cut on the stream's own
-/// timestamps relative to the segment start, so every node packaging the same media produces
-/// the same bytes from its second segment on. Each sample's duration is the gap to the next
+/// timestamps relative to the segment start and on the GOP before it, so every node packaging the
+/// same media produces the same bytes for every segment it reports: a node that joined
+/// mid-stream (from a keyframe the origin's relay replayed) keeps to itself the segments it
+/// cannot cut as the origin did, see [`LlPackager::reproducible_from`]. Each sample's duration is the gap to the next
 /// sample of its track, so the newest sample of each track waits for its successor: a part is
 /// complete when the first frame of the next part arrives.
 #[derive(Debug)]
@@ -224,6 +230,25 @@ impl LlPackager {
     /// The configuration.
     pub fn config(&self) -> LlPackagerConfig {
         self.config
+    }
+
+    /// Whether a segment opening with a frame at `timestamp` (its first, a keyframe when the
+    /// stream has video) is cut the same on every node that received the stream from a keyframe
+    /// at or before it. Part cuts within a GOP follow the length of the GOP before it, so the
+    /// segment is reproducible when this packager saw that whole GOP (it knows the keyframe
+    /// before, and the frames since), or when there is no GOP before it: the stream's timeline
+    /// starts at this keyframe (timestamp 0) and no keyframe came earlier. Audio-only streams
+    /// have no GOPs: every segment is reproducible.
+    fn reproducible_from(&self, timestamp: u64) -> bool {
+        if self.video_config.is_none() {
+            return true;
+        }
+        match self.last_keyframe_ms {
+            Some(previous) => timestamp
+                .checked_sub(previous)
+                .is_some_and(|gop| gop > 0 && gop <= MAX_GAP_MS && self.frames_since_keyframe > 0),
+            None => timestamp == 0,
+        }
     }
 
     /// Feeds one tag, already fed to the stream's MPEG-TS segmenter, with the segment that
@@ -424,11 +449,14 @@ impl LlPackager {
         // A video sample cannot outlive its segment (the cut flushed it); audio held back for its
         // successor goes into this segment's first part.
         self.pending_video = None;
-        events.push(LlEvent::SegmentStarted {
-            sequence: segment.sequence,
-            discontinuity,
-            init: init.clone(),
-        });
+        let published = self.reproducible_from(timestamp);
+        if published {
+            events.push(LlEvent::SegmentStarted {
+                sequence: segment.sequence,
+                discontinuity,
+                init: init.clone(),
+            });
+        }
         self.open = Some(OpenLl {
             sequence: segment.sequence,
             start_ms: timestamp,
@@ -438,6 +466,7 @@ impl LlPackager {
             has_audio: self.audio_config.is_some(),
             parts: Vec::new(),
             part: None,
+            published,
         });
         Ok(())
     }
@@ -551,7 +580,9 @@ impl LlPackager {
             bytes,
         };
         open.parts.push(part.clone());
-        events.push(LlEvent::PartReady(part));
+        if open.published {
+            events.push(LlEvent::PartReady(part));
+        }
         Ok(())
     }
 
@@ -602,6 +633,9 @@ impl LlPackager {
         }
         let bytes = bytes.freeze();
         let duration_ms = open.parts.iter().map(|p| p.duration_ms).sum();
+        if !open.published {
+            return Ok(());
+        }
         if self.fixed_part_target_ms.is_none() {
             let longest = open.parts.iter().map(|p| p.duration_ms).max().unwrap_or(0);
             let configured = u64::from(self.config.part_target_ms.max(1));
