@@ -161,12 +161,13 @@ struct OpenLl {
 /// Segment boundaries and numbers come from the MPEG-TS [`Segmenter`](super::Segmenter) of the
 /// same stream: feed each tag to it first, then here with its
 /// [`current_segment`](super::Segmenter::current_segment). Parts are cut on the stream's own
-/// timestamps relative to the segment start and on the GOP before it, so every node packaging the
-/// same media produces the same bytes for every segment it reports: a node that joined
-/// mid-stream (from a keyframe the origin's relay replayed) keeps to itself the segments it
-/// cannot cut as the origin did, see [`LlPackager::reproducible_from`]. Each sample's duration is the gap to the next
-/// sample of its track, so the newest sample of each track waits for its successor: a part is
-/// complete when the first frame of the next part arrives.
+/// timestamps relative to the segment start and on the length of the GOP before it, so every
+/// node packaging the same media produces the same bytes for every segment it reports. A node
+/// that joined mid-stream (from a keyframe the origin's relay replayed) cuts but does not report
+/// a segment it cannot cut as the origin did: one whose GOP before it it did not see whole,
+/// unless the stream's timeline starts at that segment (timestamp 0). Each sample's duration is
+/// the gap to the next sample of its track, so the newest sample of each track waits for its
+/// successor: a part is complete when the first frame of the next part arrives.
 #[derive(Debug)]
 pub struct LlPackager {
     config: LlPackagerConfig,
@@ -184,7 +185,7 @@ pub struct LlPackager {
     gop: Option<(u64, u64)>,
     /// Video frames since the newest keyframe.
     frames_since_keyframe: u64,
-    /// PART-TARGET, fixed when the first segment closes.
+    /// PART-TARGET, fixed when the first reported segment closes.
     fixed_part_target_ms: Option<u32>,
 }
 
@@ -216,9 +217,9 @@ impl LlPackager {
         }
     }
 
-    /// The stream's PART-TARGET in milliseconds: the configured target until the first segment
-    /// closes; then fixed for the stream's life at the longer of the configured target and the
-    /// first segment's longest part plus [`PART_JITTER_MS`] (a stream with frames about as far
+    /// The stream's PART-TARGET in milliseconds: the configured target until the first reported
+    /// segment closes; then fixed for the stream's life at the longer of the configured target
+    /// and that segment's longest part plus [`PART_JITTER_MS`] (a stream with frames about as far
     /// apart as the configured target, or further, cannot have parts that short). Playlists take it before they
     /// list their first segment ([`LlPlaylist::set_part_target`](super::LlPlaylist::set_part_target)).
     pub fn part_target_ms(&self) -> u32 {
