@@ -44,6 +44,7 @@ fn stream() -> LlHlsStream {
 #[derive(Default)]
 struct Collected {
     ts: Vec<(u64, u64)>,
+    ts_hashes: Vec<(u64, blake3::Hash)>,
     ll: Vec<LlSegment>,
     parts: Vec<(u64, u32, u64, bool)>,
     playlists: usize,
@@ -55,6 +56,7 @@ fn feed(stream: &mut LlHlsStream, tags: &[FlvTag], out: &mut Collected) {
         for event in ts {
             if let SegmenterEvent::SegmentReady(s) = event {
                 out.ts.push((s.sequence, s.start_timestamp_ms));
+                out.ts_hashes.push((s.start_timestamp_ms, s.hash));
             }
         }
         let changed = !ll.is_empty();
@@ -214,6 +216,20 @@ fn a_node_joining_at_any_keyframe_publishes_only_the_origins_bytes() {
             );
             assert_eq!(same.hash, segment.hash);
             assert_eq!(same.init.bytes, segment.init.bytes);
+        }
+        // MPEG-TS segments depend only on their own media: every one the origin cut too is the
+        // same; only the friend's first may start inside one of the origin's (a partial segment
+        // no origin hash covers).
+        for (index, (start, hash)) in friend_out.ts_hashes.iter().enumerate() {
+            match origin_out.ts_hashes.iter().find(|(s, _)| s == start) {
+                Some((_, at_origin)) => {
+                    assert_eq!(
+                        at_origin, hash,
+                        "joined at {joined_at} ms: TS at {start} ms"
+                    )
+                }
+                None => assert_eq!(index, 0, "joined at {joined_at} ms: TS cut at {start} ms"),
+            }
         }
     }
 }
