@@ -164,8 +164,8 @@ struct OpenLl {
 /// timestamps relative to the segment start and on the length of the GOP before it, so every
 /// node packaging the same media produces the same bytes for every segment it reports. A node
 /// that joined mid-stream (from a keyframe the origin's relay replayed) cuts but does not report
-/// a segment it cannot cut as the origin did: one whose GOP before it it did not see whole,
-/// unless the stream's timeline starts at that segment (timestamp 0). Each sample's duration is
+/// a segment it cannot cut as the origin did: its first, unless the stream's timeline starts
+/// there (timestamp 0), as it never saw the GOP before it. Each sample's duration is
 /// the gap to the next sample of its track, so the newest sample of each track waits for its
 /// successor: a part is complete when the first frame of the next part arrives.
 #[derive(Debug)]
@@ -235,21 +235,14 @@ impl LlPackager {
 
     /// Whether a segment opening with a frame at `timestamp` (its first, a keyframe when the
     /// stream has video) is cut the same on every node that received the stream from a keyframe
-    /// at or before it. Part cuts within a GOP follow the length of the GOP before it, so the
-    /// segment is reproducible when this packager saw that whole GOP (it knows the keyframe
-    /// before, and the frames since), or when there is no GOP before it: the stream's timeline
-    /// starts at this keyframe (timestamp 0) and no keyframe came earlier. Audio-only streams
-    /// have no GOPs: every segment is reproducible.
+    /// at or before it. Part cuts within a GOP follow the length of the GOP before it, measured
+    /// at the segment's first keyframe from the keyframe before. A node that saw that keyframe
+    /// saw the whole GOP (the origin, or a friend that joined earlier) and measures what the
+    /// origin measures. A node that saw no keyframe before has no measure, which matches the
+    /// origin only when the origin cannot have one either: the stream's timeline starts here
+    /// (timestamp 0). Audio-only streams have no GOPs: every segment is reproducible.
     fn reproducible_from(&self, timestamp: u64) -> bool {
-        if self.video_config.is_none() {
-            return true;
-        }
-        match self.last_keyframe_ms {
-            Some(previous) => timestamp
-                .checked_sub(previous)
-                .is_some_and(|gop| gop > 0 && gop <= MAX_GAP_MS && self.frames_since_keyframe > 0),
-            None => timestamp == 0,
-        }
+        self.video_config.is_none() || self.last_keyframe_ms.is_some() || timestamp == 0
     }
 
     /// Feeds one tag, already fed to the stream's MPEG-TS segmenter, with the segment that
