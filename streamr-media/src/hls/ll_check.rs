@@ -338,4 +338,68 @@ mod tests {
             }
         }
     }
+
+    /// Every LL-HLS segment (start, hash, part hashes) `tags` produce.
+    fn ll_segments(tags: &[FlvTag]) -> Vec<(u64, blake3::Hash, Vec<blake3::Hash>)> {
+        let mut stream = LlHlsStream::new(
+            SegmenterConfig {
+                segment_duration_ms: 2_000,
+                target_duration_secs: 12,
+            },
+            LlPackagerConfig::default(),
+            6,
+            "",
+        );
+        let mut events = Vec::new();
+        for tag in tags {
+            events.extend(stream.push(tag).unwrap().ll);
+        }
+        events.extend(stream.finish().unwrap().ll);
+        events
+            .into_iter()
+            .filter_map(|event| match event {
+                LlEvent::SegmentReady(s) => Some((s.start_timestamp_ms, s.hash, s.part_hashes)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// A friend that starts from any keyframe (after the sequence headers, as a relay's GOP
+        /// replay hands it) lists only segments the origin lists too, with the same bytes, and
+        /// leaves out at most its first.
+        #[test]
+        fn a_friend_joining_at_any_keyframe_lists_only_the_origins_segments(
+            interval in 15u64..700,
+            jitter in proptest::collection::vec(0u64..=2, 40..100),
+            gop_ms in 200u64..3_000,
+            audio in any::<bool>(),
+            join in any::<prop::sample::Index>(),
+        ) {
+            let gop = usize::try_from(gop_ms / interval).unwrap_or(1).max(1);
+            let tags = stream_tags(interval, &jitter, gop, audio);
+            let headers = if audio { 2 } else { 1 };
+            let keyframes: Vec<usize> = tags
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.tag_type == FlvTagType::Video && t.data.first() == Some(&0x91))
+                .map(|(i, _)| i)
+                .collect();
+            let start = keyframes[join.index(keyframes.len())];
+            let joined: Vec<FlvTag> =
+                tags[..headers].iter().chain(&tags[start..]).cloned().collect();
+            let origin = ll_segments(&tags);
+            let friend = ll_segments(&joined);
+            let after = origin
+                .iter()
+                .filter(|(at, ..)| *at > u64::from(tags[start].timestamp))
+                .count();
+            prop_assert!(friend.len() + 1 >= after, "{} of {after}", friend.len());
+            for segment in &friend {
+                prop_assert!(origin.contains(segment), "segment at {} ms", segment.0);
+            }
+        }
+    }
 }
