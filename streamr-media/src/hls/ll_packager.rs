@@ -150,10 +150,6 @@ struct OpenLl {
     has_audio: bool,
     parts: Vec<Part>,
     part: Option<OpenPart>,
-    /// Every node that received this segment's frames cuts it the same (see
-    /// [`LlPackager::reproducible_from`]): its events are reported. Otherwise it is cut (so
-    /// that what follows is) but reported to no one.
-    published: bool,
 }
 
 /// Cuts a live FLV tag stream into CMAF segments and partial segments for LL-HLS.
@@ -161,13 +157,10 @@ struct OpenLl {
 /// Segment boundaries and numbers come from the MPEG-TS [`Segmenter`](super::Segmenter) of the
 /// same stream: feed each tag to it first, then here with its
 /// [`current_segment`](super::Segmenter::current_segment). Parts are cut on the stream's own
-/// timestamps relative to the segment start and on the length of the GOP before it, so every
-/// node packaging the same media produces the same bytes for every segment it reports. A node
-/// that joined mid-stream (from a keyframe the origin's relay replayed) cuts but does not report
-/// a segment it cannot cut as the origin did: its first, unless the stream's timeline starts
-/// there (timestamp 0), as it never saw the GOP before it. Each sample's duration is
-/// the gap to the next sample of its track, so the newest sample of each track waits for its
-/// successor: a part is complete when the first frame of the next part arrives.
+/// timestamps relative to the segment start, so every node packaging the same media produces
+/// the same bytes from its second segment on. Each sample's duration is the gap to the next
+/// sample of its track, so the newest sample of each track waits for its successor: a part is
+/// complete when the first frame of the next part arrives.
 #[derive(Debug)]
 pub struct LlPackager {
     config: LlPackagerConfig,
@@ -185,7 +178,7 @@ pub struct LlPackager {
     gop: Option<(u64, u64)>,
     /// Video frames since the newest keyframe.
     frames_since_keyframe: u64,
-    /// PART-TARGET, fixed when the first reported segment closes.
+    /// PART-TARGET, fixed when the first segment closes.
     fixed_part_target_ms: Option<u32>,
 }
 
@@ -217,9 +210,9 @@ impl LlPackager {
         }
     }
 
-    /// The stream's PART-TARGET in milliseconds: the configured target until the first reported
-    /// segment closes; then fixed for the stream's life at the longer of the configured target
-    /// and that segment's longest part plus [`PART_JITTER_MS`] (a stream with frames about as far
+    /// The stream's PART-TARGET in milliseconds: the configured target until the first segment
+    /// closes; then fixed for the stream's life at the longer of the configured target and the
+    /// first segment's longest part plus [`PART_JITTER_MS`] (a stream with frames about as far
     /// apart as the configured target, or further, cannot have parts that short). Playlists take it before they
     /// list their first segment ([`LlPlaylist::set_part_target`](super::LlPlaylist::set_part_target)).
     pub fn part_target_ms(&self) -> u32 {
@@ -231,18 +224,6 @@ impl LlPackager {
     /// The configuration.
     pub fn config(&self) -> LlPackagerConfig {
         self.config
-    }
-
-    /// Whether a segment opening with a frame at `timestamp` (its first, a keyframe when the
-    /// stream has video) is cut the same on every node that received the stream from a keyframe
-    /// at or before it. Part cuts within a GOP follow the length of the GOP before it, measured
-    /// at the segment's first keyframe from the keyframe before. A node that saw that keyframe
-    /// saw the whole GOP (the origin, or a friend that joined earlier) and measures what the
-    /// origin measures. A node that saw no keyframe before has no measure, which matches the
-    /// origin only when the origin cannot have one either: the stream's timeline starts here
-    /// (timestamp 0). Audio-only streams have no GOPs: every segment is reproducible.
-    fn reproducible_from(&self, timestamp: u64) -> bool {
-        self.video_config.is_none() || self.last_keyframe_ms.is_some() || timestamp == 0
     }
 
     /// Feeds one tag, already fed to the stream's MPEG-TS segmenter, with the segment that
@@ -443,14 +424,11 @@ impl LlPackager {
         // A video sample cannot outlive its segment (the cut flushed it); audio held back for its
         // successor goes into this segment's first part.
         self.pending_video = None;
-        let published = self.reproducible_from(timestamp);
-        if published {
-            events.push(LlEvent::SegmentStarted {
-                sequence: segment.sequence,
-                discontinuity,
-                init: init.clone(),
-            });
-        }
+        events.push(LlEvent::SegmentStarted {
+            sequence: segment.sequence,
+            discontinuity,
+            init: init.clone(),
+        });
         self.open = Some(OpenLl {
             sequence: segment.sequence,
             start_ms: timestamp,
@@ -460,7 +438,6 @@ impl LlPackager {
             has_audio: self.audio_config.is_some(),
             parts: Vec::new(),
             part: None,
-            published,
         });
         Ok(())
     }
@@ -574,9 +551,7 @@ impl LlPackager {
             bytes,
         };
         open.parts.push(part.clone());
-        if open.published {
-            events.push(LlEvent::PartReady(part));
-        }
+        events.push(LlEvent::PartReady(part));
         Ok(())
     }
 
@@ -627,9 +602,6 @@ impl LlPackager {
         }
         let bytes = bytes.freeze();
         let duration_ms = open.parts.iter().map(|p| p.duration_ms).sum();
-        if !open.published {
-            return Ok(());
-        }
         if self.fixed_part_target_ms.is_none() {
             let longest = open.parts.iter().map(|p| p.duration_ms).max().unwrap_or(0);
             let configured = u64::from(self.config.part_target_ms.max(1));
