@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use std::fmt::Write as _;
+
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -83,6 +85,11 @@ access-control-allow-origin: *\r\nconnection: close\r\n\r\n"
     }
 }
 
+/// Longest chunk-size line: 16 hex digits of a `usize` and CRLF.
+const CHUNK_LINE_MAX: usize = 18;
+/// Bytes reserved at a time for chunk-size lines (a few dozen lines per allocation).
+const CHUNK_LINES_BLOCK: usize = 1024;
+
 /// One player's writer: the queue of shared buffers for its next vectored write.
 struct FlvStreamer {
     subscription: Subscription,
@@ -92,6 +99,9 @@ struct FlvStreamer {
     /// Body bytes queued since the last chunk header (chunked framing).
     chunk: Vec<Bytes>,
     chunk_len: usize,
+    /// Where chunk-size lines are written: each is split off as its own shared buffer, so a
+    /// block of them costs one allocation instead of one per chunk.
+    chunk_lines: BytesMut,
     header_sent: bool,
     ended: bool,
     frames_dropped: u64,
@@ -140,8 +150,12 @@ impl FlvStreamer {
             return;
         }
         if self.framing == Framing::Chunked {
-            self.queue
-                .push(Bytes::from(format!("{:x}\r\n", self.chunk_len)));
+            if self.chunk_lines.capacity() < CHUNK_LINE_MAX {
+                self.chunk_lines.reserve(CHUNK_LINES_BLOCK);
+            }
+            // Writing hex digits into a BytesMut cannot fail.
+            let _ = write!(self.chunk_lines, "{:x}\r\n", self.chunk_len);
+            self.queue.push(self.chunk_lines.split().freeze());
         }
         for buffer in self.chunk.drain(..) {
             self.queue.push(buffer);
@@ -200,6 +214,7 @@ pub async fn stream_flv<W: AsyncWrite + Unpin>(
         queue: WriteQueue::default(),
         chunk: Vec::new(),
         chunk_len: 0,
+        chunk_lines: BytesMut::new(),
         header_sent: false,
         ended: false,
         frames_dropped: 0,
