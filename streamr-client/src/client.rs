@@ -25,8 +25,8 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use streamr_core::{
-    KeyPair, NodeId, OriginClaim, ProbeResult, RewardSplit, Signed, SignedHeartbeat, SignedReceipt,
-    SignedSegmentReport, ViewerKey,
+    KeyPair, NodeId, OriginClaim, ProbeResult, RewardSplit, SessionId, Signed, SignedHeartbeat,
+    SignedReceipt, SignedSegmentReport, ViewerKey,
 };
 
 use crate::grant_token;
@@ -560,7 +560,24 @@ impl CoordinatorClient {
         viewer: &ViewerKey,
         exclude: &[NodeId],
     ) -> Result<PlayResponse, ClientError> {
+        self.fail_over(stream_id, viewer, exclude, None).await
+    }
+
+    /// Like [`play_excluding`](Self::play_excluding), carrying `previous`: the session id of
+    /// this viewer's still-live grant for the stream, on a node in `exclude`. Such a fail-over
+    /// is not charged to the viewer's grant budget, and ends that grant; a grant is carried
+    /// once.
+    pub async fn fail_over(
+        &self,
+        stream_id: &str,
+        viewer: &ViewerKey,
+        exclude: &[NodeId],
+        previous: Option<SessionId>,
+    ) -> Result<PlayResponse, ClientError> {
         let mut path = format!("/streams/{stream_id}/play?viewer={viewer}");
+        if let Some(previous) = previous {
+            path.push_str(&format!("&previous={previous}"));
+        }
         for node in exclude {
             path.push_str(&format!("&exclude={node}"));
         }

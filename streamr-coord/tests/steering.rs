@@ -29,6 +29,8 @@ on_both_backends!(
     receipts_land_in_their_signature_epoch_and_late_ones_are_refused,
     node_prefixes_come_from_observed_addresses,
     the_grant_log_lists_grants_live_in_a_window,
+    fail_overs_carrying_the_previous_grant_spend_no_budget,
+    faked_fail_overs_farm_no_grants,
 );
 
 /// The test configuration with hour-long epochs, so a scenario's budgets do not reset halfway.
@@ -97,6 +99,32 @@ async fn play(api: &Client, tag: u32, peer: IpAddr, exclude: &[&KeyPair]) -> (St
         peer,
     )
     .await
+}
+
+/// A fail-over of viewer `tag`: `/play` carrying its grant `previous`, excluding `exclude`.
+async fn reroute(
+    api: &Client,
+    tag: u32,
+    peer: IpAddr,
+    previous: &str,
+    exclude: &[String],
+) -> (StatusCode, Value) {
+    let exclude: String = exclude.iter().map(|n| format!("&exclude={n}")).collect();
+    api.get_from(
+        &format!(
+            "/streams/show/play?viewer={}&previous={previous}{exclude}",
+            viewer_key(tag).viewer_key()
+        ),
+        peer,
+    )
+    .await
+}
+
+fn session_of(body: &Value) -> String {
+    body["grant"]["body"]["session_id"]
+        .as_str()
+        .expect("session id")
+        .to_owned()
 }
 
 /// A distinct /24 for honest viewer `i`.
@@ -546,4 +574,149 @@ async fn the_grant_log_lists_grants_live_in_a_window(db: &TestDb) {
         .await
         .expect("grant log")
         .is_empty());
+}
+
+/// Ends every grant of the chain but the newest: what settlement bounds a grant by.
+async fn live_sessions(db: &TestDb, since: i64) -> Vec<String> {
+    let now = now_ms() as i64;
+    db.storage()
+        .await
+        .sessions_live_between(now, now + 1)
+        .await
+        .expect("grant log")
+        .into_iter()
+        .filter(|s| s.issued_at_ms >= since)
+        .map(|s| s.session_id)
+        .collect()
+}
+
+async fn fail_overs_carrying_the_previous_grant_spend_no_budget(db: &TestDb) {
+    // One unit per viewer: only the first grant is paid.
+    let config = CoordConfig {
+        grant_budget: GrantBudget {
+            per_viewer: 1,
+            ..GrantBudget::default()
+        },
+        ..hour_epochs()
+    };
+    let api = coordinator(db, config.clone()).await;
+    let replica = Client::new(Coordinator::new(config, db.storage().await));
+    let mut nodes = Vec::new();
+    for seed in 1..=8 {
+        nodes.push(add_node(&api, seed, 50_000, 0).await);
+    }
+    let peer = honest_peer(7);
+    let before = now_ms() as i64;
+    let (status, body) = play(&api, 1, peer, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut previous = session_of(&body);
+    let mut failed = vec![node_of(&body)];
+    // Seven fail-overs in a row, like `streamr watch` excluding every node that failed it,
+    // alternating replicas: each is routed to a node not failed yet, and none is charged.
+    for round in 0..7 {
+        let via = if round % 2 == 0 { &replica } else { &api };
+        let (status, body) = reroute(via, 1, peer, &previous, &failed).await;
+        assert_eq!(status, StatusCode::OK, "fail-over {round}: {body}");
+        let node = node_of(&body);
+        assert!(!failed.contains(&node), "routed back to a failed node");
+        failed.push(node);
+        previous = session_of(&body);
+    }
+    // Every earlier grant of the chain ended at its re-route: one live grant is left.
+    assert_eq!(live_sessions(db, before).await, vec![previous.clone()]);
+    // With every node failed nothing is found, and the retries that find nothing are free: the
+    // grant is still there to carry once a node joins.
+    for _ in 0..3 {
+        let (status, body) = reroute(&api, 1, peer, &previous, &failed).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    }
+    let back = add_node(&api, 9, 50_000, 0).await;
+    let (status, body) = reroute(&api, 1, peer, &previous, &failed).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(node_of(&body), back.node_id().to_string());
+    // The budget was spent once, by the first grant: a fresh request is refused.
+    let (status, body) = play(&api, 1, peer, &[]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"], "grant_budget_spent", "{body}");
+}
+
+async fn faked_fail_overs_farm_no_grants(db: &TestDb) {
+    let config = CoordConfig {
+        grant_budget: GrantBudget {
+            per_viewer: 3,
+            ..GrantBudget::default()
+        },
+        ..hour_epochs()
+    };
+    let api = coordinator(db, config).await;
+    let mut nodes = Vec::new();
+    for seed in 1..=12 {
+        nodes.push(add_node(&api, seed, 50_000, 0).await);
+    }
+    let farmer: IpAddr = [198, 51, 100, 9].into();
+    let (status, body) = play(&api, 1, farmer, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let first = session_of(&body);
+    let first_node = node_of(&body);
+    let (status, body) = reroute(&api, 1, farmer, &first, std::slice::from_ref(&first_node)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let carried = session_of(&body);
+    let carried_node = node_of(&body);
+    // Carrying the same grant again is a paid request (one unit, one per exclusion): 1 + 2 of 3.
+    let (status, body) = reroute(&api, 1, farmer, &first, std::slice::from_ref(&first_node)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = reroute(&api, 1, farmer, &first, std::slice::from_ref(&first_node)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"], "grant_budget_spent", "{body}");
+
+    // Another key presenting that viewer's grant, or a grant whose node it does not exclude,
+    // pays: 2 + 1 units of 3, then nothing is left.
+    let (status, body) = reroute(
+        &api,
+        2,
+        farmer,
+        &carried,
+        std::slice::from_ref(&carried_node),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let other = session_of(&body);
+    let (status, body) = reroute(&api, 2, farmer, &other, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = play(&api, 2, farmer, &[]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+
+    // Excluding nodes it was never sent to still costs their units in a free re-route.
+    let (status, body) = play(&api, 3, farmer, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let granted = session_of(&body);
+    let sent = node_of(&body);
+    let mut exclude: Vec<String> = nodes
+        .iter()
+        .map(|n| n.node_id().to_string())
+        .filter(|n| *n != sent)
+        .take(3)
+        .collect();
+    exclude.push(sent);
+    let (status, body) = reroute(&api, 3, farmer, &granted, &exclude).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+
+    // A chain of faked fail-overs holds one live grant at a time, and ends after
+    // MAX_FREE_REROUTES (8) free re-routes: the next one is paid, and one unit is left.
+    let before = now_ms() as i64;
+    let (status, body) = play(&api, 4, farmer, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut previous = session_of(&body);
+    let mut node = node_of(&body);
+    for round in 0..8 {
+        let (status, body) = reroute(&api, 4, farmer, &previous, std::slice::from_ref(&node)).await;
+        assert_eq!(status, StatusCode::OK, "free re-route {round}: {body}");
+        previous = session_of(&body);
+        node = node_of(&body);
+        assert_eq!(live_sessions(db, before).await, vec![previous.clone()]);
+    }
+    let (status, body) = reroute(&api, 4, farmer, &previous, std::slice::from_ref(&node)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = play(&api, 4, farmer, &[]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
 }

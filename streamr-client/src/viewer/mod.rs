@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use reqwest::Url;
-use streamr_core::{segment_hash, KeyPair, NodeId, SignedReceipt, ViewerKey};
+use streamr_core::{segment_hash, KeyPair, NodeId, SessionId, SignedReceipt, ViewerKey};
 use streamr_media::hls::ParsedPlaylist;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -383,6 +383,8 @@ impl Run {
         // Nodes that failed recently, oldest first.
         let mut failed: VecDeque<(NodeId, Instant)> = VecDeque::new();
         let mut failed_at: Option<Instant> = None;
+        // The grant of the node that failed last, carried so the fail-over costs no budget.
+        let mut previous: Option<SessionId> = None;
         loop {
             if self.stop.is_cancelled() {
                 return Ok(());
@@ -394,7 +396,7 @@ impl Run {
                 failed.pop_front();
             }
             let exclude: Vec<NodeId> = failed.iter().map(|(node, _)| *node).collect();
-            let play = match self.route(&exclude).await {
+            let play = match self.route(&exclude, previous.take()).await {
                 Some(play) => play,
                 None => return Ok(()),
             };
@@ -419,6 +421,7 @@ impl Run {
                         failed.pop_front();
                     }
                     failed_at = Some(Instant::now());
+                    previous = Some(play.grant.body.session_id);
                     self.stats.send_modify(|s| {
                         s.failovers += 1;
                         s.node = None;
@@ -430,9 +433,13 @@ impl Run {
     }
 
     /// Asks the coordinator for a node other than those in `exclude` (nodes that just failed,
-    /// which may still look alive to the coordinator for a while) until it names one. `None`
-    /// when stopped.
-    async fn route(&mut self, exclude: &[NodeId]) -> Option<PlayResponse> {
+    /// which may still look alive to the coordinator for a while) until it names one, carrying
+    /// `previous` (the grant of the node that just failed). `None` when stopped.
+    async fn route(
+        &mut self,
+        exclude: &[NodeId],
+        previous: Option<SessionId>,
+    ) -> Option<PlayResponse> {
         let mut attempts: u32 = 0;
         loop {
             if self.stop.is_cancelled() {
@@ -441,7 +448,7 @@ impl Run {
             attempts += 1;
             // After many attempts take whatever comes: a failed node may have come back.
             let exclude = if attempts > 20 { &[][..] } else { exclude };
-            match self.request_play(exclude).await {
+            match self.request_play(exclude, previous).await {
                 Ok(play) => return Some(play),
                 Err(error) => {
                     tracing::debug!(%error, "routing failed");
@@ -456,10 +463,19 @@ impl Run {
         }
     }
 
-    /// `GET /streams/{id}/play`, leaving out the nodes in `exclude`.
-    async fn request_play(&self, exclude: &[NodeId]) -> Result<PlayResponse, String> {
+    /// `GET /streams/{id}/play`, leaving out the nodes in `exclude` and carrying `previous`.
+    async fn request_play(
+        &self,
+        exclude: &[NodeId],
+        previous: Option<SessionId>,
+    ) -> Result<PlayResponse, String> {
         self.coordinator
-            .play_excluding(&self.config.stream_id, &self.key.viewer_key(), exclude)
+            .fail_over(
+                &self.config.stream_id,
+                &self.key.viewer_key(),
+                exclude,
+                previous,
+            )
             .await
             .map_err(|e| e.to_string())
     }

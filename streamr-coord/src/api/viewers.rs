@@ -2,10 +2,20 @@
 //!
 //! Viewers cannot steer the pick. It is drawn with a seed of the viewer's key, the epoch, the
 //! request's source prefix and a coordinator secret ([`Router::viewer_seed`]): asking again
-//! draws the same number, and a new key or network is budgeted. Every request spends one unit,
-//! plus one per node it excludes, of the epoch's grant budgets of its viewer key and of its
+//! draws the same number, and a new key or network is budgeted. Every granted request spends one
+//! unit, plus one per node it excludes, of the epoch's grant budgets of its viewer key and of its
 //! source prefixes (IPv4 /24; IPv6 /48 and /64), kept in the database so they hold across
-//! replicas and restarts; a request over budget is refused with 429.
+//! replicas and restarts; a request over budget is refused with 429. A request that finds no
+//! node spends nothing, so a viewer retrying while nodes come back is not charged for waiting.
+//!
+//! A viewer failing over carries its still-live grant (`previous=<session id>`, its node among
+//! the excluded): that re-route is free, and ends the previous grant (its expiry becomes the
+//! re-route time, which bounds what settlement allows it), so a viewer holds at most one live
+//! grant per paid one. The claim is one conditional update in the database: a grant is carried
+//! once, by one request on any replica, only by its own viewer for its own stream, and at most
+//! [`MAX_FREE_REROUTES`] times along a chain of re-routes (a chain walks the nodes the router
+//! picks, so an unbounded one would reach any node for one unit). Excluding a node the viewer
+//! was not granted recently still costs its unit in a free re-route.
 //!
 //! Nodes are weighed by what the coordinator measured ([`Router::measured_candidate`]):
 //! capacity proven by receipt-backed sessions (a newcomer starts with a few viewers), capped by
@@ -60,6 +70,8 @@ const FRESH_HEARTBEAT_MS: i64 = 5_000;
 const REPORTER_GRANT_WINDOW_MS: i64 = 600_000;
 /// Most nodes one play request may exclude.
 pub(crate) const MAX_EXCLUDED: usize = 16;
+/// Most free re-routes along one chain of grants carried from a paid one.
+pub(crate) const MAX_FREE_REROUTES: i64 = 8;
 
 /// Which nodes routing treats as down, decided from the shared reports and marks alone, so
 /// every replica reading the same rows decides alike, and the marks to write and lift.
@@ -125,20 +137,31 @@ fn decide_down(
     decision
 }
 
-/// The query of `GET /streams/{id}/play`: `viewer=<hex key>` and any number of
-/// `exclude=<node id>` (repeated, or comma-separated).
+/// The query of `GET /streams/{id}/play`: `viewer=<hex key>`, any number of
+/// `exclude=<node id>` (repeated, or comma-separated) and at most one `previous=<session id>`.
 #[derive(Debug)]
 struct PlayParams {
     viewer: ViewerKey,
     exclude: Vec<NodeId>,
+    previous: Option<SessionId>,
 }
 
 impl PlayParams {
     fn parse(pairs: &[(String, String)]) -> Result<Self, ApiError> {
         let mut viewer = None;
         let mut exclude = Vec::new();
+        let mut previous = None;
         for (name, value) in pairs {
             match name.as_str() {
+                "previous" if previous.is_some() => {
+                    return Err(ApiError::InvalidQuery("previous given twice".into()));
+                }
+                "previous" => {
+                    let session = value
+                        .parse::<SessionId>()
+                        .map_err(|e| ApiError::InvalidQuery(format!("previous: {e}")))?;
+                    previous = Some(session);
+                }
                 "viewer" if viewer.is_some() => {
                     return Err(ApiError::InvalidQuery("viewer given twice".into()));
                 }
@@ -172,7 +195,11 @@ impl PlayParams {
         }
         let viewer =
             viewer.ok_or_else(|| ApiError::InvalidQuery("missing field `viewer`".into()))?;
-        Ok(PlayParams { viewer, exclude })
+        Ok(PlayParams {
+            viewer,
+            exclude,
+            previous,
+        })
     }
 }
 
@@ -191,18 +218,16 @@ fn routing_secret(state: &Shared) -> [u8; 32] {
     )
 }
 
-/// What the request spends of each grant budget: one unit plus one per excluded node, charged
-/// to the viewer key and to each source prefix (or to the shared unknown-source budget).
+/// `units` (one, plus one per excluded node, for a paid request) as a charge to each grant
+/// budget: the viewer key's and each source prefix's (or the shared unknown-source budget).
 fn budget_charges(
     state: &Shared,
     viewer: &ViewerKey,
     source: Option<&SourcePrefixes>,
-    excluded: usize,
+    units: usize,
 ) -> Vec<BudgetCharge> {
     let budget = &state.config.grant_budget;
-    let cost = i64::try_from(excluded)
-        .unwrap_or(i64::MAX)
-        .saturating_add(1);
+    let cost = i64::try_from(units).unwrap_or(i64::MAX);
     let charge = |scope: &str, subject: &str, limit: u32| BudgetCharge {
         scope: scope.to_owned(),
         subject: subject.to_owned(),
@@ -294,9 +319,10 @@ pub(crate) async fn measurements(
         .collect())
 }
 
-/// Spends the request's grant budget, picks a node with `streamr_core::Router` (measured
+/// Picks a node with `streamr_core::Router` (measured
 /// capacity and load, leaving out the nodes the viewer excludes and those found down) and
-/// returns playback URLs and a signed grant.
+/// returns playback URLs and a signed grant, spending the request's grant budget once a node is
+/// found (a free re-route spends nothing; see the module docs).
 ///
 /// Each playback URL carries the grant as `?grant=<token>`. A node that three distinct viewers
 /// granted a session on it in the last 10 minutes report (`exclude`) within 30 s, and that has
@@ -308,6 +334,10 @@ pub(crate) async fn measurements(
         ("exclude" = Option<Vec<NodeIdSchema>>, Query, style = Form, explode,
          description = "Nodes the viewer just failed to play from, left out of this pick; \
                         repeat the parameter (ids may also be separated by commas)."),
+        ("previous" = Option<String>, Query,
+         description = "Fail-over: the session id (hex) of the viewer's still-live grant for \
+                        this stream, whose node is excluded. The re-route is not charged to \
+                        the grant budgets and ends that grant; a grant is carried once."),
     ),
     responses(
         (status = 200, description = "Where to play, and the grant", body = PlayResponse),
@@ -333,17 +363,6 @@ pub(crate) async fn play(
     excluded.sort();
     excluded.dedup();
     let source = peer.map(SourcePrefixes::of);
-    let charges = budget_charges(&state, &query.viewer, source.as_ref(), excluded.len());
-    if let Some(refusal) = state.storage.spend_grant_budget(epoch, &charges).await? {
-        Metrics::inc(&state.metrics.grants_over_budget_total);
-        return Err(ApiError::GrantBudgetSpent {
-            scope: refusal.scope,
-            subject: refusal.subject,
-            spent: refusal.spent,
-            cost: refusal.cost,
-            limit: refusal.limit,
-        });
-    }
     let liveness = i64::try_from(state.config.node_liveness.as_millis()).unwrap_or(i64::MAX);
     let live: Vec<NodeRecord> = state
         .storage
@@ -357,9 +376,10 @@ pub(crate) async fn play(
         })
         .collect();
     let viewer = query.viewer.to_string();
+    let mut granted = Vec::new();
     if !excluded.is_empty() {
         // Only a viewer sent to a node can have failed there.
-        let granted = state
+        granted = state
             .storage
             .nodes_granted_to_viewer(&viewer, now.saturating_sub(REPORTER_GRANT_WINDOW_MS))
             .await?;
@@ -435,6 +455,23 @@ pub(crate) async fn play(
         .ok_or_else(|| ApiError::NoNodeAvailable {
             stream_id: id.clone(),
         })?;
+    let reroutes = match reroute(&state, &query, &stream.id, &excluded, now).await? {
+        Some(reroutes) => {
+            // Free, but excluding a node it was never sent to still steers: one unit each.
+            let unsent = excluded.iter().filter(|n| !granted.contains(n)).count();
+            if unsent > 0 {
+                let charges = budget_charges(&state, &query.viewer, source.as_ref(), unsent);
+                spend(&state, epoch, &charges).await?;
+            }
+            Some(reroutes)
+        }
+        None => {
+            let units = excluded.len().saturating_add(1);
+            let charges = budget_charges(&state, &query.viewer, source.as_ref(), units);
+            spend(&state, epoch, &charges).await?;
+            None
+        }
+    };
     let (session_id, signed, grant_json) =
         sign_grant(&state, query.viewer, node_id, &stream.id, now)?;
     state
@@ -464,6 +501,12 @@ pub(crate) async fn play(
             probe: false,
         })
         .await?;
+    if let Some(reroutes) = reroutes {
+        state
+            .storage
+            .set_session_reroutes(&session_id.to_string(), reroutes)
+            .await?;
+    }
     Metrics::inc(&state.metrics.grants_issued_total);
     // The URLs carry the grant (`?grant=<token>`) so any player can present it to the node.
     let with_grant = |url: String| crate::grant_token::with_grant(&url, &signed);
@@ -474,6 +517,55 @@ pub(crate) async fn play(
         hls_url: with_grant(format!("{}/live/{}.m3u8", node.http_url, stream.id)),
         grant: signed,
     }))
+}
+
+/// Spends `charges` of `epoch`'s grant budgets, or refuses with 429 (spending nothing).
+async fn spend(state: &Shared, epoch: i64, charges: &[BudgetCharge]) -> Result<(), ApiError> {
+    match state.storage.spend_grant_budget(epoch, charges).await? {
+        None => Ok(()),
+        Some(refusal) => {
+            Metrics::inc(&state.metrics.grants_over_budget_total);
+            Err(ApiError::GrantBudgetSpent {
+                scope: refusal.scope,
+                subject: refusal.subject,
+                spent: refusal.spent,
+                cost: refusal.cost,
+                limit: refusal.limit,
+            })
+        }
+    }
+}
+
+/// Claims the request's `previous` grant for a free re-route: it must be the same viewer's, for
+/// the same stream, its node excluded, still live and never carried before (checked and ended
+/// in one database update, so one request on any replica wins). Returns the number the new
+/// grant gets in its chain of free re-routes; `None` when the request pays.
+async fn reroute(
+    state: &Shared,
+    query: &PlayParams,
+    stream_id: &str,
+    excluded: &[String],
+    now: i64,
+) -> Result<Option<i64>, ApiError> {
+    let Some(previous) = query.previous else {
+        return Ok(None);
+    };
+    let previous = previous.to_string();
+    let Some(session) = state.storage.get_session(&previous).await? else {
+        return Ok(None);
+    };
+    let carried = session.viewer == query.viewer.to_string()
+        && session.stream_id == stream_id
+        && !session.probe
+        && excluded.contains(&session.node_id);
+    if !carried {
+        return Ok(None);
+    }
+    let claimed = state
+        .storage
+        .claim_reroute(&previous, now, MAX_FREE_REROUTES)
+        .await?;
+    Ok(claimed.map(|reroutes| reroutes.saturating_add(1)))
 }
 
 /// Receipts a viewer posts itself; each credits the node its session was granted to. Their

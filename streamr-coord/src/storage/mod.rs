@@ -264,6 +264,20 @@ pub trait Storage: Send + Sync + 'static {
         viewer: &str,
         since_ms: i64,
     ) -> StorageResult<Vec<String>>;
+    /// Claims session `session_id` for a free re-route at `now_ms`: if it is still live, was
+    /// never claimed and came from fewer than `max_reroutes` free re-routes, it is marked
+    /// claimed and ended (its expiry set to `now_ms`) in one statement, so one request on any
+    /// replica wins; returns how many free re-routes led to it. `None` when it cannot be
+    /// claimed.
+    async fn claim_reroute(
+        &self,
+        session_id: &str,
+        now_ms: i64,
+        max_reroutes: i64,
+    ) -> StorageResult<Option<i64>>;
+    /// Notes that session `session_id` was granted by free re-route number `reroutes` of its
+    /// chain.
+    async fn set_session_reroutes(&self, session_id: &str, reroutes: i64) -> StorageResult<()>;
     /// Per node, the receipt-verified bytes of an epoch, viewers' and probes' apart.
     async fn traffic_for_epoch(&self, epoch: i64) -> StorageResult<Vec<NodeEpochTraffic>>;
 

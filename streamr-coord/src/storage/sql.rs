@@ -1597,6 +1597,40 @@ macro_rules! sql_storage {
                 Ok(rows.into_iter().map(|(node,)| node).collect())
             }
 
+            async fn claim_reroute(
+                &self,
+                session_id: &str,
+                now_ms: i64,
+                max_reroutes: i64,
+            ) -> StorageResult<Option<i64>> {
+                let row: Option<(i64,)> = sqlx::query_as(&$sql(
+                    "UPDATE sessions SET rerouted_at_ms = $2, expiry_ms = $2 \
+                     WHERE session_id = $1 AND rerouted_at_ms IS NULL AND expiry_ms > $2 \
+                     AND reroutes < $3 RETURNING reroutes",
+                ))
+                .bind(session_id)
+                .bind(now_ms)
+                .bind(max_reroutes)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StorageError::query("claim_reroute"))?;
+                Ok(row.map(|(reroutes,)| reroutes))
+            }
+
+            async fn set_session_reroutes(
+                &self,
+                session_id: &str,
+                reroutes: i64,
+            ) -> StorageResult<()> {
+                sqlx::query(&$sql("UPDATE sessions SET reroutes = $2 WHERE session_id = $1"))
+                    .bind(session_id)
+                    .bind(reroutes)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StorageError::query("set_session_reroutes"))?;
+                Ok(())
+            }
+
             async fn traffic_for_epoch(&self, epoch: i64) -> StorageResult<Vec<NodeEpochTraffic>> {
                 sqlx::query_as::<_, NodeEpochTraffic>(&$sql(
                     "SELECT r.node_id, \
