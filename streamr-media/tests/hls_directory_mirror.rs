@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
-use streamr_media::hls::{check_ll_playlist, ParsedPlaylist};
+use streamr_media::hls::{check_ll_playlist, check_multivariant, ParsedPlaylist};
 use streamr_media::http::{LiveHls, LiveHlsConfig, PlaylistLookup};
 use streamr_media::relay::{FrameKind, Publisher, RelayHub, StreamKey};
 use tokio_util::sync::CancellationToken;
@@ -131,6 +131,18 @@ async fn an_ended_streams_files_are_removed_after_its_retention() {
     })
     .await;
     assert_ll_disk_matches_http(&root, &live, &key).await;
+    // The multivariant playlist is mirrored too; its relative variant URIs name the playlists
+    // on disk.
+    let master = root.join("live/cam/master.m3u8");
+    eventually("the multivariant playlist on disk", || master.exists()).await;
+    let variants = check_multivariant(&std::fs::read_to_string(&master).unwrap()).unwrap();
+    for variant in &variants {
+        assert!(
+            root.join("live/cam").join(&variant.uri).exists(),
+            "{variant:?}"
+        );
+    }
+    assert_eq!(variants.len(), 2, "{variants:?}");
     drop(publisher);
     eventually("the ended playlists on disk", || {
         on_disk(&root).is_some_and(|p| p.ended)

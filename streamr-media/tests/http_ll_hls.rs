@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
 use streamr_media::fmp4::box_paths;
-use streamr_media::hls::check_ll_playlist;
+use streamr_media::hls::{check_ll_playlist, check_multivariant};
 use streamr_media::http::{HttpServer, LiveHlsConfig};
 use streamr_media::relay::{FrameKind, RelayHub, StreamKey};
 use streamr_media::rtmp::session::MediaKind;
@@ -364,6 +364,19 @@ async fn an_enhanced_rtmp_av1_and_opus_publish_plays_as_ll_hls() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(check_ll_playlist(&playlist), vec![], "{playlist}");
+    // MPEG-TS carries neither track: no MPEG-TS playlist of table-only segments, and the
+    // multivariant playlist names the fMP4 rendition alone.
+    let (status, _, body) = get(addr, "/live/av1.m3u8").await;
+    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("codecs_not_in_mpeg_ts"));
+    let (status, _, body) = get(addr, "/live/av1/master.m3u8").await;
+    assert_eq!(status, 200);
+    let variants = check_multivariant(std::str::from_utf8(&body).unwrap()).unwrap();
+    assert_eq!(variants.len(), 1, "{variants:?}");
+    assert_eq!(variants[0].uri, "ll.m3u8");
+    assert!(variants[0].codecs[0].starts_with("av01."), "{variants:?}");
+    assert_eq!(variants[0].codecs[1], "opus");
+    assert_eq!(variants[0].resolution, Some((160, 90)));
     let map = playlist
         .lines()
         .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))

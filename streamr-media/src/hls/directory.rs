@@ -129,7 +129,7 @@ impl HlsDirectory {
     }
 
     /// Writes `name` (an LL-HLS file: `ll.m3u8`, `init-{hex}.mp4`, `{msn}.m4s` or
-    /// `{msn}.{part}.m4s`) into the segment directory, atomically like segments.
+    /// `{msn}.{part}.m4s`, or the multivariant playlist `master.m3u8`) into the segment directory, atomically like segments.
     pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), HlsWriteError> {
         write_then_rename(&self.file_path(name)?, bytes)
     }
@@ -172,7 +172,7 @@ impl HlsDirectory {
 /// `{msn}.{part}.m4s`.
 fn is_ll_file(name: &str) -> bool {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if name == "ll.m3u8" {
+    if name == "ll.m3u8" || name == super::MULTIVARIANT_NAME {
         return true;
     }
     if let Some(hex) = name

@@ -5,6 +5,10 @@
 //! them in an RFC 8216bis playlist with blocking reload and delta updates ([`LlPlaylist`]);
 //! [`check_ll_playlist`] checks a rendered playlist against the spec's rules.
 //!
+//! A stream's multivariant playlist ([`render_multivariant`], checked by
+//! [`check_multivariant`]) lists the renditions that carry all its tracks ([`StreamTracks`]),
+//! with measured bandwidth ([`segment_bit_rates`]), RFC 6381 codecs, resolution and frame rate.
+//!
 //! [`Segmenter`] is sans-IO: FLV tags go in, [`SegmenterEvent::SegmentReady`] comes out with the
 //! segment's MPEG-TS bytes, duration and BLAKE3 hash. [`LivePlaylist`] keeps a bounded sliding
 //! window of segments in memory and renders the M3U8; [`HlsStream`] ties the two together for one
@@ -31,9 +35,11 @@ mod ll;
 mod ll_check;
 mod ll_packager;
 mod ll_playlist;
+mod multivariant;
 mod playlist;
 mod segmenter;
 mod uri_query;
+mod variants;
 
 use std::time::SystemTime;
 
@@ -49,11 +55,16 @@ pub use ll_playlist::{
     BlockingState, LlPlaylist, LlPlaylistConfig, LL_HLS_VERSION, PART_HOLD_BACK_PARTS,
     PART_LISTING_TARGET_DURATIONS, SKIP_UNTIL_TARGET_DURATIONS,
 };
+pub use multivariant::{
+    check_multivariant, render_multivariant, segment_bit_rates, MultivariantViolation, Variant,
+    MULTIVARIANT_NAME,
+};
 pub use playlist::{
     LivePlaylist, PlaylistConfig, PlaylistEntry, MIN_WINDOW_SEGMENTS, MIN_WINDOW_TARGET_DURATIONS,
 };
 pub use segmenter::{OpenSegmentInfo, Segment, Segmenter, SegmenterConfig, SegmenterEvent};
 pub use uri_query::{carried_query, playlist_with_query};
+pub use variants::{Rendition, StreamTracks, MP3_CODEC};
 
 use crate::flv::FlvTag;
 use crate::ts::TsError;

@@ -16,8 +16,9 @@ pub fn carried_query(query: &str) -> Option<String> {
 
 /// Rewrites `playlist` (of `key`) so every media URI is `/{app}/{stream}/{file}?{query}`:
 /// segment lines, and the `URI` attribute of `EXT-X-MAP`, `EXT-X-PART` and
-/// `EXT-X-PRELOAD-HINT`. An `EXT-X-RENDITION-REPORT` names another playlist: its URI keeps its
-/// path and gains the query. Absolute paths make the URIs independent of the URL the playlist
+/// `EXT-X-PRELOAD-HINT`. URIs naming another playlist (`EXT-X-RENDITION-REPORT`, `EXT-X-MEDIA`,
+/// `EXT-X-I-FRAME-STREAM-INF`, and the line after an `EXT-X-STREAM-INF` of a multivariant
+/// playlist) keep their path and gain the query. Absolute paths make the URIs independent of the URL the playlist
 /// was fetched under (`/{app}/{stream}.m3u8` or `/{app}/{stream}/index.m3u8`).
 pub fn playlist_with_query(playlist: &str, key: &StreamKey, query: &str) -> String {
     let media = |uri: &str| {
@@ -30,9 +31,13 @@ pub fn playlist_with_query(playlist: &str, key: &StreamKey, query: &str) -> Stri
         format!("{uri}{separator}{query}")
     };
     let mut out = String::with_capacity(playlist.len() + playlist.len() / 2);
+    let mut variant_next = false;
     for line in playlist.lines() {
         if line.starts_with('#') {
-            let is_report = line.starts_with("#EXT-X-RENDITION-REPORT");
+            variant_next = line.starts_with("#EXT-X-STREAM-INF:");
+            let is_report = ["#EXT-X-RENDITION-REPORT", "#EXT-X-MEDIA:", "#EXT-X-I-FRAME"]
+                .iter()
+                .any(|tag| line.starts_with(tag));
             match line.split_once("URI=\"").and_then(|(head, rest)| {
                 let (uri, tail) = rest.split_once('"')?;
                 Some((head, uri, tail))
@@ -46,6 +51,8 @@ pub fn playlist_with_query(playlist: &str, key: &StreamKey, query: &str) -> Stri
                 }
                 None => out.push_str(line),
             }
+        } else if std::mem::take(&mut variant_next) {
+            out.push_str(&report(line));
         } else if !line.is_empty() {
             out.push_str(&media(line));
         }
@@ -85,6 +92,24 @@ mod tests {
              #EXTINF:2.000,\n/live/show/4.m4s?t=1\n\
              #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"/live/show/5.0.m4s?t=1\"\n\
              #EXT-X-RENDITION-REPORT:URI=\"../low/ll.m3u8?t=1\",LAST-MSN=4\n"
+        );
+    }
+
+    #[test]
+    fn variant_playlists_keep_their_path_and_gain_the_query() {
+        let body = "#EXTM3U\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+                    #EXT-X-STREAM-INF:BANDWIDTH=900000,CODECS=\"avc1.64001f,mp4a.40.2\"\n\
+                    ll.m3u8\n\
+                    #EXT-X-STREAM-INF:BANDWIDTH=800000,CODECS=\"avc1.64001f,mp4a.40.2\"\n\
+                    ../show.m3u8\n";
+        let out = playlist_with_query(body, &show(), "grant=ab");
+        assert_eq!(
+            out,
+            "#EXTM3U\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=900000,CODECS=\"avc1.64001f,mp4a.40.2\"\n\
+             ll.m3u8?grant=ab\n\
+             #EXT-X-STREAM-INF:BANDWIDTH=800000,CODECS=\"avc1.64001f,mp4a.40.2\"\n\
+             ../show.m3u8?grant=ab\n"
         );
     }
 

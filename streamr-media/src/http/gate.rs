@@ -48,8 +48,8 @@ pub fn gated_router(state: HttpState, gate: PlayGate) -> Router {
 /// What an HTTP path asks for.
 #[derive(Debug)]
 enum Target {
-    /// `/{app}/{name}.m3u8`, `/{app}/{name}/ll.m3u8`, or `/{app}/{name}/index.m3u8` (`alias`,
-    /// served as the first).
+    /// `/{app}/{name}.m3u8`, `/{app}/{name}/ll.m3u8`, `/{app}/{name}/master.m3u8` (the
+    /// multivariant playlist), or `/{app}/{name}/index.m3u8` (`alias`, served as the first).
     Playlist { key: StreamKey, alias: bool },
     /// `/{app}/{name}.flv`.
     Flv(StreamKey),
@@ -89,7 +89,7 @@ fn target(path: &str) -> Option<Result<Target, NameError>> {
         [app, name, "index.m3u8"] => {
             StreamKey::parse(app, name).map(|key| Target::Playlist { key, alias: true })
         }
-        [app, name, "ll.m3u8"] => {
+        [app, name, "ll.m3u8" | crate::hls::MULTIVARIANT_NAME] => {
             StreamKey::parse(app, name).map(|key| Target::Playlist { key, alias: false })
         }
         [app, name, file]
@@ -227,6 +227,10 @@ mod tests {
         assert!(matches!(
             target("/live/show/index.m3u8"),
             Some(Ok(Target::Playlist { alias: true, key })) if key.name == "show"
+        ));
+        assert!(matches!(
+            target("/live/show/master.m3u8"),
+            Some(Ok(Target::Playlist { alias: false, key })) if key.name == "show"
         ));
         assert!(matches!(
             target("/live/show/ll.m3u8"),

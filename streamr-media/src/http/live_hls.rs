@@ -14,8 +14,9 @@ use tracing::{debug, info, warn};
 
 use crate::flv::{FlvTag, FlvTagType};
 use crate::hls::{
-    BlockingState, HlsDirectory, LivePlaylist, LlEvent, LlPackager, LlPackagerConfig, LlPlaylist,
-    LlPlaylistConfig, PlaylistConfig, Segmenter, SegmenterConfig, SegmenterEvent,
+    render_multivariant, segment_bit_rates, BlockingState, HlsDirectory, LivePlaylist, LlEvent,
+    LlPackager, LlPackagerConfig, LlPlaylist, LlPlaylistConfig, PlaylistConfig, Rendition,
+    Segmenter, SegmenterConfig, SegmenterEvent, StreamTracks, Variant, MULTIVARIANT_NAME,
 };
 use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey};
 use crate::ts::TsError;
@@ -138,6 +139,10 @@ struct StreamHls {
     next_sequence: AtomicU64,
     /// The LL-HLS rendition, when enabled.
     ll: Option<LlState>,
+    /// The multivariant playlist, once a segment is listed.
+    multivariant: RwLock<Option<Bytes>>,
+    /// MPEG-TS carries none of the stream's tracks (AV1 with Opus): its playlist is refused.
+    mpeg_ts_empty: AtomicBool,
 }
 
 /// One stream's LL-HLS playlist as served, with its renderings cached.
@@ -223,9 +228,14 @@ pub struct LlRequest {
 
 /// What a playlist request finds.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PlaylistLookup {
     /// The rendered playlist.
     Ready(Bytes),
+    /// The stream's codecs cannot be carried in MPEG-TS (AV1 with Opus): its MPEG-TS segments
+    /// would hold only the stream tables, so the MPEG-TS playlist is not served; the LL-HLS
+    /// (fMP4) and multivariant playlists are.
+    NotCarried,
     /// The stream is being segmented but has no segment yet.
     Pending,
     /// Neither published nor recently ended.
@@ -339,6 +349,8 @@ impl LiveHls {
             ended: AtomicBool::new(false),
             next_sequence: AtomicU64::new(first_sequence),
             ll,
+            multivariant: RwLock::new(None),
+            mpeg_ts_empty: AtomicBool::new(false),
         });
         streams.insert(key.clone(), state.clone());
         drop(streams);
@@ -354,6 +366,8 @@ impl LiveHls {
             segmenter: Segmenter::with_first_sequence(config.segmenter, first_sequence),
             packager: config.low_latency.map(LlPackager::new),
             ll_completed: std::collections::VecDeque::new(),
+            tracks: StreamTracks::new(),
+            ll_sizes: std::collections::VecDeque::new(),
             directory,
         };
         tokio::spawn(task.run(subscription));
@@ -375,8 +389,35 @@ impl LiveHls {
                     .read()
                     .unwrap_or_else(PoisonError::into_inner);
                 if view.segments > 0 {
+                    if state.mpeg_ts_empty.load(Ordering::Acquire) {
+                        return PlaylistLookup::NotCarried;
+                    }
                     return PlaylistLookup::Ready(view.rendered.clone());
                 }
+            }
+            match tokio::time::timeout_at(deadline, version.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return PlaylistLookup::Pending,
+            }
+        }
+    }
+
+    /// The multivariant playlist of `key` (see [`render_multivariant`]), starting live HLS when
+    /// the stream is published but not yet segmented. Waits up to `wait` for a first segment.
+    pub async fn multivariant(&self, key: &StreamKey, wait: Duration) -> PlaylistLookup {
+        let Some(state) = self.ensure_started(key) else {
+            return PlaylistLookup::Unknown;
+        };
+        let mut version = state.version.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(body) = state
+                .multivariant
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+            {
+                return PlaylistLookup::Ready(body);
             }
             match tokio::time::timeout_at(deadline, version.changed()).await {
                 Ok(Ok(())) => continue,
@@ -520,6 +561,10 @@ struct StreamTask {
     packager: Option<LlPackager>,
     /// fMP4 segments completed before their MPEG-TS twin was announced.
     ll_completed: std::collections::VecDeque<(u64, LlSegmentNotice)>,
+    /// The stream's tracks, for the multivariant playlist.
+    tracks: StreamTracks,
+    /// Size and duration (ms) of the newest fMP4 segments, for their bandwidth.
+    ll_sizes: std::collections::VecDeque<(usize, u64)>,
     directory: Option<DirectoryWriter>,
 }
 
@@ -564,6 +609,7 @@ impl StreamTask {
                             stream_id: 0,
                             data: frame.payload().clone(),
                         };
+                        self.tracks.push(&tag);
                         let pushed = self.segmenter.push(&tag);
                         self.package(Some(&tag));
                         match pushed {
@@ -676,6 +722,11 @@ impl StreamTask {
         }
         for event in &events {
             if let LlEvent::SegmentReady(segment) = event {
+                if self.ll_sizes.len() >= self.live.inner.config.window_segments.max(6) {
+                    self.ll_sizes.pop_front();
+                }
+                self.ll_sizes
+                    .push_back((segment.bytes.len(), segment.duration_ms));
                 if self.ll_completed.len() >= 8 {
                     self.ll_completed.pop_front();
                 }
@@ -822,12 +873,71 @@ impl StreamTask {
                 }
             }
             let text = view.playlist.render();
+            let mpeg_ts_empty = self.tracks.mpeg_ts_carries_nothing();
+            self.state
+                .mpeg_ts_empty
+                .store(mpeg_ts_empty, Ordering::Release);
             if let Some(directory) = &self.directory {
-                directory.send(DirectoryJob::Sync(Box::new(view.playlist.clone())));
+                // Segments holding only the stream tables are not mirrored either.
+                if !mpeg_ts_empty {
+                    directory.send(DirectoryJob::Sync(Box::new(view.playlist.clone())));
+                }
             }
             view.rendered = Bytes::from(text);
+            if view.segments > 0 {
+                self.update_multivariant(&view.playlist);
+            }
         }
         self.state.version.send_modify(|v| *v += 1);
+    }
+
+    /// Renders the multivariant playlist: the LL-HLS rendition, then the MPEG-TS one, each only
+    /// when it carries every track HLS can carry, with the bandwidth its listed segments took.
+    fn update_multivariant(&self, ts_playlist: &LivePlaylist) {
+        let target = ts_playlist.target_duration_secs();
+        let mut variants = Vec::new();
+        let mut variant = |uri: String, rendition: Rendition, sizes: &[(usize, u64)]| {
+            let codecs = self.tracks.codecs(rendition)?;
+            let (peak, average) = segment_bit_rates(sizes, target)?;
+            variants.push(Variant {
+                uri,
+                bandwidth: peak,
+                average_bandwidth: Some(average),
+                codecs,
+                resolution: self.tracks.resolution(),
+                frame_rate: self.tracks.frame_rate(),
+            });
+            Some(())
+        };
+        if self.state.ll.is_some() {
+            let sizes: Vec<(usize, u64)> = self.ll_sizes.iter().copied().collect();
+            variant(
+                crate::http::ll_hls::LL_PLAYLIST_NAME.to_owned(),
+                Rendition::Fmp4,
+                &sizes,
+            );
+        }
+        let sizes: Vec<(usize, u64)> = ts_playlist
+            .listed()
+            .filter_map(|entry| Some((entry.bytes.as_ref()?.len(), entry.duration_ms)))
+            .collect();
+        variant(
+            format!("../{}.m3u8", self.key.name),
+            Rendition::MpegTs,
+            &sizes,
+        );
+        if variants.is_empty() {
+            return;
+        }
+        let body = Bytes::from(render_multivariant(&variants));
+        if let Some(directory) = &self.directory {
+            directory.send(DirectoryJob::Multivariant(body.clone()));
+        }
+        *self
+            .state
+            .multivariant
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(body);
     }
 }
 
@@ -839,6 +949,8 @@ enum DirectoryJob {
     /// Write the LL-HLS rendition's new files, then its playlist, then delete the files of
     /// segments it no longer keeps.
     SyncLl(Box<LlMirrorJob>),
+    /// Write the multivariant playlist.
+    Multivariant(Bytes),
     /// The stream's playlist was dropped: delete its files.
     RemoveAll,
 }
@@ -880,6 +992,7 @@ impl DirectoryWriter {
                 match job {
                     DirectoryJob::Sync(playlist) => mirror.sync(&playlist),
                     DirectoryJob::SyncLl(job) => mirror.sync_ll(&job),
+                    DirectoryJob::Multivariant(body) => mirror.write_multivariant(&body),
                     DirectoryJob::RemoveAll => mirror.remove_all(),
                 }
             }
@@ -913,6 +1026,13 @@ struct DirectoryMirror {
 impl DirectoryMirror {
     fn sync(&mut self, playlist: &LivePlaylist) {
         let result = self.try_sync(playlist);
+        self.report(result);
+    }
+
+    fn write_multivariant(&mut self, body: &Bytes) {
+        let result = self
+            .directory()
+            .and_then(|directory| directory.write_file(MULTIVARIANT_NAME, body));
         self.report(result);
     }
 

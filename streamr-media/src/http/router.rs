@@ -16,6 +16,7 @@ use tower_http::cors::CorsLayer;
 use super::flv_raw::{stream_flv, FlvCounters, Framing, ResponseByteCounters};
 use super::http_flv::flv_body;
 use super::live_hls::{LiveHls, PlaylistLookup};
+use crate::hls::MULTIVARIANT_NAME;
 use crate::name::NameError;
 use crate::relay::{RelayHub, StreamKey};
 
@@ -76,7 +77,15 @@ impl HttpState {
 /// - `GET /{app}/{stream}/{sequence}.ts`: a segment (`immutable`);
 /// - `GET /{app}/{stream}.flv`: HTTP-FLV from the relay's GOP cache, chunked;
 /// - `GET /{app}/{stream}/ll.m3u8` and its `init-*.mp4`, `{msn}.m4s`, `{msn}.{part}.m4s`: the
-///   LL-HLS rendition (see the `ll_hls` module).
+///   LL-HLS rendition (see the `ll_hls` module);
+/// - `GET /{app}/{stream}/master.m3u8`: the multivariant playlist, naming `ll.m3u8` and
+///   `../{stream}.m3u8` with their measured bandwidth, codecs, resolution and frame rate; a
+///   rendition that cannot carry every track is left out (MPEG-TS for AV1 or Opus, fMP4 for
+///   MP3).
+///
+/// A stream MPEG-TS carries no track of (AV1 with Opus) has no MPEG-TS playlist: its
+/// `/{app}/{stream}.m3u8` answers 409 `codecs_not_in_mpeg_ts` with a JSON body naming the
+/// multivariant playlist.
 ///
 /// Unknown streams and files get a 404 with a JSON body, invalid app or stream names (see
 /// [`crate::name`]) a 400; every response allows any origin.
@@ -145,12 +154,29 @@ async fn stream_file(
     }
 }
 
-async fn playlist(state: HttpState, key: StreamKey) -> Response {
-    // A new stream's first segment takes about one segment duration; wait that long.
-    let wait = Duration::from_millis(
+/// How long a playlist request waits for a new stream's first segment: about one segment
+/// duration.
+fn first_segment_wait(state: &HttpState) -> Duration {
+    Duration::from_millis(
         u64::from(state.hls.config().segmenter.target_duration_secs.max(1)) * 1_000,
-    );
-    match state.hls.playlist(&key, wait).await {
+    )
+}
+
+async fn playlist(state: HttpState, key: StreamKey) -> Response {
+    let lookup = state.hls.playlist(&key, first_segment_wait(&state)).await;
+    playlist_response(lookup, &key)
+}
+
+async fn multivariant(state: HttpState, key: StreamKey) -> Response {
+    let lookup = state
+        .hls
+        .multivariant(&key, first_segment_wait(&state))
+        .await;
+    playlist_response(lookup, &key)
+}
+
+fn playlist_response(lookup: PlaylistLookup, key: &StreamKey) -> Response {
+    match lookup {
         PlaylistLookup::Ready(body) => (
             [
                 (
@@ -162,8 +188,20 @@ async fn playlist(state: HttpState, key: StreamKey) -> Response {
             body,
         )
             .into_response(),
-        PlaylistLookup::Pending => not_found("stream has no segment yet", Some(&key)),
-        PlaylistLookup::Unknown => not_found("stream not found", Some(&key)),
+        PlaylistLookup::NotCarried => (
+            StatusCode::CONFLICT,
+            [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
+            Json(serde_json::json!({
+                "error": "codecs_not_in_mpeg_ts",
+                "message": "MPEG-TS cannot carry this stream's codecs (AV1, Opus); \
+                            play its LL-HLS (fMP4) rendition",
+                "stream": format!("{}/{}", key.app, key.name),
+                "multivariant": format!("/{}/{}/{MULTIVARIANT_NAME}", key.app, key.name),
+            })),
+        )
+            .into_response(),
+        PlaylistLookup::Pending => not_found("stream has no segment yet", Some(key)),
+        PlaylistLookup::Unknown => not_found("stream not found", Some(key)),
     }
 }
 
@@ -180,6 +218,9 @@ async fn segment(
         Ok(key) => key,
         Err(error) => return invalid_name(&error),
     };
+    if segment == MULTIVARIANT_NAME {
+        return multivariant(state, key).await;
+    }
     if let Some(response) = super::ll_hls::serve(&state.hls, &key, &segment, query.as_deref()).await
     {
         return response;
