@@ -184,6 +184,17 @@ impl Book {
         self.acc.entry(node).or_default()
     }
 
+    /// Books a session into its node's totals: its verified and on-time bytes, one session,
+    /// and its stream's bitrate (for the claim slack).
+    pub fn book(&mut self, ctx: &EpochContext<'_>, session: &SessionUsage) {
+        let bitrate = ctx.bitrate(&session.stream_id);
+        let a = self.acc(session.node_id);
+        a.verified = a.verified.saturating_add(session.bytes);
+        a.on_time = a.on_time.saturating_add(session.on_time_bytes);
+        a.sessions += 1;
+        a.session_bitrates = a.session_bitrates.saturating_add(bitrate);
+    }
+
     pub fn fire(
         &mut self,
         rule: RuleId,

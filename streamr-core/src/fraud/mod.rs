@@ -466,12 +466,7 @@ impl FraudEngine {
 
         let mut credits = Vec::with_capacity(viewer_sessions.len());
         for s in viewer_sessions {
-            let bitrate = ctx.bitrate(&s.stream_id);
-            let a = book.acc(s.node_id);
-            a.verified = a.verified.saturating_add(s.bytes);
-            a.on_time = a.on_time.saturating_add(s.on_time_bytes);
-            a.sessions += 1;
-            a.session_bitrates = a.session_bitrates.saturating_add(bitrate);
+            book.book(ctx, s);
             if !ctx.profiles.contains_key(&s.node_id) {
                 continue;
             }

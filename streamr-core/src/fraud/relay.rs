@@ -160,12 +160,7 @@ pub(super) fn credit_edges<'a>(
     let mut into: BTreeMap<Place, Vec<usize>> = BTreeMap::new();
     let mut children: BTreeMap<Place, BTreeSet<NodeId>> = BTreeMap::new();
     for s in relay_sessions {
-        let bitrate = ctx.bitrate(&s.stream_id);
-        let a = book.acc(s.node_id);
-        a.verified = a.verified.saturating_add(s.bytes);
-        a.on_time = a.on_time.saturating_add(s.on_time_bytes);
-        a.sessions += 1;
-        a.session_bitrates = a.session_bitrates.saturating_add(bitrate);
+        book.book(ctx, s);
         let Some(child) = relay_child(ctx, &s.viewer) else {
             continue;
         };
