@@ -307,6 +307,26 @@ impl SegmentReporter {
     }
 }
 
+/// The next segment notice; `None` once `stop` is cancelled or the segmenter is gone. Notices
+/// missed because the receiver fell behind are skipped after `on_lag` is told how many.
+pub(crate) async fn next_segment_notice(
+    notices: &mut broadcast::Receiver<SegmentNotice>,
+    stop: &CancellationToken,
+    on_lag: impl Fn(u64),
+) -> Option<SegmentNotice> {
+    loop {
+        let notice = tokio::select! {
+            _ = stop.cancelled() => return None,
+            notice = notices.recv() => notice,
+        };
+        match notice {
+            Ok(notice) => return Some(notice),
+            Err(broadcast::error::RecvError::Lagged(missed)) => on_lag(missed),
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}
+
 /// Queues every segment the origin's live HLS cuts until `stop`. Each stream's segments form a
 /// run, and a new run starts whenever the segmenter's numbering starts over.
 pub(crate) async fn queue_segments(
@@ -317,20 +337,15 @@ pub(crate) async fn queue_segments(
     // Per stream: the current run and the last sequence number queued in it.
     let mut runs: HashMap<String, (u64, u64)> = HashMap::new();
     loop {
-        let notice = tokio::select! {
-            _ = stop.cancelled() => return,
-            notice = notices.recv() => notice,
-        };
-        let notice = match notice {
-            Ok(notice) => notice,
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                error!(
-                    missed,
-                    "segment reports fell behind; some segments go unreported"
-                );
-                continue;
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
+        let Some(notice) = next_segment_notice(&mut notices, &stop, |missed| {
+            error!(
+                missed,
+                "segment reports fell behind; some segments go unreported"
+            )
+        })
+        .await
+        else {
+            return;
         };
         let stream = notice.key.name.as_str().to_owned();
         let run = match runs.get(&stream) {

@@ -165,17 +165,12 @@ pub(crate) async fn sign_relay_receipts(
     let mut state = RelayReceipts::default();
     let mut sessions_in_use: HashMap<SessionId, u64> = HashMap::new();
     loop {
-        let notice = tokio::select! {
-            _ = stop.cancelled() => return,
-            notice = notices.recv() => notice,
-        };
-        let notice = match notice {
-            Ok(notice) => notice,
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                warn!(missed, "relay receipts fell behind the segmenter");
-                continue;
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
+        let Some(notice) = crate::network::next_segment_notice(&mut notices, &stop, |missed| {
+            warn!(missed, "relay receipts fell behind the segmenter")
+        })
+        .await
+        else {
+            return;
         };
         let stream = notice.key.name.as_str().to_owned();
         let Some(upstream) = puller.status(&notice.key).and_then(|s| s.upstream) else {
