@@ -16,7 +16,7 @@ use super::ll::{blocking_reload_url, LlMediaPlaylist, PartPosition};
 use super::origin::OriginPart;
 use super::receipts::SessionReceipts;
 use super::resume::{self, ResumePlan, PART_RESUME_LOOKBACK};
-use super::{low_latency_url, with_token, Pending, Run, SessionEnd, ViewerError};
+use super::{low_latency_url, with_token, Pending, Run, SessionClock, SessionEnd, ViewerError};
 use crate::grant_token;
 use crate::wire::PlayResponse;
 
@@ -90,9 +90,8 @@ impl Run {
         let mut pending: VecDeque<Pending> = VecDeque::new();
         let mut checks = PartChecks::default();
         let mut cursor: Option<PartPosition> = None;
-        let session_start = Instant::now();
+        let mut clock = SessionClock::new();
         let mut last_progress: Option<Instant> = None;
-        let mut last_receipt = Instant::now();
         let end = loop {
             let url = match cursor {
                 Some(next) => blocking_reload_url(&playlist_url, next),
@@ -158,24 +157,19 @@ impl Run {
                     _ => break SessionEnd::StreamEnded,
                 }
             }
-            if last_receipt.elapsed() >= self.config.receipt_interval {
-                self.send_receipt(play, &mut receipts).await;
-                last_receipt = Instant::now();
-            }
-            let stalled = match last_progress {
-                Some(at) => at.elapsed() > self.config.stall_timeout,
-                None => session_start.elapsed() > self.config.start_timeout,
-            };
-            if stalled {
+            if self
+                .end_round(play, &mut receipts, &mut clock, last_progress)
+                .await
+            {
                 break SessionEnd::NodeFailed("no new part".into());
             }
         };
         if !matches!(end, SessionEnd::NodeFailed(_)) {
             // A part that does not match cannot fail over any more: it is counted.
             let _ = self.verify_parts(&mut checks, &mut pending, true).await;
-            self.verify_pending(&mut pending, &mut receipts, true).await;
         }
-        self.send_receipt(play, &mut receipts).await;
+        self.end_session(play, &end, &mut pending, &mut receipts)
+            .await;
         Ok(end)
     }
 

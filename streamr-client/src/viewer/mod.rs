@@ -360,6 +360,22 @@ struct Pending {
 /// Most received segments kept waiting for the origin's hashes; beyond it the oldest is judged.
 const MAX_PENDING: usize = 10_000;
 
+/// When a session started and when it last sent a receipt.
+struct SessionClock {
+    started: Instant,
+    last_receipt: Instant,
+}
+
+impl SessionClock {
+    fn new() -> Self {
+        let now = Instant::now();
+        SessionClock {
+            started: now,
+            last_receipt: now,
+        }
+    }
+}
+
 struct Run {
     config: ViewerConfig,
     coordinator: CoordinatorClient,
@@ -495,9 +511,8 @@ impl Run {
         let mut receipts = SessionReceipts::new(play.grant.body.session_id);
         let mut pending: VecDeque<Pending> = VecDeque::new();
         let mut next_sequence: Option<u64> = None;
-        let session_start = Instant::now();
+        let mut clock = SessionClock::new();
         let mut last_progress: Option<Instant> = None;
-        let mut last_receipt = Instant::now();
         let mut poll = tokio::time::interval(self.config.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let end = loop {
@@ -598,24 +613,50 @@ impl Run {
             }
             self.verify_pending(&mut pending, &mut receipts, false)
                 .await;
-            if last_receipt.elapsed() >= self.config.receipt_interval {
-                self.send_receipt(play, &mut receipts).await;
-                last_receipt = Instant::now();
-            }
-            let stalled = match last_progress {
-                Some(at) => at.elapsed() > self.config.stall_timeout,
-                None => session_start.elapsed() > self.config.start_timeout,
-            };
-            if stalled {
+            if self
+                .end_round(play, &mut receipts, &mut clock, last_progress)
+                .await
+            {
                 break SessionEnd::NodeFailed("no new segment".into());
             }
         };
-        // Acknowledge what was verified before leaving the session.
-        if !matches!(end, SessionEnd::NodeFailed(_)) {
-            self.verify_pending(&mut pending, &mut receipts, true).await;
-        }
-        self.send_receipt(play, &mut receipts).await;
+        self.end_session(play, &end, &mut pending, &mut receipts)
+            .await;
         Ok(end)
+    }
+
+    /// The end of each round of a session loop: sends a receipt when one is due; true when the
+    /// node stalled (no progress for the stall timeout, or none at all for the start timeout).
+    async fn end_round(
+        &mut self,
+        play: &PlayResponse,
+        receipts: &mut SessionReceipts,
+        clock: &mut SessionClock,
+        last_progress: Option<Instant>,
+    ) -> bool {
+        if clock.last_receipt.elapsed() >= self.config.receipt_interval {
+            self.send_receipt(play, receipts).await;
+            clock.last_receipt = Instant::now();
+        }
+        match last_progress {
+            Some(at) => at.elapsed() > self.config.stall_timeout,
+            None => clock.started.elapsed() > self.config.start_timeout,
+        }
+    }
+
+    /// Leaves a session: unless the node failed (its pending media may still be judged on the
+    /// next node), judges what is pending for good, then acknowledges what was verified.
+    async fn end_session(
+        &mut self,
+        play: &PlayResponse,
+        end: &SessionEnd,
+        pending: &mut VecDeque<Pending>,
+        receipts: &mut SessionReceipts,
+    ) {
+        if !matches!(end, SessionEnd::NodeFailed(_)) {
+            self.verify_pending(pending, receipts, true).await;
+        }
+        self.send_receipt(play, receipts).await;
     }
 
     /// The segments to deliver first on a node taken over after a fail-over: those after the
