@@ -576,7 +576,18 @@ async fn the_grant_log_lists_grants_live_in_a_window(db: &TestDb) {
         .is_empty());
 }
 
-/// Ends every grant of the chain but the newest: what settlement bounds a grant by.
+/// Hour-long epochs and `per_viewer` units per viewer key.
+fn viewer_budget(per_viewer: u32) -> CoordConfig {
+    CoordConfig {
+        grant_budget: GrantBudget {
+            per_viewer,
+            ..GrantBudget::default()
+        },
+        ..hour_epochs()
+    }
+}
+
+/// The grants issued since `since` that are live now (a re-route ends the grant it carries).
 async fn live_sessions(db: &TestDb, since: i64) -> Vec<String> {
     let now = now_ms() as i64;
     db.storage()
@@ -592,13 +603,7 @@ async fn live_sessions(db: &TestDb, since: i64) -> Vec<String> {
 
 async fn fail_overs_carrying_the_previous_grant_spend_no_budget(db: &TestDb) {
     // One unit per viewer: only the first grant is paid.
-    let config = CoordConfig {
-        grant_budget: GrantBudget {
-            per_viewer: 1,
-            ..GrantBudget::default()
-        },
-        ..hour_epochs()
-    };
+    let config = viewer_budget(1);
     let api = coordinator(db, config.clone()).await;
     let replica = Client::new(Coordinator::new(config, db.storage().await));
     let mut nodes = Vec::new();
@@ -641,13 +646,7 @@ async fn fail_overs_carrying_the_previous_grant_spend_no_budget(db: &TestDb) {
 }
 
 async fn faked_fail_overs_farm_no_grants(db: &TestDb) {
-    let config = CoordConfig {
-        grant_budget: GrantBudget {
-            per_viewer: 3,
-            ..GrantBudget::default()
-        },
-        ..hour_epochs()
-    };
+    let config = viewer_budget(3);
     let api = coordinator(db, config).await;
     let mut nodes = Vec::new();
     for seed in 1..=12 {

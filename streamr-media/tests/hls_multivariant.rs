@@ -8,13 +8,12 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
+use streamr_media::flv::{FlvReader, FlvTag};
 use streamr_media::hls::{
     check_multivariant, LlEvent, LlPackager, LlPackagerConfig, Segmenter, SegmenterConfig,
 };
 use streamr_media::http::{HttpServer, LiveHlsConfig};
 use streamr_media::relay::{RelayHub, StreamKey};
-use streamr_media::rtmp::session::MediaKind;
 use streamr_media::rtmp::url::RtmpUrl;
 use streamr_media::server::RelayServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -75,16 +74,21 @@ async fn publish(rtmp: SocketAddr, tags: Vec<FlvTag>) -> streamr_media::client::
     for tag in tags {
         let due = Duration::from_millis(u64::from(tag.timestamp) / 4);
         tokio::time::sleep_until((started + due).into()).await;
-        let kind = match tag.tag_type {
-            FlvTagType::Audio => MediaKind::Audio,
-            _ => MediaKind::Video,
-        };
-        client
-            .send_media(kind, tag.timestamp, tag.data.clone())
-            .await
-            .unwrap();
+        common::send_tag(&mut client, &tag).await;
     }
     client
+}
+
+/// Ends the publish and the HTTP server.
+async fn stop(
+    publisher: tokio::task::JoinHandle<streamr_media::client::RtmpClient>,
+    hub: &RelayHub,
+    http: HttpServer,
+) {
+    publisher.await.unwrap().close().await.unwrap();
+    let key = StreamKey::parse("live", "cam").unwrap();
+    common::wait_for_publish_end(hub, &key, Duration::from_secs(5)).await;
+    http.shutdown().await;
 }
 
 /// The multivariant playlist once it lists `variants` variants.
@@ -141,11 +145,7 @@ async fn both_renditions_are_listed_with_their_codecs_size_rate_and_bandwidth() 
     assert_eq!(status, 200);
     assert!(ts.contains(".ts?token=abc"), "{ts}");
 
-    let client = publisher.await.unwrap();
-    client.close().await.unwrap();
-    let key = StreamKey::parse("live", "cam").unwrap();
-    common::wait_for_publish_end(&hub, &key, Duration::from_secs(5)).await;
-    http.shutdown().await;
+    stop(publisher, &hub, http).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,9 +178,5 @@ async fn ffprobe_opens_the_multivariant_playlist() {
         "{streams}"
     );
     assert!(streams.contains("codec_name=aac"), "{streams}");
-    let client = publisher.await.unwrap();
-    client.close().await.unwrap();
-    let key = StreamKey::parse("live", "cam").unwrap();
-    common::wait_for_publish_end(&hub, &key, Duration::from_secs(5)).await;
-    http.shutdown().await;
+    stop(publisher, &hub, http).await;
 }

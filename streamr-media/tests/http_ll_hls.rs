@@ -10,12 +10,11 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
+use streamr_media::flv::{FlvReader, FlvTagType};
 use streamr_media::fmp4::box_paths;
 use streamr_media::hls::{check_ll_playlist, check_multivariant};
 use streamr_media::http::{HttpServer, LiveHlsConfig};
 use streamr_media::relay::{FrameKind, RelayHub, StreamKey};
-use streamr_media::rtmp::session::MediaKind;
 use streamr_media::rtmp::url::RtmpUrl;
 use streamr_test_support::ffmpeg::ffmpeg_publish_with_b_frames;
 use streamr_test_support::Running;
@@ -304,18 +303,6 @@ async fn a_blocking_request_the_stream_never_fills_gets_a_503_after_three_target
     http.shutdown().await;
 }
 
-/// Publishes `tag` on `client` as the media it is.
-async fn send_tag(client: &mut streamr_media::client::RtmpClient, tag: &FlvTag) {
-    let kind = match tag.tag_type {
-        FlvTagType::Audio => MediaKind::Audio,
-        _ => MediaKind::Video,
-    };
-    client
-        .send_media(kind, tag.timestamp, tag.data.clone())
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop: needs ffmpeg and ffprobe"]
 async fn an_enhanced_rtmp_av1_and_opus_publish_plays_as_ll_hls() {
@@ -340,13 +327,13 @@ async fn an_enhanced_rtmp_av1_and_opus_publish_plays_as_ll_hls() {
     // relay's cached GOP, so it misses at most the first keyframe interval.
     let (headers, frames) = tags.split_at(2);
     for tag in headers {
-        send_tag(&mut client, tag).await;
+        common::send_tag(&mut client, tag).await;
     }
     let started = Instant::now();
     for tag in frames {
         let due = Duration::from_millis(u64::from(tag.timestamp));
         tokio::time::sleep_until((started + due).into()).await;
-        send_tag(&mut client, tag).await;
+        common::send_tag(&mut client, tag).await;
     }
     client.close().await.unwrap();
     common::wait_for_publish_end(&hub, &key, Duration::from_secs(5)).await;

@@ -153,24 +153,8 @@ impl PlayParams {
         let mut previous = None;
         for (name, value) in pairs {
             match name.as_str() {
-                "previous" if previous.is_some() => {
-                    return Err(ApiError::InvalidQuery("previous given twice".into()));
-                }
-                "previous" => {
-                    let session = value
-                        .parse::<SessionId>()
-                        .map_err(|e| ApiError::InvalidQuery(format!("previous: {e}")))?;
-                    previous = Some(session);
-                }
-                "viewer" if viewer.is_some() => {
-                    return Err(ApiError::InvalidQuery("viewer given twice".into()));
-                }
-                "viewer" => {
-                    let key = value
-                        .parse::<ViewerKey>()
-                        .map_err(|e| ApiError::InvalidQuery(format!("viewer: {e}")))?;
-                    viewer = Some(key);
-                }
+                "previous" => set_once(&mut previous, "previous", value)?,
+                "viewer" => set_once(&mut viewer, "viewer", value)?,
                 "exclude" => {
                     for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                         let node = part.parse::<NodeId>().map_err(|e| {
@@ -201,6 +185,22 @@ impl PlayParams {
             previous,
         })
     }
+}
+
+/// Parses query parameter `name`'s `value` into `slot`; a parameter given twice is refused.
+fn set_once<T>(slot: &mut Option<T>, name: &str, value: &str) -> Result<(), ApiError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    if slot.is_some() {
+        return Err(ApiError::InvalidQuery(format!("{name} given twice")));
+    }
+    let parsed = value
+        .parse()
+        .map_err(|e| ApiError::InvalidQuery(format!("{name}: {e}")))?;
+    *slot = Some(parsed);
+    Ok(())
 }
 
 fn relays(node: &NodeRecord, stream_id: &str) -> bool {

@@ -380,26 +380,20 @@ impl LiveHls {
         let Some(state) = self.ensure_started(key) else {
             return PlaylistLookup::Unknown;
         };
-        let mut version = state.version.subscribe();
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            {
-                let view = state
-                    .playlist
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner);
-                if view.segments > 0 {
-                    if state.mpeg_ts_empty.load(Ordering::Acquire) {
-                        return PlaylistLookup::NotCarried;
-                    }
-                    return PlaylistLookup::Ready(view.rendered.clone());
-                }
+        wait_for_playlist(&state, wait, |state| {
+            let view = state
+                .playlist
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if view.segments == 0 {
+                None
+            } else if state.mpeg_ts_empty.load(Ordering::Acquire) {
+                Some(PlaylistLookup::NotCarried)
+            } else {
+                Some(PlaylistLookup::Ready(view.rendered.clone()))
             }
-            match tokio::time::timeout_at(deadline, version.changed()).await {
-                Ok(Ok(())) => continue,
-                _ => return PlaylistLookup::Pending,
-            }
-        }
+        })
+        .await
     }
 
     /// The multivariant playlist of `key` (see [`render_multivariant`]), starting live HLS when
@@ -408,22 +402,12 @@ impl LiveHls {
         let Some(state) = self.ensure_started(key) else {
             return PlaylistLookup::Unknown;
         };
-        let mut version = state.version.subscribe();
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            if let Some(body) = state
-                .multivariant
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone()
-            {
-                return PlaylistLookup::Ready(body);
-            }
-            match tokio::time::timeout_at(deadline, version.changed()).await {
-                Ok(Ok(())) => continue,
-                _ => return PlaylistLookup::Pending,
-            }
-        }
+        wait_for_playlist(&state, wait, |state| {
+            let body = state.multivariant.read();
+            let body = body.unwrap_or_else(PoisonError::into_inner);
+            body.clone().map(PlaylistLookup::Ready)
+        })
+        .await
     }
 
     /// The LL-HLS playlist of `key`, starting live HLS when the stream is published but not yet
@@ -542,6 +526,26 @@ impl LiveHls {
         let next_sequence = state.next_sequence.load(Ordering::Acquire);
         lock(&self.inner.next_sequence).insert(key.clone(), next_sequence);
         true
+    }
+}
+
+/// What `ready` finds in `state`, checked again on every playlist change for up to `wait`;
+/// [`PlaylistLookup::Pending`] when it finds nothing in time.
+async fn wait_for_playlist(
+    state: &StreamHls,
+    wait: Duration,
+    ready: impl Fn(&StreamHls) -> Option<PlaylistLookup>,
+) -> PlaylistLookup {
+    let mut version = state.version.subscribe();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(found) = ready(state) {
+            return found;
+        }
+        match tokio::time::timeout_at(deadline, version.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => return PlaylistLookup::Pending,
+        }
     }
 }
 

@@ -426,3 +426,18 @@ pub async fn closed_by_server(socket: &mut TcpStream, limit: Duration) -> bool {
         }
     }
 }
+
+/// Publishes `tag` on `client` as the media it is.
+pub async fn send_tag(
+    client: &mut streamr_media::client::RtmpClient,
+    tag: &streamr_media::flv::FlvTag,
+) {
+    let kind = match tag.tag_type {
+        streamr_media::flv::FlvTagType::Audio => streamr_media::rtmp::session::MediaKind::Audio,
+        _ => streamr_media::rtmp::session::MediaKind::Video,
+    };
+    client
+        .send_media(kind, tag.timestamp, tag.data.clone())
+        .await
+        .unwrap();
+}
