@@ -64,7 +64,7 @@ async fn start() -> (RelayHub, RelayServer, HttpServer) {
     common::start_relay_and_http(config).await
 }
 
-/// Publishes `tags` as `live/cam`, four times faster than real time after the headers.
+/// Publishes `tags` as `live/cam`, four times faster than real time.
 async fn publish(rtmp: SocketAddr, tags: Vec<FlvTag>) -> streamr_media::client::RtmpClient {
     let url = RtmpUrl::parse(&format!("rtmp://{rtmp}/live/cam")).unwrap();
     let mut client = streamr_media::client::RtmpClient::publish(&url)
@@ -148,6 +148,22 @@ async fn both_renditions_are_listed_with_their_codecs_size_rate_and_bandwidth() 
     stop(publisher, &hub, http).await;
 }
 
+/// What ffprobe finds in `url`: one `codec_name=…|width=…|height=…` line per stream.
+async fn ffprobe(url: String) -> String {
+    let probe = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries"])
+            .args(["stream=codec_name,width,height", "-of", "compact", &url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let streams = String::from_utf8_lossy(&probe.stdout).into_owned();
+    assert!(probe.status.success(), "{streams}");
+    streams
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop: needs ffprobe"]
 async fn ffprobe_opens_the_multivariant_playlist() {
@@ -156,27 +172,34 @@ async fn ffprobe_opens_the_multivariant_playlist() {
     let addr = http.local_addr();
     let publisher = tokio::spawn(publish(rtmp.local_addr(), fixture_tags()));
     multivariant(addr, "/live/cam/master.m3u8", 2).await;
-    let url = format!("http://{addr}/live/cam/master.m3u8");
-    let probe = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "stream=codec_name,width,height",
-            ])
-            .args(["-of", "compact", &url])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let streams = String::from_utf8_lossy(&probe.stdout);
-    assert!(probe.status.success(), "{streams}");
+    let streams = ffprobe(format!("http://{addr}/live/cam/master.m3u8")).await;
     assert!(
         streams.contains("codec_name=h264|width=160|height=120"),
         "{streams}"
     );
     assert!(streams.contains("codec_name=aac"), "{streams}");
+    stop(publisher, &hub, http).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg (libx265) and ffprobe"]
+async fn ffprobe_opens_a_hevc_streams_multivariant_playlist() {
+    common::require_tool("ffprobe");
+    let dir = tempfile::tempdir().unwrap();
+    let tags = common::enhanced::hevc_tags(dir.path());
+    let (hub, rtmp, http) = start().await;
+    let addr = http.local_addr();
+    let publisher = tokio::spawn(publish(rtmp.local_addr(), tags));
+    let text = multivariant(addr, "/live/cam/master.m3u8", 2).await;
+    for variant in check_multivariant(&text).unwrap() {
+        assert_eq!(variant.codecs.len(), 1, "{text}");
+        assert!(variant.codecs[0].starts_with("hvc1."), "{text}");
+        assert_eq!(variant.resolution, Some((320, 240)), "{text}");
+    }
+    let streams = ffprobe(format!("http://{addr}/live/cam/master.m3u8")).await;
+    assert!(
+        streams.contains("codec_name=hevc|width=320|height=240"),
+        "{streams}"
+    );
     stop(publisher, &hub, http).await;
 }

@@ -7,13 +7,12 @@
 mod common;
 
 use common::enhanced::{
-    av1_tags, be32, children, encode_lavfi, ffprobe_streams, opus_packets, opus_tag, opus_tags,
+    av1_tags, be32, children, ffprobe_streams, opus_packets, opus_tag, opus_tags,
 };
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bytes::Bytes;
 use streamr_media::flv::tag::{classify_video, PacketKind};
 use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
 use streamr_media::fmp4::{box_paths, AUDIO_TRACK_ID, VIDEO_TRACK_ID};
@@ -327,106 +326,11 @@ fn ffprobe_and_qtdemux_read_h264_with_b_frames_and_aac() {
     probe_clean(&one);
 }
 
-/// Encodes HEVC (no B-frames, access unit delimiters) with x265 into an Annex-B file and turns
-/// it into Enhanced RTMP tags: an `hvc1` sequence start with an hvcC built from the parameter
-/// sets, then one coded frame per access unit at 25 fps.
-fn hevc_tags(dir: &Path) -> Vec<FlvTag> {
-    common::require_tool("ffmpeg");
-    let path = dir.join("test.hevc");
-    encode_lavfi(
-        "testsrc=size=320x240:rate=25:duration=6",
-        &[
-            "-c:v",
-            "libx265",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-x265-params",
-            "aud=1:keyint=25:min-keyint=25:bframes=0:log-level=error",
-            "-f",
-            "hevc",
-        ],
-        &path,
-    );
-    let data = std::fs::read(&path).unwrap();
-    // Split at start codes.
-    let mut nals: Vec<&[u8]> = Vec::new();
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + 3 <= data.len() {
-        if data[i..i + 3] == [0, 0, 1] {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    for (n, &start) in starts.iter().enumerate() {
-        let mut end = starts.get(n + 1).map_or(data.len(), |next| next - 3);
-        while end > start && data[end - 1] == 0 {
-            end -= 1;
-        }
-        nals.push(&data[start..end]);
-    }
-    let kind = |nal: &[u8]| (nal[0] >> 1) & 0x3f;
-    let find = |t: u8| nals.iter().find(|n| kind(n) == t).unwrap().to_vec();
-    let (vps, sps, pps) = (find(32), find(33), find(34));
-    // hvcC: general profile/tier/level fields from the SPS (bytes 3..15 are free of emulation
-    // prevention in x265's output).
-    let mut hvcc = vec![1];
-    hvcc.extend_from_slice(&sps[3..15]);
-    hvcc.extend_from_slice(&[0xF0, 0x00, 0xFC, 0xFD, 0xF8, 0xF8, 0, 0, 0x0F, 3]);
-    for (t, unit) in [(32u8, &vps), (33, &sps), (34, &pps)] {
-        hvcc.push(0x80 | t);
-        hvcc.extend_from_slice(&1u16.to_be_bytes());
-        hvcc.extend_from_slice(&(unit.len() as u16).to_be_bytes());
-        hvcc.extend_from_slice(unit);
-    }
-    let mut header = vec![0x90, b'h', b'v', b'c', b'1'];
-    header.extend_from_slice(&hvcc);
-    let mut tags = vec![FlvTag {
-        tag_type: FlvTagType::Video,
-        timestamp: 0,
-        stream_id: 0,
-        data: Bytes::from(header),
-    }];
-    // Group NAL units into access units at each AUD; drop AUDs and parameter sets.
-    let mut units: Vec<Vec<&[u8]>> = Vec::new();
-    for nal in &nals {
-        match kind(nal) {
-            35 => units.push(Vec::new()),
-            32..=34 => {}
-            _ => {
-                if let Some(unit) = units.last_mut() {
-                    unit.push(nal)
-                }
-            }
-        }
-    }
-    for (n, unit) in units.iter().filter(|u| !u.is_empty()).enumerate() {
-        let keyframe = unit.iter().any(|nal| (16..=23).contains(&kind(nal)));
-        // CodedFramesX: no composition time.
-        let mut body = vec![if keyframe { 0x93 } else { 0xA3 }, b'h', b'v', b'c', b'1'];
-        for nal in unit {
-            body.extend_from_slice(&(nal.len() as u32).to_be_bytes());
-            body.extend_from_slice(nal);
-        }
-        tags.push(FlvTag {
-            tag_type: FlvTagType::Video,
-            timestamp: (n as u32) * 40,
-            stream_id: 0,
-            data: Bytes::from(body),
-        });
-    }
-    tags
-}
-
 #[test]
 #[ignore = "interop: needs ffmpeg, ffprobe and gst-launch-1.0"]
 fn ffprobe_and_qtdemux_read_hevc() {
     let dir = tempfile::tempdir().unwrap();
-    let tags = hevc_tags(dir.path());
+    let tags = common::enhanced::hevc_tags(dir.path());
     let frames = tags.len() - 1;
     let segments = segments_of(&tags);
     assert!(segments.len() >= 2);
