@@ -12,7 +12,7 @@ use streamr_client::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert
 use streamr_core::{
     ContentDigest, CoordinatorKey, KeyPair, NodeHeartbeat, OriginSegmentReport, Signed, StreamId,
 };
-use streamr_media::http::SegmentNotice;
+use streamr_media::http::{PartNotice, SegmentNotice};
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -377,6 +377,136 @@ fn ll_hashes(notice: &streamr_media::http::LlSegmentNotice) -> streamr_core::LlS
             .map(|hash| ContentDigest::from_bytes(*hash.as_bytes()))
             .collect(),
         len: u64::try_from(notice.len).unwrap_or(u64::MAX),
+    }
+}
+
+/// Most part hashes kept while the coordinator does not take them; the oldest are dropped
+/// beyond it (a part matters to viewers only while it is live).
+const MAX_UNSENT_PARTS: usize = 64;
+
+/// A cut part waiting to be reported: its stream, the origin's numbering run and the part.
+type UnsentPart = (String, u64, streamr_core::PartHash);
+
+/// Reports every LL-HLS part the origin cuts to the coordinator as it is cut, until `stop`,
+/// so viewers can check each part before they play it. Parts cut while a report is on its
+/// way go together in the next one. Not journalled: a part is worth reporting only while
+/// viewers fetch it (its hash also reaches the coordinator with its segment's report).
+pub(crate) async fn report_parts(
+    client: CoordinatorClient,
+    key: KeyPair,
+    mut notices: broadcast::Receiver<PartNotice>,
+    stop: CancellationToken,
+) {
+    // Per stream: the current run and the newest part position queued in it.
+    let mut runs: HashMap<String, (u64, (u64, u32))> = HashMap::new();
+    let mut unsent: std::collections::VecDeque<UnsentPart> = std::collections::VecDeque::new();
+    let mut pause = Duration::from_millis(100);
+    let mut failing = false;
+    loop {
+        let waited = tokio::select! {
+            _ = stop.cancelled() => return,
+            notice = notices.recv() => Some(notice),
+            _ = tokio::time::sleep(pause), if failing => None,
+        };
+        let mut received = Vec::new();
+        match waited {
+            Some(Ok(notice)) => received.push(notice),
+            Some(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                warn!(missed, "part reports fell behind; some parts go unreported");
+            }
+            Some(Err(broadcast::error::RecvError::Closed)) => return,
+            None => {}
+        }
+        while let Ok(notice) = notices.try_recv() {
+            received.push(notice);
+        }
+        for notice in received {
+            let stream = notice.key.name.as_str().to_owned();
+            let position = (notice.sequence, notice.index);
+            let run = match runs.get(&stream) {
+                Some((run, last)) if position > *last => *run,
+                _ => rand::random::<u64>(),
+            };
+            runs.insert(stream.clone(), (run, position));
+            unsent.push_back((
+                stream,
+                run,
+                streamr_core::PartHash {
+                    msn: notice.sequence,
+                    index: notice.index,
+                    hash: ContentDigest::from_bytes(*notice.hash.as_bytes()),
+                    len: u64::try_from(notice.len).unwrap_or(u64::MAX),
+                    cut_ms: notice.cut_ms,
+                },
+            ));
+            if unsent.len() > MAX_UNSENT_PARTS {
+                unsent.pop_front();
+            }
+        }
+        failing = false;
+        while let Some((stream, run, _)) = unsent.front().cloned() {
+            let batch: Vec<streamr_core::PartHash> = unsent
+                .iter()
+                .take_while(|(s, r, _)| *s == stream && *r == run)
+                .take(streamr_core::MAX_PARTS_PER_REPORT)
+                .map(|(_, _, part)| *part)
+                .collect();
+            let sent = batch.len();
+            let outcome = tokio::select! {
+                _ = stop.cancelled() => return,
+                outcome = send_parts(&client, &key, &stream, run, batch) => outcome,
+            };
+            match outcome {
+                Delivery::Accepted => {
+                    unsent.drain(..sent);
+                    pause = Duration::from_millis(100);
+                }
+                Delivery::Retry(reason) => {
+                    debug!(%reason, parts = sent, "part report not delivered; retrying");
+                    failing = true;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                    break;
+                }
+                Delivery::ChainMoved => {
+                    error!(stream = %stream, parts = sent,
+                        "the coordinator holds other hashes for these parts; dropping the report");
+                    unsent.drain(..sent);
+                }
+                Delivery::Refused(reason) => {
+                    error!(stream = %stream, parts = sent, %reason,
+                        "the coordinator refused a part report; dropping it");
+                    unsent.drain(..sent);
+                }
+            }
+        }
+    }
+}
+
+/// Signs and sends one part report.
+async fn send_parts(
+    client: &CoordinatorClient,
+    key: &KeyPair,
+    stream: &str,
+    run: u64,
+    parts: Vec<streamr_core::PartHash>,
+) -> Delivery {
+    let stream_id = match StreamId::new(stream) {
+        Ok(stream_id) => stream_id,
+        Err(error) => return Delivery::Refused(format!("unusable stream name: {error}")),
+    };
+    let signed = Signed::sign(
+        streamr_core::OriginPartReport {
+            node_id: key.node_id(),
+            stream_id,
+            run,
+            parts,
+            timestamp_ms: unix_ms(),
+        },
+        key,
+    );
+    match client.report_parts_signed(&signed).await {
+        Ok(_) => Delivery::Accepted,
+        Err(error) => classify(error),
     }
 }
 
