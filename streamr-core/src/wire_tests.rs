@@ -68,13 +68,15 @@ fn part_report_strategy() -> impl Strategy<Value = OriginPartReport> {
         proptest::collection::vec(part, 0..=MAX_PARTS_PER_REPORT),
         any::<u64>(),
     )
-        .prop_map(|(node, stream, run, parts, timestamp_ms)| OriginPartReport {
-            node_id: NodeId::from_bytes(node),
-            stream_id: StreamId::new(stream).unwrap(),
-            run,
-            parts,
-            timestamp_ms,
-        })
+        .prop_map(
+            |(node, stream, run, parts, timestamp_ms)| OriginPartReport {
+                node_id: NodeId::from_bytes(node),
+                stream_id: StreamId::new(stream).unwrap(),
+                run,
+                parts,
+                timestamp_ms,
+            },
+        )
 }
 
 proptest! {
