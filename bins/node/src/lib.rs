@@ -42,6 +42,7 @@ mod metrics;
 pub mod nat;
 mod network;
 pub mod origin_gate;
+mod part_queue;
 mod reachability;
 mod relay_receipts;
 pub mod relay_token;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::gate::Gate;
+use crate::part_queue::{PartBatch, PartQueue};
 use crate::report_queue::{
     chain_sequence, placement_after, DurableQueue, QueuedReport, ReportQueueError, RunPlacement,
 };
@@ -380,28 +381,22 @@ fn ll_hashes(notice: &streamr_media::http::LlSegmentNotice) -> streamr_core::LlS
     }
 }
 
-/// Most part hashes kept while the coordinator does not take them; the oldest are dropped
-/// beyond it (a part matters to viewers only while it is live).
-const MAX_UNSENT_PARTS: usize = 64;
-
-/// A cut part waiting to be reported: its stream, the origin's numbering run and the part.
-type UnsentPart = (String, u64, streamr_core::PartHash);
-
 /// Reports every LL-HLS part the origin cuts to the coordinator as it is cut, until `stop`,
 /// so viewers can check each part before they play it. Parts cut while a report is on its
-/// way go together in the next one. Not journalled: a part is worth reporting only while
-/// viewers fetch it (its hash also reaches the coordinator with its segment's report).
+/// way go together in the next one ([`PartQueue`]). Not journalled: a part is worth reporting
+/// only while viewers fetch it (its hash also reaches the coordinator with its segment's
+/// report).
 pub(crate) async fn report_parts(
     client: CoordinatorClient,
     key: KeyPair,
     mut notices: broadcast::Receiver<PartNotice>,
     stop: CancellationToken,
 ) {
-    // Per stream: the current run and the newest part position queued in it.
-    let mut runs: HashMap<String, (u64, (u64, u32))> = HashMap::new();
-    let mut unsent: std::collections::VecDeque<UnsentPart> = std::collections::VecDeque::new();
+    let mut queue = PartQueue::default();
     let mut pause = Duration::from_millis(100);
     let mut failing = false;
+    // Streams whose part reports were refused since their last accepted one: logged once.
+    let mut refused: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
         let waited = tokio::select! {
             _ = stop.cancelled() => return,
@@ -420,49 +415,39 @@ pub(crate) async fn report_parts(
         while let Ok(notice) = notices.try_recv() {
             received.push(notice);
         }
+        let mut dropped = 0;
         for notice in received {
-            let stream = notice.key.name.as_str().to_owned();
-            let position = (notice.sequence, notice.index);
-            let run = match runs.get(&stream) {
-                Some((run, last)) if position > *last => *run,
-                _ => rand::random::<u64>(),
+            let part = streamr_core::PartHash {
+                msn: notice.sequence,
+                index: notice.index,
+                hash: ContentDigest::from_bytes(*notice.hash.as_bytes()),
+                len: u64::try_from(notice.len).unwrap_or(u64::MAX),
+                cut_ms: notice.cut_ms,
             };
-            runs.insert(stream.clone(), (run, position));
-            unsent.push_back((
-                stream,
-                run,
-                streamr_core::PartHash {
-                    msn: notice.sequence,
-                    index: notice.index,
-                    hash: ContentDigest::from_bytes(*notice.hash.as_bytes()),
-                    len: u64::try_from(notice.len).unwrap_or(u64::MAX),
-                    cut_ms: notice.cut_ms,
-                },
-            ));
-            if unsent.len() > MAX_UNSENT_PARTS {
-                unsent.pop_front();
-            }
+            dropped += queue.push(notice.key.name.as_str(), part, rand::random::<u64>);
+        }
+        if dropped > 0 {
+            debug!(
+                dropped,
+                "part reports waited too long for the coordinator; the oldest are dropped"
+            );
         }
         failing = false;
-        while let Some((stream, run, _)) = unsent.front().cloned() {
-            let batch: Vec<streamr_core::PartHash> = unsent
-                .iter()
-                .take_while(|(s, r, _)| *s == stream && *r == run)
-                .take(streamr_core::MAX_PARTS_PER_REPORT)
-                .map(|(_, _, part)| *part)
-                .collect();
-            let sent = batch.len();
+        while let Some(batch) = queue.next_batch() {
+            let sent = batch.parts.len();
+            let stream = batch.stream.clone();
             let outcome = tokio::select! {
                 _ = stop.cancelled() => return,
-                outcome = send_parts(&client, &key, &stream, run, batch) => outcome,
+                outcome = send_parts(&client, &key, batch) => outcome,
             };
             match outcome {
                 Delivery::Accepted => {
-                    unsent.drain(..sent);
+                    queue.done(sent);
                     pause = Duration::from_millis(100);
+                    refused.remove(&stream);
                 }
                 Delivery::Retry(reason) => {
-                    debug!(%reason, parts = sent, "part report not delivered; retrying");
+                    debug!(%reason, waiting = queue.len(), "part report not delivered; retrying");
                     failing = true;
                     pause = (pause * 2).min(Duration::from_secs(2));
                     break;
@@ -470,12 +455,17 @@ pub(crate) async fn report_parts(
                 Delivery::ChainMoved => {
                     error!(stream = %stream, parts = sent,
                         "the coordinator holds other hashes for these parts; dropping the report");
-                    unsent.drain(..sent);
+                    queue.done(sent);
                 }
                 Delivery::Refused(reason) => {
-                    error!(stream = %stream, parts = sent, %reason,
-                        "the coordinator refused a part report; dropping it");
-                    unsent.drain(..sent);
+                    if refused.insert(stream.clone()) {
+                        error!(stream = %stream, %reason,
+                            "the coordinator refuses this stream's part reports; LL-HLS viewers \
+                             cannot check its parts (logged once until one is accepted)");
+                    } else {
+                        debug!(stream = %stream, parts = sent, %reason, "part report refused");
+                    }
+                    queue.done(sent);
                 }
             }
         }
@@ -483,14 +473,9 @@ pub(crate) async fn report_parts(
 }
 
 /// Signs and sends one part report.
-async fn send_parts(
-    client: &CoordinatorClient,
-    key: &KeyPair,
-    stream: &str,
-    run: u64,
-    parts: Vec<streamr_core::PartHash>,
-) -> Delivery {
-    let stream_id = match StreamId::new(stream) {
+async fn send_parts(client: &CoordinatorClient, key: &KeyPair, batch: PartBatch) -> Delivery {
+    let PartBatch { stream, run, parts } = batch;
+    let stream_id = match StreamId::new(&stream) {
         Ok(stream_id) => stream_id,
         Err(error) => return Delivery::Refused(format!("unusable stream name: {error}")),
     };
