@@ -147,6 +147,10 @@ impl Run {
             }
             self.verify_pending(&mut pending, &mut receipts, false)
                 .await;
+            if self.stop.is_cancelled() {
+                // Asked to stop while a part was being fetched or checked: not the node's fault.
+                break SessionEnd::Stopped;
+            }
             if let Some(reason) = failure {
                 break SessionEnd::NodeFailed(reason);
             }
