@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use common::*;
 use serde_json::{json, Value};
+use streamr_coord::storage::{PartRecord, PartsStored};
 use streamr_coord::Coordinator;
 use streamr_core::{
     segment_hash, KeyPair, OriginPartReport, PartHash, Signed, StreamId, MAX_PARTS_PER_REPORT,
@@ -22,7 +23,8 @@ on_both_backends!(
     origin_parts_are_stored_and_found_by_hash,
     a_viewer_waiting_for_a_part_is_answered_when_it_is_reported,
     part_reports_that_are_not_the_origins_or_malformed_are_refused,
-    a_conflicting_part_report_stores_nothing
+    a_conflicting_part_report_stores_nothing,
+    parts_older_than_the_retention_are_forgotten
 );
 
 fn part(msn: u64, index: u32) -> PartHash {
@@ -320,4 +322,44 @@ async fn a_conflicting_part_report_stores_nothing(db: &TestDb) {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn parts_older_than_the_retention_are_forgotten(db: &TestDb) {
+    let origin = KeyPair::from_seed([36; 32]);
+    let _client = setup(db, &origin).await;
+    let storage = db.storage().await;
+    let record = |msn: i64, reported_at_ms: i64| PartRecord {
+        stream_id: "show".into(),
+        run: "0000000000000001".into(),
+        msn,
+        part_index: 0,
+        hash: segment_hash(format!("part {msn}").as_bytes()).to_string(),
+        len: 6,
+        cut_ms: reported_at_ms,
+        reported_at_ms,
+    };
+    let (old, new) = (record(1, 1_000), record(2, 700_000));
+    assert_eq!(
+        storage
+            .insert_parts(&[old.clone()], 0)
+            .await
+            .expect("stored"),
+        PartsStored::Stored { created: 1 }
+    );
+    // Reported ten minutes later: what was reported before 100 s is forgotten.
+    assert_eq!(
+        storage
+            .insert_parts(&[new.clone()], 100_000)
+            .await
+            .expect("stored"),
+        PartsStored::Stored { created: 1 }
+    );
+    assert_eq!(
+        storage.find_part("show", &old.hash).await.expect("query"),
+        None
+    );
+    assert_eq!(
+        storage.find_part("show", &new.hash).await.expect("query"),
+        Some(new)
+    );
 }
