@@ -341,7 +341,7 @@ async fn parts_older_than_the_retention_are_forgotten(db: &TestDb) {
     let (old, new) = (record(1, 1_000), record(2, 700_000));
     assert_eq!(
         storage
-            .insert_parts(&[old.clone()], 0)
+            .insert_parts(std::slice::from_ref(&old), 0)
             .await
             .expect("stored"),
         PartsStored::Stored { created: 1 }
@@ -349,7 +349,7 @@ async fn parts_older_than_the_retention_are_forgotten(db: &TestDb) {
     // Reported ten minutes later: what was reported before 100 s is forgotten.
     assert_eq!(
         storage
-            .insert_parts(&[new.clone()], 100_000)
+            .insert_parts(std::slice::from_ref(&new), 100_000)
             .await
             .expect("stored"),
         PartsStored::Stored { created: 1 }
