@@ -1,9 +1,11 @@
 //! Fuzzes the JSON wire forms of the signed messages nodes and viewers send the coordinator
-//! (viewer receipts, session grants, node heartbeats): parsing never panics, whatever parses
+//! (viewer receipts, session grants, node heartbeats, origin part reports): parsing never panics, whatever parses
 //! serialises back to the same message, and signature checks on it never panic.
 #![no_main]
 
-use streamr_core::{CanonicalMessage, KeyPair, SignedGrant, SignedHeartbeat, SignedReceipt};
+use streamr_core::{
+    CanonicalMessage, KeyPair, SignedGrant, SignedHeartbeat, SignedPartReport, SignedReceipt,
+};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let verifier = KeyPair::from_seed([7; 32]);
@@ -20,6 +22,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(heartbeat) = serde_json::from_slice::<SignedHeartbeat>(data) {
         round_trips(&heartbeat);
         let _ = heartbeat.verify(heartbeat.body.timestamp_ms, 0);
+    }
+    if let Ok(report) = serde_json::from_slice::<SignedPartReport>(data) {
+        round_trips(&report);
+        let _ = report.verify(report.body.timestamp_ms, 0);
     }
 });
 

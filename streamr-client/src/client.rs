@@ -25,17 +25,17 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use streamr_core::{
-    KeyPair, NodeId, OriginClaim, ProbeResult, RewardSplit, SessionId, Signed, SignedHeartbeat,
-    SignedReceipt, SignedSegmentReport, ViewerKey,
+    ContentDigest, KeyPair, NodeId, OriginClaim, ProbeResult, RewardSplit, SessionId, Signed,
+    SignedHeartbeat, SignedPartReport, SignedReceipt, SignedSegmentReport, ViewerKey,
 };
 
 use crate::grant_token;
 use crate::wire::{
     CoordinatorInfo, CreateStreamRequest, CreateStreamResponse, EarningsResponse, HeartbeatRequest,
-    NodeDeregistration, NodeInfo, NodePayouts, NodeRegistration, PayoutInfo, PlayResponse,
-    ProbeInfo, ProofResponse, PublishCheckRequest, ReceiptsOutcome, ReceiptsRequest, SegmentInfo,
-    SegmentReport, SegmentReportResponse, SetOriginRequest, SettlementInfo, SimulationRequest,
-    StatementResponse, StreamInfo,
+    NodeDeregistration, NodeInfo, NodePayouts, NodeRegistration, PartInfo, PartReportResponse,
+    PayoutInfo, PlayResponse, ProbeInfo, ProofResponse, PublishCheckRequest, ReceiptsOutcome,
+    ReceiptsRequest, SegmentInfo, SegmentReport, SegmentReportResponse, SetOriginRequest,
+    SettlementInfo, SimulationRequest, StatementResponse, StreamInfo,
 };
 
 /// The coordinator's JSON error body (`{"error": code, "message": text}`).
@@ -528,6 +528,31 @@ impl CoordinatorClient {
             &format!("/streams/{}/segments", report.body.stream_id),
             report,
         )
+        .await
+    }
+
+    /// `POST /streams/{id}/parts`: parts the origin cut, signed by the origin node.
+    pub async fn report_parts_signed(
+        &self,
+        report: &SignedPartReport,
+    ) -> Result<PartReportResponse, ClientError> {
+        self.post(&format!("/streams/{}/parts", report.body.stream_id), report)
+            .await
+    }
+
+    /// `GET /streams/{id}/parts/{hash}?wait_ms=`: the origin's part whose bytes hash to
+    /// `hash`, waiting up to `wait` (at most 5 s) for the origin to report it. 404
+    /// `not_found` when it was not reported in time.
+    pub async fn part(
+        &self,
+        stream_id: &str,
+        hash: &ContentDigest,
+        wait: Duration,
+    ) -> Result<PartInfo, ClientError> {
+        let wait_ms = wait.as_millis().min(u128::from(u16::MAX));
+        self.get(&format!(
+            "/streams/{stream_id}/parts/{hash}?wait_ms={wait_ms}"
+        ))
         .await
     }
 

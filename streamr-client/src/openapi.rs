@@ -209,6 +209,41 @@ pub struct LlSegmentHashesSchema {
     len: u64,
 }
 
+/// Parts an origin cut (`streamr_core::OriginPartReport`).
+#[derive(ToSchema)]
+#[schema(as = OriginPartReport)]
+#[allow(dead_code)]
+pub struct OriginPartReportSchema {
+    #[schema(value_type = NodeIdSchema)]
+    node_id: (),
+    #[schema(value_type = StreamNameSchema)]
+    stream_id: (),
+    /// The origin's numbering run (random; positions repeat only across runs).
+    run: u64,
+    /// The parts, in the order they were cut.
+    #[schema(value_type = Vec<PartHashSchema>)]
+    parts: (),
+    timestamp_ms: u64,
+}
+
+/// One part in a part report (`streamr_core::PartHash`).
+#[derive(ToSchema)]
+#[schema(as = PartHash)]
+#[allow(dead_code)]
+pub struct PartHashSchema {
+    /// Media sequence number of its segment in the origin's LL-HLS playlist.
+    msn: u64,
+    /// Its index in the segment.
+    index: u32,
+    /// BLAKE3 hash of the part bytes.
+    #[schema(value_type = DigestSchema)]
+    hash: (),
+    /// Size in bytes.
+    len: u64,
+    /// When the origin cut it, Unix milliseconds.
+    cut_ms: u64,
+}
+
 /// A session grant (`streamr_core::SessionGrant`).
 #[derive(ToSchema)]
 #[schema(as = SessionGrant)]
@@ -271,6 +306,12 @@ signed_schema!(
     SignedSegmentReport,
     OriginSegmentReportSchema,
     "A segment report signed by the stream's origin node."
+);
+signed_schema!(
+    SignedPartReportSchema,
+    SignedPartReport,
+    OriginPartReportSchema,
+    "A part report signed by the stream's origin node."
 );
 signed_schema!(
     SignedGrantSchema,

@@ -9,8 +9,8 @@
 use serde::{Deserialize, Serialize};
 use streamr_core::{
     BalanceLeaf, CanonicalMessage, ContentDigest, CoordinatorKey, MerkleProof, NodeEpochInput,
-    NodeId, RewardConfig, Signed, SignedGrant, SignedHeartbeat, SignedOriginClaim, SignedReceipt,
-    SignedSegmentReport, StreamId,
+    NodeId, RewardConfig, Signed, SignedGrant, SignedHeartbeat, SignedOriginClaim,
+    SignedPartReport, SignedReceipt, SignedSegmentReport, StreamId,
 };
 
 /// Domain tag of a [`NodeRegistration`] signature.
@@ -171,6 +171,9 @@ pub struct SegmentReportResponse {
     /// `false` when the same report had been stored already.
     pub created: bool,
 }
+
+/// `POST /streams/{id}/parts`: parts an origin cut, signed by the stream's origin node.
+pub type PartReportRequest = SignedPartReport;
 
 /// `POST /nodes/heartbeat`: a signed heartbeat and the receipts viewers gave the node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -411,6 +414,36 @@ pub struct LlSegmentInfo {
     pub part_hashes: Vec<String>,
     /// Size of the fMP4 segment in bytes.
     pub len: i64,
+}
+
+/// Answer to a part report (`POST /streams/{id}/parts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PartReportResponse {
+    /// Parts in the report.
+    pub parts: u64,
+    /// Of them, parts not stored before (the others were reported with the same hash).
+    pub created: u64,
+}
+
+/// A partial segment the origin reported as it cut it (`GET /streams/{id}/parts/{hash}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = PartRecord))]
+pub struct PartInfo {
+    /// The origin's numbering run, 16 hex digits.
+    pub run: String,
+    /// Media sequence number of its segment in the origin's LL-HLS playlist.
+    pub msn: i64,
+    /// Its index in the segment.
+    pub index: i64,
+    /// Hex BLAKE3 hash of the part bytes.
+    pub hash: String,
+    /// Size in bytes.
+    pub len: i64,
+    /// When the origin cut it, Unix milliseconds (the origin's clock).
+    pub cut_ms: i64,
+    /// When the coordinator stored the report, Unix milliseconds.
+    pub reported_at_ms: i64,
 }
 
 /// A friend node (`GET /nodes/{id}`).

@@ -25,6 +25,7 @@ pub const JSON_ENDPOINTS: &[&str] = &[
     "/nodes/deregister",
     "/probes",
     "/simulate",
+    "/streams/show/parts",
 ];
 
 /// Largest response body read back.

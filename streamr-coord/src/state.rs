@@ -12,7 +12,7 @@ use crate::heartbeat_writer::HeartbeatWriter;
 use crate::metrics::Metrics;
 use crate::observed_prefixes::ObservedPrefixes;
 use crate::rate_limit::RateLimiter;
-use crate::storage::Storage;
+use crate::storage::{PartRecord, Storage};
 
 /// State shared by every handler and worker.
 pub(crate) struct AppState {
@@ -31,6 +31,8 @@ pub(crate) struct AppState {
     /// The OpenAPI document with this configuration's limits, built by the HTTP layer when
     /// it composes the router.
     pub(crate) openapi: OnceLock<String>,
+    /// The part hashes reported to this process lately, for viewers waiting for one.
+    pub(crate) recent_parts: RecentParts,
 }
 
 /// The state as handlers and workers hold it.
@@ -52,6 +54,7 @@ impl AppState {
             heartbeat_writer: OnceLock::new(),
             admin_token_hash,
             openapi: OnceLock::new(),
+            recent_parts: RecentParts::default(),
         }
     }
 
@@ -68,4 +71,72 @@ impl AppState {
 pub(crate) struct FanoutCache {
     pub(crate) measured: tokio::sync::Mutex<Option<(std::time::Instant, HashMap<String, usize>)>>,
     pub(crate) newest_requests: std::sync::Mutex<HashMap<(String, String), u64>>,
+}
+
+/// Most parts [`RecentParts`] holds (about three minutes of 50 streams at three parts a
+/// second); older ones are found in storage.
+pub(crate) const RECENT_PARTS: usize = 32_768;
+
+/// The parts reported to this process lately, by stream and hash, and a version bumped on
+/// every report: a viewer waiting for a part's hash wakes when parts are stored and looks
+/// here, not in storage. Bounded: the oldest are forgotten first.
+#[derive(Debug)]
+pub(crate) struct RecentParts {
+    parts: std::sync::Mutex<RecentPartsInner>,
+    version: tokio::sync::watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct RecentPartsInner {
+    by_hash: HashMap<(String, String), PartRecord>,
+    order: std::collections::VecDeque<(String, String)>,
+}
+
+impl Default for RecentParts {
+    fn default() -> Self {
+        RecentParts {
+            parts: std::sync::Mutex::default(),
+            version: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl RecentParts {
+    /// Remembers stored parts and wakes the waiting viewers.
+    pub(crate) fn record(&self, parts: &[PartRecord]) {
+        {
+            let mut inner = self
+                .parts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for part in parts {
+                let key = (part.stream_id.clone(), part.hash.clone());
+                if inner.by_hash.insert(key.clone(), part.clone()).is_none() {
+                    inner.order.push_back(key);
+                }
+            }
+            while inner.order.len() > RECENT_PARTS {
+                if let Some(oldest) = inner.order.pop_front() {
+                    inner.by_hash.remove(&oldest);
+                }
+            }
+        }
+        self.version
+            .send_modify(|version| *version = version.wrapping_add(1));
+    }
+
+    /// The part of `stream_id` whose bytes hash to `hash`, when reported lately.
+    pub(crate) fn find(&self, stream_id: &str, hash: &str) -> Option<PartRecord> {
+        self.parts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .by_hash
+            .get(&(stream_id.to_owned(), hash.to_owned()))
+            .cloned()
+    }
+
+    /// A receiver that sees every [`RecentParts::record`].
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
+    }
 }

@@ -72,6 +72,11 @@ fn seeds() -> Vec<(&'static str, Vec<u8>, StatusCode)> {
             input("/streams/show/segments", "{}"),
             StatusCode::BAD_REQUEST,
         ),
+        (
+            "seed_parts_empty",
+            input("/streams/show/parts", "{}"),
+            StatusCode::BAD_REQUEST,
+        ),
     ]
 }
 

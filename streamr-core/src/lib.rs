@@ -75,6 +75,7 @@ mod ids;
 mod ledger;
 mod merkle;
 mod origin;
+mod part_report;
 mod payout;
 mod probes;
 mod receipt;
@@ -105,6 +106,9 @@ pub use ledger::{Account, EntryKind, Ledger, LedgerEntry};
 pub use merkle::{BalanceLeaf, MerkleProof, MerkleTree, Side};
 pub use origin::{
     LlSegmentHashes, OriginClaim, OriginSegmentReport, SignedOriginClaim, SignedSegmentReport,
+};
+pub use part_report::{
+    OriginPartReport, PartHash, SignedPartReport, MAX_PARTS_PER_REPORT, MAX_PART_LEN,
 };
 pub use payout::{
     FeeSchedule, PayoutConfirmation, PayoutItem, PayoutLifecycle, PayoutPolicy, PayoutSink,

@@ -101,7 +101,11 @@ impl CanonicalMessage for OriginSegmentReport {
 /// A segment report signed by its origin node.
 pub type SignedSegmentReport = Signed<OriginSegmentReport>;
 
-fn check_skew(timestamp_ms: u64, now_ms: u64, max_skew_ms: u64) -> Result<(), SignatureError> {
+pub(crate) fn check_skew(
+    timestamp_ms: u64,
+    now_ms: u64,
+    max_skew_ms: u64,
+) -> Result<(), SignatureError> {
     let skew_ms = now_ms.abs_diff(timestamp_ms);
     if skew_ms > max_skew_ms {
         return Err(SignatureError::StaleTimestamp {

@@ -46,8 +46,57 @@ fn receipt_strategy() -> impl Strategy<Value = ViewerReceipt> {
         )
 }
 
+fn part_report_strategy() -> impl Strategy<Value = OriginPartReport> {
+    let part = (
+        any::<u64>(),
+        any::<u32>(),
+        any::<[u8; 32]>(),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(|(msn, index, hash, len, cut_ms)| PartHash {
+            msn,
+            index,
+            hash: ContentDigest::from_bytes(hash),
+            len,
+            cut_ms,
+        });
+    (
+        any::<[u8; 32]>(),
+        "[a-z0-9._-]{1,24}",
+        any::<u64>(),
+        proptest::collection::vec(part, 0..=MAX_PARTS_PER_REPORT),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(node, stream, run, parts, timestamp_ms)| OriginPartReport {
+                node_id: NodeId::from_bytes(node),
+                stream_id: StreamId::new(stream).unwrap(),
+                run,
+                parts,
+                timestamp_ms,
+            },
+        )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn signed_part_report_round_trips_and_verifies(
+        report in part_report_strategy(),
+        seed in any::<[u8; 32]>(),
+    ) {
+        let key = KeyPair::from_seed(seed);
+        let mut report = report;
+        report.node_id = key.node_id();
+        let signed = Signed::sign(report, &key);
+        let json = serde_json::to_string(&signed).unwrap();
+        let back: SignedPartReport = serde_json::from_str(&json).unwrap();
+        prop_assert_eq!(&back, &signed);
+        prop_assert_eq!(back.body.canonical_bytes(), signed.body.canonical_bytes());
+        prop_assert!(back.verify(signed.body.timestamp_ms, 0).is_ok());
+    }
 
     #[test]
     fn signed_grant_round_trips_and_verifies(grant in grant_strategy(), seed in any::<[u8; 32]>()) {

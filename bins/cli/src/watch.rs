@@ -46,8 +46,9 @@ pub struct WatchArgs {
     #[arg(long, env = "STREAMR_WATCH_RECEIPTS", value_enum, default_value_t = ReceiptsTo::Coordinator)]
     pub receipts: ReceiptsTo,
 
-    /// Play the node's LL-HLS rendition part by part with blocking playlist reload (fMP4 parts
-    /// written as they arrive, each checked against the origin's part hashes; receipts bind
+    /// Play the node's LL-HLS rendition part by part with blocking playlist reload (each fMP4
+    /// part checked against the hash the origin reported as it cut it before it is written; a
+    /// part not reported within 3 s is not written and another node is tried; receipts bind
     /// the fMP4 segments) instead of the MPEG-TS playlist.
     #[arg(long, env = "STREAMR_WATCH_LL")]
     pub ll: bool,
@@ -160,13 +161,15 @@ pub fn status_line(stats: &ViewerStats) -> String {
     // LL-HLS: parts, and how many the node had listed after the one output last.
     let parts = if stats.parts > 0 {
         format!(
-            " | parts {} ({} verified, {} unverified, {} behind live)",
+            " | parts {} ({} verified, {} unverified, {} behind live, checked in {:.0} ms avg)",
             stats.parts,
             stats.verified_parts,
             stats.unverified_parts,
             stats
                 .last_part_behind
                 .map_or_else(|| "-".to_owned(), |behind| behind.to_string()),
+            stats.part_check_wait.total.as_secs_f64() * 1_000.0
+                / stats.verified_parts.max(1) as f64,
         )
     } else {
         String::new()

@@ -42,6 +42,7 @@ mod metrics;
 pub mod nat;
 mod network;
 pub mod origin_gate;
+mod part_queue;
 mod reachability;
 mod relay_receipts;
 pub mod relay_token;
@@ -537,6 +538,7 @@ impl Node {
         }
         let hls = LiveHls::start(hub.clone(), hls_config, stop.clone());
         let notices = hls.segment_notices();
+        let part_notices = hls.part_notices();
         let http_budget = config
             .http_limits
             .budget()
@@ -702,6 +704,12 @@ impl Node {
                 tasks.push(tokio::spawn(network::queue_segments(
                     reporter.clone(),
                     notices,
+                    stop.clone(),
+                )));
+                tasks.push(tokio::spawn(network::report_parts(
+                    client.clone(),
+                    key.clone(),
+                    part_notices,
                     stop.clone(),
                 )));
                 tasks.push(tokio::spawn(network::deliver_segments(

@@ -12,12 +12,13 @@ use streamr_client::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert
 use streamr_core::{
     ContentDigest, CoordinatorKey, KeyPair, NodeHeartbeat, OriginSegmentReport, Signed, StreamId,
 };
-use streamr_media::http::SegmentNotice;
+use streamr_media::http::{PartNotice, SegmentNotice};
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::gate::Gate;
+use crate::part_queue::{PartBatch, PartQueue};
 use crate::report_queue::{
     chain_sequence, placement_after, DurableQueue, QueuedReport, ReportQueueError, RunPlacement,
 };
@@ -392,6 +393,120 @@ fn ll_hashes(notice: &streamr_media::http::LlSegmentNotice) -> streamr_core::LlS
             .map(|hash| ContentDigest::from_bytes(*hash.as_bytes()))
             .collect(),
         len: u64::try_from(notice.len).unwrap_or(u64::MAX),
+    }
+}
+
+/// Reports every LL-HLS part the origin cuts to the coordinator as it is cut, until `stop`,
+/// so viewers can check each part before they play it. Parts cut while a report is on its
+/// way go together in the next one ([`PartQueue`]). Not journalled: a part is worth reporting
+/// only while viewers fetch it (its hash also reaches the coordinator with its segment's
+/// report).
+pub(crate) async fn report_parts(
+    client: CoordinatorClient,
+    key: KeyPair,
+    mut notices: broadcast::Receiver<PartNotice>,
+    stop: CancellationToken,
+) {
+    let mut queue = PartQueue::default();
+    let mut pause = Duration::from_millis(100);
+    let mut failing = false;
+    // Streams whose part reports were refused since their last accepted one: logged once.
+    let mut refused: std::collections::HashSet<String> = std::collections::HashSet::new();
+    loop {
+        let waited = tokio::select! {
+            _ = stop.cancelled() => return,
+            notice = notices.recv() => Some(notice),
+            _ = tokio::time::sleep(pause), if failing => None,
+        };
+        let mut received = Vec::new();
+        match waited {
+            Some(Ok(notice)) => received.push(notice),
+            Some(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                warn!(missed, "part reports fell behind; some parts go unreported");
+            }
+            Some(Err(broadcast::error::RecvError::Closed)) => return,
+            None => {}
+        }
+        while let Ok(notice) = notices.try_recv() {
+            received.push(notice);
+        }
+        let mut dropped = 0;
+        for notice in received {
+            let part = streamr_core::PartHash {
+                msn: notice.sequence,
+                index: notice.index,
+                hash: ContentDigest::from_bytes(*notice.hash.as_bytes()),
+                len: u64::try_from(notice.len).unwrap_or(u64::MAX),
+                cut_ms: notice.cut_ms,
+            };
+            dropped += queue.push(notice.key.name.as_str(), part, rand::random::<u64>);
+        }
+        if dropped > 0 {
+            debug!(
+                dropped,
+                "part reports waited too long for the coordinator; the oldest are dropped"
+            );
+        }
+        failing = false;
+        while let Some(batch) = queue.next_batch() {
+            let sent = batch.parts.len();
+            let stream = batch.stream.clone();
+            let outcome = tokio::select! {
+                _ = stop.cancelled() => return,
+                outcome = send_parts(&client, &key, batch) => outcome,
+            };
+            match outcome {
+                Delivery::Accepted => {
+                    queue.done(sent);
+                    pause = Duration::from_millis(100);
+                    refused.remove(&stream);
+                }
+                Delivery::Retry(reason) => {
+                    debug!(%reason, waiting = queue.len(), "part report not delivered; retrying");
+                    failing = true;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                    break;
+                }
+                Delivery::ChainMoved => {
+                    error!(stream = %stream, parts = sent,
+                        "the coordinator holds other hashes for these parts; dropping the report");
+                    queue.done(sent);
+                }
+                Delivery::Refused(reason) => {
+                    if refused.insert(stream.clone()) {
+                        error!(stream = %stream, %reason,
+                            "the coordinator refuses this stream's part reports; LL-HLS viewers \
+                             cannot check its parts (logged once until one is accepted)");
+                    } else {
+                        debug!(stream = %stream, parts = sent, %reason, "part report refused");
+                    }
+                    queue.done(sent);
+                }
+            }
+        }
+    }
+}
+
+/// Signs and sends one part report.
+async fn send_parts(client: &CoordinatorClient, key: &KeyPair, batch: PartBatch) -> Delivery {
+    let PartBatch { stream, run, parts } = batch;
+    let stream_id = match StreamId::new(&stream) {
+        Ok(stream_id) => stream_id,
+        Err(error) => return Delivery::Refused(format!("unusable stream name: {error}")),
+    };
+    let signed = Signed::sign(
+        streamr_core::OriginPartReport {
+            node_id: key.node_id(),
+            stream_id,
+            run,
+            parts,
+            timestamp_ms: unix_ms(),
+        },
+        key,
+    );
+    match client.report_parts_signed(&signed).await {
+        Ok(_) => Delivery::Accepted,
+        Err(error) => classify(error),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Playing a node's LL-HLS rendition part by part: blocking playlist reloads for the next part,
 //! the preload-hinted part requested ahead (the node holds the request until the part exists),
-//! every part written to the output as it arrives, checked against the origin's part hashes,
-//! and, once all parts of a segment are in, the segment checked against its fMP4 hash and
+//! every part checked against the hash the origin reported as it cut it before it is written to
+//! the output (a part the origin did not report in time is not output and the node is given
+//! up), and, once all parts of a segment are in, the segment checked against its fMP4 hash and
 //! chained into the receipts like a whole segment.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -20,7 +21,8 @@ use super::{low_latency_url, with_token, Pending, Run, SessionClock, SessionEnd,
 use crate::grant_token;
 use crate::wire::PlayResponse;
 
-/// A part written to the output, waiting for the origin's part hashes.
+/// A part checked and written to the output, waiting for its segment's report (which chains it
+/// into the receipts).
 struct PendingPart {
     node: NodeId,
     /// Where the node listed it.
@@ -144,6 +146,10 @@ impl Run {
             }
             self.verify_pending(&mut pending, &mut receipts, false)
                 .await;
+            if self.stop.is_cancelled() {
+                // Asked to stop while a part was being fetched or checked: not the node's fault.
+                break SessionEnd::Stopped;
+            }
             if let Some(reason) = failure {
                 break SessionEnd::NodeFailed(reason);
             }
@@ -201,15 +207,19 @@ impl Run {
                     Ok((parts, next)) => {
                         for (position, bytes) in parts {
                             let behind = playlist.listed_after(position);
-                            self.deliver_part(
-                                node,
-                                (position, behind),
-                                bytes,
-                                checks,
-                                failed_at,
-                                last_progress,
-                            )
-                            .await?;
+                            if let Err(reason) = self
+                                .deliver_part(
+                                    node,
+                                    (position, behind),
+                                    bytes,
+                                    checks,
+                                    failed_at,
+                                    last_progress,
+                                )
+                                .await?
+                            {
+                                return Ok(Err(reason));
+                            }
                         }
                         match next {
                             Some(next) => next,
@@ -256,15 +266,19 @@ impl Run {
             match self.fetch(&url).await {
                 Ok(Some(bytes)) => {
                     let behind = playlist.listed_after(part.position);
-                    self.deliver_part(
-                        node,
-                        (part.position, behind),
-                        bytes,
-                        checks,
-                        failed_at,
-                        last_progress,
-                    )
-                    .await?;
+                    if let Err(reason) = self
+                        .deliver_part(
+                            node,
+                            (part.position, behind),
+                            bytes,
+                            checks,
+                            failed_at,
+                            last_progress,
+                        )
+                        .await?
+                    {
+                        return Ok(Err(reason));
+                    }
                     next = playlist.after(part.position);
                 }
                 // A hinted part that never came (its segment closed first): the next
@@ -325,8 +339,10 @@ impl Run {
         }
     }
 
-    /// Writes a received part (where it is and how many parts were listed after it) to the
-    /// output and queues it for verification.
+    /// Checks a received part (where it is and how many parts were listed after it) against
+    /// the origin's part hash, then writes it to the output and queues it for its segment's
+    /// check. The outer `Err` is the output failing; the inner one the part not being the
+    /// origin's (it is not output).
     async fn deliver_part(
         &mut self,
         node: NodeId,
@@ -335,7 +351,11 @@ impl Run {
         checks: &mut PartChecks,
         failed_at: Option<Instant>,
         last_progress: &mut Option<Instant>,
-    ) -> Result<(), ViewerError> {
+    ) -> Result<Result<(), String>, ViewerError> {
+        let hash = segment_hash(&bytes);
+        if let Err(reason) = self.check_part(&hash, position, bytes.len()).await {
+            return Ok(Err(reason));
+        }
         let now = Instant::now();
         if let Some(failed) = failed_at.filter(|_| last_progress.is_none()) {
             self.stats
@@ -357,7 +377,6 @@ impl Run {
             s.last_part_behind = Some(behind);
             s.startup.get_or_insert(startup);
         });
-        let hash = segment_hash(&bytes);
         self.delivered_parts.record(hash);
         checks.parts.push_back(PendingPart {
             node,
@@ -367,15 +386,75 @@ impl Run {
             received: now,
             received_ms: crate::client::unix_ms(),
         });
+        Ok(Ok(()))
+    }
+
+    /// Checks that `hash` is the hash of a part the origin reported as it cut it, asking the
+    /// coordinator and waiting at most [`super::ViewerConfig::part_verify_timeout`] for the
+    /// report. A part delivered before (found again when resuming on another node) or listed
+    /// in a segment report already is known without asking. `Err` when the origin did not
+    /// report it in time, or the coordinator cannot say.
+    async fn check_part(
+        &mut self,
+        hash: &ContentDigest,
+        position: PartPosition,
+        len: usize,
+    ) -> Result<(), String> {
+        let started = Instant::now();
+        let cut_ms = if self.delivered_parts.contains(hash) || self.index.find_part(hash).is_some()
+        {
+            None
+        } else {
+            let wait = self.config.part_verify_timeout;
+            let asked = tokio::select! {
+                _ = self.stop.cancelled() => return Err("stopped before the part was checked".into()),
+                asked = self.coordinator.part(&self.config.stream_id, hash, wait) => asked,
+            };
+            match asked {
+                Ok(part) => Some(part.cut_ms),
+                Err(error) if error.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
+                    self.stats.send_modify(|s| s.unverified_parts += 1);
+                    return Err(format!(
+                        "part {}.{} ({len} bytes, {hash}) was not reported by the origin within {wait:?}",
+                        position.msn, position.index
+                    ));
+                }
+                Err(error) => {
+                    return Err(format!(
+                        "part {}.{} cannot be checked: {error}",
+                        position.msn, position.index
+                    ))
+                }
+            }
+        };
+        let waited = started.elapsed();
+        let age_ms = cut_ms.map(|cut| {
+            i64::try_from(crate::client::unix_ms())
+                .unwrap_or(i64::MAX)
+                .saturating_sub(cut)
+        });
+        self.stats.send_modify(|s| {
+            s.verified_parts += 1;
+            let wait = &mut s.part_check_wait;
+            wait.last = Some(waited);
+            wait.max = wait.max.max(waited);
+            wait.total = wait.total.saturating_add(waited);
+            if let Some(age) = age_ms {
+                wait.last_cut_to_verified_ms = Some(age);
+                wait.max_cut_to_verified_ms =
+                    Some(wait.max_cut_to_verified_ms.map_or(age, |max| max.max(age)));
+            }
+        });
         Ok(())
     }
 
-    /// Checks received parts against the origin's part hashes, in order; a segment whose parts
-    /// are all verified is queued in `pending` as a whole segment (for the chain and receipts).
-    /// A part the origin has not reported waits like a segment does (see
-    /// [`Run::verify_pending`]); once judged, it is counted and `Err` says the node serves
-    /// bytes that are not the origin's. With `last`, parts that cannot be judged yet are
-    /// dropped uncounted.
+    /// Places output parts in their origin segments (from the segment reports' part lists), in
+    /// order; a segment whose parts are all in is checked against its fMP4 hash and queued in
+    /// `pending` as a whole segment (for the chain and receipts). A part whose segment the
+    /// origin has not reported waits like a segment does (see [`Run::verify_pending`]); one
+    /// still not in a segment report once judged (or, with `last`, at once) earns no receipt
+    /// and is dropped: it was checked against its part hash before it was played, so it does
+    /// not count against the node.
     async fn verify_parts(
         &mut self,
         checks: &mut PartChecks,
@@ -404,22 +483,15 @@ impl Run {
             let Some(origin) = found else {
                 let judged = front.received.elapsed() >= self.config.verify_timeout
                     && self.index.reported_since(front.received_ms);
-                if !judged {
-                    if !last {
-                        return Ok(());
-                    }
-                    // Leaving the session: the parts of a segment the origin has not finished
-                    // cannot be judged; they are neither verified nor held against the node.
-                    checks.parts.pop_front();
-                    continue;
+                if !judged && !last {
+                    return Ok(());
                 }
-                let (hash, position, len) = (front.hash, front.position, front.bytes.len());
+                if judged {
+                    tracing::debug!(msn = front.position.msn, part = front.position.index,
+                        hash = %front.hash, "a checked part is in no segment report; no receipt for it");
+                }
                 checks.parts.pop_front();
-                self.stats.send_modify(|s| s.unverified_parts += 1);
-                return Err(format!(
-                    "part {}.{} ({len} bytes, {hash}) is not the origin's",
-                    position.msn, position.index
-                ));
+                continue;
             };
             let Some(part) = checks.parts.pop_front() else {
                 break;
@@ -428,12 +500,9 @@ impl Run {
             if follows.is_some() {
                 checks.newest = Some(origin);
             }
-            self.stats.send_modify(|s| {
-                s.verified_parts += 1;
-                match follows {
-                    Some(missed) => s.skipped_parts = s.skipped_parts.saturating_add(missed),
-                    None => s.repeated_parts += 1,
-                }
+            self.stats.send_modify(|s| match follows {
+                Some(missed) => s.skipped_parts = s.skipped_parts.saturating_add(missed),
+                None => s.repeated_parts += 1,
             });
             let first_received = (part.received, part.received_ms);
             let (slots, _, _) = checks

@@ -87,10 +87,14 @@ pub struct ViewerConfig {
     /// its pull from the origin and a whole first segment).
     pub request_timeout: Duration,
     /// Plays the node's LL-HLS rendition (`{app}/{stream}/ll.m3u8`, fMP4) part by part, with
-    /// blocking playlist reloads: each part is written to the output as it arrives and checked
-    /// against the origin's part hashes, each completed segment against its fMP4 hash, and
-    /// receipts bind the fMP4 chain; the output is the init segment followed by the parts.
+    /// blocking playlist reloads: each part is checked against the hash the origin reported as
+    /// it cut it before it is written to the output, each completed segment against its fMP4
+    /// hash, and receipts bind the fMP4 chain; the output is the init segment followed by the
+    /// parts.
     pub low_latency: bool,
+    /// LL-HLS: how long a fetched part waits for the origin's hash before it counts as not the
+    /// origin's (it is not output and the node is given up). At most 5 s.
+    pub part_verify_timeout: Duration,
 }
 
 impl std::fmt::Debug for ViewerConfig {
@@ -120,6 +124,7 @@ impl ViewerConfig {
             verify_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(15),
             low_latency: false,
+            part_verify_timeout: Duration::from_secs(3),
         }
     }
 
@@ -186,12 +191,17 @@ pub struct ViewerStats {
     pub verified_bytes_by_node: BTreeMap<NodeId, u64>,
     /// Segments the origin never reported (stale, altered or partial content).
     pub unverified_segments: u64,
-    /// LL-HLS: parts received (and written to the output).
+    /// LL-HLS: parts written to the output (each checked against the origin's part hash
+    /// first).
     pub parts: u64,
-    /// LL-HLS: parts whose hash matched one of the origin's part hashes.
+    /// LL-HLS: parts whose hash matched one the origin reported as it cut them.
     pub verified_parts: u64,
-    /// LL-HLS: parts the origin never reported (the node was given up for another one).
+    /// LL-HLS: parts the origin did not report within [`ViewerConfig::part_verify_timeout`]:
+    /// not output, and the node was given up for another one.
     pub unverified_parts: u64,
+    /// LL-HLS: how long checking a part took, from having its bytes to knowing the origin's
+    /// hash matches: the newest, the longest and the sum over [`Self::verified_parts`].
+    pub part_check_wait: PartCheckWait,
     /// LL-HLS: verified parts that were not after the newest verified before (played twice).
     pub repeated_parts: u64,
     /// LL-HLS: origin parts the viewer never got between consecutive verified ones (counted
@@ -247,6 +257,7 @@ impl ViewerStats {
             parts: 0,
             verified_parts: 0,
             unverified_parts: 0,
+            part_check_wait: PartCheckWait::default(),
             repeated_parts: 0,
             skipped_parts: 0,
             last_part: None,
@@ -264,6 +275,23 @@ impl ViewerStats {
             last_error: None,
         }
     }
+}
+
+/// LL-HLS: what checking parts against the origin's hashes added to their playing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct PartCheckWait {
+    /// The newest part's wait, from having its bytes to knowing they are the origin's.
+    pub last: Option<Duration>,
+    /// The longest such wait.
+    pub max: Duration,
+    /// All such waits added up (divide by the verified parts for the mean).
+    pub total: Duration,
+    /// The newest part's age when it was known to be the origin's: from the origin cutting it
+    /// (its clock) to this viewer having checked it (this viewer's clock), in milliseconds.
+    pub last_cut_to_verified_ms: Option<i64>,
+    /// The largest such age.
+    pub max_cut_to_verified_ms: Option<i64>,
 }
 
 /// A running viewer. Dropping it leaves the viewer running until its task ends; call

@@ -27,6 +27,32 @@ pub struct Network {
     pub friends: Vec<RunningNode>,
     stop: CancellationToken,
     publisher: tokio::task::JoinHandle<Result<PublishReport, PublishError>>,
+    coordinator_key: streamr_core::CoordinatorKey,
+}
+
+/// A node of the test network: on loopback, joined to the coordinator at `url`, its key in
+/// `dir`, advertising `advertise_http` to viewers when given (else its own address).
+fn node_config(
+    dir: &Path,
+    url: &str,
+    coordinator_key: streamr_core::CoordinatorKey,
+    name: &str,
+    upstreams: Vec<String>,
+    advertise_http: Option<String>,
+) -> NodeConfig {
+    NodeConfig {
+        rtmp_listen: ([127, 0, 0, 1], 0).into(),
+        http_listen: ([127, 0, 0, 1], 0).into(),
+        identity: dir.join(format!("{name}.key")),
+        upstreams,
+        coordinator: Some(CoordinatorConfig {
+            url: url.to_owned(),
+            key: Some(coordinator_key),
+        }),
+        heartbeat_interval: Duration::from_millis(500),
+        advertise_http,
+        ..NodeConfig::default()
+    }
 }
 
 impl Network {
@@ -34,6 +60,15 @@ impl Network {
     /// once the origin reported segments for which `ready` holds and every friend sent a
     /// heartbeat (at most 30 s).
     pub async fn start(friends: usize, ready: impl Fn(&[SegmentInfo]) -> bool) -> Network {
+        Network::start_with(&vec![None; friends], ready).await
+    }
+
+    /// Like [`Network::start`], with one friend per entry of `friends`, each advertising the
+    /// HTTP address given there to viewers (e.g. a proxy in front of it) or its own.
+    pub async fn start_with(
+        friends: &[Option<String>],
+        ready: impl Fn(&[SegmentInfo]) -> bool,
+    ) -> Network {
         let dir = tempfile::tempdir().expect("temporary directory");
         let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
             .await
@@ -63,26 +98,25 @@ impl Network {
             .await
             .expect("stream created")
             .stream_key;
-        let node_config = |name: &str, upstreams: Vec<String>| NodeConfig {
-            rtmp_listen: ([127, 0, 0, 1], 0).into(),
-            http_listen: ([127, 0, 0, 1], 0).into(),
-            identity: dir.path().join(format!("{name}.key")),
-            upstreams,
-            coordinator: Some(CoordinatorConfig {
-                url: server.url(),
-                key: Some(coordinator_key),
-            }),
-            heartbeat_interval: Duration::from_millis(500),
-            ..NodeConfig::default()
+        let url = server.url();
+        let config = |name: &str, upstreams, advertise| {
+            node_config(
+                dir.path(),
+                &url,
+                coordinator_key,
+                name,
+                upstreams,
+                advertise,
+            )
         };
-        let origin = Node::start(node_config("origin", Vec::new()))
+        let origin = Node::start(config("origin", Vec::new(), None))
             .await
             .expect("the origin starts");
         let mut started = Vec::new();
-        for i in 0..friends {
+        for (i, advertise) in friends.iter().enumerate() {
             let upstream = vec![format!("rtmp://{}", origin.rtmp_addr())];
             started.push(
-                Node::start(node_config(&format!("friend{i}"), upstream))
+                Node::start(config(&format!("friend{i}"), upstream, advertise.clone()))
                     .await
                     .expect("a friend node starts"),
             );
@@ -124,7 +158,42 @@ impl Network {
             friends: started,
             stop,
             publisher,
+            coordinator_key,
         }
+    }
+
+    /// Starts one more friend node (advertising `advertise_http` when given) and waits (at
+    /// most 30 s) for its first heartbeat.
+    pub async fn add_friend(&mut self, advertise_http: Option<String>) -> &RunningNode {
+        let name = format!("friend{}", self.friends.len());
+        let upstream = vec![format!("rtmp://{}", self.origin.rtmp_addr())];
+        let config = node_config(
+            self._dir.path(),
+            &self.server.url(),
+            self.coordinator_key,
+            &name,
+            upstream,
+            advertise_http,
+        );
+        let friend = Node::start(config).await.expect("a friend node starts");
+        let id = friend.node_id().to_string();
+        let admin = CoordinatorClient::new(&self.server.url())
+            .expect("client")
+            .with_admin_token(ADMIN);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let nodes = admin.nodes().await.unwrap_or_default();
+            if nodes
+                .iter()
+                .any(|n| n.id == id && n.last_heartbeat_ms.is_some())
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no heartbeat from {name}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.friends.push(friend);
+        &self.friends[self.friends.len() - 1]
     }
 
     /// Stops the publisher, the nodes and the coordinator.

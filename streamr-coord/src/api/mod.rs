@@ -7,6 +7,7 @@ pub(crate) mod ledger;
 mod nodes;
 pub(crate) mod openapi;
 mod ops;
+mod parts;
 mod streams;
 mod tree;
 pub(crate) mod viewers;
@@ -99,6 +100,8 @@ pub(crate) fn routes() -> Router<Shared> {
             "/streams/{id}/segments",
             post(streams::report_segment).get(streams::list_segments),
         )
+        .route("/streams/{id}/parts", post(parts::report_parts))
+        .route("/streams/{id}/parts/{hash}", get(parts::find_part))
         .route("/streams/{id}/stats", get(streams::stats))
         .route("/streams/{id}/play", get(viewers::play))
         .route("/streams/{id}/upstream", post(tree::upstream))

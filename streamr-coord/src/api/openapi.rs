@@ -137,6 +137,8 @@ pub(crate) struct ReadinessSchema {
         super::streams::publish_check,
         super::streams::report_segment,
         super::streams::list_segments,
+        super::parts::report_parts,
+        super::parts::find_part,
         super::streams::stats,
         super::viewers::play,
         super::viewers::post_receipts,
@@ -193,6 +195,17 @@ fn limits(config: &CoordConfig) -> Vec<(String, &'static str, Value)> {
             json!(config.max_receipts_per_request),
         ),
         (schema("ReceiptsRequest", "receipts"), "minItems", json!(1)),
+        (schema("OriginPartReport", "parts"), "minItems", json!(1)),
+        (
+            schema("OriginPartReport", "parts"),
+            "maxItems",
+            json!(streamr_core::MAX_PARTS_PER_REPORT),
+        ),
+        (
+            schema("PartHash", "len"),
+            "maximum",
+            json!(streamr_core::MAX_PART_LEN),
+        ),
         (
             schema("ReceiptsRequest", "receipts"),
             "maxItems",
@@ -228,6 +241,7 @@ fn limits(config: &CoordConfig) -> Vec<(String, &'static str, Value)> {
         ("SegmentReport", &["sequence", "published_ms"][..]),
         ("OriginSegmentReport", &["sequence", "published_ms"][..]),
         ("LlSegmentHashes", &["len"][..]),
+        ("PartHash", &["msn", "cut_ms"][..]),
         (
             "NodeHeartbeat",
             &[
@@ -254,13 +268,22 @@ fn parameter_limits() -> Vec<(
     &'static str,
     Value,
 )> {
-    let mut limits = vec![(
-        "/streams/{id}/play",
-        "get",
-        "exclude",
-        "maxItems",
-        json!(super::viewers::MAX_EXCLUDED),
-    )];
+    let mut limits = vec![
+        (
+            "/streams/{id}/play",
+            "get",
+            "exclude",
+            "maxItems",
+            json!(super::viewers::MAX_EXCLUDED),
+        ),
+        (
+            "/streams/{id}/parts/{hash}",
+            "get",
+            "hash",
+            "pattern",
+            json!("^[0-9a-fA-F]{64}$"),
+        ),
+    ];
     for (path, method) in [
         ("/streams", "get"),
         ("/streams/{id}/segments", "get"),

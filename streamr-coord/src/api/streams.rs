@@ -281,7 +281,11 @@ pub(crate) async fn set_origin(
 
 /// Maps a failed origin signature check to 401: bad signature, or a timestamp outside the
 /// skew window.
-fn origin_signature_error(state: &Shared, what: &'static str, error: SignatureError) -> ApiError {
+pub(crate) fn origin_signature_error(
+    state: &Shared,
+    what: &'static str,
+    error: SignatureError,
+) -> ApiError {
     match error {
         SignatureError::StaleTimestamp {
             timestamp_ms,
@@ -296,11 +300,11 @@ fn origin_signature_error(state: &Shared, what: &'static str, error: SignatureEr
     }
 }
 
-fn max_skew_ms(state: &Shared) -> u64 {
+pub(crate) fn max_skew_ms(state: &Shared) -> u64 {
     u64::try_from(state.config.max_clock_skew.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn unix_now_ms() -> u64 {
+pub(crate) fn unix_now_ms() -> u64 {
     u64::try_from(now_ms()).unwrap_or(0)
 }
 

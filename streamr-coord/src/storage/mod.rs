@@ -13,9 +13,10 @@ pub use records::LlSegment;
 pub use records::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
     HeartbeatWrite, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic, NodePrefixRecord,
-    NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord, PendingGrantCount, ProbeRecord,
-    ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord, SegmentRecord, SessionRecord,
-    SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, StreamRecord, Totals,
+    NodeRecord, NodeSessionCounts, NodeUsage, PartRecord, PartsStored, PayoutRecord,
+    PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord,
+    SegmentRecord, SessionRecord, SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow,
+    StreamRecord, Totals,
 };
 pub use sql::{HeartbeatFlush, PostgresStorage, SqliteStorage};
 
@@ -91,6 +92,18 @@ pub trait Storage: Send + Sync + 'static {
         from: i64,
         to: i64,
     ) -> StorageResult<Vec<(i64, LlSegment)>>;
+
+    /// Stores the parts of one part report in one transaction, then forgets the stream's parts
+    /// reported before `forget_before_ms` (they are only looked up while live). A part whose
+    /// place (stream, run, msn, index) is stored with another hash stores nothing of the batch
+    /// ([`PartsStored::Conflict`]); the same hash again is a no-op.
+    async fn insert_parts(
+        &self,
+        parts: &[PartRecord],
+        forget_before_ms: i64,
+    ) -> StorageResult<PartsStored>;
+    /// The newest part of `stream_id` whose bytes hash to `hash` (hex).
+    async fn find_part(&self, stream_id: &str, hash: &str) -> StorageResult<Option<PartRecord>>;
 
     /// Registers a node or, if its key is known, updates its addresses and reactivates it.
     async fn upsert_node(&self, node: &NodeRecord) -> StorageResult<()>;

@@ -61,6 +61,44 @@ pub struct LlSegment {
     pub len: i64,
 }
 
+/// An LL-HLS partial segment the origin reported as it cut it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct PartRecord {
+    /// The stream.
+    pub stream_id: String,
+    /// The origin's numbering run, 16 hex digits.
+    pub run: String,
+    /// Media sequence number of its segment in the origin's LL-HLS playlist.
+    pub msn: i64,
+    /// Its index in the segment.
+    pub part_index: i64,
+    /// Hex BLAKE3 hash of the part bytes.
+    pub hash: String,
+    /// Size in bytes.
+    pub len: i64,
+    /// When the origin cut it (the origin's clock).
+    pub cut_ms: i64,
+    /// When the coordinator stored it.
+    pub reported_at_ms: i64,
+}
+
+/// What became of a batch of part reports (stored together or not at all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartsStored {
+    /// Stored; `created` of them were new (the others were stored with the same hash before).
+    Stored {
+        /// New rows.
+        created: u64,
+    },
+    /// A place was stored with another hash: nothing of the batch is stored.
+    Conflict {
+        /// The media sequence number of the conflicting part.
+        msn: i64,
+        /// Its index.
+        part_index: i64,
+    },
+}
+
 /// A friend node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct NodeRecord {
@@ -592,6 +630,20 @@ impl From<SegmentRecord> for streamr_client::wire::SegmentInfo {
             published_ms: row.published_ms,
             reported_at_ms: row.reported_at_ms,
             ll: row.ll.map(Into::into),
+        }
+    }
+}
+
+impl From<PartRecord> for streamr_client::wire::PartInfo {
+    fn from(row: PartRecord) -> Self {
+        streamr_client::wire::PartInfo {
+            run: row.run,
+            msn: row.msn,
+            index: row.part_index,
+            hash: row.hash,
+            len: row.len,
+            cut_ms: row.cut_ms,
+            reported_at_ms: row.reported_at_ms,
         }
     }
 }

@@ -14,10 +14,10 @@ use sqlx::sqlite::{
 use super::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
     HeartbeatWrite, LedgerEntryRecord, LlSegment, NodeDownRecord, NodeEpochTraffic,
-    NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord, PendingGrantCount,
-    ProbeRecord, ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord, SegmentRecord,
-    SessionRecord, SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, Storage,
-    StorageResult, StreamRecord, Totals,
+    NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PartRecord, PartsStored,
+    PayoutRecord, PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord,
+    RelayAssignmentRecord, SegmentRecord, SessionRecord, SessionUsageRow, SettlementRecord,
+    SettlementWrite, StatsRow, Storage, StorageResult, StreamRecord, Totals,
 };
 use crate::error::StorageError;
 
@@ -763,6 +763,85 @@ macro_rules! sql_storage {
                         (sequence, LlSegment { hash, digest, part_hashes, len })
                     })
                     .collect())
+            }
+
+            async fn insert_parts(
+                &self,
+                parts: &[PartRecord],
+                forget_before_ms: i64,
+            ) -> StorageResult<PartsStored> {
+                let op = "insert_parts";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                let mut created = 0u64;
+                for part in parts {
+                    let result = sqlx::query(&$sql(
+                        "INSERT INTO part_reports (stream_id, run, msn, part_index, hash, len, \
+                         cut_ms, reported_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                         ON CONFLICT (stream_id, run, msn, part_index) DO NOTHING",
+                    ))
+                    .bind(&part.stream_id)
+                    .bind(&part.run)
+                    .bind(part.msn)
+                    .bind(part.part_index)
+                    .bind(&part.hash)
+                    .bind(part.len)
+                    .bind(part.cut_ms)
+                    .bind(part.reported_at_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                    if result.rows_affected() == 1 {
+                        created += 1;
+                        continue;
+                    }
+                    let stored: Option<(String,)> = sqlx::query_as(&$sql(
+                        "SELECT hash FROM part_reports WHERE stream_id = $1 AND run = $2 \
+                         AND msn = $3 AND part_index = $4",
+                    ))
+                    .bind(&part.stream_id)
+                    .bind(&part.run)
+                    .bind(part.msn)
+                    .bind(part.part_index)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                    if stored.is_some_and(|(hash,)| hash != part.hash) {
+                        tx.rollback().await.map_err(StorageError::query(op))?;
+                        return Ok(PartsStored::Conflict {
+                            msn: part.msn,
+                            part_index: part.part_index,
+                        });
+                    }
+                }
+                if let Some(first) = parts.first() {
+                    sqlx::query(&$sql(
+                        "DELETE FROM part_reports WHERE stream_id = $1 AND reported_at_ms < $2",
+                    ))
+                    .bind(&first.stream_id)
+                    .bind(forget_before_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                }
+                tx.commit().await.map_err(StorageError::query(op))?;
+                Ok(PartsStored::Stored { created })
+            }
+
+            async fn find_part(
+                &self,
+                stream_id: &str,
+                hash: &str,
+            ) -> StorageResult<Option<PartRecord>> {
+                sqlx::query_as::<_, PartRecord>(&$sql(
+                    "SELECT stream_id, run, msn, part_index, hash, len, cut_ms, reported_at_ms \
+                     FROM part_reports WHERE stream_id = $1 AND hash = $2 \
+                     ORDER BY reported_at_ms DESC LIMIT 1",
+                ))
+                .bind(stream_id)
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StorageError::query("find_part"))
             }
 
             async fn upsert_node(&self, node: &NodeRecord) -> StorageResult<()> {

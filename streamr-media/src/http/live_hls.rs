@@ -127,6 +127,23 @@ pub struct LlSegmentNotice {
     pub len: usize,
 }
 
+/// An LL-HLS partial segment just cut, as announced on [`LiveHls::part_notices`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartNotice {
+    /// The stream.
+    pub key: StreamKey,
+    /// Media sequence number of the segment the part belongs to.
+    pub sequence: u64,
+    /// The part's index within its segment.
+    pub index: u32,
+    /// BLAKE3 hash of the part bytes.
+    pub hash: blake3::Hash,
+    /// Size in bytes.
+    pub len: usize,
+    /// When it was cut, Unix milliseconds.
+    pub cut_ms: u64,
+}
+
 /// One stream's playlist as served.
 #[derive(Debug)]
 struct StreamHls {
@@ -192,6 +209,7 @@ struct Inner {
     /// Next media sequence per stream key, so a stream published again never goes back.
     next_sequence: Mutex<HashMap<StreamKey, u64>>,
     notices: broadcast::Sender<SegmentNotice>,
+    part_notices: broadcast::Sender<PartNotice>,
     shutdown: CancellationToken,
 }
 
@@ -246,6 +264,7 @@ impl LiveHls {
     /// Starts watching `hub` for published streams. Stops when `shutdown` is cancelled.
     pub fn start(hub: RelayHub, config: LiveHlsConfig, shutdown: CancellationToken) -> Self {
         let (notices, _) = broadcast::channel(256);
+        let (part_notices, _) = broadcast::channel(256);
         let live = LiveHls {
             inner: Arc::new(Inner {
                 hub,
@@ -253,6 +272,7 @@ impl LiveHls {
                 streams: Mutex::new(HashMap::new()),
                 next_sequence: Mutex::new(HashMap::new()),
                 notices,
+                part_notices,
                 shutdown,
             }),
         };
@@ -264,6 +284,12 @@ impl LiveHls {
     /// Every finished segment of every stream, with its hash (for reporting to a coordinator).
     pub fn segment_notices(&self) -> broadcast::Receiver<SegmentNotice> {
         self.inner.notices.subscribe()
+    }
+
+    /// Every LL-HLS part of every stream as it is cut, with its hash (for reporting to a
+    /// coordinator before viewers fetch it).
+    pub fn part_notices(&self) -> broadcast::Receiver<PartNotice> {
+        self.inner.part_notices.subscribe()
     }
 
     /// The settings.
@@ -725,6 +751,21 @@ impl StreamTask {
             return;
         }
         for event in &events {
+            if let LlEvent::PartReady(part) = event {
+                let cut_ms = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |since| {
+                        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+                    });
+                let _ = self.live.inner.part_notices.send(PartNotice {
+                    key: self.key.clone(),
+                    sequence: part.sequence,
+                    index: part.index,
+                    hash: part.hash,
+                    len: part.bytes.len(),
+                    cut_ms,
+                });
+            }
             if let LlEvent::SegmentReady(segment) = event {
                 if self.ll_sizes.len() >= self.live.inner.config.window_segments.max(6) {
                     self.ll_sizes.pop_front();

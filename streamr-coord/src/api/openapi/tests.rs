@@ -275,6 +275,22 @@ fn samples() -> Vec<(&'static str, Value)> {
         },
         &node,
     );
+    let part_report = Signed::sign(
+        streamr_core::OriginPartReport {
+            node_id: node.node_id(),
+            stream_id: stream.clone(),
+            run: u64::MAX,
+            parts: vec![streamr_core::PartHash {
+                msn: 1,
+                index: 2,
+                hash: digest,
+                len: 900,
+                cut_ms: 3,
+            }],
+            timestamp_ms: 4,
+        },
+        &node,
+    );
     let grant = Signed::sign(
         SessionGrant {
             session_id,
@@ -406,6 +422,27 @@ fn samples() -> Vec<(&'static str, Value)> {
         ("SignedReceipt", json!(receipt)),
         ("SignedOriginClaim", json!(claim)),
         ("SignedSegmentReport", json!(report)),
+        ("SignedPartReport", json!(part_report)),
+        (
+            "PartReportResponse",
+            json!(crate::wire::PartReportResponse {
+                parts: 2,
+                created: 1
+            }),
+        ),
+        (
+            "PartRecord",
+            json!(crate::wire::PartInfo::from(crate::storage::PartRecord {
+                stream_id: "live-1".into(),
+                run: "00000000000000ff".into(),
+                msn: 4,
+                part_index: 2,
+                hash: digest.to_string(),
+                len: 900,
+                cut_ms: 1,
+                reported_at_ms: 2,
+            })),
+        ),
         ("SegmentReportRequest", json!(report)),
         (
             "SegmentReportRequest",

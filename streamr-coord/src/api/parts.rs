@@ -1,0 +1,251 @@
+//! LL-HLS part hashes as the origin cuts its parts: the origin reports them (signed, like its
+//! segment reports) and viewers ask for the part they just fetched, by hash, waiting briefly
+//! when the report has not arrived yet, so each part is checked before it is played.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use streamr_core::{ContentDigest, SignedPartReport, MAX_PARTS_PER_REPORT, MAX_PART_LEN};
+
+use super::openapi::{ErrorSchema, SignedPartReportSchema};
+use super::streams::{
+    load_stream, max_skew_ms, origin_signature_error, to_i64, unix_now_ms, StreamPath,
+};
+use super::Shared;
+use crate::clock::now_ms;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::storage::{PartRecord, PartsStored};
+use crate::wire::{PartInfo, PartReportResponse};
+
+/// Longest wait `GET /streams/{id}/parts/{hash}` accepts, in milliseconds.
+pub(crate) const MAX_PART_WAIT_MS: u16 = 5_000;
+
+/// How long part reports are kept: viewers only look up parts of the live edge (the segment
+/// reports keep every part hash for good).
+pub(crate) const PART_RETENTION: Duration = Duration::from_secs(10 * 60);
+
+/// How often a waiting request looks in storage too, for parts another coordinator replica
+/// stored (those of this process wake it at once).
+const STORAGE_RECHECK: Duration = Duration::from_millis(500);
+
+/// `?wait_ms=` of a part lookup.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(try_from = "RawWait")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Wait {
+    /// Wait up to this many milliseconds for the origin to report the part (0-5000,
+    /// default 0: answer at once).
+    #[serde(default)]
+    #[param(default = 0, maximum = 5000)]
+    wait_ms: u16,
+}
+
+/// `?wait_ms=` as given, before its range is checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWait {
+    #[serde(default)]
+    wait_ms: u16,
+}
+
+impl TryFrom<RawWait> for Wait {
+    type Error = String;
+
+    fn try_from(raw: RawWait) -> Result<Self, Self::Error> {
+        if raw.wait_ms <= MAX_PART_WAIT_MS {
+            Ok(Wait {
+                wait_ms: raw.wait_ms,
+            })
+        } else {
+            Err(format!(
+                "wait_ms must be 0-{MAX_PART_WAIT_MS}, not {}",
+                raw.wait_ms
+            ))
+        }
+    }
+}
+
+/// `{id}` and `{hash}` of a part lookup.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub(crate) struct PartPath {
+    /// Stream id.
+    id: String,
+    /// Hex BLAKE3 hash of the part bytes.
+    hash: String,
+}
+
+/// Stores the hashes of LL-HLS parts as the origin cuts them, so viewers check each part
+/// before playing it.
+///
+/// Signed by the stream's origin node only (401 `bad_signature` or `clock_skew` when the
+/// signature or timestamp fails, 403 `not_origin` when the signer is not the stream's origin
+/// or the report names another stream). At most 32 parts per report; a report is stored
+/// whole or not at all, and a part whose place (run, msn, index) was reported with another
+/// hash refuses the report (409). Parts are kept ten minutes.
+#[utoipa::path(post, path = "/streams/{id}/parts", tag = "streams",
+    params(StreamPath), request_body = SignedPartReportSchema,
+    responses(
+        (status = 201, description = "Stored", body = PartReportResponse),
+        (status = 200, description = "Every part was stored already", body = PartReportResponse),
+        (status = 400, description = "invalid_field: no parts, too many, or a field out of range",
+         body = ErrorSchema),
+        (status = 401, description = "bad_signature or clock_skew", body = ErrorSchema),
+        (status = 403, description = "not_origin", body = ErrorSchema),
+        (status = 404, description = "not_found", body = ErrorSchema),
+        (status = 409, description = "conflict: a part's place was reported with another hash",
+         body = ErrorSchema),
+    ))]
+pub(crate) async fn report_parts(
+    State(state): State<Shared>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(signed): ApiJson<SignedPartReport>,
+) -> Result<(StatusCode, Json<PartReportResponse>), ApiError> {
+    let body = signed
+        .verify(unix_now_ms(), max_skew_ms(&state))
+        .map_err(|error| origin_signature_error(&state, "part report", error))?;
+    if body.parts.is_empty() || body.parts.len() > MAX_PARTS_PER_REPORT {
+        return Err(ApiError::InvalidField {
+            field: "parts",
+            reason: format!(
+                "must hold 1-{MAX_PARTS_PER_REPORT} parts, not {}",
+                body.parts.len()
+            ),
+        });
+    }
+    let stream = load_stream(&state, &id).await?;
+    if body.stream_id.as_str() != stream.id {
+        return Err(ApiError::NotOrigin {
+            stream_id: stream.id,
+            reason: format!("the report was signed for stream {}", body.stream_id),
+        });
+    }
+    let signer = body.node_id.to_string();
+    if stream.origin_node.as_deref() != Some(signer.as_str()) {
+        return Err(ApiError::NotOrigin {
+            reason: match &stream.origin_node {
+                Some(origin) => format!("node {signer} is not the origin node {origin}"),
+                None => format!(
+                    "the stream has no origin node yet; node {signer} must pass a signed \
+                     publish check first"
+                ),
+            },
+            stream_id: stream.id,
+        });
+    }
+    let now = now_ms();
+    let run = format!("{:016x}", body.run);
+    let mut records = Vec::with_capacity(body.parts.len());
+    for part in &body.parts {
+        if part.len > MAX_PART_LEN {
+            return Err(ApiError::InvalidField {
+                field: "parts.len",
+                reason: format!("{} is larger than {MAX_PART_LEN}", part.len),
+            });
+        }
+        records.push(PartRecord {
+            stream_id: stream.id.clone(),
+            run: run.clone(),
+            msn: to_i64("parts.msn", part.msn)?,
+            part_index: i64::from(part.index),
+            hash: part.hash.to_string(),
+            len: to_i64("parts.len", part.len)?,
+            cut_ms: to_i64("parts.cut_ms", part.cut_ms)?,
+            reported_at_ms: now,
+        });
+    }
+    let retention = i64::try_from(PART_RETENTION.as_millis()).unwrap_or(i64::MAX);
+    let forget_before = now.saturating_sub(retention);
+    match state.storage.insert_parts(&records, forget_before).await? {
+        PartsStored::Stored { created } => {
+            state.recent_parts.record(&records);
+            let status = if created > 0 {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok((
+                status,
+                Json(PartReportResponse {
+                    parts: u64::try_from(records.len()).unwrap_or(u64::MAX),
+                    created,
+                }),
+            ))
+        }
+        PartsStored::Conflict { msn, part_index } => Err(ApiError::Conflict(format!(
+            "part {msn}.{part_index} of run {run} of stream {} was reported with another hash",
+            stream.id
+        ))),
+    }
+}
+
+/// The origin's part whose bytes hash to `{hash}`: what a viewer asks right after fetching a
+/// part, before playing it.
+///
+/// With `wait_ms`, an unknown part is waited for that long (the origin reports each part as
+/// it cuts it, usually before a viewer fetched it from a friend node); 404 `not_found` when it
+/// was not reported by then (or more than ten minutes ago).
+#[utoipa::path(get, path = "/streams/{id}/parts/{hash}", tag = "streams", params(PartPath, Wait),
+    responses(
+        (status = 200, description = "The part", body = PartInfo),
+        (status = 404, description = "not_found: no such stream, or no such part (yet)",
+         body = ErrorSchema),
+    ))]
+pub(crate) async fn find_part(
+    State(state): State<Shared>,
+    ApiPath((id, hash)): ApiPath<(String, String)>,
+    ApiQuery(wait): ApiQuery<Wait>,
+) -> Result<Json<PartInfo>, ApiError> {
+    let hash: ContentDigest = hash.parse().map_err(|_| ApiError::InvalidField {
+        field: "hash",
+        reason: "must be 64 hex digits".into(),
+    })?;
+    let hash = hash.to_string();
+    load_stream(&state, &id).await?;
+    // Subscribed before looking, so a report stored in between wakes this request.
+    let mut reported = state.recent_parts.subscribe();
+    if let Some(part) = state.recent_parts.find(&id, &hash) {
+        return Ok(Json(part.into()));
+    }
+    if let Some(part) = state.storage.find_part(&id, &hash).await? {
+        return Ok(Json(part.into()));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(wait.wait_ms));
+    let mut recheck = tokio::time::interval_at(
+        tokio::time::Instant::now() + STORAGE_RECHECK,
+        STORAGE_RECHECK,
+    );
+    let not_found = || ApiError::NotFound {
+        what: "part",
+        id: hash.clone(),
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            changed = reported.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                if let Some(part) = state.recent_parts.find(&id, &hash) {
+                    return Ok(Json(part.into()));
+                }
+            }
+            _ = recheck.tick() => {
+                if let Some(part) = state.storage.find_part(&id, &hash).await? {
+                    return Ok(Json(part.into()));
+                }
+            }
+        }
+    }
+    if wait.wait_ms > 0 {
+        if let Some(part) = state.storage.find_part(&id, &hash).await? {
+            return Ok(Json(part.into()));
+        }
+    }
+    Err(not_found())
+}

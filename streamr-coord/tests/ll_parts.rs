@@ -1,0 +1,365 @@
+//! LL-HLS part reports (SQLite and PostgreSQL): the stream's origin reports part hashes as it
+//! cuts them, viewers look a part up by hash (waiting briefly for a report not there yet), and
+//! every report that is not the origin's, not well formed or in conflict with a stored one is
+//! refused with a JSON error and stores nothing.
+
+#[macro_use]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use common::*;
+use serde_json::{json, Value};
+use streamr_coord::storage::{PartRecord, PartsStored};
+use streamr_coord::Coordinator;
+use streamr_core::{
+    segment_hash, KeyPair, OriginPartReport, PartHash, Signed, StreamId, MAX_PARTS_PER_REPORT,
+    MAX_PART_LEN,
+};
+
+on_both_backends!(
+    multi_thread;
+    origin_parts_are_stored_and_found_by_hash,
+    a_viewer_waiting_for_a_part_is_answered_when_it_is_reported,
+    part_reports_that_are_not_the_origins_or_malformed_are_refused,
+    a_conflicting_part_report_stores_nothing,
+    parts_older_than_the_retention_are_forgotten
+);
+
+fn part(msn: u64, index: u32) -> PartHash {
+    let bytes = format!("fmp4 part {msn}.{index}");
+    PartHash {
+        msn,
+        index,
+        hash: segment_hash(bytes.as_bytes()),
+        len: bytes.len() as u64,
+        cut_ms: now_ms() as u64,
+    }
+}
+
+fn report(node: &KeyPair, stream: &str, run: u64, parts: Vec<PartHash>) -> Value {
+    json!(Signed::sign(
+        OriginPartReport {
+            node_id: node.node_id(),
+            stream_id: StreamId::new(stream).expect("stream id"),
+            run,
+            parts,
+            timestamp_ms: now_ms() as u64,
+        },
+        node,
+    ))
+}
+
+/// A coordinator with stream `show` bound to `origin`, driven in-process.
+async fn setup(db: &TestDb, origin: &KeyPair) -> Client {
+    let storage = streamr_coord::connect(db.url()).await.expect("storage");
+    let client = Client::new(Coordinator::new(test_config(), storage));
+    let (status, _) = client
+        .post_admin("/streams", &json!({"id": "show", "title": "Show"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = client
+        .post_admin(
+            "/streams/show/origin",
+            &json!({"origin_node": origin.node_id().to_string()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    client
+}
+
+fn lookup(hash: &impl std::fmt::Display, wait_ms: u32) -> String {
+    format!("/streams/show/parts/{hash}?wait_ms={wait_ms}")
+}
+
+async fn origin_parts_are_stored_and_found_by_hash(db: &TestDb) {
+    let origin = KeyPair::from_seed([31; 32]);
+    let client = setup(db, &origin).await;
+    let parts = vec![part(7, 0), part(7, 1), part(7, 2)];
+    let (status, body) = client
+        .post(
+            "/streams/show/parts",
+            &report(&origin, "show", 5, parts.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body, json!({"parts": 3, "created": 3}));
+    // The same parts again: stored already.
+    let (status, body) = client
+        .post(
+            "/streams/show/parts",
+            &report(&origin, "show", 5, parts[1..].to_vec()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["created"], 0);
+    for wanted in &parts {
+        let (status, body) = client.get(&lookup(&wanted.hash, 0)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["msn"], 7);
+        assert_eq!(body["index"], wanted.index);
+        assert_eq!(body["hash"], wanted.hash.to_string());
+        assert_eq!(body["len"], wanted.len);
+        assert_eq!(body["cut_ms"], wanted.cut_ms);
+        assert_eq!(body["run"], "0000000000000005");
+    }
+    // Found after a restart too (not only in the process's memory).
+    let storage = streamr_coord::connect(db.url()).await.expect("storage");
+    let restarted = Client::new(Coordinator::new(test_config(), storage));
+    let (status, body) = restarted.get(&lookup(&parts[2].hash, 0)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["index"], 2);
+    // A part never reported.
+    let (status, body) = client.get(&lookup(&part(8, 0).hash, 0)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"], "not_found");
+}
+
+async fn a_viewer_waiting_for_a_part_is_answered_when_it_is_reported(db: &TestDb) {
+    let origin = KeyPair::from_seed([32; 32]);
+    let client = setup(db, &origin).await;
+    let next = part(9, 0);
+    let path = lookup(&next.hash, 5_000);
+    let started = Instant::now();
+    let (waited, reported) = tokio::join!(client.get(&path), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let reported_at = Instant::now();
+        let answer = client
+            .post(
+                "/streams/show/parts",
+                &report(&origin, "show", 1, vec![next]),
+            )
+            .await;
+        (answer, reported_at)
+    });
+    let answered = started.elapsed();
+    let ((status, _), reported_at) = reported;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(waited.0, StatusCode::OK, "{}", waited.1);
+    assert_eq!(waited.1["hash"], next.hash.to_string());
+    assert!(
+        answered < Duration::from_millis(4_000),
+        "answered after {answered:?}, not when the part was reported"
+    );
+    println!(
+        "waiting lookup answered {:?} after the report was sent",
+        answered.saturating_sub(reported_at - started)
+    );
+    // A part never reported is answered 404 once the wait is over.
+    let started = Instant::now();
+    let (status, body) = client.get(&lookup(&part(9, 1).hash, 200)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+}
+
+async fn part_reports_that_are_not_the_origins_or_malformed_are_refused(db: &TestDb) {
+    let origin = KeyPair::from_seed([33; 32]);
+    let client = setup(db, &origin).await;
+    let refused = |status: StatusCode, body: &Value, code: &str, what: &str| {
+        assert_eq!(body["error"], code, "{what}: {status} {body}");
+        assert!(body["message"].is_string(), "{what}: {body}");
+    };
+    let mut cases: Vec<(&str, Value, StatusCode, &str)> = Vec::new();
+    let stranger = KeyPair::from_seed([34; 32]);
+    cases.push((
+        "another node",
+        report(&stranger, "show", 1, vec![part(1, 0)]),
+        StatusCode::FORBIDDEN,
+        "not_origin",
+    ));
+    let mut forged = report(&origin, "show", 1, vec![part(1, 0)]);
+    forged["body"]["parts"][0]["msn"] = json!(2);
+    cases.push((
+        "altered after signing",
+        forged,
+        StatusCode::UNAUTHORIZED,
+        "bad_signature",
+    ));
+    let stale = json!(Signed::sign(
+        OriginPartReport {
+            node_id: origin.node_id(),
+            stream_id: StreamId::new("show").expect("stream id"),
+            run: 1,
+            parts: vec![part(1, 0)],
+            timestamp_ms: now_ms() as u64 - 3_600_000,
+        },
+        &origin,
+    ));
+    cases.push(("an hour old", stale, StatusCode::UNAUTHORIZED, "clock_skew"));
+    cases.push((
+        "no parts",
+        report(&origin, "show", 1, Vec::new()),
+        StatusCode::BAD_REQUEST,
+        "invalid_field",
+    ));
+    let too_many = (0..=MAX_PARTS_PER_REPORT as u32)
+        .map(|i| part(1, i))
+        .collect();
+    cases.push((
+        "too many parts",
+        report(&origin, "show", 1, too_many),
+        StatusCode::BAD_REQUEST,
+        "invalid_field",
+    ));
+    let mut huge = part(1, 0);
+    huge.len = MAX_PART_LEN + 1;
+    cases.push((
+        "a part too large",
+        report(&origin, "show", 1, vec![huge]),
+        StatusCode::BAD_REQUEST,
+        "invalid_field",
+    ));
+    let mut far = part(1, 0);
+    far.msn = u64::MAX;
+    cases.push((
+        "msn out of range",
+        report(&origin, "show", 1, vec![far]),
+        StatusCode::BAD_REQUEST,
+        "invalid_field",
+    ));
+    cases.push((
+        "not JSON of a report",
+        json!({"body": {"parts": []}, "signature": "00"}),
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+    ));
+    for (what, body, status, code) in &cases {
+        let (got, answer) = client.post("/streams/show/parts", body).await;
+        assert_eq!(got, *status, "{what}: {answer}");
+        refused(got, &answer, code, what);
+    }
+    // Signed for another stream, sent to this one.
+    let (status, _) = client
+        .post_admin("/streams", &json!({"id": "other", "title": "Other"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (got, answer) = client
+        .post(
+            "/streams/show/parts",
+            &report(&origin, "other", 1, vec![part(1, 0)]),
+        )
+        .await;
+    assert_eq!(got, StatusCode::FORBIDDEN, "{answer}");
+    refused(got, &answer, "not_origin", "another stream's report");
+    // A stream with no origin bound takes no part reports; an unknown stream is 404.
+    let (got, answer) = client
+        .post(
+            "/streams/other/parts",
+            &report(&origin, "other", 1, vec![part(1, 0)]),
+        )
+        .await;
+    assert_eq!(got, StatusCode::FORBIDDEN, "{answer}");
+    refused(got, &answer, "not_origin", "no origin bound");
+    let (got, answer) = client
+        .post(
+            "/streams/gone/parts",
+            &report(&origin, "gone", 1, vec![part(1, 0)]),
+        )
+        .await;
+    assert_eq!(got, StatusCode::NOT_FOUND, "{answer}");
+    refused(got, &answer, "not_found", "unknown stream");
+    // Lookups out of bounds.
+    for (path, code) in [
+        (lookup(&part(1, 0).hash, 5_001), "invalid_query"),
+        (
+            "/streams/show/parts/xyz?wait_ms=0".to_owned(),
+            "invalid_field",
+        ),
+        (
+            format!("{}&extra=1", lookup(&part(1, 0).hash, 0)),
+            "invalid_query",
+        ),
+    ] {
+        let (got, answer) = client.get(&path).await;
+        assert_eq!(got, StatusCode::BAD_REQUEST, "{path}: {answer}");
+        refused(got, &answer, code, &path);
+    }
+    // Nothing refused was stored.
+    for (what, body, _, _) in &cases {
+        if let Some(hash) = body["body"]["parts"][0]["hash"].as_str() {
+            let (status, _) = client.get(&lookup(&hash, 0)).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{what} stored a part");
+        }
+    }
+}
+
+async fn a_conflicting_part_report_stores_nothing(db: &TestDb) {
+    let origin = KeyPair::from_seed([35; 32]);
+    let client = setup(db, &origin).await;
+    let (status, _) = client
+        .post(
+            "/streams/show/parts",
+            &report(&origin, "show", 3, vec![part(4, 0)]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Part 4.0 again with other bytes, together with a new part.
+    let mut other = part(4, 0);
+    other.hash = segment_hash(b"other bytes");
+    let fresh = part(4, 1);
+    let (status, body) = client
+        .post(
+            "/streams/show/parts",
+            &report(&origin, "show", 3, vec![fresh, other]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "conflict");
+    for hash in [fresh.hash, other.hash] {
+        let (status, _) = client.get(&lookup(&hash, 0)).await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "part {hash} of a refused report stored"
+        );
+    }
+    // In a new run (the origin's numbering started over) the place is free again.
+    let (status, body) = client
+        .post(
+            "/streams/show/parts",
+            &report(&origin, "show", 4, vec![other]),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn parts_older_than_the_retention_are_forgotten(db: &TestDb) {
+    let origin = KeyPair::from_seed([36; 32]);
+    let _client = setup(db, &origin).await;
+    let storage = db.storage().await;
+    let record = |msn: i64, reported_at_ms: i64| PartRecord {
+        stream_id: "show".into(),
+        run: "0000000000000001".into(),
+        msn,
+        part_index: 0,
+        hash: segment_hash(format!("part {msn}").as_bytes()).to_string(),
+        len: 6,
+        cut_ms: reported_at_ms,
+        reported_at_ms,
+    };
+    let (old, new) = (record(1, 1_000), record(2, 700_000));
+    assert_eq!(
+        storage
+            .insert_parts(std::slice::from_ref(&old), 0)
+            .await
+            .expect("stored"),
+        PartsStored::Stored { created: 1 }
+    );
+    // Reported ten minutes later: what was reported before 100 s is forgotten.
+    assert_eq!(
+        storage
+            .insert_parts(std::slice::from_ref(&new), 100_000)
+            .await
+            .expect("stored"),
+        PartsStored::Stored { created: 1 }
+    );
+    assert_eq!(
+        storage.find_part("show", &old.hash).await.expect("query"),
+        None
+    );
+    assert_eq!(
+        storage.find_part("show", &new.hash).await.expect("query"),
+        Some(new)
+    );
+}
