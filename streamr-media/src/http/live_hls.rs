@@ -689,13 +689,8 @@ impl StreamTask {
                 ));
             }
         }
-        let target = self.segmenter.target_duration_secs();
-        let part_target = packager.part_target_ms();
+        // TARGETDURATION and PART-TARGET stay the configured ones: every node declares the same.
         self.with_ll(|playlist| {
-            if let Some(target) = target {
-                playlist.set_target_duration(target);
-            }
-            playlist.set_part_target(part_target);
             for event in &events {
                 playlist.apply(event);
             }
