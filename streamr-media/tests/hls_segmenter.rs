@@ -197,7 +197,12 @@ fn a_node_joining_mid_stream_cuts_identical_segments() {
                 .filter(|t| !is_sequence_header(t))
                 .cloned(),
         );
-        let late = segment_all(config, &late_tags);
+        let mut joining = Segmenter::new(config).joining_mid_stream();
+        let mut late = Vec::new();
+        for tag in &late_tags {
+            late.extend(segments_of(joining.push(tag).unwrap()));
+        }
+        late.extend(segments_of(joining.finish()));
         // The segment opened at the joining keyframe is cut but not listed: whether the stream's
         // own segment starts there depends on the keyframe before, which this node never saw.
         let joined_at = u64::from(tags[join].timestamp);

@@ -177,7 +177,7 @@ fn a_node_joining_mid_stream_produces_identical_bytes_for_every_segment_it_lists
     let mut origin = stream();
     let mut origin_out = Collected::default();
     feed(&mut origin, &tags, &mut origin_out);
-    let mut friend = stream();
+    let mut friend = stream().joining_mid_stream();
     let mut friend_out = Collected::default();
     let joined: Vec<FlvTag> = headers
         .into_iter()

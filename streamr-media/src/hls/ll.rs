@@ -59,6 +59,13 @@ impl LlHlsStream {
         }
     }
 
+    /// The stream is joined mid-stream, as a relay pulling it does: the segment opened at the
+    /// first keyframe is left out of both renditions (see [`Segmenter::joining_mid_stream`]).
+    pub fn joining_mid_stream(mut self) -> Self {
+        self.segmenter = self.segmenter.joining_mid_stream();
+        self
+    }
+
     /// Stamps segments with EXT-X-PROGRAM-DATE-TIME from `now` on.
     pub fn set_program_date_time(&mut self, now: SystemTime) {
         self.playlist.set_program_date_time(now);

@@ -388,8 +388,12 @@ mod tests {
         playlist: String,
     }
 
-    fn node_output(tags: &[FlvTag], interval: u64) -> Result<NodeOutput, TestCaseError> {
-        let mut stream = LlHlsStream::new(
+    fn node_output(
+        tags: &[FlvTag],
+        interval: u64,
+        joining: bool,
+    ) -> Result<NodeOutput, TestCaseError> {
+        let stream = LlHlsStream::new(
             SegmenterConfig {
                 segment_duration_ms: 2_000,
                 target_duration_secs: 12,
@@ -398,6 +402,11 @@ mod tests {
             6,
             "",
         );
+        let mut stream = if joining {
+            stream.joining_mid_stream()
+        } else {
+            stream
+        };
         let mut ts_events = Vec::new();
         let mut ll_events = Vec::new();
         for tag in tags {
@@ -482,8 +491,8 @@ mod tests {
             let start = joinable[join.index(joinable.len())];
             let joined: Vec<FlvTag> =
                 tags[..headers].iter().chain(&tags[start..]).cloned().collect();
-            let origin = node_output(&tags, interval)?;
-            let friend = node_output(&joined, interval)?;
+            let origin = node_output(&tags, interval, false)?;
+            let friend = node_output(&joined, interval, true)?;
             let joined_at = u64::from(tags[start].timestamp);
             // The MPEG-TS TARGETDURATION follows the stream's first GOPs (never shorter than a
             // segment of regular GOPs); a later GOP longer than those makes a longer segment.

@@ -166,6 +166,9 @@ pub struct Segmenter {
     /// audio-only stream), on the current timeline: whether a frame starts a segment depends on
     /// it, so a node that did not see it cannot know.
     last_cut_point_ms: Option<u64>,
+    /// This segmenter sees each timeline from its start (a file, an origin's own publisher), so
+    /// the first cut point of a timeline starts a segment on every node that sees it.
+    sees_timeline_start: bool,
     /// GOPs measured and their total length, for the stream's mean GOP.
     gops_measured: u64,
     gops_total_ms: u64,
@@ -204,6 +207,7 @@ impl Segmenter {
             last_segment_len: 0,
             last_keyframe_ms: None,
             last_cut_point_ms: None,
+            sees_timeline_start: true,
             gops_measured: 0,
             gops_total_ms: 0,
             longest_gop_ms: 0,
@@ -214,6 +218,16 @@ impl Segmenter {
             fmp4_only_audio: false,
             left_out_reported: [false; 2],
         }
+    }
+
+    /// This segmenter joins the stream mid-stream (a relay pulling it from an upstream, which
+    /// replays its cached GOP from a keyframe): the segment opened at the first keyframe of a
+    /// timeline is cut but not listed, as the upstream may have cut before it (see
+    /// [`Segmenter::current_segment`]). Without this, the stream is taken to start where the
+    /// segmenter starts (a file, or the origin, whose segments are the reference).
+    pub fn joining_mid_stream(mut self) -> Self {
+        self.sees_timeline_start = false;
+        self
     }
 
     /// The configuration.
@@ -236,11 +250,12 @@ impl Segmenter {
     ///
     /// A frame starts a segment when it is the first that may (a video keyframe, or an audio
     /// frame of an audio-only stream) in a later grid slot than the one before it that may: a
-    /// function of the two frames' timestamps alone. A node that did not see the frame before
-    /// (it joined at this frame, as a relay's replay of the cached GOP makes it) cannot tell
+    /// function of the two frames' timestamps alone, and the first cut point of a timeline
+    /// starts one. A node that joined at this frame (as a relay's replay of the cached GOP makes
+    /// it, see [`Segmenter::joining_mid_stream`]) did not see the frame before and cannot tell
     /// whether the origin cut here, so that segment is not listed
-    /// ([`OpenSegmentInfo::listed`]), unless the timeline starts there (timestamp 0); from the
-    /// next one on, every node cuts the same frames into the same bytes.
+    /// ([`OpenSegmentInfo::listed`]); from the next one on, every node cuts the same frames
+    /// into the same bytes.
     pub fn current_segment(&self) -> Option<OpenSegmentInfo> {
         self.open.as_ref().map(|open| OpenSegmentInfo {
             sequence: self.next_sequence,
@@ -503,9 +518,9 @@ impl Segmenter {
         // Whether this frame starts a segment depends on the one before that could have.
         let listed = self
             .last_cut_point_ms
-            .is_some_and(|before| before < timestamp)
-            || self.pending_discontinuity && self.last_cut_point_ms.is_some()
-            || timestamp == 0;
+            .map_or(self.sees_timeline_start, |before| {
+                before < timestamp || self.pending_discontinuity
+            });
         self.muxer.reset_continuity();
         // Size the buffer like the previous segment so it rarely grows (and copies) while filling.
         let capacity = (self.last_segment_len + self.last_segment_len / 8).max(64 * 1024);

@@ -17,7 +17,7 @@ use crate::hls::{
     BlockingState, HlsDirectory, LivePlaylist, LlEvent, LlPackager, LlPackagerConfig, LlPlaylist,
     LlPlaylistConfig, PlaylistConfig, Segmenter, SegmenterConfig, SegmenterEvent,
 };
-use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey};
+use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey, Timeline};
 use crate::ts::TsError;
 
 /// Settings of live HLS.
@@ -347,11 +347,18 @@ impl LiveHls {
             .directory
             .as_ref()
             .map(|root| DirectoryWriter::start(root, key, first_sequence));
+        // A relay pulling the stream joins it at its upstream's cached keyframe: the segment it
+        // opens there may start after the upstream's, so it is not listed.
+        let segmenter = Segmenter::with_first_sequence(config.segmenter, first_sequence);
+        let segmenter = match self.inner.hub.publisher_timeline(key) {
+            Some(Timeline::Upstream) => segmenter.joining_mid_stream(),
+            _ => segmenter,
+        };
         let task = StreamTask {
             live: self.clone(),
             key: key.clone(),
             state: state.clone(),
-            segmenter: Segmenter::with_first_sequence(config.segmenter, first_sequence),
+            segmenter,
             packager: config.low_latency.map(LlPackager::new),
             ll_completed: std::collections::VecDeque::new(),
             directory,
