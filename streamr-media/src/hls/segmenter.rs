@@ -176,7 +176,7 @@ pub struct Segmenter {
     longest_gop_ms: u64,
     /// The shortest GOP seen, in milliseconds (`u64::MAX` before the first).
     shortest_gop_ms: u64,
-    /// EXT-X-TARGETDURATION, fixed when the first segment closes.
+    /// EXT-X-TARGETDURATION, fixed when the first listed segment closes.
     target_duration_secs: Option<u32>,
     ended: bool,
     /// The configuration of a video track only fMP4 carries (AV1): its frames time the cuts.
@@ -188,12 +188,12 @@ pub struct Segmenter {
 }
 
 impl Segmenter {
-    /// A segmenter whose first segment gets media sequence 0.
+    /// A segmenter whose first listed segment gets media sequence 0.
     pub fn new(config: SegmenterConfig) -> Self {
         Self::with_first_sequence(config, 0)
     }
 
-    /// A segmenter whose first segment gets `first_sequence`.
+    /// A segmenter whose first listed segment gets `first_sequence`.
     pub fn with_first_sequence(config: SegmenterConfig, first_sequence: u64) -> Self {
         Segmenter {
             config,
