@@ -224,3 +224,35 @@ async fn ll_viewer_never_outputs_a_tampered_part_and_fails_over() {
     );
     network.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ll_viewer_failing_over_to_a_cold_friend_gets_only_verified_parts() {
+    let mut network = Network::start(2, |segments| segments.iter().any(|s| s.ll.is_some())).await;
+    let config = ViewerConfig::new(network.server.url(), "show").with_low_latency(true);
+    let viewer = Viewer::start(config, None).expect("the viewer starts");
+    wait_for(&viewer, "parts verified at the first node", |s| {
+        s.verified_parts >= 4 && s.node.is_some()
+    })
+    .await;
+    let serving = viewer.stats().node.expect("a serving node");
+    // The friend serving the viewer goes away: the viewer is routed to a node that has not
+    // pulled the stream yet (the other friend, which starts pulling now) or to the origin.
+    let at = network
+        .friends
+        .iter()
+        .position(|friend| friend.node_id() == serving)
+        .expect("the viewer is routed to a friend");
+    network.friends.remove(at).shutdown().await;
+    let before = viewer.stats().verified_parts;
+    wait_for(&viewer, "parts verified after the failover", |s| {
+        s.failovers >= 1
+            && s.node.is_some_and(|node| node != serving)
+            && s.verified_parts >= before + 8
+    })
+    .await;
+    let stats = viewer.stop().await.expect("the viewer stops");
+    assert!(stats.nodes_used.len() >= 2, "{stats:?}");
+    assert_eq!(stats.unverified_parts, 0, "{stats:?}");
+    assert_eq!(stats.unverified_segments, 0, "{stats:?}");
+    network.shutdown().await;
+}

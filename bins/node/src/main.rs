@@ -95,8 +95,9 @@ struct Args {
     #[arg(long, env = "STREAMR_HLS_DIR")]
     hls_dir: Option<std::path::PathBuf>,
 
-    /// LL-HLS part target: no partial segment lasts longer (clamped to 100ms..=2s; frames further
-    /// apart raise the stream's PART-TARGET to fit them); `0s` serves the MPEG-TS playlist only.
+    /// LL-HLS part target, every stream's PART-TARGET on every node: no partial segment lasts
+    /// longer unless one frame does, so keep it above the frame interval (clamped to
+    /// 100ms..=2s); `0s` serves the MPEG-TS playlist only.
     #[arg(long, env = "STREAMR_LL_HLS_PART_TARGET", default_value = "350ms",
           value_parser = humantime::parse_duration)]
     ll_hls_part_target: Duration,

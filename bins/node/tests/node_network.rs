@@ -263,6 +263,65 @@ async fn a_routed_viewer_plays_through_a_relay_node_with_its_grant() {
         .expect("a segment in the relay's playlist");
     assert!(segment.contains("grant="), "{segment}");
 
+    // LL-HLS through the relay, which started pulling the stream for this viewer: every part of
+    // every complete segment it lists is a part the origin reported (the segment the relay
+    // opened at the keyframe it joined at is not listed), so a viewer verifies all it fetches.
+    let ll_url = play
+        .hls_url
+        .replacen("/live/show.m3u8", "/live/show/ll.m3u8", 1);
+    let ll_playlist = reqwest::get(&ll_url).await.unwrap();
+    assert!(
+        ll_playlist.status().is_success(),
+        "{}",
+        ll_playlist.status()
+    );
+    let ll_playlist = ll_playlist.text().await.unwrap();
+    let mut pending_parts = Vec::new();
+    let mut complete_parts = Vec::new();
+    for line in ll_playlist.lines() {
+        if let Some(attributes) = line.strip_prefix("#EXT-X-PART:") {
+            let uri = attributes
+                .split("URI=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .expect("a part URI");
+            pending_parts.push(uri.to_string());
+        } else if line.starts_with("#EXTINF:") {
+            complete_parts.append(&mut pending_parts);
+        }
+    }
+    assert!(!complete_parts.is_empty(), "{ll_playlist}");
+    let mut relay_part_hashes = Vec::new();
+    for uri in &complete_parts {
+        assert!(uri.contains("grant="), "{uri}");
+        let url = match uri.strip_prefix('/') {
+            Some(path) => format!("http://{}/{path}", relay.http_addr()),
+            None => format!("http://{}/live/show/{uri}", relay.http_addr()),
+        };
+        let response = reqwest::get(&url).await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "{uri}: {}",
+            response.status()
+        );
+        relay_part_hashes.push(segment_hash(&response.bytes().await.unwrap()).to_string());
+    }
+    eventually("the relay's parts among the origin's reports", || async {
+        let reported: Vec<String> = api
+            .segments("show", 100)
+            .await
+            .ok()?
+            .into_iter()
+            .filter_map(|segment| segment.ll)
+            .flat_map(|ll| ll.part_hashes)
+            .collect();
+        relay_part_hashes
+            .iter()
+            .all(|hash| reported.contains(hash))
+            .then_some(())
+    })
+    .await;
+
     // A viewer's receipt handed to the relay reaches the coordinator with the next heartbeat.
     let latest = &api.segments("show", 1).await.unwrap()[0];
     let receipt = Signed::sign(

@@ -1,6 +1,6 @@
 //! A three-tier relay chain built by the coordinator (fan-out 1): origin → A → B → C, each
 //! relay asking the coordinator for its upstream when a viewer asks it for the stream. ffmpeg
-//! publishes at the origin; the HLS segments C serves (after the first, cut from where it
+//! publishes at the origin; the HLS segments C serves (it leaves out the one it opened where it
 //! joined) hash exactly as the origin reported them. Then B, a `streamr-node` process, is
 //! killed (SIGKILL): C asks the coordinator at once, is re-parented under A, and its RTMP
 //! viewer's longest stall stays within [`STALL_BOUND`] with no media lost, while every
@@ -356,8 +356,8 @@ async fn a_three_tier_chain_keeps_the_origins_segments_and_heals_at_once_when_th
     assert_eq!(network.parent(b.id).await, Some(a.node_id().to_string()));
     assert_eq!(network.parent(c.node_id()).await, Some(b.id.to_string()));
 
-    // Two tiers below A, C serves the origin's segments byte for byte (from its second
-    // segment on: the first starts where C joined).
+    // Two tiers below A, C serves the origin's segments byte for byte (the one it opened where
+    // it joined is not listed).
     let seen = matching_segment(&network, &c_relay, Some(first)).await;
     let viewer_url = format!(
         "rtmp://{}/live/show?grant={}",

@@ -11,6 +11,9 @@ use crate::fmp4::Fmp4Error;
 
 /// The segmenter, the packager and the playlist of one stream, fed tag by tag. The MPEG-TS
 /// segments are produced too (they decide the cut points and sequence numbers) and returned.
+/// The playlist's TARGETDURATION is the segmenter's longest segment allowed
+/// ([`SegmenterConfig::target_duration_secs`]) and its PART-TARGET the configured part target:
+/// both come from the configuration alone, so every node relaying the stream declares the same.
 ///
 /// ```
 /// use streamr_media::hls::{LlHlsStream, LlPackagerConfig, SegmenterConfig};
@@ -56,6 +59,13 @@ impl LlHlsStream {
         }
     }
 
+    /// The stream is joined mid-stream, as a relay pulling it does: the segment opened at the
+    /// first keyframe is left out of both renditions (see [`Segmenter::joining_mid_stream`]).
+    pub fn joining_mid_stream(mut self) -> Self {
+        self.segmenter = self.segmenter.joining_mid_stream();
+        self
+    }
+
     /// Stamps segments with EXT-X-PROGRAM-DATE-TIME from `now` on.
     pub fn set_program_date_time(&mut self, now: SystemTime) {
         self.playlist.set_program_date_time(now);
@@ -65,7 +75,6 @@ impl LlHlsStream {
     /// when it can be (Opus).
     pub fn push(&mut self, tag: &FlvTag) -> Result<LlOutput, Fmp4Error> {
         let ts = self.segmenter.push(tag).unwrap_or_default();
-        self.after_ts(&ts);
         let ll = self.packager.push(tag, self.segmenter.current_segment())?;
         self.apply(&ll);
         Ok(LlOutput { ts, ll })
@@ -74,7 +83,6 @@ impl LlHlsStream {
     /// The publisher reconnected: both renditions close their segment.
     pub fn discontinuity(&mut self) -> Result<LlOutput, Fmp4Error> {
         let ts = self.segmenter.discontinuity();
-        self.after_ts(&ts);
         let ll = self.packager.flush()?;
         self.apply(&ll);
         Ok(LlOutput { ts, ll })
@@ -85,7 +93,6 @@ impl LlHlsStream {
         let ll = self.packager.flush()?;
         self.apply(&ll);
         let ts = self.segmenter.finish();
-        self.after_ts(&ts);
         self.playlist.end();
         Ok(LlOutput { ts, ll })
     }
@@ -100,20 +107,7 @@ impl LlHlsStream {
         &self.segmenter
     }
 
-    fn after_ts(&mut self, events: &[SegmenterEvent]) {
-        if events
-            .iter()
-            .any(|e| matches!(e, SegmenterEvent::SegmentReady(_)))
-        {
-            if let Some(target) = self.segmenter.target_duration_secs() {
-                self.playlist.set_target_duration(target);
-            }
-        }
-    }
-
     fn apply(&mut self, events: &[LlEvent]) {
-        self.playlist
-            .set_part_target(self.packager.part_target_ms());
         for event in events {
             self.playlist.apply(event);
         }

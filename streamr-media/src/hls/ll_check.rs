@@ -235,7 +235,7 @@ pub fn check_ll_playlist(text: &str) -> Vec<LlViolation> {
 mod tests {
     use super::*;
     use crate::flv::{FlvTag, FlvTagType};
-    use crate::hls::{LlEvent, LlHlsStream, LlPackagerConfig, SegmenterConfig};
+    use crate::hls::{LlEvent, LlHlsStream, LlPackagerConfig, SegmenterConfig, SegmenterEvent};
     use bytes::Bytes;
     use proptest::prelude::*;
 
@@ -283,13 +283,52 @@ mod tests {
         tags
     }
 
+    /// The configured part target for frames `interval` ms apart: the default, or above the
+    /// interval (with its jitter) when frames are further apart.
+    fn packager_config(interval: u64) -> LlPackagerConfig {
+        let target = (interval + 10).max(u64::from(LlPackagerConfig::default().part_target_ms));
+        LlPackagerConfig {
+            part_target_ms: u32::try_from(target).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Like [`stream_tags`], but each GOP lasts between half and twice `gop` frames (a keyframe
+    /// at every scene cut), chosen from the jitter values.
+    fn irregular_stream_tags(
+        interval: u64,
+        jitter: &[u64],
+        gop: usize,
+        audio: bool,
+    ) -> Vec<FlvTag> {
+        let mut tags = stream_tags(interval, jitter, gop, audio);
+        let mut next_keyframe = 0usize;
+        let mut frame = 0usize;
+        for tag in tags.iter_mut() {
+            if tag.tag_type != FlvTagType::Video || tag.data.first() == Some(&0x90) {
+                continue;
+            }
+            let mut data = tag.data.to_vec();
+            let keyframe = frame == next_keyframe;
+            data[0] = if keyframe { 0x91 } else { 0xA1 };
+            if keyframe {
+                let scale =
+                    usize::try_from(jitter.get(frame).copied().unwrap_or(1)).unwrap_or(1) + 1; // 1..=3
+                next_keyframe = frame + (gop * scale / 2).max(1);
+            }
+            tag.data = Bytes::from(data);
+            frame += 1;
+        }
+        tags
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
 
         /// Frames up to ~1.1 fps with ±1 ms of timestamp jitter (FLV's millisecond rounding of
-        /// a regular clock): every playlist keeps the spec's
-        /// rules (each part within PART-TARGET, parts adding up to their segment, each segment
-        /// starting with an independent part), and PART-TARGET never changes.
+        /// a regular clock), with a part target above the frame interval: every playlist keeps
+        /// the spec's rules (each part within PART-TARGET, every EXTINF within TARGETDURATION,
+        /// parts adding up to their segment, each segment starting with an independent part),
+        /// and PART-TARGET never changes.
         #[test]
         fn playlists_of_irregularly_timed_streams_keep_the_part_rules(
             interval in 15u64..900,
@@ -298,17 +337,9 @@ mod tests {
             audio in any::<bool>(),
         ) {
             let gop = usize::try_from(gop_ms / interval).unwrap_or(1).max(1);
-            // Known defect, left out here and tracked on its own: a GOP whose multiple falls
-            // within the few milliseconds before a grid line that a keyframe may come early by
-            // (e.g. three 666 ms GOPs = 1 998 ms on a 2 s grid) is cut on the line at first,
-            // then drifts off it, and later segments run a GOP longer than the
-            // TARGETDURATION derived from the first one. The part rules are what this checks.
-            let gop_length = interval.saturating_mul(gop as u64);
-            prop_assume!(!(1..=2_000 / gop_length.max(1))
-                .any(|m| (1_996..2_000).contains(&(m * gop_length))));
             let mut stream = LlHlsStream::new(
                 SegmenterConfig { segment_duration_ms: 2_000, target_duration_secs: 12 },
-                LlPackagerConfig::default(),
+                packager_config(interval),
                 6,
                 "",
             );
@@ -343,6 +374,165 @@ mod tests {
                 .unwrap();
             for duration in parts {
                 prop_assert!(duration as f64 <= target * 1_000.0 + 1e-6, "{duration} ms > {target} s");
+            }
+        }
+    }
+
+    /// What one node cut from `tags`: its listed MPEG-TS segments (start, hash), its LL-HLS
+    /// segments (start, hash, part hashes), the TARGETDURATION of its TS segments, and its final
+    /// LL playlist.
+    struct NodeOutput {
+        ts: Vec<(u64, blake3::Hash, u64)>,
+        ll: Vec<(u64, blake3::Hash, Vec<blake3::Hash>)>,
+        ts_target_secs: Option<u32>,
+        playlist: String,
+    }
+
+    fn node_output(
+        tags: &[FlvTag],
+        interval: u64,
+        joining: bool,
+    ) -> Result<NodeOutput, TestCaseError> {
+        let stream = LlHlsStream::new(
+            SegmenterConfig {
+                segment_duration_ms: 2_000,
+                target_duration_secs: 12,
+            },
+            packager_config(interval),
+            6,
+            "",
+        );
+        let mut stream = if joining {
+            stream.joining_mid_stream()
+        } else {
+            stream
+        };
+        let mut ts_events = Vec::new();
+        let mut ll_events = Vec::new();
+        for tag in tags {
+            let out = stream.push(tag).unwrap();
+            if !out.ll.is_empty() && stream.playlist().has_segments() {
+                let text = stream.playlist().render(false);
+                let violations = check_ll_playlist(&text);
+                prop_assert!(violations.is_empty(), "{violations:#?}\n{text}");
+            }
+            ts_events.extend(out.ts);
+            ll_events.extend(out.ll);
+        }
+        let out = stream.finish().unwrap();
+        ts_events.extend(out.ts);
+        ll_events.extend(out.ll);
+        let ts = ts_events
+            .into_iter()
+            .filter_map(|event| match event {
+                SegmenterEvent::SegmentReady(s) => {
+                    Some((s.start_timestamp_ms, s.hash, s.duration_ms))
+                }
+                _ => None,
+            })
+            .collect();
+        let ll = ll_events
+            .into_iter()
+            .filter_map(|event| match event {
+                LlEvent::SegmentReady(s) => Some((s.start_timestamp_ms, s.hash, s.part_hashes)),
+                _ => None,
+            })
+            .collect();
+        Ok(NodeOutput {
+            ts,
+            ll,
+            ts_target_secs: stream.segmenter().target_duration_secs(),
+            playlist: stream.playlist().render(false),
+        })
+    }
+
+    /// The playlist's TARGETDURATION and EXT-X-PART-INF lines.
+    fn declared_targets(playlist: &str) -> Vec<&str> {
+        playlist
+            .lines()
+            .filter(|l| {
+                l.starts_with("#EXT-X-TARGETDURATION:") || l.starts_with("#EXT-X-PART-INF:")
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// A friend that starts from any frame (after the sequence headers, as a relay's GOP
+        /// replay hands it; the segmenter waits for a keyframe) lists only MPEG-TS and LL-HLS
+        /// segments the origin lists too, with the same bytes and parts, leaves out at most its
+        /// first, and its LL-HLS playlist declares the same TARGETDURATION and PART-TARGET. With
+        /// regular GOPs every TS segment of both fits the TARGETDURATION its segmenter derived;
+        /// irregular GOPs vary from half to one and a half times the drawn length. Audio-only
+        /// streams (Opus every 20 ms) are cut by time at any of their frames.
+        #[test]
+        fn a_friend_joining_at_any_frame_lists_only_the_origins_segments_and_parts(
+            interval in 15u64..900,
+            jitter in proptest::collection::vec(0u64..=2, 40..140),
+            gop_ms in 200u64..4_000,
+            irregular in any::<bool>(),
+            audio in any::<bool>(),
+            audio_only in any::<bool>(),
+            join in any::<prop::sample::Index>(),
+            at_keyframe in any::<bool>(),
+        ) {
+            let gop = usize::try_from(gop_ms / interval).unwrap_or(1).max(1);
+            let audio = audio || audio_only;
+            let mut tags = if irregular {
+                irregular_stream_tags(interval, &jitter, gop, audio)
+            } else {
+                stream_tags(interval, &jitter, gop, audio)
+            };
+            if audio_only {
+                tags.retain(|t| t.tag_type == FlvTagType::Audio);
+            }
+            let headers = if audio && !audio_only { 2 } else { 1 };
+            let joinable: Vec<usize> = (headers..tags.len())
+                .filter(|&i| {
+                    !at_keyframe
+                        || audio_only
+                        || (tags[i].tag_type == FlvTagType::Video && tags[i].data.first() == Some(&0x91))
+                })
+                .collect();
+            prop_assume!(!joinable.is_empty(), "no audio frame");
+            let start = joinable[join.index(joinable.len())];
+            let joined: Vec<FlvTag> =
+                tags[..headers].iter().chain(&tags[start..]).cloned().collect();
+            let origin = node_output(&tags, interval, false)?;
+            let friend = node_output(&joined, interval, true)?;
+            let joined_at = u64::from(tags[start].timestamp);
+            prop_assert!(!origin.ts.is_empty() && !origin.ll.is_empty(), "the origin lists its segments");
+            // The MPEG-TS TARGETDURATION follows the stream's first GOPs (never shorter than a
+            // segment of regular GOPs); a later GOP longer than those makes a longer segment.
+            for node in [&origin, &friend].into_iter().filter(|_| !irregular) {
+                let target = node.ts_target_secs.map_or(12, u64::from);
+                for (at, _, duration) in &node.ts {
+                    prop_assert!((duration + 499) / 1_000 <= target, "TS segment at {at} ms lasts {duration} ms, TARGETDURATION {target}");
+                }
+            }
+            let ts_after = origin.ts.iter().filter(|(at, ..)| *at > joined_at).count();
+            prop_assert!(friend.ts.len() + 1 >= ts_after, "TS: {} of {ts_after}", friend.ts.len());
+            for segment in &friend.ts {
+                prop_assert!(
+                    origin.ts.contains(segment),
+                    "TS segment at {} ms: {:?} at the origin, {:?} at the friend, joined at {joined_at} ms",
+                    segment.0,
+                    origin.ts.iter().find(|s| s.0 == segment.0),
+                    segment
+                );
+            }
+            let ll_after = origin.ll.iter().filter(|(at, ..)| *at > joined_at).count();
+            prop_assert!(friend.ll.len() + 1 >= ll_after, "LL: {} of {ll_after}", friend.ll.len());
+            for segment in &friend.ll {
+                prop_assert!(origin.ll.contains(segment), "LL segment at {} ms", segment.0);
+            }
+            // The same segments in the same order, so the same part names relative to the first.
+            let friend_starts: Vec<u64> = friend.ll.iter().map(|s| s.0).collect();
+            let origin_starts: Vec<u64> = origin.ll.iter().map(|s| s.0).filter(|at| friend_starts.first().is_some_and(|first| at >= first)).collect();
+            prop_assert_eq!(friend_starts, origin_starts);
+            if !friend.ll.is_empty() {
+                prop_assert_eq!(declared_targets(&friend.playlist), declared_targets(&origin.playlist));
             }
         }
     }

@@ -18,11 +18,10 @@ pub const DEFAULT_PART_TARGET_MS: u32 = 350;
 /// How partial segments are cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LlPackagerConfig {
-    /// The part target aimed for, in milliseconds. The stream's EXT-X-PART-INF PART-TARGET is
-    /// this or, when the first segment has a part that lasts longer less a few milliseconds of
-    /// jitter (frames about as far apart as this, or further), that part's duration plus the
-    /// jitter; see
-    /// [`LlPackager::part_target_ms`].
+    /// The stream's EXT-X-PART-INF PART-TARGET, in milliseconds: no part lasts longer, unless a
+    /// single frame does (frames further apart than this less [`PART_JITTER_MS`]; choose a
+    /// target above the stream's frame interval). Taken from the configuration alone, so that
+    /// every node cuts the same parts and declares the same target.
     pub part_target_ms: u32,
 }
 
@@ -150,6 +149,10 @@ struct OpenLl {
     has_audio: bool,
     parts: Vec<Part>,
     part: Option<OpenPart>,
+    /// The MPEG-TS segmenter lists the segment cut at the same frames
+    /// ([`OpenSegmentInfo::listed`]): its events are reported. Otherwise it is cut, so that
+    /// what follows is cut the same, but reported to no one.
+    listed: bool,
 }
 
 /// Cuts a live FLV tag stream into CMAF segments and partial segments for LL-HLS.
@@ -157,10 +160,12 @@ struct OpenLl {
 /// Segment boundaries and numbers come from the MPEG-TS [`Segmenter`](super::Segmenter) of the
 /// same stream: feed each tag to it first, then here with its
 /// [`current_segment`](super::Segmenter::current_segment). Parts are cut on the stream's own
-/// timestamps relative to the segment start, so every node packaging the same media produces
-/// the same bytes from its second segment on. Each sample's duration is the gap to the next
-/// sample of its track, so the newest sample of each track waits for its successor: a part is
-/// complete when the first frame of the next part arrives.
+/// timestamps (relative to the segment start, and the GOP before it) and the configured part
+/// target, never on what this node saw first: every node reports the same bytes for every
+/// segment it reports, and leaves out (cuts without reporting) the segment the segmenter does
+/// not list, a node's first when it joined mid-stream. Each sample's duration is the gap to
+/// the next sample of its track, so the newest sample of each track waits for its successor: a
+/// part is complete when the first frame of the next part arrives.
 #[derive(Debug)]
 pub struct LlPackager {
     config: LlPackagerConfig,
@@ -178,8 +183,6 @@ pub struct LlPackager {
     gop: Option<(u64, u64)>,
     /// Video frames since the newest keyframe.
     frames_since_keyframe: u64,
-    /// PART-TARGET, fixed when the first segment closes.
-    fixed_part_target_ms: Option<u32>,
 }
 
 /// Timestamp jitter allowed for when deciding whether one more frame still fits a part, so that
@@ -206,19 +209,13 @@ impl LlPackager {
             last_keyframe_ms: None,
             gop: None,
             frames_since_keyframe: 0,
-            fixed_part_target_ms: None,
         }
     }
 
-    /// The stream's PART-TARGET in milliseconds: the configured target until the first segment
-    /// closes; then fixed for the stream's life at the longer of the configured target and the
-    /// first segment's longest part plus [`PART_JITTER_MS`] (a stream with frames about as far
-    /// apart as the configured target, or further, cannot have parts that short). Playlists take it before they
-    /// list their first segment ([`LlPlaylist::set_part_target`](super::LlPlaylist::set_part_target)).
+    /// The stream's PART-TARGET in milliseconds: the configured target, the same on every node
+    /// and for the stream's life, as RFC 8216bis requires.
     pub fn part_target_ms(&self) -> u32 {
-        self.fixed_part_target_ms
-            .unwrap_or(self.config.part_target_ms)
-            .max(1)
+        self.config.part_target_ms.max(1)
     }
 
     /// The configuration.
@@ -267,11 +264,9 @@ impl LlPackager {
             self.close(None, &mut events)?;
             return Ok(events);
         };
-        if self
-            .open
-            .as_ref()
-            .is_some_and(|open| open.sequence != segment.sequence)
-        {
+        if self.open.as_ref().is_some_and(|open| {
+            open.sequence != segment.sequence || open.start_ms != segment.start_timestamp_ms
+        }) {
             // The MPEG-TS segmenter cut at this frame: the driving track's newest sample ends here.
             self.flush_driving(timestamp)?;
             self.close(Some(timestamp), &mut events)?;
@@ -424,11 +419,13 @@ impl LlPackager {
         // A video sample cannot outlive its segment (the cut flushed it); audio held back for its
         // successor goes into this segment's first part.
         self.pending_video = None;
-        events.push(LlEvent::SegmentStarted {
-            sequence: segment.sequence,
-            discontinuity,
-            init: init.clone(),
-        });
+        if segment.listed {
+            events.push(LlEvent::SegmentStarted {
+                sequence: segment.sequence,
+                discontinuity,
+                init: init.clone(),
+            });
+        }
         self.open = Some(OpenLl {
             sequence: segment.sequence,
             start_ms: timestamp,
@@ -438,6 +435,7 @@ impl LlPackager {
             has_audio: self.audio_config.is_some(),
             parts: Vec::new(),
             part: None,
+            listed: segment.listed,
         });
         Ok(())
     }
@@ -551,7 +549,9 @@ impl LlPackager {
             bytes,
         };
         open.parts.push(part.clone());
-        events.push(LlEvent::PartReady(part));
+        if open.listed {
+            events.push(LlEvent::PartReady(part));
+        }
         Ok(())
     }
 
@@ -602,12 +602,8 @@ impl LlPackager {
         }
         let bytes = bytes.freeze();
         let duration_ms = open.parts.iter().map(|p| p.duration_ms).sum();
-        if self.fixed_part_target_ms.is_none() {
-            let longest = open.parts.iter().map(|p| p.duration_ms).max().unwrap_or(0);
-            let configured = u64::from(self.config.part_target_ms.max(1));
-            // Parts of frames this far apart leave no room for timestamp jitter.
-            let target = configured.max(longest.saturating_add(PART_JITTER_MS));
-            self.fixed_part_target_ms = Some(u32::try_from(target).unwrap_or(u32::MAX));
+        if !open.listed {
+            return Ok(());
         }
         events.push(LlEvent::SegmentReady(LlSegment {
             sequence: open.sequence,

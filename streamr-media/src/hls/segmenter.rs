@@ -26,9 +26,10 @@ pub struct SegmenterConfig {
     /// every node cutting the same stream cuts at the same places, and a GOP longer than this
     /// makes one segment per GOP.
     pub segment_duration_ms: u32,
-    /// The longest segment allowed, in seconds: the most a GOP may last. The stream's
-    /// EXT-X-TARGETDURATION is derived from its first GOPs ([`Segmenter::target_duration_secs`])
-    /// and never exceeds this. A segment that reaches it without a keyframe (a stalled video
+    /// The longest segment allowed, in seconds: the most a GOP may last. The MPEG-TS playlist's
+    /// EXT-X-TARGETDURATION is derived from the stream's first GOPs
+    /// ([`Segmenter::target_duration_secs`]) and never exceeds this; the LL-HLS playlist declares
+    /// this value itself, the same on every node whatever GOPs it saw first. A segment that reaches it without a keyframe (a stalled video
     /// track or a jump in the timeline) is closed where its media ends and the stream resumes
     /// at the next keyframe after a discontinuity; a segment is never cut before a non-keyframe.
     pub target_duration_secs: u32,
@@ -85,6 +86,11 @@ pub struct OpenSegmentInfo {
     pub start_timestamp_ms: u64,
     /// The segment follows a discontinuity.
     pub discontinuity: bool,
+    /// Every node that received the frames before it cuts it the same (see
+    /// [`Segmenter::current_segment`]): it is reported when it closes. Otherwise (a node's first
+    /// segment, opened at the frame it joined at) it is cut but never reported, and gets no
+    /// sequence number of its own.
+    pub listed: bool,
 }
 
 /// What the segmenter reports.
@@ -119,12 +125,14 @@ struct OpenSegment {
     bytes: Vec<u8>,
     discontinuity: bool,
     starts_with_keyframe: bool,
+    listed: bool,
 }
 
 /// Cuts a live FLV tag stream into MPEG-TS segments.
 ///
-/// Boundaries come from the stream's timestamps only, never from when this node joined, so a
-/// node that starts mid-stream produces byte-identical segments from its second segment on.
+/// Boundaries come from the stream's timestamps only, never from when this node joined: a node
+/// that starts mid-stream cuts but does not list the segment it opens at its first keyframe,
+/// and lists byte-identical segments from the next one on (see [`Segmenter::current_segment`]).
 /// Segments in a stream with video start at a keyframe, whatever the GOP; audio-only streams are
 /// cut by time. Every segment starts with its own PAT/PMT and continuity counters from zero, and
 /// its last PES of each track is spread over enough packets that the counters end at 15: the
@@ -148,14 +156,27 @@ pub struct Segmenter {
     pending_discontinuity: bool,
     last_timestamp_ms: Option<u64>,
     last_frame_gap_ms: u64,
+    /// The newest frame that times segments (video when there is video), in any segment: a
+    /// segment's first frame continues the interval from it.
+    last_driving_ms: Option<u64>,
     last_segment_len: usize,
     /// The video keyframe before, for measuring GOPs.
     last_keyframe_ms: Option<u64>,
+    /// The frame before that could start a segment (a video keyframe, or an audio frame of an
+    /// audio-only stream), on the current timeline: whether a frame starts a segment depends on
+    /// it, so a node that did not see it cannot know.
+    last_cut_point_ms: Option<u64>,
+    /// This segmenter sees each timeline from its start (a file, an origin's own publisher), so
+    /// the first cut point of a timeline starts a segment on every node that sees it.
+    sees_timeline_start: bool,
+    /// GOPs measured and their total length, for the stream's mean GOP.
+    gops_measured: u64,
+    gops_total_ms: u64,
     /// The longest GOP seen, in milliseconds.
     longest_gop_ms: u64,
     /// The shortest GOP seen, in milliseconds (`u64::MAX` before the first).
     shortest_gop_ms: u64,
-    /// EXT-X-TARGETDURATION, fixed when the first segment closes.
+    /// EXT-X-TARGETDURATION, fixed when the first listed segment closes.
     target_duration_secs: Option<u32>,
     ended: bool,
     /// The configuration of a video track only fMP4 carries (AV1): its frames time the cuts.
@@ -167,12 +188,12 @@ pub struct Segmenter {
 }
 
 impl Segmenter {
-    /// A segmenter whose first segment gets media sequence 0.
+    /// A segmenter whose first listed segment gets media sequence 0.
     pub fn new(config: SegmenterConfig) -> Self {
         Self::with_first_sequence(config, 0)
     }
 
-    /// A segmenter whose first segment gets `first_sequence`.
+    /// A segmenter whose first listed segment gets `first_sequence`.
     pub fn with_first_sequence(config: SegmenterConfig, first_sequence: u64) -> Self {
         Segmenter {
             config,
@@ -182,8 +203,13 @@ impl Segmenter {
             pending_discontinuity: false,
             last_timestamp_ms: None,
             last_frame_gap_ms: 0,
+            last_driving_ms: None,
             last_segment_len: 0,
             last_keyframe_ms: None,
+            last_cut_point_ms: None,
+            sees_timeline_start: true,
+            gops_measured: 0,
+            gops_total_ms: 0,
             longest_gop_ms: 0,
             shortest_gop_ms: u64::MAX,
             target_duration_secs: None,
@@ -194,14 +220,25 @@ impl Segmenter {
         }
     }
 
+    /// This segmenter joins the stream mid-stream (a relay pulling it from an upstream, which
+    /// replays its cached GOP from a keyframe): the segment opened at the first keyframe of a
+    /// timeline is cut but not listed, as the upstream may have cut before it (see
+    /// [`Segmenter::current_segment`]). Without this, the stream is taken to start where the
+    /// segmenter starts (a file, or the origin, whose segments are the reference).
+    pub fn joining_mid_stream(mut self) -> Self {
+        self.sees_timeline_start = false;
+        self
+    }
+
     /// The configuration.
     pub fn config(&self) -> SegmenterConfig {
         self.config
     }
 
-    /// The stream's EXT-X-TARGETDURATION in seconds, fixed when the first segment closes and
-    /// constant from then on: the longest segment the first GOPs imply (for regular GOPs the
-    /// aimed length rounded up to whole GOPs; for irregular ones up to a GOP more), rounded up
+    /// The stream's EXT-X-TARGETDURATION in seconds, fixed when the first listed segment closes
+    /// and constant from then on: the longest segment the first GOPs imply (for regular GOPs the
+    /// aimed length rounded up to whole GOPs of the mean GOP; for irregular ones up to a GOP
+    /// more), rounded up
     /// to whole seconds ignoring up to 100 ms of timestamp jitter, and at most
     /// [`SegmenterConfig::target_duration_secs`]. `None` before the first segment.
     pub fn target_duration_secs(&self) -> Option<u32> {
@@ -210,11 +247,21 @@ impl Segmenter {
 
     /// The segment being filled, if any: after [`Segmenter::push`] returns, the frame just
     /// pushed belongs to this segment (or to none when this is `None`).
+    ///
+    /// A frame starts a segment when it is the first that may (a video keyframe, or an audio
+    /// frame of an audio-only stream) in a later grid slot than the one before it that may: a
+    /// function of the two frames' timestamps alone, and the first cut point of a timeline
+    /// starts one. A node that joined at this frame (as a relay's replay of the cached GOP makes
+    /// it, see [`Segmenter::joining_mid_stream`]) did not see the frame before and cannot tell
+    /// whether the origin cut here, so that segment is not listed
+    /// ([`OpenSegmentInfo::listed`]); from the next one on, every node cuts the same frames
+    /// into the same bytes.
     pub fn current_segment(&self) -> Option<OpenSegmentInfo> {
         self.open.as_ref().map(|open| OpenSegmentInfo {
             sequence: self.next_sequence,
             start_timestamp_ms: open.start_ms,
             discontinuity: open.discontinuity,
+            listed: open.listed,
         })
     }
 
@@ -297,9 +344,11 @@ impl Segmenter {
         if is_video && info.is_keyframe {
             if let Some(previous) = self.last_keyframe_ms {
                 let gop = timestamp.saturating_sub(previous);
-                if gop <= self.config.max_ms() {
+                if gop > 0 && gop <= self.config.max_ms() {
                     self.longest_gop_ms = self.longest_gop_ms.max(gop);
                     self.shortest_gop_ms = self.shortest_gop_ms.min(gop);
+                    self.gops_measured += 1;
+                    self.gops_total_ms = self.gops_total_ms.saturating_add(gop);
                 }
             }
             self.last_keyframe_ms = Some(timestamp);
@@ -320,6 +369,9 @@ impl Segmenter {
             None if cut_point => self.open_segment(timestamp, has_video),
             None => return Ok(events),
         }
+        if cut_point {
+            self.last_cut_point_ms = Some(timestamp);
+        }
         // Only frames that may start a segment (video in a stream with video) time segments.
         let drives_cuts = is_video || !has_video;
         let Some(open) = self.open.as_mut() else {
@@ -333,9 +385,16 @@ impl Segmenter {
             }
         }
         // Segment timing follows the track that drives cuts (video when there is video).
-        if drives_cuts && timestamp > open.last_ms {
-            self.last_frame_gap_ms = timestamp - open.last_ms;
-            open.last_ms = timestamp;
+        if drives_cuts {
+            if let Some(gap) = self
+                .last_driving_ms
+                .and_then(|last| timestamp.checked_sub(last))
+                .filter(|gap| *gap > 0)
+            {
+                self.last_frame_gap_ms = gap;
+            }
+            open.last_ms = open.last_ms.max(timestamp);
+            self.last_driving_ms = Some(timestamp);
         }
         self.last_timestamp_ms = Some(timestamp);
         Ok(events)
@@ -395,6 +454,8 @@ impl Segmenter {
         self.pending_discontinuity = true;
         self.last_timestamp_ms = None;
         self.last_keyframe_ms = None;
+        self.last_cut_point_ms = None;
+        self.last_driving_ms = None;
         events
     }
 
@@ -430,9 +491,18 @@ impl Segmenter {
     fn derive_target_duration(&self, first_ms: u64) -> u32 {
         let grid = self.config.grid_ms();
         let regular = self.longest_gop_ms.saturating_sub(self.shortest_gop_ms) <= TARGET_JITTER_MS;
+        // With regular GOPs a segment is as many GOPs as the grid step takes at the stream's mean
+        // GOP (not one GOP's millisecond-rounded measure): a GOP whose multiple falls just short
+        // of a grid line makes segments one GOP longer once the timeline has drifted past it.
         let expected = match self.longest_gop_ms {
             0 => grid,
-            gop if regular => grid.div_ceil(gop).saturating_mul(gop),
+            gop if regular => {
+                let gops = grid
+                    .saturating_mul(self.gops_measured)
+                    .div_ceil(self.gops_total_ms.max(1))
+                    .max(1);
+                gops.saturating_mul(gop)
+            }
             gop => grid.saturating_add(gop),
         };
         let longest = expected
@@ -445,6 +515,12 @@ impl Segmenter {
     }
 
     fn open_segment(&mut self, timestamp: u64, starts_with_keyframe: bool) {
+        // Whether this frame starts a segment depends on the one before that could have.
+        let listed = self
+            .last_cut_point_ms
+            .map_or(self.sees_timeline_start, |before| {
+                before < timestamp || self.pending_discontinuity
+            });
         self.muxer.reset_continuity();
         // Size the buffer like the previous segment so it rarely grows (and copies) while filling.
         let capacity = (self.last_segment_len + self.last_segment_len / 8).max(64 * 1024);
@@ -456,6 +532,7 @@ impl Segmenter {
             bytes,
             discontinuity: std::mem::take(&mut self.pending_discontinuity),
             starts_with_keyframe,
+            listed,
         });
     }
 
@@ -473,10 +550,15 @@ impl Segmenter {
         }
         pad_continuity_to_16(&mut open.bytes, TABLES_LEN);
         let duration_ms = end_ms.saturating_sub(open.start_ms);
+        self.last_segment_len = open.bytes.len();
+        if !open.listed {
+            // The discontinuity goes to the first segment listed after it.
+            self.pending_discontinuity |= open.discontinuity;
+            return;
+        }
         if self.target_duration_secs.is_none() {
             self.target_duration_secs = Some(self.derive_target_duration(duration_ms));
         }
-        self.last_segment_len = open.bytes.len();
         let bytes = Bytes::from(open.bytes);
         let segment = Segment {
             sequence: self.next_sequence,

@@ -18,7 +18,7 @@ use crate::hls::{
     LlPackager, LlPackagerConfig, LlPlaylist, LlPlaylistConfig, PlaylistConfig, Rendition,
     Segmenter, SegmenterConfig, SegmenterEvent, StreamTracks, Variant, MULTIVARIANT_NAME,
 };
-use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey};
+use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey, Timeline};
 use crate::ts::TsError;
 
 /// Settings of live HLS.
@@ -385,11 +385,18 @@ impl LiveHls {
             .directory
             .as_ref()
             .map(|root| DirectoryWriter::start(root, key, first_sequence));
+        // A relay pulling the stream joins it at its upstream's cached keyframe: the segment it
+        // opens there may start after the upstream's, so it is not listed.
+        let segmenter = Segmenter::with_first_sequence(config.segmenter, first_sequence);
+        let segmenter = match self.inner.hub.publisher_timeline(key) {
+            Some(Timeline::Upstream) => segmenter.joining_mid_stream(),
+            _ => segmenter,
+        };
         let task = StreamTask {
             live: self.clone(),
             key: key.clone(),
             state: state.clone(),
-            segmenter: Segmenter::with_first_sequence(config.segmenter, first_sequence),
+            segmenter,
             packager: config.low_latency.map(LlPackager::new),
             ll_completed: std::collections::VecDeque::new(),
             tracks: StreamTracks::new(),
@@ -785,13 +792,8 @@ impl StreamTask {
                 ));
             }
         }
-        let target = self.segmenter.target_duration_secs();
-        let part_target = packager.part_target_ms();
+        // TARGETDURATION and PART-TARGET stay the configured ones: every node declares the same.
         self.with_ll(|playlist| {
-            if let Some(target) = target {
-                playlist.set_target_duration(target);
-            }
-            playlist.set_part_target(part_target);
             for event in &events {
                 playlist.apply(event);
             }

@@ -231,6 +231,13 @@ impl RelayHub {
         stream.is_some_and(|stream| lock(&stream.state).publishing)
     }
 
+    /// The timeline of `key`'s current publisher, when it has one: [`Timeline::Upstream`] on a
+    /// relay pulling the stream, whose consumers join it mid-stream.
+    pub fn publisher_timeline(&self, key: &StreamKey) -> Option<Timeline> {
+        let stream = lock(&self.inner.streams).get(key).cloned();
+        stream.and_then(|stream| stream.publisher_timeline())
+    }
+
     /// Counters of one stream, if the hub knows it.
     pub fn stream_stats(&self, key: &StreamKey) -> Option<StreamStats> {
         let stream = lock(&self.inner.streams).get(key).cloned()?;

@@ -212,6 +212,12 @@ impl Stream {
 
     /// Marks the stream as published by a new publisher whose timestamps follow `timeline`; false
     /// if one is already publishing.
+    /// The current publisher's timeline, while one is publishing.
+    pub(crate) fn publisher_timeline(&self) -> Option<Timeline> {
+        let state = lock(&self.state);
+        state.publishing.then_some(state.timeline)
+    }
+
     pub(crate) fn begin_publish(&self, timeline: Timeline) -> bool {
         let mut state = lock(&self.state);
         if state.publishing {
