@@ -312,8 +312,10 @@ async fn main() -> anyhow::Result<()> {
         ..CoordConfig::default()
     };
     // Every connection comes from loopback: the per-client cap would refuse those beyond it.
+    // The registration connection is closed before the phases, but the server may count it
+    // (or a previous round's connection) until it sees the close: one more than the phase's.
     config.http.max_connections_per_client =
-        config.http.max_connections_per_client.max(connections);
+        config.http.max_connections_per_client.max(connections + 1);
     let coordinator = Coordinator::new(config, storage);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let coord_addr = listener.local_addr()?;
@@ -345,6 +347,8 @@ async fn main() -> anyhow::Result<()> {
             bail!("registering node {i}: {status} {body}");
         }
     }
+    // Closed now: left open, it took one of the per-client connection slots the phases need.
+    drop(setup);
     let stream = StreamId::new("load").context("stream id")?;
     let mut nonces = vec![0u64; nodes];
     let signed_at = now_ms();
