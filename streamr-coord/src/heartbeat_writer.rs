@@ -17,13 +17,14 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use async_trait::async_trait;
 use ed25519_dalek::{Signature, VerifyingKey};
 use streamr_core::NodeId;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::error::{ApiError, StorageError};
-use crate::storage::{HeartbeatWrite, Storage};
+use crate::storage::{HeartbeatWrite, Storage, StorageResult};
 
 /// Heartbeats committed together at most.
 const MAX_BATCH: usize = 512;
@@ -38,6 +39,31 @@ const CACHE_ENTRIES: usize = 100_000;
 
 /// What a queued heartbeat is answered with: the number of new receipts, or why it was refused.
 type Outcome = Result<u64, ApiError>;
+
+/// Where the writer commits its batches: the coordinator's [`Storage`], or a stand-in that
+/// tests can make fail or slow down.
+#[async_trait]
+trait BatchStore: Send + Sync + 'static {
+    /// How many batches may be committing at once.
+    fn commits_in_flight(&self) -> usize;
+    /// Stores `writes` in one transaction: an outcome per write, or an error when nothing
+    /// was stored.
+    async fn record(&self, writes: &[HeartbeatWrite]) -> StorageResult<Vec<StorageResult<u64>>>;
+}
+
+/// The coordinator's storage as the writer's [`BatchStore`].
+struct StorageBatches(Arc<dyn Storage>);
+
+#[async_trait]
+impl BatchStore for StorageBatches {
+    fn commits_in_flight(&self) -> usize {
+        self.0.heartbeat_commits_in_flight()
+    }
+
+    async fn record(&self, writes: &[HeartbeatWrite]) -> StorageResult<Vec<StorageResult<u64>>> {
+        self.0.record_heartbeats(writes).await
+    }
+}
 
 /// A heartbeat signature still to be checked: the node's key, the canonical bytes it signed
 /// and the signature.
@@ -133,9 +159,14 @@ pub(crate) struct HeartbeatWriter {
 impl HeartbeatWriter {
     /// Starts the writer task on the current runtime.
     pub(crate) fn spawn(storage: Arc<dyn Storage>) -> Self {
+        Self::spawn_on(Arc::new(StorageBatches(storage)))
+    }
+
+    /// Starts the writer task over `store`.
+    fn spawn_on(store: Arc<dyn BatchStore>) -> Self {
         let (queue, receiver) = mpsc::channel::<Pending>(QUEUE);
         let caches = Arc::new(Caches::default());
-        tokio::spawn(run(storage, receiver, caches.clone()));
+        tokio::spawn(run(store, receiver, caches.clone()));
         HeartbeatWriter { queue, caches }
     }
 
@@ -180,6 +211,16 @@ impl HeartbeatWriter {
         write: HeartbeatWrite,
         signature: Option<SignatureCheck>,
     ) -> Outcome {
+        let answer = self.submit(write, signature).await?;
+        answer.await.map_err(|_| StorageError::WriterStopped)?
+    }
+
+    /// Queues a write and returns where its outcome will arrive, without waiting for it.
+    async fn submit(
+        &self,
+        write: HeartbeatWrite,
+        signature: Option<SignatureCheck>,
+    ) -> Result<oneshot::Receiver<Outcome>, ApiError> {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Pending {
@@ -189,15 +230,19 @@ impl HeartbeatWriter {
             })
             .await
             .map_err(|_| StorageError::WriterStopped)?;
-        answer.await.map_err(|_| StorageError::WriterStopped)?
+        Ok(answer)
     }
 }
 
 /// The writer task: keeps up to the storage's number of commits in flight with whatever has
 /// arrived. Signatures are checked in chunks while commits run (a chunk as soon as it is full,
 /// the rest when a commit is about to start), so the check overlaps the commit before it.
-async fn run(storage: Arc<dyn Storage>, mut queue: mpsc::Receiver<Pending>, caches: Arc<Caches>) {
-    let in_flight = storage.heartbeat_commits_in_flight().max(1);
+async fn run(
+    storage: Arc<dyn BatchStore>,
+    mut queue: mpsc::Receiver<Pending>,
+    caches: Arc<Caches>,
+) {
+    let in_flight = storage.commits_in_flight().max(1);
     let mut unchecked: Vec<Pending> = Vec::with_capacity(CHECK_CHUNK);
     let mut ready: Vec<Ready> = Vec::new();
     let mut commits: JoinSet<Vec<String>> = JoinSet::new();
@@ -300,13 +345,13 @@ fn take_batch(ready: &mut Vec<Ready>, busy: &HashMap<String, usize>) -> Vec<Read
 
 /// Stores one batch and answers each of its requests. Returns the batch's nodes.
 async fn commit(
-    storage: Arc<dyn Storage>,
+    storage: Arc<dyn BatchStore>,
     caches: Arc<Caches>,
     batch: Vec<Ready>,
     nodes: Vec<String>,
 ) -> Vec<String> {
     let (writes, replies): (Vec<HeartbeatWrite>, Vec<_>) = batch.into_iter().unzip();
-    match storage.record_heartbeats(&writes).await {
+    match storage.record(&writes).await {
         Ok(outcomes) => {
             for ((write, reply), outcome) in writes.iter().zip(replies).zip(outcomes) {
                 if outcome.is_ok() {
@@ -330,8 +375,260 @@ async fn commit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::ActivityDelta;
+    use crate::storage::{ActivityDelta, NodeRecord, SqliteStorage};
+    use std::time::Duration;
     use streamr_core::{CanonicalMessage, KeyPair, NodeHeartbeat, Signed};
+
+    fn write(node: &str, nonce: i64) -> HeartbeatWrite {
+        HeartbeatWrite {
+            node_id: node.to_owned(),
+            nonce,
+            timestamp_ms: 0,
+            streams_json: "[]".into(),
+            viewers: 0,
+            bytes_served: 0,
+            receipts: Vec::new(),
+            activity: ActivityDelta {
+                node_id: node.to_owned(),
+                heartbeats: 1,
+                ..ActivityDelta::default()
+            },
+        }
+    }
+
+    /// A stand-in for the database: keeps each node's newest nonce and refuses one not above
+    /// it, refuses every batch holding a heartbeat of `failing_node` (storing none of it),
+    /// and counts batches and any two that held one node while committing at once.
+    struct FakeStore {
+        in_flight: usize,
+        failing_node: Option<&'static str>,
+        state: Mutex<FakeState>,
+    }
+
+    #[derive(Default)]
+    struct FakeState {
+        newest: HashMap<String, i64>,
+        stored: Vec<(String, i64)>,
+        batches: usize,
+        committing: HashSet<String>,
+        shared_a_node: usize,
+        most_at_once: usize,
+        at_once: usize,
+    }
+
+    impl FakeStore {
+        fn new(in_flight: usize, failing_node: Option<&'static str>) -> Arc<Self> {
+            Arc::new(FakeStore {
+                in_flight,
+                failing_node,
+                state: Mutex::default(),
+            })
+        }
+
+        fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
+            self.state.lock().unwrap()
+        }
+    }
+
+    #[async_trait]
+    impl BatchStore for FakeStore {
+        fn commits_in_flight(&self) -> usize {
+            self.in_flight
+        }
+
+        async fn record(
+            &self,
+            writes: &[HeartbeatWrite],
+        ) -> StorageResult<Vec<StorageResult<u64>>> {
+            let nodes: HashSet<String> = writes.iter().map(|w| w.node_id.clone()).collect();
+            {
+                let mut state = self.state();
+                state.batches += 1;
+                state.at_once += 1;
+                state.most_at_once = state.most_at_once.max(state.at_once);
+                for node in &nodes {
+                    if !state.committing.insert(node.clone()) {
+                        state.shared_a_node += 1;
+                    }
+                }
+            }
+            // Long enough for the next batches to start while this one commits.
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            let mut state = self.state();
+            state.at_once -= 1;
+            for node in &nodes {
+                state.committing.remove(node);
+            }
+            if let Some(failing) = self.failing_node.filter(|f| nodes.contains(*f)) {
+                return Err(StorageError::Batch {
+                    detail: format!("a heartbeat of {failing} broke the transaction"),
+                });
+            }
+            let outcomes = writes
+                .iter()
+                .map(|w| {
+                    let last = state.newest.get(&w.node_id).copied().unwrap_or(-1);
+                    if w.nonce <= last {
+                        return Err(StorageError::ReplayedNonce {
+                            node_id: w.node_id.clone(),
+                            nonce: w.nonce,
+                            last,
+                        });
+                    }
+                    state.newest.insert(w.node_id.clone(), w.nonce);
+                    state.stored.push((w.node_id.clone(), w.nonce));
+                    Ok(0)
+                })
+                .collect();
+            Ok(outcomes)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_heartbeats_of_one_node_are_stored_in_nonce_order() {
+        let store = FakeStore::new(4, None);
+        let writer = HeartbeatWriter::spawn_on(store.clone());
+        // Three nodes' heartbeats queued interleaved, none waiting for another's answer.
+        let mut answers = Vec::new();
+        for nonce in 1..=300 {
+            for node in ["a", "b", "c"] {
+                let answer = writer.submit(write(node, nonce), None).await.unwrap();
+                answers.push((node, nonce, answer));
+            }
+        }
+        for (node, nonce, answer) in answers {
+            assert_eq!(answer.await.unwrap().unwrap(), 0, "{node} {nonce}");
+        }
+        let state = store.state();
+        for node in ["a", "b", "c"] {
+            let stored: Vec<i64> = state
+                .stored
+                .iter()
+                .filter(|(n, _)| n == node)
+                .map(|(_, nonce)| *nonce)
+                .collect();
+            assert_eq!(stored, (1..=300).collect::<Vec<_>>(), "node {node}");
+        }
+        assert!(state.batches > 1, "{} batches", state.batches);
+        assert_eq!(
+            state.shared_a_node, 0,
+            "two committing batches held one node"
+        );
+        drop(state);
+        // Every committed nonce is now refused without a round trip.
+        assert!(writer.check_not_replayed("a", 300).is_err());
+        assert!(writer.check_not_replayed("a", 301).is_ok());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failing_batch_answers_every_member_with_an_error_and_stores_none() {
+        let store = FakeStore::new(1, Some("poison"));
+        let writer = HeartbeatWriter::spawn_on(store.clone());
+        // Queued before the writer task first runs: one batch.
+        let mut answers = Vec::new();
+        for (node, nonce) in [("a", 1), ("poison", 1), ("b", 1), ("a", 2)] {
+            answers.push(writer.submit(write(node, nonce), None).await.unwrap());
+        }
+        for answer in answers {
+            let outcome = answer.await.unwrap();
+            assert!(
+                matches!(outcome, Err(ApiError::Storage(StorageError::Batch { .. }))),
+                "{outcome:?}"
+            );
+        }
+        {
+            let state = store.state();
+            assert_eq!(state.batches, 1);
+            assert!(state.stored.is_empty());
+        }
+        // Nothing of the batch counts as committed: the same heartbeats are taken again.
+        assert!(writer.check_not_replayed("a", 1).is_ok());
+        assert_eq!(writer.write(write("a", 1), None).await.unwrap(), 0);
+        assert_eq!(writer.write(write("b", 1), None).await.unwrap(), 0);
+        assert_eq!(store.state().stored, vec![("a".into(), 1), ("b".into(), 1)]);
+    }
+
+    fn node_record(key: &KeyPair) -> NodeRecord {
+        NodeRecord {
+            id: key.node_id().to_string(),
+            payout_address: "payout".into(),
+            operator: "operator".into(),
+            subnet: "10.0.0".into(),
+            rtmp_url: "rtmp://10.0.0.1:1935/live".into(),
+            http_url: "http://10.0.0.1:8080".into(),
+            registered_at_ms: 0,
+            active: true,
+            capacity_kbps: 10_000,
+            last_nonce: -1,
+            last_heartbeat_ms: None,
+            status: "registered".into(),
+            viewers: 0,
+            bytes_served: 0,
+            streams_json: "[]".into(),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_batch_mixing_nodes_gives_each_heartbeat_its_own_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("mixed.db").display());
+        let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&url).await.unwrap());
+        let (a, b, forger, unknown) = (
+            KeyPair::from_seed([1; 32]),
+            KeyPair::from_seed([2; 32]),
+            KeyPair::from_seed([3; 32]),
+            KeyPair::from_seed([4; 32]),
+        );
+        for key in [&a, &b, &forger] {
+            storage.upsert_node(&node_record(key)).await.unwrap();
+        }
+        let id = |key: &KeyPair| key.node_id().to_string();
+        let writer = HeartbeatWriter::spawn(storage.clone());
+        writer.write(write(&id(&a), 5), None).await.unwrap();
+
+        // Queued before the writer task runs again: one batch.
+        let queued = [
+            (write(&id(&a), 3), None),
+            (write(&id(&b), 1), None),
+            (write(&id(&unknown), 1), None),
+            (write(&id(&a), 6), None),
+            (write(&id(&forger), 1), Some(check(3, 1, true))),
+            (write(&id(&b), 2), None),
+            (write(&id(&a), 6), None),
+        ];
+        let mut answers = Vec::new();
+        for (queued, signature) in queued {
+            answers.push(writer.submit(queued, signature).await.unwrap());
+        }
+        let mut outcomes = Vec::new();
+        for answer in answers {
+            outcomes.push(answer.await.unwrap());
+        }
+        let kinds: Vec<&str> = outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                Ok(_) => "ok",
+                Err(ApiError::Storage(StorageError::ReplayedNonce { .. })) => "replayed",
+                Err(ApiError::Storage(StorageError::UnknownNode { .. })) => "unknown",
+                Err(ApiError::BadSignature { .. }) => "forged",
+                Err(_) => "other",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["replayed", "ok", "unknown", "ok", "forged", "ok", "replayed"],
+            "{outcomes:?}"
+        );
+        let stored = |key: &KeyPair| {
+            let storage = storage.clone();
+            let id = id(key);
+            async move { storage.get_node(&id).await.unwrap().map(|n| n.last_nonce) }
+        };
+        assert_eq!(stored(&a).await, Some(6));
+        assert_eq!(stored(&b).await, Some(2));
+        assert_eq!(stored(&forger).await, Some(-1));
+        assert_eq!(stored(&unknown).await, None);
+    }
 
     fn check(seed: u8, nonce: u64, forge: bool) -> SignatureCheck {
         let key = KeyPair::from_seed([seed; 32]);

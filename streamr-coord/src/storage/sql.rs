@@ -3,10 +3,11 @@
 
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -21,6 +22,10 @@ use super::{
 };
 use crate::error::StorageError;
 
+/// Heartbeat batches committing at once on PostgreSQL: batches execute while earlier ones
+/// wait for their WAL flush.
+const POSTGRES_HEARTBEAT_COMMITS: usize = 4;
+
 /// Advisory lock key under which PostgreSQL replicas write settlements one at a time.
 const SETTLEMENT_LOCK_KEY: i64 = 0x5354_524d_5345_5454; // "STRMSETT"
 
@@ -33,7 +38,23 @@ pub struct SqliteStorage {
     /// their fsync ([`HeartbeatFlush::Receipts`]); the same database file.
     relaxed: SqlitePool,
     heartbeat_flush: HeartbeatFlush,
+    /// Heartbeat commits on the relaxed connection, and whether a checkpoint runs.
+    checkpoints: Arc<CheckpointState>,
 }
+
+/// The relaxed connection never checkpoints the WAL itself (a checkpoint copies pages into
+/// the database file and syncs both: tens of milliseconds that the batch committing at the
+/// time would wait for). Instead every [`CHECKPOINT_EVERY`] heartbeat commits a passive
+/// checkpoint runs in a task of its own on the main pool, beside the commits.
+#[derive(Debug, Default)]
+struct CheckpointState {
+    commits: std::sync::atomic::AtomicU64,
+    running: std::sync::atomic::AtomicBool,
+}
+
+/// Heartbeat commits between two checkpoints of the WAL (a batch writes a few pages, so
+/// this keeps the WAL near SQLite's own default of 1000 pages).
+const CHECKPOINT_EVERY: u64 = 64;
 
 /// Which heartbeat batches wait for their commit to reach the disk before they are answered.
 /// Every batch is committed (atomically: nonces, activity and receipts together) before its
@@ -130,14 +151,42 @@ impl SqliteStorage {
         // the next FULL commit of any connection syncs it along with its own frames.
         let relaxed = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .connect_with(
+                options
+                    .synchronous(SqliteSynchronous::Normal)
+                    .pragma("wal_autocheckpoint", "0"),
+            )
             .await
             .map_err(open_error)?;
         Ok(SqliteStorage {
             pool,
             relaxed,
             heartbeat_flush,
+            checkpoints: Arc::default(),
         })
+    }
+
+    /// Counts a heartbeat commit on the relaxed connection and, every [`CHECKPOINT_EVERY`]
+    /// of them, starts a passive checkpoint in its own task unless one still runs. A
+    /// passive checkpoint neither waits for nor blocks the writer.
+    fn checkpoint_now_and_then(&self) {
+        use std::sync::atomic::Ordering;
+        let commits = self.checkpoints.commits.fetch_add(1, Ordering::Relaxed) + 1;
+        if commits % CHECKPOINT_EVERY != 0 || self.checkpoints.running.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let pool = self.pool.clone();
+        let state = self.checkpoints.clone();
+        tokio::spawn(async move {
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::warn!(%error, "WAL checkpoint failed");
+            }
+            state.running.store(false, Ordering::Release);
+        });
     }
 
     /// The pool a heartbeat batch is committed on: the relaxed connection unless the batch
@@ -155,6 +204,9 @@ impl SqliteStorage {
 #[derive(Debug, Clone)]
 pub struct PostgresStorage {
     pool: PgPool,
+    /// Connections with `synchronous_commit = off`, for heartbeat batches that need not wait
+    /// for their WAL flush ([`HeartbeatFlush::Receipts`]) and go in one statement.
+    relaxed: PgPool,
     heartbeat_flush: HeartbeatFlush,
 }
 
@@ -168,15 +220,22 @@ impl PostgresStorage {
         };
         let (sqlx_url, heartbeat_flush) = split_heartbeat_flush(url)
             .map_err(|reason| open_error(sqlx::Error::Configuration(reason.into())))?;
+        let options = PgConnectOptions::from_str(&sqlx_url).map_err(open_error)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(&sqlx_url)
+            .connect_with(options.clone())
             .await
             .map_err(open_error)?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        // Opened on first use: a replica that never sees a heartbeat holds no more connections.
+        let relaxed = PgPoolOptions::new()
+            .max_connections(POSTGRES_HEARTBEAT_COMMITS as u32)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options.options([("synchronous_commit", "off")]));
         Ok(PostgresStorage {
             pool,
+            relaxed,
             heartbeat_flush,
         })
     }
@@ -312,6 +371,23 @@ fn sqlite_json_rows(count: usize) -> String {
 }
 
 impl SqliteStorage {
+    /// Keeps the WAL checkpointed off the heartbeat path (see [`CheckpointState`]).
+    fn after_heartbeat_commit(&self, flush: bool) {
+        if !flush {
+            self.checkpoint_now_and_then();
+        }
+    }
+
+    /// SQLite has no single statement that writes two tables: every batch goes through a
+    /// transaction (in process, so its statements cost no round trips).
+    async fn record_round_at_once(
+        &self,
+        _rows: &[&HeartbeatWrite],
+        _flush: bool,
+    ) -> StorageResult<Option<std::collections::HashSet<String>>> {
+        Ok(None)
+    }
+
     /// Claims the (distinct) nodes of `rows` whose nonce is above the stored one (see
     /// [`CLAIM`]), with one statement over the rows as a JSON array; returns those nodes.
     async fn claim_nonces(
@@ -394,6 +470,9 @@ impl SqliteStorage {
 }
 
 impl PostgresStorage {
+    /// Nothing to do: PostgreSQL checkpoints in its own processes.
+    fn after_heartbeat_commit(&self, _flush: bool) {}
+
     /// Claims the (distinct) nodes of `rows` whose nonce is above the stored one (see
     /// [`CLAIM`]); returns those nodes. The rows travel as arrays, so the statement text is the same for
     /// every batch size and stays prepared on the connection.
@@ -426,6 +505,71 @@ impl PostgresStorage {
             .await
             .map_err(StorageError::query("record_heartbeats"))?;
         Ok(claimed.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Records a batch of heartbeats without receipts, at most one per node, in one
+    /// statement and so one round trip: the nonce claim and the claimed nodes' activity are
+    /// one atomic statement (data-modifying CTEs), committed on its own, on the relaxed
+    /// connections unless `flush`. Returns the claimed nodes.
+    async fn record_round_at_once(
+        &self,
+        rows: &[&HeartbeatWrite],
+        flush: bool,
+    ) -> StorageResult<Option<std::collections::HashSet<String>>> {
+        let column =
+            |f: fn(&HeartbeatWrite) -> i64| rows.iter().map(|hb| f(hb)).collect::<Vec<i64>>();
+        let activity = |f: fn(&ActivityDelta) -> i64| {
+            rows.iter().map(|hb| f(&hb.activity)).collect::<Vec<i64>>()
+        };
+        let statement = format!(
+            "WITH batch (id, nonce, ts, streams, viewers, bytes) AS (SELECT * FROM \
+             UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::int8[])), \
+             claimed AS ({CLAIM}), \
+             activity AS (INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, \
+             claimed_bytes, submitted, accepted, forged, replayed, beyond_grant, wrong_content, \
+             unattested_bytes) \
+             SELECT a.* FROM UNNEST($7::text[], $8::int8[], $9::int8[], $10::int8[], \
+             $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[], $16::int8[], \
+             $17::int8[]) AS a (node_id, epoch, heartbeats, claimed_bytes, submitted, accepted, \
+             forged, replayed, beyond_grant, wrong_content, unattested_bytes) \
+             WHERE a.node_id IN (SELECT node_id FROM claimed){ACTIVITY_UPSERT}) \
+             SELECT node_id FROM claimed"
+        );
+        let pool = if flush { &self.pool } else { &self.relaxed };
+        let claimed: Vec<(String,)> = sqlx::query_as(&statement)
+            .bind(
+                rows.iter()
+                    .map(|hb| hb.node_id.as_str())
+                    .collect::<Vec<&str>>(),
+            )
+            .bind(column(|hb| hb.nonce))
+            .bind(column(|hb| hb.timestamp_ms))
+            .bind(
+                rows.iter()
+                    .map(|hb| hb.streams_json.as_str())
+                    .collect::<Vec<&str>>(),
+            )
+            .bind(column(|hb| hb.viewers))
+            .bind(column(|hb| hb.bytes_served))
+            .bind(
+                rows.iter()
+                    .map(|hb| hb.activity.node_id.as_str())
+                    .collect::<Vec<&str>>(),
+            )
+            .bind(activity(|d| d.epoch))
+            .bind(activity(|d| d.heartbeats))
+            .bind(activity(|d| d.claimed_bytes))
+            .bind(activity(|d| d.submitted))
+            .bind(activity(|d| d.accepted))
+            .bind(activity(|d| d.forged))
+            .bind(activity(|d| d.replayed))
+            .bind(activity(|d| d.beyond_grant))
+            .bind(activity(|d| d.wrong_content))
+            .bind(activity(|d| d.unattested_bytes))
+            .fetch_all(pool)
+            .await
+            .map_err(StorageError::query("record_heartbeats"))?;
+        Ok(Some(claimed.into_iter().map(|(id,)| id).collect()))
     }
 
     /// Adds summed activity rows (one per node and epoch) with one upsert over arrays (one
@@ -470,6 +614,29 @@ impl PostgresStorage {
 macro_rules! sql_storage {
     ($storage:ident, $db:ty, $sql:path, $settlement_lock:path, $tree_lock:path, $relaxed_commit:path, $commits_in_flight:expr) => {
         impl $storage {
+            /// Why a heartbeat whose nonce was not claimed is refused: its node is unknown
+            /// (or deregistered), or the nonce is not above the stored one.
+            async fn refusal(&self, hb: &HeartbeatWrite) -> StorageResult<StorageError> {
+                let node: Option<(i64, bool)> = sqlx::query_as(&$sql(
+                    "SELECT COALESCE(h.last_nonce, n.last_nonce), n.active FROM nodes n \
+                     LEFT JOIN node_heartbeat_state h ON h.node_id = n.id WHERE n.id = $1",
+                ))
+                .bind(&hb.node_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StorageError::query("record_heartbeats"))?;
+                Ok(match node {
+                    Some((last, true)) => StorageError::ReplayedNonce {
+                        node_id: hb.node_id.clone(),
+                        nonce: hb.nonce,
+                        last,
+                    },
+                    _ => StorageError::UnknownNode {
+                        node_id: hb.node_id.clone(),
+                    },
+                })
+            }
+
             async fn add_activities_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 deltas: &[&ActivityDelta],
@@ -930,6 +1097,23 @@ macro_rules! sql_storage {
                 // it is committed before it is answered all the same.
                 let flush = self.heartbeat_flush == HeartbeatFlush::Always
                     || heartbeats.iter().any(|hb| !hb.receipts.is_empty());
+                let rounds = node_rounds(heartbeats);
+                let without_receipts = heartbeats.iter().all(|hb| hb.receipts.is_empty());
+                if let ([round], true) = (rounds.as_slice(), without_receipts) {
+                    let rows: Vec<&HeartbeatWrite> =
+                        round.iter().filter_map(|&index| heartbeats.get(index)).collect();
+                    if let Some(claimed) = self.record_round_at_once(&rows, flush).await? {
+                        let mut outcomes = Vec::with_capacity(heartbeats.len());
+                        for hb in heartbeats {
+                            outcomes.push(if claimed.contains(&hb.node_id) {
+                                Ok(0)
+                            } else {
+                                Err(self.refusal(hb).await?)
+                            });
+                        }
+                        return Ok(outcomes);
+                    }
+                }
                 let mut tx = self
                     .heartbeat_pool(flush)
                     .begin()
@@ -943,7 +1127,7 @@ macro_rules! sql_storage {
                 }
                 // Each round holds at most one heartbeat per node, so one set-based UPDATE can
                 // claim all of their nonces; a node's later heartbeats go to later rounds.
-                for round in node_rounds(heartbeats) {
+                for round in rounds {
                     let rows: Vec<&HeartbeatWrite> =
                         round.iter().filter_map(|&index| heartbeats.get(index)).collect();
                     let claimed = Self::claim_nonces(&mut tx, &rows).await?;
@@ -988,6 +1172,7 @@ macro_rules! sql_storage {
                     Self::add_activities_in(&mut tx, &activity).await?;
                 }
                 tx.commit().await.map_err(StorageError::query(op))?;
+                self.after_heartbeat_commit(flush);
                 Ok(outcomes
                     .into_iter()
                     .map(|o| o.unwrap_or(Ok(0)))
@@ -1970,7 +2155,7 @@ sql_storage!(
     postgres_settlement_lock,
     postgres_tree_lock,
     postgres_relaxed_commit,
-    4 // batches execute while earlier ones wait for their WAL flush
+    POSTGRES_HEARTBEAT_COMMITS
 );
 
 #[cfg(test)]

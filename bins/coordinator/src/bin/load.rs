@@ -75,6 +75,8 @@ struct Figures {
     /// Latency of every completed request, microseconds, sorted.
     latencies_us: Vec<u64>,
     errors: u64,
+    /// Failed requests by cause (`503`, `409 replayed_nonce`, `transport`, ...).
+    causes: std::collections::BTreeMap<String, u64>,
     elapsed: Duration,
 }
 
@@ -96,6 +98,9 @@ impl Figures {
         self.latencies_us.extend_from_slice(&other.latencies_us);
         self.latencies_us.sort_unstable();
         self.errors += other.errors;
+        for (cause, count) in &other.causes {
+            *self.causes.entry(cause.clone()).or_default() += count;
+        }
         self.elapsed += other.elapsed;
     }
 }
@@ -122,7 +127,7 @@ async fn run_phase(
         let mut client = HttpClient::connect(addr).await?;
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(bodies.len());
-            let mut errors = 0u64;
+            let mut causes = std::collections::BTreeMap::<String, u64>::new();
             for body in bodies {
                 if start.elapsed() >= deadline {
                     break;
@@ -130,26 +135,44 @@ async fn run_phase(
                 let sent = Instant::now();
                 match client.send_raw("POST", path, body).await {
                     Ok((200, _)) => latencies.push(sent.elapsed().as_micros() as u64),
-                    _ => errors += 1,
+                    Ok((status, body)) => {
+                        *causes.entry(error_cause(status, &body)).or_default() += 1
+                    }
+                    Err(_) => *causes.entry("transport".into()).or_default() += 1,
                 }
             }
-            (latencies, errors)
+            (latencies, causes)
         }));
     }
     let mut latencies = Vec::new();
-    let mut errors = 0;
+    let mut causes = std::collections::BTreeMap::<String, u64>::new();
     for task in tasks {
-        let (mut l, e) = task.await.context("load task")?;
+        let (mut l, c) = task.await.context("load task")?;
         latencies.append(&mut l);
-        errors += e;
+        for (cause, count) in c {
+            *causes.entry(cause).or_default() += count;
+        }
     }
+    let errors = causes.values().sum();
     let elapsed = start.elapsed();
     latencies.sort_unstable();
     Ok(Figures {
         latencies_us: latencies,
         errors,
+        causes,
         elapsed,
     })
+}
+
+/// A refused request's status with the error code its JSON body names, if any.
+fn error_cause(status: u16, body: &[u8]) -> String {
+    let code = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned));
+    match code {
+        Some(code) => format!("{status} {code}"),
+        None => status.to_string(),
+    }
 }
 
 async fn start_hello() -> anyhow::Result<SocketAddr> {
@@ -246,6 +269,14 @@ fn report(name: &str, figures: &Figures) {
         figures.errors,
         figures.elapsed.as_secs_f64(),
     );
+    if !figures.causes.is_empty() {
+        let causes: Vec<String> = figures
+            .causes
+            .iter()
+            .map(|(cause, count)| format!("{count} × {cause}"))
+            .collect();
+        println!("{:<28} errors: {}", "", causes.join(", "));
+    }
 }
 
 #[tokio::main]
@@ -281,8 +312,10 @@ async fn main() -> anyhow::Result<()> {
         ..CoordConfig::default()
     };
     // Every connection comes from loopback: the per-client cap would refuse those beyond it.
+    // The registration connection is closed before the phases, but the server may count it
+    // (or a previous round's connection) until it sees the close: one more than the phase's.
     config.http.max_connections_per_client =
-        config.http.max_connections_per_client.max(connections);
+        config.http.max_connections_per_client.max(connections + 1);
     let coordinator = Coordinator::new(config, storage);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let coord_addr = listener.local_addr()?;
@@ -314,6 +347,8 @@ async fn main() -> anyhow::Result<()> {
             bail!("registering node {i}: {status} {body}");
         }
     }
+    // Closed now: left open, it took one of the per-client connection slots the phases need.
+    drop(setup);
     let stream = StreamId::new("load").context("stream id")?;
     let mut nonces = vec![0u64; nodes];
     let signed_at = now_ms();
