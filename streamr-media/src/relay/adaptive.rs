@@ -81,7 +81,9 @@ impl AdaptiveBatchConfig {
     /// The delay the write-rate term asks for with `viewers_per_core` viewers per core.
     pub fn write_rate_delay(&self, viewers_per_core: f64) -> Duration {
         let budget = self.write_budget_per_core;
-        if !(budget > 0.0) || !(viewers_per_core > 0.0) {
+        // NaN compares false too: off.
+        let positive = |x: f64| x > 0.0;
+        if !positive(budget) || !positive(viewers_per_core) {
             return Duration::ZERO;
         }
         let interval = viewers_per_core / budget;
@@ -102,9 +104,9 @@ impl AdaptiveBatchConfig {
 pub struct AdaptiveBatch {
     config: AdaptiveBatchConfig,
     /// The CPU-load term's delay.
-    delay: Duration,
+    cpu_delay: Duration,
     /// The delay in force: the larger of both terms.
-    current: Duration,
+    delay: Duration,
 }
 
 impl AdaptiveBatch {
@@ -112,14 +114,14 @@ impl AdaptiveBatch {
     pub fn new(config: AdaptiveBatchConfig) -> Self {
         AdaptiveBatch {
             config,
+            cpu_delay: Duration::ZERO,
             delay: Duration::ZERO,
-            current: Duration::ZERO,
         }
     }
 
     /// The delay now.
     pub fn delay(&self) -> Duration {
-        self.current
+        self.delay
     }
 
     /// Takes one load sample, `busy`: the share of the node's CPU capacity (all its cores) it
@@ -133,8 +135,8 @@ impl AdaptiveBatch {
     /// core now for the write-rate term, and returns the new delay: the larger of both terms.
     pub fn observe_load(&mut self, busy: f64, viewers_per_core: f64) -> Duration {
         let cpu = self.observe_cpu(busy);
-        self.current = cpu.max(self.config.write_rate_delay(viewers_per_core));
-        self.current
+        self.delay = cpu.max(self.config.write_rate_delay(viewers_per_core));
+        self.delay
     }
 
     fn observe_cpu(&mut self, busy: f64) -> Duration {
@@ -146,23 +148,23 @@ impl AdaptiveBatch {
         let cap = self.config.max_delay;
         if busy >= self.config.high {
             // At least what the top of the band asks for, so more load never means less delay.
-            self.delay = self
-                .delay
+            self.cpu_delay = self
+                .cpu_delay
                 .saturating_mul(2)
                 .max(self.config.min_step)
                 .max(self.band_delay(self.config.high))
                 .min(cap);
         } else if busy <= self.config.low {
-            let half = self.delay / 2;
-            self.delay = if half < self.config.min_step / 2 {
+            let half = self.cpu_delay / 2;
+            self.cpu_delay = if half < self.config.min_step / 2 {
                 Duration::ZERO
             } else {
                 half
             };
         } else {
-            self.delay = self.delay.max(self.band_delay(busy));
+            self.cpu_delay = self.cpu_delay.max(self.band_delay(busy));
         }
-        self.delay
+        self.cpu_delay
     }
 
     /// The delay the load `busy` (between the marks) asks for: in proportion to how
