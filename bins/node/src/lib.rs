@@ -146,6 +146,10 @@ pub struct NodeConfig {
     pub batch_delay: Option<Duration>,
     /// Cap of the load-adaptive batch delay (see [`streamr_media::relay::AdaptiveBatch`]).
     pub batch_delay_max: Duration,
+    /// Viewer writes per second per core above which the adaptive batch delay spaces each
+    /// viewer's writes to stay within it, whatever the CPU load (0: off; see
+    /// [`AdaptiveBatchConfig::write_budget_per_core`]).
+    pub batch_write_budget: f64,
     /// RTMP connection limits and deadlines.
     pub rtmp_limits: RtmpLimits,
     /// HTTP connection limits and deadlines.
@@ -195,6 +199,14 @@ impl Default for RtmpLimits {
         }
     }
 }
+
+/// Default of [`NodeConfig::batch_write_budget`]: viewer writes per second per core. Measured
+/// against SRS 7 (docs/benchmarks.md, issue 17): a write's fixed cost dominates a player's CPU
+/// at live bitrates, so waking every viewer per video frame (30 writes a second) costs more
+/// per viewer than SRS's merged writes. This budget starts spacing writes at 80 viewers per
+/// core (a write each 40 ms) and gives 500 viewers on 2 cores a write each 125 ms, where
+/// HTTP-FLV, the cheapest path in SRS, no longer costs more per player than there.
+pub const DEFAULT_BATCH_WRITE_BUDGET: f64 = 2000.0;
 
 /// File handles kept beyond the connection budgets (logs, HLS files, databases, upstreams).
 const SPARE_FILE_HANDLES: u64 = 256;
@@ -271,6 +283,7 @@ impl Default for NodeConfig {
             receipt_grace: Duration::from_secs(10),
             batch_delay: None,
             batch_delay_max: AdaptiveBatchConfig::default().max_delay,
+            batch_write_budget: DEFAULT_BATCH_WRITE_BUDGET,
             rtmp_limits: RtmpLimits::default(),
             http_limits: HttpLimits::default(),
             origin_play: OriginPlay::default(),
@@ -558,7 +571,8 @@ impl Node {
         if config.batch_delay.is_none() {
             tasks.push(spawn_adaptive_batching(
                 hub.clone(),
-                AdaptiveBatchConfig::with_max_delay(config.batch_delay_max),
+                AdaptiveBatchConfig::with_max_delay(config.batch_delay_max)
+                    .with_write_budget(config.batch_write_budget),
                 stop.clone(),
             ));
         }

@@ -187,6 +187,13 @@ struct Args {
           value_parser = humantime::parse_duration)]
     batch_delay_max: Duration,
 
+    /// Write budget of the load-adaptive batch delay (used when --batch-delay is unset), in
+    /// viewer writes per second per core: once the viewers would get more, each viewer's writes
+    /// are spaced to stay within it (up to --batch-delay-max), whatever the CPU load; 0 turns
+    /// this off, leaving the delay to the CPU load alone (lowest latency, more CPU per viewer).
+    #[arg(long, env = "STREAMR_BATCH_WRITE_BUDGET", default_value_t = streamr_node::DEFAULT_BATCH_WRITE_BUDGET)]
+    batch_write_budget: f64,
+
     /// Most RTMP connections open at once (the RTMP budget; HTTP has its own).
     #[arg(long, env = "STREAMR_RTMP_MAX_CONNECTIONS", default_value_t = 4096)]
     rtmp_max_connections: usize,
@@ -354,6 +361,7 @@ impl Args {
             receipt_grace: self.receipt_grace,
             batch_delay: self.batch_delay,
             batch_delay_max: self.batch_delay_max,
+            batch_write_budget: self.batch_write_budget,
             rtmp_limits: RtmpLimits {
                 max_connections: self.rtmp_max_connections,
                 max_connections_per_client: self.rtmp_max_connections_per_client,

@@ -245,10 +245,15 @@ async fn run<W: AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     // The head is not part of the body that per-request counters measure.
     let mut head = response_head(streamer.framing).len() as u64;
+    // A token of its own, waited on by one future for the whole response: a wake-up then
+    // neither locks the token every player shares nor registers a waiter anew.
+    let shutdown = shutdown.child_token();
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let received = tokio::select! {
             // The node is stopping: end the body after what was already queued.
-            () = shutdown.cancelled() => None,
+            () = &mut cancelled => None,
             received = streamer.subscription.recv_batch(&mut streamer.events, BATCH_EVENTS) => {
                 Some(received)
             }
@@ -258,7 +263,8 @@ async fn run<W: AsyncWrite + Unpin>(
             Some(_) => {}
         }
         streamer.take_events();
-        if !shutdown.is_cancelled() {
+        // A batch short of the limit took everything there was.
+        if received.is_some_and(|received| received >= BATCH_EVENTS) {
             streamer.take_available();
         }
         if streamer.ended && !streamer.header_sent {
@@ -279,12 +285,17 @@ async fn run<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Writes everything queued, failing when no progress is made for `write_timeout`.
+/// Writes everything queued, failing when no progress is made for `write_timeout`. A player
+/// keeping up takes it at once, without a deadline timer.
 async fn write_queue<W: AsyncWrite + Unpin>(
     queue: &mut WriteQueue,
     io: &mut W,
     write_timeout: Duration,
 ) -> io::Result<u64> {
+    let (now, done) = queue.write_now(io)?;
+    if done {
+        return Ok(now as u64);
+    }
     let waiting = queue.queued_bytes();
     let written = tokio::time::timeout(write_timeout, queue.write_all(io))
         .await
@@ -296,7 +307,7 @@ async fn write_queue<W: AsyncWrite + Unpin>(
                 ),
             )
         })??;
-    Ok(written as u64)
+    Ok(now.saturating_add(written) as u64)
 }
 
 #[cfg(test)]

@@ -8,9 +8,19 @@
 //! between the low and the high mark (to [`AdaptiveBatchConfig::band_share`] of the cap at the
 //! high mark), doubling while the node is busier than the high mark, up to the cap, and halving
 //! back once it is idler than the low mark. Between the marks the delay never shrinks, so the
-//! smaller CPU cost a longer delay brings does not at once undo it. It does no I/O: the server
-//! samples `/proc` and hands the result to
-//! [`RelayHub::set_batch_delay`](super::RelayHub::set_batch_delay).
+//! smaller CPU cost a longer delay brings does not at once undo it.
+//!
+//! A second term batches by write rate: each viewer costs about one socket write per wake-up,
+//! and a write's fixed cost (system call, TCP segment, on loopback the receiver's processing)
+//! outweighs its bytes at live bitrates, so a node waking every viewer per video frame pays
+//! more per viewer than one merging writes (SRS merges 350 ms by default) even while its CPU is
+//! mostly idle. With [`AdaptiveBatchConfig::write_budget_per_core`] set, once the viewers per
+//! core would get more writes a second than that budget, the delay spaces each viewer's writes
+//! so they stay within it; below the budget this term adds nothing. It trades hop latency for
+//! CPU from a viewer count on, whatever the load: the larger of both terms applies.
+//!
+//! It does no I/O: the server samples `/proc` and the hub's viewer count and hands the result
+//! to [`RelayHub::set_batch_delay`](super::RelayHub::set_batch_delay).
 
 use std::time::Duration;
 
@@ -30,6 +40,13 @@ pub struct AdaptiveBatchConfig {
     /// marks, in proportion to how far between them it is (default 0.5: 100 ms of a 200 ms cap
     /// at 60 % busy, 50 ms at 45 %); 0 holds the delay between the marks.
     pub band_share: f64,
+    /// Viewer writes per second per core the write-rate term allows (default 0: off). Above
+    /// it, the delay is the interval at which the viewers per core stay within it: with 2000,
+    /// 500 viewers on 2 cores get a write every 125 ms.
+    pub write_budget_per_core: f64,
+    /// Shortest delay the write-rate term sets (default 40 ms): a shorter one merges no video
+    /// frames at common frame rates, so it would add latency and save nothing.
+    pub min_merge_delay: Duration,
 }
 
 impl Default for AdaptiveBatchConfig {
@@ -40,6 +57,8 @@ impl Default for AdaptiveBatchConfig {
             high: 0.6,
             min_step: Duration::from_millis(5),
             band_share: 0.5,
+            write_budget_per_core: 0.0,
+            min_merge_delay: Duration::from_millis(40),
         }
     }
 }
@@ -52,12 +71,41 @@ impl AdaptiveBatchConfig {
             ..AdaptiveBatchConfig::default()
         }
     }
+
+    /// Sets the write-rate term's budget: viewer writes per second per core (0: off).
+    pub fn with_write_budget(mut self, writes_per_second_per_core: f64) -> Self {
+        self.write_budget_per_core = writes_per_second_per_core;
+        self
+    }
+
+    /// The delay the write-rate term asks for with `viewers_per_core` viewers per core.
+    pub fn write_rate_delay(&self, viewers_per_core: f64) -> Duration {
+        let budget = self.write_budget_per_core;
+        // NaN compares false too: off.
+        let positive = |x: f64| x > 0.0;
+        if !positive(budget) || !positive(viewers_per_core) {
+            return Duration::ZERO;
+        }
+        let interval = viewers_per_core / budget;
+        if !interval.is_finite() || interval >= self.max_delay.as_secs_f64() {
+            return self.max_delay;
+        }
+        let interval = Duration::from_secs_f64(interval);
+        if interval < self.min_merge_delay {
+            Duration::ZERO
+        } else {
+            interval
+        }
+    }
 }
 
 /// The controller: feed it load samples, get the batch delay to use.
 #[derive(Debug, Clone)]
 pub struct AdaptiveBatch {
     config: AdaptiveBatchConfig,
+    /// The CPU-load term's delay.
+    cpu_delay: Duration,
+    /// The delay in force: the larger of both terms.
     delay: Duration,
 }
 
@@ -66,6 +114,7 @@ impl AdaptiveBatch {
     pub fn new(config: AdaptiveBatchConfig) -> Self {
         AdaptiveBatch {
             config,
+            cpu_delay: Duration::ZERO,
             delay: Duration::ZERO,
         }
     }
@@ -77,8 +126,20 @@ impl AdaptiveBatch {
 
     /// Takes one load sample, `busy`: the share of the node's CPU capacity (all its cores) it
     /// used since the previous sample, from 0 to 1 (values outside are clamped, NaN counts as
-    /// idle). Returns the new delay.
+    /// idle). Returns the new delay (the CPU-load term alone).
     pub fn observe(&mut self, busy: f64) -> Duration {
+        self.observe_load(busy, 0.0)
+    }
+
+    /// Takes one load sample as [`AdaptiveBatch::observe`] does, with the node's viewers per
+    /// core now for the write-rate term, and returns the new delay: the larger of both terms.
+    pub fn observe_load(&mut self, busy: f64, viewers_per_core: f64) -> Duration {
+        let cpu = self.observe_cpu(busy);
+        self.delay = cpu.max(self.config.write_rate_delay(viewers_per_core));
+        self.delay
+    }
+
+    fn observe_cpu(&mut self, busy: f64) -> Duration {
         let busy = if busy.is_nan() {
             0.0
         } else {
@@ -87,23 +148,23 @@ impl AdaptiveBatch {
         let cap = self.config.max_delay;
         if busy >= self.config.high {
             // At least what the top of the band asks for, so more load never means less delay.
-            self.delay = self
-                .delay
+            self.cpu_delay = self
+                .cpu_delay
                 .saturating_mul(2)
                 .max(self.config.min_step)
                 .max(self.band_delay(self.config.high))
                 .min(cap);
         } else if busy <= self.config.low {
-            let half = self.delay / 2;
-            self.delay = if half < self.config.min_step / 2 {
+            let half = self.cpu_delay / 2;
+            self.cpu_delay = if half < self.config.min_step / 2 {
                 Duration::ZERO
             } else {
                 half
             };
         } else {
-            self.delay = self.delay.max(self.band_delay(busy));
+            self.cpu_delay = self.cpu_delay.max(self.band_delay(busy));
         }
-        self.delay
+        self.cpu_delay
     }
 
     /// The delay the load `busy` (between the marks) asks for: in proportion to how
@@ -285,6 +346,67 @@ mod tests {
             proptest::prop_assert!(at_high <= ms(cap_ms));
             let settled = run(&mut c, &[config.low; 16]);
             proptest::prop_assert_eq!(settled.last().copied(), Some(Duration::ZERO));
+        }
+    }
+
+    #[test]
+    fn the_write_rate_term_spaces_writes_once_viewers_exceed_the_budget() {
+        let config = AdaptiveBatchConfig::default().with_write_budget(2000.0);
+        // Viewers per core -> delay: nothing while a write per viewer every 40 ms fits the
+        // budget (80 viewers per core), then the interval that keeps them within it, capped.
+        let curve: Vec<_> = [0.0, 50.0, 79.0, 80.0, 250.0, 500.0, 1000.0, 1e9]
+            .iter()
+            .map(|v| config.write_rate_delay(*v))
+            .collect();
+        assert_eq!(
+            curve,
+            [
+                Duration::ZERO,
+                Duration::ZERO,
+                Duration::ZERO,
+                ms(40),
+                ms(125),
+                ms(200),
+                ms(200),
+                ms(200)
+            ]
+        );
+        // Off by default, and for odd inputs.
+        assert_eq!(
+            AdaptiveBatchConfig::default().write_rate_delay(1e6),
+            Duration::ZERO
+        );
+        assert_eq!(config.write_rate_delay(f64::NAN), Duration::ZERO);
+        assert_eq!(config.write_rate_delay(-5.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_larger_term_applies_and_the_cpu_term_keeps_its_own_course() {
+        let config = AdaptiveBatchConfig::default().with_write_budget(2000.0);
+        let mut c = AdaptiveBatch::new(config);
+        // An idle node with 250 viewers per core: the write-rate term's 125 ms.
+        assert_eq!(c.observe_load(0.1, 250.0), ms(125));
+        // A busy one: the CPU term passes it once it grew enough.
+        assert_eq!(c.observe_load(0.9, 250.0), ms(125));
+        assert_eq!(c.observe_load(0.9, 250.0), ms(200));
+        // Viewers leave and the load drops: the CPU term halves from where it was.
+        assert_eq!(c.observe_load(0.1, 0.0), ms(100));
+        assert_eq!(c.observe_load(0.1, 0.0), ms(50));
+    }
+
+    proptest::proptest! {
+        /// More viewers never give a shorter delay, and the cap holds.
+        #[test]
+        fn the_write_rate_term_is_monotonic_and_capped(
+            a in 0.0f64..10_000.0,
+            b in 0.0f64..10_000.0,
+            budget in 0.0f64..20_000.0,
+            cap_ms in 1u64..1000,
+        ) {
+            let config = AdaptiveBatchConfig::with_max_delay(ms(cap_ms)).with_write_budget(budget);
+            let (few, many) = (a.min(b), a.max(b));
+            proptest::prop_assert!(config.write_rate_delay(few) <= config.write_rate_delay(many));
+            proptest::prop_assert!(config.write_rate_delay(many) <= ms(cap_ms));
         }
     }
 

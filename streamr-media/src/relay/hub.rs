@@ -238,6 +238,15 @@ impl RelayHub {
         stream.and_then(|stream| stream.publisher_timeline())
     }
 
+    /// Viewers of every stream now (the node's own consumers, such as live HLS, not counted).
+    pub fn viewer_count(&self) -> usize {
+        let streams: Vec<_> = lock(&self.inner.streams).values().cloned().collect();
+        streams
+            .iter()
+            .map(|stream| lock(&stream.viewers).len())
+            .sum()
+    }
+
     /// Counters of one stream, if the hub knows it.
     pub fn stream_stats(&self, key: &StreamKey) -> Option<StreamStats> {
         let stream = lock(&self.inner.streams).get(key).cloned()?;

@@ -190,10 +190,14 @@ impl Subscription {
     pub async fn recv_batch(&mut self, out: &mut Vec<RelayEvent>, max_events: usize) -> usize {
         loop {
             // Mark the head as seen before reading, so a frame pushed after the read wakes us.
-            self.head.borrow_and_update();
-            let received = self.try_recv_batch(out, max_events);
-            if received > 0 || max_events == 0 {
-                return received;
+            let announced = *self.head.borrow_and_update();
+            // Nothing announced past what this viewer read: wait without locking the stream
+            // (every viewer of it wakes at once, so that lock is the contended one).
+            if self.cursor < announced || max_events == 0 {
+                let received = self.try_recv_batch(out, max_events);
+                if received > 0 || max_events == 0 {
+                    return received;
+                }
             }
             if self.head.changed().await.is_err() {
                 // The stream's sender lives as long as the stream; nothing more will come.

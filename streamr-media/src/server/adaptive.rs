@@ -19,7 +19,8 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// it may run on: the time they ran plus the time they waited for a core
 /// (`/proc/self/task/*/schedstat`), so a node starved by other processes on a shared machine
 /// counts as loaded too; without schedstat, the time they ran (`/proc/self/stat`). Where neither
-/// can be read (not Linux), the delay stays as it is.
+/// can be read (not Linux), the delay stays as it is. The write-rate term
+/// ([`AdaptiveBatchConfig::write_budget_per_core`]) sees the hub's viewers per core.
 pub fn spawn_adaptive_batching(
     hub: RelayHub,
     config: AdaptiveBatchConfig,
@@ -52,9 +53,10 @@ pub fn spawn_adaptive_batching(
             let busy = (cpu - last_cpu) / wall / cores;
             (last_cpu, last_at) = (cpu, now);
             let before = controller.delay();
-            let delay = controller.observe(busy);
+            let viewers = hub.viewer_count();
+            let delay = controller.observe_load(busy, viewers as f64 / cores);
             if delay != before {
-                debug!(busy, ?delay, "batch delay follows the load");
+                debug!(busy, viewers, ?delay, "batch delay follows the load");
                 hub.set_batch_delay(delay);
             }
         }

@@ -116,6 +116,9 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    // A token of its own: waiting for (and checking) the server's shutdown then touches only
+    // this connection's lock, not one shared by every connection on every wake-up.
+    let shutdown = shutdown.child_token();
     let mut connection = Connection::new(peer, shared);
     let result = connection.run(reader, writer, &shutdown).await;
     connection.stop_publishing().await;
@@ -150,7 +153,8 @@ enum Wake {
     PublisherIdle,
     FlushHeld,
     Read(io::Result<usize>),
-    Relay,
+    /// A batch of relay events arrived: how many.
+    Relay(usize),
 }
 
 struct Connection<'a> {
@@ -230,15 +234,17 @@ impl<'a> Connection<'a> {
                 tokio::select! {
                     biased;
                     _ = &mut cancelled => Wake::Shutdown,
-                    _ = sleep_until(handshake_deadline), if !connected => Wake::HandshakeTimeout,
-                    _ = sleep_until(setup_deadline), if setting_up => Wake::SetupTimeout,
-                    _ = sleep_until(play_wait_deadline.unwrap_or(setup_deadline)),
+                    // `until` sets a timer up only for the branches enabled: a player keeping
+                    // up has none, so its wake-ups touch no timer.
+                    _ = until(handshake_deadline), if !connected => Wake::HandshakeTimeout,
+                    _ = until(setup_deadline), if setting_up => Wake::SetupTimeout,
+                    _ = until(play_wait_deadline.unwrap_or(setup_deadline)),
                         if play_wait_deadline.is_some() => Wake::PlayWaitTimeout,
-                    _ = sleep_until(idle_deadline), if publishing => Wake::PublisherIdle,
-                    _ = sleep_until(flush_deadline.unwrap_or(idle_deadline)),
+                    _ = until(idle_deadline), if publishing => Wake::PublisherIdle,
+                    _ = until(flush_deadline.unwrap_or(idle_deadline)),
                         if flush_deadline.is_some() => Wake::FlushHeld,
                     read = reader.read(&mut buffer) => Wake::Read(read),
-                    _ = next_relay_batch(playing, relay_events) => Wake::Relay,
+                    received = next_relay_batch(playing, relay_events) => Wake::Relay(received),
                 }
             };
             match wake {
@@ -290,9 +296,13 @@ impl<'a> Connection<'a> {
                         publishing.publisher.flush_if_due(std::time::Instant::now());
                     }
                 }
-                Wake::Relay => {
+                Wake::Relay(received) => {
                     self.queue_relay_events()?;
-                    self.take_available_relay_events()?;
+                    // A batch short of the limit took everything there was: looking again
+                    // would only lock the stream to find nothing.
+                    if received >= RELAY_BATCH_EVENTS {
+                        self.take_available_relay_events()?;
+                    }
                     self.count_skips();
                 }
             }
@@ -347,6 +357,12 @@ impl<'a> Connection<'a> {
         shutdown: &CancellationToken,
     ) -> Result<(), ConnectionError> {
         if self.queue.is_empty() {
+            return Ok(());
+        }
+        // A player keeping up takes the batch at once: no deadline timer, no shutdown waiter.
+        let (written, done) = self.queue.write_now(writer)?;
+        ServerCounters::add(&self.shared.counters.bytes_out, written as u64);
+        if done {
             return Ok(());
         }
         let limit = self.shared.config.write_timeout;
@@ -707,6 +723,12 @@ impl<'a> Connection<'a> {
                 .await;
         }
     }
+}
+
+/// Sleeps until `deadline`; the timer is set up on the first poll, so a disabled `select!`
+/// branch costs none.
+async fn until(deadline: Instant) {
+    sleep_until(deadline).await;
 }
 
 /// The next batch of relay events for a playing connection; never resolves otherwise.

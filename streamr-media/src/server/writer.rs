@@ -2,6 +2,8 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -35,6 +37,64 @@ impl WriteQueue {
         self.buffers.is_empty()
     }
 
+    /// Writes what the writer takes at once, without waiting: returns the bytes written and
+    /// whether everything queued went out and was flushed. When it did not, the caller waits
+    /// with [`WriteQueue::write_all`] (under its deadline).
+    ///
+    /// This is the common case of a player keeping up: its socket takes the batch in one
+    /// `writev`, and neither a write deadline timer nor a shutdown waiter is set up for it.
+    /// The writer is polled with a no-op waker, so a `Pending` registers nothing that matters:
+    /// the waiting write polls it again with the task's waker.
+    pub(crate) fn write_now<W: AsyncWrite + Unpin>(
+        &mut self,
+        writer: &mut W,
+    ) -> io::Result<(usize, bool)> {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut written_total = 0usize;
+        while !self.buffers.is_empty() {
+            let written = {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES_PER_WRITE];
+                for (slot, buffer) in slices.iter_mut().zip(&self.buffers) {
+                    *slot = IoSlice::new(buffer);
+                }
+                let count = self.buffers.len().min(MAX_SLICES_PER_WRITE);
+                match Pin::new(&mut *writer).poll_write_vectored(&mut cx, &slices[..count]) {
+                    Poll::Ready(written) => written?,
+                    Poll::Pending => return Ok((written_total, false)),
+                }
+            };
+            if written == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "peer accepts no more bytes",
+                ));
+            }
+            written_total = written_total.saturating_add(written);
+            self.advance(written);
+        }
+        match Pin::new(writer).poll_flush(&mut cx) {
+            Poll::Ready(flushed) => flushed.map(|()| (written_total, true)),
+            Poll::Pending => Ok((written_total, false)),
+        }
+    }
+
+    /// Drops `written` bytes from the front of the queue.
+    fn advance(&mut self, mut written: usize) {
+        self.queued_bytes = self.queued_bytes.saturating_sub(written);
+        while written > 0 {
+            let Some(front) = self.buffers.front_mut() else {
+                break;
+            };
+            if written >= front.len() {
+                written -= front.len();
+                self.buffers.pop_front();
+            } else {
+                front.advance(written);
+                written = 0;
+            }
+        }
+    }
+
     /// Writes everything queued, up to 64 buffers per system call, and returns the byte count.
     pub(crate) async fn write_all<W: AsyncWrite + Unpin>(
         &mut self,
@@ -42,7 +102,7 @@ impl WriteQueue {
     ) -> io::Result<usize> {
         let mut written_total = 0usize;
         while !self.buffers.is_empty() {
-            let mut written = {
+            let written = {
                 // On the stack: no allocation per write.
                 let mut slices = [IoSlice::new(&[]); MAX_SLICES_PER_WRITE];
                 for (slot, buffer) in slices.iter_mut().zip(&self.buffers) {
@@ -58,19 +118,7 @@ impl WriteQueue {
                 ));
             }
             written_total = written_total.saturating_add(written);
-            self.queued_bytes = self.queued_bytes.saturating_sub(written);
-            while written > 0 {
-                let Some(front) = self.buffers.front_mut() else {
-                    break;
-                };
-                if written >= front.len() {
-                    written -= front.len();
-                    self.buffers.pop_front();
-                } else {
-                    front.advance(written);
-                    written = 0;
-                }
-            }
+            self.advance(written);
         }
         writer.flush().await?;
         Ok(written_total)
@@ -108,5 +156,33 @@ mod tests {
         assert!(queue.is_empty());
         assert_eq!(queue.queued_bytes(), 0);
         assert_eq!(reader.await.unwrap(), expected);
+    }
+
+    #[tokio::test]
+    async fn write_now_takes_what_fits_and_write_all_the_rest_in_order() {
+        let (mut client, mut server) = tokio::io::duplex(100);
+        let mut queue = WriteQueue::default();
+        queue.push(Bytes::from(vec![1u8; 60]));
+        queue.push(Bytes::from(vec![2u8; 30]));
+        // Everything fits: written at once, nothing left, no waiting.
+        assert_eq!(queue.write_now(&mut client).unwrap(), (90, true));
+        assert!(queue.is_empty());
+        // The pipe holds 10 more bytes: the rest stays queued.
+        queue.push(Bytes::from(vec![3u8; 25]));
+        assert_eq!(queue.write_now(&mut client).unwrap(), (10, false));
+        assert_eq!(queue.queued_bytes(), 15);
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; 115];
+            tokio::io::AsyncReadExt::read_exact(&mut server, &mut got)
+                .await
+                .unwrap();
+            got
+        });
+        assert_eq!(queue.write_all(&mut client).await.unwrap(), 15);
+        let got = reader.await.unwrap();
+        let mut expected = vec![1u8; 60];
+        expected.extend([2u8; 30]);
+        expected.extend([3u8; 25]);
+        assert_eq!(got, expected);
     }
 }
