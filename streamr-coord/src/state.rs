@@ -62,10 +62,8 @@ impl AppState {
     }
 }
 
-/// The relays' fan-outs as last measured by this process, and when; and the newest upstream
-/// request time this process accepted per relay and stream (checked in `api::tree`).
+/// The relays' fan-outs as last measured by this process, and when.
 #[derive(Debug, Default)]
 pub(crate) struct FanoutCache {
     pub(crate) measured: tokio::sync::Mutex<Option<(std::time::Instant, HashMap<String, usize>)>>,
-    pub(crate) newest_requests: std::sync::Mutex<HashMap<(String, String), u64>>,
 }

@@ -1,8 +1,9 @@
 //! The relay tree through the API (`POST /streams/{id}/upstream`), on SQLite and PostgreSQL:
 //! the origin feeds at most k relays, the others hang below with bounded fan-out, a relay
 //! that reports its parent failed (or whose parent stops sending heartbeats) is re-parented
-//! with its subtree, every answer carries grants that name the relay as the viewer, and a
-//! second replica on the same database sees the same tree.
+//! with its subtree, every answer carries grants that name the relay as the viewer, a
+//! second replica on the same database sees the same tree, and a request replayed to any
+//! replica is refused.
 
 #[macro_use]
 mod common;
@@ -20,6 +21,8 @@ on_both_backends!(
     relays_form_a_bounded_tree_and_move_when_their_parent_fails,
     a_silent_parent_loses_its_children,
     requests_must_be_signed_by_a_registered_node,
+    a_request_replayed_to_another_replica_is_refused,
+    request_times_are_accepted_once_across_replicas_and_forgotten_when_old,
 );
 
 const K: usize = 2;
@@ -272,4 +275,101 @@ async fn requests_must_be_signed_by_a_registered_node(db: &TestDb) {
     assert!(body.to_string().contains("replayed"), "{body}");
     let (status, body) = ask(&api, &relays[0], &[]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn a_request_replayed_to_another_replica_is_refused(db: &TestDb) {
+    let (api, origin, relays) = setup(db, 1).await;
+    let replica = Client::new(Coordinator::new(config(), db.storage().await));
+    let request = Signed::sign(
+        UpstreamRequest {
+            node_id: relays[0].node_id(),
+            stream_id: StreamId::new("show").expect("stream id"),
+            timestamp_ms: fresh_ms(),
+            failed: vec![origin.node_id()],
+        },
+        &relays[0],
+    );
+    let (status, body) = api.post("/streams/show/upstream", &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = replica.post("/streams/show/upstream", &request).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.to_string().contains("replayed"), "{body}");
+    // A restarted coordinator remembers it too.
+    let restarted = Client::new(Coordinator::new(config(), db.storage().await));
+    let (status, body) = restarted.post("/streams/show/upstream", &request).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // The same request sent to both replicas at once: one of them takes it.
+    let request = Signed::sign(
+        UpstreamRequest {
+            node_id: relays[0].node_id(),
+            stream_id: StreamId::new("show").expect("stream id"),
+            timestamp_ms: fresh_ms(),
+            failed: Vec::new(),
+        },
+        &relays[0],
+    );
+    let (first, second) = tokio::join!(
+        api.post("/streams/show/upstream", &request),
+        replica.post("/streams/show/upstream", &request)
+    );
+    let mut statuses = [first.0, second.0];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::CONFLICT],
+        "{first:?} {second:?}"
+    );
+}
+
+async fn request_times_are_accepted_once_across_replicas_and_forgotten_when_old(db: &TestDb) {
+    let (one, two) = (db.storage().await, db.storage().await);
+    assert!(one
+        .accept_upstream_request("relay", "show", 1_000)
+        .await
+        .expect("accepts"));
+    // Not after the newest: refused on either replica.
+    for storage in [&one, &two] {
+        for time in [999, 1_000] {
+            assert!(!storage
+                .accept_upstream_request("relay", "show", time)
+                .await
+                .expect("answers"));
+        }
+    }
+    // Another stream or relay has its own time.
+    assert!(two
+        .accept_upstream_request("relay", "other", 1_000)
+        .await
+        .expect("accepts"));
+    assert!(two
+        .accept_upstream_request("other", "show", 1_000)
+        .await
+        .expect("accepts"));
+    // Both replicas accept the same newer time at once: exactly one wins, every round.
+    for time in 1_001..1_021 {
+        let (a, b) = tokio::join!(
+            one.accept_upstream_request("relay", "show", time),
+            two.accept_upstream_request("relay", "show", time)
+        );
+        let wins = [a.expect("answers"), b.expect("answers")];
+        assert_eq!(
+            wins.iter().filter(|won| **won).count(),
+            1,
+            "at {time}: {wins:?}"
+        );
+    }
+    // Old times are forgotten; after that the same time is new again (the skew check
+    // refuses such a request before its time is looked at).
+    assert_eq!(
+        one.forget_upstream_requests(1_010).await.expect("forgets"),
+        2
+    );
+    assert!(one
+        .accept_upstream_request("other", "show", 1_000)
+        .await
+        .expect("accepts"));
+    assert!(!one
+        .accept_upstream_request("relay", "show", 1_020)
+        .await
+        .expect("answers"));
 }

@@ -34,7 +34,6 @@ use super::Shared;
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
-use crate::state::FanoutCache;
 use crate::storage::{NodeRecord, RelayAssignmentRecord, SessionRecord};
 use crate::wire::{UpstreamEntry, UpstreamRequest, UpstreamResponse};
 
@@ -43,44 +42,6 @@ const MAX_DEPTH: usize = 64;
 /// How long the relays' fan-outs (from the coordinator's measurements) are reused: asks come
 /// every few seconds from every relay, and measuring scans the epoch's receipts and probes.
 const FANOUT_REUSE: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Most (relay, stream) pairs whose newest request time is kept; beyond it, times older than
-/// the clock skew (which that check refuses anyway) are forgotten.
-const MAX_REQUEST_TIMES: usize = 100_000;
-
-impl FanoutCache {
-    /// Accepts `timestamp_ms` as `node`'s newest request for `stream`, or refuses it as a
-    /// replay when it is not above the newest accepted one. The signed timestamp is already
-    /// within the clock skew, so a captured request can only be replayed within that window,
-    /// and not at all to this process. Replicas each keep their own times.
-    fn check_fresh(
-        &self,
-        node: &str,
-        stream: &str,
-        timestamp_ms: u64,
-        skew_ms: u64,
-    ) -> Result<(), ApiError> {
-        let mut newest = self
-            .newest_requests
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = (node.to_owned(), stream.to_owned());
-        if let Some(&last) = newest.get(&key) {
-            if timestamp_ms <= last {
-                return Err(ApiError::Conflict(format!(
-                    "upstream request of node {node} for stream {stream} replayed: its time \
-                     {timestamp_ms} is not after the last accepted {last}"
-                )));
-            }
-        }
-        if newest.len() >= MAX_REQUEST_TIMES {
-            let oldest_useful = timestamp_ms.saturating_sub(skew_ms.saturating_mul(2));
-            newest.retain(|_, at| *at >= oldest_useful);
-        }
-        newest.insert(key, timestamp_ms);
-        Ok(())
-    }
-}
 
 /// The stream's relay tree as stored, and who may be in it now.
 pub(crate) struct Tree<'a> {
@@ -397,16 +358,29 @@ pub(crate) async fn upstream(
         });
     }
     let node = request.node_id.to_string();
-    let skew_ms = u64::try_from(state.config.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
-    state
-        .relay_fanouts
-        .check_fresh(&node, &id, request.timestamp_ms, skew_ms)?;
     let registered = state.storage.get_node(&node).await?;
     if !registered.is_some_and(|n| n.active) {
         return Err(ApiError::NotFound {
             what: "node",
             id: node,
         });
+    }
+    // The signed time is within the clock skew, so a captured request could be replayed
+    // within that window: the database keeps each relay's newest time per stream, shared by
+    // every replica, and refuses any time not after it.
+    let timestamp_ms = i64::try_from(request.timestamp_ms).map_err(|_| ApiError::InvalidField {
+        field: "timestamp_ms",
+        reason: "out of range".into(),
+    })?;
+    if !state
+        .storage
+        .accept_upstream_request(&node, &id, timestamp_ms)
+        .await?
+    {
+        return Err(ApiError::Conflict(format!(
+            "upstream request of node {node} for stream {id} replayed: its time \
+             {timestamp_ms} is not after the last accepted one"
+        )));
     }
     let stream = load_stream(&state, &id).await?;
     if stream.status != "live" {
@@ -788,19 +762,6 @@ mod tests {
         // a is beyond the origin's fan-out: it must move, but not under b.
         let moved = tree.choose_parent(&assignments, "a", &HashSet::new());
         assert_ne!(moved.as_deref(), Some("b"));
-    }
-
-    #[test]
-    fn a_replayed_upstream_request_is_refused() {
-        let cache = FanoutCache::default();
-        assert!(cache.check_fresh("n", "s", 1_000, 30_000).is_ok());
-        // The same signed request again, or an older one: refused.
-        assert!(cache.check_fresh("n", "s", 1_000, 30_000).is_err());
-        assert!(cache.check_fresh("n", "s", 999, 30_000).is_err());
-        // A newer one, or one for another stream or of another node: accepted.
-        assert!(cache.check_fresh("n", "s", 1_001, 30_000).is_ok());
-        assert!(cache.check_fresh("n", "t", 1_000, 30_000).is_ok());
-        assert!(cache.check_fresh("m", "s", 1_000, 30_000).is_ok());
     }
 
     #[test]

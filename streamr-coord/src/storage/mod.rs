@@ -327,6 +327,18 @@ pub trait Storage: Send + Sync + 'static {
               + Send
               + Sync),
     ) -> StorageResult<Vec<RelayAssignmentRecord>>;
+    /// Accepts `timestamp_ms` as `node_id`'s newest upstream request for `stream_id` when it
+    /// is after the newest accepted one (or the first): one conditional upsert, so of two
+    /// replicas accepting the same time at once exactly one succeeds. `false`: a replay.
+    async fn accept_upstream_request(
+        &self,
+        node_id: &str,
+        stream_id: &str,
+        timestamp_ms: i64,
+    ) -> StorageResult<bool>;
+    /// Forgets the upstream request times older than `before_ms` (requests that old fail the
+    /// clock-skew check anyway); returns how many.
+    async fn forget_upstream_requests(&self, before_ms: i64) -> StorageResult<u64>;
     /// Marks nodes down (a node marked already keeps its mark) and lifts the marks of nodes
     /// that sent a heartbeat newer than the one they were marked at, in one transaction.
     async fn update_route_down(

@@ -1780,6 +1780,39 @@ macro_rules! sql_storage {
                 Ok(tree)
             }
 
+            async fn accept_upstream_request(
+                &self,
+                node_id: &str,
+                stream_id: &str,
+                timestamp_ms: i64,
+            ) -> StorageResult<bool> {
+                // The row is locked by the upsert; a concurrent one with the same time waits,
+                // then finds its WHERE false against the committed row and changes nothing.
+                let result = sqlx::query(&$sql(
+                    "INSERT INTO relay_request_times (node_id, stream_id, newest_ms) \
+                     VALUES ($1, $2, $3) ON CONFLICT (node_id, stream_id) DO UPDATE \
+                     SET newest_ms = excluded.newest_ms \
+                     WHERE excluded.newest_ms > relay_request_times.newest_ms",
+                ))
+                .bind(node_id)
+                .bind(stream_id)
+                .bind(timestamp_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(StorageError::query("accept_upstream_request"))?;
+                Ok(result.rows_affected() > 0)
+            }
+
+            async fn forget_upstream_requests(&self, before_ms: i64) -> StorageResult<u64> {
+                let result =
+                    sqlx::query(&$sql("DELETE FROM relay_request_times WHERE newest_ms < $1"))
+                        .bind(before_ms)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(StorageError::query("forget_upstream_requests"))?;
+                Ok(result.rows_affected())
+            }
+
             async fn update_route_down(
                 &self,
                 mark: &[NodeDownRecord],
