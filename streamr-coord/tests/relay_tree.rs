@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use axum::http::StatusCode;
 use common::*;
 use serde_json::{json, Value};
+use streamr_coord::storage::RelayReports;
 use streamr_coord::wire::UpstreamRequest;
 use streamr_coord::{CoordConfig, Coordinator};
 use streamr_core::{KeyPair, NodeHeartbeat, NodeId, Signed, StreamId};
@@ -23,13 +24,19 @@ on_both_backends!(
     requests_must_be_signed_by_a_registered_node,
     a_request_replayed_to_another_replica_is_refused,
     request_times_are_accepted_once_across_replicas_and_forgotten_when_old,
+    a_lying_child_cannot_move_its_siblings,
+    a_parent_whose_heartbeat_lacks_the_stream_loses_its_children_on_one_report,
 );
 
 const K: usize = 2;
 
 fn config() -> CoordConfig {
+    config_k(K)
+}
+
+fn config_k(k: usize) -> CoordConfig {
     let mut config = test_config();
-    config.relay_fanout = K;
+    config.relay_fanout = k;
     config.coordinator_key = KeyPair::from_seed([5; 32]);
     config
 }
@@ -39,12 +46,25 @@ fn node(seed: u8) -> KeyPair {
 }
 
 async fn heartbeat(api: &Client, node: &KeyPair, nonce: u64, age_ms: u64) {
+    heartbeat_carrying(api, node, nonce, age_ms, &["show"]).await;
+}
+
+async fn heartbeat_carrying(
+    api: &Client,
+    node: &KeyPair,
+    nonce: u64,
+    age_ms: u64,
+    streams: &[&str],
+) {
     let heartbeat = Signed::sign(
         NodeHeartbeat {
             node_id: node.node_id(),
             timestamp_ms: now_ms() - age_ms,
             nonce,
-            streams: vec![StreamId::new("show").expect("stream id")],
+            streams: streams
+                .iter()
+                .map(|s| StreamId::new(*s).expect("stream id"))
+                .collect(),
             viewers: 0,
             bytes_served: 0,
             unattested_bytes: 0,
@@ -59,7 +79,12 @@ async fn heartbeat(api: &Client, node: &KeyPair, nonce: u64, age_ms: u64) {
 
 /// An origin (seed 1) with stream `show` and `relays` registered relays (seeds 10..).
 async fn setup(db: &TestDb, relays: u8) -> (Client, KeyPair, Vec<KeyPair>) {
-    let api = Client::new(Coordinator::new(config(), db.storage().await));
+    setup_k(db, relays, K).await
+}
+
+/// [`setup`] with the origin and every relay feeding at most `k`.
+async fn setup_k(db: &TestDb, relays: u8, k: usize) -> (Client, KeyPair, Vec<KeyPair>) {
+    let api = Client::new(Coordinator::new(config_k(k), db.storage().await));
     let origin = node(1);
     let mut relay_keys = Vec::new();
     for (index, key) in std::iter::once(&origin)
@@ -372,4 +397,90 @@ async fn request_times_are_accepted_once_across_replicas_and_forgotten_when_old(
         .accept_upstream_request("relay", "show", 1_020)
         .await
         .expect("answers"));
+}
+
+/// Each relay's stored parent, read from the database (no relay asks).
+async fn stored_parents(db: &TestDb) -> HashMap<String, String> {
+    let tree = db
+        .storage()
+        .await
+        .assign_relay_parents(
+            "show",
+            now_ms() as i64,
+            &RelayReports::default(),
+            &|_, _| Vec::new(),
+        )
+        .await
+        .expect("tree");
+    tree.into_iter().map(|a| (a.node_id, a.parent_id)).collect()
+}
+
+/// With k = 3 and six relays: a tier-1 relay with three children, and those children.
+async fn family(db: &TestDb) -> (Client, Vec<KeyPair>, KeyPair, Vec<KeyPair>) {
+    let (api, _origin, relays) = setup_k(db, 6, 3).await;
+    for relay in &relays {
+        chain(&api, relay, &[]).await;
+    }
+    let parents = stored_parents(db).await;
+    let parent = relays
+        .iter()
+        .find(|r| {
+            let id = r.node_id().to_string();
+            parents.values().filter(|p| **p == id).count() == 3
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("a relay with three children: {parents:?}"));
+    let children: Vec<KeyPair> = relays
+        .iter()
+        .filter(|r| parents.get(&r.node_id().to_string()) == Some(&parent.node_id().to_string()))
+        .cloned()
+        .collect();
+    (api, relays, parent, children)
+}
+
+async fn a_lying_child_cannot_move_its_siblings(db: &TestDb) {
+    let (api, _relays, parent, children) = family(db).await;
+    let parent_id = parent.node_id().to_string();
+    let (liar, siblings) = children.split_first().expect("children");
+    // The liar says its healthy parent failed, twice: it moves, and only it.
+    for _ in 0..2 {
+        let moved = chain(&api, liar, &[parent.node_id()]).await;
+        assert!(!moved.contains(&parent_id), "{moved:?}");
+        let parents = stored_parents(db).await;
+        for sibling in siblings {
+            assert_eq!(parents[&sibling.node_id().to_string()], parent_id);
+            assert_eq!(chain(&api, sibling, &[]).await[0], parent_id);
+        }
+    }
+    // Its next ask, reporting nothing, does not send it back below the parent it reported.
+    assert!(!chain(&api, liar, &[]).await.contains(&parent_id));
+    // A second child reporting the same parent corroborates it: the third child is
+    // re-homed with it, without asking.
+    let (second, third) = (&siblings[0], &siblings[1]);
+    let moved = chain(&api, second, &[parent.node_id()]).await;
+    assert!(!moved.contains(&parent_id), "{moved:?}");
+    let parents = stored_parents(db).await;
+    assert_ne!(
+        parents[&third.node_id().to_string()],
+        parent_id,
+        "{parents:?}"
+    );
+}
+
+async fn a_parent_whose_heartbeat_lacks_the_stream_loses_its_children_on_one_report(db: &TestDb) {
+    let (api, _relays, parent, children) = family(db).await;
+    let parent_id = parent.node_id().to_string();
+    // The parent's own heartbeat, after it took its place, no longer lists the stream.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    heartbeat_carrying(&api, &parent, 2, 0, &[]).await;
+    let moved = chain(&api, &children[0], &[parent.node_id()]).await;
+    assert!(!moved.contains(&parent_id), "{moved:?}");
+    let parents = stored_parents(db).await;
+    for child in &children {
+        assert_ne!(
+            parents[&child.node_id().to_string()],
+            parent_id,
+            "every child left: {parents:?}"
+        );
+    }
 }

@@ -10,9 +10,12 @@
 //! along. A relay keeps its parent while the parent is live (heartbeat within
 //! [`crate::CoordConfig::relay_liveness`]), not reported failed by the asking relay, and still
 //! has room for it; otherwise it is re-parented when it next asks. A relay whose parent dies
-//! asks at once, naming it failed: the dead relay's children are then all re-parented in that
-//! one decision (see [`Tree::rehome`]), as they are when any relay below a relay that missed
-//! its heartbeats asks. Fan-outs are measured at
+//! asks at once, naming it failed (reports are stored, `relay_reports`, for the liveness). One
+//! report moves only its reporter, which may take the reported relay's slot at its parent:
+//! a lying child cannot churn its siblings. The reported relay's children are all re-parented
+//! in one decision (see [`Tree::rehome`]) once its failure is corroborated (two distinct
+//! relays below it report it, or its own heartbeat says it lacks the stream: see
+//! [`confirmed_failures`]) or it missed its heartbeats, when any relay below it asks. Fan-outs are measured at
 //! most every two seconds per process (liveness is checked at every ask). Parents are chosen under a
 //! per-stream lock in the database, so replicas sharing it never overfill a parent.
 //!
@@ -34,7 +37,9 @@ use super::Shared;
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
-use crate::storage::{NodeRecord, RelayAssignmentRecord, SessionRecord};
+use crate::storage::{
+    NodeRecord, RelayAssignmentRecord, RelayReportRecord, RelayReports, SessionRecord,
+};
 use crate::wire::{UpstreamEntry, UpstreamRequest, UpstreamResponse};
 
 /// Longest chain walked from a relay to the origin; a longer one is taken for broken.
@@ -141,12 +146,15 @@ impl<'a> Tree<'a> {
         None
     }
 
-    /// The moves (`(relay, new parent)`) that follow `node`'s ask: when an ancestor of it is
-    /// gone (missing heartbeats, or reported failed by `node`), every live child of that
-    /// ancestor is re-parented in this one decision, oldest first, each under the shallowest
-    /// healthy relay with room (see [`Tree::choose_parent`]) and taking its own subtree along;
-    /// then `node` itself, if it still needs a parent. The children's subtrees keep their
-    /// parents, so one ask heals the whole subtree of the dead relay.
+    /// The moves (`(relay, new parent)`) that follow `node`'s ask. When an ancestor of it is
+    /// gone (missing heartbeats, or its failure `confirmed`: see [`confirmed_failures`]),
+    /// every live child of that ancestor is re-parented in this one decision, oldest first,
+    /// each under the shallowest healthy relay with room (see [`Tree::choose_parent`]) and
+    /// taking its own subtree along; then `node` itself, if it still needs a parent. The
+    /// children's subtrees keep their parents, so one ask heals the whole subtree of the dead
+    /// relay. A node only `failed` (reported by `node` alone) moves `node` alone: `node` avoids
+    /// it and may take its slot at its parent, while it and its other children stay, so a
+    /// lying child can move nobody but itself.
     pub(crate) fn rehome(
         assignments: &[RelayAssignmentRecord],
         origin: &str,
@@ -154,11 +162,12 @@ impl<'a> Tree<'a> {
         members: &HashMap<String, usize>,
         node: &str,
         failed: &HashSet<String>,
+        confirmed: &HashSet<String>,
     ) -> Vec<(String, String)> {
-        // A relay reported failed holds no slot at its parent (as a dead one does not), so
-        // its children may take its place there.
+        // A relay whose failure is confirmed holds no slot at its parent (as a dead one does
+        // not), so its children may take its place there.
         let mut members = members.clone();
-        members.retain(|relay, _| !failed.contains(relay));
+        members.retain(|relay, _| !confirmed.contains(relay));
         let members = &members;
         let mut working: Vec<RelayAssignmentRecord> = assignments.to_vec();
         let mut moves: Vec<(String, String)> = Vec::new();
@@ -180,7 +189,7 @@ impl<'a> Tree<'a> {
             moves.push((relay.to_owned(), parent));
         };
         let gone = Tree::new(origin, origin_fanout, members, &working)
-            .gone_ancestor(node, failed)
+            .gone_ancestor(node, confirmed)
             .map(str::to_owned);
         if let Some(gone) = gone {
             let orphans: Vec<String> = Tree::new(origin, origin_fanout, members, &working)
@@ -188,7 +197,7 @@ impl<'a> Tree<'a> {
                 .iter()
                 .map(|a| a.node_id.clone())
                 .collect();
-            let mut avoid = failed.clone();
+            let mut avoid = confirmed.clone();
             avoid.insert(gone);
             for orphan in orphans {
                 let chosen = Tree::new(origin, origin_fanout, members, &working)
@@ -198,8 +207,12 @@ impl<'a> Tree<'a> {
                 }
             }
         }
-        let chosen = Tree::new(origin, origin_fanout, members, &working)
-            .choose_parent(&working, node, failed);
+        // What `node` alone reports holds no slot in its own choice.
+        let mut own_view = members.clone();
+        own_view.retain(|relay, _| !failed.contains(relay));
+        let avoid: HashSet<String> = failed.union(confirmed).cloned().collect();
+        let chosen = Tree::new(origin, origin_fanout, &own_view, &working)
+            .choose_parent(&working, node, &avoid);
         if let Some(parent) = chosen {
             apply(&mut working, node, parent);
         }
@@ -260,6 +273,57 @@ impl<'a> Tree<'a> {
             Some(chosen.to_owned())
         }
     }
+}
+
+/// The reported nodes whose failure is corroborated, so their whole subtree is re-homed:
+/// reported by two distinct relays that were below them when they reported (in their subtree
+/// now, or placed at or after their report: moved by it), or reported once and their own last
+/// heartbeat, sent after they took their place, does not list the stream (`lacking`: node →
+/// the time of such a heartbeat). Reports are those of the last relay liveness.
+pub(crate) fn confirmed_failures(
+    assignments: &[RelayAssignmentRecord],
+    reports: &[RelayReportRecord],
+    lacking: &HashMap<String, i64>,
+) -> HashSet<String> {
+    let rows: HashMap<&str, &RelayAssignmentRecord> = assignments
+        .iter()
+        .map(|a| (a.node_id.as_str(), a))
+        .collect();
+    let below = |reporter: &str, node: &str| {
+        let mut current = reporter;
+        for _ in 0..MAX_DEPTH {
+            match rows.get(current) {
+                Some(row) if row.parent_id == node => return true,
+                Some(row) => current = row.parent_id.as_str(),
+                None => return false,
+            }
+        }
+        false
+    };
+    let mut reporters: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for report in reports {
+        let was_below = below(&report.reporter_id, &report.node_id)
+            || rows
+                .get(report.reporter_id.as_str())
+                .is_some_and(|row| row.assigned_at_ms >= report.reported_at_ms);
+        if was_below {
+            reporters
+                .entry(report.node_id.as_str())
+                .or_default()
+                .insert(report.reporter_id.as_str());
+        }
+    }
+    reporters
+        .into_iter()
+        .filter(|(node, by)| {
+            let lacks = lacking.get(*node).is_some_and(|&heartbeat_ms| {
+                rows.get(node)
+                    .is_some_and(|row| heartbeat_ms > row.assigned_at_ms)
+            });
+            by.len() >= 2 || lacks
+        })
+        .map(|(node, _)| node.to_owned())
+        .collect()
 }
 
 /// `rtmp://host:port/app` → `rtmp://host:port`.
@@ -429,21 +493,46 @@ pub(crate) async fn upstream(
         .collect();
     let failed: HashSet<String> = request.failed.iter().map(NodeId::to_string).collect();
     let fanout = state.config.relay_fanout.max(1);
+    // Relays whose own last heartbeat says they lack the stream: one report of them suffices.
+    let lacking: HashMap<String, i64> = relays
+        .iter()
+        .filter(|n| !carries(n, &id))
+        .filter_map(|n| Some((n.id.clone(), n.last_heartbeat_ms?)))
+        .collect();
+    let reports = RelayReports {
+        reporter_id: node.clone(),
+        failed: failed.iter().cloned().collect(),
+        since_ms: now.saturating_sub(liveness),
+    };
     // Decided in a task of its own: a relay that gave up waiting (its ask has a deadline of
     // 1-2 s) still finds the decision stored when it asks again, instead of a rolled-back one.
     let decision = {
-        let (storage, id, origin, members, node, failed) = (
+        let (storage, id, origin, members, node) = (
             state.storage.clone(),
             id.clone(),
             origin.clone(),
             members.clone(),
             node.clone(),
-            failed.clone(),
         );
         tokio::spawn(async move {
             storage
-                .assign_relay_parents(&id, now, &|assignments| {
-                    Tree::rehome(assignments, &origin, fanout, &members, &node, &failed)
+                .assign_relay_parents(&id, now, &reports, &|assignments, reports| {
+                    // The asker keeps avoiding what it reported lately, not only this time.
+                    let own: HashSet<String> = reports
+                        .iter()
+                        .filter(|r| r.reporter_id == node)
+                        .map(|r| r.node_id.clone())
+                        .collect();
+                    let confirmed = confirmed_failures(assignments, reports, &lacking);
+                    Tree::rehome(
+                        assignments,
+                        &origin,
+                        fanout,
+                        &members,
+                        &node,
+                        &own,
+                        &confirmed,
+                    )
                 })
                 .await
         })
@@ -468,6 +557,13 @@ pub(crate) async fn upstream(
         depth: u32::try_from(chain.len()).unwrap_or(u32::MAX),
         upstreams,
     }))
+}
+
+/// Whether `node`'s last heartbeat lists `stream` (an unreadable list counts as listing it:
+/// no evidence against the node).
+fn carries(node: &NodeRecord, stream: &str) -> bool {
+    serde_json::from_str::<Vec<String>>(&node.streams_json)
+        .map_or(true, |streams| streams.iter().any(|s| s == stream))
 }
 
 /// A grant for `relay` to pull `stream` from `upstream`, recorded like a viewer's.
@@ -667,7 +763,8 @@ mod tests {
 
         // The victim misses its heartbeats; the leaf asks first (nothing failed for it).
         members.remove(&victim);
-        let moves = Tree::rehome(&assignments, "o", 2, &members, "leaf", &HashSet::new());
+        let none = HashSet::new();
+        let moves = Tree::rehome(&assignments, "o", 2, &members, "leaf", &none, &none);
         let moved: HashSet<&str> = moves.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             moved,
@@ -698,14 +795,12 @@ mod tests {
         }
         // The next ask changes nothing: the decision was whole.
         for orphan in &orphans {
-            assert!(
-                Tree::rehome(&assignments, "o", 2, &members, orphan, &HashSet::new()).is_empty()
-            );
+            assert!(Tree::rehome(&assignments, "o", 2, &members, orphan, &none, &none).is_empty());
         }
     }
 
     #[test]
-    fn a_child_reporting_its_parent_failed_moves_itself_and_its_siblings_at_once() {
+    fn one_childs_report_moves_only_that_child_a_confirmed_one_moves_its_siblings_too() {
         let members: HashMap<String, usize> = ["a", "b", "c", "d"]
             .iter()
             .map(|n| ((*n).to_owned(), 2))
@@ -716,10 +811,22 @@ mod tests {
             assign("b", "a", 2),
             assign("c", "a", 3),
         ];
-        // a still heartbeats, but b's pull from it broke: b and c both leave a in one
-        // decision; b takes a's slot under the origin (which still feeds 2), c goes below it.
         let failed = HashSet::from(["a".to_owned()]);
-        let moves = Tree::rehome(&assignments, "o", 2, &members, "b", &failed);
+        // a still heartbeats; b alone says its pull from a broke: b leaves a, taking a's slot
+        // under the origin for itself, and c stays (b may be lying).
+        let moves = Tree::rehome(
+            &assignments,
+            "o",
+            2,
+            &members,
+            "b",
+            &failed,
+            &HashSet::new(),
+        );
+        assert_eq!(moves, vec![("b".to_owned(), "o".to_owned())]);
+        // Confirmed (another child reported a too, or a's heartbeat lacks the stream): b and
+        // c both leave a in one decision; b takes a's slot, c goes below b.
+        let moves = Tree::rehome(&assignments, "o", 2, &members, "b", &failed, &failed);
         assert_eq!(
             moves,
             vec![
@@ -742,8 +849,71 @@ mod tests {
             assign("c", "b", 2),
         ];
         let failed = HashSet::from(["b".to_owned()]);
-        let moves = Tree::rehome(&assignments, "o", 1, &members, "c", &failed);
-        assert_eq!(moves, vec![("c".to_owned(), "a".to_owned())]);
+        for confirmed in [HashSet::new(), failed.clone()] {
+            let moves = Tree::rehome(&assignments, "o", 1, &members, "c", &failed, &confirmed);
+            assert_eq!(moves, vec![("c".to_owned(), "a".to_owned())]);
+        }
+        // Once c sits under a, its next ask (still reporting b) keeps it there, while b, the
+        // older child, keeps its own place for everyone else.
+        let mut moved = assignments.clone();
+        apply(&mut moved, &[("c".into(), "a".into())], 10);
+        let none = HashSet::new();
+        assert!(Tree::rehome(&moved, "o", 1, &members, "c", &failed, &none).is_empty());
+        assert!(Tree::rehome(&moved, "o", 1, &members, "b", &none, &none).is_empty());
+    }
+
+    fn report(node: &str, reporter: &str, at: i64) -> RelayReportRecord {
+        RelayReportRecord {
+            stream_id: "s".into(),
+            node_id: node.into(),
+            reporter_id: reporter.into(),
+            reported_at_ms: at,
+        }
+    }
+
+    #[test]
+    fn a_failure_is_confirmed_by_two_reporters_below_it_or_its_own_heartbeat() {
+        // o → p → {x, y, z}; q elsewhere under o.
+        let assignments = vec![
+            assign("p", "o", 0),
+            assign("q", "o", 1),
+            assign("x", "p", 2),
+            assign("y", "p", 3),
+            assign("z", "p", 4),
+        ];
+        let none = HashMap::new();
+        let confirmed = |reports: &[RelayReportRecord], lacking: &HashMap<String, i64>| {
+            confirmed_failures(&assignments, reports, lacking)
+        };
+        // One reporter, however often: not confirmed.
+        assert!(confirmed(&[report("p", "x", 10)], &none).is_empty());
+        // Two below p: confirmed.
+        assert_eq!(
+            confirmed(&[report("p", "x", 10), report("p", "y", 11)], &none),
+            HashSet::from(["p".to_owned()])
+        );
+        // A relay not below p (nor moved by its report) does not count.
+        assert!(confirmed(&[report("p", "x", 10), report("p", "q", 11)], &none).is_empty());
+        // A reporter that moved away at its report still counts (it was below p then)...
+        let mut moved = assignments.clone();
+        apply(&mut moved, &[("x".into(), "q".into())], 10);
+        let reports = [report("p", "x", 10), report("p", "y", 11)];
+        assert_eq!(
+            confirmed_failures(&moved, &reports, &none),
+            HashSet::from(["p".to_owned()])
+        );
+        // ...but not for a report made later from its new place.
+        let reports = [report("p", "x", 12), report("p", "y", 13)];
+        assert!(confirmed_failures(&moved, &reports, &none).is_empty());
+        // One report and p's own heartbeat, after it took its place, lacking the stream.
+        let lacking = HashMap::from([("p".to_owned(), 5)]);
+        assert_eq!(
+            confirmed(&[report("p", "x", 10)], &lacking),
+            HashSet::from(["p".to_owned()])
+        );
+        // A heartbeat from before it took its place says nothing.
+        let stale = HashMap::from([("p".to_owned(), 0)]);
+        assert!(confirmed(&[report("p", "x", 10)], &stale).is_empty());
     }
 
     #[test]

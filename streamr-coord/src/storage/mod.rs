@@ -14,8 +14,9 @@ pub use records::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
     HeartbeatWrite, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic, NodePrefixRecord,
     NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord, PendingGrantCount, ProbeRecord,
-    ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord, SegmentRecord, SessionRecord,
-    SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, StreamRecord, Totals,
+    ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord, RelayReportRecord, RelayReports,
+    SegmentRecord, SessionRecord, SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow,
+    StreamRecord, Totals,
 };
 pub use sql::{HeartbeatFlush, PostgresStorage, SqliteStorage};
 
@@ -297,33 +298,22 @@ pub trait Storage: Send + Sync + 'static {
         stream_id: &str,
         issued_since_ms: i64,
     ) -> StorageResult<Option<SessionRecord>>;
-    /// Under a per-stream lock (a PostgreSQL advisory lock; SQLite's single writer), reads
-    /// the stream's relay tree, lets `choose` pick `node_id`'s parent from it (`None` keeps
-    /// the tree as it is), stores that parent at `now_ms`, and returns the tree afterwards.
-    /// Replicas choosing at once take turns, so fan-out bounds hold across them.
-    async fn assign_relay_parent(
-        &self,
-        stream_id: &str,
-        node_id: &str,
-        now_ms: i64,
-        choose: &(dyn for<'t> Fn(&'t [RelayAssignmentRecord]) -> Option<String> + Send + Sync),
-    ) -> StorageResult<Vec<RelayAssignmentRecord>> {
-        let node_id = node_id.to_owned();
-        self.assign_relay_parents(stream_id, now_ms, &|tree| {
-            choose(tree)
-                .map(|parent| vec![(node_id.clone(), parent)])
-                .unwrap_or_default()
-        })
-        .await
-    }
-    /// Like [`Storage::assign_relay_parent`], but `choose` may move several relays at once
-    /// (`(node, new parent)` pairs, stored in one transaction at `now_ms`): the children of a
-    /// dead relay re-parented in one decision.
+    /// Under a per-stream lock (a PostgreSQL advisory lock; SQLite's single writer): forgets
+    /// the stream's reports older than `reports.since_ms`, stores `reports` (the asking relay's
+    /// report of each failed node at `now_ms`, unless it reported that node since), reads the stream's relay tree and its
+    /// remaining reports, lets `choose` move relays (`(node, new parent)` pairs, stored at
+    /// `now_ms` in the same transaction: the children of a dead relay re-parented in one
+    /// decision) and returns the tree afterwards. Replicas choosing at once take turns, so
+    /// fan-out bounds hold across them.
     async fn assign_relay_parents(
         &self,
         stream_id: &str,
         now_ms: i64,
-        choose: &(dyn for<'t> Fn(&'t [RelayAssignmentRecord]) -> Vec<(String, String)>
+        reports: &RelayReports,
+        choose: &(dyn for<'t> Fn(
+            &'t [RelayAssignmentRecord],
+            &'t [RelayReportRecord],
+        ) -> Vec<(String, String)>
               + Send
               + Sync),
     ) -> StorageResult<Vec<RelayAssignmentRecord>>;

@@ -15,9 +15,9 @@ use super::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
     HeartbeatWrite, LedgerEntryRecord, LlSegment, NodeDownRecord, NodeEpochTraffic,
     NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PayoutRecord, PendingGrantCount,
-    ProbeRecord, ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord, SegmentRecord,
-    SessionRecord, SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, Storage,
-    StorageResult, StreamRecord, Totals,
+    ProbeRecord, ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord, RelayReportRecord,
+    RelayReports, SegmentRecord, SessionRecord, SessionUsageRow, SettlementRecord, SettlementWrite,
+    StatsRow, Storage, StorageResult, StreamRecord, Totals,
 };
 use crate::error::StorageError;
 
@@ -1735,7 +1735,8 @@ macro_rules! sql_storage {
                 &self,
                 stream_id: &str,
                 now_ms: i64,
-                choose: &(dyn for<'t> Fn(&'t [RelayAssignmentRecord]) -> Vec<(String, String)> + Send + Sync),
+                reports: &RelayReports,
+                choose: &(dyn for<'t> Fn(&'t [RelayAssignmentRecord], &'t [RelayReportRecord]) -> Vec<(String, String)> + Send + Sync),
             ) -> StorageResult<Vec<RelayAssignmentRecord>> {
                 let op = "assign_relay_parents";
                 let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
@@ -1744,6 +1745,36 @@ macro_rules! sql_storage {
                     .execute(&mut *tx)
                     .await
                     .map_err(StorageError::query(op))?;
+                sqlx::query(&$sql(
+                    "DELETE FROM relay_reports WHERE stream_id = $1 AND reported_at_ms < $2",
+                ))
+                .bind(stream_id)
+                .bind(reports.since_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(StorageError::query(op))?;
+                for node_id in &reports.failed {
+                    sqlx::query(&$sql(
+                        "INSERT INTO relay_reports (stream_id, node_id, reporter_id, \
+                         reported_at_ms) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (stream_id, node_id, reporter_id) DO NOTHING",
+                    ))
+                    .bind(stream_id)
+                    .bind(node_id)
+                    .bind(&reports.reporter_id)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                }
+                let stored_reports = sqlx::query_as::<_, RelayReportRecord>(&$sql(
+                    "SELECT stream_id, node_id, reporter_id, reported_at_ms FROM relay_reports \
+                     WHERE stream_id = $1 ORDER BY node_id, reporter_id",
+                ))
+                .bind(stream_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StorageError::query(op))?;
                 let read = $sql(
                     "SELECT stream_id, node_id, parent_id, assigned_at_ms \
                      FROM relay_assignments WHERE stream_id = $1 ORDER BY node_id",
@@ -1753,7 +1784,7 @@ macro_rules! sql_storage {
                     .fetch_all(&mut *tx)
                     .await
                     .map_err(StorageError::query(op))?;
-                let moves = choose(&tree);
+                let moves = choose(&tree, &stored_reports);
                 for (node_id, parent) in &moves {
                     sqlx::query(&$sql(
                         "INSERT INTO relay_assignments (stream_id, node_id, parent_id, \
