@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use axum::http::StatusCode;
 use common::*;
 use serde_json::{json, Value};
-use streamr_coord::storage::RelayReports;
 use streamr_coord::wire::UpstreamRequest;
 use streamr_coord::{CoordConfig, Coordinator};
 use streamr_core::{KeyPair, NodeHeartbeat, NodeId, Signed, StreamId};
@@ -401,17 +400,7 @@ async fn request_times_are_accepted_once_across_replicas_and_forgotten_when_old(
 
 /// Each relay's stored parent, read from the database (no relay asks).
 async fn stored_parents(db: &TestDb) -> HashMap<String, String> {
-    let tree = db
-        .storage()
-        .await
-        .assign_relay_parents(
-            "show",
-            now_ms() as i64,
-            &RelayReports::default(),
-            &|_, _| Vec::new(),
-        )
-        .await
-        .expect("tree");
+    let tree = db.storage().await.relay_tree("show").await.expect("tree");
     tree.into_iter().map(|a| (a.node_id, a.parent_id)).collect()
 }
 

@@ -58,7 +58,35 @@ pub(crate) struct Tree<'a> {
     pub(crate) members: &'a HashMap<String, usize>,
     /// Each relay's parent.
     pub(crate) parents: HashMap<&'a str, &'a str>,
+    /// Each node's /24 (`a.b.c`) and operator, where known: a relay is placed below a node of
+    /// its own /24 or operator only when no other parent has room (that edge earns nothing).
+    pub(crate) homes: &'a HashMap<String, Home>,
 }
+
+/// Where a node sits for the rewards: an edge between two nodes sharing either earns nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Home {
+    /// Its /24, `a.b.c`.
+    pub(crate) subnet: String,
+    /// Its operator.
+    pub(crate) operator: String,
+}
+
+/// What a relay tree is built from, beside its assignments: see [`Tree`].
+pub(crate) struct Layout<'a> {
+    /// The origin node (the root).
+    pub(crate) origin: &'a str,
+    /// Most relays the origin feeds.
+    pub(crate) origin_fanout: usize,
+    /// Live relays and how many children each may feed.
+    pub(crate) members: &'a HashMap<String, usize>,
+    /// Each node's /24 and operator.
+    pub(crate) homes: &'a HashMap<String, Home>,
+}
+
+/// No /24 or operator known for any node.
+static NO_HOMES: std::sync::LazyLock<HashMap<String, Home>> =
+    std::sync::LazyLock::new(HashMap::new);
 
 impl<'a> Tree<'a> {
     pub(crate) fn new(
@@ -75,6 +103,21 @@ impl<'a> Tree<'a> {
                 .iter()
                 .map(|a| (a.node_id.as_str(), a.parent_id.as_str()))
                 .collect(),
+            homes: &NO_HOMES,
+        }
+    }
+
+    /// The same tree knowing each node's /24 and operator.
+    pub(crate) fn with_homes(mut self, homes: &'a HashMap<String, Home>) -> Self {
+        self.homes = homes;
+        self
+    }
+
+    /// Whether `a` and `b` are known to share a /24 or an operator.
+    fn neighbours(&self, a: &str, b: &str) -> bool {
+        match (self.homes.get(a), self.homes.get(b)) {
+            (Some(a), Some(b)) => a.subnet == b.subnet || a.operator == b.operator,
+            _ => false,
         }
     }
 
@@ -157,16 +200,15 @@ impl<'a> Tree<'a> {
     /// lying child can move nobody but itself.
     pub(crate) fn rehome(
         assignments: &[RelayAssignmentRecord],
-        origin: &str,
-        origin_fanout: usize,
-        members: &HashMap<String, usize>,
+        layout: &Layout<'_>,
         node: &str,
         failed: &HashSet<String>,
         confirmed: &HashSet<String>,
     ) -> Vec<(String, String)> {
+        let (origin, origin_fanout, homes) = (layout.origin, layout.origin_fanout, layout.homes);
         // A relay whose failure is confirmed holds no slot at its parent (as a dead one does
         // not), so its children may take its place there.
-        let mut members = members.clone();
+        let mut members = layout.members.clone();
         members.retain(|relay, _| !confirmed.contains(relay));
         let members = &members;
         let mut working: Vec<RelayAssignmentRecord> = assignments.to_vec();
@@ -189,10 +231,12 @@ impl<'a> Tree<'a> {
             moves.push((relay.to_owned(), parent));
         };
         let gone = Tree::new(origin, origin_fanout, members, &working)
+            .with_homes(homes)
             .gone_ancestor(node, confirmed)
             .map(str::to_owned);
         if let Some(gone) = gone {
             let orphans: Vec<String> = Tree::new(origin, origin_fanout, members, &working)
+                .with_homes(homes)
                 .children(&working, &gone, "")
                 .iter()
                 .map(|a| a.node_id.clone())
@@ -201,6 +245,7 @@ impl<'a> Tree<'a> {
             avoid.insert(gone);
             for orphan in orphans {
                 let chosen = Tree::new(origin, origin_fanout, members, &working)
+                    .with_homes(homes)
                     .choose_parent(&working, &orphan, &avoid);
                 if let Some(parent) = chosen {
                     apply(&mut working, &orphan, parent);
@@ -212,6 +257,7 @@ impl<'a> Tree<'a> {
         own_view.retain(|relay, _| !failed.contains(relay));
         let avoid: HashSet<String> = failed.union(confirmed).cloned().collect();
         let chosen = Tree::new(origin, origin_fanout, &own_view, &working)
+            .with_homes(homes)
             .choose_parent(&working, node, &avoid);
         if let Some(parent) = chosen {
             apply(&mut working, node, parent);
@@ -222,8 +268,9 @@ impl<'a> Tree<'a> {
     /// The parent `node` should have now, when it differs from the stored one (`None`: keep
     /// it). It keeps a parent whose chain is whole, that `failed` does not name and among
     /// whose oldest children (up to its fan-out) it is; otherwise it goes under the
-    /// shallowest node with room that is not in its own subtree (more room first, then by id:
-    /// every replica chooses alike). With no room anywhere, under the origin.
+    /// shallowest node with room that is not in its own subtree and, while another has room,
+    /// not in its own /24 or operator (more room first, then by id: every replica chooses alike). With no
+    /// room anywhere, under the origin. Costs O(relays × depth) over the tree in memory.
     pub(crate) fn choose_parent(
         &self,
         assignments: &[RelayAssignmentRecord],
@@ -241,7 +288,8 @@ impl<'a> Tree<'a> {
                 return None;
             }
         }
-        let mut best: Option<(usize, std::cmp::Reverse<usize>, &str)> = None;
+        // Own /24 or operator last, then shallowest, then most room, then by id: every replica alike.
+        let mut best: Option<(bool, usize, std::cmp::Reverse<usize>, &str)> = None;
         let candidates =
             std::iter::once(self.origin).chain(self.members.keys().map(String::as_str));
         for candidate in candidates {
@@ -261,12 +309,13 @@ impl<'a> Tree<'a> {
             if self.children(assignments, candidate, node).len() >= fanout {
                 continue;
             }
-            let key = (depth, std::cmp::Reverse(fanout), candidate);
+            let neighbour = self.neighbours(node, candidate);
+            let key = (neighbour, depth, std::cmp::Reverse(fanout), candidate);
             if best.is_none_or(|b| key < b) {
                 best = Some(key);
             }
         }
-        let chosen = best.map_or(self.origin, |(_, _, id)| id);
+        let chosen = best.map_or(self.origin, |(_, _, _, id)| id);
         if self.parents.get(node) == Some(&chosen) {
             None
         } else {
@@ -499,6 +548,16 @@ pub(crate) async fn upstream(
         .filter(|n| !carries(n, &id))
         .filter_map(|n| Some((n.id.clone(), n.last_heartbeat_ms?)))
         .collect();
+    let homes: HashMap<String, Home> = nodes
+        .iter()
+        .map(|n| {
+            let home = Home {
+                subnet: n.subnet.clone(),
+                operator: n.operator.clone(),
+            };
+            (n.id.clone(), home)
+        })
+        .collect();
     let reports = RelayReports {
         reporter_id: node.clone(),
         failed: failed.iter().cloned().collect(),
@@ -524,15 +583,13 @@ pub(crate) async fn upstream(
                         .map(|r| r.node_id.clone())
                         .collect();
                     let confirmed = confirmed_failures(assignments, reports, &lacking);
-                    Tree::rehome(
-                        assignments,
-                        &origin,
-                        fanout,
-                        &members,
-                        &node,
-                        &own,
-                        &confirmed,
-                    )
+                    let layout = Layout {
+                        origin: &origin,
+                        origin_fanout: fanout,
+                        members: &members,
+                        homes: &homes,
+                    };
+                    Tree::rehome(assignments, &layout, &node, &own, &confirmed)
                 })
                 .await
         })
@@ -637,6 +694,15 @@ fn upstream_entry(node_id: NodeId, upstream: &NodeRecord, signed: SignedGrant) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn layout(k: usize, members: &HashMap<String, usize>) -> Layout<'_> {
+        Layout {
+            origin: "o",
+            origin_fanout: k,
+            members,
+            homes: &NO_HOMES,
+        }
+    }
 
     fn assign(node: &str, parent: &str, at: i64) -> RelayAssignmentRecord {
         RelayAssignmentRecord {
@@ -764,7 +830,7 @@ mod tests {
         // The victim misses its heartbeats; the leaf asks first (nothing failed for it).
         members.remove(&victim);
         let none = HashSet::new();
-        let moves = Tree::rehome(&assignments, "o", 2, &members, "leaf", &none, &none);
+        let moves = Tree::rehome(&assignments, &layout(2, &members), "leaf", &none, &none);
         let moved: HashSet<&str> = moves.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             moved,
@@ -795,7 +861,9 @@ mod tests {
         }
         // The next ask changes nothing: the decision was whole.
         for orphan in &orphans {
-            assert!(Tree::rehome(&assignments, "o", 2, &members, orphan, &none, &none).is_empty());
+            assert!(
+                Tree::rehome(&assignments, &layout(2, &members), orphan, &none, &none).is_empty()
+            );
         }
     }
 
@@ -816,9 +884,7 @@ mod tests {
         // under the origin for itself, and c stays (b may be lying).
         let moves = Tree::rehome(
             &assignments,
-            "o",
-            2,
-            &members,
+            &layout(2, &members),
             "b",
             &failed,
             &HashSet::new(),
@@ -826,7 +892,7 @@ mod tests {
         assert_eq!(moves, vec![("b".to_owned(), "o".to_owned())]);
         // Confirmed (another child reported a too, or a's heartbeat lacks the stream): b and
         // c both leave a in one decision; b takes a's slot, c goes below b.
-        let moves = Tree::rehome(&assignments, "o", 2, &members, "b", &failed, &failed);
+        let moves = Tree::rehome(&assignments, &layout(2, &members), "b", &failed, &failed);
         assert_eq!(
             moves,
             vec![
@@ -850,7 +916,7 @@ mod tests {
         ];
         let failed = HashSet::from(["b".to_owned()]);
         for confirmed in [HashSet::new(), failed.clone()] {
-            let moves = Tree::rehome(&assignments, "o", 1, &members, "c", &failed, &confirmed);
+            let moves = Tree::rehome(&assignments, &layout(1, &members), "c", &failed, &confirmed);
             assert_eq!(moves, vec![("c".to_owned(), "a".to_owned())]);
         }
         // Once c sits under a, its next ask (still reporting b) keeps it there, while b, the
@@ -858,8 +924,8 @@ mod tests {
         let mut moved = assignments.clone();
         apply(&mut moved, &[("c".into(), "a".into())], 10);
         let none = HashSet::new();
-        assert!(Tree::rehome(&moved, "o", 1, &members, "c", &failed, &none).is_empty());
-        assert!(Tree::rehome(&moved, "o", 1, &members, "b", &none, &none).is_empty());
+        assert!(Tree::rehome(&moved, &layout(1, &members), "c", &failed, &none).is_empty());
+        assert!(Tree::rehome(&moved, &layout(1, &members), "b", &none, &none).is_empty());
     }
 
     fn report(node: &str, reporter: &str, at: i64) -> RelayReportRecord {
@@ -914,6 +980,50 @@ mod tests {
         // A heartbeat from before it took its place says nothing.
         let stale = HashMap::from([("p".to_owned(), 0)]);
         assert!(confirmed(&[report("p", "x", 10)], &stale).is_empty());
+    }
+
+    #[test]
+    fn a_relay_goes_below_a_node_of_its_own_slash_24_or_operator_only_when_no_other_has_room() {
+        let members: HashMap<String, usize> = ["a", "b", "c", "x"]
+            .iter()
+            .map(|n| ((*n).to_owned(), 1))
+            .collect();
+        let home = |subnet: &str, operator: &str| Home {
+            subnet: subnet.into(),
+            operator: operator.into(),
+        };
+        let homes: HashMap<String, Home> = [
+            ("o", home("192.0.2", "op-o")),
+            ("a", home("10.0.0", "op-a")),
+            ("b", home("10.0.1", "op-x")),
+            ("c", home("10.0.2", "op-c")),
+            ("x", home("10.0.0", "op-x")),
+        ]
+        .into_iter()
+        .map(|(n, h)| (n.to_owned(), h))
+        .collect();
+        let assignments = vec![
+            assign("a", "o", 0),
+            assign("b", "o", 1),
+            assign("c", "o", 2),
+        ];
+        // a and b come first by id, but a shares x's /24 and b its operator: x goes below c.
+        let tree = Tree::new("o", 3, &members, &assignments).with_homes(&homes);
+        assert_eq!(
+            tree.choose_parent(&assignments, "x", &HashSet::new())
+                .as_deref(),
+            Some("c")
+        );
+        // c is full: a neighbour is still better than no room.
+        let mut full = assignments.clone();
+        full.push(assign("y", "c", 3));
+        let mut members = members.clone();
+        members.insert("y".into(), 0);
+        let tree = Tree::new("o", 3, &members, &full).with_homes(&homes);
+        assert_eq!(
+            tree.choose_parent(&full, "x", &HashSet::new()).as_deref(),
+            Some("a")
+        );
     }
 
     #[test]

@@ -298,6 +298,8 @@ pub trait Storage: Send + Sync + 'static {
         stream_id: &str,
         issued_since_ms: i64,
     ) -> StorageResult<Option<SessionRecord>>;
+    /// The stream's relay tree as stored: every relay's parent, by relay id.
+    async fn relay_tree(&self, stream_id: &str) -> StorageResult<Vec<RelayAssignmentRecord>>;
     /// Under a per-stream lock (a PostgreSQL advisory lock; SQLite's single writer): forgets
     /// the stream's reports older than `reports.since_ms`, stores `reports` (the asking relay's
     /// report of each failed node at `now_ms`, unless it reported that node since), reads the stream's relay tree and its

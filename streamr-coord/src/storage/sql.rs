@@ -1731,6 +1731,20 @@ macro_rules! sql_storage {
                 .map_err(StorageError::query("latest_session_of"))
             }
 
+            async fn relay_tree(
+                &self,
+                stream_id: &str,
+            ) -> StorageResult<Vec<RelayAssignmentRecord>> {
+                sqlx::query_as::<_, RelayAssignmentRecord>(&$sql(
+                    "SELECT stream_id, node_id, parent_id, assigned_at_ms \
+                     FROM relay_assignments WHERE stream_id = $1 ORDER BY node_id",
+                ))
+                .bind(stream_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("relay_tree"))
+            }
+
             async fn assign_relay_parents(
                 &self,
                 stream_id: &str,
