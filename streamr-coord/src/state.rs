@@ -62,8 +62,11 @@ impl AppState {
     }
 }
 
+/// Each relay's fan-out (how many children it may feed), as measured.
+pub(crate) type Fanouts = std::sync::Arc<HashMap<String, usize>>;
+
 /// The relays' fan-outs as last measured by this process, and when.
 #[derive(Debug, Default)]
 pub(crate) struct FanoutCache {
-    pub(crate) measured: tokio::sync::Mutex<Option<(std::time::Instant, HashMap<String, usize>)>>,
+    pub(crate) measured: tokio::sync::Mutex<Option<(std::time::Instant, Fanouts)>>,
 }

@@ -25,6 +25,7 @@ on_both_backends!(
     request_times_are_accepted_once_across_replicas_and_forgotten_when_old,
     a_lying_child_cannot_move_its_siblings,
     a_parent_whose_heartbeat_lacks_the_stream_loses_its_children_on_one_report,
+    a_relays_chain_and_its_parents_children_are_read_alone,
 );
 
 const K: usize = 2;
@@ -472,4 +473,68 @@ async fn a_parent_whose_heartbeat_lacks_the_stream_loses_its_children_on_one_rep
             "every child left: {parents:?}"
         );
     }
+}
+
+async fn a_relays_chain_and_its_parents_children_are_read_alone(db: &TestDb) {
+    let (api, origin, relays) = setup(db, 10).await;
+    for relay in &relays {
+        chain(&api, relay, &[]).await;
+    }
+    let storage = db.storage().await;
+    let tree = storage.relay_tree("show").await.expect("tree");
+    let parent_of: HashMap<&str, &str> = tree
+        .iter()
+        .map(|a| (a.node_id.as_str(), a.parent_id.as_str()))
+        .collect();
+    let origin_id = origin.node_id().to_string();
+    for relay in &relays {
+        let id = relay.node_id().to_string();
+        // The rows from the relay up to the origin's child, as walking the whole tree gives.
+        let mut walked = Vec::new();
+        let mut current = id.as_str();
+        while let Some(parent) = parent_of.get(current) {
+            walked.push((current.to_owned(), (*parent).to_owned()));
+            if *parent == origin_id {
+                break;
+            }
+            current = parent;
+        }
+        let rows = storage.relay_chain("show", &id, 64).await.expect("chain");
+        let read: Vec<(String, String)> =
+            rows.into_iter().map(|a| (a.node_id, a.parent_id)).collect();
+        assert_eq!(read, walked);
+        // Bounded: only as many rows as asked for.
+        assert_eq!(
+            storage
+                .relay_chain("show", &id, 1)
+                .await
+                .expect("chain")
+                .len(),
+            1
+        );
+        // The parent's children, oldest first.
+        let parent = parent_of[id.as_str()];
+        let mut expected: Vec<_> = tree.iter().filter(|a| a.parent_id == parent).collect();
+        expected
+            .sort_by(|a, b| (a.assigned_at_ms, &a.node_id).cmp(&(b.assigned_at_ms, &b.node_id)));
+        let children = storage
+            .relay_children("show", parent)
+            .await
+            .expect("children");
+        assert_eq!(children.iter().collect::<Vec<_>>(), expected);
+        // And the answer names exactly that chain.
+        let answered = chain(&api, relay, &[]).await;
+        assert_eq!(
+            answered,
+            walked
+                .iter()
+                .map(|(_, parent)| parent.clone())
+                .collect::<Vec<_>>()
+        );
+    }
+    assert!(storage
+        .relay_chain("show", "nobody", 64)
+        .await
+        .expect("chain")
+        .is_empty());
 }

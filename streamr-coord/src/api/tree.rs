@@ -509,8 +509,21 @@ pub(crate) async fn upstream(
         ));
     }
     let now = now_ms();
-    let epoch = state.config.epoch_of(now);
     let liveness = i64::try_from(state.config.relay_liveness.as_millis()).unwrap_or(i64::MAX);
+    let fanouts = measured_fanouts(&state, now).await?;
+    let failed: HashSet<String> = request.failed.iter().map(NodeId::to_string).collect();
+    if failed.is_empty() {
+        let place = Place {
+            stream: &id,
+            node: &node,
+            origin: &origin,
+            now,
+            liveness,
+        };
+        if let Some(chain) = kept_chain(&state, &place, &fanouts).await? {
+            return answer(&state, &stream.id, &request.node_id, &chain, now).await;
+        }
+    }
     let nodes = state.storage.list_nodes().await?;
     let relays: Vec<&NodeRecord> = nodes
         .iter()
@@ -522,25 +535,11 @@ pub(crate) async fn upstream(
                     .is_some_and(|t| now.saturating_sub(t) <= liveness)
         })
         .collect();
-    let fanouts = {
-        // One measurement at a time; concurrent asks wait for it and share it.
-        let mut cache = state.relay_fanouts.measured.lock().await;
-        match cache.as_ref() {
-            Some((at, fanouts)) if at.elapsed() < FANOUT_REUSE => fanouts.clone(),
-            _ => {
-                let active: Vec<&NodeRecord> = nodes.iter().filter(|n| n.active).collect();
-                let fanouts = members(&state, &active, epoch, now).await?;
-                *cache = Some((std::time::Instant::now(), fanouts.clone()));
-                fanouts
-            }
-        }
-    };
     // A relay registered since the last measurement starts with room for one child.
     let members: HashMap<String, usize> = relays
         .iter()
         .map(|n| (n.id.clone(), fanouts.get(&n.id).copied().unwrap_or(1)))
         .collect();
-    let failed: HashSet<String> = request.failed.iter().map(NodeId::to_string).collect();
     let fanout = state.config.relay_fanout.max(1);
     // Relays whose own last heartbeat says they lack the stream: one report of them suffices.
     let lacking: HashMap<String, i64> = relays
@@ -603,12 +602,134 @@ pub(crate) async fn upstream(
     let chain = tree
         .chain(&node, &HashSet::new())
         .unwrap_or_else(|| vec![origin.as_str()]);
-    let mut upstreams = Vec::new();
-    for upstream in &chain {
-        let Some(record) = nodes.iter().find(|n| n.id == *upstream) else {
-            continue;
-        };
-        upstreams.push(grant_upstream(&state, &stream.id, &request.node_id, record, now).await?);
+    let chain: Vec<NodeRecord> = chain
+        .iter()
+        .filter_map(|upstream| nodes.iter().find(|n| n.id == *upstream).cloned())
+        .collect();
+    answer(&state, &stream.id, &request.node_id, &chain, now).await
+}
+
+/// Where an asking relay is: what [`kept_chain`] looks at.
+struct Place<'p> {
+    stream: &'p str,
+    node: &'p str,
+    origin: &'p str,
+    now: i64,
+    liveness: i64,
+}
+
+/// The asking relay's upstreams (parent first, origin last) when it keeps its place, read
+/// with targeted queries: its chain (one indexed row per tier), its parent's children (at
+/// most the fan-out, unless overfilled), the stream's recent failure reports and the chain's
+/// node records. An ask that keeps its place, the steady state, so costs O(depth + fan-out)
+/// rows whatever the tree's size; `None` (decide under the lock, reading the whole tree:
+/// O(relays × depth)) when anything may move it: a broken or dead chain, a report about its
+/// chain or by it, or no slot among its parent's oldest live children.
+async fn kept_chain(
+    state: &Shared,
+    place: &Place<'_>,
+    fanouts: &HashMap<String, usize>,
+) -> Result<Option<Vec<NodeRecord>>, ApiError> {
+    let storage = &state.storage;
+    let max_rows = i64::try_from(MAX_DEPTH).unwrap_or(i64::MAX);
+    let rows = storage
+        .relay_chain(place.stream, place.node, max_rows)
+        .await?;
+    let mut expected = place.node;
+    let mut ancestors: Vec<&str> = Vec::new();
+    for row in &rows {
+        if row.node_id != expected || ancestors.contains(&row.parent_id.as_str()) {
+            return Ok(None);
+        }
+        ancestors.push(&row.parent_id);
+        if row.parent_id == place.origin {
+            break;
+        }
+        expected = &row.parent_id;
+    }
+    let (Some(&parent), Some(&root)) = (ancestors.first(), ancestors.last()) else {
+        return Ok(None);
+    };
+    if root != place.origin {
+        return Ok(None);
+    }
+    let reports = storage
+        .relay_reports_since(place.stream, place.now.saturating_sub(place.liveness))
+        .await?;
+    if reports
+        .iter()
+        .any(|r| r.reporter_id == place.node || ancestors.contains(&r.node_id.as_str()))
+    {
+        return Ok(None);
+    }
+    let live = |record: &Option<NodeRecord>| {
+        record.as_ref().is_some_and(|n| {
+            n.active
+                && n.last_heartbeat_ms
+                    .is_some_and(|t| place.now.saturating_sub(t) <= place.liveness)
+        })
+    };
+    let mut chain = Vec::with_capacity(ancestors.len());
+    for ancestor in &ancestors {
+        let record = storage.get_node(ancestor).await?;
+        if *ancestor != place.origin && !live(&record) {
+            return Ok(None);
+        }
+        match record {
+            Some(record) => chain.push(record),
+            None => return Ok(None),
+        }
+    }
+    // Its slot: among the parent's oldest live children, up to the parent's fan-out.
+    let room = if parent == place.origin {
+        state.config.relay_fanout.max(1)
+    } else {
+        fanouts.get(parent).copied().unwrap_or(1)
+    };
+    let mut ahead = 0;
+    for child in storage.relay_children(place.stream, parent).await? {
+        if child.node_id == place.node {
+            return Ok((ahead < room).then_some(chain));
+        }
+        if live(&storage.get_node(&child.node_id).await?) {
+            ahead += 1;
+            if ahead >= room {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The relays' fan-outs as measured (see [`members`]), shared by the asks of
+/// [`FANOUT_REUSE`]: measuring reads every active node and the epoch's receipts and probes.
+async fn measured_fanouts(state: &Shared, now: i64) -> Result<crate::state::Fanouts, ApiError> {
+    // One measurement at a time; concurrent asks wait for it and share it.
+    let mut cache = state.relay_fanouts.measured.lock().await;
+    match cache.as_ref() {
+        Some((at, fanouts)) if at.elapsed() < FANOUT_REUSE => Ok(fanouts.clone()),
+        _ => {
+            let nodes = state.storage.list_nodes().await?;
+            let active: Vec<&NodeRecord> = nodes.iter().filter(|n| n.active).collect();
+            let epoch = state.config.epoch_of(now);
+            let fanouts = std::sync::Arc::new(members(state, &active, epoch, now).await?);
+            *cache = Some((std::time::Instant::now(), fanouts.clone()));
+            Ok(fanouts)
+        }
+    }
+}
+
+/// The answer naming `chain` (parent first, origin last), each with a grant for `relay`.
+async fn answer(
+    state: &Shared,
+    stream: &str,
+    relay: &NodeId,
+    chain: &[NodeRecord],
+    now: i64,
+) -> Result<Json<UpstreamResponse>, ApiError> {
+    let mut upstreams = Vec::with_capacity(chain.len());
+    for upstream in chain {
+        upstreams.push(grant_upstream(state, stream, relay, upstream, now).await?);
     }
     Ok(Json(UpstreamResponse {
         depth: u32::try_from(chain.len()).unwrap_or(u32::MAX),

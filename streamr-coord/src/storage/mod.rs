@@ -300,6 +300,28 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StorageResult<Option<SessionRecord>>;
     /// The stream's relay tree as stored: every relay's parent, by relay id.
     async fn relay_tree(&self, stream_id: &str) -> StorageResult<Vec<RelayAssignmentRecord>>;
+    /// `node_id`'s row in the stream's relay tree, then its parent's, and so on up to a row
+    /// whose parent has none (the origin's children), at most `max_rows`: one indexed lookup
+    /// per tier (a recursive query), however many relays the tree holds.
+    async fn relay_chain(
+        &self,
+        stream_id: &str,
+        node_id: &str,
+        max_rows: i64,
+    ) -> StorageResult<Vec<RelayAssignmentRecord>>;
+    /// The rows of `parent_id`'s children in the stream's relay tree, oldest assignment first
+    /// (then by id), from the index by parent.
+    async fn relay_children(
+        &self,
+        stream_id: &str,
+        parent_id: &str,
+    ) -> StorageResult<Vec<RelayAssignmentRecord>>;
+    /// The stream's relay failure reports made since `since_ms`.
+    async fn relay_reports_since(
+        &self,
+        stream_id: &str,
+        since_ms: i64,
+    ) -> StorageResult<Vec<RelayReportRecord>>;
     /// Under a per-stream lock (a PostgreSQL advisory lock; SQLite's single writer): forgets
     /// the stream's reports older than `reports.since_ms`, stores `reports` (the asking relay's
     /// report of each failed node at `now_ms`, unless it reported that node since), reads the stream's relay tree and its

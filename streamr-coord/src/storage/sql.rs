@@ -1745,6 +1745,64 @@ macro_rules! sql_storage {
                 .map_err(StorageError::query("relay_tree"))
             }
 
+            async fn relay_chain(
+                &self,
+                stream_id: &str,
+                node_id: &str,
+                max_rows: i64,
+            ) -> StorageResult<Vec<RelayAssignmentRecord>> {
+                sqlx::query_as::<_, RelayAssignmentRecord>(&$sql(
+                    "WITH RECURSIVE up (stream_id, node_id, parent_id, assigned_at_ms, tier) AS ( \
+                     SELECT stream_id, node_id, parent_id, assigned_at_ms, CAST(1 AS BIGINT) \
+                     FROM relay_assignments WHERE stream_id = $1 AND node_id = $2 \
+                     UNION ALL \
+                     SELECT a.stream_id, a.node_id, a.parent_id, a.assigned_at_ms, up.tier + 1 \
+                     FROM relay_assignments a JOIN up \
+                     ON a.stream_id = up.stream_id AND a.node_id = up.parent_id \
+                     WHERE up.tier < $3) \
+                     SELECT stream_id, node_id, parent_id, assigned_at_ms FROM up ORDER BY tier",
+                ))
+                .bind(stream_id)
+                .bind(node_id)
+                .bind(max_rows)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("relay_chain"))
+            }
+
+            async fn relay_children(
+                &self,
+                stream_id: &str,
+                parent_id: &str,
+            ) -> StorageResult<Vec<RelayAssignmentRecord>> {
+                sqlx::query_as::<_, RelayAssignmentRecord>(&$sql(
+                    "SELECT stream_id, node_id, parent_id, assigned_at_ms \
+                     FROM relay_assignments WHERE stream_id = $1 AND parent_id = $2 \
+                     ORDER BY assigned_at_ms, node_id",
+                ))
+                .bind(stream_id)
+                .bind(parent_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("relay_children"))
+            }
+
+            async fn relay_reports_since(
+                &self,
+                stream_id: &str,
+                since_ms: i64,
+            ) -> StorageResult<Vec<RelayReportRecord>> {
+                sqlx::query_as::<_, RelayReportRecord>(&$sql(
+                    "SELECT stream_id, node_id, reporter_id, reported_at_ms FROM relay_reports \
+                     WHERE stream_id = $1 AND reported_at_ms >= $2 ORDER BY node_id, reporter_id",
+                ))
+                .bind(stream_id)
+                .bind(since_ms)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("relay_reports_since"))
+            }
+
             async fn assign_relay_parents(
                 &self,
                 stream_id: &str,
