@@ -65,12 +65,13 @@ impl AppState {
     }
 }
 
-/// The relays' fan-outs as last measured by this process, and when; and the newest upstream
-/// request time this process accepted per relay and stream (checked in `api::tree`).
+/// Each relay's fan-out (how many children it may feed), as measured.
+pub(crate) type Fanouts = std::sync::Arc<HashMap<String, usize>>;
+
+/// The relays' fan-outs as last measured by this process, and when.
 #[derive(Debug, Default)]
 pub(crate) struct FanoutCache {
-    pub(crate) measured: tokio::sync::Mutex<Option<(std::time::Instant, HashMap<String, usize>)>>,
-    pub(crate) newest_requests: std::sync::Mutex<HashMap<(String, String), u64>>,
+    pub(crate) measured: tokio::sync::Mutex<Option<(std::time::Instant, Fanouts)>>,
 }
 
 /// Most parts [`RecentParts`] holds (about three minutes of 50 streams at three parts a

@@ -1,8 +1,9 @@
 //! The relay tree through the API (`POST /streams/{id}/upstream`), on SQLite and PostgreSQL:
 //! the origin feeds at most k relays, the others hang below with bounded fan-out, a relay
 //! that reports its parent failed (or whose parent stops sending heartbeats) is re-parented
-//! with its subtree, every answer carries grants that name the relay as the viewer, and a
-//! second replica on the same database sees the same tree.
+//! with its subtree, every answer carries grants that name the relay as the viewer, a
+//! second replica on the same database sees the same tree, and a request replayed to any
+//! replica is refused.
 
 #[macro_use]
 mod common;
@@ -20,13 +21,22 @@ on_both_backends!(
     relays_form_a_bounded_tree_and_move_when_their_parent_fails,
     a_silent_parent_loses_its_children,
     requests_must_be_signed_by_a_registered_node,
+    a_request_replayed_to_another_replica_is_refused,
+    request_times_are_accepted_once_across_replicas_and_forgotten_when_old,
+    a_lying_child_cannot_move_its_siblings,
+    a_parent_whose_heartbeat_lacks_the_stream_loses_its_children_on_one_report,
+    a_relays_chain_and_its_parents_children_are_read_alone,
 );
 
 const K: usize = 2;
 
 fn config() -> CoordConfig {
+    config_k(K)
+}
+
+fn config_k(k: usize) -> CoordConfig {
     let mut config = test_config();
-    config.relay_fanout = K;
+    config.relay_fanout = k;
     config.coordinator_key = KeyPair::from_seed([5; 32]);
     config
 }
@@ -36,12 +46,25 @@ fn node(seed: u8) -> KeyPair {
 }
 
 async fn heartbeat(api: &Client, node: &KeyPair, nonce: u64, age_ms: u64) {
+    heartbeat_carrying(api, node, nonce, age_ms, &["show"]).await;
+}
+
+async fn heartbeat_carrying(
+    api: &Client,
+    node: &KeyPair,
+    nonce: u64,
+    age_ms: u64,
+    streams: &[&str],
+) {
     let heartbeat = Signed::sign(
         NodeHeartbeat {
             node_id: node.node_id(),
             timestamp_ms: now_ms() - age_ms,
             nonce,
-            streams: vec![StreamId::new("show").expect("stream id")],
+            streams: streams
+                .iter()
+                .map(|s| StreamId::new(*s).expect("stream id"))
+                .collect(),
             viewers: 0,
             bytes_served: 0,
             unattested_bytes: 0,
@@ -56,7 +79,12 @@ async fn heartbeat(api: &Client, node: &KeyPair, nonce: u64, age_ms: u64) {
 
 /// An origin (seed 1) with stream `show` and `relays` registered relays (seeds 10..).
 async fn setup(db: &TestDb, relays: u8) -> (Client, KeyPair, Vec<KeyPair>) {
-    let api = Client::new(Coordinator::new(config(), db.storage().await));
+    setup_k(db, relays, K).await
+}
+
+/// [`setup`] with the origin and every relay feeding at most `k`.
+async fn setup_k(db: &TestDb, relays: u8, k: usize) -> (Client, KeyPair, Vec<KeyPair>) {
+    let api = Client::new(Coordinator::new(config_k(k), db.storage().await));
     let origin = node(1);
     let mut relay_keys = Vec::new();
     for (index, key) in std::iter::once(&origin)
@@ -272,4 +300,241 @@ async fn requests_must_be_signed_by_a_registered_node(db: &TestDb) {
     assert!(body.to_string().contains("replayed"), "{body}");
     let (status, body) = ask(&api, &relays[0], &[]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn a_request_replayed_to_another_replica_is_refused(db: &TestDb) {
+    let (api, origin, relays) = setup(db, 1).await;
+    let replica = Client::new(Coordinator::new(config(), db.storage().await));
+    let request = Signed::sign(
+        UpstreamRequest {
+            node_id: relays[0].node_id(),
+            stream_id: StreamId::new("show").expect("stream id"),
+            timestamp_ms: fresh_ms(),
+            failed: vec![origin.node_id()],
+        },
+        &relays[0],
+    );
+    let (status, body) = api.post("/streams/show/upstream", &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = replica.post("/streams/show/upstream", &request).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.to_string().contains("replayed"), "{body}");
+    // A restarted coordinator remembers it too.
+    let restarted = Client::new(Coordinator::new(config(), db.storage().await));
+    let (status, body) = restarted.post("/streams/show/upstream", &request).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // The same request sent to both replicas at once: one of them takes it.
+    let request = Signed::sign(
+        UpstreamRequest {
+            node_id: relays[0].node_id(),
+            stream_id: StreamId::new("show").expect("stream id"),
+            timestamp_ms: fresh_ms(),
+            failed: Vec::new(),
+        },
+        &relays[0],
+    );
+    let (first, second) = tokio::join!(
+        api.post("/streams/show/upstream", &request),
+        replica.post("/streams/show/upstream", &request)
+    );
+    let mut statuses = [first.0, second.0];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::CONFLICT],
+        "{first:?} {second:?}"
+    );
+}
+
+async fn request_times_are_accepted_once_across_replicas_and_forgotten_when_old(db: &TestDb) {
+    let (one, two) = (db.storage().await, db.storage().await);
+    assert!(one
+        .accept_upstream_request("relay", "show", 1_000)
+        .await
+        .expect("accepts"));
+    // Not after the newest: refused on either replica.
+    for storage in [&one, &two] {
+        for time in [999, 1_000] {
+            assert!(!storage
+                .accept_upstream_request("relay", "show", time)
+                .await
+                .expect("answers"));
+        }
+    }
+    // Another stream or relay has its own time.
+    assert!(two
+        .accept_upstream_request("relay", "other", 1_000)
+        .await
+        .expect("accepts"));
+    assert!(two
+        .accept_upstream_request("other", "show", 1_000)
+        .await
+        .expect("accepts"));
+    // Both replicas accept the same newer time at once: exactly one wins, every round.
+    for time in 1_001..1_021 {
+        let (a, b) = tokio::join!(
+            one.accept_upstream_request("relay", "show", time),
+            two.accept_upstream_request("relay", "show", time)
+        );
+        let wins = [a.expect("answers"), b.expect("answers")];
+        assert_eq!(
+            wins.iter().filter(|won| **won).count(),
+            1,
+            "at {time}: {wins:?}"
+        );
+    }
+    // Old times are forgotten; after that the same time is new again (the skew check
+    // refuses such a request before its time is looked at).
+    assert_eq!(
+        one.forget_upstream_requests(1_010).await.expect("forgets"),
+        2
+    );
+    assert!(one
+        .accept_upstream_request("other", "show", 1_000)
+        .await
+        .expect("accepts"));
+    assert!(!one
+        .accept_upstream_request("relay", "show", 1_020)
+        .await
+        .expect("answers"));
+}
+
+/// Each relay's stored parent, read from the database (no relay asks).
+async fn stored_parents(db: &TestDb) -> HashMap<String, String> {
+    let tree = db.storage().await.relay_tree("show").await.expect("tree");
+    tree.into_iter().map(|a| (a.node_id, a.parent_id)).collect()
+}
+
+/// With k = 3 and six relays: a tier-1 relay with three children, and those children.
+async fn family(db: &TestDb) -> (Client, Vec<KeyPair>, KeyPair, Vec<KeyPair>) {
+    let (api, _origin, relays) = setup_k(db, 6, 3).await;
+    for relay in &relays {
+        chain(&api, relay, &[]).await;
+    }
+    let parents = stored_parents(db).await;
+    let parent = relays
+        .iter()
+        .find(|r| {
+            let id = r.node_id().to_string();
+            parents.values().filter(|p| **p == id).count() == 3
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("a relay with three children: {parents:?}"));
+    let children: Vec<KeyPair> = relays
+        .iter()
+        .filter(|r| parents.get(&r.node_id().to_string()) == Some(&parent.node_id().to_string()))
+        .cloned()
+        .collect();
+    (api, relays, parent, children)
+}
+
+async fn a_lying_child_cannot_move_its_siblings(db: &TestDb) {
+    let (api, _relays, parent, children) = family(db).await;
+    let parent_id = parent.node_id().to_string();
+    let (liar, siblings) = children.split_first().expect("children");
+    // The liar says its healthy parent failed, twice: it moves, and only it.
+    for _ in 0..2 {
+        let moved = chain(&api, liar, &[parent.node_id()]).await;
+        assert!(!moved.contains(&parent_id), "{moved:?}");
+        let parents = stored_parents(db).await;
+        for sibling in siblings {
+            assert_eq!(parents[&sibling.node_id().to_string()], parent_id);
+            assert_eq!(chain(&api, sibling, &[]).await[0], parent_id);
+        }
+    }
+    // Its next ask, reporting nothing, does not send it back below the parent it reported.
+    assert!(!chain(&api, liar, &[]).await.contains(&parent_id));
+    // A second child reporting the same parent corroborates it: the third child is
+    // re-homed with it, without asking.
+    let (second, third) = (&siblings[0], &siblings[1]);
+    let moved = chain(&api, second, &[parent.node_id()]).await;
+    assert!(!moved.contains(&parent_id), "{moved:?}");
+    let parents = stored_parents(db).await;
+    assert_ne!(
+        parents[&third.node_id().to_string()],
+        parent_id,
+        "{parents:?}"
+    );
+}
+
+async fn a_parent_whose_heartbeat_lacks_the_stream_loses_its_children_on_one_report(db: &TestDb) {
+    let (api, _relays, parent, children) = family(db).await;
+    let parent_id = parent.node_id().to_string();
+    // The parent's own heartbeat, after it took its place, no longer lists the stream.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    heartbeat_carrying(&api, &parent, 2, 0, &[]).await;
+    let moved = chain(&api, &children[0], &[parent.node_id()]).await;
+    assert!(!moved.contains(&parent_id), "{moved:?}");
+    let parents = stored_parents(db).await;
+    for child in &children {
+        assert_ne!(
+            parents[&child.node_id().to_string()],
+            parent_id,
+            "every child left: {parents:?}"
+        );
+    }
+}
+
+async fn a_relays_chain_and_its_parents_children_are_read_alone(db: &TestDb) {
+    let (api, origin, relays) = setup(db, 10).await;
+    for relay in &relays {
+        chain(&api, relay, &[]).await;
+    }
+    let storage = db.storage().await;
+    let tree = storage.relay_tree("show").await.expect("tree");
+    let parent_of: HashMap<&str, &str> = tree
+        .iter()
+        .map(|a| (a.node_id.as_str(), a.parent_id.as_str()))
+        .collect();
+    let origin_id = origin.node_id().to_string();
+    for relay in &relays {
+        let id = relay.node_id().to_string();
+        // The rows from the relay up to the origin's child, as walking the whole tree gives.
+        let mut walked = Vec::new();
+        let mut current = id.as_str();
+        while let Some(parent) = parent_of.get(current) {
+            walked.push((current.to_owned(), (*parent).to_owned()));
+            if *parent == origin_id {
+                break;
+            }
+            current = parent;
+        }
+        let rows = storage.relay_chain("show", &id, 64).await.expect("chain");
+        let read: Vec<(String, String)> =
+            rows.into_iter().map(|a| (a.node_id, a.parent_id)).collect();
+        assert_eq!(read, walked);
+        // Bounded: only as many rows as asked for.
+        assert_eq!(
+            storage
+                .relay_chain("show", &id, 1)
+                .await
+                .expect("chain")
+                .len(),
+            1
+        );
+        // The parent's children, oldest first.
+        let parent = parent_of[id.as_str()];
+        let mut expected: Vec<_> = tree.iter().filter(|a| a.parent_id == parent).collect();
+        expected
+            .sort_by(|a, b| (a.assigned_at_ms, &a.node_id).cmp(&(b.assigned_at_ms, &b.node_id)));
+        let children = storage
+            .relay_children("show", parent)
+            .await
+            .expect("children");
+        assert_eq!(children.iter().collect::<Vec<_>>(), expected);
+        // And the answer names exactly that chain.
+        let answered = chain(&api, relay, &[]).await;
+        assert_eq!(
+            answered,
+            walked
+                .iter()
+                .map(|(_, parent)| parent.clone())
+                .collect::<Vec<_>>()
+        );
+    }
+    assert!(storage
+        .relay_chain("show", "nobody", 64)
+        .await
+        .expect("chain")
+        .is_empty());
 }

@@ -19,7 +19,8 @@
 //! again at once when an upstream fails (going straight to the replacement it names, else on
 //! down the list) and every [`UpstreamConfig::reassign_interval`]: when the first upstream it answers is
 //! another than the one pulled from, the pull moves there the same way it fails over, so local
-//! viewers keep playing. The static list stays the fallback when the source knows none.
+//! viewers keep playing. That periodic ask runs in a task of its own beside the frames, so a
+//! slow answer never holds them up. The static list stays the fallback when the source knows none.
 //! A pull stops once it has had neither a hub viewer (RTMP, HTTP-FLV) nor a request through
 //! `ensure` (HLS players poll their playlist) for the idle timeout.
 
@@ -28,6 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::client::{ClientError, RtmpClient};
 use crate::relay::{FrameKind, Publisher, RelayHub, StreamKey, Timeline};
@@ -57,6 +59,10 @@ pub struct UpstreamConfig {
     /// With an [`UpstreamSource`], how often a running pull asks it again and follows a new
     /// first upstream.
     pub reassign_interval: Duration,
+    /// Longest wait for an [`UpstreamSource`]'s answer: a pull starting (or starting over)
+    /// uses the static list without one; a running pull's periodic ask, made beside its
+    /// frames, is given up and made again an interval later.
+    pub source_timeout: Duration,
 }
 
 /// Makes the query string of a pull's play request for a stream (see
@@ -87,9 +93,6 @@ pub trait UpstreamSource: Send + Sync + std::fmt::Debug + 'static {
     async fn upstreams(&self, key: &StreamKey, failed: &[String]) -> Vec<String>;
 }
 
-/// Longest wait for an [`UpstreamSource`]; the static list is used when it does not answer.
-const SOURCE_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Longest wait for an [`UpstreamSource`] asked right after an upstream failed; without an
 /// answer the pull goes on down the list it has (the failed upstream's ancestors).
 const FAILOVER_ASK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -118,6 +121,7 @@ impl Default for UpstreamConfig {
             connect_timeout: Duration::from_secs(5),
             play_query: None,
             reassign_interval: Duration::from_secs(5),
+            source_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -201,7 +205,9 @@ impl UpstreamPuller {
     /// The upstreams of one round: the source's (told what failed), else the static list.
     async fn round_upstreams(&self, key: &StreamKey, failed: &mut Vec<String>) -> Vec<String> {
         if let Some(source) = &self.source {
-            let asked = tokio::time::timeout(SOURCE_TIMEOUT, source.upstreams(key, failed)).await;
+            let asked =
+                tokio::time::timeout(self.config.source_timeout, source.upstreams(key, failed))
+                    .await;
             if let Ok(list) = asked {
                 failed.clear();
                 if !list.is_empty() {
@@ -437,7 +443,17 @@ impl UpstreamPuller {
         failed: &[String],
     ) -> Result<PullEnd, ClientError> {
         let mut check = tokio::time::interval(self.config.idle_check_interval);
-        let mut last_asked = Instant::now();
+        // Asked in a task of its own, so a slow answer never holds up the frames: this loop
+        // only switches when a new first upstream arrives.
+        let mut reassignment = self.source.clone().map(|source| {
+            AbortOnDropHandle::new(tokio::spawn(watch_reassignment(
+                source,
+                key.clone(),
+                (url.host.clone(), url.port),
+                failed.to_vec(),
+                (self.config.reassign_interval, self.config.source_timeout),
+            )))
+        });
         // When the last frame arrived, while the upstream's stream is live.
         let mut last_frame: Option<Instant> = None;
         loop {
@@ -462,11 +478,13 @@ impl UpstreamPuller {
                     if last_frame.is_some_and(|at| at.elapsed() >= self.config.stall_timeout) {
                         return Ok(PullEnd::Stalled);
                     }
-                    if last_asked.elapsed() >= self.config.reassign_interval {
-                        last_asked = Instant::now();
-                        if let Some(list) = self.reassigned(key, url, failed).await {
-                            return Ok(PullEnd::Reassigned(list));
-                        }
+                    continue;
+                }
+                list = next_reassignment(&mut reassignment) => {
+                    match list {
+                        Some(list) => return Ok(PullEnd::Reassigned(list)),
+                        // The task ended without an answer (it panicked): no more asks.
+                        None => reassignment = None,
                     }
                     continue;
                 }
@@ -537,25 +555,6 @@ impl UpstreamPuller {
         (upstream_base(first) != dead).then_some(list)
     }
 
-    /// Asks the source again while pulling from `url`: its list when it starts with another
-    /// upstream.
-    async fn reassigned(
-        &self,
-        key: &StreamKey,
-        url: &RtmpUrl,
-        failed: &[String],
-    ) -> Option<Vec<String>> {
-        let source = self.source.as_ref()?;
-        let list = tokio::time::timeout(SOURCE_TIMEOUT, source.upstreams(key, failed))
-            .await
-            .ok()?;
-        let first = list.first()?;
-        let current = play_url(first, key);
-        let same = RtmpUrl::parse(&current)
-            .is_ok_and(|next| next.host == url.host && next.port == url.port);
-        (!same).then_some(list)
-    }
-
     /// Whether nobody has watched or requested `key` here for the idle timeout.
     fn is_idle(&self, key: &StreamKey, pull: &Pull, idle_since: &mut Option<Instant>) -> bool {
         let viewers = self
@@ -569,6 +568,47 @@ impl UpstreamPuller {
         let since = *idle_since.get_or_insert_with(Instant::now);
         let last_activity = since.max(*lock(&pull.last_demand));
         last_activity.elapsed() >= self.config.idle_timeout
+    }
+}
+
+/// Asks `source` for `key`'s upstreams every `interval` while a pull relays from `current`
+/// (host and port), in a task of its own; returns the list once it starts with another
+/// upstream. `failed` is told with the first answered ask only. An ask without an answer
+/// within `timeout` is given up, and the next one comes an interval later.
+async fn watch_reassignment(
+    source: Arc<dyn UpstreamSource>,
+    key: StreamKey,
+    current: (String, u16),
+    mut failed: Vec<String>,
+    (interval, timeout): (Duration, Duration),
+) -> Vec<String> {
+    let mut asks = tokio::time::interval_at(Instant::now() + interval, interval);
+    asks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        asks.tick().await;
+        let Ok(list) = tokio::time::timeout(timeout, source.upstreams(&key, &failed)).await else {
+            continue;
+        };
+        failed.clear();
+        let Some(first) = list.first() else {
+            continue;
+        };
+        let same = RtmpUrl::parse(&play_url(first, &key))
+            .is_ok_and(|next| (next.host.as_str(), next.port) == (current.0.as_str(), current.1));
+        if !same {
+            return list;
+        }
+    }
+}
+
+/// The list a pull's reassignment task answered; `None` once the task is gone without one,
+/// pending forever without a task.
+async fn next_reassignment(
+    task: &mut Option<AbortOnDropHandle<Vec<String>>>,
+) -> Option<Vec<String>> {
+    match task {
+        Some(task) => task.await.ok(),
+        None => std::future::pending().await,
     }
 }
 

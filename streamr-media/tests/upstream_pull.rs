@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use streamr_media::relay::{FrameKind, RelayEvent, RelayHub, StreamKey, Subscript
 use streamr_media::rtmp::session::{ClientEvent, MediaKind};
 use streamr_media::rtmp::url::RtmpUrl;
 use streamr_media::server::{Refusal, RelayHooks, RelayServer, RelayServerConfig, StreamRequest};
-use streamr_media::upstream::{UpstreamConfig, UpstreamPuller};
+use streamr_media::upstream::{UpstreamConfig, UpstreamPuller, UpstreamSource};
 use streamr_test_support::ffmpeg::ffmpeg_publish;
 use streamr_test_support::Running;
 use tokio_util::sync::CancellationToken;
@@ -319,6 +320,37 @@ async fn freezable_proxy(target: SocketAddr, frozen: CancellationToken) -> Socke
     address
 }
 
+/// The sample `rounds` times over (10 s each of H.264 and AAC with a keyframe every 2 s), as
+/// (kind, timestamp, payload), timestamps going on across rounds.
+fn sample_timeline(rounds: u32) -> Vec<(MediaKind, u32, bytes::Bytes)> {
+    let sample = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../samples/sample.flv"
+    ))
+    .expect("samples/sample.flv");
+    let (_, tags) = FlvReader::read_all(&sample).expect("sample parses");
+    let tags: Vec<FlvTag> = tags
+        .into_iter()
+        .filter(|tag| tag.tag_type != FlvTagType::ScriptData)
+        .collect();
+    let pass = tags.iter().map(|tag| tag.timestamp).max().unwrap_or(0) + 40;
+    let mut timeline: Vec<(MediaKind, u32, bytes::Bytes)> = Vec::new();
+    for round in 0..rounds {
+        for tag in &tags {
+            let is_header = tag.data.get(1) == Some(&0);
+            if round > 0 && is_header {
+                continue;
+            }
+            let kind = match tag.tag_type {
+                FlvTagType::Audio => MediaKind::Audio,
+                _ => MediaKind::Video,
+            };
+            timeline.push((kind, tag.timestamp + round * pass, tag.data.clone()));
+        }
+    }
+    timeline
+}
+
 /// How the relay the edge pulls from dies.
 #[derive(Debug, Clone, Copy)]
 enum Death {
@@ -383,32 +415,7 @@ async fn failover_mid_stream(death: Death) {
     })
     .await;
 
-    // The sample twice over: 20 s of H.264 and AAC with a keyframe every 2 s.
-    let sample = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../samples/sample.flv"
-    ))
-    .expect("samples/sample.flv");
-    let (_, tags) = FlvReader::read_all(&sample).expect("sample parses");
-    let tags: Vec<FlvTag> = tags
-        .into_iter()
-        .filter(|tag| tag.tag_type != FlvTagType::ScriptData)
-        .collect();
-    let pass = tags.iter().map(|tag| tag.timestamp).max().unwrap_or(0) + 40;
-    let mut timeline: Vec<(MediaKind, u32, bytes::Bytes)> = Vec::new();
-    for round in 0..2 {
-        for tag in &tags {
-            let is_header = tag.data.get(1) == Some(&0);
-            if round > 0 && is_header {
-                continue;
-            }
-            let kind = match tag.tag_type {
-                FlvTagType::Audio => MediaKind::Audio,
-                _ => MediaKind::Video,
-            };
-            timeline.push((kind, tag.timestamp + round * pass, tag.data.clone()));
-        }
-    }
+    let timeline = sample_timeline(2);
     // The first relay dies in the middle of a GOP (keyframes at 8 s and 10 s).
     let split = timeline
         .iter()
@@ -547,5 +554,127 @@ async fn failover_mid_stream(death: Death) {
 
     drop(publisher);
     second.shutdown().await;
+    origin.shutdown().await;
+}
+
+/// A relay tree that names `upstream` at a pull's first ask and leaves every later ask (the
+/// periodic reassignment check) unanswered until `release`, counting the asks hanging now.
+#[derive(Debug)]
+struct SlowTree {
+    upstream: String,
+    asks: AtomicUsize,
+    hanging: Arc<AtomicUsize>,
+    release: CancellationToken,
+}
+
+/// Counts one hanging ask for as long as it lives (a given-up ask is dropped).
+struct Hanging(Arc<AtomicUsize>);
+
+impl Drop for Hanging {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl UpstreamSource for SlowTree {
+    async fn upstreams(&self, _key: &StreamKey, _failed: &[String]) -> Vec<String> {
+        if self.asks.fetch_add(1, Ordering::SeqCst) > 0 {
+            self.hanging.fetch_add(1, Ordering::SeqCst);
+            let _hanging = Hanging(self.hanging.clone());
+            self.release.cancelled().await;
+        }
+        vec![self.upstream.clone()]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_keeps_relaying_while_its_reassignment_ask_goes_unanswered() {
+    let key = StreamKey::parse("live", "slow-tree").unwrap();
+    let origin = RelayServer::start(RelayServerConfig::default().with_bind(loopback()))
+        .await
+        .expect("origin starts");
+    let origin_recording = record(
+        origin
+            .hub()
+            .subscribe_internal(key.clone())
+            .expect("origin subscription"),
+    );
+    let tree = Arc::new(SlowTree {
+        upstream: format!("rtmp://{}", origin.local_addr()),
+        asks: AtomicUsize::new(0),
+        hanging: Arc::default(),
+        release: CancellationToken::new(),
+    });
+    let edge_hub = RelayHub::default();
+    let edge = UpstreamPuller::new(
+        edge_hub.clone(),
+        UpstreamConfig {
+            idle_timeout: Duration::from_secs(120),
+            idle_check_interval: Duration::from_millis(50),
+            reassign_interval: Duration::from_millis(100),
+            // Far beyond the test: the ask stays unanswered until released.
+            source_timeout: Duration::from_secs(600),
+            ..UpstreamConfig::default()
+        },
+    )
+    .with_source(tree.clone());
+    let edge_recording = record(edge_hub.subscribe(key.clone()).expect("edge viewer"));
+    assert!(edge.ensure(&key), "the edge starts pulling");
+    wait_until("the edge plays from the origin", || {
+        origin.hub().stream_stats(&key).map(|s| s.viewers.len()) == Some(1)
+    })
+    .await;
+    wait_until("the edge's reassignment ask hangs", || {
+        tree.hanging.load(Ordering::SeqCst) == 1
+    })
+    .await;
+
+    let publish_url = RtmpUrl::parse(&format!(
+        "rtmp://{}/{}/{}",
+        origin.local_addr(),
+        key.app,
+        key.name
+    ))
+    .expect("url");
+    let mut publisher = RtmpClient::publish(&publish_url).await.expect("publishes");
+    // Every GOP reaches the edge's viewer while the ask still hangs.
+    let timeline = sample_timeline(1);
+    for part in timeline.chunk_by(|_, (kind, _, payload)| {
+        !(*kind == MediaKind::Video && payload.first() == Some(&0x17))
+    }) {
+        for (kind, timestamp, payload) in part {
+            publisher
+                .send_media(*kind, *timestamp, payload.clone())
+                .await
+                .expect("sends");
+        }
+        let last = part
+            .iter()
+            .filter(|(kind, _, payload)| *kind == MediaKind::Video && payload.get(1) == Some(&1))
+            .map(|(_, timestamp, _)| *timestamp)
+            .max();
+        wait_until("the edge relayed the GOP", || {
+            last.is_none() || last_video(&edge_recording) == last
+        })
+        .await;
+        assert_eq!(
+            tree.hanging.load(Ordering::SeqCst),
+            1,
+            "the ask is still unanswered"
+        );
+    }
+    assert_eq!(media(&edge_recording), media(&origin_recording));
+
+    // Answered at last with the same upstream: the pull stays where it is.
+    tree.release.cancel();
+    wait_until("the edge asked again", || {
+        tree.asks.load(Ordering::SeqCst) >= 3
+    })
+    .await;
+    let status = edge.status(&key).expect("the edge pulls");
+    assert_eq!(status.connects, 1, "{status:?}");
+
+    drop(publisher);
     origin.shutdown().await;
 }

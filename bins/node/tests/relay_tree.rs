@@ -196,11 +196,7 @@ impl Network {
     /// The stored parent of `node` in the stream's tree.
     async fn parent(&self, node: NodeId) -> Option<String> {
         let id = node.to_string();
-        let tree = self
-            .storage
-            .assign_relay_parent("show", &id, 0, &|_| None)
-            .await
-            .ok()?;
+        let tree = self.storage.relay_tree("show").await.ok()?;
         tree.into_iter()
             .find(|a| a.node_id == id)
             .map(|a| a.parent_id)

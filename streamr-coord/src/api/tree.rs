@@ -10,9 +10,12 @@
 //! along. A relay keeps its parent while the parent is live (heartbeat within
 //! [`crate::CoordConfig::relay_liveness`]), not reported failed by the asking relay, and still
 //! has room for it; otherwise it is re-parented when it next asks. A relay whose parent dies
-//! asks at once, naming it failed: the dead relay's children are then all re-parented in that
-//! one decision (see [`Tree::rehome`]), as they are when any relay below a relay that missed
-//! its heartbeats asks. Fan-outs are measured at
+//! asks at once, naming it failed (reports are stored, `relay_reports`, for the liveness). One
+//! report moves only its reporter, which may take the reported relay's slot at its parent:
+//! a lying child cannot churn its siblings. The reported relay's children are all re-parented
+//! in one decision (see [`Tree::rehome`]) once its failure is corroborated (two distinct
+//! relays below it report it, or its own heartbeat says it lacks the stream: see
+//! [`confirmed_failures`]) or it missed its heartbeats, when any relay below it asks. Fan-outs are measured at
 //! most every two seconds per process (liveness is checked at every ask). Parents are chosen under a
 //! per-stream lock in the database, so replicas sharing it never overfill a parent.
 //!
@@ -34,8 +37,9 @@ use super::Shared;
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
-use crate::state::FanoutCache;
-use crate::storage::{NodeRecord, RelayAssignmentRecord, SessionRecord};
+use crate::storage::{
+    NodeRecord, RelayAssignmentRecord, RelayReportRecord, RelayReports, SessionRecord,
+};
 use crate::wire::{UpstreamEntry, UpstreamRequest, UpstreamResponse};
 
 /// Longest chain walked from a relay to the origin; a longer one is taken for broken.
@@ -43,44 +47,6 @@ const MAX_DEPTH: usize = 64;
 /// How long the relays' fan-outs (from the coordinator's measurements) are reused: asks come
 /// every few seconds from every relay, and measuring scans the epoch's receipts and probes.
 const FANOUT_REUSE: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Most (relay, stream) pairs whose newest request time is kept; beyond it, times older than
-/// the clock skew (which that check refuses anyway) are forgotten.
-const MAX_REQUEST_TIMES: usize = 100_000;
-
-impl FanoutCache {
-    /// Accepts `timestamp_ms` as `node`'s newest request for `stream`, or refuses it as a
-    /// replay when it is not above the newest accepted one. The signed timestamp is already
-    /// within the clock skew, so a captured request can only be replayed within that window,
-    /// and not at all to this process. Replicas each keep their own times.
-    fn check_fresh(
-        &self,
-        node: &str,
-        stream: &str,
-        timestamp_ms: u64,
-        skew_ms: u64,
-    ) -> Result<(), ApiError> {
-        let mut newest = self
-            .newest_requests
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = (node.to_owned(), stream.to_owned());
-        if let Some(&last) = newest.get(&key) {
-            if timestamp_ms <= last {
-                return Err(ApiError::Conflict(format!(
-                    "upstream request of node {node} for stream {stream} replayed: its time \
-                     {timestamp_ms} is not after the last accepted {last}"
-                )));
-            }
-        }
-        if newest.len() >= MAX_REQUEST_TIMES {
-            let oldest_useful = timestamp_ms.saturating_sub(skew_ms.saturating_mul(2));
-            newest.retain(|_, at| *at >= oldest_useful);
-        }
-        newest.insert(key, timestamp_ms);
-        Ok(())
-    }
-}
 
 /// The stream's relay tree as stored, and who may be in it now.
 pub(crate) struct Tree<'a> {
@@ -92,7 +58,35 @@ pub(crate) struct Tree<'a> {
     pub(crate) members: &'a HashMap<String, usize>,
     /// Each relay's parent.
     pub(crate) parents: HashMap<&'a str, &'a str>,
+    /// Each node's /24 (`a.b.c`) and operator, where known: a relay is placed below a node of
+    /// its own /24 or operator only when no other parent has room (that edge earns nothing).
+    pub(crate) homes: &'a HashMap<String, Home>,
 }
+
+/// Where a node sits for the rewards: an edge between two nodes sharing either earns nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Home {
+    /// Its /24, `a.b.c`.
+    pub(crate) subnet: String,
+    /// Its operator.
+    pub(crate) operator: String,
+}
+
+/// What a relay tree is built from, beside its assignments: see [`Tree`].
+pub(crate) struct Layout<'a> {
+    /// The origin node (the root).
+    pub(crate) origin: &'a str,
+    /// Most relays the origin feeds.
+    pub(crate) origin_fanout: usize,
+    /// Live relays and how many children each may feed.
+    pub(crate) members: &'a HashMap<String, usize>,
+    /// Each node's /24 and operator.
+    pub(crate) homes: &'a HashMap<String, Home>,
+}
+
+/// No /24 or operator known for any node.
+static NO_HOMES: std::sync::LazyLock<HashMap<String, Home>> =
+    std::sync::LazyLock::new(HashMap::new);
 
 impl<'a> Tree<'a> {
     pub(crate) fn new(
@@ -109,6 +103,21 @@ impl<'a> Tree<'a> {
                 .iter()
                 .map(|a| (a.node_id.as_str(), a.parent_id.as_str()))
                 .collect(),
+            homes: &NO_HOMES,
+        }
+    }
+
+    /// The same tree knowing each node's /24 and operator.
+    pub(crate) fn with_homes(mut self, homes: &'a HashMap<String, Home>) -> Self {
+        self.homes = homes;
+        self
+    }
+
+    /// Whether `a` and `b` are known to share a /24 or an operator.
+    fn neighbours(&self, a: &str, b: &str) -> bool {
+        match (self.homes.get(a), self.homes.get(b)) {
+            (Some(a), Some(b)) => a.subnet == b.subnet || a.operator == b.operator,
+            _ => false,
         }
     }
 
@@ -180,24 +189,27 @@ impl<'a> Tree<'a> {
         None
     }
 
-    /// The moves (`(relay, new parent)`) that follow `node`'s ask: when an ancestor of it is
-    /// gone (missing heartbeats, or reported failed by `node`), every live child of that
-    /// ancestor is re-parented in this one decision, oldest first, each under the shallowest
-    /// healthy relay with room (see [`Tree::choose_parent`]) and taking its own subtree along;
-    /// then `node` itself, if it still needs a parent. The children's subtrees keep their
-    /// parents, so one ask heals the whole subtree of the dead relay.
+    /// The moves (`(relay, new parent)`) that follow `node`'s ask. When an ancestor of it is
+    /// gone (missing heartbeats, or its failure `confirmed`: see [`confirmed_failures`]),
+    /// every live child of that ancestor is re-parented in this one decision, oldest first,
+    /// each under the shallowest healthy relay with room (see [`Tree::choose_parent`]) and
+    /// taking its own subtree along; then `node` itself, if it still needs a parent. The
+    /// children's subtrees keep their parents, so one ask heals the whole subtree of the dead
+    /// relay. A node only `failed` (reported by `node` alone) moves `node` alone: `node` avoids
+    /// it and may take its slot at its parent, while it and its other children stay, so a
+    /// lying child can move nobody but itself.
     pub(crate) fn rehome(
         assignments: &[RelayAssignmentRecord],
-        origin: &str,
-        origin_fanout: usize,
-        members: &HashMap<String, usize>,
+        layout: &Layout<'_>,
         node: &str,
         failed: &HashSet<String>,
+        confirmed: &HashSet<String>,
     ) -> Vec<(String, String)> {
-        // A relay reported failed holds no slot at its parent (as a dead one does not), so
-        // its children may take its place there.
-        let mut members = members.clone();
-        members.retain(|relay, _| !failed.contains(relay));
+        let (origin, origin_fanout, homes) = (layout.origin, layout.origin_fanout, layout.homes);
+        // A relay whose failure is confirmed holds no slot at its parent (as a dead one does
+        // not), so its children may take its place there.
+        let mut members = layout.members.clone();
+        members.retain(|relay, _| !confirmed.contains(relay));
         let members = &members;
         let mut working: Vec<RelayAssignmentRecord> = assignments.to_vec();
         let mut moves: Vec<(String, String)> = Vec::new();
@@ -219,26 +231,34 @@ impl<'a> Tree<'a> {
             moves.push((relay.to_owned(), parent));
         };
         let gone = Tree::new(origin, origin_fanout, members, &working)
-            .gone_ancestor(node, failed)
+            .with_homes(homes)
+            .gone_ancestor(node, confirmed)
             .map(str::to_owned);
         if let Some(gone) = gone {
             let orphans: Vec<String> = Tree::new(origin, origin_fanout, members, &working)
+                .with_homes(homes)
                 .children(&working, &gone, "")
                 .iter()
                 .map(|a| a.node_id.clone())
                 .collect();
-            let mut avoid = failed.clone();
+            let mut avoid = confirmed.clone();
             avoid.insert(gone);
             for orphan in orphans {
                 let chosen = Tree::new(origin, origin_fanout, members, &working)
+                    .with_homes(homes)
                     .choose_parent(&working, &orphan, &avoid);
                 if let Some(parent) = chosen {
                     apply(&mut working, &orphan, parent);
                 }
             }
         }
-        let chosen = Tree::new(origin, origin_fanout, members, &working)
-            .choose_parent(&working, node, failed);
+        // What `node` alone reports holds no slot in its own choice.
+        let mut own_view = members.clone();
+        own_view.retain(|relay, _| !failed.contains(relay));
+        let avoid: HashSet<String> = failed.union(confirmed).cloned().collect();
+        let chosen = Tree::new(origin, origin_fanout, &own_view, &working)
+            .with_homes(homes)
+            .choose_parent(&working, node, &avoid);
         if let Some(parent) = chosen {
             apply(&mut working, node, parent);
         }
@@ -248,8 +268,9 @@ impl<'a> Tree<'a> {
     /// The parent `node` should have now, when it differs from the stored one (`None`: keep
     /// it). It keeps a parent whose chain is whole, that `failed` does not name and among
     /// whose oldest children (up to its fan-out) it is; otherwise it goes under the
-    /// shallowest node with room that is not in its own subtree (more room first, then by id:
-    /// every replica chooses alike). With no room anywhere, under the origin.
+    /// shallowest node with room that is not in its own subtree and, while another has room,
+    /// not in its own /24 or operator (more room first, then by id: every replica chooses alike). With no
+    /// room anywhere, under the origin. Costs O(relays × depth) over the tree in memory.
     pub(crate) fn choose_parent(
         &self,
         assignments: &[RelayAssignmentRecord],
@@ -267,7 +288,8 @@ impl<'a> Tree<'a> {
                 return None;
             }
         }
-        let mut best: Option<(usize, std::cmp::Reverse<usize>, &str)> = None;
+        // Own /24 or operator last, then shallowest, then most room, then by id: every replica alike.
+        let mut best: Option<(bool, usize, std::cmp::Reverse<usize>, &str)> = None;
         let candidates =
             std::iter::once(self.origin).chain(self.members.keys().map(String::as_str));
         for candidate in candidates {
@@ -287,18 +309,70 @@ impl<'a> Tree<'a> {
             if self.children(assignments, candidate, node).len() >= fanout {
                 continue;
             }
-            let key = (depth, std::cmp::Reverse(fanout), candidate);
+            let neighbour = self.neighbours(node, candidate);
+            let key = (neighbour, depth, std::cmp::Reverse(fanout), candidate);
             if best.is_none_or(|b| key < b) {
                 best = Some(key);
             }
         }
-        let chosen = best.map_or(self.origin, |(_, _, id)| id);
+        let chosen = best.map_or(self.origin, |(_, _, _, id)| id);
         if self.parents.get(node) == Some(&chosen) {
             None
         } else {
             Some(chosen.to_owned())
         }
     }
+}
+
+/// The reported nodes whose failure is corroborated, so their whole subtree is re-homed:
+/// reported by two distinct relays that were below them when they reported (in their subtree
+/// now, or placed at or after their report: moved by it), or reported once and their own last
+/// heartbeat, sent after they took their place, does not list the stream (`lacking`: node →
+/// the time of such a heartbeat). Reports are those of the last relay liveness.
+pub(crate) fn confirmed_failures(
+    assignments: &[RelayAssignmentRecord],
+    reports: &[RelayReportRecord],
+    lacking: &HashMap<String, i64>,
+) -> HashSet<String> {
+    let rows: HashMap<&str, &RelayAssignmentRecord> = assignments
+        .iter()
+        .map(|a| (a.node_id.as_str(), a))
+        .collect();
+    let below = |reporter: &str, node: &str| {
+        let mut current = reporter;
+        for _ in 0..MAX_DEPTH {
+            match rows.get(current) {
+                Some(row) if row.parent_id == node => return true,
+                Some(row) => current = row.parent_id.as_str(),
+                None => return false,
+            }
+        }
+        false
+    };
+    let mut reporters: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for report in reports {
+        let was_below = below(&report.reporter_id, &report.node_id)
+            || rows
+                .get(report.reporter_id.as_str())
+                .is_some_and(|row| row.assigned_at_ms >= report.reported_at_ms);
+        if was_below {
+            reporters
+                .entry(report.node_id.as_str())
+                .or_default()
+                .insert(report.reporter_id.as_str());
+        }
+    }
+    reporters
+        .into_iter()
+        .filter(|(node, by)| {
+            let lacks = lacking.get(*node).is_some_and(|&heartbeat_ms| {
+                rows.get(node)
+                    .is_some_and(|row| heartbeat_ms > row.assigned_at_ms)
+            });
+            by.len() >= 2 || lacks
+        })
+        .map(|(node, _)| node.to_owned())
+        .collect()
 }
 
 /// `rtmp://host:port/app` → `rtmp://host:port`.
@@ -397,16 +471,29 @@ pub(crate) async fn upstream(
         });
     }
     let node = request.node_id.to_string();
-    let skew_ms = u64::try_from(state.config.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
-    state
-        .relay_fanouts
-        .check_fresh(&node, &id, request.timestamp_ms, skew_ms)?;
     let registered = state.storage.get_node(&node).await?;
     if !registered.is_some_and(|n| n.active) {
         return Err(ApiError::NotFound {
             what: "node",
             id: node,
         });
+    }
+    // The signed time is within the clock skew, so a captured request could be replayed
+    // within that window: the database keeps each relay's newest time per stream, shared by
+    // every replica, and refuses any time not after it.
+    let timestamp_ms = i64::try_from(request.timestamp_ms).map_err(|_| ApiError::InvalidField {
+        field: "timestamp_ms",
+        reason: "out of range".into(),
+    })?;
+    if !state
+        .storage
+        .accept_upstream_request(&node, &id, timestamp_ms)
+        .await?
+    {
+        return Err(ApiError::Conflict(format!(
+            "upstream request of node {node} for stream {id} replayed: its time \
+             {timestamp_ms} is not after the last accepted one"
+        )));
     }
     let stream = load_stream(&state, &id).await?;
     if stream.status != "live" {
@@ -422,8 +509,21 @@ pub(crate) async fn upstream(
         ));
     }
     let now = now_ms();
-    let epoch = state.config.epoch_of(now);
     let liveness = i64::try_from(state.config.relay_liveness.as_millis()).unwrap_or(i64::MAX);
+    let fanouts = measured_fanouts(&state, now).await?;
+    let failed: HashSet<String> = request.failed.iter().map(NodeId::to_string).collect();
+    if failed.is_empty() {
+        let place = Place {
+            stream: &id,
+            node: &node,
+            origin: &origin,
+            now,
+            liveness,
+        };
+        if let Some(chain) = kept_chain(&state, &place, &fanouts).await? {
+            return answer(&state, &stream.id, &request.node_id, &chain, now).await;
+        }
+    }
     let nodes = state.storage.list_nodes().await?;
     let relays: Vec<&NodeRecord> = nodes
         .iter()
@@ -435,41 +535,60 @@ pub(crate) async fn upstream(
                     .is_some_and(|t| now.saturating_sub(t) <= liveness)
         })
         .collect();
-    let fanouts = {
-        // One measurement at a time; concurrent asks wait for it and share it.
-        let mut cache = state.relay_fanouts.measured.lock().await;
-        match cache.as_ref() {
-            Some((at, fanouts)) if at.elapsed() < FANOUT_REUSE => fanouts.clone(),
-            _ => {
-                let active: Vec<&NodeRecord> = nodes.iter().filter(|n| n.active).collect();
-                let fanouts = members(&state, &active, epoch, now).await?;
-                *cache = Some((std::time::Instant::now(), fanouts.clone()));
-                fanouts
-            }
-        }
-    };
     // A relay registered since the last measurement starts with room for one child.
     let members: HashMap<String, usize> = relays
         .iter()
         .map(|n| (n.id.clone(), fanouts.get(&n.id).copied().unwrap_or(1)))
         .collect();
-    let failed: HashSet<String> = request.failed.iter().map(NodeId::to_string).collect();
     let fanout = state.config.relay_fanout.max(1);
+    // Relays whose own last heartbeat says they lack the stream: one report of them suffices.
+    let lacking: HashMap<String, i64> = relays
+        .iter()
+        .filter(|n| !carries(n, &id))
+        .filter_map(|n| Some((n.id.clone(), n.last_heartbeat_ms?)))
+        .collect();
+    let homes: HashMap<String, Home> = nodes
+        .iter()
+        .map(|n| {
+            let home = Home {
+                subnet: n.subnet.clone(),
+                operator: n.operator.clone(),
+            };
+            (n.id.clone(), home)
+        })
+        .collect();
+    let reports = RelayReports {
+        reporter_id: node.clone(),
+        failed: failed.iter().cloned().collect(),
+        since_ms: now.saturating_sub(liveness),
+    };
     // Decided in a task of its own: a relay that gave up waiting (its ask has a deadline of
     // 1-2 s) still finds the decision stored when it asks again, instead of a rolled-back one.
     let decision = {
-        let (storage, id, origin, members, node, failed) = (
+        let (storage, id, origin, members, node) = (
             state.storage.clone(),
             id.clone(),
             origin.clone(),
             members.clone(),
             node.clone(),
-            failed.clone(),
         );
         tokio::spawn(async move {
             storage
-                .assign_relay_parents(&id, now, &|assignments| {
-                    Tree::rehome(assignments, &origin, fanout, &members, &node, &failed)
+                .assign_relay_parents(&id, now, &reports, &|assignments, reports| {
+                    // The asker keeps avoiding what it reported lately, not only this time.
+                    let own: HashSet<String> = reports
+                        .iter()
+                        .filter(|r| r.reporter_id == node)
+                        .map(|r| r.node_id.clone())
+                        .collect();
+                    let confirmed = confirmed_failures(assignments, reports, &lacking);
+                    let layout = Layout {
+                        origin: &origin,
+                        origin_fanout: fanout,
+                        members: &members,
+                        homes: &homes,
+                    };
+                    Tree::rehome(assignments, &layout, &node, &own, &confirmed)
                 })
                 .await
         })
@@ -483,17 +602,146 @@ pub(crate) async fn upstream(
     let chain = tree
         .chain(&node, &HashSet::new())
         .unwrap_or_else(|| vec![origin.as_str()]);
-    let mut upstreams = Vec::new();
-    for upstream in &chain {
-        let Some(record) = nodes.iter().find(|n| n.id == *upstream) else {
-            continue;
-        };
-        upstreams.push(grant_upstream(&state, &stream.id, &request.node_id, record, now).await?);
+    let chain: Vec<NodeRecord> = chain
+        .iter()
+        .filter_map(|upstream| nodes.iter().find(|n| n.id == *upstream).cloned())
+        .collect();
+    answer(&state, &stream.id, &request.node_id, &chain, now).await
+}
+
+/// Where an asking relay is: what [`kept_chain`] looks at.
+struct Place<'p> {
+    stream: &'p str,
+    node: &'p str,
+    origin: &'p str,
+    now: i64,
+    liveness: i64,
+}
+
+/// The asking relay's upstreams (parent first, origin last) when it keeps its place, read
+/// with targeted queries: its chain (one indexed row per tier), its parent's children (at
+/// most the fan-out, unless overfilled), the stream's recent failure reports and the chain's
+/// node records. An ask that keeps its place, the steady state, so costs O(depth + fan-out)
+/// rows whatever the tree's size; `None` (decide under the lock, reading the whole tree:
+/// O(relays × depth)) when anything may move it: a broken or dead chain, a report about its
+/// chain or by it, or no slot among its parent's oldest live children.
+async fn kept_chain(
+    state: &Shared,
+    place: &Place<'_>,
+    fanouts: &HashMap<String, usize>,
+) -> Result<Option<Vec<NodeRecord>>, ApiError> {
+    let storage = &state.storage;
+    let max_rows = i64::try_from(MAX_DEPTH).unwrap_or(i64::MAX);
+    let rows = storage
+        .relay_chain(place.stream, place.node, max_rows)
+        .await?;
+    let mut expected = place.node;
+    let mut ancestors: Vec<&str> = Vec::new();
+    for row in &rows {
+        if row.node_id != expected || ancestors.contains(&row.parent_id.as_str()) {
+            return Ok(None);
+        }
+        ancestors.push(&row.parent_id);
+        if row.parent_id == place.origin {
+            break;
+        }
+        expected = &row.parent_id;
+    }
+    let (Some(&parent), Some(&root)) = (ancestors.first(), ancestors.last()) else {
+        return Ok(None);
+    };
+    if root != place.origin {
+        return Ok(None);
+    }
+    let reports = storage
+        .relay_reports_since(place.stream, place.now.saturating_sub(place.liveness))
+        .await?;
+    if reports
+        .iter()
+        .any(|r| r.reporter_id == place.node || ancestors.contains(&r.node_id.as_str()))
+    {
+        return Ok(None);
+    }
+    let live = |record: &Option<NodeRecord>| {
+        record.as_ref().is_some_and(|n| {
+            n.active
+                && n.last_heartbeat_ms
+                    .is_some_and(|t| place.now.saturating_sub(t) <= place.liveness)
+        })
+    };
+    let mut chain = Vec::with_capacity(ancestors.len());
+    for ancestor in &ancestors {
+        let record = storage.get_node(ancestor).await?;
+        if *ancestor != place.origin && !live(&record) {
+            return Ok(None);
+        }
+        match record {
+            Some(record) => chain.push(record),
+            None => return Ok(None),
+        }
+    }
+    // Its slot: among the parent's oldest live children, up to the parent's fan-out.
+    let room = if parent == place.origin {
+        state.config.relay_fanout.max(1)
+    } else {
+        fanouts.get(parent).copied().unwrap_or(1)
+    };
+    let mut ahead = 0;
+    for child in storage.relay_children(place.stream, parent).await? {
+        if child.node_id == place.node {
+            return Ok((ahead < room).then_some(chain));
+        }
+        if live(&storage.get_node(&child.node_id).await?) {
+            ahead += 1;
+            if ahead >= room {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The relays' fan-outs as measured (see [`members`]), shared by the asks of
+/// [`FANOUT_REUSE`]: measuring reads every active node and the epoch's receipts and probes.
+async fn measured_fanouts(state: &Shared, now: i64) -> Result<crate::state::Fanouts, ApiError> {
+    // One measurement at a time; concurrent asks wait for it and share it.
+    let mut cache = state.relay_fanouts.measured.lock().await;
+    match cache.as_ref() {
+        Some((at, fanouts)) if at.elapsed() < FANOUT_REUSE => Ok(fanouts.clone()),
+        _ => {
+            let nodes = state.storage.list_nodes().await?;
+            let active: Vec<&NodeRecord> = nodes.iter().filter(|n| n.active).collect();
+            let epoch = state.config.epoch_of(now);
+            let fanouts = std::sync::Arc::new(members(state, &active, epoch, now).await?);
+            *cache = Some((std::time::Instant::now(), fanouts.clone()));
+            Ok(fanouts)
+        }
+    }
+}
+
+/// The answer naming `chain` (parent first, origin last), each with a grant for `relay`.
+async fn answer(
+    state: &Shared,
+    stream: &str,
+    relay: &NodeId,
+    chain: &[NodeRecord],
+    now: i64,
+) -> Result<Json<UpstreamResponse>, ApiError> {
+    let mut upstreams = Vec::with_capacity(chain.len());
+    for upstream in chain {
+        upstreams.push(grant_upstream(state, stream, relay, upstream, now).await?);
     }
     Ok(Json(UpstreamResponse {
         depth: u32::try_from(chain.len()).unwrap_or(u32::MAX),
         upstreams,
     }))
+}
+
+/// Whether `node`'s last heartbeat lists `stream` (an unreadable list counts as listing it:
+/// no evidence against the node).
+fn carries(node: &NodeRecord, stream: &str) -> bool {
+    serde_json::from_str::<Vec<String>>(&node.streams_json)
+        .map_or(true, |streams| streams.iter().any(|s| s == stream))
 }
 
 /// A grant for `relay` to pull `stream` from `upstream`, recorded like a viewer's.
@@ -567,6 +815,15 @@ fn upstream_entry(node_id: NodeId, upstream: &NodeRecord, signed: SignedGrant) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn layout(k: usize, members: &HashMap<String, usize>) -> Layout<'_> {
+        Layout {
+            origin: "o",
+            origin_fanout: k,
+            members,
+            homes: &NO_HOMES,
+        }
+    }
 
     fn assign(node: &str, parent: &str, at: i64) -> RelayAssignmentRecord {
         RelayAssignmentRecord {
@@ -693,7 +950,8 @@ mod tests {
 
         // The victim misses its heartbeats; the leaf asks first (nothing failed for it).
         members.remove(&victim);
-        let moves = Tree::rehome(&assignments, "o", 2, &members, "leaf", &HashSet::new());
+        let none = HashSet::new();
+        let moves = Tree::rehome(&assignments, &layout(2, &members), "leaf", &none, &none);
         let moved: HashSet<&str> = moves.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             moved,
@@ -725,13 +983,13 @@ mod tests {
         // The next ask changes nothing: the decision was whole.
         for orphan in &orphans {
             assert!(
-                Tree::rehome(&assignments, "o", 2, &members, orphan, &HashSet::new()).is_empty()
+                Tree::rehome(&assignments, &layout(2, &members), orphan, &none, &none).is_empty()
             );
         }
     }
 
     #[test]
-    fn a_child_reporting_its_parent_failed_moves_itself_and_its_siblings_at_once() {
+    fn one_childs_report_moves_only_that_child_a_confirmed_one_moves_its_siblings_too() {
         let members: HashMap<String, usize> = ["a", "b", "c", "d"]
             .iter()
             .map(|n| ((*n).to_owned(), 2))
@@ -742,10 +1000,20 @@ mod tests {
             assign("b", "a", 2),
             assign("c", "a", 3),
         ];
-        // a still heartbeats, but b's pull from it broke: b and c both leave a in one
-        // decision; b takes a's slot under the origin (which still feeds 2), c goes below it.
         let failed = HashSet::from(["a".to_owned()]);
-        let moves = Tree::rehome(&assignments, "o", 2, &members, "b", &failed);
+        // a still heartbeats; b alone says its pull from a broke: b leaves a, taking a's slot
+        // under the origin for itself, and c stays (b may be lying).
+        let moves = Tree::rehome(
+            &assignments,
+            &layout(2, &members),
+            "b",
+            &failed,
+            &HashSet::new(),
+        );
+        assert_eq!(moves, vec![("b".to_owned(), "o".to_owned())]);
+        // Confirmed (another child reported a too, or a's heartbeat lacks the stream): b and
+        // c both leave a in one decision; b takes a's slot, c goes below b.
+        let moves = Tree::rehome(&assignments, &layout(2, &members), "b", &failed, &failed);
         assert_eq!(
             moves,
             vec![
@@ -768,8 +1036,115 @@ mod tests {
             assign("c", "b", 2),
         ];
         let failed = HashSet::from(["b".to_owned()]);
-        let moves = Tree::rehome(&assignments, "o", 1, &members, "c", &failed);
-        assert_eq!(moves, vec![("c".to_owned(), "a".to_owned())]);
+        for confirmed in [HashSet::new(), failed.clone()] {
+            let moves = Tree::rehome(&assignments, &layout(1, &members), "c", &failed, &confirmed);
+            assert_eq!(moves, vec![("c".to_owned(), "a".to_owned())]);
+        }
+        // Once c sits under a, its next ask (still reporting b) keeps it there, while b, the
+        // older child, keeps its own place for everyone else.
+        let mut moved = assignments.clone();
+        apply(&mut moved, &[("c".into(), "a".into())], 10);
+        let none = HashSet::new();
+        assert!(Tree::rehome(&moved, &layout(1, &members), "c", &failed, &none).is_empty());
+        assert!(Tree::rehome(&moved, &layout(1, &members), "b", &none, &none).is_empty());
+    }
+
+    fn report(node: &str, reporter: &str, at: i64) -> RelayReportRecord {
+        RelayReportRecord {
+            stream_id: "s".into(),
+            node_id: node.into(),
+            reporter_id: reporter.into(),
+            reported_at_ms: at,
+        }
+    }
+
+    #[test]
+    fn a_failure_is_confirmed_by_two_reporters_below_it_or_its_own_heartbeat() {
+        // o → p → {x, y, z}; q elsewhere under o.
+        let assignments = vec![
+            assign("p", "o", 0),
+            assign("q", "o", 1),
+            assign("x", "p", 2),
+            assign("y", "p", 3),
+            assign("z", "p", 4),
+        ];
+        let none = HashMap::new();
+        let confirmed = |reports: &[RelayReportRecord], lacking: &HashMap<String, i64>| {
+            confirmed_failures(&assignments, reports, lacking)
+        };
+        // One reporter, however often: not confirmed.
+        assert!(confirmed(&[report("p", "x", 10)], &none).is_empty());
+        // Two below p: confirmed.
+        assert_eq!(
+            confirmed(&[report("p", "x", 10), report("p", "y", 11)], &none),
+            HashSet::from(["p".to_owned()])
+        );
+        // A relay not below p (nor moved by its report) does not count.
+        assert!(confirmed(&[report("p", "x", 10), report("p", "q", 11)], &none).is_empty());
+        // A reporter that moved away at its report still counts (it was below p then)...
+        let mut moved = assignments.clone();
+        apply(&mut moved, &[("x".into(), "q".into())], 10);
+        let reports = [report("p", "x", 10), report("p", "y", 11)];
+        assert_eq!(
+            confirmed_failures(&moved, &reports, &none),
+            HashSet::from(["p".to_owned()])
+        );
+        // ...but not for a report made later from its new place.
+        let reports = [report("p", "x", 12), report("p", "y", 13)];
+        assert!(confirmed_failures(&moved, &reports, &none).is_empty());
+        // One report and p's own heartbeat, after it took its place, lacking the stream.
+        let lacking = HashMap::from([("p".to_owned(), 5)]);
+        assert_eq!(
+            confirmed(&[report("p", "x", 10)], &lacking),
+            HashSet::from(["p".to_owned()])
+        );
+        // A heartbeat from before it took its place says nothing.
+        let stale = HashMap::from([("p".to_owned(), 0)]);
+        assert!(confirmed(&[report("p", "x", 10)], &stale).is_empty());
+    }
+
+    #[test]
+    fn a_relay_goes_below_a_node_of_its_own_slash_24_or_operator_only_when_no_other_has_room() {
+        let members: HashMap<String, usize> = ["a", "b", "c", "x"]
+            .iter()
+            .map(|n| ((*n).to_owned(), 1))
+            .collect();
+        let home = |subnet: &str, operator: &str| Home {
+            subnet: subnet.into(),
+            operator: operator.into(),
+        };
+        let homes: HashMap<String, Home> = [
+            ("o", home("192.0.2", "op-o")),
+            ("a", home("10.0.0", "op-a")),
+            ("b", home("10.0.1", "op-x")),
+            ("c", home("10.0.2", "op-c")),
+            ("x", home("10.0.0", "op-x")),
+        ]
+        .into_iter()
+        .map(|(n, h)| (n.to_owned(), h))
+        .collect();
+        let assignments = vec![
+            assign("a", "o", 0),
+            assign("b", "o", 1),
+            assign("c", "o", 2),
+        ];
+        // a and b come first by id, but a shares x's /24 and b its operator: x goes below c.
+        let tree = Tree::new("o", 3, &members, &assignments).with_homes(&homes);
+        assert_eq!(
+            tree.choose_parent(&assignments, "x", &HashSet::new())
+                .as_deref(),
+            Some("c")
+        );
+        // c is full: a neighbour is still better than no room.
+        let mut full = assignments.clone();
+        full.push(assign("y", "c", 3));
+        let mut members = members.clone();
+        members.insert("y".into(), 0);
+        let tree = Tree::new("o", 3, &members, &full).with_homes(&homes);
+        assert_eq!(
+            tree.choose_parent(&full, "x", &HashSet::new()).as_deref(),
+            Some("a")
+        );
     }
 
     #[test]
@@ -788,19 +1163,6 @@ mod tests {
         // a is beyond the origin's fan-out: it must move, but not under b.
         let moved = tree.choose_parent(&assignments, "a", &HashSet::new());
         assert_ne!(moved.as_deref(), Some("b"));
-    }
-
-    #[test]
-    fn a_replayed_upstream_request_is_refused() {
-        let cache = FanoutCache::default();
-        assert!(cache.check_fresh("n", "s", 1_000, 30_000).is_ok());
-        // The same signed request again, or an older one: refused.
-        assert!(cache.check_fresh("n", "s", 1_000, 30_000).is_err());
-        assert!(cache.check_fresh("n", "s", 999, 30_000).is_err());
-        // A newer one, or one for another stream or of another node: accepted.
-        assert!(cache.check_fresh("n", "s", 1_001, 30_000).is_ok());
-        assert!(cache.check_fresh("n", "t", 1_000, 30_000).is_ok());
-        assert!(cache.check_fresh("m", "s", 1_000, 30_000).is_ok());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub use records::{
     HeartbeatWrite, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic, NodePrefixRecord,
     NodeRecord, NodeSessionCounts, NodeUsage, PartRecord, PartsStored, PayoutRecord,
     PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord,
+    RelayReportRecord, RelayReports,
     SegmentRecord, SessionRecord, SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow,
     StreamRecord, Totals,
 };
@@ -324,36 +325,61 @@ pub trait Storage: Send + Sync + 'static {
         stream_id: &str,
         issued_since_ms: i64,
     ) -> StorageResult<Option<SessionRecord>>;
-    /// Under a per-stream lock (a PostgreSQL advisory lock; SQLite's single writer), reads
-    /// the stream's relay tree, lets `choose` pick `node_id`'s parent from it (`None` keeps
-    /// the tree as it is), stores that parent at `now_ms`, and returns the tree afterwards.
-    /// Replicas choosing at once take turns, so fan-out bounds hold across them.
-    async fn assign_relay_parent(
+    /// The stream's relay tree as stored: every relay's parent, by relay id.
+    async fn relay_tree(&self, stream_id: &str) -> StorageResult<Vec<RelayAssignmentRecord>>;
+    /// `node_id`'s row in the stream's relay tree, then its parent's, and so on up to a row
+    /// whose parent has none (the origin's children), at most `max_rows`: one indexed lookup
+    /// per tier (a recursive query), however many relays the tree holds.
+    async fn relay_chain(
         &self,
         stream_id: &str,
         node_id: &str,
-        now_ms: i64,
-        choose: &(dyn for<'t> Fn(&'t [RelayAssignmentRecord]) -> Option<String> + Send + Sync),
-    ) -> StorageResult<Vec<RelayAssignmentRecord>> {
-        let node_id = node_id.to_owned();
-        self.assign_relay_parents(stream_id, now_ms, &|tree| {
-            choose(tree)
-                .map(|parent| vec![(node_id.clone(), parent)])
-                .unwrap_or_default()
-        })
-        .await
-    }
-    /// Like [`Storage::assign_relay_parent`], but `choose` may move several relays at once
-    /// (`(node, new parent)` pairs, stored in one transaction at `now_ms`): the children of a
-    /// dead relay re-parented in one decision.
+        max_rows: i64,
+    ) -> StorageResult<Vec<RelayAssignmentRecord>>;
+    /// The rows of `parent_id`'s children in the stream's relay tree, oldest assignment first
+    /// (then by id), from the index by parent.
+    async fn relay_children(
+        &self,
+        stream_id: &str,
+        parent_id: &str,
+    ) -> StorageResult<Vec<RelayAssignmentRecord>>;
+    /// The stream's relay failure reports made since `since_ms`.
+    async fn relay_reports_since(
+        &self,
+        stream_id: &str,
+        since_ms: i64,
+    ) -> StorageResult<Vec<RelayReportRecord>>;
+    /// Under a per-stream lock (a PostgreSQL advisory lock; SQLite's single writer): forgets
+    /// the stream's reports older than `reports.since_ms`, stores `reports` (the asking relay's
+    /// report of each failed node at `now_ms`, unless it reported that node since), reads the stream's relay tree and its
+    /// remaining reports, lets `choose` move relays (`(node, new parent)` pairs, stored at
+    /// `now_ms` in the same transaction: the children of a dead relay re-parented in one
+    /// decision) and returns the tree afterwards. Replicas choosing at once take turns, so
+    /// fan-out bounds hold across them.
     async fn assign_relay_parents(
         &self,
         stream_id: &str,
         now_ms: i64,
-        choose: &(dyn for<'t> Fn(&'t [RelayAssignmentRecord]) -> Vec<(String, String)>
+        reports: &RelayReports,
+        choose: &(dyn for<'t> Fn(
+            &'t [RelayAssignmentRecord],
+            &'t [RelayReportRecord],
+        ) -> Vec<(String, String)>
               + Send
               + Sync),
     ) -> StorageResult<Vec<RelayAssignmentRecord>>;
+    /// Accepts `timestamp_ms` as `node_id`'s newest upstream request for `stream_id` when it
+    /// is after the newest accepted one (or the first): one conditional upsert, so of two
+    /// replicas accepting the same time at once exactly one succeeds. `false`: a replay.
+    async fn accept_upstream_request(
+        &self,
+        node_id: &str,
+        stream_id: &str,
+        timestamp_ms: i64,
+    ) -> StorageResult<bool>;
+    /// Forgets the upstream request times older than `before_ms` (requests that old fail the
+    /// clock-skew check anyway); returns how many.
+    async fn forget_upstream_requests(&self, before_ms: i64) -> StorageResult<u64>;
     /// Marks nodes down (a node marked already keeps its mark) and lifts the marks of nodes
     /// that sent a heartbeat newer than the one they were marked at, in one transaction.
     async fn update_route_down(

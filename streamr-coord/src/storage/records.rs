@@ -593,6 +593,32 @@ pub struct RelayAssignmentRecord {
     pub assigned_at_ms: i64,
 }
 
+/// A relay's report that it failed to pull a stream from a node of its chain (its first
+/// within the relay liveness).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct RelayReportRecord {
+    /// The stream.
+    pub stream_id: String,
+    /// The node reported failed.
+    pub node_id: String,
+    /// The relay that reported it.
+    pub reporter_id: String,
+    /// When it reported it.
+    pub reported_at_ms: i64,
+}
+
+/// What one upstream request reports, stored with its tree decision
+/// ([`crate::Storage::assign_relay_parents`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayReports {
+    /// The asking relay.
+    pub reporter_id: String,
+    /// The nodes it failed to pull from since its last request.
+    pub failed: Vec<String>,
+    /// Reports older than this are forgotten and not returned.
+    pub since_ms: i64,
+}
+
 // What the API sends of each row: the wire types are `streamr_client`'s, so the schema here and
 // the protocol can change apart.
 

@@ -17,8 +17,9 @@ use super::{
     HeartbeatWrite, LedgerEntryRecord, LlSegment, NodeDownRecord, NodeEpochTraffic,
     NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PartRecord, PartsStored,
     PayoutRecord, PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord,
-    RelayAssignmentRecord, SegmentRecord, SessionRecord, SessionUsageRow, SettlementRecord,
-    SettlementWrite, StatsRow, Storage, StorageResult, StreamRecord, Totals,
+    RelayAssignmentRecord, RelayReportRecord, RelayReports, SegmentRecord, SessionRecord,
+    SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, Storage, StorageResult,
+    StreamRecord, Totals,
 };
 use crate::error::StorageError;
 
@@ -2029,11 +2030,84 @@ macro_rules! sql_storage {
                 .map_err(StorageError::query("latest_session_of"))
             }
 
+            async fn relay_tree(
+                &self,
+                stream_id: &str,
+            ) -> StorageResult<Vec<RelayAssignmentRecord>> {
+                sqlx::query_as::<_, RelayAssignmentRecord>(&$sql(
+                    "SELECT stream_id, node_id, parent_id, assigned_at_ms \
+                     FROM relay_assignments WHERE stream_id = $1 ORDER BY node_id",
+                ))
+                .bind(stream_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("relay_tree"))
+            }
+
+            async fn relay_chain(
+                &self,
+                stream_id: &str,
+                node_id: &str,
+                max_rows: i64,
+            ) -> StorageResult<Vec<RelayAssignmentRecord>> {
+                sqlx::query_as::<_, RelayAssignmentRecord>(&$sql(
+                    "WITH RECURSIVE up (stream_id, node_id, parent_id, assigned_at_ms, tier) AS ( \
+                     SELECT stream_id, node_id, parent_id, assigned_at_ms, CAST(1 AS BIGINT) \
+                     FROM relay_assignments WHERE stream_id = $1 AND node_id = $2 \
+                     UNION ALL \
+                     SELECT a.stream_id, a.node_id, a.parent_id, a.assigned_at_ms, up.tier + 1 \
+                     FROM relay_assignments a JOIN up \
+                     ON a.stream_id = up.stream_id AND a.node_id = up.parent_id \
+                     WHERE up.tier < $3) \
+                     SELECT stream_id, node_id, parent_id, assigned_at_ms FROM up ORDER BY tier",
+                ))
+                .bind(stream_id)
+                .bind(node_id)
+                .bind(max_rows)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("relay_chain"))
+            }
+
+            async fn relay_children(
+                &self,
+                stream_id: &str,
+                parent_id: &str,
+            ) -> StorageResult<Vec<RelayAssignmentRecord>> {
+                sqlx::query_as::<_, RelayAssignmentRecord>(&$sql(
+                    "SELECT stream_id, node_id, parent_id, assigned_at_ms \
+                     FROM relay_assignments WHERE stream_id = $1 AND parent_id = $2 \
+                     ORDER BY assigned_at_ms, node_id",
+                ))
+                .bind(stream_id)
+                .bind(parent_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("relay_children"))
+            }
+
+            async fn relay_reports_since(
+                &self,
+                stream_id: &str,
+                since_ms: i64,
+            ) -> StorageResult<Vec<RelayReportRecord>> {
+                sqlx::query_as::<_, RelayReportRecord>(&$sql(
+                    "SELECT stream_id, node_id, reporter_id, reported_at_ms FROM relay_reports \
+                     WHERE stream_id = $1 AND reported_at_ms >= $2 ORDER BY node_id, reporter_id",
+                ))
+                .bind(stream_id)
+                .bind(since_ms)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("relay_reports_since"))
+            }
+
             async fn assign_relay_parents(
                 &self,
                 stream_id: &str,
                 now_ms: i64,
-                choose: &(dyn for<'t> Fn(&'t [RelayAssignmentRecord]) -> Vec<(String, String)> + Send + Sync),
+                reports: &RelayReports,
+                choose: &(dyn for<'t> Fn(&'t [RelayAssignmentRecord], &'t [RelayReportRecord]) -> Vec<(String, String)> + Send + Sync),
             ) -> StorageResult<Vec<RelayAssignmentRecord>> {
                 let op = "assign_relay_parents";
                 let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
@@ -2042,6 +2116,36 @@ macro_rules! sql_storage {
                     .execute(&mut *tx)
                     .await
                     .map_err(StorageError::query(op))?;
+                sqlx::query(&$sql(
+                    "DELETE FROM relay_reports WHERE stream_id = $1 AND reported_at_ms < $2",
+                ))
+                .bind(stream_id)
+                .bind(reports.since_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(StorageError::query(op))?;
+                for node_id in &reports.failed {
+                    sqlx::query(&$sql(
+                        "INSERT INTO relay_reports (stream_id, node_id, reporter_id, \
+                         reported_at_ms) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (stream_id, node_id, reporter_id) DO NOTHING",
+                    ))
+                    .bind(stream_id)
+                    .bind(node_id)
+                    .bind(&reports.reporter_id)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                }
+                let stored_reports = sqlx::query_as::<_, RelayReportRecord>(&$sql(
+                    "SELECT stream_id, node_id, reporter_id, reported_at_ms FROM relay_reports \
+                     WHERE stream_id = $1 ORDER BY node_id, reporter_id",
+                ))
+                .bind(stream_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StorageError::query(op))?;
                 let read = $sql(
                     "SELECT stream_id, node_id, parent_id, assigned_at_ms \
                      FROM relay_assignments WHERE stream_id = $1 ORDER BY node_id",
@@ -2051,7 +2155,7 @@ macro_rules! sql_storage {
                     .fetch_all(&mut *tx)
                     .await
                     .map_err(StorageError::query(op))?;
-                let moves = choose(&tree);
+                let moves = choose(&tree, &stored_reports);
                 for (node_id, parent) in &moves {
                     sqlx::query(&$sql(
                         "INSERT INTO relay_assignments (stream_id, node_id, parent_id, \
@@ -2076,6 +2180,39 @@ macro_rules! sql_storage {
                 }
                 tx.commit().await.map_err(StorageError::query(op))?;
                 Ok(tree)
+            }
+
+            async fn accept_upstream_request(
+                &self,
+                node_id: &str,
+                stream_id: &str,
+                timestamp_ms: i64,
+            ) -> StorageResult<bool> {
+                // The row is locked by the upsert; a concurrent one with the same time waits,
+                // then finds its WHERE false against the committed row and changes nothing.
+                let result = sqlx::query(&$sql(
+                    "INSERT INTO relay_request_times (node_id, stream_id, newest_ms) \
+                     VALUES ($1, $2, $3) ON CONFLICT (node_id, stream_id) DO UPDATE \
+                     SET newest_ms = excluded.newest_ms \
+                     WHERE excluded.newest_ms > relay_request_times.newest_ms",
+                ))
+                .bind(node_id)
+                .bind(stream_id)
+                .bind(timestamp_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(StorageError::query("accept_upstream_request"))?;
+                Ok(result.rows_affected() > 0)
+            }
+
+            async fn forget_upstream_requests(&self, before_ms: i64) -> StorageResult<u64> {
+                let result =
+                    sqlx::query(&$sql("DELETE FROM relay_request_times WHERE newest_ms < $1"))
+                        .bind(before_ms)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(StorageError::query("forget_upstream_requests"))?;
+                Ok(result.rows_affected())
             }
 
             async fn update_route_down(

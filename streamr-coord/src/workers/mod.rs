@@ -128,6 +128,16 @@ pub(crate) fn spawn(
             async move { stats_round(&state).await }
         },
     ));
+    let requests_state = state.clone();
+    tasks.push(every_tick(
+        signal.clone(),
+        state.clone(),
+        "upstream request times",
+        move || {
+            let state = requests_state.clone();
+            async move { forget_upstream_requests(&state).await }
+        },
+    ));
     if state.config.reachability_interval.is_some() {
         let reach_state = state.clone();
         let client = reachability::client();
@@ -238,6 +248,15 @@ async fn stats_round(state: &Shared) -> Result<(), WorkerError> {
     let from = minute.saturating_sub(1).saturating_mul(60_000);
     let to = minute.saturating_add(1).saturating_mul(60_000);
     state.storage.aggregate_minute_stats(from, to).await?;
+    Ok(())
+}
+
+/// Forgets the relays' upstream request times older than twice the clock skew: a request
+/// that old is refused by the skew check before its time is looked at.
+async fn forget_upstream_requests(state: &Shared) -> Result<(), WorkerError> {
+    let skew = i64::try_from(state.config.max_clock_skew.as_millis()).unwrap_or(i64::MAX);
+    let before = now_ms().saturating_sub(skew.saturating_mul(2));
+    state.storage.forget_upstream_requests(before).await?;
     Ok(())
 }
 
