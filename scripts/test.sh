@@ -106,11 +106,12 @@ trap 'rm -f "$test_log"; rm -rf "$hermetic_path"' EXIT
 # and a POSIX shell, and with PostgreSQL out of reach: a new test that needs a peer but lacks
 # the marker fails here. The interop tier (`-- --ignored`) then runs with everything.
 #
-# The hermetic tier runs under cargo-nextest (settings in .config/nextest.toml): each test in its
-# own process, both cores kept busy across test binaries, a hung test killed after five
-# minutes; doctests (which nextest does not run) follow with `cargo test --doc`. The interop
-# tier stays with cargo test, one binary at a time: its end-to-end scenarios hold real
-# processes to timing bounds and are not run beside other binaries' tests.
+# Both tiers run under cargo-nextest (settings in .config/nextest.toml): each test in its own
+# process, both cores kept busy across test binaries, a hung test killed after five minutes;
+# doctests (which nextest does not run) follow with `cargo test --doc`. The interop tier runs
+# in two parts: first its tests that mostly wait on real peers, four at a time (profile
+# `interop`); then the `timing-bound` group (end-to-end scenarios that hold real processes to
+# timing bounds), each test alone, never beside a test of another binary.
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install cargo-nextest --locked >/dev/null 2>&1 || true
@@ -128,8 +129,12 @@ log "cargo test: hermetic tier (PATH=$hermetic_path, no PostgreSQL)"
 PATH="$hermetic_path" STREAMR_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:1/postgres \
   cargo nextest run --workspace --locked --no-fail-fast 2>&1 | tee -a "$test_log" || status=1
 PATH="$hermetic_path" cargo test --workspace --locked --doc 2>&1 | tee -a "$test_log" || status=1
-log "cargo test: interop tier (-- --ignored)"
-cargo test --workspace --locked --no-fail-fast -- --ignored 2>&1 | tee -a "$test_log" || status=1
+log "cargo test: interop tier (--run-ignored only)"
+cargo nextest run --workspace --locked --no-fail-fast --run-ignored only --profile interop \
+  -E 'not group(timing-bound)' 2>&1 | tee -a "$test_log" || status=1
+log "cargo test: interop tier, timing-bound group"
+cargo nextest run --workspace --locked --no-fail-fast --run-ignored only --profile timing-bound \
+  -E 'group(timing-bound)' 2>&1 | tee -a "$test_log" || status=1
 
 # The dashboard and watch page in Chromium against `streamr demo` (installs chromium and the
 # npm packages when missing; fails, never skips, when it cannot).
@@ -144,12 +149,12 @@ tests/api/schemathesis.sh 2>&1 | tee -a "$test_log" || status=1
 log "cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked >/dev/null
 
-# One closing line over every test runner above: nextest's `Summary` line (the hermetic tier),
-# cargo's `test result:` lines (doctests and the interop tier), node's test runner and
-# schemathesis (which prints `schemathesis pass N` or `schemathesis fail N`). The hermetic
-# tier's skipped tests are the interop tier's and the interop tier's `filtered out` are the
-# hermetic ones, so neither is counted; a test that did not run for any other reason is:
-# doctests marked `ignore`, node's `skipped`, `todo` and `cancelled`.
+# One closing line over every test runner above: nextest's `Summary` lines (the hermetic tier
+# and the interop tier's two runs), cargo's `test result:` lines (doctests), node's test runner
+# and schemathesis (which prints `schemathesis pass N` or `schemathesis fail N`). Each nextest
+# run's skipped tests are the other runs' (the tiers split the tests, the interop runs split
+# the ignored ones by group), so those are not counted; a test that did not run for any other
+# reason is: doctests marked `ignore`, node's `skipped`, `todo` and `cancelled`.
 read -r passed failed skipped < <(awk '
   /^ *Summary \[/ {
     for (i = 1; i <= NF; i++) {

@@ -5,7 +5,7 @@
 # script cuts from it again.
 set -euo pipefail
 cd "$(dirname "$0")/../../../.."
-STREAMR_RECORD_RTMP_CAPTURE=1 cargo test -p streamr-media --test rtmp_ffmpeg_capture -- --nocapture
+STREAMR_RECORD_RTMP_CAPTURE=1 cargo test -p streamr-media --test it rtmp_ffmpeg_capture:: -- --nocapture
 
 capture=streamr-media/tests/data/rtmp/ffmpeg_publish.bin
 handshake_len=3073 # C0 + C1 + C2

@@ -1,0 +1,443 @@
+//! A three-tier relay chain built by the coordinator (fan-out 1): origin → A → B → C, each
+//! relay asking the coordinator for its upstream when a viewer asks it for the stream. ffmpeg
+//! publishes at the origin; the HLS segments C serves (it leaves out the one it opened where it
+//! joined) hash exactly as the origin reported them. Then B, a `streamr-node` process, is
+//! killed (SIGKILL): C asks the coordinator at once, is re-parented under A, and its RTMP
+//! viewer's longest stall stays within [`STALL_BOUND`] with no media lost, while every
+//! segment C lists from the kill on still matches the origin's hashes.
+//! Every relay signs receipts for what its parent delivered, which the coordinator verifies
+//! and credits.
+
+use crate::common;
+
+use common::{eventually, ffmpeg_publish};
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use streamr_coord::client::{unix_ms, CoordinatorClient};
+use streamr_coord::{connect, CoordConfig, Coordinator, ServeHandle, Storage};
+use streamr_core::{segment_hash, KeyPair, NodeId, SessionGrant, SessionId, Signed, StreamId};
+use streamr_media::client::RtmpClient;
+use streamr_media::rtmp::session::{ClientEvent, MediaKind};
+use streamr_media::rtmp::url::RtmpUrl;
+use streamr_node::{CoordinatorConfig, Node, NodeConfig, RunningNode};
+use tokio::time::Instant;
+
+const ADMIN: &str = "relay-tree-admin";
+/// Longest a viewer of a relay may go without a video frame when the relay's parent is
+/// killed (the issue's target; measured: see docs/benchmarks.md "Relay tree at scale").
+const STALL_BOUND: Duration = Duration::from_secs(2);
+/// Longest the coordinator may take to put C under A once B is killed: C asks at once, well
+/// before B's missing heartbeats (the coordinator's relay liveness, 15 s) would tell.
+const REPARENT_BOUND: Duration = Duration::from_secs(5);
+/// Largest step between consecutive video timestamps a viewer may see across the kill: the
+/// publisher's frame interval is 40 ms, so a larger step is media lost in the fail-over.
+const MEDIA_STEP_BOUND_MS: u32 = 500;
+
+/// A relay as the test reaches it: its id and HTTP base URL.
+struct Relay {
+    id: NodeId,
+    http: String,
+}
+
+impl From<&RunningNode> for Relay {
+    fn from(node: &RunningNode) -> Self {
+        Relay {
+            id: node.node_id(),
+            http: format!("http://{}", node.http_addr()),
+        }
+    }
+}
+
+struct Network {
+    url: String,
+    config: CoordConfig,
+    storage: Arc<dyn Storage>,
+    coordinator_key: KeyPair,
+    dir: tempfile::TempDir,
+    server: Option<ServeHandle>,
+}
+
+impl Network {
+    async fn start() -> Network {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
+            .await
+            .unwrap();
+        let config = CoordConfig {
+            admin_token: Some(ADMIN.into()),
+            relay_fanout: 1,
+            rate_limit: None,
+            ..CoordConfig::default()
+        };
+        let coordinator_key = config.coordinator_key.clone();
+        let coordinator = Coordinator::new(config.clone(), storage.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = coordinator.spawn_serve(listener).unwrap();
+        Network {
+            url: server.url(),
+            config,
+            storage,
+            coordinator_key,
+            dir,
+            server: Some(server),
+        }
+    }
+
+    fn node_config(&self, name: &str) -> NodeConfig {
+        NodeConfig {
+            rtmp_listen: "127.0.0.1:0".parse().unwrap(),
+            http_listen: "127.0.0.1:0".parse().unwrap(),
+            identity: self.dir.path().join(format!("{name}.key")),
+            heartbeat_interval: Duration::from_millis(500),
+            operator: name.into(),
+            payout_address: format!("0x{name}"),
+            coordinator: Some(CoordinatorConfig {
+                url: self.url.clone(),
+                key: Some(self.coordinator_key.coordinator_key()),
+            }),
+            ..NodeConfig::default()
+        }
+    }
+
+    async fn relay(&self, name: &str, origin: &RunningNode) -> RunningNode {
+        Node::start(NodeConfig {
+            // The static list names only the origin: the tree puts relays below each other.
+            upstreams: vec![format!("rtmp://{}", origin.rtmp_addr())],
+            ..self.node_config(name)
+        })
+        .await
+        .unwrap()
+    }
+
+    /// A relay as a `streamr-node` process (so it can be killed outright), pulling from
+    /// `origin` unless the tree says otherwise, and its id and address once it heartbeats.
+    async fn relay_process(&self, name: &str, origin: &RunningNode) -> (common::Child, Relay) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_streamr-node"));
+        for (var, _) in std::env::vars().filter(|(v, _)| v.starts_with("STREAMR_")) {
+            command.env_remove(var);
+        }
+        let child = command
+            .args([
+                "--rtmp-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--identity")
+            .arg(self.dir.path().join(format!("{name}.key")))
+            .args(["--upstream", &format!("rtmp://{}", origin.rtmp_addr())])
+            .args(["--coordinator", &self.url])
+            .args([
+                "--coordinator-public-key",
+                &self.coordinator_key.coordinator_key().to_string(),
+            ])
+            .args(["--operator", name, "--payout-address", &format!("0x{name}")])
+            .args(["--heartbeat-interval", "500ms", "--log-format", "json"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("streamr-node starts");
+        let child = common::Child(child);
+        let api = CoordinatorClient::new(&self.url).unwrap();
+        let relay = eventually("the relay process's heartbeat", || async {
+            let nodes = api.nodes().await.ok()?;
+            let node = nodes
+                .into_iter()
+                .find(|n| n.operator == name && n.active && n.last_heartbeat_ms.is_some())?;
+            Some(Relay {
+                id: node.id.parse().ok()?,
+                http: node.http_url,
+            })
+        })
+        .await;
+        (child, relay)
+    }
+
+    /// A grant for a test viewer on `node`, signed as the coordinator would.
+    fn grant(&self, node: NodeId) -> String {
+        let grant = SessionGrant {
+            session_id: SessionId::from_bytes(rand::random()),
+            viewer: KeyPair::generate(&mut rand::rngs::OsRng).viewer_key(),
+            node_id: node,
+            stream_id: StreamId::new("show").unwrap(),
+            max_bytes: 1 << 40,
+            expiry_ms: unix_ms() + 600_000,
+        };
+        streamr_coord::grant_token::encode(&Signed::sign(grant, &self.coordinator_key))
+    }
+
+    /// Bytes the coordinator verified for `parent` from receipts `child` signed on its edge
+    /// grant (this epoch and the one before), once there are some.
+    async fn edge_bytes(&self, parent: NodeId, child: NodeId) -> Option<i64> {
+        let now = i64::try_from(unix_ms()).ok()?;
+        let epoch = self.config.epoch_of(now);
+        let parent_id = parent.to_string();
+        let child_id = child.to_string();
+        let mut bytes = 0;
+        for epoch in [epoch - 1, epoch] {
+            for receipt in self.storage.receipts_for_epoch(epoch).await.ok()? {
+                if receipt.node_id != parent_id {
+                    continue;
+                }
+                let session = self.storage.get_session(&receipt.session_id).await.ok()??;
+                if session.viewer == child_id {
+                    bytes += receipt.bytes_delta;
+                }
+            }
+        }
+        (bytes > 0).then_some(bytes)
+    }
+
+    /// The stored parent of `node` in the stream's tree.
+    async fn parent(&self, node: NodeId) -> Option<String> {
+        let id = node.to_string();
+        let tree = self.storage.relay_tree("show").await.ok()?;
+        tree.into_iter()
+            .find(|a| a.node_id == id)
+            .map(|a| a.parent_id)
+    }
+}
+
+/// The newest segment `node` lists in its HLS playlist (sequence and bytes), once it lists
+/// one newer than `after`.
+async fn newest_segment(
+    network: &Network,
+    node: &Relay,
+    after: Option<u64>,
+) -> Option<(u64, Vec<u8>)> {
+    let sequence = newest_sequence(network, node).await?;
+    if after.is_some_and(|a| sequence <= a) {
+        return None;
+    }
+    Some((sequence, segment(network, node, sequence).await?))
+}
+
+/// The newest segment sequence `node` lists in its HLS playlist.
+async fn newest_sequence(network: &Network, node: &Relay) -> Option<u64> {
+    let grant = network.grant(node.id);
+    let playlist = reqwest::get(format!("{}/live/show.m3u8?grant={grant}", node.http))
+        .await
+        .ok()?;
+    if !playlist.status().is_success() {
+        return None;
+    }
+    let text = playlist.text().await.ok()?;
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split('?').next()?.rsplit('/').next()?.strip_suffix(".ts"))
+        .filter_map(|s| s.parse().ok())
+        .max()
+}
+
+/// The bytes of segment `sequence` at `node`.
+async fn segment(network: &Network, node: &Relay, sequence: u64) -> Option<Vec<u8>> {
+    let grant = network.grant(node.id);
+    let response = reqwest::get(format!(
+        "{}/live/show/{sequence}.ts?grant={grant}",
+        node.http
+    ))
+    .await
+    .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    Some(response.bytes().await.ok()?.to_vec())
+}
+
+/// Waits (15 s at most) until the origin has reported the hash of `bytes`.
+async fn assert_origin_reported(network: &Network, sequence: u64, bytes: &[u8]) {
+    let api = CoordinatorClient::new(&network.url).unwrap();
+    let hash = segment_hash(bytes).to_string();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let segments = api.segments("show", 50).await.unwrap_or_default();
+        if segments.iter().any(|s| s.hash == hash) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "segment {sequence} ({hash}) is none of the origin's: {:?}",
+            segments
+                .iter()
+                .map(|s| (s.sequence, &s.hash))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits for a segment newer than `after` at `node` and checks that its hash is one the
+/// origin reported (matched by hash, as the prober does: a relay numbers its segments from
+/// where it joined); returns the node's sequence of it.
+async fn matching_segment(network: &Network, node: &Relay, after: Option<u64>) -> u64 {
+    let (sequence, bytes) =
+        eventually("a new segment", || newest_segment(network, node, after)).await;
+    assert_origin_reported(network, sequence, &bytes).await;
+    sequence
+}
+
+/// An RTMP viewer of `url` in the background: each video frame's arrival and timestamp.
+fn rtmp_viewer(url: RtmpUrl) -> Arc<Mutex<Vec<(Instant, u32)>>> {
+    let frames = Arc::new(Mutex::new(Vec::new()));
+    let seen = frames.clone();
+    tokio::spawn(async move {
+        let mut player = RtmpClient::play(&url).await.expect("RTMP play starts");
+        while let Ok(Some(event)) = player.next_event().await {
+            if let ClientEvent::Media {
+                kind: MediaKind::Video,
+                timestamp,
+                ..
+            } = event
+            {
+                seen.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((Instant::now(), timestamp));
+            }
+        }
+    });
+    frames
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "interop: needs ffmpeg"]
+async fn a_three_tier_chain_keeps_the_origins_segments_and_heals_at_once_when_the_middle_is_killed()
+{
+    let network = Network::start().await;
+    let admin = CoordinatorClient::new(&network.url)
+        .unwrap()
+        .with_admin_token(ADMIN);
+    let stream_key = admin
+        .create_stream("show", "Show")
+        .await
+        .unwrap()
+        .stream_key;
+    let origin = Node::start(network.node_config("origin")).await.unwrap();
+    let _publisher = ffmpeg_publish(
+        &format!("rtmp://{}/live/show?key={stream_key}", origin.rtmp_addr()),
+        60,
+    );
+    let a = network.relay("a", &origin).await;
+    let (mut b_process, b) = network.relay_process("b", &origin).await;
+    let c = network.relay("c", &origin).await;
+    let api = CoordinatorClient::new(&network.url).unwrap();
+    for relay in [&a, &c] {
+        let id = relay.node_id().to_string();
+        eventually("the relay's heartbeat", || async {
+            let node = api.node(&id).await.ok()?;
+            (node.active && node.last_heartbeat_ms.is_some()).then_some(())
+        })
+        .await;
+    }
+    eventually("the origin bound", || async {
+        api.stream("show").await.ok()?.origin_node
+    })
+    .await;
+
+    // Viewers ask A, then B, then C: each relay asks the coordinator for its place.
+    let (a_relay, c_relay) = (Relay::from(&a), Relay::from(&c));
+    let mut first = 0;
+    for relay in [&a_relay, &b, &c_relay] {
+        (first, _) = eventually("the relay serves the stream", || {
+            newest_segment(&network, relay, None)
+        })
+        .await;
+    }
+    let origin_id = origin.node_id().to_string();
+    assert_eq!(network.parent(a.node_id()).await, Some(origin_id));
+    assert_eq!(network.parent(b.id).await, Some(a.node_id().to_string()));
+    assert_eq!(network.parent(c.node_id()).await, Some(b.id.to_string()));
+
+    // Two tiers below A, C serves the origin's segments byte for byte (the one it opened where
+    // it joined is not listed).
+    let seen = matching_segment(&network, &c_relay, Some(first)).await;
+    let viewer_url = format!(
+        "rtmp://{}/live/show?grant={}",
+        c.rtmp_addr(),
+        network.grant(c.node_id())
+    );
+    // Each relay checks what it cuts against the origin's hashes and signs receipts for its
+    // parent on the grant of their edge: the coordinator verified bytes on both relay edges.
+    // (The origin here registers no address, so A pulls from it by the static list, with no
+    // grant to sign for.)
+    for (parent, child) in [(a.node_id(), b.id), (b.id, c.node_id())] {
+        eventually("verified receipts on a relay edge", || {
+            network.edge_bytes(parent, child)
+        })
+        .await;
+    }
+    let frames = rtmp_viewer(RtmpUrl::parse(&viewer_url).unwrap());
+    eventually("C's RTMP viewer plays", || async {
+        (frames.lock().unwrap().len() > 25).then_some(())
+    })
+    .await;
+
+    // The middle relay is killed outright: C is re-parented under A at once, its viewer
+    // barely stalls and loses no media, and its segments still match the origin's.
+    let before_kill = newest_sequence(&network, &c_relay).await.unwrap_or(seen);
+    b_process.0.kill().expect("kill B");
+    let killed = Instant::now();
+    let a_id = a.node_id().to_string();
+    eventually("C re-parented under A", || async {
+        (network.parent(c.node_id()).await.as_deref() == Some(a_id.as_str())).then_some(())
+    })
+    .await;
+    let reparented = killed.elapsed();
+    let later = matching_segment(&network, &c_relay, Some(before_kill + 1)).await;
+    // Every segment C cut from the kill on, the one spanning it included, is the origin's.
+    for sequence in before_kill + 1..=later {
+        let bytes = eventually("C's segment", || segment(&network, &c_relay, sequence)).await;
+        assert_origin_reported(&network, sequence, &bytes).await;
+    }
+
+    let frames = frames.lock().unwrap().clone();
+    let around: Vec<&(Instant, u32)> = frames
+        .iter()
+        .filter(|(at, _)| *at + Duration::from_secs(1) >= killed)
+        .collect();
+    assert!(
+        around.len() > 50,
+        "C's viewer kept playing: {} frames",
+        around.len()
+    );
+    let stall = around
+        .windows(2)
+        .map(|w| w[1].0.duration_since(w[0].0))
+        .max()
+        .unwrap_or_default();
+    let largest_step = around
+        .windows(2)
+        .map(|w| w[1].1.wrapping_sub(w[0].1))
+        .max()
+        .unwrap_or(0);
+    eprintln!(
+        "B killed: C re-parented under A after {reparented:?}; C's viewer: longest stall \
+         {stall:?}, largest timestamp step {largest_step} ms over {} frames; segments {} to \
+         {later} match the origin's",
+        around.len(),
+        before_kill + 1,
+    );
+    assert!(
+        reparented <= REPARENT_BOUND,
+        "C was re-parented under A only {reparented:?} after B was killed"
+    );
+    assert!(
+        stall <= STALL_BOUND,
+        "C's viewer stalled {stall:?} when B was killed"
+    );
+    assert!(
+        largest_step <= MEDIA_STEP_BOUND_MS,
+        "C's viewer lost media across the kill: a {largest_step} ms step"
+    );
+
+    c.shutdown().await;
+    a.shutdown().await;
+    origin.shutdown().await;
+    if let Some(server) = network.server {
+        let _ = server.shutdown().await;
+    }
+}

@@ -1,0 +1,185 @@
+//! Heartbeats that arrive together: signatures checked as a batch, nonces claimed per node,
+//! and replicas sharing one database. Every scenario runs against SQLite and PostgreSQL.
+
+use crate::common;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use common::*;
+use serde_json::json;
+use streamr_coord::Coordinator;
+use streamr_core::KeyPair;
+
+on_both_backends!(
+    multi_thread;
+    a_forged_heartbeat_among_many_is_the_only_one_refused,
+    replays_are_refused_on_every_replica,
+    a_node_registering_again_is_registered_until_its_next_heartbeat_and_keeps_its_nonce,
+);
+
+async fn register(api: &Client, nodes: &[KeyPair]) {
+    for (i, node) in nodes.iter().enumerate() {
+        let (status, body) = api
+            .post(
+                "/nodes",
+                &registration(node, &format!("http://10.9.{i}.1:8080")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+}
+
+async fn last_nonce(api: &Client, node: &KeyPair) -> serde_json::Value {
+    let (status, stored) = api.get(&format!("/nodes/{}", node.node_id())).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    stored["last_nonce"].clone()
+}
+
+async fn a_forged_heartbeat_among_many_is_the_only_one_refused(db: &TestDb) {
+    let api = Arc::new(Client::new(Coordinator::new(
+        test_config(),
+        db.storage().await,
+    )));
+    let nodes: Vec<KeyPair> = (0..24u8)
+        .map(|i| KeyPair::from_seed([100 + i; 32]))
+        .collect();
+    register(&api, &nodes).await;
+    const FORGED: usize = 5;
+    let mut sent = tokio::task::JoinSet::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let mut beat = heartbeat(node, 3, &["show"]);
+        if i == FORGED {
+            // Signed by the node, then altered: the signature no longer covers the body.
+            beat.body.viewers = 999;
+        }
+        let api = api.clone();
+        sent.spawn(async move {
+            let answer = api
+                .post("/nodes/heartbeat", &json!({ "heartbeat": beat }))
+                .await;
+            (i, answer)
+        });
+    }
+    while let Some(done) = sent.join_next().await {
+        let (i, (status, body)) = done.expect("request task");
+        if i == FORGED {
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+            assert_eq!(body["error"], "bad_signature");
+        } else {
+            assert_eq!(status, StatusCode::OK, "node {i}: {body}");
+        }
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        let expected = if i == FORGED { json!(-1) } else { json!(3) };
+        assert_eq!(last_nonce(&api, node).await, expected, "node {i}");
+    }
+    let (_, forged) = api
+        .get(&format!("/nodes/{}", nodes[FORGED].node_id()))
+        .await;
+    assert_eq!(forged["status"], "registered", "nothing of it was stored");
+
+    // The node's genuine heartbeat with the same nonce is still accepted afterwards.
+    let (status, body) = api
+        .post(
+            "/nodes/heartbeat",
+            &json!({ "heartbeat": heartbeat(&nodes[FORGED], 3, &["show"]) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(last_nonce(&api, &nodes[FORGED]).await, json!(3));
+}
+
+async fn replays_are_refused_on_every_replica(db: &TestDb) {
+    let first = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let second = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let node = KeyPair::from_seed([77; 32]);
+    register(&first, std::slice::from_ref(&node)).await;
+
+    let beat = |nonce| json!({ "heartbeat": heartbeat(&node, nonce, &[]) });
+    assert_eq!(
+        first.post("/nodes/heartbeat", &beat(1)).await.0,
+        StatusCode::OK
+    );
+    // The same nonce on the same replica, and on the replica that has not seen it.
+    for api in [&first, &second] {
+        let (status, body) = api.post("/nodes/heartbeat", &beat(1)).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"], "replayed_nonce");
+    }
+    // A newer nonce through the second replica, then an older one through the first: the
+    // database, not what the first replica saw, decides.
+    assert_eq!(
+        second.post("/nodes/heartbeat", &beat(5)).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = first.post("/nodes/heartbeat", &beat(3)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        first.post("/nodes/heartbeat", &beat(6)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(last_nonce(&second, &node).await, json!(6));
+
+    // Many heartbeats of one node at once: each nonce is stored at most once, and the newest
+    // accepted one is the one kept.
+    let first = Arc::new(first);
+    let mut sent = tokio::task::JoinSet::new();
+    for nonce in 7..=16u64 {
+        let api = first.clone();
+        let body = beat(nonce);
+        sent.spawn(async move { (nonce, api.post("/nodes/heartbeat", &body).await.0) });
+    }
+    let mut accepted = Vec::new();
+    while let Some(done) = sent.join_next().await {
+        let (nonce, status) = done.expect("request task");
+        match status {
+            StatusCode::OK => accepted.push(nonce),
+            StatusCode::CONFLICT => {}
+            other => panic!("nonce {nonce}: unexpected {other}"),
+        }
+    }
+    let newest = accepted
+        .iter()
+        .copied()
+        .max()
+        .expect("at least one accepted");
+    assert_eq!(last_nonce(&first, &node).await, json!(newest));
+}
+
+async fn a_node_registering_again_is_registered_until_its_next_heartbeat_and_keeps_its_nonce(
+    db: &TestDb,
+) {
+    let api = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let node = KeyPair::from_seed([91; 32]);
+    register(&api, std::slice::from_ref(&node)).await;
+    let beat = |nonce| json!({ "heartbeat": heartbeat(&node, nonce, &["show"]) });
+    assert_eq!(
+        api.post("/nodes/heartbeat", &beat(4)).await.0,
+        StatusCode::OK
+    );
+    let (_, stored) = api.get(&format!("/nodes/{}", node.node_id())).await;
+    assert_eq!(stored["status"], "online", "{stored}");
+    assert_eq!(stored["viewers"], 1, "{stored}");
+    assert_eq!(stored["streams_json"], r#"["show"]"#, "{stored}");
+
+    let (status, again) = api
+        .post("/nodes", &registration(&node, "http://10.9.0.1:8080"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["status"], "registered", "{again}");
+    assert_eq!(again["last_nonce"], 4, "{again}");
+
+    // A coordinator started afresh on the same database (a restart, or another replica)
+    // still refuses the nonces before the re-registration.
+    let restarted = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let (status, body) = restarted.post("/nodes/heartbeat", &beat(4)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        restarted.post("/nodes/heartbeat", &beat(5)).await.0,
+        StatusCode::OK
+    );
+    let (_, stored) = restarted.get(&format!("/nodes/{}", node.node_id())).await;
+    assert_eq!(stored["status"], "online", "{stored}");
+    assert_eq!(stored["last_nonce"], 5, "{stored}");
+}

@@ -1,0 +1,25 @@
+//! streamr-coord's integration tests in one binary (one link instead of one per file); each file is a
+//! module.
+
+#[macro_use]
+#[path = "../common/mod.rs"]
+mod common;
+
+mod behaviour;
+mod client;
+mod coord_json_fuzz_seeds;
+mod dashboard;
+mod heartbeats;
+mod ll_segments;
+mod local_trial;
+mod node_report;
+mod postgres_tls;
+mod prober;
+mod reachability;
+mod relay_tree;
+mod replicas;
+mod routing;
+mod settlement_inputs;
+mod steering;
+mod stream_keys;
+mod trusted_proxies;

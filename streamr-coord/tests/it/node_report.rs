@@ -1,0 +1,299 @@
+//! A node's report (`/nodes/{id}/report`) and the dashboard show the numbers settlement uses:
+//! bytes verified by receipts wherever they were posted, attested and unattested claims,
+//! receipt outcomes and the coordinator's probe traffic, which settlement never pays. Every
+//! scenario runs against SQLite and against a real PostgreSQL server.
+
+use crate::common;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use common::*;
+use serde_json::{json, Value};
+use streamr_coord::storage::SessionRecord;
+use streamr_coord::{CoordConfig, Coordinator};
+use streamr_core::{
+    segment_hash, ContentDigest, KeyPair, NodeHeartbeat, SessionGrant, SessionId, Signed,
+    SignedGrant, SignedReceipt, StreamId, ViewerReceipt,
+};
+
+on_both_backends!(reports_split_verified_claimed_and_probe_traffic);
+
+fn heartbeat_with(node: &KeyPair, nonce: u64, bytes_served: u64, unattested: u64) -> Value {
+    json!({
+        "heartbeat": Signed::sign(
+            NodeHeartbeat {
+                node_id: node.node_id(),
+                timestamp_ms: now_ms(),
+                nonce,
+                streams: vec![StreamId::new("show").expect("stream id")],
+                viewers: 1,
+                bytes_served,
+                unattested_bytes: unattested,
+            },
+            node,
+        )
+    })
+}
+
+fn receipt(
+    viewer: &KeyPair,
+    session: SessionId,
+    bytes_total: u64,
+    digest: ContentDigest,
+) -> SignedReceipt {
+    Signed::sign(
+        ViewerReceipt {
+            session_id: session,
+            seq: 1,
+            bytes_total,
+            last_segment_seq: 0,
+            segments_digest: digest,
+            t_ms: now_ms(),
+        },
+        viewer,
+    )
+}
+
+async fn register_from(api: &Client, node: &KeyPair, peer: IpAddr) {
+    let (status, body) = api
+        .raw_from(
+            "POST",
+            "/nodes",
+            serde_json::to_vec(&registration(node, "http://10.0.1.1:8080")).expect("json"),
+            false,
+            Some(peer),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+/// The probe session the coordinator's prober records: its own grant, marked as a probe.
+async fn probe_session(db: &TestDb, config: &CoordConfig, node: &KeyPair) -> (KeyPair, SessionId) {
+    let viewer = KeyPair::generate(&mut rand::rngs::OsRng);
+    let session = SessionId::from_bytes(rand::random());
+    let grant: SignedGrant = Signed::sign(
+        SessionGrant {
+            session_id: session,
+            viewer: viewer.viewer_key(),
+            node_id: node.node_id(),
+            stream_id: StreamId::new("show").expect("stream id"),
+            max_bytes: 2_000_000 * 3_600,
+            expiry_ms: now_ms() + 3_600_000,
+        },
+        &config.coordinator_key,
+    );
+    db.storage()
+        .await
+        .create_session(&SessionRecord {
+            session_id: session.to_string(),
+            stream_id: "show".into(),
+            node_id: node.node_id().to_string(),
+            viewer: viewer.viewer_key().to_string(),
+            max_bytes: grant.body.max_bytes as i64,
+            expiry_ms: grant.body.expiry_ms as i64,
+            issued_at_ms: now_ms() as i64,
+            grant_json: serde_json::to_string(&grant).expect("json"),
+            viewer_subnet: String::new(),
+            viewer_prefix64: String::new(),
+            probe: true,
+        })
+        .await
+        .expect("probe session stored");
+    (viewer, session)
+}
+
+fn epoch_of(report: &Value, epoch: u64) -> &Value {
+    report["epochs"]
+        .as_array()
+        .expect("epochs")
+        .iter()
+        .find(|e| e["epoch"] == epoch)
+        .unwrap_or_else(|| panic!("epoch {epoch} in {report}"))
+}
+
+async fn reports_split_verified_claimed_and_probe_traffic(db: &TestDb) {
+    let mut config = CoordConfig {
+        epoch_length: Duration::from_secs(4),
+        ..test_config()
+    };
+    config.settlement.rewards.operator_cap_ppm = 1_000_000;
+    config.settlement.rewards.subnet_cap_ppm = 1_000_000;
+    let epoch_ms = config.epoch_length.as_millis() as u64;
+    let api = Client::new(Coordinator::new(config.clone(), db.storage().await));
+    let (status, body) = api
+        .post_admin("/streams", &json!({ "id": "show", "title": "test" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Start at an epoch boundary, so everything below lands in one epoch.
+    let start = (now_ms() / epoch_ms + 1) * epoch_ms;
+    tokio::time::sleep(Duration::from_millis(start - now_ms() + 20)).await;
+    let epoch = now_ms() / epoch_ms;
+    let (status, body) = api
+        .post_admin(
+            "/streams/show/segments",
+            &json!({
+                "sequence": 0,
+                "hash": segment_hash(b"segment zero"),
+                "published_ms": now_ms(),
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let digest = digest(&body["segment"]["digest"]);
+
+    // A node with a viewer, and a node that only ever served the coordinator's probes.
+    let serving = KeyPair::from_seed([31; 32]);
+    let probed_only = KeyPair::from_seed([32; 32]);
+    register_from(&api, &serving, [192, 0, 2, 31].into()).await;
+    register_from(&api, &probed_only, [198, 51, 100, 32].into()).await;
+    let (status, body) = api
+        .raw_from(
+            "POST",
+            "/nodes/heartbeat",
+            serde_json::to_vec(&heartbeat_with(&probed_only, 1, 0, 0)).expect("json"),
+            false,
+            Some([198, 51, 100, 32].into()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api
+        .raw_from(
+            "POST",
+            "/nodes/heartbeat",
+            serde_json::to_vec(&heartbeat_with(&serving, 1, 0, 0)).expect("json"),
+            false,
+            Some([192, 0, 2, 31].into()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let viewer = KeyPair::from_seed([41; 32]);
+    let (status, body) = api
+        .get_from(
+            &format!(
+                "/streams/show/play?viewer={}&exclude={}",
+                viewer.viewer_key(),
+                probed_only.node_id()
+            ),
+            [203, 0, 113, 41].into(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["node_id"], serving.node_id().to_string());
+    let grant: SignedGrant = serde_json::from_value(body["grant"].clone()).expect("grant");
+    let session = grant.body.session_id;
+    // Both pass the coordinator's probes (availability counts in rewards).
+    for node in [&serving, &probed_only] {
+        let probe = streamr_core::ProbeResult {
+            node_id: node.node_id(),
+            hash_ok: true,
+            timed_out: false,
+            ttfb_ms: 20,
+            throughput_bytes_per_s: 5_000_000,
+        };
+        let (status, body) = api.post_admin("/probes", &probe).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (probe_viewer, probe) = probe_session(db, &config, &serving).await;
+    let (other_probe_viewer, other_probe) = probe_session(db, &config, &probed_only).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // The serving node forwards its viewer's and the probe's receipts and claims both as
+    // attested, plus 500 unattested bytes; the viewer also posts its receipt itself.
+    let (status, outcome) = api
+        .post(
+            "/nodes/heartbeat",
+            &json!({
+                "heartbeat": heartbeat_with(&serving, 2, 7_000, 500)["heartbeat"],
+                "receipts": [
+                    receipt(&viewer, session, 4_000, digest),
+                    receipt(&probe_viewer, probe, 3_000, digest),
+                ],
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    assert_eq!(outcome["accepted"], 2, "{outcome}");
+    let (status, outcome) = api
+        .post(
+            "/nodes/heartbeat",
+            &json!({
+                "heartbeat": heartbeat_with(&probed_only, 2, 3_000, 0)["heartbeat"],
+                "receipts": [receipt(&other_probe_viewer, other_probe, 3_000, digest)],
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    assert_eq!(outcome["accepted"], 1, "{outcome}");
+    // A hostile viewer posts a forged receipt for the serving node's session itself: the
+    // viewer's doing, tallied apart from what the node handed in.
+    let mut forged = receipt(&viewer, session, 5_000, digest);
+    forged.body.seq = 2;
+    let (status, outcome) = api
+        .post("/receipts", &json!({ "receipts": [forged] }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    assert_eq!(outcome["accepted"], 0, "{outcome}");
+    assert_eq!(now_ms() / epoch_ms, epoch, "the scenario fits in one epoch");
+
+    let (status, report) = api
+        .get(&format!("/nodes/{}/report", serving.node_id()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let now = epoch_of(&report, epoch);
+    assert_eq!(now["settled"], false);
+    assert_eq!(now["verified_bytes"], 4_000, "{now}");
+    assert_eq!(now["verified_sessions"], 1, "{now}");
+    assert_eq!(now["verified_viewers"], 1, "{now}");
+    assert_eq!(now["probe_bytes"], 3_000, "{now}");
+    assert_eq!(now["probe_sessions"], 1, "{now}");
+    assert_eq!(now["claimed_attested_bytes"], 7_000, "{now}");
+    assert_eq!(now["claimed_unattested_bytes"], 500, "{now}");
+    assert_eq!(now["receipts"]["accepted"], 2, "{now}");
+    assert_eq!(now["receipts"]["forged"], 0, "{now}");
+    assert_eq!(now["viewer_posted"]["submitted"], 1, "{now}");
+    assert_eq!(now["viewer_posted"]["forged"], 1, "{now}");
+    assert_eq!(report["observed_prefixes"][0]["prefix"], "192.0.2.0/24");
+    let (_, snapshot) = api.get("/dashboard/data.json").await;
+    let row = snapshot["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["id"] == serving.node_id().to_string())
+        .expect("node row");
+    assert_eq!(row["epoch_verified_bytes"], 4_000, "{row}");
+    assert_eq!(row["epoch_verified_viewers"], 1, "{row}");
+    assert_eq!(row["epoch_probe_bytes"], 3_000, "{row}");
+    let (status, _) = api
+        .get(&format!(
+            "/nodes/{}/report",
+            KeyPair::from_seed([99; 32]).node_id()
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Settled: the viewer's bytes earn, the probes' never do.
+    wait_for_epoch_end(&config, epoch * epoch_ms).await;
+    assert!(api.coordinator.settle_due().await.expect("settle") >= 1);
+    let (_, report) = api
+        .get(&format!("/nodes/{}/report", serving.node_id()))
+        .await;
+    let settled = epoch_of(&report, epoch);
+    assert_eq!(settled["settled"], true);
+    assert!(
+        settled["rewarded"].as_i64().is_some_and(|r| r > 0),
+        "{settled}"
+    );
+    let (_, report) = api
+        .get(&format!("/nodes/{}/report", probed_only.node_id()))
+        .await;
+    let settled = epoch_of(&report, epoch);
+    assert_eq!(settled["settled"], true, "{settled}");
+    assert_eq!(settled["probe_bytes"], 3_000, "{settled}");
+    assert_eq!(
+        settled["rewarded"], 0,
+        "probe traffic is never paid: {settled}"
+    );
+    assert_eq!(settled["penalised"], 0, "{settled}");
+}

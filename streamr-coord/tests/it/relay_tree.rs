@@ -1,0 +1,539 @@
+//! The relay tree through the API (`POST /streams/{id}/upstream`), on SQLite and PostgreSQL:
+//! the origin feeds at most k relays, the others hang below with bounded fan-out, a relay
+//! that reports its parent failed (or whose parent stops sending heartbeats) is re-parented
+//! with its subtree, every answer carries grants that name the relay as the viewer, a
+//! second replica on the same database sees the same tree, and a request replayed to any
+//! replica is refused.
+
+use crate::common;
+
+use std::collections::HashMap;
+
+use axum::http::StatusCode;
+use common::*;
+use serde_json::{json, Value};
+use streamr_coord::wire::UpstreamRequest;
+use streamr_coord::{CoordConfig, Coordinator};
+use streamr_core::{KeyPair, NodeHeartbeat, NodeId, Signed, StreamId};
+
+on_both_backends!(
+    relays_form_a_bounded_tree_and_move_when_their_parent_fails,
+    a_silent_parent_loses_its_children,
+    requests_must_be_signed_by_a_registered_node,
+    a_request_replayed_to_another_replica_is_refused,
+    request_times_are_accepted_once_across_replicas_and_forgotten_when_old,
+    a_lying_child_cannot_move_its_siblings,
+    a_parent_whose_heartbeat_lacks_the_stream_loses_its_children_on_one_report,
+    a_relays_chain_and_its_parents_children_are_read_alone,
+);
+
+const K: usize = 2;
+
+fn config() -> CoordConfig {
+    config_k(K)
+}
+
+fn config_k(k: usize) -> CoordConfig {
+    let mut config = test_config();
+    config.relay_fanout = k;
+    config.coordinator_key = KeyPair::from_seed([5; 32]);
+    config
+}
+
+fn node(seed: u8) -> KeyPair {
+    KeyPair::from_seed([seed; 32])
+}
+
+async fn heartbeat(api: &Client, node: &KeyPair, nonce: u64, age_ms: u64) {
+    heartbeat_carrying(api, node, nonce, age_ms, &["show"]).await;
+}
+
+async fn heartbeat_carrying(
+    api: &Client,
+    node: &KeyPair,
+    nonce: u64,
+    age_ms: u64,
+    streams: &[&str],
+) {
+    let heartbeat = Signed::sign(
+        NodeHeartbeat {
+            node_id: node.node_id(),
+            timestamp_ms: now_ms() - age_ms,
+            nonce,
+            streams: streams
+                .iter()
+                .map(|s| StreamId::new(*s).expect("stream id"))
+                .collect(),
+            viewers: 0,
+            bytes_served: 0,
+            unattested_bytes: 0,
+        },
+        node,
+    );
+    let (status, body) = api
+        .post("/nodes/heartbeat", &json!({ "heartbeat": heartbeat }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// An origin (seed 1) with stream `show` and `relays` registered relays (seeds 10..).
+async fn setup(db: &TestDb, relays: u8) -> (Client, KeyPair, Vec<KeyPair>) {
+    setup_k(db, relays, K).await
+}
+
+/// [`setup`] with the origin and every relay feeding at most `k`.
+async fn setup_k(db: &TestDb, relays: u8, k: usize) -> (Client, KeyPair, Vec<KeyPair>) {
+    let api = Client::new(Coordinator::new(config_k(k), db.storage().await));
+    let origin = node(1);
+    let mut relay_keys = Vec::new();
+    for (index, key) in std::iter::once(&origin)
+        .chain((0..relays).map(|i| node(10 + i)).collect::<Vec<_>>().iter())
+        .enumerate()
+    {
+        let url = format!("http://127.0.0.{}:8080", index + 1);
+        let (status, body) = api.post("/nodes", &registration(key, &url)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        heartbeat(&api, key, 1, 0).await;
+        if index > 0 {
+            relay_keys.push(key.clone());
+        }
+    }
+    let (status, body) = api
+        .post_admin(
+            "/streams",
+            &json!({ "id": "show", "title": "t", "origin_node": origin.node_id() }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    (api, origin, relay_keys)
+}
+
+/// A request time after every earlier one (the coordinator refuses a request time it saw).
+fn fresh_ms() -> u64 {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = now_ms();
+    let previous = LAST
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |last| Some((last + 1).max(now)),
+        )
+        .unwrap_or(0);
+    (previous + 1).max(now)
+}
+
+async fn ask(api: &Client, relay: &KeyPair, failed: &[NodeId]) -> (StatusCode, Value) {
+    let request = UpstreamRequest {
+        node_id: relay.node_id(),
+        stream_id: StreamId::new("show").expect("stream id"),
+        timestamp_ms: fresh_ms(),
+        failed: failed.to_vec(),
+    };
+    api.post("/streams/show/upstream", &Signed::sign(request, relay))
+        .await
+}
+
+/// The relay's chain of upstream node ids (parent first).
+async fn chain(api: &Client, relay: &KeyPair, failed: &[NodeId]) -> Vec<String> {
+    let (status, body) = ask(api, relay, failed).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let upstreams = body["upstreams"].as_array().expect("upstreams");
+    assert_eq!(body["depth"].as_u64(), Some(upstreams.len() as u64));
+    for upstream in upstreams {
+        // Each carries a grant naming the relay as the viewer of that node.
+        assert_eq!(upstream["grant"]["body"]["viewer"], json!(relay.node_id()));
+        assert_eq!(upstream["grant"]["body"]["node_id"], upstream["node_id"]);
+        assert!(upstream["query"]
+            .as_str()
+            .is_some_and(|q| q.starts_with("grant=")));
+        assert_eq!(upstream["rtmp_base"], "rtmp://127.0.0.1:1935");
+    }
+    upstreams
+        .iter()
+        .map(|u| u["node_id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+async fn relays_form_a_bounded_tree_and_move_when_their_parent_fails(db: &TestDb) {
+    let (api, origin, relays) = setup(db, 10).await;
+    let origin_id = origin.node_id().to_string();
+    let mut chains: HashMap<String, Vec<String>> = HashMap::new();
+    for relay in &relays {
+        let chain = chain(&api, relay, &[]).await;
+        assert_eq!(chain.last(), Some(&origin_id), "the origin is the root");
+        chains.insert(relay.node_id().to_string(), chain);
+    }
+    let parent_counts = |chains: &HashMap<String, Vec<String>>| {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for chain in chains.values() {
+            *counts.entry(chain[0].clone()).or_default() += 1;
+        }
+        counts
+    };
+    let counts = parent_counts(&chains);
+    assert_eq!(
+        counts.get(&origin_id),
+        Some(&K),
+        "the origin feeds k relays"
+    );
+    assert!(counts.values().all(|c| *c <= K), "{counts:?}");
+    // 2 + 4 + 8 ≥ 10: three tiers.
+    let depth = chains.values().map(Vec::len).max();
+    assert_eq!(depth, Some(3));
+    // Asking again hands out the same grants (no new session at every ask).
+    let grants = |body: &Value| -> Vec<Value> {
+        body["upstreams"]
+            .as_array()
+            .expect("upstreams")
+            .iter()
+            .map(|u| u["grant"]["body"]["session_id"].clone())
+            .collect()
+    };
+    let (_, first) = ask(&api, &relays[5], &[]).await;
+    let (_, again) = ask(&api, &relays[5], &[]).await;
+    assert_eq!(grants(&first), grants(&again));
+    // Asking again keeps the place.
+    for relay in &relays {
+        assert_eq!(
+            chain(&api, relay, &[]).await,
+            chains[&relay.node_id().to_string()]
+        );
+    }
+
+    // A tier-2 relay reports its parent failed: it moves elsewhere, and its children's
+    // chains follow it (the subtree moves along).
+    let (mover, old_chain) = chains
+        .iter()
+        .find(|(id, chain)| {
+            chain.len() == 2 && chains.values().any(|c| c.len() == 3 && &c[0] == *id)
+        })
+        .map(|(id, chain)| (id.clone(), chain.clone()))
+        .expect("a tier-2 relay with children");
+    let mover_key = relays
+        .iter()
+        .find(|r| r.node_id().to_string() == mover)
+        .expect("key");
+    let failed: NodeId = old_chain[0].parse().expect("node id");
+    let new_chain = chain(&api, mover_key, &[failed]).await;
+    assert_ne!(new_chain[0], old_chain[0]);
+    assert!(!new_chain.contains(&old_chain[0]));
+    let child = chains
+        .iter()
+        .find(|(_, c)| c.len() == 3 && c[0] == mover)
+        .map(|(id, _)| id.clone())
+        .expect("child");
+    let child_key = relays
+        .iter()
+        .find(|r| r.node_id().to_string() == child)
+        .expect("key");
+    let child_chain = chain(&api, child_key, &[]).await;
+    assert_eq!(child_chain[0], mover, "the child keeps its parent");
+    assert_eq!(child_chain[1..], new_chain[..], "and follows it");
+
+    // A second replica on the same database sees the same tree.
+    let replica = Client::new(Coordinator::new(config(), db.storage().await));
+    assert_eq!(chain(&replica, child_key, &[]).await, child_chain);
+}
+
+async fn a_silent_parent_loses_its_children(db: &TestDb) {
+    let (api, origin, relays) = setup(db, 4).await;
+    let mut chains = Vec::new();
+    for relay in &relays {
+        chains.push(chain(&api, relay, &[]).await);
+    }
+    // Relays 0 and 1 fill the origin; 2 and 3 hang below them.
+    let deep = chains
+        .iter()
+        .position(|c| c.len() == 2)
+        .expect("a tier-2 relay");
+    let parent = chains[deep][0].clone();
+    // Its parent's heartbeat gets old (older than the relay liveness): the others keep
+    // sending theirs.
+    for (index, relay) in relays.iter().enumerate() {
+        let age = if relay.node_id().to_string() == parent {
+            20_000
+        } else {
+            0
+        };
+        heartbeat(&api, relay, 2 + index as u64, age).await;
+    }
+    let moved = chain(&api, &relays[deep], &[]).await;
+    assert!(!moved.contains(&parent), "{moved:?}");
+    assert_eq!(moved.last(), Some(&origin.node_id().to_string()));
+}
+
+async fn requests_must_be_signed_by_a_registered_node(db: &TestDb) {
+    let (api, origin, relays) = setup(db, 1).await;
+    // Signed by another key than the one it names.
+    let request = UpstreamRequest {
+        node_id: relays[0].node_id(),
+        stream_id: StreamId::new("show").expect("stream id"),
+        timestamp_ms: now_ms(),
+        failed: Vec::new(),
+    };
+    let (status, body) = api
+        .post("/streams/show/upstream", &Signed::sign(request, &node(99)))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    // An unregistered node.
+    let (status, body) = ask(&api, &node(98), &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // The origin does not pull.
+    let (status, body) = ask(&api, &origin, &[]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // A captured request sent again (to move the relay off its parent by replaying a report
+    // that it failed, or to harvest its grants) is refused; the relay's next request is not.
+    let request = Signed::sign(
+        UpstreamRequest {
+            node_id: relays[0].node_id(),
+            stream_id: StreamId::new("show").expect("stream id"),
+            timestamp_ms: fresh_ms(),
+            failed: vec![origin.node_id()],
+        },
+        &relays[0],
+    );
+    let (status, body) = api.post("/streams/show/upstream", &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api.post("/streams/show/upstream", &request).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.to_string().contains("replayed"), "{body}");
+    let (status, body) = ask(&api, &relays[0], &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn a_request_replayed_to_another_replica_is_refused(db: &TestDb) {
+    let (api, origin, relays) = setup(db, 1).await;
+    let replica = Client::new(Coordinator::new(config(), db.storage().await));
+    let request = Signed::sign(
+        UpstreamRequest {
+            node_id: relays[0].node_id(),
+            stream_id: StreamId::new("show").expect("stream id"),
+            timestamp_ms: fresh_ms(),
+            failed: vec![origin.node_id()],
+        },
+        &relays[0],
+    );
+    let (status, body) = api.post("/streams/show/upstream", &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = replica.post("/streams/show/upstream", &request).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.to_string().contains("replayed"), "{body}");
+    // A restarted coordinator remembers it too.
+    let restarted = Client::new(Coordinator::new(config(), db.storage().await));
+    let (status, body) = restarted.post("/streams/show/upstream", &request).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    // The same request sent to both replicas at once: one of them takes it.
+    let request = Signed::sign(
+        UpstreamRequest {
+            node_id: relays[0].node_id(),
+            stream_id: StreamId::new("show").expect("stream id"),
+            timestamp_ms: fresh_ms(),
+            failed: Vec::new(),
+        },
+        &relays[0],
+    );
+    let (first, second) = tokio::join!(
+        api.post("/streams/show/upstream", &request),
+        replica.post("/streams/show/upstream", &request)
+    );
+    let mut statuses = [first.0, second.0];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::CONFLICT],
+        "{first:?} {second:?}"
+    );
+}
+
+async fn request_times_are_accepted_once_across_replicas_and_forgotten_when_old(db: &TestDb) {
+    let (one, two) = (db.storage().await, db.storage().await);
+    assert!(one
+        .accept_upstream_request("relay", "show", 1_000)
+        .await
+        .expect("accepts"));
+    // Not after the newest: refused on either replica.
+    for storage in [&one, &two] {
+        for time in [999, 1_000] {
+            assert!(!storage
+                .accept_upstream_request("relay", "show", time)
+                .await
+                .expect("answers"));
+        }
+    }
+    // Another stream or relay has its own time.
+    assert!(two
+        .accept_upstream_request("relay", "other", 1_000)
+        .await
+        .expect("accepts"));
+    assert!(two
+        .accept_upstream_request("other", "show", 1_000)
+        .await
+        .expect("accepts"));
+    // Both replicas accept the same newer time at once: exactly one wins, every round.
+    for time in 1_001..1_021 {
+        let (a, b) = tokio::join!(
+            one.accept_upstream_request("relay", "show", time),
+            two.accept_upstream_request("relay", "show", time)
+        );
+        let wins = [a.expect("answers"), b.expect("answers")];
+        assert_eq!(
+            wins.iter().filter(|won| **won).count(),
+            1,
+            "at {time}: {wins:?}"
+        );
+    }
+    // Old times are forgotten; after that the same time is new again (the skew check
+    // refuses such a request before its time is looked at).
+    assert_eq!(
+        one.forget_upstream_requests(1_010).await.expect("forgets"),
+        2
+    );
+    assert!(one
+        .accept_upstream_request("other", "show", 1_000)
+        .await
+        .expect("accepts"));
+    assert!(!one
+        .accept_upstream_request("relay", "show", 1_020)
+        .await
+        .expect("answers"));
+}
+
+/// Each relay's stored parent, read from the database (no relay asks).
+async fn stored_parents(db: &TestDb) -> HashMap<String, String> {
+    let tree = db.storage().await.relay_tree("show").await.expect("tree");
+    tree.into_iter().map(|a| (a.node_id, a.parent_id)).collect()
+}
+
+/// With k = 3 and six relays: a tier-1 relay with three children, and those children.
+async fn family(db: &TestDb) -> (Client, Vec<KeyPair>, KeyPair, Vec<KeyPair>) {
+    let (api, _origin, relays) = setup_k(db, 6, 3).await;
+    for relay in &relays {
+        chain(&api, relay, &[]).await;
+    }
+    let parents = stored_parents(db).await;
+    let parent = relays
+        .iter()
+        .find(|r| {
+            let id = r.node_id().to_string();
+            parents.values().filter(|p| **p == id).count() == 3
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("a relay with three children: {parents:?}"));
+    let children: Vec<KeyPair> = relays
+        .iter()
+        .filter(|r| parents.get(&r.node_id().to_string()) == Some(&parent.node_id().to_string()))
+        .cloned()
+        .collect();
+    (api, relays, parent, children)
+}
+
+async fn a_lying_child_cannot_move_its_siblings(db: &TestDb) {
+    let (api, _relays, parent, children) = family(db).await;
+    let parent_id = parent.node_id().to_string();
+    let (liar, siblings) = children.split_first().expect("children");
+    // The liar says its healthy parent failed, twice: it moves, and only it.
+    for _ in 0..2 {
+        let moved = chain(&api, liar, &[parent.node_id()]).await;
+        assert!(!moved.contains(&parent_id), "{moved:?}");
+        let parents = stored_parents(db).await;
+        for sibling in siblings {
+            assert_eq!(parents[&sibling.node_id().to_string()], parent_id);
+            assert_eq!(chain(&api, sibling, &[]).await[0], parent_id);
+        }
+    }
+    // Its next ask, reporting nothing, does not send it back below the parent it reported.
+    assert!(!chain(&api, liar, &[]).await.contains(&parent_id));
+    // A second child reporting the same parent corroborates it: the third child is
+    // re-homed with it, without asking.
+    let (second, third) = (&siblings[0], &siblings[1]);
+    let moved = chain(&api, second, &[parent.node_id()]).await;
+    assert!(!moved.contains(&parent_id), "{moved:?}");
+    let parents = stored_parents(db).await;
+    assert_ne!(
+        parents[&third.node_id().to_string()],
+        parent_id,
+        "{parents:?}"
+    );
+}
+
+async fn a_parent_whose_heartbeat_lacks_the_stream_loses_its_children_on_one_report(db: &TestDb) {
+    let (api, _relays, parent, children) = family(db).await;
+    let parent_id = parent.node_id().to_string();
+    // The parent's own heartbeat, after it took its place, no longer lists the stream.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    heartbeat_carrying(&api, &parent, 2, 0, &[]).await;
+    let moved = chain(&api, &children[0], &[parent.node_id()]).await;
+    assert!(!moved.contains(&parent_id), "{moved:?}");
+    let parents = stored_parents(db).await;
+    for child in &children {
+        assert_ne!(
+            parents[&child.node_id().to_string()],
+            parent_id,
+            "every child left: {parents:?}"
+        );
+    }
+}
+
+async fn a_relays_chain_and_its_parents_children_are_read_alone(db: &TestDb) {
+    let (api, origin, relays) = setup(db, 10).await;
+    for relay in &relays {
+        chain(&api, relay, &[]).await;
+    }
+    let storage = db.storage().await;
+    let tree = storage.relay_tree("show").await.expect("tree");
+    let parent_of: HashMap<&str, &str> = tree
+        .iter()
+        .map(|a| (a.node_id.as_str(), a.parent_id.as_str()))
+        .collect();
+    let origin_id = origin.node_id().to_string();
+    for relay in &relays {
+        let id = relay.node_id().to_string();
+        // The rows from the relay up to the origin's child, as walking the whole tree gives.
+        let mut walked = Vec::new();
+        let mut current = id.as_str();
+        while let Some(parent) = parent_of.get(current) {
+            walked.push((current.to_owned(), (*parent).to_owned()));
+            if *parent == origin_id {
+                break;
+            }
+            current = parent;
+        }
+        let rows = storage.relay_chain("show", &id, 64).await.expect("chain");
+        let read: Vec<(String, String)> =
+            rows.into_iter().map(|a| (a.node_id, a.parent_id)).collect();
+        assert_eq!(read, walked);
+        // Bounded: only as many rows as asked for.
+        assert_eq!(
+            storage
+                .relay_chain("show", &id, 1)
+                .await
+                .expect("chain")
+                .len(),
+            1
+        );
+        // The parent's children, oldest first.
+        let parent = parent_of[id.as_str()];
+        let mut expected: Vec<_> = tree.iter().filter(|a| a.parent_id == parent).collect();
+        expected
+            .sort_by(|a, b| (a.assigned_at_ms, &a.node_id).cmp(&(b.assigned_at_ms, &b.node_id)));
+        let children = storage
+            .relay_children("show", parent)
+            .await
+            .expect("children");
+        assert_eq!(children.iter().collect::<Vec<_>>(), expected);
+        // And the answer names exactly that chain.
+        let answered = chain(&api, relay, &[]).await;
+        assert_eq!(
+            answered,
+            walked
+                .iter()
+                .map(|(_, parent)| parent.clone())
+                .collect::<Vec<_>>()
+        );
+    }
+    assert!(storage
+        .relay_chain("show", "nobody", 64)
+        .await
+        .expect("chain")
+        .is_empty());
+}

@@ -1,0 +1,403 @@
+//! LL-HLS over HTTP from a live RTMP publish: the playlist passes the spec checker, blocking
+//! reload holds a request until the asked-for part exists and answers at once when it does, a
+//! request far ahead or malformed gets a 400, the preload-hinted part is served as soon as it
+//! is complete, and ffmpeg plays the fMP4 rendition while the MPEG-TS one keeps working; an
+//! Enhanced RTMP AV1 + Opus publish comes out as fMP4 that ffprobe decodes.
+
+use crate::common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use streamr_media::flv::{FlvReader, FlvTagType};
+use streamr_media::fmp4::box_paths;
+use streamr_media::hls::{check_ll_playlist, check_multivariant};
+use streamr_media::http::{HttpServer, LiveHlsConfig};
+use streamr_media::relay::{FrameKind, RelayHub, StreamKey};
+use streamr_media::rtmp::url::RtmpUrl;
+use streamr_test_support::ffmpeg::ffmpeg_publish_with_b_frames;
+use streamr_test_support::Running;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A minimal HTTP/1.1 GET: status, lower-cased headers and body.
+async fn get(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    socket.read_to_end(&mut response).await.unwrap();
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP response head");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = response[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    (status, headers, body)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") {
+        let len = usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16)
+            .unwrap();
+        if len == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[line_end + 2..line_end + 2 + len]);
+        data = &data[line_end + 4 + len..];
+    }
+    out
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn publish(rtmp: SocketAddr, seconds: u32) -> Running {
+    ffmpeg_publish_with_b_frames(&format!("rtmp://{rtmp}/live/cam"), seconds, Stdio::null())
+}
+
+/// The preload hint's `(msn, part)`.
+fn hint(playlist: &str) -> (u64, u32) {
+    let line = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:"))
+        .expect("a preload hint");
+    let uri = line.split("URI=\"").nth(1).unwrap().trim_end_matches('"');
+    let (msn, part) = uri.trim_end_matches(".m4s").split_once('.').unwrap();
+    (msn.parse().unwrap(), part.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
+async fn blocking_reload_preload_hints_and_players_over_http() {
+    common_tools();
+    let config = LiveHlsConfig::default().with_segments(Duration::from_secs(1), 2);
+    let (_hub, rtmp, http) = common::start_relay_and_http(config).await;
+    let addr = http.local_addr();
+    assert_eq!(get(addr, "/live/cam/ll.m3u8").await.0, 404);
+    let mut notices = http.hls().segment_notices();
+    let _publisher = publish(rtmp.local_addr(), 12);
+
+    let mut playlist = String::new();
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (status, headers, body) = get(addr, "/live/cam/ll.m3u8").await;
+        if status == 200 {
+            assert_eq!(
+                header(&headers, "content-type"),
+                Some("application/vnd.apple.mpegurl")
+            );
+            playlist = String::from_utf8(body).unwrap();
+            break;
+        }
+    }
+    assert!(!playlist.is_empty(), "no LL-HLS playlist");
+    assert_eq!(check_ll_playlist(&playlist), vec![], "{playlist}");
+
+    // The init segment named by EXT-X-MAP.
+    let map = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .unwrap()
+        .trim_end_matches('"');
+    let (status, headers, init) = get(addr, &format!("/live/cam/{map}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-type"), Some("video/mp4"));
+    assert!(box_paths(&init)
+        .unwrap()
+        .contains(&"moov/mvex/trex".to_string()));
+
+    // Blocking reload: the hinted part is not there yet; the request is held until it is.
+    let (msn, part) = hint(&playlist);
+    let part_path = format!("/live/cam/{msn}.{part}.m4s");
+    let blocking_path = format!("/live/cam/ll.m3u8?_HLS_msn={msn}&_HLS_part={part}");
+    let started = Instant::now();
+    let (preload, blocked) = tokio::join!(get(addr, &part_path), get(addr, &blocking_path));
+    let held = started.elapsed();
+    assert_eq!(blocked.0, 200);
+    let blocked = String::from_utf8(blocked.2).unwrap();
+    assert!(
+        blocked.contains(&format!("URI=\"{msn}.{part}.m4s\"")),
+        "the answer lists the part: {blocked}"
+    );
+    assert_eq!(check_ll_playlist(&blocked), vec![], "{blocked}");
+    assert!(
+        held < Duration::from_secs(2),
+        "held {held:?}, one part is 0.35 s at most"
+    );
+    assert_eq!(
+        preload.0, 200,
+        "the preload-hinted part is served once complete"
+    );
+    assert_eq!(box_paths(&preload.2).unwrap()[0], "moof");
+
+    // Already there: answered at once. Far ahead or malformed: 400.
+    let started = Instant::now();
+    let (status, _, _) = get(
+        addr,
+        &format!("/live/cam/ll.m3u8?_HLS_msn={msn}&_HLS_part={part}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < Duration::from_millis(300));
+    assert_eq!(
+        get(addr, &format!("/live/cam/ll.m3u8?_HLS_msn={}", msn + 10))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(get(addr, "/live/cam/ll.m3u8?_HLS_part=1").await.0, 400);
+    assert_eq!(get(addr, "/live/cam/ll.m3u8?_HLS_msn=x").await.0, 400);
+    assert_eq!(
+        get(addr, &format!("/live/cam/{}.0.m4s", msn + 50)).await.0,
+        404
+    );
+
+    // The reported hashes cover what viewers fetch: the fMP4 segment, and each part, whose
+    // concatenation is the segment.
+    let notice = loop {
+        let notice = notices.recv().await.unwrap();
+        if notice.sequence >= 1 {
+            break notice;
+        }
+    };
+    let ll = notice
+        .ll
+        .expect("the LL-HLS segment is reported with its MPEG-TS twin");
+    let (status, _, segment) = get(addr, &format!("/live/cam/{}.m4s", notice.sequence)).await;
+    assert_eq!(status, 200);
+    assert_eq!(blake3::hash(&segment), ll.hash);
+    assert_eq!(segment.len(), ll.len);
+    let mut joined = Vec::new();
+    for (index, expected) in ll.part_hashes.iter().enumerate() {
+        let (status, _, part) =
+            get(addr, &format!("/live/cam/{}.{index}.m4s", notice.sequence)).await;
+        assert_eq!(status, 200);
+        assert_eq!(blake3::hash(&part), *expected, "part {index}");
+        joined.extend_from_slice(&part);
+    }
+    assert_eq!(joined, segment);
+
+    // Players: ffmpeg reads the fMP4 rendition without a message; the TS playlist still works.
+    let url = format!("http://{addr}/live/cam/ll.m3u8");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("ffmpeg")
+            .args([
+                "-nostdin", "-v", "warning", "-i", &url, "-t", "2", "-f", "null", "-",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // ffmpeg's HLS demuxer feeds the EXT-X-MAP section again with every segment and says so
+    // for every fMP4 HLS stream ("Found duplicated MOOV Atom"); anything else is a finding.
+    let unexpected: Vec<&str> = stderr
+        .lines()
+        .filter(|l| {
+            !l.contains("Found duplicated MOOV Atom") && !l.contains("Last message repeated")
+        })
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "ffmpeg warned while playing LL-HLS: {stderr}"
+    );
+    assert_eq!(get(addr, "/live/cam.m3u8").await.0, 200);
+    http.shutdown().await;
+    rtmp.shutdown().await;
+}
+
+fn common_tools() {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join("ffmpeg").is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "ffmpeg is required by this interop test but is not on PATH"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
+async fn a_blocking_request_the_stream_never_fills_gets_a_503_after_three_target_durations() {
+    let hub = RelayHub::default();
+    let config = LiveHlsConfig::default().with_segments(Duration::from_secs(1), 1);
+    let http = HttpServer::start("127.0.0.1:0".parse().unwrap(), hub.clone(), config)
+        .await
+        .unwrap();
+    let addr = http.local_addr();
+    let publisher = hub
+        .publish(StreamKey::parse("live", "stalled").unwrap())
+        .unwrap();
+    // Live HLS subscribes within its poll interval; then 6 s of media arrive and the publisher
+    // stalls (still connected).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/media/av_bframes.flv");
+    let (_, tags) = FlvReader::read_all(&std::fs::read(path).unwrap()).unwrap();
+    for tag in tags.iter().filter(|t| t.timestamp <= 6_000) {
+        let kind = match tag.tag_type {
+            FlvTagType::Audio => FrameKind::Audio,
+            FlvTagType::Video => FrameKind::Video,
+            _ => FrameKind::Metadata,
+        };
+        publisher.send(kind, tag.timestamp, tag.data.clone());
+    }
+    // The stalled playlist: complete segments, and no change for half a second (the node may
+    // still be packaging the burst when the first segment is listed).
+    let mut playlist = String::new();
+    let mut unchanged = 0;
+    for _ in 0..80 {
+        let (status, _, body) = get(addr, "/live/stalled/ll.m3u8").await;
+        if status == 200 {
+            let text = String::from_utf8(body).unwrap();
+            unchanged = if text == playlist { unchanged + 1 } else { 0 };
+            playlist = text;
+            if playlist.contains("#EXTINF") && unchanged >= 5 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(playlist.contains("#EXT-X-TARGETDURATION:1\n"), "{playlist}");
+    assert_eq!(check_ll_playlist(&playlist), vec![], "{playlist}");
+    let (msn, part) = hint(&playlist);
+    let part_path = format!("/live/stalled/{msn}.{part}.m4s");
+    let blocking_path = format!("/live/stalled/ll.m3u8?_HLS_msn={msn}&_HLS_part={part}");
+    let started = Instant::now();
+    let (preload, blocked) = tokio::join!(get(addr, &part_path), get(addr, &blocking_path));
+    let held = started.elapsed();
+    assert_eq!(blocked.0, 503, "{}", String::from_utf8_lossy(&blocked.2));
+    assert_eq!(preload.0, 404);
+    assert!(
+        held >= Duration::from_millis(2_900) && held < Duration::from_secs(6),
+        "held {held:?}: three target durations of 1 s"
+    );
+    drop(publisher);
+    http.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg and ffprobe"]
+async fn an_enhanced_rtmp_av1_and_opus_publish_plays_as_ll_hls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut tags, samples) = common::enhanced::av1_tags(dir.path());
+    let opus = common::enhanced::opus_tags(&common::enhanced::opus_packets(dir.path(), 1));
+    tags.insert(1, opus[0].clone());
+    tags.extend(opus[1..].iter().cloned());
+    tags.sort_by_key(|t| t.timestamp);
+    // The playlist ends (no preload hint) a moment after the publisher leaves.
+    let config = LiveHlsConfig::default()
+        .with_segments(Duration::from_millis(500), 2)
+        .with_end_timing(Duration::from_millis(200), Duration::from_secs(30));
+    let (hub, rtmp, http) = common::start_relay_and_http(config).await;
+    let addr = http.local_addr();
+    let url = RtmpUrl::parse(&format!("rtmp://{}/live/av1", rtmp.local_addr())).unwrap();
+    let mut client = streamr_media::client::RtmpClient::publish(&url)
+        .await
+        .unwrap();
+    let key = StreamKey::parse("live", "av1").unwrap();
+    // In real time: live HLS takes the stream up within its poll interval and starts from the
+    // relay's cached GOP, so it misses at most the first keyframe interval.
+    let (headers, frames) = tags.split_at(2);
+    for tag in headers {
+        common::send_tag(&mut client, tag).await;
+    }
+    let started = Instant::now();
+    for tag in frames {
+        let due = Duration::from_millis(u64::from(tag.timestamp));
+        tokio::time::sleep_until((started + due).into()).await;
+        common::send_tag(&mut client, tag).await;
+    }
+    client.close().await.unwrap();
+    common::wait_for_publish_end(&hub, &key, Duration::from_secs(5)).await;
+
+    // Every segment is closed and the playlist ended.
+    let mut playlist = String::new();
+    for _ in 0..50 {
+        let (status, _, body) = get(addr, "/live/av1/ll.m3u8").await;
+        if status == 200 {
+            playlist = String::from_utf8(body).unwrap();
+            if playlist.contains("#EXT-X-ENDLIST") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(check_ll_playlist(&playlist), vec![], "{playlist}");
+    // MPEG-TS carries neither track: no MPEG-TS playlist of table-only segments, and the
+    // multivariant playlist names the fMP4 rendition alone.
+    let (status, _, body) = get(addr, "/live/av1.m3u8").await;
+    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("codecs_not_in_mpeg_ts"));
+    let (status, _, body) = get(addr, "/live/av1/master.m3u8").await;
+    assert_eq!(status, 200);
+    let variants = check_multivariant(std::str::from_utf8(&body).unwrap()).unwrap();
+    assert_eq!(variants.len(), 1, "{variants:?}");
+    assert_eq!(variants[0].uri, "ll.m3u8");
+    assert!(variants[0].codecs[0].starts_with("av01."), "{variants:?}");
+    assert_eq!(variants[0].codecs[1], "opus");
+    assert_eq!(variants[0].resolution, Some((160, 90)));
+    let map = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .expect("an init segment")
+        .trim_end_matches('"');
+    let (status, _, mut file) = get(addr, &format!("/live/av1/{map}")).await;
+    assert_eq!(status, 200);
+    let uris: Vec<&str> = playlist
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    assert!(uris.len() >= 2, "{playlist}");
+    for uri in &uris {
+        let (status, _, body) = get(addr, &format!("/live/av1/{uri}")).await;
+        assert_eq!(status, 200, "{uri}");
+        file.extend_from_slice(&body);
+    }
+    let path = dir.path().join("played.mp4");
+    std::fs::write(&path, &file).unwrap();
+    let streams =
+        common::enhanced::ffprobe_streams(&path, "codec_name,width,height,nb_read_frames");
+    // The segments listed start at a keyframe; those the window dropped are not counted.
+    let read: usize = streams
+        .lines()
+        .find(|l| l.contains("codec_name=av1|width=160|height=90"))
+        .unwrap_or_else(|| panic!("an AV1 stream: {streams}"))
+        .split("nb_read_frames=")
+        .nth(1)
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    assert!(
+        read >= samples.len() / 2 && read <= samples.len(),
+        "{read} frames: {streams}"
+    );
+    assert!(streams.contains("codec_name=opus"), "{streams}");
+    http.shutdown().await;
+}

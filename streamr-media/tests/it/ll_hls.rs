@@ -1,0 +1,700 @@
+//! LL-HLS (fMP4/CMAF) from real encoder output: segments cut where the MPEG-TS segments are and
+//! numbered alike, parts within the part target, playlists that pass the spec checker after
+//! every change, byte-identical output on a node that joined mid-stream, and init segments and
+//! fragments read without a single error by ffprobe and GStreamer's qtdemux (H.264 with
+//! B-frames + AAC, HEVC).
+
+use crate::common;
+
+use common::enhanced::{
+    av1_tags, be32, children, ffprobe_streams, opus_packets, opus_tag, opus_tags,
+};
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use streamr_media::flv::tag::{classify_video, PacketKind};
+use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
+use streamr_media::fmp4::{box_paths, AUDIO_TRACK_ID, VIDEO_TRACK_ID};
+use streamr_media::hls::{
+    check_ll_playlist, BlockingState, LlEvent, LlHlsStream, LlPackagerConfig, LlSegment,
+    SegmenterConfig, SegmenterEvent,
+};
+
+fn media(name: &str) -> Vec<FlvTag> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/media")
+        .join(name);
+    FlvReader::read_all(&std::fs::read(path).unwrap())
+        .unwrap()
+        .1
+}
+
+fn stream() -> LlHlsStream {
+    LlHlsStream::new(
+        SegmenterConfig {
+            segment_duration_ms: 2_000,
+            target_duration_secs: 12,
+        },
+        LlPackagerConfig::default(),
+        6,
+        "s/",
+    )
+}
+
+#[derive(Default)]
+struct Collected {
+    ts: Vec<(u64, u64)>,
+    ll: Vec<LlSegment>,
+    parts: Vec<(u64, u32, u64, bool)>,
+    playlists: usize,
+}
+
+/// Feeds `tags`, checking the full and delta playlists after every change.
+fn feed(stream: &mut LlHlsStream, tags: &[FlvTag], out: &mut Collected) {
+    let mut take = |stream: &LlHlsStream, ts: Vec<SegmenterEvent>, ll: Vec<LlEvent>| {
+        for event in ts {
+            if let SegmenterEvent::SegmentReady(s) = event {
+                out.ts.push((s.sequence, s.start_timestamp_ms));
+            }
+        }
+        let changed = !ll.is_empty();
+        for event in ll {
+            match event {
+                LlEvent::PartReady(p) => {
+                    out.parts
+                        .push((p.sequence, p.index, p.duration_ms, p.independent))
+                }
+                LlEvent::SegmentReady(s) => out.ll.push(s),
+                _ => {}
+            }
+        }
+        if changed && stream.playlist().has_segments() {
+            for delta in [false, true] {
+                let text = stream.playlist().render(delta);
+                let violations = check_ll_playlist(&text);
+                assert!(violations.is_empty(), "{violations:#?}\n{text}");
+            }
+            out.playlists += 1;
+        }
+    };
+    for tag in tags {
+        let output = stream.push(tag).unwrap();
+        take(stream, output.ts, output.ll);
+    }
+}
+
+#[test]
+fn segments_follow_the_ts_cuts_and_parts_stay_within_the_part_target() {
+    let tags = media("av_bframes.flv");
+    let mut s = stream();
+    let mut out = Collected::default();
+    feed(&mut s, &tags, &mut out);
+    let finished = s.finish().unwrap();
+    for event in finished.ts {
+        if let SegmenterEvent::SegmentReady(seg) = event {
+            out.ts.push((seg.sequence, seg.start_timestamp_ms));
+        }
+    }
+    for event in finished.ll {
+        match event {
+            LlEvent::SegmentReady(seg) => out.ll.push(seg),
+            LlEvent::PartReady(p) => {
+                out.parts
+                    .push((p.sequence, p.index, p.duration_ms, p.independent))
+            }
+            _ => {}
+        }
+    }
+    let ll: Vec<(u64, u64)> = out
+        .ll
+        .iter()
+        .map(|s| (s.sequence, s.start_timestamp_ms))
+        .collect();
+    assert_eq!(
+        ll, out.ts,
+        "same cut points and sequence numbers as MPEG-TS"
+    );
+    assert!(out.ll.len() >= 4);
+    assert!(out.playlists > 20);
+    let target = u64::from(LlPackagerConfig::default().part_target_ms);
+    for (sequence, index, duration, independent) in &out.parts {
+        assert!(
+            *duration <= target,
+            "part {sequence}.{index}: {duration} ms"
+        );
+        assert!(*duration > 0);
+        if *index == 0 {
+            assert!(independent, "segment {sequence} starts with a keyframe");
+        }
+    }
+    for segment in &out.ll {
+        let parts: Vec<_> = out
+            .parts
+            .iter()
+            .filter(|p| p.0 == segment.sequence)
+            .collect();
+        assert_eq!(parts.len(), segment.part_hashes.len());
+        assert_eq!(parts.iter().map(|p| p.2).sum::<u64>(), segment.duration_ms);
+        assert_eq!(segment.hash, blake3::hash(&segment.bytes));
+        let paths = box_paths(&segment.bytes).unwrap();
+        assert_eq!(
+            paths.iter().filter(|p| *p == "moof").count(),
+            parts.len(),
+            "one fragment per part"
+        );
+        assert!(paths.contains(&"moof/traf/trun".to_string()));
+    }
+    let text = s.playlist().render(false);
+    assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+    assert!(check_ll_playlist(&text).is_empty());
+}
+
+#[test]
+fn a_node_joining_mid_stream_produces_identical_bytes_for_every_segment_it_lists() {
+    let tags = media("av_bframes.flv");
+    let headers: Vec<FlvTag> = tags
+        .iter()
+        .filter(|t| {
+            t.tag_type == FlvTagType::Audio && t.data.get(1) == Some(&0)
+                || t.tag_type == FlvTagType::Video
+                    && classify_video(&t.data).is_ok_and(|i| i.packet == PacketKind::SequenceHeader)
+        })
+        .cloned()
+        .collect();
+    // The relay hands a joining viewer the sequence headers, then its GOP cache: start at a
+    // keyframe in the middle of the stream (not on a segment boundary).
+    let join = tags
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| {
+            t.tag_type == FlvTagType::Video && t.data.first().is_some_and(|b| b >> 4 == 1)
+        })
+        .map(|(i, _)| i)
+        .nth(3)
+        .unwrap();
+    let mut origin = stream();
+    let mut origin_out = Collected::default();
+    feed(&mut origin, &tags, &mut origin_out);
+    let mut friend = stream().joining_mid_stream();
+    let mut friend_out = Collected::default();
+    let joined: Vec<FlvTag> = headers
+        .into_iter()
+        .chain(tags[join..].iter().cloned())
+        .collect();
+    feed(&mut friend, &joined, &mut friend_out);
+    // The friend leaves out the segment it opened at the joining keyframe (it cannot know whether
+    // the origin cut there) and lists the origin's bytes for all the others.
+    let joined_at = u64::from(tags[join].timestamp);
+    let after = origin_out
+        .ll
+        .iter()
+        .filter(|s| s.start_timestamp_ms > joined_at)
+        .count();
+    assert!(friend_out.ll.len() >= 2 && friend_out.ll.len() + 1 >= after);
+    assert!(friend_out.ll[0].start_timestamp_ms > joined_at);
+    for segment in &friend_out.ll {
+        let same = origin_out
+            .ll
+            .iter()
+            .find(|o| o.start_timestamp_ms == segment.start_timestamp_ms)
+            .expect("the origin cut there too");
+        assert_eq!(
+            same.hash, segment.hash,
+            "segment at {} ms",
+            segment.start_timestamp_ms
+        );
+        assert_eq!(same.part_hashes, segment.part_hashes);
+        assert_eq!(same.init.bytes, segment.init.bytes);
+    }
+}
+
+#[test]
+fn blocking_reload_waits_for_the_next_part_and_refuses_requests_far_ahead() {
+    let tags = media("av_bframes.flv");
+    let mut s = stream();
+    let half = tags.len() / 2;
+    let mut out = Collected::default();
+    feed(&mut s, &tags[..half], &mut out);
+    let playlist = s.playlist();
+    let (msn, next) = playlist.next_part().unwrap();
+    assert_eq!(
+        playlist.blocking_state(msn, Some(next)),
+        BlockingState::Wait
+    );
+    if next > 0 {
+        assert_eq!(
+            playlist.blocking_state(msn, Some(next - 1)),
+            BlockingState::Ready
+        );
+    }
+    assert_eq!(playlist.blocking_state(msn, None), BlockingState::Wait);
+    assert_eq!(playlist.blocking_state(msn - 1, None), BlockingState::Ready);
+    assert_eq!(
+        playlist.blocking_state(msn + 5, None),
+        BlockingState::TooFar
+    );
+    assert_eq!(
+        playlist.blocking_state(msn, Some(next + 10)),
+        BlockingState::TooFar
+    );
+    let text = playlist.render(false);
+    assert!(text.contains(&format!(
+        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"s/{msn}.{next}.m4s\""
+    )));
+    assert!(playlist.part(msn, next).is_none());
+    // The part is served once the next frames complete it.
+    feed(&mut s, &tags[half..half + 40], &mut out);
+    assert_eq!(
+        s.playlist().blocking_state(msn, Some(next)),
+        BlockingState::Ready
+    );
+    assert!(s.playlist().part(msn, next).is_some());
+}
+
+/// Writes init + segments into one file and returns its path.
+fn write_fmp4(dir: &Path, name: &str, segments: &[LlSegment]) -> PathBuf {
+    let path = dir.join(name);
+    let mut bytes = segments[0].init.bytes.to_vec();
+    for segment in segments {
+        bytes.extend_from_slice(&segment.bytes);
+    }
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// ffprobe and GStreamer read the file with no error or warning; returns ffprobe's streams and
+/// the number of video buffers qtdemux pushed.
+fn probe_clean(path: &Path) -> (String, usize) {
+    common::require_tool("ffprobe");
+    common::require_tool("gst-launch-1.0");
+    let streams = ffprobe_streams(path, "codec_name,width,height,nb_read_frames,sample_rate");
+    let pipeline = format!(
+        "filesrc location={} ! qtdemux name=d d.video_0 ! queue ! fakesink silent=false",
+        path.display()
+    );
+    let gst = Command::new("gst-launch-1.0")
+        .arg("-v")
+        .args(pipeline.split(' '))
+        .output()
+        .unwrap();
+    let gst_err = String::from_utf8_lossy(&gst.stderr);
+    let gst_out = String::from_utf8_lossy(&gst.stdout);
+    assert!(
+        gst.status.success() && !gst_err.contains("ERROR") && !gst_out.contains("ERROR"),
+        "qtdemux: {gst_out}{gst_err}"
+    );
+    let buffers = gst_out.lines().filter(|l| l.contains("chain")).count();
+    (streams, buffers)
+}
+
+/// [`probe_clean`], checking that the file's video stream is `video`
+/// (`codec_name=…|width=…|height=…`) and that ffprobe read and qtdemux pushed all its `frames`;
+/// returns ffprobe's streams.
+fn probe_video(path: &Path, video: &str, frames: usize) -> String {
+    let (streams, buffers) = probe_clean(path);
+    assert_eq!(buffers, frames, "qtdemux pushed every video frame");
+    assert!(streams.contains(video), "{streams}");
+    assert!(
+        streams.contains(&format!("nb_read_frames={frames}")),
+        "every video frame read: {streams}"
+    );
+    streams
+}
+
+fn segments_of(tags: &[FlvTag]) -> Vec<LlSegment> {
+    let mut s = stream();
+    let mut out = Collected::default();
+    feed(&mut s, tags, &mut out);
+    for event in s.finish().unwrap().ll {
+        if let LlEvent::SegmentReady(seg) = event {
+            out.ll.push(seg);
+        }
+    }
+    out.ll
+}
+
+#[test]
+#[ignore = "interop: needs ffmpeg, ffprobe and gst-launch-1.0"]
+fn ffprobe_and_qtdemux_read_h264_with_b_frames_and_aac() {
+    let dir = tempfile::tempdir().unwrap();
+    let tags = media("av_bframes.flv");
+    let video_frames = tags
+        .iter()
+        .filter(|t| {
+            t.tag_type == FlvTagType::Video
+                && classify_video(&t.data).is_ok_and(|i| i.packet == PacketKind::CodedFrame)
+        })
+        .count();
+    let segments = segments_of(&tags);
+    let path = write_fmp4(dir.path(), "h264.mp4", &segments);
+    let streams = probe_video(&path, "codec_name=h264|width=160|height=120", video_frames);
+    assert!(streams.contains("codec_name=aac"), "{streams}");
+    // A player joining at any segment decodes it with the init segment alone.
+    let one = write_fmp4(dir.path(), "one.mp4", &segments[2..3]);
+    probe_clean(&one);
+}
+
+#[test]
+#[ignore = "interop: needs ffmpeg, ffprobe and gst-launch-1.0"]
+fn ffprobe_and_qtdemux_read_hevc() {
+    let dir = tempfile::tempdir().unwrap();
+    let tags = common::enhanced::hevc_tags(dir.path());
+    let frames = tags.len() - 1;
+    let segments = segments_of(&tags);
+    assert!(segments.len() >= 2);
+    assert!(
+        segments[0].init.codecs.starts_with("hvc1.1."),
+        "{}",
+        segments[0].init.codecs
+    );
+    let path = write_fmp4(dir.path(), "hevc.mp4", &segments);
+    probe_video(&path, "codec_name=hevc|width=320|height=240", frames);
+}
+
+#[test]
+fn delta_updates_skip_segments_older_than_the_skip_boundary() {
+    let tags = media("av_bframes.flv");
+    let mut s = LlHlsStream::new(
+        SegmenterConfig {
+            segment_duration_ms: 1_000,
+            target_duration_secs: 1,
+        },
+        LlPackagerConfig::default(),
+        3,
+        "",
+    );
+    let mut out = Collected::default();
+    feed(&mut s, &tags, &mut out);
+    let full = s.playlist().render(false);
+    let delta = s.playlist().render(true);
+    assert!(full.contains("CAN-SKIP-UNTIL=6.0"), "{full}");
+    let skipped: usize = delta
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-SKIP:SKIPPED-SEGMENTS="))
+        .expect("a delta update skips")
+        .parse()
+        .unwrap();
+    assert!(skipped >= 1);
+    let count = |text: &str| text.lines().filter(|l| l.starts_with("#EXTINF")).count();
+    assert_eq!(count(&delta) + skipped, count(&full));
+    // What is left spans at least the skip boundary.
+    let listed: f64 = delta
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .map(|d| d.trim_end_matches(',').parse::<f64>().unwrap())
+        .sum();
+    assert!(listed >= 5.0, "{delta}");
+    assert!(check_ll_playlist(&delta).is_empty());
+}
+
+#[test]
+#[ignore = "interop: needs ffmpeg, ffprobe and gst-launch-1.0"]
+fn ffprobe_and_qtdemux_read_h264_with_opus() {
+    let dir = tempfile::tempdir().unwrap();
+    let packets = opus_packets(dir.path(), 10);
+    assert!(packets[0].starts_with(b"OpusHead"));
+    // The H.264 of the sample file, with Enhanced RTMP Opus instead of its AAC.
+    let mut tags: Vec<FlvTag> = media("av_bframes.flv")
+        .into_iter()
+        .filter(|t| t.tag_type == FlvTagType::Video)
+        .collect();
+    tags.insert(0, opus_tag(0x90, &packets[0], 0));
+    let frames = packets.len() - 2;
+    for (n, packet) in packets.iter().skip(2).enumerate() {
+        tags.push(opus_tag(0x91, packet, n as u32 * 20));
+    }
+    // Interleave by timestamp, sequence headers first (a stable sort keeps them in front).
+    tags.sort_by_key(|t| t.timestamp);
+    let segments = segments_of(&tags);
+    assert!(
+        segments[0].init.codecs.ends_with(",opus"),
+        "{}",
+        segments[0].init.codecs
+    );
+    let path = write_fmp4(dir.path(), "opus.mp4", &segments);
+    let (streams, _) = probe_clean(&path);
+    assert!(streams.contains("codec_name=opus"), "{streams}");
+    assert!(streams.contains("sample_rate=48000"), "{streams}");
+    // Every Opus frame after the first keyframe is carried (the audio before it precedes the
+    // first segment, as in MPEG-TS).
+    let read: usize = streams
+        .lines()
+        .find(|l| l.contains("codec_name=opus"))
+        .and_then(|l| l.split("nb_read_frames=").nth(1))
+        .and_then(|n| n.split('|').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    assert!(
+        read + 2 >= frames.min(500),
+        "{read} of {frames} Opus frames"
+    );
+}
+
+#[test]
+#[ignore = "interop: needs ffmpeg, ffprobe and gst-launch-1.0"]
+fn audio_only_streams_get_independent_parts_that_players_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let tags = media("audio_only.flv");
+    let mut s = stream();
+    let mut out = Collected::default();
+    feed(&mut s, &tags, &mut out);
+    assert!(out.ll.len() >= 2, "segments cut by time");
+    assert!(
+        out.parts.iter().all(|p| p.3),
+        "every audio part is independent"
+    );
+    let segments = segments_of(&tags);
+    assert_eq!(segments[0].init.codecs, "mp4a.40.2");
+    let path = write_fmp4(dir.path(), "audio.mp4", &segments);
+    common::require_tool("ffprobe");
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "warning",
+            "-show_entries",
+            "stream=codec_name,sample_rate",
+        ])
+        .args(["-of", "compact"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&probe.stderr);
+    assert!(
+        probe.status.success() && stderr.trim().is_empty(),
+        "{stderr}"
+    );
+    let streams = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        streams.contains("codec_name=aac|sample_rate=48000"),
+        "{streams}"
+    );
+}
+
+/// Track ID → timescale, from an init segment's `tkhd` and `mdhd` boxes.
+fn timescales(init: &[u8]) -> Vec<(u32, u32)> {
+    let moov = children(init, b"moov")[0];
+    children(moov, b"trak")
+        .into_iter()
+        .map(|trak| {
+            let tkhd = children(trak, b"tkhd")[0];
+            let id = be32(tkhd, if tkhd[0] == 1 { 20 } else { 12 });
+            let mdhd = children(children(trak, b"mdia")[0], b"mdhd")[0];
+            (id, be32(mdhd, if mdhd[0] == 1 { 20 } else { 12 }))
+        })
+        .collect()
+}
+
+/// For each fragment (`moof`) of `segment`: track ID → (start, end) in its timescale, from
+/// `tfdt` and the `trun` sample durations.
+fn fragment_spans(segment: &[u8]) -> Vec<Vec<(u32, u64, u64)>> {
+    children(segment, b"moof")
+        .into_iter()
+        .map(|moof| {
+            children(moof, b"traf")
+                .into_iter()
+                .map(|traf| {
+                    let id = be32(children(traf, b"tfhd")[0], 4);
+                    let tfdt = children(traf, b"tfdt")[0];
+                    let start = if tfdt[0] == 1 {
+                        u64::from_be_bytes(tfdt[4..12].try_into().unwrap())
+                    } else {
+                        u64::from(be32(tfdt, 4))
+                    };
+                    let trun = children(traf, b"trun")[0];
+                    let flags = be32(trun, 0) & 0x00ff_ffff;
+                    assert!(flags & 0x100 != 0, "trun carries sample durations");
+                    let count = be32(trun, 4) as usize;
+                    let mut at =
+                        8 + 4 * usize::from(flags & 0x1 != 0) + 4 * usize::from(flags & 0x4 != 0);
+                    let per_sample = [0x100, 0x200, 0x400, 0x800]
+                        .iter()
+                        .filter(|f| flags & **f != 0)
+                        .count()
+                        * 4;
+                    let mut duration = 0u64;
+                    for _ in 0..count {
+                        duration += u64::from(be32(trun, at));
+                        at += per_sample;
+                    }
+                    (id, start, start + duration)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A player's buffered range for muxed audio and video is where both tracks are: each part's
+/// audio must reach as far as its video, or the buffer ends short of the part's end (hls.js
+/// then fetched the parts of the segment it was in again and again).
+#[test]
+fn each_parts_audio_reaches_the_end_of_its_video() {
+    let tags = media("av_bframes.flv");
+    let mut s = stream();
+    let mut segments = Vec::new();
+    for tag in &tags {
+        for event in s.push(tag).unwrap().ll {
+            if let LlEvent::SegmentReady(segment) = event {
+                segments.push(segment);
+            }
+        }
+    }
+    assert!(segments.len() >= 4);
+    let mut parts = 0;
+    for segment in &segments {
+        let scales = timescales(&segment.init.bytes);
+        let scale = |id: u32| f64::from(scales.iter().find(|(t, _)| *t == id).unwrap().1);
+        for (index, spans) in fragment_spans(&segment.bytes).iter().enumerate() {
+            let end = |id: u32| {
+                spans
+                    .iter()
+                    .find(|(t, _, _)| *t == id)
+                    .map(|(_, _, end)| *end as f64 / scale(id))
+            };
+            let (Some(video), Some(audio)) = (end(VIDEO_TRACK_ID), end(AUDIO_TRACK_ID)) else {
+                continue;
+            };
+            // FLV timestamps are whole milliseconds: a millisecond of rounding is allowed.
+            assert!(
+                audio + 0.0015 >= video,
+                "part {}.{index}: audio ends at {audio:.4} s, video at {video:.4} s",
+                segment.sequence
+            );
+            parts += 1;
+        }
+    }
+    assert!(parts > 20, "{parts} parts with audio and video");
+}
+
+/// A stream cutting segments at the first keyframe after each half second, so a second of media
+/// makes several segments.
+fn short_segment_stream() -> LlHlsStream {
+    LlHlsStream::new(
+        SegmenterConfig {
+            segment_duration_ms: 500,
+            target_duration_secs: 12,
+        },
+        LlPackagerConfig::default(),
+        6,
+        "s/",
+    )
+}
+
+/// Feeds `tags` to a short-segment stream to the end: the LL-HLS segments, the MPEG-TS
+/// segments' (sequence, start) and the codecs MPEG-TS left out.
+fn package_all(tags: &[FlvTag]) -> (Vec<LlSegment>, Vec<(u64, u64)>, Vec<SegmenterEvent>) {
+    let mut s = short_segment_stream();
+    let mut out = Collected::default();
+    let mut left_out = Vec::new();
+    let mut take = |ts: Vec<SegmenterEvent>, ll: Vec<LlEvent>, out: &mut Collected| {
+        for event in ts {
+            match event {
+                SegmenterEvent::SegmentReady(seg) => {
+                    out.ts.push((seg.sequence, seg.start_timestamp_ms))
+                }
+                event @ SegmenterEvent::CodecLeftOut { .. } => left_out.push(event),
+                _ => {}
+            }
+        }
+        for event in ll {
+            if let LlEvent::SegmentReady(seg) = event {
+                out.ll.push(seg);
+            }
+        }
+    };
+    for tag in tags {
+        let output = s.push(tag).unwrap();
+        take(output.ts, output.ll, &mut out);
+        if s.playlist().has_segments() {
+            let text = s.playlist().render(false);
+            assert!(check_ll_playlist(&text).is_empty(), "{text}");
+        }
+    }
+    let finished = s.finish().unwrap();
+    take(finished.ts, finished.ll, &mut out);
+    (out.ll, out.ts, left_out)
+}
+
+#[test]
+#[ignore = "interop: needs ffmpeg, ffprobe and gst-launch-1.0"]
+fn ffprobe_and_qtdemux_read_av1_with_opus() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut tags, samples) = av1_tags(dir.path());
+    let frames = samples.len();
+    let opus = opus_tags(&opus_packets(dir.path(), 1));
+    // Both sequence starts first, then the frames by timestamp (a stable sort).
+    tags.insert(1, opus[0].clone());
+    tags.extend(opus[1..].iter().cloned());
+    tags.sort_by_key(|t| t.timestamp);
+    let (segments, ts, left_out) = package_all(&tags);
+    assert!(segments.len() >= 2, "{} segments", segments.len());
+    let ll: Vec<(u64, u64)> = segments
+        .iter()
+        .map(|s| (s.sequence, s.start_timestamp_ms))
+        .collect();
+    assert_eq!(ll, ts, "MPEG-TS cuts at the AV1 keyframes too");
+    assert_eq!(
+        left_out,
+        vec![
+            SegmenterEvent::CodecLeftOut {
+                kind: streamr_media::flv::tag::MediaKind::Video,
+                codec: streamr_media::flv::tag::Codec::Av1
+            },
+            SegmenterEvent::CodecLeftOut {
+                kind: streamr_media::flv::tag::MediaKind::Audio,
+                codec: streamr_media::flv::tag::Codec::Opus
+            },
+        ],
+        "MPEG-TS reports each track it leaves out once"
+    );
+    assert_eq!(segments[0].init.codecs, "av01.0.00M.08,opus");
+    let path = write_fmp4(dir.path(), "ll_av1.mp4", &segments);
+    // The samples players read are the encoder's, without the temporal delimiters.
+    let sizes = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "packet=size",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let sizes: Vec<usize> = String::from_utf8_lossy(&sizes.stdout)
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(sizes, samples.iter().map(Vec::len).collect::<Vec<_>>());
+    let streams = probe_video(&path, "codec_name=av1|width=160|height=90", frames);
+    assert!(streams.contains("codec_name=opus"), "{streams}");
+    // A player joining at any segment decodes it with the init segment alone.
+    let one = write_fmp4(dir.path(), "one.mp4", &segments[1..2]);
+    probe_clean(&one);
+}
+
+#[test]
+#[ignore = "interop: needs ffmpeg and ffprobe"]
+fn opus_only_streams_get_ll_hls_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let tags = opus_tags(&opus_packets(dir.path(), 2));
+    let frames = tags.len() - 1;
+    let (segments, ts, _) = package_all(&tags);
+    assert!(
+        segments.len() >= 3,
+        "cut by time: {} segments",
+        segments.len()
+    );
+    assert_eq!(segments.len(), ts.len());
+    assert_eq!(segments[0].init.codecs, "opus");
+    let path = write_fmp4(dir.path(), "opus.mp4", &segments);
+    let streams = ffprobe_streams(&path, "codec_name,sample_rate,nb_read_frames");
+    assert!(
+        streams.contains(&format!(
+            "codec_name=opus|sample_rate=48000|nb_read_frames={frames}"
+        )),
+        "every Opus frame carried: {streams}"
+    );
+}
