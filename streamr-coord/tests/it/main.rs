@@ -10,6 +10,7 @@ mod client;
 mod coord_json_fuzz_seeds;
 mod dashboard;
 mod heartbeats;
+mod ll_parts;
 mod ll_segments;
 mod local_trial;
 mod node_report;

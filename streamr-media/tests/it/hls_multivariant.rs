@@ -3,7 +3,7 @@
 //! the frame rate and the bandwidth the listed segments took; an accepted query is carried onto
 //! the variant URIs, which resolve to the renditions' playlists; ffprobe opens it.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! before the notice of its segment, and a segment's part notices are its parts in order, with
 //! the hashes its segment notice lists (the shipped sample published in a loop).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

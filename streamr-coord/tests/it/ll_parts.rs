@@ -3,8 +3,7 @@
 //! every report that is not the origin's, not well formed or in conflict with a stored one is
 //! refused with a JSON error and stores nothing.
 
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
