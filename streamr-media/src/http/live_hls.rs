@@ -388,15 +388,18 @@ impl LiveHls {
         // A relay pulling the stream joins it at its upstream's cached keyframe: the segment it
         // opens there may start after the upstream's, so it is not listed.
         let segmenter = Segmenter::with_first_sequence(config.segmenter, first_sequence);
-        let segmenter = match self.inner.hub.publisher_timeline(key) {
-            Some(Timeline::Upstream) => segmenter.joining_mid_stream(),
-            _ => segmenter,
+        let pulled = self.inner.hub.publisher_timeline(key) == Some(Timeline::Upstream);
+        let segmenter = if pulled {
+            segmenter.joining_mid_stream()
+        } else {
+            segmenter
         };
         let task = StreamTask {
             live: self.clone(),
             key: key.clone(),
             state: state.clone(),
             segmenter,
+            pulled,
             packager: config.low_latency.map(LlPackager::new),
             ll_completed: std::collections::VecDeque::new(),
             tracks: StreamTracks::new(),
@@ -595,6 +598,8 @@ struct StreamTask {
     key: StreamKey,
     state: Arc<StreamHls>,
     segmenter: Segmenter,
+    /// The current publisher is a pull continuing an upstream's timeline (a relay).
+    pulled: bool,
     packager: Option<LlPackager>,
     /// fMP4 segments completed before their MPEG-TS twin was announced.
     ll_completed: std::collections::VecDeque<(u64, LlSegmentNotice)>,
@@ -611,6 +616,9 @@ impl StreamTask {
         let grace = self.live.inner.config.republish_grace;
         let mut events = Vec::with_capacity(64);
         let mut ended_at: Option<tokio::time::Instant> = None;
+        // The newest frame's timestamp, and (after a relay's pull ended) where it stopped.
+        let mut last_timestamp: Option<u32> = None;
+        let mut resumed_after: Option<u32> = None;
         let mut clock = ClockAnchor::default();
         let mut unsupported_warned = std::collections::HashSet::new();
         loop {
@@ -646,6 +654,20 @@ impl StreamTask {
                             stream_id: 0,
                             data: frame.payload().clone(),
                         };
+                        if let Some(last) = resumed_after.filter(|_| frame.is_coded_media()) {
+                            resumed_after = None;
+                            if frame.timestamp() < last {
+                                // Not a resumed pull but a new timeline (the upstream started
+                                // over): the open segment and part end where the last pull
+                                // stopped.
+                                let closed = self.segmenter.discontinuity();
+                                self.package(None);
+                                self.apply(closed);
+                            }
+                        }
+                        if frame.is_coded_media() {
+                            last_timestamp = Some(frame.timestamp());
+                        }
                         self.tracks.push(&tag);
                         let pushed = self.segmenter.push(&tag);
                         self.package(Some(&tag));
@@ -669,6 +691,17 @@ impl StreamTask {
                             }
                         }
                     }
+                    RelayEvent::PublisherEnded if self.pulled => {
+                        resumed_after = last_timestamp;
+                        // A relay's pull that ends (its upstream switched, or was lost for a
+                        // moment) is resumed where it stopped: the hub drops what the next
+                        // pull replays and goes on with the frame that follows. Cutting the
+                        // open segment and part here would list a part and a segment the
+                        // origin never cut; they stay open, and are closed where the upstream
+                        // closes them, or when the stream ends.
+                        ended_at = Some(tokio::time::Instant::now());
+                        Vec::new()
+                    }
                     RelayEvent::PublisherEnded => {
                         ended_at = Some(tokio::time::Instant::now());
                         // The segmenter first: it fixes the target duration both playlists use.
@@ -678,6 +711,8 @@ impl StreamTask {
                     }
                     RelayEvent::PublisherStarted => {
                         ended_at = None;
+                        self.pulled = self.live.inner.hub.publisher_timeline(&self.key)
+                            == Some(Timeline::Upstream);
                         Vec::new()
                     }
                 };
@@ -686,7 +721,12 @@ impl StreamTask {
         }
         drop(subscription);
         let finished = self.segmenter.finish();
-        self.package(None);
+        if !self.pulled {
+            // A relay (shutting down, or its pull gone for good) leaves its open part uncut:
+            // cut short here it would not be the part the origin cuts, and a viewer holding a
+            // blocking request for it would be served a part no origin report vouches for.
+            self.package(None);
+        }
         self.apply(finished);
         self.with_ll(|playlist| {
             playlist.end();

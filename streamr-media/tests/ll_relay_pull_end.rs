@@ -1,0 +1,79 @@
+//! A relay whose pull ends leaves its open LL-HLS part uncut: cut short there it would not be
+//! the part the origin cuts (a viewer holding a blocking request for it would be served a part
+//! no origin report vouches for). An origin whose publisher leaves cuts it, as before.
+
+use std::path::Path;
+use std::time::Duration;
+
+use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
+use streamr_media::http::{LiveHls, LiveHlsConfig, PartNotice};
+use streamr_media::relay::{FrameKind, Publisher, RelayHub, Timeline};
+use streamr_media::StreamKey;
+use tokio_util::sync::CancellationToken;
+
+/// The shipped sample's tags.
+fn sample_tags() -> Vec<FlvTag> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.flv");
+    let mut reader = FlvReader::new();
+    reader.push(&std::fs::read(path).expect("the sample"));
+    let mut tags = Vec::new();
+    while let Ok(Some(tag)) = reader.next_tag() {
+        tags.push(tag);
+    }
+    tags
+}
+
+/// Publishes the tags up to `to_ms` (sequence headers included).
+fn publish_until(publisher: &Publisher, tags: &[FlvTag], to_ms: u32) {
+    for tag in tags.iter().filter(|tag| tag.timestamp < to_ms) {
+        let kind = match tag.tag_type {
+            FlvTagType::Audio => FrameKind::Audio,
+            FlvTagType::Video => FrameKind::Video,
+            _ => FrameKind::Metadata,
+        };
+        publisher.send(kind, tag.timestamp, tag.data.clone());
+    }
+}
+
+/// Publishes 5.1 s of the sample on `timeline`, then ends the publisher; returns the part
+/// notices sent before and after the end.
+async fn parts_around_the_end(timeline: Timeline) -> (Vec<PartNotice>, Vec<PartNotice>) {
+    let tags = sample_tags();
+    let hub = RelayHub::default();
+    let shutdown = CancellationToken::new();
+    let config = LiveHlsConfig::default()
+        .with_segments(Duration::from_secs(1), 4)
+        .with_end_timing(Duration::from_millis(300), Duration::from_secs(1));
+    let live = LiveHls::start(hub.clone(), config, shutdown.clone());
+    let mut notices = live.part_notices();
+    let key = StreamKey::parse("live", "cam").expect("key");
+    let publisher = hub.publish_with(key.clone(), timeline).expect("publish");
+    let _ = live.playlist(&key, Duration::ZERO).await;
+    publish_until(&publisher, &tags, 5_100);
+    let mut before = Vec::new();
+    // Parts come as frames are packaged: wait until none came for a while.
+    while let Ok(Ok(part)) = tokio::time::timeout(Duration::from_secs(2), notices.recv()).await {
+        before.push(part);
+    }
+    drop(publisher);
+    let mut after = Vec::new();
+    while let Ok(Ok(part)) = tokio::time::timeout(Duration::from_secs(3), notices.recv()).await {
+        after.push(part);
+    }
+    shutdown.cancel();
+    (before, after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_pull_ends_cuts_no_part_short() {
+    let (before, after) = parts_around_the_end(Timeline::Upstream).await;
+    assert!(before.len() >= 4, "{before:?}");
+    assert_eq!(after, Vec::new(), "parts cut after the pull ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_whose_publisher_leaves_cuts_its_open_part() {
+    let (before, after) = parts_around_the_end(Timeline::Own).await;
+    assert!(before.len() >= 4, "{before:?}");
+    assert_eq!(after.len(), 1, "{after:?}");
+}
