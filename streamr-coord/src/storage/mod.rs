@@ -15,9 +15,8 @@ pub use records::{
     HeartbeatWrite, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic, NodePrefixRecord,
     NodeRecord, NodeSessionCounts, NodeUsage, PartRecord, PartsStored, PayoutRecord,
     PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord,
-    RelayReportRecord, RelayReports,
-    SegmentRecord, SessionRecord, SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow,
-    StreamRecord, Totals,
+    RelayReportRecord, RelayReports, SegmentRecord, SessionRecord, SessionUsageRow,
+    SettlementRecord, SettlementWrite, StatsRow, StreamRecord, Totals,
 };
 pub use sql::{HeartbeatFlush, PostgresStorage, SqliteStorage};
 
