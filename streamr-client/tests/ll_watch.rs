@@ -82,17 +82,32 @@ async fn ll_viewer_outputs_verified_parts_at_the_live_edge() {
 /// Marks what the tampering proxy puts at the end of every part it alters.
 const TAMPERED: &[u8] = b"TAMPERED";
 
-/// An HTTP proxy in front of a friend node that serves every LL-HLS part (`{msn}.{i}.m4s`)
-/// with its last bytes replaced by [`TAMPERED`]: what a dishonest friend would serve. The
-/// playlists and init segments pass unchanged.
+/// What a [`TamperingProxy`] does to the LL-HLS parts (`{msn}.{i}.m4s`) it serves.
+#[derive(Debug, Clone, Copy)]
+enum Misbehaviour {
+    /// Every part with its last bytes replaced by [`TAMPERED`].
+    Tamper,
+    /// The first `honest` parts as they are, then for each part asked the same part of the
+    /// first segment asked: real origin parts played long ago (beyond what the viewer keeps of
+    /// its history), served again out of place.
+    Rewind { honest: u64 },
+}
+
+/// An HTTP proxy in front of a friend node that serves LL-HLS parts as [`Misbehaviour`] says:
+/// what a dishonest friend would serve. The playlists and init segments pass unchanged.
 struct TamperingProxy {
     addr: SocketAddr,
     target: Arc<OnceLock<SocketAddr>>,
+    /// Parts altered or served out of place.
     tampered: Arc<AtomicU64>,
 }
 
 impl TamperingProxy {
     async fn start() -> TamperingProxy {
+        TamperingProxy::with(Misbehaviour::Tamper).await
+    }
+
+    async fn with(misbehaviour: Misbehaviour) -> TamperingProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -101,9 +116,16 @@ impl TamperingProxy {
         let tampered: Arc<AtomicU64> = Arc::default();
         let http = reqwest::Client::new();
         let (to, count) = (target.clone(), tampered.clone());
+        let served: Arc<AtomicU64> = Arc::default();
+        let first_msn: Arc<AtomicU64> = Arc::default();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(proxy_one(socket, http.clone(), to.clone(), count.clone()));
+                tokio::spawn(proxy_one(
+                    socket,
+                    http.clone(),
+                    (to.clone(), misbehaviour),
+                    (count.clone(), served.clone(), first_msn.clone()),
+                ));
             }
         });
         TamperingProxy {
@@ -114,12 +136,14 @@ impl TamperingProxy {
     }
 }
 
-/// Answers one request (then closes the connection) with the target's answer, parts altered.
+/// Answers one request (then closes the connection) with the target's answer, parts altered
+/// or moved as `misbehaviour` says; `served` counts the parts asked for and `first_msn` keeps
+/// the first one's media sequence number plus one (0: none asked yet).
 async fn proxy_one(
     mut socket: tokio::net::TcpStream,
     http: reqwest::Client,
-    target: Arc<OnceLock<SocketAddr>>,
-    tampered: Arc<AtomicU64>,
+    (target, misbehaviour): (Arc<OnceLock<SocketAddr>>, Misbehaviour),
+    (tampered, served, first_msn): (Arc<AtomicU64>, Arc<AtomicU64>, Arc<AtomicU64>),
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut head = Vec::new();
@@ -137,7 +161,29 @@ async fn proxy_one(
     let Some(target) = target.get() else {
         return;
     };
-    let Ok(response) = http.get(format!("http://{target}{path}")).send().await else {
+    let (dir, file) = {
+        let bare = path.split('?').next().unwrap_or("");
+        bare.rsplit_once('/').unwrap_or(("", bare))
+    };
+    let part: Option<(u64, &str)> = file
+        .strip_suffix(".m4s")
+        .and_then(|name| name.split_once('.'))
+        .and_then(|(msn, index)| Some((msn.parse().ok()?, index)));
+    let mut asked = path.to_owned();
+    if let (Some((msn, index)), Misbehaviour::Rewind { honest }) = (part, misbehaviour) {
+        // The first part asked is the first the viewer plays: its msn is kept (plus one).
+        let _ = first_msn.compare_exchange(0, msn + 1, Ordering::Relaxed, Ordering::Relaxed);
+        let first = first_msn.load(Ordering::Relaxed) - 1;
+        if served.fetch_add(1, Ordering::Relaxed) >= honest {
+            let query = path
+                .split_once('?')
+                .map(|(_, q)| format!("?{q}"))
+                .unwrap_or_default();
+            asked = format!("{dir}/{first}.{index}.m4s{query}");
+            tampered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let Ok(response) = http.get(format!("http://{target}{asked}")).send().await else {
         return;
     };
     let status = response.status();
@@ -151,15 +197,8 @@ async fn proxy_one(
         return;
     };
     let mut body = body.to_vec();
-    let file = path
-        .split('?')
-        .next()
-        .unwrap_or("")
-        .rsplit('/')
-        .next()
-        .unwrap_or("");
-    let is_part = file.ends_with(".m4s") && file.matches('.').count() == 2;
-    if is_part && status.is_success() && body.len() >= TAMPERED.len() {
+    let tamper = matches!(misbehaviour, Misbehaviour::Tamper);
+    if tamper && part.is_some() && status.is_success() && body.len() >= TAMPERED.len() {
         let at = body.len() - TAMPERED.len();
         body[at..].copy_from_slice(TAMPERED);
         tampered.fetch_add(1, Ordering::Relaxed);
@@ -254,5 +293,68 @@ async fn ll_viewer_failing_over_to_a_cold_friend_gets_only_verified_parts() {
     assert!(stats.nodes_used.len() >= 2, "{stats:?}");
     assert_eq!(stats.unverified_parts, 0, "{stats:?}");
     assert_eq!(stats.unverified_segments, 0, "{stats:?}");
+    network.shutdown().await;
+}
+
+/// The `mfhd` sequence numbers of the fMP4 fragments in `bytes`, in order.
+fn fragment_sequence_numbers(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"mfhd")
+        .filter_map(|(at, _)| {
+            let field = bytes.get(at + 8..at + 12)?;
+            Some(u32::from_be_bytes(field.try_into().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ll_viewer_never_plays_an_older_part_served_in_place_of_a_new_one() {
+    let proxy = TamperingProxy::with(Misbehaviour::Rewind { honest: 60 }).await;
+    let mut network = Network::start_with(&[Some(format!("http://{}", proxy.addr))], |segments| {
+        segments.iter().any(|s| s.ll.is_some())
+    })
+    .await;
+    let dishonest = network.friends[0].node_id();
+    proxy
+        .target
+        .set(network.friends[0].http_addr())
+        .expect("the proxy's target is set once");
+    let out = tempfile::NamedTempFile::new().expect("output file");
+    let file = tokio::fs::File::create(out.path()).await.expect("output");
+    let mut config = ViewerConfig::new(network.server.url(), "show").with_low_latency(true);
+    config.part_verify_timeout = Duration::from_secs(1);
+    let viewer = Viewer::start(config, Some(Box::new(file))).expect("the viewer starts");
+    wait_for(&viewer, "parts played from the dishonest friend", |s| {
+        s.verified_parts >= 50
+    })
+    .await;
+    // Then real origin parts again, from the first segment played, once sixty were played
+    // (more than the viewer remembers): the first one out of place is refused and the node
+    // given up.
+    wait_for(&viewer, "an older part refused", |s| {
+        s.unverified_parts >= 1 && s.failovers >= 1
+    })
+    .await;
+    assert_eq!(viewer.stats().nodes_used.first(), Some(&dishonest));
+    let honest = network.add_friend(None).await.node_id();
+    wait_for(&viewer, "parts from the honest friend", |s| {
+        s.verified_parts >= 6 && s.node == Some(honest)
+    })
+    .await;
+    let stats = viewer.stop().await.expect("the viewer stops");
+    assert!(proxy.tampered.load(Ordering::Relaxed) >= 1, "{stats:?}");
+    // What reached the output is in the origin's order: every fragment after the one before.
+    let written = std::fs::read(out.path()).expect("the output");
+    let sequence = fragment_sequence_numbers(&written);
+    assert!(
+        sequence.len() as u64 >= stats.parts,
+        "{sequence:?} for {stats:?}"
+    );
+    assert!(
+        sequence.windows(2).all(|w| w[0] < w[1]),
+        "fragments out of order in the output: {sequence:?}"
+    );
     network.shutdown().await;
 }

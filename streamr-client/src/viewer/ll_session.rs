@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::ll::{blocking_reload_url, LlMediaPlaylist, PartPosition};
 use super::origin::OriginPart;
+use super::part_order::OriginPlace;
 use super::receipts::SessionReceipts;
 use super::resume::{self, ResumePlan, PART_RESUME_LOOKBACK};
 use super::{low_latency_url, with_token, Pending, Run, SessionClock, SessionEnd, ViewerError};
@@ -353,6 +354,13 @@ impl Run {
         last_progress: &mut Option<Instant>,
     ) -> Result<Result<(), String>, ViewerError> {
         let hash = segment_hash(&bytes);
+        if self.delivered_parts.contains(&hash) {
+            // Played already (a resume skips those): never written twice.
+            tracing::debug!(msn = position.msn, part = position.index, %hash,
+                "a part already played was served again; not output");
+            self.stats.send_modify(|s| s.repeated_parts += 1);
+            return Ok(Ok(()));
+        }
         if let Err(reason) = self.check_part(&hash, position, bytes.len()).await {
             return Ok(Err(reason));
         }
@@ -389,11 +397,25 @@ impl Run {
         Ok(Ok(()))
     }
 
+    /// Lets a part through when its origin `place` comes after the last part played; counts it
+    /// as unverified and says why when it does not.
+    fn admit_place(&mut self, place: OriginPlace, position: PartPosition) -> Result<(), String> {
+        self.part_order.admit(place.clone()).map_err(|last| {
+            self.stats.send_modify(|s| s.unverified_parts += 1);
+            format!(
+                "part {}.{} is the origin's part {}.{}, not after the last one played ({}.{}): \
+                 an older part served again, or parts out of order",
+                position.msn, position.index, place.msn, place.index, last.msn, last.index
+            )
+        })
+    }
+
     /// Checks that `hash` is the hash of a part the origin reported as it cut it, asking the
     /// coordinator and waiting at most [`super::ViewerConfig::part_verify_timeout`] for the
-    /// report. A part delivered before (found again when resuming on another node) or listed
-    /// in a segment report already is known without asking. `Err` when the origin did not
-    /// report it in time, or the coordinator cannot say.
+    /// report; a part listed in a segment report already is known without asking. Its place
+    /// at the origin must come after the last part played ([`super::part_order::PartOrder`]). `Err` when the
+    /// origin did not report it in time, it is not after the last one, or the coordinator
+    /// cannot say.
     async fn check_part(
         &mut self,
         hash: &ContentDigest,
@@ -401,8 +423,14 @@ impl Run {
         len: usize,
     ) -> Result<(), String> {
         let started = Instant::now();
-        let cut_ms = if self.delivered_parts.contains(hash) || self.index.find_part(hash).is_some()
-        {
+        let cut_ms = if let Some(origin) = self.index.find_part(hash) {
+            // Segment reports carry no run: the part is placed in the run played last.
+            let place = OriginPlace {
+                run: self.part_order.run().unwrap_or_default().to_owned(),
+                msn: i64::try_from(origin.sequence).unwrap_or(i64::MAX),
+                index: i64::try_from(origin.index).unwrap_or(i64::MAX),
+            };
+            self.admit_place(place, position)?;
             None
         } else {
             let wait = self.config.part_verify_timeout;
@@ -411,7 +439,15 @@ impl Run {
                 asked = self.coordinator.part(&self.config.stream_id, hash, wait) => asked,
             };
             match asked {
-                Ok(part) => Some(part.cut_ms),
+                Ok(part) => {
+                    let place = OriginPlace {
+                        run: part.run,
+                        msn: part.msn,
+                        index: part.index,
+                    };
+                    self.admit_place(place, position)?;
+                    Some(part.cut_ms)
+                }
                 Err(error) if error.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
                     self.stats.send_modify(|s| s.unverified_parts += 1);
                     return Err(format!(

@@ -22,6 +22,7 @@
 mod ll;
 mod ll_session;
 pub mod origin;
+mod part_order;
 pub mod receipts;
 mod resume;
 
@@ -202,7 +203,8 @@ pub struct ViewerStats {
     /// LL-HLS: how long checking a part took, from having its bytes to knowing the origin's
     /// hash matches: the newest, the longest and the sum over [`Self::verified_parts`].
     pub part_check_wait: PartCheckWait,
-    /// LL-HLS: verified parts that were not after the newest verified before (played twice).
+    /// LL-HLS: parts not after the newest verified before: served again after they were played
+    /// (not output a second time) or found late in their segment.
     pub repeated_parts: u64,
     /// LL-HLS: origin parts the viewer never got between consecutive verified ones (counted
     /// within a segment and across to the next).
@@ -335,6 +337,7 @@ impl Viewer {
             output,
             delivered: DeliveredHistory::default(),
             delivered_parts: DeliveredHistory::of_parts(),
+            part_order: part_order::PartOrder::default(),
             started: Instant::now(),
         };
         let task = tokio::spawn(run.run());
@@ -417,6 +420,9 @@ struct Run {
     delivered: DeliveredHistory,
     /// LL-HLS: the parts delivered last, to resume after them on another node.
     delivered_parts: DeliveredHistory,
+    /// LL-HLS: the origin place of the last part the coordinator confirmed, which the next
+    /// confirmed part must follow.
+    part_order: part_order::PartOrder,
     /// LL-HLS: the init segment (by its URI's path) last written to the output.
     init_written: Option<String>,
     started: Instant,
