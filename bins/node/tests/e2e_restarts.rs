@@ -423,7 +423,10 @@ async fn an_origin_restart_continues_the_chain_and_viewers_keep_verifying() {
         chain.last().map_or(-1, |s| s.sequence)
     );
     assert!(stats.receipts_rejected.is_empty(), "{stats:?}");
-    assert_eq!(stats.skipped_segments, 0, "{stats:?}");
+    // The relay lists only segments it cuts as the origin does: when the origin's timeline
+    // starts over, the relay cannot know that the first keyframe it gets is the new run's
+    // first (where the origin cut), so it may leave that one segment out.
+    assert!(stats.skipped_segments <= 1, "{stats:?}");
     // At most the relay's partial segment cut when its origin died is not the origin's.
     assert!(stats.unverified_segments <= 1, "{stats:?}");
     network.coord.assert_not_penalised(relay).await;
