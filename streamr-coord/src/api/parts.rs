@@ -12,7 +12,8 @@ use streamr_core::{ContentDigest, SignedPartReport, MAX_PARTS_PER_REPORT, MAX_PA
 
 use super::openapi::{ErrorSchema, SignedPartReportSchema};
 use super::streams::{
-    load_stream, max_skew_ms, origin_signature_error, to_i64, unix_now_ms, StreamPath,
+    load_stream, max_skew_ms, origin_signature_error, origin_stream, to_i64, unix_now_ms,
+    StreamPath,
 };
 use super::Shared;
 use crate::clock::now_ms;
@@ -118,26 +119,7 @@ pub(crate) async fn report_parts(
             ),
         });
     }
-    let stream = load_stream(&state, &id).await?;
-    if body.stream_id.as_str() != stream.id {
-        return Err(ApiError::NotOrigin {
-            stream_id: stream.id,
-            reason: format!("the report was signed for stream {}", body.stream_id),
-        });
-    }
-    let signer = body.node_id.to_string();
-    if stream.origin_node.as_deref() != Some(signer.as_str()) {
-        return Err(ApiError::NotOrigin {
-            reason: match &stream.origin_node {
-                Some(origin) => format!("node {signer} is not the origin node {origin}"),
-                None => format!(
-                    "the stream has no origin node yet; node {signer} must pass a signed \
-                     publish check first"
-                ),
-            },
-            stream_id: stream.id,
-        });
-    }
+    let stream = origin_stream(&state, &id, &body.stream_id, &body.node_id).await?;
     let now = now_ms();
     let run = format!("{:016x}", body.run);
     let mut records = Vec::with_capacity(body.parts.len());

@@ -5,7 +5,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use rand::RngCore;
 use serde::Deserialize;
-use streamr_core::{ContentDigest, LlSegmentHashes, SegmentChain, SignatureError};
+use streamr_core::{
+    ContentDigest, LlSegmentHashes, NodeId, SegmentChain, SignatureError, StreamId,
+};
 
 use super::openapi::{ErrorSchema, SegmentReportRequestSchema};
 use super::{Admin, Shared};
@@ -120,6 +122,38 @@ pub(crate) async fn load_stream(state: &Shared, id: &str) -> Result<StreamRecord
             what: "stream",
             id: id.to_owned(),
         })
+}
+
+/// Loads stream `id` for a report its origin signed: 403 `not_origin` when the report was
+/// signed for another stream, or `signer` is not the stream's bound origin (or it has none
+/// yet).
+pub(crate) async fn origin_stream(
+    state: &Shared,
+    id: &str,
+    signed_for: &StreamId,
+    signer: &NodeId,
+) -> Result<StreamRecord, ApiError> {
+    let stream = load_stream(state, id).await?;
+    if signed_for.as_str() != stream.id {
+        return Err(ApiError::NotOrigin {
+            stream_id: stream.id,
+            reason: format!("the report was signed for stream {signed_for}"),
+        });
+    }
+    let signer = signer.to_string();
+    if stream.origin_node.as_deref() != Some(signer.as_str()) {
+        return Err(ApiError::NotOrigin {
+            reason: match &stream.origin_node {
+                Some(origin) => format!("node {signer} is not the origin node {origin}"),
+                None => format!(
+                    "the stream has no origin node yet; node {signer} must pass a signed \
+                     publish check first"
+                ),
+            },
+            stream_id: stream.id,
+        });
+    }
+    Ok(stream)
 }
 
 /// Register a stream; returns the stream key once.
@@ -400,26 +434,7 @@ pub(crate) async fn report_segment(
             let body = signed
                 .verify(unix_now_ms(), max_skew_ms(&state))
                 .map_err(|error| origin_signature_error(&state, "segment report", error))?;
-            let stream = load_stream(&state, &id).await?;
-            if body.stream_id.as_str() != stream.id {
-                return Err(ApiError::NotOrigin {
-                    stream_id: stream.id,
-                    reason: format!("the report was signed for stream {}", body.stream_id),
-                });
-            }
-            let signer = body.node_id.to_string();
-            if stream.origin_node.as_deref() != Some(signer.as_str()) {
-                return Err(ApiError::NotOrigin {
-                    reason: match &stream.origin_node {
-                        Some(origin) => format!("node {signer} is not the origin node {origin}"),
-                        None => format!(
-                            "the stream has no origin node yet; node {signer} must pass a \
-                             signed publish check first"
-                        ),
-                    },
-                    stream_id: stream.id,
-                });
-            }
+            let stream = origin_stream(&state, &id, &body.stream_id, &body.node_id).await?;
             let report = SegmentReport {
                 sequence: body.sequence,
                 hash: body.hash,
