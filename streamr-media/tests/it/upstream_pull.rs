@@ -320,6 +320,36 @@ async fn freezable_proxy(target: SocketAddr, frozen: CancellationToken) -> Socke
     address
 }
 
+/// Sends `timeline` a GOP at a time, waiting after each until `recording` holds its last video
+/// frame, then calls `after_gop`.
+async fn send_gop_by_gop(
+    publisher: &mut RtmpClient,
+    timeline: &[(MediaKind, u32, bytes::Bytes)],
+    recording: &Recording,
+    mut after_gop: impl FnMut(),
+) {
+    for gop in timeline.chunk_by(|_, (kind, _, payload)| {
+        !(*kind == MediaKind::Video && payload.first() == Some(&0x17))
+    }) {
+        for (kind, timestamp, payload) in gop {
+            publisher
+                .send_media(*kind, *timestamp, payload.clone())
+                .await
+                .expect("sends");
+        }
+        let last = gop
+            .iter()
+            .filter(|(kind, _, payload)| *kind == MediaKind::Video && payload.get(1) == Some(&1))
+            .map(|(_, timestamp, _)| *timestamp)
+            .max();
+        wait_until("the edge relayed the GOP", || {
+            last.is_none() || last_video(recording) == last
+        })
+        .await;
+        after_gop();
+    }
+}
+
 /// The sample `rounds` times over (10 s each of H.264 and AAC with a keyframe every 2 s), as
 /// (kind, timestamp, payload), timestamps going on across rounds.
 fn sample_timeline(rounds: u32) -> Vec<(MediaKind, u32, bytes::Bytes)> {
@@ -460,25 +490,7 @@ async fn failover_mid_stream(death: Death) {
     })
     .await;
     // Sent a GOP at a time, so no relay's viewer falls behind its lag budget and skips.
-    for part in timeline[split..].chunk_by(|_, (kind, _, payload)| {
-        !(*kind == MediaKind::Video && payload.first() == Some(&0x17))
-    }) {
-        for (kind, timestamp, payload) in part {
-            publisher
-                .send_media(*kind, *timestamp, payload.clone())
-                .await
-                .expect("sends");
-        }
-        let last = part
-            .iter()
-            .filter(|(kind, _, payload)| *kind == MediaKind::Video && payload.get(1) == Some(&1))
-            .map(|(_, timestamp, _)| *timestamp)
-            .max();
-        wait_until("the edge relayed the GOP", || {
-            last.is_none() || last_video(&edge_recording) == last
-        })
-        .await;
-    }
+    send_gop_by_gop(&mut publisher, &timeline[split..], &edge_recording, || {}).await;
     let status = edge.status(&key).expect("the edge pulls");
     assert_eq!(
         status.upstream.as_deref(),
@@ -640,30 +652,14 @@ async fn a_relay_keeps_relaying_while_its_reassignment_ask_goes_unanswered() {
     let mut publisher = RtmpClient::publish(&publish_url).await.expect("publishes");
     // Every GOP reaches the edge's viewer while the ask still hangs.
     let timeline = sample_timeline(1);
-    for part in timeline.chunk_by(|_, (kind, _, payload)| {
-        !(*kind == MediaKind::Video && payload.first() == Some(&0x17))
-    }) {
-        for (kind, timestamp, payload) in part {
-            publisher
-                .send_media(*kind, *timestamp, payload.clone())
-                .await
-                .expect("sends");
-        }
-        let last = part
-            .iter()
-            .filter(|(kind, _, payload)| *kind == MediaKind::Video && payload.get(1) == Some(&1))
-            .map(|(_, timestamp, _)| *timestamp)
-            .max();
-        wait_until("the edge relayed the GOP", || {
-            last.is_none() || last_video(&edge_recording) == last
-        })
-        .await;
+    send_gop_by_gop(&mut publisher, &timeline, &edge_recording, || {
         assert_eq!(
             tree.hanging.load(Ordering::SeqCst),
             1,
             "the ask is still unanswered"
         );
-    }
+    })
+    .await;
     assert_eq!(media(&edge_recording), media(&origin_recording));
 
     // Answered at last with the same upstream: the pull stays where it is.
