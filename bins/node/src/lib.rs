@@ -99,6 +99,8 @@ pub struct NodeConfig {
     pub hls_dir: Option<PathBuf>,
     /// The LL-HLS rendition's part target (`None`: MPEG-TS HLS only).
     pub ll_hls_part_target: Option<Duration>,
+    /// The MPEG-TS HLS playlist's fixed target duration (`None`: from each stream's first GOPs).
+    pub hls_target_duration: Option<Duration>,
     /// RTMPS listen address (needs [`tls`](Self::tls)); serves the same streams as RTMP.
     pub rtmps_listen: Option<SocketAddr>,
     /// HTTPS listen address (needs [`tls`](Self::tls)); serves what the HTTP listener serves.
@@ -263,6 +265,7 @@ impl Default for NodeConfig {
             gop_cache: true,
             hls_dir: None,
             ll_hls_part_target: Some(Duration::from_millis(350)),
+            hls_target_duration: None,
             rtmps_listen: None,
             https_listen: None,
             tls: None,
@@ -545,7 +548,9 @@ impl Node {
             .await
             .map_err(listen_error)?;
         let http_addr = listener.local_addr().map_err(listen_error)?;
-        let mut hls_config = LiveHlsConfig::default().with_low_latency(config.ll_hls_part_target);
+        let mut hls_config = LiveHlsConfig::default()
+            .with_low_latency(config.ll_hls_part_target)
+            .with_ts_target_duration(config.hls_target_duration);
         if let Some(dir) = &config.hls_dir {
             hls_config = hls_config.with_directory(dir);
         }

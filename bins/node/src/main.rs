@@ -95,12 +95,20 @@ struct Args {
     #[arg(long, env = "STREAMR_HLS_DIR")]
     hls_dir: Option<std::path::PathBuf>,
 
-    /// LL-HLS part target, every stream's PART-TARGET on every node: no partial segment lasts
-    /// longer unless one frame does, so keep it above the frame interval (clamped to
-    /// 100ms..=2s); `0s` serves the MPEG-TS playlist only.
+    /// LL-HLS part target (clamped to 100ms..=2s): a stream's PART-TARGET is this, or is
+    /// fitted to whole frames of the frame rate its onMetaData declares (one frame under ~3 fps),
+    /// the same on every node; `0s` serves the MPEG-TS playlist only.
     #[arg(long, env = "STREAMR_LL_HLS_PART_TARGET", default_value = "350ms",
           value_parser = humantime::parse_duration)]
     ll_hls_part_target: Duration,
+
+    /// The MPEG-TS HLS playlist's EXT-X-TARGETDURATION (whole seconds), fixed so that no
+    /// segment ever exceeds it: a GOP running past it is cut short in that playlist, which
+    /// then marks a discontinuity (LL-HLS keeps the whole GOP). `0s` derives it from each
+    /// stream's first GOPs (as short as the segments), which a later, longer GOP can exceed.
+    #[arg(long, env = "STREAMR_HLS_TARGET_DURATION", default_value = "0s",
+          value_parser = humantime::parse_duration)]
+    hls_target_duration: Duration,
 
     /// File holding the node's secret key (created on first start, mode 0600; used only with
     /// --coordinator).
@@ -337,6 +345,7 @@ impl Args {
             gop_cache: self.gop_cache,
             hls_dir: self.hls_dir,
             ll_hls_part_target: Some(self.ll_hls_part_target).filter(|target| !target.is_zero()),
+            hls_target_duration: Some(self.hls_target_duration).filter(|target| !target.is_zero()),
             rtmps_listen: self.rtmps_listen,
             https_listen: self.https_listen,
             tls: self
@@ -498,6 +507,17 @@ mod tests {
         let public = Args::try_parse_from(["streamr-node", "--origin-play", "public"]).unwrap();
         assert_eq!(public.into_config().origin_play, OriginPlay::Public);
         assert!(Args::try_parse_from(["streamr-node", "--origin-play", "all"]).is_err());
+    }
+
+    #[test]
+    fn hls_target_duration_is_derived_unless_given() {
+        let derived = Args::try_parse_from(["streamr-node"]).unwrap();
+        assert_eq!(derived.into_config().hls_target_duration, None);
+        let fixed = Args::try_parse_from(["streamr-node", "--hls-target-duration", "6s"]).unwrap();
+        assert_eq!(
+            fixed.into_config().hls_target_duration,
+            Some(Duration::from_secs(6))
+        );
     }
 
     #[test]

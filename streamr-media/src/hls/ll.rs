@@ -12,8 +12,10 @@ use crate::fmp4::Fmp4Error;
 /// The segmenter, the packager and the playlist of one stream, fed tag by tag. The MPEG-TS
 /// segments are produced too (they decide the cut points and sequence numbers) and returned.
 /// The playlist's TARGETDURATION is the segmenter's longest segment allowed
-/// ([`SegmenterConfig::target_duration_secs`]) and its PART-TARGET the configured part target:
-/// both come from the configuration alone, so every node relaying the stream declares the same.
+/// ([`SegmenterConfig::target_duration_secs`]) and its PART-TARGET the packager's
+/// ([`LlPackager::part_target_ms`]: the configured target fitted to the frame interval the
+/// stream declares): both come from what every node relaying the stream receives before its
+/// first frame, so every node declares the same.
 ///
 /// ```
 /// use streamr_media::hls::{LlHlsStream, LlPackagerConfig, SegmenterConfig};
@@ -108,6 +110,9 @@ impl LlHlsStream {
     }
 
     fn apply(&mut self, events: &[LlEvent]) {
+        // Fixed once the first segment is listed (the packager fixes it when that opens).
+        self.playlist
+            .set_part_target(self.packager.part_target_ms());
         for event in events {
             self.playlist.apply(event);
         }

@@ -47,7 +47,8 @@ fn seconds(value: Option<&String>) -> Option<f64> {
 /// EXT-X-TARGETDURATION, EXT-X-PART-INF and EXT-X-SERVER-CONTROL with CAN-BLOCK-RELOAD=YES,
 /// PART-HOLD-BACK ≥ 3 × PART-TARGET and CAN-SKIP-UNTIL ≥ 6 × TARGETDURATION; EXTINF rounded ≤
 /// TARGETDURATION; every part ≤ PART-TARGET, named after its segment's MSN and its index, parts
-/// of a complete segment adding up to its EXTINF; the first part of each segment INDEPENDENT;
+/// of a complete segment adding up to its EXTINF, each one other than a segment's last and the
+/// independent ones ≥ 85 % of PART-TARGET; the first part of each segment INDEPENDENT;
 /// EXT-X-MAP before the first segment; EXT-X-SKIP only as the first segment line; the preload
 /// hint naming the part after the last one; no preload hint after EXT-X-ENDLIST.
 pub fn check_ll_playlist(text: &str) -> Vec<LlViolation> {
@@ -69,6 +70,8 @@ pub fn check_ll_playlist(text: &str) -> Vec<LlViolation> {
     let mut segment_lines = 0usize;
     let mut parts_in_segment = 0u32;
     let mut part_sum = 0.0f64;
+    // The parts of the segment being listed: line, duration, INDEPENDENT=YES.
+    let mut segment_parts: Vec<(usize, f64, bool)> = Vec::new();
     let mut pending_extinf: Option<f64> = None;
     let mut hint: Option<(usize, String)> = None;
     let mut ended = false;
@@ -110,6 +113,11 @@ pub fn check_ll_playlist(text: &str) -> Vec<LlViolation> {
                 }
             }
             part_sum += duration;
+            segment_parts.push((
+                n,
+                duration,
+                attrs.get("INDEPENDENT").map(String::as_str) == Some("YES"),
+            ));
             let uri = attrs.get("URI").cloned().unwrap_or_default();
             let (uri_prefix, name) = uri
                 .rsplit_once('/')
@@ -150,6 +158,13 @@ pub fn check_ll_playlist(text: &str) -> Vec<LlViolation> {
                     }
                 }
             }
+            // Every part but the segment's last lasts at least 85 % of PART-TARGET, unless it
+            // is independent.
+            segment_parts.pop();
+            if let Some(pt) = part_target {
+                short_parts(&segment_parts, pt, &mut fail);
+            }
+            segment_parts.clear();
             pending_extinf = duration;
         } else if let Some(v) = line.strip_prefix("#EXT-X-PRELOAD-HINT:") {
             hint = Some((n, attributes(v).get("URI").cloned().unwrap_or_default()));
@@ -176,6 +191,10 @@ pub fn check_ll_playlist(text: &str) -> Vec<LlViolation> {
             parts_in_segment = 0;
             part_sum = 0.0;
         }
+    }
+    // The open segment's parts: none of them is known to be its last yet.
+    if let Some(pt) = part_target {
+        short_parts(&segment_parts, pt, &mut fail);
     }
     match version {
         Some(v) if v >= 9 => {}
@@ -231,6 +250,25 @@ pub fn check_ll_playlist(text: &str) -> Vec<LlViolation> {
     violations
 }
 
+/// Reports each part of `parts` that is not independent and lasts less than 85 % of
+/// `part_target` (seconds): RFC 8216bis allows that only to a segment's last part.
+fn short_parts(
+    parts: &[(usize, f64, bool)],
+    part_target: f64,
+    fail: &mut impl FnMut(usize, &'static str, String),
+) {
+    let least = part_target * super::ll_packager::PART_MIN_PERCENT as f64 / 100.0;
+    for (line, duration, independent) in parts {
+        if !independent && *duration + 1e-9 < least {
+            fail(
+                *line,
+                "part other than its segment's last or an independent one ≥ 85 % of PART-TARGET",
+                format!("{duration:.3} s < {least:.4} s"),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,10 +300,30 @@ mod tests {
         }
     }
 
-    /// A stream of video frames `interval` ms apart, frame `i` off by `jitter[i] - 1` ms, a
-    /// keyframe every `gop` frames, with Opus every 20 ms when `audio`.
+    /// An `onMetaData` tag declaring `fps` frames a second, as a publisher sends it.
+    fn metadata(fps: f64) -> FlvTag {
+        use crate::amf0::{encode_all, Amf0Value};
+        let values = [
+            Amf0Value::String("@setDataFrame".into()),
+            Amf0Value::String("onMetaData".into()),
+            Amf0Value::EcmaArray(vec![("framerate".into(), Amf0Value::Number(fps))]),
+        ];
+        FlvTag {
+            tag_type: FlvTagType::ScriptData,
+            timestamp: 0,
+            stream_id: 0,
+            data: encode_all(&values).unwrap().freeze(),
+        }
+    }
+
+    /// A stream declaring (`onMetaData`) and sending video frames `interval` ms apart, frame `i`
+    /// off by `jitter[i] - 1` ms, a keyframe every `gop` frames, with Opus every 20 ms when
+    /// `audio`.
     fn stream_tags(interval: u64, jitter: &[u64], gop: usize, audio: bool) -> Vec<FlvTag> {
-        let mut tags = vec![video(0x90, 0, &[0x81, 0x00, 0x0C, 0x00])];
+        let mut tags = vec![
+            metadata(1_000.0 / interval as f64),
+            video(0x90, 0, &[0x81, 0x00, 0x0C, 0x00]),
+        ];
         if audio {
             let head = b"OpusHead\x01\x02\x38\x01\x80\xBB\x00\x00\x00\x00\x00";
             tags.push(opus(0x90, 0, head));
@@ -281,15 +339,6 @@ mod tests {
             tags.push(video(first, timestamp, &[0x32, 0x01, i as u8]));
         }
         tags
-    }
-
-    /// The configured part target for frames `interval` ms apart: the default, or above the
-    /// interval (with its jitter) when frames are further apart.
-    fn packager_config(interval: u64) -> LlPackagerConfig {
-        let target = (interval + 10).max(u64::from(LlPackagerConfig::default().part_target_ms));
-        LlPackagerConfig {
-            part_target_ms: u32::try_from(target).unwrap_or(u32::MAX),
-        }
     }
 
     /// Like [`stream_tags`], but each GOP lasts between half and twice `gop` frames (a keyframe
@@ -339,7 +388,7 @@ mod tests {
             let gop = usize::try_from(gop_ms / interval).unwrap_or(1).max(1);
             let mut stream = LlHlsStream::new(
                 SegmenterConfig { segment_duration_ms: 2_000, target_duration_secs: 12 },
-                packager_config(interval),
+                LlPackagerConfig::default(),
                 6,
                 "",
             );
@@ -388,17 +437,13 @@ mod tests {
         playlist: String,
     }
 
-    fn node_output(
-        tags: &[FlvTag],
-        interval: u64,
-        joining: bool,
-    ) -> Result<NodeOutput, TestCaseError> {
+    fn node_output(tags: &[FlvTag], joining: bool) -> Result<NodeOutput, TestCaseError> {
         let stream = LlHlsStream::new(
             SegmenterConfig {
                 segment_duration_ms: 2_000,
                 target_duration_secs: 12,
             },
-            packager_config(interval),
+            LlPackagerConfig::default(),
             6,
             "",
         );
@@ -484,10 +529,11 @@ mod tests {
             } else {
                 stream_tags(interval, &jitter, gop, audio)
             };
+            // onMetaData, then the sequence headers (an audio-only stream keeps its metadata).
             if audio_only {
-                tags.retain(|t| t.tag_type == FlvTagType::Audio);
+                tags.retain(|t| t.tag_type != FlvTagType::Video);
             }
-            let headers = if audio && !audio_only { 2 } else { 1 };
+            let headers = if audio && !audio_only { 3 } else { 2 };
             let joinable: Vec<usize> = (headers..tags.len())
                 .filter(|&i| {
                     !at_keyframe
@@ -499,8 +545,8 @@ mod tests {
             let start = joinable[join.index(joinable.len())];
             let joined: Vec<FlvTag> =
                 tags[..headers].iter().chain(&tags[start..]).cloned().collect();
-            let origin = node_output(&tags, interval, false)?;
-            let friend = node_output(&joined, interval, true)?;
+            let origin = node_output(&tags, false)?;
+            let friend = node_output(&joined, true)?;
             let joined_at = u64::from(tags[start].timestamp);
             prop_assert!(!origin.ts.is_empty() && !origin.ll.is_empty(), "the origin lists its segments");
             // The MPEG-TS TARGETDURATION follows the stream's first GOPs (never shorter than a
@@ -535,5 +581,155 @@ mod tests {
                 prop_assert_eq!(declared_targets(&friend.playlist), declared_targets(&origin.playlist));
             }
         }
+    }
+
+    /// Feeds `tags` to a stream with the default part target (350 ms), checking every
+    /// playlist version; returns the declared PART-TARGET and the parts' durations (ms).
+    fn declared_part_target(tags: &[FlvTag]) -> (String, Vec<u64>) {
+        let mut stream = LlHlsStream::new(
+            SegmenterConfig {
+                segment_duration_ms: 2_000,
+                target_duration_secs: 12,
+            },
+            LlPackagerConfig::default(),
+            6,
+            "",
+        );
+        let mut parts = Vec::new();
+        for tag in tags {
+            let out = stream.push(tag).unwrap();
+            if !out.ll.is_empty() && stream.playlist().has_segments() {
+                let text = stream.playlist().render(false);
+                let violations = check_ll_playlist(&text);
+                assert!(violations.is_empty(), "{violations:#?}\n{text}");
+            }
+            parts.extend(out.ll.into_iter().filter_map(|event| match event {
+                LlEvent::PartReady(part) => Some(part.duration_ms),
+                _ => None,
+            }));
+        }
+        stream.finish().unwrap();
+        let text = stream.playlist().render(false);
+        assert!(check_ll_playlist(&text).is_empty(), "{text}");
+        let target = text
+            .lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-PART-INF:PART-TARGET="))
+            .unwrap()
+            .to_string();
+        (target, parts)
+    }
+
+    /// A stream at `fps` (declared in onMetaData, or not) with a keyframe every 2 s, for 30 s.
+    fn video_at(fps: f64, declared: bool) -> Vec<FlvTag> {
+        let mut tags = Vec::new();
+        if declared {
+            tags.push(metadata(fps));
+        }
+        tags.push(video(0x90, 0, &[0x81, 0x00, 0x0C, 0x00]));
+        let frames = (30.0 * fps) as u64;
+        let gop = ((2.0 * fps).round() as u64).max(1);
+        for i in 0..frames {
+            let timestamp = (i as f64 * 1_000.0 / fps).round() as u64;
+            let first = if i % gop == 0 { 0x91 } else { 0xA1 };
+            tags.push(video(first, timestamp, &[0x32, 0x01, i as u8]));
+        }
+        tags
+    }
+
+    #[test]
+    fn part_target_fits_whole_frames_of_the_declared_rate() {
+        // (fps, PART-TARGET): one frame and the jitter allowance under ~3 fps; the configured
+        // 350 ms when whole frames fill 85 % of it; otherwise as many whole frames as fit.
+        let cases = [
+            (1.0, "1.010"),
+            (2.0, "0.510"),
+            (2.5, "0.410"),
+            (3.0, "0.350"),
+            (4.0, "0.260"),
+            (5.0, "0.210"),
+            (7.0, "0.296"),
+            (10.0, "0.310"),
+            (25.0, "0.350"),
+            (30.0, "0.350"),
+            (60.0, "0.350"),
+        ];
+        for (fps, expected) in cases {
+            let (target, parts) = declared_part_target(&video_at(fps, true));
+            assert_eq!(target, expected, "{fps} fps");
+            let target_ms = (target.parse::<f64>().unwrap() * 1_000.0).round() as u64;
+            assert!(!parts.is_empty(), "{fps} fps");
+            assert!(
+                parts.iter().all(|d| *d <= target_ms),
+                "{fps} fps: {parts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_a_declared_rate_the_configured_target_stays() {
+        let (target, _) = declared_part_target(&video_at(30.0, false));
+        assert_eq!(target, "0.350");
+    }
+
+    #[test]
+    fn audio_only_aac_parts_are_whole_frames_of_its_sample_rate() {
+        // AAC-LC: 1024 samples a frame, 128 ms at 8 kHz, 21.3 ms at 48 kHz.
+        for (config, frame_ms, expected) in [
+            ([0x15u8, 0x88], 128.0, "0.266"),
+            ([0x11, 0x88], 1_024_000.0 / 48_000.0, "0.350"),
+        ] {
+            let aac = |first: u8, timestamp: u64, body: &[u8]| {
+                let mut data = vec![0xAF, first];
+                data.extend_from_slice(body);
+                FlvTag {
+                    tag_type: FlvTagType::Audio,
+                    timestamp: timestamp as u32,
+                    stream_id: 0,
+                    data: Bytes::from(data),
+                }
+            };
+            let mut tags = vec![aac(0x00, 0, &config)];
+            for i in 0..(20_000.0 / frame_ms) as u64 {
+                let at = (i as f64 * frame_ms).round() as u64;
+                tags.push(aac(0x01, at, &[0x21, 0x10, i as u8]));
+            }
+            let (target, parts) = declared_part_target(&tags);
+            assert_eq!(target, expected, "{frame_ms} ms frames");
+            assert!(!parts.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_checker_refuses_short_parts_other_than_a_segments_last_or_independent() {
+        let playlist = |middle: &str| {
+            format!(
+                "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:2\n\
+                 #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.050\n\
+                 #EXT-X-PART-INF:PART-TARGET=0.350\n#EXT-X-MEDIA-SEQUENCE:0\n\
+                 #EXT-X-MAP:URI=\"init.mp4\"\n\
+                 #EXT-X-PART:DURATION=0.340,URI=\"0.0.m4s\",INDEPENDENT=YES\n\
+                 {middle}\
+                 #EXT-X-PART:DURATION=0.100,URI=\"0.2.m4s\"\n\
+                 #EXTINF:0.740,\n0.m4s\n\
+                 #EXT-X-PART:DURATION=0.340,URI=\"1.0.m4s\",INDEPENDENT=YES\n\
+                 #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"1.1.m4s\"\n"
+            )
+        };
+        let fine = playlist("#EXT-X-PART:DURATION=0.300,URI=\"0.1.m4s\"\n");
+        assert_eq!(check_ll_playlist(&fine), vec![]);
+        let independent = playlist("#EXT-X-PART:DURATION=0.100,URI=\"0.1.m4s\",INDEPENDENT=YES\n")
+            .replace("#EXTINF:0.740", "#EXTINF:0.540");
+        assert_eq!(check_ll_playlist(&independent), vec![]);
+        let short = playlist("#EXT-X-PART:DURATION=0.290,URI=\"0.1.m4s\"\n")
+            .replace("#EXTINF:0.740", "#EXTINF:0.730");
+        let violations = check_ll_playlist(&short);
+        assert_eq!(violations.len(), 1, "{violations:#?}");
+        assert_eq!(violations[0].line, 9);
+        // The open segment's parts are not its last yet.
+        let open = fine.replace(
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"1.1.m4s\"",
+            "#EXT-X-PART:DURATION=0.200,URI=\"1.1.m4s\"\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"1.2.m4s\"",
+        );
+        assert_eq!(check_ll_playlist(&open).len(), 1);
     }
 }

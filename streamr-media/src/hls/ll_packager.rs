@@ -18,9 +18,11 @@ pub const DEFAULT_PART_TARGET_MS: u32 = 350;
 /// How partial segments are cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LlPackagerConfig {
-    /// The stream's EXT-X-PART-INF PART-TARGET, in milliseconds: no part lasts longer, unless a
-    /// single frame does (frames further apart than this less [`PART_JITTER_MS`]; choose a
-    /// target above the stream's frame interval). Taken from the configuration alone, so that
+    /// The part target aimed for, in milliseconds. The stream's EXT-X-PART-INF PART-TARGET is
+    /// derived from it and the stream's declared frame interval ([`LlPackager::part_target_ms`]):
+    /// this value when whole frames fill at least 85 % of it, otherwise a target that whole
+    /// frames do fill (never less than one frame). Only the configuration and what every node
+    /// receives before the first frame (`onMetaData`, the sequence headers) go into it, so that
     /// every node cuts the same parts and declares the same target.
     pub part_target_ms: u32,
 }
@@ -160,8 +162,11 @@ struct OpenLl {
 /// Segment boundaries and numbers come from the MPEG-TS [`Segmenter`](super::Segmenter) of the
 /// same stream: feed each tag to it first, then here with its
 /// [`current_segment`](super::Segmenter::current_segment). Parts are cut on the stream's own
-/// timestamps (relative to the segment start, and the GOP before it) and the configured part
-/// target, never on what this node saw first: every node reports the same bytes for every
+/// timestamps relative to the segment start and on the PART-TARGET
+/// ([`LlPackager::part_target_ms`]), never on what this node saw first: each part takes the
+/// frames that fit the target, and a keyframe starts an independent part when the part before
+/// it reached 85 % of the target (RFC 8216bis: every part other than a segment's last and the
+/// independent ones lasts at least that). Every node reports the same bytes for every
 /// segment it reports, and leaves out (cuts without reporting) the segment the segmenter does
 /// not list, a node's first when it joined mid-stream. Each sample's duration is the gap to
 /// the next sample of its track, so the newest sample of each track waits for its successor: a
@@ -177,13 +182,15 @@ pub struct LlPackager {
     pending_audio: Option<Pending>,
     video_gap_ms: u64,
     audio_gap_ms: u64,
-    /// The newest video keyframe and the interval before it, for even parts.
-    last_keyframe_ms: Option<u64>,
-    /// Length (ms) and frame count of the last complete GOP.
-    gop: Option<(u64, u64)>,
-    /// Video frames since the newest keyframe.
-    frames_since_keyframe: u64,
+    /// The video frame interval the stream declares (`onMetaData` `framerate`), in milliseconds.
+    declared_frame_ms: Option<f64>,
+    /// PART-TARGET, fixed when the first segment opens (see [`LlPackager::part_target_ms`]).
+    locked_target_ms: Option<u32>,
 }
+
+/// Every part other than the last of its segment and those starting with a keyframe
+/// (INDEPENDENT=YES) lasts at least this share of PART-TARGET, in percent (RFC 8216bis 4.4.4.9).
+pub const PART_MIN_PERCENT: u64 = 85;
 
 /// Timestamp jitter allowed for when deciding whether one more frame still fits a part, so that
 /// parts stay within the part target, and added to a part target measured from the stream.
@@ -206,16 +213,46 @@ impl LlPackager {
             pending_audio: None,
             video_gap_ms: FALLBACK_GAP_MS,
             audio_gap_ms: FALLBACK_GAP_MS,
-            last_keyframe_ms: None,
-            gop: None,
-            frames_since_keyframe: 0,
+            declared_frame_ms: None,
+            locked_target_ms: None,
         }
     }
 
-    /// The stream's PART-TARGET in milliseconds: the configured target, the same on every node
-    /// and for the stream's life, as RFC 8216bis requires.
+    /// The stream's PART-TARGET in milliseconds, fixed when the first segment opens and the same
+    /// on every node and for the stream's life, as RFC 8216bis requires. From the configured
+    /// target `c` and the interval `d` of the frames that time parts (video frames at the
+    /// `onMetaData` `framerate`; in an audio-only stream, AAC frames at the sample rate of its
+    /// sequence header): with `k` the whole frames that fit `c` less twice [`PART_JITTER_MS`]
+    /// (timestamps are rounded to whole milliseconds), `c` itself when `k` frames fill at least
+    /// 85 % of it, otherwise `k` frames plus that jitter allowance, and one frame plus it when
+    /// not even one fits (under ~3 fps at 350 ms). Without a declared interval it is `c`.
     pub fn part_target_ms(&self) -> u32 {
-        self.config.part_target_ms.max(1)
+        self.locked_target_ms
+            .unwrap_or_else(|| self.derived_part_target_ms())
+    }
+
+    fn derived_part_target_ms(&self) -> u32 {
+        let configured = u64::from(self.config.part_target_ms.max(1));
+        let frame_ms = if self.video_config.is_some() {
+            self.declared_frame_ms
+        } else {
+            self.audio_config.as_ref().and_then(aac_frame_ms)
+        };
+        let Some(frame_ms) = frame_ms.filter(|ms| ms.is_finite() && *ms >= 1.0) else {
+            return self.config.part_target_ms.max(1);
+        };
+        let slack = 2 * PART_JITTER_MS;
+        let frames = (configured.saturating_sub(slack) as f64 / frame_ms).floor();
+        let filled = frames * frame_ms;
+        let target = if frames < 1.0 {
+            frame_ms.ceil() as u64 + slack
+        } else if (filled - PART_JITTER_MS as f64) * 100.0 >= (configured * PART_MIN_PERCENT) as f64
+        {
+            configured
+        } else {
+            filled.ceil() as u64 + slack
+        };
+        u32::try_from(target).unwrap_or(u32::MAX)
     }
 
     /// The configuration.
@@ -233,9 +270,18 @@ impl LlPackager {
     ) -> Result<Vec<LlEvent>, Fmp4Error> {
         let mut events = Vec::new();
         let kind = match tag.tag_type {
-            FlvTagType::Audio => MediaKind::Audio,
-            FlvTagType::Video => MediaKind::Video,
-            _ => return Ok(events),
+            FlvTagType::Audio => Some(MediaKind::Audio),
+            FlvTagType::Video => Some(MediaKind::Video),
+            FlvTagType::ScriptData => None,
+        };
+        let kind = match kind {
+            Some(kind) => kind,
+            None => {
+                if let Some(frame_ms) = declared_frame_ms(tag) {
+                    self.declared_frame_ms = Some(frame_ms);
+                }
+                return Ok(events);
+            }
         };
         let Ok(info) = classify(kind, &tag.data) else {
             return Ok(events);
@@ -331,36 +377,16 @@ impl LlPackager {
                     .saturating_add(PART_JITTER_MS)
                     > target
             });
-            // A keyframe starts a new part so that independent parts begin with it.
-            let keyframe_cut = is_video && info.is_keyframe && part_start != Some(timestamp);
-            // With a known GOP, parts split it evenly (by frame count) instead of leaving a
-            // sliver before the next keyframe.
-            let grid_cut = match (is_video, self.gop) {
-                (true, Some((gop_ms, gop_frames))) if !info.is_keyframe => {
-                    let index = self.frames_since_keyframe + 1;
-                    let per_part =
-                        (target.saturating_sub(PART_JITTER_MS) * gop_frames / gop_ms.max(1)).max(1);
-                    let parts = gop_frames.div_ceil(per_part).max(1);
-                    index > 0
-                        && index < gop_frames
-                        && index * parts / gop_frames != (index - 1) * parts / gop_frames
-                }
-                _ => false,
-            };
-            if is_video {
-                if info.is_keyframe {
-                    if let Some(previous) = self.last_keyframe_ms {
-                        let gop = timestamp.saturating_sub(previous);
-                        self.gop = (gop > 0 && gop <= MAX_GAP_MS && self.frames_since_keyframe > 0)
-                            .then_some((gop, self.frames_since_keyframe + 1));
-                    }
-                    self.last_keyframe_ms = Some(timestamp);
-                    self.frames_since_keyframe = 0;
-                } else {
-                    self.frames_since_keyframe += 1;
-                }
-            }
-            if part_start.is_none() || full || keyframe_cut || grid_cut {
+            // A keyframe inside a segment starts a new (independent) part when the part before it
+            // is long enough to end there: a part that is neither its segment's last nor
+            // independent lasts at least 85 % of PART-TARGET. Otherwise the part goes on past it.
+            let keyframe_cut = is_video
+                && info.is_keyframe
+                && part_start.is_some_and(|start| {
+                    timestamp.saturating_sub(start).saturating_mul(100)
+                        >= target.saturating_mul(PART_MIN_PERCENT)
+                });
+            if part_start.is_none() || full || keyframe_cut {
                 self.flush_driving(timestamp)?;
                 self.close_part(timestamp, &mut events)?;
                 if let Some(open) = self.open.as_mut() {
@@ -410,6 +436,9 @@ impl LlPackager {
             return Ok(());
         }
         let init = InitSegment::new(&tracks)?;
+        if self.locked_target_ms.is_none() {
+            self.locked_target_ms = Some(self.derived_part_target_ms());
+        }
         let changed = self
             .last_init
             .as_ref()
@@ -626,4 +655,26 @@ fn gap(dts_ms: u64, next_ms: u64, fallback: u64) -> u64 {
         Some(gap) if gap > 0 && gap <= MAX_GAP_MS => gap,
         _ => fallback.max(1),
     }
+}
+
+/// The interval of an AAC track's frames (1024 samples), in milliseconds.
+fn aac_frame_ms(config: &TrackConfig) -> Option<f64> {
+    match config {
+        TrackConfig::Aac { .. } => Some(1_024_000.0 / f64::from(config.timescale())),
+        _ => None,
+    }
+}
+
+/// The video frame interval (ms) an `onMetaData` script tag declares with `framerate`, with or
+/// without the `@setDataFrame` wrapper a publisher sends it in.
+fn declared_frame_ms(tag: &FlvTag) -> Option<f64> {
+    let values = tag.script_values()?.ok()?;
+    let mut values = values
+        .iter()
+        .skip_while(|value| value.as_str() == Some("@setDataFrame"));
+    if values.next()?.as_str()? != "onMetaData" {
+        return None;
+    }
+    let rate = values.next()?.property("framerate")?.as_number()?;
+    (rate.is_finite() && (0.01..=1_000.0).contains(&rate)).then(|| 1_000.0 / rate)
 }

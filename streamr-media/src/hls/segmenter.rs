@@ -65,7 +65,8 @@ pub struct Segment {
     pub start_timestamp_ms: u64,
     /// Duration in milliseconds.
     pub duration_ms: u64,
-    /// The segment follows a discontinuity (republish, codec change, timestamp jump).
+    /// The segment follows a discontinuity (republish, codec change, timestamp jump), or media
+    /// left out of the MPEG-TS rendition before it ([`Segmenter::with_fixed_target_duration`]).
     pub discontinuity: bool,
     /// The segment starts with a keyframe (with its parameter sets); false only for audio-only
     /// streams.
@@ -126,6 +127,9 @@ struct OpenSegment {
     discontinuity: bool,
     starts_with_keyframe: bool,
     listed: bool,
+    /// Media before it was left out of the MPEG-TS rendition (the segment before was cut
+    /// short at the fixed target duration): its TS segment carries EXT-X-DISCONTINUITY.
+    ts_gap: bool,
 }
 
 /// Cuts a live FLV tag stream into MPEG-TS segments.
@@ -178,6 +182,10 @@ pub struct Segmenter {
     shortest_gop_ms: u64,
     /// EXT-X-TARGETDURATION, fixed when the first listed segment closes.
     target_duration_secs: Option<u32>,
+    /// A target duration fixed by configuration ([`Segmenter::with_fixed_target_duration`]).
+    fixed_target_secs: Option<u32>,
+    /// The MPEG-TS segment closed last was cut short: the next one follows a gap.
+    ts_gap_pending: bool,
     ended: bool,
     /// The configuration of a video track only fMP4 carries (AV1): its frames time the cuts.
     fmp4_only_video: Option<Bytes>,
@@ -213,6 +221,8 @@ impl Segmenter {
             longest_gop_ms: 0,
             shortest_gop_ms: u64::MAX,
             target_duration_secs: None,
+            fixed_target_secs: None,
+            ts_gap_pending: false,
             ended: false,
             fmp4_only_video: None,
             fmp4_only_audio: false,
@@ -230,6 +240,28 @@ impl Segmenter {
         self
     }
 
+    /// Fixes the MPEG-TS playlist's EXT-X-TARGETDURATION at `secs` (at least 1) instead of
+    /// deriving it from the stream's first GOPs, so that no MPEG-TS segment breaks it whatever
+    /// the GOPs that follow (RFC 8216bis 4.4.3.1: each EXTINF rounded to the nearest second at
+    /// most the target duration; the target duration never changes). Cuts stay where they are
+    /// (the LL-HLS rendition keeps whole GOPs up to [`SegmenterConfig::target_duration_secs`]);
+    /// an MPEG-TS segment whose GOP runs past `secs` + 0.499 s leaves out the frames from there
+    /// to the next cut, its EXTINF is that limit, and the next MPEG-TS segment carries
+    /// EXT-X-DISCONTINUITY. Every node with the same configuration cuts the same bytes. Each
+    /// segment still starts with a keyframe and its parameter sets.
+    pub fn with_fixed_target_duration(mut self, secs: u32) -> Self {
+        let secs = secs.max(1);
+        self.fixed_target_secs = Some(secs);
+        self.target_duration_secs = Some(secs);
+        self
+    }
+
+    /// The longest an MPEG-TS segment lasts with a fixed target duration, in milliseconds.
+    fn ts_limit_ms(&self) -> Option<u64> {
+        self.fixed_target_secs
+            .map(|secs| u64::from(secs) * 1_000 + 499)
+    }
+
     /// The configuration.
     pub fn config(&self) -> SegmenterConfig {
         self.config
@@ -240,7 +272,8 @@ impl Segmenter {
     /// aimed length rounded up to whole GOPs of the mean GOP; for irregular ones up to a GOP
     /// more), rounded up
     /// to whole seconds ignoring up to 100 ms of timestamp jitter, and at most
-    /// [`SegmenterConfig::target_duration_secs`]. `None` before the first segment.
+    /// [`SegmenterConfig::target_duration_secs`]. `None` before the first segment. With
+    /// [`Segmenter::with_fixed_target_duration`], that value from the start.
     pub fn target_duration_secs(&self) -> Option<u32> {
         self.target_duration_secs
     }
@@ -374,11 +407,14 @@ impl Segmenter {
         }
         // Only frames that may start a segment (video in a stream with video) time segments.
         let drives_cuts = is_video || !has_video;
+        let ts_limit = self.ts_limit_ms();
         let Some(open) = self.open.as_mut() else {
             return Ok(events);
         };
         let before = open.bytes.len();
-        if carried {
+        // With a fixed target duration, frames past it are left out of the MPEG-TS segment.
+        let within = ts_limit.is_none_or(|limit| timestamp < open.start_ms.saturating_add(limit));
+        if carried && within {
             if let Err(error) = self.muxer.write_classified(tag, &info, &mut open.bytes) {
                 open.bytes.truncate(before);
                 return Err(error);
@@ -533,6 +569,7 @@ impl Segmenter {
             discontinuity: std::mem::take(&mut self.pending_discontinuity),
             starts_with_keyframe,
             listed,
+            ts_gap: std::mem::take(&mut self.ts_gap_pending),
         });
     }
 
@@ -549,11 +586,18 @@ impl Segmenter {
             slot.copy_from_slice(&tables);
         }
         pad_continuity_to_16(&mut open.bytes, TABLES_LEN);
-        let duration_ms = end_ms.saturating_sub(open.start_ms);
+        let mut duration_ms = end_ms.saturating_sub(open.start_ms);
+        if let Some(limit) = self.ts_limit_ms().filter(|limit| duration_ms > *limit) {
+            // Cut short at the fixed target duration: the media up to the next cut is not in
+            // this rendition.
+            duration_ms = limit;
+            self.ts_gap_pending = true;
+        }
         self.last_segment_len = open.bytes.len();
         if !open.listed {
             // The discontinuity goes to the first segment listed after it.
             self.pending_discontinuity |= open.discontinuity;
+            self.ts_gap_pending |= open.ts_gap;
             return;
         }
         if self.target_duration_secs.is_none() {
@@ -564,12 +608,177 @@ impl Segmenter {
             sequence: self.next_sequence,
             start_timestamp_ms: open.start_ms,
             duration_ms,
-            discontinuity: open.discontinuity,
+            discontinuity: open.discontinuity || open.ts_gap,
             starts_with_keyframe: open.starts_with_keyframe,
             hash: blake3::hash(&bytes),
             bytes,
         };
         self.next_sequence += 1;
         events.push(SegmenterEvent::SegmentReady(segment));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flv::FlvTagType;
+    use crate::hls::{LivePlaylist, PlaylistConfig, PlaylistHistory};
+    use proptest::prelude::*;
+
+    fn video(keyframe: bool, timestamp: u64, body: &[u8]) -> FlvTag {
+        FlvTag {
+            tag_type: FlvTagType::Video,
+            timestamp: timestamp as u32,
+            stream_id: 0,
+            data: Bytes::from(
+                [
+                    &[if keyframe { 0x17 } else { 0x27 }, 0x01, 0, 0, 0][..],
+                    body,
+                ]
+                .concat(),
+            ),
+        }
+    }
+
+    /// H.264 at `interval` ms a frame, a keyframe opening each GOP of `gops` (ms).
+    fn h264_stream(interval: u64, gops: &[u64]) -> Vec<FlvTag> {
+        let sps = [0x67, 0x42, 0xC0, 0x1E, 0xD9, 0x00, 0xA0, 0x47, 0xFE, 0xC8];
+        let pps = [0x68, 0xCE, 0x3C, 0x80];
+        let mut record = vec![0x01, 0x42, 0xC0, 0x1E, 0xFF, 0xE1, 0x00, sps.len() as u8];
+        record.extend_from_slice(&sps);
+        record.extend_from_slice(&[0x01, 0x00, pps.len() as u8]);
+        record.extend_from_slice(&pps);
+        let mut header = video(true, 0, &record);
+        header.data = Bytes::from([&[0x17, 0x00, 0, 0, 0][..], &record].concat());
+        let mut tags = vec![header];
+        let mut timestamp = 0;
+        for gop in gops {
+            let end = timestamp + gop;
+            let mut first = true;
+            while first || timestamp < end {
+                let nal: &[u8] = if first {
+                    &[0x65, 0x88, 0x84]
+                } else {
+                    &[0x41, 0x9A, 0x02]
+                };
+                let body = [
+                    &[0, 0, 0, nal.len() as u8][..],
+                    nal,
+                    &[(timestamp & 0xFF) as u8],
+                ]
+                .concat();
+                let mut body = body;
+                // The NAL unit's length covers the trailing byte too.
+                body[3] += 1;
+                tags.push(video(first, timestamp, &body));
+                first = false;
+                timestamp += interval;
+            }
+        }
+        tags
+    }
+
+    /// The listed segments a segmenter cuts from `tags`, checking after each that the target
+    /// duration is `fixed` and that the live playlist keeps RFC 8216's rules.
+    fn cut(tags: &[FlvTag], fixed: u32, joining: bool) -> Result<Vec<Segment>, TestCaseError> {
+        let config = SegmenterConfig {
+            segment_duration_ms: 4_000,
+            target_duration_secs: 12,
+        };
+        let segmenter = Segmenter::new(config).with_fixed_target_duration(fixed);
+        let mut segmenter = if joining {
+            segmenter.joining_mid_stream()
+        } else {
+            segmenter
+        };
+        let mut playlist = LivePlaylist::new(PlaylistConfig {
+            target_duration_secs: fixed,
+            ..PlaylistConfig::default()
+        });
+        let mut history = PlaylistHistory::new();
+        let mut segments = Vec::new();
+        let mut events = Vec::new();
+        for tag in tags {
+            events.extend(segmenter.push(tag).unwrap());
+            prop_assert_eq!(segmenter.target_duration_secs(), Some(fixed));
+        }
+        events.extend(segmenter.finish());
+        for event in events {
+            if let SegmenterEvent::SegmentReady(segment) = event {
+                prop_assert!(segment.starts_with_keyframe);
+                prop_assert!(
+                    (segment.duration_ms as f64 / 1_000.0).round() <= f64::from(fixed),
+                    "{} ms, TARGETDURATION {fixed}",
+                    segment.duration_ms
+                );
+                playlist.push(&segment, false);
+                let text = playlist.render();
+                let checked = history.observe(&text);
+                prop_assert!(checked.is_ok(), "{checked:?}\n{text}");
+                segments.push(segment);
+            }
+        }
+        Ok(segments)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// With a fixed target duration, no MPEG-TS segment's EXTINF rounds above it and it
+        /// never changes, for any sequence of GOPs from 0.2 s to 15 s; every segment starts with
+        /// a keyframe; and a node joining at any frame cuts byte-identical segments.
+        #[test]
+        fn a_fixed_target_duration_holds_for_any_gops(
+            fixed in 1u32..=12,
+            interval in prop::sample::select(vec![17u64, 33, 40, 100, 500]),
+            gops in proptest::collection::vec(200u64..15_000, 1..16),
+            join in any::<prop::sample::Index>(),
+        ) {
+            let tags = h264_stream(interval, &gops);
+            let origin = cut(&tags, fixed, false)?;
+            prop_assert!(!origin.is_empty());
+            let start = 1 + join.index(tags.len() - 1);
+            let joined: Vec<FlvTag> = tags[..1].iter().chain(&tags[start..]).cloned().collect();
+            let friend = cut(&joined, fixed, true)?;
+            for segment in &friend {
+                prop_assert!(
+                    origin.iter().any(|o| o.start_timestamp_ms == segment.start_timestamp_ms
+                        && o.hash == segment.hash
+                        && o.duration_ms == segment.duration_ms),
+                    "segment at {} ms differs", segment.start_timestamp_ms
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_gop_past_the_fixed_target_is_cut_short_and_the_next_segment_is_discontinuous() {
+        // 2 s GOPs, one of 9 s, then 2 s again; TARGETDURATION fixed at 4.
+        let tags = h264_stream(40, &[2_000, 2_000, 9_000, 2_000, 2_000, 2_000]);
+        let config = SegmenterConfig::default();
+        let mut segmenter = Segmenter::new(config).with_fixed_target_duration(4);
+        let mut segments = Vec::new();
+        for tag in &tags {
+            segments.extend(segmenter.push(tag).unwrap());
+        }
+        segments.extend(segmenter.finish());
+        let segments: Vec<(u64, u64, bool)> = segments
+            .into_iter()
+            .filter_map(|event| match event {
+                SegmenterEvent::SegmentReady(s) => {
+                    Some((s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            segments,
+            vec![
+                (0, 4_000, false),
+                (4_000, 4_499, false),
+                (13_000, 4_000, true),
+                (17_000, 2_000, false),
+            ]
+        );
     }
 }

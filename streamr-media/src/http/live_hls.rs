@@ -45,6 +45,11 @@ pub struct LiveHlsConfig {
     /// The LL-HLS (fMP4/CMAF) rendition beside the MPEG-TS one, with its part target; `None`
     /// serves MPEG-TS only.
     pub low_latency: Option<LlPackagerConfig>,
+    /// The MPEG-TS playlist's EXT-X-TARGETDURATION fixed at this many seconds, never broken
+    /// whatever the GOPs (a GOP running past it is cut short in that rendition, see
+    /// [`Segmenter::with_fixed_target_duration`]); `None` derives it from the stream's first
+    /// GOPs, which a later, longer GOP can exceed.
+    pub ts_target_duration_secs: Option<u32>,
 }
 
 impl Default for LiveHlsConfig {
@@ -57,6 +62,7 @@ impl Default for LiveHlsConfig {
             poll_interval: Duration::from_millis(250),
             directory: None,
             low_latency: Some(LlPackagerConfig::default()),
+            ts_target_duration_secs: None,
         }
     }
 }
@@ -69,6 +75,15 @@ impl LiveHlsConfig {
             segment_duration_ms: u32::try_from(segment_duration.as_millis()).unwrap_or(u32::MAX),
             target_duration_secs,
         };
+        self
+    }
+
+    /// Fixes the MPEG-TS playlist's target duration (whole seconds, rounded up; see
+    /// [`LiveHlsConfig::ts_target_duration_secs`]), or derives it from the stream with `None`.
+    pub fn with_ts_target_duration(mut self, target: Option<Duration>) -> Self {
+        self.ts_target_duration_secs = target
+            .filter(|target| !target.is_zero())
+            .map(|target| u32::try_from(target.as_secs_f64().ceil() as u64).unwrap_or(u32::MAX));
         self
     }
 
@@ -388,6 +403,10 @@ impl LiveHls {
         // A relay pulling the stream joins it at its upstream's cached keyframe: the segment it
         // opens there may start after the upstream's, so it is not listed.
         let segmenter = Segmenter::with_first_sequence(config.segmenter, first_sequence);
+        let segmenter = match config.ts_target_duration_secs {
+            Some(secs) => segmenter.with_fixed_target_duration(secs),
+            None => segmenter,
+        };
         let pulled = self.inner.hub.publisher_timeline(key) == Some(Timeline::Upstream);
         let segmenter = if pulled {
             segmenter.joining_mid_stream()
@@ -405,6 +424,7 @@ impl LiveHls {
             tracks: StreamTracks::new(),
             ll_sizes: std::collections::VecDeque::new(),
             directory,
+            part_target_warned: false,
         };
         tokio::spawn(task.run(subscription));
         Some(state)
@@ -608,6 +628,8 @@ struct StreamTask {
     /// Size and duration (ms) of the newest fMP4 segments, for their bandwidth.
     ll_sizes: std::collections::VecDeque<(usize, u64)>,
     directory: Option<DirectoryWriter>,
+    /// A part longer than PART-TARGET was logged (once per stream).
+    part_target_warned: bool,
 }
 
 impl StreamTask {
@@ -832,8 +854,28 @@ impl StreamTask {
                 ));
             }
         }
-        // TARGETDURATION and PART-TARGET stay the configured ones: every node declares the same.
+        // TARGETDURATION is the configured one, PART-TARGET the packager's (from the
+        // configuration and what every node receives before the first frame, fixed when the
+        // first segment opens): every node declares the same.
+        let part_target = packager.part_target_ms();
+        let too_long = events.iter().find_map(|event| match event {
+            LlEvent::PartReady(part) if part.duration_ms > u64::from(part_target) => {
+                Some(part.duration_ms)
+            }
+            _ => None,
+        });
+        if let Some(duration_ms) = too_long.filter(|_| !self.part_target_warned) {
+            self.part_target_warned = true;
+            warn!(
+                app = %self.key.app,
+                stream = %self.key.name,
+                duration_ms,
+                part_target_ms = part_target,
+                "an LL-HLS part lasts longer than PART-TARGET: the stream's frames are further apart than its onMetaData framerate declares (or it declares none); players may stall"
+            );
+        }
         self.with_ll(|playlist| {
+            playlist.set_part_target(part_target);
             for event in &events {
                 playlist.apply(event);
             }
@@ -925,7 +967,7 @@ impl StreamTask {
                                 sequence = segment.sequence,
                                 duration_ms = segment.duration_ms,
                                 target = view.playlist.target_duration_secs(),
-                                "a GOP longer than the stream's first ones made a segment longer than EXT-X-TARGETDURATION"
+                                "a GOP longer than the stream's first ones made a segment longer than EXT-X-TARGETDURATION (--hls-target-duration fixes it, cutting such GOPs short in MPEG-TS)"
                             );
                         }
                         view.playlist.push(segment, true);

@@ -2,7 +2,8 @@
 //! reload holds a request until the asked-for part exists and answers at once when it does, a
 //! request far ahead or malformed gets a 400, the preload-hinted part is served as soon as it
 //! is complete, and ffmpeg plays the fMP4 rendition while the MPEG-TS one keeps working; an
-//! Enhanced RTMP AV1 + Opus publish comes out as fMP4 that ffprobe decodes.
+//! Enhanced RTMP AV1 + Opus publish comes out as fMP4 that ffprobe decodes; ffmpeg reads a
+//! minute of an irregular-GOP 2 fps stream from both playlists without a warning.
 
 use crate::common;
 
@@ -229,6 +230,114 @@ async fn blocking_reload_preload_hints_and_players_over_http() {
         "ffmpeg warned while playing LL-HLS: {stderr}"
     );
     assert_eq!(get(addr, "/live/cam.m3u8").await.0, 200);
+    http.shutdown().await;
+    rtmp.shutdown().await;
+}
+
+/// A minute of 2 fps video with GOPs from 0.5 s to 12 s (forced keyframes, no scene cuts) and
+/// AAC, published at four times real time; the node lists what it cuts (a long window),
+/// then both playlists end. Every MPEG-TS EXTINF fits its fixed target duration (10 s: the 12 s
+/// GOP is cut short there), every part fits PART-TARGET (one 2 fps frame plus 10 ms, from
+/// onMetaData) and keeps the 85 % rule, and ffmpeg reads both playlists from start to end
+/// without a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
+async fn ffmpeg_reads_a_minute_of_an_irregular_two_fps_stream_from_both_playlists_cleanly() {
+    common_tools();
+    let mut config = LiveHlsConfig::default()
+        .with_ts_target_duration(Some(Duration::from_secs(10)))
+        .with_end_timing(Duration::from_millis(300), Duration::from_secs(300));
+    config.window_segments = 100;
+    let (_hub, rtmp, http) = common::start_relay_and_http(config).await;
+    let addr = http.local_addr();
+    // Keyframe times (s): GOPs of 0.5 to 12 s.
+    let keyframes = "0,0.5,3,3.5,4,9,9.5,21.5,22,24,24.5,30,36,36.5,37,47,47.5,50,54,56,58.5";
+    let url = format!("rtmp://{}/live/slow", rtmp.local_addr());
+    let publish = tokio::task::spawn_blocking(move || {
+        Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-v",
+                "error",
+                "-readrate",
+                "4",
+                "-f",
+                "lavfi",
+                "-i",
+            ])
+            .arg("testsrc=size=320x240:rate=2:duration=60")
+            .args(["-readrate", "4", "-f", "lavfi", "-i"])
+            .arg("sine=frequency=440:sample_rate=44100:duration=60")
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .args(["-g", "1000", "-x264-params", "scenecut=0"])
+            .args(["-force_key_frames", keyframes])
+            .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", &url])
+            .output()
+            .unwrap()
+    });
+    let published = publish.await.unwrap();
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    // Both playlists end once the publisher is gone for the republish grace.
+    let mut playlists = (String::new(), String::new());
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let ts = get(addr, "/live/slow.m3u8").await;
+        let ll = get(addr, "/live/slow/ll.m3u8").await;
+        let ts = String::from_utf8(ts.2).unwrap_or_default();
+        let ll = String::from_utf8(ll.2).unwrap_or_default();
+        if ts.contains("#EXT-X-ENDLIST") && ll.contains("#EXT-X-ENDLIST") {
+            playlists = (ts, ll);
+            break;
+        }
+    }
+    let (ts, ll) = playlists;
+    assert!(!ts.is_empty(), "the playlists did not end");
+    let parsed = streamr_media::hls::ParsedPlaylist::parse(&ts).expect("EXTINF within target");
+    assert_eq!(parsed.target_duration, 10, "{ts}");
+    let listed = parsed.total_duration();
+    assert!(listed > 45.0, "{listed} s listed: {ts}");
+    assert!(
+        ts.contains("#EXT-X-DISCONTINUITY"),
+        "the 12 s GOP is cut short: {ts}"
+    );
+    assert_eq!(check_ll_playlist(&ll), vec![], "{ll}");
+    assert!(ll.contains("#EXT-X-PART-INF:PART-TARGET=0.510"), "{ll}");
+
+    for path in ["/live/slow.m3u8", "/live/slow/ll.m3u8"] {
+        let url = format!("http://{addr}{path}");
+        let output = tokio::task::spawn_blocking(move || {
+            Command::new("ffmpeg")
+                .args(["-nostdin", "-v", "warning", "-i", &url, "-f", "null", "-"])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{path}: {stderr}");
+        // As above: ffmpeg's note for every fMP4 HLS stream.
+        let unexpected: Vec<&str> = stderr
+            .lines()
+            .filter(|l| {
+                !l.contains("Found duplicated MOOV Atom") && !l.contains("Last message repeated")
+            })
+            .collect();
+        assert!(
+            unexpected.is_empty(),
+            "ffmpeg warned reading {path}: {stderr}"
+        );
+    }
     http.shutdown().await;
     rtmp.shutdown().await;
 }
