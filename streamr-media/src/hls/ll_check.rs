@@ -732,4 +732,47 @@ mod tests {
         );
         assert_eq!(check_ll_playlist(&open).len(), 1);
     }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Any GOP sequence from 0.2 s to 20 s (past the 12 s longest segment allowed), at
+        /// frame rates down to 1 fps declared in onMetaData: every LL-HLS playlist version keeps
+        /// every rule (each EXTINF rounded within TARGETDURATION, parts within PART-TARGET and
+        /// 85 % of it), and every segment starts with an independent part.
+        #[test]
+        fn ll_playlists_of_any_gops_keep_every_rule(
+            interval in prop::sample::select(vec![17u64, 33, 40, 100, 143, 250, 400, 500, 1_000]),
+            gops in proptest::collection::vec(200u64..20_000, 1..10),
+        ) {
+            let mut tags = vec![
+                metadata(1_000.0 / interval as f64),
+                video(0x90, 0, &[0x81, 0x00, 0x0C, 0x00]),
+            ];
+            let mut timestamp = 0;
+            for gop in &gops {
+                let end = timestamp + gop;
+                let mut first = true;
+                while first || timestamp < end {
+                    let byte = if first { 0x91 } else { 0xA1 };
+                    tags.push(video(byte, timestamp, &[0x32, 0x01, timestamp as u8]));
+                    first = false;
+                    timestamp += interval;
+                }
+            }
+            let mut stream = LlHlsStream::new(SegmenterConfig::default(), LlPackagerConfig::default(), 6, "");
+            for tag in &tags {
+                let out = stream.push(tag).unwrap();
+                if !out.ll.is_empty() && stream.playlist().has_segments() {
+                    let text = stream.playlist().render(false);
+                    let violations = check_ll_playlist(&text);
+                    prop_assert!(violations.is_empty(), "{violations:#?}\n{text}");
+                }
+            }
+            stream.finish().unwrap();
+            let text = stream.playlist().render(false);
+            let violations = check_ll_playlist(&text);
+            prop_assert!(violations.is_empty(), "{violations:#?}\n{text}");
+        }
+    }
 }

@@ -364,7 +364,17 @@ impl Segmenter {
         };
         if let Some(open) = &self.open {
             let elapsed = timestamp.saturating_sub(open.start_ms);
-            if elapsed > self.config.max_ms() {
+            // A frame that times segments lasts until the next one (expected as far as the
+            // interval before it): one that would end past the longest segment allowed is left
+            // out, so that no rendition's segment (LL-HLS lists its frames' true durations)
+            // rounds above it. A cut point ends the segment where it starts.
+            let times_segments = is_video || !has_video;
+            let ends_at = if times_segments && !cut_point {
+                elapsed.saturating_add(self.last_frame_gap_ms)
+            } else {
+                elapsed
+            };
+            if ends_at > self.config.max_ms() {
                 // No keyframe for longer than any segment may last (a stalled video track or a
                 // jump in the timeline): end the segment where its media ends; the stream goes on
                 // at the next keyframe, after a discontinuity.
