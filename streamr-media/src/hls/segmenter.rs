@@ -29,9 +29,11 @@ pub struct SegmenterConfig {
     /// The longest segment allowed, in seconds: the most a GOP may last. The MPEG-TS playlist's
     /// EXT-X-TARGETDURATION is derived from the stream's first GOPs
     /// ([`Segmenter::target_duration_secs`]) and never exceeds this; the LL-HLS playlist declares
-    /// this value itself, the same on every node whatever GOPs it saw first. A segment that reaches it without a keyframe (a stalled video
-    /// track or a jump in the timeline) is closed where its media ends and the stream resumes
-    /// at the next keyframe after a discontinuity; a segment is never cut before a non-keyframe.
+    /// this value itself, the same on every node whatever GOPs it saw first. A frame without a
+    /// keyframe whose media would end past it (a longer GOP, a stalled video track or a jump
+    /// in the timeline) closes the segment before it, so that no rendition's segment rounds
+    /// above it, and the stream resumes at the next keyframe after a discontinuity; a segment
+    /// never starts with a non-keyframe.
     pub target_duration_secs: u32,
 }
 
