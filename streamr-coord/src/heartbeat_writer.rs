@@ -630,6 +630,69 @@ mod tests {
         assert_eq!(stored(&unknown).await, None);
     }
 
+    /// A batch of one heartbeat per node (SQLite's one-call path): each is claimed or refused
+    /// on its own, and only the claimed ones add activity.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_batch_of_distinct_nodes_counts_activity_of_claimed_heartbeats_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("round.db").display());
+        let storage: Arc<dyn Storage> = Arc::new(SqliteStorage::open(&url).await.unwrap());
+        let keys: Vec<KeyPair> = (1..=5).map(|i| KeyPair::from_seed([i; 32])).collect();
+        let id = |i: usize| keys[i].node_id().to_string();
+        for key in &keys[..4] {
+            storage.upsert_node(&node_record(key)).await.unwrap();
+        }
+        assert!(storage.deregister_node(&id(3)).await.unwrap());
+        let with_bytes = |node: String, nonce: i64| {
+            let mut write = write(&node, nonce);
+            write.bytes_served = 1_000;
+            write.activity.claimed_bytes = 1_000;
+            write
+        };
+        let writes = vec![
+            with_bytes(id(0), 1),
+            with_bytes(id(1), 1),
+            with_bytes(id(2), 1),
+            with_bytes(id(3), 1),
+            with_bytes(id(4), 1),
+        ];
+        let outcomes = storage.record_heartbeats(&writes).await.unwrap();
+        assert!(outcomes.iter().take(3).all(|o| o.is_ok()), "{outcomes:?}");
+        for outcome in &outcomes[3..] {
+            assert!(
+                matches!(outcome, Err(StorageError::UnknownNode { .. })),
+                "{outcomes:?}"
+            );
+        }
+        // Node 0 again with its nonce, node 1 with an older one, node 2 with a newer one.
+        let again = vec![with_bytes(id(0), 1), with_bytes(id(2), 2), {
+            let mut older = with_bytes(id(1), 0);
+            older.activity.claimed_bytes = 7;
+            older
+        }];
+        let outcomes = storage.record_heartbeats(&again).await.unwrap();
+        assert!(matches!(
+            outcomes[0],
+            Err(StorageError::ReplayedNonce { last: 1, .. })
+        ));
+        assert!(outcomes[1].is_ok(), "{outcomes:?}");
+        assert!(matches!(
+            outcomes[2],
+            Err(StorageError::ReplayedNonce { last: 1, .. })
+        ));
+        let mut activity = storage.activity_for_epoch(0).await.unwrap();
+        activity.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        let mut expected = vec![(id(0), 1, 1_000), (id(1), 1, 1_000), (id(2), 2, 2_000)];
+        expected.sort();
+        let counted: Vec<(String, i64, i64)> = activity
+            .into_iter()
+            .map(|d| (d.node_id, d.heartbeats, d.claimed_bytes))
+            .collect();
+        assert_eq!(counted, expected);
+        let stored = storage.get_node(&id(2)).await.unwrap().unwrap();
+        assert_eq!((stored.last_nonce, stored.status.as_str()), (2, "online"));
+    }
+
     fn check(seed: u8, nonce: u64, forge: bool) -> SignatureCheck {
         let key = KeyPair::from_seed([seed; 32]);
         let mut signed = Signed::sign(

@@ -142,8 +142,11 @@ impl SqliteStorage {
             .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // A SQLite connection is a file opened by a thread of this process: nothing can hang
+        // up on it, so no ping before each use (a ping is one more handoff to that thread).
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(open_error)?;
@@ -152,6 +155,7 @@ impl SqliteStorage {
         // the next FULL commit of any connection syncs it along with its own frames.
         let relaxed = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(
                 options
                     .synchronous(SqliteSynchronous::Normal)
@@ -365,10 +369,20 @@ const CLAIM: &str = "INSERT INTO node_heartbeat_state (node_id, last_nonce, last
 /// statement text for every batch size, so it is prepared once per connection. (Written for
 /// SQLite directly: [`sqlite_sql`] would rewrite the `$` of the JSON paths.)
 fn sqlite_json_rows(count: usize) -> String {
-    let columns: Vec<String> = (0..count)
-        .map(|i| format!("json_extract(value, '$[{i}]')"))
-        .collect();
-    format!("SELECT {} FROM json_each(?1)", columns.join(", "))
+    sqlite_json_rows_of(count, 1)
+}
+
+/// [`sqlite_json_rows`] over the array bound as `?parameter`. Each element is taken out of the
+/// array once (a materialized `value`), then its columns are read from that: reading
+/// `json_each`'s `value` once per column rendered the element again for every column, which
+/// was most of a batch's cost in SQLite.
+fn sqlite_json_rows_of(count: usize, parameter: usize) -> String {
+    let columns: Vec<String> = (0..count).map(|i| format!("r.v ->> {i}")).collect();
+    format!(
+        "WITH r (v) AS MATERIALIZED (SELECT value FROM json_each(?{parameter})) \
+         SELECT {} FROM r",
+        columns.join(", ")
+    )
 }
 
 impl SqliteStorage {
@@ -379,14 +393,118 @@ impl SqliteStorage {
         }
     }
 
-    /// SQLite has no single statement that writes two tables: every batch goes through a
-    /// transaction (in process, so its statements cost no round trips).
+    /// Records a batch of heartbeats without receipts, at most one per node, with one call to
+    /// the connection's thread: `BEGIN IMMEDIATE`, the claimed nodes' activity, the nonce
+    /// claim and `COMMIT` go as one script (sqlx hands a SQLite connection every statement
+    /// on a thread of its own, so four statements sent one by one were four handoffs, each
+    /// waiting to be scheduled). The activity upsert runs first, on the same condition the
+    /// claim then applies ([`CLAIM`]), in the same transaction of SQLite's single writer, so
+    /// both see the same rows. Returns the claimed nodes.
     async fn record_round_at_once(
         &self,
-        _rows: &[&HeartbeatWrite],
-        _flush: bool,
+        rows: &[&HeartbeatWrite],
+        flush: bool,
     ) -> StorageResult<Option<std::collections::HashSet<String>>> {
-        Ok(None)
+        if rows.is_empty() {
+            return Ok(Some(std::collections::HashSet::new()));
+        }
+        let json = |value: Result<String, serde_json::Error>, what: &str| {
+            value.map_err(|error| StorageError::Batch {
+                detail: format!("{what} rows as JSON: {error}"),
+            })
+        };
+        let claims: Vec<(&str, i64, i64, &str, i64, i64)> = rows
+            .iter()
+            .map(|hb| {
+                (
+                    hb.node_id.as_str(),
+                    hb.nonce,
+                    hb.timestamp_ms,
+                    hb.streams_json.as_str(),
+                    hb.viewers,
+                    hb.bytes_served,
+                )
+            })
+            .collect();
+        type Activity<'a> = (
+            &'a str,
+            i64,
+            &'a str,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        );
+        let activity: Vec<Activity<'_>> = rows
+            .iter()
+            .map(|hb| {
+                let d = &hb.activity;
+                (
+                    hb.node_id.as_str(),
+                    hb.nonce,
+                    d.node_id.as_str(),
+                    d.epoch,
+                    d.heartbeats,
+                    d.claimed_bytes,
+                    d.submitted,
+                    d.accepted,
+                    d.forged,
+                    d.replayed,
+                    d.beyond_grant,
+                    d.wrong_content,
+                    d.unattested_bytes,
+                )
+            })
+            .collect();
+        let claims = json(serde_json::to_string(&claims), "heartbeat")?;
+        let activity = json(serde_json::to_string(&activity), "activity")?;
+        let script = format!(
+            "BEGIN IMMEDIATE; \
+             WITH a (id, nonce, node_id, epoch, heartbeats, claimed_bytes, submitted, accepted, \
+             forged, replayed, beyond_grant, wrong_content, unattested_bytes) AS ({activity_rows}) \
+             INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, claimed_bytes, \
+             submitted, accepted, forged, replayed, beyond_grant, wrong_content, \
+             unattested_bytes) \
+             SELECT a.node_id, a.epoch, a.heartbeats, a.claimed_bytes, a.submitted, a.accepted, \
+             a.forged, a.replayed, a.beyond_grant, a.wrong_content, a.unattested_bytes \
+             FROM a JOIN nodes ON nodes.id = a.id \
+             LEFT JOIN node_heartbeat_state h ON h.node_id = a.id \
+             WHERE nodes.active AND nodes.last_nonce < a.nonce \
+             AND (h.last_nonce IS NULL OR h.last_nonce < a.nonce){ACTIVITY_UPSERT}; \
+             WITH batch (id, nonce, ts, streams, viewers, bytes) AS ({claim_rows}) {CLAIM}; \
+             COMMIT",
+            activity_rows = sqlite_json_rows_of(13, 2),
+            claim_rows = sqlite_json_rows_of(6, 1),
+        );
+        let mut connection = self
+            .heartbeat_pool(flush)
+            .acquire()
+            .await
+            .map_err(StorageError::query("record_heartbeats"))?;
+        let result: Result<Vec<(String,)>, sqlx::Error> = sqlx::query_as(&script)
+            .bind(claims)
+            .bind(activity)
+            .fetch_all(&mut *connection)
+            .await;
+        match result {
+            Ok(claimed) => {
+                self.after_heartbeat_commit(flush);
+                Ok(Some(claimed.into_iter().map(|(id,)| id).collect()))
+            }
+            Err(error) => {
+                // The script stopped somewhere inside its transaction: undo it, and do not
+                // give the connection back (it could still be inside a transaction).
+                let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+                connection.close_on_drop();
+                Err(StorageError::query("record_heartbeats")(error))
+            }
+        }
     }
 
     /// Claims the (distinct) nodes of `rows` whose nonce is above the stored one (see
