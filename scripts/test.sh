@@ -129,9 +129,27 @@ log "cargo test: hermetic tier (PATH=$hermetic_path, no PostgreSQL)"
 PATH="$hermetic_path" STREAMR_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:1/postgres \
   cargo nextest run --workspace --locked --no-fail-fast 2>&1 | tee -a "$test_log" || status=1
 PATH="$hermetic_path" cargo test --workspace --locked --doc 2>&1 | tee -a "$test_log" || status=1
-log "cargo test: interop tier (--run-ignored only)"
+# The API property test and the docs build run beside the first interop part, whose tests mostly
+# wait on real peers; their output joins the log when they are done.
+side_log="$(mktemp)"
+(
+  side=0
+  # The coordinator's API against its own OpenAPI document: schemathesis (from PyPI, installed
+  # when missing; with CI=true a failure when it cannot be) against a real coordinator process.
+  printf '==> API property test (tests/api/schemathesis.sh)\n'
+  tests/api/schemathesis.sh || side=1
+  printf '==> cargo doc\n'
+  RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked >/dev/null || side=1
+  exit "$side"
+) >"$side_log" 2>&1 &
+side_pid=$!
+log "cargo test: interop tier (--run-ignored only), beside the API property test and cargo doc"
 cargo nextest run --workspace --locked --no-fail-fast --run-ignored only --profile interop \
   -E 'not group(timing-bound)' 2>&1 | tee -a "$test_log" || status=1
+wait "$side_pid" || status=1
+log "API property test and cargo doc done"
+cat "$side_log" | tee -a "$test_log"
+rm -f "$side_log"
 log "cargo test: interop tier, timing-bound group"
 cargo nextest run --workspace --locked --no-fail-fast --run-ignored only --profile timing-bound \
   -E 'group(timing-bound)' 2>&1 | tee -a "$test_log" || status=1
@@ -140,14 +158,6 @@ cargo nextest run --workspace --locked --no-fail-fast --run-ignored only --profi
 # npm packages when missing; fails, never skips, when it cannot).
 log "browser test (tests/browser)"
 tests/browser/run.sh 2>&1 | tee -a "$test_log" || status=1
-
-# The coordinator's API against its own OpenAPI document: schemathesis (from PyPI, installed when
-# missing; with CI=true a failure when it cannot be) against a real coordinator process.
-log "API property test (tests/api/schemathesis.sh)"
-tests/api/schemathesis.sh 2>&1 | tee -a "$test_log" || status=1
-
-log "cargo doc"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked >/dev/null
 
 # One closing line over every test runner above: nextest's `Summary` lines (the hermetic tier
 # and the interop tier's two runs), cargo's `test result:` lines (doctests), node's test runner
