@@ -358,3 +358,133 @@ async fn ll_viewer_never_plays_an_older_part_served_in_place_of_a_new_one() {
     );
     network.shutdown().await;
 }
+
+/// The parts an LL-HLS playlist lists, by file name (path and query left out), oldest first, and its
+/// EXT-X-MEDIA-SEQUENCE.
+fn listed_parts(playlist: &str) -> (u64, Vec<String>) {
+    let msn = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    let parts = playlist
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-PART:"))
+        .filter(|l| !l.contains("GAP=YES"))
+        .filter_map(|l| l.split("URI=\"").nth(1)?.split('"').next())
+        .map(|uri| {
+            let path = uri.split('?').next().unwrap_or(uri);
+            path.rsplit('/').next().unwrap_or(path).to_owned()
+        })
+        .collect();
+    (msn, parts)
+}
+
+/// `GET url` (at most 30 s of 404/503 while the node starts pulling): the body.
+async fn fetch_ok(http: &reqwest::Client, url: &str) -> bytes::Bytes {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = http.get(url).send().await.expect("the node answers");
+        if response.status().is_success() {
+            return response.bytes().await.expect("a body");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url}: {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `{msn}.{index}.m4s` as numbers.
+fn place_of(uri: &str) -> (u64, u32) {
+    let name = uri.rsplit('/').next().unwrap_or(uri);
+    let mut fields = name.trim_end_matches(".m4s").split('.');
+    let msn = fields.next().and_then(|n| n.parse().ok());
+    let index = fields.next().and_then(|n| n.parse().ok());
+    let (Some(msn), Some(index)) = (msn, index) else {
+        panic!("not a part URI: {uri}");
+    };
+    (msn, index)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_and_friends_list_every_part_under_the_origins_number() {
+    let network = Network::start(2, |segments| segments.iter().any(|s| s.ll.is_some())).await;
+    let http = reqwest::Client::new();
+    // The friends start pulling when asked; their first listed parts come a GOP or two later.
+    for friend in &network.friends {
+        fetch_ok(&http, &network.grant_url(friend, "ll.m3u8")).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut compared = vec![0usize; network.friends.len()];
+    while compared.iter().any(|n| *n < 4) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "too few parts listed by both the origin and each friend: {compared:?}"
+        );
+        for (at, friend) in network.friends.iter().enumerate() {
+            let text = fetch_ok(&http, &network.grant_url(friend, "ll.m3u8")).await;
+            let (_, friend_parts) = listed_parts(&String::from_utf8_lossy(&text));
+            let text = fetch_ok(&http, &network.grant_url(&network.origin, "ll.m3u8")).await;
+            let (_, origin_parts) = listed_parts(&String::from_utf8_lossy(&text));
+            let common: Vec<&String> = friend_parts
+                .iter()
+                .filter(|uri| origin_parts.contains(uri))
+                .collect();
+            // Everything the friend lists beyond its first segments is listed by the origin.
+            if let Some(newest_common) = common.last() {
+                let (newest_msn, _) = place_of(newest_common);
+                assert!(
+                    friend_parts
+                        .iter()
+                        .all(|uri| common.contains(&uri) || place_of(uri).0 > newest_msn),
+                    "friend {at} lists parts the origin lists under other numbers: \
+                     {friend_parts:?} against {origin_parts:?}"
+                );
+            }
+            for uri in &common {
+                let theirs = fetch_ok(&http, &network.grant_url(friend, uri)).await;
+                let ours = fetch_ok(&http, &network.grant_url(&network.origin, uri)).await;
+                assert_eq!(
+                    streamr_core::segment_hash(&theirs),
+                    streamr_core::segment_hash(&ours),
+                    "part {uri} differs between the origin and friend {at}"
+                );
+            }
+            compared[at] = compared[at].max(common.len());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // A player fails over from the origin to each friend with a blocking reload for the part
+    // after the last one it played there: the friend holds it and lists it under the same
+    // number, with the same bytes.
+    for friend in &network.friends {
+        let text = fetch_ok(&http, &network.grant_url(&network.origin, "ll.m3u8")).await;
+        let (_, origin_parts) = listed_parts(&String::from_utf8_lossy(&text));
+        let last = origin_parts.last().expect("the origin lists parts");
+        let (msn, index) = place_of(last);
+        let played = fetch_ok(&http, &network.grant_url(&network.origin, last)).await;
+        let path = format!("ll.m3u8?_HLS_msn={msn}&_HLS_part={}", index + 1);
+        let text = fetch_ok(&http, &network.grant_url(friend, &path)).await;
+        let (_, friend_parts) = listed_parts(&String::from_utf8_lossy(&text));
+        let at = friend_parts
+            .iter()
+            .position(|uri| uri == last)
+            .expect("the friend lists the part played last under its number");
+        let next = friend_parts
+            .get(at + 1)
+            .expect("the blocking reload returned once the next part was listed");
+        assert!(
+            *next == format!("{msn}.{}.m4s", index + 1) || *next == format!("{}.0.m4s", msn + 1),
+            "{next} does not follow {last}"
+        );
+        let theirs = fetch_ok(&http, &network.grant_url(friend, last)).await;
+        assert_eq!(theirs, played, "the part played last is the same part");
+        let theirs = fetch_ok(&http, &network.grant_url(friend, next)).await;
+        let ours = fetch_ok(&http, &network.grant_url(&network.origin, next)).await;
+        assert_eq!(theirs, ours, "the next part is the origin's next part");
+    }
+    network.shutdown().await;
+}

@@ -313,6 +313,38 @@ function lowLatencyUrl(url) {
   return parsed.toString();
 }
 
+/** The multivariant playlist beside a node's MPEG-TS playlist: `/{app}/{stream}/master.m3u8`. */
+function multivariantUrl(url) {
+  const parsed = new URL(url);
+  parsed.pathname = parsed.pathname.replace(/\.m3u8$/, '/master.m3u8');
+  return parsed.toString();
+}
+
+/**
+ * What hls.js opens in low-latency mode: the node's multivariant playlist when it lists more
+ * than one rendition (the player keeps to the LL-HLS one, see `keepToLowLatency`), else
+ * `ll.m3u8` (a node that lists nothing yet, or a stream with one rendition).
+ */
+async function lowLatencySource(source) {
+  const master = multivariantUrl(source);
+  try {
+    const response = await fetch(master);
+    if (response.ok) {
+      const variants = ((await response.text()).match(/#EXT-X-STREAM-INF:/g) || []).length;
+      if (variants > 1) return master;
+    }
+  } catch (_) {
+    // Not served: the LL-HLS playlist directly.
+  }
+  return lowLatencyUrl(source);
+}
+
+/** The index of hls.js's level whose playlist is `ll.m3u8`, or -1. */
+function lowLatencyLevel(levels) {
+  return levels.findIndex((level) => [].concat(level.url ?? [], level.uri ?? [])
+    .some((url) => /\/ll\.m3u8(\?|$)/.test(url)));
+}
+
 /** hls.js's loader, hashing every media segment before hls.js takes the bytes. */
 function hashingLoader(onSegment) {
   const Base = Hls.DefaultConfig.loader;
@@ -388,7 +420,14 @@ async function main() {
   });
   globalThis.streamrPlayer = { hls, timing, stats, lowLatency: LOW_LATENCY };
   const video = $('#video');
-  hls.on(Hls.Events.MANIFEST_PARSED, () => {
+  hls.on(Hls.Events.MANIFEST_PARSED, (_event, data) => {
+    // From a multivariant playlist: the LL-HLS rendition only (its parts are what is checked;
+    // switching to the MPEG-TS one would leave low latency).
+    const level = LOW_LATENCY ? lowLatencyLevel(data.levels) : -1;
+    if (level >= 0 && data.levels.length > 1) {
+      hls.startLevel = level;
+      hls.loadLevel = level;
+    }
     step('play', `playlist loaded from ${new URL(play.hls_url).host}`, 'ok');
     video.play().catch((error) => step('play', `press play to start (${error.message})`));
   });
@@ -405,7 +444,7 @@ async function main() {
     step('play', `playing${LOW_LATENCY ? ' LL-HLS' : ''} from node ${shortId(play.node_id)}`, 'ok');
   });
   const source = withGrant(play.hls_url, play.grant);
-  hls.loadSource(LOW_LATENCY ? lowLatencyUrl(source) : source);
+  hls.loadSource(LOW_LATENCY ? await lowLatencySource(source) : source);
   hls.attachMedia(video);
   setInterval(() => session.sendReceipt(), RECEIPT_INTERVAL_MS);
 }

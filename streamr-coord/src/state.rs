@@ -136,6 +136,16 @@ impl RecentParts {
             .cloned()
     }
 
+    /// Forgets every part of `stream_id` (the stream ended).
+    pub(crate) fn forget_stream(&self, stream_id: &str) {
+        let mut inner = self
+            .parts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        inner.by_hash.retain(|(stream, _), _| stream != stream_id);
+        inner.order.retain(|(stream, _)| stream != stream_id);
+    }
+
     /// A receiver that sees every [`RecentParts::record`].
     pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.version.subscribe()

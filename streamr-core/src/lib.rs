@@ -108,7 +108,8 @@ pub use origin::{
     LlSegmentHashes, OriginClaim, OriginSegmentReport, SignedOriginClaim, SignedSegmentReport,
 };
 pub use part_report::{
-    OriginPartReport, PartHash, SignedPartReport, MAX_PARTS_PER_REPORT, MAX_PART_LEN,
+    OriginPartReport, PartHash, PartReportRefusal, SignedPartReport, MAX_PARTS_PER_REPORT,
+    MAX_PART_LEN,
 };
 pub use payout::{
     FeeSchedule, PayoutConfirmation, PayoutItem, PayoutLifecycle, PayoutPolicy, PayoutSink,

@@ -93,6 +93,49 @@ impl Signed<OriginPartReport> {
     }
 }
 
+/// Why a part report that reached a viewer through a node is not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PartReportRefusal {
+    /// Not signed by the key it names, or too old or too far ahead (a report replayed from an
+    /// earlier run is stale).
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// Signed by a node that is not the stream's origin.
+    #[error("the report is signed by {signer}, not by the stream's origin")]
+    NotTheOrigin {
+        /// The node that signed it.
+        signer: NodeId,
+    },
+    /// A report of another stream.
+    #[error("the report is for stream {0}, not this one")]
+    OtherStream(StreamId),
+}
+
+impl Signed<OriginPartReport> {
+    /// Checks a report any node may have passed on, as a viewer does before it trusts the
+    /// places and hashes in it: signed by `origin` (the stream's bound origin, known from the
+    /// coordinator) for `stream`, with a timestamp within `max_skew_ms` of `now_ms`. A node
+    /// cannot forge such a report, move it to another stream, or replay an old run's report
+    /// once it is stale; the order of parts within a run is the viewer's own check.
+    pub fn verify_from_origin(
+        &self,
+        origin: &NodeId,
+        stream: &StreamId,
+        now_ms: u64,
+        max_skew_ms: u64,
+    ) -> Result<&OriginPartReport, PartReportRefusal> {
+        if &self.body.node_id != origin {
+            return Err(PartReportRefusal::NotTheOrigin {
+                signer: self.body.node_id,
+            });
+        }
+        if &self.body.stream_id != stream {
+            return Err(PartReportRefusal::OtherStream(self.body.stream_id.clone()));
+        }
+        Ok(self.verify(now_ms, max_skew_ms)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +202,47 @@ mod tests {
         assert!(matches!(
             signed.verify(10_000, 5_000),
             Err(SignatureError::StaleTimestamp { .. })
+        ));
+    }
+
+    #[test]
+    fn a_relayed_report_counts_only_when_it_is_the_origins_for_this_stream_and_fresh() {
+        let origin = KeyPair::from_seed([7; 32]);
+        let friend = KeyPair::from_seed([8; 32]);
+        let show = StreamId::new("live").unwrap();
+        let signed = Signed::sign(report(), &origin);
+        assert!(signed
+            .verify_from_origin(&origin.node_id(), &show, 1_000, 5_000)
+            .is_ok());
+        // A friend's own report, however well signed, is not the origin's.
+        let mut forged = report();
+        forged.node_id = friend.node_id();
+        let forged = Signed::sign(forged, &friend);
+        assert_eq!(
+            forged.verify_from_origin(&origin.node_id(), &show, 1_000, 5_000),
+            Err(PartReportRefusal::NotTheOrigin {
+                signer: friend.node_id()
+            })
+        );
+        // The origin's report altered by a friend (another hash) no longer verifies.
+        let mut altered = signed.clone();
+        altered.body.parts[0].hash = ContentDigest::from_bytes([9; 32]);
+        assert_eq!(
+            altered.verify_from_origin(&origin.node_id(), &show, 1_000, 5_000),
+            Err(PartReportRefusal::Signature(SignatureError::BadSignature))
+        );
+        // Another stream's report of the same origin.
+        let other = StreamId::new("other").unwrap();
+        assert!(matches!(
+            signed.verify_from_origin(&origin.node_id(), &other, 1_000, 5_000),
+            Err(PartReportRefusal::OtherStream(_))
+        ));
+        // Replayed long after (an old run's report): stale.
+        assert!(matches!(
+            signed.verify_from_origin(&origin.node_id(), &show, 600_000, 5_000),
+            Err(PartReportRefusal::Signature(
+                SignatureError::StaleTimestamp { .. }
+            ))
         ));
     }
 }

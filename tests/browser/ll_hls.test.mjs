@@ -71,14 +71,24 @@ async function measure(lowLatency, runs) {
     await page.goto(`${BASE}/watch/${encodeURIComponent(STREAM)}${lowLatency ? '?ll=1' : ''}`);
     await page.waitForFunction(() => globalThis.streamrPlayer?.timing.firstPlayingMs != null,
       null, { timeout: 45_000 });
-    const player = await page.evaluate(() => ({
-      startup: globalThis.streamrPlayer.timing.firstPlayingMs,
-      lowLatency: globalThis.streamrPlayer.lowLatency,
-      url: globalThis.streamrPlayer.hls.url,
-    }));
+    const player = await page.evaluate(() => {
+      const { hls } = globalThis.streamrPlayer;
+      const level = hls.levels[hls.loadLevel];
+      return {
+        startup: globalThis.streamrPlayer.timing.firstPlayingMs,
+        lowLatency: globalThis.streamrPlayer.lowLatency,
+        url: hls.url,
+        levels: hls.levels.length,
+        level: level ? [].concat(level.url ?? [], level.uri ?? []).join(' ') : null,
+      };
+    });
     assert.equal(player.lowLatency, lowLatency, 'hls.js runs in the mode asked for');
     if (lowLatency) {
-      assert.match(player.url, /\/ll\.m3u8\?/, `the LL-HLS playlist is loaded: ${player.url}`);
+      // The stream has both renditions: the multivariant playlist is opened, and the player
+      // keeps to its LL-HLS rendition.
+      assert.match(player.url, /\/master\.m3u8\?/, `the multivariant playlist is loaded: ${player.url}`);
+      assert.ok(player.levels > 1, `both renditions are listed: ${JSON.stringify(player)}`);
+      assert.match(player.level ?? '', /\/ll\.m3u8(\?|$)/, `the LL-HLS rendition plays: ${JSON.stringify(player)}`);
     }
     startups.push(player.startup);
     for (let i = 0; i < SAMPLE_SECONDS * 4; i += 1) {

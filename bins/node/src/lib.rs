@@ -555,6 +555,12 @@ impl Node {
             hls_config = hls_config.with_directory(dir);
         }
         let hls = LiveHls::start(hub.clone(), hls_config, stop.clone());
+        if let Some(client) = &client {
+            // A relay lists segments under the origin's media sequence numbers.
+            hls.set_origin_numbering(Arc::new(network::CoordinatorNumbering {
+                client: client.clone(),
+            }));
+        }
         let notices = hls.segment_notices();
         let part_notices = hls.part_notices();
         let http_budget = config

@@ -12,7 +12,7 @@ use streamr_client::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert
 use streamr_core::{
     ContentDigest, CoordinatorKey, KeyPair, NodeHeartbeat, OriginSegmentReport, Signed, StreamId,
 };
-use streamr_media::http::{PartNotice, SegmentNotice};
+use streamr_media::http::{OriginNumbering, OriginPartPlace, PartNotice, SegmentNotice};
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -65,6 +65,44 @@ pub(crate) fn check_pinned_key(
         return Err(PinnedKeyError::SecretGiven { public: served });
     }
     Err(PinnedKeyError::Mismatch { pinned, served })
+}
+
+/// Where a relay learns the origin's media sequence numbers: the coordinator's record of the
+/// origin's signed part reports, asked by a part's hash (`GET /streams/{id}/parts/{hash}`).
+/// The place is the origin's own (its report is signed and bound to the stream's origin), so
+/// no upstream, however deep in the tree, can move a relay's numbering.
+#[derive(Debug, Clone)]
+pub(crate) struct CoordinatorNumbering {
+    pub(crate) client: CoordinatorClient,
+}
+
+impl OriginNumbering for CoordinatorNumbering {
+    fn origin_place(
+        &self,
+        key: &streamr_media::StreamKey,
+        part_hash: [u8; 32],
+        wait: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<OriginPartPlace>> + Send>> {
+        let client = self.client.clone();
+        let stream = key.name.to_string();
+        Box::pin(async move {
+            let hash = ContentDigest::from_bytes(part_hash);
+            // The coordinator holds a lookup at most 5 s.
+            let wait = wait.min(Duration::from_secs(5));
+            match client.part(&stream, &hash, wait).await {
+                Ok(part) => Some(OriginPartPlace {
+                    msn: u64::try_from(part.msn).ok()?,
+                    index: u32::try_from(part.index).ok()?,
+                }),
+                Err(error) => {
+                    debug!(%stream, %error, "the origin's place of a part is not known");
+                    // Not a busy loop when the coordinator fails at once: the next ask waits
+                    // for a newer part anyway.
+                    None
+                }
+            }
+        })
+    }
 }
 
 /// A relay's upstreams from the coordinator's relay tree: its parent and the parent's

@@ -28,6 +28,8 @@ pub struct Network {
     stop: CancellationToken,
     publisher: tokio::task::JoinHandle<Result<PublishReport, PublishError>>,
     coordinator_key: streamr_core::CoordinatorKey,
+    /// Signs grants the tests give themselves ([`Network::grant_url`]).
+    coordinator_pair: streamr_core::KeyPair,
 }
 
 /// A node of the test network: on loopback, joined to the coordinator at `url`, its key in
@@ -73,7 +75,9 @@ impl Network {
         let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
             .await
             .expect("storage");
+        let coordinator_pair = streamr_core::KeyPair::generate(&mut rand::rngs::OsRng);
         let config = CoordConfig {
+            coordinator_key: coordinator_pair.clone(),
             admin_token: Some(ADMIN.into()),
             // The nodes, the publisher and the viewer share the loopback address.
             rate_limit: Some(RateLimit {
@@ -159,7 +163,28 @@ impl Network {
             stop,
             publisher,
             coordinator_key,
+            coordinator_pair,
         }
+    }
+
+    /// `path` under `node`'s `/live/show/` with a grant for that node signed by the coordinator
+    /// (a viewer's URL, without asking the coordinator to route).
+    pub fn grant_url(&self, node: &RunningNode, path: &str) -> String {
+        let grant = streamr_core::Signed::sign(
+            streamr_core::SessionGrant {
+                session_id: streamr_core::SessionId::from_bytes(rand::random()),
+                viewer: streamr_core::KeyPair::generate(&mut rand::rngs::OsRng).viewer_key(),
+                node_id: node.node_id(),
+                stream_id: streamr_core::StreamId::new("show").expect("a valid stream id"),
+                max_bytes: 1 << 30,
+                expiry_ms: streamr_client::client::unix_ms() + 300_000,
+            },
+            &self.coordinator_pair,
+        );
+        streamr_core::grant_token::with_grant(
+            &format!("http://{}/live/show/{path}", node.http_addr()),
+            &grant,
+        )
     }
 
     /// Starts one more friend node (advertising `advertise_http` when given) and waits (at

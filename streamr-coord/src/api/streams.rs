@@ -275,10 +275,11 @@ pub(crate) async fn end(
     _admin: Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<StreamInfo>, ApiError> {
-    state
-        .storage
-        .end_stream(&id, now_ms())
-        .await?
+    let ended = state.storage.end_stream(&id, now_ms()).await?;
+    // Its parts are no longer confirmed to viewers (another replica's memory forgets them as
+    // newer parts come in).
+    state.recent_parts.forget_stream(&id);
+    ended
         .map(|stream| Json(stream.into()))
         .ok_or(ApiError::NotFound { what: "stream", id })
 }

@@ -45,7 +45,8 @@ pub trait Storage: Send + Sync + 'static {
     async fn list_streams(&self, limit: i64) -> StorageResult<Vec<StreamRecord>>;
     /// One stream by id.
     async fn get_stream(&self, id: &str) -> StorageResult<Option<StreamRecord>>;
-    /// Marks a stream ended; returns the updated stream, or `None` if it does not exist.
+    /// Marks a stream ended and forgets its part reports; returns the updated stream, or
+    /// `None` if it does not exist.
     async fn end_stream(&self, id: &str, now_ms: i64) -> StorageResult<Option<StreamRecord>>;
     /// Makes `node_id` the stream's origin unless one is bound already (atomically), and
     /// returns the origin bound afterwards (`None` when the stream does not exist).

@@ -882,6 +882,12 @@ macro_rules! sql_storage {
                 .execute(&self.pool)
                 .await
                 .map_err(StorageError::query("end_stream"))?;
+                // Its part reports served viewers only while it was live.
+                sqlx::query(&$sql("DELETE FROM part_reports WHERE stream_id = $1"))
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StorageError::query("end_stream"))?;
                 self.get_stream(id).await
             }
 

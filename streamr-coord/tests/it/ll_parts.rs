@@ -23,7 +23,8 @@ on_both_backends!(
     a_viewer_waiting_for_a_part_is_answered_when_it_is_reported,
     part_reports_that_are_not_the_origins_or_malformed_are_refused,
     a_conflicting_part_report_stores_nothing,
-    parts_older_than_the_retention_are_forgotten
+    parts_older_than_the_retention_are_forgotten,
+    the_parts_of_an_ended_stream_are_forgotten_when_it_ends
 );
 
 fn part(msn: u64, index: u32) -> PartHash {
@@ -360,5 +361,35 @@ async fn parts_older_than_the_retention_are_forgotten(db: &TestDb) {
     assert_eq!(
         storage.find_part("show", &new.hash).await.expect("query"),
         Some(new)
+    );
+}
+
+async fn the_parts_of_an_ended_stream_are_forgotten_when_it_ends(db: &TestDb) {
+    let origin = KeyPair::from_seed([37; 32]);
+    let client = setup(db, &origin).await;
+    let parts = vec![part(3, 0), part(3, 1)];
+    let (status, body) = client
+        .post(
+            "/streams/show/parts",
+            &report(&origin, "show", 9, parts.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = client.get(&lookup(&parts[0].hash, 0)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = client.post_admin("/streams/show/end", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Neither this process's memory nor storage knows them any more, at once.
+    for wanted in &parts {
+        let (status, body) = client.get(&lookup(&wanted.hash, 0)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    }
+    let storage = db.storage().await;
+    assert_eq!(
+        storage
+            .find_part("show", &parts[1].hash.to_string())
+            .await
+            .expect("query"),
+        None
     );
 }

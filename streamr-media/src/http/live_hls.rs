@@ -2,9 +2,11 @@
 //! keeps the playlist and segments in memory for the HTTP handlers.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -12,6 +14,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::msn_map::{Batch, HeldPart, MsnMap, Refused};
 use crate::flv::{FlvTag, FlvTagType};
 use crate::hls::{
     render_multivariant, segment_bit_rates, BlockingState, HlsDirectory, LivePlaylist, LlEvent,
@@ -20,6 +23,33 @@ use crate::hls::{
 };
 use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey, Timeline};
 use crate::ts::TsError;
+
+/// How long a relay holds back its first segments while it learns the origin's media sequence
+/// numbers (from its first part cut); then it lists them under its own numbers and warns.
+pub const LEARN_ORIGIN_NUMBERS_WITHIN: Duration = Duration::from_secs(8);
+
+/// The origin's place of a part, as a relay learns it (see [`OriginNumbering`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OriginPartPlace {
+    /// Media sequence number of the part's segment at the origin.
+    pub msn: u64,
+    /// The part's index in its segment.
+    pub index: u32,
+}
+
+/// Where a relay learns the origin's media sequence numbers, so that it lists every segment
+/// and part under the origin's number (and URI): the origin's place of the part of `key` whose
+/// bytes hash (BLAKE3) to `part_hash`, waiting up to `wait` for the origin to report it; `None` when it
+/// is not known. A node answers it from the origin's signed part reports.
+pub trait OriginNumbering: Send + Sync + std::fmt::Debug {
+    /// The origin's place of a part, by its hash.
+    fn origin_place(
+        &self,
+        key: &StreamKey,
+        part_hash: [u8; 32],
+        wait: Duration,
+    ) -> Pin<Box<dyn Future<Output = Option<OriginPartPlace>> + Send + 'static>>;
+}
 
 /// Settings of live HLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,6 +256,8 @@ struct Inner {
     notices: broadcast::Sender<SegmentNotice>,
     part_notices: broadcast::Sender<PartNotice>,
     shutdown: CancellationToken,
+    /// Where a relay learns the origin's numbers; without it a relay numbers its own.
+    numbering: OnceLock<Arc<dyn OriginNumbering>>,
 }
 
 /// Live HLS for every stream of a [`RelayHub`]: starts a segmenter task when a stream is
@@ -289,6 +321,7 @@ impl LiveHls {
                 notices,
                 part_notices,
                 shutdown,
+                numbering: OnceLock::new(),
             }),
         };
         let watcher = live.clone();
@@ -305,6 +338,12 @@ impl LiveHls {
     /// coordinator before viewers fetch it).
     pub fn part_notices(&self) -> broadcast::Receiver<PartNotice> {
         self.inner.part_notices.subscribe()
+    }
+
+    /// Relays learn the origin's media sequence numbers from `numbering` (set once; streams
+    /// started before keep their own numbers). Returns false when one was set already.
+    pub fn set_origin_numbering(&self, numbering: Arc<dyn OriginNumbering>) -> bool {
+        self.inner.numbering.set(numbering).is_ok()
     }
 
     /// The settings.
@@ -413,7 +452,14 @@ impl LiveHls {
         } else {
             segmenter
         };
+        let msn = if pulled && config.low_latency.is_some() && self.inner.numbering.get().is_some()
+        {
+            MsnMap::learning()
+        } else {
+            MsnMap::own()
+        };
         let task = StreamTask {
+            msn,
             live: self.clone(),
             key: key.clone(),
             state: state.clone(),
@@ -605,6 +651,56 @@ async fn wait_for_playlist(
     }
 }
 
+/// What woke a stream task.
+enum Wake {
+    /// Frames (0: the subscription ended).
+    Frames(usize),
+    /// The answer to a lookup of the origin's place of a part.
+    Learned(Option<OriginPartPlace>),
+    /// The origin's numbers were not learned in time.
+    LearnTimeout,
+}
+
+/// A pending lookup of the origin's place of a held part.
+type PlaceLookup = Pin<Box<dyn Future<Output = Option<OriginPartPlace>> + Send + 'static>>;
+
+/// A relay learning the origin's numbers: the lookup on its way, the part asked last, and
+/// when it gives up.
+#[derive(Default)]
+struct Learning {
+    lookup: Option<(HeldPart, PlaceLookup)>,
+    asked: Option<HeldPart>,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl Learning {
+    /// Asks for the origin's place of the first held part, or (when that was not found) of
+    /// the newest one once a newer part is held; the time limit runs from the first ask.
+    fn ask(&mut self, msn: &MsnMap, key: &StreamKey, numbering: Option<&Arc<dyn OriginNumbering>>) {
+        let Some(numbering) = numbering.filter(|_| msn.is_learning() && self.lookup.is_none())
+        else {
+            return;
+        };
+        let part = match self.asked {
+            None => msn.first_part(),
+            Some(asked) => msn.newest_part().filter(|newest| *newest != asked),
+        };
+        let Some(part) = part else {
+            return;
+        };
+        let now = tokio::time::Instant::now();
+        let deadline = *self
+            .deadline
+            .get_or_insert(now + LEARN_ORIGIN_NUMBERS_WITHIN);
+        let wait = deadline.saturating_duration_since(now);
+        self.asked = Some(part);
+        self.lookup = Some((
+            part,
+            numbering.origin_place(key, *part.hash.as_bytes(), wait),
+        ));
+    }
+}
+
 /// Where the first frames of a new subscription sit on the wall clock.
 #[derive(Debug, Default)]
 struct ClockAnchor {
@@ -614,6 +710,8 @@ struct ClockAnchor {
 }
 
 struct StreamTask {
+    /// The origin's numbering (a relay), or the task's own.
+    msn: MsnMap,
     live: LiveHls,
     key: StreamKey,
     state: Arc<StreamHls>,
@@ -643,9 +741,11 @@ impl StreamTask {
         let mut resumed_after: Option<u32> = None;
         let mut clock = ClockAnchor::default();
         let mut unsupported_warned = std::collections::HashSet::new();
+        let mut learning = Learning::default();
         loop {
             events.clear();
-            let received = tokio::select! {
+            learning.ask(&self.msn, &self.key, self.live.inner.numbering.get());
+            let wake = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = async {
                     match ended_at {
@@ -653,7 +753,39 @@ impl StreamTask {
                         None => std::future::pending().await,
                     }
                 } => break,
-                received = subscription.recv_batch(&mut events, 64) => received,
+                learned = async {
+                    match learning.lookup.as_mut() {
+                        Some((_, lookup)) => lookup.as_mut().await,
+                        None => std::future::pending().await,
+                    }
+                } => Wake::Learned(learned),
+                _ = async {
+                    match learning.deadline {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => Wake::LearnTimeout,
+                received = subscription.recv_batch(&mut events, 64) => Wake::Frames(received),
+            };
+            let received = match wake {
+                Wake::Frames(received) => received,
+                Wake::Learned(place) => {
+                    let asked = learning.lookup.take().map(|(part, _)| part);
+                    if let (Some(part), Some(place)) = (asked, place) {
+                        self.learned(part, place);
+                        if !self.msn.is_learning() {
+                            learning = Learning::default();
+                        }
+                    }
+                    continue;
+                }
+                Wake::LearnTimeout => {
+                    learning = Learning::default();
+                    self.stop_learning(
+                        "the origin's report of the first parts did not come in time",
+                    );
+                    continue;
+                }
             };
             if received == 0 {
                 break;
@@ -685,6 +817,13 @@ impl StreamTask {
                                 let closed = self.segmenter.discontinuity();
                                 self.package(None);
                                 self.apply(closed);
+                                // The origin may have started its numbering over too.
+                                if self.live.inner.numbering.get().is_some()
+                                    && self.packager.is_some()
+                                {
+                                    self.msn.relearn();
+                                    learning = Learning::default();
+                                }
                             }
                         }
                         if frame.is_coded_media() {
@@ -742,6 +881,9 @@ impl StreamTask {
             }
         }
         drop(subscription);
+        if self.msn.is_learning() {
+            self.stop_learning("the stream ended");
+        }
         let finished = self.segmenter.finish();
         if !self.pulled {
             // A relay (shutting down, or its pull gone for good) leaves its open part uncut:
@@ -816,9 +958,55 @@ impl StreamTask {
                 return;
             }
         };
-        if events.is_empty() {
-            return;
+        self.emit(Batch::Ll(events));
+    }
+
+    /// Passes events on to the playlists, or holds them while the origin's numbers are learned.
+    fn emit(&mut self, batch: Batch) {
+        if let Some(batch) = self.msn.push(batch) {
+            self.publish(batch);
         }
+    }
+
+    fn publish(&mut self, batch: Batch) {
+        match batch {
+            Batch::Ts(events) => self.publish_ts(events),
+            Batch::Ll(events) => self.publish_ll(events),
+        }
+    }
+
+    /// The origin numbers `part` as `place`: the held events go out under its numbers.
+    fn learned(&mut self, part: HeldPart, place: OriginPartPlace) {
+        match self.msn.learned(part, place.msn, place.index) {
+            Ok(batches) => {
+                info!(app = %self.key.app, stream = %self.key.name, origin_msn = place.msn,
+                    offset = self.msn.offset(), "listing segments under the origin's media sequence numbers");
+                for batch in batches {
+                    self.publish(batch);
+                }
+            }
+            Err(Refused::NotLearning) => {}
+            Err(refused) => {
+                let why = match refused {
+                    Refused::OtherIndex => "the origin's part sits at another index",
+                    _ => "the origin's numbers went back below what is listed already",
+                };
+                self.stop_learning(why);
+            }
+        }
+    }
+
+    /// Lists what was held under the numbers in use (the relay's own unless learned before).
+    fn stop_learning(&mut self, why: &str) {
+        warn!(app = %self.key.app, stream = %self.key.name, reason = why, offset = self.msn.offset(),
+            "cannot learn the origin's media sequence numbers: this relay's playlists number segments its own way, so a player failing over between nodes by _HLS_msn may land elsewhere");
+        for batch in self.msn.give_up() {
+            self.publish(batch);
+        }
+    }
+
+    /// Announces LL-HLS events and applies them to the playlist (numbers final).
+    fn publish_ll(&mut self, events: Vec<LlEvent>) {
         for event in &events {
             if let LlEvent::PartReady(part) = event {
                 let cut_ms = SystemTime::now()
@@ -941,8 +1129,13 @@ impl StreamTask {
         change(&mut view.playlist);
     }
 
-    /// Applies segmenter events to the served playlist and announces finished segments.
+    /// Applies segmenter events to the served playlist and announces finished segments, once
+    /// their numbers are final (see [`StreamTask::emit`]).
     fn apply(&mut self, events: Vec<SegmenterEvent>) {
+        self.emit(Batch::Ts(events));
+    }
+
+    fn publish_ts(&mut self, events: Vec<SegmenterEvent>) {
         if events.is_empty() {
             return;
         }

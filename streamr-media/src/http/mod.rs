@@ -21,6 +21,7 @@ mod gate;
 mod http_flv;
 mod live_hls;
 mod ll_hls;
+mod msn_map;
 mod router;
 
 use std::io;
@@ -34,8 +35,8 @@ pub use flv_raw::{stream_flv, FlvCounters, Framing, ResponseByteCounters};
 pub use gate::gated_router;
 pub use http_flv::flv_body;
 pub use live_hls::{
-    LiveHls, LiveHlsConfig, LlLookup, LlRequest, LlSegmentNotice, PartNotice, PlaylistLookup,
-    SegmentNotice,
+    LiveHls, LiveHlsConfig, LlLookup, LlRequest, LlSegmentNotice, OriginNumbering, OriginPartPlace,
+    PartNotice, PlaylistLookup, SegmentNotice, LEARN_ORIGIN_NUMBERS_WITHIN,
 };
 pub use ll_hls::{CONTENT_TYPE_MP4, LL_PLAYLIST_NAME};
 pub use router::{router, HttpState, CONTENT_TYPE_FLV, CONTENT_TYPE_M3U8, CONTENT_TYPE_TS};

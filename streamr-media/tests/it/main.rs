@@ -21,6 +21,7 @@ mod interop_rtmp;
 mod ll_hls;
 mod ll_hls_relay;
 mod ll_part_notices;
+mod ll_relay_numbering;
 mod ll_relay_pull_end;
 mod play_gate;
 mod publish_flv;

@@ -1,0 +1,173 @@
+//! A relay lists the origin's segments and parts under the origin's media sequence numbers: it
+//! holds back what it cuts until it learns the origin's place of one part by the part's hash
+//! ([`OriginNumbering`]), then numbers everything as the origin does. A place that does not fit
+//! (another index) is refused, and the relay keeps its own numbers.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
+use streamr_media::http::{LiveHls, LiveHlsConfig, OriginNumbering, OriginPartPlace, PartNotice};
+use streamr_media::relay::{FrameKind, Publisher, RelayHub, Timeline};
+use streamr_media::StreamKey;
+use tokio_util::sync::CancellationToken;
+
+fn sample_tags() -> Vec<FlvTag> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.flv");
+    let mut reader = FlvReader::new();
+    reader.push(&std::fs::read(path).expect("the sample"));
+    let mut tags = Vec::new();
+    while let Ok(Some(tag)) = reader.next_tag() {
+        tags.push(tag);
+    }
+    tags
+}
+
+/// An AVC or AAC sequence header.
+fn is_sequence_header(tag: &FlvTag) -> bool {
+    let data = &tag.data;
+    match tag.tag_type {
+        FlvTagType::Video => data.len() > 1 && data[0] & 0x0f == 7 && data[1] == 0,
+        FlvTagType::Audio => data.len() > 1 && data[0] >> 4 == 10 && data[1] == 0,
+        _ => false,
+    }
+}
+
+/// Publishes the sequence headers and the frames from `from_ms` to before `to_ms`.
+fn publish_range(publisher: &Publisher, tags: &[FlvTag], from_ms: u32, to_ms: u32) {
+    let wanted = |tag: &&FlvTag| {
+        is_sequence_header(tag) || (tag.timestamp >= from_ms && tag.timestamp < to_ms)
+    };
+    for tag in tags.iter().filter(wanted) {
+        let kind = match tag.tag_type {
+            FlvTagType::Audio => FrameKind::Audio,
+            FlvTagType::Video => FrameKind::Video,
+            _ => FrameKind::Metadata,
+        };
+        publisher.send(kind, tag.timestamp, tag.data.clone());
+    }
+}
+
+/// The origin's part places by hash, as its part reports would give them; `shift` moves the
+/// index (a lying source).
+#[derive(Debug, Default, Clone)]
+struct Places {
+    known: Arc<Mutex<HashMap<blake3::Hash, (u64, u32)>>>,
+    shift_index: u32,
+}
+
+impl OriginNumbering for Places {
+    fn origin_place(
+        &self,
+        _key: &StreamKey,
+        part_hash: [u8; 32],
+        wait: Duration,
+    ) -> Pin<Box<dyn Future<Output = Option<OriginPartPlace>> + Send>> {
+        let places = self.clone();
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                let found = places
+                    .known
+                    .lock()
+                    .expect("lock")
+                    .get(&blake3::Hash::from(part_hash))
+                    .copied();
+                if let Some((msn, index)) = found {
+                    return Some(OriginPartPlace {
+                        msn,
+                        index: index + places.shift_index,
+                    });
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    }
+}
+
+/// Parts received until none came for a while.
+async fn drain(notices: &mut tokio::sync::broadcast::Receiver<PartNotice>) -> Vec<PartNotice> {
+    let mut parts = Vec::new();
+    while let Ok(Ok(part)) = tokio::time::timeout(Duration::from_secs(2), notices.recv()).await {
+        parts.push(part);
+    }
+    parts
+}
+
+/// The origin's parts (the whole 10 s sample, keyframes every 2 s) and the relay's (joined at
+/// 2.5 s), with the relay learning from `places` (filled from the origin's parts).
+async fn origin_and_relay_parts(mut places: Places) -> (Vec<PartNotice>, Vec<PartNotice>) {
+    let tags = sample_tags();
+    let shutdown = CancellationToken::new();
+    let config = LiveHlsConfig::default().with_segments(Duration::from_secs(1), 4);
+    let key = StreamKey::parse("live", "cam").expect("key");
+
+    let origin_hub = RelayHub::default();
+    let origin = LiveHls::start(origin_hub.clone(), config.clone(), shutdown.clone());
+    let mut origin_notices = origin.part_notices();
+    let publisher = origin_hub
+        .publish_with(key.clone(), Timeline::Own)
+        .expect("publish");
+    let _ = origin.playlist(&key, Duration::ZERO).await;
+    publish_range(&publisher, &tags, 0, 10_100);
+    let origin_parts = drain(&mut origin_notices).await;
+    let known: HashMap<_, _> = origin_parts
+        .iter()
+        .map(|p| (p.hash, (p.sequence, p.index)))
+        .collect();
+    places.known = Arc::new(Mutex::new(known));
+
+    let relay_hub = RelayHub::default();
+    let relay = LiveHls::start(relay_hub.clone(), config, shutdown.clone());
+    assert!(relay.set_origin_numbering(Arc::new(places)));
+    let mut relay_notices = relay.part_notices();
+    let pull = relay_hub
+        .publish_with(key.clone(), Timeline::Upstream)
+        .expect("publish");
+    let _ = relay.playlist(&key, Duration::ZERO).await;
+    publish_range(&pull, &tags, 2_500, 10_100);
+    let relay_parts = drain(&mut relay_notices).await;
+    shutdown.cancel();
+    (origin_parts, relay_parts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_lists_every_part_under_the_origins_number() {
+    let (origin, relay) = origin_and_relay_parts(Places::default()).await;
+    assert!(relay.len() >= 4, "{relay:?}");
+    for part in &relay {
+        let at_origin = origin
+            .iter()
+            .find(|o| o.hash == part.hash)
+            .expect("every part the relay lists is the origin's");
+        assert_eq!(
+            (part.sequence, part.index),
+            (at_origin.sequence, at_origin.index),
+            "the relay numbers a part as the origin does"
+        );
+    }
+    // The relay joined late: without learning, it would have numbered from 0.
+    assert!(relay[0].sequence > 0, "{relay:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_place_at_another_index_is_refused_and_the_relay_numbers_its_own() {
+    let lying = Places {
+        shift_index: 1,
+        ..Places::default()
+    };
+    let (origin, relay) = origin_and_relay_parts(lying).await;
+    assert!(relay.len() >= 4, "{relay:?}");
+    // Listed at once under its own numbers (from 0), not held until the time limit.
+    assert_eq!(relay[0].sequence, 0, "{relay:?}");
+    assert!(relay
+        .iter()
+        .all(|p| origin.iter().any(|o| o.hash == p.hash)));
+}
