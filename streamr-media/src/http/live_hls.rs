@@ -1045,14 +1045,20 @@ impl StreamTask {
         // TARGETDURATION is the configured one, PART-TARGET the packager's (from the
         // configuration and what every node receives before the first frame, fixed when the
         // first segment opens): every node declares the same.
-        let part_target = packager.part_target_ms();
+        // Events held while a relay learned the origin's numbers are published later, from
+        // the same packager (it outlives the stream's events).
+        let part_target = self
+            .packager
+            .as_ref()
+            .map_or(0, |packager| packager.part_target_ms());
         let too_long = events.iter().find_map(|event| match event {
             LlEvent::PartReady(part) if part.duration_ms > u64::from(part_target) => {
                 Some(part.duration_ms)
             }
             _ => None,
         });
-        if let Some(duration_ms) = too_long.filter(|_| !self.part_target_warned) {
+        if let Some(duration_ms) = too_long.filter(|_| !self.part_target_warned && part_target > 0)
+        {
             self.part_target_warned = true;
             warn!(
                 app = %self.key.app,
@@ -1063,7 +1069,9 @@ impl StreamTask {
             );
         }
         self.with_ll(|playlist| {
-            playlist.set_part_target(part_target);
+            if part_target > 0 {
+                playlist.set_part_target(part_target);
+            }
             for event in &events {
                 playlist.apply(event);
             }
