@@ -214,6 +214,7 @@ done
 replica_report=""
 if [ "$REPLICAS" = 2 ] && [ -n "$KILL_REPLICA" ]; then
     # Grants through the proxy all along, each answered session id kept.
+    touch "$work/grant-prober.on" "$work/prober-sessions.txt"
     (
         while [ -e "$work/grant-prober.on" ]; do
             viewer=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -222,7 +223,6 @@ if [ "$REPLICAS" = 2 ] && [ -n "$KILL_REPLICA" ]; then
             sleep 0.05
         done
     ) &
-    touch "$work/grant-prober.on"
     pids+=($!)
     sleep $((DURATION / 4))
     replica_b=${coordinator_pids[1]}

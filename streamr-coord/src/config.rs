@@ -193,7 +193,7 @@ impl Default for CoordConfig {
             relay_fanout: 4,
             relay_liveness: Duration::from_secs(15),
             relay_min_availability_ppm: 800_000,
-            relay_probe_timeout: Some(Duration::from_secs(1)),
+            relay_probe_timeout: Some(Duration::from_millis(500)),
         }
     }
 }

@@ -203,9 +203,10 @@ struct Args {
     relay_liveness: Duration,
     /// Relay tree: when a relay reports its upstream failed, the coordinator asks that node's
     /// `/healthz` itself and re-homes its whole subtree when no success answers within this
-    /// time (`0s`: no check; reports then need relays of distinct /24s and operators).
+    /// time (`0s`: no check; reports then need relays of distinct /24s and operators). Kept
+    /// under the relays' 1 s wait for an answer after a failure.
     #[arg(long, env = "STREAMR_RELAY_PROBE_TIMEOUT", value_parser = humantime::parse_duration,
-        default_value = "1s")]
+        default_value = "500ms")]
     relay_probe_timeout: Duration,
     /// Log line format (on stderr; colour only on a terminal); the level comes from RUST_LOG
     /// (default `info`).

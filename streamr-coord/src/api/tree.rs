@@ -10,12 +10,16 @@
 //! along. A relay keeps its parent while the parent is live (heartbeat within
 //! [`crate::CoordConfig::relay_liveness`]), not reported failed by the asking relay, and still
 //! has room for it; otherwise it is re-parented when it next asks. A relay whose parent dies
-//! asks at once, naming it failed (reports are stored, `relay_reports`, for the liveness). One
-//! report moves only its reporter, which may take the reported relay's slot at its parent:
-//! a lying child cannot churn its siblings. The reported relay's children are all re-parented
-//! in one decision (see [`Tree::rehome`]) once its failure is corroborated (two distinct
-//! relays below it report it, or its own heartbeat says it lacks the stream: see
-//! [`confirmed_failures`]) or it missed its heartbeats, when any relay below it asks. Fan-outs are measured at
+//! asks at once, naming it failed (reports of a node in the reporter's chain are stored,
+//! `relay_reports`, for the liveness). One report moves only its reporter, and only to a
+//! parent with room (the reported relay keeps its slot): a lying child can neither churn its
+//! siblings nor overfill the grandparent. The reported relay's children are all re-parented
+//! in one decision (see [`Tree::rehome`]) once its failure is corroborated by evidence the
+//! coordinator checks itself (its own heartbeat lacks the stream, the coordinator's probe of
+//! it fails, or two relays below it of distinct /24s and operators report it: see
+//! [`confirmed_failures`]) or it missed its heartbeats, when any relay below it asks. Relays'
+//! heartbeats name where they really pull from, and the tree records them there (see
+//! [`real_moves`]). Fan-outs are measured at
 //! most every two seconds per process (liveness is checked at every ask). Parents are chosen under a
 //! per-stream lock in the database, so replicas sharing it never overfill a parent.
 //!
