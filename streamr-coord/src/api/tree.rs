@@ -787,11 +787,14 @@ async fn probe_reported(
     let Some(timeout) = state.config.relay_probe_timeout else {
         return HashSet::new();
     };
-    let Ok(client) = reqwest::Client::builder()
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    else {
+    // One client for every check: building one costs far more than a refused connect.
+    static CLIENT: std::sync::OnceLock<Option<reqwest::Client>> = std::sync::OnceLock::new();
+    let Some(client) = CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .ok()
+    }) else {
         return HashSet::new();
     };
     // Usually one node (the reporter's parent); a few at most.
@@ -803,6 +806,7 @@ async fn probe_reported(
         let url = format!("{}/healthz", record.http_url.trim_end_matches('/'));
         let up = client
             .get(&url)
+            .timeout(timeout)
             .send()
             .await
             .is_ok_and(|answer| answer.status().is_success());
