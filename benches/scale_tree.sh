@@ -7,7 +7,10 @@
 # out, grouped by the tier of the node they play from) and WATCHERS verifying viewers
 # (`streamr watch`: routed by the coordinator, every segment checked against the origin's
 # hashes, receipts signed). Halfway through, the inner relay with the most children is killed
-# with SIGKILL.
+# with SIGKILL. With REPLICAS=2 KILL_REPLICA=1, coordinator replica b is killed with SIGKILL
+# a quarter of the way through (before the relay), while a prober keeps asking for grants
+# through the proxy: the report counts the grants answered that the database lacks and the
+# gaps in the origin's segment reports (both should be 0) beside the viewers' stalls.
 #
 # Reports: origin egress (RTMP pulls at the origin) against the flat topology (one pull per
 # relaying friend); the tree's tiers; latency from the publisher to the viewers of each tier
@@ -29,6 +32,7 @@ LOAD_VIEWERS=${LOAD_VIEWERS:-2000}
 FANOUT=${FANOUT:-4}
 DURATION=${DURATION:-90}
 REPLICAS=${REPLICAS:-1}
+KILL_REPLICA=${KILL_REPLICA:-}
 PROFILE=${PROFILE:-release}
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/$PROFILE}
 SAMPLE=${SAMPLE:-samples/sample.flv}
@@ -207,7 +211,28 @@ for w in $(seq 1 "$WATCHERS"); do
     sleep 0.05
 done
 
-sleep $((DURATION / 2))
+replica_report=""
+if [ "$REPLICAS" = 2 ] && [ -n "$KILL_REPLICA" ]; then
+    # Grants through the proxy all along, each answered session id kept.
+    touch "$work/grant-prober.on" "$work/prober-sessions.txt"
+    (
+        while [ -e "$work/grant-prober.on" ]; do
+            viewer=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+            curl -s -m 2 "$coord/streams/show/play?viewer=$viewer" | jq -r '.grant.body.session_id // empty' \
+                >>"$work/prober-sessions.txt" 2>/dev/null || true
+            sleep 0.05
+        done
+    ) &
+    pids+=($!)
+    sleep $((DURATION / 4))
+    replica_b=${coordinator_pids[1]}
+    disown "$replica_b"
+    kill -9 "$replica_b"
+    replica_killed=$(ms)
+    sleep $((DURATION / 2 - DURATION / 4))
+else
+    sleep $((DURATION / 2))
+fi
 origin_pulls=$(($(ss -Htn state established "( sport = :$ORIGIN_RTMP )" | wc -l) - 1)) # less the publisher
 relaying=$(curl -sf "$coord/nodes" | jq '[.[] | select(.streams_json | contains("show"))] | length')
 depths=$(awk '{ n[$2]++ } END { for (t in n) printf "%s:%s ", t, n[t] }' "$work/tiers.txt")
@@ -240,6 +265,20 @@ wait_until=$((started + DURATION * 1000 + 20000))
 while [ "$(ms)" -lt "$wait_until" ] && pgrep -f "streamr watch show --coordinator $coord" >/dev/null; do
     sleep 1
 done
+if [ -n "${replica_killed:-}" ]; then
+    rm -f "$work/grant-prober.on"
+    sleep 3
+    answered=$(sort -u "$work/prober-sessions.txt" | grep -c . || true)
+    stored=$({
+        echo "CREATE TEMP TABLE answered (id TEXT); COPY answered FROM STDIN;"
+        sort -u "$work/prober-sessions.txt" | grep . || true
+        printf '%s\n' '\.' "SELECT COUNT(*) FROM answered JOIN sessions ON session_id = id;"
+    } | psql -qAt "$PG_URL/$db_name")
+    seg=$(sql "SELECT MIN(sequence) || '|' || MAX(sequence) || '|' || COUNT(DISTINCT sequence) FROM segments WHERE stream_id = 'show';")
+    IFS='|' read -r seg_min seg_max seg_count <<<"$seg"
+    gaps=$((seg_max - seg_min + 1 - seg_count))
+    replica_report="coordinator replica b killed with SIGKILL $((replica_killed - started)) ms into the viewing: grants answered through the proxy $answered, of which missing from the database $((answered - stored)); origin segment reports $seg_min..$seg_max stored with $gaps gaps; replica a alone served the rest"
+fi
 for g in "${groups[@]}"; do
     while [ ! -s "$work/$g.json" ] && [ "$(ms)" -lt "$wait_until" ]; do sleep 1; done
 done
@@ -269,4 +308,5 @@ for g in "${groups[@]}"; do
     if [[ "$g" == tier* ]]; then previous=$(jq -r '.latency_ms.p50 // ""' "$work/$g.json"); fi
 done
 echo "verifying viewers: $verified segments verified against the origin's hashes, $unverified unverified, $failovers fail-overs, $failed without a report"
+[ -n "$replica_report" ] && echo "$replica_report"
 echo "per relay process (mid-run, CPU averaged over each process's life): $relay_usage; origin: $origin_usage; coordinator: $coordinator_usage"

@@ -102,6 +102,21 @@ pub struct NodeHeartbeatSchema {
     viewers: u64,
     bytes_served: u64,
     unattested_bytes: u64,
+    /// Per stream relayed from a relay tree, the node it pulls that stream from; optional
+    /// (signed only when present).
+    #[schema(value_type = Option<Vec<RelayUpstreamSchema>>)]
+    upstreams: (),
+}
+
+/// Where a relay pulls one stream from (`streamr_core::RelayUpstream`).
+#[derive(ToSchema)]
+#[schema(as = RelayUpstream)]
+#[allow(dead_code)]
+pub struct RelayUpstreamSchema {
+    #[schema(value_type = StreamNameSchema)]
+    stream: (),
+    #[schema(value_type = NodeIdSchema)]
+    upstream: (),
 }
 
 /// A viewer receipt (`streamr_core::ViewerReceipt`).

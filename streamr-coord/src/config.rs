@@ -129,6 +129,12 @@ pub struct CoordConfig {
     /// Relay tree: a relay whose probes (when it has any this epoch) pass less than this
     /// share, ppm, feeds no other relay (it is kept at the leaves).
     pub relay_min_availability_ppm: u64,
+    /// Relay tree: when a relay reports its upstream failed, the coordinator checks the
+    /// reported node itself (`GET {http_url}/healthz`) and takes it for failed, with its whole
+    /// subtree re-homed, when no success answers within this time; `None`: no such check
+    /// (reports are then corroborated only by relays of distinct homes or the node's own
+    /// heartbeats).
+    pub relay_probe_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for CoordConfig {
@@ -187,6 +193,7 @@ impl Default for CoordConfig {
             relay_fanout: 4,
             relay_liveness: Duration::from_secs(15),
             relay_min_availability_ppm: 800_000,
+            relay_probe_timeout: Some(Duration::from_millis(500)),
         }
     }
 }

@@ -385,6 +385,7 @@ mod tests {
             nonce,
             timestamp_ms: 0,
             streams_json: "[]".into(),
+            upstreams_json: "[]".into(),
             viewers: 0,
             bytes_served: 0,
             receipts: Vec::new(),
@@ -565,6 +566,7 @@ mod tests {
             viewers: 0,
             bytes_served: 0,
             streams_json: "[]".into(),
+            upstreams_json: "[]".into(),
         }
     }
 
@@ -704,6 +706,7 @@ mod tests {
                 viewers: 0,
                 bytes_served: 0,
                 unattested_bytes: 0,
+                upstreams: Vec::new(),
             },
             &key,
         );
@@ -744,6 +747,7 @@ mod tests {
                 nonce,
                 timestamp_ms: 0,
                 streams_json: "[]".into(),
+                upstreams_json: "[]".into(),
                 viewers: 0,
                 bytes_served: 0,
                 receipts: Vec::new(),

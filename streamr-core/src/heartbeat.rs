@@ -31,11 +31,29 @@ pub struct NodeHeartbeat {
     /// receipt (players that cannot sign, such as ffplay or VLC). Never checked against
     /// receipts; rewards cap them by probe-measured capacity and pay them at a discount.
     pub unattested_bytes: u64,
+    /// Per stream it relays from a relay tree, the node it actually pulls that stream from
+    /// now (a tree parent, an ancestor it fell back to, or the origin). Optional on the wire:
+    /// heartbeats of nodes that predate it (or relay from static upstreams only) leave it out,
+    /// and their signed bytes are unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<RelayUpstream>,
+}
+
+/// Where a relay pulls one stream from, as its heartbeat reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayUpstream {
+    /// The relayed stream.
+    pub stream: StreamId,
+    /// The node it pulls the stream from.
+    pub upstream: NodeId,
 }
 
 impl CanonicalMessage for NodeHeartbeat {
     /// `HEARTBEAT_TAG ‖ node_id(32) ‖ timestamp_ms(8) ‖ nonce(8) ‖ count(8) ‖ (len ‖ stream)* ‖
-    /// viewers(8) ‖ bytes_served(8) ‖ unattested_bytes(8)`.
+    /// viewers(8) ‖ bytes_served(8) ‖ unattested_bytes(8)`, then, only when `upstreams` is not
+    /// empty, `count(8) ‖ (len ‖ stream ‖ upstream(32))*`: a heartbeat without upstreams signs
+    /// the bytes it signed before the field existed, and one with them signs longer bytes, so
+    /// neither can pass for the other.
     fn canonical_bytes(&self) -> Vec<u8> {
         let mut writer = CanonicalWriter::new(HEARTBEAT_TAG)
             .fixed(self.node_id.as_bytes())
@@ -45,11 +63,19 @@ impl CanonicalMessage for NodeHeartbeat {
         for stream in &self.streams {
             writer = writer.str(stream.as_str());
         }
-        writer
+        writer = writer
             .u64(self.viewers)
             .u64(self.bytes_served)
-            .u64(self.unattested_bytes)
-            .finish()
+            .u64(self.unattested_bytes);
+        if !self.upstreams.is_empty() {
+            writer = writer.u64(self.upstreams.len() as u64);
+            for relayed in &self.upstreams {
+                writer = writer
+                    .str(relayed.stream.as_str())
+                    .fixed(relayed.upstream.as_bytes());
+            }
+        }
+        writer.finish()
     }
 }
 
@@ -117,6 +143,7 @@ mod tests {
             viewers: 3,
             bytes_served: 4_000,
             unattested_bytes: 5_000,
+            upstreams: Vec::new(),
         }
     }
 
@@ -145,5 +172,36 @@ mod tests {
         moved.bytes_served = 5_000;
         moved.unattested_bytes = 4_000;
         assert_ne!(moved.canonical_bytes(), heartbeat().canonical_bytes());
+    }
+
+    #[test]
+    fn upstreams_are_signed_and_a_heartbeat_without_them_signs_the_old_bytes() {
+        let node = KeyPair::from_seed([5; 32]);
+        let old = heartbeat().canonical_bytes();
+        // The old layout ends with the unattested claim.
+        assert_eq!(&old[old.len() - 8..], &5_000u64.to_be_bytes());
+        let mut relaying = heartbeat();
+        relaying.upstreams = vec![RelayUpstream {
+            stream: StreamId::new("live").unwrap(),
+            upstream: KeyPair::from_seed([6; 32]).node_id(),
+        }];
+        assert!(relaying.canonical_bytes().starts_with(&old));
+        let mut signed = Signed::sign(relaying, &node);
+        assert!(signed.verify(1_000, 0).is_ok());
+        signed.body.upstreams[0].upstream = KeyPair::from_seed([7; 32]).node_id();
+        assert_eq!(
+            signed.verify(1_000, 0).unwrap_err(),
+            SignatureError::BadSignature
+        );
+        // Dropping the field from a signed heartbeat breaks its signature too.
+        signed.body.upstreams.clear();
+        assert!(signed.verify(1_000, 0).is_err());
+        // JSON without the field parses (old nodes), and an empty list is left out.
+        let json = serde_json::to_string(&heartbeat()).unwrap();
+        assert!(!json.contains("upstreams"));
+        assert_eq!(
+            serde_json::from_str::<NodeHeartbeat>(&json).unwrap(),
+            heartbeat()
+        );
     }
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use streamr_core::{
-    segment_hash, CanonicalMessage, KeyPair, NodeHeartbeat, SessionGrant, SessionId, Signed,
-    SignedGrant, SignedHeartbeat, SignedReceipt, StreamId, ViewerReceipt,
+    segment_hash, CanonicalMessage, KeyPair, NodeHeartbeat, RelayUpstream, SessionGrant, SessionId,
+    Signed, SignedGrant, SignedHeartbeat, SignedReceipt, StreamId, ViewerReceipt,
 };
 
 /// The fuzz target's entry point: which of the three message kinds `data` parses as.
@@ -89,9 +89,25 @@ fn heartbeat(streams: &[&str]) -> SignedHeartbeat {
             viewers: 12,
             bytes_served: 9_000_000,
             unattested_bytes: 2_500_000,
+            upstreams: Vec::new(),
         },
         &node,
     )
+}
+
+/// A relay's heartbeat naming the node it pulls each stream from.
+fn relaying_heartbeat() -> SignedHeartbeat {
+    let node = KeyPair::from_seed([3; 32]);
+    let mut body = heartbeat(&["live", "talk"]).body;
+    body.upstreams = ["live", "talk"]
+        .iter()
+        .zip([[4; 32], [5; 32]])
+        .map(|(stream, upstream)| RelayUpstream {
+            stream: StreamId::new(*stream).unwrap(),
+            upstream: KeyPair::from_seed(upstream).node_id(),
+        })
+        .collect();
+    Signed::sign(body, &node)
 }
 
 fn corpus_dir() -> std::path::PathBuf {
@@ -139,6 +155,10 @@ fn seeds_match_the_current_wire_format() {
             serde_json::to_vec(&heartbeat(&["live", "talk"])).unwrap(),
         ),
         (
+            "seed_heartbeat_relaying",
+            serde_json::to_vec(&relaying_heartbeat()).unwrap(),
+        ),
+        (
             "seed_heartbeat_idle",
             serde_json::to_vec(&heartbeat(&[])).unwrap(),
         ),
@@ -182,6 +202,7 @@ fn valid_json() -> impl Strategy<Value = Vec<u8>> {
         (1u64..1_000).prop_map(|seq| serde_json::to_vec(&receipt(seq)).unwrap()),
         Just(serde_json::to_vec(&grant()).unwrap()),
         Just(serde_json::to_vec(&heartbeat(&["live"])).unwrap()),
+        Just(serde_json::to_vec(&relaying_heartbeat()).unwrap()),
     ]
 }
 

@@ -201,6 +201,13 @@ struct Args {
     #[arg(long, env = "STREAMR_RELAY_LIVENESS", value_parser = humantime::parse_duration,
         default_value = "15s")]
     relay_liveness: Duration,
+    /// Relay tree: when a relay reports its upstream failed, the coordinator asks that node's
+    /// `/healthz` itself and re-homes its whole subtree when no success answers within this
+    /// time (`0s`: no check; reports then need relays of distinct /24s and operators). Kept
+    /// under the relays' 1 s wait for an answer after a failure.
+    #[arg(long, env = "STREAMR_RELAY_PROBE_TIMEOUT", value_parser = humantime::parse_duration,
+        default_value = "500ms")]
+    relay_probe_timeout: Duration,
     /// Log line format (on stderr; colour only on a terminal); the level comes from RUST_LOG
     /// (default `info`).
     #[arg(long, env = "STREAMR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
@@ -442,6 +449,8 @@ async fn main() -> anyhow::Result<()> {
     config.trusted_proxies = streamr_net::TrustedProxies::new(args.trusted_proxies.clone());
     config.relay_fanout = args.relay_fanout.max(1);
     config.relay_liveness = args.relay_liveness;
+    config.relay_probe_timeout =
+        (!args.relay_probe_timeout.is_zero()).then_some(args.relay_probe_timeout);
     if args.local_trial {
         tracing::warn!(
             "LOCAL TRIAL MODE (--local-trial): every node and viewer counts as a network of its \

@@ -707,6 +707,7 @@ impl Node {
                     grants: gate.grants.clone(),
                     joined: joined.clone(),
                     reachability: node_metrics.reachability.clone(),
+                    pulls: puller.clone().map(|puller| (puller, edge_grants.clone())),
                 };
                 if let Some(puller) = puller {
                     tasks.push(tokio::spawn(relay_receipts::sign_relay_receipts(

@@ -10,9 +10,11 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use streamr_client::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert};
 use streamr_core::{
-    ContentDigest, CoordinatorKey, KeyPair, NodeHeartbeat, OriginSegmentReport, Signed, StreamId,
+    ContentDigest, CoordinatorKey, KeyPair, NodeHeartbeat, OriginSegmentReport, RelayUpstream,
+    Signed, StreamId,
 };
 use streamr_media::http::{OriginNumbering, OriginPartPlace, PartNotice, SegmentNotice};
+use streamr_media::upstream::UpstreamPuller;
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -187,6 +189,9 @@ pub(crate) struct Join {
     pub(crate) joined: Arc<AtomicBool>,
     /// Where the coordinator's reachability report on this node is kept.
     pub(crate) reachability: crate::reachability::ReachabilitySlot,
+    /// A relay's pulls and the grants of its tree upstreams: which node each relayed stream
+    /// comes from, for the heartbeats.
+    pub(crate) pulls: Option<(UpstreamPuller, Arc<crate::relay_receipts::EdgeGrants>)>,
 }
 
 /// The longest pause between attempts to reach the coordinator while joining.
@@ -230,7 +235,7 @@ pub(crate) async fn join_then_heartbeat(
         join.reachability.clone(),
         stop.clone(),
     ));
-    heartbeats(join.client, join.key, gate, interval, stop).await;
+    heartbeats(join.client, join.key, gate, join.pulls, interval, stop).await;
     let _ = watcher.await;
 }
 
@@ -259,11 +264,35 @@ async fn try_join(join: &Join) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// The node each relayed stream is pulled from now, where it is a relay tree upstream (one
+/// the coordinator granted: a static `--upstream` names no node and is left out).
+fn pulled_from(
+    pulls: Option<&(UpstreamPuller, Arc<crate::relay_receipts::EdgeGrants>)>,
+    streams: &[&streamr_media::relay::StreamKey],
+    now_ms: u64,
+) -> Vec<RelayUpstream> {
+    let Some((puller, edges)) = pulls else {
+        return Vec::new();
+    };
+    streams
+        .iter()
+        .filter_map(|key| {
+            let upstream = puller.status(key)?.upstream?;
+            let grant = edges.current(key.name.as_str(), &upstream, now_ms)?;
+            Some(RelayUpstream {
+                stream: StreamId::new(key.name.clone()).ok()?,
+                upstream: grant.body.node_id,
+            })
+        })
+        .collect()
+}
+
 /// Sends a signed heartbeat every `interval` until `stop`.
 pub(crate) async fn heartbeats(
     client: CoordinatorClient,
     key: KeyPair,
     gate: Arc<Gate>,
+    pulls: Option<(UpstreamPuller, Arc<crate::relay_receipts::EdgeGrants>)>,
     interval: Duration,
     stop: CancellationToken,
 ) {
@@ -285,6 +314,12 @@ pub(crate) async fn heartbeats(
         // viewers only.
         let viewers: usize = stats.iter().map(|s| s.viewers.len()).sum();
         let now = unix_ms();
+        let relayed: Vec<&streamr_media::relay::StreamKey> = stats
+            .iter()
+            .filter(|s| s.publishing)
+            .map(|s| &s.key)
+            .collect();
+        let upstreams = pulled_from(pulls.as_ref(), &relayed, now);
         let served = gate.accounting.take(&stats, now);
         nonce = nonce.saturating_add(1).max(now);
         let heartbeat = Signed::sign(
@@ -296,6 +331,7 @@ pub(crate) async fn heartbeats(
                 viewers: u64::try_from(viewers).unwrap_or(u64::MAX),
                 bytes_served: served.attested,
                 unattested_bytes: served.unattested,
+                upstreams,
             },
             &key,
         );

@@ -98,6 +98,7 @@ async fn heartbeat(
             viewers: 1,
             bytes_served,
             unattested_bytes: 0,
+            upstreams: Vec::new(),
         },
         key,
     );

@@ -712,6 +712,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                     viewers: w.sessions,
                     bytes_served: claimed,
                     unattested_bytes: unattested,
+                    upstreams: Vec::new(),
                 },
                 &node.key,
             );

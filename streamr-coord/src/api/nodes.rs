@@ -184,6 +184,7 @@ pub(crate) async fn register(
         viewers: 0,
         bytes_served: 0,
         streams_json: "[]".into(),
+        upstreams_json: "[]".into(),
     };
     state.storage.upsert_node(&node).await?;
     let stored = state.storage.get_node(&id).await?.unwrap_or(node);
@@ -332,12 +333,18 @@ async fn accept_heartbeat(
         request.heartbeat.signature.to_signature(),
     );
     let streams: Vec<&str> = body.streams.iter().map(|s| s.as_str()).collect();
+    let upstreams: Vec<(&str, String)> = body
+        .upstreams
+        .iter()
+        .map(|u| (u.stream.as_str(), u.upstream.to_string()))
+        .collect();
     let unattested_bytes = to_i64("unattested_bytes", body.unattested_bytes)?;
     let write_base = HeartbeatWrite {
         node_id: node_id.clone(),
         nonce,
         timestamp_ms: to_i64("timestamp_ms", body.timestamp_ms)?,
         streams_json: serde_json::to_string(&streams).unwrap_or_else(|_| "[]".into()),
+        upstreams_json: serde_json::to_string(&upstreams).unwrap_or_else(|_| "[]".into()),
         viewers: to_i64("viewers", body.viewers)?,
         bytes_served: to_i64("bytes_served", body.bytes_served)?,
         receipts: Vec::new(),

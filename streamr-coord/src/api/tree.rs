@@ -10,12 +10,16 @@
 //! along. A relay keeps its parent while the parent is live (heartbeat within
 //! [`crate::CoordConfig::relay_liveness`]), not reported failed by the asking relay, and still
 //! has room for it; otherwise it is re-parented when it next asks. A relay whose parent dies
-//! asks at once, naming it failed (reports are stored, `relay_reports`, for the liveness). One
-//! report moves only its reporter, which may take the reported relay's slot at its parent:
-//! a lying child cannot churn its siblings. The reported relay's children are all re-parented
-//! in one decision (see [`Tree::rehome`]) once its failure is corroborated (two distinct
-//! relays below it report it, or its own heartbeat says it lacks the stream: see
-//! [`confirmed_failures`]) or it missed its heartbeats, when any relay below it asks. Fan-outs are measured at
+//! asks at once, naming it failed (reports of a node in the reporter's chain are stored,
+//! `relay_reports`, for the liveness). One report moves only its reporter, and only to a
+//! parent with room (the reported relay keeps its slot): a lying child can neither churn its
+//! siblings nor overfill the grandparent. The reported relay's children are all re-parented
+//! in one decision (see [`Tree::rehome`]) once its failure is corroborated by evidence the
+//! coordinator checks itself (its own heartbeat lacks the stream, the coordinator's probe of
+//! it fails, or two relays below it of distinct /24s and operators report it: see
+//! [`confirmed_failures`]) or it missed its heartbeats, when any relay below it asks. Relays'
+//! heartbeats name where they really pull from, and the tree records them there (see
+//! [`real_moves`]). Fan-outs are measured at
 //! most every two seconds per process (liveness is checked at every ask). Parents are chosen under a
 //! per-stream lock in the database, so replicas sharing it never overfill a parent.
 //!
@@ -172,6 +176,20 @@ impl<'a> Tree<'a> {
         children
     }
 
+    /// `node`'s stored ancestors, parent first, whatever their liveness (up to [`MAX_DEPTH`]).
+    fn ancestry(&self, node: &str) -> Vec<&'a str> {
+        let mut ancestry = Vec::new();
+        let mut current = node;
+        while let Some(&parent) = self.parents.get(current) {
+            if ancestry.contains(&parent) || ancestry.len() >= MAX_DEPTH {
+                break;
+            }
+            ancestry.push(parent);
+            current = parent;
+        }
+        ancestry
+    }
+
     /// The first of `node`'s ancestors (parent first, the origin never) that is dead (no
     /// heartbeat within the liveness) or in `failed`.
     fn gone_ancestor(&self, node: &str, failed: &HashSet<String>) -> Option<&'a str> {
@@ -252,17 +270,25 @@ impl<'a> Tree<'a> {
                 }
             }
         }
-        // What `node` alone reports holds no slot in its own choice.
-        let mut own_view = members.clone();
-        own_view.retain(|relay, _| !failed.contains(relay));
+        // What `node` alone reports keeps its slot at its parent: `node` avoids it, but may
+        // not take its place there (that would overfill the parent by one on a lie), and a
+        // move the report alone causes goes only where there is room.
         let avoid: HashSet<String> = failed.union(confirmed).cloned().collect();
-        let chosen = Tree::new(origin, origin_fanout, &own_view, &working)
-            .with_homes(homes)
-            .choose_parent(&working, node, &avoid);
+        let tree = Tree::new(origin, origin_fanout, members, &working).with_homes(homes);
+        let chosen = tree.choose_parent(&working, node, &avoid);
+        let unconfirmed = failed.iter().any(|f| !confirmed.contains(f));
+        let placed = tree.parents.contains_key(node);
+        let chosen = chosen
+            .filter(|parent| !(unconfirmed && placed) || tree.has_room(&working, parent, node));
         if let Some(parent) = chosen {
             apply(&mut working, node, parent);
         }
         moves
+    }
+
+    /// Whether `parent` feeds fewer live children than its fan-out, `node` not counted.
+    fn has_room(&self, assignments: &[RelayAssignmentRecord], parent: &str, node: &str) -> bool {
+        self.children(assignments, parent, node).len() < self.fanout(parent)
     }
 
     /// The parent `node` should have now, when it differs from the stored one (`None`: keep
@@ -306,7 +332,7 @@ impl<'a> Tree<'a> {
                 }
             };
             let fanout = self.fanout(candidate);
-            if self.children(assignments, candidate, node).len() >= fanout {
+            if !self.has_room(assignments, candidate, node) {
                 continue;
             }
             let neighbour = self.neighbours(node, candidate);
@@ -325,15 +351,26 @@ impl<'a> Tree<'a> {
 }
 
 /// The reported nodes whose failure is corroborated, so their whole subtree is re-homed:
-/// reported by two distinct relays that were below them when they reported (in their subtree
-/// now, or placed at or after their report: moved by it), or reported once and their own last
-/// heartbeat, sent after they took their place, does not list the stream (`lacking`: node →
-/// the time of such a heartbeat). Reports are those of the last relay liveness.
+/// - reported by two relays of distinct homes (neither their /24 nor their operator shared,
+///   both known: see [`Home`]) that were below them when they reported (in their subtree
+///   now, or placed at or after their report: moved by it; the handler stores only reports of
+///   a node in the reporter's own chain per the coordinator's tree), so two nodes of one
+///   operator or one /24 cannot evict an honest parent between them;
+/// - or reported once and their own last heartbeat, sent after they took their place, does
+///   not list the stream (`lacking`: node → the time of such a heartbeat);
+/// - or reported once and the coordinator's own probe of them failed (`unreachable`).
+///
+/// Reports are those of the last relay liveness.
 pub(crate) fn confirmed_failures(
     assignments: &[RelayAssignmentRecord],
     reports: &[RelayReportRecord],
-    lacking: &HashMap<String, i64>,
+    evidence: &Evidence<'_>,
 ) -> HashSet<String> {
+    let Evidence {
+        lacking,
+        unreachable,
+        homes,
+    } = evidence;
     let rows: HashMap<&str, &RelayAssignmentRecord> = assignments
         .iter()
         .map(|a| (a.node_id.as_str(), a))
@@ -369,10 +406,99 @@ pub(crate) fn confirmed_failures(
                 rows.get(node)
                     .is_some_and(|row| heartbeat_ms > row.assigned_at_ms)
             });
-            by.len() >= 2 || lacks
+            lacks || unreachable.contains(*node) || distinct_homes(by, homes)
         })
         .map(|(node, _)| node.to_owned())
         .collect()
+}
+
+/// What the coordinator knows itself about reported relays (see [`confirmed_failures`]).
+pub(crate) struct Evidence<'a> {
+    /// Relays whose own last heartbeat lacks the stream: node → that heartbeat's time.
+    pub(crate) lacking: &'a HashMap<String, i64>,
+    /// Relays the coordinator's own probe could not reach just now.
+    pub(crate) unreachable: &'a HashSet<String>,
+    /// Each node's /24 and operator.
+    pub(crate) homes: &'a HashMap<String, Home>,
+}
+
+/// Whether two of `reporters` are known to share neither their /24 nor their operator.
+fn distinct_homes(reporters: &HashSet<&str>, homes: &HashMap<String, Home>) -> bool {
+    let known: Vec<&Home> = reporters.iter().filter_map(|r| homes.get(*r)).collect();
+    known.iter().enumerate().any(|(i, a)| {
+        known
+            .iter()
+            .skip(i + 1)
+            .any(|b| a.subnet != b.subnet && a.operator != b.operator)
+    })
+}
+
+/// What a relay's last heartbeat says it pulls a stream from (see
+/// [`crate::storage::NodeRecord::upstreams_json`]): the upstream node and the heartbeat's time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RealUpstream {
+    /// The node it pulls from.
+    pub(crate) upstream: String,
+    /// The signed time of the heartbeat that said so.
+    pub(crate) heartbeat_ms: i64,
+}
+
+/// Where `node`'s last heartbeat says it pulls `stream` from, if it said.
+pub(crate) fn reported_upstream(node: &NodeRecord, stream: &str) -> Option<RealUpstream> {
+    let pairs: Vec<(String, String)> = serde_json::from_str(&node.upstreams_json).ok()?;
+    let (_, upstream) = pairs.into_iter().find(|(s, _)| s == stream)?;
+    Some(RealUpstream {
+        upstream,
+        heartbeat_ms: node.last_heartbeat_ms?,
+    })
+}
+
+/// The moves that record relays where they really pull from: each relay in `real` whose
+/// stored parent differs from the upstream its heartbeat names, when that heartbeat was sent
+/// more than `grace_ms` after the stored assignment (a heartbeat sent sooner may predate the
+/// relay's switch), the named upstream is the origin or a live relay, and it is not in the
+/// relay's own subtree. `real` holds only upstreams the coordinator itself granted the relay
+/// for the stream (the handler checks the grants), so a heartbeat cannot place a relay
+/// anywhere it was never sent. A relay recorded below a parent is its newest child: it holds
+/// a slot there only while the parent has room, and otherwise moves at its next ask, so the
+/// fan-out budgets count the relays parents really feed and no honest child is displaced.
+pub(crate) fn real_moves(
+    assignments: &[RelayAssignmentRecord],
+    layout: &Layout<'_>,
+    real: &HashMap<String, RealUpstream>,
+    grace_ms: i64,
+) -> Vec<(String, String)> {
+    let tree = Tree::new(
+        layout.origin,
+        layout.origin_fanout,
+        layout.members,
+        assignments,
+    );
+    let mut moves: Vec<(String, String)> = Vec::new();
+    let mut relays: Vec<&String> = real.keys().collect();
+    relays.sort();
+    for relay in relays {
+        let Some(reported) = real.get(relay) else {
+            continue;
+        };
+        let Some(row) = assignments.iter().find(|a| &a.node_id == relay) else {
+            continue;
+        };
+        let upstream = reported.upstream.as_str();
+        if row.parent_id == upstream
+            || reported.heartbeat_ms <= row.assigned_at_ms.saturating_add(grace_ms)
+            || upstream == relay.as_str()
+        {
+            continue;
+        }
+        let known = upstream == layout.origin || layout.members.contains_key(upstream);
+        // Not below the relay itself: the upstream's own stored chain must not pass it.
+        let below_itself = tree.ancestry(upstream).iter().any(|a| a == relay);
+        if known && !below_itself {
+            moves.push((relay.clone(), upstream.to_owned()));
+        }
+    }
+    moves
 }
 
 /// `rtmp://host:port/app` → `rtmp://host:port`.
@@ -557,20 +683,43 @@ pub(crate) async fn upstream(
             (n.id.clone(), home)
         })
         .collect();
+    // Only a report of a node in the reporter's own chain, per the coordinator's tree, is
+    // stored (it can corroborate); the reporter avoids whatever it reports either way.
+    let max_rows = i64::try_from(MAX_DEPTH).unwrap_or(i64::MAX);
+    let own_chain: HashSet<String> = if failed.is_empty() {
+        HashSet::new()
+    } else {
+        state
+            .storage
+            .relay_chain(&id, &node, max_rows)
+            .await?
+            .into_iter()
+            .map(|row| row.parent_id)
+            .collect()
+    };
+    let reported: Vec<String> = failed
+        .iter()
+        .filter(|f| own_chain.contains(*f))
+        .cloned()
+        .collect();
+    let unreachable = probe_reported(&state, &nodes, &reported).await;
     let reports = RelayReports {
         reporter_id: node.clone(),
-        failed: failed.iter().cloned().collect(),
+        failed: reported,
         since_ms: now.saturating_sub(liveness),
     };
+    let real = real_upstreams(&state, &id, &relays, now).await?;
+    let grace_ms = liveness / 3;
     // Decided in a task of its own: a relay that gave up waiting (its ask has a deadline of
     // 1-2 s) still finds the decision stored when it asks again, instead of a rolled-back one.
     let decision = {
-        let (storage, id, origin, members, node) = (
+        let (storage, id, origin, members, node, failed) = (
             state.storage.clone(),
             id.clone(),
             origin.clone(),
             members.clone(),
             node.clone(),
+            failed.clone(),
         );
         tokio::spawn(async move {
             storage
@@ -580,15 +729,33 @@ pub(crate) async fn upstream(
                         .iter()
                         .filter(|r| r.reporter_id == node)
                         .map(|r| r.node_id.clone())
+                        .chain(failed.iter().cloned())
                         .collect();
-                    let confirmed = confirmed_failures(assignments, reports, &lacking);
+                    let evidence = Evidence {
+                        lacking: &lacking,
+                        unreachable: &unreachable,
+                        homes: &homes,
+                    };
+                    let confirmed = confirmed_failures(assignments, reports, &evidence);
                     let layout = Layout {
                         origin: &origin,
                         origin_fanout: fanout,
                         members: &members,
                         homes: &homes,
                     };
-                    Tree::rehome(assignments, &layout, &node, &own, &confirmed)
+                    // First where relays really are, then the asker's decision on that tree.
+                    let mut moves = real_moves(assignments, &layout, &real, grace_ms);
+                    let mut working = assignments.to_vec();
+                    for (relay, parent) in &moves {
+                        if let Some(row) = working.iter_mut().find(|a| &a.node_id == relay) {
+                            row.parent_id.clone_from(parent);
+                            row.assigned_at_ms = now;
+                        }
+                    }
+                    let decided = Tree::rehome(&working, &layout, &node, &own, &confirmed);
+                    moves.retain(|(relay, _)| !decided.iter().any(|(moved, _)| moved == relay));
+                    moves.extend(decided);
+                    moves
                 })
                 .await
         })
@@ -607,6 +774,97 @@ pub(crate) async fn upstream(
         .filter_map(|upstream| nodes.iter().find(|n| n.id == *upstream).cloned())
         .collect();
     answer(&state, &stream.id, &request.node_id, &chain, now).await
+}
+
+/// The reported nodes the coordinator's own check finds down: no success from
+/// `GET {http_url}/healthz` within [`crate::CoordConfig::relay_probe_timeout`] (none checked
+/// when that is unset). Colluding reporters cannot fake this: the coordinator asks the node.
+async fn probe_reported(
+    state: &Shared,
+    nodes: &[NodeRecord],
+    reported: &[String],
+) -> HashSet<String> {
+    let Some(timeout) = state.config.relay_probe_timeout else {
+        return HashSet::new();
+    };
+    // One client for every check: building one costs far more than a refused connect.
+    static CLIENT: std::sync::OnceLock<Option<reqwest::Client>> = std::sync::OnceLock::new();
+    let Some(client) = CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .ok()
+    }) else {
+        return HashSet::new();
+    };
+    // Usually one node (the reporter's parent); a few at most.
+    let mut down = HashSet::new();
+    for id in reported.iter().take(4) {
+        let Some(record) = nodes.iter().find(|n| &n.id == id) else {
+            continue;
+        };
+        let url = format!("{}/healthz", record.http_url.trim_end_matches('/'));
+        let up = client
+            .get(&url)
+            .timeout(timeout)
+            .send()
+            .await
+            .is_ok_and(|answer| answer.status().is_success());
+        if !up {
+            down.insert(id.clone());
+        }
+    }
+    down
+}
+
+/// Where the stream's `relays` really pull it from, per their last heartbeats, for those
+/// whose stored parent differs: only upstreams the coordinator granted them for the stream
+/// within a grant's lifetime (their chain, now or lately), so a heartbeat cannot name any
+/// other node. Costs one tree read, and one grant lookup per relay not where it is stored.
+async fn real_upstreams(
+    state: &Shared,
+    stream: &str,
+    relays: &[&NodeRecord],
+    now: i64,
+) -> Result<HashMap<String, RealUpstream>, ApiError> {
+    let reported: Vec<(&NodeRecord, RealUpstream)> = relays
+        .iter()
+        .filter_map(|n| Some((*n, reported_upstream(n, stream)?)))
+        .collect();
+    if reported.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let stored: HashMap<String, String> = state
+        .storage
+        .relay_tree(stream)
+        .await?
+        .into_iter()
+        .map(|a| (a.node_id, a.parent_id))
+        .collect();
+    let ttl = i64::try_from(state.config.grant_ttl.as_millis()).unwrap_or(i64::MAX);
+    let mut real = HashMap::new();
+    for (relay, upstream) in reported {
+        if stored
+            .get(&relay.id)
+            .is_none_or(|parent| *parent == upstream.upstream)
+        {
+            continue;
+        }
+        let granted = state
+            .storage
+            .latest_session_of(
+                &relay.id,
+                &upstream.upstream,
+                stream,
+                now.saturating_sub(ttl),
+            )
+            .await?
+            .is_some();
+        if granted {
+            real.insert(relay.id.clone(), upstream);
+        }
+    }
+    Ok(real)
 }
 
 /// Where an asking relay is: what [`kept_chain`] looks at.
@@ -652,6 +910,16 @@ async fn kept_chain(
     };
     if root != place.origin {
         return Ok(None);
+    }
+    // Its own heartbeat names another upstream, well after it was placed: decide.
+    if let Some(record) = storage.get_node(place.node).await? {
+        let placed_at = rows.first().map_or(i64::MAX, |row| row.assigned_at_ms);
+        if reported_upstream(&record, place.stream).is_some_and(|real| {
+            real.upstream != parent
+                && real.heartbeat_ms > placed_at.saturating_add(place.liveness / 3)
+        }) {
+            return Ok(None);
+        }
     }
     let reports = storage
         .relay_reports_since(place.stream, place.now.saturating_sub(place.liveness))
@@ -1001,8 +1269,8 @@ mod tests {
             assign("c", "a", 3),
         ];
         let failed = HashSet::from(["a".to_owned()]);
-        // a still heartbeats; b alone says its pull from a broke: b leaves a, taking a's slot
-        // under the origin for itself, and c stays (b may be lying).
+        // a still heartbeats; b alone says its pull from a broke: b leaves a for a parent
+        // with room (d: a keeps its slot at the full origin), and c stays (b may be lying).
         let moves = Tree::rehome(
             &assignments,
             &layout(2, &members),
@@ -1010,7 +1278,7 @@ mod tests {
             &failed,
             &HashSet::new(),
         );
-        assert_eq!(moves, vec![("b".to_owned(), "o".to_owned())]);
+        assert_eq!(moves, vec![("b".to_owned(), "d".to_owned())]);
         // Confirmed (another child reported a too, or a's heartbeat lacks the stream): b and
         // c both leave a in one decision; b takes a's slot, c goes below b.
         let moves = Tree::rehome(&assignments, &layout(2, &members), "b", &failed, &failed);
@@ -1023,30 +1291,76 @@ mod tests {
         );
     }
 
+    /// The attack: a child says its healthy parent failed, so that it takes the parent's
+    /// slot at the grandparent (a shallower, better paid place), overfilling it by one.
     #[test]
-    fn a_failed_relays_child_takes_its_slot_at_the_grandparent_at_once() {
+    fn a_lying_child_cannot_take_its_reported_parents_slot_at_the_grandparent() {
         let members: HashMap<String, usize> = ["a", "b", "c"]
             .iter()
             .map(|n| ((*n).to_owned(), 1))
             .collect();
-        // A chain of fan-out 1: o → a → b → c. b still heartbeats, but c's pull from it broke.
+        // A chain of fan-out 1: o → a → b → c. b still heartbeats; c says its pull broke.
         let assignments = vec![
             assign("a", "o", 0),
             assign("b", "a", 1),
             assign("c", "b", 2),
         ];
         let failed = HashSet::from(["b".to_owned()]);
-        for confirmed in [HashSet::new(), failed.clone()] {
-            let moves = Tree::rehome(&assignments, &layout(1, &members), "c", &failed, &confirmed);
-            assert_eq!(moves, vec![("c".to_owned(), "a".to_owned())]);
-        }
-        // Once c sits under a, its next ask (still reporting b) keeps it there, while b, the
-        // older child, keeps its own place for everyone else.
-        let mut moved = assignments.clone();
-        apply(&mut moved, &[("c".into(), "a".into())], 10);
         let none = HashSet::new();
-        assert!(Tree::rehome(&moved, &layout(1, &members), "c", &failed, &none).is_empty());
-        assert!(Tree::rehome(&moved, &layout(1, &members), "b", &none, &none).is_empty());
+        // Unconfirmed: a is full with b, and there is no room anywhere else: c keeps its
+        // place (it avoids b in its own pulls) until the failure is confirmed.
+        assert!(Tree::rehome(&assignments, &layout(1, &members), "c", &failed, &none).is_empty());
+        // Confirmed (b's heartbeat lacks the stream, a probe found it down, or children of
+        // distinct homes report it): b holds no slot, and c takes it at once.
+        let moves = Tree::rehome(&assignments, &layout(1, &members), "c", &failed, &failed);
+        assert_eq!(moves, vec![("c".to_owned(), "a".to_owned())]);
+        // With room elsewhere (d under the origin), the liar goes there, not to a.
+        let mut wider = members.clone();
+        wider.insert("d".into(), 1);
+        let mut with_d = assignments.clone();
+        with_d.push(assign("d", "o", 3));
+        let moves = Tree::rehome(&with_d, &layout(2, &wider), "c", &failed, &none);
+        assert_eq!(moves, vec![("c".to_owned(), "d".to_owned())]);
+    }
+
+    proptest::proptest! {
+        /// Fan-out bounds hold against any report: whatever relays a child names failed
+        /// (unconfirmed), no parent ends up feeding more live children than its fan-out
+        /// unless it already did.
+        #[test]
+        fn no_report_overfills_a_parent(
+            fanouts in proptest::collection::vec(0usize..4, 2..14),
+            k in 1usize..4,
+            reporter in 0usize..14,
+            reported in proptest::collection::vec(0usize..14, 1..3),
+        ) {
+            let names: Vec<String> = (0..fanouts.len()).map(|i| format!("r{i:02}")).collect();
+            let members: HashMap<String, usize> =
+                names.iter().cloned().zip(fanouts.iter().copied()).collect();
+            let assignments = grow(&members, &names, k);
+            let node = &names[reporter % names.len()];
+            let failed: HashSet<String> =
+                reported.iter().map(|i| names[i % names.len()].clone()).collect();
+            let none = HashSet::new();
+            let count = |assignments: &[RelayAssignmentRecord], parent: &str| {
+                assignments
+                    .iter()
+                    .filter(|a| a.parent_id == parent && members.contains_key(&a.node_id))
+                    .count()
+            };
+            let moves = Tree::rehome(&assignments, &layout(k, &members), node, &failed, &none);
+            let mut after = assignments.clone();
+            apply(&mut after, &moves, 100);
+            for parent in names.iter().map(String::as_str).chain(["o"]) {
+                let bound = if parent == "o" { k } else { members[parent] };
+                let before = count(&assignments, parent);
+                let now = count(&after, parent);
+                proptest::prop_assert!(
+                    now <= bound.max(before),
+                    "{parent} feeds {now} > {bound} (before {before}) after {moves:?}"
+                );
+            }
+        }
     }
 
     fn report(node: &str, reporter: &str, at: i64) -> RelayReportRecord {
@@ -1056,6 +1370,36 @@ mod tests {
             reporter_id: reporter.into(),
             reported_at_ms: at,
         }
+    }
+
+    /// Every node in its own /24 with its own operator.
+    fn distinct_homes_of(nodes: &[&str]) -> HashMap<String, Home> {
+        nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let home = Home {
+                    subnet: format!("10.0.{i}"),
+                    operator: format!("op-{n}"),
+                };
+                ((*n).to_owned(), home)
+            })
+            .collect()
+    }
+
+    /// `confirmed_failures` with only `lacking` and `homes` as evidence.
+    fn confirmed_by(
+        assignments: &[RelayAssignmentRecord],
+        reports: &[RelayReportRecord],
+        lacking: &HashMap<String, i64>,
+        homes: &HashMap<String, Home>,
+    ) -> HashSet<String> {
+        let evidence = Evidence {
+            lacking,
+            unreachable: &HashSet::new(),
+            homes,
+        };
+        confirmed_failures(assignments, reports, &evidence)
     }
 
     #[test]
@@ -1069,15 +1413,17 @@ mod tests {
             assign("z", "p", 4),
         ];
         let none = HashMap::new();
+        let homes = distinct_homes_of(&["o", "p", "q", "x", "y", "z"]);
         let confirmed = |reports: &[RelayReportRecord], lacking: &HashMap<String, i64>| {
-            confirmed_failures(&assignments, reports, lacking)
+            confirmed_by(&assignments, reports, lacking, &homes)
         };
+        let p = HashSet::from(["p".to_owned()]);
         // One reporter, however often: not confirmed.
         assert!(confirmed(&[report("p", "x", 10)], &none).is_empty());
         // Two below p: confirmed.
         assert_eq!(
             confirmed(&[report("p", "x", 10), report("p", "y", 11)], &none),
-            HashSet::from(["p".to_owned()])
+            p
         );
         // A relay not below p (nor moved by its report) does not count.
         assert!(confirmed(&[report("p", "x", 10), report("p", "q", 11)], &none).is_empty());
@@ -1085,22 +1431,142 @@ mod tests {
         let mut moved = assignments.clone();
         apply(&mut moved, &[("x".into(), "q".into())], 10);
         let reports = [report("p", "x", 10), report("p", "y", 11)];
-        assert_eq!(
-            confirmed_failures(&moved, &reports, &none),
-            HashSet::from(["p".to_owned()])
-        );
+        assert_eq!(confirmed_by(&moved, &reports, &none, &homes), p);
         // ...but not for a report made later from its new place.
         let reports = [report("p", "x", 12), report("p", "y", 13)];
-        assert!(confirmed_failures(&moved, &reports, &none).is_empty());
+        assert!(confirmed_by(&moved, &reports, &none, &homes).is_empty());
         // One report and p's own heartbeat, after it took its place, lacking the stream.
         let lacking = HashMap::from([("p".to_owned(), 5)]);
-        assert_eq!(
-            confirmed(&[report("p", "x", 10)], &lacking),
-            HashSet::from(["p".to_owned()])
-        );
+        assert_eq!(confirmed(&[report("p", "x", 10)], &lacking), p);
         // A heartbeat from before it took its place says nothing.
         let stale = HashMap::from([("p".to_owned(), 0)]);
         assert!(confirmed(&[report("p", "x", 10)], &stale).is_empty());
+        // One report and the coordinator's own probe of p failing.
+        let evidence = Evidence {
+            lacking: &none,
+            unreachable: &p,
+            homes: &homes,
+        };
+        assert_eq!(
+            confirmed_failures(&assignments, &[report("p", "x", 10)], &evidence),
+            p
+        );
+    }
+
+    /// The attack: two nodes of one operator (or one /24) get placed below an honest parent
+    /// and both report it failed, evicting it and its other children from the tree (and from
+    /// what they earn as relays). Two reporters corroborate only from distinct homes.
+    #[test]
+    fn two_colluding_children_of_one_operator_or_slash_24_cannot_confirm_a_false_failure() {
+        // o → p → {x, y, z}.
+        let assignments = vec![
+            assign("p", "o", 0),
+            assign("x", "p", 2),
+            assign("y", "p", 3),
+            assign("z", "p", 4),
+        ];
+        let home = |subnet: &str, operator: &str| Home {
+            subnet: subnet.into(),
+            operator: operator.into(),
+        };
+        let none = HashMap::new();
+        let both = [report("p", "x", 10), report("p", "y", 11)];
+        let with = |x: Home, y: Home| {
+            let mut homes = distinct_homes_of(&["o", "p", "z"]);
+            homes.insert("x".into(), x);
+            homes.insert("y".into(), y);
+            confirmed_by(&assignments, &both, &none, &homes)
+        };
+        // One operator on two /24s: not confirmed.
+        assert!(with(home("10.1.1", "evil"), home("10.2.2", "evil")).is_empty());
+        // Two operators on one /24: not confirmed.
+        assert!(with(home("10.1.1", "evil-a"), home("10.1.1", "evil-b")).is_empty());
+        // A reporter whose home is unknown proves nothing.
+        let mut homes = distinct_homes_of(&["o", "p", "x"]);
+        homes.remove("x");
+        assert!(confirmed_by(&assignments, &both, &none, &homes).is_empty());
+        // Distinct /24s and operators: confirmed.
+        assert_eq!(
+            with(home("10.1.1", "a"), home("10.2.2", "b")),
+            HashSet::from(["p".to_owned()])
+        );
+        // A third reporter of a distinct home with one of a colluding pair: confirmed.
+        let mut homes = distinct_homes_of(&["o", "p", "z"]);
+        homes.insert("x".into(), home("10.1.1", "evil"));
+        homes.insert("y".into(), home("10.2.2", "evil"));
+        let three = [
+            report("p", "x", 10),
+            report("p", "y", 11),
+            report("p", "z", 12),
+        ];
+        assert_eq!(
+            confirmed_by(&assignments, &three, &none, &homes),
+            HashSet::from(["p".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_relay_is_recorded_where_its_heartbeat_says_it_pulls_from() {
+        let members: HashMap<String, usize> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| ((*n).to_owned(), 2))
+            .collect();
+        // o → {a, b}; a → c; c → d. d was moved below c at 100, but its answer was lost and
+        // it still pulls from a (its old parent, an ancestor it holds a grant for).
+        let assignments = vec![
+            assign("a", "o", 0),
+            assign("b", "o", 1),
+            assign("c", "a", 2),
+            assign("d", "c", 100),
+        ];
+        let real = |upstream: &str, at: i64| {
+            HashMap::from([(
+                "d".to_owned(),
+                RealUpstream {
+                    upstream: upstream.into(),
+                    heartbeat_ms: at,
+                },
+            )])
+        };
+        let layout = layout(2, &members);
+        // Recorded below a, once its heartbeat is well after the move.
+        assert_eq!(
+            real_moves(&assignments, &layout, &real("a", 200), 50),
+            vec![("d".to_owned(), "a".to_owned())]
+        );
+        // A heartbeat within the grace may predate the switch: nothing moves.
+        assert!(real_moves(&assignments, &layout, &real("a", 140), 50).is_empty());
+        // Where it is stored already, or an unknown node, or below itself: nothing moves.
+        assert!(real_moves(&assignments, &layout, &real("c", 200), 50).is_empty());
+        assert!(real_moves(&assignments, &layout, &real("stranger", 200), 50).is_empty());
+        let mut below = assignments.clone();
+        below.push(assign("e", "d", 101));
+        let mut with_e = members.clone();
+        with_e.insert("e".into(), 2);
+        assert!(real_moves(
+            &below,
+            &super::tests::layout(2, &with_e),
+            &real("e", 200),
+            50
+        )
+        .is_empty());
+        // The budgets count it at a, as its newest child: a full parent's older children keep
+        // their slots, and d (beyond a's fan-out) moves at its next ask.
+        let mut recorded = assignments.clone();
+        apply(&mut recorded, &[("d".into(), "a".into())], 200);
+        let mut full = recorded.clone();
+        full.push(assign("f", "a", 150));
+        let mut with_f = members.clone();
+        with_f.insert("f".into(), 2);
+        let tree = Tree::new("o", 2, &with_f, &full);
+        assert_eq!(tree.children(&full, "a", "").len(), 3);
+        let moved = tree.choose_parent(&full, "d", &HashSet::new());
+        assert!(
+            moved.is_some() && moved.as_deref() != Some("a"),
+            "{moved:?}"
+        );
+        assert_eq!(tree.choose_parent(&full, "f", &HashSet::new()), None);
+        assert_eq!(tree.choose_parent(&full, "c", &HashSet::new()), None);
     }
 
     #[test]

@@ -654,6 +654,7 @@ mod tests {
             viewers: 0,
             bytes_served: 0,
             streams_json: "[]".into(),
+            upstreams_json: "[]".into(),
         }
     }
 

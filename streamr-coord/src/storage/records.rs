@@ -132,6 +132,15 @@ pub struct NodeRecord {
     pub bytes_served: i64,
     /// JSON array of the stream ids it relays.
     pub streams_json: String,
+    /// JSON array of `[stream, upstream node]` pairs: where its last heartbeat says it pulls
+    /// each relayed stream from (`[]` when it said nothing).
+    #[serde(default = "empty_json_array")]
+    #[sqlx(default)]
+    pub upstreams_json: String,
+}
+
+fn empty_json_array() -> String {
+    "[]".into()
 }
 
 /// A session grant issued to a viewer.
@@ -206,6 +215,8 @@ pub struct HeartbeatWrite {
     pub timestamp_ms: i64,
     /// JSON array of relayed stream ids.
     pub streams_json: String,
+    /// JSON array of `[stream, upstream node]` pairs (see [`NodeRecord::upstreams_json`]).
+    pub upstreams_json: String,
     /// Viewers connected.
     pub viewers: i64,
     /// Bytes claimed since the previous heartbeat.

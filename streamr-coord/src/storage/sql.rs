@@ -306,7 +306,8 @@ const NODE_SELECT: &str = "SELECT n.id, n.payout_address, n.operator, n.subnet, 
      CASE WHEN n.active AND h.online THEN 'online' ELSE n.status END AS status, \
      COALESCE(h.viewers, n.viewers) AS viewers, \
      COALESCE(h.bytes_served, n.bytes_served) AS bytes_served, \
-     COALESCE(h.streams_json, n.streams_json) AS streams_json \
+     COALESCE(h.streams_json, n.streams_json) AS streams_json, \
+     COALESCE(h.upstreams_json, '[]') AS upstreams_json \
      FROM nodes n LEFT JOIN node_heartbeat_state h ON h.node_id = n.id";
 const SETTLEMENT_COLUMNS: &str = "epoch, previous_hash, statement_hash, merkle_root, pool, \
      distributed, penalties, vested, leaf_count, inputs_json, statement_json, leaves_json, \
@@ -350,18 +351,20 @@ const ACTIVITY_UPSERT: &str = " ON CONFLICT (node_id, epoch) DO UPDATE SET \
      beyond_grant = node_epoch_activity.beyond_grant + excluded.beyond_grant, \
      wrong_content = node_epoch_activity.wrong_content + excluded.wrong_content";
 
-/// Claims a round of heartbeats (a `batch (id, nonce, ts, streams, viewers, bytes)` with at
+/// Claims a round of heartbeats (a `batch (id, nonce, ts, streams, viewers, bytes, upstreams)` with at
 /// most one row per node): writes the narrow state row of each active node whose nonce is
 /// above both its registration floor and its stored nonce, and returns those nodes. A
 /// concurrent claim of the same nonce (another replica) re-checks the stored row and loses.
 const CLAIM: &str = "INSERT INTO node_heartbeat_state (node_id, last_nonce, last_heartbeat_ms, \
-     viewers, bytes_served, streams_json, online) \
-     SELECT batch.id, batch.nonce, batch.ts, batch.viewers, batch.bytes, batch.streams, TRUE \
+     viewers, bytes_served, streams_json, upstreams_json, online) \
+     SELECT batch.id, batch.nonce, batch.ts, batch.viewers, batch.bytes, batch.streams, \
+     batch.upstreams, TRUE \
      FROM batch JOIN nodes ON nodes.id = batch.id \
      WHERE nodes.active AND nodes.last_nonce < batch.nonce \
      ON CONFLICT (node_id) DO UPDATE SET last_nonce = excluded.last_nonce, \
      last_heartbeat_ms = excluded.last_heartbeat_ms, viewers = excluded.viewers, \
-     bytes_served = excluded.bytes_served, streams_json = excluded.streams_json, online = TRUE \
+     bytes_served = excluded.bytes_served, streams_json = excluded.streams_json, \
+     upstreams_json = excluded.upstreams_json, online = TRUE \
      WHERE node_heartbeat_state.last_nonce < excluded.last_nonce \
      RETURNING node_id";
 
@@ -516,7 +519,7 @@ impl SqliteStorage {
         if rows.is_empty() {
             return Ok(std::collections::HashSet::new());
         }
-        let batch: Vec<(&str, i64, i64, &str, i64, i64)> = rows
+        let batch: Vec<(&str, i64, i64, &str, i64, i64, &str)> = rows
             .iter()
             .map(|hb| {
                 (
@@ -526,6 +529,7 @@ impl SqliteStorage {
                     hb.streams_json.as_str(),
                     hb.viewers,
                     hb.bytes_served,
+                    hb.upstreams_json.as_str(),
                 )
             })
             .collect();
@@ -533,8 +537,8 @@ impl SqliteStorage {
             detail: format!("heartbeat rows as JSON: {error}"),
         })?;
         let statement = format!(
-            "WITH batch (id, nonce, ts, streams, viewers, bytes) AS ({}) {CLAIM}",
-            sqlite_json_rows(6)
+            "WITH batch (id, nonce, ts, streams, viewers, bytes, upstreams) AS ({}) {CLAIM}",
+            sqlite_json_rows(7)
         );
         let claimed: Vec<(String,)> = sqlx::query_as(&statement)
             .bind(batch)
@@ -608,10 +612,11 @@ impl PostgresStorage {
         let streams: Vec<&str> = rows.iter().map(|hb| hb.streams_json.as_str()).collect();
         let viewers: Vec<i64> = rows.iter().map(|hb| hb.viewers).collect();
         let bytes: Vec<i64> = rows.iter().map(|hb| hb.bytes_served).collect();
+        let upstreams: Vec<&str> = rows.iter().map(|hb| hb.upstreams_json.as_str()).collect();
         let statement = format!(
-            "WITH batch (id, nonce, ts, streams, viewers, bytes) AS (SELECT * FROM \
-             UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::int8[])) \
-             {CLAIM}"
+            "WITH batch (id, nonce, ts, streams, viewers, bytes, upstreams) AS (SELECT * FROM \
+             UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::int8[], \
+             $7::text[])) {CLAIM}"
         );
         let claimed: Vec<(String,)> = sqlx::query_as(&statement)
             .bind(ids)
@@ -620,6 +625,7 @@ impl PostgresStorage {
             .bind(streams)
             .bind(viewers)
             .bind(bytes)
+            .bind(upstreams)
             .fetch_all(&mut **tx)
             .await
             .map_err(StorageError::query("record_heartbeats"))?;
@@ -641,8 +647,9 @@ impl PostgresStorage {
             rows.iter().map(|hb| f(&hb.activity)).collect::<Vec<i64>>()
         };
         let statement = format!(
-            "WITH batch (id, nonce, ts, streams, viewers, bytes) AS (SELECT * FROM \
-             UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::int8[])), \
+            "WITH batch (id, nonce, ts, streams, viewers, bytes, upstreams) AS (SELECT * FROM \
+             UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::int8[], \
+             $18::text[])), \
              claimed AS ({CLAIM}), \
              activity AS (INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, \
              claimed_bytes, submitted, accepted, forged, replayed, beyond_grant, wrong_content, \
@@ -685,6 +692,11 @@ impl PostgresStorage {
             .bind(activity(|d| d.beyond_grant))
             .bind(activity(|d| d.wrong_content))
             .bind(activity(|d| d.unattested_bytes))
+            .bind(
+                rows.iter()
+                    .map(|hb| hb.upstreams_json.as_str())
+                    .collect::<Vec<&str>>(),
+            )
             .fetch_all(pool)
             .await
             .map_err(StorageError::query("record_heartbeats"))?;

@@ -93,6 +93,8 @@ pub fn test_config() -> CoordConfig {
         epoch_length: Duration::from_secs(2),
         settlement_grace: Duration::from_millis(500),
         rate_limit: None,
+        // The test nodes' addresses answer nothing: a probe would find every one down.
+        relay_probe_timeout: None,
         ..CoordConfig::default()
     };
     config.settlement.vesting_epochs = 0;
@@ -222,6 +224,7 @@ pub fn heartbeat(node: &KeyPair, nonce: u64, streams: &[&str]) -> Signed<NodeHea
             viewers: 1,
             bytes_served: 0,
             unattested_bytes: 0,
+            upstreams: Vec::new(),
         },
         node,
     )

@@ -845,6 +845,7 @@ fn claims_heartbeat(
             viewers: 1,
             bytes_served: attested,
             unattested_bytes: unattested,
+            upstreams: Vec::new(),
         },
         node,
     )

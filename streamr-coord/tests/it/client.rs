@@ -63,6 +63,7 @@ fn heartbeat(key: &KeyPair, nonce: u64, streams: &[&str]) -> streamr_core::Signe
             viewers: 1,
             bytes_served: 1000,
             unattested_bytes: 0,
+            upstreams: Vec::new(),
         },
         key,
     )
@@ -245,6 +246,7 @@ async fn refusals_carry_status_and_json_error() {
             viewers: 0,
             bytes_served: 0,
             unattested_bytes: 0,
+            upstreams: Vec::new(),
         },
         &KeyPair::from_seed([6; 32]),
     );

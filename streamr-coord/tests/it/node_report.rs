@@ -31,6 +31,7 @@ fn heartbeat_with(node: &KeyPair, nonce: u64, bytes_served: u64, unattested: u64
                 viewers: 1,
                 bytes_served,
                 unattested_bytes: unattested,
+                upstreams: Vec::new(),
             },
             node,
         )

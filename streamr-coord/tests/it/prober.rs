@@ -80,6 +80,7 @@ fn node_record(http_url: String) -> NodeRecord {
         viewers: 0,
         bytes_served: 0,
         streams_json: r#"["show"]"#.into(),
+        upstreams_json: "[]".into(),
     }
 }
 

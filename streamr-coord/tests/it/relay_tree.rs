@@ -12,9 +12,10 @@ use std::collections::HashMap;
 use axum::http::StatusCode;
 use common::*;
 use serde_json::{json, Value};
+use streamr_coord::wire::NodeRegistration;
 use streamr_coord::wire::UpstreamRequest;
 use streamr_coord::{CoordConfig, Coordinator};
-use streamr_core::{KeyPair, NodeHeartbeat, NodeId, Signed, StreamId};
+use streamr_core::{KeyPair, NodeHeartbeat, NodeId, RelayUpstream, Signed, StreamId};
 
 on_both_backends!(
     relays_form_a_bounded_tree_and_move_when_their_parent_fails,
@@ -25,6 +26,9 @@ on_both_backends!(
     a_lying_child_cannot_move_its_siblings,
     a_parent_whose_heartbeat_lacks_the_stream_loses_its_children_on_one_report,
     a_relays_chain_and_its_parents_children_are_read_alone,
+    a_relay_is_recorded_where_its_heartbeat_says_it_pulls_from,
+    two_children_of_one_operator_cannot_evict_their_parent,
+    a_report_is_confirmed_by_the_coordinators_own_probe_of_the_parent,
 );
 
 const K: usize = 2;
@@ -67,6 +71,7 @@ async fn heartbeat_carrying(
             viewers: 0,
             bytes_served: 0,
             unattested_bytes: 0,
+            upstreams: Vec::new(),
         },
         node,
     );
@@ -83,14 +88,23 @@ async fn setup(db: &TestDb, relays: u8) -> (Client, KeyPair, Vec<KeyPair>) {
 
 /// [`setup`] with the origin and every relay feeding at most `k`.
 async fn setup_k(db: &TestDb, relays: u8, k: usize) -> (Client, KeyPair, Vec<KeyPair>) {
-    let api = Client::new(Coordinator::new(config_k(k), db.storage().await));
+    setup_with(db, relays, config_k(k)).await
+}
+
+/// [`setup`] with `config`. Every node is in its own /24 with its own operator.
+async fn setup_with(
+    db: &TestDb,
+    relays: u8,
+    config: CoordConfig,
+) -> (Client, KeyPair, Vec<KeyPair>) {
+    let api = Client::new(Coordinator::new(config, db.storage().await));
     let origin = node(1);
     let mut relay_keys = Vec::new();
     for (index, key) in std::iter::once(&origin)
         .chain((0..relays).map(|i| node(10 + i)).collect::<Vec<_>>().iter())
         .enumerate()
     {
-        let url = format!("http://127.0.0.{}:8080", index + 1);
+        let url = format!("http://127.0.{}.1:8080", index + 1);
         let (status, body) = api.post("/nodes", &registration(key, &url)).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         heartbeat(&api, key, 1, 0).await;
@@ -406,7 +420,15 @@ async fn stored_parents(db: &TestDb) -> HashMap<String, String> {
 
 /// With k = 3 and six relays: a tier-1 relay with three children, and those children.
 async fn family(db: &TestDb) -> (Client, Vec<KeyPair>, KeyPair, Vec<KeyPair>) {
-    let (api, _origin, relays) = setup_k(db, 6, 3).await;
+    family_with(db, config_k(3)).await
+}
+
+/// [`family`] with `config` (k = 3).
+async fn family_with(
+    db: &TestDb,
+    config: CoordConfig,
+) -> (Client, Vec<KeyPair>, KeyPair, Vec<KeyPair>) {
+    let (api, _origin, relays) = setup_with(db, 6, config).await;
     for relay in &relays {
         chain(&api, relay, &[]).await;
     }
@@ -536,4 +558,173 @@ async fn a_relays_chain_and_its_parents_children_are_read_alone(db: &TestDb) {
         .await
         .expect("chain")
         .is_empty());
+}
+
+/// A heartbeat of `node` sent `ahead_ms` in the future (within the clock skew) saying it pulls
+/// `show` from `upstream`.
+async fn heartbeat_pulling_from(api: &Client, node: &KeyPair, nonce: u64, upstream: NodeId) {
+    let heartbeat = Signed::sign(
+        NodeHeartbeat {
+            node_id: node.node_id(),
+            // Past the grace after its placement (a third of the 15 s relay liveness).
+            timestamp_ms: now_ms() + 6_000,
+            nonce,
+            streams: vec![StreamId::new("show").expect("stream id")],
+            viewers: 0,
+            bytes_served: 0,
+            unattested_bytes: 0,
+            upstreams: vec![RelayUpstream {
+                stream: StreamId::new("show").expect("stream id"),
+                upstream,
+            }],
+        },
+        node,
+    );
+    let (status, body) = api
+        .post("/nodes/heartbeat", &json!({ "heartbeat": heartbeat }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn a_relay_is_recorded_where_its_heartbeat_says_it_pulls_from(db: &TestDb) {
+    // k = 3, six relays: a tier-1 parent with three children, the other two tier-1 relays
+    // with room.
+    let (api, relays, parent, children) = family(db).await;
+    let parent_id = parent.node_id().to_string();
+    let mover = &children[0];
+    let mover_id = mover.node_id().to_string();
+    let elsewhere = relays
+        .iter()
+        .find(|r| {
+            let id = r.node_id().to_string();
+            id != parent_id && !children.iter().any(|c| c.node_id() == r.node_id())
+        })
+        .expect("another tier-1 relay")
+        .clone();
+    let elsewhere_id = elsewhere.node_id().to_string();
+    // A decision moved the mover below `elsewhere`, but its answer never arrived (the ask
+    // timed out): the relay still pulls from its old parent.
+    let storage = db.storage().await;
+    let reports = streamr_coord::storage::RelayReports {
+        reporter_id: mover_id.clone(),
+        failed: Vec::new(),
+        since_ms: 0,
+    };
+    let (moved, to) = (mover_id.clone(), elsewhere_id.clone());
+    storage
+        .assign_relay_parents("show", now_ms() as i64, &reports, &move |_, _| {
+            vec![(moved.clone(), to.clone())]
+        })
+        .await
+        .expect("move");
+    assert_eq!(stored_parents(db).await[&mover_id], elsewhere_id);
+    // A heartbeat naming a node it was never granted is not believed.
+    let stranger = children[1].node_id();
+    heartbeat_pulling_from(&api, mover, 10, stranger).await;
+    let asked = chain(&api, mover, &[]).await;
+    assert_eq!(asked[0], elsewhere_id, "{asked:?}");
+    // Its heartbeat says where it really pulls from: it is recorded there, and that is
+    // where the coordinator leaves it (its old slot is still free), so its next answer
+    // matches what it does.
+    heartbeat_pulling_from(&api, mover, 11, parent.node_id()).await;
+    let asked = chain(&api, mover, &[]).await;
+    assert_eq!(asked[0], parent_id, "{asked:?}");
+    let parents = stored_parents(db).await;
+    assert_eq!(parents[&mover_id], parent_id);
+    // The budgets count real children: the parent feeds its three, `elsewhere` none of them.
+    assert_eq!(parents.values().filter(|p| **p == parent_id).count(), 3);
+}
+
+/// Re-registers `node` under `operator` at `http_url`.
+async fn reregister(api: &Client, node: &KeyPair, operator: &str, http_url: &str) {
+    let registration = Signed::sign(
+        NodeRegistration {
+            node_id: node.node_id(),
+            payout_address: format!("payout-{}", node.node_id()),
+            operator: operator.into(),
+            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
+            http_url: http_url.into(),
+            capacity_kbps: 50_000,
+            timestamp_ms: now_ms(),
+        },
+        node,
+    );
+    let (status, body) = api.post("/nodes", &registration).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// The attack: one operator runs two relays that the tree places below an honest parent;
+/// both report the parent failed, so that it loses its children (and what it earns relaying
+/// to them). Two reports corroborate only from distinct /24s and operators.
+async fn two_children_of_one_operator_cannot_evict_their_parent(db: &TestDb) {
+    let (api, _relays, parent, children) = family(db).await;
+    let parent_id = parent.node_id().to_string();
+    let (first, second, honest) = (&children[0], &children[1], &children[2]);
+    // Two /24s, one operator.
+    reregister(&api, first, "mallory", "http://198.51.100.7:8080").await;
+    reregister(&api, second, "mallory", "http://203.0.113.9:8080").await;
+    for (nonce, node) in [(5, first), (5, second)] {
+        heartbeat(&api, node, nonce, 0).await;
+    }
+    for colluder in [first, second] {
+        let moved = chain(&api, colluder, &[parent.node_id()]).await;
+        assert!(!moved.contains(&parent_id), "{moved:?}");
+    }
+    let parents = stored_parents(db).await;
+    assert_eq!(
+        parents[&honest.node_id().to_string()],
+        parent_id,
+        "the honest child stays: {parents:?}"
+    );
+    assert_eq!(chain(&api, honest, &[]).await[0], parent_id);
+    // The honest child (its own /24 and operator) reporting it too corroborates it.
+    let moved = chain(&api, honest, &[parent.node_id()]).await;
+    assert!(!moved.contains(&parent_id), "{moved:?}");
+}
+
+/// A tiny node answering `GET /healthz`; returns its base URL.
+async fn healthy_node() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{address}")
+}
+
+async fn a_report_is_confirmed_by_the_coordinators_own_probe_of_the_parent(db: &TestDb) {
+    let mut config = config_k(3);
+    config.relay_probe_timeout = Some(std::time::Duration::from_millis(500));
+    let (api, _relays, parent, children) = family_with(db, config).await;
+    let parent_id = parent.node_id().to_string();
+    // The parent answers the coordinator: one report moves only its reporter.
+    reregister(&api, &parent, "operator-parent", &healthy_node().await).await;
+    heartbeat(&api, &parent, 5, 0).await;
+    let moved = chain(&api, &children[0], &[parent.node_id()]).await;
+    assert!(!moved.contains(&parent_id), "{moved:?}");
+    let parents = stored_parents(db).await;
+    for sibling in &children[1..] {
+        assert_eq!(parents[&sibling.node_id().to_string()], parent_id);
+    }
+    // It stops answering (its address refuses connections): the next single report is
+    // confirmed by the coordinator's own probe, and every child leaves it at once.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", listener.local_addr().expect("address"))
+    };
+    reregister(&api, &parent, "operator-parent", &dead).await;
+    heartbeat(&api, &parent, 6, 0).await;
+    let moved = chain(&api, &children[1], &[parent.node_id()]).await;
+    assert!(!moved.contains(&parent_id), "{moved:?}");
+    let parents = stored_parents(db).await;
+    for child in &children {
+        assert_ne!(
+            parents[&child.node_id().to_string()],
+            parent_id,
+            "{parents:?}"
+        );
+    }
 }

@@ -48,6 +48,7 @@ async fn populate(api: &Client, nodes: &[KeyPair]) {
                 viewers: 1,
                 bytes_served: 0,
                 unattested_bytes: 0,
+                upstreams: Vec::new(),
             },
             node,
         );

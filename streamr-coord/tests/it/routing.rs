@@ -74,6 +74,7 @@ async fn send_heartbeat_relaying(
             viewers: 1,
             bytes_served: 0,
             unattested_bytes: 0,
+            upstreams: Vec::new(),
         },
         node,
     );

@@ -246,6 +246,7 @@ fn claims(node: &KeyPair, nonce: u64, attested: u64, unattested: u64) -> Signed<
             viewers: 1,
             bytes_served: attested,
             unattested_bytes: unattested,
+            upstreams: Vec::new(),
         },
         node,
     )

@@ -68,6 +68,7 @@ async fn add_node(api: &Client, seed: u8, capacity_kbps: u64, viewers: u64) -> K
             viewers,
             bytes_served: 0,
             unattested_bytes: 0,
+            upstreams: Vec::new(),
         },
         &node,
     );
@@ -424,6 +425,7 @@ async fn receipts_land_in_their_signature_epoch_and_late_ones_are_refused(db: &T
             viewers: 1,
             bytes_served: 0,
             unattested_bytes: 0,
+            upstreams: Vec::new(),
         },
         &node,
     );

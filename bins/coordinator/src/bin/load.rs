@@ -369,6 +369,7 @@ async fn main() -> anyhow::Result<()> {
                     viewers: 3,
                     bytes_served: args.bytes_served,
                     unattested_bytes: 0,
+                    upstreams: Vec::new(),
                 },
                 key,
             );

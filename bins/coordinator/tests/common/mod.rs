@@ -208,6 +208,7 @@ impl Feeder {
                 viewers: self.sessions.len() as u64,
                 bytes_served: 0,
                 unattested_bytes: 0,
+                upstreams: Vec::new(),
             },
             &self.node,
         );

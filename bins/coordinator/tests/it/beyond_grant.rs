@@ -40,6 +40,7 @@ async fn heartbeat(
             viewers: receipts.len() as u64,
             bytes_served: 0,
             unattested_bytes: 0,
+            upstreams: Vec::new(),
         },
         node,
     );

@@ -193,6 +193,20 @@ impl Network {
         (bytes > 0).then_some(bytes)
     }
 
+    /// Waits until `node`'s last heartbeat says it pulls the stream from `upstream`.
+    async fn pulls_from(&self, node: NodeId, upstream: NodeId) {
+        let (id, upstream) = (node.to_string(), upstream.to_string());
+        eventually("the heartbeat names the upstream", || async {
+            let record = self.storage.get_node(&id).await.ok()??;
+            let pairs: Vec<(String, String)> = serde_json::from_str(&record.upstreams_json).ok()?;
+            pairs
+                .iter()
+                .any(|(stream, from)| stream == "show" && *from == upstream)
+                .then_some(())
+        })
+        .await;
+    }
+
     /// The stored parent of `node` in the stream's tree.
     async fn parent(&self, node: NodeId) -> Option<String> {
         let id = node.to_string();
@@ -351,6 +365,8 @@ async fn a_three_tier_chain_keeps_the_origins_segments_and_heals_at_once_when_th
     assert_eq!(network.parent(a.node_id()).await, Some(origin_id));
     assert_eq!(network.parent(b.id).await, Some(a.node_id().to_string()));
     assert_eq!(network.parent(c.node_id()).await, Some(b.id.to_string()));
+    // C's signed heartbeats name the node it really pulls from.
+    network.pulls_from(c.node_id(), b.id).await;
 
     // Two tiers below A, C serves the origin's segments byte for byte (the one it opened where
     // it joined is not listed).
@@ -387,6 +403,7 @@ async fn a_three_tier_chain_keeps_the_origins_segments_and_heals_at_once_when_th
     })
     .await;
     let reparented = killed.elapsed();
+    network.pulls_from(c.node_id(), a.node_id()).await;
     let later = matching_segment(&network, &c_relay, Some(before_kill + 1)).await;
     // Every segment C cut from the kill on, the one spanning it included, is the origin's.
     for sequence in before_kill + 1..=later {

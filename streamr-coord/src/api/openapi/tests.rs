@@ -217,6 +217,7 @@ fn node_record(key: &KeyPair) -> NodeRecord {
         viewers: 2,
         bytes_served: 100,
         streams_json: "[\"s\"]".into(),
+        upstreams_json: "[]".into(),
     }
 }
 
@@ -237,6 +238,7 @@ fn samples() -> Vec<(&'static str, Value)> {
             viewers: 3,
             bytes_served: 4,
             unattested_bytes: 5,
+            upstreams: Vec::new(),
         },
         &node,
     );
