@@ -416,7 +416,8 @@ impl SqliteStorage {
                 detail: format!("{what} rows as JSON: {error}"),
             })
         };
-        let claims: Vec<(&str, i64, i64, &str, i64, i64)> = rows
+        type Claim<'a> = (&'a str, i64, i64, &'a str, i64, i64, &'a str);
+        let claims: Vec<Claim> = rows
             .iter()
             .map(|hb| {
                 (
@@ -426,6 +427,7 @@ impl SqliteStorage {
                     hb.streams_json.as_str(),
                     hb.viewers,
                     hb.bytes_served,
+                    hb.upstreams_json.as_str(),
                 )
             })
             .collect();
@@ -480,10 +482,10 @@ impl SqliteStorage {
              LEFT JOIN node_heartbeat_state h ON h.node_id = a.id \
              WHERE nodes.active AND nodes.last_nonce < a.nonce \
              AND (h.last_nonce IS NULL OR h.last_nonce < a.nonce){ACTIVITY_UPSERT}; \
-             WITH batch (id, nonce, ts, streams, viewers, bytes) AS ({claim_rows}) {CLAIM}; \
-             COMMIT",
+             WITH batch (id, nonce, ts, streams, viewers, bytes, upstreams) AS ({claim_rows}) \
+             {CLAIM}; COMMIT",
             activity_rows = sqlite_json_rows_of(13, 2),
-            claim_rows = sqlite_json_rows_of(6, 1),
+            claim_rows = sqlite_json_rows_of(7, 1),
         );
         let mut connection = self
             .heartbeat_pool(flush)
