@@ -22,7 +22,10 @@
 # For our node, each row also records the batch delay its load-adaptive controller chose during
 # the step (the largest; "batch_delay_ms"; read from its debug log), so the rows for 500, 1000,
 # 2000... players give the curve players -> delay, latency, CPU per player-second. Every row
-# records the server's system-time share of its CPU (kernel: socket writes, TCP on loopback).
+# records the server's system-time share of its CPU (kernel: socket writes, TCP on loopback),
+# and its write system calls per player-second and bytes per write (/proc/<pid>/io), and with
+# perf, all its system calls, writes, epoll waits, futex calls and context switches per
+# player-second over the step's steady part.
 #
 # CPU is each server process's own utime + stime from /proc/<pid>/stat (all its threads), never
 # the load tool's. Hop latency is read by the players from a wall-clock stamp the publisher puts
@@ -79,7 +82,7 @@ path, first = sys.argv[1], int(sys.argv[2])
 scale = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1000.0}
 before, during = 0.0, []
 for n, line in enumerate(open(path, errors="replace"), 1):
-    m = re.search(r"delay=([0-9.]+)(ns|µs|us|ms|s)\b", line)
+    m = re.search(r"(?<![\w])delay=([0-9.]+)(ns|µs|us|ms|s)\b", line)
     if not m:
         continue
     value = float(m.group(1)) * scale[m.group(2)]
@@ -91,6 +94,16 @@ print(f"{max([before] + during):.0f}")
 PY
 }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+# Write system calls (write, writev: how both servers write to sockets) and bytes written, from
+# /proc/<pid>/io: counted by the kernel, so not distorted by load.
+# System calls by kind and context switches of a server over a window of a step, from perf's
+# tracepoint counters (counted, not sampled: little distortion); PERF_SYSCALLS=0 skips it.
+PERF_EVENTS=raw_syscalls:sys_enter,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_futex,context-switches
+PERF_SYSCALLS=${PERF_SYSCALLS:-1}
+if [ "$PERF_SYSCALLS" = 1 ] && ! perf stat -x, -e "$PERF_EVENTS" -- true >/dev/null 2>&1; then
+  echo "perf cannot count syscall tracepoints here: no syscall columns" >&2; PERF_SYSCALLS=0
+fi
+io_writes() { awk '/^syscw/ {c = $2} /^wchar/ {b = $2} END {print c + 0, b + 0}' "/proc/$1/io"; }
 
 srs_config() { # name
   local extra=""
@@ -171,7 +184,7 @@ ulimit -n 65536 2>/dev/null || true
 TCK=$(getconf CLK_TCK)
 RESULTS=${RESULTS:-$WORK/results.tsv}
 if [ "${APPEND:-0}" != 1 ] || [ ! -s "$RESULTS" ]; then
-  printf 'server\tprotocol\tsource_kbps\tplayers\tcpu_s_per_player_s\trss_kib_per_player\tstalled_share\tlatency_p50_ms\tlatency_p95_ms\tload_tool_cpu_s\tloadavg\tbatch_delay_ms\tsys_share\n' >"$RESULTS"
+  printf 'server\tprotocol\tsource_kbps\tplayers\tcpu_s_per_player_s\trss_kib_per_player\tstalled_share\tlatency_p50_ms\tlatency_p95_ms\tload_tool_cpu_s\tloadavg\tbatch_delay_ms\tsys_share\twrites_per_player_s\tbytes_per_write\tsyscalls_per_player_s\n' >"$RESULTS"
 fi
 
 run_server() { # name
@@ -192,22 +205,48 @@ run_server() { # name
         local out="$WORK/$name-$protocol-$kbps-$players"
         local rss0 cpu0 cpu1 rss1 sys0 sys1 log_line delay="-"
         rss0=$(rss_kib "$pid"); cpu0=$(cpu_ticks "$pid"); sys0=$(sys_ticks "$pid")
+        local io0 io1; io0=$(io_writes "$pid")
         log_line=$(($(wc -l <"$WORK/node.log" 2>/dev/null || echo 0) + 1))
         "$LOAD" play "$(url_of "$protocol" "$kbps")" -n "$players" --ramp 1000 -d "$STEP_SECONDS" \
           --bitrate-kbps "$kbps" --stall-window 5 --no-progress --json "$out.json" 2>"$out.log" &
-        local player=$! load_ticks=0 t
+        local player=$! load_ticks=0 t perf_pid="" perf_window=0
+        rm -f "$out.perf"
+        if [ "$PERF_SYSCALLS" = 1 ]; then
+          # From the end of the ramp (1000 players a second) to 2 s before the step ends.
+          local ramp=$(((players + 999) / 1000 + 1))
+          perf_window=$((STEP_SECONDS - ramp - 2))
+          if [ "$perf_window" -ge 3 ]; then
+            (sleep "$ramp"; exec perf stat -x, -o "$out.perf" -e "$PERF_EVENTS" -p "$pid" -- sleep "$perf_window") &
+            perf_pid=$!
+          fi
+        fi
         while kill -0 "$player" 2>/dev/null; do
           t=$(cpu_ticks "$player" 2>/dev/null) && load_ticks=$t
           sleep 0.5
         done
         wait "$player" || true
+        [ -n "$perf_pid" ] && { wait "$perf_pid" || true; }
         cpu1=$(cpu_ticks "$pid"); rss1=$(rss_kib "$pid"); sys1=$(sys_ticks "$pid")
+        io1=$(io_writes "$pid")
         [ "$name" = streamr ] && delay=$(node_delay_ms "$WORK/node.log" "$log_line")
         python3 - "$out.json" "$name" "$protocol" "$kbps" "$players" "$((cpu1 - cpu0))" "$TCK" \
           "$rss0" "$rss1" "$load_ticks" "$(cut -d' ' -f1 /proc/loadavg)" "$delay" \
-          "$((sys1 - sys0))" >>"$RESULTS" <<'PY'
-import json, sys
-path, name, protocol, kbps, players, ticks, tck, rss0, rss1, load_ticks, loadavg, delay, sys_ticks = sys.argv[1:]
+          "$((sys1 - sys0))" "$io0" "$io1" "$out.perf" "$perf_window" >>"$RESULTS" <<'PY'
+import json, os, sys
+path, name, protocol, kbps, players, ticks, tck, rss0, rss1, load_ticks, loadavg, delay, sys_ticks, io0, io1, perf, window = sys.argv[1:]
+# all/write+writev/epoll/futex/context switches per player-second over the perf window
+syscalls = "-"
+if os.path.exists(perf) and int(window) > 0:
+    counts = {}
+    for line in open(perf):
+        f = line.strip().split(",")
+        if len(f) > 2 and f[0].isdigit():
+            counts[f[2].split(":")[-1]] = int(f[0])
+    per = lambda *k: sum(counts.get(x, 0) for x in k) / (int(players) * int(window))
+    syscalls = "/".join(f"{v:.1f}" for v in (per("sys_enter"), per("sys_enter_write", "sys_enter_writev"),
+        per("sys_enter_epoll_wait", "sys_enter_epoll_pwait"), per("sys_enter_futex"), per("context-switches")))
+(w0, b0), (w1, b1) = ([int(x) for x in io.split()] for io in (io0, io1))
+writes, written = w1 - w0, b1 - b0
 s = json.load(open(path))
 players = int(players)
 player_seconds = sum(t["playing"] for t in s["ticks"]) or 1
@@ -216,7 +255,8 @@ rss = max(int(rss1) - int(rss0), 0) / players
 lat = s.get("latency_ms") or {}
 print(f"{name}\t{protocol}\t{kbps}\t{players}\t{cpu / player_seconds:.6f}\t{rss:.1f}\t{s['stalled_share']:.4f}"
       f"\t{lat.get('p50', float('nan')):.0f}\t{lat.get('p95', float('nan')):.0f}"
-      f"\t{int(load_ticks) / int(tck):.1f}\t{loadavg}\t{delay}\t{int(sys_ticks) / max(int(ticks), 1):.2f}")
+      f"\t{int(load_ticks) / int(tck):.1f}\t{loadavg}\t{delay}\t{int(sys_ticks) / max(int(ticks), 1):.2f}"
+      f"\t{writes / player_seconds:.2f}\t{written / max(writes, 1):.0f}\t{syscalls}")
 PY
         tail -n1 "$RESULTS" >&2
         sleep 2
@@ -241,8 +281,8 @@ import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 by = {(r["server"], r["protocol"], r["source_kbps"], r["players"]): r for r in rows}
 peers = sorted({r["server"] for r in rows} - {"streamr"})
-print("| path | kbit/s | players | server | CPU s per player-second | ratio (peer ÷ ours) | RSS KiB/player | stalled | hop latency p50 / p95 ms | batch delay ms | kernel share | load avg |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| path | kbit/s | players | server | CPU s per player-second | ratio (peer ÷ ours) | RSS KiB/player | stalled | hop latency p50 / p95 ms | batch delay ms | kernel share | writes per player-s | bytes per write | syscalls per player-s (all/write/epoll/futex/cs) | load avg |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for r in rows:
     if r["server"] != "streamr":
         continue
@@ -256,5 +296,6 @@ for r in rows:
         stalled = float(row["stalled_share"])
         print(f"| {r['protocol']} | {r['source_kbps']} | {r['players']} | {name} | {cpu:.6f} | {ratio} |"
               f" {float(row['rss_kib_per_player']):.1f} | {stalled:.1%} | {row['latency_p50_ms']} / {row['latency_p95_ms']} |"
-              f" {row.get('batch_delay_ms', '-')} | {row.get('sys_share', '-')} | {row['loadavg']} |")
+              f" {row.get('batch_delay_ms', '-')} | {row.get('sys_share', '-')} |"
+              f" {row.get('writes_per_player_s', '-')} | {row.get('bytes_per_write', '-')} | {row.get('syscalls_per_player_s', '-')} | {row['loadavg']} |")
 PY

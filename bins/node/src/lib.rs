@@ -148,9 +148,10 @@ pub struct NodeConfig {
     pub batch_delay: Option<Duration>,
     /// Cap of the load-adaptive batch delay (see [`streamr_media::relay::AdaptiveBatch`]).
     pub batch_delay_max: Duration,
-    /// Viewer writes per second per core above which the adaptive batch delay spaces each
-    /// viewer's writes to stay within it, whatever the CPU load (0: off; see
-    /// [`AdaptiveBatchConfig::write_budget_per_core`]).
+    /// Viewer writes per second per core above which the adaptive batch delay spaces the
+    /// writes of the streams with the most viewers to stay within it, whatever the CPU load,
+    /// shared out per stream (0: off; see [`AdaptiveBatchConfig::write_budget_per_core`] and
+    /// [`AdaptiveBatchConfig::write_rate_delays`]).
     pub batch_write_budget: f64,
     /// RTMP connection limits and deadlines.
     pub rtmp_limits: RtmpLimits,

@@ -196,8 +196,9 @@ struct Args {
     batch_delay_max: Duration,
 
     /// Write budget of the load-adaptive batch delay (used when --batch-delay is unset), in
-    /// viewer writes per second per core: once the viewers would get more, each viewer's writes
-    /// are spaced to stay within it (up to --batch-delay-max), whatever the CPU load; 0 turns
+    /// viewer writes per second per core: once the viewers would get more, the writes of the
+    /// streams with the most viewers are spaced to stay within it (up to --batch-delay-max),
+    /// whatever the CPU load, while streams with few viewers keep a write per frame; 0 turns
     /// this off, leaving the delay to the CPU load alone (lowest latency, more CPU per viewer).
     #[arg(long, env = "STREAMR_BATCH_WRITE_BUDGET", default_value_t = streamr_node::DEFAULT_BATCH_WRITE_BUDGET)]
     batch_write_budget: f64,

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::flv::{FlvHeader, FlvWriter};
 use crate::relay::{RelayEvent, Subscription};
-use crate::server::WriteQueue;
+use crate::server::{release_burst_room, WriteQueue, KEEP_BETWEEN_BATCHES};
 
 /// Most relay events taken from a subscription per batch.
 const BATCH_EVENTS: usize = 256;
@@ -210,7 +210,7 @@ pub async fn stream_flv<W: AsyncWrite + Unpin>(
     let mut streamer = FlvStreamer {
         subscription,
         framing,
-        events: Vec::with_capacity(BATCH_EVENTS),
+        events: Vec::with_capacity(KEEP_BETWEEN_BATCHES),
         queue: WriteQueue::default(),
         chunk: Vec::new(),
         chunk_len: 0,
@@ -279,6 +279,10 @@ async fn run<W: AsyncWrite + Unpin>(
         counters.bytes_out.fetch_add(written, Ordering::Relaxed);
         byte_counters.add(written.saturating_sub(head));
         head = 0;
+        // The first batch (the GOP cache) grew these far past what later batches need.
+        streamer.queue.release_burst_room();
+        release_burst_room(&mut streamer.chunk);
+        release_burst_room(&mut streamer.events);
         if streamer.ended {
             return io.shutdown().await;
         }

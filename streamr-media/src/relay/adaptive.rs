@@ -17,10 +17,15 @@
 //! mostly idle. With [`AdaptiveBatchConfig::write_budget_per_core`] set, once the viewers per
 //! core would get more writes a second than that budget, the delay spaces each viewer's writes
 //! so they stay within it; below the budget this term adds nothing. It trades hop latency for
-//! CPU from a viewer count on, whatever the load: the larger of both terms applies.
+//! CPU from a viewer count on, whatever the load: the larger of both terms applies. The term is
+//! applied per stream ([`AdaptiveBatchConfig::write_rate_delays`]): the node's budget is shared
+//! out max-min fairly between the streams' write rates, so the streams with the most viewers
+//! batch first and a small stream on a busy node keeps a write per frame.
 //!
-//! It does no I/O: the server samples `/proc` and the hub's viewer count and hands the result
-//! to [`RelayHub::set_batch_delay`](super::RelayHub::set_batch_delay).
+//! It does no I/O: the server samples `/proc` and hands the CPU term to
+//! [`RelayHub::set_batch_delay`](super::RelayHub::set_batch_delay), and the hub applies the
+//! write-rate term to its streams' viewer counts
+//! ([`RelayHub::apply_write_rate`](super::RelayHub::apply_write_rate)).
 
 use std::time::Duration;
 
@@ -99,6 +104,62 @@ impl AdaptiveBatchConfig {
     }
 }
 
+impl AdaptiveBatchConfig {
+    /// The write-rate term per stream: the delay for each stream given the viewers of every
+    /// stream (`viewers[i]` of stream `i`) on a node of `cores` cores.
+    ///
+    /// The node's budget (`write_budget_per_core` × `cores` writes a second) is shared out
+    /// max-min fairly between the streams' write rates: a stream written unbatched asks for a
+    /// write per viewer every [`AdaptiveBatchConfig::min_merge_delay`] (about one per video
+    /// frame); the streams asking for less than an equal share of what is left get what they
+    /// ask for and no delay, and the others share the rest equally, each spacing its viewers'
+    /// writes to stay within its share (its viewers ÷ the share, capped by
+    /// [`AdaptiveBatchConfig::max_delay`]). So a small stream on a busy node is not delayed,
+    /// and with one stream this is [`AdaptiveBatchConfig::write_rate_delay`] of its viewers
+    /// per core. A capped stream may write more than its share.
+    pub fn write_rate_delays(&self, viewers: &[usize], cores: f64) -> Vec<Duration> {
+        let mut delays = vec![Duration::ZERO; viewers.len()];
+        let budget = self.write_budget_per_core * cores;
+        // NaN compares false too: off.
+        if !(budget > 0.0 && budget.is_finite()) {
+            return delays;
+        }
+        // Writes a second per viewer while unbatched; a zero floor counts as one write a
+        // millisecond.
+        let unbatched = 1.0 / self.min_merge_delay.as_secs_f64().max(1e-3);
+        let mut order: Vec<usize> = (0..viewers.len()).collect();
+        order.sort_by_key(|&i| viewers[i]);
+        // The write rate each batched stream may use: none is batched while every stream's
+        // unbatched rate fits.
+        let mut level = f64::INFINITY;
+        let mut left = budget;
+        for (taken, &i) in order.iter().enumerate() {
+            let demand = viewers[i] as f64 * unbatched;
+            let share = left / (order.len() - taken) as f64;
+            if demand <= share {
+                left -= demand;
+            } else {
+                level = share;
+                break;
+            }
+        }
+        if !level.is_finite() {
+            return delays;
+        }
+        for (delay, &count) in delays.iter_mut().zip(viewers) {
+            if count as f64 * unbatched > level {
+                let interval = count as f64 / level;
+                *delay = if interval.is_finite() && interval < self.max_delay.as_secs_f64() {
+                    Duration::from_secs_f64(interval)
+                } else {
+                    self.max_delay
+                };
+            }
+        }
+        delays
+    }
+}
+
 /// The controller: feed it load samples, get the batch delay to use.
 #[derive(Debug, Clone)]
 pub struct AdaptiveBatch {
@@ -132,7 +193,9 @@ impl AdaptiveBatch {
     }
 
     /// Takes one load sample as [`AdaptiveBatch::observe`] does, with the node's viewers per
-    /// core now for the write-rate term, and returns the new delay: the larger of both terms.
+    /// core now for a node-wide write-rate term, and returns the new delay: the larger of both
+    /// terms. (The node applies the write-rate term per stream instead:
+    /// [`AdaptiveBatchConfig::write_rate_delays`].)
     pub fn observe_load(&mut self, busy: f64, viewers_per_core: f64) -> Duration {
         let cpu = self.observe_cpu(busy);
         self.delay = cpu.max(self.config.write_rate_delay(viewers_per_core));
@@ -407,6 +470,100 @@ mod tests {
             let (few, many) = (a.min(b), a.max(b));
             proptest::prop_assert!(config.write_rate_delay(few) <= config.write_rate_delay(many));
             proptest::prop_assert!(config.write_rate_delay(many) <= ms(cap_ms));
+        }
+    }
+
+    #[test]
+    fn a_small_stream_on_a_busy_node_is_not_delayed() {
+        // 2 cores at 2000 writes a second each: 4000 a second for the node.
+        let config = AdaptiveBatchConfig::default().with_write_budget(2000.0);
+        // One big stream: the node-wide term of its viewers per core.
+        assert_eq!(config.write_rate_delays(&[500], 2.0), [ms(125)]);
+        assert_eq!(
+            config.write_rate_delays(&[500], 2.0)[0],
+            config.write_rate_delay(250.0)
+        );
+        // Beside it, a 10-viewer stream (250 writes a second unbatched) keeps writing per
+        // frame; the big one gets the rest of the budget: 3750 a second, a write each 133 ms.
+        assert_eq!(
+            config.write_rate_delays(&[500, 10], 2.0),
+            [Duration::from_secs_f64(500.0 / 3750.0), Duration::ZERO]
+        );
+        // Two equal streams share equally: as one stream of both.
+        assert_eq!(
+            config.write_rate_delays(&[250, 250], 2.0),
+            [ms(125), ms(125)]
+        );
+        // Streams whose unbatched writes all fit the budget: nothing is delayed.
+        assert_eq!(
+            config.write_rate_delays(&[79, 60, 0], 2.0),
+            [Duration::ZERO; 3]
+        );
+        // Past the cap, the cap.
+        assert_eq!(
+            config.write_rate_delays(&[5000, 1], 2.0),
+            [ms(200), Duration::ZERO]
+        );
+        // Off, and odd inputs.
+        assert_eq!(
+            AdaptiveBatchConfig::default().write_rate_delays(&[5000], 2.0),
+            [Duration::ZERO]
+        );
+        assert_eq!(
+            config.write_rate_delays(&[5000], f64::NAN),
+            [Duration::ZERO]
+        );
+        assert_eq!(config.write_rate_delays(&[5000], 0.0), [Duration::ZERO]);
+        assert!(config.write_rate_delays(&[], 2.0).is_empty());
+    }
+
+    /// Writes a second the streams get with `delays` (a write per viewer every delay, at most
+    /// one per `floor`).
+    fn write_rate(viewers: &[usize], delays: &[Duration], floor: Duration) -> f64 {
+        viewers
+            .iter()
+            .zip(delays)
+            .map(|(v, d)| *v as f64 / d.max(&floor).as_secs_f64())
+            .sum()
+    }
+
+    proptest::proptest! {
+        /// Per stream: the node stays within its budget unless a stream is capped; a stream
+        /// with more viewers never gets a shorter delay than one with fewer; a delayed stream
+        /// is delayed at least the floor; adding viewers to one stream never shortens its delay.
+        #[test]
+        fn the_per_stream_term_keeps_the_budget_and_delays_the_biggest_first(
+            viewers in proptest::collection::vec(0usize..3000, 0..12),
+            budget in 1.0f64..20_000.0,
+            cores in 1u32..16,
+            extra in 1usize..1000,
+            cap_ms in 40u64..1000,
+        ) {
+            let config = AdaptiveBatchConfig::with_max_delay(ms(cap_ms)).with_write_budget(budget);
+            let cores = f64::from(cores);
+            let delays = config.write_rate_delays(&viewers, cores);
+            proptest::prop_assert_eq!(delays.len(), viewers.len());
+            let floor = config.min_merge_delay;
+            let capped = delays.iter().any(|d| *d >= ms(cap_ms));
+            if !capped {
+                let rate = write_rate(&viewers, &delays, floor);
+                proptest::prop_assert!(rate <= budget * cores * (1.0 + 1e-6) + 1e-6,
+                    "{rate} writes a second over {}", budget * cores);
+            }
+            for (i, a) in viewers.iter().enumerate() {
+                proptest::prop_assert!(delays[i].is_zero() || delays[i] >= floor.min(ms(cap_ms)));
+                proptest::prop_assert!(delays[i] <= ms(cap_ms));
+                for (j, b) in viewers.iter().enumerate() {
+                    if a < b {
+                        proptest::prop_assert!(delays[i] <= delays[j]);
+                    }
+                }
+            }
+            if !viewers.is_empty() {
+                let mut more = viewers.clone();
+                more[0] += extra;
+                proptest::prop_assert!(config.write_rate_delays(&more, cores)[0] >= delays[0]);
+            }
         }
     }
 

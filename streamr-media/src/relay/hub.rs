@@ -13,7 +13,7 @@ use super::frame::FrameKind;
 use super::stats::StreamStats;
 use super::stream::{lock, Stream, Timeline};
 use super::subscription::Subscription;
-use super::{BatchPolicy, RelayConfig};
+use super::{AdaptiveBatchConfig, BatchPolicy, RelayConfig};
 use crate::name::{AppName, NameError, StreamName};
 
 /// Identifies a stream: the RTMP application and stream name (the stream key). Both parts are
@@ -165,6 +165,27 @@ impl RelayHub {
         self.inner
             .batch_delay_micros
             .store(micros(delay), Ordering::Relaxed);
+    }
+
+    /// Sets each stream's write-rate batch delay from its viewers now
+    /// ([`AdaptiveBatchConfig::write_rate_delays`] on a node of `cores` cores), so a stream
+    /// with many viewers batches while a small one beside it does not. A stream's publisher
+    /// waits the longer of this and the hub's delay ([`RelayHub::set_batch_delay`]). Returns
+    /// the longest of them (zero with the term off). Load-adaptive batching calls this with
+    /// each load sample.
+    pub fn apply_write_rate(&self, config: &AdaptiveBatchConfig, cores: f64) -> Duration {
+        let streams: Vec<_> = lock(&self.inner.streams).values().cloned().collect();
+        let viewers: Vec<usize> = streams
+            .iter()
+            .map(|stream| lock(&stream.viewers).len())
+            .collect();
+        let delays = config.write_rate_delays(&viewers, cores);
+        for (stream, delay) in streams.iter().zip(&delays) {
+            stream
+                .write_delay_micros
+                .store(micros(*delay), Ordering::Relaxed);
+        }
+        delays.into_iter().max().unwrap_or_default()
     }
 
     /// The batch delay now (see [`RelayHub::set_batch_delay`]).
@@ -328,7 +349,8 @@ impl Publisher {
     /// Relays one message received at `now`, waking the viewers once per batch of messages as
     /// the hub's [`BatchPolicy`] says rather than once per message: the batch goes out once it
     /// holds a video frame or metadata (any message, for a stream without video) and its oldest
-    /// message waited [`BatchPolicy::delay`], and in any case once that one waited
+    /// message waited the batch delay (the hub's, or the stream's write-rate delay when longer:
+    /// [`RelayHub::apply_write_rate`]), and in any case once that one waited
     /// [`BatchPolicy::max_delay`]. Audio between video frames rides along with the next video
     /// frame. The caller calls [`Publisher::flush_if_due`] after each message (or each read of
     /// several) and when [`Publisher::flush_deadline`] passes.
@@ -356,8 +378,12 @@ impl Publisher {
         match self.held {
             Held::Nothing => None,
             Held::Since { since, closing } => {
-                let delay =
-                    Duration::from_micros(self.hub.batch_delay_micros.load(Ordering::Relaxed));
+                let delay = Duration::from_micros(
+                    self.hub
+                        .batch_delay_micros
+                        .load(Ordering::Relaxed)
+                        .max(self.stream.write_delay_micros.load(Ordering::Relaxed)),
+                );
                 let wait = if closing {
                     delay.min(self.batch.max_delay)
                 } else {

@@ -186,6 +186,10 @@ pub(crate) struct Stream {
     /// Counters of viewers that left, so stream totals survive them.
     pub(crate) departed: Mutex<ViewerStats>,
     pub(crate) config: RelayConfig,
+    /// The write-rate term's batch delay for this stream, in microseconds (see
+    /// [`RelayHub::apply_write_rate`](super::RelayHub::apply_write_rate)); the hub's delay
+    /// applies when it is longer.
+    pub(crate) write_delay_micros: AtomicU64,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: relay state stays
@@ -207,6 +211,7 @@ impl Stream {
             next_viewer_id: AtomicU64::new(0),
             departed: Mutex::new(ViewerStats::default()),
             config,
+            write_delay_micros: AtomicU64::new(0),
         }
     }
 

@@ -519,6 +519,53 @@ fn batched_sends_wake_viewers_once_per_batch_at_a_video_frame_or_the_cap() {
     }
 }
 
+#[test]
+fn the_write_rate_term_delays_the_big_stream_and_not_the_small_one_beside_it() {
+    // An adaptive hub: no delay of its own, a 200 ms cap.
+    let hub = RelayHub::new(
+        RelayConfig::default()
+            .with_batch(BatchPolicy::new(Duration::ZERO, Duration::from_millis(200))),
+    );
+    let big = StreamKey::parse("live", "big").unwrap();
+    let small = StreamKey::parse("live", "small").unwrap();
+    let mut big_publisher = hub.publish(big.clone()).unwrap();
+    let mut small_publisher = hub.publish(small.clone()).unwrap();
+    let _big_viewers: Vec<_> = (0..100)
+        .map(|_| hub.subscribe(big.clone()).unwrap())
+        .collect();
+    let _small_viewer = hub.subscribe(small.clone()).unwrap();
+    // One core at 1000 writes a second: the small stream's 25 fit, the big one gets 975.
+    let config = AdaptiveBatchConfig::default().with_write_budget(1000.0);
+    let longest = hub.apply_write_rate(&config, 1.0);
+    let big_delay = Duration::from_secs_f64(100.0 / 975.0);
+    assert_eq!(longest, big_delay);
+
+    let now = std::time::Instant::now();
+    big_publisher.send_batched(FrameKind::Video, 0, video(0, true, 0), now);
+    small_publisher.send_batched(FrameKind::Video, 0, video(0, true, 0), now);
+    // Kept in whole microseconds.
+    let kept = Duration::from_micros(big_delay.as_micros() as u64);
+    assert_eq!(big_publisher.flush_deadline(), Some(now + kept));
+    assert_eq!(small_publisher.flush_deadline(), Some(now));
+    // The hub's delay (the CPU term) applies to both when longer.
+    hub.set_batch_delay(Duration::from_millis(150));
+    assert_eq!(
+        big_publisher.flush_deadline(),
+        Some(now + Duration::from_millis(150))
+    );
+    assert_eq!(
+        small_publisher.flush_deadline(),
+        Some(now + Duration::from_millis(150))
+    );
+    // With the term off, the streams' delays go back to zero.
+    hub.set_batch_delay(Duration::ZERO);
+    assert_eq!(
+        hub.apply_write_rate(&AdaptiveBatchConfig::default(), 1.0),
+        Duration::ZERO
+    );
+    assert_eq!(big_publisher.flush_deadline(), Some(now));
+}
+
 /// One step of a random publisher/viewer schedule.
 #[derive(Debug, Clone)]
 enum Op {

@@ -20,7 +20,9 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// (`/proc/self/task/*/schedstat`), so a node starved by other processes on a shared machine
 /// counts as loaded too; without schedstat, the time they ran (`/proc/self/stat`). Where neither
 /// can be read (not Linux), the delay stays as it is. The write-rate term
-/// ([`AdaptiveBatchConfig::write_budget_per_core`]) sees the hub's viewers per core.
+/// ([`AdaptiveBatchConfig::write_budget_per_core`]) is applied per stream from each stream's
+/// viewers ([`RelayHub::apply_write_rate`]): a stream with many viewers batches while a small
+/// one beside it does not.
 pub fn spawn_adaptive_batching(
     hub: RelayHub,
     config: AdaptiveBatchConfig,
@@ -33,7 +35,9 @@ pub fn spawn_adaptive_batching(
             return;
         };
         let mut controller = AdaptiveBatch::new(config);
-        hub.set_batch_delay(controller.delay());
+        let mut last_cpu_delay = controller.delay();
+        let mut last_write_delay = hub.apply_write_rate(&config, cores);
+        hub.set_batch_delay(last_cpu_delay);
         let mut last_at = Instant::now();
         let mut ticks = tokio::time::interval(SAMPLE_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -52,13 +56,23 @@ pub fn spawn_adaptive_batching(
             }
             let busy = (cpu - last_cpu) / wall / cores;
             (last_cpu, last_at) = (cpu, now);
-            let before = controller.delay();
-            let viewers = hub.viewer_count();
-            let delay = controller.observe_load(busy, viewers as f64 / cores);
-            if delay != before {
-                debug!(busy, viewers, ?delay, "batch delay follows the load");
-                hub.set_batch_delay(delay);
+            let cpu_delay = controller.observe(busy);
+            if cpu_delay != last_cpu_delay {
+                hub.set_batch_delay(cpu_delay);
             }
+            let write_delay = hub.apply_write_rate(&config, cores);
+            // The longest delay any stream has now.
+            let delay = cpu_delay.max(write_delay);
+            if (cpu_delay, write_delay) != (last_cpu_delay, last_write_delay) {
+                debug!(
+                    busy,
+                    ?cpu_delay,
+                    ?write_delay,
+                    ?delay,
+                    "batch delay follows the load"
+                );
+            }
+            (last_cpu_delay, last_write_delay) = (cpu_delay, write_delay);
         }
     })
 }

@@ -12,7 +12,7 @@ use tracing::info;
 
 use super::hooks::{Protocol, StreamEvent, StreamRequest};
 use super::metrics::ServerCounters;
-use super::writer::WriteQueue;
+use super::writer::{release_burst_room, WriteQueue, KEEP_BETWEEN_BATCHES};
 use super::Shared;
 use crate::name::{AppName, NameError};
 use crate::relay::{
@@ -189,7 +189,7 @@ impl<'a> Connection<'a> {
             publishing: None,
             playing: None,
             queue: WriteQueue::default(),
-            relay_events: Vec::with_capacity(RELAY_BATCH_EVENTS),
+            relay_events: Vec::with_capacity(KEEP_BETWEEN_BATCHES),
         }
     }
 
@@ -363,6 +363,9 @@ impl<'a> Connection<'a> {
         let (written, done) = self.queue.write_now(writer)?;
         ServerCounters::add(&self.shared.counters.bytes_out, written as u64);
         if done {
+            // A player's first batch (the GOP cache) grew these far past what later ones need.
+            self.queue.release_burst_room();
+            release_burst_room(&mut self.relay_events);
             return Ok(());
         }
         let limit = self.shared.config.write_timeout;

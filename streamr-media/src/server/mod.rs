@@ -44,7 +44,7 @@ pub use hooks::{
 };
 pub use metrics::{CloseReason, RtmpMetrics};
 #[cfg(feature = "http")]
-pub(crate) use writer::WriteQueue;
+pub(crate) use writer::{release_burst_room, WriteQueue, KEEP_BETWEEN_BATCHES};
 
 use crate::relay::RelayHub;
 use metrics::ServerCounters;

@@ -11,6 +11,19 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 /// Most buffers handed to one `writev` call (well under every platform's `IOV_MAX`).
 const MAX_SLICES_PER_WRITE: usize = 64;
 
+/// Room a player's per-batch vectors keep between batches: a batch of 200 ms carries about 20
+/// frames. A player's first batch (the GOP cache, 150 frames and more) grows them far beyond;
+/// kept at that size they would cost every player some 10 KiB for good.
+pub(crate) const KEEP_BETWEEN_BATCHES: usize = 32;
+
+/// Gives back the room `items` grew to beyond [`KEEP_BETWEEN_BATCHES`] once it is empty (after
+/// a player's first batch, or one that caught up): one reallocation then, none per batch.
+pub(crate) fn release_burst_room<T>(items: &mut Vec<T>) {
+    if items.is_empty() && items.capacity() > 2 * KEEP_BETWEEN_BATCHES {
+        items.shrink_to(KEEP_BETWEEN_BATCHES);
+    }
+}
+
 /// A queue of shared buffers (chunked frames, session output) written with vectored writes.
 #[derive(Debug, Default)]
 pub(crate) struct WriteQueue {
@@ -35,6 +48,14 @@ impl WriteQueue {
     /// True when nothing waits.
     pub(crate) fn is_empty(&self) -> bool {
         self.buffers.is_empty()
+    }
+
+    /// Gives back the room a burst grew the queue to, once it is written (see
+    /// [`release_burst_room`]).
+    pub(crate) fn release_burst_room(&mut self) {
+        if self.buffers.is_empty() && self.buffers.capacity() > 2 * KEEP_BETWEEN_BATCHES {
+            self.buffers.shrink_to(KEEP_BETWEEN_BATCHES);
+        }
     }
 
     /// Writes what the writer takes at once, without waiting: returns the bytes written and
