@@ -30,7 +30,10 @@
 //! bound is the prober's own clock, never a time or place the node claims (its
 //! `EXT-X-PROGRAM-DATE-TIME` or media sequence), so stamping segments in the future buys a
 //! lying node nothing: its segment is a mismatch as soon as the origin has reported one cut
-//! after the download. An HTTP-FLV probe checks that the node answers with an FLV stream; its
+//! after the download. The one segment spared is the newest listed: where the origin stopped
+//! (its publisher left, or it was restarted) a relay's open segment is cut short and never
+//! reported, and nothing the coordinator holds tells that apart (see [`judge`]).
+//! An HTTP-FLV probe checks that the node answers with an FLV stream; its
 //! throughput follows the stream's bitrate, so it is not a capacity measurement and only its
 //! failures are recorded.
 //!
@@ -128,6 +131,10 @@ pub(crate) enum Verdict {
     /// No report matches, and the origin has reported a segment it cut after the probe: not
     /// the origin's.
     Mismatch,
+    /// The open end of the node's playlist, matching no report once the reports moved past
+    /// the probe: possibly a segment cut short where the origin stopped, never reported. Not
+    /// judged.
+    Skipped,
 }
 
 /// Whether the origin's reports have moved past a probe made at `probed_ms` (the
@@ -145,14 +152,22 @@ pub(crate) fn reported_past(origin: &[SegmentRecord], probed_ms: i64) -> bool {
 /// The verdict on a segment hashing to `hash` that a probe finished downloading at
 /// `probed_ms`, given the origin's reports: matched when one carries that hash, else a
 /// mismatch once the reports moved past the probe ([`reported_past`]), else not yet known.
-/// Only the probe's own time bounds the wait, never anything the node claims.
-pub(crate) fn judge(hash: &str, probed_ms: i64, origin: &[SegmentRecord]) -> Verdict {
+/// Only the probe's own time bounds the wait, never anything the node claims. The one
+/// exception is the `newest` segment of the node's playlist (its open end): where the origin
+/// stopped (a publisher leave, an origin killed and restarted) a relay's open segment is cut
+/// short and never reported, and the relay marks that with `EXT-X-DISCONTINUITY` only once the
+/// stream goes on, so an unmatched newest segment is left unjudged ([`Verdict::Skipped`]); the
+/// origin's reports cannot tell that case apart (a restarted origin may cut again within one
+/// segment's time).
+pub(crate) fn judge(hash: &str, newest: bool, probed_ms: i64, origin: &[SegmentRecord]) -> Verdict {
     if origin.iter().any(|s| s.hash == hash) {
         Verdict::Matched
-    } else if reported_past(origin, probed_ms) {
-        Verdict::Mismatch
-    } else {
+    } else if !reported_past(origin, probed_ms) {
         Verdict::NotYetKnown
+    } else if newest {
+        Verdict::Skipped
+    } else {
+        Verdict::Mismatch
     }
 }
 
@@ -162,8 +177,8 @@ struct Pending {
     stream: String,
     /// When the probe finished downloading (unix ms, the coordinator's clock).
     probed_ms: i64,
-    /// Hashes of the segments not known yet.
-    unknown: Vec<String>,
+    /// Hashes of the segments not known yet, each with whether it was the newest fetched.
+    unknown: Vec<(String, bool)>,
     /// The probe's result, its segments so far all matched.
     result: ProbeResult,
     since: Instant,
@@ -487,17 +502,19 @@ impl HttpProber {
         let mut bytes_total = 0u64;
         let mut receipt_seq = 0u64;
         let mut download = Duration::ZERO;
-        for segment in &fetched {
+        let newest = fetched.len().saturating_sub(1);
+        for (index, segment) in fetched.iter().enumerate() {
             download += segment.total;
             let hash = segment_hash(&segment.bytes).to_string();
-            match judge(&hash, probed_ms, &reports) {
+            match judge(&hash, index == newest, probed_ms, &reports) {
                 Verdict::Matched => {}
                 Verdict::NotYetKnown => {
                     // What the coordinator has not heard of yet is no evidence against the
                     // node: neither judged nor acknowledged now (viewers' receipts cover it).
-                    unknown.push(hash);
+                    unknown.push((hash, index == newest));
                     continue;
                 }
+                Verdict::Skipped => continue,
                 Verdict::Mismatch => {
                     tracing::warn!(node = %node.id, %stream, %hash, "probed segment matches no origin hash");
                     hash_ok = false;
@@ -575,17 +592,23 @@ impl HttpProber {
             .await
             .unwrap_or_default();
         let mut failed = false;
-        held.unknown
-            .retain(|hash| match judge(hash, held.probed_ms, &reports) {
+        held.unknown.retain(|(hash, newest)| {
+            match judge(hash, *newest, held.probed_ms, &reports) {
                 Verdict::Matched => false,
                 Verdict::NotYetKnown => true,
+                Verdict::Skipped => {
+                    tracing::debug!(node = %node.id, stream = %held.stream, %hash,
+                        "the probed node's newest segment was never reported; not judged");
+                    false
+                }
                 Verdict::Mismatch => {
                     tracing::warn!(node = %node.id, stream = %held.stream, %hash,
                         "probed segment matches no origin hash");
                     failed = true;
                     false
                 }
-            });
+            }
+        });
         if failed {
             held.result.hash_ok = false;
             return (Some(held.result), false);
@@ -769,25 +792,36 @@ mod tests {
 
     #[test]
     fn a_segment_is_judged_only_once_the_origin_reported_past_the_probe() {
-        // A backlog: the origin's reports so far stop 12 s before the probe.
+        // A backlog: the origin's reports so far stop 12 s before the probe; it cut a segment
+        // every 2 s meanwhile, the relay serves the newest ones ("h8", "h9").
         let probed = 100_000;
+        let cut = |i: i64| 80_000 + i * 2_000;
         let mut reports: Vec<_> = (0..5)
-            .map(|i| report(i, &format!("h{i}"), 80_000 + i * 2_000))
+            .map(|i| report(i, &format!("h{i}"), cut(i)))
             .collect();
-        assert_eq!(judge("h3", probed, &reports), Verdict::Matched);
-        assert_eq!(judge("newer", probed, &reports), Verdict::NotYetKnown);
-        // The backlog arrives up to just before the probe (and within the clock slack): still
-        // not known.
-        reports.push(report(5, "h5", probed + REPORT_CLOCK_SLACK_MS - 1));
-        assert_eq!(judge("newer", probed, &reports), Verdict::NotYetKnown);
-        // The segment arrives: matched; a segment never reported is a mismatch once the origin
-        // reported one it cut after the probe.
-        reports.push(report(6, "newer", probed + 500));
-        reports.push(report(7, "h7", probed + REPORT_CLOCK_SLACK_MS));
-        assert_eq!(judge("newer", probed, &reports), Verdict::Matched);
-        assert_eq!(judge("forged", probed, &reports), Verdict::Mismatch);
+        assert_eq!(judge("h3", false, probed, &reports), Verdict::Matched);
+        assert_eq!(judge("h9", true, probed, &reports), Verdict::NotYetKnown);
+        // The backlog arrives, up to a segment cut as the probe ended (within the clock slack):
+        // still not known what else the relay may serve.
+        reports.extend((5..9).map(|i| report(i, &format!("h{i}"), cut(i))));
+        assert_eq!(judge("h8", false, probed, &reports), Verdict::Matched);
+        assert_eq!(judge("h9", true, probed, &reports), Verdict::NotYetKnown);
+        reports.push(report(9, "h9", cut(9)));
+        reports.push(report(10, "h10", cut(10)));
+        assert_eq!(judge("h9", true, probed, &reports), Verdict::Matched);
+        assert_eq!(
+            judge("forged", true, probed, &reports),
+            Verdict::NotYetKnown
+        );
+        // The origin reported a segment it cut after the probe: a segment no report carries is a
+        // mismatch, except at the playlist's open end (possibly cut short where the origin
+        // stopped), which is left unjudged.
+        assert!(cut(11) >= probed + REPORT_CLOCK_SLACK_MS);
+        reports.push(report(11, "h11", cut(11)));
+        assert_eq!(judge("forged", false, probed, &reports), Verdict::Mismatch);
+        assert_eq!(judge("forged", true, probed, &reports), Verdict::Skipped);
         // No reports at all: nothing can be judged.
-        assert_eq!(judge("forged", probed, &[]), Verdict::NotYetKnown);
+        assert_eq!(judge("forged", true, probed, &[]), Verdict::NotYetKnown);
     }
 
     #[test]
