@@ -78,12 +78,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 (cd fuzz && cargo clippy --locked --bins -- -D warnings)
 
 # Each library builds with its default features off (what an embedder of the sans-IO core
-# alone compiles) and with each feature on its own.
+# alone compiles) and with each feature on its own. Each run is its own feature resolution, so
+# runs are not merged: one package's features would leak into another's dependencies. streamr-net
+# without default features is checked by the `server` run, which compiles it with no features
+# and the same dependency features as on its own (`cargo tree -e normal,no-proc-macro -p
+# streamr-net --no-default-features` shows the same as under that run).
 log "cargo check: library features"
 for args in "-p streamr-media --no-default-features" \
             "-p streamr-media --no-default-features --features server" \
             "-p streamr-media --no-default-features --features http" \
-            "-p streamr-net --no-default-features" \
             "-p streamr-core --no-default-features" \
             "-p streamr-tls --no-default-features" \
             "-p streamr-coord --no-default-features" \

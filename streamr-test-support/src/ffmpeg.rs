@@ -29,10 +29,21 @@ fn encoders(command: &mut Command) -> &mut Command {
 
 /// ffmpeg publishing the test pattern to `url` (FLV over RTMP) in real time for `seconds`.
 pub fn ffmpeg_publish(url: &str, seconds: u32) -> Running {
+    ffmpeg_publish_from(url, seconds, 0)
+}
+
+/// [`ffmpeg_publish`] with timestamps starting at `start_seconds` instead of zero, as an encoder
+/// that has been publishing for that long: a stream that already lies that far into its
+/// timeline, without waiting for it in real time.
+pub fn ffmpeg_publish_from(url: &str, seconds: u32, start_seconds: u32) -> Running {
     let mut command = Command::new("ffmpeg");
     command.args(["-v", "error", "-re"]);
     test_pattern(&mut command).args(["-t", &seconds.to_string()]);
-    encoders(&mut command).args(["-f", "flv", url]);
+    encoders(&mut command);
+    if start_seconds > 0 {
+        command.args(["-output_ts_offset", &start_seconds.to_string()]);
+    }
+    command.args(["-f", "flv", url]);
     let child = command
         .stdin(Stdio::null())
         .stderr(Stdio::null())

@@ -12,20 +12,35 @@
 //! never see: settlement leaves them unpaid.
 //!
 //! HLS probes measure time to first byte and the throughput sustained over all the segments
-//! fetched. Each segment's BLAKE3 hash must equal one the origin reported for that stream
-//! recently. Segments are matched by hash among the origin's recent reports, not by sequence
-//! number: a node that started relaying mid-stream numbers its segments from its own start,
-//! while the content of each segment (cut on the same timestamp grid) is byte-identical to the
-//! origin's. A relay cuts a segment about when the origin does, so the origin's report of the
-//! newest one may arrive while the probe downloads it: a segment matching none of the reports
-//! read before the download is checked again against the reports read after it. An HTTP-FLV
-//! probe checks that the node answers with an FLV stream; its throughput follows the stream's
-//! bitrate, so it is not a capacity measurement and only its failures are recorded.
+//! fetched. Each segment's BLAKE3 hash must equal one the origin reported for that stream.
+//! Segments are matched by hash among the origin's recent reports, not by sequence number: a
+//! node that started relaying mid-stream numbers its segments from its own start, while the
+//! content of each segment (cut on the same timestamp grid) is byte-identical to the origin's.
 //!
-//! A probe judges only what the origin has reported: while the origin's newest report is older
-//! than [`REPORTS_CURRENT`] (its reports are still arriving after a coordinator outage, or the
-//! stream is not being published) no probe is made, and segments cut at a publisher leave or
-//! start (next to an `EXT-X-DISCONTINUITY`, possibly partial on a relay) are never picked.
+//! A probed segment is judged only once the origin's report of it can have arrived (see
+//! [`judge`]): a node can only serve what the origin cut before the probe downloaded it, and
+//! the origin delivers its reports in order (from its on-disk journal after a coordinator
+//! outage), so once the coordinator holds a report of a segment the origin cut after the
+//! download, every segment the node served is either among the reports or not the origin's.
+//! Until then a segment matching no report is *not yet known*, neither passed nor failed:
+//! the origin's report of the newest one may be in flight, or its backlog still arriving
+//! after a coordinator outage. Such a probe is held and settled on a later round (its result
+//! is recorded then), or dropped unjudged when the origin reports nothing past it for
+//! [`PENDING_LIMIT`] (what the coordinator never heard of is no evidence against a node). The
+//! bound is the prober's own clock, never a time or place the node claims (its
+//! `EXT-X-PROGRAM-DATE-TIME` or media sequence), so stamping segments in the future buys a
+//! lying node nothing: its segment is a mismatch as soon as the origin has reported one cut
+//! after the download. The one segment spared is the newest listed: where the origin stopped
+//! (its publisher left, or it was restarted) a relay's open segment is cut short and never
+//! reported, and nothing the coordinator holds tells that apart (see [`judge`]).
+//! An HTTP-FLV probe checks that the node answers with an FLV stream; its
+//! throughput follows the stream's bitrate, so it is not a capacity measurement and only its
+//! failures are recorded.
+//!
+//! A stream whose origin reported nothing for [`REPORTS_CURRENT`] (not being published, or its
+//! origin cut off from the coordinator) is not probed: nothing it served could be judged. Segments
+//! cut at a publisher leave or start (next to an `EXT-X-DISCONTINUITY`, possibly partial on a
+//! relay) are never picked.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +61,15 @@ use crate::workers::ProbeRunner;
 const RECENT_SEGMENTS: i64 = 60;
 /// A stream is probed only while the origin's newest segment report is at most this old.
 const REPORTS_CURRENT: Duration = Duration::from_secs(20);
+/// Origin segment reports a held probe's segments are looked up in (the reports delivered
+/// since the probe, a backlog included, are among them).
+const PENDING_SEGMENTS: i64 = 600;
+/// How far ahead of the coordinator's clock the origin's may run before a report it stamped
+/// after a probe could be one it cut before it (the probe then waits that much longer).
+const REPORT_CLOCK_SLACK_MS: i64 = 2_000;
+/// How long a probe whose segments are not known yet is held for the origin's reports to move
+/// past it; then it is dropped unjudged.
+const PENDING_LIMIT: Duration = Duration::from_secs(120);
 /// Largest segment a probe downloads.
 const MAX_SEGMENT_BYTES: usize = 64 << 20;
 /// One HLS probe fetches this many segments at least and at most (fewer when fewer are listed).
@@ -93,6 +117,71 @@ pub struct HttpProber {
     grant_bytes_per_second: u64,
     flv_one_in: u32,
     next_due: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+    pending: std::sync::Mutex<std::collections::HashMap<String, Pending>>,
+}
+
+/// What the origin's reports say of one probed segment (see [`judge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The origin reported these bytes.
+    Matched,
+    /// No report matches yet, and the origin's reports have not moved past the probe: its
+    /// report may still arrive. Neither passed nor failed.
+    NotYetKnown,
+    /// No report matches, and the origin has reported a segment it cut after the probe: not
+    /// the origin's.
+    Mismatch,
+    /// The open end of the node's playlist, matching no report once the reports moved past
+    /// the probe: possibly a segment cut short where the origin stopped, never reported. Not
+    /// judged.
+    Skipped,
+}
+
+/// Whether the origin's reports have moved past a probe made at `probed_ms` (the
+/// coordinator's clock): the newest reported segment was cut after it, allowing
+/// [`REPORT_CLOCK_SLACK_MS`] for the origin's clock. Reports arrive in order, so every segment
+/// the origin cut before the probe has been reported by then.
+pub(crate) fn reported_past(origin: &[SegmentRecord], probed_ms: i64) -> bool {
+    origin
+        .iter()
+        .map(|s| s.published_ms)
+        .max()
+        .is_some_and(|newest| newest >= probed_ms.saturating_add(REPORT_CLOCK_SLACK_MS))
+}
+
+/// The verdict on a segment hashing to `hash` that a probe finished downloading at
+/// `probed_ms`, given the origin's reports: matched when one carries that hash, else a
+/// mismatch once the reports moved past the probe ([`reported_past`]), else not yet known.
+/// Only the probe's own time bounds the wait, never anything the node claims. The one
+/// exception is the `newest` segment of the node's playlist (its open end): where the origin
+/// stopped (a publisher leave, an origin killed and restarted) a relay's open segment is cut
+/// short and never reported, and the relay marks that with `EXT-X-DISCONTINUITY` only once the
+/// stream goes on, so an unmatched newest segment is left unjudged ([`Verdict::Skipped`]); the
+/// origin's reports cannot tell that case apart (a restarted origin may cut again within one
+/// segment's time).
+pub(crate) fn judge(hash: &str, newest: bool, probed_ms: i64, origin: &[SegmentRecord]) -> Verdict {
+    if origin.iter().any(|s| s.hash == hash) {
+        Verdict::Matched
+    } else if !reported_past(origin, probed_ms) {
+        Verdict::NotYetKnown
+    } else if newest {
+        Verdict::Skipped
+    } else {
+        Verdict::Mismatch
+    }
+}
+
+/// A probe held until the origin's reports can judge the segments it could not match yet.
+#[derive(Debug)]
+struct Pending {
+    stream: String,
+    /// When the probe finished downloading (unix ms, the coordinator's clock).
+    probed_ms: i64,
+    /// Hashes of the segments not known yet, each with whether it was the newest fetched.
+    unknown: Vec<(String, bool)>,
+    /// The probe's result, its segments so far all matched.
+    result: ProbeResult,
+    since: Instant,
 }
 
 impl std::fmt::Debug for HttpProber {
@@ -164,6 +253,7 @@ impl HttpProber {
             grant_bytes_per_second: defaults.grant_bytes_per_second,
             flv_one_in: FLV_ONE_IN,
             next_due: std::sync::Mutex::default(),
+            pending: std::sync::Mutex::default(),
         }
     }
 
@@ -360,23 +450,6 @@ impl HttpProber {
         Ok(fetched)
     }
 
-    /// The origin segment `hash` is, looked up in `origin` and then in the reports read now
-    /// (the origin's report of the newest segment may have arrived during the download).
-    async fn match_origin(
-        &self,
-        stream: &str,
-        hash: &str,
-        origin: &[SegmentRecord],
-    ) -> Option<SegmentRecord> {
-        if let Some(segment) = origin.iter().find(|s| s.hash == hash) {
-            return Some(segment.clone());
-        }
-        self.origin_segments(stream)
-            .await?
-            .into_iter()
-            .find(|s| s.hash == hash)
-    }
-
     /// Posts a receipt to the node, as a viewer does; the node forwards it with its heartbeat.
     async fn send_receipt(&self, node: &NodeRecord, receipt: SignedReceipt) {
         let url = format!("{}/receipts", node.http_url.trim_end_matches('/'));
@@ -418,7 +491,14 @@ impl HttpProber {
                 return Some(self.timed_out(node_id));
             }
         };
+        // Every segment was cut by the origin before it was downloaded; judge each against the
+        // reports read before and after the download (the report of the newest one may have
+        // arrived meanwhile).
+        let probed_ms = i64::try_from(crate::client::unix_ms()).unwrap_or(i64::MAX);
+        let mut reports = origin.to_vec();
+        reports.extend(self.origin_segments(stream).await.unwrap_or_default());
         let mut hash_ok = true;
+        let mut unknown = Vec::new();
         let mut bytes_total = 0u64;
         let mut receipt_seq = 0u64;
         let mut download = Duration::ZERO;
@@ -426,18 +506,22 @@ impl HttpProber {
         for (index, segment) in fetched.iter().enumerate() {
             download += segment.total;
             let hash = segment_hash(&segment.bytes).to_string();
-            let Some(matched) = self.match_origin(stream, &hash, origin).await else {
-                // The newest segment may simply not be reported yet (an origin that just
-                // restarted, or a report in flight): what the coordinator has not heard of is no
-                // evidence against a node. It is neither judged nor acknowledged; the older
-                // segments fetched with it are, and viewers' receipts cover it.
-                if index == newest && index > 0 {
-                    tracing::debug!(node = %node.id, %stream, %hash,
-                        "the newest probed segment is not reported yet; not judged");
+            match judge(&hash, index == newest, probed_ms, &reports) {
+                Verdict::Matched => {}
+                Verdict::NotYetKnown => {
+                    // What the coordinator has not heard of yet is no evidence against the
+                    // node: neither judged nor acknowledged now (viewers' receipts cover it).
+                    unknown.push((hash, index == newest));
                     continue;
                 }
-                tracing::warn!(node = %node.id, %stream, %hash, "probed segment matches no origin hash");
-                hash_ok = false;
+                Verdict::Skipped => continue,
+                Verdict::Mismatch => {
+                    tracing::warn!(node = %node.id, %stream, %hash, "probed segment matches no origin hash");
+                    hash_ok = false;
+                    continue;
+                }
+            }
+            let Some(matched) = reports.iter().find(|s| s.hash == hash) else {
                 continue;
             };
             bytes_total = bytes_total.saturating_add(segment.bytes.len() as u64);
@@ -461,13 +545,84 @@ impl HttpProber {
         let bytes: usize = fetched.iter().map(|f| f.bytes.len()).sum();
         let secs = download.as_secs_f64().max(0.000_001);
         let ttfb = fetched.first().map_or(Duration::ZERO, |f| f.ttfb);
-        Some(ProbeResult {
+        let result = ProbeResult {
             node_id,
             hash_ok,
             timed_out: false,
             ttfb_ms: u64::try_from(ttfb.as_millis()).unwrap_or(u64::MAX),
             throughput_bytes_per_s: (bytes as f64 / secs) as u64,
-        })
+        };
+        if !hash_ok || unknown.is_empty() {
+            return Some(result);
+        }
+        tracing::debug!(node = %node.id, %stream, unknown = unknown.len(),
+            "probed segments not reported yet; the probe waits for the origin's reports");
+        self.lock_pending().insert(
+            node.id.clone(),
+            Pending {
+                stream: stream.to_owned(),
+                probed_ms,
+                unknown,
+                result,
+                since: Instant::now(),
+            },
+        );
+        None
+    }
+
+    fn lock_pending(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Pending>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Settles `node`'s held probe if the origin's reports now can: `Some` with its result
+    /// (passed when every held segment was reported since, failed once the reports moved past
+    /// the probe without them). `held` is whether a probe is still held (the node is not
+    /// probed again meanwhile).
+    async fn settle_pending(&self, node: &NodeRecord) -> (Option<ProbeResult>, bool) {
+        let Some(mut held) = self.lock_pending().remove(&node.id) else {
+            return (None, false);
+        };
+        let reports = self
+            .storage
+            .list_segments(&held.stream, PENDING_SEGMENTS)
+            .await
+            .unwrap_or_default();
+        let mut failed = false;
+        held.unknown.retain(|(hash, newest)| {
+            match judge(hash, *newest, held.probed_ms, &reports) {
+                Verdict::Matched => false,
+                Verdict::NotYetKnown => true,
+                Verdict::Skipped => {
+                    tracing::debug!(node = %node.id, stream = %held.stream, %hash,
+                        "the probed node's newest segment was never reported; not judged");
+                    false
+                }
+                Verdict::Mismatch => {
+                    tracing::warn!(node = %node.id, stream = %held.stream, %hash,
+                        "probed segment matches no origin hash");
+                    failed = true;
+                    false
+                }
+            }
+        });
+        if failed {
+            held.result.hash_ok = false;
+            return (Some(held.result), false);
+        }
+        if held.unknown.is_empty() {
+            return (Some(held.result), false);
+        }
+        if held.since.elapsed() >= PENDING_LIMIT {
+            tracing::info!(node = %node.id, stream = %held.stream,
+                "the origin reported nothing past a held probe; dropped unjudged");
+            return (None, false);
+        }
+        self.lock_pending().insert(node.id.clone(), held);
+        (None, true)
     }
 
     /// An HTTP-FLV probe: reads the stream for a few seconds. Only a failure is a result (see
@@ -582,6 +737,11 @@ fn probe_candidates(playlist: &str) -> Vec<&str> {
 impl ProbeRunner for HttpProber {
     async fn probe(&self, node: &NodeRecord) -> Option<ProbeResult> {
         let node_id: NodeId = node.id.parse().ok()?;
+        match self.settle_pending(node).await {
+            (Some(result), _) => return Some(result),
+            (None, true) => return None,
+            (None, false) => {}
+        }
         if !self.due(&node.id) {
             return None;
         }
@@ -614,7 +774,55 @@ impl ProbeRunner for HttpProber {
 
 #[cfg(test)]
 mod tests {
-    use super::{probe_candidates, redacted, ProbeFailure};
+    use super::{judge, probe_candidates, redacted, ProbeFailure, Verdict, REPORT_CLOCK_SLACK_MS};
+    use crate::storage::SegmentRecord;
+
+    fn report(sequence: i64, hash: &str, published_ms: i64) -> SegmentRecord {
+        SegmentRecord {
+            stream_id: "show".into(),
+            sequence,
+            hash: hash.into(),
+            digest: String::new(),
+            published_ms,
+            // Delivered from the origin's journal long after it was cut.
+            reported_at_ms: published_ms + 60_000,
+            ll: None,
+        }
+    }
+
+    #[test]
+    fn a_segment_is_judged_only_once_the_origin_reported_past_the_probe() {
+        // A backlog: the origin's reports so far stop 12 s before the probe; it cut a segment
+        // every 2 s meanwhile, the relay serves the newest ones ("h8", "h9").
+        let probed = 100_000;
+        let cut = |i: i64| 80_000 + i * 2_000;
+        let mut reports: Vec<_> = (0..5)
+            .map(|i| report(i, &format!("h{i}"), cut(i)))
+            .collect();
+        assert_eq!(judge("h3", false, probed, &reports), Verdict::Matched);
+        assert_eq!(judge("h9", true, probed, &reports), Verdict::NotYetKnown);
+        // The backlog arrives, up to a segment cut as the probe ended (within the clock slack):
+        // still not known what else the relay may serve.
+        reports.extend((5..9).map(|i| report(i, &format!("h{i}"), cut(i))));
+        assert_eq!(judge("h8", false, probed, &reports), Verdict::Matched);
+        assert_eq!(judge("h9", true, probed, &reports), Verdict::NotYetKnown);
+        reports.push(report(9, "h9", cut(9)));
+        reports.push(report(10, "h10", cut(10)));
+        assert_eq!(judge("h9", true, probed, &reports), Verdict::Matched);
+        assert_eq!(
+            judge("forged", true, probed, &reports),
+            Verdict::NotYetKnown
+        );
+        // The origin reported a segment it cut after the probe: a segment no report carries is a
+        // mismatch, except at the playlist's open end (possibly cut short where the origin
+        // stopped), which is left unjudged.
+        assert!(cut(11) >= probed + REPORT_CLOCK_SLACK_MS);
+        reports.push(report(11, "h11", cut(11)));
+        assert_eq!(judge("forged", false, probed, &reports), Verdict::Mismatch);
+        assert_eq!(judge("forged", true, probed, &reports), Verdict::Skipped);
+        // No reports at all: nothing can be judged.
+        assert_eq!(judge("forged", true, probed, &[]), Verdict::NotYetKnown);
+    }
 
     #[test]
     fn probe_failures_never_show_a_grant_token() {

@@ -127,10 +127,7 @@ async fn reports_split_verified_claimed_and_probe_traffic(db: &TestDb) {
         .post_admin("/streams", &json!({ "id": "show", "title": "test" }))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    // Start at an epoch boundary, so everything below lands in one epoch.
-    let start = (now_ms() / epoch_ms + 1) * epoch_ms;
-    tokio::time::sleep(Duration::from_millis(start - now_ms() + 20)).await;
-    let epoch = now_ms() / epoch_ms;
+    // What no epoch books is set up first: the segment, the nodes and the probe sessions.
     let (status, body) = api
         .post_admin(
             "/streams/show/segments",
@@ -149,6 +146,13 @@ async fn reports_split_verified_claimed_and_probe_traffic(db: &TestDb) {
     let probed_only = KeyPair::from_seed([32; 32]);
     register_from(&api, &serving, [192, 0, 2, 31].into()).await;
     register_from(&api, &probed_only, [198, 51, 100, 32].into()).await;
+    let (probe_viewer, probe) = probe_session(db, &config, &serving).await;
+    let (other_probe_viewer, other_probe) = probe_session(db, &config, &probed_only).await;
+
+    // Start at an epoch boundary, so everything below lands in one epoch.
+    let start = (now_ms() / epoch_ms + 1) * epoch_ms;
+    tokio::time::sleep(Duration::from_millis(start - now_ms() + 20)).await;
+    let epoch = now_ms() / epoch_ms;
     let (status, body) = api
         .raw_from(
             "POST",
@@ -196,8 +200,6 @@ async fn reports_split_verified_claimed_and_probe_traffic(db: &TestDb) {
         let (status, body) = api.post_admin("/probes", &probe).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
-    let (probe_viewer, probe) = probe_session(db, &config, &serving).await;
-    let (other_probe_viewer, other_probe) = probe_session(db, &config, &probed_only).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     // The serving node forwards its viewer's and the probe's receipts and claims both as
@@ -273,6 +275,10 @@ async fn reports_split_verified_claimed_and_probe_traffic(db: &TestDb) {
         ))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    eprintln!(
+        "one epoch's scenario took {} ms of the epoch's {epoch_ms}",
+        now_ms() - epoch * epoch_ms
+    );
 
     // Settled: the viewer's bytes earn, the probes' never do.
     wait_for_epoch_end(&config, epoch * epoch_ms).await;

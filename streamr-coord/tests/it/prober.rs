@@ -1,7 +1,9 @@
 //! `HttpProber` against nodes served on loopback: a node serving the origin's bytes passes, one
-//! serving other bytes fails the hash check, one that is down times out, one serving a segment
-//! whose origin report arrives during the download passes, and one listing only its first
-//! segment is not probed yet.
+//! serving other bytes fails the hash check once the origin reported past the probe, one that
+//! is down times out, one serving a segment whose origin report arrives during the download
+//! passes, and one listing only its first segment is not probed yet. While the origin's backlog
+//! is still arriving after a coordinator outage, an honest relay's newer segments are never
+//! failed, and a relay serving forged segments stamped in the future is still caught.
 
 use std::sync::Arc;
 
@@ -120,9 +122,11 @@ async fn probes_check_content_against_the_origin() {
     assert!(result.hash_ok && !result.timed_out, "{result:?}");
     assert!(result.throughput_bytes_per_s > 0);
 
+    // Altered bytes match no report, but the origin has reported nothing cut after the probe
+    // yet: the probe is held, not failed (and the node is not probed again meanwhile).
     let cheat = node_record(fake_node(key.coordinator_key(), false).await);
-    let result = prober.probe(&cheat).await.expect("probed");
-    assert!(!result.hash_ok && !result.timed_out, "{result:?}");
+    assert!(prober.probe(&cheat).await.is_none(), "held");
+    assert!(prober.probe(&cheat).await.is_none(), "still held");
 
     let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let down = node_record(format!("http://{}", gone.local_addr().unwrap()));
@@ -140,6 +144,17 @@ async fn probes_check_content_against_the_origin() {
     let racing = node_record(racing_node(key.coordinator_key(), admin.clone()).await);
     let result = prober.probe(&racing).await.expect("probed");
     assert!(result.hash_ok && !result.timed_out, "{result:?}");
+
+    // The origin reports a segment cut after the cheat's probe: its segments are not the
+    // origin's.
+    let report = SegmentReport {
+        sequence: 4,
+        hash: segment_hash(b"segment four"),
+        published_ms: unix_ms() + 2_500,
+    };
+    admin.report_segment("show", &report).await.unwrap();
+    let result = prober.probe(&cheat).await.expect("judged");
+    assert!(!result.hash_ok && !result.timed_out, "{result:?}");
 
     // A relay that just started lists only its first (partial) segment: nothing to probe yet.
     let starting = node_record(single_segment_node(key.coordinator_key()).await);
@@ -404,4 +419,199 @@ async fn probes_look_like_viewers_and_are_marked_as_probes() {
     let hls_only = node_record(fake_node(key.coordinator_key(), true).await);
     let result = flv.probe(&hls_only).await.expect("a failure is recorded");
     assert!(result.timed_out && !result.hash_ok, "{result:?}");
+}
+
+/// A node serving `playlist` and, at `/live/show/<name>`, the bytes `segments` holds for
+/// `<name>`, only under a grant that `coordinator` signed.
+async fn serving_node(
+    coordinator: streamr_core::CoordinatorKey,
+    playlist: String,
+    segments: Vec<(&'static str, Vec<u8>)>,
+) -> String {
+    let segments = Arc::new(segments);
+    let app = axum::Router::new()
+        .route(
+            "/live/{file}",
+            get(
+                move |Query(query): Query<std::collections::HashMap<String, String>>| {
+                    let playlist = playlist.clone();
+                    async move {
+                        let granted = query
+                            .get("grant")
+                            .and_then(|token| grant_token::decode(token).ok())
+                            .is_some_and(|grant| grant.verify(&coordinator).is_ok());
+                        if !granted {
+                            return (StatusCode::FORBIDDEN, String::new());
+                        }
+                        (StatusCode::OK, playlist)
+                    }
+                },
+            ),
+        )
+        .route(
+            "/live/{stream}/{segment}",
+            get(move |Path((_, segment)): Path<(String, String)>| {
+                let segments = segments.clone();
+                async move {
+                    segments
+                        .iter()
+                        .find(|(name, _)| *name == segment)
+                        .map(|(_, bytes)| bytes.clone())
+                        .unwrap_or_default()
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+/// After a coordinator outage the origin's reports so far stop 12 s back and its journal's
+/// backlog arrives later. An honest relay already serving the segments cut meanwhile is held,
+/// never failed, and passes once the backlog is in; a relay serving forged segments stamped in
+/// the future (`EXT-X-PROGRAM-DATE-TIME` a minute ahead, media sequences far past the origin's)
+/// is held as long, and fails as soon as the origin reports a segment cut after its probe.
+#[tokio::test]
+async fn a_backlog_never_fails_an_honest_relay_and_hides_no_liar() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
+        .await
+        .unwrap();
+    let config = CoordConfig {
+        admin_token: Some(ADMIN.into()),
+        ..CoordConfig::default()
+    };
+    let key = config.coordinator_key.clone();
+    let coordinator = Coordinator::new(config, Arc::clone(&storage));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = coordinator.serve(listener, std::future::pending()).await;
+    });
+    let admin = CoordinatorClient::new(&url)
+        .unwrap()
+        .with_admin_token(ADMIN);
+    admin.create_stream("show", "").await.unwrap();
+    let bytes = |sequence: u64| format!("origin segment {sequence}").into_bytes();
+    let report = |sequence: u64, published_ms: u64| SegmentReport {
+        sequence,
+        hash: segment_hash(&bytes(sequence)),
+        published_ms,
+    };
+    let start = unix_ms();
+    // Reports of segments 0-2 (cut 18, 16 and 14 s ago) were in before the outage; 3-8 were cut
+    // during it, 2 s apart, and wait in the origin's journal.
+    for sequence in 0..3 {
+        let published = start - 18_000 + sequence * 2_000;
+        admin
+            .report_segment("show", &report(sequence, published))
+            .await
+            .unwrap();
+    }
+    let honest_playlist = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:5\n\
+                           #EXTINF:2.0,\nshow/5.ts\n#EXTINF:2.0,\nshow/6.ts\n\
+                           #EXTINF:2.0,\nshow/7.ts\n#EXTINF:2.0,\nshow/8.ts\n"
+        .to_owned();
+    let honest = node_record(
+        serving_node(
+            key.coordinator_key(),
+            honest_playlist,
+            vec![
+                ("5.ts", bytes(5)),
+                ("6.ts", bytes(6)),
+                ("7.ts", bytes(7)),
+                ("8.ts", bytes(8)),
+            ],
+        )
+        .await,
+    );
+    let future = chrono_like_pdt(start + 60_000);
+    let liar_playlist = format!(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:9000\n\
+         #EXT-X-PROGRAM-DATE-TIME:{future}\n#EXTINF:2.0,\nshow/a.ts\n#EXTINF:2.0,\nshow/b.ts\n\
+         #EXTINF:2.0,\nshow/c.ts\n#EXTINF:2.0,\nshow/d.ts\n"
+    );
+    let liar = node_record(
+        serving_node(
+            key.coordinator_key(),
+            liar_playlist,
+            vec![
+                ("a.ts", b"forged a".to_vec()),
+                ("b.ts", b"forged b".to_vec()),
+                ("c.ts", b"forged c".to_vec()),
+                ("d.ts", b"forged d".to_vec()),
+            ],
+        )
+        .await,
+    );
+    let prober = HttpProber::new(storage, key.clone()).flv_one_in(0);
+    // The coordinator is back, the backlog not yet in: both probes are held.
+    assert!(prober.probe(&honest).await.is_none(), "honest relay held");
+    assert!(prober.probe(&liar).await.is_none(), "lying relay held");
+    // Part of the backlog arrives (segments 3-6, all cut before the probes): the honest relay is
+    // still held (7 and 8 are not in yet), never failed; so is the liar.
+    for sequence in 3..7 {
+        let published = start - 12_000 + (sequence - 3) * 2_000;
+        admin
+            .report_segment("show", &report(sequence, published))
+            .await
+            .unwrap();
+    }
+    assert!(
+        prober.probe(&honest).await.is_none(),
+        "honest relay still held"
+    );
+    assert!(
+        prober.probe(&liar).await.is_none(),
+        "lying relay still held"
+    );
+    // The rest of the backlog: every segment the honest relay served is the origin's.
+    for sequence in 7..9 {
+        let published = start - 4_000 + (sequence - 7) * 2_000;
+        admin
+            .report_segment("show", &report(sequence, published))
+            .await
+            .unwrap();
+    }
+    let result = prober.probe(&honest).await.expect("judged");
+    assert!(result.hash_ok && !result.timed_out, "{result:?}");
+    // The origin cannot have reported past the liar's probe yet: still held.
+    assert!(
+        prober.probe(&liar).await.is_none(),
+        "lying relay still held"
+    );
+    // Live again: the origin reports a segment cut after the probes. The liar's segments are
+    // not the origin's, whatever time and place it stamped them with.
+    admin
+        .report_segment("show", &report(9, unix_ms() + 2_500))
+        .await
+        .unwrap();
+    let result = prober.probe(&liar).await.expect("judged");
+    assert!(!result.hash_ok && !result.timed_out, "{result:?}");
+}
+
+/// `unix_ms` as an `EXT-X-PROGRAM-DATE-TIME` value (UTC, to the millisecond).
+fn chrono_like_pdt(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        unix_ms % 1000
+    )
 }
