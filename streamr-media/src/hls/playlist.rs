@@ -271,3 +271,40 @@ impl LivePlaylist {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(sequence: u64, start_timestamp_ms: u64) -> Segment {
+        Segment {
+            sequence,
+            start_timestamp_ms,
+            duration_ms: 4_000,
+            discontinuity: false,
+            starts_with_keyframe: true,
+            hash: blake3::hash(b""),
+            bytes: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn the_first_segment_after_the_anchor_is_stamped_from_its_own_first_frame() {
+        // A relay anchored its clock at stream time 5 s, inside a segment it cut from 4 s and left
+        // out; the first one it lists starts at 8 s, 3 s after the anchor, the next 4 s later.
+        let anchor = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+        let mut playlist = LivePlaylist::new(PlaylistConfig::default());
+        playlist.set_program_date_time_at(anchor, 5_000);
+        playlist.push(&segment(0, 8_000), false);
+        playlist.push(&segment(1, 12_000), false);
+        let text = playlist.render();
+        let stamps: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+            .collect();
+        let at = |secs: u64| {
+            humantime::format_rfc3339_millis(anchor + Duration::from_secs(secs)).to_string()
+        };
+        assert_eq!(stamps, [at(3), at(7)], "{text}");
+    }
+}
