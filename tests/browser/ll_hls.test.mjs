@@ -2,8 +2,10 @@
 // (started by run.sh): the watch page plays the node's fMP4 rendition (`?ll=1`), and each run
 // measures start-up (page start to the first `playing` event) and latency (wall clock minus the
 // EXT-X-PROGRAM-DATE-TIME of the frame on screen, which the node stamps from the stream's clock
-// when the frames arrive). The figures go to artifacts/ll-hls.json and the test output; they are
-// measurements for docs/benchmarks.md, not pass/fail thresholds. The MPEG-TS playlist through
+// when the frames arrive). The figures go to artifacts/ll-hls.json and the test output as
+// measurements for docs/benchmarks.md; one bound is asserted, generously: LL-HLS latency p50 at
+// most MAX_LL_LATENCY_P50_MS (issue 13: a friend stamping its first listed segment with the
+// time of the segment it left out showed as ~4 s more). The MPEG-TS playlist through
 // the same node is measured in the same run as the baseline. In LL-HLS mode the page checks
 // every fMP4 part against the origin's part hashes (from the coordinator) and each completed
 // segment against its fMP4 hash, and signs receipts over the fMP4 chain: the first run waits
@@ -22,6 +24,9 @@ const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
 const RUNS = Number(process.env.STREAMR_LL_RUNS || 3);
 const BASELINE_RUNS = Number(process.env.STREAMR_TS_RUNS || 2);
 const SAMPLE_SECONDS = Number(process.env.STREAMR_LL_SECONDS || 6);
+// LL-HLS latency p50 measured 1.55 s at a load average of 17-19 on the 2-core machine and
+// 1.2-1.4 s when quiet: twice the loaded figure still fails a PDT a segment off.
+const MAX_LL_LATENCY_P50_MS = 3000;
 // hls.js fetches each part once; one more allows a retried request.
 const MAX_FETCHES_PER_PART = 2;
 
@@ -170,4 +175,8 @@ test('the watch page plays LL-HLS through a friend node; start-up and latency ar
   };
   writeFileSync(join(ARTIFACTS, 'll-hls.json'), `${JSON.stringify(figures, null, 2)}\n`);
   console.log(`LL-HLS figures: ${JSON.stringify(figures)}`);
+  assert.ok(
+    ll.latency_ms.p50 <= MAX_LL_LATENCY_P50_MS,
+    `LL-HLS latency p50 ${ll.latency_ms.p50} ms is above ${MAX_LL_LATENCY_P50_MS} ms`,
+  );
 });

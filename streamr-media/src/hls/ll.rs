@@ -73,6 +73,13 @@ impl LlHlsStream {
         self.playlist.set_program_date_time(now);
     }
 
+    /// Stamps segments with EXT-X-PROGRAM-DATE-TIME from the stream's clock: the frame with
+    /// stream timestamp `timestamp_ms` was published at `now` (see
+    /// [`LlPlaylist::set_program_date_time_at`]).
+    pub fn set_program_date_time_at(&mut self, now: SystemTime, timestamp_ms: u64) {
+        self.playlist.set_program_date_time_at(now, timestamp_ms);
+    }
+
     /// Feeds one tag to both renditions. A tag MPEG-TS cannot carry is still packaged in fMP4
     /// when it can be (Opus).
     pub fn push(&mut self, tag: &FlvTag) -> Result<LlOutput, Fmp4Error> {

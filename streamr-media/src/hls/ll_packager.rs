@@ -112,6 +112,8 @@ pub enum LlEvent {
         discontinuity: bool,
         /// Its init segment.
         init: InitSegment,
+        /// Stream timestamp (ms) of its first frame.
+        start_ms: u64,
     },
     /// A part of the open segment is complete.
     PartReady(Part),
@@ -453,6 +455,7 @@ impl LlPackager {
                 sequence: segment.sequence,
                 discontinuity,
                 init: init.clone(),
+                start_ms: timestamp,
             });
         }
         self.open = Some(OpenLl {

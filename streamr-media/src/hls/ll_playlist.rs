@@ -48,6 +48,8 @@ struct SegmentEntry {
     duration_ms: Option<u64>,
     discontinuity: bool,
     init: String,
+    /// Stream timestamp (ms) of its first frame.
+    start_ms: u64,
     program_date_time: Option<SystemTime>,
     parts: Vec<PartEntry>,
     /// The parts so far (open) or the whole segment (complete).
@@ -75,6 +77,9 @@ pub struct LlPlaylist {
     discontinuity_sequence: u64,
     ended: bool,
     clock_anchor: Option<SystemTime>,
+    /// The stream timestamp published at `clock_anchor`, until the next segment is stamped from
+    /// it (see [`LlPlaylist::set_program_date_time_at`]).
+    anchor_timestamp_ms: Option<u64>,
     elapsed_ms: u64,
     started: bool,
 }
@@ -100,6 +105,7 @@ impl LlPlaylist {
             discontinuity_sequence: 0,
             ended: false,
             clock_anchor: None,
+            anchor_timestamp_ms: None,
             elapsed_ms: 0,
             started: false,
         }
@@ -141,6 +147,29 @@ impl LlPlaylist {
         }
     }
 
+    /// Stamps segments with EXT-X-PROGRAM-DATE-TIME from the stream's clock: the frame with
+    /// stream timestamp `timestamp_ms` was published at `now`. The next segment (or the first,
+    /// still open and unstamped) is stamped from its own first frame's timestamp, so segments
+    /// cut but not listed before it (a relay's first) shift nothing; later ones follow by the
+    /// durations of the segments before them.
+    pub fn set_program_date_time_at(&mut self, now: SystemTime, timestamp_ms: u64) {
+        self.clock_anchor = Some(now);
+        self.anchor_timestamp_ms = Some(timestamp_ms);
+        self.elapsed_ms = 0;
+        if !self.started && self.segments.len() == 1 {
+            if let Some(first) = self
+                .segments
+                .back_mut()
+                .filter(|e| e.duration_ms.is_none() && e.program_date_time.is_none())
+            {
+                let time = clock_at(now, timestamp_ms, first.start_ms);
+                first.program_date_time = Some(time);
+                self.clock_anchor = Some(time);
+                self.anchor_timestamp_ms = None;
+            }
+        }
+    }
+
     /// Applies one packager event.
     pub fn apply(&mut self, event: &LlEvent) {
         match event {
@@ -148,9 +177,16 @@ impl LlPlaylist {
                 sequence,
                 discontinuity,
                 init,
+                start_ms,
             } => {
                 if !self.inits.iter().any(|i| i.name == init.name) {
                     self.inits.push(init.clone());
+                }
+                if let (Some(anchor), Some(at)) =
+                    (self.clock_anchor, self.anchor_timestamp_ms.take())
+                {
+                    self.clock_anchor = Some(clock_at(anchor, at, *start_ms));
+                    self.elapsed_ms = 0;
                 }
                 let program_date_time = self
                     .clock_anchor
@@ -160,6 +196,7 @@ impl LlPlaylist {
                     duration_ms: None,
                     discontinuity: *discontinuity,
                     init: init.name.clone(),
+                    start_ms: *start_ms,
                     program_date_time,
                     parts: Vec::new(),
                     bytes: Bytes::new(),
@@ -490,6 +527,18 @@ impl LlPlaylist {
 }
 
 /// Milliseconds as decimal seconds with three digits (`0.350`).
+/// The wall-clock time of stream timestamp `timestamp_ms` when `anchor_ms` was published at
+/// `anchor`.
+pub(crate) fn clock_at(anchor: SystemTime, anchor_ms: u64, timestamp_ms: u64) -> SystemTime {
+    if timestamp_ms >= anchor_ms {
+        anchor + Duration::from_millis(timestamp_ms - anchor_ms)
+    } else {
+        anchor
+            .checked_sub(Duration::from_millis(anchor_ms - timestamp_ms))
+            .unwrap_or(anchor)
+    }
+}
+
 fn secs(ms: u64) -> String {
     format!("{}.{:03}", ms / 1_000, ms % 1_000)
 }

@@ -94,6 +94,13 @@ impl HlsStream {
         self.playlist.set_program_date_time(now);
     }
 
+    /// Stamps segments with EXT-X-PROGRAM-DATE-TIME from the stream's clock: the frame with
+    /// stream timestamp `timestamp_ms` was published at `now` (see
+    /// [`LivePlaylist::set_program_date_time_at`]).
+    pub fn set_program_date_time_at(&mut self, now: SystemTime, timestamp_ms: u64) {
+        self.playlist.set_program_date_time_at(now, timestamp_ms);
+    }
+
     /// Feeds one tag; finished segments are added to the playlist and returned.
     pub fn push(&mut self, tag: &FlvTag) -> Result<Vec<SegmenterEvent>, TsError> {
         let events = self.segmenter.push(tag)?;

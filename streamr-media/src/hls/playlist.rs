@@ -71,6 +71,9 @@ pub struct LivePlaylist {
     discontinuity_sequence: u64,
     ended: bool,
     clock_anchor: Option<SystemTime>,
+    /// The stream timestamp published at `clock_anchor`, until the next segment is stamped from
+    /// it (see [`LivePlaylist::set_program_date_time_at`]).
+    anchor_timestamp_ms: Option<u64>,
     elapsed_ms: u64,
     /// A segment was pushed: EXT-X-TARGETDURATION no longer changes.
     started: bool,
@@ -85,6 +88,7 @@ impl LivePlaylist {
             discontinuity_sequence: 0,
             ended: false,
             clock_anchor: None,
+            anchor_timestamp_ms: None,
             elapsed_ms: 0,
             started: false,
         }
@@ -110,8 +114,26 @@ impl LivePlaylist {
         self.elapsed_ms = 0;
     }
 
+    /// Stamps segments with EXT-X-PROGRAM-DATE-TIME from the stream's clock: the frame with
+    /// stream timestamp `timestamp_ms` was published at `now`. The next segment is stamped from
+    /// its own first frame's timestamp, so segments cut but not listed before it (a relay's
+    /// first) shift nothing; later ones follow by the durations of the segments before them.
+    pub fn set_program_date_time_at(&mut self, now: SystemTime, timestamp_ms: u64) {
+        self.clock_anchor = Some(now);
+        self.anchor_timestamp_ms = Some(timestamp_ms);
+        self.elapsed_ms = 0;
+    }
+
     /// Adds a finished segment, keeping its bytes when `keep_bytes`.
     pub fn push(&mut self, segment: &Segment, keep_bytes: bool) {
+        if let (Some(anchor), Some(at)) = (self.clock_anchor, self.anchor_timestamp_ms.take()) {
+            self.clock_anchor = Some(super::ll_playlist::clock_at(
+                anchor,
+                at,
+                segment.start_timestamp_ms,
+            ));
+            self.elapsed_ms = 0;
+        }
         let program_date_time = self
             .clock_anchor
             .map(|anchor| anchor + Duration::from_millis(self.elapsed_ms));
@@ -247,5 +269,42 @@ impl LivePlaylist {
             out.push_str("#EXT-X-ENDLIST\n");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(sequence: u64, start_timestamp_ms: u64) -> Segment {
+        Segment {
+            sequence,
+            start_timestamp_ms,
+            duration_ms: 4_000,
+            discontinuity: false,
+            starts_with_keyframe: true,
+            hash: blake3::hash(b""),
+            bytes: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn the_first_segment_after_the_anchor_is_stamped_from_its_own_first_frame() {
+        // A relay anchored its clock at stream time 5 s, inside a segment it cut from 4 s and left
+        // out; the first one it lists starts at 8 s, 3 s after the anchor, the next 4 s later.
+        let anchor = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+        let mut playlist = LivePlaylist::new(PlaylistConfig::default());
+        playlist.set_program_date_time_at(anchor, 5_000);
+        playlist.push(&segment(0, 8_000), false);
+        playlist.push(&segment(1, 12_000), false);
+        let text = playlist.render();
+        let stamps: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+            .collect();
+        let at = |secs: u64| {
+            humantime::format_rfc3339_millis(anchor + Duration::from_secs(secs)).to_string()
+        };
+        assert_eq!(stamps, [at(3), at(7)], "{text}");
     }
 }

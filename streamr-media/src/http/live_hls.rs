@@ -913,7 +913,8 @@ impl StreamTask {
 
     /// Anchors EXT-X-PROGRAM-DATE-TIME once the subscriber caught up: a new subscriber's first
     /// batches replay the cached GOP, so when a batch is not full its newest frame is the one
-    /// published now, and the first frame received is older by their timestamp difference.
+    /// published now, and every segment's first frame is older (or newer) by their timestamp
+    /// difference.
     fn anchor_clock(&self, clock: &mut ClockAnchor, events: &[RelayEvent], caught_up: bool) {
         for event in events {
             if let RelayEvent::Frame(frame) = event {
@@ -923,20 +924,18 @@ impl StreamTask {
                 }
             }
         }
-        let Some(first) = clock.first else {
-            return;
-        };
-        if !caught_up {
+        if clock.first.is_none() || !caught_up {
             return;
         }
         clock.set = true;
-        let newest = clock.newest;
-        let age = Duration::from_millis(u64::from(newest.saturating_sub(first)));
+        // Each playlist stamps its next segment from that segment's own first frame: a relay's
+        // first segment, cut but not listed, must not move the first one listed back by its
+        // duration.
+        let newest = u64::from(clock.newest);
         let now = SystemTime::now();
-        let anchor = now.checked_sub(age).unwrap_or(now);
-        self.with_playlist(|p| p.set_program_date_time(anchor));
+        self.with_playlist(|p| p.set_program_date_time_at(now, newest));
         self.with_ll(|p| {
-            p.set_program_date_time(anchor);
+            p.set_program_date_time_at(now, newest);
             true
         });
     }

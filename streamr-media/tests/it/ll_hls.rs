@@ -12,6 +12,7 @@ use common::enhanced::{
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, SystemTime};
 
 use streamr_media::flv::tag::{classify_video, PacketKind};
 use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
@@ -206,6 +207,63 @@ fn a_node_joining_mid_stream_produces_identical_bytes_for_every_segment_it_lists
         );
         assert_eq!(same.part_hashes, segment.part_hashes);
         assert_eq!(same.init.bytes, segment.init.bytes);
+    }
+}
+
+/// The EXT-X-PROGRAM-DATE-TIME lines of a rendered playlist.
+fn program_date_times(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| l.starts_with("#EXT-X-PROGRAM-DATE-TIME:"))
+        .collect()
+}
+
+#[test]
+fn a_node_joining_mid_stream_stamps_its_segments_with_the_origins_program_date_time() {
+    // The first segment a friend cuts is not listed; its duration must not move the first one
+    // listed back in time (that showed as one segment, ~4 s, of latency in the browser).
+    let tags = media("av_bframes.flv");
+    let headers: Vec<FlvTag> = tags
+        .iter()
+        .filter(|t| {
+            t.tag_type == FlvTagType::Audio && t.data.get(1) == Some(&0)
+                || t.tag_type == FlvTagType::Video
+                    && classify_video(&t.data).is_ok_and(|i| i.packet == PacketKind::SequenceHeader)
+        })
+        .cloned()
+        .collect();
+    let join = tags
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| {
+            t.tag_type == FlvTagType::Video && t.data.first().is_some_and(|b| b >> 4 == 1)
+        })
+        .map(|(i, _)| i)
+        .nth(3)
+        .unwrap();
+    // One clock: stream timestamp t was published at `epoch + t`.
+    let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+    let first_ms = u64::from(tags[0].timestamp);
+    let mut origin = stream();
+    origin.set_program_date_time_at(epoch + Duration::from_millis(first_ms), first_ms);
+    feed(&mut origin, &tags, &mut Collected::default());
+    // The friend anchors when it caught up: a few frames after the joining keyframe.
+    let caught_up_ms = u64::from(tags[join + 5].timestamp);
+    let mut friend = stream().joining_mid_stream();
+    friend.set_program_date_time_at(epoch + Duration::from_millis(caught_up_ms), caught_up_ms);
+    let joined: Vec<FlvTag> = headers
+        .into_iter()
+        .chain(tags[join..].iter().cloned())
+        .collect();
+    feed(&mut friend, &joined, &mut Collected::default());
+    let origin_text = origin.playlist().render(false);
+    let friend_text = friend.playlist().render(false);
+    let listed = program_date_times(&friend_text);
+    assert!(listed.len() >= 2, "{friend_text}");
+    for time in &listed {
+        assert!(
+            program_date_times(&origin_text).contains(time),
+            "{time} is not the origin's\n{origin_text}\n{friend_text}"
+        );
     }
 }
 
