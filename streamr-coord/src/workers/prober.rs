@@ -30,9 +30,14 @@
 //! bound is the prober's own clock, never a time or place the node claims (its
 //! `EXT-X-PROGRAM-DATE-TIME` or media sequence), so stamping segments in the future buys a
 //! lying node nothing: its segment is a mismatch as soon as the origin has reported one cut
-//! after the download. The one segment spared is the newest listed: where the origin stopped
-//! (its publisher left, or it was restarted) a relay's open segment is cut short and never
-//! reported, and nothing the coordinator holds tells that apart (see [`judge`]).
+//! after the download. The newest listed segment is judged once the node lists what follows
+//! it (the prober polls the playlist again, as a player does): where the origin stopped (it was
+//! restarted, or a relay's stream ended) a relay's open segment is cut short and never
+//! reported, and the relay marks it with `EXT-X-DISCONTINUITY` (or `EXT-X-ENDLIST`) once the
+//! stream goes on; only such a segment is spared (claiming discontinuities buys a lying node
+//! little: the segments on either side of one are never picked). A playlist that never goes
+//! on does not shelter its newest segment: it is judged once the origin has gone on well past
+//! the probe (see [`judge`]).
 //! An HTTP-FLV probe checks that the node answers with an FLV stream; its
 //! throughput follows the stream's bitrate, so it is not a capacity measurement and only its
 //! failures are recorded.
@@ -70,6 +75,11 @@ const REPORT_CLOCK_SLACK_MS: i64 = 2_000;
 /// How long a probe whose segments are not known yet is held for the origin's reports to move
 /// past it; then it is dropped unjudged.
 const PENDING_LIMIT: Duration = Duration::from_secs(120);
+/// How far past a probe the origin's reports may move while the newest probed segment, matching
+/// none of them, is still the last one the node lists; then it is judged (see [`judge`]). An
+/// honest relay lists what follows a segment cut short within two target durations of the
+/// origin going on (it may leave the new run's first segment out).
+const OPEN_END_LIMIT_MS: i64 = 30_000;
 /// Largest segment a probe downloads.
 const MAX_SEGMENT_BYTES: usize = 64 << 20;
 /// One HLS probe fetches this many segments at least and at most (fewer when fewer are listed).
@@ -120,6 +130,39 @@ pub struct HttpProber {
     pending: std::sync::Mutex<std::collections::HashMap<String, Pending>>,
 }
 
+/// Where a probed segment stands in the node's playlist, as far as the prober has seen (see
+/// [`judge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// Another segment follows it with no `EXT-X-DISCONTINUITY` between (or it left the
+    /// playlist before the prober saw what followed): the node cut it where the origin cuts, so
+    /// it is judged like any other.
+    Closed,
+    /// The last segment listed, the stream going on: the node has not said yet whether it was
+    /// cut where the origin cuts.
+    Open,
+    /// Followed by `EXT-X-DISCONTINUITY`, or the last before `EXT-X-ENDLIST`: cut short where
+    /// the stream broke off (an origin restarted, a relay's stream ended), which the origin never
+    /// reports. Not judged when it matches no report.
+    CutShort,
+}
+
+/// Where the segment listed as `uri` stands in `playlist` (a media playlist); `None` when it is
+/// not listed.
+pub(crate) fn place_in(playlist: &str, uri: &str) -> Option<Place> {
+    let mut lines = playlist.lines().map(str::trim);
+    lines.find(|line| *line == uri)?;
+    for line in lines {
+        if line == "#EXT-X-DISCONTINUITY" || line == "#EXT-X-ENDLIST" {
+            return Some(Place::CutShort);
+        }
+        if !line.is_empty() && !line.starts_with('#') {
+            return Some(Place::Closed);
+        }
+    }
+    Some(Place::Open)
+}
+
 /// What the origin's reports say of one probed segment (see [`judge`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -128,12 +171,15 @@ pub(crate) enum Verdict {
     /// No report matches yet, and the origin's reports have not moved past the probe: its
     /// report may still arrive. Neither passed nor failed.
     NotYetKnown,
+    /// No report matches, the origin's reports moved past the probe, and the segment is still
+    /// the open end of the node's playlist: whether it was cut short is known once the node
+    /// lists what follows it (the prober looks again). Neither passed nor failed.
+    Open,
     /// No report matches, and the origin has reported a segment it cut after the probe: not
     /// the origin's.
     Mismatch,
-    /// The open end of the node's playlist, matching no report once the reports moved past
-    /// the probe: possibly a segment cut short where the origin stopped, never reported. Not
-    /// judged.
+    /// A segment cut short where the stream broke off ([`Place::CutShort`]), matching no report
+    /// once the reports moved past the probe: never reported by the origin. Not judged.
     Skipped,
 }
 
@@ -150,24 +196,35 @@ pub(crate) fn reported_past(origin: &[SegmentRecord], probed_ms: i64) -> bool {
 }
 
 /// The verdict on a segment hashing to `hash` that a probe finished downloading at
-/// `probed_ms`, given the origin's reports: matched when one carries that hash, else a
-/// mismatch once the reports moved past the probe ([`reported_past`]), else not yet known.
-/// Only the probe's own time bounds the wait, never anything the node claims. The one
-/// exception is the `newest` segment of the node's playlist (its open end): where the origin
-/// stopped (a publisher leave, an origin killed and restarted) a relay's open segment is cut
-/// short and never reported, and the relay marks that with `EXT-X-DISCONTINUITY` only once the
-/// stream goes on, so an unmatched newest segment is left unjudged ([`Verdict::Skipped`]); the
-/// origin's reports cannot tell that case apart (a restarted origin may cut again within one
-/// segment's time).
-pub(crate) fn judge(hash: &str, newest: bool, probed_ms: i64, origin: &[SegmentRecord]) -> Verdict {
+/// `probed_ms`, standing at `place` in the node's playlist, given the origin's reports:
+/// matched when one carries that hash, else not yet known until the reports moved past the
+/// probe ([`reported_past`]), else a mismatch. Only the probe's own time bounds the wait, never
+/// anything the node claims.
+///
+/// The exceptions are at the end of the node's playlist. Where the origin stopped (it was
+/// killed and restarted, a relay's stream ended) a relay's open segment is cut short and never
+/// reported, and the relay marks that with `EXT-X-DISCONTINUITY` only once the stream goes on;
+/// the origin's reports cannot tell it apart (a restarted origin may cut again within one
+/// segment's time). So an unmatched segment that was the last listed is judged only once the
+/// node has listed what follows it: a mismatch when a segment follows plainly, left unjudged
+/// ([`Verdict::Skipped`]) when it was cut short ([`Place::CutShort`]). One still listed last
+/// ([`Verdict::Open`]) is a mismatch once the origin has reported a segment cut
+/// [`OPEN_END_LIMIT_MS`] after the probe: by then an honest node has listed what follows it,
+/// so a node whose playlist stays put cannot hold a forged newest segment unjudged.
+pub(crate) fn judge(hash: &str, place: Place, probed_ms: i64, origin: &[SegmentRecord]) -> Verdict {
     if origin.iter().any(|s| s.hash == hash) {
-        Verdict::Matched
-    } else if !reported_past(origin, probed_ms) {
-        Verdict::NotYetKnown
-    } else if newest {
-        Verdict::Skipped
-    } else {
-        Verdict::Mismatch
+        return Verdict::Matched;
+    }
+    if !reported_past(origin, probed_ms) {
+        return Verdict::NotYetKnown;
+    }
+    match place {
+        Place::Closed => Verdict::Mismatch,
+        Place::CutShort => Verdict::Skipped,
+        Place::Open if reported_past(origin, probed_ms.saturating_add(OPEN_END_LIMIT_MS)) => {
+            Verdict::Mismatch
+        }
+        Place::Open => Verdict::Open,
     }
 }
 
@@ -177,8 +234,12 @@ struct Pending {
     stream: String,
     /// When the probe finished downloading (unix ms, the coordinator's clock).
     probed_ms: i64,
-    /// Hashes of the segments not known yet, each with whether it was the newest fetched.
-    unknown: Vec<(String, bool)>,
+    /// Hashes of the segments not known yet, each with where it stands in the node's playlist.
+    unknown: Vec<(String, Place)>,
+    /// The node's playlist (with the probe's grant) and the newest probed segment's URI as
+    /// listed there: looked at again while that segment is [`Place::Open`].
+    playlist_url: String,
+    newest_uri: String,
     /// The probe's result, its segments so far all matched.
     result: ProbeResult,
     since: Instant,
@@ -221,6 +282,15 @@ struct Fetched {
     bytes: Vec<u8>,
     ttfb: Duration,
     total: Duration,
+}
+
+/// What an HLS probe fetched: the segments, oldest first, and where the newest stands in the
+/// node's playlist.
+struct ProbedPlaylist {
+    fetched: Vec<Fetched>,
+    newest_place: Place,
+    newest_uri: String,
+    playlist_url: String,
 }
 
 impl HttpProber {
@@ -412,16 +482,22 @@ impl HttpProber {
         node: &NodeRecord,
         stream: &str,
         token: &str,
-    ) -> Result<Vec<Fetched>, ProbeFailure> {
+    ) -> Result<ProbedPlaylist, ProbeFailure> {
         let base = node.http_url.trim_end_matches('/');
         let playlist_url = format!("{base}/live/{stream}.m3u8?grant={token}");
         let playlist = self.fetch(&playlist_url).await?;
         let text = String::from_utf8_lossy(&playlist.bytes);
         let segments = probe_candidates(&text);
+        let mut probed = ProbedPlaylist {
+            fetched: Vec::new(),
+            newest_place: Place::Closed,
+            newest_uri: String::new(),
+            playlist_url: playlist_url.clone(),
+        };
         // A node listing nothing probeable yet is not probed now (a node that keeps listing one
         // segment is never probed, so its availability stays 0).
         if segments.len() <= 1 {
-            return Ok(Vec::new());
+            return Ok(probed);
         }
         let candidates = segments.get(1..).unwrap_or_default();
         if candidates.is_empty() {
@@ -433,7 +509,10 @@ impl HttpProber {
         let newest = candidates
             .get(candidates.len().saturating_sub(wanted)..)
             .unwrap_or_default();
-        let mut fetched = Vec::with_capacity(newest.len());
+        if let Some(uri) = newest.last() {
+            probed.newest_uri = (*uri).to_owned();
+            probed.newest_place = place_in(&text, uri).unwrap_or(Place::Closed);
+        }
         for uri in newest {
             let mut url = if uri.starts_with("http://") || uri.starts_with("https://") {
                 (*uri).to_owned()
@@ -445,9 +524,9 @@ impl HttpProber {
             if !url.contains("grant=") {
                 url = grant_token::with_grant_token(&url, token);
             }
-            fetched.push(self.fetch(&url).await?);
+            probed.fetched.push(self.fetch(&url).await?);
         }
-        Ok(fetched)
+        Ok(probed)
     }
 
     /// Posts a receipt to the node, as a viewer does; the node forwards it with its heartbeat.
@@ -483,9 +562,9 @@ impl HttpProber {
         grant: &SignedGrant,
     ) -> Option<ProbeResult> {
         let token = grant_token::encode(grant);
-        let fetched = match self.fetch_segments(node, stream, &token).await {
-            Ok(fetched) if fetched.is_empty() => return None,
-            Ok(fetched) => fetched,
+        let probed = match self.fetch_segments(node, stream, &token).await {
+            Ok(probed) if probed.fetched.is_empty() => return None,
+            Ok(probed) => probed,
             Err(failure) => {
                 tracing::info!(node = %node.id, %stream, %failure, "probe failed");
                 return Some(self.timed_out(node_id));
@@ -502,16 +581,22 @@ impl HttpProber {
         let mut bytes_total = 0u64;
         let mut receipt_seq = 0u64;
         let mut download = Duration::ZERO;
+        let fetched = &probed.fetched;
         let newest = fetched.len().saturating_sub(1);
         for (index, segment) in fetched.iter().enumerate() {
             download += segment.total;
             let hash = segment_hash(&segment.bytes).to_string();
-            match judge(&hash, index == newest, probed_ms, &reports) {
+            let place = if index == newest {
+                probed.newest_place
+            } else {
+                Place::Closed
+            };
+            match judge(&hash, place, probed_ms, &reports) {
                 Verdict::Matched => {}
-                Verdict::NotYetKnown => {
+                Verdict::NotYetKnown | Verdict::Open => {
                     // What the coordinator has not heard of yet is no evidence against the
                     // node: neither judged nor acknowledged now (viewers' receipts cover it).
-                    unknown.push((hash, index == newest));
+                    unknown.push((hash, place));
                     continue;
                 }
                 Verdict::Skipped => continue,
@@ -563,6 +648,8 @@ impl HttpProber {
                 stream: stream.to_owned(),
                 probed_ms,
                 unknown,
+                playlist_url: probed.playlist_url,
+                newest_uri: probed.newest_uri,
                 result,
                 since: Instant::now(),
             },
@@ -581,28 +668,47 @@ impl HttpProber {
     /// Settles `node`'s held probe if the origin's reports now can: `Some` with its result
     /// (passed when every held segment was reported since, failed once the reports moved past
     /// the probe without them). `held` is whether a probe is still held (the node is not
-    /// probed again meanwhile).
+    /// probed again meanwhile). While the newest probed segment is the last one the node lists,
+    /// its playlist is fetched again (as a player polls it) to see what follows it.
     async fn settle_pending(&self, node: &NodeRecord) -> (Option<ProbeResult>, bool) {
         let Some(mut held) = self.lock_pending().remove(&node.id) else {
             return (None, false);
         };
+        if held.unknown.iter().any(|(_, place)| *place == Place::Open) {
+            match self.fetch(&held.playlist_url).await {
+                Ok(playlist) => {
+                    let text = String::from_utf8_lossy(&playlist.bytes);
+                    // A segment no longer listed left before the prober saw what followed it:
+                    // an honest node keeps it listed for a window of segments, so it is
+                    // judged like any other.
+                    let place = place_in(&text, &held.newest_uri).unwrap_or(Place::Closed);
+                    for (_, open) in held.unknown.iter_mut().filter(|(_, p)| *p == Place::Open) {
+                        *open = place;
+                    }
+                }
+                Err(failure) => {
+                    tracing::debug!(node = %node.id, stream = %held.stream, %failure,
+                        "the held probe's playlist could not be fetched again; tried next round");
+                }
+            }
+        }
         let reports = self
             .storage
             .list_segments(&held.stream, PENDING_SEGMENTS)
             .await
             .unwrap_or_default();
         let mut failed = false;
-        held.unknown.retain(|(hash, newest)| {
-            match judge(hash, *newest, held.probed_ms, &reports) {
+        held.unknown.retain(|(hash, place)| {
+            match judge(hash, *place, held.probed_ms, &reports) {
                 Verdict::Matched => false,
-                Verdict::NotYetKnown => true,
+                Verdict::NotYetKnown | Verdict::Open => true,
                 Verdict::Skipped => {
                     tracing::debug!(node = %node.id, stream = %held.stream, %hash,
-                        "the probed node's newest segment was never reported; not judged");
+                        "the probed node's segment cut short where the stream broke off was never reported; not judged");
                     false
                 }
                 Verdict::Mismatch => {
-                    tracing::warn!(node = %node.id, stream = %held.stream, %hash,
+                    tracing::warn!(node = %node.id, stream = %held.stream, %hash, ?place,
                         "probed segment matches no origin hash");
                     failed = true;
                     false
@@ -774,7 +880,11 @@ impl ProbeRunner for HttpProber {
 
 #[cfg(test)]
 mod tests {
-    use super::{judge, probe_candidates, redacted, ProbeFailure, Verdict, REPORT_CLOCK_SLACK_MS};
+    use super::Place::{Closed, CutShort, Open};
+    use super::{
+        judge, place_in, probe_candidates, redacted, ProbeFailure, Verdict, OPEN_END_LIMIT_MS,
+        REPORT_CLOCK_SLACK_MS,
+    };
     use crate::storage::SegmentRecord;
 
     fn report(sequence: i64, hash: &str, published_ms: i64) -> SegmentRecord {
@@ -799,29 +909,63 @@ mod tests {
         let mut reports: Vec<_> = (0..5)
             .map(|i| report(i, &format!("h{i}"), cut(i)))
             .collect();
-        assert_eq!(judge("h3", false, probed, &reports), Verdict::Matched);
-        assert_eq!(judge("h9", true, probed, &reports), Verdict::NotYetKnown);
+        assert_eq!(judge("h3", Closed, probed, &reports), Verdict::Matched);
+        assert_eq!(judge("h9", Open, probed, &reports), Verdict::NotYetKnown);
         // The backlog arrives, up to a segment cut as the probe ended (within the clock slack):
         // still not known what else the relay may serve.
         reports.extend((5..9).map(|i| report(i, &format!("h{i}"), cut(i))));
-        assert_eq!(judge("h8", false, probed, &reports), Verdict::Matched);
-        assert_eq!(judge("h9", true, probed, &reports), Verdict::NotYetKnown);
+        assert_eq!(judge("h8", Closed, probed, &reports), Verdict::Matched);
+        assert_eq!(judge("h9", Open, probed, &reports), Verdict::NotYetKnown);
         reports.push(report(9, "h9", cut(9)));
         reports.push(report(10, "h10", cut(10)));
-        assert_eq!(judge("h9", true, probed, &reports), Verdict::Matched);
+        assert_eq!(judge("h9", Open, probed, &reports), Verdict::Matched);
         assert_eq!(
-            judge("forged", true, probed, &reports),
+            judge("forged", Open, probed, &reports),
             Verdict::NotYetKnown
         );
         // The origin reported a segment it cut after the probe: a segment no report carries is a
-        // mismatch, except at the playlist's open end (possibly cut short where the origin
-        // stopped), which is left unjudged.
+        // mismatch; at the playlist's open end it waits for what the node lists next, and one
+        // cut short where the stream broke off is left unjudged.
         assert!(cut(11) >= probed + REPORT_CLOCK_SLACK_MS);
         reports.push(report(11, "h11", cut(11)));
-        assert_eq!(judge("forged", false, probed, &reports), Verdict::Mismatch);
-        assert_eq!(judge("forged", true, probed, &reports), Verdict::Skipped);
+        assert_eq!(judge("forged", Closed, probed, &reports), Verdict::Mismatch);
+        assert_eq!(judge("forged", Open, probed, &reports), Verdict::Open);
+        assert_eq!(
+            judge("forged", CutShort, probed, &reports),
+            Verdict::Skipped
+        );
+        // A playlist that never goes on: judged once the origin went on long enough.
+        let stuck = probed + OPEN_END_LIMIT_MS + REPORT_CLOCK_SLACK_MS;
+        reports.push(report(12, "h12", stuck - 1));
+        assert_eq!(judge("forged", Open, probed, &reports), Verdict::Open);
+        reports.push(report(13, "h13", stuck));
+        assert_eq!(judge("forged", Open, probed, &reports), Verdict::Mismatch);
+        assert_eq!(
+            judge("forged", CutShort, probed, &reports),
+            Verdict::Skipped
+        );
         // No reports at all: nothing can be judged.
-        assert_eq!(judge("forged", true, probed, &[]), Verdict::NotYetKnown);
+        assert_eq!(judge("forged", Open, probed, &[]), Verdict::NotYetKnown);
+        assert_eq!(judge("forged", Closed, probed, &[]), Verdict::NotYetKnown);
+    }
+
+    #[test]
+    fn where_a_segment_stands_in_a_playlist() {
+        let open = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\nshow/1.ts\n\
+                    #EXTINF:0.12,\nshow/2.ts\n";
+        assert_eq!(place_in(open, "show/2.ts"), Some(Open));
+        assert_eq!(place_in(open, "show/1.ts"), Some(Closed));
+        assert_eq!(place_in(open, "show/9.ts"), None);
+        let restarted = format!("{open}#EXT-X-DISCONTINUITY\n#EXTINF:4.0,\nshow/3.ts\n");
+        assert_eq!(place_in(&restarted, "show/2.ts"), Some(CutShort));
+        assert_eq!(place_in(&restarted, "show/3.ts"), Some(Open));
+        let went_on = format!(
+            "{open}#EXT-X-PROGRAM-DATE-TIME:2026-12-05T23:00:00.000Z\n\
+                               #EXTINF:4.0,\nshow/3.ts\n"
+        );
+        assert_eq!(place_in(&went_on, "show/2.ts"), Some(Closed));
+        let ended = format!("{open}#EXT-X-ENDLIST\n");
+        assert_eq!(place_in(&ended, "show/2.ts"), Some(CutShort));
     }
 
     #[test]

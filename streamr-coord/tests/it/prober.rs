@@ -3,7 +3,11 @@
 //! is down times out, one serving a segment whose origin report arrives during the download
 //! passes, and one listing only its first segment is not probed yet. While the origin's backlog
 //! is still arriving after a coordinator outage, an honest relay's newer segments are never
-//! failed, and a relay serving forged segments stamped in the future is still caught.
+//! failed, and a relay serving forged segments stamped in the future is still caught. The newest
+//! listed segment is judged too: a relay forging only that one is caught once it lists the next
+//! (or drops it from its playlist), one whose playlist stays put once the origin went on 30 s
+//! past the probe, and an honest relay's segment cut short by an origin restart (never
+//! reported, followed by a discontinuity) is never failed.
 
 use std::sync::Arc;
 
@@ -614,4 +618,271 @@ fn chrono_like_pdt(unix_ms: u64) -> String {
         rem % 60,
         unix_ms % 1000
     )
+}
+
+/// A coordinator on loopback with a stream "show" whose origin reported the segments
+/// `origin_bytes(0..reported)` just now; its admin client, its storage and its key.
+async fn coordinator_with_reports(
+    dir: &std::path::Path,
+    reported: u64,
+) -> (
+    CoordinatorClient,
+    Arc<dyn streamr_coord::Storage>,
+    streamr_core::KeyPair,
+) {
+    let storage = connect(&format!("sqlite://{}", dir.join("c.db").display()))
+        .await
+        .unwrap();
+    let config = CoordConfig {
+        admin_token: Some(ADMIN.into()),
+        ..CoordConfig::default()
+    };
+    let key = config.coordinator_key.clone();
+    let coordinator = Coordinator::new(config, Arc::clone(&storage));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = coordinator.serve(listener, std::future::pending()).await;
+    });
+    let admin = CoordinatorClient::new(&url)
+        .unwrap()
+        .with_admin_token(ADMIN);
+    admin.create_stream("show", "").await.unwrap();
+    for sequence in 0..reported {
+        admin
+            .report_segment("show", &origin_report(sequence, unix_ms()))
+            .await
+            .unwrap();
+    }
+    (admin, storage, key)
+}
+
+/// The bytes of the origin's segment `sequence`.
+fn origin_bytes(sequence: u64) -> Vec<u8> {
+    format!("origin segment {sequence}").into_bytes()
+}
+
+/// The origin's report of its segment `sequence`, cut at `published_ms`.
+fn origin_report(sequence: u64, published_ms: u64) -> SegmentReport {
+    SegmentReport {
+        sequence,
+        hash: segment_hash(&origin_bytes(sequence)),
+        published_ms,
+    }
+}
+
+/// A media playlist listing `entries` (URI under `show/`, duration; a `None` URI is an
+/// `EXT-X-DISCONTINUITY`).
+fn playlist_of(entries: &[(Option<&str>, f64)]) -> String {
+    let mut text = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-MEDIA-SEQUENCE:0\n".to_owned();
+    for (uri, duration) in entries {
+        match uri {
+            Some(uri) => text.push_str(&format!("#EXTINF:{duration:.3},\nshow/{uri}\n")),
+            None => text.push_str("#EXT-X-DISCONTINUITY\n"),
+        }
+    }
+    text
+}
+
+/// A node serving whatever `playlist` holds when asked, and at `/live/show/<name>` the bytes
+/// `segments` holds for `<name>`, only under a grant that `coordinator` signed.
+async fn changing_node(
+    coordinator: streamr_core::CoordinatorKey,
+    playlist: Arc<std::sync::Mutex<String>>,
+    segments: Vec<(&'static str, Vec<u8>)>,
+) -> String {
+    let segments = Arc::new(segments);
+    let app = axum::Router::new()
+        .route(
+            "/live/{file}",
+            get(
+                move |Query(query): Query<std::collections::HashMap<String, String>>| {
+                    let playlist = playlist.lock().unwrap().clone();
+                    async move {
+                        let granted = query
+                            .get("grant")
+                            .and_then(|token| grant_token::decode(token).ok())
+                            .is_some_and(|grant| grant.verify(&coordinator).is_ok());
+                        if !granted {
+                            return (StatusCode::FORBIDDEN, String::new());
+                        }
+                        (StatusCode::OK, playlist)
+                    }
+                },
+            ),
+        )
+        .route(
+            "/live/{stream}/{segment}",
+            get(move |Path((_, segment)): Path<(String, String)>| {
+                let segments = segments.clone();
+                async move {
+                    segments
+                        .iter()
+                        .find(|(name, _)| *name == segment)
+                        .map(|(_, bytes)| bytes.clone())
+                        .unwrap_or_default()
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+/// A relay forging only the newest segment it lists is held while that segment is its
+/// playlist's open end, and fails as soon as it lists the next one plainly (no discontinuity);
+/// one that renames its segments so the forged one is no longer listed fails as well.
+#[tokio::test]
+async fn a_relay_forging_only_its_newest_segment_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, storage, key) = coordinator_with_reports(dir.path(), 3).await;
+    let playlist = Arc::new(std::sync::Mutex::new(playlist_of(&[
+        (Some("0.ts"), 4.0),
+        (Some("1.ts"), 4.0),
+        (Some("2.ts"), 4.0),
+    ])));
+    let liar = node_record(
+        changing_node(
+            key.coordinator_key(),
+            playlist.clone(),
+            vec![
+                ("0.ts", origin_bytes(0)),
+                ("1.ts", origin_bytes(1)),
+                ("2.ts", b"forged newest".to_vec()),
+                ("3.ts", origin_bytes(3)),
+            ],
+        )
+        .await,
+    );
+    let renamed_playlist = Arc::new(std::sync::Mutex::new(playlist.lock().unwrap().clone()));
+    let renaming = node_record(
+        changing_node(
+            key.coordinator_key(),
+            renamed_playlist.clone(),
+            vec![
+                ("0.ts", origin_bytes(0)),
+                ("1.ts", origin_bytes(1)),
+                ("2.ts", b"forged newest".to_vec()),
+            ],
+        )
+        .await,
+    );
+    let prober = HttpProber::new(storage, key.clone()).flv_one_in(0);
+    assert!(prober.probe(&liar).await.is_none(), "held");
+    assert!(prober.probe(&renaming).await.is_none(), "held");
+    // The origin goes on past the probes; the liar's forged segment is still its open end.
+    admin
+        .report_segment("show", &origin_report(3, unix_ms() + 2_500))
+        .await
+        .unwrap();
+    assert!(prober.probe(&liar).await.is_none(), "held at its open end");
+    // It lists the next segment, no discontinuity between: the forged one was cut where the
+    // origin cuts, and is not the origin's.
+    *playlist.lock().unwrap() = playlist_of(&[
+        (Some("0.ts"), 4.0),
+        (Some("1.ts"), 4.0),
+        (Some("2.ts"), 4.0),
+        (Some("3.ts"), 4.0),
+    ]);
+    let result = prober.probe(&liar).await.expect("judged");
+    assert!(!result.hash_ok && !result.timed_out, "{result:?}");
+    // A segment that left the playlist before anything was seen following it is judged too.
+    *renamed_playlist.lock().unwrap() = playlist_of(&[
+        (Some("a.ts"), 4.0),
+        (Some("b.ts"), 4.0),
+        (Some("c.ts"), 4.0),
+    ]);
+    let result = prober.probe(&renaming).await.expect("judged");
+    assert!(!result.hash_ok && !result.timed_out, "{result:?}");
+}
+
+/// A relay whose playlist never lists anything past its forged newest segment is held only
+/// until the origin has gone on well past the probe (30 s of its stream), then fails.
+#[tokio::test]
+async fn a_stuck_playlist_cannot_shelter_a_forged_newest_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, storage, key) = coordinator_with_reports(dir.path(), 3).await;
+    let stuck = node_record(
+        serving_node(
+            key.coordinator_key(),
+            playlist_of(&[
+                (Some("0.ts"), 4.0),
+                (Some("1.ts"), 4.0),
+                (Some("2.ts"), 4.0),
+            ]),
+            vec![
+                ("0.ts", origin_bytes(0)),
+                ("1.ts", origin_bytes(1)),
+                ("2.ts", b"forged newest".to_vec()),
+            ],
+        )
+        .await,
+    );
+    let prober = HttpProber::new(storage, key.clone()).flv_one_in(0);
+    let probed = unix_ms();
+    assert!(prober.probe(&stuck).await.is_none(), "held");
+    // The origin goes on; 28 s past the probe an honest relay may still be waiting for the
+    // segment that follows one cut short.
+    for (sequence, ahead) in [(3, 2_500), (4, 15_000), (5, 28_000)] {
+        admin
+            .report_segment("show", &origin_report(sequence, probed + ahead))
+            .await
+            .unwrap();
+        assert!(prober.probe(&stuck).await.is_none(), "held {ahead} ms past");
+    }
+    admin
+        .report_segment("show", &origin_report(6, unix_ms() + 33_000))
+        .await
+        .unwrap();
+    let result = prober.probe(&stuck).await.expect("judged");
+    assert!(!result.hash_ok && !result.timed_out, "{result:?}");
+}
+
+/// The origin is killed and restarted: the honest relay lists a 0.12 s segment cut short
+/// where the old run stopped, which the origin never reports, and marks it with
+/// `EXT-X-DISCONTINUITY` only once the restarted origin's first segment is in. Probed while
+/// that segment is its newest, the relay is held through the origin going on, and passes.
+#[tokio::test]
+async fn an_honest_relay_cut_short_by_an_origin_restart_is_never_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, storage, key) = coordinator_with_reports(dir.path(), 2).await;
+    let playlist = Arc::new(std::sync::Mutex::new(playlist_of(&[
+        (Some("0.ts"), 4.0),
+        (Some("1.ts"), 4.0),
+        (Some("short.ts"), 0.12),
+    ])));
+    let relay = node_record(
+        changing_node(
+            key.coordinator_key(),
+            playlist.clone(),
+            vec![
+                ("0.ts", origin_bytes(0)),
+                ("1.ts", origin_bytes(1)),
+                ("short.ts", b"the old run's last 0.12 s".to_vec()),
+                ("2.ts", origin_bytes(2)),
+            ],
+        )
+        .await,
+    );
+    let prober = HttpProber::new(storage, key.clone()).flv_one_in(0);
+    assert!(prober.probe(&relay).await.is_none(), "held");
+    // The restarted origin reports its first segment, cut after the probe; the relay's
+    // playlist has not caught up yet.
+    admin
+        .report_segment("show", &origin_report(2, unix_ms() + 2_500))
+        .await
+        .unwrap();
+    assert!(prober.probe(&relay).await.is_none(), "held, not failed");
+    *playlist.lock().unwrap() = playlist_of(&[
+        (Some("0.ts"), 4.0),
+        (Some("1.ts"), 4.0),
+        (Some("short.ts"), 0.12),
+        (None, 0.0),
+        (Some("2.ts"), 4.0),
+    ]);
+    let result = prober.probe(&relay).await.expect("judged");
+    assert!(result.hash_ok && !result.timed_out, "{result:?}");
 }
