@@ -35,7 +35,10 @@
 //! restarted, or a relay's stream ended) a relay's open segment is cut short and never
 //! reported, and the relay marks it with `EXT-X-DISCONTINUITY` (or `EXT-X-ENDLIST`) once the
 //! stream goes on; only such a segment is spared (claiming discontinuities buys a lying node
-//! little: the segments on either side of one are never picked). A playlist that never goes
+//! little: the segments on either side of one are never picked). A segment that left the
+//! playlist before the prober saw what followed it drops the probe without a verdict (an
+//! honest relay's segment can leave its window during a slow probe round; a node renaming a
+//! forged segment away gains no pass). A playlist that never goes
 //! on does not shelter its newest segment: it is judged once the origin has gone on well past
 //! the probe (see [`judge`]).
 //! An HTTP-FLV probe checks that the node answers with an FLV stream; its
@@ -134,9 +137,8 @@ pub struct HttpProber {
 /// [`judge`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Place {
-    /// Another segment follows it with no `EXT-X-DISCONTINUITY` between (or it left the
-    /// playlist before the prober saw what followed): the node cut it where the origin cuts, so
-    /// it is judged like any other.
+    /// Another segment follows it with no `EXT-X-DISCONTINUITY` between: the node cut it
+    /// where the origin cuts, so it is judged like any other.
     Closed,
     /// The last segment listed, the stream going on: the node has not said yet whether it was
     /// cut where the origin cuts.
@@ -145,6 +147,11 @@ pub(crate) enum Place {
     /// the stream broke off (an origin restarted, a relay's stream ended), which the origin never
     /// reports. Not judged when it matches no report.
     CutShort,
+    /// No longer listed when the prober looked again, before it saw what followed: it cannot
+    /// tell a segment cut short (an honest relay whose segment left its window while a slow
+    /// probe round went round) from one renamed away. The probe is dropped without a verdict:
+    /// it neither fails the node nor counts as passed.
+    Gone,
 }
 
 /// Where the segment listed as `uri` stands in `playlist` (a media playlist); `None` when it is
@@ -181,6 +188,10 @@ pub(crate) enum Verdict {
     /// A segment cut short where the stream broke off ([`Place::CutShort`]), matching no report
     /// once the reports moved past the probe: never reported by the origin. Not judged.
     Skipped,
+    /// A segment that left the node's playlist before the prober saw what followed it
+    /// ([`Place::Gone`]), matching no report once the reports moved past the probe: the whole
+    /// probe is dropped without a verdict.
+    Unjudgeable,
 }
 
 /// Whether the origin's reports have moved past a probe made at `probed_ms` (the
@@ -207,7 +218,9 @@ pub(crate) fn reported_past(origin: &[SegmentRecord], probed_ms: i64) -> bool {
 /// the origin's reports cannot tell it apart (a restarted origin may cut again within one
 /// segment's time). So an unmatched segment that was the last listed is judged only once the
 /// node has listed what follows it: a mismatch when a segment follows plainly, left unjudged
-/// ([`Verdict::Skipped`]) when it was cut short ([`Place::CutShort`]). One still listed last
+/// ([`Verdict::Skipped`]) when it was cut short ([`Place::CutShort`]), and the probe dropped
+/// without a verdict ([`Verdict::Unjudgeable`]) when the segment left the playlist before the
+/// prober saw what followed it ([`Place::Gone`]). One still listed last
 /// ([`Verdict::Open`]) is a mismatch once the origin has reported a segment cut
 /// [`OPEN_END_LIMIT_MS`] after the probe: by then an honest node has listed what follows it,
 /// so a node whose playlist stays put cannot hold a forged newest segment unjudged.
@@ -221,6 +234,7 @@ pub(crate) fn judge(hash: &str, place: Place, probed_ms: i64, origin: &[SegmentR
     match place {
         Place::Closed => Verdict::Mismatch,
         Place::CutShort => Verdict::Skipped,
+        Place::Gone => Verdict::Unjudgeable,
         Place::Open if reported_past(origin, probed_ms.saturating_add(OPEN_END_LIMIT_MS)) => {
             Verdict::Mismatch
         }
@@ -599,7 +613,8 @@ impl HttpProber {
                     unknown.push((hash, place));
                     continue;
                 }
-                Verdict::Skipped => continue,
+                // A segment is [`Place::Gone`] only when the prober looks again.
+                Verdict::Skipped | Verdict::Unjudgeable => continue,
                 Verdict::Mismatch => {
                     tracing::warn!(node = %node.id, %stream, %hash, "probed segment matches no origin hash");
                     hash_ok = false;
@@ -678,10 +693,9 @@ impl HttpProber {
             match self.fetch(&held.playlist_url).await {
                 Ok(playlist) => {
                     let text = String::from_utf8_lossy(&playlist.bytes);
-                    // A segment no longer listed left before the prober saw what followed it:
-                    // an honest node keeps it listed for a window of segments, so it is
-                    // judged like any other.
-                    let place = place_in(&text, &held.newest_uri).unwrap_or(Place::Closed);
+                    // A segment no longer listed left before the prober saw what followed it
+                    // (see [`Place::Gone`]).
+                    let place = place_in(&text, &held.newest_uri).unwrap_or(Place::Gone);
                     for (_, open) in held.unknown.iter_mut().filter(|(_, p)| *p == Place::Open) {
                         *open = place;
                     }
@@ -698,9 +712,14 @@ impl HttpProber {
             .await
             .unwrap_or_default();
         let mut failed = false;
+        let mut unjudgeable = false;
         held.unknown.retain(|(hash, place)| {
             match judge(hash, *place, held.probed_ms, &reports) {
                 Verdict::Matched => false,
+                Verdict::Unjudgeable => {
+                    unjudgeable = true;
+                    false
+                }
                 Verdict::NotYetKnown | Verdict::Open => true,
                 Verdict::Skipped => {
                     tracing::debug!(node = %node.id, stream = %held.stream, %hash,
@@ -718,6 +737,11 @@ impl HttpProber {
         if failed {
             held.result.hash_ok = false;
             return (Some(held.result), false);
+        }
+        if unjudgeable {
+            tracing::info!(node = %node.id, stream = %held.stream,
+                "the probed node's newest segment left its playlist before what followed it was seen; the probe is dropped unjudged");
+            return (None, false);
         }
         if held.unknown.is_empty() {
             return (Some(held.result), false);
@@ -880,7 +904,7 @@ impl ProbeRunner for HttpProber {
 
 #[cfg(test)]
 mod tests {
-    use super::Place::{Closed, CutShort, Open};
+    use super::Place::{Closed, CutShort, Gone, Open};
     use super::{
         judge, place_in, probe_candidates, redacted, ProbeFailure, Verdict, OPEN_END_LIMIT_MS,
         REPORT_CLOCK_SLACK_MS,
@@ -933,6 +957,10 @@ mod tests {
         assert_eq!(
             judge("forged", CutShort, probed, &reports),
             Verdict::Skipped
+        );
+        assert_eq!(
+            judge("forged", Gone, probed, &reports),
+            Verdict::Unjudgeable
         );
         // A playlist that never goes on: judged once the origin went on long enough.
         let stuck = probed + OPEN_END_LIMIT_MS + REPORT_CLOCK_SLACK_MS;

@@ -734,7 +734,9 @@ async fn changing_node(
 
 /// A relay forging only the newest segment it lists is held while that segment is its
 /// playlist's open end, and fails as soon as it lists the next one plainly (no discontinuity);
-/// one that renames its segments so the forged one is no longer listed fails as well.
+/// one that renames its segments so the forged one is no longer listed gets no verdict (an
+/// honest relay's segment can leave its window while a slow probe round goes round), so it
+/// never passes.
 #[tokio::test]
 async fn a_relay_forging_only_its_newest_segment_is_caught() {
     let dir = tempfile::tempdir().unwrap();
@@ -789,14 +791,14 @@ async fn a_relay_forging_only_its_newest_segment_is_caught() {
     ]);
     let result = prober.probe(&liar).await.expect("judged");
     assert!(!result.hash_ok && !result.timed_out, "{result:?}");
-    // A segment that left the playlist before anything was seen following it is judged too.
+    // A segment that left the playlist before anything was seen following it: the probe is
+    // dropped without a verdict, neither failed nor passed.
     *renamed_playlist.lock().unwrap() = playlist_of(&[
         (Some("a.ts"), 4.0),
         (Some("b.ts"), 4.0),
         (Some("c.ts"), 4.0),
     ]);
-    let result = prober.probe(&renaming).await.expect("judged");
-    assert!(!result.hash_ok && !result.timed_out, "{result:?}");
+    assert!(prober.probe(&renaming).await.is_none(), "dropped unjudged");
 }
 
 /// A relay whose playlist never lists anything past its forged newest segment is held only
