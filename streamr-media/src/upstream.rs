@@ -10,10 +10,13 @@
 //! HLS segments cut here are byte-identical to the origin's and viewers can verify them against
 //! the origin's hashes. When an upstream fails (an error, a closed connection, or silence in the
 //! middle of its stream for [`UpstreamConfig::stall_timeout`]) the pull moves on to the next one
-//! within the same publish: the new upstream's replay of frames already relayed (its GOP cache)
-//! is dropped and local viewers continue without a gap where the replay covers it, or else from
-//! the next keyframe. Only when every upstream failed in a row do local viewers see the
-//! publisher leave.
+//! within the same publish: it asks the new upstream to resume at the keyframe at or before the
+//! last frame relayed ([`RESUME_PARAM`]; a StreamrP2P node holds several seconds), the replay of
+//! frames already relayed is dropped and local viewers continue without a gap, so the segment
+//! open across the switch stays the origin's byte for byte. An upstream that cannot (another
+//! server, or one whose ring no longer reaches back) replays its GOP cache: where that does not
+//! cover what was missed, local viewers continue from the next keyframe. Only when every
+//! upstream failed in a row do local viewers see the publisher leave.
 //! With an [`UpstreamSource`] (a coordinator-built relay tree) the upstreams are asked for per
 //! stream at the start of each round, the source is told which ones failed, and the pull asks
 //! again at once when an upstream fails (going straight to the replacement it names, else on
@@ -96,6 +99,24 @@ pub trait UpstreamSource: Send + Sync + std::fmt::Debug + 'static {
 /// Longest wait for an [`UpstreamSource`] asked right after an upstream failed; without an
 /// answer the pull goes on down the list it has (the failed upstream's ancestors).
 const FAILOVER_ASK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The play request's query parameter with which a pull failing over asks its next upstream to
+/// resume after the frame it relayed last (a timestamp in milliseconds, see
+/// [`Publisher::resume_point`]): a StreamrP2P node then starts it at the keyframe at or before
+/// it ([`RelayHub::subscribe_resuming`]) rather than at its newest one, so no frame between
+/// goes missing and the segments cut across the switch stay the origin's. Other servers ignore
+/// it and replay their GOP cache.
+pub const RESUME_PARAM: &str = "streamr_resume";
+
+/// The resume timestamp a play request's query carries ([`RESUME_PARAM`]), if any.
+pub fn resume_from_query(query: &str) -> Option<u32> {
+    query.split('&').find_map(|pair| {
+        pair.strip_prefix(RESUME_PARAM)?
+            .strip_prefix('=')?
+            .parse()
+            .ok()
+    })
+}
 
 /// `rtmp://host[:port]?query` → `rtmp://host[:port]`.
 fn upstream_base(upstream: &str) -> &str {
@@ -301,6 +322,12 @@ impl UpstreamPuller {
                 if let Some(PlayQuery(make)) = &self.config.play_query {
                     play.push(if play.contains('?') { '&' } else { '?' });
                     play.push_str(&make(key));
+                }
+                // A failover: the next upstream resumes after what was relayed, not at its
+                // newest keyframe, which may lie past it.
+                if let Some(at) = publisher.as_ref().and_then(Publisher::resume_point) {
+                    play.push(if play.contains('?') { '&' } else { '?' });
+                    play.push_str(&format!("{RESUME_PARAM}={at}"));
                 }
                 let url = match RtmpUrl::parse(&play) {
                     Ok(url) => url,
@@ -645,5 +672,17 @@ mod tests {
         assert_eq!(upstream_base("rtmp://h:1935?grant=ab"), "rtmp://h:1935");
         let url = RtmpUrl::parse(&play_url("rtmp://h:1935?grant=ab", &key)).unwrap();
         assert_eq!((url.host.as_str(), url.port), ("h", 1935));
+    }
+
+    #[test]
+    fn a_play_query_carries_the_resume_point() {
+        assert_eq!(
+            resume_from_query("grant=ab&streamr_resume=5903"),
+            Some(5903)
+        );
+        assert_eq!(resume_from_query("streamr_resume=0"), Some(0));
+        assert_eq!(resume_from_query("grant=ab"), None);
+        assert_eq!(resume_from_query("streamr_resume=-1"), None);
+        assert_eq!(resume_from_query("streamr_resumed=5"), None);
     }
 }

@@ -224,6 +224,24 @@ impl RelayHub {
     /// live stream immediately gets metadata, sequence headers and the current GOP from its
     /// keyframe; otherwise it starts at the next keyframe.
     pub fn subscribe(&self, key: StreamKey) -> Result<Subscription, RelayError> {
+        self.subscribe_viewer(key, None)
+    }
+
+    /// Subscribes a viewer that already has this stream's frames up to timestamp `at`: a relay
+    /// whose upstream failed, reconnecting here to continue (see
+    /// [`Publisher::resume_point`]). It starts at the newest keyframe (the newest frame of an
+    /// audio-only stream) at or before `at` still held, so what it receives overlaps what it
+    /// relayed, and the relay drops the overlap and goes on without losing a frame; when the
+    /// ring no longer reaches back that far, at the cached GOP like any viewer.
+    pub fn subscribe_resuming(&self, key: StreamKey, at: u32) -> Result<Subscription, RelayError> {
+        self.subscribe_viewer(key, Some(at))
+    }
+
+    fn subscribe_viewer(
+        &self,
+        key: StreamKey,
+        resume_at: Option<u32>,
+    ) -> Result<Subscription, RelayError> {
         let stream = self.inner.stream(&key)?;
         let viewers = lock(&stream.viewers).len();
         if viewers >= self.inner.config.max_viewers_per_stream {
@@ -233,7 +251,13 @@ impl RelayHub {
                 limit: self.inner.config.max_viewers_per_stream,
             });
         }
-        Ok(Subscription::new(self.inner.clone(), key, stream, true))
+        Ok(Subscription::new(
+            self.inner.clone(),
+            key,
+            stream,
+            true,
+            resume_at,
+        ))
     }
 
     /// Subscribes one of the node's own consumers (such as the live HLS segmenter) to `key`. It
@@ -243,7 +267,13 @@ impl RelayHub {
     /// the stream known to the hub, so a republish reaches it.
     pub fn subscribe_internal(&self, key: StreamKey) -> Result<Subscription, RelayError> {
         let stream = self.inner.stream(&key)?;
-        Ok(Subscription::new(self.inner.clone(), key, stream, false))
+        Ok(Subscription::new(
+            self.inner.clone(),
+            key,
+            stream,
+            false,
+            None,
+        ))
     }
 
     /// Whether `key` has a live publisher.
@@ -414,6 +444,14 @@ impl Publisher {
     /// without seeing the publisher leave.
     pub fn rejoin_upstream(&self) {
         self.stream.rejoin();
+    }
+
+    /// Where a [`Timeline::Upstream`] publisher asks its next upstream to resume after a
+    /// failover: the timestamp of the newest frame relayed on the track viewers start on (video
+    /// when there is video), on the upstream's timeline, which the next upstream passes to
+    /// [`RelayHub::subscribe_resuming`]. `None` for a local publisher or before any frame.
+    pub fn resume_point(&self) -> Option<u32> {
+        self.stream.resume_point()
     }
 }
 

@@ -255,6 +255,18 @@ impl Stream {
         }
     }
 
+    /// Where a [`Timeline::Upstream`] publisher reconnecting to an upstream asks it to resume
+    /// (see [`RelayHub::subscribe_resuming`](super::RelayHub::subscribe_resuming)): the newest
+    /// frame relayed on the track that starts viewers (video when the stream has video, else
+    /// audio), on the upstream's timeline. `None` before any such frame.
+    pub(crate) fn resume_point(&self) -> Option<u32> {
+        let state = lock(&self.state);
+        if !state.publishing || state.timeline != Timeline::Upstream {
+            return None;
+        }
+        state.last_video.or(state.last_audio)
+    }
+
     /// Marks the end of the current publish and tells the viewers.
     pub(crate) fn end_publish(&self) {
         let next = {
@@ -560,7 +572,7 @@ fn admit_upstream(state: &mut StreamState, frame: &Frame) -> Admit {
 }
 
 /// Whether the 32-bit wrapping timestamp `a` is at or after `b` (within half the range).
-fn is_after(a: u32, b: u32) -> bool {
+pub(crate) fn is_after(a: u32, b: u32) -> bool {
     a.wrapping_sub(b) < u32::MAX / 2
 }
 

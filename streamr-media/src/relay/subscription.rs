@@ -7,7 +7,7 @@ use tokio::sync::watch;
 use super::frame::{Frame, FrameKind};
 use super::hub::HubInner;
 use super::stats::{ViewerCounters, ViewerStats};
-use super::stream::{lock, Entry, Slot, Stream, StreamState, COUNTER};
+use super::stream::{is_after, lock, Entry, Slot, Stream, StreamState, COUNTER};
 use super::StreamKey;
 
 /// What a viewer receives, in order.
@@ -69,11 +69,15 @@ struct BatchCounts {
 }
 
 impl Subscription {
+    /// A subscription starting at the cached GOP (or, with `resume_at`, at the newest sync
+    /// point at or before that timestamp still in the ring, see
+    /// [`RelayHub::subscribe_resuming`](super::RelayHub::subscribe_resuming)).
     pub(crate) fn new(
         hub: Arc<HubInner>,
         key: StreamKey,
         stream: Arc<Stream>,
         metered: bool,
+        resume_at: Option<u32>,
     ) -> Self {
         let id = stream.next_viewer_id.fetch_add(1, COUNTER);
         let counters = Arc::new(ViewerCounters::default());
@@ -85,15 +89,16 @@ impl Subscription {
         let head = stream.head.subscribe();
         let mut state = lock(&stream.state);
         // Start at the cached GOP when there is one, otherwise at the next keyframe.
-        let (cursor, pos_frames, pos_bytes) = match state
-            .latest_sync
-            .and_then(|seq| state.get(seq).map(|entry| (seq, entry)))
-        {
-            Some((seq, entry)) if state.publishing => {
-                (seq, entry.frames_before, entry.bytes_before)
-            }
-            _ => (state.next_seq(), state.total_frames, state.total_bytes),
-        };
+        let start = resume_at
+            .and_then(|at| sync_at_or_before(&state, at))
+            .or(state.latest_sync);
+        let (cursor, pos_frames, pos_bytes) =
+            match start.and_then(|seq| state.get(seq).map(|entry| (seq, entry))) {
+                Some((seq, entry)) if state.publishing => {
+                    (seq, entry.frames_before, entry.bytes_before)
+                }
+                _ => (state.next_seq(), state.total_frames, state.total_bytes),
+            };
         let generation = state.generation;
         let live = state.publishing;
         if !metered {
@@ -310,6 +315,31 @@ impl Subscription {
         }
         self.cursor = self.cursor.saturating_add(1);
     }
+}
+
+/// The newest sync point of the current publish still in the ring whose timestamp is at or
+/// before `at`: where a subscriber that already has the frames up to `at` resumes, so that
+/// what it receives overlaps what it has instead of leaving a gap.
+fn sync_at_or_before(state: &StreamState, at: u32) -> Option<u64> {
+    if !state.publishing {
+        return None;
+    }
+    for seq in (state.front_seq..state.next_seq()).rev() {
+        let entry = state.get(seq)?;
+        if entry.generation != state.generation {
+            return None;
+        }
+        if let Slot::Frame {
+            frame,
+            sync: Some(_),
+        } = &entry.slot
+        {
+            if is_after(at, frame.timestamp()) {
+                return Some(seq);
+            }
+        }
+    }
+    None
 }
 
 /// A start bundle's frame as a joining viewer gets it: sequence headers stamped with the

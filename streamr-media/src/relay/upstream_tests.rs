@@ -278,3 +278,69 @@ fn an_own_publisher_going_backwards_is_still_rebased() {
         })
     );
 }
+
+#[test]
+fn a_viewer_resuming_starts_at_the_keyframe_before_its_last_frame() {
+    let hub = RelayHub::default();
+    let publisher = hub.publish(key()).unwrap();
+    send_headers(&publisher, 0, 1);
+    for index in 0..13 {
+        send_frame(&publisher, index);
+    }
+    let video = |seen: &[Seen]| media_indices(seen).0;
+    // A plain viewer starts at the newest keyframe (frame 10).
+    let mut plain = hub.subscribe(key()).unwrap();
+    assert_eq!(video(&drain(&mut plain)), vec![10, 11, 12]);
+    // A relay that had up to frame 8 (at 1 320 ms) resumes at keyframe 5, with the headers.
+    let mut resuming = hub.subscribe_resuming(key(), 1_000 + 8 * 40).unwrap();
+    let seen = drain(&mut resuming);
+    assert!(matches!(seen.first(), Some(Seen::Metadata(_))), "{seen:?}");
+    assert_eq!(video(&seen), (5..13).collect::<Vec<_>>());
+    // On a keyframe: from that keyframe.
+    let mut resuming = hub.subscribe_resuming(key(), 1_000 + 5 * 40).unwrap();
+    assert_eq!(video(&drain(&mut resuming)), (5..13).collect::<Vec<_>>());
+    // Before anything the ring holds: at the cached GOP, like any viewer.
+    let mut resuming = hub.subscribe_resuming(key(), 10).unwrap();
+    assert_eq!(video(&drain(&mut resuming)), vec![10, 11, 12]);
+}
+
+#[test]
+fn a_failover_resuming_from_the_upstream_loses_no_frame_even_past_its_newest_keyframe() {
+    let upstream = RelayHub::default();
+    let origin = upstream.publish(key()).unwrap();
+    send_headers(&origin, 0, 1);
+    for index in 0..12 {
+        send_frame(&origin, index);
+    }
+    let hub = RelayHub::default();
+    let mut viewer = hub.subscribe(key()).unwrap();
+    let publisher = hub.publish_with(key(), Timeline::Upstream).unwrap();
+    send_headers(&publisher, 0, 1);
+    for index in 0..8 {
+        send_frame(&publisher, index);
+    }
+    // The new upstream is already past keyframe 10: its GOP cache would lose frames 8 and 9.
+    publisher.rejoin_upstream();
+    let at = publisher.resume_point().unwrap();
+    assert_eq!(at, 1_000 + 7 * 40, "the last video frame relayed");
+    let mut next = upstream.subscribe_resuming(key(), at).unwrap();
+    let mut events = Vec::new();
+    while next.try_recv_batch(&mut events, 64) > 0 {}
+    for event in events {
+        if let RelayEvent::Frame(frame) = event {
+            publisher.send(frame.kind(), frame.timestamp(), frame.payload().clone());
+        }
+    }
+    let (video, audio) = media_indices(&drain(&mut viewer));
+    assert_eq!(video, (0..12).collect::<Vec<_>>(), "every frame once");
+    assert_eq!(audio, (0..12).collect::<Vec<_>>(), "every frame once");
+    assert_eq!(hub.publisher_timeline(&key()), Some(Timeline::Upstream));
+    let local = hub
+        .publish(StreamKey::parse("live", "local").unwrap())
+        .unwrap();
+    assert_eq!(
+        local.resume_point(),
+        None,
+        "a local publisher resumes nothing"
+    );
+}

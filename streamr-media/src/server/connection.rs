@@ -648,7 +648,12 @@ impl<'a> Connection<'a> {
             self.session.reject_play(stream_id, &refusal.reason)?;
             return Ok(());
         }
-        match self.shared.hub.subscribe(request.key.clone()) {
+        // A relay failing over from another upstream resumes where it stopped.
+        let subscribed = match crate::upstream::resume_from_query(&request.query) {
+            Some(at) => self.shared.hub.subscribe_resuming(request.key.clone(), at),
+            None => self.shared.hub.subscribe(request.key.clone()),
+        };
+        match subscribed {
             Ok(subscription) => {
                 // The Play.Start status must reach the player before the first frame.
                 self.session.accept_play(stream_id)?;

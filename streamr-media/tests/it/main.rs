@@ -25,6 +25,7 @@ mod ll_relay_numbering;
 mod ll_relay_pull_end;
 mod play_gate;
 mod publish_flv;
+mod relay_resume;
 mod relay_server;
 mod rtmp_client_ffmpeg;
 mod rtmp_ffmpeg_capture;

@@ -388,6 +388,10 @@ enum Death {
     Closes,
     /// It vanishes: its connections stay open but carry nothing more.
     GoesSilent,
+    /// It vanishes, and the stream goes on past the next keyframe before the edge notices: the
+    /// second relay's cached GOP then starts after the edge's last frame, so the edge must ask it
+    /// to resume from further back to lose nothing.
+    GoesSilentPastAKeyframe,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -398,6 +402,11 @@ async fn failover_when_a_relay_closes_keeps_the_origin_timeline_and_its_segments
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_when_a_relay_goes_silent_keeps_the_origin_timeline_and_its_segments() {
     failover_mid_stream(Death::GoesSilent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_after_the_stream_went_past_a_keyframe_resumes_without_losing_a_frame() {
+    failover_mid_stream(Death::GoesSilentPastAKeyframe).await;
 }
 
 async fn failover_mid_stream(death: Death) {
@@ -420,7 +429,9 @@ async fn failover_mid_stream(death: Death) {
     let frozen = CancellationToken::new();
     let first_address = match death {
         Death::Closes => first.local_addr(),
-        Death::GoesSilent => freezable_proxy(first.local_addr(), frozen.clone()).await,
+        Death::GoesSilent | Death::GoesSilentPastAKeyframe => {
+            freezable_proxy(first.local_addr(), frozen.clone()).await
+        }
     };
 
     let edge_hub = RelayHub::default();
@@ -481,16 +492,40 @@ async fn failover_mid_stream(death: Death) {
     )
     .await;
 
+    let mut rest = split;
     match death {
         Death::Closes => first.shutdown().await,
         Death::GoesSilent => frozen.cancel(),
+        Death::GoesSilentPastAKeyframe => {
+            frozen.cancel();
+            // Within the stall timeout (1 s), the origin goes on past the keyframe at 10 s.
+            rest = timeline
+                .iter()
+                .position(|(_, timestamp, _)| *timestamp >= 10_300)
+                .expect("a long enough sample");
+            for (kind, timestamp, payload) in &timeline[split..rest] {
+                publisher
+                    .send_media(*kind, *timestamp, payload.clone())
+                    .await
+                    .expect("sends");
+            }
+            let last = timeline[..rest]
+                .iter()
+                .filter(|(kind, _, _)| *kind == MediaKind::Video)
+                .map(|(_, timestamp, _)| *timestamp)
+                .max();
+            wait_until("the second relay relayed past the keyframe", || {
+                last_video(&second_recording) == last
+            })
+            .await;
+        }
     }
     wait_until("the edge pulls from the second relay", || {
         second.hub().stream_stats(&key).map(|s| s.viewers.len()) == Some(2)
     })
     .await;
     // Sent a GOP at a time, so no relay's viewer falls behind its lag budget and skips.
-    send_gop_by_gop(&mut publisher, &timeline[split..], &edge_recording, || {}).await;
+    send_gop_by_gop(&mut publisher, &timeline[rest..], &edge_recording, || {}).await;
     let status = edge.status(&key).expect("the edge pulls");
     assert_eq!(
         status.upstream.as_deref(),

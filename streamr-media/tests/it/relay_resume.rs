@@ -1,0 +1,240 @@
+//! A relay whose upstream dies in the middle of a segment and that fails over to another
+//! upstream keeps cutting the origin's segments and LL-HLS parts byte for byte, the one open
+//! across the switch included.
+//!
+//! By the time the relay reconnects, the new upstream may have published past its next
+//! keyframe: its cached GOP then starts after the last frame the relay relayed, so replaying it
+//! loses the frames in between and the open segment is none of the origin's. The relay asks the
+//! new upstream to resume at the keyframe at or before its last frame
+//! ([`RelayHub::subscribe_resuming`]), drops the overlap, and loses nothing.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
+use streamr_media::hls::{
+    LlEvent, LlPackager, LlPackagerConfig, Segmenter, SegmenterConfig, SegmenterEvent,
+};
+use streamr_media::relay::{FrameKind, Publisher, RelayEvent, RelayHub, Subscription, Timeline};
+use streamr_media::StreamKey;
+
+/// The shipped sample's tags.
+fn sample_tags() -> Vec<FlvTag> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.flv");
+    let mut reader = FlvReader::new();
+    reader.push(&std::fs::read(path).expect("the sample"));
+    let mut tags = Vec::new();
+    while let Ok(Some(tag)) = reader.next_tag() {
+        tags.push(tag);
+    }
+    tags
+}
+
+fn key() -> StreamKey {
+    StreamKey::parse("live", "show").expect("key")
+}
+
+fn kind(tag: &FlvTag) -> FrameKind {
+    match tag.tag_type {
+        FlvTagType::Audio => FrameKind::Audio,
+        FlvTagType::Video => FrameKind::Video,
+        _ => FrameKind::Metadata,
+    }
+}
+
+fn is_keyframe(tag: &FlvTag) -> bool {
+    tag.tag_type == FlvTagType::Video && tag.data.first().is_some_and(|b| b >> 4 == 1)
+}
+
+fn send(publisher: &Publisher, tags: &[FlvTag]) {
+    for tag in tags {
+        publisher.send(kind(tag), tag.timestamp, tag.data.clone());
+    }
+}
+
+/// Everything `subscription` has now, as tags.
+fn drain(subscription: &mut Subscription) -> Vec<FlvTag> {
+    let mut events = Vec::new();
+    while subscription.try_recv_batch(&mut events, 64) > 0 {}
+    events
+        .into_iter()
+        .filter_map(|event| match event {
+            RelayEvent::Frame(frame) => Some(FlvTag {
+                tag_type: match frame.kind() {
+                    FrameKind::Audio => FlvTagType::Audio,
+                    FrameKind::Video => FlvTagType::Video,
+                    _ => FlvTagType::ScriptData,
+                },
+                timestamp: frame.timestamp(),
+                stream_id: 0,
+                data: frame.payload().clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What a node's live HLS cuts from `tags`: the MPEG-TS segments it lists (start and hash)
+/// and the LL-HLS parts it reports (hash).
+#[derive(Debug, Default)]
+struct Cut {
+    segments: Vec<(u64, blake3::Hash)>,
+    parts: Vec<blake3::Hash>,
+}
+
+fn cut(tags: &[FlvTag], joining: bool) -> Cut {
+    let config = SegmenterConfig {
+        segment_duration_ms: 1_000,
+        target_duration_secs: 4,
+    };
+    let segmenter = Segmenter::new(config);
+    let mut segmenter = if joining {
+        segmenter.joining_mid_stream()
+    } else {
+        segmenter
+    };
+    let mut packager = LlPackager::new(LlPackagerConfig::default());
+    let mut out = Cut::default();
+    for tag in tags {
+        for event in segmenter.push(tag).expect("segmented") {
+            if let SegmenterEvent::SegmentReady(segment) = event {
+                out.segments
+                    .push((segment.start_timestamp_ms, segment.hash));
+            }
+        }
+        for event in packager
+            .push(tag, segmenter.current_segment())
+            .expect("packaged")
+        {
+            if let LlEvent::PartReady(part) = event {
+                out.parts.push(part.hash);
+            }
+        }
+    }
+    out
+}
+
+/// The position of the `n`th keyframe (from 0) among `tags`, and the timestamp of the video
+/// frame three before it.
+fn split_at_keyframe(tags: &[FlvTag], n: usize) -> (usize, u32) {
+    let position = tags
+        .iter()
+        .enumerate()
+        .filter(|(_, tag)| is_keyframe(tag))
+        .nth(n)
+        .map(|(at, _)| at)
+        .expect("enough keyframes");
+    let before = tags[..position]
+        .iter()
+        .filter(|tag| tag.tag_type == FlvTagType::Video)
+        .rev()
+        .nth(2)
+        .expect("frames before the keyframe");
+    (position, before.timestamp)
+}
+
+/// The relay had the origin's frames up to the video frame at `last_video` (in the order the
+/// origin received them) when its upstream died; by the time it reconnects, the new upstream
+/// has published up to `published` tags. Returns what the relay's viewers and live HLS got.
+fn relay_across_a_failover(
+    tags: &[FlvTag],
+    last_video: u32,
+    published: usize,
+    resume: bool,
+) -> Vec<FlvTag> {
+    let upstream = RelayHub::default();
+    let origin = upstream.publish(key()).expect("publish upstream");
+    send(&origin, &tags[..published]);
+
+    let relay = RelayHub::default();
+    let mut hls = relay.subscribe_internal(key()).expect("subscribe");
+    let pull = relay
+        .publish_with(key(), Timeline::Upstream)
+        .expect("publish relay");
+    let relayed = tags
+        .iter()
+        .position(|tag| tag.tag_type == FlvTagType::Video && tag.timestamp == last_video)
+        .expect("the last video frame relayed");
+    send(&pull, &tags[..=relayed]);
+
+    // The failover: reconnect to the new upstream and relay what it sends.
+    pull.rejoin_upstream();
+    let at = pull.resume_point();
+    assert_eq!(
+        at,
+        Some(last_video),
+        "the relay resumes after its last frame"
+    );
+    let mut next = match (resume, at) {
+        (true, Some(at)) => upstream.subscribe_resuming(key(), at),
+        _ => upstream.subscribe(key()),
+    }
+    .expect("play the new upstream");
+    let replay = drain(&mut next);
+    send(&pull, &replay);
+    send(&origin, &tags[published..]);
+    send(&pull, &drain(&mut next));
+    drop(pull);
+    drain(&mut hls)
+}
+
+#[test]
+fn a_relay_failing_over_mid_segment_keeps_the_origins_segments_and_parts() {
+    let tags = sample_tags();
+    let origin = cut(&tags, false);
+    // The sample has a keyframe every 2 s (23, 2023, 4023 ms...), each starting a segment. The
+    // upstream died three frames before the one at 6023 ms; the new upstream is 200 ms past it
+    // when the relay reconnects, so its cached GOP starts after the relay's last frame.
+    let (keyframe_at, last_video) = split_at_keyframe(&tags, 3);
+    let keyframe_ms = tags[keyframe_at].timestamp;
+    let published = tags
+        .iter()
+        .position(|tag| tag.timestamp > keyframe_ms + 200)
+        .expect("the sample goes on");
+
+    let gop_replay = relay_across_a_failover(&tags, last_video, published, false);
+    let lost: Vec<u32> = tags
+        .iter()
+        .filter(|tag| tag.tag_type == FlvTagType::Video)
+        .map(|tag| tag.timestamp)
+        .filter(|ms| *ms > last_video && !gop_replay.iter().any(|t| t.timestamp == *ms))
+        .collect();
+    assert!(
+        !lost.is_empty(),
+        "the new upstream's cached GOP starts past the relay's last frame"
+    );
+
+    let resumed = relay_across_a_failover(&tags, last_video, published, true);
+    let relay = cut(&resumed, true);
+    let coded_video = |tags: &[FlvTag]| -> Vec<(u32, Bytes)> {
+        tags.iter()
+            .filter(|tag| tag.tag_type == FlvTagType::Video && tag.data.get(1) == Some(&1))
+            .map(|tag| (tag.timestamp, tag.data.clone()))
+            .collect()
+    };
+    let (origin_video, relay_video) = (coded_video(&tags), coded_video(&resumed));
+    assert!(
+        origin_video.ends_with(&relay_video),
+        "every video frame once, in order, none missing"
+    );
+    // Every segment the relay lists is the origin's, none lost from its second on (its first
+    // is cut where it joined and not listed).
+    let first_listed = origin
+        .segments
+        .iter()
+        .position(|s| s == &relay.segments[0])
+        .expect("the relay's first listed segment is the origin's");
+    assert_eq!(relay.segments[..], origin.segments[first_listed..]);
+    let spanning = relay
+        .segments
+        .windows(2)
+        .any(|w| w[0].0 <= u64::from(last_video) && u64::from(last_video) < w[1].0);
+    assert!(spanning, "the segment open across the switch is listed");
+    // LL-HLS: every part the relay reports is the origin's, the ones across the switch too.
+    let first_part = origin
+        .parts
+        .iter()
+        .position(|p| *p == relay.parts[0])
+        .expect("the relay's first part is the origin's");
+    assert_eq!(relay.parts[..], origin.parts[first_part..]);
+}
