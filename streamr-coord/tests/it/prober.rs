@@ -432,45 +432,12 @@ async fn serving_node(
     playlist: String,
     segments: Vec<(&'static str, Vec<u8>)>,
 ) -> String {
-    let segments = Arc::new(segments);
-    let app = axum::Router::new()
-        .route(
-            "/live/{file}",
-            get(
-                move |Query(query): Query<std::collections::HashMap<String, String>>| {
-                    let playlist = playlist.clone();
-                    async move {
-                        let granted = query
-                            .get("grant")
-                            .and_then(|token| grant_token::decode(token).ok())
-                            .is_some_and(|grant| grant.verify(&coordinator).is_ok());
-                        if !granted {
-                            return (StatusCode::FORBIDDEN, String::new());
-                        }
-                        (StatusCode::OK, playlist)
-                    }
-                },
-            ),
-        )
-        .route(
-            "/live/{stream}/{segment}",
-            get(move |Path((_, segment)): Path<(String, String)>| {
-                let segments = segments.clone();
-                async move {
-                    segments
-                        .iter()
-                        .find(|(name, _)| *name == segment)
-                        .map(|(_, bytes)| bytes.clone())
-                        .unwrap_or_default()
-                }
-            }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    changing_node(
+        coordinator,
+        Arc::new(std::sync::Mutex::new(playlist)),
+        segments,
+    )
+    .await
 }
 
 /// After a coordinator outage the origin's reports so far stop 12 s back and its journal's

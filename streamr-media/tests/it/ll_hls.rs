@@ -151,9 +151,10 @@ fn segments_follow_the_ts_cuts_and_parts_stay_within_the_part_target() {
     assert!(check_ll_playlist(&text).is_empty());
 }
 
-#[test]
-fn a_node_joining_mid_stream_produces_identical_bytes_for_every_segment_it_lists() {
-    let tags = media("av_bframes.flv");
+/// What a relay joining `tags` mid-stream is handed: the sequence headers, then its GOP cache
+/// from a keyframe in the middle of the stream (the fourth, not on a segment boundary); with
+/// that keyframe's index in `tags`.
+fn joined_mid_stream(tags: &[FlvTag]) -> (Vec<FlvTag>, usize) {
     let headers: Vec<FlvTag> = tags
         .iter()
         .filter(|t| {
@@ -163,8 +164,6 @@ fn a_node_joining_mid_stream_produces_identical_bytes_for_every_segment_it_lists
         })
         .cloned()
         .collect();
-    // The relay hands a joining viewer the sequence headers, then its GOP cache: start at a
-    // keyframe in the middle of the stream (not on a segment boundary).
     let join = tags
         .iter()
         .enumerate()
@@ -174,15 +173,22 @@ fn a_node_joining_mid_stream_produces_identical_bytes_for_every_segment_it_lists
         .map(|(i, _)| i)
         .nth(3)
         .unwrap();
+    let joined = headers
+        .into_iter()
+        .chain(tags[join..].iter().cloned())
+        .collect();
+    (joined, join)
+}
+
+#[test]
+fn a_node_joining_mid_stream_produces_identical_bytes_for_every_segment_it_lists() {
+    let tags = media("av_bframes.flv");
+    let (joined, join) = joined_mid_stream(&tags);
     let mut origin = stream();
     let mut origin_out = Collected::default();
     feed(&mut origin, &tags, &mut origin_out);
     let mut friend = stream().joining_mid_stream();
     let mut friend_out = Collected::default();
-    let joined: Vec<FlvTag> = headers
-        .into_iter()
-        .chain(tags[join..].iter().cloned())
-        .collect();
     feed(&mut friend, &joined, &mut friend_out);
     // The friend leaves out the segment it opened at the joining keyframe (it cannot know whether
     // the origin cut there) and lists the origin's bytes for all the others.
@@ -222,24 +228,7 @@ fn a_node_joining_mid_stream_stamps_its_segments_with_the_origins_program_date_t
     // The first segment a friend cuts is not listed; its duration must not move the first one
     // listed back in time (that showed as one segment, ~4 s, of latency in the browser).
     let tags = media("av_bframes.flv");
-    let headers: Vec<FlvTag> = tags
-        .iter()
-        .filter(|t| {
-            t.tag_type == FlvTagType::Audio && t.data.get(1) == Some(&0)
-                || t.tag_type == FlvTagType::Video
-                    && classify_video(&t.data).is_ok_and(|i| i.packet == PacketKind::SequenceHeader)
-        })
-        .cloned()
-        .collect();
-    let join = tags
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| {
-            t.tag_type == FlvTagType::Video && t.data.first().is_some_and(|b| b >> 4 == 1)
-        })
-        .map(|(i, _)| i)
-        .nth(3)
-        .unwrap();
+    let (joined, join) = joined_mid_stream(&tags);
     // One clock: stream timestamp t was published at `epoch + t`.
     let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
     let first_ms = u64::from(tags[0].timestamp);
@@ -250,10 +239,6 @@ fn a_node_joining_mid_stream_stamps_its_segments_with_the_origins_program_date_t
     let caught_up_ms = u64::from(tags[join + 5].timestamp);
     let mut friend = stream().joining_mid_stream();
     friend.set_program_date_time_at(epoch + Duration::from_millis(caught_up_ms), caught_up_ms);
-    let joined: Vec<FlvTag> = headers
-        .into_iter()
-        .chain(tags[join..].iter().cloned())
-        .collect();
     feed(&mut friend, &joined, &mut Collected::default());
     let origin_text = origin.playlist().render(false);
     let friend_text = friend.playlist().render(false);
