@@ -289,6 +289,10 @@ pub(crate) async fn heartbeat(
     result.map(Json)
 }
 
+/// The most streams (and relayed streams' upstreams) one heartbeat may list: a node serving
+/// more is not a friend node, and each entry is stored and walked at every tree decision.
+const MAX_HEARTBEAT_STREAMS: usize = 1024;
+
 /// Checks what is cheap on the request path (size, skew window, a nonce this process has seen
 /// committed) and leaves the signature of a heartbeat without receipts to the writer, which
 /// checks a whole batch at once. A heartbeat with receipts has its signature checked here,
@@ -304,10 +308,21 @@ async fn accept_heartbeat(
             reason: format!("at most {limit} receipts per heartbeat"),
         });
     }
+    let body = &request.heartbeat.body;
+    for (field, count) in [
+        ("heartbeat.streams", body.streams.len()),
+        ("heartbeat.upstreams", body.upstreams.len()),
+    ] {
+        if count > MAX_HEARTBEAT_STREAMS {
+            return Err(ApiError::InvalidField {
+                field,
+                reason: format!("at most {MAX_HEARTBEAT_STREAMS} per heartbeat"),
+            });
+        }
+    }
     let now = now_ms();
     let skew_ms = u64::try_from(state.config.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
     let limit_ms = i64::try_from(skew_ms).unwrap_or(i64::MAX);
-    let body = &request.heartbeat.body;
     let skew = u64::try_from(now).unwrap_or(0).abs_diff(body.timestamp_ms);
     if skew > skew_ms {
         return Err(signature_error(

@@ -29,6 +29,7 @@ on_both_backends!(
     a_relay_is_recorded_where_its_heartbeat_says_it_pulls_from,
     two_children_of_one_operator_cannot_evict_their_parent,
     a_report_is_confirmed_by_the_coordinators_own_probe_of_the_parent,
+    a_heartbeat_naming_too_many_upstreams_is_refused,
 );
 
 const K: usize = 2;
@@ -584,6 +585,39 @@ async fn heartbeat_pulling_from(api: &Client, node: &KeyPair, nonce: u64, upstre
         .post("/nodes/heartbeat", &json!({ "heartbeat": heartbeat }))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A node's heartbeat is network input: one listing more upstreams (or streams) than any
+/// friend node relays gets a 400 and changes nothing, however the node signs it.
+async fn a_heartbeat_naming_too_many_upstreams_is_refused(db: &TestDb) {
+    let (api, _origin, relays) = setup(db, 1).await;
+    let node = &relays[0];
+    let upstream = KeyPair::from_seed([99; 32]).node_id();
+    let heartbeat = Signed::sign(
+        NodeHeartbeat {
+            node_id: node.node_id(),
+            timestamp_ms: now_ms(),
+            nonce: 10,
+            streams: vec![StreamId::new("show").expect("stream id")],
+            viewers: 0,
+            bytes_served: 0,
+            unattested_bytes: 0,
+            upstreams: (0..1025)
+                .map(|i| RelayUpstream {
+                    stream: StreamId::new(format!("s{i}")).expect("stream id"),
+                    upstream,
+                })
+                .collect(),
+        },
+        node,
+    );
+    let (status, body) = api
+        .post("/nodes/heartbeat", &json!({ "heartbeat": heartbeat }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("heartbeat.upstreams"), "{body}");
+    // The node's next honest heartbeat (same nonce) is still taken: nothing was claimed.
+    heartbeat_carrying(&api, node, 10, 0, &["show"]).await;
 }
 
 async fn a_relay_is_recorded_where_its_heartbeat_says_it_pulls_from(db: &TestDb) {

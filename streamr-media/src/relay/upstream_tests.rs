@@ -304,6 +304,40 @@ fn a_viewer_resuming_starts_at_the_keyframe_before_its_last_frame() {
     assert_eq!(video(&drain(&mut resuming)), vec![10, 11, 12]);
 }
 
+/// `streamr_resume` comes from the network: any value starts a viewer at a keyframe the ring
+/// holds (never mid-GOP, never past the live edge), and values from no time the stream has
+/// reached start it where a plain viewer starts.
+#[test]
+fn a_hostile_resume_point_starts_at_a_keyframe_or_the_cached_gop() {
+    let hub = RelayHub::default();
+    let publisher = hub.publish(key()).unwrap();
+    send_headers(&publisher, 0, 1);
+    for index in 0..13 {
+        send_frame(&publisher, index);
+    }
+    let video = |seen: &[Seen]| media_indices(seen).0;
+    for at in [
+        0,
+        1,
+        u32::MAX,
+        u32::MAX / 2,
+        u32::MAX / 2 + 1,
+        1_000 + 1_000_000,
+    ] {
+        let mut resuming = hub.subscribe_resuming(key(), at).unwrap();
+        let seen = video(&drain(&mut resuming));
+        assert!(
+            seen == (0..13).collect::<Vec<_>>()
+                || seen == (5..13).collect::<Vec<_>>()
+                || seen == vec![10, 11, 12],
+            "resume at {at}: {seen:?}"
+        );
+    }
+    // Far ahead of the stream: the newest keyframe, as a plain viewer.
+    let mut ahead = hub.subscribe_resuming(key(), 1_000 + 1_000_000).unwrap();
+    assert_eq!(video(&drain(&mut ahead)), vec![10, 11, 12]);
+}
+
 #[test]
 fn a_failover_resuming_from_the_upstream_loses_no_frame_even_past_its_newest_keyframe() {
     let upstream = RelayHub::default();
