@@ -13,7 +13,9 @@
 //! - [`GrantChecker`] checks the grant a viewer presents to a node (its URL form in
 //!   [`grant_token`]);
 //! - [`ReceiptVerifier`] checks receipts against grants and the origin's [`SegmentChain`];
-//! - [`ProbeSummary`] (availability, capacity) and [`Router`] (seeded, replayable routing);
+//! - [`ProbeSummary`] (availability, capacity), [`probe_judge`] (when a probed segment is
+//!   judged against the origin's reports, and the held-probe state machine) and [`Router`]
+//!   (seeded, replayable routing);
 //! - [`FraudEngine`] turns [`EpochObservations`] into reward inputs, evidence and penalties;
 //! - [`Settlement`] splits the pool ([`split_pool`]), keeps the double-entry [`Ledger`], closes
 //!   each epoch with an [`EpochStatement`] and a [`MerkleTree`], and pays through a
@@ -77,6 +79,7 @@ mod merkle;
 mod origin;
 mod part_report;
 mod payout;
+pub mod probe_judge;
 mod probes;
 mod receipt;
 mod rewards;
