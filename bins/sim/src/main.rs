@@ -2,12 +2,14 @@
 //! receipts, batch verification, probes, fraud rules, settlement, Merkle statements, payouts) on
 //! a synthetic network with honest behaviours, the attacks A1–A10 and the threats of
 //! `--threat` (framing, fresh-key farms, idle claims, receipt withholding), and reports how
-//! well the rules did. `--adaptive` lets the attacker search its parameters for profit.
+//! well the rules did. `--relay-scenarios` and `--probe-scenarios` run the relay-tree and the
+//! prober's scenarios instead. `--adaptive` lets the attacker search its parameters for profit.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod adaptive;
 mod metrics;
 mod output;
+mod probes;
 mod relay;
 mod run;
 mod scenario;
@@ -43,6 +45,11 @@ struct Cli {
     /// attacks on that) and report each attacker's gain against its bound.
     #[arg(long, env = "STREAMR_SIM_RELAY_SCENARIOS")]
     relay_scenarios: bool,
+    /// Run the probe scenarios instead (the prober's judge rule against honest relays through
+    /// outages and origin restarts, and against relays lying to it) and report each relay's
+    /// availability and reward against the honest baseline.
+    #[arg(long, env = "STREAMR_SIM_PROBE_SCENARIOS")]
+    probe_scenarios: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,6 +61,15 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&outcomes)?);
         } else {
             print!("{}", relay::table(&outcomes));
+        }
+        return Ok(());
+    }
+    if cli.probe_scenarios {
+        let outcomes = probes::run_all();
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&outcomes)?);
+        } else {
+            print!("{}", probes::table(&outcomes));
         }
         return Ok(());
     }
