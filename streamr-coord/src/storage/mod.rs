@@ -12,11 +12,11 @@ pub(crate) use records::to_wire;
 pub use records::LlSegment;
 pub use records::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
-    HeartbeatWrite, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic, NodePrefixRecord,
-    NodeRecord, NodeSessionCounts, NodeUsage, PartRecord, PartsStored, PayoutRecord,
-    PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord,
-    RelayReportRecord, RelayReports, SegmentRecord, SessionRecord, SessionUsageRow,
-    SettlementRecord, SettlementWrite, StatsRow, StreamRecord, Totals,
+    HeartbeatWrite, HeldProbeRecord, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic,
+    NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PartRecord, PartsStored,
+    PayoutRecord, PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord,
+    RelayAssignmentRecord, RelayReportRecord, RelayReports, SegmentRecord, SessionRecord,
+    SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, StreamRecord, Totals,
 };
 pub use sql::{HeartbeatFlush, PostgresStorage, SqliteStorage};
 
@@ -177,6 +177,33 @@ pub trait Storage: Send + Sync + 'static {
     async fn insert_probe(&self, probe: &ProbeRecord) -> StorageResult<()>;
     /// Every probe result of an epoch.
     async fn probes_for_epoch(&self, epoch: i64) -> StorageResult<Vec<ProbeRecord>>;
+
+    /// Stores a held probe (unleased) and forgets those held before `forget_before_ms` (their
+    /// node stopped being probed: deregistered or inactive).
+    async fn hold_probe(&self, probe: &HeldProbeRecord, forget_before_ms: i64)
+        -> StorageResult<()>;
+    /// Takes the lease of `node_id`'s oldest held probe that no replica works on at `now_ms`,
+    /// until `lease_until_ms`: `Ok(Some)` with it, `Ok(None)` when there is none free. Two
+    /// replicas never both get one probe while its lease lasts.
+    async fn claim_held_probe(
+        &self,
+        node_id: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> StorageResult<Option<HeldProbeRecord>>;
+    /// Whether `node_id` has a held probe, leased or not.
+    async fn has_held_probe(&self, node_id: &str) -> StorageResult<bool>;
+    /// Stores a held probe's new state and gives its lease up, if the lease taken as
+    /// `lease_until_ms` is still the caller's; returns whether it was.
+    async fn release_held_probe(
+        &self,
+        probe_id: &str,
+        lease_until_ms: i64,
+        state_json: &str,
+    ) -> StorageResult<bool>;
+    /// Deletes a held probe once judged (or dropped), if the lease taken as `lease_until_ms` is
+    /// still the caller's; returns whether it was (only then may its verdict be recorded).
+    async fn finish_held_probe(&self, probe_id: &str, lease_until_ms: i64) -> StorageResult<bool>;
 
     /// Each node's verified delivery to viewers in an epoch (the coordinator's probe sessions
     /// left out).

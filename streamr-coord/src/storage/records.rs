@@ -455,6 +455,23 @@ pub struct ProbeRecord {
     pub probed_at_ms: i64,
 }
 
+/// A probe held until the origin's reports can judge it (table `held_probes`): what the
+/// prober needs to finish it, as JSON, and the lease under which one replica works on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct HeldProbeRecord {
+    /// Random id of the probe.
+    pub probe_id: String,
+    /// The node probed.
+    pub node_id: String,
+    /// The prober's state of the probe (JSON).
+    pub state_json: String,
+    /// When it was first held, unix ms.
+    pub held_ms: i64,
+    /// Until when a replica works on it, unix ms; 0 (or past) when no one does. A claim sets
+    /// it, and only the claim holding that value may update or finish the probe.
+    pub lease_until_ms: i64,
+}
+
 /// One charge against a grant budget: `cost` units of what `subject` (a viewer key or a source
 /// prefix, in `scope`) may spend per epoch, `limit`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,9 +14,9 @@ use sqlx::sqlite::{
 
 use super::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
-    HeartbeatWrite, LedgerEntryRecord, LlSegment, NodeDownRecord, NodeEpochTraffic,
-    NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PartRecord, PartsStored,
-    PayoutRecord, PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord,
+    HeartbeatWrite, HeldProbeRecord, LedgerEntryRecord, LlSegment, NodeDownRecord,
+    NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PartRecord,
+    PartsStored, PayoutRecord, PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord,
     RelayAssignmentRecord, RelayReportRecord, RelayReports, SegmentRecord, SessionRecord,
     SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, Storage, StorageResult,
     StreamRecord, Totals,
@@ -1537,6 +1537,102 @@ macro_rules! sql_storage {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(StorageError::query("probes_for_epoch"))
+            }
+
+            async fn hold_probe(
+                &self,
+                probe: &HeldProbeRecord,
+                forget_before_ms: i64,
+            ) -> StorageResult<()> {
+                let op = "hold_probe";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                sqlx::query(&$sql("DELETE FROM held_probes WHERE held_ms < $1"))
+                    .bind(forget_before_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                sqlx::query(&$sql(
+                    "INSERT INTO held_probes (probe_id, node_id, state_json, held_ms, \
+                     lease_until_ms) VALUES ($1, $2, $3, $4, 0)",
+                ))
+                .bind(&probe.probe_id)
+                .bind(&probe.node_id)
+                .bind(&probe.state_json)
+                .bind(probe.held_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(StorageError::query(op))?;
+                tx.commit().await.map_err(StorageError::query(op))?;
+                Ok(())
+            }
+
+            async fn claim_held_probe(
+                &self,
+                node_id: &str,
+                now_ms: i64,
+                lease_until_ms: i64,
+            ) -> StorageResult<Option<HeldProbeRecord>> {
+                // The lease is re-checked on the row the update locks: a replica that lost the
+                // race to another's claim updates nothing.
+                sqlx::query_as::<_, HeldProbeRecord>(&$sql(
+                    "UPDATE held_probes SET lease_until_ms = $3 \
+                     WHERE probe_id = (SELECT probe_id FROM held_probes \
+                     WHERE node_id = $1 AND lease_until_ms <= $2 \
+                     ORDER BY held_ms, probe_id LIMIT 1) AND lease_until_ms <= $2 \
+                     RETURNING probe_id, node_id, state_json, held_ms, lease_until_ms",
+                ))
+                .bind(node_id)
+                .bind(now_ms)
+                .bind(lease_until_ms)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StorageError::query("claim_held_probe"))
+            }
+
+            async fn has_held_probe(&self, node_id: &str) -> StorageResult<bool> {
+                let row: Option<(String,)> = sqlx::query_as(&$sql(
+                    "SELECT probe_id FROM held_probes WHERE node_id = $1 LIMIT 1",
+                ))
+                .bind(node_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StorageError::query("has_held_probe"))?;
+                Ok(row.is_some())
+            }
+
+            async fn release_held_probe(
+                &self,
+                probe_id: &str,
+                lease_until_ms: i64,
+                state_json: &str,
+            ) -> StorageResult<bool> {
+                let done = sqlx::query(&$sql(
+                    "UPDATE held_probes SET state_json = $3, lease_until_ms = 0 \
+                     WHERE probe_id = $1 AND lease_until_ms = $2",
+                ))
+                .bind(probe_id)
+                .bind(lease_until_ms)
+                .bind(state_json)
+                .execute(&self.pool)
+                .await
+                .map_err(StorageError::query("release_held_probe"))?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn finish_held_probe(
+                &self,
+                probe_id: &str,
+                lease_until_ms: i64,
+            ) -> StorageResult<bool> {
+                let done = sqlx::query(&$sql(
+                    "DELETE FROM held_probes WHERE probe_id = $1 AND lease_until_ms = $2",
+                ))
+                .bind(probe_id)
+                .bind(lease_until_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(StorageError::query("finish_held_probe"))?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn usage_for_epoch(&self, epoch: i64) -> StorageResult<Vec<NodeUsage>> {

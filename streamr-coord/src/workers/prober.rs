@@ -1,49 +1,47 @@
-//! The probe runner that fetches from real nodes: a probe is a viewer, and a node cannot tell
-//! it from one. Each probe uses a fresh viewer key and a grant shaped like every viewer's
-//! (the same lifetime and byte allowance), is recorded as a session like a viewer's, and plays
-//! like a player: usually HLS, fetching the playlist and then the two or three newest segments
-//! in order (as players do when they join a live stream), signing a cumulative receipt for
-//! each segment whose content it verified and posting it to the node, which forwards it like
-//! any other; sometimes HTTP-FLV, reading the stream for a few seconds (and, like a plain
-//! player, sending no receipt). When each node is probed again is drawn at random around the
-//! probe interval.
+//! The probe runner that fetches from real nodes: a probe is a viewer, and a node cannot tell it
+//! from one. Each probe uses a fresh viewer key and a grant shaped like every viewer's (the same
+//! lifetime and byte allowance), is recorded as a session like a viewer's, and plays like a player:
+//! usually HLS, fetching the playlist and then the two or three newest segments in order (as
+//! players do when they join a live stream), signing a cumulative receipt for each segment whose
+//! content it verified and posting it to the node, which forwards it like any other; sometimes
+//! HTTP-FLV, reading the stream for a few seconds (and, like a plain player, sending no receipt).
+//! When each node is probed again is drawn at random around the probe interval.
 //!
-//! Probe sessions are marked `probe` in the coordinator's own session records, which nodes
-//! never see: settlement leaves them unpaid.
+//! Probe sessions are marked `probe` in the coordinator's own session records, which nodes never
+//! see: settlement leaves them unpaid.
 //!
 //! HLS probes measure time to first byte and the throughput sustained over all the segments
-//! fetched. Each segment's BLAKE3 hash must equal one the origin reported for that stream.
-//! Segments are matched by hash among the origin's recent reports, not by sequence number: a
-//! node that started relaying mid-stream numbers its segments from its own start, while the
-//! content of each segment (cut on the same timestamp grid) is byte-identical to the origin's.
+//! fetched. Each segment's BLAKE3 hash must equal one the origin reported for that stream. Segments
+//! are matched by hash among the origin's recent reports, not by sequence number: a node that
+//! started relaying mid-stream numbers its segments from its own start, while the content of each
+//! segment (cut on the same timestamp grid) is byte-identical to the origin's.
 //!
-//! A probed segment is judged only once the origin's report of it can have arrived (see
-//! [`judge`]): a node can only serve what the origin cut before the probe downloaded it, and
-//! the origin delivers its reports in order (from its on-disk journal after a coordinator
-//! outage), so once the coordinator holds a report of a segment the origin cut after the
-//! download, every segment the node served is either among the reports or not the origin's.
-//! Until then a segment matching no report is *not yet known*, neither passed nor failed:
-//! the origin's report of the newest one may be in flight, or its backlog still arriving
-//! after a coordinator outage. Such a probe is held and settled on a later round (its result
-//! is recorded then), or dropped unjudged when the origin reports nothing past it for
-//! [`PENDING_LIMIT`] (what the coordinator never heard of is no evidence against a node). The
-//! bound is the prober's own clock, never a time or place the node claims (its
-//! `EXT-X-PROGRAM-DATE-TIME` or media sequence), so stamping segments in the future buys a
-//! lying node nothing: its segment is a mismatch as soon as the origin has reported one cut
-//! after the download. The newest listed segment is judged once the node lists what follows
+//! A probed segment is judged only once the origin's report of it can have arrived (the rule is
+//! [`streamr_core::probe_judge`], which the simulator runs too): a node can only serve what the
+//! origin cut before the probe downloaded it, and the origin delivers its reports in order (from
+//! its on-disk journal after a coordinator outage), so once the coordinator holds a report of a
+//! segment the origin cut after the download, every segment the node served is either among the
+//! reports or not the origin's. Until then a segment matching no report is *not yet known*, neither
+//! passed nor failed: the origin's report of the newest one may be in flight, or its backlog still
+//! arriving after a coordinator outage. Such a probe is held and settled on a later round (its
+//! result is recorded then), or dropped unjudged when the origin reports nothing past it for
+//! [`HOLD_LIMIT_MS`](streamr_core::probe_judge::HOLD_LIMIT_MS) (what the coordinator never heard of
+//! is no evidence against a node). The bound is the prober's own clock, never a time or place the
+//! node claims (its `EXT-X-PROGRAM-DATE-TIME` or media sequence), so stamping segments in the
+//! future buys a lying node nothing: its segment is a mismatch as soon as the origin has reported
+//! one cut after the download. The newest listed segment is judged once the node lists what follows
 //! it (the prober polls the playlist again, as a player does): where the origin stopped (it was
-//! restarted, or a relay's stream ended) a relay's open segment is cut short and never
-//! reported, and the relay marks it with `EXT-X-DISCONTINUITY` (or `EXT-X-ENDLIST`) once the
-//! stream goes on; only such a segment is spared (claiming discontinuities buys a lying node
-//! little: the segments on either side of one are never picked). A segment that left the
-//! playlist before the prober saw what followed it drops the probe without a verdict (an
-//! honest relay's segment can leave its window during a slow probe round; a node renaming a
-//! forged segment away gains no pass). A playlist that never goes
-//! on does not shelter its newest segment: it is judged once the origin has gone on well past
-//! the probe (see [`judge`]).
-//! An HTTP-FLV probe checks that the node answers with an FLV stream; its
-//! throughput follows the stream's bitrate, so it is not a capacity measurement and only its
-//! failures are recorded.
+//! restarted, or a relay's stream ended) a relay's open segment is cut short and never reported,
+//! and the relay marks it with `EXT-X-DISCONTINUITY` (or `EXT-X-ENDLIST`) once the stream goes on;
+//! only such a segment is spared (claiming discontinuities buys a lying node little: the segments
+//! on either side of one are never picked). A segment that left the playlist before the prober saw
+//! what followed it drops the probe without a verdict (an honest relay's segment can leave its
+//! window during a slow probe round; a node renaming a forged segment away gains no pass). A
+//! playlist that never goes on does not shelter its newest segment: it is judged once the origin
+//! has gone on well past the probe (see [`judge`]). Held probes are kept in storage: a coordinator
+//! restart does not drop them, and any replica finishes one under a lease, so no two replicas judge
+//! it. An HTTP-FLV probe checks that the node answers with an FLV stream; its throughput follows
+//! the stream's bitrate, so it is not a capacity measurement and only its failures are recorded.
 //!
 //! A stream whose origin reported nothing for [`REPORTS_CURRENT`] (not being published, or its
 //! origin cut off from the coordinator) is not probed: nothing it served could be judged. Segments
@@ -55,13 +53,17 @@ use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore};
+use serde::{Deserialize, Serialize};
+use streamr_core::probe_judge::{
+    judge, place_in, probe_candidates, HeldProbe, OriginReports, Place, SegmentVerdict, Settle,
+};
 use streamr_core::{
     segment_hash, ContentDigest, KeyPair, NodeId, ProbeResult, SessionGrant, SessionId, Signed,
     SignedGrant, SignedReceipt, StreamId, ViewerReceipt,
 };
 
 use crate::grant_token;
-use crate::storage::{NodeRecord, SegmentRecord, SessionRecord, Storage};
+use crate::storage::{HeldProbeRecord, NodeRecord, SegmentRecord, SessionRecord, Storage};
 use crate::wire::ReceiptsRequest;
 use crate::workers::ProbeRunner;
 
@@ -72,17 +74,13 @@ const REPORTS_CURRENT: Duration = Duration::from_secs(20);
 /// Origin segment reports a held probe's segments are looked up in (the reports delivered
 /// since the probe, a backlog included, are among them).
 const PENDING_SEGMENTS: i64 = 600;
-/// How far ahead of the coordinator's clock the origin's may run before a report it stamped
-/// after a probe could be one it cut before it (the probe then waits that much longer).
-const REPORT_CLOCK_SLACK_MS: i64 = 2_000;
-/// How long a probe whose segments are not known yet is held for the origin's reports to move
-/// past it; then it is dropped unjudged.
-const PENDING_LIMIT: Duration = Duration::from_secs(120);
-/// How far past a probe the origin's reports may move while the newest probed segment, matching
-/// none of them, is still the last one the node lists; then it is judged (see [`judge`]). An
-/// honest relay lists what follows a segment cut short within two target durations of the
-/// origin going on (it may leave the new run's first segment out).
-const OPEN_END_LIMIT_MS: i64 = 30_000;
+/// How long one replica may work on a held probe before another may take it over (it fetches
+/// one playlist, at most the request timeout, and reads the reports).
+const HELD_LEASE_MS: i64 = 60_000;
+/// Held probes older than this are forgotten when another is held: their node is no longer
+/// probed (a held probe is otherwise settled or dropped within
+/// [`streamr_core::probe_judge::HOLD_LIMIT_MS`]).
+const HELD_FORGET_MS: i64 = 600_000;
 /// Largest segment a probe downloads.
 const MAX_SEGMENT_BYTES: usize = 64 << 20;
 /// One HLS probe fetches this many segments at least and at most (fewer when fewer are listed).
@@ -130,133 +128,34 @@ pub struct HttpProber {
     grant_bytes_per_second: u64,
     flv_one_in: u32,
     next_due: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
-    pending: std::sync::Mutex<std::collections::HashMap<String, Pending>>,
 }
 
-/// Where a probed segment stands in the node's playlist, as far as the prober has seen (see
-/// [`judge`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Place {
-    /// Another segment follows it with no `EXT-X-DISCONTINUITY` between: the node cut it
-    /// where the origin cuts, so it is judged like any other.
-    Closed,
-    /// The last segment listed, the stream going on: the node has not said yet whether it was
-    /// cut where the origin cuts.
-    Open,
-    /// Followed by `EXT-X-DISCONTINUITY`, or the last before `EXT-X-ENDLIST`: cut short where
-    /// the stream broke off (an origin restarted, a relay's stream ended), which the origin never
-    /// reports. Not judged when it matches no report.
-    CutShort,
-    /// No longer listed when the prober looked again, before it saw what followed: it cannot
-    /// tell a segment cut short (an honest relay whose segment left its window while a slow
-    /// probe round went round) from one renamed away. The probe is dropped without a verdict:
-    /// it neither fails the node nor counts as passed.
-    Gone,
-}
-
-/// Where the segment listed as `uri` stands in `playlist` (a media playlist); `None` when it is
-/// not listed.
-pub(crate) fn place_in(playlist: &str, uri: &str) -> Option<Place> {
-    let mut lines = playlist.lines().map(str::trim);
-    lines.find(|line| *line == uri)?;
-    for line in lines {
-        if line == "#EXT-X-DISCONTINUITY" || line == "#EXT-X-ENDLIST" {
-            return Some(Place::CutShort);
-        }
-        if !line.is_empty() && !line.starts_with('#') {
-            return Some(Place::Closed);
-        }
-    }
-    Some(Place::Open)
-}
-
-/// What the origin's reports say of one probed segment (see [`judge`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// The origin reported these bytes.
-    Matched,
-    /// No report matches yet, and the origin's reports have not moved past the probe: its
-    /// report may still arrive. Neither passed nor failed.
-    NotYetKnown,
-    /// No report matches, the origin's reports moved past the probe, and the segment is still
-    /// the open end of the node's playlist: whether it was cut short is known once the node
-    /// lists what follows it (the prober looks again). Neither passed nor failed.
-    Open,
-    /// No report matches, and the origin has reported a segment it cut after the probe: not
-    /// the origin's.
-    Mismatch,
-    /// A segment cut short where the stream broke off ([`Place::CutShort`]), matching no report
-    /// once the reports moved past the probe: never reported by the origin. Not judged.
-    Skipped,
-    /// A segment that left the node's playlist before the prober saw what followed it
-    /// ([`Place::Gone`]), matching no report once the reports moved past the probe: the whole
-    /// probe is dropped without a verdict.
-    Unjudgeable,
-}
-
-/// Whether the origin's reports have moved past a probe made at `probed_ms` (the
-/// coordinator's clock): the newest reported segment was cut after it, allowing
-/// [`REPORT_CLOCK_SLACK_MS`] for the origin's clock. Reports arrive in order, so every segment
-/// the origin cut before the probe has been reported by then.
-pub(crate) fn reported_past(origin: &[SegmentRecord], probed_ms: i64) -> bool {
-    origin
-        .iter()
-        .map(|s| s.published_ms)
-        .max()
-        .is_some_and(|newest| newest >= probed_ms.saturating_add(REPORT_CLOCK_SLACK_MS))
-}
-
-/// The verdict on a segment hashing to `hash` that a probe finished downloading at
-/// `probed_ms`, standing at `place` in the node's playlist, given the origin's reports:
-/// matched when one carries that hash, else not yet known until the reports moved past the
-/// probe ([`reported_past`]), else a mismatch. Only the probe's own time bounds the wait, never
-/// anything the node claims.
-///
-/// The exceptions are at the end of the node's playlist. Where the origin stopped (it was
-/// killed and restarted, a relay's stream ended) a relay's open segment is cut short and never
-/// reported, and the relay marks that with `EXT-X-DISCONTINUITY` only once the stream goes on;
-/// the origin's reports cannot tell it apart (a restarted origin may cut again within one
-/// segment's time). So an unmatched segment that was the last listed is judged only once the
-/// node has listed what follows it: a mismatch when a segment follows plainly, left unjudged
-/// ([`Verdict::Skipped`]) when it was cut short ([`Place::CutShort`]), and the probe dropped
-/// without a verdict ([`Verdict::Unjudgeable`]) when the segment left the playlist before the
-/// prober saw what followed it ([`Place::Gone`]). One still listed last
-/// ([`Verdict::Open`]) is a mismatch once the origin has reported a segment cut
-/// [`OPEN_END_LIMIT_MS`] after the probe: by then an honest node has listed what follows it,
-/// so a node whose playlist stays put cannot hold a forged newest segment unjudged.
-pub(crate) fn judge(hash: &str, place: Place, probed_ms: i64, origin: &[SegmentRecord]) -> Verdict {
-    if origin.iter().any(|s| s.hash == hash) {
-        return Verdict::Matched;
-    }
-    if !reported_past(origin, probed_ms) {
-        return Verdict::NotYetKnown;
-    }
-    match place {
-        Place::Closed => Verdict::Mismatch,
-        Place::CutShort => Verdict::Skipped,
-        Place::Gone => Verdict::Unjudgeable,
-        Place::Open if reported_past(origin, probed_ms.saturating_add(OPEN_END_LIMIT_MS)) => {
-            Verdict::Mismatch
-        }
-        Place::Open => Verdict::Open,
-    }
-}
-
-/// A probe held until the origin's reports can judge the segments it could not match yet.
-#[derive(Debug)]
-struct Pending {
+/// What the prober keeps of a held probe (JSON in [`HeldProbeRecord::state_json`]): the core's
+/// judging state and what it needs to finish the probe.
+#[derive(Debug, Serialize, Deserialize)]
+struct HeldState {
     stream: String,
-    /// When the probe finished downloading (unix ms, the coordinator's clock).
-    probed_ms: i64,
-    /// Hashes of the segments not known yet, each with where it stands in the node's playlist.
-    unknown: Vec<(String, Place)>,
     /// The node's playlist (with the probe's grant) and the newest probed segment's URI as
     /// listed there: looked at again while that segment is [`Place::Open`].
     playlist_url: String,
     newest_uri: String,
     /// The probe's result, its segments so far all matched.
     result: ProbeResult,
-    since: Instant,
+    /// The segments not judged yet.
+    probe: HeldProbe,
+}
+
+/// The origin's reports as the judge reads them.
+fn origin_reports(records: &[SegmentRecord]) -> OriginReports {
+    records
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s.hash.parse::<ContentDigest>().ok()?,
+                u64::try_from(s.published_ms).ok()?,
+            ))
+        })
+        .collect()
 }
 
 impl std::fmt::Debug for HttpProber {
@@ -337,7 +236,6 @@ impl HttpProber {
             grant_bytes_per_second: defaults.grant_bytes_per_second,
             flv_one_in: FLV_ONE_IN,
             next_due: std::sync::Mutex::default(),
-            pending: std::sync::Mutex::default(),
         }
     }
 
@@ -587,11 +485,11 @@ impl HttpProber {
         // Every segment was cut by the origin before it was downloaded; judge each against the
         // reports read before and after the download (the report of the newest one may have
         // arrived meanwhile).
-        let probed_ms = i64::try_from(crate::client::unix_ms()).unwrap_or(i64::MAX);
-        let mut reports = origin.to_vec();
-        reports.extend(self.origin_segments(stream).await.unwrap_or_default());
-        let mut hash_ok = true;
-        let mut unknown = Vec::new();
+        let probed_ms = crate::client::unix_ms();
+        let mut records = origin.to_vec();
+        records.extend(self.origin_segments(stream).await.unwrap_or_default());
+        let reports = origin_reports(&records);
+        let mut segments = Vec::new();
         let mut bytes_total = 0u64;
         let mut receipt_seq = 0u64;
         let mut download = Duration::ZERO;
@@ -599,29 +497,20 @@ impl HttpProber {
         let newest = fetched.len().saturating_sub(1);
         for (index, segment) in fetched.iter().enumerate() {
             download += segment.total;
-            let hash = segment_hash(&segment.bytes).to_string();
+            let digest = segment_hash(&segment.bytes);
             let place = if index == newest {
                 probed.newest_place
             } else {
                 Place::Closed
             };
-            match judge(&hash, place, probed_ms, &reports) {
-                Verdict::Matched => {}
-                Verdict::NotYetKnown | Verdict::Open => {
-                    // What the coordinator has not heard of yet is no evidence against the
-                    // node: neither judged nor acknowledged now (viewers' receipts cover it).
-                    unknown.push((hash, place));
-                    continue;
-                }
-                // A segment is [`Place::Gone`] only when the prober looks again.
-                Verdict::Skipped | Verdict::Unjudgeable => continue,
-                Verdict::Mismatch => {
-                    tracing::warn!(node = %node.id, %stream, %hash, "probed segment matches no origin hash");
-                    hash_ok = false;
-                    continue;
-                }
+            segments.push((digest, place));
+            // Only what the origin reported is acknowledged; what it has not reported yet is no
+            // evidence against the node (viewers' receipts cover it).
+            if judge(&digest, place, probed_ms, &reports) != SegmentVerdict::Matched {
+                continue;
             }
-            let Some(matched) = reports.iter().find(|s| s.hash == hash) else {
+            let hash = digest.to_string();
+            let Some(matched) = records.iter().find(|s| s.hash == hash) else {
                 continue;
             };
             bytes_total = bytes_total.saturating_add(segment.bytes.len() as u64);
@@ -645,60 +534,100 @@ impl HttpProber {
         let bytes: usize = fetched.iter().map(|f| f.bytes.len()).sum();
         let secs = download.as_secs_f64().max(0.000_001);
         let ttfb = fetched.first().map_or(Duration::ZERO, |f| f.ttfb);
-        let result = ProbeResult {
+        let mut result = ProbeResult {
             node_id,
-            hash_ok,
+            hash_ok: true,
             timed_out: false,
             ttfb_ms: u64::try_from(ttfb.as_millis()).unwrap_or(u64::MAX),
             throughput_bytes_per_s: (bytes as f64 / secs) as u64,
         };
-        if !hash_ok || unknown.is_empty() {
-            return Some(result);
+        let mut probe = HeldProbe::new(probed_ms, probed_ms, segments);
+        match probe.settle(&reports, probed_ms) {
+            Settle::Hold => {}
+            Settle::Fail => {
+                tracing::warn!(node = %node.id, %stream, "probed segment matches no origin hash");
+                result.hash_ok = false;
+                return Some(result);
+            }
+            Settle::Dropped(reason) => {
+                tracing::info!(node = %node.id, %stream, ?reason, "probe dropped unjudged");
+                return None;
+            }
+            _ => return Some(result),
         }
-        tracing::debug!(node = %node.id, %stream, unknown = unknown.len(),
+        tracing::debug!(node = %node.id, %stream, unknown = probe.segments.len(),
             "probed segments not reported yet; the probe waits for the origin's reports");
-        self.lock_pending().insert(
-            node.id.clone(),
-            Pending {
+        self.hold(
+            node,
+            HeldState {
                 stream: stream.to_owned(),
-                probed_ms,
-                unknown,
                 playlist_url: probed.playlist_url,
                 newest_uri: probed.newest_uri,
                 result,
-                since: Instant::now(),
+                probe,
             },
-        );
+        )
+        .await;
         None
     }
 
-    fn lock_pending(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Pending>> {
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Keeps a held probe in storage, where any replica can finish it.
+    async fn hold(&self, node: &NodeRecord, held: HeldState) {
+        let mut id = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        let now = i64::try_from(crate::client::unix_ms()).unwrap_or(i64::MAX);
+        let record = HeldProbeRecord {
+            probe_id: hex::encode(id),
+            node_id: node.id.clone(),
+            state_json: serde_json::to_string(&held).unwrap_or_default(),
+            held_ms: i64::try_from(held.probe.held_ms).unwrap_or(i64::MAX),
+            lease_until_ms: 0,
+        };
+        if let Err(error) = self
+            .storage
+            .hold_probe(&record, now.saturating_sub(HELD_FORGET_MS))
+            .await
+        {
+            tracing::warn!(node = %node.id, %error, "the held probe could not be stored; dropped unjudged");
+        }
     }
 
     /// Settles `node`'s held probe if the origin's reports now can: `Some` with its result
     /// (passed when every held segment was reported since, failed once the reports moved past
     /// the probe without them). `held` is whether a probe is still held (the node is not
-    /// probed again meanwhile). While the newest probed segment is the last one the node lists,
-    /// its playlist is fetched again (as a player polls it) to see what follows it.
+    /// probed again meanwhile), here or under another replica's lease. While the newest probed
+    /// segment is the last one the node lists, its playlist is fetched again (as a player polls
+    /// it) to see what follows it.
     async fn settle_pending(&self, node: &NodeRecord) -> (Option<ProbeResult>, bool) {
-        let Some(mut held) = self.lock_pending().remove(&node.id) else {
+        match self.storage.has_held_probe(&node.id).await {
+            Ok(false) => return (None, false),
+            Ok(true) => {}
+            Err(error) => {
+                tracing::warn!(node = %node.id, %error, "held probes could not be read; not probing");
+                return (None, true);
+            }
+        }
+        let now = i64::try_from(crate::client::unix_ms()).unwrap_or(i64::MAX);
+        let lease = now.saturating_add(HELD_LEASE_MS);
+        let claimed = match self.storage.claim_held_probe(&node.id, now, lease).await {
+            Ok(Some(claimed)) => claimed,
+            // Another replica works on it.
+            Ok(None) => return (None, true),
+            Err(error) => {
+                tracing::warn!(node = %node.id, %error, "a held probe could not be claimed");
+                return (None, true);
+            }
+        };
+        let Ok(mut held) = serde_json::from_str::<HeldState>(&claimed.state_json) else {
+            tracing::warn!(node = %node.id, "a held probe's stored state is unreadable; dropped unjudged");
+            self.finish_held(node, &claimed).await;
             return (None, false);
         };
-        if held.unknown.iter().any(|(_, place)| *place == Place::Open) {
+        if held.probe.wants_playlist() {
             match self.fetch(&held.playlist_url).await {
                 Ok(playlist) => {
                     let text = String::from_utf8_lossy(&playlist.bytes);
-                    // A segment no longer listed left before the prober saw what followed it
-                    // (see [`Place::Gone`]).
-                    let place = place_in(&text, &held.newest_uri).unwrap_or(Place::Gone);
-                    for (_, open) in held.unknown.iter_mut().filter(|(_, p)| *p == Place::Open) {
-                        *open = place;
-                    }
+                    held.probe.relisted(place_in(&text, &held.newest_uri));
                 }
                 Err(failure) => {
                     tracing::debug!(node = %node.id, stream = %held.stream, %failure,
@@ -706,53 +635,60 @@ impl HttpProber {
                 }
             }
         }
-        let reports = self
+        let records = self
             .storage
             .list_segments(&held.stream, PENDING_SEGMENTS)
             .await
             .unwrap_or_default();
-        let mut failed = false;
-        let mut unjudgeable = false;
-        held.unknown.retain(|(hash, place)| {
-            match judge(hash, *place, held.probed_ms, &reports) {
-                Verdict::Matched => false,
-                Verdict::Unjudgeable => {
-                    unjudgeable = true;
-                    false
-                }
-                Verdict::NotYetKnown | Verdict::Open => true,
-                Verdict::Skipped => {
-                    tracing::debug!(node = %node.id, stream = %held.stream, %hash,
-                        "the probed node's segment cut short where the stream broke off was never reported; not judged");
-                    false
-                }
-                Verdict::Mismatch => {
-                    tracing::warn!(node = %node.id, stream = %held.stream, %hash, ?place,
-                        "probed segment matches no origin hash");
-                    failed = true;
-                    false
-                }
+        let settled = held
+            .probe
+            .settle(&origin_reports(&records), crate::client::unix_ms());
+        if settled == Settle::Hold {
+            let state = serde_json::to_string(&held).unwrap_or_default();
+            let kept = self
+                .storage
+                .release_held_probe(&claimed.probe_id, claimed.lease_until_ms, &state)
+                .await;
+            if let Err(error) = kept {
+                tracing::warn!(node = %node.id, %error, "a held probe could not be kept");
             }
-        });
-        if failed {
-            held.result.hash_ok = false;
-            return (Some(held.result), false);
+            return (None, true);
         }
-        if unjudgeable {
-            tracing::info!(node = %node.id, stream = %held.stream,
-                "the probed node's newest segment left its playlist before what followed it was seen; the probe is dropped unjudged");
+        // Only the replica whose lease deleted the probe records its verdict.
+        if !self.finish_held(node, &claimed).await {
             return (None, false);
         }
-        if held.unknown.is_empty() {
-            return (Some(held.result), false);
+        match settled {
+            Settle::Pass => (Some(held.result), false),
+            Settle::Fail => {
+                tracing::warn!(node = %node.id, stream = %held.stream,
+                    "probed segment matches no origin hash");
+                held.result.hash_ok = false;
+                (Some(held.result), false)
+            }
+            Settle::Dropped(reason) => {
+                tracing::info!(node = %node.id, stream = %held.stream, ?reason,
+                    "a held probe is dropped unjudged (its newest segment left the playlist before what followed it was seen, or the origin reported nothing past it)");
+                (None, false)
+            }
+            _ => (None, false),
         }
-        if held.since.elapsed() >= PENDING_LIMIT {
-            tracing::info!(node = %node.id, stream = %held.stream,
-                "the origin reported nothing past a held probe; dropped unjudged");
-            return (None, false);
+    }
+
+    /// Deletes a held probe under the lease `claimed` took; whether it was still this
+    /// replica's (only then may its verdict be recorded).
+    async fn finish_held(&self, node: &NodeRecord, claimed: &HeldProbeRecord) -> bool {
+        match self
+            .storage
+            .finish_held_probe(&claimed.probe_id, claimed.lease_until_ms)
+            .await
+        {
+            Ok(mine) => mine,
+            Err(error) => {
+                tracing::warn!(node = %node.id, %error, "a held probe could not be finished");
+                false
+            }
         }
-        self.lock_pending().insert(node.id.clone(), held);
-        (None, true)
     }
 
     /// An HTTP-FLV probe: reads the stream for a few seconds. Only a failure is a result (see
@@ -824,45 +760,6 @@ impl HttpProber {
     }
 }
 
-/// The segment URIs of a media playlist a probe may pick from, oldest first, as `None` for a
-/// listed segment it must not pick: the oldest one, which may leave the node's window before it
-/// is fetched (and on a node that joined mid-stream is the partial first segment, which no
-/// origin segment equals), and the segments on either side of an `EXT-X-DISCONTINUITY` (cut
-/// where a publisher left or started: partial on a relay, never reported by the origin). The
-/// caller skips the first entry.
-fn probe_candidates(playlist: &str) -> Vec<&str> {
-    let mut listed: Vec<(&str, bool)> = Vec::new();
-    let mut discontinuity = false;
-    let mut before_discontinuity = Vec::new();
-    for line in playlist.lines().map(str::trim) {
-        if line == "#EXT-X-DISCONTINUITY" {
-            discontinuity = true;
-            if let Some(index) = listed.len().checked_sub(1) {
-                before_discontinuity.push(index);
-            }
-        } else if !line.is_empty() && !line.starts_with('#') {
-            listed.push((line, discontinuity));
-            discontinuity = false;
-        }
-    }
-    for index in before_discontinuity {
-        if let Some(entry) = listed.get_mut(index) {
-            entry.1 = true;
-        }
-    }
-    // The oldest stays first (the caller never picks it); the others next to a discontinuity
-    // are left out.
-    let mut candidates: Vec<&str> = listed.iter().take(1).map(|(uri, _)| *uri).collect();
-    candidates.extend(
-        listed
-            .iter()
-            .skip(1)
-            .filter(|(_, near_discontinuity)| !near_discontinuity)
-            .map(|(uri, _)| *uri),
-    );
-    candidates
-}
-
 #[async_trait::async_trait]
 impl ProbeRunner for HttpProber {
     async fn probe(&self, node: &NodeRecord) -> Option<ProbeResult> {
@@ -904,97 +801,7 @@ impl ProbeRunner for HttpProber {
 
 #[cfg(test)]
 mod tests {
-    use super::Place::{Closed, CutShort, Gone, Open};
-    use super::{
-        judge, place_in, probe_candidates, redacted, ProbeFailure, Verdict, OPEN_END_LIMIT_MS,
-        REPORT_CLOCK_SLACK_MS,
-    };
-    use crate::storage::SegmentRecord;
-
-    fn report(sequence: i64, hash: &str, published_ms: i64) -> SegmentRecord {
-        SegmentRecord {
-            stream_id: "show".into(),
-            sequence,
-            hash: hash.into(),
-            digest: String::new(),
-            published_ms,
-            // Delivered from the origin's journal long after it was cut.
-            reported_at_ms: published_ms + 60_000,
-            ll: None,
-        }
-    }
-
-    #[test]
-    fn a_segment_is_judged_only_once_the_origin_reported_past_the_probe() {
-        // A backlog: the origin's reports so far stop 12 s before the probe; it cut a segment
-        // every 2 s meanwhile, the relay serves the newest ones ("h8", "h9").
-        let probed = 100_000;
-        let cut = |i: i64| 80_000 + i * 2_000;
-        let mut reports: Vec<_> = (0..5)
-            .map(|i| report(i, &format!("h{i}"), cut(i)))
-            .collect();
-        assert_eq!(judge("h3", Closed, probed, &reports), Verdict::Matched);
-        assert_eq!(judge("h9", Open, probed, &reports), Verdict::NotYetKnown);
-        // The backlog arrives, up to a segment cut as the probe ended (within the clock slack):
-        // still not known what else the relay may serve.
-        reports.extend((5..9).map(|i| report(i, &format!("h{i}"), cut(i))));
-        assert_eq!(judge("h8", Closed, probed, &reports), Verdict::Matched);
-        assert_eq!(judge("h9", Open, probed, &reports), Verdict::NotYetKnown);
-        reports.push(report(9, "h9", cut(9)));
-        reports.push(report(10, "h10", cut(10)));
-        assert_eq!(judge("h9", Open, probed, &reports), Verdict::Matched);
-        assert_eq!(
-            judge("forged", Open, probed, &reports),
-            Verdict::NotYetKnown
-        );
-        // The origin reported a segment it cut after the probe: a segment no report carries is a
-        // mismatch; at the playlist's open end it waits for what the node lists next, and one
-        // cut short where the stream broke off is left unjudged.
-        assert!(cut(11) >= probed + REPORT_CLOCK_SLACK_MS);
-        reports.push(report(11, "h11", cut(11)));
-        assert_eq!(judge("forged", Closed, probed, &reports), Verdict::Mismatch);
-        assert_eq!(judge("forged", Open, probed, &reports), Verdict::Open);
-        assert_eq!(
-            judge("forged", CutShort, probed, &reports),
-            Verdict::Skipped
-        );
-        assert_eq!(
-            judge("forged", Gone, probed, &reports),
-            Verdict::Unjudgeable
-        );
-        // A playlist that never goes on: judged once the origin went on long enough.
-        let stuck = probed + OPEN_END_LIMIT_MS + REPORT_CLOCK_SLACK_MS;
-        reports.push(report(12, "h12", stuck - 1));
-        assert_eq!(judge("forged", Open, probed, &reports), Verdict::Open);
-        reports.push(report(13, "h13", stuck));
-        assert_eq!(judge("forged", Open, probed, &reports), Verdict::Mismatch);
-        assert_eq!(
-            judge("forged", CutShort, probed, &reports),
-            Verdict::Skipped
-        );
-        // No reports at all: nothing can be judged.
-        assert_eq!(judge("forged", Open, probed, &[]), Verdict::NotYetKnown);
-        assert_eq!(judge("forged", Closed, probed, &[]), Verdict::NotYetKnown);
-    }
-
-    #[test]
-    fn where_a_segment_stands_in_a_playlist() {
-        let open = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\nshow/1.ts\n\
-                    #EXTINF:0.12,\nshow/2.ts\n";
-        assert_eq!(place_in(open, "show/2.ts"), Some(Open));
-        assert_eq!(place_in(open, "show/1.ts"), Some(Closed));
-        assert_eq!(place_in(open, "show/9.ts"), None);
-        let restarted = format!("{open}#EXT-X-DISCONTINUITY\n#EXTINF:4.0,\nshow/3.ts\n");
-        assert_eq!(place_in(&restarted, "show/2.ts"), Some(CutShort));
-        assert_eq!(place_in(&restarted, "show/3.ts"), Some(Open));
-        let went_on = format!(
-            "{open}#EXT-X-PROGRAM-DATE-TIME:2026-12-05T23:00:00.000Z\n\
-                               #EXTINF:4.0,\nshow/3.ts\n"
-        );
-        assert_eq!(place_in(&went_on, "show/2.ts"), Some(Closed));
-        let ended = format!("{open}#EXT-X-ENDLIST\n");
-        assert_eq!(place_in(&ended, "show/2.ts"), Some(CutShort));
-    }
+    use super::{redacted, ProbeFailure};
 
     #[test]
     fn probe_failures_never_show_a_grant_token() {
@@ -1011,18 +818,5 @@ mod tests {
             url: "http://n/live/s.flv?grant=SECRET".into(),
         };
         assert!(!failure.to_string().contains("SECRET"), "{failure}");
-    }
-
-    #[test]
-    fn segments_next_to_a_discontinuity_are_never_probed() {
-        let playlist = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:3\n#EXTINF:4.0,\n3.ts\n#EXTINF:4.0,\n4.ts\n\
-                        #EXTINF:1.2,\n5.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:4.0,\n6.ts\n\
-                        #EXTINF:4.0,\n7.ts\n#EXTINF:4.0,\n8.ts\n";
-        assert_eq!(
-            probe_candidates(playlist),
-            vec!["3.ts", "4.ts", "7.ts", "8.ts"]
-        );
-        let plain = "#EXTM3U\n#EXTINF:4.0,\na.ts\n#EXTINF:4.0,\nb.ts\n";
-        assert_eq!(probe_candidates(plain), vec!["a.ts", "b.ts"]);
     }
 }

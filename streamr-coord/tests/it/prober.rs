@@ -7,7 +7,9 @@
 //! listed segment is judged too: a relay forging only that one is caught once it lists the next
 //! (or drops it from its playlist), one whose playlist stays put once the origin went on 30 s
 //! past the probe, and an honest relay's segment cut short by an origin restart (never
-//! reported, followed by a discontinuity) is never failed.
+//! reported, followed by a discontinuity) is never failed. A held probe is kept in storage: a
+//! coordinator restarted between holding and judging it (a fresh prober on the same database,
+//! SQLite and PostgreSQL) reaches the same verdict, and two replicas never both judge one.
 
 use std::sync::Arc;
 
@@ -21,7 +23,11 @@ use streamr_coord::workers::HttpProber;
 use streamr_coord::{connect, grant_token, CoordConfig, Coordinator, ProbeRunner};
 use streamr_core::{segment_hash, KeyPair};
 
+use crate::common::TestDb;
+
 const ADMIN: &str = "prober-test-admin";
+
+on_both_backends!(a_held_probe_survives_a_coordinator_restart);
 const ORIGIN_SEGMENTS: [&[u8]; 3] = [b"segment zero", b"segment one", b"segment two"];
 
 /// A node that lists segments 0-2 and serves `body(seq)` for each, only under a grant that
@@ -854,4 +860,134 @@ async fn an_honest_relay_cut_short_by_an_origin_restart_is_never_failed() {
     ]);
     let result = prober.probe(&relay).await.expect("judged");
     assert!(result.hash_ok && !result.timed_out, "{result:?}");
+}
+
+/// A coordinator serving `storage` on loopback, with the stream "show"; its admin client.
+async fn serve_coordinator(
+    storage: Arc<dyn streamr_coord::Storage>,
+    config: CoordConfig,
+) -> CoordinatorClient {
+    let coordinator = Coordinator::new(config, storage);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = coordinator.serve(listener, std::future::pending()).await;
+    });
+    CoordinatorClient::new(&url)
+        .unwrap()
+        .with_admin_token(ADMIN)
+}
+
+/// Probes of an honest relay and of one forging its newest segment are held (the origin's
+/// report of the newest is not in yet); the coordinator is then restarted (a fresh prober and
+/// storage on the same database, nothing kept in memory). The restarted one judges both as the
+/// first would have: the honest relay passes, the liar fails. While one replica holds a probe's
+/// lease another neither judges it nor probes the node again.
+async fn a_held_probe_survives_a_coordinator_restart(db: &TestDb) {
+    let config = CoordConfig {
+        admin_token: Some(ADMIN.into()),
+        ..CoordConfig::default()
+    };
+    let key = config.coordinator_key.clone();
+    let admin = serve_coordinator(db.storage().await, config.clone()).await;
+    admin.create_stream("show", "").await.unwrap();
+    for sequence in 0..2 {
+        admin
+            .report_segment("show", &origin_report(sequence, unix_ms()))
+            .await
+            .unwrap();
+    }
+    let listing = playlist_of(&[
+        (Some("0.ts"), 4.0),
+        (Some("1.ts"), 4.0),
+        (Some("2.ts"), 4.0),
+    ]);
+    let honest_playlist = Arc::new(std::sync::Mutex::new(listing.clone()));
+    let honest = node_record(
+        changing_node(
+            key.coordinator_key(),
+            honest_playlist.clone(),
+            vec![
+                ("0.ts", origin_bytes(0)),
+                ("1.ts", origin_bytes(1)),
+                ("2.ts", origin_bytes(2)),
+            ],
+        )
+        .await,
+    );
+    let liar_playlist = Arc::new(std::sync::Mutex::new(listing));
+    let liar = node_record(
+        changing_node(
+            key.coordinator_key(),
+            liar_playlist.clone(),
+            vec![
+                ("0.ts", origin_bytes(0)),
+                ("1.ts", origin_bytes(1)),
+                ("2.ts", b"forged newest".to_vec()),
+            ],
+        )
+        .await,
+    );
+    {
+        let first = HttpProber::new(db.storage().await, key.clone()).flv_one_in(0);
+        assert!(first.probe(&honest).await.is_none(), "honest relay held");
+        assert!(first.probe(&liar).await.is_none(), "lying relay held");
+        // Held, so not probed again.
+        assert!(first.probe(&honest).await.is_none(), "still held");
+    }
+    // The coordinator restarts; meanwhile the origin reported segment 2 and one cut after the
+    // probes, and both relays listed the next segment plainly.
+    admin
+        .report_segment("show", &origin_report(2, unix_ms()))
+        .await
+        .unwrap();
+    admin
+        .report_segment("show", &origin_report(3, unix_ms() + 2_500))
+        .await
+        .unwrap();
+    let next = playlist_of(&[
+        (Some("0.ts"), 4.0),
+        (Some("1.ts"), 4.0),
+        (Some("2.ts"), 4.0),
+        (Some("3.ts"), 4.0),
+    ]);
+    *honest_playlist.lock().unwrap() = next.clone();
+    *liar_playlist.lock().unwrap() = next;
+    let storage = db.storage().await;
+    // Another replica holds the liar's probe's lease: this one neither judges nor re-probes it.
+    let leased = storage
+        .claim_held_probe(&liar.id, now_i64(), now_i64() + 60_000)
+        .await
+        .unwrap()
+        .expect("the liar's probe is stored");
+    let restarted = HttpProber::new(Arc::clone(&storage), key.clone()).flv_one_in(0);
+    assert!(
+        restarted.probe(&liar).await.is_none(),
+        "leased by another replica"
+    );
+    let result = restarted
+        .probe(&honest)
+        .await
+        .expect("judged after the restart");
+    assert!(result.hash_ok && !result.timed_out, "{result:?}");
+    // The other replica gives the lease up unjudged; the restarted one judges the liar.
+    assert!(storage
+        .release_held_probe(&leased.probe_id, leased.lease_until_ms, &leased.state_json)
+        .await
+        .unwrap());
+    let result = restarted
+        .probe(&liar)
+        .await
+        .expect("judged after the restart");
+    assert!(!result.hash_ok && !result.timed_out, "{result:?}");
+    // Judged once: nothing is held any more, and the lease holder cannot finish it again.
+    assert!(!storage.has_held_probe(&liar.id).await.unwrap());
+    assert!(!storage
+        .finish_held_probe(&leased.probe_id, leased.lease_until_ms)
+        .await
+        .unwrap());
+}
+
+fn now_i64() -> i64 {
+    i64::try_from(unix_ms()).unwrap()
 }
