@@ -489,7 +489,9 @@ fn weight(availability_ppm: u64) -> u128 {
 fn scenarios() -> Vec<Scenario> {
     let outage = vec![(20 * 60_000, 22 * 60_000)];
     // Every 150 s from minute 5, at varying points of a segment.
-    let restarts: Vec<u64> = (0..22).map(|i| 300_000 + i * 150_000 + (i * 700) % 4_000).collect();
+    let restarts: Vec<u64> = (0..22)
+        .map(|i| 300_000 + i * 150_000 + (i * 700) % 4_000)
+        .collect();
     vec![
         Scenario::honest("honest relay (baseline)"),
         Scenario {
@@ -506,7 +508,9 @@ fn scenarios() -> Vec<Scenario> {
             restarts,
             round_ms: 40_000,
             window: 3,
-            ..Scenario::honest("honest relay, origin restarts, slow probe round (40 s, 3-segment window)")
+            ..Scenario::honest(
+                "honest relay, origin restarts, slow probe round (40 s, 3-segment window)",
+            )
         },
         Scenario {
             outages: outage,
@@ -616,7 +620,11 @@ mod tests {
         };
         // Every probe of a relay forging its newest segment fails; a stuck playlist too; one
         // renaming its segments away is never judged (availability 0: never passed).
-        for name in ["forged newest", "stuck playlist", "forged newest segment renamed"] {
+        for name in [
+            "forged newest",
+            "stuck playlist",
+            "forged newest segment renamed",
+        ] {
             let o = by_name(name);
             assert_eq!(o.passed, 0, "{name}: {o:?}");
             assert_eq!(o.availability_ppm, 0, "{name}");
