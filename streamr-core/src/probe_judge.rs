@@ -565,6 +565,39 @@ mod tests {
         assert_eq!(back, forged);
     }
 
+    /// What the fuzz target (`fuzz/fuzz_targets/probe_playlist.rs`) checks of any text.
+    fn check_playlist(playlist: &str) {
+        for uri in probe_candidates(playlist) {
+            assert!(playlist.lines().any(|line| line.trim() == uri), "{uri:?}");
+            assert!(place_in(playlist, uri).is_some(), "{uri:?}");
+        }
+        let _ = place_in(playlist, "");
+    }
+
+    #[test]
+    fn the_fuzz_seeds_hold() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/probe_playlist");
+        let mut seeds = 0;
+        for entry in std::fs::read_dir(dir).expect("the seed corpus") {
+            let bytes = std::fs::read(entry.expect("a seed").path()).expect("a seed");
+            check_playlist(&String::from_utf8_lossy(&bytes));
+            seeds += 1;
+        }
+        assert!(seeds >= 2);
+    }
+
+    fn playlist_line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("#EXT-X-DISCONTINUITY".to_owned()),
+            Just("#EXT-X-ENDLIST".to_owned()),
+            Just("#EXTINF:4.0,".to_owned()),
+            Just(String::new()),
+            "[a-c]{1,2}\\.ts",
+            " ?[a-c#]{0,3} ?",
+        ]
+    }
+
     /// How the newest probed segment's place changes when the prober looks again.
     #[derive(Debug, Clone, Copy)]
     enum Relist {
@@ -655,6 +688,37 @@ mod tests {
     }
 
     proptest! {
+        /// Probe candidates of any playlist are listed URIs, none but the oldest next to a
+        /// discontinuity, and each has a place.
+        #[test]
+        fn candidates_are_listed_and_never_next_to_a_discontinuity(
+            lines in proptest::collection::vec(playlist_line(), 0..24),
+        ) {
+            // Each URI once, so its neighbours are known.
+            let is_uri = |line: &str| !line.trim().is_empty() && !line.trim().starts_with('#');
+            let lines: Vec<String> = lines
+                .into_iter()
+                .enumerate()
+                .map(|(i, line)| if is_uri(&line) { format!("{i}{}", line.trim()) } else { line })
+                .collect();
+            let playlist = lines.join("\n");
+            check_playlist(&playlist);
+            let listed: Vec<&str> =
+                lines.iter().map(|l| l.trim()).filter(|l| is_uri(l)).collect();
+            let candidates = probe_candidates(&playlist);
+            prop_assert_eq!(candidates.first(), listed.first());
+            for uri in candidates.iter().skip(1) {
+                let at = lines.iter().position(|l| l.trim() == *uri);
+                prop_assert!(at.is_some());
+                let at = at.unwrap_or_default();
+                let before = lines[..at].iter().rev().take_while(|l| !is_uri(l));
+                let after = lines[at + 1..].iter().take_while(|l| !is_uri(l));
+                for line in before.chain(after) {
+                    prop_assert_ne!(line.trim(), "#EXT-X-DISCONTINUITY", "{} in {:?}", uri, lines);
+                }
+            }
+        }
+
         /// An honest relay serves only segments the origin cut before the probe (its newest
         /// maybe cut short where the origin stopped): whatever the reports' delays, outages,
         /// backlogs, the origin's clock skew (within the slack), the rounds' spacing and what

@@ -193,6 +193,8 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StorageResult<Option<HeldProbeRecord>>;
     /// Whether `node_id` has a held probe, leased or not.
     async fn has_held_probe(&self, node_id: &str) -> StorageResult<bool>;
+    /// The nodes that have a held probe, leased or not.
+    async fn held_probe_nodes(&self) -> StorageResult<Vec<String>>;
     /// Stores a held probe's new state and gives its lease up, if the lease taken as
     /// `lease_until_ms` is still the caller's; returns whether it was.
     async fn release_held_probe(

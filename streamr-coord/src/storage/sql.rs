@@ -1600,6 +1600,15 @@ macro_rules! sql_storage {
                 Ok(row.is_some())
             }
 
+            async fn held_probe_nodes(&self) -> StorageResult<Vec<String>> {
+                let rows: Vec<(String,)> =
+                    sqlx::query_as(&$sql("SELECT DISTINCT node_id FROM held_probes"))
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(StorageError::query("held_probe_nodes"))?;
+                Ok(rows.into_iter().map(|(node,)| node).collect())
+            }
+
             async fn release_held_probe(
                 &self,
                 probe_id: &str,

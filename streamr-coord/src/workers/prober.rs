@@ -77,6 +77,9 @@ const PENDING_SEGMENTS: i64 = 600;
 /// How long one replica may work on a held probe before another may take it over (it fetches
 /// one playlist, at most the request timeout, and reads the reports).
 const HELD_LEASE_MS: i64 = 60_000;
+/// How long the list of nodes with a held probe is reused before it is read again (the prober
+/// is asked about every node each worker round; one read serves the round).
+const HELD_NODES_FRESH: Duration = Duration::from_millis(500);
 /// Held probes older than this are forgotten when another is held: their node is no longer
 /// probed (a held probe is otherwise settled or dropped within
 /// [`streamr_core::probe_judge::HOLD_LIMIT_MS`]).
@@ -128,6 +131,8 @@ pub struct HttpProber {
     grant_bytes_per_second: u64,
     flv_one_in: u32,
     next_due: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+    /// The nodes with a held probe (in storage, any replica's) and when that was read.
+    held_nodes: std::sync::Mutex<Option<(Instant, std::collections::HashSet<String>)>>,
 }
 
 /// What the prober keeps of a held probe (JSON in [`HeldProbeRecord::state_json`]): the core's
@@ -236,6 +241,7 @@ impl HttpProber {
             grant_bytes_per_second: defaults.grant_bytes_per_second,
             flv_one_in: FLV_ONE_IN,
             next_due: std::sync::Mutex::default(),
+            held_nodes: std::sync::Mutex::default(),
         }
     }
 
@@ -589,6 +595,15 @@ impl HttpProber {
             .await
         {
             tracing::warn!(node = %node.id, %error, "the held probe could not be stored; dropped unjudged");
+            return;
+        }
+        if let Some((_, nodes)) = self
+            .held_nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_mut()
+        {
+            nodes.insert(node.id.clone());
         }
     }
 
@@ -599,7 +614,7 @@ impl HttpProber {
     /// segment is the last one the node lists, its playlist is fetched again (as a player polls
     /// it) to see what follows it.
     async fn settle_pending(&self, node: &NodeRecord) -> (Option<ProbeResult>, bool) {
-        match self.storage.has_held_probe(&node.id).await {
+        match self.has_held(&node.id).await {
             Ok(false) => return (None, false),
             Ok(true) => {}
             Err(error) => {
@@ -668,11 +683,31 @@ impl HttpProber {
             }
             Settle::Dropped(reason) => {
                 tracing::info!(node = %node.id, stream = %held.stream, ?reason,
-                    "a held probe is dropped unjudged (its newest segment left the playlist before what followed it was seen, or the origin reported nothing past it)");
+                    "a held probe is dropped unjudged");
                 (None, false)
             }
             _ => (None, false),
         }
+    }
+
+    /// Whether `node` has a held probe, from one read of the held probes' nodes per
+    /// [`HELD_NODES_FRESH`].
+    async fn has_held(&self, node: &str) -> Result<bool, crate::error::StorageError> {
+        let lock = || {
+            self.held_nodes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some((read, nodes)) = lock().as_ref() {
+            if read.elapsed() < HELD_NODES_FRESH {
+                return Ok(nodes.contains(node));
+            }
+        }
+        let nodes: std::collections::HashSet<String> =
+            self.storage.held_probe_nodes().await?.into_iter().collect();
+        let held = nodes.contains(node);
+        *lock() = Some((Instant::now(), nodes));
+        Ok(held)
     }
 
     /// Deletes a held probe under the lease `claimed` took; whether it was still this
@@ -683,7 +718,14 @@ impl HttpProber {
             .finish_held_probe(&claimed.probe_id, claimed.lease_until_ms)
             .await
         {
-            Ok(mine) => mine,
+            Ok(mine) => {
+                // The next round reads whether another of its probes is held.
+                *self
+                    .held_nodes
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                mine
+            }
             Err(error) => {
                 tracing::warn!(node = %node.id, %error, "a held probe could not be finished");
                 false
