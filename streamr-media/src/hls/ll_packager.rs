@@ -119,6 +119,16 @@ pub enum LlEvent {
     PartReady(Part),
     /// The open segment is complete.
     SegmentReady(LlSegment),
+    /// A part of the open segment breaks RFC 8216bis 4.4.4.9 for the declared PART-TARGET (it
+    /// lasts longer, or it is short and neither independent nor the segment's last): the
+    /// stream's frames are not timed as its metadata declared. From here on the segment's
+    /// parts are not listed (the segment is listed whole once complete, as an older segment
+    /// is); they are still reported ([`LlEvent::PartReady`] follows for each) so that their
+    /// hashes stay known. Every node cuts the same parts, so every node withdraws the same.
+    PartsWithdrawn {
+        /// Media sequence number of the segment.
+        sequence: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +167,10 @@ struct OpenLl {
     /// ([`OpenSegmentInfo::listed`]): its events are reported. Otherwise it is cut, so that
     /// what follows is cut the same, but reported to no one.
     listed: bool,
+    /// A part broke the part rules: [`LlEvent::PartsWithdrawn`] was reported.
+    withdrawn: bool,
+    /// Where it ends at the latest ([`OpenSegmentInfo::max_duration_ms`] from its start).
+    max_end_ms: u64,
 }
 
 /// Cuts a live FLV tag stream into CMAF segments and partial segments for LL-HLS.
@@ -390,7 +404,7 @@ impl LlPackager {
                 });
             if part_start.is_none() || full || keyframe_cut {
                 self.flush_driving(timestamp)?;
-                self.close_part(timestamp, &mut events)?;
+                self.close_part(timestamp, false, &mut events)?;
                 if let Some(open) = self.open.as_mut() {
                     open.part = Some(OpenPart {
                         start_ms: timestamp,
@@ -468,6 +482,8 @@ impl LlPackager {
             parts: Vec::new(),
             part: None,
             listed: segment.listed,
+            withdrawn: false,
+            max_end_ms: timestamp.saturating_add(segment.max_duration_ms.max(1)),
         });
         Ok(())
     }
@@ -530,8 +546,14 @@ impl LlPackager {
         });
     }
 
-    /// Closes the open part (if it has samples), ending at `end_ms`.
-    fn close_part(&mut self, end_ms: u64, events: &mut Vec<LlEvent>) -> Result<(), Fmp4Error> {
+    /// Closes the open part (if it has samples), ending at `end_ms`; `last` when it ends its
+    /// segment.
+    fn close_part(
+        &mut self,
+        end_ms: u64,
+        last: bool,
+        events: &mut Vec<LlEvent>,
+    ) -> Result<(), Fmp4Error> {
         // The audio frame that starts before the cut ends in this part (with the track's last
         // frame interval), so that a part's audio reaches as far as its video: a player's
         // buffered range is where both tracks are, and one ending a frame short of the part's
@@ -547,6 +569,7 @@ impl LlPackager {
         }
         let video_scale = self.video_config.as_ref().map_or(1, |c| c.timescale());
         let audio_scale = self.audio_config.as_ref().map_or(1, |c| c.timescale());
+        let target = u64::from(self.part_target_ms());
         let Some(open) = self.open.as_mut() else {
             return Ok(());
         };
@@ -580,6 +603,12 @@ impl LlPackager {
             hash: blake3::hash(&bytes),
             bytes,
         };
+        if open.listed && !open.withdrawn && !keeps_part_rules(&part, target, last) {
+            open.withdrawn = true;
+            events.push(LlEvent::PartsWithdrawn {
+                sequence: open.sequence,
+            });
+        }
         open.parts.push(part.clone());
         if open.listed {
             events.push(LlEvent::PartReady(part));
@@ -599,24 +628,25 @@ impl LlPackager {
         if let Some(cut_at) = cut_at {
             end = cut_at;
         } else {
-            let driving = if has_video {
-                self.pending_video
-                    .as_ref()
-                    .map(|p| p.dts_ms + self.video_gap_ms)
-            } else {
-                self.pending_audio
-                    .as_ref()
-                    .map(|p| p.dts_ms + self.audio_gap_ms)
+            // The newest samples last their track's last interval, but never past the longest
+            // the segment may last (as the MPEG-TS segment cut at the same frames ends).
+            let cap = open.max_end_ms;
+            let ends = |p: &Pending, gap: u64| {
+                p.dts_ms
+                    .saturating_add(gap)
+                    .min(cap)
+                    .max(p.dts_ms.saturating_add(1))
             };
-            end = driving.unwrap_or(end);
             let video_end = self
                 .pending_video
                 .as_ref()
-                .map(|p| p.dts_ms + self.video_gap_ms);
+                .map(|p| ends(p, self.video_gap_ms));
             let audio_end = self
                 .pending_audio
                 .as_ref()
-                .map(|p| p.dts_ms + self.audio_gap_ms);
+                .map(|p| ends(p, self.audio_gap_ms));
+            let driving = if has_video { video_end } else { audio_end };
+            end = driving.unwrap_or(end);
             if let Some(video_end) = video_end {
                 self.flush_video(video_end)?;
             }
@@ -624,7 +654,7 @@ impl LlPackager {
                 self.flush_audio(audio_end)?;
             }
         }
-        self.close_part(end, events)?;
+        self.close_part(end, true, events)?;
         let Some(open) = self.open.take() else {
             return Ok(());
         };
@@ -649,6 +679,16 @@ impl LlPackager {
         }));
         Ok(())
     }
+}
+
+/// Whether `part` keeps RFC 8216bis 4.4.4.9 under a PART-TARGET of `target_ms`: at most the
+/// target, and at least [`PART_MIN_PERCENT`] of it unless it is independent or its segment's
+/// `last`.
+fn keeps_part_rules(part: &Part, target_ms: u64, last: bool) -> bool {
+    part.duration_ms <= target_ms
+        && (last
+            || part.independent
+            || part.duration_ms.saturating_mul(100) >= target_ms.saturating_mul(PART_MIN_PERCENT))
 }
 
 /// The duration of a sample at `dts_ms` followed by one at `next_ms`, or `fallback` when the

@@ -1050,21 +1050,19 @@ impl StreamTask {
             .packager
             .as_ref()
             .map_or(0, |packager| packager.part_target_ms());
-        let too_long = events.iter().find_map(|event| match event {
-            LlEvent::PartReady(part) if part.duration_ms > u64::from(part_target) => {
-                Some(part.duration_ms)
-            }
+        let withdrawn = events.iter().find_map(|event| match event {
+            LlEvent::PartsWithdrawn { sequence } => Some(*sequence),
             _ => None,
         });
-        if let Some(duration_ms) = too_long.filter(|_| !self.part_target_warned && part_target > 0)
+        if let Some(sequence) = withdrawn.filter(|_| !self.part_target_warned && part_target > 0)
         {
             self.part_target_warned = true;
             warn!(
                 app = %self.key.app,
                 stream = %self.key.name,
-                duration_ms,
+                sequence,
                 part_target_ms = part_target,
-                "an LL-HLS part lasts longer than PART-TARGET: the stream's frames are further apart than its onMetaData framerate declares (or it declares none); players may stall"
+                "the stream's frames are not timed as its onMetaData framerate declares (or it declares none): an LL-HLS segment whose parts would break PART-TARGET is listed without parts, so LL-HLS players wait for the whole segment there (logged once per stream)"
             );
         }
         self.with_ll(|playlist| {
@@ -1079,15 +1077,19 @@ impl StreamTask {
         if self.directory.is_some() {
             let files = events
                 .iter()
-                .map(|event| match event {
-                    LlEvent::SegmentStarted { init, .. } => (init.name.clone(), init.bytes.clone()),
-                    LlEvent::PartReady(part) => (
+                .filter_map(|event| match event {
+                    LlEvent::SegmentStarted { init, .. } => {
+                        Some((init.name.clone(), init.bytes.clone()))
+                    }
+                    LlEvent::PartReady(part) => Some((
                         format!("{}.{}.m4s", part.sequence, part.index),
                         part.bytes.clone(),
-                    ),
-                    LlEvent::SegmentReady(segment) => {
-                        (format!("{}.m4s", segment.sequence), segment.bytes.clone())
-                    }
+                    )),
+                    LlEvent::SegmentReady(segment) => Some((
+                        format!("{}.m4s", segment.sequence),
+                        segment.bytes.clone(),
+                    )),
+                    LlEvent::PartsWithdrawn { .. } => None,
                 })
                 .collect();
             self.mirror_ll(files);
