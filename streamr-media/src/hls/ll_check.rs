@@ -971,6 +971,22 @@ mod tests {
             if stream.playlist().has_segments() {
                 let text = stream.playlist().render(false);
                 assert_eq!(check_ll_playlist(&text), vec![], "{text}");
+                // A player blocking on the hinted part, or on any part of a segment listed
+                // without parts, waits for it (never a 400): the segment is listed whole.
+                let playlist = stream.playlist();
+                let (msn, part) = playlist.next_part().unwrap();
+                assert_eq!(
+                    playlist.blocking_state(msn, Some(part)),
+                    crate::hls::BlockingState::Wait
+                );
+                if part == 0 && msn > 0 {
+                    for index in [0, 3, 9] {
+                        assert_ne!(
+                            playlist.blocking_state(msn - 1, Some(index)),
+                            crate::hls::BlockingState::TooFar
+                        );
+                    }
+                }
             }
         }
         let text = stream.playlist().render(false);

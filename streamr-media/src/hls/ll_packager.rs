@@ -330,6 +330,9 @@ impl LlPackager {
             open.sequence != segment.sequence || open.start_ms != segment.start_timestamp_ms
         }) {
             // The MPEG-TS segmenter cut at this frame: the driving track's newest sample ends here.
+            if kind == MediaKind::Video || self.open.as_ref().is_some_and(|o| !o.has_video) {
+                self.split_before_pending(timestamp, &mut events)?;
+            }
             self.flush_driving(timestamp)?;
             self.close(Some(timestamp), &mut events)?;
         }
@@ -372,7 +375,12 @@ impl LlPackager {
             data,
         };
         if driving {
-            let part_start = open.part.as_ref().map(|p| p.start_ms);
+            self.split_before_pending(timestamp, &mut events)?;
+            let part_start = self
+                .open
+                .as_ref()
+                .and_then(|open| open.part.as_ref())
+                .map(|p| p.start_ms);
             // This frame's duration is not known before its successor: expect the interval that
             // just ended (known from the second frame on) or, failing that, the last one.
             let (pending, last_gap) = if is_video {
@@ -386,12 +394,23 @@ impl LlPackager {
                 .filter(|gap| *gap > 0 && *gap <= MAX_GAP_MS)
                 .unwrap_or(last_gap);
             let target = u64::from(self.part_target_ms());
+            let part_independent = self
+                .open
+                .as_ref()
+                .and_then(|open| open.part.as_ref())
+                .is_some_and(|p| p.independent);
+            // Full when this frame would take the part past the target, if it lasts as long as
+            // the interval before it. A part that would be left under 85 % of the target (and is
+            // not independent) goes on instead: when the frame does take it past the target,
+            // the next frame tells, and the part is split before it (`split_before_pending`).
             let full = part_start.is_some_and(|start| {
-                timestamp
-                    .saturating_sub(start)
+                let elapsed = timestamp.saturating_sub(start);
+                elapsed
                     .saturating_add(gap)
                     .saturating_add(PART_JITTER_MS)
                     > target
+                    && (part_independent
+                        || elapsed.saturating_mul(100) >= target.saturating_mul(PART_MIN_PERCENT))
             });
             // A keyframe inside a segment starts a new (independent) part when the part before it
             // is long enough to end there: a part that is neither its segment's last nor
@@ -426,6 +445,53 @@ impl LlPackager {
             self.pending_audio = Some(sample);
         }
         Ok(events)
+    }
+
+    /// The driving track's newest sample, held back for its successor, turns out to end at
+    /// `next_ms`: when that takes the open part past PART-TARGET (its interval was longer than
+    /// the one before it, as in a variable frame rate), the part ends before the sample and the
+    /// sample starts the next part, as long as the part left keeps the 85 % rule (or is
+    /// independent). A function of the frames' timestamps alone, so every node splits alike.
+    fn split_before_pending(
+        &mut self,
+        next_ms: u64,
+        events: &mut Vec<LlEvent>,
+    ) -> Result<(), Fmp4Error> {
+        let target = u64::from(self.part_target_ms());
+        let Some(open) = self.open.as_ref() else {
+            return Ok(());
+        };
+        let Some(part) = open.part.as_ref() else {
+            return Ok(());
+        };
+        let pending = if open.has_video {
+            &self.pending_video
+        } else {
+            &self.pending_audio
+        };
+        let Some((dts, sync)) = pending.as_ref().map(|p| (p.dts_ms, p.sync)) else {
+            return Ok(());
+        };
+        let start = part.start_ms;
+        if next_ms.saturating_sub(start) <= target || dts <= start {
+            return Ok(());
+        }
+        let keeps_85 = part.independent
+            || dts.saturating_sub(start).saturating_mul(100)
+                >= target.saturating_mul(PART_MIN_PERCENT);
+        if !keeps_85 {
+            return Ok(());
+        }
+        self.close_part(dts, false, events)?;
+        if let Some(open) = self.open.as_mut() {
+            open.part = Some(OpenPart {
+                start_ms: dts,
+                independent: sync,
+                video: Run::default(),
+                audio: Run::default(),
+            });
+        }
+        Ok(())
     }
 
     /// Closes the open segment where its media ends (the publisher left or jumped; the stream

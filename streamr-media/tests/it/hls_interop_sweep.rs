@@ -228,6 +228,8 @@ fn join_point(tags: &[FlvTag], video: bool) -> usize {
 struct Listed {
     ts: Vec<Segment>,
     ll: Vec<LlSegment>,
+    /// Segments listed without parts (their frames would break the part rules).
+    without_parts: usize,
 }
 
 /// Cuts `tags` as a node's live HLS does, checking every playlist version.
@@ -274,8 +276,10 @@ fn node(name: &str, tags: &[FlvTag], joining: bool) -> Listed {
             }
         }
         for event in output.ll {
-            if let LlEvent::SegmentReady(segment) = event {
-                listed.ll.push(segment);
+            match event {
+                LlEvent::SegmentReady(segment) => listed.ll.push(segment),
+                LlEvent::PartsWithdrawn { .. } => listed.without_parts += 1,
+                _ => {}
             }
         }
     }
@@ -353,6 +357,13 @@ fn sweep(dir: &Path, case: &Case) {
             segment.start_timestamp_ms
         );
     }
+    eprintln!(
+        "{}: {} MPEG-TS and {} fMP4 segments, {} of them without parts",
+        case.name,
+        origin.ts.len(),
+        origin.ll.len(),
+        origin.without_parts
+    );
     let stem = case.name.replace(' ', "_");
     for segment in &origin.ts {
         assert!(
