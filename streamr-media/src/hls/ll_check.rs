@@ -939,7 +939,9 @@ mod tests {
     /// the rules.
     #[test]
     fn streams_timed_as_declared_withdraw_no_part() {
-        for fps in [1.0, 2.0, 5.0, 7.0, 24.0, 25.0, 29.97, 30.0, 50.0, 59.94, 60.0, 120.0] {
+        for fps in [
+            1.0, 2.0, 5.0, 7.0, 24.0, 25.0, 29.97, 30.0, 50.0, 59.94, 60.0, 120.0,
+        ] {
             let (parts, withdrawn) = check_every_version(&video_at(fps, true)).unwrap();
             assert!(!parts.is_empty(), "{fps} fps");
             assert_eq!(withdrawn, 0, "{fps} fps: {parts:?}");
@@ -995,5 +997,4 @@ mod tests {
         assert!(!text.contains("#EXT-X-PART:"), "{text}");
         assert!(text.contains("#EXT-X-PRELOAD-HINT"), "{text}");
     }
-
 }

@@ -405,10 +405,7 @@ impl LlPackager {
             // the next frame tells, and the part is split before it (`split_before_pending`).
             let full = part_start.is_some_and(|start| {
                 let elapsed = timestamp.saturating_sub(start);
-                elapsed
-                    .saturating_add(gap)
-                    .saturating_add(PART_JITTER_MS)
-                    > target
+                elapsed.saturating_add(gap).saturating_add(PART_JITTER_MS) > target
                     && (part_independent
                         || elapsed.saturating_mul(100) >= target.saturating_mul(PART_MIN_PERCENT))
             });

@@ -1054,8 +1054,7 @@ impl StreamTask {
             LlEvent::PartsWithdrawn { sequence } => Some(*sequence),
             _ => None,
         });
-        if let Some(sequence) = withdrawn.filter(|_| !self.part_target_warned && part_target > 0)
-        {
+        if let Some(sequence) = withdrawn.filter(|_| !self.part_target_warned && part_target > 0) {
             self.part_target_warned = true;
             warn!(
                 app = %self.key.app,
@@ -1085,10 +1084,9 @@ impl StreamTask {
                         format!("{}.{}.m4s", part.sequence, part.index),
                         part.bytes.clone(),
                     )),
-                    LlEvent::SegmentReady(segment) => Some((
-                        format!("{}.m4s", segment.sequence),
-                        segment.bytes.clone(),
-                    )),
+                    LlEvent::SegmentReady(segment) => {
+                        Some((format!("{}.m4s", segment.sequence), segment.bytes.clone()))
+                    }
                     LlEvent::PartsWithdrawn { .. } => None,
                 })
                 .collect();

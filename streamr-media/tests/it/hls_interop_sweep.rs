@@ -19,6 +19,7 @@ use streamr_media::hls::{
     check_ll_playlist, LivePlaylist, LlEvent, LlHlsStream, LlPackagerConfig, LlSegment,
     PlaylistConfig, PlaylistHistory, Segment, SegmenterConfig, SegmenterEvent,
 };
+use streamr_test_support::require_tool;
 
 /// One stream: its name, ffmpeg's input and encoding arguments, and whether it has video and
 /// a track fMP4 carries.
@@ -86,12 +87,7 @@ fn cases() -> Vec<Case> {
             "6",
             &["-g", "30", "-flvflags", "no_metadata"],
         ),
-        av(
-            "1 fps",
-            "testsrc2=size=160x90:rate=1",
-            "10",
-            &["-g", "2"],
-        ),
+        av("1 fps", "testsrc2=size=160x90:rate=1", "10", &["-g", "2"]),
         av(
             "59.94 fps",
             "testsrc2=size=160x90:rate=60000/1001",
@@ -334,12 +330,18 @@ fn sweep(dir: &Path, case: &Case) {
         case.name,
         origin.ts.len()
     );
-    assert!(!friend.ts.is_empty(), "{}: the friend listed nothing", case.name);
+    assert!(
+        !friend.ts.is_empty(),
+        "{}: the friend listed nothing",
+        case.name
+    );
     for segment in &friend.ts {
         assert!(
-            origin.ts.iter().any(|o| o.start_timestamp_ms
-                == segment.start_timestamp_ms
-                && o.hash == segment.hash),
+            origin
+                .ts
+                .iter()
+                .any(|o| o.start_timestamp_ms == segment.start_timestamp_ms
+                    && o.hash == segment.hash),
             "{}: the friend's MPEG-TS segment at {} ms is none of the origin's",
             case.name,
             segment.start_timestamp_ms
@@ -348,10 +350,12 @@ fn sweep(dir: &Path, case: &Case) {
     assert_eq!(!origin.ll.is_empty(), case.fmp4, "{}: fMP4", case.name);
     for segment in &friend.ll {
         assert!(
-            origin.ll.iter().any(|o| o.start_timestamp_ms
-                == segment.start_timestamp_ms
-                && o.hash == segment.hash
-                && o.part_hashes == segment.part_hashes),
+            origin
+                .ll
+                .iter()
+                .any(|o| o.start_timestamp_ms == segment.start_timestamp_ms
+                    && o.hash == segment.hash
+                    && o.part_hashes == segment.part_hashes),
             "{}: the friend's fMP4 segment at {} ms is none of the origin's",
             case.name,
             segment.start_timestamp_ms
@@ -393,7 +397,8 @@ fn sweep(dir: &Path, case: &Case) {
 
 /// Runs one case, returning its failure.
 fn run_case(dir: &Path, case: &Case) -> Option<String> {
-    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sweep(dir, case))).err()?;
+    let panic =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sweep(dir, case))).err()?;
     let message = panic
         .downcast_ref::<String>()
         .cloned()
@@ -403,14 +408,10 @@ fn run_case(dir: &Path, case: &Case) -> Option<String> {
 }
 
 #[test]
-#[ignore = "interop: needs ffmpeg"]
+#[ignore = "interop: needs ffmpeg and ffprobe"]
 fn streams_without_a_sample_go_through_an_origin_and_a_friend_cleanly() {
-    for tool in ["ffmpeg", "ffprobe"] {
-        let found = std::env::var_os("PATH")
-            .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
-            .unwrap_or(false);
-        assert!(found, "{tool} is required by this interop test but is not on PATH");
-    }
+    require_tool("ffmpeg");
+    require_tool("ffprobe");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let cases = cases();
     // Two at a time: the machine running the suite has two cores.
