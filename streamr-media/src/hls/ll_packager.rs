@@ -491,6 +491,22 @@ impl LlPackager {
         Ok(())
     }
 
+    /// Withdraws the parts of the open segment (see [`LlEvent::PartsWithdrawn`]): a relay's
+    /// frames that follow no longer continue the upstream's without a gap, so its parts from
+    /// here on are not the upstream's. Nothing when no listed segment is open or its parts
+    /// are withdrawn already.
+    pub fn withdraw_open_parts(&mut self) -> Vec<LlEvent> {
+        match self.open.as_mut() {
+            Some(open) if open.listed && !open.withdrawn => {
+                open.withdrawn = true;
+                vec![LlEvent::PartsWithdrawn {
+                    sequence: open.sequence,
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Closes the open segment where its media ends (the publisher left or jumped; the stream
     /// ends): its newest samples get the last frame interval as their duration.
     pub fn flush(&mut self) -> Result<Vec<LlEvent>, Fmp4Error> {

@@ -21,7 +21,7 @@ use crate::hls::{
     LlPackager, LlPackagerConfig, LlPlaylist, LlPlaylistConfig, PlaylistConfig, Rendition,
     Segmenter, SegmenterConfig, SegmenterEvent, StreamTracks, Variant, MULTIVARIANT_NAME,
 };
-use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey, Timeline};
+use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey, Timeline, UpstreamGap};
 use crate::ts::TsError;
 
 /// How long a relay holds back its first segments while it learns the origin's media sequence
@@ -742,6 +742,15 @@ impl StreamTask {
         let mut clock = ClockAnchor::default();
         let mut unsupported_warned = std::collections::HashSet::new();
         let mut learning = Learning::default();
+        // The newest upstream gap seen, and one whose first frame is still to come (see
+        // `after_upstream_gap`).
+        let mut gaps_seen = self
+            .live
+            .inner
+            .hub
+            .last_upstream_gap(&self.key)
+            .map(|g| g.rejoin);
+        let mut pending_gap: Option<UpstreamGap> = None;
         loop {
             events.clear();
             learning.ask(&self.msn, &self.key, self.live.inner.numbering.get());
@@ -790,6 +799,20 @@ impl StreamTask {
             if received == 0 {
                 break;
             }
+            if self.pulled {
+                // Recorded before the first frame after it was relayed: in this batch or a
+                // later one.
+                if let Some(gap) = self
+                    .live
+                    .inner
+                    .hub
+                    .last_upstream_gap(&self.key)
+                    .filter(|gap| gaps_seen != Some(gap.rejoin))
+                {
+                    gaps_seen = Some(gap.rejoin);
+                    pending_gap = Some(gap);
+                }
+            }
             if !clock.set {
                 // A full batch means the cached GOP is still being replayed.
                 self.anchor_clock(&mut clock, &events, received < 64);
@@ -825,6 +848,12 @@ impl StreamTask {
                                     learning = Learning::default();
                                 }
                             }
+                        }
+                        if let Some(gap) = pending_gap.filter(|gap| {
+                            frame.is_coded_media() && frame.timestamp() >= gap.resumed_ms
+                        }) {
+                            pending_gap = None;
+                            self.after_upstream_gap(gap);
                         }
                         if frame.is_coded_media() {
                             last_timestamp = Some(frame.timestamp());
@@ -938,6 +967,29 @@ impl StreamTask {
             p.set_program_date_time_at(now, newest);
             true
         });
+    }
+
+    /// The relay's pull resumed after a failover or reconnect past a gap (`gap`, reached by
+    /// the frame about to be segmented): the new upstream replayed nothing at or before what
+    /// was relayed, so frames may be lost (it ignored `streamr_resume`, or the outage outlasted
+    /// its ring), and what the open segment gets from here on is not the upstream's. Its LL-HLS parts from here on are not
+    /// listed; the segment itself still is, and will not verify (logged).
+    fn after_upstream_gap(&mut self, gap: UpstreamGap) {
+        let sequence = self.segmenter.current_segment().map(|s| s.sequence);
+        warn!(
+            app = %self.key.app,
+            stream = %self.key.name,
+            after_ms = gap.after_ms,
+            resumed_ms = gap.resumed_ms,
+            ?sequence,
+            "this relay's pull resumed past frames its new upstream did not replay (it ignores streamr_resume, or the outage outlasted its ring): the parts of the open segment from here on are not listed, and that segment is not the origin's"
+        );
+        if let Some(packager) = self.packager.as_mut() {
+            let events = packager.withdraw_open_parts();
+            if !events.is_empty() {
+                self.emit(Batch::Ll(events));
+            }
+        }
     }
 
     /// Feeds the LL-HLS packager the tag just given to the segmenter, or flushes it (`None`:
