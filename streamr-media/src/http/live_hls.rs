@@ -471,6 +471,7 @@ impl LiveHls {
             ll_sizes: std::collections::VecDeque::new(),
             directory,
             part_target_warned: false,
+            gap_withdrawals: 0,
         };
         tokio::spawn(task.run(subscription));
         Some(state)
@@ -726,8 +727,11 @@ struct StreamTask {
     /// Size and duration (ms) of the newest fMP4 segments, for their bandwidth.
     ll_sizes: std::collections::VecDeque<(usize, u64)>,
     directory: Option<DirectoryWriter>,
-    /// A part longer than PART-TARGET was logged (once per stream).
+    /// A segment listed without parts because its frames break the part rules was logged
+    /// (once per stream).
     part_target_warned: bool,
+    /// Parts withdrawn after an upstream gap, logged there, are still to be published.
+    gap_withdrawals: usize,
 }
 
 impl StreamTask {
@@ -987,6 +991,7 @@ impl StreamTask {
         if let Some(packager) = self.packager.as_mut() {
             let events = packager.withdraw_open_parts();
             if !events.is_empty() {
+                self.gap_withdrawals += events.len();
                 self.emit(Batch::Ll(events));
             }
         }
@@ -1102,10 +1107,17 @@ impl StreamTask {
             .packager
             .as_ref()
             .map_or(0, |packager| packager.part_target_ms());
-        let withdrawn = events.iter().find_map(|event| match event {
-            LlEvent::PartsWithdrawn { sequence } => Some(*sequence),
-            _ => None,
-        });
+        let mut withdrawn = None;
+        for event in &events {
+            if let LlEvent::PartsWithdrawn { sequence } = event {
+                // Those after an upstream gap were logged there, and come in order.
+                if self.gap_withdrawals > 0 {
+                    self.gap_withdrawals -= 1;
+                } else {
+                    withdrawn.get_or_insert(*sequence);
+                }
+            }
+        }
         if let Some(sequence) = withdrawn.filter(|_| !self.part_target_warned && part_target > 0) {
             self.part_target_warned = true;
             warn!(
