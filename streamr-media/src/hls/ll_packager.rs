@@ -119,12 +119,14 @@ pub enum LlEvent {
     PartReady(Part),
     /// The open segment is complete.
     SegmentReady(LlSegment),
-    /// A part of the open segment breaks RFC 8216bis 4.4.4.9 for the declared PART-TARGET (it
-    /// lasts longer, or it is short and neither independent nor the segment's last): the
-    /// stream's frames are not timed as its metadata declared. From here on the segment's
-    /// parts are not listed (the segment is listed whole once complete, as an older segment
-    /// is); they are still reported ([`LlEvent::PartReady`] follows for each) so that their
-    /// hashes stay known. Every node cuts the same parts, so every node withdraws the same.
+    /// The open segment's parts are not to be listed, those listed already included: the
+    /// segment is listed whole once complete, as an older segment is. Either a part breaks
+    /// RFC 8216bis 4.4.4.9 for the declared PART-TARGET (it lasts longer, or it is short and
+    /// neither independent nor the segment's last: the stream's frames are not timed as its
+    /// metadata declared; every node cuts the same parts, so every node withdraws the same), or
+    /// a relay's frames stopped following its upstream's ([`LlPackager::withdraw_open_parts`]).
+    /// The parts are still reported ([`LlEvent::PartReady`] follows for each) so that their
+    /// hashes stay known.
     PartsWithdrawn {
         /// Media sequence number of the segment.
         sequence: u64,
