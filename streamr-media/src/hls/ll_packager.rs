@@ -119,6 +119,18 @@ pub enum LlEvent {
     PartReady(Part),
     /// The open segment is complete.
     SegmentReady(LlSegment),
+    /// The open segment's parts are not to be listed, those listed already included: the
+    /// segment is listed whole once complete, as an older segment is. Either a part breaks
+    /// RFC 8216bis 4.4.4.9 for the declared PART-TARGET (it lasts longer, or it is short and
+    /// neither independent nor the segment's last: the stream's frames are not timed as its
+    /// metadata declared; every node cuts the same parts, so every node withdraws the same), or
+    /// a relay's frames stopped following its upstream's ([`LlPackager::withdraw_open_parts`]).
+    /// The parts are still reported ([`LlEvent::PartReady`] follows for each) so that their
+    /// hashes stay known.
+    PartsWithdrawn {
+        /// Media sequence number of the segment.
+        sequence: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +169,10 @@ struct OpenLl {
     /// ([`OpenSegmentInfo::listed`]): its events are reported. Otherwise it is cut, so that
     /// what follows is cut the same, but reported to no one.
     listed: bool,
+    /// A part broke the part rules: [`LlEvent::PartsWithdrawn`] was reported.
+    withdrawn: bool,
+    /// Where it ends at the latest ([`OpenSegmentInfo::max_duration_ms`] from its start).
+    max_end_ms: u64,
 }
 
 /// Cuts a live FLV tag stream into CMAF segments and partial segments for LL-HLS.
@@ -316,6 +332,9 @@ impl LlPackager {
             open.sequence != segment.sequence || open.start_ms != segment.start_timestamp_ms
         }) {
             // The MPEG-TS segmenter cut at this frame: the driving track's newest sample ends here.
+            if kind == MediaKind::Video || self.open.as_ref().is_some_and(|o| !o.has_video) {
+                self.split_before_pending(timestamp, &mut events)?;
+            }
             self.flush_driving(timestamp)?;
             self.close(Some(timestamp), &mut events)?;
         }
@@ -358,7 +377,12 @@ impl LlPackager {
             data,
         };
         if driving {
-            let part_start = open.part.as_ref().map(|p| p.start_ms);
+            self.split_before_pending(timestamp, &mut events)?;
+            let part_start = self
+                .open
+                .as_ref()
+                .and_then(|open| open.part.as_ref())
+                .map(|p| p.start_ms);
             // This frame's duration is not known before its successor: expect the interval that
             // just ended (known from the second frame on) or, failing that, the last one.
             let (pending, last_gap) = if is_video {
@@ -372,12 +396,20 @@ impl LlPackager {
                 .filter(|gap| *gap > 0 && *gap <= MAX_GAP_MS)
                 .unwrap_or(last_gap);
             let target = u64::from(self.part_target_ms());
+            let part_independent = self
+                .open
+                .as_ref()
+                .and_then(|open| open.part.as_ref())
+                .is_some_and(|p| p.independent);
+            // Full when this frame would take the part past the target, if it lasts as long as
+            // the interval before it. A part that would be left under 85 % of the target (and is
+            // not independent) goes on instead: when the frame does take it past the target,
+            // the next frame tells, and the part is split before it (`split_before_pending`).
             let full = part_start.is_some_and(|start| {
-                timestamp
-                    .saturating_sub(start)
-                    .saturating_add(gap)
-                    .saturating_add(PART_JITTER_MS)
-                    > target
+                let elapsed = timestamp.saturating_sub(start);
+                elapsed.saturating_add(gap).saturating_add(PART_JITTER_MS) > target
+                    && (part_independent
+                        || elapsed.saturating_mul(100) >= target.saturating_mul(PART_MIN_PERCENT))
             });
             // A keyframe inside a segment starts a new (independent) part when the part before it
             // is long enough to end there: a part that is neither its segment's last nor
@@ -390,7 +422,7 @@ impl LlPackager {
                 });
             if part_start.is_none() || full || keyframe_cut {
                 self.flush_driving(timestamp)?;
-                self.close_part(timestamp, &mut events)?;
+                self.close_part(timestamp, false, &mut events)?;
                 if let Some(open) = self.open.as_mut() {
                     open.part = Some(OpenPart {
                         start_ms: timestamp,
@@ -412,6 +444,69 @@ impl LlPackager {
             self.pending_audio = Some(sample);
         }
         Ok(events)
+    }
+
+    /// The driving track's newest sample, held back for its successor, turns out to end at
+    /// `next_ms`: when that takes the open part past PART-TARGET (its interval was longer than
+    /// the one before it, as in a variable frame rate), the part ends before the sample and the
+    /// sample starts the next part, as long as the part left keeps the 85 % rule (or is
+    /// independent). A function of the frames' timestamps alone, so every node splits alike.
+    fn split_before_pending(
+        &mut self,
+        next_ms: u64,
+        events: &mut Vec<LlEvent>,
+    ) -> Result<(), Fmp4Error> {
+        let target = u64::from(self.part_target_ms());
+        let Some(open) = self.open.as_ref() else {
+            return Ok(());
+        };
+        let Some(part) = open.part.as_ref() else {
+            return Ok(());
+        };
+        let pending = if open.has_video {
+            &self.pending_video
+        } else {
+            &self.pending_audio
+        };
+        let Some((dts, sync)) = pending.as_ref().map(|p| (p.dts_ms, p.sync)) else {
+            return Ok(());
+        };
+        let start = part.start_ms;
+        if next_ms.saturating_sub(start) <= target || dts <= start {
+            return Ok(());
+        }
+        let keeps_85 = part.independent
+            || dts.saturating_sub(start).saturating_mul(100)
+                >= target.saturating_mul(PART_MIN_PERCENT);
+        if !keeps_85 {
+            return Ok(());
+        }
+        self.close_part(dts, false, events)?;
+        if let Some(open) = self.open.as_mut() {
+            open.part = Some(OpenPart {
+                start_ms: dts,
+                independent: sync,
+                video: Run::default(),
+                audio: Run::default(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Withdraws the parts of the open segment (see [`LlEvent::PartsWithdrawn`]): a relay's
+    /// frames that follow no longer continue the upstream's without a gap, so its parts from
+    /// here on are not the upstream's. Nothing when no listed segment is open or its parts
+    /// are withdrawn already.
+    pub fn withdraw_open_parts(&mut self) -> Vec<LlEvent> {
+        match self.open.as_mut() {
+            Some(open) if open.listed && !open.withdrawn => {
+                open.withdrawn = true;
+                vec![LlEvent::PartsWithdrawn {
+                    sequence: open.sequence,
+                }]
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Closes the open segment where its media ends (the publisher left or jumped; the stream
@@ -468,6 +563,8 @@ impl LlPackager {
             parts: Vec::new(),
             part: None,
             listed: segment.listed,
+            withdrawn: false,
+            max_end_ms: timestamp.saturating_add(segment.max_duration_ms.max(1)),
         });
         Ok(())
     }
@@ -530,8 +627,14 @@ impl LlPackager {
         });
     }
 
-    /// Closes the open part (if it has samples), ending at `end_ms`.
-    fn close_part(&mut self, end_ms: u64, events: &mut Vec<LlEvent>) -> Result<(), Fmp4Error> {
+    /// Closes the open part (if it has samples), ending at `end_ms`; `last` when it ends its
+    /// segment.
+    fn close_part(
+        &mut self,
+        end_ms: u64,
+        last: bool,
+        events: &mut Vec<LlEvent>,
+    ) -> Result<(), Fmp4Error> {
         // The audio frame that starts before the cut ends in this part (with the track's last
         // frame interval), so that a part's audio reaches as far as its video: a player's
         // buffered range is where both tracks are, and one ending a frame short of the part's
@@ -547,6 +650,7 @@ impl LlPackager {
         }
         let video_scale = self.video_config.as_ref().map_or(1, |c| c.timescale());
         let audio_scale = self.audio_config.as_ref().map_or(1, |c| c.timescale());
+        let target = u64::from(self.part_target_ms());
         let Some(open) = self.open.as_mut() else {
             return Ok(());
         };
@@ -580,6 +684,12 @@ impl LlPackager {
             hash: blake3::hash(&bytes),
             bytes,
         };
+        if open.listed && !open.withdrawn && !keeps_part_rules(&part, target, last) {
+            open.withdrawn = true;
+            events.push(LlEvent::PartsWithdrawn {
+                sequence: open.sequence,
+            });
+        }
         open.parts.push(part.clone());
         if open.listed {
             events.push(LlEvent::PartReady(part));
@@ -599,24 +709,25 @@ impl LlPackager {
         if let Some(cut_at) = cut_at {
             end = cut_at;
         } else {
-            let driving = if has_video {
-                self.pending_video
-                    .as_ref()
-                    .map(|p| p.dts_ms + self.video_gap_ms)
-            } else {
-                self.pending_audio
-                    .as_ref()
-                    .map(|p| p.dts_ms + self.audio_gap_ms)
+            // The newest samples last their track's last interval, but never past the longest
+            // the segment may last (as the MPEG-TS segment cut at the same frames ends).
+            let cap = open.max_end_ms;
+            let ends = |p: &Pending, gap: u64| {
+                p.dts_ms
+                    .saturating_add(gap)
+                    .min(cap)
+                    .max(p.dts_ms.saturating_add(1))
             };
-            end = driving.unwrap_or(end);
             let video_end = self
                 .pending_video
                 .as_ref()
-                .map(|p| p.dts_ms + self.video_gap_ms);
+                .map(|p| ends(p, self.video_gap_ms));
             let audio_end = self
                 .pending_audio
                 .as_ref()
-                .map(|p| p.dts_ms + self.audio_gap_ms);
+                .map(|p| ends(p, self.audio_gap_ms));
+            let driving = if has_video { video_end } else { audio_end };
+            end = driving.unwrap_or(end);
             if let Some(video_end) = video_end {
                 self.flush_video(video_end)?;
             }
@@ -624,7 +735,7 @@ impl LlPackager {
                 self.flush_audio(audio_end)?;
             }
         }
-        self.close_part(end, events)?;
+        self.close_part(end, true, events)?;
         let Some(open) = self.open.take() else {
             return Ok(());
         };
@@ -649,6 +760,16 @@ impl LlPackager {
         }));
         Ok(())
     }
+}
+
+/// Whether `part` keeps RFC 8216bis 4.4.4.9 under a PART-TARGET of `target_ms`: at most the
+/// target, and at least [`PART_MIN_PERCENT`] of it unless it is independent or its segment's
+/// `last`.
+fn keeps_part_rules(part: &Part, target_ms: u64, last: bool) -> bool {
+    part.duration_ms <= target_ms
+        && (last
+            || part.independent
+            || part.duration_ms.saturating_mul(100) >= target_ms.saturating_mul(PART_MIN_PERCENT))
 }
 
 /// The duration of a sample at `dts_ms` followed by one at `next_ms`, or `fallback` when the

@@ -56,6 +56,9 @@ struct SegmentEntry {
     bytes: Bytes,
     /// The parts of an open segment, each its own buffer.
     open_parts: Vec<Bytes>,
+    /// Its parts broke the part rules ([`LlEvent::PartsWithdrawn`]): none is listed; those
+    /// cut are still served by name.
+    parts_withdrawn: bool,
 }
 
 impl SegmentEntry {
@@ -201,9 +204,19 @@ impl LlPlaylist {
                     parts: Vec::new(),
                     bytes: Bytes::new(),
                     open_parts: Vec::new(),
+                    parts_withdrawn: false,
                 });
             }
             LlEvent::PartReady(part) => self.add_part(part),
+            LlEvent::PartsWithdrawn { sequence } => {
+                if let Some(entry) = self
+                    .segments
+                    .back_mut()
+                    .filter(|e| e.sequence == *sequence && e.duration_ms.is_none())
+                {
+                    entry.parts_withdrawn = true;
+                }
+            }
             LlEvent::SegmentReady(segment) => {
                 if let Some(entry) = self
                     .segments
@@ -332,6 +345,10 @@ impl LlPlaylist {
             };
         };
         if let Some(entry) = self.segments.iter().find(|e| e.sequence == msn) {
+            if entry.parts_withdrawn && entry.duration_ms.is_none() {
+                // No part of it is listed: the request is answered when it is complete.
+                return BlockingState::Wait;
+            }
             let have = entry.parts.len();
             let index = usize::try_from(part).unwrap_or(usize::MAX);
             if index < have {
@@ -462,6 +479,10 @@ impl LlPlaylist {
         let prefix = &self.config.uri_prefix;
         let mut previous_init: Option<&str> = None;
         for (i, entry) in self.segments.iter().enumerate().skip(skipped) {
+            if entry.parts_withdrawn && entry.duration_ms.is_none() {
+                // Nothing of it is listed until it is complete.
+                continue;
+            }
             if entry.discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
@@ -476,8 +497,9 @@ impl LlPlaylist {
                     humantime::format_rfc3339_millis(time)
                 );
             }
-            let recent =
-                from_end.get(i).is_some_and(|ms| *ms <= parts_ms) || entry.duration_ms.is_none();
+            let recent = !entry.parts_withdrawn
+                && (from_end.get(i).is_some_and(|ms| *ms <= parts_ms)
+                    || entry.duration_ms.is_none());
             if recent {
                 for (index, part) in entry.parts.iter().enumerate() {
                     let _ = write!(
@@ -513,10 +535,12 @@ impl LlPlaylist {
     }
 
     /// The part that comes next: the open segment's next index, or the first part of the
-    /// segment after the last complete one.
+    /// segment after the last complete one (or after the open one when its parts were
+    /// withdrawn).
     pub fn next_part(&self) -> Option<(u64, u32)> {
         let last = self.segments.back()?;
         Some(match last.duration_ms {
+            None if last.parts_withdrawn => (last.sequence + 1, 0),
             None => (
                 last.sequence,
                 u32::try_from(last.parts.len()).unwrap_or(u32::MAX),

@@ -94,6 +94,10 @@ pub struct OpenSegmentInfo {
     /// segment, opened at the frame it joined at) it is cut but never reported, and gets no
     /// sequence number of its own.
     pub listed: bool,
+    /// The longest it may last ([`SegmenterConfig::target_duration_secs`]), in milliseconds:
+    /// where it ends at the latest when the stream ends or jumps before its newest frame's
+    /// successor tells that frame's duration.
+    pub max_duration_ms: u64,
 }
 
 /// What the segmenter reports.
@@ -297,6 +301,7 @@ impl Segmenter {
             start_timestamp_ms: open.start_ms,
             discontinuity: open.discontinuity,
             listed: open.listed,
+            max_duration_ms: self.config.max_ms(),
         })
     }
 

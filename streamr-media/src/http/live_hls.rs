@@ -21,7 +21,7 @@ use crate::hls::{
     LlPackager, LlPackagerConfig, LlPlaylist, LlPlaylistConfig, PlaylistConfig, Rendition,
     Segmenter, SegmenterConfig, SegmenterEvent, StreamTracks, Variant, MULTIVARIANT_NAME,
 };
-use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey, Timeline};
+use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey, Timeline, UpstreamGap};
 use crate::ts::TsError;
 
 /// How long a relay holds back its first segments while it learns the origin's media sequence
@@ -471,6 +471,7 @@ impl LiveHls {
             ll_sizes: std::collections::VecDeque::new(),
             directory,
             part_target_warned: false,
+            gap_withdrawals: 0,
         };
         tokio::spawn(task.run(subscription));
         Some(state)
@@ -726,8 +727,11 @@ struct StreamTask {
     /// Size and duration (ms) of the newest fMP4 segments, for their bandwidth.
     ll_sizes: std::collections::VecDeque<(usize, u64)>,
     directory: Option<DirectoryWriter>,
-    /// A part longer than PART-TARGET was logged (once per stream).
+    /// A segment listed without parts because its frames break the part rules was logged
+    /// (once per stream).
     part_target_warned: bool,
+    /// Parts withdrawn after an upstream gap, logged there, are still to be published.
+    gap_withdrawals: usize,
 }
 
 impl StreamTask {
@@ -742,6 +746,15 @@ impl StreamTask {
         let mut clock = ClockAnchor::default();
         let mut unsupported_warned = std::collections::HashSet::new();
         let mut learning = Learning::default();
+        // The newest upstream gap seen, and one whose first frame is still to come (see
+        // `after_upstream_gap`).
+        let mut gaps_seen = self
+            .live
+            .inner
+            .hub
+            .last_upstream_gap(&self.key)
+            .map(|g| g.rejoin);
+        let mut pending_gap: Option<UpstreamGap> = None;
         loop {
             events.clear();
             learning.ask(&self.msn, &self.key, self.live.inner.numbering.get());
@@ -790,6 +803,20 @@ impl StreamTask {
             if received == 0 {
                 break;
             }
+            if self.pulled {
+                // Recorded before the first frame after it was relayed: in this batch or a
+                // later one.
+                if let Some(gap) = self
+                    .live
+                    .inner
+                    .hub
+                    .last_upstream_gap(&self.key)
+                    .filter(|gap| gaps_seen != Some(gap.rejoin))
+                {
+                    gaps_seen = Some(gap.rejoin);
+                    pending_gap = Some(gap);
+                }
+            }
             if !clock.set {
                 // A full batch means the cached GOP is still being replayed.
                 self.anchor_clock(&mut clock, &events, received < 64);
@@ -825,6 +852,12 @@ impl StreamTask {
                                     learning = Learning::default();
                                 }
                             }
+                        }
+                        if let Some(gap) = pending_gap.filter(|gap| {
+                            frame.is_coded_media() && frame.timestamp() >= gap.resumed_ms
+                        }) {
+                            pending_gap = None;
+                            self.after_upstream_gap(gap);
                         }
                         if frame.is_coded_media() {
                             last_timestamp = Some(frame.timestamp());
@@ -940,6 +973,30 @@ impl StreamTask {
         });
     }
 
+    /// The relay's pull resumed after a failover or reconnect past a gap (`gap`, reached by
+    /// the frame about to be segmented): the new upstream replayed nothing at or before what
+    /// was relayed, so frames may be lost (it ignored `streamr_resume`, or the outage outlasted
+    /// its ring), and what the open segment gets from here on is not the upstream's. Its LL-HLS parts from here on are not
+    /// listed; the segment itself still is, and will not verify (logged).
+    fn after_upstream_gap(&mut self, gap: UpstreamGap) {
+        let sequence = self.segmenter.current_segment().map(|s| s.sequence);
+        warn!(
+            app = %self.key.app,
+            stream = %self.key.name,
+            after_ms = gap.after_ms,
+            resumed_ms = gap.resumed_ms,
+            ?sequence,
+            "this relay's pull resumed past frames its new upstream did not replay (it ignores streamr_resume, or the outage outlasted its ring): the parts of the open segment from here on are not listed, and that segment is not the origin's"
+        );
+        if let Some(packager) = self.packager.as_mut() {
+            let events = packager.withdraw_open_parts();
+            if !events.is_empty() {
+                self.gap_withdrawals += events.len();
+                self.emit(Batch::Ll(events));
+            }
+        }
+    }
+
     /// Feeds the LL-HLS packager the tag just given to the segmenter, or flushes it (`None`:
     /// the publisher left or the stream ends), and publishes what changed.
     fn package(&mut self, tag: Option<&FlvTag>) {
@@ -1050,21 +1107,25 @@ impl StreamTask {
             .packager
             .as_ref()
             .map_or(0, |packager| packager.part_target_ms());
-        let too_long = events.iter().find_map(|event| match event {
-            LlEvent::PartReady(part) if part.duration_ms > u64::from(part_target) => {
-                Some(part.duration_ms)
+        let mut withdrawn = None;
+        for event in &events {
+            if let LlEvent::PartsWithdrawn { sequence } = event {
+                // Those after an upstream gap were logged there, and come in order.
+                if self.gap_withdrawals > 0 {
+                    self.gap_withdrawals -= 1;
+                } else {
+                    withdrawn.get_or_insert(*sequence);
+                }
             }
-            _ => None,
-        });
-        if let Some(duration_ms) = too_long.filter(|_| !self.part_target_warned && part_target > 0)
-        {
+        }
+        if let Some(sequence) = withdrawn.filter(|_| !self.part_target_warned && part_target > 0) {
             self.part_target_warned = true;
             warn!(
                 app = %self.key.app,
                 stream = %self.key.name,
-                duration_ms,
+                sequence,
                 part_target_ms = part_target,
-                "an LL-HLS part lasts longer than PART-TARGET: the stream's frames are further apart than its onMetaData framerate declares (or it declares none); players may stall"
+                "the stream's frames are not timed as its onMetaData framerate declares (or it declares none): an LL-HLS segment whose parts would break PART-TARGET is listed without parts, so LL-HLS players wait for the whole segment there (logged once per stream)"
             );
         }
         self.with_ll(|playlist| {
@@ -1079,15 +1140,18 @@ impl StreamTask {
         if self.directory.is_some() {
             let files = events
                 .iter()
-                .map(|event| match event {
-                    LlEvent::SegmentStarted { init, .. } => (init.name.clone(), init.bytes.clone()),
-                    LlEvent::PartReady(part) => (
+                .filter_map(|event| match event {
+                    LlEvent::SegmentStarted { init, .. } => {
+                        Some((init.name.clone(), init.bytes.clone()))
+                    }
+                    LlEvent::PartReady(part) => Some((
                         format!("{}.{}.m4s", part.sequence, part.index),
                         part.bytes.clone(),
-                    ),
+                    )),
                     LlEvent::SegmentReady(segment) => {
-                        (format!("{}.m4s", segment.sequence), segment.bytes.clone())
+                        Some((format!("{}.m4s", segment.sequence), segment.bytes.clone()))
                     }
+                    LlEvent::PartsWithdrawn { .. } => None,
                 })
                 .collect();
             self.mirror_ll(files);

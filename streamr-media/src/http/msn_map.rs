@@ -205,6 +205,10 @@ impl MsnMap {
                             segment.sequence = shift(segment.sequence, offset);
                             seen(segment.sequence);
                         }
+                        LlEvent::PartsWithdrawn { sequence } => {
+                            *sequence = shift(*sequence, offset);
+                            seen(*sequence);
+                        }
                     }
                 }
                 Batch::Ll(events)
@@ -235,6 +239,7 @@ fn first_sequence(batch: &Batch) -> Option<u64> {
             LlEvent::SegmentStarted { sequence, .. } => *sequence,
             LlEvent::PartReady(part) => part.sequence,
             LlEvent::SegmentReady(segment) => segment.sequence,
+            LlEvent::PartsWithdrawn { sequence } => *sequence,
         }),
     }
 }

@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use super::frame::FrameKind;
 use super::stats::StreamStats;
-use super::stream::{lock, Stream, Timeline};
+use super::stream::{lock, Stream, Timeline, UpstreamGap};
 use super::subscription::Subscription;
 use super::{AdaptiveBatchConfig, BatchPolicy, RelayConfig};
 use crate::name::{AppName, NameError, StreamName};
@@ -287,6 +287,15 @@ impl RelayHub {
     pub fn publisher_timeline(&self, key: &StreamKey) -> Option<Timeline> {
         let stream = lock(&self.inner.streams).get(key).cloned();
         stream.and_then(|stream| stream.publisher_timeline())
+    }
+
+    /// The newest rejoin of `key`'s pull (a [`Timeline::Upstream`] publisher failing over or
+    /// reconnecting) whose new upstream replayed nothing at or before what was relayed, so
+    /// frames between may be lost (see [`UpstreamGap`]). Recorded before the first frame after
+    /// it is relayed.
+    pub fn last_upstream_gap(&self, key: &StreamKey) -> Option<UpstreamGap> {
+        let stream = lock(&self.inner.streams).get(key).cloned();
+        stream.and_then(|stream| stream.last_upstream_gap())
     }
 
     /// Viewers of every stream now (the node's own consumers, such as live HLS, not counted).

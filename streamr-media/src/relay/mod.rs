@@ -32,7 +32,7 @@ pub use adaptive::{AdaptiveBatch, AdaptiveBatchConfig};
 pub use frame::{ChunkingKey, Frame, FrameKind};
 pub use hub::{Publisher, RelayError, RelayHub, StreamKey};
 pub use stats::{StreamStats, ViewerStats};
-pub use stream::Timeline;
+pub use stream::{Timeline, UpstreamGap};
 pub use subscription::{RelayEvent, Subscription};
 
 /// Limits and policies of a [`RelayHub`].

@@ -95,6 +95,22 @@ enum Rejoin {
     Pending { covered: bool },
 }
 
+/// A rejoin of a [`Timeline::Upstream`] publisher (a relay's pull that failed over or
+/// reconnected) that may have lost frames: the new upstream's first frame on a track came after
+/// the last one relayed there without replaying anything at or before it (it ignored the resume
+/// point, or no longer had it), so the frames between, if any, were never relayed. Segments
+/// cut across it may differ from the upstream's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamGap {
+    /// Which (re)join of an upstream it was, counted over the stream's life (an upstream
+    /// publish starting counts too): a new value is a new gap.
+    pub rejoin: u64,
+    /// The last timestamp relayed, on the first track found resuming past it, before it.
+    pub after_ms: u32,
+    /// The timestamp that track resumed at.
+    pub resumed_ms: u32,
+}
+
 /// What happens to a frame of a [`Timeline::Upstream`] publisher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Admit {
@@ -145,6 +161,10 @@ pub(crate) struct StreamState {
     /// Added to a [`Timeline::Upstream`] publisher's timestamps (zero: the upstream's own
     /// timestamps are kept).
     upstream_shift: u32,
+    /// Rejoins of [`Timeline::Upstream`] publishers so far, and the newest one whose replay
+    /// did not reach back to what was relayed.
+    rejoins: u64,
+    last_upstream_gap: Option<UpstreamGap>,
     /// Where each of the node's own consumers (live HLS) reads, by subscription id: the ring
     /// keeps what they have not read yet, lag or not, within the ring's hard limits.
     pub(crate) internal_cursors: HashMap<u64, u64>,
@@ -218,6 +238,11 @@ impl Stream {
     /// Marks the stream as published by a new publisher whose timestamps follow `timeline`; false
     /// if one is already publishing.
     /// The current publisher's timeline, while one is publishing.
+    /// The newest rejoin of a [`Timeline::Upstream`] publisher that may have lost frames.
+    pub(crate) fn last_upstream_gap(&self) -> Option<UpstreamGap> {
+        lock(&self.state).last_upstream_gap
+    }
+
     pub(crate) fn publisher_timeline(&self) -> Option<Timeline> {
         let state = lock(&self.state);
         state.publishing.then_some(state.timeline)
@@ -509,6 +534,7 @@ fn note_output(state: &mut StreamState, frame: &Frame) {
 
 /// Makes every track that was relayed before wait for the frames past what was relayed.
 fn start_rejoin(state: &mut StreamState) {
+    state.rejoins = state.rejoins.saturating_add(1);
     let pending = |last: Option<u32>| match last {
         Some(_) => Rejoin::Pending { covered: false },
         None => Rejoin::Joined,
@@ -556,7 +582,9 @@ fn admit_upstream(state: &mut StreamState, frame: &Frame) -> Admit {
         if last.wrapping_sub(timestamp) > REJOIN_WINDOW_MILLIS {
             return Admit::NewTimeline;
         }
-        if frame.is_video_keyframe() {
+        // A replayed keyframe (any audio frame: each decodes alone) at or before the last
+        // relayed frame: what follows it continues what was relayed without a gap.
+        if frame.is_video_keyframe() || frame.kind() == FrameKind::Audio {
             *rejoin = Rejoin::Pending { covered: true };
         }
         return Admit::Drop;
@@ -565,6 +593,19 @@ fn admit_upstream(state: &mut StreamState, frame: &Frame) -> Admit {
     // GOP it belongs to (audio frames always decode alone); otherwise wait for a keyframe.
     if frame.kind() == FrameKind::Audio || covered || frame.is_video_keyframe() {
         *rejoin = Rejoin::Joined;
+        let rejoin = state.rejoins;
+        if !covered
+            && state
+                .last_upstream_gap
+                .is_none_or(|gap| gap.rejoin != rejoin)
+        {
+            // Nothing at or before the last relayed frame was replayed: frames may be lost.
+            state.last_upstream_gap = Some(UpstreamGap {
+                rejoin,
+                after_ms: last,
+                resumed_ms: timestamp,
+            });
+        }
         Admit::Pass
     } else {
         Admit::Drop

@@ -151,6 +151,11 @@ fn a_failover_replaying_the_gop_continues_without_duplicates_or_a_new_publish() 
     let (video, audio) = media_indices(&all);
     assert_eq!(video, (0..12).collect::<Vec<_>>(), "every frame once");
     assert_eq!(audio, (0..12).collect::<Vec<_>>(), "every frame once");
+    assert_eq!(
+        hub.last_upstream_gap(&key()),
+        None,
+        "the replay covered the switch"
+    );
     for seen in &all {
         match *seen {
             Seen::Video { at, index } => assert_eq!(at, 1_000 + index * 40, "kept"),
@@ -192,6 +197,13 @@ fn a_failover_with_a_gap_resumes_at_the_next_keyframe_with_changed_headers() {
     let (video, audio) = media_indices(&after);
     assert_eq!(video, vec![10, 11], "video resumes at the keyframe");
     assert_eq!(audio, vec![8, 9, 10, 11], "audio decodes alone");
+    // Frames 7 (both tracks), 8 and 9 (video) were never relayed: the rejoin is a gap, found
+    // on the first track that resumed past what was relayed (audio frame 8).
+    let gap = hub.last_upstream_gap(&key()).expect("a gap");
+    assert_eq!(
+        (gap.after_ms, gap.resumed_ms),
+        (1_020 + 6 * 40, 1_020 + 8 * 40)
+    );
 }
 
 #[test]
@@ -368,6 +380,11 @@ fn a_failover_resuming_from_the_upstream_loses_no_frame_even_past_its_newest_key
     let (video, audio) = media_indices(&drain(&mut viewer));
     assert_eq!(video, (0..12).collect::<Vec<_>>(), "every frame once");
     assert_eq!(audio, (0..12).collect::<Vec<_>>(), "every frame once");
+    assert_eq!(
+        hub.last_upstream_gap(&key()),
+        None,
+        "the replay covered the switch"
+    );
     assert_eq!(hub.publisher_timeline(&key()), Some(Timeline::Upstream));
     let local = hub
         .publish(StreamKey::parse("live", "local").unwrap())

@@ -10,6 +10,7 @@ mod fmp4_boxes;
 mod hls_audio;
 mod hls_directory_mirror;
 mod hls_gops;
+mod hls_interop_sweep;
 mod hls_multivariant;
 mod hls_segmenter;
 mod hostile_flv_tag;

@@ -238,3 +238,129 @@ fn a_relay_failing_over_mid_segment_keeps_the_origins_segments_and_parts() {
         .expect("the relay's first part is the origin's");
     assert_eq!(relay.parts[..], origin.parts[first_part..]);
 }
+
+/// What a relay's live HLS lists after the failover of [`relay_across_a_failover`] (its
+/// upstream honouring `streamr_resume` when `resume`): the hashes of the LL-HLS parts its
+/// final playlist lists, and how many of its segments are listed without parts.
+async fn listed_after_a_failover(
+    tags: &[FlvTag],
+    last_video: u32,
+    published: usize,
+    resume: bool,
+) -> (Vec<blake3::Hash>, usize) {
+    use std::time::Duration;
+    use streamr_media::http::{LiveHls, LiveHlsConfig, LlLookup, LlRequest};
+
+    let upstream = RelayHub::default();
+    let origin = upstream.publish(key()).expect("publish upstream");
+    send(&origin, &tags[..published]);
+
+    let relay = RelayHub::default();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let config = LiveHlsConfig::default()
+        .with_segments(Duration::from_secs(1), 4)
+        .with_end_timing(Duration::from_secs(30), Duration::from_secs(30));
+    let live = LiveHls::start(relay.clone(), config, shutdown.clone());
+    let mut notices = live.part_notices();
+    let pull = relay
+        .publish_with(key(), Timeline::Upstream)
+        .expect("publish relay");
+    let _ = live.playlist(&key(), Duration::ZERO).await;
+    let relayed = tags
+        .iter()
+        .position(|tag| tag.tag_type == FlvTagType::Video && tag.timestamp == last_video)
+        .expect("the last video frame relayed");
+    send(&pull, &tags[..=relayed]);
+    pull.rejoin_upstream();
+    let at = pull.resume_point().expect("a resume point");
+    let mut next = if resume {
+        upstream.subscribe_resuming(key(), at)
+    } else {
+        upstream.subscribe(key())
+    }
+    .expect("play the new upstream");
+    send(&pull, &drain(&mut next));
+    send(&origin, &tags[published..]);
+    send(&pull, &drain(&mut next));
+    // Wait until the relay's live HLS has packaged everything (no part for a while).
+    while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), notices.recv()).await {}
+    let LlLookup::Ready(playlist) = live
+        .ll_playlist(&key(), LlRequest::default(), Duration::ZERO)
+        .await
+    else {
+        panic!("an LL-HLS playlist");
+    };
+    let playlist = String::from_utf8(playlist.to_vec()).expect("text");
+    let mut parts = Vec::new();
+    for line in playlist.lines() {
+        let Some(uri) = line
+            .strip_prefix("#EXT-X-PART:")
+            .and_then(|attrs| attrs.split("URI=\"").nth(1))
+            .and_then(|rest| rest.split('"').next())
+        else {
+            continue;
+        };
+        let bytes = live
+            .ll_file(&key(), uri, Duration::ZERO)
+            .await
+            .expect("a listed part is served");
+        parts.push(blake3::hash(&bytes));
+    }
+    // Segments listed without parts: an EXTINF with no EXT-X-PART since the one before.
+    let mut without_parts = 0;
+    let mut parts_since = 0;
+    for line in playlist.lines() {
+        if line.starts_with("#EXT-X-PART:") {
+            parts_since += 1;
+        } else if line.starts_with("#EXTINF:") {
+            if parts_since == 0 {
+                without_parts += 1;
+            }
+            parts_since = 0;
+        }
+    }
+    drop(pull);
+    shutdown.cancel();
+    (parts, without_parts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_resuming_past_a_gap_lists_no_part_the_origin_did_not_cut() {
+    let tags = sample_tags();
+    let origin = cut(&tags, false);
+    let (keyframe_at, _) = split_at_keyframe(&tags, 3);
+    let keyframe_ms = tags[keyframe_at].timestamp;
+    let published = tags
+        .iter()
+        .position(|tag| tag.timestamp > keyframe_ms + 200)
+        .expect("the sample goes on");
+    // The relay lost its upstream `lost` video frames before the keyframe (and the audio
+    // between). The new upstream ignores the resume point: its cached GOP starts at that
+    // keyframe, past the relay's last frame, and the frames between are lost. The open
+    // segment's parts from there on are not the origin's: they are not listed, whether or not
+    // they keep the part rules (one frame lost keeps them).
+    for lost in [1usize, 2] {
+        let last_video = tags[..keyframe_at]
+            .iter()
+            .filter(|tag| tag.tag_type == FlvTagType::Video)
+            .rev()
+            .nth(lost)
+            .expect("frames before the keyframe")
+            .timestamp;
+        let (parts, without_parts) =
+            listed_after_a_failover(&tags, last_video, published, false).await;
+        assert!(parts.len() >= 8, "{} parts listed", parts.len());
+        let foreign = parts.iter().filter(|p| !origin.parts.contains(p)).count();
+        assert_eq!(foreign, 0, "{lost} frames lost: parts none of the origin's");
+        assert_eq!(
+            without_parts, 1,
+            "{lost} frames lost: the segment open across the gap"
+        );
+
+        // With resumption nothing is lost and nothing left out.
+        let (parts, without_parts) =
+            listed_after_a_failover(&tags, last_video, published, true).await;
+        assert!(parts.iter().all(|p| origin.parts.contains(p)));
+        assert_eq!(without_parts, 0);
+    }
+}
