@@ -74,6 +74,7 @@ mod identity;
 mod ids;
 mod ledger;
 mod merkle;
+pub mod node_session;
 mod origin;
 mod part_report;
 mod payout;
@@ -103,6 +104,12 @@ pub use ids::{
     ContentDigest, NetPrefix, OperatorId, SessionId, StreamId, Subnet24, Subnet48, MAX_NAME_LEN,
 };
 pub use ledger::{Account, EntryKind, Ledger, LedgerEntry};
+/// The operating system's random source (for [`NodeHandshake::generate`]).
+pub use rand::rngs::OsRng;
+pub use node_session::{
+    accept_open, HeartbeatMac, KeyShare, KnownSession, MacHeartbeat, NodeHandshake, NodeSession,
+    NodeSessionAccept, NodeSessionId, NodeSessionOpen, SessionError, SessionKey,
+};
 pub use merkle::{BalanceLeaf, MerkleProof, MerkleTree, Side};
 pub use origin::{
     LlSegmentHashes, OriginClaim, OriginSegmentReport, SignedOriginClaim, SignedSegmentReport,
