@@ -363,9 +363,14 @@ impl NodeSession {
         self.expires_at_ms
     }
 
-    /// Authenticates `heartbeat` (which must name this session's node) with the session key.
+    /// The node that opened it.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Authenticates `heartbeat` with the session key. The coordinator accepts it only when
+    /// it names this session's node ([`Self::node_id`]).
     pub fn seal(&self, heartbeat: NodeHeartbeat) -> MacHeartbeat {
-        debug_assert_eq!(heartbeat.node_id, self.node_id);
         let mac = self.key.mac(&self.id, &heartbeat);
         MacHeartbeat {
             session_id: self.id,
