@@ -26,7 +26,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use streamr_core::{
     ContentDigest, CoordinatorKey, KeyPair, NodeHandshake, NodeHeartbeat, NodeId, NodeSession,
-    OriginClaim, ProbeResult, RewardSplit, SessionError, SessionId, Signed, SignedHeartbeat, SignedPartReport, SignedReceipt, SignedSegmentReport, ViewerKey,
+    OriginClaim, ProbeResult, RewardSplit, SessionError, SessionId, Signed, SignedHeartbeat,
+    SignedPartReport, SignedReceipt, SignedSegmentReport, ViewerKey,
 };
 
 use crate::grant_token;
@@ -35,8 +36,8 @@ use crate::wire::{
     NodeDeregistration, NodeInfo, NodePayouts, NodeRegistration, PartInfo, PartReportResponse,
     PayoutInfo, PlayResponse, ProbeInfo, ProofResponse, PublishCheckRequest, ReceiptsOutcome,
     ReceiptsRequest, SegmentInfo, SegmentReport, SegmentReportResponse, SessionHeartbeatRequest,
-    SetOriginRequest, SignedNodeSessionAccept,
-    SettlementInfo, SimulationRequest, StatementResponse, StreamInfo,
+    SetOriginRequest, SettlementInfo, SignedNodeSessionAccept, SimulationRequest,
+    StatementResponse, StreamInfo,
 };
 
 /// The coordinator's JSON error body (`{"error": code, "message": text}`).

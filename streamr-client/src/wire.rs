@@ -8,8 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 use streamr_core::{
-    BalanceLeaf, CanonicalMessage, ContentDigest, CoordinatorKey, HeartbeatMac, MerkleProof,
-    MacHeartbeat, NodeEpochInput, NodeHeartbeat, NodeId, NodeSessionAccept, NodeSessionId,
+    BalanceLeaf, CanonicalMessage, ContentDigest, CoordinatorKey, HeartbeatMac, MacHeartbeat,
+    MerkleProof, NodeEpochInput, NodeHeartbeat, NodeId, NodeSessionAccept, NodeSessionId,
     NodeSessionOpen, RewardConfig, Signed, SignedGrant, SignedHeartbeat, SignedOriginClaim,
     SignedPartReport, SignedReceipt, SignedSegmentReport, StreamId,
 };

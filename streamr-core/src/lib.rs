@@ -104,13 +104,11 @@ pub use ids::{
     ContentDigest, NetPrefix, OperatorId, SessionId, StreamId, Subnet24, Subnet48, MAX_NAME_LEN,
 };
 pub use ledger::{Account, EntryKind, Ledger, LedgerEntry};
-/// The operating system's random source (for [`NodeHandshake::generate`]).
-pub use rand::rngs::OsRng;
+pub use merkle::{BalanceLeaf, MerkleProof, MerkleTree, Side};
 pub use node_session::{
     accept_open, HeartbeatMac, KeyShare, KnownSession, MacHeartbeat, NodeHandshake, NodeSession,
     NodeSessionAccept, NodeSessionId, NodeSessionOpen, SessionError, SessionKey,
 };
-pub use merkle::{BalanceLeaf, MerkleProof, MerkleTree, Side};
 pub use origin::{
     LlSegmentHashes, OriginClaim, OriginSegmentReport, SignedOriginClaim, SignedSegmentReport,
 };
@@ -123,6 +121,8 @@ pub use payout::{
     SimulatedChain, SimulatedPayoutSink,
 };
 pub use probes::{ProbePolicy, ProbeResult, ProbeSummary};
+/// The operating system's random source (for [`NodeHandshake::generate`]).
+pub use rand::rngs::OsRng;
 pub use receipt::{SignedReceipt, ViewerReceipt};
 pub use rewards::{
     node_weight, split_pool, NodeEpochInput, NodeReward, RewardConfig, RewardSplit, PPM,

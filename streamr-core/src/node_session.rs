@@ -138,7 +138,9 @@ pub enum SessionError {
     #[error("handshake signature: {0}")]
     Signature(#[from] SignatureError),
     /// The open's timestamp is outside the accepted window.
-    #[error("session open timestamp {timestamp_ms} ms is {skew_ms} ms from now (limit {limit_ms} ms)")]
+    #[error(
+        "session open timestamp {timestamp_ms} ms is {skew_ms} ms from now (limit {limit_ms} ms)"
+    )]
     StaleOpen {
         /// The signed timestamp.
         timestamp_ms: u64,
@@ -564,7 +566,10 @@ mod tests {
             crossed.verify(&known_a, 2_000),
             Err(SessionError::BadMac { .. })
         ));
-        assert!(session_a2.seal(heartbeat(&a, 1)).verify(&known_a2, 2_000).is_ok());
+        assert!(session_a2
+            .seal(heartbeat(&a, 1))
+            .verify(&known_a2, 2_000)
+            .is_ok());
         // Node A's session used for a heartbeat naming node B.
         let mut for_b = session_a.seal(heartbeat(&a, 1));
         for_b.heartbeat.node_id = b.node_id();
@@ -602,8 +607,7 @@ mod tests {
             Err(SessionError::StaleOpen { .. })
         ));
         // An accept signed by someone other than the coordinator (a man in the middle).
-        let (accept, _) =
-            accept_open(&open, 1_000, 30_000, id, [4; 32], 9_000, &impostor).unwrap();
+        let (accept, _) = accept_open(&open, 1_000, 30_000, id, [4; 32], 9_000, &impostor).unwrap();
         let (handshake2, _) = NodeHandshake::start(&node, [3; 32], 1_000);
         assert!(matches!(
             handshake2.finish(&accept, &coordinator.coordinator_key()),
@@ -695,8 +699,8 @@ mod tests {
             any::<u64>(),
             any::<u64>(),
         )
-            .prop_map(|(seed, timestamp_ms, nonce, streams, viewers, bytes, unattested)| {
-                NodeHeartbeat {
+            .prop_map(
+                |(seed, timestamp_ms, nonce, streams, viewers, bytes, unattested)| NodeHeartbeat {
                     node_id: KeyPair::from_seed(seed).node_id(),
                     timestamp_ms,
                     nonce,
@@ -708,8 +712,8 @@ mod tests {
                     bytes_served: bytes,
                     unattested_bytes: unattested,
                     upstreams: Vec::new(),
-                }
-            })
+                },
+            )
     }
 
     proptest! {

@@ -8,8 +8,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use streamr_core::{
     accept_open, CanonicalMessage, KeyPair, KnownSession, MacHeartbeat, NodeHandshake,
-    NodeHeartbeat, NodeSessionAccept, NodeSessionId, NodeSessionOpen, SessionKey, Signed,
-    StreamId,
+    NodeHeartbeat, NodeSessionAccept, NodeSessionId, NodeSessionOpen, SessionKey, Signed, StreamId,
 };
 
 /// The fuzz target's entry point: which of the three message kinds `data` parses as.

@@ -296,7 +296,11 @@ fn session_refused(error: &ClientError) -> bool {
 }
 
 impl HeartbeatAuth {
-    pub(crate) fn new(client: CoordinatorClient, key: KeyPair, coordinator: CoordinatorKey) -> Self {
+    pub(crate) fn new(
+        client: CoordinatorClient,
+        key: KeyPair,
+        coordinator: CoordinatorKey,
+    ) -> Self {
         HeartbeatAuth {
             client,
             key,
@@ -914,7 +918,12 @@ mod tests {
         let key = config.coordinator_key.coordinator_key();
         let coordinator = streamr_coord::Coordinator::new(config, storage.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        (coordinator.spawn_serve(listener).unwrap(), storage, key, dir)
+        (
+            coordinator.spawn_serve(listener).unwrap(),
+            storage,
+            key,
+            dir,
+        )
     }
 
     fn beat(key: &KeyPair, nonce: u64) -> NodeHeartbeat {
@@ -957,7 +966,11 @@ mod tests {
         };
         let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);
         auth.send(beat(&node, 1), Vec::new()).await.unwrap();
-        let first = auth.session.as_ref().map(NodeSession::id).expect("a session");
+        let first = auth
+            .session
+            .as_ref()
+            .map(NodeSession::id)
+            .expect("a session");
         assert_eq!(nonce_stored().await, 1);
         auth.send(beat(&node, 2), Vec::new()).await.unwrap();
         assert_eq!(auth.session.as_ref().map(NodeSession::id), Some(first));
@@ -970,7 +983,11 @@ mod tests {
             .unwrap();
         auth.session = Some(foreign.clone());
         auth.send(beat(&node, 3), Vec::new()).await.unwrap();
-        let renewed = auth.session.as_ref().map(NodeSession::id).expect("a session");
+        let renewed = auth
+            .session
+            .as_ref()
+            .map(NodeSession::id)
+            .expect("a session");
         assert!(renewed != first && renewed != foreign.id());
         assert_eq!(nonce_stored().await, 3);
         // A coordinator key the node does not trust: no session, the heartbeat goes signed

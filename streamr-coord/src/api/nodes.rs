@@ -7,8 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use streamr_core::{
     CanonicalMessage, KnownSession, MacHeartbeat, NodeHeartbeat, NodeId, NodeSessionId,
-    ProbeResult, SessionError, SessionKey, SignatureBytes, SignatureError, SignedReceipt,
-    Subnet24,
+    ProbeResult, SessionError, SessionKey, SignatureBytes, SignatureError, SignedReceipt, Subnet24,
 };
 
 use super::openapi::{
@@ -332,8 +331,7 @@ pub(crate) async fn open_session(
         } => ApiError::ClockSkew {
             timestamp_ms: i64::try_from(timestamp_ms).unwrap_or(i64::MAX),
             skew_ms: i64::try_from(skew_ms).unwrap_or(i64::MAX),
-            limit_ms: i64::try_from(state.config.max_clock_skew.as_millis())
-                .unwrap_or(i64::MAX),
+            limit_ms: i64::try_from(state.config.max_clock_skew.as_millis()).unwrap_or(i64::MAX),
         },
         SessionError::WeakShare => ApiError::InvalidField {
             field: "body.share",
@@ -410,13 +408,11 @@ async fn check_mac(state: &Shared, sealed: &MacHeartbeat) -> Result<(), ApiError
         Some(session) => session,
         None => {
             let id = sealed.session_id.to_string();
-            let record = state
-                .storage
-                .get_node_session(&id)
-                .await?
-                .ok_or_else(|| ApiError::UnknownSession {
+            let record = state.storage.get_node_session(&id).await?.ok_or_else(|| {
+                ApiError::UnknownSession {
                     session_id: id.clone(),
-                })?;
+                }
+            })?;
             let session = known_session(&record).ok_or_else(|| ApiError::UnknownSession {
                 session_id: id.clone(),
             })?;

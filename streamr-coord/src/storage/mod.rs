@@ -13,10 +13,10 @@ pub use records::LlSegment;
 pub use records::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
     HeartbeatWrite, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic, NodePrefixRecord,
-    NodeRecord, NodeSessionCounts, NodeSessionRecord, NodeUsage, PartRecord, PartsStored, PayoutRecord,
-    PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord,
-    RelayReportRecord, RelayReports, SegmentRecord, SessionRecord, SessionUsageRow,
-    SettlementRecord, SettlementWrite, StatsRow, StreamRecord, Totals,
+    NodeRecord, NodeSessionCounts, NodeSessionRecord, NodeUsage, PartRecord, PartsStored,
+    PayoutRecord, PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord,
+    RelayAssignmentRecord, RelayReportRecord, RelayReports, SegmentRecord, SessionRecord,
+    SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, StreamRecord, Totals,
 };
 pub use sql::{HeartbeatFlush, PostgresStorage, SqliteStorage};
 

@@ -15,8 +15,8 @@ use sqlx::sqlite::{
 use super::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
     HeartbeatWrite, LedgerEntryRecord, LlSegment, NodeDownRecord, NodeEpochTraffic,
-    NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeSessionRecord, NodeUsage, PartRecord, PartsStored,
-    PayoutRecord, PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord,
+    NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeSessionRecord, NodeUsage, PartRecord,
+    PartsStored, PayoutRecord, PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord,
     RelayAssignmentRecord, RelayReportRecord, RelayReports, SegmentRecord, SessionRecord,
     SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, Storage, StorageResult,
     StreamRecord, Totals,

@@ -120,7 +120,13 @@ async fn a_session_opened_on_one_replica_authenticates_heartbeats_on_another_and
     // A session id the coordinator never opened.
     let mut unknown = sealed(&session, beat(&a, 2));
     unknown["session_id"] = json!(NodeSessionId::from_bytes([9; 16]).to_string());
-    refused(&second, &unknown, StatusCode::UNAUTHORIZED, "unknown_session").await;
+    refused(
+        &second,
+        &unknown,
+        StatusCode::UNAUTHORIZED,
+        "unknown_session",
+    )
+    .await;
     // A stale heartbeat under a good session.
     let mut stale = beat(&a, 2);
     stale.timestamp_ms -= 120_000;
@@ -143,8 +149,7 @@ async fn a_session_opened_on_one_replica_authenticates_heartbeats_on_another_and
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["error"], "unknown_node");
     // A stale open.
-    let (_, stale_open) =
-        NodeHandshake::generate(&a, &mut rand::rngs::OsRng, now_ms() - 120_000);
+    let (_, stale_open) = NodeHandshake::generate(&a, &mut rand::rngs::OsRng, now_ms() - 120_000);
     let (status, body) = first.post("/nodes/sessions", &stale_open).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"], "clock_skew");
@@ -155,7 +160,10 @@ async fn a_session_opened_on_one_replica_authenticates_heartbeats_on_another_and
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = first
-        .post("/nodes/heartbeat", &json!({ "heartbeat": heartbeat(&a, 3, &[]) }))
+        .post(
+            "/nodes/heartbeat",
+            &json!({ "heartbeat": heartbeat(&a, 3, &[]) }),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = second
@@ -179,12 +187,24 @@ async fn an_expired_session_is_refused_and_a_new_one_is_accepted(db: &TestDb) {
     let (status, body, session) = open(&short, &node, &short_key).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let expired = sealed(&session.expect("session"), beat(&node, 1));
-    refused(&short, &expired, StatusCode::UNAUTHORIZED, "session_expired").await;
+    refused(
+        &short,
+        &expired,
+        StatusCode::UNAUTHORIZED,
+        "session_expired",
+    )
+    .await;
     // Another replica reads the same expiry from the database.
     let normal = Coordinator::new(test_config(), db.storage().await);
     let key = normal.coordinator_key();
     let normal = Client::new(normal);
-    refused(&normal, &expired, StatusCode::UNAUTHORIZED, "session_expired").await;
+    refused(
+        &normal,
+        &expired,
+        StatusCode::UNAUTHORIZED,
+        "session_expired",
+    )
+    .await;
     assert_eq!(last_nonce(&normal, &node).await, json!(-1));
     // The node opens a new session and the same heartbeat goes through: nothing lost.
     let (status, body, session) = open(&normal, &node, &key).await;

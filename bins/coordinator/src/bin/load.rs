@@ -15,9 +15,9 @@ use anyhow::{bail, Context};
 use clap::{CommandFactory, Parser};
 use serde_json::json;
 use streamr_coord::wire::NodeRegistration;
+use streamr_coord::wire::{SessionHeartbeatRequest, SignedNodeSessionAccept};
 use streamr_coord::{connect, CoordConfig, Coordinator};
 use streamr_coordinator::HttpClient;
-use streamr_coord::wire::{SessionHeartbeatRequest, SignedNodeSessionAccept};
 use streamr_core::{KeyPair, NodeHandshake, NodeHeartbeat, NodeSession, Signed, StreamId};
 
 /// Longest run allowed, seconds.
@@ -359,8 +359,7 @@ async fn main() -> anyhow::Result<()> {
         let coordinator_key = coordinator.coordinator_key();
         let mut sessions = Vec::with_capacity(nodes);
         for (i, key) in keys.iter().enumerate() {
-            let (handshake, open) =
-                NodeHandshake::generate(key, &mut rand::rngs::OsRng, now_ms());
+            let (handshake, open) = NodeHandshake::generate(key, &mut rand::rngs::OsRng, now_ms());
             let (status, body) = setup.post("/nodes/sessions", &open).await?;
             if status != 201 {
                 bail!("opening node {i}'s session: {status} {body}");
