@@ -25,8 +25,9 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use streamr_core::{
-    ContentDigest, KeyPair, NodeId, OriginClaim, ProbeResult, RewardSplit, SessionId, Signed,
-    SignedHeartbeat, SignedPartReport, SignedReceipt, SignedSegmentReport, ViewerKey,
+    ContentDigest, CoordinatorKey, KeyPair, NodeHandshake, NodeHeartbeat, NodeId, NodeSession,
+    OriginClaim, ProbeResult, RewardSplit, SessionError, SessionId, Signed, SignedHeartbeat,
+    SignedPartReport, SignedReceipt, SignedSegmentReport, ViewerKey,
 };
 
 use crate::grant_token;
@@ -34,8 +35,9 @@ use crate::wire::{
     CoordinatorInfo, CreateStreamRequest, CreateStreamResponse, EarningsResponse, HeartbeatRequest,
     NodeDeregistration, NodeInfo, NodePayouts, NodeRegistration, PartInfo, PartReportResponse,
     PayoutInfo, PlayResponse, ProbeInfo, ProofResponse, PublishCheckRequest, ReceiptsOutcome,
-    ReceiptsRequest, SegmentInfo, SegmentReport, SegmentReportResponse, SetOriginRequest,
-    SettlementInfo, SimulationRequest, StatementResponse, StreamInfo,
+    ReceiptsRequest, SegmentInfo, SegmentReport, SegmentReportResponse, SessionHeartbeatRequest,
+    SetOriginRequest, SettlementInfo, SignedNodeSessionAccept, SimulationRequest,
+    StatementResponse, StreamInfo,
 };
 
 /// The coordinator's JSON error body (`{"error": code, "message": text}`).
@@ -93,6 +95,21 @@ pub enum ClientError {
         #[source]
         source: serde_json::Error,
     },
+    /// The coordinator's answer to a node session open did not check out (not signed by the
+    /// coordinator key the node knows, or not an answer to its own open).
+    #[error("{url}: node session handshake refused: {source}")]
+    Handshake {
+        /// The full request URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: SessionError,
+    },
+}
+
+/// The operating system's random source, for handshake secrets.
+fn rand_core_os() -> streamr_core::OsRng {
+    streamr_core::OsRng
 }
 
 fn describe(body: &Option<Box<ErrorBody>>, raw: &str) -> String {
@@ -335,6 +352,41 @@ impl CoordinatorClient {
                 heartbeat,
                 receipts,
             },
+        )
+        .await
+    }
+
+    /// `POST /nodes/sessions`: opens a node session for `node_key` (a signed handshake with an
+    /// ephemeral X25519 share) and checks the answer against `coordinator` (the coordinator key
+    /// the node learnt or pins). Heartbeats then go by [`Self::session_heartbeat`].
+    pub async fn open_node_session(
+        &self,
+        node_key: &KeyPair,
+        coordinator: &CoordinatorKey,
+    ) -> Result<NodeSession, ClientError> {
+        let (handshake, open) =
+            NodeHandshake::generate(node_key, &mut rand_core_os(), fresh_request_ms());
+        let accept: SignedNodeSessionAccept = self.post("/nodes/sessions", &open).await?;
+        handshake
+            .finish(&accept, coordinator)
+            .map_err(|source| ClientError::Handshake {
+                url: format!("{}/nodes/sessions", self.base),
+                source,
+            })
+    }
+
+    /// `POST /nodes/session-heartbeat`: a heartbeat authenticated by `session`'s MAC, and the
+    /// viewer receipts it carries. Refused with `unknown_session` or `session_expired` when the
+    /// coordinator forgot the session: open a new one and send the heartbeat again.
+    pub async fn session_heartbeat(
+        &self,
+        session: &NodeSession,
+        heartbeat: NodeHeartbeat,
+        receipts: Vec<SignedReceipt>,
+    ) -> Result<ReceiptsOutcome, ClientError> {
+        self.post(
+            "/nodes/session-heartbeat",
+            &SessionHeartbeatRequest::new(session.seal(heartbeat), receipts),
         )
         .await
     }

@@ -55,6 +55,21 @@ named_schema!(
     "SessionId"
 );
 named_schema!(
+    /// A node session's id, hex.
+    NodeSessionIdSchema,
+    "NodeSessionId"
+);
+named_schema!(
+    /// An ephemeral X25519 public share, hex.
+    KeyShareSchema,
+    "KeyShare"
+);
+named_schema!(
+    /// A heartbeat's MAC under its node session key, hex.
+    HeartbeatMacSchema,
+    "HeartbeatMac"
+);
+named_schema!(
     /// A BLAKE3 digest, hex.
     DigestSchema,
     "Digest"
@@ -106,6 +121,39 @@ pub struct NodeHeartbeatSchema {
     /// (signed only when present).
     #[schema(value_type = Option<Vec<RelayUpstreamSchema>>)]
     upstreams: (),
+}
+
+/// A node session open (`streamr_core::NodeSessionOpen`).
+#[derive(ToSchema)]
+#[schema(as = NodeSessionOpen)]
+#[allow(dead_code)]
+pub struct NodeSessionOpenSchema {
+    #[schema(value_type = NodeIdSchema)]
+    node_id: (),
+    /// Node clock, Unix milliseconds.
+    timestamp_ms: u64,
+    /// The node's ephemeral X25519 public share.
+    #[schema(value_type = KeyShareSchema)]
+    share: (),
+}
+
+/// A node session accept (`streamr_core::NodeSessionAccept`).
+#[derive(ToSchema)]
+#[schema(as = NodeSessionAccept)]
+#[allow(dead_code)]
+pub struct NodeSessionAcceptSchema {
+    #[schema(value_type = NodeSessionIdSchema)]
+    session_id: (),
+    #[schema(value_type = NodeIdSchema)]
+    node_id: (),
+    /// The node's share, as its open carried it.
+    #[schema(value_type = KeyShareSchema)]
+    node_share: (),
+    /// The coordinator's ephemeral X25519 public share.
+    #[schema(value_type = KeyShareSchema)]
+    coordinator_share: (),
+    /// When the coordinator forgets the session (its clock, Unix milliseconds).
+    expires_at_ms: u64,
 }
 
 /// Where a relay pulls one stream from (`streamr_core::RelayUpstream`).
@@ -297,6 +345,18 @@ signed_schema!(
     SignedHeartbeat,
     NodeHeartbeatSchema,
     "A heartbeat signed by its node."
+);
+signed_schema!(
+    SignedNodeSessionOpenSchema,
+    SignedNodeSessionOpen,
+    NodeSessionOpenSchema,
+    "A node session open signed with the node's key."
+);
+signed_schema!(
+    SignedNodeSessionAcceptSchema,
+    SignedNodeSessionAccept,
+    NodeSessionAcceptSchema,
+    "A node session accept signed with the coordinator's key."
 );
 signed_schema!(
     SignedUpstreamRequestSchema,

@@ -8,8 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 use streamr_core::{
-    BalanceLeaf, CanonicalMessage, ContentDigest, CoordinatorKey, MerkleProof, NodeEpochInput,
-    NodeId, RewardConfig, Signed, SignedGrant, SignedHeartbeat, SignedOriginClaim,
+    BalanceLeaf, CanonicalMessage, ContentDigest, CoordinatorKey, HeartbeatMac, MacHeartbeat,
+    MerkleProof, NodeEpochInput, NodeHeartbeat, NodeId, NodeSessionAccept, NodeSessionId,
+    NodeSessionOpen, RewardConfig, Signed, SignedGrant, SignedHeartbeat, SignedOriginClaim,
     SignedPartReport, SignedReceipt, SignedSegmentReport, StreamId,
 };
 
@@ -187,6 +188,59 @@ pub struct HeartbeatRequest {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::openapi::SignedReceiptSchema>))]
     pub receipts: Vec<SignedReceipt>,
+}
+
+/// `POST /nodes/sessions`: a node opens a session (its ephemeral X25519 share), signed with
+/// its node key.
+pub type SignedNodeSessionOpen = Signed<NodeSessionOpen>;
+
+/// The answer to `POST /nodes/sessions`: the session id, both shares and the expiry, signed
+/// with the coordinator key.
+pub type SignedNodeSessionAccept = Signed<NodeSessionAccept>;
+
+/// `POST /nodes/session-heartbeat`: a heartbeat authenticated by its node session's MAC, and
+/// the receipts viewers gave the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SessionHeartbeatRequest {
+    /// The session whose key made the MAC.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::NodeSessionIdSchema))]
+    pub session_id: NodeSessionId,
+    /// The heartbeat.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::NodeHeartbeatSchema))]
+    pub heartbeat: NodeHeartbeat,
+    /// Keyed BLAKE3 of the heartbeat's canonical bytes under the session key.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::HeartbeatMacSchema))]
+    pub mac: HeartbeatMac,
+    /// Viewer receipts (each signed by its viewer).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<crate::openapi::SignedReceiptSchema>))]
+    pub receipts: Vec<SignedReceipt>,
+}
+
+impl SessionHeartbeatRequest {
+    /// A sealed heartbeat with the receipts it carries.
+    pub fn new(sealed: MacHeartbeat, receipts: Vec<SignedReceipt>) -> Self {
+        SessionHeartbeatRequest {
+            session_id: sealed.session_id,
+            heartbeat: sealed.heartbeat,
+            mac: sealed.mac,
+            receipts,
+        }
+    }
+
+    /// The sealed heartbeat and the receipts, apart.
+    pub fn into_parts(self) -> (MacHeartbeat, Vec<SignedReceipt>) {
+        (
+            MacHeartbeat {
+                session_id: self.session_id,
+                heartbeat: self.heartbeat,
+                mac: self.mac,
+            },
+            self.receipts,
+        )
+    }
 }
 
 /// Answer to a heartbeat or a receipt upload.

@@ -75,6 +75,9 @@ pub struct CoordConfig {
     pub verifier: VerifierConfig,
     /// Accepted distance between a signed timestamp and the coordinator clock.
     pub max_clock_skew: Duration,
+    /// How long a node session (a MAC-authenticated heartbeat channel opened with a signed
+    /// handshake) lasts; the node opens a new one before it ends or when refused.
+    pub node_session_lifetime: Duration,
     /// How long a session grant lasts.
     pub grant_ttl: Duration,
     /// Bytes per second a grant allows (stream bitrate plus headroom).
@@ -171,6 +174,7 @@ impl Default for CoordConfig {
             router: Router::default(),
             verifier: VerifierConfig::default(),
             max_clock_skew: Duration::from_secs(30),
+            node_session_lifetime: Duration::from_secs(3600),
             grant_ttl: Duration::from_secs(3600),
             grant_bytes_per_second: 2_000_000,
             max_body_bytes: 256 * 1024,

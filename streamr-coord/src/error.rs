@@ -120,6 +120,35 @@ pub enum ApiError {
         /// What was signed (heartbeat, receipt, request).
         what: &'static str,
     },
+    /// A session heartbeat named a session this coordinator does not know (never opened,
+    /// expired and purged, or lost): the node opens a new session and sends it again.
+    #[error("unknown node session {session_id}: open a new one (POST /nodes/sessions)")]
+    UnknownSession {
+        /// The session id the request named.
+        session_id: String,
+    },
+    /// A session heartbeat's session has expired: the node opens a new one.
+    #[error("node session {session_id} expired at {expires_at_ms}: open a new one (POST /nodes/sessions)")]
+    SessionExpired {
+        /// The session.
+        session_id: String,
+        /// When it expired (coordinator clock, Unix milliseconds).
+        expires_at_ms: i64,
+    },
+    /// A session heartbeat's MAC did not verify under its session's key.
+    #[error("heartbeat mac does not verify under node session {session_id}")]
+    BadMac {
+        /// The session.
+        session_id: String,
+    },
+    /// A session heartbeat named another node than the one that opened the session.
+    #[error("node session {session_id} belongs to another node than {node_id}")]
+    WrongSessionNode {
+        /// The session.
+        session_id: String,
+        /// The node the heartbeat named.
+        node_id: String,
+    },
     /// A signed request's timestamp was outside the accepted skew window.
     #[error("timestamp {timestamp_ms} is {skew_ms} ms away from the coordinator clock (limit {limit_ms} ms)")]
     ClockSkew {
@@ -199,7 +228,11 @@ impl ApiError {
             | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized | ApiError::BadSignature { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::ClockSkew { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::ClockSkew { .. }
+            | ApiError::UnknownSession { .. }
+            | ApiError::SessionExpired { .. }
+            | ApiError::BadMac { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::WrongSessionNode { .. } => StatusCode::FORBIDDEN,
             ApiError::StreamKeyRejected { .. } | ApiError::NotOrigin { .. } => {
                 StatusCode::FORBIDDEN
             }
@@ -227,6 +260,10 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::BadSignature { .. } => "bad_signature",
             ApiError::ClockSkew { .. } => "clock_skew",
+            ApiError::UnknownSession { .. } => "unknown_session",
+            ApiError::SessionExpired { .. } => "session_expired",
+            ApiError::BadMac { .. } => "bad_mac",
+            ApiError::WrongSessionNode { .. } => "wrong_session_node",
             ApiError::Storage(StorageError::ReplayedNonce { .. }) => "replayed_nonce",
             ApiError::Storage(StorageError::UnknownNode { .. }) => "unknown_node",
             ApiError::StreamKeyRejected { .. } => "stream_key_rejected",

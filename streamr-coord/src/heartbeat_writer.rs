@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use ed25519_dalek::{Signature, VerifyingKey};
-use streamr_core::NodeId;
+use streamr_core::{KnownSession, NodeId, NodeSessionId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
@@ -130,6 +130,9 @@ struct Caches {
     keys: Mutex<HashMap<NodeId, VerifyingKey>>,
     /// Per node, the newest nonce this process committed (never above the database's).
     nonces: Mutex<HashMap<String, i64>>,
+    /// Node sessions this process opened or has read from the database (the database keeps
+    /// them all, so another replica's sessions are found there).
+    sessions: Mutex<HashMap<NodeSessionId, KnownSession>>,
 }
 
 fn insert_bounded<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, value: V) {
@@ -183,6 +186,26 @@ impl HeartbeatWriter {
         let key = node.verifying_key().ok()?;
         insert_bounded(&mut keys, *node, key);
         Some(key)
+    }
+
+    /// A node session from this process's cache.
+    pub(crate) fn session(&self, id: &NodeSessionId) -> Option<KnownSession> {
+        self.caches
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    /// Caches a node session (opened here or read from the database).
+    pub(crate) fn remember_session(&self, id: NodeSessionId, session: KnownSession) {
+        let mut sessions = self
+            .caches
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        insert_bounded(&mut sessions, id, session);
     }
 
     /// Refuses a nonce not above the newest one this process committed for the node (the

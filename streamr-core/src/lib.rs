@@ -76,6 +76,7 @@ mod identity;
 mod ids;
 mod ledger;
 mod merkle;
+pub mod node_session;
 mod origin;
 mod part_report;
 mod payout;
@@ -107,6 +108,10 @@ pub use ids::{
 };
 pub use ledger::{Account, EntryKind, Ledger, LedgerEntry};
 pub use merkle::{BalanceLeaf, MerkleProof, MerkleTree, Side};
+pub use node_session::{
+    accept_open, HeartbeatMac, KeyShare, KnownSession, MacHeartbeat, NodeHandshake, NodeSession,
+    NodeSessionAccept, NodeSessionId, NodeSessionOpen, SessionError, SessionKey,
+};
 pub use origin::{
     LlSegmentHashes, OriginClaim, OriginSegmentReport, SignedOriginClaim, SignedSegmentReport,
 };
@@ -119,6 +124,8 @@ pub use payout::{
     SimulatedChain, SimulatedPayoutSink,
 };
 pub use probes::{ProbePolicy, ProbeResult, ProbeSummary};
+/// The operating system's random source (for [`NodeHandshake::generate`]).
+pub use rand::rngs::OsRng;
 pub use receipt::{SignedReceipt, ViewerReceipt};
 pub use rewards::{
     node_weight, split_pool, NodeEpochInput, NodeReward, RewardConfig, RewardSplit, PPM,

@@ -1,5 +1,6 @@
-//! The node's side of the coordinator conversation: signed heartbeats carrying the viewers'
-//! receipts, the origin's segment hash reports (queued durably, delivered in order), and a
+//! The node's side of the coordinator conversation: heartbeats carrying the viewers'
+//! receipts (authenticated by a node session's MAC, or signed where the coordinator offers no
+//! sessions), the origin's segment hash reports (queued durably, delivered in order), and a
 //! relay's place in each stream's relay tree ([`TreeSource`]).
 
 use std::collections::HashMap;
@@ -10,8 +11,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use streamr_client::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert};
 use streamr_core::{
-    ContentDigest, CoordinatorKey, KeyPair, NodeHeartbeat, OriginSegmentReport, RelayUpstream,
-    Signed, StreamId,
+    ContentDigest, CoordinatorKey, KeyPair, NodeHeartbeat, NodeSession, OriginSegmentReport,
+    RelayUpstream, Signed, SignedReceipt, StreamId,
 };
 use streamr_media::http::{OriginNumbering, OriginPartPlace, PartNotice, SegmentNotice};
 use streamr_media::upstream::UpstreamPuller;
@@ -208,10 +209,10 @@ pub(crate) async fn join_then_heartbeat(
 ) {
     let mut pause = Duration::from_millis(250);
     let mut attempts: u32 = 0;
-    loop {
+    let coordinator = loop {
         attempts = attempts.saturating_add(1);
         match try_join(&join).await {
-            Ok(()) => break,
+            Ok(coordinator) => break coordinator,
             Err(reason) => {
                 if attempts == 1 || pause == MAX_JOIN_PAUSE {
                     error!(coordinator = join.client.base_url(), %reason,
@@ -226,7 +227,7 @@ pub(crate) async fn join_then_heartbeat(
             _ = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(MAX_JOIN_PAUSE);
-    }
+    };
     join.joined.store(true, Ordering::Release);
     info!(node = %join.key.node_id(), coordinator = join.client.base_url(), "registered");
     let watcher = tokio::spawn(crate::reachability::watch(
@@ -235,11 +236,13 @@ pub(crate) async fn join_then_heartbeat(
         join.reachability.clone(),
         stop.clone(),
     ));
-    heartbeats(join.client, join.key, gate, join.pulls, interval, stop).await;
+    let auth = HeartbeatAuth::new(join.client.clone(), join.key.clone(), coordinator);
+    heartbeats(auth, gate, join.pulls, interval, stop).await;
     let _ = watcher.await;
 }
 
-async fn try_join(join: &Join) -> Result<(), String> {
+/// Registers; returns the coordinator's key (checked against the pinned one).
+async fn try_join(join: &Join) -> Result<CoordinatorKey, String> {
     let info = join
         .client
         .coordinator_info()
@@ -260,8 +263,123 @@ async fn try_join(join: &Join) -> Result<(), String> {
     join.client
         .register_node(&join.key, &join.advert)
         .await
-        .map(|_| ())
+        .map(|_| info.coordinator_key)
         .map_err(|e| e.to_string())
+}
+
+/// How long before a node session's expiry the node opens the next one.
+const SESSION_RENEW_MARGIN_MS: u64 = 60_000;
+/// After the coordinator refused to open sessions (an older coordinator without them), how
+/// long the node sends signed heartbeats before it asks again.
+const SESSION_RETRY_MS: u64 = 300_000;
+
+/// How the node authenticates its heartbeats: by a node session's MAC (opened with a signed
+/// handshake, renewed before it expires and opened again whenever the coordinator has
+/// forgotten it), or by its signature when no session can be had. A heartbeat refused because
+/// the coordinator forgot the session is sent again at once under a new one.
+pub(crate) struct HeartbeatAuth {
+    client: CoordinatorClient,
+    key: KeyPair,
+    coordinator: CoordinatorKey,
+    session: Option<NodeSession>,
+    /// No session is asked for before this time (node clock, Unix milliseconds).
+    retry_at_ms: u64,
+}
+
+/// Whether a session heartbeat was refused because of the session itself (forgotten, expired,
+/// another session's key): a new session fixes it.
+fn session_refused(error: &ClientError) -> bool {
+    matches!(
+        error.code(),
+        Some("unknown_session" | "session_expired" | "bad_mac" | "wrong_session_node")
+    )
+}
+
+impl HeartbeatAuth {
+    pub(crate) fn new(
+        client: CoordinatorClient,
+        key: KeyPair,
+        coordinator: CoordinatorKey,
+    ) -> Self {
+        HeartbeatAuth {
+            client,
+            key,
+            coordinator,
+            session: None,
+            retry_at_ms: 0,
+        }
+    }
+
+    /// A usable session: the current one, or a new one when there is none or it ends soon.
+    async fn session(&mut self, now_ms: u64) -> Option<NodeSession> {
+        if let Some(session) = &self.session {
+            if session.expires_at_ms() > now_ms.saturating_add(SESSION_RENEW_MARGIN_MS) {
+                return Some(session.clone());
+            }
+        }
+        self.session = None;
+        if now_ms < self.retry_at_ms {
+            return None;
+        }
+        match self
+            .client
+            .open_node_session(&self.key, &self.coordinator)
+            .await
+        {
+            Ok(session) => {
+                debug!(session = %session.id(), "node session opened");
+                self.session = Some(session.clone());
+                Some(session)
+            }
+            Err(error) => {
+                // An older coordinator has no sessions (404/405 on the route): ask again
+                // later. Anything else (a network error, a restart) is retried next beat.
+                if matches!(error, ClientError::Handshake { .. }) {
+                    warn!(%error, "the coordinator's session answer does not check out; heartbeats stay signed");
+                    self.retry_at_ms = now_ms.saturating_add(SESSION_RETRY_MS);
+                } else if matches!(
+                    error.status(),
+                    Some(StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED)
+                ) && error.code() != Some("unknown_node")
+                {
+                    info!(%error, "the coordinator opens no node sessions; heartbeats stay signed");
+                    self.retry_at_ms = now_ms.saturating_add(SESSION_RETRY_MS);
+                } else {
+                    debug!(%error, "node session not opened; this heartbeat is signed");
+                }
+                None
+            }
+        }
+    }
+
+    /// Sends `heartbeat` with `receipts`: under the node session when there is one (opening
+    /// another and sending again when the coordinator forgot it), else signed.
+    async fn send(
+        &mut self,
+        heartbeat: NodeHeartbeat,
+        receipts: Vec<SignedReceipt>,
+    ) -> Result<streamr_client::wire::ReceiptsOutcome, ClientError> {
+        let now = unix_ms();
+        for attempt in 0..2 {
+            let Some(session) = self.session(now).await else {
+                break;
+            };
+            match self
+                .client
+                .session_heartbeat(&session, heartbeat.clone(), receipts.clone())
+                .await
+            {
+                Err(error) if session_refused(&error) => {
+                    debug!(%error, attempt, "node session refused; opening a new one");
+                    self.session = None;
+                }
+                answer => return answer,
+            }
+        }
+        self.client
+            .heartbeat(Signed::sign(heartbeat, &self.key), receipts)
+            .await
+    }
 }
 
 /// The node each relayed stream is pulled from now, where it is a relay tree upstream (one
@@ -287,10 +405,9 @@ fn pulled_from(
         .collect()
 }
 
-/// Sends a signed heartbeat every `interval` until `stop`.
+/// Sends a heartbeat every `interval` until `stop`.
 pub(crate) async fn heartbeats(
-    client: CoordinatorClient,
-    key: KeyPair,
+    mut auth: HeartbeatAuth,
     gate: Arc<Gate>,
     pulls: Option<(UpstreamPuller, Arc<crate::relay_receipts::EdgeGrants>)>,
     interval: Duration,
@@ -322,22 +439,19 @@ pub(crate) async fn heartbeats(
         let upstreams = pulled_from(pulls.as_ref(), &relayed, now);
         let served = gate.accounting.take(&stats, now);
         nonce = nonce.saturating_add(1).max(now);
-        let heartbeat = Signed::sign(
-            NodeHeartbeat {
-                node_id: key.node_id(),
-                timestamp_ms: now,
-                nonce,
-                streams,
-                viewers: u64::try_from(viewers).unwrap_or(u64::MAX),
-                bytes_served: served.attested,
-                unattested_bytes: served.unattested,
-                upstreams,
-            },
-            &key,
-        );
+        let heartbeat = NodeHeartbeat {
+            node_id: auth.key.node_id(),
+            timestamp_ms: now,
+            nonce,
+            streams,
+            viewers: u64::try_from(viewers).unwrap_or(u64::MAX),
+            bytes_served: served.attested,
+            unattested_bytes: served.unattested,
+            upstreams,
+        };
         let receipts = gate.take_receipts();
         let carried = receipts.len();
-        match client.heartbeat(heartbeat, receipts.clone()).await {
+        match auth.send(heartbeat, receipts.clone()).await {
             Ok(outcome) => {
                 debug!(
                     receipts = carried,
@@ -785,5 +899,107 @@ mod tests {
                 served: public
             })
         );
+    }
+
+    /// A coordinator on loopback with its own SQLite database.
+    async fn coordinator() -> (
+        streamr_coord::ServeHandle,
+        Arc<dyn streamr_coord::storage::Storage>,
+        CoordinatorKey,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("c.db").display());
+        let storage = streamr_coord::connect(&url).await.unwrap();
+        let config = streamr_coord::CoordConfig {
+            rate_limit: None,
+            ..streamr_coord::CoordConfig::default()
+        };
+        let key = config.coordinator_key.coordinator_key();
+        let coordinator = streamr_coord::Coordinator::new(config, storage.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        (
+            coordinator.spawn_serve(listener).unwrap(),
+            storage,
+            key,
+            dir,
+        )
+    }
+
+    fn beat(key: &KeyPair, nonce: u64) -> NodeHeartbeat {
+        NodeHeartbeat {
+            node_id: key.node_id(),
+            timestamp_ms: unix_ms(),
+            nonce,
+            streams: Vec::new(),
+            viewers: 0,
+            bytes_served: 0,
+            unattested_bytes: 0,
+            upstreams: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn heartbeats_go_by_session_and_a_forgotten_session_is_replaced_without_losing_one() {
+        let (server, storage, coordinator_key, _dir) = coordinator().await;
+        let (other, _, other_key, _other_dir) = coordinator().await;
+        let node = KeyPair::from_seed([41; 32]);
+        let advert = NodeAdvert {
+            operator: "op".into(),
+            payout_address: "0xop".into(),
+            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
+            http_url: "http://127.0.0.1:8080".into(),
+            capacity_kbps: 1_000,
+        };
+        let client = CoordinatorClient::new(&server.url()).unwrap();
+        let other_client = CoordinatorClient::new(&other.url()).unwrap();
+        for c in [&client, &other_client] {
+            c.register_node(&node, &advert).await.unwrap();
+        }
+        let nonce_stored = || async {
+            storage
+                .get_node(&node.node_id().to_string())
+                .await
+                .unwrap()
+                .unwrap()
+                .last_nonce
+        };
+        let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);
+        auth.send(beat(&node, 1), Vec::new()).await.unwrap();
+        let first = auth
+            .session
+            .as_ref()
+            .map(NodeSession::id)
+            .expect("a session");
+        assert_eq!(nonce_stored().await, 1);
+        auth.send(beat(&node, 2), Vec::new()).await.unwrap();
+        assert_eq!(auth.session.as_ref().map(NodeSession::id), Some(first));
+        assert_eq!(nonce_stored().await, 2);
+        // A session this coordinator never saw (as after it lost its database): refused with
+        // unknown_session, a new session is opened and the same heartbeat is stored.
+        let foreign = other_client
+            .open_node_session(&node, &other_key)
+            .await
+            .unwrap();
+        auth.session = Some(foreign.clone());
+        auth.send(beat(&node, 3), Vec::new()).await.unwrap();
+        let renewed = auth
+            .session
+            .as_ref()
+            .map(NodeSession::id)
+            .expect("a session");
+        assert!(renewed != first && renewed != foreign.id());
+        assert_eq!(nonce_stored().await, 3);
+        // A coordinator key the node does not trust: no session, the heartbeat goes signed
+        // (and no session is asked for again soon).
+        let mut distrusting = HeartbeatAuth::new(
+            CoordinatorClient::new(&server.url()).unwrap(),
+            node.clone(),
+            other_key,
+        );
+        distrusting.send(beat(&node, 4), Vec::new()).await.unwrap();
+        assert!(distrusting.session.is_none());
+        assert!(distrusting.retry_at_ms > unix_ms());
+        assert_eq!(nonce_stored().await, 4);
     }
 }

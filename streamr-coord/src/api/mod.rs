@@ -108,6 +108,8 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/receipts", post(viewers::post_receipts))
         .route("/nodes", post(nodes::register).get(nodes::list))
         .route("/nodes/heartbeat", post(nodes::heartbeat))
+        .route("/nodes/sessions", post(nodes::open_session))
+        .route("/nodes/session-heartbeat", post(nodes::session_heartbeat))
         .route("/nodes/deregister", post(nodes::deregister))
         .route("/nodes/{id}", get(nodes::get_one))
         .route("/nodes/{id}/stats", get(nodes::stats))

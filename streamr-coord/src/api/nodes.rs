@@ -5,23 +5,28 @@ use std::net::IpAddr;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use streamr_core::{CanonicalMessage, ProbeResult, SignatureError, Subnet24};
+use streamr_core::{
+    CanonicalMessage, KnownSession, MacHeartbeat, NodeHeartbeat, NodeId, NodeSessionId,
+    ProbeResult, SessionError, SessionKey, SignatureBytes, SignatureError, SignedReceipt, Subnet24,
+};
 
 use super::openapi::{
-    ErrorSchema, ProbeResultSchema, SignedDeregistrationSchema, SignedRegistrationSchema,
+    ErrorSchema, ProbeResultSchema, SignedDeregistrationSchema, SignedNodeSessionAcceptSchema,
+    SignedNodeSessionOpenSchema, SignedRegistrationSchema,
 };
 use super::streams::{to_i64, Limit};
 use super::{Admin, Shared};
 use crate::clock::now_ms;
-use crate::error::ApiError;
+use crate::error::{ApiError, StorageError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PeerIp};
 use crate::heartbeat_writer::SignatureCheck;
 use crate::intake::receipts;
 use crate::metrics::Metrics;
-use crate::storage::{to_wire, ActivityDelta, HeartbeatWrite, NodeRecord};
+use crate::storage::{to_wire, ActivityDelta, HeartbeatWrite, NodeRecord, NodeSessionRecord};
 use crate::wire::{
-    HeartbeatRequest, NodeInfo, ProbeInfo, ReceiptsOutcome, SignedDeregistration,
-    SignedRegistration, StatsInfo,
+    HeartbeatRequest, NodeInfo, ProbeInfo, ReceiptsOutcome, SessionHeartbeatRequest,
+    SignedDeregistration, SignedNodeSessionAccept, SignedNodeSessionOpen, SignedRegistration,
+    StatsInfo,
 };
 
 /// Longest text field of a registration, in characters.
@@ -268,10 +273,201 @@ pub(crate) async fn heartbeat(
     PeerIp(peer): PeerIp,
     ApiJson(request): ApiJson<HeartbeatRequest>,
 ) -> Result<Json<ReceiptsOutcome>, ApiError> {
-    let node_id = request.heartbeat.body.node_id.to_string();
-    let result = accept_heartbeat(&state, request).await;
+    let HeartbeatRequest {
+        heartbeat,
+        receipts,
+    } = request;
+    let result = accept_heartbeat(
+        &state,
+        &heartbeat.body,
+        Some(heartbeat.signature),
+        &receipts,
+    )
+    .await;
+    answer_heartbeat(&state, &heartbeat.body.node_id, peer, result).await
+}
+
+/// Opens a node session: the node proves its key once (a signed open carrying an ephemeral
+/// X25519 share); the coordinator answers with its own share, signed with the coordinator key,
+/// and both derive the session key. The session is stored, so any replica sharing the
+/// database accepts heartbeats under it until it expires.
+#[utoipa::path(post, path = "/nodes/sessions", tag = "nodes",
+    request_body = SignedNodeSessionOpenSchema,
+    responses(
+        (status = 201, description = "Opened", body = SignedNodeSessionAcceptSchema),
+        (status = 400, description = "invalid_field: a low-order key share", body = ErrorSchema),
+        (status = 401, description = "bad_signature or clock_skew", body = ErrorSchema),
+        (status = 404, description = "unknown_node: not registered or deregistered", body = ErrorSchema),
+    ))]
+pub(crate) async fn open_session(
+    State(state): State<Shared>,
+    ApiJson(open): ApiJson<SignedNodeSessionOpen>,
+) -> Result<(StatusCode, Json<SignedNodeSessionAccept>), ApiError> {
+    use rand::RngCore;
+    let now = now_ms();
+    let now_u = u64::try_from(now).unwrap_or(0);
+    let skew_ms = u64::try_from(state.config.max_clock_skew.as_millis()).unwrap_or(u64::MAX);
+    let lifetime_ms =
+        u64::try_from(state.config.node_session_lifetime.as_millis()).unwrap_or(u64::MAX);
+    let expires_at_ms = now_u.saturating_add(lifetime_ms).min(i64::MAX as u64);
+    let mut session_id = [0u8; 16];
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut session_id);
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let (accept, key) = streamr_core::accept_open(
+        &open,
+        now_u,
+        skew_ms,
+        NodeSessionId::from_bytes(session_id),
+        secret,
+        expires_at_ms,
+        &state.config.coordinator_key,
+    )
+    .map_err(|error| match error {
+        SessionError::StaleOpen {
+            timestamp_ms,
+            skew_ms,
+            ..
+        } => ApiError::ClockSkew {
+            timestamp_ms: i64::try_from(timestamp_ms).unwrap_or(i64::MAX),
+            skew_ms: i64::try_from(skew_ms).unwrap_or(i64::MAX),
+            limit_ms: i64::try_from(state.config.max_clock_skew.as_millis()).unwrap_or(i64::MAX),
+        },
+        SessionError::WeakShare => ApiError::InvalidField {
+            field: "body.share",
+            reason: "a low-order X25519 point: no secret could be agreed".into(),
+        },
+        _ => ApiError::BadSignature {
+            what: "node session open",
+        },
+    })?;
+    let node_id = open.body.node_id.to_string();
+    if !state
+        .storage
+        .get_node(&node_id)
+        .await?
+        .is_some_and(|node| node.active)
+    {
+        return Err(ApiError::Storage(StorageError::UnknownNode { node_id }));
+    }
+    let expires = i64::try_from(expires_at_ms).unwrap_or(i64::MAX);
+    state
+        .storage
+        .insert_node_session(
+            &NodeSessionRecord {
+                id: accept.body.session_id.to_string(),
+                node_id,
+                key_hex: hex::encode(key.as_bytes()),
+                expires_at_ms: expires,
+            },
+            now,
+        )
+        .await?;
+    state.heartbeat_writer().remember_session(
+        accept.body.session_id,
+        KnownSession {
+            node_id: open.body.node_id,
+            key,
+            expires_at_ms,
+        },
+    );
+    Metrics::inc(&state.metrics.node_sessions_opened_total);
+    Ok((StatusCode::CREATED, Json(accept)))
+}
+
+/// A heartbeat authenticated by its node session's MAC: the session is looked up (this
+/// process's cache, else the database), must belong to the node the heartbeat names and not
+/// be expired, and the MAC must hold; then everything proceeds as for a signed heartbeat
+/// (skew window, nonce above the node's last, one transaction with its receipts).
+#[utoipa::path(post, path = "/nodes/session-heartbeat", tag = "nodes",
+    request_body = SessionHeartbeatRequest,
+    responses(
+        (status = 200, description = "Accepted; how each receipt fared", body = ReceiptsOutcome),
+        (status = 401, description = "unknown_session or session_expired (open a new session), bad_mac or clock_skew", body = ErrorSchema),
+        (status = 403, description = "wrong_session_node: the session belongs to another node", body = ErrorSchema),
+        (status = 404, description = "unknown_node", body = ErrorSchema),
+        (status = 409, description = "replayed_nonce", body = ErrorSchema),
+    ))]
+pub(crate) async fn session_heartbeat(
+    State(state): State<Shared>,
+    PeerIp(peer): PeerIp,
+    ApiJson(request): ApiJson<SessionHeartbeatRequest>,
+) -> Result<Json<ReceiptsOutcome>, ApiError> {
+    let (sealed, receipts) = request.into_parts();
+    let result = match check_mac(&state, &sealed).await {
+        Ok(()) => accept_heartbeat(&state, &sealed.heartbeat, None, &receipts).await,
+        Err(error) => Err(error),
+    };
+    answer_heartbeat(&state, &sealed.heartbeat.node_id, peer, result).await
+}
+
+/// Finds the session `sealed` names and checks its MAC.
+async fn check_mac(state: &Shared, sealed: &MacHeartbeat) -> Result<(), ApiError> {
+    let writer = state.heartbeat_writer();
+    let session = match writer.session(&sealed.session_id) {
+        Some(session) => session,
+        None => {
+            let id = sealed.session_id.to_string();
+            let record = state.storage.get_node_session(&id).await?.ok_or_else(|| {
+                ApiError::UnknownSession {
+                    session_id: id.clone(),
+                }
+            })?;
+            let session = known_session(&record).ok_or_else(|| ApiError::UnknownSession {
+                session_id: id.clone(),
+            })?;
+            writer.remember_session(sealed.session_id, session.clone());
+            session
+        }
+    };
+    let now = u64::try_from(now_ms()).unwrap_or(0);
+    sealed
+        .verify(&session, now)
+        .map(|_| ())
+        .map_err(|error| match error {
+            SessionError::Expired {
+                session_id,
+                expires_at_ms,
+                ..
+            } => ApiError::SessionExpired {
+                session_id: session_id.to_string(),
+                expires_at_ms: i64::try_from(expires_at_ms).unwrap_or(i64::MAX),
+            },
+            SessionError::WrongNode {
+                session_id,
+                claimed,
+                ..
+            } => ApiError::WrongSessionNode {
+                session_id: session_id.to_string(),
+                node_id: claimed.to_string(),
+            },
+            _ => ApiError::BadMac {
+                session_id: sealed.session_id.to_string(),
+            },
+        })
+}
+
+/// A stored session as the MAC check needs it; `None` when the row is malformed.
+fn known_session(record: &NodeSessionRecord) -> Option<KnownSession> {
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(&record.key_hex, &mut key).ok()?;
+    Some(KnownSession {
+        node_id: record.node_id.parse().ok()?,
+        key: SessionKey::from_bytes(key),
+        expires_at_ms: u64::try_from(record.expires_at_ms).unwrap_or(0),
+    })
+}
+
+/// Records where an accepted heartbeat came from and counts it.
+async fn answer_heartbeat(
+    state: &Shared,
+    node: &NodeId,
+    peer: Option<IpAddr>,
+    result: Result<ReceiptsOutcome, ApiError>,
+) -> Result<Json<ReceiptsOutcome>, ApiError> {
     if let (Ok(_), Some(peer)) = (&result, peer) {
-        // Only an accepted (signed, fresh) heartbeat tells where the node is.
+        let node_id = node.to_string();
+        // Only an accepted (authenticated, fresh) heartbeat tells where the node is.
         if let Err(error) = state
             .node_prefixes
             .observe(state.storage.as_ref(), &node_id, peer, now_ms())
@@ -294,21 +490,23 @@ pub(crate) async fn heartbeat(
 const MAX_HEARTBEAT_STREAMS: usize = 1024;
 
 /// Checks what is cheap on the request path (size, skew window, a nonce this process has seen
-/// committed) and leaves the signature of a heartbeat without receipts to the writer, which
-/// checks a whole batch at once. A heartbeat with receipts has its signature checked here,
-/// before its receipts are looked at.
+/// committed). With `signature` (a signed heartbeat), a heartbeat without receipts has its
+/// signature left to the writer, which checks a whole batch at once, and one with receipts has
+/// it checked here, before its receipts are looked at. Without (a session heartbeat), the
+/// caller has authenticated the heartbeat already.
 async fn accept_heartbeat(
     state: &Shared,
-    request: HeartbeatRequest,
+    body: &NodeHeartbeat,
+    signature: Option<SignatureBytes>,
+    receipts_in: &[SignedReceipt],
 ) -> Result<ReceiptsOutcome, ApiError> {
     let limit = state.config.max_receipts_per_request;
-    if request.receipts.len() > limit {
+    if receipts_in.len() > limit {
         return Err(ApiError::InvalidField {
             field: "receipts",
             reason: format!("at most {limit} receipts per heartbeat"),
         });
     }
-    let body = &request.heartbeat.body;
     for (field, count) in [
         ("heartbeat.streams", body.streams.len()),
         ("heartbeat.upstreams", body.upstreams.len()),
@@ -339,14 +537,19 @@ async fn accept_heartbeat(
     let node_id = body.node_id.to_string();
     let nonce = to_i64("nonce", body.nonce)?;
     writer.check_not_replayed(&node_id, nonce)?;
-    let key = writer
-        .verifying_key(&body.node_id)
-        .ok_or(ApiError::BadSignature { what: "heartbeat" })?;
-    let check = SignatureCheck::new(
-        key,
-        body.canonical_bytes(),
-        request.heartbeat.signature.to_signature(),
-    );
+    let check = match signature {
+        Some(signature) => {
+            let key = writer
+                .verifying_key(&body.node_id)
+                .ok_or(ApiError::BadSignature { what: "heartbeat" })?;
+            Some(SignatureCheck::new(
+                key,
+                body.canonical_bytes(),
+                signature.to_signature(),
+            ))
+        }
+        None => None,
+    };
     let streams: Vec<&str> = body.streams.iter().map(|s| s.as_str()).collect();
     let upstreams: Vec<(&str, String)> = body
         .upstreams
@@ -365,14 +568,14 @@ async fn accept_heartbeat(
         receipts: Vec::new(),
         activity: ActivityDelta::default(),
     };
-    let (verified, pending_check) = if request.receipts.is_empty() {
-        (receipts::Verified::default(), Some(check))
+    let (verified, pending_check) = if receipts_in.is_empty() {
+        (receipts::Verified::default(), check)
     } else {
-        if !check.verify_strict() {
+        if check.as_ref().is_some_and(|check| !check.verify_strict()) {
             return Err(ApiError::BadSignature { what: "heartbeat" });
         }
         let verified =
-            receipts::verify(&state.intake(), Some(body.node_id), &request.receipts, now).await?;
+            receipts::verify(&state.intake(), Some(body.node_id), receipts_in, now).await?;
         (verified, None)
     };
     let mut activity = verified

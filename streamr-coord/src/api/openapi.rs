@@ -34,6 +34,15 @@ fn component_overrides() -> Vec<(&'static str, Value)> {
             hex(32, "The coordinator's ed25519 public key."),
         ),
         ("SessionId", hex(16, "A viewing session's id.")),
+        ("NodeSessionId", hex(16, "A node session's id.")),
+        ("KeyShare", hex(32, "An ephemeral X25519 public share.")),
+        (
+            "HeartbeatMac",
+            hex(
+                32,
+                "Keyed BLAKE3 of the heartbeat's canonical encoding under the node session key.",
+            ),
+        ),
         ("Digest", hex(32, "A BLAKE3 digest.")),
         (
             "Signature",
@@ -93,7 +102,8 @@ fn component_overrides() -> Vec<(&'static str, Value)> {
 #[allow(dead_code)]
 pub(crate) struct ErrorSchema {
     /// Stable code, e.g. `invalid_json`, `unauthorized`, `bad_signature`, `clock_skew`,
-    /// `replayed_nonce`, `not_found`, `rate_limited`.
+    /// `replayed_nonce`, `unknown_session`, `session_expired`, `bad_mac`,
+    /// `wrong_session_node`, `not_found`, `rate_limited`.
     error: String,
     /// What was wrong, for people.
     message: String,
@@ -145,6 +155,8 @@ pub(crate) struct ReadinessSchema {
         super::nodes::register,
         super::nodes::list,
         super::nodes::heartbeat,
+        super::nodes::open_session,
+        super::nodes::session_heartbeat,
         super::nodes::deregister,
         super::nodes::get_one,
         super::nodes::stats,
@@ -191,6 +203,11 @@ fn limits(config: &CoordConfig) -> Vec<(String, &'static str, Value)> {
         ),
         (
             schema("HeartbeatRequest", "receipts"),
+            "maxItems",
+            json!(config.max_receipts_per_request),
+        ),
+        (
+            schema("SessionHeartbeatRequest", "receipts"),
             "maxItems",
             json!(config.max_receipts_per_request),
         ),

@@ -13,7 +13,7 @@ pub use records::LlSegment;
 pub use records::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
     HeartbeatWrite, HeldProbeRecord, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic,
-    NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PartRecord, PartsStored,
+    NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeSessionRecord, NodeUsage, PartRecord, PartsStored,
     PayoutRecord, PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord,
     RelayAssignmentRecord, RelayReportRecord, RelayReports, SegmentRecord, SessionRecord,
     SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, StreamRecord, Totals,
@@ -123,6 +123,15 @@ pub trait Storage: Send + Sync + 'static {
             .await?;
         outcomes.pop().unwrap_or(Ok(0))
     }
+    /// Stores a newly opened node session, and forgets every session that expired before
+    /// `forget_before_ms`.
+    async fn insert_node_session(
+        &self,
+        session: &NodeSessionRecord,
+        forget_before_ms: i64,
+    ) -> StorageResult<()>;
+    /// A node session by id, expired or not (the caller checks the expiry).
+    async fn get_node_session(&self, id: &str) -> StorageResult<Option<NodeSessionRecord>>;
     /// Records several heartbeats in one transaction (one commit, at most one flush: see
     /// [`HeartbeatFlush`]). Each gets its own outcome: a replayed or unknown-node heartbeat
     /// writes nothing and does not affect the others. The outer error means nothing was

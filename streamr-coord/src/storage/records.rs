@@ -829,3 +829,16 @@ impl From<Totals> for streamr_client::wire::TotalsInfo {
 pub(crate) fn to_wire<R, W: From<R>>(rows: Vec<R>) -> Vec<W> {
     rows.into_iter().map(W::from).collect()
 }
+
+/// A node session the coordinator opened (see [`streamr_core::node_session`]).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct NodeSessionRecord {
+    /// Session id, 32 hex digits.
+    pub id: String,
+    /// The node that opened it (hex public key).
+    pub node_id: String,
+    /// The session key, 64 hex digits.
+    pub key_hex: String,
+    /// When it expires (coordinator clock, Unix milliseconds).
+    pub expires_at_ms: i64,
+}

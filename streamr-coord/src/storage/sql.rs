@@ -15,7 +15,7 @@ use sqlx::sqlite::{
 use super::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
     HeartbeatWrite, HeldProbeRecord, LedgerEntryRecord, LlSegment, NodeDownRecord,
-    NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeUsage, PartRecord,
+    NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeSessionRecord, NodeUsage, PartRecord,
     PartsStored, PayoutRecord, PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord,
     RelayAssignmentRecord, RelayReportRecord, RelayReports, SegmentRecord, SessionRecord,
     SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, Storage, StorageResult,
@@ -1223,6 +1223,46 @@ macro_rules! sql_storage {
                 .await
                 .map_err(StorageError::query("deregister_node"))?;
                 Ok(result.rows_affected() == 1)
+            }
+
+            async fn insert_node_session(
+                &self,
+                session: &NodeSessionRecord,
+                forget_before_ms: i64,
+            ) -> StorageResult<()> {
+                let op = "insert_node_session";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                sqlx::query(&$sql("DELETE FROM node_sessions WHERE expires_at_ms < $1"))
+                    .bind(forget_before_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                sqlx::query(&$sql(
+                    "INSERT INTO node_sessions (id, node_id, key_hex, expires_at_ms) \
+                     VALUES ($1, $2, $3, $4)",
+                ))
+                .bind(&session.id)
+                .bind(&session.node_id)
+                .bind(&session.key_hex)
+                .bind(session.expires_at_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(StorageError::query(op))?;
+                tx.commit().await.map_err(StorageError::query(op))?;
+                Ok(())
+            }
+
+            async fn get_node_session(
+                &self,
+                id: &str,
+            ) -> StorageResult<Option<NodeSessionRecord>> {
+                sqlx::query_as::<_, NodeSessionRecord>(&$sql(
+                    "SELECT id, node_id, key_hex, expires_at_ms FROM node_sessions WHERE id = $1",
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StorageError::query("get_node_session"))
             }
 
             async fn record_heartbeats(

@@ -14,6 +14,7 @@ mod ll_parts;
 mod ll_segments;
 mod local_trial;
 mod node_report;
+mod node_sessions;
 mod postgres_tls;
 mod prober;
 mod reachability;

@@ -1,8 +1,9 @@
-//! `streamr-coord-load`: signed-heartbeat load against an in-process coordinator, next to a
-//! bare axum hello endpoint measured in the same run as the ceiling.
+//! `streamr-coord-load`: heartbeat load (session-authenticated by default, or signed) against
+//! an in-process coordinator, next to a bare axum hello endpoint measured in the same run as
+//! the ceiling.
 //!
-//! Loopback only, bounded by request count and duration. Heartbeats are signed before the
-//! clock starts so the client's signing does not compete with the server being measured. The
+//! Loopback only, bounded by request count and duration. Heartbeats are signed or sealed (each
+//! node opens its session first) before the clock starts so the client's signing does not compete with the server being measured. The
 //! two phases alternate for `--rounds` rounds, so that load from elsewhere on the machine hits
 //! the ceiling and the heartbeats alike; the ratio is over all rounds.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
@@ -14,9 +15,10 @@ use anyhow::{bail, Context};
 use clap::{CommandFactory, Parser};
 use serde_json::json;
 use streamr_coord::wire::NodeRegistration;
+use streamr_coord::wire::{SessionHeartbeatRequest, SignedNodeSessionAccept};
 use streamr_coord::{connect, CoordConfig, Coordinator};
 use streamr_coordinator::HttpClient;
-use streamr_core::{KeyPair, NodeHeartbeat, Signed, StreamId};
+use streamr_core::{KeyPair, NodeHandshake, NodeHeartbeat, NodeSession, Signed, StreamId};
 
 /// Longest run allowed, seconds.
 const MAX_DURATION_SECS: u64 = 60;
@@ -67,6 +69,12 @@ struct Args {
     /// `always`.
     #[arg(long, env = "STREAMR_LOAD_HEARTBEAT_FLUSH", default_value = "receipts")]
     heartbeat_flush: String,
+    /// How heartbeats are authenticated: `session` (each node opens a node session, then its
+    /// heartbeats carry a MAC: what nodes do) or `signed` (an ed25519 signature each, as older
+    /// nodes send).
+    #[arg(long, env = "STREAMR_LOAD_AUTH", default_value = "session",
+          value_parser = ["session", "signed"])]
+    auth: String,
 }
 
 /// What one or more phases measured.
@@ -347,6 +355,22 @@ async fn main() -> anyhow::Result<()> {
             bail!("registering node {i}: {status} {body}");
         }
     }
+    let sessions: Vec<Option<NodeSession>> = if args.auth == "session" {
+        let coordinator_key = coordinator.coordinator_key();
+        let mut sessions = Vec::with_capacity(nodes);
+        for (i, key) in keys.iter().enumerate() {
+            let (handshake, open) = NodeHandshake::generate(key, &mut rand::rngs::OsRng, now_ms());
+            let (status, body) = setup.post("/nodes/sessions", &open).await?;
+            if status != 201 {
+                bail!("opening node {i}'s session: {status} {body}");
+            }
+            let accept: SignedNodeSessionAccept = serde_json::from_value(body)?;
+            sessions.push(Some(handshake.finish(&accept, &coordinator_key)?));
+        }
+        sessions
+    } else {
+        vec![None; nodes]
+    };
     // Closed now: left open, it took one of the per-client connection slots the phases need.
     drop(setup);
     let stream = StreamId::new("load").context("stream id")?;
@@ -360,20 +384,23 @@ async fn main() -> anyhow::Result<()> {
             let key = keys.get(node).context("node key")?;
             let nonce = nonces.get_mut(node).context("nonce")?;
             *nonce += 1;
-            let heartbeat = Signed::sign(
-                NodeHeartbeat {
-                    node_id: key.node_id(),
-                    timestamp_ms: signed_at,
-                    nonce: *nonce,
-                    streams: vec![stream.clone()],
-                    viewers: 3,
-                    bytes_served: args.bytes_served,
-                    unattested_bytes: 0,
-                    upstreams: Vec::new(),
-                },
-                key,
-            );
-            let body = serde_json::to_vec(&json!({ "heartbeat": heartbeat }))?;
+            let heartbeat = NodeHeartbeat {
+                node_id: key.node_id(),
+                timestamp_ms: signed_at,
+                nonce: *nonce,
+                streams: vec![stream.clone()],
+                viewers: 3,
+                bytes_served: args.bytes_served,
+                unattested_bytes: 0,
+                upstreams: Vec::new(),
+            };
+            let body = match sessions.get(node).and_then(Option::as_ref) {
+                Some(session) => serde_json::to_vec(&SessionHeartbeatRequest::new(
+                    session.seal(heartbeat),
+                    Vec::new(),
+                ))?,
+                None => serde_json::to_vec(&json!({ "heartbeat": Signed::sign(heartbeat, key) }))?,
+            };
             if let Some(bucket) = per_connection.get_mut(node % connections) {
                 bucket.push(body);
             }
@@ -390,8 +417,14 @@ async fn main() -> anyhow::Result<()> {
     } else {
         format!("PostgreSQL (heartbeat_flush={})", args.heartbeat_flush)
     };
+    let (heartbeat_path, heartbeat_name) = if args.auth == "session" {
+        ("/nodes/session-heartbeat", "session heartbeats")
+    } else {
+        ("/nodes/heartbeat", "signed heartbeats")
+    };
     println!(
-        "loopback, {connections} connections, {nodes} nodes, {rounds} rounds of up to {requests} requests or {} s per phase, storage {storage_name}",
+        "loopback, {connections} connections, {nodes} nodes, {} heartbeats, {rounds} rounds of up to {requests} requests or {} s per phase, storage {storage_name}",
+        args.auth,
         deadline.as_secs(),
     );
     let mut hello = Figures::default();
@@ -404,16 +437,16 @@ async fn main() -> anyhow::Result<()> {
             &hello_round,
         );
         let heartbeat_round =
-            run_phase(coord_addr, "/nodes/heartbeat", per_connection, deadline).await?;
+            run_phase(coord_addr, heartbeat_path, per_connection, deadline).await?;
         report(
-            &format!("{}: signed heartbeats", round + 1),
+            &format!("{}: {heartbeat_name}", round + 1),
             &heartbeat_round,
         );
         hello.absorb(&hello_round);
         heartbeats.absorb(&heartbeat_round);
     }
     report("all: axum hello (ceiling)", &hello);
-    report("all: signed heartbeats", &heartbeats);
+    report(&format!("all: {heartbeat_name}"), &heartbeats);
     println!(
         "ratio: heartbeats/ceiling throughput {:.1} %, heartbeat p99 {:.2} ms (target >= 50 %, < 20 ms)",
         100.0 * heartbeats.per_second() / hello.per_second().max(1e-9),
