@@ -291,8 +291,8 @@ fn json_error(status: StatusCode, error: &str, message: String) -> Response {
 
 /// `GET /{app}/{stream}/part-reports?after=&wait_ms=`: the origin's signed part reports of a
 /// stream this node carries, numbered above `after` (a long poll of up to 5 s when there is
-/// none yet). 404 for a stream not here, 400 for a bad name or query, 503 when the node
-/// follows too many streams.
+/// none yet). 404 `stream_not_here` for a stream not here (yet), 400 for a bad name or query,
+/// 503 when the node follows too many streams.
 pub(crate) async fn serve(
     State(route): State<ReportRoute>,
     Path((app, stream)): Path<(String, String)>,
@@ -313,10 +313,11 @@ pub(crate) async fn serve(
         Err(error) => return json_error(StatusCode::BAD_REQUEST, "invalid_name", error.to_string()),
     };
     if !route.hub.is_publishing(&key) {
+        // A relay starts pulling when a viewer asks for a playlist: the viewer asks again.
         return json_error(
             StatusCode::NOT_FOUND,
-            "not_found",
-            format!("stream {app}/{stream} is not here"),
+            "stream_not_here",
+            format!("stream {app}/{stream} is not here (yet)"),
         );
     }
     let wait = Duration::from_millis(cursor.wait_ms);
