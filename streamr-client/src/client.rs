@@ -33,10 +33,9 @@ use crate::grant_token;
 use crate::wire::{
     CoordinatorInfo, CreateStreamRequest, CreateStreamResponse, EarningsResponse, HeartbeatRequest,
     NodeDeregistration, NodeInfo, NodePayouts, NodeRegistration, PartInfo, PartReportResponse,
-    PartReportsPage,
-    PayoutInfo, PlayResponse, ProbeInfo, ProofResponse, PublishCheckRequest, ReceiptsOutcome,
-    ReceiptsRequest, SegmentInfo, SegmentReport, SegmentReportResponse, SetOriginRequest,
-    SettlementInfo, SimulationRequest, StatementResponse, StreamInfo,
+    PartReportsPage, PayoutInfo, PlayResponse, ProbeInfo, ProofResponse, PublishCheckRequest,
+    ReceiptsOutcome, ReceiptsRequest, SegmentInfo, SegmentReport, SegmentReportResponse,
+    SetOriginRequest, SettlementInfo, SimulationRequest, StatementResponse, StreamInfo,
 };
 
 /// The coordinator's JSON error body (`{"error": code, "message": text}`).

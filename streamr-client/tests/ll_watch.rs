@@ -58,7 +58,10 @@ async fn ll_viewer_outputs_verified_parts_at_the_live_edge() {
         stats.parts_checked_by_coordinator <= 1 && stats.part_reports_refused == 0,
         "{stats:?}"
     );
-    assert!(stats.parts_checked_by_report >= stats.verified_parts.saturating_sub(1), "{stats:?}");
+    assert!(
+        stats.parts_checked_by_report >= stats.verified_parts.saturating_sub(1),
+        "{stats:?}"
+    );
     let wait = stats.part_check_wait;
     assert!(wait.max_cut_to_verified_ms.is_some(), "{stats:?}");
     let mean = wait.total / u32::try_from(stats.verified_parts.max(1)).unwrap_or(u32::MAX);
@@ -192,7 +195,8 @@ async fn proxy_one(
         .strip_suffix(".m4s")
         .and_then(|name| name.split_once('.'))
         .and_then(|(msn, index)| Some((msn.parse().ok()?, index)));
-    if let (Misbehaviour::TamperAndReport(lie), Some(query)) = (misbehaviour, path.split_once('?')) {
+    if let (Misbehaviour::TamperAndReport(lie), Some(query)) = (misbehaviour, path.split_once('?'))
+    {
         if file == "part-reports" {
             let page = lying_reports(&http, *target, dir, query.1, lie).await;
             tampered.fetch_add(1, Ordering::Relaxed);
@@ -316,7 +320,10 @@ async fn lying_reports(
     for numbered in &mut page.reports {
         let mut body = numbered.report.body.clone();
         for part in &mut body.parts {
-            let url = format!("http://{target}{dir}/{}.{}.m4s?{grant}", part.msn, part.index);
+            let url = format!(
+                "http://{target}{dir}/{}.{}.m4s?{grant}",
+                part.msn, part.index
+            );
             if let Ok(response) = http.get(url).send().await {
                 if response.status().is_success() {
                     if let Ok(bytes) = response.bytes().await {

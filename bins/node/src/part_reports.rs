@@ -310,7 +310,9 @@ pub(crate) async fn serve(
     };
     let key = match StreamKey::parse(&app, &stream) {
         Ok(key) => key,
-        Err(error) => return json_error(StatusCode::BAD_REQUEST, "invalid_name", error.to_string()),
+        Err(error) => {
+            return json_error(StatusCode::BAD_REQUEST, "invalid_name", error.to_string())
+        }
     };
     if !route.hub.is_publishing(&key) {
         // A relay starts pulling when a viewer asks for a playlist: the viewer asks again.
@@ -321,7 +323,11 @@ pub(crate) async fn serve(
         );
     }
     let wait = Duration::from_millis(cursor.wait_ms);
-    match route.relay.page(key.name.as_str(), cursor.after, wait).await {
+    match route
+        .relay
+        .page(key.name.as_str(), cursor.after, wait)
+        .await
+    {
         Ok(page) => (HEADERS, Json(page)).into_response(),
         Err(Unserved::Busy) => json_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -420,7 +426,11 @@ mod tests {
                 .await
                 .unwrap()
                 .unwrap();
-            assert_eq!(seen, (1..=REPORTS).collect::<Vec<_>>(), "every report, in order");
+            assert_eq!(
+                seen,
+                (1..=REPORTS).collect::<Vec<_>>(),
+                "every report, in order"
+            );
         }
         // At most one long poll per report (plus the one waiting), not one per viewer.
         let fetched = fetches.load(Ordering::SeqCst);
@@ -432,7 +442,10 @@ mod tests {
         // stream is forgotten.
         let deadline = Instant::now() + MAX_WAIT * 3;
         while !relay.streams.lock().unwrap().is_empty() {
-            assert!(Instant::now() < deadline, "the idle stream is still followed");
+            assert!(
+                Instant::now() < deadline,
+                "the idle stream is still followed"
+            );
             let next = *held.borrow() + 1;
             held.send_replace(next);
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -454,7 +467,10 @@ mod tests {
         let page = window.after(0);
         assert_eq!(page.reports.len(), PAGE);
         assert_eq!(page.next, 200);
-        assert_eq!(page.reports.first().map(|r| r.seq), Some(200 - PAGE as u64 + 1));
+        assert_eq!(
+            page.reports.first().map(|r| r.seq),
+            Some(200 - PAGE as u64 + 1)
+        );
         assert_eq!(window.reports.lock().unwrap().len(), WINDOW);
         assert_eq!(window.after(200).reports.len(), 0);
         assert_eq!(window.after(200).next, 200);

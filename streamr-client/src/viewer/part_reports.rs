@@ -79,7 +79,8 @@ impl ReportedParts {
         signed: &SignedPartReport,
         now_ms: u64,
     ) -> Result<usize, ReportRefused> {
-        let body = signed.verify_from_origin(&self.origin, &self.stream, now_ms, REPORT_MAX_AGE_MS)?;
+        let body =
+            signed.verify_from_origin(&self.origin, &self.stream, now_ms, REPORT_MAX_AGE_MS)?;
         match self.run {
             Some((run, newest)) if run != body.run && body.timestamp_ms <= newest => {
                 return Err(ReportRefused::OldRun {
@@ -314,7 +315,7 @@ pub(crate) fn reports_url(hls_url: &reqwest::Url) -> Option<reqwest::Url> {
 
 #[cfg(test)]
 mod tests {
-    use streamr_core::{KeyPair, OriginPartReport, PartHash, Signed, SignatureError};
+    use streamr_core::{KeyPair, OriginPartReport, PartHash, SignatureError, Signed};
 
     use super::*;
 
@@ -354,7 +355,9 @@ mod tests {
         let mut forged = report(&node, 5, 11, 2, now);
         assert!(matches!(
             parts.add(&forged, now),
-            Err(ReportRefused::Refusal(PartReportRefusal::NotTheOrigin { .. }))
+            Err(ReportRefused::Refusal(
+                PartReportRefusal::NotTheOrigin { .. }
+            ))
         ));
         // ... or claiming the origin's id.
         forged.body.node_id = origin.node_id();

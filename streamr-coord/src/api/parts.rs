@@ -347,8 +347,7 @@ pub(crate) async fn part_reports(
     if !reports.is_empty() || cursor.wait_ms == 0 {
         return Ok(page(reports));
     }
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_millis(u64::from(cursor.wait_ms));
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(cursor.wait_ms));
     let mut recheck = tokio::time::interval_at(
         tokio::time::Instant::now() + STORAGE_RECHECK,
         STORAGE_RECHECK,
