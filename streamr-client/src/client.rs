@@ -34,10 +34,10 @@ use crate::grant_token;
 use crate::wire::{
     CoordinatorInfo, CreateStreamRequest, CreateStreamResponse, EarningsResponse, HeartbeatRequest,
     NodeDeregistration, NodeInfo, NodePayouts, NodeRegistration, PartInfo, PartReportResponse,
-    PayoutInfo, PlayResponse, ProbeInfo, ProofResponse, PublishCheckRequest, ReceiptsOutcome,
-    ReceiptsRequest, SegmentInfo, SegmentReport, SegmentReportResponse, SessionHeartbeatRequest,
-    SetOriginRequest, SettlementInfo, SignedNodeSessionAccept, SimulationRequest,
-    StatementResponse, StreamInfo,
+    PartReportsPage, PayoutInfo, PlayResponse, ProbeInfo, ProofResponse, PublishCheckRequest,
+    ReceiptsOutcome, ReceiptsRequest, SegmentInfo, SegmentReport, SegmentReportResponse,
+    SessionHeartbeatRequest, SetOriginRequest, SettlementInfo, SignedNodeSessionAccept,
+    SimulationRequest, StatementResponse, StreamInfo,
 };
 
 /// The coordinator's JSON error body (`{"error": code, "message": text}`).
@@ -604,6 +604,22 @@ impl CoordinatorClient {
         let wait_ms = wait.as_millis().min(u128::from(u16::MAX));
         self.get(&format!(
             "/streams/{stream_id}/parts/{hash}?wait_ms={wait_ms}"
+        ))
+        .await
+    }
+
+    /// `GET /streams/{id}/part-reports?after=&wait_ms=`: the origin's signed part reports
+    /// numbered above `after`, oldest first; with none yet, the coordinator waits up to `wait`
+    /// (at most 5 s) for one.
+    pub async fn part_reports(
+        &self,
+        stream_id: &str,
+        after: u64,
+        wait: Duration,
+    ) -> Result<PartReportsPage, ClientError> {
+        let wait_ms = wait.as_millis().min(5_000);
+        self.get(&format!(
+            "/streams/{stream_id}/part-reports?after={after}&wait_ms={wait_ms}"
         ))
         .await
     }

@@ -500,6 +500,30 @@ pub struct PartInfo {
     pub reported_at_ms: i64,
 }
 
+/// One signed part report with its number in the stream's sequence of reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NumberedPartReport {
+    /// The report's number: 1 for the stream's first, one more for each report after.
+    pub seq: u64,
+    /// The report exactly as the origin signed it: whoever passes it on cannot alter it.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::SignedPartReportSchema))]
+    pub report: SignedPartReport,
+}
+
+/// The origin's signed part reports after a cursor (`GET /streams/{id}/part-reports` at the
+/// coordinator, `GET /{app}/{stream}/part-reports` at a node serving LL-HLS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PartReportsPage {
+    /// The reports numbered above the cursor, oldest first (only the newest when there were
+    /// more than a page: older ones are behind the live edge).
+    pub reports: Vec<NumberedPartReport>,
+    /// The cursor to ask with next: the newest report's number, or the cursor asked with when
+    /// there was none.
+    pub next: u64,
+}
+
 /// A friend node (`GET /nodes/{id}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = NodeRecord))]

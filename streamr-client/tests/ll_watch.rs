@@ -1,7 +1,9 @@
 //! The viewer in LL-HLS mode against an in-process network (a coordinator on SQLite, an origin
 //! node, friend nodes relaying it, the shipped sample published in a loop): it plays part by
 //! part at the live edge, every part checked against the hash the origin reported as it cut it
-//! before it is output; a friend serving altered parts gets none of them played.
+//! before it is output (from the origin's signed part reports the node passes on, checked by
+//! the viewer); a friend serving altered parts gets none of them played, whatever it does to
+//! the reports.
 
 mod common;
 
@@ -49,8 +51,17 @@ async fn ll_viewer_outputs_verified_parts_at_the_live_edge() {
     // Stopping (even while a part is being checked) is not a node failure.
     assert_eq!(stats.failovers, 0, "{stats:?}");
     // Every part output was checked first, against the origin's part report (not a segment
-    // report a segment later).
+    // report a segment later) ...
     assert_eq!(stats.parts, stats.verified_parts, "{stats:?}");
+    // ... which the node passed on: the coordinator was not asked about each part.
+    assert!(
+        stats.parts_checked_by_coordinator <= 1 && stats.part_reports_refused == 0,
+        "{stats:?}"
+    );
+    assert!(
+        stats.parts_checked_by_report >= stats.verified_parts.saturating_sub(1),
+        "{stats:?}"
+    );
     let wait = stats.part_check_wait;
     assert!(wait.max_cut_to_verified_ms.is_some(), "{stats:?}");
     let mean = wait.total / u32::try_from(stats.verified_parts.max(1)).unwrap_or(u32::MAX);
@@ -91,6 +102,21 @@ enum Misbehaviour {
     /// first segment asked: real origin parts played long ago (beyond what the viewer keeps of
     /// its history), served again out of place.
     Rewind { honest: u64 },
+    /// Every part tampered with, and the origin's part reports the node passes on made to
+    /// vouch for the tampered bytes as [`ReportLie`] says.
+    TamperAndReport(ReportLie),
+}
+
+/// How a dishonest node's part reports vouch for its tampered parts.
+#[derive(Debug, Clone, Copy)]
+enum ReportLie {
+    /// The origin's reports with each part's hash replaced by the tampered part's (the
+    /// origin's signature kept).
+    Alter,
+    /// Reports naming the tampered parts, signed by the node's own key.
+    SignOwn,
+    /// No report at all (every long poll answered empty).
+    Withhold,
 }
 
 /// An HTTP proxy in front of a friend node that serves LL-HLS parts as [`Misbehaviour`] says:
@@ -169,6 +195,22 @@ async fn proxy_one(
         .strip_suffix(".m4s")
         .and_then(|name| name.split_once('.'))
         .and_then(|(msn, index)| Some((msn.parse().ok()?, index)));
+    if let (Misbehaviour::TamperAndReport(lie), Some(query)) = (misbehaviour, path.split_once('?'))
+    {
+        if file == "part-reports" {
+            let page = lying_reports(&http, *target, dir, query.1, lie).await;
+            tampered.fetch_add(1, Ordering::Relaxed);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n",
+                page.len()
+            );
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(&page).await;
+            let _ = socket.shutdown().await;
+            return;
+        }
+    }
     let mut asked = path.to_owned();
     if let (Some((msn, index)), Misbehaviour::Rewind { honest }) = (part, misbehaviour) {
         // The first part asked is the first the viewer plays: its msn is kept (plus one).
@@ -197,7 +239,10 @@ async fn proxy_one(
         return;
     };
     let mut body = body.to_vec();
-    let tamper = matches!(misbehaviour, Misbehaviour::Tamper);
+    let tamper = matches!(
+        misbehaviour,
+        Misbehaviour::Tamper | Misbehaviour::TamperAndReport(_)
+    );
     if tamper && part.is_some() && status.is_success() && body.len() >= TAMPERED.len() {
         let at = body.len() - TAMPERED.len();
         body[at..].copy_from_slice(TAMPERED);
@@ -213,6 +258,154 @@ async fn proxy_one(
     let _ = socket.write_all(head.as_bytes()).await;
     let _ = socket.write_all(&body).await;
     let _ = socket.shutdown().await;
+}
+
+/// `bytes` as the tampering proxy serves them.
+fn tampered(mut bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.len() >= TAMPERED.len() {
+        let at = bytes.len() - TAMPERED.len();
+        bytes[at..].copy_from_slice(TAMPERED);
+    }
+    bytes
+}
+
+/// The node's page of part reports (`query` asked of `{dir}/part-reports`), made to vouch for
+/// the tampered parts as `lie` says: each reported part is fetched from the node (same place:
+/// relays number parts as the origin does) and tampered with as the proxy serves it.
+async fn lying_reports(
+    http: &reqwest::Client,
+    target: SocketAddr,
+    dir: &str,
+    query: &str,
+    lie: ReportLie,
+) -> Vec<u8> {
+    use streamr_client::wire::PartReportsPage;
+    let after: u64 = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("after="))
+        .and_then(|after| after.parse().ok())
+        .unwrap_or(0);
+    if let ReportLie::Withhold = lie {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        return serde_json::to_vec(&PartReportsPage {
+            reports: vec![],
+            next: after,
+        })
+        .expect("json");
+    }
+    let grant = query
+        .split('&')
+        .find(|pair| pair.starts_with("grant="))
+        .unwrap_or("");
+    let real = http
+        .get(format!("http://{target}{dir}/part-reports?{query}"))
+        .send()
+        .await;
+    let mut page = match real {
+        Ok(response) => response
+            .bytes()
+            .await
+            .ok()
+            .and_then(|body| serde_json::from_slice(&body).ok())
+            .unwrap_or(PartReportsPage {
+                reports: vec![],
+                next: after,
+            }),
+        Err(_) => PartReportsPage {
+            reports: vec![],
+            next: after,
+        },
+    };
+    let own = streamr_core::KeyPair::from_seed([99; 32]);
+    for numbered in &mut page.reports {
+        let mut body = numbered.report.body.clone();
+        for part in &mut body.parts {
+            let url = format!(
+                "http://{target}{dir}/{}.{}.m4s?{grant}",
+                part.msn, part.index
+            );
+            if let Ok(response) = http.get(url).send().await {
+                if response.status().is_success() {
+                    if let Ok(bytes) = response.bytes().await {
+                        part.hash = streamr_core::segment_hash(&tampered(bytes.to_vec()));
+                    }
+                }
+            }
+        }
+        numbered.report = match lie {
+            ReportLie::Alter => streamr_core::Signed {
+                body,
+                signature: numbered.report.signature,
+            },
+            _ => {
+                body.node_id = own.node_id();
+                streamr_core::Signed::sign(body, &own)
+            }
+        };
+    }
+    serde_json::to_vec(&page).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ll_viewer_refuses_part_reports_a_node_altered_forged_or_withheld() {
+    let lies = [ReportLie::Alter, ReportLie::SignOwn, ReportLie::Withhold];
+    let mut proxies = Vec::new();
+    for lie in lies {
+        proxies.push(TamperingProxy::with(Misbehaviour::TamperAndReport(lie)).await);
+    }
+    let advertised: Vec<Option<String>> = proxies
+        .iter()
+        .map(|proxy| Some(format!("http://{}", proxy.addr)))
+        .collect();
+    let mut network = Network::start_with(&advertised, |segments| {
+        segments.iter().any(|s| s.ll.is_some())
+    })
+    .await;
+    for (proxy, friend) in proxies.iter().zip(&network.friends) {
+        proxy
+            .target
+            .set(friend.http_addr())
+            .expect("the proxy's target is set once");
+    }
+    let out = tempfile::NamedTempFile::new().expect("output file");
+    let file = tokio::fs::File::create(out.path()).await.expect("output");
+    let mut config = ViewerConfig::new(network.server.url(), "show").with_low_latency(true);
+    config.part_verify_timeout = Duration::from_secs(1);
+    let viewer = Viewer::start(config, Some(Box::new(file))).expect("the viewer starts");
+    // Each dishonest friend in turn: its reports vouching for its tampered parts are refused
+    // (or never come), the coordinator knows no such part, the part is not played and the
+    // node is given up.
+    wait_for(&viewer, "every dishonest friend given up", |s| {
+        s.failovers >= 3 && s.unverified_parts >= 3
+    })
+    .await;
+    let stats = viewer.stats();
+    assert_eq!(stats.parts, 0, "{stats:?}");
+    assert_eq!(stats.verified_parts, 0, "{stats:?}");
+    assert!(stats.part_reports_refused >= 1, "{stats:?}");
+    let used: std::collections::BTreeSet<_> = stats.nodes_used.iter().collect();
+    assert_eq!(used.len(), 3, "each dishonest friend was tried: {stats:?}");
+    // An honest friend joins: its parts pass on the origin's reports it passes on.
+    let honest = network.add_friend(None).await.node_id();
+    wait_for(&viewer, "parts from the honest friend", |s| {
+        s.verified_parts >= 6 && s.node == Some(honest)
+    })
+    .await;
+    let stats = viewer.stop().await.expect("the viewer stops");
+    assert!(
+        stats.parts_checked_by_report >= 1,
+        "the honest node's reports were used: {stats:?}"
+    );
+    for proxy in &proxies {
+        assert!(proxy.tampered.load(Ordering::Relaxed) >= 1, "{stats:?}");
+    }
+    let written = std::fs::read(out.path()).expect("the output");
+    assert!(
+        !written.windows(TAMPERED.len()).any(|w| w == TAMPERED),
+        "a tampered part reached the output ({} bytes written, {stats:?})",
+        written.len()
+    );
+    network.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

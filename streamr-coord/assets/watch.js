@@ -1,10 +1,13 @@
 // The in-browser viewer: a key kept in this browser, a grant from the coordinator, HLS through
 // the granted node with hls.js, every segment checked against the origin's BLAKE3 hashes, and
 // cumulative receipts signed with WebCrypto Ed25519 in streamr-core's canonical layout. In
-// LL-HLS mode every fMP4 part is checked against the origin's part hash and each completed
-// segment against its fMP4 hash; receipts then carry the digest of the fMP4 chain.
+// LL-HLS mode every fMP4 part is checked before hls.js gets it, against the origin's signed
+// part reports that the node passes on (this page checks the origin's signature, the stream,
+// the run and the age itself; the coordinator is asked only when the node serves no reports or
+// one did not come in time), and each completed segment against its fMP4 hash; receipts then
+// carry the digest of the fMP4 chain.
 import {
-  el, fetchJson, unhex, hex, u64, concat, initBlake3, blake3, formatBytes, shortId,
+  el, fetchJson, parseJson, unhex, hex, u64, concat, initBlake3, blake3, formatBytes, shortId,
 } from './common.js';
 
 const KEY_STORAGE = 'streamr.viewer.ed25519.jwk';
@@ -21,6 +24,18 @@ const PENDING_GIVE_UP_MS = 15000;
  */
 const LOW_LATENCY = new URLSearchParams(location.search).get('ll') === '1';
 
+const PART_REPORT_TAG = new TextEncoder().encode('streamr/part-report/v1\0');
+/** A part report signed further than this from this browser's clock is refused (stale). */
+const REPORT_MAX_AGE_MS = 60000;
+/** How long a part waits for its report before the coordinator is asked, once. */
+const PART_REPORT_WAIT_MS = 3000;
+/** The longest wait asked of the node for the next report (a long poll). */
+const REPORT_POLL_WAIT_MS = 5000;
+/** Parts remembered from the reports; the oldest are forgotten. */
+const REPORTED_PARTS = 2048;
+/** A part waiting for its segment report asks the coordinator at least this often. */
+const SEGMENT_REFRESH_BACKSTOP_MS = 5000;
+
 const $ = (selector) => document.querySelector(selector);
 const streamId = decodeURIComponent(location.pathname.split('/').filter(Boolean).pop() || '');
 
@@ -30,7 +45,12 @@ function step(name, text, state = '') {
   node.className = `state ${state}`;
 }
 
-const stats = { segments: 0, parts: 0, bytes: 0, unverified: 0, accepted: 0, fatal: 0, recovered: 0 };
+const stats = {
+  segments: 0, parts: 0, bytes: 0, unverified: 0, accepted: 0, fatal: 0, recovered: 0,
+  // LL-HLS: parts let through by a node-relayed report, by asking the coordinator, and reports
+  // refused (forged, altered, another stream's, stale, an older run's).
+  partsByReport: 0, partsByCoordinator: 0, reportsRefused: 0,
+};
 function showStats() {
   $('#s-segments').textContent = LOW_LATENCY ? `${stats.segments} (${stats.parts} parts)` : stats.segments;
   $('#s-bytes').textContent = formatBytes(stats.bytes);
@@ -138,6 +158,170 @@ class OriginIndex {
   }
 }
 
+/** `value` as streamr-core's canonical string: u32 big-endian length, then UTF-8. */
+function canonicalStr(value) {
+  const bytes = new TextEncoder().encode(value);
+  const length = new Uint8Array(4);
+  new DataView(length.buffer).setUint32(0, bytes.length);
+  return concat(length, bytes);
+}
+
+/** streamr-core's canonical bytes of an `OriginPartReport` (what the origin signed). */
+function partReportBytes(body) {
+  return concat(
+    PART_REPORT_TAG, unhex(body.node_id, 32), canonicalStr(body.stream_id), u64(body.run),
+    u64(body.timestamp_ms), u64(body.parts.length),
+    ...body.parts.flatMap((part) => [
+      u64(part.msn), u64(part.index), unhex(part.hash, 32), u64(part.len), u64(part.cut_ms)]),
+  );
+}
+
+/** The node's part-report route beside its MPEG-TS playlist: `/{app}/{stream}/part-reports`. */
+function partReportsUrl(url) {
+  const parsed = new URL(url);
+  parsed.pathname = parsed.pathname.replace(/\.m3u8$/, '/part-reports');
+  return parsed;
+}
+
+/**
+ * The origin's signed part reports as the serving node passes them on, long-polled (one
+ * request at a time) and checked here: signed by the stream's origin (its key from the
+ * coordinator), for this stream, fresh, and not of a run older than the newest seen. A node
+ * cannot forge or alter one; one it withholds leaves its part waiting, then asked at the
+ * coordinator.
+ */
+class PartReports {
+  constructor(url, origin) {
+    this.url = url; this.origin = origin; this.key = null;
+    this.byHash = new Map(); this.run = null; this.newestMsn = null;
+    /** `unknown` until the node answers, `yes`, or `no` (an older node: no such route). */
+    this.served = 'unknown';
+    this.waiters = new Set();
+  }
+
+  async start() {
+    this.key = await crypto.subtle.importKey('raw', unhex(this.origin, 32), { name: 'Ed25519' }, false, ['verify']);
+    this.follow();
+  }
+
+  async follow() {
+    let after = 0;
+    for (;;) {
+      const url = new URL(this.url);
+      url.searchParams.set('after', String(after));
+      url.searchParams.set('wait_ms', String(REPORT_POLL_WAIT_MS));
+      let page = null;
+      try {
+        const response = await fetch(url);
+        const text = await response.text();
+        // `stream_not_here`: a relay that starts pulling on the playlist request; asked again.
+        const notHereYet = response.status === 404 && /"stream_not_here"/.test(text);
+        if (response.status >= 400 && response.status < 500 && !notHereYet) {
+          this.served = 'no';
+          this.wake();
+          return;
+        }
+        if (response.ok) page = parseJson(text);
+      } catch (_) {
+        page = null;
+      }
+      if (!page) {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        continue;
+      }
+      for (const { report } of page.reports) {
+        try {
+          await this.add(report);
+        } catch (error) {
+          stats.reportsRefused += 1;
+          step('verify', `a part report from the node was refused: ${error.message}`, 'bad');
+        }
+      }
+      after = page.next;
+      this.served = 'yes';
+      this.wake();
+    }
+  }
+
+  /** Checks a report and takes its parts; throws saying why it is refused. */
+  async add(signed) {
+    const body = signed.body;
+    if (body.node_id !== this.origin) throw new Error(`signed by ${shortId(body.node_id)}, not the stream's origin`);
+    if (body.stream_id !== streamId) throw new Error(`a report of stream ${body.stream_id}`);
+    const valid = await crypto.subtle.verify({ name: 'Ed25519' }, this.key,
+      unhex(signed.signature, 64), partReportBytes(body));
+    if (!valid) throw new Error('not the origin\'s signature (forged or altered)');
+    const at = Number(body.timestamp_ms);
+    if (Math.abs(Date.now() - at) > REPORT_MAX_AGE_MS) throw new Error(`stale (signed at ${new Date(at).toISOString()})`);
+    const run = String(body.run);
+    if (this.run && this.run.run !== run) {
+      if (at <= this.run.newest) throw new Error(`of run ${run}, older than run ${this.run.run}`);
+      this.run = { run, newest: at };
+      this.newestMsn = null;
+    } else if (this.run) {
+      this.run.newest = Math.max(this.run.newest, at);
+    } else {
+      this.run = { run, newest: at };
+    }
+    for (const part of body.parts) {
+      const msn = Number(part.msn);
+      this.byHash.delete(part.hash);
+      this.byHash.set(part.hash, { run, msn, index: Number(part.index) });
+      this.newestMsn = this.newestMsn === null ? msn : Math.max(this.newestMsn, msn);
+    }
+    while (this.byHash.size > REPORTED_PARTS) this.byHash.delete(this.byHash.keys().next().value);
+  }
+
+  /** The reported part of the newest run whose bytes hash to `hashHex`. */
+  find(hashHex) {
+    const part = this.byHash.get(hashHex);
+    return part && this.run && part.run === this.run.run ? part : null;
+  }
+
+  wake() {
+    for (const waiter of this.waiters) waiter();
+    this.waiters.clear();
+  }
+
+  /** The part, waiting up to `ms` for its report while the node may serve it; else null. */
+  async wait(hashHex, ms) {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const part = this.find(hashHex);
+      if (part) return part;
+      const left = deadline - Date.now();
+      if (this.served === 'no' || left <= 0) return null;
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiters.add(() => { clearTimeout(timer); resolve(); });
+      });
+    }
+  }
+}
+
+/**
+ * Whether an fMP4 part is the origin's, before hls.js gets it: from the node's reports
+ * (waited for briefly), else by asking the coordinator once (waiting up to the same time when
+ * the node serves no reports at all).
+ */
+async function originHasPart(reports, hashHex) {
+  if (reports) {
+    const part = await reports.wait(hashHex, PART_REPORT_WAIT_MS);
+    if (part) {
+      stats.partsByReport += 1;
+      return part;
+    }
+  }
+  const wait = reports && reports.served !== 'no' ? 0 : PART_REPORT_WAIT_MS;
+  stats.partsByCoordinator += 1;
+  try {
+    const part = await fetchJson(`/streams/${encodeURIComponent(streamId)}/parts/${hashHex}?wait_ms=${wait}`);
+    return { run: part.run, msn: part.msn, index: part.index };
+  } catch (_) {
+    return null;
+  }
+}
+
 /** Segment verification and receipt state of the session (mirrors streamr-core's SegmentChain). */
 class Session {
   constructor(grant, key, index, lowLatency) {
@@ -147,14 +331,27 @@ class Session {
     this.head = null; this.nextSeq = null; this.lastSegment = 0;
     this.bytesTotal = 0; this.acknowledged = 0; this.receiptSeq = 1;
     this.pending = []; this.sending = false; this.draining = false;
+    /** The node's part reports (LL-HLS), when it serves them. */
+    this.reports = null; this.refreshedAt = 0;
+  }
+
+  /**
+   * Whether the coordinator may hold the segment report of a part's segment by now: a report
+   * named a part of a later segment (the origin closed this one), or nothing tells, or the
+   * last refresh is a while ago.
+   */
+  segmentReportDue(place) {
+    const newest = this.reports?.newestMsn;
+    if (!place || newest === null || newest === undefined || newest > place.msn) return true;
+    return Date.now() - this.refreshedAt >= SEGMENT_REFRESH_BACKSTOP_MS;
   }
 
   /**
    * Queues a received segment or LL-HLS part (its hash and length; a part's bytes too, kept
    * until its segment is complete), then checks what can be checked.
    */
-  received(hashHex, length, bytes = null) {
-    this.pending.push({ hashHex, length, bytes, at: Date.now() });
+  received(hashHex, length, bytes = null, place = null) {
+    this.pending.push({ hashHex, length, bytes, place, at: Date.now() });
     this.drain();
   }
 
@@ -172,7 +369,8 @@ class Session {
     while (this.pending.length) {
       const segment = this.pending[0];
       let found = this.index.find(segment.hashHex, this.lowLatency);
-      if (!found) {
+      if (!found && this.segmentReportDue(segment.place)) {
+        this.refreshedAt = Date.now();
         await this.index.refresh().catch(() => 0);
         found = this.index.find(segment.hashHex, this.lowLatency);
       }
@@ -345,7 +543,11 @@ function lowLatencyLevel(levels) {
     .some((url) => /\/ll\.m3u8(\?|$)/.test(url)));
 }
 
-/** hls.js's loader, hashing every media segment before hls.js takes the bytes. */
+/**
+ * hls.js's loader, hashing every media segment before hls.js takes the bytes. `onSegment` may
+ * return a promise: hls.js gets the bytes once it resolves true, and a load error when false
+ * (an LL-HLS part the origin did not report is never played).
+ */
 function hashingLoader(onSegment) {
   const Base = Hls.DefaultConfig.loader;
   return class HashingLoader extends Base {
@@ -354,8 +556,19 @@ function hashingLoader(onSegment) {
       super.load(context, config, {
         ...callbacks,
         onSuccess: (response, loadStats, ctx, details) => {
-          if (response.data instanceof ArrayBuffer) onSegment(new Uint8Array(response.data), context);
-          onSuccess(response, loadStats, ctx, details);
+          if (!(response.data instanceof ArrayBuffer)) {
+            onSuccess(response, loadStats, ctx, details);
+            return;
+          }
+          const verdict = onSegment(new Uint8Array(response.data), context);
+          if (!(verdict instanceof Promise)) {
+            onSuccess(response, loadStats, ctx, details);
+            return;
+          }
+          verdict.then((ok) => {
+            if (ok) onSuccess(response, loadStats, ctx, details);
+            else callbacks.onError({ code: 0, text: 'part not reported by the origin' }, ctx, null, loadStats);
+          });
         },
       });
     }
@@ -396,6 +609,20 @@ async function main() {
   }
 
   const session = new Session(play.grant, key, index, LOW_LATENCY);
+  if (LOW_LATENCY) {
+    // The origin's key from the coordinator's stream record: reports the node passes on are
+    // checked against it here.
+    try {
+      const stream = await fetchJson(`/streams/${encodeURIComponent(streamId)}`);
+      if (stream.origin_node) {
+        session.reports = new PartReports(partReportsUrl(withGrant(play.hls_url, play.grant)), stream.origin_node);
+        await session.reports.start();
+      }
+    } catch (error) {
+      session.reports = null;
+      step('verify', `parts are checked at the coordinator: ${error.message}`);
+    }
+  }
   if (!globalThis.Hls || !Hls.isSupported()) {
     step('play', 'this browser has no Media Source Extensions for HLS', 'bad');
     return;
@@ -406,11 +633,30 @@ async function main() {
     // fMP4 parts (and whole segments hls.js fetches behind the live edge) are checked against
     // the origin's fMP4 hashes; the init segment is named by its hash and carries no media.
     ? (bytes, context) => {
-      if (context?.frag?.sn === 'initSegment') return;
-      timing.parts += 1;
-      timing.bytes += bytes.length;
+      if (context?.frag?.sn === 'initSegment') return true;
+      const hashHex = hex(blake3(bytes));
       // A copy: hls.js hands the buffer to its transmuxing worker, which detaches it.
-      session.received(hex(blake3(bytes)), bytes.length, bytes.slice());
+      const copy = bytes.slice();
+      const take = (place) => {
+        timing.parts += 1;
+        timing.bytes += bytes.length;
+        session.received(hashHex, bytes.length, copy, place);
+      };
+      // A whole segment (behind the live edge) is checked against the segment reports.
+      if (!context?.part) {
+        take(null);
+        return true;
+      }
+      return originHasPart(session.reports, hashHex).then((place) => {
+        if (!place) {
+          stats.unverified += 1;
+          step('verify', `part ${hashHex.slice(0, 12)}… was not reported by the origin: not played`, 'bad');
+          showStats();
+          return false;
+        }
+        take(place);
+        return true;
+      });
     }
     : (bytes) => session.received(hex(blake3(bytes)), bytes.length);
   const hls = new Hls({

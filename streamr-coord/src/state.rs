@@ -91,6 +91,8 @@ pub(crate) struct RecentParts {
 struct RecentPartsInner {
     by_hash: HashMap<(String, String), PartRecord>,
     order: std::collections::VecDeque<(String, String)>,
+    /// Reports stored by this process, per stream (for waiters on one stream's reports).
+    reports: HashMap<String, u64>,
 }
 
 impl Default for RecentParts {
@@ -110,6 +112,10 @@ impl RecentParts {
                 .parts
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(first) = parts.first() {
+                let count = inner.reports.entry(first.stream_id.clone()).or_default();
+                *count = count.wrapping_add(1);
+            }
             for part in parts {
                 let key = (part.stream_id.clone(), part.hash.clone());
                 if inner.by_hash.insert(key.clone(), part.clone()).is_none() {
@@ -143,7 +149,19 @@ impl RecentParts {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         inner.by_hash.retain(|(stream, _), _| stream != stream_id);
+        inner.reports.remove(stream_id);
         inner.order.retain(|(stream, _)| stream != stream_id);
+    }
+
+    /// How many reports of `stream_id` this process stored (it changes when one is stored).
+    pub(crate) fn reports_of(&self, stream_id: &str) -> u64 {
+        self.parts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .reports
+            .get(stream_id)
+            .copied()
+            .unwrap_or_default()
     }
 
     /// A receiver that sees every [`RecentParts::record`].

@@ -7,7 +7,8 @@
 // most MAX_LL_LATENCY_P50_MS (issue 13: a friend stamping its first listed segment with the
 // time of the segment it left out showed as ~4 s more). The MPEG-TS playlist through
 // the same node is measured in the same run as the baseline. In LL-HLS mode the page checks
-// every fMP4 part against the origin's part hashes (from the coordinator) and each completed
+// every fMP4 part against the origin's signed part reports the node passes on (checked in the
+// page; the coordinator is not asked about each part, which this test asserts) and each completed
 // segment against its fMP4 hash, and signs receipts over the fMP4 chain: the first run waits
 // until the coordinator accepted and credited one, with no part or segment failing a check.
 import { test, before, after } from 'node:test';
@@ -68,10 +69,19 @@ async function measure(lowLatency, runs) {
   for (let run = 0; run < runs; run += 1) {
     const page = await context.newPage();
     page.on('pageerror', (error) => errors.push(error.message));
-    // fMP4 requests on the wire, to tell refetches from distinct parts.
+    // fMP4 requests on the wire, to tell refetches from distinct parts; and the page's
+    // requests to the coordinator (per-part lookups, segment hash refreshes, all of them).
     const m4s = [];
+    const coordinator = { all: 0, partLookups: 0, segmentLists: 0 };
+    const base = new URL(BASE);
     page.on('request', (request) => {
-      if (/\.m4s(\?|$)/.test(request.url())) m4s.push(new URL(request.url()).pathname);
+      const url = new URL(request.url());
+      if (/\.m4s(\?|$)/.test(request.url())) m4s.push(url.pathname);
+      if (url.host === base.host && url.pathname.startsWith('/streams/')) {
+        coordinator.all += 1;
+        if (/\/parts\/[0-9a-f]{64}$/.test(url.pathname)) coordinator.partLookups += 1;
+        if (/\/segments$/.test(url.pathname)) coordinator.segmentLists += 1;
+      }
     });
     await page.goto(`${BASE}/watch/${encodeURIComponent(STREAM)}${lowLatency ? '?ll=1' : ''}`);
     await page.waitForFunction(() => globalThis.streamrPlayer?.timing.firstPlayingMs != null,
@@ -120,7 +130,20 @@ async function measure(lowLatency, runs) {
       const refetched = [...perUrl].filter(([, count]) => count > MAX_FETCHES_PER_PART);
       assert.deepEqual(refetched, [], `no part fetched more than ${MAX_FETCHES_PER_PART} times `
         + `(${m4s.length} requests for ${perUrl.size} URLs)`);
-      requests.push({ m4s_requests: m4s.length, m4s_distinct: perUrl.size });
+      // Parts are checked against the origin's signed reports the node passes on: the page
+      // does not ask the coordinator about each part (one lookup allowed for a report that
+      // came late), and refreshes the origin's segment hashes about once per segment.
+      const checks = await page.evaluate(() => {
+        const { stats } = globalThis.streamrPlayer;
+        return { byReport: stats.partsByReport, byCoordinator: stats.partsByCoordinator, refused: stats.reportsRefused };
+      });
+      assert.ok(checks.byReport > 0, `parts checked against the node's part reports: ${JSON.stringify({ checks, coordinator })}`);
+      assert.equal(checks.refused, 0, `no part report refused: ${JSON.stringify(checks)}`);
+      assert.ok(coordinator.partLookups <= 1,
+        `per-part coordinator lookups are gone: ${JSON.stringify({ checks, coordinator, parts: state.parts })}`);
+      assert.ok(coordinator.segmentLists <= Math.max(4, state.parts / 2),
+        `segment hashes refreshed about once per segment, not per part: ${JSON.stringify({ coordinator, parts: state.parts })}`);
+      requests.push({ m4s_requests: m4s.length, m4s_distinct: perUrl.size, coordinator, checks });
     }
     if (lowLatency && run === 0) {
       // A receipt needs one whole segment played from its first part, then its origin report.

@@ -161,10 +161,13 @@ pub fn status_line(stats: &ViewerStats) -> String {
     // LL-HLS: parts, and how many the node had listed after the one output last.
     let parts = if stats.parts > 0 {
         format!(
-            " | parts {} ({} verified, {} unverified, {} behind live, checked in {:.0} ms avg)",
+            " | parts {} ({} verified: {} by the node's reports, {} asked; {} unverified, {} reports refused, {} behind live, checked in {:.0} ms avg)",
             stats.parts,
             stats.verified_parts,
+            stats.parts_checked_by_report,
+            stats.parts_checked_by_coordinator,
             stats.unverified_parts,
+            stats.part_reports_refused,
             stats
                 .last_part_behind
                 .map_or_else(|| "-".to_owned(), |behind| behind.to_string()),

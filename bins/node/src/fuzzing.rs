@@ -164,7 +164,7 @@ async fn app(grants: Option<GrantChecker>, stop: &CancellationToken) -> axum::Ro
     ));
     let hls = LiveHls::start(hub.clone(), LiveHlsConfig::default(), stop.clone());
     let play_gate = PlayGate::new(Arc::new(crate::gate::NodeHooks(gate.clone())));
-    crate::http_app(gate, play_gate, HttpState::new(hub, hls))
+    crate::http_app(gate, play_gate, HttpState::new(hub, hls), None)
 }
 
 /// What every answer to any request must satisfy: no server error, and a refusal (4xx) says

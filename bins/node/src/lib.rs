@@ -43,6 +43,7 @@ pub mod nat;
 mod network;
 pub mod origin_gate;
 mod part_queue;
+mod part_reports;
 mod reachability;
 mod relay_receipts;
 pub mod relay_token;
@@ -598,7 +599,12 @@ impl Node {
             .route("/metrics", get(metrics::metrics))
             .route("/healthz", get(metrics::healthz))
             .with_state(node_metrics.clone());
-        let app = http_app(gate.clone(), play_gate, media_state)
+        // Viewers get the origin's signed part reports here, one coordinator fetch per stream.
+        let reports = client.as_ref().map(|client| part_reports::ReportRoute {
+            relay: part_reports::PartReportRelay::new(Arc::new(client.clone()), stop.clone()),
+            hub: hub.clone(),
+        });
+        let app = http_app(gate.clone(), play_gate, media_state, reports)
             .merge(operations)
             .layer(axum::middleware::from_fn_with_state(
                 node_metrics.http_bytes_out.clone(),
@@ -814,12 +820,26 @@ async fn count_response_bytes(
     axum::response::Response::from_parts(parts, accounting::counted(body, counter))
 }
 
-/// The node's HTTP app: `POST /receipts`, and the media routes behind the play gate.
-fn http_app(gate: Arc<gate::Gate>, play_gate: PlayGate, media: HttpState) -> axum::Router {
-    axum::Router::new()
+/// The node's HTTP app: `POST /receipts`, with a coordinator `GET
+/// /{app}/{stream}/part-reports` (the origin's signed part reports, see [`part_reports`]), and
+/// the media routes behind the play gate.
+fn http_app(
+    gate: Arc<gate::Gate>,
+    play_gate: PlayGate,
+    media: HttpState,
+    reports: Option<part_reports::ReportRoute>,
+) -> axum::Router {
+    let mut app = axum::Router::new()
         .route("/receipts", post(gate::post_receipts))
-        .with_state(gate)
-        .fallback_service(gated_router(media, play_gate))
+        .with_state(gate);
+    if let Some(reports) = reports {
+        app = app.merge(
+            axum::Router::new()
+                .route("/{app}/{stream}/part-reports", get(part_reports::serve))
+                .with_state(reports),
+        );
+    }
+    app.fallback_service(gated_router(media, play_gate))
 }
 
 impl std::fmt::Debug for RunningNode {

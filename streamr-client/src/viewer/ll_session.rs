@@ -6,6 +6,7 @@
 //! chained into the receipts like a whole segment.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::Url;
@@ -16,6 +17,7 @@ use tokio::time::Instant;
 use super::ll::{blocking_reload_url, LlMediaPlaylist, PartPosition};
 use super::origin::OriginPart;
 use super::part_order::OriginPlace;
+use super::part_reports::{reports_url, NodeReports, Served};
 use super::receipts::SessionReceipts;
 use super::resume::{self, ResumePlan, PART_RESUME_LOOKBACK};
 use super::{low_latency_url, with_token, Pending, Run, SessionClock, SessionEnd, ViewerError};
@@ -26,6 +28,8 @@ use crate::wire::PlayResponse;
 /// into the receipts).
 struct PendingPart {
     node: NodeId,
+    /// The media sequence number of its segment at the origin, when a part report said.
+    origin_msn: Option<i64>,
     /// Where the node listed it.
     position: PartPosition,
     hash: ContentDigest,
@@ -41,6 +45,10 @@ type Assemblies = BTreeMap<u64, (Vec<Option<Bytes>>, Instant, u64)>;
 /// Origin segments whose parts are still being collected; older ones are forgotten (a viewer
 /// that joined in the middle of a segment never completes it).
 const ASSEMBLING: u64 = 3;
+
+/// A part waiting for its segment report refreshes the origin's segment hashes at least this
+/// often, even while the part reports say its segment is still being cut.
+const SEGMENT_REFRESH_BACKSTOP: Duration = Duration::from_secs(5);
 
 /// One LL-HLS session's verification state.
 #[derive(Default)]
@@ -89,6 +97,7 @@ impl Run {
             Err(error) => return Ok(SessionEnd::NodeFailed(format!("bad HLS URL: {error}"))),
         };
         let token = grant_token::encode(&play.grant);
+        self.node_reports = self.follow_node_reports(play).await;
         let mut receipts = SessionReceipts::new(play.grant.body.session_id);
         let mut pending: VecDeque<Pending> = VecDeque::new();
         let mut checks = PartChecks::default();
@@ -177,7 +186,37 @@ impl Run {
         }
         self.end_session(play, &end, &mut pending, &mut receipts)
             .await;
+        self.node_reports = None;
         Ok(end)
+    }
+
+    /// Starts following the origin's part reports the node `play` names passes on (see
+    /// [`NodeReports`]), once the origin's key is known from the coordinator's stream record;
+    /// `None` when the coordinator names no origin (parts are then looked up there).
+    async fn follow_node_reports(&mut self, play: &PlayResponse) -> Option<NodeReports> {
+        if self.origin_node.is_none() {
+            match self.coordinator.stream(&self.config.stream_id).await {
+                Ok(stream) => {
+                    self.origin_node = Some(stream.origin_node.and_then(|id| id.parse().ok()));
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "the stream's origin is not known (yet)");
+                    return None;
+                }
+            }
+        }
+        let origin = self.origin_node.flatten()?;
+        let stream = streamr_core::StreamId::new(&self.config.stream_id).ok()?;
+        let hls = Url::parse(&grant_token::with_grant(&play.hls_url, &play.grant)).ok()?;
+        let url = reports_url(&hls)?;
+        let stats = self.stats.clone();
+        Some(NodeReports::follow(
+            self.http.clone(),
+            url,
+            origin,
+            stream,
+            move |_| stats.send_modify(|s| s.part_reports_refused += 1),
+        ))
     }
 
     /// Fetches and outputs the parts of `playlist` from `cursor` on (on a node's first playlist,
@@ -361,9 +400,10 @@ impl Run {
             self.stats.send_modify(|s| s.repeated_parts += 1);
             return Ok(Ok(()));
         }
-        if let Err(reason) = self.check_part(&hash, position, bytes.len()).await {
-            return Ok(Err(reason));
-        }
+        let origin_msn = match self.check_part(&hash, position, bytes.len()).await {
+            Ok(msn) => msn,
+            Err(reason) => return Ok(Err(reason)),
+        };
         let now = Instant::now();
         if let Some(failed) = failed_at.filter(|_| last_progress.is_none()) {
             self.stats
@@ -388,6 +428,7 @@ impl Run {
         self.delivered_parts.record(hash);
         checks.parts.push_back(PendingPart {
             node,
+            origin_msn,
             position,
             hash,
             bytes,
@@ -421,9 +462,39 @@ impl Run {
         hash: &ContentDigest,
         position: PartPosition,
         len: usize,
-    ) -> Result<(), String> {
+    ) -> Result<Option<i64>, String> {
         let started = Instant::now();
-        let cut_ms = if let Some(origin) = self.index.find_part(hash) {
+        let deadline = started + self.config.part_verify_timeout;
+        // The origin's signed reports the node passes on (checked here), waited for briefly;
+        // the coordinator is asked only when the node serves none or this one did not come.
+        let from_node = match self.node_reports.as_mut() {
+            Some(reports) if self.index.find_part(hash).is_none() => {
+                let found = tokio::select! {
+                    _ = self.stop.cancelled() => return Err("stopped before the part was checked".into()),
+                    found = reports.find(hash, deadline) => found,
+                };
+                Some(found)
+            }
+            _ => None,
+        };
+        let coordinator_wait = match &from_node {
+            // The node passes reports on but not this part's in time: one last look at the
+            // coordinator, without waiting.
+            Some(Err(Served::Yes | Served::Unknown)) => Duration::ZERO,
+            _ => self.config.part_verify_timeout,
+        };
+        let mut origin_msn = None;
+        let cut_ms = if let Some(Ok(part)) = from_node {
+            origin_msn = Some(part.msn);
+            let place = OriginPlace {
+                run: part.run,
+                msn: part.msn,
+                index: part.index,
+            };
+            self.admit_place(place, position)?;
+            self.stats.send_modify(|s| s.parts_checked_by_report += 1);
+            Some(part.cut_ms)
+        } else if let Some(origin) = self.index.find_part(hash) {
             // Segment reports carry no run: the part is placed in the run played last.
             let place = OriginPlace {
                 run: self.part_order.run().unwrap_or_default().to_owned(),
@@ -433,11 +504,13 @@ impl Run {
             self.admit_place(place, position)?;
             None
         } else {
-            let wait = self.config.part_verify_timeout;
+            let wait = coordinator_wait;
             let asked = tokio::select! {
                 _ = self.stop.cancelled() => return Err("stopped before the part was checked".into()),
                 asked = self.coordinator.part(&self.config.stream_id, hash, wait) => asked,
             };
+            self.stats
+                .send_modify(|s| s.parts_checked_by_coordinator += 1);
             match asked {
                 Ok(part) => {
                     let place = OriginPlace {
@@ -451,8 +524,8 @@ impl Run {
                 Err(error) if error.status() == Some(reqwest::StatusCode::NOT_FOUND) => {
                     self.stats.send_modify(|s| s.unverified_parts += 1);
                     return Err(format!(
-                        "part {}.{} ({len} bytes, {hash}) was not reported by the origin within {wait:?}",
-                        position.msn, position.index
+                        "part {}.{} ({len} bytes, {hash}) was not reported by the origin within {:?}",
+                        position.msn, position.index, self.config.part_verify_timeout
                     ));
                 }
                 Err(error) => {
@@ -481,7 +554,21 @@ impl Run {
                     Some(wait.max_cut_to_verified_ms.map_or(age, |max| max.max(age)));
             }
         });
-        Ok(())
+        Ok(origin_msn)
+    }
+
+    /// Whether the coordinator may hold the segment report of origin segment `msn` (of a part
+    /// waiting for it) by now: the origin reported a part of a later segment (so it closed
+    /// this one), or the node passes on no reports to tell, or the index was last refreshed
+    /// [`SEGMENT_REFRESH_BACKSTOP`] ago.
+    fn segment_report_due(&self, msn: Option<i64>) -> bool {
+        let newest = self.node_reports.as_ref().and_then(NodeReports::newest_msn);
+        match (msn, newest) {
+            (Some(msn), Some(newest)) if newest <= msn => self
+                .index_refreshed
+                .is_none_or(|at| at.elapsed() >= SEGMENT_REFRESH_BACKSTOP),
+            _ => true,
+        }
     }
 
     /// Places output parts in their origin segments (from the segment reports' part lists), in
@@ -500,8 +587,13 @@ impl Run {
         let mut refreshed = false;
         while let Some(front) = checks.parts.front() {
             let mut found = self.index.find_part(&front.hash);
+            if found.is_none() && !refreshed && !self.segment_report_due(front.origin_msn) {
+                // Its segment is still being cut at the origin: no report of it to fetch yet.
+                refreshed = true;
+            }
             if found.is_none() && !refreshed {
                 refreshed = true;
+                self.index_refreshed = Some(Instant::now());
                 match self
                     .index
                     .refresh(&self.coordinator, &self.config.stream_id)

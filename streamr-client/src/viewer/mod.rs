@@ -23,6 +23,7 @@ mod ll;
 mod ll_session;
 pub mod origin;
 mod part_order;
+mod part_reports;
 pub mod receipts;
 mod resume;
 
@@ -203,6 +204,15 @@ pub struct ViewerStats {
     /// LL-HLS: how long checking a part took, from having its bytes to knowing the origin's
     /// hash matches: the newest, the longest and the sum over [`Self::verified_parts`].
     pub part_check_wait: PartCheckWait,
+    /// LL-HLS: verified parts whose origin place came from a signed part report the node
+    /// passed on (checked here: origin key, stream, run, age), without asking the coordinator.
+    pub parts_checked_by_report: u64,
+    /// LL-HLS: part reports the node passed on that failed those checks (forged, altered,
+    /// another stream's, stale, or of an older run); none of their parts is taken from them.
+    pub part_reports_refused: u64,
+    /// LL-HLS: parts checked by asking the coordinator (a node serving no part reports, or a
+    /// part whose report did not arrive in time).
+    pub parts_checked_by_coordinator: u64,
     /// LL-HLS: parts not after the newest verified before: served again after they were played
     /// (not output a second time) or found late in their segment.
     pub repeated_parts: u64,
@@ -259,6 +269,9 @@ impl ViewerStats {
             parts: 0,
             verified_parts: 0,
             unverified_parts: 0,
+            parts_checked_by_report: 0,
+            part_reports_refused: 0,
+            parts_checked_by_coordinator: 0,
             part_check_wait: PartCheckWait::default(),
             repeated_parts: 0,
             skipped_parts: 0,
@@ -338,6 +351,9 @@ impl Viewer {
             delivered: DeliveredHistory::default(),
             delivered_parts: DeliveredHistory::of_parts(),
             part_order: part_order::PartOrder::default(),
+            origin_node: None,
+            node_reports: None,
+            index_refreshed: None,
             started: Instant::now(),
         };
         let task = tokio::spawn(run.run());
@@ -425,6 +441,13 @@ struct Run {
     part_order: part_order::PartOrder,
     /// LL-HLS: the init segment (by its URI's path) last written to the output.
     init_written: Option<String>,
+    /// LL-HLS: the stream's origin node as the coordinator names it (asked once; `Some(None)`
+    /// when it names none).
+    origin_node: Option<Option<NodeId>>,
+    /// LL-HLS: the origin's part reports the serving node passes on, this session.
+    node_reports: Option<part_reports::NodeReports>,
+    /// LL-HLS: when the origin's segment hashes were last refreshed for a waiting part.
+    index_refreshed: Option<Instant>,
     started: Instant,
 }
 

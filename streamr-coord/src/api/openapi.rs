@@ -149,6 +149,7 @@ pub(crate) struct ReadinessSchema {
         super::streams::list_segments,
         super::parts::report_parts,
         super::parts::find_part,
+        super::parts::part_reports,
         super::streams::stats,
         super::viewers::play,
         super::viewers::post_receipts,

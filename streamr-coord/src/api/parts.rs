@@ -20,7 +20,7 @@ use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::storage::{PartRecord, PartsStored};
-use crate::wire::{PartInfo, PartReportResponse};
+use crate::wire::{NumberedPartReport, PartInfo, PartReportResponse, PartReportsPage};
 
 /// Longest wait `GET /streams/{id}/parts/{hash}` accepts, in milliseconds.
 pub(crate) const MAX_PART_WAIT_MS: u16 = 5_000;
@@ -143,7 +143,13 @@ pub(crate) async fn report_parts(
     }
     let retention = i64::try_from(PART_RETENTION.as_millis()).unwrap_or(i64::MAX);
     let forget_before = now.saturating_sub(retention);
-    match state.storage.insert_parts(&records, forget_before).await? {
+    // Kept as signed, for nodes to pass on to viewers who check the signature themselves.
+    let signed_json = serde_json::to_string(&signed).ok();
+    match state
+        .storage
+        .insert_parts(&records, signed_json.as_deref(), forget_before)
+        .await?
+    {
         PartsStored::Stored { created } => {
             state.recent_parts.record(&records);
             let status = if created > 0 {
@@ -230,4 +236,143 @@ pub(crate) async fn find_part(
         }
     }
     Err(not_found())
+}
+
+/// Most reports one `GET /streams/{id}/part-reports` returns (the newest ones: about 20 s of a
+/// stream whose origin reports each part as it cuts it).
+pub(crate) const MAX_REPORTS_PER_PAGE: u16 = 64;
+
+/// `?after=&wait_ms=` of a part report fetch.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(try_from = "RawCursor")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Cursor {
+    /// Return the reports numbered above this (default 0: the newest reports held).
+    #[serde(default)]
+    #[param(default = 0)]
+    after: u64,
+    /// With no report above `after` yet, wait up to this many milliseconds for one (0-5000,
+    /// default 0: answer at once).
+    #[serde(default)]
+    #[param(default = 0, maximum = 5000)]
+    wait_ms: u16,
+}
+
+/// `?after=&wait_ms=` as given, before the wait's range is checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCursor {
+    #[serde(default)]
+    after: u64,
+    #[serde(default)]
+    wait_ms: u16,
+}
+
+impl TryFrom<RawCursor> for Cursor {
+    type Error = String;
+
+    fn try_from(raw: RawCursor) -> Result<Self, Self::Error> {
+        if raw.wait_ms > MAX_PART_WAIT_MS {
+            return Err(format!(
+                "wait_ms must be 0-{MAX_PART_WAIT_MS}, not {}",
+                raw.wait_ms
+            ));
+        }
+        Ok(Cursor {
+            after: raw.after,
+            wait_ms: raw.wait_ms,
+        })
+    }
+}
+
+/// The reports stored above `after`, parsed; a row that does not parse is skipped (and
+/// logged): nobody could verify it anyway.
+async fn reports_after(
+    state: &Shared,
+    id: &str,
+    after: u64,
+) -> Result<Vec<NumberedPartReport>, ApiError> {
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let rows = state
+        .storage
+        .part_reports_after(id, after, i64::from(MAX_REPORTS_PER_PAGE))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(seq, report)| {
+            let seq = u64::try_from(seq).ok()?;
+            match serde_json::from_str(&report) {
+                Ok(report) => Some(NumberedPartReport { seq, report }),
+                Err(error) => {
+                    tracing::warn!(stream = id, seq, %error, "unreadable stored part report");
+                    None
+                }
+            }
+        })
+        .collect())
+}
+
+/// The stream's signed part reports numbered above `after`, oldest first: what a node serving
+/// LL-HLS fetches once for all its viewers (and passes on unchanged), so that no viewer asks
+/// the coordinator about each part.
+///
+/// Each report is exactly as the origin signed it; a viewer checks the signature against the
+/// stream's origin (`origin_node` of `GET /streams/{id}`), the stream, the run and the
+/// timestamp itself. With `wait_ms`, a request finding nothing above `after` waits that long
+/// for the next report (a long poll) and then answers with an empty list. At most 64 reports,
+/// the newest; `next` is the cursor to ask with next. Reports are kept ten minutes and
+/// forgotten when the stream ends.
+#[utoipa::path(get, path = "/streams/{id}/part-reports", tag = "streams",
+    params(StreamPath, Cursor),
+    responses(
+        (status = 200, description = "The reports above the cursor (maybe none)",
+         body = PartReportsPage),
+        (status = 400, description = "invalid_query: wait_ms out of range", body = ErrorSchema),
+        (status = 404, description = "not_found: no such stream", body = ErrorSchema),
+    ))]
+pub(crate) async fn part_reports(
+    State(state): State<Shared>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(cursor): ApiQuery<Cursor>,
+) -> Result<Json<PartReportsPage>, ApiError> {
+    load_stream(&state, &id).await?;
+    let page = |reports: Vec<NumberedPartReport>| {
+        let next = reports.last().map_or(cursor.after, |last| last.seq);
+        Json(PartReportsPage { reports, next })
+    };
+    // Subscribed before looking, so a report stored in between wakes this request.
+    let mut reported = state.recent_parts.subscribe();
+    let mut seen = state.recent_parts.reports_of(&id);
+    let reports = reports_after(&state, &id, cursor.after).await?;
+    if !reports.is_empty() || cursor.wait_ms == 0 {
+        return Ok(page(reports));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(cursor.wait_ms));
+    let mut recheck = tokio::time::interval_at(
+        tokio::time::Instant::now() + STORAGE_RECHECK,
+        STORAGE_RECHECK,
+    );
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            changed = reported.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                // Reports of other streams wake every waiter: storage is asked only when this
+                // stream got one.
+                let now = state.recent_parts.reports_of(&id);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+            }
+            _ = recheck.tick() => {}
+        }
+        let reports = reports_after(&state, &id, cursor.after).await?;
+        if !reports.is_empty() {
+            return Ok(page(reports));
+        }
+    }
+    Ok(page(reports_after(&state, &id, cursor.after).await?))
 }

@@ -97,14 +97,27 @@ pub trait Storage: Send + Sync + 'static {
     /// Stores the parts of one part report in one transaction, then forgets the stream's parts
     /// reported before `forget_before_ms` (they are only looked up while live). A part whose
     /// place (stream, run, msn, index) is stored with another hash stores nothing of the batch
-    /// ([`PartsStored::Conflict`]); the same hash again is a no-op.
+    /// ([`PartsStored::Conflict`]); the same hash again is a no-op. With `signed`, the signed
+    /// report as the origin sent it (JSON) is stored in the same transaction under the
+    /// stream's next report number when any part was new (see
+    /// [`Storage::part_reports_after`]).
     async fn insert_parts(
         &self,
         parts: &[PartRecord],
+        signed: Option<&str>,
         forget_before_ms: i64,
     ) -> StorageResult<PartsStored>;
     /// The newest part of `stream_id` whose bytes hash to `hash` (hex).
     async fn find_part(&self, stream_id: &str, hash: &str) -> StorageResult<Option<PartRecord>>;
+    /// The signed part reports of `stream_id` numbered above `after`, at most `limit` of the
+    /// newest, oldest first, as `(number, report JSON)`. Numbers start at 1 and rise by one per
+    /// stored report of the stream.
+    async fn part_reports_after(
+        &self,
+        stream_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> StorageResult<Vec<(i64, String)>>;
 
     /// Registers a node or, if its key is known, updates its addresses and reactivates it.
     async fn upsert_node(&self, node: &NodeRecord) -> StorageResult<()>;

@@ -902,6 +902,11 @@ macro_rules! sql_storage {
                     .execute(&self.pool)
                     .await
                     .map_err(StorageError::query("end_stream"))?;
+                sqlx::query(&$sql("DELETE FROM signed_part_reports WHERE stream_id = $1"))
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StorageError::query("end_stream"))?;
                 self.get_stream(id).await
             }
 
@@ -1074,6 +1079,7 @@ macro_rules! sql_storage {
             async fn insert_parts(
                 &self,
                 parts: &[PartRecord],
+                signed: Option<&str>,
                 forget_before_ms: i64,
             ) -> StorageResult<PartsStored> {
                 let op = "insert_parts";
@@ -1128,9 +1134,56 @@ macro_rules! sql_storage {
                     .execute(&mut *tx)
                     .await
                     .map_err(StorageError::query(op))?;
+                    if let (Some(report), true) = (signed, created > 0) {
+                        // The stream's next number; the primary key refuses a concurrent
+                        // report that took it (the origin sends one report at a time).
+                        sqlx::query(&$sql(
+                            "INSERT INTO signed_part_reports (stream_id, seq, report, reported_at_ms) \
+                             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3 \
+                             FROM signed_part_reports WHERE stream_id = $1",
+                        ))
+                        .bind(&first.stream_id)
+                        .bind(report)
+                        .bind(first.reported_at_ms)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StorageError::query(op))?;
+                    }
+                    // The newest report is kept whatever its age: it holds the stream's
+                    // number.
+                    sqlx::query(&$sql(
+                        "DELETE FROM signed_part_reports WHERE stream_id = $1 \
+                         AND reported_at_ms < $2 AND seq < (SELECT MAX(seq) \
+                         FROM signed_part_reports WHERE stream_id = $1)",
+                    ))
+                    .bind(&first.stream_id)
+                    .bind(forget_before_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
                 }
                 tx.commit().await.map_err(StorageError::query(op))?;
                 Ok(PartsStored::Stored { created })
+            }
+
+            async fn part_reports_after(
+                &self,
+                stream_id: &str,
+                after: i64,
+                limit: i64,
+            ) -> StorageResult<Vec<(i64, String)>> {
+                let mut rows: Vec<(i64, String)> = sqlx::query_as(&$sql(
+                    "SELECT seq, report FROM signed_part_reports \
+                     WHERE stream_id = $1 AND seq > $2 ORDER BY seq DESC LIMIT $3",
+                ))
+                .bind(stream_id)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("part_reports_after"))?;
+                rows.reverse();
+                Ok(rows)
             }
 
             async fn find_part(

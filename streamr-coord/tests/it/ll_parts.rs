@@ -24,7 +24,8 @@ on_both_backends!(
     part_reports_that_are_not_the_origins_or_malformed_are_refused,
     a_conflicting_part_report_stores_nothing,
     parts_older_than_the_retention_are_forgotten,
-    the_parts_of_an_ended_stream_are_forgotten_when_it_ends
+    the_parts_of_an_ended_stream_are_forgotten_when_it_ends,
+    signed_part_reports_are_served_after_a_cursor_by_long_poll
 );
 
 fn part(msn: u64, index: u32) -> PartHash {
@@ -341,7 +342,7 @@ async fn parts_older_than_the_retention_are_forgotten(db: &TestDb) {
     let (old, new) = (record(1, 1_000), record(2, 700_000));
     assert_eq!(
         storage
-            .insert_parts(std::slice::from_ref(&old), 0)
+            .insert_parts(std::slice::from_ref(&old), None, 0)
             .await
             .expect("stored"),
         PartsStored::Stored { created: 1 }
@@ -349,7 +350,7 @@ async fn parts_older_than_the_retention_are_forgotten(db: &TestDb) {
     // Reported ten minutes later: what was reported before 100 s is forgotten.
     assert_eq!(
         storage
-            .insert_parts(std::slice::from_ref(&new), 100_000)
+            .insert_parts(std::slice::from_ref(&new), None, 100_000)
             .await
             .expect("stored"),
         PartsStored::Stored { created: 1 }
@@ -392,4 +393,126 @@ async fn the_parts_of_an_ended_stream_are_forgotten_when_it_ends(db: &TestDb) {
             .expect("query"),
         None
     );
+}
+
+/// `GET /streams/show/part-reports?after=&wait_ms=`.
+fn reports_after(after: u64, wait_ms: u32) -> String {
+    format!("/streams/show/part-reports?after={after}&wait_ms={wait_ms}")
+}
+
+/// The signed reports of a page, checked as a viewer checks them, with their numbers.
+fn verified(page: &Value, origin: &KeyPair) -> Vec<(u64, Vec<PartHash>)> {
+    let page: streamr_coord::wire::PartReportsPage =
+        serde_json::from_value(page.clone()).expect("a page of reports");
+    let show = StreamId::new("show").expect("stream id");
+    page.reports
+        .iter()
+        .map(|numbered| {
+            let body = numbered
+                .report
+                .verify_from_origin(&origin.node_id(), &show, now_ms() as u64, 60_000)
+                .expect("the origin's report, unaltered");
+            (numbered.seq, body.parts.clone())
+        })
+        .collect()
+}
+
+async fn signed_part_reports_are_served_after_a_cursor_by_long_poll(db: &TestDb) {
+    let origin = KeyPair::from_seed([38; 32]);
+    let client = setup(db, &origin).await;
+    let (first, second) = (vec![part(1, 0), part(1, 1)], vec![part(1, 2)]);
+    for parts in [&first, &second] {
+        let (status, body) = client
+            .post(
+                "/streams/show/parts",
+                &report(&origin, "show", 4, parts.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    // Every report, as signed, numbered in order.
+    let (status, page) = client.get(&reports_after(0, 0)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(
+        verified(&page, &origin),
+        vec![(1, first.clone()), (2, second.clone())]
+    );
+    assert_eq!(page["next"], 2);
+    // A report whose parts were all stored already is not numbered again.
+    let (status, _) = client
+        .post(
+            "/streams/show/parts",
+            &report(&origin, "show", 4, first.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, page) = client.get(&reports_after(1, 0)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(verified(&page, &origin), vec![(2, second)]);
+    let (_, page) = client.get(&reports_after(2, 0)).await;
+    assert_eq!(page, json!({"reports": [], "next": 2}));
+
+    // A long poll is answered when the next report is stored.
+    let third = vec![part(2, 0)];
+    let started = Instant::now();
+    let path = reports_after(2, 5_000);
+    let (waited, status) = tokio::join!(client.get(&path), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        client
+            .post(
+                "/streams/show/parts",
+                &report(&origin, "show", 4, third.clone()),
+            )
+            .await
+            .0
+    });
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(waited.0, StatusCode::OK, "{}", waited.1);
+    assert_eq!(verified(&waited.1, &origin), vec![(3, third)]);
+    assert!(
+        started.elapsed() < Duration::from_millis(4_000),
+        "answered after {:?}, not when the report was stored",
+        started.elapsed()
+    );
+
+    // A replica sharing the storage answers its long poll with a report stored by another
+    // (it looks in storage while it waits).
+    let storage = streamr_coord::connect(db.url()).await.expect("storage");
+    let replica = Client::new(Coordinator::new(test_config(), storage));
+    let fourth = vec![part(2, 1)];
+    let started = Instant::now();
+    let path = reports_after(3, 5_000);
+    let (waited, status) = tokio::join!(replica.get(&path), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        client
+            .post(
+                "/streams/show/parts",
+                &report(&origin, "show", 4, fourth.clone()),
+            )
+            .await
+            .0
+    });
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(verified(&waited.1, &origin), vec![(4, fourth)]);
+    assert!(started.elapsed() < Duration::from_millis(4_000));
+
+    // Nothing new: an empty page once the wait is over.
+    let started = Instant::now();
+    let (status, page) = client.get(&reports_after(4, 200)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page, json!({"reports": [], "next": 4}));
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    // Bad queries and unknown streams.
+    let (status, body) = client.get(&reports_after(0, 5_001)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_query");
+    let (status, body) = client.get("/streams/show/part-reports?cursor=1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = client.get("/streams/nope/part-reports").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // Ending the stream forgets its reports.
+    let (status, body) = client.post_admin("/streams/show/end", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, page) = client.get(&reports_after(0, 0)).await;
+    assert_eq!(page, json!({"reports": [], "next": 0}));
 }
