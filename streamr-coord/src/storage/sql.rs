@@ -15,11 +15,11 @@ use sqlx::sqlite::{
 use super::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
     HeartbeatWrite, HeldProbeRecord, LedgerEntryRecord, LlSegment, NodeDownRecord,
-    NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeSessionRecord, NodeUsage, PartRecord,
-    PartsStored, PayoutRecord, PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord,
-    RelayAssignmentRecord, RelayReportRecord, RelayReports, SegmentRecord, SessionRecord,
-    SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, Storage, StorageResult,
-    StreamRecord, Totals,
+    NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeSessionRecord,
+    NodeUsage, PartRecord, PartsStored, PayoutRecord, PendingGrantCount, ProbeRecord,
+    ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord, RelayReportRecord, RelayReports,
+    SegmentRecord, SessionRecord, SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow,
+    Storage, StorageResult, StreamRecord, Totals,
 };
 use crate::error::StorageError;
 
