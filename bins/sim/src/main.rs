@@ -11,6 +11,7 @@ mod output;
 mod relay;
 mod run;
 mod scenario;
+mod tree;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -43,6 +44,11 @@ struct Cli {
     /// attacks on that) and report each attacker's gain against its bound.
     #[arg(long, env = "STREAMR_SIM_RELAY_SCENARIOS")]
     relay_scenarios: bool,
+    /// Run the relay-tree placement scenarios instead (lying and colluding children,
+    /// flapping, heartbeat-named upstreams, through the coordinator's tree rules) and report
+    /// what each attacker gains in position and relay credit against its bound.
+    #[arg(long, env = "STREAMR_SIM_TREE_SCENARIOS")]
+    tree_scenarios: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,6 +60,15 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&outcomes)?);
         } else {
             print!("{}", relay::table(&outcomes));
+        }
+        return Ok(());
+    }
+    if cli.tree_scenarios {
+        let outcomes = tree::run_all();
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&outcomes)?);
+        } else {
+            print!("{}", tree::table(&outcomes));
         }
         return Ok(());
     }
