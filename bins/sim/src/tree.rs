@@ -83,8 +83,10 @@ fn honest_name(i: usize) -> String {
     format!("h{i:02}")
 }
 
+/// The attacker's relays sort first by id (placement breaks ties by id), so one that joins in
+/// the second tier feeds children of its own.
 fn attacker_name(i: usize) -> String {
-    format!("x{i}")
+    format!("a{i}")
 }
 
 impl Net {
@@ -323,6 +325,10 @@ pub struct TreeOutcome {
     pub name: &'static str,
     /// Whether the coordinator checked reported relays itself.
     pub self_check: bool,
+    /// The attacker's best depth in the baseline and under the attack (1: fed by the origin).
+    pub attacker_depth: (usize, usize),
+    /// Children the attacker's relays feed in the baseline and under the attack.
+    pub attacker_children: (usize, usize),
     /// Tiers the attacker's best relay climbed (baseline depth minus its depth; 0 or less:
     /// none).
     pub climbed_tiers: i64,
@@ -358,6 +364,8 @@ fn compare(name: &'static str, setup: &Setup, bound_bytes: i64) -> TreeOutcome {
     TreeOutcome {
         name,
         self_check: setup.self_check,
+        attacker_depth: (baseline.attacker_depth, attacked.attacker_depth),
+        attacker_children: (baseline.attacker_children, attacked.attacker_children),
         climbed_tiers: signed(baseline.attacker_depth) - signed(attacked.attacker_depth),
         attacker_credit_gain_bytes: (signed(attacked.attacker_children)
             - signed(baseline.attacker_children))
@@ -429,7 +437,7 @@ pub fn run_all() -> Vec<TreeOutcome> {
 /// The scenarios as a table.
 pub fn table(outcomes: &[TreeOutcome]) -> String {
     let mut out = String::from(
-        "| scenario | coordinator checks | tiers climbed | attacker relay credit gain (MB/h) | bound (MB/h) | honest credit lost (MB/h) | honest relays deeper | origin copies |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| scenario | coordinator checks | attacker depth | children it feeds | tiers climbed | attacker relay credit gain (MB/h) | bound (MB/h) | honest credit lost (MB/h) | honest relays deeper | origin copies |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for o in outcomes {
         let bound = if o.bound_bytes == i64::MAX {
@@ -438,9 +446,13 @@ pub fn table(outcomes: &[TreeOutcome]) -> String {
             (o.bound_bytes / 1_000_000).to_string()
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} → {} | {} → {} | {} | {} | {} | {} | {} | {} |\n",
             o.name,
             if o.self_check { "on" } else { "off" },
+            o.attacker_depth.0,
+            o.attacker_depth.1,
+            o.attacker_children.0,
+            o.attacker_children.1,
             o.climbed_tiers,
             o.attacker_credit_gain_bytes / 1_000_000,
             bound,
