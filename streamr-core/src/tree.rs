@@ -412,7 +412,11 @@ pub struct Ask<'a> {
 /// ask's included): first where relays really are ([`real_moves`]), then the asker's
 /// re-parenting on that tree ([`Tree::rehome`]), the asker avoiding what it reported lately as
 /// well as now, and the failures [`confirmed_failures`] believes re-homing whole subtrees.
-pub fn decide(assignments: &[Assignment], reports: &[Report], ask: &Ask<'_>) -> Vec<(String, String)> {
+pub fn decide(
+    assignments: &[Assignment],
+    reports: &[Report],
+    ask: &Ask<'_>,
+) -> Vec<(String, String)> {
     let own: HashSet<String> = reports
         .iter()
         .filter(|r| r.reporter_id == ask.node)
@@ -548,7 +552,6 @@ pub struct RealUpstream {
     pub heartbeat_ms: i64,
 }
 
-
 /// The moves that record relays where they really pull from: each relay in `real` whose
 /// stored parent differs from the upstream its heartbeat names, when that heartbeat was sent
 /// more than `grace_ms` after the stored assignment (a heartbeat sent sooner may predate the
@@ -619,11 +622,7 @@ mod tests {
     }
 
     /// Adds relays one by one as `choose_parent` places them; returns the assignments.
-    fn grow(
-        members: &HashMap<String, usize>,
-        order: &[String],
-        k: usize,
-    ) -> Vec<Assignment> {
+    fn grow(members: &HashMap<String, usize>, order: &[String], k: usize) -> Vec<Assignment> {
         let mut assignments: Vec<Assignment> = Vec::new();
         for (at, node) in order.iter().enumerate() {
             let tree = Tree::new("o", k, members, &assignments);

@@ -130,7 +130,11 @@ impl Net {
         self.now += STEP_MS;
         let now = self.now;
         let tree = Tree::new(ORIGIN, K, &self.members, &self.assignments);
-        let own_chain: Vec<String> = tree.ancestry(node).iter().map(|a| (*a).to_owned()).collect();
+        let own_chain: Vec<String> = tree
+            .ancestry(node)
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect();
         let failed: HashSet<String> = failed.iter().map(|f| (*f).to_owned()).collect();
         // Stored: reports of the last liveness, one per (node, reporter), of the own chain.
         self.reports
@@ -473,7 +477,12 @@ mod tests {
         let outcomes = run_all();
         print!("{}", table(&outcomes));
         for o in &outcomes {
-            assert!(o.origin_copies <= K, "{}: {} copies", o.name, o.origin_copies);
+            assert!(
+                o.origin_copies <= K,
+                "{}: {} copies",
+                o.name,
+                o.origin_copies
+            );
             assert!(
                 o.attacker_credit_gain_bytes <= o.bound_bytes,
                 "{}: gained {} bytes, bound {}",
@@ -482,7 +491,12 @@ mod tests {
                 o.bound_bytes
             );
             if o.bound_bytes == 0 {
-                assert!(o.climbed_tiers <= 0, "{}: climbed {}", o.name, o.climbed_tiers);
+                assert!(
+                    o.climbed_tiers <= 0,
+                    "{}: climbed {}",
+                    o.name,
+                    o.climbed_tiers
+                );
                 assert_eq!(o.honest_credit_lost_bytes, 0, "{}", o.name);
                 assert_eq!(o.honest_deeper, 0, "{}", o.name);
             }

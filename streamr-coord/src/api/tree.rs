@@ -411,21 +411,26 @@ async fn check_reported(
         let url = format!("{}/healthz", record.http_url.trim_end_matches('/'));
         let request = client
             .get(&url)
-            .query(&[("stream", stream.to_owned()), ("wait_ms", wait_ms.to_string())])
+            .query(&[
+                ("stream", stream.to_owned()),
+                ("wait_ms", wait_ms.to_string()),
+            ])
             .timeout(timeout);
         let id = id.clone();
         checks.spawn(async move {
             let check = match request.send().await {
                 Ok(answer) if answer.status().is_success() => {
                     let body = answer.bytes().await.ok();
-                    let body = body
-                        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+                    let body =
+                        body.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
                     match body {
-                        Some(body) => match body.get("serving").and_then(serde_json::Value::as_bool) {
-                            Some(true) => ParentCheck::Serving,
-                            Some(false) => ParentCheck::NotServing,
-                            None => ParentCheck::Unknown,
-                        },
+                        Some(body) => {
+                            match body.get("serving").and_then(serde_json::Value::as_bool) {
+                                Some(true) => ParentCheck::Serving,
+                                Some(false) => ParentCheck::NotServing,
+                                None => ParentCheck::Unknown,
+                            }
+                        }
                         // Up, but not the node's JSON: it cannot say.
                         None => ParentCheck::Unknown,
                     }

@@ -772,19 +772,22 @@ async fn node_serving(serving: bool) -> String {
         .await
         .expect("bind");
     let address = listener.local_addr().expect("address");
-    let app = axum::Router::new().route(
-        "/healthz",
-        axum::routing::get(
-            move |axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>| async move {
-                let mut body = json!({ "status": "ok" });
-                if let Some(stream) = query.get("stream") {
-                    body["stream"] = json!(stream);
-                    body["serving"] = json!(serving && stream == "show");
-                }
-                axum::Json(body)
-            },
-        ),
-    );
+    let app =
+        axum::Router::new().route(
+            "/healthz",
+            axum::routing::get(
+                move |axum::extract::Query(query): axum::extract::Query<
+                    HashMap<String, String>,
+                >| async move {
+                    let mut body = json!({ "status": "ok" });
+                    if let Some(stream) = query.get("stream") {
+                        body["stream"] = json!(stream);
+                        body["serving"] = json!(serving && stream == "show");
+                    }
+                    axum::Json(body)
+                },
+            ),
+        );
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -823,7 +826,10 @@ async fn a_group_of_two_slash_24s_and_two_operators_cannot_evict_a_parent_seen_s
     );
     // Its own asks keep it there, with the reports standing.
     assert_eq!(chain(&api, honest, &[]).await[0], parent_id);
-    assert_eq!(stored_parents(db).await[&honest.node_id().to_string()], parent_id);
+    assert_eq!(
+        stored_parents(db).await[&honest.node_id().to_string()],
+        parent_id
+    );
 }
 
 /// A parent whose process is up (`/healthz` answers) but that does not serve the stream is
