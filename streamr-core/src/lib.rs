@@ -20,6 +20,7 @@
 //! - [`Settlement`] splits the pool ([`split_pool`]), keeps the double-entry [`Ledger`], closes
 //!   each epoch with an [`EpochStatement`] and a [`MerkleTree`], and pays through a
 //!   [`PayoutSink`]; [`replay_epochs`] recomputes every statement from the published inputs;
+//! - [`tree`] holds the relay tree's rules (placement, re-parenting, failure confirmation);
 //! - [`SettlementStore`] and [`Clock`] are what a service implements.
 //!
 //! ```
@@ -89,6 +90,7 @@ mod settlement;
 mod signed;
 mod statement;
 mod traits;
+pub mod tree;
 mod verifier;
 
 pub use accounting::{Served, SessionAccounting, MAX_ACCOUNTED_SESSIONS};

@@ -201,10 +201,11 @@ struct Args {
     #[arg(long, env = "STREAMR_RELAY_LIVENESS", value_parser = humantime::parse_duration,
         default_value = "15s")]
     relay_liveness: Duration,
-    /// Relay tree: when a relay reports its upstream failed, the coordinator asks that node's
-    /// `/healthz` itself and re-homes its whole subtree when no success answers within this
-    /// time (`0s`: no check; reports then need relays of distinct /24s and operators). Kept
-    /// under the relays' 1 s wait for an answer after a failure.
+    /// Relay tree: when a relay reports its upstream failed, the coordinator asks that node
+    /// itself (`/healthz?stream=…`) whether it serves the stream with media arriving; not
+    /// serving (or no answer) within this time re-homes its whole subtree, serving keeps it
+    /// whatever its children report (`0s`: no check; reports then need relays of distinct
+    /// /24s and operators). Kept under the relays' 1 s wait for an answer after a failure.
     #[arg(long, env = "STREAMR_RELAY_PROBE_TIMEOUT", value_parser = humantime::parse_duration,
         default_value = "500ms")]
     relay_probe_timeout: Duration,

@@ -4,8 +4,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{header, HeaderValue};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use streamr_media::http::FlvCounters;
@@ -229,24 +230,129 @@ pub(crate) async fn metrics(State(metrics): State<Arc<NodeMetrics>>) -> Response
         .into_response()
 }
 
+/// The query of `GET /healthz`: with `stream`, whether the node serves that stream now.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct HealthQuery {
+    /// A stream name: answer whether the node carries it with media arriving.
+    stream: Option<String>,
+    /// How long to wait for a frame of `stream` to arrive, ms (at most [`MAX_MEDIA_WAIT`]).
+    wait_ms: Option<u64>,
+}
+
+/// Longest a `/healthz?stream=…` waits for a frame.
+const MAX_MEDIA_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often that wait looks at the stream's frame counter.
+const MEDIA_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// `GET /healthz`: the node is up and serving HTTP; with a coordinator, also whether the
 /// coordinator could reach it from outside (`reachability`: `reachable`, `unreachable` with a
 /// `hint` naming the ports to forward, or `unchecked`).
-pub(crate) async fn healthz(State(metrics): State<Arc<NodeMetrics>>) -> Response {
+///
+/// With `?stream=NAME` (and `wait_ms`, default 0, at most 2000) it also answers whether the node
+/// serves that stream now: `serving` is true when a publisher or upstream pull feeds it and a
+/// new frame arrived within `wait_ms` (a live stream sends one every few tens of
+/// milliseconds), false otherwise. The coordinator asks this of a relay whose child reports it
+/// failed: a process that is up but does not carry the stream is not taken for serving.
+pub(crate) async fn healthz(
+    State(metrics): State<Arc<NodeMetrics>>,
+    query: Result<Query<HealthQuery>, QueryRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({
+                    "error": "invalid_query",
+                    "message": rejection.body_text(),
+                })),
+            )
+                .into_response()
+        }
+    };
     let report = metrics
         .reachability
         .read()
         .ok()
         .and_then(|guard| guard.clone());
-    match report {
-        Some(report) => Json(serde_json::json!({
+    let mut body = match report {
+        Some(report) => serde_json::json!({
             "status": "ok",
             "reachability": report.status,
             "hint": report.hint,
             "rtmp_url": report.rtmp_url,
             "http_url": report.http_url,
-        }))
-        .into_response(),
-        None => Json(serde_json::json!({ "status": "ok" })).into_response(),
+        }),
+        None => serde_json::json!({ "status": "ok" }),
+    };
+    if let Some(stream) = query.stream {
+        let wait = std::time::Duration::from_millis(query.wait_ms.unwrap_or(0)).min(MAX_MEDIA_WAIT);
+        let serving = serves(&metrics.hub, &stream, wait).await;
+        body["stream"] = serde_json::Value::String(stream);
+        body["serving"] = serde_json::Value::Bool(serving);
+    }
+    Json(body).into_response()
+}
+
+/// Whether `hub` carries a stream named `stream` (any app) with a publisher or pull feeding
+/// it and a frame arriving within `wait` (with no wait: any frame received at all).
+async fn serves(hub: &RelayHub, stream: &str, wait: std::time::Duration) -> bool {
+    let Some(stats) = hub
+        .all_stats()
+        .into_iter()
+        .find(|s| s.publishing && s.key.name.as_str() == stream)
+    else {
+        return false;
+    };
+    if wait.is_zero() {
+        return stats.frames_in > 0;
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        tokio::time::sleep(MEDIA_POLL.min(wait)).await;
+        match hub.stream_stats(&stats.key) {
+            Some(now) if now.publishing && now.frames_in > stats.frames_in => return true,
+            Some(now) if now.publishing => {}
+            _ => return false,
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use streamr_media::relay::{FrameKind, RelayConfig, StreamKey};
+
+    use super::*;
+
+    /// What the coordinator's check of a reported relay sees: a stream serves while frames
+    /// arrive, not merely while the process is up or the stream is known.
+    #[tokio::test]
+    async fn a_stream_serves_only_while_a_publisher_feeds_it_frames() {
+        let hub = RelayHub::new(RelayConfig::default());
+        let wait = Duration::from_millis(300);
+        assert!(!serves(&hub, "show", wait).await, "unknown stream");
+        let key = StreamKey::parse("live", "show").expect("key");
+        let publisher = hub.publish(key).expect("publish");
+        // Published but silent: up, not serving.
+        assert!(!serves(&hub, "show", wait).await, "no frame arrives");
+        // Frames arriving every 20 ms: serving, found within the wait.
+        let feeding = tokio::spawn(async move {
+            for t in 0u32.. {
+                publisher.send(FrameKind::Audio, t * 20, Bytes::from_static(&[0xaf, 1, 0]));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        assert!(serves(&hub, "show", wait).await);
+        assert!(!serves(&hub, "other", wait).await, "another stream");
+        feeding.abort();
+        let _ = feeding.await;
+        // The publisher gone: not serving.
+        assert!(!serves(&hub, "show", wait).await);
     }
 }

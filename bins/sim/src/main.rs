@@ -13,6 +13,7 @@ mod probes;
 mod relay;
 mod run;
 mod scenario;
+mod tree;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -50,28 +51,38 @@ struct Cli {
     /// availability and reward against the honest baseline.
     #[arg(long, env = "STREAMR_SIM_PROBE_SCENARIOS")]
     probe_scenarios: bool,
+    /// Run the relay-tree placement scenarios instead (lying and colluding children,
+    /// flapping, heartbeat-named upstreams, through the coordinator's tree rules) and report
+    /// what each attacker gains in position and relay credit against its bound.
+    #[arg(long, env = "STREAMR_SIM_TREE_SCENARIOS")]
+    tree_scenarios: bool,
+}
+
+/// Prints scenario outcomes as JSON or as their table.
+fn print_outcomes<T: serde::Serialize>(
+    json: bool,
+    outcomes: &[T],
+    table: fn(&[T]) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(outcomes)?);
+    } else {
+        print!("{}", table(outcomes));
+    }
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let argv = streamr_net::cli::with_config_file(&Cli::command(), std::env::args_os().collect())?;
     let cli = Cli::parse_from(argv);
     if cli.relay_scenarios {
-        let outcomes = relay::run_all();
-        if cli.json {
-            println!("{}", serde_json::to_string_pretty(&outcomes)?);
-        } else {
-            print!("{}", relay::table(&outcomes));
-        }
-        return Ok(());
+        return print_outcomes(cli.json, &relay::run_all(), relay::table);
     }
     if cli.probe_scenarios {
-        let outcomes = probes::run_all();
-        if cli.json {
-            println!("{}", serde_json::to_string_pretty(&outcomes)?);
-        } else {
-            print!("{}", probes::table(&outcomes));
-        }
-        return Ok(());
+        return print_outcomes(cli.json, &probes::run_all(), probes::table);
+    }
+    if cli.tree_scenarios {
+        return print_outcomes(cli.json, &tree::run_all(), tree::table);
     }
     if let Some(budget) = cli.adaptive {
         let report = adaptive::search(

@@ -2,26 +2,21 @@
 //! where to pull a stream from, so the origin sends at most k copies however many friends
 //! relay it.
 //!
-//! The origin feeds at most [`crate::CoordConfig::relay_fanout`] (k) relays; every other relay
-//! hangs below the shallowest relay with room, so the depth grows as log_k of the relays. A
-//! relay's room is k capped by the viewers its measured capacity allows (see
-//! [`super::viewers`]); a relay whose probes pass too rarely has no room at all and stays a
-//! leaf. Only parents are stored (`relay_assignments`): a relay that moves takes its subtree
-//! along. A relay keeps its parent while the parent is live (heartbeat within
-//! [`crate::CoordConfig::relay_liveness`]), not reported failed by the asking relay, and still
-//! has room for it; otherwise it is re-parented when it next asks. A relay whose parent dies
-//! asks at once, naming it failed (reports of a node in the reporter's chain are stored,
-//! `relay_reports`, for the liveness). One report moves only its reporter, and only to a
-//! parent with room (the reported relay keeps its slot): a lying child can neither churn its
-//! siblings nor overfill the grandparent. The reported relay's children are all re-parented
-//! in one decision (see [`Tree::rehome`]) once its failure is corroborated by evidence the
-//! coordinator checks itself (its own heartbeat lacks the stream, the coordinator's probe of
-//! it fails, or two relays below it of distinct /24s and operators report it: see
-//! [`confirmed_failures`]) or it missed its heartbeats, when any relay below it asks. Relays'
-//! heartbeats name where they really pull from, and the tree records them there (see
-//! [`real_moves`]). Fan-outs are measured at
-//! most every two seconds per process (liveness is checked at every ask). Parents are chosen under a
-//! per-stream lock in the database, so replicas sharing it never overfill a parent.
+//! The rules (layout by measured fan-out, re-parenting, failure confirmation, where a
+//! heartbeat may place a relay) are [`streamr_core::tree`]'s, sans-IO, and the simulator runs
+//! them too; this handler gathers what they read and stores what they decide. The origin feeds
+//! at most [`crate::CoordConfig::relay_fanout`] (k) relays; a relay's room is k capped by the
+//! viewers its measured capacity allows (see [`super::viewers`]), none when its probes pass
+//! too rarely. Only parents are stored (`relay_assignments`): a relay that moves takes its
+//! subtree along. A relay whose parent dies asks at once, naming it failed (reports of a node
+//! in the reporter's chain are stored, `relay_reports`, for the liveness). Before deciding,
+//! the coordinator checks every reported relay of the asker's chain itself
+//! (`GET {http_url}/healthz?stream=…` within [`crate::CoordConfig::relay_probe_timeout`]: does
+//! it carry the stream with media arriving now?); a relay seen serving is never evicted by
+//! its children's reports, one seen not serving loses its subtree at once. Fan-outs are
+//! measured at most every two seconds per process (liveness is checked at every ask). Parents
+//! are chosen under a per-stream lock in the database, so replicas sharing it never overfill a
+//! parent.
 //!
 //! The answer lists the parent and then its ancestors up to the origin, each with a session
 //! grant naming the asking node as the viewer: a relay is a viewer of its parent, admitted by
@@ -32,6 +27,10 @@ use std::collections::{HashMap, HashSet};
 
 use axum::extract::State;
 use axum::Json;
+use streamr_core::tree::{
+    decide, Ask, Assignment, Evidence, Home, Layout, ParentCheck, RealUpstream, Report, Tree,
+    MAX_DEPTH,
+};
 use streamr_core::{
     NodeId, ProbeResult, ProbeSummary, RouteCandidate, Signed, SignedGrant, ViewerKey,
 };
@@ -46,401 +45,32 @@ use crate::storage::{
 };
 use crate::wire::{UpstreamEntry, UpstreamRequest, UpstreamResponse};
 
-/// Longest chain walked from a relay to the origin; a longer one is taken for broken.
-const MAX_DEPTH: usize = 64;
 /// How long the relays' fan-outs (from the coordinator's measurements) are reused: asks come
 /// every few seconds from every relay, and measuring scans the epoch's receipts and probes.
 const FANOUT_REUSE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The stream's relay tree as stored, and who may be in it now.
-pub(crate) struct Tree<'a> {
-    /// The origin node (the root).
-    pub(crate) origin: &'a str,
-    /// Most relays the origin feeds.
-    pub(crate) origin_fanout: usize,
-    /// Live relays and how many children each may feed (0: leaf only).
-    pub(crate) members: &'a HashMap<String, usize>,
-    /// Each relay's parent.
-    pub(crate) parents: HashMap<&'a str, &'a str>,
-    /// Each node's /24 (`a.b.c`) and operator, where known: a relay is placed below a node of
-    /// its own /24 or operator only when no other parent has room (that edge earns nothing).
-    pub(crate) homes: &'a HashMap<String, Home>,
-}
-
-/// Where a node sits for the rewards: an edge between two nodes sharing either earns nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Home {
-    /// Its /24, `a.b.c`.
-    pub(crate) subnet: String,
-    /// Its operator.
-    pub(crate) operator: String,
-}
-
-/// What a relay tree is built from, beside its assignments: see [`Tree`].
-pub(crate) struct Layout<'a> {
-    /// The origin node (the root).
-    pub(crate) origin: &'a str,
-    /// Most relays the origin feeds.
-    pub(crate) origin_fanout: usize,
-    /// Live relays and how many children each may feed.
-    pub(crate) members: &'a HashMap<String, usize>,
-    /// Each node's /24 and operator.
-    pub(crate) homes: &'a HashMap<String, Home>,
-}
-
-/// No /24 or operator known for any node.
-static NO_HOMES: std::sync::LazyLock<HashMap<String, Home>> =
-    std::sync::LazyLock::new(HashMap::new);
-
-impl<'a> Tree<'a> {
-    pub(crate) fn new(
-        origin: &'a str,
-        origin_fanout: usize,
-        members: &'a HashMap<String, usize>,
-        assignments: &'a [RelayAssignmentRecord],
-    ) -> Self {
-        Tree {
-            origin,
-            origin_fanout,
-            members,
-            parents: assignments
-                .iter()
-                .map(|a| (a.node_id.as_str(), a.parent_id.as_str()))
-                .collect(),
-            homes: &NO_HOMES,
-        }
-    }
-
-    /// The same tree knowing each node's /24 and operator.
-    pub(crate) fn with_homes(mut self, homes: &'a HashMap<String, Home>) -> Self {
-        self.homes = homes;
-        self
-    }
-
-    /// Whether `a` and `b` are known to share a /24 or an operator.
-    fn neighbours(&self, a: &str, b: &str) -> bool {
-        match (self.homes.get(a), self.homes.get(b)) {
-            (Some(a), Some(b)) => a.subnet == b.subnet || a.operator == b.operator,
-            _ => false,
-        }
-    }
-
-    /// `node`'s ancestors, parent first and origin last, when every one of them is live and
-    /// not in `failed`; `None` when the chain is broken (no parent, a dead or failed
-    /// ancestor, a cycle).
-    pub(crate) fn chain(&self, node: &str, failed: &HashSet<String>) -> Option<Vec<&'a str>> {
-        let mut chain: Vec<&'a str> = Vec::new();
-        let mut current = node;
-        loop {
-            let parent = *self.parents.get(current)?;
-            if parent == self.origin {
-                chain.push(parent);
-                return Some(chain);
-            }
-            if parent == node
-                || chain.contains(&parent)
-                || !self.members.contains_key(parent)
-                || failed.contains(parent)
-                || chain.len() >= MAX_DEPTH
-            {
-                return None;
-            }
-            chain.push(parent);
-            current = parent;
-        }
-    }
-
-    fn fanout(&self, node: &str) -> usize {
-        if node == self.origin {
-            self.origin_fanout
-        } else {
-            self.members.get(node).copied().unwrap_or(0)
-        }
-    }
-
-    /// Children of `parent`, oldest assignment first, `but` left out.
-    fn children<'t>(
-        &self,
-        assignments: &'t [RelayAssignmentRecord],
-        parent: &str,
-        but: &str,
-    ) -> Vec<&'t RelayAssignmentRecord> {
-        let mut children: Vec<&RelayAssignmentRecord> = assignments
-            .iter()
-            .filter(|a| a.parent_id == parent && a.node_id != but)
-            // Dead relays keep their rows (they return where they were) but hold no slot.
-            .filter(|a| self.members.contains_key(&a.node_id))
-            .collect();
-        children
-            .sort_by(|a, b| (a.assigned_at_ms, &a.node_id).cmp(&(b.assigned_at_ms, &b.node_id)));
-        children
-    }
-
-    /// `node`'s stored ancestors, parent first, whatever their liveness (up to [`MAX_DEPTH`]).
-    fn ancestry(&self, node: &str) -> Vec<&'a str> {
-        let mut ancestry = Vec::new();
-        let mut current = node;
-        while let Some(&parent) = self.parents.get(current) {
-            if ancestry.contains(&parent) || ancestry.len() >= MAX_DEPTH {
-                break;
-            }
-            ancestry.push(parent);
-            current = parent;
-        }
-        ancestry
-    }
-
-    /// The first of `node`'s ancestors (parent first, the origin never) that is dead (no
-    /// heartbeat within the liveness) or in `failed`.
-    fn gone_ancestor(&self, node: &str, failed: &HashSet<String>) -> Option<&'a str> {
-        let mut current = node;
-        for _ in 0..MAX_DEPTH {
-            let parent = *self.parents.get(current)?;
-            if parent == self.origin || parent == node {
-                return None;
-            }
-            if !self.members.contains_key(parent) || failed.contains(parent) {
-                return Some(parent);
-            }
-            current = parent;
-        }
-        None
-    }
-
-    /// The moves (`(relay, new parent)`) that follow `node`'s ask. When an ancestor of it is
-    /// gone (missing heartbeats, or its failure `confirmed`: see [`confirmed_failures`]),
-    /// every live child of that ancestor is re-parented in this one decision, oldest first,
-    /// each under the shallowest healthy relay with room (see [`Tree::choose_parent`]) and
-    /// taking its own subtree along; then `node` itself, if it still needs a parent. The
-    /// children's subtrees keep their parents, so one ask heals the whole subtree of the dead
-    /// relay. A node only `failed` (reported by `node` alone) moves `node` alone: `node` avoids
-    /// it and may take its slot at its parent, while it and its other children stay, so a
-    /// lying child can move nobody but itself.
-    pub(crate) fn rehome(
-        assignments: &[RelayAssignmentRecord],
-        layout: &Layout<'_>,
-        node: &str,
-        failed: &HashSet<String>,
-        confirmed: &HashSet<String>,
-    ) -> Vec<(String, String)> {
-        let (origin, origin_fanout, homes) = (layout.origin, layout.origin_fanout, layout.homes);
-        // A relay whose failure is confirmed holds no slot at its parent (as a dead one does
-        // not), so its children may take its place there.
-        let mut members = layout.members.clone();
-        members.retain(|relay, _| !confirmed.contains(relay));
-        let members = &members;
-        let mut working: Vec<RelayAssignmentRecord> = assignments.to_vec();
-        let mut moves: Vec<(String, String)> = Vec::new();
-        let mut apply = |working: &mut Vec<RelayAssignmentRecord>, relay: &str, parent: String| {
-            match working.iter_mut().find(|a| a.node_id == relay) {
-                Some(row) => {
-                    row.parent_id.clone_from(&parent);
-                    // Newest: it holds a slot after the parent's earlier children.
-                    row.assigned_at_ms = i64::MAX;
-                }
-                None => working.push(RelayAssignmentRecord {
-                    stream_id: String::new(),
-                    node_id: relay.to_owned(),
-                    parent_id: parent.clone(),
-                    assigned_at_ms: i64::MAX,
-                }),
-            }
-            moves.retain(|(moved, _)| moved != relay);
-            moves.push((relay.to_owned(), parent));
-        };
-        let gone = Tree::new(origin, origin_fanout, members, &working)
-            .with_homes(homes)
-            .gone_ancestor(node, confirmed)
-            .map(str::to_owned);
-        if let Some(gone) = gone {
-            let orphans: Vec<String> = Tree::new(origin, origin_fanout, members, &working)
-                .with_homes(homes)
-                .children(&working, &gone, "")
-                .iter()
-                .map(|a| a.node_id.clone())
-                .collect();
-            let mut avoid = confirmed.clone();
-            avoid.insert(gone);
-            for orphan in orphans {
-                let chosen = Tree::new(origin, origin_fanout, members, &working)
-                    .with_homes(homes)
-                    .choose_parent(&working, &orphan, &avoid);
-                if let Some(parent) = chosen {
-                    apply(&mut working, &orphan, parent);
-                }
-            }
-        }
-        // What `node` alone reports keeps its slot at its parent: `node` avoids it, but may
-        // not take its place there (that would overfill the parent by one on a lie), and a
-        // move the report alone causes goes only where there is room.
-        let avoid: HashSet<String> = failed.union(confirmed).cloned().collect();
-        let tree = Tree::new(origin, origin_fanout, members, &working).with_homes(homes);
-        let chosen = tree.choose_parent(&working, node, &avoid);
-        let unconfirmed = failed.iter().any(|f| !confirmed.contains(f));
-        let placed = tree.parents.contains_key(node);
-        let chosen = chosen
-            .filter(|parent| !(unconfirmed && placed) || tree.has_room(&working, parent, node));
-        if let Some(parent) = chosen {
-            apply(&mut working, node, parent);
-        }
-        moves
-    }
-
-    /// Whether `parent` feeds fewer live children than its fan-out, `node` not counted.
-    fn has_room(&self, assignments: &[RelayAssignmentRecord], parent: &str, node: &str) -> bool {
-        self.children(assignments, parent, node).len() < self.fanout(parent)
-    }
-
-    /// The parent `node` should have now, when it differs from the stored one (`None`: keep
-    /// it). It keeps a parent whose chain is whole, that `failed` does not name and among
-    /// whose oldest children (up to its fan-out) it is; otherwise it goes under the
-    /// shallowest node with room that is not in its own subtree and, while another has room,
-    /// not in its own /24 or operator (more room first, then by id: every replica chooses alike). With no
-    /// room anywhere, under the origin. Costs O(relays × depth) over the tree in memory.
-    pub(crate) fn choose_parent(
-        &self,
-        assignments: &[RelayAssignmentRecord],
-        node: &str,
-        failed: &HashSet<String>,
-    ) -> Option<String> {
-        if let Some(&parent) = self.parents.get(node) {
-            let whole = self.chain(node, failed).is_some() && !failed.contains(parent);
-            let within = self
-                .children(assignments, parent, "")
-                .iter()
-                .take(self.fanout(parent))
-                .any(|a| a.node_id == node);
-            if whole && within {
-                return None;
-            }
-        }
-        // Own /24 or operator last, then shallowest, then most room, then by id: every replica alike.
-        let mut best: Option<(bool, usize, std::cmp::Reverse<usize>, &str)> = None;
-        let candidates =
-            std::iter::once(self.origin).chain(self.members.keys().map(String::as_str));
-        for candidate in candidates {
-            if candidate == node || failed.contains(candidate) {
-                continue;
-            }
-            let depth = if candidate == self.origin {
-                0
-            } else {
-                match self.chain(candidate, failed) {
-                    // Not below `node` itself: that would make a cycle.
-                    Some(chain) if !chain.contains(&node) => chain.len(),
-                    _ => continue,
-                }
-            };
-            let fanout = self.fanout(candidate);
-            if !self.has_room(assignments, candidate, node) {
-                continue;
-            }
-            let neighbour = self.neighbours(node, candidate);
-            let key = (neighbour, depth, std::cmp::Reverse(fanout), candidate);
-            if best.is_none_or(|b| key < b) {
-                best = Some(key);
-            }
-        }
-        let chosen = best.map_or(self.origin, |(_, _, _, id)| id);
-        if self.parents.get(node) == Some(&chosen) {
-            None
-        } else {
-            Some(chosen.to_owned())
-        }
-    }
-}
-
-/// The reported nodes whose failure is corroborated, so their whole subtree is re-homed:
-/// - reported by two relays of distinct homes (neither their /24 nor their operator shared,
-///   both known: see [`Home`]) that were below them when they reported (in their subtree
-///   now, or placed at or after their report: moved by it; the handler stores only reports of
-///   a node in the reporter's own chain per the coordinator's tree), so two nodes of one
-///   operator or one /24 cannot evict an honest parent between them;
-/// - or reported once and their own last heartbeat, sent after they took their place, does
-///   not list the stream (`lacking`: node → the time of such a heartbeat);
-/// - or reported once and the coordinator's own probe of them failed (`unreachable`).
-///
-/// Reports are those of the last relay liveness.
-pub(crate) fn confirmed_failures(
-    assignments: &[RelayAssignmentRecord],
-    reports: &[RelayReportRecord],
-    evidence: &Evidence<'_>,
-) -> HashSet<String> {
-    let Evidence {
-        lacking,
-        unreachable,
-        homes,
-    } = evidence;
-    let rows: HashMap<&str, &RelayAssignmentRecord> = assignments
+/// The stored tree as the rules of [`streamr_core::tree`] read it.
+fn assignments_of(records: &[RelayAssignmentRecord]) -> Vec<Assignment> {
+    records
         .iter()
-        .map(|a| (a.node_id.as_str(), a))
-        .collect();
-    let below = |reporter: &str, node: &str| {
-        let mut current = reporter;
-        for _ in 0..MAX_DEPTH {
-            match rows.get(current) {
-                Some(row) if row.parent_id == node => return true,
-                Some(row) => current = row.parent_id.as_str(),
-                None => return false,
-            }
-        }
-        false
-    };
-    let mut reporters: HashMap<&str, HashSet<&str>> = HashMap::new();
-    for report in reports {
-        let was_below = below(&report.reporter_id, &report.node_id)
-            || rows
-                .get(report.reporter_id.as_str())
-                .is_some_and(|row| row.assigned_at_ms >= report.reported_at_ms);
-        if was_below {
-            reporters
-                .entry(report.node_id.as_str())
-                .or_default()
-                .insert(report.reporter_id.as_str());
-        }
-    }
-    reporters
-        .into_iter()
-        .filter(|(node, by)| {
-            let lacks = lacking.get(*node).is_some_and(|&heartbeat_ms| {
-                rows.get(node)
-                    .is_some_and(|row| heartbeat_ms > row.assigned_at_ms)
-            });
-            lacks || unreachable.contains(*node) || distinct_homes(by, homes)
+        .map(|a| Assignment {
+            node_id: a.node_id.clone(),
+            parent_id: a.parent_id.clone(),
+            assigned_at_ms: a.assigned_at_ms,
         })
-        .map(|(node, _)| node.to_owned())
         .collect()
 }
 
-/// What the coordinator knows itself about reported relays (see [`confirmed_failures`]).
-pub(crate) struct Evidence<'a> {
-    /// Relays whose own last heartbeat lacks the stream: node → that heartbeat's time.
-    pub(crate) lacking: &'a HashMap<String, i64>,
-    /// Relays the coordinator's own probe could not reach just now.
-    pub(crate) unreachable: &'a HashSet<String>,
-    /// Each node's /24 and operator.
-    pub(crate) homes: &'a HashMap<String, Home>,
-}
-
-/// Whether two of `reporters` are known to share neither their /24 nor their operator.
-fn distinct_homes(reporters: &HashSet<&str>, homes: &HashMap<String, Home>) -> bool {
-    let known: Vec<&Home> = reporters.iter().filter_map(|r| homes.get(*r)).collect();
-    known.iter().enumerate().any(|(i, a)| {
-        known
-            .iter()
-            .skip(i + 1)
-            .any(|b| a.subnet != b.subnet && a.operator != b.operator)
-    })
-}
-
-/// What a relay's last heartbeat says it pulls a stream from (see
-/// [`crate::storage::NodeRecord::upstreams_json`]): the upstream node and the heartbeat's time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RealUpstream {
-    /// The node it pulls from.
-    pub(crate) upstream: String,
-    /// The signed time of the heartbeat that said so.
-    pub(crate) heartbeat_ms: i64,
+/// The stored reports as the rules of [`streamr_core::tree`] read them.
+fn reports_of(records: &[RelayReportRecord]) -> Vec<Report> {
+    records
+        .iter()
+        .map(|r| Report {
+            node_id: r.node_id.clone(),
+            reporter_id: r.reporter_id.clone(),
+            reported_at_ms: r.reported_at_ms,
+        })
+        .collect()
 }
 
 /// Where `node`'s last heartbeat says it pulls `stream` from, if it said.
@@ -451,54 +81,6 @@ pub(crate) fn reported_upstream(node: &NodeRecord, stream: &str) -> Option<RealU
         upstream,
         heartbeat_ms: node.last_heartbeat_ms?,
     })
-}
-
-/// The moves that record relays where they really pull from: each relay in `real` whose
-/// stored parent differs from the upstream its heartbeat names, when that heartbeat was sent
-/// more than `grace_ms` after the stored assignment (a heartbeat sent sooner may predate the
-/// relay's switch), the named upstream is the origin or a live relay, and it is not in the
-/// relay's own subtree. `real` holds only upstreams the coordinator itself granted the relay
-/// for the stream (the handler checks the grants), so a heartbeat cannot place a relay
-/// anywhere it was never sent. A relay recorded below a parent is its newest child: it holds
-/// a slot there only while the parent has room, and otherwise moves at its next ask, so the
-/// fan-out budgets count the relays parents really feed and no honest child is displaced.
-pub(crate) fn real_moves(
-    assignments: &[RelayAssignmentRecord],
-    layout: &Layout<'_>,
-    real: &HashMap<String, RealUpstream>,
-    grace_ms: i64,
-) -> Vec<(String, String)> {
-    let tree = Tree::new(
-        layout.origin,
-        layout.origin_fanout,
-        layout.members,
-        assignments,
-    );
-    let mut moves: Vec<(String, String)> = Vec::new();
-    let mut relays: Vec<&String> = real.keys().collect();
-    relays.sort();
-    for relay in relays {
-        let Some(reported) = real.get(relay) else {
-            continue;
-        };
-        let Some(row) = assignments.iter().find(|a| &a.node_id == relay) else {
-            continue;
-        };
-        let upstream = reported.upstream.as_str();
-        if row.parent_id == upstream
-            || reported.heartbeat_ms <= row.assigned_at_ms.saturating_add(grace_ms)
-            || upstream == relay.as_str()
-        {
-            continue;
-        }
-        let known = upstream == layout.origin || layout.members.contains_key(upstream);
-        // Not below the relay itself: the upstream's own stored chain must not pass it.
-        let below_itself = tree.ancestry(upstream).iter().any(|a| a == relay);
-        if known && !below_itself {
-            moves.push((relay.clone(), upstream.to_owned()));
-        }
-    }
-    moves
 }
 
 /// `rtmp://host:port/app` → `rtmp://host:port`.
@@ -685,8 +267,9 @@ pub(crate) async fn upstream(
         .collect();
     // Only a report of a node in the reporter's own chain, per the coordinator's tree, is
     // stored (it can corroborate); the reporter avoids whatever it reports either way.
+    let self_check = state.config.relay_probe_timeout.is_some();
     let max_rows = i64::try_from(MAX_DEPTH).unwrap_or(i64::MAX);
-    let own_chain: HashSet<String> = if failed.is_empty() {
+    let own_chain: HashSet<String> = if failed.is_empty() && !self_check {
         HashSet::new()
     } else {
         state
@@ -702,7 +285,29 @@ pub(crate) async fn upstream(
         .filter(|f| own_chain.contains(*f))
         .cloned()
         .collect();
-    let unreachable = probe_reported(&state, &nodes, &reported).await;
+    // The coordinator checks for itself every relay of the asker's chain that is reported,
+    // by this ask or lately by others: with checks on, children's reports alone confirm
+    // nothing it did not check (see `confirmed_failures`).
+    let to_check: Vec<String> = if self_check {
+        let mut to_check = reported.clone();
+        let lately = state
+            .storage
+            .relay_reports_since(&id, now.saturating_sub(liveness))
+            .await?;
+        let mut others: Vec<String> = lately
+            .into_iter()
+            .map(|r| r.node_id)
+            .filter(|n| own_chain.contains(n) && !to_check.contains(n))
+            .collect();
+        others.sort();
+        others.dedup();
+        to_check.extend(others);
+        to_check.retain(|n| *n != origin);
+        to_check
+    } else {
+        Vec::new()
+    };
+    let checked = check_reported(&state, &nodes, &id, &to_check).await;
     let reports = RelayReports {
         reporter_id: node.clone(),
         failed: reported,
@@ -724,38 +329,26 @@ pub(crate) async fn upstream(
         tokio::spawn(async move {
             storage
                 .assign_relay_parents(&id, now, &reports, &|assignments, reports| {
-                    // The asker keeps avoiding what it reported lately, not only this time.
-                    let own: HashSet<String> = reports
-                        .iter()
-                        .filter(|r| r.reporter_id == node)
-                        .map(|r| r.node_id.clone())
-                        .chain(failed.iter().cloned())
-                        .collect();
-                    let evidence = Evidence {
-                        lacking: &lacking,
-                        unreachable: &unreachable,
-                        homes: &homes,
+                    let ask = Ask {
+                        node: &node,
+                        failed: &failed,
+                        layout: Layout {
+                            origin: &origin,
+                            origin_fanout: fanout,
+                            members: &members,
+                            homes: &homes,
+                        },
+                        evidence: Evidence {
+                            lacking: &lacking,
+                            checked: &checked,
+                            self_check,
+                            homes: &homes,
+                        },
+                        real: &real,
+                        grace_ms,
+                        now_ms: now,
                     };
-                    let confirmed = confirmed_failures(assignments, reports, &evidence);
-                    let layout = Layout {
-                        origin: &origin,
-                        origin_fanout: fanout,
-                        members: &members,
-                        homes: &homes,
-                    };
-                    // First where relays really are, then the asker's decision on that tree.
-                    let mut moves = real_moves(assignments, &layout, &real, grace_ms);
-                    let mut working = assignments.to_vec();
-                    for (relay, parent) in &moves {
-                        if let Some(row) = working.iter_mut().find(|a| &a.node_id == relay) {
-                            row.parent_id.clone_from(parent);
-                            row.assigned_at_ms = now;
-                        }
-                    }
-                    let decided = Tree::rehome(&working, &layout, &node, &own, &confirmed);
-                    moves.retain(|(relay, _)| !decided.iter().any(|(moved, _)| moved == relay));
-                    moves.extend(decided);
-                    moves
+                    decide(&assignments_of(assignments), &reports_of(reports), &ask)
                 })
                 .await
         })
@@ -763,6 +356,7 @@ pub(crate) async fn upstream(
     let assignments = decision.await.map_err(|error| {
         ApiError::Conflict(format!("the relay tree decision did not complete: {error}"))
     })??;
+    let assignments = assignments_of(&assignments);
     let tree = Tree::new(&origin, fanout, &members, &assignments);
     // The failed ancestors are still in the chain when they are the only way up: the relay
     // learns its new parent first, and the origin is always last.
@@ -776,16 +370,24 @@ pub(crate) async fn upstream(
     answer(&state, &stream.id, &request.node_id, &chain, now).await
 }
 
-/// The reported nodes the coordinator's own check finds down: no success from
-/// `GET {http_url}/healthz` within [`crate::CoordConfig::relay_probe_timeout`] (none checked
-/// when that is unset). Colluding reporters cannot fake this: the coordinator asks the node.
-async fn probe_reported(
+/// The coordinator's own check of each of `reported` (at most four; none when
+/// [`crate::CoordConfig::relay_probe_timeout`] is unset), all at once:
+/// `GET {http_url}/healthz?stream={stream}&wait_ms=…` within the timeout. The node answers
+/// whether it carries the stream and media arrived within `wait_ms` (see the node's
+/// `/healthz`): `serving: true` is [`ParentCheck::Serving`]; `serving: false`, an error status,
+/// a refused connection or no answer in time is [`ParentCheck::NotServing`]; a success
+/// without `serving` (a node too old to know the question) is [`ParentCheck::Unknown`].
+/// Colluding reporters cannot fake this: the coordinator asks the node. A dead node refuses
+/// the connection at once, so re-parenting after a real death is not slowed.
+async fn check_reported(
     state: &Shared,
     nodes: &[NodeRecord],
+    stream: &str,
     reported: &[String],
-) -> HashSet<String> {
+) -> HashMap<String, ParentCheck> {
+    let mut checked = HashMap::new();
     let Some(timeout) = state.config.relay_probe_timeout else {
-        return HashSet::new();
+        return checked;
     };
     // One client for every check: building one costs far more than a refused connect.
     static CLIENT: std::sync::OnceLock<Option<reqwest::Client>> = std::sync::OnceLock::new();
@@ -795,26 +397,55 @@ async fn probe_reported(
             .build()
             .ok()
     }) else {
-        return HashSet::new();
+        return checked;
     };
+    // The node may wait for media for three quarters of the deadline, leaving the rest for
+    // the round trip.
+    let wait_ms = (timeout.as_millis() * 3 / 4).max(1);
+    let mut checks = tokio::task::JoinSet::new();
     // Usually one node (the reporter's parent); a few at most.
-    let mut down = HashSet::new();
     for id in reported.iter().take(4) {
         let Some(record) = nodes.iter().find(|n| &n.id == id) else {
             continue;
         };
         let url = format!("{}/healthz", record.http_url.trim_end_matches('/'));
-        let up = client
+        let request = client
             .get(&url)
-            .timeout(timeout)
-            .send()
-            .await
-            .is_ok_and(|answer| answer.status().is_success());
-        if !up {
-            down.insert(id.clone());
+            .query(&[
+                ("stream", stream.to_owned()),
+                ("wait_ms", wait_ms.to_string()),
+            ])
+            .timeout(timeout);
+        let id = id.clone();
+        checks.spawn(async move {
+            let check = match request.send().await {
+                Ok(answer) if answer.status().is_success() => {
+                    let body = answer.bytes().await.ok();
+                    let body =
+                        body.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+                    match body {
+                        Some(body) => {
+                            match body.get("serving").and_then(serde_json::Value::as_bool) {
+                                Some(true) => ParentCheck::Serving,
+                                Some(false) => ParentCheck::NotServing,
+                                None => ParentCheck::Unknown,
+                            }
+                        }
+                        // Up, but not the node's JSON: it cannot say.
+                        None => ParentCheck::Unknown,
+                    }
+                }
+                _ => ParentCheck::NotServing,
+            };
+            (id, check)
+        });
+    }
+    while let Some(done) = checks.join_next().await {
+        if let Ok((id, check)) = done {
+            checked.insert(id, check);
         }
     }
-    down
+    checked
 }
 
 /// Where the stream's `relays` really pull it from, per their last heartbeats, for those
@@ -1083,553 +714,6 @@ fn upstream_entry(node_id: NodeId, upstream: &NodeRecord, signed: SignedGrant) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn layout(k: usize, members: &HashMap<String, usize>) -> Layout<'_> {
-        Layout {
-            origin: "o",
-            origin_fanout: k,
-            members,
-            homes: &NO_HOMES,
-        }
-    }
-
-    fn assign(node: &str, parent: &str, at: i64) -> RelayAssignmentRecord {
-        RelayAssignmentRecord {
-            stream_id: "s".into(),
-            node_id: node.into(),
-            parent_id: parent.into(),
-            assigned_at_ms: at,
-        }
-    }
-
-    /// Adds relays one by one as `choose_parent` places them; returns the assignments.
-    fn grow(
-        members: &HashMap<String, usize>,
-        order: &[String],
-        k: usize,
-    ) -> Vec<RelayAssignmentRecord> {
-        let mut assignments: Vec<RelayAssignmentRecord> = Vec::new();
-        for (at, node) in order.iter().enumerate() {
-            let tree = Tree::new("o", k, members, &assignments);
-            if let Some(parent) = tree.choose_parent(&assignments, node, &HashSet::new()) {
-                let at = i64::try_from(at).unwrap_or(0);
-                assignments.retain(|a| &a.node_id != node);
-                assignments.push(assign(node, &parent, at));
-            }
-        }
-        assignments
-    }
-
-    #[test]
-    fn the_origin_feeds_k_relays_and_depth_grows_as_log_k() {
-        let names: Vec<String> = (0..100).map(|i| format!("r{i:03}")).collect();
-        let members: HashMap<String, usize> = names.iter().map(|n| (n.clone(), 4)).collect();
-        let assignments = grow(&members, &names, 4);
-        let tree = Tree::new("o", 4, &members, &assignments);
-        let under_origin = assignments.iter().filter(|a| a.parent_id == "o").count();
-        assert_eq!(under_origin, 4);
-        let depth = names
-            .iter()
-            .map(|n| tree.chain(n, &HashSet::new()).expect("whole chain").len())
-            .max()
-            .unwrap_or(0);
-        // 4 + 16 + 64 = 84 relays fit in three tiers; 100 need a fourth.
-        assert_eq!(depth, 4);
-        for name in &names {
-            let children = assignments.iter().filter(|a| &a.parent_id == name).count();
-            assert!(children <= 4, "{name} feeds {children}");
-        }
-    }
-
-    #[test]
-    fn poor_relays_stay_leaves_and_a_dead_parent_is_replaced_with_its_subtree_kept() {
-        let mut members: HashMap<String, usize> = ["a", "b", "c"]
-            .iter()
-            .map(|n| ((*n).to_owned(), 2))
-            .collect();
-        members.insert("poor".into(), 0);
-        let order: Vec<String> = ["poor", "a", "b", "c"]
-            .iter()
-            .map(|n| (*n).to_owned())
-            .collect();
-        let assignments = grow(&members, &order, 2);
-        // poor and a under the origin; b and c under a (poor feeds nobody).
-        let parent = |n: &str| {
-            assignments
-                .iter()
-                .find(|a| a.node_id == n)
-                .map(|a| a.parent_id.clone())
-        };
-        assert_eq!(parent("poor").as_deref(), Some("o"));
-        assert_eq!(parent("b").as_deref(), Some("a"));
-        assert_eq!(parent("c").as_deref(), Some("a"));
-        // a dies: b is re-parented (under the origin, where poor leaves a slot after a).
-        members.remove("a");
-        let tree = Tree::new("o", 2, &members, &assignments);
-        assert_eq!(tree.chain("b", &HashSet::new()), None);
-        assert_eq!(
-            tree.choose_parent(&assignments, "b", &HashSet::new())
-                .as_deref(),
-            Some("o")
-        );
-        // A relay reporting its parent failed moves although the parent looks live.
-        members.insert("a".into(), 2);
-        let tree = Tree::new("o", 2, &members, &assignments);
-        assert_eq!(tree.choose_parent(&assignments, "b", &HashSet::new()), None);
-        let failed = HashSet::from(["a".to_owned()]);
-        let moved = tree.choose_parent(&assignments, "b", &failed);
-        assert!(
-            moved.is_some() && moved.as_deref() != Some("a"),
-            "{moved:?}"
-        );
-    }
-
-    /// Applies `moves` to `assignments` as the storage does.
-    fn apply(assignments: &mut Vec<RelayAssignmentRecord>, moves: &[(String, String)], at: i64) {
-        for (node, parent) in moves {
-            assignments.retain(|a| &a.node_id != node);
-            assignments.push(assign(node, parent, at));
-        }
-    }
-
-    #[test]
-    fn a_dead_inner_relays_whole_subtree_is_rehomed_in_one_decision_under_healthy_relays() {
-        let names: Vec<String> = (0..12).map(|i| format!("r{i:02}")).collect();
-        let mut members: HashMap<String, usize> = names.iter().map(|n| (n.clone(), 2)).collect();
-        // Tiers of k = 2: r00 r01 | r02..r05 | r06..r11 (r09..r11 still have room).
-        let mut assignments = grow(&members, &names, 2);
-        let parent_of = |assignments: &[RelayAssignmentRecord], n: &str| {
-            assignments
-                .iter()
-                .find(|a| a.node_id == n)
-                .map(|a| a.parent_id.clone())
-        };
-        let victim = parent_of(&assignments, "r06").expect("r06 placed");
-        assert_ne!(victim, "o");
-        let orphans: Vec<String> = assignments
-            .iter()
-            .filter(|a| a.parent_id == victim)
-            .map(|a| a.node_id.clone())
-            .collect();
-        assert_eq!(orphans.len(), 2, "{assignments:?}");
-        // A leaf below an orphan: it keeps its parent and goes along.
-        apply(&mut assignments, &[("leaf".into(), orphans[0].clone())], 50);
-        members.insert("leaf".into(), 2);
-
-        // The victim misses its heartbeats; the leaf asks first (nothing failed for it).
-        members.remove(&victim);
-        let none = HashSet::new();
-        let moves = Tree::rehome(&assignments, &layout(2, &members), "leaf", &none, &none);
-        let moved: HashSet<&str> = moves.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            moved,
-            orphans.iter().map(String::as_str).collect(),
-            "both of the victim's children move at once, the leaf stays: {moves:?}"
-        );
-        apply(&mut assignments, &moves, 100);
-        let tree = Tree::new("o", 2, &members, &assignments);
-        for (node, parent) in &moves {
-            assert_ne!(parent, "o", "the full origin is not taken: {moves:?}");
-            assert!(
-                members.get(parent).is_some_and(|&room| room > 0),
-                "{parent}"
-            );
-            assert!(
-                tree.chain(node, &HashSet::new()).is_some(),
-                "{node} has a whole chain"
-            );
-        }
-        assert_eq!(
-            parent_of(&assignments, "leaf").as_deref(),
-            Some(orphans[0].as_str())
-        );
-        assert!(tree.chain("leaf", &HashSet::new()).is_some());
-        for name in members.keys().map(String::as_str).chain(["o"]) {
-            let children = tree.children(&assignments, name, "").len();
-            assert!(children <= 2, "{name} feeds {children}");
-        }
-        // The next ask changes nothing: the decision was whole.
-        for orphan in &orphans {
-            assert!(
-                Tree::rehome(&assignments, &layout(2, &members), orphan, &none, &none).is_empty()
-            );
-        }
-    }
-
-    #[test]
-    fn one_childs_report_moves_only_that_child_a_confirmed_one_moves_its_siblings_too() {
-        let members: HashMap<String, usize> = ["a", "b", "c", "d"]
-            .iter()
-            .map(|n| ((*n).to_owned(), 2))
-            .collect();
-        let assignments = vec![
-            assign("a", "o", 0),
-            assign("d", "o", 1),
-            assign("b", "a", 2),
-            assign("c", "a", 3),
-        ];
-        let failed = HashSet::from(["a".to_owned()]);
-        // a still heartbeats; b alone says its pull from a broke: b leaves a for a parent
-        // with room (d: a keeps its slot at the full origin), and c stays (b may be lying).
-        let moves = Tree::rehome(
-            &assignments,
-            &layout(2, &members),
-            "b",
-            &failed,
-            &HashSet::new(),
-        );
-        assert_eq!(moves, vec![("b".to_owned(), "d".to_owned())]);
-        // Confirmed (another child reported a too, or a's heartbeat lacks the stream): b and
-        // c both leave a in one decision; b takes a's slot, c goes below b.
-        let moves = Tree::rehome(&assignments, &layout(2, &members), "b", &failed, &failed);
-        assert_eq!(
-            moves,
-            vec![
-                ("b".to_owned(), "o".to_owned()),
-                ("c".to_owned(), "b".to_owned())
-            ]
-        );
-    }
-
-    /// The attack: a child says its healthy parent failed, so that it takes the parent's
-    /// slot at the grandparent (a shallower, better paid place), overfilling it by one.
-    #[test]
-    fn a_lying_child_cannot_take_its_reported_parents_slot_at_the_grandparent() {
-        let members: HashMap<String, usize> = ["a", "b", "c"]
-            .iter()
-            .map(|n| ((*n).to_owned(), 1))
-            .collect();
-        // A chain of fan-out 1: o → a → b → c. b still heartbeats; c says its pull broke.
-        let assignments = vec![
-            assign("a", "o", 0),
-            assign("b", "a", 1),
-            assign("c", "b", 2),
-        ];
-        let failed = HashSet::from(["b".to_owned()]);
-        let none = HashSet::new();
-        // Unconfirmed: a is full with b, and there is no room anywhere else: c keeps its
-        // place (it avoids b in its own pulls) until the failure is confirmed.
-        assert!(Tree::rehome(&assignments, &layout(1, &members), "c", &failed, &none).is_empty());
-        // Confirmed (b's heartbeat lacks the stream, a probe found it down, or children of
-        // distinct homes report it): b holds no slot, and c takes it at once.
-        let moves = Tree::rehome(&assignments, &layout(1, &members), "c", &failed, &failed);
-        assert_eq!(moves, vec![("c".to_owned(), "a".to_owned())]);
-        // With room elsewhere (d under the origin), the liar goes there, not to a.
-        let mut wider = members.clone();
-        wider.insert("d".into(), 1);
-        let mut with_d = assignments.clone();
-        with_d.push(assign("d", "o", 3));
-        let moves = Tree::rehome(&with_d, &layout(2, &wider), "c", &failed, &none);
-        assert_eq!(moves, vec![("c".to_owned(), "d".to_owned())]);
-    }
-
-    proptest::proptest! {
-        /// Fan-out bounds hold against any report: whatever relays a child names failed
-        /// (unconfirmed), no parent ends up feeding more live children than its fan-out
-        /// unless it already did.
-        #[test]
-        fn no_report_overfills_a_parent(
-            fanouts in proptest::collection::vec(0usize..4, 2..14),
-            k in 1usize..4,
-            reporter in 0usize..14,
-            reported in proptest::collection::vec(0usize..14, 1..3),
-        ) {
-            let names: Vec<String> = (0..fanouts.len()).map(|i| format!("r{i:02}")).collect();
-            let members: HashMap<String, usize> =
-                names.iter().cloned().zip(fanouts.iter().copied()).collect();
-            let assignments = grow(&members, &names, k);
-            let node = &names[reporter % names.len()];
-            let failed: HashSet<String> =
-                reported.iter().map(|i| names[i % names.len()].clone()).collect();
-            let none = HashSet::new();
-            let count = |assignments: &[RelayAssignmentRecord], parent: &str| {
-                assignments
-                    .iter()
-                    .filter(|a| a.parent_id == parent && members.contains_key(&a.node_id))
-                    .count()
-            };
-            let moves = Tree::rehome(&assignments, &layout(k, &members), node, &failed, &none);
-            let mut after = assignments.clone();
-            apply(&mut after, &moves, 100);
-            for parent in names.iter().map(String::as_str).chain(["o"]) {
-                let bound = if parent == "o" { k } else { members[parent] };
-                let before = count(&assignments, parent);
-                let now = count(&after, parent);
-                proptest::prop_assert!(
-                    now <= bound.max(before),
-                    "{parent} feeds {now} > {bound} (before {before}) after {moves:?}"
-                );
-            }
-        }
-    }
-
-    fn report(node: &str, reporter: &str, at: i64) -> RelayReportRecord {
-        RelayReportRecord {
-            stream_id: "s".into(),
-            node_id: node.into(),
-            reporter_id: reporter.into(),
-            reported_at_ms: at,
-        }
-    }
-
-    /// Every node in its own /24 with its own operator.
-    fn distinct_homes_of(nodes: &[&str]) -> HashMap<String, Home> {
-        nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let home = Home {
-                    subnet: format!("10.0.{i}"),
-                    operator: format!("op-{n}"),
-                };
-                ((*n).to_owned(), home)
-            })
-            .collect()
-    }
-
-    /// `confirmed_failures` with only `lacking` and `homes` as evidence.
-    fn confirmed_by(
-        assignments: &[RelayAssignmentRecord],
-        reports: &[RelayReportRecord],
-        lacking: &HashMap<String, i64>,
-        homes: &HashMap<String, Home>,
-    ) -> HashSet<String> {
-        let evidence = Evidence {
-            lacking,
-            unreachable: &HashSet::new(),
-            homes,
-        };
-        confirmed_failures(assignments, reports, &evidence)
-    }
-
-    #[test]
-    fn a_failure_is_confirmed_by_two_reporters_below_it_or_its_own_heartbeat() {
-        // o → p → {x, y, z}; q elsewhere under o.
-        let assignments = vec![
-            assign("p", "o", 0),
-            assign("q", "o", 1),
-            assign("x", "p", 2),
-            assign("y", "p", 3),
-            assign("z", "p", 4),
-        ];
-        let none = HashMap::new();
-        let homes = distinct_homes_of(&["o", "p", "q", "x", "y", "z"]);
-        let confirmed = |reports: &[RelayReportRecord], lacking: &HashMap<String, i64>| {
-            confirmed_by(&assignments, reports, lacking, &homes)
-        };
-        let p = HashSet::from(["p".to_owned()]);
-        // One reporter, however often: not confirmed.
-        assert!(confirmed(&[report("p", "x", 10)], &none).is_empty());
-        // Two below p: confirmed.
-        assert_eq!(
-            confirmed(&[report("p", "x", 10), report("p", "y", 11)], &none),
-            p
-        );
-        // A relay not below p (nor moved by its report) does not count.
-        assert!(confirmed(&[report("p", "x", 10), report("p", "q", 11)], &none).is_empty());
-        // A reporter that moved away at its report still counts (it was below p then)...
-        let mut moved = assignments.clone();
-        apply(&mut moved, &[("x".into(), "q".into())], 10);
-        let reports = [report("p", "x", 10), report("p", "y", 11)];
-        assert_eq!(confirmed_by(&moved, &reports, &none, &homes), p);
-        // ...but not for a report made later from its new place.
-        let reports = [report("p", "x", 12), report("p", "y", 13)];
-        assert!(confirmed_by(&moved, &reports, &none, &homes).is_empty());
-        // One report and p's own heartbeat, after it took its place, lacking the stream.
-        let lacking = HashMap::from([("p".to_owned(), 5)]);
-        assert_eq!(confirmed(&[report("p", "x", 10)], &lacking), p);
-        // A heartbeat from before it took its place says nothing.
-        let stale = HashMap::from([("p".to_owned(), 0)]);
-        assert!(confirmed(&[report("p", "x", 10)], &stale).is_empty());
-        // One report and the coordinator's own probe of p failing.
-        let evidence = Evidence {
-            lacking: &none,
-            unreachable: &p,
-            homes: &homes,
-        };
-        assert_eq!(
-            confirmed_failures(&assignments, &[report("p", "x", 10)], &evidence),
-            p
-        );
-    }
-
-    /// The attack: two nodes of one operator (or one /24) get placed below an honest parent
-    /// and both report it failed, evicting it and its other children from the tree (and from
-    /// what they earn as relays). Two reporters corroborate only from distinct homes.
-    #[test]
-    fn two_colluding_children_of_one_operator_or_slash_24_cannot_confirm_a_false_failure() {
-        // o → p → {x, y, z}.
-        let assignments = vec![
-            assign("p", "o", 0),
-            assign("x", "p", 2),
-            assign("y", "p", 3),
-            assign("z", "p", 4),
-        ];
-        let home = |subnet: &str, operator: &str| Home {
-            subnet: subnet.into(),
-            operator: operator.into(),
-        };
-        let none = HashMap::new();
-        let both = [report("p", "x", 10), report("p", "y", 11)];
-        let with = |x: Home, y: Home| {
-            let mut homes = distinct_homes_of(&["o", "p", "z"]);
-            homes.insert("x".into(), x);
-            homes.insert("y".into(), y);
-            confirmed_by(&assignments, &both, &none, &homes)
-        };
-        // One operator on two /24s: not confirmed.
-        assert!(with(home("10.1.1", "evil"), home("10.2.2", "evil")).is_empty());
-        // Two operators on one /24: not confirmed.
-        assert!(with(home("10.1.1", "evil-a"), home("10.1.1", "evil-b")).is_empty());
-        // A reporter whose home is unknown proves nothing.
-        let mut homes = distinct_homes_of(&["o", "p", "x"]);
-        homes.remove("x");
-        assert!(confirmed_by(&assignments, &both, &none, &homes).is_empty());
-        // Distinct /24s and operators: confirmed.
-        assert_eq!(
-            with(home("10.1.1", "a"), home("10.2.2", "b")),
-            HashSet::from(["p".to_owned()])
-        );
-        // A third reporter of a distinct home with one of a colluding pair: confirmed.
-        let mut homes = distinct_homes_of(&["o", "p", "z"]);
-        homes.insert("x".into(), home("10.1.1", "evil"));
-        homes.insert("y".into(), home("10.2.2", "evil"));
-        let three = [
-            report("p", "x", 10),
-            report("p", "y", 11),
-            report("p", "z", 12),
-        ];
-        assert_eq!(
-            confirmed_by(&assignments, &three, &none, &homes),
-            HashSet::from(["p".to_owned()])
-        );
-    }
-
-    #[test]
-    fn a_relay_is_recorded_where_its_heartbeat_says_it_pulls_from() {
-        let members: HashMap<String, usize> = ["a", "b", "c", "d"]
-            .iter()
-            .map(|n| ((*n).to_owned(), 2))
-            .collect();
-        // o → {a, b}; a → c; c → d. d was moved below c at 100, but its answer was lost and
-        // it still pulls from a (its old parent, an ancestor it holds a grant for).
-        let assignments = vec![
-            assign("a", "o", 0),
-            assign("b", "o", 1),
-            assign("c", "a", 2),
-            assign("d", "c", 100),
-        ];
-        let real = |upstream: &str, at: i64| {
-            HashMap::from([(
-                "d".to_owned(),
-                RealUpstream {
-                    upstream: upstream.into(),
-                    heartbeat_ms: at,
-                },
-            )])
-        };
-        let layout = layout(2, &members);
-        // Recorded below a, once its heartbeat is well after the move.
-        assert_eq!(
-            real_moves(&assignments, &layout, &real("a", 200), 50),
-            vec![("d".to_owned(), "a".to_owned())]
-        );
-        // A heartbeat within the grace may predate the switch: nothing moves.
-        assert!(real_moves(&assignments, &layout, &real("a", 140), 50).is_empty());
-        // Where it is stored already, or an unknown node, or below itself: nothing moves.
-        assert!(real_moves(&assignments, &layout, &real("c", 200), 50).is_empty());
-        assert!(real_moves(&assignments, &layout, &real("stranger", 200), 50).is_empty());
-        let mut below = assignments.clone();
-        below.push(assign("e", "d", 101));
-        let mut with_e = members.clone();
-        with_e.insert("e".into(), 2);
-        assert!(real_moves(
-            &below,
-            &super::tests::layout(2, &with_e),
-            &real("e", 200),
-            50
-        )
-        .is_empty());
-        // The budgets count it at a, as its newest child: a full parent's older children keep
-        // their slots, and d (beyond a's fan-out) moves at its next ask.
-        let mut recorded = assignments.clone();
-        apply(&mut recorded, &[("d".into(), "a".into())], 200);
-        let mut full = recorded.clone();
-        full.push(assign("f", "a", 150));
-        let mut with_f = members.clone();
-        with_f.insert("f".into(), 2);
-        let tree = Tree::new("o", 2, &with_f, &full);
-        assert_eq!(tree.children(&full, "a", "").len(), 3);
-        let moved = tree.choose_parent(&full, "d", &HashSet::new());
-        assert!(
-            moved.is_some() && moved.as_deref() != Some("a"),
-            "{moved:?}"
-        );
-        assert_eq!(tree.choose_parent(&full, "f", &HashSet::new()), None);
-        assert_eq!(tree.choose_parent(&full, "c", &HashSet::new()), None);
-    }
-
-    #[test]
-    fn a_relay_goes_below_a_node_of_its_own_slash_24_or_operator_only_when_no_other_has_room() {
-        let members: HashMap<String, usize> = ["a", "b", "c", "x"]
-            .iter()
-            .map(|n| ((*n).to_owned(), 1))
-            .collect();
-        let home = |subnet: &str, operator: &str| Home {
-            subnet: subnet.into(),
-            operator: operator.into(),
-        };
-        let homes: HashMap<String, Home> = [
-            ("o", home("192.0.2", "op-o")),
-            ("a", home("10.0.0", "op-a")),
-            ("b", home("10.0.1", "op-x")),
-            ("c", home("10.0.2", "op-c")),
-            ("x", home("10.0.0", "op-x")),
-        ]
-        .into_iter()
-        .map(|(n, h)| (n.to_owned(), h))
-        .collect();
-        let assignments = vec![
-            assign("a", "o", 0),
-            assign("b", "o", 1),
-            assign("c", "o", 2),
-        ];
-        // a and b come first by id, but a shares x's /24 and b its operator: x goes below c.
-        let tree = Tree::new("o", 3, &members, &assignments).with_homes(&homes);
-        assert_eq!(
-            tree.choose_parent(&assignments, "x", &HashSet::new())
-                .as_deref(),
-            Some("c")
-        );
-        // c is full: a neighbour is still better than no room.
-        let mut full = assignments.clone();
-        full.push(assign("y", "c", 3));
-        let mut members = members.clone();
-        members.insert("y".into(), 0);
-        let tree = Tree::new("o", 3, &members, &full).with_homes(&homes);
-        assert_eq!(
-            tree.choose_parent(&full, "x", &HashSet::new()).as_deref(),
-            Some("a")
-        );
-    }
-
-    #[test]
-    fn a_relay_never_goes_below_its_own_subtree() {
-        let members: HashMap<String, usize> = ["a", "b", "x"]
-            .iter()
-            .map(|n| ((*n).to_owned(), 4))
-            .collect();
-        // The origin is full (fan-out 1, taken by x); b is a's child.
-        let assignments = vec![
-            assign("x", "o", 0),
-            assign("a", "o", 1),
-            assign("b", "a", 2),
-        ];
-        let tree = Tree::new("o", 1, &members, &assignments);
-        // a is beyond the origin's fan-out: it must move, but not under b.
-        let moved = tree.choose_parent(&assignments, "a", &HashSet::new());
-        assert_ne!(moved.as_deref(), Some("b"));
-    }
 
     #[test]
     fn rtmp_urls_lose_their_app() {

@@ -29,6 +29,8 @@ on_both_backends!(
     a_relay_is_recorded_where_its_heartbeat_says_it_pulls_from,
     two_children_of_one_operator_cannot_evict_their_parent,
     a_report_is_confirmed_by_the_coordinators_own_probe_of_the_parent,
+    a_group_of_two_slash_24s_and_two_operators_cannot_evict_a_parent_seen_serving,
+    a_parent_up_but_not_serving_the_stream_loses_its_children_on_one_report,
     a_heartbeat_naming_too_many_upstreams_is_refused,
 );
 
@@ -759,6 +761,94 @@ async fn a_report_is_confirmed_by_the_coordinators_own_probe_of_the_parent(db: &
             parents[&child.node_id().to_string()],
             parent_id,
             "{parents:?}"
+        );
+    }
+}
+
+/// A tiny node answering `GET /healthz?stream=…` as a node does: `serving` is `serving` for the
+/// stream `show`, false for any other. Returns its base URL.
+async fn node_serving(serving: bool) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let app =
+        axum::Router::new().route(
+            "/healthz",
+            axum::routing::get(
+                move |axum::extract::Query(query): axum::extract::Query<
+                    HashMap<String, String>,
+                >| async move {
+                    let mut body = json!({ "status": "ok" });
+                    if let Some(stream) = query.get("stream") {
+                        body["stream"] = json!(stream);
+                        body["serving"] = json!(serving && stream == "show");
+                    }
+                    axum::Json(body)
+                },
+            ),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{address}")
+}
+
+/// The attack the /24-and-operator rule left open: a group holding two /24s and two
+/// operators gets two relays below one honest parent and both report it failed. The
+/// coordinator checks the parent itself, sees it serving the stream, and believes neither:
+/// each reporter moves alone, the honest sibling keeps its parent.
+async fn a_group_of_two_slash_24s_and_two_operators_cannot_evict_a_parent_seen_serving(
+    db: &TestDb,
+) {
+    let mut config = config_k(3);
+    config.relay_probe_timeout = Some(std::time::Duration::from_millis(500));
+    let (api, _relays, parent, children) = family_with(db, config).await;
+    let parent_id = parent.node_id().to_string();
+    reregister(&api, &parent, "operator-parent", &node_serving(true).await).await;
+    heartbeat(&api, &parent, 5, 0).await;
+    let (first, second, honest) = (&children[0], &children[1], &children[2]);
+    // Two /24s and two operators: what the rule of distinct homes accepts.
+    reregister(&api, first, "mallory", "http://198.51.100.7:8080").await;
+    reregister(&api, second, "trudy", "http://203.0.113.9:8080").await;
+    for node in [first, second] {
+        heartbeat(&api, node, 5, 0).await;
+    }
+    for colluder in [first, second] {
+        let moved = chain(&api, colluder, &[parent.node_id()]).await;
+        assert!(!moved.contains(&parent_id), "{moved:?}");
+    }
+    let parents = stored_parents(db).await;
+    assert_eq!(
+        parents[&honest.node_id().to_string()],
+        parent_id,
+        "the honest child stays: {parents:?}"
+    );
+    // Its own asks keep it there, with the reports standing.
+    assert_eq!(chain(&api, honest, &[]).await[0], parent_id);
+    assert_eq!(
+        stored_parents(db).await[&honest.node_id().to_string()],
+        parent_id
+    );
+}
+
+/// A parent whose process is up (`/healthz` answers) but that does not serve the stream is
+/// found out by the coordinator's own check: one report moves every child at once.
+async fn a_parent_up_but_not_serving_the_stream_loses_its_children_on_one_report(db: &TestDb) {
+    let mut config = config_k(3);
+    config.relay_probe_timeout = Some(std::time::Duration::from_millis(500));
+    let (api, _relays, parent, children) = family_with(db, config).await;
+    let parent_id = parent.node_id().to_string();
+    reregister(&api, &parent, "operator-parent", &node_serving(false).await).await;
+    heartbeat(&api, &parent, 5, 0).await;
+    let moved = chain(&api, &children[0], &[parent.node_id()]).await;
+    assert!(!moved.contains(&parent_id), "{moved:?}");
+    let parents = stored_parents(db).await;
+    for child in &children {
+        assert_ne!(
+            parents[&child.node_id().to_string()],
+            parent_id,
+            "every child left: {parents:?}"
         );
     }
 }
