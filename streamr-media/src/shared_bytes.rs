@@ -15,21 +15,35 @@
 //! their spans, so that is when the relay's ring has let go of its frames); pages the kernel
 //! still references stay alive until it lets go of them.
 //!
-//! Where in-memory files are unavailable (not Linux, or the node is out of file descriptors or
-//! memory), [`SharedStore::append`] returns `None` and the caller writes the frame's bytes with
-//! a vectored write as before.
+//! Memory: a stream's files hold a second copy of the frames its players were sent this way
+//! (the frames' own buffers stay with the relay's ring), up to [`FILE_CAPACITY`] beyond what
+//! the ring holds; it is shared memory (`Shmem` in `/proc/meminfo`), not the process's RSS,
+//! and per stream, not per player. At most [`MAX_LIVE_FILES`] files are alive at once.
+//!
+//! Where in-memory files are unavailable (not Linux, past [`MAX_LIVE_FILES`], or the node is
+//! out of file descriptors or memory), [`SharedStore::append`] returns `None` and the caller
+//! writes the frame's bytes with a vectored write as before.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Size of each in-memory file: a stream's frames are appended until the next would not fit,
-/// then a new file starts. 8 MiB holds some 20 s of a 3 Mbit/s stream (the relay's ring holds
-/// a few seconds), so about two files per stream are alive at once. Unit tests use 64 KiB, so
-/// their streams cross many files.
+/// then a new file starts. 2 MiB holds some 5 s of a 3 Mbit/s stream (the relay's ring holds a
+/// GOP or two), so a few files per stream are alive at once, and a stream keeps at most about
+/// this much beyond what its ring holds. Unit tests use 64 KiB, so their streams cross many
+/// files.
 pub const FILE_CAPACITY: u64 = if cfg!(test) {
     64 * 1024
 } else {
-    8 * 1024 * 1024
+    2 * 1024 * 1024
 };
+
+/// Most in-memory files alive in the process (all stores together): each is a file descriptor
+/// and up to [`FILE_CAPACITY`] of memory, so past this, appends fail and frames go out by
+/// vectored writes rather than take descriptors the connection budgets count on.
+pub const MAX_LIVE_FILES: usize = 256;
+
+static LIVE_FILES: AtomicUsize = AtomicUsize::new(0);
 
 /// One append-only in-memory file.
 #[derive(Debug)]
@@ -39,6 +53,12 @@ pub struct SharedFile {
     /// Never read where files cannot be made: keeps the type inhabited for the docs only.
     #[cfg(not(target_os = "linux"))]
     _private: (),
+}
+
+impl Drop for SharedFile {
+    fn drop(&mut self) {
+        LIVE_FILES.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl SharedFile {
@@ -173,11 +193,18 @@ impl SharedStore {
 #[cfg(target_os = "linux")]
 fn new_file() -> Option<SharedFile> {
     use rustix::fs::{memfd_create, MemfdFlags};
+    let live = LIVE_FILES.fetch_add(1, Ordering::Relaxed);
+    if live >= MAX_LIVE_FILES {
+        LIVE_FILES.fetch_sub(1, Ordering::Relaxed);
+        return None;
+    }
     match memfd_create("streamr-flv", MemfdFlags::CLOEXEC) {
+        // Counted above; the drop gives it back.
         Ok(fd) => Some(SharedFile {
             file: std::fs::File::from(fd),
         }),
         Err(error) => {
+            LIVE_FILES.fetch_sub(1, Ordering::Relaxed);
             tracing::debug!(%error, "memfd_create failed; frames go out by vectored writes");
             None
         }
@@ -200,7 +227,8 @@ fn write_at(_file: &SharedFile, _bytes: &[u8], _offset: u64) -> std::io::Result<
     Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
+#[cfg(target_os = "linux")]
 mod tests {
     use super::*;
     use std::os::unix::fs::FileExt;
