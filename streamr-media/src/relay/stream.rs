@@ -191,7 +191,7 @@ pub(crate) struct Stream {
     /// applies when it is longer.
     pub(crate) write_delay_micros: AtomicU64,
     /// The stream's HTTP-FLV chunks, shared by its players' `sendfile`s.
-    #[cfg(feature = "server")]
+    #[cfg(feature = "http")]
     pub(crate) shared_flv: crate::shared_bytes::SharedStore,
 }
 
@@ -215,7 +215,7 @@ impl Stream {
             departed: Mutex::new(ViewerStats::default()),
             config,
             write_delay_micros: AtomicU64::new(0),
-            #[cfg(feature = "server")]
+            #[cfg(feature = "http")]
             shared_flv: crate::shared_bytes::SharedStore::default(),
         }
     }

@@ -138,7 +138,7 @@ impl Subscription {
     }
 
     /// The stream's store of shared HTTP-FLV chunks (see [`crate::shared_bytes`]).
-    #[cfg(feature = "server")]
+    #[cfg(feature = "http")]
     pub(crate) fn shared_flv(&self) -> &crate::shared_bytes::SharedStore {
         &self.stream.shared_flv
     }

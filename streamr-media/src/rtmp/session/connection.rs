@@ -10,6 +10,7 @@ use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, ChunkLimits, RawMessage};
 use crate::rtmp::message::{Command, PeerBandwidthLimit, RtmpMessage, UserControlEvent};
 
 /// Room an empty input or output buffer keeps (see [`Connection::release_idle_buffers`]).
+#[cfg(feature = "server")]
 const IDLE_BUFFER_KEEP: usize = 512;
 
 /// Acknowledgement window assumed until the peer announces one.
@@ -89,6 +90,7 @@ impl Connection {
     /// Gives back the input and output buffers' room while they are empty and hold more than
     /// [`IDLE_BUFFER_KEEP`] (the handshake and the connect exchange grow both to a few KiB,
     /// which a player, who sends and is sent few messages through them, would keep for good).
+    #[cfg(feature = "server")]
     pub(crate) fn release_idle_buffers(&mut self) {
         for buffer in [&mut self.input, &mut self.output] {
             if buffer.is_empty() && buffer.capacity() > IDLE_BUFFER_KEEP {

@@ -217,6 +217,7 @@ impl ServerSession {
     /// Gives back the room the handshake and the connect exchange grew the session's byte
     /// buffers to, while they are empty (a player's session then holds a few hundred bytes
     /// between batches instead of a few KiB).
+    #[cfg(feature = "server")]
     pub(crate) fn release_idle_buffers(&mut self) {
         self.conn.release_idle_buffers();
     }
