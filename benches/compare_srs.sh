@@ -94,11 +94,11 @@ print(f"{max([before] + during):.0f}")
 PY
 }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-# Write system calls (write, writev: how both servers write to sockets) and bytes written, from
-# /proc/<pid>/io: counted by the kernel, so not distorted by load.
+# Write system calls (write, writev, sendfile: how the servers write to sockets) and bytes
+# written, from /proc/<pid>/io: counted by the kernel, so not distorted by load.
 # System calls by kind and context switches of a server over a window of a step, from perf's
 # tracepoint counters (counted, not sampled: little distortion); PERF_SYSCALLS=0 skips it.
-PERF_EVENTS=raw_syscalls:sys_enter,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_futex,context-switches
+PERF_EVENTS=raw_syscalls:sys_enter,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_sendfile64,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_futex,context-switches
 PERF_SYSCALLS=${PERF_SYSCALLS:-1}
 if [ "$PERF_SYSCALLS" = 1 ] && ! perf stat -x, -e "$PERF_EVENTS" -- true >/dev/null 2>&1; then
   echo "perf cannot count syscall tracepoints here: no syscall columns" >&2; PERF_SYSCALLS=0
@@ -234,7 +234,7 @@ run_server() { # name
           "$((sys1 - sys0))" "$io0" "$io1" "$out.perf" "$perf_window" >>"$RESULTS" <<'PY'
 import json, os, sys
 path, name, protocol, kbps, players, ticks, tck, rss0, rss1, load_ticks, loadavg, delay, sys_ticks, io0, io1, perf, window = sys.argv[1:]
-# all/write+writev/epoll/futex/context switches per player-second over the perf window
+# all/write+writev+sendfile/epoll/futex/context switches per player-second over the perf window
 syscalls = "-"
 if os.path.exists(perf) and int(window) > 0:
     counts = {}
@@ -243,7 +243,7 @@ if os.path.exists(perf) and int(window) > 0:
         if len(f) > 2 and f[0].isdigit():
             counts[f[2].split(":")[-1]] = int(f[0])
     per = lambda *k: sum(counts.get(x, 0) for x in k) / (int(players) * int(window))
-    syscalls = "/".join(f"{v:.1f}" for v in (per("sys_enter"), per("sys_enter_write", "sys_enter_writev"),
+    syscalls = "/".join(f"{v:.1f}" for v in (per("sys_enter"), per("sys_enter_write", "sys_enter_writev", "sys_enter_sendfile64"),
         per("sys_enter_epoll_wait", "sys_enter_epoll_pwait"), per("sys_enter_futex"), per("context-switches")))
 (w0, b0), (w1, b1) = ([int(x) for x in io.split()] for io in (io0, io1))
 writes, written = w1 - w0, b1 - b0

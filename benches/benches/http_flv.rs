@@ -5,8 +5,11 @@
 //!
 //! 200 players connect over TCP on loopback and read in tokio tasks of the same process. Each
 //! iteration publishes one batch (a 12 KB video frame and two 300-byte audio frames, woken once)
-//! and waits until every player has read all of it. Requests are HTTP/1.0, so both paths send a
-//! close-delimited body of exactly the FLV tags and the bytes expected per batch are known.
+//! and waits until every player has read all of it. Requests are HTTP/1.0 for the framework and
+//! `raw_writer` rows, so both send a close-delimited body of exactly the FLV tags. The
+//! `raw_chunked_*` rows ask with HTTP/1.1 (a chunk per frame) and send every batch with
+//! `sendfile` from the stream's shared in-memory file or with vectored writes
+//! (`HttpState::with_flv_sendfile_min`), in the same run.
 //! The framework path is measured without the node's byte-counting body wrappers, which it also
 //! paid in the node (they copy every body byte), so the ratio understates the node's saving.
 
@@ -36,6 +39,7 @@ struct Received {
 }
 
 struct Setup {
+    mode: Mode,
     runtime: tokio::runtime::Runtime,
     publisher: Publisher,
     received: Arc<Received>,
@@ -57,12 +61,36 @@ fn audio() -> Bytes {
     Bytes::from(body)
 }
 
-fn batch_bytes() -> u64 {
-    (VIDEO_SIZE as u64 + TAG_OVERHEAD) + 2 * (AUDIO_SIZE as u64 + TAG_OVERHEAD)
+/// How the players ask and how the node answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `axum::serve`: every tag a body frame through hyper (HTTP/1.0).
+    Framework,
+    /// The raw writer, close-delimited (HTTP/1.0).
+    Raw,
+    /// The raw writer, chunked (HTTP/1.1), with `sendfile` for every batch or never.
+    RawChunked { sendfile: bool },
+}
+
+/// Bytes on the wire for one tag of `payload` bytes: a chunk of its own when chunked.
+fn tag_bytes(payload: usize, chunked: bool) -> u64 {
+    let tag = payload as u64 + TAG_OVERHEAD;
+    if chunked {
+        // The size line in hex, CRLF, the tag, CRLF.
+        tag + format!("{tag:x}").len() as u64 + 4
+    } else {
+        tag
+    }
+}
+
+fn batch_bytes(mode: Mode) -> u64 {
+    let chunked = matches!(mode, Mode::RawChunked { .. });
+    tag_bytes(VIDEO_SIZE, chunked) + 2 * tag_bytes(AUDIO_SIZE, chunked)
 }
 
 impl Setup {
-    fn new(raw: bool) -> Setup {
+    fn new(mode: Mode) -> Setup {
+        let raw = mode != Mode::Framework;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -80,7 +108,11 @@ impl Setup {
         });
         let addr: SocketAddr = runtime.block_on(async {
             let hls = LiveHls::start(hub.clone(), LiveHlsConfig::default(), stop.clone());
-            let app = router(HttpState::new(hub.clone(), hls));
+            let sendfile = match mode {
+                Mode::RawChunked { sendfile: true } => Some(0),
+                _ => None,
+            };
+            let app = router(HttpState::new(hub.clone(), hls).with_flv_sendfile_min(sendfile));
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind");
@@ -114,10 +146,11 @@ impl Setup {
             let started = head_and_start.clone();
             runtime.spawn(async move {
                 let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
-                socket
-                    .write_all(b"GET /live/bench.flv HTTP/1.0\r\n\r\n")
-                    .await
-                    .expect("request");
+                let request: &[u8] = match mode {
+                    Mode::RawChunked { .. } => b"GET /live/bench.flv HTTP/1.1\r\nHost: b\r\n\r\n",
+                    _ => b"GET /live/bench.flv HTTP/1.0\r\n\r\n",
+                };
+                socket.write_all(request).await.expect("request");
                 let mut buf = vec![0u8; 64 * 1024];
                 let mut first = true;
                 loop {
@@ -146,6 +179,7 @@ impl Setup {
         std::thread::sleep(Duration::from_millis(300));
         received.total.store(0, Ordering::Relaxed);
         Setup {
+            mode,
             runtime,
             publisher,
             received,
@@ -158,8 +192,8 @@ impl Setup {
     fn run(&mut self, batches: u64) -> Duration {
         let started = Instant::now();
         for _ in 0..batches {
-            let target =
-                self.received.total.load(Ordering::Relaxed) + batch_bytes() * PLAYERS as u64;
+            let target = self.received.total.load(Ordering::Relaxed)
+                + batch_bytes(self.mode) * PLAYERS as u64;
             self.received.target.store(target, Ordering::Relaxed);
             self.timestamp += 33;
             self.publisher
@@ -189,8 +223,13 @@ fn http_flv(c: &mut Criterion) {
         .sample_size(20)
         .measurement_time(Duration::from_secs(8))
         .throughput(Throughput::Elements(PLAYERS as u64));
-    for (name, raw) in [("framework", false), ("raw_writer", true)] {
-        let mut setup = Setup::new(raw);
+    for (name, mode) in [
+        ("framework", Mode::Framework),
+        ("raw_writer", Mode::Raw),
+        ("raw_chunked_writev", Mode::RawChunked { sendfile: false }),
+        ("raw_chunked_sendfile", Mode::RawChunked { sendfile: true }),
+    ] {
+        let mut setup = Setup::new(mode);
         group.bench_function(BenchmarkId::new(name, PLAYERS), |b| {
             b.iter_custom(|iters| setup.run(iters))
         });

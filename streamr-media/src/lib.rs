@@ -88,6 +88,8 @@ pub mod relay;
 pub mod rtmp;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
+pub mod shared_bytes;
 pub mod ts;
 #[cfg(feature = "server")]
 pub mod upstream;

@@ -7,6 +7,7 @@
 //! write the response head and body on it directly. hyper then sees a closed connection: what it
 //! writes afterwards (the handler's placeholder response) is discarded and its reads end.
 
+use std::any::Any;
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
@@ -19,9 +20,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::budget::ConnectionPermit;
 
 /// A connection's byte stream, plain or TLS.
-pub trait RawIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+pub trait RawIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {
+    /// The stream as [`Any`], to reach the socket under it: a handler may send a plain TCP
+    /// connection's response with calls only a socket has (`sendfile`).
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
 
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> RawIo for T {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> RawIo for T {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
 
 /// A connection taken over from the HTTP loop: its byte stream, positioned after the request
 /// head, and its place in the connection budget (held until this is dropped).
@@ -31,6 +40,14 @@ pub struct RawConnection {
     /// The client's address.
     pub peer: SocketAddr,
     _permit: Option<ConnectionPermit>,
+}
+
+impl RawConnection {
+    /// The plain TCP socket, when the connection is one (not TLS).
+    pub fn tcp_mut(&mut self) -> Option<&mut tokio::net::TcpStream> {
+        // On the boxed stream itself, not on the box (which is a `RawIo` too).
+        (*self.io).as_any_mut().downcast_mut()
+    }
 }
 
 impl fmt::Debug for RawConnection {

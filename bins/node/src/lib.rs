@@ -154,6 +154,10 @@ pub struct NodeConfig {
     /// shared out per stream (0: off; see [`AdaptiveBatchConfig::write_budget_per_core`] and
     /// [`AdaptiveBatchConfig::write_rate_delays`]).
     pub batch_write_budget: f64,
+    /// Smallest batch of an HTTP-FLV player on a plain TCP connection sent with `sendfile` from
+    /// its stream's shared in-memory file rather than copied in by a vectored write (0: never;
+    /// see [`streamr_media::shared_bytes`]).
+    pub flv_sendfile_min_bytes: usize,
     /// RTMP connection limits and deadlines.
     pub rtmp_limits: RtmpLimits,
     /// HTTP connection limits and deadlines.
@@ -289,6 +293,7 @@ impl Default for NodeConfig {
             batch_delay: None,
             batch_delay_max: AdaptiveBatchConfig::default().max_delay,
             batch_write_budget: DEFAULT_BATCH_WRITE_BUDGET,
+            flv_sendfile_min_bytes: streamr_media::http::ZERO_COPY_MIN_BYTES,
             rtmp_limits: RtmpLimits::default(),
             http_limits: HttpLimits::default(),
             origin_play: OriginPlay::default(),
@@ -569,7 +574,11 @@ impl Node {
             .http_limits
             .budget()
             .trusting(config.trusted_proxies.clone());
-        let media_state = HttpState::new(hub.clone(), hls.clone()).with_shutdown(stop.clone());
+        let media_state = HttpState::new(hub.clone(), hls.clone())
+            .with_shutdown(stop.clone())
+            .with_flv_sendfile_min(
+                (config.flv_sendfile_min_bytes > 0).then_some(config.flv_sendfile_min_bytes),
+            );
         let node_metrics = Arc::new(metrics::NodeMetrics {
             flv: media_state.flv_counters(),
             rtmp: rtmp.metrics_source(),

@@ -175,6 +175,13 @@ impl NodeMetrics {
 
         family(
             &mut out,
+            "streamr_flv_bytes_shared_total",
+            "counter",
+            "HTTP-FLV body bytes sent with sendfile from a stream's shared in-memory file instead of copied per player.",
+        )
+        .sample(&[], self.flv.bytes_shared.load(Ordering::Relaxed));
+        family(
+            &mut out,
             "streamr_dropped_frames_total",
             "counter",
             "Frames players (RTMP, HTTP-FLV) skipped because they fell behind.",

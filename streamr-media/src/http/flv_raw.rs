@@ -2,37 +2,53 @@
 //!
 //! Once the router has parsed and authorised a `GET …/{stream}.flv`, it takes the connection
 //! over from the HTTP loop ([`streamr_net::TakeConnection`]) and this writer sends the response
-//! head once, then for each wake-up of the player every frame available in one vectored write:
-//! the frames' FLV tags are built once per frame ([`Frame::flv_tag`](crate::relay::Frame::flv_tag))
-//! and shared by every player, so nothing is copied per player. The body is chunked (one chunk
-//! per batch) for HTTP/1.1 clients and close-delimited for HTTP/1.0 ones. A player that falls
-//! behind skips to a keyframe (the relay's policy, as for RTMP), and its skips are counted in
-//! [`FlvCounters`].
+//! head once, then for each wake-up of the player every frame available. Each frame's FLV tag is
+//! built once ([`Frame::flv_tag`]) and shared by every player. The body is chunked for HTTP/1.1
+//! clients, one chunk per frame ([`Frame::flv_chunk`], also built once and shared, so a player's
+//! bytes after its FLV header are the same as every other player's), and close-delimited for
+//! HTTP/1.0 ones.
+//!
+//! How a batch goes out:
+//! - On a plain TCP connection on Linux, a chunked batch of at least [`ZERO_COPY_MIN_BYTES`] is
+//!   sent with `sendfile(2)` from the stream's shared in-memory file
+//!   ([`crate::shared_bytes`]): consecutive frames are consecutive bytes there, so a batch is
+//!   usually one system call, and the kernel references the same pages for every player instead
+//!   of copying the bytes in once per player.
+//! - Otherwise (TLS, HTTP/1.0, other systems, small batches, no in-memory file) the frames'
+//!   shared buffers go out in one vectored write. Both give the same bytes.
+//!
+//! A player that falls behind skips to a keyframe (the relay's policy, as for RTMP), and its
+//! skips are counted in [`FlvCounters`].
 
+use std::any::Any;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::fmt::Write as _;
-
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::flv::{FlvHeader, FlvWriter};
-use crate::relay::{RelayEvent, Subscription};
+use crate::relay::{Frame, RelayEvent, Subscription};
 use crate::server::{release_burst_room, WriteQueue, KEEP_BETWEEN_BATCHES};
+use crate::shared_bytes::{SharedStore, Span};
 
 /// Most relay events taken from a subscription per batch.
 const BATCH_EVENTS: usize = 256;
 /// Queued bytes past which a batch is written before taking more available frames.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
+/// Smallest batch body sent with `sendfile` rather than a vectored write. Below it the copy
+/// costs less than what sharing pages costs the kernel (page references, one skb fragment per
+/// page run): at 232 kbit/s a 125 ms batch is 4 KB.
+pub const ZERO_COPY_MIN_BYTES: usize = 16 * 1024;
 
 /// How the response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
-    /// `Transfer-Encoding: chunked`, one chunk per batch (HTTP/1.1 clients); the end of the
+    /// `Transfer-Encoding: chunked`, one chunk per frame (HTTP/1.1 clients); the end of the
     /// stream is a last chunk.
     Chunked,
     /// The body ends when the connection closes (HTTP/1.0 clients).
@@ -50,6 +66,8 @@ pub struct FlvCounters {
     pub frames_dropped: AtomicU64,
     /// Times a player fell behind and skipped ahead to a keyframe.
     pub slow_viewer_skips: AtomicU64,
+    /// Body bytes sent from a stream's shared in-memory file (`sendfile`), part of `bytes_out`.
+    pub bytes_shared: AtomicU64,
 }
 
 /// Counters a request's response bytes are added to, put in the request's extensions by
@@ -85,30 +103,43 @@ access-control-allow-origin: *\r\nconnection: close\r\n\r\n"
     }
 }
 
-/// Longest chunk-size line: 16 hex digits of a `usize` and CRLF.
-const CHUNK_LINE_MAX: usize = 18;
-/// Bytes reserved at a time for chunk-size lines (a few dozen lines per allocation).
-const CHUNK_LINES_BLOCK: usize = 1024;
+/// The plain TCP socket under `io`, when it is one (`sendfile` needs the socket itself).
+fn tcp_socket<W: Any>(io: &W) -> Option<&TcpStream> {
+    (io as &dyn Any).downcast_ref::<TcpStream>()
+}
 
-/// One player's writer: the queue of shared buffers for its next vectored write.
+/// One player's writer: the frames of its next batch and how they go out.
 struct FlvStreamer {
     subscription: Subscription,
     framing: Framing,
     events: Vec<RelayEvent>,
+    /// Bytes written first in a batch: the response head and FLV header, and the frames when
+    /// the batch goes out by a vectored write.
     queue: WriteQueue,
-    /// Body bytes queued since the last chunk header (chunked framing).
-    chunk: Vec<Bytes>,
-    chunk_len: usize,
-    /// Where chunk-size lines are written: each is split off as its own shared buffer, so a
-    /// block of them costs one allocation instead of one per chunk.
-    chunk_lines: BytesMut,
+    /// The batch's frames, in order.
+    frames: Vec<Arc<Frame>>,
+    /// Their body bytes.
+    body_len: usize,
+    /// The batch's frames in the stream's shared file, consecutive ones merged, when the batch
+    /// goes out by `sendfile`.
+    spans: Vec<Span>,
+    /// Smallest batch sent by `sendfile`; `None` when this connection cannot be.
+    zero_copy_min: Option<usize>,
     header_sent: bool,
     ended: bool,
     frames_dropped: u64,
 }
 
 impl FlvStreamer {
-    /// Moves the events taken so far into the chunk being built.
+    /// The frame's body bytes for this player's framing (`None`: too long for an FLV tag).
+    fn frame_bytes(&self, frame: &Frame) -> Option<Bytes> {
+        match self.framing {
+            Framing::Chunked => frame.flv_chunk(),
+            Framing::CloseDelimited => frame.flv_tag(),
+        }
+    }
+
+    /// Moves the events taken so far into the batch being built.
     fn take_events(&mut self) {
         if !self.header_sent && !self.events.is_empty() {
             let (audio, video) = super::http_flv::header_tracks(&self.events);
@@ -118,9 +149,13 @@ impl FlvStreamer {
             match event {
                 RelayEvent::Frame(frame) => {
                     // A payload too long for an FLV tag is left out.
-                    if let Some(tag) = frame.flv_tag() {
-                        self.chunk_len = self.chunk_len.saturating_add(tag.len());
-                        self.chunk.push(tag);
+                    let len = match self.framing {
+                        Framing::Chunked => frame.flv_chunk().map(|chunk| chunk.len()),
+                        Framing::CloseDelimited => frame.flv_tag().map(|tag| tag.len()),
+                    };
+                    if let Some(len) = len {
+                        self.body_len = self.body_len.saturating_add(len);
+                        self.frames.push(frame);
                     }
                 }
                 RelayEvent::PublisherEnded => {
@@ -132,43 +167,73 @@ impl FlvStreamer {
         }
     }
 
+    /// Queues the FLV header (this player's own bytes: its tracks), as a chunk of its own when
+    /// chunked.
     fn push_header(&mut self, has_audio: bool, has_video: bool) {
         self.header_sent = true;
-        let header = FlvWriter::new()
-            .header(FlvHeader {
-                has_audio,
-                has_video,
-            })
-            .freeze();
-        self.chunk_len = self.chunk_len.saturating_add(header.len());
-        self.chunk.insert(0, header);
+        let header = FlvWriter::new().header(FlvHeader {
+            has_audio,
+            has_video,
+        });
+        let bytes = match self.framing {
+            Framing::Chunked => {
+                let mut chunk = BytesMut::with_capacity(header.len() + 6);
+                use std::fmt::Write as _;
+                // Writing hex digits into a BytesMut cannot fail.
+                let _ = write!(chunk, "{:x}\r\n", header.len());
+                chunk.put_slice(&header);
+                chunk.put_slice(b"\r\n");
+                chunk.freeze()
+            }
+            Framing::CloseDelimited => header.freeze(),
+        };
+        self.queue.push(bytes);
     }
 
-    /// Queues the chunk built so far, framed.
-    fn close_chunk(&mut self) {
-        if self.chunk_len == 0 {
+    /// Decides how the batch's frames go out: as spans of the stream's shared file when the
+    /// batch is large enough and every frame is there, otherwise queued for a vectored write.
+    fn close_batch(&mut self) {
+        if self.frames.is_empty() {
             return;
         }
-        if self.framing == Framing::Chunked {
-            if self.chunk_lines.capacity() < CHUNK_LINE_MAX {
-                self.chunk_lines.reserve(CHUNK_LINES_BLOCK);
+        if self
+            .zero_copy_min
+            .is_some_and(|min| self.framing == Framing::Chunked && self.body_len >= min)
+        {
+            let store: &SharedStore = self.subscription.shared_flv();
+            let mut complete = true;
+            for frame in &self.frames {
+                let Some(span) = frame.flv_chunk_span(store) else {
+                    complete = false;
+                    break;
+                };
+                let merged = self
+                    .spans
+                    .last_mut()
+                    .is_some_and(|last| last.try_extend(&span));
+                if !merged {
+                    self.spans.push(span);
+                }
             }
-            // Writing hex digits into a BytesMut cannot fail.
-            let _ = write!(self.chunk_lines, "{:x}\r\n", self.chunk_len);
-            self.queue.push(self.chunk_lines.split().freeze());
+            if complete {
+                self.frames.clear();
+                self.body_len = 0;
+                return;
+            }
+            self.spans.clear();
         }
-        for buffer in self.chunk.drain(..) {
-            self.queue.push(buffer);
+        for index in 0..self.frames.len() {
+            if let Some(bytes) = self.frame_bytes(&self.frames[index]) {
+                self.queue.push(bytes);
+            }
         }
-        if self.framing == Framing::Chunked {
-            self.queue.push(Bytes::from_static(b"\r\n"));
-        }
-        self.chunk_len = 0;
+        self.frames.clear();
+        self.body_len = 0;
     }
 
     /// Takes every event already available, up to a write batch, without waiting.
     fn take_available(&mut self) {
-        while !self.ended && self.chunk_len < WRITE_BATCH_BYTES {
+        while !self.ended && self.body_len < WRITE_BATCH_BYTES {
             if self
                 .subscription
                 .try_recv_batch(&mut self.events, BATCH_EVENTS)
@@ -197,7 +262,10 @@ impl FlvStreamer {
 /// cancelled (both end the body: the last chunk when chunked, then the connection's write side
 /// closes), the client goes away, or a write makes no progress for `write_timeout`. Bytes
 /// written are added to `counters`, and the body's bytes to each of `byte_counters`.
-pub async fn stream_flv<W: AsyncWrite + Unpin>(
+///
+/// When `io` is a plain [`TcpStream`] on Linux, large chunked batches go out with `sendfile`
+/// from the stream's shared file (see the module docs); any other writer gets vectored writes.
+pub async fn stream_flv<W: AsyncWrite + Unpin + 'static>(
     io: &mut W,
     subscription: Subscription,
     framing: Framing,
@@ -206,15 +274,43 @@ pub async fn stream_flv<W: AsyncWrite + Unpin>(
     write_timeout: Duration,
     shutdown: &CancellationToken,
 ) -> io::Result<()> {
+    let zero_copy_min = Some(ZERO_COPY_MIN_BYTES);
+    stream_flv_with(
+        io,
+        subscription,
+        framing,
+        counters,
+        byte_counters,
+        write_timeout,
+        shutdown,
+        zero_copy_min,
+    )
+    .await
+}
+
+/// [`stream_flv`] with the smallest batch sent by `sendfile` (`None`: never).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn stream_flv_with<W: AsyncWrite + Unpin + 'static>(
+    io: &mut W,
+    subscription: Subscription,
+    framing: Framing,
+    counters: &FlvCounters,
+    byte_counters: &ResponseByteCounters,
+    write_timeout: Duration,
+    shutdown: &CancellationToken,
+    zero_copy_min: Option<usize>,
+) -> io::Result<()> {
     counters.players.fetch_add(1, Ordering::Relaxed);
+    let zero_copy = SharedStore::is_supported() && tcp_socket(&*io).is_some();
     let mut streamer = FlvStreamer {
         subscription,
         framing,
         events: Vec::with_capacity(KEEP_BETWEEN_BATCHES),
         queue: WriteQueue::default(),
-        chunk: Vec::new(),
-        chunk_len: 0,
-        chunk_lines: BytesMut::new(),
+        frames: Vec::new(),
+        body_len: 0,
+        spans: Vec::new(),
+        zero_copy_min: zero_copy_min.filter(|_| zero_copy),
         header_sent: false,
         ended: false,
         frames_dropped: 0,
@@ -235,7 +331,7 @@ pub async fn stream_flv<W: AsyncWrite + Unpin>(
     result
 }
 
-async fn run<W: AsyncWrite + Unpin>(
+async fn run<W: AsyncWrite + Unpin + 'static>(
     io: &mut W,
     streamer: &mut FlvStreamer,
     counters: &FlvCounters,
@@ -270,23 +366,96 @@ async fn run<W: AsyncWrite + Unpin>(
         if streamer.ended && !streamer.header_sent {
             streamer.push_header(true, true);
         }
-        streamer.close_chunk();
+        streamer.close_batch();
+        streamer.count_skips(counters);
+        let mut written = write_queue(&mut streamer.queue, io, write_timeout).await?;
+        if !streamer.spans.is_empty() {
+            let socket = tcp_socket(&*io).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::Unsupported, "sendfile needs a TCP socket")
+            })?;
+            let shared = send_spans(socket, &mut streamer.spans, write_timeout).await?;
+            counters.bytes_shared.fetch_add(shared, Ordering::Relaxed);
+            written = written.saturating_add(shared);
+        }
         if streamer.ended && streamer.framing == Framing::Chunked {
             streamer.queue.push(Bytes::from_static(b"0\r\n\r\n"));
+            let last = write_queue(&mut streamer.queue, io, write_timeout).await?;
+            written = written.saturating_add(last);
         }
-        streamer.count_skips(counters);
-        let written = write_queue(&mut streamer.queue, io, write_timeout).await?;
         counters.bytes_out.fetch_add(written, Ordering::Relaxed);
         byte_counters.add(written.saturating_sub(head));
         head = 0;
         // The first batch (the GOP cache) grew these far past what later batches need.
         streamer.queue.release_burst_room();
-        release_burst_room(&mut streamer.chunk);
+        release_burst_room(&mut streamer.frames);
         release_burst_room(&mut streamer.events);
+        release_burst_room(&mut streamer.spans);
         if streamer.ended {
             return io.shutdown().await;
         }
     }
+}
+
+/// Most bytes asked of one `sendfile` call (Linux sends at most 2 GiB - 4 KiB per call).
+#[cfg(target_os = "linux")]
+const MAX_SENDFILE: u64 = 1 << 30;
+
+/// Sends `spans` with `sendfile(2)` on `socket`, failing when no progress is
+/// made for `write_timeout`. A player keeping up takes it at once, without a deadline timer.
+#[cfg(target_os = "linux")]
+async fn send_spans(
+    socket: &TcpStream,
+    spans: &mut Vec<Span>,
+    write_timeout: Duration,
+) -> io::Result<u64> {
+    use tokio::io::Interest;
+    let mut total = 0u64;
+    for span in spans.drain(..) {
+        let mut offset = span.offset();
+        let end = span.end();
+        while offset < end {
+            let count = usize::try_from((end - offset).min(MAX_SENDFILE)).unwrap_or(1 << 20);
+            let sent = socket.try_io(Interest::WRITABLE, || {
+                rustix::fs::sendfile(socket, span.file().file(), Some(&mut offset), count)
+                    .map_err(io::Error::from)
+            });
+            match sent {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "peer accepts no more bytes",
+                    ))
+                }
+                Ok(sent) => total = total.saturating_add(sent as u64),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    let waiting = end - offset;
+                    tokio::time::timeout(write_timeout, socket.writable())
+                        .await
+                        .map_err(|_| {
+                            io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                format!(
+                                    "player accepted no data for {write_timeout:?}; \
+                                     {waiting} bytes were waiting"
+                                ),
+                            )
+                        })??;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn send_spans(
+    _socket: &TcpStream,
+    _spans: &mut Vec<Span>,
+    _write_timeout: Duration,
+) -> io::Result<u64> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
 /// Writes everything queued, failing when no progress is made for `write_timeout`. A player
@@ -339,6 +508,233 @@ mod tests {
             body = &body[line + 2 + size + 2..];
         }
         (out, false)
+    }
+
+    /// One player of the byte-compare test: how it joins, reads and leaves.
+    #[derive(Clone, Copy, Debug)]
+    struct Player {
+        /// Frames published before it joins.
+        joins_after: u32,
+        /// Reads at most 2 KiB at a time with a pause, through a 4 KiB receive buffer.
+        slow: bool,
+        /// Closes the connection after this many bytes.
+        leaves_after: Option<usize>,
+    }
+
+    /// A frame of the test stream: a keyframe every 30, big and small frames, audio between.
+    fn test_frame(i: u32) -> (FrameKind, Bytes) {
+        if i % 3 == 1 {
+            return (FrameKind::Audio, Bytes::from(vec![0xAF, 1, i as u8, 7]));
+        }
+        let keyframe = i % 30 == 0;
+        let size = if keyframe {
+            40_000 + (i as usize * 7) % 5_000
+        } else {
+            500 + (i as usize * 131) % 9_000
+        };
+        let mut body = vec![if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+        body.extend((0..size).map(|n| (n as u32 ^ i) as u8));
+        (FrameKind::Video, Bytes::from(body))
+    }
+
+    /// Serves one subscription on a fresh loopback TCP connection (`sendfile` allowed from
+    /// `zero_copy_min`, or vectored writes only) and returns the client's bytes and the writer's
+    /// result.
+    async fn tcp_player(
+        subscription: Subscription,
+        player: Player,
+        zero_copy_min: Option<usize>,
+        counters: Arc<FlvCounters>,
+    ) -> (Vec<u8>, io::Result<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if player.slow {
+            socket.set_recv_buffer_size(4096).unwrap();
+        }
+        let (client, accepted) = tokio::join!(socket.connect(addr), listener.accept());
+        let mut client = client.unwrap();
+        let (mut server, _) = accepted.unwrap();
+        let writer = tokio::spawn(async move {
+            stream_flv_with(
+                &mut server,
+                subscription,
+                Framing::Chunked,
+                &counters,
+                &ResponseByteCounters::default(),
+                Duration::from_secs(30),
+                &CancellationToken::new(),
+                zero_copy_min,
+            )
+            .await
+        });
+        let received = read_player(&mut client, player).await;
+        drop(client);
+        (received, writer.await.unwrap())
+    }
+
+    async fn read_player<R: tokio::io::AsyncRead + Unpin>(
+        client: &mut R,
+        player: Player,
+    ) -> Vec<u8> {
+        let mut received = Vec::new();
+        let mut buf = vec![0u8; if player.slow { 2048 } else { 64 * 1024 }];
+        loop {
+            let n = client.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return received;
+            }
+            received.extend_from_slice(&buf[..n]);
+            if player
+                .leaves_after
+                .is_some_and(|after| received.len() >= after)
+            {
+                return received;
+            }
+            if player.slow {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_player_gets_the_vectored_writes_bytes_from_the_shared_file() {
+        // No player lags far enough to skip: what each gets depends only on when it joined.
+        let hub = RelayHub::new(
+            RelayConfig::default().with_viewer_max_lag(1 << 30, Duration::from_secs(3600)),
+        );
+        let key = StreamKey::parse("live", "shared").unwrap();
+        let publisher = hub.publish(key.clone()).unwrap();
+        let players = [
+            Player {
+                joins_after: 0,
+                slow: false,
+                leaves_after: None,
+            },
+            Player {
+                joins_after: 0,
+                slow: true,
+                leaves_after: None,
+            },
+            Player {
+                joins_after: 10,
+                slow: false,
+                leaves_after: Some(150_000),
+            },
+            Player {
+                joins_after: 47,
+                slow: false,
+                leaves_after: None,
+            },
+            Player {
+                joins_after: 47,
+                slow: true,
+                leaves_after: None,
+            },
+            Player {
+                joins_after: 95,
+                slow: false,
+                leaves_after: Some(5_000),
+            },
+            Player {
+                joins_after: 130,
+                slow: false,
+                leaves_after: None,
+            },
+        ];
+        let shared = Arc::new(FlvCounters::default());
+        let plain = Arc::new(FlvCounters::default());
+        let mut runs = Vec::new();
+        let frames = 180u32;
+        for i in 0..frames {
+            for player in players.iter().filter(|p| p.joins_after == i) {
+                // Three twins from the same point of the stream: sendfile for every batch,
+                // vectored writes on TCP, and the fallback writer on a pipe.
+                let (a, b, c) = (
+                    hub.subscribe(key.clone()).unwrap(),
+                    hub.subscribe(key.clone()).unwrap(),
+                    hub.subscribe(key.clone()).unwrap(),
+                );
+                let (player, shared, plain) = (*player, shared.clone(), plain.clone());
+                runs.push(tokio::spawn(async move {
+                    let zero_copy = tcp_player(a, player, Some(0), shared);
+                    let vectored = tcp_player(b, player, None, plain.clone());
+                    let piped = async move {
+                        let (mut client, mut server) = tokio::io::duplex(8 * 1024);
+                        let writer = async move {
+                            stream_flv_with(
+                                &mut server,
+                                c,
+                                Framing::Chunked,
+                                &plain,
+                                &ResponseByteCounters::default(),
+                                Duration::from_secs(30),
+                                &CancellationToken::new(),
+                                Some(0),
+                            )
+                            .await
+                        };
+                        let (written, received) = tokio::join!(writer, async move {
+                            let received = read_player(&mut client, player).await;
+                            drop(client);
+                            received
+                        });
+                        (received, written)
+                    };
+                    let (zero_copy, vectored, piped) = tokio::join!(zero_copy, vectored, piped);
+                    (player, zero_copy, vectored, piped)
+                }));
+            }
+            let (kind, payload) = test_frame(i);
+            publisher.send(kind, i * 33, payload);
+            if i % 4 == 0 {
+                // Let players take batches of different sizes.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        drop(publisher);
+        for run in runs {
+            let (
+                player,
+                (zero_copy, zero_copy_result),
+                (vectored, vectored_result),
+                (piped, piped_result),
+            ) = tokio::time::timeout(Duration::from_secs(60), run)
+                .await
+                .expect("every player finishes")
+                .unwrap();
+            match player.leaves_after {
+                None => {
+                    zero_copy_result.unwrap();
+                    vectored_result.unwrap();
+                    piped_result.unwrap();
+                    assert_eq!(zero_copy.len(), vectored.len(), "{player:?}");
+                    assert!(
+                        zero_copy == vectored,
+                        "{player:?}: sendfile and writev differ"
+                    );
+                    assert!(piped == vectored, "{player:?}: the fallback writer differs");
+                    let split = zero_copy.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+                    let (flv, ended) = dechunk(&zero_copy[split + 4..]);
+                    assert!(ended, "{player:?}: the last chunk ends the response");
+                    assert!(flv.starts_with(b"FLV\x01"), "{player:?}");
+                }
+                Some(after) => {
+                    // It left mid-stream: what it got is the start of what its twins got.
+                    assert!(zero_copy.len() >= after.min(vectored.len()));
+                    let common = zero_copy.len().min(vectored.len()).min(piped.len());
+                    assert!(zero_copy[..common] == vectored[..common], "{player:?}");
+                    assert!(piped[..common] == vectored[..common], "{player:?}");
+                }
+            }
+        }
+        assert!(
+            shared.bytes_shared.load(Ordering::Relaxed) > 1_000_000,
+            "batches went out by sendfile"
+        );
+        assert_eq!(plain.bytes_shared.load(Ordering::Relaxed), 0);
+        assert_eq!(shared.frames_dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(shared.players.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

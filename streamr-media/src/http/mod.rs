@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub use flv_raw::{stream_flv, FlvCounters, Framing, ResponseByteCounters};
+pub use flv_raw::{stream_flv, FlvCounters, Framing, ResponseByteCounters, ZERO_COPY_MIN_BYTES};
 pub use gate::gated_router;
 pub use http_flv::flv_body;
 pub use live_hls::{

@@ -13,7 +13,9 @@ use axum::{Json, Router};
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::CorsLayer;
 
-use super::flv_raw::{stream_flv, FlvCounters, Framing, ResponseByteCounters};
+use super::flv_raw::{
+    stream_flv_with, FlvCounters, Framing, ResponseByteCounters, ZERO_COPY_MIN_BYTES,
+};
 use super::http_flv::flv_body;
 use super::live_hls::{LiveHls, PlaylistLookup};
 use crate::hls::MULTIVARIANT_NAME;
@@ -36,6 +38,8 @@ pub struct HttpState {
     /// Cancelled when the node shuts down: HTTP-FLV players streamed on taken-over connections
     /// get the end of their response, as RTMP players get their connection closed.
     shutdown: CancellationToken,
+    /// Smallest HTTP-FLV batch sent with `sendfile` (`None`: never).
+    flv_sendfile_min: Option<usize>,
 }
 
 /// A write to an HTTP-FLV player that makes no progress for this long ends its response.
@@ -49,6 +53,7 @@ impl HttpState {
             hls,
             flv: Arc::default(),
             shutdown: CancellationToken::new(),
+            flv_sendfile_min: Some(ZERO_COPY_MIN_BYTES),
         }
     }
 
@@ -62,6 +67,14 @@ impl HttpState {
     /// shutdown no longer sees those connections.
     pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
         self.shutdown = shutdown;
+        self
+    }
+
+    /// HTTP-FLV batches of at least `min` bytes to a player on a plain TCP connection go out with
+    /// `sendfile` from the stream's shared file (default [`ZERO_COPY_MIN_BYTES`]; `None`: every
+    /// batch by vectored writes). See [`crate::shared_bytes`].
+    pub fn with_flv_sendfile_min(mut self, min: Option<usize>) -> Self {
+        self.flv_sendfile_min = min;
         self
     }
 
@@ -288,17 +301,38 @@ fn http_flv(
             .unwrap_or_default();
         let counters = state.flv.clone();
         let shutdown = state.shutdown.clone();
+        let sendfile_min = state.flv_sendfile_min;
         tokio::spawn(async move {
-            let streamed = stream_flv(
-                &mut raw.io,
-                subscription,
-                framing,
-                &counters,
-                &byte_counters,
-                FLV_WRITE_TIMEOUT,
-                &shutdown,
-            )
-            .await;
+            // A plain TCP socket is handed over as itself: large batches then go out with
+            // `sendfile` from the stream's shared file; TLS gets vectored writes.
+            let streamed = match raw.tcp_mut() {
+                Some(socket) => {
+                    stream_flv_with(
+                        socket,
+                        subscription,
+                        framing,
+                        &counters,
+                        &byte_counters,
+                        FLV_WRITE_TIMEOUT,
+                        &shutdown,
+                        sendfile_min,
+                    )
+                    .await
+                }
+                None => {
+                    stream_flv_with(
+                        &mut raw.io,
+                        subscription,
+                        framing,
+                        &counters,
+                        &byte_counters,
+                        FLV_WRITE_TIMEOUT,
+                        &shutdown,
+                        None,
+                    )
+                    .await
+                }
+            };
             if let Err(error) = streamed {
                 tracing::debug!(peer = %raw.peer, %error, "HTTP-FLV player left");
             }

@@ -54,7 +54,11 @@ pub struct Frame {
     payload: Bytes,
     tag: Option<TagInfo>,
     chunked: ChunkCache,
-    flv_tag: OnceLock<Option<Bytes>>,
+    /// The frame as one HTTP/1.1 chunk holding its FLV tag, and where the tag starts in it.
+    flv_chunk: OnceLock<Option<(Bytes, usize)>>,
+    /// The chunk in a stream's shared in-memory file, for players sent it with `sendfile`.
+    #[cfg(feature = "server")]
+    flv_chunk_span: OnceLock<Option<crate::shared_bytes::Span>>,
 }
 
 impl Frame {
@@ -72,7 +76,9 @@ impl Frame {
             payload,
             tag,
             chunked: ChunkCache::default(),
-            flv_tag: OnceLock::new(),
+            flv_chunk: OnceLock::new(),
+            #[cfg(feature = "server")]
+            flv_chunk_span: OnceLock::new(),
         }
     }
 
@@ -129,19 +135,58 @@ impl Frame {
     /// by every later caller (every HTTP-FLV viewer). `None` when the payload exceeds the 24-bit
     /// tag size field.
     pub fn flv_tag(&self) -> Option<Bytes> {
-        self.flv_tag.get_or_init(|| self.encode_flv_tag()).clone()
+        let (chunk, start) = self.flv_chunk_parts()?;
+        // The chunk ends with CRLF after the tag.
+        Some(chunk.slice(*start..chunk.len().saturating_sub(2)))
     }
 
-    fn encode_flv_tag(&self) -> Option<Bytes> {
+    /// The frame's FLV tag (with its PreviousTagSize) as one HTTP/1.1 chunk: the size line, the
+    /// tag, CRLF. Built once with [`Frame::flv_tag`] (which is a part of it) and shared: an
+    /// HTTP-FLV player sent one chunk per frame gets every byte of its body from shared buffers.
+    pub fn flv_chunk(&self) -> Option<Bytes> {
+        self.flv_chunk_parts().map(|(chunk, _)| chunk.clone())
+    }
+
+    fn flv_chunk_parts(&self) -> Option<&(Bytes, usize)> {
+        self.flv_chunk
+            .get_or_init(|| self.encode_flv_chunk())
+            .as_ref()
+    }
+
+    /// Where [`Frame::flv_chunk`] is in `store`, appended there by the first caller; `None` when
+    /// the store cannot hold it (the caller sends [`Frame::flv_chunk`] itself). A frame is only
+    /// ever appended to one store: later callers get the first caller's span whatever store they
+    /// pass.
+    #[cfg(feature = "server")]
+    pub fn flv_chunk_span(
+        &self,
+        store: &crate::shared_bytes::SharedStore,
+    ) -> Option<crate::shared_bytes::Span> {
+        self.flv_chunk_span
+            .get_or_init(|| store.append(&self.flv_chunk()?))
+            .clone()
+    }
+
+    fn encode_flv_chunk(&self) -> Option<(Bytes, usize)> {
+        use std::fmt::Write as _;
         let tag = FlvTag {
             tag_type: self.kind.flv_tag_type(),
             timestamp: self.timestamp,
             stream_id: 0,
             data: self.payload.clone(),
         };
-        let mut out = BytesMut::new();
+        // Tag header (11) + payload + PreviousTagSize (4).
+        let tag_len = self.payload.len().checked_add(15)?;
+        let mut out = BytesMut::with_capacity(tag_len.saturating_add(12));
+        // Writing hex digits into a BytesMut cannot fail.
+        let _ = write!(out, "{tag_len:x}\r\n");
+        let start = out.len();
         FlvWriter::new().write_tag(&tag, &mut out).ok()?;
-        Some(out.freeze())
+        if out.len() - start != tag_len {
+            return None;
+        }
+        out.extend_from_slice(b"\r\n");
+        Some((out.freeze(), start))
     }
 }
 
@@ -214,6 +259,12 @@ mod tests {
             [9, 0, 0, 6, 0x02, 0x03, 0x04, 0x01, 0, 0, 0, 0x27, 1, 0, 0, 0, 0xAA, 0, 0, 0, 17]
         );
         assert_eq!(frame.flv_tag().unwrap().as_ptr(), tag.as_ptr());
+        // The tag is the body of the frame's HTTP chunk, in the same buffer.
+        let chunk = frame.flv_chunk().unwrap();
+        assert_eq!(&chunk[..4], b"15\r\n");
+        assert_eq!(&chunk[4..chunk.len() - 2], &tag[..]);
+        assert_eq!(&chunk[chunk.len() - 2..], b"\r\n");
+        assert_eq!(chunk[4..].as_ptr(), tag.as_ptr());
     }
 
     #[test]

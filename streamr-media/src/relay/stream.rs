@@ -210,6 +210,9 @@ pub(crate) struct Stream {
     /// [`RelayHub::apply_write_rate`](super::RelayHub::apply_write_rate)); the hub's delay
     /// applies when it is longer.
     pub(crate) write_delay_micros: AtomicU64,
+    /// The stream's HTTP-FLV chunks, shared by its players' `sendfile`s.
+    #[cfg(feature = "http")]
+    pub(crate) shared_flv: crate::shared_bytes::SharedStore,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: relay state stays
@@ -232,6 +235,8 @@ impl Stream {
             departed: Mutex::new(ViewerStats::default()),
             config,
             write_delay_micros: AtomicU64::new(0),
+            #[cfg(feature = "http")]
+            shared_flv: crate::shared_bytes::SharedStore::default(),
         }
     }
 

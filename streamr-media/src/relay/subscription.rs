@@ -137,6 +137,12 @@ impl Subscription {
         self.counters.snapshot(self.id)
     }
 
+    /// The stream's store of shared HTTP-FLV chunks (see [`crate::shared_bytes`]).
+    #[cfg(feature = "http")]
+    pub(crate) fn shared_flv(&self) -> &crate::shared_bytes::SharedStore {
+        &self.stream.shared_flv
+    }
+
     /// Whether a publisher is live as far as this viewer has read.
     pub fn is_live(&self) -> bool {
         self.live

@@ -29,6 +29,8 @@ const READ_BUFFER_SIZE: usize = 64 * 1024;
 /// Bytes read per system call before the connection publishes: players only send a few commands
 /// and acknowledgements, so they keep a small buffer.
 const SMALL_READ_BUFFER_SIZE: usize = 4 * 1024;
+/// Read buffer of a connection once it plays.
+const PLAYER_READ_BUFFER_SIZE: usize = 512;
 /// Most relay events taken from a subscription per batch.
 const RELAY_BATCH_EVENTS: usize = 256;
 /// Queued bytes past which a player's batch is written before taking more available frames.
@@ -219,6 +221,11 @@ impl<'a> Connection<'a> {
                 .map(|since| since + self.shared.config.play_wait_timeout);
             if publishing && buffer.len() < READ_BUFFER_SIZE {
                 buffer.resize(READ_BUFFER_SIZE, 0);
+            } else if self.playing.is_some() && buffer.len() > PLAYER_READ_BUFFER_SIZE {
+                // A player sends little once playing (acknowledgements, pings): a few hundred
+                // bytes per read are enough, and every player keeps this buffer.
+                buffer.truncate(PLAYER_READ_BUFFER_SIZE);
+                buffer.shrink_to_fit();
             }
             let idle_deadline = last_read + self.shared.config.publisher_idle_timeout;
             // Players are woken once per batch of the publisher's frames (see
@@ -363,9 +370,13 @@ impl<'a> Connection<'a> {
         let (written, done) = self.queue.write_now(writer)?;
         ServerCounters::add(&self.shared.counters.bytes_out, written as u64);
         if done {
-            // A player's first batch (the GOP cache) grew these far past what later ones need.
+            // A player's first batch (the GOP cache) grew these far past what later ones need,
+            // and its handshake the session's buffers.
             self.queue.release_burst_room();
             release_burst_room(&mut self.relay_events);
+            if self.playing.is_some() {
+                self.session.release_idle_buffers();
+            }
             return Ok(());
         }
         let limit = self.shared.config.write_timeout;

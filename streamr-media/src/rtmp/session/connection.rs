@@ -9,6 +9,10 @@ use crate::amf0::Amf0Value;
 use crate::rtmp::chunk::{ChunkDecoder, ChunkEncoder, ChunkLimits, RawMessage};
 use crate::rtmp::message::{Command, PeerBandwidthLimit, RtmpMessage, UserControlEvent};
 
+/// Room an empty input or output buffer keeps (see [`Connection::release_idle_buffers`]).
+#[cfg(feature = "server")]
+const IDLE_BUFFER_KEEP: usize = 512;
+
 /// Acknowledgement window assumed until the peer announces one.
 const ASSUMED_PEER_WINDOW: u32 = 2_500_000;
 
@@ -81,6 +85,18 @@ impl Connection {
 
     pub(crate) fn take_output(&mut self) -> Bytes {
         self.output.split().freeze()
+    }
+
+    /// Gives back the input and output buffers' room while they are empty and hold more than
+    /// [`IDLE_BUFFER_KEEP`] (the handshake and the connect exchange grow both to a few KiB,
+    /// which a player, who sends and is sent few messages through them, would keep for good).
+    #[cfg(feature = "server")]
+    pub(crate) fn release_idle_buffers(&mut self) {
+        for buffer in [&mut self.input, &mut self.output] {
+            if buffer.is_empty() && buffer.capacity() > IDLE_BUFFER_KEEP {
+                *buffer = BytesMut::new();
+            }
+        }
     }
 
     pub(crate) fn has_output(&self) -> bool {

@@ -214,6 +214,14 @@ pub struct ServerSession {
 }
 
 impl ServerSession {
+    /// Gives back the room the handshake and the connect exchange grew the session's byte
+    /// buffers to, while they are empty (a player's session then holds a few hundred bytes
+    /// between batches instead of a few KiB).
+    #[cfg(feature = "server")]
+    pub(crate) fn release_idle_buffers(&mut self) {
+        self.conn.release_idle_buffers();
+    }
+
     /// A session waiting for the client's handshake.
     pub fn new(config: ServerConfig) -> Self {
         let conn = Connection::new(config.limits);
