@@ -57,6 +57,10 @@ pub const HOLD_LIMIT_MS: u64 = 120_000;
 /// origin going on (it may leave the new run's first segment out).
 pub const OPEN_END_LIMIT_MS: u64 = 30_000;
 
+/// How many of a playlist's `EXT-X-GAP` segments spare the segment after them from probes
+/// (see [`probe_candidates`]).
+pub const GAPS_SPARING_THE_NEXT: usize = 1;
+
 /// Where a probed segment stands in the node's playlist, as far as the prober has seen (see
 /// [`judge`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -101,19 +105,37 @@ pub fn place_in(playlist: &str, uri: &str) -> Option<Place> {
 /// before it is fetched, and on a node that joined mid-stream it is the partial first segment,
 /// which no origin segment equals. Segments on either side of an `EXT-X-DISCONTINUITY` (cut
 /// where a publisher left or started: partial on a relay, never reported by the origin) are left
-/// out.
+/// out. A segment marked `EXT-X-GAP` has no media to load and is never picked; the segment
+/// right after the playlist's first gap is left out too (a relay that lost frames across an
+/// upstream failover may have lost a keyframe the origin cut at, and resumes cutting at the
+/// next one it gets), but only after the first ([`GAPS_SPARING_THE_NEXT`]): a node marking
+/// gaps to shield the segments after them from probes shields one, and what it marks it does
+/// not serve.
 pub fn probe_candidates(playlist: &str) -> Vec<&str> {
     let mut listed: Vec<(&str, bool)> = Vec::new();
     let mut discontinuity = false;
     let mut before_discontinuity = Vec::new();
+    let mut gap = false;
+    let mut gaps_seen = 0usize;
+    // The previous URI was a gap that spares the one after it.
+    let mut spare_next = false;
     for line in playlist.lines().map(str::trim) {
         if line == "#EXT-X-DISCONTINUITY" {
             discontinuity = true;
             if let Some(index) = listed.len().checked_sub(1) {
                 before_discontinuity.push(index);
             }
+        } else if line == "#EXT-X-GAP" {
+            gap = true;
         } else if !line.is_empty() && !line.starts_with('#') {
-            listed.push((line, discontinuity));
+            let spared = std::mem::take(&mut spare_next);
+            if std::mem::take(&mut gap) {
+                gaps_seen += 1;
+                spare_next = gaps_seen <= GAPS_SPARING_THE_NEXT;
+                listed.push((line, true));
+            } else {
+                listed.push((line, discontinuity || spared));
+            }
             discontinuity = false;
         }
     }
@@ -511,6 +533,45 @@ mod tests {
     }
 
     #[test]
+    fn a_gap_is_never_probed_and_spares_the_next_segment_once() {
+        let segment = |n: u32| format!("#EXTINF:2.0,\n{n}.ts\n");
+        let gap = |n: u32| format!("#EXT-X-GAP\n{}", segment(n));
+        let header = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:3\n";
+        // A relay's failover lost frames in segment 5: neither it nor 6 is probed.
+        let relay = format!(
+            "{header}{}{}{}{}{}{}",
+            segment(3),
+            segment(4),
+            gap(5),
+            segment(6),
+            segment(7),
+            segment(8)
+        );
+        assert_eq!(
+            probe_candidates(&relay),
+            vec!["3.ts", "4.ts", "7.ts", "8.ts"]
+        );
+        // A node marking every other segment a gap to shield the ones between: only the
+        // first gap spares anything, and what it marks it does not serve.
+        let shielding = format!(
+            "{header}{}{}{}{}{}{}{}",
+            segment(3),
+            gap(4),
+            segment(5),
+            gap(6),
+            segment(7),
+            gap(8),
+            segment(9)
+        );
+        assert_eq!(probe_candidates(&shielding), vec!["3.ts", "7.ts", "9.ts"]);
+        // Nothing but gaps: nothing to probe, so the node is never probed (no availability).
+        let nothing = format!("{header}{}{}{}", segment(3), gap(4), gap(5));
+        assert_eq!(probe_candidates(&nothing), vec!["3.ts"]);
+        // A segment before a gap was cut before it: judged as any other.
+        assert_eq!(place_in(&relay, "4.ts"), Some(Closed));
+    }
+
+    #[test]
     fn a_held_probe_passes_fails_or_is_dropped() {
         let probed = 100_000;
         let mut reports: OriginReports = [(h("a"), 96_000)].into_iter().collect();
@@ -591,6 +652,7 @@ mod tests {
         prop_oneof![
             Just("#EXT-X-DISCONTINUITY".to_owned()),
             Just("#EXT-X-ENDLIST".to_owned()),
+            Just("#EXT-X-GAP".to_owned()),
             Just("#EXTINF:4.0,".to_owned()),
             Just(String::new()),
             "[a-c]{1,2}\\.ts",
@@ -689,7 +751,7 @@ mod tests {
 
     proptest! {
         /// Probe candidates of any playlist are listed URIs, none but the oldest next to a
-        /// discontinuity, and each has a place.
+        /// discontinuity or marked EXT-X-GAP, and each has a place.
         #[test]
         fn candidates_are_listed_and_never_next_to_a_discontinuity(
             lines in proptest::collection::vec(playlist_line(), 0..24),
@@ -715,6 +777,10 @@ mod tests {
                 let after = lines[at + 1..].iter().take_while(|l| !is_uri(l));
                 for line in before.chain(after) {
                     prop_assert_ne!(line.trim(), "#EXT-X-DISCONTINUITY", "{} in {:?}", uri, lines);
+                }
+                let marked = lines[..at].iter().rev().take_while(|l| !is_uri(l));
+                for line in marked {
+                    prop_assert_ne!(line.trim(), "#EXT-X-GAP", "{} in {:?}", uri, lines);
                 }
             }
         }

@@ -86,6 +86,7 @@ impl LlMediaPlaylist {
         let mut playlist = LlMediaPlaylist::default();
         let mut msn: u64 = 0;
         let mut index: u32 = 0;
+        let mut gap = false;
         for line in lines {
             if let Some(value) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
                 msn = value
@@ -120,9 +121,18 @@ impl LlMediaPlaylist {
                 }
             } else if line == "#EXT-X-ENDLIST" {
                 playlist.ended = true;
+            } else if line == "#EXT-X-GAP" {
+                gap = true;
             } else if !line.starts_with('#') {
-                // A segment URI closes the segment its parts were listed for.
-                playlist.complete.push((msn, (index > 0).then_some(index)));
+                // A segment URI closes the segment its parts were listed for. A gap
+                // (EXT-X-GAP: no media to load) has none to wait for: a cursor in it moves on
+                // to the next segment's first part.
+                let parts = if std::mem::take(&mut gap) {
+                    Some(0)
+                } else {
+                    (index > 0).then_some(index)
+                };
+                playlist.complete.push((msn, parts));
                 msn = msn.saturating_add(1);
                 index = 0;
             }
@@ -149,15 +159,21 @@ impl LlMediaPlaylist {
     }
 
     /// `position`, moved to the next segment's first part when its segment is complete with
-    /// fewer parts (it names no part that will ever exist).
-    pub(crate) fn normalise(&self, position: PartPosition) -> PartPosition {
-        match self.parts_in(position.msn) {
-            Some(count) if position.index >= count => PartPosition {
-                msn: position.msn.saturating_add(1),
-                index: 0,
-            },
-            _ => position,
+    /// fewer parts (it names no part that will ever exist), past any gap segment after it too.
+    pub(crate) fn normalise(&self, mut position: PartPosition) -> PartPosition {
+        // Each step moves to a later segment the playlist lists as complete: at most as many.
+        for _ in 0..=self.complete.len() {
+            match self.parts_in(position.msn) {
+                Some(count) if position.index >= count => {
+                    position = PartPosition {
+                        msn: position.msn.saturating_add(1),
+                        index: 0,
+                    };
+                }
+                _ => break,
+            }
         }
+        position
     }
 
     /// Where a viewer joining now starts: the newest part a player can start at (independent),
@@ -299,6 +315,26 @@ mod tests {
         let playlist = LlMediaPlaylist::parse(&closed).expect("parses");
         assert_eq!(playlist.normalise(at(9, 2)), at(10, 0));
         assert_eq!(playlist.hint.map(|h| h.position), Some(at(10, 0)));
+    }
+
+    #[test]
+    fn a_cursor_in_a_gap_segment_moves_on_to_the_next_segment() {
+        // The relay's segment 9 was listed as a gap once it completed: no part of it.
+        let gap = OPEN.replace(
+            "#EXT-X-PART:DURATION=0.500,URI=\"9.0.m4s\",INDEPENDENT=YES\n\
+             #EXT-X-PART:DURATION=0.500,URI=\"9.1.m4s\"\n\
+             #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"9.2.m4s\"",
+            "#EXT-X-GAP\n#EXTINF:1.000,\n9.m4s\n\
+             #EXT-X-PART:DURATION=0.500,URI=\"10.0.m4s\",INDEPENDENT=YES\n\
+             #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"10.1.m4s\"",
+        );
+        assert_ne!(gap, OPEN);
+        let playlist = LlMediaPlaylist::parse(&gap).expect("parses");
+        assert_eq!(playlist.complete.last(), Some(&(9, Some(0))));
+        assert_eq!(playlist.normalise(at(9, 1)), at(10, 0));
+        assert_eq!(playlist.normalise(at(9, 0)), at(10, 0));
+        assert_eq!(playlist.after(at(8, 2)), at(10, 0));
+        assert_eq!(playlist.start(), Some(at(10, 0)));
     }
 
     #[test]

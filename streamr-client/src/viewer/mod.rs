@@ -621,6 +621,11 @@ impl Run {
                         if !wanted {
                             continue;
                         }
+                        if segment.gap {
+                            // EXT-X-GAP: no media to load; playback goes on with the next.
+                            next_sequence = Some(segment.sequence + 1);
+                            continue;
+                        }
                         let url = match playlist_url.join(&segment.uri) {
                             Ok(url) => with_token(url, &token),
                             Err(error) => {
@@ -727,7 +732,8 @@ impl Run {
         token: &str,
     ) -> Result<Vec<bytes::Bytes>, String> {
         let mut fetched: Vec<(streamr_core::ContentDigest, bytes::Bytes)> = Vec::new();
-        for segment in playlist.segments.iter().rev().take(RESUME_LOOKBACK) {
+        let loadable = playlist.segments.iter().rev().filter(|segment| !segment.gap);
+        for segment in loadable.take(RESUME_LOOKBACK) {
             let Ok(url) = playlist_url.join(&segment.uri) else {
                 break;
             };

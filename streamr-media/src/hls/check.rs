@@ -34,6 +34,9 @@ pub struct ParsedSegment {
     pub discontinuity: bool,
     /// The EXT-X-PROGRAM-DATE-TIME value, if any.
     pub program_date_time: Option<String>,
+    /// Preceded by EXT-X-GAP: no media to load (RFC 8216bis 4.4.4.7); it keeps its number and
+    /// EXTINF, but players, probes and checks of its bytes skip it.
+    pub gap: bool,
 }
 
 /// An HLS rule a playlist breaks, naming the line or segment.
@@ -140,6 +143,7 @@ impl ParsedPlaylist {
         let mut pending_duration = None;
         let mut pending_discontinuity = false;
         let mut pending_time = None;
+        let mut pending_gap = false;
         for (index, raw) in lines {
             let line = index + 1;
             let raw = raw.trim();
@@ -154,6 +158,8 @@ impl ParsedPlaylist {
                 playlist.playlist_type = Some(rest.trim().to_owned());
             } else if raw == "#EXT-X-DISCONTINUITY" {
                 pending_discontinuity = true;
+            } else if raw == "#EXT-X-GAP" {
+                pending_gap = true;
             } else if let Some(rest) = raw.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
                 pending_time = Some(rest.trim().to_owned());
             } else if let Some(rest) = raw.strip_prefix("#EXTINF:") {
@@ -177,6 +183,7 @@ impl ParsedPlaylist {
                     uri: raw.to_owned(),
                     discontinuity: std::mem::take(&mut pending_discontinuity),
                     program_date_time: pending_time.take(),
+                    gap: std::mem::take(&mut pending_gap),
                 });
             }
         }
@@ -191,6 +198,11 @@ impl ParsedPlaylist {
             }
         }
         Ok(playlist)
+    }
+
+    /// The segments whose media can be loaded (those not marked EXT-X-GAP).
+    pub fn loadable(&self) -> impl Iterator<Item = &ParsedSegment> {
+        self.segments.iter().filter(|segment| !segment.gap)
     }
 
     /// True for a live playlist (no EXT-X-ENDLIST, no playlist type).
@@ -273,7 +285,8 @@ impl PlaylistHistory {
             if let Some(before) = self.seen.get(&segment.sequence) {
                 let same = before.uri == segment.uri
                     && before.duration == segment.duration
-                    && before.discontinuity == segment.discontinuity;
+                    && before.discontinuity == segment.discontinuity
+                    && before.gap == segment.gap;
                 if !same {
                     return Err(PlaylistViolation::SegmentChanged {
                         sequence: segment.sequence,
@@ -285,5 +298,38 @@ impl PlaylistHistory {
         }
         self.last = Some(playlist.clone());
         Ok(playlist)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WITH_GAP: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-MEDIA-SEQUENCE:7\n\
+        #EXTINF:4.000,\n7.ts\n#EXT-X-GAP\n#EXTINF:4.000,\n8.ts\n#EXTINF:4.000,\n9.ts\n";
+
+    #[test]
+    fn a_gap_segment_keeps_its_number_and_is_not_loadable() {
+        let playlist = ParsedPlaylist::parse(WITH_GAP).expect("parses");
+        let listed: Vec<(u64, bool)> = playlist
+            .segments
+            .iter()
+            .map(|s| (s.sequence, s.gap))
+            .collect();
+        assert_eq!(listed, vec![(7, false), (8, true), (9, false)]);
+        let loadable: Vec<&str> = playlist.loadable().map(|s| s.uri.as_str()).collect();
+        assert_eq!(loadable, vec!["7.ts", "9.ts"]);
+        assert_eq!(playlist.total_duration(), 12.0, "a gap still lasts its EXTINF");
+    }
+
+    #[test]
+    fn a_listed_segment_never_turns_into_a_gap() {
+        let mut history = PlaylistHistory::new();
+        history.observe(WITH_GAP).expect("first version");
+        let unmarked = WITH_GAP.replace("#EXT-X-GAP\n", "");
+        assert_eq!(
+            history.observe(&unmarked),
+            Err(PlaylistViolation::SegmentChanged { sequence: 8 })
+        );
     }
 }

@@ -52,7 +52,8 @@ fn seconds(value: Option<&String>) -> Option<f64> {
 /// EXT-X-MAP before the first segment; EXT-X-SKIP only as the first segment line; the preload
 /// hint naming the part after the last one (or, with no part listed after the last complete
 /// segment, the first part of the segment after the next: that one may be listed without
-/// parts); no preload hint after EXT-X-ENDLIST.
+/// parts); no preload hint after EXT-X-ENDLIST; a segment marked EXT-X-GAP lists no part (it
+/// still has its EXTINF and URI, and its number).
 pub fn check_ll_playlist(text: &str) -> Vec<LlViolation> {
     let mut violations = Vec::new();
     let mut fail = |line: usize, rule: &'static str, detail: String| {
@@ -78,6 +79,8 @@ pub fn check_ll_playlist(text: &str) -> Vec<LlViolation> {
     let mut hint: Option<(usize, String)> = None;
     let mut ended = false;
     let mut prefix: Option<String> = None;
+    // Line of an EXT-X-GAP whose segment URI is still to come.
+    let mut gap_at: Option<usize> = None;
     for (i, line) in lines.iter().enumerate() {
         let n = i + 1;
         if let Some(v) = line.strip_prefix("#EXT-X-VERSION:") {
@@ -92,6 +95,8 @@ pub fn check_ll_playlist(text: &str) -> Vec<LlViolation> {
             msn = v.parse().ok();
         } else if line.starts_with("#EXT-X-MAP:") {
             map_seen = true;
+        } else if *line == "#EXT-X-GAP" {
+            gap_at = Some(n);
         } else if let Some(v) = line.strip_prefix("#EXT-X-SKIP:") {
             if segment_lines > 0 || skip_seen_at.is_some() {
                 fail(n, "EXT-X-SKIP before every segment", line.to_string());
@@ -187,6 +192,13 @@ pub fn check_ll_playlist(text: &str) -> Vec<LlViolation> {
                     n,
                     "segment named after its MSN",
                     format!("{name} (expected {expected})"),
+                );
+            }
+            if let Some(at) = gap_at.take().filter(|_| parts_in_segment > 0) {
+                fail(
+                    at,
+                    "a GAP segment lists no part",
+                    format!("{parts_in_segment} parts"),
                 );
             }
             msn = msn.map(|m| m + 1);
@@ -737,6 +749,32 @@ mod tests {
             "#EXT-X-PART:DURATION=0.200,URI=\"1.1.m4s\"\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"1.2.m4s\"",
         );
         assert_eq!(check_ll_playlist(&open).len(), 1);
+    }
+
+    #[test]
+    fn a_gap_segment_keeps_its_extinf_and_uri_but_lists_no_part() {
+        let playlist = |gap: &str| {
+            format!(
+                "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:2\n\
+                 #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.050\n\
+                 #EXT-X-PART-INF:PART-TARGET=0.350\n#EXT-X-MEDIA-SEQUENCE:4\n\
+                 #EXT-X-MAP:URI=\"init.mp4\"\n\
+                 #EXTINF:1.000,\n4.m4s\n\
+                 #EXT-X-GAP\n{gap}#EXTINF:1.000,\n5.m4s\n\
+                 #EXT-X-PART:DURATION=0.340,URI=\"6.0.m4s\",INDEPENDENT=YES\n\
+                 #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"6.1.m4s\"\n"
+            )
+        };
+        assert_eq!(check_ll_playlist(&playlist("")), vec![]);
+        let with_part =
+            playlist("#EXT-X-PART:DURATION=0.340,URI=\"5.0.m4s\",INDEPENDENT=YES\n")
+                .replace("#EXTINF:1.000,\n5.m4s", "#EXTINF:0.340,\n5.m4s");
+        let violations = check_ll_playlist(&with_part);
+        assert_eq!(violations.len(), 1, "{violations:#?}");
+        assert_eq!(violations[0].rule, "a GAP segment lists no part");
+        // Its number counts: the next segment is 6.
+        let renumbered = playlist("").replace("6.0.m4s", "5.0.m4s");
+        assert!(!check_ll_playlist(&renumbered).is_empty());
     }
 
     proptest! {

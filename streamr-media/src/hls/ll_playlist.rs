@@ -59,6 +59,8 @@ struct SegmentEntry {
     /// Its parts broke the part rules ([`LlEvent::PartsWithdrawn`]): none is listed; those
     /// cut are still served by name.
     parts_withdrawn: bool,
+    /// Listed with EXT-X-GAP and no parts ([`LlPlaylist::mark_gap`]); nothing of it is served.
+    gap: bool,
 }
 
 impl SegmentEntry {
@@ -205,6 +207,7 @@ impl LlPlaylist {
                     bytes: Bytes::new(),
                     open_parts: Vec::new(),
                     parts_withdrawn: false,
+                    gap: false,
                 });
             }
             LlEvent::PartReady(part) => self.add_part(part),
@@ -224,7 +227,9 @@ impl LlPlaylist {
                     .filter(|e| e.sequence == segment.sequence && e.duration_ms.is_none())
                 {
                     entry.duration_ms = Some(segment.duration_ms);
-                    entry.bytes = segment.bytes.clone();
+                    if !entry.gap {
+                        entry.bytes = segment.bytes.clone();
+                    }
                     entry.open_parts.clear();
                     self.elapsed_ms = self.elapsed_ms.saturating_add(segment.duration_ms);
                     self.started = true;
@@ -249,7 +254,25 @@ impl LlPlaylist {
             offset,
             len: part.bytes.len(),
         });
-        entry.open_parts.push(part.bytes.clone());
+        if !entry.gap {
+            entry.open_parts.push(part.bytes.clone());
+        }
+    }
+
+    /// Lists segment `sequence` (open or complete) with EXT-X-GAP (RFC 8216bis 4.4.4.7): it
+    /// keeps its place, number and EXTINF once complete, lists no part, and neither it nor any
+    /// of its parts is served (a relay's segment across an upstream gap, whose bytes are not
+    /// the origin's). A blocking request for one of its parts waits for it to complete, and the
+    /// preload hint names the next segment's first part. False when the segment is not kept.
+    pub fn mark_gap(&mut self, sequence: u64) -> bool {
+        let Some(entry) = self.segments.iter_mut().find(|e| e.sequence == sequence) else {
+            return false;
+        };
+        entry.gap = true;
+        entry.parts_withdrawn = true;
+        entry.bytes = Bytes::new();
+        entry.open_parts.clear();
+        true
     }
 
     /// The stream ended: EXT-X-ENDLIST, no preload hint.
@@ -284,13 +307,16 @@ impl LlPlaylist {
     pub fn segment(&self, sequence: u64) -> Option<Bytes> {
         self.segments
             .iter()
-            .find(|e| e.sequence == sequence && e.duration_ms.is_some())
+            .find(|e| e.sequence == sequence && e.duration_ms.is_some() && !e.gap)
             .map(|e| e.bytes.clone())
     }
 
     /// The bytes of part `index` of segment `sequence` (complete or open).
     pub fn part(&self, sequence: u64, index: u32) -> Option<Bytes> {
-        let entry = self.segments.iter().find(|e| e.sequence == sequence)?;
+        let entry = self
+            .segments
+            .iter()
+            .find(|e| e.sequence == sequence && !e.gap)?;
         let index = usize::try_from(index).ok()?;
         if entry.duration_ms.is_none() {
             return entry.open_parts.get(index).cloned();
@@ -515,6 +541,9 @@ impl LlPlaylist {
                 }
             }
             if let Some(duration) = entry.duration_ms {
+                if entry.gap {
+                    out.push_str("#EXT-X-GAP\n");
+                }
                 let _ = writeln!(
                     out,
                     "#EXTINF:{},\n{prefix}{}.m4s",
@@ -565,4 +594,93 @@ pub(crate) fn clock_at(anchor: SystemTime, anchor_ms: u64, timestamp_ms: u64) ->
 
 fn secs(ms: u64) -> String {
     format!("{}.{:03}", ms / 1_000, ms % 1_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hls::LlSegment;
+
+    fn init() -> InitSegment {
+        InitSegment {
+            name: "init-0.mp4".to_owned(),
+            codecs: "avc1.64001f".to_owned(),
+            hash: blake3::hash(b"init"),
+            bytes: Bytes::from_static(b"init"),
+        }
+    }
+
+    fn start(playlist: &mut LlPlaylist, sequence: u64) {
+        playlist.apply(&LlEvent::SegmentStarted {
+            sequence,
+            discontinuity: false,
+            init: init(),
+            start_ms: sequence * 1_000,
+        });
+    }
+
+    fn part(playlist: &mut LlPlaylist, sequence: u64, index: u32) {
+        playlist.apply(&LlEvent::PartReady(Part {
+            sequence,
+            index,
+            duration_ms: 500,
+            independent: index == 0,
+            hash: blake3::hash(b"part"),
+            bytes: Bytes::from_static(b"part"),
+        }));
+    }
+
+    fn complete(playlist: &mut LlPlaylist, sequence: u64) {
+        playlist.apply(&LlEvent::SegmentReady(LlSegment {
+            sequence,
+            start_timestamp_ms: sequence * 1_000,
+            duration_ms: 1_000,
+            discontinuity: false,
+            init: init(),
+            part_hashes: vec![blake3::hash(b"part"); 2],
+            hash: blake3::hash(b"partpart"),
+            bytes: Bytes::from_static(b"partpart"),
+        }));
+    }
+
+    #[test]
+    fn a_gap_segment_lists_no_part_is_not_served_and_keeps_its_number() {
+        let mut playlist = LlPlaylist::new(LlPlaylistConfig {
+            target_duration_secs: 1,
+            part_target_ms: 500,
+            window_segments: 6,
+            uri_prefix: String::new(),
+        });
+        start(&mut playlist, 4);
+        part(&mut playlist, 4, 0);
+        part(&mut playlist, 4, 1);
+        complete(&mut playlist, 4);
+        start(&mut playlist, 5);
+        part(&mut playlist, 5, 0);
+        assert!(playlist.mark_gap(5));
+        assert!(!playlist.mark_gap(9), "not kept");
+        // Open: nothing of it listed, a blocking request for its parts waits, the preload
+        // hint names the next segment's first part.
+        let text = playlist.render(false);
+        assert!(!text.contains("5.0.m4s\""), "{text}");
+        assert!(text.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"6.0.m4s\""));
+        assert_eq!(playlist.blocking_state(5, Some(1)), BlockingState::Wait);
+        assert_eq!(playlist.part(5, 0), None);
+        part(&mut playlist, 5, 1);
+        complete(&mut playlist, 5);
+        start(&mut playlist, 6);
+        part(&mut playlist, 6, 0);
+        let text = playlist.render(false);
+        assert!(
+            text.contains("#EXT-X-GAP\n#EXTINF:1.000,\n5.m4s\n#EXT-X-PART:DURATION=0.500,URI=\"6.0.m4s\""),
+            "{text}"
+        );
+        assert!(!text.contains("\"5."), "no part of the gap segment: {text}");
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:4\n"));
+        assert_eq!(playlist.segment(5), None);
+        assert_eq!(playlist.part(5, 1), None);
+        assert!(playlist.segment(4).is_some());
+        assert_eq!(playlist.blocking_state(5, Some(0)), BlockingState::Ready);
+        assert_eq!(playlist.blocking_state(6, Some(0)), BlockingState::Ready);
+    }
 }

@@ -51,8 +51,11 @@ pub struct PlaylistEntry {
     pub program_date_time: Option<SystemTime>,
     /// BLAKE3 hash of the segment bytes.
     pub hash: blake3::Hash,
-    /// The segment bytes, when kept in memory.
+    /// The segment bytes, when kept in memory (never for a [`gap`](Self::gap)).
     pub bytes: Option<Bytes>,
+    /// Listed with EXT-X-GAP: its media is not available here (a relay's segment across an
+    /// upstream gap, whose bytes are not the origin's), so players must not load it.
+    pub gap: bool,
 }
 
 /// A live (or, with no window, VOD) media playlist with its segments in memory.
@@ -146,8 +149,21 @@ impl LivePlaylist {
             program_date_time,
             hash: segment.hash,
             bytes: keep_bytes.then(|| segment.bytes.clone()),
+            gap: false,
         });
         self.trim();
+    }
+
+    /// Lists segment `sequence` with EXT-X-GAP (RFC 8216bis 4.4.4.7): it keeps its place,
+    /// number and EXTINF, but its bytes are dropped and no longer served, and players do not
+    /// load it. False when the segment is not kept.
+    pub fn mark_gap(&mut self, sequence: u64) -> bool {
+        let Some(entry) = self.entries.iter_mut().find(|e| e.sequence == sequence) else {
+            return false;
+        };
+        entry.gap = true;
+        entry.bytes = None;
+        true
     }
 
     /// Marks the stream as ended: the playlist gets EXT-X-ENDLIST.
@@ -256,6 +272,9 @@ impl LivePlaylist {
                     humantime::format_rfc3339_millis(time)
                 );
             }
+            if entry.gap {
+                out.push_str("#EXT-X-GAP\n");
+            }
             let _ = writeln!(
                 out,
                 "#EXTINF:{}.{:03},\n{}{}.ts",
@@ -306,5 +325,22 @@ mod tests {
             humantime::format_rfc3339_millis(anchor + Duration::from_secs(secs)).to_string()
         };
         assert_eq!(stamps, [at(3), at(7)], "{text}");
+    }
+
+    #[test]
+    fn a_gap_segment_keeps_its_number_and_extinf_but_is_not_served() {
+        let mut playlist = LivePlaylist::new(PlaylistConfig::default());
+        for sequence in 0..3 {
+            let mut cut = segment(sequence, sequence * 4_000);
+            cut.bytes = Bytes::from_static(b"ts");
+            playlist.push(&cut, true);
+        }
+        assert!(playlist.mark_gap(1));
+        assert!(!playlist.mark_gap(7), "not kept");
+        let text = playlist.render();
+        assert!(text.contains("#EXTINF:4.000,\n0.ts\n#EXT-X-GAP\n#EXTINF:4.000,\n1.ts\n#EXTINF:4.000,\n2.ts"));
+        assert_eq!(playlist.segment(1), None);
+        assert!(playlist.segment(2).is_some());
+        assert_eq!(playlist.listed().filter(|e| e.gap).count(), 1);
     }
 }

@@ -472,6 +472,7 @@ impl LiveHls {
             directory,
             part_target_warned: false,
             gap_withdrawals: 0,
+            gap_segments: std::collections::VecDeque::new(),
         };
         tokio::spawn(task.run(subscription));
         Some(state)
@@ -732,6 +733,8 @@ struct StreamTask {
     part_target_warned: bool,
     /// Parts withdrawn after an upstream gap, logged there, are still to be published.
     gap_withdrawals: usize,
+    /// The newest segments listed with EXT-X-GAP (numbers as published), newest last.
+    gap_segments: std::collections::VecDeque<u64>,
 }
 
 impl StreamTask {
@@ -976,17 +979,20 @@ impl StreamTask {
     /// The relay's pull resumed after a failover or reconnect past a gap (`gap`, reached by
     /// the frame about to be segmented): the new upstream replayed nothing at or before what
     /// was relayed, so frames may be lost (it ignored `streamr_resume`, or the outage outlasted
-    /// its ring), and what the open segment gets from here on is not the upstream's. Its LL-HLS parts from here on are not
-    /// listed; the segment itself still is, and will not verify (logged).
+    /// its ring), and what the open segment gets from here on is not the upstream's. Its LL-HLS
+    /// parts from here on are not listed, and the segment is listed with EXT-X-GAP in both
+    /// renditions (under its number, so the ones after it keep theirs): players skip it, and
+    /// nothing of it is served, mirrored or announced.
     fn after_upstream_gap(&mut self, gap: UpstreamGap) {
-        let sequence = self.segmenter.current_segment().map(|s| s.sequence);
+        let open = self.segmenter.current_segment();
+        let sequence = open.map(|s| s.sequence);
         warn!(
             app = %self.key.app,
             stream = %self.key.name,
             after_ms = gap.after_ms,
             resumed_ms = gap.resumed_ms,
             ?sequence,
-            "this relay's pull resumed past frames its new upstream did not replay (it ignores streamr_resume, or the outage outlasted its ring): the parts of the open segment from here on are not listed, and that segment is not the origin's"
+            "this relay's pull resumed past frames its new upstream did not replay (it ignores streamr_resume, or the outage outlasted its ring): the open segment is not the origin's, and is listed as EXT-X-GAP"
         );
         if let Some(packager) = self.packager.as_mut() {
             let events = packager.withdraw_open_parts();
@@ -995,6 +1001,26 @@ impl StreamTask {
                 self.emit(Batch::Ll(events));
             }
         }
+        // A segment not listed (a relay's first, cut where it joined) needs no mark.
+        if let Some(open) = open.filter(|open| open.listed) {
+            self.emit(Batch::Gap(open.sequence));
+        }
+    }
+
+    /// Segment `sequence` (numbers final) is listed with EXT-X-GAP: marked in the LL-HLS
+    /// playlist now (its entry is open), in the MPEG-TS one when it completes.
+    fn publish_gap(&mut self, sequence: u64) {
+        if self.gap_segments.len() >= 16 {
+            self.gap_segments.pop_front();
+        }
+        self.gap_segments.push_back(sequence);
+        self.with_ll(|playlist| playlist.mark_gap(sequence));
+        self.mirror_ll(Vec::new());
+    }
+
+    /// Whether segment `sequence` (numbers final) is listed with EXT-X-GAP.
+    fn is_gap(&self, sequence: u64) -> bool {
+        self.gap_segments.contains(&sequence)
     }
 
     /// Feeds the LL-HLS packager the tag just given to the segmenter, or flushes it (`None`:
@@ -1028,6 +1054,7 @@ impl StreamTask {
         match batch {
             Batch::Ts(events) => self.publish_ts(events),
             Batch::Ll(events) => self.publish_ll(events),
+            Batch::Gap(sequence) => self.publish_gap(sequence),
         }
     }
 
@@ -1140,6 +1167,12 @@ impl StreamTask {
         if self.directory.is_some() {
             let files = events
                 .iter()
+                .filter(|event| match event {
+                    // Nothing of a gap segment is mirrored.
+                    LlEvent::PartReady(part) => !self.is_gap(part.sequence),
+                    LlEvent::SegmentReady(segment) => !self.is_gap(segment.sequence),
+                    _ => true,
+                })
                 .filter_map(|event| match event {
                     LlEvent::SegmentStarted { init, .. } => {
                         Some((init.name.clone(), init.bytes.clone()))
@@ -1245,6 +1278,11 @@ impl StreamTask {
                             .position(|(sequence, _)| *sequence == segment.sequence)
                             .and_then(|at| self.ll_completed.remove(at))
                             .map(|(_, notice)| notice);
+                        if self.gap_segments.contains(&segment.sequence) {
+                            // Listed with EXT-X-GAP: not served, mirrored nor announced.
+                            view.playlist.mark_gap(segment.sequence);
+                            continue;
+                        }
                         let _ = self.live.inner.notices.send(SegmentNotice {
                             key: self.key.clone(),
                             sequence: segment.sequence,

@@ -19,6 +19,9 @@ pub(crate) enum Batch {
     Ts(Vec<SegmenterEvent>),
     /// LL-HLS packager events.
     Ll(Vec<LlEvent>),
+    /// The segment with this number, still open, is listed with EXT-X-GAP in both renditions
+    /// (a relay's frames stopped following its upstream's there).
+    Gap(u64),
 }
 
 /// A part the relay cut and holds, whose origin place would tell the offset.
@@ -94,6 +97,7 @@ impl MsnMap {
         let empty = match &batch {
             Batch::Ts(events) => events.is_empty(),
             Batch::Ll(events) => events.is_empty(),
+            Batch::Gap(_) => false,
         };
         if empty {
             return None;
@@ -123,7 +127,7 @@ impl MsnMap {
             .flatten()
             .filter_map(|batch| match batch {
                 Batch::Ll(events) => Some(events),
-                Batch::Ts(_) => None,
+                Batch::Ts(_) | Batch::Gap(_) => None,
             })
             .flatten()
             .filter_map(|event| match event {
@@ -213,6 +217,11 @@ impl MsnMap {
                 }
                 Batch::Ll(events)
             }
+            Batch::Gap(sequence) => {
+                let sequence = shift(sequence, offset);
+                seen(sequence);
+                Batch::Gap(sequence)
+            }
         };
         self.released = newest;
         batch
@@ -241,6 +250,7 @@ fn first_sequence(batch: &Batch) -> Option<u64> {
             LlEvent::SegmentReady(segment) => segment.sequence,
             LlEvent::PartsWithdrawn { sequence } => *sequence,
         }),
+        Batch::Gap(sequence) => Some(*sequence),
     }
 }
 
@@ -286,6 +296,7 @@ mod tests {
                     })
                     .collect::<Vec<_>>(),
                 Batch::Ll(events) => events.iter().filter_map(first_of).collect(),
+                Batch::Gap(sequence) => vec![*sequence],
             })
             .collect()
     }
@@ -352,5 +363,19 @@ mod tests {
         let out = map.push(Batch::Ts(vec![segment(5)])).expect("released");
         assert_eq!(sequences(&[out]), vec![5]);
         assert_eq!(shift(5, -7), 0);
+    }
+
+    #[test]
+    fn a_gap_is_held_in_order_and_takes_the_origins_number() {
+        let mut map = MsnMap::learning();
+        assert!(map.push(Batch::Ll(vec![part(3, 0)])).is_none());
+        assert!(map.push(Batch::Gap(3)).is_none());
+        assert!(map.push(Batch::Ts(vec![segment(3)])).is_none());
+        let first = map.first_part().expect("a held part");
+        let released = map.learned(first, 41, 0).expect("learned");
+        assert!(matches!(released[1], Batch::Gap(41)));
+        assert_eq!(sequences(&released), vec![41, 41, 41]);
+        let next = map.push(Batch::Gap(4)).expect("released");
+        assert_eq!(sequences(&[next]), vec![42]);
     }
 }

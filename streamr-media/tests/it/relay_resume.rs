@@ -80,6 +80,8 @@ fn drain(subscription: &mut Subscription) -> Vec<FlvTag> {
 struct Cut {
     segments: Vec<(u64, blake3::Hash)>,
     parts: Vec<blake3::Hash>,
+    /// LL-HLS (fMP4) segments (hash).
+    ll_segments: Vec<blake3::Hash>,
 }
 
 fn cut(tags: &[FlvTag], joining: bool) -> Cut {
@@ -106,8 +108,10 @@ fn cut(tags: &[FlvTag], joining: bool) -> Cut {
             .push(tag, segmenter.current_segment())
             .expect("packaged")
         {
-            if let LlEvent::PartReady(part) = event {
-                out.parts.push(part.hash);
+            match event {
+                LlEvent::PartReady(part) => out.parts.push(part.hash),
+                LlEvent::SegmentReady(segment) => out.ll_segments.push(segment.hash),
+                _ => {}
             }
         }
     }
@@ -239,17 +243,33 @@ fn a_relay_failing_over_mid_segment_keeps_the_origins_segments_and_parts() {
     assert_eq!(relay.parts[..], origin.parts[first_part..]);
 }
 
+/// What a relay's live HLS lists after a failover.
+#[derive(Debug, Default)]
+struct Listed {
+    /// The hashes of the LL-HLS parts its final playlist lists.
+    parts: Vec<blake3::Hash>,
+    /// How many LL-HLS segments are listed without parts (EXT-X-GAP ones included).
+    without_parts: usize,
+    /// The hashes of the segments listed without EXT-X-GAP, as served: MPEG-TS, then fMP4.
+    ts_segments: Vec<blake3::Hash>,
+    ll_segments: Vec<blake3::Hash>,
+    /// The numbers of the segments listed with EXT-X-GAP: MPEG-TS, then LL-HLS.
+    ts_gaps: Vec<u64>,
+    ll_gaps: Vec<u64>,
+}
+
 /// What a relay's live HLS lists after the failover of [`relay_across_a_failover`] (its
-/// upstream honouring `streamr_resume` when `resume`): the hashes of the LL-HLS parts its
-/// final playlist lists, and how many of its segments are listed without parts.
+/// upstream honouring `streamr_resume` when `resume`), both playlists checked against the HLS
+/// rules; a segment listed with EXT-X-GAP is not served.
 async fn listed_after_a_failover(
     tags: &[FlvTag],
     last_video: u32,
     published: usize,
     resume: bool,
-) -> (Vec<blake3::Hash>, usize) {
+) -> Listed {
     use std::time::Duration;
-    use streamr_media::http::{LiveHls, LiveHlsConfig, LlLookup, LlRequest};
+    use streamr_media::hls::{check_ll_playlist, ParsedPlaylist};
+    use streamr_media::http::{LiveHls, LiveHlsConfig, LlLookup, LlRequest, PlaylistLookup};
 
     let upstream = RelayHub::default();
     let origin = upstream.publish(key()).expect("publish upstream");
@@ -257,9 +277,11 @@ async fn listed_after_a_failover(
 
     let relay = RelayHub::default();
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let config = LiveHlsConfig::default()
+    let mut config = LiveHlsConfig::default()
         .with_segments(Duration::from_secs(1), 4)
         .with_end_timing(Duration::from_secs(30), Duration::from_secs(30));
+    // Every segment stays listed.
+    config.window_segments = 30;
     let live = LiveHls::start(relay.clone(), config, shutdown.clone());
     let mut notices = live.part_notices();
     let pull = relay
@@ -291,6 +313,8 @@ async fn listed_after_a_failover(
         panic!("an LL-HLS playlist");
     };
     let playlist = String::from_utf8(playlist.to_vec()).expect("text");
+    assert_eq!(check_ll_playlist(&playlist), vec![], "{playlist}");
+    let mut listed = Listed::default();
     let mut parts = Vec::new();
     for line in playlist.lines() {
         let Some(uri) = line
@@ -319,9 +343,51 @@ async fn listed_after_a_failover(
             parts_since = 0;
         }
     }
+    // LL-HLS segments: a GAP one is not served, the others are.
+    let mut gap = false;
+    let mut msn = playlist
+        .lines()
+        .find_map(|line| line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("EXT-X-MEDIA-SEQUENCE");
+    for line in playlist.lines() {
+        if line == "#EXT-X-GAP" {
+            gap = true;
+        } else if !line.starts_with('#') && !line.is_empty() {
+            assert_eq!(line, format!("{msn}.m4s"), "numbered in order");
+            let served = live.ll_file(&key(), line, Duration::ZERO).await;
+            if std::mem::take(&mut gap) {
+                assert_eq!(served, None, "a GAP segment is not served");
+                listed.ll_gaps.push(msn);
+            } else {
+                listed
+                    .ll_segments
+                    .push(blake3::hash(&served.expect("a listed segment is served")));
+            }
+            msn += 1;
+        }
+    }
+    // MPEG-TS.
+    let PlaylistLookup::Ready(ts) = live.playlist(&key(), Duration::ZERO).await else {
+        panic!("an MPEG-TS playlist");
+    };
+    let ts = ParsedPlaylist::parse(std::str::from_utf8(&ts).expect("text")).expect("valid");
+    for segment in &ts.segments {
+        let served = live.segment(&key(), segment.sequence);
+        if segment.gap {
+            assert_eq!(served, None, "a GAP segment is not served");
+            listed.ts_gaps.push(segment.sequence);
+        } else {
+            listed
+                .ts_segments
+                .push(blake3::hash(&served.expect("a listed segment is served")));
+        }
+    }
     drop(pull);
     shutdown.cancel();
-    (parts, without_parts)
+    listed.parts = parts;
+    listed.without_parts = without_parts;
+    listed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,20 +413,42 @@ async fn a_relay_resuming_past_a_gap_lists_no_part_the_origin_did_not_cut() {
             .nth(lost)
             .expect("frames before the keyframe")
             .timestamp;
-        let (parts, without_parts) =
-            listed_after_a_failover(&tags, last_video, published, false).await;
+        let listed = listed_after_a_failover(&tags, last_video, published, false).await;
+        let parts = &listed.parts;
         assert!(parts.len() >= 8, "{} parts listed", parts.len());
         let foreign = parts.iter().filter(|p| !origin.parts.contains(p)).count();
         assert_eq!(foreign, 0, "{lost} frames lost: parts none of the origin's");
         assert_eq!(
-            without_parts, 1,
+            listed.without_parts, 1,
             "{lost} frames lost: the segment open across the gap"
         );
+        // That segment is listed with EXT-X-GAP in both renditions, under the same number;
+        // every other segment listed is the origin's.
+        assert_eq!(listed.ts_gaps.len(), 1, "{lost} frames lost: {listed:?}");
+        assert_eq!(listed.ts_gaps, listed.ll_gaps);
+        assert!(listed.ts_segments.len() >= 2, "{listed:?}");
+        assert!(listed
+            .ts_segments
+            .iter()
+            .all(|s| origin.segments.iter().any(|(_, hash)| hash == s)));
+        assert!(listed.ll_segments.len() >= 2, "{listed:?}");
+        assert!(listed
+            .ll_segments
+            .iter()
+            .all(|s| origin.ll_segments.contains(s)));
 
         // With resumption nothing is lost and nothing left out.
-        let (parts, without_parts) =
-            listed_after_a_failover(&tags, last_video, published, true).await;
-        assert!(parts.iter().all(|p| origin.parts.contains(p)));
-        assert_eq!(without_parts, 0);
+        let listed = listed_after_a_failover(&tags, last_video, published, true).await;
+        assert!(listed.parts.iter().all(|p| origin.parts.contains(p)));
+        assert_eq!(listed.without_parts, 0);
+        assert_eq!((listed.ts_gaps.len(), listed.ll_gaps.len()), (0, 0));
+        assert!(listed
+            .ts_segments
+            .iter()
+            .all(|s| origin.segments.iter().any(|(_, hash)| hash == s)));
+        assert!(listed
+            .ll_segments
+            .iter()
+            .all(|s| origin.ll_segments.contains(s)));
     }
 }
