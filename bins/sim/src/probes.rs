@@ -60,6 +60,9 @@ enum Behaviour {
     /// Forged bytes for one segment in this many, each followed by a claimed
     /// `EXT-X-DISCONTINUITY` once the next segment is listed.
     DiscontinuityLiar(u64),
+    /// Forged bytes for one segment in this many, the segment before each listed with
+    /// `EXT-X-GAP` to shield it from probes (and served to nobody).
+    GapShield(u64),
 }
 
 /// One scenario.
@@ -232,6 +235,11 @@ impl Relay<'_> {
             if discontinuity {
                 text.push_str("#EXT-X-DISCONTINUITY\n");
             }
+            if let Behaviour::GapShield(every) = self.behaviour {
+                if self.forged(i + 1, every) {
+                    text.push_str("#EXT-X-GAP\n");
+                }
+            }
             let uri = match self.behaviour {
                 Behaviour::RenamedAway => format!("{}-{}.ts", segment.name, self.fetches),
                 _ => segment.name.clone(),
@@ -259,7 +267,7 @@ impl Relay<'_> {
                     real
                 }
             }
-            Behaviour::DiscontinuityLiar(every) => {
+            Behaviour::DiscontinuityLiar(every) | Behaviour::GapShield(every) => {
                 if self.forged(index, every) {
                     forged
                 } else {
@@ -536,6 +544,14 @@ fn scenarios() -> Vec<Scenario> {
             "liar claiming a discontinuity after each forged segment (1 in 2)",
             Behaviour::DiscontinuityLiar(2),
         ),
+        Scenario::attack(
+            "liar listing a gap before each forged segment (1 in 3)",
+            Behaviour::GapShield(3),
+        ),
+        Scenario::attack(
+            "liar listing a gap before each forged segment (1 in 2)",
+            Behaviour::GapShield(2),
+        ),
     ]
 }
 
@@ -642,6 +658,15 @@ mod tests {
             .filter(|o| o.name.starts_with("liar claiming a discontinuity"));
         for o in liars {
             assert!(o.unreported_in_passed <= o.passed, "{o:?}");
+        }
+        // The gap liar: only the first gap in a window shields the segment after it, so the
+        // other forged segments are probed and fail; its gaps serve nobody.
+        let gap_liars = outcomes
+            .iter()
+            .filter(|o| o.name.starts_with("liar listing a gap"));
+        for o in gap_liars {
+            assert!(o.failed > 0, "{o:?}");
+            assert!(o.availability_ppm < honest.availability_ppm, "{o:?}");
         }
     }
 }

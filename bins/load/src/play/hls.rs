@@ -41,6 +41,11 @@ pub async fn play(
                 .map_or(playlist.media_sequence, |segment| segment.sequence)
         });
         for segment in playlist.segments.iter().filter(|s| s.sequence >= start) {
+            if segment.gap {
+                // EXT-X-GAP: no media to load.
+                next = Some(segment.sequence.saturating_add(1));
+                continue;
+            }
             let mut body = client
                 .get(base.join(&segment.uri)?)
                 .send()
