@@ -732,7 +732,11 @@ impl Run {
         token: &str,
     ) -> Result<Vec<bytes::Bytes>, String> {
         let mut fetched: Vec<(streamr_core::ContentDigest, bytes::Bytes)> = Vec::new();
-        let loadable = playlist.segments.iter().rev().filter(|segment| !segment.gap);
+        let loadable = playlist
+            .segments
+            .iter()
+            .rev()
+            .filter(|segment| !segment.gap);
         for segment in loadable.take(RESUME_LOOKBACK) {
             let Ok(url) = playlist_url.join(&segment.uri) else {
                 break;

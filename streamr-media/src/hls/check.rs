@@ -319,7 +319,11 @@ mod tests {
         assert_eq!(listed, vec![(7, false), (8, true), (9, false)]);
         let loadable: Vec<&str> = playlist.loadable().map(|s| s.uri.as_str()).collect();
         assert_eq!(loadable, vec!["7.ts", "9.ts"]);
-        assert_eq!(playlist.total_duration(), 12.0, "a gap still lasts its EXTINF");
+        assert_eq!(
+            playlist.total_duration(),
+            12.0,
+            "a gap still lasts its EXTINF"
+        );
     }
 
     #[test]

@@ -766,9 +766,8 @@ mod tests {
             )
         };
         assert_eq!(check_ll_playlist(&playlist("")), vec![]);
-        let with_part =
-            playlist("#EXT-X-PART:DURATION=0.340,URI=\"5.0.m4s\",INDEPENDENT=YES\n")
-                .replace("#EXTINF:1.000,\n5.m4s", "#EXTINF:0.340,\n5.m4s");
+        let with_part = playlist("#EXT-X-PART:DURATION=0.340,URI=\"5.0.m4s\",INDEPENDENT=YES\n")
+            .replace("#EXTINF:1.000,\n5.m4s", "#EXTINF:0.340,\n5.m4s");
         let violations = check_ll_playlist(&with_part);
         assert_eq!(violations.len(), 1, "{violations:#?}");
         assert_eq!(violations[0].rule, "a GAP segment lists no part");

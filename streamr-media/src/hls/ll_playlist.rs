@@ -672,7 +672,9 @@ mod tests {
         part(&mut playlist, 6, 0);
         let text = playlist.render(false);
         assert!(
-            text.contains("#EXT-X-GAP\n#EXTINF:1.000,\n5.m4s\n#EXT-X-PART:DURATION=0.500,URI=\"6.0.m4s\""),
+            text.contains(
+                "#EXT-X-GAP\n#EXTINF:1.000,\n5.m4s\n#EXT-X-PART:DURATION=0.500,URI=\"6.0.m4s\""
+            ),
             "{text}"
         );
         assert!(!text.contains("\"5."), "no part of the gap segment: {text}");

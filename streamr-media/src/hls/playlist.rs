@@ -338,7 +338,9 @@ mod tests {
         assert!(playlist.mark_gap(1));
         assert!(!playlist.mark_gap(7), "not kept");
         let text = playlist.render();
-        assert!(text.contains("#EXTINF:4.000,\n0.ts\n#EXT-X-GAP\n#EXTINF:4.000,\n1.ts\n#EXTINF:4.000,\n2.ts"));
+        assert!(text.contains(
+            "#EXTINF:4.000,\n0.ts\n#EXT-X-GAP\n#EXTINF:4.000,\n1.ts\n#EXTINF:4.000,\n2.ts"
+        ));
         assert_eq!(playlist.segment(1), None);
         assert!(playlist.segment(2).is_some());
         assert_eq!(playlist.listed().filter(|e| e.gap).count(), 1);
