@@ -64,8 +64,8 @@ struct Args {
     /// Bearer token for admin endpoints; generated and logged once when absent.
     #[arg(long, env = "STREAMR_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
-    /// SECRET hex seed of the key that signs session grants (replicas must share it; keep it on
-    /// coordinator machines only); generated when absent. Nodes pin the matching PUBLIC key
+    /// SECRET hex seed of the key that signs session grants and seals stored node session keys
+    /// (replicas must share it; keep it on coordinator machines only); generated when absent. Nodes pin the matching PUBLIC key
     /// (`GET /coordinator`, logged at start) with their `--coordinator-public-key`.
     /// `--coordinator-key` and STREAMR_COORDINATOR_KEY are older names for it.
     #[arg(
