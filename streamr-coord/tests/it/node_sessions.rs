@@ -179,7 +179,8 @@ async fn a_session_opened_on_one_replica_authenticates_heartbeats_on_another_and
 }
 
 async fn an_expired_session_is_refused_and_a_new_one_is_accepted(db: &TestDb) {
-    let mut config = test_config();
+    let normal_config = test_config();
+    let mut config = normal_config.clone();
     config.node_session_lifetime = Duration::ZERO;
     let short = Coordinator::new(config, db.storage().await);
     let short_key = short.coordinator_key();
@@ -196,8 +197,8 @@ async fn an_expired_session_is_refused_and_a_new_one_is_accepted(db: &TestDb) {
         "session_expired",
     )
     .await;
-    // Another replica reads the same expiry from the database.
-    let normal = Coordinator::new(test_config(), db.storage().await);
+    // Another replica (sharing the coordinator key) reads the same expiry from the database.
+    let normal = Coordinator::new(normal_config, db.storage().await);
     let key = normal.coordinator_key();
     let normal = Client::new(normal);
     refused(
