@@ -154,7 +154,10 @@ mod tests {
         assert!(!sealed.contains(&hex::encode(known.key.as_bytes())));
         // Another replica with the same coordinator key opens it.
         let replica = SessionVault::new(&KeyPair::from_seed([1; 32]));
-        assert_eq!(replica.open(&id, known.node_id, 5_000, &sealed), Ok(known.clone()));
+        assert_eq!(
+            replica.open(&id, known.node_id, 5_000, &sealed),
+            Ok(known.clone())
+        );
         // Another coordinator key, another session id, node or expiry: refused.
         let stranger = SessionVault::new(&KeyPair::from_seed([4; 32]));
         let other_node = session(5, 9, 5_000).node_id;

@@ -581,7 +581,10 @@ mod tests {
         assert_eq!(config.heartbeat_interval, Duration::from_secs(2));
         assert_eq!(config.heartbeat_auth, HeartbeatAuthMode::Session);
         let signed = Args::try_parse_from(["streamr-node", "--heartbeat-auth", "signed"]).unwrap();
-        assert_eq!(signed.into_config().heartbeat_auth, HeartbeatAuthMode::Signed);
+        assert_eq!(
+            signed.into_config().heartbeat_auth,
+            HeartbeatAuthMode::Signed
+        );
         assert!(Args::try_parse_from(["streamr-node", "--heartbeat-auth", "mac"]).is_err());
         assert_eq!(config.receipt_grace, Duration::from_secs(6));
         assert_eq!(config.batch_delay, Some(Duration::from_millis(40)));

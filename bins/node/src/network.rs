@@ -21,11 +21,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::gate::Gate;
-use crate::HeartbeatAuthMode;
 use crate::part_queue::{PartBatch, PartQueue};
 use crate::report_queue::{
     chain_sequence, placement_after, DurableQueue, QueuedReport, ReportQueueError, RunPlacement,
 };
+use crate::HeartbeatAuthMode;
 use streamr_core::GrantChecker;
 
 /// The pinned coordinator key does not match the key the coordinator serves.

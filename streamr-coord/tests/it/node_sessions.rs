@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use streamr_coord::wire::{SessionHeartbeatRequest, SignedNodeSessionAccept};
 use streamr_coord::Coordinator;
 use streamr_core::{
-    CoordinatorKey, KeyPair, KnownSession, MacHeartbeat, NodeHandshake, NodeHeartbeat,
-    NodeSession, NodeSessionId, SessionKey, Signed,
+    CoordinatorKey, KeyPair, KnownSession, MacHeartbeat, NodeHandshake, NodeHeartbeat, NodeSession,
+    NodeSessionId, SessionKey, Signed,
 };
 
 on_both_backends!(
@@ -251,11 +251,19 @@ async fn execute(db: &TestDb, statement: &str) {
     let affected = match db {
         TestDb::Sqlite(..) => {
             let pool = sqlx::SqlitePool::connect(db.url()).await.expect("sqlite");
-            sqlx::query(statement).execute(&pool).await.expect("statement").rows_affected()
+            sqlx::query(statement)
+                .execute(&pool)
+                .await
+                .expect("statement")
+                .rows_affected()
         }
         TestDb::Postgres(..) => {
             let pool = sqlx::PgPool::connect(db.url()).await.expect("postgres");
-            sqlx::query(statement).execute(&pool).await.expect("statement").rows_affected()
+            sqlx::query(statement)
+                .execute(&pool)
+                .await
+                .expect("statement")
+                .rows_affected()
         }
     };
     assert_eq!(affected, 1, "{statement}");
@@ -304,7 +312,10 @@ async fn a_database_dump_holds_no_usable_session_key_and_altered_rows_are_refuse
             key: SessionKey::from_bytes(candidate),
             expires_at_ms: u64::MAX,
         };
-        assert!(beat_a.verify(&stolen, now).is_err(), "a usable key in the dump");
+        assert!(
+            beat_a.verify(&stolen, now).is_err(),
+            "a usable key in the dump"
+        );
     }
     assert!(tried > 100, "the dump was searched ({tried} candidates)");
 
@@ -366,7 +377,10 @@ async fn a_database_dump_holds_no_usable_session_key_and_altered_rows_are_refuse
     // Node B's row handed to node A (B's own sealed key, A named as its node).
     execute(
         db,
-        &format!("UPDATE node_sessions SET node_id = '{}' WHERE id = '{id_b}'", a.node_id()),
+        &format!(
+            "UPDATE node_sessions SET node_id = '{}' WHERE id = '{id_b}'",
+            a.node_id()
+        ),
     )
     .await;
     refused(
