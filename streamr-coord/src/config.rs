@@ -48,7 +48,9 @@ impl Default for GrantBudget {
 pub struct CoordConfig {
     /// Bearer token for admin endpoints; `None` disables them.
     pub admin_token: Option<String>,
-    /// The key that signs session grants; replicas that share a database must share it.
+    /// The key that signs session grants and node session accepts, and from which the key
+    /// sealing stored node session keys is derived; replicas that share a database must share
+    /// it.
     pub coordinator_key: KeyPair,
     /// A name for this replica, recorded on the settlements it writes.
     pub replica_id: String,
@@ -76,7 +78,8 @@ pub struct CoordConfig {
     /// Accepted distance between a signed timestamp and the coordinator clock.
     pub max_clock_skew: Duration,
     /// How long a node session (a MAC-authenticated heartbeat channel opened with a signed
-    /// handshake) lasts; the node opens a new one before it ends or when refused.
+    /// handshake) lasts; the node opens a new one before it ends (a minute before) or when
+    /// refused. Default an hour.
     pub node_session_lifetime: Duration,
     /// How long a session grant lasts.
     pub grant_ttl: Duration,

@@ -141,3 +141,28 @@ pub fn check_answer(path: &str, answer: &Answer) {
         );
     }
 }
+
+/// Opens `stored` as the sealed key column of a node session row (fixed session id, node and
+/// expiry, a fixed coordinator key), as a replica does when it reads a row it did not write:
+/// the `session_vault` fuzz target drives it. Returns whether it opened; never panics. A seal
+/// made for that row is also checked to open back to its key.
+pub fn open_sealed_session_key(stored: &[u8]) -> bool {
+    use streamr_core::{KnownSession, NodeSessionId, SessionKey};
+    let vault = crate::session_vault::SessionVault::new(&KeyPair::from_seed([7; 32]));
+    let id = NodeSessionId::from_bytes([1; 16]);
+    let node_id = KeyPair::from_seed([3; 32]).node_id();
+    let opened = vault
+        .open(&id, node_id, 5_000, &String::from_utf8_lossy(stored))
+        .is_ok();
+    let mut key = [0u8; 32];
+    let take = stored.len().min(32);
+    key[..take].copy_from_slice(&stored[..take]);
+    let session = KnownSession {
+        node_id,
+        key: SessionKey::from_bytes(key),
+        expires_at_ms: 5_000,
+    };
+    let sealed = vault.seal(&id, &session, [9; 12]);
+    assert_eq!(vault.open(&id, node_id, 5_000, &sealed), Ok(session));
+    opened
+}

@@ -50,6 +50,7 @@ pub mod metrics;
 mod observed_prefixes;
 mod rate_limit;
 mod router;
+mod session_vault;
 mod state;
 pub mod storage;
 pub mod workers;

@@ -41,6 +41,7 @@ counters! {
     heartbeats_accepted_total => "Heartbeats accepted (signed or session-authenticated).",
     heartbeats_rejected_total => "Heartbeats rejected (signature, MAC, session, skew, replay, unknown node).",
     node_sessions_opened_total => "Node sessions opened (signed handshakes accepted).",
+    node_session_rows_refused_total => "Stored node sessions whose sealed key did not open (altered row, another coordinator key, or malformed): the node was told unknown_session.",
     receipts_accepted_total => "Viewer receipts accepted.",
     receipts_rejected_total => "Viewer receipts rejected by verification.",
     grants_issued_total => "Session grants issued.",

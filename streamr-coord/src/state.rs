@@ -12,6 +12,7 @@ use crate::heartbeat_writer::HeartbeatWriter;
 use crate::metrics::Metrics;
 use crate::observed_prefixes::ObservedPrefixes;
 use crate::rate_limit::RateLimiter;
+use crate::session_vault::SessionVault;
 use crate::storage::{PartRecord, Storage};
 
 /// State shared by every handler and worker.
@@ -33,6 +34,8 @@ pub(crate) struct AppState {
     pub(crate) openapi: OnceLock<String>,
     /// The part hashes reported to this process lately, for viewers waiting for one.
     pub(crate) recent_parts: RecentParts,
+    /// Seals node session keys before they are stored (under the coordinator key).
+    pub(crate) session_vault: SessionVault,
 }
 
 /// The state as handlers and workers hold it.
@@ -45,6 +48,7 @@ impl AppState {
             .as_deref()
             .map(|token| blake3::hash(token.as_bytes()));
         AppState {
+            session_vault: SessionVault::new(&config.coordinator_key),
             limiter: config.rate_limit.map(RateLimiter::new),
             node_prefixes: ObservedPrefixes::default(),
             relay_fanouts: FanoutCache::default(),

@@ -26,7 +26,9 @@
 //! Replay protection is the heartbeat's own: its nonce must exceed the node's last accepted
 //! one (kept in the database, so it holds across sessions and replicas) and its timestamp must
 //! lie within the skew window. The coordinator keeps each session (id, node, key, expiry) in
-//! its database, so a replica behind a load balancer accepts a session another replica opened.
+//! its database, so a replica behind a load balancer accepts a session another replica opened;
+//! it stores the key only sealed under a key derived from the coordinator key (see
+//! `streamr-coord`), so a copy of the database alone cannot forge heartbeats.
 
 use std::fmt;
 use std::str::FromStr;
@@ -384,8 +386,8 @@ impl NodeSession {
 
 /// The coordinator's side: checks a signed open and answers it. The caller draws
 /// `session_id` and `secret` (32 random bytes, the coordinator's ephemeral X25519 secret),
-/// stores the returned key under the session id with the node and expiry, and sends the
-/// signed accept.
+/// stores the returned key (sealed: never readable at rest) under the session id with the node
+/// and expiry, and sends the signed accept.
 pub fn accept_open(
     open: &Signed<NodeSessionOpen>,
     now_ms: u64,

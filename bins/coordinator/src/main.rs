@@ -64,8 +64,8 @@ struct Args {
     /// Bearer token for admin endpoints; generated and logged once when absent.
     #[arg(long, env = "STREAMR_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
-    /// SECRET hex seed of the key that signs session grants (replicas must share it; keep it on
-    /// coordinator machines only); generated when absent. Nodes pin the matching PUBLIC key
+    /// SECRET hex seed of the key that signs session grants and seals stored node session keys
+    /// (replicas must share it; keep it on coordinator machines only); generated when absent. Nodes pin the matching PUBLIC key
     /// (`GET /coordinator`, logged at start) with their `--coordinator-public-key`.
     /// `--coordinator-key` and STREAMR_COORDINATOR_KEY are older names for it.
     #[arg(
@@ -190,6 +190,13 @@ struct Args {
         value_delimiter = ','
     )]
     trusted_proxies: Vec<streamr_net::Cidr>,
+    /// How long a node session lasts: a node proves its key once in a signed handshake, then
+    /// authenticates its heartbeats with the session's MAC until it expires (nodes open the
+    /// next one a minute before). Shorter bounds how long a key taken from a replica's memory
+    /// is any use; every renewal costs one signature check and one database row.
+    #[arg(long, env = "STREAMR_NODE_SESSION_LIFETIME", default_value = "1h",
+          value_parser = humantime::parse_duration)]
+    node_session_lifetime: Duration,
     /// Name recorded on the settlements this replica writes.
     #[arg(long, env = "STREAMR_REPLICA_ID")]
     replica_id: Option<String>,
@@ -284,6 +291,10 @@ impl Args {
         }
     }
 }
+
+/// How long before a node session expires a node opens the next one (the node's
+/// `SESSION_RENEW_MARGIN_MS`).
+const NODE_SESSION_RENEW_MARGIN: Duration = Duration::from_secs(60);
 
 /// A humantime duration (`60s`, `250ms`), or `off`: zero, which turns the thing off.
 fn duration_or_off(value: &str) -> Result<Duration, String> {
@@ -449,6 +460,14 @@ async fn main() -> anyhow::Result<()> {
     config.reachability_timeout = args.reachability_timeout;
     config.trusted_proxies = streamr_net::TrustedProxies::new(args.trusted_proxies.clone());
     config.relay_fanout = args.relay_fanout.max(1);
+    config.node_session_lifetime = args.node_session_lifetime;
+    if args.node_session_lifetime <= NODE_SESSION_RENEW_MARGIN {
+        tracing::warn!(
+            lifetime = %humantime::format_duration(args.node_session_lifetime),
+            "--node-session-lifetime is not above the minute before expiry at which nodes open \
+             the next session: every heartbeat will open a new one"
+        );
+    }
     config.relay_liveness = args.relay_liveness;
     config.relay_probe_timeout =
         (!args.relay_probe_timeout.is_zero()).then_some(args.relay_probe_timeout);
@@ -624,6 +643,12 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(proxies.trusted_proxies.len(), 2);
+        let defaults = Args::try_parse_from(["streamr-coordinator"]).unwrap();
+        assert_eq!(defaults.node_session_lifetime, Duration::from_secs(3600));
+        let sessions =
+            Args::try_parse_from(["streamr-coordinator", "--node-session-lifetime", "15m"])
+                .unwrap();
+        assert_eq!(sessions.node_session_lifetime, Duration::from_secs(900));
     }
 
     #[test]

@@ -85,6 +85,19 @@ pub struct CoordinatorConfig {
     pub key: Option<CoordinatorKey>,
 }
 
+/// How the node authenticates its heartbeats to the coordinator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[non_exhaustive]
+pub enum HeartbeatAuthMode {
+    /// Under a node session: one signed handshake, then a MAC per heartbeat (cheaper for the
+    /// coordinator); signed whenever no session can be had (an older coordinator, a
+    /// coordinator key that does not check out).
+    #[default]
+    Session,
+    /// Every heartbeat signed with the node key; no session is ever opened.
+    Signed,
+}
+
 /// Everything a node needs to start. `Default` is a standalone origin on the usual local ports.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -132,6 +145,8 @@ pub struct NodeConfig {
     pub advertise_http: Option<String>,
     /// Time between heartbeats.
     pub heartbeat_interval: Duration,
+    /// How heartbeats are authenticated (default: under a node session).
+    pub heartbeat_auth: HeartbeatAuthMode,
     /// A pull with no local viewers for this long stops.
     pub pull_idle_timeout: Duration,
     /// An upstream silent for this long in the middle of its stream is taken for dead.
@@ -286,6 +301,7 @@ impl Default for NodeConfig {
             advertise_rtmp: None,
             advertise_http: None,
             heartbeat_interval: Duration::from_secs(5),
+            heartbeat_auth: HeartbeatAuthMode::Session,
             pull_idle_timeout: Duration::from_secs(30),
             upstream_stall_timeout: Duration::from_secs(3),
             pull_wait: Duration::from_secs(5),
@@ -724,6 +740,7 @@ impl Node {
                     joined: joined.clone(),
                     reachability: node_metrics.reachability.clone(),
                     pulls: puller.clone().map(|puller| (puller, edge_grants.clone())),
+                    heartbeat_auth: config.heartbeat_auth,
                 };
                 if let Some(puller) = puller {
                     tasks.push(tokio::spawn(relay_receipts::sign_relay_receipts(

@@ -14,7 +14,9 @@ use std::time::Duration;
 use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 use streamr_core::CoordinatorKey;
 use streamr_node::nat::{NatConfig, NatMode};
-use streamr_node::{CoordinatorConfig, HttpLimits, Node, NodeConfig, OriginPlay, RtmpLimits};
+use streamr_node::{
+    CoordinatorConfig, HeartbeatAuthMode, HttpLimits, Node, NodeConfig, OriginPlay, RtmpLimits,
+};
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -169,6 +171,13 @@ struct Args {
     #[arg(long, env = "STREAMR_HEARTBEAT_INTERVAL", default_value = "5s",
           value_parser = humantime::parse_duration)]
     heartbeat_interval: Duration,
+
+    /// How heartbeats are authenticated: under a node session (one signed handshake, then a
+    /// cheap MAC per heartbeat; signed whenever no session can be had) or each signed with the
+    /// node key (`signed`: no session is ever opened).
+    #[arg(long, env = "STREAMR_HEARTBEAT_AUTH", value_enum,
+          default_value_t = HeartbeatAuthMode::Session)]
+    heartbeat_auth: HeartbeatAuthMode,
 
     /// An upstream (a relay's parent) that sends nothing for this long in the middle of its
     /// stream is taken for dead, and the relay asks the coordinator for another at once.
@@ -374,6 +383,7 @@ impl Args {
             advertise_rtmp: self.advertise_rtmp,
             advertise_http: self.advertise_http,
             heartbeat_interval: self.heartbeat_interval,
+            heartbeat_auth: self.heartbeat_auth,
             upstream_stall_timeout: self.upstream_stall_timeout,
             receipt_grace: self.receipt_grace,
             batch_delay: self.batch_delay,
@@ -569,6 +579,13 @@ mod tests {
         assert_eq!(coordinator.url, "http://c:8090");
         assert_eq!(coordinator.key.unwrap().to_string(), key);
         assert_eq!(config.heartbeat_interval, Duration::from_secs(2));
+        assert_eq!(config.heartbeat_auth, HeartbeatAuthMode::Session);
+        let signed = Args::try_parse_from(["streamr-node", "--heartbeat-auth", "signed"]).unwrap();
+        assert_eq!(
+            signed.into_config().heartbeat_auth,
+            HeartbeatAuthMode::Signed
+        );
+        assert!(Args::try_parse_from(["streamr-node", "--heartbeat-auth", "mac"]).is_err());
         assert_eq!(config.receipt_grace, Duration::from_secs(6));
         assert_eq!(config.batch_delay, Some(Duration::from_millis(40)));
         assert_eq!(config.batch_delay_max, Duration::from_millis(200));

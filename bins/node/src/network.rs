@@ -25,6 +25,7 @@ use crate::part_queue::{PartBatch, PartQueue};
 use crate::report_queue::{
     chain_sequence, placement_after, DurableQueue, QueuedReport, ReportQueueError, RunPlacement,
 };
+use crate::HeartbeatAuthMode;
 use streamr_core::GrantChecker;
 
 /// The pinned coordinator key does not match the key the coordinator serves.
@@ -193,6 +194,8 @@ pub(crate) struct Join {
     /// A relay's pulls and the grants of its tree upstreams: which node each relayed stream
     /// comes from, for the heartbeats.
     pub(crate) pulls: Option<(UpstreamPuller, Arc<crate::relay_receipts::EdgeGrants>)>,
+    /// Whether heartbeats go under a node session or signed.
+    pub(crate) heartbeat_auth: HeartbeatAuthMode,
 }
 
 /// The longest pause between attempts to reach the coordinator while joining.
@@ -236,7 +239,11 @@ pub(crate) async fn join_then_heartbeat(
         join.reachability.clone(),
         stop.clone(),
     ));
-    let auth = HeartbeatAuth::new(join.client.clone(), join.key.clone(), coordinator);
+    let mut auth = HeartbeatAuth::new(join.client.clone(), join.key.clone(), coordinator);
+    auth.sessions = join.heartbeat_auth == HeartbeatAuthMode::Session;
+    if !auth.sessions {
+        info!("heartbeats are signed (--heartbeat-auth signed): no node session is opened");
+    }
     heartbeats(auth, gate, join.pulls, interval, stop).await;
     let _ = watcher.await;
 }
@@ -284,6 +291,9 @@ pub(crate) struct HeartbeatAuth {
     session: Option<NodeSession>,
     /// No session is asked for before this time (node clock, Unix milliseconds).
     retry_at_ms: u64,
+    /// Whether sessions are used at all (`--heartbeat-auth session`); off, every heartbeat is
+    /// signed.
+    sessions: bool,
 }
 
 /// Whether a session heartbeat was refused because of the session itself (forgotten, expired,
@@ -307,6 +317,7 @@ impl HeartbeatAuth {
             coordinator,
             session: None,
             retry_at_ms: 0,
+            sessions: true,
         }
     }
 
@@ -318,7 +329,7 @@ impl HeartbeatAuth {
             }
         }
         self.session = None;
-        if now_ms < self.retry_at_ms {
+        if !self.sessions || now_ms < self.retry_at_ms {
             return None;
         }
         match self
@@ -1001,5 +1012,15 @@ mod tests {
         assert!(distrusting.session.is_none());
         assert!(distrusting.retry_at_ms > unix_ms());
         assert_eq!(nonce_stored().await, 4);
+        // Sessions turned off (--heartbeat-auth signed): signed, and no session is opened.
+        let mut signed_only = HeartbeatAuth::new(
+            CoordinatorClient::new(&server.url()).unwrap(),
+            node.clone(),
+            coordinator_key,
+        );
+        signed_only.sessions = false;
+        signed_only.send(beat(&node, 5), Vec::new()).await.unwrap();
+        assert!(signed_only.session.is_none());
+        assert_eq!(nonce_stored().await, 5);
     }
 }

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use streamr_core::{
     CanonicalMessage, KnownSession, MacHeartbeat, NodeHeartbeat, NodeId, NodeSessionId,
-    ProbeResult, SessionError, SessionKey, SignatureBytes, SignatureError, SignedReceipt, Subnet24,
+    ProbeResult, SessionError, SignatureBytes, SignatureError, SignedReceipt, Subnet24,
 };
 
 use super::openapi::{
@@ -351,26 +351,32 @@ pub(crate) async fn open_session(
         return Err(ApiError::Storage(StorageError::UnknownNode { node_id }));
     }
     let expires = i64::try_from(expires_at_ms).unwrap_or(i64::MAX);
+    let session = KnownSession {
+        node_id: open.body.node_id,
+        key,
+        expires_at_ms,
+    };
+    let mut nonce = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    // Only the sealed key is stored: a copy of the database alone cannot forge heartbeats.
+    let sealed_key = state
+        .session_vault
+        .seal(&accept.body.session_id, &session, nonce);
     state
         .storage
         .insert_node_session(
             &NodeSessionRecord {
                 id: accept.body.session_id.to_string(),
                 node_id,
-                key_hex: hex::encode(key.as_bytes()),
+                sealed_key,
                 expires_at_ms: expires,
             },
             now,
         )
         .await?;
-    state.heartbeat_writer().remember_session(
-        accept.body.session_id,
-        KnownSession {
-            node_id: open.body.node_id,
-            key,
-            expires_at_ms,
-        },
-    );
+    state
+        .heartbeat_writer()
+        .remember_session(accept.body.session_id, session);
     Metrics::inc(&state.metrics.node_sessions_opened_total);
     Ok((StatusCode::CREATED, Json(accept)))
 }
@@ -413,8 +419,10 @@ async fn check_mac(state: &Shared, sealed: &MacHeartbeat) -> Result<(), ApiError
                     session_id: id.clone(),
                 }
             })?;
-            let session = known_session(&record).ok_or_else(|| ApiError::UnknownSession {
-                session_id: id.clone(),
+            let session = known_session(state, &sealed.session_id, &record).ok_or_else(|| {
+                ApiError::UnknownSession {
+                    session_id: id.clone(),
+                }
             })?;
             writer.remember_session(sealed.session_id, session.clone());
             session
@@ -447,15 +455,28 @@ async fn check_mac(state: &Shared, sealed: &MacHeartbeat) -> Result<(), ApiError
         })
 }
 
-/// A stored session as the MAC check needs it; `None` when the row is malformed.
-fn known_session(record: &NodeSessionRecord) -> Option<KnownSession> {
-    let mut key = [0u8; 32];
-    hex::decode_to_slice(&record.key_hex, &mut key).ok()?;
-    Some(KnownSession {
-        node_id: record.node_id.parse().ok()?,
-        key: SessionKey::from_bytes(key),
-        expires_at_ms: u64::try_from(record.expires_at_ms).unwrap_or(0),
-    })
+/// A stored session as the MAC check needs it, its key unsealed; `None` when the row is
+/// malformed, was altered after sealing or was sealed under another coordinator key (the node
+/// is told `unknown_session` and opens a new one).
+fn known_session(
+    state: &Shared,
+    id: &NodeSessionId,
+    record: &NodeSessionRecord,
+) -> Option<KnownSession> {
+    let node_id = record.node_id.parse().ok()?;
+    let expires_at_ms = u64::try_from(record.expires_at_ms).unwrap_or(0);
+    match state
+        .session_vault
+        .open(id, node_id, expires_at_ms, &record.sealed_key)
+    {
+        Ok(session) => Some(session),
+        Err(error) => {
+            Metrics::inc(&state.metrics.node_session_rows_refused_total);
+            tracing::warn!(session = %id, node = %record.node_id, %error,
+                "stored node session refused");
+            None
+        }
+    }
 }
 
 /// Records where an accepted heartbeat came from and counts it.

@@ -837,8 +837,9 @@ pub struct NodeSessionRecord {
     pub id: String,
     /// The node that opened it (hex public key).
     pub node_id: String,
-    /// The session key, 64 hex digits.
-    pub key_hex: String,
+    /// The session key sealed under the coordinator key (ChaCha20-Poly1305, bound to this
+    /// row's id, node and expiry), hex: never the key itself.
+    pub sealed_key: String,
     /// When it expires (coordinator clock, Unix milliseconds).
     pub expires_at_ms: i64,
 }

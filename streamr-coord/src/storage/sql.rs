@@ -1291,12 +1291,12 @@ macro_rules! sql_storage {
                     .await
                     .map_err(StorageError::query(op))?;
                 sqlx::query(&$sql(
-                    "INSERT INTO node_sessions (id, node_id, key_hex, expires_at_ms) \
+                    "INSERT INTO node_sessions (id, node_id, sealed_key, expires_at_ms) \
                      VALUES ($1, $2, $3, $4)",
                 ))
                 .bind(&session.id)
                 .bind(&session.node_id)
-                .bind(&session.key_hex)
+                .bind(&session.sealed_key)
                 .bind(session.expires_at_ms)
                 .execute(&mut *tx)
                 .await
@@ -1310,7 +1310,7 @@ macro_rules! sql_storage {
                 id: &str,
             ) -> StorageResult<Option<NodeSessionRecord>> {
                 sqlx::query_as::<_, NodeSessionRecord>(&$sql(
-                    "SELECT id, node_id, key_hex, expires_at_ms FROM node_sessions WHERE id = $1",
+                    "SELECT id, node_id, sealed_key, expires_at_ms FROM node_sessions WHERE id = $1",
                 ))
                 .bind(id)
                 .fetch_optional(&self.pool)

@@ -11,12 +11,14 @@ use serde_json::{json, Value};
 use streamr_coord::wire::{SessionHeartbeatRequest, SignedNodeSessionAccept};
 use streamr_coord::Coordinator;
 use streamr_core::{
-    CoordinatorKey, KeyPair, NodeHandshake, NodeHeartbeat, NodeSession, NodeSessionId, Signed,
+    CoordinatorKey, KeyPair, KnownSession, MacHeartbeat, NodeHandshake, NodeHeartbeat, NodeSession,
+    NodeSessionId, SessionKey, Signed,
 };
 
 on_both_backends!(
     a_session_opened_on_one_replica_authenticates_heartbeats_on_another_and_every_attack_is_refused,
     an_expired_session_is_refused_and_a_new_one_is_accepted,
+    a_database_dump_holds_no_usable_session_key_and_altered_rows_are_refused,
 );
 
 async fn register(api: &Client, node: &KeyPair, i: usize) {
@@ -177,7 +179,8 @@ async fn a_session_opened_on_one_replica_authenticates_heartbeats_on_another_and
 }
 
 async fn an_expired_session_is_refused_and_a_new_one_is_accepted(db: &TestDb) {
-    let mut config = test_config();
+    let normal_config = test_config();
+    let mut config = normal_config.clone();
     config.node_session_lifetime = Duration::ZERO;
     let short = Coordinator::new(config, db.storage().await);
     let short_key = short.coordinator_key();
@@ -194,8 +197,8 @@ async fn an_expired_session_is_refused_and_a_new_one_is_accepted(db: &TestDb) {
         "session_expired",
     )
     .await;
-    // Another replica reads the same expiry from the database.
-    let normal = Coordinator::new(test_config(), db.storage().await);
+    // Another replica (sharing the coordinator key) reads the same expiry from the database.
+    let normal = Coordinator::new(normal_config, db.storage().await);
     let key = normal.coordinator_key();
     let normal = Client::new(normal);
     refused(
@@ -217,4 +220,186 @@ async fn an_expired_session_is_refused_and_a_new_one_is_accepted(db: &TestDb) {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(last_nonce(&normal, &node).await, json!(1));
+}
+
+/// A replica that shares the database and `config` (so the coordinator key), with nothing
+/// cached.
+async fn replica(config: &streamr_coord::CoordConfig, db: &TestDb) -> Client {
+    Client::new(Coordinator::new(config.clone(), db.storage().await))
+}
+
+/// Every row of `node_sessions`, each column as text, read straight from the database (what a
+/// backup, a read replica or a leaked dump holds).
+async fn dump_node_sessions(db: &TestDb) -> Vec<[String; 4]> {
+    const DUMP: &str = "SELECT id, node_id, sealed_key, CAST(expires_at_ms AS TEXT) \
+                        FROM node_sessions ORDER BY id";
+    let rows: Vec<(String, String, String, String)> = match db {
+        TestDb::Sqlite(..) => {
+            let pool = sqlx::SqlitePool::connect(db.url()).await.expect("sqlite");
+            sqlx::query_as(DUMP).fetch_all(&pool).await.expect("dump")
+        }
+        TestDb::Postgres(..) => {
+            let pool = sqlx::PgPool::connect(db.url()).await.expect("postgres");
+            sqlx::query_as(DUMP).fetch_all(&pool).await.expect("dump")
+        }
+    };
+    rows.into_iter().map(|(a, b, c, d)| [a, b, c, d]).collect()
+}
+
+/// Runs one statement straight on the database (an attacker who can write to it).
+async fn execute(db: &TestDb, statement: &str) {
+    let affected = match db {
+        TestDb::Sqlite(..) => {
+            let pool = sqlx::SqlitePool::connect(db.url()).await.expect("sqlite");
+            sqlx::query(statement)
+                .execute(&pool)
+                .await
+                .expect("statement")
+                .rows_affected()
+        }
+        TestDb::Postgres(..) => {
+            let pool = sqlx::PgPool::connect(db.url()).await.expect("postgres");
+            sqlx::query(statement)
+                .execute(&pool)
+                .await
+                .expect("statement")
+                .rows_affected()
+        }
+    };
+    assert_eq!(affected, 1, "{statement}");
+}
+
+/// Every 32-byte string a dump's text holds: each window of its bytes, and of the bytes its
+/// hex (at either alignment) decodes to.
+fn key_candidates(text: &str) -> Vec<[u8; 32]> {
+    let mut sources = vec![text.as_bytes().to_vec()];
+    for start in 0..2.min(text.len()) {
+        let hex_text = &text[start..];
+        let even = &hex_text[..hex_text.len() - hex_text.len() % 2];
+        if let Ok(bytes) = hex::decode(even) {
+            sources.push(bytes);
+        }
+    }
+    sources
+        .iter()
+        .flat_map(|bytes| bytes.windows(32))
+        .map(|window| window.try_into().expect("32 bytes"))
+        .collect()
+}
+
+async fn a_database_dump_holds_no_usable_session_key_and_altered_rows_are_refused(db: &TestDb) {
+    let config = test_config();
+    let opener = Coordinator::new(config.clone(), db.storage().await);
+    let key = opener.coordinator_key();
+    let opener = Client::new(opener);
+    let (a, b) = (KeyPair::from_seed([35; 32]), KeyPair::from_seed([36; 32]));
+    register(&opener, &a, 5).await;
+    register(&opener, &b, 6).await;
+    let (_, _, session_a) = open(&opener, &a, &key).await;
+    let (_, _, session_b) = open(&opener, &b, &key).await;
+    let (session_a, session_b) = (session_a.expect("session"), session_b.expect("session"));
+
+    // No string in the dump verifies a MAC of the node's heartbeats: not raw, not hex.
+    let dump = dump_node_sessions(db).await;
+    assert_eq!(dump.len(), 2);
+    let beat_a: MacHeartbeat = session_a.seal(beat(&a, 1));
+    let now = now_ms();
+    let mut tried = 0;
+    for candidate in dump.iter().flatten().flat_map(|text| key_candidates(text)) {
+        tried += 1;
+        let stolen = KnownSession {
+            node_id: a.node_id(),
+            key: SessionKey::from_bytes(candidate),
+            expires_at_ms: u64::MAX,
+        };
+        assert!(
+            beat_a.verify(&stolen, now).is_err(),
+            "a usable key in the dump"
+        );
+    }
+    assert!(tried > 100, "the dump was searched ({tried} candidates)");
+
+    // Yet a replica that did not open the session opens its sealed key and accepts it.
+    let (status, body) = replica(&config, db)
+        .await
+        .post("/nodes/session-heartbeat", &sealed(&session_a, beat(&a, 1)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // A replica under another coordinator key cannot open it: the node is told to re-open.
+    let mut stranger = test_config();
+    stranger.coordinator_key = KeyPair::from_seed([37; 32]);
+    let stranger = Client::new(Coordinator::new(stranger, db.storage().await));
+    refused(
+        &stranger,
+        &sealed(&session_a, beat(&a, 2)),
+        StatusCode::UNAUTHORIZED,
+        "unknown_session",
+    )
+    .await;
+
+    // Rows altered in the database are refused by a replica reading them afresh.
+    let (id_a, id_b) = (session_a.id().to_string(), session_b.id().to_string());
+    // A longer life.
+    execute(
+        db,
+        &format!(
+            "UPDATE node_sessions SET expires_at_ms = expires_at_ms + 86400000 WHERE id = '{id_a}'"
+        ),
+    )
+    .await;
+    refused(
+        &replica(&config, db).await,
+        &sealed(&session_a, beat(&a, 2)),
+        StatusCode::UNAUTHORIZED,
+        "unknown_session",
+    )
+    .await;
+    // Node B's sealed key moved into node A's row.
+    let row = |id: &str| dump.iter().find(|row| row[0] == id).expect("row").clone();
+    let ([.., expires_a], [.., sealed_b, _]) = (row(&id_a), row(&id_b));
+    execute(
+        db,
+        &format!(
+            "UPDATE node_sessions SET sealed_key = '{sealed_b}', expires_at_ms = {expires_a} \
+             WHERE id = '{id_a}'"
+        ),
+    )
+    .await;
+    let mut moved = sealed(&session_b, beat(&a, 2));
+    moved["session_id"] = json!(id_a);
+    refused(
+        &replica(&config, db).await,
+        &moved,
+        StatusCode::UNAUTHORIZED,
+        "unknown_session",
+    )
+    .await;
+    // Node B's row handed to node A (B's own sealed key, A named as its node).
+    execute(
+        db,
+        &format!(
+            "UPDATE node_sessions SET node_id = '{}' WHERE id = '{id_b}'",
+            a.node_id()
+        ),
+    )
+    .await;
+    refused(
+        &replica(&config, db).await,
+        &sealed(&session_b, beat(&a, 2)),
+        StatusCode::UNAUTHORIZED,
+        "unknown_session",
+    )
+    .await;
+    // The node opens a new session and goes on: nothing lost.
+    let (status, body, renewed) = open(&opener, &a, &key).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = replica(&config, db)
+        .await
+        .post(
+            "/nodes/session-heartbeat",
+            &sealed(&renewed.expect("session"), beat(&a, 2)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(last_nonce(&opener, &a).await, json!(2));
 }
