@@ -1,16 +1,17 @@
 //! Identifiers that are not keys: sessions, streams, operators, content digests.
 
 use std::fmt;
-use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::error::SignatureError;
 
+/// A fixed-size byte string written as lowercase hex in text and JSON (`Display`, `FromStr`,
+/// serde), shared by the id, digest and handshake types.
 macro_rules! hex_bytes_type {
     ($(#[$meta:meta])* $name:ident, $len:literal, $what:literal) => {
         $(#[$meta])*
-        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub struct $name([u8; $len]);
 
         impl $name {
@@ -25,52 +26,57 @@ macro_rules! hex_bytes_type {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&hex::encode(self.0))
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(&::hex::encode(self.0))
             }
         }
 
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!(stringify!($name), "({})"), hex::encode(self.0))
+        impl ::std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), ::hex::encode(self.0))
             }
         }
 
-        impl FromStr for $name {
-            type Err = SignatureError;
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::error::SignatureError;
             fn from_str(text: &str) -> Result<Self, Self::Err> {
                 let mut out = [0u8; $len];
-                hex::decode_to_slice(text, &mut out).map_err(|_| SignatureError::MalformedHex {
-                    what: $what,
-                    expected_bytes: $len,
+                ::hex::decode_to_slice(text, &mut out).map_err(|_| {
+                    $crate::error::SignatureError::MalformedHex {
+                        what: $what,
+                        expected_bytes: $len,
+                    }
                 })?;
                 Ok(Self(out))
             }
         }
 
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(&hex::encode(self.0))
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&::hex::encode(self.0))
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(deserializer)?;
-                text.parse().map_err(serde::de::Error::custom)
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <::std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                text.parse().map_err(::serde::de::Error::custom)
             }
         }
     };
 }
+pub(crate) use hex_bytes_type;
 
 hex_bytes_type!(
+    #[derive(Default)]
     /// A viewing session's id, chosen by the coordinator when it grants the session.
     SessionId,
     16,
     "session id"
 );
 hex_bytes_type!(
+    #[derive(Default)]
     /// A blake3 digest: a segment hash, the running digest over segment hashes, a Merkle node.
     ContentDigest,
     32,

@@ -31,10 +31,9 @@
 //! `streamr-coord`), so a copy of the database alone cannot forge heartbeats.
 
 use std::fmt;
-use std::str::FromStr;
 
 use hkdf::Hkdf;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
 
@@ -42,6 +41,7 @@ use crate::canonical::CanonicalWriter;
 use crate::error::SignatureError;
 use crate::heartbeat::NodeHeartbeat;
 use crate::identity::{CoordinatorKey, KeyPair, NodeId};
+use crate::ids::hex_bytes_type;
 use crate::signed::{CanonicalMessage, Signed};
 
 /// Domain tag of a [`NodeSessionOpen`].
@@ -53,78 +53,19 @@ pub const HEARTBEAT_MAC_TAG: &[u8] = b"streamr/heartbeat-mac/v1\0";
 /// HKDF salt of the session key derivation.
 const SESSION_KEY_SALT: &[u8] = b"streamr/node-session-key/v1";
 
-macro_rules! hex_bytes {
-    ($(#[$meta:meta])* $name:ident, $len:literal, $what:literal) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name([u8; $len]);
-
-        impl $name {
-            /// Wraps raw bytes.
-            pub const fn from_bytes(bytes: [u8; $len]) -> Self {
-                Self(bytes)
-            }
-
-            /// The raw bytes.
-            pub const fn as_bytes(&self) -> &[u8; $len] {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&hex::encode(self.0))
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, concat!(stringify!($name), "({})"), hex::encode(self.0))
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = SignatureError;
-            fn from_str(text: &str) -> Result<Self, Self::Err> {
-                let mut out = [0u8; $len];
-                hex::decode_to_slice(text, &mut out).map_err(|_| {
-                    SignatureError::MalformedHex {
-                        what: $what,
-                        expected_bytes: $len,
-                    }
-                })?;
-                Ok(Self(out))
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(&hex::encode(self.0))
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-                text.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    };
-}
-
-hex_bytes!(
+hex_bytes_type!(
     /// A node session's id: 16 random bytes the coordinator draws, hex in JSON.
     NodeSessionId,
     16,
     "session id"
 );
-hex_bytes!(
+hex_bytes_type!(
     /// An ephemeral X25519 public share of the session handshake, hex in JSON.
     KeyShare,
     32,
     "key share"
 );
-hex_bytes!(
+hex_bytes_type!(
     /// A heartbeat's MAC under its session key (keyed BLAKE3, 32 bytes), hex in JSON.
     HeartbeatMac,
     32,
