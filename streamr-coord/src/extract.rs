@@ -1,8 +1,8 @@
 //! Request extractors whose rejections are JSON [`ApiError`]s instead of axum's plain text.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::body::Bytes;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
@@ -155,10 +155,16 @@ mod tests {
     #[tokio::test]
     async fn the_fast_path_accepts_and_refuses_as_axum_does() {
         let good = r#"{"inner": {"nonce": 7}}"#;
-        for content_type in ["application/json", "Application/JSON", "application/json; charset=utf-8"] {
+        for content_type in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+        ] {
             assert_eq!(
                 extract(Some(content_type), good).await.unwrap(),
-                Outer { inner: Inner { nonce: 7 } },
+                Outer {
+                    inner: Inner { nonce: 7 }
+                },
                 "{content_type}"
             );
         }
@@ -184,7 +190,10 @@ mod tests {
         assert!(text.contains("inner.nonce"), "{text}");
         for content_type in [None, Some("text/plain")] {
             assert!(
-                matches!(extract(content_type, good).await, Err(ApiError::InvalidJson(_))),
+                matches!(
+                    extract(content_type, good).await,
+                    Err(ApiError::InvalidJson(_))
+                ),
                 "{content_type:?}"
             );
         }
