@@ -14,6 +14,10 @@ use crate::observed_prefixes::ObservedPrefixes;
 use crate::rate_limit::RateLimiter;
 use crate::storage::{PartRecord, Storage};
 
+/// Most streamed part-report answers a coordinator keeps open at once (each holds a task and
+/// a connection for up to a minute); beyond, nodes are told `busy` and use the long poll.
+pub(crate) const MAX_REPORT_STREAMS: usize = 1024;
+
 /// State shared by every handler and worker.
 pub(crate) struct AppState {
     pub(crate) config: CoordConfig,
@@ -33,6 +37,9 @@ pub(crate) struct AppState {
     pub(crate) openapi: OnceLock<String>,
     /// The part hashes reported to this process lately, for viewers waiting for one.
     pub(crate) recent_parts: RecentParts,
+    /// Permits of the streamed part-report answers open at once
+    /// (`GET /streams/{id}/part-reports/stream`).
+    pub(crate) report_streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// The state as handlers and workers hold it.
@@ -55,6 +62,7 @@ impl AppState {
             admin_token_hash,
             openapi: OnceLock::new(),
             recent_parts: RecentParts::default(),
+            report_streams: Arc::new(tokio::sync::Semaphore::new(MAX_REPORT_STREAMS)),
         }
     }
 
