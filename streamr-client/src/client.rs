@@ -217,9 +217,33 @@ pub struct PartReportStream {
     response: reqwest::Response,
     url: String,
     /// Bytes read past the last whole line.
-    buffer: Vec<u8>,
+    lines: Lines,
     /// The closing line (a page without reports) was read.
     closed: bool,
+}
+
+/// NDJSON bytes split into lines as chunks arrive (sans-IO).
+#[derive(Debug, Default)]
+struct Lines {
+    buffer: Vec<u8>,
+}
+
+impl Lines {
+    /// Adds a chunk as read.
+    fn push(&mut self, chunk: &[u8]) {
+        self.buffer.extend_from_slice(chunk);
+    }
+
+    /// The next whole line, its newline included.
+    fn next_line(&mut self) -> Option<Vec<u8>> {
+        let end = self.buffer.iter().position(|&byte| byte == b'\n')?;
+        Some(self.buffer.drain(..=end).collect())
+    }
+
+    /// Bytes held past the last whole line.
+    fn pending(&self) -> usize {
+        self.buffer.len()
+    }
 }
 
 /// How a streamed part-report answer went on.
@@ -239,8 +263,7 @@ impl PartReportStream {
     /// The next page, as soon as the coordinator writes it.
     pub async fn next_page(&mut self) -> Result<StreamedPage, ClientError> {
         loop {
-            if let Some(end) = self.buffer.iter().position(|&byte| byte == b'\n') {
-                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+            if let Some(line) = self.lines.next_line() {
                 let page: PartReportsPage =
                     serde_json::from_slice(&line).map_err(|source| ClientError::Decode {
                         method: Method::GET,
@@ -256,7 +279,7 @@ impl PartReportStream {
             if self.closed {
                 return Ok(StreamedPage::Closed);
             }
-            if self.buffer.len() > MAX_STREAM_LINE {
+            if self.lines.pending() > MAX_STREAM_LINE {
                 return Err(ClientError::Decode {
                     method: Method::GET,
                     url: self.url.clone(),
@@ -266,7 +289,7 @@ impl PartReportStream {
                 });
             }
             match self.response.chunk().await {
-                Ok(Some(chunk)) => self.buffer.extend_from_slice(&chunk),
+                Ok(Some(chunk)) => self.lines.push(&chunk),
                 Ok(None) | Err(_) => return Ok(StreamedPage::Cut),
             }
         }
@@ -737,7 +760,7 @@ impl CoordinatorClient {
         Ok(PartReportStream {
             response,
             url,
-            buffer: Vec::new(),
+            lines: Lines::default(),
             closed: false,
         })
     }
@@ -870,5 +893,69 @@ impl CoordinatorClient {
     /// `POST /simulate`: the reward split the coordinator would make for hypothetical inputs.
     pub async fn simulate(&self, request: &SimulationRequest) -> Result<RewardSplit, ClientError> {
         self.post("/simulate", request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use streamr_core::{KeyPair, OriginPartReport, StreamId};
+
+    use super::*;
+    use crate::wire::NumberedPartReport;
+
+    fn page(seqs: &[u64]) -> PartReportsPage {
+        let origin = KeyPair::from_seed([5; 32]);
+        let reports = seqs
+            .iter()
+            .map(|&seq| NumberedPartReport {
+                seq,
+                report: Signed::sign(
+                    OriginPartReport {
+                        node_id: origin.node_id(),
+                        stream_id: StreamId::new("show").expect("stream id"),
+                        run: seq,
+                        parts: vec![],
+                        timestamp_ms: seq,
+                    },
+                    &origin,
+                ),
+            })
+            .collect();
+        PartReportsPage {
+            reports,
+            next: seqs.last().copied().unwrap_or(0),
+        }
+    }
+
+    proptest! {
+        /// Pages written as NDJSON come back the same however the bytes are chunked.
+        #[test]
+        fn streamed_pages_survive_any_chunking(
+            pages in proptest::collection::vec(proptest::collection::vec(1u64..1_000, 0..4), 0..6),
+            cuts in proptest::collection::vec(1usize..400, 0..40),
+        ) {
+            let pages: Vec<PartReportsPage> = pages.iter().map(|seqs| page(seqs)).collect();
+            let mut bytes = Vec::new();
+            for page in &pages {
+                bytes.extend(serde_json::to_vec(page).expect("serialise"));
+                bytes.push(b'\n');
+            }
+            let mut lines = Lines::default();
+            let mut read = Vec::new();
+            let mut rest = bytes.as_slice();
+            let mut cuts = cuts.into_iter();
+            while !rest.is_empty() {
+                let at = cuts.next().unwrap_or(rest.len()).min(rest.len());
+                let (chunk, after) = rest.split_at(at);
+                lines.push(chunk);
+                rest = after;
+                while let Some(line) = lines.next_line() {
+                    read.push(serde_json::from_slice::<PartReportsPage>(&line).expect("a page"));
+                }
+            }
+            prop_assert_eq!(lines.pending(), 0);
+            prop_assert_eq!(read, pages);
+        }
     }
 }
