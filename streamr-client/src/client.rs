@@ -204,6 +204,98 @@ pub struct CoordinatorClient {
 
 const MAX_RAW_ERROR: usize = 1024;
 
+/// How long past its hold a streamed answer may take to end before the client gives up.
+const STREAM_GRACE: Duration = Duration::from_secs(10);
+
+/// Longest line of a streamed part-report answer (a page of 64 reports of 32 parts is about
+/// 0.6 MB).
+const MAX_STREAM_LINE: usize = 4 << 20;
+
+/// An open `GET /streams/{id}/part-reports/stream` answer, read page by page.
+#[derive(Debug)]
+pub struct PartReportStream {
+    response: reqwest::Response,
+    url: String,
+    /// Bytes read past the last whole line.
+    lines: Lines,
+    /// The closing line (a page without reports) was read.
+    closed: bool,
+}
+
+/// NDJSON bytes split into lines as chunks arrive (sans-IO).
+#[derive(Debug, Default)]
+struct Lines {
+    buffer: Vec<u8>,
+}
+
+impl Lines {
+    /// Adds a chunk as read.
+    fn push(&mut self, chunk: &[u8]) {
+        self.buffer.extend_from_slice(chunk);
+    }
+
+    /// The next whole line, its newline included.
+    fn next_line(&mut self) -> Option<Vec<u8>> {
+        let end = self.buffer.iter().position(|&byte| byte == b'\n')?;
+        Some(self.buffer.drain(..=end).collect())
+    }
+
+    /// Bytes held past the last whole line.
+    fn pending(&self) -> usize {
+        self.buffer.len()
+    }
+}
+
+/// How a streamed part-report answer went on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamedPage {
+    /// A page of reports stored since the last.
+    Page(PartReportsPage),
+    /// The coordinator closed the answer at the end of its hold (ask again with the last
+    /// page's `next`).
+    Closed,
+    /// The answer ended without its closing line: the connection was cut (ask again with the
+    /// last page's `next`; nothing is lost).
+    Cut,
+}
+
+impl PartReportStream {
+    /// The next page, as soon as the coordinator writes it.
+    pub async fn next_page(&mut self) -> Result<StreamedPage, ClientError> {
+        loop {
+            if let Some(line) = self.lines.next_line() {
+                let page: PartReportsPage =
+                    serde_json::from_slice(&line).map_err(|source| ClientError::Decode {
+                        method: Method::GET,
+                        url: self.url.clone(),
+                        source,
+                    })?;
+                if page.reports.is_empty() {
+                    self.closed = true;
+                    return Ok(StreamedPage::Closed);
+                }
+                return Ok(StreamedPage::Page(page));
+            }
+            if self.closed {
+                return Ok(StreamedPage::Closed);
+            }
+            if self.lines.pending() > MAX_STREAM_LINE {
+                return Err(ClientError::Decode {
+                    method: Method::GET,
+                    url: self.url.clone(),
+                    source: <serde_json::Error as serde::de::Error>::custom(format!(
+                        "a line longer than {MAX_STREAM_LINE} bytes"
+                    )),
+                });
+            }
+            match self.response.chunk().await {
+                Ok(Some(chunk)) => self.lines.push(&chunk),
+                Ok(None) | Err(_) => return Ok(StreamedPage::Cut),
+            }
+        }
+    }
+}
+
 impl CoordinatorClient {
     /// A client for the coordinator at `base_url` (`http://host:port`), with a 10 s request
     /// timeout.
@@ -624,6 +716,55 @@ impl CoordinatorClient {
         .await
     }
 
+    /// `GET /streams/{id}/part-reports/stream?after=&hold_ms=`: the origin's signed part
+    /// reports numbered above `after` as the coordinator stores them, over one answer held
+    /// open `hold` (1-60 s); read it with [`PartReportStream::next_page`]. A coordinator
+    /// without the endpoint answers 404 (older) and one with too many open answers 503
+    /// `busy`: use [`part_reports`](Self::part_reports) then.
+    pub async fn part_report_stream(
+        &self,
+        stream_id: &str,
+        after: u64,
+        hold: Duration,
+    ) -> Result<PartReportStream, ClientError> {
+        let hold_ms = hold.as_millis().clamp(1_000, 60_000);
+        let url = format!(
+            "{}/streams/{stream_id}/part-reports/stream?after={after}&hold_ms={hold_ms}",
+            self.base
+        );
+        let transport = |source| ClientError::Transport {
+            method: Method::GET,
+            url: url.clone(),
+            source,
+        };
+        // The client's 10 s deadline would cut every answer: this one ends with the hold.
+        let response = self
+            .http
+            .get(&url)
+            .timeout(Duration::from_millis(u64::try_from(hold_ms).unwrap_or(60_000)) + STREAM_GRACE)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.map_err(transport)?;
+            let raw = String::from_utf8_lossy(bytes.get(..MAX_RAW_ERROR).unwrap_or(&bytes));
+            return Err(ClientError::Status {
+                method: Method::GET,
+                url,
+                status,
+                body: serde_json::from_slice(&bytes).ok(),
+                raw: raw.into_owned(),
+            });
+        }
+        Ok(PartReportStream {
+            response,
+            url,
+            lines: Lines::default(),
+            closed: false,
+        })
+    }
+
     /// `GET /streams/{id}/segments`: the origin's reported segments, newest first.
     pub async fn segments(
         &self,
@@ -752,5 +893,69 @@ impl CoordinatorClient {
     /// `POST /simulate`: the reward split the coordinator would make for hypothetical inputs.
     pub async fn simulate(&self, request: &SimulationRequest) -> Result<RewardSplit, ClientError> {
         self.post("/simulate", request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use streamr_core::{KeyPair, OriginPartReport, StreamId};
+
+    use super::*;
+    use crate::wire::NumberedPartReport;
+
+    fn page(seqs: &[u64]) -> PartReportsPage {
+        let origin = KeyPair::from_seed([5; 32]);
+        let reports = seqs
+            .iter()
+            .map(|&seq| NumberedPartReport {
+                seq,
+                report: Signed::sign(
+                    OriginPartReport {
+                        node_id: origin.node_id(),
+                        stream_id: StreamId::new("show").expect("stream id"),
+                        run: seq,
+                        parts: vec![],
+                        timestamp_ms: seq,
+                    },
+                    &origin,
+                ),
+            })
+            .collect();
+        PartReportsPage {
+            reports,
+            next: seqs.last().copied().unwrap_or(0),
+        }
+    }
+
+    proptest! {
+        /// Pages written as NDJSON come back the same however the bytes are chunked.
+        #[test]
+        fn streamed_pages_survive_any_chunking(
+            pages in proptest::collection::vec(proptest::collection::vec(1u64..1_000, 0..4), 0..6),
+            cuts in proptest::collection::vec(1usize..400, 0..40),
+        ) {
+            let pages: Vec<PartReportsPage> = pages.iter().map(|seqs| page(seqs)).collect();
+            let mut bytes = Vec::new();
+            for page in &pages {
+                bytes.extend(serde_json::to_vec(page).expect("serialise"));
+                bytes.push(b'\n');
+            }
+            let mut lines = Lines::default();
+            let mut read = Vec::new();
+            let mut rest = bytes.as_slice();
+            let mut cuts = cuts.into_iter();
+            while !rest.is_empty() {
+                let at = cuts.next().unwrap_or(rest.len()).min(rest.len());
+                let (chunk, after) = rest.split_at(at);
+                lines.push(chunk);
+                rest = after;
+                while let Some(line) = lines.next_line() {
+                    read.push(serde_json::from_slice::<PartReportsPage>(&line).expect("a page"));
+                }
+            }
+            prop_assert_eq!(lines.pending(), 0);
+            prop_assert_eq!(read, pages);
+        }
     }
 }

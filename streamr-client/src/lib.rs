@@ -43,4 +43,7 @@ pub mod openapi;
 pub mod viewer;
 pub mod wire;
 
-pub use client::{unix_ms, ClientError, CoordinatorClient, ErrorBody, NodeAdvert, PublishVerdict};
+pub use client::{
+    unix_ms, ClientError, CoordinatorClient, ErrorBody, NodeAdvert, PartReportStream,
+    PublishVerdict, StreamedPage,
+};

@@ -201,6 +201,10 @@ pub enum ApiError {
         /// The epoch's limit.
         limit: i64,
     },
+    /// The coordinator serves as many long-lived answers of this kind as it takes; the
+    /// client uses a cheaper way or retries later.
+    #[error("busy: {0}")]
+    Busy(String),
     /// No node can serve the stream right now.
     #[error("no node available for stream {stream_id}")]
     NoNodeAvailable {
@@ -241,7 +245,7 @@ impl ApiError {
             ApiError::RateLimited | ApiError::GrantBudgetSpent { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ApiError::NoNodeAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoNodeAvailable { .. } | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Storage(StorageError::ReplayedNonce { .. }) => StatusCode::CONFLICT,
             ApiError::Storage(StorageError::UnknownNode { .. }) => StatusCode::NOT_FOUND,
             ApiError::Storage(StorageError::ConflictingSegment { .. }) => StatusCode::CONFLICT,
@@ -275,6 +279,7 @@ impl ApiError {
             ApiError::RateLimited => "rate_limited",
             ApiError::GrantBudgetSpent { .. } => "grant_budget_spent",
             ApiError::NoNodeAvailable { .. } => "no_node_available",
+            ApiError::Busy(_) => "busy",
             ApiError::Storage(_) => "storage_error",
         }
     }

@@ -15,6 +15,10 @@ use crate::rate_limit::RateLimiter;
 use crate::session_vault::SessionVault;
 use crate::storage::{PartRecord, Storage};
 
+/// Most streamed part-report answers a coordinator keeps open at once (each holds a task and
+/// a connection for up to a minute); beyond, nodes are told `busy` and use the long poll.
+pub(crate) const MAX_REPORT_STREAMS: usize = 1024;
+
 /// State shared by every handler and worker.
 pub(crate) struct AppState {
     pub(crate) config: CoordConfig,
@@ -36,6 +40,9 @@ pub(crate) struct AppState {
     pub(crate) recent_parts: RecentParts,
     /// Seals node session keys before they are stored (under the coordinator key).
     pub(crate) session_vault: SessionVault,
+    /// Permits of the streamed part-report answers open at once
+    /// (`GET /streams/{id}/part-reports/stream`).
+    pub(crate) report_streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// The state as handlers and workers hold it.
@@ -59,6 +66,7 @@ impl AppState {
             admin_token_hash,
             openapi: OnceLock::new(),
             recent_parts: RecentParts::default(),
+            report_streams: Arc::new(tokio::sync::Semaphore::new(MAX_REPORT_STREAMS)),
         }
     }
 

@@ -578,12 +578,18 @@ impl Node {
             hls_config = hls_config.with_directory(dir);
         }
         let hls = LiveHls::start(hub.clone(), hls_config, stop.clone());
-        if let Some(client) = &client {
-            // A relay lists segments under the origin's media sequence numbers.
-            hls.set_origin_numbering(Arc::new(network::CoordinatorNumbering {
-                client: client.clone(),
+        // The origin's signed part reports, one coordinator fetch per stream: for viewers, and
+        // for a relay to list segments under the origin's media sequence numbers.
+        let report_relay = client.as_ref().map(|client| {
+            let relay = part_reports::PartReportRelay::new(Arc::new(client.clone()), stop.clone());
+            hls.set_origin_numbering(Arc::new(part_reports::ReportNumbering {
+                relay: relay.clone(),
+                fallback: Arc::new(network::CoordinatorNumbering {
+                    client: client.clone(),
+                }),
             }));
-        }
+            relay
+        });
         let notices = hls.segment_notices();
         let part_notices = hls.part_notices();
         let http_budget = config
@@ -624,9 +630,9 @@ impl Node {
             .route("/metrics", get(metrics::metrics))
             .route("/healthz", get(metrics::healthz))
             .with_state(node_metrics.clone());
-        // Viewers get the origin's signed part reports here, one coordinator fetch per stream.
-        let reports = client.as_ref().map(|client| part_reports::ReportRoute {
-            relay: part_reports::PartReportRelay::new(Arc::new(client.clone()), stop.clone()),
+        // Viewers get the origin's signed part reports here.
+        let reports = report_relay.map(|relay| part_reports::ReportRoute {
+            relay,
             hub: hub.clone(),
         });
         let app = http_app(gate.clone(), play_gate, media_state, reports)

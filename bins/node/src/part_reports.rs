@@ -1,7 +1,15 @@
-//! The origin's signed part reports, fetched from the coordinator once per stream (one long
-//! poll at a time, whatever the number of viewers) and served to this node's LL-HLS viewers
-//! beside the playlist: `GET /{app}/{stream}/part-reports?after=&wait_ms=`, the same page as
-//! the coordinator's `GET /streams/{id}/part-reports`.
+//! The origin's signed part reports, fetched from the coordinator once per stream (one
+//! streamed answer at a time, whatever the number of viewers) and served to this node's LL-HLS
+//! viewers beside the playlist: `GET /{app}/{stream}/part-reports?after=&wait_ms=`, the same
+//! page as the coordinator's `GET /streams/{id}/part-reports`.
+//!
+//! The node follows a stream's reports with `GET /streams/{id}/part-reports/stream`: one
+//! request held open [`HOLD`] that carries every report as the coordinator stores it, so a
+//! stream costs the coordinator about two requests a minute instead of one per part. A cut
+//! answer is asked again from the newest report held (nothing is lost); a coordinator without
+//! that endpoint (older) or with too many open answers gets the one-shot long poll for
+//! [`FALLBACK`]. The same window tells a relay the origin's numbering of a part (its place in
+//! the reports), so learning it costs no request either.
 //!
 //! The node passes the reports on as the origin signed them: a viewer checks the signature
 //! against the stream's origin key (learned from the coordinator) itself, so a node cannot
@@ -24,6 +32,9 @@ use axum::Json;
 use serde::Deserialize;
 use streamr_client::client::CoordinatorClient;
 use streamr_client::wire::{NumberedPartReport, PartReportsPage};
+use streamr_client::StreamedPage;
+use streamr_core::ContentDigest;
+use streamr_media::http::{OriginNumbering, OriginPartPlace};
 use streamr_media::relay::{RelayHub, StreamKey};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -49,6 +60,28 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(5);
 /// How long a failed fetch waits before the next.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// How long one streamed answer is held open by the coordinator.
+pub(crate) const HOLD: Duration = Duration::from_secs(30);
+
+/// How long a node uses the long poll after the coordinator refused a streamed answer.
+pub(crate) const FALLBACK: Duration = Duration::from_secs(60);
+
+/// How a streamed fetch ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Followed {
+    /// At the end of its hold: ask again at once.
+    Closed,
+    /// Cut before its end (the pages read were kept): ask again.
+    Cut,
+    /// The coordinator refused it (no such endpoint, busy, no such stream).
+    Refused(String),
+    /// The request failed before an answer.
+    Failed(String),
+}
+
+/// Where each page of a streamed fetch goes.
+pub(crate) type Sink<'a> = &'a (dyn Fn(PartReportsPage) + Send + Sync);
+
 /// Where the reports come from: the coordinator (a fake counts fetches in tests).
 pub(crate) trait ReportSource: Send + Sync + 'static {
     /// The reports of `stream` numbered above `after`, waiting up to `wait` for one.
@@ -58,6 +91,16 @@ pub(crate) trait ReportSource: Send + Sync + 'static {
         after: u64,
         wait: Duration,
     ) -> Pin<Box<dyn Future<Output = Result<PartReportsPage, String>> + Send>>;
+
+    /// Passes the reports of `stream` numbered above `after` to `sink` as they are stored,
+    /// over one answer held up to `hold`.
+    fn follow<'a>(
+        &'a self,
+        stream: &'a str,
+        after: u64,
+        hold: Duration,
+        sink: Sink<'a>,
+    ) -> Pin<Box<dyn Future<Output = Followed> + Send + 'a>>;
 }
 
 impl ReportSource for CoordinatorClient {
@@ -74,6 +117,35 @@ impl ReportSource for CoordinatorClient {
                 .part_reports(&stream, after, wait)
                 .await
                 .map_err(|error| error.to_string())
+        })
+    }
+
+    fn follow<'a>(
+        &'a self,
+        stream: &'a str,
+        after: u64,
+        hold: Duration,
+        sink: Sink<'a>,
+    ) -> Pin<Box<dyn Future<Output = Followed> + Send + 'a>> {
+        Box::pin(async move {
+            let mut answer = match self.part_report_stream(stream, after, hold).await {
+                Ok(answer) => answer,
+                Err(error) if error.status().is_some() => {
+                    return Followed::Refused(error.to_string())
+                }
+                Err(error) => return Followed::Failed(error.to_string()),
+            };
+            loop {
+                match answer.next_page().await {
+                    Ok(StreamedPage::Page(page)) => sink(page),
+                    Ok(StreamedPage::Closed) => return Followed::Closed,
+                    Ok(StreamedPage::Cut) => return Followed::Cut,
+                    Err(error) => {
+                        debug!(%stream, %error, "streamed part reports unreadable");
+                        return Followed::Cut;
+                    }
+                }
+            }
         })
     }
 }
@@ -133,6 +205,23 @@ impl Window {
         PartReportsPage { reports, next }
     }
 
+    /// The origin's place of the part whose bytes hash to `hash`, when a held report has it.
+    fn place(&self, hash: &ContentDigest) -> Option<OriginPartPlace> {
+        let reports = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
+        reports.iter().rev().find_map(|report| {
+            report
+                .report
+                .body
+                .parts
+                .iter()
+                .find(|part| part.hash == *hash)
+                .map(|part| OriginPartPlace {
+                    msn: part.msn,
+                    index: part.index,
+                })
+        })
+    }
+
     fn touch(&self) {
         *self.asked.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
     }
@@ -151,6 +240,8 @@ pub(crate) struct PartReportRelay {
     source: Arc<dyn ReportSource>,
     /// [`IDLE`], shorter in tests.
     idle: Duration,
+    /// [`HOLD`], shorter in tests.
+    hold: Duration,
     streams: Mutex<HashMap<String, Arc<Window>>>,
     stop: CancellationToken,
 }
@@ -174,6 +265,7 @@ impl PartReportRelay {
         Arc::new(PartReportRelay {
             source,
             idle: IDLE,
+            hold: HOLD,
             streams: Mutex::default(),
             stop,
         })
@@ -195,10 +287,47 @@ impl PartReportRelay {
         Ok(window)
     }
 
-    /// Fetches the reports of `stream` into `window` until no viewer asked for [`IDLE`].
+    /// Fetches the reports of `stream` into `window` until no viewer asked for [`IDLE`]:
+    /// streamed answers one after the other, long polls for [`FALLBACK`] after the coordinator
+    /// refused one.
     async fn follow(self: Arc<Self>, stream: String, window: Arc<Window>) {
+        let mut long_poll_until: Option<Instant> = None;
         while !window.idle(self.idle) {
             let after = *window.newest.borrow();
+            if long_poll_until.is_none_or(|until| Instant::now() >= until) {
+                long_poll_until = None;
+                let started = Instant::now();
+                let sink = |page: PartReportsPage| window.add(page);
+                let followed = tokio::select! {
+                    _ = self.stop.cancelled() => break,
+                    followed = self.source.follow(&stream, after, self.hold, &sink) => followed,
+                };
+                let pause = match followed {
+                    Followed::Closed => None,
+                    // A cut answer that brought reports or lasted: ask again at once; one cut
+                    // at once without any: not a busy loop.
+                    Followed::Cut => {
+                        let progressed = *window.newest.borrow() != after;
+                        (!progressed && started.elapsed() < RETRY).then_some(RETRY)
+                    }
+                    Followed::Refused(error) => {
+                        debug!(%stream, %error, "streamed part reports refused: long polls");
+                        long_poll_until = Some(Instant::now() + FALLBACK);
+                        None
+                    }
+                    Followed::Failed(error) => {
+                        debug!(%stream, %error, "part reports unavailable");
+                        Some(RETRY)
+                    }
+                };
+                if let Some(pause) = pause {
+                    tokio::select! {
+                        _ = self.stop.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
+                continue;
+            }
             let fetched = tokio::select! {
                 _ = self.stop.cancelled() => break,
                 fetched = self.source.fetch(&stream, after, MAX_WAIT) => fetched,
@@ -221,6 +350,40 @@ impl PartReportRelay {
         {
             streams.remove(&stream);
         }
+    }
+
+    /// The origin's place of the part of `stream` whose bytes hash to `hash`, from the
+    /// followed reports (following them from now on), waiting up to `wait` for its report;
+    /// `None` when it did not come, or when this node follows too many streams.
+    pub(crate) async fn place(
+        self: &Arc<Self>,
+        stream: &str,
+        hash: &ContentDigest,
+        wait: Duration,
+    ) -> Option<OriginPartPlace> {
+        let window = self.window(stream).ok()?;
+        let mut newest = window.newest.subscribe();
+        let deadline = Instant::now() + wait;
+        loop {
+            newest.borrow_and_update();
+            if let Some(place) = window.place(hash) {
+                return Some(place);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return None,
+                _ = self.stop.cancelled() => return None,
+                changed = newest.changed() => if changed.is_err() { return None },
+            }
+        }
+    }
+
+    /// Whether any report of `stream` is held.
+    fn holds_reports(&self, stream: &str) -> bool {
+        self.streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(stream)
+            .is_some_and(|window| *window.newest.borrow() > 0)
     }
 
     /// The reports of `stream` above `after`; with none held yet, waits up to `wait` for the
@@ -246,6 +409,39 @@ impl PartReportRelay {
         }
         window.touch();
         Ok(window.after(after))
+    }
+}
+
+/// A relay's numbering from the reports this node follows anyway (see
+/// [`PartReportRelay::place`]); asked at the coordinator only when no report of the stream
+/// came at all (a coordinator that does not serve them).
+#[derive(Debug, Clone)]
+pub(crate) struct ReportNumbering {
+    pub(crate) relay: Arc<PartReportRelay>,
+    pub(crate) fallback: Arc<dyn OriginNumbering>,
+}
+
+impl OriginNumbering for ReportNumbering {
+    fn origin_place(
+        &self,
+        key: &StreamKey,
+        part_hash: [u8; 32],
+        wait: Duration,
+    ) -> Pin<Box<dyn Future<Output = Option<OriginPartPlace>> + Send + 'static>> {
+        let relay = self.relay.clone();
+        let fallback = self.fallback.clone();
+        let key = key.clone();
+        Box::pin(async move {
+            let stream = key.name.as_str();
+            let hash = ContentDigest::from_bytes(part_hash);
+            if let Some(place) = relay.place(stream, &hash, wait).await {
+                return Some(place);
+            }
+            if relay.holds_reports(stream) {
+                return None;
+            }
+            fallback.origin_place(&key, part_hash, Duration::ZERO).await
+        })
     }
 }
 
@@ -346,10 +542,27 @@ mod tests {
     use super::*;
 
     /// A coordinator holding reports 1..=`held`, counting fetches; a fetch finding nothing
-    /// above its cursor waits its whole wait, as the coordinator's long poll does.
+    /// above its cursor waits its whole wait, as the coordinator's long poll does. It streams
+    /// reports (cutting each answer after `cut_after` pages when set) or, like an older
+    /// coordinator, refuses to.
     struct Counting {
         fetches: Arc<AtomicU64>,
+        follows: Arc<AtomicU64>,
         held: Arc<watch::Sender<u64>>,
+        streams: bool,
+        cut_after: Option<usize>,
+    }
+
+    impl Counting {
+        fn new(streams: bool, cut_after: Option<usize>) -> Self {
+            Counting {
+                fetches: Arc::default(),
+                follows: Arc::default(),
+                held: Arc::new(watch::Sender::new(0)),
+                streams,
+                cut_after,
+            }
+        }
     }
 
     fn numbered(seq: u64) -> NumberedPartReport {
@@ -358,7 +571,13 @@ mod tests {
             node_id: origin.node_id(),
             stream_id: StreamId::new("show").unwrap(),
             run: 1,
-            parts: vec![],
+            parts: vec![streamr_core::PartHash {
+                msn: seq,
+                index: 1,
+                hash: ContentDigest::from_bytes([u8::try_from(seq % 256).unwrap(); 32]),
+                len: 100,
+                cut_ms: seq,
+            }],
             timestamp_ms: seq,
         };
         NumberedPartReport {
@@ -386,23 +605,47 @@ mod tests {
                 })
             })
         }
+
+        fn follow<'a>(
+            &'a self,
+            _stream: &'a str,
+            mut after: u64,
+            hold: Duration,
+            sink: Sink<'a>,
+        ) -> Pin<Box<dyn Future<Output = Followed> + Send + 'a>> {
+            self.follows.fetch_add(1, Ordering::SeqCst);
+            let mut held = self.held.subscribe();
+            Box::pin(async move {
+                if !self.streams {
+                    return Followed::Refused("HTTP 404".into());
+                }
+                let deadline = Instant::now() + hold;
+                let mut pages = 0;
+                loop {
+                    let newer =
+                        tokio::time::timeout_at(deadline, held.wait_for(|held| *held > after));
+                    if newer.await.is_err() {
+                        return Followed::Closed;
+                    }
+                    let newest = *held.borrow();
+                    sink(PartReportsPage {
+                        reports: (after + 1..=newest).map(numbered).collect(),
+                        next: newest,
+                    });
+                    after = newest;
+                    pages += 1;
+                    if self.cut_after.is_some_and(|cut| pages >= cut) {
+                        return Followed::Cut;
+                    }
+                }
+            })
+        }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn many_viewers_of_a_stream_share_one_fetch_per_report() {
-        let fetches = Arc::new(AtomicU64::default());
-        let held = Arc::new(watch::Sender::new(0));
-        let idle = Duration::from_millis(300);
-        let mut relay = PartReportRelay::new(
-            Arc::new(Counting {
-                fetches: fetches.clone(),
-                held: held.clone(),
-            }),
-            CancellationToken::new(),
-        );
-        Arc::get_mut(&mut relay).expect("not shared yet").idle = idle;
+    /// Viewers of one stream reading its reports through `relay` while `REPORTS` are stored
+    /// one by one: each viewer sees every report, in order.
+    async fn viewers_read_every_report(relay: &Arc<PartReportRelay>, held: &watch::Sender<u64>) {
         const VIEWERS: usize = 20;
-        const REPORTS: u64 = 30;
         let mut viewers = vec![];
         for _ in 0..VIEWERS {
             let relay = relay.clone();
@@ -432,11 +675,94 @@ mod tests {
                 "every report, in order"
             );
         }
+    }
+
+    const REPORTS: u64 = 30;
+
+    fn relay_of(source: Counting, idle: Duration, hold: Duration) -> Arc<PartReportRelay> {
+        let mut relay = PartReportRelay::new(Arc::new(source), CancellationToken::new());
+        let inner = Arc::get_mut(&mut relay).expect("not shared yet");
+        inner.idle = idle;
+        inner.hold = hold;
+        relay
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_s_reports_come_over_one_streamed_answer() {
+        let source = Counting::new(true, None);
+        let (fetches, follows, held) = (
+            source.fetches.clone(),
+            source.follows.clone(),
+            source.held.clone(),
+        );
+        let relay = relay_of(source, Duration::from_secs(30), Duration::from_secs(30));
+        viewers_read_every_report(&relay, &held).await;
+        assert_eq!(follows.load(Ordering::SeqCst), 1, "one streamed answer");
+        assert_eq!(fetches.load(Ordering::SeqCst), 0, "no long poll");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cut_answer_is_resumed_without_losing_a_report() {
+        // Every answer is cut after two pages: the node asks again from the newest report it
+        // holds, and the viewers still read every report.
+        let source = Counting::new(true, Some(2));
+        let (fetches, follows, held) = (
+            source.fetches.clone(),
+            source.follows.clone(),
+            source.held.clone(),
+        );
+        let relay = relay_of(source, Duration::from_secs(30), Duration::from_secs(30));
+        viewers_read_every_report(&relay, &held).await;
+        let follows = follows.load(Ordering::SeqCst);
+        assert!(
+            (2..=REPORTS / 2 + 1).contains(&follows),
+            "{follows} answers for {REPORTS} reports cut every two pages"
+        );
+        assert_eq!(fetches.load(Ordering::SeqCst), 0, "no long poll");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relay_learns_the_origin_s_numbering_from_the_reports() {
+        let source = Counting::new(true, None);
+        let (fetches, held) = (source.fetches.clone(), source.held.clone());
+        let relay = relay_of(source, Duration::from_secs(30), Duration::from_secs(30));
+        let hash = ContentDigest::from_bytes([3; 32]);
+        let asking = {
+            let relay = relay.clone();
+            tokio::spawn(async move { relay.place("show", &hash, MAX_WAIT).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        held.send_replace(3);
+        let place = asking.await.unwrap().expect("found in the reports");
+        assert_eq!((place.msn, place.index), (3, 1));
+        // A part not reported: not found once the wait is over.
+        let other = ContentDigest::from_bytes([99; 32]);
+        assert!(relay
+            .place("show", &other, Duration::from_millis(50))
+            .await
+            .is_none());
+        assert_eq!(fetches.load(Ordering::SeqCst), 0, "no coordinator lookup");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_older_coordinator_gets_one_long_poll_per_report() {
+        // The coordinator has no streamed answer: the node long-polls, still one fetch per
+        // report for all its viewers, and asks for a streamed answer again after FALLBACK.
+        let source = Counting::new(false, None);
+        let (fetches, follows, held) = (
+            source.fetches.clone(),
+            source.follows.clone(),
+            source.held.clone(),
+        );
+        let idle = Duration::from_millis(300);
+        let relay = relay_of(source, idle, Duration::from_secs(30));
+        viewers_read_every_report(&relay, &held).await;
+        assert_eq!(follows.load(Ordering::SeqCst), 1, "refused once");
         // At most one long poll per report (plus the one waiting), not one per viewer.
         let fetched = fetches.load(Ordering::SeqCst);
         assert!(
             fetched <= REPORTS + 2,
-            "{VIEWERS} viewers of {REPORTS} reports cost {fetched} coordinator fetches"
+            "20 viewers of {REPORTS} reports cost {fetched} coordinator fetches"
         );
         // Nobody asks any more: the fetch task ends (after its pending long poll) and the
         // stream is forgotten.

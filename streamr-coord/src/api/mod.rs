@@ -103,6 +103,10 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/streams/{id}/parts", post(parts::report_parts))
         .route("/streams/{id}/parts/{hash}", get(parts::find_part))
         .route("/streams/{id}/part-reports", get(parts::part_reports))
+        .route(
+            "/streams/{id}/part-reports/stream",
+            get(parts::stream_part_reports),
+        )
         .route("/streams/{id}/stats", get(streams::stats))
         .route("/streams/{id}/play", get(viewers::play))
         .route("/streams/{id}/upstream", post(tree::upstream))

@@ -150,6 +150,7 @@ pub(crate) struct ReadinessSchema {
         super::parts::report_parts,
         super::parts::find_part,
         super::parts::part_reports,
+        super::parts::stream_part_reports,
         super::streams::stats,
         super::viewers::play,
         super::viewers::post_receipts,

@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use streamr_core::{ContentDigest, SignedPartReport, MAX_PARTS_PER_REPORT, MAX_PART_LEN};
@@ -375,4 +377,193 @@ pub(crate) async fn part_reports(
         }
     }
     Ok(page(reports_after(&state, &id, cursor.after).await?))
+}
+
+/// Longest hold `GET /streams/{id}/part-reports/stream` accepts, in milliseconds.
+pub(crate) const MAX_HOLD_MS: u32 = 60_000;
+
+/// Hold of a streamed answer when the request names none, in milliseconds.
+const DEFAULT_HOLD_MS: u32 = 30_000;
+
+/// `?after=&hold_ms=` of a streamed part report fetch.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(try_from = "RawHold")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Hold {
+    /// Write the reports numbered above this (default 0: the newest reports held first).
+    #[serde(default)]
+    #[param(default = 0)]
+    after: u64,
+    /// Keep the answer open this many milliseconds (1000-60000, default 30000).
+    #[serde(default)]
+    #[param(default = 30000, minimum = 1000, maximum = 60000)]
+    hold_ms: Option<u32>,
+}
+
+/// `?after=&hold_ms=` as given, before the hold's range is checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHold {
+    #[serde(default)]
+    after: u64,
+    #[serde(default)]
+    hold_ms: Option<u32>,
+}
+
+impl TryFrom<RawHold> for Hold {
+    type Error = String;
+
+    fn try_from(raw: RawHold) -> Result<Self, Self::Error> {
+        if let Some(hold_ms) = raw.hold_ms {
+            if !(1_000..=MAX_HOLD_MS).contains(&hold_ms) {
+                return Err(format!("hold_ms must be 1000-{MAX_HOLD_MS}, not {hold_ms}"));
+            }
+        }
+        Ok(Hold {
+            after: raw.after,
+            hold_ms: raw.hold_ms,
+        })
+    }
+}
+
+/// Where a streamed answer is: what it wrote last and what wakes it.
+struct Follower {
+    state: Shared,
+    id: String,
+    /// The newest report written (the cursor a resuming node asks with).
+    after: u64,
+    deadline: tokio::time::Instant,
+    reported: tokio::sync::watch::Receiver<u64>,
+    seen: u64,
+    recheck: tokio::time::Interval,
+    /// Written the closing line: the answer ends.
+    done: bool,
+    /// Held while the answer is open ([`crate::state::MAX_REPORT_STREAMS`]).
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Follower {
+    /// The next line to write: a page of the reports stored above the cursor as soon as there
+    /// are any, the closing line (no reports) at the deadline, nothing after it or when
+    /// storage failed (the node sees a cut answer and resumes from its cursor).
+    async fn next_line(&mut self) -> Option<Line> {
+        if self.done {
+            return None;
+        }
+        loop {
+            match reports_after(&self.state, &self.id, self.after).await {
+                Ok(reports) if !reports.is_empty() => {
+                    self.after = reports.last().map_or(self.after, |last| last.seq);
+                    return Some(line(reports, self.after));
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(stream = %self.id, %error, "streamed part reports cut");
+                    return None;
+                }
+            }
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(self.deadline) => {
+                        self.done = true;
+                        return Some(line(Vec::new(), self.after));
+                    }
+                    changed = self.reported.changed() => {
+                        if changed.is_err() {
+                            return None;
+                        }
+                        // Reports of other streams wake every follower: storage is asked
+                        // only when this stream got one.
+                        let now = self.state.recent_parts.reports_of(&self.id);
+                        if now != self.seen {
+                            self.seen = now;
+                            break;
+                        }
+                    }
+                    _ = self.recheck.tick() => break,
+                }
+            }
+        }
+    }
+}
+
+/// One line of a streamed answer.
+type Line = Result<String, std::convert::Infallible>;
+
+/// A page of `reports` as one NDJSON line.
+fn line(reports: Vec<NumberedPartReport>, next: u64) -> Line {
+    // Serialising our own wire types cannot fail (string keys, no non-finite floats).
+    let mut line = serde_json::to_string(&PartReportsPage { reports, next }).unwrap_or_default();
+    line.push('\n');
+    Ok(line)
+}
+
+/// The stream's signed part reports as they are stored, over one answer that stays open
+/// `hold_ms` (default 30 s): what a node serving LL-HLS follows instead of a long poll per
+/// report.
+///
+/// The answer is NDJSON (`application/x-ndjson`): one line per batch of reports, each line a
+/// page as `GET /streams/{id}/part-reports` answers (reports numbered above the cursor, oldest
+/// first, at most 64; `next` the newest written). The first line comes at once when reports
+/// above `after` are held; each later one as soon as the origin's next report is stored (on
+/// this replica at once, on another within half a second). At the hold's end a line with no
+/// reports closes the answer; an answer ending without it was cut, and the node asks again
+/// with the last `next` it read, losing nothing. 503 `busy` when the coordinator has as many
+/// such answers open as it takes (the node then uses the long poll).
+#[utoipa::path(get, path = "/streams/{id}/part-reports/stream", tag = "streams",
+    params(StreamPath, Hold),
+    responses(
+        (status = 200, description = "NDJSON: pages of reports as they are stored, then an \
+         empty page", body = PartReportsPage, content_type = "application/x-ndjson"),
+        (status = 400, description = "invalid_query: hold_ms out of range", body = ErrorSchema),
+        (status = 404, description = "not_found: no such stream", body = ErrorSchema),
+        (status = 503, description = "busy: too many streamed answers open", body = ErrorSchema),
+    ))]
+pub(crate) async fn stream_part_reports(
+    State(state): State<Shared>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(hold): ApiQuery<Hold>,
+) -> Result<Response, ApiError> {
+    load_stream(&state, &id).await?;
+    let permit = state
+        .report_streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::Busy(format!(
+                "{} streamed part-report answers are open; use GET /streams/{id}/part-reports",
+                crate::state::MAX_REPORT_STREAMS
+            ))
+        })?;
+    let after = hold.after;
+    let hold = Duration::from_millis(u64::from(hold.hold_ms.unwrap_or(DEFAULT_HOLD_MS)));
+    let now = tokio::time::Instant::now();
+    // Subscribed before the first look, so a report stored in between wakes the answer.
+    let reported = state.recent_parts.subscribe();
+    let seen = state.recent_parts.reports_of(&id);
+    let mut recheck = tokio::time::interval_at(now + STORAGE_RECHECK, STORAGE_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let follower = Follower {
+        state,
+        id,
+        after,
+        deadline: now + hold,
+        reported,
+        seen,
+        recheck,
+        done: false,
+        _permit: permit,
+    };
+    let lines = futures_util::stream::unfold(follower, |mut follower| async move {
+        let line = follower.next_line().await?;
+        Some((line, follower))
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(lines),
+    )
+        .into_response())
 }

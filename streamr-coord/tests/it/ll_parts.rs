@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use common::*;
 use serde_json::{json, Value};
+use streamr_coord::client::{CoordinatorClient, PartReportStream, StreamedPage};
 use streamr_coord::storage::{PartRecord, PartsStored};
 use streamr_coord::Coordinator;
 use streamr_core::{
@@ -25,7 +26,8 @@ on_both_backends!(
     a_conflicting_part_report_stores_nothing,
     parts_older_than_the_retention_are_forgotten,
     the_parts_of_an_ended_stream_are_forgotten_when_it_ends,
-    signed_part_reports_are_served_after_a_cursor_by_long_poll
+    signed_part_reports_are_served_after_a_cursor_by_long_poll,
+    part_reports_are_streamed_over_one_answer_and_resumed_after_a_cut
 );
 
 fn part(msn: u64, index: u32) -> PartHash {
@@ -515,4 +517,169 @@ async fn signed_part_reports_are_served_after_a_cursor_by_long_poll(db: &TestDb)
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, page) = client.get(&reports_after(0, 0)).await;
     assert_eq!(page, json!({"reports": [], "next": 0}));
+}
+
+/// The coordinator's `streamr_http_requests_total` (this request included).
+async fn requests_total(base: &str) -> u64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|line| line.strip_prefix("streamr_http_requests_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("streamr_http_requests_total")
+}
+
+/// The reports of the next page of `answer`, checked as a viewer checks them.
+async fn next_reports(
+    answer: &mut PartReportStream,
+    origin: &KeyPair,
+) -> Vec<(u64, Vec<PartHash>)> {
+    let page = tokio::time::timeout(Duration::from_secs(5), answer.next_page())
+        .await
+        .expect("a page in time")
+        .expect("a readable page");
+    match page {
+        StreamedPage::Page(page) => verified(&json!(page), origin),
+        other => panic!("a page of reports, not {other:?}"),
+    }
+}
+
+async fn part_reports_are_streamed_over_one_answer_and_resumed_after_a_cut(db: &TestDb) {
+    let coordinator = Coordinator::new(
+        test_config(),
+        streamr_coord::connect(db.url()).await.expect("storage"),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let server = coordinator.spawn_serve(listener).expect("serve");
+    let base = server.url();
+    let admin = CoordinatorClient::new(&base)
+        .expect("client")
+        .with_admin_token(ADMIN);
+    let public = CoordinatorClient::new(&base).expect("client");
+    let created = admin.create_stream("show", "Show").await.expect("stream");
+    let origin = KeyPair::from_seed([39; 32]);
+    assert!(public
+        .publish_check_as_origin("show", &created.stream_key, &origin)
+        .await
+        .expect("publish check"));
+    let signed = |parts: Vec<PartHash>| {
+        Signed::sign(
+            OriginPartReport {
+                node_id: origin.node_id(),
+                stream_id: StreamId::new("show").expect("stream id"),
+                run: 9,
+                parts,
+                timestamp_ms: now_ms() as u64,
+            },
+            &origin,
+        )
+    };
+
+    // Ten reports stored one by one reach the node over one request, each as it is stored.
+    const REPORTS: u64 = 10;
+    let before = requests_total(&base).await;
+    let mut answer = public
+        .part_report_stream("show", 0, Duration::from_secs(20))
+        .await
+        .expect("a streamed answer");
+    let mut seen = vec![];
+    for seq in 1..=REPORTS {
+        let parts = vec![part(seq, 0)];
+        public
+            .report_parts_signed(&signed(parts.clone()))
+            .await
+            .expect("stored");
+        let reports = next_reports(&mut answer, &origin).await;
+        assert_eq!(reports, vec![(seq, parts)], "report {seq} as it is stored");
+        seen.extend(reports.into_iter().map(|(seq, _)| seq));
+    }
+    let after = requests_total(&base).await;
+    // The streamed answer, the reports and the second metrics read: no fetch per report.
+    assert_eq!(
+        after - before,
+        1 + REPORTS + 1,
+        "one request for {REPORTS} reports"
+    );
+
+    // The connection is cut; reports stored meanwhile come on the next answer, asked from
+    // the last report read.
+    drop(answer);
+    let missed = vec![part(20, 0), part(20, 1)];
+    public
+        .report_parts_signed(&signed(missed.clone()))
+        .await
+        .expect("stored");
+    let mut answer = public
+        .part_report_stream("show", REPORTS, Duration::from_secs(1))
+        .await
+        .expect("a streamed answer");
+    assert_eq!(
+        next_reports(&mut answer, &origin).await,
+        vec![(REPORTS + 1, missed)],
+        "nothing lost across the cut"
+    );
+    // At the end of its hold the answer closes with a line of no reports.
+    let started = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(5), answer.next_page())
+        .await
+        .expect("closed in time")
+        .expect("readable");
+    assert_eq!(closed, StreamedPage::Closed);
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // A replica sharing the storage writes a report another replica stored (it looks in
+    // storage while it holds the answer).
+    let replica = Coordinator::new(
+        test_config(),
+        streamr_coord::connect(db.url()).await.expect("storage"),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let replica_server = replica.spawn_serve(listener).expect("serve");
+    let from_replica = CoordinatorClient::new(&replica_server.url()).expect("client");
+    let mut answer = from_replica
+        .part_report_stream("show", REPORTS + 1, Duration::from_secs(10))
+        .await
+        .expect("a streamed answer");
+    let elsewhere = vec![part(21, 0)];
+    public
+        .report_parts_signed(&signed(elsewhere.clone()))
+        .await
+        .expect("stored");
+    assert_eq!(
+        next_reports(&mut answer, &origin).await,
+        vec![(REPORTS + 2, elsewhere)]
+    );
+
+    // The one-shot long poll still answers (older nodes).
+    let page = public
+        .part_reports("show", REPORTS, Duration::ZERO)
+        .await
+        .expect("a page");
+    assert_eq!(page.next, REPORTS + 2);
+    assert_eq!(page.reports.len(), 2);
+
+    // Bad holds and unknown streams.
+    for query in ["hold_ms=999", "hold_ms=60001", "wait_ms=5"] {
+        let response = reqwest::get(format!("{base}/streams/show/part-reports/stream?{query}"))
+            .await
+            .expect("answer");
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::BAD_REQUEST,
+            "{query}"
+        );
+    }
+    let refused = public
+        .part_report_stream("nope", 0, Duration::from_secs(1))
+        .await
+        .expect_err("no such stream");
+    assert_eq!(refused.status(), Some(reqwest::StatusCode::NOT_FOUND));
 }
