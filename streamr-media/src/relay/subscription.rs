@@ -143,6 +143,22 @@ impl Subscription {
         &self.stream.shared_flv
     }
 
+    /// The stream's store of RTMP frames chunked with `key` (see [`crate::shared_bytes`]),
+    /// made on first use; every player with the same key shares it.
+    #[cfg(feature = "server")]
+    pub(crate) fn shared_rtmp(
+        &self,
+        key: super::ChunkingKey,
+    ) -> std::sync::Arc<crate::shared_bytes::SharedStore> {
+        let mut stores = super::stream::lock(&self.stream.shared_rtmp);
+        if let Some((_, store)) = stores.iter().find(|(k, _)| *k == key) {
+            return store.clone();
+        }
+        let store = std::sync::Arc::new(crate::shared_bytes::SharedStore::default());
+        stores.push((key, store.clone()));
+        store
+    }
+
     /// Whether a publisher is live as far as this viewer has read.
     pub fn is_live(&self) -> bool {
         self.live
