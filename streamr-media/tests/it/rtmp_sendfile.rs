@@ -159,7 +159,7 @@ async fn every_rtmp_player_gets_the_vectored_writes_bytes_from_the_shared_file()
             let (b_started, b_wait) = oneshot::channel();
             let a = tokio::spawn(play(shared.local_addr(), *player, a_started));
             let b = tokio::spawn(play(plain.local_addr(), *player, b_started));
-            let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::time::timeout(Duration::from_secs(10), async {
                 let _ = a_wait.await;
                 let _ = b_wait.await;
             })
