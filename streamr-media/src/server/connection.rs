@@ -528,7 +528,10 @@ impl<'a> Connection<'a> {
             message_stream_id: stream_id,
         };
         if sendfile && playing.shared.as_ref().is_none_or(|(k, _)| *k != key) {
-            playing.shared = Some((key, playing.subscription.shared_rtmp(key)));
+            playing.shared = playing
+                .subscription
+                .shared_rtmp(key)
+                .map(|store| (key, store));
         }
         let (audio, video) = (playing.audio, playing.video);
         let notify = self.shared.config.notify_players_on_unpublish;
