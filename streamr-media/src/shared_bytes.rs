@@ -2,11 +2,15 @@
 //! kernel can send the same pages to every player instead of copying them in per player.
 //!
 //! A plain `writev` copies each player's bytes from user memory into its socket's buffers: at
-//! 3 Mbit/s the copy is most of a delivery node's CPU. After a player's start, HTTP-FLV players of
-//! a stream are sent the same bytes (each frame's chunk-framed FLV tag), so a [`SharedStore`]
-//! appends each frame's bytes once to an anonymous file (`memfd_create(2)`) and hands out
-//! [`Span`]s of it; a player's batch is then one `sendfile(2)` of consecutive spans, and its
-//! socket buffers reference the file's pages instead of holding copies.
+//! 3 Mbit/s the copy is most of a delivery node's CPU. After a player's start, the players of a
+//! stream are sent the same bytes: HTTP-FLV players each frame's chunk-framed FLV tag, RTMP
+//! players with the same chunk size and message stream id each frame's chunked message
+//! ([`crate::relay::Frame::chunked`]). So a [`SharedStore`] (one per stream for HTTP-FLV, one
+//! per stream and chunking key for RTMP) appends each frame's bytes once to an anonymous file
+//! (`memfd_create(2)`) and hands out [`Span`]s of it; a player's batch is then one
+//! `sendfile(2)` of consecutive spans (`send_spans`), after the player's own bytes (its
+//! response head or FLV header, its RTMP control and status messages) went out by a vectored
+//! write, and its socket buffers reference the file's pages instead of holding copies.
 //!
 //! Safety of the pages: after `sendfile` returns, the kernel may still reference the pages it
 //! sent (queued, unacknowledged or in a loopback receiver's queue). A store therefore never
@@ -24,8 +28,12 @@
 //! out of file descriptors or memory), [`SharedStore::append`] returns `None` and the caller
 //! writes the frame's bytes with a vectored write as before.
 
+use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
 
 /// Size of each in-memory file: a stream's frames are appended until the next would not fit,
 /// then a new file starts. 2 MiB holds some 5 s of a 3 Mbit/s stream (the relay's ring holds a
@@ -198,7 +206,7 @@ fn new_file() -> Option<SharedFile> {
         LIVE_FILES.fetch_sub(1, Ordering::Relaxed);
         return None;
     }
-    match memfd_create("streamr-flv", MemfdFlags::CLOEXEC) {
+    match memfd_create("streamr-shared", MemfdFlags::CLOEXEC) {
         // Counted above; the drop gives it back.
         Ok(fd) => Some(SharedFile {
             file: std::fs::File::from(fd),
@@ -225,6 +233,68 @@ fn write_at(file: &SharedFile, bytes: &[u8], offset: u64) -> std::io::Result<()>
 #[cfg(not(target_os = "linux"))]
 fn write_at(_file: &SharedFile, _bytes: &[u8], _offset: u64) -> std::io::Result<()> {
     Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}
+
+/// Most bytes asked of one `sendfile` call (Linux sends at most 2 GiB - 4 KiB per call).
+#[cfg(target_os = "linux")]
+const MAX_SENDFILE: u64 = 1 << 30;
+
+/// Sends `spans` with `sendfile(2)` on `socket`, failing when no progress is
+/// made for `write_timeout`. A player keeping up takes it at once, without a deadline timer.
+#[cfg(target_os = "linux")]
+pub(crate) async fn send_spans(
+    socket: &TcpStream,
+    spans: &mut Vec<Span>,
+    write_timeout: Duration,
+) -> io::Result<u64> {
+    use tokio::io::Interest;
+    let mut total = 0u64;
+    for span in spans.drain(..) {
+        let mut offset = span.offset();
+        let end = span.end();
+        while offset < end {
+            let count = usize::try_from((end - offset).min(MAX_SENDFILE)).unwrap_or(1 << 20);
+            let sent = socket.try_io(Interest::WRITABLE, || {
+                rustix::fs::sendfile(socket, span.file().file(), Some(&mut offset), count)
+                    .map_err(io::Error::from)
+            });
+            match sent {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "peer accepts no more bytes",
+                    ))
+                }
+                Ok(sent) => total = total.saturating_add(sent as u64),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    let waiting = end - offset;
+                    tokio::time::timeout(write_timeout, socket.writable())
+                        .await
+                        .map_err(|_| {
+                            io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                format!(
+                                    "player accepted no data for {write_timeout:?}; \
+                                     {waiting} bytes were waiting"
+                                ),
+                            )
+                        })??;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) async fn send_spans(
+    _socket: &TcpStream,
+    _spans: &mut Vec<Span>,
+    _write_timeout: Duration,
+) -> io::Result<u64> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
 #[cfg(test)]

@@ -173,6 +173,10 @@ pub struct NodeConfig {
     /// its stream's shared in-memory file rather than copied in by a vectored write (0: never;
     /// see [`streamr_media::shared_bytes`]).
     pub flv_sendfile_min_bytes: usize,
+    /// Smallest batch of an RTMP player on a plain TCP connection sent with `sendfile` from its
+    /// stream's shared in-memory file of chunked frames (0: never; see
+    /// [`streamr_media::shared_bytes`]).
+    pub rtmp_sendfile_min_bytes: usize,
     /// RTMP connection limits and deadlines.
     pub rtmp_limits: RtmpLimits,
     /// HTTP connection limits and deadlines.
@@ -310,6 +314,7 @@ impl Default for NodeConfig {
             batch_delay_max: AdaptiveBatchConfig::default().max_delay,
             batch_write_budget: DEFAULT_BATCH_WRITE_BUDGET,
             flv_sendfile_min_bytes: streamr_media::http::ZERO_COPY_MIN_BYTES,
+            rtmp_sendfile_min_bytes: streamr_media::server::SENDFILE_MIN_BYTES,
             rtmp_limits: RtmpLimits::default(),
             http_limits: HttpLimits::default(),
             origin_play: OriginPlay::default(),
@@ -458,6 +463,8 @@ impl Node {
             .with_bind(config.rtmp_listen)
             .with_relay(relay);
         server_config.chunk_size = config.chunk_size;
+        server_config.sendfile_min_bytes =
+            (config.rtmp_sendfile_min_bytes > 0).then_some(config.rtmp_sendfile_min_bytes);
         let rtmp_limits = config.rtmp_limits;
         server_config.max_connections = rtmp_limits.max_connections;
         server_config.max_connections_per_client = rtmp_limits.max_connections_per_client;

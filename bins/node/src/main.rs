@@ -219,6 +219,13 @@ struct Args {
     #[arg(long, env = "STREAMR_FLV_SENDFILE_MIN_BYTES", default_value_t = streamr_media::http::ZERO_COPY_MIN_BYTES)]
     flv_sendfile_min_bytes: usize,
 
+    /// RTMP players on plain TCP connections (Linux) get batches of at least this many bytes
+    /// with sendfile from their stream's shared in-memory copy of its chunked frames (after
+    /// their own control messages), instead of a copy per player; smaller batches, RTMPS
+    /// players and other systems get vectored writes. 0 turns sendfile off.
+    #[arg(long, env = "STREAMR_RTMP_SENDFILE_MIN_BYTES", default_value_t = streamr_media::server::SENDFILE_MIN_BYTES)]
+    rtmp_sendfile_min_bytes: usize,
+
     /// Most RTMP connections open at once (the RTMP budget; HTTP has its own).
     #[arg(long, env = "STREAMR_RTMP_MAX_CONNECTIONS", default_value_t = 4096)]
     rtmp_max_connections: usize,
@@ -390,6 +397,7 @@ impl Args {
             batch_delay_max: self.batch_delay_max,
             batch_write_budget: self.batch_write_budget,
             flv_sendfile_min_bytes: self.flv_sendfile_min_bytes,
+            rtmp_sendfile_min_bytes: self.rtmp_sendfile_min_bytes,
             rtmp_limits: RtmpLimits {
                 max_connections: self.rtmp_max_connections,
                 max_connections_per_client: self.rtmp_max_connections_per_client,

@@ -182,6 +182,13 @@ impl NodeMetrics {
         .sample(&[], self.flv.bytes_shared.load(Ordering::Relaxed));
         family(
             &mut out,
+            "streamr_rtmp_bytes_shared_total",
+            "counter",
+            "RTMP frame bytes sent with sendfile from a stream's shared in-memory file instead of copied per player.",
+        )
+        .sample(&[], rtmp.bytes_shared);
+        family(
+            &mut out,
             "streamr_dropped_frames_total",
             "counter",
             "Frames players (RTMP, HTTP-FLV) skipped because they fell behind.",

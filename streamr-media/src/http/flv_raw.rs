@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::flv::{FlvHeader, FlvWriter};
 use crate::relay::{Frame, RelayEvent, Subscription};
 use crate::server::{release_burst_room, WriteQueue, KEEP_BETWEEN_BATCHES};
-use crate::shared_bytes::{SharedStore, Span};
+use crate::shared_bytes::{send_spans, SharedStore, Span};
 
 /// Most relay events taken from a subscription per batch.
 const BATCH_EVENTS: usize = 256;
@@ -394,68 +394,6 @@ async fn run<W: AsyncWrite + Unpin + 'static>(
             return io.shutdown().await;
         }
     }
-}
-
-/// Most bytes asked of one `sendfile` call (Linux sends at most 2 GiB - 4 KiB per call).
-#[cfg(target_os = "linux")]
-const MAX_SENDFILE: u64 = 1 << 30;
-
-/// Sends `spans` with `sendfile(2)` on `socket`, failing when no progress is
-/// made for `write_timeout`. A player keeping up takes it at once, without a deadline timer.
-#[cfg(target_os = "linux")]
-async fn send_spans(
-    socket: &TcpStream,
-    spans: &mut Vec<Span>,
-    write_timeout: Duration,
-) -> io::Result<u64> {
-    use tokio::io::Interest;
-    let mut total = 0u64;
-    for span in spans.drain(..) {
-        let mut offset = span.offset();
-        let end = span.end();
-        while offset < end {
-            let count = usize::try_from((end - offset).min(MAX_SENDFILE)).unwrap_or(1 << 20);
-            let sent = socket.try_io(Interest::WRITABLE, || {
-                rustix::fs::sendfile(socket, span.file().file(), Some(&mut offset), count)
-                    .map_err(io::Error::from)
-            });
-            match sent {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "peer accepts no more bytes",
-                    ))
-                }
-                Ok(sent) => total = total.saturating_add(sent as u64),
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    let waiting = end - offset;
-                    tokio::time::timeout(write_timeout, socket.writable())
-                        .await
-                        .map_err(|_| {
-                            io::Error::new(
-                                io::ErrorKind::TimedOut,
-                                format!(
-                                    "player accepted no data for {write_timeout:?}; \
-                                     {waiting} bytes were waiting"
-                                ),
-                            )
-                        })??;
-                }
-                Err(error) => return Err(error),
-            }
-        }
-    }
-    Ok(total)
-}
-
-#[cfg(not(target_os = "linux"))]
-async fn send_spans(
-    _socket: &TcpStream,
-    _spans: &mut Vec<Span>,
-    _write_timeout: Duration,
-) -> io::Result<u64> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
 /// Writes everything queued, failing when no progress is made for `write_timeout`. A player

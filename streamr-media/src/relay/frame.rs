@@ -131,6 +131,19 @@ impl Frame {
         self.chunked.get_or_insert(key, || encode(self))
     }
 
+    /// Where the frame's chunked form for `key` ([`Frame::chunked`], which must have been called
+    /// with `key` first) is in `store`, the stream's shared store for `key`; appended there by
+    /// the first caller, and later callers get that span. `None` when the store cannot hold it
+    /// (the caller sends [`Frame::chunked`]'s bytes itself).
+    #[cfg(feature = "server")]
+    pub(crate) fn chunked_span(
+        &self,
+        key: ChunkingKey,
+        store: &crate::shared_bytes::SharedStore,
+    ) -> Option<crate::shared_bytes::Span> {
+        self.chunked.span(key, store)
+    }
+
     /// The frame as one FLV tag followed by its PreviousTagSize, built on first use and shared
     /// by every later caller (every HTTP-FLV viewer). `None` when the payload exceeds the 24-bit
     /// tag size field.
@@ -190,34 +203,90 @@ impl Frame {
     }
 }
 
+/// The span of a frame's bytes in a stream's shared file, set by the first caller.
+#[cfg(feature = "server")]
+type SpanSlot = OnceLock<Option<crate::shared_bytes::Span>>;
+
+/// A frame's chunked copy for one [`ChunkingKey`], and where it is in the key's shared store.
+#[derive(Debug)]
+struct ChunkEntry {
+    key: ChunkingKey,
+    bytes: Bytes,
+    #[cfg(feature = "server")]
+    span: SpanSlot,
+}
+
+impl ChunkEntry {
+    fn new(key: ChunkingKey, bytes: Bytes) -> Self {
+        ChunkEntry {
+            key,
+            bytes,
+            #[cfg(feature = "server")]
+            span: OnceLock::new(),
+        }
+    }
+
+    #[cfg(feature = "server")]
+    fn span(&self, store: &crate::shared_bytes::SharedStore) -> Option<crate::shared_bytes::Span> {
+        self.span
+            .get_or_init(|| {
+                if self.bytes.is_empty() {
+                    return None;
+                }
+                store.append(&self.bytes)
+            })
+            .clone()
+    }
+}
+
 /// Chunked copies of a frame, one per [`ChunkingKey`]. Nearly every connection uses the same key,
 /// so the first is kept lock-free and the rare others behind a mutex.
 #[derive(Debug, Default)]
 struct ChunkCache {
-    first: OnceLock<(ChunkingKey, Bytes)>,
-    others: Mutex<Vec<(ChunkingKey, Bytes)>>,
+    first: OnceLock<ChunkEntry>,
+    others: Mutex<Vec<ChunkEntry>>,
 }
 
 impl ChunkCache {
-    fn get_or_insert(&self, key: ChunkingKey, encode: impl FnOnce() -> Bytes) -> Bytes {
-        let mut encode = Some(encode);
-        let (first_key, first_bytes) = self.first.get_or_init(|| {
-            let bytes = encode.take().map(|f| f()).unwrap_or_default();
-            (key, bytes)
-        });
-        if *first_key == key {
-            return first_bytes.clone();
-        }
-        let mut others = match self.others.lock() {
+    fn lock_others(&self) -> std::sync::MutexGuard<'_, Vec<ChunkEntry>> {
+        match self.others.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some((_, bytes)) = others.iter().find(|(k, _)| *k == key) {
-            return bytes.clone();
+        }
+    }
+
+    fn get_or_insert(&self, key: ChunkingKey, encode: impl FnOnce() -> Bytes) -> Bytes {
+        let mut encode = Some(encode);
+        let first = self.first.get_or_init(|| {
+            let bytes = encode.take().map(|f| f()).unwrap_or_default();
+            ChunkEntry::new(key, bytes)
+        });
+        if first.key == key {
+            return first.bytes.clone();
+        }
+        let mut others = self.lock_others();
+        if let Some(entry) = others.iter().find(|entry| entry.key == key) {
+            return entry.bytes.clone();
         }
         let bytes = encode.take().map(|f| f()).unwrap_or_default();
-        others.push((key, bytes.clone()));
+        others.push(ChunkEntry::new(key, bytes.clone()));
         bytes
+    }
+
+    /// The span of the chunked copy for `key` in `store` (appended by the first caller); `None`
+    /// when there is no copy for `key` yet, it is empty, or the store cannot hold it.
+    #[cfg(feature = "server")]
+    fn span(
+        &self,
+        key: ChunkingKey,
+        store: &crate::shared_bytes::SharedStore,
+    ) -> Option<crate::shared_bytes::Span> {
+        let first = self.first.get()?;
+        if first.key == key {
+            return first.span(store);
+        }
+        let others = self.lock_others();
+        others.iter().find(|entry| entry.key == key)?.span(store)
     }
 }
 

@@ -213,6 +213,15 @@ pub(crate) struct Stream {
     /// The stream's HTTP-FLV chunks, shared by its players' `sendfile`s.
     #[cfg(feature = "http")]
     pub(crate) shared_flv: crate::shared_bytes::SharedStore,
+    /// The stream's RTMP chunked frames, one store per chunking key (nearly always one), shared
+    /// by its RTMP players' `sendfile`s.
+    #[cfg(feature = "server")]
+    pub(crate) shared_rtmp: Mutex<
+        Vec<(
+            super::ChunkingKey,
+            std::sync::Arc<crate::shared_bytes::SharedStore>,
+        )>,
+    >,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: relay state stays
@@ -237,6 +246,8 @@ impl Stream {
             write_delay_micros: AtomicU64::new(0),
             #[cfg(feature = "http")]
             shared_flv: crate::shared_bytes::SharedStore::default(),
+            #[cfg(feature = "server")]
+            shared_rtmp: Mutex::new(Vec::new()),
         }
     }
 

@@ -10,6 +10,11 @@ use super::stats::{ViewerCounters, ViewerStats};
 use super::stream::{is_after, lock, Entry, Slot, Stream, StreamState, COUNTER};
 use super::StreamKey;
 
+/// Most shared RTMP stores one stream keeps (one per chunk size and message stream id; players
+/// of our own and common clients share one).
+#[cfg(feature = "server")]
+pub(crate) const MAX_RTMP_STORES_PER_STREAM: usize = 2;
+
 /// What a viewer receives, in order.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -141,6 +146,28 @@ impl Subscription {
     #[cfg(feature = "http")]
     pub(crate) fn shared_flv(&self) -> &crate::shared_bytes::SharedStore {
         &self.stream.shared_flv
+    }
+
+    /// The stream's store of RTMP frames chunked with `key` (see [`crate::shared_bytes`]),
+    /// made on first use; every player with the same key shares it. `None` once the stream has
+    /// [`MAX_RTMP_STORES_PER_STREAM`] stores for other keys: a client choosing unusual chunk
+    /// sizes or message stream ids then gets its frames by vectored writes, and cannot use up
+    /// the process's in-memory files that every other player's sendfile relies on.
+    #[cfg(feature = "server")]
+    pub(crate) fn shared_rtmp(
+        &self,
+        key: super::ChunkingKey,
+    ) -> Option<std::sync::Arc<crate::shared_bytes::SharedStore>> {
+        let mut stores = super::stream::lock(&self.stream.shared_rtmp);
+        if let Some((_, store)) = stores.iter().find(|(k, _)| *k == key) {
+            return Some(store.clone());
+        }
+        if stores.len() >= MAX_RTMP_STORES_PER_STREAM {
+            return None;
+        }
+        let store = std::sync::Arc::new(crate::shared_bytes::SharedStore::default());
+        stores.push((key, store.clone()));
+        Some(store)
     }
 
     /// Whether a publisher is live as far as this viewer has read.

@@ -722,3 +722,27 @@ fn the_hub_batch_delay_moves_every_publishers_deadline_within_the_cap() {
         Some(t0 + Duration::from_millis(200))
     );
 }
+
+#[cfg(feature = "server")]
+#[test]
+fn a_stream_keeps_a_bounded_number_of_shared_rtmp_stores() {
+    let hub = RelayHub::new(RelayConfig::default());
+    let viewer = hub.subscribe(key()).unwrap();
+    let chunking = |message_stream_id| ChunkingKey {
+        chunk_size: 4096,
+        message_stream_id,
+    };
+    let first = viewer
+        .shared_rtmp(chunking(1))
+        .expect("the first key gets a store");
+    for id in 2..=subscription::MAX_RTMP_STORES_PER_STREAM as u32 {
+        assert!(viewer.shared_rtmp(chunking(id)).is_some());
+    }
+    // A client asking for yet another key (a new createStream, an odd chunk size) gets none and
+    // falls back to vectored writes; the keys already in use keep their stores.
+    assert!(viewer.shared_rtmp(chunking(1000)).is_none());
+    let again = viewer
+        .shared_rtmp(chunking(1))
+        .expect("an existing key keeps its store");
+    assert!(Arc::ptr_eq(&first, &again));
+}

@@ -48,7 +48,17 @@ pub struct RelayServerConfig {
     /// leaves and returns (default off: ffmpeg and librtmp players stop on UnpublishNotify, while
     /// without it they simply wait and resume when the stream is republished).
     pub notify_players_on_unpublish: bool,
+    /// Smallest batch of a player's frames on a plain TCP connection (Linux) sent with
+    /// `sendfile` from its stream's shared in-memory copy of the chunked frames
+    /// ([`crate::shared_bytes`]) instead of a vectored write of the frames' buffers (default
+    /// [`SENDFILE_MIN_BYTES`]); `None`: always vectored writes. RTMPS players always get vectored
+    /// writes; both give the same bytes.
+    pub sendfile_min_bytes: Option<usize>,
 }
+
+/// Default [`RelayServerConfig::sendfile_min_bytes`]: below it the copy costs less than what
+/// sharing pages costs the kernel (as for HTTP-FLV, `crate::http::ZERO_COPY_MIN_BYTES`).
+pub const SENDFILE_MIN_BYTES: usize = 16 * 1024;
 
 impl Default for RelayServerConfig {
     fn default() -> Self {
@@ -66,6 +76,7 @@ impl Default for RelayServerConfig {
             max_connections_per_client: 128,
             send_buffer_size: None,
             notify_players_on_unpublish: false,
+            sendfile_min_bytes: Some(SENDFILE_MIN_BYTES),
         }
     }
 }
@@ -74,6 +85,12 @@ impl RelayServerConfig {
     /// The default configuration listening on `bind`.
     pub fn with_bind(mut self, bind: SocketAddr) -> Self {
         self.bind = bind;
+        self
+    }
+
+    /// Sets the smallest player batch sent with `sendfile` (`None`: never).
+    pub fn with_sendfile_min_bytes(mut self, min: Option<usize>) -> Self {
+        self.sendfile_min_bytes = min;
         self
     }
 

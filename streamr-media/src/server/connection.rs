@@ -1,10 +1,15 @@
 //! One RTMP connection: the socket, its sans-IO session, and its publisher or player role.
 
+use std::any::Any;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::sync::CancellationToken;
@@ -16,13 +21,14 @@ use super::writer::{release_burst_room, WriteQueue, KEEP_BETWEEN_BATCHES};
 use super::Shared;
 use crate::name::{AppName, NameError};
 use crate::relay::{
-    ChunkingKey, FrameKind, Publisher, RelayError, RelayEvent, StreamKey, Subscription,
+    ChunkingKey, Frame, FrameKind, Publisher, RelayError, RelayEvent, StreamKey, Subscription,
 };
 use crate::rtmp::chunk::ChunkLimits;
 use crate::rtmp::session::{
     shared_media_chunks, MediaKind, PublishRejection, ServerConfig, ServerEvent, ServerSession,
     SessionError,
 };
+use crate::shared_bytes::{send_spans, SharedStore, Span};
 
 /// Bytes read from a publisher's socket per system call.
 const READ_BUFFER_SIZE: usize = 64 * 1024;
@@ -116,7 +122,7 @@ async fn serve_halves<R, W>(
 ) -> Result<(), ConnectionError>
 where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    W: AsyncWrite + Unpin + 'static,
 {
     // A token of its own: waiting for (and checking) the server's shutdown then touches only
     // this connection's lock, not one shared by every connection on every wake-up.
@@ -144,6 +150,9 @@ struct Playing {
     unpublished_since: Option<Instant>,
     /// Frames this player had skipped when last counted.
     frames_dropped: u64,
+    /// The stream's shared store for this player's chunking key, when its batches may go out
+    /// by `sendfile`.
+    shared: Option<(ChunkingKey, Arc<SharedStore>)>,
 }
 
 /// What woke the connection loop.
@@ -168,8 +177,21 @@ struct Connection<'a> {
     idle_since: Instant,
     publishing: Option<Publishing>,
     playing: Option<Playing>,
+    /// Bytes written first in a batch: session output, status messages, and the frames when
+    /// the batch goes out by a vectored write.
     queue: WriteQueue,
     relay_events: Vec<RelayEvent>,
+    /// Frames queued behind `queue`, with their chunked bytes, while it is not yet decided how
+    /// they go out (a player whose batches may go out by `sendfile`).
+    frames: Vec<(Arc<Frame>, Bytes)>,
+    /// Their bytes.
+    frames_len: usize,
+    /// The batch's frames in the stream's shared file, consecutive ones merged, when it goes
+    /// out by `sendfile` (after `queue`).
+    spans: Vec<Span>,
+    /// Smallest batch sent by `sendfile`; `None` when this connection's never are (TLS, not
+    /// Linux, turned off).
+    sendfile_min: Option<usize>,
 }
 
 impl<'a> Connection<'a> {
@@ -192,15 +214,22 @@ impl<'a> Connection<'a> {
             playing: None,
             queue: WriteQueue::default(),
             relay_events: Vec::with_capacity(KEEP_BETWEEN_BATCHES),
+            frames: Vec::new(),
+            frames_len: 0,
+            spans: Vec::new(),
+            sendfile_min: None,
         }
     }
 
-    async fn run<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    async fn run<R: AsyncRead + Unpin, W: AsyncWrite + Unpin + 'static>(
         &mut self,
         reader: &mut R,
         writer: &mut W,
         shutdown: &CancellationToken,
     ) -> Result<(), ConnectionError> {
+        if SharedStore::is_supported() && tcp_socket(&*writer).is_some() {
+            self.sendfile_min = self.shared.config.sendfile_min_bytes;
+        }
         let mut buffer = vec![0u8; SMALL_READ_BUFFER_SIZE];
         let handshake_deadline = Instant::now() + self.shared.config.handshake_timeout;
         let mut received = 0u64;
@@ -320,7 +349,7 @@ impl<'a> Connection<'a> {
     /// up while the socket was busy go out together in one vectored write. Never waits: a
     /// player's frames are written as soon as they are announced.
     fn take_available_relay_events(&mut self) -> Result<(), ConnectionError> {
-        while self.queue.queued_bytes() < WRITE_BATCH_BYTES {
+        while self.queue.queued_bytes().saturating_add(self.frames_len) < WRITE_BATCH_BYTES {
             let Some(playing) = self.playing.as_mut() else {
                 break;
             };
@@ -352,67 +381,165 @@ impl<'a> Connection<'a> {
 
     fn queue_session_output(&mut self) {
         if self.session.has_output() {
+            // Behind the frames already taken, as their vectored write would send it.
+            self.queue_frames();
             self.queue.push(self.session.take_output());
         }
     }
 
-    /// Writes everything queued. Returns early (leaving the rest queued) on shutdown, so a peer
-    /// that stopped reading cannot hold the server up.
-    async fn write_queued<W: AsyncWrite + Unpin>(
+    /// Moves the frames held for a possible `sendfile` into the vectored write's queue.
+    fn queue_frames(&mut self) {
+        for (_, bytes) in self.frames.drain(..) {
+            self.queue.push(bytes);
+        }
+        self.frames_len = 0;
+    }
+
+    /// Decides how the held frames go out: as spans of the stream's shared file when the batch
+    /// is large enough and every frame is there, otherwise queued for the vectored write.
+    fn close_batch(&mut self) {
+        if self.frames.is_empty() {
+            return;
+        }
+        let store = self.playing.as_ref().and_then(|p| p.shared.as_ref());
+        if let (Some(min), Some((key, store))) = (self.sendfile_min, store) {
+            if self.frames_len >= min {
+                let mut complete = true;
+                for (frame, _) in &self.frames {
+                    let Some(span) = frame.chunked_span(*key, store) else {
+                        complete = false;
+                        break;
+                    };
+                    let merged = self
+                        .spans
+                        .last_mut()
+                        .is_some_and(|last| last.try_extend(&span));
+                    if !merged {
+                        self.spans.push(span);
+                    }
+                }
+                if complete {
+                    self.frames.clear();
+                    self.frames_len = 0;
+                    return;
+                }
+                self.spans.clear();
+            }
+        }
+        self.queue_frames();
+    }
+
+    /// Writes everything queued: the vectored write's queue, then the batch's spans of the
+    /// stream's shared file. Returns early (leaving the rest queued) on shutdown, so a peer that
+    /// stopped reading cannot hold the server up.
+    async fn write_queued<W: AsyncWrite + Unpin + 'static>(
         &mut self,
         writer: &mut W,
         shutdown: &CancellationToken,
     ) -> Result<(), ConnectionError> {
-        if self.queue.is_empty() {
-            return Ok(());
-        }
-        // A player keeping up takes the batch at once: no deadline timer, no shutdown waiter.
-        let (written, done) = self.queue.write_now(writer)?;
-        ServerCounters::add(&self.shared.counters.bytes_out, written as u64);
-        if done {
-            // A player's first batch (the GOP cache) grew these far past what later ones need,
-            // and its handshake the session's buffers.
-            self.queue.release_burst_room();
-            release_burst_room(&mut self.relay_events);
-            if self.playing.is_some() {
-                self.session.release_idle_buffers();
-            }
+        self.close_batch();
+        if self.queue.is_empty() && self.spans.is_empty() {
             return Ok(());
         }
         let limit = self.shared.config.write_timeout;
-        let write = timeout(limit, self.queue.write_all(writer));
-        let written = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return Ok(()),
-            written = write => written,
-        };
-        match written {
-            Ok(written) => written
-                .map(|bytes| ServerCounters::add(&self.shared.counters.bytes_out, bytes as u64))
-                .map_err(ConnectionError::Io),
-            Err(_) => Err(ConnectionError::WriteTimeout(
-                limit,
-                self.queue.queued_bytes(),
-            )),
+        if !self.queue.is_empty() {
+            // A player keeping up takes the batch at once: no deadline timer, no shutdown waiter.
+            let (written, done) = self.queue.write_now(writer)?;
+            ServerCounters::add(&self.shared.counters.bytes_out, written as u64);
+            if !done {
+                let write = timeout(limit, self.queue.write_all(writer));
+                let written = tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => {
+                        self.spans.clear();
+                        return Ok(());
+                    }
+                    written = write => written,
+                };
+                match written {
+                    Ok(written) => ServerCounters::add(
+                        &self.shared.counters.bytes_out,
+                        written.map_err(ConnectionError::Io)? as u64,
+                    ),
+                    Err(_) => {
+                        return Err(ConnectionError::WriteTimeout(
+                            limit,
+                            self.queue.queued_bytes(),
+                        ))
+                    }
+                }
+            }
         }
+        if !self.spans.is_empty() {
+            let socket = tcp_socket(&*writer).ok_or_else(|| {
+                io::Error::new(io::ErrorKind::Unsupported, "sendfile needs a TCP socket")
+            })?;
+            let waiting: u64 = self.spans.iter().map(Span::len).sum();
+            // Polled first: a player keeping up takes the batch at once, and the shutdown
+            // waiter is never set up.
+            let sent = tokio::select! {
+                biased;
+                sent = send_spans(socket, &mut self.spans, limit) => Some(sent),
+                _ = shutdown.cancelled() => None,
+            };
+            let Some(sent) = sent else {
+                self.spans.clear();
+                return Ok(());
+            };
+            match sent {
+                Ok(sent) => {
+                    let counters = &self.shared.counters;
+                    ServerCounters::add(&counters.bytes_out, sent);
+                    ServerCounters::add(&counters.bytes_shared, sent);
+                }
+                Err(error) if error.kind() == io::ErrorKind::TimedOut => {
+                    return Err(ConnectionError::WriteTimeout(
+                        limit,
+                        usize::try_from(waiting).unwrap_or(usize::MAX),
+                    ))
+                }
+                Err(error) => return Err(ConnectionError::Io(error)),
+            }
+        }
+        // A player's first batch (the GOP cache) grew these far past what later ones need, and
+        // its handshake the session's buffers.
+        self.queue.release_burst_room();
+        release_burst_room(&mut self.relay_events);
+        release_burst_room(&mut self.frames);
+        release_burst_room(&mut self.spans);
+        if self.playing.is_some() {
+            self.session.release_idle_buffers();
+        }
+        Ok(())
     }
 
     /// Turns relay events into queued wire bytes: frames as shared chunked buffers, publisher
     /// changes as status messages when configured.
     fn queue_relay_events(&mut self) -> Result<(), ConnectionError> {
-        let Some(playing) = self.playing.as_ref() else {
+        let sendfile = self.sendfile_min.is_some();
+        let chunk_size = self.session.outgoing_chunk_size();
+        let Some(playing) = self.playing.as_mut() else {
             self.relay_events.clear();
             return Ok(());
         };
         let stream_id = playing.stream_id;
-        let chunk_size = self.session.outgoing_chunk_size();
         let key = ChunkingKey {
             chunk_size,
             message_stream_id: stream_id,
         };
+        if sendfile && playing.shared.as_ref().is_none_or(|(k, _)| *k != key) {
+            playing.shared = playing
+                .subscription
+                .shared_rtmp(key)
+                .map(|store| (key, store));
+        }
+        let (audio, video) = (playing.audio, playing.video);
         let notify = self.shared.config.notify_players_on_unpublish;
         let mut unpublished_since = playing.unpublished_since;
-        for event in self.relay_events.drain(..) {
+        // Taken out while the events are turned into bytes (which may queue session output),
+        // and put back empty, keeping its room.
+        let mut events = std::mem::take(&mut self.relay_events);
+        for event in events.drain(..) {
             match event {
                 RelayEvent::PublisherEnded => unpublished_since = Some(Instant::now()),
                 RelayEvent::PublisherStarted | RelayEvent::Frame(_) => unpublished_since = None,
@@ -420,8 +547,8 @@ impl<'a> Connection<'a> {
             match event {
                 RelayEvent::Frame(frame) => {
                     let kind = match frame.kind() {
-                        FrameKind::Audio if playing.audio => MediaKind::Audio,
-                        FrameKind::Video if playing.video => MediaKind::Video,
+                        FrameKind::Audio if audio => MediaKind::Audio,
+                        FrameKind::Video if video => MediaKind::Video,
                         FrameKind::Metadata => MediaKind::Data,
                         _ => continue,
                     };
@@ -437,19 +564,29 @@ impl<'a> Connection<'a> {
                         )
                         .unwrap_or_default()
                     });
-                    self.queue.push(bytes);
+                    if bytes.is_empty() {
+                        continue;
+                    }
+                    if sendfile {
+                        // Held until the batch is closed: it may go out by `sendfile`.
+                        self.frames_len = self.frames_len.saturating_add(bytes.len());
+                        self.frames.push((frame, bytes));
+                    } else {
+                        self.queue.push(bytes);
+                    }
                 }
                 RelayEvent::PublisherEnded if notify => {
                     self.session.notify_unpublished(stream_id)?;
-                    self.queue.push(self.session.take_output());
+                    self.queue_session_output();
                 }
                 RelayEvent::PublisherStarted if notify => {
                     self.session.notify_republished(stream_id)?;
-                    self.queue.push(self.session.take_output());
+                    self.queue_session_output();
                 }
                 _ => {}
             }
         }
+        self.relay_events = events;
         if let Some(playing) = self.playing.as_mut() {
             playing.unpublished_since = unpublished_since;
         }
@@ -680,6 +817,7 @@ impl<'a> Connection<'a> {
                     video: true,
                     unpublished_since,
                     frames_dropped: 0,
+                    shared: None,
                 });
                 ServerCounters::add(&self.shared.counters.players, 1);
                 self.shared
@@ -742,6 +880,14 @@ impl<'a> Connection<'a> {
                 .await;
         }
     }
+}
+
+/// The plain TCP socket under a connection's write half, when it is one (`sendfile` needs the
+/// socket itself; an RTMPS connection's is not).
+fn tcp_socket<W: Any>(writer: &W) -> Option<&TcpStream> {
+    (writer as &dyn Any)
+        .downcast_ref::<OwnedWriteHalf>()
+        .map(AsRef::as_ref)
 }
 
 /// Sleeps until `deadline`; the timer is set up on the first poll, so a disabled `select!`

@@ -89,6 +89,9 @@ pub struct RtmpMetrics {
     pub bytes_in: u64,
     /// Bytes written to RTMP peers.
     pub bytes_out: u64,
+    /// Bytes of players' frames sent with `sendfile` from a stream's shared in-memory file
+    /// instead of copied per player, part of `bytes_out`.
+    pub bytes_shared: u64,
     /// Frames RTMP players skipped because they fell behind.
     pub frames_dropped: u64,
     /// Times an RTMP player fell behind and skipped ahead to a keyframe.
@@ -103,6 +106,7 @@ pub(crate) struct ServerCounters {
     pub(crate) players: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
+    pub(crate) bytes_shared: AtomicU64,
     pub(crate) frames_dropped: AtomicU64,
     pub(crate) slow_viewer_skips: AtomicU64,
 }
@@ -143,6 +147,7 @@ impl ServerCounters {
             players: self.players.load(COUNTER),
             bytes_in: self.bytes_in.load(COUNTER),
             bytes_out: self.bytes_out.load(COUNTER),
+            bytes_shared: self.bytes_shared.load(COUNTER),
             frames_dropped: self.frames_dropped.load(COUNTER),
             slow_viewer_skips: self.slow_viewer_skips.load(COUNTER),
         }

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 pub use adaptive::spawn_adaptive_batching;
-pub use config::RelayServerConfig;
+pub use config::{RelayServerConfig, SENDFILE_MIN_BYTES};
 pub use connection::ConnectionError;
 pub use gate::{PlayGate, StreamWait};
 pub use hooks::{

@@ -32,6 +32,7 @@ mod rtmp_client_ffmpeg;
 mod rtmp_ffmpeg_capture;
 mod rtmp_fuzz_seeds;
 mod rtmp_play_recording;
+mod rtmp_sendfile;
 mod rtmp_session;
 mod rtmp_session_gstreamer;
 mod rtmp_session_players;
