@@ -80,7 +80,9 @@ curl -fsS "$base/healthz" >/dev/null || fail "the coordinator did not answer on 
 log "schemathesis against $base ($examples examples per operation)"
 status=0
 # The examples, coverage (boundary values) and fuzzing phases; the stateful phase is left out to
-# keep the run to a minute or two.
+# keep the run to a minute or two. The streamed part-report answer stays open for its hold (up to
+# a minute) by design, which a per-request timeout cannot judge; its refusals and behaviour are
+# tested in streamr-coord's ll_parts tests.
 # From the scratch directory, where schemathesis leaves its .schemathesis/ cache.
 (cd "$work" && NO_COLOR=1 schemathesis --config-file "$config" run "$base/openapi.json" \
   --url "$base" \
@@ -91,6 +93,7 @@ status=0
   --workers 2 \
   --seed 3 \
   --request-timeout 10 \
+  --exclude-path '/streams/{id}/part-reports/stream' \
   --suppress-health-check all) \
   >"$work/report.txt" 2>&1 || status=$?
 cat "$work/report.txt"
@@ -106,7 +109,12 @@ if [ "$status" -ne 0 ] && ! grep -q '^=* FAILURES =*$' "$work/report.txt"; then
   runtime_errors="$(grep -c '^Runtime Error$' "$work/report.txt" || true)"
   generator_flakes="$(grep -c -E '^(Inconsistent results|[[:space:]]*SystemError: AST constructor recursion depth mismatch)' \
     "$work/report.txt" || true)"
-  if [ "$runtime_errors" -gt 0 ] && [ "$runtime_errors" = "$generator_flakes" ]; then
+  # Every operation listed under ERRORS must be one of those flakes: a network error, a timeout
+  # or a server error anywhere fails the run.
+  errored_operations="$(sed -n '/^=* ERRORS =*$/,/^=* WARNINGS =*$/p' "$work/report.txt" \
+    | grep -c -E '^_{3,} [A-Z]+ /.* _{3,}$' || true)"
+  if [ "$runtime_errors" -gt 0 ] && [ "$runtime_errors" = "$generator_flakes" ] \
+    && [ "$errored_operations" = "$runtime_errors" ]; then
     log "warning: schemathesis's generator failed on $runtime_errors operation(s); no check failed"
     status=0
   fi

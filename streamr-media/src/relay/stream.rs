@@ -111,6 +111,10 @@ pub struct UpstreamGap {
     pub resumed_ms: u32,
 }
 
+/// Furthest the last audio frame may trail the last video frame for a resume point to start
+/// from it (see [`Stream::resume_point`]).
+const RESUME_TRACK_SKEW_MS: u32 = 2_000;
+
 /// What happens to a frame of a [`Timeline::Upstream`] publisher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Admit {
@@ -299,13 +303,26 @@ impl Stream {
     /// Where a [`Timeline::Upstream`] publisher reconnecting to an upstream asks it to resume
     /// (see [`RelayHub::subscribe_resuming`](super::RelayHub::subscribe_resuming)): the newest
     /// frame relayed on the track that starts viewers (video when the stream has video, else
-    /// audio), on the upstream's timeline. `None` before any such frame.
+    /// audio), or the newest audio frame when that trails it by at most
+    /// [`RESUME_TRACK_SKEW_MS`], on the upstream's timeline. `None` before any such frame.
     pub(crate) fn resume_point(&self) -> Option<u32> {
         let state = lock(&self.state);
         if !state.publishing || state.timeline != Timeline::Upstream {
             return None;
         }
-        state.last_video.or(state.last_audio)
+        match (state.last_video, state.last_audio) {
+            // The earlier track's last frame, so the upstream replays from a keyframe at or
+            // before both and neither track loses the frames between (audio relayed up to a
+            // little before the newest video frame would otherwise start after a keyframe that
+            // falls between them). A track far behind (stopped) does not pull the point back.
+            (Some(video), Some(audio))
+                if is_after(video, audio) && video.wrapping_sub(audio) <= RESUME_TRACK_SKEW_MS =>
+            {
+                Some(audio)
+            }
+            (Some(video), _) => Some(video),
+            (None, audio) => audio,
+        }
     }
 
     /// Marks the end of the current publish and tells the viewers.

@@ -395,3 +395,32 @@ fn a_failover_resuming_from_the_upstream_loses_no_frame_even_past_its_newest_key
         "a local publisher resumes nothing"
     );
 }
+
+/// A rejoin resumes from the earlier track: audio relayed up to just before the newest video
+/// frame pulls the point back to it, so a keyframe between the two cannot start the replay after
+/// audio that was never relayed; a track stopped long ago does not.
+#[test]
+fn the_resume_point_is_the_earlier_tracks_unless_that_track_stopped() {
+    let hub = RelayHub::default();
+    let publisher = hub.publish_with(key(), Timeline::Upstream).unwrap();
+    send_headers(&publisher, 0, 1);
+    publisher.send(FrameKind::Video, 1_000, video(0, true));
+    publisher.send(FrameKind::Audio, 1_000, audio(0));
+    publisher.send(FrameKind::Audio, 1_023, audio(1));
+    publisher.send(FrameKind::Video, 1_040, video(1, false));
+    assert_eq!(publisher.resume_point(), Some(1_023), "audio trails video");
+    publisher.send(FrameKind::Audio, 1_046, audio(2));
+    assert_eq!(publisher.resume_point(), Some(1_040), "video trails audio");
+    for index in 2..100 {
+        publisher.send(
+            FrameKind::Video,
+            1_000 + index * 40,
+            video(index, index % 5 == 0),
+        );
+    }
+    assert_eq!(
+        publisher.resume_point(),
+        Some(1_000 + 99 * 40),
+        "audio stopped seconds ago: the video's point"
+    );
+}
