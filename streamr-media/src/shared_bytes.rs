@@ -297,6 +297,25 @@ pub(crate) async fn send_spans(
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
+/// Collects the spans of consecutive frames into `spans`, merging each with the one before it
+/// where they touch. `false` (and `spans` cleared) as soon as one frame has no span: the caller
+/// then sends the batch by vectored writes instead.
+pub(crate) fn collect_spans(
+    frames: impl IntoIterator<Item = Option<Span>>,
+    spans: &mut Vec<Span>,
+) -> bool {
+    for span in frames {
+        let Some(span) = span else {
+            spans.clear();
+            return false;
+        };
+        if !spans.last_mut().is_some_and(|last| last.try_extend(&span)) {
+            spans.push(span);
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 #[cfg(target_os = "linux")]
 mod tests {

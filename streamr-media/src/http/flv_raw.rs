@@ -201,26 +201,12 @@ impl FlvStreamer {
             .is_some_and(|min| self.framing == Framing::Chunked && self.body_len >= min)
         {
             let store: &SharedStore = self.subscription.shared_flv();
-            let mut complete = true;
-            for frame in &self.frames {
-                let Some(span) = frame.flv_chunk_span(store) else {
-                    complete = false;
-                    break;
-                };
-                let merged = self
-                    .spans
-                    .last_mut()
-                    .is_some_and(|last| last.try_extend(&span));
-                if !merged {
-                    self.spans.push(span);
-                }
-            }
-            if complete {
+            let spans = self.frames.iter().map(|frame| frame.flv_chunk_span(store));
+            if crate::shared_bytes::collect_spans(spans, &mut self.spans) {
                 self.frames.clear();
                 self.body_len = 0;
                 return;
             }
-            self.spans.clear();
         }
         for index in 0..self.frames.len() {
             if let Some(bytes) = self.frame_bytes(&self.frames[index]) {

@@ -404,26 +404,15 @@ impl<'a> Connection<'a> {
         let store = self.playing.as_ref().and_then(|p| p.shared.as_ref());
         if let (Some(min), Some((key, store))) = (self.sendfile_min, store) {
             if self.frames_len >= min {
-                let mut complete = true;
-                for (frame, _) in &self.frames {
-                    let Some(span) = frame.chunked_span(*key, store) else {
-                        complete = false;
-                        break;
-                    };
-                    let merged = self
-                        .spans
-                        .last_mut()
-                        .is_some_and(|last| last.try_extend(&span));
-                    if !merged {
-                        self.spans.push(span);
-                    }
-                }
-                if complete {
+                let spans = self
+                    .frames
+                    .iter()
+                    .map(|(frame, _)| frame.chunked_span(*key, store));
+                if crate::shared_bytes::collect_spans(spans, &mut self.spans) {
                     self.frames.clear();
                     self.frames_len = 0;
                     return;
                 }
-                self.spans.clear();
             }
         }
         self.queue_frames();
