@@ -153,9 +153,12 @@ async fn two_replicas_route_like_one_coordinator_and_lose_nothing_when_one_goes_
         after_reports.iter().all(|o| o != &ids[0]),
         "node 0 is down after the reports: {after_reports:?}"
     );
+    // Which nodes the first twelve viewers get depends on the epoch's routing seed; the three
+    // viewers that exclude nodes 1 and 2 get node 0 in every epoch, before they report it.
+    let pinned_to_first: Vec<&String> = expected[12..18].iter().step_by(2).collect();
     assert!(
-        expected[..12].iter().any(|o| o == &ids[0]),
-        "node 0 served before: {expected:?}"
+        pinned_to_first.iter().all(|o| *o == &ids[0]),
+        "node 0 served before its reports: {expected:?}"
     );
 
     // A fresh replica on the shared database (a restart) still has every grant, report and
