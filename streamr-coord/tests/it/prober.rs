@@ -30,14 +30,39 @@ const ADMIN: &str = "prober-test-admin";
 on_both_backends!(a_held_probe_survives_a_coordinator_restart);
 const ORIGIN_SEGMENTS: [&[u8]; 3] = [b"segment zero", b"segment one", b"segment two"];
 
+/// Serves `app` on a free loopback port; its base URL.
+async fn serve_node(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+/// Whether the `grant` of a request's `query` is a grant that `coordinator` signed.
+fn granted_by(
+    coordinator: &streamr_core::CoordinatorKey,
+    query: &std::collections::HashMap<String, String>,
+) -> bool {
+    query
+        .get("grant")
+        .and_then(|token| grant_token::decode(token).ok())
+        .is_some_and(|grant| grant.verify(coordinator).is_ok())
+}
+
+/// A coordinator's storage in a fresh SQLite database under `dir`.
+async fn sqlite_storage(dir: &std::path::Path) -> Arc<dyn streamr_coord::Storage> {
+    connect(&format!("sqlite://{}", dir.join("c.db").display()))
+        .await
+        .unwrap()
+}
+
 /// A node that lists segments 0-2 and serves `body(seq)` for each, only under a grant that
 /// `coordinator` signed.
 async fn fake_node(coordinator: streamr_core::CoordinatorKey, honest: bool) -> String {
     let check = move |query: &std::collections::HashMap<String, String>| {
-        query
-            .get("grant")
-            .and_then(|token| grant_token::decode(token).ok())
-            .is_some_and(|grant| grant.verify(&coordinator).is_ok())
+        granted_by(&coordinator, query)
     };
     let app = axum::Router::new()
         .route(
@@ -65,12 +90,7 @@ async fn fake_node(coordinator: streamr_core::CoordinatorKey, honest: bool) -> S
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    serve_node(app).await
 }
 
 fn node_record(http_url: String) -> NodeRecord {
@@ -99,23 +119,13 @@ fn node_record(http_url: String) -> NodeRecord {
 #[tokio::test]
 async fn probes_check_content_against_the_origin() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
-        .await
-        .unwrap();
+    let storage = sqlite_storage(dir.path()).await;
     let config = CoordConfig {
         admin_token: Some(ADMIN.into()),
         ..CoordConfig::default()
     };
     let key = config.coordinator_key.clone();
-    let coordinator = Coordinator::new(config, Arc::clone(&storage));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = coordinator.serve(listener, std::future::pending()).await;
-    });
-    let admin = CoordinatorClient::new(&url)
-        .unwrap()
-        .with_admin_token(ADMIN);
+    let admin = serve_coordinator(Arc::clone(&storage), config).await;
     admin.create_stream("show", "").await.unwrap();
     for (sequence, bytes) in (0u64..).zip(ORIGIN_SEGMENTS) {
         let report = SegmentReport {
@@ -178,11 +188,7 @@ async fn single_segment_node(coordinator: streamr_core::CoordinatorKey) -> Strin
             "/live/{file}",
             get(
                 move |Query(query): Query<std::collections::HashMap<String, String>>| async move {
-                    let granted = query
-                        .get("grant")
-                        .and_then(|token| grant_token::decode(token).ok())
-                        .is_some_and(|grant| grant.verify(&coordinator).is_ok());
-                    if !granted {
+                    if !granted_by(&coordinator, &query) {
                         return (StatusCode::FORBIDDEN, String::new());
                     }
                     (
@@ -196,12 +202,7 @@ async fn single_segment_node(coordinator: streamr_core::CoordinatorKey) -> Strin
             "/live/{stream}/{segment}",
             get(|| async { b"the second half of a segment".to_vec() }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    serve_node(app).await
 }
 
 /// A node listing segments 0 and 3 whose segment 3 is reported by the origin (through `admin`)
@@ -214,11 +215,7 @@ async fn racing_node(
         .route(
             "/live/{file}",
             get(move |Query(query): Query<std::collections::HashMap<String, String>>| async move {
-                let granted = query
-                    .get("grant")
-                    .and_then(|token| grant_token::decode(token).ok())
-                    .is_some_and(|grant| grant.verify(&coordinator).is_ok());
-                if !granted {
+                if !granted_by(&coordinator, &query) {
                     return (StatusCode::FORBIDDEN, String::new());
                 }
                 (
@@ -244,12 +241,7 @@ async fn racing_node(
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    serve_node(app).await
 }
 
 /// What a recording node saw: the grant tokens it was shown and the receipts posted to it.
@@ -315,12 +307,7 @@ async fn recording_node(
                 },
             ),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    serve_node(app).await
 }
 
 /// A probe looks like a viewer to the node (a fresh key each time, a grant shaped like a
@@ -329,9 +316,7 @@ async fn recording_node(
 #[tokio::test]
 async fn probes_look_like_viewers_and_are_marked_as_probes() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
-        .await
-        .unwrap();
+    let storage = sqlite_storage(dir.path()).await;
     let config = CoordConfig {
         admin_token: Some(ADMIN.into()),
         grant_ttl: std::time::Duration::from_secs(1_800),
@@ -339,15 +324,7 @@ async fn probes_look_like_viewers_and_are_marked_as_probes() {
         ..CoordConfig::default()
     };
     let key = config.coordinator_key.clone();
-    let coordinator = Coordinator::new(config.clone(), Arc::clone(&storage));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = coordinator.serve(listener, std::future::pending()).await;
-    });
-    let admin = CoordinatorClient::new(&url)
-        .unwrap()
-        .with_admin_token(ADMIN);
+    let admin = serve_coordinator(Arc::clone(&storage), config.clone()).await;
     admin.create_stream("show", "").await.unwrap();
     for (sequence, bytes) in (0u64..).zip(ORIGIN_SEGMENTS) {
         let report = SegmentReport {
@@ -454,23 +431,13 @@ async fn serving_node(
 #[tokio::test]
 async fn a_backlog_never_fails_an_honest_relay_and_hides_no_liar() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
-        .await
-        .unwrap();
+    let storage = sqlite_storage(dir.path()).await;
     let config = CoordConfig {
         admin_token: Some(ADMIN.into()),
         ..CoordConfig::default()
     };
     let key = config.coordinator_key.clone();
-    let coordinator = Coordinator::new(config, Arc::clone(&storage));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = coordinator.serve(listener, std::future::pending()).await;
-    });
-    let admin = CoordinatorClient::new(&url)
-        .unwrap()
-        .with_admin_token(ADMIN);
+    let admin = serve_coordinator(Arc::clone(&storage), config).await;
     admin.create_stream("show", "").await.unwrap();
     let bytes = |sequence: u64| format!("origin segment {sequence}").into_bytes();
     let report = |sequence: u64, published_ms: u64| SegmentReport {
@@ -603,23 +570,13 @@ async fn coordinator_with_reports(
     Arc<dyn streamr_coord::Storage>,
     streamr_core::KeyPair,
 ) {
-    let storage = connect(&format!("sqlite://{}", dir.join("c.db").display()))
-        .await
-        .unwrap();
+    let storage = sqlite_storage(dir).await;
     let config = CoordConfig {
         admin_token: Some(ADMIN.into()),
         ..CoordConfig::default()
     };
     let key = config.coordinator_key.clone();
-    let coordinator = Coordinator::new(config, Arc::clone(&storage));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = coordinator.serve(listener, std::future::pending()).await;
-    });
-    let admin = CoordinatorClient::new(&url)
-        .unwrap()
-        .with_admin_token(ADMIN);
+    let admin = serve_coordinator(Arc::clone(&storage), config).await;
     admin.create_stream("show", "").await.unwrap();
     for sequence in 0..reported {
         admin
@@ -672,11 +629,7 @@ async fn changing_node(
                 move |Query(query): Query<std::collections::HashMap<String, String>>| {
                     let playlist = playlist.lock().unwrap().clone();
                     async move {
-                        let granted = query
-                            .get("grant")
-                            .and_then(|token| grant_token::decode(token).ok())
-                            .is_some_and(|grant| grant.verify(&coordinator).is_ok());
-                        if !granted {
+                        if !granted_by(&coordinator, &query) {
                             return (StatusCode::FORBIDDEN, String::new());
                         }
                         (StatusCode::OK, playlist)
@@ -697,12 +650,7 @@ async fn changing_node(
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    serve_node(app).await
 }
 
 /// A relay forging only the newest segment it lists is held while that segment is its
