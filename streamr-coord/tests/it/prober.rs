@@ -30,34 +30,6 @@ const ADMIN: &str = "prober-test-admin";
 on_both_backends!(a_held_probe_survives_a_coordinator_restart);
 const ORIGIN_SEGMENTS: [&[u8]; 3] = [b"segment zero", b"segment one", b"segment two"];
 
-/// Serves `app` on a free loopback port; its base URL.
-async fn serve_node(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
-}
-
-/// Whether the `grant` of a request's `query` is a grant that `coordinator` signed.
-fn granted_by(
-    coordinator: &streamr_core::CoordinatorKey,
-    query: &std::collections::HashMap<String, String>,
-) -> bool {
-    query
-        .get("grant")
-        .and_then(|token| grant_token::decode(token).ok())
-        .is_some_and(|grant| grant.verify(coordinator).is_ok())
-}
-
-/// A coordinator's storage in a fresh SQLite database under `dir`.
-async fn sqlite_storage(dir: &std::path::Path) -> Arc<dyn streamr_coord::Storage> {
-    connect(&format!("sqlite://{}", dir.join("c.db").display()))
-        .await
-        .unwrap()
-}
-
 /// A node that lists segments 0-2 and serves `body(seq)` for each, only under a grant that
 /// `coordinator` signed.
 async fn fake_node(coordinator: streamr_core::CoordinatorKey, honest: bool) -> String {
@@ -91,6 +63,34 @@ async fn fake_node(coordinator: streamr_core::CoordinatorKey, honest: bool) -> S
             }),
         );
     serve_node(app).await
+}
+
+/// Serves `app` on a free loopback port; its base URL.
+async fn serve_node(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+/// Whether the `grant` of a request's `query` is a grant that `coordinator` signed.
+fn granted_by(
+    coordinator: &streamr_core::CoordinatorKey,
+    query: &std::collections::HashMap<String, String>,
+) -> bool {
+    query
+        .get("grant")
+        .and_then(|token| grant_token::decode(token).ok())
+        .is_some_and(|grant| grant.verify(coordinator).is_ok())
+}
+
+/// A coordinator's storage in a fresh SQLite database under `dir`.
+async fn sqlite_storage(dir: &std::path::Path) -> Arc<dyn streamr_coord::Storage> {
+    connect(&format!("sqlite://{}", dir.join("c.db").display()))
+        .await
+        .unwrap()
 }
 
 fn node_record(http_url: String) -> NodeRecord {
