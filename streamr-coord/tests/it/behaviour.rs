@@ -9,9 +9,8 @@ use serde_json::{json, Value};
 use streamr_coord::wire::NodeDeregistration;
 use streamr_coord::{CoordConfig, Coordinator, RateLimit};
 use streamr_core::{
-    segment_hash, BalanceLeaf, ContentDigest, CoordinatorKey, EpochInputs, KeyPair, MerkleProof,
-    NodeHeartbeat, OriginClaim, OriginSegmentReport, ProbeResult, SessionId, Signed, SignedGrant,
-    StreamId, ViewerReceipt,
+    segment_hash, BalanceLeaf, CoordinatorKey, EpochInputs, KeyPair, MerkleProof, OriginClaim,
+    OriginSegmentReport, ProbeResult, SessionId, Signed, SignedGrant, StreamId, ViewerReceipt,
 };
 
 on_both_backends!(

@@ -11,11 +11,10 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::*;
 use serde_json::{json, Value};
-use streamr_coord::storage::SessionRecord;
 use streamr_coord::{CoordConfig, Coordinator};
 use streamr_core::{
-    segment_hash, ContentDigest, KeyPair, NodeHeartbeat, SessionGrant, SessionId, Signed,
-    SignedGrant, SignedReceipt, StreamId, ViewerReceipt,
+    segment_hash, ContentDigest, KeyPair, SessionId, Signed, SignedGrant, SignedReceipt,
+    ViewerReceipt,
 };
 
 on_both_backends!(reports_split_verified_claimed_and_probe_traffic);
@@ -97,8 +96,10 @@ async fn reports_split_verified_claimed_and_probe_traffic(db: &TestDb) {
     let probed_only = KeyPair::from_seed([32; 32]);
     register_from(&api, &serving, [192, 0, 2, 31].into()).await;
     register_from(&api, &probed_only, [198, 51, 100, 32].into()).await;
-    let (probe_viewer, probe) = probe_session(db, &config, &serving, Duration::from_secs(3_600)).await;
-    let (other_probe_viewer, other_probe) = probe_session(db, &config, &probed_only, Duration::from_secs(3_600)).await;
+    let (probe_viewer, probe) =
+        probe_session(db, &config, &serving, Duration::from_secs(3_600)).await;
+    let (other_probe_viewer, other_probe) =
+        probe_session(db, &config, &probed_only, Duration::from_secs(3_600)).await;
 
     // Start at an epoch boundary, so everything below lands in one epoch.
     let start = (now_ms() / epoch_ms + 1) * epoch_ms;

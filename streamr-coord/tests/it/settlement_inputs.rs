@@ -12,12 +12,10 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::*;
 use serde_json::{json, Value};
-use streamr_coord::storage::SessionRecord;
 use streamr_coord::{CoordConfig, Coordinator};
 use streamr_core::{
     segment_hash, ContentDigest, EpochInputs, EpochObservations, KeyPair, NodeEpochInput,
-    NodeHeartbeat, SessionGrant, SessionId, Signed, SignedGrant, SignedReceipt, StreamId,
-    ViewerReceipt, PPM,
+    SessionId, Signed, SignedGrant, SignedReceipt, ViewerReceipt, PPM,
 };
 
 on_both_backends!(
@@ -86,7 +84,8 @@ impl Scene {
             .raw_from(
                 "POST",
                 "/nodes/heartbeat",
-                serde_json::to_vec(&json!({ "heartbeat": claims_heartbeat(node, 1, 0, 0) })).expect("json"),
+                serde_json::to_vec(&json!({ "heartbeat": claims_heartbeat(node, 1, 0, 0) }))
+                    .expect("json"),
                 false,
                 Some(peer),
             )
@@ -354,7 +353,8 @@ async fn a_node_that_only_served_probes_earns_nothing(db: &TestDb) {
     let (viewer, session) = honest_viewer(&scene, &serving, 81).await;
     let idle_peer: IpAddr = "2001:db8:7:1::72".parse().expect("address");
     scene.join(&idle, idle_peer).await;
-    let (probe_viewer, probe) = probe_session(db, &scene.config, &idle, Duration::from_secs(60)).await;
+    let (probe_viewer, probe) =
+        probe_session(db, &scene.config, &idle, Duration::from_secs(60)).await;
 
     let outcome = scene
         .report(

@@ -16,8 +16,7 @@ use common::*;
 use serde_json::{json, Value};
 use streamr_coord::{CoordConfig, Coordinator, GrantBudget};
 use streamr_core::{
-    segment_hash, ContentDigest, KeyPair, NodeHeartbeat, SessionId, Signed, SignedGrant, StreamId,
-    ViewerReceipt,
+    KeyPair, NodeHeartbeat, SessionId, Signed, SignedGrant, StreamId, ViewerReceipt,
 };
 
 on_both_backends!(
