@@ -7,8 +7,8 @@ mod support;
 
 use proptest::prelude::*;
 use streamr_core::{
-    accept_open, KeyPair, KnownSession, MacHeartbeat, NodeHandshake,
-    NodeHeartbeat, NodeSessionAccept, NodeSessionId, NodeSessionOpen, SessionKey, Signed, StreamId,
+    accept_open, KeyPair, KnownSession, MacHeartbeat, NodeHandshake, NodeHeartbeat,
+    NodeSessionAccept, NodeSessionId, NodeSessionOpen, SessionKey, Signed, StreamId,
 };
 use streamr_test_support::fuzz_corpus::{assert_seed_is_current, corpus_entries};
 use support::round_trips;

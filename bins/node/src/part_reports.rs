@@ -885,7 +885,10 @@ mod tests {
             }
             assert!(relay.streams.lock().unwrap().len() <= MAX_STREAMS);
         }
-        assert_eq!(served, MAX_STREAMS, "the first {MAX_STREAMS} names are served");
+        assert_eq!(
+            served, MAX_STREAMS,
+            "the first {MAX_STREAMS} names are served"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "the refused names were not waited for: {:?}",
@@ -901,7 +904,10 @@ mod tests {
         // Nobody asks for them again: they are forgotten, and a real stream is followed.
         let deadline = Instant::now() + Duration::from_secs(10);
         while !relay.streams.lock().unwrap().is_empty() {
-            assert!(Instant::now() < deadline, "the made-up streams are still followed");
+            assert!(
+                Instant::now() < deadline,
+                "the made-up streams are still followed"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(relay.page("show", 0, Duration::ZERO).await.is_ok());

@@ -33,9 +33,8 @@ const ORIGIN_SEGMENTS: [&[u8]; 3] = [b"segment zero", b"segment one", b"segment 
 /// A node that lists segments 0-2 and serves `body(seq)` for each, only under a grant that
 /// `coordinator` signed.
 async fn fake_node(coordinator: streamr_core::CoordinatorKey, honest: bool) -> String {
-    let check = move |query: &std::collections::HashMap<String, String>| {
-        granted_by(&coordinator, query)
-    };
+    let check =
+        move |query: &std::collections::HashMap<String, String>| granted_by(&coordinator, query);
     let app = axum::Router::new()
         .route(
             "/live/{file}",
