@@ -107,7 +107,8 @@ impl Gate {
                 if request.protocol == Protocol::Rtmp {
                     origin_gate.take_relay_slot(&key.name, node, request.peer)?;
                 }
-                tracing::debug!(stream = %key, relay = %node, "relay admitted");
+                tracing::debug!(stream = %key, relay = %node,
+                    relays = origin_gate.slots.relays(&key.name), "relay admitted");
             }
             Admission::Viewer => {}
         }

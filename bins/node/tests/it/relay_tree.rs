@@ -493,17 +493,16 @@ async fn the_origin_feeds_at_most_k_relays_in_every_state() {
         &format!("rtmp://{}/live/show?key={stream_key}", origin.rtmp_addr()),
         40,
     );
-    let a = network.relay("a", &origin).await;
+    // A is a process of its own, so it can be killed outright (its connections close).
+    let (mut a_process, a_relay) = network.relay_process("a", &origin).await;
     let b = network.relay("b", &origin).await;
     let api = CoordinatorClient::new(&network.url).unwrap();
-    for relay in [&a, &b] {
-        let id = relay.node_id().to_string();
-        eventually("the relay's heartbeat", || async {
-            let node = api.node(&id).await.ok()?;
-            (node.active && node.last_heartbeat_ms.is_some()).then_some(())
-        })
-        .await;
-    }
+    let b_id = b.node_id().to_string();
+    eventually("the relay's heartbeat", || async {
+        let node = api.node(&b_id).await.ok()?;
+        (node.active && node.last_heartbeat_ms.is_some()).then_some(())
+    })
+    .await;
     eventually("the origin bound", || async {
         api.stream("show").await.ok()?.origin_node
     })
@@ -531,17 +530,14 @@ async fn the_origin_feeds_at_most_k_relays_in_every_state() {
             }
         })
     };
-    let (a_relay, b_relay) = (Relay::from(&a), Relay::from(&b));
+    let b_relay = Relay::from(&b);
     for relay in [&a_relay, &b_relay] {
         eventually("the relay serves the stream", || {
             newest_segment(&network, relay, None)
         })
         .await;
     }
-    assert_eq!(
-        network.parent(b.node_id()).await,
-        Some(a.node_id().to_string())
-    );
+    assert_eq!(network.parent(b.node_id()).await, Some(a_relay.id.to_string()));
     assert_eq!(origin_players(&origin).await, Some(1));
     // B comes to the origin with its relay token alone: refused, A holds the origin's slot.
     let b_key = streamr_node::identity::load_or_create(&network.dir.path().join("b.key")).unwrap();
@@ -554,8 +550,8 @@ async fn the_origin_feeds_at_most_k_relays_in_every_state() {
     .unwrap();
     let refused = RtmpClient::play(&rogue).await;
     assert!(refused.is_err(), "a second relay played at the origin");
-    // A leaves: B takes its place at the origin and serves on.
-    a.shutdown().await;
+    // A is killed: B takes its place at the origin and serves on.
+    a_process.0.kill().expect("kill A");
     let origin_id = origin.node_id().to_string();
     eventually("B under the origin", || async {
         (network.parent(b.node_id()).await.as_deref() == Some(origin_id.as_str())).then_some(())
