@@ -495,13 +495,7 @@ pub fn decide(
             row.assigned_at_ms = ask.now_ms;
         }
     }
-    let decided = Tree::rehome_with(
-        &working,
-        &ask.layout,
-        ask.node,
-        (&own, &confirmed),
-        &closed,
-    );
+    let decided = Tree::rehome_with(&working, &ask.layout, ask.node, (&own, &confirmed), &closed);
     moves.retain(|(relay, _)| !decided.iter().any(|(moved, _)| moved == relay));
     moves.extend(decided);
     for (relay, parent) in &moves {
@@ -541,10 +535,7 @@ pub fn decide(
 /// it loses the reporting child, earns nothing for it (no receipt), and takes no new child
 /// while the report stands (a relay liveness): a parent that stops feeding is handed no more
 /// relays to starve.
-pub fn unfed_parents(
-    reports: &[Report],
-    delivered: &HashSet<(String, String)>,
-) -> HashSet<String> {
+pub fn unfed_parents(reports: &[Report], delivered: &HashSet<(String, String)>) -> HashSet<String> {
     reports
         .iter()
         .filter(|r| !delivered.contains(&(r.reporter_id.clone(), r.node_id.clone())))
@@ -1446,7 +1437,10 @@ mod tests {
         // place is forgotten.
         members.remove("a");
         let moves = decide_and_apply(&mut tree, &[], &members, (2, "c", &["a"]), &delivered, 100);
-        assert!(moves.contains(&("a".to_owned(), FORGOTTEN.to_owned())), "{moves:?}");
+        assert!(
+            moves.contains(&("a".to_owned(), FORGOTTEN.to_owned())),
+            "{moves:?}"
+        );
         assert_eq!(parent_of(&tree, "c").as_deref(), Some("o"));
         assert_eq!(parent_of(&tree, "a"), None);
         // a comes back and asks: the origin is full (b, c), so it goes below a relay with room.
@@ -1486,7 +1480,10 @@ mod tests {
         let reports = [report("p", "x", 10)];
         let unfed = HashSet::new();
         let fed = HashSet::from([("x".to_owned(), "p".to_owned())]);
-        assert_eq!(unfed_parents(&reports, &unfed), HashSet::from(["p".to_owned()]));
+        assert_eq!(
+            unfed_parents(&reports, &unfed),
+            HashSet::from(["p".to_owned()])
+        );
         assert!(unfed_parents(&reports, &fed).is_empty());
         // Unfed: x leaves p, y stays, and a new relay goes below q, not p (p sorts first).
         let mut tree = start.clone();

@@ -102,7 +102,10 @@ impl Gate {
             return Ok(());
         };
         let key = &request.key;
-        match origin_gate.admit(&request.query, &key.name, unix_ms()).await? {
+        match origin_gate
+            .admit(&request.query, &key.name, unix_ms())
+            .await?
+        {
             Admission::Relay(node) => {
                 if request.protocol == Protocol::Rtmp {
                     origin_gate.take_relay_slot(&key.name, node, request.peer)?;

@@ -367,7 +367,10 @@ mod tests {
         // One frame, then silence far longer than the wait: still a live session.
         publisher.send(FrameKind::Audio, 0, Bytes::from_static(&[0xaf, 1, 0]));
         tokio::time::sleep(wait * 2).await;
-        assert!(serves(&hub, None, "show", wait).await, "a sparse stream serves");
+        assert!(
+            serves(&hub, None, "show", wait).await,
+            "a sparse stream serves"
+        );
         assert!(!serves(&hub, None, "other", wait).await, "another stream");
         // A relay's pull between two upstreams does not serve; connected again, it does.
         let stats = hub.stream_stats(&key).expect("stats");

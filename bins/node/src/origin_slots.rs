@@ -168,22 +168,30 @@ mod tests {
             slots.take("show", relay(3), peer(3), now),
             Err(SlotsFull { relays: 2 })
         );
-        slots.take("other", relay(3), peer(3), now).expect("another stream");
+        slots
+            .take("other", relay(3), peer(3), now)
+            .expect("another stream");
         // Relay 1 fails over to the origin again before its old play ended: not against itself.
-        slots.take("show", relay(1), peer(4), now).expect("reconnect");
+        slots
+            .take("show", relay(1), peer(4), now)
+            .expect("reconnect");
         assert_eq!(slots.relays("show"), 2);
         // Relay 2 never started its play: its slot frees after the expiry.
         let later = now + UNSTARTED_EXPIRY;
         slots.started("show", peer(4));
         slots.ended("show", peer(1));
-        slots.take("show", relay(3), peer(3), later).expect("relay 2's slot");
+        slots
+            .take("show", relay(3), peer(3), later)
+            .expect("relay 2's slot");
         assert_eq!(
             slots.take("show", relay(2), peer(5), later),
             Err(SlotsFull { relays: 2 })
         );
         // An ended play frees its slot.
         slots.ended("show", peer(3));
-        slots.take("show", relay(2), peer(5), later).expect("relay 3's slot");
+        slots
+            .take("show", relay(2), peer(5), later)
+            .expect("relay 3's slot");
         assert_eq!(slots.relays("show"), 2);
     }
 }

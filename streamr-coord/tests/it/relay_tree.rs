@@ -163,10 +163,16 @@ async fn chain(api: &Client, relay: &KeyPair, failed: &[NodeId]) -> Vec<String> 
     let names_origin = upstreams.iter().any(|u| u["node_id"] == json!(origin));
     if depth == 1 {
         assert_eq!(upstreams.len(), 1, "{body}");
-        assert!(names_origin, "a tier-1 relay is answered the origin: {body}");
+        assert!(
+            names_origin,
+            "a tier-1 relay is answered the origin: {body}"
+        );
     } else {
         assert_eq!(upstreams.len() as u64 + 1, depth, "{body}");
-        assert!(!names_origin, "a deeper relay is not answered the origin: {body}");
+        assert!(
+            !names_origin,
+            "a deeper relay is not answered the origin: {body}"
+        );
     }
     for upstream in upstreams {
         // Each carries a grant naming the relay as the viewer of that node.
@@ -895,7 +901,11 @@ async fn a_returning_relay_rejoins_where_there_is_room_without_evicting_the_rela
     let gone_id = gone.node_id().to_string();
     // The tier-1 relay misses its heartbeats (older than the liveness); its child asks.
     for (index, relay) in relays.iter().enumerate() {
-        let age = if relay.node_id() == gone.node_id() { 20_000 } else { 0 };
+        let age = if relay.node_id() == gone.node_id() {
+            20_000
+        } else {
+            0
+        };
         heartbeat(&api, relay, 10 + index as u64, age).await;
     }
     let moved = chain(&api, &orphan, &[gone.node_id()]).await;
@@ -966,18 +976,15 @@ async fn a_parent_whose_childs_receipts_show_it_unfed_loses_the_child_and_takes_
         assert_eq!(parents[&sibling.node_id().to_string()], parent_id);
     }
     assert!(
-        relays.iter().all(|r| parents.contains_key(&r.node_id().to_string())),
+        relays
+            .iter()
+            .all(|r| parents.contains_key(&r.node_id().to_string())),
         "{parents:?}"
     );
     // It earns nothing for the child: no receipt of the child's on any grant at the parent.
     let storage = db.storage().await;
     let session = storage
-        .latest_session_of(
-            &starved.node_id().to_string(),
-            &parent_id,
-            "show",
-            0,
-        )
+        .latest_session_of(&starved.node_id().to_string(), &parent_id, "show", 0)
         .await
         .expect("session lookup")
         .expect("the child was granted its parent");

@@ -537,7 +537,10 @@ async fn the_origin_feeds_at_most_k_relays_in_every_state() {
         })
         .await;
     }
-    assert_eq!(network.parent(b.node_id()).await, Some(a_relay.id.to_string()));
+    assert_eq!(
+        network.parent(b.node_id()).await,
+        Some(a_relay.id.to_string())
+    );
     assert_eq!(origin_players(&origin).await, Some(1));
     // B comes to the origin with its relay token alone: refused, A holds the origin's slot.
     let b_key = streamr_node::identity::load_or_create(&network.dir.path().join("b.key")).unwrap();
