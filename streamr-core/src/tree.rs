@@ -483,9 +483,11 @@ pub fn decide(
         .chain(ask.failed.iter().cloned())
         .collect();
     let confirmed = confirmed_failures(assignments, reports, &ask.evidence);
+    // The origin is never closed: its k slots are the tree's root, and a relay it refuses (it
+    // feeds k already) may well report it.
     let closed: HashSet<String> = unfed_parents(reports, ask.delivered)
         .into_iter()
-        .filter(|node| !confirmed.contains(node))
+        .filter(|node| !confirmed.contains(node) && node != ask.layout.origin)
         .collect();
     let mut moves = real_moves(assignments, &ask.layout, ask.real, ask.grace_ms);
     let mut working = assignments.to_vec();
@@ -1493,6 +1495,11 @@ mod tests {
         assert!(moves.is_empty(), "{moves:?}");
         decide_and_apply(&mut tree, &reports, &members, (2, "n", &[]), &unfed, 22);
         assert_eq!(parent_of(&tree, "n").as_deref(), Some("q"));
+        // A report of the origin (no receipts: it is paid otherwise) never closes it.
+        let mut tree = vec![assign("p", "o", 0)];
+        let of_origin = [report("o", "p", 10)];
+        decide_and_apply(&mut tree, &of_origin, &members, (2, "n", &[]), &unfed, 22);
+        assert_eq!(parent_of(&tree, "n").as_deref(), Some("o"));
         // The same report with receipts showing p fed x: p takes the new relay.
         let mut tree = start;
         decide_and_apply(&mut tree, &reports, &members, (2, "x", &["p"]), &fed, 20);

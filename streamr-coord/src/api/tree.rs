@@ -328,6 +328,8 @@ pub(crate) async fn upstream(
         .iter()
         .map(|f| (node.clone(), f.clone()))
         .chain(lately.into_iter().map(|r| (r.reporter_id, r.node_id)))
+        // The origin is never closed to new children (see `decide`): nothing to read.
+        .filter(|(_, parent)| *parent != origin)
         .collect();
     let delivered = delivered_edges(&state, &id, edges, now, liveness).await?;
     let reports = RelayReports {
