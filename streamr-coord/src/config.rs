@@ -136,10 +136,11 @@ pub struct CoordConfig {
     /// share, ppm, feeds no other relay (it is kept at the leaves).
     pub relay_min_availability_ppm: u64,
     /// Relay tree: when a relay reports its upstream failed, the coordinator checks the
-    /// reported node itself (`GET {http_url}/healthz?stream=…&wait_ms=…`: does it carry the
-    /// stream with media arriving?) within this time. Not serving, or no answer, takes it for
-    /// failed, its whole subtree re-homed; serving keeps it whatever its children report (see
-    /// [`streamr_core::tree::confirmed_failures`]). `None`: no such check (reports are then
+    /// reported node itself (`GET {http_url}/healthz?stream=…&wait_ms=…`: does a live
+    /// session feed it the stream?) within this time. Not serving, or no answer, takes it for
+    /// failed, its whole subtree re-homed; serving keeps its place whatever its children report
+    /// (see [`streamr_core::tree::confirmed_failures`]), though a reporting child whose receipts
+    /// show it unfed leaves it and it takes no new child ([`streamr_core::tree::unfed_parents`]). `None`: no such check (reports are then
     /// corroborated only by relays of distinct homes or the node's own heartbeats).
     pub relay_probe_timeout: Option<Duration>,
 }

@@ -201,6 +201,7 @@ struct Args {
     #[arg(long, env = "STREAMR_REPLICA_ID")]
     replica_id: Option<String>,
     /// Relay tree: most relays the origin feeds directly, and most children one relay feeds.
+    /// Origins learn it from the coordinator and admit no more relays per stream.
     #[arg(long, env = "STREAMR_RELAY_FANOUT", default_value_t = 4)]
     relay_fanout: usize,
     /// Relay tree: a parent silent (no heartbeat) this long is taken for dead and its
@@ -209,7 +210,7 @@ struct Args {
         default_value = "15s")]
     relay_liveness: Duration,
     /// Relay tree: when a relay reports its upstream failed, the coordinator asks that node
-    /// itself (`/healthz?stream=…`) whether it serves the stream with media arriving; not
+    /// itself (`/healthz?stream=…`) whether a live session feeds it the stream; not
     /// serving (or no answer) within this time re-homes its whole subtree, serving keeps it
     /// whatever its children report (`0s`: no check; reports then need relays of distinct
     /// /24s and operators). Kept under the relays' 1 s wait for an answer after a failure.

@@ -111,7 +111,10 @@ impl OriginNumbering for CoordinatorNumbering {
 
 /// A relay's upstreams from the coordinator's relay tree: its parent and the parent's
 /// ancestors (each with the grant that admits this node there), then the static `--upstream`
-/// list as the fallback (and for the origin, which registers no address).
+/// list as the fallback (and for the origin, which registers no address) only where the
+/// relay may pull from the origin: when the tree places it below the origin, or when the
+/// coordinator gave no place at all. A deeper relay whose tree upstreams all fail asks again
+/// instead of pulling from the origin (which admits at most k relays per stream).
 pub(crate) struct TreeSource {
     pub(crate) client: CoordinatorClient,
     pub(crate) key: KeyPair,
@@ -147,8 +150,10 @@ impl streamr_media::upstream::UpstreamSource for TreeSource {
                 .collect()
         };
         let mut list = Vec::new();
+        let mut below_origin = true;
         match self.client.upstream(&key.name, &self.key, &failed).await {
             Ok(answer) => {
+                below_origin = answer.depth <= 1 || answer.upstreams.is_empty();
                 let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
                 for upstream in answer.upstreams {
                     known.insert(upstream.rtmp_base.clone(), upstream.node_id);
@@ -166,7 +171,7 @@ impl streamr_media::upstream::UpstreamSource for TreeSource {
                 debug!(stream = %key, %error, "no relay tree place; using the static upstreams");
             }
         }
-        for upstream in &self.fallback {
+        for upstream in self.fallback.iter().filter(|_| below_origin) {
             if !list
                 .iter()
                 .any(|u| u.split('?').next() == Some(upstream.as_str()))

@@ -405,7 +405,8 @@ pub trait Storage: Send + Sync + 'static {
     /// report of each failed node at `now_ms`, unless it reported that node since), reads the stream's relay tree and its
     /// remaining reports, lets `choose` move relays (`(node, new parent)` pairs, stored at
     /// `now_ms` in the same transaction: the children of a dead relay re-parented in one
-    /// decision) and returns the tree afterwards. Replicas choosing at once take turns, so
+    /// decision; a move to [`streamr_core::tree::FORGOTTEN`] deletes the relay's row) and
+    /// returns the tree afterwards. Replicas choosing at once take turns, so
     /// fan-out bounds hold across them.
     async fn assign_relay_parents(
         &self,

@@ -2493,6 +2493,17 @@ macro_rules! sql_storage {
                     .map_err(StorageError::query(op))?;
                 let moves = choose(&tree, &stored_reports);
                 for (node_id, parent) in &moves {
+                    if parent == streamr_core::tree::FORGOTTEN {
+                        sqlx::query(&$sql(
+                            "DELETE FROM relay_assignments WHERE stream_id = $1 AND node_id = $2",
+                        ))
+                        .bind(stream_id)
+                        .bind(node_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StorageError::query(op))?;
+                        continue;
+                    }
                     sqlx::query(&$sql(
                         "INSERT INTO relay_assignments (stream_id, node_id, parent_id, \
                          assigned_at_ms) VALUES ($1, $2, $3, $4) \

@@ -536,6 +536,7 @@ fn samples() -> Vec<(&'static str, Value)> {
                 coordinator_key: coordinator.coordinator_key(),
                 epoch_length_ms: 1,
                 local_trial: false,
+                relay_fanout: Some(4),
             }),
         ),
         (
