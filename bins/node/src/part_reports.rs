@@ -218,8 +218,15 @@ impl Window {
                 .map(|part| OriginPartPlace {
                     msn: part.msn,
                     index: part.index,
+                    run: Some(report.report.body.run),
                 })
         })
+    }
+
+    /// The origin's run in the newest report held.
+    fn newest_run(&self) -> Option<u64> {
+        let reports = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
+        reports.back().map(|report| report.report.body.run)
     }
 
     fn touch(&self) {
@@ -377,6 +384,13 @@ impl PartReportRelay {
         }
     }
 
+    /// The origin's run in the newest report of `stream` held, following its reports from now
+    /// on (so a relay that learned the origin's numbers sees a new run); `None` before one came
+    /// or when this node follows too many streams.
+    pub(crate) fn newest_run(self: &Arc<Self>, stream: &str) -> Option<u64> {
+        self.window(stream).ok()?.newest_run()
+    }
+
     /// Whether any report of `stream` is held.
     fn holds_reports(&self, stream: &str) -> bool {
         self.streams
@@ -442,6 +456,10 @@ impl OriginNumbering for ReportNumbering {
             }
             fallback.origin_place(&key, part_hash, Duration::ZERO).await
         })
+    }
+
+    fn origin_run(&self, key: &StreamKey) -> Option<u64> {
+        self.relay.newest_run(key.name.as_str())
     }
 }
 
