@@ -16,7 +16,8 @@
 //! everything else equal. The bound every attack is held to: no more availability than the
 //! honest relay; a relay serving a segment the origin never reported fails or is never judged,
 //! except the newest segment of a probe followed by a claimed discontinuity, which is spared
-//! only in a probe that verified another segment of the origin's.
+//! only in a probe that verified another segment of the origin's, and (when the origin names
+//! its run in each report, as by default here) only where the origin's stream broke off.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
