@@ -216,7 +216,7 @@ async fn a_relay_learns_the_origins_numbers_again_when_its_run_changes() {
         .publish_with(key.clone(), Timeline::Upstream)
         .expect("publish");
     let _ = relay.playlist(&key, Duration::ZERO).await;
-    publish_range(&pull, &tags, 2_500, 5_000);
+    publish_range(&pull, &tags, 2_500, 6_500);
     let before = drain(&mut relay_notices).await;
     // The origin's new run: the same parts (as far as this test goes) under new numbers.
     *places.known.lock().expect("lock") = origin_parts
@@ -224,7 +224,7 @@ async fn a_relay_learns_the_origins_numbers_again_when_its_run_changes() {
         .map(|p| (p.hash, (p.sequence + SHIFT, p.index)))
         .collect();
     places.run.store(2, Ordering::SeqCst);
-    publish_range(&pull, &tags, 5_000, 10_100);
+    publish_range(&pull, &tags, 6_500, 10_100);
     let after = drain(&mut relay_notices).await;
     shutdown.cancel();
 
