@@ -185,11 +185,17 @@ mod tests {
         assert!(bytes.starts_with(b"streamr/segment-report/v2\0"));
         assert_eq!(bytes.len(), plain.canonical_bytes().len() + 8);
         let run_at = SEGMENT_REPORT_RUN_TAG.len() + 32;
-        assert_eq!(&bytes[run_at..run_at + 8], &0x0123_4567_89ab_cdef_u64.to_be_bytes());
+        assert_eq!(
+            &bytes[run_at..run_at + 8],
+            &0x0123_4567_89ab_cdef_u64.to_be_bytes()
+        );
         // The JSON of a report without a run is unchanged, and one with it carries it.
         assert!(!serde_json::to_string(&plain).unwrap().contains("\"run\""));
         let json = serde_json::to_string(&with_run).unwrap();
-        assert_eq!(serde_json::from_str::<OriginSegmentReport>(&json).unwrap(), with_run);
+        assert_eq!(
+            serde_json::from_str::<OriginSegmentReport>(&json).unwrap(),
+            with_run
+        );
         let node = KeyPair::from_seed([7; 32]);
         let signed = Signed::sign(with_run, &node);
         assert!(signed.verify(1_000, 0).is_ok());
@@ -197,7 +203,10 @@ mod tests {
         for run in [Some(1), None] {
             let mut moved = signed.clone();
             moved.body.run = run;
-            assert_eq!(moved.verify(1_000, 0).unwrap_err(), SignatureError::BadSignature);
+            assert_eq!(
+                moved.verify(1_000, 0).unwrap_err(),
+                SignatureError::BadSignature
+            );
         }
     }
 

@@ -596,7 +596,13 @@ mod tests {
     fn a_cut_short_segment_is_spared_only_where_the_origin_broke_off() {
         // Run 1 cut segments 0..=9 every 4 s from 4 s; the origin was killed, and run 2 cut
         // segment 10 at 60 s and went on.
-        let cut = |i: u64| if i < 10 { 4_000 + i * 4_000 } else { 60_000 + (i - 10) * 4_000 };
+        let cut = |i: u64| {
+            if i < 10 {
+                4_000 + i * 4_000
+            } else {
+                60_000 + (i - 10) * 4_000
+            }
+        };
         let report = |i: u64, run: Option<u64>| ReportedSegment {
             hash: h(&format!("s{i}")),
             sequence: i,
@@ -635,9 +641,7 @@ mod tests {
         // An origin upgraded in place: its old reports name no run, the new ones do. The
         // restart to upgrade is a break; the old origin's stretch is judged as before, the new
         // one's by its runs.
-        let upgraded: OriginReports = (0..30)
-            .map(|i| report(i, (i >= 10).then_some(2)))
-            .collect();
+        let upgraded: OriginReports = (0..30).map(|i| report(i, (i >= 10).then_some(2))).collect();
         assert!(upgraded.spares_cut_short(20_000));
         assert!(upgraded.spares_cut_short(52_000));
         assert!(!upgraded.spares_cut_short(130_000));

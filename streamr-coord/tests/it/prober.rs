@@ -1129,6 +1129,12 @@ async fn a_segment_cut_short_is_spared_only_where_the_origins_run_changed(db: &T
     let run = |run: u64| Some(format!("{run:016x}"));
     assert_eq!(
         runs,
-        vec![(4, run(RUN_B)), (3, run(RUN_A)), (2, run(RUN_A)), (1, run(RUN_A)), (0, run(RUN_A))]
+        vec![
+            (4, run(RUN_B)),
+            (3, run(RUN_A)),
+            (2, run(RUN_A)),
+            (1, run(RUN_A)),
+            (0, run(RUN_A))
+        ]
     );
 }

@@ -235,9 +235,16 @@ async fn a_relay_learns_the_origins_numbers_again_when_its_run_changes() {
             .map(|o| (o.sequence, o.index))
             .expect("every part the relay lists is the origin's")
     };
-    assert!(!before.is_empty() && after.len() >= 4, "{before:?} {after:?}");
+    assert!(
+        !before.is_empty() && after.len() >= 4,
+        "{before:?} {after:?}"
+    );
     for part in &before {
-        assert_eq!((part.sequence, part.index), origin_place(part), "run 1: {part:?}");
+        assert_eq!(
+            (part.sequence, part.index),
+            origin_place(part),
+            "run 1: {part:?}"
+        );
     }
     // Parts cut once the new run was learned carry its numbers (the part open across the
     // change may still go out under the old ones).
@@ -248,7 +255,11 @@ async fn a_relay_learns_the_origins_numbers_again_when_its_run_changes() {
     assert!(renumbered.len() >= 3, "{after:?}");
     for part in &renumbered {
         let (sequence, index) = origin_place(part);
-        assert_eq!((part.sequence, part.index), (sequence + SHIFT, index), "run 2: {part:?}");
+        assert_eq!(
+            (part.sequence, part.index),
+            (sequence + SHIFT, index),
+            "run 2: {part:?}"
+        );
     }
     let newest = after.last().expect("parts after the change");
     assert_eq!(newest.sequence, origin_place(newest).0 + SHIFT);
