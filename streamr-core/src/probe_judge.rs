@@ -1233,8 +1233,8 @@ mod tests {
             prop_assume!(probe_at + 3 * segment_ms < kill || probe_at > resumed + 40_000);
             let real = cuts
                 .iter()
-                .filter(|c| c.at_ms <= probe_at && !c.cut_short && !c.first_of_run)
-                .last();
+                .rev()
+                .find(|c| c.at_ms <= probe_at && !c.cut_short && !c.first_of_run);
             prop_assume!(real.is_some());
             let real = real.map_or_else(ContentDigest::default, |c| c.hash);
             let mut probe =
