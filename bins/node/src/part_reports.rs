@@ -584,11 +584,16 @@ mod tests {
     }
 
     fn numbered(seq: u64) -> NumberedPartReport {
+        numbered_in(seq, 1)
+    }
+
+    /// Report `seq` of the origin's run `run`, of one part at msn `seq`, index 1.
+    fn numbered_in(seq: u64, run: u64) -> NumberedPartReport {
         let origin = KeyPair::from_seed([7; 32]);
         let body = OriginPartReport {
             node_id: origin.node_id(),
             stream_id: StreamId::new("show").unwrap(),
-            run: 1,
+            run,
             parts: vec![streamr_core::PartHash {
                 msn: seq,
                 index: 1,
@@ -760,6 +765,33 @@ mod tests {
             .await
             .is_none());
         assert_eq!(fetches.load(Ordering::SeqCst), 0, "no coordinator lookup");
+    }
+
+    #[test]
+    fn a_window_tells_the_run_of_a_place_and_of_its_newest_report() {
+        let window = Window::new();
+        assert_eq!(window.newest_run(), None);
+        window.add(PartReportsPage {
+            reports: vec![numbered_in(1, 7), numbered_in(2, 7)],
+            next: 2,
+        });
+        assert_eq!(window.newest_run(), Some(7));
+        // The origin restarted: its next reports are of another run.
+        window.add(PartReportsPage {
+            reports: vec![numbered_in(3, 9)],
+            next: 3,
+        });
+        assert_eq!(window.newest_run(), Some(9));
+        let place = |seq: u8| window.place(&ContentDigest::from_bytes([seq; 32]));
+        assert_eq!(
+            place(2),
+            Some(OriginPartPlace {
+                msn: 2,
+                index: 1,
+                run: Some(7)
+            })
+        );
+        assert_eq!(place(3).and_then(|place| place.run), Some(9));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
