@@ -157,8 +157,9 @@ pub struct SegmentReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SegmentReportRequest {
-    /// Signed by the origin node bound to the stream.
-    Signed(SignedSegmentReport),
+    /// Signed by the origin node bound to the stream (boxed: it is several times the size of
+    /// the bare report).
+    Signed(Box<SignedSegmentReport>),
     /// Unsigned; needs the admin bearer token.
     Admin(SegmentReport),
 }

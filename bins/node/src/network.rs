@@ -97,6 +97,7 @@ impl OriginNumbering for CoordinatorNumbering {
                 Ok(part) => Some(OriginPartPlace {
                     msn: u64::try_from(part.msn).ok()?,
                     index: u32::try_from(part.index).ok()?,
+                    run: u64::from_str_radix(&part.run, 16).ok(),
                 }),
                 Err(error) => {
                     debug!(%stream, %error, "the origin's place of a part is not known");
@@ -857,6 +858,7 @@ async fn deliver(
             published_ms: report.published_ms,
             timestamp_ms: now,
             ll: report.ll.clone(),
+            run: Some(report.run),
         },
         key,
     );

@@ -229,8 +229,15 @@ impl Window {
                 .map(|part| OriginPartPlace {
                     msn: part.msn,
                     index: part.index,
+                    run: Some(report.report.body.run),
                 })
         })
+    }
+
+    /// The origin's run in the newest report held.
+    fn newest_run(&self) -> Option<u64> {
+        let reports = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
+        reports.back().map(|report| report.report.body.run)
     }
 
     fn touch(&self) {
@@ -411,6 +418,13 @@ impl PartReportRelay {
         }
     }
 
+    /// The origin's run in the newest report of `stream` held, following its reports from now
+    /// on (so a relay that learned the origin's numbers sees a new run); `None` before one came
+    /// or when this node follows too many streams.
+    pub(crate) fn newest_run(self: &Arc<Self>, stream: &str) -> Option<u64> {
+        self.window(stream).ok()?.newest_run()
+    }
+
     /// Whether any report of `stream` is held.
     fn holds_reports(&self, stream: &str) -> bool {
         self.streams
@@ -476,6 +490,10 @@ impl OriginNumbering for ReportNumbering {
             }
             fallback.origin_place(&key, part_hash, Duration::ZERO).await
         })
+    }
+
+    fn origin_run(&self, key: &StreamKey) -> Option<u64> {
+        self.relay.newest_run(key.name.as_str())
     }
 }
 
@@ -617,11 +635,16 @@ mod tests {
     }
 
     fn numbered(seq: u64) -> NumberedPartReport {
+        numbered_in(seq, 1)
+    }
+
+    /// Report `seq` of the origin's run `run`, of one part at msn `seq`, index 1.
+    fn numbered_in(seq: u64, run: u64) -> NumberedPartReport {
         let origin = KeyPair::from_seed([7; 32]);
         let body = OriginPartReport {
             node_id: origin.node_id(),
             stream_id: StreamId::new("show").unwrap(),
-            run: 1,
+            run,
             parts: vec![streamr_core::PartHash {
                 msn: seq,
                 index: 1,
@@ -793,6 +816,33 @@ mod tests {
             .await
             .is_none());
         assert_eq!(fetches.load(Ordering::SeqCst), 0, "no coordinator lookup");
+    }
+
+    #[test]
+    fn a_window_tells_the_run_of_a_place_and_of_its_newest_report() {
+        let window = Window::new();
+        assert_eq!(window.newest_run(), None);
+        window.add(PartReportsPage {
+            reports: vec![numbered_in(1, 7), numbered_in(2, 7)],
+            next: 2,
+        });
+        assert_eq!(window.newest_run(), Some(7));
+        // The origin restarted: its next reports are of another run.
+        window.add(PartReportsPage {
+            reports: vec![numbered_in(3, 9)],
+            next: 3,
+        });
+        assert_eq!(window.newest_run(), Some(9));
+        let place = |seq: u8| window.place(&ContentDigest::from_bytes([seq; 32]));
+        assert_eq!(
+            place(2),
+            Some(OriginPartPlace {
+                msn: 2,
+                index: 1,
+                run: Some(7)
+            })
+        );
+        assert_eq!(place(3).and_then(|place| place.run), Some(9));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

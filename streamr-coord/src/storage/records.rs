@@ -40,6 +40,10 @@ pub struct SegmentRecord {
     pub published_ms: i64,
     /// When the origin reported it.
     pub reported_at_ms: i64,
+    /// The origin's run the segment was cut in, 16 hex digits, when its report names one (see
+    /// `streamr_core::OriginSegmentReport::run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     /// The LL-HLS (fMP4) rendition of this segment, when the origin serves it. Receipts over
     /// LL-HLS bind its `digest`; MPEG-TS receipts bind `digest` above.
     #[sqlx(skip)]

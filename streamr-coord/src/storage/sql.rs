@@ -314,7 +314,8 @@ const SETTLEMENT_COLUMNS: &str = "epoch, previous_hash, statement_hash, merkle_r
      observations_json, settled_at_ms, settled_by";
 const PAYOUT_COLUMNS: &str = "node_id, cumulative_net, epoch, payout_address, gross, fees, net, \
      status, sink_reference, updated_at_ms";
-const SEGMENT_COLUMNS: &str = "stream_id, sequence, hash, digest, published_ms, reported_at_ms";
+const SEGMENT_COLUMNS: &str =
+    "stream_id, sequence, hash, digest, published_ms, reported_at_ms, run";
 const RECEIPT_COLUMNS: &str = "session_id, seq, node_id, stream_id, bytes_total, bytes_delta, \
      on_time_bytes, \
      last_segment_seq, t_ms, epoch, received_at_ms, body";
@@ -959,7 +960,7 @@ macro_rules! sql_storage {
             async fn insert_segment(&self, segment: &SegmentRecord) -> StorageResult<bool> {
                 let result = sqlx::query(&$sql(
                     "INSERT INTO segments (stream_id, sequence, hash, digest, published_ms, \
-                     reported_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+                     reported_at_ms, run) VALUES ($1, $2, $3, $4, $5, $6, $7) \
                      ON CONFLICT (stream_id, sequence) DO NOTHING",
                 ))
                 .bind(&segment.stream_id)
@@ -968,6 +969,7 @@ macro_rules! sql_storage {
                 .bind(&segment.digest)
                 .bind(segment.published_ms)
                 .bind(segment.reported_at_ms)
+                .bind(&segment.run)
                 .execute(&self.pool)
                 .await
                 .map_err(StorageError::query("insert_segment"))?;

@@ -105,6 +105,7 @@ fn origin_report(node: &KeyPair, stream: &str, sequence: u64) -> Signed<OriginSe
             published_ms: now_ms(),
             timestamp_ms: now_ms(),
             ll: None,
+            run: None,
         },
         node,
     )

@@ -9,7 +9,10 @@
 //! past the probe, and an honest relay's segment cut short by an origin restart (never
 //! reported, followed by a discontinuity) is never failed. A held probe is kept in storage: a
 //! coordinator restarted between holding and judging it (a fresh prober on the same database,
-//! SQLite and PostgreSQL) reaches the same verdict, and two replicas never both judge one.
+//! SQLite and PostgreSQL) reaches the same verdict, and two replicas never both judge one. An
+//! origin that names its run in each signed report says where its stream broke off: a relay
+//! claiming a discontinuity after a forged segment where the run went on fails, and an honest
+//! relay cut short where the run changed passes (SQLite and PostgreSQL).
 
 use std::sync::Arc;
 
@@ -27,7 +30,10 @@ use crate::common::TestDb;
 
 const ADMIN: &str = "prober-test-admin";
 
-on_both_backends!(a_held_probe_survives_a_coordinator_restart);
+on_both_backends!(
+    a_held_probe_survives_a_coordinator_restart,
+    a_segment_cut_short_is_spared_only_where_the_origins_run_changed,
+);
 const ORIGIN_SEGMENTS: [&[u8]; 3] = [b"segment zero", b"segment one", b"segment two"];
 
 /// A node that lists segments 0-2 and serves `body(seq)` for each, only under a grant that
@@ -937,4 +943,145 @@ async fn a_held_probe_survives_a_coordinator_restart(db: &TestDb) {
 
 fn now_i64() -> i64 {
     i64::try_from(unix_ms()).unwrap()
+}
+
+/// The origin's signed report of `origin_bytes(sequence)`, cut at `published_ms` in `run`.
+fn signed_origin_report(
+    origin: &KeyPair,
+    sequence: u64,
+    published_ms: u64,
+    run: u64,
+) -> streamr_core::SignedSegmentReport {
+    streamr_core::Signed::sign(
+        streamr_core::OriginSegmentReport {
+            node_id: origin.node_id(),
+            stream_id: streamr_core::StreamId::new("show").unwrap(),
+            sequence,
+            hash: segment_hash(&origin_bytes(sequence)),
+            published_ms,
+            timestamp_ms: unix_ms(),
+            ll: None,
+            run: Some(run),
+        },
+        origin,
+    )
+}
+
+/// The origin signs its reports with its run. A relay forging a segment and claiming the stream
+/// broke off right after it (`EXT-X-DISCONTINUITY`) where the origin's run went on fails; an
+/// honest relay whose newest segment was cut short where the origin restarted (a new run on
+/// the chain right after) passes. The runs are stored with the segments.
+async fn a_segment_cut_short_is_spared_only_where_the_origins_run_changed(db: &TestDb) {
+    const RUN_A: u64 = 0xa11ce;
+    const RUN_B: u64 = 0xb0b;
+    let config = CoordConfig {
+        admin_token: Some(ADMIN.into()),
+        ..CoordConfig::default()
+    };
+    let key = config.coordinator_key.clone();
+    let storage = db.storage().await;
+    let admin = serve_coordinator(Arc::clone(&storage), config).await;
+    admin.create_stream("show", "").await.unwrap();
+    let origin = KeyPair::generate(&mut rand::rngs::OsRng);
+    storage
+        .bind_origin("show", &origin.node_id().to_string())
+        .await
+        .unwrap();
+    for sequence in 0..3 {
+        admin
+            .report_segment_signed(&signed_origin_report(&origin, sequence, unix_ms(), RUN_A))
+            .await
+            .unwrap();
+    }
+    let prober = HttpProber::new(Arc::clone(&storage), key.clone()).flv_one_in(0);
+
+    // The liar: its newest segment forged, then a discontinuity claimed after it.
+    let liar_playlist = Arc::new(std::sync::Mutex::new(playlist_of(&[
+        (Some("1.ts"), 4.0),
+        (Some("2.ts"), 4.0),
+        (Some("3x.ts"), 4.0),
+    ])));
+    let liar = node_record(
+        changing_node(
+            key.coordinator_key(),
+            liar_playlist.clone(),
+            vec![
+                ("1.ts", origin_bytes(1)),
+                ("2.ts", origin_bytes(2)),
+                ("3x.ts", b"forged".to_vec()),
+            ],
+        )
+        .await,
+    );
+    assert!(prober.probe(&liar).await.is_none(), "held");
+    // The origin's run goes on past the probe.
+    admin
+        .report_segment_signed(&signed_origin_report(&origin, 3, unix_ms() + 2_500, RUN_A))
+        .await
+        .unwrap();
+    *liar_playlist.lock().unwrap() = playlist_of(&[
+        (Some("1.ts"), 4.0),
+        (Some("2.ts"), 4.0),
+        (Some("3x.ts"), 4.0),
+        (None, 0.0),
+        (Some("4.ts"), 4.0),
+    ]);
+    let result = prober.probe(&liar).await.expect("judged");
+    assert!(!result.hash_ok && !result.timed_out, "{result:?}");
+
+    // The honest relay: the origin is killed with a segment open (after cutting segment 3,
+    // stamped 2.5 s ahead above: the relay lists its copy cut short later than that, less the
+    // clock slack), the relay's copy of it cut short; the restarted origin's first report is of
+    // a new run.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let honest_playlist = Arc::new(std::sync::Mutex::new(playlist_of(&[
+        (Some("2.ts"), 4.0),
+        (Some("3.ts"), 4.0),
+        (Some("short.ts"), 0.12),
+    ])));
+    let honest = node_record(
+        changing_node(
+            key.coordinator_key(),
+            honest_playlist.clone(),
+            vec![
+                ("2.ts", origin_bytes(2)),
+                ("3.ts", origin_bytes(3)),
+                ("short.ts", b"the old run's last 0.12 s".to_vec()),
+            ],
+        )
+        .await,
+    );
+    assert!(prober.probe(&honest).await.is_none(), "held");
+    admin
+        .report_segment_signed(&signed_origin_report(&origin, 4, unix_ms() + 2_500, RUN_B))
+        .await
+        .unwrap();
+    *honest_playlist.lock().unwrap() = playlist_of(&[
+        (Some("2.ts"), 4.0),
+        (Some("3.ts"), 4.0),
+        (Some("short.ts"), 0.12),
+        (None, 0.0),
+        (Some("4.ts"), 4.0),
+    ]);
+    let result = prober.probe(&honest).await.expect("judged");
+    assert!(result.hash_ok && !result.timed_out, "{result:?}");
+
+    let runs: Vec<(i64, Option<String>)> = storage
+        .list_segments("show", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|segment| (segment.sequence, segment.run))
+        .collect();
+    let run = |run: u64| Some(format!("{run:016x}"));
+    assert_eq!(
+        runs,
+        vec![
+            (4, run(RUN_B)),
+            (3, run(RUN_A)),
+            (2, run(RUN_A)),
+            (1, run(RUN_A)),
+            (0, run(RUN_A))
+        ]
+    );
 }
