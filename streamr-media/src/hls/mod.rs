@@ -36,6 +36,7 @@ mod ll_check;
 mod ll_packager;
 mod ll_playlist;
 mod multivariant;
+mod part_timing;
 mod playlist;
 mod segmenter;
 mod uri_query;
@@ -55,6 +56,7 @@ pub use ll_playlist::{
     BlockingState, LlPlaylist, LlPlaylistConfig, LL_HLS_VERSION, PART_HOLD_BACK_PARTS,
     PART_LISTING_TARGET_DURATIONS, SKIP_UNTIL_TARGET_DURATIONS,
 };
+pub use part_timing::MAX_PART_TARGET_MS;
 pub use multivariant::{
     check_multivariant, render_multivariant, segment_bit_rates, MultivariantViolation, Variant,
     MULTIVARIANT_NAME,

@@ -471,7 +471,7 @@ impl LiveHls {
             ll_sizes: std::collections::VecDeque::new(),
             directory,
             part_target_warned: false,
-            gap_withdrawals: 0,
+            logged_withdrawals: 0,
             gap_segments: std::collections::VecDeque::new(),
         };
         tokio::spawn(task.run(subscription));
@@ -731,8 +731,9 @@ struct StreamTask {
     /// A segment listed without parts because its frames break the part rules was logged
     /// (once per stream).
     part_target_warned: bool,
-    /// Parts withdrawn after an upstream gap, logged there, are still to be published.
-    gap_withdrawals: usize,
+    /// Parts withdrawn and logged where that was decided (after an upstream gap, or when the
+    /// part target was fixed from the frame timing), still to be published.
+    logged_withdrawals: usize,
     /// The newest segments listed with EXT-X-GAP (numbers as published), newest last.
     gap_segments: std::collections::VecDeque<u64>,
 }
@@ -932,7 +933,7 @@ impl StreamTask {
             playlist.end();
             true
         });
-        self.mirror_ll(Vec::new());
+        self.mirror_ll(Vec::new(), Vec::new());
         self.state.ended.store(true, Ordering::Release);
         info!(app = %self.key.app, stream = %self.key.name, "live HLS ended");
         let retention = self.live.inner.config.ended_retention;
@@ -997,7 +998,7 @@ impl StreamTask {
         if let Some(packager) = self.packager.as_mut() {
             let events = packager.withdraw_open_parts();
             if !events.is_empty() {
-                self.gap_withdrawals += events.len();
+                self.logged_withdrawals += events.len();
                 self.emit(Batch::Ll(events));
             }
         }
@@ -1015,7 +1016,9 @@ impl StreamTask {
         }
         self.gap_segments.push_back(sequence);
         self.with_ll(|playlist| playlist.mark_gap(sequence));
-        self.mirror_ll(Vec::new());
+        // Its parts mirrored before the gap are no longer listed: deleted now, not when the
+        // segment leaves the window.
+        self.mirror_ll(Vec::new(), vec![sequence]);
     }
 
     /// Whether segment `sequence` (numbers final) is listed with EXT-X-GAP.
@@ -1029,6 +1032,7 @@ impl StreamTask {
         let Some(packager) = self.packager.as_mut() else {
             return;
         };
+        let was_fixed = packager.part_target_fixed();
         let outcome = match tag {
             Some(tag) => packager.push(tag, self.segmenter.current_segment()),
             None => packager.flush(),
@@ -1040,6 +1044,23 @@ impl StreamTask {
                 return;
             }
         };
+        if !was_fixed && packager.part_target_fixed() {
+            let part_target_ms = packager.part_target_ms();
+            let withdrawn = events
+                .iter()
+                .filter(|e| matches!(e, LlEvent::PartsWithdrawn { .. }))
+                .count();
+            // The first segment's parts, cut for a provisional target, are withdrawn when the
+            // frame timing fixes another: logged here, not as frames mistimed.
+            self.logged_withdrawals += withdrawn;
+            info!(
+                app = %self.key.app,
+                stream = %self.key.name,
+                part_target_ms,
+                first_segment_listed_whole = withdrawn > 0,
+                "LL-HLS PART-TARGET fixed from the stream's frame timing"
+            );
+        }
         self.emit(Batch::Ll(events));
     }
 
@@ -1138,8 +1159,8 @@ impl StreamTask {
         for event in &events {
             if let LlEvent::PartsWithdrawn { sequence } = event {
                 // Those after an upstream gap were logged there, and come in order.
-                if self.gap_withdrawals > 0 {
-                    self.gap_withdrawals -= 1;
+                if self.logged_withdrawals > 0 {
+                    self.logged_withdrawals -= 1;
                 } else {
                     withdrawn.get_or_insert(*sequence);
                 }
@@ -1187,12 +1208,13 @@ impl StreamTask {
                     LlEvent::PartsWithdrawn { .. } => None,
                 })
                 .collect();
-            self.mirror_ll(files);
+            self.mirror_ll(files, Vec::new());
         }
     }
 
-    /// Sends the LL-HLS rendition's new files and its playlist to the directory mirror.
-    fn mirror_ll(&self, files: Vec<(String, Bytes)>) {
+    /// Sends the LL-HLS rendition's new files and its playlist to the directory mirror, with
+    /// the segments newly listed with EXT-X-GAP (`gaps`), whose files are deleted.
+    fn mirror_ll(&self, files: Vec<(String, Bytes)>, gaps: Vec<u64>) {
         let (Some(directory), Some(ll)) = (&self.directory, &self.state.ll) else {
             return;
         };
@@ -1204,6 +1226,7 @@ impl StreamTask {
             files,
             playlist,
             oldest,
+            gaps,
         })));
     }
 
@@ -1394,6 +1417,9 @@ struct LlMirrorJob {
     playlist: Option<Bytes>,
     /// The oldest segment the playlist keeps: files of older ones are deleted.
     oldest: Option<u64>,
+    /// Segments now listed with EXT-X-GAP: their files (parts written before the gap) are
+    /// deleted, as the playlist lists none of them.
+    gaps: Vec<u64>,
 }
 
 /// Writes one stream's playlist and segments to disk off the async workers, in order.
@@ -1473,7 +1499,8 @@ impl DirectoryMirror {
     }
 
     /// Writes the new LL-HLS files, then the playlist (so it lists only complete files), then
-    /// deletes the files of segments older than the oldest kept.
+    /// deletes the files of segments older than the oldest kept and of segments listed with
+    /// EXT-X-GAP.
     fn try_sync_ll(&mut self, job: &LlMirrorJob) -> Result<(), crate::hls::HlsWriteError> {
         let directory = self.directory()?;
         for (name, bytes) in &job.files {
@@ -1486,18 +1513,20 @@ impl DirectoryMirror {
         if let Some(playlist) = &job.playlist {
             directory.write_file(crate::http::ll_hls::LL_PLAYLIST_NAME, playlist)?;
         }
-        if let Some(oldest) = job.oldest {
-            let msn = |name: &str| name.split('.').next().and_then(|n| n.parse::<u64>().ok());
-            let old: Vec<String> = self
-                .ll_on_disk
-                .iter()
-                .filter(|name| msn(name).is_some_and(|msn| msn < oldest))
-                .cloned()
-                .collect();
-            for name in old {
-                directory.remove_file(&name)?;
-                self.ll_on_disk.remove(&name);
-            }
+        let msn = |name: &str| name.split('.').next().and_then(|n| n.parse::<u64>().ok());
+        let unlisted: Vec<String> = self
+            .ll_on_disk
+            .iter()
+            .filter(|name| {
+                msn(name).is_some_and(|msn| {
+                    job.oldest.is_some_and(|oldest| msn < oldest) || job.gaps.contains(&msn)
+                })
+            })
+            .cloned()
+            .collect();
+        for name in unlisted {
+            directory.remove_file(&name)?;
+            self.ll_on_disk.remove(&name);
         }
         Ok(())
     }
