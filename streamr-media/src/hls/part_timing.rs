@@ -9,7 +9,7 @@
 //! ([`window_holds`]): a part still under 85 % then ends at most one interval later, within
 //! the target. [`FrameTiming`] measures the intervals of a node's first segment and picks the
 //! target from them: from the interval that 95 % of them do not exceed rather than the widest,
-//! and among doublings of the configured target, so that nodes measuring different stretches
+//! and among few steps (the configured target, four times it, the longest allowed), so that nodes measuring different stretches
 //! of the same stream (a relay measures the GOP it joined at) pick the same target; a rarer,
 //! wider interval breaks the parts of its segment, which is then listed whole on every node
 //! alike.
@@ -23,6 +23,11 @@ pub const MAX_PART_TARGET_MS: u32 = 2_000;
 /// Fewer frame intervals than this measured tell nothing: the target stays the one derived
 /// from the stream's declared frame rate.
 const MIN_INTERVALS: u64 = 20;
+
+/// Irregular frames get the configured target times this (or [`MAX_PART_TARGET_MS`] when
+/// its window is still too narrow): few steps, so that nodes measuring different stretches of
+/// a stream seldom land on different ones.
+const VFR_FACTOR: u32 = 4;
 
 /// The share of the measured intervals, in percent, that the chosen target's window holds.
 const HELD_PERCENT: u64 = 95;
@@ -96,15 +101,15 @@ impl FrameTiming {
     ///   timestamps) and as many of them as fit it fill 85 % of it ([`whole_frames_fill`]);
     /// - for other regular frames, the configured target fitted to their widest interval
     ///   ([`fit_to_frames`]);
-    /// - for irregular frames, the configured target doubled until its window holds that
-    ///   interval, at most [`MAX_PART_TARGET_MS`].
+    /// - for irregular frames, four times the configured target when its window holds that
+    ///   interval, otherwise [`MAX_PART_TARGET_MS`].
     ///
     /// When every frame is a sync sample (an audio-only stream), every part is independent
     /// and the 85 % rule does not apply: `provisional` unless the widest interval does not fit
     /// it, then the configured target fitted to that interval.
     ///
     /// A function of the measured intervals alone: nodes that measure alike choose alike, and
-    /// the doublings keep streams whose timing varies alike (a variable frame rate) on the same
+    /// the few steps keep streams whose timing varies alike (a variable frame rate) on the same
     /// value.
     pub(crate) fn part_target_ms(&self, configured: u32, provisional: u32, all_sync: bool) -> u32 {
         let held = self.held_ms();
@@ -129,11 +134,11 @@ impl FrameTiming {
             return fit_to_frames(configured.clamp(1, MAX_PART_TARGET_MS), longest as f64);
         }
         let configured = configured.clamp(1, MAX_PART_TARGET_MS);
-        let mut target = configured;
-        while !window_holds(target, held) && target < MAX_PART_TARGET_MS {
-            target = target.saturating_mul(2).min(MAX_PART_TARGET_MS);
-        }
-        target
+        [configured.saturating_mul(VFR_FACTOR), MAX_PART_TARGET_MS]
+            .into_iter()
+            .map(|target| target.min(MAX_PART_TARGET_MS))
+            .find(|target| window_holds(*target, held))
+            .unwrap_or(MAX_PART_TARGET_MS)
     }
 }
 
@@ -215,8 +220,8 @@ mod tests {
     }
 
     #[test]
-    fn a_variable_frame_rate_gets_the_doubled_target_whose_window_holds_its_intervals() {
-        // Intervals from 10 to 120 ms: 15 % of 700 ms is 105 ms, of 1400 ms 210.
+    fn a_variable_frame_rate_gets_four_times_the_target() {
+        // Intervals from 10 to 120 ms: 15 % of 350 ms is 52 ms, of 1400 ms 210.
         let vfr = timing((0..120).map(|i| 10 + (i * 53) % 111));
         assert_eq!(vfr.part_target_ms(350, 350, false), 1_400);
         // Frames dropped at random from 30 fps: one interval in twenty may be wider.
@@ -226,7 +231,7 @@ mod tests {
             5..=9 => 67,
             _ => 33,
         }));
-        assert_eq!(dropped.part_target_ms(350, 350, false), 700);
+        assert_eq!(dropped.part_target_ms(350, 350, false), 1_400);
         // Encoder jitter around 33 ms stays within 15 % of 350 ms.
         let jitter = timing((0..120).map(|i| 25 + (i * 7) % 20));
         assert_eq!(jitter.part_target_ms(350, 350, false), 350);
