@@ -78,7 +78,7 @@ pub struct LiveHlsConfig {
     /// The MPEG-TS playlist's EXT-X-TARGETDURATION fixed at this many seconds, never broken
     /// whatever the GOPs (a GOP running past it is cut short in that rendition, see
     /// [`Segmenter::with_fixed_target_duration`]); `None` derives it from the stream's first
-    /// GOPs, which a later, longer GOP can exceed.
+    /// GOPs, and later, longer GOPs are held to it alike ([`Segmenter::target_duration_secs`]).
     pub ts_target_duration_secs: Option<u32>,
 }
 
@@ -1287,7 +1287,7 @@ impl StreamTask {
                                 sequence = segment.sequence,
                                 duration_ms = segment.duration_ms,
                                 target = view.playlist.target_duration_secs(),
-                                "a GOP longer than the stream's first ones made a segment longer than EXT-X-TARGETDURATION (--hls-target-duration fixes it, cutting such GOPs short in MPEG-TS)"
+                                "a segment longer than EXT-X-TARGETDURATION"
                             );
                         }
                         view.playlist.push(segment, true);
