@@ -801,9 +801,9 @@ impl LlPackager {
             .open
             .as_ref()
             .map_or(self.video_config.is_none(), |open| !open.has_video);
-        let target =
-            self.timing
-                .part_target_ms(self.config.part_target_ms, provisional, all_sync);
+        let target = self
+            .timing
+            .part_target_ms(self.config.part_target_ms, provisional, all_sync);
         self.locked_target_ms = Some(target);
         Some(target)
     }

@@ -56,11 +56,11 @@ pub use ll_playlist::{
     BlockingState, LlPlaylist, LlPlaylistConfig, LL_HLS_VERSION, PART_HOLD_BACK_PARTS,
     PART_LISTING_TARGET_DURATIONS, SKIP_UNTIL_TARGET_DURATIONS,
 };
-pub use part_timing::MAX_PART_TARGET_MS;
 pub use multivariant::{
     check_multivariant, render_multivariant, segment_bit_rates, MultivariantViolation, Variant,
     MULTIVARIANT_NAME,
 };
+pub use part_timing::MAX_PART_TARGET_MS;
 pub use playlist::{
     LivePlaylist, PlaylistConfig, PlaylistEntry, MIN_WINDOW_SEGMENTS, MIN_WINDOW_TARGET_DURATIONS,
 };

@@ -206,7 +206,10 @@ mod tests {
         assert_eq!(ten.part_target_ms(350, 350, false), 350);
         // Timed at 7 fps, two frames (286 ms) do not: the timing wins.
         let seven = timing([143; 40]);
-        assert_eq!(seven.part_target_ms(350, 350, false), fit_to_frames(350, 143.0));
+        assert_eq!(
+            seven.part_target_ms(350, 350, false),
+            fit_to_frames(350, 143.0)
+        );
         assert_eq!(fit_to_frames(350, 143.0), 296);
         // Opus every 60 ms: five packets fill 350 ms; every 120 ms, independent parts of two.
         assert_eq!(timing([60; 40]).part_target_ms(350, 350, false), 350);

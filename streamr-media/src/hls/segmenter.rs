@@ -797,7 +797,9 @@ mod tests {
             }
             playlist.push(&segment, false);
             let text = playlist.render();
-            history.observe(&text).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+            history
+                .observe(&text)
+                .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
             segments.push(segment);
         }
         assert_eq!(segmenter.target_duration_secs(), Some(4));

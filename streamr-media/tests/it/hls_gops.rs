@@ -256,7 +256,10 @@ fn irregular_gops_realign_on_the_grid_after_a_long_gop() {
     // it (its MPEG-TS segment ends at 4.499 s, the rest of the GOP left out and the next
     // segment discontinuous), so every EXTINF rounds to at most 4.
     assert_eq!(max_duration_ms(&segments), 4_499);
-    assert!(segments[4].discontinuity, "the segment after the 9 s GOP follows a gap");
+    assert!(
+        segments[4].discontinuity,
+        "the segment after the 9 s GOP follows a gap"
+    );
     assert_segments_start_with_keyframes(&out, &segments);
     assert_playlist_reads_cleanly(&out);
 }

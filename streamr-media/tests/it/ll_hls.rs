@@ -159,9 +159,10 @@ fn package_whole(stream: &mut LlHlsStream, tags: &[FlvTag]) -> Collected {
     feed(stream, tags, &mut out);
     for event in stream.finish().unwrap().ll {
         match event {
-            LlEvent::PartReady(p) => out
-                .parts
-                .push((p.sequence, p.index, p.duration_ms, p.independent)),
+            LlEvent::PartReady(p) => {
+                out.parts
+                    .push((p.sequence, p.index, p.duration_ms, p.independent))
+            }
             LlEvent::SegmentReady(seg) => out.ll.push(seg),
             LlEvent::PartsWithdrawn { sequence } => out.withdrawn.push(sequence),
             _ => {}
@@ -182,7 +183,10 @@ fn check_part_rules(out: &Collected, target: u64, skip: &[u64]) -> usize {
             .filter(|p| p.0 == segment.sequence)
             .collect();
         for (i, (sequence, index, duration, independent)) in parts.iter().enumerate() {
-            assert!(*duration <= target, "part {sequence}.{index}: {duration} ms");
+            assert!(
+                *duration <= target,
+                "part {sequence}.{index}: {duration} ms"
+            );
             let last = i + 1 == parts.len();
             assert!(
                 last || *independent || duration * 100 >= target * 85,
@@ -215,7 +219,11 @@ fn a_variable_frame_rate_keeps_its_parts_under_a_part_target_fixed_from_its_timi
     let total = out.parts.len();
     let measured = out.parts.iter().filter(|p| p.0 == first).count();
     eprintln!("{kept} of {total} parts listed at PART-TARGET {target} ms");
-    assert_eq!(kept + measured, total, "every part after the first segment is listed");
+    assert_eq!(
+        kept + measured,
+        total,
+        "every part after the first segment is listed"
+    );
     assert!(kept >= 6, "{kept} of {total}");
 
     // A node joining at the second keyframe measures its first segment (not listed), fixes
