@@ -105,6 +105,10 @@ enum Misbehaviour {
     /// Every part tampered with, and the origin's part reports the node passes on made to
     /// vouch for the tampered bytes as [`ReportLie`] says.
     TamperAndReport(ReportLie),
+    /// The segment after the first part asked is listed with EXT-X-GAP, as a relay lists
+    /// one its upstream's frames stopped following: the LL-HLS playlists list none of its
+    /// parts and hint the next segment's first, and none of its files is served.
+    Gap,
 }
 
 /// How a dishonest node's part reports vouch for its tampered parts.
@@ -211,6 +215,28 @@ async fn proxy_one(
             return;
         }
     }
+    if let Misbehaviour::Gap = misbehaviour {
+        if let Some((msn, _)) = part {
+            let _ = first_msn.compare_exchange(0, msn + 1, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        let gap = first_msn
+            .load(Ordering::Relaxed)
+            .checked_sub(1)
+            .map(|first| first + 1);
+        let whole = file
+            .strip_suffix(".m4s")
+            .and_then(|n| n.parse::<u64>().ok());
+        if gap.is_some_and(|gap| part.map(|p| p.0).or(whole) == Some(gap)) {
+            tampered.fetch_add(1, Ordering::Relaxed);
+            let _ = socket
+                .write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+            let _ = socket.shutdown().await;
+            return;
+        }
+    }
     let mut asked = path.to_owned();
     if let (Some((msn, index)), Misbehaviour::Rewind { honest }) = (part, misbehaviour) {
         // The first part asked is the first the viewer plays: its msn is kept (plus one).
@@ -248,6 +274,17 @@ async fn proxy_one(
         body[at..].copy_from_slice(TAMPERED);
         tampered.fetch_add(1, Ordering::Relaxed);
     }
+    let gap = first_msn
+        .load(Ordering::Relaxed)
+        .checked_sub(1)
+        .map(|first| first + 1);
+    if let (Misbehaviour::Gap, Some(gap), true) = (misbehaviour, gap, file.ends_with(".m3u8")) {
+        let listed = listed_as_gap(&String::from_utf8_lossy(&body), gap).into_bytes();
+        if listed != body {
+            tampered.fetch_add(1, Ordering::Relaxed);
+        }
+        body = listed;
+    }
     let head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n",
@@ -258,6 +295,37 @@ async fn proxy_one(
     let _ = socket.write_all(head.as_bytes()).await;
     let _ = socket.write_all(&body).await;
     let _ = socket.shutdown().await;
+}
+
+/// An LL-HLS playlist with segment `gap` listed as a relay lists one across an upstream gap:
+/// no part of it, EXT-X-GAP before its EXTINF once complete, and while it is open a preload
+/// hint naming the next segment's first part.
+fn listed_as_gap(playlist: &str, gap: u64) -> String {
+    let of_gap = |line: &str| {
+        line.split("URI=\"")
+            .nth(1)
+            .is_some_and(|uri| uri.starts_with(&format!("{gap}.")))
+    };
+    let mut lines: Vec<String> = Vec::new();
+    for line in playlist.lines() {
+        if line.starts_with("#EXT-X-PART:") && of_gap(line) {
+            continue;
+        }
+        if line.starts_with("#EXT-X-PRELOAD-HINT:") && of_gap(line) {
+            lines.push(format!(
+                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}.0.m4s\"",
+                gap + 1
+            ));
+            continue;
+        }
+        if line.starts_with(&format!("{gap}.m4s")) {
+            if let Some(extinf) = lines.iter().rposition(|l| l.starts_with("#EXTINF")) {
+                lines.insert(extinf, "#EXT-X-GAP".to_owned());
+            }
+        }
+        lines.push(line.to_owned());
+    }
+    lines.join("\n") + "\n"
 }
 
 /// `bytes` as the tampering proxy serves them.
@@ -405,6 +473,41 @@ async fn ll_viewer_refuses_part_reports_a_node_altered_forged_or_withheld() {
         "a tampered part reached the output ({} bytes written, {stats:?})",
         written.len()
     );
+    network.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ll_viewer_plays_on_across_a_gap_segment() {
+    let proxy = TamperingProxy::with(Misbehaviour::Gap).await;
+    let network = Network::start_with(&[Some(format!("http://{}", proxy.addr))], |segments| {
+        segments.iter().any(|s| s.ll.is_some())
+    })
+    .await;
+    proxy
+        .target
+        .set(network.friends[0].http_addr())
+        .expect("the proxy's target is set once");
+    let config = ViewerConfig::new(network.server.url(), "show").with_low_latency(true);
+    let viewer = Viewer::start(config, None).expect("the viewer starts");
+    wait_for(&viewer, "a first part", |s| s.last_part.is_some()).await;
+    let first = viewer.stats().last_part.map_or(0, |(msn, _)| msn);
+    // The node lists the next segment with EXT-X-GAP: the viewer goes on with the parts of
+    // the segment after it, from the same node.
+    let gap = first + 1;
+    wait_for(&viewer, "parts after the gap", |s| {
+        s.last_part
+            .is_some_and(|(msn, index)| msn > gap + 1 || msn == gap + 1 && index >= 1)
+    })
+    .await;
+    let stats = viewer.stop().await.expect("the viewer stops");
+    println!("across a gap: {stats:?}");
+    assert!(
+        proxy.tampered.load(Ordering::Relaxed) >= 1,
+        "the gap segment was listed"
+    );
+    assert_eq!(stats.failovers, 0, "{stats:?}");
+    assert_eq!(stats.unverified_parts, 0, "{stats:?}");
+    assert_eq!(stats.parts, stats.verified_parts, "{stats:?}");
     network.shutdown().await;
 }
 

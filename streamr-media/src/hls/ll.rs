@@ -13,9 +13,9 @@ use crate::fmp4::Fmp4Error;
 /// segments are produced too (they decide the cut points and sequence numbers) and returned.
 /// The playlist's TARGETDURATION is the segmenter's longest segment allowed
 /// ([`SegmenterConfig::target_duration_secs`]) and its PART-TARGET the packager's
-/// ([`LlPackager::part_target_ms`]: the configured target fitted to the frame interval the
-/// stream declares): both come from what every node relaying the stream receives before its
-/// first frame, so every node declares the same.
+/// ([`LlPackager::part_target_ms`]: the configured target fitted to the stream's frame timing,
+/// fixed when the first segment closes, before the playlist lists anything): both come from
+/// the configuration and the stream itself, so nodes declare the same.
 ///
 /// ```
 /// use streamr_media::hls::{LlHlsStream, LlPackagerConfig, SegmenterConfig};
@@ -117,7 +117,7 @@ impl LlHlsStream {
     }
 
     fn apply(&mut self, events: &[LlEvent]) {
-        // Fixed once the first segment is listed (the packager fixes it when that opens).
+        // Fixed once the first segment is listed (the packager fixes it when that closes).
         self.playlist
             .set_part_target(self.packager.part_target_ms());
         for event in events {

@@ -3,6 +3,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::part_timing::{fit_to_frames, FrameTiming};
 use super::segmenter::OpenSegmentInfo;
 use crate::codec::without_temporal_delimiters;
 use crate::flv::tag::{classify, Codec, MediaKind, PacketKind};
@@ -19,11 +20,12 @@ pub const DEFAULT_PART_TARGET_MS: u32 = 350;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LlPackagerConfig {
     /// The part target aimed for, in milliseconds. The stream's EXT-X-PART-INF PART-TARGET is
-    /// derived from it and the stream's declared frame interval ([`LlPackager::part_target_ms`]):
-    /// this value when whole frames fill at least 85 % of it, otherwise a target that whole
-    /// frames do fill (never less than one frame). Only the configuration and what every node
-    /// receives before the first frame (`onMetaData`, the sequence headers) go into it, so that
-    /// every node cuts the same parts and declares the same target.
+    /// derived from it and the stream's frame timing ([`LlPackager::part_target_ms`]): this
+    /// value when whole frames fill at least 85 % of it, otherwise a target that whole frames
+    /// do fill (never less than one frame), and a multiple of it when the frames are timed
+    /// irregularly (a variable frame rate). Only the configuration and the stream itself go
+    /// into it, never when a node received what, so that nodes cut the same parts and declare
+    /// the same target.
     pub part_target_ms: u32,
 }
 
@@ -202,8 +204,13 @@ pub struct LlPackager {
     audio_gap_ms: u64,
     /// The video frame interval the stream declares (`onMetaData` `framerate`), in milliseconds.
     declared_frame_ms: Option<f64>,
-    /// PART-TARGET, fixed when the first segment opens (see [`LlPackager::part_target_ms`]).
+    /// PART-TARGET from the declared frame rate, fixed when the first segment opens and used
+    /// while it is open (see [`LlPackager::part_target_ms`]).
+    provisional_target_ms: Option<u32>,
+    /// PART-TARGET, fixed when the first segment closes (see [`LlPackager::part_target_ms`]).
     locked_target_ms: Option<u32>,
+    /// The intervals of the frames that time parts, measured until the target is fixed.
+    timing: FrameTiming,
 }
 
 /// Every part other than the last of its segment and those starting with a keyframe
@@ -232,45 +239,52 @@ impl LlPackager {
             video_gap_ms: FALLBACK_GAP_MS,
             audio_gap_ms: FALLBACK_GAP_MS,
             declared_frame_ms: None,
+            provisional_target_ms: None,
             locked_target_ms: None,
+            timing: FrameTiming::default(),
         }
     }
 
-    /// The stream's PART-TARGET in milliseconds, fixed when the first segment opens and the same
-    /// on every node and for the stream's life, as RFC 8216bis requires. From the configured
-    /// target `c` and the interval `d` of the frames that time parts (video frames at the
-    /// `onMetaData` `framerate`; in an audio-only stream, AAC frames at the sample rate of its
-    /// sequence header): with `k` the whole frames that fit `c` less twice [`PART_JITTER_MS`]
-    /// (timestamps are rounded to whole milliseconds), `c` itself when `k` frames fill at least
-    /// 85 % of it, otherwise `k` frames plus that jitter allowance, and one frame plus it when
-    /// not even one fits (under ~3 fps at 350 ms). Without a declared interval it is `c`.
+    /// The stream's PART-TARGET in milliseconds, fixed when the node's first segment closes and
+    /// constant from then on, as RFC 8216bis requires; no playlist lists a part before (a
+    /// playlist is served once it lists a complete segment).
+    ///
+    /// While the first segment is open it is provisional, from the configured target `c` and
+    /// the interval `d` the stream declares for the frames that time parts (video frames at
+    /// the `onMetaData` `framerate`; in an audio-only stream, AAC frames at the sample rate of
+    /// its sequence header): with `k` the whole frames that fit `c` less twice
+    /// [`PART_JITTER_MS`] (timestamps are rounded to whole milliseconds), `c` itself when `k`
+    /// frames fill at least 85 % of it, otherwise `k` frames plus that jitter allowance, and
+    /// one frame plus it when not even one fits (under ~3 fps at 350 ms); without a declared
+    /// interval, `c`. When the first segment closes, the frame intervals measured in it fix
+    /// the target: the provisional one when its 15 % window (between 85 % of the target and
+    /// the target) holds the widest interval; for regular frames the fit above with the
+    /// measured mean interval; for a variable frame rate the smallest multiple of `c` whose
+    /// window holds the widest interval (at most [`MAX_PART_TARGET_MS`](super::MAX_PART_TARGET_MS)),
+    /// so that every part keeps the rules. When that differs from the provisional target, the
+    /// first segment's parts are withdrawn ([`LlEvent::PartsWithdrawn`]) and it is listed
+    /// whole. A relay's first segment (cut where it joined, not listed) is the one it measures.
     pub fn part_target_ms(&self) -> u32 {
         self.locked_target_ms
+            .or(self.provisional_target_ms)
             .unwrap_or_else(|| self.derived_part_target_ms())
     }
 
+    /// True once the part target is fixed for the stream's life.
+    pub fn part_target_fixed(&self) -> bool {
+        self.locked_target_ms.is_some()
+    }
+
     fn derived_part_target_ms(&self) -> u32 {
-        let configured = u64::from(self.config.part_target_ms.max(1));
         let frame_ms = if self.video_config.is_some() {
             self.declared_frame_ms
         } else {
             self.audio_config.as_ref().and_then(aac_frame_ms)
         };
-        let Some(frame_ms) = frame_ms.filter(|ms| ms.is_finite() && *ms >= 1.0) else {
-            return self.config.part_target_ms.max(1);
-        };
-        let slack = 2 * PART_JITTER_MS;
-        let frames = (configured.saturating_sub(slack) as f64 / frame_ms).floor();
-        let filled = frames * frame_ms;
-        let target = if frames < 1.0 {
-            frame_ms.ceil() as u64 + slack
-        } else if (filled - PART_JITTER_MS as f64) * 100.0 >= (configured * PART_MIN_PERCENT) as f64
-        {
-            configured
-        } else {
-            filled.ceil() as u64 + slack
-        };
-        u32::try_from(target).unwrap_or(u32::MAX)
+        match frame_ms {
+            Some(frame_ms) => fit_to_frames(self.config.part_target_ms, frame_ms),
+            None => self.config.part_target_ms.max(1),
+        }
     }
 
     /// The configuration.
@@ -390,11 +404,14 @@ impl LlPackager {
             } else {
                 (&self.pending_audio, self.audio_gap_ms)
             };
-            let gap = pending
+            let interval = pending
                 .as_ref()
                 .and_then(|p| timestamp.checked_sub(p.dts_ms))
-                .filter(|gap| *gap > 0 && *gap <= MAX_GAP_MS)
-                .unwrap_or(last_gap);
+                .filter(|gap| *gap > 0 && *gap <= MAX_GAP_MS);
+            if let Some(interval) = interval.filter(|_| self.locked_target_ms.is_none()) {
+                self.timing.record(interval);
+            }
+            let gap = interval.unwrap_or(last_gap);
             let target = u64::from(self.part_target_ms());
             let part_independent = self
                 .open
@@ -533,8 +550,8 @@ impl LlPackager {
             return Ok(());
         }
         let init = InitSegment::new(&tracks)?;
-        if self.locked_target_ms.is_none() {
-            self.locked_target_ms = Some(self.derived_part_target_ms());
+        if self.locked_target_ms.is_none() && self.provisional_target_ms.is_none() {
+            self.provisional_target_ms = Some(self.derived_part_target_ms());
         }
         let changed = self
             .last_init
@@ -736,9 +753,18 @@ impl LlPackager {
             }
         }
         self.close_part(end, true, events)?;
-        let Some(open) = self.open.take() else {
+        let provisional = self.part_target_ms();
+        let fixed = self.fix_part_target();
+        let Some(mut open) = self.open.take() else {
             return Ok(());
         };
+        if fixed.is_some_and(|target| target != provisional) && open.listed && !open.withdrawn {
+            // Its parts were cut for another target than the playlist declares.
+            open.withdrawn = true;
+            events.push(LlEvent::PartsWithdrawn {
+                sequence: open.sequence,
+            });
+        }
         let mut bytes = BytesMut::with_capacity(open.parts.iter().map(|p| p.bytes.len()).sum());
         for part in &open.parts {
             bytes.extend_from_slice(&part.bytes);
@@ -759,6 +785,27 @@ impl LlPackager {
             bytes,
         }));
         Ok(())
+    }
+}
+
+impl LlPackager {
+    /// Fixes the part target from the frame intervals measured so far, unless it is fixed
+    /// already; returns it when fixed now.
+    fn fix_part_target(&mut self) -> Option<u32> {
+        if self.locked_target_ms.is_some() {
+            return None;
+        }
+        let provisional = self.part_target_ms();
+        // Without video every frame is a sync sample and starts an independent part.
+        let all_sync = self
+            .open
+            .as_ref()
+            .map_or(self.video_config.is_none(), |open| !open.has_video);
+        let target = self
+            .timing
+            .part_target_ms(self.config.part_target_ms, provisional, all_sync);
+        self.locked_target_ms = Some(target);
+        Some(target)
     }
 }
 

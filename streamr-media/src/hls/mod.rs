@@ -36,6 +36,7 @@ mod ll_check;
 mod ll_packager;
 mod ll_playlist;
 mod multivariant;
+mod part_timing;
 mod playlist;
 mod segmenter;
 mod uri_query;
@@ -59,6 +60,7 @@ pub use multivariant::{
     check_multivariant, render_multivariant, segment_bit_rates, MultivariantViolation, Variant,
     MULTIVARIANT_NAME,
 };
+pub use part_timing::MAX_PART_TARGET_MS;
 pub use playlist::{
     LivePlaylist, PlaylistConfig, PlaylistEntry, MIN_WINDOW_SEGMENTS, MIN_WINDOW_TARGET_DURATIONS,
 };

@@ -68,7 +68,8 @@ pub struct Segment {
     /// Duration in milliseconds.
     pub duration_ms: u64,
     /// The segment follows a discontinuity (republish, codec change, timestamp jump), or media
-    /// left out of the MPEG-TS rendition before it ([`Segmenter::with_fixed_target_duration`]).
+    /// left out of the MPEG-TS rendition before it (a GOP longer than the target duration,
+    /// see [`Segmenter::target_duration_secs`]).
     pub discontinuity: bool,
     /// The segment starts with a keyframe (with its parameter sets); false only for audio-only
     /// streams.
@@ -188,8 +189,6 @@ pub struct Segmenter {
     shortest_gop_ms: u64,
     /// EXT-X-TARGETDURATION, fixed when the first listed segment closes.
     target_duration_secs: Option<u32>,
-    /// A target duration fixed by configuration ([`Segmenter::with_fixed_target_duration`]).
-    fixed_target_secs: Option<u32>,
     /// The MPEG-TS segment closed last was cut short: the next one follows a gap.
     ts_gap_pending: bool,
     ended: bool,
@@ -227,7 +226,6 @@ impl Segmenter {
             longest_gop_ms: 0,
             shortest_gop_ms: u64::MAX,
             target_duration_secs: None,
-            fixed_target_secs: None,
             ts_gap_pending: false,
             ended: false,
             fmp4_only_video: None,
@@ -257,14 +255,15 @@ impl Segmenter {
     /// segment still starts with a keyframe and its parameter sets.
     pub fn with_fixed_target_duration(mut self, secs: u32) -> Self {
         let secs = secs.max(1);
-        self.fixed_target_secs = Some(secs);
         self.target_duration_secs = Some(secs);
         self
     }
 
-    /// The longest an MPEG-TS segment lasts with a fixed target duration, in milliseconds.
+    /// The longest an MPEG-TS segment lasts once its target duration is known (fixed, or
+    /// derived when the first listed segment closed), in milliseconds: its EXTINF still rounds
+    /// to the target duration.
     fn ts_limit_ms(&self) -> Option<u64> {
-        self.fixed_target_secs
+        self.target_duration_secs
             .map(|secs| u64::from(secs) * 1_000 + 499)
     }
 
@@ -280,6 +279,11 @@ impl Segmenter {
     /// to whole seconds ignoring up to 100 ms of timestamp jitter, and at most
     /// [`SegmenterConfig::target_duration_secs`]. `None` before the first segment. With
     /// [`Segmenter::with_fixed_target_duration`], that value from the start.
+    ///
+    /// A later GOP longer than the derived target (an encoder's keyframe interval grown from
+    /// 2 s to 10 s) is held to it as a fixed target is: the cuts stay on the keyframes, and
+    /// the MPEG-TS segment leaves out the frames past the target + 0.499 s, with
+    /// EXT-X-DISCONTINUITY on the next one, so that no EXTINF rounds above the target.
     pub fn target_duration_secs(&self) -> Option<u32> {
         self.target_duration_secs
     }
@@ -765,6 +769,63 @@ mod tests {
                     "segment at {} ms differs", segment.start_timestamp_ms
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_gop_growing_past_the_derived_target_keeps_every_segment_within_it() {
+        // 2 s GOPs make the target 4 s; then the encoder's keyframe interval grows to 10 s.
+        let mut gops = vec![2_000; 6];
+        gops.extend([10_000; 3]);
+        gops.extend([2_000; 4]);
+        let tags = h264_stream(40, &gops);
+        let mut segmenter = Segmenter::new(SegmenterConfig::default());
+        let mut playlist = LivePlaylist::new(PlaylistConfig::default());
+        let mut history = PlaylistHistory::new();
+        let mut segments = Vec::new();
+        let mut events = Vec::new();
+        for tag in &tags {
+            events.extend(segmenter.push(tag).unwrap());
+        }
+        events.extend(segmenter.finish());
+        for event in events {
+            let SegmenterEvent::SegmentReady(segment) = event else {
+                continue;
+            };
+            if let Some(target) = segmenter.target_duration_secs() {
+                playlist.set_target_duration(target);
+            }
+            playlist.push(&segment, false);
+            let text = playlist.render();
+            history
+                .observe(&text)
+                .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+            segments.push(segment);
+        }
+        assert_eq!(segmenter.target_duration_secs(), Some(4));
+        let cuts: Vec<(u64, u64, bool)> = segments
+            .iter()
+            .map(|s| (s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+            .collect();
+        assert_eq!(
+            cuts,
+            vec![
+                (0, 4_000, false),
+                (4_000, 4_000, false),
+                (8_000, 4_000, false),
+                // Each 10 s GOP: its first 4.499 s, the rest left out.
+                (12_000, 4_499, false),
+                (22_000, 4_499, true),
+                (32_000, 4_499, true),
+                // 2 s GOPs again, on the 4 s grid.
+                (42_000, 2_000, true),
+                (44_000, 4_000, false),
+                (48_000, 2_000, false),
+            ]
+        );
+        for segment in &segments {
+            assert!(segment.starts_with_keyframe);
+            assert!((segment.duration_ms as f64 / 1_000.0).round() <= 4.0);
         }
     }
 

@@ -90,7 +90,7 @@ pub struct LiveHlsConfig {
     /// The MPEG-TS playlist's EXT-X-TARGETDURATION fixed at this many seconds, never broken
     /// whatever the GOPs (a GOP running past it is cut short in that rendition, see
     /// [`Segmenter::with_fixed_target_duration`]); `None` derives it from the stream's first
-    /// GOPs, which a later, longer GOP can exceed.
+    /// GOPs, and later, longer GOPs are held to it alike ([`Segmenter::target_duration_secs`]).
     pub ts_target_duration_secs: Option<u32>,
 }
 
@@ -483,7 +483,7 @@ impl LiveHls {
             ll_sizes: std::collections::VecDeque::new(),
             directory,
             part_target_warned: false,
-            gap_withdrawals: 0,
+            logged_withdrawals: 0,
             gap_segments: std::collections::VecDeque::new(),
         };
         tokio::spawn(task.run(subscription));
@@ -743,8 +743,9 @@ struct StreamTask {
     /// A segment listed without parts because its frames break the part rules was logged
     /// (once per stream).
     part_target_warned: bool,
-    /// Parts withdrawn after an upstream gap, logged there, are still to be published.
-    gap_withdrawals: usize,
+    /// Parts withdrawn and logged where that was decided (after an upstream gap, or when the
+    /// part target was fixed from the frame timing), still to be published.
+    logged_withdrawals: usize,
     /// The newest segments listed with EXT-X-GAP (numbers as published), newest last.
     gap_segments: std::collections::VecDeque<u64>,
 }
@@ -963,7 +964,7 @@ impl StreamTask {
             playlist.end();
             true
         });
-        self.mirror_ll(Vec::new());
+        self.mirror_ll(Vec::new(), Vec::new());
         self.state.ended.store(true, Ordering::Release);
         info!(app = %self.key.app, stream = %self.key.name, "live HLS ended");
         let retention = self.live.inner.config.ended_retention;
@@ -1028,7 +1029,7 @@ impl StreamTask {
         if let Some(packager) = self.packager.as_mut() {
             let events = packager.withdraw_open_parts();
             if !events.is_empty() {
-                self.gap_withdrawals += events.len();
+                self.logged_withdrawals += events.len();
                 self.emit(Batch::Ll(events));
             }
         }
@@ -1046,7 +1047,9 @@ impl StreamTask {
         }
         self.gap_segments.push_back(sequence);
         self.with_ll(|playlist| playlist.mark_gap(sequence));
-        self.mirror_ll(Vec::new());
+        // Its parts mirrored before the gap are no longer listed: deleted now, not when the
+        // segment leaves the window.
+        self.mirror_ll(Vec::new(), vec![sequence]);
     }
 
     /// Whether segment `sequence` (numbers final) is listed with EXT-X-GAP.
@@ -1060,6 +1063,7 @@ impl StreamTask {
         let Some(packager) = self.packager.as_mut() else {
             return;
         };
+        let was_fixed = packager.part_target_fixed();
         let outcome = match tag {
             Some(tag) => packager.push(tag, self.segmenter.current_segment()),
             None => packager.flush(),
@@ -1071,6 +1075,23 @@ impl StreamTask {
                 return;
             }
         };
+        if !was_fixed && packager.part_target_fixed() {
+            let part_target_ms = packager.part_target_ms();
+            let withdrawn = events
+                .iter()
+                .filter(|e| matches!(e, LlEvent::PartsWithdrawn { .. }))
+                .count();
+            // The first segment's parts, cut for a provisional target, are withdrawn when the
+            // frame timing fixes another: logged here, not as frames mistimed.
+            self.logged_withdrawals += withdrawn;
+            info!(
+                app = %self.key.app,
+                stream = %self.key.name,
+                part_target_ms,
+                first_segment_listed_whole = withdrawn > 0,
+                "LL-HLS PART-TARGET fixed from the stream's frame timing"
+            );
+        }
         self.emit(Batch::Ll(events));
     }
 
@@ -1180,8 +1201,8 @@ impl StreamTask {
         for event in &events {
             if let LlEvent::PartsWithdrawn { sequence } = event {
                 // Those after an upstream gap were logged there, and come in order.
-                if self.gap_withdrawals > 0 {
-                    self.gap_withdrawals -= 1;
+                if self.logged_withdrawals > 0 {
+                    self.logged_withdrawals -= 1;
                 } else {
                     withdrawn.get_or_insert(*sequence);
                 }
@@ -1229,12 +1250,13 @@ impl StreamTask {
                     LlEvent::PartsWithdrawn { .. } => None,
                 })
                 .collect();
-            self.mirror_ll(files);
+            self.mirror_ll(files, Vec::new());
         }
     }
 
-    /// Sends the LL-HLS rendition's new files and its playlist to the directory mirror.
-    fn mirror_ll(&self, files: Vec<(String, Bytes)>) {
+    /// Sends the LL-HLS rendition's new files and its playlist to the directory mirror, with
+    /// the segments newly listed with EXT-X-GAP (`gaps`), whose files are deleted.
+    fn mirror_ll(&self, files: Vec<(String, Bytes)>, gaps: Vec<u64>) {
         let (Some(directory), Some(ll)) = (&self.directory, &self.state.ll) else {
             return;
         };
@@ -1246,6 +1268,7 @@ impl StreamTask {
             files,
             playlist,
             oldest,
+            gaps,
         })));
     }
 
@@ -1306,7 +1329,7 @@ impl StreamTask {
                                 sequence = segment.sequence,
                                 duration_ms = segment.duration_ms,
                                 target = view.playlist.target_duration_secs(),
-                                "a GOP longer than the stream's first ones made a segment longer than EXT-X-TARGETDURATION (--hls-target-duration fixes it, cutting such GOPs short in MPEG-TS)"
+                                "a segment longer than EXT-X-TARGETDURATION"
                             );
                         }
                         view.playlist.push(segment, true);
@@ -1436,6 +1459,9 @@ struct LlMirrorJob {
     playlist: Option<Bytes>,
     /// The oldest segment the playlist keeps: files of older ones are deleted.
     oldest: Option<u64>,
+    /// Segments now listed with EXT-X-GAP: their files (parts written before the gap) are
+    /// deleted, as the playlist lists none of them.
+    gaps: Vec<u64>,
 }
 
 /// Writes one stream's playlist and segments to disk off the async workers, in order.
@@ -1515,7 +1541,8 @@ impl DirectoryMirror {
     }
 
     /// Writes the new LL-HLS files, then the playlist (so it lists only complete files), then
-    /// deletes the files of segments older than the oldest kept.
+    /// deletes the files of segments older than the oldest kept and of segments listed with
+    /// EXT-X-GAP.
     fn try_sync_ll(&mut self, job: &LlMirrorJob) -> Result<(), crate::hls::HlsWriteError> {
         let directory = self.directory()?;
         for (name, bytes) in &job.files {
@@ -1528,18 +1555,20 @@ impl DirectoryMirror {
         if let Some(playlist) = &job.playlist {
             directory.write_file(crate::http::ll_hls::LL_PLAYLIST_NAME, playlist)?;
         }
-        if let Some(oldest) = job.oldest {
-            let msn = |name: &str| name.split('.').next().and_then(|n| n.parse::<u64>().ok());
-            let old: Vec<String> = self
-                .ll_on_disk
-                .iter()
-                .filter(|name| msn(name).is_some_and(|msn| msn < oldest))
-                .cloned()
-                .collect();
-            for name in old {
-                directory.remove_file(&name)?;
-                self.ll_on_disk.remove(&name);
-            }
+        let msn = |name: &str| name.split('.').next().and_then(|n| n.parse::<u64>().ok());
+        let unlisted: Vec<String> = self
+            .ll_on_disk
+            .iter()
+            .filter(|name| {
+                msn(name).is_some_and(|msn| {
+                    job.oldest.is_some_and(|oldest| msn < oldest) || job.gaps.contains(&msn)
+                })
+            })
+            .cloned()
+            .collect();
+        for name in unlisted {
+            directory.remove_file(&name)?;
+            self.ll_on_disk.remove(&name);
         }
         Ok(())
     }

@@ -252,9 +252,14 @@ fn irregular_gops_realign_on_the_grid_after_a_long_gop() {
         [0, 4_000, 8_000, 12_000, 21_500, 24_000, 28_000, 34_000, 38_000, 40_000],
         "segment starts"
     );
-    assert!(max_duration_ms(&segments) >= 9_000);
-    // The first GOPs were regular (1 s): the declared target is 4, which the 9 s GOP exceeds;
-    // the node warns about such a segment (a GOP longer than the stream's first ones).
+    // The first GOPs were regular (1 s): the declared target is 4, and the 9 s GOP is held to
+    // it (its MPEG-TS segment ends at 4.499 s, the rest of the GOP left out and the next
+    // segment discontinuous), so every EXTINF rounds to at most 4.
+    assert_eq!(max_duration_ms(&segments), 4_499);
+    assert!(
+        segments[4].discontinuity,
+        "the segment after the 9 s GOP follows a gap"
+    );
     assert_segments_start_with_keyframes(&out, &segments);
     assert_playlist_reads_cleanly(&out);
 }

@@ -48,6 +48,7 @@ struct Collected {
     ts: Vec<(u64, u64)>,
     ll: Vec<LlSegment>,
     parts: Vec<(u64, u32, u64, bool)>,
+    withdrawn: Vec<u64>,
     playlists: usize,
 }
 
@@ -67,6 +68,7 @@ fn feed(stream: &mut LlHlsStream, tags: &[FlvTag], out: &mut Collected) {
                         .push((p.sequence, p.index, p.duration_ms, p.independent))
                 }
                 LlEvent::SegmentReady(s) => out.ll.push(s),
+                LlEvent::PartsWithdrawn { sequence } => out.withdrawn.push(sequence),
                 _ => {}
             }
         }
@@ -149,6 +151,123 @@ fn segments_follow_the_ts_cuts_and_parts_stay_within_the_part_target() {
     let text = s.playlist().render(false);
     assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
     assert!(check_ll_playlist(&text).is_empty());
+}
+
+/// Feeds all of `tags` and finishes the stream, checking the playlists after every change.
+fn package_whole(stream: &mut LlHlsStream, tags: &[FlvTag]) -> Collected {
+    let mut out = Collected::default();
+    feed(stream, tags, &mut out);
+    for event in stream.finish().unwrap().ll {
+        match event {
+            LlEvent::PartReady(p) => {
+                out.parts
+                    .push((p.sequence, p.index, p.duration_ms, p.independent))
+            }
+            LlEvent::SegmentReady(seg) => out.ll.push(seg),
+            LlEvent::PartsWithdrawn { sequence } => out.withdrawn.push(sequence),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Checks RFC 8216bis 4.4.4.9 on the parts of every segment but `skip`: each at most
+/// `target` ms, each other than its segment's last and the independent ones at least 85 % of
+/// it. Returns how many parts were checked.
+fn check_part_rules(out: &Collected, target: u64, skip: &[u64]) -> usize {
+    let mut checked = 0;
+    for segment in out.ll.iter().filter(|s| !skip.contains(&s.sequence)) {
+        let parts: Vec<_> = out
+            .parts
+            .iter()
+            .filter(|p| p.0 == segment.sequence)
+            .collect();
+        for (i, (sequence, index, duration, independent)) in parts.iter().enumerate() {
+            assert!(
+                *duration <= target,
+                "part {sequence}.{index}: {duration} ms"
+            );
+            let last = i + 1 == parts.len();
+            assert!(
+                last || *independent || duration * 100 >= target * 85,
+                "part {sequence}.{index}: {duration} ms, under 85 % of {target}"
+            );
+            checked += 1;
+        }
+    }
+    checked
+}
+
+#[test]
+fn a_variable_frame_rate_keeps_its_parts_under_a_part_target_fixed_from_its_timing() {
+    // ffmpeg output whose frame intervals vary from 10 to 120 ms (regenerate.sh); its
+    // onMetaData declares 30 fps.
+    let tags = media("av_vfr.flv");
+    let mut origin = stream();
+    let out = package_whole(&mut origin, &tags);
+    // 15 % of 350 ms holds no 120 ms interval, nor 15 % of 700 ms; 15 % of 1400 ms does.
+    let target = origin.playlist().config().part_target_ms;
+    assert_eq!(target, 1_400);
+    let text = origin.playlist().render(false);
+    assert!(text.contains("#EXT-X-PART-INF:PART-TARGET=1.400"), "{text}");
+    assert!(check_ll_playlist(&text).is_empty());
+    // Only the first segment, cut while the timing was measured, is listed whole.
+    let first = out.ll[0].sequence;
+    assert_eq!(out.withdrawn, vec![first]);
+    assert!(out.ll.len() >= 4);
+    let kept = check_part_rules(&out, u64::from(target), &[first]);
+    let total = out.parts.len();
+    let measured = out.parts.iter().filter(|p| p.0 == first).count();
+    eprintln!("{kept} of {total} parts listed at PART-TARGET {target} ms");
+    assert_eq!(
+        kept + measured,
+        total,
+        "every part after the first segment is listed"
+    );
+    assert!(kept >= 6, "{kept} of {total}");
+
+    // A node joining at the second keyframe measures its first segment (not listed), fixes
+    // the same target and lists the origin's parts.
+    let keyframes: Vec<usize> = tags
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| {
+            t.tag_type == FlvTagType::Video
+                && classify_video(&t.data)
+                    .is_ok_and(|i| i.is_keyframe && i.packet == PacketKind::CodedFrame)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let (joined, join) = joined_mid_stream(&tags);
+    let headers = joined.len() - (tags.len() - join);
+    let joined: Vec<FlvTag> = joined[..headers]
+        .iter()
+        .chain(&tags[keyframes[1]..])
+        .cloned()
+        .collect();
+    let mut friend = stream().joining_mid_stream();
+    let friend_out = package_whole(&mut friend, &joined);
+    assert_eq!(friend.playlist().config().part_target_ms, target);
+    assert!(friend_out.withdrawn.is_empty());
+    assert!(friend_out.ll.len() >= 3);
+    for segment in &friend_out.ll {
+        let same = out
+            .ll
+            .iter()
+            .find(|o| o.start_timestamp_ms == segment.start_timestamp_ms)
+            .expect("the origin cut there too");
+        assert_eq!(same.part_hashes, segment.part_hashes);
+    }
+}
+
+#[test]
+fn regular_frames_keep_the_part_target_and_the_first_segments_parts() {
+    let tags = media("av_bframes.flv");
+    let mut origin = stream();
+    let out = package_whole(&mut origin, &tags);
+    assert_eq!(origin.playlist().config().part_target_ms, 350);
+    assert!(out.withdrawn.is_empty());
+    assert_eq!(check_part_rules(&out, 350, &[]), out.parts.len());
 }
 
 /// What a relay joining `tags` mid-stream is handed: the sequence headers, then its GOP cache
@@ -393,6 +512,42 @@ fn ffprobe_and_qtdemux_read_hevc() {
     );
     let path = write_fmp4(dir.path(), "hevc.mp4", &segments);
     probe_video(&path, "codec_name=hevc|width=320|height=240", frames);
+}
+
+#[test]
+#[ignore = "interop: needs ffmpeg, ffprobe and gst-launch-1.0"]
+fn ffprobe_and_qtdemux_read_a_variable_frame_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let tags = media("av_vfr.flv");
+    let video_frames = tags
+        .iter()
+        .filter(|t| {
+            t.tag_type == FlvTagType::Video
+                && classify_video(&t.data).is_ok_and(|i| i.packet == PacketKind::CodedFrame)
+        })
+        .count();
+    let segments = segments_of(&tags);
+    let path = write_fmp4(dir.path(), "vfr.mp4", &segments);
+    let streams = probe_video(&path, "codec_name=h264|width=160|height=120", video_frames);
+    assert!(streams.contains("codec_name=aac"), "{streams}");
+    // Each frame keeps its own duration: ffprobe reads the 10 to 120 ms intervals back.
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v", "-show_entries"])
+        .args(["packet=dts_time", "-of", "csv=p=0"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let dts: Vec<f64> = String::from_utf8_lossy(&probe.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let intervals: Vec<i64> = dts
+        .windows(2)
+        .map(|w| ((w[1] - w[0]) * 1_000.0).round() as i64)
+        .collect();
+    assert_eq!(intervals.len() + 1, video_frames);
+    assert_eq!(intervals.iter().min(), Some(&10), "{intervals:?}");
+    assert_eq!(intervals.iter().max(), Some(&120), "{intervals:?}");
 }
 
 #[test]

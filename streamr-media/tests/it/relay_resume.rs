@@ -255,6 +255,10 @@ struct Listed {
     /// The numbers of the segments listed with EXT-X-GAP: MPEG-TS, then LL-HLS.
     ts_gaps: Vec<u64>,
     ll_gaps: Vec<u64>,
+    /// Files of the LL-HLS segments listed with EXT-X-GAP left in the directory mirror.
+    gap_files_on_disk: Vec<String>,
+    /// LL-HLS part files in the directory mirror.
+    parts_on_disk: usize,
 }
 
 /// What a relay's live HLS lists after the failover of [`relay_across_a_failover`] (its
@@ -276,9 +280,11 @@ async fn listed_after_a_failover(
 
     let relay = RelayHub::default();
     let shutdown = tokio_util::sync::CancellationToken::new();
+    let hls_dir = tempfile::tempdir().expect("a temporary directory");
     let mut config = LiveHlsConfig::default()
         .with_segments(Duration::from_secs(1), 4)
-        .with_end_timing(Duration::from_secs(30), Duration::from_secs(30));
+        .with_end_timing(Duration::from_secs(30), Duration::from_secs(30))
+        .with_directory(hls_dir.path());
     // Every segment stays listed.
     config.window_segments = 30;
     let live = LiveHls::start(relay.clone(), config, shutdown.clone());
@@ -366,6 +372,43 @@ async fn listed_after_a_failover(
             msn += 1;
         }
     }
+    // The directory mirror keeps no file of a GAP segment (parts written before the gap
+    // included) once the playlist lists it so; it writes on its own thread.
+    let mirror = hls_dir.path().join("live").join("show");
+    let files_on_disk = || -> Vec<String> {
+        std::fs::read_dir(&mirror)
+            .map(|dir| {
+                dir.filter_map(|entry| entry.ok())
+                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let of_gaps = |files: &[String]| -> Vec<String> {
+        files
+            .iter()
+            .filter(|name| {
+                name.ends_with(".m4s")
+                    && name
+                        .split('.')
+                        .next()
+                        .and_then(|msn| msn.parse::<u64>().ok())
+                        .is_some_and(|msn| listed.ll_gaps.contains(&msn))
+            })
+            .cloned()
+            .collect()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut files = files_on_disk();
+    while !of_gaps(&files).is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        files = files_on_disk();
+    }
+    listed.gap_files_on_disk = of_gaps(&files);
+    listed.parts_on_disk = files
+        .iter()
+        .filter(|name| name.ends_with(".m4s") && name.matches('.').count() == 2)
+        .count();
     // MPEG-TS.
     let PlaylistLookup::Ready(ts) = live.playlist(&key(), Duration::ZERO).await else {
         panic!("an MPEG-TS playlist");
@@ -425,6 +468,10 @@ async fn a_relay_resuming_past_a_gap_lists_no_part_the_origin_did_not_cut() {
         // every other segment listed is the origin's.
         assert_eq!(listed.ts_gaps.len(), 1, "{lost} frames lost: {listed:?}");
         assert_eq!(listed.ts_gaps, listed.ll_gaps);
+        // The GAP segment's parts mirrored before the gap are deleted as it is marked; the
+        // listed parts stay.
+        assert_eq!(listed.gap_files_on_disk, Vec::<String>::new());
+        assert!(listed.parts_on_disk >= 8, "{listed:?}");
         assert!(listed.ts_segments.len() >= 2, "{listed:?}");
         assert!(listed
             .ts_segments

@@ -22,4 +22,12 @@ ffmpeg "${common[@]}" -f lavfi -i "testsrc2=size=160x120:rate=25:duration=6" \
 ffmpeg "${common[@]}" -f lavfi -i "sine=frequency=660:sample_rate=48000:duration=8" \
   -c:a aac -b:a 48k -ac 1 -f flv audio_only.flv
 
+# H.264 at a variable frame rate (frame intervals from 10 to 120 ms, a keyframe every 30
+# frames, ~2 s) + AAC, 10 s: millisecond timestamps from the filter through the encoder.
+ffmpeg "${common[@]}" -f lavfi -i "testsrc2=size=160x120:rate=30" \
+  -f lavfi -i "sine=frequency=440:sample_rate=44100" -t 10 \
+  -vf "settb=1/1000,setpts='(N*0.065+0.0366*sin(N*1.7))/TB'" -fps_mode vfr -enc_time_base:v 1/1000 \
+  -c:v libx264 -preset veryfast -threads 1 -pix_fmt yuv420p -b:v 120k -bf 0 \
+  -x264-params "keyint=30:min-keyint=30:scenecut=0" -c:a aac -b:a 48k -ac 2 -f flv av_vfr.flv
+
 ls -l ./*.flv
