@@ -390,7 +390,12 @@ async fn main() -> anyhow::Result<()> {
                 nonce: *nonce,
                 streams: vec![stream.clone()],
                 viewers: 3,
-                bytes_served: args.bytes_served,
+                // A session heartbeat restates its session's running total.
+                bytes_served: if args.auth == "session" {
+                    args.bytes_served.saturating_mul(*nonce)
+                } else {
+                    args.bytes_served
+                },
                 unattested_bytes: 0,
                 upstreams: Vec::new(),
             };
