@@ -81,6 +81,7 @@ impl SessionTotals {
     }
 
     /// Sessions held.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.sessions.len()
     }

@@ -469,6 +469,13 @@ async fn main() -> anyhow::Result<()> {
     config.relay_fanout = args.relay_fanout.max(1);
     config.node_session_lifetime = args.node_session_lifetime;
     config.heartbeat_totals_interval = args.heartbeat_totals_interval;
+    if config.settlement_grace <= config.heartbeat_totals_interval {
+        tracing::warn!(
+            interval = %humantime::format_duration(config.heartbeat_totals_interval),
+            "--heartbeat-totals-interval is not below the settlement grace: another replica's \
+             batch of an epoch's last session heartbeats may land after the epoch is settled"
+        );
+    }
     if args.node_session_lifetime <= NODE_SESSION_RENEW_MARGIN {
         tracing::warn!(
             lifetime = %humantime::format_duration(args.node_session_lifetime),
