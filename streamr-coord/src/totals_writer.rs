@@ -118,7 +118,9 @@ impl TotalsWriter {
 
 /// The periodic task: writes every `interval` while the writer lives.
 async fn write_every(writer: Weak<TotalsWriter>, interval: Duration) {
-    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
+    let period = interval.max(Duration::from_millis(10));
+    // The first write one period after the first heartbeat, not at once.
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
