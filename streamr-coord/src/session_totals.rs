@@ -325,10 +325,7 @@ mod tests {
         );
         let mut other = beat(5, 400, 0);
         other.node_id = "another".into();
-        assert_eq!(
-            table.accept(&session(1), other, 0),
-            Err(Refusal::OtherNode)
-        );
+        assert_eq!(table.accept(&session(1), other, 0), Err(Refusal::OtherNode));
         // Equal totals are a heartbeat that served nothing new.
         assert_eq!(table.accept(&session(1), beat(6, 300, 0), 0), Ok(()));
     }
@@ -338,7 +335,9 @@ mod tests {
         let mut table = loaded();
         table.load(session(2), "node", StoredTotals::default(), 0);
         for nonce in 1..=3 {
-            table.accept(&session(1), beat(nonce, nonce * 10, 7), 0).unwrap();
+            table
+                .accept(&session(1), beat(nonce, nonce * 10, 7), 0)
+                .unwrap();
         }
         table.accept(&session(1), beat(4, 45, 8), 0).unwrap();
         table.accept(&session(2), beat(1, 5, 8), 0).unwrap();

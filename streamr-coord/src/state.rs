@@ -9,12 +9,12 @@ use std::sync::{Arc, OnceLock};
 
 use crate::config::CoordConfig;
 use crate::heartbeat_writer::HeartbeatWriter;
-use crate::totals_writer::TotalsWriter;
 use crate::metrics::Metrics;
 use crate::observed_prefixes::ObservedPrefixes;
 use crate::rate_limit::RateLimiter;
 use crate::session_vault::SessionVault;
 use crate::storage::{PartRecord, Storage};
+use crate::totals_writer::TotalsWriter;
 
 /// Most streamed part-report answers a coordinator keeps open at once (each holds a task and
 /// a connection for up to a minute); beyond, nodes are told `busy` and use the long poll.

@@ -20,9 +20,9 @@ use crate::clock::now_ms;
 use crate::error::{ApiError, StorageError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PeerIp};
 use crate::heartbeat_writer::SignatureCheck;
-use crate::session_totals::TotalsHeartbeat;
 use crate::intake::receipts;
 use crate::metrics::Metrics;
+use crate::session_totals::TotalsHeartbeat;
 use crate::storage::{to_wire, ActivityDelta, HeartbeatWrite, NodeRecord, NodeSessionRecord};
 use crate::wire::{
     HeartbeatRequest, NodeInfo, ProbeInfo, ReceiptsOutcome, SessionHeartbeatRequest,

@@ -15,8 +15,9 @@ pub use records::{
     HeartbeatWrite, HeldProbeRecord, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic,
     NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeSessionRecord, NodeUsage, PartRecord,
     PartsStored, PayoutRecord, PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord,
-    RelayAssignmentRecord, RelayReportRecord, RelayReports, SegmentRecord, SessionRecord,
-    SessionHeartbeatTotals, SessionTotalsWrite, SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, StoredSessionTotals, StreamRecord, Totals,
+    RelayAssignmentRecord, RelayReportRecord, RelayReports, SegmentRecord, SessionHeartbeatTotals,
+    SessionRecord, SessionTotalsWrite, SessionUsageRow, SettlementRecord, SettlementWrite,
+    StatsRow, StoredSessionTotals, StreamRecord, Totals,
 };
 pub use sql::{HeartbeatFlush, PostgresStorage, SqliteStorage};
 

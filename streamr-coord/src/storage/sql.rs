@@ -861,8 +861,7 @@ impl PostgresStorage {
             return Ok(std::collections::HashSet::new());
         }
         let text = |f: fn(&SessionTotalsWrite) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
-        let number =
-            |f: fn(&SessionTotalsWrite) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+        let number = |f: fn(&SessionTotalsWrite) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
         let statement = format!(
             "WITH tr (sid, id, nonce, ts, streams, viewers, bytes, unatt, upstreams, epoch, \
              beats) AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], \

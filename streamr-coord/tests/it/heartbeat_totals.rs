@@ -127,7 +127,10 @@ async fn a_killed_coordinator_loses_nothing_and_counts_nothing_twice(db: &TestDb
     write(&first).await;
     assert_eq!(activity(db, &config, &node).await, (2, 250, 20));
     let stored = node_state(&first, &node).await;
-    assert_eq!((&stored["status"], &stored["last_nonce"]), (&"online".into(), &2.into()));
+    assert_eq!(
+        (&stored["status"], &stored["last_nonce"]),
+        (&"online".into(), &2.into())
+    );
 
     // Two more heartbeats, then the process dies before its next batch.
     accepted(&first, &sealed(&session, beat(&node, 3, 400, 30))).await;
@@ -238,7 +241,11 @@ async fn running_totals_count_what_signed_deltas_count(db: &TestDb) {
         assert_eq!(status, StatusCode::OK, "{answer}");
         bytes += delta;
         unattested += delta_unattested;
-        accepted(&api, &sealed(&session, beat(&totals, nonce, bytes, unattested))).await;
+        accepted(
+            &api,
+            &sealed(&session, beat(&totals, nonce, bytes, unattested)),
+        )
+        .await;
         // Batches at any point between heartbeats change nothing.
         if nonce % 2 == 0 {
             write(&api).await;
