@@ -457,6 +457,8 @@ async fn main() -> anyhow::Result<()> {
         100.0 * heartbeats.per_second() / hello.per_second().max(1e-9),
         heartbeats.percentile_us(0.99) as f64 / 1000.0,
     );
+    // Session heartbeats reach the database in periodic batches: the last one, now.
+    coordinator.write_heartbeat_totals().await?;
     let stored = coordinator_stats(coord_addr).await?;
     println!("nodes online after the run: {stored}");
     database.drop_database().await?;
