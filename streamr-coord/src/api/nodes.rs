@@ -631,8 +631,8 @@ async fn accept_session_heartbeat(
 /// Checks what is cheap on the request path (size, skew window, a nonce this process has seen
 /// committed). With `signature` (a signed heartbeat), a heartbeat without receipts has its
 /// signature left to the writer, which checks a whole batch at once, and one with receipts has
-/// it checked here, before its receipts are looked at. Without (a session heartbeat), the
-/// caller has authenticated the heartbeat already.
+/// it checked here, before its receipts are looked at. Without, the caller has authenticated
+/// the heartbeat already. (Session heartbeats go by [`accept_session_heartbeat`].)
 async fn accept_heartbeat(
     state: &Shared,
     body: &NodeHeartbeat,
