@@ -81,6 +81,12 @@ pub struct CoordConfig {
     /// handshake) lasts; the node opens a new one before it ends (a minute before) or when
     /// refused. Default an hour.
     pub node_session_lifetime: Duration,
+    /// How often session heartbeats (running totals, kept in memory as they arrive) are
+    /// written to the database, and how long a session's state read from it is trusted
+    /// before it is read again. Liveness and load seen by routing lag by up to this much; a
+    /// heartbeat replayed to another replica can pass there within about twice this (it
+    /// changes nothing stored). Default a second.
+    pub heartbeat_totals_interval: Duration,
     /// How long a session grant lasts.
     pub grant_ttl: Duration,
     /// Bytes per second a grant allows (stream bitrate plus headroom).
@@ -180,6 +186,7 @@ impl Default for CoordConfig {
             verifier: VerifierConfig::default(),
             max_clock_skew: Duration::from_secs(30),
             node_session_lifetime: Duration::from_secs(3600),
+            heartbeat_totals_interval: Duration::from_secs(1),
             grant_ttl: Duration::from_secs(3600),
             grant_bytes_per_second: 2_000_000,
             max_body_bytes: 256 * 1024,

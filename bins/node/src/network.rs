@@ -300,6 +300,9 @@ pub(crate) struct HeartbeatAuth {
     /// Whether sessions are used at all (`--heartbeat-auth session`); off, every heartbeat is
     /// signed.
     sessions: bool,
+    /// The current session's running totals (attested, unattested bytes): what its
+    /// heartbeats carry, so one the coordinator lost is restated by the next.
+    session_totals: (u64, u64),
 }
 
 /// Whether a session heartbeat was refused because of the session itself (forgotten, expired,
@@ -324,6 +327,7 @@ impl HeartbeatAuth {
             session: None,
             retry_at_ms: 0,
             sessions: true,
+            session_totals: (0, 0),
         }
     }
 
@@ -346,6 +350,7 @@ impl HeartbeatAuth {
             Ok(session) => {
                 debug!(session = %session.id(), "node session opened");
                 self.session = Some(session.clone());
+                self.session_totals = (0, 0);
                 Some(session)
             }
             Err(error) => {
@@ -369,8 +374,10 @@ impl HeartbeatAuth {
         }
     }
 
-    /// Sends `heartbeat` with `receipts`: under the node session when there is one (opening
-    /// another and sending again when the coordinator forgot it), else signed.
+    /// Sends `heartbeat` (whose byte counts are what was served since the previous one) with
+    /// `receipts`: under the node session when there is one, its byte counts added to the
+    /// session's running totals (opening another and sending again when the coordinator
+    /// forgot it), else signed, with the byte counts as they are.
     async fn send(
         &mut self,
         heartbeat: NodeHeartbeat,
@@ -381,22 +388,42 @@ impl HeartbeatAuth {
             let Some(session) = self.session(now).await else {
                 break;
             };
+            let totals = session_totals_after(self.session_totals, &heartbeat);
+            let restated = NodeHeartbeat {
+                bytes_served: totals.0,
+                unattested_bytes: totals.1,
+                ..heartbeat.clone()
+            };
             match self
                 .client
-                .session_heartbeat(&session, heartbeat.clone(), receipts.clone())
+                .session_heartbeat(&session, restated, receipts.clone())
                 .await
             {
                 Err(error) if session_refused(&error) => {
                     debug!(%error, attempt, "node session refused; opening a new one");
                     self.session = None;
                 }
-                answer => return answer,
+                answer => {
+                    // Counted in the totals whatever the answer: a heartbeat lost on the way
+                    // is restated by the next one.
+                    self.session_totals = totals;
+                    return answer;
+                }
             }
         }
         self.client
             .heartbeat(Signed::sign(heartbeat, &self.key), receipts)
             .await
     }
+}
+
+/// A session's running totals once `heartbeat`'s byte counts (since the previous heartbeat)
+/// are added.
+fn session_totals_after(totals: (u64, u64), heartbeat: &NodeHeartbeat) -> (u64, u64) {
+    (
+        totals.0.saturating_add(heartbeat.bytes_served),
+        totals.1.saturating_add(heartbeat.unattested_bytes),
+    )
 }
 
 /// The node each relayed stream is pulled from now, where it is a relay tree upstream (one
