@@ -958,6 +958,7 @@ mod tests {
         let storage = streamr_coord::connect(&url).await.unwrap();
         let config = streamr_coord::CoordConfig {
             rate_limit: None,
+            heartbeat_totals_interval: Duration::from_millis(50),
             ..streamr_coord::CoordConfig::default()
         };
         let key = config.coordinator_key.coordinator_key();
@@ -1001,13 +1002,21 @@ mod tests {
         for c in [&client, &other_client] {
             c.register_node(&node, &advert).await.unwrap();
         }
-        let nonce_stored = || async {
-            storage
-                .get_node(&node.node_id().to_string())
-                .await
-                .unwrap()
-                .unwrap()
-                .last_nonce
+        // Session heartbeats reach the database in the coordinator's periodic batch: wait
+        // (bounded) for the nonce the batch stores.
+        let nonce_stored = |expected: i64| {
+            let storage = storage.clone();
+            let node_id = node.node_id().to_string();
+            async move {
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                loop {
+                    let stored = storage.get_node(&node_id).await.unwrap().unwrap().last_nonce;
+                    if stored == expected || std::time::Instant::now() > deadline {
+                        return stored;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
         };
         let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);
         auth.send(beat(&node, 1), Vec::new()).await.unwrap();
@@ -1016,10 +1025,10 @@ mod tests {
             .as_ref()
             .map(NodeSession::id)
             .expect("a session");
-        assert_eq!(nonce_stored().await, 1);
+        assert_eq!(nonce_stored(1).await, 1);
         auth.send(beat(&node, 2), Vec::new()).await.unwrap();
         assert_eq!(auth.session.as_ref().map(NodeSession::id), Some(first));
-        assert_eq!(nonce_stored().await, 2);
+        assert_eq!(nonce_stored(2).await, 2);
         // A session this coordinator never saw (as after it lost its database): refused with
         // unknown_session, a new session is opened and the same heartbeat is stored.
         let foreign = other_client
@@ -1034,7 +1043,7 @@ mod tests {
             .map(NodeSession::id)
             .expect("a session");
         assert!(renewed != first && renewed != foreign.id());
-        assert_eq!(nonce_stored().await, 3);
+        assert_eq!(nonce_stored(3).await, 3);
         // A coordinator key the node does not trust: no session, the heartbeat goes signed
         // (and no session is asked for again soon).
         let mut distrusting = HeartbeatAuth::new(
@@ -1045,7 +1054,7 @@ mod tests {
         distrusting.send(beat(&node, 4), Vec::new()).await.unwrap();
         assert!(distrusting.session.is_none());
         assert!(distrusting.retry_at_ms > unix_ms());
-        assert_eq!(nonce_stored().await, 4);
+        assert_eq!(nonce_stored(4).await, 4);
         // Sessions turned off (--heartbeat-auth signed): signed, and no session is opened.
         let mut signed_only = HeartbeatAuth::new(
             CoordinatorClient::new(&server.url()).unwrap(),
@@ -1055,6 +1064,6 @@ mod tests {
         signed_only.sessions = false;
         signed_only.send(beat(&node, 5), Vec::new()).await.unwrap();
         assert!(signed_only.session.is_none());
-        assert_eq!(nonce_stored().await, 5);
+        assert_eq!(nonce_stored(5).await, 5);
     }
 }
