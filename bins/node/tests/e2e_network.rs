@@ -315,10 +315,6 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
     .expect("URL");
     let friend_url = RtmpUrl::parse(&hop_play.rtmp_url).expect("URL");
 
-    // The ffmpeg player, the viewers and the hop measurement run side by side: each only
-    // waits on the live stream, so none of them waits out another's seconds. The hop is
-    // measured once every viewer plays (the friends pull the stream), as before the viewers'
-    // later segments.
     // By when every friend that serves a viewer pulls the stream.
     let pulls_started = std::sync::OnceLock::new();
     let viewers_verified = |segments: u64| {
@@ -335,6 +331,10 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
             },
         )
     };
+    // The ffmpeg player, the viewers and the hop measurement run side by side: each only
+    // waits on the live stream, so none of them waits out another's seconds. The hop is
+    // measured once every viewer plays (so the friends pull the stream), while the viewers
+    // verify their next segments.
     let (ffmpeg_frames, ((at_origin, at_friend), stats)) =
         tokio::join!(ffmpeg_play(&play.http_flv_url, 8, &recording), async {
             viewers_verified(1).await;
