@@ -186,6 +186,12 @@ struct Args {
           value_parser = humantime::parse_duration)]
     upstream_stall_timeout: Duration,
 
+    /// A relay's pull of a stream that nobody here has watched or requested for this long
+    /// stops (the next viewer starts it again).
+    #[arg(long, env = "STREAMR_PULL_IDLE_TIMEOUT", default_value = "30s",
+          value_parser = humantime::parse_duration)]
+    pull_idle_timeout: Duration,
+
     /// How long a viewer's session may go without handing this node a receipt before its bytes
     /// are reported as unattested (players that cannot sign) instead of attested.
     #[arg(long, env = "STREAMR_RECEIPT_GRACE", default_value = "10s",
@@ -393,6 +399,7 @@ impl Args {
             heartbeat_interval: self.heartbeat_interval,
             heartbeat_auth: self.heartbeat_auth,
             upstream_stall_timeout: self.upstream_stall_timeout,
+            pull_idle_timeout: self.pull_idle_timeout,
             receipt_grace: self.receipt_grace,
             batch_delay: self.batch_delay,
             batch_delay_max: self.batch_delay_max,
