@@ -16,6 +16,8 @@
 #                    the sources HLS players are run on (default: all of SOURCES; at 3 Mbit/s
 #                    500+ HLS players saturate the load tool on a 2-core machine)
 #        STEP_SECONDS (default 15), NODE_ARGS (extra streamr-node flags, e.g. "--batch-delay 350ms"),
+#        NODE_BIN (a streamr-node binary to run instead of the one built here, e.g. a copy of
+#        an earlier build, for a before/after in one run; the build still runs, for streamr-load),
 #        RESULTS (the TSV written, default target/bench-srs/results.tsv), APPEND=1 adds to it
 #        (run the servers one at a time, print the table once), CARGO_TARGET_DIR
 #
@@ -55,7 +57,7 @@ command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || { echo "ffmpeg 
 
 cargo build --release -q -p streamr-node -p streamr-load
 BIN=${CARGO_TARGET_DIR:-target}/release
-NODE=$BIN/streamr-node
+NODE=${NODE_BIN:-$BIN/streamr-node}
 LOAD=$BIN/streamr-load
 
 # Sources: H.264 + AAC at the requested total bitrate, 2 s GOP, 30 s long (looped by the

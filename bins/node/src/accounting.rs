@@ -16,7 +16,6 @@
 //! its bytes are reported as unattested (the coordinator nets them against the verified bytes).
 
 use std::collections::HashMap;
-use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,10 +24,9 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
+use http_body::{Frame, SizeHint};
 use streamr_core::{SessionAccounting, SessionGrant, SessionId};
 use streamr_media::relay::{StreamKey, StreamStats, ViewerStats};
-use tokio::io::{AsyncRead, ReadBuf};
-use tokio_util::codec::{BytesCodec, FramedRead};
 
 pub(crate) use streamr_core::Served;
 
@@ -198,50 +196,70 @@ impl Accounting {
     }
 }
 
+/// The most bytes of a response body handed to the connection (and counted) at once: a larger
+/// data frame (an HLS segment) goes out as slices of it, shared, not copied, so a client that
+/// leaves mid-segment is counted for about what the connection took.
+const COUNTED_PIECE_BYTES: usize = 16 * 1024;
+
 /// Wraps a response body so every byte handed to the connection is added to `counter`.
+///
+/// The body keeps its size hint, so a response of known length keeps its `content-length`.
 pub(crate) fn counted(body: Body, counter: Arc<AtomicU64>) -> Body {
-    Body::from_stream(FramedRead::new(
-        CountingReader {
-            body,
-            chunk: Bytes::new(),
-            counter,
-        },
-        BytesCodec::new(),
-    ))
+    Body::new(CountedBody {
+        body,
+        pending: Bytes::new(),
+        counter,
+    })
 }
 
-/// A response body read as a byte stream, counting what is read.
-struct CountingReader {
+/// A response body that counts the data it yields, in pieces of at most
+/// [`COUNTED_PIECE_BYTES`].
+struct CountedBody {
     body: Body,
-    chunk: Bytes,
+    /// The rest of the current data frame, not yet handed out.
+    pending: Bytes,
     counter: Arc<AtomicU64>,
 }
 
-impl AsyncRead for CountingReader {
-    fn poll_read(
+impl HttpBody for CountedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         loop {
-            if !self.chunk.is_empty() {
-                let n = self.chunk.len().min(buf.remaining());
-                let part = self.chunk.split_to(n);
-                buf.put_slice(&part);
+            if !self.pending.is_empty() {
+                let n = self.pending.len().min(COUNTED_PIECE_BYTES);
+                let piece = self.pending.split_to(n);
                 self.counter.fetch_add(n as u64, Ordering::Relaxed);
-                return Poll::Ready(Ok(()));
+                return Poll::Ready(Some(Ok(Frame::data(piece))));
             }
             match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
-                None => return Poll::Ready(Ok(())),
-                Some(Err(error)) => return Poll::Ready(Err(io::Error::other(error))),
-                Some(Ok(frame)) => {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => self.pending = data,
                     // Trailers carry no payload.
-                    if let Ok(data) = frame.into_data() {
-                        self.chunk = data;
-                    }
-                }
+                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                },
+                other => return Poll::Ready(other),
             }
         }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pending.is_empty() && self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let pending = self.pending.len() as u64;
+        let inner = self.body.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower().saturating_add(pending));
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper.saturating_add(pending));
+        }
+        hint
     }
 }
 
@@ -377,5 +395,30 @@ mod tests {
         assert_eq!(bytes.len(), 100_000);
         assert!(bytes.iter().all(|b| *b == 7));
         assert_eq!(counter.load(Ordering::Relaxed), 100_000);
+    }
+
+    #[tokio::test]
+    async fn a_counted_body_keeps_its_length_and_hands_out_bounded_shared_pieces() {
+        let counter = Arc::new(AtomicU64::new(0));
+        let segment = Bytes::from((0..50_000u32).map(|i| i as u8).collect::<Vec<_>>());
+        let mut body = counted(Body::from(segment.clone()), counter.clone());
+        // A known length stays known: the response keeps its content-length.
+        assert_eq!(body.size_hint().exact(), Some(50_000));
+        let mut pieces = vec![];
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        {
+            let piece = frame.unwrap().into_data().unwrap();
+            let counted_so_far = pieces.iter().map(Bytes::len).sum::<usize>() + piece.len();
+            assert_eq!(counter.load(Ordering::Relaxed), counted_so_far as u64);
+            pieces.push(piece);
+        }
+        assert_eq!(
+            pieces.iter().map(Bytes::len).collect::<Vec<_>>(),
+            [16_384, 16_384, 16_384, 848]
+        );
+        // The pieces are slices of the frame, not copies of it.
+        assert_eq!(pieces[1].as_ptr(), segment[16_384..].as_ptr());
+        assert_eq!(pieces.concat(), segment);
+        assert!(body.is_end_stream());
     }
 }
