@@ -533,6 +533,15 @@ impl UpstreamPuller {
                 ClientEvent::Metadata {
                     timestamp, payload, ..
                 } => Some((FrameKind::Metadata, timestamp, payload)),
+                // The HLS timing the origin chose, passed on so that this node and those
+                // pulling from it cut as the origin does.
+                ClientEvent::Media {
+                    kind: MediaKind::Data,
+                    timestamp,
+                    payload,
+                } if crate::hls::is_timing_message(&payload) => {
+                    Some((FrameKind::Metadata, timestamp, payload))
+                }
                 // The upstream's publisher left: local viewers are told, and resume with the
                 // next publish.
                 ClientEvent::StreamEnded => {

@@ -282,6 +282,16 @@ impl RelayHub {
         stream.is_some_and(|stream| lock(&stream.state).publishing)
     }
 
+    /// Relays a data message of this node's own on `key` beside its publisher's frames, at the
+    /// newest timestamp relayed: the HLS timing the node chose for the stream
+    /// ([`HlsTiming`](crate::hls::HlsTiming)), which viewers that join later get before their
+    /// first frame too (kept beside `onMetaData`, until the next publish). False when nobody
+    /// publishes `key`.
+    pub fn announce(&self, key: &StreamKey, payload: Bytes) -> bool {
+        let stream = lock(&self.inner.streams).get(key).cloned();
+        stream.is_some_and(|stream| stream.announce(payload))
+    }
+
     /// The timeline of `key`'s current publisher, when it has one: [`Timeline::Upstream`] on a
     /// relay pulling the stream, whose consumers join it mid-stream.
     pub fn publisher_timeline(&self, key: &StreamKey) -> Option<Timeline> {
