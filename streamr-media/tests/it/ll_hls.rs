@@ -275,7 +275,7 @@ fn a_variable_frame_rate_keeps_its_parts_under_a_part_target_fixed_from_its_timi
 /// `av_vfr.flv` up to its third keyframe (a first segment of frames 10 to 120 ms apart),
 /// then its video alone at a regular 200 ms a frame: 6 s GOPs instead of 2 s. A node measuring
 /// after the first segment would fix other targets than one measuring it.
-fn vfr_then_regular() -> (Vec<FlvTag>, Vec<usize>) {
+pub(crate) fn vfr_then_regular() -> (Vec<FlvTag>, Vec<usize>) {
     let tags = media("av_vfr.flv");
     let is_keyframe = |t: &FlvTag| {
         t.tag_type == FlvTagType::Video
