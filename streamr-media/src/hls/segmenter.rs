@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 
-use crate::flv::tag::{Codec, MediaKind, PacketKind};
 use super::timing_notice::HlsTiming;
+use crate::flv::tag::{Codec, MediaKind, PacketKind};
 use crate::flv::{FlvTag, FlvTagType};
 use crate::ts::{pad_continuity_to_16, FlvTsMuxer, MuxOutcome, TsError, TS_PACKET_LEN};
 

@@ -17,9 +17,8 @@ use tracing::{debug, info, warn};
 use super::msn_map::{Batch, HeldPart, MsnMap, Refused};
 use crate::flv::{FlvTag, FlvTagType};
 use crate::hls::{
-    HlsTiming,
-    render_multivariant, segment_bit_rates, BlockingState, HlsDirectory, LivePlaylist, LlEvent,
-    LlPackager, LlPackagerConfig, LlPlaylist, LlPlaylistConfig, PlaylistConfig, Rendition,
+    render_multivariant, segment_bit_rates, BlockingState, HlsDirectory, HlsTiming, LivePlaylist,
+    LlEvent, LlPackager, LlPackagerConfig, LlPlaylist, LlPlaylistConfig, PlaylistConfig, Rendition,
     Segmenter, SegmenterConfig, SegmenterEvent, StreamTracks, Variant, MULTIVARIANT_NAME,
 };
 use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey, Timeline, UpstreamGap};

@@ -13,9 +13,9 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::frame::{Frame, FrameKind};
-use crate::hls::is_timing_message;
 use super::stats::{StreamStats, ViewerCounters, ViewerStats};
 use super::RelayConfig;
+use crate::hls::is_timing_message;
 
 /// The decoder configuration a viewer needs before its first frame: the latest metadata and
 /// sequence headers.
@@ -37,8 +37,8 @@ impl StartBundle {
             &self.video_header,
             &self.audio_header,
         ]
-            .into_iter()
-            .flatten()
+        .into_iter()
+        .flatten()
     }
 }
 
@@ -424,7 +424,10 @@ impl Stream {
                 return false;
             }
             let timestamp = state.max_output_timestamp.unwrap_or(state.last_timestamp);
-            self.store(&mut state, Frame::new(FrameKind::Metadata, timestamp, payload));
+            self.store(
+                &mut state,
+                Frame::new(FrameKind::Metadata, timestamp, payload),
+            );
         }
         self.notify();
         true

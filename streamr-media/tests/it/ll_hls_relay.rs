@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streamr_media::flv::{FlvTag, FlvTagType};
-use streamr_media::http::{HttpServer, LiveHlsConfig, LlLookup, LlRequest, SegmentNotice};
+use streamr_media::http::{
+    HttpServer, LiveHlsConfig, LlLookup, LlRequest, PlaylistLookup, SegmentNotice,
+};
 use streamr_media::relay::{FrameKind, RelayHub, StreamKey};
 use streamr_media::server::{AllowAll, RelayServer, RelayServerConfig};
 use streamr_media::upstream::{UpstreamConfig, UpstreamPuller};
@@ -149,6 +151,8 @@ async fn a_relay_cuts_with_the_origins_announced_timing_after_the_stream_changed
     // duration from its 2 s GOP), then 6 s GOPs of regular 200 ms frames: the GOP the relay
     // joins at would give it other targets, had it measured them.
     let (tags, keyframes) = crate::ll_hls::vfr_then_regular();
+    // What the origin fixes from its first segment (see the sans-IO twin in `ll_hls`).
+    let target: u32 = 4;
     let key = StreamKey::parse("live", "vfr").unwrap();
     let origin_hub = RelayHub::default();
     let origin = RelayServer::start_on_hub(
@@ -158,6 +162,8 @@ async fn a_relay_cuts_with_the_origins_announced_timing_after_the_stream_changed
     )
     .await
     .unwrap();
+    // 2 s segments, up to 12 s: a 6 s GOP is one segment.
+    let config = || LiveHlsConfig::default().with_segments(Duration::from_secs(2), 12);
     let origin_http = HttpServer::start(loopback(), origin_hub.clone(), config())
         .await
         .unwrap();
@@ -179,7 +185,7 @@ async fn a_relay_cuts_with_the_origins_announced_timing_after_the_stream_changed
     // Faster than real time: every node cuts on the stream's timestamps.
     let pace = Duration::from_millis(15);
     let publisher = origin_hub.publish(key.clone()).unwrap();
-    publish(&publisher, &tags[..keyframes[3]], pace).await;
+    publish(&publisher, &tags[..keyframes[2] + 1], pace).await;
     // The relay joins at the origin's cached GOP, the first of 200 ms frames, long after the
     // origin fixed its targets.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -191,7 +197,7 @@ async fn a_relay_cuts_with_the_origins_announced_timing_after_the_stream_changed
     tokio::time::sleep(Duration::from_millis(300)).await;
     let until = tokio::time::Instant::now() + Duration::from_secs(6);
     let ((), origin_segments, friend_segments) = tokio::join!(
-        publish(&publisher, &tags[keyframes[3]..], pace),
+        publish(&publisher, &tags[keyframes[2] + 1..], pace),
         collect(&mut origin_notices, until),
         collect(&mut friend_notices, until)
     );
@@ -199,10 +205,13 @@ async fn a_relay_cuts_with_the_origins_announced_timing_after_the_stream_changed
     friend.sort_by_key(|n| n.start_timestamp_ms);
     assert!(!friend.is_empty(), "the relay listed no segment");
     let mut compared = 0;
+    let limit = u64::from(target) * 1_000 + 499;
     for notice in &friend {
         let Some(at_origin) = origin_segments.get(&notice.start_timestamp_ms) else {
             continue;
         };
+        // A 6 s GOP held to the origin's target in MPEG-TS.
+        assert_eq!(notice.duration_ms, limit);
         assert_eq!(
             notice.hash, at_origin.hash,
             "MPEG-TS at {} ms",
@@ -215,7 +224,7 @@ async fn a_relay_cuts_with_the_origins_announced_timing_after_the_stream_changed
         compared += 1;
     }
     assert!(compared >= 1, "compared {compared} of {}", friend.len());
-    // Both declare the origin's PART-TARGET.
+    // Both declare the origin's PART-TARGET and MPEG-TS target duration.
     for hls in [origin_http.hls(), friend_http.hls()] {
         let LlLookup::Ready(playlist) = hls
             .ll_playlist(&key, LlRequest::default(), Duration::ZERO)
@@ -225,6 +234,14 @@ async fn a_relay_cuts_with_the_origins_announced_timing_after_the_stream_changed
         };
         let text = String::from_utf8_lossy(&playlist);
         assert!(text.contains("#EXT-X-PART-INF:PART-TARGET=1.400"), "{text}");
+        let PlaylistLookup::Ready(ts) = hls.playlist(&key, Duration::ZERO).await else {
+            panic!("an MPEG-TS playlist");
+        };
+        let ts = String::from_utf8_lossy(&ts);
+        assert!(
+            ts.contains(&format!("#EXT-X-TARGETDURATION:{target}\n")),
+            "{ts}"
+        );
     }
     drop(publisher);
     drop(puller);
