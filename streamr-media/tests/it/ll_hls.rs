@@ -400,6 +400,71 @@ fn a_relay_takes_the_origins_announced_timing_where_measuring_would_differ() {
     assert!(told_out.ts_hashes.iter().any(|(_, ms, _)| *ms == limit));
 }
 
+#[test]
+fn a_late_announcement_lists_the_segment_open_at_it_whole_and_a_too_late_one_is_ignored() {
+    let (tags, keyframes) = vfr_then_regular();
+    let mut origin = stream();
+    let out = package_whole(&mut origin, &tags);
+    let announcement = |timestamp: u32| FlvTag {
+        tag_type: FlvTagType::ScriptData,
+        timestamp,
+        stream_id: 0,
+        data: HlsTiming {
+            part_target_ms: Some(origin.playlist().config().part_target_ms),
+            target_duration_secs: origin.segmenter().target_duration_secs().unwrap(),
+        }
+        .encode(),
+    };
+    let (headers, _) = joined_mid_stream(&tags);
+    let headers: Vec<FlvTag> = headers
+        .into_iter()
+        .take_while(|t| !is_coded_video(t))
+        .collect();
+    // Joined at the third keyframe; told ten frames into its first listed segment (that of the
+    // fourth keyframe), after it cut parts of its own.
+    let told_at = keyframes[3] + 10;
+    let joined: Vec<FlvTag> = headers
+        .iter()
+        .cloned()
+        .chain(tags[keyframes[2]..told_at].iter().cloned())
+        .chain([announcement(tags[told_at - 1].timestamp)])
+        .chain(tags[told_at..].iter().cloned())
+        .collect();
+    let mut relay = stream().joining_mid_stream();
+    let relay_out = package_whole(&mut relay, &joined);
+    assert_eq!(relay.playlist().config().part_target_ms, 1_400);
+    let first_listed = relay_out.ll[0].sequence;
+    assert_eq!(relay_out.withdrawn, vec![first_listed]);
+    // The segments after it are the origin's, parts and all.
+    assert!(relay_out.ll.len() >= 2);
+    for segment in &relay_out.ll[1..] {
+        let same = out
+            .ll
+            .iter()
+            .find(|o| o.start_timestamp_ms == segment.start_timestamp_ms)
+            .expect("the origin cut there too");
+        assert_eq!(same.part_hashes, segment.part_hashes);
+    }
+
+    // Told only after its first listed segment closed with parts: PART-TARGET no longer
+    // changes, nor does the target duration.
+    let told_at = keyframes[4] + 1;
+    let joined: Vec<FlvTag> = headers
+        .iter()
+        .cloned()
+        .chain(tags[keyframes[2]..told_at].iter().cloned())
+        .chain([announcement(tags[told_at - 1].timestamp)])
+        .chain(tags[told_at..].iter().cloned())
+        .collect();
+    let mut relay = stream().joining_mid_stream();
+    package_whole(&mut relay, &joined);
+    assert_ne!(relay.playlist().config().part_target_ms, 1_400);
+    assert_ne!(
+        relay.segmenter().target_duration_secs(),
+        origin.segmenter().target_duration_secs()
+    );
+}
+
 fn is_coded_video(tag: &FlvTag) -> bool {
     tag.tag_type == FlvTagType::Video
         && classify_video(&tag.data).is_ok_and(|i| i.packet == PacketKind::CodedFrame)
