@@ -26,7 +26,8 @@ pub struct LlPackagerConfig {
     /// do fill (never less than one frame), and a multiple of it when the frames are timed
     /// irregularly (a variable frame rate). Only the configuration and the stream itself go
     /// into it, never when a node received what, so that nodes cut the same parts and declare
-    /// the same target.
+    /// the same target; a relay takes the origin's ([`HlsTiming`]) rather than measuring
+    /// another stretch of the stream.
     pub part_target_ms: u32,
 }
 

@@ -79,6 +79,8 @@ pub struct LiveHlsConfig {
     /// whatever the GOPs (a GOP running past it is cut short in that rendition, see
     /// [`Segmenter::with_fixed_target_duration`]); `None` derives it from the stream's first
     /// GOPs, and later, longer GOPs are held to it alike ([`Segmenter::target_duration_secs`]).
+    /// A relay takes its origin's instead, announced with the PART-TARGET
+    /// ([`HlsTiming`]).
     pub ts_target_duration_secs: Option<u32>,
 }
 
