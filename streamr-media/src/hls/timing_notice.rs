@@ -111,7 +111,26 @@ fn leading_string(payload: &[u8]) -> Option<&[u8]> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn every_timing_in_range_survives_the_round_trip(
+            part_target_ms in proptest::option::of(1..=super::super::MAX_PART_TARGET_MS),
+            target_duration_secs in 1..=3_600u32,
+        ) {
+            let timing = HlsTiming { part_target_ms, target_duration_secs };
+            prop_assert_eq!(HlsTiming::decode(&timing.encode()), Some(timing));
+        }
+
+        #[test]
+        fn any_bytes_decode_without_a_panic(payload in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let decoded = HlsTiming::decode(&payload);
+            prop_assert!(decoded.is_none() || is_timing_message(&payload));
+        }
+    }
 
     #[test]
     fn a_timing_survives_the_round_trip() {
