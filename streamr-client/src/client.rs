@@ -468,8 +468,10 @@ impl CoordinatorClient {
     }
 
     /// `POST /nodes/session-heartbeat`: a heartbeat authenticated by `session`'s MAC, and the
-    /// viewer receipts it carries. Refused with `unknown_session` or `session_expired` when the
-    /// coordinator forgot the session: open a new one and send the heartbeat again.
+    /// viewer receipts it carries. Its `bytes_served` and `unattested_bytes` are the session's
+    /// running totals (see [`NodeHeartbeat::bytes_served`]). Refused with `unknown_session` or
+    /// `session_expired` when the coordinator forgot the session: open a new one (whose totals
+    /// start again from zero) and send the heartbeat again.
     pub async fn session_heartbeat(
         &self,
         session: &NodeSession,

@@ -255,6 +255,12 @@ pub struct OriginSegmentReportSchema {
     /// rendition; signed after the other fields only when present.
     #[schema(value_type = Option<LlSegmentHashesSchema>)]
     ll: (),
+    /// The origin's run the segment was cut in, chosen at random whenever the origin starts
+    /// cutting the stream afresh: a report of another run than the one before it says the
+    /// stream broke off after that one. When present the report signs the
+    /// `streamr/segment-report/v2` layout, with `run` after the node id; absent from older
+    /// origins.
+    run: Option<u64>,
 }
 
 /// The fMP4 segment's hashes in a segment report (`streamr_core::LlSegmentHashes`).

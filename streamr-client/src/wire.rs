@@ -157,8 +157,9 @@ pub struct SegmentReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SegmentReportRequest {
-    /// Signed by the origin node bound to the stream.
-    Signed(SignedSegmentReport),
+    /// Signed by the origin node bound to the stream (boxed: it is several times the size of
+    /// the bare report).
+    Signed(Box<SignedSegmentReport>),
     /// Unsigned; needs the admin bearer token.
     Admin(SegmentReport),
 }
@@ -389,13 +390,15 @@ pub struct UpstreamEntry {
     pub grant: SignedGrant,
 }
 
-/// Where a relay pulls a stream from: its parent first, then the parent's ancestors up to the
-/// origin (fallbacks while the coordinator re-parents it).
+/// Where a relay pulls a stream from: its parent first, then the parent's ancestors
+/// (fallbacks while the coordinator re-parents it). The origin is named only to its own
+/// children (depth 1): no deeper relay falls back to it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UpstreamResponse {
     /// The relay's tier: 1 under the origin, 2 under a tier-1 relay, and so on.
     pub depth: u32,
-    /// Parent first, origin last.
+    /// Parent first; the origin only when it is the parent. Empty when no place was free:
+    /// the relay asks again.
     pub upstreams: Vec<UpstreamEntry>,
 }
 
@@ -411,6 +414,10 @@ pub struct CoordinatorInfo {
     /// The coordinator runs a local trial: not a network to earn real money on.
     #[serde(default)]
     pub local_trial: bool,
+    /// Most relays an origin feeds per stream in the relay tree (k): an origin admits no more
+    /// (absent from older coordinators).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay_fanout: Option<u32>,
 }
 
 /// A registered stream (`GET /streams/{id}`).

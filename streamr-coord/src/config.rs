@@ -81,6 +81,12 @@ pub struct CoordConfig {
     /// handshake) lasts; the node opens a new one before it ends (a minute before) or when
     /// refused. Default an hour.
     pub node_session_lifetime: Duration,
+    /// How often session heartbeats (running totals, kept in memory as they arrive) are
+    /// written to the database, and how long a session's state read from it is trusted
+    /// before it is read again. Liveness and load seen by routing lag by up to this much; a
+    /// heartbeat replayed to another replica can pass there within about twice this (it
+    /// changes nothing stored). Default a second.
+    pub heartbeat_totals_interval: Duration,
     /// How long a session grant lasts.
     pub grant_ttl: Duration,
     /// Bytes per second a grant allows (stream bitrate plus headroom).
@@ -136,10 +142,11 @@ pub struct CoordConfig {
     /// share, ppm, feeds no other relay (it is kept at the leaves).
     pub relay_min_availability_ppm: u64,
     /// Relay tree: when a relay reports its upstream failed, the coordinator checks the
-    /// reported node itself (`GET {http_url}/healthz?stream=…&wait_ms=…`: does it carry the
-    /// stream with media arriving?) within this time. Not serving, or no answer, takes it for
-    /// failed, its whole subtree re-homed; serving keeps it whatever its children report (see
-    /// [`streamr_core::tree::confirmed_failures`]). `None`: no such check (reports are then
+    /// reported node itself (`GET {http_url}/healthz?stream=…&wait_ms=…`: does a live
+    /// session feed it the stream?) within this time. Not serving, or no answer, takes it for
+    /// failed, its whole subtree re-homed; serving keeps its place whatever its children report
+    /// (see [`streamr_core::tree::confirmed_failures`]), though a reporting child whose receipts
+    /// show it unfed leaves it and it takes no new child ([`streamr_core::tree::unfed_parents`]). `None`: no such check (reports are then
     /// corroborated only by relays of distinct homes or the node's own heartbeats).
     pub relay_probe_timeout: Option<Duration>,
 }
@@ -179,6 +186,7 @@ impl Default for CoordConfig {
             verifier: VerifierConfig::default(),
             max_clock_skew: Duration::from_secs(30),
             node_session_lifetime: Duration::from_secs(3600),
+            heartbeat_totals_interval: Duration::from_secs(1),
             grant_ttl: Duration::from_secs(3600),
             grant_bytes_per_second: 2_000_000,
             max_body_bytes: 256 * 1024,

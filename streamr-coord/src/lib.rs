@@ -50,9 +50,11 @@ pub mod metrics;
 mod observed_prefixes;
 mod rate_limit;
 mod router;
+mod session_totals;
 mod session_vault;
 mod state;
 pub mod storage;
+mod totals_writer;
 pub mod workers;
 
 // The API's wire types, its client and grant tokens live in `streamr-client`, which nodes and
@@ -115,6 +117,13 @@ impl Coordinator {
     pub fn with_probe_runner(mut self, runner: Arc<dyn ProbeRunner>) -> Self {
         self.probes = Some(runner);
         self
+    }
+
+    /// Writes the session heartbeats this process holds in memory now, instead of at the
+    /// next periodic write (call it on a graceful shutdown; a process that dies without it
+    /// loses nothing a node reported: the node's next heartbeat restates its totals).
+    pub async fn write_heartbeat_totals(&self) -> Result<(), StorageError> {
+        self.state.write_heartbeat_totals().await
     }
 
     /// The public key that verifies the session grants this coordinator signs.

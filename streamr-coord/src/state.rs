@@ -14,6 +14,7 @@ use crate::observed_prefixes::ObservedPrefixes;
 use crate::rate_limit::RateLimiter;
 use crate::session_vault::SessionVault;
 use crate::storage::{PartRecord, Storage};
+use crate::totals_writer::TotalsWriter;
 
 /// Most streamed part-report answers a coordinator keeps open at once (each holds a task and
 /// a connection for up to a minute); beyond, nodes are told `busy` and use the long poll.
@@ -29,6 +30,7 @@ pub(crate) struct AppState {
     /// The relays' measured fan-outs, reused for a moment by the relay tree.
     pub(crate) relay_fanouts: FanoutCache,
     heartbeat_writer: OnceLock<HeartbeatWriter>,
+    totals_writer: OnceLock<Arc<TotalsWriter>>,
     /// Each client address's request budget, when the configuration sets a rate.
     pub(crate) limiter: Option<RateLimiter>,
     /// The admin token's hash, compared with the presented token's.
@@ -63,6 +65,7 @@ impl AppState {
             storage,
             metrics: Metrics::default(),
             heartbeat_writer: OnceLock::new(),
+            totals_writer: OnceLock::new(),
             admin_token_hash,
             openapi: OnceLock::new(),
             recent_parts: RecentParts::default(),
@@ -74,6 +77,22 @@ impl AppState {
     pub(crate) fn heartbeat_writer(&self) -> &HeartbeatWriter {
         self.heartbeat_writer
             .get_or_init(|| HeartbeatWriter::spawn(self.storage.clone()))
+    }
+
+    /// The session heartbeats' in-memory table and its periodic writer, started on first use
+    /// (inside the runtime).
+    pub(crate) fn totals_writer(&self) -> &TotalsWriter {
+        self.totals_writer.get_or_init(|| {
+            TotalsWriter::spawn(self.storage.clone(), self.config.heartbeat_totals_interval)
+        })
+    }
+
+    /// Writes the session heartbeats held in memory now (nothing when none was received).
+    pub(crate) async fn write_heartbeat_totals(&self) -> crate::storage::StorageResult<()> {
+        match self.totals_writer.get() {
+            Some(writer) => writer.write_now().await,
+            None => Ok(()),
+        }
     }
 }
 

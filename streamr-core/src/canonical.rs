@@ -19,6 +19,9 @@ pub const HEARTBEAT_TAG: &[u8] = b"streamr/heartbeat/v2\0";
 pub const ORIGIN_CLAIM_TAG: &[u8] = b"streamr/origin-claim/v1\0";
 /// Domain tag of an [`crate::OriginSegmentReport`].
 pub const SEGMENT_REPORT_TAG: &[u8] = b"streamr/segment-report/v1\0";
+/// Domain tag of an [`crate::OriginSegmentReport`] that names its origin's run; v2 added `run`
+/// to the signed layout (a report without one signs the v1 layout, unchanged).
+pub const SEGMENT_REPORT_RUN_TAG: &[u8] = b"streamr/segment-report/v2\0";
 /// Domain tag of an [`crate::OriginPartReport`].
 pub const PART_REPORT_TAG: &[u8] = b"streamr/part-report/v1\0";
 /// Domain tag of an [`crate::EpochStatement`] hash.

@@ -24,12 +24,16 @@ pub struct NodeHeartbeat {
     pub streams: Vec<StreamId>,
     /// Viewers currently connected.
     pub viewers: u64,
-    /// Bytes the node says it served since its previous heartbeat to sessions whose viewers
-    /// sign receipts: the attested claim, checked against those receipts by the fraud rules.
+    /// Bytes the node says it served to sessions whose viewers sign receipts: the attested
+    /// claim, checked against those receipts by the fraud rules. In a signed heartbeat, the
+    /// bytes since the node's previous heartbeat; in a node session's heartbeat
+    /// ([`crate::MacHeartbeat`]), the running total since the session opened (never lower
+    /// than the session's previous one), so a heartbeat the coordinator lost is restated.
     pub bytes_served: u64,
-    /// Bytes the node says it served since its previous heartbeat to sessions that sent no
-    /// receipt (players that cannot sign, such as ffplay or VLC). Never checked against
-    /// receipts; rewards cap them by probe-measured capacity and pay them at a discount.
+    /// Bytes the node says it served to sessions that sent no receipt (players that cannot
+    /// sign, such as ffplay or VLC), counted as `bytes_served` is (since the previous heartbeat
+    /// when signed, a running total under a node session). Never checked against receipts;
+    /// rewards cap them by probe-measured capacity and pay them at a discount.
     pub unattested_bytes: u64,
     /// Per stream it relays from a relay tree, the node it actually pulls that stream from
     /// now (a tree parent, an ancestor it fell back to, or the origin). Optional on the wire:

@@ -374,7 +374,8 @@ pub fn accept_open(
 pub struct MacHeartbeat {
     /// The session whose key made the MAC.
     pub session_id: NodeSessionId,
-    /// The heartbeat (the same fields a signed one carries).
+    /// The heartbeat (the same fields a signed one carries; its byte counts are the
+    /// session's running totals).
     pub heartbeat: NodeHeartbeat,
     /// The MAC over the heartbeat's canonical bytes.
     pub mac: HeartbeatMac,

@@ -7,7 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::canonical::{CanonicalWriter, ORIGIN_CLAIM_TAG, SEGMENT_REPORT_TAG};
+use crate::canonical::{
+    CanonicalWriter, ORIGIN_CLAIM_TAG, SEGMENT_REPORT_RUN_TAG, SEGMENT_REPORT_TAG,
+};
 use crate::error::SignatureError;
 use crate::identity::NodeId;
 use crate::ids::{ContentDigest, StreamId};
@@ -57,6 +59,13 @@ pub struct OriginSegmentReport {
     /// rendition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ll: Option<LlSegmentHashes>,
+    /// The origin's run the segment was cut in: chosen at random whenever the origin starts
+    /// cutting a stream afresh (a restart, a standby taking over, its numbering starting over),
+    /// so a report of another run than the one before it says the stream broke off after that
+    /// one. Absent from an origin that predates it (then nobody knows where the stream broke
+    /// off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<u64>,
 }
 
 /// The hashes of the fMP4 segment an origin cut at the same frames as an MPEG-TS segment: the
@@ -76,10 +85,18 @@ impl CanonicalMessage for OriginSegmentReport {
     /// `SEGMENT_REPORT_TAG ‖ node_id(32) ‖ (len ‖ stream_id) ‖ sequence(8) ‖ hash(32) ‖
     /// published_ms(8) ‖ timestamp_ms(8)`, then, only when `ll` is present,
     /// `ll.hash(32) ‖ ll.len(8) ‖ part count(8) ‖ part hashes(32 each)`: a report without the
-    /// LL-HLS rendition signs the same bytes as before it existed.
+    /// LL-HLS rendition signs the same bytes as before it existed. A report naming its `run`
+    /// starts with `SEGMENT_REPORT_RUN_TAG` instead and has `run(8)` right after the node id;
+    /// one without a run signs the v1 bytes above, so an older origin's reports verify as before
+    /// and no report can be taken for the other layout.
     fn canonical_bytes(&self) -> Vec<u8> {
-        let mut writer = CanonicalWriter::new(SEGMENT_REPORT_TAG)
-            .fixed(self.node_id.as_bytes())
+        let mut writer = match self.run {
+            Some(run) => CanonicalWriter::new(SEGMENT_REPORT_RUN_TAG)
+                .fixed(self.node_id.as_bytes())
+                .u64(run),
+            None => CanonicalWriter::new(SEGMENT_REPORT_TAG).fixed(self.node_id.as_bytes()),
+        };
+        writer = writer
             .str(self.stream_id.as_str())
             .u64(self.sequence)
             .fixed(self.hash.as_bytes())
@@ -155,6 +172,41 @@ mod tests {
             published_ms: 900,
             timestamp_ms: 1_000,
             ll: None,
+            run: None,
+        }
+    }
+
+    #[test]
+    fn the_run_is_signed_and_a_report_without_it_keeps_its_bytes() {
+        let plain = report("live");
+        let mut with_run = plain.clone();
+        with_run.run = Some(0x0123_4567_89ab_cdef);
+        let bytes = with_run.canonical_bytes();
+        assert!(bytes.starts_with(b"streamr/segment-report/v2\0"));
+        assert_eq!(bytes.len(), plain.canonical_bytes().len() + 8);
+        let run_at = SEGMENT_REPORT_RUN_TAG.len() + 32;
+        assert_eq!(
+            &bytes[run_at..run_at + 8],
+            &0x0123_4567_89ab_cdef_u64.to_be_bytes()
+        );
+        // The JSON of a report without a run is unchanged, and one with it carries it.
+        assert!(!serde_json::to_string(&plain).unwrap().contains("\"run\""));
+        let json = serde_json::to_string(&with_run).unwrap();
+        assert_eq!(
+            serde_json::from_str::<OriginSegmentReport>(&json).unwrap(),
+            with_run
+        );
+        let node = KeyPair::from_seed([7; 32]);
+        let signed = Signed::sign(with_run, &node);
+        assert!(signed.verify(1_000, 0).is_ok());
+        // Another run, or the run taken away (an older origin's layout), breaks the signature.
+        for run in [Some(1), None] {
+            let mut moved = signed.clone();
+            moved.body.run = run;
+            assert_eq!(
+                moved.verify(1_000, 0).unwrap_err(),
+                SignatureError::BadSignature
+            );
         }
     }
 

@@ -19,7 +19,11 @@
 //! marks it with `EXT-X-DISCONTINUITY` (or `EXT-X-ENDLIST`) once the stream goes on; only such a
 //! segment is spared. Sparing it is bounded: segments on either side of a discontinuity are
 //! never picked ([`probe_candidates`]), so a probe that passes has verified at least one segment
-//! the origin reported and spared at most its newest one.
+//! the origin reported and spared at most its newest one. An origin that names its run in each
+//! report says where its stream broke off (a report of another run than the one before it), and
+//! then a segment cut short is spared only where the origin's stream broke off around the probe
+//! ([`OriginReports::spares_cut_short`]): a node claiming a discontinuity after a forged segment
+//! anywhere else fails.
 //!
 //! ```
 //! use streamr_core::probe_judge::{place_in, HeldProbe, OriginReports, Place, Settle};
@@ -39,7 +43,7 @@
 //! assert_eq!(place_in(playlist, "3.ts"), Some(Place::Open));
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -73,10 +77,14 @@ pub enum Place {
     /// The last segment listed, the stream going on: the node has not said yet whether it was
     /// cut where the origin cuts.
     Open,
-    /// Followed by `EXT-X-DISCONTINUITY`, or the last before `EXT-X-ENDLIST`: cut short where
-    /// the stream broke off (an origin restarted, a relay's stream ended), which the origin never
-    /// reports. Not judged when it matches no report.
+    /// Followed by `EXT-X-DISCONTINUITY`: cut short where the stream broke off (an origin
+    /// restarted), which the origin never reports. Not judged when it matches no report where
+    /// the origin's reports say its stream broke off ([`OriginReports::spares_cut_short`]).
     CutShort,
+    /// The last before `EXT-X-ENDLIST`: the node's stream ended there (its upstream gone for
+    /// good while the origin may go on), so it may be cut short where the origin never cut. Not
+    /// judged when it matches no report; a node ending its playlist ends it for its viewers too.
+    Ended,
     /// No longer listed when the prober looked again, before it saw what followed: it cannot
     /// tell a segment cut short (an honest relay whose segment left its window while a slow
     /// probe round went round) from one renamed away. The probe is dropped without a verdict:
@@ -90,8 +98,11 @@ pub fn place_in(playlist: &str, uri: &str) -> Option<Place> {
     let mut lines = playlist.lines().map(str::trim);
     lines.find(|line| *line == uri)?;
     for line in lines {
-        if line == "#EXT-X-DISCONTINUITY" || line == "#EXT-X-ENDLIST" {
+        if line == "#EXT-X-DISCONTINUITY" {
             return Some(Place::CutShort);
+        }
+        if line == "#EXT-X-ENDLIST" {
+            return Some(Place::Ended);
         }
         if !line.is_empty() && !line.starts_with('#') {
             return Some(Place::Closed);
@@ -157,19 +168,84 @@ pub fn probe_candidates(playlist: &str) -> Vec<&str> {
     candidates
 }
 
-/// What the coordinator holds of one stream's origin reports: the segment hashes and when the
-/// newest reported segment was cut (the origin's clock, unix ms).
+/// One origin report as the judge reads it, with its place on the stream's chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportedSegment {
+    /// The segment's hash ([`crate::segment_hash`]).
+    pub hash: ContentDigest,
+    /// Its sequence number on the stream's chain.
+    pub sequence: u64,
+    /// When the origin cut it (the origin's clock, unix ms).
+    pub published_ms: u64,
+    /// The origin's run it was cut in (see [`crate::OriginSegmentReport::run`]); `None` from an
+    /// origin that does not say.
+    pub run: Option<u64>,
+}
+
+/// What the coordinator holds of one stream's origin reports: the segment hashes, when the
+/// newest reported segment was cut (the origin's clock, unix ms) and, for reports that name
+/// their place, the origin's runs along the chain.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OriginReports {
     hashes: HashSet<ContentDigest>,
     newest_ms: Option<u64>,
+    /// Sequence number → when it was cut and the run it was cut in.
+    chain: BTreeMap<u64, (u64, Option<u64>)>,
 }
 
 impl OriginReports {
-    /// Adds the report of a segment hashing to `hash`, cut at `published_ms`.
+    /// Adds the report of a segment hashing to `hash`, cut at `published_ms`, with no place on
+    /// the chain (nothing said of where the stream broke off).
     pub fn insert(&mut self, hash: ContentDigest, published_ms: u64) {
         self.hashes.insert(hash);
         self.newest_ms = Some(self.newest_ms.map_or(published_ms, |n| n.max(published_ms)));
+    }
+
+    /// Adds `report`, with its place on the chain and its run.
+    pub fn insert_report(&mut self, report: ReportedSegment) {
+        self.insert(report.hash, report.published_ms);
+        self.chain
+            .insert(report.sequence, (report.published_ms, report.run));
+    }
+
+    /// Whether a segment cut short ([`Place::CutShort`]) that a probe finished downloading at
+    /// `probed_ms` is spared. A relay's open segment is cut short where the origin's stream broke
+    /// off, and it is the relay's newest from the origin's last cut before the break until the
+    /// relay lists the next run's first segments. So with runs reported, it is spared only when
+    /// the probe lies in such a window: two reports next on the chain of different runs, the
+    /// earlier cut at most [`REPORT_CLOCK_SLACK_MS`] after the probe and the later cut at most
+    /// [`OPEN_END_LIMIT_MS`] (and the slack) before it. Reports that say nothing of runs (an
+    /// older origin, or the run the probe fell in was cut by one) spare it, as before runs were
+    /// reported.
+    pub fn spares_cut_short(&self, probed_ms: u64) -> bool {
+        let latest_cut = probed_ms.saturating_add(REPORT_CLOCK_SLACK_MS);
+        let in_effect = self
+            .chain
+            .values()
+            .rev()
+            .find(|(cut, _)| *cut <= latest_cut);
+        let runs_reported = match in_effect {
+            Some((_, run)) => run.is_some(),
+            None => self.chain.values().any(|(_, run)| run.is_some()),
+        };
+        if !runs_reported {
+            return true;
+        }
+        let earliest_first_cut = probed_ms
+            .saturating_sub(OPEN_END_LIMIT_MS)
+            .saturating_sub(REPORT_CLOCK_SLACK_MS);
+        let mut reports = self.chain.values();
+        let Some(mut before) = reports.next() else {
+            return true;
+        };
+        for after in reports {
+            let broke_off = before.1 != after.1;
+            if broke_off && before.0 <= latest_cut && after.0 >= earliest_first_cut {
+                return true;
+            }
+            before = after;
+        }
+        false
     }
 
     /// Whether a report carries `hash`.
@@ -189,6 +265,16 @@ impl OriginReports {
     pub fn reported_past(&self, probed_ms: u64) -> bool {
         self.newest_ms
             .is_some_and(|newest| newest >= probed_ms.saturating_add(REPORT_CLOCK_SLACK_MS))
+    }
+}
+
+impl FromIterator<ReportedSegment> for OriginReports {
+    fn from_iter<I: IntoIterator<Item = ReportedSegment>>(reports: I) -> Self {
+        let mut out = Self::default();
+        for report in reports {
+            out.insert_report(report);
+        }
+        out
     }
 }
 
@@ -219,7 +305,9 @@ pub enum SegmentVerdict {
     /// the origin's.
     Mismatch,
     /// A segment cut short where the stream broke off ([`Place::CutShort`]), matching no report
-    /// once the reports moved past the probe: never reported by the origin. Not judged.
+    /// once the reports moved past the probe, where the origin's stream broke off around the
+    /// probe ([`OriginReports::spares_cut_short`]), or the last before the node's stream ended
+    /// ([`Place::Ended`]): never reported by the origin. Not judged.
     Skipped,
     /// A segment that left the node's playlist before the prober saw what followed it
     /// ([`Place::Gone`]), matching no report once the reports moved past the probe: the whole
@@ -239,7 +327,9 @@ pub enum SegmentVerdict {
 /// the origin's reports cannot tell it apart (a restarted origin may cut again within one
 /// segment's time). So an unmatched segment that was the last listed is judged only once the
 /// node has listed what follows it: a mismatch when a segment follows plainly, left unjudged
-/// ([`SegmentVerdict::Skipped`]) when it was cut short ([`Place::CutShort`]), and the probe
+/// ([`SegmentVerdict::Skipped`]) when it was cut short ([`Place::CutShort`]) where the origin's
+/// reports say its stream broke off ([`OriginReports::spares_cut_short`]; a mismatch where
+/// they say it went on) or the node's stream ended after it ([`Place::Ended`]), and the probe
 /// dropped without a verdict ([`SegmentVerdict::Unjudgeable`]) when the segment left the
 /// playlist before the prober saw what followed it ([`Place::Gone`]). One still listed last
 /// ([`SegmentVerdict::Open`]) is a mismatch once the origin has reported a segment cut
@@ -259,7 +349,9 @@ pub fn judge(
     }
     match place {
         Place::Closed => SegmentVerdict::Mismatch,
-        Place::CutShort => SegmentVerdict::Skipped,
+        Place::CutShort if reports.spares_cut_short(probed_ms) => SegmentVerdict::Skipped,
+        Place::CutShort => SegmentVerdict::Mismatch,
+        Place::Ended => SegmentVerdict::Skipped,
         Place::Gone => SegmentVerdict::Unjudgeable,
         Place::Open if reports.reported_past(probed_ms.saturating_add(OPEN_END_LIMIT_MS)) => {
             SegmentVerdict::Mismatch
@@ -409,7 +501,7 @@ impl HeldProbe {
 
 #[cfg(test)]
 mod tests {
-    use super::Place::{Closed, CutShort, Gone, Open};
+    use super::Place::{Closed, CutShort, Ended, Gone, Open};
     use super::*;
     use crate::segment_hash;
     use proptest::prelude::*;
@@ -501,6 +593,61 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_short_segment_is_spared_only_where_the_origin_broke_off() {
+        // Run 1 cut segments 0..=9 every 4 s from 4 s; the origin was killed, and run 2 cut
+        // segment 10 at 60 s and went on.
+        let cut = |i: u64| {
+            if i < 10 {
+                4_000 + i * 4_000
+            } else {
+                60_000 + (i - 10) * 4_000
+            }
+        };
+        let report = |i: u64, run: Option<u64>| ReportedSegment {
+            hash: h(&format!("s{i}")),
+            sequence: i,
+            published_ms: cut(i),
+            run,
+        };
+        let run = |i: u64| Some(if i < 10 { 1 } else { 2 });
+        let reports: OriginReports = (0..30).map(|i| report(i, run(i))).collect();
+        let forged = h("forged");
+        // Probed between run 1's last cut (40 s) and run 2's first cut (60 s) and a little
+        // after it (the relay lists run 2's first segments): spared.
+        for probed in [38_500, 41_000, 52_000, 60_500, 60_000 + OPEN_END_LIMIT_MS] {
+            assert!(reports.spares_cut_short(probed), "{probed}");
+            assert_eq!(
+                judge(&forged, CutShort, probed, &reports),
+                SegmentVerdict::Skipped
+            );
+        }
+        // Anywhere else the stream went on: a segment claimed cut short is a mismatch.
+        for probed in [20_000, 34_000, 96_000, 130_000] {
+            assert!(!reports.spares_cut_short(probed), "{probed}");
+            assert_eq!(
+                judge(&forged, CutShort, probed, &reports),
+                SegmentVerdict::Mismatch
+            );
+        }
+        // An older origin's reports (no run) spare it as before, and so do reports placed on
+        // the chain without a run.
+        let legacy: OriginReports = (0..30).map(|i| (h(&format!("s{i}")), cut(i))).collect();
+        assert_eq!(
+            judge(&forged, CutShort, 96_000, &legacy),
+            SegmentVerdict::Skipped
+        );
+        let unnamed: OriginReports = (0..30).map(|i| report(i, None)).collect();
+        assert!(unnamed.spares_cut_short(96_000));
+        // An origin upgraded in place: its old reports name no run, the new ones do. The
+        // restart to upgrade is a break; the old origin's stretch is judged as before, the new
+        // one's by its runs.
+        let upgraded: OriginReports = (0..30).map(|i| report(i, (i >= 10).then_some(2))).collect();
+        assert!(upgraded.spares_cut_short(20_000));
+        assert!(upgraded.spares_cut_short(52_000));
+        assert!(!upgraded.spares_cut_short(130_000));
+    }
+
+    #[test]
     fn where_a_segment_stands_in_a_playlist() {
         let open = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\nshow/1.ts\n\
                     #EXTINF:0.12,\nshow/2.ts\n";
@@ -516,7 +663,7 @@ mod tests {
         );
         assert_eq!(place_in(&went_on, "show/2.ts"), Some(Closed));
         let ended = format!("{open}#EXT-X-ENDLIST\n");
-        assert_eq!(place_in(&ended, "show/2.ts"), Some(CutShort));
+        assert_eq!(place_in(&ended, "show/2.ts"), Some(Ended));
     }
 
     #[test]
@@ -749,6 +896,103 @@ mod tests {
         (cuts, delivered)
     }
 
+    /// One segment of [`restarting_origin`]'s: its hash, when it was cut (true time), and
+    /// whether it was cut short by a kill (never reported) or is the first of a new run.
+    #[derive(Debug, Clone, Copy)]
+    struct Cut {
+        hash: ContentDigest,
+        at_ms: u64,
+        cut_short: bool,
+        first_of_run: bool,
+    }
+
+    /// An origin cutting every `segment_ms` from 10 s, killed at each of `kills` (ascending; its
+    /// open segment cut short there, never reported) and cutting its next run's first segment
+    /// `restart_ms + segment_ms` later; reports delivered in order `delay_ms` after each cut,
+    /// stamped by a clock `skew_ms` off, naming their run when `runs_reported`.
+    fn restarting_origin(
+        segment_ms: u64,
+        kills: &[u64],
+        restart_ms: u64,
+        skew_ms: i64,
+        delay_ms: u64,
+        runs_reported: bool,
+    ) -> (Vec<Cut>, Vec<(ReportedSegment, u64)>) {
+        let mut cuts = Vec::new();
+        let mut reports: Vec<(ReportedSegment, u64)> = Vec::new();
+        let mut kills = kills.iter().copied().peekable();
+        let (mut run, mut at, mut first_of_run) = (0u64, 10_000u64, false);
+        while at <= 400_000 {
+            if let Some(kill) = kills.next_if(|kill| *kill < at) {
+                cuts.push(Cut {
+                    hash: h(&format!("partial {run}")),
+                    at_ms: kill,
+                    cut_short: true,
+                    first_of_run,
+                });
+                run += 1;
+                at = kill + restart_ms + segment_ms;
+                first_of_run = true;
+                continue;
+            }
+            let hash = h(&format!("run {run} cut {at}"));
+            cuts.push(Cut {
+                hash,
+                at_ms: at,
+                cut_short: false,
+                first_of_run,
+            });
+            let sequence = reports.len() as u64;
+            let delivered = reports
+                .last()
+                .map_or(0, |(_, last)| *last)
+                .max(at + delay_ms);
+            let report = ReportedSegment {
+                hash,
+                sequence,
+                published_ms: at.saturating_add_signed(skew_ms),
+                run: runs_reported.then_some(run),
+            };
+            reports.push((report, delivered));
+            first_of_run = false;
+            at += segment_ms;
+        }
+        (cuts, reports)
+    }
+
+    /// [`run_rounds`] against reports that name their place and run.
+    fn run_rounds_placed(
+        probe: &mut HeldProbe,
+        reports: &[(ReportedSegment, u64)],
+        round_ms: u64,
+        relist_at: u64,
+        relist: Relist,
+    ) -> Settle {
+        let mut now = probe.held_ms;
+        let mut relisted = false;
+        loop {
+            let delivered: OriginReports = reports
+                .iter()
+                .filter(|(_, at)| *at <= now)
+                .map(|(report, _)| *report)
+                .collect();
+            if probe.wants_playlist() && now >= relist_at && !relisted {
+                relisted = true;
+                match relist {
+                    Relist::Follows => probe.relisted(Some(Closed)),
+                    Relist::Breaks => probe.relisted(Some(CutShort)),
+                    Relist::LeavesWindow => probe.relisted(None),
+                    Relist::Stuck => probe.relisted(Some(Open)),
+                }
+            }
+            let settled = probe.settle(&delivered, now);
+            if settled != Settle::Hold {
+                return settled;
+            }
+            now += round_ms;
+        }
+    }
+
     proptest! {
         /// Probe candidates of any playlist are listed URIs, none but the oldest next to a
         /// discontinuity or marked EXT-X-GAP, and each has a place.
@@ -900,6 +1144,108 @@ mod tests {
             if settled == Settle::Pass {
                 prop_assert!(probe.matched >= 1 && real >= 1);
             }
+        }
+
+        /// An honest relay across origin restarts (each killing the origin with a segment open,
+        /// the relay's copy of it cut short and listed before a discontinuity) is never failed,
+        /// whether the origin names its runs or not, whatever the restarts' timing, the reports'
+        /// delay, the origin's clock skew (within the slack), the probe's time and size, the
+        /// rounds' spacing and what the relay lists next.
+        #[test]
+        fn an_honest_relay_across_origin_restarts_is_never_failed(
+            segment_ms in 1_000u64..8_000,
+            skew_ms in -2_000i64..=2_000,
+            delay_ms in 0u64..5_000,
+            kill_gaps in proptest::collection::vec(2_000u64..60_000, 1..6),
+            restart_ms in 200u64..10_000,
+            lag_ms in 0u64..2_000,
+            probe_at in 15_000u64..300_000,
+            served in 1usize..=3,
+            round_ms in 1_000u64..40_000,
+            relist_after in 0u64..16_000,
+            relist in relist(),
+            runs_reported in any::<bool>(),
+        ) {
+            let kills: Vec<u64> = kill_gaps
+                .iter()
+                .scan(10_000u64, |at, gap| {
+                    *at += gap;
+                    Some(*at)
+                })
+                .collect();
+            let (cuts, reports) = restarting_origin(
+                segment_ms, &kills, restart_ms, skew_ms, delay_ms, runs_reported,
+            );
+            // What the relay lists at the probe, and which of it a probe may pick: never the
+            // first of a run (after a discontinuity), nor a segment cut short once something
+            // follows it (before a discontinuity).
+            let listed: Vec<&Cut> = cuts.iter().filter(|c| c.at_ms + lag_ms <= probe_at).collect();
+            let newest = listed.len().saturating_sub(1);
+            let candidates: Vec<(usize, &Cut)> = listed
+                .iter()
+                .enumerate()
+                .filter(|(i, c)| !c.first_of_run && (!c.cut_short || *i == newest))
+                .map(|(i, c)| (i, *c))
+                .collect();
+            let picked = candidates.get(candidates.len().saturating_sub(served)..).unwrap_or_default();
+            prop_assume!(!picked.is_empty());
+            let mut segments: Vec<(ContentDigest, Place)> =
+                picked.iter().map(|(_, c)| (c.hash, Closed)).collect();
+            let newest_picked = picked.last().map(|(i, c)| (*i == newest, c.cut_short));
+            let relist = match newest_picked {
+                Some((true, cut_short)) => {
+                    if let Some(last) = segments.last_mut() {
+                        last.1 = Open;
+                    }
+                    // After a segment cut short the relay's next listing breaks.
+                    match (cut_short, relist) {
+                        (true, Relist::Follows | Relist::Stuck) => Relist::Breaks,
+                        (_, relist) => relist,
+                    }
+                }
+                _ => relist,
+            };
+            let mut probe = HeldProbe::new(probe_at, probe_at, segments);
+            let settled = run_rounds_placed(
+                &mut probe, &reports, round_ms, probe_at + relist_after, relist,
+            );
+            prop_assert_ne!(settled, Settle::Fail);
+        }
+
+        /// A relay claiming the stream broke off after a forged segment where the origin's
+        /// stream went on fails, once the origin names its runs.
+        #[test]
+        fn a_claimed_break_where_the_origin_went_on_fails(
+            segment_ms in 1_000u64..8_000,
+            skew_ms in -2_000i64..=2_000,
+            delay_ms in 0u64..5_000,
+            kill_gap in 2_000u64..60_000,
+            restart_ms in 200u64..10_000,
+            probe_at in 15_000u64..300_000,
+            round_ms in 1_000u64..40_000,
+            relist_after in 0u64..16_000,
+        ) {
+            let kill = 10_000 + kill_gap;
+            let (cuts, reports) =
+                restarting_origin(segment_ms, &[kill], restart_ms, skew_ms, delay_ms, true);
+            // Far from the one restart (its cut short segment and the new run's first ones).
+            let resumed = kill + restart_ms + segment_ms;
+            prop_assume!(probe_at + 3 * segment_ms < kill || probe_at > resumed + 40_000);
+            let real = cuts
+                .iter()
+                .rev()
+                .find(|c| c.at_ms <= probe_at && !c.cut_short && !c.first_of_run);
+            prop_assume!(real.is_some());
+            let real = real.map_or_else(ContentDigest::default, |c| c.hash);
+            let mut probe =
+                HeldProbe::new(probe_at, probe_at, [(real, Closed), (h("forged"), Open)]);
+            let settled = run_rounds_placed(
+                &mut probe, &reports, round_ms, probe_at + relist_after, Relist::Breaks,
+            );
+            prop_assert!(
+                settled == Settle::Fail,
+                "{:?}", settled
+            );
         }
     }
 }

@@ -75,7 +75,7 @@ pub struct Report {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ParentCheck {
-    /// The relay answered that it carries the stream with fresh media: no report of it is
+    /// The relay answered that a live session feeds it the stream: no report of it is
     /// believed, however many children make it (they move themselves only).
     Serving,
     /// The relay did not answer within the deadline, or answered that it does not carry the
@@ -99,6 +99,9 @@ pub struct Tree<'a> {
     /// Each node's /24 (`a.b.c`) and operator, where known: a relay is placed below a node of
     /// its own /24 or operator only when no other parent has room (that edge earns nothing).
     homes: &'a HashMap<String, Home>,
+    /// Relays that take no new child (see [`unfed_parents`]): they keep the children they
+    /// have, but nobody else is placed below them.
+    closed: &'a HashSet<String>,
 }
 
 /// Where a node sits for the rewards: an edge between two nodes sharing either earns nothing.
@@ -127,6 +130,13 @@ pub struct Layout<'a> {
 pub static NO_HOMES: std::sync::LazyLock<HashMap<String, Home>> =
     std::sync::LazyLock::new(HashMap::new);
 
+/// No relay closed to new children.
+static NONE_CLOSED: std::sync::LazyLock<HashSet<String>> = std::sync::LazyLock::new(HashSet::new);
+
+/// The parent a move names when the relay's stored place is forgotten instead (see
+/// [`decide`]): the storage deletes the relay's row, and the relay, back, is placed afresh.
+pub const FORGOTTEN: &str = "";
+
 impl<'a> Tree<'a> {
     /// The tree of `assignments` rooted at `origin`, with `members` the live relays and their
     /// fan-outs, no /24 or operator known.
@@ -145,12 +155,19 @@ impl<'a> Tree<'a> {
                 .map(|a| (a.node_id.as_str(), a.parent_id.as_str()))
                 .collect(),
             homes: &NO_HOMES,
+            closed: &NONE_CLOSED,
         }
     }
 
     /// The same tree knowing each node's /24 and operator.
     pub fn with_homes(mut self, homes: &'a HashMap<String, Home>) -> Self {
         self.homes = homes;
+        self
+    }
+
+    /// The same tree where the relays in `closed` take no new child (see [`unfed_parents`]).
+    pub fn with_closed(mut self, closed: &'a HashSet<String>) -> Self {
+        self.closed = closed;
         self
     }
 
@@ -261,6 +278,17 @@ impl<'a> Tree<'a> {
         failed: &HashSet<String>,
         confirmed: &HashSet<String>,
     ) -> Vec<(String, String)> {
+        Self::rehome_with(assignments, layout, node, (failed, confirmed), &NONE_CLOSED)
+    }
+
+    /// [`Tree::rehome`] with the relays in `closed` taking no new child.
+    fn rehome_with(
+        assignments: &[Assignment],
+        layout: &Layout<'_>,
+        node: &str,
+        (failed, confirmed): (&HashSet<String>, &HashSet<String>),
+        closed: &HashSet<String>,
+    ) -> Vec<(String, String)> {
         let (origin, origin_fanout, homes) = (layout.origin, layout.origin_fanout, layout.homes);
         // A relay whose failure is confirmed holds no slot at its parent (as a dead one does
         // not), so its children may take its place there.
@@ -301,6 +329,7 @@ impl<'a> Tree<'a> {
             for orphan in orphans {
                 let chosen = Tree::new(origin, origin_fanout, members, &working)
                     .with_homes(homes)
+                    .with_closed(closed)
                     .choose_parent(&working, &orphan, &avoid);
                 if let Some(parent) = chosen {
                     apply(&mut working, &orphan, parent);
@@ -311,7 +340,9 @@ impl<'a> Tree<'a> {
         // not take its place there (that would overfill the parent by one on a lie), and a
         // move the report alone causes goes only where there is room.
         let avoid: HashSet<String> = failed.union(confirmed).cloned().collect();
-        let tree = Tree::new(origin, origin_fanout, members, &working).with_homes(homes);
+        let tree = Tree::new(origin, origin_fanout, members, &working)
+            .with_homes(homes)
+            .with_closed(closed);
         let chosen = tree.choose_parent(&working, node, &avoid);
         let unconfirmed = failed.iter().any(|f| !confirmed.contains(f));
         let placed = tree.parents.contains_key(node);
@@ -332,8 +363,11 @@ impl<'a> Tree<'a> {
     /// it). It keeps a parent whose chain is whole, that `failed` does not name and among
     /// whose oldest children (up to its fan-out) it is; otherwise it goes under the
     /// shallowest node with room that is not in its own subtree and, while another has room,
-    /// not in its own /24 or operator (more room first, then by id: every replica chooses alike). With no
-    /// room anywhere, under the origin. Costs O(relays × depth) over the tree in memory.
+    /// not in its own /24 or operator (more room first, then by id: every replica chooses alike).
+    /// With no room anywhere, under the shallowest relay feeding the fewest (a relay overfilled
+    /// by one rather than the origin: the origin never feeds more than its fan-out); nowhere
+    /// (`None`) when no relay can take it either. Costs O(relays × depth) over the tree in
+    /// memory.
     pub fn choose_parent(
         &self,
         assignments: &[Assignment],
@@ -353,10 +387,16 @@ impl<'a> Tree<'a> {
         }
         // Own /24 or operator last, then shallowest, then most room, then by id: every replica alike.
         let mut best: Option<(bool, usize, std::cmp::Reverse<usize>, &str)> = None;
+        // With no room anywhere: own /24 or operator last, shallowest, fewest children, by id.
+        let mut overflow: Option<(bool, usize, usize, &str)> = None;
         let candidates =
             std::iter::once(self.origin).chain(self.members.keys().map(String::as_str));
         for candidate in candidates {
             if candidate == node || failed.contains(candidate) {
+                continue;
+            }
+            // A relay closed to new children keeps only those it has.
+            if self.closed.contains(candidate) && self.parents.get(node) != Some(&candidate) {
                 continue;
             }
             let depth = if candidate == self.origin {
@@ -369,16 +409,25 @@ impl<'a> Tree<'a> {
                 }
             };
             let fanout = self.fanout(candidate);
+            let neighbour = self.neighbours(node, candidate);
             if !self.has_room(assignments, candidate, node) {
+                if candidate != self.origin {
+                    let feeds = self.children(assignments, candidate, node).len();
+                    let key = (neighbour, depth, feeds, candidate);
+                    if overflow.is_none_or(|o| key < o) {
+                        overflow = Some(key);
+                    }
+                }
                 continue;
             }
-            let neighbour = self.neighbours(node, candidate);
             let key = (neighbour, depth, std::cmp::Reverse(fanout), candidate);
             if best.is_none_or(|b| key < b) {
                 best = Some(key);
             }
         }
-        let chosen = best.map_or(self.origin, |(_, _, _, id)| id);
+        let chosen = best
+            .map(|(_, _, _, id)| id)
+            .or(overflow.map(|(_, _, _, id)| id))?;
         if self.parents.get(node) == Some(&chosen) {
             None
         } else {
@@ -405,6 +454,9 @@ pub struct Ask<'a> {
     pub grace_ms: i64,
     /// The decision's time (moved relays are stored as assigned now).
     pub now_ms: i64,
+    /// The edges `(child, parent)` whose child's own signed receipts show that the parent
+    /// delivered it the stream lately (see [`unfed_parents`]).
+    pub delivered: &'a HashSet<(String, String)>,
 }
 
 /// The moves (`(relay, new parent)`) one ask decides, as the coordinator decides them under
@@ -412,6 +464,13 @@ pub struct Ask<'a> {
 /// ask's included): first where relays really are ([`real_moves`]), then the asker's
 /// re-parenting on that tree ([`Tree::rehome`]), the asker avoiding what it reported lately as
 /// well as now, and the failures [`confirmed_failures`] believes re-homing whole subtrees.
+/// Relays a child reported and whose receipts show them not feeding it ([`unfed_parents`])
+/// take no new child in the decision.
+///
+/// A relay that is gone (no heartbeat, or its failure confirmed) keeps its stored place only
+/// until another relay is placed below its parent in its stead: then its place is forgotten
+/// (a move to [`FORGOTTEN`]), so when it comes back it is placed afresh where there is room,
+/// as a new child, instead of taking its old slot back from the relay now serving there.
 pub fn decide(
     assignments: &[Assignment],
     reports: &[Report],
@@ -424,6 +483,12 @@ pub fn decide(
         .chain(ask.failed.iter().cloned())
         .collect();
     let confirmed = confirmed_failures(assignments, reports, &ask.evidence);
+    // The origin is never closed: its k slots are the tree's root, and a relay it refuses (it
+    // feeds k already) may well report it.
+    let closed: HashSet<String> = unfed_parents(reports, ask.delivered)
+        .into_iter()
+        .filter(|node| !confirmed.contains(node) && node != ask.layout.origin)
+        .collect();
     let mut moves = real_moves(assignments, &ask.layout, ask.real, ask.grace_ms);
     let mut working = assignments.to_vec();
     for (relay, parent) in &moves {
@@ -432,10 +497,52 @@ pub fn decide(
             row.assigned_at_ms = ask.now_ms;
         }
     }
-    let decided = Tree::rehome(&working, &ask.layout, ask.node, &own, &confirmed);
+    let decided = Tree::rehome_with(&working, &ask.layout, ask.node, (&own, &confirmed), &closed);
     moves.retain(|(relay, _)| !decided.iter().any(|(moved, _)| moved == relay));
     moves.extend(decided);
+    for (relay, parent) in &moves {
+        match working.iter_mut().find(|a| &a.node_id == relay) {
+            Some(row) => row.parent_id.clone_from(parent),
+            None => working.push(Assignment {
+                node_id: relay.clone(),
+                parent_id: parent.clone(),
+                assigned_at_ms: ask.now_ms,
+            }),
+        }
+    }
+    // The gone relays below a parent that took a relay in this decision: their slot is taken.
+    let gone = |relay: &str| !ask.layout.members.contains_key(relay) || confirmed.contains(relay);
+    let mut forgotten: Vec<String> = working
+        .iter()
+        .filter(|row| row.node_id != ask.node && gone(&row.node_id))
+        .filter(|row| moves.iter().any(|(_, parent)| *parent == row.parent_id))
+        .filter(|row| !moves.iter().any(|(moved, _)| *moved == row.node_id))
+        .map(|row| row.node_id.clone())
+        .collect();
+    forgotten.sort();
+    moves.extend(
+        forgotten
+            .into_iter()
+            .map(|relay| (relay, FORGOTTEN.to_owned())),
+    );
     moves
+}
+
+/// The relays a child reported failed (in `reports`) whose own signed receipts do not show
+/// that relay delivering it the stream lately (`delivered`: the `(child, parent)` edges whose
+/// receipts do): the evidence a parent cannot make up alone, for it holds no receipt its
+/// child did not sign. Such a relay may still answer that it serves the stream (and may
+/// serve its other children): the child's word stands against its own, so it is not taken for
+/// failed (its other children keep their place; a lying child moves nobody but itself), but
+/// it loses the reporting child, earns nothing for it (no receipt), and takes no new child
+/// while the report stands (a relay liveness): a parent that stops feeding is handed no more
+/// relays to starve.
+pub fn unfed_parents(reports: &[Report], delivered: &HashSet<(String, String)>) -> HashSet<String> {
+    reports
+        .iter()
+        .filter(|r| !delivered.contains(&(r.reporter_id.clone(), r.node_id.clone())))
+        .map(|r| r.node_id.clone())
+        .collect()
 }
 
 /// The reported nodes whose failure is believed, so their whole subtree is re-homed. A
@@ -1263,6 +1370,202 @@ mod tests {
                 for (moved, _) in &moves {
                     proptest::prop_assert_eq!(moved, &r.reporter_id);
                 }
+            }
+        }
+    }
+
+    /// Decides `node`'s ask (reporting `failed`) with no evidence but `delivered`, and
+    /// applies the moves at `now` as the storage does (a move to [`FORGOTTEN`] deletes).
+    fn decide_and_apply(
+        assignments: &mut Vec<Assignment>,
+        reports: &[Report],
+        members: &HashMap<String, usize>,
+        (k, node, failed): (usize, &str, &[&str]),
+        delivered: &HashSet<(String, String)>,
+        now: i64,
+    ) -> Vec<(String, String)> {
+        let failed: HashSet<String> = failed.iter().map(|f| (*f).to_owned()).collect();
+        let none = HashMap::new();
+        let ask = Ask {
+            node,
+            failed: &failed,
+            layout: layout(k, members),
+            evidence: Evidence {
+                lacking: &none,
+                checked: &HashMap::new(),
+                self_check: false,
+                homes: &NO_HOMES,
+            },
+            real: &HashMap::new(),
+            grace_ms: 0,
+            now_ms: now,
+            delivered,
+        };
+        let moves = decide(assignments, reports, &ask);
+        for (relay, parent) in &moves {
+            assignments.retain(|a| &a.node_id != relay);
+            if parent != FORGOTTEN {
+                assignments.push(assign(relay, parent, now));
+            }
+        }
+        moves
+    }
+
+    fn parent_of(assignments: &[Assignment], node: &str) -> Option<String> {
+        assignments
+            .iter()
+            .find(|a| a.node_id == node)
+            .map(|a| a.parent_id.clone())
+    }
+
+    /// The flap: a relay leaves, an orphan of it takes its slot at the origin, and it comes
+    /// back. It rejoins as a new child where there is room; the relay serving in its old slot
+    /// keeps it.
+    #[test]
+    fn a_returning_relay_rejoins_where_there_is_room_and_the_relay_in_its_old_slot_stays() {
+        let mut members: HashMap<String, usize> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| ((*n).to_owned(), 2))
+            .collect();
+        // o → {a, b}; a → {c, d}.
+        let mut tree = vec![
+            assign("a", "o", 0),
+            assign("b", "o", 1),
+            assign("c", "a", 2),
+            assign("d", "a", 3),
+        ];
+        let delivered = HashSet::new();
+        // a dies; c reports it: c takes a's slot at the origin, d goes below b, and a's own
+        // place is forgotten.
+        members.remove("a");
+        let moves = decide_and_apply(&mut tree, &[], &members, (2, "c", &["a"]), &delivered, 100);
+        assert!(
+            moves.contains(&("a".to_owned(), FORGOTTEN.to_owned())),
+            "{moves:?}"
+        );
+        assert_eq!(parent_of(&tree, "c").as_deref(), Some("o"));
+        assert_eq!(parent_of(&tree, "a"), None);
+        // a comes back and asks: the origin is full (b, c), so it goes below a relay with room.
+        members.insert("a".into(), 2);
+        decide_and_apply(&mut tree, &[], &members, (2, "a", &[]), &delivered, 200);
+        let back = parent_of(&tree, "a").expect("a placed");
+        assert_ne!(back, "o");
+        // c keeps the slot it serves from, at its own next ask too.
+        assert_eq!(parent_of(&tree, "c").as_deref(), Some("o"));
+        let moves = decide_and_apply(&mut tree, &[], &members, (2, "c", &[]), &delivered, 300);
+        assert!(moves.is_empty(), "{moves:?}");
+        let under_origin = tree.iter().filter(|a| a.parent_id == "o").count();
+        assert_eq!(under_origin, 2);
+        // A gone relay nobody took the place of keeps it (it comes back where it was).
+        members.remove("d");
+        let moves = decide_and_apply(&mut tree, &[], &members, (2, "b", &[]), &delivered, 400);
+        assert!(moves.is_empty(), "{moves:?}");
+        assert!(parent_of(&tree, "d").is_some());
+    }
+
+    /// The attack: a parent answers that it serves but does not feed its child. The child's
+    /// own receipts show nothing delivered: the child leaves, the parent's other children
+    /// stay, and it is handed no new child while the report stands.
+    #[test]
+    fn a_parent_its_childs_receipts_show_unfed_takes_no_new_child_and_keeps_its_others() {
+        let members: HashMap<String, usize> = ["p", "q", "x", "y", "n"]
+            .iter()
+            .map(|n| ((*n).to_owned(), 3))
+            .collect();
+        // o → {p, q}; p → {x, y}.
+        let start = vec![
+            assign("p", "o", 0),
+            assign("q", "o", 1),
+            assign("x", "p", 2),
+            assign("y", "p", 3),
+        ];
+        let reports = [report("p", "x", 10)];
+        let unfed = HashSet::new();
+        let fed = HashSet::from([("x".to_owned(), "p".to_owned())]);
+        assert_eq!(
+            unfed_parents(&reports, &unfed),
+            HashSet::from(["p".to_owned()])
+        );
+        assert!(unfed_parents(&reports, &fed).is_empty());
+        // Unfed: x leaves p, y stays, and a new relay goes below q, not p (p sorts first).
+        let mut tree = start.clone();
+        decide_and_apply(&mut tree, &reports, &members, (2, "x", &["p"]), &unfed, 20);
+        assert_ne!(parent_of(&tree, "x").as_deref(), Some("p"));
+        let moves = decide_and_apply(&mut tree, &reports, &members, (2, "y", &[]), &unfed, 21);
+        assert!(moves.is_empty(), "{moves:?}");
+        decide_and_apply(&mut tree, &reports, &members, (2, "n", &[]), &unfed, 22);
+        assert_eq!(parent_of(&tree, "n").as_deref(), Some("q"));
+        // A report of the origin (no receipts: it is paid otherwise) never closes it.
+        let mut tree = vec![assign("p", "o", 0)];
+        let of_origin = [report("o", "p", 10)];
+        decide_and_apply(&mut tree, &of_origin, &members, (2, "n", &[]), &unfed, 22);
+        assert_eq!(parent_of(&tree, "n").as_deref(), Some("o"));
+        // The same report with receipts showing p fed x: p takes the new relay.
+        let mut tree = start;
+        decide_and_apply(&mut tree, &reports, &members, (2, "x", &["p"]), &fed, 20);
+        decide_and_apply(&mut tree, &reports, &members, (2, "n", &[]), &fed, 22);
+        assert_eq!(parent_of(&tree, "n").as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn with_no_room_anywhere_a_relay_overfills_a_relay_never_the_origin() {
+        let mut members: HashMap<String, usize> = HashMap::new();
+        members.insert("a".into(), 1);
+        members.insert("b".into(), 0);
+        members.insert("n".into(), 0);
+        // o → a → b: the origin (k = 1) and a are full, b feeds nobody.
+        let tree = vec![assign("a", "o", 0), assign("b", "a", 1)];
+        let chosen = Tree::new("o", 1, &members, &tree).choose_parent(&tree, "n", &HashSet::new());
+        assert_eq!(chosen.as_deref(), Some("a"));
+    }
+
+    proptest::proptest! {
+        /// Whatever relays join, die, come back and report, the stored tree never has the
+        /// origin feed more than k live relays after any decision.
+        #[test]
+        fn the_origin_never_feeds_more_than_k(
+            fanouts in proptest::collection::vec(0usize..3, 2..10),
+            k in 1usize..4,
+            steps in proptest::collection::vec((0usize..10, 0u8..4, 0usize..10), 1..40),
+        ) {
+            let names: Vec<String> = (0..fanouts.len()).map(|i| format!("r{i:02}")).collect();
+            let all: HashMap<String, usize> =
+                names.iter().cloned().zip(fanouts.iter().copied()).collect();
+            let mut members = all.clone();
+            let mut tree: Vec<Assignment> = Vec::new();
+            let mut reports: Vec<Report> = Vec::new();
+            let delivered = HashSet::new();
+            for (at, &(who, action, other)) in steps.iter().enumerate() {
+                let now = i64::try_from(at).unwrap_or(0) * 100 + 100;
+                let node = &names[who % names.len()];
+                let other = &names[other % names.len()];
+                match action {
+                    // Dies.
+                    0 => {
+                        members.remove(node);
+                        continue;
+                    }
+                    // Comes back.
+                    1 => {
+                        members.insert(node.clone(), all[node]);
+                    }
+                    _ => {}
+                }
+                if !members.contains_key(node) {
+                    continue;
+                }
+                let failed: Vec<&str> = if action == 3 && other != node {
+                    reports.push(report(other, node, now));
+                    vec![other.as_str()]
+                } else {
+                    Vec::new()
+                };
+                decide_and_apply(&mut tree, &reports, &members, (k, node, &failed), &delivered, now);
+                let fed = tree
+                    .iter()
+                    .filter(|a| a.parent_id == "o" && members.contains_key(&a.node_id))
+                    .count();
+                proptest::prop_assert!(fed <= k, "the origin feeds {fed} > {k}: {tree:?}");
             }
         }
     }

@@ -3,13 +3,17 @@
 //! signed receipt, grant or heartbeat never panics, whatever parses serialises back to the same
 //! message, and distinct bodies never share canonical (signed) bytes.
 
-use std::path::Path;
+mod support;
 
 use proptest::prelude::*;
 use streamr_core::{
     segment_hash, CanonicalMessage, KeyPair, NodeHeartbeat, RelayUpstream, SessionGrant, SessionId,
     Signed, SignedGrant, SignedHeartbeat, SignedReceipt, StreamId, ViewerReceipt,
 };
+use streamr_test_support::fuzz_corpus::{assert_seed_is_current, corpus_entries};
+use support::round_trips;
+
+const TARGET: &str = "core_wire";
 
 /// The fuzz target's entry point: which of the three message kinds `data` parses as.
 fn run_entry_point(data: &[u8]) -> [bool; 3] {
@@ -32,20 +36,6 @@ fn run_entry_point(data: &[u8]) -> [bool; 3] {
         parsed[2] = true;
     }
     parsed
-}
-
-fn round_trips<T>(message: &Signed<T>)
-where
-    T: CanonicalMessage
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + PartialEq
-        + std::fmt::Debug,
-{
-    let json = serde_json::to_vec(message).unwrap();
-    let back: Signed<T> = serde_json::from_slice(&json).unwrap();
-    assert_eq!(&back, message);
-    assert_eq!(back.body.canonical_bytes(), message.body.canonical_bytes());
 }
 
 fn receipt(seq: u64) -> SignedReceipt {
@@ -110,20 +100,13 @@ fn relaying_heartbeat() -> SignedHeartbeat {
     Signed::sign(body, &node)
 }
 
-fn corpus_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/core_wire")
-}
-
 /// The committed seeds (`seed_*`), each of which must parse as the kind its name says.
 /// Entries a local fuzzing run added (hash names, not committed) go through the entry point
 /// too, without assertions on the result.
 #[test]
 fn committed_seeds_parse_and_round_trip() {
     let mut seeds = 0;
-    for entry in std::fs::read_dir(corpus_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let data = std::fs::read(&path).unwrap();
+    for (name, data) in corpus_entries(TARGET) {
         let parsed = run_entry_point(&data);
         if !name.starts_with("seed_") {
             continue;
@@ -164,11 +147,7 @@ fn seeds_match_the_current_wire_format() {
         ),
     ];
     for (name, json) in expected {
-        let path = corpus_dir().join(name);
-        if std::env::var_os("STREAMR_REGENERATE_SEEDS").is_some() {
-            std::fs::write(&path, &json).unwrap();
-        }
-        assert_eq!(std::fs::read(&path).unwrap(), json, "{name} is stale");
+        assert_seed_is_current(TARGET, name, &json);
     }
 }
 

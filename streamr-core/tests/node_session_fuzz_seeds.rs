@@ -3,13 +3,17 @@
 //! session open, accept or MAC heartbeat never panics, and whatever parses serialises back to
 //! the same message.
 
-use std::path::Path;
+mod support;
 
 use proptest::prelude::*;
 use streamr_core::{
-    accept_open, CanonicalMessage, KeyPair, KnownSession, MacHeartbeat, NodeHandshake,
-    NodeHeartbeat, NodeSessionAccept, NodeSessionId, NodeSessionOpen, SessionKey, Signed, StreamId,
+    accept_open, KeyPair, KnownSession, MacHeartbeat, NodeHandshake, NodeHeartbeat,
+    NodeSessionAccept, NodeSessionId, NodeSessionOpen, SessionKey, Signed, StreamId,
 };
+use streamr_test_support::fuzz_corpus::{assert_seed_is_current, corpus_entries};
+use support::round_trips;
+
+const TARGET: &str = "node_session";
 
 /// The fuzz target's entry point: which of the three message kinds `data` parses as.
 fn run_entry_point(data: &[u8]) -> [bool; 3] {
@@ -49,20 +53,6 @@ fn run_entry_point(data: &[u8]) -> [bool; 3] {
     parsed
 }
 
-fn round_trips<T>(message: &Signed<T>)
-where
-    T: CanonicalMessage
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + PartialEq
-        + std::fmt::Debug,
-{
-    let json = serde_json::to_vec(message).unwrap();
-    let back: Signed<T> = serde_json::from_slice(&json).unwrap();
-    assert_eq!(&back, message);
-    assert_eq!(back.body.canonical_bytes(), message.body.canonical_bytes());
-}
-
 /// The seeds: a real handshake and a heartbeat sealed under its session.
 fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let (node, coordinator) = (KeyPair::from_seed([3; 32]), KeyPair::from_seed([7; 32]));
@@ -98,27 +88,19 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-fn corpus_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/node_session")
-}
-
 /// The seeds are exactly what the current wire format produces, and each parses as its kind
 /// only; `STREAMR_REGENERATE_SEEDS=1` rewrites them.
 #[test]
 fn seeds_match_the_current_wire_format_and_parse_as_their_kind() {
     for (i, (name, json)) in seeds().into_iter().enumerate() {
-        let path = corpus_dir().join(name);
-        if std::env::var_os("STREAMR_REGENERATE_SEEDS").is_some() {
-            std::fs::write(&path, &json).unwrap();
-        }
-        assert_eq!(std::fs::read(&path).unwrap(), json, "{name} is stale");
+        assert_seed_is_current(TARGET, name, &json);
         let mut expected = [false; 3];
         expected[i] = true;
         assert_eq!(run_entry_point(&json), expected, "{name}");
     }
     // Entries a local fuzzing run added go through the entry point too.
-    for entry in std::fs::read_dir(corpus_dir()).unwrap() {
-        run_entry_point(&std::fs::read(entry.unwrap().path()).unwrap());
+    for (_, data) in corpus_entries(TARGET) {
+        run_entry_point(&data);
     }
 }
 

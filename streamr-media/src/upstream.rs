@@ -167,6 +167,9 @@ pub struct PullStatus {
     pub connects: u64,
     /// The last upstream failure, if any.
     pub last_error: Option<String>,
+    /// Whether the pull holds a live session with an upstream now (connected and playing);
+    /// false between upstreams and while every upstream is failing.
+    pub connected: bool,
 }
 
 /// One running pull: what it reports and when a viewer last asked for its stream.
@@ -432,6 +435,7 @@ impl UpstreamPuller {
         };
         let mut client = connected?;
         tracing::info!(stream = %key, upstream = %url.tc_url(), "pulling from upstream");
+        lock(&state.status).connected = true;
         if let Some(publisher) = publisher.as_ref() {
             // A failover: this upstream replays part of what was relayed.
             publisher.rejoin_upstream();
@@ -446,6 +450,7 @@ impl UpstreamPuller {
                 failed,
             )
             .await;
+        lock(&state.status).connected = false;
         // Frames held for the next batch go out now, not when the next upstream delivers.
         if let Some(publisher) = publisher.as_mut() {
             publisher.flush();

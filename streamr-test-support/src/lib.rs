@@ -4,7 +4,7 @@
 //! own helpers: child processes killed with the test ([`Running`]), our binaries started without
 //! the `STREAMR_*` settings of the shell that runs the tests ([`our_binary`]), free loopback
 //! ports, waits that always have a deadline, throwaway PostgreSQL databases (feature
-//! `postgres`) and ffmpeg as a publisher.
+//! `postgres`), ffmpeg as a publisher and the fuzz targets' seed corpora ([`fuzz_corpus`]).
 //!
 //! Used only as a dev-dependency; never published. Helpers panic with what went wrong, as
 //! test code does.
@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ffmpeg;
+pub mod fuzz_corpus;
 pub mod net;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -197,10 +197,18 @@ struct Args {
     #[arg(long, env = "STREAMR_NODE_SESSION_LIFETIME", default_value = "1h",
           value_parser = humantime::parse_duration)]
     node_session_lifetime: Duration,
+    /// How often the session heartbeats held in memory (each session's running totals,
+    /// liveness and load) are written to the database in one batch. Routing sees liveness up
+    /// to this late; a heartbeat replayed to another replica can pass there within about
+    /// twice this, and changes nothing stored.
+    #[arg(long, env = "STREAMR_HEARTBEAT_TOTALS_INTERVAL", default_value = "1s",
+          value_parser = humantime::parse_duration)]
+    heartbeat_totals_interval: Duration,
     /// Name recorded on the settlements this replica writes.
     #[arg(long, env = "STREAMR_REPLICA_ID")]
     replica_id: Option<String>,
     /// Relay tree: most relays the origin feeds directly, and most children one relay feeds.
+    /// Origins learn it from the coordinator and admit no more relays per stream.
     #[arg(long, env = "STREAMR_RELAY_FANOUT", default_value_t = 4)]
     relay_fanout: usize,
     /// Relay tree: a parent silent (no heartbeat) this long is taken for dead and its
@@ -209,7 +217,7 @@ struct Args {
         default_value = "15s")]
     relay_liveness: Duration,
     /// Relay tree: when a relay reports its upstream failed, the coordinator asks that node
-    /// itself (`/healthz?stream=…`) whether it serves the stream with media arriving; not
+    /// itself (`/healthz?stream=…`) whether a live session feeds it the stream; not
     /// serving (or no answer) within this time re-homes its whole subtree, serving keeps it
     /// whatever its children report (`0s`: no check; reports then need relays of distinct
     /// /24s and operators). Kept under the relays' 1 s wait for an answer after a failure.
@@ -461,6 +469,14 @@ async fn main() -> anyhow::Result<()> {
     config.trusted_proxies = streamr_net::TrustedProxies::new(args.trusted_proxies.clone());
     config.relay_fanout = args.relay_fanout.max(1);
     config.node_session_lifetime = args.node_session_lifetime;
+    config.heartbeat_totals_interval = args.heartbeat_totals_interval;
+    if config.settlement_grace <= config.heartbeat_totals_interval {
+        tracing::warn!(
+            interval = %humantime::format_duration(config.heartbeat_totals_interval),
+            "--heartbeat-totals-interval is not below the settlement grace: another replica's \
+             batch of an epoch's last session heartbeats may land after the epoch is settled"
+        );
+    }
     if args.node_session_lifetime <= NODE_SESSION_RENEW_MARGIN {
         tracing::warn!(
             lifetime = %humantime::format_duration(args.node_session_lifetime),
@@ -544,6 +560,11 @@ async fn main() -> anyhow::Result<()> {
             .context("serving HTTP")?,
     }
     workers.shutdown().await;
+    // A graceful stop writes the session heartbeats still in memory (a crash loses nothing
+    // either: each node's next heartbeat restates its totals).
+    if let Err(error) = coordinator.write_heartbeat_totals().await {
+        tracing::warn!(%error, "session heartbeat totals not written at shutdown");
+    }
     tracing::info!("stopped");
     Ok(())
 }

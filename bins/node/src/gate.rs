@@ -95,14 +95,23 @@ impl Gate {
         self
     }
 
-    /// Admits a play at the origin when it is gated (anyone when it is not).
-    async fn admit_at_origin(&self, query: &str, key: &StreamKey) -> Result<(), OriginRefusal> {
+    /// Admits a play at the origin when it is gated (anyone when it is not): a relay's RTMP
+    /// play takes one of the stream's relay slots.
+    async fn admit_at_origin(&self, request: &StreamRequest) -> Result<(), OriginRefusal> {
         let Some(origin_gate) = &self.origin_gate else {
             return Ok(());
         };
-        match origin_gate.admit(query, &key.name, unix_ms()).await? {
+        let key = &request.key;
+        match origin_gate
+            .admit(&request.query, &key.name, unix_ms())
+            .await?
+        {
             Admission::Relay(node) => {
-                tracing::debug!(stream = %key, relay = %node, "relay admitted");
+                if request.protocol == Protocol::Rtmp {
+                    origin_gate.take_relay_slot(&key.name, node, request.peer)?;
+                }
+                tracing::debug!(stream = %key, relay = %node,
+                    relays = origin_gate.slots.relays(&key.name), "relay admitted");
             }
             Admission::Viewer => {}
         }
@@ -236,7 +245,7 @@ impl RelayHooks for NodeHooks {
     /// An RTMP play is tied to its session through the events; an HTTP response counts its
     /// bytes into the session's counter.
     async fn admit_play(&self, request: &StreamRequest) -> Result<PlayAdmission, Refusal> {
-        if let Err(refusal) = self.0.admit_at_origin(&request.query, &request.key).await {
+        if let Err(refusal) = self.0.admit_at_origin(request).await {
             tracing::info!(stream = %request.key, peer = %request.peer,
                 protocol = %request.protocol, %refusal, "play at the origin refused");
             return Err(Refusal::new(refusal.to_string()).with_code("origin_play_refused"));
@@ -272,9 +281,17 @@ impl RelayHooks for NodeHooks {
                 key,
                 peer,
                 viewer_id,
-            } => self.0.accounting.rtmp_started(&key, peer, viewer_id),
+            } => {
+                if let Some(origin_gate) = &self.0.origin_gate {
+                    origin_gate.slots.started(&key.name, peer);
+                }
+                self.0.accounting.rtmp_started(&key, peer, viewer_id);
+            }
             StreamEvent::PlayEnded { key, peer, stats } => {
-                self.0.accounting.rtmp_ended(&key, peer, &stats)
+                if let Some(origin_gate) = &self.0.origin_gate {
+                    origin_gate.slots.ended(&key.name, peer);
+                }
+                self.0.accounting.rtmp_ended(&key, peer, &stats);
             }
             _ => {}
         }

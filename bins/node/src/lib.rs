@@ -42,6 +42,7 @@ mod metrics;
 pub mod nat;
 mod network;
 pub mod origin_gate;
+mod origin_slots;
 mod part_queue;
 mod part_reports;
 mod reachability;
@@ -417,6 +418,9 @@ impl Node {
         // it cannot, it starts anyway and checks (and joins) once the coordinator answers.
         let gated_origin = !relay_role && config.origin_play == OriginPlay::RelaysAndGranted;
         let mut learn_key = None;
+        // The origin admits as many relays per stream as the coordinator's tree fan-out.
+        let mut relay_fanout = None;
+        let mut learn_fanout = false;
         let checker = match (&config.coordinator, &client, relay_role || gated_origin) {
             (Some(coordinator), Some(client), true) => {
                 let checker = GrantChecker::awaiting_key(key.node_id());
@@ -425,11 +429,13 @@ impl Node {
                         let served = info.coordinator_key;
                         network::check_pinned_key(coordinator.key, served)?;
                         checker.set_key(served);
+                        relay_fanout = info.relay_fanout;
                     }
                     Err(error) if error.status().is_none() => {
                         warn!(coordinator = client.base_url(), %error,
                             "the coordinator is unreachable; serving what this node can and \
                              joining when it answers");
+                        learn_fanout = gated_origin;
                         if let Some(pinned) = coordinator.key {
                             checker.set_key(pinned);
                         } else if gated_origin {
@@ -516,6 +522,10 @@ impl Node {
             .clone()
             .zip(origin_grants)
             .map(|(client, grants)| origin_gate::OriginGate::new(client, grants));
+        let origin_slots = origin_gate.as_ref().map(|gate| gate.slots.clone());
+        if let (Some(slots), Some(fanout)) = (&origin_slots, relay_fanout) {
+            slots.set_cap(usize::try_from(fanout).unwrap_or(usize::MAX));
+        }
         let gate = gate::Gate::new(
             hub.clone(),
             grants,
@@ -694,10 +704,11 @@ impl Node {
             }
         });
 
-        if let (Some(checker), Some(client)) = (learn_key, &client) {
+        if let (true, Some(client)) = (learn_key.is_some() || learn_fanout, &client) {
             tasks.push(tokio::spawn(origin_gate::learn_coordinator_key(
                 client.clone(),
-                checker,
+                learn_key,
+                origin_slots.clone(),
                 stop.clone(),
             )));
         }

@@ -12,7 +12,7 @@ use axum::Json;
 use streamr_media::http::FlvCounters;
 use streamr_media::relay::RelayHub;
 use streamr_media::server::RtmpMetricsSource;
-use streamr_media::upstream::UpstreamPuller;
+use streamr_media::upstream::{PullStatus, UpstreamPuller};
 use streamr_net::ConnectionBudget;
 
 /// Content type of the Prometheus text exposition format.
@@ -247,26 +247,30 @@ pub(crate) async fn metrics(State(metrics): State<Arc<NodeMetrics>>) -> Response
 /// The query of `GET /healthz`: with `stream`, whether the node serves that stream now.
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct HealthQuery {
-    /// A stream name: answer whether the node carries it with media arriving.
+    /// A stream name: answer whether the node carries it over a live session.
     stream: Option<String>,
-    /// How long to wait for a frame of `stream` to arrive, ms (at most [`MAX_MEDIA_WAIT`]).
+    /// How long to wait for such a session (a relay between two upstreams), ms (at most
+    /// [`MAX_SESSION_WAIT`]).
     wait_ms: Option<u64>,
 }
 
-/// Longest a `/healthz?stream=…` waits for a frame.
-const MAX_MEDIA_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-/// How often that wait looks at the stream's frame counter.
-const MEDIA_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+/// Longest a `/healthz?stream=…` waits for a live session.
+const MAX_SESSION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often that wait looks again.
+const SESSION_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// `GET /healthz`: the node is up and serving HTTP; with a coordinator, also whether the
 /// coordinator could reach it from outside (`reachability`: `reachable`, `unreachable` with a
 /// `hint` naming the ports to forward, or `unchecked`).
 ///
 /// With `?stream=NAME` (and `wait_ms`, default 0, at most 2000) it also answers whether the node
-/// serves that stream now: `serving` is true when a publisher or upstream pull feeds it and a
-/// new frame arrived within `wait_ms` (a live stream sends one every few tens of
-/// milliseconds), false otherwise. The coordinator asks this of a relay whose child reports it
-/// failed: a process that is up but does not carry the stream is not taken for serving.
+/// serves that stream now: `serving` is true while a live session feeds it (a publisher
+/// connected here, or a relay's pull connected to an upstream) that has delivered media,
+/// waiting up to `wait_ms` for one (a relay between two upstreams); false otherwise. No new
+/// frame is needed within the wait, so a stream with sparse frames (audio only, slides) still
+/// reads as served. The coordinator asks this of a relay whose child reports it failed: a
+/// process that is up but does not carry the stream is not taken for serving (what the child
+/// was really delivered is judged from its receipts, not from this answer).
 pub(crate) async fn healthz(
     State(metrics): State<Arc<NodeMetrics>>,
     query: Result<Query<HealthQuery>, QueryRejection>,
@@ -300,39 +304,43 @@ pub(crate) async fn healthz(
         None => serde_json::json!({ "status": "ok" }),
     };
     if let Some(stream) = query.stream {
-        let wait = std::time::Duration::from_millis(query.wait_ms.unwrap_or(0)).min(MAX_MEDIA_WAIT);
-        let serving = serves(&metrics.hub, &stream, wait).await;
+        let wait =
+            std::time::Duration::from_millis(query.wait_ms.unwrap_or(0)).min(MAX_SESSION_WAIT);
+        let serving = serves(&metrics.hub, metrics.puller.as_ref(), &stream, wait).await;
         body["stream"] = serde_json::Value::String(stream);
         body["serving"] = serde_json::Value::Bool(serving);
     }
     Json(body).into_response()
 }
 
-/// Whether `hub` carries a stream named `stream` (any app) with a publisher or pull feeding
-/// it and a frame arriving within `wait` (with no wait: any frame received at all).
-async fn serves(hub: &RelayHub, stream: &str, wait: std::time::Duration) -> bool {
-    let Some(stats) = hub
-        .all_stats()
-        .into_iter()
-        .find(|s| s.publishing && s.key.name.as_str() == stream)
-    else {
-        return false;
-    };
-    if wait.is_zero() {
-        return stats.frames_in > 0;
-    }
+/// Whether `hub` carries a stream named `stream` (any app) over a live session, waiting up to
+/// `wait` for one (see [`session_live`]).
+async fn serves(
+    hub: &RelayHub,
+    puller: Option<&UpstreamPuller>,
+    stream: &str,
+    wait: std::time::Duration,
+) -> bool {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        tokio::time::sleep(MEDIA_POLL.min(wait)).await;
-        match hub.stream_stats(&stats.key) {
-            Some(now) if now.publishing && now.frames_in > stats.frames_in => return true,
-            Some(now) if now.publishing => {}
-            _ => return false,
+        let live = hub
+            .all_stats()
+            .iter()
+            .filter(|s| s.key.name.as_str() == stream)
+            .any(|s| session_live(s, puller.and_then(|p| p.status(&s.key)).as_ref()));
+        if live || tokio::time::Instant::now() >= deadline {
+            return live;
         }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
+        tokio::time::sleep(SESSION_POLL.min(wait)).await;
     }
+}
+
+/// Whether a stream is fed by a live session: published here (a local publisher, or a relay's
+/// pull that keeps its publish across upstreams) with media received, and, when pulled
+/// (`pull`), connected to an upstream now. Not whether a frame arrived lately: a live session
+/// of a stream with sparse frames serves it.
+fn session_live(stats: &streamr_media::relay::StreamStats, pull: Option<&PullStatus>) -> bool {
+    stats.publishing && stats.frames_in > 0 && pull.is_none_or(|pull| pull.connected)
 }
 
 #[cfg(test)]
@@ -344,29 +352,37 @@ mod tests {
 
     use super::*;
 
-    /// What the coordinator's check of a reported relay sees: a stream serves while frames
-    /// arrive, not merely while the process is up or the stream is known.
+    /// What the coordinator's check of a reported relay sees: a stream serves while a live
+    /// session feeds it, however sparse its frames, not merely while the process is up or the
+    /// stream is known.
     #[tokio::test]
-    async fn a_stream_serves_only_while_a_publisher_feeds_it_frames() {
+    async fn a_stream_serves_while_a_live_session_feeds_it_however_sparse_its_frames() {
         let hub = RelayHub::new(RelayConfig::default());
         let wait = Duration::from_millis(300);
-        assert!(!serves(&hub, "show", wait).await, "unknown stream");
+        assert!(!serves(&hub, None, "show", wait).await, "unknown stream");
         let key = StreamKey::parse("live", "show").expect("key");
-        let publisher = hub.publish(key).expect("publish");
-        // Published but silent: up, not serving.
-        assert!(!serves(&hub, "show", wait).await, "no frame arrives");
-        // Frames arriving every 20 ms: serving, found within the wait.
-        let feeding = tokio::spawn(async move {
-            for t in 0u32.. {
-                publisher.send(FrameKind::Audio, t * 20, Bytes::from_static(&[0xaf, 1, 0]));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        });
-        assert!(serves(&hub, "show", wait).await);
-        assert!(!serves(&hub, "other", wait).await, "another stream");
-        feeding.abort();
-        let _ = feeding.await;
+        let publisher = hub.publish(key.clone()).expect("publish");
+        // Published but nothing received yet: nothing to serve.
+        assert!(!serves(&hub, None, "show", wait).await, "no media yet");
+        // One frame, then silence far longer than the wait: still a live session.
+        publisher.send(FrameKind::Audio, 0, Bytes::from_static(&[0xaf, 1, 0]));
+        tokio::time::sleep(wait * 2).await;
+        assert!(
+            serves(&hub, None, "show", wait).await,
+            "a sparse stream serves"
+        );
+        assert!(!serves(&hub, None, "other", wait).await, "another stream");
+        // A relay's pull between two upstreams does not serve; connected again, it does.
+        let stats = hub.stream_stats(&key).expect("stats");
+        let mut pull = PullStatus {
+            upstream: Some("rtmp://parent:1935".into()),
+            ..PullStatus::default()
+        };
+        assert!(!session_live(&stats, Some(&pull)));
+        pull.connected = true;
+        assert!(session_live(&stats, Some(&pull)));
         // The publisher gone: not serving.
-        assert!(!serves(&hub, "show", wait).await);
+        drop(publisher);
+        assert!(!serves(&hub, None, "show", wait).await);
     }
 }

@@ -97,6 +97,7 @@ impl OriginNumbering for CoordinatorNumbering {
                 Ok(part) => Some(OriginPartPlace {
                     msn: u64::try_from(part.msn).ok()?,
                     index: u32::try_from(part.index).ok()?,
+                    run: u64::from_str_radix(&part.run, 16).ok(),
                 }),
                 Err(error) => {
                     debug!(%stream, %error, "the origin's place of a part is not known");
@@ -111,7 +112,10 @@ impl OriginNumbering for CoordinatorNumbering {
 
 /// A relay's upstreams from the coordinator's relay tree: its parent and the parent's
 /// ancestors (each with the grant that admits this node there), then the static `--upstream`
-/// list as the fallback (and for the origin, which registers no address).
+/// list as the fallback (and for the origin, which registers no address) only where the
+/// relay may pull from the origin: when the tree places it below the origin, or when the
+/// coordinator gave no place at all. A deeper relay whose tree upstreams all fail asks again
+/// instead of pulling from the origin (which admits at most k relays per stream).
 pub(crate) struct TreeSource {
     pub(crate) client: CoordinatorClient,
     pub(crate) key: KeyPair,
@@ -147,8 +151,10 @@ impl streamr_media::upstream::UpstreamSource for TreeSource {
                 .collect()
         };
         let mut list = Vec::new();
+        let mut below_origin = true;
         match self.client.upstream(&key.name, &self.key, &failed).await {
             Ok(answer) => {
+                below_origin = answer.depth <= 1 || answer.upstreams.is_empty();
                 let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
                 for upstream in answer.upstreams {
                     known.insert(upstream.rtmp_base.clone(), upstream.node_id);
@@ -166,7 +172,7 @@ impl streamr_media::upstream::UpstreamSource for TreeSource {
                 debug!(stream = %key, %error, "no relay tree place; using the static upstreams");
             }
         }
-        for upstream in &self.fallback {
+        for upstream in self.fallback.iter().filter(|_| below_origin) {
             if !list
                 .iter()
                 .any(|u| u.split('?').next() == Some(upstream.as_str()))
@@ -294,6 +300,9 @@ pub(crate) struct HeartbeatAuth {
     /// Whether sessions are used at all (`--heartbeat-auth session`); off, every heartbeat is
     /// signed.
     sessions: bool,
+    /// The current session's running totals (attested, unattested bytes): what its
+    /// heartbeats carry, so one the coordinator lost is restated by the next.
+    session_totals: (u64, u64),
 }
 
 /// Whether a session heartbeat was refused because of the session itself (forgotten, expired,
@@ -318,6 +327,7 @@ impl HeartbeatAuth {
             session: None,
             retry_at_ms: 0,
             sessions: true,
+            session_totals: (0, 0),
         }
     }
 
@@ -340,6 +350,7 @@ impl HeartbeatAuth {
             Ok(session) => {
                 debug!(session = %session.id(), "node session opened");
                 self.session = Some(session.clone());
+                self.session_totals = (0, 0);
                 Some(session)
             }
             Err(error) => {
@@ -363,8 +374,10 @@ impl HeartbeatAuth {
         }
     }
 
-    /// Sends `heartbeat` with `receipts`: under the node session when there is one (opening
-    /// another and sending again when the coordinator forgot it), else signed.
+    /// Sends `heartbeat` (whose byte counts are what was served since the previous one) with
+    /// `receipts`: under the node session when there is one, its byte counts added to the
+    /// session's running totals (opening another and sending again when the coordinator
+    /// forgot it), else signed, with the byte counts as they are.
     async fn send(
         &mut self,
         heartbeat: NodeHeartbeat,
@@ -375,22 +388,42 @@ impl HeartbeatAuth {
             let Some(session) = self.session(now).await else {
                 break;
             };
+            let totals = session_totals_after(self.session_totals, &heartbeat);
+            let restated = NodeHeartbeat {
+                bytes_served: totals.0,
+                unattested_bytes: totals.1,
+                ..heartbeat.clone()
+            };
             match self
                 .client
-                .session_heartbeat(&session, heartbeat.clone(), receipts.clone())
+                .session_heartbeat(&session, restated, receipts.clone())
                 .await
             {
                 Err(error) if session_refused(&error) => {
                     debug!(%error, attempt, "node session refused; opening a new one");
                     self.session = None;
                 }
-                answer => return answer,
+                answer => {
+                    // Counted in the totals whatever the answer: a heartbeat lost on the way
+                    // is restated by the next one.
+                    self.session_totals = totals;
+                    return answer;
+                }
             }
         }
         self.client
             .heartbeat(Signed::sign(heartbeat, &self.key), receipts)
             .await
     }
+}
+
+/// A session's running totals once `heartbeat`'s byte counts (since the previous heartbeat)
+/// are added.
+fn session_totals_after(totals: (u64, u64), heartbeat: &NodeHeartbeat) -> (u64, u64) {
+    (
+        totals.0.saturating_add(heartbeat.bytes_served),
+        totals.1.saturating_add(heartbeat.unattested_bytes),
+    )
 }
 
 /// The node each relayed stream is pulled from now, where it is a relay tree upstream (one
@@ -852,6 +885,7 @@ async fn deliver(
             published_ms: report.published_ms,
             timestamp_ms: now,
             ll: report.ll.clone(),
+            run: Some(report.run),
         },
         key,
     );

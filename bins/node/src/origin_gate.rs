@@ -2,7 +2,8 @@
 //! [`OriginPlay::RelaysAndGranted`] (the default) only the network's relays (a
 //! [`relay_token`] signed by a node registered with the coordinator) and
 //! viewers holding a coordinator grant for this node may play, so viewers cannot bypass the
-//! friend nodes and their accounting; [`OriginPlay::Public`] serves anyone.
+//! friend nodes and their accounting, and at most the relay tree's fan-out k of relays play
+//! each stream over RTMP (see [`crate::origin_slots`]); [`OriginPlay::Public`] serves anyone.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -41,6 +42,9 @@ pub enum OriginRefusal {
     /// The viewer's grant is missing or does not verify.
     #[error("this origin serves only the network's relays and granted viewers: {0}")]
     Grant(GrantRefusal),
+    /// The origin feeds its most relays on the stream already (the relay tree's fan-out).
+    #[error("relay refused: this origin feeds {0} relays on this stream, its most")]
+    RelaySlotsFull(usize),
 }
 
 /// Who played: a relay, or a viewer with a grant.
@@ -65,6 +69,8 @@ pub(crate) struct OriginGate {
     client: CoordinatorClient,
     grants: GrantChecker,
     relays: tokio::sync::Mutex<KnownRelays>,
+    /// The relays playing each stream, at most the fan-out.
+    pub(crate) slots: std::sync::Arc<crate::origin_slots::OriginSlots>,
 }
 
 impl OriginGate {
@@ -74,7 +80,21 @@ impl OriginGate {
             client,
             grants,
             relays: tokio::sync::Mutex::default(),
+            slots: std::sync::Arc::default(),
         }
+    }
+
+    /// Admits a relay's RTMP play of `stream` from `peer` when the origin feeds fewer relays
+    /// on it than its fan-out (see [`crate::origin_slots`]).
+    pub(crate) fn take_relay_slot(
+        &self,
+        stream: &str,
+        node: NodeId,
+        peer: std::net::SocketAddr,
+    ) -> Result<(), OriginRefusal> {
+        self.slots
+            .take(stream, node, peer, std::time::Instant::now())
+            .map_err(|full| OriginRefusal::RelaySlotsFull(full.relays))
     }
 
     /// Admits a relay (`relay=` token) or a granted viewer (`grant=` token) for `stream`.
@@ -129,16 +149,23 @@ impl OriginGate {
 }
 
 /// Asks the coordinator for its public key until it answers, then lets `grants` check
-/// viewers' grants with it (an origin started while its coordinator is down).
+/// viewers' grants with it (an origin started while its coordinator is down), and `slots`
+/// admit as many relays per stream as the coordinator's fan-out.
 pub(crate) async fn learn_coordinator_key(
     client: CoordinatorClient,
-    grants: GrantChecker,
+    grants: Option<GrantChecker>,
+    slots: Option<std::sync::Arc<crate::origin_slots::OriginSlots>>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     loop {
         match client.coordinator_info().await {
             Ok(info) => {
-                grants.set_key(info.coordinator_key);
+                if let Some(grants) = &grants {
+                    grants.set_key(info.coordinator_key);
+                }
+                if let (Some(slots), Some(fanout)) = (&slots, info.relay_fanout) {
+                    slots.set_cap(usize::try_from(fanout).unwrap_or(usize::MAX));
+                }
                 tracing::info!("coordinator reached: the origin now checks viewers' grants");
                 return;
             }

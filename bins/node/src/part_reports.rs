@@ -79,6 +79,17 @@ pub(crate) enum Followed {
     Failed(String),
 }
 
+/// What a stream's fetch task does after one fetch.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Fetch again at once.
+    AtOnce,
+    /// Wait this long, then fetch again.
+    After(Duration),
+    /// The coordinator refused a streamed answer: long polls for [`FALLBACK`].
+    LongPolls,
+}
+
 /// Where each page of a streamed fetch goes.
 pub(crate) type Sink<'a> = &'a (dyn Fn(PartReportsPage) + Send + Sync);
 
@@ -218,8 +229,15 @@ impl Window {
                 .map(|part| OriginPartPlace {
                     msn: part.msn,
                     index: part.index,
+                    run: Some(report.report.body.run),
                 })
         })
+    }
+
+    /// The origin's run in the newest report held.
+    fn newest_run(&self) -> Option<u64> {
+        let reports = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
+        reports.back().map(|report| report.report.body.run)
     }
 
     fn touch(&self) {
@@ -294,52 +312,33 @@ impl PartReportRelay {
         let mut long_poll_until: Option<Instant> = None;
         while !window.idle(self.idle) {
             let after = *window.newest.borrow();
-            if long_poll_until.is_none_or(|until| Instant::now() >= until) {
+            let streamed = long_poll_until.is_none_or(|until| Instant::now() >= until);
+            if streamed {
                 long_poll_until = None;
-                let started = Instant::now();
-                let sink = |page: PartReportsPage| window.add(page);
-                let followed = tokio::select! {
-                    _ = self.stop.cancelled() => break,
-                    followed = self.source.follow(&stream, after, self.hold, &sink) => followed,
-                };
-                let pause = match followed {
-                    Followed::Closed => None,
-                    // A cut answer that brought reports or lasted: ask again at once; one cut
-                    // at once without any: not a busy loop.
-                    Followed::Cut => {
-                        let progressed = *window.newest.borrow() != after;
-                        (!progressed && started.elapsed() < RETRY).then_some(RETRY)
-                    }
-                    Followed::Refused(error) => {
-                        debug!(%stream, %error, "streamed part reports refused: long polls");
-                        long_poll_until = Some(Instant::now() + FALLBACK);
-                        None
-                    }
-                    Followed::Failed(error) => {
-                        debug!(%stream, %error, "part reports unavailable");
-                        Some(RETRY)
-                    }
-                };
-                if let Some(pause) = pause {
-                    tokio::select! {
-                        _ = self.stop.cancelled() => break,
-                        _ = tokio::time::sleep(pause) => {}
-                    }
-                }
-                continue;
             }
-            let fetched = tokio::select! {
-                _ = self.stop.cancelled() => break,
-                fetched = self.source.fetch(&stream, after, MAX_WAIT) => fetched,
+            let fetch = async {
+                if streamed {
+                    self.fetch_streamed(&stream, &window, after).await
+                } else {
+                    self.fetch_long_poll(&stream, &window, after).await
+                }
             };
-            match fetched {
-                Ok(page) => window.add(page),
-                Err(error) => {
-                    debug!(%stream, %error, "part reports unavailable");
-                    tokio::select! {
-                        _ = self.stop.cancelled() => break,
-                        _ = tokio::time::sleep(RETRY) => {}
-                    }
+            let next = tokio::select! {
+                _ = self.stop.cancelled() => break,
+                next = fetch => next,
+            };
+            let pause = match next {
+                Next::AtOnce => None,
+                Next::After(pause) => Some(pause),
+                Next::LongPolls => {
+                    long_poll_until = Some(Instant::now() + FALLBACK);
+                    None
+                }
+            };
+            if let Some(pause) = pause {
+                tokio::select! {
+                    _ = self.stop.cancelled() => break,
+                    _ = tokio::time::sleep(pause) => {}
                 }
             }
         }
@@ -349,6 +348,48 @@ impl PartReportRelay {
             .is_some_and(|held| Arc::ptr_eq(held, &window))
         {
             streams.remove(&stream);
+        }
+    }
+
+    /// One streamed answer of the reports of `stream` above `after`, its pages added to
+    /// `window` as they come.
+    async fn fetch_streamed(&self, stream: &str, window: &Window, after: u64) -> Next {
+        let started = Instant::now();
+        let sink = |page: PartReportsPage| window.add(page);
+        match self.source.follow(stream, after, self.hold, &sink).await {
+            Followed::Closed => Next::AtOnce,
+            // A cut answer that brought reports or lasted: ask again at once; one cut at once
+            // without any: not a busy loop.
+            Followed::Cut => {
+                let progressed = *window.newest.borrow() != after;
+                if !progressed && started.elapsed() < RETRY {
+                    Next::After(RETRY)
+                } else {
+                    Next::AtOnce
+                }
+            }
+            Followed::Refused(error) => {
+                debug!(%stream, %error, "streamed part reports refused: long polls");
+                Next::LongPolls
+            }
+            Followed::Failed(error) => {
+                debug!(%stream, %error, "part reports unavailable");
+                Next::After(RETRY)
+            }
+        }
+    }
+
+    /// One long poll of the reports of `stream` above `after`, added to `window`.
+    async fn fetch_long_poll(&self, stream: &str, window: &Window, after: u64) -> Next {
+        match self.source.fetch(stream, after, MAX_WAIT).await {
+            Ok(page) => {
+                window.add(page);
+                Next::AtOnce
+            }
+            Err(error) => {
+                debug!(%stream, %error, "part reports unavailable");
+                Next::After(RETRY)
+            }
         }
     }
 
@@ -375,6 +416,13 @@ impl PartReportRelay {
                 changed = newest.changed() => if changed.is_err() { return None },
             }
         }
+    }
+
+    /// The origin's run in the newest report of `stream` held, following its reports from now
+    /// on (so a relay that learned the origin's numbers sees a new run); `None` before one came
+    /// or when this node follows too many streams.
+    pub(crate) fn newest_run(self: &Arc<Self>, stream: &str) -> Option<u64> {
+        self.window(stream).ok()?.newest_run()
     }
 
     /// Whether any report of `stream` is held.
@@ -442,6 +490,10 @@ impl OriginNumbering for ReportNumbering {
             }
             fallback.origin_place(&key, part_hash, Duration::ZERO).await
         })
+    }
+
+    fn origin_run(&self, key: &StreamKey) -> Option<u64> {
+        self.relay.newest_run(key.name.as_str())
     }
 }
 
@@ -565,12 +617,34 @@ mod tests {
         }
     }
 
+    /// What a test keeps of a source it hands to a relay.
+    struct Handles {
+        fetches: Arc<AtomicU64>,
+        follows: Arc<AtomicU64>,
+        held: Arc<watch::Sender<u64>>,
+    }
+
+    impl Counting {
+        fn handles(&self) -> Handles {
+            Handles {
+                fetches: self.fetches.clone(),
+                follows: self.follows.clone(),
+                held: self.held.clone(),
+            }
+        }
+    }
+
     fn numbered(seq: u64) -> NumberedPartReport {
+        numbered_in(seq, 1)
+    }
+
+    /// Report `seq` of the origin's run `run`, of one part at msn `seq`, index 1.
+    fn numbered_in(seq: u64, run: u64) -> NumberedPartReport {
         let origin = KeyPair::from_seed([7; 32]);
         let body = OriginPartReport {
             node_id: origin.node_id(),
             stream_id: StreamId::new("show").unwrap(),
-            run: 1,
+            run,
             parts: vec![streamr_core::PartHash {
                 msn: seq,
                 index: 1,
@@ -690,11 +764,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stream_s_reports_come_over_one_streamed_answer() {
         let source = Counting::new(true, None);
-        let (fetches, follows, held) = (
-            source.fetches.clone(),
-            source.follows.clone(),
-            source.held.clone(),
-        );
+        let Handles {
+            fetches,
+            follows,
+            held,
+        } = source.handles();
         let relay = relay_of(source, Duration::from_secs(30), Duration::from_secs(30));
         viewers_read_every_report(&relay, &held).await;
         assert_eq!(follows.load(Ordering::SeqCst), 1, "one streamed answer");
@@ -706,11 +780,11 @@ mod tests {
         // Every answer is cut after two pages: the node asks again from the newest report it
         // holds, and the viewers still read every report.
         let source = Counting::new(true, Some(2));
-        let (fetches, follows, held) = (
-            source.fetches.clone(),
-            source.follows.clone(),
-            source.held.clone(),
-        );
+        let Handles {
+            fetches,
+            follows,
+            held,
+        } = source.handles();
         let relay = relay_of(source, Duration::from_secs(30), Duration::from_secs(30));
         viewers_read_every_report(&relay, &held).await;
         let follows = follows.load(Ordering::SeqCst);
@@ -724,7 +798,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_relay_learns_the_origin_s_numbering_from_the_reports() {
         let source = Counting::new(true, None);
-        let (fetches, held) = (source.fetches.clone(), source.held.clone());
+        let Handles { fetches, held, .. } = source.handles();
         let relay = relay_of(source, Duration::from_secs(30), Duration::from_secs(30));
         let hash = ContentDigest::from_bytes([3; 32]);
         let asking = {
@@ -744,16 +818,43 @@ mod tests {
         assert_eq!(fetches.load(Ordering::SeqCst), 0, "no coordinator lookup");
     }
 
+    #[test]
+    fn a_window_tells_the_run_of_a_place_and_of_its_newest_report() {
+        let window = Window::new();
+        assert_eq!(window.newest_run(), None);
+        window.add(PartReportsPage {
+            reports: vec![numbered_in(1, 7), numbered_in(2, 7)],
+            next: 2,
+        });
+        assert_eq!(window.newest_run(), Some(7));
+        // The origin restarted: its next reports are of another run.
+        window.add(PartReportsPage {
+            reports: vec![numbered_in(3, 9)],
+            next: 3,
+        });
+        assert_eq!(window.newest_run(), Some(9));
+        let place = |seq: u8| window.place(&ContentDigest::from_bytes([seq; 32]));
+        assert_eq!(
+            place(2),
+            Some(OriginPartPlace {
+                msn: 2,
+                index: 1,
+                run: Some(7)
+            })
+        );
+        assert_eq!(place(3).and_then(|place| place.run), Some(9));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_older_coordinator_gets_one_long_poll_per_report() {
         // The coordinator has no streamed answer: the node long-polls, still one fetch per
         // report for all its viewers, and asks for a streamed answer again after FALLBACK.
         let source = Counting::new(false, None);
-        let (fetches, follows, held) = (
-            source.fetches.clone(),
-            source.follows.clone(),
-            source.held.clone(),
-        );
+        let Handles {
+            fetches,
+            follows,
+            held,
+        } = source.handles();
         let idle = Duration::from_millis(300);
         let relay = relay_of(source, idle, Duration::from_secs(30));
         viewers_read_every_report(&relay, &held).await;
@@ -807,5 +908,116 @@ mod tests {
         });
         assert_eq!(*window.newest.borrow(), 2);
         assert_eq!(window.after(0).reports.len(), 2);
+    }
+
+    /// Made-up stream names a hostile viewer could ask for: distinct, valid names.
+    fn made_up_names(count: usize) -> impl Iterator<Item = String> {
+        (0..count).map(|n| format!("made-up-{n}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ten_thousand_made_up_names_follow_at_most_the_cap_of_streams() {
+        // Asked for 10 000 streams, the relay follows MAX_STREAMS of them and answers the
+        // rest "busy" at once: no fetch task, no window, no wait for them.
+        const ASKED: usize = 10_000;
+        let source = Counting::new(true, None);
+        let Handles { follows, .. } = source.handles();
+        let relay = relay_of(source, Duration::from_secs(2), Duration::from_millis(100));
+        let started = Instant::now();
+        let mut served = 0;
+        for name in made_up_names(ASKED) {
+            match relay.page(&name, 0, Duration::ZERO).await {
+                Ok(page) => {
+                    assert!(page.reports.is_empty(), "{name} has no reports");
+                    served += 1;
+                }
+                Err(Unserved::Busy) => {}
+            }
+            assert!(relay.streams.lock().unwrap().len() <= MAX_STREAMS);
+        }
+        assert_eq!(
+            served, MAX_STREAMS,
+            "the first {MAX_STREAMS} names are served"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the refused names were not waited for: {:?}",
+            started.elapsed()
+        );
+        // One fetch task per followed stream, none for the refused ones.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while follows.load(Ordering::SeqCst) < MAX_STREAMS as u64 {
+            assert!(Instant::now() < deadline, "the fetch tasks did not start");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(relay.streams.lock().unwrap().len(), MAX_STREAMS);
+        // Nobody asks for them again: they are forgotten, and a real stream is followed.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !relay.streams.lock().unwrap().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the made-up streams are still followed"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(relay.page("show", 0, Duration::ZERO).await.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn names_from_viewers_are_checked_before_any_report_is_followed() {
+        // The route answers a bad name 400 and a valid name of a stream not here 404, both
+        // without following anything at the coordinator.
+        let source = Counting::new(true, None);
+        let Handles {
+            fetches, follows, ..
+        } = source.handles();
+        let relay = relay_of(source, Duration::from_secs(30), Duration::from_secs(30));
+        let route = ReportRoute {
+            relay: relay.clone(),
+            hub: RelayHub::new(streamr_media::relay::RelayConfig::default()),
+        };
+        let ask = |stream: String| {
+            let route = route.clone();
+            async move {
+                let cursor = Cursor {
+                    after: 0,
+                    wait_ms: 5_000,
+                    grant: None,
+                };
+                serve(
+                    State(route),
+                    Path(("live".to_owned(), stream)),
+                    Ok(Query(cursor)),
+                )
+                .await
+                .status()
+            }
+        };
+        let hostile = [
+            "..".to_owned(),
+            "../../etc/passwd".to_owned(),
+            ".hidden".to_owned(),
+            "a/b".to_owned(),
+            "nul\0byte".to_owned(),
+            "é".to_owned(),
+            String::new(),
+            "x".repeat(streamr_media::name::MAX_NAME_LEN + 1),
+        ];
+        for name in hostile {
+            assert_eq!(ask(name.clone()).await, StatusCode::BAD_REQUEST, "{name:?}");
+        }
+        let started = Instant::now();
+        for name in made_up_names(10_000) {
+            assert_eq!(ask(name.clone()).await, StatusCode::NOT_FOUND, "{name}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a stream not here is not waited for: {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(relay.streams.lock().unwrap().is_empty(), "nothing followed");
+        assert_eq!(follows.load(Ordering::SeqCst), 0);
+        assert_eq!(fetches.load(Ordering::SeqCst), 0);
     }
 }

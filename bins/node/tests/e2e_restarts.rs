@@ -6,7 +6,8 @@
 //!
 //! - The origin is killed (SIGKILL) mid-stream and started again with the same identity, and
 //!   the streamer publishes again: the stream's segment chain continues without a gap or a
-//!   refused report, the viewer keeps verifying and crediting, the relay is never penalised.
+//!   refused report (the restarted origin's reports under a new run), the viewer keeps
+//!   verifying and crediting, the relay is never penalised.
 //! - The coordinator is away while the origin cuts segments (until at least three reports
 //!   wait in its journal, the viewer holds segments it could not check yet and every node's
 //!   heartbeat has lapsed): the origin queues its reports on disk and delivers them in order
@@ -410,6 +411,20 @@ async fn an_origin_restart_continues_the_chain_and_viewers_keep_verifying() {
     until_chain_reaches(&network.coord, head + 6, Duration::from_secs(120)).await;
     let chain = network.coord.chain().await;
     assert_contiguous(&chain);
+    // Every report names the origin's run, and the restarted origin's is another: the run
+    // changes once along the chain (reports the killed origin left in its journal are
+    // delivered under its old run first), after the old head, so the chain says where the
+    // stream broke off.
+    assert!(chain.iter().all(|s| s.run.is_some()), "{chain:?}");
+    let breaks: Vec<i64> = chain
+        .windows(2)
+        .filter(|pair| pair[0].run != pair[1].run)
+        .map(|pair| pair[1].sequence)
+        .collect();
+    assert!(
+        breaks.len() == 1 && breaks[0] > head,
+        "head {head}, runs change at {breaks:?}"
+    );
     let origin_log = log_of(network.dir.path(), "origin");
     assert!(
         !origin_log.contains("refused a segment report"),

@@ -52,7 +52,7 @@ struct Cli {
     #[arg(long, env = "STREAMR_SIM_PROBE_SCENARIOS")]
     probe_scenarios: bool,
     /// Run the relay-tree placement scenarios instead (lying and colluding children,
-    /// flapping, heartbeat-named upstreams, through the coordinator's tree rules) and report
+    /// flapping, heartbeat-named upstreams, parents feeding none of their children, through the coordinator's tree rules) and report
     /// what each attacker gains in position and relay credit against its bound.
     #[arg(long, env = "STREAMR_SIM_TREE_SCENARIOS")]
     tree_scenarios: bool,

@@ -16,13 +16,15 @@
 //! everything else equal. The bound every attack is held to: no more availability than the
 //! honest relay; a relay serving a segment the origin never reported fails or is never judged,
 //! except the newest segment of a probe followed by a claimed discontinuity, which is spared
-//! only in a probe that verified another segment of the origin's.
+//! only in a probe that verified another segment of the origin's, and (when the origin names
+//! its run in each report, as by default here) only where the origin's stream broke off.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use streamr_core::probe_judge::{
-    place_in, probe_candidates, DropReason, HeldProbe, OriginReports, Place, Settle,
+    place_in, probe_candidates, DropReason, HeldProbe, OriginReports, Place, ReportedSegment,
+    Settle,
 };
 use streamr_core::{
     node_weight, segment_hash, ContentDigest, NodeEpochInput, NodeId, OperatorId, ProbePolicy,
@@ -82,6 +84,8 @@ struct Scenario {
     window: usize,
     /// How long the origin's reports take to reach the coordinator.
     report_delay_ms: u64,
+    /// Whether the origin names its run in each report (an origin predating runs does not).
+    runs_reported: bool,
     /// Whether this is an attack (held to the bound) or an honest relay (never failed).
     attack: bool,
 }
@@ -97,6 +101,7 @@ impl Scenario {
             round_ms: 5_000,
             window: 5,
             report_delay_ms: 1_500,
+            runs_reported: true,
             attack: false,
         }
     }
@@ -106,6 +111,15 @@ impl Scenario {
             behaviour,
             attack: true,
             ..Self::honest(name)
+        }
+    }
+
+    /// The same against an origin that names no run in its reports.
+    fn without_runs(self, name: &'static str) -> Self {
+        Self {
+            name,
+            runs_reported: false,
+            ..self
         }
     }
 }
@@ -124,10 +138,11 @@ struct OriginSegment {
     new_run: bool,
 }
 
-/// The origin's hour: its segments and, in delivery order, its reports (hash, `published_ms`
-/// on its clock, delivered at).
-fn origin(scenario: &Scenario) -> (Vec<OriginSegment>, Vec<(ContentDigest, u64, u64)>) {
+/// The origin's hour: its segments and, in delivery order, its reports (on its clock, with its
+/// place on the chain and its run when the origin names it) and when each was delivered.
+fn origin(scenario: &Scenario) -> (Vec<OriginSegment>, Vec<(ReportedSegment, u64)>) {
     let mut segments = Vec::new();
+    let mut runs = Vec::new();
     let mut run = 0u64;
     let mut k = 0u64;
     let mut cut = START_MS;
@@ -143,6 +158,7 @@ fn origin(scenario: &Scenario) -> (Vec<OriginSegment>, Vec<(ContentDigest, u64, 
                 cut_short: true,
                 new_run,
             });
+            runs.push(run);
             run += 1;
             k = 0;
             cut = kill + RESTART_MS + SEGMENT_MS;
@@ -156,13 +172,15 @@ fn origin(scenario: &Scenario) -> (Vec<OriginSegment>, Vec<(ContentDigest, u64, 
             cut_short: false,
             new_run,
         });
+        runs.push(run);
         new_run = false;
         k += 1;
         cut += SEGMENT_MS;
     }
-    let mut reports: Vec<(ContentDigest, u64, u64)> = Vec::new();
+    let mut reports: Vec<(ReportedSegment, u64)> = Vec::new();
     let mut last_delivered = 0u64;
-    for segment in segments.iter().filter(|s| !s.cut_short) {
+    let reported = segments.iter().zip(&runs).filter(|(s, _)| !s.cut_short);
+    for (sequence, (segment, run)) in reported.enumerate() {
         let mut at = segment.cut_ms + scenario.report_delay_ms;
         if let Some((_, to)) = scenario
             .outages
@@ -176,7 +194,13 @@ fn origin(scenario: &Scenario) -> (Vec<OriginSegment>, Vec<(ContentDigest, u64, 
             at = at.max(last_delivered + scenario.backlog_ms);
         }
         last_delivered = at;
-        reports.push((segment.hash, segment.cut_ms + ORIGIN_SKEW_MS, at));
+        let report = ReportedSegment {
+            hash: segment.hash,
+            sequence: sequence as u64,
+            published_ms: segment.cut_ms + ORIGIN_SKEW_MS,
+            run: scenario.runs_reported.then_some(*run),
+        };
+        reports.push((report, at));
     }
     (segments, reports)
 }
@@ -285,14 +309,14 @@ impl Relay<'_> {
 }
 
 /// The origin's newest `limit` reports delivered by `at`.
-fn reports_at(reports: &[(ContentDigest, u64, u64)], at: u64, limit: usize) -> OriginReports {
-    let delivered = reports.partition_point(|(_, _, by)| *by <= at);
+fn reports_at(reports: &[(ReportedSegment, u64)], at: u64, limit: usize) -> OriginReports {
+    let delivered = reports.partition_point(|(_, by)| *by <= at);
     let from = delivered.saturating_sub(limit);
     reports
         .get(from..delivered)
         .unwrap_or_default()
         .iter()
-        .map(|(hash, published, _)| (*hash, *published))
+        .map(|(report, _)| *report)
         .collect()
 }
 
@@ -513,7 +537,13 @@ fn scenarios() -> Vec<Scenario> {
             ..Scenario::honest("honest relay cut short by 22 origin restarts")
         },
         Scenario {
-            restarts,
+            restarts: restarts.clone(),
+            round_ms: 1_000,
+            ..Scenario::honest("")
+        }
+        .without_runs("honest relay cut short by 22 origin restarts, origin naming no run"),
+        Scenario {
+            restarts: restarts.clone(),
             round_ms: 40_000,
             window: 3,
             ..Scenario::honest(
@@ -540,6 +570,16 @@ fn scenarios() -> Vec<Scenario> {
             "liar claiming a discontinuity after each forged segment (1 in 3)",
             Behaviour::DiscontinuityLiar(3),
         ),
+        Scenario::attack("", Behaviour::DiscontinuityLiar(3)).without_runs(
+            "liar claiming a discontinuity after each forged segment (1 in 3), origin naming no run",
+        ),
+        Scenario {
+            restarts,
+            ..Scenario::attack(
+                "liar claiming a discontinuity after each forged segment (1 in 3), 22 origin restarts",
+                Behaviour::DiscontinuityLiar(3),
+            )
+        },
         Scenario::attack(
             "liar claiming a discontinuity after each forged segment (1 in 2)",
             Behaviour::DiscontinuityLiar(2),
@@ -659,6 +699,25 @@ mod tests {
         for o in liars {
             assert!(o.unreported_in_passed <= o.passed, "{o:?}");
         }
+        // An origin that names its runs says where its stream broke off: a forged segment claimed
+        // cut short anywhere else fails, so the liar scores its true availability (the share of
+        // probes that carried no forged segment), with or without real restarts.
+        for name in [
+            "liar claiming a discontinuity after each forged segment (1 in 3)",
+            "liar claiming a discontinuity after each forged segment (1 in 2)",
+            "liar claiming a discontinuity after each forged segment (1 in 3), 22",
+        ] {
+            let o = by_name(name);
+            assert!(o.failed > 0, "{o:?}");
+            assert!(o.availability_ppm < honest.availability_ppm, "{o:?}");
+        }
+        let o = by_name("liar claiming a discontinuity after each forged segment (1 in 3)");
+        assert_eq!(o.unreported_in_passed, 0, "{o:?}");
+        // Against an origin naming no run it is spared as before (the bound above).
+        let legacy = by_name(
+            "liar claiming a discontinuity after each forged segment (1 in 3), origin naming",
+        );
+        assert!(legacy.unreported_in_passed > 0, "{legacy:?}");
         // The gap liar: only the first gap in a window shields the segment after it, so the
         // other forged segments are probed and fail; its gaps serve nobody.
         let gap_liars = outcomes

@@ -14,13 +14,16 @@
 //! of a node in the reporter's chain; the coordinator checks each reported node of the asking
 //! relay's chain itself when checks are on (a serving relay answers that it serves, a dead one
 //! does not answer); a heartbeat may name only an upstream the coordinator granted the relay
-//! (it grants the whole chain it answers with).
+//! (it grants the whole chain it answers with); and a child's receipts show what its parent
+//! delivered it (an honest child signs for what it got, a lying one signs nothing), which the
+//! coordinator reads for every reported edge ([`streamr_core::tree::unfed_parents`]).
 
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use streamr_core::tree::{
     decide, Ask, Assignment, Evidence, Home, Layout, ParentCheck, RealUpstream, Report, Tree,
+    FORGOTTEN,
 };
 
 const ORIGIN: &str = "origin";
@@ -42,8 +45,12 @@ const EDGE_HOUR_BYTES: i64 = 500_000 * 3_600;
 enum Attack {
     /// Like every other relay.
     None,
-    /// Each attacker relay names its (serving) parent failed at every ask.
+    /// Each attacker relay names its (serving) parent failed at every ask, and signs no
+    /// receipt for what it delivers.
     ReportParent,
+    /// The attacker's relays answer that they serve the stream but feed no child: their
+    /// children get nothing, sign no receipt, and report them failed.
+    StarveChildren,
     /// The first attacker relay leaves for a liveness and comes back, every round.
     Flap,
     /// The first attacker relay's heartbeats say it pulls from this node.
@@ -75,6 +82,9 @@ struct Net {
     granted: HashSet<(String, String)>,
     /// Where heartbeats say relays pull from.
     claims: HashMap<String, String>,
+    /// Relays that sign no receipt (lying children) and relays that feed no child.
+    silent: HashSet<String>,
+    starving: HashSet<String>,
     self_check: bool,
     now: i64,
 }
@@ -106,6 +116,8 @@ impl Net {
             reports: Vec::new(),
             granted: HashSet::new(),
             claims: HashMap::new(),
+            silent: HashSet::new(),
+            starving: HashSet::new(),
             self_check,
             now: 1_000_000,
         }
@@ -187,6 +199,15 @@ impl Net {
                 )
             })
             .collect();
+        // The receipts: a live parent that feeds delivers to its child, and the child signs
+        // for it unless it is a silent liar.
+        let delivered: HashSet<(String, String)> = self
+            .assignments
+            .iter()
+            .filter(|a| a.parent_id == ORIGIN || self.members.contains_key(&a.parent_id))
+            .filter(|a| !self.starving.contains(&a.parent_id) && !self.silent.contains(&a.node_id))
+            .map(|a| (a.node_id.clone(), a.parent_id.clone()))
+            .collect();
         let lacking = HashMap::new();
         let ask = Ask {
             node,
@@ -206,23 +227,28 @@ impl Net {
             real: &real,
             grace_ms: LIVENESS_MS / 3,
             now_ms: now,
+            delivered: &delivered,
         };
         let moves = decide(&self.assignments, &self.reports, &ask);
         for (relay, parent) in moves {
             self.assignments.retain(|a| a.node_id != relay);
+            if parent == FORGOTTEN {
+                continue;
+            }
             self.assignments.push(Assignment {
                 node_id: relay,
                 parent_id: parent,
                 assigned_at_ms: now,
             });
         }
-        // The answer: the chain up to the origin, each with a grant.
+        // The answer: the chain, each with a grant; the origin only to its own children.
         let tree = Tree::new(ORIGIN, K, &self.members, &self.assignments);
-        let chain = tree
-            .chain(node, &HashSet::new())
-            .unwrap_or_else(|| vec![ORIGIN]);
+        let chain = tree.chain(node, &HashSet::new()).unwrap_or_default();
+        let depth = chain.len();
         for upstream in chain {
-            self.granted.insert((node.to_owned(), upstream.to_owned()));
+            if depth == 1 || upstream != ORIGIN {
+                self.granted.insert((node.to_owned(), upstream.to_owned()));
+            }
         }
     }
 
@@ -233,7 +259,7 @@ impl Net {
             .map(|c| c.len())
     }
 
-    /// Live children `node` feeds.
+    /// Live children assigned to `node` (whether it feeds them or not).
     fn children(&self, node: &str) -> usize {
         self.assignments
             .iter()
@@ -253,11 +279,18 @@ struct Run {
     honest: HashMap<String, (usize, usize)>,
     /// The origin's live children.
     origin_children: usize,
+    /// Children left below a relay that does not feed them.
+    unfed_children: usize,
 }
 
 fn play(setup: &Setup) -> Run {
     let mut net = Net::new(setup.self_check);
     let attackers: Vec<String> = (0..setup.attackers.len()).map(attacker_name).collect();
+    match setup.attack {
+        Attack::ReportParent => net.silent.extend(attackers.iter().cloned()),
+        Attack::StarveChildren => net.starving.extend(attackers.iter().cloned()),
+        _ => {}
+    }
     for i in 0..setup.join_after {
         net.join(&honest_name(i), format!("10.0.{i}"), format!("op{i}"));
     }
@@ -297,8 +330,16 @@ fn play(setup: &Setup) -> Run {
         for node in &everyone {
             let attacking = attackers.contains(node) && setup.attack == Attack::ReportParent;
             let parent = net.parent(node).map(str::to_owned);
+            // An honest relay reports a parent that died or feeds it nothing.
             let failed: Vec<&str> = match parent.as_deref() {
-                Some(p) if p != ORIGIN && (attacking || !net.members.contains_key(p)) => vec![p],
+                Some(p)
+                    if p != ORIGIN
+                        && (attacking
+                            || !net.members.contains_key(p)
+                            || net.starving.contains(p)) =>
+                {
+                    vec![p]
+                }
                 _ => Vec::new(),
             };
             net.ask(node, &failed);
@@ -319,6 +360,7 @@ fn play(setup: &Setup) -> Run {
             })
             .collect(),
         origin_children: net.children(ORIGIN),
+        unfed_children: net.starving.iter().map(|s| net.children(s)).sum(),
     }
 }
 
@@ -347,6 +389,12 @@ pub struct TreeOutcome {
     pub honest_deeper: usize,
     /// The origin's children (at most k).
     pub origin_copies: usize,
+    /// Children left below a relay that feeds them nothing (it earns nothing for them).
+    pub unfed_children: usize,
+    /// Whether the attack stops service to the attacker's children: they must move, so
+    /// honest relays may end deeper (the cost of any parent that stops; the attacker gains
+    /// nothing from it).
+    pub stops_service: bool,
 }
 
 fn compare(name: &'static str, setup: &Setup, bound_bytes: i64) -> TreeOutcome {
@@ -378,6 +426,8 @@ fn compare(name: &'static str, setup: &Setup, bound_bytes: i64) -> TreeOutcome {
         honest_credit_lost_bytes: lost,
         honest_deeper: deeper,
         origin_copies: attacked.origin_children,
+        unfed_children: attacked.unfed_children,
+        stops_service: setup.attack == Attack::StarveChildren,
     }
 }
 
@@ -388,7 +438,7 @@ pub fn run_all() -> Vec<TreeOutcome> {
     let single = vec![("198.51.100", "mallory")];
     let with = |attackers: &Vec<(&'static str, &'static str)>, attack: Attack, self_check| {
         let join_after = match attack {
-            Attack::Flap | Attack::ClaimUpstream(_) => 3,
+            Attack::Flap | Attack::ClaimUpstream(_) | Attack::StarveChildren => 3,
             Attack::None | Attack::ReportParent => 12,
         };
         Setup {
@@ -435,13 +485,23 @@ pub fn run_all() -> Vec<TreeOutcome> {
             &with(&single, Attack::ClaimUpstream("h01"), true),
             0,
         ),
+        compare(
+            "parent answers serving but feeds none of its children",
+            &with(&single, Attack::StarveChildren, true),
+            0,
+        ),
+        compare(
+            "parent feeds none of its children, coordinator checks off",
+            &with(&single, Attack::StarveChildren, false),
+            0,
+        ),
     ]
 }
 
 /// The scenarios as a table.
 pub fn table(outcomes: &[TreeOutcome]) -> String {
     let mut out = String::from(
-        "| scenario | coordinator checks | attacker depth | children it feeds | tiers climbed | attacker relay credit gain (MB/h) | bound (MB/h) | honest credit lost (MB/h) | honest relays deeper | origin copies |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| scenario | coordinator checks | attacker depth | children it feeds | tiers climbed | attacker relay credit gain (MB/h) | bound (MB/h) | honest credit lost (MB/h) | honest relays deeper | origin copies | children left unfed |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for o in outcomes {
         let bound = if o.bound_bytes == i64::MAX {
@@ -450,7 +510,7 @@ pub fn table(outcomes: &[TreeOutcome]) -> String {
             (o.bound_bytes / 1_000_000).to_string()
         };
         out.push_str(&format!(
-            "| {} | {} | {} → {} | {} → {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} → {} | {} → {} | {} | {} | {} | {} | {} | {} | {} |\n",
             o.name,
             if o.self_check { "on" } else { "off" },
             o.attacker_depth.0,
@@ -463,6 +523,7 @@ pub fn table(outcomes: &[TreeOutcome]) -> String {
             o.honest_credit_lost_bytes / 1_000_000,
             o.honest_deeper,
             o.origin_copies,
+            o.unfed_children,
         ));
     }
     out
@@ -490,7 +551,8 @@ mod tests {
                 o.attacker_credit_gain_bytes,
                 o.bound_bytes
             );
-            if o.bound_bytes == 0 {
+            assert_eq!(o.unfed_children, 0, "{}: children left unfed", o.name);
+            if o.bound_bytes == 0 && !o.stops_service {
                 assert!(
                     o.climbed_tiers <= 0,
                     "{}: climbed {}",

@@ -8,7 +8,7 @@ use super::Shared;
 
 pub use streamr_client::wire::CoordinatorInfo;
 
-/// The coordinator's public key (verifies session grants) and epoch length.
+/// The coordinator's public key (verifies session grants), epoch length and relay fan-out.
 #[utoipa::path(get, path = "/coordinator", tag = "operations", responses(
     (status = 200, description = "About this coordinator", body = CoordinatorInfo),
 ))]
@@ -17,5 +17,6 @@ pub(crate) async fn coordinator(State(state): State<Shared>) -> Json<Coordinator
         coordinator_key: state.config.coordinator_key.coordinator_key(),
         epoch_length_ms: state.config.epoch_length_ms(),
         local_trial: state.config.local_trial,
+        relay_fanout: Some(u32::try_from(state.config.relay_fanout.max(1)).unwrap_or(u32::MAX)),
     })
 }

@@ -22,6 +22,7 @@ use crate::extract::{ApiJson, ApiPath, ApiQuery, PeerIp};
 use crate::heartbeat_writer::SignatureCheck;
 use crate::intake::receipts;
 use crate::metrics::Metrics;
+use crate::session_totals::TotalsHeartbeat;
 use crate::storage::{to_wire, ActivityDelta, HeartbeatWrite, NodeRecord, NodeSessionRecord};
 use crate::wire::{
     HeartbeatRequest, NodeInfo, ProbeInfo, ReceiptsOutcome, SessionHeartbeatRequest,
@@ -383,12 +384,15 @@ pub(crate) async fn open_session(
 
 /// A heartbeat authenticated by its node session's MAC: the session is looked up (this
 /// process's cache, else the database), must belong to the node the heartbeat names and not
-/// be expired, and the MAC must hold; then everything proceeds as for a signed heartbeat
-/// (skew window, nonce above the node's last, one transaction with its receipts).
+/// be expired, and the MAC must hold. Its byte counts are the session's running totals: the
+/// newest heartbeat of each session is kept in memory (nonce above the session's last, totals
+/// not below) and written with the others every `heartbeat_totals_interval`; receipts it
+/// carries are stored before it is answered.
 #[utoipa::path(post, path = "/nodes/session-heartbeat", tag = "nodes",
     request_body = SessionHeartbeatRequest,
     responses(
         (status = 200, description = "Accepted; how each receipt fared", body = ReceiptsOutcome),
+        (status = 400, description = "invalid_field: a running total below the session's last one", body = ErrorSchema),
         (status = 401, description = "unknown_session or session_expired (open a new session), bad_mac or clock_skew", body = ErrorSchema),
         (status = 403, description = "wrong_session_node: the session belongs to another node", body = ErrorSchema),
         (status = 404, description = "unknown_node", body = ErrorSchema),
@@ -401,7 +405,7 @@ pub(crate) async fn session_heartbeat(
 ) -> Result<Json<ReceiptsOutcome>, ApiError> {
     let (sealed, receipts) = request.into_parts();
     let result = match check_mac(&state, &sealed).await {
-        Ok(()) => accept_heartbeat(&state, &sealed.heartbeat, None, &receipts).await,
+        Ok(()) => accept_session_heartbeat(&state, &sealed, &receipts).await,
         Err(error) => Err(error),
     };
     answer_heartbeat(&state, &sealed.heartbeat.node_id, peer, result).await
@@ -510,19 +514,15 @@ async fn answer_heartbeat(
 /// more is not a friend node, and each entry is stored and walked at every tree decision.
 const MAX_HEARTBEAT_STREAMS: usize = 1024;
 
-/// Checks what is cheap on the request path (size, skew window, a nonce this process has seen
-/// committed). With `signature` (a signed heartbeat), a heartbeat without receipts has its
-/// signature left to the writer, which checks a whole batch at once, and one with receipts has
-/// it checked here, before its receipts are looked at. Without (a session heartbeat), the
-/// caller has authenticated the heartbeat already.
-async fn accept_heartbeat(
+/// The checks every heartbeat passes first: how many receipts and streams it carries, and its
+/// timestamp within the skew window. Returns the coordinator's time.
+fn check_heartbeat_limits(
     state: &Shared,
     body: &NodeHeartbeat,
-    signature: Option<SignatureBytes>,
-    receipts_in: &[SignedReceipt],
-) -> Result<ReceiptsOutcome, ApiError> {
+    receipts: usize,
+) -> Result<i64, ApiError> {
     let limit = state.config.max_receipts_per_request;
-    if receipts_in.len() > limit {
+    if receipts > limit {
         return Err(ApiError::InvalidField {
             field: "receipts",
             reason: format!("at most {limit} receipts per heartbeat"),
@@ -554,6 +554,92 @@ async fn accept_heartbeat(
             limit_ms,
         ));
     }
+    Ok(now)
+}
+
+/// A session heartbeat (its MAC checked): its running totals go to the in-memory table,
+/// written to the database in periodic batches ([`crate::totals_writer`]); the receipts it
+/// carries (if any) are verified and stored before it is answered, with no claim of bytes
+/// (the totals carry those).
+async fn accept_session_heartbeat(
+    state: &Shared,
+    sealed: &MacHeartbeat,
+    receipts_in: &[SignedReceipt],
+) -> Result<ReceiptsOutcome, ApiError> {
+    let body = &sealed.heartbeat;
+    let now = check_heartbeat_limits(state, body, receipts_in.len())?;
+    let node_id = body.node_id.to_string();
+    let epoch = state.config.epoch_of(now);
+    let streams: Vec<&str> = body.streams.iter().map(|s| s.as_str()).collect();
+    let upstreams: Vec<(&str, String)> = body
+        .upstreams
+        .iter()
+        .map(|u| (u.stream.as_str(), u.upstream.to_string()))
+        .collect();
+    let totals = TotalsHeartbeat {
+        node_id: node_id.clone(),
+        nonce: to_i64("nonce", body.nonce)?,
+        timestamp_ms: to_i64("timestamp_ms", body.timestamp_ms)?,
+        streams_json: serde_json::to_string(&streams).unwrap_or_else(|_| "[]".into()),
+        upstreams_json: serde_json::to_string(&upstreams).unwrap_or_else(|_| "[]".into()),
+        viewers: to_i64("viewers", body.viewers)?,
+        bytes_total: to_i64("bytes_served", body.bytes_served)?,
+        unattested_total: to_i64("unattested_bytes", body.unattested_bytes)?,
+        epoch,
+    };
+    let table = state.totals_writer();
+    table.check(&sealed.session_id, &totals, now).await?;
+    let outcome = if receipts_in.is_empty() {
+        ReceiptsOutcome {
+            accepted: 0,
+            rejected: Vec::new(),
+        }
+    } else {
+        let verified =
+            receipts::verify(&state.intake(), Some(body.node_id), receipts_in, now).await?;
+        let activity = verified
+            .tallies
+            .get(&node_id)
+            .map(|tally| receipts::tally_delta(&node_id, epoch, tally))
+            .unwrap_or_else(|| ActivityDelta {
+                node_id: node_id.clone(),
+                epoch,
+                ..ActivityDelta::default()
+            });
+        let write = HeartbeatWrite {
+            node_id: node_id.clone(),
+            nonce: totals.nonce,
+            timestamp_ms: totals.timestamp_ms,
+            streams_json: totals.streams_json.clone(),
+            upstreams_json: totals.upstreams_json.clone(),
+            viewers: totals.viewers,
+            bytes_served: 0,
+            receipts: verified.accepted,
+            activity,
+        };
+        let accepted = state.heartbeat_writer().write(write, None).await?;
+        count_receipts(state, accepted, verified.rejected.len());
+        ReceiptsOutcome {
+            accepted,
+            rejected: verified.rejected,
+        }
+    };
+    table.accept(&sealed.session_id, totals, now).await?;
+    Ok(outcome)
+}
+
+/// Checks what is cheap on the request path (size, skew window, a nonce this process has seen
+/// committed). With `signature` (a signed heartbeat), a heartbeat without receipts has its
+/// signature left to the writer, which checks a whole batch at once, and one with receipts has
+/// it checked here, before its receipts are looked at. Without, the caller has authenticated
+/// the heartbeat already. (Session heartbeats go by [`accept_session_heartbeat`].)
+async fn accept_heartbeat(
+    state: &Shared,
+    body: &NodeHeartbeat,
+    signature: Option<SignatureBytes>,
+    receipts_in: &[SignedReceipt],
+) -> Result<ReceiptsOutcome, ApiError> {
+    let now = check_heartbeat_limits(state, body, receipts_in.len())?;
     let writer = state.heartbeat_writer();
     let node_id = body.node_id.to_string();
     let nonce = to_i64("nonce", body.nonce)?;

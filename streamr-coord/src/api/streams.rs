@@ -426,10 +426,10 @@ pub(crate) async fn report_segment(
     ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<SegmentReportRequest>,
 ) -> Result<(StatusCode, Json<SegmentReportResponse>), ApiError> {
-    let (stream, report, ll) = match request {
+    let (stream, report, ll, run) = match request {
         SegmentReportRequest::Admin(report) => {
             state.require_admin(&headers)?;
-            (load_stream(&state, &id).await?, report, None)
+            (load_stream(&state, &id).await?, report, None, None)
         }
         SegmentReportRequest::Signed(signed) => {
             let body = signed
@@ -441,7 +441,7 @@ pub(crate) async fn report_segment(
                 hash: body.hash,
                 published_ms: body.published_ms,
             };
-            (stream, report, body.ll.clone())
+            (stream, report, body.ll.clone(), body.run)
         }
     };
     let sequence = to_i64("sequence", report.sequence)?;
@@ -470,6 +470,7 @@ pub(crate) async fn report_segment(
         digest: digest.to_string(),
         published_ms,
         reported_at_ms: now_ms(),
+        run: run.map(|run| format!("{run:016x}")),
         ll: None,
     };
     let created = state.storage.insert_segment(&segment).await?;

@@ -12,16 +12,23 @@
 //! in the reporter's chain are stored, `relay_reports`, for the liveness). Before deciding,
 //! the coordinator checks every reported relay of the asker's chain itself
 //! (`GET {http_url}/healthz?stream=…` within [`crate::CoordConfig::relay_probe_timeout`]: does
-//! it carry the stream with media arriving now?); a relay seen serving is never evicted by
+//! a live session feed it the stream?); a relay seen serving is never evicted by
 //! its children's reports, one seen not serving loses its subtree at once. Fan-outs are
 //! measured at most every two seconds per process (liveness is checked at every ask). Parents
 //! are chosen under a per-stream lock in the database, so replicas sharing it never overfill a
 //! parent.
 //!
-//! The answer lists the parent and then its ancestors up to the origin, each with a session
-//! grant naming the asking node as the viewer: a relay is a viewer of its parent, admitted by
-//! the same grant check, and when its parent dies it falls back up the chain at once while it
-//! asks again.
+//! The answer lists the parent and then its ancestors, each with a session grant naming the
+//! asking node as the viewer: a relay is a viewer of its parent, admitted by the same grant
+//! check, and when its parent dies it falls back up the chain at once while it asks again. The
+//! origin is named only to its own children (at most k), so no deeper relay falls back to it;
+//! the origin itself admits at most k relays per stream (the node's origin gate), so its
+//! egress stays at k copies in every state, re-parenting included.
+//!
+//! A parent's own answer that it serves is not taken for what its child got: the receipts the
+//! child signs for what its parent delivered are. A relay a child reports whose receipts show
+//! nothing delivered within the relay liveness takes no new child while the report stands
+//! ([`streamr_core::tree::unfed_parents`]); the child leaves it, and it earns nothing for it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -31,6 +38,10 @@ use streamr_core::tree::{
     decide, Ask, Assignment, Evidence, Home, Layout, ParentCheck, RealUpstream, Report, Tree,
     MAX_DEPTH,
 };
+
+/// Most `(child, parent)` report edges whose receipts one decision looks up; beyond them an
+/// edge counts as delivering (the benefit of the doubt: no relay is closed unread).
+const MAX_EDGE_LOOKUPS: usize = 32;
 use streamr_core::{
     NodeId, ProbeResult, ProbeSummary, RouteCandidate, Signed, SignedGrant, ViewerKey,
 };
@@ -229,7 +240,12 @@ pub(crate) async fn upstream(
             liveness,
         };
         if let Some(chain) = kept_chain(&state, &place, &fanouts).await? {
-            return answer(&state, &stream.id, &request.node_id, &chain, now).await;
+            let depth = chain.len();
+            let chain: Vec<NodeRecord> = chain
+                .into_iter()
+                .filter(|n| depth == 1 || n.id != origin)
+                .collect();
+            return answer(&state, &stream.id, &request.node_id, &chain, depth, now).await;
         }
     }
     let nodes = state.storage.list_nodes().await?;
@@ -288,15 +304,15 @@ pub(crate) async fn upstream(
     // The coordinator checks for itself every relay of the asker's chain that is reported,
     // by this ask or lately by others: with checks on, children's reports alone confirm
     // nothing it did not check (see `confirmed_failures`).
+    let lately = state
+        .storage
+        .relay_reports_since(&id, now.saturating_sub(liveness))
+        .await?;
     let to_check: Vec<String> = if self_check {
         let mut to_check = reported.clone();
-        let lately = state
-            .storage
-            .relay_reports_since(&id, now.saturating_sub(liveness))
-            .await?;
         let mut others: Vec<String> = lately
-            .into_iter()
-            .map(|r| r.node_id)
+            .iter()
+            .map(|r| r.node_id.clone())
             .filter(|n| own_chain.contains(n) && !to_check.contains(n))
             .collect();
         others.sort();
@@ -308,6 +324,14 @@ pub(crate) async fn upstream(
         Vec::new()
     };
     let checked = check_reported(&state, &nodes, &id, &to_check).await;
+    let edges: Vec<(String, String)> = reported
+        .iter()
+        .map(|f| (node.clone(), f.clone()))
+        .chain(lately.into_iter().map(|r| (r.reporter_id, r.node_id)))
+        // The origin is never closed to new children (see `decide`): nothing to read.
+        .filter(|(_, parent)| *parent != origin)
+        .collect();
+    let delivered = delivered_edges(&state, &id, edges, now, liveness).await?;
     let reports = RelayReports {
         reporter_id: node.clone(),
         failed: reported,
@@ -347,6 +371,7 @@ pub(crate) async fn upstream(
                         real: &real,
                         grace_ms,
                         now_ms: now,
+                        delivered: &delivered,
                     };
                     decide(&assignments_of(assignments), &reports_of(reports), &ask)
                 })
@@ -359,22 +384,66 @@ pub(crate) async fn upstream(
     let assignments = assignments_of(&assignments);
     let tree = Tree::new(&origin, fanout, &members, &assignments);
     // The failed ancestors are still in the chain when they are the only way up: the relay
-    // learns its new parent first, and the origin is always last.
-    let chain = tree
-        .chain(&node, &HashSet::new())
-        .unwrap_or_else(|| vec![origin.as_str()]);
+    // learns its new parent first. The origin is named only to the relays it feeds (its
+    // children, at most k): a deeper relay whose ancestors all fail asks again rather than
+    // pull from the origin, so the origin never sends more than k copies. A relay left
+    // without a place (none was free) is answered no upstream and asks again.
+    let chain = tree.chain(&node, &HashSet::new()).unwrap_or_default();
+    let depth = chain.len();
     let chain: Vec<NodeRecord> = chain
         .iter()
+        .filter(|upstream| depth == 1 || **upstream != origin)
         .filter_map(|upstream| nodes.iter().find(|n| n.id == *upstream).cloned())
         .collect();
-    answer(&state, &stream.id, &request.node_id, &chain, now).await
+    answer(&state, &stream.id, &request.node_id, &chain, depth, now).await
+}
+
+/// Of `edges` (`(child, parent)`, as reports name them), those whose child's own signed
+/// receipts show the parent delivered it the stream within the last `window_ms`: the newest
+/// receipt on the child's newest grant at the parent (issued within a grant's lifetime) was
+/// signed since. Two indexed reads per distinct edge, at most [`MAX_EDGE_LOOKUPS`] edges
+/// (the rest count as delivering).
+async fn delivered_edges(
+    state: &Shared,
+    stream: &str,
+    mut edges: Vec<(String, String)>,
+    now: i64,
+    window_ms: i64,
+) -> Result<HashSet<(String, String)>, ApiError> {
+    edges.sort();
+    edges.dedup();
+    let ttl = i64::try_from(state.config.grant_ttl.as_millis()).unwrap_or(i64::MAX);
+    let since = now.saturating_sub(window_ms);
+    let mut delivered = HashSet::new();
+    for (index, (child, parent)) in edges.into_iter().enumerate() {
+        let fed = if index >= MAX_EDGE_LOOKUPS {
+            true
+        } else {
+            match state
+                .storage
+                .latest_session_of(&child, &parent, stream, now.saturating_sub(ttl))
+                .await?
+            {
+                Some(session) => state
+                    .storage
+                    .latest_receipt(&session.session_id)
+                    .await?
+                    .is_some_and(|receipt| receipt.t_ms >= since),
+                None => false,
+            }
+        };
+        if fed {
+            delivered.insert((child, parent));
+        }
+    }
+    Ok(delivered)
 }
 
 /// The coordinator's own check of each of `reported` (at most four; none when
 /// [`crate::CoordConfig::relay_probe_timeout`] is unset), all at once:
 /// `GET {http_url}/healthz?stream={stream}&wait_ms=…` within the timeout. The node answers
-/// whether it carries the stream and media arrived within `wait_ms` (see the node's
-/// `/healthz`): `serving: true` is [`ParentCheck::Serving`]; `serving: false`, an error status,
+/// whether a live session (its publisher, or its pull from an upstream) feeds the stream,
+/// waiting up to `wait_ms` for one (see the node's `/healthz`): `serving: true` is [`ParentCheck::Serving`]; `serving: false`, an error status,
 /// a refused connection or no answer in time is [`ParentCheck::NotServing`]; a success
 /// without `serving` (a node too old to know the question) is [`ParentCheck::Unknown`].
 /// Colluding reporters cannot fake this: the coordinator asks the node. A dead node refuses
@@ -399,8 +468,8 @@ async fn check_reported(
     }) else {
         return checked;
     };
-    // The node may wait for media for three quarters of the deadline, leaving the rest for
-    // the round trip.
+    // The node may wait for a session for three quarters of the deadline, leaving the rest
+    // for the round trip.
     let wait_ms = (timeout.as_millis() * 3 / 4).max(1);
     let mut checks = tokio::task::JoinSet::new();
     // Usually one node (the reporter's parent); a few at most.
@@ -618,12 +687,14 @@ async fn measured_fanouts(state: &Shared, now: i64) -> Result<crate::state::Fano
     }
 }
 
-/// The answer naming `chain` (parent first, origin last), each with a grant for `relay`.
+/// The answer naming `chain` (parent first), each with a grant for `relay`, `depth` tiers
+/// below the origin.
 async fn answer(
     state: &Shared,
     stream: &str,
     relay: &NodeId,
     chain: &[NodeRecord],
+    depth: usize,
     now: i64,
 ) -> Result<Json<UpstreamResponse>, ApiError> {
     let mut upstreams = Vec::with_capacity(chain.len());
@@ -631,7 +702,7 @@ async fn answer(
         upstreams.push(grant_upstream(state, stream, relay, upstream, now).await?);
     }
     Ok(Json(UpstreamResponse {
-        depth: u32::try_from(chain.len()).unwrap_or(u32::MAX),
+        depth: u32::try_from(depth).unwrap_or(u32::MAX),
         upstreams,
     }))
 }

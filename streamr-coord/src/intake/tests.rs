@@ -70,6 +70,7 @@ impl Scene {
                 digest: scene.digest.to_string(),
                 published_ms: SIGNED_AT - 2_000,
                 reported_at_ms: SIGNED_AT - 2_000,
+                run: None,
                 ll: None,
             })
             .await

@@ -15,8 +15,9 @@ pub use records::{
     HeartbeatWrite, HeldProbeRecord, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic,
     NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeSessionRecord, NodeUsage, PartRecord,
     PartsStored, PayoutRecord, PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord,
-    RelayAssignmentRecord, RelayReportRecord, RelayReports, SegmentRecord, SessionRecord,
-    SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, StreamRecord, Totals,
+    RelayAssignmentRecord, RelayReportRecord, RelayReports, SegmentRecord, SessionHeartbeatTotals,
+    SessionRecord, SessionTotalsWrite, SessionUsageRow, SettlementRecord, SettlementWrite,
+    StatsRow, StoredSessionTotals, StreamRecord, Totals,
 };
 pub use sql::{HeartbeatFlush, PostgresStorage, SqliteStorage};
 
@@ -145,6 +146,21 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StorageResult<()>;
     /// A node session by id, expired or not (the caller checks the expiry).
     async fn get_node_session(&self, id: &str) -> StorageResult<Option<NodeSessionRecord>>;
+    /// A node session's stored heartbeat totals, with its node, if the session exists and its
+    /// node is registered and active.
+    async fn session_totals(
+        &self,
+        session_id: &str,
+    ) -> StorageResult<Option<(String, StoredSessionTotals)>>;
+    /// Writes a round of session heartbeats (at most one row per session) in one statement:
+    /// each row whose nonce is above its session's stored one, whose totals are not below the
+    /// stored ones and whose node is active raises the stored totals, adds the difference to
+    /// its node's activity in the row's epoch, and updates the node's liveness (if its nonce
+    /// is the node's newest). Returns the sessions whose rows were stored.
+    async fn record_session_totals(
+        &self,
+        rows: &[SessionTotalsWrite],
+    ) -> StorageResult<std::collections::HashSet<String>>;
     /// Records several heartbeats in one transaction (one commit, at most one flush: see
     /// [`HeartbeatFlush`]). Each gets its own outcome: a replayed or unknown-node heartbeat
     /// writes nothing and does not affect the others. The outer error means nothing was
@@ -405,7 +421,8 @@ pub trait Storage: Send + Sync + 'static {
     /// report of each failed node at `now_ms`, unless it reported that node since), reads the stream's relay tree and its
     /// remaining reports, lets `choose` move relays (`(node, new parent)` pairs, stored at
     /// `now_ms` in the same transaction: the children of a dead relay re-parented in one
-    /// decision) and returns the tree afterwards. Replicas choosing at once take turns, so
+    /// decision; a move to [`streamr_core::tree::FORGOTTEN`] deletes the relay's row) and
+    /// returns the tree afterwards. Replicas choosing at once take turns, so
     /// fan-out bounds hold across them.
     async fn assign_relay_parents(
         &self,

@@ -40,6 +40,10 @@ pub struct SegmentRecord {
     pub published_ms: i64,
     /// When the origin reported it.
     pub reported_at_ms: i64,
+    /// The origin's run the segment was cut in, 16 hex digits, when its report names one (see
+    /// `streamr_core::OriginSegmentReport::run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     /// The LL-HLS (fMP4) rendition of this segment, when the origin serves it. Receipts over
     /// LL-HLS bind its `digest`; MPEG-TS receipts bind `digest` above.
     #[sqlx(skip)]
@@ -225,6 +229,52 @@ pub struct HeartbeatWrite {
     pub receipts: Vec<ReceiptRecord>,
     /// What the heartbeat adds to the node's epoch activity.
     pub activity: ActivityDelta,
+}
+
+/// A session's state as stored: the newest nonce and totals a batch wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoredSessionTotals {
+    /// Newest stored nonce (`-1` before the first).
+    pub nonce: i64,
+    /// Stored running total of bytes served to viewers that sign receipts.
+    pub bytes_total: i64,
+    /// Stored running total of unattested bytes.
+    pub unattested_total: i64,
+}
+
+/// One session heartbeat, as accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionHeartbeatTotals {
+    /// The node.
+    pub node_id: String,
+    /// Its nonce.
+    pub nonce: i64,
+    /// The signed timestamp.
+    pub timestamp_ms: i64,
+    /// JSON array of relayed stream ids.
+    pub streams_json: String,
+    /// JSON array of `[stream, upstream node]` pairs.
+    pub upstreams_json: String,
+    /// Viewers connected.
+    pub viewers: i64,
+    /// Running total of attested bytes in this session.
+    pub bytes_total: i64,
+    /// Running total of unattested bytes in this session.
+    pub unattested_total: i64,
+    /// The epoch the coordinator received it in.
+    pub epoch: i64,
+}
+
+/// A row for the writer: a session's newest heartbeat in one epoch, with how many heartbeats
+/// it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionTotalsWrite {
+    /// The session.
+    pub session_id: String,
+    /// The newest heartbeat.
+    pub heartbeat: SessionHeartbeatTotals,
+    /// Heartbeats of the session this process accepted in that epoch since the last batch.
+    pub heartbeats: i64,
 }
 
 /// Additions to one node's activity in one epoch (claims and receipt outcomes), summed by

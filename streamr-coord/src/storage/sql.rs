@@ -18,8 +18,8 @@ use super::{
     NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeSessionRecord,
     NodeUsage, PartRecord, PartsStored, PayoutRecord, PendingGrantCount, ProbeRecord,
     ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord, RelayReportRecord, RelayReports,
-    SegmentRecord, SessionRecord, SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow,
-    Storage, StorageResult, StreamRecord, Totals,
+    SegmentRecord, SessionRecord, SessionTotalsWrite, SessionUsageRow, SettlementRecord,
+    SettlementWrite, StatsRow, Storage, StorageResult, StoredSessionTotals, StreamRecord, Totals,
 };
 use crate::error::StorageError;
 
@@ -314,7 +314,8 @@ const SETTLEMENT_COLUMNS: &str = "epoch, previous_hash, statement_hash, merkle_r
      observations_json, settled_at_ms, settled_by";
 const PAYOUT_COLUMNS: &str = "node_id, cumulative_net, epoch, payout_address, gross, fees, net, \
      status, sink_reference, updated_at_ms";
-const SEGMENT_COLUMNS: &str = "stream_id, sequence, hash, digest, published_ms, reported_at_ms";
+const SEGMENT_COLUMNS: &str =
+    "stream_id, sequence, hash, digest, published_ms, reported_at_ms, run";
 const RECEIPT_COLUMNS: &str = "session_id, seq, node_id, stream_id, bytes_total, bytes_delta, \
      on_time_bytes, \
      last_segment_seq, t_ms, epoch, received_at_ms, body";
@@ -744,6 +745,172 @@ impl PostgresStorage {
     }
 }
 
+/// The condition under which a session heartbeat row (`r`) is stored over its session (`s`)
+/// of an active node (`n`): a newer nonce and no total below the stored one.
+const TOTALS_STORED_IF: &str = "s.node_id = r.id AND n.active AND s.last_nonce < r.nonce \
+     AND s.bytes_total <= r.bytes AND s.unattested_total <= r.unatt";
+
+/// The per-node heartbeat state (liveness, load) claimed from a round of session heartbeats
+/// named `tr`: [`CLAIM`] over each node's newest row.
+fn totals_claim_batch() -> String {
+    "batch (id, nonce, ts, streams, viewers, bytes, upstreams) AS (SELECT r.id, r.nonce, r.ts, \
+     r.streams, r.viewers, r.bytes, r.upstreams FROM tr r WHERE r.nonce = \
+     (SELECT MAX(o.nonce) FROM tr o WHERE o.id = r.id))"
+        .to_owned()
+}
+
+impl SqliteStorage {
+    /// [`Storage::record_session_totals`] as one script on SQLite's single writer: the
+    /// activity the stored rows add (computed against the stored totals before they move),
+    /// the totals themselves, and the nodes' liveness, between `BEGIN IMMEDIATE` and `COMMIT`.
+    async fn record_session_totals_at_once(
+        &self,
+        rows: &[SessionTotalsWrite],
+    ) -> StorageResult<std::collections::HashSet<String>> {
+        if rows.is_empty() {
+            return Ok(std::collections::HashSet::new());
+        }
+        type Row<'a> = (
+            &'a str,
+            &'a str,
+            i64,
+            i64,
+            &'a str,
+            i64,
+            i64,
+            i64,
+            &'a str,
+            i64,
+            i64,
+        );
+        let json: Vec<Row<'_>> = rows
+            .iter()
+            .map(|row| {
+                let hb = &row.heartbeat;
+                (
+                    row.session_id.as_str(),
+                    hb.node_id.as_str(),
+                    hb.nonce,
+                    hb.timestamp_ms,
+                    hb.streams_json.as_str(),
+                    hb.viewers,
+                    hb.bytes_total,
+                    hb.unattested_total,
+                    hb.upstreams_json.as_str(),
+                    hb.epoch,
+                    row.heartbeats,
+                )
+            })
+            .collect();
+        let json = serde_json::to_string(&json).map_err(|error| StorageError::Batch {
+            detail: format!("session totals as JSON: {error}"),
+        })?;
+        let rows_cte = format!(
+            "tr (sid, id, nonce, ts, streams, viewers, bytes, unatt, upstreams, epoch, beats) \
+             AS ({})",
+            sqlite_json_rows(11)
+        );
+        let claim = CLAIM.strip_suffix(" RETURNING node_id").unwrap_or(CLAIM);
+        let script = format!(
+            "BEGIN IMMEDIATE; \
+             WITH {rows_cte} \
+             INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, claimed_bytes, \
+             submitted, accepted, forged, replayed, beyond_grant, wrong_content, \
+             unattested_bytes) \
+             SELECT s.node_id, r.epoch, SUM(r.beats), SUM(r.bytes - s.bytes_total), 0, 0, 0, 0, \
+             0, 0, SUM(r.unatt - s.unattested_total) \
+             FROM tr r JOIN node_sessions s ON s.id = r.sid JOIN nodes n ON n.id = s.node_id \
+             WHERE {TOTALS_STORED_IF} GROUP BY s.node_id, r.epoch{ACTIVITY_UPSERT}; \
+             WITH {rows_cte}, {claim_batch} {claim}; \
+             WITH {rows_cte} \
+             UPDATE node_sessions AS s SET last_nonce = r.nonce, bytes_total = r.bytes, \
+             unattested_total = r.unatt \
+             FROM tr r JOIN nodes n ON n.id = r.id \
+             WHERE s.id = r.sid AND {TOTALS_STORED_IF} RETURNING id; COMMIT",
+            claim_batch = totals_claim_batch(),
+        );
+        let mut connection = self
+            .pool
+            .acquire()
+            .await
+            .map_err(StorageError::query("record_session_totals"))?;
+        let result: Result<Vec<(String,)>, sqlx::Error> = sqlx::query_as(&script)
+            .bind(json)
+            .fetch_all(&mut *connection)
+            .await;
+        match result {
+            Ok(stored) => Ok(stored.into_iter().map(|(id,)| id).collect()),
+            Err(error) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+                connection.close_on_drop();
+                Err(StorageError::query("record_session_totals")(error))
+            }
+        }
+    }
+}
+
+impl PostgresStorage {
+    /// [`Storage::record_session_totals`] as one statement: the session update computes
+    /// each row's difference against the session row it locks (so two replicas writing the
+    /// same session never count the same bytes twice: the second sees the first's totals),
+    /// and data-modifying CTEs add it to the activity and claim the nodes' liveness.
+    async fn record_session_totals_at_once(
+        &self,
+        rows: &[SessionTotalsWrite],
+    ) -> StorageResult<std::collections::HashSet<String>> {
+        if rows.is_empty() {
+            return Ok(std::collections::HashSet::new());
+        }
+        let text = |f: fn(&SessionTotalsWrite) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+        let number = |f: fn(&SessionTotalsWrite) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+        let statement = format!(
+            "WITH tr (sid, id, nonce, ts, streams, viewers, bytes, unatt, upstreams, epoch, \
+             beats) AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], \
+             $5::text[], $6::int8[], $7::int8[], $8::int8[], $9::text[], $10::int8[], \
+             $11::int8[])), \
+             moved AS (UPDATE node_sessions s SET last_nonce = r.nonce, \
+             bytes_counted = r.bytes - s.bytes_total, \
+             unattested_counted = r.unatt - s.unattested_total, \
+             bytes_total = r.bytes, unattested_total = r.unatt \
+             FROM tr r JOIN nodes n ON n.id = r.id \
+             WHERE s.id = r.sid AND {TOTALS_STORED_IF} \
+             RETURNING s.id, s.node_id, r.epoch, r.beats, s.bytes_counted, \
+             s.unattested_counted), \
+             activity AS (INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, \
+             claimed_bytes, submitted, accepted, forged, replayed, beyond_grant, wrong_content, \
+             unattested_bytes) \
+             SELECT node_id, epoch, SUM(beats)::int8, SUM(bytes_counted)::int8, 0, 0, 0, 0, 0, \
+             0, SUM(unattested_counted)::int8 FROM moved GROUP BY node_id, epoch\
+             {ACTIVITY_UPSERT}), \
+             {claim_batch}, \
+             claimed AS ({CLAIM}) \
+             SELECT id FROM moved",
+            claim_batch = totals_claim_batch().replacen(
+                "batch (id, nonce, ts, streams, viewers, bytes, upstreams) AS (SELECT r.id",
+                "batch (id, nonce, ts, streams, viewers, bytes, upstreams) AS (SELECT DISTINCT ON \
+                 (r.id) r.id",
+                1
+            ),
+        );
+        let stored: Vec<(String,)> = sqlx::query_as(&statement)
+            .bind(text(|r| r.session_id.as_str()))
+            .bind(text(|r| r.heartbeat.node_id.as_str()))
+            .bind(number(|r| r.heartbeat.nonce))
+            .bind(number(|r| r.heartbeat.timestamp_ms))
+            .bind(text(|r| r.heartbeat.streams_json.as_str()))
+            .bind(number(|r| r.heartbeat.viewers))
+            .bind(number(|r| r.heartbeat.bytes_total))
+            .bind(number(|r| r.heartbeat.unattested_total))
+            .bind(text(|r| r.heartbeat.upstreams_json.as_str()))
+            .bind(number(|r| r.heartbeat.epoch))
+            .bind(number(|r| r.heartbeats))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StorageError::query("record_session_totals"))?;
+        Ok(stored.into_iter().map(|(id,)| id).collect())
+    }
+}
+
 macro_rules! sql_storage {
     ($storage:ident, $db:ty, $sql:path, $settlement_lock:path, $tree_lock:path, $relaxed_commit:path, $commits_in_flight:expr) => {
         impl $storage {
@@ -959,7 +1126,7 @@ macro_rules! sql_storage {
             async fn insert_segment(&self, segment: &SegmentRecord) -> StorageResult<bool> {
                 let result = sqlx::query(&$sql(
                     "INSERT INTO segments (stream_id, sequence, hash, digest, published_ms, \
-                     reported_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+                     reported_at_ms, run) VALUES ($1, $2, $3, $4, $5, $6, $7) \
                      ON CONFLICT (stream_id, sequence) DO NOTHING",
                 ))
                 .bind(&segment.stream_id)
@@ -968,6 +1135,7 @@ macro_rules! sql_storage {
                 .bind(&segment.digest)
                 .bind(segment.published_ms)
                 .bind(segment.reported_at_ms)
+                .bind(&segment.run)
                 .execute(&self.pool)
                 .await
                 .map_err(StorageError::query("insert_segment"))?;
@@ -1316,6 +1484,38 @@ macro_rules! sql_storage {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(StorageError::query("get_node_session"))
+            }
+
+            async fn session_totals(
+                &self,
+                session_id: &str,
+            ) -> StorageResult<Option<(String, StoredSessionTotals)>> {
+                let row: Option<(String, i64, i64, i64)> = sqlx::query_as(&$sql(
+                    "SELECT s.node_id, s.last_nonce, s.bytes_total, s.unattested_total \
+                     FROM node_sessions s JOIN nodes n ON n.id = s.node_id \
+                     WHERE s.id = $1 AND n.active",
+                ))
+                .bind(session_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StorageError::query("session_totals"))?;
+                Ok(row.map(|(node_id, nonce, bytes_total, unattested_total)| {
+                    (
+                        node_id,
+                        StoredSessionTotals {
+                            nonce,
+                            bytes_total,
+                            unattested_total,
+                        },
+                    )
+                }))
+            }
+
+            async fn record_session_totals(
+                &self,
+                rows: &[SessionTotalsWrite],
+            ) -> StorageResult<std::collections::HashSet<String>> {
+                self.record_session_totals_at_once(rows).await
             }
 
             async fn record_heartbeats(
@@ -2493,6 +2693,17 @@ macro_rules! sql_storage {
                     .map_err(StorageError::query(op))?;
                 let moves = choose(&tree, &stored_reports);
                 for (node_id, parent) in &moves {
+                    if parent == streamr_core::tree::FORGOTTEN {
+                        sqlx::query(&$sql(
+                            "DELETE FROM relay_assignments WHERE stream_id = $1 AND node_id = $2",
+                        ))
+                        .bind(stream_id)
+                        .bind(node_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StorageError::query(op))?;
+                        continue;
+                    }
                     sqlx::query(&$sql(
                         "INSERT INTO relay_assignments (stream_id, node_id, parent_id, \
                          assigned_at_ms) VALUES ($1, $2, $3, $4) \

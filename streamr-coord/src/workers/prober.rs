@@ -55,7 +55,8 @@ use rand::seq::SliceRandom;
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 use streamr_core::probe_judge::{
-    judge, place_in, probe_candidates, HeldProbe, OriginReports, Place, SegmentVerdict, Settle,
+    judge, place_in, probe_candidates, HeldProbe, OriginReports, Place, ReportedSegment,
+    SegmentVerdict, Settle,
 };
 use streamr_core::{
     segment_hash, ContentDigest, KeyPair, NodeId, ProbeResult, SessionGrant, SessionId, Signed,
@@ -150,15 +151,21 @@ struct HeldState {
     probe: HeldProbe,
 }
 
-/// The origin's reports as the judge reads them.
+/// The origin's reports as the judge reads them: hash, place on the chain and the origin's run
+/// (a run that does not read as 16 hex digits counts as none named).
 fn origin_reports(records: &[SegmentRecord]) -> OriginReports {
     records
         .iter()
         .filter_map(|s| {
-            Some((
-                s.hash.parse::<ContentDigest>().ok()?,
-                u64::try_from(s.published_ms).ok()?,
-            ))
+            Some(ReportedSegment {
+                hash: s.hash.parse::<ContentDigest>().ok()?,
+                sequence: u64::try_from(s.sequence).ok()?,
+                published_ms: u64::try_from(s.published_ms).ok()?,
+                run: s
+                    .run
+                    .as_deref()
+                    .and_then(|run| u64::from_str_radix(run, 16).ok()),
+            })
         })
         .collect()
 }

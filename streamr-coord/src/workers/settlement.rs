@@ -159,10 +159,16 @@ impl Settler {
         Ok(())
     }
 
-    /// Settles every epoch that ended more than the grace period ago. Returns how many epochs
-    /// this call settled (other replicas' settlements are replayed, not counted).
+    /// Settles every epoch that ended more than the grace period ago, after writing this
+    /// process's batch of session heartbeats (other replicas write theirs within
+    /// [`CoordConfig::heartbeat_totals_interval`](crate::CoordConfig::heartbeat_totals_interval),
+    /// which the grace should exceed). Returns how many epochs this call settled (other
+    /// replicas' settlements are replayed, not counted).
     pub(crate) async fn settle_due(&mut self, state: &AppState) -> Result<u32, WorkerError> {
         let config = &state.config;
+        if let Err(error) = state.write_heartbeat_totals().await {
+            tracing::warn!(%error, "session heartbeat totals not written before settling");
+        }
         let grace = i64::try_from(config.settlement_grace.as_millis()).unwrap_or(0);
         let open_epoch = config.epoch_of(now_ms().saturating_sub(grace));
         let mut settled = 0;

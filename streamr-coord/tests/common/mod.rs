@@ -49,6 +49,9 @@ use streamr_coord::{connect, CoordConfig, Coordinator, Storage};
 use streamr_core::{CanonicalMessage, ContentDigest, KeyPair, NodeHeartbeat, Signed, StreamId};
 use tower::ServiceExt;
 
+pub mod epoch_inputs;
+
+pub use epoch_inputs::{claims_heartbeat, probe_session, report_segments};
 pub use streamr_test_support::now_ms;
 use streamr_test_support::postgres::PgDatabase;
 

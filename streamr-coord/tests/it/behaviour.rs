@@ -9,9 +9,8 @@ use serde_json::{json, Value};
 use streamr_coord::wire::NodeDeregistration;
 use streamr_coord::{CoordConfig, Coordinator, RateLimit};
 use streamr_core::{
-    segment_hash, BalanceLeaf, ContentDigest, CoordinatorKey, EpochInputs, KeyPair, MerkleProof,
-    NodeHeartbeat, OriginClaim, OriginSegmentReport, ProbeResult, SessionId, Signed, SignedGrant,
-    StreamId, ViewerReceipt,
+    segment_hash, BalanceLeaf, CoordinatorKey, EpochInputs, KeyPair, MerkleProof, OriginClaim,
+    OriginSegmentReport, ProbeResult, SessionId, Signed, SignedGrant, StreamId, ViewerReceipt,
 };
 
 on_both_backends!(
@@ -106,6 +105,7 @@ fn origin_report(node: &KeyPair, stream: &str, sequence: u64) -> Signed<OriginSe
             published_ms: now_ms(),
             timestamp_ms: now_ms(),
             ll: None,
+            run: None,
         },
         node,
     )
@@ -566,22 +566,7 @@ async fn viewers_are_routed_receipts_settle_and_pay_once(db: &TestDb) {
     let coordinator_key = config.coordinator_key.coordinator_key();
     let api = client(db, config.clone()).await;
     create_stream(&api, "show").await;
-    let published = now_ms();
-    let mut digests: Vec<ContentDigest> = Vec::new();
-    for sequence in 0..3u64 {
-        let (status, body) = api
-            .post_admin(
-                "/streams/show/segments",
-                &json!({
-                    "sequence": sequence,
-                    "hash": segment_hash(format!("segment {sequence}").as_bytes()),
-                    "published_ms": published,
-                }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        digests.push(digest(&body["segment"]["digest"]));
-    }
+    let digests = report_segments(&api, "show", 3).await;
 
     let node = KeyPair::from_seed([11; 32]);
     assert_eq!(
@@ -828,29 +813,6 @@ async fn viewers_are_routed_receipts_settle_and_pay_once(db: &TestDb) {
     assert_eq!(stats["paid_out"].as_i64(), Some(distributed));
 }
 
-/// A heartbeat from `node` claiming `attested` bytes served to signing viewers and
-/// `unattested` bytes served to viewers that sent no receipt.
-fn claims_heartbeat(
-    node: &KeyPair,
-    nonce: u64,
-    attested: u64,
-    unattested: u64,
-) -> Signed<NodeHeartbeat> {
-    Signed::sign(
-        NodeHeartbeat {
-            node_id: node.node_id(),
-            timestamp_ms: now_ms(),
-            nonce,
-            streams: vec![StreamId::new("show").expect("stream id")],
-            viewers: 1,
-            bytes_served: attested,
-            unattested_bytes: unattested,
-            upstreams: Vec::new(),
-        },
-        node,
-    )
-}
-
 /// Four nodes in one epoch, all passing their probes: A serves a signing viewer (4 000 bytes
 /// receipted), B reports 4 000 unattested bytes (within its probe capacity), C reports 1 MB
 /// unattested with a probe capacity of 8 000 bytes, and D reports its 1 MB of receipt-less
@@ -876,22 +838,7 @@ async fn unattested_bytes_earn_at_a_discount_within_probe_capacity(db: &TestDb) 
     wait_for_epoch_end(&config, now_ms()).await;
     let epoch = now_ms() / epoch_ms;
 
-    let published = now_ms();
-    let mut digests: Vec<ContentDigest> = Vec::new();
-    for sequence in 0..3u64 {
-        let (status, body) = api
-            .post_admin(
-                "/streams/show/segments",
-                &json!({
-                    "sequence": sequence,
-                    "hash": segment_hash(format!("segment {sequence}").as_bytes()),
-                    "published_ms": published,
-                }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        digests.push(digest(&body["segment"]["digest"]));
-    }
+    let digests = report_segments(&api, "show", 3).await;
     let probe = |node: &KeyPair, throughput_bytes_per_s: u64| ProbeResult {
         node_id: node.node_id(),
         hash_ok: true,

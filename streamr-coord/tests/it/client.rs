@@ -149,6 +149,7 @@ async fn a_node_and_a_viewer_go_through_the_whole_api() {
             published_ms: unix_ms(),
             timestamp_ms: unix_ms(),
             ll: None,
+            run: None,
         },
         &origin,
     );

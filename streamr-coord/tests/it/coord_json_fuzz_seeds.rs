@@ -4,14 +4,11 @@
 //! (`seed_*`) also get the answers their names promise; `STREAMR_REGENERATE_SEEDS=1` rewrites
 //! them.
 
-use std::path::{Path, PathBuf};
-
 use axum::http::StatusCode;
 use streamr_coord::fuzzing::{JsonHarness, JSON_ENDPOINTS};
+use streamr_test_support::fuzz_corpus::{assert_seed_is_current, corpus_entries};
 
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/coord_json")
-}
+const TARGET: &str = "coord_json";
 
 /// `selector ‖ body` for the endpoint `path`.
 fn input(path: &str, body: &str) -> Vec<u8> {
@@ -83,11 +80,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>, StatusCode)> {
 #[test]
 fn seeds_are_committed() {
     for (name, data, _) in seeds() {
-        let path = corpus_dir().join(name);
-        if std::env::var_os("STREAMR_REGENERATE_SEEDS").is_some() {
-            std::fs::write(&path, &data).unwrap();
-        }
-        assert_eq!(std::fs::read(&path).unwrap(), data, "{name} is stale");
+        assert_seed_is_current(TARGET, name, &data);
     }
 }
 
@@ -110,8 +103,7 @@ fn committed_seeds_get_their_answers() {
 fn the_whole_corpus_replays_without_a_server_error_or_a_bare_refusal() {
     let harness = JsonHarness::new().unwrap();
     let mut replayed = 0;
-    for entry in std::fs::read_dir(corpus_dir()).unwrap() {
-        let data = std::fs::read(entry.unwrap().path()).unwrap();
+    for (_, data) in corpus_entries(TARGET) {
         // `run_input` panics (naming the answer) when a check fails.
         harness.run_input(&data);
         replayed += 1;

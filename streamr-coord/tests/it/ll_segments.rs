@@ -40,6 +40,7 @@ fn report(origin: &KeyPair, sequence: u64) -> Signed<OriginSegmentReport> {
                 part_hashes: parts.iter().map(|part| segment_hash(part)).collect(),
                 len: whole.len() as u64,
             }),
+            run: None,
         },
         origin,
     )

@@ -11,31 +11,16 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::*;
 use serde_json::{json, Value};
-use streamr_coord::storage::SessionRecord;
 use streamr_coord::{CoordConfig, Coordinator};
 use streamr_core::{
-    segment_hash, ContentDigest, KeyPair, NodeHeartbeat, SessionGrant, SessionId, Signed,
-    SignedGrant, SignedReceipt, StreamId, ViewerReceipt,
+    segment_hash, ContentDigest, KeyPair, SessionId, Signed, SignedGrant, SignedReceipt,
+    ViewerReceipt,
 };
 
 on_both_backends!(reports_split_verified_claimed_and_probe_traffic);
 
 fn heartbeat_with(node: &KeyPair, nonce: u64, bytes_served: u64, unattested: u64) -> Value {
-    json!({
-        "heartbeat": Signed::sign(
-            NodeHeartbeat {
-                node_id: node.node_id(),
-                timestamp_ms: now_ms(),
-                nonce,
-                streams: vec![StreamId::new("show").expect("stream id")],
-                viewers: 1,
-                bytes_served,
-                unattested_bytes: unattested,
-                upstreams: Vec::new(),
-            },
-            node,
-        )
-    })
+    json!({ "heartbeat": claims_heartbeat(node, nonce, bytes_served, unattested) })
 }
 
 fn receipt(
@@ -68,41 +53,6 @@ async fn register_from(api: &Client, node: &KeyPair, peer: IpAddr) {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-}
-
-/// The probe session the coordinator's prober records: its own grant, marked as a probe.
-async fn probe_session(db: &TestDb, config: &CoordConfig, node: &KeyPair) -> (KeyPair, SessionId) {
-    let viewer = KeyPair::generate(&mut rand::rngs::OsRng);
-    let session = SessionId::from_bytes(rand::random());
-    let grant: SignedGrant = Signed::sign(
-        SessionGrant {
-            session_id: session,
-            viewer: viewer.viewer_key(),
-            node_id: node.node_id(),
-            stream_id: StreamId::new("show").expect("stream id"),
-            max_bytes: 2_000_000 * 3_600,
-            expiry_ms: now_ms() + 3_600_000,
-        },
-        &config.coordinator_key,
-    );
-    db.storage()
-        .await
-        .create_session(&SessionRecord {
-            session_id: session.to_string(),
-            stream_id: "show".into(),
-            node_id: node.node_id().to_string(),
-            viewer: viewer.viewer_key().to_string(),
-            max_bytes: grant.body.max_bytes as i64,
-            expiry_ms: grant.body.expiry_ms as i64,
-            issued_at_ms: now_ms() as i64,
-            grant_json: serde_json::to_string(&grant).expect("json"),
-            viewer_subnet: String::new(),
-            viewer_prefix64: String::new(),
-            probe: true,
-        })
-        .await
-        .expect("probe session stored");
-    (viewer, session)
 }
 
 fn epoch_of(report: &Value, epoch: u64) -> &Value {
@@ -146,8 +96,10 @@ async fn reports_split_verified_claimed_and_probe_traffic(db: &TestDb) {
     let probed_only = KeyPair::from_seed([32; 32]);
     register_from(&api, &serving, [192, 0, 2, 31].into()).await;
     register_from(&api, &probed_only, [198, 51, 100, 32].into()).await;
-    let (probe_viewer, probe) = probe_session(db, &config, &serving).await;
-    let (other_probe_viewer, other_probe) = probe_session(db, &config, &probed_only).await;
+    let (probe_viewer, probe) =
+        probe_session(db, &config, &serving, Duration::from_secs(3_600)).await;
+    let (other_probe_viewer, other_probe) =
+        probe_session(db, &config, &probed_only, Duration::from_secs(3_600)).await;
 
     // Start at an epoch boundary, so everything below lands in one epoch.
     let start = (now_ms() / epoch_ms + 1) * epoch_ms;

@@ -72,6 +72,14 @@ async fn refused(api: &Client, body: &Value, status: StatusCode, code: &str) {
     );
 }
 
+/// Writes the session heartbeats `api`'s coordinator holds in memory.
+async fn write_totals(api: &Client) {
+    api.coordinator
+        .write_heartbeat_totals()
+        .await
+        .expect("session totals written");
+}
+
 async fn last_nonce(api: &Client, node: &KeyPair) -> Value {
     let (_, stored) = api.get(&format!("/nodes/{}", node.node_id())).await;
     stored["last_nonce"].clone()
@@ -97,6 +105,8 @@ async fn a_session_opened_on_one_replica_authenticates_heartbeats_on_another_and
     let first_beat = sealed(&session, beat(&a, 1));
     let (status, body) = second.post("/nodes/session-heartbeat", &first_beat).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // Session heartbeats are written in periodic batches; this one's batch, now.
+    write_totals(&second).await;
     assert_eq!(last_nonce(&first, &a).await, json!(1));
     let (_, stored) = first.get(&format!("/nodes/{}", a.node_id())).await;
     assert_eq!(stored["status"], "online");
@@ -172,6 +182,8 @@ async fn a_session_opened_on_one_replica_authenticates_heartbeats_on_another_and
         .post("/nodes/session-heartbeat", &sealed(&session, beat(&a, 4)))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    write_totals(&first).await;
+    write_totals(&second).await;
     assert_eq!(last_nonce(&second, &a).await, json!(4));
     let signed_replay = json!({ "heartbeat": Signed::sign(beat(&a, 4), &a) });
     let (status, body) = first.post("/nodes/heartbeat", &signed_replay).await;
@@ -219,6 +231,7 @@ async fn an_expired_session_is_refused_and_a_new_one_is_accepted(db: &TestDb) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    write_totals(&normal).await;
     assert_eq!(last_nonce(&normal, &node).await, json!(1));
 }
 
@@ -393,13 +406,14 @@ async fn a_database_dump_holds_no_usable_session_key_and_altered_rows_are_refuse
     // The node opens a new session and goes on: nothing lost.
     let (status, body, renewed) = open(&opener, &a, &key).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = replica(&config, db)
-        .await
+    let other_replica = replica(&config, db).await;
+    let (status, body) = other_replica
         .post(
             "/nodes/session-heartbeat",
             &sealed(&renewed.expect("session"), beat(&a, 2)),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    write_totals(&other_replica).await;
     assert_eq!(last_nonce(&opener, &a).await, json!(2));
 }

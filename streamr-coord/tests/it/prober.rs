@@ -9,7 +9,10 @@
 //! past the probe, and an honest relay's segment cut short by an origin restart (never
 //! reported, followed by a discontinuity) is never failed. A held probe is kept in storage: a
 //! coordinator restarted between holding and judging it (a fresh prober on the same database,
-//! SQLite and PostgreSQL) reaches the same verdict, and two replicas never both judge one.
+//! SQLite and PostgreSQL) reaches the same verdict, and two replicas never both judge one. An
+//! origin that names its run in each signed report says where its stream broke off: a relay
+//! claiming a discontinuity after a forged segment where the run went on fails, and an honest
+//! relay cut short where the run changed passes (SQLite and PostgreSQL).
 
 use std::sync::Arc;
 
@@ -27,18 +30,17 @@ use crate::common::TestDb;
 
 const ADMIN: &str = "prober-test-admin";
 
-on_both_backends!(a_held_probe_survives_a_coordinator_restart);
+on_both_backends!(
+    a_held_probe_survives_a_coordinator_restart,
+    a_segment_cut_short_is_spared_only_where_the_origins_run_changed,
+);
 const ORIGIN_SEGMENTS: [&[u8]; 3] = [b"segment zero", b"segment one", b"segment two"];
 
 /// A node that lists segments 0-2 and serves `body(seq)` for each, only under a grant that
 /// `coordinator` signed.
 async fn fake_node(coordinator: streamr_core::CoordinatorKey, honest: bool) -> String {
-    let check = move |query: &std::collections::HashMap<String, String>| {
-        query
-            .get("grant")
-            .and_then(|token| grant_token::decode(token).ok())
-            .is_some_and(|grant| grant.verify(&coordinator).is_ok())
-    };
+    let check =
+        move |query: &std::collections::HashMap<String, String>| granted_by(&coordinator, query);
     let app = axum::Router::new()
         .route(
             "/live/{file}",
@@ -65,12 +67,35 @@ async fn fake_node(coordinator: streamr_core::CoordinatorKey, honest: bool) -> S
                 }
             }),
         );
+    serve_node(app).await
+}
+
+/// Serves `app` on a free loopback port; its base URL.
+async fn serve_node(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
     url
+}
+
+/// Whether the `grant` of a request's `query` is a grant that `coordinator` signed.
+fn granted_by(
+    coordinator: &streamr_core::CoordinatorKey,
+    query: &std::collections::HashMap<String, String>,
+) -> bool {
+    query
+        .get("grant")
+        .and_then(|token| grant_token::decode(token).ok())
+        .is_some_and(|grant| grant.verify(coordinator).is_ok())
+}
+
+/// A coordinator's storage in a fresh SQLite database under `dir`.
+async fn sqlite_storage(dir: &std::path::Path) -> Arc<dyn streamr_coord::Storage> {
+    connect(&format!("sqlite://{}", dir.join("c.db").display()))
+        .await
+        .unwrap()
 }
 
 fn node_record(http_url: String) -> NodeRecord {
@@ -99,23 +124,13 @@ fn node_record(http_url: String) -> NodeRecord {
 #[tokio::test]
 async fn probes_check_content_against_the_origin() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
-        .await
-        .unwrap();
+    let storage = sqlite_storage(dir.path()).await;
     let config = CoordConfig {
         admin_token: Some(ADMIN.into()),
         ..CoordConfig::default()
     };
     let key = config.coordinator_key.clone();
-    let coordinator = Coordinator::new(config, Arc::clone(&storage));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = coordinator.serve(listener, std::future::pending()).await;
-    });
-    let admin = CoordinatorClient::new(&url)
-        .unwrap()
-        .with_admin_token(ADMIN);
+    let admin = serve_coordinator(Arc::clone(&storage), config).await;
     admin.create_stream("show", "").await.unwrap();
     for (sequence, bytes) in (0u64..).zip(ORIGIN_SEGMENTS) {
         let report = SegmentReport {
@@ -178,11 +193,7 @@ async fn single_segment_node(coordinator: streamr_core::CoordinatorKey) -> Strin
             "/live/{file}",
             get(
                 move |Query(query): Query<std::collections::HashMap<String, String>>| async move {
-                    let granted = query
-                        .get("grant")
-                        .and_then(|token| grant_token::decode(token).ok())
-                        .is_some_and(|grant| grant.verify(&coordinator).is_ok());
-                    if !granted {
+                    if !granted_by(&coordinator, &query) {
                         return (StatusCode::FORBIDDEN, String::new());
                     }
                     (
@@ -196,12 +207,7 @@ async fn single_segment_node(coordinator: streamr_core::CoordinatorKey) -> Strin
             "/live/{stream}/{segment}",
             get(|| async { b"the second half of a segment".to_vec() }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    serve_node(app).await
 }
 
 /// A node listing segments 0 and 3 whose segment 3 is reported by the origin (through `admin`)
@@ -214,11 +220,7 @@ async fn racing_node(
         .route(
             "/live/{file}",
             get(move |Query(query): Query<std::collections::HashMap<String, String>>| async move {
-                let granted = query
-                    .get("grant")
-                    .and_then(|token| grant_token::decode(token).ok())
-                    .is_some_and(|grant| grant.verify(&coordinator).is_ok());
-                if !granted {
+                if !granted_by(&coordinator, &query) {
                     return (StatusCode::FORBIDDEN, String::new());
                 }
                 (
@@ -244,12 +246,7 @@ async fn racing_node(
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    serve_node(app).await
 }
 
 /// What a recording node saw: the grant tokens it was shown and the receipts posted to it.
@@ -315,12 +312,7 @@ async fn recording_node(
                 },
             ),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    serve_node(app).await
 }
 
 /// A probe looks like a viewer to the node (a fresh key each time, a grant shaped like a
@@ -329,9 +321,7 @@ async fn recording_node(
 #[tokio::test]
 async fn probes_look_like_viewers_and_are_marked_as_probes() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
-        .await
-        .unwrap();
+    let storage = sqlite_storage(dir.path()).await;
     let config = CoordConfig {
         admin_token: Some(ADMIN.into()),
         grant_ttl: std::time::Duration::from_secs(1_800),
@@ -339,15 +329,7 @@ async fn probes_look_like_viewers_and_are_marked_as_probes() {
         ..CoordConfig::default()
     };
     let key = config.coordinator_key.clone();
-    let coordinator = Coordinator::new(config.clone(), Arc::clone(&storage));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = coordinator.serve(listener, std::future::pending()).await;
-    });
-    let admin = CoordinatorClient::new(&url)
-        .unwrap()
-        .with_admin_token(ADMIN);
+    let admin = serve_coordinator(Arc::clone(&storage), config.clone()).await;
     admin.create_stream("show", "").await.unwrap();
     for (sequence, bytes) in (0u64..).zip(ORIGIN_SEGMENTS) {
         let report = SegmentReport {
@@ -454,23 +436,13 @@ async fn serving_node(
 #[tokio::test]
 async fn a_backlog_never_fails_an_honest_relay_and_hides_no_liar() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
-        .await
-        .unwrap();
+    let storage = sqlite_storage(dir.path()).await;
     let config = CoordConfig {
         admin_token: Some(ADMIN.into()),
         ..CoordConfig::default()
     };
     let key = config.coordinator_key.clone();
-    let coordinator = Coordinator::new(config, Arc::clone(&storage));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = coordinator.serve(listener, std::future::pending()).await;
-    });
-    let admin = CoordinatorClient::new(&url)
-        .unwrap()
-        .with_admin_token(ADMIN);
+    let admin = serve_coordinator(Arc::clone(&storage), config).await;
     admin.create_stream("show", "").await.unwrap();
     let bytes = |sequence: u64| format!("origin segment {sequence}").into_bytes();
     let report = |sequence: u64, published_ms: u64| SegmentReport {
@@ -603,23 +575,13 @@ async fn coordinator_with_reports(
     Arc<dyn streamr_coord::Storage>,
     streamr_core::KeyPair,
 ) {
-    let storage = connect(&format!("sqlite://{}", dir.join("c.db").display()))
-        .await
-        .unwrap();
+    let storage = sqlite_storage(dir).await;
     let config = CoordConfig {
         admin_token: Some(ADMIN.into()),
         ..CoordConfig::default()
     };
     let key = config.coordinator_key.clone();
-    let coordinator = Coordinator::new(config, Arc::clone(&storage));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = coordinator.serve(listener, std::future::pending()).await;
-    });
-    let admin = CoordinatorClient::new(&url)
-        .unwrap()
-        .with_admin_token(ADMIN);
+    let admin = serve_coordinator(Arc::clone(&storage), config).await;
     admin.create_stream("show", "").await.unwrap();
     for sequence in 0..reported {
         admin
@@ -672,11 +634,7 @@ async fn changing_node(
                 move |Query(query): Query<std::collections::HashMap<String, String>>| {
                     let playlist = playlist.lock().unwrap().clone();
                     async move {
-                        let granted = query
-                            .get("grant")
-                            .and_then(|token| grant_token::decode(token).ok())
-                            .is_some_and(|grant| grant.verify(&coordinator).is_ok());
-                        if !granted {
+                        if !granted_by(&coordinator, &query) {
                             return (StatusCode::FORBIDDEN, String::new());
                         }
                         (StatusCode::OK, playlist)
@@ -697,12 +655,7 @@ async fn changing_node(
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    serve_node(app).await
 }
 
 /// A relay forging only the newest segment it lists is held while that segment is its
@@ -990,4 +943,145 @@ async fn a_held_probe_survives_a_coordinator_restart(db: &TestDb) {
 
 fn now_i64() -> i64 {
     i64::try_from(unix_ms()).unwrap()
+}
+
+/// The origin's signed report of `origin_bytes(sequence)`, cut at `published_ms` in `run`.
+fn signed_origin_report(
+    origin: &KeyPair,
+    sequence: u64,
+    published_ms: u64,
+    run: u64,
+) -> streamr_core::SignedSegmentReport {
+    streamr_core::Signed::sign(
+        streamr_core::OriginSegmentReport {
+            node_id: origin.node_id(),
+            stream_id: streamr_core::StreamId::new("show").unwrap(),
+            sequence,
+            hash: segment_hash(&origin_bytes(sequence)),
+            published_ms,
+            timestamp_ms: unix_ms(),
+            ll: None,
+            run: Some(run),
+        },
+        origin,
+    )
+}
+
+/// The origin signs its reports with its run. A relay forging a segment and claiming the stream
+/// broke off right after it (`EXT-X-DISCONTINUITY`) where the origin's run went on fails; an
+/// honest relay whose newest segment was cut short where the origin restarted (a new run on
+/// the chain right after) passes. The runs are stored with the segments.
+async fn a_segment_cut_short_is_spared_only_where_the_origins_run_changed(db: &TestDb) {
+    const RUN_A: u64 = 0xa11ce;
+    const RUN_B: u64 = 0xb0b;
+    let config = CoordConfig {
+        admin_token: Some(ADMIN.into()),
+        ..CoordConfig::default()
+    };
+    let key = config.coordinator_key.clone();
+    let storage = db.storage().await;
+    let admin = serve_coordinator(Arc::clone(&storage), config).await;
+    admin.create_stream("show", "").await.unwrap();
+    let origin = KeyPair::generate(&mut rand::rngs::OsRng);
+    storage
+        .bind_origin("show", &origin.node_id().to_string())
+        .await
+        .unwrap();
+    for sequence in 0..3 {
+        admin
+            .report_segment_signed(&signed_origin_report(&origin, sequence, unix_ms(), RUN_A))
+            .await
+            .unwrap();
+    }
+    let prober = HttpProber::new(Arc::clone(&storage), key.clone()).flv_one_in(0);
+
+    // The liar: its newest segment forged, then a discontinuity claimed after it.
+    let liar_playlist = Arc::new(std::sync::Mutex::new(playlist_of(&[
+        (Some("1.ts"), 4.0),
+        (Some("2.ts"), 4.0),
+        (Some("3x.ts"), 4.0),
+    ])));
+    let liar = node_record(
+        changing_node(
+            key.coordinator_key(),
+            liar_playlist.clone(),
+            vec![
+                ("1.ts", origin_bytes(1)),
+                ("2.ts", origin_bytes(2)),
+                ("3x.ts", b"forged".to_vec()),
+            ],
+        )
+        .await,
+    );
+    assert!(prober.probe(&liar).await.is_none(), "held");
+    // The origin's run goes on past the probe.
+    admin
+        .report_segment_signed(&signed_origin_report(&origin, 3, unix_ms() + 2_500, RUN_A))
+        .await
+        .unwrap();
+    *liar_playlist.lock().unwrap() = playlist_of(&[
+        (Some("1.ts"), 4.0),
+        (Some("2.ts"), 4.0),
+        (Some("3x.ts"), 4.0),
+        (None, 0.0),
+        (Some("4.ts"), 4.0),
+    ]);
+    let result = prober.probe(&liar).await.expect("judged");
+    assert!(!result.hash_ok && !result.timed_out, "{result:?}");
+
+    // The honest relay: the origin is killed with a segment open (after cutting segment 3,
+    // stamped 2.5 s ahead above: the relay lists its copy cut short later than that, less the
+    // clock slack), the relay's copy of it cut short; the restarted origin's first report is of
+    // a new run.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let honest_playlist = Arc::new(std::sync::Mutex::new(playlist_of(&[
+        (Some("2.ts"), 4.0),
+        (Some("3.ts"), 4.0),
+        (Some("short.ts"), 0.12),
+    ])));
+    let honest = node_record(
+        changing_node(
+            key.coordinator_key(),
+            honest_playlist.clone(),
+            vec![
+                ("2.ts", origin_bytes(2)),
+                ("3.ts", origin_bytes(3)),
+                ("short.ts", b"the old run's last 0.12 s".to_vec()),
+            ],
+        )
+        .await,
+    );
+    assert!(prober.probe(&honest).await.is_none(), "held");
+    admin
+        .report_segment_signed(&signed_origin_report(&origin, 4, unix_ms() + 2_500, RUN_B))
+        .await
+        .unwrap();
+    *honest_playlist.lock().unwrap() = playlist_of(&[
+        (Some("2.ts"), 4.0),
+        (Some("3.ts"), 4.0),
+        (Some("short.ts"), 0.12),
+        (None, 0.0),
+        (Some("4.ts"), 4.0),
+    ]);
+    let result = prober.probe(&honest).await.expect("judged");
+    assert!(result.hash_ok && !result.timed_out, "{result:?}");
+
+    let runs: Vec<(i64, Option<String>)> = storage
+        .list_segments("show", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|segment| (segment.sequence, segment.run))
+        .collect();
+    let run = |run: u64| Some(format!("{run:016x}"));
+    assert_eq!(
+        runs,
+        vec![
+            (4, run(RUN_B)),
+            (3, run(RUN_A)),
+            (2, run(RUN_A)),
+            (1, run(RUN_A)),
+            (0, run(RUN_A))
+        ]
+    );
 }

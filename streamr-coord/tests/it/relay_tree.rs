@@ -32,6 +32,8 @@ on_both_backends!(
     a_group_of_two_slash_24s_and_two_operators_cannot_evict_a_parent_seen_serving,
     a_parent_up_but_not_serving_the_stream_loses_its_children_on_one_report,
     a_heartbeat_naming_too_many_upstreams_is_refused,
+    a_returning_relay_rejoins_where_there_is_room_without_evicting_the_relay_in_its_slot,
+    a_parent_whose_childs_receipts_show_it_unfed_loses_the_child_and_takes_no_new_one,
 );
 
 const K: usize = 2;
@@ -150,12 +152,28 @@ async fn ask(api: &Client, relay: &KeyPair, failed: &[NodeId]) -> (StatusCode, V
         .await
 }
 
-/// The relay's chain of upstream node ids (parent first).
+/// The relay's chain of node ids (parent first), up to the origin (seed 1). The answer names
+/// the origin only to its own children: a deeper relay is answered its ancestors below it.
 async fn chain(api: &Client, relay: &KeyPair, failed: &[NodeId]) -> Vec<String> {
     let (status, body) = ask(api, relay, failed).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let upstreams = body["upstreams"].as_array().expect("upstreams");
-    assert_eq!(body["depth"].as_u64(), Some(upstreams.len() as u64));
+    let depth = body["depth"].as_u64().expect("depth");
+    let origin = node(1).node_id();
+    let names_origin = upstreams.iter().any(|u| u["node_id"] == json!(origin));
+    if depth == 1 {
+        assert_eq!(upstreams.len(), 1, "{body}");
+        assert!(
+            names_origin,
+            "a tier-1 relay is answered the origin: {body}"
+        );
+    } else {
+        assert_eq!(upstreams.len() as u64 + 1, depth, "{body}");
+        assert!(
+            !names_origin,
+            "a deeper relay is not answered the origin: {body}"
+        );
+    }
     for upstream in upstreams {
         // Each carries a grant naming the relay as the viewer of that node.
         assert_eq!(upstream["grant"]["body"]["viewer"], json!(relay.node_id()));
@@ -168,6 +186,7 @@ async fn chain(api: &Client, relay: &KeyPair, failed: &[NodeId]) -> Vec<String> 
     upstreams
         .iter()
         .map(|u| u["node_id"].as_str().expect("id").to_owned())
+        .chain((depth > 1).then(|| origin.to_string()))
         .collect()
 }
 
@@ -851,4 +870,127 @@ async fn a_parent_up_but_not_serving_the_stream_loses_its_children_on_one_report
             "every child left: {parents:?}"
         );
     }
+}
+
+/// The flap: a tier-1 relay goes silent, its child takes its slot at the origin, and it comes
+/// back. It rejoins as a new child where there is room; the relay now serving in its old slot
+/// keeps it, at its own asks too, and the origin still feeds k.
+async fn a_returning_relay_rejoins_where_there_is_room_without_evicting_the_relay_in_its_slot(
+    db: &TestDb,
+) {
+    let (api, origin, relays) = setup(db, 4).await;
+    let origin_id = origin.node_id().to_string();
+    for relay in &relays {
+        chain(&api, relay, &[]).await;
+    }
+    let parents = stored_parents(db).await;
+    let under = |parent: &str| -> Vec<KeyPair> {
+        relays
+            .iter()
+            .filter(|r| parents.get(&r.node_id().to_string()).map(String::as_str) == Some(parent))
+            .cloned()
+            .collect()
+    };
+    let (gone, orphan) = under(&origin_id)
+        .into_iter()
+        .find_map(|tier1| {
+            let child = under(&tier1.node_id().to_string()).into_iter().next()?;
+            Some((tier1, child))
+        })
+        .expect("a tier-1 relay with a child");
+    let gone_id = gone.node_id().to_string();
+    // The tier-1 relay misses its heartbeats (older than the liveness); its child asks.
+    for (index, relay) in relays.iter().enumerate() {
+        let age = if relay.node_id() == gone.node_id() {
+            20_000
+        } else {
+            0
+        };
+        heartbeat(&api, relay, 10 + index as u64, age).await;
+    }
+    let moved = chain(&api, &orphan, &[gone.node_id()]).await;
+    assert!(!moved.contains(&gone_id), "{moved:?}");
+    // One of its children took its slot at the origin (the oldest: not necessarily the asker).
+    let taker = {
+        let now = stored_parents(db).await;
+        relays
+            .iter()
+            .find(|r| {
+                let id = r.node_id().to_string();
+                now.get(&id) == Some(&origin_id) && parents.get(&id) == Some(&gone_id)
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("a child of the gone relay under the origin: {now:?}"))
+    };
+    let taker_id = taker.node_id().to_string();
+    // Back: a fresh heartbeat and an ask. The origin is full, so it goes below a relay.
+    heartbeat(&api, &gone, 30, 0).await;
+    let back = chain(&api, &gone, &[]).await;
+    assert!(back.len() >= 2, "rejoined below a relay: {back:?}");
+    let now = stored_parents(db).await;
+    assert_eq!(now[&taker_id], origin_id);
+    assert_ne!(now[&gone_id], origin_id);
+    // The relay in the slot keeps it at its next ask, and the origin feeds k.
+    assert_eq!(chain(&api, &taker, &[]).await, vec![origin_id.clone()]);
+    let fed = stored_parents(db)
+        .await
+        .values()
+        .filter(|p| **p == origin_id)
+        .count();
+    assert_eq!(fed, K);
+}
+
+/// The attack: a parent answers the coordinator's check that it serves the stream but does
+/// not feed its child. The child's receipts (none for the parent lately) are the evidence the
+/// parent cannot make alone: the child leaves it, earns it nothing, its siblings stay, and
+/// no new relay is placed below it while the report stands, where one would go otherwise.
+async fn a_parent_whose_childs_receipts_show_it_unfed_loses_the_child_and_takes_no_new_one(
+    db: &TestDb,
+) {
+    let mut config = config_k(3);
+    config.relay_probe_timeout = Some(std::time::Duration::from_millis(500));
+    let (api, relays, parent, children) = family_with(db, config).await;
+    let parent_id = parent.node_id().to_string();
+    reregister(&api, &parent, "operator-parent", &node_serving(true).await).await;
+    heartbeat(&api, &parent, 5, 0).await;
+    let (starved, siblings) = children.split_first().expect("children");
+    let moved = chain(&api, starved, &[parent.node_id()]).await;
+    assert!(!moved.contains(&parent_id), "{moved:?}");
+    // Six newcomers: the tier-1 relays' free slots (the parent's two among them) would take
+    // them all; the parent takes none.
+    let mut newcomers = Vec::new();
+    for seed in 40..46u8 {
+        let key = node(seed);
+        let url = format!("http://127.0.{}.1:8080", seed);
+        let (status, body) = api.post("/nodes", &registration(&key, &url)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        heartbeat(&api, &key, 1, 0).await;
+        newcomers.push(key);
+    }
+    for key in &newcomers {
+        let placed = chain(&api, key, &[]).await;
+        assert_ne!(placed[0], parent_id, "a newcomer below the unfed parent");
+    }
+    let parents = stored_parents(db).await;
+    for sibling in siblings {
+        assert_eq!(parents[&sibling.node_id().to_string()], parent_id);
+    }
+    assert!(
+        relays
+            .iter()
+            .all(|r| parents.contains_key(&r.node_id().to_string())),
+        "{parents:?}"
+    );
+    // It earns nothing for the child: no receipt of the child's on any grant at the parent.
+    let storage = db.storage().await;
+    let session = storage
+        .latest_session_of(&starved.node_id().to_string(), &parent_id, "show", 0)
+        .await
+        .expect("session lookup")
+        .expect("the child was granted its parent");
+    assert!(storage
+        .latest_receipt(&session.session_id)
+        .await
+        .expect("receipt lookup")
+        .is_none());
 }

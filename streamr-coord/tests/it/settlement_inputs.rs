@@ -12,12 +12,10 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::*;
 use serde_json::{json, Value};
-use streamr_coord::storage::SessionRecord;
 use streamr_coord::{CoordConfig, Coordinator};
 use streamr_core::{
     segment_hash, ContentDigest, EpochInputs, EpochObservations, KeyPair, NodeEpochInput,
-    NodeHeartbeat, SessionGrant, SessionId, Signed, SignedGrant, SignedReceipt, StreamId,
-    ViewerReceipt, PPM,
+    SessionId, Signed, SignedGrant, SignedReceipt, ViewerReceipt, PPM,
 };
 
 on_both_backends!(
@@ -86,7 +84,8 @@ impl Scene {
             .raw_from(
                 "POST",
                 "/nodes/heartbeat",
-                serde_json::to_vec(&json!({ "heartbeat": claims(node, 1, 0, 0) })).expect("json"),
+                serde_json::to_vec(&json!({ "heartbeat": claims_heartbeat(node, 1, 0, 0) }))
+                    .expect("json"),
                 false,
                 Some(peer),
             )
@@ -130,7 +129,7 @@ impl Scene {
             .post(
                 "/nodes/heartbeat",
                 &json!({
-                    "heartbeat": claims(node, nonce, attested, unattested),
+                    "heartbeat": claims_heartbeat(node, nonce, attested, unattested),
                     "receipts": receipts,
                 }),
             )
@@ -234,22 +233,6 @@ impl Settled {
                 .iter()
                 .any(|p| p.node_id == node.node_id())
     }
-}
-
-fn claims(node: &KeyPair, nonce: u64, attested: u64, unattested: u64) -> Signed<NodeHeartbeat> {
-    Signed::sign(
-        NodeHeartbeat {
-            node_id: node.node_id(),
-            timestamp_ms: now_ms(),
-            nonce,
-            streams: vec![StreamId::new("show").expect("stream id")],
-            viewers: 1,
-            bytes_served: attested,
-            unattested_bytes: unattested,
-            upstreams: Vec::new(),
-        },
-        node,
-    )
 }
 
 fn receipt(
@@ -358,42 +341,6 @@ async fn a_framers_bad_receipts_cost_the_honest_node_nothing(db: &TestDb) {
     assert_eq!(node_claims.viewer_posted.forged, 1, "{node_claims:?}");
 }
 
-/// The probe session the coordinator's prober records for `node`: its own grant, a fresh key,
-/// marked as a probe.
-async fn probe_session(db: &TestDb, config: &CoordConfig, node: &KeyPair) -> (KeyPair, SessionId) {
-    let viewer = KeyPair::generate(&mut rand::rngs::OsRng);
-    let session = SessionId::from_bytes(rand::random());
-    let grant: SignedGrant = Signed::sign(
-        SessionGrant {
-            session_id: session,
-            viewer: viewer.viewer_key(),
-            node_id: node.node_id(),
-            stream_id: StreamId::new("show").expect("stream id"),
-            max_bytes: 2_000_000 * 60,
-            expiry_ms: now_ms() + 60_000,
-        },
-        &config.coordinator_key,
-    );
-    db.storage()
-        .await
-        .create_session(&SessionRecord {
-            session_id: session.to_string(),
-            stream_id: "show".into(),
-            node_id: node.node_id().to_string(),
-            viewer: viewer.viewer_key().to_string(),
-            max_bytes: grant.body.max_bytes as i64,
-            expiry_ms: grant.body.expiry_ms as i64,
-            issued_at_ms: now_ms() as i64,
-            grant_json: serde_json::to_string(&grant).expect("json"),
-            viewer_subnet: String::new(),
-            viewer_prefix64: String::new(),
-            probe: true,
-        })
-        .await
-        .expect("probe session stored");
-    (viewer, session)
-}
-
 /// A node whose only traffic was the coordinator's probes hands in their receipts, claims them
 /// as attested and reports more probe downloads as unattested (as the shipped node does for
 /// fetches without a grant). It is not penalised, and earns exactly nothing, while a node
@@ -406,7 +353,8 @@ async fn a_node_that_only_served_probes_earns_nothing(db: &TestDb) {
     let (viewer, session) = honest_viewer(&scene, &serving, 81).await;
     let idle_peer: IpAddr = "2001:db8:7:1::72".parse().expect("address");
     scene.join(&idle, idle_peer).await;
-    let (probe_viewer, probe) = probe_session(db, &scene.config, &idle).await;
+    let (probe_viewer, probe) =
+        probe_session(db, &scene.config, &idle, Duration::from_secs(60)).await;
 
     let outcome = scene
         .report(

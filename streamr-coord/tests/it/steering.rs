@@ -16,8 +16,7 @@ use common::*;
 use serde_json::{json, Value};
 use streamr_coord::{CoordConfig, Coordinator, GrantBudget};
 use streamr_core::{
-    segment_hash, ContentDigest, KeyPair, NodeHeartbeat, SessionId, Signed, SignedGrant, StreamId,
-    ViewerReceipt,
+    KeyPair, NodeHeartbeat, SessionId, Signed, SignedGrant, StreamId, ViewerReceipt,
 };
 
 on_both_backends!(
@@ -351,22 +350,7 @@ async fn receipts_land_in_their_signature_epoch_and_late_ones_are_refused(db: &T
     };
     let epoch_ms = config.epoch_length.as_millis() as u64;
     let api = coordinator(db, config.clone()).await;
-    let published = now_ms();
-    let mut digests: Vec<ContentDigest> = Vec::new();
-    for sequence in 0..3u64 {
-        let (status, body) = api
-            .post_admin(
-                "/streams/show/segments",
-                &json!({
-                    "sequence": sequence,
-                    "hash": segment_hash(format!("segment {sequence}").as_bytes()),
-                    "published_ms": published,
-                }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        digests.push(digest(&body["segment"]["digest"]));
-    }
+    let digests = report_segments(&api, "show", 3).await;
     let node = add_node(&api, 1, 50_000, 1).await;
     let viewer = viewer_key(1);
     let (status, body) = play(&api, 1, honest_peer(1), &[]).await;

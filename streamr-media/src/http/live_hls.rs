@@ -35,6 +35,9 @@ pub struct OriginPartPlace {
     pub msn: u64,
     /// The part's index in its segment.
     pub index: u32,
+    /// The origin's numbering run the place belongs to, when known: chosen afresh whenever the
+    /// origin's numbers start over (see [`OriginNumbering::origin_run`]).
+    pub run: Option<u64>,
 }
 
 /// Where a relay learns the origin's media sequence numbers, so that it lists every segment
@@ -49,6 +52,15 @@ pub trait OriginNumbering: Send + Sync + std::fmt::Debug {
         part_hash: [u8; 32],
         wait: Duration,
     ) -> Pin<Box<dyn Future<Output = Option<OriginPartPlace>> + Send + 'static>>;
+
+    /// The origin's numbering run of `key` in its newest report, when known without waiting.
+    /// A relay that learned the origin's numbers in one run learns them again once this names
+    /// another (the origin restarted or a standby took over, and its numbers started over even
+    /// where the relay's stream went on without a break it could see). The default knows none.
+    fn origin_run(&self, key: &StreamKey) -> Option<u64> {
+        let _ = key;
+        None
+    }
 }
 
 /// Settings of live HLS.
@@ -756,6 +768,10 @@ impl StreamTask {
         let mut clock = ClockAnchor::default();
         let mut unsupported_warned = std::collections::HashSet::new();
         let mut learning = Learning::default();
+        // The origin's run the numbers in use were learned in, and (while learning them again
+        // after it changed) the run a learned place must belong to.
+        let mut learned_run: Option<u64> = None;
+        let mut awaited_run: Option<u64> = None;
         // The newest upstream gap seen, and one whose first frame is still to come (see
         // `after_upstream_gap`).
         let mut gaps_seen = self
@@ -794,10 +810,17 @@ impl StreamTask {
                 Wake::Frames(received) => received,
                 Wake::Learned(place) => {
                     let asked = learning.lookup.take().map(|(part, _)| part);
+                    // After the origin's run changed, a part still of the old run does not
+                    // tell the new numbers: the next ask is for a newer part.
+                    let place = place.filter(|place| {
+                        awaited_run.is_none_or(|run| place.run.is_none_or(|of| of == run))
+                    });
                     if let (Some(part), Some(place)) = (asked, place) {
                         self.learned(part, place);
                         if !self.msn.is_learning() {
                             learning = Learning::default();
+                            learned_run = place.run;
+                            awaited_run = None;
                         }
                     }
                     continue;
@@ -812,6 +835,14 @@ impl StreamTask {
             };
             if received == 0 {
                 break;
+            }
+            if let Some(run) = self.origin_run_changed(learned_run) {
+                info!(app = %self.key.app, stream = %self.key.name, run = format_args!("{run:016x}"),
+                    "the origin's numbering run changed: learning its media sequence numbers again");
+                self.msn.relearn();
+                learning = Learning::default();
+                learned_run = None;
+                awaited_run = Some(run);
             }
             if self.pulled {
                 // Recorded before the first frame after it was relayed: in this batch or a
@@ -1121,6 +1152,17 @@ impl StreamTask {
             Batch::Ll(events) => self.publish_ll(events),
             Batch::Gap(sequence) => self.publish_gap(sequence),
         }
+    }
+
+    /// The origin's new run, when this relay listed under the origin's numbers of run `learned`
+    /// and the origin's reports now name another (only a relay cutting LL-HLS parts learns).
+    fn origin_run_changed(&self, learned: Option<u64>) -> Option<u64> {
+        let learned = learned?;
+        if !self.pulled || self.packager.is_none() || self.msn.is_learning() {
+            return None;
+        }
+        let now = self.live.inner.numbering.get()?.origin_run(&self.key)?;
+        (now != learned).then_some(now)
     }
 
     /// The origin numbers `part` as `place`: the held events go out under its numbers.

@@ -1,12 +1,14 @@
 //! A relay lists the origin's segments and parts under the origin's media sequence numbers: it
 //! holds back what it cuts until it learns the origin's place of one part by the part's hash
 //! ([`OriginNumbering`]), then numbers everything as the origin does. A place that does not fit
-//! (another index) is refused, and the relay keeps its own numbers.
+//! (another index) is refused, and the relay keeps its own numbers. When the origin's reports
+//! name a new run (its numbers started over), the relay learns them again.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,12 +54,13 @@ fn publish_range(publisher: &Publisher, tags: &[FlvTag], from_ms: u32, to_ms: u3
     }
 }
 
-/// The origin's part places by hash, as its part reports would give them; `shift` moves the
-/// index (a lying source).
+/// The origin's part places by hash, as its part reports would give them, in the origin's run
+/// `run`; `shift` moves the index (a lying source).
 #[derive(Debug, Default, Clone)]
 struct Places {
     known: Arc<Mutex<HashMap<blake3::Hash, (u64, u32)>>>,
     shift_index: u32,
+    run: Arc<AtomicU64>,
 }
 
 impl OriginNumbering for Places {
@@ -81,6 +84,7 @@ impl OriginNumbering for Places {
                     return Some(OriginPartPlace {
                         msn,
                         index: index + places.shift_index,
+                        run: Some(places.run.load(Ordering::SeqCst)),
                     });
                 }
                 if tokio::time::Instant::now() >= deadline {
@@ -89,6 +93,10 @@ impl OriginNumbering for Places {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
+    }
+
+    fn origin_run(&self, _key: &StreamKey) -> Option<u64> {
+        Some(self.run.load(Ordering::SeqCst))
     }
 }
 
@@ -170,4 +178,89 @@ async fn a_place_at_another_index_is_refused_and_the_relay_numbers_its_own() {
     assert!(relay
         .iter()
         .all(|p| origin.iter().any(|o| o.hash == p.hash)));
+}
+
+/// The origin restarted and numbers its parts afresh (a new run, its numbers here 40 above the
+/// old ones), while the relay's stream went on without a timeline break it could see: once the
+/// origin's reports name the new run, the relay learns the origin's numbers again and lists
+/// what it cuts from then on under the new run's numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_learns_the_origins_numbers_again_when_its_run_changes() {
+    const SHIFT: u64 = 40;
+    let tags = sample_tags();
+    let shutdown = CancellationToken::new();
+    let config = LiveHlsConfig::default().with_segments(Duration::from_secs(1), 4);
+    let key = StreamKey::parse("live", "cam").expect("key");
+
+    let origin_hub = RelayHub::default();
+    let origin = LiveHls::start(origin_hub.clone(), config.clone(), shutdown.clone());
+    let mut origin_notices = origin.part_notices();
+    let publisher = origin_hub
+        .publish_with(key.clone(), Timeline::Own)
+        .expect("publish");
+    let _ = origin.playlist(&key, Duration::ZERO).await;
+    publish_range(&publisher, &tags, 0, 10_100);
+    let origin_parts = drain(&mut origin_notices).await;
+    let places = Places::default();
+    places.run.store(1, Ordering::SeqCst);
+    *places.known.lock().expect("lock") = origin_parts
+        .iter()
+        .map(|p| (p.hash, (p.sequence, p.index)))
+        .collect();
+
+    let relay_hub = RelayHub::default();
+    let relay = LiveHls::start(relay_hub.clone(), config, shutdown.clone());
+    assert!(relay.set_origin_numbering(Arc::new(places.clone())));
+    let mut relay_notices = relay.part_notices();
+    let pull = relay_hub
+        .publish_with(key.clone(), Timeline::Upstream)
+        .expect("publish");
+    let _ = relay.playlist(&key, Duration::ZERO).await;
+    publish_range(&pull, &tags, 2_500, 6_500);
+    let before = drain(&mut relay_notices).await;
+    // The origin's new run: the same parts (as far as this test goes) under new numbers.
+    *places.known.lock().expect("lock") = origin_parts
+        .iter()
+        .map(|p| (p.hash, (p.sequence + SHIFT, p.index)))
+        .collect();
+    places.run.store(2, Ordering::SeqCst);
+    publish_range(&pull, &tags, 6_500, 10_100);
+    let after = drain(&mut relay_notices).await;
+    shutdown.cancel();
+
+    let origin_place = |part: &PartNotice| {
+        origin_parts
+            .iter()
+            .find(|o| o.hash == part.hash)
+            .map(|o| (o.sequence, o.index))
+            .expect("every part the relay lists is the origin's")
+    };
+    assert!(
+        !before.is_empty() && after.len() >= 4,
+        "{before:?} {after:?}"
+    );
+    for part in &before {
+        assert_eq!(
+            (part.sequence, part.index),
+            origin_place(part),
+            "run 1: {part:?}"
+        );
+    }
+    // Parts cut once the new run was learned carry its numbers (the part open across the
+    // change may still go out under the old ones).
+    let renumbered: Vec<&PartNotice> = after
+        .iter()
+        .filter(|part| part.sequence >= origin_place(part).0 + SHIFT)
+        .collect();
+    assert!(renumbered.len() >= 3, "{after:?}");
+    for part in &renumbered {
+        let (sequence, index) = origin_place(part);
+        assert_eq!(
+            (part.sequence, part.index),
+            (sequence + SHIFT, index),
+            "run 2: {part:?}"
+        );
+    }
+    let newest = after.last().expect("parts after the change");
+    assert_eq!(newest.sequence, origin_place(newest).0 + SHIFT);
 }

@@ -1,7 +1,7 @@
 //! Runs the public entry points of the RTMP/AMF0 fuzz targets over their committed seed corpora
 //! (fuzz/corpus/<target>/) and the recorded ffmpeg session, and throws hostile input at them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use bytes::BytesMut;
 use proptest::prelude::*;
@@ -10,11 +10,12 @@ use streamr_media::rtmp::chunk::{decode_chunk_stream, ChunkLimits};
 use streamr_media::rtmp::handshake::{HandshakeProgress, ServerHandshake};
 use streamr_media::rtmp::message::{Command, RtmpMessage};
 use streamr_media::rtmp::session::{MediaKind, ServerEvent, ServerSession};
+use streamr_test_support::fuzz_corpus::corpus_entries;
 
 /// The committed seeds (`seed_*`) of a target. Entries a local fuzzing run added (hash names,
 /// not committed) go through the entry point too, without assertions on the result.
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-    let (seeds, found): (Vec<_>, Vec<_>) = all_corpus_files(target)
+    let (seeds, found): (Vec<_>, Vec<_>) = corpus_entries(target)
         .into_iter()
         .partition(|(name, _)| name.starts_with("seed_"));
     for (_, bytes) in found {
@@ -31,27 +32,6 @@ fn run_entry_point(target: &str, bytes: &[u8]) {
         "handshake" => drop(ServerHandshake::new().process(&mut BytesMut::from(bytes))),
         _ => drop(ServerSession::replay_accepting_all(bytes)),
     }
-}
-
-fn all_corpus_files(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("seed corpus {} missing: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "empty seed corpus {}", dir.display());
-    files
-        .into_iter()
-        .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect()
 }
 
 fn capture() -> Vec<u8> {

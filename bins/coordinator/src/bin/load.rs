@@ -390,7 +390,12 @@ async fn main() -> anyhow::Result<()> {
                 nonce: *nonce,
                 streams: vec![stream.clone()],
                 viewers: 3,
-                bytes_served: args.bytes_served,
+                // A session heartbeat restates its session's running total.
+                bytes_served: if args.auth == "session" {
+                    args.bytes_served.saturating_mul(*nonce)
+                } else {
+                    args.bytes_served
+                },
                 unattested_bytes: 0,
                 upstreams: Vec::new(),
             };
@@ -452,6 +457,8 @@ async fn main() -> anyhow::Result<()> {
         100.0 * heartbeats.per_second() / hello.per_second().max(1e-9),
         heartbeats.percentile_us(0.99) as f64 / 1000.0,
     );
+    // Session heartbeats reach the database in periodic batches: the last one, now.
+    coordinator.write_heartbeat_totals().await?;
     let stored = coordinator_stats(coord_addr).await?;
     println!("nodes online after the run: {stored}");
     database.drop_database().await?;

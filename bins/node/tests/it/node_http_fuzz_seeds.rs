@@ -4,16 +4,13 @@
 //! (`seed_*`) also get the answers their names promise; `STREAMR_REGENERATE_SEEDS=1` rewrites
 //! them.
 
-use std::path::{Path, PathBuf};
-
 use axum::http::{Method, StatusCode};
 use streamr_coord::grant_token;
 use streamr_core::{SessionGrant, SessionId, Signed, StreamId};
 use streamr_node::fuzzing::{coordinator_key, node_key, HttpHarness};
+use streamr_test_support::fuzz_corpus::{assert_seed_is_current, corpus_entries};
 
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/node_http")
-}
+const TARGET: &str = "node_http";
 
 /// A grant for stream `show` at the harness node, valid until 2100.
 fn grant_token() -> String {
@@ -91,11 +88,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>, StatusCode)> {
 #[test]
 fn seeds_match_the_current_grant_format() {
     for (name, data, _) in seeds() {
-        let path = corpus_dir().join(name);
-        if std::env::var_os("STREAMR_REGENERATE_SEEDS").is_some() {
-            std::fs::write(&path, &data).unwrap();
-        }
-        assert_eq!(std::fs::read(&path).unwrap(), data, "{name} is stale");
+        assert_seed_is_current(TARGET, name, &data);
     }
 }
 
@@ -117,9 +110,7 @@ fn committed_seeds_get_their_answers() {
 fn the_whole_corpus_replays_without_a_server_error_or_a_bare_refusal() {
     let harness = HttpHarness::new().unwrap();
     let mut replayed = 0;
-    for entry in std::fs::read_dir(corpus_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
+    for (_, data) in corpus_entries(TARGET) {
         // `run_input` panics (naming the answer) when a check fails.
         harness.run_input(&data);
         replayed += 1;

@@ -458,3 +458,117 @@ async fn a_three_tier_chain_keeps_the_origins_segments_and_heals_at_once_when_th
         let _ = server.shutdown().await;
     }
 }
+
+/// The origin's RTMP players now (its `/metrics`): here, the relays pulling from it.
+async fn origin_players(origin: &RunningNode) -> Option<u64> {
+    let text = reqwest::get(format!("http://{}/metrics", origin.http_addr()))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("streamr_players{protocol=\"rtmp\"} "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// Origin egress stays at k copies (k = 1 here) in every state: the origin's outgoing relay
+/// connections, sampled every 20 ms through the whole run, never exceed k while the tree
+/// forms (origin → A → B), while a relay comes with its relay token alone (refused), and while
+/// the tier-1 relay leaves and its child takes its place at the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "interop: needs ffmpeg"]
+async fn the_origin_feeds_at_most_k_relays_in_every_state() {
+    let network = Network::start().await;
+    let admin = CoordinatorClient::new(&network.url)
+        .unwrap()
+        .with_admin_token(ADMIN);
+    let stream_key = admin
+        .create_stream("show", "Show")
+        .await
+        .unwrap()
+        .stream_key;
+    let origin = Node::start(network.node_config("origin")).await.unwrap();
+    let _publisher = ffmpeg_publish(
+        &format!("rtmp://{}/live/show?key={stream_key}", origin.rtmp_addr()),
+        40,
+    );
+    // A is a process of its own, so it can be killed outright (its connections close).
+    let (mut a_process, a_relay) = network.relay_process("a", &origin).await;
+    let b = network.relay("b", &origin).await;
+    let api = CoordinatorClient::new(&network.url).unwrap();
+    let b_id = b.node_id().to_string();
+    eventually("the relay's heartbeat", || async {
+        let node = api.node(&b_id).await.ok()?;
+        (node.active && node.last_heartbeat_ms.is_some()).then_some(())
+    })
+    .await;
+    eventually("the origin bound", || async {
+        api.stream("show").await.ok()?.origin_node
+    })
+    .await;
+    let most = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = {
+        let (most, url) = (most.clone(), origin.http_addr());
+        tokio::spawn(async move {
+            loop {
+                let players = async {
+                    let text = reqwest::get(format!("http://{url}/metrics"))
+                        .await
+                        .ok()?
+                        .text()
+                        .await
+                        .ok()?;
+                    text.lines()
+                        .find_map(|l| l.strip_prefix("streamr_players{protocol=\"rtmp\"} "))
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                };
+                if let Some(players) = players.await {
+                    most.fetch_max(players, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let b_relay = Relay::from(&b);
+    for relay in [&a_relay, &b_relay] {
+        eventually("the relay serves the stream", || {
+            newest_segment(&network, relay, None)
+        })
+        .await;
+    }
+    assert_eq!(
+        network.parent(b.node_id()).await,
+        Some(a_relay.id.to_string())
+    );
+    assert_eq!(origin_players(&origin).await, Some(1));
+    // B comes to the origin with its relay token alone: refused, A holds the origin's slot.
+    let b_key = streamr_node::identity::load_or_create(&network.dir.path().join("b.key")).unwrap();
+    let token = streamr_node::relay_token::make(&b_key, "show", unix_ms());
+    let rogue = RtmpUrl::parse(&format!(
+        "rtmp://{}/live/show?{}={token}",
+        origin.rtmp_addr(),
+        streamr_node::relay_token::RELAY_PARAM
+    ))
+    .unwrap();
+    let refused = RtmpClient::play(&rogue).await;
+    assert!(refused.is_err(), "a second relay played at the origin");
+    // A is killed: B takes its place at the origin and serves on.
+    a_process.0.kill().expect("kill A");
+    let origin_id = origin.node_id().to_string();
+    eventually("B under the origin", || async {
+        (network.parent(b.node_id()).await.as_deref() == Some(origin_id.as_str())).then_some(())
+    })
+    .await;
+    let seen = newest_sequence(&network, &b_relay).await;
+    matching_segment(&network, &b_relay, seen).await;
+    sampler.abort();
+    let most = most.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("the origin's relay connections peaked at {most}");
+    assert_eq!(most, 1, "the origin fed more than k = 1 relays");
+    b.shutdown().await;
+    origin.shutdown().await;
+    if let Some(server) = network.server {
+        let _ = server.shutdown().await;
+    }
+}

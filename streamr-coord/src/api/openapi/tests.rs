@@ -274,6 +274,7 @@ fn samples() -> Vec<(&'static str, Value)> {
                 part_hashes: vec![digest; 2],
                 len: 4_000,
             }),
+            run: Some(0x5eed),
         },
         &node,
     );
@@ -367,6 +368,7 @@ fn samples() -> Vec<(&'static str, Value)> {
         digest: digest.to_string(),
         published_ms: 1,
         reported_at_ms: 2,
+        run: Some(format!("{:016x}", 0x5eed_u64)),
         ll: Some(crate::storage::LlSegment {
             hash: digest.to_string(),
             digest: digest.to_string(),
@@ -536,6 +538,7 @@ fn samples() -> Vec<(&'static str, Value)> {
                 coordinator_key: coordinator.coordinator_key(),
                 epoch_length_ms: 1,
                 local_trial: false,
+                relay_fanout: Some(4),
             }),
         ),
         (
