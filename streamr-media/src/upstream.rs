@@ -429,7 +429,7 @@ impl UpstreamPuller {
         failed: &[String],
     ) -> Result<PullEnd, ClientError> {
         let Ok(connected) =
-            tokio::time::timeout(self.config.connect_timeout, RtmpClient::play(url)).await
+            tokio::time::timeout(self.config.connect_timeout, RtmpClient::pull(url)).await
         else {
             return Ok(PullEnd::ConnectTimedOut);
         };

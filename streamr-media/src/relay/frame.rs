@@ -116,6 +116,13 @@ impl Frame {
         self.tag.is_some_and(|tag| tag.is_sequence_header())
     }
 
+    /// True for a data message between nodes (`onStreamr…`, such as the origin's
+    /// [`HlsTiming`](crate::hls::HlsTiming)), which only relays and the node's own consumers
+    /// get (see [`Subscription::set_node_notices`](super::Subscription::set_node_notices)).
+    pub fn is_node_notice(&self) -> bool {
+        self.kind == FrameKind::Metadata && is_node_notice(&self.payload)
+    }
+
     /// True for a coded audio or video frame (not configuration, metadata or a command).
     pub fn is_coded_media(&self) -> bool {
         match self.kind {
@@ -288,6 +295,38 @@ impl ChunkCache {
         let others = self.lock_others();
         others.iter().find(|entry| entry.key == key)?.span(store)
     }
+}
+
+/// The start of every data message's name that passes between nodes only.
+pub const NODE_NOTICE_PREFIX: &str = "onStreamr";
+
+/// Whether a data message's payload is a node notice: its name (the first AMF0 string, after
+/// an optional `@setDataFrame`) starts with [`NODE_NOTICE_PREFIX`]. Reads only the names.
+pub fn is_node_notice(payload: &[u8]) -> bool {
+    let mut rest = payload;
+    for _ in 0..2 {
+        let Some(name) = leading_amf0_string(rest) else {
+            return false;
+        };
+        if name.starts_with(NODE_NOTICE_PREFIX.as_bytes()) {
+            return true;
+        }
+        if name != b"@setDataFrame" {
+            return false;
+        }
+        rest = rest.get(3 + name.len()..).unwrap_or_default();
+    }
+    false
+}
+
+/// The bytes of the AMF0 short string `payload` starts with.
+fn leading_amf0_string(payload: &[u8]) -> Option<&[u8]> {
+    let (&marker, rest) = payload.split_first()?;
+    if marker != 0x02 {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
+    rest.get(2..2 + len)
 }
 
 #[cfg(test)]
