@@ -6,9 +6,10 @@
 //! and [`Segmenter::target_duration_secs`](super::Segmenter::target_duration_secs)). A relay
 //! joins later and would measure another stretch of the stream, so the origin announces what
 //! it chose in an AMF0 data message of the stream itself (`onStreamrHlsTiming`), which the hub
-//! keeps beside `onMetaData` and sends every viewer before its first frame. A relay's
-//! packager and segmenter take the announced values instead of measuring, and the relay's hub
-//! passes the message on to the relays pulling from it. Its integrity needs no signature of
+//! keeps beside `onMetaData` and sends every relay before its first frame; as a node notice
+//! ([`Frame::is_node_notice`](crate::relay::Frame::is_node_notice)) it never reaches players.
+//! A relay's packager and segmenter take the announced values instead of measuring, and the
+//! relay's hub passes the message on to the relays pulling from it. Its integrity needs no signature of
 //! its own: a relay that took a wrong value cuts parts that do not match the origin's signed
 //! part reports, and is not paid for them.
 

@@ -398,4 +398,47 @@ mod tests {
         frame.chunked(b, encode);
         assert_eq!(calls.load(Ordering::Relaxed), 2);
     }
+
+    #[test]
+    fn node_notices_are_told_by_their_name_alone() {
+        let named = |names: &[&str]| {
+            let mut values: Vec<crate::amf0::Amf0Value> = names
+                .iter()
+                .map(|name| crate::amf0::Amf0Value::String((*name).to_owned()))
+                .collect();
+            values.push(crate::amf0::Amf0Value::Object(vec![]));
+            crate::amf0::encode_all(&values).unwrap().freeze()
+        };
+        assert!(is_node_notice(&named(&["onStreamrHlsTiming"])));
+        assert!(is_node_notice(&named(&[
+            "@setDataFrame",
+            "onStreamrAnything"
+        ])));
+        assert!(!is_node_notice(&named(&["onMetaData"])));
+        assert!(!is_node_notice(&named(&["@setDataFrame", "onMetaData"])));
+        assert!(!is_node_notice(&named(&[
+            "onCuePoint",
+            "onStreamrHlsTiming"
+        ])));
+        assert!(!is_node_notice(b"\x02\x00\x20onStreamr"));
+        assert!(!is_node_notice(&[]));
+        let timing = crate::hls::HlsTiming {
+            part_target_ms: None,
+            target_duration_secs: 2,
+        };
+        let frame = Frame::new(FrameKind::Metadata, 0, timing.encode());
+        assert!(frame.is_node_notice());
+        // Audio or video is never one, whatever its bytes.
+        let frame = Frame::new(FrameKind::Video, 0, timing.encode());
+        assert!(!frame.is_node_notice());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_payload_is_told_without_a_panic(payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48)) {
+            let notice = is_node_notice(&payload);
+            // A notice names itself within its first two strings.
+            proptest::prop_assert!(!notice || payload.windows(9).any(|w| w == NODE_NOTICE_PREFIX.as_bytes()));
+        }
+    }
 }

@@ -133,7 +133,7 @@ fn late_viewer_gets_headers_then_the_cached_gop_from_its_keyframe() {
 }
 
 #[test]
-fn an_announced_timing_reaches_viewers_now_and_later_beside_the_metadata() {
+fn an_announced_timing_reaches_relays_now_and_later_beside_the_metadata() {
     let hub = RelayHub::default();
     let timing = crate::hls::HlsTiming {
         part_target_ms: Some(1_400),
@@ -142,7 +142,9 @@ fn an_announced_timing_reaches_viewers_now_and_later_beside_the_metadata() {
     assert!(!hub.announce(&key(), timing.encode()), "nobody publishes");
     let publisher = start_publish(&hub, 1);
     publisher.send(FrameKind::Video, 0, video(0, true, 0));
+    // A relay pulling the stream, which asked for node notices.
     let mut early = hub.subscribe(key()).unwrap();
+    early.set_node_notices(true);
     drain(&mut early);
     assert!(hub.announce(&key(), timing.encode()));
     publisher.send(FrameKind::Video, 40, video(1, false, 0));
@@ -160,6 +162,7 @@ fn an_announced_timing_reaches_viewers_now_and_later_beside_the_metadata() {
     // One joining later gets it before its first frame, and keeps the onMetaData.
     publisher.send(FrameKind::Video, 80, video(2, true, 0));
     let mut late = hub.subscribe(key()).unwrap();
+    late.set_node_notices(true);
     let mut events = Vec::new();
     while late.try_recv_batch(&mut events, 64) > 0 {}
     let timing_frame = events.iter().find_map(|event| match event {
@@ -192,7 +195,64 @@ fn an_announced_timing_reaches_viewers_now_and_later_beside_the_metadata() {
     let publisher = start_publish(&hub, 2);
     publisher.send(FrameKind::Video, 0, video(3, true, 0));
     let mut next = hub.subscribe(key()).unwrap();
+    next.set_node_notices(true);
     assert!(!drain(&mut next).contains(&Seen::Timing));
+}
+
+#[test]
+fn players_never_get_an_announced_timing_and_the_nodes_own_consumers_do() {
+    let hub = RelayHub::default();
+    let timing = crate::hls::HlsTiming {
+        part_target_ms: Some(1_400),
+        target_duration_secs: 4,
+    };
+    let publisher = start_publish(&hub, 1);
+    publisher.send(FrameKind::Video, 0, video(0, true, 0));
+    let mut watching = hub.subscribe(key()).unwrap();
+    assert!(!watching.gets_node_notices());
+    let mut own = hub.subscribe_internal(key()).unwrap();
+    assert!(own.gets_node_notices());
+    drain(&mut watching);
+    drain(&mut own);
+    assert!(hub.announce(&key(), timing.encode()));
+    publisher.send(FrameKind::Video, 40, video(1, false, 0));
+    let next = Seen::Media {
+        index: 1,
+        keyframe: false,
+    };
+    // Announced while they watch.
+    assert_eq!(drain(&mut watching), vec![next.clone()]);
+    assert_eq!(drain(&mut own), vec![Seen::Timing, next]);
+    // Kept for later subscribers: a player gets the metadata and headers without it.
+    publisher.send(FrameKind::Video, 80, video(2, true, 0));
+    let first = Seen::Media {
+        index: 2,
+        keyframe: true,
+    };
+    let mut joining = hub.subscribe(key()).unwrap();
+    assert_eq!(
+        drain(&mut joining),
+        vec![
+            Seen::Metadata,
+            Seen::VideoHeader(1),
+            Seen::AudioHeader,
+            first.clone()
+        ]
+    );
+    let mut own_later = hub.subscribe_internal(key()).unwrap();
+    assert_eq!(
+        drain(&mut own_later),
+        vec![
+            Seen::Metadata,
+            Seen::Timing,
+            Seen::VideoHeader(1),
+            Seen::AudioHeader,
+            first
+        ]
+    );
+    // The player's counts leave the notice out: neither delivered nor dropped.
+    let delivered = watching.stats();
+    assert_eq!((delivered.frames_out, delivered.frames_dropped), (5, 0));
 }
 
 #[test]
