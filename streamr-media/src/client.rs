@@ -95,6 +95,14 @@ impl RtmpClient {
         Self::open(url, ClientRole::Play).await
     }
 
+    /// Connects to `url` and plays its stream as a relay pulling it: asks for the node notices
+    /// players never get (such as the origin's HLS timing, see
+    /// [`NODE_NOTICES_PROPERTY`](crate::rtmp::session::NODE_NOTICES_PROPERTY)); returns once
+    /// the server said `Play.Start`.
+    pub async fn pull(url: &RtmpUrl) -> Result<Self, ClientError> {
+        Self::start(url, ClientRole::Play, true).await
+    }
+
     /// Connects to `url` and publishes live to it; returns once the server said
     /// `Publish.Start`.
     pub async fn publish(url: &RtmpUrl) -> Result<Self, ClientError> {
@@ -103,6 +111,15 @@ impl RtmpClient {
 
     /// Connects to `url` and runs the handshake and commands of `role` until the stream starts.
     pub async fn open(url: &RtmpUrl, role: ClientRole) -> Result<Self, ClientError> {
+        Self::start(url, role, false).await
+    }
+
+    /// [`RtmpClient::open`], asking for node notices when `node_notices` is set.
+    async fn start(
+        url: &RtmpUrl,
+        role: ClientRole,
+        node_notices: bool,
+    ) -> Result<Self, ClientError> {
         let url_text = url.to_string();
         let socket = TcpStream::connect(url.socket_address())
             .await
@@ -113,6 +130,7 @@ impl RtmpClient {
         let _ = socket.set_nodelay(true);
         let mut config = ClientConfig::new(&url.socket_address(), &url.app, &url.stream_key, role);
         config.tc_url = url.tc_url();
+        config.node_notices = node_notices;
         let mut client = Self {
             url: url_text,
             socket,

@@ -429,7 +429,7 @@ impl UpstreamPuller {
         failed: &[String],
     ) -> Result<PullEnd, ClientError> {
         let Ok(connected) =
-            tokio::time::timeout(self.config.connect_timeout, RtmpClient::play(url)).await
+            tokio::time::timeout(self.config.connect_timeout, RtmpClient::pull(url)).await
         else {
             return Ok(PullEnd::ConnectTimedOut);
         };
@@ -538,6 +538,15 @@ impl UpstreamPuller {
                 ClientEvent::Metadata {
                     timestamp, payload, ..
                 } => Some((FrameKind::Metadata, timestamp, payload)),
+                // The HLS timing the origin chose, passed on so that this node and those
+                // pulling from it cut as the origin does.
+                ClientEvent::Media {
+                    kind: MediaKind::Data,
+                    timestamp,
+                    payload,
+                } if crate::hls::is_timing_message(&payload) => {
+                    Some((FrameKind::Metadata, timestamp, payload))
+                }
                 // The upstream's publisher left: local viewers are told, and resume with the
                 // next publish.
                 ClientEvent::StreamEnded => {

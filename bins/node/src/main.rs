@@ -100,7 +100,7 @@ struct Args {
     /// LL-HLS part target (clamped to 100ms..=2s): a stream's PART-TARGET is this, or is
     /// fitted to whole frames of its frame rate (one frame under ~3 fps), or is four times this
     /// (at most 2s) for a variable frame rate, as the frames of the node's first segment of the
-    /// stream show; `0s` serves the MPEG-TS playlist only.
+    /// stream show (a relay takes its origin's); `0s` serves the MPEG-TS playlist only.
     #[arg(long, env = "STREAMR_LL_HLS_PART_TARGET", default_value = "350ms",
           value_parser = humantime::parse_duration)]
     ll_hls_part_target: Duration,
@@ -109,6 +109,7 @@ struct Args {
     /// segment ever exceeds it: a GOP running past it is cut short in that playlist, which
     /// then marks a discontinuity (LL-HLS keeps the whole GOP). `0s` derives it from each
     /// stream's first GOPs (as short as the segments) and holds later, longer GOPs to it alike.
+    /// A relay takes its origin's instead.
     #[arg(long, env = "STREAMR_HLS_TARGET_DURATION", default_value = "0s",
           value_parser = humantime::parse_duration)]
     hls_target_duration: Duration,

@@ -5,6 +5,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::part_timing::{fit_to_frames, FrameTiming};
 use super::segmenter::OpenSegmentInfo;
+use super::timing_notice::HlsTiming;
 use crate::codec::without_temporal_delimiters;
 use crate::flv::tag::{classify, Codec, MediaKind, PacketKind};
 use crate::flv::{FlvTag, FlvTagType};
@@ -25,7 +26,8 @@ pub struct LlPackagerConfig {
     /// do fill (never less than one frame), and a multiple of it when the frames are timed
     /// irregularly (a variable frame rate). Only the configuration and the stream itself go
     /// into it, never when a node received what, so that nodes cut the same parts and declare
-    /// the same target.
+    /// the same target; a relay takes the origin's ([`HlsTiming`]) rather than measuring
+    /// another stretch of the stream.
     pub part_target_ms: u32,
 }
 
@@ -211,6 +213,10 @@ pub struct LlPackager {
     locked_target_ms: Option<u32>,
     /// The intervals of the frames that time parts, measured until the target is fixed.
     timing: FrameTiming,
+    /// An upstream's announced target ([`HlsTiming`]) was taken (or came too late to be).
+    announcement_seen: bool,
+    /// A listed segment closed with its parts: PART-TARGET can no longer change.
+    parts_listed: bool,
 }
 
 /// Every part other than the last of its segment and those starting with a keyframe
@@ -242,6 +248,8 @@ impl LlPackager {
             provisional_target_ms: None,
             locked_target_ms: None,
             timing: FrameTiming::default(),
+            announcement_seen: false,
+            parts_listed: false,
         }
     }
 
@@ -263,7 +271,15 @@ impl LlPackager {
     /// window holds the widest interval (at most [`MAX_PART_TARGET_MS`](super::MAX_PART_TARGET_MS)),
     /// so that every part keeps the rules. When that differs from the provisional target, the
     /// first segment's parts are withdrawn ([`LlEvent::PartsWithdrawn`]) and it is listed
-    /// whole. A relay's first segment (cut where it joined, not listed) is the one it measures.
+    /// whole.
+    ///
+    /// A relay takes the origin's target instead, from the `onStreamrHlsTiming` data message
+    /// ([`HlsTiming`]) the origin's hub sends before the first frame (or, for a relay that
+    /// joined during the origin's first segment, right after the frame that closed it): it
+    /// replaces a target fixed from the relay's own measurement as long as no listed segment
+    /// closed with parts, and withdraws the parts of the open segment when any were cut for
+    /// another target (that segment is listed whole). Without an announcement (an older
+    /// origin) the relay measures its own first segment (cut where it joined, not listed).
     pub fn part_target_ms(&self) -> u32 {
         self.locked_target_ms
             .or(self.provisional_target_ms)
@@ -273,6 +289,36 @@ impl LlPackager {
     /// True once the part target is fixed for the stream's life.
     pub fn part_target_fixed(&self) -> bool {
         self.locked_target_ms.is_some()
+    }
+
+    /// Takes the PART-TARGET an upstream announced (see [`LlPackager::part_target_ms`]);
+    /// later announcements, and one that comes after a listed segment closed with parts, are
+    /// ignored. Returns whether the target is now `target_ms`.
+    fn adopt_part_target(&mut self, target_ms: u32, events: &mut Vec<LlEvent>) -> bool {
+        if std::mem::replace(&mut self.announcement_seen, true) || self.parts_listed {
+            return self.part_target_ms() == target_ms;
+        }
+        let before = self.part_target_ms();
+        self.locked_target_ms = Some(target_ms);
+        if before == target_ms {
+            return true;
+        }
+        if let Some(open) = self.open.as_mut() {
+            // Parts decided under the other target (a closed one, or frames of the open one
+            // past its first) are not the upstream's.
+            let decided = !open.parts.is_empty()
+                || open
+                    .part
+                    .as_ref()
+                    .is_some_and(|p| !p.video.samples.is_empty() || !p.audio.samples.is_empty());
+            if decided && open.listed && !open.withdrawn {
+                open.withdrawn = true;
+                events.push(LlEvent::PartsWithdrawn {
+                    sequence: open.sequence,
+                });
+            }
+        }
+        true
     }
 
     fn derived_part_target_ms(&self) -> u32 {
@@ -311,6 +357,9 @@ impl LlPackager {
             None => {
                 if let Some(frame_ms) = declared_frame_ms(tag) {
                     self.declared_frame_ms = Some(frame_ms);
+                }
+                if let Some(target) = HlsTiming::decode(&tag.data).and_then(|t| t.part_target_ms) {
+                    self.adopt_part_target(target, &mut events);
                 }
                 return Ok(events);
             }
@@ -774,6 +823,7 @@ impl LlPackager {
         if !open.listed {
             return Ok(());
         }
+        self.parts_listed |= !open.withdrawn && !open.parts.is_empty();
         events.push(LlEvent::SegmentReady(LlSegment {
             sequence: open.sequence,
             start_timestamp_ms: open.start_ms,

@@ -39,6 +39,7 @@ mod multivariant;
 mod part_timing;
 mod playlist;
 mod segmenter;
+mod timing_notice;
 mod uri_query;
 mod variants;
 
@@ -65,6 +66,7 @@ pub use playlist::{
     LivePlaylist, PlaylistConfig, PlaylistEntry, MIN_WINDOW_SEGMENTS, MIN_WINDOW_TARGET_DURATIONS,
 };
 pub use segmenter::{OpenSegmentInfo, Segment, Segmenter, SegmenterConfig, SegmenterEvent};
+pub use timing_notice::{is_timing_message, HlsTiming, HLS_TIMING_MESSAGE};
 pub use uri_query::{carried_query, playlist_with_query};
 pub use variants::{Rendition, StreamTracks, MP3_CODEC};
 

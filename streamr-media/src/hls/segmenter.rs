@@ -2,8 +2,9 @@
 
 use bytes::Bytes;
 
+use super::timing_notice::HlsTiming;
 use crate::flv::tag::{Codec, MediaKind, PacketKind};
-use crate::flv::FlvTag;
+use crate::flv::{FlvTag, FlvTagType};
 use crate::ts::{pad_continuity_to_16, FlvTsMuxer, MuxOutcome, TsError, TS_PACKET_LEN};
 
 /// Bytes reserved at the start of each segment for its PAT and PMT, written when it closes.
@@ -191,6 +192,10 @@ pub struct Segmenter {
     target_duration_secs: Option<u32>,
     /// The MPEG-TS segment closed last was cut short: the next one follows a gap.
     ts_gap_pending: bool,
+    /// A listed segment closed: EXT-X-TARGETDURATION can no longer change.
+    listed_closed: bool,
+    /// An upstream's announced target duration ([`HlsTiming`]) was taken or refused.
+    announcement_seen: bool,
     ended: bool,
     /// The configuration of a video track only fMP4 carries (AV1): its frames time the cuts.
     fmp4_only_video: Option<Bytes>,
@@ -227,6 +232,8 @@ impl Segmenter {
             shortest_gop_ms: u64::MAX,
             target_duration_secs: None,
             ts_gap_pending: false,
+            listed_closed: false,
+            announcement_seen: false,
             ended: false,
             fmp4_only_video: None,
             fmp4_only_audio: false,
@@ -288,6 +295,19 @@ impl Segmenter {
         self.target_duration_secs
     }
 
+    /// Takes the target duration an upstream announced in its `onStreamrHlsTiming` data
+    /// message ([`HlsTiming`], pushed like any tag): a relay then cuts and lists its MPEG-TS
+    /// segments as the origin does, whatever stretch of the stream it measured and whatever
+    /// target it was configured with. Only the first announcement counts, and only before a
+    /// listed segment closed (the playlist's target cannot change); without one (an older
+    /// origin) the target is derived or fixed here.
+    fn adopt_target_duration(&mut self, secs: u32) {
+        if std::mem::replace(&mut self.announcement_seen, true) || self.listed_closed {
+            return;
+        }
+        self.target_duration_secs = Some(secs.max(1));
+    }
+
     /// The segment being filled, if any: after [`Segmenter::push`] returns, the frame just
     /// pushed belongs to this segment (or to none when this is `None`).
     ///
@@ -314,6 +334,12 @@ impl Segmenter {
     pub fn push(&mut self, tag: &FlvTag) -> Result<Vec<SegmenterEvent>, TsError> {
         let mut events = Vec::new();
         if self.ended {
+            return Ok(events);
+        }
+        if tag.tag_type == FlvTagType::ScriptData {
+            if let Some(timing) = HlsTiming::decode(&tag.data) {
+                self.adopt_target_duration(timing.target_duration_secs);
+            }
             return Ok(events);
         }
         let Some(info) = FlvTsMuxer::classify(tag)? else {
@@ -624,6 +650,7 @@ impl Segmenter {
         if self.target_duration_secs.is_none() {
             self.target_duration_secs = Some(self.derive_target_duration(duration_ms));
         }
+        self.listed_closed = true;
         let bytes = Bytes::from(open.bytes);
         let segment = Segment {
             sequence: self.next_sequence,

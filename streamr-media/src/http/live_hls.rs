@@ -17,8 +17,8 @@ use tracing::{debug, info, warn};
 use super::msn_map::{Batch, HeldPart, MsnMap, Refused};
 use crate::flv::{FlvTag, FlvTagType};
 use crate::hls::{
-    render_multivariant, segment_bit_rates, BlockingState, HlsDirectory, LivePlaylist, LlEvent,
-    LlPackager, LlPackagerConfig, LlPlaylist, LlPlaylistConfig, PlaylistConfig, Rendition,
+    render_multivariant, segment_bit_rates, BlockingState, HlsDirectory, HlsTiming, LivePlaylist,
+    LlEvent, LlPackager, LlPackagerConfig, LlPlaylist, LlPlaylistConfig, PlaylistConfig, Rendition,
     Segmenter, SegmenterConfig, SegmenterEvent, StreamTracks, Variant, MULTIVARIANT_NAME,
 };
 use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey, Timeline, UpstreamGap};
@@ -91,6 +91,8 @@ pub struct LiveHlsConfig {
     /// whatever the GOPs (a GOP running past it is cut short in that rendition, see
     /// [`Segmenter::with_fixed_target_duration`]); `None` derives it from the stream's first
     /// GOPs, and later, longer GOPs are held to it alike ([`Segmenter::target_duration_secs`]).
+    /// A relay takes its origin's instead, announced with the PART-TARGET
+    /// ([`HlsTiming`]).
     pub ts_target_duration_secs: Option<u32>,
 }
 
@@ -485,6 +487,7 @@ impl LiveHls {
             part_target_warned: false,
             logged_withdrawals: 0,
             gap_segments: std::collections::VecDeque::new(),
+            timing_announced: false,
         };
         tokio::spawn(task.run(subscription));
         Some(state)
@@ -748,6 +751,9 @@ struct StreamTask {
     logged_withdrawals: usize,
     /// The newest segments listed with EXT-X-GAP (numbers as published), newest last.
     gap_segments: std::collections::VecDeque<u64>,
+    /// The stream's HLS timing was announced to the viewers of this publish: by this node
+    /// ([`StreamTask::announce_timing`]) or by its upstream (the relay then takes it).
+    timing_announced: bool,
 }
 
 impl StreamTask {
@@ -897,9 +903,15 @@ impl StreamTask {
                         if frame.is_coded_media() {
                             last_timestamp = Some(frame.timestamp());
                         }
+                        if tag.tag_type == FlvTagType::ScriptData
+                            && crate::hls::is_timing_message(&tag.data)
+                        {
+                            self.timing_announced = true;
+                        }
                         self.tracks.push(&tag);
                         let pushed = self.segmenter.push(&tag);
                         self.package(Some(&tag));
+                        self.announce_timing();
                         match pushed {
                             Ok(out) => out,
                             Err(TsError::UnsupportedCodec { kind, codec, .. }) => {
@@ -940,6 +952,9 @@ impl StreamTask {
                     }
                     RelayEvent::PublisherStarted => {
                         ended_at = None;
+                        // A new publish starts without the announcement: made again.
+                        self.timing_announced = false;
+                        self.announce_timing();
                         self.pulled = self.live.inner.hub.publisher_timeline(&self.key)
                             == Some(Timeline::Upstream);
                         Vec::new()
@@ -1059,11 +1074,36 @@ impl StreamTask {
 
     /// Feeds the LL-HLS packager the tag just given to the segmenter, or flushes it (`None`:
     /// the publisher left or the stream ends), and publishes what changed.
+    /// Announces the HLS timing this node chose ([`HlsTiming`]) to the viewers of the
+    /// stream, relays pulling it among them, once both targets are fixed, unless it was
+    /// announced already (by an upstream, when this node relays).
+    fn announce_timing(&mut self) {
+        if self.timing_announced {
+            return;
+        }
+        let Some(target_duration_secs) = self.segmenter.target_duration_secs() else {
+            return;
+        };
+        let part_target_ms = match &self.packager {
+            Some(packager) if !packager.part_target_fixed() => return,
+            Some(packager) => Some(packager.part_target_ms()),
+            None => None,
+        };
+        let timing = HlsTiming {
+            part_target_ms,
+            target_duration_secs,
+        };
+        if self.live.inner.hub.announce(&self.key, timing.encode()) {
+            self.timing_announced = true;
+            debug!(app = %self.key.app, stream = %self.key.name, ?timing, "HLS timing announced");
+        }
+    }
+
     fn package(&mut self, tag: Option<&FlvTag>) {
         let Some(packager) = self.packager.as_mut() else {
             return;
         };
-        let was_fixed = packager.part_target_fixed();
+        let before = (packager.part_target_fixed(), packager.part_target_ms());
         let outcome = match tag {
             Some(tag) => packager.push(tag, self.segmenter.current_segment()),
             None => packager.flush(),
@@ -1075,8 +1115,11 @@ impl StreamTask {
                 return;
             }
         };
-        if !was_fixed && packager.part_target_fixed() {
-            let part_target_ms = packager.part_target_ms();
+        let part_target_ms = packager.part_target_ms();
+        if packager.part_target_fixed() && before != (true, part_target_ms) {
+            let from_upstream = tag.is_some_and(|tag| {
+                tag.tag_type == FlvTagType::ScriptData && crate::hls::is_timing_message(&tag.data)
+            });
             let withdrawn = events
                 .iter()
                 .filter(|e| matches!(e, LlEvent::PartsWithdrawn { .. }))
@@ -1089,7 +1132,8 @@ impl StreamTask {
                 stream = %self.key.name,
                 part_target_ms,
                 first_segment_listed_whole = withdrawn > 0,
-                "LL-HLS PART-TARGET fixed from the stream's frame timing"
+                from_upstream,
+                "LL-HLS PART-TARGET fixed (from the upstream's announcement, or from the stream's frame timing)"
             );
         }
         self.emit(Batch::Ll(events));

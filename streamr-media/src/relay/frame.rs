@@ -116,6 +116,13 @@ impl Frame {
         self.tag.is_some_and(|tag| tag.is_sequence_header())
     }
 
+    /// True for a data message between nodes (`onStreamr…`, such as the origin's
+    /// [`HlsTiming`](crate::hls::HlsTiming)), which only relays and the node's own consumers
+    /// get (see [`Subscription::set_node_notices`](super::Subscription::set_node_notices)).
+    pub fn is_node_notice(&self) -> bool {
+        self.kind == FrameKind::Metadata && is_node_notice(&self.payload)
+    }
+
     /// True for a coded audio or video frame (not configuration, metadata or a command).
     pub fn is_coded_media(&self) -> bool {
         match self.kind {
@@ -290,6 +297,38 @@ impl ChunkCache {
     }
 }
 
+/// The start of every data message's name that passes between nodes only.
+pub const NODE_NOTICE_PREFIX: &str = "onStreamr";
+
+/// Whether a data message's payload is a node notice: its name (the first AMF0 string, after
+/// an optional `@setDataFrame`) starts with [`NODE_NOTICE_PREFIX`]. Reads only the names.
+pub fn is_node_notice(payload: &[u8]) -> bool {
+    let mut rest = payload;
+    for _ in 0..2 {
+        let Some(name) = leading_amf0_string(rest) else {
+            return false;
+        };
+        if name.starts_with(NODE_NOTICE_PREFIX.as_bytes()) {
+            return true;
+        }
+        if name != b"@setDataFrame" {
+            return false;
+        }
+        rest = rest.get(3 + name.len()..).unwrap_or_default();
+    }
+    false
+}
+
+/// The bytes of the AMF0 short string `payload` starts with.
+fn leading_amf0_string(payload: &[u8]) -> Option<&[u8]> {
+    let (&marker, rest) = payload.split_first()?;
+    if marker != 0x02 {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
+    rest.get(2..2 + len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,5 +397,48 @@ mod tests {
         frame.chunked(b, encode);
         frame.chunked(b, encode);
         assert_eq!(calls.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn node_notices_are_told_by_their_name_alone() {
+        let named = |names: &[&str]| {
+            let mut values: Vec<crate::amf0::Amf0Value> = names
+                .iter()
+                .map(|name| crate::amf0::Amf0Value::String((*name).to_owned()))
+                .collect();
+            values.push(crate::amf0::Amf0Value::Object(vec![]));
+            crate::amf0::encode_all(&values).unwrap().freeze()
+        };
+        assert!(is_node_notice(&named(&["onStreamrHlsTiming"])));
+        assert!(is_node_notice(&named(&[
+            "@setDataFrame",
+            "onStreamrAnything"
+        ])));
+        assert!(!is_node_notice(&named(&["onMetaData"])));
+        assert!(!is_node_notice(&named(&["@setDataFrame", "onMetaData"])));
+        assert!(!is_node_notice(&named(&[
+            "onCuePoint",
+            "onStreamrHlsTiming"
+        ])));
+        assert!(!is_node_notice(b"\x02\x00\x20onStreamr"));
+        assert!(!is_node_notice(&[]));
+        let timing = crate::hls::HlsTiming {
+            part_target_ms: None,
+            target_duration_secs: 2,
+        };
+        let frame = Frame::new(FrameKind::Metadata, 0, timing.encode());
+        assert!(frame.is_node_notice());
+        // Audio or video is never one, whatever its bytes.
+        let frame = Frame::new(FrameKind::Video, 0, timing.encode());
+        assert!(!frame.is_node_notice());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_payload_is_told_without_a_panic(payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48)) {
+            let notice = is_node_notice(&payload);
+            // A notice names itself within its first two strings.
+            proptest::prop_assert!(!notice || payload.windows(9).any(|w| w == NODE_NOTICE_PREFIX.as_bytes()));
+        }
     }
 }

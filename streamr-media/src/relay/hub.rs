@@ -222,7 +222,9 @@ impl RelayHub {
 
     /// Subscribes a viewer to `key`, published or not yet. With the GOP cache on, a viewer of a
     /// live stream immediately gets metadata, sequence headers and the current GOP from its
-    /// keyframe; otherwise it starts at the next keyframe.
+    /// keyframe; otherwise it starts at the next keyframe. It gets no node notices
+    /// ([`Frame::is_node_notice`](super::Frame::is_node_notice)) unless it is a relay that asked for them
+    /// ([`Subscription::set_node_notices`]).
     pub fn subscribe(&self, key: StreamKey) -> Result<Subscription, RelayError> {
         self.subscribe_viewer(key, None)
     }
@@ -280,6 +282,17 @@ impl RelayHub {
     pub fn is_publishing(&self, key: &StreamKey) -> bool {
         let stream = lock(&self.inner.streams).get(key).cloned();
         stream.is_some_and(|stream| lock(&stream.state).publishing)
+    }
+
+    /// Relays a data message of this node's own on `key` beside its publisher's frames, at the
+    /// newest timestamp relayed: the HLS timing the node chose for the stream
+    /// ([`HlsTiming`](crate::hls::HlsTiming)), which subscribers that join later get before
+    /// their first frame too (kept beside `onMetaData`, until the next publish). It is a node
+    /// notice ([`Frame::is_node_notice`](super::Frame::is_node_notice)): only the node's own consumers and relays that asked
+    /// for notices get it, never players. False when nobody publishes `key`.
+    pub fn announce(&self, key: &StreamKey, payload: Bytes) -> bool {
+        let stream = lock(&self.inner.streams).get(key).cloned();
+        stream.is_some_and(|stream| stream.announce(payload))
     }
 
     /// The timeline of `key`'s current publisher, when it has one: [`Timeline::Upstream`] on a

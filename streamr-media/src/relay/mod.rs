@@ -29,7 +29,7 @@ mod upstream_tests;
 use std::time::Duration;
 
 pub use adaptive::{AdaptiveBatch, AdaptiveBatchConfig};
-pub use frame::{ChunkingKey, Frame, FrameKind};
+pub use frame::{is_node_notice, ChunkingKey, Frame, FrameKind, NODE_NOTICE_PREFIX};
 pub use hub::{Publisher, RelayError, RelayHub, StreamKey};
 pub use stats::{StreamStats, ViewerStats};
 pub use stream::{Timeline, UpstreamGap};

@@ -15,21 +15,30 @@ use tokio::sync::watch;
 use super::frame::{Frame, FrameKind};
 use super::stats::{StreamStats, ViewerCounters, ViewerStats};
 use super::RelayConfig;
+use crate::hls::is_timing_message;
 
 /// The decoder configuration a viewer needs before its first frame: the latest metadata and
 /// sequence headers.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct StartBundle {
     pub(crate) metadata: Option<Arc<Frame>>,
+    /// The HLS timing the origin chose (`onStreamrHlsTiming`, see
+    /// [`HlsTiming`](crate::hls::HlsTiming)), kept beside `onMetaData`.
+    pub(crate) hls_timing: Option<Arc<Frame>>,
     pub(crate) video_header: Option<Arc<Frame>>,
     pub(crate) audio_header: Option<Arc<Frame>>,
 }
 
 impl StartBundle {
     pub(crate) fn frames(&self) -> impl Iterator<Item = &Arc<Frame>> {
-        [&self.metadata, &self.video_header, &self.audio_header]
-            .into_iter()
-            .flatten()
+        [
+            &self.metadata,
+            &self.hls_timing,
+            &self.video_header,
+            &self.audio_header,
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 
@@ -402,44 +411,70 @@ impl Stream {
                     }
                 }
             };
-            let timestamp = frame.timestamp();
-            note_output(&mut state, &frame);
-            let frame = Arc::new(frame);
-            let size = frame.payload().len() as u64;
-            match kind {
-                FrameKind::Metadata => state.headers.metadata = Some(frame.clone()),
-                FrameKind::Video => {
-                    state.has_video = true;
-                    if frame.is_sequence_header() {
-                        state.headers.video_header = Some(frame.clone());
-                    }
-                }
-                FrameKind::Audio => {
-                    if frame.is_sequence_header() {
-                        state.headers.audio_header = Some(frame.clone());
-                    }
-                }
-            }
-            let is_sync = frame.is_video_keyframe()
-                || (kind == FrameKind::Audio && !state.has_video && frame.is_coded_media());
-            let sync = is_sync.then(|| Arc::new(state.headers.clone()));
-            let seq = state.next_seq();
-            let entry = Entry {
-                generation: state.generation,
-                frames_before: state.total_frames,
-                bytes_before: state.total_bytes,
-                timestamp,
-                slot: Slot::Frame { frame, sync },
-            };
-            state.ring.push_back(entry);
-            state.total_frames = state.total_frames.saturating_add(1);
-            state.total_bytes = state.total_bytes.saturating_add(size);
-            state.last_timestamp = timestamp;
-            if is_sync {
-                state.latest_sync = Some(seq);
-            }
-            self.evict(&mut state);
+            self.store(&mut state, frame);
         }
+    }
+
+    /// Appends a data message of this node's own (see [`RelayHub::announce`](super::RelayHub::announce))
+    /// at the newest timestamp relayed and wakes the viewers; false when nobody publishes.
+    pub(crate) fn announce(&self, payload: Bytes) -> bool {
+        {
+            let mut state = lock(&self.state);
+            if !state.publishing {
+                return false;
+            }
+            let timestamp = state.max_output_timestamp.unwrap_or(state.last_timestamp);
+            self.store(
+                &mut state,
+                Frame::new(FrameKind::Metadata, timestamp, payload),
+            );
+        }
+        self.notify();
+        true
+    }
+
+    /// Puts one admitted frame into the ring and the start bundle.
+    fn store(&self, state: &mut StreamState, frame: Frame) {
+        let timestamp = frame.timestamp();
+        note_output(state, &frame);
+        let frame = Arc::new(frame);
+        let size = frame.payload().len() as u64;
+        match frame.kind() {
+            FrameKind::Metadata if is_timing_message(frame.payload()) => {
+                state.headers.hls_timing = Some(frame.clone());
+            }
+            FrameKind::Metadata => state.headers.metadata = Some(frame.clone()),
+            FrameKind::Video => {
+                state.has_video = true;
+                if frame.is_sequence_header() {
+                    state.headers.video_header = Some(frame.clone());
+                }
+            }
+            FrameKind::Audio => {
+                if frame.is_sequence_header() {
+                    state.headers.audio_header = Some(frame.clone());
+                }
+            }
+        }
+        let is_sync = frame.is_video_keyframe()
+            || (frame.kind() == FrameKind::Audio && !state.has_video && frame.is_coded_media());
+        let sync = is_sync.then(|| Arc::new(state.headers.clone()));
+        let seq = state.next_seq();
+        let entry = Entry {
+            generation: state.generation,
+            frames_before: state.total_frames,
+            bytes_before: state.total_bytes,
+            timestamp,
+            slot: Slot::Frame { frame, sync },
+        };
+        state.ring.push_back(entry);
+        state.total_frames = state.total_frames.saturating_add(1);
+        state.total_bytes = state.total_bytes.saturating_add(size);
+        state.last_timestamp = timestamp;
+        if is_sync {
+            state.latest_sync = Some(seq);
+        }
+        self.evict(state);
     }
 
     /// Releases ring entries no viewer may still need: older than the current GOP (or the GOP
@@ -583,6 +618,9 @@ fn admit_upstream(state: &mut StreamState, frame: &Frame) -> Admit {
     if !frame.is_coded_media() && rejoining {
         // The new connection's configuration and whatever else it replays.
         let current = match frame.kind() {
+            FrameKind::Metadata if is_timing_message(frame.payload()) => {
+                state.headers.hls_timing.as_ref()
+            }
             FrameKind::Metadata => state.headers.metadata.as_ref(),
             FrameKind::Video if frame.is_sequence_header() => state.headers.video_header.as_ref(),
             FrameKind::Audio if frame.is_sequence_header() => state.headers.audio_header.as_ref(),

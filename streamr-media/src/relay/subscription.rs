@@ -62,6 +62,8 @@ pub struct Subscription {
     /// Whether this is a viewer (counted in the stream's stats and viewer limit) rather than one
     /// of the node's own consumers.
     metered: bool,
+    /// Whether node notices ([`Frame::is_node_notice`]) reach this subscriber.
+    node_notices: bool,
 }
 
 /// Totals gathered during one batch, added to the shared counters once per batch.
@@ -124,6 +126,7 @@ impl Subscription {
             generation,
             live,
             metered,
+            node_notices: !metered,
         }
     }
 
@@ -168,6 +171,20 @@ impl Subscription {
         let store = std::sync::Arc::new(crate::shared_bytes::SharedStore::default());
         stores.push((key, store.clone()));
         Some(store)
+    }
+
+    /// Lets node notices ([`Frame::is_node_notice`], such as the origin's HLS timing) through
+    /// to this subscriber, or leaves them out. A viewer gets none unless it is a relay that
+    /// asked for them (players would take them for a stream of their own); the node's own
+    /// consumers ([`RelayHub::subscribe_internal`](super::RelayHub::subscribe_internal)) get
+    /// them unless told otherwise.
+    pub fn set_node_notices(&mut self, wanted: bool) {
+        self.node_notices = wanted;
+    }
+
+    /// Whether node notices reach this subscriber (see [`Subscription::set_node_notices`]).
+    pub fn gets_node_notices(&self) -> bool {
+        self.node_notices
     }
 
     /// Whether a publisher is live as far as this viewer has read.
@@ -328,12 +345,12 @@ impl Subscription {
             Slot::Frame { frame, sync } => {
                 let size = frame.payload().len() as u64;
                 match (self.phase, sync) {
-                    (Phase::Live, _) => emit(frame, out, counts),
+                    (Phase::Live, _) => self.emit(frame, out, counts),
                     (Phase::AwaitSync { .. }, Some(bundle)) => {
                         for header in bundle.frames() {
-                            emit(&stamped_at(header, frame.timestamp()), out, counts);
+                            self.emit(&stamped_at(header, frame.timestamp()), out, counts);
                         }
-                        emit(frame, out, counts);
+                        self.emit(frame, out, counts);
                         self.phase = Phase::Live;
                     }
                     (Phase::AwaitSync { after_lag: true }, None) => {
@@ -347,6 +364,13 @@ impl Subscription {
             }
         }
         self.cursor = self.cursor.saturating_add(1);
+    }
+
+    /// Hands `frame` to the subscriber, unless it is a node notice this one does not get.
+    fn emit(&self, frame: &Arc<Frame>, out: &mut Vec<RelayEvent>, counts: &mut BatchCounts) {
+        if self.node_notices || !frame.is_node_notice() {
+            emit(frame, out, counts);
+        }
     }
 }
 

@@ -39,9 +39,14 @@ fn audio_header() -> Bytes {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seen {
     Metadata,
+    /// An `onStreamrHlsTiming` message.
+    Timing,
     VideoHeader(u8),
     AudioHeader,
-    Media { index: u32, keyframe: bool },
+    Media {
+        index: u32,
+        keyframe: bool,
+    },
     Started,
     Ended,
 }
@@ -53,6 +58,7 @@ fn seen(event: &RelayEvent) -> Seen {
         RelayEvent::Frame(frame) => {
             let payload = frame.payload();
             match frame.kind() {
+                FrameKind::Metadata if crate::hls::is_timing_message(payload) => Seen::Timing,
                 FrameKind::Metadata => Seen::Metadata,
                 FrameKind::Video if frame.is_sequence_header() => {
                     Seen::VideoHeader(payload.last().copied().unwrap_or_default())
@@ -124,6 +130,129 @@ fn late_viewer_gets_headers_then_the_cached_gop_from_its_keyframe() {
             },
         ]
     );
+}
+
+#[test]
+fn an_announced_timing_reaches_relays_now_and_later_beside_the_metadata() {
+    let hub = RelayHub::default();
+    let timing = crate::hls::HlsTiming {
+        part_target_ms: Some(1_400),
+        target_duration_secs: 4,
+    };
+    assert!(!hub.announce(&key(), timing.encode()), "nobody publishes");
+    let publisher = start_publish(&hub, 1);
+    publisher.send(FrameKind::Video, 0, video(0, true, 0));
+    // A relay pulling the stream, which asked for node notices.
+    let mut early = hub.subscribe(key()).unwrap();
+    early.set_node_notices(true);
+    drain(&mut early);
+    assert!(hub.announce(&key(), timing.encode()));
+    publisher.send(FrameKind::Video, 40, video(1, false, 0));
+    // A viewer watching gets it where it was announced, at the newest timestamp relayed.
+    assert_eq!(
+        drain(&mut early),
+        vec![
+            Seen::Timing,
+            Seen::Media {
+                index: 1,
+                keyframe: false
+            }
+        ]
+    );
+    // One joining later gets it before its first frame, and keeps the onMetaData.
+    publisher.send(FrameKind::Video, 80, video(2, true, 0));
+    let mut late = hub.subscribe(key()).unwrap();
+    late.set_node_notices(true);
+    let mut events = Vec::new();
+    while late.try_recv_batch(&mut events, 64) > 0 {}
+    let timing_frame = events.iter().find_map(|event| match event {
+        RelayEvent::Frame(frame) if crate::hls::is_timing_message(frame.payload()) => {
+            Some(frame.clone())
+        }
+        _ => None,
+    });
+    assert_eq!(
+        events.iter().map(seen).collect::<Vec<_>>(),
+        vec![
+            Seen::Metadata,
+            Seen::Timing,
+            Seen::VideoHeader(1),
+            Seen::AudioHeader,
+            Seen::Media {
+                index: 2,
+                keyframe: true
+            },
+        ]
+    );
+    let timing_frame = timing_frame.expect("the timing");
+    assert_eq!(timing_frame.timestamp(), 0);
+    assert_eq!(
+        crate::hls::HlsTiming::decode(timing_frame.payload()),
+        Some(timing)
+    );
+    // A new publish starts without it.
+    drop(publisher);
+    let publisher = start_publish(&hub, 2);
+    publisher.send(FrameKind::Video, 0, video(3, true, 0));
+    let mut next = hub.subscribe(key()).unwrap();
+    next.set_node_notices(true);
+    assert!(!drain(&mut next).contains(&Seen::Timing));
+}
+
+#[test]
+fn players_never_get_an_announced_timing_and_the_nodes_own_consumers_do() {
+    let hub = RelayHub::default();
+    let timing = crate::hls::HlsTiming {
+        part_target_ms: Some(1_400),
+        target_duration_secs: 4,
+    };
+    let publisher = start_publish(&hub, 1);
+    publisher.send(FrameKind::Video, 0, video(0, true, 0));
+    let mut watching = hub.subscribe(key()).unwrap();
+    assert!(!watching.gets_node_notices());
+    let mut own = hub.subscribe_internal(key()).unwrap();
+    assert!(own.gets_node_notices());
+    drain(&mut watching);
+    drain(&mut own);
+    assert!(hub.announce(&key(), timing.encode()));
+    publisher.send(FrameKind::Video, 40, video(1, false, 0));
+    let next = Seen::Media {
+        index: 1,
+        keyframe: false,
+    };
+    // Announced while they watch.
+    assert_eq!(drain(&mut watching), vec![next.clone()]);
+    assert_eq!(drain(&mut own), vec![Seen::Timing, next]);
+    // Kept for later subscribers: a player gets the metadata and headers without it.
+    publisher.send(FrameKind::Video, 80, video(2, true, 0));
+    let first = Seen::Media {
+        index: 2,
+        keyframe: true,
+    };
+    let mut joining = hub.subscribe(key()).unwrap();
+    assert_eq!(
+        drain(&mut joining),
+        vec![
+            Seen::Metadata,
+            Seen::VideoHeader(1),
+            Seen::AudioHeader,
+            first.clone()
+        ]
+    );
+    let mut own_later = hub.subscribe_internal(key()).unwrap();
+    assert_eq!(
+        drain(&mut own_later),
+        vec![
+            Seen::Metadata,
+            Seen::Timing,
+            Seen::VideoHeader(1),
+            Seen::AudioHeader,
+            first
+        ]
+    );
+    // The player's counts leave the notice out: neither delivered nor dropped.
+    let delivered = watching.stats();
+    assert_eq!((delivered.frames_out, delivered.frames_dropped), (5, 0));
 }
 
 #[test]

@@ -791,7 +791,9 @@ impl<'a> Connection<'a> {
             None => self.shared.hub.subscribe(request.key.clone()),
         };
         match subscribed {
-            Ok(subscription) => {
+            Ok(mut subscription) => {
+                // Data messages between nodes go only to relays that asked for them.
+                subscription.set_node_notices(self.session.wants_node_notices());
                 // The Play.Start status must reach the player before the first frame.
                 self.session.accept_play(stream_id)?;
                 self.queue_session_output();

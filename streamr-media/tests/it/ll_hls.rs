@@ -18,7 +18,7 @@ use streamr_media::flv::tag::{classify_video, PacketKind};
 use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
 use streamr_media::fmp4::{box_paths, AUDIO_TRACK_ID, VIDEO_TRACK_ID};
 use streamr_media::hls::{
-    check_ll_playlist, BlockingState, LlEvent, LlHlsStream, LlPackagerConfig, LlSegment,
+    check_ll_playlist, BlockingState, HlsTiming, LlEvent, LlHlsStream, LlPackagerConfig, LlSegment,
     SegmenterConfig, SegmenterEvent,
 };
 
@@ -49,6 +49,8 @@ struct Collected {
     ll: Vec<LlSegment>,
     parts: Vec<(u64, u32, u64, bool)>,
     withdrawn: Vec<u64>,
+    /// Start, duration and hash of each MPEG-TS segment.
+    ts_hashes: Vec<(u64, u64, blake3::Hash)>,
     playlists: usize,
 }
 
@@ -58,6 +60,8 @@ fn feed(stream: &mut LlHlsStream, tags: &[FlvTag], out: &mut Collected) {
         for event in ts {
             if let SegmenterEvent::SegmentReady(s) = event {
                 out.ts.push((s.sequence, s.start_timestamp_ms));
+                out.ts_hashes
+                    .push((s.start_timestamp_ms, s.duration_ms, s.hash));
             }
         }
         let changed = !ll.is_empty();
@@ -157,7 +161,15 @@ fn segments_follow_the_ts_cuts_and_parts_stay_within_the_part_target() {
 fn package_whole(stream: &mut LlHlsStream, tags: &[FlvTag]) -> Collected {
     let mut out = Collected::default();
     feed(stream, tags, &mut out);
-    for event in stream.finish().unwrap().ll {
+    let finished = stream.finish().unwrap();
+    for event in finished.ts {
+        if let SegmenterEvent::SegmentReady(s) = event {
+            out.ts.push((s.sequence, s.start_timestamp_ms));
+            out.ts_hashes
+                .push((s.start_timestamp_ms, s.duration_ms, s.hash));
+        }
+    }
+    for event in finished.ll {
         match event {
             LlEvent::PartReady(p) => {
                 out.parts
@@ -258,6 +270,204 @@ fn a_variable_frame_rate_keeps_its_parts_under_a_part_target_fixed_from_its_timi
             .expect("the origin cut there too");
         assert_eq!(same.part_hashes, segment.part_hashes);
     }
+}
+
+/// `av_vfr.flv` up to its third keyframe (a first segment of frames 10 to 120 ms apart),
+/// then its video alone at a regular 200 ms a frame: 6 s GOPs instead of 2 s. A node measuring
+/// after the first segment would fix other targets than one measuring it.
+pub(crate) fn vfr_then_regular() -> (Vec<FlvTag>, Vec<usize>) {
+    let tags = media("av_vfr.flv");
+    let is_keyframe = |t: &FlvTag| {
+        t.tag_type == FlvTagType::Video
+            && classify_video(&t.data)
+                .is_ok_and(|i| i.is_keyframe && i.packet == PacketKind::CodedFrame)
+    };
+    let second = tags
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| is_keyframe(t))
+        .map(|(i, _)| i)
+        .nth(2)
+        .unwrap();
+    let base = tags[second].timestamp;
+    let mut retimed: Vec<FlvTag> = tags[..second].to_vec();
+    let video = tags[second..].iter().filter(|t| {
+        t.tag_type == FlvTagType::Video
+            && classify_video(&t.data).is_ok_and(|i| i.packet == PacketKind::CodedFrame)
+    });
+    for (n, tag) in video.enumerate() {
+        let mut tag = tag.clone();
+        tag.timestamp = base + 200 * n as u32;
+        retimed.push(tag);
+    }
+    let keyframes = retimed
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| is_keyframe(t))
+        .map(|(i, _)| i)
+        .collect();
+    (retimed, keyframes)
+}
+
+#[test]
+fn a_relay_takes_the_origins_announced_timing_where_measuring_would_differ() {
+    let (tags, keyframes) = vfr_then_regular();
+    let mut origin = stream();
+    let out = package_whole(&mut origin, &tags);
+    // The origin measured the variable frame rate of its first segment and its 2 s GOP.
+    let part_target = origin.playlist().config().part_target_ms;
+    assert_eq!(part_target, 1_400);
+    let target_duration = origin.segmenter().target_duration_secs().unwrap();
+    // Two 2 s GOPs, irregular in length: 4 s, under the 6 s GOPs that follow.
+    assert_eq!(target_duration, 4);
+    let announced = HlsTiming {
+        part_target_ms: Some(part_target),
+        target_duration_secs: target_duration,
+    };
+    // What a relay joining at the fourth keyframe is handed: the sequence headers, then (with
+    // an announcement) the origin's timing, then the frames from that keyframe.
+    let (headers, _) = joined_mid_stream(&tags);
+    let headers: Vec<FlvTag> = headers
+        .into_iter()
+        .take_while(|t| !is_coded_video(t))
+        .collect();
+    let announcement = FlvTag {
+        tag_type: FlvTagType::ScriptData,
+        timestamp: tags[keyframes[3]].timestamp,
+        stream_id: 0,
+        data: announced.encode(),
+    };
+    let relay = |with_announcement: bool| {
+        let joined: Vec<FlvTag> = headers
+            .iter()
+            .chain(with_announcement.then_some(&announcement))
+            .chain(&tags[keyframes[3]..])
+            .cloned()
+            .collect();
+        let mut relay = stream().joining_mid_stream();
+        let relay_out = package_whole(&mut relay, &joined);
+        (relay, relay_out)
+    };
+
+    // Measuring its own first segment (regular 200 ms frames, a 6 s GOP), a relay would fix
+    // other targets: its parts and MPEG-TS segments would not be the origin's.
+    let (measuring, measured) = relay(false);
+    assert_ne!(measuring.playlist().config().part_target_ms, part_target);
+    assert_ne!(
+        measuring.segmenter().target_duration_secs(),
+        Some(target_duration)
+    );
+    assert!(measured
+        .ll
+        .iter()
+        .all(|segment| out.ll.iter().all(|o| o.part_hashes != segment.part_hashes)));
+    assert!(measured
+        .ts_hashes
+        .iter()
+        .any(|segment| !out.ts_hashes.contains(segment)));
+
+    // Told the origin's choice, it lists the origin's parts and segments byte for byte.
+    let (told, told_out) = relay(true);
+    assert_eq!(told.playlist().config().part_target_ms, part_target);
+    assert_eq!(
+        told.segmenter().target_duration_secs(),
+        Some(target_duration)
+    );
+    let text = told.playlist().render(false);
+    assert!(text.contains("#EXT-X-PART-INF:PART-TARGET=1.400"), "{text}");
+    assert!(told_out.withdrawn.is_empty(), "{:?}", told_out.withdrawn);
+    assert!(told_out.ll.len() >= 2, "{}", told_out.ll.len());
+    for segment in &told_out.ll {
+        let same = out
+            .ll
+            .iter()
+            .find(|o| o.start_timestamp_ms == segment.start_timestamp_ms)
+            .expect("the origin cut there too");
+        assert!(!segment.part_hashes.is_empty());
+        assert_eq!(same.part_hashes, segment.part_hashes);
+        assert_eq!(same.hash, segment.hash);
+    }
+    assert!(told_out.ts_hashes.len() >= 2);
+    for segment in &told_out.ts_hashes {
+        assert!(
+            out.ts_hashes.contains(segment),
+            "MPEG-TS segment {segment:?} is not the origin's"
+        );
+    }
+    // The 6 s GOPs are held to the origin's target in MPEG-TS, as at the origin.
+    let limit = u64::from(target_duration) * 1_000 + 499;
+    assert!(told_out.ts_hashes.iter().all(|(_, ms, _)| *ms <= limit));
+    assert!(told_out.ts_hashes.iter().any(|(_, ms, _)| *ms == limit));
+}
+
+#[test]
+fn a_late_announcement_lists_the_segment_open_at_it_whole_and_a_too_late_one_is_ignored() {
+    let (tags, keyframes) = vfr_then_regular();
+    let mut origin = stream();
+    let out = package_whole(&mut origin, &tags);
+    let announcement = |timestamp: u32| FlvTag {
+        tag_type: FlvTagType::ScriptData,
+        timestamp,
+        stream_id: 0,
+        data: HlsTiming {
+            part_target_ms: Some(origin.playlist().config().part_target_ms),
+            target_duration_secs: origin.segmenter().target_duration_secs().unwrap(),
+        }
+        .encode(),
+    };
+    let (headers, _) = joined_mid_stream(&tags);
+    let headers: Vec<FlvTag> = headers
+        .into_iter()
+        .take_while(|t| !is_coded_video(t))
+        .collect();
+    // Joined at the third keyframe; told ten frames into its first listed segment (that of the
+    // fourth keyframe), after it cut parts of its own.
+    let told_at = keyframes[3] + 10;
+    let joined: Vec<FlvTag> = headers
+        .iter()
+        .cloned()
+        .chain(tags[keyframes[2]..told_at].iter().cloned())
+        .chain([announcement(tags[told_at - 1].timestamp)])
+        .chain(tags[told_at..].iter().cloned())
+        .collect();
+    let mut relay = stream().joining_mid_stream();
+    let relay_out = package_whole(&mut relay, &joined);
+    assert_eq!(relay.playlist().config().part_target_ms, 1_400);
+    let first_listed = relay_out.ll[0].sequence;
+    assert_eq!(relay_out.withdrawn, vec![first_listed]);
+    // The segments after it are the origin's, parts and all.
+    assert!(relay_out.ll.len() >= 2);
+    for segment in &relay_out.ll[1..] {
+        let same = out
+            .ll
+            .iter()
+            .find(|o| o.start_timestamp_ms == segment.start_timestamp_ms)
+            .expect("the origin cut there too");
+        assert_eq!(same.part_hashes, segment.part_hashes);
+    }
+
+    // Told only after its first listed segment closed with parts: PART-TARGET no longer
+    // changes, nor does the target duration.
+    let told_at = keyframes[4] + 1;
+    let joined: Vec<FlvTag> = headers
+        .iter()
+        .cloned()
+        .chain(tags[keyframes[2]..told_at].iter().cloned())
+        .chain([announcement(tags[told_at - 1].timestamp)])
+        .chain(tags[told_at..].iter().cloned())
+        .collect();
+    let mut relay = stream().joining_mid_stream();
+    package_whole(&mut relay, &joined);
+    assert_ne!(relay.playlist().config().part_target_ms, 1_400);
+    assert_ne!(
+        relay.segmenter().target_duration_secs(),
+        origin.segmenter().target_duration_secs()
+    );
+}
+
+fn is_coded_video(tag: &FlvTag) -> bool {
+    tag.tag_type == FlvTagType::Video
+        && classify_video(&tag.data).is_ok_and(|i| i.packet == PacketKind::CodedFrame)
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! mid-stream over RTMP, and both cut LL-HLS from their own hubs. Every MPEG-TS segment, fMP4
 //! segment and part the friend reports has the origin's hash (so receipts bound to the origin's
 //! hashes cover what the friend serves): the segment it opens at the keyframe it joined at is
-//! left out, and only that one.
+//! left out, and only that one. A relay cuts with the PART-TARGET and target duration the
+//! origin announced, not ones it measured where it joined.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,8 +11,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use streamr_media::http::{HttpServer, LiveHlsConfig, SegmentNotice};
-use streamr_media::relay::{RelayHub, StreamKey};
+use streamr_media::flv::{FlvTag, FlvTagType};
+use streamr_media::http::{
+    HttpServer, LiveHlsConfig, LlLookup, LlRequest, PlaylistLookup, SegmentNotice,
+};
+use streamr_media::relay::{FrameKind, RelayHub, StreamKey};
 use streamr_media::server::{AllowAll, RelayServer, RelayServerConfig};
 use streamr_media::upstream::{UpstreamConfig, UpstreamPuller};
 use streamr_test_support::ffmpeg::ffmpeg_publish_with_b_frames;
@@ -120,6 +124,126 @@ async fn a_friend_reports_only_the_origins_segment_and_part_hashes() {
         friend.len()
     );
     assert!(compared >= 2, "compared {compared} segments");
+    drop(puller);
+    friend_http.shutdown().await;
+    origin_http.shutdown().await;
+    origin.shutdown().await;
+}
+
+/// Sends `tags` to `publisher` as the hub's own publisher, `pace` apart.
+async fn publish(publisher: &streamr_media::relay::Publisher, tags: &[FlvTag], pace: Duration) {
+    for tag in tags {
+        let kind = match tag.tag_type {
+            FlvTagType::Audio => FrameKind::Audio,
+            FlvTagType::Video => FrameKind::Video,
+            _ => FrameKind::Metadata,
+        };
+        publisher.send(kind, tag.timestamp, tag.data.clone());
+        if tag.tag_type == FlvTagType::Video {
+            tokio::time::sleep(pace).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_cuts_with_the_origins_announced_timing_after_the_stream_changed() {
+    // A first GOP at a variable frame rate (the origin fixes PART-TARGET 1.4 s and a target
+    // duration from its 2 s GOP), then 6 s GOPs of regular 200 ms frames: the GOP the relay
+    // joins at would give it other targets, had it measured them.
+    let (tags, keyframes) = crate::ll_hls::vfr_then_regular();
+    // What the origin fixes from its first segment (see the sans-IO twin in `ll_hls`).
+    let target: u32 = 4;
+    let key = StreamKey::parse("live", "vfr").unwrap();
+    let origin_hub = RelayHub::default();
+    let origin = RelayServer::start_on_hub(
+        RelayServerConfig::default().with_bind(loopback()),
+        Arc::new(AllowAll),
+        origin_hub.clone(),
+    )
+    .await
+    .unwrap();
+    // 2 s segments, up to 12 s: a 6 s GOP is one segment.
+    let config = || LiveHlsConfig::default().with_segments(Duration::from_secs(2), 12);
+    let origin_http = HttpServer::start(loopback(), origin_hub.clone(), config())
+        .await
+        .unwrap();
+    let mut origin_notices = origin_http.hls().segment_notices();
+    let friend_hub = RelayHub::default();
+    let puller = UpstreamPuller::new(
+        friend_hub.clone(),
+        UpstreamConfig {
+            upstreams: vec![format!("rtmp://{}", origin.local_addr())],
+            idle_timeout: Duration::from_secs(120),
+            ..UpstreamConfig::default()
+        },
+    );
+    let friend_http = HttpServer::start(loopback(), friend_hub.clone(), config())
+        .await
+        .unwrap();
+    let mut friend_notices = friend_http.hls().segment_notices();
+
+    // Faster than real time: every node cuts on the stream's timestamps.
+    let pace = Duration::from_millis(15);
+    let publisher = origin_hub.publish(key.clone()).unwrap();
+    publish(&publisher, &tags[..keyframes[2] + 1], pace).await;
+    // The relay joins at the origin's cached GOP, the first of 200 ms frames, long after the
+    // origin fixed its targets.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(puller.ensure(&key));
+    let joined = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !friend_hub.is_publishing(&key) && tokio::time::Instant::now() < joined {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let until = tokio::time::Instant::now() + Duration::from_secs(6);
+    let ((), origin_segments, friend_segments) = tokio::join!(
+        publish(&publisher, &tags[keyframes[2] + 1..], pace),
+        collect(&mut origin_notices, until),
+        collect(&mut friend_notices, until)
+    );
+    let mut friend: Vec<&SegmentNotice> = friend_segments.values().collect();
+    friend.sort_by_key(|n| n.start_timestamp_ms);
+    assert!(!friend.is_empty(), "the relay listed no segment");
+    let mut compared = 0;
+    let limit = u64::from(target) * 1_000 + 499;
+    for notice in &friend {
+        let Some(at_origin) = origin_segments.get(&notice.start_timestamp_ms) else {
+            continue;
+        };
+        // A 6 s GOP held to the origin's target in MPEG-TS.
+        assert_eq!(notice.duration_ms, limit);
+        assert_eq!(
+            notice.hash, at_origin.hash,
+            "MPEG-TS at {} ms",
+            notice.start_timestamp_ms
+        );
+        let (ours, theirs) = (notice.ll.as_ref().unwrap(), at_origin.ll.as_ref().unwrap());
+        assert!(!theirs.part_hashes.is_empty());
+        assert_eq!(ours.part_hashes, theirs.part_hashes);
+        assert_eq!(ours.hash, theirs.hash);
+        compared += 1;
+    }
+    assert!(compared >= 1, "compared {compared} of {}", friend.len());
+    // Both declare the origin's PART-TARGET and MPEG-TS target duration.
+    for hls in [origin_http.hls(), friend_http.hls()] {
+        let LlLookup::Ready(playlist) = hls
+            .ll_playlist(&key, LlRequest::default(), Duration::ZERO)
+            .await
+        else {
+            panic!("an LL-HLS playlist");
+        };
+        let text = String::from_utf8_lossy(&playlist);
+        assert!(text.contains("#EXT-X-PART-INF:PART-TARGET=1.400"), "{text}");
+        let PlaylistLookup::Ready(ts) = hls.playlist(&key, Duration::ZERO).await else {
+            panic!("an MPEG-TS playlist");
+        };
+        let ts = String::from_utf8_lossy(&ts);
+        assert!(
+            ts.contains(&format!("#EXT-X-TARGETDURATION:{target}\n")),
+            "{ts}"
+        );
+    }
+    drop(publisher);
     drop(puller);
     friend_http.shutdown().await;
     origin_http.shutdown().await;

@@ -31,6 +31,7 @@ mod relay_server;
 mod rtmp_client_ffmpeg;
 mod rtmp_ffmpeg_capture;
 mod rtmp_fuzz_seeds;
+mod rtmp_node_notices;
 mod rtmp_play_recording;
 mod rtmp_sendfile;
 mod rtmp_session;

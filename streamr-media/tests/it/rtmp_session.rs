@@ -369,3 +369,31 @@ mod property {
         }
     }
 }
+
+#[test]
+fn only_a_client_that_asks_for_node_notices_is_known_to_want_them() {
+    for asks in [false, true] {
+        let mut config = ClientConfig::new("127.0.0.1:1935", "live", "key", ClientRole::Play);
+        config.node_notices = asks;
+        let mut pair = Pair {
+            client: ClientSession::new(config),
+            server: ServerSession::new(ServerConfig::default()),
+            client_events: Vec::new(),
+            server_events: Vec::new(),
+            policy: Policy::AcceptAll,
+        };
+        pair.pump();
+        assert!(pair.client_events.contains(&ClientEvent::PlayStarted));
+        // The property travels in the connect command object, beside the usual ones.
+        let asked = pair.server_events.iter().find_map(|event| match event {
+            ServerEvent::ConnectRequested { command_object, .. } => Some(
+                command_object
+                    .property(streamr_media::rtmp::session::NODE_NOTICES_PROPERTY)
+                    .and_then(Amf0Value::as_bool),
+            ),
+            _ => None,
+        });
+        assert_eq!(asked, Some(asks.then_some(true)));
+        assert_eq!(pair.server.wants_node_notices(), asks);
+    }
+}

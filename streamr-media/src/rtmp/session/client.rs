@@ -53,6 +53,9 @@ pub struct ClientConfig {
     pub limits: ChunkLimits,
     /// `flashVer` sent in `connect`.
     pub flash_version: String,
+    /// Asks the server for node notices (a relay pulling a stream), with
+    /// [`NODE_NOTICES_PROPERTY`](super::NODE_NOTICES_PROPERTY) in `connect`.
+    pub node_notices: bool,
 }
 
 impl ClientConfig {
@@ -68,6 +71,7 @@ impl ClientConfig {
             window_size: DEFAULT_WINDOW_SIZE,
             limits: ChunkLimits::default(),
             flash_version: "LNX 9,0,124,2".into(),
+            node_notices: false,
         }
     }
 }
@@ -309,6 +313,12 @@ impl ClientSession {
                 ("videoCodecs".to_owned(), Amf0Value::Number(252.0)),
                 ("videoFunction".to_owned(), Amf0Value::Number(1.0)),
             ]);
+        }
+        if c.node_notices {
+            object.push((
+                super::NODE_NOTICES_PROPERTY.to_owned(),
+                Amf0Value::Boolean(true),
+            ));
         }
         let chunk_size = c.chunk_size;
         self.conn.send(

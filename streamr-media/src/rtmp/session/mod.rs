@@ -45,6 +45,11 @@ pub const AUDIO_CHUNK_STREAM_ID: u32 = 6;
 /// Chunk stream reserved for shared video.
 pub const VIDEO_CHUNK_STREAM_ID: u32 = 7;
 
+/// The `connect` command object's property with which a relay asks for node notices
+/// ([`crate::relay::Frame::is_node_notice`], such as the origin's HLS timing): data messages
+/// between nodes that players never get. Other servers ignore the unknown property.
+pub const NODE_NOTICES_PROPERTY: &str = "streamrNotices";
+
 /// Outgoing chunk size the sessions announce right after connecting.
 pub const DEFAULT_OUTGOING_CHUNK_SIZE: u32 = 4096;
 /// Acknowledgement window and peer bandwidth the sessions announce.

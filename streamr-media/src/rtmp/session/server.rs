@@ -211,6 +211,8 @@ pub struct ServerSession {
     streams: Vec<MessageStream>,
     next_stream_id: u32,
     failed: bool,
+    /// Whether the client's `connect` asked for node notices.
+    node_notices: bool,
 }
 
 impl ServerSession {
@@ -234,6 +236,7 @@ impl ServerSession {
             streams: Vec::new(),
             next_stream_id: 1,
             failed: false,
+            node_notices: false,
         }
     }
 
@@ -297,6 +300,13 @@ impl ServerSession {
         }
         self.conn.acknowledge_if_due()?;
         self.process_buffered()
+    }
+
+    /// Whether the client asked in its `connect` for node notices
+    /// ([`NODE_NOTICES_PROPERTY`](super::NODE_NOTICES_PROPERTY)): a relay, which gets the data
+    /// messages between nodes that players never see.
+    pub fn wants_node_notices(&self) -> bool {
+        self.node_notices
     }
 
     /// Whether a connect, publish or play request waits for the embedding app's answer.
@@ -737,6 +747,10 @@ impl ServerSession {
                 };
                 let app = text("app").unwrap_or_default();
                 let tc_url = text("tcUrl");
+                self.node_notices = object
+                    .property(super::NODE_NOTICES_PROPERTY)
+                    .and_then(Amf0Value::as_bool)
+                    == Some(true);
                 let object_encoding = object
                     .property("objectEncoding")
                     .and_then(Amf0Value::as_number)
