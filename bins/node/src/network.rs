@@ -1010,7 +1010,12 @@ mod tests {
             async move {
                 let deadline = std::time::Instant::now() + Duration::from_secs(10);
                 loop {
-                    let stored = storage.get_node(&node_id).await.unwrap().unwrap().last_nonce;
+                    let stored = storage
+                        .get_node(&node_id)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .last_nonce;
                     if stored == expected || std::time::Instant::now() > deadline {
                         return stored;
                     }
