@@ -3,7 +3,7 @@
 //! [`relay_token`] signed by a node registered with the coordinator) and
 //! viewers holding a coordinator grant for this node may play, so viewers cannot bypass the
 //! friend nodes and their accounting, and at most the relay tree's fan-out k of relays play
-//! each stream over RTMP (see [`crate::origin_slots`]); [`OriginPlay::Public`] serves anyone.
+//! each stream over RTMP (the private `origin_slots` module counts them); [`OriginPlay::Public`] serves anyone.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -85,7 +85,7 @@ impl OriginGate {
     }
 
     /// Admits a relay's RTMP play of `stream` from `peer` when the origin feeds fewer relays
-    /// on it than its fan-out (see [`crate::origin_slots`]).
+    /// on it than its fan-out (the private `origin_slots` module counts them).
     pub(crate) fn take_relay_slot(
         &self,
         stream: &str,
