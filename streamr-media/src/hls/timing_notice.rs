@@ -16,6 +16,7 @@
 use bytes::Bytes;
 
 use crate::amf0::{decode_all, encode_all, Amf0Value};
+use crate::relay::frame::data_message_name;
 
 /// The AMF0 name of the data message.
 pub const HLS_TIMING_MESSAGE: &str = "onStreamrHlsTiming";
@@ -84,30 +85,7 @@ impl HlsTiming {
 /// Whether a data message's payload is an `onStreamrHlsTiming` message (its first string,
 /// after an optional `@setDataFrame`), read without decoding the rest.
 pub fn is_timing_message(payload: &[u8]) -> bool {
-    let mut rest = payload;
-    for _ in 0..2 {
-        let Some(name) = leading_string(rest) else {
-            return false;
-        };
-        if name == HLS_TIMING_MESSAGE.as_bytes() {
-            return true;
-        }
-        if name != b"@setDataFrame" {
-            return false;
-        }
-        rest = rest.get(3 + name.len()..).unwrap_or_default();
-    }
-    false
-}
-
-/// The bytes of the AMF0 short string `payload` starts with.
-fn leading_string(payload: &[u8]) -> Option<&[u8]> {
-    let (&marker, rest) = payload.split_first()?;
-    if marker != 0x02 {
-        return None;
-    }
-    let len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
-    rest.get(2..2 + len)
+    data_message_name(payload) == Some(HLS_TIMING_MESSAGE.as_bytes())
 }
 
 #[cfg(test)]

@@ -303,20 +303,17 @@ pub const NODE_NOTICE_PREFIX: &str = "onStreamr";
 /// Whether a data message's payload is a node notice: its name (the first AMF0 string, after
 /// an optional `@setDataFrame`) starts with [`NODE_NOTICE_PREFIX`]. Reads only the names.
 pub fn is_node_notice(payload: &[u8]) -> bool {
-    let mut rest = payload;
-    for _ in 0..2 {
-        let Some(name) = leading_amf0_string(rest) else {
-            return false;
-        };
-        if name.starts_with(NODE_NOTICE_PREFIX.as_bytes()) {
-            return true;
-        }
-        if name != b"@setDataFrame" {
-            return false;
-        }
-        rest = rest.get(3 + name.len()..).unwrap_or_default();
+    data_message_name(payload).is_some_and(|name| name.starts_with(NODE_NOTICE_PREFIX.as_bytes()))
+}
+
+/// The name of a data message (its first AMF0 string, after an optional `@setDataFrame`),
+/// read without decoding the rest; `None` when the payload does not start with a string.
+pub(crate) fn data_message_name(payload: &[u8]) -> Option<&[u8]> {
+    let name = leading_amf0_string(payload)?;
+    if name != b"@setDataFrame" {
+        return Some(name);
     }
-    false
+    leading_amf0_string(payload.get(3 + name.len()..)?)
 }
 
 /// The bytes of the AMF0 short string `payload` starts with.

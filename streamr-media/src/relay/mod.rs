@@ -16,7 +16,7 @@
 //! The hub does no I/O; the tokio server in [`crate::server`] and the HTTP layer drive it.
 
 mod adaptive;
-mod frame;
+pub(crate) mod frame;
 mod hub;
 mod stats;
 mod stream;
