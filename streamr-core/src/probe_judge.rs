@@ -841,31 +841,13 @@ mod tests {
         relist_at: u64,
         relist: Relist,
     ) -> Settle {
-        let mut now = probe.held_ms;
-        let mut relisted = false;
-        loop {
-            let reports: OriginReports = cuts
-                .iter()
-                .zip(delivered)
-                .enumerate()
-                .filter(|(_, (_, at))| **at <= now)
-                .map(|(i, (cut, _))| (h(&format!("s{i}")), *cut))
-                .collect();
-            if probe.wants_playlist() && now >= relist_at && !relisted {
-                relisted = true;
-                match relist {
-                    Relist::Follows => probe.relisted(Some(Closed)),
-                    Relist::Breaks => probe.relisted(Some(CutShort)),
-                    Relist::LeavesWindow => probe.relisted(None),
-                    Relist::Stuck => probe.relisted(Some(Open)),
-                }
-            }
-            let settled = probe.settle(&reports, now);
-            if settled != Settle::Hold {
-                return settled;
-            }
-            now += round_ms;
-        }
+        let reports: Vec<((ContentDigest, u64), u64)> = cuts
+            .iter()
+            .zip(delivered)
+            .enumerate()
+            .map(|(i, (cut, at))| ((h(&format!("s{i}")), *cut), *at))
+            .collect();
+        run_rounds_with(probe, &reports, round_ms, relist_at, relist)
     }
 
     /// Origin cut times (the origin's clock) and in-order delivery times (the coordinator's)
@@ -968,6 +950,21 @@ mod tests {
         relist_at: u64,
         relist: Relist,
     ) -> Settle {
+        run_rounds_with(probe, reports, round_ms, relist_at, relist)
+    }
+
+    /// The rounds of [`run_rounds`] over reports of either kind, each with when it is
+    /// delivered.
+    fn run_rounds_with<R: Copy>(
+        probe: &mut HeldProbe,
+        reports: &[(R, u64)],
+        round_ms: u64,
+        relist_at: u64,
+        relist: Relist,
+    ) -> Settle
+    where
+        OriginReports: FromIterator<R>,
+    {
         let mut now = probe.held_ms;
         let mut relisted = false;
         loop {
