@@ -514,6 +514,24 @@ async fn answer_heartbeat(
 /// more is not a friend node, and each entry is stored and walked at every tree decision.
 const MAX_HEARTBEAT_STREAMS: usize = 1024;
 
+/// The most bytes one heartbeat may claim, as a signed heartbeat's count or a session's
+/// running total: 1 PiB, beyond what any node serves in a session's lifetime. The epoch's
+/// activity adds these up in 64-bit columns; without a bound, two claims near `i64::MAX`
+/// would overflow the sum and fail the whole batch they are written in, other nodes' rows
+/// included.
+pub(crate) const MAX_HEARTBEAT_BYTES: u64 = 1 << 50;
+
+/// A byte count a heartbeat claims, refused above [`MAX_HEARTBEAT_BYTES`].
+fn claimed_bytes(field: &'static str, value: u64) -> Result<i64, ApiError> {
+    if value > MAX_HEARTBEAT_BYTES {
+        return Err(ApiError::InvalidField {
+            field,
+            reason: format!("{value} is more than a heartbeat may claim ({MAX_HEARTBEAT_BYTES})"),
+        });
+    }
+    to_i64(field, value)
+}
+
 /// The checks every heartbeat passes first: how many receipts and streams it carries, and its
 /// timestamp within the skew window. Returns the coordinator's time.
 fn check_heartbeat_limits(
@@ -583,8 +601,8 @@ async fn accept_session_heartbeat(
         streams_json: serde_json::to_string(&streams).unwrap_or_else(|_| "[]".into()),
         upstreams_json: serde_json::to_string(&upstreams).unwrap_or_else(|_| "[]".into()),
         viewers: to_i64("viewers", body.viewers)?,
-        bytes_total: to_i64("bytes_served", body.bytes_served)?,
-        unattested_total: to_i64("unattested_bytes", body.unattested_bytes)?,
+        bytes_total: claimed_bytes("bytes_served", body.bytes_served)?,
+        unattested_total: claimed_bytes("unattested_bytes", body.unattested_bytes)?,
         epoch,
     };
     let table = state.totals_writer();
@@ -663,7 +681,7 @@ async fn accept_heartbeat(
         .iter()
         .map(|u| (u.stream.as_str(), u.upstream.to_string()))
         .collect();
-    let unattested_bytes = to_i64("unattested_bytes", body.unattested_bytes)?;
+    let unattested_bytes = claimed_bytes("unattested_bytes", body.unattested_bytes)?;
     let write_base = HeartbeatWrite {
         node_id: node_id.clone(),
         nonce,
@@ -671,7 +689,7 @@ async fn accept_heartbeat(
         streams_json: serde_json::to_string(&streams).unwrap_or_else(|_| "[]".into()),
         upstreams_json: serde_json::to_string(&upstreams).unwrap_or_else(|_| "[]".into()),
         viewers: to_i64("viewers", body.viewers)?,
-        bytes_served: to_i64("bytes_served", body.bytes_served)?,
+        bytes_served: claimed_bytes("bytes_served", body.bytes_served)?,
         receipts: Vec::new(),
         activity: ActivityDelta::default(),
     };

@@ -19,6 +19,7 @@ on_both_backends!(
     a_killed_coordinator_loses_nothing_and_counts_nothing_twice,
     a_heartbeat_replayed_to_another_replica_is_refused_once_written,
     running_totals_count_what_signed_deltas_count,
+    a_claim_beyond_what_a_heartbeat_may_carry_is_refused_and_spoils_no_other_nodes_batch,
 );
 
 /// One-hour epochs (a test never straddles two) and no periodic write: the tests write.
@@ -255,4 +256,51 @@ async fn running_totals_count_what_signed_deltas_count(db: &TestDb) {
     let by_deltas = activity(db, &config, &signed).await;
     assert_eq!(by_deltas, (6, 1_771, 455));
     assert_eq!(activity(db, &config, &totals).await, by_deltas);
+}
+
+/// A node claiming byte counts near `i64::MAX` (two sessions' totals would overflow the epoch's
+/// sum and fail the whole batch) is refused with a JSON 400 on both heartbeat paths, and the
+/// batch carrying its largest allowed claims and another node's heartbeat is written whole.
+async fn a_claim_beyond_what_a_heartbeat_may_carry_is_refused_and_spoils_no_other_nodes_batch(
+    db: &TestDb,
+) {
+    const CEILING: u64 = 1 << 50;
+    let config = manual_config();
+    let coordinator = Coordinator::new(config.clone(), db.storage().await);
+    let key = coordinator.coordinator_key();
+    let api = Client::new(coordinator);
+    let greedy = KeyPair::from_seed([71; 32]);
+    let honest = KeyPair::from_seed([72; 32]);
+    register(&api, &greedy, 1).await;
+    register(&api, &honest, 2).await;
+    let first = open(&api, &greedy, &key).await;
+    let second = open(&api, &greedy, &key).await;
+    let other = open(&api, &honest, &key).await;
+
+    for (bytes, unattested) in [(i64::MAX as u64, 0), (u64::MAX, 0), (0, CEILING + 1)] {
+        refused(
+            &api,
+            &sealed(&first, beat(&greedy, 1, bytes, unattested)),
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        )
+        .await;
+    }
+    let (status, answer) = api
+        .post(
+            "/nodes/heartbeat",
+            &serde_json::json!({ "heartbeat": Signed::sign(beat(&greedy, 1, i64::MAX as u64, 0), &greedy) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"], "invalid_field", "{answer}");
+
+    // The ceiling itself, from two sessions of one node, beside an honest node's heartbeat.
+    accepted(&api, &sealed(&first, beat(&greedy, 2, CEILING, CEILING))).await;
+    accepted(&api, &sealed(&second, beat(&greedy, 3, CEILING, CEILING))).await;
+    accepted(&api, &sealed(&other, beat(&honest, 1, 500, 5))).await;
+    write(&api).await;
+    let both = i64::try_from(2 * CEILING).expect("fits");
+    assert_eq!(activity(db, &config, &greedy).await, (2, both, both));
+    assert_eq!(activity(db, &config, &honest).await, (1, 500, 5));
 }
