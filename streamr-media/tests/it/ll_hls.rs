@@ -686,22 +686,24 @@ fn segments_of(tags: &[FlvTag]) -> Vec<LlSegment> {
     out.ll
 }
 
+/// Packages the 160x120 H.264 and AAC sample `name` into one fMP4 file in `dir` and checks that
+/// ffprobe and qtdemux read every video frame of it and its AAC; returns the segments, the
+/// file and the sample's video frame count.
+fn probe_h264_aac_sample(dir: &Path, name: &str) -> (Vec<LlSegment>, PathBuf, usize) {
+    let tags = media(name);
+    let video_frames = tags.iter().filter(|t| is_coded_video(t)).count();
+    let segments = segments_of(&tags);
+    let path = write_fmp4(dir, &name.replace(".flv", ".mp4"), &segments);
+    let streams = probe_video(&path, "codec_name=h264|width=160|height=120", video_frames);
+    assert!(streams.contains("codec_name=aac"), "{streams}");
+    (segments, path, video_frames)
+}
+
 #[test]
 #[ignore = "interop: needs ffmpeg, ffprobe and gst-launch-1.0"]
 fn ffprobe_and_qtdemux_read_h264_with_b_frames_and_aac() {
     let dir = tempfile::tempdir().unwrap();
-    let tags = media("av_bframes.flv");
-    let video_frames = tags
-        .iter()
-        .filter(|t| {
-            t.tag_type == FlvTagType::Video
-                && classify_video(&t.data).is_ok_and(|i| i.packet == PacketKind::CodedFrame)
-        })
-        .count();
-    let segments = segments_of(&tags);
-    let path = write_fmp4(dir.path(), "h264.mp4", &segments);
-    let streams = probe_video(&path, "codec_name=h264|width=160|height=120", video_frames);
-    assert!(streams.contains("codec_name=aac"), "{streams}");
+    let (segments, _, _) = probe_h264_aac_sample(dir.path(), "av_bframes.flv");
     // A player joining at any segment decodes it with the init segment alone.
     let one = write_fmp4(dir.path(), "one.mp4", &segments[2..3]);
     probe_clean(&one);
@@ -728,18 +730,7 @@ fn ffprobe_and_qtdemux_read_hevc() {
 #[ignore = "interop: needs ffmpeg, ffprobe and gst-launch-1.0"]
 fn ffprobe_and_qtdemux_read_a_variable_frame_rate() {
     let dir = tempfile::tempdir().unwrap();
-    let tags = media("av_vfr.flv");
-    let video_frames = tags
-        .iter()
-        .filter(|t| {
-            t.tag_type == FlvTagType::Video
-                && classify_video(&t.data).is_ok_and(|i| i.packet == PacketKind::CodedFrame)
-        })
-        .count();
-    let segments = segments_of(&tags);
-    let path = write_fmp4(dir.path(), "vfr.mp4", &segments);
-    let streams = probe_video(&path, "codec_name=h264|width=160|height=120", video_frames);
-    assert!(streams.contains("codec_name=aac"), "{streams}");
+    let (_, path, video_frames) = probe_h264_aac_sample(dir.path(), "av_vfr.flv");
     // Each frame keeps its own duration: ffprobe reads the 10 to 120 ms intervals back.
     let probe = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "v", "-show_entries"])

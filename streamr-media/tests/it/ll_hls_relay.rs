@@ -29,6 +29,53 @@ fn config() -> LiveHlsConfig {
     LiveHlsConfig::default().with_segments(Duration::from_secs(1), 2)
 }
 
+/// An origin (RTMP and HTTP on its hub) and a friend node (its own hub and HTTP) with a
+/// puller that pulls from the origin when asked, both cutting HLS with the same `config`.
+struct OriginAndFriend {
+    origin_hub: RelayHub,
+    origin: RelayServer,
+    origin_http: HttpServer,
+    friend_hub: RelayHub,
+    puller: UpstreamPuller,
+    friend_http: HttpServer,
+}
+
+impl OriginAndFriend {
+    async fn start(config: LiveHlsConfig) -> OriginAndFriend {
+        let origin_hub = RelayHub::default();
+        let origin = RelayServer::start_on_hub(
+            RelayServerConfig::default().with_bind(loopback()),
+            Arc::new(AllowAll),
+            origin_hub.clone(),
+        )
+        .await
+        .unwrap();
+        let origin_http = HttpServer::start(loopback(), origin_hub.clone(), config.clone())
+            .await
+            .unwrap();
+        let friend_hub = RelayHub::default();
+        let puller = UpstreamPuller::new(
+            friend_hub.clone(),
+            UpstreamConfig {
+                upstreams: vec![format!("rtmp://{}", origin.local_addr())],
+                idle_timeout: Duration::from_secs(120),
+                ..UpstreamConfig::default()
+            },
+        );
+        let friend_http = HttpServer::start(loopback(), friend_hub.clone(), config)
+            .await
+            .unwrap();
+        OriginAndFriend {
+            origin_hub,
+            origin,
+            origin_http,
+            friend_hub,
+            puller,
+            friend_http,
+        }
+    }
+}
+
 /// Every notice received until `deadline`, by start timestamp.
 async fn collect(
     notices: &mut broadcast::Receiver<SegmentNotice>,
@@ -51,31 +98,15 @@ async fn a_friend_reports_only_the_origins_segment_and_part_hashes() {
         found,
         "ffmpeg is required by this interop test but is not on PATH"
     );
-    let origin_hub = RelayHub::default();
-    let origin = RelayServer::start_on_hub(
-        RelayServerConfig::default().with_bind(loopback()),
-        Arc::new(AllowAll),
-        origin_hub.clone(),
-    )
-    .await
-    .unwrap();
-    let origin_http = HttpServer::start(loopback(), origin_hub.clone(), config())
-        .await
-        .unwrap();
+    let OriginAndFriend {
+        origin_hub: _origin_hub,
+        origin,
+        origin_http,
+        friend_hub: _friend_hub,
+        puller,
+        friend_http,
+    } = OriginAndFriend::start(config()).await;
     let mut origin_notices = origin_http.hls().segment_notices();
-
-    let friend_hub = RelayHub::default();
-    let puller = UpstreamPuller::new(
-        friend_hub.clone(),
-        UpstreamConfig {
-            upstreams: vec![format!("rtmp://{}", origin.local_addr())],
-            idle_timeout: Duration::from_secs(120),
-            ..UpstreamConfig::default()
-        },
-    );
-    let friend_http = HttpServer::start(loopback(), friend_hub.clone(), config())
-        .await
-        .unwrap();
     let mut friend_notices = friend_http.hls().segment_notices();
 
     let _publisher = ffmpeg_publish_with_b_frames(
@@ -154,32 +185,17 @@ async fn a_relay_cuts_with_the_origins_announced_timing_after_the_stream_changed
     // What the origin fixes from its first segment (see the sans-IO twin in `ll_hls`).
     let target: u32 = 4;
     let key = StreamKey::parse("live", "vfr").unwrap();
-    let origin_hub = RelayHub::default();
-    let origin = RelayServer::start_on_hub(
-        RelayServerConfig::default().with_bind(loopback()),
-        Arc::new(AllowAll),
-        origin_hub.clone(),
-    )
-    .await
-    .unwrap();
     // 2 s segments, up to 12 s: a 6 s GOP is one segment.
-    let config = || LiveHlsConfig::default().with_segments(Duration::from_secs(2), 12);
-    let origin_http = HttpServer::start(loopback(), origin_hub.clone(), config())
-        .await
-        .unwrap();
+    let OriginAndFriend {
+        origin_hub,
+        origin,
+        origin_http,
+        friend_hub,
+        puller,
+        friend_http,
+    } = OriginAndFriend::start(LiveHlsConfig::default().with_segments(Duration::from_secs(2), 12))
+        .await;
     let mut origin_notices = origin_http.hls().segment_notices();
-    let friend_hub = RelayHub::default();
-    let puller = UpstreamPuller::new(
-        friend_hub.clone(),
-        UpstreamConfig {
-            upstreams: vec![format!("rtmp://{}", origin.local_addr())],
-            idle_timeout: Duration::from_secs(120),
-            ..UpstreamConfig::default()
-        },
-    );
-    let friend_http = HttpServer::start(loopback(), friend_hub.clone(), config())
-        .await
-        .unwrap();
     let mut friend_notices = friend_http.hls().segment_notices();
 
     // Faster than real time: every node cuts on the stream's timestamps.

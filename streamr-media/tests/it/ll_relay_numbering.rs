@@ -109,37 +109,53 @@ async fn drain(notices: &mut tokio::sync::broadcast::Receiver<PartNotice>) -> Ve
     parts
 }
 
+/// A node's live HLS (1 s segments) on a hub of its own, its part notices, and a publisher of
+/// `live/cam` there, its playlist asked for once so that it cuts the stream: an origin's
+/// own stream, or with `places` a relay's pull from upstream, numbered from `places`.
+async fn start_node(
+    shutdown: &CancellationToken,
+    places: Option<Places>,
+) -> (
+    LiveHls,
+    tokio::sync::broadcast::Receiver<PartNotice>,
+    Publisher,
+) {
+    let config = LiveHlsConfig::default().with_segments(Duration::from_secs(1), 4);
+    let key = StreamKey::parse("live", "cam").expect("key");
+    let hub = RelayHub::default();
+    let node = LiveHls::start(hub.clone(), config, shutdown.clone());
+    let timeline = match places {
+        Some(places) => {
+            assert!(node.set_origin_numbering(Arc::new(places)));
+            Timeline::Upstream
+        }
+        None => Timeline::Own,
+    };
+    let notices = node.part_notices();
+    let publisher = hub.publish_with(key.clone(), timeline).expect("publish");
+    let _ = node.playlist(&key, Duration::ZERO).await;
+    (node, notices, publisher)
+}
+
+/// The origin's parts of the whole 10 s sample.
+async fn origin_parts(tags: &[FlvTag], shutdown: &CancellationToken) -> Vec<PartNotice> {
+    let (_origin, mut notices, publisher) = start_node(shutdown, None).await;
+    publish_range(&publisher, tags, 0, 10_100);
+    drain(&mut notices).await
+}
+
 /// The origin's parts (the whole 10 s sample, keyframes every 2 s) and the relay's (joined at
 /// 2.5 s), with the relay learning from `places` (filled from the origin's parts).
 async fn origin_and_relay_parts(mut places: Places) -> (Vec<PartNotice>, Vec<PartNotice>) {
-    let tags = sample_tags();
-    let shutdown = CancellationToken::new();
-    let config = LiveHlsConfig::default().with_segments(Duration::from_secs(1), 4);
-    let key = StreamKey::parse("live", "cam").expect("key");
-
-    let origin_hub = RelayHub::default();
-    let origin = LiveHls::start(origin_hub.clone(), config.clone(), shutdown.clone());
-    let mut origin_notices = origin.part_notices();
-    let publisher = origin_hub
-        .publish_with(key.clone(), Timeline::Own)
-        .expect("publish");
-    let _ = origin.playlist(&key, Duration::ZERO).await;
-    publish_range(&publisher, &tags, 0, 10_100);
-    let origin_parts = drain(&mut origin_notices).await;
+    let (tags, shutdown) = (sample_tags(), CancellationToken::new());
+    let origin_parts = origin_parts(&tags, &shutdown).await;
     let known: HashMap<_, _> = origin_parts
         .iter()
         .map(|p| (p.hash, (p.sequence, p.index)))
         .collect();
     places.known = Arc::new(Mutex::new(known));
 
-    let relay_hub = RelayHub::default();
-    let relay = LiveHls::start(relay_hub.clone(), config, shutdown.clone());
-    assert!(relay.set_origin_numbering(Arc::new(places)));
-    let mut relay_notices = relay.part_notices();
-    let pull = relay_hub
-        .publish_with(key.clone(), Timeline::Upstream)
-        .expect("publish");
-    let _ = relay.playlist(&key, Duration::ZERO).await;
+    let (_relay, mut relay_notices, pull) = start_node(&shutdown, Some(places)).await;
     publish_range(&pull, &tags, 2_500, 10_100);
     let relay_parts = drain(&mut relay_notices).await;
     shutdown.cancel();
@@ -187,20 +203,8 @@ async fn a_place_at_another_index_is_refused_and_the_relay_numbers_its_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_learns_the_origins_numbers_again_when_its_run_changes() {
     const SHIFT: u64 = 40;
-    let tags = sample_tags();
-    let shutdown = CancellationToken::new();
-    let config = LiveHlsConfig::default().with_segments(Duration::from_secs(1), 4);
-    let key = StreamKey::parse("live", "cam").expect("key");
-
-    let origin_hub = RelayHub::default();
-    let origin = LiveHls::start(origin_hub.clone(), config.clone(), shutdown.clone());
-    let mut origin_notices = origin.part_notices();
-    let publisher = origin_hub
-        .publish_with(key.clone(), Timeline::Own)
-        .expect("publish");
-    let _ = origin.playlist(&key, Duration::ZERO).await;
-    publish_range(&publisher, &tags, 0, 10_100);
-    let origin_parts = drain(&mut origin_notices).await;
+    let (tags, shutdown) = (sample_tags(), CancellationToken::new());
+    let origin_parts = origin_parts(&tags, &shutdown).await;
     let places = Places::default();
     places.run.store(1, Ordering::SeqCst);
     *places.known.lock().expect("lock") = origin_parts
@@ -208,14 +212,7 @@ async fn a_relay_learns_the_origins_numbers_again_when_its_run_changes() {
         .map(|p| (p.hash, (p.sequence, p.index)))
         .collect();
 
-    let relay_hub = RelayHub::default();
-    let relay = LiveHls::start(relay_hub.clone(), config, shutdown.clone());
-    assert!(relay.set_origin_numbering(Arc::new(places.clone())));
-    let mut relay_notices = relay.part_notices();
-    let pull = relay_hub
-        .publish_with(key.clone(), Timeline::Upstream)
-        .expect("publish");
-    let _ = relay.playlist(&key, Duration::ZERO).await;
+    let (_relay, mut relay_notices, pull) = start_node(&shutdown, Some(places.clone())).await;
     publish_range(&pull, &tags, 2_500, 6_500);
     let before = drain(&mut relay_notices).await;
     // The origin's new run: the same parts (as far as this test goes) under new numbers.
