@@ -186,28 +186,22 @@ async fn a_relay_cuts_with_the_origins_announced_timing_after_the_stream_changed
     let target: u32 = 4;
     let key = StreamKey::parse("live", "vfr").unwrap();
     // 2 s segments, up to 12 s: a 6 s GOP is one segment.
-    let OriginAndFriend {
-        origin_hub,
-        origin,
-        origin_http,
-        friend_hub,
-        puller,
-        friend_http,
-    } = OriginAndFriend::start(LiveHlsConfig::default().with_segments(Duration::from_secs(2), 12))
-        .await;
-    let mut origin_notices = origin_http.hls().segment_notices();
-    let mut friend_notices = friend_http.hls().segment_notices();
+    let net =
+        OriginAndFriend::start(LiveHlsConfig::default().with_segments(Duration::from_secs(2), 12))
+            .await;
+    let mut origin_notices = net.origin_http.hls().segment_notices();
+    let mut friend_notices = net.friend_http.hls().segment_notices();
 
     // Faster than real time: every node cuts on the stream's timestamps.
     let pace = Duration::from_millis(15);
-    let publisher = origin_hub.publish(key.clone()).unwrap();
+    let publisher = net.origin_hub.publish(key.clone()).unwrap();
     publish(&publisher, &tags[..keyframes[2] + 1], pace).await;
     // The relay joins at the origin's cached GOP, the first of 200 ms frames, long after the
     // origin fixed its targets.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(puller.ensure(&key));
+    assert!(net.puller.ensure(&key));
     let joined = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !friend_hub.is_publishing(&key) && tokio::time::Instant::now() < joined {
+    while !net.friend_hub.is_publishing(&key) && tokio::time::Instant::now() < joined {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -241,7 +235,7 @@ async fn a_relay_cuts_with_the_origins_announced_timing_after_the_stream_changed
     }
     assert!(compared >= 1, "compared {compared} of {}", friend.len());
     // Both declare the origin's PART-TARGET and MPEG-TS target duration.
-    for hls in [origin_http.hls(), friend_http.hls()] {
+    for hls in [net.origin_http.hls(), net.friend_http.hls()] {
         let LlLookup::Ready(playlist) = hls
             .ll_playlist(&key, LlRequest::default(), Duration::ZERO)
             .await
@@ -260,8 +254,8 @@ async fn a_relay_cuts_with_the_origins_announced_timing_after_the_stream_changed
         );
     }
     drop(publisher);
-    drop(puller);
-    friend_http.shutdown().await;
-    origin_http.shutdown().await;
-    origin.shutdown().await;
+    drop(net.puller);
+    net.friend_http.shutdown().await;
+    net.origin_http.shutdown().await;
+    net.origin.shutdown().await;
 }
