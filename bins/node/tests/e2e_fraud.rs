@@ -3,12 +3,14 @@
 //! content the origin never published (stale or altered segments) and the one whose heartbeats
 //! claim bytes no viewer acknowledged are flagged with evidence and paid nothing.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use streamr_coord::client::{unix_ms, CoordinatorClient, NodeAdvert};
 use streamr_coord::wire::SegmentReport;
-use streamr_coord::{connect, CoordConfig, Coordinator, RateLimit, ServeHandle, Storage};
+use streamr_coord::{CoordConfig, Coordinator, RateLimit, ServeHandle, Storage};
 use streamr_core::{
     segment_hash, ContentDigest, KeyPair, NodeHeartbeat, NodeId, ProbeResult, SegmentChain,
     SettlementConfig, Signed, SignedReceipt, StreamId, ViewerReceipt,
@@ -28,12 +30,7 @@ struct Network {
 
 async fn start_coordinator() -> Network {
     let dir = tempfile::tempdir().expect("temp dir");
-    let storage = connect(&format!(
-        "sqlite://{}",
-        dir.path().join("coordinator.db").display()
-    ))
-    .await
-    .expect("SQLite opens");
+    let storage = common::sqlite_storage(dir.path()).await;
     let mut settlement = SettlementConfig::default();
     settlement.rewards.operator_cap_ppm = 1_000_000;
     settlement.rewards.subnet_cap_ppm = 1_000_000;
@@ -49,10 +46,7 @@ async fn start_coordinator() -> Network {
         ..CoordConfig::default()
     };
     let coordinator = Coordinator::new(config, storage.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let server = coordinator.spawn_serve(listener).expect("serve");
+    let server = common::serve_on_loopback(&coordinator).await;
     let url = server.url();
     let client = CoordinatorClient::new(&url)
         .expect("client")

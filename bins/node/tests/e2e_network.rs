@@ -11,6 +11,8 @@
 //! Start-up, fail-over and relay-hop figures are printed for docs/benchmarks.md and held to
 //! generous bounds.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use streamr_coord::client::{unix_ms, CoordinatorClient};
 use streamr_coord::workers::HttpProber;
-use streamr_coord::{connect, CoordConfig, Coordinator, RateLimit, Storage};
+use streamr_coord::{CoordConfig, Coordinator, RateLimit};
 use streamr_core::{EpochInputs, KeyPair, NodeId, SettlementConfig, PPM};
 use streamr_media::client::RtmpClient;
 use streamr_media::rtmp::session::{ClientEvent, MediaKind};
@@ -184,12 +186,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 #[ignore = "interop: needs ffmpeg"]
 async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_bytes() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let storage: Arc<dyn Storage> = connect(&format!(
-        "sqlite://{}",
-        dir.path().join("coordinator.db").display()
-    ))
-    .await
-    .expect("SQLite opens");
+    let storage = common::sqlite_storage(dir.path()).await;
     let mut settlement = SettlementConfig::default();
     settlement.rewards.operator_cap_ppm = 1_000_000;
     settlement.rewards.subnet_cap_ppm = 1_000_000;
@@ -210,10 +207,7 @@ async fn viewers_play_through_friends_survive_a_node_death_and_earnings_follow_b
         HttpProber::new(storage.clone(), coordinator_key.clone()).every(Duration::from_secs(2));
     let coordinator = Coordinator::new(config, storage.clone()).with_probe_runner(Arc::new(prober));
     let workers = coordinator.spawn_workers();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let server = coordinator.spawn_serve(listener).expect("serve");
+    let server = common::serve_on_loopback(&coordinator).await;
     let coord_url = server.url();
     let admin = CoordinatorClient::new(&coord_url)
         .expect("client")

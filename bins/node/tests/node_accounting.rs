@@ -14,7 +14,7 @@ use std::time::Duration;
 use rand::RngCore;
 use streamr_coord::client::{unix_ms, CoordinatorClient};
 use streamr_coord::grant_token;
-use streamr_coord::{connect, CoordConfig, Coordinator, Storage};
+use streamr_coord::{CoordConfig, Coordinator, Storage};
 use streamr_core::{KeyPair, NodeId, SessionGrant, SessionId, Signed, StreamId};
 use streamr_node::viewer::{ReceiptDelivery, Viewer, ViewerConfig};
 use streamr_node::{CoordinatorConfig, Node, NodeConfig, RunningNode};
@@ -41,9 +41,7 @@ async fn claims(storage: &Arc<dyn Storage>, config: &CoordConfig, node: NodeId) 
 #[ignore = "interop: needs ffmpeg"]
 async fn players_without_receipts_are_unattested_and_signing_viewers_attested() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
-        .await
-        .expect("SQLite opens");
+    let storage = common::sqlite_storage(dir.path()).await;
     let config = CoordConfig {
         admin_token: Some(ADMIN.into()),
         ..CoordConfig::default()
@@ -51,10 +49,7 @@ async fn players_without_receipts_are_unattested_and_signing_viewers_attested() 
     let coordinator_key = config.coordinator_key.clone();
     let coordinator = Coordinator::new(config.clone(), storage.clone());
     let workers = coordinator.spawn_workers();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let server = coordinator.spawn_serve(listener).expect("serve");
+    let server = common::serve_on_loopback(&coordinator).await;
     let url = server.url();
     let admin = CoordinatorClient::new(&url)
         .expect("client")

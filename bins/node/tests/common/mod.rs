@@ -21,3 +21,23 @@ pub fn ffmpeg_plays(url: &str, frames: u32) -> bool {
         .status()
         .is_ok_and(|status| status.success())
 }
+
+/// A fresh SQLite coordinator database in `dir` (`coordinator.db`).
+pub async fn sqlite_storage(dir: &std::path::Path) -> std::sync::Arc<dyn streamr_coord::Storage> {
+    streamr_coord::connect(&format!(
+        "sqlite://{}",
+        dir.join("coordinator.db").display()
+    ))
+    .await
+    .expect("SQLite opens")
+}
+
+/// Serves `coordinator` on a loopback port of its own (its URL is the handle's `url()`).
+pub async fn serve_on_loopback(
+    coordinator: &streamr_coord::Coordinator,
+) -> streamr_coord::ServeHandle {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    coordinator.spawn_serve(listener).expect("serve")
+}

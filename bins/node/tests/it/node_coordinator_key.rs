@@ -6,11 +6,10 @@
 use crate::common;
 
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
 use common::eventually;
 use streamr_coord::client::CoordinatorClient;
-use streamr_coord::{connect, CoordConfig, Coordinator, Storage};
+use streamr_coord::{CoordConfig, Coordinator};
 use streamr_core::KeyPair;
 
 /// Runs a relay pinned to `key` until it exits (or a minute passes); its exit code and stderr.
@@ -42,22 +41,14 @@ fn relay_with_key(dir: &std::path::Path, coordinator: &str, key: &str) -> (Optio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_pinned_key_stops_the_node_and_says_what_to_fix() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let storage: Arc<dyn Storage> = connect(&format!(
-        "sqlite://{}",
-        dir.path().join("coordinator.db").display()
-    ))
-    .await
-    .expect("SQLite opens");
+    let storage = common::sqlite_storage(dir.path()).await;
     let secret = KeyPair::generate(&mut rand::rngs::OsRng);
     let config = CoordConfig {
         coordinator_key: secret.clone(),
         ..CoordConfig::default()
     };
     let coordinator = Coordinator::new(config, storage);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let server = coordinator.spawn_serve(listener).expect("serve");
+    let server = common::serve_on_loopback(&coordinator).await;
     let url = server.url();
 
     let seed = hex::encode(secret.seed());

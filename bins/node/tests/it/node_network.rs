@@ -15,7 +15,7 @@ use streamr_coord::client::{unix_ms, CoordinatorClient};
 use streamr_coord::grant_token;
 use streamr_coord::wire::ReceiptsRequest;
 use streamr_coord::workers::HttpProber;
-use streamr_coord::{connect, CoordConfig, Coordinator, ServeHandle, Storage};
+use streamr_coord::{CoordConfig, Coordinator, ServeHandle, Storage};
 use streamr_core::{segment_hash, KeyPair, SessionGrant, Signed, ViewerReceipt};
 use streamr_node::{CoordinatorConfig, Node, NodeConfig, RunningNode};
 
@@ -34,9 +34,7 @@ struct Network {
 impl Network {
     async fn start() -> Network {
         let dir = tempfile::tempdir().unwrap();
-        let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
-            .await
-            .unwrap();
+        let storage = common::sqlite_storage(dir.path()).await;
         let config = CoordConfig {
             admin_token: Some(ADMIN.into()),
             ..CoordConfig::default()
@@ -46,8 +44,7 @@ impl Network {
             HttpProber::new(storage.clone(), coordinator_key.clone()).every(Duration::from_secs(1));
         let coordinator =
             Coordinator::new(config.clone(), storage.clone()).with_probe_runner(Arc::new(prober));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = coordinator.spawn_serve(listener).unwrap();
+        let server = common::serve_on_loopback(&coordinator).await;
         let url = server.url();
         Network {
             url,

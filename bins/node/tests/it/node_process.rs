@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use streamr_coord::client::CoordinatorClient;
-use streamr_coord::{connect, CoordConfig, Coordinator};
+use streamr_coord::{CoordConfig, Coordinator};
 use streamr_core::KeyPair;
 use streamr_node::{CoordinatorConfig, Node, NodeConfig};
 
@@ -26,20 +26,15 @@ fn free_addr() -> String {
 #[ignore = "interop: needs ffmpeg"]
 async fn the_node_binary_joins_serves_a_granted_viewer_and_leaves() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
-        .await
-        .unwrap();
+    let storage = common::sqlite_storage(dir.path()).await;
     let config = CoordConfig {
         admin_token: Some(ADMIN.into()),
         ..CoordConfig::default()
     };
     let coordinator = Coordinator::new(config, Arc::clone(&storage));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = coordinator.clone();
-    tokio::spawn(async move {
-        let _ = server.serve(listener, std::future::pending()).await;
-    });
+    // Served until the test ends (the handle is dropped).
+    let server = common::serve_on_loopback(&coordinator).await;
+    let url = server.url();
     let admin = CoordinatorClient::new(&url)
         .unwrap()
         .with_admin_token(ADMIN);

@@ -9,7 +9,7 @@ use common::eventually;
 
 use std::time::Duration;
 
-use streamr_coord::{connect, CoordConfig, Coordinator};
+use streamr_coord::{CoordConfig, Coordinator};
 use streamr_node::{CoordinatorConfig, Node, NodeConfig, RunningNode};
 
 async fn healthz(node: &RunningNode) -> serde_json::Value {
@@ -21,9 +21,7 @@ async fn healthz(node: &RunningNode) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_says_whether_the_coordinator_reached_the_node() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
-        .await
-        .unwrap();
+    let storage = common::sqlite_storage(dir.path()).await;
     let config = CoordConfig {
         reachability_interval: Some(Duration::from_millis(500)),
         reachability_timeout: Duration::from_secs(1),
@@ -31,9 +29,7 @@ async fn healthz_says_whether_the_coordinator_reached_the_node() {
         ..CoordConfig::default()
     };
     let coordinator = Coordinator::new(config, storage);
-    let server = coordinator
-        .spawn_serve(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
-        .unwrap();
+    let server = common::serve_on_loopback(&coordinator).await;
     let workers = coordinator.spawn_workers();
     let closed_port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

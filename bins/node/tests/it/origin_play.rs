@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use streamr_coord::client::{unix_ms, CoordinatorClient};
 use streamr_coord::grant_token;
-use streamr_coord::{connect, CoordConfig, Coordinator};
+use streamr_coord::{CoordConfig, Coordinator};
 use streamr_core::{KeyPair, NodeId, SessionGrant, SessionId, Signed, StreamId};
 use streamr_media::client::{ClientError, RtmpClient};
 use streamr_media::rtmp::url::RtmpUrl;
@@ -92,18 +92,13 @@ async fn rtmp_refusal(url: &str) -> Option<String> {
 #[ignore = "interop: needs ffmpeg and curl"]
 async fn an_origin_serves_only_relays_and_granted_viewers_unless_public() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
-        .await
-        .unwrap();
+    let storage = common::sqlite_storage(dir.path()).await;
     let config = CoordConfig {
         admin_token: Some(ADMIN.into()),
         ..CoordConfig::default()
     };
     let coordinator_key = config.coordinator_key.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server = Coordinator::new(config, storage)
-        .spawn_serve(listener)
-        .unwrap();
+    let server = common::serve_on_loopback(&Coordinator::new(config, storage)).await;
     let url = server.url();
     let admin = CoordinatorClient::new(&url)
         .unwrap()
