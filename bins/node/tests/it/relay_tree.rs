@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use streamr_coord::client::{unix_ms, CoordinatorClient};
-use streamr_coord::{connect, CoordConfig, Coordinator, ServeHandle, Storage};
+use streamr_coord::{CoordConfig, Coordinator, ServeHandle, Storage};
 use streamr_core::{segment_hash, KeyPair, NodeId, SessionGrant, SessionId, Signed, StreamId};
 use streamr_media::client::RtmpClient;
 use streamr_media::rtmp::session::{ClientEvent, MediaKind};
@@ -63,9 +63,7 @@ struct Network {
 impl Network {
     async fn start() -> Network {
         let dir = tempfile::tempdir().unwrap();
-        let storage = connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
-            .await
-            .unwrap();
+        let storage = common::sqlite_storage(dir.path()).await;
         let config = CoordConfig {
             admin_token: Some(ADMIN.into()),
             relay_fanout: 1,
@@ -74,8 +72,7 @@ impl Network {
         };
         let coordinator_key = config.coordinator_key.clone();
         let coordinator = Coordinator::new(config.clone(), storage.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = coordinator.spawn_serve(listener).unwrap();
+        let server = common::serve_on_loopback(&coordinator).await;
         Network {
             url: server.url(),
             config,
@@ -84,6 +81,41 @@ impl Network {
             dir,
             server: Some(server),
         }
+    }
+
+    /// The stream `show`, an origin node and ffmpeg publishing to it for `seconds`.
+    async fn publishing_origin(&self, seconds: u32) -> (RunningNode, common::Child) {
+        let admin = CoordinatorClient::new(&self.url)
+            .unwrap()
+            .with_admin_token(ADMIN);
+        let stream_key = admin
+            .create_stream("show", "Show")
+            .await
+            .unwrap()
+            .stream_key;
+        let origin = Node::start(self.node_config("origin")).await.unwrap();
+        let publisher = ffmpeg_publish(
+            &format!("rtmp://{}/live/show?key={stream_key}", origin.rtmp_addr()),
+            seconds,
+        );
+        (origin, publisher)
+    }
+
+    /// Waits until each of `relays` heartbeats as active and the stream's origin is bound.
+    async fn joined(&self, relays: &[&RunningNode]) {
+        let api = CoordinatorClient::new(&self.url).unwrap();
+        for relay in relays {
+            let id = relay.node_id().to_string();
+            eventually("the relay's heartbeat", || async {
+                let node = api.node(&id).await.ok()?;
+                (node.active && node.last_heartbeat_ms.is_some()).then_some(())
+            })
+            .await;
+        }
+        eventually("the origin bound", || async {
+            api.stream("show").await.ok()?.origin_node
+        })
+        .await;
     }
 
     fn node_config(&self, name: &str) -> NodeConfig {
@@ -193,6 +225,17 @@ impl Network {
         (bytes > 0).then_some(bytes)
     }
 
+    /// Waits until `node`'s last heartbeat lists the stream among those it carries.
+    async fn carries_stream(&self, node: NodeId) {
+        let id = node.to_string();
+        eventually("the heartbeat lists the stream", || async {
+            let record = self.storage.get_node(&id).await.ok()??;
+            let streams: Vec<String> = serde_json::from_str(&record.streams_json).ok()?;
+            streams.iter().any(|stream| stream == "show").then_some(())
+        })
+        .await;
+    }
+
     /// Waits until `node`'s last heartbeat says it pulls the stream from `upstream`.
     async fn pulls_from(&self, node: NodeId, upstream: NodeId) {
         let (id, upstream) = (node.to_string(), upstream.to_string());
@@ -229,6 +272,19 @@ async fn newest_segment(
         return None;
     }
     Some((sequence, segment(network, node, sequence).await?))
+}
+
+/// Asks `node` for the stream's playlist without waiting for the answer (which the node holds
+/// until it has a segment to list): the ask starts its pull.
+fn ask_in_background(network: &Network, node: &Relay) {
+    let url = format!(
+        "{}/live/show.m3u8?grant={}",
+        node.http,
+        network.grant(node.id)
+    );
+    tokio::spawn(async move {
+        let _ = reqwest::get(url).await;
+    });
 }
 
 /// The newest segment sequence `node` lists in its HLS playlist.
@@ -322,45 +378,30 @@ fn rtmp_viewer(url: RtmpUrl) -> Arc<Mutex<Vec<(Instant, u32)>>> {
 async fn a_three_tier_chain_keeps_the_origins_segments_and_heals_at_once_when_the_middle_is_killed()
 {
     let network = Network::start().await;
-    let admin = CoordinatorClient::new(&network.url)
-        .unwrap()
-        .with_admin_token(ADMIN);
-    let stream_key = admin
-        .create_stream("show", "Show")
-        .await
-        .unwrap()
-        .stream_key;
-    let origin = Node::start(network.node_config("origin")).await.unwrap();
-    let _publisher = ffmpeg_publish(
-        &format!("rtmp://{}/live/show?key={stream_key}", origin.rtmp_addr()),
-        60,
-    );
+    let (origin, _publisher) = network.publishing_origin(60).await;
     let a = network.relay("a", &origin).await;
     let (mut b_process, b) = network.relay_process("b", &origin).await;
     let c = network.relay("c", &origin).await;
-    let api = CoordinatorClient::new(&network.url).unwrap();
-    for relay in [&a, &c] {
-        let id = relay.node_id().to_string();
-        eventually("the relay's heartbeat", || async {
-            let node = api.node(&id).await.ok()?;
-            (node.active && node.last_heartbeat_ms.is_some()).then_some(())
-        })
-        .await;
-    }
-    eventually("the origin bound", || async {
-        api.stream("show").await.ok()?.origin_node
-    })
-    .await;
+    network.joined(&[&a, &c]).await;
 
-    // Viewers ask A, then B, then C: each relay asks the coordinator for its place.
+    // Viewers ask A, then B, then C: each relay asks the coordinator for its place. B asks
+    // once A's heartbeat says it carries the stream, C once B's says it pulls from A (so each
+    // parent is fed when its child is placed below it), not once each has cut a whole
+    // segment: the three cut their first segments side by side.
     let (a_relay, c_relay) = (Relay::from(&a), Relay::from(&c));
-    let mut first = 0;
-    for relay in [&a_relay, &b, &c_relay] {
-        (first, _) = eventually("the relay serves the stream", || {
-            newest_segment(&network, relay, None)
-        })
-        .await;
-    }
+    ask_in_background(&network, &a_relay);
+    network.carries_stream(a.node_id()).await;
+    ask_in_background(&network, &b);
+    network.pulls_from(b.id, a.node_id()).await;
+    let (_, _, (first, _)) = tokio::join!(
+        eventually("A serves the stream", || {
+            newest_segment(&network, &a_relay, None)
+        }),
+        eventually("B serves the stream", || newest_segment(&network, &b, None)),
+        eventually("C serves the stream", || {
+            newest_segment(&network, &c_relay, None)
+        }),
+    );
     let origin_id = origin.node_id().to_string();
     assert_eq!(network.parent(a.node_id()).await, Some(origin_id));
     assert_eq!(network.parent(b.id).await, Some(a.node_id().to_string()));
@@ -480,33 +521,11 @@ async fn origin_players(origin: &RunningNode) -> Option<u64> {
 #[ignore = "interop: needs ffmpeg"]
 async fn the_origin_feeds_at_most_k_relays_in_every_state() {
     let network = Network::start().await;
-    let admin = CoordinatorClient::new(&network.url)
-        .unwrap()
-        .with_admin_token(ADMIN);
-    let stream_key = admin
-        .create_stream("show", "Show")
-        .await
-        .unwrap()
-        .stream_key;
-    let origin = Node::start(network.node_config("origin")).await.unwrap();
-    let _publisher = ffmpeg_publish(
-        &format!("rtmp://{}/live/show?key={stream_key}", origin.rtmp_addr()),
-        40,
-    );
+    let (origin, _publisher) = network.publishing_origin(40).await;
     // A is a process of its own, so it can be killed outright (its connections close).
     let (mut a_process, a_relay) = network.relay_process("a", &origin).await;
     let b = network.relay("b", &origin).await;
-    let api = CoordinatorClient::new(&network.url).unwrap();
-    let b_id = b.node_id().to_string();
-    eventually("the relay's heartbeat", || async {
-        let node = api.node(&b_id).await.ok()?;
-        (node.active && node.last_heartbeat_ms.is_some()).then_some(())
-    })
-    .await;
-    eventually("the origin bound", || async {
-        api.stream("show").await.ok()?.origin_node
-    })
-    .await;
+    network.joined(&[&b]).await;
     let most = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sampler = {
         let (most, url) = (most.clone(), origin.http_addr());
@@ -530,7 +549,12 @@ async fn the_origin_feeds_at_most_k_relays_in_every_state() {
             }
         })
     };
+    // A viewer asks A, then one asks B once A's heartbeat says it carries the stream; both
+    // then cut their first segments side by side.
     let b_relay = Relay::from(&b);
+    ask_in_background(&network, &a_relay);
+    network.carries_stream(a_relay.id).await;
+    ask_in_background(&network, &b_relay);
     for relay in [&a_relay, &b_relay] {
         eventually("the relay serves the stream", || {
             newest_segment(&network, relay, None)
