@@ -1,6 +1,6 @@
 //! Restarts and outages end to end on loopback, with real peers: `streamr-node` processes (an
 //! origin and a friend relay), ffmpeg publishing, the viewer library watching through the
-//! relay, and a coordinator (SQLite file, the HTTP prober, 10 s epochs) served over HTTP that
+//! relay, and a coordinator (SQLite file, the HTTP prober, 5 s epochs) served over HTTP that
 //! the tests stop and start again on the same address and database, as a restarted
 //! coordinator process would be.
 //!
@@ -37,6 +37,9 @@ const ADMIN: &str = "e2e-restarts-admin";
 const STREAM: &str = "show";
 /// The coordinator's node liveness: a node whose last heartbeat is older is offline.
 const NODE_LIVENESS_MS: i64 = 6_000;
+/// The coordinator's epoch length. The tests check settlement outcomes, not epoch timing: a
+/// short epoch only shortens the wait for an epoch that settles after an outage.
+const EPOCH_MS: u64 = 5_000;
 /// A coordinator that can be stopped and started again on the same address and database.
 struct Coord {
     storage: Arc<dyn Storage>,
@@ -75,7 +78,7 @@ impl Coord {
         let config = CoordConfig {
             admin_token: Some(ADMIN.into()),
             coordinator_key: self.key.clone(),
-            epoch_length: Duration::from_secs(10),
+            epoch_length: Duration::from_millis(EPOCH_MS),
             settlement_grace: Duration::from_secs(1),
             node_liveness: Duration::from_millis(NODE_LIVENESS_MS as u64),
             rate_limit: Some(RateLimit {
@@ -120,7 +123,7 @@ impl Coord {
     /// probation fired against it, in any epoch so far.
     async fn assert_not_penalised(&self, node: NodeId) {
         let node = node.to_string();
-        let now_epoch = i64::try_from(unix_ms() / 10_000).expect("epoch");
+        let now_epoch = i64::try_from(unix_ms() / EPOCH_MS).expect("epoch");
         for epoch in now_epoch.saturating_sub(60)..=now_epoch {
             let probes = self.storage.probes_for_epoch(epoch).await.expect("probes");
             let bad: Vec<_> = probes
@@ -135,7 +138,7 @@ impl Coord {
                 .expect("evidence");
             // Probation (a new node's reduced weight) is no penalty, nor are the caps on
             // unattested claims (they leave unpaid claimed bytes no receipt backs beyond what the
-            // node's grants could carry or the network-wide ratio allows; with 10 s epochs a
+            // node's grants could carry or the network-wide ratio allows; with 5 s epochs a
             // viewer catching up after an outage is bursty enough to reach them); anything else is.
             let against: Vec<_> = evidence
                 .iter()
@@ -559,7 +562,7 @@ async fn a_coordinator_outage_loses_no_report_and_penalises_nobody() {
     // after the backlog was delivered.
     eventually("an epoch after the outage to settle", || async {
         let last = network.coord.storage.last_settled_epoch().await.ok()??;
-        (u64::try_from(last).ok()? * 10_000 > recovered_ms).then_some(())
+        (u64::try_from(last).ok()? * EPOCH_MS > recovered_ms).then_some(())
     })
     .await;
     let stats = viewer.stop().await.expect("viewer stops");
