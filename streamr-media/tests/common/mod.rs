@@ -441,3 +441,15 @@ pub async fn send_tag(
         .await
         .unwrap();
 }
+
+/// The shipped sample's (`samples/sample.flv`) FLV tags, in file order.
+pub fn sample_tags() -> Vec<streamr_media::flv::FlvTag> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.flv");
+    let mut reader = streamr_media::flv::FlvReader::new();
+    reader.push(&std::fs::read(path).expect("the sample"));
+    let mut tags = Vec::new();
+    while let Ok(Some(tag)) = reader.next_tag() {
+        tags.push(tag);
+    }
+    tags
+}

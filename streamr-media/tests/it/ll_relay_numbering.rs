@@ -6,28 +6,16 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
+use streamr_media::flv::{FlvTag, FlvTagType};
 use streamr_media::http::{LiveHls, LiveHlsConfig, OriginNumbering, OriginPartPlace, PartNotice};
 use streamr_media::relay::{FrameKind, Publisher, RelayHub, Timeline};
 use streamr_media::StreamKey;
 use tokio_util::sync::CancellationToken;
-
-fn sample_tags() -> Vec<FlvTag> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.flv");
-    let mut reader = FlvReader::new();
-    reader.push(&std::fs::read(path).expect("the sample"));
-    let mut tags = Vec::new();
-    while let Ok(Some(tag)) = reader.next_tag() {
-        tags.push(tag);
-    }
-    tags
-}
 
 /// An AVC or AAC sequence header.
 fn is_sequence_header(tag: &FlvTag) -> bool {
@@ -147,7 +135,7 @@ async fn origin_parts(tags: &[FlvTag], shutdown: &CancellationToken) -> Vec<Part
 /// The origin's parts (the whole 10 s sample, keyframes every 2 s) and the relay's (joined at
 /// 2.5 s), with the relay learning from `places` (filled from the origin's parts).
 async fn origin_and_relay_parts(mut places: Places) -> (Vec<PartNotice>, Vec<PartNotice>) {
-    let (tags, shutdown) = (sample_tags(), CancellationToken::new());
+    let (tags, shutdown) = (crate::common::sample_tags(), CancellationToken::new());
     let origin_parts = origin_parts(&tags, &shutdown).await;
     let known: HashMap<_, _> = origin_parts
         .iter()
@@ -203,7 +191,7 @@ async fn a_place_at_another_index_is_refused_and_the_relay_numbers_its_own() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_learns_the_origins_numbers_again_when_its_run_changes() {
     const SHIFT: u64 = 40;
-    let (tags, shutdown) = (sample_tags(), CancellationToken::new());
+    let (tags, shutdown) = (crate::common::sample_tags(), CancellationToken::new());
     let origin_parts = origin_parts(&tags, &shutdown).await;
     let places = Places::default();
     places.run.store(1, Ordering::SeqCst);

@@ -2,26 +2,13 @@
 //! the part the origin cuts (a viewer holding a blocking request for it would be served a part
 //! no origin report vouches for). An origin whose publisher leaves cuts it, as before.
 
-use std::path::Path;
 use std::time::Duration;
 
-use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
+use streamr_media::flv::{FlvTag, FlvTagType};
 use streamr_media::http::{LiveHls, LiveHlsConfig, PartNotice};
 use streamr_media::relay::{FrameKind, Publisher, RelayHub, Timeline};
 use streamr_media::StreamKey;
 use tokio_util::sync::CancellationToken;
-
-/// The shipped sample's tags.
-fn sample_tags() -> Vec<FlvTag> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.flv");
-    let mut reader = FlvReader::new();
-    reader.push(&std::fs::read(path).expect("the sample"));
-    let mut tags = Vec::new();
-    while let Ok(Some(tag)) = reader.next_tag() {
-        tags.push(tag);
-    }
-    tags
-}
 
 /// Publishes the tags up to `to_ms` (sequence headers included).
 fn publish_until(publisher: &Publisher, tags: &[FlvTag], to_ms: u32) {
@@ -38,7 +25,7 @@ fn publish_until(publisher: &Publisher, tags: &[FlvTag], to_ms: u32) {
 /// Publishes 5.1 s of the sample on `timeline`, then ends the publisher; returns the part
 /// notices sent before and after the end.
 async fn parts_around_the_end(timeline: Timeline) -> (Vec<PartNotice>, Vec<PartNotice>) {
-    let tags = sample_tags();
+    let tags = crate::common::sample_tags();
     let hub = RelayHub::default();
     let shutdown = CancellationToken::new();
     let config = LiveHlsConfig::default()

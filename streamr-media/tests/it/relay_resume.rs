@@ -8,27 +8,13 @@
 //! new upstream to resume at the keyframe at or before its last frame
 //! ([`RelayHub::subscribe_resuming`]), drops the overlap, and loses nothing.
 
-use std::path::Path;
-
 use bytes::Bytes;
-use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
+use streamr_media::flv::{FlvTag, FlvTagType};
 use streamr_media::hls::{
     LlEvent, LlPackager, LlPackagerConfig, Segmenter, SegmenterConfig, SegmenterEvent,
 };
 use streamr_media::relay::{FrameKind, Publisher, RelayEvent, RelayHub, Subscription, Timeline};
 use streamr_media::StreamKey;
-
-/// The shipped sample's tags.
-fn sample_tags() -> Vec<FlvTag> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.flv");
-    let mut reader = FlvReader::new();
-    reader.push(&std::fs::read(path).expect("the sample"));
-    let mut tags = Vec::new();
-    while let Ok(Some(tag)) = reader.next_tag() {
-        tags.push(tag);
-    }
-    tags
-}
 
 fn key() -> StreamKey {
     StreamKey::parse("live", "show").expect("key")
@@ -183,7 +169,7 @@ fn relay_across_a_failover(
 
 #[test]
 fn a_relay_failing_over_mid_segment_keeps_the_origins_segments_and_parts() {
-    let tags = sample_tags();
+    let tags = crate::common::sample_tags();
     let origin = cut(&tags, false);
     // The sample has a keyframe every 2 s (23, 2023, 4023 ms...), each starting a segment. The
     // upstream died three frames before the one at 6023 ms; the new upstream is 200 ms past it
@@ -434,7 +420,7 @@ async fn listed_after_a_failover(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_resuming_past_a_gap_lists_no_part_the_origin_did_not_cut() {
-    let tags = sample_tags();
+    let tags = crate::common::sample_tags();
     let origin = cut(&tags, false);
     let (keyframe_at, _) = split_at_keyframe(&tags, 3);
     let keyframe_ms = tags[keyframe_at].timestamp;
