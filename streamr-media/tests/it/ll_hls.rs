@@ -423,13 +423,12 @@ fn a_late_announcement_lists_the_segment_open_at_it_whole_and_a_too_late_one_is_
     // Joined at the third keyframe; told ten frames into its first listed segment (that of the
     // fourth keyframe), after it cut parts of its own.
     let told_at = keyframes[3] + 10;
-    let joined: Vec<FlvTag> = headers
-        .iter()
-        .cloned()
-        .chain(tags[keyframes[2]..told_at].iter().cloned())
-        .chain([announcement(tags[told_at - 1].timestamp)])
-        .chain(tags[told_at..].iter().cloned())
-        .collect();
+    let joined = told_late(
+        &headers,
+        &tags[keyframes[2]..],
+        told_at - keyframes[2],
+        &announcement,
+    );
     let mut relay = stream().joining_mid_stream();
     let relay_out = package_whole(&mut relay, &joined);
     assert_eq!(relay.playlist().config().part_target_ms, 1_400);
@@ -449,13 +448,12 @@ fn a_late_announcement_lists_the_segment_open_at_it_whole_and_a_too_late_one_is_
     // Told only after its first listed segment closed with parts: PART-TARGET no longer
     // changes, nor does the target duration.
     let told_at = keyframes[4] + 1;
-    let joined: Vec<FlvTag> = headers
-        .iter()
-        .cloned()
-        .chain(tags[keyframes[2]..told_at].iter().cloned())
-        .chain([announcement(tags[told_at - 1].timestamp)])
-        .chain(tags[told_at..].iter().cloned())
-        .collect();
+    let joined = told_late(
+        &headers,
+        &tags[keyframes[2]..],
+        told_at - keyframes[2],
+        &announcement,
+    );
     let mut relay = stream().joining_mid_stream();
     package_whole(&mut relay, &joined);
     assert_ne!(relay.playlist().config().part_target_ms, 1_400);
@@ -463,6 +461,23 @@ fn a_late_announcement_lists_the_segment_open_at_it_whole_and_a_too_late_one_is_
         relay.segmenter().target_duration_secs(),
         origin.segmenter().target_duration_secs()
     );
+}
+
+/// What a relay joining at `from[0]` gets: the `headers`, then `from`, with the origin's
+/// `announcement` (made at the timestamp of the tag before) in front of `from[told_at]`.
+fn told_late(
+    headers: &[FlvTag],
+    from: &[FlvTag],
+    told_at: usize,
+    announcement: &dyn Fn(u32) -> FlvTag,
+) -> Vec<FlvTag> {
+    headers
+        .iter()
+        .chain(&from[..told_at])
+        .cloned()
+        .chain([announcement(from[told_at - 1].timestamp)])
+        .chain(from[told_at..].iter().cloned())
+        .collect()
 }
 
 fn is_coded_video(tag: &FlvTag) -> bool {
