@@ -28,6 +28,17 @@ pub(crate) const FLUSH_GROUPS: usize = 8;
 /// a frame long anyway, and the publisher would wake more often than frames arrive).
 pub(crate) const STAGGER_SPACING: Duration = Duration::from_millis(25);
 
+/// Viewers per staggered group: a stream staggers over one group per this many viewers (up
+/// to [`FLUSH_GROUPS`]). Each group's wake-up costs the node a few thread wake-ups of its own
+/// (the runtime's workers park between groups), so a group should carry enough viewers to
+/// outweigh them: 500 viewers use two groups, 2000 eight.
+pub(crate) const VIEWERS_PER_GROUP: usize = 250;
+
+/// The staggered groups a stream of `viewers` viewers uses at most.
+pub(crate) fn groups_for_viewers(viewers: usize) -> usize {
+    (viewers / VIEWERS_PER_GROUP).clamp(1, FLUSH_GROUPS)
+}
+
 /// Frames held for one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Held {
@@ -44,6 +55,8 @@ pub(crate) struct FlushSchedule {
     /// Origin of the staggered grid.
     epoch: Instant,
     stagger: bool,
+    /// Most groups in use ([`groups_for_viewers`]).
+    max_groups: usize,
     held: [Held; FLUSH_GROUPS],
 }
 
@@ -59,8 +72,15 @@ impl FlushSchedule {
         FlushSchedule {
             epoch,
             stagger,
+            max_groups: FLUSH_GROUPS,
             held: [Held::Nothing; FLUSH_GROUPS],
         }
+    }
+
+    /// Uses at most `groups` staggered groups from now on (at least one, at most
+    /// [`FLUSH_GROUPS`]; all of them until told otherwise).
+    pub(crate) fn set_max_groups(&mut self, groups: usize) {
+        self.max_groups = groups.clamp(1, FLUSH_GROUPS);
     }
 
     /// Whether any group holds frames.
@@ -88,7 +108,8 @@ impl FlushSchedule {
     }
 
     /// Groups in use with `delay`: one per [`STAGGER_SPACING`], at least one, at most
-    /// [`FLUSH_GROUPS`]; one without staggering.
+    /// [`FLUSH_GROUPS`] and the most set ([`FlushSchedule::set_max_groups`]); one without
+    /// staggering.
     pub(crate) fn groups_in_use(&self, delay: Duration) -> usize {
         if !self.stagger {
             return 1;
@@ -96,7 +117,7 @@ impl FlushSchedule {
         let groups = delay.as_nanos() / STAGGER_SPACING.as_nanos();
         usize::try_from(groups)
             .unwrap_or(FLUSH_GROUPS)
-            .clamp(1, FLUSH_GROUPS)
+            .clamp(1, self.max_groups)
     }
 
     /// When `group`'s held frames are due, if it holds any (`delay` capped by `max_delay`).
@@ -267,6 +288,15 @@ mod tests {
             FlushSchedule::new(Instant::now(), false).groups_in_use(ms(200)),
             1
         );
+        // A stream with few viewers uses fewer groups.
+        let mut few = FlushSchedule::new(Instant::now(), true);
+        few.set_max_groups(groups_for_viewers(500));
+        assert_eq!(few.groups_in_use(ms(200)), 2);
+        let counts: Vec<_> = [0, 249, 250, 999, 1000, 2000, 100_000]
+            .iter()
+            .map(|v| groups_for_viewers(*v))
+            .collect();
+        assert_eq!(counts, [1, 1, 1, 3, 4, 8, 8]);
         // Five groups of 125 ms: groups 0 and 5 share a phase.
         let t0 = Instant::now();
         let mut schedule = FlushSchedule::new(t0, true);

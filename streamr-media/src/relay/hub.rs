@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use thiserror::Error;
 
-use super::flush::FlushSchedule;
+use super::flush::{groups_for_viewers, FlushSchedule};
 use super::frame::FrameKind;
 use super::stats::StreamStats;
 use super::stream::{lock, Stream, Timeline, UpstreamGap};
@@ -170,7 +170,9 @@ impl RelayHub {
 
     /// Sets each stream's write-rate batch delay from its viewers now
     /// ([`AdaptiveBatchConfig::write_rate_delays`] on a node of `cores` cores), so a stream
-    /// with many viewers batches while a small one beside it does not. A stream's publisher
+    /// with many viewers batches while a small one beside it does not, and the staggered
+    /// groups its viewers are woken in (one per 250 viewers, see [`BatchPolicy::stagger`]).
+    /// A stream's publisher
     /// waits the longer of this and the hub's delay ([`RelayHub::set_batch_delay`]). Returns
     /// the longest of them (zero with the term off). Load-adaptive batching calls this with
     /// each load sample.
@@ -181,10 +183,13 @@ impl RelayHub {
             .map(|stream| lock(&stream.viewers).len())
             .collect();
         let delays = config.write_rate_delays(&viewers, cores);
-        for (stream, delay) in streams.iter().zip(&delays) {
+        for ((stream, delay), viewers) in streams.iter().zip(&delays).zip(&viewers) {
             stream
                 .write_delay_micros
                 .store(micros(*delay), Ordering::Relaxed);
+            stream
+                .stagger_groups
+                .store(groups_for_viewers(*viewers) as u64, Ordering::Relaxed);
         }
         delays.into_iter().max().unwrap_or_default()
     }
@@ -420,12 +425,25 @@ impl Publisher {
     /// When the messages held by [`Publisher::send_batched`] are due to go to (a group of) the
     /// viewers, if any are held.
     pub fn flush_deadline(&self) -> Option<Instant> {
-        self.held.deadline(self.delay(), self.batch.max_delay)
+        if !self.held.is_holding() {
+            return None;
+        }
+        let mut held = self.held.clone();
+        held.set_max_groups(self.stagger_groups());
+        held.deadline(self.delay(), self.batch.max_delay)
+    }
+
+    /// Most staggered groups the stream's viewers are woken in now.
+    fn stagger_groups(&self) -> usize {
+        let groups = self.stream.stagger_groups.load(Ordering::Relaxed);
+        usize::try_from(groups).unwrap_or(usize::MAX)
     }
 
     /// Wakes the viewers whose held messages are due at `now`.
     pub fn flush_if_due(&mut self, now: Instant) {
         if self.held.is_holding() {
+            let groups = self.stagger_groups();
+            self.held.set_max_groups(groups);
             let due = self.held.take_due(now, self.delay(), self.batch.max_delay);
             self.stream.notify_groups(due);
         }

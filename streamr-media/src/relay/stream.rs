@@ -225,6 +225,9 @@ pub(crate) struct Stream {
     /// [`RelayHub::apply_write_rate`](super::RelayHub::apply_write_rate)); the hub's delay
     /// applies when it is longer.
     pub(crate) write_delay_micros: AtomicU64,
+    /// Most staggered wake-up groups its publisher uses, from its viewers
+    /// ([`super::flush::groups_for_viewers`], set with the write-rate delay; all until then).
+    pub(crate) stagger_groups: AtomicU64,
     /// The stream's HTTP-FLV chunks, shared by its players' `sendfile`s.
     #[cfg(feature = "http")]
     pub(crate) shared_flv: crate::shared_bytes::SharedStore,
@@ -259,6 +262,7 @@ impl Stream {
             departed: Mutex::new(ViewerStats::default()),
             config,
             write_delay_micros: AtomicU64::new(0),
+            stagger_groups: AtomicU64::new(FLUSH_GROUPS as u64),
             #[cfg(feature = "http")]
             shared_flv: crate::shared_bytes::SharedStore::default(),
             #[cfg(feature = "server")]
