@@ -5,7 +5,8 @@
 //! (`since + delay`). With staggering ([`BatchPolicy::stagger`](super::BatchPolicy::stagger)),
 //! each group is woken on a grid of its own: every `delay`, at a phase of
 //! `delay × (group mod n) / n`, where `n` is the groups in use (one per
-//! [`STAGGER_SPACING`] of delay, at most [`FLUSH_GROUPS`]). So:
+//! [`STAGGER_SPACING`] of delay, at most [`FLUSH_GROUPS`], and at most one per
+//! [`VIEWERS_PER_GROUP`] viewers once the stream's viewers are counted). So:
 //!
 //! - each viewer is still woken (and written to) once per `delay` at most, whatever the frame
 //!   pattern (a grid point, not the next frame, starts the next batch);
