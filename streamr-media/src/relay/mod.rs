@@ -81,7 +81,7 @@ pub struct BatchPolicy {
     /// waits at most `delay`, and the node's writes (and its players' reads) are spread over the
     /// interval instead of coming in one burst per batch. One group per 25 ms of delay, at most
     /// eight, and with load-adaptive batching
-    /// ([`RelayHub::apply_write_rate`](super::RelayHub::apply_write_rate)) at most one per 250
+    /// ([`RelayHub::apply_write_rate`]) at most one per 250
     /// viewers of the stream: each group's wake-up costs the node some thread wake-ups.
     pub stagger: bool,
 }
