@@ -170,6 +170,9 @@ pub struct NodeConfig {
     /// shared out per stream (0: off; see [`AdaptiveBatchConfig::write_budget_per_core`] and
     /// [`AdaptiveBatchConfig::write_rate_delays`]).
     pub batch_write_budget: f64,
+    /// Wake each stream's viewers in staggered groups, each once per batch delay at a phase of
+    /// its own (see [`streamr_media::relay::BatchPolicy::stagger`]; default off).
+    pub batch_stagger: bool,
     /// Smallest batch of an HTTP-FLV player on a plain TCP connection sent with `sendfile` from
     /// its stream's shared in-memory file rather than copied in by a vectored write (0: never;
     /// see [`streamr_media::shared_bytes`]).
@@ -314,6 +317,7 @@ impl Default for NodeConfig {
             batch_delay: None,
             batch_delay_max: AdaptiveBatchConfig::default().max_delay,
             batch_write_budget: DEFAULT_BATCH_WRITE_BUDGET,
+            batch_stagger: false,
             flv_sendfile_min_bytes: streamr_media::http::ZERO_COPY_MIN_BYTES,
             rtmp_sendfile_min_bytes: streamr_media::server::SENDFILE_MIN_BYTES,
             rtmp_limits: RtmpLimits::default(),
@@ -464,7 +468,8 @@ impl Node {
         relay.batch = match config.batch_delay {
             Some(delay) => BatchPolicy::new(delay, delay),
             None => BatchPolicy::new(Duration::ZERO, config.batch_delay_max),
-        };
+        }
+        .with_stagger(config.batch_stagger);
         let mut server_config = RelayServerConfig::default()
             .with_bind(config.rtmp_listen)
             .with_relay(relay);

@@ -220,6 +220,14 @@ struct Args {
     #[arg(long, env = "STREAMR_BATCH_WRITE_BUDGET", default_value_t = streamr_node::DEFAULT_BATCH_WRITE_BUDGET)]
     batch_write_budget: f64,
 
+    /// Wake a stream's viewers in staggered groups (one per 250 viewers and 25 ms of delay, at
+    /// most 8), each once per batch delay at a phase of its own, instead of all at once when a
+    /// batch's oldest frame waited the delay: one write per viewer per delay whatever the frame
+    /// pattern, a frame still waits at most the delay, 15-20 ms less hop latency at 200 ms, for
+    /// up to a third more CPU per player at 500-1000 players (`--batch-stagger true` to use).
+    #[arg(long, env = "STREAMR_BATCH_STAGGER", default_value_t = false, action = ArgAction::Set)]
+    batch_stagger: bool,
+
     /// HTTP-FLV players on plain TCP connections (Linux) get batches of at least this many
     /// bytes with sendfile from their stream's shared in-memory copy of its frames, instead of
     /// a copy per player; smaller batches, TLS players and other systems get vectored writes.
@@ -405,6 +413,7 @@ impl Args {
             batch_delay: self.batch_delay,
             batch_delay_max: self.batch_delay_max,
             batch_write_budget: self.batch_write_budget,
+            batch_stagger: self.batch_stagger,
             flv_sendfile_min_bytes: self.flv_sendfile_min_bytes,
             rtmp_sendfile_min_bytes: self.rtmp_sendfile_min_bytes,
             rtmp_limits: RtmpLimits {
@@ -532,6 +541,7 @@ mod tests {
         assert_eq!(args.ll_hls_part_target, Duration::from_millis(350));
         assert_eq!(args.chunk_size, 4096);
         assert!(args.gop_cache);
+        assert!(!args.batch_stagger);
         assert_eq!(args.log_format, LogFormat::Pretty);
         let config = args.into_config();
         assert_eq!(config.ll_hls_part_target, Some(Duration::from_millis(350)));

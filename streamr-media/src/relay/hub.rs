@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use thiserror::Error;
 
+use super::flush::{groups_for_viewers, FlushSchedule};
 use super::frame::FrameKind;
 use super::stats::StreamStats;
 use super::stream::{lock, Stream, Timeline, UpstreamGap};
@@ -169,7 +170,9 @@ impl RelayHub {
 
     /// Sets each stream's write-rate batch delay from its viewers now
     /// ([`AdaptiveBatchConfig::write_rate_delays`] on a node of `cores` cores), so a stream
-    /// with many viewers batches while a small one beside it does not. A stream's publisher
+    /// with many viewers batches while a small one beside it does not, and the staggered
+    /// groups its viewers are woken in (one per 250 viewers, see [`BatchPolicy::stagger`]).
+    /// A stream's publisher
     /// waits the longer of this and the hub's delay ([`RelayHub::set_batch_delay`]). Returns
     /// the longest of them (zero with the term off). Load-adaptive batching calls this with
     /// each load sample.
@@ -180,10 +183,13 @@ impl RelayHub {
             .map(|stream| lock(&stream.viewers).len())
             .collect();
         let delays = config.write_rate_delays(&viewers, cores);
-        for (stream, delay) in streams.iter().zip(&delays) {
+        for ((stream, delay), viewers) in streams.iter().zip(&delays).zip(&viewers) {
             stream
                 .write_delay_micros
                 .store(micros(*delay), Ordering::Relaxed);
+            stream
+                .stagger_groups
+                .store(groups_for_viewers(*viewers) as u64, Ordering::Relaxed);
         }
         delays.into_iter().max().unwrap_or_default()
     }
@@ -216,7 +222,7 @@ impl RelayHub {
             stream,
             batch: self.inner.config.batch,
             has_video: AtomicBool::new(false),
-            held: Held::Nothing,
+            held: FlushSchedule::new(Instant::now(), self.inner.config.batch.stagger),
         })
     }
 
@@ -350,18 +356,9 @@ pub struct Publisher {
     batch: BatchPolicy,
     /// Whether the stream carried video, so audio may wait for the next video frame.
     has_video: AtomicBool,
-    /// Frames appended by [`Publisher::send_batched`] that the viewers were not woken for yet.
-    held: Held,
-}
-
-/// Frames a publisher appended without waking the viewers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Held {
-    /// None.
-    Nothing,
-    /// Some, the oldest received at `since`; `closing` once one of them may end the batch (a
-    /// video frame or metadata, or any frame of a stream without video).
-    Since { since: Instant, closing: bool },
+    /// Frames appended by [`Publisher::send_batched`] that each wake-up group of viewers was
+    /// not woken for yet, and when each group is due.
+    held: FlushSchedule,
 }
 
 impl Publisher {
@@ -404,61 +401,58 @@ impl Publisher {
     /// message waited the batch delay (the hub's, or the stream's write-rate delay when longer:
     /// [`RelayHub::apply_write_rate`]), and in any case once that one waited
     /// [`BatchPolicy::max_delay`]. Audio between video frames rides along with the next video
-    /// frame. The caller calls [`Publisher::flush_if_due`] after each message (or each read of
-    /// several) and when [`Publisher::flush_deadline`] passes.
+    /// frame. With [`BatchPolicy::stagger`], the viewers are woken in groups instead, each on a
+    /// grid of its own phase, once per delay (see that field). The caller calls
+    /// [`Publisher::flush_if_due`] after each message (or each read of several) and when
+    /// [`Publisher::flush_deadline`] passes.
     pub fn send_batched(&mut self, kind: FrameKind, timestamp: u32, payload: Bytes, now: Instant) {
         self.append(kind, timestamp, payload);
         let closing = kind != FrameKind::Audio || !self.has_video.load(Ordering::Relaxed);
-        self.held = match self.held {
-            Held::Nothing => Held::Since {
-                since: now,
-                closing,
-            },
-            Held::Since {
-                since,
-                closing: was_closing,
-            } => Held::Since {
-                since,
-                closing: was_closing || closing,
-            },
-        };
+        self.held.hold(now, closing);
     }
 
-    /// When the messages held by [`Publisher::send_batched`] are due to go to the viewers, if
-    /// any are held.
+    /// The batch delay in force for this stream: the hub's, or the stream's write-rate delay
+    /// when longer.
+    fn delay(&self) -> Duration {
+        Duration::from_micros(
+            self.hub
+                .batch_delay_micros
+                .load(Ordering::Relaxed)
+                .max(self.stream.write_delay_micros.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// When the messages held by [`Publisher::send_batched`] are due to go to (a group of) the
+    /// viewers, if any are held.
     pub fn flush_deadline(&self) -> Option<Instant> {
-        match self.held {
-            Held::Nothing => None,
-            Held::Since { since, closing } => {
-                let delay = Duration::from_micros(
-                    self.hub
-                        .batch_delay_micros
-                        .load(Ordering::Relaxed)
-                        .max(self.stream.write_delay_micros.load(Ordering::Relaxed)),
-                );
-                let wait = if closing {
-                    delay.min(self.batch.max_delay)
-                } else {
-                    self.batch.max_delay
-                };
-                Some(since + wait)
-            }
+        if !self.held.is_holding() {
+            return None;
         }
+        let mut held = self.held.clone();
+        held.set_max_groups(self.stagger_groups());
+        held.deadline(self.delay(), self.batch.max_delay)
     }
 
-    /// Wakes the viewers if the held messages are due at `now`.
+    /// Most staggered groups the stream's viewers are woken in now.
+    fn stagger_groups(&self) -> usize {
+        let groups = self.stream.stagger_groups.load(Ordering::Relaxed);
+        usize::try_from(groups).unwrap_or(usize::MAX)
+    }
+
+    /// Wakes the viewers whose held messages are due at `now`.
     pub fn flush_if_due(&mut self, now: Instant) {
-        if self.flush_deadline().is_some_and(|at| at <= now) {
-            self.flush();
+        if self.held.is_holding() {
+            let groups = self.stagger_groups();
+            self.held.set_max_groups(groups);
+            let due = self.held.take_due(now, self.delay(), self.batch.max_delay);
+            self.stream.notify_groups(due);
         }
     }
 
     /// Wakes the viewers to every held message now.
     pub fn flush(&mut self) {
-        if self.held != Held::Nothing {
-            self.held = Held::Nothing;
-            self.stream.notify();
-        }
+        let holding = self.held.take_all();
+        self.stream.notify_groups(holding);
     }
 
     /// Announces that a [`Timeline::Upstream`] publisher reconnected to an upstream of the same

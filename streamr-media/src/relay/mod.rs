@@ -16,6 +16,7 @@
 //! The hub does no I/O; the tokio server in [`crate::server`] and the HTTP layer drive it.
 
 mod adaptive;
+mod flush;
 pub(crate) mod frame;
 mod hub;
 mod stats;
@@ -74,6 +75,15 @@ pub struct BatchPolicy {
     /// Longest any frame is held, whatever follows (default 50 ms: the relay's latency cap), for
     /// example audio while video pauses.
     pub max_delay: Duration,
+    /// Wake the viewers in staggered groups (default off): each group once per `delay` on a grid
+    /// of its own phase, instead of every viewer when the batch's oldest frame waited `delay`.
+    /// Each viewer then gets one write per `delay` whatever the frame pattern, a frame still
+    /// waits at most `delay`, and the node's writes (and its players' reads) are spread over the
+    /// interval instead of coming in one burst per batch. One group per 25 ms of delay, at most
+    /// eight, and with load-adaptive batching
+    /// ([`RelayHub::apply_write_rate`]) at most one per 250
+    /// viewers of the stream: each group's wake-up costs the node some thread wake-ups.
+    pub stagger: bool,
 }
 
 impl Default for BatchPolicy {
@@ -81,6 +91,7 @@ impl Default for BatchPolicy {
         BatchPolicy {
             delay: Duration::from_millis(50),
             max_delay: Duration::from_millis(50),
+            stagger: false,
         }
     }
 }
@@ -88,7 +99,17 @@ impl Default for BatchPolicy {
 impl BatchPolicy {
     /// Holds a batch until its oldest frame waited `delay`, and any frame at most `max_delay`.
     pub fn new(delay: Duration, max_delay: Duration) -> Self {
-        BatchPolicy { delay, max_delay }
+        BatchPolicy {
+            delay,
+            max_delay,
+            stagger: false,
+        }
+    }
+
+    /// Wakes the viewers in staggered groups (see [`BatchPolicy::stagger`]).
+    pub fn with_stagger(mut self, stagger: bool) -> Self {
+        self.stagger = stagger;
+        self
     }
 }
 

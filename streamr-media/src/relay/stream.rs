@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use super::flush::{GroupMask, ALL_GROUPS, FLUSH_GROUPS};
 use super::frame::{Frame, FrameKind};
 use super::stats::{StreamStats, ViewerCounters, ViewerStats};
 use super::RelayConfig;
@@ -209,8 +210,9 @@ impl StreamState {
 #[derive(Debug)]
 pub(crate) struct Stream {
     pub(crate) state: Mutex<StreamState>,
-    /// Carries the next sequence number; viewers wait on it for new entries.
-    pub(crate) head: watch::Sender<u64>,
+    /// Carry the next sequence number, one per wake-up group ([`super::flush`]); each viewer
+    /// waits on its group's for new entries.
+    pub(crate) heads: [watch::Sender<u64>; FLUSH_GROUPS],
     pub(crate) viewers: Mutex<HashMap<u64, Arc<ViewerCounters>>>,
     /// Subscriptions of the node's own consumers (such as the HLS segmenter): they keep the
     /// stream known to the hub but are not viewers.
@@ -223,6 +225,9 @@ pub(crate) struct Stream {
     /// [`RelayHub::apply_write_rate`](super::RelayHub::apply_write_rate)); the hub's delay
     /// applies when it is longer.
     pub(crate) write_delay_micros: AtomicU64,
+    /// Most staggered wake-up groups its publisher uses, from its viewers
+    /// ([`super::flush::groups_for_viewers`], set with the write-rate delay; all until then).
+    pub(crate) stagger_groups: AtomicU64,
     /// The stream's HTTP-FLV chunks, shared by its players' `sendfile`s.
     #[cfg(feature = "http")]
     pub(crate) shared_flv: crate::shared_bytes::SharedStore,
@@ -250,13 +255,14 @@ impl Stream {
     pub(crate) fn new(config: RelayConfig) -> Self {
         Stream {
             state: Mutex::new(StreamState::default()),
-            head: watch::Sender::new(0),
+            heads: std::array::from_fn(|_| watch::Sender::new(0)),
             viewers: Mutex::new(HashMap::new()),
             internal_subscribers: AtomicU64::new(0),
             next_viewer_id: AtomicU64::new(0),
             departed: Mutex::new(ViewerStats::default()),
             config,
             write_delay_micros: AtomicU64::new(0),
+            stagger_groups: AtomicU64::new(FLUSH_GROUPS as u64),
             #[cfg(feature = "http")]
             shared_flv: crate::shared_bytes::SharedStore::default(),
             #[cfg(feature = "server")]
@@ -345,7 +351,7 @@ impl Stream {
             self.push_ended(&mut state);
             state.next_seq()
         };
-        self.head.send_replace(next);
+        self.announce_head(next, ALL_GROUPS);
     }
 
     /// Appends the end of the current generation for the viewers.
@@ -370,8 +376,24 @@ impl Stream {
 
     /// Wakes the viewers to every entry appended so far.
     pub(crate) fn notify(&self) {
+        self.notify_groups(ALL_GROUPS);
+    }
+
+    /// Wakes the viewers of the wake-up groups in `groups` to every entry appended so far.
+    pub(crate) fn notify_groups(&self, groups: GroupMask) {
+        if groups == 0 {
+            return;
+        }
         let next = lock(&self.state).next_seq();
-        self.head.send_replace(next);
+        self.announce_head(next, groups);
+    }
+
+    fn announce_head(&self, next: u64, groups: GroupMask) {
+        for (group, head) in self.heads.iter().enumerate() {
+            if groups & (1 << group) != 0 {
+                head.send_replace(next);
+            }
+        }
     }
 
     /// Appends one frame from the publisher without waking the viewers; [`Stream::notify`] does,

@@ -93,7 +93,7 @@ impl Subscription {
         } else {
             stream.internal_subscribers.fetch_add(1, COUNTER);
         }
-        let head = stream.head.subscribe();
+        let head = stream.heads[super::flush::group_of(id)].subscribe();
         let mut state = lock(&stream.state);
         // Start at the cached GOP when there is one, otherwise at the next keyframe.
         let start = resume_at

@@ -649,6 +649,79 @@ fn batched_sends_wake_viewers_once_per_batch_at_a_video_frame_or_the_cap() {
 }
 
 #[test]
+fn staggered_batches_wake_each_group_of_viewers_once_per_delay_at_its_own_phase() {
+    use std::future::Future;
+    use std::sync::atomic::Ordering;
+    use std::task::{Context, Waker};
+    use std::time::Instant;
+
+    // A 200 ms delay: eight groups woken 25 ms apart, each every 200 ms.
+    let delay = Duration::from_millis(200);
+    let hub = RelayHub::new(
+        RelayConfig::default().with_batch(BatchPolicy::new(delay, delay).with_stagger(true)),
+    );
+    let mut publisher = start_publish(&hub, 1);
+    let t0 = Instant::now();
+    let at = |millis: u64| t0 + Duration::from_millis(millis);
+    publisher.send(FrameKind::Video, 0, video(0, true, 0));
+    // Sixteen viewers: two per group (ids 0..16, group = id mod 8).
+    let mut viewers: Vec<_> = (0..16).map(|_| hub.subscribe(key()).unwrap()).collect();
+    for viewer in &mut viewers {
+        drain(viewer);
+    }
+    let wakes: Vec<_> = (0..16)
+        .map(|_| Arc::new(CountingWaker(Default::default())))
+        .collect();
+    let mut events: Vec<Vec<RelayEvent>> = vec![Vec::new(); 16];
+    let mut recvs: Vec<_> = viewers
+        .iter_mut()
+        .zip(events.iter_mut())
+        .map(|(viewer, out)| Box::pin(viewer.recv_batch(out, 64)))
+        .collect();
+    for (recv, wake) in recvs.iter_mut().zip(&wakes) {
+        let waker = Waker::from(wake.clone());
+        assert!(recv
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+    }
+    let woken = || -> Vec<usize> { wakes.iter().map(|w| w.0.load(Ordering::SeqCst)).collect() };
+    // Frames from 5 ms on (the publisher's grid starts when it started, before t0).
+    let mut now = 5;
+    let mut first_wake = [None::<u64>; 16];
+    while now < 230 {
+        publisher.send_batched(
+            FrameKind::Video,
+            now as u32,
+            video(now as u32, false, 0),
+            at(now),
+        );
+        publisher.flush_if_due(at(now));
+        while let Some(deadline) = publisher.flush_deadline().filter(|d| *d <= at(now + 5)) {
+            publisher.flush_if_due(deadline);
+        }
+        for (viewer, count) in woken().iter().enumerate() {
+            if *count > 0 && first_wake[viewer].is_none() {
+                first_wake[viewer] = Some(now);
+            }
+        }
+        now += 5;
+    }
+    // Every viewer was woken exactly once in the first 225 ms, and the two viewers of a group
+    // together; the groups at eight different instants.
+    assert_eq!(woken(), vec![1; 16]);
+    for group in 0..8 {
+        assert_eq!(first_wake[group], first_wake[group + 8], "group {group}");
+    }
+    let mut instants: Vec<_> = first_wake[..8].iter().map(|w| w.unwrap()).collect();
+    instants.sort_unstable();
+    instants.dedup();
+    assert_eq!(instants.len(), 8, "{first_wake:?}");
+    drop(recvs);
+    drop(publisher);
+}
+
+#[test]
 fn the_write_rate_term_delays_the_big_stream_and_not_the_small_one_beside_it() {
     // An adaptive hub: no delay of its own, a 200 ms cap.
     let hub = RelayHub::new(

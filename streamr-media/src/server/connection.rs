@@ -306,8 +306,9 @@ impl<'a> Connection<'a> {
                     ))
                 }
                 Wake::FlushHeld => {
+                    // The groups due now: with staggered batches, the others are not yet.
                     if let Some(publishing) = self.publishing.as_mut() {
-                        publishing.publisher.flush();
+                        publishing.publisher.flush_if_due(std::time::Instant::now());
                     }
                 }
                 Wake::Read(read) => {
