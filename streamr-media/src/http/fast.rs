@@ -42,6 +42,7 @@ impl<S> std::fmt::Debug for MediaFastPath<S> {
     }
 }
 
+#[derive(Clone)]
 struct Shared {
     gate: GateState,
     state: HttpState,
@@ -69,10 +70,7 @@ impl<S> MediaFastPath<S> {
         mut self,
         map: impl Fn(Response) -> Response + Send + Sync + 'static,
     ) -> Self {
-        let shared = Arc::get_mut(&mut self.shared).map(|shared| {
-            shared.map_response = Some(Arc::new(map));
-        });
-        debug_assert!(shared.is_some(), "set before the service is cloned");
+        Arc::make_mut(&mut self.shared).map_response = Some(Arc::new(map));
         self
     }
 }
