@@ -15,6 +15,7 @@
 #        PROTOCOLS   default "rtmp flv hls"; SOURCES default "232 3000" (kbit/s); HLS_SOURCES
 #                    the sources HLS players are run on (default: all of SOURCES; at 3 Mbit/s
 #                    500+ HLS players saturate the load tool on a 2-core machine)
+#        RTMP_PORT, HTTP_PORT (default 19361, 19371: another run on this machine needs others),
 #        STEP_SECONDS (default 15), NODE_ARGS (extra streamr-node flags, e.g. "--batch-delay 350ms"),
 #        NODE_BIN (a streamr-node binary to run instead of the one built here, e.g. a copy of
 #        an earlier build, for a before/after in one run; the build still runs, for streamr-load),
@@ -46,8 +47,8 @@ read -r -a PROTOCOLS <<<"${PROTOCOLS:-rtmp flv hls}"
 read -r -a HLS_SOURCES <<<"${HLS_SOURCES:-${SOURCES[*]}}"
 read -r -a NODE_ARGS <<<"${NODE_ARGS:-}"
 SRS_BIN=${SRS_BIN:-/work/wt/srs/trunk/objs/srs}
-RTMP_PORT=19361
-HTTP_PORT=19371
+RTMP_PORT=${RTMP_PORT:-19361}
+HTTP_PORT=${HTTP_PORT:-19371}
 WORK=target/bench-srs
 mkdir -p "$WORK"
 WORK_ABS=$(cd "$WORK" && pwd)

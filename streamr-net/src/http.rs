@@ -1,4 +1,4 @@
-//! An HTTP/1.1 server loop for an axum [`Router`] with deadlines and a connection budget.
+//! An HTTP/1.1 server loop for an axum [`Router`](axum::Router) with deadlines and a connection budget.
 //!
 //! `axum::serve` reads request headers for as long as the client likes and accepts every
 //! connection, so a client sending half a request per socket can hold every file handle. This
@@ -9,12 +9,12 @@
 //! `ConnectInfo<SocketAddr>`, and may take the connection over through the
 //! [`TakeConnection`] extension.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -22,8 +22,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
-use tower::ServiceExt;
-use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower::{Layer, Service, ServiceExt};
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutBody};
 use tracing::{debug, info, warn};
 
 use crate::budget::{BudgetLimits, ConnectionBudget};
@@ -71,12 +71,38 @@ impl HttpLimits {
 /// What a refused connection is told before it is closed.
 const REFUSED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 38\r\nconnection: close\r\n\r\n{\"error\":\"too many open connections\"}\n";
 
-/// Serves `router` on `listener` within `limits`, counting connections in `budget`, until
-/// `shutdown` completes; then stops accepting and gives open connections
-/// [`HttpLimits::shutdown_grace`] to finish.
+/// A service the loop serves: an axum [`Router`](axum::Router), or a service in front of one (requests
+/// arrive with their bodies under the body deadline).
+pub trait HttpService:
+    Service<
+        axum::http::Request<TimeoutBody<Incoming>>,
+        Response = axum::response::Response,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: Service<
+            axum::http::Request<TimeoutBody<Incoming>>,
+            Response = axum::response::Response,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// Serves `router` (a [`Router`](axum::Router) or an [`HttpService`] in front of one) on `listener` within
+/// `limits`, counting connections in `budget`, until `shutdown` completes; then stops
+/// accepting and gives open connections [`HttpLimits::shutdown_grace`] to finish.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    router: impl HttpService,
     budget: ConnectionBudget,
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send,
@@ -89,7 +115,7 @@ pub async fn serve(
 /// holds up nobody and still counts against the budget until it is dropped).
 pub async fn serve_tls(
     listener: TcpListener,
-    router: Router,
+    router: impl HttpService,
     budget: ConnectionBudget,
     limits: HttpLimits,
     tls: TlsAcceptor,
@@ -109,13 +135,13 @@ pub async fn serve_tls(
 
 async fn serve_with(
     listener: TcpListener,
-    router: Router,
+    router: impl HttpService,
     budget: ConnectionBudget,
     limits: HttpLimits,
     tls: Option<(TlsAcceptor, Duration)>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
-    let router = router.layer(RequestBodyTimeoutLayer::new(limits.body_timeout));
+    let router = RequestBodyTimeoutLayer::new(limits.body_timeout).layer(router);
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);

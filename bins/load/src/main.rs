@@ -70,6 +70,10 @@ enum Command {
         /// Hide the progress bar and print one line per second instead.
         #[arg(long, env = "STREAMR_LOAD_NO_PROGRESS")]
         no_progress: bool,
+        /// HTTP players (HLS, HTTP-FLV) reuse idle connections for their next requests, as
+        /// browsers and ffmpeg do (default: a new connection per request).
+        #[arg(long, env = "STREAMR_LOAD_HLS_KEEP_ALIVE")]
+        hls_keep_alive: bool,
     },
     /// Publish an FLV file to an RTMP URL in real time, looping it.
     Publish {
@@ -112,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
             stall_window,
             json,
             no_progress,
+            hls_keep_alive,
         } => {
             let urls = match url.strip_prefix('@') {
                 Some(path) => std::fs::read_to_string(path)?
@@ -131,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
                 stream_kbps: bitrate_kbps,
                 stall_window_s: stall_window,
                 progress: !no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                keep_alive: hls_keep_alive,
             })
             .await?;
             let report = serde_json::to_string_pretty(&summary)?;

@@ -60,7 +60,7 @@ use std::time::Duration;
 use axum::routing::{get, post};
 use streamr_client::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert};
 use streamr_core::{CoordinatorKey, KeyPair, NodeId};
-use streamr_media::http::{gated_router, HttpState, LiveHls, LiveHlsConfig};
+use streamr_media::http::{gated_router, HttpState, LiveHls, LiveHlsConfig, MediaFastPath};
 use streamr_media::relay::{AdaptiveBatchConfig, BatchPolicy, RelayConfig, RelayHub};
 use streamr_media::server::{spawn_adaptive_batching, PlayGate, RelayServer, RelayServerConfig};
 use streamr_media::upstream::{PlayQuery, UpstreamConfig, UpstreamPuller};
@@ -657,12 +657,28 @@ impl Node {
             relay,
             hub: hub.clone(),
         });
-        let app = http_app(gate.clone(), play_gate, media_state, reports)
-            .merge(operations)
-            .layer(axum::middleware::from_fn_with_state(
-                node_metrics.http_bytes_out.clone(),
-                count_response_bytes,
-            ));
+        let app = http_app(
+            gate.clone(),
+            play_gate.clone(),
+            media_state.clone(),
+            reports,
+        )
+        .merge(operations)
+        .layer(axum::middleware::from_fn_with_state(
+            node_metrics.http_bytes_out.clone(),
+            count_response_bytes,
+        ));
+        // HLS GETs skip the routers above: the same gate, handlers, headers and counters.
+        let bytes_out = node_metrics.http_bytes_out.clone();
+        let app = MediaFastPath::new(app, media_state, play_gate).with_response_map(
+            move |response: axum::response::Response| {
+                let (parts, body) = response.into_parts();
+                axum::response::Response::from_parts(
+                    parts,
+                    accounting::counted(body, bytes_out.clone()),
+                )
+            },
+        );
         let mut https_addr = None;
         if let Some(tls) = &tls {
             tasks.push(tls.spawn_reloader(config.tls_reload_interval, stop.clone()));

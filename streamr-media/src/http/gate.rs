@@ -27,9 +27,9 @@ const MAX_PLAYLIST_BYTES: usize = 1 << 20;
 
 /// What the gate middleware holds.
 #[derive(Debug, Clone)]
-struct GateState {
-    gate: PlayGate,
-    hub: RelayHub,
+pub(super) struct GateState {
+    pub(super) gate: PlayGate,
+    pub(super) hub: RelayHub,
 }
 
 /// The media routes of [`router`] behind `gate`: see the module docs. Also serves
@@ -47,7 +47,7 @@ pub fn gated_router(state: HttpState, gate: PlayGate) -> Router {
 
 /// What an HTTP path asks for.
 #[derive(Debug)]
-enum Target {
+pub(super) enum Target {
     /// `/{app}/{name}.m3u8`, `/{app}/{name}/ll.m3u8`, `/{app}/{name}/master.m3u8` (the
     /// multivariant playlist), or `/{app}/{name}/index.m3u8` (`alias`, served as the first).
     Playlist { key: StreamKey, alias: bool },
@@ -59,7 +59,7 @@ enum Target {
 }
 
 impl Target {
-    fn key(&self) -> &StreamKey {
+    pub(super) fn key(&self) -> &StreamKey {
         match self {
             Target::Playlist { key, .. } | Target::Flv(key) | Target::Segment(key) => key,
         }
@@ -75,7 +75,7 @@ impl Target {
 
 /// What `path` asks for: `None` when it is no stream path, an error when it is one with an
 /// invalid app or stream name (checked on the raw path, so no escaped form slips past).
-fn target(path: &str) -> Option<Result<Target, NameError>> {
+pub(super) fn target(path: &str) -> Option<Result<Target, NameError>> {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let target = match parts.as_slice() {
         [app, file] => {
@@ -115,7 +115,7 @@ fn json_error(status: StatusCode, error: &str, message: &str, key: &StreamKey) -
         .into_response()
 }
 
-fn invalid_name(error: &NameError) -> Response {
+pub(super) fn invalid_name(error: &NameError) -> Response {
     (
         StatusCode::BAD_REQUEST,
         [(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
@@ -142,36 +142,18 @@ async fn gate_request(
         Some(Err(error)) => return invalid_name(&error),
         Some(Ok(target)) => target,
     };
-    let key = target.key().clone();
     let query = request.uri().query().unwrap_or_default().to_owned();
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |info| info.0);
-    let stream_request = StreamRequest::new(key.clone(), query.as_str(), peer, target.protocol());
-    let admission = match state.gate.admit(&stream_request).await {
-        Ok(admission) => admission,
-        Err(refusal) => {
-            tracing::debug!(stream = %key, %peer, protocol = %target.protocol(), %refusal,
-                "play refused");
-            return refused(&refusal, &key);
-        }
+    let byte_counter = match state.admit(&target, &query, peer_of(&request)).await {
+        Ok(byte_counter) => byte_counter,
+        Err(response) => return response,
     };
-    if let StreamWait::UpstreamFailed(reason) = state.gate.wait_for_stream(&state.hub, &key).await {
-        return json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "upstream_unavailable",
-            &reason,
-            &key,
-        );
-    }
+    let key = target.key();
     if let Target::Playlist { alias: true, .. } = target {
-        let rewritten = format!("/{}/{}.m3u8?{query}", key.app, key.name);
-        if let Ok(uri) = rewritten.parse::<Uri>() {
+        if let Some(uri) = alias_uri(key, &query) {
             *request.uri_mut() = uri;
         }
     }
-    if let Some(counter) = &admission.byte_counter {
+    if let Some(counter) = &byte_counter {
         // HTTP-FLV streamed on the raw connection counts its bytes itself.
         request
             .extensions_mut()
@@ -179,13 +161,72 @@ async fn gate_request(
             .push(counter.clone());
     }
     let response = next.run(request).await;
-    let response = match (&target, carried_query(&query)) {
+    finish(response, &target, &query, byte_counter).await
+}
+
+/// The peer address the HTTP loop put into `request`'s extensions.
+pub(super) fn peer_of<B>(request: &axum::http::Request<B>) -> SocketAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |info| info.0)
+}
+
+/// The path an `index.m3u8` alias is served as (`None`: it does not make a URI, and the
+/// request goes on under its own path).
+pub(super) fn alias_uri(key: &StreamKey, query: &str) -> Option<Uri> {
+    format!("/{}/{}.m3u8?{query}", key.app, key.name)
+        .parse::<Uri>()
+        .ok()
+}
+
+impl GateState {
+    /// Runs the play hooks for `target` and waits for its stream (relay-on-demand): the
+    /// admission's byte counter, or the response refusing the request.
+    pub(super) async fn admit(
+        &self,
+        target: &Target,
+        query: &str,
+        peer: SocketAddr,
+    ) -> Result<Option<Arc<AtomicU64>>, Response> {
+        let key = target.key();
+        let stream_request = StreamRequest::new(key.clone(), query, peer, target.protocol());
+        let admission = match self.gate.admit(&stream_request).await {
+            Ok(admission) => admission,
+            Err(refusal) => {
+                tracing::debug!(stream = %key, %peer, protocol = %target.protocol(), %refusal,
+                    "play refused");
+                return Err(refused(&refusal, key));
+            }
+        };
+        if let StreamWait::UpstreamFailed(reason) = self.gate.wait_for_stream(&self.hub, key).await
+        {
+            return Err(json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_unavailable",
+                &reason,
+                key,
+            ));
+        }
+        Ok(admission.byte_counter)
+    }
+}
+
+/// The media router's `response` to an admitted request for `target`: a playlist's URIs carry
+/// the accepted query, and a successful body counts into the admission's `byte_counter`.
+pub(super) async fn finish(
+    response: Response,
+    target: &Target,
+    query: &str,
+    byte_counter: Option<Arc<AtomicU64>>,
+) -> Response {
+    let response = match (target, carried_query(query)) {
         (Target::Playlist { .. }, Some(carried)) if response.status().is_success() => {
-            with_query(response, &key, &carried).await
+            with_query(response, target.key(), &carried).await
         }
         _ => response,
     };
-    match admission.byte_counter {
+    match byte_counter {
         Some(counter) if response.status().is_success() => {
             let (parts, body) = response.into_parts();
             Response::from_parts(parts, counted(body, counter))

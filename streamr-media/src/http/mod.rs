@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+mod fast;
 mod flv_raw;
 mod gate;
 mod http_flv;
@@ -31,6 +32,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use fast::MediaFastPath;
 pub use flv_raw::{stream_flv, FlvCounters, Framing, ResponseByteCounters, ZERO_COPY_MIN_BYTES};
 pub use gate::gated_router;
 pub use http_flv::flv_body;
@@ -77,7 +79,8 @@ impl HttpServer {
         let local_addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let hls = LiveHls::start(hub.clone(), config, shutdown.clone());
-        let app = gated_router(HttpState::new(hub, hls.clone()), gate);
+        let state = HttpState::new(hub, hls.clone());
+        let app = MediaFastPath::new(gated_router(state.clone(), gate.clone()), state, gate);
         let stop = shutdown.clone();
         info!(%local_addr, "HTTP (HLS, HTTP-FLV) listening");
         let limits = streamr_net::HttpLimits::default();

@@ -175,7 +175,7 @@ fn first_segment_wait(state: &HttpState) -> Duration {
     )
 }
 
-async fn playlist(state: HttpState, key: StreamKey) -> Response {
+pub(super) async fn playlist(state: HttpState, key: StreamKey) -> Response {
     let lookup = state.hls.playlist(&key, first_segment_wait(&state)).await;
     playlist_response(lookup, &key)
 }
@@ -231,16 +231,24 @@ async fn segment(
         Ok(key) => key,
         Err(error) => return invalid_name(&error),
     };
-    if segment == MULTIVARIANT_NAME {
-        return multivariant(state, key).await;
+    stream_subfile(&state, key, &segment, query.as_deref()).await
+}
+
+/// The response to a GET of `/{app}/{stream}/{file}` for a valid stream name: the
+/// multivariant playlist, an LL-HLS file or an MPEG-TS segment.
+pub(super) async fn stream_subfile(
+    state: &HttpState,
+    key: StreamKey,
+    file: &str,
+    query: Option<&str>,
+) -> Response {
+    if file == MULTIVARIANT_NAME {
+        return multivariant(state.clone(), key).await;
     }
-    if let Some(response) = super::ll_hls::serve(&state.hls, &key, &segment, query.as_deref()).await
-    {
+    if let Some(response) = super::ll_hls::serve(&state.hls, &key, file, query).await {
         return response;
     }
-    let sequence = segment
-        .strip_suffix(".ts")
-        .and_then(|s| s.parse::<u64>().ok());
+    let sequence = file.strip_suffix(".ts").and_then(|s| s.parse::<u64>().ok());
     let Some(sequence) = sequence else {
         return not_found("segment names are {sequence}.ts", Some(&key));
     };
@@ -262,6 +270,34 @@ async fn segment(
         None => not_found("segment not found", Some(&key)),
     }
 }
+
+/// Adds to a handler's `response` to a GET what [`router`]'s layers add: the headers
+/// [`CorsLayer::permissive`] adds to a request other than a preflight (`OPTIONS`), which do not
+/// depend on the request, then, as axum's method router does, a `content-length` when the body's
+/// length is known and the handler set none (in that order, so the bytes on the wire are the
+/// same).
+pub(super) fn add_route_headers(response: &mut Response) {
+    use axum::body::HttpBody;
+    let exact = response.body().size_hint().exact();
+    let headers = response.headers_mut();
+    headers.append(header::VARY, HeaderValue::from_static(CORS_VARY));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("*"),
+    );
+    if let Some(length) = exact {
+        if !headers.contains_key(header::CONTENT_LENGTH) {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
+    }
+}
+
+/// The `vary` value of [`CorsLayer::permissive`].
+const CORS_VARY: &str = "origin, access-control-request-method, access-control-request-headers";
 
 fn http_flv(
     state: HttpState,

@@ -14,6 +14,7 @@ mod hls_interop_sweep;
 mod hls_multivariant;
 mod hls_segmenter;
 mod hostile_flv_tag;
+mod http_fast_path;
 mod http_flv_raw;
 mod http_flv_tracks;
 mod http_live;

@@ -61,6 +61,8 @@ pub struct FleetConfig {
     pub stall_window_s: usize,
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// HTTP players reuse idle connections (otherwise one connection per request).
+    pub keep_alive: bool,
 }
 
 /// Runs the fleet and returns the summary.
@@ -74,10 +76,11 @@ pub async fn run(config: FleetConfig) -> anyhow::Result<Summary> {
             bail!("{url:?} is not of the first URL's protocol");
         }
     }
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .connect_timeout(Duration::from_secs(10))
-        .build()?;
+    let mut client = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+    if !config.keep_alive {
+        client = client.pool_max_idle_per_host(0);
+    }
+    let client = client.build()?;
     let bar = if config.progress {
         ProgressBar::with_draw_target(
             Some(config.players as u64),

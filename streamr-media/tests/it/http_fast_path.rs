@@ -1,0 +1,340 @@
+//! The HLS fast path ([`MediaFastPath`]) answers every request with the same bytes as the
+//! gated router behind it: the same request is sent to a server with the fast path and to one
+//! with only [`gated_router`], both on one hub and one live HLS state, and the responses
+//! (status line, headers in order, body; only `date` differs) are compared. Covered: playlists
+//! (MPEG-TS, the `index.m3u8` alias, LL-HLS, multivariant), segments, parts, init sections,
+//! token carry-over, refusals, per-grant byte counting, and a table of odd paths and queries
+//! (traversal, encoded slashes and dots, empty segments, query junk) that must reach the same
+//! 4xx. In-process servers on loopback.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use streamr_media::http::{gated_router, HttpState, LiveHls, LiveHlsConfig, MediaFastPath};
+use streamr_media::publish::{publish_flv, FlvSource, PublishOptions};
+use streamr_media::{
+    PlayAdmission, PlayGate, Refusal, RelayHooks, RelayHub, RelayServer, RelayServerConfig,
+    RtmpUrl, StreamRequest,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{sleep, timeout, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// `token=t0ken` plays, `token=count` plays counting its response bytes into `counted`, no
+/// token is a 401 and another a 403.
+struct Hooks {
+    counted: Arc<AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl RelayHooks for Hooks {
+    async fn admit_play(&self, request: &StreamRequest) -> Result<PlayAdmission, Refusal> {
+        match request
+            .query
+            .split('&')
+            .find_map(|p| p.strip_prefix("token="))
+        {
+            Some("t0ken") => Ok(PlayAdmission::default()),
+            Some("count") => Ok(PlayAdmission::counting_into(self.counted.clone())),
+            Some(_) => Err(Refusal::new("wrong token")),
+            None => Err(Refusal::new("a token is required").unauthorized()),
+        }
+    }
+}
+
+/// Both servers over one live stream `live/demo`.
+struct Pair {
+    fast: SocketAddr,
+    /// The fast path in front of a router answering everything with a 418.
+    fast_only: SocketAddr,
+    general: SocketAddr,
+    counted: Arc<AtomicU64>,
+    stop: CancellationToken,
+    rtmp: RelayServer,
+}
+
+async fn serve(app: impl streamr_net::http::HttpService, stop: &CancellationToken) -> SocketAddr {
+    let listener = TcpListener::bind(loopback()).await.expect("bind");
+    let addr = listener.local_addr().expect("an address");
+    let limits = streamr_net::HttpLimits::default();
+    let stop = stop.clone();
+    tokio::spawn(streamr_net::http::serve(
+        listener,
+        app,
+        limits.budget(),
+        limits,
+        async move { stop.cancelled().await },
+    ));
+    addr
+}
+
+async fn pair() -> Pair {
+    let hub = RelayHub::default();
+    let counted = Arc::new(AtomicU64::new(0));
+    let gate = PlayGate::new(Arc::new(Hooks {
+        counted: counted.clone(),
+    }));
+    let rtmp = RelayServer::start_on_hub(
+        RelayServerConfig::default().with_bind(loopback()),
+        Arc::new(PlayGate::default()),
+        hub.clone(),
+    )
+    .await
+    .expect("RTMP starts");
+    let stop = CancellationToken::new();
+    let hls = LiveHls::start(hub.clone(), LiveHlsConfig::default(), stop.clone());
+    let state = HttpState::new(hub, hls);
+    let general = serve(gated_router(state.clone(), gate.clone()), &stop).await;
+    let fast = serve(
+        MediaFastPath::new(
+            gated_router(state.clone(), gate.clone()),
+            state.clone(),
+            gate.clone(),
+        ),
+        &stop,
+    )
+    .await;
+    let teapot = axum::Router::new().fallback(|| async { axum::http::StatusCode::IM_A_TEAPOT });
+    let fast_only = serve(MediaFastPath::new(teapot, state, gate), &stop).await;
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.flv");
+    let source = FlvSource::read(&sample).expect("the sample");
+    let url = RtmpUrl::parse(&format!("rtmp://{}/live/demo", rtmp.local_addr())).expect("URL");
+    let options = PublishOptions::looped(stop.clone());
+    tokio::spawn(async move {
+        let _ = publish_flv(&source, &url, &options).await;
+    });
+    Pair {
+        fast,
+        fast_only,
+        general,
+        counted,
+        stop,
+        rtmp,
+    }
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// The raw response to `method path` with `extra` header lines (HTTP/1.1, connection close),
+/// its `date` header line removed.
+async fn raw(addr: SocketAddr, method: &str, path: &str, extra: &str) -> Vec<u8> {
+    let mut socket = TcpStream::connect(addr).await.expect("connect");
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: node\r\n{extra}Connection: close\r\n\r\n");
+    socket.write_all(request.as_bytes()).await.expect("send");
+    let mut response = Vec::new();
+    timeout(Duration::from_secs(10), socket.read_to_end(&mut response))
+        .await
+        .expect("a response within 10 s")
+        .expect("read");
+    let head_end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(response.len(), |at| at + 4);
+    let head = String::from_utf8_lossy(&response[..head_end]);
+    let head: String = head
+        .split_inclusive("\r\n")
+        .filter(|line| !line.to_ascii_lowercase().starts_with("date:"))
+        .collect();
+    let mut out = head.into_bytes();
+    out.extend_from_slice(&response[head_end..]);
+    out
+}
+
+fn status(response: &[u8]) -> u16 {
+    String::from_utf8_lossy(response)
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+fn body(response: &[u8]) -> String {
+    let at = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |at| at + 4);
+    String::from_utf8_lossy(&response[at..]).into_owned()
+}
+
+impl Pair {
+    /// The request both ways; a live playlist may change between the two, so a differing pair
+    /// is asked again (a few times) before it counts as different.
+    async fn same(&self, method: &str, path: &str, extra: &str) -> Vec<u8> {
+        let mut last = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            let general = raw(self.general, method, path, extra).await;
+            let fast = raw(self.fast, method, path, extra).await;
+            if general == fast {
+                return fast;
+            }
+            last = (general, fast);
+        }
+        panic!(
+            "{method} {path}: the fast path answered\n{}\nthe router\n{}",
+            String::from_utf8_lossy(&last.1),
+            String::from_utf8_lossy(&last.0)
+        );
+    }
+
+    /// GETs `path` until it is a 200 whose body contains `wanted` (within 20 s).
+    async fn poll_for(&self, path: &str, wanted: &str) -> Vec<u8> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let response = raw(self.fast, "GET", path, "").await;
+            if status(&response) == 200 && body(&response).contains(wanted) {
+                return response;
+            }
+            assert!(Instant::now() < deadline, "{path}: {}", body(&response));
+            sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn shut_down(self) {
+        self.stop.cancel();
+        self.rtmp.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fast_path_answers_every_hls_request_with_the_routers_bytes() {
+    let pair = pair().await;
+    let ll = pair
+        .poll_for("/live/demo/ll.m3u8?token=t0ken", "#EXT-X-PART:")
+        .await;
+    let playlist = pair
+        .poll_for("/live/demo.m3u8?token=t0ken", "#EXTINF")
+        .await;
+    let segment = body(&playlist)
+        .lines()
+        .find(|line| !line.starts_with('#') && !line.is_empty())
+        .expect("a segment URI")
+        .to_owned();
+    let ll_body = body(&ll);
+    let uri_of = |tag: &str| {
+        ll_body
+            .lines()
+            .find(|line| line.starts_with(tag))
+            .and_then(|line| line.split("URI=\"").nth(1))
+            .and_then(|rest| rest.split('"').next())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("{tag} in {ll_body}"))
+    };
+    let init = uri_of("#EXT-X-MAP:");
+    let part = uri_of("#EXT-X-PART:");
+    assert!(segment.contains("?token=t0ken"), "{segment}");
+
+    for origin in ["", "Origin: http://player.example\r\n"] {
+        for path in [
+            "/live/demo.m3u8?token=t0ken",
+            "/live/demo/index.m3u8?token=t0ken",
+            "/live/demo/ll.m3u8?token=t0ken",
+            "/live/demo/master.m3u8?token=t0ken",
+            "/live/demo.m3u8?token=t0ken&grant=g&_HLS_msn=1",
+            segment.as_str(),
+            init.as_str(),
+            part.as_str(),
+        ] {
+            let response = pair.same("GET", path, origin).await;
+            assert_eq!(status(&response), 200, "{path}");
+            // The fast path served it, not the router behind it.
+            let fast_only = raw(pair.fast_only, "GET", path, origin).await;
+            assert_eq!(status(&fast_only), 200, "{path}");
+            // Requests the fast path leaves to the router, for completeness.
+            pair.same("HEAD", path, origin).await;
+            pair.same("OPTIONS", path, origin).await;
+        }
+    }
+    // A blocking LL-HLS request for the next part: both wait for the same part.
+    let next_msn: u64 = ll_body
+        .lines()
+        .find_map(|line| line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|msn| msn.trim().parse().ok())
+        .expect("a media sequence");
+    let blocking = format!("/live/demo/ll.m3u8?token=t0ken&_HLS_msn={next_msn}&_HLS_part=0");
+    assert_eq!(status(&pair.same("GET", &blocking, "").await), 200);
+
+    // Per-grant counting: both count the same bytes for the same segment.
+    let counted_segment = segment.replace("token=t0ken", "token=count");
+    let before = pair.counted.load(Ordering::Relaxed);
+    let response = raw(pair.general, "GET", &counted_segment, "").await;
+    let by_router = pair.counted.load(Ordering::Relaxed) - before;
+    let fast_response = raw(pair.fast, "GET", &counted_segment, "").await;
+    let by_fast = pair.counted.load(Ordering::Relaxed) - before - by_router;
+    assert_eq!(response, fast_response);
+    assert!(by_router > 0);
+    assert_eq!(by_router, by_fast);
+    pair.same("GET", "/live/demo.m3u8?token=count", "").await;
+    pair.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_paths_reach_the_same_answer_both_ways() {
+    let pair = pair().await;
+    pair.poll_for("/live/demo.m3u8?token=t0ken", "#EXTINF")
+        .await;
+    let pieces = [
+        "live",
+        "demo",
+        "..",
+        ".",
+        "",
+        "%2E%2E",
+        "a%2Fb",
+        "demo%2Em3u8",
+        "demo.m3u8",
+        "demo.flv",
+        "index.m3u8",
+        "ll.m3u8",
+        "master.m3u8",
+        "1.ts",
+        "x.ts",
+        "-1.ts",
+        "1%2Ets",
+        "99.9.m4s",
+        "init-zz.mp4",
+        "part-reports",
+        "demo.m3u8.ts",
+        "%zz",
+    ];
+    let queries = [
+        "",
+        "?",
+        "?token=t0ken",
+        "?token=bad",
+        "?token=t0ken&token=bad",
+        "?&&==&token=t0ken",
+        "?token=t0ken&_HLS_msn=x",
+        "?token=t0ken&_HLS_part=1",
+        "?token=t0ken&junk=%zz#frag",
+    ];
+    let mut paths = vec![];
+    for a in pieces {
+        paths.push(format!("/{a}"));
+        for b in pieces {
+            paths.push(format!("/{a}/{b}"));
+            if a == "live" || a.is_empty() {
+                for c in pieces {
+                    paths.push(format!("/{a}/{b}/{c}"));
+                }
+            }
+        }
+    }
+    paths.extend(["//live/demo.m3u8".into(), "/live/demo.m3u8/".into()]);
+    let mut seen = [0usize; 6];
+    for (n, path) in paths.iter().enumerate() {
+        // Every path with one of the queries, in turn.
+        let query = queries[n % queries.len()];
+        let response = pair.same("GET", &format!("{path}{query}"), "").await;
+        seen[usize::from(status(&response) / 100)] += 1;
+    }
+    // The table reaches successes and client errors alike.
+    assert!(seen[2] > 0 && seen[4] > 100, "{seen:?}");
+    pair.shut_down().await;
+}
