@@ -3,6 +3,7 @@
 //! is pulled on demand and waited for, and an accepted playlist's query (the token) is carried
 //! onto the URIs it names.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use futures_util::StreamExt;
+use percent_encoding::percent_decode_str;
 
 use super::flv_raw::ResponseByteCounters;
 use super::router::{router, HttpState};
@@ -74,28 +76,51 @@ impl Target {
 }
 
 /// What `path` asks for: `None` when it is no stream path, an error when it is one with an
-/// invalid app or stream name (checked on the raw path, so no escaped form slips past).
+/// invalid app or stream name.
+///
+/// The path is split at its raw `/`s and each segment percent-decoded to tell what it asks
+/// for, as the router reads it, so an escaped suffix (`demo%2Eflv`, `1%2Ets`) is the same
+/// target as the plain one and meets the same checks. Names are parsed from the raw segments:
+/// a name never needs escaping, so an escaped one is refused rather than decoded. A segment
+/// that does not decode to UTF-8 is no stream path (the router refuses it too).
 pub(super) fn target(path: &str) -> Option<Result<Target, NameError>> {
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let target = match parts.as_slice() {
-        [app, file] => {
-            if let Some(name) = file.strip_suffix(".m3u8") {
-                StreamKey::parse(app, name).map(|key| Target::Playlist { key, alias: false })
+    let raw: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let decoded: Vec<Cow<'_, str>> = raw
+        .iter()
+        .map(|segment| percent_decode_str(segment).decode_utf8())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let parts: Vec<&str> = decoded.iter().map(|segment| segment.as_ref()).collect();
+    let key = |app: &str, name: &str| StreamKey::parse(app, name);
+    let target = match (parts.as_slice(), raw.as_slice()) {
+        ([_, file], [app, raw_file]) => {
+            let suffix = if file.ends_with(".m3u8") {
+                ".m3u8"
+            } else if file.ends_with(".flv") {
+                ".flv"
             } else {
-                let name = file.strip_suffix(".flv")?;
-                StreamKey::parse(app, name).map(Target::Flv)
+                return None;
+            };
+            // Unescaped, the suffix ends the raw segment too; escaped, the whole raw segment is
+            // taken as the name, whose `%` fails the name check.
+            let name = raw_file.strip_suffix(suffix).unwrap_or(raw_file);
+            let key = key(app, name);
+            if suffix == ".flv" {
+                key.map(Target::Flv)
+            } else {
+                key.map(|key| Target::Playlist { key, alias: false })
             }
         }
-        [app, name, "index.m3u8"] => {
-            StreamKey::parse(app, name).map(|key| Target::Playlist { key, alias: true })
+        ([_, _, "index.m3u8"], [app, name, _]) => {
+            key(app, name).map(|key| Target::Playlist { key, alias: true })
         }
-        [app, name, "ll.m3u8" | crate::hls::MULTIVARIANT_NAME] => {
-            StreamKey::parse(app, name).map(|key| Target::Playlist { key, alias: false })
+        ([_, _, "ll.m3u8" | crate::hls::MULTIVARIANT_NAME], [app, name, _]) => {
+            key(app, name).map(|key| Target::Playlist { key, alias: false })
         }
-        [app, name, file]
+        ([_, _, file], [app, name, _])
             if file.ends_with(".ts") || file.ends_with(".m4s") || file.ends_with(".mp4") =>
         {
-            StreamKey::parse(app, name).map(Target::Segment)
+            key(app, name).map(Target::Segment)
         }
         _ => return None,
     };
@@ -283,6 +308,28 @@ mod tests {
         }
         assert!(target("/receipts").is_none());
         assert!(target("/a/b/c/d").is_none());
+    }
+
+    #[test]
+    fn escaped_paths_are_the_targets_the_router_decodes_them_to() {
+        // An escaped name or suffix is a stream path with an invalid name (400), never one
+        // the gate lets past.
+        assert!(matches!(target("/live/show%2Eflv"), Some(Err(_))));
+        assert!(matches!(target("/live/sh%6Fw.flv"), Some(Err(_))));
+        assert!(matches!(target("/live/show%2Em3u8"), Some(Err(_))));
+        for file in ["1%2Ets", "4%2em4s", "init%2Dab%2Emp4"] {
+            let segment = target(&format!("/live/show/{file}")).and_then(Result::ok);
+            assert_eq!(segment.map(|t| t.protocol()), Some(Protocol::Hls), "{file}");
+        }
+        assert!(matches!(
+            target("/live/show/ll%2Em3u8"),
+            Some(Ok(Target::Playlist { alias: false, .. }))
+        ));
+        // An escaped slash stays inside its segment: no stream name holds one.
+        assert!(matches!(target("/live/a%2Fb.flv"), Some(Err(_))));
+        assert!(matches!(target("/live/..%2Fx.m3u8"), Some(Err(_))));
+        // Not UTF-8 once decoded: no stream path (the router refuses it as well).
+        assert!(target("/live/%FF.flv").is_none());
     }
 
     #[test]

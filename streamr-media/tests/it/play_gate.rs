@@ -175,12 +175,15 @@ async fn a_refused_token_is_refused_on_every_path_and_pulls_nothing() {
     let origin = origin().await;
     let (rtmp_edge, http, puller) = edge_of(&origin).await;
     let addr = http.local_addr();
+    // An escaped file name is the same request (the router decodes it): it meets the same hook.
     for file in [
         "demo.m3u8",
         "demo/ll.m3u8",
         "demo/index.m3u8",
         "demo/3.ts",
         "demo.flv",
+        "demo/3%2Ets",
+        "demo/ll%2em3u8",
     ] {
         let wrong = get(addr, &format!("/live/{file}?token=guess"), usize::MAX).await;
         assert_eq!(wrong.status, 403, "{file}: {}", wrong.head);
@@ -207,10 +210,18 @@ async fn a_refused_token_is_refused_on_every_path_and_pulls_nothing() {
     assert!(RtmpClient::play(&at("")).await.is_err());
     assert_eq!(puller.totals().pulls, 0, "a refused request starts no pull");
     // Names are checked before the hook: a path that is no stream name is a 400.
-    assert_eq!(
-        get(addr, "/live/..%2Fx.m3u8?token=t0ken", 0).await.status,
-        400
-    );
+    // An escaped stream name or suffix is refused as a name, never let past the hook.
+    for path in [
+        "/live/..%2Fx.m3u8",
+        "/live/demo%2Eflv",
+        "/live/dem%6F.flv",
+        "/live/demo%2Em3u8",
+    ] {
+        let escaped = get(addr, &format!("{path}?token=guess"), usize::MAX).await;
+        assert_eq!(escaped.status, 400, "{path}: {}", escaped.head);
+        let body: serde_json::Value = serde_json::from_slice(&escaped.body).expect("a JSON body");
+        assert_eq!(body["error"], "invalid_name", "{path}");
+    }
     shut_down(http, rtmp_edge, origin).await;
 }
 
