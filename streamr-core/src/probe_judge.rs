@@ -1225,9 +1225,14 @@ mod tests {
             let kill = 10_000 + kill_gap;
             let (cuts, reports) =
                 restarting_origin(segment_ms, &[kill], restart_ms, skew_ms, delay_ms, true);
-            // Far from the one restart (its cut short segment and the new run's first ones).
+            // Far from the one restart (its cut short segment and the new run's first ones),
+            // beyond the window a break is looked for in: the old run's last cut within
+            // REPORT_CLOCK_SLACK_MS after the probe, on an origin clock up to `skew_ms` off.
             let resumed = kill + restart_ms + segment_ms;
-            prop_assume!(probe_at + 3 * segment_ms < kill || probe_at > resumed + 40_000);
+            let window = REPORT_CLOCK_SLACK_MS + skew_ms.unsigned_abs();
+            prop_assume!(
+                probe_at + 3 * segment_ms + window < kill || probe_at > resumed + 40_000
+            );
             let real = cuts
                 .iter()
                 .rev()
