@@ -7,11 +7,19 @@
 //! [`HttpLimits::header_read_timeout`] (this also bounds idle keep-alive connections), and fails a
 //! request whose body stalls for [`HttpLimits::body_timeout`]. Handlers see the peer address as
 //! `ConnectInfo<SocketAddr>`, and may take the connection over through the
-//! [`TakeConnection`] extension.
+//! [`TakeConnection`] extension. [`serve_direct`] answers some `GET`s on plain TCP connections
+//! without hyper (see [`DirectGet`]).
+
+mod direct;
+pub mod head;
+mod replay;
+
+pub use direct::{DirectGet, DirectResponse};
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -21,6 +29,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::{Layer, Service, ServiceExt};
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutBody};
@@ -107,7 +116,32 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
-    serve_with(listener, router, budget, limits, None, shutdown).await
+    serve_with(listener, router, budget, limits, None, None, shutdown).await
+}
+
+/// Like [`serve`], the `GET`s `direct` answers served by a loop of this crate's own instead of
+/// hyper: it reads each request head (within [`HttpLimits::header_read_timeout`], at most
+/// [`head::MAX_DIRECT_HEAD`] bytes), writes `direct`'s response as hyper would (byte for byte
+/// but the `date`), keeps the connection alive as hyper would, and hands the connection to
+/// hyper, with the bytes read, at the first request `direct` does not answer.
+pub async fn serve_direct(
+    listener: TcpListener,
+    router: impl HttpService,
+    direct: Arc<dyn DirectGet>,
+    budget: ConnectionBudget,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    serve_with(
+        listener,
+        router,
+        budget,
+        limits,
+        None,
+        Some(direct),
+        shutdown,
+    )
+    .await
 }
 
 /// Like [`serve`], over TLS: each admitted connection first completes a handshake with
@@ -128,6 +162,7 @@ pub async fn serve_tls(
         budget,
         limits,
         Some((tls, handshake_timeout)),
+        None,
         shutdown,
     )
     .await
@@ -139,6 +174,7 @@ async fn serve_with(
     budget: ConnectionBudget,
     limits: HttpLimits,
     tls: Option<(TlsAcceptor, Duration)>,
+    direct: Option<Arc<dyn DirectGet>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
     let router = RequestBodyTimeoutLayer::new(limits.body_timeout).layer(router);
@@ -146,6 +182,8 @@ async fn serve_with(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let graceful = GracefulShutdown::new();
+    // Connections of the direct loop watch this instead of `graceful`.
+    let (stop_direct, stopping) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -184,6 +222,45 @@ async fn serve_with(
             ))
         };
         let http = http.clone();
+        if let (None, Some(direct)) = (&tls, &direct) {
+            let direct = direct.clone();
+            let mut stop = stopping.clone();
+            let header_read_timeout = limits.header_read_timeout;
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let served = match direct::serve(
+                    &mut stream,
+                    peer,
+                    &*direct,
+                    header_read_timeout,
+                    &mut stop,
+                )
+                .await
+                {
+                    direct::Outcome::Done => Ok(()),
+                    direct::Outcome::Hyper(read) => {
+                        let (io, take) = Detachable::new(stream, permit, peer);
+                        let io = replay::Replay::new(read, io);
+                        let connection = http.serve_connection(TokioIo::new(io), service(take));
+                        tokio::pin!(connection);
+                        if *stop.borrow() {
+                            connection.as_mut().graceful_shutdown();
+                        }
+                        tokio::select! {
+                            served = connection.as_mut() => served,
+                            _ = stop.changed() => {
+                                connection.as_mut().graceful_shutdown();
+                                connection.await
+                            }
+                        }
+                    }
+                };
+                if let Err(error) = served {
+                    debug!(%peer, %error, "HTTP connection ended");
+                }
+            });
+            continue;
+        }
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -219,11 +296,17 @@ async fn serve_with(
         });
     }
     drop(listener);
+    drop(stopping);
     info!(
-        open = graceful.count(),
+        open = graceful.count() + stop_direct.receiver_count(),
         "HTTP server stopping; waiting for open connections"
     );
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+    let _ = stop_direct.send(true);
+    let all_closed = async {
+        graceful.shutdown().await;
+        stop_direct.closed().await;
+    };
+    if tokio::time::timeout(limits.shutdown_grace, all_closed)
         .await
         .is_err()
     {
