@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -168,6 +169,24 @@ pub async fn serve_tls(
     .await
 }
 
+/// The hyper service of a connection from `peer` to `router` (a clone of it): each request
+/// can take its connection over (HTTP-FLV streams its own response).
+macro_rules! service_for {
+    ($router:expr, $peer:expr) => {{
+        let router = $router.clone();
+        let peer = $peer;
+        move |take: TakeConnection| {
+            TowerToHyperService::new(router.map_request(
+                move |mut request: axum::http::Request<Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request.extensions_mut().insert(take.clone());
+                    request
+                },
+            ))
+        }
+    }};
+}
+
 async fn serve_with(
     listener: TcpListener,
     router: impl HttpService,
@@ -185,9 +204,51 @@ async fn serve_with(
     // Connections of the direct loop watch this instead of `graceful`.
     let (stop_direct, stopping) = watch::channel(false);
     tokio::pin!(shutdown);
+    // The direct loop's connections (see `serve_direct`), and how one goes on in hyper.
+    let mut inline = FuturesUnordered::new();
+    let to_hyper = {
+        let router = router.clone();
+        let http = http.clone();
+        move |handoff: direct::Handoff| {
+            let direct::Handoff {
+                stream,
+                permit,
+                peer,
+                read,
+                mut stop,
+            } = handoff;
+            let service = service_for!(router, peer);
+            let http = http.clone();
+            tokio::spawn(async move {
+                let (io, take) = Detachable::new(stream, permit, peer);
+                let io = replay::Replay::new(read, io);
+                let connection = http.serve_connection(TokioIo::new(io), service(take));
+                tokio::pin!(connection);
+                if *stop.borrow() {
+                    connection.as_mut().graceful_shutdown();
+                }
+                let served = tokio::select! {
+                    served = connection.as_mut() => served,
+                    _ = stop.changed() => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                if let Err(error) = served {
+                    debug!(%peer, %error, "HTTP connection ended");
+                }
+            });
+        }
+    };
     loop {
         let accepted = tokio::select! {
             _ = &mut shutdown => break,
+            Some(handoff) = inline.next(), if !inline.is_empty() => {
+                if let Some(handoff) = handoff {
+                    to_hyper(handoff);
+                }
+                continue;
+            }
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -210,57 +271,20 @@ async fn serve_with(
         if let Err(error) = stream.set_nodelay(true) {
             debug!(%peer, %error, "could not disable Nagle's algorithm");
         }
-        let router = router.clone();
-        // Each request can take its connection over (HTTP-FLV streams its own response).
-        let service = move |take: TakeConnection| {
-            TowerToHyperService::new(router.map_request(
-                move |mut request: axum::http::Request<Incoming>| {
-                    request.extensions_mut().insert(ConnectInfo(peer));
-                    request.extensions_mut().insert(take.clone());
-                    request
-                },
-            ))
-        };
-        let http = http.clone();
         if let (None, Some(direct)) = (&tls, &direct) {
-            let direct = direct.clone();
-            let mut stop = stopping.clone();
-            let header_read_timeout = limits.header_read_timeout;
-            tokio::spawn(async move {
-                let mut stream = stream;
-                let served = match direct::serve(
-                    &mut stream,
-                    peer,
-                    &*direct,
-                    header_read_timeout,
-                    &mut stop,
-                )
-                .await
-                {
-                    direct::Outcome::Done => Ok(()),
-                    direct::Outcome::Hyper(read) => {
-                        let (io, take) = Detachable::new(stream, permit, peer);
-                        let io = replay::Replay::new(read, io);
-                        let connection = http.serve_connection(TokioIo::new(io), service(take));
-                        tokio::pin!(connection);
-                        if *stop.borrow() {
-                            connection.as_mut().graceful_shutdown();
-                        }
-                        tokio::select! {
-                            served = connection.as_mut() => served,
-                            _ = stop.changed() => {
-                                connection.as_mut().graceful_shutdown();
-                                connection.await
-                            }
-                        }
-                    }
-                };
-                if let Err(error) = served {
-                    debug!(%peer, %error, "HTTP connection ended");
-                }
-            });
+            // Polled in this task: no spawn, no other worker woken for the connection.
+            inline.push(direct::connection(
+                stream,
+                permit,
+                peer,
+                direct.clone(),
+                limits.header_read_timeout,
+                stopping.clone(),
+            ));
             continue;
         }
+        let service = service_for!(router, peer);
+        let http = http.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -302,7 +326,12 @@ async fn serve_with(
         "HTTP server stopping; waiting for open connections"
     );
     let _ = stop_direct.send(true);
-    let all_closed = async {
+    let all_closed = async move {
+        while let Some(handoff) = inline.next().await {
+            if let Some(handoff) = handoff {
+                to_hyper(handoff);
+            }
+        }
         graceful.shutdown().await;
         stop_direct.closed().await;
     };

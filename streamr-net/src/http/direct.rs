@@ -10,6 +10,7 @@ use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Bytes, HttpBody};
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::head::{self, BodyLength, Framing, Head};
+use crate::budget::ConnectionPermit;
 
 /// A response a [`DirectGet`] is preparing.
 pub type DirectResponse = Pin<Box<dyn Future<Output = Response> + Send>>;
@@ -40,6 +42,36 @@ pub(crate) enum Outcome {
     Done,
     /// hyper serves the connection from here, starting with these bytes.
     Hyper(Vec<u8>),
+}
+
+/// A connection the direct loop hands to hyper, with the bytes it read.
+pub(crate) struct Handoff {
+    pub(crate) stream: TcpStream,
+    pub(crate) permit: ConnectionPermit,
+    pub(crate) peer: SocketAddr,
+    pub(crate) read: Vec<u8>,
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+/// [`serve`] on a connection of its own: what hyper is to serve of it, if anything.
+pub(crate) async fn connection(
+    mut stream: TcpStream,
+    permit: ConnectionPermit,
+    peer: SocketAddr,
+    direct: Arc<dyn DirectGet>,
+    header_read_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> Option<Handoff> {
+    match serve(&mut stream, peer, &*direct, header_read_timeout, &mut stop).await {
+        Outcome::Done => None,
+        Outcome::Hyper(read) => Some(Handoff {
+            stream,
+            permit,
+            peer,
+            read,
+            stop,
+        }),
+    }
 }
 
 /// Serves `stream` directly for as long as its requests are ones `direct` answers (see the
