@@ -124,7 +124,11 @@ pub async fn serve(
 /// hyper: it reads each request head (within [`HttpLimits::header_read_timeout`], at most
 /// [`head::MAX_DIRECT_HEAD`] bytes), writes `direct`'s response as hyper would (byte for byte
 /// but the `date`), keeps the connection alive as hyper would, and hands the connection to
-/// hyper, with the bytes read, at the first request `direct` does not answer.
+/// hyper, with the bytes read, at the first request `direct` does not answer. The direct
+/// loop's connections are polled in the listener's own task, not a task each (accepting one
+/// wakes no other runtime worker): the GETs `direct` answers on one listener share one core at
+/// a time, so `direct` must answer without blocking or heavy work; connections handed to hyper
+/// get a task each as in [`serve`]. TLS connections are not served directly ([`serve_tls`]).
 pub async fn serve_direct(
     listener: TcpListener,
     router: impl HttpService,

@@ -5,6 +5,7 @@
 //!
 //! With a connection per request (how most HLS players and load tools fetch segments) hyper's
 //! connection set-up, dispatch loop and encoder were most of the user time a request costs.
+//! [`connection`] is one connection's future; the listener polls them all in its own task.
 
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
