@@ -7,20 +7,30 @@
 //! [`HttpLimits::header_read_timeout`] (this also bounds idle keep-alive connections), and fails a
 //! request whose body stalls for [`HttpLimits::body_timeout`]. Handlers see the peer address as
 //! `ConnectInfo<SocketAddr>`, and may take the connection over through the
-//! [`TakeConnection`] extension.
+//! [`TakeConnection`] extension. [`serve_direct`] answers some `GET`s on plain TCP connections
+//! without hyper (see [`DirectGet`]).
+
+mod direct;
+pub mod head;
+mod replay;
+
+pub use direct::{DirectGet, DirectResponse};
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::{Layer, Service, ServiceExt};
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutBody};
@@ -107,7 +117,36 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
-    serve_with(listener, router, budget, limits, None, shutdown).await
+    serve_with(listener, router, budget, limits, None, None, shutdown).await
+}
+
+/// Like [`serve`], the `GET`s `direct` answers served by a loop of this crate's own instead of
+/// hyper: it reads each request head (within [`HttpLimits::header_read_timeout`], at most
+/// [`head::MAX_DIRECT_HEAD`] bytes), writes `direct`'s response as hyper would (byte for byte
+/// but the `date`), keeps the connection alive as hyper would, and hands the connection to
+/// hyper, with the bytes read, at the first request `direct` does not answer. The direct
+/// loop's connections are polled in the listener's own task, not a task each (accepting one
+/// wakes no other runtime worker): the GETs `direct` answers on one listener share one core at
+/// a time, so `direct` must answer without blocking or heavy work; connections handed to hyper
+/// get a task each as in [`serve`]. TLS connections are not served directly ([`serve_tls`]).
+pub async fn serve_direct(
+    listener: TcpListener,
+    router: impl HttpService,
+    direct: Arc<dyn DirectGet>,
+    budget: ConnectionBudget,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    serve_with(
+        listener,
+        router,
+        budget,
+        limits,
+        None,
+        Some(direct),
+        shutdown,
+    )
+    .await
 }
 
 /// Like [`serve`], over TLS: each admitted connection first completes a handshake with
@@ -128,9 +167,28 @@ pub async fn serve_tls(
         budget,
         limits,
         Some((tls, handshake_timeout)),
+        None,
         shutdown,
     )
     .await
+}
+
+/// The hyper service of a connection from `peer` to `router` (a clone of it): each request
+/// can take its connection over (HTTP-FLV streams its own response).
+macro_rules! service_for {
+    ($router:expr, $peer:expr) => {{
+        let router = $router.clone();
+        let peer = $peer;
+        move |take: TakeConnection| {
+            TowerToHyperService::new(router.map_request(
+                move |mut request: axum::http::Request<Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request.extensions_mut().insert(take.clone());
+                    request
+                },
+            ))
+        }
+    }};
 }
 
 async fn serve_with(
@@ -139,6 +197,7 @@ async fn serve_with(
     budget: ConnectionBudget,
     limits: HttpLimits,
     tls: Option<(TlsAcceptor, Duration)>,
+    direct: Option<Arc<dyn DirectGet>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
     let router = RequestBodyTimeoutLayer::new(limits.body_timeout).layer(router);
@@ -146,10 +205,54 @@ async fn serve_with(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let graceful = GracefulShutdown::new();
+    // Connections of the direct loop watch this instead of `graceful`.
+    let (stop_direct, stopping) = watch::channel(false);
     tokio::pin!(shutdown);
+    // The direct loop's connections (see `serve_direct`), and how one goes on in hyper.
+    let mut inline = FuturesUnordered::new();
+    let to_hyper = {
+        let router = router.clone();
+        let http = http.clone();
+        move |handoff: direct::Handoff| {
+            let direct::Handoff {
+                stream,
+                permit,
+                peer,
+                read,
+                mut stop,
+            } = handoff;
+            let service = service_for!(router, peer);
+            let http = http.clone();
+            tokio::spawn(async move {
+                let (io, take) = Detachable::new(stream, permit, peer);
+                let io = replay::Replay::new(read, io);
+                let connection = http.serve_connection(TokioIo::new(io), service(take));
+                tokio::pin!(connection);
+                if *stop.borrow() {
+                    connection.as_mut().graceful_shutdown();
+                }
+                let served = tokio::select! {
+                    served = connection.as_mut() => served,
+                    _ = stop.changed() => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                if let Err(error) = served {
+                    debug!(%peer, %error, "HTTP connection ended");
+                }
+            });
+        }
+    };
     loop {
         let accepted = tokio::select! {
             _ = &mut shutdown => break,
+            Some(handoff) = inline.next(), if !inline.is_empty() => {
+                if let Some(handoff) = handoff {
+                    to_hyper(handoff);
+                }
+                continue;
+            }
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -172,17 +275,19 @@ async fn serve_with(
         if let Err(error) = stream.set_nodelay(true) {
             debug!(%peer, %error, "could not disable Nagle's algorithm");
         }
-        let router = router.clone();
-        // Each request can take its connection over (HTTP-FLV streams its own response).
-        let service = move |take: TakeConnection| {
-            TowerToHyperService::new(router.map_request(
-                move |mut request: axum::http::Request<Incoming>| {
-                    request.extensions_mut().insert(ConnectInfo(peer));
-                    request.extensions_mut().insert(take.clone());
-                    request
-                },
-            ))
-        };
+        if let (None, Some(direct)) = (&tls, &direct) {
+            // Polled in this task: no spawn, no other worker woken for the connection.
+            inline.push(direct::connection(
+                stream,
+                permit,
+                peer,
+                direct.clone(),
+                limits.header_read_timeout,
+                stopping.clone(),
+            ));
+            continue;
+        }
+        let service = service_for!(router, peer);
         let http = http.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
@@ -219,11 +324,22 @@ async fn serve_with(
         });
     }
     drop(listener);
+    drop(stopping);
     info!(
-        open = graceful.count(),
+        open = graceful.count() + stop_direct.receiver_count(),
         "HTTP server stopping; waiting for open connections"
     );
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+    let _ = stop_direct.send(true);
+    let all_closed = async move {
+        while let Some(handoff) = inline.next().await {
+            if let Some(handoff) = handoff {
+                to_hyper(handoff);
+            }
+        }
+        graceful.shutdown().await;
+        stop_direct.closed().await;
+    };
+    if tokio::time::timeout(limits.shutdown_grace, all_closed)
         .await
         .is_err()
     {

@@ -714,12 +714,18 @@ impl Node {
         }
         let http_stop = stop.clone();
         let http_limits = config.http_limits;
+        // Plain HTTP answers HLS GETs in its own loop, without hyper (HTTPS goes through hyper).
+        let direct = app.direct();
         let http_task = tokio::spawn(async move {
-            let served =
-                streamr_net::http::serve(listener, app, http_budget, http_limits, async move {
-                    http_stop.cancelled().await
-                })
-                .await;
+            let served = streamr_net::http::serve_direct(
+                listener,
+                app,
+                direct,
+                http_budget,
+                http_limits,
+                async move { http_stop.cancelled().await },
+            )
+            .await;
             if let Err(error) = served {
                 warn!(%error, "HTTP server stopped");
             }

@@ -9,13 +9,16 @@
 //! runs the same gate check, calls the same lookups, adds the same static CORS headers and
 //! wraps the body the same way, and hands every other request (HTTP-FLV, `HEAD`, `OPTIONS`,
 //! other routes, paths with percent-escapes) to the router unchanged.
+//!
+//! [`MediaFastPath::direct`] is the same dispatch for
+//! [`streamr_net::http::serve_direct`], which answers these GETs without hyper.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::http::{Method, Request};
+use axum::http::{Method, Request, Uri};
 use axum::response::Response;
 use futures_util::future::{BoxFuture, Either};
 use tower::Service;
@@ -73,6 +76,26 @@ impl<S> MediaFastPath<S> {
         Arc::make_mut(&mut self.shared).map_response = Some(Arc::new(map));
         self
     }
+
+    /// The same dispatch for [`streamr_net::http::serve_direct`] (serve this service with it):
+    /// it answers the GETs served here, with the same responses (and response map).
+    pub fn direct(&self) -> Arc<dyn streamr_net::http::DirectGet> {
+        Arc::new(Direct(self.shared.clone()))
+    }
+}
+
+/// [`MediaFastPath`]'s dispatch for the direct loop.
+struct Direct(Arc<Shared>);
+
+impl streamr_net::http::DirectGet for Direct {
+    fn get(&self, uri: &Uri, peer: SocketAddr) -> Option<streamr_net::http::DirectResponse> {
+        let fast = fast_path(uri.path())?;
+        let shared = self.0.clone();
+        let uri = uri.clone();
+        Some(Box::pin(async move {
+            shared.serve(uri.path(), uri.query(), peer, fast).await
+        }))
+    }
 }
 
 /// What a request served here asks for.
@@ -90,7 +113,11 @@ fn fast<B>(request: &Request<B>) -> Option<Fast> {
     if request.method() != Method::GET {
         return None;
     }
-    let path = request.uri().path();
+    fast_path(request.uri().path())
+}
+
+/// What a GET of `path` asks the fast path for, if it serves it (see [`fast`]).
+fn fast_path(path: &str) -> Option<Fast> {
     if path.starts_with("//") || path.contains('%') {
         return None;
     }

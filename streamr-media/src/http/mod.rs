@@ -84,12 +84,17 @@ impl HttpServer {
         let stop = shutdown.clone();
         info!(%local_addr, "HTTP (HLS, HTTP-FLV) listening");
         let limits = streamr_net::HttpLimits::default();
+        let direct = app.direct();
         let task = tokio::spawn(async move {
-            let served =
-                streamr_net::http::serve(listener, app, limits.budget(), limits, async move {
-                    stop.cancelled().await
-                })
-                .await;
+            let served = streamr_net::http::serve_direct(
+                listener,
+                app,
+                direct,
+                limits.budget(),
+                limits,
+                async move { stop.cancelled().await },
+            )
+            .await;
             if let Err(error) = served {
                 warn!(%error, "HTTP server stopped");
             }

@@ -5,7 +5,11 @@
 //! (MPEG-TS, the `index.m3u8` alias, LL-HLS, multivariant), segments, parts, init sections,
 //! token carry-over, refusals, per-grant byte counting, and a table of odd paths and queries
 //! (traversal, encoded slashes and dots, empty segments, query junk) that must reach the same
-//! 4xx. In-process servers on loopback.
+//! 4xx. The same comparisons run against the direct loop ([`serve_direct`]), which answers
+//! the fast path's GETs without hyper, plus what only a loop of its own can get wrong:
+//! keep-alive sequences mixing its answers and hyper's, pipelined requests, a head split
+//! across reads, HTTP/1.0, an oversize head, a head that never completes, and a client that
+//! closes mid-body. In-process servers on loopback.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,6 +23,7 @@ use streamr_media::{
     PlayAdmission, PlayGate, Refusal, RelayHooks, RelayHub, RelayServer, RelayServerConfig,
     RtmpUrl, StreamRequest,
 };
+use streamr_net::http::{serve_direct, DirectGet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{sleep, timeout, Instant};
@@ -51,6 +56,10 @@ struct Pair {
     fast: SocketAddr,
     /// The fast path in front of a router answering everything with a 418.
     fast_only: SocketAddr,
+    /// The fast path's dispatch in the direct loop, in front of the gated router.
+    direct: SocketAddr,
+    /// The direct loop in front of a router answering everything with a 418.
+    direct_only: SocketAddr,
     general: SocketAddr,
     counted: Arc<AtomicU64>,
     stop: CancellationToken,
@@ -58,21 +67,45 @@ struct Pair {
 }
 
 async fn serve(app: impl streamr_net::http::HttpService, stop: &CancellationToken) -> SocketAddr {
+    serve_within(app, None, streamr_net::HttpLimits::default(), stop).await
+}
+
+/// Serves `app` within `limits`, through the direct loop with `direct` if given.
+async fn serve_within(
+    app: impl streamr_net::http::HttpService,
+    direct: Option<Arc<dyn DirectGet>>,
+    limits: streamr_net::HttpLimits,
+    stop: &CancellationToken,
+) -> SocketAddr {
     let listener = TcpListener::bind(loopback()).await.expect("bind");
     let addr = listener.local_addr().expect("an address");
-    let limits = streamr_net::HttpLimits::default();
     let stop = stop.clone();
-    tokio::spawn(streamr_net::http::serve(
-        listener,
-        app,
-        limits.budget(),
-        limits,
-        async move { stop.cancelled().await },
-    ));
+    let stopped = async move { stop.cancelled().await };
+    match direct {
+        Some(direct) => tokio::spawn(serve_direct(
+            listener,
+            app,
+            direct,
+            limits.budget(),
+            limits,
+            stopped,
+        )),
+        None => tokio::spawn(streamr_net::http::serve(
+            listener,
+            app,
+            limits.budget(),
+            limits,
+            stopped,
+        )),
+    };
     addr
 }
 
 async fn pair() -> Pair {
+    pair_within(streamr_net::HttpLimits::default()).await
+}
+
+async fn pair_within(limits: streamr_net::HttpLimits) -> Pair {
     let hub = RelayHub::default();
     let counted = Arc::new(AtomicU64::new(0));
     let gate = PlayGate::new(Arc::new(Hooks {
@@ -88,7 +121,19 @@ async fn pair() -> Pair {
     let stop = CancellationToken::new();
     let hls = LiveHls::start(hub.clone(), LiveHlsConfig::default(), stop.clone());
     let state = HttpState::new(hub, hls);
-    let general = serve(gated_router(state.clone(), gate.clone()), &stop).await;
+    let general = serve_within(
+        gated_router(state.clone(), gate.clone()),
+        None,
+        limits,
+        &stop,
+    )
+    .await;
+    let app = MediaFastPath::new(
+        gated_router(state.clone(), gate.clone()),
+        state.clone(),
+        gate.clone(),
+    );
+    let direct = serve_within(app.clone(), Some(app.direct()), limits, &stop).await;
     let fast = serve(
         MediaFastPath::new(
             gated_router(state.clone(), gate.clone()),
@@ -99,7 +144,10 @@ async fn pair() -> Pair {
     )
     .await;
     let teapot = axum::Router::new().fallback(|| async { axum::http::StatusCode::IM_A_TEAPOT });
-    let fast_only = serve(MediaFastPath::new(teapot, state, gate), &stop).await;
+    let fast_only = MediaFastPath::new(teapot, state, gate);
+    let direct_only =
+        serve_within(fast_only.clone(), Some(fast_only.direct()), limits, &stop).await;
+    let fast_only = serve(fast_only, &stop).await;
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.flv");
     let source = FlvSource::read(&sample).expect("the sample");
     let url = RtmpUrl::parse(&format!("rtmp://{}/live/demo", rtmp.local_addr())).expect("URL");
@@ -110,6 +158,8 @@ async fn pair() -> Pair {
     Pair {
         fast,
         fast_only,
+        direct,
+        direct_only,
         general,
         counted,
         stop,
@@ -133,17 +183,21 @@ async fn raw(addr: SocketAddr, method: &str, path: &str, extra: &str) -> Vec<u8>
         .await
         .expect("a response within 10 s")
         .expect("read");
-    let head_end = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(response.len(), |at| at + 4);
-    let head = String::from_utf8_lossy(&response[..head_end]);
-    let head: String = head
-        .split_inclusive("\r\n")
-        .filter(|line| !line.to_ascii_lowercase().starts_with("date:"))
-        .collect();
-    let mut out = head.into_bytes();
-    out.extend_from_slice(&response[head_end..]);
+    without_date(&response)
+}
+
+/// `response` (one response or several in a row) without its `date` header lines.
+fn without_date(response: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(response.len());
+    let mut rest = response;
+    while let Some(at) = rest.windows(2).position(|w| w == b"\r\n") {
+        let line = &rest[..at + 2];
+        if !line.to_ascii_lowercase().starts_with(b"date: ") {
+            out.extend_from_slice(line);
+        }
+        rest = &rest[at + 2..];
+    }
+    out.extend_from_slice(rest);
     out
 }
 
@@ -164,20 +218,43 @@ fn body(response: &[u8]) -> String {
 }
 
 impl Pair {
-    /// The request both ways; a live playlist may change between the two, so a differing pair
-    /// is asked again (a few times) before it counts as different.
+    /// The request to the router, the fast path and the direct loop; a live playlist may change
+    /// between them, so a differing set is asked again (a few times) before it counts as
+    /// different.
     async fn same(&self, method: &str, path: &str, extra: &str) -> Vec<u8> {
-        let mut last = (Vec::new(), Vec::new());
+        let mut last = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..5 {
             let general = raw(self.general, method, path, extra).await;
             let fast = raw(self.fast, method, path, extra).await;
-            if general == fast {
+            let direct = raw(self.direct, method, path, extra).await;
+            if general == fast && general == direct {
                 return fast;
             }
-            last = (general, fast);
+            last = (general, fast, direct);
         }
         panic!(
-            "{method} {path}: the fast path answered\n{}\nthe router\n{}",
+            "{method} {path}: the fast path answered\n{}\nthe direct loop\n{}\nthe router\n{}",
+            String::from_utf8_lossy(&last.1),
+            String::from_utf8_lossy(&last.2),
+            String::from_utf8_lossy(&last.0)
+        );
+    }
+
+    /// `requests` on one connection each to the router and to the direct loop, one after
+    /// another (each sent once the previous response is in) or all at once (`pipelined`);
+    /// the responses both ways, compared (asked again a few times if a playlist changed).
+    async fn same_sequence(&self, requests: &[String], pipelined: bool) -> Vec<u8> {
+        let mut last = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            let general = exchange(self.general, requests, pipelined).await;
+            let direct = exchange(self.direct, requests, pipelined).await;
+            if general == direct {
+                return direct;
+            }
+            last = (general, direct);
+        }
+        panic!(
+            "{requests:?}: the direct loop answered\n{}\nthe router\n{}",
             String::from_utf8_lossy(&last.1),
             String::from_utf8_lossy(&last.0)
         );
@@ -246,6 +323,8 @@ async fn the_fast_path_answers_every_hls_request_with_the_routers_bytes() {
             // The fast path served it, not the router behind it.
             let fast_only = raw(pair.fast_only, "GET", path, origin).await;
             assert_eq!(status(&fast_only), 200, "{path}");
+            let direct_only = raw(pair.direct_only, "GET", path, origin).await;
+            assert_eq!(direct_only, fast_only, "{path}");
             // Requests the fast path leaves to the router, for completeness.
             pair.same("HEAD", path, origin).await;
             pair.same("OPTIONS", path, origin).await;
@@ -267,9 +346,13 @@ async fn the_fast_path_answers_every_hls_request_with_the_routers_bytes() {
     let by_router = pair.counted.load(Ordering::Relaxed) - before;
     let fast_response = raw(pair.fast, "GET", &counted_segment, "").await;
     let by_fast = pair.counted.load(Ordering::Relaxed) - before - by_router;
+    let direct_response = raw(pair.direct, "GET", &counted_segment, "").await;
+    let by_direct = pair.counted.load(Ordering::Relaxed) - before - by_router - by_fast;
     assert_eq!(response, fast_response);
+    assert_eq!(response, direct_response);
     assert!(by_router > 0);
     assert_eq!(by_router, by_fast);
+    assert_eq!(by_router, by_direct);
     pair.same("GET", "/live/demo.m3u8?token=count", "").await;
     pair.shut_down().await;
 }
@@ -336,5 +419,173 @@ async fn odd_paths_reach_the_same_answer_both_ways() {
     }
     // The table reaches successes and client errors alike.
     assert!(seen[2] > 0 && seen[4] > 100, "{seen:?}");
+    pair.shut_down().await;
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Reads one response from `socket` (bytes past it stay in `buf`); `head_only` for the answer
+/// to a `HEAD`. What was read if the connection ends first.
+async fn read_response(socket: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> Vec<u8> {
+    loop {
+        if let Some(end) = find(buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .and_then(|length| length.trim().parse::<usize>().ok());
+            let total = match (head_only, length) {
+                (true, _) => Some(end + 4),
+                (false, Some(length)) => Some(end + 4 + length),
+                (false, None) if head.contains("transfer-encoding: chunked") => {
+                    find(&buf[end..], b"\r\n0\r\n\r\n").map(|at| end + at + 7)
+                }
+                (false, None) => None,
+            };
+            if let Some(total) = total.filter(|&total| total <= buf.len()) {
+                return buf.drain(..total).collect();
+            }
+        }
+        let mut chunk = [0u8; 16384];
+        match timeout(Duration::from_secs(10), socket.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            Ok(_) => return std::mem::take(buf),
+            Err(_) => panic!(
+                "no complete response within 10 s: {}",
+                String::from_utf8_lossy(buf)
+            ),
+        }
+    }
+}
+
+/// `requests` on one connection to `addr`, each sent once the previous answer is in or all
+/// at once (`pipelined`); everything read until the server closed, `date` lines removed.
+async fn exchange(addr: SocketAddr, requests: &[String], pipelined: bool) -> Vec<u8> {
+    let mut socket = TcpStream::connect(addr).await.expect("connect");
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    if pipelined {
+        // The server may close before reading everything (an oversize head).
+        let _ = socket.write_all(requests.concat().as_bytes()).await;
+    } else {
+        for request in requests {
+            if socket.write_all(request.as_bytes()).await.is_err() {
+                break;
+            }
+            let response = read_response(&mut socket, &mut buf, request.starts_with("HEAD ")).await;
+            out.extend_from_slice(&response);
+        }
+    }
+    let mut rest = Vec::new();
+    let _ = timeout(Duration::from_secs(10), socket.read_to_end(&mut rest))
+        .await
+        .expect("the server closes within 10 s");
+    out.extend_from_slice(&buf);
+    out.extend_from_slice(&rest);
+    without_date(&out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_direct_loop_keeps_connections_and_hands_the_rest_to_hyper() {
+    let mut limits = streamr_net::HttpLimits::default();
+    limits.header_read_timeout = Duration::from_millis(500);
+    let pair = pair_within(limits).await;
+    let playlist = pair
+        .poll_for("/live/demo.m3u8?token=t0ken", "#EXTINF")
+        .await;
+    let segment = body(&playlist)
+        .lines()
+        .find(|line| !line.starts_with('#') && !line.is_empty())
+        .expect("a segment URI")
+        .to_owned();
+    let get = |path: &str, extra: &str| format!("GET {path} HTTP/1.1\r\nHost: node\r\n{extra}\r\n");
+    let master = "/live/demo/master.m3u8?token=t0ken";
+    let close = "Connection: close\r\n";
+    let sequences = [
+        // Media GETs only, then the same after a request for hyper, which keeps the rest.
+        vec![get(&segment, ""), get(master, ""), get(&segment, close)],
+        vec![
+            get(&segment, ""),
+            format!("HEAD {master} HTTP/1.1\r\nHost: node\r\n\r\n"),
+            get(&segment, ""),
+            get("/live/demo/x.ts?token=t0ken", close),
+        ],
+        vec![get("/nope", ""), get(&segment, close)],
+        // A refusal, keep-alive asked for explicitly, a close among other tokens.
+        vec![
+            get("/live/demo/1.ts", ""),
+            get(&segment, "Connection: keep-alive\r\n"),
+            get(master, "Connection: keep-alive, close\r\n"),
+        ],
+        // HTTP/1.0: closed after one response unless kept alive; a body hyper must skip.
+        vec![format!("GET {segment} HTTP/1.0\r\n\r\n")],
+        vec![
+            format!("GET {segment} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"),
+            get(master, close),
+        ],
+        vec![
+            format!("GET {master} HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"),
+            get(&segment, close),
+        ],
+        // A head longer than the direct loop reads (hyper serves it), and one hyper refuses.
+        vec![
+            get(&segment, &format!("X-Big: {}\r\n", "a".repeat(20_000))),
+            get(master, close),
+        ],
+        vec![get(
+            &segment,
+            &format!("X-Big: {}\r\n{close}", "a".repeat(1_000_000)),
+        )],
+        // Idle after a kept-alive response: closed at the head deadline.
+        vec![get(&segment, "")],
+        // A head that never completes: closed at the deadline.
+        vec!["GET /live/demo.m3u8 HTTP/1.1\r\nHost: no".to_owned()],
+    ];
+    for requests in &sequences {
+        let response = pair.same_sequence(requests, false).await;
+        assert!(
+            status(&response) != 0 || requests.len() == 1,
+            "{requests:?}"
+        );
+        pair.same_sequence(requests, true).await;
+    }
+
+    // A head split across reads.
+    let request = get(&segment, close);
+    let split = |addr: SocketAddr| {
+        let request = request.clone();
+        async move {
+            let mut socket = TcpStream::connect(addr).await.expect("connect");
+            for piece in [&request[..7], &request[7..30], &request[30..]] {
+                socket.write_all(piece.as_bytes()).await.expect("send");
+                sleep(Duration::from_millis(30)).await;
+            }
+            let mut response = Vec::new();
+            socket.read_to_end(&mut response).await.expect("read");
+            without_date(&response)
+        }
+    };
+    let (general, direct) = (split(pair.general).await, split(pair.direct).await);
+    assert_eq!(status(&direct), 200);
+    assert_eq!(general, direct);
+
+    // A client closing mid-body costs the server nothing but that connection.
+    for _ in 0..3 {
+        let mut socket = TcpStream::connect(pair.direct).await.expect("connect");
+        socket
+            .write_all(get(&segment, "").as_bytes())
+            .await
+            .expect("send");
+        let mut first = [0u8; 100];
+        socket
+            .read_exact(&mut first)
+            .await
+            .expect("a response starts");
+        drop(socket);
+    }
+    let after = raw(pair.direct, "GET", &segment, "").await;
+    assert_eq!(status(&after), 200);
     pair.shut_down().await;
 }
