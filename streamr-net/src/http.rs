@@ -19,6 +19,7 @@ pub use direct::{DirectGet, DirectResponse};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ use tower::{Layer, Service, ServiceExt};
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutBody};
 use tracing::{debug, info, warn};
 
-use crate::budget::{BudgetLimits, ConnectionBudget};
+use crate::budget::{BudgetLimits, ConnectionBudget, ConnectionPermit};
 use crate::takeover::{Detachable, TakeConnection};
 
 /// Deadlines and connection limits of an HTTP listener.
@@ -117,60 +118,7 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
-    serve_with(listener, router, budget, limits, None, None, shutdown).await
-}
-
-/// Like [`serve`], the `GET`s `direct` answers served by a loop of this crate's own instead of
-/// hyper: it reads each request head (within [`HttpLimits::header_read_timeout`], at most
-/// [`head::MAX_DIRECT_HEAD`] bytes), writes `direct`'s response as hyper would (byte for byte
-/// but the `date`), keeps the connection alive as hyper would, and hands the connection to
-/// hyper, with the bytes read, at the first request `direct` does not answer. The direct
-/// loop's connections are polled in the listener's own task, not a task each (accepting one
-/// wakes no other runtime worker): the GETs `direct` answers on one listener share one core at
-/// a time, so `direct` must answer without blocking or heavy work; connections handed to hyper
-/// get a task each as in [`serve`]. TLS connections are not served directly ([`serve_tls`]).
-pub async fn serve_direct(
-    listener: TcpListener,
-    router: impl HttpService,
-    direct: Arc<dyn DirectGet>,
-    budget: ConnectionBudget,
-    limits: HttpLimits,
-    shutdown: impl Future<Output = ()> + Send,
-) -> io::Result<()> {
-    serve_with(
-        listener,
-        router,
-        budget,
-        limits,
-        None,
-        Some(direct),
-        shutdown,
-    )
-    .await
-}
-
-/// Like [`serve`], over TLS: each admitted connection first completes a handshake with
-/// `acceptor`, within `handshake_timeout`, in its own task (a client stalled in the handshake
-/// holds up nobody and still counts against the budget until it is dropped).
-pub async fn serve_tls(
-    listener: TcpListener,
-    router: impl HttpService,
-    budget: ConnectionBudget,
-    limits: HttpLimits,
-    tls: TlsAcceptor,
-    handshake_timeout: Duration,
-    shutdown: impl Future<Output = ()> + Send,
-) -> io::Result<()> {
-    serve_with(
-        listener,
-        router,
-        budget,
-        limits,
-        Some((tls, handshake_timeout)),
-        None,
-        shutdown,
-    )
-    .await
+    serve_with(listener, router, budget, limits, None, shutdown).await
 }
 
 /// The hyper service of a connection from `peer` to `router` (a clone of it): each request
@@ -191,62 +139,133 @@ macro_rules! service_for {
     }};
 }
 
-async fn serve_with(
+/// Like [`serve`], the `GET`s `direct` answers served by a loop of this crate's own instead of
+/// hyper: it reads each request head (within [`HttpLimits::header_read_timeout`], at most
+/// [`head::MAX_DIRECT_HEAD`] bytes), writes `direct`'s response as hyper would (byte for byte
+/// but the `date`), keeps the connection alive as hyper would, and hands the connection to
+/// hyper, with the bytes read, at the first request `direct` does not answer. The listener
+/// has one accept loop per core, and a loop's connections are polled in its own task, not a
+/// task each (accepting one wakes no other runtime worker) while the loops spread the
+/// connections over the cores: `direct` must answer without blocking or heavy work, since a
+/// slow answer holds up the loop's other connections. Connections handed to hyper get a task
+/// each as in [`serve`]. TLS connections are not served directly ([`serve_tls`]).
+pub async fn serve_direct(
     listener: TcpListener,
     router: impl HttpService,
+    direct: Arc<dyn DirectGet>,
     budget: ConnectionBudget,
     limits: HttpLimits,
-    tls: Option<(TlsAcceptor, Duration)>,
-    direct: Option<Arc<dyn DirectGet>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
     let router = RequestBodyTimeoutLayer::new(limits.body_timeout).layer(router);
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    let graceful = GracefulShutdown::new();
-    // Connections of the direct loop watch this instead of `graceful`.
+    let http = http1_builder(&limits);
+    let listener = Arc::new(listener);
+    // The direct connections watch this to stop keeping alive, and hold it while open.
     let (stop_direct, stopping) = watch::channel(false);
-    tokio::pin!(shutdown);
-    // The direct loop's connections (see `serve_direct`), and how one goes on in hyper.
+    let loops = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut accepting = tokio::task::JoinSet::new();
+    for _ in 0..loops {
+        accepting.spawn(direct_accept_loop(DirectLoop {
+            listener: listener.clone(),
+            router: router.clone(),
+            http: http.clone(),
+            direct: direct.clone(),
+            budget: budget.clone(),
+            header_read_timeout: limits.header_read_timeout,
+            stopping: stopping.clone(),
+        }));
+    }
+    drop(listener);
+    drop(stopping);
+    shutdown.await;
+    info!(
+        open = stop_direct.receiver_count(),
+        "HTTP server stopping; waiting for open connections"
+    );
+    let _ = stop_direct.send(true);
+    let all_closed = async move {
+        while accepting.join_next().await.is_some() {}
+        stop_direct.closed().await;
+    };
+    if tokio::time::timeout(limits.shutdown_grace, all_closed)
+        .await
+        .is_err()
+    {
+        debug!("HTTP connections still open after the shutdown grace; leaving them");
+    }
+    Ok(())
+}
+
+/// What one of [`serve_direct`]'s accept loops needs.
+struct DirectLoop<R> {
+    listener: Arc<TcpListener>,
+    router: R,
+    http: http1::Builder,
+    direct: Arc<dyn DirectGet>,
+    budget: ConnectionBudget,
+    header_read_timeout: Duration,
+    stopping: watch::Receiver<bool>,
+}
+
+/// One of [`serve_direct`]'s accept loops (one per core, all on the same listener): the
+/// connections it accepts are polled in its own task, so accepting one wakes no other runtime
+/// worker, while the loops spread the connections over the cores. A connection handed to hyper
+/// gets a task of its own. Ends, once `stopping` turns true, when its connections have ended or
+/// gone to hyper.
+async fn direct_accept_loop<R>(setup: DirectLoop<R>)
+where
+    R: Service<
+            axum::http::Request<Incoming>,
+            Response = axum::response::Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    R::Future: Send + 'static,
+{
+    let DirectLoop {
+        listener,
+        router,
+        http,
+        direct,
+        budget,
+        header_read_timeout,
+        mut stopping,
+    } = setup;
     let mut inline = FuturesUnordered::new();
-    let to_hyper = {
-        let router = router.clone();
+    let to_hyper = move |handoff: direct::Handoff| {
+        let direct::Handoff {
+            stream,
+            permit,
+            peer,
+            read,
+            mut stop,
+        } = handoff;
+        let service = service_for!(router, peer);
         let http = http.clone();
-        move |handoff: direct::Handoff| {
-            let direct::Handoff {
-                stream,
-                permit,
-                peer,
-                read,
-                mut stop,
-            } = handoff;
-            let service = service_for!(router, peer);
-            let http = http.clone();
-            tokio::spawn(async move {
-                let (io, take) = Detachable::new(stream, permit, peer);
-                let io = replay::Replay::new(read, io);
-                let connection = http.serve_connection(TokioIo::new(io), service(take));
-                tokio::pin!(connection);
-                if *stop.borrow() {
+        tokio::spawn(async move {
+            let (io, take) = Detachable::new(stream, permit, peer);
+            let io = replay::Replay::new(read, io);
+            let connection = http.serve_connection(TokioIo::new(io), service(take));
+            tokio::pin!(connection);
+            if *stop.borrow() {
+                connection.as_mut().graceful_shutdown();
+            }
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                _ = stop.changed() => {
                     connection.as_mut().graceful_shutdown();
+                    connection.await
                 }
-                let served = tokio::select! {
-                    served = connection.as_mut() => served,
-                    _ = stop.changed() => {
-                        connection.as_mut().graceful_shutdown();
-                        connection.await
-                    }
-                };
-                if let Err(error) = served {
-                    debug!(%peer, %error, "HTTP connection ended");
-                }
-            });
-        }
+            };
+            if let Err(error) = served {
+                debug!(%peer, %error, "HTTP connection ended");
+            }
+        });
     };
     loop {
         let accepted = tokio::select! {
-            _ = &mut shutdown => break,
+            _ = stopping.wait_for(|stop| *stop) => break,
             Some(handoff) = inline.next(), if !inline.is_empty() => {
                 if let Some(handoff) = handoff {
                     to_hyper(handoff);
@@ -264,30 +283,90 @@ async fn serve_with(
                 continue;
             }
         };
-        let permit = match budget.try_admit(peer.ip()) {
-            Ok(permit) => permit,
-            Err(refusal) => {
-                debug!(%peer, %refusal, "refusing HTTP connection");
-                refuse(stream);
+        let Some((stream, permit)) = admit(&budget, stream, peer) else {
+            continue;
+        };
+        inline.push(direct::connection(
+            stream,
+            permit,
+            peer,
+            direct.clone(),
+            header_read_timeout,
+            stopping.clone(),
+        ));
+    }
+    drop(listener);
+    drop(stopping);
+    while let Some(handoff) = inline.next().await {
+        if let Some(handoff) = handoff {
+            to_hyper(handoff);
+        }
+    }
+}
+
+/// Like [`serve`], over TLS: each admitted connection first completes a handshake with
+/// `acceptor`, within `handshake_timeout`, in its own task (a client stalled in the handshake
+/// holds up nobody and still counts against the budget until it is dropped).
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: impl HttpService,
+    budget: ConnectionBudget,
+    limits: HttpLimits,
+    tls: TlsAcceptor,
+    handshake_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    serve_with(
+        listener,
+        router,
+        budget,
+        limits,
+        Some((tls, handshake_timeout)),
+        shutdown,
+    )
+    .await
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    router: impl HttpService,
+    budget: ConnectionBudget,
+    limits: HttpLimits,
+    tls: Option<(TlsAcceptor, Duration)>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
+    let router = RequestBodyTimeoutLayer::new(limits.body_timeout).layer(router);
+    let http = http1_builder(&limits);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Aborted handshakes and running out of file handles are transient.
+                warn!(%error, "accepting an HTTP connection failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
-        if let Err(error) = stream.set_nodelay(true) {
-            debug!(%peer, %error, "could not disable Nagle's algorithm");
-        }
-        if let (None, Some(direct)) = (&tls, &direct) {
-            // Polled in this task: no spawn, no other worker woken for the connection.
-            inline.push(direct::connection(
-                stream,
-                permit,
-                peer,
-                direct.clone(),
-                limits.header_read_timeout,
-                stopping.clone(),
-            ));
+        let Some((stream, permit)) = admit(&budget, stream, peer) else {
             continue;
-        }
-        let service = service_for!(router, peer);
+        };
+        let router = router.clone();
+        // Each request can take its connection over (HTTP-FLV streams its own response).
+        let service = move |take: TakeConnection| {
+            TowerToHyperService::new(router.map_request(
+                move |mut request: axum::http::Request<Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request.extensions_mut().insert(take.clone());
+                    request
+                },
+            ))
+        };
         let http = http.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
@@ -324,28 +403,46 @@ async fn serve_with(
         });
     }
     drop(listener);
-    drop(stopping);
     info!(
-        open = graceful.count() + stop_direct.receiver_count(),
+        open = graceful.count(),
         "HTTP server stopping; waiting for open connections"
     );
-    let _ = stop_direct.send(true);
-    let all_closed = async move {
-        while let Some(handoff) = inline.next().await {
-            if let Some(handoff) = handoff {
-                to_hyper(handoff);
-            }
-        }
-        graceful.shutdown().await;
-        stop_direct.closed().await;
-    };
-    if tokio::time::timeout(limits.shutdown_grace, all_closed)
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
         .await
         .is_err()
     {
         debug!("HTTP connections still open after the shutdown grace; leaving them");
     }
     Ok(())
+}
+
+/// hyper's HTTP/1 settings for connections within `limits`.
+fn http1_builder(limits: &HttpLimits) -> http1::Builder {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    http
+}
+
+/// Admits an accepted connection from `peer` through `budget` (a refused one is told why and
+/// closed) and turns Nagle's algorithm off on it.
+fn admit(
+    budget: &ConnectionBudget,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<(TcpStream, ConnectionPermit)> {
+    let permit = match budget.try_admit(peer.ip()) {
+        Ok(permit) => permit,
+        Err(refusal) => {
+            debug!(%peer, %refusal, "refusing HTTP connection");
+            refuse(stream);
+            return None;
+        }
+    };
+    if let Err(error) = stream.set_nodelay(true) {
+        debug!(%peer, %error, "could not disable Nagle's algorithm");
+    }
+    Some((stream, permit))
 }
 
 /// Tells a refused client why, without waiting for it, and closes the connection.
