@@ -491,6 +491,9 @@ async fn exchange(addr: SocketAddr, requests: &[String], pipelined: bool) -> Vec
 async fn the_direct_loop_keeps_connections_and_hands_the_rest_to_hyper() {
     let mut limits = streamr_net::HttpLimits::default();
     limits.header_read_timeout = Duration::from_millis(500);
+    // Several accept loops on one listener: each connection is served whole by the one that
+    // accepted it, hand-overs to hyper included.
+    limits.accept_loops = 3;
     let pair = pair_within(limits).await;
     let playlist = pair
         .poll_for("/live/demo.m3u8?token=t0ken", "#EXTINF")
