@@ -107,8 +107,8 @@ enum Fast {
 }
 
 /// Whether the fast path serves `request`, and what it asks for. Only GETs of paths the media
-/// routes would see as they are: one leading `/` and no percent-escape (the router decodes
-/// those, the gate does not).
+/// routes would see as they are: one leading `/` and no percent-escape (escaped paths take
+/// the router's longer way, where the gate decodes them as the router does).
 fn fast<B>(request: &Request<B>) -> Option<Fast> {
     if request.method() != Method::GET {
         return None;
