@@ -281,16 +281,7 @@ where
             }
             accepted = listener.accept() => accepted,
         };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Aborted handshakes and running out of file handles are transient.
-                warn!(%error, "accepting an HTTP connection failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let Some((stream, permit)) = admit(&budget, stream, peer) else {
+        let Some((stream, peer, permit)) = admit(&budget, accepted).await else {
             continue;
         };
         inline.push(direct::connection(
@@ -351,16 +342,7 @@ async fn serve_with(
             _ = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Aborted handshakes and running out of file handles are transient.
-                warn!(%error, "accepting an HTTP connection failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let Some((stream, permit)) = admit(&budget, stream, peer) else {
+        let Some((stream, peer, permit)) = admit(&budget, accepted).await else {
             continue;
         };
         let router = router.clone();
@@ -431,13 +413,21 @@ fn http1_builder(limits: &HttpLimits) -> http1::Builder {
     http
 }
 
-/// Admits an accepted connection from `peer` through `budget` (a refused one is told why and
-/// closed) and turns Nagle's algorithm off on it.
-fn admit(
+/// Admits what `listener.accept()` gave through `budget` (a refused connection is told why
+/// and closed) and turns Nagle's algorithm off on it. A failed accept (an aborted handshake,
+/// running out of file handles: transient) is logged and waited out for 10 ms.
+async fn admit(
     budget: &ConnectionBudget,
-    stream: TcpStream,
-    peer: SocketAddr,
-) -> Option<(TcpStream, ConnectionPermit)> {
+    accepted: io::Result<(TcpStream, SocketAddr)>,
+) -> Option<(TcpStream, SocketAddr, ConnectionPermit)> {
+    let (stream, peer) = match accepted {
+        Ok(accepted) => accepted,
+        Err(error) => {
+            warn!(%error, "accepting an HTTP connection failed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            return None;
+        }
+    };
     let permit = match budget.try_admit(peer.ip()) {
         Ok(permit) => permit,
         Err(refusal) => {
@@ -449,7 +439,7 @@ fn admit(
     if let Err(error) = stream.set_nodelay(true) {
         debug!(%peer, %error, "could not disable Nagle's algorithm");
     }
-    Some((stream, permit))
+    Some((stream, peer, permit))
 }
 
 /// Tells a refused client why, without waiting for it, and closes the connection.
