@@ -201,6 +201,15 @@ fn without_date(response: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The first segment URI of a playlist response.
+fn first_segment_uri(playlist: &[u8]) -> String {
+    body(playlist)
+        .lines()
+        .find(|line| !line.starts_with('#') && !line.is_empty())
+        .expect("a segment URI")
+        .to_owned()
+}
+
 fn status(response: &[u8]) -> u16 {
     String::from_utf8_lossy(response)
         .split(' ')
@@ -288,11 +297,7 @@ async fn the_fast_path_answers_every_hls_request_with_the_routers_bytes() {
     let playlist = pair
         .poll_for("/live/demo.m3u8?token=t0ken", "#EXTINF")
         .await;
-    let segment = body(&playlist)
-        .lines()
-        .find(|line| !line.starts_with('#') && !line.is_empty())
-        .expect("a segment URI")
-        .to_owned();
+    let segment = first_segment_uri(&playlist);
     let ll_body = body(&ll);
     let uri_of = |tag: &str| {
         ll_body
@@ -498,11 +503,7 @@ async fn the_direct_loop_keeps_connections_and_hands_the_rest_to_hyper() {
     let playlist = pair
         .poll_for("/live/demo.m3u8?token=t0ken", "#EXTINF")
         .await;
-    let segment = body(&playlist)
-        .lines()
-        .find(|line| !line.starts_with('#') && !line.is_empty())
-        .expect("a segment URI")
-        .to_owned();
+    let segment = first_segment_uri(&playlist);
     let get = |path: &str, extra: &str| format!("GET {path} HTTP/1.1\r\nHost: node\r\n{extra}\r\n");
     let master = "/live/demo/master.m3u8?token=t0ken";
     let close = "Connection: close\r\n";
