@@ -4,12 +4,14 @@
 //! connection, so a client sending half a request per socket can hold every file handle. This
 //! loop admits each connection through a [`ConnectionBudget`] (refused ones get a `503` and are
 //! closed at once), closes a connection whose request head is not complete within
-//! [`HttpLimits::header_read_timeout`] (this also bounds idle keep-alive connections), and fails a
-//! request whose body stalls for [`HttpLimits::body_timeout`]. Handlers see the peer address as
+//! [`HttpLimits::header_read_timeout`] (this also bounds idle keep-alive connections), fails a
+//! request whose body stalls for [`HttpLimits::body_timeout`], and closes a connection whose
+//! client takes no response byte for [`HttpLimits::write_timeout`]. Handlers see the peer address as
 //! `ConnectInfo<SocketAddr>`, and may take the connection over through the
 //! [`TakeConnection`] extension. [`serve_direct`] answers some `GET`s on plain TCP connections
 //! without hyper (see [`DirectGet`]).
 
+mod deadline;
 mod direct;
 pub mod head;
 mod replay;
@@ -49,6 +51,13 @@ pub struct HttpLimits {
     pub header_read_timeout: Duration,
     /// A request body that delivers nothing for this long fails the request (default 30 s).
     pub body_timeout: Duration,
+    /// A response write that the client takes no byte of for this long closes the connection
+    /// (default 30 s): a client that stops reading holds its connection and the response's
+    /// buffers no longer. The deadline is on progress, not on the whole response, so a long
+    /// stream lives as long as its client keeps reading; a stalled one is closed between this
+    /// and a quarter more after its last byte moved. A handler that takes its connection over
+    /// ([`TakeConnection`]) writes under deadlines of its own.
+    pub write_timeout: Duration,
     /// Most connections open at once (default 4096).
     pub max_connections: usize,
     /// Most connections open at once from one client address, IPv6 by /64 (default 64).
@@ -68,6 +77,7 @@ impl Default for HttpLimits {
         HttpLimits {
             header_read_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
             max_connections: 4096,
             max_connections_per_client: 64,
             shutdown_grace: Duration::from_secs(5),
@@ -149,8 +159,11 @@ macro_rules! service_for {
 /// Like [`serve`], the `GET`s `direct` answers served by a loop of this crate's own instead of
 /// hyper: it reads each request head (within [`HttpLimits::header_read_timeout`], at most
 /// [`head::MAX_DIRECT_HEAD`] bytes), writes `direct`'s response as hyper would (byte for byte
-/// but the `date`), keeps the connection alive as hyper would, and hands the connection to
-/// hyper, with the bytes read, at the first request `direct` does not answer. The listener
+/// but the `date`; under [`HttpLimits::write_timeout`]), keeps the connection alive as hyper
+/// would, and hands the connection to hyper, with the bytes read, at the first request `direct`
+/// does not answer. A head the loop began reading keeps its deadline in hyper: however a slow
+/// head is split between the two, it is complete within one `header_read_timeout` of the
+/// connection waiting for it. The listener
 /// has [`HttpLimits::accept_loops`] accept loops, and a loop's connections are polled in its
 /// own task, not a task each (accepting one wakes no other runtime worker): `direct` must
 /// answer without blocking or heavy work, since a slow answer holds up the loop's other
@@ -179,6 +192,7 @@ pub async fn serve_direct(
             direct: direct.clone(),
             budget: budget.clone(),
             header_read_timeout: limits.header_read_timeout,
+            write_timeout: limits.write_timeout,
             stopping: stopping.clone(),
         }));
     }
@@ -211,6 +225,7 @@ struct DirectLoop<R> {
     direct: Arc<dyn DirectGet>,
     budget: ConnectionBudget,
     header_read_timeout: Duration,
+    write_timeout: Duration,
     stopping: watch::Receiver<bool>,
 }
 
@@ -237,6 +252,7 @@ where
         direct,
         budget,
         header_read_timeout,
+        write_timeout,
         mut stopping,
     } = setup;
     let mut inline = FuturesUnordered::new();
@@ -246,13 +262,17 @@ where
             permit,
             peer,
             read,
+            head_by,
             mut stop,
         } = handoff;
         let service = service_for!(router, peer);
-        let http = http.clone();
+        let mut http = http.clone();
+        // The head the loop began reading keeps the deadline it had there.
+        http.timer(deadline::FirstHeadBy::new(head_by.into_std()));
         tokio::spawn(async move {
             let (io, take) = Detachable::new(stream, permit, peer);
             let io = replay::Replay::new(read, io);
+            let io = deadline::WriteDeadline::new(io, write_timeout);
             let connection = http.serve_connection(TokioIo::new(io), service(take));
             tokio::pin!(connection);
             if *stop.borrow() {
@@ -290,6 +310,7 @@ where
             peer,
             direct.clone(),
             header_read_timeout,
+            write_timeout,
             stopping.clone(),
         ));
     }
@@ -359,10 +380,12 @@ async fn serve_with(
         let http = http.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let write_timeout = limits.write_timeout;
         tokio::spawn(async move {
             let served = match tls {
                 None => {
                     let (io, take) = Detachable::new(stream, permit, peer);
+                    let io = deadline::WriteDeadline::new(io, write_timeout);
                     watcher
                         .watch(http.serve_connection(TokioIo::new(io), service(take)))
                         .await
@@ -371,6 +394,7 @@ async fn serve_with(
                     match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
                             let (io, take) = Detachable::new(stream, permit, peer);
+                            let io = deadline::WriteDeadline::new(io, write_timeout);
                             watcher
                                 .watch(http.serve_connection(TokioIo::new(io), service(take)))
                                 .await

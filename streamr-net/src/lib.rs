@@ -2,7 +2,7 @@
 //!
 //! What every StreamrP2P listener facing the internet shares: [`ConnectionBudget`]s that cap
 //! open connections in total and per client, and [`http::serve`], an HTTP/1.1 loop for an axum
-//! router with a header-read deadline, a body deadline and a budget.
+//! router with a header-read deadline, a body deadline, a response write deadline and a budget.
 //!
 //! ```no_run
 //! use streamr_net::http::{serve, HttpLimits};

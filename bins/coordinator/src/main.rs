@@ -157,6 +157,10 @@ struct Args {
     /// Deprecated: --http-body-timeout in milliseconds.
     #[arg(long, env = "STREAMR_HTTP_BODY_TIMEOUT_MS", hide = true)]
     http_body_timeout_ms: Option<u64>,
+    /// A response the client takes no byte of for this long closes the connection.
+    #[arg(long, env = "STREAMR_HTTP_WRITE_TIMEOUT", default_value = "30s",
+          value_parser = humantime::parse_duration)]
+    http_write_timeout: Duration,
     /// Run a one-host or one-LAN trial: every node and viewer counts as a network of its own,
     /// so sharing an address is not taken for self-dealing or a sybil cluster. Never for a
     /// public network; announced in the log and in `GET /coordinator`.
@@ -463,6 +467,7 @@ async fn main() -> anyhow::Result<()> {
     config.http.max_connections_per_client = args.http_max_connections_per_client;
     config.http.header_read_timeout = args.http_header_timeout;
     config.http.body_timeout = args.http_body_timeout;
+    config.http.write_timeout = args.http_write_timeout;
     config.local_trial = args.local_trial;
     config.reachability_interval = unless_off(args.reachability_interval);
     config.reachability_timeout = args.reachability_timeout;

@@ -309,6 +309,12 @@ struct Args {
           value_parser = humantime::parse_duration)]
     http_body_timeout: Duration,
 
+    /// An HTTP response the client takes no byte of for this long closes the connection (a
+    /// player that stopped reading); a long response lives as long as its bytes keep moving.
+    #[arg(long, env = "STREAMR_HTTP_WRITE_TIMEOUT", default_value = "30s",
+          value_parser = humantime::parse_duration)]
+    http_write_timeout: Duration,
+
     /// Who may play at this node when it is an origin that joined a coordinator: only the
     /// network's relays and viewers with a grant (HLS, HTTP-FLV and RTMP alike), or anyone.
     #[arg(long, env = "STREAMR_ORIGIN_PLAY", value_enum,
@@ -386,6 +392,7 @@ impl Args {
         http_limits.max_connections_per_client = self.http_max_connections_per_client;
         http_limits.header_read_timeout = self.http_header_timeout;
         http_limits.body_timeout = self.http_body_timeout;
+        http_limits.write_timeout = self.http_write_timeout;
         http_limits.accept_loops = usize::from(self.http_accept_loops);
         NodeConfig {
             rtmp_listen: self.rtmp_listen,
@@ -686,6 +693,8 @@ mod tests {
             "7",
             "--http-header-timeout",
             "2s",
+            "--http-write-timeout",
+            "45s",
         ])
         .unwrap()
         .into_config();
@@ -696,6 +705,7 @@ mod tests {
             config.http_limits.header_read_timeout,
             Duration::from_secs(2)
         );
+        assert_eq!(config.http_limits.write_timeout, Duration::from_secs(45));
         assert!(
             Args::try_parse_from(["streamr-node", "--rtmps-listen", "127.0.0.1:1936"]).is_err()
         );

@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::deadline::WriteClock;
 use super::head::{self, BodyLength, Framing, Head};
 use crate::budget::ConnectionPermit;
 
@@ -41,8 +42,9 @@ pub trait DirectGet: Send + Sync + 'static {
 pub(crate) enum Outcome {
     /// The connection is done (closed by either side, timed out, or shutting down).
     Done,
-    /// hyper serves the connection from here, starting with these bytes.
-    Hyper(Vec<u8>),
+    /// hyper serves the connection from here, starting with these bytes; the request head
+    /// they begin must be complete by the instant given.
+    Hyper(Vec<u8>, Instant),
 }
 
 /// A connection the direct loop hands to hyper, with the bytes it read.
@@ -51,6 +53,8 @@ pub(crate) struct Handoff {
     pub(crate) permit: ConnectionPermit,
     pub(crate) peer: SocketAddr,
     pub(crate) read: Vec<u8>,
+    /// When the request head `read` begins must be complete (hyper's first head timer).
+    pub(crate) head_by: Instant,
     pub(crate) stop: watch::Receiver<bool>,
 }
 
@@ -61,15 +65,18 @@ pub(crate) async fn connection(
     peer: SocketAddr,
     direct: Arc<dyn DirectGet>,
     header_read_timeout: Duration,
+    write_timeout: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> Option<Handoff> {
-    match serve(&mut stream, peer, &*direct, header_read_timeout, &mut stop).await {
+    let timeouts = (header_read_timeout, write_timeout);
+    match serve(&mut stream, peer, &*direct, timeouts, &mut stop).await {
         Outcome::Done => None,
-        Outcome::Hyper(read) => Some(Handoff {
+        Outcome::Hyper(read, head_by) => Some(Handoff {
             stream,
             permit,
             peer,
             read,
+            head_by,
             stop,
         }),
     }
@@ -77,27 +84,32 @@ pub(crate) async fn connection(
 
 /// Serves `stream` directly for as long as its requests are ones `direct` answers (see the
 /// module docs). A request head must be complete within `header_read_timeout` of the loop
-/// waiting for it; `stop` turning true ends the loop before the next request.
+/// waiting for it (the handoff to hyper keeps that deadline), and a response write that the
+/// client takes nothing of for `write_timeout` closes the connection; `stop` turning true ends
+/// the loop before the next request.
 pub(crate) async fn serve(
     stream: &mut TcpStream,
     peer: SocketAddr,
     direct: &dyn DirectGet,
-    header_read_timeout: Duration,
+    (header_read_timeout, write_timeout): (Duration, Duration),
     stop: &mut watch::Receiver<bool>,
 ) -> Outcome {
     let mut buf = Vec::new();
     loop {
         let mut deadline = None;
+        let head_by = |deadline: &mut Option<Instant>| {
+            *deadline.get_or_insert_with(|| Instant::now() + header_read_timeout)
+        };
         let (len, uri, close) = loop {
             match head::classify(&buf) {
                 Head::Get { len, uri, close } => break (len, uri, close),
-                Head::Other => return Outcome::Hyper(buf),
+                Head::Other => return Outcome::Hyper(buf, head_by(&mut deadline)),
                 Head::Partial => {}
             }
             if buf.is_empty() && *stop.borrow() {
                 return Outcome::Done;
             }
-            let deadline = *deadline.get_or_insert_with(|| Instant::now() + header_read_timeout);
+            let deadline = head_by(&mut deadline);
             buf.reserve(2048);
             let read = tokio::select! {
                 read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
@@ -108,16 +120,16 @@ pub(crate) async fn serve(
                 Err(_) | Ok(Err(_)) => return Outcome::Done,
                 Ok(Ok(0)) if buf.is_empty() => return Outcome::Done,
                 // hyper answers a head cut short as it does today.
-                Ok(Ok(0)) => return Outcome::Hyper(buf),
+                Ok(Ok(0)) => return Outcome::Hyper(buf, deadline),
                 Ok(Ok(_)) => {}
             }
         };
         let Some(response) = direct.get(&uri, peer) else {
-            return Outcome::Hyper(buf);
+            return Outcome::Hyper(buf, head_by(&mut deadline));
         };
         buf.drain(..len);
         let response = response.await;
-        match write_response(stream, response, close).await {
+        match write_response(stream, response, close, write_timeout).await {
             Ok(true) => {}
             Ok(false) => {
                 let _ = stream.shutdown().await;
@@ -128,12 +140,14 @@ pub(crate) async fn serve(
     }
 }
 
-/// Writes `response` as hyper would to a `GET` (`close`: the request asked to close) and
-/// returns whether the connection stays open.
+/// Writes `response` as hyper would to a `GET` (`close`: the request asked to close), failing
+/// when the client takes nothing for `write_timeout`, and returns whether the connection stays
+/// open.
 async fn write_response(
     stream: &mut TcpStream,
     response: Response,
     close: bool,
+    write_timeout: Duration,
 ) -> io::Result<bool> {
     let (parts, mut body) = response.into_parts();
     let length = if body.is_end_stream() {
@@ -168,16 +182,22 @@ async fn write_response(
             pieces.push(Bytes::from_static(b"0\r\n\r\n"));
         }
     }
-    write_all_vectored(stream, &pieces).await?;
+    write_all_vectored(stream, &pieces, write_timeout).await?;
     Ok(!last)
 }
 
-/// Writes every piece, in as few `writev` calls as the socket takes.
-async fn write_all_vectored(stream: &mut TcpStream, pieces: &[Bytes]) -> io::Result<()> {
+/// Writes every piece, in as few `writev` calls as the socket takes, failing when the socket
+/// takes nothing for `write_timeout` (a write taken at once starts no timer).
+async fn write_all_vectored(
+    stream: &mut TcpStream,
+    pieces: &[Bytes],
+    write_timeout: Duration,
+) -> io::Result<()> {
     let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|piece| IoSlice::new(piece)).collect();
     let mut slices = &mut slices[..];
+    let mut clock = WriteClock::new(write_timeout);
     while !slices.is_empty() {
-        let written = stream.write_vectored(slices).await?;
+        let written = poll_fn(|cx| clock.poll_write_vectored(cx, &mut *stream, &*slices)).await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
