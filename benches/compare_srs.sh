@@ -20,7 +20,10 @@
 #        NODE_BIN (a streamr-node binary to run instead of the one built here, e.g. a copy of
 #        an earlier build, for a before/after in one run; the build still runs, for streamr-load),
 #        RESULTS (the TSV written, default target/bench-srs/results.tsv), APPEND=1 adds to it
-#        (run the servers one at a time, print the table once), CARGO_TARGET_DIR
+#        (run the servers one at a time, print the table once), CARGO_TARGET_DIR,
+#        ROUNDS (default 1: run every server this many times over, alternating; the table
+#        gives each cell's median over the rounds and the runs it found, and the ratio of
+#        medians with the lowest and highest ratio of one round's pair)
 #
 # For our node, each row also records the batch delay its load-adaptive controller chose during
 # the step (the largest; "batch_delay_ms"; read from its debug log), so the rows for 500, 1000,
@@ -41,6 +44,7 @@ cd "$(dirname "$0")/.."
 STEPS=("${@:-500 1000}")
 read -r -a STEPS <<<"${STEPS[*]}"
 STEP_SECONDS=${STEP_SECONDS:-15}
+ROUNDS=${ROUNDS:-1}
 read -r -a SOURCES <<<"${SOURCES:-232 3000}"
 read -r -a SERVERS <<<"${SERVERS:-streamr srs srs-ll}"
 read -r -a PROTOCOLS <<<"${PROTOCOLS:-rtmp flv hls}"
@@ -275,29 +279,54 @@ PY
   sleep 1
 }
 
-for server in "${SERVERS[@]}"; do
-  run_server "$server"
+# ROUNDS=N runs the servers N times over, alternating (ours, SRS, SRS-ll, ours, ...), so a
+# passing load on the machine falls on every server alike; the table gives each cell's median.
+for _ in $(seq 1 "$ROUNDS"); do
+  for server in "${SERVERS[@]}"; do
+    run_server "$server"
+  done
 done
 
 python3 - "$RESULTS" <<'PY'
-import csv, sys
+import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
-by = {(r["server"], r["protocol"], r["source_kbps"], r["players"]): r for r in rows}
-peers = sorted({r["server"] for r in rows} - {"streamr"})
-print("| path | kbit/s | players | server | CPU s per player-second | ratio (peer ÷ ours) | RSS KiB/player | stalled | hop latency p50 / p95 ms | batch delay ms | kernel share | writes per player-s | bytes per write | syscalls per player-s (all/write/epoll/futex/cs) | load avg |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+# Every run of a cell (APPEND=1 or ROUNDS>1 give several), in the order they ran.
+runs = {}
 for r in rows:
-    if r["server"] != "streamr":
+    runs.setdefault((r["server"], r["protocol"], r["source_kbps"], r["players"]), []).append(r)
+peers = sorted({r["server"] for r in rows} - {"streamr"})
+cpu_of = lambda row: float(row["cpu_s_per_player_s"])
+def median_row(cell):
+    """The run with the median CPU (the lower middle one of an even count)."""
+    ordered = sorted(cell, key=cpu_of)
+    return ordered[(len(ordered) - 1) // 2]
+print("| path | kbit/s | players | server | runs | CPU s per player-second (median; min–max) | ratio (peer ÷ ours, medians; per-round range) | RSS KiB/player | stalled | hop latency p50 / p95 ms | batch delay ms | kernel share | writes per player-s | bytes per write | syscalls per player-s (all/write/epoll/futex/cs) | load avg |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for key, ours_runs in runs.items():
+    if key[0] != "streamr":
         continue
-    key = (r["protocol"], r["source_kbps"], r["players"])
-    ours = float(r["cpu_s_per_player_s"])
-    for name, row in [("streamr", r)] + [(p, by.get((p,) + key)) for p in peers]:
-        if row is None:
+    key = key[1:]
+    ours = statistics.median(map(cpu_of, ours_runs))
+    for name in ["streamr"] + peers:
+        cell = runs.get((name,) + key)
+        if not cell:
             continue
-        cpu = float(row["cpu_s_per_player_s"])
-        ratio = "1×" if name == "streamr" else f"{cpu / max(ours, 1e-12):.2f}×"
+        row = median_row(cell)
+        cpus = [cpu_of(c) for c in cell]
+        cpu = statistics.median(cpus)
+        spread = f"; {min(cpus):.6f}–{max(cpus):.6f}" if len(cell) > 1 else ""
+        if name == "streamr":
+            ratio = "1×"
+        else:
+            ratio = f"{cpu / max(ours, 1e-12):.2f}×"
+            pairs = [p / max(o, 1e-12) for p, o in zip(map(cpu_of, cell), map(cpu_of, ours_runs))]
+            if len(pairs) > 1:
+                ratio += f" ({min(pairs):.2f}–{max(pairs):.2f}×)"
+            # Players that stalled took fewer bytes, so the server did less: no like-for-like.
+            if max(float(c["stalled_share"]) for c in cell + ours_runs) > 0.01:
+                ratio += " (stalls: not comparable)"
         stalled = float(row["stalled_share"])
-        print(f"| {r['protocol']} | {r['source_kbps']} | {r['players']} | {name} | {cpu:.6f} | {ratio} |"
+        print(f"| {key[0]} | {key[1]} | {key[2]} | {name} | {len(cell)} | {cpu:.6f}{spread} | {ratio} |"
               f" {float(row['rss_kib_per_player']):.1f} | {stalled:.1%} | {row['latency_p50_ms']} / {row['latency_p95_ms']} |"
               f" {row.get('batch_delay_ms', '-')} | {row.get('sys_share', '-')} |"
               f" {row.get('writes_per_player_s', '-')} | {row.get('bytes_per_write', '-')} | {row.get('syscalls_per_player_s', '-')} | {row['loadavg']} |")
