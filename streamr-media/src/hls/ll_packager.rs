@@ -394,12 +394,19 @@ impl LlPackager {
         if self.open.as_ref().is_some_and(|open| {
             open.sequence != segment.sequence || open.start_ms != segment.start_timestamp_ms
         }) {
-            // The MPEG-TS segmenter cut at this frame: the driving track's newest sample ends here.
+            // The MPEG-TS segmenter cut at this frame: the driving track's newest sample ends here,
+            // but never past the longest the segment may last. A frame that far on (a GOP or a
+            // timeline gap longer than the target duration) comes after a discontinuity, and
+            // the segment before it ends at its limit, so its EXTINF rounds to the target at most.
+            let end = self
+                .open
+                .as_ref()
+                .map_or(timestamp, |open| timestamp.min(open.max_end_ms));
             if kind == MediaKind::Video || self.open.as_ref().is_some_and(|o| !o.has_video) {
-                self.split_before_pending(timestamp, &mut events)?;
+                self.split_before_pending(end, &mut events)?;
             }
-            self.flush_driving(timestamp)?;
-            self.close(Some(timestamp), &mut events)?;
+            self.flush_driving(end)?;
+            self.close(Some(end), &mut events)?;
         }
         if self.open.is_none() {
             self.start(segment, timestamp, &mut events)?;
