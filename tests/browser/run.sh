@@ -38,10 +38,14 @@ log "building streamr (demo)"
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/streamr"
 [ -x "$bin" ] || fail "streamr binary not found at $bin"
 
-# A base port with room for the coordinator, the origin and three friends (9 ports).
+# A base port with room for the coordinator, the origin and three friends (9 ports), drawn
+# below Linux's ephemeral range (32768 and up by default) as bins/cli/tests/demo_watch.rs does:
+# a port there may be the local end of an outgoing connection in TIME-WAIT, which a probe by
+# connecting does not see and which fails the demo's bind (thousands of those are left after
+# the test tiers).
 free_base() {
   for _ in $(seq 1 50); do
-    local base=$((20000 + RANDOM % 30000))
+    local base=$((20000 + RANDOM % 12000))
     local busy=0
     for offset in $(seq 0 8); do
       if (exec 3<>"/dev/tcp/127.0.0.1/$((base + offset))") 2>/dev/null; then busy=1; break; fi
