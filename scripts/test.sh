@@ -74,8 +74,12 @@ cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The cargo-fuzz targets are their own workspace (fuzzing needs nightly); lint them on the
-# stable toolchain so they keep building against the library APIs they exercise.
-(cd fuzz && cargo clippy --locked --bins -- -D warnings)
+# stable toolchain so they keep building against the library APIs they exercise. The lint
+# builds in the main workspace's target directory: fuzz/Cargo.lock pins the same versions and
+# fuzz/Cargo.toml the same dependency profile, so only the crates whose features differ there
+# are checked again (on a cold build, 40 s instead of 100 s for its own target directory).
+fuzz_target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+(cd fuzz && CARGO_TARGET_DIR="$fuzz_target_dir" cargo clippy --locked --bins -- -D warnings)
 
 # Each library builds with its default features off (what an embedder of the sans-IO core
 # alone compiles) and with each feature on its own. Each run is its own feature resolution, so

@@ -40,6 +40,8 @@ const NODE_LIVENESS_MS: i64 = 6_000;
 /// The coordinator's epoch length. The tests check settlement outcomes, not epoch timing: a
 /// short epoch only shortens the wait for an epoch that settles after an outage.
 const EPOCH_MS: u64 = 5_000;
+/// How long a stopping coordinator gives open requests to finish.
+const SHUTDOWN_GRACE_MS: u64 = 200;
 /// A coordinator that can be stopped and started again on the same address and database.
 struct Coord {
     storage: Arc<dyn Storage>,
@@ -75,7 +77,7 @@ impl Coord {
     }
 
     async fn start(&mut self) {
-        let config = CoordConfig {
+        let mut config = CoordConfig {
             admin_token: Some(ADMIN.into()),
             coordinator_key: self.key.clone(),
             epoch_length: Duration::from_millis(EPOCH_MS),
@@ -87,6 +89,10 @@ impl Coord {
             }),
             ..CoordConfig::default()
         };
+        // The nodes hold streamed part-report answers open, which a stop waits out for the
+        // whole grace (5 s by default) on every stop: a short one cuts them as a crash would,
+        // and the nodes ask again when the coordinator is back.
+        config.http.shutdown_grace = Duration::from_millis(SHUTDOWN_GRACE_MS);
         let prober =
             HttpProber::new(self.storage.clone(), self.key.clone()).every(Duration::from_secs(2));
         let coordinator =
