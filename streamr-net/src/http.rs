@@ -64,11 +64,11 @@ pub struct HttpLimits {
     pub max_connections_per_client: usize,
     /// On shutdown, open connections get this long to finish (default 5 s).
     pub shutdown_grace: Duration,
-    /// Accept loops of a [`serve_direct`] listener (default 1), each polling the connections it
-    /// accepted in one task: one loop wakes no other runtime worker per connection and answers
-    /// the direct `GET`s on one core at a time (at the 113 µs of CPU per HLS player-second
-    /// measured at 232 kbit/s, one core is about 8 800 players); more loops spread them over
-    /// the cores for about 10 % more CPU per request on two cores. At least one loop runs.
+    /// Accept loops of a [`serve_direct`] listener (default 1), each on a thread of its own
+    /// (a single-threaded runtime) polling the connections it accepted in one task: a loop
+    /// hands no work between runtime workers and answers the direct `GET`s on one core at a
+    /// time (at the 80–90 µs of CPU per HLS player-second measured at 232 kbit/s, one core is
+    /// over 10 000 players); more loops spread them over the cores. At least one loop runs.
     pub accept_loops: usize,
 }
 
@@ -163,11 +163,13 @@ macro_rules! service_for {
 /// would, and hands the connection to hyper, with the bytes read, at the first request `direct`
 /// does not answer. A head the loop began reading keeps its deadline in hyper: however a slow
 /// head is split between the two, it is complete within one `header_read_timeout` of the
-/// connection waiting for it. The listener
-/// has [`HttpLimits::accept_loops`] accept loops, and a loop's connections are polled in its
-/// own task, not a task each (accepting one wakes no other runtime worker): `direct` must
-/// answer without blocking or heavy work, since a slow answer holds up the loop's other
-/// connections. Connections handed to hyper get a task each as in [`serve`]. TLS connections
+/// connection waiting for it. The listener has [`HttpLimits::accept_loops`] accept loops, each
+/// on a thread of its own with a single-threaded Tokio runtime (`direct`'s answers run there),
+/// and a loop's connections are polled in its one task, not a task each: no connection's work
+/// moves between the caller's runtime workers. `direct` must answer without blocking or heavy
+/// work, since a slow answer holds up the loop's other connections. Connections handed to
+/// hyper move to the caller's runtime (registered there) and get a task each as in [`serve`].
+/// Past the shutdown grace the loops drop the direct connections still open. TLS connections
 /// are not served directly ([`serve_tls`]).
 pub async fn serve_direct(
     listener: TcpListener,
@@ -179,14 +181,18 @@ pub async fn serve_direct(
 ) -> io::Result<()> {
     let router = RequestBodyTimeoutLayer::new(limits.body_timeout).layer(router);
     let http = http1_builder(&limits);
-    let listener = Arc::new(listener);
+    // Each loop registers the listener with its own runtime.
+    let listener = listener.into_std()?;
     // The direct connections watch this to stop keeping alive, and hold it while open.
     let (stop_direct, stopping) = watch::channel(false);
-    let loops = limits.accept_loops.max(1);
-    let mut accepting = tokio::task::JoinSet::new();
-    for _ in 0..loops {
-        accepting.spawn(direct_accept_loop(DirectLoop {
-            listener: listener.clone(),
+    // Each loop holds a sender; the channel closes when every loop has ended.
+    let (loop_alive, mut loops_ended) = tokio::sync::mpsc::channel::<()>(1);
+    // Past the grace, the loops drop their direct connections (closing them).
+    let (abandon, abandoned) = watch::channel(false);
+    let main = tokio::runtime::Handle::current();
+    for _ in 0..limits.accept_loops.max(1) {
+        let setup = DirectLoop {
+            listener: listener.try_clone()?,
             router: router.clone(),
             http: http.clone(),
             direct: direct.clone(),
@@ -194,8 +200,21 @@ pub async fn serve_direct(
             header_read_timeout: limits.header_read_timeout,
             write_timeout: limits.write_timeout,
             stopping: stopping.clone(),
-        }));
+            abandoned: abandoned.clone(),
+            main: main.clone(),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let alive = loop_alive.clone();
+        std::thread::Builder::new()
+            .name("http-direct".into())
+            .spawn(move || {
+                runtime.block_on(direct_accept_loop(setup));
+                drop(alive);
+            })?;
     }
+    drop(loop_alive);
     drop(listener);
     drop(stopping);
     shutdown.await;
@@ -205,7 +224,7 @@ pub async fn serve_direct(
     );
     let _ = stop_direct.send(true);
     let all_closed = async move {
-        while accepting.join_next().await.is_some() {}
+        let _ = loops_ended.recv().await;
         stop_direct.closed().await;
     };
     if tokio::time::timeout(limits.shutdown_grace, all_closed)
@@ -213,13 +232,14 @@ pub async fn serve_direct(
         .is_err()
     {
         debug!("HTTP connections still open after the shutdown grace; leaving them");
+        let _ = abandon.send(true);
     }
     Ok(())
 }
 
 /// What one of [`serve_direct`]'s accept loops needs.
 struct DirectLoop<R> {
-    listener: Arc<TcpListener>,
+    listener: std::net::TcpListener,
     router: R,
     http: http1::Builder,
     direct: Arc<dyn DirectGet>,
@@ -227,13 +247,16 @@ struct DirectLoop<R> {
     header_read_timeout: Duration,
     write_timeout: Duration,
     stopping: watch::Receiver<bool>,
+    /// Turns true (or closes) when the loop is to drop its connections.
+    abandoned: watch::Receiver<bool>,
+    /// The runtime that serves the connections handed to hyper.
+    main: tokio::runtime::Handle,
 }
 
-/// One of [`serve_direct`]'s accept loops (all on the same listener): the connections it
-/// accepts are polled in its own task, so accepting one wakes no other runtime worker. A
-/// connection handed to hyper
-/// gets a task of its own. Ends, once `stopping` turns true, when its connections have ended or
-/// gone to hyper.
+/// One of [`serve_direct`]'s accept loops (all on the same listener, each on its own thread
+/// and runtime): the connections it accepts are polled in its own task. A connection handed to
+/// hyper gets a task of its own on the main runtime. Ends, once `stopping` turns true, when its
+/// connections have ended or gone to hyper, or when `abandoned` says so.
 async fn direct_accept_loop<R>(setup: DirectLoop<R>)
 where
     R: Service<
@@ -254,7 +277,16 @@ where
         header_read_timeout,
         write_timeout,
         mut stopping,
+        mut abandoned,
+        main,
     } = setup;
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            warn!(%error, "an HTTP accept loop could not register its listener");
+            return;
+        }
+    };
     let mut inline = FuturesUnordered::new();
     let to_hyper = move |handoff: direct::Handoff| {
         let direct::Handoff {
@@ -269,7 +301,23 @@ where
         let mut http = http.clone();
         // The head the loop began reading keeps the deadline it had there.
         http.timer(deadline::FirstHeadBy::new(head_by.into_std()));
-        tokio::spawn(async move {
+        // The connection moves to the main runtime, registered with its driver: this loop's
+        // thread polls only the direct connections.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                debug!(%peer, %error, "HTTP connection ended");
+                return;
+            }
+        };
+        main.spawn(async move {
+            let stream = match TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(error) => {
+                    debug!(%peer, %error, "HTTP connection ended");
+                    return;
+                }
+            };
             let (io, take) = Detachable::new(stream, permit, peer);
             let io = replay::Replay::new(read, io);
             let io = deadline::WriteDeadline::new(io, write_timeout);
@@ -316,10 +364,16 @@ where
     }
     drop(listener);
     drop(stopping);
-    while let Some(handoff) = inline.next().await {
-        if let Some(handoff) = handoff {
-            to_hyper(handoff);
+    let drain = async {
+        while let Some(handoff) = inline.next().await {
+            if let Some(handoff) = handoff {
+                to_hyper(handoff);
+            }
         }
+    };
+    tokio::select! {
+        () = drain => {}
+        _ = abandoned.wait_for(|abandon| *abandon) => {}
     }
 }
 

@@ -1,0 +1,152 @@
+//! `streamr_net::http::serve_direct` with several accept loops, each on a thread of its own:
+//! every connection is served (directly, or by hyper on the caller's runtime), and shutdown
+//! ends every loop, closing idle keep-alive connections and the listener (and, past the grace,
+//! connections still mid-request).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::Uri;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use streamr_net::http::{serve_direct, DirectGet, DirectResponse, HttpLimits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+/// Answers `GET /direct` with `direct`; the router behind it answers `/routed`.
+struct Direct;
+
+impl DirectGet for Direct {
+    fn get(&self, uri: &Uri, _peer: SocketAddr) -> Option<DirectResponse> {
+        (uri.path() == "/direct")
+            .then(|| -> DirectResponse { Box::pin(async { "direct".into_response() }) })
+    }
+}
+
+/// Sends `head` on `socket` and reads one response (`Content-Length` framed) from it.
+async fn exchange(socket: &mut TcpStream, head: &str) -> String {
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 1024];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buffer))
+            .await
+            .expect("answered in time")
+            .unwrap();
+        answer.extend_from_slice(&buffer[..read]);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if read == 0 || text.ends_with("direct") || text.ends_with("routed") {
+            return text;
+        }
+    }
+}
+
+async fn request(addr: SocketAddr, path: &str) -> String {
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    exchange(
+        &mut socket,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_loops_serve_every_connection_and_shutdown_ends_them_all() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut limits = HttpLimits::default();
+    limits.accept_loops = 3;
+    limits.shutdown_grace = Duration::from_secs(2);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let router = Router::new().route("/routed", get(|| async { "routed" }));
+    let server = tokio::spawn(serve_direct(
+        listener,
+        router,
+        Arc::new(Direct),
+        limits.budget(),
+        limits,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    let answers = futures_util::future::join_all(
+        (0..48).map(|i| request(addr, if i % 3 == 0 { "/routed" } else { "/direct" })),
+    )
+    .await;
+    for (i, answer) in answers.iter().enumerate() {
+        assert!(answer.starts_with("HTTP/1.1 200"), "{i}: {answer}");
+        let body = if i % 3 == 0 { "routed" } else { "direct" };
+        assert!(answer.ends_with(body), "{i}: {answer}");
+    }
+    // Kept-alive connections, one left idle after a direct answer, one with hyper.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    let answer = exchange(&mut idle, "GET /direct HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(answer.ends_with("direct"), "{answer}");
+    let mut with_hyper = TcpStream::connect(addr).await.unwrap();
+    let answer = exchange(&mut with_hyper, "GET /routed HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(answer.ends_with("routed"), "{answer}");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("stopped within the grace")
+        .unwrap()
+        .unwrap();
+    for mut socket in [idle, with_hyper] {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut rest))
+            .await
+            .expect("closed at shutdown");
+        assert!(read.is_err() || rest.is_empty(), "{rest:?}");
+    }
+    // No loop accepts any more.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..8 {
+        assert!(TcpStream::connect(addr).await.is_err());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_shutdown_grace_the_loops_drop_their_connections() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut limits = HttpLimits::default();
+    limits.accept_loops = 2;
+    limits.header_read_timeout = Duration::from_secs(60);
+    limits.shutdown_grace = Duration::from_millis(300);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(serve_direct(
+        listener,
+        Router::new(),
+        Arc::new(Direct),
+        limits.budget(),
+        limits,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    // Half a request head: its loop waits for the rest, through the shutdown.
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /direct HTTP/1.1\r\n").await.unwrap();
+    let answer = exchange(
+        &mut TcpStream::connect(addr).await.unwrap(),
+        "GET /direct HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.ends_with("direct"), "{answer}");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("stopped after the grace")
+        .unwrap()
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest))
+        .await
+        .expect("dropped after the grace");
+    assert!(read.is_err() || rest.is_empty(), "{rest:?}");
+}
