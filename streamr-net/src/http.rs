@@ -288,6 +288,8 @@ where
         }
     };
     let mut inline = FuturesUnordered::new();
+    // What the direct answers spawn runs there too, not on this loop's thread.
+    let spawns_on = main.clone();
     let to_hyper = move |handoff: direct::Handoff| {
         let direct::Handoff {
             stream,
@@ -360,6 +362,7 @@ where
             header_read_timeout,
             write_timeout,
             stopping.clone(),
+            spawns_on.clone(),
         ));
     }
     drop(listener);
