@@ -164,9 +164,10 @@ macro_rules! service_for {
 /// does not answer. A head the loop began reading keeps its deadline in hyper: however a slow
 /// head is split between the two, it is complete within one `header_read_timeout` of the
 /// connection waiting for it. The listener has [`HttpLimits::accept_loops`] accept loops, each
-/// on a thread of its own with a single-threaded Tokio runtime (`direct`'s answers run there),
-/// and a loop's connections are polled in its one task, not a task each: no connection's work
-/// moves between the caller's runtime workers. `direct` must answer without blocking or heavy
+/// on a thread of its own with a single-threaded Tokio runtime (`direct`'s answers are polled
+/// there, in the caller's runtime context, so the tasks they spawn run on the caller's
+/// runtime), and a loop's connections are polled in its one task, not a task each: no
+/// connection's work moves between the caller's runtime workers. `direct` must answer without blocking or heavy
 /// work, since a slow answer holds up the loop's other connections. Connections handed to
 /// hyper move to the caller's runtime (registered there) and get a task each as in [`serve`].
 /// Past the shutdown grace the loops drop the direct connections still open. TLS connections
@@ -288,6 +289,8 @@ where
         }
     };
     let mut inline = FuturesUnordered::new();
+    // What the direct answers spawn runs there too, not on this loop's thread.
+    let spawns_on = main.clone();
     let to_hyper = move |handoff: direct::Handoff| {
         let direct::Handoff {
             stream,
@@ -360,6 +363,7 @@ where
             header_read_timeout,
             write_timeout,
             stopping.clone(),
+            spawns_on.clone(),
         ));
     }
     drop(listener);

@@ -150,3 +150,69 @@ async fn past_the_shutdown_grace_the_loops_drop_their_connections() {
         .expect("dropped after the grace");
     assert!(read.is_err() || rest.is_empty(), "{rest:?}");
 }
+
+/// Answers `GET /spawns` with the runtime its spawned task ran on, after the loop's server stops:
+/// the task must outlive the accept loop (a stream's segmenter or upstream pull a request started
+/// goes on after the request, on the node's runtime, not on the loop's thread).
+struct Spawns {
+    ran_on: tokio::sync::mpsc::UnboundedSender<tokio::runtime::Id>,
+}
+
+impl DirectGet for Spawns {
+    fn get(&self, uri: &Uri, _peer: SocketAddr) -> Option<DirectResponse> {
+        let ran_on = self.ran_on.clone();
+        (uri.path() == "/spawns").then(|| -> DirectResponse {
+            Box::pin(async move {
+                let answered_on = tokio::runtime::Handle::current().id();
+                tokio::spawn(async move {
+                    // Still running once the server (and its loop threads) stopped.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let _ = ran_on.send(tokio::runtime::Handle::current().id());
+                });
+                format!("answered on {answered_on}").into_response()
+            })
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_direct_answer_spawns_runs_on_the_callers_runtime_and_outlives_the_loop() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut limits = HttpLimits::default();
+    limits.shutdown_grace = Duration::from_millis(200);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (ran_on, mut runs) = tokio::sync::mpsc::unbounded_channel();
+    let server = tokio::spawn(serve_direct(
+        listener,
+        Router::new(),
+        Arc::new(Spawns { ran_on }),
+        limits.budget(),
+        limits,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(b"GET /spawns HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), socket.read_to_string(&mut answer))
+        .await
+        .expect("answered in time")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+    let ran_on = tokio::time::timeout(Duration::from_secs(5), runs.recv())
+        .await
+        .expect("the spawned task ran to its end after the server stopped")
+        .expect("a runtime id");
+    assert_eq!(ran_on, tokio::runtime::Handle::current().id());
+}

@@ -19,6 +19,7 @@ use axum::http::Uri;
 use axum::response::Response;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -59,6 +60,7 @@ pub(crate) struct Handoff {
 }
 
 /// [`serve`] on a connection of its own: what hyper is to serve of it, if anything.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn connection(
     mut stream: TcpStream,
     permit: ConnectionPermit,
@@ -67,9 +69,10 @@ pub(crate) async fn connection(
     header_read_timeout: Duration,
     write_timeout: Duration,
     mut stop: watch::Receiver<bool>,
+    spawns_on: Handle,
 ) -> Option<Handoff> {
     let timeouts = (header_read_timeout, write_timeout);
-    match serve(&mut stream, peer, &*direct, timeouts, &mut stop).await {
+    match serve(&mut stream, peer, &*direct, timeouts, &mut stop, &spawns_on).await {
         Outcome::Done => None,
         Outcome::Hyper(read, head_by) => Some(Handoff {
             stream,
@@ -86,13 +89,16 @@ pub(crate) async fn connection(
 /// module docs). A request head must be complete within `header_read_timeout` of the loop
 /// waiting for it (the handoff to hyper keeps that deadline), and a response write that the
 /// client takes nothing of for `write_timeout` closes the connection; `stop` turning true ends
-/// the loop before the next request.
+/// the loop before the next request. `direct`'s answers are polled in `spawns_on`'s context,
+/// so what they spawn (a stream's segmenter, an upstream pull) runs on that runtime and lives as
+/// long as it, not on the loop's thread.
 pub(crate) async fn serve(
     stream: &mut TcpStream,
     peer: SocketAddr,
     direct: &dyn DirectGet,
     (header_read_timeout, write_timeout): (Duration, Duration),
     stop: &mut watch::Receiver<bool>,
+    spawns_on: &Handle,
 ) -> Outcome {
     let mut buf = Vec::new();
     loop {
@@ -128,7 +134,7 @@ pub(crate) async fn serve(
             return Outcome::Hyper(buf, head_by(&mut deadline));
         };
         buf.drain(..len);
-        let response = response.await;
+        let response = in_context(spawns_on, response).await;
         match write_response(stream, response, close, write_timeout).await {
             Ok(true) => {}
             Ok(false) => {
@@ -138,6 +144,17 @@ pub(crate) async fn serve(
             Err(_) => return Outcome::Done,
         }
     }
+}
+
+/// `future`, polled in `runtime`'s context: what it spawns runs on `runtime` (its timers and
+/// new sockets register there too), wherever it is polled.
+async fn in_context<F: Future>(runtime: &Handle, future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    poll_fn(|cx| {
+        let _entered = runtime.enter();
+        future.as_mut().poll(cx)
+    })
+    .await
 }
 
 /// Writes `response` as hyper would to a `GET` (`close`: the request asked to close), failing
