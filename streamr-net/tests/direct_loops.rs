@@ -53,25 +53,51 @@ async fn request(addr: SocketAddr, path: &str) -> String {
     .await
 }
 
+/// A `serve_direct` running on a loopback port.
+struct Server {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Serves `direct` in front of `router` with `limits` on a free loopback port.
+    async fn start(router: Router, direct: Arc<dyn DirectGet>, limits: HttpLimits) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve_direct(
+            listener,
+            router,
+            direct,
+            limits.budget(),
+            limits,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Server { addr, stop, task }
+    }
+
+    /// Stops it and waits for `serve_direct` to return (`why` says when it should have).
+    async fn stop(self, why: &str) {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect(why)
+            .unwrap()
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_loops_serve_every_connection_and_shutdown_ends_them_all() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let mut limits = HttpLimits::default();
     limits.accept_loops = 3;
     limits.shutdown_grace = Duration::from_secs(2);
-    let (stop, stopped) = oneshot::channel::<()>();
     let router = Router::new().route("/routed", get(|| async { "routed" }));
-    let server = tokio::spawn(serve_direct(
-        listener,
-        router,
-        Arc::new(Direct),
-        limits.budget(),
-        limits,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let server = Server::start(router, Arc::new(Direct), limits).await;
+    let addr = server.addr;
 
     let answers = futures_util::future::join_all(
         (0..48).map(|i| request(addr, if i % 3 == 0 { "/routed" } else { "/direct" })),
@@ -90,12 +116,7 @@ async fn several_loops_serve_every_connection_and_shutdown_ends_them_all() {
     let answer = exchange(&mut with_hyper, "GET /routed HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(answer.ends_with("routed"), "{answer}");
 
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("stopped within the grace")
-        .unwrap()
-        .unwrap();
+    server.stop("stopped within the grace").await;
     for mut socket in [idle, with_hyper] {
         let mut rest = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut rest))
@@ -112,23 +133,12 @@ async fn several_loops_serve_every_connection_and_shutdown_ends_them_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_shutdown_grace_the_loops_drop_their_connections() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let mut limits = HttpLimits::default();
     limits.accept_loops = 2;
     limits.header_read_timeout = Duration::from_secs(60);
     limits.shutdown_grace = Duration::from_millis(300);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(serve_direct(
-        listener,
-        Router::new(),
-        Arc::new(Direct),
-        limits.budget(),
-        limits,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let server = Server::start(Router::new(), Arc::new(Direct), limits).await;
+    let addr = server.addr;
     // Half a request head: its loop waits for the rest, through the shutdown.
     let mut slow = TcpStream::connect(addr).await.unwrap();
     slow.write_all(b"GET /direct HTTP/1.1\r\n").await.unwrap();
@@ -138,12 +148,7 @@ async fn past_the_shutdown_grace_the_loops_drop_their_connections() {
     )
     .await;
     assert!(answer.ends_with("direct"), "{answer}");
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("stopped after the grace")
-        .unwrap()
-        .unwrap();
+    server.stop("stopped after the grace").await;
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest))
         .await
@@ -177,23 +182,11 @@ impl DirectGet for Spawns {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_direct_answer_spawns_runs_on_the_callers_runtime_and_outlives_the_loop() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let mut limits = HttpLimits::default();
     limits.shutdown_grace = Duration::from_millis(200);
-    let (stop, stopped) = oneshot::channel::<()>();
     let (ran_on, mut runs) = tokio::sync::mpsc::unbounded_channel();
-    let server = tokio::spawn(serve_direct(
-        listener,
-        Router::new(),
-        Arc::new(Spawns { ran_on }),
-        limits.budget(),
-        limits,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let mut socket = TcpStream::connect(addr).await.unwrap();
+    let server = Server::start(Router::new(), Arc::new(Spawns { ran_on }), limits).await;
+    let mut socket = TcpStream::connect(server.addr).await.unwrap();
     socket
         .write_all(b"GET /spawns HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
@@ -204,12 +197,7 @@ async fn what_a_direct_answer_spawns_runs_on_the_callers_runtime_and_outlives_th
         .expect("answered in time")
         .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .expect("the server stops")
-        .unwrap()
-        .unwrap();
+    server.stop("the server stops").await;
     let ran_on = tokio::time::timeout(Duration::from_secs(5), runs.recv())
         .await
         .expect("the spawned task ran to its end after the server stopped")
