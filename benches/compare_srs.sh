@@ -190,6 +190,7 @@ PY
 ulimit -n 65536 2>/dev/null || true
 TCK=$(getconf CLK_TCK)
 RESULTS=${RESULTS:-$WORK/results.tsv}
+mkdir -p "$(dirname "$RESULTS")"
 if [ "${APPEND:-0}" != 1 ] || [ ! -s "$RESULTS" ]; then
   printf 'server\tprotocol\tsource_kbps\tplayers\tcpu_s_per_player_s\trss_kib_per_player\tstalled_share\tlatency_p50_ms\tlatency_p95_ms\tload_tool_cpu_s\tloadavg\tbatch_delay_ms\tsys_share\twrites_per_player_s\tbytes_per_write\tsyscalls_per_player_s\n' >"$RESULTS"
 fi
