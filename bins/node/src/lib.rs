@@ -234,10 +234,12 @@ impl Default for RtmpLimits {
 /// Default of [`NodeConfig::batch_write_budget`]: viewer writes per second per core. Measured
 /// against SRS 7 (docs/benchmarks.md, issue 17): a write's fixed cost dominates a player's CPU
 /// at live bitrates, so waking every viewer per video frame (30 writes a second) costs more
-/// per viewer than SRS's merged writes. This budget starts spacing writes at 80 viewers per
-/// core (a write each 40 ms) and gives 500 viewers on 2 cores a write each 125 ms, where
-/// HTTP-FLV, the cheapest path in SRS, no longer costs more per player than there.
-pub const DEFAULT_BATCH_WRITE_BUDGET: f64 = 2000.0;
+/// per viewer than SRS's merged writes. This budget starts spacing writes at 60 viewers per
+/// core (a write each 40 ms) and gives 500 viewers on 2 cores a write each 167 ms (about
+/// 95-110 ms hop p50 against SRS's 175-190 ms), where every path needs at least 1.5 times less
+/// CPU per player than SRS's default with a margin; 2000 (a write each 125 ms there) sat at
+/// 1.43-1.7 times, on the target's edge.
+pub const DEFAULT_BATCH_WRITE_BUDGET: f64 = 1500.0;
 
 /// File handles kept beyond the connection budgets (logs, HLS files, databases, upstreams).
 const SPARE_FILE_HANDLES: u64 = 256;
