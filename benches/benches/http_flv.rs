@@ -12,6 +12,12 @@
 //! (`HttpState::with_flv_sendfile_min`), in the same run.
 //! The framework path is measured without the node's byte-counting body wrappers, which it also
 //! paid in the node (they copy every body byte), so the ratio understates the node's saving.
+//!
+//! The `floor` row is the least any server can do for the same players: no relay, no HTTP, the
+//! batch's bytes serialised once and written to each player's socket with one blocking `write`
+//! from a single loop. Its gap to `raw_writer` is what the relay's own work costs per batch; the
+//! floor itself is the kernel's price of a socket write on loopback (the receiver's TCP
+//! processing included), which no batching policy can go below per write.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +46,8 @@ struct Received {
 
 struct Setup {
     mode: Mode,
+    /// The `floor` row's sockets (none for the server rows).
+    floor: Option<FloorSockets>,
     runtime: tokio::runtime::Runtime,
     publisher: Publisher,
     received: Arc<Received>,
@@ -70,6 +78,54 @@ enum Mode {
     Raw,
     /// The raw writer, chunked (HTTP/1.1), with `sendfile` for every batch or never.
     RawChunked { sendfile: bool },
+    /// No server: the batch written to each socket from one loop (the kernel's floor).
+    Floor,
+}
+
+/// An FLV tag (header, payload, PreviousTagSize) of `payload` bytes of `kind` (8 audio, 9 video).
+fn flv_tag(kind: u8, timestamp: u32, payload: &[u8]) -> Vec<u8> {
+    let size = payload.len() as u32;
+    let mut tag = vec![kind];
+    tag.extend_from_slice(&size.to_be_bytes()[1..]);
+    tag.extend_from_slice(&timestamp.to_be_bytes()[1..]);
+    tag.push((timestamp >> 24) as u8);
+    tag.extend_from_slice(&[0, 0, 0]);
+    tag.extend_from_slice(payload);
+    tag.extend_from_slice(&(size + 11).to_be_bytes());
+    tag
+}
+
+/// The players' sockets of the `floor` row and the batch bytes written to each.
+struct FloorSockets {
+    sockets: Vec<std::net::TcpStream>,
+}
+
+impl FloorSockets {
+    /// Accepts `PLAYERS` connections on `listener` and writes each the FLV header and a
+    /// keyframe tag (what the players read before timing starts).
+    fn accept(listener: std::net::TcpListener) -> FloorSockets {
+        let mut start = b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00".to_vec();
+        start.extend(flv_tag(9, 0, &video(true)));
+        let sockets = (0..PLAYERS)
+            .map(|_| {
+                let (mut socket, _) = listener.accept().expect("accept");
+                socket.set_nodelay(true).expect("nodelay");
+                std::io::Write::write_all(&mut socket, &start).expect("start");
+                socket
+            })
+            .collect();
+        FloorSockets { sockets }
+    }
+
+    /// Writes one batch (two audio tags and a video frame) to every player.
+    fn write_batch(&mut self, timestamp: u32) {
+        let mut batch = flv_tag(8, timestamp, &audio());
+        batch.extend(flv_tag(8, timestamp, &audio()));
+        batch.extend(flv_tag(9, timestamp, &video(false)));
+        for socket in &mut self.sockets {
+            std::io::Write::write_all(socket, &batch).expect("write");
+        }
+    }
 }
 
 /// Bytes on the wire for one tag of `payload` bytes: a chunk of its own when chunked.
@@ -91,6 +147,7 @@ fn batch_bytes(mode: Mode) -> u64 {
 impl Setup {
     fn new(mode: Mode) -> Setup {
         let raw = mode != Mode::Framework;
+        let mut floor_listener = None;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -118,7 +175,12 @@ impl Setup {
                 .expect("bind");
             let addr = listener.local_addr().expect("addr");
             let cancelled = stop.clone();
-            if raw {
+            if mode == Mode::Floor {
+                // Accepted on the bench thread below; the async listener is only for the address.
+                let std_listener = listener.into_std().expect("std listener");
+                std_listener.set_nonblocking(false).expect("blocking");
+                floor_listener = Some(std_listener);
+            } else if raw {
                 let mut limits = streamr_net::HttpLimits::default();
                 limits.max_connections = 10_000;
                 limits.max_connections_per_client = 10_000;
@@ -170,6 +232,8 @@ impl Setup {
                 }
             });
         }
+        // The floor row accepts here, once the players are connecting.
+        let floor = floor_listener.map(FloorSockets::accept);
         let deadline = Instant::now() + Duration::from_secs(30);
         while (head_and_start.load(Ordering::Relaxed) as usize) < PLAYERS {
             assert!(Instant::now() < deadline, "players did not start");
@@ -180,12 +244,23 @@ impl Setup {
         received.total.store(0, Ordering::Relaxed);
         Setup {
             mode,
+            floor,
             runtime,
             publisher,
             received,
             timestamp: 0,
             _stop: stop,
         }
+    }
+
+    /// Appends one batch (two audio frames and a video frame) and wakes the viewers once.
+    fn publish_batch(&mut self) {
+        self.publisher
+            .append(FrameKind::Audio, self.timestamp, audio());
+        self.publisher
+            .append(FrameKind::Audio, self.timestamp, audio());
+        self.publisher
+            .send(FrameKind::Video, self.timestamp, video(false));
     }
 
     /// Publishes `batches` batches, each woken once, waiting for every player to read each.
@@ -196,12 +271,11 @@ impl Setup {
                 + batch_bytes(self.mode) * PLAYERS as u64;
             self.received.target.store(target, Ordering::Relaxed);
             self.timestamp += 33;
-            self.publisher
-                .append(FrameKind::Audio, self.timestamp, audio());
-            self.publisher
-                .append(FrameKind::Audio, self.timestamp, audio());
-            self.publisher
-                .send(FrameKind::Video, self.timestamp, video(false));
+            if let Some(floor) = &mut self.floor {
+                floor.write_batch(self.timestamp);
+            } else {
+                self.publish_batch();
+            }
             let received = self.received.clone();
             self.runtime.block_on(async move {
                 while received.total.load(Ordering::Relaxed) < target {
@@ -228,6 +302,7 @@ fn http_flv(c: &mut Criterion) {
         ("raw_writer", Mode::Raw),
         ("raw_chunked_writev", Mode::RawChunked { sendfile: false }),
         ("raw_chunked_sendfile", Mode::RawChunked { sendfile: true }),
+        ("floor", Mode::Floor),
     ] {
         let mut setup = Setup::new(mode);
         group.bench_function(BenchmarkId::new(name, PLAYERS), |b| {
