@@ -3,6 +3,7 @@
 //! it hands to hyper. A client that stops reading a large response is closed at the write
 //! deadline while one that reads slowly gets all of it, and a request head trickled across the
 //! direct loop's 8 KiB limit (so hyper finishes reading it) is closed at one header deadline.
+//! Limits with a zero deadline are refused at start.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +13,9 @@ use axum::body::{Body, Bytes};
 use axum::http::Uri;
 use axum::routing::get;
 use axum::Router;
-use streamr_net::http::{serve, serve_direct, DirectGet, DirectResponse, HttpLimits};
+use streamr_net::http::{
+    serve, serve_direct, DirectGet, DirectResponse, HttpLimits, InvalidLimits,
+};
 use streamr_net::ConnectionBudget;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -291,4 +294,58 @@ async fn after_a_handoff_each_later_head_has_a_full_header_deadline() {
         "{}",
         String::from_utf8_lossy(&answer)
     );
+}
+
+#[tokio::test]
+async fn limits_with_a_zero_deadline_are_refused_at_start() {
+    for setting in ["header_read_timeout", "body_timeout", "write_timeout"] {
+        let mut limits = HttpLimits::default();
+        match setting {
+            "header_read_timeout" => limits.header_read_timeout = Duration::ZERO,
+            "body_timeout" => limits.body_timeout = Duration::from_micros(500),
+            _ => limits.write_timeout = Duration::ZERO,
+        }
+        let refusal = limits.validate().unwrap_err();
+        assert_eq!(refusal.setting, setting);
+        assert!(refusal.to_string().contains(setting), "{refusal}");
+        assert!(refusal.to_string().contains("at least 1ms"), "{refusal}");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let router = Router::new().route("/", get(|| async { "ok" }));
+        let served = timeout(
+            Duration::from_secs(5),
+            serve(
+                listener,
+                router,
+                limits.budget(),
+                limits,
+                std::future::pending(),
+            ),
+        )
+        .await
+        .expect("serve refuses at once");
+        let error = served.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(error.to_string().contains(setting), "{error}");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let router = Router::new().route("/", get(|| async { "ok" }));
+        let served = timeout(
+            Duration::from_secs(5),
+            serve_direct(
+                listener,
+                router,
+                Arc::new(Direct(Bytes::new())),
+                limits.budget(),
+                limits,
+                std::future::pending(),
+            ),
+        )
+        .await
+        .expect("serve_direct refuses at once");
+        assert_eq!(served.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    }
+    assert_eq!(HttpLimits::default().validate(), Ok(()));
+    let mut at_floor = HttpLimits::default();
+    at_floor.write_timeout = Duration::from_millis(1);
+    at_floor.shutdown_grace = Duration::ZERO;
+    assert_eq!(at_floor.validate(), Ok::<(), InvalidLimits>(()));
 }
