@@ -501,6 +501,10 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
+    // The flags refuse what cannot work; this also covers what main derives from them, before
+    // the database is opened or a worker started.
+    config.validate().context("invalid settings")?;
+
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(
             streamr_tls::ServerTls::load(streamr_tls::CertificateFiles::new(cert, key))
