@@ -110,16 +110,21 @@ fn limits() -> HttpLimits {
     limits
 }
 
-/// Waits until `budget` counts no open connection; how long that took.
-async fn until_closed(budget: &ConnectionBudget, limit: Duration) -> Option<Duration> {
+/// Waits until `budget` counts at most `open` open connections; how long that took.
+async fn until_open(budget: &ConnectionBudget, open: usize, limit: Duration) -> Option<Duration> {
     let started = Instant::now();
     while started.elapsed() < limit {
-        if budget.stats().open == 0 {
+        if budget.stats().open <= open {
             return Some(started.elapsed());
         }
         sleep(Duration::from_millis(10)).await;
     }
     None
+}
+
+/// Waits until `budget` counts no open connection; how long that took.
+async fn until_closed(budget: &ConnectionBudget, limit: Duration) -> Option<Duration> {
+    until_open(budget, 0, limit).await
 }
 
 async fn stalled_client_is_closed(path: Path, body: Bytes) {
@@ -326,6 +331,7 @@ fn chunked_big_body(dropped: tokio::sync::oneshot::Sender<Instant>) -> Body {
 /// dropped), and a client config trusting only that CA.
 struct TlsServer {
     addr: SocketAddr,
+    budget: ConnectionBudget,
     client: tokio_rustls::TlsConnector,
     _dir: tempfile::TempDir,
 }
@@ -351,10 +357,11 @@ async fn start_tls(
                 async move { chunked_big_body(dropped) }
             }),
         );
+    let budget = limits.budget();
     tokio::spawn(serve_tls(
         listener,
         router,
-        limits.budget(),
+        budget.clone(),
         limits,
         tls.acceptor(streamr_tls::HTTP_ALPN),
         Duration::from_secs(5),
@@ -373,6 +380,7 @@ async fn start_tls(
         .with_no_client_auth();
     TlsServer {
         addr,
+        budget,
         client: tokio_rustls::TlsConnector::from(Arc::new(config)),
         _dir: dir,
     }
@@ -407,6 +415,7 @@ async fn over_tls_a_client_that_stops_reading_is_closed_at_the_write_deadline() 
     // Reads all of its response, pausing half the deadline after each MiB: longer than the
     // deadline in all, never that long without taking a byte.
     let mut reader = server.get("/big").await;
+    assert_eq!(server.budget.stats().open, 2);
     let read_all = async {
         let mut received = 0usize;
         let mut since_pause = 0usize;
@@ -432,6 +441,10 @@ async fn over_tls_a_client_that_stops_reading_is_closed_at_the_write_deadline() 
             .await
             .expect("the stalled response was dropped within 10 s")
             .unwrap();
+        // With its connection: the reader's alone is left open.
+        until_open(&server.budget, 1, Duration::from_secs(1))
+            .await
+            .expect("the stalled connection closed with its response");
         dropped - asked
     };
     let ((received, read_in), closed) = tokio::join!(read_all, stalled_closed);
