@@ -99,7 +99,8 @@ pub struct CoordConfig {
     pub rate_limit: Option<RateLimit>,
     /// A node whose last heartbeat is older than this is not routed to.
     pub node_liveness: Duration,
-    /// How often the workers wake up.
+    /// How often the workers wake up (at most every 10 ms, whatever this says; zero is refused
+    /// by [`CoordConfig::validate`]).
     pub worker_interval: Duration,
     /// HTTP deadlines (request head, body) and connection budget (total and per client) of
     /// [`crate::Coordinator::serve`].
