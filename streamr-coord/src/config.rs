@@ -99,7 +99,8 @@ pub struct CoordConfig {
     pub rate_limit: Option<RateLimit>,
     /// A node whose last heartbeat is older than this is not routed to.
     pub node_liveness: Duration,
-    /// How often the workers wake up.
+    /// How often the workers wake up (at most every 10 ms, whatever this says; zero is refused
+    /// by [`CoordConfig::validate`]).
     pub worker_interval: Duration,
     /// HTTP deadlines (request head, body) and connection budget (total and per client) of
     /// [`crate::Coordinator::serve`].
@@ -214,7 +215,66 @@ impl Default for CoordConfig {
     }
 }
 
+/// A setting of [`CoordConfig`] the coordinator cannot serve with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidConfig {
+    /// A period, lifetime or liveness window below [`streamr_net::MIN_DEADLINE`]: it would
+    /// expire (or repeat) at once; zero does not turn it off.
+    #[error(
+        "{setting} of {value:?} is too short: it must be at least {min:?} (zero does not turn \
+         it off)",
+        min = streamr_net::MIN_DEADLINE
+    )]
+    TooShort {
+        /// The [`CoordConfig`] field.
+        setting: &'static str,
+        /// Its value.
+        value: Duration,
+    },
+    /// A deadline of [`CoordConfig::http`].
+    #[error(transparent)]
+    Http(#[from] streamr_net::InvalidLimits),
+}
+
+impl From<InvalidConfig> for std::io::Error {
+    fn from(invalid: InvalidConfig) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, invalid)
+    }
+}
+
 impl CoordConfig {
+    /// Checks the durations that cannot be zero (or shorter than
+    /// [`streamr_net::MIN_DEADLINE`]): the epoch, the worker and heartbeat-totals periods, the
+    /// node session lifetime, the liveness windows, the grant lifetime, the reachability
+    /// timeout (when checks are on) and the HTTP deadlines. [`crate::Coordinator::serve`],
+    /// [`serve_tls`](crate::Coordinator::serve_tls) and
+    /// [`spawn_serve`](crate::Coordinator::spawn_serve) refuse a configuration that fails this
+    /// ([`std::io::ErrorKind::InvalidInput`]). A zero settlement grace is valid (epochs are
+    /// settled as soon as they end), as are `None` for the reachability checks and the relay
+    /// probe.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        let mut periods = vec![
+            ("epoch_length", self.epoch_length),
+            ("worker_interval", self.worker_interval),
+            ("heartbeat_totals_interval", self.heartbeat_totals_interval),
+            ("node_session_lifetime", self.node_session_lifetime),
+            ("node_liveness", self.node_liveness),
+            ("relay_liveness", self.relay_liveness),
+            ("grant_ttl", self.grant_ttl),
+        ];
+        if self.reachability_interval.is_some() {
+            periods.push(("reachability_timeout", self.reachability_timeout));
+        }
+        for (setting, value) in periods {
+            if value < streamr_net::MIN_DEADLINE {
+                return Err(InvalidConfig::TooShort { setting, value });
+            }
+        }
+        self.http.validate()?;
+        Ok(())
+    }
+
     /// Epoch length in milliseconds (at least 1).
     pub fn epoch_length_ms(&self) -> i64 {
         i64::try_from(self.epoch_length.as_millis())
@@ -235,5 +295,78 @@ impl CoordConfig {
     /// The epoch a Unix-millisecond time falls in.
     pub fn epoch_of(&self, t_ms: i64) -> i64 {
         t_ms.div_euclid(self.epoch_length_ms())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_periods_and_deadlines_are_invalid_and_a_zero_grace_is_not() {
+        assert_eq!(CoordConfig::default().validate(), Ok(()));
+        let config = CoordConfig {
+            settlement_grace: Duration::ZERO,
+            relay_probe_timeout: None,
+            reachability_timeout: Duration::ZERO,
+            ..CoordConfig::default()
+        };
+        assert_eq!(
+            config.validate(),
+            Ok(()),
+            "no reachability checks, no timeout"
+        );
+        let invalid = CoordConfig {
+            reachability_interval: Some(Duration::from_secs(60)),
+            ..config.clone()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(invalid
+            .to_string()
+            .starts_with("reachability_timeout of 0ns is too short"));
+        let invalid = CoordConfig {
+            worker_interval: Duration::ZERO,
+            ..CoordConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            invalid,
+            InvalidConfig::TooShort {
+                setting: "worker_interval",
+                value: Duration::ZERO
+            }
+        );
+        let mut http = CoordConfig::default();
+        http.http.write_timeout = Duration::ZERO;
+        let invalid = http.validate().unwrap_err();
+        assert!(invalid.to_string().contains("write_timeout"), "{invalid}");
+    }
+
+    #[tokio::test]
+    async fn serving_refuses_an_invalid_config() {
+        let storage = crate::connect("sqlite::memory:").await.expect("storage");
+        let config = CoordConfig {
+            heartbeat_totals_interval: Duration::ZERO,
+            ..CoordConfig::default()
+        };
+        let coordinator = crate::Coordinator::new(config, storage);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let error = coordinator
+            .serve(listener, std::future::pending())
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(
+            error.to_string().contains("heartbeat_totals_interval"),
+            "{error}"
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let refused = coordinator.spawn_serve(listener);
+        assert_eq!(
+            refused.err().map(|error| error.kind()),
+            Some(std::io::ErrorKind::InvalidInput)
+        );
     }
 }

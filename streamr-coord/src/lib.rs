@@ -71,7 +71,7 @@ use tokio::net::TcpListener;
 
 pub use api::info::CoordinatorInfo;
 pub use api::ledger::{NodePayouts, ProofResponse, SimulationRequest};
-pub use config::{CoordConfig, GrantBudget, RateLimit};
+pub use config::{CoordConfig, GrantBudget, InvalidConfig, RateLimit};
 pub use error::{ApiError, StorageError};
 pub use storage::{connect, PostgresStorage, SqliteStorage, Storage};
 pub use workers::{ProbeRunner, WorkerError, Workers};
@@ -140,11 +140,14 @@ impl Coordinator {
     /// Serves the API on `listener` until `shutdown` completes, then drains open requests.
     /// Request heads and bodies have deadlines and connections a budget
     /// ([`CoordConfig::http`]), so slow or half-sent requests cannot hold every file handle.
+    /// A configuration that fails [`CoordConfig::validate`] is refused at once
+    /// ([`std::io::ErrorKind::InvalidInput`]).
     pub async fn serve(
         &self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.state.config.validate()?;
         let limits = self.state.config.http;
         let budget = limits
             .budget()
@@ -154,7 +157,8 @@ impl Coordinator {
 
     /// Serves the API over HTTPS on `listener` until `shutdown` completes, then drains open
     /// requests: every connection first completes a TLS handshake with `acceptor` (within
-    /// `handshakes`' deadline, concurrently, so a stalled client holds up nobody).
+    /// `handshakes`' deadline, concurrently, so a stalled client holds up nobody). Refuses an
+    /// invalid configuration as [`serve`](Self::serve) does.
     pub async fn serve_tls(
         &self,
         listener: TcpListener,
@@ -162,6 +166,7 @@ impl Coordinator {
         handshakes: streamr_tls::HandshakeLimits,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.state.config.validate()?;
         let limits = self.state.config.http;
         streamr_net::http::serve_tls(
             listener,
@@ -179,8 +184,9 @@ impl Coordinator {
 
     /// Serves the API on `listener` in a background task until the returned handle is shut down
     /// or dropped: what an application (or a test) that embeds a coordinator beside other
-    /// services needs.
+    /// services needs. Refuses an invalid configuration ([`CoordConfig::validate`]) at once.
     pub fn spawn_serve(&self, listener: TcpListener) -> std::io::Result<ServeHandle> {
+        self.state.config.validate()?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let coordinator = self.clone();

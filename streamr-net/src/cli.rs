@@ -230,6 +230,95 @@ pub fn seconds_or_duration(value: &str) -> Result<std::time::Duration, String> {
     }
 }
 
+/// The longest value [`positive_duration`], [`duration_at_least`] and [`bounded_duration`] take:
+/// a year (humantime's `1year`). Longer is a typo, and a deadline that far off overflows the
+/// clock.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(31_557_600);
+
+/// A duration flag's `value_parser` where zero means nothing: a deadline, period, grace or
+/// window, in humantime (`30s`, `250ms`), from [`MIN_DEADLINE`](crate::MIN_DEADLINE) to
+/// [`MAX_DURATION`]. clap's error names the flag, for its variable and a config file too.
+pub fn positive_duration(value: &str) -> Result<std::time::Duration, String> {
+    duration_at_least(value, crate::MIN_DEADLINE)
+}
+
+/// Like [`positive_duration`], with a floor of `min` (e.g. a port-mapping lease counted in
+/// whole seconds).
+pub fn duration_at_least(
+    value: &str,
+    min: std::time::Duration,
+) -> Result<std::time::Duration, String> {
+    let duration = bounded_duration(value)?;
+    if duration < min {
+        return Err(format!(
+            "must be at least {}: a deadline or period that short cannot work (zero does not \
+             turn it off)",
+            humantime::format_duration(min)
+        ));
+    }
+    Ok(duration)
+}
+
+/// A duration flag's `value_parser` where zero means something (off, at once, derived): any
+/// humantime duration up to [`MAX_DURATION`].
+pub fn bounded_duration(value: &str) -> Result<std::time::Duration, String> {
+    let duration = humantime::parse_duration(value).map_err(|error| error.to_string())?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "must be at most {}",
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(duration)
+}
+
+/// Panics (for a binary's unit test) unless every duration flag of `command` (a long flag that
+/// takes `5s` but not `soon`) refuses `0s`, `999us` and `2years` with an error naming the flag
+/// and takes `1s`, except the flags in `zero_allowed` (`--batch-delay`), whose zero means
+/// something: those take `0s`. Returns the duration flags found.
+pub fn assert_zero_durations_refused(command: &Command, zero_allowed: &[&str]) -> Vec<String> {
+    let name = command.get_name().to_owned();
+    let parse = |flag: &str, value: &str| {
+        command
+            .clone()
+            .try_get_matches_from([name.as_str(), flag, value])
+            .map(|_| ())
+            .map_err(|error| error.to_string())
+    };
+    let mut found = Vec::new();
+    for arg in command.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if !arg.get_action().takes_values() {
+            continue;
+        }
+        let flag = format!("--{long}");
+        if parse(&flag, "5s").is_err() || parse(&flag, "soon").is_ok() {
+            continue;
+        }
+        let mut too_long = vec!["2years"];
+        if zero_allowed.contains(&flag.as_str()) {
+            assert_eq!(parse(&flag, "0s"), Ok(()), "{flag}: zero means something");
+        } else {
+            too_long.extend(["0s", "999us"]);
+            assert_eq!(parse(&flag, "1s"), Ok(()), "{flag} 1s");
+        }
+        for value in too_long {
+            match parse(&flag, value) {
+                Ok(()) => panic!("{flag} {value} was accepted"),
+                Err(error) => assert!(error.contains(&flag), "{flag} {value}: {error}"),
+            }
+        }
+        found.push(flag);
+    }
+    for flag in zero_allowed {
+        assert!(
+            found.iter().any(|f| f == flag),
+            "{flag} is no duration flag"
+        );
+    }
+    found
+}
+
 fn documented(arg: &clap::Arg) -> bool {
     !arg.is_hide_set()
         && arg.get_long().is_some()
@@ -415,6 +504,58 @@ mod tests {
                     .long("config")
                     .env("STREAMR_TEST_CONFIG_X"),
             )
+    }
+
+    #[test]
+    fn duration_parsers_refuse_zero_and_absurd_values_naming_the_flag() {
+        use std::time::Duration;
+        assert_eq!(positive_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(positive_duration("1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(positive_duration("1year"), Ok(MAX_DURATION));
+        for bad in ["0", "0s", "999us", "2years", "600000000000years", "soon"] {
+            assert!(positive_duration(bad).is_err(), "{bad} accepted");
+        }
+        assert!(positive_duration("0s")
+            .unwrap_err()
+            .contains("at least 1ms"));
+        assert_eq!(bounded_duration("0s"), Ok(Duration::ZERO));
+        assert!(bounded_duration("2years")
+            .unwrap_err()
+            .contains("at most 1year"));
+        assert!(duration_at_least("500ms", Duration::from_secs(1)).is_err());
+        assert_eq!(
+            duration_at_least("1s", Duration::from_secs(1)),
+            Ok(Duration::from_secs(1))
+        );
+        // As a value_parser: clap's error names the flag, whether the value came from the
+        // command line or from the variable (this test's own, read by no other test; clap
+        // reads it when the argument is built).
+        let command = || {
+            Command::new("demo-bin").arg(
+                Arg::new("write-timeout")
+                    .long("write-timeout")
+                    .env("STREAMR_TEST_WRITE_TIMEOUT_X")
+                    .value_parser(positive_duration),
+            )
+        };
+        let error = command()
+            .try_get_matches_from(["demo-bin", "--write-timeout", "0s"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--write-timeout"), "{error}");
+        assert!(error.contains("at least 1ms"), "{error}");
+        std::env::set_var("STREAMR_TEST_WRITE_TIMEOUT_X", "0");
+        let from_env = command().try_get_matches_from(["demo-bin"]);
+        std::env::set_var("STREAMR_TEST_WRITE_TIMEOUT_X", "5s");
+        let valid = command().try_get_matches_from(["demo-bin"]);
+        std::env::remove_var("STREAMR_TEST_WRITE_TIMEOUT_X");
+        let error = from_env.unwrap_err().to_string();
+        assert!(error.contains("--write-timeout"), "{error}");
+        assert!(error.contains("at least 1ms"), "{error}");
+        assert_eq!(
+            valid.unwrap().get_one::<Duration>("write-timeout"),
+            Some(&Duration::from_secs(5))
+        );
     }
 
     fn os(words: &[&str]) -> Vec<OsString> {

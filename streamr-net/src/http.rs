@@ -42,7 +42,9 @@ use tracing::{debug, info, warn};
 use crate::budget::{BudgetLimits, ConnectionBudget, ConnectionPermit};
 use crate::takeover::{Detachable, TakeConnection};
 
-/// Deadlines and connection limits of an HTTP listener.
+/// Deadlines and connection limits of an HTTP listener. Every deadline must be at least
+/// [`MIN_DEADLINE`](crate::MIN_DEADLINE): none of them can be turned off with zero
+/// ([`HttpLimits::validate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HttpLimits {
@@ -86,7 +88,47 @@ impl Default for HttpLimits {
     }
 }
 
+/// A deadline of [`HttpLimits`] (or [`serve_tls`]'s handshake deadline) too short to serve
+/// with: every connection would time out at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "HTTP {setting} of {value:?} is too short: it must be at least {min:?}, or every connection \
+     times out at once",
+    min = crate::MIN_DEADLINE
+)]
+pub struct InvalidLimits {
+    /// The setting (`write_timeout`, ...).
+    pub setting: &'static str,
+    /// Its value.
+    pub value: Duration,
+}
+
+impl From<InvalidLimits> for io::Error {
+    fn from(invalid: InvalidLimits) -> Self {
+        io::Error::new(io::ErrorKind::InvalidInput, invalid)
+    }
+}
+
+/// `Err` naming `setting` when `value` is below [`crate::MIN_DEADLINE`].
+fn at_least_min(setting: &'static str, value: Duration) -> Result<(), InvalidLimits> {
+    if value < crate::MIN_DEADLINE {
+        return Err(InvalidLimits { setting, value });
+    }
+    Ok(())
+}
+
 impl HttpLimits {
+    /// Checks that every deadline is at least [`crate::MIN_DEADLINE`] (a zero one would close
+    /// every connection at once; none of them means "off"). [`serve`], [`serve_direct`] and
+    /// [`serve_tls`] refuse to start with limits that fail this, with an
+    /// [`io::ErrorKind::InvalidInput`] error. A zero [`shutdown_grace`](Self::shutdown_grace)
+    /// is valid: connections are dropped at once on shutdown.
+    pub fn validate(&self) -> Result<(), InvalidLimits> {
+        at_least_min("header_read_timeout", self.header_read_timeout)?;
+        at_least_min("body_timeout", self.body_timeout)?;
+        at_least_min("write_timeout", self.write_timeout)
+    }
+
     /// A fresh connection budget with these limits.
     pub fn budget(&self) -> ConnectionBudget {
         ConnectionBudget::new(BudgetLimits {
@@ -127,7 +169,8 @@ impl<S> HttpService for S where
 
 /// Serves `router` (a [`Router`](axum::Router) or an [`HttpService`] in front of one) on `listener` within
 /// `limits`, counting connections in `budget`, until `shutdown` completes; then stops
-/// accepting and gives open connections [`HttpLimits::shutdown_grace`] to finish.
+/// accepting and gives open connections [`HttpLimits::shutdown_grace`] to finish. Limits that
+/// fail [`HttpLimits::validate`] are refused at once ([`io::ErrorKind::InvalidInput`]).
 pub async fn serve(
     listener: TcpListener,
     router: impl HttpService,
@@ -180,6 +223,7 @@ pub async fn serve_direct(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
+    limits.validate()?;
     let router = RequestBodyTimeoutLayer::new(limits.body_timeout).layer(router);
     let http = http1_builder(&limits);
     // Each loop registers the listener with its own runtime.
@@ -383,7 +427,8 @@ where
 
 /// Like [`serve`], over TLS: each admitted connection first completes a handshake with
 /// `acceptor`, within `handshake_timeout`, in its own task (a client stalled in the handshake
-/// holds up nobody and still counts against the budget until it is dropped).
+/// holds up nobody and still counts against the budget until it is dropped). A
+/// `handshake_timeout` below [`crate::MIN_DEADLINE`] is refused like invalid `limits`.
 pub async fn serve_tls(
     listener: TcpListener,
     router: impl HttpService,
@@ -412,6 +457,10 @@ async fn serve_with(
     tls: Option<(TlsAcceptor, Duration)>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
+    limits.validate()?;
+    if let Some((_, handshake_timeout)) = &tls {
+        at_least_min("TLS handshake timeout", *handshake_timeout)?;
+    }
     let router = RequestBodyTimeoutLayer::new(limits.body_timeout).layer(router);
     let http = http1_builder(&limits);
     let graceful = GracefulShutdown::new();

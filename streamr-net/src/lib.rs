@@ -30,9 +30,14 @@ pub mod http;
 #[cfg(feature = "http")]
 pub mod takeover;
 
+/// The shortest deadline or period a setting may have: anything shorter (zero above all) would
+/// expire at once or spin, so [`http::HttpLimits::validate`] and the binaries' duration flags
+/// ([`cli::positive_duration`], feature `cli`) refuse it.
+pub const MIN_DEADLINE: std::time::Duration = std::time::Duration::from_millis(1);
+
 pub use budget::{BudgetLimits, BudgetRefusal, BudgetStats, ConnectionBudget, ConnectionPermit};
 pub use forwarded::{client_ip, Cidr, ClientIp, TrustedProxies};
 #[cfg(feature = "http")]
-pub use http::HttpLimits;
+pub use http::{HttpLimits, InvalidLimits};
 #[cfg(feature = "http")]
 pub use takeover::{RawConnection, RawIo, TakeConnection};

@@ -3,6 +3,8 @@
 //! it hands to hyper. A client that stops reading a large response is closed at the write
 //! deadline while one that reads slowly gets all of it, and a request head trickled across the
 //! direct loop's 8 KiB limit (so hyper finishes reading it) is closed at one header deadline.
+//! Over TLS ([`serve_tls`]) a client that stops reading is closed at the write deadline too,
+//! while another keeps being served. Limits with a zero deadline are refused at start.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +14,9 @@ use axum::body::{Body, Bytes};
 use axum::http::Uri;
 use axum::routing::get;
 use axum::Router;
-use streamr_net::http::{serve, serve_direct, DirectGet, DirectResponse, HttpLimits};
+use streamr_net::http::{
+    serve, serve_direct, serve_tls, DirectGet, DirectResponse, HttpLimits, InvalidLimits,
+};
 use streamr_net::ConnectionBudget;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -106,16 +110,21 @@ fn limits() -> HttpLimits {
     limits
 }
 
-/// Waits until `budget` counts no open connection; how long that took.
-async fn until_closed(budget: &ConnectionBudget, limit: Duration) -> Option<Duration> {
+/// Waits until `budget` counts at most `open` open connections; how long that took.
+async fn until_open(budget: &ConnectionBudget, open: usize, limit: Duration) -> Option<Duration> {
     let started = Instant::now();
     while started.elapsed() < limit {
-        if budget.stats().open == 0 {
+        if budget.stats().open <= open {
             return Some(started.elapsed());
         }
         sleep(Duration::from_millis(10)).await;
     }
     None
+}
+
+/// Waits until `budget` counts no open connection; how long that took.
+async fn until_closed(budget: &ConnectionBudget, limit: Duration) -> Option<Duration> {
+    until_open(budget, 0, limit).await
 }
 
 async fn stalled_client_is_closed(path: Path, body: Bytes) {
@@ -291,4 +300,220 @@ async fn after_a_handoff_each_later_head_has_a_full_header_deadline() {
         "{}",
         String::from_utf8_lossy(&answer)
     );
+}
+
+/// [`big_body`] streamed in 64 KiB chunks (so the server takes the next one only once it has
+/// room for it), telling `dropped` when it is dropped: when its connection ends, or once all
+/// of it was taken.
+fn chunked_big_body(dropped: tokio::sync::oneshot::Sender<Instant>) -> Body {
+    use futures_util::StreamExt;
+    struct OnDrop(Option<tokio::sync::oneshot::Sender<Instant>>);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            if let Some(dropped) = self.0.take() {
+                let _ = dropped.send(Instant::now());
+            }
+        }
+    }
+    let on_drop = OnDrop(Some(dropped));
+    let body = big_body();
+    let chunks = (0..BIG)
+        .step_by(64 * 1024)
+        .map(move |start| body.slice(start..(start + 64 * 1024).min(BIG)));
+    Body::from_stream(futures_util::stream::iter(chunks).map(move |chunk| {
+        let _ = &on_drop;
+        Ok::<_, std::convert::Infallible>(chunk)
+    }))
+}
+
+/// A TLS server ([`serve_tls`]) with a certificate from a throwaway CA, serving [`big_body`]
+/// at `/big` and [`chunked_big_body`] at `/watched` (once: `watched` hears when its body is
+/// dropped), and a client config trusting only that CA.
+struct TlsServer {
+    addr: SocketAddr,
+    budget: ConnectionBudget,
+    client: tokio_rustls::TlsConnector,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_tls(
+    limits: HttpLimits,
+    watched: tokio::sync::oneshot::Sender<Instant>,
+) -> TlsServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pki = streamr_tls::testing::TestPki::new(dir.path()).unwrap();
+    pki.issue().unwrap();
+    let tls = streamr_tls::ServerTls::load(pki.files()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = big_body();
+    let watched = Arc::new(std::sync::Mutex::new(Some(watched)));
+    let router = Router::new()
+        .route("/big", get(move || async move { body }))
+        .route(
+            "/watched",
+            get(move || {
+                let dropped = watched.lock().unwrap().take().expect("one request");
+                async move { chunked_big_body(dropped) }
+            }),
+        );
+    let budget = limits.budget();
+    tokio::spawn(serve_tls(
+        listener,
+        router,
+        budget.clone(),
+        limits,
+        tls.acceptor(streamr_tls::HTTP_ALPN),
+        Duration::from_secs(5),
+        std::future::pending(),
+    ));
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(pki.ca_der()))
+        .unwrap();
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TlsServer {
+        addr,
+        budget,
+        client: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        _dir: dir,
+    }
+}
+
+impl TlsServer {
+    /// A TLS client (with a small receive window) that completed its handshake and asked for
+    /// `path`.
+    async fn get(&self, path: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let tcp = small_window_client(self.addr).await;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = self.client.connect(name, tcp).await.expect("TLS handshake");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        tls.write_all(request.as_bytes()).await.unwrap();
+        tls.flush().await.unwrap();
+        tls
+    }
+}
+
+#[tokio::test]
+async fn over_tls_a_client_that_stops_reading_is_closed_at_the_write_deadline() {
+    let write_timeout = Duration::from_millis(600);
+    let mut limits = HttpLimits::default();
+    limits.write_timeout = write_timeout;
+    let (watched, dropped) = tokio::sync::oneshot::channel();
+    let server = start_tls(limits, watched).await;
+    let asked = Instant::now();
+    // Never reads: the server fills the socket buffers, then its writes stall until the
+    // deadline ends the connection, dropping the rest of the response.
+    let stalled = server.get("/watched").await;
+    // Reads all of its response, pausing half the deadline after each MiB: longer than the
+    // deadline in all, never that long without taking a byte.
+    let mut reader = server.get("/big").await;
+    assert_eq!(server.budget.stats().open, 2);
+    let read_all = async {
+        let mut received = 0usize;
+        let mut since_pause = 0usize;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = timeout(Duration::from_secs(5), reader.read(&mut buf))
+                .await
+                .expect("the reading client stalled")
+                .unwrap_or_else(|error| panic!("closed after {received} bytes: {error}"));
+            if n == 0 {
+                return (received, asked.elapsed());
+            }
+            received += n;
+            since_pause += n;
+            if since_pause >= 1 << 20 {
+                since_pause = 0;
+                sleep(write_timeout / 2).await;
+            }
+        }
+    };
+    let stalled_closed = async {
+        let dropped = timeout(Duration::from_secs(10), dropped)
+            .await
+            .expect("the stalled response was dropped within 10 s")
+            .unwrap();
+        // With its connection: the reader's alone is left open.
+        until_open(&server.budget, 1, Duration::from_secs(1))
+            .await
+            .expect("the stalled connection closed with its response");
+        dropped - asked
+    };
+    let ((received, read_in), closed) = tokio::join!(read_all, stalled_closed);
+    assert!(received > BIG, "{received} bytes, the body alone is {BIG}");
+    assert!(
+        closed >= write_timeout,
+        "closed {closed:?} after the request, before the deadline {write_timeout:?}"
+    );
+    assert!(
+        closed < Duration::from_secs(3),
+        "closed {closed:?} after the request, deadline {write_timeout:?}"
+    );
+    assert!(
+        read_in > closed,
+        "the reading client ({read_in:?}) was served past the stalled one's close ({closed:?})"
+    );
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn limits_with_a_zero_deadline_are_refused_at_start() {
+    for setting in ["header_read_timeout", "body_timeout", "write_timeout"] {
+        let mut limits = HttpLimits::default();
+        match setting {
+            "header_read_timeout" => limits.header_read_timeout = Duration::ZERO,
+            "body_timeout" => limits.body_timeout = Duration::from_micros(500),
+            _ => limits.write_timeout = Duration::ZERO,
+        }
+        let refusal = limits.validate().unwrap_err();
+        assert_eq!(refusal.setting, setting);
+        assert!(refusal.to_string().contains(setting), "{refusal}");
+        assert!(refusal.to_string().contains("at least 1ms"), "{refusal}");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let router = Router::new().route("/", get(|| async { "ok" }));
+        let served = timeout(
+            Duration::from_secs(5),
+            serve(
+                listener,
+                router,
+                limits.budget(),
+                limits,
+                std::future::pending(),
+            ),
+        )
+        .await
+        .expect("serve refuses at once");
+        let error = served.unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(error.to_string().contains(setting), "{error}");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let router = Router::new().route("/", get(|| async { "ok" }));
+        let served = timeout(
+            Duration::from_secs(5),
+            serve_direct(
+                listener,
+                router,
+                Arc::new(Direct(Bytes::new())),
+                limits.budget(),
+                limits,
+                std::future::pending(),
+            ),
+        )
+        .await
+        .expect("serve_direct refuses at once");
+        assert_eq!(served.unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+    }
+    assert_eq!(HttpLimits::default().validate(), Ok(()));
+    let mut at_floor = HttpLimits::default();
+    at_floor.write_timeout = Duration::from_millis(1);
+    at_floor.shutdown_grace = Duration::ZERO;
+    assert_eq!(at_floor.validate(), Ok::<(), InvalidLimits>(()));
 }

@@ -45,13 +45,13 @@ struct Args {
     /// How often the certificate and key files are checked for a renewal (SIGHUP checks at
     /// once).
     #[arg(long, env = "STREAMR_TLS_RELOAD_INTERVAL", default_value = "60s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     tls_reload_interval: Duration,
     /// Deprecated: --tls-reload-interval in seconds.
-    #[arg(long, env = "STREAMR_TLS_RELOAD_SECS", hide = true)]
+    #[arg(long, env = "STREAMR_TLS_RELOAD_SECS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     tls_reload_secs: Option<u64>,
     /// Deprecated: --tls-reload-interval in milliseconds.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     tls_reload_ms: Option<u64>,
     /// Database URL: sqlite://FILE (created if missing) or postgres://USER@HOST/DB
     /// (`?sslmode=require` or `verify-full&sslrootcert=CA.pem` for TLS).
@@ -77,17 +77,18 @@ struct Args {
     coordinator_secret_key: Option<String>,
     /// Length of a reward epoch.
     #[arg(long, env = "STREAMR_EPOCH", default_value = "1h",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     epoch: Duration,
     /// Deprecated: --epoch in seconds.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     epoch_secs: Option<u64>,
     /// Deprecated: --epoch in milliseconds.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     epoch_ms: Option<u64>,
-    /// Wait this long after an epoch ends before settling it (also the receipts' deadline).
+    /// Wait this long after an epoch ends before settling it (also the receipts' deadline;
+    /// 0s settles it as soon as it ends, taking no later receipts for it).
     #[arg(long, env = "STREAMR_SETTLEMENT_GRACE", default_value = "5s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::bounded_duration)]
     settlement_grace: Duration,
     /// Deprecated: --settlement-grace in milliseconds.
     #[arg(long, hide = true)]
@@ -100,10 +101,10 @@ struct Args {
     reward_pool: u64,
     /// How often the workers run.
     #[arg(long, env = "STREAMR_WORKER_INTERVAL", default_value = "1s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     worker_interval: Duration,
     /// Deprecated: --worker-interval in milliseconds.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     worker_interval_ms: Option<u64>,
     /// Probe each live node over HTTP at most this often (`off` or 0 disables probing).
     #[arg(long, env = "STREAMR_PROBE_INTERVAL", default_value = "30s",
@@ -145,21 +146,21 @@ struct Args {
     http_max_connections_per_client: usize,
     /// A request's head must arrive within this time (also the keep-alive idle limit).
     #[arg(long, env = "STREAMR_HTTP_HEADER_TIMEOUT", default_value = "10s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     http_header_timeout: Duration,
     /// Deprecated: --http-header-timeout in milliseconds.
-    #[arg(long, env = "STREAMR_HTTP_HEADER_TIMEOUT_MS", hide = true)]
+    #[arg(long, env = "STREAMR_HTTP_HEADER_TIMEOUT_MS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     http_header_timeout_ms: Option<u64>,
     /// A request body that delivers nothing for this long fails the request.
     #[arg(long, env = "STREAMR_HTTP_BODY_TIMEOUT", default_value = "30s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     http_body_timeout: Duration,
     /// Deprecated: --http-body-timeout in milliseconds.
-    #[arg(long, env = "STREAMR_HTTP_BODY_TIMEOUT_MS", hide = true)]
+    #[arg(long, env = "STREAMR_HTTP_BODY_TIMEOUT_MS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     http_body_timeout_ms: Option<u64>,
     /// A response the client takes no byte of for this long closes the connection.
     #[arg(long, env = "STREAMR_HTTP_WRITE_TIMEOUT", default_value = "30s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     http_write_timeout: Duration,
     /// Run a one-host or one-LAN trial: every node and viewer counts as a network of its own,
     /// so sharing an address is not taken for self-dealing or a sybil cluster. Never for a
@@ -181,7 +182,7 @@ struct Args {
         long,
         env = "STREAMR_REACHABILITY_TIMEOUT",
         default_value = "3s",
-        value_parser = humantime::parse_duration
+        value_parser = streamr_net::cli::positive_duration
     )]
     reachability_timeout: Duration,
     /// A reverse proxy (address or CIDR block) in front of the coordinator; repeatable, or
@@ -199,14 +200,14 @@ struct Args {
     /// next one a minute before). Shorter bounds how long a key taken from a replica's memory
     /// is any use; every renewal costs one signature check and one database row.
     #[arg(long, env = "STREAMR_NODE_SESSION_LIFETIME", default_value = "1h",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     node_session_lifetime: Duration,
     /// How often the session heartbeats held in memory (each session's running totals,
     /// liveness and load) are written to the database in one batch. Routing sees liveness up
     /// to this late; a heartbeat replayed to another replica can pass there within about
     /// twice this, and changes nothing stored.
     #[arg(long, env = "STREAMR_HEARTBEAT_TOTALS_INTERVAL", default_value = "1s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     heartbeat_totals_interval: Duration,
     /// Name recorded on the settlements this replica writes.
     #[arg(long, env = "STREAMR_REPLICA_ID")]
@@ -217,7 +218,7 @@ struct Args {
     relay_fanout: usize,
     /// Relay tree: a parent silent (no heartbeat) this long is taken for dead and its
     /// children re-parented.
-    #[arg(long, env = "STREAMR_RELAY_LIVENESS", value_parser = humantime::parse_duration,
+    #[arg(long, env = "STREAMR_RELAY_LIVENESS", value_parser = streamr_net::cli::positive_duration,
         default_value = "15s")]
     relay_liveness: Duration,
     /// Relay tree: when a relay reports its upstream failed, the coordinator asks that node
@@ -225,7 +226,7 @@ struct Args {
     /// serving (or no answer) within this time re-homes its whole subtree, serving keeps it
     /// whatever its children report (`0s`: no check; reports then need relays of distinct
     /// /24s and operators). Kept under the relays' 1 s wait for an answer after a failure.
-    #[arg(long, env = "STREAMR_RELAY_PROBE_TIMEOUT", value_parser = humantime::parse_duration,
+    #[arg(long, env = "STREAMR_RELAY_PROBE_TIMEOUT", value_parser = streamr_net::cli::bounded_duration,
         default_value = "500ms")]
     relay_probe_timeout: Duration,
     /// Log line format (on stderr; colour only on a terminal); the level comes from RUST_LOG
@@ -313,7 +314,7 @@ fn duration_or_off(value: &str) -> Result<Duration, String> {
     if value.eq_ignore_ascii_case("off") {
         return Ok(Duration::ZERO);
     }
-    humantime::parse_duration(value).map_err(|error| error.to_string())
+    streamr_net::cli::bounded_duration(value)
 }
 
 /// `None` for a zero (`off`) interval.
@@ -500,6 +501,10 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
+    // The flags refuse what cannot work; this also covers what main derives from them, before
+    // the database is opened or a worker started.
+    config.validate().context("invalid settings")?;
+
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(
             streamr_tls::ServerTls::load(streamr_tls::CertificateFiles::new(cert, key))
@@ -590,6 +595,75 @@ mod tests {
         assert!(!old.local_trial, "a local trial is never the default");
         let trial = Args::try_parse_from(["streamr-coordinator", "--local-trial"]).unwrap();
         assert!(trial.local_trial);
+    }
+
+    #[test]
+    fn durations_that_cannot_be_zero_are_refused_naming_the_flag() {
+        // Zero means something for these: settle at once, no probes, no reachability checks,
+        // no relay probe.
+        let zero_allowed = [
+            "--settlement-grace",
+            "--probe-interval",
+            "--reachability-interval",
+            "--relay-probe-timeout",
+        ];
+        let found =
+            streamr_net::cli::assert_zero_durations_refused(&Args::command(), &zero_allowed);
+        for flag in [
+            "--epoch",
+            "--worker-interval",
+            "--http-write-timeout",
+            "--http-header-timeout",
+            "--http-body-timeout",
+            "--tls-reload-interval",
+            "--reachability-timeout",
+            "--node-session-lifetime",
+            "--heartbeat-totals-interval",
+            "--relay-liveness",
+        ] {
+            assert!(
+                found.iter().any(|f| f == flag),
+                "{flag} not checked: {found:?}"
+            );
+        }
+        let error = Args::try_parse_from(["streamr-coordinator", "--http-write-timeout", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--http-write-timeout"), "{error}");
+        assert!(error.contains("at least 1ms"), "{error}");
+        // The deprecated spellings cannot be zero either.
+        for flag in [
+            "--epoch-secs",
+            "--epoch-ms",
+            "--worker-interval-ms",
+            "--http-header-timeout-ms",
+            "--http-body-timeout-ms",
+            "--tls-reload-secs",
+            "--tls-reload-ms",
+        ] {
+            let error = Args::try_parse_from(["streamr-coordinator", flag, "0"])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(flag), "{error}");
+            assert!(Args::try_parse_from(["streamr-coordinator", flag, "1"]).is_ok());
+        }
+        // `off` is zero where zero is documented.
+        let off = Args::try_parse_from([
+            "streamr-coordinator",
+            "--probe-interval",
+            "off",
+            "--relay-probe-timeout",
+            "0s",
+            "--settlement-grace",
+            "0s",
+        ])
+        .unwrap();
+        assert_eq!(unless_off(off.probe_interval), None);
+        assert_eq!(off.relay_probe_timeout, Duration::ZERO);
+        assert_eq!(off.settlement_grace, Duration::ZERO);
+        assert!(
+            Args::try_parse_from(["streamr-coordinator", "--probe-interval", "2years"]).is_err()
+        );
     }
 
     #[test]

@@ -278,7 +278,70 @@ fn fit_file_handles(rtmp: usize, http: usize) {
     }
 }
 
+/// The shortest port-mapping lease [`NodeConfig::validate`] accepts: leases are whole seconds,
+/// and a zero one asks the router for a permanent mapping (UPnP) or removes it (PCP, NAT-PMP).
+pub const MIN_NAT_LEASE: Duration = Duration::from_secs(1);
+
 impl NodeConfig {
+    /// Checks the durations that cannot be zero (or below [`streamr_net::MIN_DEADLINE`]): every
+    /// RTMP and HTTP deadline, the heartbeat and certificate-check periods, the pull and
+    /// upstream timeouts, the pull wait and the receipt grace, and (with port mapping on) the
+    /// NAT lease (at least [`MIN_NAT_LEASE`]) and router search timeout. [`Node::start`]
+    /// refuses a configuration that fails this. Zero stays valid where it means something: a
+    /// fixed batch delay of zero (a write per video frame), an adaptive batch delay capped at
+    /// zero, no LL-HLS part target, no fixed HLS target duration.
+    pub fn validate(&self) -> Result<(), NodeError> {
+        let floor = streamr_net::MIN_DEADLINE;
+        let limits = &self.rtmp_limits;
+        let http = &self.http_limits;
+        let mut settings = vec![
+            (
+                "rtmp_limits.handshake_timeout",
+                limits.handshake_timeout,
+                floor,
+            ),
+            ("rtmp_limits.setup_timeout", limits.setup_timeout, floor),
+            (
+                "rtmp_limits.publisher_idle_timeout",
+                limits.publisher_idle_timeout,
+                floor,
+            ),
+            (
+                "rtmp_limits.play_wait_timeout",
+                limits.play_wait_timeout,
+                floor,
+            ),
+            ("rtmp_limits.write_timeout", limits.write_timeout, floor),
+            (
+                "http_limits.header_read_timeout",
+                http.header_read_timeout,
+                floor,
+            ),
+            ("http_limits.body_timeout", http.body_timeout, floor),
+            ("http_limits.write_timeout", http.write_timeout, floor),
+            ("tls_reload_interval", self.tls_reload_interval, floor),
+            ("heartbeat_interval", self.heartbeat_interval, floor),
+            ("pull_idle_timeout", self.pull_idle_timeout, floor),
+            ("upstream_stall_timeout", self.upstream_stall_timeout, floor),
+            ("pull_wait", self.pull_wait, floor),
+            ("receipt_grace", self.receipt_grace, floor),
+        ];
+        if self.nat.mode != nat::NatMode::Off {
+            settings.push(("nat.lease", self.nat.lease, MIN_NAT_LEASE));
+            settings.push(("nat.search_timeout", self.nat.search_timeout, floor));
+        }
+        for (setting, value, min) in settings {
+            if value < min {
+                return Err(NodeError::TooShort {
+                    setting,
+                    value,
+                    min,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Where the origin keeps its segment report journal.
     pub fn report_queue_path(&self) -> PathBuf {
         self.report_queue
@@ -367,6 +430,20 @@ pub enum NodeError {
         /// `RTMPS` or `HTTPS`.
         what: &'static str,
     },
+    /// A deadline, period or window of the [`NodeConfig`] is too short to work (zero above
+    /// all); see [`NodeConfig::validate`].
+    #[error(
+        "{setting} of {value:?} is too short: it must be at least {min:?} (zero does not turn \
+         it off)"
+    )]
+    TooShort {
+        /// The [`NodeConfig`] field (`http_limits.write_timeout`, `heartbeat_interval`, ...).
+        setting: &'static str,
+        /// Its value.
+        value: Duration,
+        /// The shortest it may be.
+        min: Duration,
+    },
 }
 
 /// Starts nodes.
@@ -397,6 +474,7 @@ impl Node {
     /// Loads (or creates) the identity, binds both listeners, joins the coordinator when one is
     /// configured, and serves until [`RunningNode::shutdown`].
     pub async fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+        config.validate()?;
         // A standalone node needs no lasting identity, and writes no key file.
         let key = if config.coordinator.is_some() {
             identity::load_or_create(&config.identity)?
@@ -995,5 +1073,74 @@ impl RunningNode {
         if let Err(error) = self.http_task.await {
             warn!(%error, "HTTP server task ended abnormally");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_deadlines_and_periods_are_invalid_where_zero_means_nothing() {
+        assert!(NodeConfig::default().validate().is_ok());
+        // Zero means something here: a write per frame, no adaptive delay, no LL-HLS.
+        let meaningful_zeros = NodeConfig {
+            batch_delay: Some(Duration::ZERO),
+            batch_delay_max: Duration::ZERO,
+            ll_hls_part_target: None,
+            nat: nat::NatConfig {
+                mode: nat::NatMode::Off,
+                lease: Duration::ZERO,
+                ..nat::NatConfig::default()
+            },
+            ..NodeConfig::default()
+        };
+        assert!(meaningful_zeros.validate().is_ok());
+        let mut config = NodeConfig::default();
+        config.http_limits.write_timeout = Duration::ZERO;
+        let error = config.validate().unwrap_err();
+        assert!(matches!(
+            error,
+            NodeError::TooShort {
+                setting: "http_limits.write_timeout",
+                ..
+            }
+        ));
+        assert!(
+            error.to_string().contains("http_limits.write_timeout"),
+            "{error}"
+        );
+        let config = NodeConfig {
+            heartbeat_interval: Duration::from_micros(10),
+            ..NodeConfig::default()
+        };
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("heartbeat_interval"));
+        let mut config = NodeConfig::default();
+        config.nat.lease = Duration::from_millis(500);
+        let error = config.validate().unwrap_err();
+        assert!(error.to_string().contains("nat.lease"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn start_refuses_an_invalid_config_before_binding_anything() {
+        let mut config = NodeConfig {
+            rtmp_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            nat: nat::NatConfig {
+                mode: nat::NatMode::Off,
+                ..nat::NatConfig::default()
+            },
+            ..NodeConfig::default()
+        };
+        config.rtmp_limits.write_timeout = Duration::ZERO;
+        let error = Node::start(config).await.expect_err("refused");
+        assert!(
+            error.to_string().contains("rtmp_limits.write_timeout"),
+            "{error}"
+        );
     }
 }

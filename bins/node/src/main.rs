@@ -90,7 +90,7 @@ struct Args {
 
     /// How often the certificate and key files are checked for a renewal (SIGHUP checks at once).
     #[arg(long, env = "STREAMR_TLS_RELOAD_INTERVAL", default_value = "60s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     tls_reload_interval: Duration,
 
     /// Also write live HLS playlists and segments under this directory (`{app}/{key}.m3u8`).
@@ -102,7 +102,7 @@ struct Args {
     /// (at most 2s) for a variable frame rate, as the frames of the node's first segment of the
     /// stream show (a relay takes its origin's); `0s` serves the MPEG-TS playlist only.
     #[arg(long, env = "STREAMR_LL_HLS_PART_TARGET", default_value = "350ms",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::bounded_duration)]
     ll_hls_part_target: Duration,
 
     /// The MPEG-TS HLS playlist's EXT-X-TARGETDURATION (whole seconds), fixed so that no
@@ -111,7 +111,7 @@ struct Args {
     /// stream's first GOPs (as short as the segments) and holds later, longer GOPs to it alike.
     /// A relay takes its origin's instead.
     #[arg(long, env = "STREAMR_HLS_TARGET_DURATION", default_value = "0s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::bounded_duration)]
     hls_target_duration: Duration,
 
     /// File holding the node's secret key (created on first start, mode 0600; used only with
@@ -171,7 +171,7 @@ struct Args {
 
     /// Time between heartbeats to the coordinator.
     #[arg(long, env = "STREAMR_HEARTBEAT_INTERVAL", default_value = "5s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     heartbeat_interval: Duration,
 
     /// How heartbeats are authenticated: under a node session (one signed handshake, then a
@@ -184,32 +184,32 @@ struct Args {
     /// An upstream (a relay's parent) that sends nothing for this long in the middle of its
     /// stream is taken for dead, and the relay asks the coordinator for another at once.
     #[arg(long, env = "STREAMR_UPSTREAM_STALL_TIMEOUT", default_value = "3s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     upstream_stall_timeout: Duration,
 
     /// A relay's pull of a stream that nobody here has watched or requested for this long
     /// stops (the next viewer starts it again).
     #[arg(long, env = "STREAMR_PULL_IDLE_TIMEOUT", default_value = "30s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     pull_idle_timeout: Duration,
 
     /// How long a viewer's session may go without handing this node a receipt before its bytes
     /// are reported as unattested (players that cannot sign) instead of attested.
     #[arg(long, env = "STREAMR_RECEIPT_GRACE", default_value = "10s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     receipt_grace: Duration,
 
     /// A fixed batch delay: frames are held this long to wake each viewer once per batch rather
     /// than per frame, less CPU per viewer for at most that much added latency (0s: once per
     /// video frame). Unset (the default), the delay follows the node's CPU load.
-    #[arg(long, env = "STREAMR_BATCH_DELAY", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "STREAMR_BATCH_DELAY", value_parser = streamr_net::cli::bounded_duration)]
     batch_delay: Option<Duration>,
 
     /// Cap of the load-adaptive batch delay (used when --batch-delay is unset): zero while the
     /// node uses at most 30 % of its cores, growing with its load above that (half the cap at
-    /// 60 %), up to this.
+    /// 60 %), up to this (0s: no delay, once per video frame whatever the load).
     #[arg(long, env = "STREAMR_BATCH_DELAY_MAX", default_value = "200ms",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::bounded_duration)]
     batch_delay_max: Duration,
 
     /// Write budget of the load-adaptive batch delay (used when --batch-delay is unset), in
@@ -256,27 +256,27 @@ struct Args {
 
     /// An RTMP connection must finish the handshake and `connect` within this time.
     #[arg(long, env = "STREAMR_RTMP_HANDSHAKE_TIMEOUT", default_value = "10s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     rtmp_handshake_timeout: Duration,
 
     /// After `connect`, an RTMP connection must publish or play within this time.
     #[arg(long, env = "STREAMR_RTMP_SETUP_TIMEOUT", default_value = "10s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     rtmp_setup_timeout: Duration,
 
     /// A publisher sending nothing for this long is disconnected.
     #[arg(long, env = "STREAMR_RTMP_PUBLISHER_IDLE_TIMEOUT", default_value = "30s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     rtmp_publisher_idle_timeout: Duration,
 
     /// A player of a stream that has had no publisher for this long is disconnected.
     #[arg(long, env = "STREAMR_RTMP_PLAY_WAIT_TIMEOUT", default_value = "5m",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     rtmp_play_wait_timeout: Duration,
 
     /// A peer that accepts no data for this long is disconnected (RTMP).
     #[arg(long, env = "STREAMR_RTMP_WRITE_TIMEOUT", default_value = "20s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     rtmp_write_timeout: Duration,
 
     /// Most HTTP connections open at once (the HTTP budget; RTMP has its own).
@@ -301,18 +301,18 @@ struct Args {
 
     /// An HTTP request's head must arrive within this time (also the keep-alive idle limit).
     #[arg(long, env = "STREAMR_HTTP_HEADER_TIMEOUT", default_value = "10s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     http_header_timeout: Duration,
 
     /// An HTTP request body that delivers nothing for this long fails the request.
     #[arg(long, env = "STREAMR_HTTP_BODY_TIMEOUT", default_value = "30s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     http_body_timeout: Duration,
 
     /// An HTTP response the client takes no byte of for this long closes the connection (a
     /// player that stopped reading); a long response lives as long as its bytes keep moving.
     #[arg(long, env = "STREAMR_HTTP_WRITE_TIMEOUT", default_value = "30s",
-          value_parser = humantime::parse_duration)]
+          value_parser = streamr_net::cli::positive_duration)]
     http_write_timeout: Duration,
 
     /// Who may play at this node when it is an origin that joined a coordinator: only the
@@ -327,9 +327,9 @@ struct Args {
     #[arg(long, env = "STREAMR_NAT", value_enum, default_value_t = NatMode::Auto)]
     nat: NatMode,
 
-    /// Lease asked for each port mapping (renewed at half of it).
+    /// Lease asked for each port mapping (renewed at half of it; at least 1s).
     #[arg(long, env = "STREAMR_NAT_LEASE", default_value = "1h",
-          value_parser = humantime::parse_duration)]
+          value_parser = nat_lease)]
     nat_lease: Duration,
 
     /// A reverse proxy (address or CIDR block) in front of the HTTP listener; repeatable, or
@@ -345,6 +345,12 @@ struct Args {
     /// Log line format; the level comes from RUST_LOG (default `info`).
     #[arg(long, env = "STREAMR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
+}
+
+/// `--nat-lease`: leases are whole seconds, and a zero one would ask the router for a
+/// permanent mapping (UPnP) or remove it (PCP, NAT-PMP).
+fn nat_lease(value: &str) -> Result<Duration, String> {
+    streamr_net::cli::duration_at_least(value, streamr_node::MIN_NAT_LEASE)
 }
 
 fn init_logging(format: LogFormat) {
@@ -530,6 +536,64 @@ mod tests {
             &command,
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operators.md"),
         );
+    }
+
+    #[test]
+    fn durations_that_cannot_be_zero_are_refused_naming_the_flag() {
+        // Zero means something for these: no LL-HLS, a derived target duration, a write per
+        // video frame, no adaptive delay.
+        let zero_allowed = [
+            "--ll-hls-part-target",
+            "--hls-target-duration",
+            "--batch-delay",
+            "--batch-delay-max",
+        ];
+        let found =
+            streamr_net::cli::assert_zero_durations_refused(&Args::command(), &zero_allowed);
+        for flag in [
+            "--http-write-timeout",
+            "--http-header-timeout",
+            "--http-body-timeout",
+            "--rtmp-write-timeout",
+            "--heartbeat-interval",
+            "--receipt-grace",
+            "--tls-reload-interval",
+            "--nat-lease",
+        ] {
+            assert!(
+                found.iter().any(|f| f == flag),
+                "{flag} not checked: {found:?}"
+            );
+        }
+        let error = Args::try_parse_from(["streamr-node", "--http-write-timeout", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--http-write-timeout"), "{error}");
+        assert!(error.contains("at least 1ms"), "{error}");
+        let error = Args::try_parse_from(["streamr-node", "--nat-lease", "500ms"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("at least 1s"), "{error}");
+        let config = Args::try_parse_from([
+            "streamr-node",
+            "--http-write-timeout",
+            "1ms",
+            "--batch-delay",
+            "0s",
+            "--batch-delay-max",
+            "0s",
+        ])
+        .unwrap()
+        .into_config();
+        assert_eq!(config.http_limits.write_timeout, Duration::from_millis(1));
+        assert_eq!(config.batch_delay, Some(Duration::ZERO));
+        assert_eq!(config.batch_delay_max, Duration::ZERO);
+        assert!(config.validate().is_ok());
+        assert!(Args::try_parse_from(["streamr-node"])
+            .unwrap()
+            .into_config()
+            .validate()
+            .is_ok());
     }
 
     #[test]

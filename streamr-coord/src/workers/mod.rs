@@ -174,7 +174,13 @@ where
     Fut: std::future::Future<Output = Result<(), WorkerError>> + Send,
 {
     tokio::spawn(async move {
-        let mut interval = tokio::time::interval(state.config.worker_interval);
+        // A zero period would panic here (workers may start before `serve` validates the
+        // config), a tiny one spin.
+        let period = state
+            .config
+            .worker_interval
+            .max(std::time::Duration::from_millis(10));
+        let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

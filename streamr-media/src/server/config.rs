@@ -6,7 +6,9 @@ use std::time::Duration;
 use crate::relay::RelayConfig;
 use crate::rtmp::chunk::DEFAULT_MAX_MESSAGE_SIZE;
 
-/// Settings of a [`RelayServer`](super::RelayServer). `Default` is a ready local origin.
+/// Settings of a [`RelayServer`](super::RelayServer). `Default` is a ready local origin. Every
+/// deadline must be at least [`MIN_DEADLINE`]: none of them can be turned off with zero
+/// ([`RelayServerConfig::validate`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RelayServerConfig {
@@ -81,7 +83,48 @@ impl Default for RelayServerConfig {
     }
 }
 
+/// The shortest deadline a [`RelayServerConfig`] may have (shorter, zero above all, would close
+/// every connection at once).
+pub const MIN_DEADLINE: Duration = Duration::from_millis(1);
+
+/// A deadline of [`RelayServerConfig`] too short to serve with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "RTMP {setting} of {value:?} is too short: it must be at least {min:?}, or every \
+     connection times out at once",
+    min = MIN_DEADLINE
+)]
+pub struct InvalidDeadline {
+    /// The setting (`write_timeout`, ...).
+    pub setting: &'static str,
+    /// Its value.
+    pub value: Duration,
+}
+
+impl From<InvalidDeadline> for std::io::Error {
+    fn from(invalid: InvalidDeadline) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, invalid)
+    }
+}
+
 impl RelayServerConfig {
+    /// Checks that every deadline is at least [`MIN_DEADLINE`]; the server's start functions
+    /// refuse a configuration that fails this ([`std::io::ErrorKind::InvalidInput`]).
+    pub fn validate(&self) -> Result<(), InvalidDeadline> {
+        for (setting, value) in [
+            ("write_timeout", self.write_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+            ("setup_timeout", self.setup_timeout),
+            ("play_wait_timeout", self.play_wait_timeout),
+            ("publisher_idle_timeout", self.publisher_idle_timeout),
+        ] {
+            if value < MIN_DEADLINE {
+                return Err(InvalidDeadline { setting, value });
+            }
+        }
+        Ok(())
+    }
+
     /// The default configuration listening on `bind`.
     pub fn with_bind(mut self, bind: SocketAddr) -> Self {
         self.bind = bind;
@@ -98,5 +141,32 @@ impl RelayServerConfig {
     pub fn with_relay(mut self, relay: RelayConfig) -> Self {
         self.relay = relay;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_deadline_is_invalid_and_refused_at_start() {
+        assert_eq!(RelayServerConfig::default().validate(), Ok(()));
+        let mut config =
+            RelayServerConfig::default().with_bind(SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.setup_timeout = MIN_DEADLINE;
+        assert_eq!(config.validate(), Ok(()));
+        config.write_timeout = Duration::ZERO;
+        let invalid = config.validate().unwrap_err();
+        assert_eq!(invalid.setting, "write_timeout");
+        assert!(invalid.to_string().contains("write_timeout"), "{invalid}");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let error = runtime
+            .block_on(super::super::RelayServer::start(config))
+            .unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(error.to_string().contains("write_timeout"), "{error}");
     }
 }

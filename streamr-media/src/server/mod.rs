@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 pub use adaptive::spawn_adaptive_batching;
-pub use config::{RelayServerConfig, SENDFILE_MIN_BYTES};
+pub use config::{InvalidDeadline, RelayServerConfig, MIN_DEADLINE, SENDFILE_MIN_BYTES};
 pub use connection::ConnectionError;
 pub use gate::{PlayGate, StreamWait};
 pub use hooks::{
@@ -136,6 +136,7 @@ impl RelayServer {
         hub: RelayHub,
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> io::Result<RelayServer> {
+        config.validate()?;
         let listener = bind_listener(&config)?;
         let local_addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();

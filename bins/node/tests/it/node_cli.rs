@@ -92,3 +92,73 @@ fn node_answers_the_rtmp_handshake_and_exits_cleanly_on_ctrl_c() {
     assert!(logs.contains("RTMP relay listening"), "{logs}");
     assert!(logs.contains("shutting down"), "{logs}");
 }
+
+/// Runs `streamr-node` with `args` and `env` until it exits (it must, within 10 s); its exit
+/// status and stderr.
+fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_streamr-node"));
+    command
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut node = command.spawn().expect("start streamr-node");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = node.try_wait().expect("poll streamr-node") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = node.kill();
+            panic!("streamr-node did not exit within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = node.stderr.take() {
+        pipe.read_to_string(&mut stderr).expect("read stderr");
+    }
+    (status, stderr)
+}
+
+#[test]
+fn a_zero_write_timeout_is_refused_from_the_flag_and_from_its_variable() {
+    let (status, stderr) = run_to_exit(&["--http-write-timeout", "0"], &[]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--http-write-timeout"), "{stderr}");
+    assert!(stderr.contains("at least 1ms"), "{stderr}");
+    for (variable, flag) in [
+        ("STREAMR_HTTP_WRITE_TIMEOUT", "--http-write-timeout"),
+        ("STREAMR_RTMP_HANDSHAKE_TIMEOUT", "--rtmp-handshake-timeout"),
+        ("STREAMR_HEARTBEAT_INTERVAL", "--heartbeat-interval"),
+    ] {
+        let (status, stderr) = run_to_exit(&[], &[(variable, "0s")]);
+        assert_eq!(status.code(), Some(2), "{variable}: {stderr}");
+        assert!(stderr.contains(flag), "{variable}: {stderr}");
+        assert!(stderr.contains("at least 1ms"), "{variable}: {stderr}");
+    }
+    // A documented zero (a write per video frame) and a short deadline from their variables
+    // still start a node.
+    let rtmp = format!("127.0.0.1:{}", free_port());
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut node = Command::new(env!("CARGO_BIN_EXE_streamr-node"))
+        .args([
+            "--rtmp-listen",
+            &rtmp,
+            "--http-listen",
+            &http,
+            "--nat",
+            "off",
+        ])
+        .env("STREAMR_BATCH_DELAY", "0s")
+        .env("STREAMR_HTTP_WRITE_TIMEOUT", "1ms")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start streamr-node");
+    drop(connect_within(&rtmp, Duration::from_secs(10)));
+    let _ = node.kill();
+    let _ = node.wait();
+}
