@@ -29,6 +29,8 @@ pub mod forwarded;
 pub mod http;
 #[cfg(feature = "http")]
 pub mod takeover;
+#[cfg(feature = "write-clock")]
+pub mod write_clock;
 
 pub use budget::{BudgetLimits, BudgetRefusal, BudgetStats, ConnectionBudget, ConnectionPermit};
 pub use forwarded::{client_ip, Cidr, ClientIp, TrustedProxies};
@@ -36,3 +38,5 @@ pub use forwarded::{client_ip, Cidr, ClientIp, TrustedProxies};
 pub use http::HttpLimits;
 #[cfg(feature = "http")]
 pub use takeover::{RawConnection, RawIo, TakeConnection};
+#[cfg(feature = "write-clock")]
+pub use write_clock::WriteClock;
