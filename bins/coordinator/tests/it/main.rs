@@ -7,6 +7,7 @@ mod common;
 
 mod backup_restore;
 mod beyond_grant;
+mod graceful_stop;
 mod http_flood;
 mod open_files;
 mod systemd_unit;
