@@ -248,7 +248,8 @@ pub(crate) async fn find_part(
             return Ok(Json(part.into()));
         }
     }
-    if stopped {
+    // A lookup that was not to wait (`wait_ms=0`) is answered as ever.
+    if stopped && wait.wait_ms > 0 {
         return Err(ApiError::ShuttingDown);
     }
     Err(not_found())
