@@ -205,6 +205,11 @@ pub enum ApiError {
     /// client uses a cheaper way or retries later.
     #[error("busy: {0}")]
     Busy(String),
+    /// The coordinator is stopping: a request that was waiting (a part lookup with
+    /// `wait_ms`) ends without an answer; the client asks again (another replica, or this one
+    /// once it is back).
+    #[error("the coordinator is shutting down; ask again")]
+    ShuttingDown,
     /// No node can serve the stream right now.
     #[error("no node available for stream {stream_id}")]
     NoNodeAvailable {
@@ -245,7 +250,9 @@ impl ApiError {
             ApiError::RateLimited | ApiError::GrantBudgetSpent { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ApiError::NoNodeAvailable { .. } | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoNodeAvailable { .. } | ApiError::Busy(_) | ApiError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Storage(StorageError::ReplayedNonce { .. }) => StatusCode::CONFLICT,
             ApiError::Storage(StorageError::UnknownNode { .. }) => StatusCode::NOT_FOUND,
             ApiError::Storage(StorageError::ConflictingSegment { .. }) => StatusCode::CONFLICT,
@@ -280,6 +287,7 @@ impl ApiError {
             ApiError::GrantBudgetSpent { .. } => "grant_budget_spent",
             ApiError::NoNodeAvailable { .. } => "no_node_available",
             ApiError::Busy(_) => "busy",
+            ApiError::ShuttingDown => "shutting_down",
             ApiError::Storage(_) => "storage_error",
         }
     }

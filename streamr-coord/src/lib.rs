@@ -140,6 +140,15 @@ impl Coordinator {
     /// Serves the API on `listener` until `shutdown` completes, then drains open requests.
     /// Request heads and bodies have deadlines and connections a budget
     /// ([`CoordConfig::http`]), so slow or half-sent requests cannot hold every file handle.
+    ///
+    /// Requests that wait for something end at once when `shutdown` completes, so a stop
+    /// takes no longer than the requests doing work: part lookups (`wait_ms`) answer what
+    /// storage holds (503 `shutting_down` when nothing), part-report long polls answer the
+    /// reports stored by then, and streamed part-report answers write those and their closing
+    /// line. Every request answered before the stop was handled whole (a stored report stays
+    /// stored). The stop ends the waits of every server of this coordinator (its clones
+    /// included) until this one returns.
+    ///
     /// A configuration that fails [`CoordConfig::validate`] is refused at once
     /// ([`std::io::ErrorKind::InvalidInput`]).
     pub async fn serve(
@@ -152,13 +161,30 @@ impl Coordinator {
         let budget = limits
             .budget()
             .trusting(self.state.config.trusted_proxies.clone());
-        streamr_net::http::serve(listener, self.router(), budget, limits, shutdown).await
+        let shutdown = self.ending_waits(shutdown);
+        let served =
+            streamr_net::http::serve(listener, self.router(), budget, limits, shutdown).await;
+        self.state.stopping.send_replace(false);
+        served
+    }
+
+    /// `shutdown`, then the signal that ends waiting requests (see [`Coordinator::serve`]).
+    fn ending_waits(
+        &self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let state = self.state.clone();
+        async move {
+            shutdown.await;
+            state.stopping.send_replace(true);
+        }
     }
 
     /// Serves the API over HTTPS on `listener` until `shutdown` completes, then drains open
-    /// requests: every connection first completes a TLS handshake with `acceptor` (within
-    /// `handshakes`' deadline, concurrently, so a stalled client holds up nobody). Refuses an
-    /// invalid configuration as [`serve`](Self::serve) does.
+    /// requests (waiting ones end at once, as with [`Coordinator::serve`]): every connection
+    /// first completes a TLS handshake with `acceptor` (within `handshakes`' deadline,
+    /// concurrently, so a stalled client holds up nobody). Refuses an invalid configuration
+    /// as [`serve`](Self::serve) does.
     pub async fn serve_tls(
         &self,
         listener: TcpListener,
@@ -168,7 +194,7 @@ impl Coordinator {
     ) -> std::io::Result<()> {
         self.state.config.validate()?;
         let limits = self.state.config.http;
-        streamr_net::http::serve_tls(
+        let served = streamr_net::http::serve_tls(
             listener,
             self.router(),
             limits
@@ -177,9 +203,11 @@ impl Coordinator {
             limits,
             acceptor,
             handshakes.timeout,
-            shutdown,
+            self.ending_waits(shutdown),
         )
-        .await
+        .await;
+        self.state.stopping.send_replace(false);
+        served
     }
 
     /// Serves the API on `listener` in a background task until the returned handle is shut down

@@ -45,6 +45,10 @@ pub(crate) struct AppState {
     /// Permits of the streamed part-report answers open at once
     /// (`GET /streams/{id}/part-reports/stream`).
     pub(crate) report_streams: Arc<tokio::sync::Semaphore>,
+    /// True while the server serving the API stops (from the moment it stops accepting until
+    /// it returns): requests waiting for something (part lookups, long polls, streamed
+    /// answers) end at once instead of holding the stop up. See [`until_stopping`].
+    pub(crate) stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// The state as handlers and workers hold it.
@@ -70,6 +74,7 @@ impl AppState {
             openapi: OnceLock::new(),
             recent_parts: RecentParts::default(),
             report_streams: Arc::new(tokio::sync::Semaphore::new(MAX_REPORT_STREAMS)),
+            stopping: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -94,6 +99,14 @@ impl AppState {
             None => Ok(()),
         }
     }
+}
+
+/// Completes once `stopping` (a receiver of [`AppState::stopping`]) says the server stops, at
+/// once when it already does: what a waiting handler selects on beside what it waits for.
+pub(crate) async fn until_stopping(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    // The sender lives in the state the handler holds, so this only ends on a stop; the
+    // borrow of the value is let go of at once.
+    let _ = stopping.wait_for(|stopping| *stopping).await;
 }
 
 /// Each relay's fan-out (how many children it may feed), as measured.
@@ -198,5 +211,11 @@ impl RecentParts {
     /// A receiver that sees every [`RecentParts::record`].
     pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.version.subscribe()
+    }
+
+    /// Requests holding a [`RecentParts::subscribe`] receiver now: the part lookups, long polls
+    /// and streamed answers waiting for a report (and, for a moment, those answering at once).
+    pub(crate) fn waiters(&self) -> usize {
+        self.version.receiver_count()
     }
 }

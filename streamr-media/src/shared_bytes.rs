@@ -31,8 +31,8 @@
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use streamr_net::WriteClock;
 use tokio::net::TcpStream;
 
 /// Size of each in-memory file: a stream's frames are appended until the next would not fit,
@@ -239,60 +239,76 @@ fn write_at(_file: &SharedFile, _bytes: &[u8], _offset: u64) -> std::io::Result<
 #[cfg(target_os = "linux")]
 const MAX_SENDFILE: u64 = 1 << 30;
 
-/// Sends `spans` with `sendfile(2)` on `socket`, failing when no progress is
-/// made for `write_timeout`. A player keeping up takes it at once, without a deadline timer.
+/// Sends `spans` with `sendfile(2)` on `socket`, the waits for room under `clock`: fails with
+/// [`io::ErrorKind::TimedOut`] once the player has taken nothing for the clock's timeout. A
+/// player keeping up takes it at once, without a deadline timer.
 #[cfg(target_os = "linux")]
 pub(crate) async fn send_spans(
     socket: &TcpStream,
     spans: &mut Vec<Span>,
-    write_timeout: Duration,
+    clock: &mut WriteClock,
 ) -> io::Result<u64> {
-    use tokio::io::Interest;
     let mut total = 0u64;
     for span in spans.drain(..) {
         let mut offset = span.offset();
         let end = span.end();
         while offset < end {
             let count = usize::try_from((end - offset).min(MAX_SENDFILE)).unwrap_or(1 << 20);
-            let sent = socket.try_io(Interest::WRITABLE, || {
-                rustix::fs::sendfile(socket, span.file().file(), Some(&mut offset), count)
-                    .map_err(io::Error::from)
-            });
-            match sent {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "peer accepts no more bytes",
-                    ))
-                }
-                Ok(sent) => total = total.saturating_add(sent as u64),
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    let waiting = end - offset;
-                    tokio::time::timeout(write_timeout, socket.writable())
-                        .await
-                        .map_err(|_| {
-                            io::Error::new(
-                                io::ErrorKind::TimedOut,
-                                format!(
-                                    "player accepted no data for {write_timeout:?}; \
-                                     {waiting} bytes were waiting"
-                                ),
-                            )
-                        })??;
-                }
-                Err(error) => return Err(error),
+            let sent = std::future::poll_fn(|cx| {
+                let polled = poll_sendfile(cx, socket, span.file(), &mut offset, count);
+                clock.check(cx, polled, |&sent| sent > 0)
+            })
+            .await?;
+            if sent == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "peer accepts no more bytes",
+                ));
             }
+            total = total.saturating_add(sent as u64);
         }
     }
     Ok(total)
+}
+
+/// One `sendfile(2)` of up to `count` bytes of `file` from `offset` (advanced past what was
+/// sent), once the socket has room: pending, with the task's waker registered, while it has
+/// none.
+#[cfg(target_os = "linux")]
+fn poll_sendfile(
+    cx: &mut std::task::Context<'_>,
+    socket: &TcpStream,
+    file: &SharedFile,
+    offset: &mut u64,
+    count: usize,
+) -> std::task::Poll<io::Result<usize>> {
+    use std::task::Poll;
+    use tokio::io::Interest;
+    loop {
+        // Tried first: a socket with room sends without registering anything.
+        let sent = socket.try_io(Interest::WRITABLE, || {
+            rustix::fs::sendfile(socket, file.file(), Some(&mut *offset), count)
+                .map_err(io::Error::from)
+        });
+        match sent {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                match socket.poll_write_ready(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            done => return Poll::Ready(done),
+        }
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
 pub(crate) async fn send_spans(
     _socket: &TcpStream,
     _spans: &mut Vec<Span>,
-    _write_timeout: Duration,
+    _clock: &mut WriteClock,
 ) -> io::Result<u64> {
     Err(io::Error::from(io::ErrorKind::Unsupported))
 }

@@ -29,6 +29,8 @@ pub mod forwarded;
 pub mod http;
 #[cfg(feature = "http")]
 pub mod takeover;
+#[cfg(feature = "write-clock")]
+pub mod write_clock;
 
 /// The shortest deadline or period a setting may have: anything shorter (zero above all) would
 /// expire at once or spin, so [`http::HttpLimits::validate`] and the binaries' duration flags
@@ -41,3 +43,5 @@ pub use forwarded::{client_ip, Cidr, ClientIp, TrustedProxies};
 pub use http::{HttpLimits, InvalidLimits};
 #[cfg(feature = "http")]
 pub use takeover::{RawConnection, RawIo, TakeConnection};
+#[cfg(feature = "write-clock")]
+pub use write_clock::WriteClock;

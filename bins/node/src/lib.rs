@@ -700,6 +700,7 @@ impl Node {
             .trusting(config.trusted_proxies.clone());
         let media_state = HttpState::new(hub.clone(), hls.clone())
             .with_shutdown(stop.clone())
+            .with_write_timeout(config.http_limits.write_timeout)
             .with_flv_sendfile_min(
                 (config.flv_sendfile_min_bytes > 0).then_some(config.flv_sendfile_min_bytes),
             );

@@ -311,6 +311,7 @@ struct Args {
 
     /// An HTTP response the client takes no byte of for this long closes the connection (a
     /// player that stopped reading); a long response lives as long as its bytes keep moving.
+    /// HTTP-FLV players have the same deadline.
     #[arg(long, env = "STREAMR_HTTP_WRITE_TIMEOUT", default_value = "30s",
           value_parser = streamr_net::cli::positive_duration)]
     http_write_timeout: Duration,

@@ -1,5 +1,7 @@
 //! Health, readiness, metrics, the OpenAPI document and coordinator-wide stats.
 
+use std::fmt::Write as _;
+
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -48,12 +50,20 @@ pub(crate) async fn readyz(State(state): State<Shared>) -> impl IntoResponse {
 ))]
 pub(crate) async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
     let totals = state.storage.totals().await.ok();
+    let mut text = state.metrics.render(totals.as_ref());
+    let _ = write!(
+        text,
+        "# HELP streamr_part_report_waiters Requests open now that wait for an LL-HLS part \
+         report: part lookups with wait_ms, part-report long polls, streamed part-report \
+         answers.\n# TYPE streamr_part_report_waiters gauge\nstreamr_part_report_waiters {}\n",
+        state.recent_parts.waiters()
+    );
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(totals.as_ref()),
+        text,
     )
 }
 

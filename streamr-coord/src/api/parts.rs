@@ -21,6 +21,7 @@ use super::Shared;
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::state::until_stopping;
 use crate::storage::{PartRecord, PartsStored};
 use crate::wire::{NumberedPartReport, PartInfo, PartReportResponse, PartReportsPage};
 
@@ -179,12 +180,16 @@ pub(crate) async fn report_parts(
 ///
 /// With `wait_ms`, an unknown part is waited for that long (the origin reports each part as
 /// it cuts it, usually before a viewer fetched it from a friend node); 404 `not_found` when it
-/// was not reported by then (or more than ten minutes ago).
+/// was not reported by then (or more than ten minutes ago). A coordinator that stops while
+/// the request waits looks in storage once more and answers at once: the part when it is
+/// there, otherwise 503 `shutting_down` (not a 404: the wait was cut short; ask again).
 #[utoipa::path(get, path = "/streams/{id}/parts/{hash}", tag = "streams", params(PartPath, Wait),
     responses(
         (status = 200, description = "The part", body = PartInfo),
         (status = 404, description = "not_found: no such stream, or no such part (yet)",
          body = ErrorSchema),
+        (status = 503, description = "shutting_down: the coordinator stopped while the request \
+         waited", body = ErrorSchema),
     ))]
 pub(crate) async fn find_part(
     State(state): State<Shared>,
@@ -199,6 +204,7 @@ pub(crate) async fn find_part(
     load_stream(&state, &id).await?;
     // Subscribed before looking, so a report stored in between wakes this request.
     let mut reported = state.recent_parts.subscribe();
+    let mut stopping = state.stopping.subscribe();
     if let Some(part) = state.recent_parts.find(&id, &hash) {
         return Ok(Json(part.into()));
     }
@@ -214,9 +220,14 @@ pub(crate) async fn find_part(
         what: "part",
         id: hash.clone(),
     };
+    let mut stopped = false;
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
+            () = until_stopping(&mut stopping) => {
+                stopped = true;
+                break;
+            }
             changed = reported.changed() => {
                 if changed.is_err() {
                     break;
@@ -236,6 +247,10 @@ pub(crate) async fn find_part(
         if let Some(part) = state.storage.find_part(&id, &hash).await? {
             return Ok(Json(part.into()));
         }
+    }
+    // A lookup that was not to wait (`wait_ms=0`) is answered as ever.
+    if stopped && wait.wait_ms > 0 {
+        return Err(ApiError::ShuttingDown);
     }
     Err(not_found())
 }
@@ -321,9 +336,10 @@ async fn reports_after(
 /// Each report is exactly as the origin signed it; a viewer checks the signature against the
 /// stream's origin (`origin_node` of `GET /streams/{id}`), the stream, the run and the
 /// timestamp itself. With `wait_ms`, a request finding nothing above `after` waits that long
-/// for the next report (a long poll) and then answers with an empty list. At most 64 reports,
-/// the newest; `next` is the cursor to ask with next. Reports are kept ten minutes and
-/// forgotten when the stream ends.
+/// for the next report (a long poll) and then answers with an empty list; a coordinator that
+/// stops while the request waits answers at once, as at the end of the wait (the reports
+/// stored by then, maybe none). At most 64 reports, the newest; `next` is the cursor to ask
+/// with next. Reports are kept ten minutes and forgotten when the stream ends.
 #[utoipa::path(get, path = "/streams/{id}/part-reports", tag = "streams",
     params(StreamPath, Cursor),
     responses(
@@ -344,6 +360,7 @@ pub(crate) async fn part_reports(
     };
     // Subscribed before looking, so a report stored in between wakes this request.
     let mut reported = state.recent_parts.subscribe();
+    let mut stopping = state.stopping.subscribe();
     let mut seen = state.recent_parts.reports_of(&id);
     let reports = reports_after(&state, &id, cursor.after).await?;
     if !reports.is_empty() || cursor.wait_ms == 0 {
@@ -357,6 +374,8 @@ pub(crate) async fn part_reports(
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
+            // The coordinator stops: answered as at the end of the wait.
+            () = until_stopping(&mut stopping) => break,
             changed = reported.changed() => {
                 if changed.is_err() {
                     break;
@@ -436,6 +455,10 @@ struct Follower {
     reported: tokio::sync::watch::Receiver<u64>,
     seen: u64,
     recheck: tokio::time::Interval,
+    /// Turns true when the coordinator stops: the answer then closes early.
+    stopping: tokio::sync::watch::Receiver<bool>,
+    /// Saw the stop (and looked in storage once more since).
+    stopped: bool,
     /// Written the closing line: the answer ends.
     done: bool,
     /// Held while the answer is open ([`crate::state::MAX_REPORT_STREAMS`]).
@@ -444,8 +467,9 @@ struct Follower {
 
 impl Follower {
     /// The next line to write: a page of the reports stored above the cursor as soon as there
-    /// are any, the closing line (no reports) at the deadline, nothing after it or when
-    /// storage failed (the node sees a cut answer and resumes from its cursor).
+    /// are any, the closing line (no reports) at the deadline or once the coordinator stops
+    /// (after a last page of what was stored by then), nothing after it or when storage
+    /// failed (the node sees a cut answer and resumes from its cursor).
     async fn next_line(&mut self) -> Option<Line> {
         if self.done {
             return None;
@@ -467,6 +491,15 @@ impl Follower {
                     _ = tokio::time::sleep_until(self.deadline) => {
                         self.done = true;
                         return Some(line(Vec::new(), self.after));
+                    }
+                    () = until_stopping(&mut self.stopping) => {
+                        if self.stopped {
+                            self.done = true;
+                            return Some(line(Vec::new(), self.after));
+                        }
+                        // What was stored before the stop goes out first.
+                        self.stopped = true;
+                        break;
                     }
                     changed = self.reported.changed() => {
                         if changed.is_err() {
@@ -507,7 +540,8 @@ fn line(reports: Vec<NumberedPartReport>, next: u64) -> Line {
 /// first, at most 64; `next` the newest written). The first line comes at once when reports
 /// above `after` are held; each later one as soon as the origin's next report is stored (on
 /// this replica at once, on another within half a second). At the hold's end a line with no
-/// reports closes the answer; an answer ending without it was cut, and the node asks again
+/// reports closes the answer, and so it does at once when the coordinator stops (after the
+/// reports stored by then); an answer ending without it was cut, and the node asks again
 /// with the last `next` it read, losing nothing. 503 `busy` when the coordinator has as many
 /// such answers open as it takes (the node then uses the long poll).
 #[utoipa::path(get, path = "/streams/{id}/part-reports/stream", tag = "streams",
@@ -540,6 +574,7 @@ pub(crate) async fn stream_part_reports(
     let now = tokio::time::Instant::now();
     // Subscribed before the first look, so a report stored in between wakes the answer.
     let reported = state.recent_parts.subscribe();
+    let stopping = state.stopping.subscribe();
     let seen = state.recent_parts.reports_of(&id);
     let mut recheck = tokio::time::interval_at(now + STORAGE_RECHECK, STORAGE_RECHECK);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -551,6 +586,8 @@ pub(crate) async fn stream_part_reports(
         reported,
         seen,
         recheck,
+        stopping,
+        stopped: false,
         done: false,
         _permit: permit,
     };

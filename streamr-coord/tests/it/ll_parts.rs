@@ -27,7 +27,8 @@ on_both_backends!(
     parts_older_than_the_retention_are_forgotten,
     the_parts_of_an_ended_stream_are_forgotten_when_it_ends,
     signed_part_reports_are_served_after_a_cursor_by_long_poll,
-    part_reports_are_streamed_over_one_answer_and_resumed_after_a_cut
+    part_reports_are_streamed_over_one_answer_and_resumed_after_a_cut,
+    a_stop_ends_waiting_requests_at_once_and_keeps_what_was_stored
 );
 
 fn part(msn: u64, index: u32) -> PartHash {
@@ -682,4 +683,150 @@ async fn part_reports_are_streamed_over_one_answer_and_resumed_after_a_cut(db: &
         .await
         .expect_err("no such stream");
     assert_eq!(refused.status(), Some(reqwest::StatusCode::NOT_FOUND));
+}
+
+/// The coordinator's `streamr_part_report_waiters` gauge.
+async fn part_report_waiters(base: &str) -> u64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|line| line.strip_prefix("streamr_part_report_waiters "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("streamr_part_report_waiters")
+}
+
+async fn a_stop_ends_waiting_requests_at_once_and_keeps_what_was_stored(db: &TestDb) {
+    let coordinator = Coordinator::new(
+        test_config(),
+        streamr_coord::connect(db.url()).await.expect("storage"),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let server = coordinator.spawn_serve(listener).expect("serve");
+    let base = server.url();
+    let admin = CoordinatorClient::new(&base)
+        .expect("client")
+        .with_admin_token(ADMIN);
+    let public = CoordinatorClient::new(&base).expect("client");
+    let created = admin.create_stream("show", "Show").await.expect("stream");
+    let origin = KeyPair::from_seed([40; 32]);
+    assert!(public
+        .publish_check_as_origin("show", &created.stream_key, &origin)
+        .await
+        .expect("publish check"));
+    let signed = |parts: Vec<PartHash>| {
+        Signed::sign(
+            OriginPartReport {
+                node_id: origin.node_id(),
+                stream_id: StreamId::new("show").expect("stream id"),
+                run: 4,
+                parts,
+                timestamp_ms: now_ms() as u64,
+            },
+            &origin,
+        )
+    };
+
+    // A node follows the reports over a streamed answer held a minute.
+    let mut answer = public
+        .part_report_stream("show", 0, Duration::from_secs(60))
+        .await
+        .expect("a streamed answer");
+    let first = vec![part(1, 0)];
+    public
+        .report_parts_signed(&signed(first.clone()))
+        .await
+        .expect("stored");
+    assert_eq!(
+        next_reports(&mut answer, &origin).await,
+        vec![(1, first.clone())]
+    );
+    // A viewer waits for a part nobody reported.
+    let unknown = part(99, 0).hash;
+    let lookup = tokio::spawn(reqwest::get(format!("{base}{}", lookup(&unknown, 5_000))));
+    streamr_test_support::eventually("the lookup waiting", || async {
+        (part_report_waiters(&base).await >= 2).then_some(())
+    })
+    .await;
+    // A report stored just before the stop, then a long poll waiting above it.
+    let last = vec![part(2, 0), part(2, 1)];
+    let stored = public
+        .report_parts_signed(&signed(last.clone()))
+        .await
+        .expect("stored");
+    assert_eq!(stored.created, 2);
+    let long_poll = {
+        let public = public.clone();
+        tokio::spawn(async move { public.part_reports("show", 2, Duration::from_secs(5)).await })
+    };
+    streamr_test_support::eventually("the long poll waiting", || async {
+        (part_report_waiters(&base).await >= 3).then_some(())
+    })
+    .await;
+
+    // The stop: no waiting request holds it up for the 5 s grace.
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+        .await
+        .expect("the server stops")
+        .expect("served cleanly");
+    let stopped_in = started.elapsed();
+    assert!(
+        stopped_in < Duration::from_secs(2),
+        "the stop took {stopped_in:?}"
+    );
+
+    // Each waiting request got a clean answer: the streamed one the report stored before the
+    // stop and its closing line, the long poll an empty page, the lookup a 503.
+    assert_eq!(
+        next_reports(&mut answer, &origin).await,
+        vec![(2, last.clone())]
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(2), answer.next_page())
+        .await
+        .expect("closed at once")
+        .expect("readable");
+    assert_eq!(closed, StreamedPage::Closed);
+    let page = tokio::time::timeout(Duration::from_secs(2), long_poll)
+        .await
+        .expect("the long poll answered at once")
+        .expect("long poll task")
+        .expect("a page");
+    assert!(page.reports.is_empty(), "{page:?}");
+    assert_eq!(page.next, 2);
+    let refused = tokio::time::timeout(Duration::from_secs(2), lookup)
+        .await
+        .expect("the lookup answered at once")
+        .expect("lookup task")
+        .expect("an answer");
+    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value =
+        serde_json::from_str(&refused.text().await.expect("a body")).expect("a JSON error");
+    assert_eq!(body["error"], "shutting_down", "{body}");
+
+    // What was stored before the stop is there after it.
+    let restarted = Coordinator::new(
+        test_config(),
+        streamr_coord::connect(db.url()).await.expect("storage"),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let server = restarted.spawn_serve(listener).expect("serve");
+    let public = CoordinatorClient::new(&server.url()).expect("client");
+    let page = public
+        .part_reports("show", 0, Duration::ZERO)
+        .await
+        .expect("a page");
+    assert_eq!(
+        verified(&json!(page), &origin),
+        vec![(1, first), (2, last)],
+        "the reports stored before the stop"
+    );
+    server.shutdown().await.expect("served cleanly");
 }

@@ -19,6 +19,10 @@
 //!
 //! A player that falls behind skips to a keyframe (the relay's policy, as for RTMP), and its
 //! skips are counted in [`FlvCounters`].
+//!
+//! The write deadline is the HTTP layer's ([`streamr_net::WriteClock`], one per response): a
+//! player is cut once it has taken no byte for the deadline, never for a batch that takes
+//! longer in total while its bytes keep moving. A batch the socket takes at once arms no timer.
 
 use std::any::Any;
 use std::io;
@@ -27,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use streamr_net::WriteClock;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -128,6 +133,8 @@ struct FlvStreamer {
     header_sent: bool,
     ended: bool,
     frames_dropped: u64,
+    /// The response's write deadline: its timer exists only once a write has had to wait.
+    clock: WriteClock,
 }
 
 impl FlvStreamer {
@@ -246,8 +253,10 @@ impl FlvStreamer {
 
 /// Streams `subscription` as an FLV response on `io` until the publisher leaves, `shutdown` is
 /// cancelled (both end the body: the last chunk when chunked, then the connection's write side
-/// closes), the client goes away, or a write makes no progress for `write_timeout`. Bytes
-/// written are added to `counters`, and the body's bytes to each of `byte_counters`.
+/// closes), the client goes away, or the client takes no byte for `write_timeout` (the
+/// deadline is on progress, as [`streamr_net::WriteClock`]'s: a slow client that keeps reading
+/// is not cut, however long a batch takes it). Bytes written are added to `counters`, and the
+/// body's bytes to each of `byte_counters`.
 ///
 /// When `io` is a plain [`TcpStream`] on Linux, large chunked batches go out with `sendfile`
 /// from the stream's shared file (see the module docs); any other writer gets vectored writes.
@@ -300,19 +309,12 @@ pub(crate) async fn stream_flv_with<W: AsyncWrite + Unpin + 'static>(
         header_sent: false,
         ended: false,
         frames_dropped: 0,
+        clock: WriteClock::new(write_timeout),
     };
     streamer
         .queue
         .push(Bytes::from_static(response_head(framing)));
-    let result = run(
-        io,
-        &mut streamer,
-        counters,
-        byte_counters,
-        write_timeout,
-        shutdown,
-    )
-    .await;
+    let result = run(io, &mut streamer, counters, byte_counters, shutdown).await;
     counters.players.fetch_sub(1, Ordering::Relaxed);
     result
 }
@@ -322,7 +324,6 @@ async fn run<W: AsyncWrite + Unpin + 'static>(
     streamer: &mut FlvStreamer,
     counters: &FlvCounters,
     byte_counters: &ResponseByteCounters,
-    write_timeout: Duration,
     shutdown: &CancellationToken,
 ) -> io::Result<()> {
     // The head is not part of the body that per-request counters measure.
@@ -354,18 +355,18 @@ async fn run<W: AsyncWrite + Unpin + 'static>(
         }
         streamer.close_batch();
         streamer.count_skips(counters);
-        let mut written = write_queue(&mut streamer.queue, io, write_timeout).await?;
+        let mut written = write_queue(&mut streamer.queue, io, &mut streamer.clock).await?;
         if !streamer.spans.is_empty() {
             let socket = tcp_socket(&*io).ok_or_else(|| {
                 io::Error::new(io::ErrorKind::Unsupported, "sendfile needs a TCP socket")
             })?;
-            let shared = send_spans(socket, &mut streamer.spans, write_timeout).await?;
+            let shared = send_spans(socket, &mut streamer.spans, &mut streamer.clock).await?;
             counters.bytes_shared.fetch_add(shared, Ordering::Relaxed);
             written = written.saturating_add(shared);
         }
         if streamer.ended && streamer.framing == Framing::Chunked {
             streamer.queue.push(Bytes::from_static(b"0\r\n\r\n"));
-            let last = write_queue(&mut streamer.queue, io, write_timeout).await?;
+            let last = write_queue(&mut streamer.queue, io, &mut streamer.clock).await?;
             written = written.saturating_add(last);
         }
         counters.bytes_out.fetch_add(written, Ordering::Relaxed);
@@ -382,28 +383,31 @@ async fn run<W: AsyncWrite + Unpin + 'static>(
     }
 }
 
-/// Writes everything queued, failing when no progress is made for `write_timeout`. A player
-/// keeping up takes it at once, without a deadline timer.
+/// Writes everything queued, failing once the player has taken nothing for `clock`'s timeout.
+/// A player keeping up takes it at once, without touching the clock.
 async fn write_queue<W: AsyncWrite + Unpin>(
     queue: &mut WriteQueue,
     io: &mut W,
-    write_timeout: Duration,
+    clock: &mut WriteClock,
 ) -> io::Result<u64> {
     let (now, done) = queue.write_now(io)?;
     if done {
         return Ok(now as u64);
     }
-    let waiting = queue.queued_bytes();
-    let written = tokio::time::timeout(write_timeout, queue.write_all(io))
-        .await
-        .map_err(|_| {
+    let written = queue.write_all_clocked(io, clock).await.map_err(|error| {
+        if error.kind() == io::ErrorKind::TimedOut {
             io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
-                    "player accepted no data for {write_timeout:?}; {waiting} bytes were waiting"
+                    "player accepted no data for {:?}; {} bytes were waiting",
+                    clock.timeout(),
+                    queue.queued_bytes()
                 ),
             )
-        })??;
+        } else {
+            error
+        }
+    })?;
     Ok(now.saturating_add(written) as u64)
 }
 

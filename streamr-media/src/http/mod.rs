@@ -79,11 +79,11 @@ impl HttpServer {
         let local_addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let hls = LiveHls::start(hub.clone(), config, shutdown.clone());
-        let state = HttpState::new(hub, hls.clone());
+        let limits = streamr_net::HttpLimits::default();
+        let state = HttpState::new(hub, hls.clone()).with_write_timeout(limits.write_timeout);
         let app = MediaFastPath::new(gated_router(state.clone(), gate.clone()), state, gate);
         let stop = shutdown.clone();
         info!(%local_addr, "HTTP (HLS, HTTP-FLV) listening");
-        let limits = streamr_net::HttpLimits::default();
         let direct = app.direct();
         let task = tokio::spawn(async move {
             let served = streamr_net::http::serve_direct(

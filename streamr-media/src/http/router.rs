@@ -40,10 +40,10 @@ pub struct HttpState {
     shutdown: CancellationToken,
     /// Smallest HTTP-FLV batch sent with `sendfile` (`None`: never).
     flv_sendfile_min: Option<usize>,
+    /// An HTTP-FLV player on a taken-over connection that takes no byte for this long loses
+    /// its response: the HTTP server's [`streamr_net::HttpLimits::write_timeout`].
+    write_timeout: Duration,
 }
-
-/// A write to an HTTP-FLV player that makes no progress for this long ends its response.
-const FLV_WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl HttpState {
     /// State serving `hub`'s streams, with live HLS from `hls` (started on the same hub).
@@ -54,6 +54,7 @@ impl HttpState {
             flv: Arc::default(),
             shutdown: CancellationToken::new(),
             flv_sendfile_min: Some(ZERO_COPY_MIN_BYTES),
+            write_timeout: streamr_net::HttpLimits::default().write_timeout,
         }
     }
 
@@ -75,6 +76,17 @@ impl HttpState {
     /// batch by vectored writes). See [`crate::shared_bytes`].
     pub fn with_flv_sendfile_min(mut self, min: Option<usize>) -> Self {
         self.flv_sendfile_min = min;
+        self
+    }
+
+    /// The write deadline of the HTTP-FLV responses streamed on taken-over connections: a
+    /// player that takes no byte for `write_timeout` loses its response; one that keeps
+    /// reading, however slowly, keeps it (the slow-viewer policy skips it ahead to a keyframe
+    /// instead). Give it the [`streamr_net::HttpLimits::write_timeout`] the HTTP server runs
+    /// with (the default is that of [`streamr_net::HttpLimits::default`]), so that responses the
+    /// server writes and the ones streamed here have the same deadline.
+    pub fn with_write_timeout(mut self, write_timeout: Duration) -> Self {
+        self.write_timeout = write_timeout;
         self
     }
 
@@ -338,6 +350,7 @@ fn http_flv(
         let counters = state.flv.clone();
         let shutdown = state.shutdown.clone();
         let sendfile_min = state.flv_sendfile_min;
+        let write_timeout = state.write_timeout;
         tokio::spawn(async move {
             // A plain TCP socket is handed over as itself: large batches then go out with
             // `sendfile` from the stream's shared file; TLS gets vectored writes.
@@ -349,7 +362,7 @@ fn http_flv(
                         framing,
                         &counters,
                         &byte_counters,
-                        FLV_WRITE_TIMEOUT,
+                        write_timeout,
                         &shutdown,
                         sendfile_min,
                     )
@@ -362,7 +375,7 @@ fn http_flv(
                         framing,
                         &counters,
                         &byte_counters,
-                        FLV_WRITE_TIMEOUT,
+                        write_timeout,
                         &shutdown,
                         None,
                     )

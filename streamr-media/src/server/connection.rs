@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use streamr_net::WriteClock;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
@@ -467,9 +468,11 @@ impl<'a> Connection<'a> {
             let waiting: u64 = self.spans.iter().map(Span::len).sum();
             // Polled first: a player keeping up takes the batch at once, and the shutdown
             // waiter is never set up.
+            // No timer until a send has to wait (then no byte moving for `limit` ends it).
+            let mut clock = WriteClock::new(limit);
             let sent = tokio::select! {
                 biased;
-                sent = send_spans(socket, &mut self.spans, limit) => Some(sent),
+                sent = send_spans(socket, &mut self.spans, &mut clock) => Some(sent),
                 _ = shutdown.cancelled() => None,
             };
             let Some(sent) = sent else {

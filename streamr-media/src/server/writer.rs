@@ -144,6 +144,41 @@ impl WriteQueue {
         writer.flush().await?;
         Ok(written_total)
     }
+
+    /// Writes everything queued as [`WriteQueue::write_all`] does, each write and the flush
+    /// under `clock`: fails with [`io::ErrorKind::TimedOut`] once the writer has taken nothing
+    /// for the clock's timeout, however long the whole takes while bytes keep moving.
+    #[cfg(feature = "http")]
+    pub(crate) async fn write_all_clocked<W: AsyncWrite + Unpin>(
+        &mut self,
+        writer: &mut W,
+        clock: &mut streamr_net::WriteClock,
+    ) -> io::Result<usize> {
+        let mut written_total = 0usize;
+        while !self.buffers.is_empty() {
+            let written = {
+                // On the stack: no allocation per write.
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES_PER_WRITE];
+                for (slot, buffer) in slices.iter_mut().zip(&self.buffers) {
+                    *slot = IoSlice::new(buffer);
+                }
+                let count = self.buffers.len().min(MAX_SLICES_PER_WRITE);
+                let slices = &slices[..count];
+                std::future::poll_fn(|cx| clock.poll_write_vectored(cx, &mut *writer, slices))
+                    .await?
+            };
+            if written == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "peer accepts no more bytes",
+                ));
+            }
+            written_total = written_total.saturating_add(written);
+            self.advance(written);
+        }
+        std::future::poll_fn(|cx| clock.poll_flush(cx, &mut *writer)).await?;
+        Ok(written_total)
+    }
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod hls_segmenter;
 mod hostile_flv_tag;
 mod http_fast_path;
 mod http_flv_raw;
+mod http_flv_slow_viewer;
 mod http_flv_tracks;
 mod http_live;
 mod http_ll_hls;

@@ -1,20 +1,17 @@
 //! Deadlines on a connection's byte stream that hyper's own timers do not give.
 //!
-//! - [`WriteDeadline`]: a write that moves no byte for [`HttpLimits::write_timeout`] fails
-//!   with [`io::ErrorKind::TimedOut`], so a client that stops reading (a zero TCP window) loses
-//!   its connection instead of holding it, and the response's buffers, until it closes. The
-//!   deadline is on progress, not on a response's total time: an endless streamed response
-//!   lives as long as the client keeps taking bytes. A write the socket takes at once costs one
-//!   flag store; only a write that has to wait starts a timer, which then checks the flag every
-//!   quarter of the deadline (one timer reset per quarter, none per write), so a stalled
-//!   client is closed between one deadline and one and a quarter after its last byte moved.
+//! - [`WriteDeadline`]: the connection's writes under a [`WriteClock`]: a write that moves no
+//!   byte for [`HttpLimits::write_timeout`] fails with [`io::ErrorKind::TimedOut`], so a client
+//!   that stops reading (a zero TCP window) loses its connection instead of holding it, and the
+//!   response's buffers, until it closes. The deadline is on progress, not on a response's
+//!   total time: an endless streamed response lives as long as the client keeps taking bytes
+//!   (see [`crate::write_clock`] for its cost and precision).
 //! - [`FirstHeadBy`]: a hyper timer that ends the first request head's timer at a given
 //!   instant, so a head the direct loop began reading is bounded by the deadline set when it
 //!   began, not one deadline in the loop and another in hyper.
 //!
 //! [`HttpLimits::write_timeout`]: super::HttpLimits::write_timeout
 
-use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,103 +20,8 @@ use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioTimer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
 
-/// Checks of the progress flag per deadline: a stalled writer fails between one deadline and
-/// one plus a `1 / TICKS` after its last byte moved.
-const TICKS: u8 = 4;
-
-/// The progress clock of one byte stream's writes (see the module docs).
-pub(crate) struct WriteClock {
-    tick: Duration,
-    /// Allocated the first time a write has to wait (most responses never do).
-    sleep: Option<Pin<Box<Sleep>>>,
-    /// A write moved bytes since the last check.
-    moved: bool,
-    /// Checks in a row that found no progress.
-    idle: u8,
-}
-
-impl WriteClock {
-    /// A clock failing writes that move nothing for `timeout` (at least a millisecond).
-    pub(crate) fn new(timeout: Duration) -> Self {
-        WriteClock {
-            tick: (timeout / u32::from(TICKS)).max(Duration::from_millis(1)),
-            sleep: None,
-            moved: false,
-            idle: 0,
-        }
-    }
-
-    /// Passes on `polled`, the result of polling a write-side operation, noting progress
-    /// (`moved` says whether a ready result moved bytes); a pending one fails instead once
-    /// nothing has moved for the deadline.
-    fn check<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        polled: Poll<io::Result<T>>,
-        moved: impl FnOnce(&T) -> bool,
-    ) -> Poll<io::Result<T>> {
-        match polled {
-            Poll::Ready(Ok(value)) => {
-                if moved(&value) {
-                    self.moved = true;
-                }
-                Poll::Ready(Ok(value))
-            }
-            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending => match self.stalled(cx) {
-                Poll::Ready(error) => Poll::Ready(Err(error)),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    /// Called while a write waits: ready with the error once nothing has moved for `TICKS`
-    /// checks in a row; otherwise pending, with the timer armed.
-    fn stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        let tick = self.tick;
-        let sleep = match &mut self.sleep {
-            Some(sleep) => sleep,
-            None => {
-                self.moved = false;
-                self.idle = 0;
-                self.sleep.insert(Box::pin(tokio::time::sleep(tick)))
-            }
-        };
-        // A timer that ran out while no write waited finds the progress made since, and only
-        // starts the count again.
-        while sleep.as_mut().poll(cx).is_ready() {
-            if std::mem::take(&mut self.moved) {
-                self.idle = 0;
-            } else {
-                self.idle = self.idle.saturating_add(1);
-                if self.idle >= TICKS {
-                    return Poll::Ready(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!(
-                            "the client accepted no response bytes for {:?}",
-                            tick * u32::from(TICKS)
-                        ),
-                    ));
-                }
-            }
-            sleep.as_mut().reset(tokio::time::Instant::now() + tick);
-        }
-        Poll::Pending
-    }
-
-    /// Polls a write of `bufs` on `io` under the clock.
-    pub(crate) fn poll_write_vectored<W: AsyncWrite + Unpin>(
-        &mut self,
-        cx: &mut Context<'_>,
-        io: &mut W,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(io).poll_write_vectored(cx, bufs);
-        self.check(cx, polled, |&n| n > 0)
-    }
-}
+use crate::write_clock::WriteClock;
 
 /// `inner` with its writes under a [`WriteClock`] (reads go straight through).
 pub(crate) struct WriteDeadline<T> {
@@ -173,8 +75,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_flush(cx);
-        this.clock.check(cx, polled, |_| true)
+        this.clock.poll_flush(cx, &mut this.inner)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -23,9 +23,9 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::deadline::WriteClock;
 use super::head::{self, BodyLength, Framing, Head};
 use crate::budget::ConnectionPermit;
+use crate::write_clock::WriteClock;
 
 /// A response a [`DirectGet`] is preparing.
 pub type DirectResponse = Pin<Box<dyn Future<Output = Response> + Send>>;

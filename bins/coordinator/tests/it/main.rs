@@ -8,6 +8,7 @@ mod common;
 mod backup_restore;
 mod beyond_grant;
 mod cli_durations;
+mod graceful_stop;
 mod http_flood;
 mod open_files;
 mod systemd_unit;
