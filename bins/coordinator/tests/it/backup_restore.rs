@@ -19,9 +19,11 @@ fn flags(replica: &str) -> Vec<String> {
     [
         "--epoch-ms",
         &EPOCH_MS.to_string(),
-        // Epochs settle 1.5 s after they end: when feeding stops, the last ones are unsettled.
+        // Epochs settle 3 s after they end: when feeding stops, the last ones are unsettled
+        // until the backup is taken, even when the machine is loaded (with 1.5 s a slow
+        // pg_dump on a busy machine once let settlement catch up before the copy).
         "--settlement-grace-ms",
-        "1500",
+        "3000",
         "--vesting-epochs",
         "2",
         "--worker-interval-ms",
