@@ -212,7 +212,8 @@ pub struct RtmpLimits {
     pub publisher_idle_timeout: Duration,
     /// A player of a stream with no publisher for this long is closed (default 5 min).
     pub play_wait_timeout: Duration,
-    /// A peer that accepts no data for this long is closed (default 20 s).
+    /// A peer that takes no byte of what it is sent for this long is closed, on progress: never
+    /// while its bytes keep moving (default 20 s).
     pub write_timeout: Duration,
 }
 

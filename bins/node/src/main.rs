@@ -274,7 +274,8 @@ struct Args {
           value_parser = streamr_net::cli::positive_duration)]
     rtmp_play_wait_timeout: Duration,
 
-    /// A peer that accepts no data for this long is disconnected (RTMP).
+    /// An RTMP peer that takes no byte of what it is sent for this long is disconnected (a
+    /// player that stopped reading); one that keeps reading is not, however long a batch takes.
     #[arg(long, env = "STREAMR_RTMP_WRITE_TIMEOUT", default_value = "20s",
           value_parser = streamr_net::cli::positive_duration)]
     rtmp_write_timeout: Duration,

@@ -394,7 +394,7 @@ async fn write_queue<W: AsyncWrite + Unpin>(
     if done {
         return Ok(now as u64);
     }
-    let written = queue.write_all_clocked(io, clock).await.map_err(|error| {
+    let written = queue.write_all(io, clock).await.map_err(|error| {
         if error.kind() == io::ErrorKind::TimedOut {
             io::Error::new(
                 io::ErrorKind::TimedOut,

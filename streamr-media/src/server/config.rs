@@ -21,8 +21,9 @@ pub struct RelayServerConfig {
     /// writes everything available in one vectored write at once; frames that pile up while its
     /// socket is full go out together when it drains.
     pub relay: RelayConfig,
-    /// A write to a peer that makes no progress for this long closes the connection
-    /// (default 20 s).
+    /// A peer that takes no byte of what it is sent for this long loses its connection (default
+    /// 20 s). The deadline is on progress, not on a batch's length: a slow player that keeps
+    /// reading is not cut, however long a batch (its first, the GOP cache) takes it.
     pub write_timeout: Duration,
     /// A connection that has not finished the handshake and `connect` within this time is closed
     /// (default 10 s).

@@ -71,7 +71,7 @@ pub enum ConnectionError {
     /// A publisher sent nothing for too long.
     #[error("publisher sent nothing for {0:?}")]
     PublisherIdle(Duration),
-    /// A write made no progress for too long (the peer stopped reading).
+    /// The peer took no byte for too long (it stopped reading).
     #[error("peer accepted no data for {0:?}; {1} bytes were waiting")]
     WriteTimeout(Duration, usize),
     /// The TLS handshake of an RTMPS connection failed.
@@ -193,6 +193,11 @@ struct Connection<'a> {
     /// Smallest batch sent by `sendfile`; `None` when this connection's never are (TLS, not
     /// Linux, turned off).
     sendfile_min: Option<usize>,
+    /// The deadline of the writes that have to wait (vectored or `sendfile`), on progress: the
+    /// peer is cut once it has taken no byte for the server's write timeout, never while bytes
+    /// keep moving, however long a batch takes. Its timer is allocated the first time a write
+    /// waits (a peer keeping up never does), then reused for the connection's life.
+    clock: WriteClock,
 }
 
 impl<'a> Connection<'a> {
@@ -219,6 +224,7 @@ impl<'a> Connection<'a> {
             frames_len: 0,
             spans: Vec::new(),
             sendfile_min: None,
+            clock: WriteClock::new(shared.config.write_timeout),
         }
     }
 
@@ -422,7 +428,9 @@ impl<'a> Connection<'a> {
 
     /// Writes everything queued: the vectored write's queue, then the batch's spans of the
     /// stream's shared file. Returns early (leaving the rest queued) on shutdown, so a peer that
-    /// stopped reading cannot hold the server up.
+    /// stopped reading cannot hold the server up. A write that has to wait does so under the
+    /// connection's [`WriteClock`]: the peer is cut once it has taken no byte for the write
+    /// timeout.
     async fn write_queued<W: AsyncWrite + Unpin + 'static>(
         &mut self,
         writer: &mut W,
@@ -432,32 +440,30 @@ impl<'a> Connection<'a> {
         if self.queue.is_empty() && self.spans.is_empty() {
             return Ok(());
         }
-        let limit = self.shared.config.write_timeout;
         if !self.queue.is_empty() {
             // A player keeping up takes the batch at once: no deadline timer, no shutdown waiter.
             let (written, done) = self.queue.write_now(writer)?;
             ServerCounters::add(&self.shared.counters.bytes_out, written as u64);
             if !done {
-                let write = timeout(limit, self.queue.write_all(writer));
                 let written = tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => {
                         self.spans.clear();
                         return Ok(());
                     }
-                    written = write => written,
+                    written = self.queue.write_all(writer, &mut self.clock) => written,
                 };
                 match written {
-                    Ok(written) => ServerCounters::add(
-                        &self.shared.counters.bytes_out,
-                        written.map_err(ConnectionError::Io)? as u64,
-                    ),
-                    Err(_) => {
+                    Ok(written) => {
+                        ServerCounters::add(&self.shared.counters.bytes_out, written as u64)
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::TimedOut => {
                         return Err(ConnectionError::WriteTimeout(
-                            limit,
+                            self.clock.timeout(),
                             self.queue.queued_bytes(),
                         ))
                     }
+                    Err(error) => return Err(ConnectionError::Io(error)),
                 }
             }
         }
@@ -467,12 +473,10 @@ impl<'a> Connection<'a> {
             })?;
             let waiting: u64 = self.spans.iter().map(Span::len).sum();
             // Polled first: a player keeping up takes the batch at once, and the shutdown
-            // waiter is never set up.
-            // No timer until a send has to wait (then no byte moving for `limit` ends it).
-            let mut clock = WriteClock::new(limit);
+            // waiter is never set up (nor the clock's timer).
             let sent = tokio::select! {
                 biased;
-                sent = send_spans(socket, &mut self.spans, &mut clock) => Some(sent),
+                sent = send_spans(socket, &mut self.spans, &mut self.clock) => Some(sent),
                 _ = shutdown.cancelled() => None,
             };
             let Some(sent) = sent else {
@@ -487,7 +491,7 @@ impl<'a> Connection<'a> {
                 }
                 Err(error) if error.kind() == io::ErrorKind::TimedOut => {
                     return Err(ConnectionError::WriteTimeout(
-                        limit,
+                        self.clock.timeout(),
                         usize::try_from(waiting).unwrap_or(usize::MAX),
                     ))
                 }

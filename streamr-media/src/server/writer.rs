@@ -6,7 +6,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use streamr_net::WriteClock;
+use tokio::io::AsyncWrite;
 
 /// Most buffers handed to one `writev` call (well under every platform's `IOV_MAX`).
 const MAX_SLICES_PER_WRITE: usize = 64;
@@ -60,7 +61,7 @@ impl WriteQueue {
 
     /// Writes what the writer takes at once, without waiting: returns the bytes written and
     /// whether everything queued went out and was flushed. When it did not, the caller waits
-    /// with [`WriteQueue::write_all`] (under its deadline).
+    /// with [`WriteQueue::write_all`] (under its write clock).
     ///
     /// This is the common case of a player keeping up: its socket takes the batch in one
     /// `writev`, and neither a write deadline timer nor a shutdown waiter is set up for it.
@@ -116,43 +117,14 @@ impl WriteQueue {
         }
     }
 
-    /// Writes everything queued, up to 64 buffers per system call, and returns the byte count.
+    /// Writes everything queued, up to 64 buffers per system call, and returns the byte count;
+    /// each write and the flush wait under `clock`: fails with [`io::ErrorKind::TimedOut`] once
+    /// the writer has taken nothing for the clock's timeout, however long the whole takes while
+    /// bytes keep moving. A write the writer takes at once does not touch the clock's timer.
     pub(crate) async fn write_all<W: AsyncWrite + Unpin>(
         &mut self,
         writer: &mut W,
-    ) -> io::Result<usize> {
-        let mut written_total = 0usize;
-        while !self.buffers.is_empty() {
-            let written = {
-                // On the stack: no allocation per write.
-                let mut slices = [IoSlice::new(&[]); MAX_SLICES_PER_WRITE];
-                for (slot, buffer) in slices.iter_mut().zip(&self.buffers) {
-                    *slot = IoSlice::new(buffer);
-                }
-                let count = self.buffers.len().min(MAX_SLICES_PER_WRITE);
-                writer.write_vectored(&slices[..count]).await?
-            };
-            if written == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "peer accepts no more bytes",
-                ));
-            }
-            written_total = written_total.saturating_add(written);
-            self.advance(written);
-        }
-        writer.flush().await?;
-        Ok(written_total)
-    }
-
-    /// Writes everything queued as [`WriteQueue::write_all`] does, each write and the flush
-    /// under `clock`: fails with [`io::ErrorKind::TimedOut`] once the writer has taken nothing
-    /// for the clock's timeout, however long the whole takes while bytes keep moving.
-    #[cfg(feature = "http")]
-    pub(crate) async fn write_all_clocked<W: AsyncWrite + Unpin>(
-        &mut self,
-        writer: &mut W,
-        clock: &mut streamr_net::WriteClock,
+        clock: &mut WriteClock,
     ) -> io::Result<usize> {
         let mut written_total = 0usize;
         while !self.buffers.is_empty() {
@@ -184,6 +156,12 @@ impl WriteQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// A clock no test write comes near.
+    fn clock() -> WriteClock {
+        WriteClock::new(Duration::from_secs(10))
+    }
 
     #[tokio::test]
     async fn writes_every_buffer_in_order_despite_short_writes() {
@@ -208,7 +186,10 @@ mod tests {
             }
             got
         });
-        assert_eq!(queue.write_all(&mut client).await.unwrap(), total);
+        assert_eq!(
+            queue.write_all(&mut client, &mut clock()).await.unwrap(),
+            total
+        );
         assert!(queue.is_empty());
         assert_eq!(queue.queued_bytes(), 0);
         assert_eq!(reader.await.unwrap(), expected);
@@ -234,7 +215,10 @@ mod tests {
                 .unwrap();
             got
         });
-        assert_eq!(queue.write_all(&mut client).await.unwrap(), 15);
+        assert_eq!(
+            queue.write_all(&mut client, &mut clock()).await.unwrap(),
+            15
+        );
         let got = reader.await.unwrap();
         let mut expected = vec![1u8; 60];
         expected.extend([2u8; 30]);

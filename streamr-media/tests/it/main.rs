@@ -39,6 +39,7 @@ mod rtmp_sendfile;
 mod rtmp_session;
 mod rtmp_session_gstreamer;
 mod rtmp_session_players;
+mod rtmp_write_deadline;
 mod slow_viewer;
 mod ts_codec_config;
 mod ts_mux;
