@@ -31,9 +31,17 @@ impl AudioSpecificConfig {
         let mut object_type = read_object_type(&mut r)?;
         let sampling_frequency_index = read_sampling_index(&mut r)?;
         let channel_configuration = r.bits(4, "channelConfiguration")?;
-        if object_type == 5 || object_type == 29 {
+        if is_sbr_or_ps(object_type) {
             let _extension_sampling_index = read_sampling_index(&mut r)?;
             object_type = read_object_type(&mut r)?;
+            // The core under SBR or PS signalling is a plain object type: another SBR or PS
+            // would have no core to carry, and could not be written back in the two-byte form.
+            if is_sbr_or_ps(object_type) {
+                return Err(CodecError::UnsupportedAudioConfig {
+                    field: "audioObjectType",
+                    value: object_type,
+                });
+            }
         }
         Ok(AudioSpecificConfig {
             object_type: u8::try_from(object_type).map_err(|_| {
@@ -105,6 +113,12 @@ impl AudioSpecificConfig {
             0xFC,
         ])
     }
+}
+
+/// Explicit SBR (HE-AAC, object type 5) or PS (HE-AAC v2, object type 29) signalling, which is
+/// followed by the extension sampling frequency and the core object type.
+fn is_sbr_or_ps(object_type: u32) -> bool {
+    object_type == 5 || object_type == 29
 }
 
 fn read_object_type(r: &mut BitReader<'_>) -> Result<u32, CodecError> {

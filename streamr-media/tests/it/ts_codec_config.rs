@@ -107,6 +107,17 @@ fn audio_specific_configs() {
     assert_eq!(he.object_type, 2);
     assert_eq!(he.sampling_frequency_index, 7);
     assert!(he.adts_header(10).is_ok());
+    // Found by the codec_config fuzz target: SBR signalling whose core is SBR again parsed as
+    // object type 5, which the two-byte form writes as a config that no longer parses.
+    for (config, core) in [([0x2b, 0x08, 0x16], 5), ([0x2b, 0x08, 0x74], 29)] {
+        assert_eq!(
+            AudioSpecificConfig::parse(&config),
+            Err(CodecError::UnsupportedAudioConfig {
+                field: "audioObjectType",
+                value: core,
+            })
+        );
+    }
     // Explicit frequencies and program config elements cannot go into ADTS.
     assert!(matches!(
         AudioSpecificConfig::parse(&[0x17, 0x80, 0, 0, 0]),

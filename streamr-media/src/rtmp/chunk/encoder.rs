@@ -24,8 +24,11 @@ struct SentHeader {
 /// Encodes messages into chunks for one connection direction, compressing headers (types 1-3)
 /// against what was last sent on the same chunk stream.
 ///
-/// Encoding a Set Chunk Size message switches the encoder to the new size for every later
-/// message, so the announcement and the change can never get out of step.
+/// Encoding a Set Chunk Size message (on message stream 0, the only one where [`ChunkDecoder`]
+/// applies it) switches the encoder to the new size for every later message, so the
+/// announcement and the change can never get out of step.
+///
+/// [`ChunkDecoder`]: super::ChunkDecoder
 #[derive(Debug)]
 pub struct ChunkEncoder {
     chunk_size: u32,
@@ -189,27 +192,30 @@ impl ChunkEncoder {
     fn encode_ref(&mut self, message: &RawMessage, dst: &mut BytesMut) -> Result<(), ChunkError> {
         let length = validate(message)?;
         let csid = message.chunk_stream_id;
-        let new_chunk_size = if message.type_id == TYPE_SET_CHUNK_SIZE {
-            match message.payload.get(..4) {
-                Some(b) => {
-                    let size = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-                    if size == 0 || size > MAX_CHUNK_SIZE {
-                        return Err(ChunkError::InvalidChunkSize { size, csid });
+        // Like the decoder, only a Set Chunk Size on message stream 0 is the protocol control
+        // message: one on another message stream is ordinary data and changes nothing.
+        let new_chunk_size =
+            if message.type_id == TYPE_SET_CHUNK_SIZE && message.message_stream_id == 0 {
+                match message.payload.get(..4) {
+                    Some(b) => {
+                        let size = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                        if size == 0 || size > MAX_CHUNK_SIZE {
+                            return Err(ChunkError::InvalidChunkSize { size, csid });
+                        }
+                        Some(size)
                     }
-                    Some(size)
+                    None => {
+                        return Err(ChunkError::ShortControlMessage {
+                            type_id: TYPE_SET_CHUNK_SIZE,
+                            csid,
+                            len: message.payload.len(),
+                            needed: 4,
+                        })
+                    }
                 }
-                None => {
-                    return Err(ChunkError::ShortControlMessage {
-                        type_id: TYPE_SET_CHUNK_SIZE,
-                        csid,
-                        len: message.payload.len(),
-                        needed: 4,
-                    })
-                }
-            }
-        } else {
-            None
-        };
+            } else {
+                None
+            };
         dst.reserve(header_room(message.payload.len(), self.chunk_size));
         let prev_slot = self.sent.iter().position(|s| s.csid == csid);
         let prev = prev_slot.and_then(|i| self.sent.get(i)).copied();

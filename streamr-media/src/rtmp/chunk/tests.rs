@@ -403,3 +403,46 @@ fn a_declared_length_reserves_nothing_beyond_the_bytes_received() {
         decoder.buffered_capacity()
     );
 }
+
+/// Decodes every message in `bytes`, which must all be whole.
+fn decode_whole(bytes: &[u8]) -> Vec<RawMessage> {
+    let mut decoder = ChunkDecoder::default();
+    decode_in_pieces(&mut decoder, bytes, &[bytes.len()]).unwrap()
+}
+
+#[test]
+fn set_chunk_size_off_message_stream_0_is_data_for_encoder_and_decoder_alike() {
+    // Found by the chunk_decoder fuzz target: an empty type 1 message on message stream
+    // 0xFF00000C decodes (the decoder only applies Set Chunk Size on stream 0), so the encoder
+    // must not refuse it as a short Set Chunk Size.
+    let found = [
+        0x02, 0x00, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x01, 0x0C, 0x00, 0x00, 0xFF,
+    ];
+    let mut decoder = ChunkDecoder::default();
+    let mut buf = BytesMut::from(&found[..]);
+    let message = decoder.decode(&mut buf).unwrap().unwrap();
+    assert_eq!(
+        (message.type_id, message.message_stream_id),
+        (1, 0xFF00_000C)
+    );
+    assert!(message.payload.is_empty());
+
+    // A well-formed one must not switch the encoder's chunk size either: the decoder keeps 128.
+    let mut ignored = set_chunk_size(1);
+    ignored.message_stream_id = 1;
+    let media = RawMessage {
+        chunk_stream_id: 6,
+        timestamp: 40,
+        type_id: 9,
+        message_stream_id: 1,
+        payload: Bytes::from(vec![7u8; 300]),
+    };
+    let messages = [message, ignored, media];
+    let mut encoder = ChunkEncoder::new();
+    let mut chunks = BytesMut::new();
+    for message in &messages {
+        encoder.encode(message, &mut chunks).unwrap();
+    }
+    assert_eq!(encoder.chunk_size(), DEFAULT_CHUNK_SIZE);
+    assert_eq!(decode_whole(&chunks), messages);
+}
