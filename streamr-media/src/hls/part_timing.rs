@@ -79,6 +79,23 @@ impl FrameTiming {
         self.counts.iter().rposition(|n| *n > 0).unwrap_or(0) as u64
     }
 
+    /// The mean interval measured, rounded to whole milliseconds. Over a stretch of regular
+    /// frames it is the stream's frame interval whichever stretch was measured: the
+    /// millisecond rounding of the timestamps does not add up (`n` intervals sum to the span
+    /// from the first frame to the last, `n` frame intervals give or take the rounding of its
+    /// two ends: over [`MIN_INTERVALS`] intervals, ±1 ms of rounding moves the mean 0.1 ms at
+    /// most), unlike the widest or narrowest interval, which depend on whether the stretch
+    /// happened to hold the frames rounded furthest apart.
+    fn mean_ms(&self) -> u64 {
+        let sum: u64 = self
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(ms, n)| (ms as u64).saturating_mul(*n))
+            .sum();
+        (sum + self.count / 2) / self.count.max(1)
+    }
+
     /// The narrowest interval that [`HELD_PERCENT`] of those measured do not exceed.
     fn held_ms(&self) -> u64 {
         let wanted = (self.count * HELD_PERCENT).div_ceil(100);
@@ -98,8 +115,9 @@ impl FrameTiming {
     /// - `provisional` when too few intervals were measured, when its 15 % window holds the
     ///   interval 95 % of those measured do not exceed, or when the frames are regular (the
     ///   widest and the narrowest within twice [`PART_JITTER_MS`], the rounding of millisecond
-    ///   timestamps) and as many of them as fit it fill 85 % of it ([`whole_frames_fill`]);
-    /// - for other regular frames, the configured target fitted to their widest interval
+    ///   timestamps) and as many of their mean interval as fit it fill 85 % of it
+    ///   ([`whole_frames_fill`]);
+    /// - for other regular frames, the configured target fitted to their mean interval
     ///   ([`fit_to_frames`]);
     /// - for irregular frames, four times the configured target when its window holds that
     ///   interval, otherwise [`MAX_PART_TARGET_MS`].
@@ -126,12 +144,16 @@ impl FrameTiming {
         }
         let (shortest, longest) = (self.shortest_ms(), self.longest_ms());
         if longest.saturating_sub(shortest) <= 2 * PART_JITTER_MS {
-            if whole_frames_fill(provisional, shortest, longest) {
+            // Regular frames: timed by their mean interval, the same in every stretch of the
+            // stream, rather than by the widest one, which varies with the stretch (frames 49 ms
+            // apart with ±1 ms of rounding measure 50 or 51 ms at the widest: 310 or 350 ms). A
+            // part of `k` frames lasts `k` mean intervals give or take the rounding of its two
+            // ends, which [`fit_to_frames`] allows for.
+            let frame = self.mean_ms();
+            if whole_frames_fill(provisional, frame, frame) {
                 return provisional;
             }
-            // The widest interval, a whole number of milliseconds the same in every stretch of
-            // the stream (unlike the mean).
-            return fit_to_frames(configured.clamp(1, MAX_PART_TARGET_MS), longest as f64);
+            return fit_to_frames(configured.clamp(1, MAX_PART_TARGET_MS), frame as f64);
         }
         let configured = configured.clamp(1, MAX_PART_TARGET_MS);
         [configured.saturating_mul(VFR_FACTOR), MAX_PART_TARGET_MS]
@@ -215,6 +237,56 @@ mod tests {
         assert_eq!(timing([60; 40]).part_target_ms(350, 350, false), 350);
         assert_eq!(timing([120; 40]).part_target_ms(350, 350, true), 350);
         assert_eq!(timing([250; 40]).part_target_ms(350, 200, true), 260);
+    }
+
+    /// Frames 49 ms apart stamped with ±1 ms of rounding: a stretch whose widest interval is
+    /// 51 ms and one whose widest is 50 ms (an origin's first segment and the first a node
+    /// joining later measures) pick the same target, whether the rate was declared or not.
+    #[test]
+    fn stretches_of_regular_frames_with_rounding_pick_the_same_target() {
+        let wide = timing((0..40).map(|i| match i % 8 {
+            0 => 51,
+            1 => 47,
+            _ => 49,
+        }));
+        let narrow = timing((0..24).map(|i| match i % 6 {
+            0 => 50,
+            1 => 48,
+            _ => 49,
+        }));
+        let declared = fit_to_frames(350, 49.0);
+        assert_eq!(declared, 304);
+        for provisional in [declared, 350] {
+            assert_eq!(wide.part_target_ms(350, provisional, false), provisional);
+            assert_eq!(narrow.part_target_ms(350, provisional, false), provisional);
+        }
+    }
+
+    proptest::proptest! {
+        /// Any two stretches of at least [`MIN_INTERVALS`] intervals of a regular stream whose
+        /// timestamps are rounded to the millisecond pick the same target, with the frame rate
+        /// declared or not.
+        #[test]
+        fn every_stretch_of_a_regular_stream_picks_the_same_target(
+            interval in 8u64..400,
+            jitter in proptest::collection::vec(0u64..=2, 60..240),
+            first in proptest::prelude::any::<proptest::sample::Index>(),
+            second in proptest::prelude::any::<proptest::sample::Index>(),
+            declared in proptest::prelude::any::<bool>(),
+        ) {
+            let stamps: Vec<u64> = jitter
+                .iter()
+                .enumerate()
+                .map(|(i, j)| (i as u64 * interval + j).saturating_sub(1))
+                .collect();
+            let starts = stamps.len() - MIN_INTERVALS as usize;
+            let provisional = if declared { fit_to_frames(350, interval as f64) } else { 350 };
+            let target = |start: usize| {
+                timing(stamps[start..].windows(2).map(|w| w[1] - w[0]))
+                    .part_target_ms(350, provisional, false)
+            };
+            proptest::prop_assert_eq!(target(first.index(starts)), target(second.index(starts)));
+        }
     }
 
     #[test]
