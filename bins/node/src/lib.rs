@@ -170,6 +170,10 @@ pub struct NodeConfig {
     /// shared out per stream (0: off; see [`AdaptiveBatchConfig::write_budget_per_core`] and
     /// [`AdaptiveBatchConfig::write_rate_delays`]).
     pub batch_write_budget: f64,
+    /// Bytes a viewer's batch needs at most: the write-rate term holds a stream no longer
+    /// than it takes to bring this many (0: no limit; see
+    /// [`AdaptiveBatchConfig::max_batch_bytes`]).
+    pub batch_max_bytes: u64,
     /// Wake each stream's viewers in staggered groups, each once per batch delay at a phase of
     /// its own (see [`streamr_media::relay::BatchPolicy::stagger`]; default off).
     pub batch_stagger: bool,
@@ -237,9 +241,9 @@ impl Default for RtmpLimits {
 /// at live bitrates, so waking every viewer per video frame (30 writes a second) costs more
 /// per viewer than SRS's merged writes. This budget starts spacing writes at 60 viewers per
 /// core (a write each 40 ms) and gives 500 viewers on 2 cores a write each 167 ms (about
-/// 95-110 ms hop p50 against SRS's 175-190 ms), where every path needs at least 1.5 times less
-/// CPU per player than SRS's default with a margin; 2000 (a write each 125 ms there) sat at
-/// 1.43-1.7 times, on the target's edge.
+/// 85-110 ms hop p50 against SRS's 175-190 ms); from about 850 viewers on 2 cores the spacing
+/// reaches the cap ([`NodeConfig::batch_delay_max`], 280 ms), or for a high-bitrate stream the
+/// time it takes to bring [`NodeConfig::batch_max_bytes`].
 pub const DEFAULT_BATCH_WRITE_BUDGET: f64 = 1500.0;
 
 /// File handles kept beyond the connection budgets (logs, HLS files, databases, upstreams).
@@ -383,6 +387,7 @@ impl Default for NodeConfig {
             batch_delay: None,
             batch_delay_max: AdaptiveBatchConfig::default().max_delay,
             batch_write_budget: DEFAULT_BATCH_WRITE_BUDGET,
+            batch_max_bytes: AdaptiveBatchConfig::default().max_batch_bytes,
             batch_stagger: false,
             flv_sendfile_min_bytes: streamr_media::http::ZERO_COPY_MIN_BYTES,
             rtmp_sendfile_min_bytes: streamr_media::server::SENDFILE_MIN_BYTES,
@@ -720,7 +725,8 @@ impl Node {
             tasks.push(spawn_adaptive_batching(
                 hub.clone(),
                 AdaptiveBatchConfig::with_max_delay(config.batch_delay_max)
-                    .with_write_budget(config.batch_write_budget),
+                    .with_write_budget(config.batch_write_budget)
+                    .with_max_batch_bytes(config.batch_max_bytes),
                 stop.clone(),
             ));
         }

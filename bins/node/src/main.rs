@@ -208,7 +208,7 @@ struct Args {
     /// Cap of the load-adaptive batch delay (used when --batch-delay is unset): zero while the
     /// node uses at most 30 % of its cores, growing with its load above that (half the cap at
     /// 60 %), up to this (0s: no delay, once per video frame whatever the load).
-    #[arg(long, env = "STREAMR_BATCH_DELAY_MAX", default_value = "200ms",
+    #[arg(long, env = "STREAMR_BATCH_DELAY_MAX", default_value = "280ms",
           value_parser = streamr_net::cli::bounded_duration)]
     batch_delay_max: Duration,
 
@@ -219,6 +219,14 @@ struct Args {
     /// this off, leaving the delay to the CPU load alone (lowest latency, more CPU per viewer).
     #[arg(long, env = "STREAMR_BATCH_WRITE_BUDGET", default_value_t = streamr_node::DEFAULT_BATCH_WRITE_BUDGET)]
     batch_write_budget: f64,
+
+    /// Bytes a viewer's batch needs at most (used when --batch-delay is unset): the write
+    /// budget holds a stream's frames no longer than the stream takes to bring this many
+    /// (a 3 Mbit/s stream about 220 ms at the default, a 232 kbit/s one up to
+    /// --batch-delay-max): past it the bytes, not the write, cost the CPU and a longer hold
+    /// only adds latency (0: no limit).
+    #[arg(long, env = "STREAMR_BATCH_MAX_BYTES", default_value_t = streamr_media::relay::AdaptiveBatchConfig::default().max_batch_bytes)]
+    batch_max_bytes: u64,
 
     /// Wake a stream's viewers in staggered groups (one per 250 viewers and 25 ms of delay, at
     /// most 8), each once per batch delay at a phase of its own, instead of all at once when a
@@ -437,6 +445,7 @@ impl Args {
             batch_delay: self.batch_delay,
             batch_delay_max: self.batch_delay_max,
             batch_write_budget: self.batch_write_budget,
+            batch_max_bytes: self.batch_max_bytes,
             batch_stagger: self.batch_stagger,
             flv_sendfile_min_bytes: self.flv_sendfile_min_bytes,
             rtmp_sendfile_min_bytes: self.rtmp_sendfile_min_bytes,
@@ -697,7 +706,8 @@ mod tests {
         assert!(Args::try_parse_from(["streamr-node", "--heartbeat-auth", "mac"]).is_err());
         assert_eq!(config.receipt_grace, Duration::from_secs(6));
         assert_eq!(config.batch_delay, Some(Duration::from_millis(40)));
-        assert_eq!(config.batch_delay_max, Duration::from_millis(200));
+        assert_eq!(config.batch_delay_max, Duration::from_millis(280));
+        assert_eq!(config.batch_max_bytes, 80 * 1024);
         assert!(Args::try_parse_from(["streamr-node", "--coordinator-key", "zz"]).is_err());
         // The older flag name still works.
         let old = Args::try_parse_from(["streamr-node", "--coordinator-key", &key]).unwrap();

@@ -33,7 +33,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct AdaptiveBatchConfig {
-    /// Longest batch delay the controller sets (default 200 ms).
+    /// Longest batch delay the controller sets (default 280 ms).
     pub max_delay: Duration,
     /// Busy share (0 to 1 of the node's cores) at or below which the delay shrinks (default 0.3).
     pub low: f64,
@@ -42,8 +42,8 @@ pub struct AdaptiveBatchConfig {
     /// First non-zero delay when growing from zero (default 5 ms).
     pub min_step: Duration,
     /// Share of `max_delay` the delay reaches at the high mark while the load is between the
-    /// marks, in proportion to how far between them it is (default 0.5: 100 ms of a 200 ms cap
-    /// at 60 % busy, 50 ms at 45 %); 0 holds the delay between the marks.
+    /// marks, in proportion to how far between them it is (default 0.5: 140 ms of a 280 ms cap
+    /// at 60 % busy, 70 ms at 45 %); 0 holds the delay between the marks.
     pub band_share: f64,
     /// Viewer writes per second per core the write-rate term allows (default 0: off). Above
     /// it, the delay is the interval at which the viewers per core stay within it: with 2000,
@@ -52,18 +52,27 @@ pub struct AdaptiveBatchConfig {
     /// Shortest delay the write-rate term sets (default 40 ms): a shorter one merges no video
     /// frames at common frame rates, so it would add latency and save nothing.
     pub min_merge_delay: Duration,
+    /// Bytes a viewer's batch needs at most for the write-rate term to pay (default 80 KiB;
+    /// 0: no such limit): the term spaces a stream's writes no further apart than the time
+    /// the stream takes to bring this many bytes ([`AdaptiveBatchConfig::byte_rate_cap`]).
+    /// A write's fixed cost is what batching saves; once a batch is this large its bytes cost
+    /// more than the write, and a longer hold would only add latency (and, for every viewer
+    /// woken at once, a longer burst of large writes). So a 232 kbit/s stream is held up to
+    /// `max_delay` while a 3 Mbit/s one is held about 220 ms.
+    pub max_batch_bytes: u64,
 }
 
 impl Default for AdaptiveBatchConfig {
     fn default() -> Self {
         AdaptiveBatchConfig {
-            max_delay: Duration::from_millis(200),
+            max_delay: Duration::from_millis(280),
             low: 0.3,
             high: 0.6,
             min_step: Duration::from_millis(5),
             band_share: 0.5,
             write_budget_per_core: 0.0,
             min_merge_delay: Duration::from_millis(40),
+            max_batch_bytes: 80 * 1024,
         }
     }
 }
@@ -81,6 +90,31 @@ impl AdaptiveBatchConfig {
     pub fn with_write_budget(mut self, writes_per_second_per_core: f64) -> Self {
         self.write_budget_per_core = writes_per_second_per_core;
         self
+    }
+
+    /// Sets the bytes a viewer's batch needs at most
+    /// ([`AdaptiveBatchConfig::max_batch_bytes`]; 0: no limit).
+    pub fn with_max_batch_bytes(mut self, bytes: u64) -> Self {
+        self.max_batch_bytes = bytes;
+        self
+    }
+
+    /// The longest write-rate delay for a stream bringing `bytes_per_second`: the time it
+    /// takes to bring [`AdaptiveBatchConfig::max_batch_bytes`], between
+    /// [`AdaptiveBatchConfig::min_merge_delay`] and [`AdaptiveBatchConfig::max_delay`]; the cap
+    /// itself when the limit is off or the rate is unknown (zero, negative or not finite).
+    pub fn byte_rate_cap(&self, bytes_per_second: f64) -> Duration {
+        // NaN compares false too: unknown.
+        if self.max_batch_bytes == 0 || !(bytes_per_second > 0.0 && bytes_per_second.is_finite()) {
+            return self.max_delay;
+        }
+        let fill = self.max_batch_bytes as f64 / bytes_per_second;
+        if fill >= self.max_delay.as_secs_f64() {
+            return self.max_delay;
+        }
+        Duration::from_secs_f64(fill)
+            .max(self.min_merge_delay)
+            .min(self.max_delay)
     }
 
     /// The delay the write-rate term asks for with `viewers_per_core` viewers per core.
@@ -275,7 +309,7 @@ mod tests {
 
     #[test]
     fn a_node_with_cpu_to_spare_batches_nothing() {
-        let mut c = AdaptiveBatch::new(AdaptiveBatchConfig::default());
+        let mut c = AdaptiveBatch::new(AdaptiveBatchConfig::with_max_delay(ms(200)));
         let curve = run(&mut c, &[0.0, 0.1, 0.29, 0.3, 0.2]);
         assert!(curve.iter().all(|d| d.is_zero()), "{curve:?}");
     }
@@ -285,7 +319,9 @@ mod tests {
         // Each sample from zero: the curve busy share -> delay with a 200 ms cap.
         let curve: Vec<_> = [0.3, 0.301, 0.36, 0.45, 0.54, 0.585]
             .iter()
-            .map(|busy| AdaptiveBatch::new(AdaptiveBatchConfig::default()).observe(*busy))
+            .map(|busy| {
+                AdaptiveBatch::new(AdaptiveBatchConfig::with_max_delay(ms(200))).observe(*busy)
+            })
             .collect();
         assert_eq!(
             curve,
@@ -302,7 +338,7 @@ mod tests {
 
     #[test]
     fn between_the_marks_the_delay_grows_but_never_shrinks() {
-        let mut c = AdaptiveBatch::new(AdaptiveBatchConfig::default());
+        let mut c = AdaptiveBatch::new(AdaptiveBatchConfig::with_max_delay(ms(200)));
         // Load rising through the band raises the delay; the lower load batching brings keeps it.
         assert_eq!(
             run(&mut c, &[0.36, 0.45, 0.4, 0.31]),
@@ -316,7 +352,7 @@ mod tests {
     fn a_zero_band_share_holds_the_delay_between_the_marks() {
         let config = AdaptiveBatchConfig {
             band_share: 0.0,
-            ..AdaptiveBatchConfig::default()
+            ..AdaptiveBatchConfig::with_max_delay(ms(200))
         };
         let mut c = AdaptiveBatch::new(config);
         assert_eq!(run(&mut c, &[0.45, 0.59]), [Duration::ZERO; 2]);
@@ -377,7 +413,10 @@ mod tests {
     fn more_load_never_gives_a_shorter_delay() {
         // From the same history, a busier sample never yields a shorter delay.
         let history = [0.7, 0.7, 0.5, 0.2];
-        for config in [AdaptiveBatchConfig::default(), doubling_only(ms(200))] {
+        for config in [
+            AdaptiveBatchConfig::with_max_delay(ms(200)),
+            doubling_only(ms(200)),
+        ] {
             let mut last = Duration::ZERO;
             for busy in [0.0, 0.2, 0.3, 0.31, 0.5, 0.59, 0.6, 0.8, 1.0, 3.0] {
                 let mut c = AdaptiveBatch::new(config);
@@ -414,7 +453,7 @@ mod tests {
 
     #[test]
     fn the_write_rate_term_spaces_writes_once_viewers_exceed_the_budget() {
-        let config = AdaptiveBatchConfig::default().with_write_budget(2000.0);
+        let config = AdaptiveBatchConfig::with_max_delay(ms(200)).with_write_budget(2000.0);
         // Viewers per core -> delay: nothing while a write per viewer every 40 ms fits the
         // budget (80 viewers per core), then the interval that keeps them within it, capped.
         let curve: Vec<_> = [0.0, 50.0, 79.0, 80.0, 250.0, 500.0, 1000.0, 1e9]
@@ -436,7 +475,7 @@ mod tests {
         );
         // Off by default, and for odd inputs.
         assert_eq!(
-            AdaptiveBatchConfig::default().write_rate_delay(1e6),
+            AdaptiveBatchConfig::with_max_delay(ms(200)).write_rate_delay(1e6),
             Duration::ZERO
         );
         assert_eq!(config.write_rate_delay(f64::NAN), Duration::ZERO);
@@ -445,7 +484,7 @@ mod tests {
 
     #[test]
     fn the_larger_term_applies_and_the_cpu_term_keeps_its_own_course() {
-        let config = AdaptiveBatchConfig::default().with_write_budget(2000.0);
+        let config = AdaptiveBatchConfig::with_max_delay(ms(200)).with_write_budget(2000.0);
         let mut c = AdaptiveBatch::new(config);
         // An idle node with 250 viewers per core: the write-rate term's 125 ms.
         assert_eq!(c.observe_load(0.1, 250.0), ms(125));
@@ -476,7 +515,7 @@ mod tests {
     #[test]
     fn a_small_stream_on_a_busy_node_is_not_delayed() {
         // 2 cores at 2000 writes a second each: 4000 a second for the node.
-        let config = AdaptiveBatchConfig::default().with_write_budget(2000.0);
+        let config = AdaptiveBatchConfig::with_max_delay(ms(200)).with_write_budget(2000.0);
         // One big stream: the node-wide term of its viewers per core.
         assert_eq!(config.write_rate_delays(&[500], 2.0), [ms(125)]);
         assert_eq!(
@@ -506,7 +545,7 @@ mod tests {
         );
         // Off, and odd inputs.
         assert_eq!(
-            AdaptiveBatchConfig::default().write_rate_delays(&[5000], 2.0),
+            AdaptiveBatchConfig::with_max_delay(ms(200)).write_rate_delays(&[5000], 2.0),
             [Duration::ZERO]
         );
         assert_eq!(
@@ -564,6 +603,36 @@ mod tests {
                 more[0] += extra;
                 proptest::prop_assert!(config.write_rate_delays(&more, cores)[0] >= delays[0]);
             }
+        }
+    }
+
+    #[test]
+    fn the_byte_rate_caps_the_write_rate_delay_at_the_time_its_batch_bytes_take() {
+        let config = AdaptiveBatchConfig::with_max_delay(ms(280)).with_max_batch_bytes(80 * 1024);
+        // 232 kbit/s: 80 KiB take seconds, so the cap applies.
+        assert_eq!(config.byte_rate_cap(232_000.0 / 8.0), ms(280));
+        // 3 Mbit/s: 80 KiB take about 218 ms.
+        let three = config.byte_rate_cap(3_000_000.0 / 8.0);
+        assert!(three > ms(218) && three < ms(219), "{three:?}");
+        // Very high rates stop at the shortest merging delay.
+        assert_eq!(config.byte_rate_cap(1e12), ms(40));
+        // An unknown rate, or the limit off: the cap.
+        for rate in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(config.byte_rate_cap(rate), ms(280));
+        }
+        assert_eq!(config.with_max_batch_bytes(0).byte_rate_cap(1e9), ms(280));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_faster_stream_is_never_held_longer(a in 0.0f64..1e8, b in 0.0f64..1e8, bytes in 0u64..1_000_000) {
+            let config = AdaptiveBatchConfig::default().with_max_batch_bytes(bytes);
+            let (slow, fast) = if a <= b { (a, b) } else { (b, a) };
+            let (slow_cap, fast_cap) = (config.byte_rate_cap(slow), config.byte_rate_cap(fast));
+            if slow > 0.0 {
+                proptest::prop_assert!(fast_cap <= slow_cap);
+            }
+            proptest::prop_assert!(fast_cap <= config.max_delay);
         }
     }
 

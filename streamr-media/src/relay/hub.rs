@@ -172,18 +172,35 @@ impl RelayHub {
     /// ([`AdaptiveBatchConfig::write_rate_delays`] on a node of `cores` cores), so a stream
     /// with many viewers batches while a small one beside it does not, and the staggered
     /// groups its viewers are woken in (one per 250 viewers, see [`BatchPolicy::stagger`]).
+    /// A stream's delay is at most the time it takes to bring
+    /// [`AdaptiveBatchConfig::max_batch_bytes`] at its byte rate (measured between calls), so a
+    /// high-bitrate stream is not held past the point where its batches stop saving CPU.
     /// A stream's publisher
     /// waits the longer of this and the hub's delay ([`RelayHub::set_batch_delay`]). Returns
     /// the longest of them (zero with the term off). Load-adaptive batching calls this with
     /// each load sample.
     pub fn apply_write_rate(&self, config: &AdaptiveBatchConfig, cores: f64) -> Duration {
+        self.apply_write_rate_at(config, cores, Instant::now())
+    }
+
+    /// [`RelayHub::apply_write_rate`] with the streams' byte counts sampled at `now`: each
+    /// stream's delay is also capped by its byte rate
+    /// ([`AdaptiveBatchConfig::byte_rate_cap`], smoothed over samples a few seconds long).
+    pub(crate) fn apply_write_rate_at(
+        &self,
+        config: &AdaptiveBatchConfig,
+        cores: f64,
+        now: Instant,
+    ) -> Duration {
         let streams: Vec<_> = lock(&self.inner.streams).values().cloned().collect();
         let viewers: Vec<usize> = streams
             .iter()
             .map(|stream| lock(&stream.viewers).len())
             .collect();
-        let delays = config.write_rate_delays(&viewers, cores);
-        for ((stream, delay), viewers) in streams.iter().zip(&delays).zip(&viewers) {
+        let mut delays = config.write_rate_delays(&viewers, cores);
+        for ((stream, delay), viewers) in streams.iter().zip(&mut delays).zip(&viewers) {
+            let rate = stream.byte_rate(now).unwrap_or(f64::NAN);
+            *delay = (*delay).min(config.byte_rate_cap(rate));
             stream
                 .write_delay_micros
                 .store(micros(*delay), Ordering::Relaxed);

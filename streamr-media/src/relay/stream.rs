@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -228,6 +229,9 @@ pub(crate) struct Stream {
     /// Most staggered wake-up groups its publisher uses, from its viewers
     /// ([`super::flush::groups_for_viewers`], set with the write-rate delay; all until then).
     pub(crate) stagger_groups: AtomicU64,
+    /// The stream's byte rate as the write-rate term last measured it
+    /// ([`Stream::byte_rate`]).
+    pub(crate) byte_rate: Mutex<ByteRate>,
     /// The stream's HTTP-FLV chunks, shared by its players' `sendfile`s.
     #[cfg(feature = "http")]
     pub(crate) shared_flv: crate::shared_bytes::SharedStore,
@@ -242,6 +246,41 @@ pub(crate) struct Stream {
     >,
 }
 
+/// A stream's byte rate, smoothed over samples of its byte count.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ByteRate {
+    /// The previous sample: when, and the bytes relayed by then.
+    last: Option<(Instant, u64)>,
+    /// Bytes a second, smoothed; `None` until two samples were taken.
+    rate: Option<f64>,
+}
+
+/// Time constant of the byte-rate smoothing: long enough that a keyframe (a GOP's largest
+/// frame, arriving all at once) does not swing the rate, short enough to follow a change of
+/// bitrate within seconds.
+const BYTE_RATE_SMOOTHING: Duration = Duration::from_secs(2);
+
+impl ByteRate {
+    /// Adds the sample `total_bytes` relayed by `now`; returns the smoothed rate in bytes a
+    /// second, `None` until two samples at different instants were seen.
+    pub(crate) fn sample(&mut self, now: Instant, total_bytes: u64) -> Option<f64> {
+        if let Some((then, before)) = self.last {
+            let elapsed = now.saturating_duration_since(then).as_secs_f64();
+            if elapsed <= 0.0 {
+                return self.rate;
+            }
+            let instant = total_bytes.saturating_sub(before) as f64 / elapsed;
+            let weight = 1.0 - (-elapsed / BYTE_RATE_SMOOTHING.as_secs_f64()).exp();
+            self.rate = Some(match self.rate {
+                Some(rate) => rate + (instant - rate) * weight,
+                None => instant,
+            });
+        }
+        self.last = Some((now, total_bytes));
+        self.rate
+    }
+}
+
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: relay state stays
 /// consistent between statements, so a panic elsewhere must not take every viewer down.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -252,6 +291,13 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Stream {
+    /// Samples the bytes the stream relayed by `now` and returns its smoothed byte rate
+    /// ([`ByteRate::sample`]).
+    pub(crate) fn byte_rate(&self, now: Instant) -> Option<f64> {
+        let total = lock(&self.state).total_bytes;
+        lock(&self.byte_rate).sample(now, total)
+    }
+
     pub(crate) fn new(config: RelayConfig) -> Self {
         Stream {
             state: Mutex::new(StreamState::default()),
@@ -263,6 +309,7 @@ impl Stream {
             config,
             write_delay_micros: AtomicU64::new(0),
             stagger_groups: AtomicU64::new(FLUSH_GROUPS as u64),
+            byte_rate: Mutex::new(ByteRate::default()),
             #[cfg(feature = "http")]
             shared_flv: crate::shared_bytes::SharedStore::default(),
             #[cfg(feature = "server")]

@@ -768,6 +768,83 @@ fn the_write_rate_term_delays_the_big_stream_and_not_the_small_one_beside_it() {
     assert_eq!(big_publisher.flush_deadline(), Some(now));
 }
 
+#[test]
+fn the_write_rate_term_holds_a_high_bitrate_stream_no_longer_than_its_batch_bytes_take() {
+    let hub = RelayHub::new(
+        RelayConfig::default()
+            .with_batch(BatchPolicy::new(Duration::ZERO, Duration::from_millis(300))),
+    );
+    let fast = StreamKey::parse("live", "fast").unwrap();
+    let slow = StreamKey::parse("live", "slow").unwrap();
+    let mut fast_publisher = hub.publish(fast.clone()).unwrap();
+    let mut slow_publisher = hub.publish(slow.clone()).unwrap();
+    let _viewers: Vec<_> = (0..1000)
+        .flat_map(|_| [hub.subscribe(fast.clone()), hub.subscribe(slow.clone())])
+        .map(Result::unwrap)
+        .collect();
+    // One core at 1000 writes a second: both streams' 1000 viewers ask for the 300 ms cap.
+    let config = AdaptiveBatchConfig::with_max_delay(Duration::from_millis(300))
+        .with_write_budget(1000.0)
+        .with_max_batch_bytes(50_000);
+    let start = std::time::Instant::now();
+    // No byte rate yet (one sample): both are held the cap.
+    assert_eq!(
+        hub.apply_write_rate_at(&config, 1.0, start),
+        Duration::from_millis(300)
+    );
+    // One second: the fast stream brings 500 kB (50 kB in 100 ms), the slow one 30 kB.
+    for i in 0..10u32 {
+        fast_publisher.send(FrameKind::Video, i * 100, video(i, i == 0, 50_000));
+        slow_publisher.send(FrameKind::Video, i * 100, video(i, i == 0, 3_000));
+    }
+    let later = start + Duration::from_secs(1);
+    let longest = hub.apply_write_rate_at(&config, 1.0, later);
+    assert_eq!(longest, Duration::from_millis(300));
+    let now = std::time::Instant::now();
+    fast_publisher.send_batched(FrameKind::Video, 1000, video(10, false, 100), now);
+    slow_publisher.send_batched(FrameKind::Video, 1000, video(10, false, 100), now);
+    let fast_delay = fast_publisher.flush_deadline().unwrap() - now;
+    assert!(
+        fast_delay >= Duration::from_millis(99) && fast_delay <= Duration::from_millis(101),
+        "{fast_delay:?}"
+    );
+    assert_eq!(
+        slow_publisher.flush_deadline(),
+        Some(now + Duration::from_millis(300))
+    );
+    // With the limit off, the fast stream is held the cap again.
+    hub.apply_write_rate_at(&config.with_max_batch_bytes(0), 1.0, later);
+    assert_eq!(
+        fast_publisher.flush_deadline(),
+        Some(now + Duration::from_millis(300))
+    );
+}
+
+#[test]
+fn the_byte_rate_is_smoothed_over_seconds_so_a_keyframe_does_not_swing_it() {
+    let mut rate = super::stream::ByteRate::default();
+    let start = std::time::Instant::now();
+    let at = |ms: u64| start + Duration::from_millis(ms);
+    assert_eq!(rate.sample(at(0), 0), None);
+    // The same instant again: still no rate.
+    assert_eq!(rate.sample(at(0), 10), None);
+    // 30 kB a second, sampled every 500 ms.
+    assert_eq!(rate.sample(at(500), 15_000), Some(30_000.0));
+    let steady = rate.sample(at(1000), 30_000).unwrap();
+    assert!((steady - 30_000.0).abs() < 1e-6, "{steady}");
+    // A 100 kB keyframe in one sample lifts the rate by well under its 200 kB/s burst.
+    let spiked = rate.sample(at(1500), 130_000).unwrap();
+    assert!(spiked > 30_000.0 && spiked < 100_000.0, "{spiked}");
+    // Back to 30 kB a second: the rate comes back down over a few seconds.
+    let mut total = 130_000;
+    let mut last = spiked;
+    for step in 4..16u64 {
+        total += 15_000;
+        last = rate.sample(at(step * 500), total).unwrap();
+    }
+    assert!((last - 30_000.0).abs() < 5_000.0, "{last}");
+}
+
 /// One step of a random publisher/viewer schedule.
 #[derive(Debug, Clone)]
 enum Op {
