@@ -239,12 +239,13 @@ impl Default for RtmpLimits {
 /// Default of [`NodeConfig::batch_write_budget`]: viewer writes per second per core. Measured
 /// against SRS 7 (docs/benchmarks.md, issue 17): a write's fixed cost dominates a player's CPU
 /// at live bitrates, so waking every viewer per video frame (30 writes a second) costs more
-/// per viewer than SRS's merged writes. This budget starts spacing writes at 60 viewers per
-/// core (a write each 40 ms) and gives 500 viewers on 2 cores a write each 167 ms (about
-/// 85-110 ms hop p50 against SRS's 175-190 ms); from about 850 viewers on 2 cores the spacing
-/// reaches the cap ([`NodeConfig::batch_delay_max`], 280 ms), or for a high-bitrate stream the
-/// time it takes to bring [`NodeConfig::batch_max_bytes`].
-pub const DEFAULT_BATCH_WRITE_BUDGET: f64 = 1500.0;
+/// per viewer than SRS's merged writes. This budget starts spacing writes at 40 viewers per
+/// core (a write each 40 ms) and gives 500 viewers on 2 cores a write each 250 ms (about
+/// 130 ms hop p50 at 232 kbit/s against SRS's 175-190 ms, 1.9-2.0 times less CPU per player
+/// than SRS's default); from about 560 viewers on 2 cores the spacing reaches the cap
+/// ([`NodeConfig::batch_delay_max`], 280 ms), or for a high-bitrate stream the time it takes
+/// to bring [`NodeConfig::batch_max_bytes`].
+pub const DEFAULT_BATCH_WRITE_BUDGET: f64 = 1000.0;
 
 /// File handles kept beyond the connection budgets (logs, HLS files, databases, upstreams).
 const SPARE_FILE_HANDLES: u64 = 256;
