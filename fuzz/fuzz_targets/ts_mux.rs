@@ -1,4 +1,4 @@
-//! Fuzzes the FLV→MPEG-TS muxer with arbitrary tag sequences (as `mux_arbitrary_tags` reads
+//! Fuzzes the FLV→MPEG-TS muxer with arbitrary tag sequences (as `arbitrary_tags` reads
 //! them: chunks split at 0xFE, each chunk's first byte picking the tag type): it never panics, a
 //! refused tag appends nothing, and the output is whole 188-byte packets with the sync byte, on the
 //! known PIDs, whose continuity counters step by one on every PID.
@@ -6,32 +6,15 @@
 
 use std::collections::HashMap;
 
-use streamr_media::flv::{FlvTag, FlvTagType};
 use streamr_media::ts::{
-    mux_arbitrary_tags, FlvTsMuxer, AUDIO_PID, PAT_PID, PMT_PID, SYNC_BYTE, TS_PACKET_LEN,
-    VIDEO_PID,
+    arbitrary_tags, mux_arbitrary_tags, FlvTsMuxer, AUDIO_PID, PAT_PID, PMT_PID, SYNC_BYTE,
+    TS_PACKET_LEN, VIDEO_PID,
 };
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut muxer = FlvTsMuxer::new();
     let mut out = Vec::new();
-    let mut timestamp = 0u32;
-    for chunk in data.split(|b| *b == 0xFE) {
-        let Some((&selector, body)) = chunk.split_first() else {
-            continue;
-        };
-        let tag_type = match selector % 3 {
-            0 => FlvTagType::Audio,
-            1 => FlvTagType::Video,
-            _ => FlvTagType::ScriptData,
-        };
-        timestamp = timestamp.wrapping_add(u32::from(selector));
-        let tag = FlvTag {
-            tag_type,
-            timestamp,
-            stream_id: 0,
-            data: bytes::Bytes::copy_from_slice(body),
-        };
+    for (selector, tag) in arbitrary_tags(data) {
         let before = out.len();
         if muxer.write_tag(&tag, &mut out).is_err() {
             assert_eq!(out.len(), before, "a refused tag appended bytes");

@@ -43,7 +43,17 @@ fn part(msn: u64, index: u32) -> PartHash {
 }
 
 fn report(node: &KeyPair, stream: &str, run: u64, parts: Vec<PartHash>) -> Value {
-    json!(Signed::sign(
+    json!(signed_report(node, stream, run, parts))
+}
+
+/// `node`'s signed report of `parts` of `stream` in run `run`, stamped now.
+fn signed_report(
+    node: &KeyPair,
+    stream: &str,
+    run: u64,
+    parts: Vec<PartHash>,
+) -> Signed<OriginPartReport> {
+    Signed::sign(
         OriginPartReport {
             node_id: node.node_id(),
             stream_id: StreamId::new(stream).expect("stream id"),
@@ -52,7 +62,7 @@ fn report(node: &KeyPair, stream: &str, run: u64, parts: Vec<PartHash>) -> Value
             timestamp_ms: now_ms() as u64,
         },
         node,
-    ))
+    )
 }
 
 /// A coordinator with stream `show` bound to `origin`, driven in-process.
@@ -549,38 +559,52 @@ async fn next_reports(
     }
 }
 
+/// A coordinator on `db` served on a loopback port, with a stream `show` whose origin (the key
+/// pair of `[seed; 32]`) passed its publish check.
+struct ServedShow {
+    /// Kept for the test's length, as the server serves it.
+    _coordinator: Coordinator,
+    server: streamr_coord::ServeHandle,
+    base: String,
+    public: CoordinatorClient,
+    origin: KeyPair,
+}
+
+impl ServedShow {
+    async fn start(db: &TestDb, seed: u8) -> ServedShow {
+        let coordinator = Coordinator::new(
+            test_config(),
+            streamr_coord::connect(db.url()).await.expect("storage"),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let server = coordinator.spawn_serve(listener).expect("serve");
+        let base = server.url();
+        let admin = CoordinatorClient::new(&base)
+            .expect("client")
+            .with_admin_token(ADMIN);
+        let public = CoordinatorClient::new(&base).expect("client");
+        let created = admin.create_stream("show", "Show").await.expect("stream");
+        let origin = KeyPair::from_seed([seed; 32]);
+        assert!(public
+            .publish_check_as_origin("show", &created.stream_key, &origin)
+            .await
+            .expect("publish check"));
+        ServedShow {
+            _coordinator: coordinator,
+            server,
+            base,
+            public,
+            origin,
+        }
+    }
+}
+
 async fn part_reports_are_streamed_over_one_answer_and_resumed_after_a_cut(db: &TestDb) {
-    let coordinator = Coordinator::new(
-        test_config(),
-        streamr_coord::connect(db.url()).await.expect("storage"),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let server = coordinator.spawn_serve(listener).expect("serve");
-    let base = server.url();
-    let admin = CoordinatorClient::new(&base)
-        .expect("client")
-        .with_admin_token(ADMIN);
-    let public = CoordinatorClient::new(&base).expect("client");
-    let created = admin.create_stream("show", "Show").await.expect("stream");
-    let origin = KeyPair::from_seed([39; 32]);
-    assert!(public
-        .publish_check_as_origin("show", &created.stream_key, &origin)
-        .await
-        .expect("publish check"));
-    let signed = |parts: Vec<PartHash>| {
-        Signed::sign(
-            OriginPartReport {
-                node_id: origin.node_id(),
-                stream_id: StreamId::new("show").expect("stream id"),
-                run: 9,
-                parts,
-                timestamp_ms: now_ms() as u64,
-            },
-            &origin,
-        )
-    };
+    let show = ServedShow::start(db, 39).await;
+    let (_server, base, public, origin) = (show.server, show.base, show.public, show.origin);
+    let signed = |parts: Vec<PartHash>| signed_report(&origin, "show", 9, parts);
 
     // Ten reports stored one by one reach the node over one request, each as it is stored.
     const REPORTS: u64 = 10;
@@ -700,37 +724,9 @@ async fn part_report_waiters(base: &str) -> u64 {
 }
 
 async fn a_stop_ends_waiting_requests_at_once_and_keeps_what_was_stored(db: &TestDb) {
-    let coordinator = Coordinator::new(
-        test_config(),
-        streamr_coord::connect(db.url()).await.expect("storage"),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let server = coordinator.spawn_serve(listener).expect("serve");
-    let base = server.url();
-    let admin = CoordinatorClient::new(&base)
-        .expect("client")
-        .with_admin_token(ADMIN);
-    let public = CoordinatorClient::new(&base).expect("client");
-    let created = admin.create_stream("show", "Show").await.expect("stream");
-    let origin = KeyPair::from_seed([40; 32]);
-    assert!(public
-        .publish_check_as_origin("show", &created.stream_key, &origin)
-        .await
-        .expect("publish check"));
-    let signed = |parts: Vec<PartHash>| {
-        Signed::sign(
-            OriginPartReport {
-                node_id: origin.node_id(),
-                stream_id: StreamId::new("show").expect("stream id"),
-                run: 4,
-                parts,
-                timestamp_ms: now_ms() as u64,
-            },
-            &origin,
-        )
-    };
+    let show = ServedShow::start(db, 40).await;
+    let (server, base, public, origin) = (show.server, show.base, show.public, show.origin);
+    let signed = |parts: Vec<PartHash>| signed_report(&origin, "show", 4, parts);
 
     // A node follows the reports over a streamed answer held a minute.
     let mut answer = public

@@ -22,4 +22,4 @@ pub use muxer::{
 pub(crate) use packet::pad_continuity_to_16;
 pub use packet::{SYNC_BYTE, TIMESTAMP_MASK, TS_PACKET_LEN};
 pub use psi::{PAT_PID, PMT_PID, PROGRAM_NUMBER};
-pub use remux::{mux_arbitrary_tags, remux_flv_to_ts, FlvToTs, RemuxError};
+pub use remux::{arbitrary_tags, mux_arbitrary_tags, remux_flv_to_ts, FlvToTs, RemuxError};

@@ -136,17 +136,13 @@ pub fn remux_flv_to_ts(flv: &[u8]) -> Result<Vec<u8>, RemuxError> {
     Ok(out)
 }
 
-/// Feeds arbitrary bytes to the muxer as a sequence of tags (for fuzzing): each chunk's first byte
-/// picks the tag type, the rest is the body. Returns the number of TS bytes produced, which is
-/// always a whole number of packets.
-pub fn mux_arbitrary_tags(data: &[u8]) -> usize {
-    let mut muxer = FlvTsMuxer::new();
-    let mut out = Vec::new();
+/// Reads arbitrary bytes as a sequence of tags (for fuzzing): chunks split at 0xFE, each
+/// chunk's first byte (the selector, also returned) picking the tag type and adding to the
+/// timestamp, the rest the body.
+pub fn arbitrary_tags(data: &[u8]) -> impl Iterator<Item = (u8, FlvTag)> + '_ {
     let mut timestamp = 0u32;
-    for chunk in data.split(|b| *b == 0xFE) {
-        let Some((&selector, body)) = chunk.split_first() else {
-            continue;
-        };
+    data.split(|b| *b == 0xFE).filter_map(move |chunk| {
+        let (&selector, body) = chunk.split_first()?;
         let tag_type = match selector % 3 {
             0 => FlvTagType::Audio,
             1 => FlvTagType::Video,
@@ -159,6 +155,17 @@ pub fn mux_arbitrary_tags(data: &[u8]) -> usize {
             stream_id: 0,
             data: bytes::Bytes::copy_from_slice(body),
         };
+        Some((selector, tag))
+    })
+}
+
+/// Feeds arbitrary bytes to the muxer as a sequence of tags (for fuzzing, read as
+/// [`arbitrary_tags`]; a selector with its top bit set also writes the tables). Returns the
+/// number of TS bytes produced, which is always a whole number of packets.
+pub fn mux_arbitrary_tags(data: &[u8]) -> usize {
+    let mut muxer = FlvTsMuxer::new();
+    let mut out = Vec::new();
+    for (selector, tag) in arbitrary_tags(data) {
         let _ = muxer.write_tag(&tag, &mut out);
         if selector & 0x80 != 0 {
             muxer.write_tables(&mut out);

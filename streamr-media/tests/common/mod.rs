@@ -185,6 +185,37 @@ pub async fn wait_for_viewers(hub: &RelayHub, key: &StreamKey, viewers: usize) {
     assert!(ok, "{viewers} viewers never subscribed to {key}");
 }
 
+/// The viewers the hub counts on `key` now.
+pub fn viewer_count(hub: &RelayHub, key: &StreamKey) -> usize {
+    hub.stream_stats(key).map_or(0, |stats| stats.viewers.len())
+}
+
+/// Checks that one of `key`'s two viewers, which stopped reading at `stopped_at`, is closed
+/// for its write deadline `deadline`: not before about that long, and not much after.
+pub async fn assert_one_viewer_closed_a_deadline_after(
+    hub: &RelayHub,
+    key: &StreamKey,
+    stopped_at: std::time::Instant,
+    deadline: Duration,
+) {
+    assert_eq!(viewer_count(hub, key), 2, "both players subscribed");
+    assert!(
+        wait_until(deadline + Duration::from_secs(5), || viewer_count(hub, key)
+            == 1)
+        .await,
+        "the stalled player was not closed"
+    );
+    let closed_after = stopped_at.elapsed();
+    assert!(
+        closed_after >= deadline * 9 / 10,
+        "closed after only {closed_after:?}"
+    );
+    assert!(
+        closed_after < deadline + Duration::from_secs(3),
+        "closed only after {closed_after:?}"
+    );
+}
+
 /// Waits until `key` has had a publisher and no longer has one.
 pub async fn wait_for_publish_end(hub: &RelayHub, key: &StreamKey, limit: Duration) {
     let ok = wait_until(limit, || {

@@ -70,10 +70,6 @@ fn write_timeouts(server: &RelayServer) -> u64 {
         .map_or(0, |(_, closed)| *closed)
 }
 
-fn viewers(hub: &RelayHub, key: &StreamKey) -> usize {
-    hub.stream_stats(key).map_or(0, |stats| stats.viewers.len())
-}
-
 /// Reads `client` (`chunk` bytes at a time, `pause` before each read) until a video message
 /// of `size` bytes has arrived; fails when the server closes the connection or sends nothing
 /// for 10 s.
@@ -125,7 +121,7 @@ async fn a_slow_steady_reader_is_not_cut(sendfile: bool) {
     publisher.send(FrameKind::Video, 40, video(false, 3_000));
     read_video(&mut player, 3_000, 4096, Duration::ZERO).await;
     assert_eq!(write_timeouts(&server), 0);
-    assert_eq!(viewers(&hub, &key), 1);
+    assert_eq!(common::viewer_count(&hub, &key), 1);
     assert_eq!(
         server.metrics().bytes_shared > KEYFRAME as u64,
         sendfile,
@@ -174,22 +170,7 @@ async fn a_stopped_reader_is_closed_and_others_play_on(sendfile: bool) {
     // server could still put in the buffers).
     let stopped_at = Instant::now();
     let received_then = received.load(Ordering::Relaxed);
-    assert_eq!(viewers(&hub, &key), 2, "both players subscribed");
-    assert!(
-        wait_until(DEADLINE + Duration::from_secs(5), || viewers(&hub, &key)
-            == 1)
-        .await,
-        "the stalled player was not closed"
-    );
-    let closed_after = stopped_at.elapsed();
-    assert!(
-        closed_after >= DEADLINE * 9 / 10,
-        "closed after only {closed_after:?}"
-    );
-    assert!(
-        closed_after < DEADLINE + Duration::from_secs(3),
-        "closed only after {closed_after:?}"
-    );
+    common::assert_one_viewer_closed_a_deadline_after(&hub, &key, stopped_at, DEADLINE).await;
     assert_eq!(write_timeouts(&server), 1, "closed for its write timeout");
     assert_eq!(
         server.metrics().bytes_shared > 0,
