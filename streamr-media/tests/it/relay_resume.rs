@@ -295,8 +295,10 @@ async fn listed_after_a_failover(
     send(&pull, &drain(&mut next));
     send(&origin, &tags[published..]);
     send(&pull, &drain(&mut next));
-    // Wait until the relay's live HLS has packaged everything (no part for a while).
-    while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), notices.recv()).await {}
+    // Wait until the relay's live HLS has packaged everything: no part for a while, long
+    // enough that a packager slowed by a busy machine (a full test run beside a build) is not
+    // taken for one that is done.
+    while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(1500), notices.recv()).await {}
     let LlLookup::Ready(playlist) = live
         .ll_playlist(&key(), LlRequest::default(), Duration::ZERO)
         .await
