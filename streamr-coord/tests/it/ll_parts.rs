@@ -530,8 +530,8 @@ async fn signed_part_reports_are_served_after_a_cursor_by_long_poll(db: &TestDb)
     assert_eq!(page, json!({"reports": [], "next": 0}));
 }
 
-/// The coordinator's `streamr_http_requests_total` (this request included).
-async fn requests_total(base: &str) -> u64 {
+/// The value of the coordinator's unlabelled metric `name`, read from its `/metrics`.
+async fn metric(base: &str, name: &str) -> u64 {
     let text = reqwest::get(format!("{base}/metrics"))
         .await
         .expect("metrics")
@@ -539,9 +539,14 @@ async fn requests_total(base: &str) -> u64 {
         .await
         .expect("metrics text");
     text.lines()
-        .find_map(|line| line.strip_prefix("streamr_http_requests_total "))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse().ok())
-        .expect("streamr_http_requests_total")
+        .unwrap_or_else(|| panic!("no metric {name}"))
+}
+
+/// The coordinator's `streamr_http_requests_total` (this request included).
+async fn requests_total(base: &str) -> u64 {
+    metric(base, "streamr_http_requests_total").await
 }
 
 /// The reports of the next page of `answer`, checked as a viewer checks them.
@@ -711,16 +716,7 @@ async fn part_reports_are_streamed_over_one_answer_and_resumed_after_a_cut(db: &
 
 /// The coordinator's `streamr_part_report_waiters` gauge.
 async fn part_report_waiters(base: &str) -> u64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find_map(|line| line.strip_prefix("streamr_part_report_waiters "))
-        .and_then(|value| value.trim().parse().ok())
-        .expect("streamr_part_report_waiters")
+    metric(base, "streamr_part_report_waiters").await
 }
 
 async fn a_stop_ends_waiting_requests_at_once_and_keeps_what_was_stored(db: &TestDb) {

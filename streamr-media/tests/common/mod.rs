@@ -216,6 +216,28 @@ pub async fn assert_one_viewer_closed_a_deadline_after(
     );
 }
 
+/// Checks that the other player, whose byte count is `received`, got more than 100 KB since
+/// `received_then` (while a stalled one was being closed) and goes on getting bytes.
+pub async fn assert_other_player_plays_on(
+    received: &std::sync::atomic::AtomicU64,
+    received_then: u64,
+) {
+    use std::sync::atomic::Ordering;
+    let received_meanwhile = received.load(Ordering::Relaxed) - received_then;
+    assert!(
+        received_meanwhile > 100_000,
+        "the other player got {received_meanwhile} bytes meanwhile"
+    );
+    let received_at_close = received.load(Ordering::Relaxed);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            received.load(Ordering::Relaxed) > received_at_close + 200_000
+        })
+        .await,
+        "the other player plays on"
+    );
+}
+
 /// Waits until `key` has had a publisher and no longer has one.
 pub async fn wait_for_publish_end(hub: &RelayHub, key: &StreamKey, limit: Duration) {
     let ok = wait_until(limit, || {

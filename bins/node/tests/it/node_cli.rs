@@ -66,21 +66,7 @@ fn node_answers_the_rtmp_handshake_and_exits_cleanly_on_ctrl_c() {
         .status()
         .expect("run kill");
     assert!(interrupted.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = node.try_wait().expect("poll streamr-node") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = node.kill();
-            panic!("streamr-node did not exit within 10 s of Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut logs = String::new();
-    if let Some(mut stderr) = node.stderr.take() {
-        stderr.read_to_string(&mut logs).expect("read logs");
-    }
+    let (status, logs) = wait_for_exit(&mut node, "of Ctrl-C");
     assert!(status.success(), "exit status {status}; logs:\n{logs}");
     let lines: Vec<&str> = logs.lines().collect();
     assert!(
@@ -104,6 +90,15 @@ fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut node = command.spawn().expect("start streamr-node");
+    wait_for_exit(&mut node, "of its start")
+}
+
+/// Waits for `node` to exit (killing it and failing the test when it has not within 10 s
+/// `after`); its exit status and stderr.
+fn wait_for_exit(
+    node: &mut std::process::Child,
+    after: &str,
+) -> (std::process::ExitStatus, String) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = node.try_wait().expect("poll streamr-node") {
@@ -111,7 +106,7 @@ fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus
         }
         if Instant::now() > deadline {
             let _ = node.kill();
-            panic!("streamr-node did not exit within 10 s");
+            panic!("streamr-node did not exit within 10 s {after}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
