@@ -275,8 +275,13 @@ pub fn bounded_duration(value: &str) -> Result<std::time::Duration, String> {
 /// Panics (for a binary's unit test) unless every duration flag of `command` (a long flag that
 /// takes `5s` but not `soon`) refuses `0s`, `999us` and `2years` with an error naming the flag
 /// and takes `1s`, except the flags in `zero_allowed` (`--batch-delay`), whose zero means
-/// something: those take `0s`. Returns the duration flags found.
-pub fn assert_zero_durations_refused(command: &Command, zero_allowed: &[&str]) -> Vec<String> {
+/// something: those take `0s`; and unless every flag of `expected` is among the duration flags
+/// found (so a flag whose parser lost its check fails here). Returns the flags found.
+pub fn assert_zero_durations_refused(
+    command: &Command,
+    zero_allowed: &[&str],
+    expected: &[&str],
+) -> Vec<String> {
     let name = command.get_name().to_owned();
     let parse = |flag: &str, value: &str| {
         command
@@ -310,10 +315,10 @@ pub fn assert_zero_durations_refused(command: &Command, zero_allowed: &[&str]) -
         }
         found.push(flag);
     }
-    for flag in zero_allowed {
+    for flag in zero_allowed.iter().chain(expected) {
         assert!(
             found.iter().any(|f| f == flag),
-            "{flag} is no duration flag"
+            "{flag} is no checked duration flag: {found:?}"
         );
     }
     found
