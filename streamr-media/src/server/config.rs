@@ -85,8 +85,8 @@ impl Default for RelayServerConfig {
 }
 
 /// The shortest deadline a [`RelayServerConfig`] may have (shorter, zero above all, would close
-/// every connection at once).
-pub const MIN_DEADLINE: Duration = Duration::from_millis(1);
+/// every connection at once): the networking layer's, as for HTTP.
+pub use streamr_net::MIN_DEADLINE;
 
 /// A deadline of [`RelayServerConfig`] too short to serve with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
