@@ -239,17 +239,17 @@ fn write_at(_file: &SharedFile, _bytes: &[u8], _offset: u64) -> std::io::Result<
 #[cfg(target_os = "linux")]
 const MAX_SENDFILE: u64 = 1 << 30;
 
-/// Sends `spans` with `sendfile(2)` on `socket`, the waits for room under `clock`: fails with
+/// Sends `spans` with `sendfile(2)` on `socket`, then waits for room under `clock`: fails with
 /// [`io::ErrorKind::TimedOut`] once the player has taken nothing for the clock's timeout. A
 /// player keeping up takes it at once, without a deadline timer.
 #[cfg(target_os = "linux")]
 pub(crate) async fn send_spans(
     socket: &TcpStream,
-    spans: &mut Vec<Span>,
+    spans: &[Span],
     clock: &mut WriteClock,
 ) -> io::Result<u64> {
     let mut total = 0u64;
-    for span in spans.drain(..) {
+    for span in spans {
         let mut offset = span.offset();
         let end = span.end();
         while offset < end {
@@ -307,7 +307,7 @@ fn poll_sendfile(
 #[cfg(not(target_os = "linux"))]
 pub(crate) async fn send_spans(
     _socket: &TcpStream,
-    _spans: &mut Vec<Span>,
+    _spans: &[Span],
     _clock: &mut WriteClock,
 ) -> io::Result<u64> {
     Err(io::Error::from(io::ErrorKind::Unsupported))

@@ -37,6 +37,8 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::flv::{FlvHeader, FlvWriter};
+use crate::relay::run::FrameRun;
+use crate::relay::subscription::Received;
 use crate::relay::{Frame, RelayEvent, Subscription};
 use crate::server::{release_burst_room, WriteQueue, KEEP_BETWEEN_BATCHES};
 use crate::shared_bytes::{send_spans, SharedStore, Span};
@@ -128,6 +130,9 @@ struct FlvStreamer {
     /// The batch's frames in the stream's shared file, consecutive ones merged, when the batch
     /// goes out by `sendfile`.
     spans: Vec<Span>,
+    /// A run of frames shared with the stream's other live players, whose spans of the
+    /// stream's shared file go out by `sendfile` after `queue` (see [`crate::relay::run`]).
+    shared_run: Option<Arc<FrameRun>>,
     /// Smallest batch sent by `sendfile`; `None` when this connection cannot be.
     zero_copy_min: Option<usize>,
     header_sent: bool,
@@ -224,17 +229,44 @@ impl FlvStreamer {
         self.body_len = 0;
     }
 
+    /// Takes a run of frames shared with the stream's other live players: sent from the
+    /// stream's shared file as the run's spans, built by its first player, when the batch is
+    /// large enough for `sendfile`; otherwise queued frame by frame for the vectored write.
+    fn take_run(&mut self, run: Arc<FrameRun>) {
+        if !self.header_sent || !self.frames.is_empty() {
+            // Not after a start (a run never comes first) nor beside frames taken already,
+            // but handled like their events in case.
+            self.events
+                .extend(run.frames().iter().cloned().map(RelayEvent::Frame));
+            self.take_events();
+            return;
+        }
+        if let (Some(min), Framing::Chunked) = (self.zero_copy_min, self.framing) {
+            let spans = run.flv_chunk_spans(self.subscription.shared_flv());
+            if spans.is_some_and(|spans| spans.len >= min as u64) {
+                self.shared_run = Some(run);
+                return;
+            }
+        }
+        for frame in run.frames() {
+            // A payload too long for an FLV tag is left out.
+            if let Some(bytes) = self.frame_bytes(frame) {
+                self.queue.push(bytes);
+            }
+        }
+    }
+
     /// Takes every event already available, up to a write batch, without waiting.
     fn take_available(&mut self) {
-        while !self.ended && self.body_len < WRITE_BATCH_BYTES {
-            if self
+        while !self.ended && self.body_len < WRITE_BATCH_BYTES && self.shared_run.is_none() {
+            match self
                 .subscription
-                .try_recv_batch(&mut self.events, BATCH_EVENTS)
-                == 0
+                .try_recv_shared(&mut self.events, BATCH_EVENTS)
             {
-                break;
+                Received::Events(0) => break,
+                Received::Events(_) => self.take_events(),
+                Received::Run(run) => self.take_run(run),
             }
-            self.take_events();
         }
     }
 
@@ -305,6 +337,7 @@ pub(crate) async fn stream_flv_with<W: AsyncWrite + Unpin + 'static>(
         frames: Vec::new(),
         body_len: 0,
         spans: Vec::new(),
+        shared_run: None,
         zero_copy_min: zero_copy_min.filter(|_| zero_copy),
         header_sent: false,
         ended: false,
@@ -337,18 +370,24 @@ async fn run<W: AsyncWrite + Unpin + 'static>(
         let received = tokio::select! {
             // The node is stopping: end the body after what was already queued.
             () = &mut cancelled => None,
-            received = streamer.subscription.recv_batch(&mut streamer.events, BATCH_EVENTS) => {
+            received = streamer.subscription.recv_shared(&mut streamer.events, BATCH_EVENTS) => {
                 Some(received)
             }
         };
         match received {
-            Some(0) | None => streamer.ended = true,
-            Some(_) => {}
-        }
-        streamer.take_events();
-        // A batch short of the limit took everything there was.
-        if received.is_some_and(|received| received >= BATCH_EVENTS) {
-            streamer.take_available();
+            Some(Received::Events(0)) | None => {
+                streamer.ended = true;
+                streamer.take_events();
+            }
+            Some(Received::Events(received)) => {
+                streamer.take_events();
+                // A batch short of the limit took everything there was.
+                if received >= BATCH_EVENTS {
+                    streamer.take_available();
+                }
+            }
+            // A run reaches the head.
+            Some(Received::Run(run)) => streamer.take_run(run),
         }
         if streamer.ended && !streamer.header_sent {
             streamer.push_header(true, true);
@@ -356,14 +395,26 @@ async fn run<W: AsyncWrite + Unpin + 'static>(
         streamer.close_batch();
         streamer.count_skips(counters);
         let mut written = write_queue(&mut streamer.queue, io, &mut streamer.clock).await?;
-        if !streamer.spans.is_empty() {
+        let run = streamer.shared_run.take();
+        let run_spans = run
+            .as_ref()
+            .and_then(|run| run.flv_chunk_spans(streamer.subscription.shared_flv()));
+        for spans in [
+            &streamer.spans[..],
+            run_spans.map_or(&[][..], |run| &run.spans[..]),
+        ] {
+            if spans.is_empty() {
+                continue;
+            }
             let socket = tcp_socket(&*io).ok_or_else(|| {
                 io::Error::new(io::ErrorKind::Unsupported, "sendfile needs a TCP socket")
             })?;
-            let shared = send_spans(socket, &mut streamer.spans, &mut streamer.clock).await?;
+            let shared = send_spans(socket, spans, &mut streamer.clock).await?;
             counters.bytes_shared.fetch_add(shared, Ordering::Relaxed);
             written = written.saturating_add(shared);
         }
+        streamer.spans.clear();
+        drop(run);
         if streamer.ended && streamer.framing == Framing::Chunked {
             streamer.queue.push(Bytes::from_static(b"0\r\n\r\n"));
             let last = write_queue(&mut streamer.queue, io, &mut streamer.clock).await?;

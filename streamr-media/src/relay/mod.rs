@@ -19,9 +19,10 @@ mod adaptive;
 mod flush;
 pub(crate) mod frame;
 mod hub;
+pub(crate) mod run;
 mod stats;
 mod stream;
-mod subscription;
+pub(crate) mod subscription;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -183,6 +183,8 @@ pub(crate) struct StreamState {
     /// Where each of the node's own consumers (live HLS) reads, by subscription id: the ring
     /// keeps what they have not read yet, lag or not, within the ring's hard limits.
     pub(crate) internal_cursors: HashMap<u64, u64>,
+    /// The run of frames the live viewers woken last read (see [`super::run`]).
+    pub(crate) shared_run: Option<Arc<super::run::FrameRun>>,
 }
 
 impl StreamState {

@@ -6,6 +6,7 @@ use tokio::sync::watch;
 
 use super::frame::{Frame, FrameKind};
 use super::hub::HubInner;
+use super::run::FrameRun;
 use super::stats::{ViewerCounters, ViewerStats};
 use super::stream::{is_after, lock, Entry, Slot, Stream, StreamState, COUNTER};
 use super::StreamKey;
@@ -14,6 +15,15 @@ use super::StreamKey;
 /// of our own and common clients share one).
 #[cfg(feature = "server")]
 pub(crate) const MAX_RTMP_STORES_PER_STREAM: usize = 2;
+
+/// What [`Subscription::recv_shared`] received.
+#[derive(Debug)]
+pub(crate) enum Received {
+    /// This many events were appended (none: the stream is gone).
+    Events(usize),
+    /// A run of frames shared with the viewers that stood at the same place.
+    Run(Arc<FrameRun>),
+}
 
 /// What a viewer receives, in order.
 #[derive(Debug, Clone)]
@@ -69,6 +79,8 @@ pub struct Subscription {
 /// Totals gathered during one batch, added to the shared counters once per batch.
 #[derive(Debug, Default)]
 struct BatchCounts {
+    /// Events appended.
+    events: usize,
     frames_out: u64,
     bytes_out: u64,
     frames_dropped: u64,
@@ -202,18 +214,132 @@ impl Subscription {
     pub fn try_recv_batch(&mut self, out: &mut Vec<RelayEvent>, max_events: usize) -> usize {
         let stream = self.stream.clone();
         let mut state = lock(&stream.state);
+        let counts = self.read_events(&mut state, out, max_events);
+        drop(state);
+        self.add_counts(&counts);
+        counts.events
+    }
+
+    /// Waits until at least one event is available, then appends up to `max_events` to `out` and
+    /// returns how many (at least one when `max_events > 0`).
+    pub async fn recv_batch(&mut self, out: &mut Vec<RelayEvent>, max_events: usize) -> usize {
+        match self.recv_with(out, max_events, false).await {
+            Received::Events(received) => received,
+            // Not asked for; a run holds the frames that would have been events.
+            Received::Run(run) => {
+                out.extend(run.frames().iter().cloned().map(RelayEvent::Frame));
+                run.frames().len()
+            }
+        }
+    }
+
+    /// [`Subscription::recv_batch`], except that a live viewer standing where other viewers
+    /// stood gets their [`FrameRun`] instead of its frames one by one (see [`super::run`]).
+    pub(crate) async fn recv_shared(
+        &mut self,
+        out: &mut Vec<RelayEvent>,
+        max_events: usize,
+    ) -> Received {
+        self.recv_with(out, max_events, true).await
+    }
+
+    /// [`Subscription::try_recv_batch`], or a shared run as [`Subscription::recv_shared`]
+    /// gives.
+    pub(crate) fn try_recv_shared(
+        &mut self,
+        out: &mut Vec<RelayEvent>,
+        max_events: usize,
+    ) -> Received {
+        self.try_recv(out, max_events, true)
+    }
+
+    async fn recv_with(
+        &mut self,
+        out: &mut Vec<RelayEvent>,
+        max_events: usize,
+        shared: bool,
+    ) -> Received {
+        loop {
+            // Mark the head as seen before reading, so a frame pushed after the read wakes us.
+            let announced = *self.head.borrow_and_update();
+            // Nothing announced past what this viewer read: wait without locking the stream
+            // (every viewer of it wakes at once, so that lock is the contended one).
+            if self.cursor < announced || max_events == 0 {
+                let received = self.try_recv(out, max_events, shared);
+                if !matches!(received, Received::Events(0)) || max_events == 0 {
+                    return received;
+                }
+            }
+            if self.head.changed().await.is_err() {
+                // The stream's sender lives as long as the stream; nothing more will come.
+                return Received::Events(0);
+            }
+        }
+    }
+
+    fn try_recv(&mut self, out: &mut Vec<RelayEvent>, max_events: usize, shared: bool) -> Received {
+        let stream = self.stream.clone();
+        let mut state = lock(&stream.state);
+        if shared {
+            if let Some(run) = self.shared_run(&mut state, max_events) {
+                drop(state);
+                self.cursor = run.end;
+                self.pos_frames = run.frames_after;
+                self.pos_bytes = run.bytes_after;
+                self.add_counts(&BatchCounts {
+                    frames_out: run.frames().len() as u64,
+                    bytes_out: run.bytes_out,
+                    ..BatchCounts::default()
+                });
+                return Received::Run(run);
+            }
+        }
+        let counts = self.read_events(&mut state, out, max_events);
+        drop(state);
+        self.add_counts(&counts);
+        Received::Events(counts.events)
+    }
+
+    /// The run this viewer reads next, when it is live, stands where the last run started, and
+    /// that run still reaches the head; otherwise a new run from here (left in the stream for
+    /// the viewers standing here too) when the entries up to the head make one.
+    fn shared_run(&self, state: &mut StreamState, max_events: usize) -> Option<Arc<FrameRun>> {
+        if !self.metered || self.node_notices || self.phase != Phase::Live {
+            return None;
+        }
+        if let Some(run) = &state.shared_run {
+            if run.serves(state, self.cursor, self.generation, max_events) {
+                return Some(run.clone());
+            }
+        }
+        let run = FrameRun::read(state, self.cursor, self.generation, max_events, |entry| {
+            self.is_over_budget(state, entry)
+        })?;
+        let run = Arc::new(run);
+        state.shared_run = Some(run.clone());
+        Some(run)
+    }
+
+    /// Appends the available events to `out`, up to `max_events` (see
+    /// [`Subscription::try_recv_batch`]), and returns what they count for.
+    fn read_events(
+        &mut self,
+        state: &mut StreamState,
+        out: &mut Vec<RelayEvent>,
+        max_events: usize,
+    ) -> BatchCounts {
         let start = out.len();
         let mut counts = BatchCounts::default();
         while out.len().saturating_sub(start) < max_events {
             if self.cursor < state.front_seq {
-                self.skip_after_lag(&state, out, &mut counts);
+                self.skip_after_lag(state, out, &mut counts);
                 continue;
             }
             let Some(entry) = state.get(self.cursor) else {
                 break;
             };
-            if self.metered && self.phase == Phase::Live && self.is_over_budget(&state, entry) {
-                self.skip_after_lag(&state, out, &mut counts);
+            if self.metered && self.phase == Phase::Live && self.is_over_budget(state, entry) {
+                self.skip_after_lag(state, out, &mut counts);
                 continue;
             }
             if entry.generation != self.generation {
@@ -224,7 +350,12 @@ impl Subscription {
         if !self.metered {
             state.internal_cursors.insert(self.id, self.cursor);
         }
-        drop(state);
+        counts.events = out.len().saturating_sub(start);
+        counts
+    }
+
+    /// Adds a batch's totals to this viewer's shared counters.
+    fn add_counts(&self, counts: &BatchCounts) {
         self.counters
             .frames_out
             .fetch_add(counts.frames_out, COUNTER);
@@ -236,28 +367,6 @@ impl Subscription {
             self.counters
                 .bytes_dropped
                 .fetch_add(counts.bytes_dropped, COUNTER);
-        }
-        out.len().saturating_sub(start)
-    }
-
-    /// Waits until at least one event is available, then appends up to `max_events` to `out` and
-    /// returns how many (at least one when `max_events > 0`).
-    pub async fn recv_batch(&mut self, out: &mut Vec<RelayEvent>, max_events: usize) -> usize {
-        loop {
-            // Mark the head as seen before reading, so a frame pushed after the read wakes us.
-            let announced = *self.head.borrow_and_update();
-            // Nothing announced past what this viewer read: wait without locking the stream
-            // (every viewer of it wakes at once, so that lock is the contended one).
-            if self.cursor < announced || max_events == 0 {
-                let received = self.try_recv_batch(out, max_events);
-                if received > 0 || max_events == 0 {
-                    return received;
-                }
-            }
-            if self.head.changed().await.is_err() {
-                // The stream's sender lives as long as the stream; nothing more will come.
-                return 0;
-            }
         }
     }
 

@@ -1025,3 +1025,153 @@ fn a_stream_keeps_a_bounded_number_of_shared_rtmp_stores() {
         .expect("an existing key keeps its store");
     assert!(Arc::ptr_eq(&first, &again));
 }
+
+/// Reads what `viewer` has as [`Subscription::try_recv_shared`] gives it, runs opened up into
+/// their frames, and whether any came as a run.
+fn read_shared(viewer: &mut Subscription, max: usize) -> (Vec<Seen>, bool) {
+    let mut events = Vec::new();
+    let ran = match viewer.try_recv_shared(&mut events, max) {
+        subscription::Received::Events(_) => false,
+        subscription::Received::Run(run) => {
+            events.extend(run.frames().iter().cloned().map(RelayEvent::Frame));
+            true
+        }
+    };
+    (events.iter().map(seen).collect(), ran)
+}
+
+#[test]
+fn live_viewers_at_one_place_share_one_run_and_are_counted_as_if_read_frame_by_frame() {
+    let hub = RelayHub::new(RelayConfig::default());
+    let publisher = start_publish(&hub, 1);
+    publisher.send(FrameKind::Video, 0, video(0, true, 100));
+    let mut plain = hub.subscribe(key()).unwrap();
+    let mut first = hub.subscribe(key()).unwrap();
+    let mut second = hub.subscribe(key()).unwrap();
+    // Their starts (headers and the cached GOP) are their own.
+    for viewer in [&mut plain, &mut first, &mut second] {
+        let (start, ran) = read_shared(viewer, 64);
+        assert!(!ran);
+        assert_eq!(start.len(), 4, "{start:?}");
+    }
+    for index in 1..4 {
+        publisher.send(FrameKind::Video, index * 33, video(index, false, 500));
+        publisher.send(FrameKind::Audio, index * 33, audio(index));
+    }
+    let take = |viewer: &mut Subscription| {
+        let mut events = Vec::new();
+        match viewer.try_recv_shared(&mut events, 64) {
+            subscription::Received::Run(run) => run,
+            other => panic!("no run: {other:?}"),
+        }
+    };
+    let (run_a, run_b) = (take(&mut first), take(&mut second));
+    assert!(
+        Arc::ptr_eq(&run_a, &run_b),
+        "the second viewer built a run of its own"
+    );
+    let expected = drain(&mut plain);
+    let shared: Vec<Seen> = run_a
+        .frames()
+        .iter()
+        .cloned()
+        .map(RelayEvent::Frame)
+        .map(|e| seen(&e))
+        .collect();
+    assert_eq!(shared, expected);
+    // Nothing more for either, and the next frame starts a new run.
+    assert_eq!(read_shared(&mut first, 64), (Vec::new(), false));
+    publisher.send(FrameKind::Video, 200, video(4, false, 500));
+    let next = take(&mut first);
+    assert!(!Arc::ptr_eq(&run_a, &next));
+    // The other viewer, at the same place, takes the same new run.
+    let same = take(&mut second);
+    assert_eq!(same.frames().len(), 1);
+    assert!(Arc::ptr_eq(&same, &next));
+    assert_eq!(drain(&mut plain).len(), 1);
+    // A viewer behind the newest run (here: reading after two more frames) gets a run of its
+    // own from where it stands, not the one that no longer reaches the head.
+    publisher.send(FrameKind::Video, 233, video(5, false, 500));
+    let ahead = take(&mut first);
+    publisher.send(FrameKind::Video, 266, video(6, false, 500));
+    let behind = take(&mut second);
+    assert_eq!((ahead.frames().len(), behind.frames().len()), (1, 2));
+    assert_eq!(drain(&mut plain).len(), 2);
+    assert_eq!(drain(&mut first).len(), 1);
+    let stats = hub.stream_stats(&key()).unwrap();
+    let by_id = |id| stats.viewers.iter().find(|v| v.id == id).unwrap().clone();
+    let (plain_stats, first_stats) = (by_id(plain.id()), by_id(first.id()));
+    assert_eq!(first_stats.frames_out, plain_stats.frames_out);
+    assert_eq!(first_stats.bytes_out, plain_stats.bytes_out);
+    assert_eq!(by_id(second.id()).bytes_out, plain_stats.bytes_out);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the publisher does and whenever viewers read, a viewer taking shared runs
+    /// sees the same events and is counted the same (frames and bytes out, skips) as its twin
+    /// reading frame by frame; a second shared viewer reading right after the first takes its
+    /// runs.
+    #[test]
+    fn shared_runs_give_every_viewer_what_reading_frame_by_frame_gives(
+        ops in proptest::collection::vec(op(), 1..300),
+        gop_cache in any::<bool>(),
+    ) {
+        let config = RelayConfig::default()
+            .with_gop_cache(gop_cache)
+            .with_viewer_max_lag(8_000, Duration::from_secs(3600));
+        let hub = RelayHub::new(config);
+        let mut publisher = Some(start_publish(&hub, 0));
+        let mut version = 0u8;
+        let mut index = 0u32;
+        // Each entry: a plain reader and two shared ones, subscribed together.
+        let mut triplets: Vec<[(Subscription, Vec<Seen>); 3]> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Key(size) | Op::Inter(size) => {
+                    if let Some(p) = &publisher {
+                        let keyframe = matches!(op, Op::Key(_));
+                        p.send(FrameKind::Video, index * 10, video(index, keyframe, size));
+                        index += 1;
+                    }
+                }
+                Op::Audio => {
+                    if let Some(p) = &publisher {
+                        p.send(FrameKind::Audio, index * 10, audio(index));
+                        index += 1;
+                    }
+                }
+                Op::Read { viewer, max } => {
+                    if let Some([plain, first, second]) = triplets.get_mut(viewer) {
+                        let mut events = Vec::new();
+                        plain.0.try_recv_batch(&mut events, max);
+                        plain.1.extend(events.iter().map(seen));
+                        for shared in [first, second] {
+                            shared.1.extend(read_shared(&mut shared.0, max).0);
+                        }
+                    }
+                }
+                Op::Republish => {
+                    drop(publisher.take());
+                    version = version.wrapping_add(1);
+                    publisher = Some(start_publish(&hub, version));
+                }
+                Op::Subscribe => triplets.push(std::array::from_fn(|_| {
+                    (hub.subscribe(key()).unwrap(), Vec::new())
+                })),
+            }
+        }
+        let stats = hub.stream_stats(&key()).unwrap();
+        let by_id = |id| stats.viewers.iter().find(|v| v.id == id).cloned();
+        for [plain, first, second] in &triplets {
+            prop_assert_eq!(&first.1, &plain.1);
+            prop_assert_eq!(&second.1, &plain.1);
+            let expected = by_id(plain.0.id()).map(|s| (s.frames_out, s.bytes_out, s.frames_dropped, s.bytes_dropped));
+            for shared in [first, second] {
+                let got = by_id(shared.0.id()).map(|s| (s.frames_out, s.bytes_out, s.frames_dropped, s.bytes_dropped));
+                prop_assert_eq!(got, expected);
+            }
+        }
+    }
+}

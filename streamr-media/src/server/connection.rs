@@ -476,9 +476,10 @@ impl<'a> Connection<'a> {
             // waiter is never set up (nor the clock's timer).
             let sent = tokio::select! {
                 biased;
-                sent = send_spans(socket, &mut self.spans, &mut self.clock) => Some(sent),
+                sent = send_spans(socket, &self.spans, &mut self.clock) => Some(sent),
                 _ = shutdown.cancelled() => None,
             };
+            self.spans.clear();
             let Some(sent) = sent else {
                 self.spans.clear();
                 return Ok(());
