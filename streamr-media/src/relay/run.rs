@@ -15,7 +15,7 @@
 //! budget; anything else (a start, a skip, a publisher leaving) takes the frame-by-frame path.
 
 use std::sync::Arc;
-#[cfg(feature = "http")]
+#[cfg(feature = "server")]
 use std::sync::OnceLock;
 
 use super::frame::Frame;
@@ -42,6 +42,10 @@ pub(crate) struct FrameRun {
     /// merged; `None` when one of them is not there.
     #[cfg(feature = "http")]
     flv_spans: OnceLock<Option<SpanRun>>,
+    /// The frames' RTMP chunks for the first chunking key asked for, as spans of that key's
+    /// shared file; `None` when one of them is not there.
+    #[cfg(feature = "server")]
+    rtmp_spans: OnceLock<(super::ChunkingKey, Option<SpanRun>)>,
 }
 
 /// Spans of a stream's shared file and how many bytes they hold.
@@ -118,6 +122,8 @@ impl FrameRun {
             bytes_out,
             #[cfg(feature = "http")]
             flv_spans: OnceLock::new(),
+            #[cfg(feature = "server")]
+            rtmp_spans: OnceLock::new(),
         })
     }
 
@@ -153,5 +159,24 @@ impl FrameRun {
         self.flv_spans
             .get_or_init(|| SpanRun::collect(self.frames.iter().map(|f| f.flv_chunk_span(store))))
             .as_ref()
+    }
+
+    /// The frames' RTMP chunks for `key` as spans of the key's shared file, each frame's found
+    /// by `span_of` (which makes and appends it as needed), collected by the first caller; `None`
+    /// when one of them has none, or when the run's spans were collected for another key (a
+    /// player chunking unlike the first one sends the frames itself).
+    #[cfg(feature = "server")]
+    pub(crate) fn rtmp_chunk_spans(
+        &self,
+        key: super::ChunkingKey,
+        span_of: impl Fn(&Frame) -> Option<crate::shared_bytes::Span>,
+    ) -> Option<&SpanRun> {
+        let (first_key, spans) = self.rtmp_spans.get_or_init(|| {
+            (
+                key,
+                SpanRun::collect(self.frames.iter().map(|f| span_of(f))),
+            )
+        });
+        spans.as_ref().filter(|_| *first_key == key)
     }
 }

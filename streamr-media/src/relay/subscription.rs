@@ -235,6 +235,7 @@ impl Subscription {
 
     /// [`Subscription::recv_batch`], except that a live viewer standing where other viewers
     /// stood gets their [`FrameRun`] instead of its frames one by one (see [`super::run`]).
+    #[cfg(feature = "server")]
     pub(crate) async fn recv_shared(
         &mut self,
         out: &mut Vec<RelayEvent>,
@@ -245,6 +246,7 @@ impl Subscription {
 
     /// [`Subscription::try_recv_batch`], or a shared run as [`Subscription::recv_shared`]
     /// gives.
+    #[cfg(feature = "server")]
     pub(crate) fn try_recv_shared(
         &mut self,
         out: &mut Vec<RelayEvent>,

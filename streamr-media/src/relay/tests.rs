@@ -1099,7 +1099,7 @@ fn live_viewers_at_one_place_share_one_run_and_are_counted_as_if_read_frame_by_f
     assert_eq!(drain(&mut plain).len(), 2);
     assert_eq!(drain(&mut first).len(), 1);
     let stats = hub.stream_stats(&key()).unwrap();
-    let by_id = |id| stats.viewers.iter().find(|v| v.id == id).unwrap().clone();
+    let by_id = |id| *stats.viewers.iter().find(|v| v.id == id).unwrap();
     let (plain_stats, first_stats) = (by_id(plain.id()), by_id(first.id()));
     assert_eq!(first_stats.frames_out, plain_stats.frames_out);
     assert_eq!(first_stats.bytes_out, plain_stats.bytes_out);
@@ -1163,7 +1163,7 @@ proptest! {
             }
         }
         let stats = hub.stream_stats(&key()).unwrap();
-        let by_id = |id| stats.viewers.iter().find(|v| v.id == id).cloned();
+        let by_id = |id| stats.viewers.iter().find(|v| v.id == id).copied();
         for [plain, first, second] in &triplets {
             prop_assert_eq!(&first.1, &plain.1);
             prop_assert_eq!(&second.1, &plain.1);
@@ -1174,4 +1174,96 @@ proptest! {
             }
         }
     }
+}
+
+/// The bytes `spans` hold in their shared files, in order.
+#[cfg(target_os = "linux")]
+fn span_bytes(spans: &[crate::shared_bytes::Span]) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mut out = Vec::new();
+    for span in spans {
+        let mut bytes = vec![0; usize::try_from(span.len()).unwrap()];
+        span.file()
+            .file()
+            .read_exact_at(&mut bytes, span.offset())
+            .unwrap();
+        out.extend(bytes);
+    }
+    out
+}
+
+/// A run shared by two live viewers of a stream with a few frames past their start.
+#[cfg(target_os = "linux")]
+fn shared_test_run(hub: &RelayHub) -> (Subscription, Arc<run::FrameRun>) {
+    let publisher = start_publish(hub, 1);
+    publisher.send(FrameKind::Video, 0, video(0, true, 100));
+    let mut viewers = [hub.subscribe(key()).unwrap(), hub.subscribe(key()).unwrap()];
+    for viewer in &mut viewers {
+        drain(viewer);
+    }
+    for index in 1..6 {
+        publisher.send(FrameKind::Video, index * 33, video(index, false, 3000));
+        publisher.send(FrameKind::Audio, index * 33, audio(index));
+    }
+    let [mut first, mut second] = viewers;
+    let mut events = Vec::new();
+    let subscription::Received::Run(run) = first.try_recv_shared(&mut events, 64) else {
+        panic!("no run");
+    };
+    let subscription::Received::Run(again) = second.try_recv_shared(&mut events, 64) else {
+        panic!("no run");
+    };
+    assert!(Arc::ptr_eq(&run, &again));
+    (first, run)
+}
+
+#[cfg(all(feature = "http", target_os = "linux"))]
+#[test]
+fn a_runs_flv_spans_hold_its_frames_chunks_in_order_and_are_collected_once() {
+    let hub = RelayHub::new(RelayConfig::default());
+    let (viewer, run) = shared_test_run(&hub);
+    let expected: Vec<u8> = run
+        .frames()
+        .iter()
+        .flat_map(|frame| frame.flv_chunk().unwrap().to_vec())
+        .collect();
+    let spans = run
+        .flv_chunk_spans(viewer.shared_flv())
+        .expect("every frame has a span");
+    assert_eq!(span_bytes(&spans.spans), expected);
+    assert_eq!(spans.len, expected.len() as u64);
+    // Appended in order to one file: one span, one sendfile.
+    assert_eq!(spans.spans.len(), 1);
+    let again = run.flv_chunk_spans(viewer.shared_flv()).unwrap();
+    assert!(std::ptr::eq(spans, again));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_runs_rtmp_spans_are_for_the_first_chunking_key_only() {
+    let hub = RelayHub::new(RelayConfig::default());
+    let (viewer, run) = shared_test_run(&hub);
+    let key_of = |chunk_size| ChunkingKey {
+        chunk_size,
+        message_stream_id: 1,
+    };
+    let (first, other) = (key_of(4096), key_of(128));
+    let store = viewer.shared_rtmp(first).unwrap();
+    let encode =
+        |frame: &Frame| Bytes::from(format!("{}:{}", frame.timestamp(), frame.payload().len()));
+    let span_of = |frame: &Frame| {
+        frame.chunked(first, encode);
+        frame.chunked_span(first, &store)
+    };
+    let spans = run
+        .rtmp_chunk_spans(first, span_of)
+        .expect("every frame has a span");
+    let expected: Vec<u8> = run
+        .frames()
+        .iter()
+        .flat_map(|frame| frame.chunked(first, encode).to_vec())
+        .collect();
+    assert_eq!(span_bytes(&spans.spans), expected);
+    // A player chunking otherwise sends the frames itself.
+    assert!(run.rtmp_chunk_spans(other, |_| unreachable!()).is_none());
 }

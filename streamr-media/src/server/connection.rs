@@ -21,6 +21,8 @@ use super::metrics::ServerCounters;
 use super::writer::{release_burst_room, WriteQueue, KEEP_BETWEEN_BATCHES};
 use super::Shared;
 use crate::name::{AppName, NameError};
+use crate::relay::run::FrameRun;
+use crate::relay::subscription::Received;
 use crate::relay::{
     ChunkingKey, Frame, FrameKind, Publisher, RelayError, RelayEvent, StreamKey, Subscription,
 };
@@ -165,8 +167,9 @@ enum Wake {
     PublisherIdle,
     FlushHeld,
     Read(io::Result<usize>),
-    /// A batch of relay events arrived: how many.
-    Relay(usize),
+    /// A batch of relay events, or a run of frames shared with the stream's other players,
+    /// arrived.
+    Relay(Received),
 }
 
 struct Connection<'a> {
@@ -340,7 +343,12 @@ impl<'a> Connection<'a> {
                         publishing.publisher.flush_if_due(std::time::Instant::now());
                     }
                 }
-                Wake::Relay(received) => {
+                Wake::Relay(Received::Run(run)) => {
+                    // A run reaches the head: nothing more to look for.
+                    self.queue_run(&run)?;
+                    self.count_skips();
+                }
+                Wake::Relay(Received::Events(received)) => {
                     self.queue_relay_events()?;
                     // A batch short of the limit took everything there was: looking again
                     // would only lock the stream to find nothing.
@@ -361,16 +369,52 @@ impl<'a> Connection<'a> {
             let Some(playing) = self.playing.as_mut() else {
                 break;
             };
-            if playing
+            match playing
                 .subscription
-                .try_recv_batch(&mut self.relay_events, RELAY_BATCH_EVENTS)
-                == 0
+                .try_recv_shared(&mut self.relay_events, RELAY_BATCH_EVENTS)
             {
-                break;
+                Received::Events(0) => break,
+                Received::Events(_) => self.queue_relay_events()?,
+                Received::Run(run) => {
+                    self.queue_run(&run)?;
+                    break;
+                }
             }
-            self.queue_relay_events()?;
         }
         Ok(())
+    }
+
+    /// Queues a run of frames shared with the stream's other players (see
+    /// [`crate::relay::run`]): as the run's spans of the stream's shared file, collected once
+    /// for every player chunking alike, when the player takes every track, nothing else is
+    /// held, and the run is large enough for `sendfile`; otherwise like its frames' events.
+    fn queue_run(&mut self, run: &FrameRun) -> Result<(), ConnectionError> {
+        let chunk_size = self.session.outgoing_chunk_size();
+        if let (Some(min), Some(playing)) = (self.sendfile_min, self.playing.as_mut()) {
+            let key = ChunkingKey {
+                chunk_size,
+                message_stream_id: playing.stream_id,
+            };
+            let store = playing.shared.as_ref().filter(|(k, _)| *k == key);
+            if let (Some((_, store)), true, true) = (
+                store,
+                playing.audio && playing.video,
+                self.frames.is_empty(),
+            ) {
+                let spans = run.rtmp_chunk_spans(key, |frame| {
+                    rtmp_chunks(frame, key).filter(|bytes| !bytes.is_empty())?;
+                    frame.chunked_span(key, store)
+                });
+                if let Some(spans) = spans.filter(|spans| spans.len >= min as u64) {
+                    playing.unpublished_since = None;
+                    self.spans.extend(spans.spans.iter().cloned());
+                    return Ok(());
+                }
+            }
+        }
+        self.relay_events
+            .extend(run.frames().iter().cloned().map(RelayEvent::Frame));
+        self.queue_relay_events()
     }
 
     /// Adds the frames this player skipped since the last count to the server's counters.
@@ -550,21 +594,9 @@ impl<'a> Connection<'a> {
                         FrameKind::Metadata => MediaKind::Data,
                         _ => continue,
                     };
-                    let bytes = frame.chunked(key, |f| {
-                        // Relayed payloads came through the same chunk decoder, so they fit the
-                        // 24-bit length field; an encoding failure leaves the frame out.
-                        shared_media_chunks(
-                            kind,
-                            stream_id,
-                            f.timestamp(),
-                            f.payload().clone(),
-                            chunk_size,
-                        )
-                        .unwrap_or_default()
-                    });
-                    if bytes.is_empty() {
+                    let Some(bytes) = chunks_of(&frame, kind, key).filter(|b| !b.is_empty()) else {
                         continue;
-                    }
+                    };
                     if sendfile {
                         // Held until the batch is closed: it may go out by `sendfile`.
                         self.frames_len = self.frames_len.saturating_add(bytes.len());
@@ -896,19 +928,47 @@ async fn until(deadline: Instant) {
     sleep_until(deadline).await;
 }
 
-/// The next batch of relay events for a playing connection; never resolves otherwise.
-async fn next_relay_batch(playing: Option<&mut Playing>, events: &mut Vec<RelayEvent>) -> usize {
+/// The next batch of relay events (or a shared run) for a playing connection; never resolves
+/// otherwise.
+async fn next_relay_batch(playing: Option<&mut Playing>, events: &mut Vec<RelayEvent>) -> Received {
     match playing {
         Some(playing) => {
             let received = playing
                 .subscription
-                .recv_batch(events, RELAY_BATCH_EVENTS)
+                .recv_shared(events, RELAY_BATCH_EVENTS)
                 .await;
-            if received == 0 {
+            if matches!(received, Received::Events(0)) {
                 std::future::pending::<()>().await;
             }
             received
         }
         None => std::future::pending().await,
     }
+}
+
+/// A frame's RTMP chunks for connections chunking with `key`, made once and shared (see
+/// [`Frame::chunked`]); empty when the frame cannot be encoded. Relayed payloads came through
+/// the same chunk decoder, so they fit the 24-bit length field; an encoding failure leaves the
+/// frame out.
+fn chunks_of(frame: &Frame, kind: MediaKind, key: ChunkingKey) -> Option<Bytes> {
+    Some(frame.chunked(key, |f| {
+        shared_media_chunks(
+            kind,
+            key.message_stream_id,
+            f.timestamp(),
+            f.payload().clone(),
+            key.chunk_size,
+        )
+        .unwrap_or_default()
+    }))
+}
+
+/// [`chunks_of`] for a player that takes every track.
+fn rtmp_chunks(frame: &Frame, key: ChunkingKey) -> Option<Bytes> {
+    let kind = match frame.kind() {
+        FrameKind::Audio => MediaKind::Audio,
+        FrameKind::Video => MediaKind::Video,
+        FrameKind::Metadata => MediaKind::Data,
+    };
+    chunks_of(frame, kind, key)
 }
