@@ -223,8 +223,8 @@ struct Args {
     /// Bytes a viewer's batch needs at most (used when --batch-delay is unset): the write
     /// budget holds a stream's frames no longer than the stream takes to bring this many
     /// (a 3 Mbit/s stream about 220 ms at the default, a 232 kbit/s one up to
-    /// --batch-delay-max): past it the bytes, not the write, cost the CPU and a longer hold
-    /// only adds latency (0: no limit).
+    /// --batch-delay-max): a high-bitrate stream's hop stays short, since every viewer woken
+    /// at once takes its large write in turn, at some CPU (0: no limit).
     #[arg(long, env = "STREAMR_BATCH_MAX_BYTES", default_value_t = streamr_media::relay::AdaptiveBatchConfig::default().max_batch_bytes)]
     batch_max_bytes: u64,
 
