@@ -867,6 +867,51 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// The publisher's side of a random schedule: media with increasing indices (carried in each
+/// payload, timestamps 10 ms apart) and republishes with a new video sequence header.
+struct ScheduledPublisher<'a> {
+    hub: &'a RelayHub,
+    /// Always some between ops.
+    publisher: Option<Publisher>,
+    version: u8,
+    index: u32,
+}
+
+impl<'a> ScheduledPublisher<'a> {
+    fn new(hub: &'a RelayHub) -> Self {
+        ScheduledPublisher {
+            hub,
+            publisher: Some(start_publish(hub, 0)),
+            version: 0,
+            index: 0,
+        }
+    }
+
+    /// Does the publisher's part of `op`: returns the index of the media frame sent and
+    /// whether it is a keyframe (nothing for a republish or a viewer's op).
+    fn apply(&mut self, op: &Op) -> Option<(u32, bool)> {
+        let index = self.index;
+        let (kind, payload, keyframe) = match *op {
+            Op::Key(size) | Op::Inter(size) => {
+                let keyframe = matches!(op, Op::Key(_));
+                (FrameKind::Video, video(index, keyframe, size), keyframe)
+            }
+            Op::Audio => (FrameKind::Audio, audio(index), false),
+            Op::Republish => {
+                // The old publisher leaves before the new one arrives.
+                drop(self.publisher.take());
+                self.version = self.version.wrapping_add(1);
+                self.publisher = Some(start_publish(self.hub, self.version));
+                return None;
+            }
+            Op::Read { .. } | Op::Subscribe => return None,
+        };
+        self.publisher.as_ref()?.send(kind, index * 10, payload);
+        self.index += 1;
+        Some((index, keyframe))
+    }
+}
+
 /// Checks one viewer's output: every (re)start and every gap lands on a keyframe right after
 /// the video and audio sequence headers, and media indices only increase.
 fn check_viewer_output(events: &[Seen]) -> Result<(), TestCaseError> {
@@ -912,9 +957,7 @@ proptest! {
             .with_gop_cache(gop_cache)
             .with_viewer_max_lag(8_000, Duration::from_secs(3600));
         let hub = RelayHub::new(config);
-        let mut publisher = Some(start_publish(&hub, 0));
-        let mut version = 0u8;
-        let mut index = 0u32;
+        let mut publisher = ScheduledPublisher::new(&hub);
         let mut fast = hub.subscribe(key()).unwrap();
         let mut fast_seen = Vec::new();
         let mut fast_expected = Vec::new();
@@ -922,24 +965,12 @@ proptest! {
         let mut publisher_has_keyframe = false;
         for op in ops {
             match op {
-                Op::Key(size) | Op::Inter(size) => {
-                    let keyframe = matches!(op, Op::Key(_));
-                    if let Some(p) = &publisher {
-                        p.send(FrameKind::Video, index * 10, video(index, keyframe, size));
+                Op::Key(_) | Op::Inter(_) | Op::Audio => {
+                    if let Some((index, keyframe)) = publisher.apply(&op) {
                         publisher_has_keyframe |= keyframe;
                         if publisher_has_keyframe {
                             fast_expected.push(index);
                         }
-                        index += 1;
-                    }
-                }
-                Op::Audio => {
-                    if let Some(p) = &publisher {
-                        p.send(FrameKind::Audio, index * 10, audio(index));
-                        if publisher_has_keyframe {
-                            fast_expected.push(index);
-                        }
-                        index += 1;
                     }
                 }
                 Op::Read { viewer, max } => {
@@ -950,10 +981,7 @@ proptest! {
                     }
                 }
                 Op::Republish => {
-                    // The old publisher leaves before the new one arrives.
-                    drop(publisher.take());
-                    version = version.wrapping_add(1);
-                    publisher = Some(start_publish(&hub, version));
+                    publisher.apply(&op);
                     publisher_has_keyframe = false;
                 }
                 Op::Subscribe => viewers.push((hub.subscribe(key()).unwrap(), Vec::new())),
@@ -1122,25 +1150,13 @@ proptest! {
             .with_gop_cache(gop_cache)
             .with_viewer_max_lag(8_000, Duration::from_secs(3600));
         let hub = RelayHub::new(config);
-        let mut publisher = Some(start_publish(&hub, 0));
-        let mut version = 0u8;
-        let mut index = 0u32;
+        let mut publisher = ScheduledPublisher::new(&hub);
         // Each entry: a plain reader and two shared ones, subscribed together.
         let mut triplets: Vec<[(Subscription, Vec<Seen>); 3]> = Vec::new();
         for op in ops {
             match op {
-                Op::Key(size) | Op::Inter(size) => {
-                    if let Some(p) = &publisher {
-                        let keyframe = matches!(op, Op::Key(_));
-                        p.send(FrameKind::Video, index * 10, video(index, keyframe, size));
-                        index += 1;
-                    }
-                }
-                Op::Audio => {
-                    if let Some(p) = &publisher {
-                        p.send(FrameKind::Audio, index * 10, audio(index));
-                        index += 1;
-                    }
+                Op::Key(_) | Op::Inter(_) | Op::Audio | Op::Republish => {
+                    publisher.apply(&op);
                 }
                 Op::Read { viewer, max } => {
                     if let Some([plain, first, second]) = triplets.get_mut(viewer) {
@@ -1151,11 +1167,6 @@ proptest! {
                             shared.1.extend(read_shared(&mut shared.0, max).0);
                         }
                     }
-                }
-                Op::Republish => {
-                    drop(publisher.take());
-                    version = version.wrapping_add(1);
-                    publisher = Some(start_publish(&hub, version));
                 }
                 Op::Subscribe => triplets.push(std::array::from_fn(|_| {
                     (hub.subscribe(key()).unwrap(), Vec::new())

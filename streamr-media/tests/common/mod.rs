@@ -506,3 +506,29 @@ pub fn sample_tags() -> Vec<streamr_media::flv::FlvTag> {
     }
     tags
 }
+
+/// A video tag body of `size` bytes: a keyframe or an inter frame (AVC NALU), filled with 0x5a.
+pub fn video_payload(keyframe: bool, size: usize) -> bytes::Bytes {
+    let mut body = vec![if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+    body.resize(size, 0x5a);
+    bytes::Bytes::from(body)
+}
+
+/// Publishes about 1 MB/s on `publisher` (20 KB video frames every 20 ms from timestamp 20, a
+/// keyframe every second) until `stop` is cancelled; the publisher then leaves.
+pub fn spawn_megabyte_publisher(
+    publisher: streamr_media::relay::Publisher,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    use streamr_media::relay::FrameKind;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for i in 1u32.. {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            publisher.send(FrameKind::Video, i * 20, video_payload(i % 50 == 0, 20_000));
+        }
+    })
+}

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use streamr_media::http::{router, HttpState, LiveHls, LiveHlsConfig, ZERO_COPY_MIN_BYTES};
 use streamr_media::relay::{FrameKind, RelayHub, StreamKey};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,13 +23,6 @@ use tokio_util::sync::CancellationToken;
 
 /// The write deadline the servers here run with.
 const DEADLINE: Duration = Duration::from_millis(400);
-
-/// A video tag body of `size` bytes.
-fn video(keyframe: bool, size: usize) -> Bytes {
-    let mut body = vec![if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0];
-    body.resize(size, 0x5a);
-    Bytes::from(body)
-}
 
 /// Serves `hub`'s streams over HTTP with [`DEADLINE`] as the write deadline, HTTP-FLV batches
 /// going out by `sendfile` or by vectored writes only; every accepted socket has an 8 KiB send
@@ -127,7 +119,7 @@ async fn a_slow_steady_reader_is_not_cut(sendfile: bool) {
     let key = StreamKey::parse("live", "steady").expect("key");
     let publisher = hub.publish(key.clone()).expect("publish");
     const KEYFRAME: usize = 1 << 20;
-    publisher.send(FrameKind::Video, 0, video(true, KEYFRAME));
+    publisher.send(FrameKind::Video, 0, common::video_payload(true, KEYFRAME));
     let stop = CancellationToken::new();
     let addr = serve(&hub, sendfile, &stop).await;
     let mut player = play(addr, "steady", true).await;
@@ -173,26 +165,12 @@ async fn a_stopped_reader_is_closed_and_others_play_on(sendfile: bool) {
     let hub = RelayHub::default();
     let key = StreamKey::parse("live", "stall").expect("key");
     let publisher = hub.publish(key.clone()).expect("publish");
-    publisher.send(FrameKind::Video, 0, video(true, 20_000));
+    publisher.send(FrameKind::Video, 0, common::video_payload(true, 20_000));
     let stop = CancellationToken::new();
     let addr = serve(&hub, sendfile, &stop).await;
 
-    // About 1 MB/s: 20 KB frames every 20 ms, a keyframe every second.
     let publishing = CancellationToken::new();
-    let publish = {
-        let publishing = publishing.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            for i in 1u32.. {
-                tokio::select! {
-                    () = publishing.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                publisher.send(FrameKind::Video, i * 20, video(i % 50 == 0, 20_000));
-            }
-            // Dropped: the publisher leaves.
-        })
-    };
+    let publish = common::spawn_megabyte_publisher(publisher, publishing.clone());
 
     let received = Arc::new(AtomicU64::new(0));
     let mut fast = play(addr, "stall", false).await;

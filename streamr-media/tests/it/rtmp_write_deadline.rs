@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use common::{closed_by_server, TestClient};
 use streamr_media::relay::{FrameKind, RelayHub, StreamKey};
 use streamr_media::rtmp::session::{ClientEvent, ClientRole, MediaKind};
@@ -27,13 +26,6 @@ use tokio::net::TcpSocket;
 
 /// The write timeout the servers here run with.
 const DEADLINE: Duration = Duration::from_millis(400);
-
-/// A video message body of `size` bytes.
-fn video(keyframe: bool, size: usize) -> Bytes {
-    let mut body = vec![if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0];
-    body.resize(size, 0x5a);
-    Bytes::from(body)
-}
 
 /// An RTMP server on `hub` with [`DEADLINE`] as its write timeout, players' batches going out
 /// by `sendfile` or by vectored writes only; every accepted socket has an 8 KiB send buffer.
@@ -108,7 +100,7 @@ async fn a_slow_steady_reader_is_not_cut(sendfile: bool) {
     let key = StreamKey::parse("live", "steady").expect("key");
     let publisher = hub.publish(key.clone()).expect("publish");
     const KEYFRAME: usize = 1 << 20;
-    publisher.send(FrameKind::Video, 0, video(true, KEYFRAME));
+    publisher.send(FrameKind::Video, 0, common::video_payload(true, KEYFRAME));
     let server = serve(&hub, sendfile).await;
     let mut player = play(server.local_addr(), "steady", true).await;
 
@@ -118,7 +110,7 @@ async fn a_slow_steady_reader_is_not_cut(sendfile: bool) {
     // The one batch took the player several deadlines: a limit per batch would have cut it.
     assert!(took > 2 * DEADLINE, "the batch took only {took:?}");
     // Still connected: the next frame arrives too.
-    publisher.send(FrameKind::Video, 40, video(false, 3_000));
+    publisher.send(FrameKind::Video, 40, common::video_payload(false, 3_000));
     read_video(&mut player, 3_000, 4096, Duration::ZERO).await;
     assert_eq!(write_timeouts(&server), 0);
     assert_eq!(common::viewer_count(&hub, &key), 1);
@@ -137,18 +129,12 @@ async fn a_stopped_reader_is_closed_and_others_play_on(sendfile: bool) {
     let hub = RelayHub::default();
     let key = StreamKey::parse("live", "stall").expect("key");
     let publisher = hub.publish(key.clone()).expect("publish");
-    publisher.send(FrameKind::Video, 0, video(true, 20_000));
+    publisher.send(FrameKind::Video, 0, common::video_payload(true, 20_000));
     let server = serve(&hub, sendfile).await;
     let addr = server.local_addr();
 
-    // About 1 MB/s: 20 KB frames every 20 ms, a keyframe every second.
-    let publish = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        for i in 1u32..1500 {
-            tick.tick().await;
-            publisher.send(FrameKind::Video, i * 20, video(i % 50 == 0, 20_000));
-        }
-    });
+    let publishing = tokio_util::sync::CancellationToken::new();
+    let publish = common::spawn_megabyte_publisher(publisher, publishing.clone());
 
     let received = Arc::new(AtomicU64::new(0));
     let mut fast = play(addr, "stall", false).await;
@@ -188,7 +174,8 @@ async fn a_stopped_reader_is_closed_and_others_play_on(sendfile: bool) {
         1,
         "only the stalled player was cut"
     );
-    publish.abort();
+    publishing.cancel();
+    publish.await.expect("publisher");
     server.shutdown().await;
     tokio::time::timeout(Duration::from_secs(10), fast_reader)
         .await
