@@ -867,6 +867,15 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// The hub of the random-schedule tests: an 8 KB lag budget (so readers that wait skip), no
+/// time budget, the GOP cache on or off.
+fn schedule_hub(gop_cache: bool) -> RelayHub {
+    let config = RelayConfig::default()
+        .with_gop_cache(gop_cache)
+        .with_viewer_max_lag(8_000, Duration::from_secs(3600));
+    RelayHub::new(config)
+}
+
 /// The publisher's side of a random schedule: media with increasing indices (carried in each
 /// payload, timestamps 10 ms apart) and republishes with a new video sequence header.
 struct ScheduledPublisher<'a> {
@@ -953,10 +962,7 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..300),
         gop_cache in any::<bool>(),
     ) {
-        let config = RelayConfig::default()
-            .with_gop_cache(gop_cache)
-            .with_viewer_max_lag(8_000, Duration::from_secs(3600));
-        let hub = RelayHub::new(config);
+        let hub = schedule_hub(gop_cache);
         let mut publisher = ScheduledPublisher::new(&hub);
         let mut fast = hub.subscribe(key()).unwrap();
         let mut fast_seen = Vec::new();
@@ -1146,10 +1152,7 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..300),
         gop_cache in any::<bool>(),
     ) {
-        let config = RelayConfig::default()
-            .with_gop_cache(gop_cache)
-            .with_viewer_max_lag(8_000, Duration::from_secs(3600));
-        let hub = RelayHub::new(config);
+        let hub = schedule_hub(gop_cache);
         let mut publisher = ScheduledPublisher::new(&hub);
         // Each entry: a plain reader and two shared ones, subscribed together.
         let mut triplets: Vec<[(Subscription, Vec<Seen>); 3]> = Vec::new();
