@@ -532,3 +532,27 @@ pub fn spawn_megabyte_publisher(
         }
     })
 }
+
+/// Reads `stream` to its end (or a read error) on a task of its own, adding each read's length
+/// to `received`; the task returns the bytes read.
+pub fn spawn_counting_reader<R>(
+    mut stream: R,
+    received: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> tokio::task::JoinHandle<Vec<u8>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut body = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return body,
+                Ok(n) => {
+                    body.extend_from_slice(&buf[..n]);
+                    received.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    })
+}

@@ -173,22 +173,8 @@ async fn a_stopped_reader_is_closed_and_others_play_on(sendfile: bool) {
     let publish = common::spawn_megabyte_publisher(publisher, publishing.clone());
 
     let received = Arc::new(AtomicU64::new(0));
-    let mut fast = play(addr, "stall", false).await;
-    let fast_reader = {
-        let received = received.clone();
-        tokio::spawn(async move {
-            let mut body = Vec::new();
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = fast.read(&mut buf).await.expect("the fast player reads");
-                if n == 0 {
-                    return body;
-                }
-                body.extend_from_slice(&buf[..n]);
-                received.fetch_add(n as u64, Ordering::Relaxed);
-            }
-        })
-    };
+    let fast = play(addr, "stall", false).await;
+    let fast_reader = common::spawn_counting_reader(fast, received.clone());
     let mut stalled = play(addr, "stall", true).await;
     let mut first = vec![0u8; 4096];
     let n = tokio::time::timeout(Duration::from_secs(10), stalled.read(&mut first))

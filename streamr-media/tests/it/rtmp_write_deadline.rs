@@ -137,19 +137,8 @@ async fn a_stopped_reader_is_closed_and_others_play_on(sendfile: bool) {
     let publish = common::spawn_megabyte_publisher(publisher, publishing.clone());
 
     let received = Arc::new(AtomicU64::new(0));
-    let mut fast = play(addr, "stall", false).await;
-    let fast_reader = {
-        let received = received.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                match fast.socket.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => received.fetch_add(n as u64, Ordering::Relaxed),
-                };
-            }
-        })
-    };
+    let fast = play(addr, "stall", false).await;
+    let fast_reader = common::spawn_counting_reader(fast.socket, received.clone());
     let mut stalled = play(addr, "stall", true).await;
     read_video(&mut stalled, 20_000, 4096, Duration::ZERO).await;
     // The player stops reading: closed about a deadline later (after the last bytes the
