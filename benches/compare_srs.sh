@@ -16,7 +16,9 @@
 #                    the sources HLS players are run on (default: all of SOURCES; at 3 Mbit/s
 #                    500+ HLS players saturate the load tool on a 2-core machine)
 #        RTMP_PORT, HTTP_PORT (default 19361, 19371: another run on this machine needs others),
-#        STEP_SECONDS (default 15), NODE_ARGS (extra streamr-node flags, e.g. "--batch-delay 350ms"),
+#        STEP_SECONDS (default 15), SETTLE_SECONDS (default 180: the longest wait, after a
+#        publish starts, for the server's RSS to stop growing before the steps),
+#        NODE_ARGS (extra streamr-node flags, e.g. "--batch-delay 350ms"),
 #        NODE_BIN (a streamr-node binary to run instead of the one built here, e.g. a copy of
 #        an earlier build, for a before/after in one run; the build still runs, for streamr-load),
 #        RESULTS (the TSV written, default target/bench-srs/results.tsv), APPEND=1 adds to it
@@ -33,6 +35,11 @@
 # perf, all its system calls, writes, epoll waits, futex calls and context switches per
 # player-second over the step's steady part.
 #
+# RSS per player is the server's peak RSS while a step's players are connected, less its RSS
+# just before the step, after its RSS settled with only the publisher connected (a server fills
+# its live windows for a minute or two after a publish starts; counted in the first steps, that
+# growth read as tens of KiB per player at 3 Mbit/s).
+#
 # CPU is each server process's own utime + stime from /proc/<pid>/stat (all its threads), never
 # the load tool's. Hop latency is read by the players from a wall-clock stamp the publisher puts
 # in every video frame (SRS rebases timestamps, so they cannot be used); HLS has none. Before the
@@ -44,6 +51,7 @@ cd "$(dirname "$0")/.."
 STEPS=("${@:-500 1000}")
 read -r -a STEPS <<<"${STEPS[*]}"
 STEP_SECONDS=${STEP_SECONDS:-15}
+SETTLE_SECONDS=${SETTLE_SECONDS:-180}
 ROUNDS=${ROUNDS:-1}
 read -r -a SOURCES <<<"${SOURCES:-232 3000}"
 read -r -a SERVERS <<<"${SERVERS:-streamr srs srs-ll}"
@@ -101,6 +109,21 @@ print(f"{max([before] + during):.0f}")
 PY
 }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+# Waits until a server's RSS stops growing with only the publisher connected (under 1 MiB over
+# 10 s, or SETTLE_SECONDS at most): a server fills its live windows (the relay ring, HLS and
+# LL-HLS segments) for a minute or two after a publish starts, about 0.7 MB/s at 3 Mbit/s for
+# our node, which a step would otherwise count as its players' memory.
+settle_rss() { # pid
+  local waited=0 before now
+  before=$(rss_kib "$1")
+  while [ "$waited" -lt "$SETTLE_SECONDS" ]; do
+    sleep 10; waited=$((waited + 10))
+    now=$(rss_kib "$1")
+    [ $((now - before)) -lt 1024 ] && break
+    before=$now
+  done
+  echo "RSS settled after ${waited}s at ${now:-$before} KiB" >&2
+}
 # Write system calls (write, writev, sendfile: how the servers write to sockets) and bytes
 # written, from /proc/<pid>/io: counted by the kernel, so not distorted by load.
 # System calls by kind and context switches of a server over a window of a step, from perf's
@@ -207,11 +230,12 @@ run_server() { # name
     check_media "$name" "$kbps" "$src" || echo "WARNING: $name did not deliver the source's video packets" >&2
     # HLS needs a few segments before players start.
     sleep 8
+    settle_rss "$pid"
     for protocol in "${PROTOCOLS[@]}"; do
       if [ "$protocol" = hls ] && [[ " ${HLS_SOURCES[*]} " != *" $kbps "* ]]; then continue; fi
       for players in "${STEPS[@]}"; do
         local out="$WORK/$name-$protocol-$kbps-$players"
-        local rss0 cpu0 cpu1 rss1 sys0 sys1 log_line delay="-"
+        local rss0 cpu0 cpu1 sys0 sys1 log_line delay="-"
         rss0=$(rss_kib "$pid"); cpu0=$(cpu_ticks "$pid"); sys0=$(sys_ticks "$pid")
         local io0 io1; io0=$(io_writes "$pid")
         log_line=$(($(wc -l <"$WORK/node.log" 2>/dev/null || echo 0) + 1))
@@ -228,17 +252,19 @@ run_server() { # name
             perf_pid=$!
           fi
         fi
+        local rss_peak=$rss0 r
         while kill -0 "$player" 2>/dev/null; do
           t=$(cpu_ticks "$player" 2>/dev/null) && load_ticks=$t
+          r=$(rss_kib "$pid") && [ "$r" -gt "$rss_peak" ] && rss_peak=$r
           sleep 0.5
         done
         wait "$player" || true
         [ -n "$perf_pid" ] && { wait "$perf_pid" || true; }
-        cpu1=$(cpu_ticks "$pid"); rss1=$(rss_kib "$pid"); sys1=$(sys_ticks "$pid")
+        cpu1=$(cpu_ticks "$pid"); sys1=$(sys_ticks "$pid")
         io1=$(io_writes "$pid")
         [ "$name" = streamr ] && delay=$(node_delay_ms "$WORK/node.log" "$log_line")
         python3 - "$out.json" "$name" "$protocol" "$kbps" "$players" "$((cpu1 - cpu0))" "$TCK" \
-          "$rss0" "$rss1" "$load_ticks" "$(cut -d' ' -f1 /proc/loadavg)" "$delay" \
+          "$rss0" "$rss_peak" "$load_ticks" "$(cut -d' ' -f1 /proc/loadavg)" "$delay" \
           "$((sys1 - sys0))" "$io0" "$io1" "$out.perf" "$perf_window" >>"$RESULTS" <<'PY'
 import json, os, sys
 path, name, protocol, kbps, players, ticks, tck, rss0, rss1, load_ticks, loadavg, delay, sys_ticks, io0, io1, perf, window = sys.argv[1:]
