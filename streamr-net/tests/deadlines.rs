@@ -162,8 +162,14 @@ async fn a_client_that_stops_reading_is_closed_at_the_write_deadline_on_every_pa
     assert!(started.elapsed() >= WRITE_TIMEOUT);
 }
 
+/// The write deadline of the slow-reader test: ten of its reader's pauses, so a machine busy
+/// enough to stretch a pause several times over still keeps the reader inside it.
+const SLOW_READER_WRITE_TIMEOUT: Duration = Duration::from_millis(1500);
+
 async fn slow_reader_gets_everything(path: Path, body: Bytes) {
-    let (addr, budget) = start(path, limits(), body).await;
+    let mut limits = limits();
+    limits.write_timeout = SLOW_READER_WRITE_TIMEOUT;
+    let (addr, budget) = start(path, limits, body).await;
     let mut client = small_window_client(addr).await;
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -171,7 +177,8 @@ async fn slow_reader_gets_everything(path: Path, body: Bytes) {
     );
     client.write_all(request.as_bytes()).await.unwrap();
     let started = Instant::now();
-    // Reads in bursts of 1 MiB with a pause of half the deadline after each.
+    // Reads in bursts of 1 MiB with a pause of a tenth of the deadline after each: twelve
+    // pauses, so the whole response takes longer than one deadline.
     let mut received = 0usize;
     let mut since_pause = 0usize;
     let mut buf = vec![0u8; 64 * 1024];
@@ -187,7 +194,7 @@ async fn slow_reader_gets_everything(path: Path, body: Bytes) {
         since_pause += n;
         if since_pause >= 1 << 20 {
             since_pause = 0;
-            sleep(WRITE_TIMEOUT / 2).await;
+            sleep(SLOW_READER_WRITE_TIMEOUT / 10).await;
         }
     }
     assert!(
@@ -195,7 +202,7 @@ async fn slow_reader_gets_everything(path: Path, body: Bytes) {
         "{path:?}: {received} bytes, the body alone is {BIG}"
     );
     assert!(
-        started.elapsed() > WRITE_TIMEOUT * 3,
+        started.elapsed() > SLOW_READER_WRITE_TIMEOUT,
         "{path:?}: the response took longer than the deadline"
     );
     drop(client);
