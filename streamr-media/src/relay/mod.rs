@@ -19,6 +19,7 @@ mod adaptive;
 mod flush;
 pub(crate) mod frame;
 mod hub;
+#[cfg(feature = "server")]
 pub(crate) mod run;
 mod stats;
 mod stream;

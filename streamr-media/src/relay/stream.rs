@@ -184,6 +184,7 @@ pub(crate) struct StreamState {
     /// keeps what they have not read yet, lag or not, within the ring's hard limits.
     pub(crate) internal_cursors: HashMap<u64, u64>,
     /// The run of frames the live viewers woken last read (see [`super::run`]).
+    #[cfg(feature = "server")]
     pub(crate) shared_run: Option<Arc<super::run::FrameRun>>,
 }
 

@@ -6,6 +6,7 @@ use tokio::sync::watch;
 
 use super::frame::{Frame, FrameKind};
 use super::hub::HubInner;
+#[cfg(feature = "server")]
 use super::run::FrameRun;
 use super::stats::{ViewerCounters, ViewerStats};
 use super::stream::{is_after, lock, Entry, Slot, Stream, StreamState, COUNTER};
@@ -17,6 +18,7 @@ use super::StreamKey;
 pub(crate) const MAX_RTMP_STORES_PER_STREAM: usize = 2;
 
 /// What [`Subscription::recv_shared`] received.
+#[cfg(feature = "server")]
 #[derive(Debug)]
 pub(crate) enum Received {
     /// This many events were appended (none: the stream is gone).
@@ -223,14 +225,11 @@ impl Subscription {
     /// Waits until at least one event is available, then appends up to `max_events` to `out` and
     /// returns how many (at least one when `max_events > 0`).
     pub async fn recv_batch(&mut self, out: &mut Vec<RelayEvent>, max_events: usize) -> usize {
-        match self.recv_with(out, max_events, false).await {
-            Received::Events(received) => received,
-            // Not asked for; a run holds the frames that would have been events.
-            Received::Run(run) => {
-                out.extend(run.frames().iter().cloned().map(RelayEvent::Frame));
-                run.frames().len()
-            }
-        }
+        self.recv_with(max_events, |this| {
+            Some(this.try_recv_batch(out, max_events)).filter(|&received| received > 0)
+        })
+        .await
+        .unwrap_or(0)
     }
 
     /// [`Subscription::recv_batch`], except that a live viewer standing where other viewers
@@ -241,7 +240,12 @@ impl Subscription {
         out: &mut Vec<RelayEvent>,
         max_events: usize,
     ) -> Received {
-        self.recv_with(out, max_events, true).await
+        self.recv_with(max_events, |this| {
+            Some(this.try_recv_shared(out, max_events))
+                .filter(|received| !matches!(received, Received::Events(0)))
+        })
+        .await
+        .unwrap_or(Received::Events(0))
     }
 
     /// [`Subscription::try_recv_batch`], or a shared run as [`Subscription::recv_shared`]
@@ -252,49 +256,19 @@ impl Subscription {
         out: &mut Vec<RelayEvent>,
         max_events: usize,
     ) -> Received {
-        self.try_recv(out, max_events, true)
-    }
-
-    async fn recv_with(
-        &mut self,
-        out: &mut Vec<RelayEvent>,
-        max_events: usize,
-        shared: bool,
-    ) -> Received {
-        loop {
-            // Mark the head as seen before reading, so a frame pushed after the read wakes us.
-            let announced = *self.head.borrow_and_update();
-            // Nothing announced past what this viewer read: wait without locking the stream
-            // (every viewer of it wakes at once, so that lock is the contended one).
-            if self.cursor < announced || max_events == 0 {
-                let received = self.try_recv(out, max_events, shared);
-                if !matches!(received, Received::Events(0)) || max_events == 0 {
-                    return received;
-                }
-            }
-            if self.head.changed().await.is_err() {
-                // The stream's sender lives as long as the stream; nothing more will come.
-                return Received::Events(0);
-            }
-        }
-    }
-
-    fn try_recv(&mut self, out: &mut Vec<RelayEvent>, max_events: usize, shared: bool) -> Received {
         let stream = self.stream.clone();
         let mut state = lock(&stream.state);
-        if shared {
-            if let Some(run) = self.shared_run(&mut state, max_events) {
-                drop(state);
-                self.cursor = run.end;
-                self.pos_frames = run.frames_after;
-                self.pos_bytes = run.bytes_after;
-                self.add_counts(&BatchCounts {
-                    frames_out: run.frames().len() as u64,
-                    bytes_out: run.bytes_out,
-                    ..BatchCounts::default()
-                });
-                return Received::Run(run);
-            }
+        if let Some(run) = self.shared_run(&mut state, max_events) {
+            drop(state);
+            self.cursor = run.end;
+            self.pos_frames = run.frames_after;
+            self.pos_bytes = run.bytes_after;
+            self.add_counts(&BatchCounts {
+                frames_out: run.frames().len() as u64,
+                bytes_out: run.bytes_out,
+                ..BatchCounts::default()
+            });
+            return Received::Run(run);
         }
         let counts = self.read_events(&mut state, out, max_events);
         drop(state);
@@ -302,9 +276,36 @@ impl Subscription {
         Received::Events(counts.events)
     }
 
+    /// Waits until `read` reads something: calls it whenever the stream's head is past this
+    /// viewer's cursor (or at once when `max_events` is 0, which reads nothing). `None` once
+    /// `max_events` is 0 or the stream has ended.
+    async fn recv_with<T>(
+        &mut self,
+        max_events: usize,
+        mut read: impl FnMut(&mut Self) -> Option<T>,
+    ) -> Option<T> {
+        loop {
+            // Mark the head as seen before reading, so a frame pushed after the read wakes us.
+            let announced = *self.head.borrow_and_update();
+            // Nothing announced past what this viewer read: wait without locking the stream
+            // (every viewer of it wakes at once, so that lock is the contended one).
+            if self.cursor < announced || max_events == 0 {
+                let received = read(self);
+                if received.is_some() || max_events == 0 {
+                    return received;
+                }
+            }
+            if self.head.changed().await.is_err() {
+                // The stream's sender lives as long as the stream; nothing more will come.
+                return None;
+            }
+        }
+    }
+
     /// The run this viewer reads next, when it is live, stands where the last run started, and
     /// that run still reaches the head; otherwise a new run from here (left in the stream for
     /// the viewers standing here too) when the entries up to the head make one.
+    #[cfg(feature = "server")]
     fn shared_run(&self, state: &mut StreamState, max_events: usize) -> Option<Arc<FrameRun>> {
         if !self.metered || self.node_notices || self.phase != Phase::Live {
             return None;
