@@ -1,6 +1,8 @@
 //! What every StreamrP2P binary's command line shares (feature `cli`): a TOML config file
-//! whose keys are the long flag names, the check that every flag has its `STREAMR_*`
-//! variable, and the flag tables of `docs/operators.md`, generated from clap's own definition.
+//! whose keys are the long flag names, duration parsers that refuse zero and absurd values, the
+//! check that every flag has its `STREAMR_*` variable, and the flag tables of
+//! `docs/operators.md`, generated from clap's own definition. The binaries' unit tests hold
+//! their commands to these through `streamr-test-support`'s `cli` module.
 //!
 //! Precedence is flag > environment > config file > default: [`with_config_file`] adds a
 //! file value to the command line only for flags given neither on it nor in their variable.
@@ -272,58 +274,6 @@ pub fn bounded_duration(value: &str) -> Result<std::time::Duration, String> {
     Ok(duration)
 }
 
-/// Panics (for a binary's unit test) unless every duration flag of `command` (a long flag that
-/// takes `5s` but not `soon`) refuses `0s`, `999us` and `2years` with an error naming the flag
-/// and takes `1s`, except the flags in `zero_allowed` (`--batch-delay`), whose zero means
-/// something: those take `0s`; and unless every flag of `expected` is among the duration flags
-/// found (so a flag whose parser lost its check fails here). Returns the flags found.
-pub fn assert_zero_durations_refused(
-    command: &Command,
-    zero_allowed: &[&str],
-    expected: &[&str],
-) -> Vec<String> {
-    let name = command.get_name().to_owned();
-    let parse = |flag: &str, value: &str| {
-        command
-            .clone()
-            .try_get_matches_from([name.as_str(), flag, value])
-            .map(|_| ())
-            .map_err(|error| error.to_string())
-    };
-    let mut found = Vec::new();
-    for arg in command.get_arguments() {
-        let Some(long) = arg.get_long() else { continue };
-        if !arg.get_action().takes_values() {
-            continue;
-        }
-        let flag = format!("--{long}");
-        if parse(&flag, "5s").is_err() || parse(&flag, "soon").is_ok() {
-            continue;
-        }
-        let mut too_long = vec!["2years"];
-        if zero_allowed.contains(&flag.as_str()) {
-            assert_eq!(parse(&flag, "0s"), Ok(()), "{flag}: zero means something");
-        } else {
-            too_long.extend(["0s", "999us"]);
-            assert_eq!(parse(&flag, "1s"), Ok(()), "{flag} 1s");
-        }
-        for value in too_long {
-            match parse(&flag, value) {
-                Ok(()) => panic!("{flag} {value} was accepted"),
-                Err(error) => assert!(error.contains(&flag), "{flag} {value}: {error}"),
-            }
-        }
-        found.push(flag);
-    }
-    for flag in zero_allowed.iter().chain(expected) {
-        assert!(
-            found.iter().any(|f| f == flag),
-            "{flag} is no checked duration flag: {found:?}"
-        );
-    }
-    found
-}
-
 fn documented(arg: &clap::Arg) -> bool {
     !arg.is_hide_set()
         && arg.get_long().is_some()
@@ -399,17 +349,6 @@ fn flags_in(table: &str) -> Vec<String> {
         .filter_map(|rest| rest.split('`').next())
         .map(str::to_owned)
         .collect()
-}
-
-/// Panics (for a binary's unit test) unless every flag of `command` follows the convention and
-/// the docs at `docs` hold exactly its generated flag tables (`STREAMR_UPDATE_DOCS=1` rewrites
-/// them instead).
-pub fn assert_documented(command: &Command, docs: &Path) {
-    let violations = convention_violations(command);
-    assert!(violations.is_empty(), "{}", violations.join("\n"));
-    if let Err(problems) = check_docs(command, docs) {
-        panic!("{problems}");
-    }
 }
 
 /// Checks that the docs at `path` hold exactly the generated flag tables of `command`; with

@@ -4,13 +4,16 @@
 //! own helpers: child processes killed with the test ([`Running`]), our binaries started without
 //! the `STREAMR_*` settings of the shell that runs the tests ([`our_binary`]), free loopback
 //! ports, waits that always have a deadline, throwaway PostgreSQL databases (feature
-//! `postgres`), ffmpeg as a publisher and the fuzz targets' seed corpora ([`fuzz_corpus`]).
+//! `postgres`), ffmpeg as a publisher, the fuzz targets' seed corpora ([`fuzz_corpus`]) and the
+//! checks of a binary's command line against the docs and the flag conventions (feature `cli`).
 //!
 //! Used only as a dev-dependency; never published. Helpers panic with what went wrong, as
 //! test code does.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod ffmpeg;
 pub mod fuzz_corpus;
 pub mod net;

@@ -92,7 +92,7 @@ mod tests {
     #[test]
     fn every_flag_has_its_variable_and_its_row_in_the_docs() {
         let command = Cli::command();
-        streamr_net::cli::assert_documented(
+        streamr_test_support::cli::assert_documented(
             &command,
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operators.md"),
         );

@@ -607,7 +607,7 @@ mod tests {
             "--reachability-interval",
             "--relay-probe-timeout",
         ];
-        streamr_net::cli::assert_zero_durations_refused(
+        streamr_test_support::cli::assert_zero_durations_refused(
             &Args::command(),
             &zero_allowed,
             &[
@@ -692,7 +692,7 @@ mod tests {
     #[test]
     fn every_flag_has_its_variable_and_its_row_in_the_docs() {
         let command = Args::command();
-        streamr_net::cli::assert_documented(
+        streamr_test_support::cli::assert_documented(
             &command,
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operators.md"),
         );

@@ -543,7 +543,7 @@ mod tests {
     #[test]
     fn every_flag_has_its_variable_and_its_row_in_the_docs() {
         let command = Args::command();
-        streamr_net::cli::assert_documented(
+        streamr_test_support::cli::assert_documented(
             &command,
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operators.md"),
         );
@@ -559,7 +559,7 @@ mod tests {
             "--batch-delay",
             "--batch-delay-max",
         ];
-        streamr_net::cli::assert_zero_durations_refused(
+        streamr_test_support::cli::assert_zero_durations_refused(
             &Args::command(),
             &zero_allowed,
             &[

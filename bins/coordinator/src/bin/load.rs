@@ -486,7 +486,7 @@ mod tests {
             .map(|a| a.to_string())
             .unwrap_or_default();
         assert!(about.starts_with("Load tool"), "{about}");
-        streamr_net::cli::assert_documented(
+        streamr_test_support::cli::assert_documented(
             &command,
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operators.md"),
         );
