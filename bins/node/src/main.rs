@@ -222,7 +222,7 @@ struct Args {
 
     /// Bytes a viewer's batch needs at most (used when --batch-delay is unset): the write
     /// budget holds a stream's frames no longer than the stream takes to bring this many
-    /// (a 3 Mbit/s stream about 220 ms at the default, a 232 kbit/s one up to
+    /// (a 3 Mbit/s stream about 260 ms at the default, a 232 kbit/s one up to
     /// --batch-delay-max): a high-bitrate stream's hop stays short, since every viewer woken
     /// at once takes its large write in turn, at some CPU (0: no limit).
     #[arg(long, env = "STREAMR_BATCH_MAX_BYTES", default_value_t = streamr_media::relay::AdaptiveBatchConfig::default().max_batch_bytes)]
@@ -704,7 +704,7 @@ mod tests {
         assert_eq!(config.receipt_grace, Duration::from_secs(6));
         assert_eq!(config.batch_delay, Some(Duration::from_millis(40)));
         assert_eq!(config.batch_delay_max, Duration::from_millis(280));
-        assert_eq!(config.batch_max_bytes, 80 * 1024);
+        assert_eq!(config.batch_max_bytes, 96 * 1024);
         assert!(Args::try_parse_from(["streamr-node", "--coordinator-key", "zz"]).is_err());
         // The older flag name still works.
         let old = Args::try_parse_from(["streamr-node", "--coordinator-key", &key]).unwrap();
