@@ -17,7 +17,10 @@ use streamr_core::{
     ViewerReceipt,
 };
 
-on_both_backends!(reports_split_verified_claimed_and_probe_traffic);
+on_both_backends!(
+    reports_split_verified_claimed_and_probe_traffic,
+    a_viewer_silent_for_an_epoch_costs_its_node_no_penalty
+);
 
 fn heartbeat_with(node: &KeyPair, nonce: u64, bytes_served: u64, unattested: u64) -> Value {
     json!({ "heartbeat": claims_heartbeat(node, nonce, bytes_served, unattested) })
@@ -255,4 +258,136 @@ async fn reports_split_verified_claimed_and_probe_traffic(db: &TestDb) {
         "probe traffic is never paid: {settled}"
     );
     assert_eq!(settled["penalised"], 0, "{settled}");
+}
+
+/// The rules' evidence against `node` in the settled `epoch`, but probation (a new node's
+/// reduced weight, no penalty).
+async fn rules_against(api: &Client, epoch: u64, node: &KeyPair) -> Vec<String> {
+    let (status, statement) = api.get(&format!("/epochs/{epoch}")).await;
+    assert_eq!(status, StatusCode::OK, "{statement}");
+    statement["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .filter(|e| e["node_id"] == node.node_id().to_string())
+        .filter_map(|e| e["rule"].as_str().map(str::to_owned))
+        .filter(|rule| rule != "probation")
+        .collect()
+}
+
+/// A viewer whose receipts verified its node's bytes in one epoch signs nothing in the next (an
+/// origin restart holds its verification back, or it went silent): the node's claim for that
+/// epoch rests on the session's grant and earlier receipts, so it is not penalised. A node
+/// whose granted viewer never verified anything claims on its own word, and is.
+async fn a_viewer_silent_for_an_epoch_costs_its_node_no_penalty(db: &TestDb) {
+    let config = CoordConfig {
+        epoch_length: Duration::from_secs(3),
+        ..test_config()
+    };
+    let epoch_ms = config.epoch_length.as_millis() as u64;
+    let api = Client::new(Coordinator::new(config.clone(), db.storage().await));
+    let (status, body) = api
+        .post_admin("/streams", &json!({ "id": "show", "title": "test" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = api
+        .post_admin(
+            "/streams/show/segments",
+            &json!({
+                "sequence": 0,
+                "hash": segment_hash(b"segment zero"),
+                "published_ms": now_ms(),
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let digest = digest(&body["segment"]["digest"]);
+
+    let serving = KeyPair::from_seed([51; 32]);
+    let idle = KeyPair::from_seed([52; 32]);
+    register_from(&api, &serving, [192, 0, 2, 51].into()).await;
+    register_from(&api, &idle, [198, 51, 100, 52].into()).await;
+    for (node, peer) in [(&serving, [192, 0, 2, 51]), (&idle, [198, 51, 100, 52])] {
+        let (status, body) = api
+            .raw_from(
+                "POST",
+                "/nodes/heartbeat",
+                serde_json::to_vec(&heartbeat_with(node, 1, 0, 0)).expect("json"),
+                false,
+                Some(peer.into()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let play = |viewer: &KeyPair, exclude: &KeyPair, from: [u8; 4]| {
+        let path = format!(
+            "/streams/show/play?viewer={}&exclude={}",
+            viewer.viewer_key(),
+            exclude.node_id()
+        );
+        let api = &api;
+        async move {
+            let (status, body) = api.get_from(&path, from.into()).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let grant: SignedGrant = serde_json::from_value(body["grant"].clone()).expect("grant");
+            grant.body.session_id
+        }
+    };
+    let viewer = KeyPair::from_seed([61; 32]);
+    let session = play(&viewer, &idle, [203, 0, 113, 61]).await;
+    let stranger = KeyPair::from_seed([62; 32]);
+    play(&stranger, &serving, [203, 0, 113, 62]).await;
+
+    // Epoch A: the viewer's receipt verifies what the serving node claims; the idle node
+    // claims bytes its viewer never acknowledges.
+    let start = (now_ms() / epoch_ms + 1) * epoch_ms;
+    tokio::time::sleep(Duration::from_millis(start - now_ms() + 20)).await;
+    let first = now_ms() / epoch_ms;
+    let (status, outcome) = api
+        .post(
+            "/nodes/heartbeat",
+            &json!({
+                "heartbeat": heartbeat_with(&serving, 2, 4_000, 0)["heartbeat"],
+                "receipts": [receipt(&viewer, session, 4_000, digest)],
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    assert_eq!(outcome["accepted"], 1, "{outcome}");
+    let (status, body) = api
+        .post("/nodes/heartbeat", &heartbeat_with(&idle, 2, 5_000, 0))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(now_ms() / epoch_ms, first, "epoch A's scenario fits in it");
+
+    // Epoch B: the serving node keeps serving and claims it; its viewer signs nothing.
+    tokio::time::sleep(Duration::from_millis(
+        (first + 1) * epoch_ms - now_ms() + 20,
+    ))
+    .await;
+    let second = now_ms() / epoch_ms;
+    let (status, body) = api
+        .post("/nodes/heartbeat", &heartbeat_with(&serving, 3, 5_000, 0))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        now_ms() / epoch_ms,
+        second,
+        "epoch B's heartbeat lands in it"
+    );
+
+    wait_for_epoch_end(&config, second * epoch_ms).await;
+    assert!(api.coordinator.settle_due().await.expect("settle") >= 2);
+    assert_eq!(
+        rules_against(&api, first, &serving).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        rules_against(&api, second, &serving).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        rules_against(&api, first, &idle).await,
+        ["claims_exceed_receipts"]
+    );
 }

@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use super::context::{inputs, ppm_of, scale_ppm, NodeAcc};
-use super::{FraudConfig, NodeClaims, RuleId};
+use super::context::{bytes_at, inputs, ppm_of, scale_ppm, EpochContext, NodeAcc};
+use super::{FraudConfig, IssuedGrant, NodeClaims, RuleId};
+use crate::identity::NodeId;
+use crate::ids::SessionId;
 use crate::probes::ProbeSummary;
 
 /// A penalizing rule's finding.
@@ -15,19 +17,29 @@ pub(super) type Finding = (RuleId, BTreeMap<String, u64>);
 /// included: the node served them) by more than the tolerance plus, per session, a slack of
 /// its stream's measured bitrate for `claim_slack_seconds_per_session` (receipts lost or not
 /// yet sent). Sessions the node claims but no receipt verified get the slack of the highest
-/// measured bitrate.
+/// measured bitrate. Where the node's grants say more, they decide instead: each of its
+/// granted sessions verified in an earlier epoch but by no receipt in this one allows what its
+/// stream carries while the grant was live in the epoch, plus the slack (`unreceipted_grants`,
+/// from [`unreceipted_grant_allowance`]). A viewer that signs late, across the epoch's end, or
+/// stops signing (an origin restart holding its verification back, a griefer) leaves what the
+/// node served it claimed without a receipt, and that must not make an honest node a cheat.
 pub(super) fn claims_exceed_receipts(
     c: &FraudConfig,
     claim: &NodeClaims,
     a: &NodeAcc,
     max_bitrate: u64,
+    unreceipted_grants: u64,
 ) -> Option<Finding> {
     let verified = a.verified.saturating_add(a.probe_bytes);
     let unverified_sessions = claim.sessions.saturating_sub(a.sessions);
+    let unverified = unverified_sessions
+        .saturating_mul(max_bitrate)
+        .saturating_mul(c.claim_slack_seconds_per_session)
+        .max(unreceipted_grants);
     let slack = a
         .session_bitrates
-        .saturating_add(unverified_sessions.saturating_mul(max_bitrate))
-        .saturating_mul(c.claim_slack_seconds_per_session);
+        .saturating_mul(c.claim_slack_seconds_per_session)
+        .saturating_add(unverified);
     let allowed = verified
         .saturating_add(scale_ppm(verified, c.claim_tolerance_ppm))
         .saturating_add(slack);
@@ -41,6 +53,36 @@ pub(super) fn claims_exceed_receipts(
             ]),
         )
     })
+}
+
+/// Per node: what it may claim for its granted sessions that receipts verified in an earlier
+/// epoch but not in this one (the viewer's receipts come late, or it went silent): each, its
+/// stream's bitrate over the grant's live time in the epoch and over
+/// `claim_slack_seconds_per_session`. `served` holds the sessions verified before, with their
+/// node; a grant on which nothing was ever verified (a node that serves nothing) allows
+/// nothing. Empty without a grant log.
+pub(super) fn unreceipted_grant_allowance(
+    ctx: &EpochContext<'_>,
+    verified_by_session: &BTreeMap<SessionId, u64>,
+    served: &BTreeMap<SessionId, (NodeId, u64)>,
+) -> BTreeMap<NodeId, u64> {
+    let slack_seconds = ctx.config.claim_slack_seconds_per_session;
+    let mut out: BTreeMap<NodeId, u64> = BTreeMap::new();
+    let unreceipted = |g: &&IssuedGrant| {
+        !g.probe
+            && verified_by_session.get(&g.session_id).copied().unwrap_or(0) == 0
+            && served
+                .get(&g.session_id)
+                .is_some_and(|(node, _)| *node == g.node_id)
+    };
+    for g in ctx.obs.grants.iter().flatten().filter(unreceipted) {
+        let bitrate = ctx.bitrate(&g.stream_id);
+        let allowed =
+            bytes_at(bitrate, g.live_ms).saturating_add(bitrate.saturating_mul(slack_seconds));
+        let sum = out.entry(g.node_id).or_default();
+        *sum = sum.saturating_add(allowed);
+    }
+    out
 }
 
 /// ReceiptsBeyondGrant: the node handed in receipts beyond their grant's byte limit.

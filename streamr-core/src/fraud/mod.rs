@@ -386,6 +386,11 @@ pub struct FraudEngine {
     viewer_history: BTreeMap<ViewerKey, Vec<(u64, OperatorId)>>,
     node_history: nodes::NodeHistory,
     keys: BTreeMap<ViewerKey, sybil::KeyHistory>,
+    /// Sessions receipts verified (probes aside), with the node that served them and the last
+    /// epoch they were verified or granted in: such a session that signs nothing in a later
+    /// epoch still vouches for what its node claims to have served it (see
+    /// `claims::unreceipted_grant_allowance`).
+    served: BTreeMap<SessionId, (NodeId, u64)>,
 }
 
 impl FraudEngine {
@@ -431,6 +436,7 @@ impl FraudEngine {
             .map(|s| (s.session_id, s.bytes))
             .collect();
         let mut report = self.assess_nodes(&ctx, &verified_by_session, &mut book);
+        self.remember_served(&ctx, viewer_sessions.iter().chain(&relay_sessions));
         sybil::remember(&ctx, &mut self.keys, &credits);
         book.flush_partial();
         report.evidence = book.evidence;
@@ -499,6 +505,28 @@ impl FraudEngine {
         credits
     }
 
+    /// Notes the sessions receipts verified this epoch, keeps the ones still granted, and
+    /// forgets the ones neither verified nor granted within the window.
+    fn remember_served<'a>(
+        &mut self,
+        ctx: &EpochContext<'_>,
+        verified: impl Iterator<Item = &'a &'a SessionUsage>,
+    ) {
+        let epoch = ctx.obs.epoch;
+        for s in verified.filter(|s| s.bytes > 0) {
+            self.served.insert(s.session_id, (s.node_id, epoch));
+        }
+        for g in ctx.obs.grants.iter().flatten() {
+            if let Some((node, last)) = self.served.get_mut(&g.session_id) {
+                if *node == g.node_id {
+                    *last = epoch;
+                }
+            }
+        }
+        let oldest = self.window_start(epoch);
+        self.served.retain(|_, (_, last)| *last >= oldest);
+    }
+
     fn window_start(&self, epoch: u64) -> u64 {
         epoch.saturating_sub(self.config.collusion_window_epochs.saturating_sub(1))
     }
@@ -525,6 +553,8 @@ impl FraudEngine {
         let penalized_operators: BTreeSet<&OperatorId> =
             obs.recently_penalized.iter().map(|(_, o)| o).collect();
         let bounds = unattested::grant_bounds(ctx, verified_by_session);
+        let unreceipted =
+            claims::unreceipted_grant_allowance(ctx, verified_by_session, &self.served);
         let oldest = self.window_start(epoch);
         let mut sorted_nodes: Vec<&NodeProfile> = obs.nodes.iter().collect();
         sorted_nodes.sort_by_key(|n| n.node_id);
@@ -536,7 +566,14 @@ impl FraudEngine {
             let a = book.acc(id).clone();
             let mut findings = Vec::new();
             if let Some(cl) = claim {
-                findings.extend(claims::claims_exceed_receipts(c, cl, &a, ctx.max_bitrate));
+                let unreceipted = unreceipted.get(&id).copied().unwrap_or(0);
+                findings.extend(claims::claims_exceed_receipts(
+                    c,
+                    cl,
+                    &a,
+                    ctx.max_bitrate,
+                    unreceipted,
+                ));
                 findings.extend(claims::receipts_beyond_grant(cl));
                 findings.extend(claims::forged_receipts(cl));
                 findings.extend(claims::wrong_content(c, cl));

@@ -151,6 +151,97 @@ fn inflated_claims_and_forged_receipts_are_penalized() {
     assert!(low <= high);
 }
 
+/// An engine that assessed an honest epoch 100 with its grant log: node 1's two sessions were
+/// verified there.
+fn engine_after_an_honest_epoch(config: &FraudConfig) -> FraudEngine {
+    let mut engine = FraudEngine::new(config.clone());
+    let mut obs = honest();
+    obs.grants = Some(honest_grants());
+    assert!(engine.assess(&obs).penalties.is_empty());
+    engine
+}
+
+/// Epoch 101: node 1's two viewers, still granted, signed nothing in it (their receipts come
+/// late, or never); node 1 still claims what it served them, and no session of its own has a
+/// receipt in the epoch.
+fn unreceipted_node_1() -> EpochObservations {
+    let mut obs = honest();
+    obs.epoch = 101;
+    obs.grants = Some(honest_grants());
+    let node_1 = NodeId::from_bytes([1; 32]);
+    obs.sessions.retain(|s| s.node_id != node_1);
+    // As the coordinator counts them: sessions with verified usage in the epoch.
+    obs.claims[0].sessions = 0;
+    obs
+}
+
+#[test]
+fn sessions_verified_before_keep_their_node_unpenalized_through_a_silent_epoch() {
+    let config = FraudConfig::default();
+    let mut engine = engine_after_an_honest_epoch(&config);
+    // The grants show both sessions live for 20 minutes of the epoch: the claim (what 40
+    // minutes of the stream carry) is what they could carry.
+    let report = engine.assess(&unreceipted_node_1());
+    assert!(rules_for(&report, 1).is_empty(), "{:?}", report.evidence);
+    assert!(report.penalties.is_empty());
+    // Nothing is paid for it.
+    assert_eq!(input_of(&report, 1).verified_bytes, 0);
+    assert_eq!(input_of(&report, 1).unattested_bytes, 0);
+}
+
+#[test]
+fn grants_nothing_was_ever_verified_on_vouch_for_no_claim() {
+    // A node that serves nothing (fake uptime) is granted sessions its viewers never sign
+    // for: its claim stands alone, in the first epoch as in the ones after.
+    let config = FraudConfig::default();
+    let mut engine = FraudEngine::new(config.clone());
+    for epoch in 101..104 {
+        let mut obs = unreceipted_node_1();
+        obs.epoch = epoch;
+        let report = engine.assess(&obs);
+        assert_eq!(rules_for(&report, 1), [RuleId::ClaimsExceedReceipts]);
+    }
+    // Nor do sessions verified on another node: the grant must be on the node that served.
+    let mut engine = engine_after_an_honest_epoch(&config);
+    let mut obs = unreceipted_node_1();
+    for g in obs.grants.iter_mut().flatten() {
+        if g.node_id == NodeId::from_bytes([1; 32]) {
+            g.node_id = NodeId::from_bytes([2; 32]);
+        }
+    }
+    let report = engine.assess(&obs);
+    assert_eq!(rules_for(&report, 1), [RuleId::ClaimsExceedReceipts]);
+    // Without a grant log nothing vouches either.
+    let mut engine = engine_after_an_honest_epoch(&config);
+    let mut obs = unreceipted_node_1();
+    obs.grants = None;
+    let report = engine.assess(&obs);
+    assert_eq!(rules_for(&report, 1), [RuleId::ClaimsExceedReceipts]);
+}
+
+#[test]
+fn claims_past_what_silent_sessions_carry_are_penalized() {
+    let config = FraudConfig::default();
+    // Each grant allows 20 minutes of the stream plus the slack; claim just past both.
+    let per_grant = BITRATE * (20 * 60 + config.claim_slack_seconds_per_session);
+    let mut obs = unreceipted_node_1();
+    obs.claims[0].claimed_bytes = 2 * per_grant + 1;
+    let report = engine_after_an_honest_epoch(&config).assess(&obs);
+    assert_eq!(rules_for(&report, 1), [RuleId::ClaimsExceedReceipts]);
+    obs.claims[0].claimed_bytes = 2 * per_grant;
+    let report = engine_after_an_honest_epoch(&config).assess(&obs);
+    assert!(rules_for(&report, 1).is_empty(), "{:?}", report.evidence);
+
+    // Sessions verified in the epoch allow nothing beyond their slack: node 2's sessions are
+    // verified again, so three times their bytes is still inflation.
+    let mut obs = honest();
+    obs.epoch = 101;
+    obs.grants = Some(honest_grants());
+    obs.claims[1].claimed_bytes *= 3;
+    let report = engine_after_an_honest_epoch(&config).assess(&obs);
+    assert_eq!(rules_for(&report, 2), [RuleId::ClaimsExceedReceipts]);
+}
+
 #[test]
 fn over_bitrate_and_self_dealing_sessions_are_dropped() {
     let mut obs = honest();
