@@ -14,6 +14,15 @@ use streamr_core::{
 
 use super::{digest, now_ms, Client, TestDb};
 
+/// Creates stream `id` through the admin API; its stream key.
+pub async fn create_stream(api: &Client, id: &str) -> String {
+    let (status, body) = api
+        .post_admin("/streams", &json!({ "id": id, "title": "test" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["stream_key"].as_str().expect("stream key").to_owned()
+}
+
 /// Reports the origin's segments `0..count` of `stream` (bytes `segment {sequence}`, all cut
 /// now) through the admin API; their digests, in order.
 pub async fn report_segments(api: &Client, stream: &str, count: u64) -> Vec<ContentDigest> {

@@ -51,7 +51,7 @@ use tower::ServiceExt;
 
 pub mod epoch_inputs;
 
-pub use epoch_inputs::{claims_heartbeat, probe_session, report_segments};
+pub use epoch_inputs::{claims_heartbeat, create_stream, probe_session, report_segments};
 pub use streamr_test_support::now_ms;
 use streamr_test_support::postgres::PgDatabase;
 

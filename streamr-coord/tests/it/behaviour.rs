@@ -28,14 +28,6 @@ async fn client(db: &TestDb, config: CoordConfig) -> Client {
     Client::new(Coordinator::new(config, db.storage().await))
 }
 
-async fn create_stream(api: &Client, id: &str) -> String {
-    let (status, body) = api
-        .post_admin("/streams", &json!({ "id": id, "title": "test" }))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["stream_key"].as_str().expect("stream key").to_owned()
-}
-
 async fn streams_register_check_keys_and_end(db: &TestDb) {
     let api = client(db, test_config()).await;
     let (status, body) = api.post("/streams", &json!({ "id": "live1" })).await;

@@ -13,8 +13,7 @@ use common::*;
 use serde_json::{json, Value};
 use streamr_coord::{CoordConfig, Coordinator};
 use streamr_core::{
-    segment_hash, ContentDigest, KeyPair, SessionId, Signed, SignedGrant, SignedReceipt,
-    ViewerReceipt,
+    ContentDigest, KeyPair, SessionId, Signed, SignedGrant, SignedReceipt, ViewerReceipt,
 };
 
 on_both_backends!(
@@ -76,23 +75,9 @@ async fn reports_split_verified_claimed_and_probe_traffic(db: &TestDb) {
     config.settlement.rewards.subnet_cap_ppm = 1_000_000;
     let epoch_ms = config.epoch_length.as_millis() as u64;
     let api = Client::new(Coordinator::new(config.clone(), db.storage().await));
-    let (status, body) = api
-        .post_admin("/streams", &json!({ "id": "show", "title": "test" }))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    create_stream(&api, "show").await;
     // What no epoch books is set up first: the segment, the nodes and the probe sessions.
-    let (status, body) = api
-        .post_admin(
-            "/streams/show/segments",
-            &json!({
-                "sequence": 0,
-                "hash": segment_hash(b"segment zero"),
-                "published_ms": now_ms(),
-            }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let digest = digest(&body["segment"]["digest"]);
+    let digest = report_segments(&api, "show", 1).await[0];
 
     // A node with a viewer, and a node that only ever served the coordinator's probes.
     let serving = KeyPair::from_seed([31; 32]);
@@ -286,22 +271,8 @@ async fn a_viewer_silent_for_an_epoch_costs_its_node_no_penalty(db: &TestDb) {
     };
     let epoch_ms = config.epoch_length.as_millis() as u64;
     let api = Client::new(Coordinator::new(config.clone(), db.storage().await));
-    let (status, body) = api
-        .post_admin("/streams", &json!({ "id": "show", "title": "test" }))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = api
-        .post_admin(
-            "/streams/show/segments",
-            &json!({
-                "sequence": 0,
-                "hash": segment_hash(b"segment zero"),
-                "published_ms": now_ms(),
-            }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let digest = digest(&body["segment"]["digest"]);
+    create_stream(&api, "show").await;
+    let digest = report_segments(&api, "show", 1).await[0];
 
     let serving = KeyPair::from_seed([51; 32]);
     let idle = KeyPair::from_seed([52; 32]);

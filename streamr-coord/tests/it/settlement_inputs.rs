@@ -14,8 +14,8 @@ use common::*;
 use serde_json::{json, Value};
 use streamr_coord::{CoordConfig, Coordinator};
 use streamr_core::{
-    segment_hash, ContentDigest, EpochInputs, EpochObservations, KeyPair, NodeEpochInput,
-    SessionId, Signed, SignedGrant, SignedReceipt, ViewerReceipt, PPM,
+    ContentDigest, EpochInputs, EpochObservations, KeyPair, NodeEpochInput, SessionId, Signed,
+    SignedGrant, SignedReceipt, ViewerReceipt, PPM,
 };
 
 on_both_backends!(
@@ -40,24 +40,10 @@ impl Scene {
         config.settlement.rewards.subnet_cap_ppm = PPM;
         let epoch_ms = config.epoch_length.as_millis() as u64;
         let api = Client::new(Coordinator::new(config.clone(), db.storage().await));
-        let (status, body) = api
-            .post_admin("/streams", &json!({ "id": "show", "title": "test" }))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        create_stream(&api, "show").await;
         let start = (now_ms() / epoch_ms + 1) * epoch_ms;
         tokio::time::sleep(Duration::from_millis(start - now_ms() + 20)).await;
-        let (status, body) = api
-            .post_admin(
-                "/streams/show/segments",
-                &json!({
-                    "sequence": 0,
-                    "hash": segment_hash(b"segment zero"),
-                    "published_ms": now_ms(),
-                }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let digest = digest(&body["segment"]["digest"]);
+        let digest = report_segments(&api, "show", 1).await[0];
         Scene {
             api,
             epoch: now_ms() / epoch_ms,
