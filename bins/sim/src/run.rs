@@ -232,8 +232,10 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
         for node in net.nodes.iter_mut() {
             let restarting = node.restart_chance > 0.0 && net.rng.gen_bool(node.restart_chance);
             downtime.push(if restarting {
-                let start = t0 + net.rng.gen_range(0..epoch_ms - 300_000);
-                Some((start, start + 300_000))
+                // Five minutes down, or half an epoch shorter than ten minutes.
+                let down = 300_000.min(epoch_ms / 2);
+                let start = t0 + net.rng.gen_range(0..epoch_ms - down);
+                Some((start, start + down))
             } else {
                 None
             });

@@ -143,3 +143,36 @@ fn equal_seeds_give_equal_reports() {
         .as_str()
         .is_some_and(|r| r.len() == 64));
 }
+
+#[test]
+fn epochs_shorter_than_a_node_restart_settle_and_replay() {
+    // A node's restart keeps it down five minutes; in shorter epochs, half an epoch. Seed 7
+    // restarts nodes in its first epochs (an empty sampling range panicked here once).
+    for epoch in ["2m", "5m"] {
+        let report = run_sim(&[
+            "--json",
+            "--seed",
+            "7",
+            "--nodes",
+            "40",
+            "--viewers",
+            "240",
+            "--epochs",
+            "3",
+            "--epoch",
+            epoch,
+            "--receipt-interval-s",
+            "30",
+            "--probes",
+            "60",
+            "--no-classic",
+        ]);
+        assert_eq!(report["epochs_settled"], 3, "{epoch}");
+        assert_eq!(report["replay_matches"], true, "{epoch}");
+        assert!(
+            report["receipts_verified"].as_u64().is_some_and(|n| n > 0),
+            "{epoch}: {}",
+            report["receipts_verified"]
+        );
+    }
+}
