@@ -1,7 +1,7 @@
 //! The report: per-attack recall and precision, honest false positives, reward error, Gini,
 //! attackers' share of the pool.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use streamr_core::{PenaltyPolicy, RuleId};
@@ -38,6 +38,9 @@ pub struct HonestReport {
     pub node_epochs: u64,
     /// Of which penalized.
     pub penalized_node_epochs: u64,
+    /// Per rule, the honest node-epochs it penalized (an epoch two rules penalized counts
+    /// under both): which rule the false positives come from.
+    pub penalized_by_rule: BTreeMap<RuleId, u64>,
     /// Per node-epoch.
     pub false_positive_rate_per_epoch: f64,
     /// Chance an honest node is penalized at least once in 30 days.
@@ -103,6 +106,11 @@ pub struct ThreatReport {
     pub honest_loss: f64,
     /// Share of attacker node identities caught within the window (`None`: no attacker nodes).
     pub recall: Option<f64>,
+    /// The rules that flagged the attacker's nodes, and the epochs in which each penalized
+    /// one of them (summed over the nodes).
+    pub rules: BTreeMap<RuleId, u64>,
+    /// Node-epochs in which rules dropped at least half of an attacker node's bytes.
+    pub dropped_node_epochs: u64,
     /// The framed node, for framing.
     pub victim: Option<VictimReport>,
     /// What it cost the attacker.
@@ -247,6 +255,10 @@ pub fn report(config: &SimConfig, outcome: &RunOutcome, epoch_s: u64) -> SimRepo
     let honest: Vec<&NodeRecord> = records.iter().filter(|r| r.role.is_none()).collect();
     let node_epochs: u64 = honest.iter().map(|r| r.active_epochs).sum();
     let penalized: u64 = honest.iter().map(|r| r.penalized_epochs.len() as u64).sum();
+    let mut penalized_by_rule: BTreeMap<RuleId, u64> = BTreeMap::new();
+    for (rule, epochs) in honest.iter().flat_map(|r| &r.penalties_by_rule) {
+        *penalized_by_rule.entry(*rule).or_default() += epochs.len() as u64;
+    }
     let beta = penalized as f64 / node_epochs.max(1) as f64;
     let epochs_per_month = 30.0 * 86_400.0 / epoch_s.max(1) as f64;
     let per_month = 1.0 - (1.0 - beta).powf(epochs_per_month);
@@ -269,6 +281,7 @@ pub fn report(config: &SimConfig, outcome: &RunOutcome, epoch_s: u64) -> SimRepo
     let honest_report = HonestReport {
         node_epochs,
         penalized_node_epochs: penalized,
+        penalized_by_rule,
         false_positive_rate_per_epoch: beta,
         false_positive_rate_per_month: per_month,
         reward_error_p50: percentile(&errors, 0.5),
@@ -360,8 +373,12 @@ fn threat_report(
 ) -> Option<ThreatReport> {
     let threat = config.threat.kind?;
     let records = &outcome.records;
-    let is_attacker =
-        |r: &NodeRecord| matches!(r.role, Some(Attack::FreshKeys | Attack::IdleClaims));
+    let is_attacker = |r: &NodeRecord| {
+        matches!(
+            r.role,
+            Some(Attack::FreshKeys | Attack::IdleClaims | Attack::PartTime)
+        )
+    };
     let attackers: Vec<&NodeRecord> = records.iter().filter(|r| is_attacker(r)).collect();
     let honest: Vec<&NodeRecord> = records.iter().filter(|r| r.role.is_none()).collect();
     let share = |rs: &[&NodeRecord]| rs.iter().map(|r| r.earned as f64).sum::<f64>() / pool;
@@ -406,6 +423,22 @@ fn threat_report(
         attacker_excess: attacker_pool_share - attacker_truth_share,
         honest_loss: truth(&honest) - share(&honest),
         recall: (!attackers.is_empty()).then(|| caught as f64 / attackers.len() as f64),
+        rules: attackers
+            .iter()
+            .flat_map(|r| {
+                r.rules.iter().map(|rule| {
+                    let penalized = r.penalties_by_rule.get(rule).map_or(0, Vec::len);
+                    (*rule, penalized as u64)
+                })
+            })
+            .fold(BTreeMap::new(), |mut m, (rule, n)| {
+                *m.entry(rule).or_default() += n;
+                m
+            }),
+        dropped_node_epochs: attackers
+            .iter()
+            .map(|r| r.dropped_epochs.len() as u64)
+            .sum(),
         victim,
         cost: outcome.threat_cost.clone(),
     })

@@ -47,6 +47,14 @@ pub fn table(report: &SimReport) -> String {
         h.false_positive_rate_per_epoch,
         h.false_positive_rate_per_month
     );
+    if !h.penalized_by_rule.is_empty() {
+        let rules: Vec<String> = h
+            .penalized_by_rule
+            .iter()
+            .map(|(rule, n)| format!("{rule:?} {n}"))
+            .collect();
+        let _ = writeln!(out, "  honest penalties by rule: {}", rules.join(", "));
+    }
     let _ = writeln!(
         out,
         "honest reward error p50 {:.4} p95 {:.4}; Gini rewards {:.4} vs truth {:.4} (diff {:.4})",
@@ -74,6 +82,23 @@ pub fn table(report: &SimReport) -> String {
             threat.honest_loss,
             opt(threat.recall)
         );
+        if !threat.rules.is_empty() || threat.dropped_node_epochs > 0 {
+            let rules: Vec<String> = threat
+                .rules
+                .iter()
+                .map(|(rule, n)| format!("{rule:?} (penalized {n})"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  flagged by: {}; bytes mostly dropped in {} node-epochs",
+                if rules.is_empty() {
+                    "no rule".to_owned()
+                } else {
+                    rules.join(", ")
+                },
+                threat.dropped_node_epochs
+            );
+        }
         let c = &threat.cost;
         let _ = writeln!(
             out,

@@ -41,6 +41,8 @@ pub struct NodeRecord {
     pub dropped_epochs: Vec<u64>,
     /// Rules that flagged it.
     pub rules: BTreeSet<RuleId>,
+    /// Per rule, the run-relative epochs in which it penalized this node.
+    pub penalties_by_rule: BTreeMap<RuleId, Vec<u64>>,
     /// Epochs it took part in.
     pub active_epochs: u64,
     /// Σ over epochs of the oracle reward (pool × true weight / Σ true weights of all nodes).
@@ -231,7 +233,9 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
         let mut downtime: Vec<Option<(u64, u64)>> = Vec::with_capacity(net.nodes.len());
         for node in net.nodes.iter_mut() {
             let restarting = node.restart_chance > 0.0 && net.rng.gen_bool(node.restart_chance);
-            downtime.push(if restarting {
+            downtime.push(if attack_of(node.role) == Some(Attack::PartTime) {
+                Some((t0 + epoch_ms / 3, t0 + epoch_ms))
+            } else if restarting {
                 // Five minutes down, or half an epoch shorter than ten minutes.
                 let down = 300_000.min(epoch_ms / 2);
                 let start = t0 + net.rng.gen_range(0..epoch_ms - down);
@@ -702,6 +706,11 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                     claimed,
                     served.unattested + node.capacity * epoch_ms / 1_000,
                 ),
+                // Up a third of the epoch; probes measure 80–100 % of its capacity then.
+                Some(Attack::PartTime) => (
+                    claimed,
+                    served.unattested + node.capacity * 8 / 10 * epoch_ms / 3_000,
+                ),
                 _ => (claimed, served.unattested),
             };
             node.nonce += 1;
@@ -832,10 +841,14 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                     }
                     r.rules.insert(evidence.rule);
                 }
-                if matches!(evidence.verdict, Verdict::Penalize { .. })
-                    && r.penalized_epochs.last() != Some(&run_epoch)
-                {
-                    r.penalized_epochs.push(run_epoch);
+                if matches!(evidence.verdict, Verdict::Penalize { .. }) {
+                    if r.penalized_epochs.last() != Some(&run_epoch) {
+                        r.penalized_epochs.push(run_epoch);
+                    }
+                    let epochs = r.penalties_by_rule.entry(evidence.rule).or_default();
+                    if epochs.last() != Some(&run_epoch) {
+                        epochs.push(run_epoch);
+                    }
                 }
             }
         }

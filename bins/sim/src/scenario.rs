@@ -136,6 +136,9 @@ pub enum Threat {
     IdleClaims,
     /// Viewers aiming at one honest node send one receipt per session, then watch on silently.
     Withholding,
+    /// Nodes up only the first third of each epoch serve the viewers routed to them then, and
+    /// claim as many unattested bytes as their probes' passing share allows.
+    PartTime,
 }
 
 /// The attacks of the threat model.
@@ -165,6 +168,8 @@ pub enum Attack {
     FreshKeys,
     /// Idle unattested claims ([`Threat::IdleClaims`]).
     IdleClaims,
+    /// Part-time service with unattested claims ([`Threat::PartTime`]).
+    PartTime,
 }
 
 impl Attack {
@@ -313,26 +318,24 @@ impl Network {
         let classic: &[Attack] = if config.no_classic { &[] } else { &Attack::ALL };
         let threat = &config.threat;
         let mut threat_nodes = Vec::new();
-        match threat.kind {
-            Some(Threat::FreshKeys) | Some(Threat::IdleClaims) => {
-                let attack = if threat.kind == Some(Threat::FreshKeys) {
-                    Attack::FreshKeys
-                } else {
-                    Attack::IdleClaims
-                };
-                for k in 0..threat.nodes {
-                    // Each node in a /24 and under a name of its own: no cap binds on them.
-                    let subnet = random_subnet(&mut rng, 99);
-                    threat_nodes.push(add_attacker(
-                        &mut rng,
-                        attack,
-                        format!("{attack:?}-{k}"),
-                        subnet,
-                        5_000_000,
-                    )?);
-                }
+        let node_attack = match threat.kind {
+            Some(Threat::FreshKeys) => Some(Attack::FreshKeys),
+            Some(Threat::IdleClaims) => Some(Attack::IdleClaims),
+            Some(Threat::PartTime) => Some(Attack::PartTime),
+            Some(Threat::Framing | Threat::Withholding) | None => None,
+        };
+        if let Some(attack) = node_attack {
+            for k in 0..threat.nodes {
+                // Each node in a /24 and under a name of its own: no cap binds on them.
+                let subnet = random_subnet(&mut rng, 99);
+                threat_nodes.push(add_attacker(
+                    &mut rng,
+                    attack,
+                    format!("{attack:?}-{k}"),
+                    subnet,
+                    5_000_000,
+                )?);
             }
-            _ => {}
         }
         for &attack in classic {
             match attack {

@@ -145,9 +145,11 @@ fn equal_seeds_give_equal_reports() {
 }
 
 #[test]
-fn epochs_shorter_than_a_node_restart_settle_and_replay() {
+fn epochs_shorter_than_a_node_restart_settle_replay_and_penalize_no_honest_node() {
     // A node's restart keeps it down five minutes; in shorter epochs, half an epoch. Seed 7
-    // restarts nodes in its first epochs (an empty sampling range panicked here once).
+    // restarts nodes in its first epochs (an empty sampling range panicked here once), and
+    // half their probes time out there: no penalty while their viewers' receipts back what
+    // they claim (3 and 5 honest node-epochs were penalized for it once).
     for epoch in ["2m", "5m"] {
         let report = run_sim(&[
             "--json",
@@ -173,6 +175,11 @@ fn epochs_shorter_than_a_node_restart_settle_and_replay() {
             report["receipts_verified"].as_u64().is_some_and(|n| n > 0),
             "{epoch}: {}",
             report["receipts_verified"]
+        );
+        assert_eq!(
+            report["honest"]["penalized_node_epochs"], 0,
+            "{epoch}: {}",
+            report["honest"]
         );
     }
 }

@@ -1,5 +1,5 @@
 //! Runs the real `streamr-sim` binary with the threats beyond the classic attacks (framing,
-//! fresh-key farms, idle claims, withholding, an adaptive attacker) and checks the targets:
+//! fresh-key farms, idle and part-time claims, withholding, an adaptive attacker) and checks the targets:
 //! attackers with at most 50 keys and 10 nodes earn at most their true share plus 1 % of the
 //! pool, a framed honest node is paid at least 98 % of its fair share and never penalized,
 //! idle nodes earn nothing, and the classic attacks are still caught.
@@ -93,6 +93,24 @@ fn nodes_without_viewers_earn_nothing() {
 }
 
 #[test]
+fn part_time_nodes_claiming_what_their_probes_allow_stay_within_one_percent() {
+    // Ten nodes serve the viewers routed to them for the first third of each epoch, are down
+    // the rest (their probes time out), and claim unattested bytes up to what their probes'
+    // passing share and measured capacity allow: the most ProbeFailuresWhileServing lets by.
+    let report = threat(&["--threat", "part-time", "--threat-nodes", "10"]);
+    let t = &report["threat"];
+    assert!(
+        num(&t["attacker_excess"], "excess") <= 0.01,
+        "part-time nodes profit: {t}"
+    );
+    assert!(
+        num(&t["attacker_truth_share"], "truth") > 0.0,
+        "the part-time nodes served viewers: {t}"
+    );
+    assert_eq!(report["honest"]["penalized_node_epochs"], 0);
+}
+
+#[test]
 fn a_fresh_key_farm_with_fifty_keys_and_ten_nodes_stays_within_one_percent() {
     // Fifty fresh keys per epoch from fifty /24s, 512 grant requests each (far beyond the
     // coordinator's budget), two faked sessions each on any of ten nodes in ten /24s.
@@ -171,12 +189,18 @@ fn the_adaptive_attacker_finds_no_profit_within_its_budget() {
         "--threat-nodes",
         "10",
         "--adaptive",
-        "8",
+        "12",
     ]
     .to_vec();
     let report = run_sim(&args);
     let trials = report["trials"].as_array().expect("trials");
-    assert!(trials.len() >= 4, "{report}");
+    assert!(trials.len() >= 6, "{report}");
+    for threat in ["fresh-keys", "idle-claims", "part-time"] {
+        assert!(
+            trials.iter().any(|t| t["threat"]["kind"] == threat),
+            "{threat} was not tried: {report}"
+        );
+    }
     let best = &report["best"];
     assert!(
         num(&best["excess"], "excess") <= 0.01,

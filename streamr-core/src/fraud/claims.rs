@@ -124,27 +124,42 @@ pub(super) fn wrong_content(c: &FraudConfig, claim: &NodeClaims) -> Option<Findi
     })
 }
 
-/// ProbeFailuresWhileServing: the node claims traffic while the coordinator's probes got wrong
-/// content from it, or mostly timed out.
+/// ProbeFailuresWhileServing: the coordinator's probes got wrong content from the node while it
+/// claims traffic, or most of them timed out while it claims more than its receipts verified
+/// (what it claims attested beyond them, and its unattested bytes) than it could have served in
+/// the share of the epoch its probes passed, at the capacity they measured. Being unreachable
+/// is no fraud in itself: availability already scales the node's weight. An honest node down
+/// for most of an epoch (a restart, a move) still serves its viewers the rest of it, and those
+/// receipts back its claim; a node that claims traffic while nothing reached it does not.
 pub(super) fn probe_failures_while_serving(
     c: &FraudConfig,
     claim: &NodeClaims,
+    a: &NodeAcc,
     probe: &ProbeSummary,
+    epoch_ms: u64,
 ) -> Option<Finding> {
     let claims_traffic = claim.claimed_bytes > 0 || claim.unattested_bytes > 0;
     let failures = probe.hash_failures + probe.timeouts;
-    (claims_traffic
-        && (probe.hash_failures > 0 || ppm_of(failures, probe.total) > c.probe_failure_ppm))
-        .then(|| {
-            (
-                RuleId::ProbeFailuresWhileServing,
-                inputs([
-                    ("probes", probe.total),
-                    ("hash_failures", probe.hash_failures),
-                    ("timeouts", probe.timeouts),
-                    ("claimed_bytes", claim.claimed_bytes),
-                    ("unattested_bytes", claim.unattested_bytes),
-                ]),
-            )
-        })
+    let verified = a.verified.saturating_add(a.probe_bytes);
+    let unbacked = claim
+        .claimed_bytes
+        .saturating_sub(verified.saturating_add(scale_ppm(verified, c.claim_tolerance_ppm)))
+        .saturating_add(claim.unattested_bytes);
+    let reachable = scale_ppm(probe.capacity_bytes(epoch_ms), probe.availability_ppm());
+    let mostly_failing = ppm_of(failures, probe.total) > c.probe_failure_ppm;
+    let wrong_content = claims_traffic && probe.hash_failures > 0;
+    (wrong_content || (mostly_failing && unbacked > reachable)).then(|| {
+        (
+            RuleId::ProbeFailuresWhileServing,
+            inputs([
+                ("probes", probe.total),
+                ("hash_failures", probe.hash_failures),
+                ("timeouts", probe.timeouts),
+                ("claimed_bytes", claim.claimed_bytes),
+                ("unattested_bytes", claim.unattested_bytes),
+                ("unbacked_bytes", unbacked),
+                ("reachable_bytes", reachable),
+            ]),
+        )
+    })
 }

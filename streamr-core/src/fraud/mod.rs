@@ -577,7 +577,13 @@ impl FraudEngine {
                 findings.extend(claims::receipts_beyond_grant(cl));
                 findings.extend(claims::forged_receipts(cl));
                 findings.extend(claims::wrong_content(c, cl));
-                findings.extend(claims::probe_failures_while_serving(c, cl, &probe));
+                findings.extend(claims::probe_failures_while_serving(
+                    c,
+                    cl,
+                    &a,
+                    &probe,
+                    obs.epoch_ms,
+                ));
             }
             let sessions = claim.map_or(0, |cl| cl.sessions);
             let history = self.node_history.entry(id).or_default();

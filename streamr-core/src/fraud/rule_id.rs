@@ -19,7 +19,8 @@ pub enum RuleId {
     ForgedReceipts,
     /// A session acknowledged more than bitrate × duration × headroom.
     OverBitrate,
-    /// Probes got wrong content, or most timed out, while the node claimed traffic.
+    /// Probes got wrong content while the node claimed traffic, or most timed out while it
+    /// claimed more than its receipts verified and its reachable time could carry.
     ProbeFailuresWhileServing,
     /// Receipts the node handed in show wrong or stale content.
     WrongContent,

@@ -356,19 +356,51 @@ fn quality_gap_waits_for_enough_sessions() {
     }
 }
 
+fn timing_out(total: u64, timeouts: u64) -> ProbeSummary {
+    ProbeSummary {
+        total,
+        passed: total - timeouts,
+        timeouts,
+        capacity_bytes_per_s: if timeouts < total { 2_000_000 } else { 0 },
+        ..ProbeSummary::default()
+    }
+}
+
 #[test]
 fn probe_failures_while_claiming_traffic_are_penalized() {
     let mut obs = honest();
-    obs.probes[0].1 = ProbeSummary {
-        total: 60,
-        passed: 0,
-        timeouts: 60,
-        ..ProbeSummary::default()
-    };
+    // Node 1: nothing reached it, yet it claims unattested traffic.
+    obs.probes[0].1 = timing_out(60, 60);
+    obs.claims[0].unattested_bytes = 1_000_000_000;
+    // Node 2: wrong content to a probe, whatever it claims.
     obs.probes[1].1.hash_failures = 1;
+    // Node 3: nothing reached it, yet it claims more than its receipts show.
+    obs.probes[2].1 = timing_out(60, 60);
+    obs.claims[2].claimed_bytes *= 2;
     let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
     assert_eq!(rules_for(&report, 1), [RuleId::ProbeFailuresWhileServing]);
     assert_eq!(rules_for(&report, 2), [RuleId::ProbeFailuresWhileServing]);
+    assert!(rules_for(&report, 3).contains(&RuleId::ProbeFailuresWhileServing));
+}
+
+#[test]
+fn a_node_down_most_of_an_epoch_is_judged_on_what_it_could_have_served() {
+    let mut obs = honest();
+    // Node 1: unreachable the whole epoch to the prober, every byte it claims backed by its
+    // viewers' receipts: low availability, no fraud.
+    obs.probes[0].1 = timing_out(60, 60);
+    // Node 2: up a third of the epoch (2 MB/s measured: 2.4 GB reachable), 1 GB unattested.
+    obs.probes[1].1 = timing_out(60, 40);
+    obs.claims[1].unattested_bytes = 1_000_000_000;
+    // Node 3: the same uptime, claiming more than a third of the epoch could carry.
+    obs.probes[2].1 = timing_out(60, 40);
+    obs.claims[2].unattested_bytes = 3_000_000_000;
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(rules_for(&report, 1), []);
+    assert_eq!(rules_for(&report, 2), []);
+    assert_eq!(rules_for(&report, 3), [RuleId::ProbeFailuresWhileServing]);
+    let availability = |n: u8| input_of(&report, n).availability_ppm;
+    assert_eq!((availability(1), availability(2)), (0, 333_333));
 }
 
 fn input_of(report: &FraudReport, n: u8) -> &NodeEpochInput {
