@@ -130,6 +130,9 @@ pub struct SimReport {
     pub replay_matches: bool,
     /// Payouts made (rewards vest first).
     pub payouts: usize,
+    /// Per epoch, the share of its pool credited to nodes (the rest was left unallocated:
+    /// caps, zero weights).
+    pub distributed_share_per_epoch: Vec<f64>,
     /// Merkle root of the last statement.
     pub last_merkle_root: String,
     /// Per attack.
@@ -344,6 +347,11 @@ pub fn report(config: &SimConfig, outcome: &RunOutcome, epoch_s: u64) -> SimRepo
         epochs_settled: outcome.statements.len(),
         replay_matches: outcome.replay_matches,
         payouts: outcome.payouts,
+        distributed_share_per_epoch: outcome
+            .statements
+            .iter()
+            .map(|s| s.distributed as f64 / s.pool.max(1) as f64)
+            .collect(),
         last_merkle_root: outcome
             .statements
             .last()

@@ -555,7 +555,9 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
         // Probes: most only measure; some play a session and sign like a viewer, and their
         // traffic is never paid.
         let mut probes = Vec::new();
-        for &index in &active {
+        let prober_down = config.prober_outage_every > 0
+            && run_epoch % config.prober_outage_every == config.prober_outage_every - 1;
+        for &index in active.iter().filter(|_| !prober_down) {
             let node = &net.nodes[index];
             let attack = attack_of(node.role);
             let results: Vec<ProbeResult> = (0..config.probes)

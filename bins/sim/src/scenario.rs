@@ -38,6 +38,10 @@ pub struct SimConfig {
     /// Probes per node per epoch.
     #[arg(env = "STREAMR_SIM_PROBES", long, default_value_t = 120)]
     pub probes: u64,
+    /// Every this many epochs, one in which the coordinator's prober records nothing (an
+    /// outage); 0: never.
+    #[arg(env = "STREAMR_SIM_PROBER_OUTAGE_EVERY", long, default_value_t = 0)]
+    pub prober_outage_every: u64,
     /// Stream bitrate, bytes per second.
     #[arg(env = "STREAMR_SIM_BITRATE", long, default_value_t = 500_000)]
     pub bitrate: u64,

@@ -145,6 +145,55 @@ fn equal_seeds_give_equal_reports() {
 }
 
 #[test]
+fn epochs_the_prober_missed_pay_honest_nodes_by_their_last_probes() {
+    // Every third epoch the coordinator's prober records nothing (an outage): nodes keep the
+    // availability of their last probed epoch, so those epochs' pools are paid out like the
+    // others, the classic attacks are still caught and no honest node is penalized.
+    let report = run_sim(&[
+        "--json",
+        "--seed",
+        "3",
+        "--nodes",
+        "40",
+        "--viewers",
+        "240",
+        "--epochs",
+        "6",
+        "--probes",
+        "60",
+        "--prober-outage-every",
+        "3",
+    ]);
+    assert_eq!(report["replay_matches"], true);
+    let shares: Vec<f64> = report["distributed_share_per_epoch"]
+        .as_array()
+        .expect("shares")
+        .iter()
+        .filter_map(serde_json::Value::as_f64)
+        .collect();
+    assert_eq!(shares.len(), 6);
+    let probed_least = [0, 1, 3, 4]
+        .iter()
+        .map(|&e| shares[e])
+        .fold(f64::INFINITY, f64::min);
+    for outage in [2, 5] {
+        assert!(
+            shares[outage] >= probed_least * 0.9,
+            "epoch {outage} without probes paid {:.3} of its pool, probed epochs at least {probed_least:.3}",
+            shares[outage]
+        );
+    }
+    assert_eq!(
+        report["honest"]["penalized_node_epochs"], 0,
+        "{}",
+        report["honest"]
+    );
+    let targets = &report["targets"];
+    assert_eq!(targets["recall_one_epoch"], true, "{targets}");
+    assert_eq!(targets["recall_three_epochs"], true, "{targets}");
+}
+
+#[test]
 fn epochs_shorter_than_a_node_restart_settle_replay_and_penalize_no_honest_node() {
     // A node's restart keeps it down five minutes; in shorter epochs, half an epoch. Seed 7
     // restarts nodes in its first epochs (an empty sampling range panicked here once), and

@@ -21,6 +21,7 @@ use streamr_core::{
 on_both_backends!(
     a_framers_bad_receipts_cost_the_honest_node_nothing,
     a_node_that_only_served_probes_earns_nothing,
+    an_epoch_the_prober_missed_pays_by_the_last_probes,
     unattested_claims_beyond_issued_grants_are_not_paid,
 );
 
@@ -134,8 +135,15 @@ impl Scene {
         );
         wait_for_epoch_end(&self.config, now_ms()).await;
         assert!(self.api.coordinator.settle_due().await.expect("settle") >= 1);
+        Settled::load(db, self.epoch).await
+    }
+}
+
+impl Settled {
+    /// What settlement stored for `epoch`.
+    async fn load(db: &TestDb, epoch: u64) -> Settled {
         let storage = db.storage().await;
-        let epoch = self.epoch as i64;
+        let epoch = epoch as i64;
         let settlement = storage
             .get_settlement(epoch)
             .await
@@ -460,4 +468,58 @@ async fn unattested_claims_beyond_issued_grants_are_not_paid(db: &TestDb) {
         settled.rewards
     );
     assert!(!settled.penalized(&granted) && !settled.penalized(&idle));
+}
+
+/// The coordinator's prober does not run for a whole epoch (an outage of the coordinator, or of
+/// the origin's reports it judges probes by) while the node serves and its viewer signs: the
+/// epoch's availability is the node's last probed one, and the node is paid for what receipts
+/// verified, instead of the epoch's pool going unpaid for want of a measurement.
+async fn an_epoch_the_prober_missed_pays_by_the_last_probes(db: &TestDb) {
+    let scene = Scene::start(db, test_config()).await;
+    let node = KeyPair::from_seed([71; 32]);
+    scene.join(&node, peer(192, 0, 2, 71)).await;
+    let (viewer, session) = honest_viewer(&scene, &node, 72).await;
+    let outcome = scene
+        .report(
+            &node,
+            2,
+            4_000,
+            0,
+            &[receipt(&viewer, session, 1, 4_000, scene.digest)],
+        )
+        .await;
+    assert_eq!(outcome["accepted"], 1, "{outcome}");
+
+    // The next epoch: no probe of any node, the viewer signs on.
+    let epoch_ms = scene.config.epoch_length.as_millis() as u64;
+    let missed = scene.epoch + 1;
+    tokio::time::sleep(Duration::from_millis(
+        (missed * epoch_ms).saturating_sub(now_ms()) + 20,
+    ))
+    .await;
+    let outcome = scene
+        .report(
+            &node,
+            3,
+            9_000,
+            0,
+            &[receipt(&viewer, session, 2, 9_000, scene.digest)],
+        )
+        .await;
+    assert_eq!(outcome["accepted"], 1, "{outcome}");
+    assert_eq!(now_ms() / epoch_ms, missed, "the second report lands in it");
+    wait_for_epoch_end(&scene.config, now_ms()).await;
+    assert!(scene.api.coordinator.settle_due().await.expect("settle") >= 2);
+
+    let probed = Settled::load(db, scene.epoch).await;
+    let unprobed = Settled::load(db, missed).await;
+    assert!(unprobed.observations.probes.is_empty());
+    for settled in [&probed, &unprobed] {
+        let input = settled.input(&node);
+        assert_eq!(input.availability_ppm, PPM, "{input:?}");
+        assert!(input.verified_bytes > 0, "{input:?}");
+        assert!(!settled.penalized(&node));
+        assert!(settled.reward(&node) > 0, "{:?}", settled.rewards);
+    }
+    assert_eq!(unprobed.input(&node).verified_bytes, 5_000);
 }

@@ -317,6 +317,10 @@ pub struct FraudConfig {
     pub collusion_window_epochs: u64,
     /// Epochs of probation for new nodes.
     pub probation_epochs: u64,
+    /// In an epoch with no probe result for any node (the coordinator's prober did not run:
+    /// an outage, or no stream it could judge), each node's availability and probe capacity are
+    /// those of the last epoch, at most this many back, in which it was probed.
+    pub availability_memory_epochs: u64,
     /// Weight during probation, ppm.
     pub probation_weight_ppm: u64,
     /// Weight during probation of a node that looks like a re-registered penalized one, ppm.
@@ -351,6 +355,7 @@ impl Default for FraudConfig {
             collusion_p_value_ppm: 100,
             collusion_window_epochs: 6,
             probation_epochs: 24,
+            availability_memory_epochs: 24,
             probation_weight_ppm: 500_000,
             whitewash_weight_ppm: 100_000,
             penalty: PenaltyPolicy::default(),
@@ -391,6 +396,9 @@ pub struct FraudEngine {
     /// epoch still vouches for what its node claims to have served it (see
     /// `claims::unreceipted_grant_allowance`).
     served: BTreeMap<SessionId, (NodeId, u64)>,
+    /// Per node, the last epoch its probes had results in and their summary: what an epoch no
+    /// node was probed in measures it by.
+    last_probed: BTreeMap<NodeId, (u64, ProbeSummary)>,
 }
 
 impl FraudEngine {
@@ -527,6 +535,33 @@ impl FraudEngine {
         self.served.retain(|_, (_, last)| *last >= oldest);
     }
 
+    /// Records this epoch's probe summaries and returns what each node's availability and
+    /// capacity are measured by: this epoch's probes, or, when the epoch has none for any node
+    /// (the prober did not run, which no node can bring about for the others), the node's last
+    /// probed epoch within `availability_memory_epochs`. A node nothing probed either time has
+    /// none, so availability 0, as a node never probed always has. The rules judge only this
+    /// epoch's probes.
+    fn remember_probes(
+        &mut self,
+        epoch: u64,
+        probes: &BTreeMap<NodeId, ProbeSummary>,
+    ) -> BTreeMap<NodeId, ProbeSummary> {
+        let oldest = epoch.saturating_sub(self.config.availability_memory_epochs);
+        let unprobed = probes.values().all(|p| p.total == 0);
+        for (id, probe) in probes.iter().filter(|(_, p)| p.total > 0) {
+            self.last_probed.insert(*id, (epoch, *probe));
+        }
+        self.last_probed.retain(|_, (e, _)| *e >= oldest);
+        if unprobed {
+            self.last_probed
+                .iter()
+                .map(|(id, (_, probe))| (*id, *probe))
+                .collect()
+        } else {
+            probes.clone()
+        }
+    }
+
     fn window_start(&self, epoch: u64) -> u64 {
         epoch.saturating_sub(self.config.collusion_window_epochs.saturating_sub(1))
     }
@@ -544,6 +579,7 @@ impl FraudEngine {
         let claims: BTreeMap<NodeId, &NodeClaims> =
             obs.claims.iter().map(|c| (c.node_id, c)).collect();
         let probes: BTreeMap<NodeId, ProbeSummary> = obs.probes.iter().copied().collect();
+        let measured = self.remember_probes(epoch, &probes);
         let mut subnet_counts: BTreeMap<NetPrefix, u64> = BTreeMap::new();
         for n in &obs.nodes {
             *subnet_counts.entry(n.subnet).or_default() += 1;
@@ -562,6 +598,7 @@ impl FraudEngine {
         for node in sorted_nodes {
             let id = node.node_id;
             let probe = probes.get(&id).copied().unwrap_or_default();
+            let availability_by = measured.get(&id).copied().unwrap_or_default();
             let claim = claims.get(&id).copied();
             let a = book.acc(id).clone();
             let mut findings = Vec::new();
@@ -653,9 +690,9 @@ impl FraudEngine {
                 } else {
                     a.flagged.min(a.verified)
                 },
-                availability_ppm: probe.availability_ppm(),
+                availability_ppm: availability_by.availability_ppm(),
                 unattested_bytes,
-                probe_capacity_bytes: probe.capacity_bytes(obs.epoch_ms),
+                probe_capacity_bytes: availability_by.capacity_bytes(obs.epoch_ms),
                 probation_ppm,
             });
         }

@@ -403,6 +403,43 @@ fn a_node_down_most_of_an_epoch_is_judged_on_what_it_could_have_served() {
     assert_eq!((availability(1), availability(2)), (0, 333_333));
 }
 
+#[test]
+fn an_epoch_no_node_was_probed_in_measures_nodes_by_their_last_probes() {
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    let mut obs = honest();
+    obs.probes[1].1 = timing_out(60, 30);
+    let first = engine.assess(&obs);
+    let measured = |report: &FraudReport, n: u8| {
+        let input = input_of(report, n);
+        (input.availability_ppm, input.probe_capacity_bytes)
+    };
+    let capacity = 2_000_000 * HOUR_MS / 1_000;
+    assert_eq!(measured(&first, 1), (PPM, capacity));
+    assert_eq!(measured(&first, 2), (500_000, capacity));
+
+    // The prober did not run (a coordinator outage): the nodes' last probes stand in.
+    obs.epoch = 101;
+    obs.probes.clear();
+    let outage = engine.assess(&obs);
+    assert!(outage.evidence.is_empty(), "{:?}", outage.evidence);
+    assert_eq!(measured(&outage, 1), (PPM, capacity));
+    assert_eq!(measured(&outage, 2), (500_000, capacity));
+    assert!(outage.node_inputs.iter().all(|n| n.verified_bytes > 0));
+
+    // Probes of one node are no outage: the node they missed has no availability there.
+    obs.epoch = 102;
+    obs.probes = honest().probes.into_iter().take(1).collect();
+    let partial = engine.assess(&obs);
+    assert_eq!(measured(&partial, 1), (PPM, capacity));
+    assert_eq!(measured(&partial, 2), (0, 0));
+
+    // Memory ends: an outage long after a node's last probe leaves it unmeasured.
+    obs.epoch = 102 + FraudConfig::default().availability_memory_epochs + 1;
+    obs.probes.clear();
+    let later = engine.assess(&obs);
+    assert_eq!(measured(&later, 1), (0, 0));
+}
+
 fn input_of(report: &FraudReport, n: u8) -> &NodeEpochInput {
     let id = NodeId::from_bytes([n; 32]);
     report
