@@ -23,6 +23,9 @@ pub const T0_MS: u64 = 1_800_000_000_000;
 /// The first simulated epoch's number (nodes registered at epoch 0 are established).
 pub const BASE_EPOCH: u64 = 1_000;
 const SEGMENT_MS: u64 = 2_000;
+/// A node's heartbeat interval (the node's default): with sessions spanning epochs, receipts
+/// a node got after its last heartbeat of an epoch are claimed in the next epoch's first.
+const HEARTBEAT_MS: u64 = 5_000;
 
 /// What the run recorded about one node identity.
 #[derive(Clone, Debug, Default)]
@@ -112,6 +115,7 @@ fn route_seed(epoch_secret: &[u8; 32], viewer: &ViewerKey, request: u64) -> [u8;
     Router::session_seed(epoch_secret, &SessionId::from_bytes(id))
 }
 
+#[derive(Clone)]
 struct SessionPlan {
     viewer: usize,
     node: usize,
@@ -120,6 +124,21 @@ struct SessionPlan {
     end_ms: u64,
     /// A colluder's session routed normally and really watched (stealthy A6).
     genuine: bool,
+    /// Where earlier epochs left a session that runs on into this one.
+    carried: Option<Carried>,
+}
+
+/// A session's state at the end of an epoch it outlasts.
+#[derive(Clone, Copy)]
+struct Carried {
+    /// Receipts its viewer signed so far.
+    seq: u64,
+    /// The newest segment its viewer received.
+    last_segment: u64,
+    /// When its viewer last signed (or its start).
+    last_receipt_ms: u64,
+    /// Bytes the node served it up to the epoch's end.
+    served_bytes: u64,
 }
 
 fn lag_ms(rng: &mut impl Rng, late: bool) -> u64 {
@@ -169,6 +188,13 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
     let mut last_penalized: BTreeSet<usize> = BTreeSet::new();
     let mut threat_cost = ThreatCost::default();
     let grace_ms = config.receipt_interval_s.max(1) * 3_000;
+    // Each node's accounting lives as long as the node: with sessions spanning epochs, what a
+    // session served near an epoch's end is claimed in the next one, as a node's heartbeat
+    // does.
+    let mut accounts: BTreeMap<usize, SessionAccounting> = BTreeMap::new();
+    let mut carried_plans: Vec<(SessionId, SessionPlan)> = Vec::new();
+    // Receipts nodes got after their last heartbeat of the epoch: (node, session, bytes, at).
+    let mut unclaimed_receipts: Vec<(usize, SessionId, u64, u64)> = Vec::new();
     warm_up(config, &mut net, &mut fraud, &router, &streams, epoch_ms);
 
     for run_epoch in 0..config.epochs {
@@ -344,8 +370,20 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 },
             };
             for _ in 0..count {
-                let duration = net.rng.gen_range(600_000..2_400_000).min(epoch_ms);
-                let start = t0 + net.rng.gen_range(0..=epoch_ms - duration);
+                let (start, duration) = if config.sessions_span_epochs {
+                    let duration = net.rng.gen_range(600_000..2_400_000);
+                    let start = t0 + net.rng.gen_range(0..epoch_ms);
+                    // The farm's keys last an epoch: their sessions end with it.
+                    let duration = if matches!(viewer.kind, ViewerKind::Farm(_)) {
+                        duration.min(t1 - start)
+                    } else {
+                        duration
+                    };
+                    (start, duration)
+                } else {
+                    let duration = net.rng.gen_range(600_000..2_400_000).min(epoch_ms);
+                    (t0 + net.rng.gen_range(0..=epoch_ms - duration), duration)
+                };
                 let mut sid = [0u8; 16];
                 net.rng.fill_bytes(&mut sid);
                 let genuine = matches!(viewer.kind, ViewerKind::Colluder(_))
@@ -377,15 +415,28 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                         start_ms: start,
                         end_ms: start + duration,
                         genuine,
+                        carried: None,
                     },
                 ));
             }
         }
+        // What nodes learned after their last heartbeat of the previous epoch enters their
+        // accounting first (the receipts themselves are booked to the epoch they were signed in).
+        for (node, session, bytes_total, at) in std::mem::take(&mut unclaimed_receipts) {
+            if let Some(account) = accounts.get_mut(&node) {
+                account.receipted(session, bytes_total, at);
+            }
+        }
+        // Sessions earlier epochs left running play on, on nodes still registered.
+        plans.extend(
+            std::mem::take(&mut carried_plans)
+                .into_iter()
+                .filter(|(_, plan)| !net.nodes[plan.node].retired),
+        );
 
         // Sessions play out: bytes flow (or not), viewers sign receipts, and each node's
         // accounting (the code the node ships) splits what it served into its claims.
         let mut work: BTreeMap<usize, EpochNodeWork> = BTreeMap::new();
-        let mut accounts: BTreeMap<usize, SessionAccounting> = BTreeMap::new();
         let mut grants: Vec<IssuedGrant> = Vec::new();
         let mut viewer_profiles: BTreeMap<usize, ViewerProfile> = BTreeMap::new();
         for (session_id, plan) in &plans {
@@ -411,7 +462,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 viewer.kind,
                 ViewerKind::Framer(_) | ViewerKind::Farm(_) | ViewerKind::Withholder(_)
             );
-            if hostile {
+            if hostile && plan.carried.is_none() {
                 threat_cost.sessions_landed += 1;
             }
             // Framers without bandwidth only post receipts; they download nothing.
@@ -428,56 +479,88 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 }
             };
             let bytes_between = |from: u64, to: u64| config.bitrate * up_ms(from, to) / 1_000;
-            let total_bytes = bytes_between(plan.start_ms, plan.end_ms);
+            // This epoch's part of the session, and what the node served it before.
+            let (from, to) = (plan.start_ms.max(t0), plan.end_ms.min(t1));
+            let served_before = plan.carried.map_or(0, |c| c.served_bytes);
+            let window_bytes = bytes_between(from, to);
+            let total_bytes = served_before + window_bytes;
+            let carry = |c: Carried| {
+                (plan.end_ms > t1).then(|| {
+                    let mut next = plan.clone();
+                    next.carried = Some(c);
+                    (*session_id, next)
+                })
+            };
             grants.push(IssuedGrant {
                 session_id: *session_id,
                 node_id: node.id,
                 viewer: viewer.key.viewer_key(),
                 stream_id: streams[plan.stream].clone(),
-                live_ms: plan.end_ms - plan.start_ms,
+                live_ms: to - from,
                 probe: false,
             });
-            account.open(*session_id, plan.end_ms + 120_000, plan.start_ms);
-            if hostile && downloads {
-                threat_cost.bandwidth_bytes += total_bytes;
+            if plan.carried.is_none() {
+                account.open(*session_id, plan.end_ms + 120_000, plan.start_ms);
             }
+            if hostile && downloads {
+                threat_cost.bandwidth_bytes += window_bytes;
+            }
+            let untouched = Carried {
+                seq: 0,
+                last_segment: 0,
+                last_receipt_ms: plan.start_ms,
+                served_bytes: total_bytes,
+            };
             if viewer.kind == ViewerKind::Legacy {
                 if serves {
                     account.served(*session_id, total_bytes);
-                    w.true_legacy += total_bytes as f64;
+                    w.true_legacy += window_bytes as f64;
                 }
+                carried_plans.extend(carry(untouched));
                 continue;
             }
-            if viewer.kind == ViewerKind::Griefer {
+            if viewer.kind == ViewerKind::Griefer && plan.carried.is_none() {
                 griefer_sessions += 1;
             }
             if !serves && !fake_viewer {
                 // Fake uptime: the viewer gets nothing and leaves; the node still claims.
-                w.fabricated += total_bytes;
+                w.fabricated += window_bytes;
+                carried_plans.extend(carry(untouched));
                 continue;
             }
             let duration_s = (plan.end_ms - plan.start_ms) / 1_000;
             let max_bytes = config.bitrate * duration_s * 12 / 10 + 1_000_000;
-            let grant = Signed::sign(
-                SessionGrant {
-                    session_id: *session_id,
-                    viewer: viewer.key.viewer_key(),
-                    node_id: node.id,
-                    stream_id: streams[plan.stream].clone(),
-                    max_bytes,
-                    expiry_ms: plan.end_ms + 120_000,
-                },
-                &coordinator,
-            );
-            verifier.admit_signed_grant(&grant, &coordinator.coordinator_key(), plan.start_ms)?;
+            if plan.carried.is_none() {
+                let grant = Signed::sign(
+                    SessionGrant {
+                        session_id: *session_id,
+                        viewer: viewer.key.viewer_key(),
+                        node_id: node.id,
+                        stream_id: streams[plan.stream].clone(),
+                        max_bytes,
+                        expiry_ms: plan.end_ms + 120_000,
+                    },
+                    &coordinator,
+                );
+                verifier.admit_signed_grant(
+                    &grant,
+                    &coordinator.coordinator_key(),
+                    plan.start_ms,
+                )?;
+            }
             let interval = config.receipt_interval_s.max(1) * 1_000;
             let grief_until = plan.start_ms + (plan.end_ms - plan.start_ms) / 3;
-            let mut seq = 0u64;
-            let mut t_prev = plan.start_ms;
-            let mut t = plan.start_ms;
-            let mut last_segment = 0u64;
+            let resumed = plan.carried.unwrap_or(untouched);
+            let mut seq = resumed.seq;
+            let mut t_prev = resumed.last_receipt_ms;
+            let mut t = resumed.last_receipt_ms;
+            let mut last_segment = resumed.last_segment;
             while t < plan.end_ms {
-                t = (t + interval).min(plan.end_ms);
+                let next = (t + interval).min(plan.end_ms);
+                if next > t1 {
+                    break;
+                }
+                t = next;
                 let interval_bytes = bytes_between(t_prev, t);
                 t_prev = t;
                 let late = match (attack, &viewer.kind) {
@@ -495,7 +578,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 if !fake_viewer && !hostile && attack != Some(Attack::A4) && lag <= 10_000 {
                     w.true_on_time += interval_bytes as f64;
                 }
-                let bytes_total = bytes_between(plan.start_ms, t);
+                let bytes_total = served_before + bytes_between(from, t);
                 if downloads {
                     account.served(*session_id, bytes_total);
                 }
@@ -543,13 +626,23 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                         // The farm's (or a colluder's) node claims what the receipt says.
                         account.served(*session_id, bytes_total);
                     }
-                    account.receipted(*session_id, bytes_total, t);
+                    if config.sessions_span_epochs && t + HEARTBEAT_MS > t1 {
+                        unclaimed_receipts.push((plan.node, *session_id, bytes_total, t));
+                    } else {
+                        account.receipted(*session_id, bytes_total, t);
+                    }
                     w.receipts.push(receipt);
                 }
             }
             if downloads {
                 account.served(*session_id, total_bytes);
             }
+            carried_plans.extend(carry(Carried {
+                seq,
+                last_segment,
+                last_receipt_ms: t,
+                served_bytes: total_bytes,
+            }));
         }
 
         // Probes: most only measure; some play a session and sign like a viewer, and their
@@ -646,6 +739,13 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
         // Nodes submit receipts and heartbeats; the coordinator verifies them, and the receipts
         // viewers posted to it directly.
         let mut claims = Vec::new();
+        // A node whose sessions all ended still claims what they left pending.
+        for (&index, account) in &accounts {
+            if !account.is_empty() && !net.nodes[index].retired {
+                work.entry(index).or_default();
+            }
+        }
+        let running: BTreeSet<SessionId> = carried_plans.iter().map(|(id, _)| *id).collect();
         for (&index, w) in work.iter_mut() {
             let node = &mut net.nodes[index];
             let attack = attack_of(node.role);
@@ -691,10 +791,17 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                     tally.record(&outcome);
                 }
             }
-            // What the node's accounting claims once every session has gone quiet.
+            // What the node's accounting claims: at the epoch's end where sessions run on
+            // into the next (the rest is claimed there), else once every session went quiet.
             let served = accounts
                 .get_mut(&index)
-                .map(|a| a.take(t1 + grace_ms + 120_000, |_| false))
+                .map(|a| {
+                    if config.sessions_span_epochs {
+                        a.take(t1, |id| running.contains(id))
+                    } else {
+                        a.take(t1 + grace_ms + 120_000, |_| false)
+                    }
+                })
                 .unwrap_or_default();
             let claimed = served.attested + w.fabricated;
             let (claimed, unattested) = match attack {

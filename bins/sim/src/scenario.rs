@@ -38,6 +38,11 @@ pub struct SimConfig {
     /// Probes per node per epoch.
     #[arg(env = "STREAMR_SIM_PROBES", long, default_value_t = 120)]
     pub probes: u64,
+    /// Viewers' sessions start anywhere in an epoch and run 10–40 minutes, on into the next
+    /// epochs; each node claims at every epoch's end what its accounting has settled by then.
+    /// (By default a session lies within its epoch and nodes claim once it went quiet.)
+    #[arg(env = "STREAMR_SIM_SESSIONS_SPAN_EPOCHS", long)]
+    pub sessions_span_epochs: bool,
     /// Every this many epochs, one in which the coordinator's prober records nothing (an
     /// outage); 0: never.
     #[arg(env = "STREAMR_SIM_PROBER_OUTAGE_EVERY", long, default_value_t = 0)]

@@ -145,6 +145,36 @@ fn equal_seeds_give_equal_reports() {
 }
 
 #[test]
+fn sessions_spanning_epochs_meet_the_same_targets() {
+    // Sessions start anywhere in an epoch and run on into the next; each node claims at every
+    // epoch's end what its accounting settled by then, so the tails of sessions (the receipt
+    // grace, silent viewers) are claimed in epochs with no receipt of theirs.
+    let args: Vec<&str> = SMALL
+        .iter()
+        .copied()
+        .chain(["--sessions-span-epochs"])
+        .collect();
+    let report = run_sim(&args);
+    assert_eq!(report["replay_matches"], true);
+    assert_eq!(
+        report["honest"]["penalized_node_epochs"], 0,
+        "{}",
+        report["honest"]
+    );
+    let targets = &report["targets"];
+    for key in [
+        "recall_one_epoch",
+        "recall_three_epochs",
+        "false_positives",
+        "reward_error",
+        "gini",
+        "collusion_share",
+    ] {
+        assert_eq!(targets[key], true, "{key}: {targets}");
+    }
+}
+
+#[test]
 fn epochs_the_prober_missed_pay_honest_nodes_by_their_last_probes() {
     // Every third epoch the coordinator's prober records nothing (an outage): nodes keep the
     // availability of their last probed epoch, so those epochs' pools are paid out like the
@@ -198,9 +228,10 @@ fn epochs_shorter_than_a_node_restart_settle_replay_and_penalize_no_honest_node(
     // A node's restart keeps it down five minutes; in shorter epochs, half an epoch. Seed 7
     // restarts nodes in its first epochs (an empty sampling range panicked here once), and
     // half their probes time out there: no penalty while their viewers' receipts back what
-    // they claim (3 and 5 honest node-epochs were penalized for it once).
-    for epoch in ["2m", "5m"] {
-        let report = run_sim(&[
+    // they claim (3 and 5 honest node-epochs were penalized for it once). Sessions spanning
+    // such epochs leave claims in nearly every epoch without a receipt of their own.
+    for (epoch, span) in [("2m", false), ("5m", false), ("5m", true)] {
+        let mut args = vec![
             "--json",
             "--seed",
             "7",
@@ -217,17 +248,22 @@ fn epochs_shorter_than_a_node_restart_settle_replay_and_penalize_no_honest_node(
             "--probes",
             "60",
             "--no-classic",
-        ]);
-        assert_eq!(report["epochs_settled"], 3, "{epoch}");
-        assert_eq!(report["replay_matches"], true, "{epoch}");
+        ];
+        if span {
+            args.push("--sessions-span-epochs");
+        }
+        let report = run_sim(&args);
+        let case = format!("{epoch}, sessions spanning epochs: {span}");
+        assert_eq!(report["epochs_settled"], 3, "{case}");
+        assert_eq!(report["replay_matches"], true, "{case}");
         assert!(
             report["receipts_verified"].as_u64().is_some_and(|n| n > 0),
-            "{epoch}: {}",
+            "{case}: {}",
             report["receipts_verified"]
         );
         assert_eq!(
             report["honest"]["penalized_node_epochs"], 0,
-            "{epoch}: {}",
+            "{case}: {}",
             report["honest"]
         );
     }

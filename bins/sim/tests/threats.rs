@@ -168,6 +168,32 @@ fn receipt_withholders_cost_the_honest_node_they_target_no_penalty() {
 }
 
 #[test]
+fn receipt_withholders_across_epochs_cost_their_target_no_penalty() {
+    // The same withholders with sessions running on across ten-minute epochs: the silent
+    // tails fall into epochs in which the session signs nothing at all.
+    let report = threat(&[
+        "--threat",
+        "withholding",
+        "--threat-keys",
+        "8",
+        "--threat-sessions",
+        "4",
+        "--threat-requests",
+        "5000",
+        "--epoch",
+        "10m",
+        "--sessions-span-epochs",
+    ]);
+    let victim = &report["threat"]["victim"];
+    assert_eq!(victim["penalized_epochs"], 0, "{victim}");
+    assert!(
+        num(&victim["paid_to_fair"], "paid to fair") >= 0.98,
+        "targeted node paid below its fair share: {victim}"
+    );
+    assert_eq!(report["honest"]["penalized_node_epochs"], 0);
+}
+
+#[test]
 fn the_adaptive_attacker_finds_no_profit_within_its_budget() {
     let args: Vec<&str> = [
         "--json",

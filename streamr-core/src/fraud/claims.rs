@@ -13,23 +13,21 @@ use crate::probes::ProbeSummary;
 /// A penalizing rule's finding.
 pub(super) type Finding = (RuleId, BTreeMap<String, u64>);
 
-/// ClaimsExceedReceipts: the attested claim exceeds the verified bytes (probe sessions
-/// included: the node served them) by more than the tolerance plus, per session, a slack of
-/// its stream's measured bitrate for `claim_slack_seconds_per_session` (receipts lost or not
-/// yet sent). Sessions the node claims but no receipt verified get the slack of the highest
-/// measured bitrate. Where the node's grants say more, they decide instead: each of its
+/// What a node may claim attested in an epoch on this epoch's evidence: the verified bytes
+/// (probe sessions included: the node served them) plus the tolerance plus, per session, a
+/// slack of its stream's measured bitrate for `claim_slack_seconds_per_session` (receipts lost
+/// or not yet sent). Sessions the node claims but no receipt verified get the slack of the
+/// highest measured bitrate. Where the node's grants say more, they decide instead: each of its
 /// granted sessions verified in an earlier epoch but by no receipt in this one allows what its
 /// stream carries while the grant was live in the epoch, plus the slack (`unreceipted_grants`,
-/// from [`unreceipted_grant_allowance`]). A viewer that signs late, across the epoch's end, or
-/// stops signing (an origin restart holding its verification back, a griefer) leaves what the
-/// node served it claimed without a receipt, and that must not make an honest node a cheat.
-pub(super) fn claims_exceed_receipts(
+/// from [`unreceipted_grant_allowance`]).
+pub(super) fn claim_allowance(
     c: &FraudConfig,
     claim: &NodeClaims,
     a: &NodeAcc,
     max_bitrate: u64,
     unreceipted_grants: u64,
-) -> Option<Finding> {
+) -> u64 {
     let verified = a.verified.saturating_add(a.probe_bytes);
     let unverified_sessions = claim.sessions.saturating_sub(a.sessions);
     let unverified = unverified_sessions
@@ -40,16 +38,34 @@ pub(super) fn claims_exceed_receipts(
         .session_bitrates
         .saturating_mul(c.claim_slack_seconds_per_session)
         .saturating_add(unverified);
-    let allowed = verified
+    verified
         .saturating_add(scale_ppm(verified, c.claim_tolerance_ppm))
-        .saturating_add(slack);
+        .saturating_add(slack)
+}
+
+/// ClaimsExceedReceipts: the attested claim exceeds the epoch's [`claim_allowance`] plus
+/// `carried`, what the node left unclaimed of the previous epoch's allowance. A receipt is
+/// booked to the epoch its viewer signed it in, while the node claims its bytes in the
+/// heartbeat after it got it: a session's last receipts before an epoch's end are claimed in
+/// the next epoch, where the session (ended, or silent) may have no receipt and no grant at
+/// all. A viewer that signs late, across the epoch's end, or stops signing (an origin restart
+/// holding its verification back, a griefer) leaves what the node served it claimed without a
+/// receipt, and that must not make an honest node a cheat.
+pub(super) fn claims_exceed_receipts(
+    claim: &NodeClaims,
+    a: &NodeAcc,
+    allowance: u64,
+    carried: u64,
+) -> Option<Finding> {
+    let allowed = allowance.saturating_add(carried);
     (claim.claimed_bytes > allowed).then(|| {
         (
             RuleId::ClaimsExceedReceipts,
             inputs([
                 ("claimed_bytes", claim.claimed_bytes),
-                ("verified_bytes", verified),
+                ("verified_bytes", a.verified.saturating_add(a.probe_bytes)),
                 ("allowed", allowed),
+                ("carried_from_previous_epoch", carried),
             ]),
         )
     })

@@ -399,6 +399,9 @@ pub struct FraudEngine {
     /// Per node, the last epoch its probes had results in and their summary: what an epoch no
     /// node was probed in measures it by.
     last_probed: BTreeMap<NodeId, (u64, ProbeSummary)>,
+    /// Per node, the epoch it last claimed in and what it left unclaimed of that epoch's
+    /// allowance: the next epoch's claim may use it (see `claims::claims_exceed_receipts`).
+    claim_room: BTreeMap<NodeId, (u64, u64)>,
 }
 
 impl FraudEngine {
@@ -604,13 +607,14 @@ impl FraudEngine {
             let mut findings = Vec::new();
             if let Some(cl) = claim {
                 let unreceipted = unreceipted.get(&id).copied().unwrap_or(0);
-                findings.extend(claims::claims_exceed_receipts(
-                    c,
-                    cl,
-                    &a,
-                    ctx.max_bitrate,
-                    unreceipted,
-                ));
+                let allowance = claims::claim_allowance(c, cl, &a, ctx.max_bitrate, unreceipted);
+                let carried = match self.claim_room.get(&id) {
+                    Some((last, room)) if last.saturating_add(1) == epoch => *room,
+                    _ => 0,
+                };
+                self.claim_room
+                    .insert(id, (epoch, allowance.saturating_sub(cl.claimed_bytes)));
+                findings.extend(claims::claims_exceed_receipts(cl, &a, allowance, carried));
                 findings.extend(claims::receipts_beyond_grant(cl));
                 findings.extend(claims::forged_receipts(cl));
                 findings.extend(claims::wrong_content(c, cl));
@@ -698,6 +702,7 @@ impl FraudEngine {
         }
         self.node_history
             .retain(|_, h| h.iter().any(|(e, ..)| *e >= oldest));
+        self.claim_room.retain(|_, (e, _)| *e >= epoch);
         if bounds.is_some() {
             self.apply_unattested_ratio(ctx, &mut node_inputs, book);
         }

@@ -222,13 +222,17 @@ fn grants_nothing_was_ever_verified_on_vouch_for_no_claim() {
 #[test]
 fn claims_past_what_silent_sessions_carry_are_penalized() {
     let config = FraudConfig::default();
-    // Each grant allows 20 minutes of the stream plus the slack; claim just past both.
+    // Each grant allows 20 minutes of the stream plus the slack, and the honest epoch before
+    // left the tolerance and slack of its two sessions unclaimed; claim just past all of it.
     let per_grant = BITRATE * (20 * 60 + config.claim_slack_seconds_per_session);
+    let verified_before = 2 * BITRATE * 20 * 60;
+    let room = verified_before * config.claim_tolerance_ppm / PPM
+        + 2 * BITRATE * config.claim_slack_seconds_per_session;
     let mut obs = unreceipted_node_1();
-    obs.claims[0].claimed_bytes = 2 * per_grant + 1;
+    obs.claims[0].claimed_bytes = 2 * per_grant + room + 1;
     let report = engine_after_an_honest_epoch(&config).assess(&obs);
     assert_eq!(rules_for(&report, 1), [RuleId::ClaimsExceedReceipts]);
-    obs.claims[0].claimed_bytes = 2 * per_grant;
+    obs.claims[0].claimed_bytes = 2 * per_grant + room;
     let report = engine_after_an_honest_epoch(&config).assess(&obs);
     assert!(rules_for(&report, 1).is_empty(), "{:?}", report.evidence);
 
@@ -438,6 +442,44 @@ fn an_epoch_no_node_was_probed_in_measures_nodes_by_their_last_probes() {
     obs.probes.clear();
     let later = engine.assess(&obs);
     assert_eq!(measured(&later, 1), (0, 0));
+}
+
+#[test]
+fn a_claim_trailing_its_receipts_into_the_next_epoch_is_not_penalized() {
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    let first = honest();
+    assert!(engine.assess(&first).evidence.is_empty());
+    let node = |n: u8| NodeId::from_bytes([n; 32]);
+    // The next epoch: node 2's sessions ended (their last receipts were signed, and booked,
+    // before the epoch's end), and it claims what those receipts acknowledged, having got them
+    // after its last heartbeat of the epoch before. Node 3 inflates its claim every epoch.
+    let trailing = |epoch: u64, obs: &EpochObservations| {
+        let mut next = obs.clone();
+        next.epoch = epoch;
+        next.sessions.retain(|s| s.node_id != node(2));
+        for claim in &mut next.claims {
+            if claim.node_id == node(2) {
+                claim.claimed_bytes = 30 * BITRATE;
+                claim.sessions = 0;
+            }
+            if claim.node_id == node(3) {
+                claim.claimed_bytes *= 4;
+            }
+        }
+        next
+    };
+    let next = trailing(101, &first);
+    let report = engine.assess(&next);
+    assert_eq!(rules_for(&report, 2), []);
+    assert_eq!(rules_for(&report, 3), [RuleId::ClaimsExceedReceipts]);
+
+    // Room carries one epoch only: the same claim after an epoch the node claimed nothing in
+    // is a claim no receipt ever backed.
+    let mut quiet = trailing(102, &first);
+    quiet.claims.retain(|c| c.node_id != node(2));
+    engine.assess(&quiet);
+    let report = engine.assess(&trailing(103, &first));
+    assert_eq!(rules_for(&report, 2), [RuleId::ClaimsExceedReceipts]);
 }
 
 fn input_of(report: &FraudReport, n: u8) -> &NodeEpochInput {
