@@ -815,11 +815,18 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                     claimed,
                     served.unattested + node.capacity * epoch_ms / 1_000,
                 ),
-                // Up a third of the epoch; probes measure 80–100 % of its capacity then.
-                Some(Attack::PartTime) => (
-                    claimed,
-                    served.unattested + node.capacity * 8 / 10 * epoch_ms / 3_000,
-                ),
+                // Up a third of the epoch, it claims as unattested half of what its viewers'
+                // grants carry over the epoch: just within what ProbeFailuresWhileServing lets
+                // by (the passing share of its probes, plus the 20 points it allows for their
+                // sampling error), all of it beyond what it served.
+                Some(Attack::PartTime) => {
+                    let carried: u64 = grants
+                        .iter()
+                        .filter(|g| g.node_id == node.id && !g.probe)
+                        .map(|g| config.bitrate * g.live_ms / 1_000)
+                        .sum();
+                    (claimed, served.unattested + carried / 2)
+                }
                 _ => (claimed, served.unattested),
             };
             node.nonce += 1;

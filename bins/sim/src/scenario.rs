@@ -146,7 +146,7 @@ pub enum Threat {
     /// Viewers aiming at one honest node send one receipt per session, then watch on silently.
     Withholding,
     /// Nodes up only the first third of each epoch serve the viewers routed to them then, and
-    /// claim as many unattested bytes as their probes' passing share allows.
+    /// claim as many unattested bytes as their probes' passing share lets by.
     PartTime,
 }
 

@@ -16,7 +16,8 @@ pub(super) type Finding = (RuleId, BTreeMap<String, u64>);
 /// What a node may claim attested in an epoch on this epoch's evidence: the verified bytes
 /// (probe sessions included: the node served them) plus the tolerance plus, per session, a
 /// slack of its stream's measured bitrate for `claim_slack_seconds_per_session` (receipts lost
-/// or not yet sent). Sessions the node claims but no receipt verified get the slack of the
+/// or not yet sent), never longer than the epoch: no session serves more within one, and what
+/// trails into the next is the carried room's (see [`claims_exceed_receipts`]). Sessions the node claims but no receipt verified get the slack of the
 /// highest measured bitrate. Where the node's grants say more, they decide instead: each of its
 /// granted sessions verified in an earlier epoch but by no receipt in this one allows what its
 /// stream carries while the grant was live in the epoch, plus the slack (`unreceipted_grants`,
@@ -27,16 +28,18 @@ pub(super) fn claim_allowance(
     a: &NodeAcc,
     max_bitrate: u64,
     unreceipted_grants: u64,
+    epoch_ms: u64,
 ) -> u64 {
     let verified = a.verified.saturating_add(a.probe_bytes);
+    let slack_seconds = c.claim_slack_seconds_per_session.min(epoch_ms / 1_000);
     let unverified_sessions = claim.sessions.saturating_sub(a.sessions);
     let unverified = unverified_sessions
         .saturating_mul(max_bitrate)
-        .saturating_mul(c.claim_slack_seconds_per_session)
+        .saturating_mul(slack_seconds)
         .max(unreceipted_grants);
     let slack = a
         .session_bitrates
-        .saturating_mul(c.claim_slack_seconds_per_session)
+        .saturating_mul(slack_seconds)
         .saturating_add(unverified);
     verified
         .saturating_add(scale_ppm(verified, c.claim_tolerance_ppm))
@@ -140,19 +143,34 @@ pub(super) fn wrong_content(c: &FraudConfig, claim: &NodeClaims) -> Option<Findi
     })
 }
 
+/// Points of availability (ppm) allowed for the sampling error of a node's probes where what it
+/// could serve is judged by the share of the epoch they found it up.
+pub(super) const AVAILABILITY_MARGIN_PPM: u64 = 200_000;
+
+/// The share of an epoch a node counts as up for what it could serve, ppm: its availability
+/// plus [`AVAILABILITY_MARGIN_PPM`], at most the whole epoch.
+pub(super) fn up_share_ppm(probe: &ProbeSummary) -> u64 {
+    probe
+        .availability_ppm()
+        .saturating_add(AVAILABILITY_MARGIN_PPM)
+        .min(crate::rewards::PPM)
+}
+
 /// ProbeFailuresWhileServing: the coordinator's probes got wrong content from the node while it
 /// claims traffic, or most of them timed out while it claims more than its receipts verified
 /// (what it claims attested beyond them, and its unattested bytes) than it could have served in
-/// the share of the epoch its probes passed, at the capacity they measured. Being unreachable
-/// is no fraud in itself: availability already scales the node's weight. An honest node down
-/// for most of an epoch (a restart, a move) still serves its viewers the rest of it, and those
-/// receipts back its claim; a node that claims traffic while nothing reached it does not.
+/// the share of the epoch its probes passed (plus 20 points for the sample's error): of
+/// `servable`, the most the node could serve in the whole epoch (what its viewer grants carry
+/// over their live time, or its probes' measured capacity, whichever is more). Being
+/// unreachable is no fraud in itself: availability already scales the node's weight. An honest
+/// node down for most of an epoch (a restart, a move) still serves its viewers the rest of it;
+/// a node that claims traffic while nothing reached it does not.
 pub(super) fn probe_failures_while_serving(
     c: &FraudConfig,
     claim: &NodeClaims,
     a: &NodeAcc,
     probe: &ProbeSummary,
-    epoch_ms: u64,
+    servable: u64,
 ) -> Option<Finding> {
     let claims_traffic = claim.claimed_bytes > 0 || claim.unattested_bytes > 0;
     let failures = probe.hash_failures + probe.timeouts;
@@ -161,7 +179,7 @@ pub(super) fn probe_failures_while_serving(
         .claimed_bytes
         .saturating_sub(verified.saturating_add(scale_ppm(verified, c.claim_tolerance_ppm)))
         .saturating_add(claim.unattested_bytes);
-    let reachable = scale_ppm(probe.capacity_bytes(epoch_ms), probe.availability_ppm());
+    let reachable = scale_ppm(servable, up_share_ppm(probe));
     let mostly_failing = ppm_of(failures, probe.total) > c.probe_failure_ppm;
     let wrong_content = claims_traffic && probe.hash_failures > 0;
     (wrong_content || (mostly_failing && unbacked > reachable)).then(|| {

@@ -592,6 +592,7 @@ impl FraudEngine {
         let penalized_operators: BTreeSet<&OperatorId> =
             obs.recently_penalized.iter().map(|(_, o)| o).collect();
         let bounds = unattested::grant_bounds(ctx, verified_by_session);
+        let grants_carry = unattested::grants_carry(ctx);
         let unreceipted =
             claims::unreceipted_grant_allowance(ctx, verified_by_session, &self.served);
         let oldest = self.window_start(epoch);
@@ -607,7 +608,8 @@ impl FraudEngine {
             let mut findings = Vec::new();
             if let Some(cl) = claim {
                 let unreceipted = unreceipted.get(&id).copied().unwrap_or(0);
-                let allowance = claims::claim_allowance(c, cl, &a, ctx.max_bitrate, unreceipted);
+                let allowance =
+                    claims::claim_allowance(c, cl, &a, ctx.max_bitrate, unreceipted, obs.epoch_ms);
                 let carried = match self.claim_room.get(&id) {
                     Some((last, room)) if last.saturating_add(1) == epoch => *room,
                     _ => 0,
@@ -618,12 +620,14 @@ impl FraudEngine {
                 findings.extend(claims::receipts_beyond_grant(cl));
                 findings.extend(claims::forged_receipts(cl));
                 findings.extend(claims::wrong_content(c, cl));
+                let servable = probe.capacity_bytes(obs.epoch_ms).max(
+                    grants_carry
+                        .as_ref()
+                        .and_then(|carry| carry.get(&id).copied())
+                        .unwrap_or(0),
+                );
                 findings.extend(claims::probe_failures_while_serving(
-                    c,
-                    cl,
-                    &a,
-                    &probe,
-                    obs.epoch_ms,
+                    c, cl, &a, &probe, servable,
                 ));
             }
             let sessions = claim.map_or(0, |cl| cl.sessions);
@@ -661,7 +665,19 @@ impl FraudEngine {
                     .saturating_add(a.probe_bytes);
                 unattested_bytes = net_unattested(cl, credited);
                 if let Some(bounds) = &bounds {
-                    let bound = bounds.get(&id).copied().unwrap_or(0);
+                    // What the grants carried while the node was down is no one's to claim:
+                    // the bound leaves out the share of their carry its probes found it down
+                    // for (less the margin for their sampling error).
+                    let carried = grants_carry
+                        .as_ref()
+                        .and_then(|carry| carry.get(&id).copied())
+                        .unwrap_or(0);
+                    let down = PPM.saturating_sub(claims::up_share_ppm(&availability_by));
+                    let bound = bounds
+                        .get(&id)
+                        .copied()
+                        .unwrap_or(0)
+                        .saturating_sub(context::scale_ppm(carried, down));
                     if let Some((drop, inputs)) = unattested::beyond_grants(unattested_bytes, bound)
                     {
                         book.fire(

@@ -393,18 +393,45 @@ fn a_node_down_most_of_an_epoch_is_judged_on_what_it_could_have_served() {
     // Node 1: unreachable the whole epoch to the prober, every byte it claims backed by its
     // viewers' receipts: low availability, no fraud.
     obs.probes[0].1 = timing_out(60, 60);
-    // Node 2: up a third of the epoch (2 MB/s measured: 2.4 GB reachable), 1 GB unattested.
+    // Node 2: up a third of the epoch (no grant log: 2 MB/s measured over the hour, 7.2 GB,
+    // of which a third plus the 20 points allowed for the sample's error, 3.84 GB, is
+    // reachable), 3.5 GB unattested.
     obs.probes[1].1 = timing_out(60, 40);
-    obs.claims[1].unattested_bytes = 1_000_000_000;
-    // Node 3: the same uptime, claiming more than a third of the epoch could carry.
+    obs.claims[1].unattested_bytes = 3_500_000_000;
+    // Node 3: the same uptime, claiming more than that.
     obs.probes[2].1 = timing_out(60, 40);
-    obs.claims[2].unattested_bytes = 3_000_000_000;
+    obs.claims[2].unattested_bytes = 4_000_000_000;
     let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
     assert_eq!(rules_for(&report, 1), []);
     assert_eq!(rules_for(&report, 2), []);
     assert_eq!(rules_for(&report, 3), [RuleId::ProbeFailuresWhileServing]);
     let availability = |n: u8| input_of(&report, n).availability_ppm;
     assert_eq!((availability(1), availability(2)), (0, 333_333));
+
+    // With a grant log, what the node could serve is what its viewers' grants carry where that
+    // is more than its probes measured: node 4's two 20-minute grants (its probes measured
+    // 100 B/s), of which it was reachable for a third plus the 20 points.
+    let mut obs = honest();
+    obs.grants = Some(honest_grants());
+    obs.probes[3].1 = timing_out(60, 40);
+    obs.probes[3].1.capacity_bytes_per_s = 100;
+    let carried = 2 * 20 * 60 * BITRATE;
+    obs.claims[3].unattested_bytes = carried / 2;
+    // (Its grants' receipts verified all they carry: the unattested bytes earn nothing.)
+    let penalizing = |report: &FraudReport| -> Vec<RuleId> {
+        report
+            .evidence
+            .iter()
+            .filter(|e| e.node_id == NodeId::from_bytes([4; 32]))
+            .filter(|e| matches!(e.verdict, Verdict::Penalize { .. }))
+            .map(|e| e.rule)
+            .collect()
+    };
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(penalizing(&report), []);
+    obs.claims[3].unattested_bytes = carried * 6 / 10;
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(penalizing(&report), [RuleId::ProbeFailuresWhileServing]);
 }
 
 #[test]
@@ -442,6 +469,20 @@ fn an_epoch_no_node_was_probed_in_measures_nodes_by_their_last_probes() {
     obs.probes.clear();
     let later = engine.assess(&obs);
     assert_eq!(measured(&later, 1), (0, 0));
+}
+
+#[test]
+fn no_session_is_allowed_more_slack_than_its_epoch_lasts() {
+    // Node 1's two sessions are verified; it claims 400 s of the stream per session on
+    // top: within the 900 s slack of a one-hour epoch, beyond anything a two-minute epoch can
+    // hold unreceipted.
+    let mut obs = honest();
+    obs.claims[0].claimed_bytes += 2 * 400 * BITRATE;
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(rules_for(&report, 1), []);
+    obs.epoch_ms = 120_000;
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert!(rules_for(&report, 1).contains(&RuleId::ClaimsExceedReceipts));
 }
 
 #[test]

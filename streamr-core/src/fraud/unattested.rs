@@ -44,6 +44,19 @@ pub(super) fn grant_bounds(
     Some(out)
 }
 
+/// Per node: what its viewer grants could carry over their live time in the epoch (their
+/// stream's bitrate × live time), whatever receipts verified; `None` without a grant log.
+pub(super) fn grants_carry(ctx: &EpochContext<'_>) -> Option<BTreeMap<NodeId, u64>> {
+    let grants = ctx.obs.grants.as_ref()?;
+    let mut out: BTreeMap<NodeId, u64> = BTreeMap::new();
+    for g in grants.iter().filter(|g| !g.probe) {
+        let carried = bytes_at(ctx.bitrate(&g.stream_id), g.live_ms);
+        let sum = out.entry(g.node_id).or_default();
+        *sum = sum.saturating_add(carried);
+    }
+    Some(out)
+}
+
 /// UnattestedBeyondGrants: the node's unattested bytes above its grant bound, if any.
 pub(super) fn beyond_grants(claimed: u64, bound: u64) -> Option<(u64, BTreeMap<String, u64>)> {
     (claimed > bound).then(|| {
