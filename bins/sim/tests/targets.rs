@@ -40,6 +40,20 @@ const SMALL: &[&str] = &[
     "60",
 ];
 
+/// Every target the report states is met.
+fn assert_every_target_met(targets: &Value) {
+    for key in [
+        "recall_one_epoch",
+        "recall_three_epochs",
+        "false_positives",
+        "reward_error",
+        "gini",
+        "collusion_share",
+    ] {
+        assert_eq!(targets[key], true, "target {key}: {targets}");
+    }
+}
+
 fn recall(report: &Value, attack: &str) -> f64 {
     report["attacks"]
         .as_array()
@@ -107,16 +121,7 @@ fn small_simulation_meets_the_detection_and_fairness_targets() {
         targets["collusion_share"], true,
         "A6 share {a6} exceeds its fair share + 1 % of the pool"
     );
-    for key in [
-        "recall_one_epoch",
-        "recall_three_epochs",
-        "false_positives",
-        "reward_error",
-        "gini",
-        "collusion_share",
-    ] {
-        assert_eq!(targets[key], true, "target {key}");
-    }
+    assert_every_target_met(targets);
 }
 
 #[test]
@@ -161,17 +166,7 @@ fn sessions_spanning_epochs_meet_the_same_targets() {
         "{}",
         report["honest"]
     );
-    let targets = &report["targets"];
-    for key in [
-        "recall_one_epoch",
-        "recall_three_epochs",
-        "false_positives",
-        "reward_error",
-        "gini",
-        "collusion_share",
-    ] {
-        assert_eq!(targets[key], true, "{key}: {targets}");
-    }
+    assert_every_target_met(&report["targets"]);
 }
 
 #[test]
