@@ -592,7 +592,6 @@ impl FraudEngine {
         let penalized_operators: BTreeSet<&OperatorId> =
             obs.recently_penalized.iter().map(|(_, o)| o).collect();
         let bounds = unattested::grant_bounds(ctx, verified_by_session);
-        let grants_carry = unattested::grants_carry(ctx);
         let unreceipted =
             claims::unreceipted_grant_allowance(ctx, verified_by_session, &self.served);
         let oldest = self.window_start(epoch);
@@ -603,6 +602,10 @@ impl FraudEngine {
             let id = node.node_id;
             let probe = probes.get(&id).copied().unwrap_or_default();
             let availability_by = measured.get(&id).copied().unwrap_or_default();
+            let grants = bounds
+                .as_ref()
+                .and_then(|b| b.get(&id).copied())
+                .unwrap_or_default();
             let claim = claims.get(&id).copied();
             let a = book.acc(id).clone();
             let mut findings = Vec::new();
@@ -620,12 +623,7 @@ impl FraudEngine {
                 findings.extend(claims::receipts_beyond_grant(cl));
                 findings.extend(claims::forged_receipts(cl));
                 findings.extend(claims::wrong_content(c, cl));
-                let servable = probe.capacity_bytes(obs.epoch_ms).max(
-                    grants_carry
-                        .as_ref()
-                        .and_then(|carry| carry.get(&id).copied())
-                        .unwrap_or(0),
-                );
+                let servable = probe.capacity_bytes(obs.epoch_ms).max(grants.carried);
                 findings.extend(claims::probe_failures_while_serving(
                     c, cl, &a, &probe, servable,
                 ));
@@ -664,20 +662,14 @@ impl FraudEngine {
                     .saturating_sub(a.flagged)
                     .saturating_add(a.probe_bytes);
                 unattested_bytes = net_unattested(cl, credited);
-                if let Some(bounds) = &bounds {
+                if bounds.is_some() {
                     // What the grants carried while the node was down is no one's to claim:
                     // the bound leaves out the share of their carry its probes found it down
                     // for (less the margin for their sampling error).
-                    let carried = grants_carry
-                        .as_ref()
-                        .and_then(|carry| carry.get(&id).copied())
-                        .unwrap_or(0);
                     let down = PPM.saturating_sub(claims::up_share_ppm(&availability_by));
-                    let bound = bounds
-                        .get(&id)
-                        .copied()
-                        .unwrap_or(0)
-                        .saturating_sub(context::scale_ppm(carried, down));
+                    let bound = grants
+                        .beyond_verified
+                        .saturating_sub(context::scale_ppm(grants.carried, down));
                     if let Some((drop, inputs)) = unattested::beyond_grants(unattested_bytes, bound)
                     {
                         book.fire(

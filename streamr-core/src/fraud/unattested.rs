@@ -24,35 +24,34 @@ pub fn net_unattested(claims: &NodeClaims, verified_bytes: u64) -> u64 {
         .saturating_sub(verified_beyond_claim)
 }
 
-/// Per node: what its viewer grants could carry beyond their verified bytes, or `None` without
-/// a grant log.
+/// What one node's viewer grants carried in the epoch.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct GrantCarry {
+    /// Their stream's bitrate × their live time, whatever receipts verified.
+    pub carried: u64,
+    /// The same less what each grant's receipts verified: the unattested bytes they allow.
+    pub beyond_verified: u64,
+}
+
+/// Per node: what its viewer grants could carry, in all and beyond their verified bytes, or
+/// `None` without a grant log.
 pub(super) fn grant_bounds(
     ctx: &EpochContext<'_>,
     verified_by_session: &BTreeMap<SessionId, u64>,
-) -> Option<BTreeMap<NodeId, u64>> {
+) -> Option<BTreeMap<NodeId, GrantCarry>> {
     let grants: &Vec<IssuedGrant> = ctx.obs.grants.as_ref()?;
-    let mut out: BTreeMap<NodeId, u64> = BTreeMap::new();
+    let mut out: BTreeMap<NodeId, GrantCarry> = BTreeMap::new();
     // Relay edges are paid on their children's receipts only: a grant harvested for a stream
     // the child never pulls must not carry unattested credit.
     let edge = |g: &&IssuedGrant| super::relay::relay_child(ctx, &g.viewer).is_some();
     for g in grants.iter().filter(|g| !g.probe).filter(|g| !edge(g)) {
         let carried = bytes_at(ctx.bitrate(&g.stream_id), g.live_ms);
         let verified = verified_by_session.get(&g.session_id).copied().unwrap_or(0);
-        let bound = out.entry(g.node_id).or_default();
-        *bound = bound.saturating_add(carried.saturating_sub(verified));
-    }
-    Some(out)
-}
-
-/// Per node: what its viewer grants could carry over their live time in the epoch (their
-/// stream's bitrate × live time), whatever receipts verified; `None` without a grant log.
-pub(super) fn grants_carry(ctx: &EpochContext<'_>) -> Option<BTreeMap<NodeId, u64>> {
-    let grants = ctx.obs.grants.as_ref()?;
-    let mut out: BTreeMap<NodeId, u64> = BTreeMap::new();
-    for g in grants.iter().filter(|g| !g.probe) {
-        let carried = bytes_at(ctx.bitrate(&g.stream_id), g.live_ms);
-        let sum = out.entry(g.node_id).or_default();
-        *sum = sum.saturating_add(carried);
+        let node = out.entry(g.node_id).or_default();
+        node.carried = node.carried.saturating_add(carried);
+        node.beyond_verified = node
+            .beyond_verified
+            .saturating_add(carried.saturating_sub(verified));
     }
     Some(out)
 }
