@@ -367,6 +367,7 @@ fn verify_all(
                 sessions: SESSIONS_PER_NODE as u64,
                 receipts,
                 viewer_posted: ReceiptTally::default(),
+                heartbeats: Some(1),
             });
         }
         sessions.extend(shard_usage);

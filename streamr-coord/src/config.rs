@@ -61,6 +61,12 @@ pub struct CoordConfig {
     /// signed it in and accepted until this long after that epoch ends, later ones are refused.
     /// Set it above a node's heartbeat interval plus a viewer's receipt interval.
     pub settlement_grace: Duration,
+    /// After a coordinator outage (no process up for longer than [`CoordConfig::outage_gap`])
+    /// that began before an epoch's receipt deadline, how long nodes and viewers have, once it
+    /// is back, to hand in the receipts they kept for that epoch: it takes them, and is
+    /// settled, no sooner. Zero turns this off (an epoch's deadline is then fixed, whatever
+    /// happened). Default a minute: a node retries its heartbeat every few seconds.
+    pub outage_grace: Duration,
     /// Micro-units distributed per epoch.
     pub reward_pool_per_epoch: u64,
     /// The reward formula and vesting parameters (published with every epoch's inputs).
@@ -178,6 +184,7 @@ impl Default for CoordConfig {
             replica_id: format!("replica-{}", std::process::id()),
             epoch_length: Duration::from_secs(3600),
             settlement_grace: Duration::from_secs(5),
+            outage_grace: Duration::from_secs(60),
             reward_pool_per_epoch: 1_000_000_000,
             settlement: SettlementConfig::default(),
             payouts: PayoutPolicy::default(),
@@ -290,6 +297,21 @@ impl CoordConfig {
             .saturating_add(1)
             .saturating_mul(self.epoch_length_ms())
             .saturating_add(grace)
+    }
+
+    /// How often a running coordinator notes itself up (see [`CoordConfig::outage_gap`]): every
+    /// worker round, but at least every second and at most every 100 ms.
+    pub fn liveness_interval(&self) -> Duration {
+        self.worker_interval
+            .clamp(Duration::from_millis(100), Duration::from_secs(1))
+    }
+
+    /// How long no process may note itself up before the stretch counts as an outage: the
+    /// settlement grace (a shorter silence costs no receipt its deadline), but at least three
+    /// of the notes a running coordinator makes ([`CoordConfig::liveness_interval`]).
+    pub fn outage_gap(&self) -> Duration {
+        self.settlement_grace
+            .max(self.liveness_interval().saturating_mul(3))
     }
 
     /// The epoch a Unix-millisecond time falls in.

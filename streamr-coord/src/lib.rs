@@ -48,6 +48,7 @@ mod intake;
 mod layering;
 pub mod metrics;
 mod observed_prefixes;
+mod outages;
 mod rate_limit;
 mod router;
 mod session_totals;

@@ -49,6 +49,8 @@ pub(crate) struct AppState {
     /// it returns): requests waiting for something (part lookups, long polls, streamed
     /// answers) end at once instead of holding the stop up. See [`until_stopping`].
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
+    /// When this process last noted itself up, and the outages on record then.
+    pub(crate) liveness: crate::outages::Liveness,
 }
 
 /// The state as handlers and workers hold it.
@@ -75,6 +77,7 @@ impl AppState {
             recent_parts: RecentParts::default(),
             report_streams: Arc::new(tokio::sync::Semaphore::new(MAX_REPORT_STREAMS)),
             stopping: tokio::sync::watch::Sender::new(false),
+            liveness: crate::outages::Liveness::default(),
         }
     }
 

@@ -93,6 +93,12 @@ struct Args {
     /// Deprecated: --settlement-grace in milliseconds.
     #[arg(long, hide = true)]
     settlement_grace_ms: Option<u64>,
+    /// After the coordinator was down across an epoch's receipt deadline, how long nodes and
+    /// viewers have once it is back to hand in that epoch's receipts (it is settled no
+    /// sooner; 0s: an epoch's deadline never moves).
+    #[arg(long, env = "STREAMR_OUTAGE_GRACE", default_value = "1m",
+          value_parser = streamr_net::cli::bounded_duration)]
+    outage_grace: Duration,
     /// Epochs a reward waits before it vests.
     #[arg(long, env = "STREAMR_VESTING_EPOCHS", default_value_t = 168)]
     vesting_epochs: u64,
@@ -449,6 +455,7 @@ async fn main() -> anyhow::Result<()> {
         coordinator_key,
         epoch_length: args.epoch.max(Duration::from_millis(1)),
         settlement_grace: args.settlement_grace,
+        outage_grace: args.outage_grace,
         reward_pool_per_epoch: args.reward_pool,
         worker_interval: args.worker_interval.max(Duration::from_millis(10)),
         rate_limit: (args.rate_limit > 0).then_some(RateLimit {
@@ -599,10 +606,11 @@ mod tests {
 
     #[test]
     fn durations_that_cannot_be_zero_are_refused_naming_the_flag() {
-        // Zero means something for these: settle at once, no probes, no reachability checks,
-        // no relay probe.
+        // Zero means something for these: settle at once, fixed deadlines whatever happened,
+        // no probes, no reachability checks, no relay probe.
         let zero_allowed = [
             "--settlement-grace",
+            "--outage-grace",
             "--probe-interval",
             "--reachability-interval",
             "--relay-probe-timeout",

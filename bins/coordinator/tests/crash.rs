@@ -16,12 +16,15 @@ use common::*;
 
 const EPOCH_MS: &str = "40";
 
-fn flags<'a>(payout_file: &'a str, worker_interval_ms: &'a str) -> [&'a str; 10] {
+fn flags<'a>(payout_file: &'a str, worker_interval_ms: &'a str) -> [&'a str; 12] {
     [
         "--epoch-ms",
         EPOCH_MS,
         "--settlement-grace-ms",
         "0",
+        // Each kill is an outage: the epochs it held back wait this long after the restart.
+        "--outage-grace",
+        "50ms",
         "--vesting-epochs",
         "0",
         "--worker-interval-ms",

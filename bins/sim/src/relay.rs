@@ -415,6 +415,7 @@ fn settle(world: &World) -> Settled {
                 sessions: served_sessions.get(&i).copied().unwrap_or(0),
                 receipts: tallies.get(&i).copied().unwrap_or_default(),
                 viewer_posted: ReceiptTally::default(),
+                heartbeats: Some(1),
             })
             .collect(),
         probes: node_ids.iter().map(|id| (*id, good)).collect(),

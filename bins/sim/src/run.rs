@@ -648,8 +648,14 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
         // Probes: most only measure; some play a session and sign like a viewer, and their
         // traffic is never paid.
         let mut probes = Vec::new();
-        let prober_down = config.prober_outage_every > 0
-            && run_epoch % config.prober_outage_every == config.prober_outage_every - 1;
+        let every = |n: u64, lasting: u64| n > 0 && run_epoch % n >= n.saturating_sub(lasting);
+        let coordinator_down = every(
+            config.coordinator_outage_every,
+            config
+                .coordinator_outage_epochs
+                .min(config.coordinator_outage_every.saturating_sub(1)),
+        );
+        let prober_down = coordinator_down || every(config.prober_outage_every, 1);
         for &index in active.iter().filter(|_| !prober_down) {
             let node = &net.nodes[index];
             let attack = attack_of(node.role);
@@ -791,6 +797,24 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                     tally.record(&outcome);
                 }
             }
+            if coordinator_down {
+                // No heartbeat gets through: what the node served stays in its accounting for
+                // its first heartbeat after the outage; the receipts it kept are handed in then
+                // and booked here, where they were signed. As on the coordinator, a node has a
+                // row for the epoch only if receipts were booked to it there.
+                if tally.submitted > 0 || viewer_posted.submitted > 0 {
+                    claims.push(NodeClaims {
+                        node_id: node.id,
+                        claimed_bytes: 0,
+                        unattested_bytes: 0,
+                        sessions: w.sessions,
+                        receipts: tally,
+                        viewer_posted,
+                        heartbeats: Some(0),
+                    });
+                }
+                continue;
+            }
             // What the node's accounting claims: at the epoch's end where sessions run on
             // into the next (the rest is claimed there), else once every session went quiet.
             let served = accounts
@@ -851,10 +875,11 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 sessions: w.sessions,
                 receipts: tally,
                 viewer_posted,
+                heartbeats: Some(1),
             });
         }
         // Idle nodes still heartbeat: an A5 node claims unattested traffic without viewers.
-        for &index in &active {
+        for &index in active.iter().filter(|_| !coordinator_down) {
             if work.contains_key(&index) {
                 continue;
             }
@@ -866,6 +891,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                     sessions: 0,
                     receipts: ReceiptTally::default(),
                     viewer_posted: ReceiptTally::default(),
+                    heartbeats: Some(1),
                 });
             }
         }

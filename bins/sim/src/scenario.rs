@@ -47,6 +47,20 @@ pub struct SimConfig {
     /// outage); 0: never.
     #[arg(env = "STREAMR_SIM_PROBER_OUTAGE_EVERY", long, default_value_t = 0)]
     pub prober_outage_every: u64,
+    /// Every this many epochs, the last `--coordinator-outage-epochs` of them are epochs
+    /// through which the whole coordinator is down: no heartbeat gets through (what nodes serve
+    /// then is claimed by their first heartbeat after), the prober records nothing, and the
+    /// receipts nodes kept are handed in after it and booked where they were signed; 0: never.
+    #[arg(
+        env = "STREAMR_SIM_COORDINATOR_OUTAGE_EVERY",
+        long,
+        default_value_t = 0
+    )]
+    pub coordinator_outage_every: u64,
+    /// How many epochs each coordinator outage lasts (fewer than `--coordinator-outage-every`).
+    #[arg(env = "STREAMR_SIM_COORDINATOR_OUTAGE_EPOCHS", long, default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub coordinator_outage_epochs: u64,
     /// Stream bitrate, bytes per second.
     #[arg(env = "STREAMR_SIM_BITRATE", long, default_value_t = 500_000)]
     pub bitrate: u64,

@@ -42,6 +42,7 @@ impl AppState {
             config: &self.config,
             storage: self.storage.as_ref(),
             metrics: &self.metrics,
+            liveness: &self.liveness,
         }
     }
 

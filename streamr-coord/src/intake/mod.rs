@@ -24,6 +24,8 @@ pub(crate) struct ReceiptIntake<'a> {
     pub(crate) storage: &'a dyn Storage,
     /// Counts late and future receipts.
     pub(crate) metrics: &'a Metrics,
+    /// The outage record, read when a receipt's fixed deadline has passed.
+    pub(crate) liveness: &'a crate::outages::Liveness,
 }
 
 /// Why a batch of receipts could not be judged at all (a receipt that does not verify is

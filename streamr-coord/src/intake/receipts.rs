@@ -9,6 +9,10 @@
 //! shorter than a round trip) is booked to the epoch it arrives in; older ones, and receipts
 //! signed further in the future than the clock skew, are refused with the reason. A node can
 //! thus shift a receipt by at most the clock skew, never into an epoch of its choosing.
+//!
+//! A coordinator outage that began before an epoch's deadline moves it (and the epoch's
+//! settlement) to a grace period after the outage ended (see [`crate::outages`]): receipts
+//! nodes and viewers kept through it are booked where they were signed.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +23,7 @@ use streamr_core::{
 
 use super::{IntakeError, ReceiptIntake};
 use crate::metrics::Metrics;
+use crate::outages::Outages;
 use crate::storage::{ActivityDelta, ReceiptRecord, SessionRecord};
 
 /// Receipts that verified (ready to store), why the others did not, and each credited node's
@@ -43,9 +48,12 @@ enum TimingRefusal {
     Future(String),
 }
 
-/// The epoch `receipt` is booked to when it arrives at `now_ms`, or why it is refused.
+/// The epoch `receipt` is booked to when it arrives at `now_ms`, or why it is refused. The
+/// outage record is needed only for a receipt past its epoch's fixed deadline
+/// ([`past_fixed_deadline`]); `None` reads as no outage.
 fn booking_epoch(
     config: &crate::CoordConfig,
+    outages: Option<&Outages>,
     receipt: &SignedReceipt,
     now_ms: i64,
 ) -> Result<i64, TimingRefusal> {
@@ -61,7 +69,10 @@ fn booking_epoch(
         )));
     }
     let epoch = config.epoch_of(signed_at);
-    let deadline = config.receipt_deadline_of(epoch);
+    let deadline = outages.map_or_else(
+        || config.receipt_deadline_of(epoch),
+        |outages| outages.receipt_deadline(config, epoch),
+    );
     if now_ms <= deadline {
         return Ok(epoch);
     }
@@ -72,6 +83,13 @@ fn booking_epoch(
         "session {session} receipt {seq}: late: signed in epoch {epoch}, whose receipts were \
          due by {deadline}"
     )))
+}
+
+/// Whether `receipt`, arriving at `now_ms`, missed its epoch's deadline as fixed by the
+/// configuration alone (before any outage moved it).
+fn past_fixed_deadline(config: &crate::CoordConfig, receipt: &SignedReceipt, now_ms: i64) -> bool {
+    let signed_at = i64::try_from(receipt.body.t_ms).unwrap_or(i64::MAX);
+    now_ms > config.receipt_deadline_of(config.epoch_of(signed_at))
 }
 
 impl Verified {
@@ -129,9 +147,22 @@ pub(crate) async fn verify(
     }
     let mut out = Verified::default();
     let now = u64::try_from(now_ms).unwrap_or(0);
+    // Read only when needed: almost every receipt arrives before its fixed deadline.
+    let outages = if receipts
+        .iter()
+        .any(|receipt| past_fixed_deadline(state.config, receipt, now_ms))
+    {
+        let (_, outages) = state
+            .liveness
+            .outages(state.config, state.storage, now_ms, false)
+            .await?;
+        Some(outages)
+    } else {
+        None
+    };
     for (session_id, mut batch) in by_session {
-        batch.retain(
-            |receipt| match booking_epoch(state.config, receipt, now_ms) {
+        batch.retain(|receipt| {
+            match booking_epoch(state.config, outages.as_deref(), receipt, now_ms) {
                 Ok(_) => true,
                 Err(refusal) => {
                     let reason = match refusal {
@@ -149,8 +180,8 @@ pub(crate) async fn verify(
                     out.rejected.push(reason);
                     false
                 }
-            },
-        );
+            }
+        });
         if batch.is_empty() {
             continue;
         }
@@ -213,6 +244,7 @@ pub(crate) async fn verify(
             match outcome {
                 Ok(credit) => out.accepted.push(record(
                     state,
+                    outages.as_deref(),
                     &session,
                     receipt,
                     credit.bytes,
@@ -279,6 +311,7 @@ async fn load_segments(
 
 fn record(
     state: &ReceiptIntake<'_>,
+    outages: Option<&Outages>,
     session: &SessionRecord,
     receipt: &SignedReceipt,
     bytes: u64,
@@ -299,7 +332,7 @@ fn record(
         t_ms: clamp_i64(receipt.body.t_ms),
         // Booked to the epoch the viewer signed it in, not the one it arrived in (see the
         // module docs for a receipt in flight across the deadline).
-        epoch: booking_epoch(state.config, receipt, now_ms)
+        epoch: booking_epoch(state.config, outages, receipt, now_ms)
             .unwrap_or_else(|_| state.config.epoch_of(now_ms)),
         received_at_ms: now_ms,
         body,
@@ -335,10 +368,16 @@ mod tests {
             ..crate::CoordConfig::default()
         };
         // Signed in epoch 0 (0..10 s), due by 13 s.
-        assert_eq!(booking_epoch(&config, &signed_at(9_000), 9_500), Ok(0));
-        assert_eq!(booking_epoch(&config, &signed_at(9_000), 13_000), Ok(0));
+        assert_eq!(
+            booking_epoch(&config, None, &signed_at(9_000), 9_500),
+            Ok(0)
+        );
+        assert_eq!(
+            booking_epoch(&config, None, &signed_at(9_000), 13_000),
+            Ok(0)
+        );
         assert!(matches!(
-            booking_epoch(&config, &signed_at(9_000), 13_001),
+            booking_epoch(&config, None, &signed_at(9_000), 13_001),
             Err(TimingRefusal::Late(_))
         ));
         // Past the deadline but signed within the clock skew: in flight, booked on arrival.
@@ -346,15 +385,37 @@ mod tests {
             settlement_grace: Duration::ZERO,
             ..config.clone()
         };
-        assert_eq!(booking_epoch(&short, &signed_at(9_990), 10_050), Ok(1));
+        assert_eq!(
+            booking_epoch(&short, None, &signed_at(9_990), 10_050),
+            Ok(1)
+        );
         assert!(matches!(
-            booking_epoch(&short, &signed_at(8_000), 10_050),
+            booking_epoch(&short, None, &signed_at(8_000), 10_050),
+            Err(TimingRefusal::Late(_))
+        ));
+        // The coordinator was down from 12 s (before the deadline) to 40 s: the epoch takes
+        // what was held back until the outage grace after that, and is settled no sooner.
+        let outages = Outages::new(vec![crate::storage::OutageRecord {
+            started_ms: 12_000,
+            ended_ms: 40_000,
+        }]);
+        let grace = config.outage_grace.as_millis() as i64;
+        let held = signed_at(9_000);
+        assert_eq!(
+            booking_epoch(&config, Some(&outages), &held, 40_000 + grace),
+            Ok(0)
+        );
+        assert!(matches!(
+            booking_epoch(&config, Some(&outages), &held, 40_001 + grace),
             Err(TimingRefusal::Late(_))
         ));
         // From the future beyond the skew.
-        assert_eq!(booking_epoch(&config, &signed_at(10_900), 10_000), Ok(1));
+        assert_eq!(
+            booking_epoch(&config, None, &signed_at(10_900), 10_000),
+            Ok(1)
+        );
         assert!(matches!(
-            booking_epoch(&config, &signed_at(11_001), 10_000),
+            booking_epoch(&config, None, &signed_at(11_001), 10_000),
             Err(TimingRefusal::Future(_))
         ));
     }

@@ -23,6 +23,7 @@ struct Scene {
     config: CoordConfig,
     storage: Arc<dyn Storage>,
     metrics: Metrics,
+    liveness: crate::outages::Liveness,
     node: KeyPair,
     viewer: KeyPair,
     session: SessionId,
@@ -43,6 +44,7 @@ impl Scene {
             config,
             storage,
             metrics: Metrics::default(),
+            liveness: crate::outages::Liveness::default(),
             node: KeyPair::from_seed([1; 32]),
             viewer: KeyPair::from_seed([2; 32]),
             session: SessionId::from_bytes([3; 16]),
@@ -135,6 +137,7 @@ impl Scene {
             config: &self.config,
             storage: self.storage.as_ref(),
             metrics: &self.metrics,
+            liveness: &self.liveness,
         };
         verify(&intake, Some(self.node.node_id()), receipts, now_ms).await
     }

@@ -13,11 +13,11 @@ pub use records::LlSegment;
 pub use records::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
     HeartbeatWrite, HeldProbeRecord, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic,
-    NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeSessionRecord, NodeUsage, PartRecord,
-    PartsStored, PayoutRecord, PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord,
-    RelayAssignmentRecord, RelayReportRecord, RelayReports, SegmentRecord, SessionHeartbeatTotals,
-    SessionRecord, SessionTotalsWrite, SessionUsageRow, SettlementRecord, SettlementWrite,
-    StatsRow, StoredSessionTotals, StreamRecord, Totals,
+    NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeSessionRecord, NodeUsage, OutageRecord,
+    PartRecord, PartsStored, PayoutRecord, PendingGrantCount, ProbeRecord, ReachabilityRecord,
+    ReceiptRecord, RelayAssignmentRecord, RelayReportRecord, RelayReports, SegmentRecord,
+    SessionHeartbeatTotals, SessionRecord, SessionTotalsWrite, SessionUsageRow, SettlementRecord,
+    SettlementWrite, StatsRow, StoredSessionTotals, StreamRecord, Totals,
 };
 pub use sql::{HeartbeatFlush, PostgresStorage, SqliteStorage};
 
@@ -331,6 +331,16 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StorageResult<()>;
     /// The prefixes nodes' heartbeats came from, most recent first.
     async fn node_prefixes(&self) -> StorageResult<Vec<NodePrefixRecord>>;
+    /// Notes that a coordinator process is up at `now_ms`. When no process noted itself up in
+    /// the `outage_gap_ms` before (and one ever did), records that stretch as an outage, in the
+    /// same transaction. Returns the outages on record that ended at or after `since_ms`,
+    /// oldest first.
+    async fn note_alive(
+        &self,
+        now_ms: i64,
+        outage_gap_ms: i64,
+        since_ms: i64,
+    ) -> StorageResult<Vec<OutageRecord>>;
     /// The grant log of a time window: every session (viewers' and probes') whose grant was
     /// live at some time in `[from_ms, to_ms)`, oldest first. What settlement bounds
     /// unattested bytes by (bitrate × each grant's live time in the epoch).

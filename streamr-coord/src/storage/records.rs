@@ -588,6 +588,16 @@ pub struct NodePrefixRecord {
     pub heartbeats: i64,
 }
 
+/// A stretch in which no coordinator process noted itself up for longer than the outage gap:
+/// from the last note before it to the first after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct OutageRecord {
+    /// The last note before it, Unix ms.
+    pub started_ms: i64,
+    /// The first note after it, Unix ms.
+    pub ended_ms: i64,
+}
+
 /// The outcome of the coordinator's last connect-back check of a node's advertised addresses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ReachabilityRecord {

@@ -16,7 +16,7 @@ use super::{
     ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
     HeartbeatWrite, HeldProbeRecord, LedgerEntryRecord, LlSegment, NodeDownRecord,
     NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeSessionRecord,
-    NodeUsage, PartRecord, PartsStored, PayoutRecord, PendingGrantCount, ProbeRecord,
+    NodeUsage, OutageRecord, PartRecord, PartsStored, PayoutRecord, PendingGrantCount, ProbeRecord,
     ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord, RelayReportRecord, RelayReports,
     SegmentRecord, SessionRecord, SessionTotalsWrite, SessionUsageRow, SettlementRecord,
     SettlementWrite, StatsRow, Storage, StorageResult, StoredSessionTotals, StreamRecord, Totals,
@@ -2351,6 +2351,52 @@ macro_rules! sql_storage {
                 .await
                 .map_err(StorageError::query("record_node_prefix"))?;
                 Ok(())
+            }
+
+            async fn note_alive(
+                &self,
+                now_ms: i64,
+                outage_gap_ms: i64,
+                since_ms: i64,
+            ) -> StorageResult<Vec<OutageRecord>> {
+                let op = "note_alive";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                // The update locks the one row, so concurrent notes take turns, and each sees
+                // the note before it (SET reads the row's values before the update).
+                let (previous,): (i64,) = sqlx::query_as(&$sql(
+                    "INSERT INTO coordinator_liveness (id, alive_ms, previous_ms) \
+                     VALUES (1, $1, $1) \
+                     ON CONFLICT (id) DO UPDATE SET \
+                     previous_ms = coordinator_liveness.alive_ms, \
+                     alive_ms = CASE WHEN coordinator_liveness.alive_ms > excluded.alive_ms \
+                     THEN coordinator_liveness.alive_ms ELSE excluded.alive_ms END \
+                     RETURNING previous_ms",
+                ))
+                .bind(now_ms)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StorageError::query(op))?;
+                if now_ms.saturating_sub(previous) > outage_gap_ms {
+                    sqlx::query(&$sql(
+                        "INSERT INTO coordinator_outages (started_ms, ended_ms) VALUES ($1, $2) \
+                         ON CONFLICT (started_ms, ended_ms) DO NOTHING",
+                    ))
+                    .bind(previous)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StorageError::query(op))?;
+                }
+                let outages = sqlx::query_as::<_, OutageRecord>(&$sql(
+                    "SELECT started_ms, ended_ms FROM coordinator_outages WHERE ended_ms >= $1 \
+                     ORDER BY started_ms, ended_ms",
+                ))
+                .bind(since_ms)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(StorageError::query(op))?;
+                tx.commit().await.map_err(StorageError::query(op))?;
+                Ok(outages)
             }
 
             async fn node_prefixes(&self) -> StorageResult<Vec<NodePrefixRecord>> {

@@ -107,6 +107,19 @@ pub(crate) fn spawn(
             async move { settle_round(&state, &settler).await }
         },
     ));
+    if !state.config.outage_grace.is_zero() {
+        let alive_state = state.clone();
+        tasks.push(every_period(
+            signal.clone(),
+            state.clone(),
+            "liveness",
+            state.config.liveness_interval(),
+            move || {
+                let state = alive_state.clone();
+                async move { note_alive(&state).await }
+            },
+        ));
+    }
     let pay_state = state.clone();
     tasks.push(every_tick(
         signal.clone(),
@@ -163,10 +176,27 @@ pub(crate) fn spawn(
     Workers { shutdown, tasks }
 }
 
+/// Runs `round` every worker interval until `signal` says stop.
 fn every_tick<F, Fut>(
+    signal: watch::Receiver<bool>,
+    state: Shared,
+    name: &'static str,
+    round: F,
+) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), WorkerError>> + Send,
+{
+    let period = state.config.worker_interval;
+    every_period(signal, state, name, period, round)
+}
+
+/// Runs `round` every `period` until `signal` says stop.
+fn every_period<F, Fut>(
     mut signal: watch::Receiver<bool>,
     state: Shared,
     name: &'static str,
+    period: std::time::Duration,
     mut round: F,
 ) -> JoinHandle<()>
 where
@@ -176,10 +206,7 @@ where
     tokio::spawn(async move {
         // A zero period would panic here (workers may start before `serve` validates the
         // config), a tiny one spin.
-        let period = state
-            .config
-            .worker_interval
-            .max(std::time::Duration::from_millis(10));
+        let period = period.max(std::time::Duration::from_millis(10));
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -197,6 +224,15 @@ where
         }
         tracing::debug!(worker = name, "worker stopped");
     })
+}
+
+/// Notes this process up (see [`crate::outages`]).
+async fn note_alive(state: &Shared) -> Result<(), WorkerError> {
+    state
+        .liveness
+        .outages(&state.config, state.storage.as_ref(), now_ms(), true)
+        .await?;
+    Ok(())
 }
 
 async fn settle_round(state: &Shared, settler: &SharedSettler) -> Result<(), WorkerError> {

@@ -159,18 +159,22 @@ impl Settler {
         Ok(())
     }
 
-    /// Settles every epoch that ended more than the grace period ago, after writing this
+    /// Settles every epoch whose receipt deadline has passed (the grace period after its end,
+    /// or after an outage that held its receipts back: [`crate::outages`]), after writing this
     /// process's batch of session heartbeats (other replicas write theirs within
     /// [`CoordConfig::heartbeat_totals_interval`](crate::CoordConfig::heartbeat_totals_interval),
-    /// which the grace should exceed). Returns how many epochs this call settled (other
+    /// which the grace should exceed). Notes this process up first, and judges deadlines by
+    /// the outages on record at that note. Returns how many epochs this call settled (other
     /// replicas' settlements are replayed, not counted).
     pub(crate) async fn settle_due(&mut self, state: &AppState) -> Result<u32, WorkerError> {
         let config = &state.config;
+        let (noted_ms, outages) = state
+            .liveness
+            .outages(config, state.storage.as_ref(), now_ms(), true)
+            .await?;
         if let Err(error) = state.write_heartbeat_totals().await {
             tracing::warn!(%error, "session heartbeat totals not written before settling");
         }
-        let grace = i64::try_from(config.settlement_grace.as_millis()).unwrap_or(0);
-        let open_epoch = config.epoch_of(now_ms().saturating_sub(grace));
         let mut settled = 0;
         loop {
             let stored_last = state.storage.last_settled_epoch().await?;
@@ -184,7 +188,7 @@ impl Settler {
                     None => return Ok(settled),
                 },
             };
-            if next >= open_epoch {
+            if outages.receipt_deadline(config, next) >= noted_ms {
                 return Ok(settled);
             }
             match self.settle_one(state, next).await {
@@ -342,6 +346,7 @@ impl Settler {
                     sessions: sessions_per_node.get(&a.node_id).copied().unwrap_or(0),
                     receipts: tally(&a),
                     viewer_posted: viewer_posted.get(&a.node_id).copied().unwrap_or_default(),
+                    heartbeats: Some(to_u64(a.heartbeats)),
                 })
             })
             .collect();

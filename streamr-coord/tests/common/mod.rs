@@ -95,6 +95,9 @@ pub fn test_config() -> CoordConfig {
         admin_token: Some(ADMIN.into()),
         epoch_length: Duration::from_secs(2),
         settlement_grace: Duration::from_millis(500),
+        // These coordinators run no workers, so nothing notes them up between the tests'
+        // calls: every pause would read as an outage. The outage tests turn it on.
+        outage_grace: Duration::ZERO,
         rate_limit: None,
         // The test nodes' addresses answer nothing: a probe would find every one down.
         relay_probe_timeout: None,

@@ -3,8 +3,9 @@
 //! prefix (in the database, so a second replica sees the same budget), a node announcing a huge
 //! capacity gets no more viewers than it was measured to carry, a flood of junk grants does not
 //! push honest viewers onto the attacker's node, and receipts are booked to the epoch they were
-//! signed in and refused after its deadline. Every scenario runs against SQLite and against a
-//! real PostgreSQL server (STREAMR_TEST_POSTGRES_URL).
+//! signed in and refused after its deadline — unless a coordinator outage held them back, when
+//! they count where they were signed and their epoch waits for them. Every scenario runs
+//! against SQLite and against a real PostgreSQL server (STREAMR_TEST_POSTGRES_URL).
 
 use crate::common;
 
@@ -25,6 +26,8 @@ on_both_backends!(
     a_false_capacity_announcement_does_not_capture_routing,
     a_junk_grant_flood_does_not_divert_honest_viewers,
     receipts_land_in_their_signature_epoch_and_late_ones_are_refused,
+    receipts_an_outage_held_back_count_in_their_epoch_which_waits_for_them,
+    concurrent_notes_after_an_outage_record_it_once,
     node_prefixes_come_from_observed_addresses,
     the_grant_log_lists_grants_live_in_a_window,
     fail_overs_carrying_the_previous_grant_spend_no_budget,
@@ -456,6 +459,138 @@ async fn receipts_land_in_their_signature_epoch_and_late_ones_are_refused(db: &T
         total
     };
     assert_eq!(stored, 1, "only the timely receipt is stored");
+}
+
+async fn receipts_an_outage_held_back_count_in_their_epoch_which_waits_for_them(db: &TestDb) {
+    let config = CoordConfig {
+        epoch_length: Duration::from_secs(2),
+        settlement_grace: Duration::from_millis(300),
+        outage_grace: Duration::from_millis(1_500),
+        // Silences over 300 ms (three liveness notes, the settlement grace) are outages.
+        worker_interval: Duration::from_millis(100),
+        max_clock_skew: Duration::from_secs(1),
+        ..test_config()
+    };
+    let api = coordinator(db, config.clone()).await;
+    let digests = report_segments(&api, "show", 3).await;
+    let node = add_node(&api, 1, 50_000, 1).await;
+    let viewer = viewer_key(1);
+    let (status, body) = play(&api, 1, honest_peer(1), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let grant: SignedGrant = serde_json::from_value(body["grant"].clone()).expect("grant");
+    let held = Signed::sign(
+        ViewerReceipt {
+            session_id: grant.body.session_id,
+            seq: 1,
+            bytes_total: 1_000,
+            last_segment_seq: 0,
+            segments_digest: digests[0],
+            t_ms: now_ms(),
+        },
+        &viewer,
+    );
+    let signed_epoch = config.epoch_of(held.body.t_ms as i64);
+    // Up: settling notes the coordinator alive. Then down until its epoch's deadline (end plus
+    // the settlement grace) is well past: nothing runs, nothing notes.
+    api.coordinator.settle_due().await.expect("settle");
+    let deadline = epoch_end(&config, held.body.t_ms) + config.settlement_grace.as_millis() as u64;
+    wait_until(deadline + 600).await;
+
+    // Back: the node hands in the receipt it kept, with its next heartbeat.
+    let heartbeat = Signed::sign(
+        NodeHeartbeat {
+            node_id: node.node_id(),
+            timestamp_ms: now_ms(),
+            nonce: 2,
+            streams: vec![StreamId::new("show").expect("stream id")],
+            viewers: 1,
+            bytes_served: 1_000,
+            unattested_bytes: 0,
+            upstreams: Vec::new(),
+        },
+        &node,
+    );
+    let (status, outcome) = api
+        .post(
+            "/nodes/heartbeat",
+            &json!({ "heartbeat": heartbeat, "receipts": [held] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    assert_eq!(outcome["accepted"], 1, "{outcome}");
+    let storage = db.storage().await;
+    let booked = storage
+        .receipts_for_epoch(signed_epoch)
+        .await
+        .expect("receipts");
+    assert_eq!(booked.len(), 1, "booked to the epoch it was signed in");
+
+    // The epoch waits the outage grace for the rest of what was held back.
+    api.coordinator.settle_due().await.expect("settle");
+    assert!(storage
+        .get_settlement(signed_epoch)
+        .await
+        .expect("storage")
+        .is_none());
+    tokio::time::sleep(config.outage_grace).await;
+    while storage
+        .get_settlement(signed_epoch)
+        .await
+        .expect("storage")
+        .is_none()
+    {
+        api.coordinator.settle_due().await.expect("settle");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let settlement = storage
+        .get_settlement(signed_epoch)
+        .await
+        .expect("storage")
+        .expect("settled");
+    let inputs: streamr_core::EpochInputs =
+        serde_json::from_str(&settlement.inputs_json).expect("inputs");
+    let input = inputs
+        .nodes
+        .iter()
+        .find(|n| n.node_id == node.node_id())
+        .expect("the node's input");
+    assert_eq!(input.verified_bytes, 1_000, "{input:?}");
+    let (_, metrics) = api.get("/metrics").await;
+    assert!(
+        metrics
+            .as_str()
+            .is_some_and(|m| m.contains("streamr_receipts_late_total 0")),
+        "{metrics}"
+    );
+}
+
+async fn concurrent_notes_after_an_outage_record_it_once(db: &TestDb) {
+    let storage = db.storage().await;
+    let gap = 5_000;
+    assert_eq!(storage.note_alive(1_000, gap, 0).await.expect("note"), []);
+    assert_eq!(storage.note_alive(4_000, gap, 0).await.expect("note"), []);
+    // A silence of 16 s: every replica coming back notes at once; one outage is recorded,
+    // from the last note before it.
+    let notes = (0..8).map(|i| {
+        let storage = storage.clone();
+        tokio::spawn(async move { storage.note_alive(20_000 + i, gap, 0).await })
+    });
+    for note in notes {
+        let outages = note.await.expect("task").expect("note");
+        assert!(outages.len() <= 1, "{outages:?}");
+    }
+    let outages = storage.note_alive(21_000, gap, 0).await.expect("note");
+    assert_eq!(outages.len(), 1, "{outages:?}");
+    assert_eq!(outages[0].started_ms, 4_000);
+    assert!(
+        (20_000..20_008).contains(&outages[0].ended_ms),
+        "{outages:?}"
+    );
+    // Read back from when they ended.
+    assert_eq!(
+        storage.note_alive(21_500, gap, 20_008).await.expect("note"),
+        []
+    );
 }
 
 /// The end (Unix ms) of the epoch containing `t_ms`.

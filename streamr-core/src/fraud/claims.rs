@@ -17,8 +17,8 @@ pub(super) type Finding = (RuleId, BTreeMap<String, u64>);
 /// (probe sessions included: the node served them) plus the tolerance plus, per session, a
 /// slack of its stream's measured bitrate for `claim_slack_seconds_per_session` (receipts lost
 /// or not yet sent), never longer than the epoch: no session serves more within one, and what
-/// trails into the next is the carried room's (see [`claims_exceed_receipts`]). Sessions the node claims but no receipt verified get the slack of the
-/// highest measured bitrate. Where the node's grants say more, they decide instead: each of its
+/// trails into the next is the carried room's (see [`claims_exceed_receipts`]). Sessions the
+/// node claims but no receipt verified get the slack of the highest measured bitrate. Where the node's grants say more, they decide instead: each of its
 /// granted sessions verified in an earlier epoch but by no receipt in this one allows what its
 /// stream carries while the grant was live in the epoch, plus the slack (`unreceipted_grants`,
 /// from [`unreceipted_grant_allowance`]).
@@ -47,7 +47,8 @@ pub(super) fn claim_allowance(
 }
 
 /// ClaimsExceedReceipts: the attested claim exceeds the epoch's [`claim_allowance`] plus
-/// `carried`, what the node left unclaimed of the previous epoch's allowance. A receipt is
+/// `carried`, what the node left unclaimed of the previous epoch's allowance (of every epoch
+/// since its last heartbeat, when a coordinator outage kept it from claiming). A receipt is
 /// booked to the epoch its viewer signed it in, while the node claims its bytes in the
 /// heartbeat after it got it: a session's last receipts before an epoch's end are claimed in
 /// the next epoch, where the session (ended, or silent) may have no receipt and no grant at
@@ -77,7 +78,7 @@ pub(super) fn claims_exceed_receipts(
 /// Per node: what it may claim for its granted sessions that receipts verified in an earlier
 /// epoch but not in this one (the viewer's receipts come late, or it went silent): each, its
 /// stream's bitrate over the grant's live time in the epoch and over
-/// `claim_slack_seconds_per_session`. `served` holds the sessions verified before, with their
+/// `claim_slack_seconds_per_session` (at most the epoch's length). `served holds the sessions verified before, with their
 /// node; a grant on which nothing was ever verified (a node that serves nothing) allows
 /// nothing. Empty without a grant log.
 pub(super) fn unreceipted_grant_allowance(
@@ -85,7 +86,11 @@ pub(super) fn unreceipted_grant_allowance(
     verified_by_session: &BTreeMap<SessionId, u64>,
     served: &BTreeMap<SessionId, (NodeId, u64)>,
 ) -> BTreeMap<NodeId, u64> {
-    let slack_seconds = ctx.config.claim_slack_seconds_per_session;
+    // No session is silent for longer than the epoch within it (as in `claim_allowance`).
+    let slack_seconds = ctx
+        .config
+        .claim_slack_seconds_per_session
+        .min(ctx.obs.epoch_ms / 1_000);
     let mut out: BTreeMap<NodeId, u64> = BTreeMap::new();
     let unreceipted = |g: &&IssuedGrant| {
         !g.probe
@@ -164,20 +169,25 @@ pub(super) fn up_share_ppm(probe: &ProbeSummary) -> u64 {
 /// over their live time, or its probes' measured capacity, whichever is more). Being
 /// unreachable is no fraud in itself: availability already scales the node's weight. An honest
 /// node down for most of an epoch (a restart, a move) still serves its viewers the rest of it;
-/// a node that claims traffic while nothing reached it does not.
+/// a node that claims traffic while nothing reached it does not. Receipts of earlier epochs
+/// back the claim too, as far as they left room (`carried`, as [`claims_exceed_receipts`]).
 pub(super) fn probe_failures_while_serving(
     c: &FraudConfig,
     claim: &NodeClaims,
     a: &NodeAcc,
     probe: &ProbeSummary,
     servable: u64,
+    carried: u64,
 ) -> Option<Finding> {
     let claims_traffic = claim.claimed_bytes > 0 || claim.unattested_bytes > 0;
     let failures = probe.hash_failures + probe.timeouts;
     let verified = a.verified.saturating_add(a.probe_bytes);
+    let backed = verified
+        .saturating_add(scale_ppm(verified, c.claim_tolerance_ppm))
+        .saturating_add(carried);
     let unbacked = claim
         .claimed_bytes
-        .saturating_sub(verified.saturating_add(scale_ppm(verified, c.claim_tolerance_ppm)))
+        .saturating_sub(backed)
         .saturating_add(claim.unattested_bytes);
     let reachable = scale_ppm(servable, up_share_ppm(probe));
     let mostly_failing = ppm_of(failures, probe.total) > c.probe_failure_ppm;

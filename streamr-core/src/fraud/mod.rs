@@ -166,6 +166,11 @@ pub struct NodeClaims {
     /// evidence, never held against the node.
     #[serde(default)]
     pub viewer_posted: ReceiptTally,
+    /// Heartbeats the node sent in the epoch (`None` where not recorded). In an epoch without
+    /// any (the coordinator was down; receipts it kept came in after), the node could claim
+    /// nothing, so what such an epoch's receipts allow carries on to its next claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeats: Option<u64>,
 }
 
 /// A session grant the coordinator issued, as its grant log records it.
@@ -399,9 +404,61 @@ pub struct FraudEngine {
     /// Per node, the last epoch its probes had results in and their summary: what an epoch no
     /// node was probed in measures it by.
     last_probed: BTreeMap<NodeId, (u64, ProbeSummary)>,
-    /// Per node, the epoch it last claimed in and what it left unclaimed of that epoch's
-    /// allowance: the next epoch's claim may use it (see `claims::claims_exceed_receipts`).
-    claim_room: BTreeMap<NodeId, (u64, u64)>,
+    /// Per node, the epoch it last had claims in, what it left unclaimed of the allowance up to
+    /// then, and whether it sent no heartbeat in that epoch: the next epoch's claim may use the
+    /// room, or, after an epoch without heartbeats, the next claim however much later (see
+    /// `claims::claims_exceed_receipts`).
+    claim_room: BTreeMap<NodeId, ClaimRoom>,
+    /// Per node, the unattested bound of its epochs without heartbeats since it last claimed:
+    /// what its grants carried there is claimed by its first heartbeat after, and bounded by it
+    /// then.
+    unattested_room: BTreeMap<NodeId, u64>,
+}
+
+/// What a node left unclaimed of the allowance of its last epoch with claims (see
+/// `FraudEngine::claim_room`).
+#[derive(Clone, Copy, Debug, Default)]
+struct ClaimRoom {
+    /// The epoch.
+    epoch: u64,
+    /// Allowance left unclaimed, bytes.
+    room: u64,
+    /// The node sent no heartbeat in it.
+    silent: bool,
+}
+
+impl ClaimRoom {
+    /// The room after `epoch`'s claim: what it left of its allowance, plus, when the node
+    /// sent no heartbeat in it (so claimed nothing), the room it had carried in.
+    fn after(epoch: u64, claim: &NodeClaims, allowance: u64, carried: u64) -> Self {
+        let silent = claim.heartbeats == Some(0);
+        let left = allowance.saturating_sub(claim.claimed_bytes);
+        ClaimRoom {
+            epoch,
+            room: if silent {
+                left.saturating_add(carried)
+            } else {
+                left
+            },
+            silent,
+        }
+    }
+
+    /// What `epoch`'s claim may use of it: all of it in the next epoch, or in any later one
+    /// after an epoch without heartbeats (nothing was claimed since); nothing otherwise.
+    fn carried_into(&self, epoch: u64) -> u64 {
+        let next = self.epoch.saturating_add(1);
+        if epoch == next || (self.silent && epoch > next) {
+            self.room
+        } else {
+            0
+        }
+    }
+
+    /// Whether a later epoch than `epoch` may still use it.
+    fn open_in(&self, epoch: u64) -> bool {
+        self.silent || self.epoch >= epoch
+    }
 }
 
 impl FraudEngine {
@@ -613,19 +670,19 @@ impl FraudEngine {
                 let unreceipted = unreceipted.get(&id).copied().unwrap_or(0);
                 let allowance =
                     claims::claim_allowance(c, cl, &a, ctx.max_bitrate, unreceipted, obs.epoch_ms);
-                let carried = match self.claim_room.get(&id) {
-                    Some((last, room)) if last.saturating_add(1) == epoch => *room,
-                    _ => 0,
-                };
+                let carried = self
+                    .claim_room
+                    .get(&id)
+                    .map_or(0, |room| room.carried_into(epoch));
                 self.claim_room
-                    .insert(id, (epoch, allowance.saturating_sub(cl.claimed_bytes)));
+                    .insert(id, ClaimRoom::after(epoch, cl, allowance, carried));
                 findings.extend(claims::claims_exceed_receipts(cl, &a, allowance, carried));
                 findings.extend(claims::receipts_beyond_grant(cl));
                 findings.extend(claims::forged_receipts(cl));
                 findings.extend(claims::wrong_content(c, cl));
                 let servable = probe.capacity_bytes(obs.epoch_ms).max(grants.carried);
                 findings.extend(claims::probe_failures_while_serving(
-                    c, cl, &a, &probe, servable,
+                    c, cl, &a, &probe, servable, carried,
                 ));
             }
             let sessions = claim.map_or(0, |cl| cl.sessions);
@@ -665,11 +722,20 @@ impl FraudEngine {
                 if bounds.is_some() {
                     // What the grants carried while the node was down is no one's to claim:
                     // the bound leaves out the share of their carry its probes found it down
-                    // for (less the margin for their sampling error).
+                    // for (less the margin for their sampling error). What they carried in epochs
+                    // the node sent no heartbeat in (a coordinator outage) is claimed by its
+                    // first heartbeat after, and adds to that epoch's bound.
                     let down = PPM.saturating_sub(claims::up_share_ppm(&availability_by));
-                    let bound = grants
+                    let own = grants
                         .beyond_verified
                         .saturating_sub(context::scale_ppm(grants.carried, down));
+                    let bound = if cl.heartbeats == Some(0) {
+                        let room = self.unattested_room.entry(id).or_default();
+                        *room = room.saturating_add(own);
+                        own
+                    } else {
+                        own.saturating_add(self.unattested_room.remove(&id).unwrap_or(0))
+                    };
                     if let Some((drop, inputs)) = unattested::beyond_grants(unattested_bytes, bound)
                     {
                         book.fire(
@@ -710,7 +776,7 @@ impl FraudEngine {
         }
         self.node_history
             .retain(|_, h| h.iter().any(|(e, ..)| *e >= oldest));
-        self.claim_room.retain(|_, (e, _)| *e >= epoch);
+        self.claim_room.retain(|_, room| room.open_in(epoch));
         if bounds.is_some() {
             self.apply_unattested_ratio(ctx, &mut node_inputs, book);
         }

@@ -11,6 +11,7 @@ fn claims(claimed_bytes: u64, unattested_bytes: u64) -> NodeClaims {
         sessions: 1,
         receipts: ReceiptTally::default(),
         viewer_posted: ReceiptTally::default(),
+        heartbeats: Some(1),
     }
 }
 
@@ -92,6 +93,7 @@ fn honest() -> EpochObservations {
                 ..ReceiptTally::default()
             },
             viewer_posted: ReceiptTally::default(),
+            heartbeats: Some(1),
         })
         .collect();
     let good = ProbeSummary {
@@ -521,6 +523,57 @@ fn a_claim_trailing_its_receipts_into_the_next_epoch_is_not_penalized() {
     engine.assess(&quiet);
     let report = engine.assess(&trailing(103, &first));
     assert_eq!(rules_for(&report, 2), [RuleId::ClaimsExceedReceipts]);
+}
+
+#[test]
+fn claims_held_back_by_a_coordinator_outage_use_the_room_of_every_epoch_it_lasted() {
+    let node = |n: u8| NodeId::from_bytes([n; 32]);
+    // Each node serves two 20-minute sessions an epoch; the coordinator is down through epochs
+    // 101 and 102: receipts the nodes kept are booked there once it is back, with no
+    // heartbeat (`silent`), or, for comparison, the nodes heartbeat and claim nothing. In 103
+    // nodes 2 and 3 serve no one and claim what they served in the outage: node 2 the 80
+    // minutes its receipts acknowledged, node 3 five times that.
+    let run = |silent: bool| {
+        let mut engine = FraudEngine::new(FraudConfig::default());
+        assert!(engine.assess(&honest()).evidence.is_empty());
+        for epoch in [101, 102] {
+            let mut obs = honest();
+            obs.epoch = epoch;
+            for claim in &mut obs.claims {
+                if claim.node_id == node(2) || claim.node_id == node(3) {
+                    claim.claimed_bytes = 0;
+                    claim.heartbeats = Some(u64::from(!silent));
+                }
+            }
+            assert!(engine.assess(&obs).evidence.is_empty());
+        }
+        let mut back = honest();
+        back.epoch = 103;
+        back.sessions
+            .retain(|s| s.node_id != node(2) && s.node_id != node(3));
+        for claim in &mut back.claims {
+            let outage_bytes = 2 * 2 * 20 * 60 * BITRATE;
+            if claim.node_id == node(2) {
+                claim.claimed_bytes = outage_bytes;
+                claim.sessions = 0;
+            }
+            if claim.node_id == node(3) {
+                claim.claimed_bytes = 5 * outage_bytes;
+                claim.sessions = 0;
+            }
+        }
+        let report = engine.assess(&back);
+        (rules_for(&report, 2), rules_for(&report, 3))
+    };
+    assert_eq!(run(true), (vec![], vec![RuleId::ClaimsExceedReceipts]));
+    // A node that heartbeats claims as it serves: only the last epoch's room carries.
+    assert_eq!(
+        run(false),
+        (
+            vec![RuleId::ClaimsExceedReceipts],
+            vec![RuleId::ClaimsExceedReceipts]
+        )
+    );
 }
 
 fn input_of(report: &FraudReport, n: u8) -> &NodeEpochInput {
