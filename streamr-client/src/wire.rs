@@ -418,6 +418,11 @@ pub struct CoordinatorInfo {
     /// (absent from older coordinators).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_fanout: Option<u32>,
+    /// Most receipts one request may carry: a heartbeat's, or a viewer's `POST /receipts`. A
+    /// node holding more sends them in further heartbeats (absent from older coordinators:
+    /// nodes then send at most 256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_receipts_per_request: Option<u32>,
 }
 
 /// A registered stream (`GET /streams/{id}`).

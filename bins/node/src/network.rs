@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use streamr_client::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert};
+use streamr_client::wire::{CoordinatorInfo, ReceiptsOutcome};
 use streamr_core::{
     ContentDigest, CoordinatorKey, KeyPair, NodeHeartbeat, NodeSession, OriginSegmentReport,
-    RelayUpstream, Signed, SignedReceipt, StreamId,
+    RelayUpstream, Served, Signed, SignedReceipt, StreamId,
 };
 use streamr_media::http::{OriginNumbering, OriginPartPlace, PartNotice, SegmentNotice};
 use streamr_media::upstream::UpstreamPuller;
@@ -221,7 +222,7 @@ pub(crate) async fn join_then_heartbeat(
     let coordinator = loop {
         attempts = attempts.saturating_add(1);
         match try_join(&join).await {
-            Ok(coordinator) => break coordinator,
+            Ok(info) => break info,
             Err(reason) => {
                 if attempts == 1 || pause == MAX_JOIN_PAUSE {
                     error!(coordinator = join.client.base_url(), %reason,
@@ -245,8 +246,13 @@ pub(crate) async fn join_then_heartbeat(
         join.reachability.clone(),
         stop.clone(),
     ));
-    let mut auth = HeartbeatAuth::new(join.client.clone(), join.key.clone(), coordinator);
+    let mut auth = HeartbeatAuth::new(
+        join.client.clone(),
+        join.key.clone(),
+        coordinator.coordinator_key,
+    );
     auth.sessions = join.heartbeat_auth == HeartbeatAuthMode::Session;
+    auth.receipt_batch = ReceiptBatch::new(coordinator.max_receipts_per_request);
     if !auth.sessions {
         info!("heartbeats are signed (--heartbeat-auth signed): no node session is opened");
     }
@@ -254,8 +260,9 @@ pub(crate) async fn join_then_heartbeat(
     let _ = watcher.await;
 }
 
-/// Registers; returns the coordinator's key (checked against the pinned one).
-async fn try_join(join: &Join) -> Result<CoordinatorKey, String> {
+/// Registers; returns what the coordinator says about itself (its key checked against the
+/// pinned one).
+async fn try_join(join: &Join) -> Result<CoordinatorInfo, String> {
     let info = join
         .client
         .coordinator_info()
@@ -276,7 +283,7 @@ async fn try_join(join: &Join) -> Result<CoordinatorKey, String> {
     join.client
         .register_node(&join.key, &join.advert)
         .await
-        .map(|_| info.coordinator_key)
+        .map(|_| info)
         .map_err(|e| e.to_string())
 }
 
@@ -300,9 +307,91 @@ pub(crate) struct HeartbeatAuth {
     /// Whether sessions are used at all (`--heartbeat-auth session`); off, every heartbeat is
     /// signed.
     sessions: bool,
-    /// The current session's running totals (attested, unattested bytes): what its
-    /// heartbeats carry, so one the coordinator lost is restated by the next.
+    /// The current session's running totals (attested, unattested bytes) as its last
+    /// accepted heartbeat stated them: each heartbeat restates them with its own bytes added,
+    /// so one the coordinator lost is restated by the next.
     session_totals: (u64, u64),
+    /// How many receipts one heartbeat carries.
+    receipt_batch: ReceiptBatch,
+}
+
+/// Receipts per heartbeat when the coordinator does not say (older coordinators): their
+/// default limit.
+const DEFAULT_MAX_RECEIPTS: usize = 256;
+
+/// How many receipts one heartbeat carries: the coordinator's limit (`GET /coordinator`),
+/// halved whenever the coordinator refuses a heartbeat for carrying too many anyway (a
+/// coordinator that publishes no limit and takes fewer than [`DEFAULT_MAX_RECEIPTS`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReceiptBatch {
+    size: usize,
+    /// Whether a refusal has halved it (logged at warn the first time only).
+    halved: bool,
+}
+
+impl Default for ReceiptBatch {
+    fn default() -> Self {
+        ReceiptBatch::new(None)
+    }
+}
+
+impl ReceiptBatch {
+    /// Batches of the coordinator's `limit` (at least one receipt), or of
+    /// [`DEFAULT_MAX_RECEIPTS`] when it publishes none.
+    pub(crate) fn new(limit: Option<u32>) -> Self {
+        let size = limit.map_or(DEFAULT_MAX_RECEIPTS, |limit| {
+            usize::try_from(limit).unwrap_or(usize::MAX)
+        });
+        ReceiptBatch {
+            size: size.max(1),
+            halved: false,
+        }
+    }
+
+    /// The most receipts the next heartbeat carries.
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
+    /// A heartbeat carrying `carried` receipts was refused for carrying too many: the next
+    /// ones carry at most half as many. False when one receipt was refused (nothing to
+    /// halve).
+    fn refused(&mut self, carried: usize) -> bool {
+        if carried <= 1 {
+            return false;
+        }
+        let size = (carried / 2).min(self.size).max(1);
+        if self.halved {
+            debug!(carried, size, "receipts refused again; halving the batch");
+        } else {
+            warn!(
+                carried,
+                size,
+                "the coordinator refuses heartbeats carrying this many receipts although it \
+                 did not say so; sending fewer per heartbeat (logged once)"
+            );
+        }
+        self.halved = true;
+        self.size = size;
+        true
+    }
+}
+
+/// Whether the coordinator refused a heartbeat for the number of receipts it carried (the
+/// `receipts` field, or a body too large).
+fn too_many_receipts(error: &ClientError) -> bool {
+    match error {
+        ClientError::Status {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            ..
+        } => true,
+        ClientError::Status {
+            status: StatusCode::BAD_REQUEST,
+            body: Some(body),
+            ..
+        } => body.error == "invalid_field" && body.message.starts_with("invalid field receipts:"),
+        _ => false,
+    }
 }
 
 /// Whether a session heartbeat was refused because of the session itself (forgotten, expired,
@@ -328,6 +417,7 @@ impl HeartbeatAuth {
             retry_at_ms: 0,
             sessions: true,
             session_totals: (0, 0),
+            receipt_batch: ReceiptBatch::default(),
         }
     }
 
@@ -377,12 +467,13 @@ impl HeartbeatAuth {
     /// Sends `heartbeat` (whose byte counts are what was served since the previous one) with
     /// `receipts`: under the node session when there is one, its byte counts added to the
     /// session's running totals (opening another and sending again when the coordinator
-    /// forgot it), else signed, with the byte counts as they are.
+    /// forgot it), else signed, with the byte counts as they are. A heartbeat that fails
+    /// leaves the totals as they were: its byte counts are the caller's to claim again.
     async fn send(
         &mut self,
         heartbeat: NodeHeartbeat,
         receipts: Vec<SignedReceipt>,
-    ) -> Result<streamr_client::wire::ReceiptsOutcome, ClientError> {
+    ) -> Result<ReceiptsOutcome, ClientError> {
         let now = unix_ms();
         for attempt in 0..2 {
             let Some(session) = self.session(now).await else {
@@ -404,9 +495,12 @@ impl HeartbeatAuth {
                     self.session = None;
                 }
                 answer => {
-                    // Counted in the totals whatever the answer: a heartbeat lost on the way
-                    // is restated by the next one.
-                    self.session_totals = totals;
+                    // Counted in the totals once accepted. A failed heartbeat's counts go back
+                    // to the caller and into the next heartbeat, whose totals restate them:
+                    // counted once even when the coordinator stored the failed one after all.
+                    if answer.is_ok() {
+                        self.session_totals = totals;
+                    }
                     return answer;
                 }
             }
@@ -449,7 +543,13 @@ fn pulled_from(
         .collect()
 }
 
-/// Sends a heartbeat every `interval` until `stop`.
+/// The most heartbeats one tick sends beyond the first, to deliver the receipts the first had
+/// no room for; what is left waits for the next tick.
+const MAX_EXTRA_HEARTBEATS: usize = 16;
+
+/// Sends a heartbeat every `interval` until `stop`: the claims and the receipts queued since
+/// the previous one, in as many heartbeats as the coordinator's receipt limit asks (see
+/// [`send_beats`]).
 pub(crate) async fn heartbeats(
     mut auth: HeartbeatAuth,
     gate: Arc<Gate>,
@@ -494,26 +594,86 @@ pub(crate) async fn heartbeats(
             upstreams,
         };
         let receipts = gate.take_receipts();
-        let carried = receipts.len();
-        match auth.send(heartbeat, receipts.clone()).await {
+        send_beats(&mut auth, &gate, heartbeat, receipts, &mut nonce).await;
+    }
+}
+
+/// Sends one tick's heartbeats. The first claims `heartbeat`'s bytes and carries as many of
+/// `receipts` as one heartbeat may, oldest signed first (a receipt near its epoch's end goes
+/// before the epoch's deadline); while receipts are left, up to [`MAX_EXTRA_HEARTBEATS`] more
+/// carry the rest with fresh nonces and claim nothing (a claim is a delta; under a session
+/// they restate its totals). A heartbeat refused for carrying too many receipts is sent again
+/// with half as many (and its claims). What no heartbeat delivered, receipts and claims, goes
+/// back to the gate for the next tick.
+async fn send_beats(
+    auth: &mut HeartbeatAuth,
+    gate: &Gate,
+    heartbeat: NodeHeartbeat,
+    mut receipts: Vec<SignedReceipt>,
+    nonce: &mut u64,
+) {
+    receipts.sort_by_key(|receipt| receipt.body.t_ms);
+    let mut waiting = std::collections::VecDeque::from(receipts);
+    let mut claims = Served {
+        attested: heartbeat.bytes_served,
+        unattested: heartbeat.unattested_bytes,
+    };
+    let mut sent = 0;
+    while sent <= MAX_EXTRA_HEARTBEATS && (sent == 0 || !waiting.is_empty()) {
+        if sent > 0 {
+            *nonce = nonce.saturating_add(1).max(unix_ms());
+        }
+        let beat = NodeHeartbeat {
+            timestamp_ms: if sent == 0 {
+                heartbeat.timestamp_ms
+            } else {
+                unix_ms()
+            },
+            nonce: *nonce,
+            bytes_served: claims.attested,
+            unattested_bytes: claims.unattested,
+            ..heartbeat.clone()
+        };
+        sent += 1;
+        let carried: Vec<SignedReceipt> = waiting
+            .drain(..waiting.len().min(auth.receipt_batch.size()))
+            .collect();
+        let count = carried.len();
+        match auth.send(beat, carried.clone()).await {
             Ok(outcome) => {
                 debug!(
-                    receipts = carried,
+                    receipts = count,
                     accepted = outcome.accepted,
-                    attested_bytes = served.attested,
-                    unattested_bytes = served.unattested,
+                    attested_bytes = claims.attested,
+                    unattested_bytes = claims.unattested,
                     "heartbeat sent"
                 );
                 for reason in outcome.rejected {
                     warn!(%reason, "coordinator rejected a viewer receipt");
                 }
+                claims = Served::default();
             }
             Err(error) => {
+                for receipt in carried.into_iter().rev() {
+                    waiting.push_front(receipt);
+                }
+                if too_many_receipts(&error) && auth.receipt_batch.refused(count) {
+                    continue;
+                }
                 warn!(%error, "heartbeat failed; retrying next interval");
-                gate.restore_receipts(receipts);
-                gate.accounting.restore(served);
+                break;
             }
         }
+    }
+    if !waiting.is_empty() {
+        debug!(
+            waiting = waiting.len(),
+            "receipts left for the next heartbeat"
+        );
+        gate.restore_receipts(waiting.into());
+    }
+    if claims != Served::default() {
+        gate.accounting.restore(claims);
     }
 }
 
@@ -946,8 +1106,23 @@ mod tests {
         );
     }
 
+    /// The admin token of the test coordinators.
+    const ADMIN: &str = "network-test-admin";
+
     /// A coordinator on loopback with its own SQLite database.
     async fn coordinator() -> (
+        streamr_coord::ServeHandle,
+        Arc<dyn streamr_coord::storage::Storage>,
+        CoordinatorKey,
+        tempfile::TempDir,
+    ) {
+        coordinator_taking(streamr_coord::CoordConfig::default().max_receipts_per_request).await
+    }
+
+    /// A coordinator on loopback taking at most `max_receipts` receipts per request.
+    async fn coordinator_taking(
+        max_receipts: usize,
+    ) -> (
         streamr_coord::ServeHandle,
         Arc<dyn streamr_coord::storage::Storage>,
         CoordinatorKey,
@@ -959,6 +1134,8 @@ mod tests {
         let config = streamr_coord::CoordConfig {
             rate_limit: None,
             heartbeat_totals_interval: Duration::from_millis(50),
+            max_receipts_per_request: max_receipts,
+            admin_token: Some(ADMIN.into()),
             ..streamr_coord::CoordConfig::default()
         };
         let key = config.coordinator_key.coordinator_key();
@@ -1070,5 +1247,256 @@ mod tests {
         signed_only.send(beat(&node, 5), Vec::new()).await.unwrap();
         assert!(signed_only.session.is_none());
         assert_eq!(nonce_stored(5).await, 5);
+    }
+
+    #[test]
+    fn the_receipt_batch_follows_the_coordinator_and_halves_when_refused() {
+        assert_eq!(ReceiptBatch::new(None).size(), DEFAULT_MAX_RECEIPTS);
+        assert_eq!(ReceiptBatch::new(Some(4)).size(), 4);
+        assert_eq!(ReceiptBatch::new(Some(0)).size(), 1);
+        let mut batch = ReceiptBatch::new(None);
+        // Refused carrying fewer than the batch: half of what it carried.
+        assert!(batch.refused(11));
+        assert_eq!(batch.size(), 5);
+        assert!(batch.refused(5));
+        assert_eq!(batch.size(), 2);
+        assert!(batch.refused(2));
+        assert_eq!(batch.size(), 1);
+        // One receipt refused: nothing to halve.
+        assert!(!batch.refused(1));
+        assert_eq!(batch.size(), 1);
+    }
+
+    #[test]
+    fn only_the_receipts_field_or_a_body_too_large_reads_as_too_many_receipts() {
+        let refusal = |status: StatusCode, error: &str, message: &str| ClientError::Status {
+            method: reqwest::Method::POST,
+            url: "http://c/nodes/heartbeat".into(),
+            status,
+            body: Some(Box::new(streamr_client::client::ErrorBody {
+                error: error.into(),
+                message: message.into(),
+            })),
+            raw: String::new(),
+        };
+        assert!(too_many_receipts(&refusal(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "invalid field receipts: at most 4 receipts per heartbeat"
+        )));
+        assert!(too_many_receipts(&refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "request body too large"
+        )));
+        assert!(!too_many_receipts(&refusal(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "invalid field bytes_served: 3 is below the session's total 5"
+        )));
+        assert!(!too_many_receipts(&refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "invalid field receipts:"
+        )));
+    }
+
+    /// Viewers with a session each at `node`, their receipts queued in `gate`: `sessions`
+    /// plays of the stream `show` (whose origin reported segment 0), each served and
+    /// acknowledged a distinct number of bytes. Returns the sessions and the bytes served.
+    async fn queue_receipts(
+        client: &CoordinatorClient,
+        node: &KeyPair,
+        gate: &Arc<Gate>,
+        sessions: u8,
+    ) -> (Vec<streamr_core::SessionId>, u64) {
+        use streamr_media::server::{Protocol, RelayHooks, StreamRequest};
+        let admin = client.clone().with_admin_token(ADMIN);
+        let created = admin.create_stream("show", "The show").await.unwrap();
+        let origin = KeyPair::from_seed([42; 32]);
+        assert!(client
+            .publish_check_as_origin("show", &created.stream_key, &origin)
+            .await
+            .unwrap());
+        let segment = client
+            .report_segment_signed(&Signed::sign(
+                OriginSegmentReport {
+                    node_id: origin.node_id(),
+                    stream_id: StreamId::new("show").unwrap(),
+                    sequence: 0,
+                    hash: streamr_core::segment_hash(b"segment zero"),
+                    published_ms: unix_ms(),
+                    timestamp_ms: unix_ms(),
+                    ll: None,
+                    run: None,
+                },
+                &origin,
+            ))
+            .await
+            .unwrap();
+        // Listed as serving the stream, so the viewers are routed to it.
+        let mut listed = beat(node, 1);
+        listed.streams = vec![StreamId::new("show").unwrap()];
+        client
+            .heartbeat(Signed::sign(listed, node), Vec::new())
+            .await
+            .unwrap();
+        let hooks = crate::gate::NodeHooks(gate.clone());
+        let key = streamr_media::relay::StreamKey::parse("live", "show").unwrap();
+        let mut ids = Vec::new();
+        let mut served = 0;
+        for i in 0..sessions {
+            let viewer = KeyPair::from_seed([100 + i; 32]);
+            let play = client.play("show", &viewer.viewer_key()).await.unwrap();
+            assert_eq!(play.node_id, node.node_id());
+            let (_, query) = play.hls_url.split_once('?').unwrap();
+            let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000 + u16::from(i)));
+            hooks
+                .admit_play(&StreamRequest::new(key.clone(), query, peer, Protocol::Hls))
+                .await
+                .unwrap();
+            let bytes = 1_000 + u64::from(i);
+            gate.accounting
+                .open(&play.grant.body, unix_ms())
+                .unwrap()
+                .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+            let receipt = Signed::sign(
+                streamr_core::ViewerReceipt {
+                    session_id: play.grant.body.session_id,
+                    seq: 1,
+                    bytes_total: bytes,
+                    last_segment_seq: 0,
+                    segments_digest: segment.segment.digest.parse().unwrap(),
+                    t_ms: unix_ms(),
+                },
+                &viewer,
+            );
+            assert_eq!(gate.accept_receipts(vec![receipt]).accepted, 1);
+            ids.push(play.grant.body.session_id);
+            served += bytes;
+        }
+        (ids, served)
+    }
+
+    /// A node holding more receipts than one heartbeat may carry delivers them all in one
+    /// tick's heartbeats, and its claim is counted once: under `mode`, with the receipt limit
+    /// the coordinator publishes (`published`, else none: the node finds it by refusals).
+    async fn receipts_beyond_the_limit_are_all_delivered(mode: HeartbeatAuthMode, published: bool) {
+        let (server, storage, coordinator_key, _dir) = coordinator_taking(4).await;
+        let client = CoordinatorClient::new(&server.url()).unwrap();
+        let node = KeyPair::from_seed([43; 32]);
+        let advert = NodeAdvert {
+            operator: "op".into(),
+            payout_address: "0xop".into(),
+            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
+            http_url: "http://127.0.0.1:8080".into(),
+            capacity_kbps: 100_000,
+        };
+        client.register_node(&node, &advert).await.unwrap();
+        let info = client.coordinator_info().await.unwrap();
+        assert_eq!(info.max_receipts_per_request, Some(4));
+        let hub = streamr_media::relay::RelayHub::new(streamr_media::relay::RelayConfig::default());
+        let gate = Arc::new(Gate::new(
+            hub,
+            Some(GrantChecker::new(coordinator_key, node.node_id())),
+            None,
+            Duration::from_secs(10),
+        ));
+        let (sessions, served) = queue_receipts(&client, &node, &gate, 11).await;
+        let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);
+        auth.sessions = mode == HeartbeatAuthMode::Session;
+        if published {
+            auth.receipt_batch = ReceiptBatch::new(info.max_receipts_per_request);
+        }
+        let stop = CancellationToken::new();
+        let beating = tokio::spawn(heartbeats(
+            auth,
+            gate.clone(),
+            None,
+            Duration::from_millis(100),
+            stop.clone(),
+        ));
+        let node_id = node.node_id().to_string();
+        let claimed = || {
+            let storage = storage.clone();
+            let node_id = node_id.clone();
+            async move {
+                let now = i64::try_from(unix_ms()).unwrap();
+                let epoch = streamr_coord::CoordConfig::default().epoch_of(now);
+                let mut claimed = (0, 0);
+                for epoch in [epoch - 1, epoch] {
+                    for row in storage.activity_for_epoch(epoch).await.unwrap() {
+                        if row.node_id == node_id {
+                            claimed.0 += row.claimed_bytes;
+                            claimed.1 += row.unattested_bytes;
+                        }
+                    }
+                }
+                claimed
+            }
+        };
+        let expected = (i64::try_from(served).unwrap(), 0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut stored = 0;
+            for session in &sessions {
+                if storage
+                    .latest_receipt(&session.to_string())
+                    .await
+                    .unwrap()
+                    .is_some()
+                {
+                    stored += 1;
+                }
+            }
+            if stored == sessions.len() && claimed().await == expected {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{mode:?}: {stored} of {} receipts stored, claimed {:?} of {expected:?}",
+                sessions.len(),
+                claimed().await
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(gate.take_receipts().is_empty(), "nothing left queued");
+        // Further heartbeats claim nothing new: the bytes stay counted once.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(claimed().await, expected, "{mode:?}");
+        stop.cancel();
+        beating.await.unwrap();
+        // Under the mode asked for: a node session opened, or none.
+        let metrics = reqwest::get(format!("{}/metrics", server.url()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let opened = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("streamr_node_sessions_opened_total "))
+            .and_then(|count| count.trim().parse::<u64>().ok());
+        assert_eq!(
+            opened.map(|count| count > 0),
+            Some(mode == HeartbeatAuthMode::Session),
+            "{mode:?}: {opened:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn session_heartbeats_deliver_more_receipts_than_one_may_carry() {
+        receipts_beyond_the_limit_are_all_delivered(HeartbeatAuthMode::Session, true).await;
+    }
+
+    #[tokio::test]
+    async fn signed_heartbeats_deliver_more_receipts_than_one_may_carry() {
+        receipts_beyond_the_limit_are_all_delivered(HeartbeatAuthMode::Signed, true).await;
+    }
+
+    #[tokio::test]
+    async fn a_coordinator_refusing_more_receipts_than_it_said_gets_smaller_batches() {
+        receipts_beyond_the_limit_are_all_delivered(HeartbeatAuthMode::Session, false).await;
+        receipts_beyond_the_limit_are_all_delivered(HeartbeatAuthMode::Signed, false).await;
     }
 }

@@ -18,5 +18,8 @@ pub(crate) async fn coordinator(State(state): State<Shared>) -> Json<Coordinator
         epoch_length_ms: state.config.epoch_length_ms(),
         local_trial: state.config.local_trial,
         relay_fanout: Some(u32::try_from(state.config.relay_fanout.max(1)).unwrap_or(u32::MAX)),
+        max_receipts_per_request: Some(
+            u32::try_from(state.config.max_receipts_per_request).unwrap_or(u32::MAX),
+        ),
     })
 }

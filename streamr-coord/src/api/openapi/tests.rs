@@ -539,6 +539,7 @@ fn samples() -> Vec<(&'static str, Value)> {
                 epoch_length_ms: 1,
                 local_trial: false,
                 relay_fanout: Some(4),
+                max_receipts_per_request: Some(256),
             }),
         ),
         (
