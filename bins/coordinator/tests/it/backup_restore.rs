@@ -24,6 +24,10 @@ fn flags(replica: &str) -> Vec<String> {
         // pg_dump on a busy machine once let settlement catch up before the copy).
         "--settlement-grace-ms",
         "3000",
+        // The restored copy's coordinator finds the stretch since the backup an outage: the
+        // epochs it covered wait this long for receipts held back through it.
+        "--outage-grace",
+        "500ms",
         "--vesting-epochs",
         "2",
         "--worker-interval-ms",
