@@ -54,7 +54,9 @@ fn grid(threat: Threat, max_keys: u64, max_nodes: u64) -> Vec<Vec<u64>> {
             vec![1, 5, 25, 50],
             vec![1, 2, 4],
         ],
-        Threat::IdleClaims | Threat::PartTime => vec![vec![0], nodes, vec![0], vec![1], vec![0]],
+        Threat::IdleClaims | Threat::PartTime | Threat::Hoarding => {
+            vec![vec![0], nodes, vec![0], vec![1], vec![0]]
+        }
         Threat::Framing | Threat::Withholding => {
             vec![keys, vec![0], vec![8, 512], vec![1], vec![2]]
         }
@@ -90,7 +92,7 @@ fn try_point(config: &SimConfig, threat: ThreatConfig) -> anyhow::Result<Trial> 
     })
 }
 
-/// Searches the profit-making threats (fresh-key farms, idle and part-time claims) within `max_keys`
+/// Searches the profit-making threats (fresh-key farms, idle, part-time and hoarded claims) within `max_keys`
 /// keys and `max_nodes` nodes, trying at most `budget` parameter sets in all.
 pub fn search(
     config: &SimConfig,
@@ -99,7 +101,12 @@ pub fn search(
     budget: usize,
 ) -> anyhow::Result<AdaptiveReport> {
     let mut trials: Vec<Trial> = Vec::new();
-    let threats = [Threat::FreshKeys, Threat::IdleClaims, Threat::PartTime];
+    let threats = [
+        Threat::FreshKeys,
+        Threat::IdleClaims,
+        Threat::PartTime,
+        Threat::Hoarding,
+    ];
     let per_threat = budget / threats.len();
     for threat in threats {
         let grid = grid(threat, max_keys, max_nodes);

@@ -384,7 +384,7 @@ fn threat_report(
     let is_attacker = |r: &NodeRecord| {
         matches!(
             r.role,
-            Some(Attack::FreshKeys | Attack::IdleClaims | Attack::PartTime)
+            Some(Attack::FreshKeys | Attack::IdleClaims | Attack::PartTime | Attack::Hoarding)
         )
     };
     let attackers: Vec<&NodeRecord> = records.iter().filter(|r| is_attacker(r)).collect();

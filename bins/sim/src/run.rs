@@ -195,6 +195,8 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
     let mut carried_plans: Vec<(SessionId, SessionPlan)> = Vec::new();
     // Receipts nodes got after their last heartbeat of the epoch: (node, session, bytes, at).
     let mut unclaimed_receipts: Vec<(usize, SessionId, u64, u64)> = Vec::new();
+    // What a hoarding node's grants carried through its silent epochs (`Threat::Hoarding`).
+    let mut hoarded_carry: BTreeMap<usize, u64> = BTreeMap::new();
     warm_up(config, &mut net, &mut fraud, &router, &streams, epoch_ms);
 
     for run_epoch in 0..config.epochs {
@@ -760,8 +762,15 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
             w.receipts.sort_by_key(|r| r.body.t_ms);
             w.viewer_receipts.sort_by_key(|r| r.body.t_ms);
             let now = t1 + 60_000;
+            // A hoarding node sends no heartbeat two epochs in three: its viewers post their
+            // receipts to the coordinator themselves.
+            let hoarding_silently = attack == Some(Attack::Hoarding) && run_epoch % 3 != 2;
             for outcome in verifier.verify_batch(&node.id, &w.receipts, &origin, now) {
-                tally.record(&outcome);
+                if hoarding_silently {
+                    viewer_posted.record(&outcome);
+                } else {
+                    tally.record(&outcome);
+                }
             }
             for outcome in verifier.verify_batch(&node.id, &w.viewer_receipts, &origin, now) {
                 viewer_posted.record(&outcome);
@@ -797,11 +806,20 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                     tally.record(&outcome);
                 }
             }
-            if coordinator_down {
-                // No heartbeat gets through: what the node served stays in its accounting for
-                // its first heartbeat after the outage; the receipts it kept are handed in then
-                // and booked here, where they were signed. As on the coordinator, a node has a
-                // row for the epoch only if receipts were booked to it there.
+            if hoarding_silently {
+                let carried: u64 = grants
+                    .iter()
+                    .filter(|g| g.node_id == node.id && !g.probe)
+                    .map(|g| config.bitrate * g.live_ms / 1_000)
+                    .sum();
+                *hoarded_carry.entry(index).or_default() += carried;
+            }
+            if coordinator_down || hoarding_silently {
+                // No heartbeat gets through (a hoarding node sends none): what it served stays
+                // in its accounting for its first heartbeat after; the receipts it kept are
+                // handed in then (a hoarder's viewers post theirs) and booked here, where they
+                // were signed. As on the coordinator, a node has a row for the epoch only if
+                // receipts were booked to it there.
                 if tally.submitted > 0 || viewer_posted.submitted > 0 {
                     claims.push(NodeClaims {
                         node_id: node.id,
@@ -843,6 +861,17 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 // grants carry over the epoch: just within what ProbeFailuresWhileServing lets
                 // by (the passing share of its probes, plus the 20 points it allows for their
                 // sampling error), all of it beyond what it served.
+                // Unattested: everything its grants carried through its silent epochs and this
+                // one, the most the room of silent epochs could let by.
+                Some(Attack::Hoarding) => {
+                    let carried: u64 = grants
+                        .iter()
+                        .filter(|g| g.node_id == node.id && !g.probe)
+                        .map(|g| config.bitrate * g.live_ms / 1_000)
+                        .sum();
+                    let hoarded = hoarded_carry.remove(&index).unwrap_or(0);
+                    (claimed, served.unattested + hoarded + carried)
+                }
                 Some(Attack::PartTime) => {
                     let carried: u64 = grants
                         .iter()

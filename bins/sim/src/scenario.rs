@@ -162,6 +162,10 @@ pub enum Threat {
     /// Nodes up only the first third of each epoch serve the viewers routed to them then, and
     /// claim as many unattested bytes as their probes' passing share lets by.
     PartTime,
+    /// Nodes that send no heartbeat two epochs in three (their viewers post receipts to the
+    /// coordinator, as during an outage), then claim in the third what they served since and,
+    /// as unattested, everything their grants carried through the silent epochs.
+    Hoarding,
 }
 
 /// The attacks of the threat model.
@@ -193,6 +197,8 @@ pub enum Attack {
     IdleClaims,
     /// Part-time service with unattested claims ([`Threat::PartTime`]).
     PartTime,
+    /// Claims held back through silent epochs ([`Threat::Hoarding`]).
+    Hoarding,
 }
 
 impl Attack {
@@ -345,6 +351,7 @@ impl Network {
             Some(Threat::FreshKeys) => Some(Attack::FreshKeys),
             Some(Threat::IdleClaims) => Some(Attack::IdleClaims),
             Some(Threat::PartTime) => Some(Attack::PartTime),
+            Some(Threat::Hoarding) => Some(Attack::Hoarding),
             Some(Threat::Framing | Threat::Withholding) | None => None,
         };
         if let Some(attack) = node_attack {

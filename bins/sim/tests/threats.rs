@@ -111,6 +111,31 @@ fn part_time_nodes_claiming_what_their_probes_allow_stay_within_one_percent() {
 }
 
 #[test]
+fn hoarding_nodes_claiming_through_silent_epochs_stay_within_one_percent() {
+    // Ten nodes send no heartbeat two epochs in three while their viewers post receipts to the
+    // coordinator (what a coordinator outage looks like to the rules), then claim what they
+    // served since and, as unattested, all that their grants carried through those epochs:
+    // the room silent epochs leave for a later claim pays no more than was served.
+    let report = threat(&[
+        "--threat",
+        "hoarding",
+        "--threat-nodes",
+        "10",
+        "--sessions-span-epochs",
+    ]);
+    let t = &report["threat"];
+    assert!(
+        num(&t["attacker_excess"], "excess") <= 0.01,
+        "hoarding nodes profit: {t}"
+    );
+    assert!(
+        num(&t["attacker_truth_share"], "truth") > 0.0,
+        "the hoarding nodes served viewers: {t}"
+    );
+    assert_eq!(report["honest"]["penalized_node_epochs"], 0);
+}
+
+#[test]
 fn a_fresh_key_farm_with_fifty_keys_and_ten_nodes_stays_within_one_percent() {
     // Fifty fresh keys per epoch from fifty /24s, 512 grant requests each (far beyond the
     // coordinator's budget), two faked sessions each on any of ten nodes in ten /24s.
@@ -212,7 +237,7 @@ fn the_adaptive_attacker_finds_no_profit_within_its_budget() {
     let report = run_sim(&args);
     let trials = report["trials"].as_array().expect("trials");
     assert!(trials.len() >= 6, "{report}");
-    for threat in ["fresh-keys", "idle-claims", "part-time"] {
+    for threat in ["fresh-keys", "idle-claims", "part-time", "hoarding"] {
         assert!(
             trials.iter().any(|t| t["threat"]["kind"] == threat),
             "{threat} was not tried: {report}"
