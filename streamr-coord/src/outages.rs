@@ -8,15 +8,15 @@
 //! coordinator is back, before anyone could hand them in.
 //!
 //! Every running process notes in storage that it is up (a worker every
-//! [`CoordConfig::liveness_interval`], the settler before each round, and intake before it
-//! judges a late receipt when this process has not noted for a while): see
+//! [`CoordConfig::liveness_interval`]; the settler before a round, and intake before it judges
+//! a late receipt, when this process has not noted for a while): see
 //! [`Storage::note_alive`]. A stretch longer than [`CoordConfig::outage_gap`] without a note is
 //! recorded as an outage by the first note after it. An epoch whose receipt deadline came after
 //! an outage began takes its receipts, and waits to be settled, until
 //! [`CoordConfig::outage_grace`] after the outage ended. Intake and settlement read the same
-//! record, and the settler judges an epoch only by outages it read when it noted (an outage
-//! recorded later starts after that note), so no receipt is accepted for an epoch already
-//! settled.
+//! record, and the settler judges an epoch by the outages read at a note and against that
+//! note's time (an outage recorded later began after it), so no receipt is accepted for an
+//! epoch already settled.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,16 +76,17 @@ pub(crate) struct Liveness {
 }
 
 impl Liveness {
-    /// The outage record as of a note at `now_ms`, and that note's time. Notes (and rereads
-    /// the record) when `fresh` asks for it, or when this process has not noted in the outage
-    /// gap; otherwise answers from the last note. With the outage grace off, notes nothing and
-    /// answers no outages.
+    /// The outage record as of this process's last note, and that note's time: noted now
+    /// (rereading the record) unless the last note is at most `max_age` old. Whatever it
+    /// answers holds as of the note's time (an outage recorded later began after it), so a
+    /// caller judges deadlines against that time, not `now_ms`. With the outage grace off,
+    /// notes nothing and answers no outages.
     pub(crate) async fn outages(
         &self,
         config: &CoordConfig,
         storage: &dyn Storage,
         now_ms: i64,
-        fresh: bool,
+        max_age: Duration,
     ) -> StorageResult<(i64, Arc<Outages>)> {
         if config.outage_grace.is_zero() {
             return Ok((now_ms, Arc::default()));
@@ -94,7 +95,7 @@ impl Liveness {
         // Held across the note: concurrent requests after an outage wait for one note.
         let mut noted = self.noted.lock().await;
         if let Some(last) = noted.as_ref() {
-            if !fresh && now_ms.saturating_sub(last.at_ms) <= gap {
+            if now_ms.saturating_sub(last.at_ms) <= millis(max_age) {
                 return Ok((last.at_ms, last.outages.clone()));
             }
         }

@@ -82,6 +82,8 @@ impl Coord {
             coordinator_key: self.key.clone(),
             epoch_length: Duration::from_millis(EPOCH_MS),
             settlement_grace: Duration::from_secs(1),
+            // The epochs an outage covered wait this long after it for receipts held back.
+            outage_grace: Duration::from_secs(3),
             node_liveness: Duration::from_millis(NODE_LIVENESS_MS as u64),
             rate_limit: Some(RateLimit {
                 per_second: 10_000,

@@ -154,7 +154,12 @@ pub(crate) async fn verify(
     {
         let (_, outages) = state
             .liveness
-            .outages(state.config, state.storage, now_ms, false)
+            .outages(
+                state.config,
+                state.storage,
+                now_ms,
+                state.config.outage_gap(),
+            )
             .await?;
         Some(outages)
     } else {

@@ -230,7 +230,12 @@ where
 async fn note_alive(state: &Shared) -> Result<(), WorkerError> {
     state
         .liveness
-        .outages(&state.config, state.storage.as_ref(), now_ms(), true)
+        .outages(
+            &state.config,
+            state.storage.as_ref(),
+            now_ms(),
+            std::time::Duration::ZERO,
+        )
         .await?;
     Ok(())
 }

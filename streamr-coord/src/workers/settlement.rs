@@ -163,14 +163,20 @@ impl Settler {
     /// or after an outage that held its receipts back: [`crate::outages`]), after writing this
     /// process's batch of session heartbeats (other replicas write theirs within
     /// [`CoordConfig::heartbeat_totals_interval`](crate::CoordConfig::heartbeat_totals_interval),
-    /// which the grace should exceed). Notes this process up first, and judges deadlines by
-    /// the outages on record at that note. Returns how many epochs this call settled (other
+    /// which the grace should exceed). Judges deadlines by the outages on record at this
+    /// process's last note, and by that note's time (noting first unless it is at most a
+    /// liveness interval old). Returns how many epochs this call settled (other
     /// replicas' settlements are replayed, not counted).
     pub(crate) async fn settle_due(&mut self, state: &AppState) -> Result<u32, WorkerError> {
         let config = &state.config;
         let (noted_ms, outages) = state
             .liveness
-            .outages(config, state.storage.as_ref(), now_ms(), true)
+            .outages(
+                config,
+                state.storage.as_ref(),
+                now_ms(),
+                config.liveness_interval(),
+            )
             .await?;
         if let Err(error) = state.write_heartbeat_totals().await {
             tracing::warn!(%error, "session heartbeat totals not written before settling");
