@@ -12,9 +12,11 @@ use streamr_client::CoordinatorClient;
 /// Where receipts go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReceiptsTo {
-    /// The coordinator's `POST /receipts`.
+    /// The coordinator's `POST /receipts` (the serving node's when the coordinator does not
+    /// answer).
     Coordinator,
-    /// The serving node's `POST /receipts` (it forwards them with its heartbeats).
+    /// The serving node's `POST /receipts` (it forwards them with its heartbeats; the
+    /// coordinator's when the node does not answer).
     Node,
 }
 

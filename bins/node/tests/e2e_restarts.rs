@@ -13,7 +13,8 @@
 //!   heartbeat has lapsed): the origin queues its reports on disk and delivers them in order
 //!   when it is back; the chain has no gap, nobody is penalised (the prober probes the relay
 //!   while the backlog is still arriving and waits for it), the viewer verifies the segments
-//!   it received meanwhile.
+//!   it received meanwhile, and no receipt the relay kept through the outage is refused as
+//!   late (the epochs it covered wait for them).
 //! - A relay started before its coordinator keeps running and joins when it appears.
 
 mod common;
@@ -84,6 +85,9 @@ impl Coord {
             settlement_grace: Duration::from_secs(1),
             // The epochs an outage covered wait this long after it for receipts held back.
             outage_grace: Duration::from_secs(3),
+            // One clock on loopback. Shorter than the outage, so a receipt held through it is
+            // not taken as one in flight (booked on arrival) but judged by its epoch's deadline.
+            max_clock_skew: Duration::from_secs(3),
             node_liveness: Duration::from_millis(NODE_LIVENESS_MS as u64),
             rate_limit: Some(RateLimit {
                 per_second: 10_000,
@@ -475,10 +479,20 @@ async fn a_coordinator_outage_loses_no_report_and_penalises_nobody() {
     let mut network = Network::start(80, false, 0).await;
     let relay = network.relay_id().await;
     let viewer = start_viewer(&network.coord);
-    until_viewer(&viewer, "the viewer to verify segments", |s| {
-        s.verified_segments >= 2
-    })
-    .await;
+    // A second viewer acknowledges everything it verified only when it leaves, during the
+    // outage: the coordinator does not answer, so that receipt waits at the relay.
+    let leaving = {
+        let mut config = ViewerConfig::new(network.coord.url(), STREAM);
+        config.stall_timeout = Duration::from_secs(60);
+        config.receipt_interval = Duration::from_secs(3_600);
+        Viewer::start(config, None).expect("viewer starts")
+    };
+    for viewer in [&viewer, &leaving] {
+        until_viewer(viewer, "the viewers to verify segments", |s| {
+            s.verified_segments >= 2
+        })
+        .await;
+    }
     let head = network
         .coord
         .chain()
@@ -490,6 +504,9 @@ async fn a_coordinator_outage_loses_no_report_and_penalises_nobody() {
     network.coord.stop().await;
     let before = viewer.stats();
     let away = tokio::time::Instant::now();
+    let left = leaving.stop().await.expect("the leaving viewer stops");
+    let left_at = unix_ms();
+    eprintln!("coordinator outage: a viewer left {left:?}");
     // The origin keeps cutting segments meanwhile, into its journal (every report is queued
     // there before it is sent).
     let journal = network.dir.path().join("origin.reports");
@@ -522,6 +539,12 @@ async fn a_coordinator_outage_loses_no_report_and_penalises_nobody() {
                 .then_some(())
         },
     )
+    .await;
+    // And past the deadline of the epoch the leaving viewer signed its last receipt in.
+    let left_deadline = (left_at / EPOCH_MS + 1) * EPOCH_MS + 1_000;
+    tokio::time::sleep(Duration::from_millis(
+        (left_deadline + 500).saturating_sub(unix_ms()),
+    ))
     .await;
     eprintln!(
         "coordinator outage: away {:.1} s",
@@ -573,6 +596,48 @@ async fn a_coordinator_outage_loses_no_report_and_penalises_nobody() {
         (u64::try_from(last).ok()? * EPOCH_MS > recovered_ms).then_some(())
     })
     .await;
+    // The receipts the relay kept through the outage (the leaving viewer's only one, signed
+    // in an epoch whose fixed deadline passed during it) count where they were signed: none
+    // was refused as late, and the leaving viewer's bytes are on record.
+    let left_epoch = i64::try_from(left_at / EPOCH_MS).expect("epoch");
+    let mut booked = Vec::new();
+    for epoch in [left_epoch - 1, left_epoch] {
+        booked.extend(
+            network
+                .coord
+                .storage
+                .receipts_for_epoch(epoch)
+                .await
+                .expect("receipts"),
+        );
+    }
+    assert!(
+        booked
+            .iter()
+            .any(|r| u64::try_from(r.bytes_total).ok() == Some(left.verified_bytes)),
+        "the leaving viewer's receipt ({} bytes) is not booked where it was signed: {:?}",
+        left.verified_bytes,
+        booked
+            .iter()
+            .map(|r| (r.epoch, r.bytes_total))
+            .collect::<Vec<_>>()
+    );
+    let metrics = reqwest::get(format!("{}/metrics", network.coord.url()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains("streamr_receipts_late_total 0\n"),
+        "receipts refused as late:\n{}\n{}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("streamr_receipts"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        network.logs()
+    );
     let stats = viewer.stop().await.expect("viewer stops");
     eprintln!("coordinator outage: viewer {stats:?}");
     assert_eq!(stats.unverified_segments, 0, "{stats:?}");

@@ -55,7 +55,8 @@ const MAX_EXCLUDED_NODES: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ReceiptDelivery {
-    /// `POST /receipts` on the coordinator (works even after the node died).
+    /// `POST /receipts` on the coordinator (works even after the node died); the serving node,
+    /// which forwards them with its heartbeats, when the coordinator does not answer.
     #[default]
     Coordinator,
     /// `POST /receipts` on the serving node, which forwards them with its heartbeats; the
@@ -977,7 +978,18 @@ impl Run {
                 Ok(outcome) => Ok(outcome),
                 Err(_) => self.coordinator.post_receipts(vec![receipt]).await,
             },
-            ReceiptDelivery::Coordinator => self.coordinator.post_receipts(vec![receipt]).await,
+            ReceiptDelivery::Coordinator => {
+                match self.coordinator.post_receipts(vec![receipt.clone()]).await {
+                    Ok(outcome) => Ok(outcome),
+                    // The coordinator is away: the node keeps the receipt and hands it in with
+                    // its first heartbeat that gets through (a session's last receipt is not
+                    // lost with the outage).
+                    Err(error) => match self.post_to_node(play, &receipt).await {
+                        Ok(outcome) => Ok(outcome),
+                        Err(_) => Err(error),
+                    },
+                }
+            }
         };
         self.stats.send_modify(|s| {
             s.receipts_sent += 1;
