@@ -52,6 +52,7 @@ counters! {
     settlement_races_lost_total => "Epochs this replica computed but another replica stored first.",
     payouts_sent_total => "Payouts handed to the payout sink.",
     worker_errors_total => "Worker iterations that failed.",
+    coordinator_outages_total => "Coordinator outages this process recorded on coming back: no process had noted itself up for longer than the outage gap.",
 }
 
 impl Metrics {

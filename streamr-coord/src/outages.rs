@@ -21,6 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::Metrics;
 use crate::storage::{OutageRecord, Storage, StorageResult};
 use crate::CoordConfig;
 
@@ -80,11 +81,13 @@ impl Liveness {
     /// (rereading the record) unless the last note is at most `max_age` old. Whatever it
     /// answers holds as of the note's time (an outage recorded later began after it), so a
     /// caller judges deadlines against that time, not `now_ms`. With the outage grace off,
-    /// notes nothing and answers no outages.
+    /// notes nothing and answers no outages. An outage this note records is counted in
+    /// `metrics`.
     pub(crate) async fn outages(
         &self,
         config: &CoordConfig,
         storage: &dyn Storage,
+        metrics: &Metrics,
         now_ms: i64,
         max_age: Duration,
     ) -> StorageResult<(i64, Arc<Outages>)> {
@@ -102,6 +105,7 @@ impl Liveness {
         let since = now_ms.saturating_sub(millis(OUTAGE_HORIZON));
         let records = storage.note_alive(now_ms, gap, since).await?;
         if let Some(outage) = records.iter().find(|o| o.ended_ms == now_ms) {
+            Metrics::inc(&metrics.coordinator_outages_total);
             tracing::warn!(
                 from_ms = outage.started_ms,
                 to_ms = outage.ended_ms,

@@ -54,6 +54,26 @@ fn assert_every_target_met(targets: &Value) {
     }
 }
 
+/// Runs [`SMALL`] with sessions spanning epochs and `extra`; checks the history replays, no
+/// honest node was penalized and every target is met.
+fn spanning_run_meets_every_target(extra: &[&str]) -> Value {
+    let args: Vec<&str> = SMALL
+        .iter()
+        .chain(&["--sessions-span-epochs"])
+        .chain(extra)
+        .copied()
+        .collect();
+    let report = run_sim(&args);
+    assert_eq!(report["replay_matches"], true);
+    assert_eq!(
+        report["honest"]["penalized_node_epochs"], 0,
+        "{}",
+        report["honest"]
+    );
+    assert_every_target_met(&report["targets"]);
+    report
+}
+
 fn recall(report: &Value, attack: &str) -> f64 {
     report["attacks"]
         .as_array()
@@ -154,19 +174,7 @@ fn sessions_spanning_epochs_meet_the_same_targets() {
     // Sessions start anywhere in an epoch and run on into the next; each node claims at every
     // epoch's end what its accounting settled by then, so the tails of sessions (the receipt
     // grace, silent viewers) are claimed in epochs with no receipt of theirs.
-    let args: Vec<&str> = SMALL
-        .iter()
-        .copied()
-        .chain(["--sessions-span-epochs"])
-        .collect();
-    let report = run_sim(&args);
-    assert_eq!(report["replay_matches"], true);
-    assert_eq!(
-        report["honest"]["penalized_node_epochs"], 0,
-        "{}",
-        report["honest"]
-    );
-    assert_every_target_met(&report["targets"]);
+    spanning_run_meets_every_target(&[]);
 }
 
 #[test]
@@ -176,25 +184,12 @@ fn coordinator_outages_lasting_epochs_penalize_no_honest_node_and_pay_every_pool
     // kept count where they were signed. The room those receipts leave carries to that claim
     // (without it, 4 to 19 honest node-epochs were penalized over these runs), as does the
     // unattested bound of the grants they served; every target still holds.
-    let args: Vec<&str> = SMALL
-        .iter()
-        .copied()
-        .chain([
-            "--sessions-span-epochs",
-            "--coordinator-outage-every",
-            "8",
-            "--coordinator-outage-epochs",
-            "2",
-        ])
-        .collect();
-    let report = run_sim(&args);
-    assert_eq!(report["replay_matches"], true);
-    assert_eq!(
-        report["honest"]["penalized_node_epochs"], 0,
-        "{}",
-        report["honest"]
-    );
-    assert_every_target_met(&report["targets"]);
+    let report = spanning_run_meets_every_target(&[
+        "--coordinator-outage-every",
+        "8",
+        "--coordinator-outage-epochs",
+        "2",
+    ]);
     for share in report["distributed_share_per_epoch"]
         .as_array()
         .expect("shares")

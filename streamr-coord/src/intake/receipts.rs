@@ -157,6 +157,7 @@ pub(crate) async fn verify(
             .outages(
                 state.config,
                 state.storage,
+                state.metrics,
                 now_ms,
                 state.config.outage_gap(),
             )

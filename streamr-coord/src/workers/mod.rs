@@ -233,6 +233,7 @@ async fn note_alive(state: &Shared) -> Result<(), WorkerError> {
         .outages(
             &state.config,
             state.storage.as_ref(),
+            &state.metrics,
             now_ms(),
             std::time::Duration::ZERO,
         )

@@ -174,6 +174,7 @@ impl Settler {
             .outages(
                 config,
                 state.storage.as_ref(),
+                &state.metrics,
                 now_ms(),
                 config.liveness_interval(),
             )

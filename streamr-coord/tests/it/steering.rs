@@ -17,7 +17,8 @@ use common::*;
 use serde_json::{json, Value};
 use streamr_coord::{CoordConfig, Coordinator, GrantBudget};
 use streamr_core::{
-    KeyPair, NodeHeartbeat, SessionId, Signed, SignedGrant, StreamId, ViewerReceipt,
+    ContentDigest, KeyPair, NodeHeartbeat, SessionId, Signed, SignedGrant, SignedReceipt, StreamId,
+    ViewerReceipt,
 };
 
 on_both_backends!(
@@ -352,13 +353,13 @@ async fn receipts_land_in_their_signature_epoch_and_late_ones_are_refused(db: &T
         ..test_config()
     };
     let epoch_ms = config.epoch_length.as_millis() as u64;
-    let api = coordinator(db, config.clone()).await;
-    let digests = report_segments(&api, "show", 3).await;
-    let node = add_node(&api, 1, 50_000, 1).await;
-    let viewer = viewer_key(1);
-    let (status, body) = play(&api, 1, honest_peer(1), &[]).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let grant: SignedGrant = serde_json::from_value(body["grant"].clone()).expect("grant");
+    let Granted {
+        api,
+        digests,
+        node,
+        viewer,
+        grant,
+    } = granted_session(db, config.clone()).await;
     let session: SessionId = grant.body.session_id;
     let receipt = |seq: u64, bytes_total: u64, segment: usize| {
         Signed::sign(
@@ -403,26 +404,7 @@ async fn receipts_land_in_their_signature_epoch_and_late_ones_are_refused(db: &T
             .is_some_and(|r| r.contains("late")),
         "{outcome}"
     );
-    let heartbeat = Signed::sign(
-        NodeHeartbeat {
-            node_id: node.node_id(),
-            timestamp_ms: now_ms(),
-            nonce: 2,
-            streams: vec![StreamId::new("show").expect("stream id")],
-            viewers: 1,
-            bytes_served: 0,
-            unattested_bytes: 0,
-            upstreams: Vec::new(),
-        },
-        &node,
-    );
-    let (status, outcome) = api
-        .post(
-            "/nodes/heartbeat",
-            &json!({ "heartbeat": heartbeat, "receipts": [held] }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{outcome}");
+    let outcome = hand_in(&api, &node, 0, &held).await;
     assert_eq!(outcome["accepted"], 0, "{outcome}");
     assert!(
         outcome["rejected"][0]
@@ -471,13 +453,13 @@ async fn receipts_an_outage_held_back_count_in_their_epoch_which_waits_for_them(
         max_clock_skew: Duration::from_secs(1),
         ..test_config()
     };
-    let api = coordinator(db, config.clone()).await;
-    let digests = report_segments(&api, "show", 3).await;
-    let node = add_node(&api, 1, 50_000, 1).await;
-    let viewer = viewer_key(1);
-    let (status, body) = play(&api, 1, honest_peer(1), &[]).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let grant: SignedGrant = serde_json::from_value(body["grant"].clone()).expect("grant");
+    let Granted {
+        api,
+        digests,
+        node,
+        viewer,
+        grant,
+    } = granted_session(db, config.clone()).await;
     let held = Signed::sign(
         ViewerReceipt {
             session_id: grant.body.session_id,
@@ -497,26 +479,7 @@ async fn receipts_an_outage_held_back_count_in_their_epoch_which_waits_for_them(
     wait_until(deadline + 600).await;
 
     // Back: the node hands in the receipt it kept, with its next heartbeat.
-    let heartbeat = Signed::sign(
-        NodeHeartbeat {
-            node_id: node.node_id(),
-            timestamp_ms: now_ms(),
-            nonce: 2,
-            streams: vec![StreamId::new("show").expect("stream id")],
-            viewers: 1,
-            bytes_served: 1_000,
-            unattested_bytes: 0,
-            upstreams: Vec::new(),
-        },
-        &node,
-    );
-    let (status, outcome) = api
-        .post(
-            "/nodes/heartbeat",
-            &json!({ "heartbeat": heartbeat, "receipts": [held] }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{outcome}");
+    let outcome = hand_in(&api, &node, 1_000, &held).await;
     assert_eq!(outcome["accepted"], 1, "{outcome}");
     let storage = db.storage().await;
     let booked = storage
@@ -562,6 +525,13 @@ async fn receipts_an_outage_held_back_count_in_their_epoch_which_waits_for_them(
             .is_some_and(|m| m.contains("streamr_receipts_late_total 0")),
         "{metrics}"
     );
+    // Counted (more than once: with no liveness worker here, the test's pauses are outages).
+    let outages = metrics.as_str().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("streamr_coordinator_outages_total "))
+            .and_then(|n| n.parse::<u64>().ok())
+    });
+    assert!(outages.is_some_and(|n| n >= 1), "{metrics}");
 }
 
 async fn concurrent_notes_after_an_outage_record_it_once(db: &TestDb) {
@@ -591,6 +561,62 @@ async fn concurrent_notes_after_an_outage_record_it_once(db: &TestDb) {
         storage.note_alive(21_500, gap, 20_008).await.expect("note"),
         []
     );
+}
+
+/// A coordinator over `db` with three segments of `show` reported, a node relaying it, and a
+/// session granted to viewer 1 on it.
+struct Granted {
+    api: Client,
+    digests: Vec<ContentDigest>,
+    node: KeyPair,
+    viewer: KeyPair,
+    grant: SignedGrant,
+}
+
+async fn granted_session(db: &TestDb, config: CoordConfig) -> Granted {
+    let api = coordinator(db, config).await;
+    let digests = report_segments(&api, "show", 3).await;
+    let node = add_node(&api, 1, 50_000, 1).await;
+    let (status, body) = play(&api, 1, honest_peer(1), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let grant: SignedGrant = serde_json::from_value(body["grant"].clone()).expect("grant");
+    Granted {
+        api,
+        digests,
+        node,
+        viewer: viewer_key(1),
+        grant,
+    }
+}
+
+/// `node`'s heartbeat (nonce 2) claiming `bytes_served` and handing in `receipt`; the answer.
+async fn hand_in(
+    api: &Client,
+    node: &KeyPair,
+    bytes_served: u64,
+    receipt: &SignedReceipt,
+) -> Value {
+    let heartbeat = Signed::sign(
+        NodeHeartbeat {
+            node_id: node.node_id(),
+            timestamp_ms: now_ms(),
+            nonce: 2,
+            streams: vec![StreamId::new("show").expect("stream id")],
+            viewers: 1,
+            bytes_served,
+            unattested_bytes: 0,
+            upstreams: Vec::new(),
+        },
+        node,
+    );
+    let (status, outcome) = api
+        .post(
+            "/nodes/heartbeat",
+            &json!({ "heartbeat": heartbeat, "receipts": [receipt] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    outcome
 }
 
 /// The end (Unix ms) of the epoch containing `t_ms`.
