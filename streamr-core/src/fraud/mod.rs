@@ -748,6 +748,10 @@ impl FraudEngine {
                     }
                 }
             }
+            if penalized {
+                // A penalized node earns nothing this epoch, nor later on its silent epochs.
+                self.unattested_room.remove(&id);
+            }
             node_inputs.push(NodeEpochInput {
                 node_id: id,
                 operator: node.operator.clone(),

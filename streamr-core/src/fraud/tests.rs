@@ -679,6 +679,70 @@ fn unattested_bytes_are_bounded_by_the_grants_issued_to_the_node() {
 }
 
 #[test]
+fn unattested_bytes_held_back_by_an_outage_are_bounded_by_the_grants_of_its_epochs() {
+    let node = |n: u8| NodeId::from_bytes([n; 32]);
+    let legacy = BITRATE * 8 * 60;
+    // Epochs 101 and 102: nodes 2 and 3 also serve a legacy player each for 8 minutes (a
+    // grant, no receipts) and send no heartbeat (an outage), or, for comparison, heartbeat and
+    // claim nothing. In 103 they serve no one and claim those 16 minutes as unattested; node 3
+    // also inflates its attested claim, and is penalized. In 104 node 3 claims them again.
+    let run = |silent: bool| {
+        let mut engine = FraudEngine::new(FraudConfig::default());
+        let epoch_of = |epoch: u64, extra: Vec<IssuedGrant>| {
+            let mut obs = honest();
+            obs.epoch = epoch;
+            obs.grants = Some(honest_grants().into_iter().chain(extra).collect());
+            obs
+        };
+        assert!(engine.assess(&epoch_of(100, vec![])).evidence.is_empty());
+        for epoch in [101u8, 102] {
+            let legacy_grants = [2u8, 3]
+                .iter()
+                .map(|&n| {
+                    let s = 40 + n * 4 + epoch % 100;
+                    grant(n, s, s, 8, false)
+                })
+                .collect();
+            let mut obs = epoch_of(u64::from(epoch), legacy_grants);
+            for claim in &mut obs.claims {
+                if claim.node_id == node(2) || claim.node_id == node(3) {
+                    claim.claimed_bytes = 0;
+                    claim.heartbeats = Some(u64::from(!silent));
+                }
+            }
+            assert!(engine.assess(&obs).evidence.is_empty());
+        }
+        let mut back = epoch_of(103, vec![]);
+        let serving = |id: &NodeId| *id != node(2) && *id != node(3);
+        back.sessions.retain(|s| serving(&s.node_id));
+        if let Some(grants) = &mut back.grants {
+            grants.retain(|g| serving(&g.node_id));
+        }
+        for claim in &mut back.claims {
+            if claim.node_id == node(2) || claim.node_id == node(3) {
+                claim.unattested_bytes = 2 * legacy;
+                claim.claimed_bytes = 0;
+                claim.sessions = 0;
+            }
+            if claim.node_id == node(3) {
+                claim.claimed_bytes = 100 * legacy;
+            }
+        }
+        let report = engine.assess(&back);
+        assert_eq!(rules_for(&report, 3)[0], RuleId::ClaimsExceedReceipts);
+        let paid_back = input_of(&report, 2).unattested_bytes;
+        let mut after = epoch_of(104, vec![]);
+        after.claims[2].unattested_bytes = 2 * legacy;
+        let report = engine.assess(&after);
+        (paid_back, input_of(&report, 3).unattested_bytes)
+    };
+    // The silent epochs' grants bound the claim after them; a penalty forfeits that room.
+    assert_eq!(run(true), (2 * legacy, 0));
+    // A node that heartbeats claims as it serves: the claiming epoch's own grants bound it.
+    assert_eq!(run(false), (0, 0));
+}
+
+#[test]
 fn probe_sessions_are_verified_but_never_paid() {
     let mut obs = honest();
     obs.sessions.push(session(3, 40, 40, 1));
