@@ -103,8 +103,8 @@ impl Liveness {
             }
         }
         let since = now_ms.saturating_sub(millis(OUTAGE_HORIZON));
-        let records = storage.note_alive(now_ms, gap, since).await?;
-        if let Some(outage) = records.iter().find(|o| o.ended_ms == now_ms) {
+        let note = storage.note_alive(now_ms, gap, since).await?;
+        if let Some(outage) = note.recorded {
             Metrics::inc(&metrics.coordinator_outages_total);
             tracing::warn!(
                 from_ms = outage.started_ms,
@@ -115,7 +115,7 @@ impl Liveness {
                  and wait to be settled, until the outage grace has passed"
             );
         }
-        let outages = Arc::new(Outages::new(records));
+        let outages = Arc::new(Outages::new(note.outages));
         *noted = Some(Noted {
             at_ms: now_ms,
             outages: outages.clone(),

@@ -754,6 +754,14 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
             }
         }
         let running: BTreeSet<SessionId> = carried_plans.iter().map(|(id, _)| *id).collect();
+        // What a node's viewer grants carried over their live time in the epoch.
+        let grants_carry = |id: NodeId| -> u64 {
+            grants
+                .iter()
+                .filter(|g| g.node_id == id && !g.probe)
+                .map(|g| config.bitrate * g.live_ms / 1_000)
+                .sum()
+        };
         for (&index, w) in work.iter_mut() {
             let node = &mut net.nodes[index];
             let attack = attack_of(node.role);
@@ -807,12 +815,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 }
             }
             if hoarding_silently {
-                let carried: u64 = grants
-                    .iter()
-                    .filter(|g| g.node_id == node.id && !g.probe)
-                    .map(|g| config.bitrate * g.live_ms / 1_000)
-                    .sum();
-                *hoarded_carry.entry(index).or_default() += carried;
+                *hoarded_carry.entry(index).or_default() += grants_carry(node.id);
             }
             if coordinator_down || hoarding_silently {
                 // No heartbeat gets through (a hoarding node sends none): what it served stays
@@ -857,29 +860,17 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                     claimed,
                     served.unattested + node.capacity * epoch_ms / 1_000,
                 ),
+                // Unattested: everything its grants carried through its silent epochs and this
+                // one, the most the room of silent epochs could let by.
+                Some(Attack::Hoarding) => {
+                    let hoarded = hoarded_carry.remove(&index).unwrap_or(0);
+                    (claimed, served.unattested + hoarded + grants_carry(node.id))
+                }
                 // Up a third of the epoch, it claims as unattested half of what its viewers'
                 // grants carry over the epoch: just within what ProbeFailuresWhileServing lets
                 // by (the passing share of its probes, plus the 20 points it allows for their
                 // sampling error), all of it beyond what it served.
-                // Unattested: everything its grants carried through its silent epochs and this
-                // one, the most the room of silent epochs could let by.
-                Some(Attack::Hoarding) => {
-                    let carried: u64 = grants
-                        .iter()
-                        .filter(|g| g.node_id == node.id && !g.probe)
-                        .map(|g| config.bitrate * g.live_ms / 1_000)
-                        .sum();
-                    let hoarded = hoarded_carry.remove(&index).unwrap_or(0);
-                    (claimed, served.unattested + hoarded + carried)
-                }
-                Some(Attack::PartTime) => {
-                    let carried: u64 = grants
-                        .iter()
-                        .filter(|g| g.node_id == node.id && !g.probe)
-                        .map(|g| config.bitrate * g.live_ms / 1_000)
-                        .sum();
-                    (claimed, served.unattested + carried / 2)
-                }
+                Some(Attack::PartTime) => (claimed, served.unattested + grants_carry(node.id) / 2),
                 _ => (claimed, served.unattested),
             };
             node.nonce += 1;

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 pub(crate) use records::to_wire;
 pub use records::LlSegment;
 pub use records::{
-    ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
+    ActivityDelta, AliveNote, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
     HeartbeatWrite, HeldProbeRecord, LedgerEntryRecord, NodeDownRecord, NodeEpochTraffic,
     NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeSessionRecord, NodeUsage, OutageRecord,
     PartRecord, PartsStored, PayoutRecord, PendingGrantCount, ProbeRecord, ReachabilityRecord,
@@ -333,14 +333,14 @@ pub trait Storage: Send + Sync + 'static {
     async fn node_prefixes(&self) -> StorageResult<Vec<NodePrefixRecord>>;
     /// Notes that a coordinator process is up at `now_ms`. When no process noted itself up in
     /// the `outage_gap_ms` before (and one ever did), records that stretch as an outage, in the
-    /// same transaction. Returns the outages on record that ended at or after `since_ms`,
-    /// oldest first.
+    /// same transaction. Returns that outage, if any, and the outages on record that ended at
+    /// or after `since_ms`, oldest first.
     async fn note_alive(
         &self,
         now_ms: i64,
         outage_gap_ms: i64,
         since_ms: i64,
-    ) -> StorageResult<Vec<OutageRecord>>;
+    ) -> StorageResult<AliveNote>;
     /// The grant log of a time window: every session (viewers' and probes') whose grant was
     /// live at some time in `[from_ms, to_ms)`, oldest first. What settlement bounds
     /// unattested bytes by (bitrate × each grant's live time in the epoch).

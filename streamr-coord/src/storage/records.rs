@@ -598,6 +598,15 @@ pub struct OutageRecord {
     pub ended_ms: i64,
 }
 
+/// What a process noting itself up ([`crate::Storage::note_alive`]) found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliveNote {
+    /// The outage this note recorded, if the silence before it was one.
+    pub recorded: Option<OutageRecord>,
+    /// The outages on record that ended at or after the time asked for, oldest first.
+    pub outages: Vec<OutageRecord>,
+}
+
 /// The outcome of the coordinator's last connect-back check of a node's advertised addresses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ReachabilityRecord {

@@ -13,7 +13,7 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    ActivityDelta, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
+    ActivityDelta, AliveNote, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
     HeartbeatWrite, HeldProbeRecord, LedgerEntryRecord, LlSegment, NodeDownRecord,
     NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeSessionRecord,
     NodeUsage, OutageRecord, PartRecord, PartsStored, PayoutRecord, PendingGrantCount, ProbeRecord,
@@ -2358,7 +2358,7 @@ macro_rules! sql_storage {
                 now_ms: i64,
                 outage_gap_ms: i64,
                 since_ms: i64,
-            ) -> StorageResult<Vec<OutageRecord>> {
+            ) -> StorageResult<AliveNote> {
                 let op = "note_alive";
                 let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
                 // The update locks the one row, so concurrent notes take turns, and each sees
@@ -2376,13 +2376,19 @@ macro_rules! sql_storage {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(StorageError::query(op))?;
-                if now_ms.saturating_sub(previous) > outage_gap_ms {
+                let recorded = (now_ms.saturating_sub(previous) > outage_gap_ms).then_some(
+                    OutageRecord {
+                        started_ms: previous,
+                        ended_ms: now_ms,
+                    },
+                );
+                if let Some(outage) = recorded {
                     sqlx::query(&$sql(
                         "INSERT INTO coordinator_outages (started_ms, ended_ms) VALUES ($1, $2) \
                          ON CONFLICT (started_ms, ended_ms) DO NOTHING",
                     ))
-                    .bind(previous)
-                    .bind(now_ms)
+                    .bind(outage.started_ms)
+                    .bind(outage.ended_ms)
                     .execute(&mut *tx)
                     .await
                     .map_err(StorageError::query(op))?;
@@ -2396,7 +2402,7 @@ macro_rules! sql_storage {
                 .await
                 .map_err(StorageError::query(op))?;
                 tx.commit().await.map_err(StorageError::query(op))?;
-                Ok(outages)
+                Ok(AliveNote { recorded, outages })
             }
 
             async fn node_prefixes(&self) -> StorageResult<Vec<NodePrefixRecord>> {

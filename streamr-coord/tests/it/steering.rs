@@ -537,19 +537,23 @@ async fn receipts_an_outage_held_back_count_in_their_epoch_which_waits_for_them(
 async fn concurrent_notes_after_an_outage_record_it_once(db: &TestDb) {
     let storage = db.storage().await;
     let gap = 5_000;
-    assert_eq!(storage.note_alive(1_000, gap, 0).await.expect("note"), []);
-    assert_eq!(storage.note_alive(4_000, gap, 0).await.expect("note"), []);
+    let note = |now: i64, since: i64| {
+        let storage = storage.clone();
+        async move { storage.note_alive(now, gap, since).await.expect("note") }
+    };
+    assert_eq!(note(1_000, 0).await.outages, []);
+    assert_eq!(note(4_000, 0).await.outages, []);
     // A silence of 16 s: every replica coming back notes at once; one outage is recorded,
     // from the last note before it.
-    let notes = (0..8).map(|i| {
-        let storage = storage.clone();
-        tokio::spawn(async move { storage.note_alive(20_000 + i, gap, 0).await })
-    });
+    let notes: Vec<_> = (0..8).map(|i| tokio::spawn(note(20_000 + i, 0))).collect();
+    let mut recorded = 0;
     for note in notes {
-        let outages = note.await.expect("task").expect("note");
-        assert!(outages.len() <= 1, "{outages:?}");
+        let note = note.await.expect("task");
+        assert!(note.outages.len() <= 1, "{note:?}");
+        recorded += usize::from(note.recorded.is_some());
     }
-    let outages = storage.note_alive(21_000, gap, 0).await.expect("note");
+    assert_eq!(recorded, 1, "exactly one of the notes recorded the outage");
+    let outages = note(21_000, 0).await.outages;
     assert_eq!(outages.len(), 1, "{outages:?}");
     assert_eq!(outages[0].started_ms, 4_000);
     assert!(
@@ -557,10 +561,7 @@ async fn concurrent_notes_after_an_outage_record_it_once(db: &TestDb) {
         "{outages:?}"
     );
     // Read back from when they ended.
-    assert_eq!(
-        storage.note_alive(21_500, gap, 20_008).await.expect("note"),
-        []
-    );
+    assert_eq!(note(21_500, 20_008).await.outages, []);
 }
 
 /// A coordinator over `db` with three segments of `show` reported, a node relaying it, and a
