@@ -92,8 +92,8 @@ fn try_point(config: &SimConfig, threat: ThreatConfig) -> anyhow::Result<Trial> 
     })
 }
 
-/// Searches the profit-making threats (fresh-key farms, idle, part-time and hoarded claims) within `max_keys`
-/// keys and `max_nodes` nodes, trying at most `budget` parameter sets in all.
+/// Searches the profit-making threats (fresh-key farms, idle, part-time and hoarded claims)
+/// within `max_keys` keys and `max_nodes` nodes, trying at most `budget` parameter sets in all.
 pub fn search(
     config: &SimConfig,
     max_keys: u64,

@@ -3,7 +3,8 @@
 //! a synthetic network with honest behaviours, the attacks A1–A10 and the threats of
 //! `--threat` (framing, fresh-key farms, idle, part-time and hoarded claims, receipt
 //! withholding), and reports how well the rules did. `--relay-scenarios` and
-//! `--probe-scenarios` run the relay-tree and the prober's scenarios instead. `--adaptive` lets the attacker search its parameters for profit.
+//! `--probe-scenarios` run the relay-tree and the prober's scenarios instead. `--adaptive` lets
+//! the attacker search its parameters for profit.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod adaptive;

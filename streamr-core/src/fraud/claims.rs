@@ -18,10 +18,11 @@ pub(super) type Finding = (RuleId, BTreeMap<String, u64>);
 /// slack of its stream's measured bitrate for `claim_slack_seconds_per_session` (receipts lost
 /// or not yet sent), never longer than the epoch: no session serves more within one, and what
 /// trails into the next is the carried room's (see [`claims_exceed_receipts`]). Sessions the
-/// node claims but no receipt verified get the slack of the highest measured bitrate. Where the node's grants say more, they decide instead: each of its
-/// granted sessions verified in an earlier epoch but by no receipt in this one allows what its
-/// stream carries while the grant was live in the epoch, plus the slack (`unreceipted_grants`,
-/// from [`unreceipted_grant_allowance`]).
+/// node claims but no receipt verified get the slack of the highest measured bitrate. Where the
+/// node's grants say more, they decide instead: each of its granted sessions verified in an
+/// earlier epoch but by no receipt in this one allows what its stream carries while the grant
+/// was live in the epoch, plus the slack (`unreceipted_grants`, from
+/// [`unreceipted_grant_allowance`]).
 pub(super) fn claim_allowance(
     c: &FraudConfig,
     claim: &NodeClaims,
@@ -78,9 +79,9 @@ pub(super) fn claims_exceed_receipts(
 /// Per node: what it may claim for its granted sessions that receipts verified in an earlier
 /// epoch but not in this one (the viewer's receipts come late, or it went silent): each, its
 /// stream's bitrate over the grant's live time in the epoch and over
-/// `claim_slack_seconds_per_session` (at most the epoch's length). `served holds the sessions verified before, with their
-/// node; a grant on which nothing was ever verified (a node that serves nothing) allows
-/// nothing. Empty without a grant log.
+/// `claim_slack_seconds_per_session` (at most the epoch's length). `served` holds the sessions
+/// verified before, with their node; a grant on which nothing was ever verified (a node that
+/// serves nothing) allows nothing. Empty without a grant log.
 pub(super) fn unreceipted_grant_allowance(
     ctx: &EpochContext<'_>,
     verified_by_session: &BTreeMap<SessionId, u64>,
