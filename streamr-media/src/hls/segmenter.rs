@@ -9,7 +9,9 @@ use crate::ts::{pad_continuity_to_16, FlvTsMuxer, MuxOutcome, TsError, TS_PACKET
 
 /// Bytes reserved at the start of each segment for its PAT and PMT, written when it closes.
 const TABLES_LEN: usize = 2 * TS_PACKET_LEN;
-/// A timestamp this far behind the previous one means the publisher restarted its clock.
+/// A timestamp this far behind the previous one of its track means the publisher restarted its
+/// clock. Tracks are compared with themselves only: an encoder may send one track seconds ahead
+/// of the other (an audio sync offset), and that is no jump.
 const BACKWARD_JUMP_MS: u64 = 1_000;
 /// Timestamp jitter ignored when rounding the longest expected segment up to whole seconds, so a
 /// 4.033 s segment of a 4 s stream does not make the target duration 5.
@@ -166,7 +168,9 @@ pub struct Segmenter {
     open: Option<OpenSegment>,
     next_sequence: u64,
     pending_discontinuity: bool,
-    last_timestamp_ms: Option<u64>,
+    /// The newest coded frame's timestamp of each track (audio, video), for telling a restarted
+    /// clock.
+    last_timestamp_ms: [Option<u64>; 2],
     last_frame_gap_ms: u64,
     /// The newest frame that times segments (video when there is video), in any segment: a
     /// segment's first frame continues the interval from it.
@@ -219,7 +223,7 @@ impl Segmenter {
             open: None,
             next_sequence: first_sequence,
             pending_discontinuity: false,
-            last_timestamp_ms: None,
+            last_timestamp_ms: [None; 2],
             last_frame_gap_ms: 0,
             last_driving_ms: None,
             last_segment_len: 0,
@@ -382,7 +386,9 @@ impl Segmenter {
             }
             Err(error) => return Err(error),
         };
-        if let Some(last) = self.last_timestamp_ms {
+        let is_video = info.kind == MediaKind::Video;
+        let track = usize::from(is_video);
+        if let Some(last) = self.last_timestamp_ms[track] {
             if timestamp.saturating_add(BACKWARD_JUMP_MS) < last {
                 let end = self
                     .open
@@ -390,9 +396,10 @@ impl Segmenter {
                     .map_or(last, |open| self.natural_end(open));
                 self.close(end, &mut events);
                 self.pending_discontinuity = true;
+                // The other track restarts too: its first frame on the new clock is no jump.
+                self.last_timestamp_ms = [None; 2];
             }
         }
-        let is_video = info.kind == MediaKind::Video;
         let has_video = self.muxer.has_video() || self.fmp4_only_video.is_some();
         let cut_point = if has_video {
             is_video && info.is_keyframe
@@ -459,8 +466,17 @@ impl Segmenter {
             return Ok(events);
         };
         let before = open.bytes.len();
-        // With a fixed target duration, frames past it are left out of the MPEG-TS segment.
-        let within = ts_limit.is_none_or(|limit| timestamp < open.start_ms.saturating_add(limit));
+        // With a fixed target duration, frames past it are left out of the MPEG-TS segment: those
+        // of the track that times segments from there on, the other track's once that track
+        // got there (it may run seconds ahead, and its frames belong to no other segment).
+        let within = ts_limit.is_none_or(|limit| {
+            let limit = open.start_ms.saturating_add(limit);
+            if drives_cuts {
+                timestamp < limit
+            } else {
+                open.last_ms < limit
+            }
+        });
         if carried && within {
             if let Err(error) = self.muxer.write_classified(tag, &info, &mut open.bytes) {
                 open.bytes.truncate(before);
@@ -479,7 +495,7 @@ impl Segmenter {
             open.last_ms = open.last_ms.max(timestamp);
             self.last_driving_ms = Some(timestamp);
         }
-        self.last_timestamp_ms = Some(timestamp);
+        self.last_timestamp_ms[track] = Some(timestamp);
         Ok(events)
     }
 
@@ -535,7 +551,7 @@ impl Segmenter {
             self.close(end, &mut events);
         }
         self.pending_discontinuity = true;
-        self.last_timestamp_ms = None;
+        self.last_timestamp_ms = [None; 2];
         self.last_keyframe_ms = None;
         self.last_cut_point_ms = None;
         self.last_driving_ms = None;
@@ -797,6 +813,91 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn audio(timestamp: u64, body: &[u8]) -> FlvTag {
+        FlvTag {
+            tag_type: FlvTagType::Audio,
+            timestamp: timestamp as u32,
+            stream_id: 0,
+            data: Bytes::from([&[0xAF, 0x01][..], body].concat()),
+        }
+    }
+
+    /// PES packets starting on `pid` in MPEG-TS `bytes`.
+    fn pes_starts(bytes: &[u8], pid: u16) -> usize {
+        bytes
+            .chunks(TS_PACKET_LEN)
+            .filter(|p| p[1] & 0x40 != 0 && (u16::from(p[1] & 0x1F) << 8 | u16::from(p[2])) == pid)
+            .count()
+    }
+
+    #[test]
+    fn audio_sent_seconds_ahead_of_video_is_neither_a_jump_nor_left_out() {
+        // An encoder whose audio runs 3 s ahead of its video in sending order (an audio sync
+        // offset): each video frame arrives after audio stamped 3 s later.
+        let video = h264_stream(40, &[2_000; 8]);
+        let mut tags = vec![FlvTag {
+            tag_type: FlvTagType::Audio,
+            timestamp: 0,
+            stream_id: 0,
+            data: Bytes::from_static(&[0xAF, 0x00, 0x12, 0x10]),
+        }];
+        tags.push(video[0].clone());
+        let mut media: Vec<(u64, FlvTag)> = video[1..]
+            .iter()
+            .map(|tag| (u64::from(tag.timestamp) + 3_000, tag.clone()))
+            .collect();
+        let audio_frames: Vec<FlvTag> = (0..700)
+            .map(|n| audio(n * 23, &[0x21, (n & 0xFF) as u8]))
+            .collect();
+        media.extend(
+            audio_frames
+                .iter()
+                .map(|tag| (u64::from(tag.timestamp), tag.clone())),
+        );
+        media.sort_by_key(|(sent, _)| *sent);
+        tags.extend(media.into_iter().map(|(_, tag)| tag));
+
+        let mut segmenter = Segmenter::new(SegmenterConfig::default());
+        let mut events = Vec::new();
+        let mut audio_after_keyframe = 0;
+        let mut seen_keyframe = false;
+        for tag in &tags {
+            events.extend(segmenter.push(tag).unwrap());
+            if tag.tag_type == FlvTagType::Video && tag.data[0] == 0x17 && tag.data[1] == 1 {
+                seen_keyframe = true;
+            }
+            if seen_keyframe && tag.tag_type == FlvTagType::Audio && tag.data[1] == 1 {
+                audio_after_keyframe += 1;
+            }
+        }
+        events.extend(segmenter.finish());
+        let segments: Vec<Segment> = events
+            .into_iter()
+            .filter_map(|event| match event {
+                SegmenterEvent::SegmentReady(segment) => Some(segment),
+                _ => None,
+            })
+            .collect();
+        let cuts: Vec<(u64, u64, bool)> = segments
+            .iter()
+            .map(|s| (s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+            .collect();
+        assert_eq!(
+            cuts,
+            vec![
+                (0, 4_000, false),
+                (4_000, 4_000, false),
+                (8_000, 4_000, false),
+                (12_000, 4_000, false)
+            ]
+        );
+        let audio_carried: usize = segments
+            .iter()
+            .map(|s| pes_starts(&s.bytes, crate::ts::AUDIO_PID))
+            .sum();
+        assert_eq!(audio_carried, audio_after_keyframe);
     }
 
     #[test]
