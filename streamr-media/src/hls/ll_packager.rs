@@ -167,6 +167,11 @@ struct OpenLl {
     init: InitSegment,
     has_video: bool,
     has_audio: bool,
+    /// The track configurations its init segment describes: frames of a configuration that
+    /// changed since (a new audio configuration the MPEG-TS segmenter let this segment go on
+    /// with, as it had no audio yet) wait for the next segment and its new init segment.
+    video_config: Option<TrackConfig>,
+    audio_config: Option<TrackConfig>,
     parts: Vec<Part>,
     part: Option<OpenPart>,
     /// The MPEG-TS segmenter lists the segment cut at the same frames
@@ -417,6 +422,7 @@ impl LlPackager {
         let is_video = kind == MediaKind::Video;
         let carried = if is_video {
             open.has_video
+                && open.video_config == self.video_config
                 && matches!(
                     (&self.video_config, info.codec),
                     (Some(TrackConfig::Avc { .. }), Codec::H264)
@@ -425,6 +431,7 @@ impl LlPackager {
                 )
         } else {
             open.has_audio
+                && open.audio_config == self.audio_config
                 && matches!(
                     (&self.audio_config, info.codec),
                     (Some(TrackConfig::Aac { .. }), Codec::Aac)
@@ -633,6 +640,8 @@ impl LlPackager {
             init,
             has_video: self.video_config.is_some(),
             has_audio: self.audio_config.is_some(),
+            video_config: self.video_config.clone(),
+            audio_config: self.audio_config.clone(),
             parts: Vec::new(),
             part: None,
             listed: segment.listed,
@@ -671,15 +680,19 @@ impl LlPackager {
     }
 
     fn append(&mut self, video: bool, sample: Pending, gap_ms: u64) {
+        let Some(open) = self.open.as_mut() else {
+            return;
+        };
+        // The timescale of the init segment the fragment is read with.
         let timescale = match if video {
-            &self.video_config
+            &open.video_config
         } else {
-            &self.audio_config
+            &open.audio_config
         } {
             Some(config) => u64::from(config.timescale()),
             None => return,
         };
-        let Some(part) = self.open.as_mut().and_then(|o| o.part.as_mut()) else {
+        let Some(part) = open.part.as_mut() else {
             return;
         };
         let run = if video {
@@ -721,12 +734,12 @@ impl LlPackager {
         {
             self.flush_audio(dts.saturating_add(self.audio_gap_ms))?;
         }
-        let video_scale = self.video_config.as_ref().map_or(1, |c| c.timescale());
-        let audio_scale = self.audio_config.as_ref().map_or(1, |c| c.timescale());
         let target = u64::from(self.part_target_ms());
         let Some(open) = self.open.as_mut() else {
             return Ok(());
         };
+        let video_scale = open.video_config.as_ref().map_or(1, |c| c.timescale());
+        let audio_scale = open.audio_config.as_ref().map_or(1, |c| c.timescale());
         let Some(part) = open.part.take() else {
             return Ok(());
         };

@@ -140,6 +140,8 @@ struct OpenSegment {
     /// Media before it was left out of the MPEG-TS rendition (the segment before was cut
     /// short at the fixed target duration): its TS segment carries EXT-X-DISCONTINUITY.
     ts_gap: bool,
+    /// Coded frames of each track (audio, video) were written into it.
+    carries: [bool; 2],
 }
 
 /// Cuts a live FLV tag stream into MPEG-TS segments.
@@ -365,9 +367,22 @@ impl Segmenter {
                 outcome => outcome?,
             };
             if had_config && matches!(outcome, MuxOutcome::ConfigChanged { .. }) {
-                // A new codec configuration: close the segment, the next one is discontinuous.
-                self.close(timestamp, &mut events);
-                self.pending_discontinuity = true;
+                let track = usize::from(info.kind == MediaKind::Video);
+                match self.open.as_mut() {
+                    // The open segment has no frame of the track yet (an encoder that restarted
+                    // with new settings sends each track's header before that track's first
+                    // frame, the audio one a few video frames after the video keyframe that
+                    // opened this segment): nothing in it needs the old configuration, so it goes
+                    // on with the new one rather than leaving everything up to the next keyframe
+                    // out. The tables written when it closes list the new configuration.
+                    Some(open) if !open.carries[track] => open.discontinuity = true,
+                    // A new codec configuration: close the segment, the next one is
+                    // discontinuous.
+                    _ => {
+                        self.close(timestamp, &mut events);
+                        self.pending_discontinuity = true;
+                    }
+                }
             }
             return Ok(events);
         }
@@ -482,6 +497,7 @@ impl Segmenter {
                 open.bytes.truncate(before);
                 return Err(error);
             }
+            open.carries[track] = true;
         }
         // Segment timing follows the track that drives cuts (video when there is video).
         if drives_cuts {
@@ -633,6 +649,7 @@ impl Segmenter {
             starts_with_keyframe,
             listed,
             ts_gap: std::mem::take(&mut self.ts_gap_pending),
+            carries: [false; 2],
         });
     }
 

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+use streamr_media::codec::AvcDecoderConfig;
 use streamr_media::flv::tag::{classify_video, PacketKind};
 use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
 use streamr_media::fmp4::{box_paths, AUDIO_TRACK_ID, VIDEO_TRACK_ID};
@@ -1111,4 +1112,129 @@ fn opus_only_streams_get_ll_hls_segments() {
         )),
         "every Opus frame carried: {streams}"
     );
+}
+
+/// `tags` again from `offset_ms` on, as an encoder restarted with new settings sends them over
+/// one connection (ffmpeg writes each track's new sequence header before that track's first
+/// frame): the video header (a new level) and keyframe first, the audio header (now 48 kHz)
+/// just before the first audio frame, after a few video frames.
+fn reconfigured(tags: &[FlvTag], offset_ms: u32) -> Vec<FlvTag> {
+    let mut out = Vec::new();
+    let mut audio_header = None;
+    for tag in tags {
+        let mut tag = tag.clone();
+        tag.timestamp += offset_ms;
+        let header = tag.data.get(1) == Some(&0);
+        match tag.tag_type {
+            FlvTagType::Video if header => {
+                let mut config = AvcDecoderConfig::parse(&tag.data[5..]).unwrap();
+                config.level += 1;
+                let mut body = tag.data[..5].to_vec();
+                body.extend_from_slice(&config.encode());
+                tag.data = body.into();
+            }
+            FlvTagType::Audio if header => {
+                // AAC-LC, 48 kHz (sampling frequency index 3), stereo.
+                let mut body = tag.data.to_vec();
+                body[2..4].copy_from_slice(&[0x11, 0x90]);
+                tag.data = body.into();
+                audio_header = Some(tag);
+                continue;
+            }
+            FlvTagType::Audio => {
+                if let Some(header) = audio_header.take() {
+                    out.push(FlvTag {
+                        timestamp: tag.timestamp,
+                        ..header
+                    });
+                }
+            }
+            FlvTagType::ScriptData => continue,
+            _ => {}
+        }
+        out.push(tag);
+    }
+    out
+}
+
+/// An encoder that changes its video and audio settings mid-stream sends the video sequence
+/// header first and the audio one a few frames later. The new video configuration starts a
+/// discontinuous segment at its keyframe; the new audio configuration, arriving before that
+/// segment carries any audio, goes on in it: nothing is left out up to the next keyframe, no
+/// extra discontinuity is made, and no LL-HLS segment carries audio its init segment does not
+/// describe.
+#[test]
+fn an_audio_configuration_following_a_video_one_keeps_the_segment_it_opened() {
+    let first: Vec<FlvTag> = media("av_bframes.flv")
+        .into_iter()
+        .filter(|tag| tag.data.get(1) != Some(&2))
+        .collect();
+    let mut tags = first.clone();
+    tags.extend(reconfigured(&first, 10_100));
+    let mut s = stream();
+    let mut ts = Vec::new();
+    let mut ll = Vec::new();
+    let mut take = |output: streamr_media::hls::LlOutput| {
+        for event in output.ts {
+            if let SegmenterEvent::SegmentReady(segment) = event {
+                ts.push(segment);
+            }
+        }
+        for event in output.ll {
+            if let LlEvent::SegmentReady(segment) = event {
+                ll.push(segment);
+            }
+        }
+    };
+    for tag in &tags {
+        take(s.push(tag).unwrap());
+    }
+    take(s.finish().unwrap());
+    let cuts: Vec<(u64, u64, bool)> = ts
+        .iter()
+        .map(|s| (s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+        .collect();
+    assert_eq!(
+        cuts.iter()
+            .filter(|(_, _, discontinuity)| *discontinuity)
+            .count(),
+        1,
+        "{cuts:?}"
+    );
+    let reconfigured_at = cuts
+        .iter()
+        .find(|(start, _, _)| *start >= 10_000)
+        .copied()
+        .unwrap();
+    assert_eq!(reconfigured_at.0, 10_100, "{cuts:?}");
+    assert!(reconfigured_at.2, "{cuts:?}");
+    // Every frame of the second half is in a segment.
+    let listed_ms: u64 = cuts
+        .iter()
+        .filter(|(start, _, _)| *start >= 10_000)
+        .map(|(_, duration, _)| duration)
+        .sum();
+    assert!(listed_ms >= 9_900, "{cuts:?}");
+    for segment in &ll {
+        let scales = timescales(&segment.init.bytes);
+        let audio_rate = scales.iter().find(|(id, _)| *id == AUDIO_TRACK_ID);
+        let Some((_, rate)) = audio_rate else {
+            continue;
+        };
+        // The first half's audio ends by 10 088 ms, the second half's starts at 10 157 ms, at
+        // 48 kHz.
+        let audio_from_ms = fragment_spans(&segment.bytes)
+            .iter()
+            .flatten()
+            .filter(|(id, start, end)| *id == AUDIO_TRACK_ID && end > start)
+            .map(|(_, start, _)| start * 1_000 / u64::from(*rate))
+            .max();
+        if audio_from_ms.is_some_and(|start| start >= 10_120) {
+            assert_eq!(
+                *rate, 48_000,
+                "segment at {} ms: audio from {audio_from_ms:?} ms",
+                segment.start_timestamp_ms
+            );
+        }
+    }
 }
