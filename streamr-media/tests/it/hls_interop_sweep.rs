@@ -1,12 +1,12 @@
 //! An interop sweep over streams a user may push that the repository has no sample for: ffmpeg
 //! makes a few seconds of each (variable frame rate, no `onMetaData` at all, 1, 59.94 and
-//! 120 fps, an odd resolution, audio-only MP3, AAC at 22.05 kHz mono, HE-AAC when the build has
-//! an encoder for it, a GOP longer than any segment may last, a keyframe on every frame), and
-//! each goes through an origin's live HLS and a friend's that joins it mid-stream, as a
-//! relay's replay of its upstream's cached GOP does. Checked: every version of every playlist
-//! (MPEG-TS and LL-HLS) keeps our checkers' rules, every segment the friend lists has the
-//! origin's bytes, and every segment of both renditions is read by ffprobe on its own without
-//! an error, starting with a keyframe.
+//! 120 fps, an odd resolution, High profile with B-frames, High 4:4:4, video only, audio-only
+//! MP3, AAC at 22.05 kHz mono, HE-AAC when the build has an encoder for it, a GOP longer than
+//! any segment may last, a keyframe on every frame), and each goes through an origin's live
+//! HLS and a friend's that joins it mid-stream, as a relay's replay of its upstream's cached GOP
+//! does. Checked: every version of every playlist (MPEG-TS and LL-HLS) keeps our checkers'
+//! rules, every segment the friend lists has the origin's bytes, and every segment of both
+//! renditions is read by ffprobe on its own without an error, starting with a keyframe.
 //!
 //! The media is made offline (not in real time) and the cases run side by side: the sweep
 //! costs a few seconds.
@@ -118,7 +118,38 @@ fn cases() -> Vec<Case> {
             "5",
             &["-g", "1"],
         ),
+        av(
+            "High profile with 3 B-frames",
+            "testsrc2=size=160x90:rate=25",
+            "6",
+            &[
+                "-preset",
+                "medium",
+                "-profile:v",
+                "high",
+                "-bf",
+                "3",
+                "-g",
+                "50",
+            ],
+        ),
+        av(
+            "High 4:4:4",
+            "testsrc2=size=160x90:rate=25",
+            "6",
+            &["-pix_fmt", "yuv444p", "-g", "50"],
+        ),
     ];
+    let mut video_only = picture("testsrc2=size=160x90:rate=25");
+    video_only.extend(["-t", "6"]);
+    video_only.extend(VIDEO);
+    video_only.extend(["-g", "50"]);
+    cases.push(Case {
+        name: "video only",
+        args: video_only,
+        video: true,
+        fmp4: true,
+    });
     let mut mp3 = tone("44100");
     mp3.extend(["-t", "6", "-c:a", "libmp3lame", "-b:a", "64k"]);
     cases.push(Case {
