@@ -915,6 +915,47 @@ mod tests {
             .map(|s| pes_starts(&s.bytes, crate::ts::AUDIO_PID))
             .sum();
         assert_eq!(audio_carried, audio_after_keyframe);
+
+        // A node joining at a later keyframe (a relay's replay of the GOP cache, in the order
+        // the frames were sent) lists the origin's segments byte for byte.
+        let cut_all = |tags: &[FlvTag], joining: bool| {
+            let segmenter =
+                Segmenter::new(SegmenterConfig::default()).with_fixed_target_duration(4);
+            let mut segmenter = if joining {
+                segmenter.joining_mid_stream()
+            } else {
+                segmenter
+            };
+            let mut events = Vec::new();
+            for tag in tags {
+                events.extend(segmenter.push(tag).unwrap());
+            }
+            events.extend(segmenter.finish());
+            events
+                .into_iter()
+                .filter_map(|event| match event {
+                    SegmenterEvent::SegmentReady(segment) => Some(segment),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let origin = cut_all(&tags, false);
+        let keyframe = tags
+            .iter()
+            .position(|t| {
+                t.tag_type == FlvTagType::Video && t.data[0] == 0x17 && t.timestamp == 6_000
+            })
+            .unwrap();
+        let joined: Vec<FlvTag> = tags[..2].iter().chain(&tags[keyframe..]).cloned().collect();
+        let friend = cut_all(&joined, true);
+        assert_eq!(friend.len(), 2);
+        for segment in &friend {
+            assert!(
+                origin.iter().any(|o| o.hash == segment.hash),
+                "segment at {} ms differs",
+                segment.start_timestamp_ms
+            );
+        }
     }
 
     #[test]
