@@ -40,11 +40,15 @@ use crate::wire::{
     SimulationRequest, StatementResponse, StreamInfo,
 };
 
-/// The coordinator's JSON error body (`{"error": code, "message": text}`).
+/// The coordinator's JSON error body (`{"error": code, "field": name, "message": text}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// Machine-readable error code.
     pub error: String,
+    /// The request field refused, with the `invalid_field` code (coordinators before it was
+    /// added leave it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     /// What was wrong.
     pub message: String,
 }

@@ -224,6 +224,8 @@ pub enum ApiError {
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'static str>,
     message: String,
 }
 
@@ -257,6 +259,14 @@ impl ApiError {
             ApiError::Storage(StorageError::UnknownNode { .. }) => StatusCode::NOT_FOUND,
             ApiError::Storage(StorageError::ConflictingSegment { .. }) => StatusCode::CONFLICT,
             ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The request field an [`ApiError::InvalidField`] names; `None` for every other error.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            ApiError::InvalidField { field, .. } => Some(field),
+            _ => None,
         }
     }
 
@@ -310,6 +320,7 @@ impl IntoResponse for ApiError {
         };
         let body = ErrorBody {
             error: self.code(),
+            field: self.field(),
             message,
         };
         (status, Json(body)).into_response()

@@ -378,7 +378,8 @@ impl ReceiptBatch {
 }
 
 /// Whether the coordinator refused a heartbeat for the number of receipts it carried (the
-/// `receipts` field, or a body too large).
+/// `receipts` field, or a body too large). Coordinators that name no field in their error body
+/// are read by their message.
 fn too_many_receipts(error: &ClientError) -> bool {
     match error {
         ClientError::Status {
@@ -389,7 +390,13 @@ fn too_many_receipts(error: &ClientError) -> bool {
             status: StatusCode::BAD_REQUEST,
             body: Some(body),
             ..
-        } => body.error == "invalid_field" && body.message.starts_with("invalid field receipts:"),
+        } => {
+            body.error == "invalid_field"
+                && match &body.field {
+                    Some(field) => field == "receipts",
+                    None => body.message.starts_with("invalid field receipts:"),
+                }
+        }
         _ => false,
     }
 }
@@ -1269,20 +1276,38 @@ mod tests {
 
     #[test]
     fn only_the_receipts_field_or_a_body_too_large_reads_as_too_many_receipts() {
-        let refusal = |status: StatusCode, error: &str, message: &str| ClientError::Status {
-            method: reqwest::Method::POST,
-            url: "http://c/nodes/heartbeat".into(),
-            status,
-            body: Some(Box::new(streamr_client::client::ErrorBody {
-                error: error.into(),
-                message: message.into(),
-            })),
-            raw: String::new(),
+        let named = |status: StatusCode, error: &str, field: Option<&str>, message: &str| {
+            ClientError::Status {
+                method: reqwest::Method::POST,
+                url: "http://c/nodes/heartbeat".into(),
+                status,
+                body: Some(Box::new(streamr_client::client::ErrorBody {
+                    error: error.into(),
+                    field: field.map(str::to_owned),
+                    message: message.into(),
+                })),
+                raw: String::new(),
+            }
         };
+        let refusal =
+            |status: StatusCode, error: &str, message: &str| named(status, error, None, message);
         assert!(too_many_receipts(&refusal(
             StatusCode::BAD_REQUEST,
             "invalid_field",
             "invalid field receipts: at most 4 receipts per heartbeat"
+        )));
+        // A named field decides, whatever the message says.
+        assert!(too_many_receipts(&named(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            Some("receipts"),
+            "at most 4"
+        )));
+        assert!(!too_many_receipts(&named(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            Some("heartbeat.streams"),
+            "invalid field receipts: worded to mislead"
         )));
         assert!(too_many_receipts(&refusal(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -96,7 +96,8 @@ fn component_overrides() -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// `{"error": code, "message": text}`: every refused request.
+/// `{"error": code, "field": name, "message": text}`: every refused request (`field` with
+/// `invalid_field` only).
 #[derive(ToSchema)]
 #[schema(as = Error)]
 #[allow(dead_code)]
@@ -105,6 +106,8 @@ pub(crate) struct ErrorSchema {
     /// `replayed_nonce`, `unknown_session`, `session_expired`, `bad_mac`,
     /// `wrong_session_node`, `not_found`, `rate_limited`.
     error: String,
+    /// The request field that was refused (with `invalid_field` only), e.g. `receipts`.
+    field: Option<String>,
     /// What was wrong, for people.
     message: String,
 }

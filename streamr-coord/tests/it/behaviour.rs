@@ -534,6 +534,13 @@ async fn bad_input_is_rejected_with_json_and_stores_nothing(db: &TestDb) {
         assert_eq!(status, expected, "{method} {path}: {answer}");
         assert_eq!(answer["error"], code, "{method} {path}: {answer}");
         assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
+        // An invalid field is named, so a client can tell which without reading the message.
+        let field = match path {
+            "/receipts" => Some("receipts"),
+            "/streams" if code == "invalid_field" => Some("id"),
+            _ => None,
+        };
+        assert_eq!(answer["field"].as_str(), field, "{method} {path}: {answer}");
     }
 
     // A heartbeat whose nonce overflows the stored range is refused before anything is written.
