@@ -1,5 +1,6 @@
 //! The two error layers of the coordinator: storage and API.
 
+use crate::failure_log::{Throttle, REPEAT_EVERY};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -83,6 +84,30 @@ impl StorageError {
     /// Wraps a driver error with the name of the operation that saw it.
     pub(crate) fn query(operation: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
         move |source| StorageError::Query { operation, source }
+    }
+
+    /// Whether the database could not be reached (refused or lost connections, a server
+    /// shutting down or starting, no connection free within the pool's timeout), as against
+    /// a query that failed on a reachable database: the former passes, and requests that hit
+    /// it are answered 503 `storage_unavailable`.
+    pub fn is_unreachable(&self) -> bool {
+        let source = match self {
+            StorageError::Query { source, .. } | StorageError::Open { source, .. } => source,
+            _ => return false,
+        };
+        match source {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => true,
+            sqlx::Error::Database(error) => error.code().is_some_and(|code| {
+                // Connection exceptions; admin, crash and "starting up" shutdowns; too many
+                // connections; a database that accepts none (PostgreSQL's SQLSTATEs).
+                code.starts_with("08")
+                    || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "55000")
+            }),
+            _ => false,
+        }
     }
 }
 
@@ -221,6 +246,10 @@ pub enum ApiError {
     Storage(#[from] StorageError),
 }
 
+/// Requests that failed on storage, in every coordinator of the process: while the database is
+/// away, each node's heartbeat would log one.
+static REQUEST_STORAGE_FAILURES: Throttle = Throttle::new();
+
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
@@ -258,6 +287,7 @@ impl ApiError {
             ApiError::Storage(StorageError::ReplayedNonce { .. }) => StatusCode::CONFLICT,
             ApiError::Storage(StorageError::UnknownNode { .. }) => StatusCode::NOT_FOUND,
             ApiError::Storage(StorageError::ConflictingSegment { .. }) => StatusCode::CONFLICT,
+            ApiError::Storage(error) if error.is_unreachable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -298,6 +328,7 @@ impl ApiError {
             ApiError::NoNodeAvailable { .. } => "no_node_available",
             ApiError::Busy(_) => "busy",
             ApiError::ShuttingDown => "shutting_down",
+            ApiError::Storage(error) if error.is_unreachable() => "storage_unavailable",
             ApiError::Storage(_) => "storage_error",
         }
     }
@@ -313,8 +344,19 @@ impl IntoResponse for ApiError {
                 | StorageError::ConflictingSegment { .. }),
             ) => err.to_string(),
             ApiError::Storage(err) => {
-                tracing::error!(error = %err, "storage failure while serving a request");
-                "internal storage error".to_owned()
+                if let Some(unlogged) = REQUEST_STORAGE_FAILURES.admit(std::time::Instant::now()) {
+                    tracing::error!(
+                        error = %err,
+                        unlogged_since_last = unlogged,
+                        "storage failure while serving a request (logged at most every {}s)",
+                        REPEAT_EVERY.as_secs()
+                    );
+                }
+                if err.is_unreachable() {
+                    "the coordinator's database is unreachable; try again shortly".to_owned()
+                } else {
+                    "internal storage error".to_owned()
+                }
             }
             other => other.to_string(),
         };
@@ -324,5 +366,40 @@ impl IntoResponse for ApiError {
             message,
         };
         (status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(source: sqlx::Error) -> StorageError {
+        StorageError::query("list_nodes")(source)
+    }
+
+    #[test]
+    fn an_unreachable_database_is_503_and_a_failed_query_500() {
+        for unreachable in [
+            query(sqlx::Error::PoolTimedOut),
+            query(sqlx::Error::PoolClosed),
+            query(sqlx::Error::Io(
+                std::io::ErrorKind::ConnectionRefused.into(),
+            )),
+        ] {
+            assert!(unreachable.is_unreachable(), "{unreachable}");
+            let error = ApiError::Storage(unreachable);
+            assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(error.code(), "storage_unavailable");
+        }
+        for failed in [
+            query(sqlx::Error::RowNotFound),
+            query(sqlx::Error::ColumnNotFound("epoch".into())),
+            StorageError::UnsupportedUrl { url: "x".into() },
+        ] {
+            assert!(!failed.is_unreachable(), "{failed}");
+            let error = ApiError::Storage(failed);
+            assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(error.code(), "storage_error");
+        }
     }
 }

@@ -111,8 +111,9 @@ impl Liveness {
                 to_ms = outage.ended_ms,
                 down_for_s = outage.ended_ms.saturating_sub(outage.started_ms) / 1000,
                 grace_s = config.outage_grace.as_secs(),
-                "the coordinator was down: epochs whose receipts were due meanwhile take them, \
-                 and wait to be settled, until the outage grace has passed"
+                "the coordinator was down (no process of it reached the database): epochs \
+                 whose receipts were due meanwhile take them, and wait to be settled, until the \
+                 outage grace has passed"
             );
         }
         let outages = Arc::new(Outages::new(note.outages));

@@ -40,6 +40,46 @@ impl PgDatabase {
         let url = format!("{base}/{name}");
         PgDatabase { server, name, url }
     }
+
+    /// Takes the database away from its clients, as a server restart or a network fault
+    /// would, until [`PgDatabase::restore`]: no new connection is let in and every open one is
+    /// ended. The server itself, and every other test's database, stay up.
+    pub async fn cut_off(&self) {
+        let mut admin = self.admin().await;
+        sqlx::query(&format!(
+            "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS false",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("refuse connections to the test database");
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&self.name)
+        .execute(&mut admin)
+        .await
+        .expect("end the test database's connections");
+    }
+
+    /// Lets clients connect to the database again after [`PgDatabase::cut_off`].
+    pub async fn restore(&self) {
+        let mut admin = self.admin().await;
+        sqlx::query(&format!(
+            "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("allow connections to the test database");
+    }
+
+    async fn admin(&self) -> sqlx::PgConnection {
+        sqlx::PgConnection::connect(&self.server)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {} is required: {e}", self.server))
+    }
 }
 
 impl Drop for PgDatabase {

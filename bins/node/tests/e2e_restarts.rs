@@ -52,13 +52,9 @@ struct Coord {
 }
 
 impl Coord {
-    async fn open(dir: &Path, addr: SocketAddr) -> Coord {
-        let storage = connect(&format!(
-            "sqlite://{}",
-            dir.join("coordinator.db").display()
-        ))
-        .await
-        .expect("SQLite opens");
+    /// A coordinator on `database` (a storage URL).
+    async fn open(database: &str, addr: SocketAddr) -> Coord {
+        let storage = connect(database).await.expect("the database opens");
         Coord {
             storage,
             key: KeyPair::generate(&mut rand::rngs::OsRng),
@@ -257,12 +253,24 @@ impl Network {
         }
     }
 
-    /// A coordinator on `coord_ip`, a stream, an origin with ffmpeg publishing (timestamps from
-    /// `start_seconds`) and one relay.
+    /// A coordinator on `127.0.{octet}.1` (on SQLite), a stream, an origin with ffmpeg
+    /// publishing (timestamps from `start_seconds`) and one relay.
     async fn start(octet: u8, relay_first: bool, start_seconds: u32) -> Network {
+        Network::start_on(None, octet, relay_first, start_seconds).await
+    }
+
+    /// [`Network::start`] with the coordinator on `database` (a storage URL; `None`: a SQLite
+    /// file in the network's directory).
+    async fn start_on(
+        database: Option<&str>,
+        octet: u8,
+        relay_first: bool,
+        start_seconds: u32,
+    ) -> Network {
         let dir = tempfile::tempdir().expect("temp dir");
         let coord_addr = reserve_port(&format!("127.0.{octet}.1"));
-        let mut coord = Coord::open(dir.path(), coord_addr).await;
+        let sqlite = format!("sqlite://{}", dir.path().join("coordinator.db").display());
+        let mut coord = Coord::open(database.unwrap_or(&sqlite), coord_addr).await;
         let relay_args = vec![
             "--rtmp-listen".to_string(),
             format!("127.0.{}.1:0", octet + 2),
@@ -671,5 +679,158 @@ async fn a_relay_started_before_its_coordinator_joins_when_it_appears() {
     .await;
     viewer.stop().await.expect("viewer stops");
     network.kill_origin();
+    network.coord.stop().await;
+}
+
+/// The coordinator's `/metrics` text.
+async fn metrics_of(coord: &Coord) -> String {
+    reqwest::get(format!("{}/metrics", coord.url()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// The coordinator's `/readyz` status.
+async fn readiness(coord: &Coord) -> Option<reqwest::StatusCode> {
+    Some(
+        reqwest::get(format!("{}/readyz", coord.url()))
+            .await
+            .ok()?
+            .status(),
+    )
+}
+
+/// The coordinator process keeps running while its PostgreSQL database is away (every
+/// connection ended, none let in, as in a server restart or a network fault) for longer than
+/// the node liveness and past an epoch's receipt deadline. It says it is not ready meanwhile,
+/// comes back by itself when the database does, and loses nothing: the origin's journal fills
+/// the chain without a gap, the silence is recorded as an outage so that no receipt the relay
+/// kept through it is refused as late, the viewer verifies what it received, nobody is
+/// penalised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "interop: needs ffmpeg and PostgreSQL"]
+async fn a_database_outage_under_a_running_coordinator_loses_nothing() {
+    let database = streamr_test_support::postgres::PgDatabase::create().await;
+    let mut network = Network::start_on(Some(&database.url), 100, false, 0).await;
+    let relay = network.relay_id().await;
+    let viewer = start_viewer(&network.coord);
+    until_viewer(&viewer, "the viewer to verify segments", |s| {
+        s.verified_segments >= 2 && s.receipts_accepted >= 1
+    })
+    .await;
+    let head = network
+        .coord
+        .chain()
+        .await
+        .last()
+        .expect("segments")
+        .sequence;
+    let before = viewer.stats();
+
+    database.cut_off().await;
+    let cut_at = unix_ms();
+    eventually("the coordinator to say it is not ready", || async {
+        (readiness(&network.coord).await? == reqwest::StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await;
+    // Requests that need the database are told to come back, not that the server broke.
+    let refused = reqwest::get(format!("{}/streams/{STREAM}", network.coord.url()))
+        .await
+        .expect("the coordinator answers");
+    assert_eq!(refused.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    let body: serde_json::Value =
+        serde_json::from_str(&refused.text().await.expect("a body")).expect("a JSON error");
+    assert_eq!(body["error"], "storage_unavailable", "{body}");
+    let journal = network.dir.path().join("origin.reports");
+    let queued = || {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        text.lines().filter(|l| l.contains("\"queued\"")).count()
+    };
+    let queued_before = queued();
+    eventually("segment reports to queue on disk", || async {
+        (queued() >= queued_before + 2).then_some(())
+    })
+    .await;
+    until_viewer(
+        &viewer,
+        "the viewer to receive segments during the outage",
+        |s| s.segments >= before.segments + 2,
+    )
+    .await;
+    // Away past the node liveness and past the receipt deadline of the epoch the cut began in.
+    let deadline = (cut_at / EPOCH_MS + 1) * EPOCH_MS + 1_000;
+    let until = deadline.max(cut_at + NODE_LIVENESS_MS as u64) + 1_000;
+    tokio::time::sleep(Duration::from_millis(until.saturating_sub(unix_ms()))).await;
+    let received_away = viewer.stats().segments;
+    assert!(
+        network
+            .origin
+            .as_mut()
+            .is_some_and(|origin| origin.0.try_wait().ok().flatten().is_none()),
+        "the origin exited: {}",
+        network.logs()
+    );
+    database.restore().await;
+    let back = tokio::time::Instant::now();
+    eprintln!(
+        "database outage: away {:.1} s",
+        (unix_ms() - cut_at) as f64 / 1000.0
+    );
+
+    eventually("the coordinator to be ready again", || async {
+        (readiness(&network.coord).await? == reqwest::StatusCode::OK).then_some(())
+    })
+    .await;
+    eventually("the backlog to be delivered", || async {
+        let newest = network.coord.chain().await.last()?.published_ms;
+        let age = i64::try_from(unix_ms()).ok()? - newest;
+        (age < 6_000).then_some(())
+    })
+    .await;
+    let recovered_ms = unix_ms();
+    eprintln!(
+        "database outage: ready and caught up {:.1} s after the database came back",
+        back.elapsed().as_secs_f64()
+    );
+    until_chain_reaches(&network.coord, head + 4, Duration::from_secs(120)).await;
+    assert_contiguous(&network.coord.chain().await);
+    until_viewer(
+        &viewer,
+        "the viewer to verify what it received during the outage",
+        |s| s.verified_segments >= received_away.max(before.verified_segments + 3),
+    )
+    .await;
+    until_viewer(&viewer, "receipts to keep crediting", |s| {
+        s.receipts_accepted > before.receipts_accepted + 1
+    })
+    .await;
+    eventually("an epoch after the outage to settle", || async {
+        let last = network.coord.storage.last_settled_epoch().await.ok()??;
+        (u64::try_from(last).ok()? * EPOCH_MS > recovered_ms).then_some(())
+    })
+    .await;
+    let metrics = metrics_of(&network.coord).await;
+    let counters = metrics
+        .lines()
+        .filter(|l| l.starts_with("streamr_receipts") || l.starts_with("streamr_coordinator"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        metrics.contains("streamr_coordinator_outages_total 1\n"),
+        "the silence was not recorded as one outage:\n{counters}"
+    );
+    assert!(
+        metrics.contains("streamr_receipts_late_total 0\n"),
+        "receipts refused as late:\n{counters}\n{}",
+        network.logs()
+    );
+    let stats = viewer.stop().await.expect("viewer stops");
+    eprintln!("database outage: viewer {stats:?}");
+    assert_eq!(stats.unverified_segments, 0, "{stats:?}");
+    assert_eq!(stats.skipped_segments, 0, "{stats:?}");
+    assert!(stats.receipts_rejected.is_empty(), "{stats:?}");
+    network.coord.assert_not_penalised(relay).await;
     network.coord.stop().await;
 }

@@ -401,8 +401,9 @@ fn mark_unsigned(value: &mut Value) {
     }
 }
 
-/// Every operation may be refused for its rate (429) or fail in storage (500); one with
-/// parameters or a body may be malformed (400), and a body may be too large (413).
+/// Every operation may be refused for its rate (429), fail in storage (500) or find its
+/// database unreachable (503); one with parameters or a body may be malformed (400), and a body
+/// may be too large (413).
 fn add_common_errors(doc: &mut Value, config: &CoordConfig) {
     let error = |description: String| {
         json!({
@@ -450,6 +451,23 @@ fn add_common_errors(doc: &mut Value, config: &CoordConfig) {
             }
             add("429", "rate_limited: over the per-IP request rate".into());
             add("500", "storage_error".into());
+            let unavailable = "storage_unavailable: the database is unreachable; try again";
+            match responses.get_mut("503") {
+                None => {
+                    responses.insert("503".to_owned(), error(unavailable.into()));
+                }
+                // An error of the operation's own; not `/readyz`'s answer, which is no error.
+                Some(response)
+                    if response.pointer("/content/application~1json/schema/$ref")
+                        == Some(&json!("#/components/schemas/Error")) =>
+                {
+                    if let Some(Value::String(description)) = response.get_mut("description") {
+                        description.push_str("; or ");
+                        description.push_str(unavailable);
+                    }
+                }
+                Some(_) => {}
+            }
         }
     }
 }

@@ -20,6 +20,9 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// Failed readiness checks: a load balancer asks every few seconds while the database is away.
+static READINESS_FAILURES: crate::failure_log::Throttle = crate::failure_log::Throttle::new();
+
 /// Readiness: storage answers (503 otherwise).
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, description = "Ready", body = ReadinessSchema),
@@ -32,7 +35,12 @@ pub(crate) async fn readyz(State(state): State<Shared>) -> impl IntoResponse {
             Json(serde_json::json!({ "status": "ready" })),
         ),
         Err(error) => {
-            tracing::warn!(%error, "readiness check failed");
+            if READINESS_FAILURES
+                .admit(std::time::Instant::now())
+                .is_some()
+            {
+                tracing::warn!(%error, "readiness check failed (logged at most every 30s)");
+            }
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(

@@ -16,6 +16,7 @@ pub(crate) use settlement::{probe_result, Settler};
 
 use crate::clock::now_ms;
 use crate::error::StorageError;
+use crate::failure_log::{FailureRun, RunLog, REPEAT_EVERY};
 use crate::metrics::Metrics;
 use crate::state::Shared;
 use crate::storage::NodeRecord;
@@ -209,6 +210,7 @@ where
         let period = period.max(std::time::Duration::from_millis(10));
         let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failures = FailureRun::default();
         loop {
             tokio::select! {
                 _ = interval.tick() => {}
@@ -217,9 +219,40 @@ where
             if *signal.borrow() {
                 break;
             }
-            if let Err(error) = round().await {
-                Metrics::inc(&state.metrics.worker_errors_total);
-                tracing::warn!(worker = name, %error, "worker round failed");
+            let outcome = round().await;
+            let now = std::time::Instant::now();
+            let error = match outcome {
+                Ok(()) => {
+                    if let RunLog::Ended { failures, lasted } = failures.succeeded(now) {
+                        tracing::info!(
+                            worker = name,
+                            failed_rounds = failures,
+                            failed_for_s = lasted.as_secs(),
+                            "worker rounds succeed again"
+                        );
+                    }
+                    continue;
+                }
+                Err(error) => error,
+            };
+            Metrics::inc(&state.metrics.worker_errors_total);
+            match failures.failed(now) {
+                RunLog::Started => tracing::warn!(
+                    worker = name,
+                    %error,
+                    "worker round failed (while its rounds keep failing, it says so every {}s)",
+                    REPEAT_EVERY.as_secs()
+                ),
+                RunLog::Continuing { failures, lasted } => tracing::warn!(
+                    worker = name,
+                    %error,
+                    failed_rounds = failures,
+                    failing_for_s = lasted.as_secs(),
+                    "worker rounds still fail"
+                ),
+                RunLog::Quiet | RunLog::Ended { .. } => {
+                    tracing::debug!(worker = name, %error, "worker round failed")
+                }
             }
         }
         tracing::debug!(worker = name, "worker stopped");
