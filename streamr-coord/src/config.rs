@@ -250,6 +250,11 @@ impl From<InvalidConfig> for std::io::Error {
     }
 }
 
+/// The shortest silence taken for a coordinator outage: a note delayed by a loaded machine or a
+/// slow commit (hundreds of milliseconds when the settlement grace and worker interval are tiny)
+/// is not one, and recording it would hold the next epochs for the whole outage grace.
+pub const MIN_OUTAGE_GAP: Duration = Duration::from_secs(1);
+
 impl CoordConfig {
     /// Checks the durations that cannot be zero (or shorter than
     /// [`streamr_net::MIN_DEADLINE`]): the epoch, the worker and heartbeat-totals periods, the
@@ -308,10 +313,12 @@ impl CoordConfig {
 
     /// How long no process may note itself up before the stretch counts as an outage: the
     /// settlement grace (a shorter silence costs no receipt its deadline), but at least three
-    /// of the notes a running coordinator makes ([`CoordConfig::liveness_interval`]).
+    /// of the notes a running coordinator makes ([`CoordConfig::liveness_interval`]) and at
+    /// least [`MIN_OUTAGE_GAP`].
     pub fn outage_gap(&self) -> Duration {
         self.settlement_grace
             .max(self.liveness_interval().saturating_mul(3))
+            .max(MIN_OUTAGE_GAP)
     }
 
     /// The epoch a Unix-millisecond time falls in.
@@ -323,6 +330,26 @@ impl CoordConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outage_is_a_silence_of_the_settlement_grace_three_notes_and_a_second_at_least() {
+        assert_eq!(CoordConfig::default().outage_gap(), Duration::from_secs(5));
+        let tiny = CoordConfig {
+            settlement_grace: Duration::ZERO,
+            worker_interval: Duration::from_millis(5),
+            ..CoordConfig::default()
+        };
+        // Notes every 100 ms: three of them would be 300 ms, which a loaded machine's commit
+        // can take.
+        assert_eq!(tiny.liveness_interval(), Duration::from_millis(100));
+        assert_eq!(tiny.outage_gap(), MIN_OUTAGE_GAP);
+        let slow_notes = CoordConfig {
+            settlement_grace: Duration::ZERO,
+            worker_interval: Duration::from_secs(10),
+            ..CoordConfig::default()
+        };
+        assert_eq!(slow_notes.outage_gap(), Duration::from_secs(3));
+    }
 
     #[test]
     fn zero_periods_and_deadlines_are_invalid_and_a_zero_grace_is_not() {

@@ -448,7 +448,8 @@ async fn receipts_an_outage_held_back_count_in_their_epoch_which_waits_for_them(
         epoch_length: Duration::from_secs(2),
         settlement_grace: Duration::from_millis(300),
         outage_grace: Duration::from_millis(1_500),
-        // Silences over 300 ms (three liveness notes, the settlement grace) are outages.
+        // Silences over a second (`MIN_OUTAGE_GAP`; three liveness notes and the settlement
+        // grace are shorter) are outages.
         worker_interval: Duration::from_millis(100),
         max_clock_skew: Duration::from_secs(1),
         ..test_config()
@@ -476,7 +477,7 @@ async fn receipts_an_outage_held_back_count_in_their_epoch_which_waits_for_them(
     // the settlement grace) is well past: nothing runs, nothing notes.
     api.coordinator.settle_due().await.expect("settle");
     let deadline = epoch_end(&config, held.body.t_ms) + config.settlement_grace.as_millis() as u64;
-    wait_until(deadline + 600).await;
+    wait_until(deadline + 1_200).await;
 
     // Back: the node hands in the receipt it kept, with its next heartbeat.
     let outcome = hand_in(&api, &node, 1_000, &held).await;
