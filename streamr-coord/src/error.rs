@@ -1,10 +1,11 @@
 //! The two error layers of the coordinator: storage and API.
 
-use crate::failure_log::{Throttle, REPEAT_EVERY};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+
+use crate::failure_log::{Throttle, REPEAT_EVERY};
 
 /// What went wrong in a storage backend, and on which table or key.
 #[derive(Debug, thiserror::Error)]
@@ -246,9 +247,12 @@ pub enum ApiError {
     Storage(#[from] StorageError),
 }
 
-/// Requests that failed on storage, in every coordinator of the process: while the database is
-/// away, each node's heartbeat would log one.
-static REQUEST_STORAGE_FAILURES: Throttle = Throttle::new();
+/// Requests that found the database unreachable, in every coordinator of the process: while it
+/// is away, each node's heartbeat would log one.
+static REQUESTS_UNREACHABLE: Throttle = Throttle::new();
+/// Requests whose query failed on a reachable database: throttled apart, so that an outage's
+/// lines never hide one.
+static REQUESTS_FAILED: Throttle = Throttle::new();
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
@@ -343,8 +347,20 @@ impl IntoResponse for ApiError {
                 | StorageError::UnknownNode { .. }
                 | StorageError::ConflictingSegment { .. }),
             ) => err.to_string(),
+            ApiError::Storage(err) if err.is_unreachable() => {
+                if let Some(unlogged) = REQUESTS_UNREACHABLE.admit(std::time::Instant::now()) {
+                    tracing::error!(
+                        error = %err,
+                        unlogged_since_last = unlogged,
+                        "the database is unreachable while serving requests (logged at most \
+                         every {}s)",
+                        REPEAT_EVERY.as_secs()
+                    );
+                }
+                "the coordinator's database is unreachable; try again shortly".to_owned()
+            }
             ApiError::Storage(err) => {
-                if let Some(unlogged) = REQUEST_STORAGE_FAILURES.admit(std::time::Instant::now()) {
+                if let Some(unlogged) = REQUESTS_FAILED.admit(std::time::Instant::now()) {
                     tracing::error!(
                         error = %err,
                         unlogged_since_last = unlogged,
@@ -352,11 +368,7 @@ impl IntoResponse for ApiError {
                         REPEAT_EVERY.as_secs()
                     );
                 }
-                if err.is_unreachable() {
-                    "the coordinator's database is unreachable; try again shortly".to_owned()
-                } else {
-                    "internal storage error".to_owned()
-                }
+                "internal storage error".to_owned()
             }
             other => other.to_string(),
         };
