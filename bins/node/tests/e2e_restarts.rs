@@ -371,6 +371,37 @@ async fn until_viewer(viewer: &Viewer, what: &str, check: impl Fn(&ViewerStats) 
     .await;
 }
 
+/// Segment reports the origin has queued in its journal so far (every report is queued there
+/// before it is sent).
+fn queued_reports(network: &Network) -> usize {
+    let text =
+        std::fs::read_to_string(network.dir.path().join("origin.reports")).unwrap_or_default();
+    text.lines().filter(|l| l.contains("\"queued\"")).count()
+}
+
+/// While the coordinator cannot take them: waits until the origin has queued `count` more
+/// segment reports in its journal and `viewer` has received `count` more segments than
+/// `before`, which it cannot check yet. Returns the reports queued before.
+async fn until_held_back(
+    network: &Network,
+    viewer: &Viewer,
+    before: &ViewerStats,
+    count: usize,
+) -> usize {
+    let queued_before = queued_reports(network);
+    eventually("segment reports to queue on disk", || async {
+        (queued_reports(network) >= queued_before + count).then_some(())
+    })
+    .await;
+    until_viewer(
+        viewer,
+        "the viewer to receive segments during the outage",
+        |s| s.segments >= before.segments + count as u64,
+    )
+    .await;
+    queued_before
+}
+
 /// Waits up to `limit` (a generous multiple of real time, the machine is loaded).
 async fn until_chain_reaches(coord: &Coord, sequence: i64, limit: Duration) {
     let deadline = tokio::time::Instant::now() + limit;
@@ -515,25 +546,7 @@ async fn a_coordinator_outage_loses_no_report_and_penalises_nobody() {
     let left = leaving.stop().await.expect("the leaving viewer stops");
     let left_at = unix_ms();
     eprintln!("coordinator outage: a viewer left {left:?}");
-    // The origin keeps cutting segments meanwhile, into its journal (every report is queued
-    // there before it is sent).
-    let journal = network.dir.path().join("origin.reports");
-    let queued = || {
-        let text = std::fs::read_to_string(&journal).unwrap_or_default();
-        text.lines().filter(|l| l.contains("\"queued\"")).count()
-    };
-    let queued_before = queued();
-    eventually("segment reports to queue on disk", || async {
-        (queued() >= queued_before + 3).then_some(())
-    })
-    .await;
-    // The viewer holds segments it cannot check while the coordinator is away.
-    until_viewer(
-        &viewer,
-        "the viewer to receive segments during the outage",
-        |s| s.segments >= before.segments + 3,
-    )
-    .await;
+    let queued_before = until_held_back(&network, &viewer, &before, 3).await;
     // Away for longer than the coordinator's node liveness: when it is back, every node's
     // last heartbeat is too old and it must come back by heartbeats alone.
     eventually(
@@ -558,7 +571,7 @@ async fn a_coordinator_outage_loses_no_report_and_penalises_nobody() {
         "coordinator outage: away {:.1} s",
         away.elapsed().as_secs_f64()
     );
-    let cut_away = i64::try_from(queued() - queued_before).expect("count");
+    let cut_away = i64::try_from(queued_reports(&network) - queued_before).expect("count");
     let received_away = viewer.stats().segments;
     network.coord.start().await;
     let back = tokio::time::Instant::now();
@@ -630,12 +643,7 @@ async fn a_coordinator_outage_loses_no_report_and_penalises_nobody() {
             .map(|r| (r.epoch, r.bytes_total))
             .collect::<Vec<_>>()
     );
-    let metrics = reqwest::get(format!("{}/metrics", network.coord.url()))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = metrics_of(&network.coord).await;
     assert!(
         metrics.contains("streamr_receipts_late_total 0\n"),
         "receipts refused as late:\n{}\n{}",
@@ -743,22 +751,7 @@ async fn a_database_outage_under_a_running_coordinator_loses_nothing() {
     let body: serde_json::Value =
         serde_json::from_str(&refused.text().await.expect("a body")).expect("a JSON error");
     assert_eq!(body["error"], "storage_unavailable", "{body}");
-    let journal = network.dir.path().join("origin.reports");
-    let queued = || {
-        let text = std::fs::read_to_string(&journal).unwrap_or_default();
-        text.lines().filter(|l| l.contains("\"queued\"")).count()
-    };
-    let queued_before = queued();
-    eventually("segment reports to queue on disk", || async {
-        (queued() >= queued_before + 2).then_some(())
-    })
-    .await;
-    until_viewer(
-        &viewer,
-        "the viewer to receive segments during the outage",
-        |s| s.segments >= before.segments + 2,
-    )
-    .await;
+    until_held_back(&network, &viewer, &before, 2).await;
     // Away past the node liveness and past the receipt deadline of the epoch the cut began in.
     let deadline = (cut_at / EPOCH_MS + 1) * EPOCH_MS + 1_000;
     let until = deadline.max(cut_at + NODE_LIVENESS_MS as u64) + 1_000;

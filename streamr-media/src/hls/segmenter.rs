@@ -841,6 +841,14 @@ mod tests {
         }
     }
 
+    /// Each segment's start, duration and discontinuity flag.
+    fn cuts(segments: &[Segment]) -> Vec<(u64, u64, bool)> {
+        segments
+            .iter()
+            .map(|s| (s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+            .collect()
+    }
+
     /// PES packets starting on `pid` in MPEG-TS `bytes`.
     fn pes_starts(bytes: &[u8], pid: u16) -> usize {
         bytes
@@ -897,10 +905,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        let cuts: Vec<(u64, u64, bool)> = segments
-            .iter()
-            .map(|s| (s.start_timestamp_ms, s.duration_ms, s.discontinuity))
-            .collect();
+        let cuts = cuts(&segments);
         assert_eq!(
             cuts,
             vec![
@@ -989,10 +994,7 @@ mod tests {
             segments.push(segment);
         }
         assert_eq!(segmenter.target_duration_secs(), Some(4));
-        let cuts: Vec<(u64, u64, bool)> = segments
-            .iter()
-            .map(|s| (s.start_timestamp_ms, s.duration_ms, s.discontinuity))
-            .collect();
+        let cuts = cuts(&segments);
         assert_eq!(
             cuts,
             vec![
