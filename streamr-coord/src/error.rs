@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-use crate::failure_log::{Throttle, REPEAT_EVERY};
+use streamr_net::failure_log::{Throttle, REPEAT_EVERY};
 
 /// What went wrong in a storage backend, and on which table or key.
 #[derive(Debug, thiserror::Error)]

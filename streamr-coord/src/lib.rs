@@ -40,7 +40,6 @@ pub mod config;
 mod dashboard;
 pub mod error;
 pub mod extract;
-mod failure_log;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod heartbeat_writer;

@@ -2,7 +2,9 @@
 //!
 //! What every StreamrP2P listener facing the internet shares: [`ConnectionBudget`]s that cap
 //! open connections in total and per client, and [`http::serve`], an HTTP/1.1 loop for an axum
-//! router with a header-read deadline, a body deadline, a response write deadline and a budget.
+//! router with a header-read deadline, a body deadline, a response write deadline and a budget;
+//! and [`failure_log`], which logs a failure that repeats (a database or coordinator away) as it
+//! starts, now and then while it lasts and as it ends.
 //!
 //! ```no_run
 //! use streamr_net::http::{serve, HttpLimits};
@@ -24,6 +26,7 @@
 pub mod budget;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod failure_log;
 pub mod forwarded;
 #[cfg(feature = "http")]
 pub mod http;

@@ -17,6 +17,7 @@ use streamr_core::{
 };
 use streamr_media::http::{OriginNumbering, OriginPartPlace, PartNotice, SegmentNotice};
 use streamr_media::upstream::UpstreamPuller;
+use streamr_net::failure_log::{FailureRun, RunLog, REPEAT_EVERY};
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -313,6 +314,10 @@ pub(crate) struct HeartbeatAuth {
     session_totals: (u64, u64),
     /// How many receipts one heartbeat carries.
     receipt_batch: ReceiptBatch,
+    /// The current run of failed heartbeats: logged as it starts, every
+    /// [`REPEAT_EVERY`](streamr_net::failure_log::REPEAT_EVERY) while it lasts and as it ends, not
+    /// once per heartbeat through a long coordinator outage.
+    failures: FailureRun,
 }
 
 /// Receipts per heartbeat when the coordinator does not say (older coordinators): their
@@ -425,6 +430,7 @@ impl HeartbeatAuth {
             sessions: true,
             session_totals: (0, 0),
             receipt_batch: ReceiptBatch::default(),
+            failures: FailureRun::default(),
         }
     }
 
@@ -648,6 +654,15 @@ async fn send_beats(
         let count = carried.len();
         match auth.send(beat, carried.clone()).await {
             Ok(outcome) => {
+                if let RunLog::Ended { failures, lasted } =
+                    auth.failures.succeeded(std::time::Instant::now())
+                {
+                    info!(
+                        failed_heartbeats = failures,
+                        failed_for_s = lasted.as_secs(),
+                        "heartbeats reach the coordinator again"
+                    );
+                }
                 debug!(
                     receipts = count,
                     accepted = outcome.accepted,
@@ -667,7 +682,23 @@ async fn send_beats(
                 if too_many_receipts(&error) && auth.receipt_batch.refused(count) {
                     continue;
                 }
-                warn!(%error, "heartbeat failed; retrying next interval");
+                match auth.failures.failed(std::time::Instant::now()) {
+                    RunLog::Started => warn!(
+                        %error,
+                        "heartbeat failed; retrying every interval (while heartbeats keep \
+                         failing, logged again every {}s)",
+                        REPEAT_EVERY.as_secs()
+                    ),
+                    RunLog::Continuing { failures, lasted } => warn!(
+                        %error,
+                        failed_heartbeats = failures,
+                        failing_for_s = lasted.as_secs(),
+                        "heartbeats still fail; retrying every interval"
+                    ),
+                    RunLog::Quiet | RunLog::Ended { .. } => {
+                        debug!(%error, "heartbeat failed again")
+                    }
+                }
                 break;
             }
         }

@@ -1,6 +1,7 @@
 //! Health, readiness, metrics, the OpenAPI document and coordinator-wide stats.
 
 use std::fmt::Write as _;
+use streamr_net::failure_log::Throttle;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -21,7 +22,7 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// Failed readiness checks: a load balancer asks every few seconds while the database is away.
-static READINESS_FAILURES: crate::failure_log::Throttle = crate::failure_log::Throttle::new();
+static READINESS_FAILURES: Throttle = Throttle::new();
 
 /// Readiness: storage answers (503 otherwise).
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(

@@ -16,10 +16,10 @@ pub(crate) use settlement::{probe_result, Settler};
 
 use crate::clock::now_ms;
 use crate::error::StorageError;
-use crate::failure_log::{FailureRun, RunLog, REPEAT_EVERY};
 use crate::metrics::Metrics;
 use crate::state::Shared;
 use crate::storage::NodeRecord;
+use streamr_net::failure_log::{FailureRun, RunLog, REPEAT_EVERY};
 
 /// Why a worker iteration failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,17 +1,31 @@
 //! Failures that repeat, logged when they start, now and then while they last, and when they
-//! end. While the database is away every worker round and every request that needs it fails;
-//! a line for each (several a second per worker, one per heartbeat) would bury the line that
-//! says what happened.
+//! end. While a coordinator's database is away every worker round and every request that needs
+//! it fails, and while the coordinator is away every node heartbeat does; a line for each
+//! (several a second per worker, one per heartbeat) would bury the line that says what happened.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use streamr_net::failure_log::{FailureRun, RunLog};
+//!
+//! let mut run = FailureRun::default();
+//! let start = Instant::now();
+//! assert_eq!(run.failed(start), RunLog::Started);
+//! assert_eq!(run.failed(start + Duration::from_secs(1)), RunLog::Quiet);
+//! assert!(matches!(
+//!     run.succeeded(start + Duration::from_secs(2)),
+//!     RunLog::Ended { failures: 2, .. }
+//! ));
+//! ```
 
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How often a failure that goes on is logged again.
-pub(crate) const REPEAT_EVERY: Duration = Duration::from_secs(30);
+pub const REPEAT_EVERY: Duration = Duration::from_secs(30);
 
 /// What to log after a round of a task that fails in runs (a worker).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RunLog {
+pub enum RunLog {
     /// Nothing at the usual level.
     Quiet,
     /// The first failure of a run.
@@ -34,7 +48,7 @@ pub(crate) enum RunLog {
 
 /// One task's current run of failed rounds.
 #[derive(Debug, Default)]
-pub(crate) struct FailureRun {
+pub struct FailureRun {
     /// When the run's first failure was, and when it was last logged.
     started: Option<(Instant, Instant)>,
     failures: u64,
@@ -42,7 +56,7 @@ pub(crate) struct FailureRun {
 
 impl FailureRun {
     /// A round failed at `now`.
-    pub(crate) fn failed(&mut self, now: Instant) -> RunLog {
+    pub fn failed(&mut self, now: Instant) -> RunLog {
         self.failures += 1;
         match &mut self.started {
             None => {
@@ -61,7 +75,7 @@ impl FailureRun {
     }
 
     /// A round succeeded at `now`. A run of one failure ends quietly: its one line said it all.
-    pub(crate) fn succeeded(&mut self, now: Instant) -> RunLog {
+    pub fn succeeded(&mut self, now: Instant) -> RunLog {
         let failures = std::mem::take(&mut self.failures);
         match self.started.take() {
             Some((started, _)) if failures > 1 => RunLog::Ended {
@@ -76,7 +90,7 @@ impl FailureRun {
 /// A failure that many tasks share (requests failing on storage): logged at most once per
 /// [`REPEAT_EVERY`].
 #[derive(Debug)]
-pub(crate) struct Throttle(Mutex<ThrottleState>);
+pub struct Throttle(Mutex<ThrottleState>);
 
 #[derive(Debug)]
 struct ThrottleState {
@@ -84,9 +98,15 @@ struct ThrottleState {
     unlogged: u64,
 }
 
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle::new()
+    }
+}
+
 impl Throttle {
     /// A throttle that has logged nothing yet.
-    pub(crate) const fn new() -> Self {
+    pub const fn new() -> Self {
         Throttle(Mutex::new(ThrottleState {
             logged: None,
             unlogged: 0,
@@ -95,7 +115,7 @@ impl Throttle {
 
     /// A failure at `now`: `Some(n)` when it is to be logged, `n` being the failures left
     /// unlogged since the last line; `None` when it is not.
-    pub(crate) fn admit(&self, now: Instant) -> Option<u64> {
+    pub fn admit(&self, now: Instant) -> Option<u64> {
         let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match state.logged {
             Some(logged) if now.saturating_duration_since(logged) < REPEAT_EVERY => {
