@@ -402,6 +402,34 @@ async fn until_held_back(
     queued_before
 }
 
+/// After an outage: waits until `viewer` has verified every segment it received during it
+/// (`received_away` in all, and at least three more than `before`), its receipts credit again,
+/// and the prober and a settlement have run on the recovered network (an epoch that started
+/// after `recovered_ms`, when the backlog was in, is settled).
+async fn until_recovered(
+    network: &Network,
+    viewer: &Viewer,
+    before: &ViewerStats,
+    received_away: u64,
+    recovered_ms: u64,
+) {
+    until_viewer(
+        viewer,
+        "the viewer to verify what it received during the outage",
+        |s| s.verified_segments >= received_away.max(before.verified_segments + 3),
+    )
+    .await;
+    until_viewer(viewer, "receipts to keep crediting", |s| {
+        s.receipts_accepted > before.receipts_accepted + 1
+    })
+    .await;
+    eventually("an epoch after the outage to settle", || async {
+        let last = network.coord.storage.last_settled_epoch().await.ok()??;
+        (u64::try_from(last).ok()? * EPOCH_MS > recovered_ms).then_some(())
+    })
+    .await;
+}
+
 /// Waits up to `limit` (a generous multiple of real time, the machine is loaded).
 async fn until_chain_reaches(coord: &Coord, sequence: i64, limit: Duration) {
     let deadline = tokio::time::Instant::now() + limit;
@@ -600,23 +628,7 @@ async fn a_coordinator_outage_loses_no_report_and_penalises_nobody() {
     .await;
     let chain = network.coord.chain().await;
     assert_contiguous(&chain);
-    until_viewer(
-        &viewer,
-        "the viewer to verify what it received during the outage",
-        |s| s.verified_segments >= received_away.max(before.verified_segments + 3),
-    )
-    .await;
-    until_viewer(&viewer, "receipts to keep crediting", |s| {
-        s.receipts_accepted > before.receipts_accepted + 1
-    })
-    .await;
-    // Let the prober and a settlement run on the recovered network: an epoch that started
-    // after the backlog was delivered.
-    eventually("an epoch after the outage to settle", || async {
-        let last = network.coord.storage.last_settled_epoch().await.ok()??;
-        (u64::try_from(last).ok()? * EPOCH_MS > recovered_ms).then_some(())
-    })
-    .await;
+    until_recovered(&network, &viewer, &before, received_away, recovered_ms).await;
     // The receipts the relay kept through the outage (the leaving viewer's only one, signed
     // in an epoch whose fixed deadline passed during it) count where they were signed: none
     // was refused as late, and the leaving viewer's bytes are on record.
@@ -789,21 +801,7 @@ async fn a_database_outage_under_a_running_coordinator_loses_nothing() {
     );
     until_chain_reaches(&network.coord, head + 4, Duration::from_secs(120)).await;
     assert_contiguous(&network.coord.chain().await);
-    until_viewer(
-        &viewer,
-        "the viewer to verify what it received during the outage",
-        |s| s.verified_segments >= received_away.max(before.verified_segments + 3),
-    )
-    .await;
-    until_viewer(&viewer, "receipts to keep crediting", |s| {
-        s.receipts_accepted > before.receipts_accepted + 1
-    })
-    .await;
-    eventually("an epoch after the outage to settle", || async {
-        let last = network.coord.storage.last_settled_epoch().await.ok()??;
-        (u64::try_from(last).ok()? * EPOCH_MS > recovered_ms).then_some(())
-    })
-    .await;
+    until_recovered(&network, &viewer, &before, received_away, recovered_ms).await;
     let metrics = metrics_of(&network.coord).await;
     let counters = metrics
         .lines()
