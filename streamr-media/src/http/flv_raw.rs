@@ -576,6 +576,29 @@ mod tests {
         }
     }
 
+    /// Where two byte strings first differ, and their lengths (for a failure message).
+    fn first_difference(a: &[u8], b: &[u8]) -> String {
+        let at = a.iter().zip(b).position(|(x, y)| x != y);
+        let around = |bytes: &[u8], at: usize| {
+            let start = at.saturating_sub(16);
+            format!("{:02x?}", &bytes[start..bytes.len().min(at + 16)])
+        };
+        match at {
+            Some(at) => format!(
+                "lengths {} and {}, first difference at byte {at}: {} vs {}",
+                a.len(),
+                b.len(),
+                around(a, at),
+                around(b, at)
+            ),
+            None => format!(
+                "lengths {} and {}, one a prefix of the other",
+                a.len(),
+                b.len()
+            ),
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_player_gets_the_vectored_writes_bytes_from_the_shared_file() {
         // No player lags far enough to skip: what each gets depends only on when it joined.
@@ -695,7 +718,11 @@ mod tests {
                         zero_copy == vectored,
                         "{player:?}: sendfile and writev differ"
                     );
-                    assert!(piped == vectored, "{player:?}: the fallback writer differs");
+                    assert!(
+                        piped == vectored,
+                        "{player:?}: the fallback writer differs: {}",
+                        first_difference(&piped, &vectored)
+                    );
                     let split = zero_copy.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
                     let (flv, ended) = dechunk(&zero_copy[split + 4..]);
                     assert!(ended, "{player:?}: the last chunk ends the response");
