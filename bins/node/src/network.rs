@@ -965,7 +965,7 @@ pub(crate) async fn deliver_segments(
     stop: CancellationToken,
 ) {
     let mut pause = Duration::from_millis(250);
-    let mut failing_since: Option<std::time::Instant> = None;
+    let mut failures = FailureRun::default();
     loop {
         let front = reporter.lock().state().front().cloned();
         let Some(report) = front else {
@@ -980,9 +980,12 @@ pub(crate) async fn deliver_segments(
         };
         let finished = match outcome {
             Delivery::Accepted => {
-                if let Some(since) = failing_since.take() {
+                if let RunLog::Ended { failures, lasted } =
+                    failures.succeeded(std::time::Instant::now())
+                {
                     info!(
-                        after = ?since.elapsed(),
+                        failed_attempts = failures,
+                        failed_for_s = lasted.as_secs(),
                         waiting = reporter.lock().state().len().saturating_sub(1),
                         "the coordinator takes segment reports again"
                     );
@@ -1004,11 +1007,20 @@ pub(crate) async fn deliver_segments(
                 true
             }
             Delivery::Retry(reason) => {
-                if failing_since.is_none() {
-                    failing_since = Some(std::time::Instant::now());
-                    warn!(%reason, "cannot deliver segment reports; they are kept on disk and sent when the coordinator answers");
-                } else {
-                    debug!(%reason, "segment report delivery failed again");
+                match failures.failed(std::time::Instant::now()) {
+                    RunLog::Started => {
+                        warn!(%reason, "cannot deliver segment reports; they are kept on disk and sent when the coordinator answers")
+                    }
+                    RunLog::Continuing { failures, lasted } => warn!(
+                        %reason,
+                        failed_attempts = failures,
+                        failing_for_s = lasted.as_secs(),
+                        waiting = reporter.lock().state().len(),
+                        "segment reports still cannot be delivered; kept on disk"
+                    ),
+                    RunLog::Quiet | RunLog::Ended { .. } => {
+                        debug!(%reason, "segment report delivery failed again")
+                    }
                 }
                 tokio::select! {
                     _ = stop.cancelled() => return,
