@@ -251,6 +251,16 @@ pub trait Storage: Send + Sync + 'static {
     /// The earliest epoch with any receipt or probe.
     async fn first_activity_epoch(&self) -> StorageResult<Option<i64>>;
 
+    /// Closes every epoch up to `epoch` to new bookings, before settlement reads its inputs:
+    /// returns once every write that could still book a receipt, activity or probe result to
+    /// those epochs has committed, and a write that comes later books it to the first open epoch
+    /// instead (receipts and activity are never left out of every settlement, whatever their
+    /// write waited for). Closing an epoch again, or one before the newest closed, changes
+    /// nothing.
+    async fn close_epochs_through(&self, epoch: i64) -> StorageResult<()>;
+    /// The newest epoch closed to new bookings ([`Storage::close_epochs_through`]).
+    async fn closed_through(&self) -> StorageResult<Option<i64>>;
+
     /// Writes an epoch's settlement, its ledger entries, fraud evidence and planned payouts in
     /// one transaction, under a lease so that concurrent replicas settle each epoch once.
     /// Returns `false` (writing nothing) if the epoch is settled already or the last settled

@@ -268,6 +268,25 @@ fn postgres_settlement_lock() -> Option<&'static str> {
     Some("SELECT pg_advisory_xact_lock($1)")
 }
 
+/// What closing epochs takes first on SQLite: nothing, as its first write takes the database's
+/// single write lock, which waits for every writing transaction to end.
+fn sqlite_fence_lock() -> &'static [&'static str] {
+    &[]
+}
+
+/// What closing epochs takes first on PostgreSQL: the fence table exclusively. Every statement
+/// that books to an epoch reads the fence, and its transaction holds that read lock until it
+/// ends, so the close waits for those transactions, and statements that start meanwhile wait
+/// for the close (then read the new fence). Past the timeout the close fails and settlement
+/// tries again on its next round, rather than holding every writer behind one stuck
+/// transaction.
+fn postgres_fence_lock() -> &'static [&'static str] {
+    &[
+        "SET LOCAL lock_timeout = '5s'",
+        "LOCK TABLE epoch_fence IN ACCESS EXCLUSIVE MODE",
+    ]
+}
+
 /// How a heartbeat batch that need not wait for its flush is committed on SQLite: on the
 /// relaxed connection ([`SqliteStorage::heartbeat_pool`]), with nothing more to say.
 fn sqlite_relaxed_commit() -> Option<&'static str> {
@@ -351,6 +370,18 @@ const ACTIVITY_UPSERT: &str = " ON CONFLICT (node_id, epoch) DO UPDATE SET \
      replayed = node_epoch_activity.replayed + excluded.replayed, \
      beyond_grant = node_epoch_activity.beyond_grant + excluded.beyond_grant, \
      wrong_content = node_epoch_activity.wrong_content + excluded.wrong_content";
+
+/// `epoch` (an SQL expression of the row being written) as booked: itself while it is open,
+/// else the first epoch after the newest closed one ([`Storage::close_epochs_through`]). The
+/// statement that writes the row reads the fence, so a close either waited for the
+/// statement's transaction to end or committed before the statement read it: no row lands in
+/// an epoch whose inputs settlement may already have read.
+fn booked_epoch(epoch: &str) -> String {
+    format!(
+        "(CASE WHEN {epoch} <= (SELECT closed_through FROM epoch_fence) \
+         THEN (SELECT closed_through + 1 FROM epoch_fence) ELSE {epoch} END)"
+    )
+}
 
 /// Claims a round of heartbeats (a `batch (id, nonce, ts, streams, viewers, bytes, upstreams)` with at
 /// most one row per node): writes the narrow state row of each active node whose nonce is
@@ -477,7 +508,7 @@ impl SqliteStorage {
              INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, claimed_bytes, \
              submitted, accepted, forged, replayed, beyond_grant, wrong_content, \
              unattested_bytes) \
-             SELECT a.node_id, a.epoch, a.heartbeats, a.claimed_bytes, a.submitted, a.accepted, \
+             SELECT a.node_id, {booked}, a.heartbeats, a.claimed_bytes, a.submitted, a.accepted, \
              a.forged, a.replayed, a.beyond_grant, a.wrong_content, a.unattested_bytes \
              FROM a JOIN nodes ON nodes.id = a.id \
              LEFT JOIN node_heartbeat_state h ON h.node_id = a.id \
@@ -487,6 +518,7 @@ impl SqliteStorage {
              {CLAIM}; COMMIT",
             activity_rows = sqlite_json_rows_of(13, 2),
             claim_rows = sqlite_json_rows_of(7, 1),
+            booked = booked_epoch("a.epoch"),
         );
         let mut connection = self
             .heartbeat_pool(flush)
@@ -579,12 +611,21 @@ impl SqliteStorage {
         let rows = serde_json::to_string(&rows).map_err(|error| StorageError::Batch {
             detail: format!("activity rows as JSON: {error}"),
         })?;
-        // `WHERE true` tells SQLite's parser that `ON CONFLICT` starts the upsert.
+        // Rows of two epochs become one where the first was closed. `WHERE true` tells
+        // SQLite's parser that `ON CONFLICT` starts the upsert.
         let statement = format!(
-            "INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, claimed_bytes, \
+            "WITH d (node_id, epoch, heartbeats, claimed_bytes, submitted, accepted, forged, \
+             replayed, beyond_grant, wrong_content, unattested_bytes) AS ({rows}), \
+             b AS (SELECT node_id, {booked} AS epoch, heartbeats, claimed_bytes, submitted, \
+             accepted, forged, replayed, beyond_grant, wrong_content, unattested_bytes FROM d) \
+             INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, claimed_bytes, \
              submitted, accepted, forged, replayed, beyond_grant, wrong_content, \
-             unattested_bytes) {} WHERE true{ACTIVITY_UPSERT}",
-            sqlite_json_rows(11)
+             unattested_bytes) \
+             SELECT node_id, epoch, SUM(heartbeats), SUM(claimed_bytes), SUM(submitted), \
+             SUM(accepted), SUM(forged), SUM(replayed), SUM(beyond_grant), SUM(wrong_content), \
+             SUM(unattested_bytes) FROM b WHERE true GROUP BY node_id, epoch{ACTIVITY_UPSERT}",
+            rows = sqlite_json_rows(11),
+            booked = booked_epoch("d.epoch"),
         );
         sqlx::query(&statement)
             .bind(rows)
@@ -657,12 +698,15 @@ impl PostgresStorage {
              activity AS (INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, \
              claimed_bytes, submitted, accepted, forged, replayed, beyond_grant, wrong_content, \
              unattested_bytes) \
-             SELECT a.* FROM UNNEST($7::text[], $8::int8[], $9::int8[], $10::int8[], \
+             SELECT a.node_id, {booked}, a.heartbeats, a.claimed_bytes, a.submitted, \
+             a.accepted, a.forged, a.replayed, a.beyond_grant, a.wrong_content, \
+             a.unattested_bytes FROM UNNEST($7::text[], $8::int8[], $9::int8[], $10::int8[], \
              $11::int8[], $12::int8[], $13::int8[], $14::int8[], $15::int8[], $16::int8[], \
              $17::int8[]) AS a (node_id, epoch, heartbeats, claimed_bytes, submitted, accepted, \
              forged, replayed, beyond_grant, wrong_content, unattested_bytes) \
              WHERE a.node_id IN (SELECT node_id FROM claimed){ACTIVITY_UPSERT}) \
-             SELECT node_id FROM claimed"
+             SELECT node_id FROM claimed",
+            booked = booked_epoch("a.epoch"),
         );
         let pool = if flush { &self.pool } else { &self.relaxed };
         let claimed: Vec<(String,)> = sqlx::query_as(&statement)
@@ -717,9 +761,17 @@ impl PostgresStorage {
             "INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, claimed_bytes, \
              submitted, accepted, forged, replayed, beyond_grant, wrong_content, \
              unattested_bytes) \
-             SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], \
-             $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], \
-             $11::int8[]){ACTIVITY_UPSERT}"
+             SELECT node_id, epoch, SUM(heartbeats)::int8, SUM(claimed_bytes)::int8, \
+             SUM(submitted)::int8, SUM(accepted)::int8, SUM(forged)::int8, SUM(replayed)::int8, \
+             SUM(beyond_grant)::int8, SUM(wrong_content)::int8, SUM(unattested_bytes)::int8 \
+             FROM (SELECT a.node_id, {booked} AS epoch, a.heartbeats, a.claimed_bytes, \
+             a.submitted, a.accepted, a.forged, a.replayed, a.beyond_grant, a.wrong_content, \
+             a.unattested_bytes FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], \
+             $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], \
+             $11::int8[]) AS a (node_id, epoch, heartbeats, claimed_bytes, submitted, accepted, \
+             forged, replayed, beyond_grant, wrong_content, unattested_bytes)) b \
+             GROUP BY node_id, epoch{ACTIVITY_UPSERT}",
+            booked = booked_epoch("a.epoch"),
         );
         sqlx::query(&statement)
             .bind(
@@ -817,10 +869,10 @@ impl SqliteStorage {
              INSERT INTO node_epoch_activity (node_id, epoch, heartbeats, claimed_bytes, \
              submitted, accepted, forged, replayed, beyond_grant, wrong_content, \
              unattested_bytes) \
-             SELECT s.node_id, r.epoch, SUM(r.beats), SUM(r.bytes - s.bytes_total), 0, 0, 0, 0, \
+             SELECT s.node_id, {booked}, SUM(r.beats), SUM(r.bytes - s.bytes_total), 0, 0, 0, 0, \
              0, 0, SUM(r.unatt - s.unattested_total) \
              FROM tr r JOIN node_sessions s ON s.id = r.sid JOIN nodes n ON n.id = s.node_id \
-             WHERE {TOTALS_STORED_IF} GROUP BY s.node_id, r.epoch{ACTIVITY_UPSERT}; \
+             WHERE {TOTALS_STORED_IF} GROUP BY s.node_id, {booked}{ACTIVITY_UPSERT}; \
              WITH {rows_cte}, {claim_batch} {claim}; \
              WITH {rows_cte} \
              UPDATE node_sessions AS s SET last_nonce = r.nonce, bytes_total = r.bytes, \
@@ -828,6 +880,7 @@ impl SqliteStorage {
              FROM tr r JOIN nodes n ON n.id = r.id \
              WHERE s.id = r.sid AND {TOTALS_STORED_IF} RETURNING id; COMMIT",
             claim_batch = totals_claim_batch(),
+            booked = booked_epoch("r.epoch"),
         );
         let mut connection = self
             .pool
@@ -880,7 +933,8 @@ impl PostgresStorage {
              claimed_bytes, submitted, accepted, forged, replayed, beyond_grant, wrong_content, \
              unattested_bytes) \
              SELECT node_id, epoch, SUM(beats)::int8, SUM(bytes_counted)::int8, 0, 0, 0, 0, 0, \
-             0, SUM(unattested_counted)::int8 FROM moved GROUP BY node_id, epoch\
+             0, SUM(unattested_counted)::int8 FROM (SELECT node_id, {booked} AS epoch, beats, \
+             bytes_counted, unattested_counted FROM moved) m GROUP BY node_id, epoch\
              {ACTIVITY_UPSERT}), \
              {claim_batch}, \
              claimed AS ({CLAIM}) \
@@ -891,6 +945,7 @@ impl PostgresStorage {
                  (r.id) r.id",
                 1
             ),
+            booked = booked_epoch("moved.epoch"),
         );
         let stored: Vec<(String,)> = sqlx::query_as(&statement)
             .bind(text(|r| r.session_id.as_str()))
@@ -912,7 +967,7 @@ impl PostgresStorage {
 }
 
 macro_rules! sql_storage {
-    ($storage:ident, $db:ty, $sql:path, $settlement_lock:path, $tree_lock:path, $relaxed_commit:path, $commits_in_flight:expr) => {
+    ($storage:ident, $db:ty, $sql:path, $settlement_lock:path, $fence_lock:path, $tree_lock:path, $relaxed_commit:path, $commits_in_flight:expr) => {
         impl $storage {
             /// Why a heartbeat whose nonce was not claimed is refused: its node is unknown
             /// (or deregistered), or the nonce is not above the stored one.
@@ -974,12 +1029,13 @@ macro_rules! sql_storage {
             ) -> StorageResult<u64> {
                 let mut inserted = 0;
                 for receipt in receipts {
-                    let result = sqlx::query(&$sql(
+                    let result = sqlx::query(&$sql(&format!(
                         "INSERT INTO receipts (session_id, seq, node_id, stream_id, bytes_total, \
                          bytes_delta, on_time_bytes, last_segment_seq, t_ms, epoch, received_at_ms, \
-                         body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                         body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {}, $11, $12) \
                          ON CONFLICT (session_id, seq) DO NOTHING",
-                    ))
+                        booked_epoch("$10")
+                    )))
                     .bind(&receipt.session_id)
                     .bind(receipt.seq)
                     .bind(&receipt.node_id)
@@ -1681,10 +1737,10 @@ macro_rules! sql_storage {
                 let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
                 let inserted = Self::insert_receipts_in(&mut tx, receipts).await?;
                 for outcome in outcomes {
-                    sqlx::query(&$sql(
+                    sqlx::query(&$sql(&format!(
                         "INSERT INTO viewer_posted_activity (node_id, epoch, submitted, accepted, \
                          forged, replayed, beyond_grant, wrong_content) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                         VALUES ($1, {}, $3, $4, $5, $6, $7, $8) \
                          ON CONFLICT (node_id, epoch) DO UPDATE SET \
                          submitted = viewer_posted_activity.submitted + excluded.submitted, \
                          accepted = viewer_posted_activity.accepted + excluded.accepted, \
@@ -1692,7 +1748,8 @@ macro_rules! sql_storage {
                          replayed = viewer_posted_activity.replayed + excluded.replayed, \
                          beyond_grant = viewer_posted_activity.beyond_grant + excluded.beyond_grant, \
                          wrong_content = viewer_posted_activity.wrong_content + excluded.wrong_content",
-                    ))
+                        booked_epoch("$2")
+                    )))
                     .bind(&outcome.node_id)
                     .bind(outcome.epoch)
                     .bind(outcome.submitted)
@@ -1803,10 +1860,11 @@ macro_rules! sql_storage {
             }
 
             async fn insert_probe(&self, probe: &ProbeRecord) -> StorageResult<()> {
-                sqlx::query(&$sql(
+                sqlx::query(&$sql(&format!(
                     "INSERT INTO probe_results (node_id, epoch, hash_ok, timed_out, ttfb_ms, \
-                     throughput_bytes_per_s, probed_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                ))
+                     throughput_bytes_per_s, probed_at_ms) VALUES ($1, {}, $3, $4, $5, $6, $7)",
+                    booked_epoch("$2")
+                )))
                 .bind(&probe.node_id)
                 .bind(probe.epoch)
                 .bind(probe.hash_ok)
@@ -1960,6 +2018,38 @@ macro_rules! sql_storage {
                 .await
                 .map_err(StorageError::query("first_activity_epoch"))?;
                 Ok(row.0)
+            }
+
+            async fn close_epochs_through(&self, epoch: i64) -> StorageResult<()> {
+                let op = "close_epochs_through";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                for statement in $fence_lock() {
+                    sqlx::query(statement)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StorageError::query(op))?;
+                }
+                sqlx::query(&$sql(
+                    "INSERT INTO epoch_fence (id, closed_through) VALUES (1, $1) \
+                     ON CONFLICT (id) DO UPDATE SET closed_through = CASE \
+                     WHEN excluded.closed_through > epoch_fence.closed_through \
+                     THEN excluded.closed_through ELSE epoch_fence.closed_through END",
+                ))
+                .bind(epoch)
+                .execute(&mut *tx)
+                .await
+                .map_err(StorageError::query(op))?;
+                tx.commit().await.map_err(StorageError::query(op))?;
+                Ok(())
+            }
+
+            async fn closed_through(&self) -> StorageResult<Option<i64>> {
+                let row: Option<(i64,)> =
+                    sqlx::query_as("SELECT closed_through FROM epoch_fence WHERE id = 1")
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(StorageError::query("closed_through"))?;
+                Ok(row.map(|(epoch,)| epoch))
             }
 
             async fn settle_epoch(&self, write: &SettlementWrite) -> StorageResult<bool> {
@@ -2880,6 +2970,7 @@ sql_storage!(
     sqlx::Sqlite,
     sqlite_sql,
     sqlite_settlement_lock,
+    sqlite_fence_lock,
     sqlite_tree_lock,
     sqlite_relaxed_commit,
     1 // one writer at a time
@@ -2889,6 +2980,7 @@ sql_storage!(
     sqlx::Postgres,
     postgres_sql,
     postgres_settlement_lock,
+    postgres_fence_lock,
     postgres_tree_lock,
     postgres_relaxed_commit,
     POSTGRES_HEARTBEAT_COMMITS

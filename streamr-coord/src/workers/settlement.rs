@@ -198,6 +198,9 @@ impl Settler {
             if outages.receipt_deadline(config, next) >= noted_ms {
                 return Ok(settled);
             }
+            // Nothing is booked to the epoch once its inputs are read: a receipt accepted
+            // before its deadline whose write comes after this goes to the next epoch.
+            state.storage.close_epochs_through(next).await?;
             match self.settle_one(state, next).await {
                 Ok(true) => {
                     settled += 1;

@@ -9,6 +9,7 @@ mod behaviour;
 mod client;
 mod coord_json_fuzz_seeds;
 mod dashboard;
+mod epoch_fence;
 mod heartbeat_totals;
 mod heartbeats;
 mod ll_parts;

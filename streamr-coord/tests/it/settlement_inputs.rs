@@ -135,6 +135,10 @@ impl Scene {
         );
         wait_for_epoch_end(&self.config, now_ms()).await;
         assert!(self.api.coordinator.settle_due().await.expect("settle") >= 1);
+        assert!(
+            db.storage().await.closed_through().await.expect("fence") >= Some(self.epoch as i64),
+            "an epoch is closed to bookings before it is settled"
+        );
         Settled::load(db, self.epoch).await
     }
 }
