@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole StreamrP2P test suite: formatting, clippy (-D warnings) and every test, including
-# the interop tests against real ffmpeg/ffprobe, gstreamer, rtmpdump and PostgreSQL.
+# the interop tests against real ffmpeg/ffprobe, gstreamer, rtmpdump, VLC and PostgreSQL.
 #
 # Missing tools are installed from Debian's packages when we are root. With CI=true a tool or
 # service that is still missing afterwards is a failure, never a silent skip.
@@ -16,6 +16,7 @@ declare -A PACKAGE_OF=(
   [ffprobe]=ffmpeg
   [gst-launch-1.0]="gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav"
   [rtmpdump]=rtmpdump
+  [cvlc]="vlc-bin vlc-plugin-base"
   [pg_isready]=postgresql-client
   [nginx]="nginx-light libnginx-mod-rtmp"
   [curl]=curl

@@ -21,6 +21,7 @@ mod http_flv_tracks;
 mod http_live;
 mod http_ll_hls;
 mod interop_rtmp;
+mod interop_vlc;
 mod ll_hls;
 mod ll_hls_relay;
 mod ll_part_notices;
