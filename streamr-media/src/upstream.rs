@@ -547,6 +547,14 @@ impl UpstreamPuller {
                 } if crate::hls::is_timing_message(&payload) => {
                     Some((FrameKind::Metadata, timestamp, payload))
                 }
+                // Timed data (captions, cue points) passes on, in order with the media; other
+                // node notices, which this node does not know, do not.
+                ClientEvent::Media {
+                    kind: MediaKind::Data,
+                    timestamp,
+                    payload,
+                } => crate::relay::timed_data(payload)
+                    .map(|payload| (FrameKind::Data, timestamp, payload)),
                 // The upstream's publisher left: local viewers are told, and resume with the
                 // next publish.
                 ClientEvent::StreamEnded => {

@@ -500,10 +500,19 @@ mod tests {
         leaves_after: Option<usize>,
     }
 
-    /// A frame of the test stream: a keyframe every 30, big and small frames, audio between.
+    /// A frame of the test stream: a keyframe every 30, big and small frames, audio between,
+    /// and now and then a cue point (a timed data message).
     fn test_frame(i: u32) -> (FrameKind, Bytes) {
         if i % 3 == 1 {
             return (FrameKind::Audio, Bytes::from(vec![0xAF, 1, i as u8, 7]));
+        }
+        if is_cue_point(i) {
+            let cue = crate::amf0::encode_all(&[
+                crate::amf0::Amf0Value::String("onCuePoint".into()),
+                crate::amf0::Amf0Value::Number(f64::from(i)),
+            ])
+            .unwrap();
+            return (FrameKind::Data, cue.freeze());
         }
         let keyframe = i % 30 == 0;
         let size = if keyframe {
@@ -514,6 +523,10 @@ mod tests {
         let mut body = vec![if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0];
         body.extend((0..size).map(|n| (n as u32 ^ i) as u8));
         (FrameKind::Video, Bytes::from(body))
+    }
+
+    fn is_cue_point(i: u32) -> bool {
+        i % 10 == 5 && i % 3 != 1
     }
 
     /// Serves one subscription on a fresh loopback TCP connection (`sendfile` allowed from
@@ -727,6 +740,21 @@ mod tests {
                     let (flv, ended) = dechunk(&zero_copy[split + 4..]);
                     assert!(ended, "{player:?}: the last chunk ends the response");
                     assert!(flv.starts_with(b"FLV\x01"), "{player:?}");
+                    // The cue points are script tags at their own timestamps, in order with
+                    // the media: every one since the player's keyframe.
+                    let (_, tags) = crate::flv::FlvReader::read_all(&flv).unwrap();
+                    let cues: Vec<u32> = tags
+                        .iter()
+                        .filter(|tag| tag.tag_type == crate::flv::FlvTagType::ScriptData)
+                        .map(|tag| tag.timestamp)
+                        .collect();
+                    // It starts at the cached GOP: the newest keyframe published before it.
+                    let start = player.joins_after.saturating_sub(1) / 30 * 30;
+                    let published: Vec<u32> = (start..frames)
+                        .filter(|i| is_cue_point(*i))
+                        .map(|i| i * 33)
+                        .collect();
+                    assert_eq!(cues, published, "{player:?}");
                 }
                 Some(after) => {
                     // It left mid-stream: what it got is the start of what its twins got.

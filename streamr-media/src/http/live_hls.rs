@@ -869,6 +869,9 @@ impl StreamTask {
                             FrameKind::Audio => FlvTagType::Audio,
                             FrameKind::Video => FlvTagType::Video,
                             FrameKind::Metadata => FlvTagType::ScriptData,
+                            // Timed data (captions, cue points) is left out of HLS: it would
+                            // take ID3 timed metadata, which the segmenters do not write.
+                            FrameKind::Data => continue,
                         };
                         let tag = FlvTag {
                             tag_type,

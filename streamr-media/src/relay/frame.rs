@@ -1,5 +1,5 @@
-//! The shared frame: one received audio, video or metadata message, reference counted and handed
-//! to every viewer without copying.
+//! The shared frame: one received audio, video, metadata or timed data message, reference counted
+//! and handed to every viewer without copying.
 
 use std::sync::{Mutex, OnceLock};
 
@@ -16,8 +16,15 @@ pub enum FrameKind {
     Audio,
     /// Video (FLV tag type 9).
     Video,
-    /// Script data such as `onMetaData` (FLV tag type 18), AMF0 encoded without `@setDataFrame`.
+    /// Script data such as `onMetaData` (FLV tag type 18), AMF0 encoded without `@setDataFrame`:
+    /// the stream's metadata, which a viewer joining later gets before its first frame (and
+    /// node notices such as the origin's [`HlsTiming`](crate::hls::HlsTiming)).
     Metadata,
+    /// A timed data message (FLV tag type 18) other than `onMetaData`, such as captions
+    /// (`onTextData`, `onCaption`), cue points (`onCuePoint`) or timecodes (`onFI`), AMF0
+    /// encoded without `@setDataFrame` (see [`timed_data`]). Relayed live, in order with the
+    /// media; never kept as the stream's metadata.
+    Data,
 }
 
 impl FrameKind {
@@ -26,7 +33,7 @@ impl FrameKind {
         match self {
             FrameKind::Audio => FlvTagType::Audio,
             FrameKind::Video => FlvTagType::Video,
-            FrameKind::Metadata => FlvTagType::ScriptData,
+            FrameKind::Metadata | FrameKind::Data => FlvTagType::ScriptData,
         }
     }
 }
@@ -42,7 +49,7 @@ pub struct ChunkingKey {
     pub message_stream_id: u32,
 }
 
-/// One audio, video or metadata message as received from the publisher.
+/// One audio, video, metadata or timed data message as received from the publisher.
 ///
 /// Frames are created once per received message and shared as `Arc<Frame>`; the payload is a
 /// reference-counted [`Bytes`], and the chunked wire form is computed at most once per
@@ -68,7 +75,7 @@ impl Frame {
         let tag = match kind {
             FrameKind::Audio => classify_audio(&payload).ok(),
             FrameKind::Video => classify_video(&payload).ok(),
-            FrameKind::Metadata => None,
+            FrameKind::Metadata | FrameKind::Data => None,
         };
         Frame {
             kind,
@@ -82,7 +89,7 @@ impl Frame {
         }
     }
 
-    /// Audio, video or metadata.
+    /// Audio, video, metadata or timed data.
     pub fn kind(&self) -> FrameKind {
         self.kind
     }
@@ -120,13 +127,13 @@ impl Frame {
     /// [`HlsTiming`](crate::hls::HlsTiming)), which only relays and the node's own consumers
     /// get (see [`Subscription::set_node_notices`](super::Subscription::set_node_notices)).
     pub fn is_node_notice(&self) -> bool {
-        self.kind == FrameKind::Metadata && is_node_notice(&self.payload)
+        matches!(self.kind, FrameKind::Metadata | FrameKind::Data) && is_node_notice(&self.payload)
     }
 
-    /// True for a coded audio or video frame (not configuration, metadata or a command).
+    /// True for a coded audio or video frame (not configuration, metadata or a data message).
     pub fn is_coded_media(&self) -> bool {
         match self.kind {
-            FrameKind::Metadata => false,
+            FrameKind::Metadata | FrameKind::Data => false,
             // An unclassifiable payload is relayed as an ordinary coded frame.
             FrameKind::Audio | FrameKind::Video => self.tag.is_none_or(|tag| tag.is_coded_frame()),
         }
@@ -306,6 +313,32 @@ pub fn is_node_notice(payload: &[u8]) -> bool {
     data_message_name(payload).is_some_and(|name| name.starts_with(NODE_NOTICE_PREFIX.as_bytes()))
 }
 
+/// The payload a node relays, as a [`FrameKind::Data`] frame, for a data message from a
+/// publisher (an RTMP data message body or FLV script tag body, AMF0): the message without a
+/// leading `@setDataFrame`, which asks a server to keep the message and is not part of it (FLV
+/// files and the messages players receive carry the name first). A slice of `payload`, never a
+/// copy.
+///
+/// `None` for a message that is not relayed as timed data: one that does not start with an AMF0
+/// string (its name), `onMetaData` (the stream's metadata, relayed as [`FrameKind::Metadata`]),
+/// a node notice (a name starting with [`NODE_NOTICE_PREFIX`]: only nodes make those) and a
+/// request to the server (a name starting with `@`, such as `@clearDataFrame`).
+pub fn timed_data(payload: Bytes) -> Option<Bytes> {
+    let name = leading_amf0_string(&payload)?;
+    let payload = if name == b"@setDataFrame" {
+        let rest = payload.slice(3 + name.len()..);
+        leading_amf0_string(&rest)?;
+        rest
+    } else {
+        payload
+    };
+    let name = leading_amf0_string(&payload)?;
+    let relayed = !name.starts_with(b"@")
+        && !name.starts_with(NODE_NOTICE_PREFIX.as_bytes())
+        && name != b"onMetaData";
+    relayed.then_some(payload)
+}
+
 /// The name of a data message (its first AMF0 string, after an optional `@setDataFrame`),
 /// read without decoding the rest; `None` when the payload does not start with a string.
 pub(crate) fn data_message_name(payload: &[u8]) -> Option<&[u8]> {
@@ -430,7 +463,94 @@ mod tests {
         assert!(!frame.is_node_notice());
     }
 
+    fn encoded(values: &[crate::amf0::Amf0Value]) -> Bytes {
+        crate::amf0::encode_all(values).unwrap().freeze()
+    }
+
+    /// A data message `name` carrying `text`, as a publisher sends it, with or without the
+    /// `@setDataFrame` that asks the server to keep it.
+    fn data_message(set_data_frame: bool, name: &str, text: &str) -> Bytes {
+        use crate::amf0::Amf0Value;
+        let mut values = Vec::new();
+        if set_data_frame {
+            values.push(Amf0Value::String("@setDataFrame".into()));
+        }
+        values.push(Amf0Value::String(name.into()));
+        values.push(Amf0Value::Object(vec![(
+            "text".into(),
+            Amf0Value::String(text.into()),
+        )]));
+        encoded(&values)
+    }
+
+    #[test]
+    fn timed_data_is_relayed_without_set_data_frame_and_never_as_metadata_or_a_notice() {
+        for name in [
+            "onTextData",
+            "onCuePoint",
+            "onCaption",
+            "onFI",
+            "onStreamData",
+        ] {
+            let plain = data_message(false, name, "hello");
+            let relayed = timed_data(plain.clone()).expect("relayed");
+            assert_eq!(relayed, plain, "{name}");
+            assert_eq!(relayed.as_ptr(), plain.as_ptr(), "{name}: not copied");
+            let wrapped = timed_data(data_message(true, name, "hello"));
+            assert_eq!(wrapped, Some(plain), "{name}: @setDataFrame stripped");
+        }
+        for (set_data_frame, name) in [
+            (false, "onMetaData"),
+            (true, "onMetaData"),
+            (false, "onStreamrHlsTiming"),
+            (false, "onStreamr"),
+            (true, "onStreamrAnything"),
+            (false, "@clearDataFrame"),
+            (true, "@setDataFrame"),
+        ] {
+            let message = data_message(set_data_frame, name, "x");
+            assert_eq!(timed_data(message), None, "{set_data_frame} {name}");
+        }
+        assert_eq!(timed_data(encoded(&[])), None);
+        assert_eq!(
+            timed_data(encoded(&[crate::amf0::Amf0Value::Number(1.0)])),
+            None
+        );
+        let bare = encoded(&[crate::amf0::Amf0Value::String("@setDataFrame".into())]);
+        assert_eq!(timed_data(bare), None);
+        // A timed data frame carrying a notice is one, whatever its kind.
+        let notice = Frame::new(FrameKind::Data, 0, data_message(false, "onStreamrX", ""));
+        assert!(notice.is_node_notice());
+        assert!(!notice.is_coded_media());
+        assert_eq!(notice.kind().flv_tag_type(), FlvTagType::ScriptData);
+    }
+
     proptest::proptest! {
+        #[test]
+        fn timed_data_is_the_message_after_any_set_data_frame(
+            name in "[a-zA-Z|][a-zA-Z0-9_|]{0,20}",
+            text in ".{0,40}",
+            set_data_frame in proptest::prelude::any::<bool>(),
+        ) {
+            let relayed = timed_data(data_message(set_data_frame, &name, &text));
+            let kept = !name.starts_with(NODE_NOTICE_PREFIX) && name != "onMetaData";
+            proptest::prop_assert_eq!(relayed, kept.then(|| data_message(false, &name, &text)));
+        }
+
+        #[test]
+        fn timed_data_of_any_payload_is_a_named_tail_of_it(
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48),
+        ) {
+            let payload = Bytes::from(payload);
+            if let Some(relayed) = timed_data(payload.clone()) {
+                proptest::prop_assert!(payload.ends_with(&relayed));
+                let name = leading_amf0_string(&relayed);
+                proptest::prop_assert!(name.is_some());
+                proptest::prop_assert!(!is_node_notice(&relayed));
+                proptest::prop_assert!(!name.is_some_and(|name| name.starts_with(b"@")));
+            }
+        }
+
         #[test]
         fn any_payload_is_told_without_a_panic(payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48)) {
             let notice = is_node_notice(&payload);

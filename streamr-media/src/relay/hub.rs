@@ -384,9 +384,11 @@ impl Publisher {
         &self.key
     }
 
-    /// Relays one audio, video or metadata message (`timestamp` in milliseconds). The payload is
-    /// shared with every viewer, never copied. Metadata is the AMF0 `onMetaData` data without the
-    /// `@setDataFrame` prefix.
+    /// Relays one audio, video, metadata or timed data message (`timestamp` in milliseconds).
+    /// The payload is shared with every viewer, never copied. Metadata is the AMF0 `onMetaData`
+    /// data without the `@setDataFrame` prefix; timed data ([`FrameKind::Data`]) any other data
+    /// message as [`timed_data`](super::timed_data) gives it (a node notice sent as timed data
+    /// is dropped).
     pub fn send(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
         self.note_kind(kind);
         self.stream.push(kind, timestamp, payload);

@@ -10,6 +10,9 @@
 //!   skipped frames and bytes are counted. The publisher and other viewers never wait for it.
 //! - **Republish**: when the publisher leaves, viewers get [`RelayEvent::PublisherEnded`] and stay
 //!   subscribed; a new publisher on the same key resumes them with its own sequence headers.
+//! - **Timed data**: data messages other than `onMetaData` (captions, cue points:
+//!   [`FrameKind::Data`]) go to the viewers live, in order with the media; they are not kept for
+//!   viewers joining later, who get those relayed since their keyframe.
 //! - **Chunk once**: [`Frame::chunked`] caches the RTMP wire form per chunk size, shared by every
 //!   connection that uses it.
 //!
@@ -32,7 +35,7 @@ mod upstream_tests;
 use std::time::Duration;
 
 pub use adaptive::{AdaptiveBatch, AdaptiveBatchConfig};
-pub use frame::{is_node_notice, ChunkingKey, Frame, FrameKind, NODE_NOTICE_PREFIX};
+pub use frame::{is_node_notice, timed_data, ChunkingKey, Frame, FrameKind, NODE_NOTICE_PREFIX};
 pub use hub::{Publisher, RelayError, RelayHub, StreamKey};
 pub use stats::{StreamStats, ViewerStats};
 pub use stream::{Timeline, UpstreamGap};

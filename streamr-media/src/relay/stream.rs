@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::flush::{GroupMask, ALL_GROUPS, FLUSH_GROUPS};
-use super::frame::{Frame, FrameKind};
+use super::frame::{is_node_notice, Frame, FrameKind};
 use super::stats::{StreamStats, ViewerCounters, ViewerStats};
 use super::RelayConfig;
 use crate::hls::is_timing_message;
@@ -81,12 +81,12 @@ pub enum Timeline {
     /// A pull continuing an upstream stream's timeline: a relay pulling from the origin or from
     /// another relay. Timestamps are kept, so segments cut here stay byte-identical to the
     /// upstream's. Frames already relayed (at or before the last relayed timestamp of their
-    /// track, as a new upstream's GOP cache replays them) are dropped; the stream resumes with
-    /// the first frame that follows on without a gap, or else at the next keyframe. Metadata and
-    /// sequence headers are passed on again only when they changed. An upstream timeline lying
-    /// far behind what was relayed (the upstream restarted from zero) is treated as a new
-    /// publisher's, after a publisher end and start, with the upstream's timestamps kept so
-    /// HLS segments stay the upstream's.
+    /// track, as a new upstream's GOP cache replays them; timed data messages count as a track
+    /// of their own) are dropped; the stream resumes with the first frame that follows on
+    /// without a gap, or else at the next keyframe. Metadata and sequence headers are passed on
+    /// again only when they changed. An upstream timeline lying far behind what was relayed
+    /// (the upstream restarted from zero) is treated as a new publisher's, after a publisher
+    /// end and start, with the upstream's timestamps kept so HLS segments stay the upstream's.
     Upstream,
 }
 
@@ -170,9 +170,14 @@ pub(crate) struct StreamState {
     /// The latest coded video and audio timestamps relayed, across publishers.
     last_video: Option<u32>,
     last_audio: Option<u32>,
+    /// The latest timed data message ([`FrameKind::Data`]) timestamp relayed, across publishers.
+    last_data: Option<u32>,
     /// Where each track of a [`Timeline::Upstream`] publisher stands.
     rejoin_video: Rejoin,
     rejoin_audio: Rejoin,
+    /// Whether a rejoining [`Timeline::Upstream`] publisher's data messages may still be
+    /// replays of what was relayed (see [`admit_data`]).
+    rejoin_data: bool,
     /// Added to a [`Timeline::Upstream`] publisher's timestamps (zero: the upstream's own
     /// timestamps are kept).
     upstream_shift: u32,
@@ -348,6 +353,7 @@ impl Stream {
         state.timeline = timeline;
         state.rejoin_video = Rejoin::Joined;
         state.rejoin_audio = Rejoin::Joined;
+        state.rejoin_data = false;
         state.upstream_shift = 0;
         if timeline == Timeline::Upstream {
             start_rejoin(&mut state);
@@ -449,6 +455,11 @@ impl Stream {
     /// Appends one frame from the publisher without waking the viewers; [`Stream::notify`] does,
     /// so a publisher can wake them once for several frames.
     pub(crate) fn append(&self, kind: FrameKind, timestamp: u32, payload: Bytes) {
+        if kind == FrameKind::Data && is_node_notice(&payload) {
+            // Node notices enter a stream only as this node's own announcements or from an
+            // upstream node (as metadata), never as a publisher's timed data.
+            return;
+        }
         {
             let mut state = lock(&self.state);
             let frame = match state.timeline {
@@ -476,8 +487,10 @@ impl Stream {
                             state.max_output_timestamp = None;
                             state.last_video = None;
                             state.last_audio = None;
+                            state.last_data = None;
                             state.rejoin_video = Rejoin::Joined;
                             state.rejoin_audio = Rejoin::Joined;
+                            state.rejoin_data = false;
                             Frame::new(kind, timestamp, frame.payload().clone())
                         }
                     }
@@ -527,6 +540,11 @@ impl Stream {
                     state.headers.audio_header = Some(frame.clone());
                 }
             }
+            // Timed data goes to whoever is watching when it is relayed, in order with the
+            // media around it: never to the start bundle, and never a sync point. A viewer
+            // joining at the cached GOP gets the data messages relayed since its keyframe, as a
+            // recording cut at that keyframe holds them.
+            FrameKind::Data => {}
         }
         let is_sync = frame.is_video_keyframe()
             || (frame.kind() == FrameKind::Audio && !state.has_video && frame.is_coded_media());
@@ -655,7 +673,9 @@ fn rebase(state: &mut StreamState, timestamp: u32) -> u32 {
         .wrapping_add(timestamp.wrapping_sub(input_base))
 }
 
-/// Records a frame about to be relayed: the latest timestamp overall and per coded track.
+/// Records a frame about to be relayed: the latest timestamp overall (a timed data message
+/// counts: a republish continues after it, so the players' data track never goes backwards),
+/// per coded track, and of the data messages.
 fn note_output(state: &mut StreamState, frame: &Frame) {
     let timestamp = frame.timestamp();
     let later = |last: Option<u32>| match last {
@@ -663,12 +683,11 @@ fn note_output(state: &mut StreamState, frame: &Frame) {
         _ => Some(timestamp),
     };
     state.max_output_timestamp = later(state.max_output_timestamp);
-    if frame.is_coded_media() {
-        match frame.kind() {
-            FrameKind::Video => state.last_video = later(state.last_video),
-            FrameKind::Audio => state.last_audio = later(state.last_audio),
-            FrameKind::Metadata => {}
-        }
+    match frame.kind() {
+        FrameKind::Video if frame.is_coded_media() => state.last_video = later(state.last_video),
+        FrameKind::Audio if frame.is_coded_media() => state.last_audio = later(state.last_audio),
+        FrameKind::Data => state.last_data = later(state.last_data),
+        FrameKind::Video | FrameKind::Audio | FrameKind::Metadata => {}
     }
 }
 
@@ -681,11 +700,15 @@ fn start_rejoin(state: &mut StreamState) {
     };
     state.rejoin_video = pending(state.last_video);
     state.rejoin_audio = pending(state.last_audio);
+    state.rejoin_data = state.max_output_timestamp.is_some();
 }
 
 /// Decides what happens to a frame of a [`Timeline::Upstream`] publisher (see there).
 fn admit_upstream(state: &mut StreamState, frame: &Frame) -> Admit {
     let timestamp = frame.timestamp();
+    if frame.kind() == FrameKind::Data {
+        return admit_data(state, timestamp);
+    }
     let rejoining = state.rejoin_video != Rejoin::Joined || state.rejoin_audio != Rejoin::Joined;
     if !frame.is_coded_media() && rejoining {
         // The new connection's configuration and whatever else it replays.
@@ -696,7 +719,7 @@ fn admit_upstream(state: &mut StreamState, frame: &Frame) -> Admit {
             FrameKind::Metadata => state.headers.metadata.as_ref(),
             FrameKind::Video if frame.is_sequence_header() => state.headers.video_header.as_ref(),
             FrameKind::Audio if frame.is_sequence_header() => state.headers.audio_header.as_ref(),
-            FrameKind::Video | FrameKind::Audio => None,
+            FrameKind::Video | FrameKind::Audio | FrameKind::Data => None,
         };
         if current.is_some_and(|current| current.payload() == frame.payload()) {
             return Admit::Drop;
@@ -711,7 +734,7 @@ fn admit_upstream(state: &mut StreamState, frame: &Frame) -> Admit {
         _ if !frame.is_coded_media() => return Admit::Pass,
         FrameKind::Video => (state.last_video, &mut state.rejoin_video),
         FrameKind::Audio => (state.last_audio, &mut state.rejoin_audio),
-        FrameKind::Metadata => return Admit::Pass,
+        FrameKind::Metadata | FrameKind::Data => return Admit::Pass,
     };
     let Rejoin::Pending { covered } = *rejoin else {
         return Admit::Pass;
@@ -753,6 +776,36 @@ fn admit_upstream(state: &mut StreamState, frame: &Frame) -> Admit {
     } else {
         Admit::Drop
     }
+}
+
+/// Decides what happens to a timed data message ([`FrameKind::Data`]) of a
+/// [`Timeline::Upstream`] publisher. While its media tracks rejoin, the new upstream replays
+/// what it holds from a keyframe on, data messages among the frames, in the order it relayed
+/// them: a data message at or before the last one relayed is such a replay and is dropped; the
+/// first one past it is new (whatever was relayed came before it in that order), and it and all
+/// later ones pass with their own timestamps. One lying more than the rejoin window behind what
+/// was relayed is dropped too: stale, or the first of an upstream timeline that restarted, which
+/// its media then start anew. Data messages never start a new timeline or report a gap: they
+/// are sparse, so a replay holding none tells nothing.
+fn admit_data(state: &mut StreamState, timestamp: u32) -> Admit {
+    let media_rejoining =
+        state.rejoin_video != Rejoin::Joined || state.rejoin_audio != Rejoin::Joined;
+    if !state.rejoin_data || !media_rejoining {
+        // Once the media tracks follow on, the replay is over.
+        state.rejoin_data = false;
+        return Admit::Pass;
+    }
+    let far_behind = state.max_output_timestamp.is_some_and(|max| {
+        is_after(max, timestamp) && max.wrapping_sub(timestamp) > REJOIN_WINDOW_MILLIS
+    });
+    let replayed = state
+        .last_data
+        .is_some_and(|last| is_after(last, timestamp));
+    if far_behind || replayed {
+        return Admit::Drop;
+    }
+    state.rejoin_data = false;
+    Admit::Pass
 }
 
 /// Whether the 32-bit wrapping timestamp `a` is at or after `b` (within half the range).

@@ -520,6 +520,8 @@ fn stamped_at(header: &Arc<Frame>, keyframe_timestamp: u32) -> Arc<Frame> {
     let timestamp = match header.kind() {
         FrameKind::Metadata => 0,
         FrameKind::Audio | FrameKind::Video => keyframe_timestamp,
+        // Never part of a start bundle; kept as relayed.
+        FrameKind::Data => header.timestamp(),
     };
     if header.timestamp() == timestamp {
         header.clone()

@@ -47,6 +47,11 @@ enum Seen {
         index: u32,
         keyframe: bool,
     },
+    /// A timed data message: its name and timestamp.
+    Data {
+        name: String,
+        at: u32,
+    },
     Started,
     Ended,
 }
@@ -60,6 +65,12 @@ fn seen(event: &RelayEvent) -> Seen {
             match frame.kind() {
                 FrameKind::Metadata if crate::hls::is_timing_message(payload) => Seen::Timing,
                 FrameKind::Metadata => Seen::Metadata,
+                FrameKind::Data => Seen::Data {
+                    name: frame::data_message_name(payload)
+                        .map(|name| String::from_utf8_lossy(name).into_owned())
+                        .unwrap_or_default(),
+                    at: frame.timestamp(),
+                },
                 FrameKind::Video if frame.is_sequence_header() => {
                     Seen::VideoHeader(payload.last().copied().unwrap_or_default())
                 }
@@ -253,6 +264,175 @@ fn players_never_get_an_announced_timing_and_the_nodes_own_consumers_do() {
     // The player's counts leave the notice out: neither delivered nor dropped.
     let delivered = watching.stats();
     assert_eq!((delivered.frames_out, delivered.frames_dropped), (5, 0));
+}
+
+/// A data message `name` as a publisher sends it (with `@setDataFrame` when `set_data_frame`).
+fn data_message(set_data_frame: bool, name: &str) -> Bytes {
+    use crate::amf0::Amf0Value;
+    let mut values = Vec::new();
+    if set_data_frame {
+        values.push(Amf0Value::String("@setDataFrame".into()));
+    }
+    values.push(Amf0Value::String(name.into()));
+    values.push(Amf0Value::Object(vec![(
+        "text".into(),
+        Amf0Value::String("hello".into()),
+    )]));
+    crate::amf0::encode_all(&values).unwrap().freeze()
+}
+
+fn data(name: &str, at: u32) -> Seen {
+    Seen::Data {
+        name: name.into(),
+        at,
+    }
+}
+
+fn media(index: u32, keyframe: bool) -> Seen {
+    Seen::Media { index, keyframe }
+}
+
+#[test]
+fn timed_data_reaches_viewers_live_in_order_and_never_becomes_the_metadata() {
+    let hub = RelayHub::default();
+    let publisher = start_publish(&hub, 1);
+    publisher.send(FrameKind::Video, 0, video(0, true, 0));
+    let mut watching = hub.subscribe(key()).unwrap();
+    drain(&mut watching);
+    publisher.send(FrameKind::Data, 20, data_message(false, "onCuePoint"));
+    publisher.send(FrameKind::Video, 40, video(1, false, 0));
+    publisher.send(FrameKind::Data, 60, data_message(false, "onTextData"));
+    publisher.send(FrameKind::Audio, 70, audio(2));
+    assert_eq!(
+        drain(&mut watching),
+        vec![
+            data("onCuePoint", 20),
+            media(1, false),
+            data("onTextData", 60),
+            media(2, false),
+        ]
+    );
+
+    // A viewer joining later gets the stream's onMetaData, not the cue point, and the data
+    // messages relayed since its keyframe, in order: none from before it.
+    publisher.send(FrameKind::Video, 80, video(3, true, 0));
+    publisher.send(FrameKind::Data, 90, data_message(false, "onCaption"));
+    publisher.send(FrameKind::Video, 120, video(4, false, 0));
+    let mut joining = hub.subscribe(key()).unwrap();
+    let mut events = Vec::new();
+    while joining.try_recv_batch(&mut events, 64) > 0 {}
+    assert_eq!(
+        events.iter().map(seen).collect::<Vec<_>>(),
+        vec![
+            Seen::Metadata,
+            Seen::VideoHeader(1),
+            Seen::AudioHeader,
+            media(3, true),
+            data("onCaption", 90),
+            media(4, false),
+        ]
+    );
+    let RelayEvent::Frame(metadata) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(&metadata.payload()[..], b"\x02\x00\x0aonMetaData");
+    assert_eq!(
+        drain(&mut watching),
+        vec![media(3, true), data("onCaption", 90), media(4, false)]
+    );
+
+    // The same after a republish: a data message first in a publish is no metadata either,
+    // and its timestamp is rebased like the media's.
+    drop(publisher);
+    let publisher = hub.publish(key()).unwrap();
+    publisher.send(FrameKind::Data, 0, data_message(false, "onCuePoint"));
+    publisher.send(FrameKind::Video, 0, video_header(2));
+    publisher.send(FrameKind::Video, 0, video(5, true, 0));
+    let seen_after = drain(&mut watching);
+    assert_eq!(
+        seen_after,
+        vec![
+            Seen::Ended,
+            Seen::Started,
+            Seen::VideoHeader(2),
+            media(5, true),
+        ],
+        "the data message before the first keyframe is not a start"
+    );
+    let mut joining = hub.subscribe(key()).unwrap();
+    assert_eq!(
+        drain(&mut joining),
+        vec![Seen::VideoHeader(2), media(5, true)],
+        "no metadata: the new publisher sent none"
+    );
+    publisher.send(FrameKind::Data, 40, data_message(false, "onCuePoint"));
+    assert_eq!(
+        drain(&mut joining),
+        vec![data("onCuePoint", 120 + 100 + 40)]
+    );
+}
+
+#[test]
+fn a_lagging_viewer_skips_the_timed_data_among_the_frames_it_skips() {
+    let config = RelayConfig::default().with_viewer_max_lag(1_000, Duration::from_secs(10));
+    let hub = RelayHub::new(config);
+    let publisher = start_publish(&hub, 1);
+    publisher.send(FrameKind::Video, 0, video(0, true, 0));
+    let mut lagging = hub.subscribe(key()).unwrap();
+    drain(&mut lagging);
+    // More than the byte budget behind: the viewer skips to the next keyframe and the data
+    // message between goes with the frames it skips, counted as dropped.
+    publisher.send(FrameKind::Video, 40, video(1, false, 800));
+    publisher.send(FrameKind::Data, 50, data_message(false, "onCuePoint"));
+    publisher.send(FrameKind::Video, 80, video(2, true, 400));
+    publisher.send(FrameKind::Data, 90, data_message(false, "onTextData"));
+    publisher.send(FrameKind::Video, 120, video(3, false, 100));
+    let seen = drain(&mut lagging);
+    assert_eq!(
+        seen,
+        vec![
+            Seen::Metadata,
+            Seen::VideoHeader(1),
+            Seen::AudioHeader,
+            media(2, true),
+            data("onTextData", 90),
+            media(3, false),
+        ]
+    );
+    assert_eq!(lagging.stats().frames_dropped, 2);
+}
+
+#[test]
+fn a_publishers_node_notices_never_reach_players_relays_or_the_nodes_own_consumers() {
+    let hub = RelayHub::default();
+    let publisher = start_publish(&hub, 1);
+    publisher.send(FrameKind::Video, 0, video(0, true, 0));
+    let mut player = hub.subscribe(key()).unwrap();
+    let mut relay = hub.subscribe(key()).unwrap();
+    relay.set_node_notices(true);
+    let mut own = hub.subscribe_internal(key()).unwrap();
+    for viewer in [&mut player, &mut relay, &mut own] {
+        drain(viewer);
+    }
+    let timing = crate::hls::HlsTiming {
+        part_target_ms: None,
+        target_duration_secs: 9,
+    };
+    publisher.send(FrameKind::Data, 10, timing.encode());
+    publisher.send(FrameKind::Data, 20, data_message(true, "onStreamrAnything"));
+    publisher.send(
+        FrameKind::Data,
+        30,
+        data_message(false, "onStreamrHlsTiming"),
+    );
+    publisher.send(FrameKind::Video, 40, video(1, false, 0));
+    for viewer in [&mut player, &mut relay, &mut own] {
+        assert_eq!(drain(viewer), vec![media(1, false)]);
+    }
+    // Nor are they kept for later subscribers.
+    let mut later = hub.subscribe_internal(key()).unwrap();
+    assert!(!drain(&mut later).contains(&Seen::Timing));
+    assert_eq!(hub.stream_stats(&key()).unwrap().frames_in, 5);
 }
 
 #[test]

@@ -36,10 +36,24 @@ enum Seen {
     Started,
     Ended,
     Metadata(u32),
-    VideoHeader { at: u32, version: u8 },
+    VideoHeader {
+        at: u32,
+        version: u8,
+    },
     AudioHeader(u32),
-    Video { at: u32, index: u32 },
-    Audio { at: u32, index: u32 },
+    Video {
+        at: u32,
+        index: u32,
+    },
+    Audio {
+        at: u32,
+        index: u32,
+    },
+    /// A timed data message: its timestamp and the number it carries.
+    Data {
+        at: u32,
+        index: u32,
+    },
 }
 
 fn drain(viewer: &mut Subscription) -> Vec<Seen> {
@@ -61,6 +75,10 @@ fn drain(viewer: &mut Subscription) -> Vec<Seen> {
                 };
                 match frame.kind() {
                     FrameKind::Metadata => Seen::Metadata(at),
+                    FrameKind::Data => Seen::Data {
+                        at,
+                        index: data_index(payload),
+                    },
                     FrameKind::Video if frame.is_sequence_header() => Seen::VideoHeader {
                         at,
                         version: payload.last().copied().unwrap_or_default(),
@@ -78,6 +96,27 @@ fn drain(viewer: &mut Subscription) -> Vec<Seen> {
             }
         })
         .collect()
+}
+
+/// A cue point carrying `index`.
+fn cue_point(index: u32) -> Bytes {
+    use crate::amf0::Amf0Value;
+    crate::amf0::encode_all(&[
+        Amf0Value::String("onCuePoint".into()),
+        Amf0Value::Object(vec![("index".into(), Amf0Value::Number(f64::from(index)))]),
+    ])
+    .unwrap()
+    .freeze()
+}
+
+/// The number a [`cue_point`] carries.
+fn data_index(payload: &[u8]) -> u32 {
+    let values = crate::amf0::decode_all(payload).unwrap_or_default();
+    values
+        .get(1)
+        .and_then(|value| value.property("index"))
+        .and_then(crate::amf0::Amf0Value::as_number)
+        .map_or(u32::MAX, |index| index as u32)
 }
 
 /// An upstream connection as a relay sees it: configuration first, then frames.
@@ -163,6 +202,109 @@ fn a_failover_replaying_the_gop_continues_without_duplicates_or_a_new_publish() 
             _ => {}
         }
     }
+}
+
+/// [`send_frame`] with a cue point after the frames of every frame index listed in `cues`,
+/// numbered by that index and 10 ms after its audio frame.
+fn send_frame_with_cues(publisher: &Publisher, index: u32, cues: &[u32]) {
+    send_frame(publisher, index);
+    if cues.contains(&index) {
+        publisher.send(FrameKind::Data, 1_030 + index * 40, cue_point(index));
+    }
+}
+
+fn data_seen(seen: &[Seen]) -> Vec<(u32, u32)> {
+    seen.iter()
+        .filter_map(|s| match s {
+            Seen::Data { at, index } => Some((*index, *at)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_failover_drops_replayed_data_messages_and_passes_new_ones_in_order() {
+    let hub = RelayHub::default();
+    let mut viewer = hub.subscribe(key()).unwrap();
+    let publisher = hub.publish_with(key(), Timeline::Upstream).unwrap();
+    send_headers(&publisher, 0, 1);
+    // The upstream's stream: a cue point after frames 2, 6, 7, 9 and 11.
+    let cues = [2, 6, 7, 9, 11];
+    // The first upstream is lost after frame 7's video and audio, before its cue point.
+    for index in 0..7 {
+        send_frame_with_cues(&publisher, index, &cues);
+    }
+    send_frame(&publisher, 7);
+    let before = drain(&mut viewer);
+    assert_eq!(data_seen(&before), vec![(2, 1_110), (6, 1_270)]);
+
+    // The next upstream replays from keyframe 5: cue point 6 again (dropped), then 7, which
+    // was never relayed although it lies before frames that were, and what follows.
+    publisher.rejoin_upstream();
+    send_headers(&publisher, 1_200, 1);
+    for index in 5..12 {
+        send_frame_with_cues(&publisher, index, &cues);
+    }
+    let after = drain(&mut viewer);
+    assert_eq!(
+        data_seen(&after),
+        vec![(7, 1_310), (9, 1_390), (11, 1_470)],
+        "{after:?}"
+    );
+    let all: Vec<Seen> = before.into_iter().chain(after).collect();
+    let (video, audio) = media_indices(&all);
+    assert_eq!(video, (0..12).collect::<Vec<_>>(), "every frame once");
+    assert_eq!(audio, (0..12).collect::<Vec<_>>(), "every frame once");
+    // In the upstream's order: each cue point right after its frame's audio.
+    let position = |wanted: Seen| all.iter().position(|s| *s == wanted);
+    for index in cues {
+        let cue = position(Seen::Data {
+            at: 1_030 + index * 40,
+            index,
+        })
+        .expect("relayed");
+        let audio = position(Seen::Audio {
+            at: 1_020 + index * 40,
+            index,
+        })
+        .expect("relayed");
+        assert_eq!(cue, audio + 1, "cue point {index}: {all:?}");
+    }
+    assert_eq!(hub.last_upstream_gap(&key()), None, "data tells no gap");
+
+    // Once the media follow on, the replay is over: a second cue point at the last one's
+    // timestamp is passed, as when no rejoin happened.
+    publisher.send(FrameKind::Data, 1_470, cue_point(100));
+    assert_eq!(data_seen(&drain(&mut viewer)), vec![(100, 1_470)]);
+}
+
+#[test]
+fn a_restarted_upstream_timeline_drops_a_data_message_far_behind_and_starts_anew() {
+    let hub = RelayHub::default();
+    let publisher = hub.publish_with(key(), Timeline::Upstream).unwrap();
+    publisher.send(FrameKind::Video, 0, video_header(1));
+    publisher.send(FrameKind::Video, 100_000, video(0, true));
+    publisher.send(FrameKind::Data, 100_010, cue_point(0));
+    let mut viewer = hub.subscribe(key()).unwrap();
+    drain(&mut viewer);
+
+    // The upstream started over at zero, a cue point first.
+    publisher.rejoin_upstream();
+    publisher.send(FrameKind::Data, 0, cue_point(1));
+    publisher.send(FrameKind::Video, 0, video_header(1));
+    publisher.send(FrameKind::Video, 0, video(1, true));
+    publisher.send(FrameKind::Data, 10, cue_point(2));
+    let after = drain(&mut viewer);
+    assert_eq!(
+        after,
+        vec![
+            Seen::Ended,
+            Seen::Started,
+            Seen::VideoHeader { at: 0, version: 1 },
+            Seen::Video { at: 0, index: 1 },
+            Seen::Data { at: 10, index: 2 },
+        ]
+    );
 }
 
 #[test]

@@ -454,6 +454,30 @@ pub struct AggregatePart {
     pub payload: Bytes,
 }
 
+impl AggregatePart {
+    /// A data part's AMF0 values and body (without the format byte of an AMF3 data message);
+    /// `None` for audio, video, and a data part that does not decode.
+    pub fn data(&self) -> Option<(Vec<Amf0Value>, Bytes)> {
+        let amf3 = match self.type_id {
+            type_id::DATA_AMF0 => false,
+            type_id::DATA_AMF3 => true,
+            _ => return None,
+        };
+        let body = data_body(&self.payload, amf3);
+        let values = amf0::decode_all(&body).ok()?;
+        Some((values, body))
+    }
+}
+
+/// The AMF0 body of a data message: `payload` itself, or for an AMF3 data message (type 15)
+/// without its leading format byte, so it can be relayed as an AMF0 data message (type 18).
+pub fn data_body(payload: &Bytes, amf3: bool) -> Bytes {
+    match payload.first() {
+        Some(0) if amf3 => payload.slice(1..),
+        _ => payload.clone(),
+    }
+}
+
 /// Splits an aggregate message body (FLV-tag-like sub-messages, each followed by a 4-byte back
 /// pointer) into its parts, rebasing timestamps so the first part has `aggregate_timestamp`.
 pub fn split_aggregate(

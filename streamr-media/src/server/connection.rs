@@ -24,7 +24,8 @@ use crate::name::{AppName, NameError};
 use crate::relay::run::FrameRun;
 use crate::relay::subscription::Received;
 use crate::relay::{
-    ChunkingKey, Frame, FrameKind, Publisher, RelayError, RelayEvent, StreamKey, Subscription,
+    timed_data, ChunkingKey, Frame, FrameKind, Publisher, RelayError, RelayEvent, StreamKey,
+    Subscription,
 };
 use crate::rtmp::chunk::ChunkLimits;
 use crate::rtmp::session::{
@@ -591,7 +592,8 @@ impl<'a> Connection<'a> {
                     let kind = match frame.kind() {
                         FrameKind::Audio if audio => MediaKind::Audio,
                         FrameKind::Video if video => MediaKind::Video,
-                        FrameKind::Metadata => MediaKind::Data,
+                        // Data messages go to players that turned audio or video off too.
+                        FrameKind::Metadata | FrameKind::Data => MediaKind::Data,
                         _ => continue,
                     };
                     let Some(bytes) = chunks_of(&frame, kind, key).filter(|b| !b.is_empty()) else {
@@ -658,11 +660,15 @@ impl<'a> Connection<'a> {
                     payload,
                     ..
                 } => {
-                    let kind = match kind {
-                        MediaKind::Audio => FrameKind::Audio,
-                        MediaKind::Video => FrameKind::Video,
-                        // Other data messages (cue points, captions) are not relayed yet.
-                        _ => continue,
+                    let (kind, payload) = match kind {
+                        MediaKind::Audio => (FrameKind::Audio, payload),
+                        MediaKind::Video => (FrameKind::Video, payload),
+                        // Timed data (captions, cue points) is relayed without
+                        // `@setDataFrame`; node notices and requests to the server are not.
+                        MediaKind::Data => match timed_data(payload) {
+                            Some(payload) => (FrameKind::Data, payload),
+                            None => continue,
+                        },
                     };
                     if let Some(publishing) = self.publishing.as_mut() {
                         let now = std::time::Instant::now();
@@ -968,7 +974,7 @@ fn rtmp_chunks(frame: &Frame, key: ChunkingKey) -> Option<Bytes> {
     let kind = match frame.kind() {
         FrameKind::Audio => MediaKind::Audio,
         FrameKind::Video => MediaKind::Video,
-        FrameKind::Metadata => MediaKind::Data,
+        FrameKind::Metadata | FrameKind::Data => MediaKind::Data,
     };
     chunks_of(frame, kind, key)
 }

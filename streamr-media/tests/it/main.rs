@@ -42,6 +42,7 @@ mod rtmp_session_gstreamer;
 mod rtmp_session_players;
 mod rtmp_write_deadline;
 mod slow_viewer;
+mod timed_data_interop;
 mod ts_codec_config;
 mod ts_mux;
 mod upstream_pull;

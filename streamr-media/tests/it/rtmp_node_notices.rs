@@ -111,3 +111,164 @@ async fn a_relay_pull_gets_the_origins_timing_and_a_player_only_the_metadata() {
     drop(publisher);
     origin.shutdown().await;
 }
+
+/// What a player received, in order: data messages by name, the rest by kind and timestamp.
+#[derive(Debug, Clone, PartialEq)]
+enum Got {
+    Metadata,
+    Video(u32),
+    Audio(u32),
+    Data { name: String, at: u32 },
+}
+
+/// Everything `client` receives until its `media`th video frame (or the deadline).
+async fn record(client: &mut RtmpClient, media: usize) -> Vec<Got> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while got.iter().filter(|g| matches!(g, Got::Video(_))).count() < media {
+        let Ok(event) = tokio::time::timeout_at(deadline, client.next_event()).await else {
+            break;
+        };
+        match event.expect("a readable stream") {
+            Some(ClientEvent::Metadata { .. }) => got.push(Got::Metadata),
+            Some(ClientEvent::Media {
+                kind,
+                timestamp,
+                payload,
+            }) => got.push(match kind {
+                MediaKind::Video => Got::Video(timestamp),
+                MediaKind::Audio => Got::Audio(timestamp),
+                _ => {
+                    let values = streamr_media::amf0::decode_all(&payload).expect("AMF0");
+                    let name = values.first().and_then(|v| v.as_str()).unwrap_or_default();
+                    Got::Data {
+                        name: name.to_owned(),
+                        at: timestamp,
+                    }
+                }
+            }),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    got
+}
+
+/// A publisher's data messages over RTMP: captions and cue points reach players and relays
+/// alike, in order with the media and without `@setDataFrame`; a message named like a node
+/// notice (`onStreamr…`) or a request to the server (`@clearDataFrame`) reaches nobody, and
+/// the stream's metadata stays its `onMetaData`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publishers_timed_data_reaches_players_and_its_node_notices_nobody() {
+    use streamr_media::amf0::{encode_all, Amf0Value};
+    let message = |names: &[&str]| {
+        let mut values: Vec<Amf0Value> = names
+            .iter()
+            .map(|name| Amf0Value::String((*name).to_owned()))
+            .collect();
+        values.push(Amf0Value::Object(vec![(
+            "text".into(),
+            Amf0Value::String("caption".into()),
+        )]));
+        encode_all(&values).unwrap().freeze()
+    };
+    let hub = RelayHub::default();
+    let origin = RelayServer::start_on_hub(
+        RelayServerConfig::default().with_bind(SocketAddr::from(([127, 0, 0, 1], 0))),
+        Arc::new(AllowAll),
+        hub.clone(),
+    )
+    .await
+    .unwrap();
+    let key = StreamKey::parse("live", "captions").unwrap();
+    let url = RtmpUrl::parse(&format!("rtmp://{}/live/captions", origin.local_addr())).unwrap();
+    let mut player = RtmpClient::play(&url).await.unwrap();
+    let mut relay = RtmpClient::pull(&url).await.unwrap();
+    let mut own = hub.subscribe_internal(key.clone()).unwrap();
+
+    let mut publisher = RtmpClient::publish(&url).await.unwrap();
+    publisher
+        .send_metadata(Amf0Value::EcmaArray(vec![(
+            "width".into(),
+            Amf0Value::Number(320.0),
+        )]))
+        .await
+        .unwrap();
+    let header = bytes::Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f]);
+    publisher
+        .send_media(MediaKind::Video, 0, header)
+        .await
+        .unwrap();
+    let frames = 10u32;
+    for index in 0..frames {
+        let at = index * 40;
+        let first = if index % 5 == 0 { 0x17 } else { 0x27 };
+        let frame = bytes::Bytes::from(vec![first, 1, 0, 0, 0, index as u8]);
+        publisher
+            .send_media(MediaKind::Video, at, frame)
+            .await
+            .unwrap();
+        let data = match index {
+            1 => Some(message(&["onTextData"])),
+            3 => Some(message(&["@setDataFrame", "onCuePoint"])),
+            4 => Some(message(&["onStreamrHlsTiming"])),
+            5 => Some(
+                HlsTiming {
+                    part_target_ms: None,
+                    target_duration_secs: 9,
+                }
+                .encode(),
+            ),
+            6 => Some(message(&["@setDataFrame", "onStreamrAnything"])),
+            7 => Some(message(&["@clearDataFrame", "onMetaData"])),
+            8 => Some(message(&["onFI"])),
+            _ => None,
+        };
+        if let Some(data) = data {
+            publisher
+                .send_media(MediaKind::Data, at + 10, data)
+                .await
+                .unwrap();
+        }
+    }
+    let expected = {
+        // The metadata, then the video sequence header at the keyframe's timestamp.
+        let mut expected = vec![Got::Metadata, Got::Video(0)];
+        for index in 0..frames {
+            expected.push(Got::Video(index * 40));
+            let name = match index {
+                1 => "onTextData",
+                3 => "onCuePoint",
+                8 => "onFI",
+                _ => continue,
+            };
+            expected.push(Got::Data {
+                name: name.into(),
+                at: index * 40 + 10,
+            });
+        }
+        expected
+    };
+    let media = frames as usize + 1;
+    let (player, relay) = tokio::join!(record(&mut player, media), record(&mut relay, media));
+    assert_eq!(player, expected, "the player");
+    assert_eq!(relay, expected, "the relay");
+
+    // The node's own consumers (live HLS) saw no notice either, and a subscriber joining now
+    // gets the stream's onMetaData first, not a data message.
+    let mut events = Vec::new();
+    while own.try_recv_batch(&mut events, 64) > 0 {}
+    let mut late = hub.subscribe_internal(key.clone()).unwrap();
+    while late.try_recv_batch(&mut events, 64) > 0 {}
+    for event in &events {
+        if let streamr_media::relay::RelayEvent::Frame(frame) = event {
+            assert!(!frame.is_node_notice(), "{frame:?}");
+            if frame.kind() == FrameKind::Metadata {
+                let values = streamr_media::amf0::decode_all(frame.payload()).unwrap();
+                assert_eq!(values[0].as_str(), Some("onMetaData"));
+            }
+        }
+    }
+    drop(publisher);
+    origin.shutdown().await;
+}

@@ -12,7 +12,7 @@ use super::{
 use crate::amf0::{self, Amf0Value};
 use crate::rtmp::chunk::{ChunkLimits, RawMessage};
 use crate::rtmp::handshake::{ClientHandshake, DigestScheme, HandshakeKind, HandshakeProgress};
-use crate::rtmp::message::{split_aggregate, Command, RtmpMessage, UserControlEvent};
+use crate::rtmp::message::{data_body, split_aggregate, Command, RtmpMessage, UserControlEvent};
 
 const CONNECT_TX: f64 = 1.0;
 const RELEASE_STREAM_TX: f64 = 2.0;
@@ -110,7 +110,8 @@ pub enum ClientEvent {
         kind: MediaKind,
         /// Timestamp in milliseconds.
         timestamp: u32,
-        /// The message body.
+        /// The message body (for data, its AMF0 values, without the format byte of an AMF3
+        /// data message).
         payload: Bytes,
     },
     /// The server acknowledged receiving this many bytes (modulo 2^32).
@@ -374,13 +375,17 @@ impl ClientSession {
                     }
                 })?;
                 for part in parts {
-                    if let Some(kind) = MediaKind::from_type_id(part.type_id) {
-                        self.media(kind, part.timestamp, part.payload);
+                    if let Some((values, payload)) = part.data() {
+                        self.data(part.timestamp, values, payload)?;
+                    } else if let Some(kind) = MediaKind::from_type_id(part.type_id) {
+                        if kind != MediaKind::Data {
+                            self.media(kind, part.timestamp, part.payload);
+                        }
                     }
                 }
             }
-            RtmpMessage::Data { values, .. } if playing => {
-                self.data(raw.timestamp, values, raw.payload)?
+            RtmpMessage::Data { values, amf3 } if playing => {
+                self.data(raw.timestamp, values, data_body(&raw.payload, amf3))?
             }
             RtmpMessage::Command { command, .. } => self.command(command)?,
             _ => {}

@@ -12,7 +12,7 @@ use super::{
 use crate::amf0::{self, Amf0Value};
 use crate::rtmp::chunk::{ChunkLimits, RawMessage};
 use crate::rtmp::handshake::{HandshakeProgress, ServerHandshake};
-use crate::rtmp::message::{split_aggregate, Command, RtmpMessage, UserControlEvent};
+use crate::rtmp::message::{data_body, split_aggregate, Command, RtmpMessage, UserControlEvent};
 
 /// Settings of a server session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +87,8 @@ pub enum ServerEvent {
         kind: MediaKind,
         /// Timestamp in milliseconds.
         timestamp: u32,
-        /// The message body (an FLV tag body for audio and video).
+        /// The message body: an FLV tag body for audio and video, the AMF0 values for data
+        /// (without the format byte of an AMF3 data message, `@setDataFrame` kept).
         payload: Bytes,
     },
     /// Stream metadata from `@setDataFrame` / `onMetaData`.
@@ -668,12 +669,19 @@ impl ServerSession {
                     }
                 })?;
                 for part in parts {
-                    if let Some(kind) = MediaKind::from_type_id(part.type_id) {
-                        self.media(stream_id, kind, part.timestamp, part.payload);
+                    if let Some((values, payload)) = part.data() {
+                        self.data(stream_id, part.timestamp, values, payload)?;
+                    } else if let Some(kind) = MediaKind::from_type_id(part.type_id) {
+                        if kind != MediaKind::Data {
+                            self.media(stream_id, kind, part.timestamp, part.payload);
+                        }
                     }
                 }
             }
-            RtmpMessage::Data { values, .. } => self.data(stream_id, raw.timestamp, values, raw)?,
+            RtmpMessage::Data { values, amf3 } => {
+                let payload = data_body(&raw.payload, amf3);
+                self.data(stream_id, raw.timestamp, values, payload)?
+            }
             RtmpMessage::Command { command, .. } => self.command(stream_id, command)?,
             _ => {}
         }
@@ -703,7 +711,7 @@ impl ServerSession {
         stream_id: u32,
         timestamp: u32,
         values: Vec<Amf0Value>,
-        raw: RawMessage,
+        payload: Bytes,
     ) -> Result<(), SessionError> {
         let mut values = values.into_iter().peekable();
         if values.peek().and_then(Amf0Value::as_str) == Some("@setDataFrame") {
@@ -725,7 +733,7 @@ impl ServerSession {
             }
             return Ok(());
         }
-        self.media(stream_id, MediaKind::Data, timestamp, raw.payload);
+        self.media(stream_id, MediaKind::Data, timestamp, payload);
         Ok(())
     }
 

@@ -286,6 +286,80 @@ fn media_sent_before_publish_is_accepted_waits_for_the_decision() {
 }
 
 #[test]
+fn a_publishers_data_messages_come_as_amf0_bodies_however_they_were_sent() {
+    let mut script = Script::new(ServerConfig::default());
+    script.connect();
+    let id = script.create_stream();
+    let publish = command(
+        "publish",
+        5.0,
+        Amf0Value::Null,
+        vec![text("key"), text("live")],
+    );
+    script.send(publish, id).unwrap();
+    script.server.accept_publish(id).unwrap();
+    script.events.clear();
+    let cue_point = || vec![text("onCuePoint"), Amf0Value::Number(7.0)];
+    let amf0 = || crate::amf0::encode_all(&cue_point()).unwrap().freeze();
+    // An AMF3 data message (type 15): its format byte is not part of the AMF0 body.
+    let amf3 = RtmpMessage::Data {
+        values: cue_point(),
+        amf3: true,
+    };
+    script.send_raw(amf3.to_raw(5, 40, id).unwrap()).unwrap();
+    // An aggregate of a video frame, onMetaData and a cue point, as FLV tags.
+    let tag = |type_id: u8, timestamp: u8, body: &[u8]| {
+        let size = body.len() as u32;
+        let mut tag = vec![type_id];
+        tag.extend_from_slice(&size.to_be_bytes()[1..]);
+        tag.extend_from_slice(&[0, 0, timestamp, 0, 0, 0, 0]);
+        tag.extend_from_slice(body);
+        tag.extend_from_slice(&(size + 11).to_be_bytes());
+        tag
+    };
+    let metadata = crate::amf0::encode_all(&[
+        text("@setDataFrame"),
+        text("onMetaData"),
+        Amf0Value::EcmaArray(vec![]),
+    ])
+    .unwrap();
+    let mut aggregate = tag(9, 0, &[0x17, 1, 0, 0, 0]);
+    aggregate.extend(tag(18, 10, &metadata));
+    aggregate.extend(tag(18, 20, &amf0()));
+    script
+        .send_raw(RawMessage {
+            chunk_stream_id: 7,
+            timestamp: 100,
+            type_id: 22,
+            message_stream_id: id,
+            payload: Bytes::from(aggregate),
+        })
+        .unwrap();
+    let data: Vec<(u32, Bytes)> = script
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            ServerEvent::Media {
+                kind: MediaKind::Data,
+                timestamp,
+                payload,
+                ..
+            } => Some((*timestamp, payload.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(data, vec![(40, amf0()), (120, amf0())]);
+    assert!(
+        script
+            .events
+            .iter()
+            .any(|event| matches!(event, ServerEvent::Metadata { timestamp: 110, .. })),
+        "the aggregated onMetaData is the stream's metadata: {:?}",
+        script.events
+    );
+}
+
+#[test]
 fn rejected_connect_serves_nothing_else() {
     let mut script = Script::new(ServerConfig::default());
     script
