@@ -474,6 +474,26 @@ mod tests {
         Bytes::from(body)
     }
 
+    /// Decoder configuration as a publisher sends it ahead of its first keyframe: an AVC
+    /// sequence header and an AAC one.
+    fn sequence_headers() -> [(FrameKind, Bytes); 2] {
+        [
+            (
+                FrameKind::Video,
+                Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe0]),
+            ),
+            (FrameKind::Audio, Bytes::from_static(&[0xAF, 0, 0x12, 0x10])),
+        ]
+    }
+
+    /// The FLV header's track flags in a chunked response: 1 video, 4 audio.
+    fn header_flags(response: &[u8]) -> u8 {
+        let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let (flv, _) = dechunk(&response[split + 4..]);
+        assert!(flv.starts_with(b"FLV\x01"), "an FLV header");
+        flv[4]
+    }
+
     /// Splits a chunked body into its chunks' payloads; the last chunk ends it.
     fn dechunk(mut body: &[u8]) -> (Vec<u8>, bool) {
         let mut out = Vec::new();
@@ -500,8 +520,8 @@ mod tests {
         leaves_after: Option<usize>,
     }
 
-    /// A frame of the test stream: a keyframe every 30, big and small frames, audio between,
-    /// and now and then a cue point (a timed data message).
+    /// A frame of the test stream, after its [`sequence_headers`]: a keyframe every 30, big
+    /// and small frames, audio between, and now and then a cue point (a timed data message).
     fn test_frame(i: u32) -> (FrameKind, Bytes) {
         if i % 3 == 1 {
             return (FrameKind::Audio, Bytes::from(vec![0xAF, 1, i as u8, 7]));
@@ -703,6 +723,18 @@ mod tests {
                     (player, zero_copy, vectored, piped)
                 }));
             }
+            if i == 0 {
+                // The stream starts as a publisher's does, with both tracks' configuration
+                // ahead of the first keyframe. A player's FLV header announces the tracks of
+                // the first frames it takes, and a player that joined before the stream
+                // started takes the first keyframe in its start bundle, alone or with what
+                // followed by the time its writer ran: without an audio configuration there,
+                // one twin woken for the keyframe alone would announce video only and another
+                // woken later audio too.
+                for (kind, payload) in sequence_headers() {
+                    publisher.send(kind, 0, payload);
+                }
+            }
             let (kind, payload) = test_frame(i);
             publisher.send(kind, i * 33, payload);
             if i % 4 == 0 {
@@ -729,7 +761,8 @@ mod tests {
                     assert_eq!(zero_copy.len(), vectored.len(), "{player:?}");
                     assert!(
                         zero_copy == vectored,
-                        "{player:?}: sendfile and writev differ"
+                        "{player:?}: sendfile and writev differ: {}",
+                        first_difference(&zero_copy, &vectored)
                     );
                     assert!(
                         piped == vectored,
@@ -739,7 +772,7 @@ mod tests {
                     let split = zero_copy.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
                     let (flv, ended) = dechunk(&zero_copy[split + 4..]);
                     assert!(ended, "{player:?}: the last chunk ends the response");
-                    assert!(flv.starts_with(b"FLV\x01"), "{player:?}");
+                    assert!(flv.starts_with(b"FLV\x01\x05"), "{player:?}: both tracks");
                     // The cue points are script tags at their own timestamps, in order with
                     // the media: every one since the player's keyframe.
                     let (_, tags) = crate::flv::FlvReader::read_all(&flv).unwrap();
@@ -773,6 +806,62 @@ mod tests {
         assert_eq!(shared.frames_dropped.load(Ordering::Relaxed), 0);
         assert_eq!(plain.frames_dropped.load(Ordering::Relaxed), 0);
         assert_eq!(shared.players.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn the_header_announces_the_tracks_of_the_first_frames_a_player_takes() {
+        // A player that joined before the stream started takes the first keyframe in its start
+        // bundle. Woken for that keyframe alone, it announces the audio track only when the bundle
+        // holds an audio configuration: audio coming after the keyframe is not waited for.
+        for (audio_configured, flags) in [(false, 0x01), (true, 0x05)] {
+            let hub = RelayHub::default();
+            let key = StreamKey::parse("live", "start").unwrap();
+            let publisher = hub.publish(key.clone()).unwrap();
+            let subscription = hub.subscribe(key).unwrap();
+            let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+            let writer = tokio::spawn(async move {
+                stream_flv(
+                    &mut server,
+                    subscription,
+                    Framing::Chunked,
+                    &FlvCounters::default(),
+                    &ResponseByteCounters::default(),
+                    Duration::from_secs(60),
+                    &CancellationToken::new(),
+                )
+                .await
+            });
+            let [video_config, audio_config] = sequence_headers();
+            publisher.send(video_config.0, 0, video_config.1);
+            if audio_configured {
+                publisher.send(audio_config.0, 0, audio_config.1);
+            }
+            publisher.send(FrameKind::Video, 0, video(true, 500));
+            // The writer took its first batch, the keyframe, before the audio is published.
+            let mut received = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !received.windows(3).any(|w| w == b"FLV") {
+                let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf))
+                    .await
+                    .expect("the keyframe arrives")
+                    .unwrap();
+                assert!(n > 0, "the response ended before the keyframe");
+                received.extend_from_slice(&buf[..n]);
+            }
+            publisher.send(
+                FrameKind::Audio,
+                20,
+                Bytes::from_static(&[0xAF, 1, 0x21, 0]),
+            );
+            drop(publisher);
+            client.read_to_end(&mut received).await.unwrap();
+            writer.await.unwrap().unwrap();
+            assert_eq!(
+                header_flags(&received),
+                flags,
+                "audio configured ahead of the keyframe: {audio_configured}"
+            );
+        }
     }
 
     #[tokio::test]
