@@ -811,9 +811,14 @@ mod tests {
     #[tokio::test]
     async fn the_header_announces_the_tracks_of_the_first_frames_a_player_takes() {
         // A player that joined before the stream started takes the first keyframe in its start
-        // bundle. Woken for that keyframe alone, it announces the audio track only when the bundle
-        // holds an audio configuration: audio coming after the keyframe is not waited for.
-        for (audio_configured, flags) in [(false, 0x01), (true, 0x05)] {
+        // bundle. Woken for that keyframe alone, it announces the audio track when the bundle
+        // holds an audio configuration or metadata declaring audio (an H.264 and MP3 stream has
+        // no audio configuration): audio coming after the keyframe is not waited for.
+        for (audio_configured, audio_declared, flags) in [
+            (false, false, 0x01),
+            (true, false, 0x05),
+            (false, true, 0x05),
+        ] {
             let hub = RelayHub::default();
             let key = StreamKey::parse("live", "start").unwrap();
             let publisher = hub.publish(key.clone()).unwrap();
@@ -832,6 +837,17 @@ mod tests {
                 .await
             });
             let [video_config, audio_config] = sequence_headers();
+            if audio_declared {
+                let metadata = crate::amf0::encode_all(&[
+                    crate::amf0::Amf0Value::String("onMetaData".into()),
+                    crate::amf0::Amf0Value::EcmaArray(vec![
+                        ("videocodecid".into(), crate::amf0::Amf0Value::Number(7.0)),
+                        ("audiocodecid".into(), crate::amf0::Amf0Value::Number(2.0)),
+                    ]),
+                ])
+                .unwrap();
+                publisher.send(FrameKind::Metadata, 0, metadata.freeze());
+            }
             publisher.send(video_config.0, 0, video_config.1);
             if audio_configured {
                 publisher.send(audio_config.0, 0, audio_config.1);
@@ -859,7 +875,8 @@ mod tests {
             assert_eq!(
                 header_flags(&received),
                 flags,
-                "audio configured ahead of the keyframe: {audio_configured}"
+                "audio configured ahead of the keyframe: {audio_configured}, declared: \
+                 {audio_declared}"
             );
         }
     }
