@@ -181,9 +181,10 @@ pub(crate) struct StreamState {
     /// Added to a [`Timeline::Upstream`] publisher's timestamps (zero: the upstream's own
     /// timestamps are kept).
     upstream_shift: u32,
-    /// Rejoins of [`Timeline::Upstream`] publishers so far, and the newest one whose replay
-    /// did not reach back to what was relayed.
+    /// Rejoins of [`Timeline::Upstream`] publishers so far.
     rejoins: u64,
+    /// The newest rejoin whose replay did not reach back to what was relayed (frames may be
+    /// lost there).
     last_upstream_gap: Option<UpstreamGap>,
     /// Where each of the node's own consumers (live HLS) reads, by subscription id: the ring
     /// keeps what they have not read yet, lag or not, within the ring's hard limits.
@@ -325,19 +326,19 @@ impl Stream {
         }
     }
 
-    /// Marks the stream as published by a new publisher whose timestamps follow `timeline`; false
-    /// if one is already publishing.
-    /// The current publisher's timeline, while one is publishing.
     /// The newest rejoin of a [`Timeline::Upstream`] publisher that may have lost frames.
     pub(crate) fn last_upstream_gap(&self) -> Option<UpstreamGap> {
         lock(&self.state).last_upstream_gap
     }
 
+    /// The current publisher's timeline, while one is publishing.
     pub(crate) fn publisher_timeline(&self) -> Option<Timeline> {
         let state = lock(&self.state);
         state.publishing.then_some(state.timeline)
     }
 
+    /// Marks the stream as published by a new publisher whose timestamps follow `timeline`; false
+    /// if one is already publishing.
     pub(crate) fn begin_publish(&self, timeline: Timeline) -> bool {
         let mut state = lock(&self.state);
         if state.publishing {
