@@ -5,16 +5,16 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use streamr_net::failure_log::{FailureRun, RunLog};
+//! use streamr_net::failure_log::{FailureRun, Failing, RunEnded};
 //!
 //! let mut run = FailureRun::default();
 //! let start = Instant::now();
-//! assert_eq!(run.failed(start), RunLog::Started);
-//! assert_eq!(run.failed(start + Duration::from_secs(1)), RunLog::Quiet);
-//! assert!(matches!(
+//! assert_eq!(run.failed(start), Failing::Started);
+//! assert_eq!(run.failed(start + Duration::from_secs(1)), Failing::Quiet);
+//! assert_eq!(
 //!     run.succeeded(start + Duration::from_secs(2)),
-//!     RunLog::Ended { failures: 2, .. }
-//! ));
+//!     Some(RunEnded { failures: 2, lasted: Duration::from_secs(2) })
+//! );
 //! ```
 
 use std::sync::{Mutex, PoisonError};
@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 /// How often a failure that goes on is logged again.
 pub const REPEAT_EVERY: Duration = Duration::from_secs(30);
 
-/// What to log after a round of a task that fails in runs (a worker).
+/// What to log after a failed round of a task that fails in runs (a worker).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunLog {
+pub enum Failing {
     /// Nothing at the usual level.
     Quiet,
     /// The first failure of a run.
@@ -37,13 +37,15 @@ pub enum RunLog {
         /// Since the run's first failure.
         lasted: Duration,
     },
-    /// A success ended a run of `failures` (more than one) that lasted `lasted`.
-    Ended {
-        /// Failed rounds in the run.
-        failures: u64,
-        /// From the run's first failure to the success.
-        lasted: Duration,
-    },
+}
+
+/// A run of failures (more than one) that a success ended: what to log about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunEnded {
+    /// Failed rounds in the run.
+    pub failures: u64,
+    /// From the run's first failure to the success.
+    pub lasted: Duration,
 }
 
 /// One task's current run of failed rounds.
@@ -56,33 +58,34 @@ pub struct FailureRun {
 
 impl FailureRun {
     /// A round failed at `now`.
-    pub fn failed(&mut self, now: Instant) -> RunLog {
+    pub fn failed(&mut self, now: Instant) -> Failing {
         self.failures += 1;
         match &mut self.started {
             None => {
                 self.started = Some((now, now));
-                RunLog::Started
+                Failing::Started
             }
             Some((started, logged)) if now.saturating_duration_since(*logged) >= REPEAT_EVERY => {
                 *logged = now;
-                RunLog::Continuing {
+                Failing::Continuing {
                     failures: self.failures,
                     lasted: now.saturating_duration_since(*started),
                 }
             }
-            Some(_) => RunLog::Quiet,
+            Some(_) => Failing::Quiet,
         }
     }
 
-    /// A round succeeded at `now`. A run of one failure ends quietly: its one line said it all.
-    pub fn succeeded(&mut self, now: Instant) -> RunLog {
+    /// A round succeeded at `now`: the run it ended, if any. A run of one failure ends
+    /// quietly (`None`): its one line said it all.
+    pub fn succeeded(&mut self, now: Instant) -> Option<RunEnded> {
         let failures = std::mem::take(&mut self.failures);
         match self.started.take() {
-            Some((started, _)) if failures > 1 => RunLog::Ended {
+            Some((started, _)) if failures > 1 => Some(RunEnded {
                 failures,
                 lasted: now.saturating_duration_since(started),
-            },
-            _ => RunLog::Quiet,
+            }),
+            _ => None,
         }
     }
 }
@@ -139,32 +142,32 @@ mod tests {
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let mut run = FailureRun::default();
-        assert_eq!(run.succeeded(at(0)), RunLog::Quiet);
-        assert_eq!(run.failed(at(1_000)), RunLog::Started);
+        assert_eq!(run.succeeded(at(0)), None);
+        assert_eq!(run.failed(at(1_000)), Failing::Started);
         // One round a second: quiet until the repeat period has passed since the first line.
         for s in 2..31 {
-            assert_eq!(run.failed(at(s * 1_000)), RunLog::Quiet, "second {s}");
+            assert_eq!(run.failed(at(s * 1_000)), Failing::Quiet, "second {s}");
         }
         assert_eq!(
             run.failed(at(31_000)),
-            RunLog::Continuing {
+            Failing::Continuing {
                 failures: 31,
                 lasted: Duration::from_secs(30)
             }
         );
-        assert_eq!(run.failed(at(32_000)), RunLog::Quiet);
+        assert_eq!(run.failed(at(32_000)), Failing::Quiet);
         assert_eq!(
             run.succeeded(at(33_500)),
-            RunLog::Ended {
+            Some(RunEnded {
                 failures: 32,
                 lasted: Duration::from_millis(32_500)
-            }
+            })
         );
-        assert_eq!(run.succeeded(at(34_000)), RunLog::Quiet);
+        assert_eq!(run.succeeded(at(34_000)), None);
         // The next run starts afresh; a run of one failure ends quietly.
-        assert_eq!(run.failed(at(35_000)), RunLog::Started);
-        assert_eq!(run.succeeded(at(36_000)), RunLog::Quiet);
-        assert_eq!(run.failed(at(37_000)), RunLog::Started);
+        assert_eq!(run.failed(at(35_000)), Failing::Started);
+        assert_eq!(run.succeeded(at(36_000)), None);
+        assert_eq!(run.failed(at(37_000)), Failing::Started);
     }
 
     #[test]

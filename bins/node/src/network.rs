@@ -17,7 +17,7 @@ use streamr_core::{
 };
 use streamr_media::http::{OriginNumbering, OriginPartPlace, PartNotice, SegmentNotice};
 use streamr_media::upstream::UpstreamPuller;
-use streamr_net::failure_log::{FailureRun, RunLog, REPEAT_EVERY};
+use streamr_net::failure_log::{Failing, FailureRun, RunEnded, REPEAT_EVERY};
 use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -654,7 +654,7 @@ async fn send_beats(
         let count = carried.len();
         match auth.send(beat, carried.clone()).await {
             Ok(outcome) => {
-                if let RunLog::Ended { failures, lasted } =
+                if let Some(RunEnded { failures, lasted }) =
                     auth.failures.succeeded(std::time::Instant::now())
                 {
                     info!(
@@ -683,19 +683,19 @@ async fn send_beats(
                     continue;
                 }
                 match auth.failures.failed(std::time::Instant::now()) {
-                    RunLog::Started => warn!(
+                    Failing::Started => warn!(
                         %error,
                         "heartbeat failed; retrying every interval (while heartbeats keep \
                          failing, logged again every {}s)",
                         REPEAT_EVERY.as_secs()
                     ),
-                    RunLog::Continuing { failures, lasted } => warn!(
+                    Failing::Continuing { failures, lasted } => warn!(
                         %error,
                         failed_heartbeats = failures,
                         failing_for_s = lasted.as_secs(),
                         "heartbeats still fail; retrying every interval"
                     ),
-                    RunLog::Quiet | RunLog::Ended { .. } => {
+                    Failing::Quiet => {
                         debug!(%error, "heartbeat failed again")
                     }
                 }
@@ -980,7 +980,7 @@ pub(crate) async fn deliver_segments(
         };
         let finished = match outcome {
             Delivery::Accepted => {
-                if let RunLog::Ended { failures, lasted } =
+                if let Some(RunEnded { failures, lasted }) =
                     failures.succeeded(std::time::Instant::now())
                 {
                     info!(
@@ -1008,17 +1008,17 @@ pub(crate) async fn deliver_segments(
             }
             Delivery::Retry(reason) => {
                 match failures.failed(std::time::Instant::now()) {
-                    RunLog::Started => {
+                    Failing::Started => {
                         warn!(%reason, "cannot deliver segment reports; they are kept on disk and sent when the coordinator answers")
                     }
-                    RunLog::Continuing { failures, lasted } => warn!(
+                    Failing::Continuing { failures, lasted } => warn!(
                         %reason,
                         failed_attempts = failures,
                         failing_for_s = lasted.as_secs(),
                         waiting = reporter.lock().state().len(),
                         "segment reports still cannot be delivered; kept on disk"
                     ),
-                    RunLog::Quiet | RunLog::Ended { .. } => {
+                    Failing::Quiet => {
                         debug!(%reason, "segment report delivery failed again")
                     }
                 }

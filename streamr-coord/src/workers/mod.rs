@@ -19,7 +19,7 @@ use crate::error::StorageError;
 use crate::metrics::Metrics;
 use crate::state::Shared;
 use crate::storage::NodeRecord;
-use streamr_net::failure_log::{FailureRun, RunLog, REPEAT_EVERY};
+use streamr_net::failure_log::{Failing, FailureRun, RunEnded, REPEAT_EVERY};
 
 /// Why a worker iteration failed.
 #[derive(Debug, thiserror::Error)]
@@ -223,7 +223,7 @@ where
             let now = std::time::Instant::now();
             let error = match outcome {
                 Ok(()) => {
-                    if let RunLog::Ended { failures, lasted } = failures.succeeded(now) {
+                    if let Some(RunEnded { failures, lasted }) = failures.succeeded(now) {
                         tracing::info!(
                             worker = name,
                             failed_rounds = failures,
@@ -237,20 +237,20 @@ where
             };
             Metrics::inc(&state.metrics.worker_errors_total);
             match failures.failed(now) {
-                RunLog::Started => tracing::warn!(
+                Failing::Started => tracing::warn!(
                     worker = name,
                     %error,
                     "worker round failed (while its rounds keep failing, it says so every {}s)",
                     REPEAT_EVERY.as_secs()
                 ),
-                RunLog::Continuing { failures, lasted } => tracing::warn!(
+                Failing::Continuing { failures, lasted } => tracing::warn!(
                     worker = name,
                     %error,
                     failed_rounds = failures,
                     failing_for_s = lasted.as_secs(),
                     "worker rounds still fail"
                 ),
-                RunLog::Quiet | RunLog::Ended { .. } => {
+                Failing::Quiet => {
                     tracing::debug!(worker = name, %error, "worker round failed")
                 }
             }
