@@ -277,12 +277,12 @@ fn sqlite_fence_lock() -> &'static [&'static str] {
 /// What closing epochs takes first on PostgreSQL: the fence table exclusively. Every statement
 /// that books to an epoch reads the fence, and its transaction holds that read lock until it
 /// ends, so the close waits for those transactions, and statements that start meanwhile wait
-/// for the close (then read the new fence). Past the timeout the close fails and settlement
-/// tries again on its next round, rather than holding every writer behind one stuck
-/// transaction.
+/// for the close (then read the new fence). Booking transactions last milliseconds; past two
+/// seconds the close fails and settlement tries again on its next round, rather than holding
+/// every writer behind one stuck transaction.
 fn postgres_fence_lock() -> &'static [&'static str] {
     &[
-        "SET LOCAL lock_timeout = '5s'",
+        "SET LOCAL lock_timeout = '2s'",
         "LOCK TABLE epoch_fence IN ACCESS EXCLUSIVE MODE",
     ]
 }
