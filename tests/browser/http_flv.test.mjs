@@ -12,13 +12,12 @@
 // bound). The latency bound asserted is loose: performance is measured, not tested, here.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, get } from 'node:http';
-import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { Processes, accepts, freePort } from './support.mjs';
 
 const NODE_BIN = process.env.STREAMR_NODE_BIN;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -41,29 +40,7 @@ let context;
 let pageServer;
 let pageOrigin;
 let httpPort;
-let stopping = false;
-const children = [];
-
-/** A free loopback port. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Whether something accepts TCP connections on the loopback `port`. */
-function accepts(port) {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.on('connect', () => { socket.destroy(); resolve(true); });
-    socket.on('error', () => resolve(false));
-  });
-}
+const processes = new Processes();
 
 /** Whether `url` answers 200 with the first bytes of a body (the FLV header and a tag). */
 function servesBody(url) {
@@ -83,24 +60,9 @@ function servesBody(url) {
   });
 }
 
-// A standalone node: none of the demo's STREAMR_* settings (its coordinator above all) may
-// reach it through the environment.
-const standaloneEnv = Object.fromEntries(
-  Object.entries(process.env).filter(([name]) => !name.startsWith('STREAMR_')),
-);
-
-function start(command, args, name) {
-  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env: standaloneEnv });
-  let log = '';
-  child.stderr.on('data', (chunk) => { log = (log + chunk).slice(-4000); });
-  child.on('exit', (code) => { if (code && !stopping) console.error(`${name} exited ${code}:\n${log}`); });
-  children.push(child);
-  return child;
-}
-
 /** Publishes a test pattern (H.264, 25 fps, 1 s GOP) and a tone over RTMP, in real time. */
 function publish(rtmp, { key, width, height, audio }) {
-  start('ffmpeg', ['-hide_banner', '-loglevel', 'error',
+  processes.start('ffmpeg', ['-hide_banner', '-loglevel', 'error',
     '-re', '-f', 'lavfi', '-i', `testsrc2=size=${width}x${height}:rate=25`,
     '-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100',
     '-map', '0:v', '-map', '1:a',
@@ -188,7 +150,7 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'streamr-http-flv-'));
   const rtmp = await freePort();
   httpPort = await freePort();
-  start(NODE_BIN, ['--rtmp-listen', `127.0.0.1:${rtmp}`, '--http-listen', `127.0.0.1:${httpPort}`,
+  processes.start(NODE_BIN, ['--rtmp-listen', `127.0.0.1:${rtmp}`, '--http-listen', `127.0.0.1:${httpPort}`,
     '--identity', join(dir, 'identity.key')], 'streamr-node');
   const deadline = Date.now() + 10_000;
   while (!(await accepts(rtmp))) {
@@ -230,8 +192,7 @@ before(async () => {
 after(async () => {
   await context?.close();
   await new Promise((resolve) => (pageServer ? pageServer.close(resolve) : resolve()));
-  stopping = true;
-  for (const child of children) child.kill('SIGTERM');
+  processes.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 

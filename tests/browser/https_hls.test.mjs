@@ -8,13 +8,13 @@
 // local network access rules keep a page from elsewhere from reaching a loopback address at all.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
 import { get } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { Processes, accepts, freePort } from './support.mjs';
 
 const NODE_BIN = process.env.STREAMR_NODE_BIN;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -24,20 +24,7 @@ const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
 
 let dir;
 let context;
-let stopping = false;
-const children = [];
-
-/** A free loopback port. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
+const processes = new Processes();
 
 function openssl(...args) {
   return execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -69,30 +56,6 @@ function fetchVerified(url, ca) {
   });
 }
 
-/** Whether something accepts TCP connections on the loopback `port`. */
-function accepts(port) {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.on('connect', () => { socket.destroy(); resolve(true); });
-    socket.on('error', () => resolve(false));
-  });
-}
-
-// A standalone node: none of the demo's STREAMR_* settings (its coordinator above all) may
-// reach it through the environment.
-const standaloneEnv = Object.fromEntries(
-  Object.entries(process.env).filter(([name]) => !name.startsWith('STREAMR_')),
-);
-
-function start(command, args, name) {
-  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env: standaloneEnv });
-  let log = '';
-  child.stderr.on('data', (chunk) => { log = (log + chunk).slice(-4000); });
-  child.on('exit', (code) => { if (code && !stopping) console.error(`${name} exited ${code}:\n${log}`); });
-  children.push(child);
-  return child;
-}
-
 let playlistUrl;
 let page_url;
 let spki;
@@ -105,7 +68,7 @@ before(async () => {
   spki = makeCertificates();
   const ca = readFileSync(join(dir, 'ca.pem'));
   const [rtmp, http, https] = [await freePort(), await freePort(), await freePort()];
-  start(NODE_BIN, ['--rtmp-listen', `127.0.0.1:${rtmp}`, '--http-listen', `127.0.0.1:${http}`,
+  processes.start(NODE_BIN, ['--rtmp-listen', `127.0.0.1:${rtmp}`, '--http-listen', `127.0.0.1:${http}`,
     '--https-listen', `127.0.0.1:${https}`, '--tls-cert', join(dir, 'node.pem'),
     '--tls-key', join(dir, 'node.key'), '--identity', join(dir, 'identity.key')], 'streamr-node');
   // The node's RTMP port answers once it is up.
@@ -114,7 +77,7 @@ before(async () => {
     assert.ok(Date.now() < deadline, 'streamr-node did not start');
     await new Promise((r) => setTimeout(r, 100));
   }
-  start('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', SAMPLE,
+  processes.start('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', SAMPLE,
     '-c', 'copy', '-f', 'flv', `rtmp://127.0.0.1:${rtmp}/live/tls-show`], 'ffmpeg');
   playlistUrl = `https://127.0.0.1:${https}/live/tls-show.m3u8`;
   page_url = `https://127.0.0.1:${https}/player/`;
@@ -137,8 +100,7 @@ before(async () => {
 
 after(async () => {
   await context?.close();
-  stopping = true;
-  for (const child of children) child.kill('SIGTERM');
+  processes.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 

@@ -466,7 +466,7 @@ async fn write_queue<W: AsyncWrite + Unpin>(
 mod tests {
     use super::*;
     use crate::relay::{FrameKind, RelayConfig, RelayHub, StreamKey};
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncRead, AsyncReadExt};
 
     fn video(keyframe: bool, size: usize) -> Bytes {
         let mut body = vec![if keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0];
@@ -507,6 +507,22 @@ mod tests {
             body = &body[line + 2 + size + 2..];
         }
         (out, false)
+    }
+
+    /// Reads the response from `client` until its FLV header (sent with the first batch) has
+    /// arrived; returns what was read.
+    async fn read_through_flv_header(client: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !received.windows(3).any(|w| w == b"FLV") {
+            let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf))
+                .await
+                .expect("the first batch arrives")
+                .unwrap();
+            assert!(n > 0, "the response ended before its first batch");
+            received.extend_from_slice(&buf[..n]);
+        }
+        received
     }
 
     /// One player of the byte-compare test: how it joins, reads and leaves.
@@ -854,16 +870,7 @@ mod tests {
             }
             publisher.send(FrameKind::Video, 0, video(true, 500));
             // The writer took its first batch, the keyframe, before the audio is published.
-            let mut received = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !received.windows(3).any(|w| w == b"FLV") {
-                let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf))
-                    .await
-                    .expect("the keyframe arrives")
-                    .unwrap();
-                assert!(n > 0, "the response ended before the keyframe");
-                received.extend_from_slice(&buf[..n]);
-            }
+            let mut received = read_through_flv_header(&mut client).await;
             publisher.send(
                 FrameKind::Audio,
                 20,
@@ -966,16 +973,7 @@ mod tests {
             })
         };
         // The player has the cached keyframe before the node stops.
-        let mut received = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !received.windows(3).any(|w| w == b"FLV") {
-            let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf))
-                .await
-                .expect("the keyframe arrives")
-                .unwrap();
-            assert!(n > 0, "the response ended before the shutdown");
-            received.extend_from_slice(&buf[..n]);
-        }
+        let mut received = read_through_flv_header(&mut client).await;
         shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut received))
             .await

@@ -359,6 +359,25 @@ fn leading_amf0_string(payload: &[u8]) -> Option<&[u8]> {
     rest.get(2..2 + len)
 }
 
+/// A data message `name` carrying `text`, as a publisher sends it, with or without the
+/// `@setDataFrame` that asks the server to keep it (for tests).
+#[cfg(test)]
+pub(crate) fn test_data_message(set_data_frame: bool, name: &str, text: &str) -> Bytes {
+    use crate::amf0::Amf0Value;
+    let mut values = Vec::new();
+    if set_data_frame {
+        values.push(Amf0Value::String("@setDataFrame".into()));
+    }
+    values.push(Amf0Value::String(name.into()));
+    values.push(Amf0Value::Object(vec![(
+        "text".into(),
+        Amf0Value::String(text.into()),
+    )]));
+    crate::amf0::encode_all(&values)
+        .expect("a test message encodes")
+        .freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,21 +486,7 @@ mod tests {
         crate::amf0::encode_all(values).unwrap().freeze()
     }
 
-    /// A data message `name` carrying `text`, as a publisher sends it, with or without the
-    /// `@setDataFrame` that asks the server to keep it.
-    fn data_message(set_data_frame: bool, name: &str, text: &str) -> Bytes {
-        use crate::amf0::Amf0Value;
-        let mut values = Vec::new();
-        if set_data_frame {
-            values.push(Amf0Value::String("@setDataFrame".into()));
-        }
-        values.push(Amf0Value::String(name.into()));
-        values.push(Amf0Value::Object(vec![(
-            "text".into(),
-            Amf0Value::String(text.into()),
-        )]));
-        encoded(&values)
-    }
+    use super::test_data_message as data_message;
 
     #[test]
     fn timed_data_is_relayed_without_set_data_frame_and_never_as_metadata_or_a_notice() {

@@ -268,17 +268,7 @@ fn players_never_get_an_announced_timing_and_the_nodes_own_consumers_do() {
 
 /// A data message `name` as a publisher sends it (with `@setDataFrame` when `set_data_frame`).
 fn data_message(set_data_frame: bool, name: &str) -> Bytes {
-    use crate::amf0::Amf0Value;
-    let mut values = Vec::new();
-    if set_data_frame {
-        values.push(Amf0Value::String("@setDataFrame".into()));
-    }
-    values.push(Amf0Value::String(name.into()));
-    values.push(Amf0Value::Object(vec![(
-        "text".into(),
-        Amf0Value::String("hello".into()),
-    )]));
-    crate::amf0::encode_all(&values).unwrap().freeze()
+    super::frame::test_data_message(set_data_frame, name, "hello")
 }
 
 fn data(name: &str, at: u32) -> Seen {

@@ -20,6 +20,25 @@ use tokio::time::{timeout, Instant};
 
 pub use streamr_test_support::{require_tool, wait_until};
 
+/// Edge hooks: a player asking for a stream starts (or joins) its pull.
+pub struct PullOnPlay(pub streamr_media::upstream::UpstreamPuller);
+
+#[async_trait::async_trait]
+impl streamr_media::server::RelayHooks for PullOnPlay {
+    async fn authorize_play(
+        &self,
+        request: &streamr_media::server::StreamRequest,
+    ) -> Result<(), streamr_media::server::Refusal> {
+        self.0.ensure(&request.key);
+        Ok(())
+    }
+}
+
+/// Any free port on the loopback address.
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
 /// An RTMP relay admitting every publisher and an HTTP server serving `config`, on one hub and
 /// free loopback ports.
 pub async fn start_relay_and_http(

@@ -43,18 +43,23 @@ async fn receive(client: &mut RtmpClient, media: usize) -> Received {
     received
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_pull_gets_the_origins_timing_and_a_player_only_the_metadata() {
-    let (tags, keyframes) = crate::ll_hls::vfr_then_regular();
-    let key = StreamKey::parse("live", "notices").unwrap();
-    let hub = RelayHub::default();
-    let origin = RelayServer::start_on_hub(
+/// An RTMP server on `hub` and a free loopback port, admitting everyone.
+async fn origin_on(hub: &RelayHub) -> RelayServer {
+    RelayServer::start_on_hub(
         RelayServerConfig::default().with_bind(SocketAddr::from(([127, 0, 0, 1], 0))),
         Arc::new(AllowAll),
         hub.clone(),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_pull_gets_the_origins_timing_and_a_player_only_the_metadata() {
+    let (tags, keyframes) = crate::ll_hls::vfr_then_regular();
+    let key = StreamKey::parse("live", "notices").unwrap();
+    let hub = RelayHub::default();
+    let origin = origin_on(&hub).await;
     let publisher = hub.publish(key.clone()).unwrap();
     let send = |from: usize, to: usize| {
         for tag in &tags[from..to] {
@@ -173,13 +178,7 @@ async fn a_publishers_timed_data_reaches_players_and_its_node_notices_nobody() {
         encode_all(&values).unwrap().freeze()
     };
     let hub = RelayHub::default();
-    let origin = RelayServer::start_on_hub(
-        RelayServerConfig::default().with_bind(SocketAddr::from(([127, 0, 0, 1], 0))),
-        Arc::new(AllowAll),
-        hub.clone(),
-    )
-    .await
-    .unwrap();
+    let origin = origin_on(&hub).await;
     let key = StreamKey::parse("live", "captions").unwrap();
     let url = RtmpUrl::parse(&format!("rtmp://{}/live/captions", origin.local_addr())).unwrap();
     let mut player = RtmpClient::play(&url).await.unwrap();

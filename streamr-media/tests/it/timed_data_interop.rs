@@ -6,16 +6,15 @@
 //! hashes.
 
 use crate::common;
+use common::{loopback, PullOnPlay};
 
-use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use streamr_media::http::{HttpServer, LiveHlsConfig, SegmentNotice};
 use streamr_media::relay::{RelayHub, StreamKey};
-use streamr_media::server::{Refusal, RelayHooks, RelayServer, RelayServerConfig, StreamRequest};
+use streamr_media::server::{RelayServer, RelayServerConfig};
 use streamr_media::upstream::{UpstreamConfig, UpstreamPuller};
 use tokio::process::{Child, Command};
 
@@ -23,21 +22,6 @@ use tokio::process::{Child, Command};
 const SECONDS: u32 = 5;
 /// One caption every this many milliseconds, the first at this time too.
 const CAPTION_EVERY_MS: u32 = 200;
-
-/// Edge hooks: a player asking for a stream starts (or joins) its pull.
-struct PullOnPlay(UpstreamPuller);
-
-#[async_trait]
-impl RelayHooks for PullOnPlay {
-    async fn authorize_play(&self, request: &StreamRequest) -> Result<(), Refusal> {
-        self.0.ensure(&request.key);
-        Ok(())
-    }
-}
-
-fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
 
 /// An SRT file with a caption `caption N` every [`CAPTION_EVERY_MS`], each shown 100 ms.
 fn write_captions(path: &std::path::Path) {

@@ -2,6 +2,8 @@
 //! relay pulls from it on demand, and ffmpeg plus our client play from the edge; and an edge
 //! failing over between two relays mid-stream keeps the origin's timeline and segments.
 
+use crate::common::{loopback, PullOnPlay};
+
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,32 +11,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+
 use streamr_media::client::RtmpClient;
 use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
 use streamr_media::hls::{Segment, Segmenter, SegmenterConfig, SegmenterEvent};
 use streamr_media::relay::{FrameKind, RelayEvent, RelayHub, StreamKey, Subscription};
 use streamr_media::rtmp::session::{ClientEvent, MediaKind};
 use streamr_media::rtmp::url::RtmpUrl;
-use streamr_media::server::{Refusal, RelayHooks, RelayServer, RelayServerConfig, StreamRequest};
+use streamr_media::server::{RelayServer, RelayServerConfig};
 use streamr_media::upstream::{UpstreamConfig, UpstreamPuller, UpstreamSource};
 use streamr_test_support::ffmpeg::ffmpeg_publish;
 use streamr_test_support::Running;
 use tokio_util::sync::CancellationToken;
-
-/// Edge hooks: a player asking for a stream starts (or joins) its pull.
-struct PullOnPlay(UpstreamPuller);
-
-#[async_trait]
-impl RelayHooks for PullOnPlay {
-    async fn authorize_play(&self, request: &StreamRequest) -> Result<(), Refusal> {
-        self.0.ensure(&request.key);
-        Ok(())
-    }
-}
-
-fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
 
 /// Counts keyframes and frames our client receives from `url` for `duration`.
 async fn watch(url: RtmpUrl, duration: Duration) -> (usize, usize) {
