@@ -674,20 +674,39 @@ fn rebase(state: &mut StreamState, timestamp: u32) -> u32 {
         .wrapping_add(timestamp.wrapping_sub(input_base))
 }
 
+/// How far past the newest coded frame relayed a frame that is not coded media (a data message,
+/// metadata) may move the stream's newest relayed timestamp, in milliseconds.
+const NON_MEDIA_LEAD_MILLIS: u32 = 10_000;
+
 /// Records a frame about to be relayed: the latest timestamp overall (a timed data message
 /// counts: a republish continues after it, so the players' data track never goes backwards),
-/// per coded track, and of the data messages.
+/// per coded track, and of the data messages. A frame that is not coded media moves the latest
+/// timestamp overall at most [`NON_MEDIA_LEAD_MILLIS`] past the media: a data message stamped
+/// far ahead of them (an encoder's bug, or a publisher's doing) must not carry a republish, or
+/// this node's own notices, that far ahead.
 fn note_output(state: &mut StreamState, frame: &Frame) {
     let timestamp = frame.timestamp();
-    let later = |last: Option<u32>| match last {
+    let later = |last: Option<u32>, timestamp: u32| match last {
         Some(last) if !is_after(timestamp, last) => Some(last),
         _ => Some(timestamp),
     };
-    state.max_output_timestamp = later(state.max_output_timestamp);
+    let newest_media = match (state.last_video, state.last_audio) {
+        (Some(video), Some(audio)) => Some(if is_after(video, audio) { video } else { audio }),
+        (video, audio) => video.or(audio),
+    };
+    let bound = newest_media
+        .filter(|_| !frame.is_coded_media())
+        .map(|media| media.wrapping_add(NON_MEDIA_LEAD_MILLIS))
+        .filter(|bound| is_after(timestamp, *bound));
+    state.max_output_timestamp = later(state.max_output_timestamp, bound.unwrap_or(timestamp));
     match frame.kind() {
-        FrameKind::Video if frame.is_coded_media() => state.last_video = later(state.last_video),
-        FrameKind::Audio if frame.is_coded_media() => state.last_audio = later(state.last_audio),
-        FrameKind::Data => state.last_data = later(state.last_data),
+        FrameKind::Video if frame.is_coded_media() => {
+            state.last_video = later(state.last_video, timestamp)
+        }
+        FrameKind::Audio if frame.is_coded_media() => {
+            state.last_audio = later(state.last_audio, timestamp)
+        }
+        FrameKind::Data => state.last_data = later(state.last_data, timestamp),
         FrameKind::Video | FrameKind::Audio | FrameKind::Metadata => {}
     }
 }

@@ -586,6 +586,38 @@ fn republish_resumes_viewers_with_the_new_sequence_headers_and_later_timestamps(
 }
 
 #[test]
+fn a_data_message_stamped_far_ahead_does_not_carry_a_republish_with_it() {
+    // A cue point an hour ahead of the media (an encoder's bug) is relayed as stamped, but the
+    // next publisher's timeline continues just after the media, not after the cue point.
+    let hub = RelayHub::default();
+    let publisher = start_publish(&hub, 1);
+    publisher.send(FrameKind::Video, 5000, video(0, true, 0));
+    let mut viewer = hub.subscribe(key()).unwrap();
+    drain(&mut viewer);
+    publisher.send(
+        FrameKind::Data,
+        3_605_000,
+        data_message(false, "onCuePoint"),
+    );
+    assert_eq!(drain(&mut viewer), vec![data("onCuePoint", 3_605_000)]);
+    drop(publisher);
+    assert_eq!(drain(&mut viewer), vec![Seen::Ended]);
+
+    let publisher = start_publish(&hub, 2);
+    publisher.send(FrameKind::Video, 0, video(1, true, 0));
+    let mut events = Vec::new();
+    while viewer.try_recv_batch(&mut events, 64) > 0 {}
+    let Some(RelayEvent::Frame(keyframe)) = events.last() else {
+        panic!("last event is the keyframe: {events:?}");
+    };
+    assert!(
+        (5000..=5000 + 10_000 + 1000).contains(&keyframe.timestamp()),
+        "the republish continues after the media and at most the lead: {}",
+        keyframe.timestamp()
+    );
+}
+
+#[test]
 fn stalled_viewer_skips_to_a_keyframe_and_counts_the_drop_while_a_fast_one_gets_everything() {
     let config = RelayConfig::default().with_viewer_max_lag(10_000, Duration::from_secs(60));
     let hub = RelayHub::new(config);
