@@ -67,7 +67,7 @@ pub use playlist::{
 };
 pub use segmenter::{OpenSegmentInfo, Segment, Segmenter, SegmenterConfig, SegmenterEvent};
 pub use timing_notice::{is_timing_message, HlsTiming, HLS_TIMING_MESSAGE};
-pub use uri_query::{carried_query, playlist_with_query};
+pub use uri_query::{carried_query, playlist_for_alias, playlist_with_query};
 pub use variants::{Rendition, StreamTracks, MP3_CODEC};
 
 use crate::flv::FlvTag;

@@ -61,6 +61,22 @@ pub fn playlist_with_query(playlist: &str, key: &StreamKey, query: &str) -> Stri
     out
 }
 
+/// Rewrites the MPEG-TS `playlist` of `key` for the `/{app}/{stream}/index.m3u8` alias: its
+/// segment lines name `{stream}/{file}` relative to `/{app}/`, which from the alias's directory
+/// (`/{app}/{stream}/`) must be `{file}`. Other lines, and URIs not under `{stream}/`, are kept.
+pub fn playlist_for_alias(playlist: &str, key: &StreamKey) -> String {
+    let prefix = format!("{}/", key.name);
+    let mut out = String::with_capacity(playlist.len());
+    for line in playlist.lines() {
+        match line.strip_prefix(&prefix) {
+            Some(file) if !line.starts_with('#') => out.push_str(file),
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +84,20 @@ mod tests {
 
     fn show() -> StreamKey {
         StreamKey::parse("live", "show").expect("valid names")
+    }
+
+    #[test]
+    fn the_alias_names_segments_from_its_own_directory() {
+        let body = "#EXTM3U\n#EXT-X-PROGRAM-DATE-TIME:2026-12-07T12:00:00.000Z\n#EXTINF:2.000,\n\
+                    show/3.ts\n#EXTINF:2.000,\nshow/4.ts\n";
+        assert_eq!(
+            playlist_for_alias(body, &show()),
+            "#EXTM3U\n#EXT-X-PROGRAM-DATE-TIME:2026-12-07T12:00:00.000Z\n#EXTINF:2.000,\n\
+             3.ts\n#EXTINF:2.000,\n4.ts\n"
+        );
+        // A URI under another directory is kept.
+        let body = "#EXTM3U\n#EXTINF:2.000,\nother/3.ts\n";
+        assert_eq!(playlist_for_alias(body, &show()), body);
     }
 
     #[test]

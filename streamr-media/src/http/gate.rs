@@ -19,7 +19,7 @@ use percent_encoding::percent_decode_str;
 
 use super::flv_raw::ResponseByteCounters;
 use super::router::{router, HttpState};
-use crate::hls::{carried_query, playlist_with_query};
+use crate::hls::{carried_query, playlist_for_alias, playlist_with_query};
 use crate::name::NameError;
 use crate::relay::{RelayHub, StreamKey};
 use crate::server::{PlayGate, Protocol, Refusal, RefusalKind, StreamRequest, StreamWait};
@@ -249,6 +249,10 @@ pub(super) async fn finish(
         (Target::Playlist { .. }, Some(carried)) if response.status().is_success() => {
             with_query(response, target.key(), &carried).await
         }
+        // Served as `/{app}/{stream}.m3u8`, whose segment URIs are relative to `/{app}/`.
+        (Target::Playlist { alias: true, key }, None) if response.status().is_success() => {
+            rewritten(response, |text| playlist_for_alias(text, key)).await
+        }
         _ => response,
     };
     match byte_counter {
@@ -262,11 +266,16 @@ pub(super) async fn finish(
 
 /// Rewrites a playlist response so the URIs it names carry `query`.
 async fn with_query(response: Response, key: &StreamKey, query: &str) -> Response {
+    rewritten(response, |text| playlist_with_query(text, key, query)).await
+}
+
+/// A playlist response whose body `rewrite` changed.
+async fn rewritten(response: Response, rewrite: impl FnOnce(&str) -> String) -> Response {
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_PLAYLIST_BYTES).await else {
         return (StatusCode::BAD_GATEWAY, "playlist too large").into_response();
     };
-    let text = playlist_with_query(&String::from_utf8_lossy(&bytes), key, query);
+    let text = rewrite(&String::from_utf8_lossy(&bytes));
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(text))
 }

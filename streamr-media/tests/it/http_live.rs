@@ -138,12 +138,29 @@ async fn ffmpeg_plays_live_hls_and_http_flv_from_an_rtmp_publish() {
     assert_eq!(notice.len % 188, 0);
 
     // Real players: HLS and HTTP-FLV play for a few seconds without a message.
-    let (hls_errors, flv_errors) = tokio::join!(
+    let (hls_errors, alias_errors, flv_errors) = tokio::join!(
         play(format!("{base}/live/cam.m3u8"), "3"),
+        play(format!("{base}/live/cam/index.m3u8"), "3"),
         play(format!("{base}/live/cam.flv"), "3"),
     );
     assert_eq!(hls_errors.trim(), "", "HLS playback reported errors");
+    assert_eq!(
+        alias_errors.trim(),
+        "",
+        "HLS playback through the index.m3u8 alias reported errors"
+    );
     assert_eq!(flv_errors.trim(), "", "HTTP-FLV playback reported errors");
+    // The alias names its segments from its own directory.
+    let (status, _, alias) = get(http.local_addr(), "/live/cam/index.m3u8").await;
+    assert_eq!(status, 200);
+    let alias = String::from_utf8(alias).unwrap();
+    let first = alias
+        .lines()
+        .find(|line| !line.starts_with('#') && !line.is_empty())
+        .expect("a segment");
+    assert!(!first.contains('/'), "{alias}");
+    let (status, _, _) = get_head_only(http.local_addr(), &format!("/live/cam/{first}")).await;
+    assert_eq!(status, 200, "{first} from the alias's directory");
     let (status, headers, _) = get_head_only(http.local_addr(), "/live/cam.flv").await;
     assert_eq!(status, 200);
     assert_eq!(header(&headers, "content-type"), Some("video/x-flv"));
