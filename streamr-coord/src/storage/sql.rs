@@ -1028,14 +1028,17 @@ macro_rules! sql_storage {
                 receipts: &[ReceiptRecord],
             ) -> StorageResult<u64> {
                 let mut inserted = 0;
+                // One statement text for every row of the batch.
+                let statement = $sql(&format!(
+                    "INSERT INTO receipts (session_id, seq, node_id, stream_id, bytes_total, \
+                     bytes_delta, on_time_bytes, last_segment_seq, t_ms, epoch, received_at_ms, \
+                     body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {}, $11, $12) \
+                     ON CONFLICT (session_id, seq) DO NOTHING",
+                    booked_epoch("$10")
+                ))
+                .into_owned();
                 for receipt in receipts {
-                    let result = sqlx::query(&$sql(&format!(
-                        "INSERT INTO receipts (session_id, seq, node_id, stream_id, bytes_total, \
-                         bytes_delta, on_time_bytes, last_segment_seq, t_ms, epoch, received_at_ms, \
-                         body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {}, $11, $12) \
-                         ON CONFLICT (session_id, seq) DO NOTHING",
-                        booked_epoch("$10")
-                    )))
+                    let result = sqlx::query(&statement)
                     .bind(&receipt.session_id)
                     .bind(receipt.seq)
                     .bind(&receipt.node_id)
