@@ -108,7 +108,13 @@ pub struct LlSegment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LlEvent {
-    /// A segment opened: its parts follow, then [`LlEvent::SegmentReady`].
+    /// A segment opened: its parts follow, then [`LlEvent::SegmentReady`]. Reported with its
+    /// first part (or, for a segment without one, before it is withdrawn or complete), when its
+    /// init segment is final: until a part of it is cut, a new audio configuration that the
+    /// segment carries no audio of yet still goes into its init segment (an encoder restarted
+    /// with new settings sends the audio sequence header a few video frames after the keyframe
+    /// that opened the segment), so no playlist names an init segment its media is not read
+    /// with.
     SegmentStarted {
         /// Its media sequence number.
         sequence: u64,
@@ -169,7 +175,9 @@ struct OpenLl {
     has_audio: bool,
     /// The track configurations its init segment describes: frames of a configuration that
     /// changed since (a new audio configuration the MPEG-TS segmenter let this segment go on
-    /// with, as it had no audio yet) wait for the next segment and its new init segment.
+    /// with, as it had no audio yet, arriving after a part of it was cut) wait for the next
+    /// segment and its new init segment. Before its first part, the init segment takes a new
+    /// audio configuration instead (see `take_audio_config`).
     video_config: Option<TrackConfig>,
     audio_config: Option<TrackConfig>,
     parts: Vec<Part>,
@@ -178,8 +186,16 @@ struct OpenLl {
     /// ([`OpenSegmentInfo::listed`]): its events are reported. Otherwise it is cut, so that
     /// what follows is cut the same, but reported to no one.
     listed: bool,
-    /// A part broke the part rules: [`LlEvent::PartsWithdrawn`] was reported.
+    /// A part broke the part rules: [`LlEvent::PartsWithdrawn`] was reported (or is, right
+    /// after [`LlEvent::SegmentStarted`]).
     withdrawn: bool,
+    /// [`LlEvent::SegmentStarted`] was reported (listed segments only): its init segment can no
+    /// longer change.
+    announced: bool,
+    /// The init segment of the segment before, for telling whether this one's differs.
+    previous_init: Option<blake3::Hash>,
+    /// The MPEG-TS segmenter marked the segment discontinuous.
+    ts_discontinuity: bool,
     /// Where it ends at the latest ([`OpenSegmentInfo::max_duration_ms`] from its start).
     max_end_ms: u64,
 }
@@ -318,9 +334,12 @@ impl LlPackager {
                     .is_some_and(|p| !p.video.samples.is_empty() || !p.audio.samples.is_empty());
             if decided && open.listed && !open.withdrawn {
                 open.withdrawn = true;
-                events.push(LlEvent::PartsWithdrawn {
-                    sequence: open.sequence,
-                });
+                // A segment not reported yet is reported withdrawn (`announce`).
+                if open.announced {
+                    events.push(LlEvent::PartsWithdrawn {
+                        sequence: open.sequence,
+                    });
+                }
             }
         }
         true
@@ -384,7 +403,10 @@ impl LlPackager {
             };
             match kind {
                 MediaKind::Video => self.video_config = Some(config),
-                MediaKind::Audio => self.audio_config = Some(config),
+                MediaKind::Audio => {
+                    self.audio_config = Some(config);
+                    self.take_audio_config(segment)?;
+                }
             }
             return Ok(events);
         }
@@ -414,7 +436,7 @@ impl LlPackager {
             self.close(Some(end), &mut events)?;
         }
         if self.open.is_none() {
-            self.start(segment, timestamp, &mut events)?;
+            self.start(segment, timestamp)?;
         }
         let Some(open) = self.open.as_ref() else {
             return Ok(events);
@@ -576,17 +598,33 @@ impl LlPackager {
     /// Withdraws the parts of the open segment (see [`LlEvent::PartsWithdrawn`]): a relay's
     /// frames that follow no longer continue the upstream's without a gap, so its parts from
     /// here on are not the upstream's. Nothing when no listed segment is open or its parts
-    /// are withdrawn already.
+    /// are withdrawn already. A segment not reported yet is reported first
+    /// ([`LlEvent::SegmentStarted`]), so that it can be marked; its init segment is final
+    /// from then on.
     pub fn withdraw_open_parts(&mut self) -> Vec<LlEvent> {
-        match self.open.as_mut() {
-            Some(open) if open.listed && !open.withdrawn => {
-                open.withdrawn = true;
-                vec![LlEvent::PartsWithdrawn {
-                    sequence: open.sequence,
-                }]
-            }
-            _ => Vec::new(),
+        let mut events = Vec::new();
+        let Some(open) = self.open.as_mut() else {
+            return events;
+        };
+        if !open.listed || std::mem::replace(&mut open.withdrawn, true) {
+            return events;
         }
+        if open.announced {
+            events.push(LlEvent::PartsWithdrawn {
+                sequence: open.sequence,
+            });
+        } else {
+            self.announce(&mut events);
+        }
+        events
+    }
+
+    /// The open segment's parts are withdrawn but the segment is not reported yet: its
+    /// [`LlEvent::PartsWithdrawn`] follows its [`LlEvent::SegmentStarted`], with its first part.
+    pub(crate) fn withdrawal_unreported(&self) -> bool {
+        self.open
+            .as_ref()
+            .is_some_and(|open| open.listed && open.withdrawn && !open.announced)
     }
 
     /// Closes the open segment where its media ends (the publisher left or jumped; the stream
@@ -597,12 +635,86 @@ impl LlPackager {
         Ok(events)
     }
 
-    fn start(
-        &mut self,
-        segment: OpenSegmentInfo,
-        timestamp: u64,
-        events: &mut Vec<LlEvent>,
-    ) -> Result<(), Fmp4Error> {
+    /// A new audio configuration (or a first one) while a segment is open: its init segment
+    /// takes it when nothing of the segment needs the one it describes, so that its audio is
+    /// carried from the configuration's first frame rather than from the next segment on (an
+    /// encoder restarted with new settings over one connection sends the new video sequence
+    /// header and keyframe, which open a segment, then the audio one just before its first
+    /// audio frame, a few video frames later). That is while no part of the segment is cut
+    /// (none was published with the init segment it has), the segment carries no audio
+    /// (an audio frame of the configuration before, held back for its successor, is left out:
+    /// no init segment of the segment describes it), its frames are timed by video, and the
+    /// MPEG-TS segmenter goes on with the segment. Otherwise the audio of the new
+    /// configuration waits for the next segment and its init segment. A function of the
+    /// stream's frames alone, so every node cuts the same.
+    fn take_audio_config(&mut self, segment: Option<OpenSegmentInfo>) -> Result<(), Fmp4Error> {
+        let Some(open) = self.open.as_ref() else {
+            return Ok(());
+        };
+        let same_segment = segment.is_some_and(|segment| {
+            segment.sequence == open.sequence && segment.start_timestamp_ms == open.start_ms
+        });
+        let carries_audio = open
+            .part
+            .as_ref()
+            .is_some_and(|part| !part.audio.samples.is_empty());
+        if open.audio_config == self.audio_config
+            || !same_segment
+            || !open.has_video
+            || !open.parts.is_empty()
+            || open.announced
+            || carries_audio
+        {
+            return Ok(());
+        }
+        let tracks: Vec<TrackConfig> = open
+            .video_config
+            .iter()
+            .chain(self.audio_config.iter())
+            .cloned()
+            .collect();
+        let init = InitSegment::new(&tracks)?;
+        let ts_discontinuity = segment.is_some_and(|segment| segment.discontinuity);
+        let Some(open) = self.open.as_mut() else {
+            return Ok(());
+        };
+        open.ts_discontinuity |= ts_discontinuity;
+        open.discontinuity = open.ts_discontinuity
+            || open
+                .previous_init
+                .is_some_and(|previous| previous != init.hash);
+        open.has_audio = true;
+        open.audio_config = self.audio_config.clone();
+        open.init = init.clone();
+        self.last_init = Some(init);
+        self.pending_audio = None;
+        Ok(())
+    }
+
+    /// Reports the open segment ([`LlEvent::SegmentStarted`], then [`LlEvent::PartsWithdrawn`]
+    /// when its parts were withdrawn before) unless it was already or is not listed: from here
+    /// on its init segment is final.
+    fn announce(&mut self, events: &mut Vec<LlEvent>) {
+        let Some(open) = self.open.as_mut() else {
+            return;
+        };
+        if !open.listed || std::mem::replace(&mut open.announced, true) {
+            return;
+        }
+        events.push(LlEvent::SegmentStarted {
+            sequence: open.sequence,
+            discontinuity: open.discontinuity,
+            init: open.init.clone(),
+            start_ms: open.start_ms,
+        });
+        if open.withdrawn {
+            events.push(LlEvent::PartsWithdrawn {
+                sequence: open.sequence,
+            });
+        }
+    }
+
+    fn start(&mut self, segment: OpenSegmentInfo, timestamp: u64) -> Result<(), Fmp4Error> {
         let tracks: Vec<TrackConfig> = self
             .video_config
             .iter()
@@ -616,23 +728,14 @@ impl LlPackager {
         if self.locked_target_ms.is_none() && self.provisional_target_ms.is_none() {
             self.provisional_target_ms = Some(self.derived_part_target_ms());
         }
-        let changed = self
-            .last_init
-            .as_ref()
-            .is_some_and(|last| last.hash != init.hash);
+        let previous_init = self.last_init.as_ref().map(|last| last.hash);
+        let changed = previous_init.is_some_and(|last| last != init.hash);
         let discontinuity = segment.discontinuity || changed;
         self.last_init = Some(init.clone());
         // A video sample cannot outlive its segment (the cut flushed it); audio held back for its
         // successor goes into this segment's first part.
         self.pending_video = None;
-        if segment.listed {
-            events.push(LlEvent::SegmentStarted {
-                sequence: segment.sequence,
-                discontinuity,
-                init: init.clone(),
-                start_ms: timestamp,
-            });
-        }
+        // Reported with its first part (`announce`), once its init segment is final.
         self.open = Some(OpenLl {
             sequence: segment.sequence,
             start_ms: timestamp,
@@ -646,6 +749,9 @@ impl LlPackager {
             part: None,
             listed: segment.listed,
             withdrawn: false,
+            announced: false,
+            previous_init,
+            ts_discontinuity: segment.discontinuity,
             max_end_ms: timestamp.saturating_add(segment.max_duration_ms.max(1)),
         });
         Ok(())
@@ -770,6 +876,11 @@ impl LlPackager {
             hash: blake3::hash(&bytes),
             bytes,
         };
+        // The segment's first part: its init segment is final.
+        self.announce(events);
+        let Some(open) = self.open.as_mut() else {
+            return Ok(());
+        };
         if open.listed && !open.withdrawn && !keeps_part_rules(&part, target, last) {
             open.withdrawn = true;
             events.push(LlEvent::PartsWithdrawn {
@@ -822,6 +933,8 @@ impl LlPackager {
             }
         }
         self.close_part(end, true, events)?;
+        // A segment without parts is reported as it completes.
+        self.announce(events);
         let provisional = self.part_target_ms();
         let fixed = self.fix_part_target();
         let Some(mut open) = self.open.take() else {

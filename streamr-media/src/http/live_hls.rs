@@ -1047,7 +1047,10 @@ impl StreamTask {
         if let Some(packager) = self.packager.as_mut() {
             let events = packager.withdraw_open_parts();
             if !events.is_empty() {
-                self.logged_withdrawals += events.len();
+                self.logged_withdrawals += events
+                    .iter()
+                    .filter(|e| matches!(e, LlEvent::PartsWithdrawn { .. }))
+                    .count();
                 self.emit(Batch::Ll(events));
             }
         }
@@ -1123,10 +1126,12 @@ impl StreamTask {
             let from_upstream = tag.is_some_and(|tag| {
                 tag.tag_type == FlvTagType::ScriptData && crate::hls::is_timing_message(&tag.data)
             });
+            // A segment not reported yet is reported withdrawn with its first part.
             let withdrawn = events
                 .iter()
                 .filter(|e| matches!(e, LlEvent::PartsWithdrawn { .. }))
-                .count();
+                .count()
+                + usize::from(packager.withdrawal_unreported());
             // The first segment's parts, cut for a provisional target, are withdrawn when the
             // frame timing fixes another: logged here, not as frames mistimed.
             self.logged_withdrawals += withdrawn;

@@ -1238,3 +1238,321 @@ fn an_audio_configuration_following_a_video_one_keeps_the_segment_it_opened() {
         }
     }
 }
+
+/// For each fragment (`moof`) of `segment`: track ID → (`tfdt` start, sample count).
+fn fragment_samples(segment: &[u8]) -> Vec<(u32, u64, usize)> {
+    children(segment, b"moof")
+        .into_iter()
+        .flat_map(|moof| children(moof, b"traf"))
+        .map(|traf| {
+            let id = be32(children(traf, b"tfhd")[0], 4);
+            let tfdt = children(traf, b"tfdt")[0];
+            let start = if tfdt[0] == 1 {
+                u64::from_be_bytes(tfdt[4..12].try_into().unwrap())
+            } else {
+                u64::from(be32(tfdt, 4))
+            };
+            let trun = children(traf, b"trun")[0];
+            (id, start, be32(trun, 4) as usize)
+        })
+        .collect()
+}
+
+/// The timestamps of the coded AAC frames of `tags` at or after `from_ms`.
+fn audio_frames_from(tags: &[FlvTag], from_ms: u32) -> Vec<u64> {
+    tags.iter()
+        .filter(|t| t.tag_type == FlvTagType::Audio && t.data.get(1) == Some(&1))
+        .filter(|t| t.timestamp >= from_ms)
+        .map(|t| u64::from(t.timestamp))
+        .collect()
+}
+
+/// What a node's LL-HLS rendition of a stream gives: the complete segments, the init segment
+/// each [`LlEvent::SegmentStarted`] named, and every init segment any playlist version names.
+#[derive(Default)]
+struct Reconfigured {
+    ll: Vec<LlSegment>,
+    started: Vec<(u64, String)>,
+    named: std::collections::BTreeSet<String>,
+}
+
+fn package_reconfigured(mut s: LlHlsStream, tags: &[FlvTag]) -> Reconfigured {
+    let mut out = Reconfigured::default();
+    let mut take = |s: &LlHlsStream, ll: Vec<LlEvent>| {
+        let changed = !ll.is_empty();
+        for event in ll {
+            match event {
+                LlEvent::SegmentStarted { sequence, init, .. } => {
+                    out.started.push((sequence, init.name))
+                }
+                LlEvent::SegmentReady(segment) => out.ll.push(segment),
+                _ => {}
+            }
+        }
+        if changed && s.playlist().has_segments() {
+            let text = s.playlist().render(false);
+            let violations = check_ll_playlist(&text);
+            assert!(violations.is_empty(), "{violations:#?}\n{text}");
+            out.named.extend(
+                text.lines()
+                    .filter_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\"s/"))
+                    .map(|l| l.trim_end_matches('"').to_string()),
+            );
+        }
+    };
+    for tag in tags {
+        let output = s.push(tag).unwrap();
+        take(&s, output.ll);
+    }
+    let output = s.finish().unwrap();
+    take(&s, output.ll);
+    out
+}
+
+/// The first half of a stream restarted with new settings at 10.1 s (see [`reconfigured`]).
+fn first_half() -> Vec<FlvTag> {
+    media("av_bframes.flv")
+        .into_iter()
+        .filter(|tag| tag.data.get(1) != Some(&2))
+        .collect()
+}
+
+/// The LL-HLS segment opened by the keyframe of a video reconfiguration carries the new audio
+/// from its first frame, with an init segment that describes both new tracks: the audio
+/// sequence header, arriving a few video frames after that keyframe and before the segment's
+/// first part is cut, goes into the segment's init segment. No audio frame of the new
+/// configuration is lost, every playlist names only init segments its segments are read with,
+/// and a node that joined before the reconfiguration cuts the same bytes.
+#[test]
+fn the_segment_opened_at_a_video_reconfiguration_carries_the_new_audio_from_its_first_frame() {
+    let first = first_half();
+    let mut tags = first.clone();
+    tags.extend(reconfigured(&first, 10_100));
+    let new_audio = audio_frames_from(&tags, 10_100);
+    assert!(
+        new_audio[0] > 10_100,
+        "the audio header follows the keyframe"
+    );
+
+    let origin = package_reconfigured(stream(), &tags);
+    let at = origin
+        .ll
+        .iter()
+        .position(|s| s.start_timestamp_ms == 10_100)
+        .expect("a segment opened at the reconfiguration");
+    let segment = &origin.ll[at];
+    let newest = origin.ll.last().unwrap();
+    assert!(segment.discontinuity);
+    // Its init segment is the next segments': the new video and the new audio configuration.
+    assert_ne!(origin.ll[0].init.codecs, segment.init.codecs);
+    let scales = timescales(&segment.init.bytes);
+    assert_eq!(
+        segment.init.name, newest.init.name,
+        "{} {scales:?}",
+        segment.init.codecs
+    );
+    assert!(scales.contains(&(AUDIO_TRACK_ID, 48_000)), "{scales:?}");
+    assert!(
+        scales.iter().any(|(id, _)| *id == VIDEO_TRACK_ID),
+        "{scales:?}"
+    );
+    // Reported with that init segment, which the playlists name: no other was ever named.
+    assert!(origin
+        .started
+        .contains(&(segment.sequence, segment.init.name.clone())));
+    let used: std::collections::BTreeSet<String> =
+        origin.ll.iter().map(|s| s.init.name.clone()).collect();
+    assert_eq!(origin.named, used);
+
+    // Its audio starts with the new configuration's first frame.
+    let audio: Vec<(u64, usize)> = fragment_samples(&segment.bytes)
+        .into_iter()
+        .filter(|(id, _, count)| *id == AUDIO_TRACK_ID && *count > 0)
+        .map(|(_, start, count)| (start, count))
+        .collect();
+    let first_audio_ms = audio.first().map(|(start, _)| start * 1_000 / 48_000);
+    assert_eq!(first_audio_ms, Some(new_audio[0]), "{audio:?}");
+    // Every audio frame of the new configuration is carried.
+    let carried: usize = origin.ll[at..]
+        .iter()
+        .flat_map(|s| fragment_samples(&s.bytes))
+        .filter(|(id, _, _)| *id == AUDIO_TRACK_ID)
+        .map(|(_, _, count)| count)
+        .sum();
+    assert_eq!(carried, new_audio.len());
+
+    // A node that joined in the first half (the first half's metadata and headers, then its GOP
+    // cache from a keyframe) lists the origin's bytes, the reconfigured segment included.
+    let join = first
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.tag_type == FlvTagType::Video && t.data[0] >> 4 == 1)
+        .map(|(i, _)| i)
+        .nth(3)
+        .unwrap();
+    let joined: Vec<FlvTag> = first[..join]
+        .iter()
+        .filter(|t| t.tag_type == FlvTagType::ScriptData || t.data.get(1) == Some(&0))
+        .chain(&tags[join..])
+        .cloned()
+        .collect();
+    let friend = package_reconfigured(stream().joining_mid_stream(), &joined);
+    assert!(friend
+        .ll
+        .iter()
+        .any(|s| s.start_timestamp_ms == segment.start_timestamp_ms));
+    for listed in &friend.ll {
+        let same = origin
+            .ll
+            .iter()
+            .find(|o| o.start_timestamp_ms == listed.start_timestamp_ms)
+            .expect("the origin cut there too");
+        // Numbered from its own start (a relay learns the origin's numbers apart).
+        let summary = |s: &LlSegment| {
+            (
+                s.duration_ms,
+                s.discontinuity,
+                s.init.name.clone(),
+                s.part_hashes.clone(),
+                s.hash,
+            )
+        };
+        assert_eq!(
+            summary(same),
+            summary(listed),
+            "segment at {} ms",
+            listed.start_timestamp_ms
+        );
+    }
+}
+
+/// When the audio sequence header comes only after the first part of the segment the video
+/// reconfiguration opened was cut (and published with that segment's init segment), the
+/// segment keeps its init segment and carries no audio it does not describe: the new audio
+/// starts with the next segment, whose init segment describes it.
+#[test]
+fn an_audio_configuration_after_the_first_part_waits_for_the_next_segment() {
+    let first = first_half();
+    let mut tags = first.clone();
+    let mut second = reconfigured(&first, 10_100);
+    // The encoder's audio starts 0.6 s after its video: the header comes with its first frame.
+    let is_audio = |t: &FlvTag| t.tag_type == FlvTagType::Audio;
+    let header = second
+        .iter()
+        .position(|t| is_audio(t) && t.data[1] == 0)
+        .unwrap();
+    let header = second.remove(header);
+    second.retain(|t| !is_audio(t) || t.timestamp >= 10_700);
+    let first_audio = second.iter().position(is_audio).unwrap();
+    second.insert(
+        first_audio,
+        FlvTag {
+            timestamp: second[first_audio].timestamp,
+            ..header
+        },
+    );
+    tags.extend(second);
+
+    let origin = package_reconfigured(stream(), &tags);
+    let at = origin
+        .ll
+        .iter()
+        .position(|s| s.start_timestamp_ms == 10_100)
+        .expect("a segment opened at the reconfiguration");
+    let segment = &origin.ll[at];
+    let scales = timescales(&segment.init.bytes);
+    assert!(scales.contains(&(AUDIO_TRACK_ID, 44_100)), "{scales:?}");
+    assert!(fragment_samples(&segment.bytes)
+        .iter()
+        .all(|(id, _, count)| *id != AUDIO_TRACK_ID || *count == 0));
+    let next = &origin.ll[at + 1];
+    assert!(timescales(&next.init.bytes).contains(&(AUDIO_TRACK_ID, 48_000)));
+    let audio_from = audio_frames_from(&tags, u32::try_from(next.start_timestamp_ms).unwrap());
+    let carried: usize = origin.ll[at + 1..]
+        .iter()
+        .flat_map(|s| fragment_samples(&s.bytes))
+        .filter(|(id, _, _)| *id == AUDIO_TRACK_ID)
+        .map(|(_, _, count)| count)
+        .sum();
+    assert_eq!(carried, audio_from.len());
+    let used: std::collections::BTreeSet<String> =
+        origin.ll.iter().map(|s| s.init.name.clone()).collect();
+    assert_eq!(origin.named, used);
+}
+
+/// A segment is reported ([`LlEvent::SegmentStarted`]) with its first part, once its init
+/// segment is final; withdrawing its parts before then (a relay's upstream gap) reports it at
+/// once, withdrawn, so that it can be marked, and nothing of it is reported twice.
+#[test]
+fn a_segment_is_reported_with_its_first_part_or_when_its_parts_are_withdrawn() {
+    let tags = media("av_bframes.flv");
+    let mut segmenter = streamr_media::hls::Segmenter::new(SegmenterConfig {
+        segment_duration_ms: 2_000,
+        target_duration_secs: 12,
+    });
+    let mut packager = streamr_media::hls::LlPackager::new(LlPackagerConfig::default());
+    let keyframes: Vec<usize> = tags
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| is_coded_video(t) && t.data[0] >> 4 == 1)
+        .map(|(i, _)| i)
+        .collect();
+    let mut events = Vec::new();
+    let mut withdrawn_at = None;
+    for (i, tag) in tags.iter().enumerate() {
+        let _ = segmenter.push(tag);
+        let pushed = packager.push(tag, segmenter.current_segment()).unwrap();
+        if keyframes.get(2) == Some(&i) {
+            // The keyframe opened a segment: not reported before its first part.
+            assert!(
+                pushed
+                    .iter()
+                    .all(|e| !matches!(e, LlEvent::SegmentStarted { .. })),
+                "{pushed:?}"
+            );
+            events.extend(pushed);
+            let sequence = segmenter.current_segment().unwrap().sequence;
+            let withdrawn = packager.withdraw_open_parts();
+            assert!(
+                matches!(
+                    withdrawn.as_slice(),
+                    [
+                        LlEvent::SegmentStarted { sequence: a, .. },
+                        LlEvent::PartsWithdrawn { sequence: b },
+                    ] if *a == sequence && *b == sequence
+                ),
+                "{withdrawn:?}"
+            );
+            assert!(packager.withdraw_open_parts().is_empty());
+            withdrawn_at = Some(sequence);
+            continue;
+        }
+        events.extend(pushed);
+    }
+    events.extend(packager.flush().unwrap());
+    let withdrawn_at = withdrawn_at.unwrap();
+    // Every other segment: reported right before its first part, once.
+    let mut started = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        if let LlEvent::SegmentStarted { sequence, .. } = event {
+            assert_ne!(*sequence, withdrawn_at, "reported twice");
+            assert!(
+                matches!(events.get(i + 1), Some(LlEvent::PartReady(p)) if p.sequence == *sequence && p.index == 0),
+                "{:?}",
+                events.get(i + 1)
+            );
+            started.push(*sequence);
+        }
+    }
+    let completed: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            LlEvent::SegmentReady(s) => Some(s.sequence),
+            _ => None,
+        })
+        .collect();
+    assert!(completed.contains(&withdrawn_at));
+    started.push(withdrawn_at);
+    started.sort_unstable();
+    assert_eq!(started, completed);
+}
