@@ -3,7 +3,8 @@
 //! request far ahead or malformed gets a 400, the preload-hinted part is served as soon as it
 //! is complete, and ffmpeg plays the fMP4 rendition while the MPEG-TS one keeps working; an
 //! Enhanced RTMP AV1 + Opus publish comes out as fMP4 that ffprobe decodes; ffmpeg reads a
-//! minute of an irregular-GOP 2 fps stream from both playlists without a warning.
+//! minute of an irregular-GOP 2 fps stream from both playlists without a warning; a publisher
+//! reconfigured mid-stream (new resolution and sample rate) keeps all its audio in both.
 
 use crate::common;
 
@@ -11,7 +12,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use streamr_media::flv::{FlvReader, FlvTagType};
+use streamr_media::flv::{FlvHeader, FlvReader, FlvTag, FlvTagType, FlvWriter};
 use streamr_media::fmp4::box_paths;
 use streamr_media::hls::{check_ll_playlist, check_multivariant};
 use streamr_media::http::{HttpServer, LiveHlsConfig};
@@ -338,6 +339,215 @@ async fn ffmpeg_reads_a_minute_of_an_irregular_two_fps_stream_from_both_playlist
             "ffmpeg warned reading {path}: {stderr}"
         );
     }
+    http.shutdown().await;
+    rtmp.shutdown().await;
+}
+
+/// Encodes `seconds` of a test picture of `size` at 25 fps (a keyframe every 2 s) with a tone at
+/// `rate` Hz into FLV, and returns its tags.
+fn encode(dir: &std::path::Path, size: &str, rate: u32, seconds: u32) -> Vec<FlvTag> {
+    let path = dir.join(format!("{size}-{rate}.flv"));
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size={size}:rate=25"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency=440:sample_rate={rate}"))
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args([
+            "-g",
+            "50",
+            "-c:a",
+            "aac",
+            "-ar",
+            &rate.to_string(),
+            "-f",
+            "flv",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    FlvReader::read_all(&std::fs::read(&path).unwrap())
+        .unwrap()
+        .1
+}
+
+/// ffprobe's count of the audio packets it reads from `input` (a file or a URL), and the
+/// sample rate of the audio stream.
+fn probe_audio(input: &str) -> (usize, String) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_packets", "-select_streams", "a"])
+        .args(["-show_entries", "stream=sample_rate,nb_read_packets"])
+        .args(["-of", "csv=p=0", input])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (rate, packets) = text
+        .lines()
+        .find_map(|l| l.trim().split_once(','))
+        .unwrap_or_else(|| {
+            panic!(
+                "{input}: ffprobe: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    // A stream without a packet read is reported without a count.
+    let packets = packets.trim().parse().unwrap_or(0);
+    (packets, rate.to_string())
+}
+
+/// An encoder restarted with new settings over one connection (320x180 with 44.1 kHz audio,
+/// then 640x360 with 48 kHz audio starting 80 ms after the video), relayed by ffmpeg with
+/// `-c copy`: ffmpeg sends the new video sequence header with the first new keyframe and the
+/// new audio one with the first new audio frame, a few video frames later. The LL-HLS segment
+/// opened at the reconfiguration carries the new audio from that frame on: the LL-HLS
+/// playlist's segments hold as many audio frames as the MPEG-TS playlist's (every frame after
+/// the first keyframe), and that segment's init segment describes the 48 kHz audio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg and ffprobe"]
+async fn a_publisher_reconfigured_mid_stream_keeps_its_audio_in_both_playlists() {
+    common_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let first = encode(dir.path(), "320x180", 44_100, 6);
+    let second = encode(dir.path(), "640x360", 48_000, 6);
+    // The second encoder's tags after the first's, its audio starting 80 ms after its video, and
+    // its audio sequence header just before its first audio frame (where ffmpeg relaying the
+    // recording with `-c copy` sends it anyway).
+    let offset = first.iter().map(|t| t.timestamp).max().unwrap() + 40;
+    let mut tags = first;
+    let mut later: Vec<FlvTag> = second
+        .iter()
+        .filter(|t| t.tag_type != FlvTagType::ScriptData)
+        .cloned()
+        .map(|mut t| {
+            t.timestamp += offset;
+            if t.tag_type == FlvTagType::Audio {
+                t.timestamp += 80;
+            }
+            t
+        })
+        .collect();
+    later.sort_by_key(|t| t.timestamp);
+    let is_audio_header = |t: &FlvTag| t.tag_type == FlvTagType::Audio && t.data.get(1) == Some(&0);
+    let header = later.iter().position(is_audio_header).unwrap();
+    let mut header = later.remove(header);
+    let first_audio = later
+        .iter()
+        .position(|t| t.tag_type == FlvTagType::Audio)
+        .unwrap();
+    header.timestamp = later[first_audio].timestamp;
+    later.insert(first_audio, header);
+    tags.extend(later);
+    let path = dir.path().join("reconfigured.flv");
+    let writer = FlvWriter::new();
+    let mut file = writer.header(FlvHeader {
+        has_audio: true,
+        has_video: true,
+    });
+    for tag in &tags {
+        writer.write_tag(tag, &mut file).unwrap();
+    }
+    std::fs::write(&path, &file).unwrap();
+    // Every audio frame from the first keyframe on (the segmenter starts there).
+    let first_keyframe = tags
+        .iter()
+        .find(|t| t.tag_type == FlvTagType::Video && t.data.get(1) == Some(&1))
+        .unwrap()
+        .timestamp;
+    let expected = tags
+        .iter()
+        .filter(|t| t.tag_type == FlvTagType::Audio && t.data.get(1) == Some(&1))
+        .filter(|t| t.timestamp >= first_keyframe)
+        .count();
+
+    let mut config = LiveHlsConfig::default()
+        .with_end_timing(Duration::from_millis(300), Duration::from_secs(300));
+    config.window_segments = 100;
+    let (_hub, rtmp, http) = common::start_relay_and_http(config).await;
+    let addr = http.local_addr();
+    let url = format!("rtmp://{}/live/re", rtmp.local_addr());
+    let input = path.clone();
+    let published = tokio::task::spawn_blocking(move || {
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-readrate", "4", "-i"])
+            .arg(&input)
+            .args(["-c", "copy", "-f", "flv", &url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    let mut ll = String::new();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let ts = String::from_utf8(get(addr, "/live/re.m3u8").await.2).unwrap_or_default();
+        let text = String::from_utf8(get(addr, "/live/re/ll.m3u8").await.2).unwrap_or_default();
+        if ts.contains("#EXT-X-ENDLIST") && text.contains("#EXT-X-ENDLIST") {
+            ll = text;
+            break;
+        }
+    }
+    assert!(!ll.is_empty(), "the playlists did not end");
+    assert_eq!(check_ll_playlist(&ll), vec![], "{ll}");
+
+    // Each LL-HLS segment with the init segment the playlist names for it.
+    let mut init = Vec::new();
+    let mut per_segment = Vec::new();
+    for line in ll.lines() {
+        if let Some(uri) = line.strip_prefix("#EXT-X-MAP:URI=\"") {
+            let uri = uri.trim_end_matches('"');
+            let (status, _, body) = get(addr, &format!("/live/re/{uri}")).await;
+            assert_eq!(status, 200, "{uri}");
+            init = body;
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let (status, _, body) = get(addr, &format!("/live/re/{line}")).await;
+            assert_eq!(status, 200, "{line}");
+            let file = dir.path().join(line.replace('/', "_"));
+            std::fs::write(&file, [init.as_slice(), body.as_slice()].concat()).unwrap();
+            per_segment.push((line.to_string(), probe_audio(file.to_str().unwrap())));
+        }
+    }
+    let ll_segments: usize = per_segment.iter().map(|(_, (packets, _))| packets).sum();
+    let read = |path: &str| {
+        let url = format!("http://{addr}{path}");
+        tokio::task::spawn_blocking(move || probe_audio(&url))
+    };
+    let ts_playlist = read("/live/re.m3u8").await.unwrap();
+    let ll_playlist = read("/live/re/ll.m3u8").await.unwrap();
+    eprintln!(
+        "AAC frames sent after the first keyframe: {expected}; MPEG-TS playlist: {} packets; \
+         LL-HLS playlist: {} packets; LL-HLS segments: {ll_segments} packets {per_segment:?}",
+        ts_playlist.0, ll_playlist.0
+    );
+    assert_eq!(ts_playlist.0, expected, "MPEG-TS");
+    assert_eq!(ll_segments, expected, "LL-HLS: {per_segment:?}\n{ll}");
+    assert_eq!(ll_playlist.0, expected, "LL-HLS playlist");
+    // The segment after the discontinuity is read at 48 kHz, with audio.
+    let after = ll
+        .split("\n#EXT-X-DISCONTINUITY\n")
+        .nth(1)
+        .and_then(|rest| rest.lines().find(|l| !l.starts_with('#') && !l.is_empty()))
+        .unwrap_or_else(|| panic!("a discontinuity: {ll}"));
+    let (_, (packets, rate)) = per_segment.iter().find(|(uri, _)| uri == after).unwrap();
+    assert_eq!(rate, "48000", "{per_segment:?}");
+    assert!(*packets > 50, "{per_segment:?}");
     http.shutdown().await;
     rtmp.shutdown().await;
 }
