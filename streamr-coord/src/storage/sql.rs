@@ -122,6 +122,38 @@ fn split_synchronous(url: &str) -> Result<(String, SqliteSynchronous), String> {
     Ok((url, synchronous))
 }
 
+/// The options of a SQLite pool of `max_connections`.
+///
+/// A SQLite connection is a file opened by a thread of this process: nothing can hang up on
+/// it, so no ping before each use (a ping is one more handoff to that thread).
+///
+/// A connection given back while sqlx still counts a transaction on it (one dropped without
+/// its commit, after an error) is kept only once the rollback that drop queued has ended that
+/// transaction. On some errors (a full disk: `SQLITE_FULL`; `SQLITE_IOERR`) SQLite rolls the
+/// whole transaction back by itself; sqlx's `ROLLBACK` then fails and it goes on counting a
+/// transaction, so its next "transaction" on that connection is a savepoint, whose rollback
+/// leaves the implicit transaction open. That connection would go back to the pool holding
+/// SQLite's write lock, every other connection's writes failing with "database is locked",
+/// its own writes never committed: a momentarily full disk would stop the coordinator's
+/// writes until a restart. Such a connection is closed instead, and the pool opens a new one.
+fn sqlite_pool_options(max_connections: u32) -> SqlitePoolOptions {
+    use sqlx::Connection as _;
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .test_before_acquire(false)
+        .after_release(|connection, _| {
+            Box::pin(async move {
+                if !connection.is_in_transaction() {
+                    return Ok(true);
+                }
+                // Commands to the connection's thread run in order: the ping runs after the
+                // queued rollback.
+                connection.ping().await?;
+                Ok(!connection.is_in_transaction())
+            })
+        })
+}
+
 impl SqliteStorage {
     /// Opens (creating if missing) the database at a `sqlite://path` URL and migrates it.
     /// `?synchronous=normal` trades durability across power loss for fewer fsyncs (a commit
@@ -142,20 +174,14 @@ impl SqliteStorage {
             .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        // A SQLite connection is a file opened by a thread of this process: nothing can hang
-        // up on it, so no ping before each use (a ping is one more handoff to that thread).
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .test_before_acquire(false)
+        let pool = sqlite_pool_options(8)
             .connect_with(options.clone())
             .await
             .map_err(open_error)?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         // In WAL mode a NORMAL commit is in the WAL file (so in the OS) when it returns, and
         // the next FULL commit of any connection syncs it along with its own frames.
-        let relaxed = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
+        let relaxed = sqlite_pool_options(1)
             .connect_with(
                 options
                     .synchronous(SqliteSynchronous::Normal)
@@ -3024,5 +3050,90 @@ mod tests {
         assert_eq!(url, "sqlite:///tmp/a.db?synchronous=full");
         assert_eq!(flush, HeartbeatFlush::Receipts);
         assert!(split_heartbeat_flush("sqlite:///tmp/a.db?heartbeat_flush=never").is_err());
+    }
+
+    /// A full disk (here the database's page limit) makes SQLite roll a transaction back by
+    /// itself. The connection that held it must not go back to the pool still counted as in a
+    /// transaction: its next transaction would be left open, holding the write lock, with its
+    /// rolled-back writes still visible on it.
+    #[tokio::test]
+    async fn a_transaction_sqlite_rolled_back_itself_leaves_no_connection_holding_the_database() {
+        use sqlx::Connection as _;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let options = SqliteConnectOptions::from_str(&format!(
+            "sqlite://{}",
+            dir.path().join("full.db").display()
+        ))
+        .expect("options")
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_millis(500))
+        .pragma("max_page_count", "60");
+        let pool = sqlite_pool_options(2)
+            .connect_with(options)
+            .await
+            .expect("pool");
+        for statement in [
+            "CREATE TABLE filler (v BLOB)",
+            "CREATE TABLE keyed (k INTEGER PRIMARY KEY)",
+            "INSERT INTO keyed VALUES (1)",
+        ] {
+            sqlx::query(statement)
+                .execute(&pool)
+                .await
+                .expect(statement);
+        }
+
+        // Fill the database inside a transaction until SQLite refuses.
+        {
+            let mut connection = pool.acquire().await.expect("connection");
+            let mut tx = connection.begin().await.expect("begin");
+            let mut full = None;
+            for _ in 0..200 {
+                if let Err(error) = sqlx::query("INSERT INTO filler VALUES (zeroblob(4000))")
+                    .execute(&mut *tx)
+                    .await
+                {
+                    full = Some(error.to_string());
+                    break;
+                }
+            }
+            let full = full.expect("the page limit is reached");
+            assert!(full.contains("full"), "{full}");
+        }
+        // Transactions that write and then fail, on whichever connections the pool hands out.
+        for _ in 0..3 {
+            let mut tx = pool.begin().await.expect("begin");
+            sqlx::query("INSERT INTO keyed VALUES (2)")
+                .execute(&mut *tx)
+                .await
+                .expect("insert");
+            sqlx::query("INSERT INTO keyed VALUES (1)")
+                .execute(&mut *tx)
+                .await
+                .expect_err("the key exists");
+        }
+
+        for round in 0..4 {
+            sqlx::query("INSERT INTO keyed VALUES (3)")
+                .execute(&pool)
+                .await
+                .unwrap_or_else(|error| panic!("write {round}: {error}"));
+            sqlx::query("DELETE FROM keyed WHERE k = 3")
+                .execute(&pool)
+                .await
+                .unwrap_or_else(|error| panic!("delete {round}: {error}"));
+            let mut connection = pool.acquire().await.expect("connection");
+            assert!(!connection.is_in_transaction());
+            sqlx::raw_sql("BEGIN IMMEDIATE; COMMIT")
+                .execute(&mut *connection)
+                .await
+                .unwrap_or_else(|error| panic!("raw transaction {round}: {error}"));
+            let keys: Vec<(i64,)> = sqlx::query_as("SELECT k FROM keyed ORDER BY k")
+                .fetch_all(&mut *connection)
+                .await
+                .expect("keys");
+            assert_eq!(keys, [(1,)], "no rolled-back write is visible");
+        }
     }
 }
