@@ -225,6 +225,10 @@ pub struct LlPackager {
     pending_audio: Option<Pending>,
     video_gap_ms: u64,
     audio_gap_ms: u64,
+    /// The newest frame of each track (audio, video) that no segment took: before the first
+    /// keyframe, or left out after a segment that reached the longest duration allowed. Its
+    /// successor still tells its duration, as it does on a node whose segment took it.
+    left_out_ms: [Option<u64>; 2],
     /// The video frame interval the stream declares (`onMetaData` `framerate`), in milliseconds.
     declared_frame_ms: Option<f64>,
     /// PART-TARGET from the declared frame rate, fixed when the first segment opens and used
@@ -265,6 +269,7 @@ impl LlPackager {
             pending_audio: None,
             video_gap_ms: FALLBACK_GAP_MS,
             audio_gap_ms: FALLBACK_GAP_MS,
+            left_out_ms: [None; 2],
             declared_frame_ms: None,
             provisional_target_ms: None,
             locked_target_ms: None,
@@ -416,8 +421,10 @@ impl LlPackager {
         let timestamp = u64::from(tag.timestamp);
         let Some(segment) = segment else {
             self.close(None, &mut events)?;
+            self.time_left_out(kind, timestamp, true);
             return Ok(events);
         };
+        self.time_left_out(kind, timestamp, false);
         if self.open.as_ref().is_some_and(|open| {
             open.sequence != segment.sequence || open.start_ms != segment.start_timestamp_ms
         }) {
@@ -432,7 +439,25 @@ impl LlPackager {
             if kind == MediaKind::Video || self.open.as_ref().is_some_and(|o| !o.has_video) {
                 self.split_before_pending(end, &mut events)?;
             }
+            let driving_video = self.open.as_ref().is_some_and(|o| o.has_video);
+            let driving_dts = if driving_video {
+                self.pending_video.as_ref()
+            } else {
+                self.pending_audio.as_ref()
+            }
+            .map(|p| p.dts_ms);
             self.flush_driving(end)?;
+            // A sample cut short at the segment's limit (which depends on where this node
+            // started the segment) still came at the interval to its successor: the next
+            // sample's expected duration follows the frames alone.
+            if let Some(dts) = driving_dts.filter(|_| end < timestamp) {
+                let gap_ms = if driving_video {
+                    &mut self.video_gap_ms
+                } else {
+                    &mut self.audio_gap_ms
+                };
+                *gap_ms = gap(dts, timestamp, *gap_ms);
+            }
             self.close(Some(end), &mut events)?;
         }
         if self.open.is_none() {
@@ -757,6 +782,24 @@ impl LlPackager {
         Ok(())
     }
 
+    /// A frame of `kind` at `timestamp` arrived, `left_out` of every segment or not: the
+    /// track's newest frame no segment took ends here, and its duration becomes the track's
+    /// last gap, as its sample's would on a node whose segment took it (one that started its
+    /// segment at a later keyframe). The durations of the samples that follow then depend on
+    /// the frames alone.
+    fn time_left_out(&mut self, kind: MediaKind, timestamp: u64, left_out: bool) {
+        let (slot, gap_ms) = match kind {
+            MediaKind::Audio => (&mut self.left_out_ms[0], &mut self.audio_gap_ms),
+            MediaKind::Video => (&mut self.left_out_ms[1], &mut self.video_gap_ms),
+        };
+        if let Some(last) = slot.take() {
+            *gap_ms = gap(last, timestamp, *gap_ms);
+        }
+        if left_out {
+            *slot = Some(timestamp);
+        }
+    }
+
     /// Moves the driving track's pending sample into the open part, ending at `next_ms`.
     fn flush_driving(&mut self, next_ms: u64) -> Result<(), Fmp4Error> {
         let has_video = self.open.as_ref().is_some_and(|o| o.has_video);
@@ -925,12 +968,16 @@ impl LlPackager {
                 .map(|p| ends(p, self.audio_gap_ms));
             let driving = if has_video { video_end } else { audio_end };
             end = driving.unwrap_or(end);
+            // Samples held to the segment's limit tell nothing of the interval frames come at:
+            // the tracks' last gaps stay as they were.
+            let gaps = (self.video_gap_ms, self.audio_gap_ms);
             if let Some(video_end) = video_end {
                 self.flush_video(video_end)?;
             }
             if let Some(audio_end) = audio_end {
                 self.flush_audio(audio_end)?;
             }
+            (self.video_gap_ms, self.audio_gap_ms) = gaps;
         }
         self.close_part(end, true, events)?;
         // A segment without parts is reported as it completes.

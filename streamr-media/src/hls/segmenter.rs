@@ -173,9 +173,11 @@ pub struct Segmenter {
     /// The newest coded frame's timestamp of each track (audio, video), for telling a restarted
     /// clock.
     last_timestamp_ms: [Option<u64>; 2],
+    /// The interval between the two newest frames that time segments: how long the newest is
+    /// expected to last.
     last_frame_gap_ms: u64,
-    /// The newest frame that times segments (video when there is video), in any segment: a
-    /// segment's first frame continues the interval from it.
+    /// The newest frame that times segments (video when there is video), whether or not a
+    /// segment took it: a segment's first frame continues the interval from it.
     last_driving_ms: Option<u64>,
     last_segment_len: usize,
     /// The video keyframe before, for measuring GOPs.
@@ -469,7 +471,7 @@ impl Segmenter {
                 }
             }
             None if cut_point => self.open_segment(timestamp, has_video),
-            None => return Ok(events),
+            None => {}
         }
         if cut_point {
             self.last_cut_point_ms = Some(timestamp);
@@ -477,28 +479,41 @@ impl Segmenter {
         // Only frames that may start a segment (video in a stream with video) time segments.
         let drives_cuts = is_video || !has_video;
         let ts_limit = self.ts_limit_ms();
-        let Some(open) = self.open.as_mut() else {
-            return Ok(events);
-        };
-        let before = open.bytes.len();
-        // With a fixed target duration, frames past it are left out of the MPEG-TS segment: those
-        // of the track that times segments from there on, the other track's once that track
-        // got there (it may run seconds ahead, and its frames belong to no other segment).
-        let within = ts_limit.is_none_or(|limit| {
-            let limit = open.start_ms.saturating_add(limit);
+        if let Some(open) = self.open.as_mut() {
+            let before = open.bytes.len();
+            // With a fixed target duration, frames past it are left out of the MPEG-TS segment:
+            // those of the track that times segments from there on, the other track's once that
+            // track got there (it may run seconds ahead, and its frames belong to no other
+            // segment).
+            let within = ts_limit.is_none_or(|limit| {
+                let limit = open.start_ms.saturating_add(limit);
+                if drives_cuts {
+                    timestamp < limit
+                } else {
+                    open.last_ms < limit
+                }
+            });
+            if carried && within {
+                if let Err(error) = self.muxer.write_classified(tag, &info, &mut open.bytes) {
+                    open.bytes.truncate(before);
+                    return Err(error);
+                }
+                open.carries[track] = true;
+            }
             if drives_cuts {
-                timestamp < limit
-            } else {
-                open.last_ms < limit
+                open.last_ms = open.last_ms.max(timestamp);
             }
-        });
-        if carried && within {
-            if let Err(error) = self.muxer.write_classified(tag, &info, &mut open.bytes) {
-                open.bytes.truncate(before);
-                return Err(error);
-            }
-            open.carries[track] = true;
         }
+        self.note_frame_timing(track, timestamp, drives_cuts);
+        Ok(events)
+    }
+
+    /// Records a coded frame's timestamp, whether or not a segment took it (none is open before
+    /// the first keyframe, nor from a frame that would end past the longest segment allowed to
+    /// the next keyframe). Frame intervals and clock jumps are then measured from the frames
+    /// alone: a node that started its segment at a later keyframe, and so kept frames another
+    /// node left out, expects the same frame durations and ends its segments alike.
+    fn note_frame_timing(&mut self, track: usize, timestamp: u64, drives_cuts: bool) {
         // Segment timing follows the track that drives cuts (video when there is video).
         if drives_cuts {
             if let Some(gap) = self
@@ -508,11 +523,9 @@ impl Segmenter {
             {
                 self.last_frame_gap_ms = gap;
             }
-            open.last_ms = open.last_ms.max(timestamp);
             self.last_driving_ms = Some(timestamp);
         }
         self.last_timestamp_ms[track] = Some(timestamp);
-        Ok(events)
     }
 
     /// True when a frame of `codec` is of a configured track only the fMP4 rendition carries.
@@ -703,7 +716,9 @@ impl Segmenter {
 mod tests {
     use super::*;
     use crate::flv::FlvTagType;
-    use crate::hls::{LivePlaylist, PlaylistConfig, PlaylistHistory};
+    use crate::hls::{
+        LivePlaylist, LlEvent, LlHlsStream, LlPackagerConfig, PlaylistConfig, PlaylistHistory,
+    };
     use proptest::prelude::*;
 
     fn video(keyframe: bool, timestamp: u64, body: &[u8]) -> FlvTag {
@@ -830,6 +845,116 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn frames_left_out_after_the_longest_segment_still_time_the_next_one() {
+        // Frames every 500 ms; keyframes at 0, 1 s and 12.5 s, the stream ends after the last.
+        // The origin's segment from 0 holds both first GOPs (one grid slot) and would run past
+        // 12 s with the frame at 12 s: it ends at 12 s and that frame goes into no segment. A
+        // relay joining at the keyframe at 1 s keeps it in its own (unlisted) first segment.
+        // Both then cut the last keyframe alone, and it lasts the stream's 500 ms frame
+        // interval on both: not 1 s on the node that left the frame at 12 s out.
+        let tags = h264_stream(500, &[1_000, 11_500, 500]);
+        let keyframe = |ms: u32| {
+            tags.iter()
+                .position(|t| t.timestamp == ms && t.data[0] == 0x17 && t.data[1] == 1)
+                .unwrap()
+        };
+        let joined: Vec<FlvTag> = tags[..1]
+            .iter()
+            .chain(&tags[keyframe(1_000)..])
+            .cloned()
+            .collect();
+        for fixed in [None, Some(1), Some(12)] {
+            let cut_all = |tags: &[FlvTag], joining: bool| {
+                let mut segmenter = Segmenter::new(SegmenterConfig::default());
+                if let Some(secs) = fixed {
+                    segmenter = segmenter.with_fixed_target_duration(secs);
+                }
+                if joining {
+                    segmenter = segmenter.joining_mid_stream();
+                }
+                let mut events = Vec::new();
+                for tag in tags {
+                    events.extend(segmenter.push(tag).unwrap());
+                }
+                events.extend(segmenter.finish());
+                events
+                    .into_iter()
+                    .filter_map(|event| match event {
+                        SegmenterEvent::SegmentReady(segment) => Some(segment),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let origin = cut_all(&tags, false);
+            let relay = cut_all(&joined, true);
+            let first = match fixed {
+                Some(1) => 1_499,
+                _ => 12_000,
+            };
+            assert_eq!(
+                cuts(&origin),
+                vec![(0, first, false), (12_500, 500, true)],
+                "target {fixed:?}"
+            );
+            assert_eq!(relay.len(), 1, "target {fixed:?}");
+            assert_eq!(relay[0].start_timestamp_ms, 12_500);
+            assert_eq!(relay[0].duration_ms, 500, "target {fixed:?}");
+            assert_eq!(relay[0].hash, origin[1].hash);
+        }
+    }
+
+    #[test]
+    fn the_gop_after_one_over_twice_the_longest_segment_is_kept_whole() {
+        // A 25 s GOP (a static screen share with a long keyframe interval), then 4 s GOPs at
+        // 25 fps. The segment from 0 ends at 12 s, the longest allowed, and the frames from there
+        // to the next keyframe go into no segment. They still time the frames that follow: the
+        // keyframe at 25 s is expected to last 40 ms, not the 13 s from the last frame a
+        // segment took, which would end its segment at once and leave out the rest of its GOP.
+        let tags = h264_stream(40, &[25_000, 4_000, 4_000]);
+        let mut stream = LlHlsStream::new(
+            SegmenterConfig::default(),
+            LlPackagerConfig::default(),
+            6,
+            "",
+        );
+        let mut ts = Vec::new();
+        let mut ll = Vec::new();
+        for tag in &tags {
+            let out = stream.push(tag).unwrap();
+            ts.extend(out.ts);
+            ll.extend(out.ll);
+        }
+        let out = stream.finish().unwrap();
+        ts.extend(out.ts);
+        ll.extend(out.ll);
+        let ts: Vec<Segment> = ts
+            .into_iter()
+            .filter_map(|event| match event {
+                SegmenterEvent::SegmentReady(segment) => Some(segment),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            cuts(&ts),
+            vec![
+                (0, 12_000, false),
+                (25_000, 4_000, true),
+                (29_000, 4_000, false)
+            ]
+        );
+        let ll: Vec<(u64, u64, bool)> = ll
+            .into_iter()
+            .filter_map(|event| match event {
+                LlEvent::SegmentReady(s) => {
+                    Some((s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ll, cuts(&ts));
     }
 
     fn audio(timestamp: u64, body: &[u8]) -> FlvTag {
