@@ -133,6 +133,18 @@ async fn played(name: &str, player: Child) -> Played {
 /// Every caption from the first the player got to its last is there once, with its text,
 /// in order, at its time in the published stream (ffmpeg shifts the whole stream by the
 /// AAC encoder delay, the same for every caption), and within the media the player got.
+/// `edge` is `origin` from some packet on, in order, until the shorter of the two ends: the
+/// servers shut down together, and a busy machine can leave either player a few packets short
+/// of the other. Nine in ten of `edge`'s packets must be compared.
+fn continues<T: PartialEq>(origin: &[T], edge: &[T]) -> bool {
+    edge.is_empty()
+        || (0..origin.len()).any(|start| {
+            let rest = &origin[start..];
+            let same = rest.iter().zip(edge).take_while(|(a, b)| a == b).count();
+            same == rest.len().min(edge.len()) && same * 10 >= edge.len() * 9
+        })
+}
+
 fn assert_captions(name: &str, played: &Played) {
     let captions = &played.captions;
     assert!(
@@ -270,7 +282,8 @@ async fn captions_reach_rtmp_and_http_flv_players_of_the_origin_and_of_a_relay()
     for (edge, origin) in [(&plays[2], &plays[0]), (&plays[3], &plays[1])] {
         let (edge_name, edge) = (edge.0, &edge.1);
         assert!(
-            origin.1.media.ends_with(&edge.media) && origin.1.captions.ends_with(&edge.captions),
+            continues(&origin.1.media, &edge.media)
+                && continues(&origin.1.captions, &edge.captions),
             "{edge_name} got other packets than the {}",
             origin.0
         );
