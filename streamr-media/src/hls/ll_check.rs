@@ -607,18 +607,16 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_friend_joining_in_a_segment_the_origin_ends_early_lists_the_same_next_one() {
-        // 2 fps, keyframes at 0, 1 s and 12.499 s (the last frame 499 ms after the one before),
-        // then the stream ends. The origin's segment from 0 holds both first GOPs (one grid
-        // slot) and ends at 12 s, the longest allowed: the frame at 12 s goes into no segment.
-        // A friend joining at the keyframe at 1 s keeps it in its own first segment. The last
-        // keyframe's segment then lasts the 499 ms before it on both nodes, in both renditions.
+    /// Origin and friend output of a 2 fps video stream with a frame at each of `frames` (ms),
+    /// keyframes at `keyframes`; the friend joins at the keyframe at 1 s. Also the segments'
+    /// starts and durations in MPEG-TS.
+    fn origin_and_friend_joining_at_one_second(
+        frames: Vec<u64>,
+        keyframes: &[u64],
+    ) -> (NodeOutput, NodeOutput) {
         let mut tags = vec![metadata(2.0), video(0x90, 0, &[0x81, 0x00, 0x0C, 0x00])];
-        let mut frames: Vec<u64> = (0..25).map(|i| i * 500).collect();
-        frames.push(12_499);
         for (i, timestamp) in frames.into_iter().enumerate() {
-            let byte = if matches!(timestamp, 0 | 1_000 | 12_499) {
+            let byte = if keyframes.contains(&timestamp) {
                 0x91
             } else {
                 0xA1
@@ -627,13 +625,28 @@ mod tests {
         }
         let join = tags.iter().position(|t| t.timestamp == 1_000).unwrap();
         let joined: Vec<FlvTag> = tags[..2].iter().chain(&tags[join..]).cloned().collect();
-        let origin = node_output(&tags, false).unwrap();
-        let friend = node_output(&joined, true).unwrap();
-        let starts = |ts: &[(u64, blake3::Hash, u64)]| -> Vec<(u64, u64)> {
-            ts.iter()
-                .map(|(at, _, duration)| (*at, *duration))
-                .collect()
-        };
+        (
+            node_output(&tags, false).unwrap(),
+            node_output(&joined, true).unwrap(),
+        )
+    }
+
+    fn starts(ts: &[(u64, blake3::Hash, u64)]) -> Vec<(u64, u64)> {
+        ts.iter()
+            .map(|(at, _, duration)| (*at, *duration))
+            .collect()
+    }
+
+    #[test]
+    fn a_friend_joining_in_a_segment_the_origin_ends_early_lists_the_same_next_one() {
+        // 2 fps, keyframes at 0, 1 s and 12.499 s (the last frame 499 ms after the one before),
+        // then the stream ends. The origin's segment from 0 holds both first GOPs (one grid
+        // slot) and ends at 12 s, the longest allowed: the frame at 12 s goes into no segment.
+        // A friend joining at the keyframe at 1 s keeps it in its own first segment. The last
+        // keyframe's segment then lasts the 499 ms before it on both nodes, in both renditions.
+        let mut frames: Vec<u64> = (0..25).map(|i| i * 500).collect();
+        frames.push(12_499);
+        let (origin, friend) = origin_and_friend_joining_at_one_second(frames, &[0, 1_000, 12_499]);
         assert_eq!(starts(&origin.ts), vec![(0, 12_000), (12_499, 499)]);
         assert_eq!(starts(&friend.ts), vec![(12_499, 499)]);
         assert_eq!(friend.ts[0], origin.ts[1]);
@@ -659,26 +672,9 @@ mod tests {
         // its frame at 10.5 s held to that limit; a friend joining at 1 s keeps the whole
         // 2.5 s interval in its own first segment. The frame at 13 s alone then lasts as long
         // as the interval before it on both nodes, in both renditions.
-        let mut tags = vec![metadata(2.0), video(0x90, 0, &[0x81, 0x00, 0x0C, 0x00])];
         let mut frames: Vec<u64> = (0..22).map(|i| i * 500).collect();
         frames.push(13_000);
-        for (i, timestamp) in frames.into_iter().enumerate() {
-            let byte = if matches!(timestamp, 0 | 1_000 | 13_000) {
-                0x91
-            } else {
-                0xA1
-            };
-            tags.push(video(byte, timestamp, &[0x32, 0x01, i as u8]));
-        }
-        let join = tags.iter().position(|t| t.timestamp == 1_000).unwrap();
-        let joined: Vec<FlvTag> = tags[..2].iter().chain(&tags[join..]).cloned().collect();
-        let origin = node_output(&tags, false).unwrap();
-        let friend = node_output(&joined, true).unwrap();
-        let starts = |ts: &[(u64, blake3::Hash, u64)]| -> Vec<(u64, u64)> {
-            ts.iter()
-                .map(|(at, _, duration)| (*at, *duration))
-                .collect()
-        };
+        let (origin, friend) = origin_and_friend_joining_at_one_second(frames, &[0, 1_000, 13_000]);
         assert_eq!(starts(&origin.ts), vec![(0, 11_000), (13_000, 2_500)]);
         assert_eq!(friend.ts, origin.ts[1..]);
         assert_eq!(friend.ll, origin.ll[1..], "the LL-HLS segment at 13 s");
