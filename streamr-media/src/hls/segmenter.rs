@@ -847,6 +847,30 @@ mod tests {
         }
     }
 
+    /// The segments a node cuts from `tags` with the default configuration, a fixed target
+    /// duration of `fixed` seconds, joining mid-stream when `joining`.
+    fn segments_of(tags: &[FlvTag], fixed: Option<u32>, joining: bool) -> Vec<Segment> {
+        let mut segmenter = Segmenter::new(SegmenterConfig::default());
+        if let Some(secs) = fixed {
+            segmenter = segmenter.with_fixed_target_duration(secs);
+        }
+        if joining {
+            segmenter = segmenter.joining_mid_stream();
+        }
+        let mut events = Vec::new();
+        for tag in tags {
+            events.extend(segmenter.push(tag).unwrap());
+        }
+        events.extend(segmenter.finish());
+        events
+            .into_iter()
+            .filter_map(|event| match event {
+                SegmenterEvent::SegmentReady(segment) => Some(segment),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn frames_left_out_after_the_longest_segment_still_time_the_next_one() {
         // Frames every 500 ms; keyframes at 0, 1 s and 12.5 s, the stream ends after the last.
@@ -867,27 +891,7 @@ mod tests {
             .cloned()
             .collect();
         for fixed in [None, Some(1), Some(12)] {
-            let cut_all = |tags: &[FlvTag], joining: bool| {
-                let mut segmenter = Segmenter::new(SegmenterConfig::default());
-                if let Some(secs) = fixed {
-                    segmenter = segmenter.with_fixed_target_duration(secs);
-                }
-                if joining {
-                    segmenter = segmenter.joining_mid_stream();
-                }
-                let mut events = Vec::new();
-                for tag in tags {
-                    events.extend(segmenter.push(tag).unwrap());
-                }
-                events.extend(segmenter.finish());
-                events
-                    .into_iter()
-                    .filter_map(|event| match event {
-                        SegmenterEvent::SegmentReady(segment) => Some(segment),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-            };
+            let cut_all = |tags: &[FlvTag], joining: bool| segments_of(tags, fixed, joining);
             let origin = cut_all(&tags, false);
             let relay = cut_all(&joined, true);
             let first = match fixed {
@@ -1048,27 +1052,7 @@ mod tests {
 
         // A node joining at a later keyframe (a relay's replay of the GOP cache, in the order
         // the frames were sent) lists the origin's segments byte for byte.
-        let cut_all = |tags: &[FlvTag], joining: bool| {
-            let segmenter =
-                Segmenter::new(SegmenterConfig::default()).with_fixed_target_duration(4);
-            let mut segmenter = if joining {
-                segmenter.joining_mid_stream()
-            } else {
-                segmenter
-            };
-            let mut events = Vec::new();
-            for tag in tags {
-                events.extend(segmenter.push(tag).unwrap());
-            }
-            events.extend(segmenter.finish());
-            events
-                .into_iter()
-                .filter_map(|event| match event {
-                    SegmenterEvent::SegmentReady(segment) => Some(segment),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        };
+        let cut_all = |tags: &[FlvTag], joining: bool| segments_of(tags, Some(4), joining);
         let origin = cut_all(&tags, false);
         let keyframe = tags
             .iter()
