@@ -18,8 +18,9 @@ use super::msn_map::{Batch, HeldPart, MsnMap, Refused};
 use crate::flv::{FlvTag, FlvTagType};
 use crate::hls::{
     render_multivariant, segment_bit_rates, BlockingState, HlsDirectory, HlsTiming, LivePlaylist,
-    LlEvent, LlPackager, LlPackagerConfig, LlPlaylist, LlPlaylistConfig, PlaylistConfig, Rendition,
-    Segmenter, SegmenterConfig, SegmenterEvent, StreamTracks, Variant, MULTIVARIANT_NAME,
+    LlEvent, LlPackager, LlPackagerConfig, LlPlaylist, LlPlaylistConfig, OpenSegmentInfo,
+    PlaylistConfig, Rendition, Segmenter, SegmenterConfig, SegmenterEvent, StreamTracks, Variant,
+    MULTIVARIANT_NAME,
 };
 use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey, Timeline, UpstreamGap};
 use crate::ts::TsError;
@@ -400,6 +401,9 @@ impl LiveHls {
         if !publishing {
             return None;
         }
+        // Read before subscribing: a gap recorded from here on is the subscription's to handle
+        // (the task starts later, by when a burst of frames may have passed one).
+        let upstream_gap_seen = self.inner.hub.last_upstream_gap(key).map(|gap| gap.rejoin);
         let subscription = match self.inner.hub.subscribe_internal(key.clone()) {
             Ok(subscription) => subscription,
             Err(error) => {
@@ -488,6 +492,7 @@ impl LiveHls {
             logged_withdrawals: 0,
             gap_segments: std::collections::VecDeque::new(),
             timing_announced: false,
+            upstream_gap_seen,
         };
         tokio::spawn(task.run(subscription));
         Some(state)
@@ -754,6 +759,9 @@ struct StreamTask {
     /// The stream's HLS timing was announced to the viewers of this publish: by this node
     /// ([`StreamTask::announce_timing`]) or by its upstream (the relay then takes it).
     timing_announced: bool,
+    /// The newest upstream gap ([`UpstreamGap::rejoin`]) recorded when the task subscribed:
+    /// frames before it were never the task's.
+    upstream_gap_seen: Option<u64>,
 }
 
 impl StreamTask {
@@ -774,13 +782,10 @@ impl StreamTask {
         let mut awaited_run: Option<u64> = None;
         // The newest upstream gap seen, and one whose first frame is still to come (see
         // `after_upstream_gap`).
-        let mut gaps_seen = self
-            .live
-            .inner
-            .hub
-            .last_upstream_gap(&self.key)
-            .map(|g| g.rejoin);
+        let mut gaps_seen = self.upstream_gap_seen;
         let mut pending_gap: Option<UpstreamGap> = None;
+        // Frames the subscription skipped, as last seen (see `after_lag_skip`).
+        let mut frames_skipped = 0;
         loop {
             events.clear();
             learning.ask(&self.msn, &self.key, self.live.inner.numbering.get());
@@ -857,6 +862,13 @@ impl StreamTask {
                     gaps_seen = Some(gap.rejoin);
                     pending_gap = Some(gap);
                 }
+            }
+            // A skip comes before every frame of the batch it is in: the ring drops what a
+            // consumer has not read only while nothing reads.
+            let skipped = subscription.stats().frames_dropped;
+            if skipped > frames_skipped {
+                self.after_lag_skip(skipped - frames_skipped);
+                frames_skipped = skipped;
             }
             if !clock.set {
                 // A full batch means the cached GOP is still being replayed.
@@ -1044,6 +1056,40 @@ impl StreamTask {
             ?sequence,
             "this relay's pull resumed past frames its new upstream did not replay (it ignores streamr_resume, or the outage outlasted its ring): the open segment is not the origin's, and is listed as EXT-X-GAP"
         );
+        self.withdraw_open_segment(open);
+    }
+
+    /// This node's live HLS fell so far behind the stream that the ring's hard limits dropped
+    /// `skipped` frames it had not read (the task starved of CPU while frames kept coming): the
+    /// frames up to the next keyframe are lost. A relay's open segment is then not the
+    /// origin's, and is withdrawn as after an upstream gap. An origin's segments are the
+    /// stream's own whatever they hold: they stay, with the hole.
+    fn after_lag_skip(&mut self, skipped: u64) {
+        let open = self.segmenter.current_segment();
+        let sequence = open.map(|s| s.sequence);
+        if !self.pulled {
+            warn!(
+                app = %self.key.app,
+                stream = %self.key.name,
+                skipped,
+                ?sequence,
+                "live HLS fell behind the stream beyond the ring's limits: the frames up to the next keyframe are not in its segments"
+            );
+            return;
+        }
+        warn!(
+            app = %self.key.app,
+            stream = %self.key.name,
+            skipped,
+            ?sequence,
+            "this relay's live HLS fell behind the stream beyond the ring's limits and lost frames up to the next keyframe: the open segment is not the origin's, and is listed as EXT-X-GAP"
+        );
+        self.withdraw_open_segment(open);
+    }
+
+    /// Withdraws what the open segment (`open`) cut from here on: its LL-HLS parts are not
+    /// listed, and a listed segment is marked EXT-X-GAP in both renditions.
+    fn withdraw_open_segment(&mut self, open: Option<OpenSegmentInfo>) {
         if let Some(packager) = self.packager.as_mut() {
             let events = packager.withdraw_open_parts();
             if !events.is_empty() {

@@ -38,6 +38,14 @@ fn send(publisher: &Publisher, tags: &[FlvTag]) {
     }
 }
 
+/// Sends `tags` on `publisher` one at a time, letting the other tasks run between.
+async fn send_paced(publisher: &Publisher, tags: &[FlvTag]) {
+    for tag in tags {
+        send(publisher, std::slice::from_ref(tag));
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Everything `subscription` has now, as tags.
 fn drain(subscription: &mut Subscription) -> Vec<FlvTag> {
     let mut events = Vec::new();
@@ -247,38 +255,203 @@ struct Listed {
     parts_on_disk: usize,
 }
 
+/// A relay's live HLS (1 s segments, every one kept listed, mirrored to a directory) on a
+/// `relay` hub pulling `key()`.
+struct RelayHls {
+    relay: RelayHub,
+    live: streamr_media::http::LiveHls,
+    shutdown: tokio_util::sync::CancellationToken,
+    hls_dir: tempfile::TempDir,
+    notices: tokio::sync::broadcast::Receiver<streamr_media::http::PartNotice>,
+}
+
+impl RelayHls {
+    fn start(relay: RelayHub) -> Self {
+        use std::time::Duration;
+        use streamr_media::http::{LiveHls, LiveHlsConfig};
+
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let hls_dir = tempfile::tempdir().expect("a temporary directory");
+        let mut config = LiveHlsConfig::default()
+            .with_segments(Duration::from_secs(1), 4)
+            .with_end_timing(Duration::from_secs(30), Duration::from_secs(30))
+            .with_directory(hls_dir.path());
+        // Every segment stays listed.
+        config.window_segments = 30;
+        let live = LiveHls::start(relay.clone(), config, shutdown.clone());
+        let notices = live.part_notices();
+        RelayHls {
+            relay,
+            live,
+            shutdown,
+            hls_dir,
+            notices,
+        }
+    }
+
+    /// Waits until live HLS has packaged everything: no part for a while, long enough that a
+    /// packager slowed by a busy machine (a full test run beside a build) is not taken for one
+    /// that is done.
+    async fn settle(&mut self) {
+        use std::time::Duration;
+        while let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(1500), self.notices.recv()).await
+        {}
+    }
+
+    /// What both playlists list now, checked against the HLS rules; a segment listed with
+    /// EXT-X-GAP is not served.
+    async fn listed(mut self) -> Listed {
+        use std::time::Duration;
+        use streamr_media::hls::{check_ll_playlist, ParsedPlaylist};
+        use streamr_media::http::{LlLookup, LlRequest, PlaylistLookup};
+
+        self.settle().await;
+        let live = &self.live;
+        let LlLookup::Ready(playlist) = live
+            .ll_playlist(&key(), LlRequest::default(), Duration::ZERO)
+            .await
+        else {
+            panic!("an LL-HLS playlist");
+        };
+        let playlist = String::from_utf8(playlist.to_vec()).expect("text");
+        assert_eq!(check_ll_playlist(&playlist), vec![], "{playlist}");
+        let mut listed = Listed::default();
+        let mut parts = Vec::new();
+        for line in playlist.lines() {
+            let Some(uri) = line
+                .strip_prefix("#EXT-X-PART:")
+                .and_then(|attrs| attrs.split("URI=\"").nth(1))
+                .and_then(|rest| rest.split('"').next())
+            else {
+                continue;
+            };
+            let bytes = live
+                .ll_file(&key(), uri, Duration::ZERO)
+                .await
+                .expect("a listed part is served");
+            parts.push(blake3::hash(&bytes));
+        }
+        // Segments listed without parts: an EXTINF with no EXT-X-PART since the one before.
+        let mut without_parts = 0;
+        let mut parts_since = 0;
+        for line in playlist.lines() {
+            if line.starts_with("#EXT-X-PART:") {
+                parts_since += 1;
+            } else if line.starts_with("#EXTINF:") {
+                if parts_since == 0 {
+                    without_parts += 1;
+                }
+                parts_since = 0;
+            }
+        }
+        // LL-HLS segments: a GAP one is not served, the others are.
+        let mut gap = false;
+        let mut msn = playlist
+            .lines()
+            .find_map(|line| line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("EXT-X-MEDIA-SEQUENCE");
+        for line in playlist.lines() {
+            if line == "#EXT-X-GAP" {
+                gap = true;
+            } else if !line.starts_with('#') && !line.is_empty() {
+                assert_eq!(line, format!("{msn}.m4s"), "numbered in order");
+                let served = live.ll_file(&key(), line, Duration::ZERO).await;
+                if std::mem::take(&mut gap) {
+                    assert_eq!(served, None, "a GAP segment is not served");
+                    listed.ll_gaps.push(msn);
+                } else {
+                    listed
+                        .ll_segments
+                        .push(blake3::hash(&served.expect("a listed segment is served")));
+                }
+                msn += 1;
+            }
+        }
+        // The directory mirror keeps no file of a GAP segment (parts written before the gap
+        // included) once the playlist lists it so; it writes on its own thread.
+        let mirror = self.hls_dir.path().join("live").join("show");
+        let files_on_disk = || -> Vec<String> {
+            std::fs::read_dir(&mirror)
+                .map(|dir| {
+                    dir.filter_map(|entry| entry.ok())
+                        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let of_gaps = |files: &[String]| -> Vec<String> {
+            files
+                .iter()
+                .filter(|name| {
+                    name.ends_with(".m4s")
+                        && name
+                            .split('.')
+                            .next()
+                            .and_then(|msn| msn.parse::<u64>().ok())
+                            .is_some_and(|msn| listed.ll_gaps.contains(&msn))
+                })
+                .cloned()
+                .collect()
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        let mut files = files_on_disk();
+        while !of_gaps(&files).is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            files = files_on_disk();
+        }
+        listed.gap_files_on_disk = of_gaps(&files);
+        listed.parts_on_disk = files
+            .iter()
+            .filter(|name| name.ends_with(".m4s") && name.matches('.').count() == 2)
+            .count();
+        // MPEG-TS.
+        let PlaylistLookup::Ready(ts) = live.playlist(&key(), Duration::ZERO).await else {
+            panic!("an MPEG-TS playlist");
+        };
+        let ts = ParsedPlaylist::parse(std::str::from_utf8(&ts).expect("text")).expect("valid");
+        for segment in &ts.segments {
+            let served = live.segment(&key(), segment.sequence);
+            if segment.gap {
+                assert_eq!(served, None, "a GAP segment is not served");
+                listed.ts_gaps.push(segment.sequence);
+            } else {
+                listed
+                    .ts_segments
+                    .push(blake3::hash(&served.expect("a listed segment is served")));
+            }
+        }
+        self.shutdown.cancel();
+        listed.parts = parts;
+        listed.without_parts = without_parts;
+        listed
+    }
+}
+
 /// What a relay's live HLS lists after the failover of [`relay_across_a_failover`] (its
-/// upstream honouring `streamr_resume` when `resume`), both playlists checked against the HLS
-/// rules; a segment listed with EXT-X-GAP is not served.
+/// upstream honouring `streamr_resume` when `resume`).
 async fn listed_after_a_failover(
     tags: &[FlvTag],
     last_video: u32,
     published: usize,
     resume: bool,
 ) -> Listed {
+    use futures_util::FutureExt;
     use std::time::Duration;
-    use streamr_media::hls::{check_ll_playlist, ParsedPlaylist};
-    use streamr_media::http::{LiveHls, LiveHlsConfig, LlLookup, LlRequest, PlaylistLookup};
 
     let upstream = RelayHub::default();
     let origin = upstream.publish(key()).expect("publish upstream");
     send(&origin, &tags[..published]);
 
-    let relay = RelayHub::default();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let hls_dir = tempfile::tempdir().expect("a temporary directory");
-    let mut config = LiveHlsConfig::default()
-        .with_segments(Duration::from_secs(1), 4)
-        .with_end_timing(Duration::from_secs(30), Duration::from_secs(30))
-        .with_directory(hls_dir.path());
-    // Every segment stays listed.
-    config.window_segments = 30;
-    let live = LiveHls::start(relay.clone(), config, shutdown.clone());
-    let mut notices = live.part_notices();
-    let pull = relay
+    let hls = RelayHls::start(RelayHub::default());
+    let pull = hls
+        .relay
         .publish_with(key(), Timeline::Upstream)
         .expect("publish relay");
-    let _ = live.playlist(&key(), Duration::ZERO).await;
+    // Starts live HLS without waiting: its task runs when this one next waits (on one
+    // thread, after the whole failover) or at once on another.
+    let _ = hls.live.playlist(&key(), Duration::ZERO).now_or_never();
     let relayed = tags
         .iter()
         .position(|tag| tag.tag_type == FlvTagType::Video && tag.timestamp == last_video)
@@ -295,128 +468,8 @@ async fn listed_after_a_failover(
     send(&pull, &drain(&mut next));
     send(&origin, &tags[published..]);
     send(&pull, &drain(&mut next));
-    // Wait until the relay's live HLS has packaged everything: no part for a while, long
-    // enough that a packager slowed by a busy machine (a full test run beside a build) is not
-    // taken for one that is done.
-    while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(1500), notices.recv()).await {}
-    let LlLookup::Ready(playlist) = live
-        .ll_playlist(&key(), LlRequest::default(), Duration::ZERO)
-        .await
-    else {
-        panic!("an LL-HLS playlist");
-    };
-    let playlist = String::from_utf8(playlist.to_vec()).expect("text");
-    assert_eq!(check_ll_playlist(&playlist), vec![], "{playlist}");
-    let mut listed = Listed::default();
-    let mut parts = Vec::new();
-    for line in playlist.lines() {
-        let Some(uri) = line
-            .strip_prefix("#EXT-X-PART:")
-            .and_then(|attrs| attrs.split("URI=\"").nth(1))
-            .and_then(|rest| rest.split('"').next())
-        else {
-            continue;
-        };
-        let bytes = live
-            .ll_file(&key(), uri, Duration::ZERO)
-            .await
-            .expect("a listed part is served");
-        parts.push(blake3::hash(&bytes));
-    }
-    // Segments listed without parts: an EXTINF with no EXT-X-PART since the one before.
-    let mut without_parts = 0;
-    let mut parts_since = 0;
-    for line in playlist.lines() {
-        if line.starts_with("#EXT-X-PART:") {
-            parts_since += 1;
-        } else if line.starts_with("#EXTINF:") {
-            if parts_since == 0 {
-                without_parts += 1;
-            }
-            parts_since = 0;
-        }
-    }
-    // LL-HLS segments: a GAP one is not served, the others are.
-    let mut gap = false;
-    let mut msn = playlist
-        .lines()
-        .find_map(|line| line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
-        .and_then(|n| n.parse::<u64>().ok())
-        .expect("EXT-X-MEDIA-SEQUENCE");
-    for line in playlist.lines() {
-        if line == "#EXT-X-GAP" {
-            gap = true;
-        } else if !line.starts_with('#') && !line.is_empty() {
-            assert_eq!(line, format!("{msn}.m4s"), "numbered in order");
-            let served = live.ll_file(&key(), line, Duration::ZERO).await;
-            if std::mem::take(&mut gap) {
-                assert_eq!(served, None, "a GAP segment is not served");
-                listed.ll_gaps.push(msn);
-            } else {
-                listed
-                    .ll_segments
-                    .push(blake3::hash(&served.expect("a listed segment is served")));
-            }
-            msn += 1;
-        }
-    }
-    // The directory mirror keeps no file of a GAP segment (parts written before the gap
-    // included) once the playlist lists it so; it writes on its own thread.
-    let mirror = hls_dir.path().join("live").join("show");
-    let files_on_disk = || -> Vec<String> {
-        std::fs::read_dir(&mirror)
-            .map(|dir| {
-                dir.filter_map(|entry| entry.ok())
-                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let of_gaps = |files: &[String]| -> Vec<String> {
-        files
-            .iter()
-            .filter(|name| {
-                name.ends_with(".m4s")
-                    && name
-                        .split('.')
-                        .next()
-                        .and_then(|msn| msn.parse::<u64>().ok())
-                        .is_some_and(|msn| listed.ll_gaps.contains(&msn))
-            })
-            .cloned()
-            .collect()
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    let mut files = files_on_disk();
-    while !of_gaps(&files).is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        files = files_on_disk();
-    }
-    listed.gap_files_on_disk = of_gaps(&files);
-    listed.parts_on_disk = files
-        .iter()
-        .filter(|name| name.ends_with(".m4s") && name.matches('.').count() == 2)
-        .count();
-    // MPEG-TS.
-    let PlaylistLookup::Ready(ts) = live.playlist(&key(), Duration::ZERO).await else {
-        panic!("an MPEG-TS playlist");
-    };
-    let ts = ParsedPlaylist::parse(std::str::from_utf8(&ts).expect("text")).expect("valid");
-    for segment in &ts.segments {
-        let served = live.segment(&key(), segment.sequence);
-        if segment.gap {
-            assert_eq!(served, None, "a GAP segment is not served");
-            listed.ts_gaps.push(segment.sequence);
-        } else {
-            listed
-                .ts_segments
-                .push(blake3::hash(&served.expect("a listed segment is served")));
-        }
-    }
+    let listed = hls.listed().await;
     drop(pull);
-    shutdown.cancel();
-    listed.parts = parts;
-    listed.without_parts = without_parts;
     listed
 }
 
@@ -485,4 +538,80 @@ async fn a_relay_resuming_past_a_gap_lists_no_part_the_origin_did_not_cut() {
             .iter()
             .all(|s| origin.ll_segments.contains(s)));
     }
+}
+
+/// The gap test above with live HLS started but not yet run when the gap comes: on one thread,
+/// every frame (the gap included) is relayed before its task first reads.
+#[tokio::test(flavor = "current_thread")]
+async fn a_gap_relayed_before_live_hls_first_ran_is_still_its_gap() {
+    let tags = crate::common::sample_tags();
+    let origin = cut(&tags, false);
+    let (keyframe_at, last_video) = split_at_keyframe(&tags, 3);
+    let keyframe_ms = tags[keyframe_at].timestamp;
+    let published = tags
+        .iter()
+        .position(|tag| tag.timestamp > keyframe_ms + 200)
+        .expect("the sample goes on");
+    let listed = listed_after_a_failover(&tags, last_video, published, false).await;
+    let foreign = listed
+        .parts
+        .iter()
+        .filter(|p| !origin.parts.contains(p))
+        .count();
+    assert_eq!(foreign, 0, "parts none of the origin's: {listed:?}");
+    assert_eq!(listed.ts_gaps.len(), 1, "{listed:?}");
+    assert_eq!(listed.ts_gaps, listed.ll_gaps);
+}
+
+/// A relay whose live HLS fell so far behind a burst of frames that the ring dropped what it
+/// had not read (its task starved of CPU) lists no segment or part of the origin's numbers
+/// with other bytes: the segment open across the skip is listed with EXT-X-GAP, and the
+/// segments after it are the origin's again.
+#[tokio::test(flavor = "current_thread")]
+async fn a_relay_whose_live_hls_fell_behind_the_ring_lists_only_the_origins_bytes() {
+    use std::time::Duration;
+    use streamr_media::relay::RelayConfig;
+
+    let tags = crate::common::sample_tags();
+    let origin = cut(&tags, false);
+    let at_ms = |ms: u32| {
+        tags.iter()
+            .position(|tag| tag.timestamp >= ms)
+            .expect("the sample goes on")
+    };
+    // About 48 KB a second; its own consumer may trail by twice the byte budget (about 0.8 s).
+    let config = RelayConfig::default().with_viewer_max_lag(20_000, Duration::from_secs(10));
+    let mut hls = RelayHls::start(RelayHub::new(config));
+    let pull = hls
+        .relay
+        .publish_with(key(), Timeline::Upstream)
+        .expect("publish relay");
+    let _ = hls.live.playlist(&key(), Duration::ZERO).await;
+    // Live HLS reads the first 3 s as they come (the segment from 2023 ms is open, with parts
+    // listed)...
+    send_paced(&pull, &tags[..at_ms(3_000)]).await;
+    hls.settle().await;
+    // ...then 1.3 s arrive while it does not run, and the ring drops what it had not read: it
+    // goes on at the keyframe at 4023 ms.
+    send(&pull, &tags[at_ms(3_000)..at_ms(4_300)]);
+    send_paced(&pull, &tags[at_ms(4_300)..]).await;
+    let listed = hls.listed().await;
+    drop(pull);
+    let foreign = listed
+        .parts
+        .iter()
+        .filter(|p| !origin.parts.contains(p))
+        .count();
+    assert_eq!(foreign, 0, "parts none of the origin's: {listed:?}");
+    assert!(listed.parts.len() >= 4, "{listed:?}");
+    assert_eq!(listed.ts_gaps.len(), 1, "{listed:?}");
+    assert_eq!(listed.ts_gaps, listed.ll_gaps);
+    assert!(listed
+        .ts_segments
+        .iter()
+        .all(|s| origin.segments.iter().any(|(_, hash)| hash == s)));
+    assert!(listed
+        .ll_segments
+        .iter()
+        .all(|s| origin.ll_segments.contains(s)));
 }
