@@ -33,10 +33,12 @@ pub struct SegmenterConfig {
     /// EXT-X-TARGETDURATION is derived from the stream's first GOPs
     /// ([`Segmenter::target_duration_secs`]) and never exceeds this; the LL-HLS playlist declares
     /// this value itself, the same on every node whatever GOPs it saw first. A frame without a
-    /// keyframe whose media would end past it (a longer GOP, a stalled video track or a jump
-    /// in the timeline) closes the segment before it, so that no rendition's segment rounds
-    /// above it, and the stream resumes at the next keyframe after a discontinuity; a segment
-    /// never starts with a non-keyframe.
+    /// keyframe whose media would end past it (a longer GOP or a stalled video track) closes
+    /// the segment before it, so that no rendition's segment rounds above it, and the stream
+    /// resumes at the next keyframe after a discontinuity; a segment never starts with a
+    /// non-keyframe. It also bounds a frame's duration: a frame further than this from the
+    /// one before is a forward jump in the timeline, not a frame interval (see
+    /// [`Segmenter::push`]).
     pub target_duration_secs: u32,
 }
 
@@ -174,7 +176,8 @@ pub struct Segmenter {
     /// clock.
     last_timestamp_ms: [Option<u64>; 2],
     /// The interval between the two newest frames that time segments: how long the newest is
-    /// expected to last.
+    /// expected to last. A forward jump in the timeline is no interval: the one before it
+    /// stays.
     last_frame_gap_ms: u64,
     /// The newest frame that times segments (video when there is video), whether or not a
     /// segment took it: a segment's first frame continues the interval from it.
@@ -339,6 +342,15 @@ impl Segmenter {
 
     /// Feeds one FLV tag. Returns the segments it closed. A malformed or unsupported tag is
     /// reported as an error and skipped; the segmenter stays usable.
+    ///
+    /// Timestamps that jump are discontinuities of the stream: one more than 1 s behind the
+    /// frame before of its track (the publisher restarted its clock), and one more than the
+    /// longest segment allowed ([`SegmenterConfig::target_duration_secs`]) ahead of the newest
+    /// frame that times segments (an encoder restarted without a new publish, a paused screen
+    /// share, an offset clock). Either ends the open segment where its media ends (its newest
+    /// frame lasting the interval before it, not the gap) and the next segment, from the next
+    /// keyframe on, carries EXT-X-DISCONTINUITY. After a forward jump, the frame interval from
+    /// before it times the frames that follow, so the GOP after the jump is cut whole.
     pub fn push(&mut self, tag: &FlvTag) -> Result<Vec<SegmenterEvent>, TsError> {
         let mut events = Vec::new();
         if self.ended {
@@ -416,6 +428,20 @@ impl Segmenter {
                 // The other track restarts too: its first frame on the new clock is no jump.
                 self.last_timestamp_ms = [None; 2];
             }
+        }
+        if self.jumps_forward(timestamp) {
+            // The timeline jumped forward (an encoder restarted without a new publish, a paused
+            // screen share, an offset clock): the gap is no frame's duration. The segment ends
+            // where its media ends, its newest frame lasting the interval before it, and the
+            // stream goes on at the next cut point after a discontinuity. The frame interval
+            // before the jump still times the frames after it (`note_frame_timing`), so the GOP
+            // after the jump is cut whole, as on a node that joined after the jump.
+            if let Some(open) = &self.open {
+                let end = self.natural_end(open);
+                self.close(end, &mut events);
+            }
+            self.pending_discontinuity = true;
+            self.last_keyframe_ms = None;
         }
         let has_video = self.muxer.has_video() || self.fmp4_only_video.is_some();
         let cut_point = if has_video {
@@ -519,13 +545,26 @@ impl Segmenter {
             if let Some(gap) = self
                 .last_driving_ms
                 .and_then(|last| timestamp.checked_sub(last))
-                .filter(|gap| *gap > 0)
+                .filter(|gap| *gap > 0 && *gap <= self.config.max_ms())
             {
                 self.last_frame_gap_ms = gap;
             }
             self.last_driving_ms = Some(timestamp);
         }
         self.last_timestamp_ms[track] = Some(timestamp);
+    }
+
+    /// True when a coded frame at `timestamp` jumps forward in the stream's timeline: it comes
+    /// more than the longest segment allowed ([`SegmenterConfig::target_duration_secs`]) after
+    /// the newest frame that times segments. No frame can last that long in any segment (its
+    /// segment would end past the longest allowed), so such a gap is a jump, not a frame's
+    /// duration. A frame of the other track (audio in a stream with video) that far ahead of
+    /// the newest video frame is the same jump reaching that track first; one only further
+    /// from its own track's frame before (audio that paused while video went on) is none. A
+    /// function of the frames alone, so every node that saw the frame before tells the same.
+    fn jumps_forward(&self, timestamp: u64) -> bool {
+        self.last_driving_ms
+            .is_some_and(|last| timestamp > last.saturating_add(self.config.max_ms()))
     }
 
     /// True when a frame of `codec` is of a configured track only the fMP4 rendition carries.
