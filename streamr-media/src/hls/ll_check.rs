@@ -451,6 +451,8 @@ mod tests {
     struct NodeOutput {
         ts: Vec<(u64, blake3::Hash, u64)>,
         ll: Vec<(u64, blake3::Hash, Vec<blake3::Hash>)>,
+        /// Each segment's start, duration and discontinuity flag, MPEG-TS then LL-HLS.
+        cuts: [Vec<(u64, u64, bool)>; 2],
         ts_target_secs: Option<u32>,
         playlist: String,
     }
@@ -485,25 +487,42 @@ mod tests {
         let out = stream.finish().unwrap();
         ts_events.extend(out.ts);
         ll_events.extend(out.ll);
-        let ts = ts_events
+        let ts_segments: Vec<_> = ts_events
             .into_iter()
             .filter_map(|event| match event {
-                SegmenterEvent::SegmentReady(s) => {
-                    Some((s.start_timestamp_ms, s.hash, s.duration_ms))
-                }
+                SegmenterEvent::SegmentReady(s) => Some(s),
                 _ => None,
             })
             .collect();
-        let ll = ll_events
+        let ll_segments: Vec<_> = ll_events
             .into_iter()
             .filter_map(|event| match event {
-                LlEvent::SegmentReady(s) => Some((s.start_timestamp_ms, s.hash, s.part_hashes)),
+                LlEvent::SegmentReady(s) => Some(s),
                 _ => None,
             })
+            .collect();
+        let cuts = [
+            ts_segments
+                .iter()
+                .map(|s| (s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+                .collect(),
+            ll_segments
+                .iter()
+                .map(|s| (s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+                .collect(),
+        ];
+        let ts = ts_segments
+            .into_iter()
+            .map(|s| (s.start_timestamp_ms, s.hash, s.duration_ms))
+            .collect();
+        let ll = ll_segments
+            .into_iter()
+            .map(|s| (s.start_timestamp_ms, s.hash, s.part_hashes))
             .collect();
         Ok(NodeOutput {
             ts,
             ll,
+            cuts,
             ts_target_secs: stream.segmenter().target_duration_secs(),
             playlist: stream.playlist().render(false),
         })
@@ -528,7 +547,10 @@ mod tests {
         /// first, and its LL-HLS playlist declares the same TARGETDURATION and PART-TARGET. With
         /// regular GOPs every TS segment of both fits the TARGETDURATION its segmenter derived;
         /// irregular GOPs vary from half to one and a half times the drawn length. Audio-only
-        /// streams (Opus every 20 ms) are cut by time at any of their frames.
+        /// streams (Opus every 20 ms) are cut by time at any of their frames. With a forward
+        /// jump in the timeline (12.001 s to 60 s, to any frame of either track), the segments
+        /// before it end by their last frame's end, none runs into the next, and the first
+        /// after it is discontinuous, in both renditions of both nodes.
         #[test]
         fn a_friend_joining_at_any_frame_lists_only_the_origins_segments_and_parts(
             interval in 15u64..900,
@@ -539,6 +561,7 @@ mod tests {
             audio_only in any::<bool>(),
             join in any::<prop::sample::Index>(),
             at_keyframe in any::<bool>(),
+            jump in proptest::option::of((any::<prop::sample::Index>(), 12_001u64..60_000, any::<bool>())),
         ) {
             let gop = usize::try_from(gop_ms / interval).unwrap_or(1).max(1);
             let audio = audio || audio_only;
@@ -552,6 +575,23 @@ mod tests {
                 tags.retain(|t| t.tag_type != FlvTagType::Video);
             }
             let headers = if audio && !audio_only { 3 } else { 2 };
+            // Every tag from one after the first frame on (a video keyframe half the time) is
+            // stamped that much later.
+            let jump = jump.and_then(|(at, by, to_keyframe)| {
+                let candidates: Vec<usize> = (headers + 1..tags.len())
+                    .filter(|&i| {
+                        !to_keyframe
+                            || audio_only
+                            || (tags[i].tag_type == FlvTagType::Video && tags[i].data.first() == Some(&0x91))
+                    })
+                    .collect();
+                let at = *candidates.get(at.index(candidates.len().max(1)))?;
+                let last_before = u64::from(tags[at - 1].timestamp);
+                for tag in &mut tags[at..] {
+                    tag.timestamp += by as u32;
+                }
+                Some((last_before, u64::from(tags[at].timestamp)))
+            });
             let joinable: Vec<usize> = (headers..tags.len())
                 .filter(|&i| {
                     !at_keyframe
@@ -574,6 +614,17 @@ mod tests {
                 let target = node.ts_target_secs.map_or(12, u64::from);
                 for (at, _, duration) in &node.ts {
                     prop_assert!((duration + 499) / 1_000 <= target, "TS segment at {at} ms lasts {duration} ms, TARGETDURATION {target}");
+                }
+            }
+            if let Some((last_before, first_after)) = jump {
+                // The frames that time segments come at most this far apart, the jump aside.
+                let frame_ms = if audio_only { 20 } else { interval + 2 };
+                // Only a node that saw the frame before the jump can tell it.
+                for (node, saw_jump) in [(&origin, true), (&friend, false)] {
+                    for cuts in &node.cuts {
+                        let after = saw_jump.then_some(first_after);
+                        check_cut_around_jump(cuts, last_before, after, frame_ms)?;
+                    }
                 }
             }
             let ts_after = origin.ts.iter().filter(|(at, ..)| *at > joined_at).count();
@@ -605,6 +656,35 @@ mod tests {
                 prop_assert_eq!(declared_targets(&friend.playlist), declared_targets(&origin.playlist));
             }
         }
+    }
+
+    /// `cuts` (start, duration, discontinuity; in order) are cut as a forward jump in the
+    /// timeline after `last_before` (ms) requires: the segments before it end
+    /// at most one frame interval (`frame_ms`) after its last frame, none runs past the start
+    /// of the next, and the first from `first_after` on, when given, carries a discontinuity.
+    fn check_cut_around_jump(
+        cuts: &[(u64, u64, bool)],
+        last_before: u64,
+        first_after: Option<u64>,
+        frame_ms: u64,
+    ) -> Result<(), TestCaseError> {
+        for &(start, duration, _) in cuts.iter().filter(|cut| cut.0 <= last_before) {
+            prop_assert!(
+                start + duration <= last_before + frame_ms,
+                "the segment at {start} ms lasts {duration} ms, past the jump after {last_before} ms: {cuts:?}"
+            );
+        }
+        for pair in cuts.windows(2) {
+            prop_assert!(
+                pair[0].0 + pair[0].1 <= pair[1].0,
+                "the segment at {} ms runs into the next one: {cuts:?}",
+                pair[0].0
+            );
+        }
+        if let Some(after) = first_after.and_then(|at| cuts.iter().find(|cut| cut.0 >= at)) {
+            prop_assert!(after.2, "the first segment after the jump: {cuts:?}");
+        }
+        Ok(())
     }
 
     /// Origin and friend output of a 2 fps video stream with a frame at each of `frames` (ms),

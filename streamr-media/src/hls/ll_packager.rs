@@ -196,7 +196,10 @@ struct OpenLl {
     previous_init: Option<blake3::Hash>,
     /// The MPEG-TS segmenter marked the segment discontinuous.
     ts_discontinuity: bool,
-    /// Where it ends at the latest ([`OpenSegmentInfo::max_duration_ms`] from its start).
+    /// The longest it may last ([`OpenSegmentInfo::max_duration_ms`]): also the longest a
+    /// sample of it may last, a successor further away being a jump in the timeline.
+    max_duration_ms: u64,
+    /// Where it ends at the latest (`max_duration_ms` from its start).
     max_end_ms: u64,
 }
 
@@ -425,9 +428,15 @@ impl LlPackager {
             return Ok(events);
         };
         self.time_left_out(kind, timestamp, false);
-        if self.open.as_ref().is_some_and(|open| {
+        let segment_changed = self.open.as_ref().is_some_and(|open| {
             open.sequence != segment.sequence || open.start_ms != segment.start_timestamp_ms
-        }) {
+        });
+        if segment_changed && self.jumps_forward(timestamp) {
+            // The timeline jumped forward to this frame, which the MPEG-TS segmenter cut at after
+            // ending the segment before where its media ends: so does this one, its newest
+            // samples lasting their track's last interval, not the gap.
+            self.close(None, &mut events)?;
+        } else if segment_changed {
             // The MPEG-TS segmenter cut at this frame: the driving track's newest sample ends here,
             // but never past the longest the segment may last. A frame that far on (a GOP or a
             // timeline gap longer than the target duration) comes after a discontinuity, and
@@ -777,6 +786,7 @@ impl LlPackager {
             announced: false,
             previous_init,
             ts_discontinuity: segment.discontinuity,
+            max_duration_ms: segment.max_duration_ms.max(1),
             max_end_ms: timestamp.saturating_add(segment.max_duration_ms.max(1)),
         });
         Ok(())
@@ -798,6 +808,24 @@ impl LlPackager {
         if left_out {
             *slot = Some(timestamp);
         }
+    }
+
+    /// True when a frame at `timestamp` jumps forward in the timeline of the open segment, as
+    /// the MPEG-TS segmenter tells one: it comes more than the longest the segment may last
+    /// ([`OpenSegmentInfo::max_duration_ms`]) after the newest sample of the track that times
+    /// the segment.
+    fn jumps_forward(&self, timestamp: u64) -> bool {
+        let Some(open) = self.open.as_ref() else {
+            return false;
+        };
+        let newest = if open.has_video {
+            &self.pending_video
+        } else {
+            &self.pending_audio
+        };
+        newest
+            .as_ref()
+            .is_some_and(|sample| timestamp > sample.dts_ms.saturating_add(open.max_duration_ms))
     }
 
     /// Moves the driving track's pending sample into the open part, ending at `next_ms`.

@@ -86,6 +86,9 @@ pub struct LlPlaylist {
     /// it (see [`LlPlaylist::set_program_date_time_at`]).
     anchor_timestamp_ms: Option<u64>,
     elapsed_ms: u64,
+    /// Where the segment completed last ends on the stream's clock (its first frame's
+    /// timestamp plus its duration).
+    previous_end_ms: Option<u64>,
     started: bool,
 }
 
@@ -112,6 +115,7 @@ impl LlPlaylist {
             clock_anchor: None,
             anchor_timestamp_ms: None,
             elapsed_ms: 0,
+            previous_end_ms: None,
             started: false,
         }
     }
@@ -176,6 +180,11 @@ impl LlPlaylist {
     }
 
     /// Applies one packager event.
+    ///
+    /// A segment's EXT-X-PROGRAM-DATE-TIME follows the one before by that segment's duration;
+    /// a segment after a discontinuity that starts later on the stream's clock than the one
+    /// before ended (the timeline jumped forward, or media was left out) follows it by that much
+    /// more, as the stream's clock says (see [`LivePlaylist::push`](super::LivePlaylist::push)).
     pub fn apply(&mut self, event: &LlEvent) {
         match event {
             LlEvent::SegmentStarted {
@@ -186,6 +195,13 @@ impl LlPlaylist {
             } => {
                 if !self.inits.iter().any(|i| i.name == init.name) {
                     self.inits.push(init.clone());
+                }
+                // After a discontinuity, a segment that starts later on the stream's clock than
+                // the one before ended (the timeline jumped forward, or media was left out) is
+                // stamped that much later, as the MPEG-TS playlist does.
+                if let Some(end) = self.previous_end_ms.filter(|_| *discontinuity) {
+                    let skipped = start_ms.saturating_sub(end);
+                    self.elapsed_ms = self.elapsed_ms.saturating_add(skipped);
                 }
                 if let (Some(anchor), Some(at)) =
                     (self.clock_anchor, self.anchor_timestamp_ms.take())
@@ -232,6 +248,11 @@ impl LlPlaylist {
                     }
                     entry.open_parts.clear();
                     self.elapsed_ms = self.elapsed_ms.saturating_add(segment.duration_ms);
+                    self.previous_end_ms = Some(
+                        segment
+                            .start_timestamp_ms
+                            .saturating_add(segment.duration_ms),
+                    );
                     self.started = true;
                 }
                 self.trim();

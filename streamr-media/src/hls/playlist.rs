@@ -78,6 +78,9 @@ pub struct LivePlaylist {
     /// it (see [`LivePlaylist::set_program_date_time_at`]).
     anchor_timestamp_ms: Option<u64>,
     elapsed_ms: u64,
+    /// Where the segment pushed last ends on the stream's clock (its first frame's timestamp
+    /// plus its duration).
+    previous_end_ms: Option<u64>,
     /// A segment was pushed: EXT-X-TARGETDURATION no longer changes.
     started: bool,
 }
@@ -93,6 +96,7 @@ impl LivePlaylist {
             clock_anchor: None,
             anchor_timestamp_ms: None,
             elapsed_ms: 0,
+            previous_end_ms: None,
             started: false,
         }
     }
@@ -128,7 +132,22 @@ impl LivePlaylist {
     }
 
     /// Adds a finished segment, keeping its bytes when `keep_bytes`.
+    ///
+    /// Its EXT-X-PROGRAM-DATE-TIME follows the one before by that segment's duration; a segment
+    /// after a discontinuity that starts later on the stream's clock than the one before ended
+    /// (the timeline jumped forward, or media was left out) follows it by that much more, as
+    /// the stream's clock says, so that a node anchored after the jump
+    /// ([`LivePlaylist::set_program_date_time_at`]) stamps it the same.
     pub fn push(&mut self, segment: &Segment, keep_bytes: bool) {
+        if let Some(end) = self.previous_end_ms.filter(|_| segment.discontinuity) {
+            let skipped = segment.start_timestamp_ms.saturating_sub(end);
+            self.elapsed_ms = self.elapsed_ms.saturating_add(skipped);
+        }
+        self.previous_end_ms = Some(
+            segment
+                .start_timestamp_ms
+                .saturating_add(segment.duration_ms),
+        );
         if let (Some(anchor), Some(at)) = (self.clock_anchor, self.anchor_timestamp_ms.take()) {
             self.clock_anchor = Some(super::ll_playlist::clock_at(
                 anchor,

@@ -33,10 +33,12 @@ pub struct SegmenterConfig {
     /// EXT-X-TARGETDURATION is derived from the stream's first GOPs
     /// ([`Segmenter::target_duration_secs`]) and never exceeds this; the LL-HLS playlist declares
     /// this value itself, the same on every node whatever GOPs it saw first. A frame without a
-    /// keyframe whose media would end past it (a longer GOP, a stalled video track or a jump
-    /// in the timeline) closes the segment before it, so that no rendition's segment rounds
-    /// above it, and the stream resumes at the next keyframe after a discontinuity; a segment
-    /// never starts with a non-keyframe.
+    /// keyframe whose media would end past it (a longer GOP or a stalled video track) closes
+    /// the segment before it, so that no rendition's segment rounds above it, and the stream
+    /// resumes at the next keyframe after a discontinuity; a segment never starts with a
+    /// non-keyframe. It also bounds a frame's duration: a frame further than this from the
+    /// one before is a forward jump in the timeline, not a frame interval (see
+    /// [`Segmenter::push`]).
     pub target_duration_secs: u32,
 }
 
@@ -174,7 +176,8 @@ pub struct Segmenter {
     /// clock.
     last_timestamp_ms: [Option<u64>; 2],
     /// The interval between the two newest frames that time segments: how long the newest is
-    /// expected to last.
+    /// expected to last. A forward jump in the timeline is no interval: the one before it
+    /// stays.
     last_frame_gap_ms: u64,
     /// The newest frame that times segments (video when there is video), whether or not a
     /// segment took it: a segment's first frame continues the interval from it.
@@ -339,6 +342,15 @@ impl Segmenter {
 
     /// Feeds one FLV tag. Returns the segments it closed. A malformed or unsupported tag is
     /// reported as an error and skipped; the segmenter stays usable.
+    ///
+    /// Timestamps that jump are discontinuities of the stream: one more than 1 s behind the
+    /// frame before of its track (the publisher restarted its clock), and one more than the
+    /// longest segment allowed ([`SegmenterConfig::target_duration_secs`]) ahead of the newest
+    /// frame that times segments (an encoder restarted without a new publish, a paused screen
+    /// share, an offset clock). Either ends the open segment where its media ends (its newest
+    /// frame lasting the interval before it, not the gap) and the next segment, from the next
+    /// keyframe on, carries EXT-X-DISCONTINUITY. After a forward jump, the frame interval from
+    /// before it times the frames that follow, so the GOP after the jump is cut whole.
     pub fn push(&mut self, tag: &FlvTag) -> Result<Vec<SegmenterEvent>, TsError> {
         let mut events = Vec::new();
         if self.ended {
@@ -416,6 +428,20 @@ impl Segmenter {
                 // The other track restarts too: its first frame on the new clock is no jump.
                 self.last_timestamp_ms = [None; 2];
             }
+        }
+        if self.jumps_forward(timestamp) {
+            // The timeline jumped forward (an encoder restarted without a new publish, a paused
+            // screen share, an offset clock): the gap is no frame's duration. The segment ends
+            // where its media ends, its newest frame lasting the interval before it, and the
+            // stream goes on at the next cut point after a discontinuity. The frame interval
+            // before the jump still times the frames after it (`note_frame_timing`), so the GOP
+            // after the jump is cut whole, as on a node that joined after the jump.
+            if let Some(open) = &self.open {
+                let end = self.natural_end(open);
+                self.close(end, &mut events);
+            }
+            self.pending_discontinuity = true;
+            self.last_keyframe_ms = None;
         }
         let has_video = self.muxer.has_video() || self.fmp4_only_video.is_some();
         let cut_point = if has_video {
@@ -519,13 +545,26 @@ impl Segmenter {
             if let Some(gap) = self
                 .last_driving_ms
                 .and_then(|last| timestamp.checked_sub(last))
-                .filter(|gap| *gap > 0)
+                .filter(|gap| *gap > 0 && *gap <= self.config.max_ms())
             {
                 self.last_frame_gap_ms = gap;
             }
             self.last_driving_ms = Some(timestamp);
         }
         self.last_timestamp_ms[track] = Some(timestamp);
+    }
+
+    /// True when a coded frame at `timestamp` jumps forward in the stream's timeline: it comes
+    /// more than the longest segment allowed ([`SegmenterConfig::target_duration_secs`]) after
+    /// the newest frame that times segments. No frame can last that long in any segment (its
+    /// segment would end past the longest allowed), so such a gap is a jump, not a frame's
+    /// duration. A frame of the other track (audio in a stream with video) that far ahead of
+    /// the newest video frame is the same jump reaching that track first; one only further
+    /// from its own track's frame before (audio that paused while video went on) is none. A
+    /// function of the frames alone, so every node that saw the frame before tells the same.
+    fn jumps_forward(&self, timestamp: u64) -> bool {
+        self.last_driving_ms
+            .is_some_and(|last| timestamp > last.saturating_add(self.config.max_ms()))
     }
 
     /// True when a frame of `codec` is of a configured track only the fMP4 rendition carries.
@@ -822,17 +861,32 @@ mod tests {
 
         /// With a fixed target duration, no MPEG-TS segment's EXTINF rounds above it and it
         /// never changes, for any sequence of GOPs from 0.2 s to 15 s; every segment starts with
-        /// a keyframe; and a node joining at any frame cuts byte-identical segments.
+        /// a keyframe; and a node joining at any frame cuts byte-identical segments. With a
+        /// forward jump in the timeline (12.001 s to 100 s, to any frame), the segment before
+        /// it ends by its last frame's end, no segment runs into the next one, and the first
+        /// segment after it is discontinuous.
         #[test]
         fn a_fixed_target_duration_holds_for_any_gops(
             fixed in 1u32..=12,
             interval in prop::sample::select(vec![17u64, 33, 40, 100, 500]),
             gops in proptest::collection::vec(200u64..15_000, 1..16),
             join in any::<prop::sample::Index>(),
+            jump in proptest::option::of((any::<prop::sample::Index>(), 12_001u64..100_000, any::<bool>())),
         ) {
-            let tags = h264_stream(interval, &gops);
+            let mut tags = h264_stream(interval, &gops);
+            // The jump to a frame after the first, a keyframe half the time.
+            let jump = jump.and_then(|(at, by, to_keyframe)| {
+                let candidates: Vec<usize> = (2..tags.len())
+                    .filter(|&i| !to_keyframe || tags[i].data[0] == 0x17)
+                    .collect();
+                (!candidates.is_empty())
+                    .then(|| with_forward_jump(&mut tags, candidates[at.index(candidates.len())], by))
+            });
             let origin = cut(&tags, fixed, false)?;
             prop_assert!(!origin.is_empty());
+            if let Some(jump) = jump {
+                check_cut_around_jump(&origin, jump, interval)?;
+            }
             let start = 1 + join.index(tags.len() - 1);
             let joined: Vec<FlvTag> = tags[..1].iter().chain(&tags[start..]).cloned().collect();
             let friend = cut(&joined, fixed, true)?;
@@ -845,6 +899,67 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A forward jump in a stream's timeline: the last frame before it and the first after it.
+    #[derive(Debug, Clone, Copy)]
+    struct ForwardJump {
+        last_before_ms: u64,
+        first_after_ms: u64,
+    }
+
+    /// Stamps every tag from `tags[at]` on `by_ms` later, as a publisher whose clock jumped
+    /// forward sends them (`at` at least 1: a frame comes before the jump).
+    fn with_forward_jump(tags: &mut [FlvTag], at: usize, by_ms: u64) -> ForwardJump {
+        let last_before_ms = u64::from(tags[at - 1].timestamp);
+        for tag in &mut tags[at..] {
+            tag.timestamp += by_ms as u32;
+        }
+        ForwardJump {
+            last_before_ms,
+            first_after_ms: u64::from(tags[at].timestamp),
+        }
+    }
+
+    /// `segments` (in order) are cut as a forward jump requires: those before it end at most
+    /// one frame `interval` after its last frame, none runs past the start of the next, and
+    /// the first after it carries a discontinuity.
+    fn check_cut_around_jump(
+        segments: &[Segment],
+        jump: ForwardJump,
+        interval: u64,
+    ) -> Result<(), TestCaseError> {
+        for segment in segments {
+            let end = segment.start_timestamp_ms + segment.duration_ms;
+            if segment.start_timestamp_ms <= jump.last_before_ms {
+                prop_assert!(
+                    end <= jump.last_before_ms + interval,
+                    "the segment at {} ms ends at {end} ms, past the jump at {} ms",
+                    segment.start_timestamp_ms,
+                    jump.last_before_ms
+                );
+            }
+        }
+        for pair in segments.windows(2) {
+            let end = pair[0].start_timestamp_ms + pair[0].duration_ms;
+            prop_assert!(
+                end <= pair[1].start_timestamp_ms,
+                "the segment at {} ms ends at {end} ms, past the next one's start at {} ms",
+                pair[0].start_timestamp_ms,
+                pair[1].start_timestamp_ms
+            );
+        }
+        if let Some(after) = segments
+            .iter()
+            .find(|s| s.start_timestamp_ms >= jump.first_after_ms)
+        {
+            prop_assert!(
+                after.discontinuity,
+                "the segment at {} ms",
+                after.start_timestamp_ms
+            );
+        }
+        Ok(())
     }
 
     /// The segments a node cuts from `tags` with the default configuration, a fixed target
@@ -959,6 +1074,157 @@ mod tests {
             })
             .collect();
         assert_eq!(ll, cuts(&ts));
+    }
+
+    /// H.264 at 25 fps in 2 s GOPs and AAC every 23 ms, in timestamp order (video first at
+    /// equal timestamps), for `seconds` of media; every frame from `jump_at_ms` on is stamped
+    /// `jump_ms` later, as a publisher whose clock jumped forward sends it.
+    fn av_stream_with_jump(seconds: u64, jump_at_ms: u64, jump_ms: u64) -> Vec<FlvTag> {
+        let gops = vec![2_000; usize::try_from(seconds / 2).unwrap()];
+        let video = h264_stream(40, &gops);
+        let mut tags = vec![
+            video[0].clone(),
+            FlvTag {
+                tag_type: FlvTagType::Audio,
+                timestamp: 0,
+                stream_id: 0,
+                data: Bytes::from_static(&[0xAF, 0x00, 0x12, 0x10]),
+            },
+        ];
+        let audio_frames = (0..seconds * 1_000 / 23).map(|n| audio(n * 23, &[0x21, n as u8]));
+        let mut media: Vec<FlvTag> = video[1..].iter().cloned().chain(audio_frames).collect();
+        media.sort_by_key(|tag| (tag.timestamp, tag.tag_type != FlvTagType::Video));
+        for tag in &mut media {
+            if u64::from(tag.timestamp) >= jump_at_ms {
+                tag.timestamp += jump_ms as u32;
+            }
+        }
+        tags.extend(media);
+        tags
+    }
+
+    #[test]
+    fn a_forward_timestamp_jump_is_a_discontinuity_and_the_gop_after_it_is_cut_whole() {
+        // 2 s GOPs of audio and video; from 8 s on the publisher's clock is 30 s ahead (a
+        // paused screen share, an encoder restarted without a new publish). The segment before
+        // the jump ends with its last frame (not 30 s, nor the longest segment, later), the GOP
+        // after it is cut whole after a discontinuity, in both renditions, then segments follow
+        // the 4 s grid of the stream's clock again; both playlists stamp them as that clock
+        // says.
+        let tags = av_stream_with_jump(16, 8_000, 30_000);
+        let mut stream = LlHlsStream::new(
+            SegmenterConfig::default(),
+            LlPackagerConfig::default(),
+            6,
+            "",
+        );
+        let anchor = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        stream.set_program_date_time_at(anchor, 0);
+        let mut ts_playlist = LivePlaylist::new(PlaylistConfig::default());
+        ts_playlist.set_program_date_time_at(anchor, 0);
+        let mut history = PlaylistHistory::new();
+        let mut ts = Vec::new();
+        let mut ll = Vec::new();
+        let mut outputs = Vec::new();
+        for tag in &tags {
+            outputs.push(stream.push(tag).unwrap());
+        }
+        outputs.push(stream.finish().unwrap());
+        for out in outputs {
+            ll.extend(out.ll);
+            for event in out.ts {
+                if let SegmenterEvent::SegmentReady(segment) = event {
+                    if let Some(target) = stream.segmenter().target_duration_secs() {
+                        ts_playlist.set_target_duration(target);
+                    }
+                    ts_playlist.push(&segment, false);
+                    let text = ts_playlist.render();
+                    history
+                        .observe(&text)
+                        .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+                    ts.push(segment);
+                }
+            }
+        }
+        let expected = vec![
+            (0, 4_000, false),
+            (4_000, 4_000, false),
+            (38_000, 2_000, true),
+            (40_000, 4_000, false),
+            (44_000, 2_000, false),
+        ];
+        assert_eq!(cuts(&ts), expected);
+        let ll_cuts: Vec<(u64, u64, bool)> = ll
+            .iter()
+            .filter_map(|event| match event {
+                LlEvent::SegmentReady(s) => {
+                    Some((s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ll_cuts, expected);
+        // Every LL-HLS part of the segment before the jump ends by its last frame's end.
+        let parts_before_jump: u64 = ll
+            .iter()
+            .filter_map(|event| match event {
+                LlEvent::PartReady(part) if part.sequence == 1 => Some(part.duration_ms),
+                _ => None,
+            })
+            .sum();
+        assert_eq!(parts_before_jump, 4_000);
+
+        let ts_text = ts_playlist.render();
+        let ll_text = stream.playlist().render(false);
+        let violations = crate::hls::check_ll_playlist(&ll_text);
+        assert!(violations.is_empty(), "{violations:#?}\n{ll_text}");
+        for text in [&ts_text, &ll_text] {
+            let lines: Vec<&str> = text.lines().collect();
+            let extinfs: Vec<&str> = lines
+                .iter()
+                .filter_map(|l| l.strip_prefix("#EXTINF:"))
+                .collect();
+            assert_eq!(
+                extinfs,
+                vec!["4.000,", "4.000,", "2.000,", "4.000,", "2.000,"],
+                "{text}"
+            );
+            assert_eq!(
+                lines
+                    .iter()
+                    .filter(|l| **l == "#EXT-X-DISCONTINUITY")
+                    .count(),
+                1,
+                "{text}"
+            );
+            // The discontinuity comes right before the third segment (and its parts).
+            let discontinuity = lines
+                .iter()
+                .position(|l| *l == "#EXT-X-DISCONTINUITY")
+                .unwrap();
+            let listed_before = lines[..discontinuity]
+                .iter()
+                .filter(|l| l.starts_with("#EXTINF:"))
+                .count();
+            assert_eq!(listed_before, 2, "{text}");
+            // EXT-X-PROGRAM-DATE-TIME follows the stream's clock: 0, 4, 38, 40 and 44 s past
+            // the anchor.
+            let stamps: Vec<&str> = lines
+                .iter()
+                .filter_map(|l| l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:"))
+                .collect();
+            assert_eq!(
+                stamps,
+                vec![
+                    "2023-11-14T22:13:20.000Z",
+                    "2023-11-14T22:13:24.000Z",
+                    "2023-11-14T22:13:58.000Z",
+                    "2023-11-14T22:14:00.000Z",
+                    "2023-11-14T22:14:04.000Z",
+                ],
+                "{text}"
+            );
+        }
     }
 
     fn audio(timestamp: u64, body: &[u8]) -> FlvTag {

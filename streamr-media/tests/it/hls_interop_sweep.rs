@@ -469,3 +469,150 @@ fn streams_without_a_sample_go_through_an_origin_and_a_friend_cleanly() {
     });
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// How long ffprobe reads the video in `bytes` to last, in milliseconds: from its first
+/// packet's presentation time to the end of its last.
+fn probed_video_span_ms(dir: &Path, file: &str, bytes: &[u8]) -> u64 {
+    let path = dir.join(file);
+    std::fs::write(&path, bytes).expect("written");
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "packet=pts_time,duration_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&path)
+        .output()
+        .expect("ffprobe runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let packets: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(',').map(|f| f.trim().parse::<f64>());
+            Some((fields.next()?.ok()?, fields.next()?.ok()?))
+        })
+        .collect();
+    assert!(!packets.is_empty(), "{file}: no video packet: {text:?}");
+    let first = packets.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
+    let end = packets
+        .iter()
+        .map(|p| p.0 + p.1)
+        .fold(f64::NEG_INFINITY, f64::max);
+    ((end - first) * 1_000.0).round() as u64
+}
+
+#[test]
+#[ignore = "interop: needs ffmpeg and ffprobe"]
+fn a_forward_timestamp_jump_goes_through_an_origin_and_a_friend_cleanly() {
+    // 12 s of 25 fps video in 2 s GOPs with AAC, made by ffmpeg; from 6 s on the timestamps
+    // are 30 s later, as a publisher whose clock jumped forward sends them (the audio reaches
+    // the jump first). A friend joins at the second keyframe, before the jump.
+    require_tool("ffmpeg");
+    require_tool("ffprobe");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let dir = dir.path();
+    let mut args = picture("testsrc2=size=160x90:rate=25");
+    args.extend(tone("44100"));
+    args.extend(["-t", "12"]);
+    args.extend(VIDEO);
+    args.extend(["-g", "50", "-keyint_min", "50", "-sc_threshold", "0"]);
+    args.extend(AAC);
+    let case = Case {
+        name: "forward jump",
+        args,
+        video: true,
+        fmp4: true,
+    };
+    let mut tags = generate(dir, &case);
+    for tag in &mut tags {
+        if tag.timestamp >= 6_000 {
+            tag.timestamp += 30_000;
+        }
+    }
+    let is_keyframe = |tag: &FlvTag| {
+        tag.tag_type == FlvTagType::Video
+            && tag.data.first().is_some_and(|b| b >> 4 == 1)
+            && tag.data.get(1) == Some(&1)
+    };
+    // ffmpeg starts the video a frame of audio in: keyframes at 23 ms, 2.023 s, ...
+    let keyframes: Vec<u64> = tags
+        .iter()
+        .filter(|tag| is_keyframe(tag))
+        .map(|tag| u64::from(tag.timestamp))
+        .collect();
+    assert_eq!(keyframes.len(), 6, "{keyframes:?}");
+    let second_keyframe = tags
+        .iter()
+        .position(|tag| is_keyframe(tag) && u64::from(tag.timestamp) == keyframes[1])
+        .expect("a second keyframe");
+    let origin = node(case.name, &tags, false);
+    let friend = node(case.name, &joined_at(&tags, second_keyframe), true);
+    let cuts = |segments: &[Segment]| -> Vec<(u64, u64, bool)> {
+        segments
+            .iter()
+            .map(|s| (s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+            .collect()
+    };
+    // One segment per GOP, each lasting its 2 s, the first after the jump discontinuous.
+    let expected: Vec<(u64, u64, bool)> = keyframes
+        .iter()
+        .map(|&at| (at, 2_000, at == keyframes[3]))
+        .collect();
+    assert_eq!(cuts(&origin.ts), expected);
+    let ll: Vec<(u64, u64, bool)> = origin
+        .ll
+        .iter()
+        .map(|s| (s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+        .collect();
+    assert_eq!(ll, expected);
+    // The friend lists the origin's segments from the one after its first on, the jump's too.
+    let ts_bytes = |segments: &[Segment]| -> Vec<(u64, u64, bool, blake3::Hash)> {
+        segments
+            .iter()
+            .map(|s| (s.start_timestamp_ms, s.duration_ms, s.discontinuity, s.hash))
+            .collect()
+    };
+    assert_eq!(ts_bytes(&friend.ts), ts_bytes(&origin.ts[2..]));
+    let ll_bytes = |segments: &[LlSegment]| -> Vec<(u64, blake3::Hash, Vec<blake3::Hash>)> {
+        segments
+            .iter()
+            .map(|s| (s.start_timestamp_ms, s.hash, s.part_hashes.clone()))
+            .collect()
+    };
+    assert_eq!(ll_bytes(&friend.ll), ll_bytes(&origin.ll[2..]));
+    for segment in &origin.ts {
+        let file = format!("jump-{}.ts", segment.sequence);
+        probe(dir, &file, &segment.bytes, true);
+        let probed = probed_video_span_ms(dir, &file, &segment.bytes);
+        assert!(
+            probed.abs_diff(segment.duration_ms) <= 100,
+            "{file}: ffprobe reads {probed} ms, EXTINF {} ms",
+            segment.duration_ms
+        );
+        eprintln!(
+            "{file}: EXTINF {} ms, ffprobe {probed} ms",
+            segment.duration_ms
+        );
+    }
+    for segment in &origin.ll {
+        let mut bytes = segment.init.bytes.to_vec();
+        bytes.extend_from_slice(&segment.bytes);
+        let file = format!("jump-{}.mp4", segment.sequence);
+        probe(dir, &file, &bytes, true);
+        let probed = probed_video_span_ms(dir, &file, &bytes);
+        assert!(
+            probed.abs_diff(segment.duration_ms) <= 100,
+            "{file}: ffprobe reads {probed} ms, EXTINF {} ms",
+            segment.duration_ms
+        );
+        eprintln!(
+            "{file}: EXTINF {} ms, ffprobe {probed} ms",
+            segment.duration_ms
+        );
+    }
+}
