@@ -213,7 +213,10 @@ pub struct EpochObservations {
     pub bitrates: Vec<(StreamId, u64)>,
     /// Each operator's expected share of routed sessions, ppm.
     pub operator_route_share_ppm: Vec<(OperatorId, u64)>,
-    /// Subnets and operators of nodes penalized in recent epochs.
+    /// Subnets and operators of nodes penalized in recent epochs. Only the subnet marks a
+    /// new node as a possible whitewasher: the operator name is free text, so it neither
+    /// catches a whitewasher nor may it put another operator's nodes under suspicion (kept as
+    /// published evidence).
     pub recently_penalized: Vec<(NetPrefix, OperatorId)>,
     /// Every grant issued in the epoch (viewers' and probes'). `None` where the coordinator
     /// kept no grant log (observations stored before it did): unattested bytes are then capped
@@ -646,8 +649,6 @@ impl FraudEngine {
         }
         let penalized_places: BTreeSet<&NetPrefix> =
             obs.recently_penalized.iter().map(|(s, _)| s).collect();
-        let penalized_operators: BTreeSet<&OperatorId> =
-            obs.recently_penalized.iter().map(|(_, o)| o).collect();
         let bounds = unattested::grant_bounds(ctx, verified_by_session);
         let unreceipted =
             claims::unreceipted_grant_allowance(ctx, verified_by_session, &self.served);
@@ -697,8 +698,7 @@ impl FraudEngine {
             if let Some(inputs) = nodes::sybil_cluster(c, node, &subnet_counts) {
                 book.fire(RuleId::SybilCluster, id, inputs, Verdict::CapGroup);
             }
-            let (probation_ppm, probation) =
-                nodes::probation(c, epoch, node, &penalized_places, &penalized_operators);
+            let (probation_ppm, probation) = nodes::probation(c, epoch, node, &penalized_places);
             if let Some((rule, inputs)) = probation {
                 book.fire(
                     rule,

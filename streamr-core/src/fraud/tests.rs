@@ -303,6 +303,21 @@ fn new_nodes_get_probation_and_returning_offenders_less() {
 }
 
 #[test]
+fn a_penalized_node_under_another_operators_name_does_not_whitewash_its_new_nodes() {
+    // A throwaway node in a /24 of its own registered as "op2" (free text) and was penalized:
+    // op2's new node 2, in its own /24, stays on plain probation.
+    let mut obs = honest();
+    obs.nodes[1].first_epoch = 99;
+    obs.recently_penalized = vec![(
+        crate::Subnet24([10, 0, 77]).into(),
+        OperatorId::new("op2").unwrap(),
+    )];
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(rules_for(&report, 2), [RuleId::Probation]);
+    assert_eq!(report.node_inputs[1].probation_ppm, 500_000);
+}
+
+#[test]
 fn viewer_bytes_beyond_the_cap_are_dropped_in_proportion() {
     let mut obs = honest();
     // Viewer 1 watches for three hours' worth in a one-hour epoch (cap: two streams).
