@@ -694,6 +694,25 @@ fn unattested_bytes_are_bounded_by_the_grants_issued_to_the_node() {
 }
 
 #[test]
+fn grants_of_signing_viewers_allow_only_their_silence_as_unattested() {
+    let mut obs = honest();
+    // The coordinator logs each grant live until its expiry (here the epoch's end), while its
+    // viewer watched 20 minutes and signed for them. Viewer 5, which signs on node 2, also
+    // holds a grant on node 1 whose receipts node 1 never handed in.
+    let mut grants: Vec<IssuedGrant> = (1..=8).map(|v| grant(1 + v % 4, v, v, 60, false)).collect();
+    grants.push(grant(1, 5, 90, 60, false));
+    obs.grants = Some(grants);
+    // Node 1 (viewers 4 and 8) claims everything its grants could have carried beyond the
+    // receipts: two 40-minute tails and the hour of viewer 5's grant.
+    obs.claims[0].unattested_bytes = 2 * BITRATE * 40 * 60 + BITRATE * 3_600;
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    let silence = BITRATE * FraudConfig::default().signed_silence_seconds;
+    assert_eq!(input_of(&report, 1).unattested_bytes, 3 * silence);
+    assert_eq!(rules_for(&report, 1), [RuleId::UnattestedBeyondGrants]);
+    assert!(report.penalties.is_empty());
+}
+
+#[test]
 fn unattested_bytes_held_back_by_an_outage_are_bounded_by_the_grants_of_its_epochs() {
     let node = |n: u8| NodeId::from_bytes([n; 32]);
     let legacy = BITRATE * 8 * 60;
