@@ -16,7 +16,8 @@
 //!   its issue to its expiry (an hour), clipped to the epoch, whether its viewer watched two
 //!   minutes or the hour. A node that serves its viewers honestly and then claims, as
 //!   unattested, everything their grants could have carried beyond their receipts must earn no
-//!   more than what it delivered.
+//!   more than what it delivered; nor one that goes dark through a prober outage (every node
+//!   keeps its last probed availability) while its viewers watch elsewhere.
 //!
 //! Sessions are fed to the rules as the verifier reports them (`SessionUsage`): every byte a
 //! session's receipts acknowledged was delivered, on time, at the stream's bitrate.
@@ -57,6 +58,10 @@ struct Node {
     /// Hands in none of its viewers' receipts (so nothing is verified) and claims all that
     /// their grants carried as unattested.
     drops_receipts: bool,
+    /// Serves no one in the second epoch, while its heartbeats keep viewers routed to it: each
+    /// asks again and watches on the first node instead, and it claims all that their grants
+    /// on it carried as unattested.
+    dark_second_epoch: bool,
 }
 
 fn node(operator: &'static str, net: u8, sessions: &[u64]) -> Node {
@@ -68,6 +73,7 @@ fn node(operator: &'static str, net: u8, sessions: &[u64]) -> Node {
         claims_grant_tails: false,
         forges_first_epoch: false,
         drops_receipts: false,
+        dark_second_epoch: false,
     }
 }
 
@@ -78,6 +84,9 @@ struct World {
     /// Grants live until the epoch's end (the coordinator's hour-long grants, clipped), not
     /// only while their viewer watched.
     grants_to_epoch_end: bool,
+    /// The coordinator's prober records nothing in the second epoch (an outage): every node
+    /// keeps the availability of its last probed epoch.
+    prober_outage_second_epoch: bool,
 }
 
 /// Ten unrelated honest nodes (operators `o0`–`o9`, one /24 each) serving two viewers an
@@ -141,14 +150,16 @@ fn observe(
     let mut viewers = Vec::new();
     let mut sessions = Vec::new();
     let mut grants = Vec::new();
-    let mut claims = Vec::new();
+    // Per node: attested claim, what its grants carried beyond their receipts, receipts
+    // handed in, sessions.
+    let mut claimed = vec![0u64; world.nodes.len()];
+    let mut carried_beyond = vec![0u64; world.nodes.len()];
+    let mut handed_in = vec![0u64; world.nodes.len()];
+    let mut served = vec![0u64; world.nodes.len()];
     for (i, n) in world.nodes.iter().enumerate() {
-        let id = node_key(i);
-        let mut carried_beyond = 0;
-        let mut claimed = 0;
+        let dark = n.dark_second_epoch && epoch == FIRST + 1;
         for (j, &minutes) in n.sessions.iter().enumerate() {
             let viewer = viewer_key(i, j);
-            let session_id = session_id(epoch, i, j);
             // Viewers start a few minutes apart, each session within the epoch.
             let offset = (j as u64 * 7) % (61 - minutes.min(60));
             let from = start + offset * 60_000;
@@ -163,21 +174,35 @@ fn observe(
                 operator: None,
             });
             let carried = BITRATE * live_ms / 1_000;
-            grants.push(IssuedGrant {
-                session_id,
-                node_id: id,
+            let mut grant = IssuedGrant {
+                session_id: session_id(epoch, i, j),
+                node_id: node_key(i),
                 viewer,
                 stream_id: stream(),
                 live_ms,
                 probe: false,
-            });
-            if n.drops_receipts {
-                carried_beyond += carried;
+            };
+            grants.push(grant.clone());
+            served[i] += 1;
+            if n.drops_receipts && !dark {
+                carried_beyond[i] += carried;
                 continue;
             }
+            let by = if dark {
+                // Nothing came: the viewer asks again and watches on node 0.
+                carried_beyond[i] += carried;
+                grant.session_id = session_id(epoch, i, 100 + j);
+                grant.node_id = node_key(0);
+                grants.push(grant.clone());
+                served[0] += 1;
+                0
+            } else {
+                carried_beyond[i] += carried.saturating_sub(bytes(minutes));
+                i
+            };
             sessions.push(SessionUsage {
-                session_id,
-                node_id: id,
+                session_id: grant.session_id,
+                node_id: grant.node_id,
                 viewer,
                 stream_id: stream(),
                 bytes: bytes(minutes),
@@ -186,34 +211,37 @@ fn observe(
                 started_ms: from,
                 last_receipt_ms: from + minutes * 60_000,
             });
-            claimed += bytes(minutes);
-            carried_beyond += carried.saturating_sub(bytes(minutes));
+            claimed[by] += bytes(minutes);
+            handed_in[by] += 1;
         }
-        let forged = u64::from(n.forges_first_epoch && epoch == FIRST);
-        let handed_in = if n.drops_receipts {
-            0
-        } else {
-            n.sessions.len() as u64
-        };
-        claims.push(NodeClaims {
-            node_id: id,
-            claimed_bytes: claimed,
-            unattested_bytes: if n.claims_grant_tails || n.drops_receipts {
-                carried_beyond
-            } else {
-                0
-            },
-            sessions: n.sessions.len() as u64,
-            receipts: ReceiptTally {
-                submitted: handed_in + forged,
-                accepted: handed_in,
-                forged,
-                ..ReceiptTally::default()
-            },
-            viewer_posted: ReceiptTally::default(),
-            heartbeats: Some(720),
-        });
     }
+    let claims = world
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let forged = u64::from(n.forges_first_epoch && epoch == FIRST);
+            let dark = n.dark_second_epoch && epoch == FIRST + 1;
+            NodeClaims {
+                node_id: node_key(i),
+                claimed_bytes: claimed[i],
+                unattested_bytes: if n.claims_grant_tails || n.drops_receipts || dark {
+                    carried_beyond[i]
+                } else {
+                    0
+                },
+                sessions: served[i],
+                receipts: ReceiptTally {
+                    submitted: handed_in[i] + forged,
+                    accepted: handed_in[i],
+                    forged,
+                    ..ReceiptTally::default()
+                },
+                viewer_posted: ReceiptTally::default(),
+                heartbeats: Some(720),
+            }
+        })
+        .collect();
     let good = ProbeSummary {
         total: 12,
         passed: 12,
@@ -243,9 +271,13 @@ fn observe(
         viewers,
         sessions,
         claims,
-        probes: (0..world.nodes.len())
-            .map(|i| (node_key(i), good))
-            .collect(),
+        probes: if world.prober_outage_second_epoch && epoch == FIRST + 1 {
+            Vec::new()
+        } else {
+            (0..world.nodes.len())
+                .map(|i| (node_key(i), good))
+                .collect()
+        },
         bitrates: vec![(stream(), BITRATE)],
         operator_route_share_ppm: Vec::new(),
         recently_penalized,
@@ -390,6 +422,7 @@ fn watched(nodes: Vec<Node>) -> World {
     World {
         nodes,
         grants_to_epoch_end: false,
+        prober_outage_second_epoch: false,
     }
 }
 
@@ -398,6 +431,7 @@ fn to_epoch_end(nodes: Vec<Node>) -> World {
     World {
         nodes,
         grants_to_epoch_end: true,
+        prober_outage_second_epoch: false,
     }
 }
 
@@ -521,6 +555,23 @@ pub fn run_all() -> Vec<RewardOutcome> {
         &[],
     ));
 
+    // A prober outage in the second epoch: every node keeps its last probed availability. The
+    // attacker's node serves its viewers in the first, then goes dark while it heartbeats; its
+    // viewers ask again and watch elsewhere, and it claims all that their grants on it carried.
+    let mut world = base.clone();
+    world[harvester].dark_second_epoch = true;
+    let outage = |nodes: Vec<Node>| World {
+        prober_outage_second_epoch: true,
+        ..to_epoch_end(nodes)
+    };
+    out.push(outcome(
+        "dark through a prober outage, claiming its grants' whole carry",
+        &outage(base.clone()),
+        &outage(world),
+        &[harvester],
+        &[],
+    ));
+
     // Three nodes of one operator (three /24s, three names) claim the tails.
     let harvesters = [harvester, base.len(), base.len() + 1];
     base.push(node("harvester-b", 31, &[20, 20, 20]));
@@ -601,6 +652,12 @@ mod tests {
         let silence = BITRATE * FraudConfig::default().signed_silence_seconds / 2;
         let o = by_name(&outcomes, "grant tails: 20-minute");
         assert!(o.attacker_gain_bytes <= 3 * silence, "{o:?}");
+        // A node dark through a prober outage keeps its availability, but its viewers signed
+        // where they watched instead: it is paid their grants' silence (45 MB against the
+        // 1 800 MB it delivered when it served), not what the grants could carry.
+        let o = by_name(&outcomes, "dark through a prober outage");
+        assert_eq!(o.attacker_gain_bytes, 0, "{o:?}");
+        assert!(o.attacker_paid_ppm * 20 < o.attacker_fair_ppm, "{o:?}");
         let o = by_name(&outcomes, "grant tails claimed by three");
         assert!(o.attacker_gain_bytes <= 9 * silence, "{o:?}");
         // The limit: a node handing in none of its viewers' receipts (viewers that post them to
