@@ -145,6 +145,24 @@ name_type!(
     "operator id"
 );
 
+/// The operator name a node registers with when its operator set none (`streamr-node
+/// --operator`'s default): unrelated nodes share it.
+pub const UNNAMED_OPERATOR: &str = "anonymous";
+
+impl OperatorId {
+    /// The operator the rules group a node under (the operator cap, the collusion test's route
+    /// shares): the name it registered with, or, where it registered none (the default
+    /// [`UNNAMED_OPERATOR`], an empty name) or one too long to be a name, the node alone, as
+    /// `node` (its id). Unrelated nodes that set no name must not share one operator's cap.
+    pub fn of_node(registered: &str, node: &str) -> Result<Self, SignatureError> {
+        let named = !registered.is_empty() && registered != UNNAMED_OPERATOR;
+        match Self::new(registered) {
+            Ok(operator) if named => Ok(operator),
+            _ => Self::new(node),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +182,15 @@ mod tests {
             let json = serde_json::to_string(&id).unwrap();
             prop_assert_eq!(serde_json::from_str::<StreamId>(&json).unwrap(), id);
         }
+    }
+
+    #[test]
+    fn a_node_without_an_operator_name_is_its_own_operator() {
+        let of = |name: &str| OperatorId::of_node(name, "node-1").unwrap();
+        assert_eq!(of("acme").as_str(), "acme");
+        assert_eq!(of(UNNAMED_OPERATOR).as_str(), "node-1");
+        assert_eq!(of("").as_str(), "node-1");
+        assert_eq!(of(&"x".repeat(MAX_NAME_LEN + 1)).as_str(), "node-1");
     }
 
     #[test]

@@ -107,6 +107,7 @@ pub use heartbeat::{HeartbeatNonces, NodeHeartbeat, RelayUpstream, SignedHeartbe
 pub use identity::{CoordinatorKey, KeyPair, NodeId, SignatureBytes, ViewerKey};
 pub use ids::{
     ContentDigest, NetPrefix, OperatorId, SessionId, StreamId, Subnet24, Subnet48, MAX_NAME_LEN,
+    UNNAMED_OPERATOR,
 };
 pub use ledger::{Account, EntryKind, Ledger, LedgerEntry};
 pub use merkle::{BalanceLeaf, MerkleProof, MerkleTree, Side};

@@ -2,8 +2,9 @@
 //! receipts, batch verification, probes, fraud rules, settlement, Merkle statements, payouts) on
 //! a synthetic network with honest behaviours, the attacks A1–A10 and the threats of
 //! `--threat` (framing, fresh-key farms, idle, part-time and hoarded claims, receipt
-//! withholding), and reports how well the rules did. `--relay-scenarios` and
-//! `--probe-scenarios` run the relay-tree and the prober's scenarios instead. `--adaptive` lets
+//! withholding), and reports how well the rules did. `--relay-scenarios`, `--probe-scenarios`
+//! and `--reward-scenarios` run the relay-tree, the prober's and the reward split's scenarios
+//! instead. `--adaptive` lets
 //! the attacker search its parameters for profit.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,6 +13,7 @@ mod metrics;
 mod output;
 mod probes;
 mod relay;
+mod rewards;
 mod run;
 mod scenario;
 mod tree;
@@ -57,6 +59,11 @@ struct Cli {
     /// what each attacker gains in position and relay credit against its bound.
     #[arg(long, env = "STREAMR_SIM_TREE_SCENARIOS")]
     tree_scenarios: bool,
+    /// Run the reward-split scenarios instead (throwaway nodes under another operator's name,
+    /// squatting an operator's cap, grants claimed beyond their sessions as unattested) and
+    /// report what each attacker gains and what the honest nodes lose.
+    #[arg(long, env = "STREAMR_SIM_REWARD_SCENARIOS")]
+    reward_scenarios: bool,
 }
 
 /// Prints scenario outcomes as JSON or as their table.
@@ -84,6 +91,9 @@ fn main() -> anyhow::Result<()> {
     }
     if cli.tree_scenarios {
         return print_outcomes(cli.json, &tree::run_all(), tree::table);
+    }
+    if cli.reward_scenarios {
+        return print_outcomes(cli.json, &rewards::run_all(), rewards::table);
     }
     if let Some(budget) = cli.adaptive {
         let report = adaptive::search(

@@ -160,7 +160,16 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
     let mut chains: Vec<SegmentChain> = streams.iter().map(|_| SegmentChain::genesis(0)).collect();
     let mut origin = OriginDigests::new();
     let mut verifier = ReceiptVerifier::new(VerifierConfig::default());
-    let mut fraud = FraudEngine::new(FraudConfig::default());
+    // The coordinator's setting for viewers that sign every `--receipt-interval` (minutes here,
+    // seconds in the client): four intervals of silence, so a lost last receipt or two and
+    // most of a griefer's silent tail stay claimable, as the client's 2 s interval leaves 30
+    // within the default.
+    let mut fraud = FraudEngine::new(FraudConfig {
+        signed_silence_seconds: FraudConfig::default()
+            .signed_silence_seconds
+            .max(config.receipt_interval_s.saturating_mul(4)),
+        ..FraudConfig::default()
+    });
     let mut settlement = Settlement::new();
     let mut chain = SimulatedPayoutSink::new();
     let mut nonces = HeartbeatNonces::default();

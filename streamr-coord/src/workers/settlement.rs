@@ -564,10 +564,10 @@ pub(crate) fn probe_result(probe: &ProbeRecord) -> Option<ProbeResult> {
     })
 }
 
+/// The operator the rules group `node` under: its registered name, or the node alone where it
+/// set none (unrelated nodes share the default name; see [`OperatorId::of_node`]).
 fn operator_of(node: &NodeRecord) -> Option<OperatorId> {
-    OperatorId::new(node.operator.clone())
-        .ok()
-        .or_else(|| OperatorId::new(node.id.clone()).ok())
+    OperatorId::of_node(&node.operator, &node.id).ok()
 }
 
 /// The network a stored prefix string names: `a.b.c.0/24` or an IPv6 `x:y:z::/48` as observed

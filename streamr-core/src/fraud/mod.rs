@@ -213,7 +213,10 @@ pub struct EpochObservations {
     pub bitrates: Vec<(StreamId, u64)>,
     /// Each operator's expected share of routed sessions, ppm.
     pub operator_route_share_ppm: Vec<(OperatorId, u64)>,
-    /// Subnets and operators of nodes penalized in recent epochs.
+    /// Subnets and operators of nodes penalized in recent epochs. Only the subnet marks a
+    /// new node as a possible whitewasher: the operator name is free text, so it neither
+    /// catches a whitewasher nor may it put another operator's nodes under suspicion (kept as
+    /// published evidence).
     pub recently_penalized: Vec<(NetPrefix, OperatorId)>,
     /// Every grant issued in the epoch (viewers' and probes'). `None` where the coordinator
     /// kept no grant log (observations stored before it did): unattested bytes are then capped
@@ -309,6 +312,11 @@ pub struct FraudConfig {
     /// The network's credited unattested bytes are at most this share of its credited attested
     /// bytes, ppm.
     pub unattested_ratio_ppm: u64,
+    /// A grant whose viewer signs receipts lets its node claim at most this many seconds of
+    /// its stream as unattested beyond what the receipts verified (the bytes after its last
+    /// receipt); a player that never signs, its grant's whole live time. Keep it above the
+    /// viewers' receipt interval.
+    pub signed_silence_seconds: u64,
     /// A viewer with more than this many times the median sessions or bytes is a bot.
     pub bot_factor: u64,
     /// ... and at least this many sessions.
@@ -356,6 +364,7 @@ impl Default for FraudConfig {
             seasoned_key_prefixes: 3,
             key_history_epochs: 720,
             unattested_ratio_ppm: 250_000,
+            signed_silence_seconds: 60,
             max_nodes_per_subnet: 4,
             collusion_p_value_ppm: 100,
             collusion_window_epochs: 6,
@@ -646,9 +655,7 @@ impl FraudEngine {
         }
         let penalized_places: BTreeSet<&NetPrefix> =
             obs.recently_penalized.iter().map(|(s, _)| s).collect();
-        let penalized_operators: BTreeSet<&OperatorId> =
-            obs.recently_penalized.iter().map(|(_, o)| o).collect();
-        let bounds = unattested::grant_bounds(ctx, verified_by_session);
+        let bounds = unattested::grant_bounds(ctx, verified_by_session, &self.served);
         let unreceipted =
             claims::unreceipted_grant_allowance(ctx, verified_by_session, &self.served);
         let oldest = self.window_start(epoch);
@@ -697,8 +704,7 @@ impl FraudEngine {
             if let Some(inputs) = nodes::sybil_cluster(c, node, &subnet_counts) {
                 book.fire(RuleId::SybilCluster, id, inputs, Verdict::CapGroup);
             }
-            let (probation_ppm, probation) =
-                nodes::probation(c, epoch, node, &penalized_places, &penalized_operators);
+            let (probation_ppm, probation) = nodes::probation(c, epoch, node, &penalized_places);
             if let Some((rule, inputs)) = probation {
                 book.fire(
                     rule,

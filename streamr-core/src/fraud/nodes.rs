@@ -7,7 +7,7 @@ use super::claims::Finding;
 use super::context::{inputs, ppm_of, NodeAcc};
 use super::{FraudConfig, NodeProfile, RuleId};
 use crate::identity::NodeId;
-use crate::ids::{NetPrefix, OperatorId};
+use crate::ids::NetPrefix;
 use crate::probes::ProbeSummary;
 use crate::rewards::PPM;
 
@@ -73,21 +73,25 @@ pub(super) fn sybil_cluster(
     })
 }
 
-/// Probation (or Whitewashing, where a recently penalized node was in the same /24 or
-/// operator): the node's weight multiplier, ppm, and the rule that set it.
+/// Probation (or Whitewashing, where a recently penalized node was in the same observed /24):
+/// the node's weight multiplier, ppm, and the rule that set it.
+///
+/// The operator name is not compared. It is free text any node may register with (and change),
+/// so a whitewasher escapes it by picking a new one, while a throwaway node registered under
+/// another operator's name (or the default every unnamed node shares) and penalized on purpose
+/// would put that operator's new nodes at the whitewash weight. The prefix is observed on the
+/// node's connections: a node cannot pick someone else's.
 pub(super) fn probation(
     c: &FraudConfig,
     epoch: u64,
     node: &NodeProfile,
     penalized_places: &BTreeSet<&NetPrefix>,
-    penalized_operators: &BTreeSet<&OperatorId>,
 ) -> (u64, Option<Finding>) {
     let age = epoch.saturating_sub(node.first_epoch);
     if age >= c.probation_epochs {
         return (PPM, None);
     }
-    let whitewash =
-        penalized_places.contains(&node.subnet) || penalized_operators.contains(&node.operator);
+    let whitewash = penalized_places.contains(&node.subnet);
     let (rule, weight) = if whitewash {
         (RuleId::Whitewashing, c.whitewash_weight_ppm)
     } else {

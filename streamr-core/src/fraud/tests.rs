@@ -303,6 +303,21 @@ fn new_nodes_get_probation_and_returning_offenders_less() {
 }
 
 #[test]
+fn a_penalized_node_under_another_operators_name_does_not_whitewash_its_new_nodes() {
+    // A throwaway node in a /24 of its own registered as "op2" (free text) and was penalized:
+    // op2's new node 2, in its own /24, stays on plain probation.
+    let mut obs = honest();
+    obs.nodes[1].first_epoch = 99;
+    obs.recently_penalized = vec![(
+        crate::Subnet24([10, 0, 77]).into(),
+        OperatorId::new("op2").unwrap(),
+    )];
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(rules_for(&report, 2), [RuleId::Probation]);
+    assert_eq!(report.node_inputs[1].probation_ppm, 500_000);
+}
+
+#[test]
 fn viewer_bytes_beyond_the_cap_are_dropped_in_proportion() {
     let mut obs = honest();
     // Viewer 1 watches for three hours' worth in a one-hour epoch (cap: two streams).
@@ -676,6 +691,25 @@ fn unattested_bytes_are_bounded_by_the_grants_issued_to_the_node() {
     obs.grants = None;
     let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
     assert_eq!(input_of(&report, 2).unattested_bytes, BITRATE * 3_600);
+}
+
+#[test]
+fn grants_of_signing_viewers_allow_only_their_silence_as_unattested() {
+    let mut obs = honest();
+    // The coordinator logs each grant live until its expiry (here the epoch's end), while its
+    // viewer watched 20 minutes and signed for them. Viewer 5, which signs on node 2, also
+    // holds a grant on node 1 whose receipts node 1 never handed in.
+    let mut grants: Vec<IssuedGrant> = (1..=8).map(|v| grant(1 + v % 4, v, v, 60, false)).collect();
+    grants.push(grant(1, 5, 90, 60, false));
+    obs.grants = Some(grants);
+    // Node 1 (viewers 4 and 8) claims everything its grants could have carried beyond the
+    // receipts: two 40-minute tails and the hour of viewer 5's grant.
+    obs.claims[0].unattested_bytes = 2 * BITRATE * 40 * 60 + BITRATE * 3_600;
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    let silence = BITRATE * FraudConfig::default().signed_silence_seconds;
+    assert_eq!(input_of(&report, 1).unattested_bytes, 3 * silence);
+    assert_eq!(rules_for(&report, 1), [RuleId::UnattestedBeyondGrants]);
+    assert!(report.penalties.is_empty());
 }
 
 #[test]

@@ -1,10 +1,11 @@
 //! Bytes served to viewers that sent no receipt. They are bounded by what the grants the
 //! coordinator issued to the node could carry (each grant's stream bitrate × its live time,
-//! less what its receipts already verified), and the network's total by a ratio to its
-//! attested bytes. Probe grants bound nothing: probe traffic is never paid. A node with no
-//! viewer grants can claim none.
+//! less what its receipts already verified; a grant of a viewer that signs, only its silence's
+//! allowance beyond that), and the network's total by a ratio to its attested bytes. Probe
+//! grants bound nothing: probe traffic is never paid. A node with no viewer grants can claim
+//! none.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::context::{bytes_at, inputs, scale, EpochContext};
 use super::{IssuedGrant, NodeClaims};
@@ -35,23 +36,53 @@ pub(super) struct GrantCarry {
 
 /// Per node: what its viewer grants could carry, in all and beyond their verified bytes, or
 /// `None` without a grant log.
+///
+/// A grant is live from its issue to its expiry (clipped to the epoch) however long its viewer
+/// watched, so its carry is what it *could* have carried. For a player that cannot sign that is
+/// all there is to go by. A viewer that signs says itself how long it watched: its node may
+/// claim, beyond the grant's verified bytes, at most `signed_silence_seconds` of the stream (the
+/// bytes served after its last receipt, or to a viewer that stopped signing and watched on,
+/// which nothing verifies). A grant counts as signed when its session has verified bytes in
+/// this epoch, was verified on the same node in an earlier one (`served`), or its viewer key
+/// has verified bytes on any session of the epoch (a node handing in none of a signing
+/// viewer's receipts does not make its grant a non-signing player's).
 pub(super) fn grant_bounds(
     ctx: &EpochContext<'_>,
     verified_by_session: &BTreeMap<SessionId, u64>,
+    served: &BTreeMap<SessionId, (NodeId, u64)>,
 ) -> Option<BTreeMap<NodeId, GrantCarry>> {
     let grants: &Vec<IssuedGrant> = ctx.obs.grants.as_ref()?;
+    let signing_keys: BTreeSet<_> = ctx
+        .obs
+        .sessions
+        .iter()
+        .filter(|s| s.bytes > 0 && !ctx.is_probe(s))
+        .map(|s| s.viewer)
+        .collect();
+    let silence_seconds = ctx
+        .config
+        .signed_silence_seconds
+        .min(ctx.obs.epoch_ms / 1_000);
     let mut out: BTreeMap<NodeId, GrantCarry> = BTreeMap::new();
     // Relay edges are paid on their children's receipts only: a grant harvested for a stream
     // the child never pulls must not carry unattested credit.
     let edge = |g: &&IssuedGrant| super::relay::relay_child(ctx, &g.viewer).is_some();
     for g in grants.iter().filter(|g| !g.probe).filter(|g| !edge(g)) {
-        let carried = bytes_at(ctx.bitrate(&g.stream_id), g.live_ms);
+        let bitrate = ctx.bitrate(&g.stream_id);
+        let carried = bytes_at(bitrate, g.live_ms);
         let verified = verified_by_session.get(&g.session_id).copied().unwrap_or(0);
+        let signed = verified > 0
+            || served
+                .get(&g.session_id)
+                .is_some_and(|(node, _)| *node == g.node_id)
+            || signing_keys.contains(&g.viewer);
+        let mut beyond = carried.saturating_sub(verified);
+        if signed {
+            beyond = beyond.min(bitrate.saturating_mul(silence_seconds));
+        }
         let node = out.entry(g.node_id).or_default();
         node.carried = node.carried.saturating_add(carried);
-        node.beyond_verified = node
-            .beyond_verified
-            .saturating_add(carried.saturating_sub(verified));
+        node.beyond_verified = node.beyond_verified.saturating_add(beyond);
     }
     Some(out)
 }

@@ -1,0 +1,671 @@
+//! Reward-split scenarios: attacks on who the rules group together and on what a node's grants
+//! let it claim (`streamr-sim --reward-scenarios`).
+//!
+//! Each scenario runs two epochs of a small network through the fraud rules and the pool split
+//! (`FraudEngine::assess`, `split_pool`, the code settlement runs), once as the honest baseline
+//! and once with the attack, and compares the second epoch's rewards:
+//!
+//! - **Operator names are free text.** A node registers with any operator name it likes (the
+//!   node's default is `anonymous`), and the coordinator lists a penalized node's prefix and
+//!   operator name as recently penalized. A throwaway node named after another operator, caught
+//!   handing in a forged receipt, must not cost that operator's nodes anything.
+//! - **The operator cap groups by that name.** Nodes that declare one operator are paid at most
+//!   20 % of the pool together; nodes of an attacker naming themselves after an operator near
+//!   the cap share it.
+//! - **Grants outlive their sessions.** The coordinator's grant log has each grant live from
+//!   its issue to its expiry (an hour), clipped to the epoch, whether its viewer watched two
+//!   minutes or the hour. A node that serves its viewers honestly and then claims, as
+//!   unattested, everything their grants could have carried beyond their receipts must earn no
+//!   more than what it delivered; nor one that goes dark through a prober outage (every node
+//!   keeps its last probed availability) while its viewers watch elsewhere.
+//!
+//! Sessions are fed to the rules as the verifier reports them (`SessionUsage`): every byte a
+//! session's receipts acknowledged was delivered, on time, at the stream's bitrate.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use streamr_core::{
+    split_pool, EpochObservations, FraudConfig, FraudEngine, IssuedGrant, KeyPair, NetPrefix,
+    NodeClaims, NodeId, NodeProfile, OperatorId, ProbeSummary, ReceiptTally, RewardConfig, RuleId,
+    SessionId, SessionUsage, StreamId, Subnet24, ViewerKey, ViewerProfile,
+};
+
+/// Stream bitrate, bytes per second (4 Mbit/s).
+const BITRATE: u64 = 500_000;
+const EPOCH_MS: u64 = 3_600_000;
+/// The first of the two epochs (the second is measured).
+const FIRST: u64 = 500_000;
+const POOL: u64 = 1_000_000_000;
+/// Epochs a new node is on probation (the rules' default).
+const PROBATION_EPOCHS: u64 = 24;
+
+/// One node of a scenario.
+#[derive(Clone, Debug)]
+struct Node {
+    /// The operator name it registered with.
+    operator: &'static str,
+    /// The third octet of its /24 (`10.0.x.0/24`).
+    net: u8,
+    /// Registered two epochs ago (on probation), not long ago.
+    new: bool,
+    /// Viewer sessions it serves each epoch, minutes watched each.
+    sessions: Vec<u64>,
+    /// Claims, as unattested, what its grants carried beyond their receipts.
+    claims_grant_tails: bool,
+    /// Hands in a forged receipt in the first epoch.
+    forges_first_epoch: bool,
+    /// Hands in none of its viewers' receipts (so nothing is verified) and claims all that
+    /// their grants carried as unattested.
+    drops_receipts: bool,
+    /// Serves no one in the second epoch, while its heartbeats keep viewers routed to it: each
+    /// asks again and watches on the first node instead, and it claims all that their grants
+    /// on it carried as unattested.
+    dark_second_epoch: bool,
+}
+
+fn node(operator: &'static str, net: u8, sessions: &[u64]) -> Node {
+    Node {
+        operator,
+        net,
+        new: false,
+        sessions: sessions.to_vec(),
+        claims_grant_tails: false,
+        forges_first_epoch: false,
+        drops_receipts: false,
+        dark_second_epoch: false,
+    }
+}
+
+/// One scenario's network.
+#[derive(Clone, Debug)]
+struct World {
+    nodes: Vec<Node>,
+    /// Grants live until the epoch's end (the coordinator's hour-long grants, clipped), not
+    /// only while their viewer watched.
+    grants_to_epoch_end: bool,
+    /// The coordinator's prober records nothing in the second epoch (an outage): every node
+    /// keeps the availability of its last probed epoch.
+    prober_outage_second_epoch: bool,
+}
+
+/// Ten unrelated honest nodes (operators `o0`–`o9`, one /24 each) serving two viewers an
+/// hour each.
+fn others() -> Vec<Node> {
+    const NAMES: [&str; 10] = ["o0", "o1", "o2", "o3", "o4", "o5", "o6", "o7", "o8", "o9"];
+    NAMES
+        .iter()
+        .zip(0u8..)
+        .map(|(name, i)| node(name, i, &[60, 60]))
+        .collect()
+}
+
+fn node_key(i: usize) -> NodeId {
+    let mut seed = [0x52u8; 32];
+    seed[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    KeyPair::from_seed(seed).node_id()
+}
+
+fn viewer_key(node: usize, session: usize) -> ViewerKey {
+    let mut seed = [0x7bu8; 32];
+    seed[..8].copy_from_slice(&(node as u64).to_be_bytes());
+    seed[8..16].copy_from_slice(&(session as u64).to_be_bytes());
+    KeyPair::from_seed(seed).viewer_key()
+}
+
+fn session_id(epoch: u64, node: usize, session: usize) -> SessionId {
+    let mut bytes = [0u8; 16];
+    bytes[..4].copy_from_slice(&(epoch as u32).to_be_bytes());
+    bytes[4..10].copy_from_slice(&(node as u64).to_be_bytes()[2..]);
+    bytes[10..].copy_from_slice(&(session as u64).to_be_bytes()[2..]);
+    SessionId::from_bytes(bytes)
+}
+
+fn stream() -> StreamId {
+    StreamId::new("live").unwrap_or_else(|_| unreachable!("a valid id"))
+}
+
+/// The operator node `i` registered as `name` is grouped under, as the coordinator's
+/// settlement groups it (a node on the default name alone).
+fn operator(name: &str, i: usize) -> OperatorId {
+    OperatorId::of_node(name, &node_key(i).to_string())
+        .unwrap_or_else(|_| unreachable!("valid operator names"))
+}
+
+fn subnet(net: u8) -> NetPrefix {
+    Subnet24([10, 0, net]).into()
+}
+
+fn bytes(minutes: u64) -> u64 {
+    BITRATE * minutes * 60
+}
+
+/// One epoch's observations of `world`.
+fn observe(
+    world: &World,
+    epoch: u64,
+    recently_penalized: Vec<(NetPrefix, OperatorId)>,
+) -> EpochObservations {
+    let start = epoch * EPOCH_MS;
+    let mut viewers = Vec::new();
+    let mut sessions = Vec::new();
+    let mut grants = Vec::new();
+    // Per node: attested claim, what its grants carried beyond their receipts, receipts
+    // handed in, sessions.
+    let mut claimed = vec![0u64; world.nodes.len()];
+    let mut carried_beyond = vec![0u64; world.nodes.len()];
+    let mut handed_in = vec![0u64; world.nodes.len()];
+    let mut served = vec![0u64; world.nodes.len()];
+    for (i, n) in world.nodes.iter().enumerate() {
+        let dark = n.dark_second_epoch && epoch == FIRST + 1;
+        for (j, &minutes) in n.sessions.iter().enumerate() {
+            let viewer = viewer_key(i, j);
+            // Viewers start a few minutes apart, each session within the epoch.
+            let offset = (j as u64 * 7) % (61 - minutes.min(60));
+            let from = start + offset * 60_000;
+            let live_ms = if world.grants_to_epoch_end {
+                start + EPOCH_MS - from
+            } else {
+                minutes * 60_000
+            };
+            viewers.push(ViewerProfile {
+                viewer,
+                subnet: Subnet24([192, 168, (i * 8 + j) as u8]).into(),
+                operator: None,
+            });
+            let carried = BITRATE * live_ms / 1_000;
+            let mut grant = IssuedGrant {
+                session_id: session_id(epoch, i, j),
+                node_id: node_key(i),
+                viewer,
+                stream_id: stream(),
+                live_ms,
+                probe: false,
+            };
+            grants.push(grant.clone());
+            served[i] += 1;
+            if n.drops_receipts && !dark {
+                carried_beyond[i] += carried;
+                continue;
+            }
+            let by = if dark {
+                // Nothing came: the viewer asks again and watches on node 0.
+                carried_beyond[i] += carried;
+                grant.session_id = session_id(epoch, i, 100 + j);
+                grant.node_id = node_key(0);
+                grants.push(grant.clone());
+                served[0] += 1;
+                0
+            } else {
+                carried_beyond[i] += carried.saturating_sub(bytes(minutes));
+                i
+            };
+            sessions.push(SessionUsage {
+                session_id: grant.session_id,
+                node_id: grant.node_id,
+                viewer,
+                stream_id: stream(),
+                bytes: bytes(minutes),
+                on_time_bytes: bytes(minutes),
+                bytes_total: bytes(minutes),
+                started_ms: from,
+                last_receipt_ms: from + minutes * 60_000,
+            });
+            claimed[by] += bytes(minutes);
+            handed_in[by] += 1;
+        }
+    }
+    let claims = world
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let forged = u64::from(n.forges_first_epoch && epoch == FIRST);
+            let dark = n.dark_second_epoch && epoch == FIRST + 1;
+            NodeClaims {
+                node_id: node_key(i),
+                claimed_bytes: claimed[i],
+                unattested_bytes: if n.claims_grant_tails || n.drops_receipts || dark {
+                    carried_beyond[i]
+                } else {
+                    0
+                },
+                sessions: served[i],
+                receipts: ReceiptTally {
+                    submitted: handed_in[i] + forged,
+                    accepted: handed_in[i],
+                    forged,
+                    ..ReceiptTally::default()
+                },
+                viewer_posted: ReceiptTally::default(),
+                heartbeats: Some(720),
+            }
+        })
+        .collect();
+    let good = ProbeSummary {
+        total: 12,
+        passed: 12,
+        capacity_bytes_per_s: 4 * BITRATE,
+        ..ProbeSummary::default()
+    };
+    let count = world.nodes.len() as u64;
+    EpochObservations {
+        epoch,
+        epoch_ms: EPOCH_MS,
+        nodes: world
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| NodeProfile {
+                node_id: node_key(i),
+                operator: operator(n.operator, i),
+                subnet: subnet(n.net),
+                first_epoch: if n.new {
+                    FIRST - 1
+                } else {
+                    FIRST - 10 * PROBATION_EPOCHS
+                },
+                average_reward: POOL / count,
+            })
+            .collect(),
+        viewers,
+        sessions,
+        claims,
+        probes: if world.prober_outage_second_epoch && epoch == FIRST + 1 {
+            Vec::new()
+        } else {
+            (0..world.nodes.len())
+                .map(|i| (node_key(i), good))
+                .collect()
+        },
+        bitrates: vec![(stream(), BITRATE)],
+        operator_route_share_ppm: Vec::new(),
+        recently_penalized,
+        grants: Some(grants),
+    }
+}
+
+/// What the measured (second) epoch came to.
+#[derive(Debug, Default)]
+struct Settled {
+    /// Per node: its reward in the second epoch.
+    rewards: Vec<u64>,
+    /// Per node: eligible verified bytes plus counted unattested bytes at the discount.
+    credited: Vec<u64>,
+    /// Nodes penalized in the second epoch.
+    penalized: Vec<usize>,
+    /// Rules that fired in either epoch, per node.
+    rules: BTreeMap<usize, Vec<RuleId>>,
+}
+
+/// Runs both epochs of `world`: the coordinator lists the first epoch's penalized nodes (their
+/// prefix and operator name) as recently penalized in the second, as settlement does.
+fn settle(world: &World) -> Settled {
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    let config = RewardConfig::default();
+    let first = engine.assess(&observe(world, FIRST, Vec::new()));
+    let index: BTreeMap<NodeId, usize> = (0..world.nodes.len()).map(|i| (node_key(i), i)).collect();
+    let recently_penalized = first
+        .penalties
+        .iter()
+        .filter_map(|p| index.get(&p.node_id))
+        .filter_map(|&i| Some((i, world.nodes.get(i)?)))
+        .map(|(i, n)| (subnet(n.net), operator(n.operator, i)))
+        .collect();
+    let second = engine.assess(&observe(world, FIRST + 1, recently_penalized));
+    let split = split_pool(POOL, &second.node_inputs, &config);
+    let mut settled = Settled {
+        rewards: vec![0; world.nodes.len()],
+        credited: vec![0; world.nodes.len()],
+        ..Settled::default()
+    };
+    for input in &second.node_inputs {
+        let Some(&i) = index.get(&input.node_id) else {
+            continue;
+        };
+        let eligible = input.verified_bytes.saturating_sub(input.flagged_bytes);
+        let unattested = input.unattested_bytes.min(input.probe_capacity_bytes)
+            * config.unattested_discount_ppm
+            / 1_000_000;
+        settled.credited[i] = eligible + unattested;
+    }
+    for reward in &split.rewards {
+        if let Some(&i) = index.get(&reward.node_id) {
+            settled.rewards[i] = reward.amount;
+        }
+    }
+    settled.penalized = second
+        .penalties
+        .iter()
+        .filter_map(|p| index.get(&p.node_id).copied())
+        .collect();
+    for evidence in first.evidence.iter().chain(&second.evidence) {
+        if let Some(&i) = index.get(&evidence.node_id) {
+            settled.rules.entry(i).or_default().push(evidence.rule);
+        }
+    }
+    settled
+}
+
+/// One scenario's result (second epoch; shares of the pool in ppm).
+#[derive(Clone, Debug, Serialize)]
+pub struct RewardOutcome {
+    /// The scenario.
+    pub name: &'static str,
+    /// What the attacker's nodes were paid.
+    pub attacker_paid_ppm: u64,
+    /// What the same nodes were paid behaving honestly (their fair share).
+    pub attacker_fair_ppm: u64,
+    /// Bytes the attacker's nodes were credited beyond the honest baseline.
+    pub attacker_gain_bytes: u64,
+    /// What the honest nodes the attack aims at were paid.
+    pub victims_paid_ppm: u64,
+    /// What they were paid without the attack.
+    pub victims_fair_ppm: u64,
+    /// What every honest node together lost to the attack (0 when they gained).
+    pub honest_loss_ppm: u64,
+    /// Honest nodes penalized.
+    pub honest_penalized: usize,
+    /// Rules that fired on the attacker's nodes.
+    pub rules: Vec<String>,
+}
+
+fn outcome(
+    name: &'static str,
+    baseline: &World,
+    attacked: &World,
+    attackers: &[usize],
+    victims: &[usize],
+) -> RewardOutcome {
+    let before = settle(baseline);
+    let after = settle(attacked);
+    let ppm = |amount: u64| amount * 1_000_000 / POOL;
+    let sum = |s: &Settled, set: &mut dyn Iterator<Item = usize>| -> u64 {
+        set.map(|i| s.rewards.get(i).copied().unwrap_or(0)).sum()
+    };
+    let honest: Vec<usize> = (0..attacked.nodes.len())
+        .filter(|i| !attackers.contains(i))
+        .collect();
+    let credited = |s: &Settled| -> u64 {
+        attackers
+            .iter()
+            .map(|&i| s.credited.get(i).copied().unwrap_or(0))
+            .sum()
+    };
+    let mut rules: Vec<String> = attackers
+        .iter()
+        .flat_map(|i| after.rules.get(i).cloned().unwrap_or_default())
+        .map(|r| r.as_str().to_owned())
+        .collect();
+    rules.sort();
+    rules.dedup();
+    RewardOutcome {
+        name,
+        attacker_paid_ppm: ppm(sum(&after, &mut attackers.iter().copied())),
+        attacker_fair_ppm: ppm(sum(&before, &mut attackers.iter().copied())),
+        attacker_gain_bytes: credited(&after).saturating_sub(credited(&before)),
+        victims_paid_ppm: ppm(sum(&after, &mut victims.iter().copied())),
+        victims_fair_ppm: ppm(sum(&before, &mut victims.iter().copied())),
+        honest_loss_ppm: ppm(sum(&before, &mut honest.iter().copied())
+            .saturating_sub(sum(&after, &mut honest.iter().copied()))),
+        honest_penalized: after
+            .penalized
+            .iter()
+            .filter(|i| !attackers.contains(i))
+            .count(),
+        rules,
+    }
+}
+
+/// Grants live only while their viewer watched.
+fn watched(nodes: Vec<Node>) -> World {
+    World {
+        nodes,
+        grants_to_epoch_end: false,
+        prober_outage_second_epoch: false,
+    }
+}
+
+/// Grants live until the epoch's end, as the coordinator logs its hour-long grants.
+fn to_epoch_end(nodes: Vec<Node>) -> World {
+    World {
+        nodes,
+        grants_to_epoch_end: true,
+        prober_outage_second_epoch: false,
+    }
+}
+
+/// Runs every reward scenario.
+pub fn run_all() -> Vec<RewardOutcome> {
+    let mut out = Vec::new();
+
+    // Operator "acme" runs a node of long standing and one registered an epoch before (on
+    // probation). A throwaway node of the attacker's, in a /24 of its own, registers as "acme"
+    // and hands in a forged receipt: it is penalized, and "acme" is listed as a recently
+    // penalized operator. The baseline's throwaway forges under a name of its own.
+    let mut base = others();
+    let acme = base.len();
+    base.push(node("acme", 20, &[60, 60]));
+    base.push(Node {
+        new: true,
+        ..node("acme", 21, &[60, 60])
+    });
+    let throwaway = base.len();
+    base.push(Node {
+        forges_first_epoch: true,
+        ..node("throwaway", 30, &[60])
+    });
+    let mut world = base.clone();
+    world[throwaway].operator = "acme";
+    out.push(outcome(
+        "throwaway node registered under another operator's name, penalized",
+        &watched(base),
+        &watched(world),
+        &[throwaway],
+        &[acme, acme + 1],
+    ));
+
+    // The same on the name every node has that sets none: three honest nodes keep the
+    // default, two of them new.
+    let mut base = others();
+    for (k, i) in [7usize, 8, 9].into_iter().enumerate() {
+        base[i].operator = "anonymous";
+        base[i].new = k > 0;
+    }
+    let throwaway = base.len();
+    base.push(Node {
+        forges_first_epoch: true,
+        ..node("throwaway", 30, &[60])
+    });
+    let mut world = base.clone();
+    world[throwaway].operator = "anonymous";
+    out.push(outcome(
+        "throwaway node on the default operator name, penalized",
+        &watched(base),
+        &watched(world),
+        &[throwaway],
+        &[7, 8, 9],
+    ));
+
+    // "acme" earns just under the operator cap (5 of 27 viewer-hours, 18.5 %); a node of the
+    // attacker's serving 2 viewer-hours registers as "acme" and pushes the group over it.
+    let mut base = others();
+    let acme = base.len();
+    base.push(node("acme", 20, &[60, 60, 60]));
+    base.push(node("acme", 21, &[60, 60]));
+    let squatter = base.len();
+    base.push(node("squatter", 30, &[60, 60]));
+    let mut world = base.clone();
+    world[squatter].operator = "acme";
+    out.push(outcome(
+        "node registered under the name of an operator near the cap",
+        &watched(base),
+        &watched(world),
+        &[squatter],
+        &[acme, acme + 1],
+    ));
+
+    // No attacker: six of twelve honest nodes keep the default operator name.
+    let mut base = others();
+    base.push(node("o10", 10, &[60, 60]));
+    base.push(node("o11", 11, &[60, 60]));
+    let mut world = base.clone();
+    for n in world.iter_mut().take(6) {
+        n.operator = "anonymous";
+    }
+    out.push(outcome(
+        "half the honest nodes keep the default operator name",
+        &watched(base),
+        &watched(world),
+        &[],
+        &[0, 1, 2, 3, 4, 5],
+    ));
+
+    // Grants live to the epoch's end while viewers watch 20 minutes each; the attacker's node
+    // serves its viewers honestly and claims, as unattested, all that their grants could have
+    // carried beyond their receipts.
+    let mut base: Vec<Node> = others()
+        .into_iter()
+        .map(|n| Node {
+            sessions: vec![20, 20, 20],
+            ..n
+        })
+        .collect();
+    let harvester = base.len();
+    base.push(node("harvester", 30, &[20, 20, 20]));
+    let mut world = base.clone();
+    world[harvester].claims_grant_tails = true;
+    out.push(outcome(
+        "grant tails: 20-minute viewers, grants live to the epoch's end, claimed as unattested",
+        &to_epoch_end(base.clone()),
+        &to_epoch_end(world),
+        &[harvester],
+        &[],
+    ));
+
+    // The same node hands in none of its viewers' receipts, so their grants look like those of
+    // players that cannot sign, and claims all they carried as unattested.
+    let mut world = base.clone();
+    world[harvester].drops_receipts = true;
+    out.push(outcome(
+        "grant tails: the node hands in no receipt and claims the grants' whole carry",
+        &to_epoch_end(base.clone()),
+        &to_epoch_end(world),
+        &[harvester],
+        &[],
+    ));
+
+    // A prober outage in the second epoch: every node keeps its last probed availability. The
+    // attacker's node serves its viewers in the first, then goes dark while it heartbeats; its
+    // viewers ask again and watch elsewhere, and it claims all that their grants on it carried.
+    let mut world = base.clone();
+    world[harvester].dark_second_epoch = true;
+    let outage = |nodes: Vec<Node>| World {
+        prober_outage_second_epoch: true,
+        ..to_epoch_end(nodes)
+    };
+    out.push(outcome(
+        "dark through a prober outage, claiming its grants' whole carry",
+        &outage(base.clone()),
+        &outage(world),
+        &[harvester],
+        &[],
+    ));
+
+    // Three nodes of one operator (three /24s, three names) claim the tails.
+    let harvesters = [harvester, base.len(), base.len() + 1];
+    base.push(node("harvester-b", 31, &[20, 20, 20]));
+    base.push(node("harvester-c", 32, &[20, 20, 20]));
+    let mut world = base.clone();
+    for &i in &harvesters {
+        world[i].claims_grant_tails = true;
+    }
+    out.push(outcome(
+        "grant tails claimed by three nodes under three names",
+        &to_epoch_end(base),
+        &to_epoch_end(world),
+        &harvesters,
+        &[],
+    ));
+    out
+}
+
+/// The scenarios as a table.
+pub fn table(outcomes: &[RewardOutcome]) -> String {
+    let mut out = String::from(
+        "| scenario | attacker paid / fair (ppm) | attacker gain (MB) | victims paid / fair (ppm) | honest loss (ppm) | honest penalized | rules on attacker |\n| --- | ---: | ---: | ---: | ---: | ---: | --- |\n",
+    );
+    for o in outcomes {
+        out.push_str(&format!(
+            "| {} | {} / {} | {} | {} / {} | {} | {} | {} |\n",
+            o.name,
+            o.attacker_paid_ppm,
+            o.attacker_fair_ppm,
+            o.attacker_gain_bytes / 1_000_000,
+            o.victims_paid_ppm,
+            o.victims_fair_ppm,
+            o.honest_loss_ppm,
+            o.honest_penalized,
+            o.rules.join(", ")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn by_name<'a>(outcomes: &'a [RewardOutcome], name: &str) -> &'a RewardOutcome {
+        outcomes
+            .iter()
+            .find(|o| o.name.starts_with(name))
+            .unwrap_or_else(|| panic!("scenario {name}"))
+    }
+
+    #[test]
+    fn operator_names_and_grant_tails_gain_nothing_beyond_their_bounds() {
+        let outcomes = run_all();
+        print!("{}", table(&outcomes));
+        for o in &outcomes {
+            assert_eq!(o.honest_penalized, 0, "{}: honest nodes penalized", o.name);
+        }
+        // A throwaway node penalized under another operator's name, or the default one, costs
+        // that operator's new nodes nothing (the whitewash weight follows the prefix alone).
+        for name in ["throwaway node registered", "throwaway node on the default"] {
+            let o = by_name(&outcomes, name);
+            assert_eq!(o.victims_paid_ppm, o.victims_fair_ppm, "{o:?}");
+            assert!(o.attacker_paid_ppm <= o.attacker_fair_ppm, "{o:?}");
+        }
+        // Nodes that set no operator name are not one operator under one cap.
+        let o = by_name(&outcomes, "half the honest nodes");
+        assert_eq!(o.victims_paid_ppm, o.victims_fair_ppm, "{o:?}");
+        // Squatting a named operator's cap (the limit: names are not bound to a key) costs the
+        // squatter too, and the victim at most the squatter's own fair share.
+        let o = by_name(&outcomes, "node registered under the name");
+        assert!(o.attacker_paid_ppm <= o.attacker_fair_ppm, "{o:?}");
+        assert!(
+            o.victims_fair_ppm - o.victims_paid_ppm <= o.attacker_fair_ppm,
+            "{o:?}"
+        );
+        // Grant tails: a signing viewer's grant allows its silence, nothing more.
+        let silence = BITRATE * FraudConfig::default().signed_silence_seconds / 2;
+        let o = by_name(&outcomes, "grant tails: 20-minute");
+        assert!(o.attacker_gain_bytes <= 3 * silence, "{o:?}");
+        // A node dark through a prober outage keeps its availability, but its viewers signed
+        // where they watched instead: it is paid their grants' silence (45 MB against the
+        // 1 800 MB it delivered when it served), not what the grants could carry.
+        let o = by_name(&outcomes, "dark through a prober outage");
+        assert_eq!(o.attacker_gain_bytes, 0, "{o:?}");
+        assert!(o.attacker_paid_ppm * 20 < o.attacker_fair_ppm, "{o:?}");
+        let o = by_name(&outcomes, "grant tails claimed by three");
+        assert!(o.attacker_gain_bytes <= 9 * silence, "{o:?}");
+        // The limit: a node handing in none of its viewers' receipts (viewers that post them to
+        // the node, not the coordinator, as the client does by default) makes their grants look
+        // like those of players that cannot sign; it gains at most half of what they could
+        // carry, less the receipted bytes it gave up.
+        let o = by_name(&outcomes, "grant tails: the node hands in no receipt");
+        let carry = bytes(60 + 53 + 46);
+        assert!(o.attacker_gain_bytes <= carry / 2 - bytes(3 * 20), "{o:?}");
+    }
+}
