@@ -558,7 +558,9 @@ impl UpstreamPuller {
                 // The upstream's publisher left: local viewers are told, and resume with the
                 // next publish.
                 ClientEvent::StreamEnded => {
-                    *publisher = None;
+                    if let Some(ended) = publisher.take() {
+                        ended.end_upstream_publish();
+                    }
                     // Silence is expected until the upstream's publisher is back.
                     last_frame = None;
                     None

@@ -22,7 +22,9 @@ use crate::hls::{
     PlaylistConfig, Rendition, Segmenter, SegmenterConfig, SegmenterEvent, StreamTracks, Variant,
     MULTIVARIANT_NAME,
 };
-use crate::relay::{FrameKind, RelayEvent, RelayHub, StreamKey, Timeline, UpstreamGap};
+use crate::relay::{
+    is_upstream_unpublished, FrameKind, RelayEvent, RelayHub, StreamKey, Timeline, UpstreamGap,
+};
 use crate::ts::TsError;
 
 /// How long a relay holds back its first segments while it learns the origin's media sequence
@@ -876,6 +878,20 @@ impl StreamTask {
             }
             for event in events.drain(..) {
                 let outcome = match event {
+                    RelayEvent::Frame(frame)
+                        if frame.kind() == FrameKind::Metadata
+                            && is_upstream_unpublished(frame.payload()) =>
+                    {
+                        if !self.pulled {
+                            continue;
+                        }
+                        // The upstream's publisher left: the upstream ended its open segment
+                        // and part after this frame (as an origin does below, when its
+                        // publisher leaves), so this relay does too.
+                        let closed = self.segmenter.discontinuity();
+                        self.package(None);
+                        closed
+                    }
                     RelayEvent::Frame(frame) => {
                         let tag_type = match frame.kind() {
                             FrameKind::Audio => FlvTagType::Audio,

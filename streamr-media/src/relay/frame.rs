@@ -307,6 +307,27 @@ impl ChunkCache {
 /// The start of every data message's name that passes between nodes only.
 pub const NODE_NOTICE_PREFIX: &str = "onStreamr";
 
+/// The node notice a relay's pull puts after the last frame of a publish when its upstream
+/// says that publish's publisher left (RTMP `NetStream.Play.UnpublishNotify`), as opposed to
+/// the pull being lost: the relay's own consumers then end what they cut there, as the
+/// upstream's did (see [`Publisher::end_upstream_publish`](super::Publisher::end_upstream_publish)).
+pub const UPSTREAM_UNPUBLISHED_NOTICE: &str = "onStreamrUpstreamUnpublished";
+
+/// The payload of [`UPSTREAM_UNPUBLISHED_NOTICE`]: its name alone, as an AMF0 string.
+pub(crate) fn upstream_unpublished_notice() -> Bytes {
+    let name = UPSTREAM_UNPUBLISHED_NOTICE.as_bytes();
+    let mut payload = Vec::with_capacity(3 + name.len());
+    payload.push(0x02);
+    payload.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    payload.extend_from_slice(name);
+    Bytes::from(payload)
+}
+
+/// Whether a data message's payload is [`UPSTREAM_UNPUBLISHED_NOTICE`].
+pub fn is_upstream_unpublished(payload: &[u8]) -> bool {
+    data_message_name(payload) == Some(UPSTREAM_UNPUBLISHED_NOTICE.as_bytes())
+}
+
 /// Whether a data message's payload is a node notice: its name (the first AMF0 string, after
 /// an optional `@setDataFrame`) starts with [`NODE_NOTICE_PREFIX`]. Reads only the names.
 pub fn is_node_notice(payload: &[u8]) -> bool {

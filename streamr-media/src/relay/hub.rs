@@ -474,6 +474,18 @@ impl Publisher {
         self.stream.notify_groups(holding);
     }
 
+    /// Ends a [`Timeline::Upstream`] publish because the upstream's publisher left (its stream
+    /// ended there), not because the pull was lost: after the last frame, the node's own
+    /// consumers and relays pulling from here are told so by
+    /// [`UPSTREAM_UNPUBLISHED_NOTICE`](super::UPSTREAM_UNPUBLISHED_NOTICE), and live HLS ends
+    /// its open segment and part where the upstream's did. Dropping a publisher ends a publish
+    /// without it (a pull lost: what was open continues when the pull resumes).
+    pub fn end_upstream_publish(mut self) {
+        self.flush();
+        self.stream
+            .announce(super::frame::upstream_unpublished_notice());
+    }
+
     /// Announces that a [`Timeline::Upstream`] publisher reconnected to an upstream of the same
     /// stream: the frames it replays that were already relayed are dropped, and viewers continue
     /// without seeing the publisher leave.

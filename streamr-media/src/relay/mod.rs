@@ -35,7 +35,10 @@ mod upstream_tests;
 use std::time::Duration;
 
 pub use adaptive::{AdaptiveBatch, AdaptiveBatchConfig};
-pub use frame::{is_node_notice, timed_data, ChunkingKey, Frame, FrameKind, NODE_NOTICE_PREFIX};
+pub use frame::{
+    is_node_notice, is_upstream_unpublished, timed_data, ChunkingKey, Frame, FrameKind,
+    NODE_NOTICE_PREFIX, UPSTREAM_UNPUBLISHED_NOTICE,
+};
 pub use hub::{Publisher, RelayError, RelayHub, StreamKey};
 pub use stats::{StreamStats, ViewerStats};
 pub use stream::{Timeline, UpstreamGap};

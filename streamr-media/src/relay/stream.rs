@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::flush::{GroupMask, ALL_GROUPS, FLUSH_GROUPS};
-use super::frame::{is_node_notice, Frame, FrameKind};
+use super::frame::{is_node_notice, is_upstream_unpublished, Frame, FrameKind};
 use super::stats::{StreamStats, ViewerCounters, ViewerStats};
 use super::RelayConfig;
 use crate::hls::is_timing_message;
@@ -529,6 +529,8 @@ impl Stream {
             FrameKind::Metadata if is_timing_message(frame.payload()) => {
                 state.headers.hls_timing = Some(frame.clone());
             }
+            // Said once, where it happened: never part of what a later viewer starts with.
+            FrameKind::Metadata if is_upstream_unpublished(frame.payload()) => {}
             FrameKind::Metadata => state.headers.metadata = Some(frame.clone()),
             FrameKind::Video => {
                 state.has_video = true;

@@ -577,7 +577,9 @@ impl<'a> Connection<'a> {
                 .map(|store| (key, store));
         }
         let (audio, video) = (playing.audio, playing.video);
-        let notify = self.shared.config.notify_players_on_unpublish;
+        // A relay is always told: it ends what it cuts where this node does.
+        let notify =
+            self.shared.config.notify_players_on_unpublish || self.session.wants_node_notices();
         let mut unpublished_since = playing.unpublished_since;
         // Taken out while the events are turned into bytes (which may queue session output),
         // and put back empty, keeping its room.

@@ -259,3 +259,85 @@ async fn a_relay_cuts_with_the_origins_announced_timing_after_the_stream_changed
     net.origin_http.shutdown().await;
     net.origin.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_ends_its_segment_where_the_origin_does_when_the_publisher_leaves_and_returns() {
+    // The publisher leaves mid-GOP (5.1 s into the sample, with a keyframe every 2 s) and
+    // comes back 0.5 s later from the start of the sample, which the origin continues 100 ms
+    // after its last frame: no timestamp jump tells the relay. The origin ends its open
+    // segment and part where the publisher left, and starts the next after a discontinuity;
+    // the relay, told by its upstream, cuts the same bytes.
+    let tags = crate::common::sample_tags();
+    let key = StreamKey::parse("live", "again").unwrap();
+    let net = OriginAndFriend::start(config()).await;
+    let mut origin_notices = net.origin_http.hls().segment_notices();
+    let mut friend_notices = net.friend_http.hls().segment_notices();
+    let pace = Duration::from_millis(15);
+    let until_ms = |ms: u32| tags.iter().position(|t| t.timestamp >= ms).unwrap();
+
+    let publisher = net.origin_hub.publish(key.clone()).unwrap();
+    publish(&publisher, &tags[..until_ms(1_000)], pace).await;
+    assert!(net.puller.ensure(&key));
+    let joined = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !net.friend_hub.is_publishing(&key) && tokio::time::Instant::now() < joined {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(net.friend_hub.is_publishing(&key), "the relay pulls");
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    let run = async {
+        publish(&publisher, &tags[until_ms(1_000)..until_ms(5_100)], pace).await;
+        drop(publisher);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let again = net.origin_hub.publish(key.clone()).unwrap();
+        publish(&again, &tags, pace).await;
+        again
+    };
+    let (again, origin_segments, friend_segments) = tokio::join!(
+        run,
+        collect(&mut origin_notices, until),
+        collect(&mut friend_notices, until)
+    );
+    let mut friend: Vec<&SegmentNotice> = friend_segments.values().collect();
+    friend.sort_by_key(|n| n.start_timestamp_ms);
+    let mut compared = Vec::new();
+    for notice in &friend {
+        let at_origin = origin_segments
+            .get(&notice.start_timestamp_ms)
+            .unwrap_or_else(|| {
+                panic!(
+                    "the origin cut no segment at {} ms",
+                    notice.start_timestamp_ms
+                )
+            });
+        assert_eq!(
+            (notice.hash, notice.duration_ms),
+            (at_origin.hash, at_origin.duration_ms),
+            "MPEG-TS at {} ms",
+            notice.start_timestamp_ms
+        );
+        let (ours, theirs) = (notice.ll.as_ref().unwrap(), at_origin.ll.as_ref().unwrap());
+        assert_eq!(
+            ours.part_hashes, theirs.part_hashes,
+            "parts at {} ms",
+            notice.start_timestamp_ms
+        );
+        assert_eq!(
+            ours.hash, theirs.hash,
+            "fMP4 at {} ms",
+            notice.start_timestamp_ms
+        );
+        compared.push(notice.start_timestamp_ms);
+    }
+    // The segment the publisher left in (from the keyframe at 4023 ms) and the first one of
+    // its return were both compared.
+    assert!(compared.contains(&4_023), "compared {compared:?}");
+    assert!(
+        compared.iter().any(|ms| *ms > 5_100),
+        "compared {compared:?}"
+    );
+    drop(again);
+    drop(net.puller);
+    net.friend_http.shutdown().await;
+    net.origin_http.shutdown().await;
+    net.origin.shutdown().await;
+}
