@@ -77,4 +77,9 @@ impl<'a> BitReader<'a> {
         }
         Ok(value)
     }
+
+    /// Skips to the next byte boundary of the record (`byte_alignment()`).
+    pub(crate) fn align(&mut self) {
+        self.bit = self.bit.next_multiple_of(8);
+    }
 }

@@ -23,7 +23,7 @@ mod error;
 mod hevc;
 mod nal;
 
-pub use aac::{AudioSpecificConfig, ADTS_HEADER_LEN};
+pub use aac::{AdtsConfig, AudioSpecificConfig, ADTS_HEADER_LEN};
 pub use av1::{
     obus, without_temporal_delimiters, Av1Config, Obu, AV1_OBU_SEQUENCE_HEADER,
     AV1_OBU_TEMPORAL_DELIMITER,
@@ -57,6 +57,9 @@ pub fn parse_any_config(data: &[u8]) -> usize {
     if let Ok(asc) = AudioSpecificConfig::parse(data) {
         accepted += 1;
         let _ = asc.adts_header(data.len());
+    }
+    if let Ok(adts) = AdtsConfig::parse(data) {
+        let _ = adts.adts_header(data.len());
     }
     accepted
 }

@@ -136,7 +136,7 @@ impl TrackConfig {
         Ok(TrackConfig::Aac {
             config: Bytes::copy_from_slice(config),
             sample_rate,
-            channels: u16::from(asc.channel_configuration.max(1)),
+            channels: aac_channel_count(asc.channel_configuration),
         })
     }
 
@@ -436,6 +436,20 @@ fn write_sample_entry(
     }
 }
 
+/// The AudioSampleEntry channelcount of an AAC channelConfiguration: its number of channels
+/// (ISO/IEC 14496-3 table 1.19: configuration 7 is 7.1, eight channels; 11 to 14 name 6.1 and
+/// 7.1 variants), or the entry's template value 2 for configuration 0, whose
+/// program_config_element in the `esds` describes the channels, and for reserved numbers.
+fn aac_channel_count(channel_configuration: u8) -> u16 {
+    match channel_configuration {
+        1..=6 => u16::from(channel_configuration),
+        7 | 12 | 14 => 8,
+        11 => 7,
+        13 => 24,
+        _ => 2,
+    }
+}
+
 fn write_audio_entry_fields(w: &mut BoxWriter, channels: u16, sample_rate: u32) {
     w.zeros(6);
     w.u16(1); // data_reference_index
@@ -458,4 +472,27 @@ fn descriptor(tag: u8, body: &[u8]) -> Vec<u8> {
     out.push((len & 0x7f) as u8);
     out.extend_from_slice(body);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aac_channels(config: &[u8]) -> u16 {
+        match TrackConfig::aac(config).unwrap() {
+            TrackConfig::Aac { channels, .. } => channels,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_aac_sample_entry_counts_channels_not_the_configuration_number() {
+        // AAC LC at 48 kHz: mono, 5.1, and 7.1 (channelConfiguration 7: eight channels).
+        assert_eq!(aac_channels(&[0x11, 0x88]), 1);
+        assert_eq!(aac_channels(&[0x11, 0xb0]), 6);
+        assert_eq!(aac_channels(&[0x11, 0xb8, 0x56, 0xe5, 0x00]), 8);
+        // channelConfiguration 0 (6.1 from ffmpeg's encoder): the program config element in the
+        // esds tells the channels; the entry keeps its template value.
+        assert_eq!(aac_channels(&[0x11, 0x80, 0x04, 0xc8, 0x48, 0x00, 0x20]), 2);
+    }
 }

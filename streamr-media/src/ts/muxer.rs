@@ -1,6 +1,6 @@
 //! The FLV→MPEG-TS muxer: FLV audio/video tags in, 188-byte transport packets out.
 
-use crate::codec::{AudioSpecificConfig, AvcDecoderConfig, HevcDecoderConfig};
+use crate::codec::{AdtsConfig, AvcDecoderConfig, HevcDecoderConfig};
 use crate::flv::tag::{classify, Codec, MediaKind, PacketKind, TagInfo};
 use crate::flv::{FlvTag, FlvTagType};
 
@@ -47,13 +47,12 @@ impl VideoConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum AudioConfig {
-    Aac(AudioSpecificConfig),
+    /// AAC, framed with ADTS (and the program_config_element of a channelConfiguration 0).
+    Aac(AdtsConfig),
     /// MPEG audio (MP3): self-describing frames, carried as they are.
-    Mpeg {
-        stream_type: u8,
-    },
+    Mpeg { stream_type: u8 },
 }
 
 impl AudioConfig {
@@ -263,8 +262,7 @@ impl FlvTsMuxer {
                 if info.codec != Codec::Aac {
                     return Err(unsupported(info.kind, info.codec, timestamp));
                 }
-                let config = AudioSpecificConfig::parse(payload).map_err(codec_error)?;
-                config.check_adts().map_err(codec_error)?;
+                let config = AdtsConfig::parse(payload).map_err(codec_error)?;
                 Ok(replace_config(
                     &mut self.audio,
                     AudioConfig::Aac(config),
@@ -298,7 +296,7 @@ impl FlvTsMuxer {
                 checked.map(|_| ()).map_err(codec_error)
             }
             (MediaKind::Audio, PacketKind::CodedFrame) => {
-                match audio_config_for(self.audio, info, payload, timestamp)? {
+                match audio_config_for(self.audio.as_ref(), info, payload, timestamp)? {
                     // ADTS caps a frame at 8191 bytes, so its PES length always fits.
                     AudioConfig::Aac(config) => config
                         .adts_header(payload.len())
@@ -358,8 +356,8 @@ impl FlvTsMuxer {
         out: &mut Vec<u8>,
     ) -> Result<MuxOutcome, TsError> {
         let timestamp = tag.timestamp;
-        let config = audio_config_for(self.audio, info, payload, timestamp)?;
-        let adts = match config {
+        let config = audio_config_for(self.audio.as_ref(), info, payload, timestamp)?;
+        let adts = match &config {
             AudioConfig::Aac(aac) => {
                 let header = aac
                     .adts_header(payload.len())
@@ -376,14 +374,23 @@ impl FlvTsMuxer {
             }
         };
         let adts: &[u8] = adts.as_ref().map_or(&[], |header| header.as_slice());
+        let program_config: &[u8] = match &config {
+            AudioConfig::Aac(aac) => aac.program_config(),
+            AudioConfig::Mpeg { .. } => &[],
+        };
         let pts = flv_to_90khz(timestamp);
-        let header = PesHeader::new(AUDIO_STREAM_ID, pts, None, Some(adts.len() + payload.len()))
-            .ok_or(TsError::PesTooLarge {
+        let header = PesHeader::new(
+            AUDIO_STREAM_ID,
+            pts,
+            None,
+            Some(adts.len() + program_config.len() + payload.len()),
+        )
+        .ok_or(TsError::PesTooLarge {
             len: payload.len(),
             timestamp,
         })?;
         // MP3 needs no sequence header: its first frame configures the stream.
-        self.audio = Some(config);
+        self.audio = Some(config.clone());
         let audio_carries_pcr = self.video.is_none();
         let flags = FirstPacketFlags {
             pcr: audio_carries_pcr.then(|| pts.wrapping_sub(PCR_LEAD_90KHZ) & TIMESTAMP_MASK),
@@ -394,7 +401,7 @@ impl FlvTsMuxer {
             AUDIO_PID,
             &mut self.cc_audio,
             flags,
-            &[header.as_slice(), adts, payload],
+            &[header.as_slice(), adts, program_config, payload],
         );
         Ok(MuxOutcome::Frame {
             kind: MediaKind::Audio,
@@ -431,14 +438,14 @@ fn video_config_for<'a>(
 }
 
 fn audio_config_for(
-    audio: Option<AudioConfig>,
+    audio: Option<&AudioConfig>,
     info: &TagInfo,
     payload: &[u8],
     timestamp: u32,
 ) -> Result<AudioConfig, TsError> {
     match info.codec {
         Codec::Aac => match audio {
-            Some(config @ AudioConfig::Aac(_)) => Ok(config),
+            Some(config @ AudioConfig::Aac(_)) => Ok(config.clone()),
             _ => Err(TsError::MissingSequenceHeader {
                 kind: MediaKind::Audio,
                 timestamp,
@@ -465,5 +472,87 @@ fn replace_config<T: PartialEq>(slot: &mut Option<T>, config: T, kind: MediaKind
     } else {
         *slot = Some(config);
         MuxOutcome::ConfigChanged { kind }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flv::FlvTagType;
+
+    fn audio_tag(timestamp: u32, data: Vec<u8>) -> FlvTag {
+        FlvTag {
+            tag_type: FlvTagType::Audio,
+            timestamp,
+            stream_id: 0,
+            data: data.into(),
+        }
+    }
+
+    /// The elementary stream bytes of the audio PES in `packets` (one PES, one packet).
+    fn audio_es(packets: &[u8]) -> &[u8] {
+        let packet = packets
+            .chunks(188)
+            .find(|p| ((u16::from(p[1] & 0x1F) << 8) | u16::from(p[2])) == AUDIO_PID)
+            .unwrap();
+        let start = if packet[3] & 0x20 != 0 {
+            5 + usize::from(packet[4])
+        } else {
+            4
+        };
+        let pes = &packet[start..];
+        &pes[9 + usize::from(pes[8])..]
+    }
+
+    #[test]
+    fn aac_with_a_program_config_element_is_muxed_with_it_in_every_frame() {
+        // ffmpeg's AAC encoder for a 6.1 layout: channelConfiguration 0 and a
+        // program_config_element (commented "Lavc59.37.100") in the AudioSpecificConfig.
+        let asc = [
+            0x11, 0x80, 0x04, 0xc8, 0x48, 0x00, 0x20, 0x00, 0xc4, 0x40, 0x0d, b'L', b'a', b'v',
+            b'c', b'5', b'9', b'.', b'3', b'7', b'.', b'1', b'0', b'0', 0x56, 0xe5, 0x00,
+        ];
+        let mut muxer = FlvTsMuxer::new();
+        let mut out = Vec::new();
+        let mut header = vec![0xAF, 0x00];
+        header.extend_from_slice(&asc);
+        muxer.write_tag(&audio_tag(0, header), &mut out).unwrap();
+        assert!(muxer.has_audio());
+        let frame = [0xde, 0x02, 0x00, 0x4c, 0x61, 0x76];
+        for timestamp in [21, 42] {
+            let mut tag = vec![0xAF, 0x01];
+            tag.extend_from_slice(&frame);
+            let mut packets = Vec::new();
+            let outcome = muxer.write_tag(&audio_tag(timestamp, tag), &mut packets);
+            assert!(
+                matches!(outcome, Ok(MuxOutcome::Frame { .. })),
+                "{outcome:?}"
+            );
+            let es = audio_es(&packets);
+            let pce_len = 9 + 13;
+            let frame_len = 7 + pce_len + frame.len();
+            // ADTS with channelConfiguration 0 and the element counted in the frame length.
+            assert_eq!(
+                es[..7],
+                [
+                    0xff,
+                    0xf1,
+                    0x4c,
+                    (frame_len >> 11) as u8,
+                    (frame_len >> 3) as u8,
+                    ((frame_len & 7) << 5) as u8 | 0x1f,
+                    0xfc
+                ]
+            );
+            assert_eq!(
+                es[7..16],
+                [0xa0, 0x99, 0x09, 0x00, 0x04, 0x00, 0x18, 0x88, 0x0d]
+            );
+            assert_eq!(&es[16..29], b"Lavc59.37.100");
+            assert_eq!(&es[29..], &frame);
+        }
+        let mut tables = Vec::new();
+        muxer.write_tables(&mut tables);
+        assert_eq!(tables.len(), 2 * 188);
     }
 }

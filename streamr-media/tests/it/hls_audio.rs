@@ -1,6 +1,8 @@
 //! Audio codecs in HLS: MP3 from real lame output is carried into the MPEG-TS segments as MPEG
 //! audio (stream type 0x03 at 44.1 kHz, 0x04 at 22.05 kHz) and decodes cleanly in ffmpeg;
-//! Speex and Nellymoser cannot be carried and are reported, video still segmented.
+//! AAC in a channel layout only a program config element describes (6.1) keeps it in every ADTS
+//! frame, so each segment decodes on its own; Speex and Nellymoser cannot be carried and are
+//! reported, video still segmented.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -155,6 +157,70 @@ fn mp3_audio_is_carried_into_hls_as_mpeg_audio() {
         assert_eq!(probe_audio(&out.segment_path(1)), format!("mp3,{rate}"));
         assert_eq!(decode_log(&out.playlist_path()), "", "{rate} Hz");
     }
+}
+
+/// `codec_name,channels` of the first audio stream ffprobe finds in `path`.
+fn probe_channels(path: &Path) -> String {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a:0"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,channels",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    // MPEG-TS lists the stream under its program too.
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+#[ignore = "interop: needs ffmpeg"]
+fn aac_with_a_program_config_element_is_carried_into_every_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    // ffmpeg's encoder describes 6.1 with channelConfiguration 0 and a program config element.
+    let flv = encode(
+        dir.path(),
+        "aac61",
+        &[
+            "-c:a",
+            "aac",
+            "-af",
+            "aformat=channel_layouts=6.1",
+            "-ar",
+            "48000",
+        ],
+        48_000,
+    );
+    let (out, errors, count) = segment(dir.path(), &read_tags(&flv));
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(count >= 3);
+    for index in 0..count as u64 {
+        let path = out.segment_path(index);
+        let first = std::fs::read(&path).unwrap();
+        assert_eq!(audio_stream_type(&first), Some(0x0F), "segment {index}");
+        // Each segment alone: the decoder learns the layout from its own frames.
+        assert_eq!(probe_channels(&path), "aac,7", "segment {index}");
+        assert_eq!(layout_warnings_aside(&path), "", "segment {index}");
+    }
+    assert_eq!(layout_warnings_aside(&out.playlist_path()), "");
+}
+
+/// [`decode_log`] without the line ffmpeg prints for any input whose channels a program config
+/// element describes (the publisher's FLV too): "Guessed Channel Layout for Input Stream".
+fn layout_warnings_aside(path: &Path) -> String {
+    decode_log(path)
+        .lines()
+        .filter(|line| !line.starts_with("Guessed Channel Layout"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]
