@@ -28,7 +28,11 @@ if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get 
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 command -v npm >/dev/null 2>&1 || fail "node and npm are required by the browser test"
-if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/mpegts.js ]; then
+missing_modules=0
+for module in playwright-core hls.js mpegts.js shaka-player video.js; do
+  [ -d "node_modules/$module" ] || missing_modules=1
+done
+if [ "$missing_modules" = 1 ]; then
   log "npm ci (tests/browser)"
   npm ci --no-audit --no-fund >/dev/null || fail "npm ci failed in tests/browser"
 fi
