@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Browser test: starts `streamr demo` (coordinator, origin, friend nodes, looping publisher) on
 # free loopback ports and drives Debian's Chromium through the dashboard and the watch page with
-# playwright-core; then plays HLS from a node serving HTTPS (https_hls.test.mjs) and HTTP-FLV from
-# a node with mpegts.js (http_flv.test.mjs). Installs chromium (apt-get) and the npm packages
+# playwright-core; then plays HLS from a node serving HTTPS (https_hls.test.mjs), HTTP-FLV from a
+# node with mpegts.js (http_flv.test.mjs), and a node's HLS and LL-HLS with Shaka Player and
+# video.js (players.test.mjs). Installs chromium (apt-get) and the npm packages
 # (npm ci) when missing; under CI=true anything still missing afterwards is a failure, never a
 # skip.
 set -euo pipefail
@@ -28,7 +29,11 @@ if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get 
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 command -v npm >/dev/null 2>&1 || fail "node and npm are required by the browser test"
-if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/mpegts.js ]; then
+missing_modules=0
+for module in playwright-core hls.js mpegts.js shaka-player video.js; do
+  [ -d "node_modules/$module" ] || missing_modules=1
+done
+if [ "$missing_modules" = 1 ]; then
   log "npm ci (tests/browser)"
   npm ci --no-audit --no-fund >/dev/null || fail "npm ci failed in tests/browser"
 fi
@@ -43,8 +48,9 @@ if ! command -v openssl >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null
 fi
 command -v openssl >/dev/null 2>&1 || fail "openssl is required by the HTTPS browser test"
-command -v ffmpeg >/dev/null 2>&1 || fail "ffmpeg is required by the HTTPS and HTTP-FLV browser tests"
-# The HTTP-FLV test encodes its streams (H.264, AAC and MP3) from ffmpeg's test sources.
+command -v ffmpeg >/dev/null 2>&1 || fail "ffmpeg is required by the HTTPS, HTTP-FLV and players browser tests"
+# The HTTP-FLV and players tests encode their streams (H.264, AAC and MP3) from ffmpeg's test
+# sources.
 encoders="$(ffmpeg -hide_banner -encoders 2>/dev/null)"
 for encoder in libx264 libmp3lame; do
   grep -q " $encoder " <<<"$encoders" || fail "ffmpeg lacks the $encoder encoder the HTTP-FLV browser test needs"
@@ -88,11 +94,11 @@ for _ in $(seq 1 60); do
 done
 curl -fsS "$STREAMR_COORDINATOR/healthz" >/dev/null || fail "the demo coordinator did not come up"
 
-# The four files run side by side, each in its own node process and Chromium: they mostly
+# The five files run side by side, each in its own node process and Chromium: they mostly
 # wait (on settled epochs, on playback in real time), and node's default on two cores is one
 # file at a time (85 s in a row for the first three, about 40 s side by side; the HTTP-FLV file
-# takes about 15 s alone). The LL-HLS file's one time bound is twice its figure at a load
-# average of 17-19.
-log "playwright: dashboard and watch page, LL-HLS, HLS over HTTPS and HTTP-FLV in chromium"
-node --test --test-concurrency=4 --test-reporter=spec \
-  dashboard.test.mjs ll_hls.test.mjs https_hls.test.mjs http_flv.test.mjs
+# takes about 15 s alone, the players file about 26 s). The LL-HLS file's one time bound is
+# twice its figure at a load average of 17-19.
+log "playwright: dashboard and watch page, LL-HLS, HLS over HTTPS, HTTP-FLV, Shaka Player and video.js in chromium"
+node --test --test-concurrency=5 --test-reporter=spec \
+  dashboard.test.mjs ll_hls.test.mjs https_hls.test.mjs http_flv.test.mjs players.test.mjs
