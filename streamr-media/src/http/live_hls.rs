@@ -406,7 +406,18 @@ impl LiveHls {
         // Read before subscribing: a gap recorded from here on is the subscription's to handle
         // (the task starts later, by when a burst of frames may have passed one).
         let upstream_gap_seen = self.inner.hub.last_upstream_gap(key).map(|gap| gap.rejoin);
-        let subscription = match self.inner.hub.subscribe_internal(key.clone()) {
+        // An origin's segments start at the publish's first keyframe, however late (up to the
+        // ring's reach) this started; a relay joins where its pull did and lists its segments
+        // from the second on either way.
+        let pulled = self.inner.hub.publisher_timeline(key) == Some(Timeline::Upstream);
+        let subscription = if pulled {
+            self.inner.hub.subscribe_internal(key.clone())
+        } else {
+            self.inner
+                .hub
+                .subscribe_internal_from_publish_start(key.clone())
+        };
+        let subscription = match subscription {
             Ok(subscription) => subscription,
             Err(error) => {
                 debug!(%error, "live HLS could not subscribe");
@@ -466,7 +477,6 @@ impl LiveHls {
             Some(secs) => segmenter.with_fixed_target_duration(secs),
             None => segmenter,
         };
-        let pulled = self.inner.hub.publisher_timeline(key) == Some(Timeline::Upstream);
         let segmenter = if pulled {
             segmenter.joining_mid_stream()
         } else {

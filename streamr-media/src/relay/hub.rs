@@ -13,7 +13,7 @@ use super::flush::{groups_for_viewers, FlushSchedule};
 use super::frame::FrameKind;
 use super::stats::StreamStats;
 use super::stream::{lock, Stream, Timeline, UpstreamGap};
-use super::subscription::Subscription;
+use super::subscription::{StartAt, Subscription};
 use super::{AdaptiveBatchConfig, BatchPolicy, RelayConfig};
 use crate::name::{AppName, NameError, StreamName};
 
@@ -249,7 +249,7 @@ impl RelayHub {
     /// ([`Frame::is_node_notice`](super::Frame::is_node_notice)) unless it is a relay that asked for them
     /// ([`Subscription::set_node_notices`]).
     pub fn subscribe(&self, key: StreamKey) -> Result<Subscription, RelayError> {
-        self.subscribe_viewer(key, None)
+        self.subscribe_viewer(key, StartAt::CachedGop)
     }
 
     /// Subscribes a viewer that already has this stream's frames up to timestamp `at`: a relay
@@ -259,14 +259,10 @@ impl RelayHub {
     /// relayed, and the relay drops the overlap and goes on without losing a frame; when the
     /// ring no longer reaches back that far, at the cached GOP like any viewer.
     pub fn subscribe_resuming(&self, key: StreamKey, at: u32) -> Result<Subscription, RelayError> {
-        self.subscribe_viewer(key, Some(at))
+        self.subscribe_viewer(key, StartAt::ResumeAt(at))
     }
 
-    fn subscribe_viewer(
-        &self,
-        key: StreamKey,
-        resume_at: Option<u32>,
-    ) -> Result<Subscription, RelayError> {
+    fn subscribe_viewer(&self, key: StreamKey, start: StartAt) -> Result<Subscription, RelayError> {
         let stream = self.inner.stream(&key)?;
         let viewers = lock(&stream.viewers).len();
         if viewers >= self.inner.config.max_viewers_per_stream {
@@ -281,7 +277,7 @@ impl RelayHub {
             key,
             stream,
             true,
-            resume_at,
+            start,
         ))
     }
 
@@ -291,13 +287,28 @@ impl RelayHub {
     /// detection (an upstream pull stops when no viewer is left) see only real viewers. It keeps
     /// the stream known to the hub, so a republish reaches it.
     pub fn subscribe_internal(&self, key: StreamKey) -> Result<Subscription, RelayError> {
+        self.subscribe_own(key, StartAt::CachedGop)
+    }
+
+    /// [`RelayHub::subscribe_internal`], starting at the oldest keyframe (any frame of an
+    /// audio-only stream) of the current publish the ring still holds rather than at the cached
+    /// GOP: a consumer started a moment after the publish (live HLS) gets it from its first
+    /// keyframe, whether the GOP cache is off or the stream's newest keyframe came since.
+    pub fn subscribe_internal_from_publish_start(
+        &self,
+        key: StreamKey,
+    ) -> Result<Subscription, RelayError> {
+        self.subscribe_own(key, StartAt::PublishStart)
+    }
+
+    fn subscribe_own(&self, key: StreamKey, start: StartAt) -> Result<Subscription, RelayError> {
         let stream = self.inner.stream(&key)?;
         Ok(Subscription::new(
             self.inner.clone(),
             key,
             stream,
             false,
-            None,
+            start,
         ))
     }
 

@@ -89,16 +89,28 @@ struct BatchCounts {
     bytes_dropped: u64,
 }
 
-impl Subscription {
-    /// A subscription starting at the cached GOP (or, with `resume_at`, at the newest sync
-    /// point at or before that timestamp still in the ring, see
+/// Where a new subscription starts; wherever the ring does not reach, at the cached GOP, or
+/// else at the next keyframe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StartAt {
+    /// The cached GOP.
+    CachedGop,
+    /// The newest sync point at or before this timestamp (see
     /// [`RelayHub::subscribe_resuming`](super::RelayHub::subscribe_resuming)).
+    ResumeAt(u32),
+    /// The oldest sync point of the current publish (see
+    /// [`RelayHub::subscribe_internal_from_publish_start`](super::RelayHub::subscribe_internal_from_publish_start)).
+    PublishStart,
+}
+
+impl Subscription {
+    /// A subscription starting at `start`.
     pub(crate) fn new(
         hub: Arc<HubInner>,
         key: StreamKey,
         stream: Arc<Stream>,
         metered: bool,
-        resume_at: Option<u32>,
+        start: StartAt,
     ) -> Self {
         let id = stream.next_viewer_id.fetch_add(1, COUNTER);
         let counters = Arc::new(ViewerCounters::default());
@@ -110,9 +122,12 @@ impl Subscription {
         let head = stream.heads[super::flush::group_of(id)].subscribe();
         let mut state = lock(&stream.state);
         // Start at the cached GOP when there is one, otherwise at the next keyframe.
-        let start = resume_at
-            .and_then(|at| sync_at_or_before(&state, at))
-            .or(state.latest_sync);
+        let start = match start {
+            StartAt::CachedGop => None,
+            StartAt::ResumeAt(at) => sync_at_or_before(&state, at),
+            StartAt::PublishStart => first_sync_of_publish(&state),
+        }
+        .or(state.latest_sync);
         let (cursor, pos_frames, pos_bytes) =
             match start.and_then(|seq| state.get(seq).map(|entry| (seq, entry))) {
                 Some((seq, entry)) if state.publishing => {
@@ -509,6 +524,19 @@ fn sync_at_or_before(state: &StreamState, at: u32) -> Option<u64> {
         }
     }
     None
+}
+
+/// The oldest sync point of the current publish still in the ring.
+fn first_sync_of_publish(state: &StreamState) -> Option<u64> {
+    if !state.publishing {
+        return None;
+    }
+    (state.front_seq..state.next_seq()).find(|&seq| {
+        state.get(seq).is_some_and(|entry| {
+            entry.generation == state.generation
+                && matches!(&entry.slot, Slot::Frame { sync: Some(_), .. })
+        })
+    })
 }
 
 /// A start bundle's frame as a joining viewer gets it: sequence headers stamped with the

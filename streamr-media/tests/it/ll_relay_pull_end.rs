@@ -64,3 +64,40 @@ async fn an_origin_whose_publisher_leaves_cuts_its_open_part() {
     assert!(before.len() >= 4, "{before:?}");
     assert_eq!(after.len(), 1, "{after:?}");
 }
+
+/// An origin's live HLS started after the publish's first frames (its watcher polls, a
+/// playlist request starts it) still starts at the publish's first keyframe, with the GOP
+/// cache on (whose GOP is by then a later one) or off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origins_live_hls_started_late_starts_at_the_publishs_first_keyframe() {
+    use streamr_media::relay::RelayConfig;
+
+    let tags = crate::common::sample_tags();
+    for gop_cache in [true, false] {
+        let hub = RelayHub::new(RelayConfig::default().with_gop_cache(gop_cache));
+        let key = StreamKey::parse("live", "late").expect("key");
+        let publisher = hub.publish(key.clone()).expect("publish");
+        // 3 s in: the newest keyframe is the one at 2023 ms.
+        publish_until(&publisher, &tags, 3_000);
+        let shutdown = CancellationToken::new();
+        let config = LiveHlsConfig::default().with_segments(Duration::from_secs(1), 4);
+        let live = LiveHls::start(hub.clone(), config, shutdown.clone());
+        let mut notices = live.segment_notices();
+        let _ = live.playlist(&key, Duration::ZERO).await;
+        for tag in tags.iter().filter(|tag| tag.timestamp >= 3_000) {
+            let kind = match tag.tag_type {
+                FlvTagType::Audio => FrameKind::Audio,
+                FlvTagType::Video => FrameKind::Video,
+                _ => FrameKind::Metadata,
+            };
+            publisher.send(kind, tag.timestamp, tag.data.clone());
+        }
+        let first = tokio::time::timeout(Duration::from_secs(10), notices.recv())
+            .await
+            .expect("a segment in time")
+            .expect("a segment");
+        assert_eq!(first.start_timestamp_ms, 23, "GOP cache {gop_cache}");
+        assert_eq!(first.sequence, 0);
+        shutdown.cancel();
+    }
+}
