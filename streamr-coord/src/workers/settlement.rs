@@ -424,6 +424,7 @@ impl Settler {
             operator_route_share_ppm,
             recently_penalized,
             grants: Some(grants.into_values().collect()),
+            probe_traffic: Vec::new(),
         })
     }
 
