@@ -442,6 +442,7 @@ fn close_epoch(
         operator_route_share_ppm: vec![],
         recently_penalized: vec![],
         grants: None,
+        probe_traffic: Vec::new(),
     };
     let report = FraudEngine::new(FraudConfig::default()).assess(&observations);
     let inputs = EpochInputs {

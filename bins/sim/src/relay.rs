@@ -423,6 +423,7 @@ fn settle(world: &World) -> Settled {
         operator_route_share_ppm: Vec::new(),
         recently_penalized: Vec::new(),
         grants: Some(grants),
+        probe_traffic: Vec::new(),
     };
     let report = FraudEngine::new(FraudConfig::default()).assess(&observations);
     let config = RewardConfig::default();

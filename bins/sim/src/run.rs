@@ -965,6 +965,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 .map(|(_, s, o)| ((*s).into(), o.clone()))
                 .collect(),
             grants: Some(grants),
+            probe_traffic: Vec::new(),
         };
         let report = fraud.assess(&observations);
         let claimed_unattested: BTreeMap<NodeId, u64> = observations
@@ -1214,6 +1215,7 @@ fn warm_up(
             operator_route_share_ppm: route_share.clone(),
             recently_penalized: Vec::new(),
             grants: None,
+            probe_traffic: Vec::new(),
         });
     }
 }

@@ -215,6 +215,11 @@ pub trait Storage: Send + Sync + 'static {
     async fn insert_probe(&self, probe: &ProbeRecord) -> StorageResult<()>;
     /// Every probe result of an epoch.
     async fn probes_for_epoch(&self, epoch: i64) -> StorageResult<Vec<ProbeRecord>>;
+    /// Adds `bytes` to the probe traffic no receipt acknowledged that `node_id` served in
+    /// `epoch` (booked to the first open epoch when `epoch` is closed).
+    async fn add_probe_traffic(&self, node_id: &str, epoch: i64, bytes: i64) -> StorageResult<()>;
+    /// Every node's unacknowledged probe traffic in an epoch: (node, bytes).
+    async fn probe_traffic_for_epoch(&self, epoch: i64) -> StorageResult<Vec<(String, i64)>>;
 
     /// Stores a held probe (unleased) and forgets those held before `forget_before_ms` (their
     /// node stopped being probed: deregistered or inactive).

@@ -1907,6 +1907,40 @@ macro_rules! sql_storage {
                 Ok(())
             }
 
+            async fn add_probe_traffic(
+                &self,
+                node_id: &str,
+                epoch: i64,
+                bytes: i64,
+            ) -> StorageResult<()> {
+                sqlx::query(&$sql(&format!(
+                    "INSERT INTO probe_traffic (node_id, epoch, bytes) VALUES ($1, {}, $3) \
+                     ON CONFLICT (node_id, epoch) DO UPDATE SET \
+                     bytes = probe_traffic.bytes + excluded.bytes",
+                    booked_epoch("$2")
+                )))
+                .bind(node_id)
+                .bind(epoch)
+                .bind(bytes)
+                .execute(&self.pool)
+                .await
+                .map_err(StorageError::query("add_probe_traffic"))?;
+                Ok(())
+            }
+
+            async fn probe_traffic_for_epoch(
+                &self,
+                epoch: i64,
+            ) -> StorageResult<Vec<(String, i64)>> {
+                sqlx::query_as::<_, (String, i64)>(&$sql(
+                    "SELECT node_id, bytes FROM probe_traffic WHERE epoch = $1 ORDER BY node_id",
+                ))
+                .bind(epoch)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("probe_traffic_for_epoch"))
+            }
+
             async fn probes_for_epoch(&self, epoch: i64) -> StorageResult<Vec<ProbeRecord>> {
                 sqlx::query_as::<_, ProbeRecord>(&$sql(
                     "SELECT node_id, epoch, hash_ok, timed_out, ttfb_ms, throughput_bytes_per_s, \

@@ -63,6 +63,14 @@ pub enum WorkerError {
 pub trait ProbeRunner: Send + Sync + 'static {
     /// Probes one node; `None` means it was not probed this round.
     async fn probe(&self, node: &NodeRecord) -> Option<ProbeResult>;
+
+    /// Hands over the bytes the probes since the last call took from nodes that no receipt
+    /// acknowledged (HTTP-FLV reads, playlists, segments not judged yet), by node id. A node
+    /// cannot tell a probe from a viewer and reports them as unattested; settlement nets them
+    /// out of its unattested claim. None by default.
+    fn take_unreceipted(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
 }
 
 /// A payout sink shared by the payout worker.
@@ -349,6 +357,14 @@ async fn probe_round(state: &Shared, runner: &dyn ProbeRunner) -> Result<(), Wor
         if let Some(result) = runner.probe(&node).await {
             let record = probe_record(state, &result, now_ms());
             state.storage.insert_probe(&record).await?;
+        }
+        let epoch = state.config.epoch_of(now_ms());
+        for (node_id, bytes) in runner.take_unreceipted() {
+            let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+            state
+                .storage
+                .add_probe_traffic(&node_id, epoch, bytes)
+                .await?;
         }
     }
     Ok(())

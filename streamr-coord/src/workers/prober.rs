@@ -134,6 +134,9 @@ pub struct HttpProber {
     next_due: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
     /// The nodes with a held probe (in storage, any replica's) and when that was read.
     held_nodes: std::sync::Mutex<Option<(Instant, std::collections::HashSet<String>)>>,
+    /// Bytes taken from nodes that no receipt acknowledged, by node id, not yet handed over
+    /// (see [`ProbeRunner::take_unreceipted`]).
+    unreceipted: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// What the prober keeps of a held probe (JSON in [`HeldProbeRecord::state_json`]): the core's
@@ -212,6 +215,8 @@ struct Fetched {
 /// What an HLS probe fetched: the segments, oldest first, and where the newest stands in the
 /// node's playlist.
 struct ProbedPlaylist {
+    /// The playlist's size, bytes.
+    playlist_bytes: usize,
     fetched: Vec<Fetched>,
     newest_place: Place,
     newest_uri: String,
@@ -249,6 +254,7 @@ impl HttpProber {
             flv_one_in: FLV_ONE_IN,
             next_due: std::sync::Mutex::default(),
             held_nodes: std::sync::Mutex::default(),
+            unreceipted: std::sync::Mutex::default(),
         }
     }
 
@@ -414,6 +420,7 @@ impl HttpProber {
         let text = String::from_utf8_lossy(&playlist.bytes);
         let segments = probe_candidates(&text);
         let mut probed = ProbedPlaylist {
+            playlist_bytes: playlist.bytes.len(),
             fetched: Vec::new(),
             newest_place: Place::Closed,
             newest_uri: String::new(),
@@ -455,13 +462,14 @@ impl HttpProber {
     }
 
     /// Posts a receipt to the node, as a viewer does; the node forwards it with its heartbeat.
-    async fn send_receipt(&self, node: &NodeRecord, receipt: SignedReceipt) {
+    /// Returns whether the node answered.
+    async fn send_receipt(&self, node: &NodeRecord, receipt: SignedReceipt) -> bool {
         let url = format!("{}/receipts", node.http_url.trim_end_matches('/'));
         let request = ReceiptsRequest {
             receipts: vec![receipt],
         };
         let Ok(body) = serde_json::to_vec(&request) else {
-            return;
+            return false;
         };
         let sent = self
             .http
@@ -470,9 +478,27 @@ impl HttpProber {
             .body(body)
             .send()
             .await;
-        if let Err(error) = sent {
-            tracing::debug!(node = %node.id, %error, "probe receipt not delivered");
+        match sent {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::debug!(node = %node.id, %error, "probe receipt not delivered");
+                false
+            }
         }
+    }
+
+    /// Notes `bytes` the node served a probe that no receipt acknowledged: the node reports
+    /// them as unattested, and settlement nets them out (probe traffic is never paid).
+    fn note_unreceipted(&self, node: &NodeRecord, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        let mut unreceipted = self
+            .unreceipted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let sum = unreceipted.entry(node.id.clone()).or_default();
+        *sum = sum.saturating_add(bytes);
     }
 
     /// An HLS probe: fetches segments, checks each against the origin and acknowledges the
@@ -488,7 +514,10 @@ impl HttpProber {
     ) -> Option<ProbeResult> {
         let token = grant_token::encode(grant);
         let probed = match self.fetch_segments(node, stream, &token).await {
-            Ok(probed) if probed.fetched.is_empty() => return None,
+            Ok(probed) if probed.fetched.is_empty() => {
+                self.note_unreceipted(node, probed.playlist_bytes as u64);
+                return None;
+            }
             Ok(probed) => probed,
             Err(failure) => {
                 tracing::info!(node = %node.id, %stream, %failure, "probe failed");
@@ -505,6 +534,7 @@ impl HttpProber {
         let mut segments = Vec::new();
         let mut bytes_total = 0u64;
         let mut receipt_seq = 0u64;
+        let mut acknowledged = 0u64;
         let mut download = Duration::ZERO;
         let fetched = &probed.fetched;
         let newest = fetched.len().saturating_sub(1);
@@ -542,9 +572,15 @@ impl HttpProber {
                 segments_digest,
                 t_ms: crate::client::unix_ms(),
             };
-            self.send_receipt(node, Signed::sign(receipt, viewer)).await;
+            if self.send_receipt(node, Signed::sign(receipt, viewer)).await {
+                acknowledged = bytes_total;
+            }
         }
         let bytes: usize = fetched.iter().map(|f| f.bytes.len()).sum();
+        self.note_unreceipted(
+            node,
+            ((probed.playlist_bytes + bytes) as u64).saturating_sub(acknowledged),
+        );
         let secs = download.as_secs_f64().max(0.000_001);
         let ttfb = fetched.first().map_or(Duration::ZERO, |f| f.ttfb);
         let mut result = ProbeResult {
@@ -648,6 +684,7 @@ impl HttpProber {
         if held.probe.wants_playlist() {
             match self.fetch(&held.playlist_url).await {
                 Ok(playlist) => {
+                    self.note_unreceipted(node, playlist.bytes.len() as u64);
                     let text = String::from_utf8_lossy(&playlist.bytes);
                     held.probe.relisted(place_in(&text, &held.newest_uri));
                 }
@@ -754,7 +791,11 @@ impl HttpProber {
         let url = format!("{base}/live/{stream}.flv?grant={token}");
         let watch =
             Duration::from_millis(rand::thread_rng().gen_range(FLV_WATCH_MS.0..=FLV_WATCH_MS.1));
-        match self.watch_flv(&url, watch).await {
+        let mut read = 0;
+        let watched = self.watch_flv(&url, watch, &mut read).await;
+        // A plain player's read: no receipt acknowledges any of it.
+        self.note_unreceipted(node, read as u64);
+        match watched {
             Ok(()) => None,
             Err(failure) => {
                 tracing::info!(node = %node.id, %stream, %failure, "FLV probe failed");
@@ -763,7 +804,13 @@ impl HttpProber {
         }
     }
 
-    async fn watch_flv(&self, url: &str, watch: Duration) -> Result<(), ProbeFailure> {
+    /// Reads the FLV stream at `url` for `watch`, counting the bytes read into `read`.
+    async fn watch_flv(
+        &self,
+        url: &str,
+        watch: Duration,
+        read: &mut usize,
+    ) -> Result<(), ProbeFailure> {
         let started = Instant::now();
         let http = |source| ProbeFailure::Http {
             url: url.to_owned(),
@@ -777,8 +824,7 @@ impl HttpProber {
             });
         }
         let mut head: Vec<u8> = Vec::new();
-        let mut read = 0usize;
-        while started.elapsed() < watch && read < MAX_FLV_BYTES {
+        while started.elapsed() < watch && *read < MAX_FLV_BYTES {
             let left = watch.saturating_sub(started.elapsed());
             let chunk = match tokio::time::timeout(left, response.chunk()).await {
                 Err(_) => break,
@@ -788,7 +834,7 @@ impl HttpProber {
             if head.len() < 3 {
                 head.extend(chunk.iter().take(3 - head.len()));
             }
-            read = read.saturating_add(chunk.len());
+            *read = read.saturating_add(chunk.len());
         }
         if head.as_slice() != b"FLV" {
             return Err(ProbeFailure::NotFlv {
@@ -811,6 +857,17 @@ impl HttpProber {
 
 #[async_trait::async_trait]
 impl ProbeRunner for HttpProber {
+    fn take_unreceipted(&self) -> Vec<(String, u64)> {
+        std::mem::take(
+            &mut *self
+                .unreceipted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+        .into_iter()
+        .collect()
+    }
+
     async fn probe(&self, node: &NodeRecord) -> Option<ProbeResult> {
         let node_id: NodeId = node.id.parse().ok()?;
         match self.settle_pending(node).await {

@@ -412,6 +412,15 @@ impl Settler {
             }
         }
 
+        // What the probes took from each node without a receipt: the node reports it as
+        // unattested (it cannot tell a probe from a viewer), and the engine nets it out.
+        let probe_traffic = storage
+            .probe_traffic_for_epoch(epoch)
+            .await?
+            .into_iter()
+            .filter_map(|(node, bytes)| Some((node.parse::<NodeId>().ok()?, to_u64(bytes))))
+            .collect();
+
         Ok(EpochObservations {
             epoch: to_u64(epoch),
             epoch_ms: to_u64(config.epoch_length_ms()),
@@ -424,6 +433,7 @@ impl Settler {
             operator_route_share_ppm,
             recently_penalized,
             grants: Some(grants.into_values().collect()),
+            probe_traffic,
         })
     }
 

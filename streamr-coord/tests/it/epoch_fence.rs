@@ -144,6 +144,10 @@ async fn write_everything(storage: &dyn Storage, epoch: i64, n: i64) {
         .insert_probe(&probe(epoch, epoch * 60_000 + n))
         .await
         .expect("probe");
+    storage
+        .add_probe_traffic(NODE, epoch, 100 * n)
+        .await
+        .expect("probe traffic");
     // Without receipts (one statement) and with them (a transaction).
     let outcomes = storage
         .record_heartbeats(&[heartbeat(10 * n, Vec::new(), epoch)])
@@ -173,6 +177,7 @@ struct Inputs {
     viewer_posted: Vec<ActivityDelta>,
     receipts: Vec<(String, i64)>,
     probes: Vec<i64>,
+    probe_traffic: Vec<(String, i64)>,
 }
 
 async fn inputs(storage: &dyn Storage, epoch: i64) -> Inputs {
@@ -198,6 +203,10 @@ async fn inputs(storage: &dyn Storage, epoch: i64) -> Inputs {
             .into_iter()
             .map(|p| p.probed_at_ms)
             .collect(),
+        probe_traffic: storage
+            .probe_traffic_for_epoch(epoch)
+            .await
+            .expect("probe traffic"),
     }
 }
 
@@ -222,6 +231,7 @@ async fn writes_for_a_closed_epoch_are_booked_to_the_first_open_one(db: &TestDb)
     let settled = inputs(storage, CLOSED).await;
     assert_eq!(settled.receipts.len(), 3, "{settled:?}");
     assert_eq!(settled.probes.len(), 1);
+    assert_eq!(settled.probe_traffic, [(NODE.to_owned(), 100)]);
 
     storage.close_epochs_through(CLOSED).await.expect("close");
     assert_eq!(storage.closed_through().await.expect("fence"), Some(CLOSED));
@@ -256,6 +266,8 @@ async fn writes_for_a_closed_epoch_are_booked_to_the_first_open_one(db: &TestDb)
     let open = inputs(storage, CLOSED + 1).await;
     assert_eq!(open.receipts.len(), 6, "{open:?}");
     assert_eq!(open.probes.len(), 2);
+    // A node's probe traffic of an epoch adds up in one row.
+    assert_eq!(open.probe_traffic, [(NODE.to_owned(), 200 + 300)]);
     let [activity] = open.activity.as_slice() else {
         panic!("one activity row: {:?}", open.activity);
     };

@@ -355,6 +355,14 @@ async fn probes_look_like_viewers_and_are_marked_as_probes() {
         let seen = seen.lock().unwrap();
         (seen.grants.clone(), seen.receipts.clone())
     };
+    // Every segment was acknowledged; the two playlists were not: the node reports them as
+    // unattested, and the prober hands them over for settlement to net out.
+    let playlist = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nshow/0.ts\n#EXTINF:2.0,\nshow/1.ts\n#EXTINF:2.0,\nshow/2.ts\n";
+    assert_eq!(
+        prober.take_unreceipted(),
+        [(node.id.clone(), 2 * playlist.len() as u64)]
+    );
+    assert!(prober.take_unreceipted().is_empty(), "handed over once");
     // Two probes, two fresh viewer keys and sessions.
     let mut viewers: Vec<_> = grants.iter().map(|g| g.body.viewer).collect();
     viewers.dedup();
@@ -401,6 +409,8 @@ async fn probes_look_like_viewers_and_are_marked_as_probes() {
         .flv_one_in(1)
         .every(std::time::Duration::ZERO);
     assert!(flv.probe(&node).await.is_none());
+    // No receipt acknowledges what it read: all of it is probe traffic to net out.
+    assert_eq!(flv.take_unreceipted(), [(node.id.clone(), 13 + 4096)]);
     assert!(seen
         .lock()
         .unwrap()

@@ -223,6 +223,12 @@ pub struct EpochObservations {
     /// by probe capacity only, and probe sessions cannot be told apart.
     #[serde(default)]
     pub grants: Option<Vec<IssuedGrant>>,
+    /// Per node: the bytes the coordinator's probes took from it in the epoch that no receipt
+    /// acknowledged (HTTP-FLV reads, playlists, segments not judged yet). The node cannot tell
+    /// a probe from a viewer and reports them as unattested; settlement nets them out, so probe
+    /// traffic is never paid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probe_traffic: Vec<(NodeId, u64)>,
 }
 
 /// Penalty sizing: a penalty P deters when α·P ≥ R̄ (α: detection rate) and keeps honest
@@ -422,6 +428,9 @@ pub struct FraudEngine {
     /// what its grants carried there is claimed by its first heartbeat after, and bounded by it
     /// then.
     unattested_room: BTreeMap<NodeId, u64>,
+    /// Per node, the epoch it last had claims in and what its unattested netting pool left
+    /// there, for the next epoch's claims (see `unattested::net_unattested_carried`).
+    netting_left: BTreeMap<NodeId, (u64, u64)>,
 }
 
 /// What a node left unclaimed of the allowance of its last epoch with claims (see
@@ -648,6 +657,11 @@ impl FraudEngine {
         let claims: BTreeMap<NodeId, &NodeClaims> =
             obs.claims.iter().map(|c| (c.node_id, c)).collect();
         let probes: BTreeMap<NodeId, ProbeSummary> = obs.probes.iter().copied().collect();
+        let mut probe_traffic: BTreeMap<NodeId, u64> = BTreeMap::new();
+        for (id, bytes) in &obs.probe_traffic {
+            let sum = probe_traffic.entry(*id).or_default();
+            *sum = sum.saturating_add(*bytes);
+        }
         let measured = self.remember_probes(epoch, &probes);
         let mut subnet_counts: BTreeMap<NetPrefix, u64> = BTreeMap::new();
         for n in &obs.nodes {
@@ -724,7 +738,22 @@ impl FraudEngine {
                     .verified
                     .saturating_sub(a.flagged)
                     .saturating_add(a.probe_bytes);
-                unattested_bytes = net_unattested(cl, credited);
+                let carried = self
+                    .netting_left
+                    .get(&id)
+                    .filter(|(e, _)| e.saturating_add(1) == epoch)
+                    .map_or(0, |(_, left)| *left);
+                let traffic = probe_traffic.get(&id).copied().unwrap_or(0);
+                let netted = unattested::net_unattested_carried(cl, credited, traffic, carried);
+                // An epoch the node sent no heartbeat in (a coordinator outage) left nothing
+                // it claimed behind: what its receipts verified there is not netting material.
+                let left = if cl.heartbeats == Some(0) {
+                    0
+                } else {
+                    netted.left
+                };
+                self.netting_left.insert(id, (epoch, left));
+                unattested_bytes = netted.unattested;
                 if bounds.is_some() {
                     // What the grants carried while the node was down is no one's to claim:
                     // the bound leaves out the share of their carry its probes found it down
@@ -757,6 +786,7 @@ impl FraudEngine {
             if penalized {
                 // A penalized node earns nothing this epoch, nor later on its silent epochs.
                 self.unattested_room.remove(&id);
+                self.netting_left.remove(&id);
             }
             node_inputs.push(NodeEpochInput {
                 node_id: id,
@@ -787,6 +817,7 @@ impl FraudEngine {
         self.node_history
             .retain(|_, h| h.iter().any(|(e, ..)| *e >= oldest));
         self.claim_room.retain(|_, room| room.open_in(epoch));
+        self.netting_left.retain(|_, (e, _)| *e >= epoch);
         if bounds.is_some() {
             self.apply_unattested_ratio(ctx, &mut node_inputs, book);
         }

@@ -116,6 +116,7 @@ fn honest() -> EpochObservations {
             .collect(),
         recently_penalized: vec![],
         grants: None,
+        probe_traffic: Vec::new(),
     }
 }
 
@@ -1036,4 +1037,78 @@ fn grants_of_relay_edges_carry_no_unattested_credit() {
         input_of(&FraudEngine::new(FraudConfig::default()).assess(&plain), 1).unattested_bytes
     };
     assert_eq!(input_of(&report, 1).unattested_bytes, viewer_grants_left);
+}
+
+#[test]
+fn probe_traffic_no_receipt_acknowledged_is_netted_out_neither_paid_nor_flagged() {
+    // Node 2 also holds an idle viewer grant (a player handed a grant that never played) and
+    // node 3 none beyond its verified ones. Each was probed over HTTP-FLV (no receipt): the
+    // node cannot tell the probe from a player and reports its bytes as unattested; the
+    // coordinator knows what its probe read.
+    let node = |n: u8| NodeId::from_bytes([n; 32]);
+    let flv = BITRATE * 5;
+    let mut obs = honest();
+    obs.grants = Some({
+        let mut grants = honest_grants();
+        grants.push(grant(2, 40, 40, 60, false));
+        grants.push(grant(2, 41, 41, 60, true));
+        grants.push(grant(3, 42, 42, 60, true));
+        grants
+    });
+    obs.claims[1].unattested_bytes = flv;
+    obs.claims[2].unattested_bytes = flv;
+    obs.probe_traffic = vec![(node(2), flv), (node(3), flv)];
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    for n in [2, 3] {
+        assert!(rules_for(&report, n).is_empty(), "{:?}", report.evidence);
+        assert_eq!(input_of(&report, n).unattested_bytes, 0, "node {n}");
+    }
+    // A node's own unattested bytes beyond the probes' are bounded as before.
+    obs.claims[2].unattested_bytes = 2 * flv;
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(rules_for(&report, 3), [RuleId::UnattestedBeyondGrants]);
+    assert_eq!(input_of(&report, 3).unattested_bytes, 0);
+}
+
+#[test]
+fn claims_that_trail_their_receipts_into_the_next_epoch_are_netted_there() {
+    // Node 1's two viewers post their receipts to the coordinator, so the node reports their
+    // bytes as unattested. A probe's receipts reach the node, which claims them attested in its
+    // first heartbeat of epoch 101, while the coordinator booked them to 100 when they were
+    // signed; the probe's playlist bytes (no receipt) pass the grace period in 101 too.
+    let node_1 = NodeId::from_bytes([1; 32]);
+    let probed = BITRATE * 60;
+    let playlists = 2_000;
+    let viewers = 2 * BITRATE * 20 * 60;
+    let epoch = |epoch: u64| {
+        let mut obs = honest();
+        obs.epoch = epoch;
+        let mut grants = honest_grants();
+        grants.push(grant(1, 43, 43, 60, true));
+        obs.grants = Some(grants);
+        obs.claims[0].claimed_bytes = 0;
+        obs.claims[0].unattested_bytes = viewers;
+        if epoch == 100 {
+            obs.sessions.push(session(1, 43, 43, 1));
+            obs.probe_traffic = vec![(node_1, playlists)];
+        } else {
+            obs.claims[0].claimed_bytes = probed;
+            obs.claims[0].unattested_bytes += playlists;
+        }
+        obs
+    };
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    for e in [100, 101] {
+        let report = engine.assess(&epoch(e));
+        assert!(
+            rules_for(&report, 1).is_empty(),
+            "epoch {e}: {:?}",
+            report.evidence
+        );
+        assert_eq!(input_of(&report, 1).unattested_bytes, 0, "epoch {e}");
+        assert_eq!(input_of(&report, 1).verified_bytes, viewers, "epoch {e}");
+    }
+    // What the pool left is for the next epoch only.
+    let report = engine.assess(&epoch(103));
+    assert_eq!(rules_for(&report, 1), [RuleId::UnattestedBeyondGrants]);
 }

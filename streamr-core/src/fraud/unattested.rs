@@ -25,6 +25,46 @@ pub fn net_unattested(claims: &NodeClaims, verified_bytes: u64) -> u64 {
         .saturating_sub(verified_beyond_claim)
 }
 
+/// What settlement nets out of a node's unattested claim in one epoch, and what is left of it
+/// for the next (see [`net_unattested_carried`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Netted {
+    /// The unattested bytes left to credit.
+    pub unattested: u64,
+    /// What was left of the netting pool: the next epoch's claims may use it.
+    pub left: u64,
+}
+
+/// [`net_unattested`] over the epoch boundary, with the probe traffic no receipt acknowledged.
+///
+/// The node claims bytes in the heartbeat after it classified them: the receipts probes hand
+/// it are claimed attested after the coordinator booked them by their signing time, and bytes
+/// no receipt acknowledged are claimed unattested only after the receipt grace (so a probe's
+/// unreceipted bytes often in the next epoch). The pool the claim is netted against is
+/// therefore this epoch's credited bytes plus what the previous epoch's pool left (`carried`),
+/// less the attested claim, plus `probe_traffic`: the bytes the coordinator's probes took from
+/// the node that no receipt acknowledged (HTTP-FLV reads, playlists), which the node, unable
+/// to tell a probe from a viewer, reports as unattested. What the unattested claim does not
+/// use of the pool is left for the next epoch only. The pool is never smaller than
+/// [`net_unattested`]'s, so nothing is ever credited beyond it, and probe traffic is never
+/// paid.
+pub(super) fn net_unattested_carried(
+    claims: &NodeClaims,
+    credited: u64,
+    probe_traffic: u64,
+    carried: u64,
+) -> Netted {
+    let pool = credited
+        .saturating_add(carried)
+        .saturating_sub(claims.claimed_bytes)
+        .saturating_add(probe_traffic);
+    let netted = claims.unattested_bytes.min(pool);
+    Netted {
+        unattested: claims.unattested_bytes - netted,
+        left: pool - netted,
+    }
+}
+
 /// What one node's viewer grants carried in the epoch.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct GrantCarry {
