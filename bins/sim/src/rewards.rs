@@ -282,6 +282,8 @@ fn observe(
         operator_route_share_ppm: Vec::new(),
         recently_penalized,
         grants: Some(grants),
+        // The scenarios' probes take nothing that no receipt acknowledged.
+        probe_traffic: Vec::new(),
     }
 }
 
