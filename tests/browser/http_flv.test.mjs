@@ -17,7 +17,7 @@ import { createServer as createHttpServer, get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { Processes, accepts, freePort } from './support.mjs';
+import { Processes, startNode } from './support.mjs';
 
 const NODE_BIN = process.env.STREAMR_NODE_BIN;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -148,15 +148,8 @@ before(async () => {
   assert.ok(NODE_BIN, 'STREAMR_NODE_BIN must name the streamr-node binary (run.sh sets it)');
   mkdirSync(ARTIFACTS, { recursive: true });
   dir = mkdtempSync(join(tmpdir(), 'streamr-http-flv-'));
-  const rtmp = await freePort();
-  httpPort = await freePort();
-  processes.start(NODE_BIN, ['--rtmp-listen', `127.0.0.1:${rtmp}`, '--http-listen', `127.0.0.1:${httpPort}`,
-    '--identity', join(dir, 'identity.key')], 'streamr-node');
-  const deadline = Date.now() + 10_000;
-  while (!(await accepts(rtmp))) {
-    assert.ok(Date.now() < deadline, 'streamr-node did not start');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const { rtmp, http } = await startNode(processes, NODE_BIN, dir);
+  httpPort = http;
   for (const stream of Object.values(STREAMS)) stream.publishedAt = publish(rtmp, stream);
 
   // The page's own origin: another loopback port, so the FLV response is cross-origin.

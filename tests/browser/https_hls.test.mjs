@@ -14,7 +14,7 @@ import { get } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { Processes, accepts, freePort } from './support.mjs';
+import { Processes, freePort, startNode } from './support.mjs';
 
 const NODE_BIN = process.env.STREAMR_NODE_BIN;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -67,16 +67,9 @@ before(async () => {
   execFileSync('sh', ['-c', 'printf "subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n" > leaf.ext'], { cwd: dir });
   spki = makeCertificates();
   const ca = readFileSync(join(dir, 'ca.pem'));
-  const [rtmp, http, https] = [await freePort(), await freePort(), await freePort()];
-  processes.start(NODE_BIN, ['--rtmp-listen', `127.0.0.1:${rtmp}`, '--http-listen', `127.0.0.1:${http}`,
-    '--https-listen', `127.0.0.1:${https}`, '--tls-cert', join(dir, 'node.pem'),
-    '--tls-key', join(dir, 'node.key'), '--identity', join(dir, 'identity.key')], 'streamr-node');
-  // The node's RTMP port answers once it is up.
-  const deadline = Date.now() + 10_000;
-  while (!(await accepts(rtmp))) {
-    assert.ok(Date.now() < deadline, 'streamr-node did not start');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const https = await freePort();
+  const { rtmp } = await startNode(processes, NODE_BIN, dir, ['--https-listen', `127.0.0.1:${https}`,
+    '--tls-cert', join(dir, 'node.pem'), '--tls-key', join(dir, 'node.key')]);
   processes.start('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', SAMPLE,
     '-c', 'copy', '-f', 'flv', `rtmp://127.0.0.1:${rtmp}/live/tls-show`], 'ffmpeg');
   playlistUrl = `https://127.0.0.1:${https}/live/tls-show.m3u8`;

@@ -25,7 +25,7 @@ import { createServer as createHttpServer, get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { Processes, accepts, freePort } from './support.mjs';
+import { Processes, startNode } from './support.mjs';
 
 const NODE_BIN = process.env.STREAMR_NODE_BIN;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -200,15 +200,8 @@ before(async () => {
   assert.ok(NODE_BIN, 'STREAMR_NODE_BIN must name the streamr-node binary (run.sh sets it)');
   mkdirSync(ARTIFACTS, { recursive: true });
   dir = mkdtempSync(join(tmpdir(), 'streamr-players-'));
-  const rtmp = await freePort();
-  httpPort = await freePort();
-  processes.start(NODE_BIN, ['--rtmp-listen', `127.0.0.1:${rtmp}`, '--http-listen', `127.0.0.1:${httpPort}`,
-    '--identity', join(dir, 'identity.key')], 'streamr-node');
-  const deadline = Date.now() + 10_000;
-  while (!(await accepts(rtmp))) {
-    assert.ok(Date.now() < deadline, 'streamr-node did not start');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const { rtmp, http } = await startNode(processes, NODE_BIN, dir);
+  httpPort = http;
   processes.start('ffmpeg', ['-hide_banner', '-loglevel', 'error',
     '-re', '-f', 'lavfi', '-i', `testsrc2=size=${WIDTH}x${HEIGHT}:rate=${FPS}`,
     '-re', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=44100',

@@ -1,6 +1,7 @@
 // Helpers the browser test files that start their own node share.
 import { spawn } from 'node:child_process';
 import { connect, createServer } from 'node:net';
+import { join } from 'node:path';
 
 /** A free loopback port. */
 export function freePort() {
@@ -51,4 +52,21 @@ export class Processes {
     this.#stopping = true;
     for (const child of this.#children) child.kill('SIGTERM');
   }
+}
+
+/**
+ * Starts a standalone streamr-node (`bin`) under `processes` on free loopback ports, its
+ * identity in `dir`, with `extra` arguments, and waits until its RTMP port accepts (up to
+ * 10 s). Resolves to its ports, `{ rtmp, http }`.
+ */
+export async function startNode(processes, bin, dir, extra = []) {
+  const [rtmp, http] = [await freePort(), await freePort()];
+  processes.start(bin, ['--rtmp-listen', `127.0.0.1:${rtmp}`, '--http-listen', `127.0.0.1:${http}`,
+    '--identity', join(dir, 'identity.key'), ...extra], 'streamr-node');
+  const deadline = Date.now() + 10_000;
+  while (!(await accepts(rtmp))) {
+    if (Date.now() >= deadline) throw new Error('streamr-node did not start');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { rtmp, http };
 }
