@@ -88,12 +88,19 @@ fn segment(dir: &Path, tags: &[FlvTag]) -> (HlsDirectory, Vec<TsError>, usize) {
     (out, errors, count)
 }
 
+/// `codec_name,sample_rate` of the first audio stream ffprobe finds in `path`.
 fn probe_audio(path: &Path) -> String {
+    probe_first_audio(path, "codec_name,sample_rate")
+}
+
+/// `entries` (ffprobe's stream fields, comma-separated) of the first audio stream ffprobe finds
+/// in `path`, as CSV; empty when it finds none.
+fn probe_first_audio(path: &Path, entries: &str) -> String {
     let output = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "a:0"])
         .args([
             "-show_entries",
-            "stream=codec_name,sample_rate",
+            &format!("stream={entries}"),
             "-of",
             "csv=p=0",
         ])
@@ -101,6 +108,7 @@ fn probe_audio(path: &Path) -> String {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    // MPEG-TS lists the stream under its program too.
     text.lines()
         .find(|l| !l.trim().is_empty())
         .unwrap_or_default()
@@ -161,24 +169,7 @@ fn mp3_audio_is_carried_into_hls_as_mpeg_audio() {
 
 /// `codec_name,channels` of the first audio stream ffprobe finds in `path`.
 fn probe_channels(path: &Path) -> String {
-    let output = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "a:0"])
-        .args([
-            "-show_entries",
-            "stream=codec_name,channels",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    // MPEG-TS lists the stream under its program too.
-    text.lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
+    probe_first_audio(path, "codec_name,channels")
 }
 
 #[test]

@@ -255,6 +255,37 @@ struct Listed {
     parts_on_disk: usize,
 }
 
+impl Listed {
+    /// How many listed parts are none of the origin's.
+    fn foreign_parts(&self, origin: &Cut) -> usize {
+        self.parts
+            .iter()
+            .filter(|p| !origin.parts.contains(p))
+            .count()
+    }
+
+    /// Whether every segment listed without EXT-X-GAP is the origin's, in both renditions.
+    fn segments_are_the_origins(&self, origin: &Cut) -> bool {
+        self.ts_segments
+            .iter()
+            .all(|s| origin.segments.iter().any(|(_, hash)| hash == s))
+            && self
+                .ll_segments
+                .iter()
+                .all(|s| origin.ll_segments.contains(s))
+    }
+}
+
+/// Where the new upstream of the gap tests stands when the relay reconnects: 200 ms past the
+/// sample's fourth keyframe (at `keyframe_at`), so its cached GOP starts there. The position
+/// of the first tag it has not published.
+fn published_past(tags: &[FlvTag], keyframe_at: usize) -> usize {
+    let keyframe_ms = tags[keyframe_at].timestamp;
+    tags.iter()
+        .position(|tag| tag.timestamp > keyframe_ms + 200)
+        .expect("the sample goes on")
+}
+
 /// A relay's live HLS (1 s segments, every one kept listed, mirrored to a directory) on a
 /// `relay` hub pulling `key()`.
 struct RelayHls {
@@ -478,11 +509,7 @@ async fn a_relay_resuming_past_a_gap_lists_no_part_the_origin_did_not_cut() {
     let tags = crate::common::sample_tags();
     let origin = cut(&tags, false);
     let (keyframe_at, _) = split_at_keyframe(&tags, 3);
-    let keyframe_ms = tags[keyframe_at].timestamp;
-    let published = tags
-        .iter()
-        .position(|tag| tag.timestamp > keyframe_ms + 200)
-        .expect("the sample goes on");
+    let published = published_past(&tags, keyframe_at);
     // The relay lost its upstream `lost` video frames before the keyframe (and the audio
     // between). The new upstream ignores the resume point: its cached GOP starts at that
     // keyframe, past the relay's last frame, and the frames between are lost. The open
@@ -497,10 +524,16 @@ async fn a_relay_resuming_past_a_gap_lists_no_part_the_origin_did_not_cut() {
             .expect("frames before the keyframe")
             .timestamp;
         let listed = listed_after_a_failover(&tags, last_video, published, false).await;
-        let parts = &listed.parts;
-        assert!(parts.len() >= 8, "{} parts listed", parts.len());
-        let foreign = parts.iter().filter(|p| !origin.parts.contains(p)).count();
-        assert_eq!(foreign, 0, "{lost} frames lost: parts none of the origin's");
+        assert!(
+            listed.parts.len() >= 8,
+            "{} parts listed",
+            listed.parts.len()
+        );
+        assert_eq!(
+            listed.foreign_parts(&origin),
+            0,
+            "{lost} frames lost: parts none of the origin's"
+        );
         assert_eq!(
             listed.without_parts, 1,
             "{lost} frames lost: the segment open across the gap"
@@ -514,29 +547,15 @@ async fn a_relay_resuming_past_a_gap_lists_no_part_the_origin_did_not_cut() {
         assert_eq!(listed.gap_files_on_disk, Vec::<String>::new());
         assert!(listed.parts_on_disk >= 8, "{listed:?}");
         assert!(listed.ts_segments.len() >= 2, "{listed:?}");
-        assert!(listed
-            .ts_segments
-            .iter()
-            .all(|s| origin.segments.iter().any(|(_, hash)| hash == s)));
         assert!(listed.ll_segments.len() >= 2, "{listed:?}");
-        assert!(listed
-            .ll_segments
-            .iter()
-            .all(|s| origin.ll_segments.contains(s)));
+        assert!(listed.segments_are_the_origins(&origin), "{listed:?}");
 
         // With resumption nothing is lost and nothing left out.
         let listed = listed_after_a_failover(&tags, last_video, published, true).await;
-        assert!(listed.parts.iter().all(|p| origin.parts.contains(p)));
+        assert_eq!(listed.foreign_parts(&origin), 0);
         assert_eq!(listed.without_parts, 0);
         assert_eq!((listed.ts_gaps.len(), listed.ll_gaps.len()), (0, 0));
-        assert!(listed
-            .ts_segments
-            .iter()
-            .all(|s| origin.segments.iter().any(|(_, hash)| hash == s)));
-        assert!(listed
-            .ll_segments
-            .iter()
-            .all(|s| origin.ll_segments.contains(s)));
+        assert!(listed.segments_are_the_origins(&origin), "{listed:?}");
     }
 }
 
@@ -547,18 +566,9 @@ async fn a_gap_relayed_before_live_hls_first_ran_is_still_its_gap() {
     let tags = crate::common::sample_tags();
     let origin = cut(&tags, false);
     let (keyframe_at, last_video) = split_at_keyframe(&tags, 3);
-    let keyframe_ms = tags[keyframe_at].timestamp;
-    let published = tags
-        .iter()
-        .position(|tag| tag.timestamp > keyframe_ms + 200)
-        .expect("the sample goes on");
+    let published = published_past(&tags, keyframe_at);
     let listed = listed_after_a_failover(&tags, last_video, published, false).await;
-    let foreign = listed
-        .parts
-        .iter()
-        .filter(|p| !origin.parts.contains(p))
-        .count();
-    assert_eq!(foreign, 0, "parts none of the origin's: {listed:?}");
+    assert_eq!(listed.foreign_parts(&origin), 0, "{listed:?}");
     assert_eq!(listed.ts_gaps.len(), 1, "{listed:?}");
     assert_eq!(listed.ts_gaps, listed.ll_gaps);
 }
@@ -597,21 +607,9 @@ async fn a_relay_whose_live_hls_fell_behind_the_ring_lists_only_the_origins_byte
     send_paced(&pull, &tags[at_ms(4_300)..]).await;
     let listed = hls.listed().await;
     drop(pull);
-    let foreign = listed
-        .parts
-        .iter()
-        .filter(|p| !origin.parts.contains(p))
-        .count();
-    assert_eq!(foreign, 0, "parts none of the origin's: {listed:?}");
+    assert_eq!(listed.foreign_parts(&origin), 0, "{listed:?}");
     assert!(listed.parts.len() >= 4, "{listed:?}");
     assert_eq!(listed.ts_gaps.len(), 1, "{listed:?}");
     assert_eq!(listed.ts_gaps, listed.ll_gaps);
-    assert!(listed
-        .ts_segments
-        .iter()
-        .all(|s| origin.segments.iter().any(|(_, hash)| hash == s)));
-    assert!(listed
-        .ll_segments
-        .iter()
-        .all(|s| origin.ll_segments.contains(s)));
+    assert!(listed.segments_are_the_origins(&origin), "{listed:?}");
 }
