@@ -24,8 +24,8 @@ use crate::name::{AppName, NameError};
 use crate::relay::run::FrameRun;
 use crate::relay::subscription::Received;
 use crate::relay::{
-    timed_data, ChunkingKey, Frame, FrameKind, Publisher, RelayError, RelayEvent, StreamKey,
-    Subscription,
+    is_upstream_unpublished, timed_data, ChunkingKey, Frame, FrameKind, Publisher, RelayError,
+    RelayEvent, StreamKey, Subscription, Timeline,
 };
 use crate::rtmp::chunk::ChunkLimits;
 use crate::rtmp::session::{
@@ -157,6 +157,11 @@ struct Playing {
     /// The stream's shared store for this player's chunking key, when its batches may go out
     /// by `sendfile`.
     shared: Option<(ChunkingKey, Arc<SharedStore>)>,
+    /// The current publish is this node's pull of an upstream ([`Timeline::Upstream`]).
+    pulled: bool,
+    /// That pull's upstream said its publisher left
+    /// ([`UPSTREAM_UNPUBLISHED_NOTICE`](crate::relay::UPSTREAM_UNPUBLISHED_NOTICE)).
+    upstream_unpublished: bool,
 }
 
 /// What woke the connection loop.
@@ -577,18 +582,38 @@ impl<'a> Connection<'a> {
                 .map(|store| (key, store));
         }
         let (audio, video) = (playing.audio, playing.video);
-        // A relay is always told: it ends what it cuts where this node does.
-        let notify =
-            self.shared.config.notify_players_on_unpublish || self.session.wants_node_notices();
+        let notify = self.shared.config.notify_players_on_unpublish;
+        // A relay is told when the publisher left, so that it ends what it cuts where this node
+        // does.
+        let relay = self.session.wants_node_notices();
         let mut unpublished_since = playing.unpublished_since;
+        let (mut pulled, mut upstream_unpublished) = (playing.pulled, playing.upstream_unpublished);
+        let stream_key = playing.subscription.key().clone();
         // Taken out while the events are turned into bytes (which may queue session output),
         // and put back empty, keeping its room.
         let mut events = std::mem::take(&mut self.relay_events);
         for event in events.drain(..) {
-            match event {
+            match &event {
                 RelayEvent::PublisherEnded => unpublished_since = Some(Instant::now()),
-                RelayEvent::PublisherStarted | RelayEvent::Frame(_) => unpublished_since = None,
+                RelayEvent::PublisherStarted => {
+                    unpublished_since = None;
+                    pulled =
+                        self.shared.hub.publisher_timeline(&stream_key) == Some(Timeline::Upstream);
+                    upstream_unpublished = false;
+                }
+                RelayEvent::Frame(frame) => {
+                    unpublished_since = None;
+                    if frame.kind() == FrameKind::Metadata
+                        && is_upstream_unpublished(frame.payload())
+                    {
+                        upstream_unpublished = true;
+                    }
+                }
             }
+            // Told when the publisher left, here or upstream, but not when this node's pull of it
+            // failed: the relay then notices the silence and fails over, as it would had this
+            // node died.
+            let tell_relay = relay && (!pulled || upstream_unpublished);
             match event {
                 RelayEvent::Frame(frame) => {
                     let kind = match frame.kind() {
@@ -609,11 +634,11 @@ impl<'a> Connection<'a> {
                         self.queue.push(bytes);
                     }
                 }
-                RelayEvent::PublisherEnded if notify => {
+                RelayEvent::PublisherEnded if notify || tell_relay => {
                     self.session.notify_unpublished(stream_id)?;
                     self.queue_session_output();
                 }
-                RelayEvent::PublisherStarted if notify => {
+                RelayEvent::PublisherStarted if notify || relay => {
                     self.session.notify_republished(stream_id)?;
                     self.queue_session_output();
                 }
@@ -623,6 +648,8 @@ impl<'a> Connection<'a> {
         self.relay_events = events;
         if let Some(playing) = self.playing.as_mut() {
             playing.unpublished_since = unpublished_since;
+            playing.pulled = pulled;
+            playing.upstream_unpublished = upstream_unpublished;
         }
         Ok(())
     }
@@ -858,6 +885,9 @@ impl<'a> Connection<'a> {
                     unpublished_since,
                     frames_dropped: 0,
                     shared: None,
+                    pulled: self.shared.hub.publisher_timeline(&request.key)
+                        == Some(Timeline::Upstream),
+                    upstream_unpublished: false,
                 });
                 ServerCounters::add(&self.shared.counters.players, 1);
                 self.shared

@@ -697,3 +697,61 @@ async fn a_relay_keeps_relaying_while_its_reassignment_ask_goes_unanswered() {
     drop(publisher);
     origin.shutdown().await;
 }
+
+/// A relay (C) pulling from another relay (B) is told the publish ended when B's own upstream
+/// said its publisher left, and ends its publish at once (its live HLS cuts where the origin
+/// did); when B's pull failed instead, C is not told: it notices the silence and fails over,
+/// as it would had B died.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_hears_of_a_publisher_leaving_upstream_but_not_of_its_upstreams_pull_failing() {
+    use streamr_media::relay::Timeline;
+    use streamr_media::server::AllowAll;
+
+    let b_hub = RelayHub::default();
+    let b = RelayServer::start_on_hub(
+        RelayServerConfig::default().with_bind(loopback()),
+        Arc::new(AllowAll),
+        b_hub.clone(),
+    )
+    .await
+    .expect("B starts");
+    let c_hub = RelayHub::default();
+    let c = UpstreamPuller::new(
+        c_hub.clone(),
+        UpstreamConfig {
+            upstreams: vec![format!("rtmp://{}", b.local_addr())],
+            idle_timeout: Duration::from_secs(120),
+            ..UpstreamConfig::default()
+        },
+    );
+    let tags = crate::common::sample_tags();
+    for publisher_left in [true, false] {
+        let key =
+            StreamKey::parse("live", if publisher_left { "left" } else { "failed" }).expect("key");
+        // B's pull of the stream.
+        let pull = b_hub
+            .publish_with(key.clone(), Timeline::Upstream)
+            .expect("B pulls");
+        for tag in tags.iter().filter(|tag| tag.timestamp < 3_000) {
+            let kind = match tag.tag_type {
+                FlvTagType::Audio => FrameKind::Audio,
+                FlvTagType::Video => FrameKind::Video,
+                _ => FrameKind::Metadata,
+            };
+            pull.send(kind, tag.timestamp, tag.data.clone());
+        }
+        assert!(c.ensure(&key));
+        wait_until("C pulls from B", || c_hub.is_publishing(&key)).await;
+        if publisher_left {
+            pull.end_upstream_publish();
+            wait_until("C ends its publish", || !c_hub.is_publishing(&key)).await;
+        } else {
+            drop(pull);
+            // Well within C's stall timeout (10 s): C still holds its publish open.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert!(c_hub.is_publishing(&key), "C was told the publish ended");
+        }
+    }
+    drop(c);
+    b.shutdown().await;
+}
