@@ -585,34 +585,24 @@ fn a_forward_timestamp_jump_goes_through_an_origin_and_a_friend_cleanly() {
             .collect()
     };
     assert_eq!(ll_bytes(&friend.ll), ll_bytes(&origin.ll[2..]));
+    // ffprobe decodes each segment and reads its video as long as its EXTINF says.
+    let check = |file: String, bytes: &[u8], duration_ms: u64| {
+        probe(dir, &file, bytes, true);
+        let probed = probed_video_span_ms(dir, &file, bytes);
+        assert!(
+            probed.abs_diff(duration_ms) <= 100,
+            "{file}: ffprobe reads {probed} ms, EXTINF {duration_ms} ms"
+        );
+        eprintln!("{file}: EXTINF {duration_ms} ms, ffprobe {probed} ms");
+    };
     for segment in &origin.ts {
         let file = format!("jump-{}.ts", segment.sequence);
-        probe(dir, &file, &segment.bytes, true);
-        let probed = probed_video_span_ms(dir, &file, &segment.bytes);
-        assert!(
-            probed.abs_diff(segment.duration_ms) <= 100,
-            "{file}: ffprobe reads {probed} ms, EXTINF {} ms",
-            segment.duration_ms
-        );
-        eprintln!(
-            "{file}: EXTINF {} ms, ffprobe {probed} ms",
-            segment.duration_ms
-        );
+        check(file, &segment.bytes, segment.duration_ms);
     }
     for segment in &origin.ll {
         let mut bytes = segment.init.bytes.to_vec();
         bytes.extend_from_slice(&segment.bytes);
         let file = format!("jump-{}.mp4", segment.sequence);
-        probe(dir, &file, &bytes, true);
-        let probed = probed_video_span_ms(dir, &file, &bytes);
-        assert!(
-            probed.abs_diff(segment.duration_ms) <= 100,
-            "{file}: ffprobe reads {probed} ms, EXTINF {} ms",
-            segment.duration_ms
-        );
-        eprintln!(
-            "{file}: EXTINF {} ms, ffprobe {probed} ms",
-            segment.duration_ms
-        );
+        check(file, &bytes, segment.duration_ms);
     }
 }
