@@ -923,7 +923,8 @@ mod tests {
 
     /// `segments` (in order) are cut as a forward jump requires: those before it end at most
     /// one frame `interval` after its last frame, none runs past the start of the next, and
-    /// the first after it carries a discontinuity.
+    /// the first after it carries a discontinuity when a segment comes before it (a playlist's
+    /// first segment needs none).
     fn check_cut_around_jump(
         segments: &[Segment],
         jump: ForwardJump,
@@ -949,9 +950,12 @@ mod tests {
                 pair[1].start_timestamp_ms
             );
         }
-        if let Some(after) = segments
+        let after = segments
             .iter()
-            .find(|s| s.start_timestamp_ms >= jump.first_after_ms)
+            .position(|s| s.start_timestamp_ms >= jump.first_after_ms);
+        if let Some(after) = after
+            .filter(|&index| index > 0)
+            .map(|index| &segments[index])
         {
             prop_assert!(
                 after.discontinuity,
