@@ -377,27 +377,52 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Resolves when the process is asked to stop (Ctrl-C, or SIGTERM on Unix).
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// The process's requests to stop (Ctrl-C, or SIGTERM on Unix), listened for from the moment
+/// it is made: one that comes while the node is still starting is kept, and the node stops
+/// cleanly as soon as it is up, rather than being killed half-started.
+struct ShutdownSignal {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignal {
+    /// Starts listening (within the runtime).
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            ShutdownSignal {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        ShutdownSignal {}
+    }
+
+    /// Resolves when the process is asked to stop; never where no signal could be listened for.
+    async fn requested(self) {
+        #[cfg(unix)]
+        {
+            async fn next(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = next(self.interrupt) => {},
+                _ = next(self.terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
     }
 }
 
@@ -479,6 +504,7 @@ async fn main() -> anyhow::Result<()> {
     let argv = streamr_net::cli::with_config_file(&Args::command(), std::env::args_os().collect())?;
     let mut args = Args::parse_from(argv);
     init_logging(args.log_format);
+    let shutdown = ShutdownSignal::listen();
     if args.coordinator_public_key.is_none() {
         if let Ok(old) = std::env::var("STREAMR_COORDINATOR_KEY") {
             warn!("STREAMR_COORDINATOR_KEY is the old name of STREAMR_COORDINATOR_PUBLIC_KEY");
@@ -530,7 +556,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(addr) = node.https_addr() {
         info!("HLS and HTTP-FLV over TLS at https://{addr}/live/<stream>.m3u8 (.flv)");
     }
-    shutdown_signal().await;
+    shutdown.requested().await;
     info!("shutting down");
     node.shutdown().await;
     Ok(())
