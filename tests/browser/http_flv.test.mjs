@@ -148,6 +148,8 @@ before(async () => {
   assert.ok(NODE_BIN, 'STREAMR_NODE_BIN must name the streamr-node binary (run.sh sets it)');
   mkdirSync(ARTIFACTS, { recursive: true });
   dir = mkdtempSync(join(tmpdir(), 'streamr-http-flv-'));
+  // The node has 10 s to start, and what waits on it below counts from here too.
+  const deadline = Date.now() + 10_000;
   const { rtmp, http } = await startNode(processes, NODE_BIN, dir);
   httpPort = http;
   for (const stream of Object.values(STREAMS)) stream.publishedAt = publish(rtmp, stream);

@@ -68,6 +68,8 @@ before(async () => {
   spki = makeCertificates();
   const ca = readFileSync(join(dir, 'ca.pem'));
   const https = await freePort();
+  // The node has 10 s to start, and what waits on it below counts from here too.
+  const deadline = Date.now() + 10_000;
   const { rtmp } = await startNode(processes, NODE_BIN, dir, ['--https-listen', `127.0.0.1:${https}`,
     '--tls-cert', join(dir, 'node.pem'), '--tls-key', join(dir, 'node.key')]);
   processes.start('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-re', '-stream_loop', '-1', '-i', SAMPLE,
