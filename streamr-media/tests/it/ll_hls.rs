@@ -909,13 +909,7 @@ fn fragment_spans(segment: &[u8]) -> Vec<Vec<(u32, u64, u64)>> {
             children(moof, b"traf")
                 .into_iter()
                 .map(|traf| {
-                    let id = be32(children(traf, b"tfhd")[0], 4);
-                    let tfdt = children(traf, b"tfdt")[0];
-                    let start = if tfdt[0] == 1 {
-                        u64::from_be_bytes(tfdt[4..12].try_into().unwrap())
-                    } else {
-                        u64::from(be32(tfdt, 4))
-                    };
+                    let (id, start) = track_and_start(traf);
                     let trun = children(traf, b"trun")[0];
                     let flags = be32(trun, 0) & 0x00ff_ffff;
                     assert!(flags & 0x100 != 0, "trun carries sample durations");
@@ -1239,19 +1233,25 @@ fn an_audio_configuration_following_a_video_one_keeps_the_segment_it_opened() {
     }
 }
 
+/// A track fragment's (`traf`) track ID (`tfhd`) and decode start (`tfdt`, version 0 or 1).
+fn track_and_start(traf: &[u8]) -> (u32, u64) {
+    let id = be32(children(traf, b"tfhd")[0], 4);
+    let tfdt = children(traf, b"tfdt")[0];
+    let start = if tfdt[0] == 1 {
+        u64::from_be_bytes(tfdt[4..12].try_into().unwrap())
+    } else {
+        u64::from(be32(tfdt, 4))
+    };
+    (id, start)
+}
+
 /// For each fragment (`moof`) of `segment`: track ID → (`tfdt` start, sample count).
 fn fragment_samples(segment: &[u8]) -> Vec<(u32, u64, usize)> {
     children(segment, b"moof")
         .into_iter()
         .flat_map(|moof| children(moof, b"traf"))
         .map(|traf| {
-            let id = be32(children(traf, b"tfhd")[0], 4);
-            let tfdt = children(traf, b"tfdt")[0];
-            let start = if tfdt[0] == 1 {
-                u64::from_be_bytes(tfdt[4..12].try_into().unwrap())
-            } else {
-                u64::from(be32(tfdt, 4))
-            };
+            let (id, start) = track_and_start(traf);
             let trun = children(traf, b"trun")[0];
             (id, start, be32(trun, 4) as usize)
         })
