@@ -588,7 +588,8 @@ impl<'a> Connection<'a> {
         let relay = self.session.wants_node_notices();
         let mut unpublished_since = playing.unpublished_since;
         let (mut pulled, mut upstream_unpublished) = (playing.pulled, playing.upstream_unpublished);
-        let stream_key = playing.subscription.key().clone();
+        // Only a relay's notices depend on it: a player's batch clones nothing.
+        let stream_key = relay.then(|| playing.subscription.key().clone());
         // Taken out while the events are turned into bytes (which may queue session output),
         // and put back empty, keeping its room.
         let mut events = std::mem::take(&mut self.relay_events);
@@ -597,8 +598,10 @@ impl<'a> Connection<'a> {
                 RelayEvent::PublisherEnded => unpublished_since = Some(Instant::now()),
                 RelayEvent::PublisherStarted => {
                     unpublished_since = None;
-                    pulled =
-                        self.shared.hub.publisher_timeline(&stream_key) == Some(Timeline::Upstream);
+                    pulled = stream_key
+                        .as_ref()
+                        .and_then(|key| self.shared.hub.publisher_timeline(key))
+                        == Some(Timeline::Upstream);
                     upstream_unpublished = false;
                 }
                 RelayEvent::Frame(frame) => {
