@@ -11,8 +11,9 @@ use crate::fmp4::Fmp4Error;
 
 /// The segmenter, the packager and the playlist of one stream, fed tag by tag. The MPEG-TS
 /// segments are produced too (they decide the cut points and sequence numbers) and returned.
-/// The playlist's TARGETDURATION is the segmenter's longest segment allowed
-/// ([`SegmenterConfig::target_duration_secs`]) and its PART-TARGET the packager's
+/// The playlist's TARGETDURATION is the segmenter's LL-HLS target duration
+/// ([`Segmenter::ll_target_duration_secs`], which holds every segment of both renditions) and
+/// its PART-TARGET the packager's
 /// ([`LlPackager::part_target_ms`]: the configured target fitted to the stream's frame timing,
 /// fixed when the first segment closes, before the playlist lists anything): both come from
 /// the configuration and the stream itself, so nodes declare the same.
@@ -99,9 +100,10 @@ impl LlHlsStream {
 
     /// The publisher ended: closes the last segments and ends the playlist.
     pub fn finish(&mut self) -> Result<LlOutput, Fmp4Error> {
+        // The segmenter first: closing the first listed segment fixes the target duration.
+        let ts = self.segmenter.finish();
         let ll = self.packager.flush()?;
         self.apply(&ll);
-        let ts = self.segmenter.finish();
         self.playlist.end();
         Ok(LlOutput { ts, ll })
     }
@@ -116,10 +118,18 @@ impl LlHlsStream {
         &self.segmenter
     }
 
+    /// The fMP4 packager.
+    pub fn packager(&self) -> &LlPackager {
+        &self.packager
+    }
+
     fn apply(&mut self, events: &[LlEvent]) {
         // Fixed once the first segment is listed (the packager fixes it when that closes).
         self.playlist
             .set_part_target(self.packager.part_target_ms());
+        if let Some(secs) = self.segmenter.ll_target_duration_secs() {
+            self.playlist.set_target_duration(secs);
+        }
         for event in events {
             self.playlist.apply(event);
         }

@@ -449,6 +449,9 @@ mod tests {
     /// segments (start, hash, part hashes), the TARGETDURATION of its TS segments, and its final
     /// LL playlist.
     struct NodeOutput {
+        /// The timing this node would announce (once both targets are fixed), with the index
+        /// of the tag after which it was.
+        timing: Option<(usize, crate::hls::HlsTiming)>,
         ts: Vec<(u64, blake3::Hash, u64)>,
         ll: Vec<(u64, blake3::Hash, Vec<blake3::Hash>)>,
         /// Each segment's start, duration and discontinuity flag, MPEG-TS then LL-HLS.
@@ -474,8 +477,18 @@ mod tests {
         };
         let mut ts_events = Vec::new();
         let mut ll_events = Vec::new();
-        for tag in tags {
+        let mut timing = None;
+        for (index, tag) in tags.iter().enumerate() {
             let out = stream.push(tag).unwrap();
+            if timing.is_none() && stream.packager().part_target_fixed() {
+                timing = stream.segmenter().target_duration_secs().map(|secs| {
+                    let timing = crate::hls::HlsTiming {
+                        part_target_ms: Some(stream.packager().part_target_ms()),
+                        target_duration_secs: secs,
+                    };
+                    (index, timing)
+                });
+            }
             if !out.ll.is_empty() && stream.playlist().has_segments() {
                 let text = stream.playlist().render(false);
                 let violations = check_ll_playlist(&text);
@@ -520,12 +533,43 @@ mod tests {
             .map(|s| (s.start_timestamp_ms, s.hash, s.part_hashes))
             .collect();
         Ok(NodeOutput {
+            timing,
             ts,
             ll,
             cuts,
             ts_target_secs: stream.segmenter().target_duration_secs(),
             playlist: stream.playlist().render(false),
         })
+    }
+
+    /// What a friend joining at tag `start` (after the `headers` first tags) receives: the
+    /// headers, the origin's timing announcement (`onStreamrHlsTiming`) before its first frame
+    /// when the origin made it before `start`, then the tags from `start` on, with the
+    /// announcement where the origin made it when that comes later, as a relay's upstream
+    /// appends it to the stream.
+    fn joined_tags(
+        tags: &[FlvTag],
+        headers: usize,
+        start: usize,
+        timing: Option<(usize, crate::hls::HlsTiming)>,
+    ) -> Vec<FlvTag> {
+        let notice = |at: usize, timing: &crate::hls::HlsTiming| FlvTag {
+            tag_type: FlvTagType::ScriptData,
+            timestamp: tags.get(at).map_or(0, |t| t.timestamp),
+            stream_id: 0,
+            data: timing.encode(),
+        };
+        let mut joined: Vec<FlvTag> = tags[..headers].to_vec();
+        if let Some((at, timing)) = timing.as_ref().filter(|(at, _)| *at < start) {
+            joined.push(notice(*at, timing));
+        }
+        for (index, tag) in tags.iter().enumerate().skip(start) {
+            joined.push(tag.clone());
+            if let Some((at, timing)) = timing.as_ref().filter(|(at, _)| *at == index) {
+                joined.push(notice(*at, timing));
+            }
+        }
+        joined
     }
 
     /// The playlist's TARGETDURATION and EXT-X-PART-INF lines.
@@ -601,9 +645,8 @@ mod tests {
                 .collect();
             prop_assume!(!joinable.is_empty(), "no audio frame");
             let start = joinable[join.index(joinable.len())];
-            let joined: Vec<FlvTag> =
-                tags[..headers].iter().chain(&tags[start..]).cloned().collect();
             let origin = node_output(&tags, false)?;
+            let joined = joined_tags(&tags, headers, start, origin.timing);
             let friend = node_output(&joined, true)?;
             let joined_at = u64::from(tags[start].timestamp);
             prop_assert!(!origin.ts.is_empty() && !origin.ll.is_empty(), "the origin lists its segments");
@@ -706,11 +749,9 @@ mod tests {
             tags.push(video(byte, timestamp, &[0x32, 0x01, i as u8]));
         }
         let join = tags.iter().position(|t| t.timestamp == 1_000).unwrap();
-        let joined: Vec<FlvTag> = tags[..2].iter().chain(&tags[join..]).cloned().collect();
-        (
-            node_output(&tags, false).unwrap(),
-            node_output(&joined, true).unwrap(),
-        )
+        let origin = node_output(&tags, false).unwrap();
+        let joined = joined_tags(&tags, 2, join, origin.timing);
+        (origin, node_output(&joined, true).unwrap())
     }
 
     fn starts(ts: &[(u64, blake3::Hash, u64)]) -> Vec<(u64, u64)> {
@@ -983,6 +1024,101 @@ mod tests {
             let violations = check_ll_playlist(&text);
             prop_assert!(violations.is_empty(), "{violations:#?}\n{text}");
         }
+    }
+
+    /// Video frames `interval` ms apart, declared in onMetaData, a keyframe opening each GOP of
+    /// `gops` (ms).
+    fn gop_tags(interval: u64, gops: &[u64]) -> Vec<FlvTag> {
+        let mut tags = vec![
+            metadata(1_000.0 / interval as f64),
+            video(0x90, 0, &[0x81, 0x00, 0x0C, 0x00]),
+        ];
+        let mut timestamp = 0;
+        for gop in gops {
+            let end = timestamp + gop;
+            let mut first = true;
+            while first || timestamp < end {
+                let byte = if first { 0x91 } else { 0xA1 };
+                tags.push(video(byte, timestamp, &[0x32, 0x01, timestamp as u8]));
+                first = false;
+                timestamp += interval;
+            }
+        }
+        tags
+    }
+
+    /// The LL-HLS playlist after feeding `tags` to a stream with the default configuration
+    /// (4 s segments, 12 s the longest allowed), checked against every rule at every version,
+    /// and the stream.
+    fn ll_playlist_of(tags: &[FlvTag]) -> (String, LlHlsStream) {
+        let mut stream = LlHlsStream::new(
+            SegmenterConfig::default(),
+            LlPackagerConfig::default(),
+            6,
+            "",
+        );
+        for tag in tags {
+            let out = stream.push(tag).unwrap();
+            if !out.ll.is_empty() && stream.playlist().has_segments() {
+                let text = stream.playlist().render(false);
+                assert_eq!(check_ll_playlist(&text), vec![], "{text}");
+            }
+        }
+        (stream.playlist().render(false), stream)
+    }
+
+    /// Players take their live edge and reload cadence from TARGETDURATION: 30 fps with 2 s
+    /// GOPs makes 4 s segments, and the LL-HLS playlist declares 4, as the MPEG-TS one does, not
+    /// the 12 s longest allowed (video.js started 8 to 11 s behind live on it).
+    #[test]
+    fn the_ll_target_duration_is_the_segments_not_the_longest_allowed() {
+        let (text, stream) = ll_playlist_of(&gop_tags(33, &[2_000; 12]));
+        assert!(
+            text.contains(
+                "#EXT-X-TARGETDURATION:4
+"
+            ),
+            "{text}"
+        );
+        assert_eq!(stream.segmenter().target_duration_secs(), Some(4));
+        assert_eq!(stream.segmenter().ll_target_duration_secs(), Some(4));
+        // 61 frames of 33 ms a GOP.
+        assert!(text.contains("#EXTINF:4.026,"), "{text}");
+    }
+
+    /// A GOP longer than the target duration the first GOPs set (a 9 s GOP after 2 s ones) is
+    /// held to it in the LL-HLS rendition too: its segment ends by 4.499 s (EXTINF rounding to
+    /// 4), the frames up to the next keyframe are left out, and the next segment follows a
+    /// discontinuity; TARGETDURATION never changes.
+    #[test]
+    fn a_gop_longer_than_the_ll_target_duration_is_held_to_it() {
+        let (text, _) = ll_playlist_of(&gop_tags(
+            33,
+            &[
+                2_000, 2_000, 2_000, 2_000, 9_000, 2_000, 2_000, 2_000, 2_000,
+            ],
+        ));
+        assert!(
+            text.contains(
+                "#EXT-X-TARGETDURATION:4
+"
+            ),
+            "{text}"
+        );
+        let durations: Vec<f64> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .filter_map(|d| d.trim_end_matches(',').parse().ok())
+            .collect();
+        assert!(durations.len() >= 4, "{text}");
+        assert!(durations.iter().all(|d| *d < 4.5), "{durations:?}");
+        assert!(
+            text.contains(
+                "#EXT-X-DISCONTINUITY
+"
+            ),
+            "{text}"
+        );
     }
 
     /// An AAC tag (`first` 0 for the sequence header, 1 for a frame).

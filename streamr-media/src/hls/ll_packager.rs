@@ -196,10 +196,12 @@ struct OpenLl {
     previous_init: Option<blake3::Hash>,
     /// The MPEG-TS segmenter marked the segment discontinuous.
     ts_discontinuity: bool,
-    /// The longest it may last ([`OpenSegmentInfo::max_duration_ms`]): also the longest a
-    /// sample of it may last, a successor further away being a jump in the timeline.
-    max_duration_ms: u64,
-    /// Where it ends at the latest (`max_duration_ms` from its start).
+    /// The longest a sample of it may last ([`OpenSegmentInfo::jump_ms`]), a successor
+    /// further away being a jump in the timeline.
+    jump_ms: u64,
+    /// Where it ends at the latest ([`OpenSegmentInfo::max_duration_ms`] from its start, as the
+    /// MPEG-TS segmenter holds it now: a relay may learn the target duration after the
+    /// segment opened).
     max_end_ms: u64,
 }
 
@@ -431,11 +433,41 @@ impl LlPackager {
         let segment_changed = self.open.as_ref().is_some_and(|open| {
             open.sequence != segment.sequence || open.start_ms != segment.start_timestamp_ms
         });
-        if segment_changed && self.jumps_forward(timestamp) {
-            // The timeline jumped forward to this frame, which the MPEG-TS segmenter cut at after
-            // ending the segment before where its media ends: so does this one, its newest
-            // samples lasting their track's last interval, not the gap.
+        if let Some(open) = self.open.as_mut().filter(|_| !segment_changed) {
+            open.max_end_ms = open.start_ms.saturating_add(segment.max_duration_ms.max(1));
+        }
+        let past_limit = self
+            .open
+            .as_ref()
+            .is_some_and(|open| timestamp > open.max_end_ms);
+        let jumps = self.jumps_forward(timestamp);
+        if segment_changed && (jumps || past_limit) {
+            // The timeline jumped forward to this frame, or it comes after the longest the
+            // segment may last (a stalled video track): the MPEG-TS segmenter cut at it after
+            // ending the segment before where its media ends, and so does this one, its newest
+            // samples lasting their track's last interval (never past the limit), not the gap.
+            // Both renditions' segments then last the same, which the target duration derived
+            // from the first one holds.
+            let driving_video = self.open.as_ref().is_some_and(|o| o.has_video);
+            let driving_dts = if driving_video {
+                self.pending_video.as_ref()
+            } else {
+                self.pending_audio.as_ref()
+            }
+            .map(|p| p.dts_ms)
+            .filter(|_| !jumps);
             self.close(None, &mut events)?;
+            // A stalled frame still came at the interval to its successor (a jump is no
+            // interval): the next sample's expected duration follows the frames alone, as on
+            // a node whose segment started later and took the whole interval.
+            if let Some(dts) = driving_dts {
+                let gap_ms = if driving_video {
+                    &mut self.video_gap_ms
+                } else {
+                    &mut self.audio_gap_ms
+                };
+                *gap_ms = gap(dts, timestamp, *gap_ms);
+            }
         } else if segment_changed {
             // The MPEG-TS segmenter cut at this frame: the driving track's newest sample ends here,
             // but never past the longest the segment may last. A frame that far on (a GOP or a
@@ -786,7 +818,7 @@ impl LlPackager {
             announced: false,
             previous_init,
             ts_discontinuity: segment.discontinuity,
-            max_duration_ms: segment.max_duration_ms.max(1),
+            jump_ms: segment.jump_ms.max(1),
             max_end_ms: timestamp.saturating_add(segment.max_duration_ms.max(1)),
         });
         Ok(())
@@ -811,9 +843,9 @@ impl LlPackager {
     }
 
     /// True when a frame at `timestamp` jumps forward in the timeline of the open segment, as
-    /// the MPEG-TS segmenter tells one: it comes more than the longest the segment may last
-    /// ([`OpenSegmentInfo::max_duration_ms`]) after the newest sample of the track that times
-    /// the segment.
+    /// the MPEG-TS segmenter tells one: it comes more than the longest a frame may last
+    /// ([`OpenSegmentInfo::jump_ms`]) after the newest sample of the track that times the
+    /// segment.
     fn jumps_forward(&self, timestamp: u64) -> bool {
         let Some(open) = self.open.as_ref() else {
             return false;
@@ -825,7 +857,7 @@ impl LlPackager {
         };
         newest
             .as_ref()
-            .is_some_and(|sample| timestamp > sample.dts_ms.saturating_add(open.max_duration_ms))
+            .is_some_and(|sample| timestamp > sample.dts_ms.saturating_add(open.jump_ms))
     }
 
     /// Moves the driving track's pending sample into the open part, ending at `next_ms`.

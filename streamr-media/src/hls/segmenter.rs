@@ -100,10 +100,13 @@ pub struct OpenSegmentInfo {
     /// segment, opened at the frame it joined at) it is cut but never reported, and gets no
     /// sequence number of its own.
     pub listed: bool,
-    /// The longest it may last ([`SegmenterConfig::target_duration_secs`]), in milliseconds:
-    /// where it ends at the latest when the stream ends or jumps before its newest frame's
-    /// successor tells that frame's duration.
+    /// The longest it may last ([`Segmenter::segment_limit_ms`]), in milliseconds: where it
+    /// ends at the latest when the stream ends or jumps before its newest frame's successor
+    /// tells that frame's duration.
     pub max_duration_ms: u64,
+    /// The longest a frame may last ([`SegmenterConfig::target_duration_secs`]), in
+    /// milliseconds: a successor further away is a forward jump in the timeline.
+    pub jump_ms: u64,
 }
 
 /// What the segmenter reports.
@@ -285,6 +288,35 @@ impl Segmenter {
             .map(|secs| u64::from(secs) * 1_000 + 499)
     }
 
+    /// The LL-HLS playlist's EXT-X-TARGETDURATION in seconds, known when the MPEG-TS one is
+    /// ([`Segmenter::target_duration_secs`]): the same value, but never below the aimed segment
+    /// length rounded up to whole seconds (a fixed MPEG-TS target below it would otherwise cut
+    /// every segment short) nor above [`SegmenterConfig::target_duration_secs`]. Segments of
+    /// both renditions are held to it ([`Segmenter::segment_limit_ms`]), so players that take
+    /// their live edge and reload cadence from the target duration play as close to live on
+    /// the LL-HLS playlist as on the MPEG-TS one.
+    pub fn ll_target_duration_secs(&self) -> Option<u32> {
+        let aimed = u32::try_from(self.config.grid_ms().div_ceil(1_000)).unwrap_or(u32::MAX);
+        self.target_duration_secs
+            .map(|secs| secs.max(aimed).min(self.config.target_duration_secs.max(1)))
+    }
+
+    /// The longest a segment may last, in milliseconds: until the target duration is known,
+    /// the longest allowed ([`SegmenterConfig::target_duration_secs`]); from then on the LL-HLS
+    /// target duration ([`Segmenter::ll_target_duration_secs`]) plus 499 ms, so that every
+    /// segment's EXTINF rounds to it at most (RFC 8216bis 4.4.3.1). A frame that would end
+    /// past it ends the segment before it; the frames up to the next keyframe are left out of
+    /// both renditions and the next segment follows a discontinuity. The limit always exceeds
+    /// the aimed segment length by at least 0.4 s, so a node that joined mid-stream cuts at
+    /// the same keyframes after such a gap as one that saw the segment's start.
+    pub fn segment_limit_ms(&self) -> u64 {
+        self.ll_target_duration_secs()
+            .map_or(self.config.max_ms(), |secs| {
+                u64::from(secs).saturating_mul(1_000).saturating_add(499)
+            })
+            .min(self.config.max_ms())
+    }
+
     /// The configuration.
     pub fn config(&self) -> SegmenterConfig {
         self.config
@@ -336,7 +368,8 @@ impl Segmenter {
             start_timestamp_ms: open.start_ms,
             discontinuity: open.discontinuity,
             listed: open.listed,
-            max_duration_ms: self.config.max_ms(),
+            max_duration_ms: self.segment_limit_ms(),
+            jump_ms: self.config.max_ms(),
         })
     }
 
@@ -461,7 +494,14 @@ impl Segmenter {
             } else {
                 elapsed
             };
-            if ends_at > self.config.max_ms() {
+            // The other track (audio beside video) may run seconds ahead of the video (an
+            // audio sync offset): only a stalled video track holds it to the longest allowed.
+            let limit = if times_segments {
+                self.segment_limit_ms()
+            } else {
+                self.config.max_ms()
+            };
+            if ends_at > limit {
                 // No keyframe for longer than any segment may last (a stalled video track or a
                 // jump in the timeline): end the segment where its media ends; the stream goes on
                 // at the next keyframe, after a discontinuity.
@@ -644,7 +684,7 @@ impl Segmenter {
     /// Where an open segment's media ends when no next frame says so: one frame interval after
     /// its last frame, but never past the target duration.
     fn natural_end(&self, open: &OpenSegment) -> u64 {
-        let limit = open.start_ms.saturating_add(self.config.max_ms());
+        let limit = open.start_ms.saturating_add(self.segment_limit_ms());
         open.last_ms
             .saturating_add(self.last_frame_gap_ms)
             .min(limit)
@@ -1380,10 +1420,11 @@ mod tests {
                 (0, 4_000, false),
                 (4_000, 4_000, false),
                 (8_000, 4_000, false),
-                // Each 10 s GOP: its first 4.499 s, the rest left out.
-                (12_000, 4_499, false),
-                (22_000, 4_499, true),
-                (32_000, 4_499, true),
+                // Each 10 s GOP: its frames whose media ends within 4.499 s (the last one
+                // 40 ms from 4.440 s), the rest left out in both renditions.
+                (12_000, 4_480, false),
+                (22_000, 4_480, true),
+                (32_000, 4_480, true),
                 // 2 s GOPs again, on the 4 s grid.
                 (42_000, 2_000, true),
                 (44_000, 4_000, false),
@@ -1420,7 +1461,7 @@ mod tests {
             segments,
             vec![
                 (0, 4_000, false),
-                (4_000, 4_499, false),
+                (4_000, 4_480, false),
                 (13_000, 4_000, true),
                 (17_000, 2_000, false),
             ]

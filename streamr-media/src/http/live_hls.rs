@@ -1312,9 +1312,10 @@ impl StreamTask {
                 ));
             }
         }
-        // TARGETDURATION is the configured one, PART-TARGET the packager's (from the
-        // configuration and what every node receives before the first frame, fixed when the
-        // first segment opens): every node declares the same.
+        // TARGETDURATION is the segmenter's (derived from the first GOPs, fixed, or taken from
+        // the origin's announcement, known when the first listed segment closes), PART-TARGET
+        // the packager's (from the configuration and what every node receives before the first
+        // frame, fixed when the first segment closes): every node declares the same.
         // Events held while a relay learned the origin's numbers are published later, from
         // the same packager (it outlives the stream's events).
         let part_target = self
@@ -1342,9 +1343,13 @@ impl StreamTask {
                 "the stream's frames are not timed as its onMetaData framerate declares (or it declares none): an LL-HLS segment whose parts would break PART-TARGET is listed without parts, so LL-HLS players wait for the whole segment there (logged once per stream)"
             );
         }
+        let target_duration = self.segmenter.ll_target_duration_secs();
         self.with_ll(|playlist| {
             if part_target > 0 {
                 playlist.set_part_target(part_target);
+            }
+            if let Some(secs) = target_duration {
+                playlist.set_target_duration(secs);
             }
             for event in &events {
                 playlist.apply(event);

@@ -395,10 +395,19 @@ fn a_relay_takes_the_origins_announced_timing_where_measuring_would_differ() {
             "MPEG-TS segment {segment:?} is not the origin's"
         );
     }
-    // The 6 s GOPs are held to the origin's target in MPEG-TS, as at the origin.
+    // The 6 s GOPs are held to the origin's target in both renditions, as at the origin: each
+    // ends with the last 200 ms frame whose media ends within the target plus 0.499 s.
     let limit = u64::from(target_duration) * 1_000 + 499;
     assert!(told_out.ts_hashes.iter().all(|(_, ms, _)| *ms <= limit));
-    assert!(told_out.ts_hashes.iter().any(|(_, ms, _)| *ms == limit));
+    assert!(told_out
+        .ts_hashes
+        .iter()
+        .any(|(_, ms, _)| *ms + 200 > limit));
+    assert!(told_out.ll.iter().all(|s| s.duration_ms <= limit));
+    assert!(
+        text.contains(&format!("#EXT-X-TARGETDURATION:{target_duration}\n")),
+        "{text}"
+    );
 }
 
 #[test]
