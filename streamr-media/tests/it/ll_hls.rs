@@ -1565,3 +1565,54 @@ fn a_segment_is_reported_with_its_first_part_or_when_its_parts_are_withdrawn() {
     started.sort_unstable();
     assert_eq!(started, completed);
 }
+
+/// AAC frames last 1024 samples (23.2 ms at 44.1 kHz), which millisecond timestamps round to
+/// 23 or 24 ms: the audio frame that ends a part is given the interval before it, and the next
+/// part's audio starts where that frame ended, so the track's decode times run on across every
+/// part boundary, with neither a gap nor an overlap (players log either as a discontinuity).
+#[test]
+fn each_parts_audio_starts_where_the_part_before_ended() {
+    let tags = media("av_bframes.flv");
+    let mut s = stream();
+    let mut segments = Vec::new();
+    for tag in &tags {
+        for event in s.push(tag).unwrap().ll {
+            if let LlEvent::SegmentReady(segment) = event {
+                segments.push(segment);
+            }
+        }
+    }
+    assert!(segments.len() >= 4);
+    let scales = timescales(&segments[0].init.bytes);
+    let audio_scale = scales
+        .iter()
+        .find(|(id, _)| *id == AUDIO_TRACK_ID)
+        .unwrap()
+        .1;
+    assert!(
+        [44_100, 48_000].contains(&audio_scale),
+        "the audio track's timescale is its sample rate: {audio_scale}"
+    );
+    let mut previous_end = None;
+    let mut boundaries = 0;
+    for segment in &segments {
+        for (index, spans) in fragment_spans(&segment.bytes).iter().enumerate() {
+            let Some(&(_, start, end)) = spans.iter().find(|(id, _, _)| *id == AUDIO_TRACK_ID)
+            else {
+                continue;
+            };
+            if let Some(previous) = previous_end.filter(|_| !segment.discontinuity || index > 0) {
+                assert_eq!(
+                    start,
+                    previous,
+                    "part {}.{index}: audio starts {} ticks after the part before ended",
+                    segment.sequence,
+                    start as i64 - previous as i64
+                );
+                boundaries += 1;
+            }
+            previous_end = Some(end);
+        }
+    }
+    assert!(boundaries > 20, "{boundaries} part boundaries with audio");
+}
