@@ -1,6 +1,8 @@
 //! What a stream's renditions carry, for its multivariant playlist: the codec of each track (as
 //! an RFC 6381 string), which rendition can carry it, the picture size and the frame rate.
 
+use std::collections::VecDeque;
+
 use crate::flv::tag::{classify, Codec, MediaKind, PacketKind};
 use crate::flv::{FlvTag, FlvTagType};
 use crate::fmp4::TrackConfig;
@@ -50,7 +52,16 @@ pub struct StreamTracks {
     frames: u64,
     first_frame_ms: Option<u32>,
     last_frame_ms: u32,
+    /// The timestamps of the video frames not yet counted into a listed segment's frame rate
+    /// (at most [`RECENT_FRAMES`]).
+    recent_frames: VecDeque<u32>,
+    /// The frame rate of the newest listed segment ([`StreamTracks::segment_listed`]).
+    segment_rate: Option<f64>,
 }
+
+/// Video frame timestamps kept for measuring the next listed segment's frame rate: a 12 s
+/// segment at 240 fps, and then some.
+const RECENT_FRAMES: usize = 4_096;
 
 impl StreamTracks {
     /// No track seen yet.
@@ -125,6 +136,10 @@ impl StreamTracks {
     }
 
     fn count_frame(&mut self, timestamp: u32) {
+        if self.recent_frames.len() >= RECENT_FRAMES {
+            self.recent_frames.pop_front();
+        }
+        self.recent_frames.push_back(timestamp);
         match self.first_frame_ms {
             Some(_) if timestamp >= self.last_frame_ms => self.frames += 1,
             // The first frame, or a timeline that went back (a republish): count anew.
@@ -162,9 +177,37 @@ impl StreamTracks {
         self.video.as_ref().and(self.resolution)
     }
 
-    /// Video frames per second, measured over the frames seen (at least two, a millisecond
-    /// apart).
+    /// A segment was listed: it holds the video frames from `start_ms` (its first frame's
+    /// timestamp) for `duration_ms`. Its frame count over its duration becomes the stream's
+    /// frame rate ([`StreamTracks::frame_rate`]).
+    pub fn segment_listed(&mut self, start_ms: u64, duration_ms: u64) {
+        let end_ms = start_ms.saturating_add(duration_ms);
+        let in_segment = |ts: &u32| (start_ms..end_ms).contains(&u64::from(*ts));
+        let frames = self
+            .recent_frames
+            .iter()
+            .filter(|ts| in_segment(ts))
+            .count();
+        // Frames of earlier segments are no longer needed; those of a timeline that started
+        // over (below the segment) are dropped too.
+        self.recent_frames.retain(|ts| u64::from(*ts) >= end_ms);
+        if frames > 0 && duration_ms > 0 {
+            self.segment_rate = Some(frames as f64 * 1_000.0 / duration_ms as f64);
+        }
+    }
+
+    /// Video frames per second: the frames of the newest listed segment over its duration
+    /// ([`StreamTracks::segment_listed`]), a function of the stream alone, so every node
+    /// listing that segment declares the same rate (a 30 fps stream's 4 s segment holds 120
+    /// frames: 30.000). Before the first listed segment, measured over the frames seen (at
+    /// least two, a millisecond apart).
     pub fn frame_rate(&self) -> Option<f64> {
+        if self.video.is_none() {
+            return None;
+        }
+        if let Some(rate) = self.segment_rate {
+            return Some(rate);
+        }
         let first = self.first_frame_ms?;
         let span = self.last_frame_ms.checked_sub(first).filter(|s| *s > 0)?;
         if self.video.is_none() || self.frames < 2 {
@@ -250,5 +293,39 @@ mod tests {
         });
         let rate = tracks.frame_rate().unwrap();
         assert!((rate - 30.0).abs() < 0.1, "{rate}");
+    }
+
+    /// FRAME-RATE must not depend on where a node joined the stream: a relay that saw 30 fps
+    /// frames (millisecond timestamps 0, 33, 67, 100, …) from the second one on measured
+    /// 30.001 where the origin measured 30.000. Both count the frames of the same listed
+    /// segment over its duration instead.
+    #[test]
+    fn the_frame_rate_of_a_listed_segment_is_the_same_wherever_a_node_joined() {
+        let avc = Track {
+            codec: "avc1.64001f".into(),
+            in_ts: true,
+            in_fmp4: true,
+        };
+        let frame = |i: u32| {
+            tag(
+                FlvTagType::Video,
+                (i * 1_000 + 15) / 30,
+                vec![0x17, 1, 0, 0, 0, 0],
+            )
+        };
+        let mut rates = Vec::new();
+        for joined_at in [0u32, 1, 7, 29] {
+            let mut tracks = StreamTracks::new();
+            tracks.video = Some(avc.clone());
+            for i in joined_at..=300 {
+                tracks.push(&frame(i));
+                // The frame at 8 s starts the next segment, which closes the one from 4 s.
+                if i == 240 {
+                    tracks.segment_listed(4_000, 4_000);
+                }
+            }
+            rates.push(format!("{:.3}", tracks.frame_rate().unwrap()));
+        }
+        assert_eq!(rates, vec!["30.000"; 4]);
     }
 }

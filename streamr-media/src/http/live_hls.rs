@@ -1449,6 +1449,8 @@ impl StreamTask {
                         if let Some(target) = self.segmenter.target_duration_secs() {
                             view.playlist.set_target_duration(target);
                         }
+                        self.tracks
+                            .segment_listed(segment.start_timestamp_ms, segment.duration_ms);
                         // RFC 8216: each EXTINF, rounded to the nearest second, at most the target.
                         if segment.duration_ms.saturating_add(499) / 1_000
                             > u64::from(view.playlist.target_duration_secs())

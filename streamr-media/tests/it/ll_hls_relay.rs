@@ -349,3 +349,68 @@ async fn a_relay_ends_its_segment_where_the_origin_does_when_the_publisher_leave
     net.origin_http.shutdown().await;
     net.origin.shutdown().await;
 }
+
+/// The FRAME-RATE of each variant in the multivariant playlist `node` serves for `key`.
+async fn frame_rates(node: &HttpServer, key: &StreamKey) -> Vec<String> {
+    let PlaylistLookup::Ready(master) = node.hls().multivariant(key, Duration::ZERO).await else {
+        panic!("a multivariant playlist");
+    };
+    let text = String::from_utf8_lossy(&master).into_owned();
+    let rates: Vec<String> = text
+        .lines()
+        .flat_map(|line| line.split(','))
+        .filter_map(|attribute| attribute.strip_prefix("FRAME-RATE="))
+        .map(str::to_owned)
+        .collect();
+    assert!(!rates.is_empty(), "{text}");
+    rates
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "interop: needs ffmpeg"]
+async fn origin_and_relay_declare_the_same_frame_rate_for_a_keyframe_on_every_frame() {
+    // 30 fps with a keyframe on every frame (`-g 1`): millisecond timestamps 0, 33, 67, 100, …
+    // A relay joins at the origin's newest frame; measured from there, it declared 30.001
+    // where the origin declared 30.000.
+    let dir = tempfile::tempdir().unwrap();
+    let flv = dir.path().join("g1.flv");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg("testsrc=size=160x120:rate=30:duration=14")
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "1"])
+        .args(["-f", "flv"])
+        .arg(&flv)
+        .status()
+        .expect("ffmpeg is required (Debian package ffmpeg)");
+    assert!(status.success());
+    let tags = streamr_media::flv::FlvReader::read_all(&std::fs::read(&flv).unwrap())
+        .unwrap()
+        .1;
+    let key = StreamKey::parse("live", "g1").unwrap();
+    let net = OriginAndFriend::start(config()).await;
+    let publisher = net.origin_hub.publish(key.clone()).unwrap();
+    // Faster than real time: every node cuts on the stream's timestamps.
+    let pace = Duration::from_millis(5);
+    let join_at = tags
+        .iter()
+        .position(|t| t.tag_type == FlvTagType::Video && t.timestamp >= 3_300)
+        .unwrap();
+    publish(&publisher, &tags[..join_at], pace).await;
+    assert!(net.puller.ensure(&key));
+    let joined = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !net.friend_hub.is_publishing(&key) && tokio::time::Instant::now() < joined {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publish(&publisher, &tags[join_at..], pace).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let origin = frame_rates(&net.origin_http, &key).await;
+    let friend = frame_rates(&net.friend_http, &key).await;
+    assert_eq!(origin, friend);
+    assert!(origin.iter().all(|rate| rate == "30.000"), "{origin:?}");
+    drop(publisher);
+    drop(net.puller);
+    net.friend_http.shutdown().await;
+    net.origin_http.shutdown().await;
+    net.origin.shutdown().await;
+}
