@@ -202,15 +202,13 @@ impl StreamTracks {
     /// frames: 30.000). Before the first listed segment, measured over the frames seen (at
     /// least two, a millisecond apart).
     pub fn frame_rate(&self) -> Option<f64> {
-        if self.video.is_none() {
-            return None;
-        }
+        self.video.as_ref()?;
         if let Some(rate) = self.segment_rate {
             return Some(rate);
         }
         let first = self.first_frame_ms?;
         let span = self.last_frame_ms.checked_sub(first).filter(|s| *s > 0)?;
-        if self.video.is_none() || self.frames < 2 {
+        if self.frames < 2 {
             return None;
         }
         Some((self.frames - 1) as f64 * 1_000.0 / f64::from(span))
