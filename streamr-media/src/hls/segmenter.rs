@@ -31,11 +31,12 @@ pub struct SegmenterConfig {
     pub segment_duration_ms: u32,
     /// The longest segment allowed, in seconds: the most a GOP may last. The MPEG-TS playlist's
     /// EXT-X-TARGETDURATION is derived from the stream's first GOPs
-    /// ([`Segmenter::target_duration_secs`]) and never exceeds this; the LL-HLS playlist declares
-    /// this value itself, the same on every node whatever GOPs it saw first. A frame without a
-    /// keyframe whose media would end past it (a longer GOP or a stalled video track) closes
+    /// ([`Segmenter::target_duration_secs`]) and never exceeds this, nor does the LL-HLS one
+    /// ([`Segmenter::ll_target_duration_secs`]). Until that is known, a frame without a
+    /// keyframe whose media would end past this (a longer GOP or a stalled video track) closes
     /// the segment before it, so that no rendition's segment rounds above it, and the stream
-    /// resumes at the next keyframe after a discontinuity; a segment never starts with a
+    /// resumes at the next keyframe after a discontinuity; from then on the target duration
+    /// holds segments alike ([`Segmenter::segment_limit_ms`]). A segment never starts with a
     /// non-keyframe. It also bounds a frame's duration: a frame further than this from the
     /// one before is a forward jump in the timeline, not a frame interval (see
     /// [`Segmenter::push`]).
@@ -268,12 +269,14 @@ impl Segmenter {
     /// Fixes the MPEG-TS playlist's EXT-X-TARGETDURATION at `secs` (at least 1) instead of
     /// deriving it from the stream's first GOPs, so that no MPEG-TS segment breaks it whatever
     /// the GOPs that follow (RFC 8216bis 4.4.3.1: each EXTINF rounded to the nearest second at
-    /// most the target duration; the target duration never changes). Cuts stay where they are
-    /// (the LL-HLS rendition keeps whole GOPs up to [`SegmenterConfig::target_duration_secs`]);
-    /// an MPEG-TS segment whose GOP runs past `secs` + 0.499 s leaves out the frames from there
-    /// to the next cut, its EXTINF is that limit, and the next MPEG-TS segment carries
-    /// EXT-X-DISCONTINUITY. Every node with the same configuration cuts the same bytes. Each
-    /// segment still starts with a keyframe and its parameter sets.
+    /// most the target duration; the target duration never changes). A segment whose GOP runs
+    /// past the limit ([`Segmenter::segment_limit_ms`]) ends at the last frame whose media
+    /// ends within it, in both renditions; the frames up to the next keyframe are left out and
+    /// the next segment carries EXT-X-DISCONTINUITY. With `secs` below the aimed segment length
+    /// the LL-HLS limit stays above it ([`Segmenter::ll_target_duration_secs`]) and the MPEG-TS
+    /// segment alone leaves out its frames past `secs` + 0.499 s (its EXTINF is that limit).
+    /// Every node with the same configuration cuts the same bytes. Each segment still starts
+    /// with a keyframe and its parameter sets.
     pub fn with_fixed_target_duration(mut self, secs: u32) -> Self {
         let secs = secs.max(1);
         self.target_duration_secs = Some(secs);
@@ -331,9 +334,10 @@ impl Segmenter {
     /// [`Segmenter::with_fixed_target_duration`], that value from the start.
     ///
     /// A later GOP longer than the derived target (an encoder's keyframe interval grown from
-    /// 2 s to 10 s) is held to it as a fixed target is: the cuts stay on the keyframes, and
-    /// the MPEG-TS segment leaves out the frames past the target + 0.499 s, with
-    /// EXT-X-DISCONTINUITY on the next one, so that no EXTINF rounds above the target.
+    /// 2 s to 10 s) is held to it as a fixed target is: its segment ends with the last frame
+    /// whose media ends within the target + 0.499 s in both renditions, the frames up to the
+    /// next keyframe are left out, and the next segment carries EXT-X-DISCONTINUITY, so that no
+    /// EXTINF rounds above the target.
     pub fn target_duration_secs(&self) -> Option<u32> {
         self.target_duration_secs
     }
