@@ -363,16 +363,25 @@ impl RelayHls {
                 .expect("a listed part is served");
             parts.push(blake3::hash(&bytes));
         }
-        // Segments listed without parts: an EXTINF with no EXT-X-PART since the one before.
+        // Segments listed without parts: an EXTINF with no EXT-X-PART since the one before. Parts
+        // are listed for the last three target durations only (RFC 8216bis 4.4.4.9): a segment
+        // before the first part listed counts only when it is a GAP segment (its parts were
+        // withdrawn), not when its parts aged out of that window.
         let mut without_parts = 0;
         let mut parts_since = 0;
+        let mut any_part = false;
+        let mut gap = false;
         for line in playlist.lines() {
             if line.starts_with("#EXT-X-PART:") {
                 parts_since += 1;
+                any_part = true;
+            } else if line == "#EXT-X-GAP" {
+                gap = true;
             } else if line.starts_with("#EXTINF:") {
-                if parts_since == 0 {
+                if parts_since == 0 && (any_part || std::mem::take(&mut gap)) {
                     without_parts += 1;
                 }
+                gap = false;
                 parts_since = 0;
             }
         }
