@@ -213,10 +213,12 @@ pub struct EpochObservations {
     pub bitrates: Vec<(StreamId, u64)>,
     /// Each operator's expected share of routed sessions, ppm.
     pub operator_route_share_ppm: Vec<(OperatorId, u64)>,
-    /// Subnets and operators of nodes penalized in recent epochs. Only the subnet marks a
-    /// new node as a possible whitewasher: the operator name is free text, so it neither
-    /// catches a whitewasher nor may it put another operator's nodes under suspicion (kept as
-    /// published evidence).
+    /// Subnets and operators of nodes penalized in recent epochs, kept as published evidence.
+    /// The rules judge whitewashing by the penalties they issued themselves (the engine's
+    /// history, rebuilt on replay), which know when each penalty came: only a node that
+    /// started serving in the prefix after the penalty is its possible replacement; the
+    /// operator name is free text, so it neither catches a whitewasher nor may it put another
+    /// operator's nodes under suspicion.
     pub recently_penalized: Vec<(NetPrefix, OperatorId)>,
     /// Every grant issued in the epoch (viewers' and probes'). `None` where the coordinator
     /// kept no grant log (observations stored before it did): unattested bytes are then capped
@@ -431,6 +433,14 @@ pub struct FraudEngine {
     /// Per node, the epoch it last had claims in and what its unattested netting pool left
     /// there, for the next epoch's claims (see `unattested::net_unattested_carried`).
     netting_left: BTreeMap<NodeId, (u64, u64)>,
+    /// The first epoch this engine assessed: a node registered before it is as old as its
+    /// registration says (its history is not here to say otherwise).
+    first_assessed: Option<u64>,
+    /// Per node, the first epoch it passed a probe in: probation counts from it.
+    active_since: BTreeMap<NodeId, u64>,
+    /// Per prefix, the latest epoch a node observed there was penalized in (kept for the
+    /// window): a node starting to serve there after it is taken for that node come back.
+    penalized_prefixes: BTreeMap<NetPrefix, u64>,
 }
 
 /// What a node left unclaimed of the allowance of its last epoch with claims (see
@@ -667,8 +677,15 @@ impl FraudEngine {
         for n in &obs.nodes {
             *subnet_counts.entry(n.subnet).or_default() += 1;
         }
-        let penalized_places: BTreeSet<&NetPrefix> =
-            obs.recently_penalized.iter().map(|(s, _)| s).collect();
+        let first_assessed = *self.first_assessed.get_or_insert(epoch);
+        for (id, probe) in &probes {
+            if probe.passed > 0 {
+                self.active_since.entry(*id).or_insert(epoch);
+            }
+        }
+        let window = c.collusion_window_epochs;
+        self.penalized_prefixes
+            .retain(|_, at| at.saturating_add(window) >= epoch);
         let bounds = unattested::grant_bounds(ctx, verified_by_session, &self.served);
         let unreceipted =
             claims::unreceipted_grant_allowance(ctx, verified_by_session, &self.served);
@@ -718,7 +735,20 @@ impl FraudEngine {
             if let Some(inputs) = nodes::sybil_cluster(c, node, &subnet_counts) {
                 book.fire(RuleId::SybilCluster, id, inputs, Verdict::CapGroup);
             }
-            let (probation_ppm, probation) = nodes::probation(c, epoch, node, &penalized_places);
+            let started = if node.first_epoch < first_assessed {
+                node.first_epoch
+            } else {
+                let active = self.active_since.get(&id).copied().unwrap_or(epoch);
+                node.first_epoch.max(active)
+            };
+            let standing = nodes::Standing {
+                started,
+                follows_penalty: self
+                    .penalized_prefixes
+                    .get(&node.subnet)
+                    .is_some_and(|&at| at < started),
+            };
+            let (probation_ppm, probation) = nodes::probation(c, epoch, standing);
             if let Some((rule, inputs)) = probation {
                 book.fire(
                     rule,
@@ -818,6 +848,11 @@ impl FraudEngine {
             .retain(|_, h| h.iter().any(|(e, ..)| *e >= oldest));
         self.claim_room.retain(|_, room| room.open_in(epoch));
         self.netting_left.retain(|_, (e, _)| *e >= epoch);
+        for id in book.penalize.keys() {
+            if let Some(node) = ctx.profiles.get(id) {
+                self.penalized_prefixes.insert(node.subnet, epoch);
+            }
+        }
         if bounds.is_some() {
             self.apply_unattested_ratio(ctx, &mut node_inputs, book);
         }

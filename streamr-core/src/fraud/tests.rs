@@ -290,17 +290,86 @@ fn collusion_needs_improbable_concentration_and_never_penalizes_the_node() {
     }
 }
 
-#[test]
-fn new_nodes_get_probation_and_returning_offenders_less() {
+/// Epoch 99 of [`honest`] with node 5, in node 2's /24, handing in a forged receipt; node 2
+/// passes probes there only when `node2_serving`.
+fn forger_beside_node2(node2_serving: bool) -> EpochObservations {
+    let mut obs = honest();
+    obs.epoch = 99;
+    let forger = node(5, "op5", 2);
+    obs.claims.push(NodeClaims {
+        node_id: forger.node_id,
+        claimed_bytes: 0,
+        unattested_bytes: 0,
+        sessions: 0,
+        receipts: ReceiptTally {
+            submitted: 1,
+            forged: 1,
+            ..ReceiptTally::default()
+        },
+        viewer_posted: ReceiptTally::default(),
+        heartbeats: Some(1),
+    });
+    obs.nodes.push(forger);
+    if !node2_serving {
+        obs.probes
+            .retain(|(id, _)| *id != NodeId::from_bytes([2; 32]));
+    }
+    obs
+}
+
+/// Epoch 100 of [`honest`], nodes 1 and 2 registered in epoch 99, node 5's /24 listed as
+/// recently penalized (as the coordinator lists it).
+fn after_the_forger() -> EpochObservations {
     let mut obs = honest();
     obs.nodes[0].first_epoch = 99;
     obs.nodes[1].first_epoch = 99;
-    obs.recently_penalized = vec![(obs.nodes[1].subnet, OperatorId::new("x").unwrap())];
-    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    obs.recently_penalized = vec![(obs.nodes[1].subnet, OperatorId::new("op5").unwrap())];
+    obs
+}
+
+#[test]
+fn new_nodes_get_probation_and_returning_offenders_less() {
+    // Node 2 starts serving (passes a probe) only after node 5 was penalized in its /24.
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    let first = engine.assess(&forger_beside_node2(false));
+    assert_eq!(first.penalized(), [NodeId::from_bytes([5; 32])].into());
+    let report = engine.assess(&after_the_forger());
     assert_eq!(rules_for(&report, 1), [RuleId::Probation]);
     assert_eq!(rules_for(&report, 2), [RuleId::Whitewashing]);
     assert_eq!(report.node_inputs[0].probation_ppm, 500_000);
     assert_eq!(report.node_inputs[1].probation_ppm, 100_000);
+}
+
+#[test]
+fn a_throwaway_penalized_in_a_shared_prefix_does_not_whitewash_nodes_serving_there_before() {
+    // Node 2 was serving in its /24 (a hosting provider's) when an attacker's throwaway node
+    // there got itself penalized: it stays on plain probation.
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    engine.assess(&forger_beside_node2(true));
+    let report = engine.assess(&after_the_forger());
+    assert_eq!(rules_for(&report, 2), [RuleId::Probation]);
+    assert_eq!(report.node_inputs[1].probation_ppm, 500_000);
+}
+
+#[test]
+fn an_identity_registered_long_ago_but_never_serving_is_on_probation_when_it_starts() {
+    // The engine's history begins in epoch 70. Node 2 registered in epoch 71 but passed no
+    // probe until epoch 100: it is as new as a node registered then.
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    let mut idle = honest();
+    idle.epoch = 70;
+    idle.probes
+        .retain(|(id, _)| *id != NodeId::from_bytes([2; 32]));
+    idle.nodes
+        .retain(|n| n.node_id != NodeId::from_bytes([2; 32]));
+    engine.assess(&idle);
+    let mut obs = honest();
+    obs.nodes[1].first_epoch = 71;
+    let report = engine.assess(&obs);
+    assert_eq!(rules_for(&report, 2), [RuleId::Probation]);
+    assert_eq!(report.node_inputs[1].probation_ppm, 500_000);
+    // Nodes registered before the engine's history began keep their registration's age.
+    assert_eq!(rules_for(&report, 1), []);
 }
 
 #[test]
@@ -1111,4 +1180,30 @@ fn claims_that_trail_their_receipts_into_the_next_epoch_are_netted_there() {
     // What the pool left is for the next epoch only.
     let report = engine.assess(&epoch(103));
     assert_eq!(rules_for(&report, 1), [RuleId::UnattestedBeyondGrants]);
+}
+
+#[test]
+fn one_prefix_of_bots_cannot_pull_the_measured_bitrate_down() {
+    // Twenty fresh keys in one /24 sign for a third of the bitrate over one minute each: more
+    // sessions than the eight honest viewers have, but one source prefix, so one vote.
+    let mut obs = honest();
+    for b in 0..20u8 {
+        let key = 100 + b;
+        obs.viewers.push(viewer(key, 250));
+        let mut s = session(1 + b % 4, key, 100 + b, 1);
+        s.bytes /= 3;
+        s.on_time_bytes /= 3;
+        s.bytes_total /= 3;
+        obs.sessions.push(s);
+    }
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    let over: Vec<&Evidence> = report
+        .evidence
+        .iter()
+        .filter(|e| e.rule == RuleId::OverBitrate)
+        .collect();
+    assert!(over.is_empty(), "{over:?}");
+    for n in &report.node_inputs {
+        assert_eq!(n.flagged_bytes, 0, "{n:?}");
+    }
 }
