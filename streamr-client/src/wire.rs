@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use streamr_core::{
     BalanceLeaf, CanonicalMessage, ContentDigest, CoordinatorKey, HeartbeatMac, MacHeartbeat,
     MerkleProof, NodeEpochInput, NodeHeartbeat, NodeId, NodeSessionAccept, NodeSessionId,
-    NodeSessionOpen, RewardConfig, Signed, SignedGrant, SignedHeartbeat, SignedOriginClaim,
-    SignedPartReport, SignedReceipt, SignedSegmentReport, StreamId,
+    NodeSessionOpen, OperatorMembership, RewardConfig, Signed, SignedGrant, SignedHeartbeat,
+    SignedOriginClaim, SignedPartReport, SignedReceipt, SignedSegmentReport, StreamId,
 };
 
 /// Domain tag of a [`NodeRegistration`] signature.
@@ -44,12 +44,21 @@ pub struct NodeRegistration {
     pub capacity_kbps: u64,
     /// Node clock, Unix milliseconds (checked against the skew window).
     pub timestamp_ms: u64,
+    /// The operator key's signature saying this node is one of `operator`'s
+    /// (`streamr-node --operator-key`). The coordinator binds an operator name to the first key
+    /// that proves a node under it and refuses (403 `operator_name_bound`) a registration naming
+    /// a bound operator without that key's signature; a node without one is its own operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::OperatorMembershipSchema>))]
+    pub operator_membership: Option<OperatorMembership>,
 }
 
 impl CanonicalMessage for NodeRegistration {
     /// `REGISTRATION_TAG ‖ node_id(32) ‖ (len ‖ payout_address) ‖ (len ‖ operator) ‖
-    /// (len ‖ rtmp_url) ‖ (len ‖ http_url) ‖ capacity_kbps(8) ‖ timestamp_ms(8)`, integers
-    /// big-endian, as in `streamr_core::canonical`.
+    /// (len ‖ rtmp_url) ‖ (len ‖ http_url) ‖ capacity_kbps(8) ‖ timestamp_ms(8)`, then, only
+    /// when the registration carries an operator membership, `operator_key(32) ‖ signature(64)`
+    /// (so a registration without one signs what it always did), integers big-endian, as in
+    /// `streamr_core::canonical`.
     fn canonical_bytes(&self) -> Vec<u8> {
         let mut bytes = REGISTRATION_TAG.to_vec();
         bytes.extend_from_slice(self.node_id.as_bytes());
@@ -59,6 +68,10 @@ impl CanonicalMessage for NodeRegistration {
         push_str(&mut bytes, &self.http_url);
         bytes.extend_from_slice(&self.capacity_kbps.to_be_bytes());
         bytes.extend_from_slice(&self.timestamp_ms.to_be_bytes());
+        if let Some(membership) = &self.operator_membership {
+            bytes.extend_from_slice(membership.operator_key.as_bytes());
+            bytes.extend_from_slice(membership.signature.as_bytes());
+        }
         bytes
     }
 }

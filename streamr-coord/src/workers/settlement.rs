@@ -574,10 +574,13 @@ pub(crate) fn probe_result(probe: &ProbeRecord) -> Option<ProbeResult> {
     })
 }
 
-/// The operator the rules group `node` under: its registered name, or the node alone where it
-/// set none (unrelated nodes share the default name; see [`OperatorId::of_node`]).
+/// The operator the rules group `node` under: the name it registered with where it proved
+/// membership (its registration carried the signature of the operator key the name is bound
+/// to), else the node alone: a name is free text, and unrelated nodes share the default one
+/// (see [`OperatorId::of_node`]).
 fn operator_of(node: &NodeRecord) -> Option<OperatorId> {
-    OperatorId::of_node(&node.operator, &node.id).ok()
+    let member = node.operator_key.as_ref().map(|_| node.operator.as_str());
+    OperatorId::of_node(member, &node.id).ok()
 }
 
 /// The network a stored prefix string names: `a.b.c.0/24` or an IPv6 `x:y:z::/48` as observed
@@ -615,5 +618,41 @@ mod tests {
         assert_ne!(a, b);
         assert!(matches!(a, NetPrefix::Named(_)), "{a}");
         assert_eq!(a, subnet(&local_trial_subnet("node", "a")));
+    }
+
+    #[test]
+    fn a_node_is_grouped_under_its_operator_name_only_when_it_proved_membership() {
+        let node = NodeRecord {
+            id: "ab".repeat(32),
+            payout_address: "payout".into(),
+            operator: "acme".into(),
+            operator_key: None,
+            subnet: "10.0.0".into(),
+            rtmp_url: "rtmp://10.0.0.1:1935/live".into(),
+            http_url: "http://10.0.0.1:8080".into(),
+            registered_at_ms: 0,
+            active: true,
+            capacity_kbps: 10_000,
+            last_nonce: -1,
+            last_heartbeat_ms: None,
+            status: "registered".into(),
+            viewers: 0,
+            bytes_served: 0,
+            streams_json: "[]".into(),
+            upstreams_json: "[]".into(),
+        };
+        // A name without the bound key's signature is free text: the node is its own operator.
+        assert_eq!(
+            operator_of(&node).map(|o| o.to_string()),
+            Some("ab".repeat(32))
+        );
+        let member = NodeRecord {
+            operator_key: Some("cd".repeat(32)),
+            ..node
+        };
+        assert_eq!(
+            operator_of(&member).map(|o| o.to_string()),
+            Some("acme".into())
+        );
     }
 }
