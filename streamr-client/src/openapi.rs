@@ -486,6 +486,9 @@ pub struct RewardConfigSchema {
     unattested_discount_ppm: u64,
     operator_cap_ppm: u64,
     subnet_cap_ppm: u64,
+    /// Water-fills a capped group around members another cap froze lower; absent (false) in
+    /// the inputs of epochs settled before it existed.
+    refill_capped_groups: Option<bool>,
 }
 
 /// A node's share of a pool (`streamr_core::NodeReward`).

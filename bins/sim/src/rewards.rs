@@ -727,6 +727,27 @@ pub fn run_all() -> Vec<RewardOutcome> {
         &[],
     ));
 
+    // Operator "big" (21 of 42 viewer-hours, held at the 20 % cap) moves its biggest node (9
+    // viewer-hours) into a small honest node's /24 (1 viewer-hour; a shared hosting /24): the
+    // /24's cap is split between them by weight, though the big node can never take its part.
+    let mut base = others();
+    let big = base.len();
+    base.push(node("big", 24, &[60; 9]));
+    for net in 25..29 {
+        base.push(node("big", net, &[60, 60, 60]));
+    }
+    let small = base.len();
+    base.push(node("small", 40, &[60]));
+    let mut world = base.clone();
+    world[big].net = 40;
+    out.push(outcome(
+        "a capped operator's big node moved into a small honest node's /24",
+        &watched(base),
+        &watched(world),
+        &(big..small).collect::<Vec<_>>(),
+        &[small],
+    ));
+
     // No attacker: six of twelve honest nodes keep the default operator name.
     let mut base = others();
     base.push(node("o10", 10, &[60, 60]));
@@ -902,6 +923,14 @@ mod tests {
         let o = by_name(&outcomes, "penalized node's viewers moved to a spare");
         assert!(o.attacker_paid_ppm <= o.attacker_fair_ppm, "{o:?}");
         assert!(o.rules.iter().any(|r| r == "whitewashing"), "{o:?}");
+        // A small node sharing a /24 with a capped operator's big node keeps its share: the
+        // /24's cap is refilled around what the big node can take (before: 20 000 of 38 095).
+        let o = by_name(&outcomes, "a capped operator's big node moved");
+        assert!(
+            o.victims_paid_ppm.abs_diff(o.victims_fair_ppm) <= 1,
+            "{o:?}"
+        );
+        assert!(o.attacker_paid_ppm <= o.attacker_fair_ppm, "{o:?}");
         // Grant tails: a signing viewer's grant allows its silence, nothing more.
         let silence = BITRATE * FraudConfig::default().signed_silence_seconds / 2;
         let o = by_name(&outcomes, "grant tails: 20-minute");
