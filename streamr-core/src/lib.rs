@@ -98,9 +98,9 @@ pub use accounting::{Served, SessionAccounting, MAX_ACCOUNTED_SESSIONS};
 pub use content::{segment_hash, OriginDigests, SegmentChain, SegmentDigestSource, SegmentRecord};
 pub use error::{LedgerError, ReceiptRejection, SettlementError, SignatureError};
 pub use fraud::{
-    net_unattested, EpochObservations, Evidence, FraudConfig, FraudEngine, FraudReport,
-    IssuedGrant, NodeClaims, NodeProfile, PenaltyPolicy, ReceiptTally, RuleId, UnknownRule,
-    Verdict, ViewerProfile,
+    net_unattested, operator_route_shares, EpochObservations, Evidence, FraudConfig, FraudEngine,
+    FraudReport, IssuedGrant, NodeClaims, NodeProfile, PenaltyPolicy, ReceiptTally, RuleId,
+    UnknownRule, Verdict, ViewerProfile,
 };
 pub use grant::{SessionGrant, SignedGrant};
 pub use grant_check::{GrantChecker, GrantRefusal};

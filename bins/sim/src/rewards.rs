@@ -19,6 +19,10 @@
 //!   more than what it delivered; nor one that goes dark through a prober outage (every node
 //!   keeps its last probed availability) while its viewers watch elsewhere.
 //!
+//! Nodes register through the coordinator's decision on operator names
+//! (`OperatorMembership::judge`), and the collusion rule's route shares are computed as the
+//! coordinator's settlement computes them (`operator_route_shares`).
+//!
 //! Sessions are fed to the rules as the verifier reports them (`SessionUsage`): every byte a
 //! session's receipts acknowledged was delivered, on time, at the stream's bitrate.
 
@@ -26,10 +30,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use streamr_core::{
-    split_pool, EpochObservations, FraudConfig, FraudEngine, IssuedGrant, KeyPair, NetPrefix,
-    NodeClaims, NodeId, NodeProfile, OperatorId, OperatorKey, OperatorMembership, ProbeSummary,
-    ReceiptTally, RewardConfig, RuleId, SessionId, SessionUsage, StreamId, Subnet24, ViewerKey,
-    ViewerProfile,
+    operator_route_shares, split_pool, EpochObservations, FraudConfig, FraudEngine, IssuedGrant,
+    KeyPair, NetPrefix, NodeClaims, NodeId, NodeProfile, OperatorId, OperatorKey,
+    OperatorMembership, ProbeSummary, ReceiptTally, RewardConfig, RuleId, SessionId, SessionUsage,
+    StreamId, Subnet24, ViewerKey, ViewerProfile,
 };
 
 /// Stream bitrate, bytes per second (4 Mbit/s).
@@ -69,6 +73,11 @@ struct Node {
     /// Runs only from the second epoch on: before, it is registered but neither serves nor is
     /// probed (a spare identity left idle).
     spare: bool,
+    /// Registered but never serving nor probed (an identity registered to count, not to run).
+    idle: bool,
+    /// Colluding viewer keys (one /24 each), each watching three 10-minute sessions an epoch on
+    /// this node and nowhere else.
+    colluders: usize,
     /// One-minute sessions of a bot farm (fresh keys, one /24) on this node in the second
     /// epoch, each acknowledging the stream at `bot_rate_ppm` of its bitrate.
     bots: usize,
@@ -93,6 +102,8 @@ fn node(operator: &'static str, net: u8, sessions: &[u64]) -> Node {
         drops_receipts: false,
         registered: None,
         spare: false,
+        idle: false,
+        colluders: 0,
         bots: 0,
         bot_rate_ppm: 1_000_000,
         dark_second_epoch: false,
@@ -283,6 +294,40 @@ fn observe(
             claimed[by] += bytes(minutes);
             handed_in[by] += 1;
         }
+        for k in 0..n.colluders {
+            let viewer = viewer_key(i, 2_000 + k);
+            viewers.push(ViewerProfile {
+                viewer,
+                subnet: Subnet24([172, 17, k as u8]).into(),
+                operator: None,
+            });
+            for m in 0..3 {
+                let session = session_id(epoch, i, 2_000 + 3 * k + m);
+                let from = start + (m as u64) * 20 * 60_000;
+                grants.push(IssuedGrant {
+                    session_id: session,
+                    node_id: node_key(i),
+                    viewer,
+                    stream_id: stream(),
+                    live_ms: 10 * 60_000,
+                    probe: false,
+                });
+                sessions.push(SessionUsage {
+                    session_id: session,
+                    node_id: node_key(i),
+                    viewer,
+                    stream_id: stream(),
+                    bytes: bytes(10),
+                    on_time_bytes: bytes(10),
+                    bytes_total: bytes(10),
+                    started_ms: from,
+                    last_receipt_ms: from + 10 * 60_000,
+                });
+                claimed[i] += bytes(10);
+                handed_in[i] += 1;
+                served[i] += 1;
+            }
+        }
         if epoch == FIRST + 1 {
             for k in 0..n.bots {
                 let viewer = viewer_key(i, 1_000 + k);
@@ -352,6 +397,14 @@ fn observe(
         ..ProbeSummary::default()
     };
     let count = world.nodes.len() as u64;
+    let outage = world.prober_outage_second_epoch && epoch == FIRST + 1;
+    let probed = |i: usize| {
+        let n = &world.nodes[i];
+        !n.idle && !(n.spare && epoch <= FIRST)
+    };
+    let operators: Vec<OperatorId> = (0..world.nodes.len())
+        .map(|i| operator(members.get(i).copied().flatten(), i))
+        .collect();
     EpochObservations {
         epoch,
         epoch_ms: EPOCH_MS,
@@ -361,7 +414,7 @@ fn observe(
             .enumerate()
             .map(|(i, n)| NodeProfile {
                 node_id: node_key(i),
-                operator: operator(members.get(i).copied().flatten(), i),
+                operator: operators[i].clone(),
                 subnet: subnet(n.net),
                 first_epoch: match (n.registered, n.new) {
                     (Some(epoch), _) => epoch,
@@ -374,16 +427,23 @@ fn observe(
         viewers,
         sessions,
         claims,
-        probes: if world.prober_outage_second_epoch && epoch == FIRST + 1 {
+        probes: if outage {
             Vec::new()
         } else {
             (0..world.nodes.len())
-                .filter(|&i| !(world.nodes[i].spare && epoch <= FIRST))
+                .filter(|&i| probed(i))
                 .map(|i| (node_key(i), good))
                 .collect()
         },
         bitrates: vec![(stream(), BITRATE)],
-        operator_route_share_ppm: Vec::new(),
+        // As the coordinator's settlement computes them, from the nodes the probes found
+        // serving.
+        operator_route_share_ppm: operator_route_shares(
+            operators
+                .iter()
+                .zip(0..)
+                .map(|(operator, i)| (operator, probed(i) && !outage)),
+        ),
         recently_penalized,
         grants: Some(grants),
         // The scenarios' probes take nothing that no receipt acknowledged.
@@ -748,6 +808,30 @@ pub fn run_all() -> Vec<RewardOutcome> {
         &[small],
     ));
 
+    // Four colluding keys watch three 10-minute sessions an epoch on the colluder's node and
+    // nowhere else, which routing makes unlikely (11 operators serve). The colluder registers
+    // 100 idle nodes under its name, never serving, to raise its route share.
+    let mut base = others();
+    let colluder = base.len();
+    base.push(Node {
+        colluders: 4,
+        ..node("colluder", 30, &[60, 60])
+    });
+    let mut world = base.clone();
+    for k in 0..100u8 {
+        world.push(Node {
+            idle: true,
+            ..node("colluder", 100 + k, &[])
+        });
+    }
+    out.push(outcome(
+        "colluding viewers on one operator that registered 100 idle nodes",
+        &watched(base),
+        &watched(world),
+        &[colluder],
+        &[],
+    ));
+
     // No attacker: six of twelve honest nodes keep the default operator name.
     let mut base = others();
     base.push(node("o10", 10, &[60, 60]));
@@ -923,6 +1007,12 @@ mod tests {
         let o = by_name(&outcomes, "penalized node's viewers moved to a spare");
         assert!(o.attacker_paid_ppm <= o.attacker_fair_ppm, "{o:?}");
         assert!(o.rules.iter().any(|r| r == "whitewashing"), "{o:?}");
+        // Idle registrations do not count in an operator's route share: its colluding viewers
+        // are still unlikely, and their bytes dropped (before: 166 666 of 90 909 ppm, +3.6 GB).
+        let o = by_name(&outcomes, "colluding viewers on one operator");
+        assert_eq!(o.attacker_paid_ppm, o.attacker_fair_ppm, "{o:?}");
+        assert_eq!(o.attacker_gain_bytes, 0, "{o:?}");
+        assert!(o.rules.iter().any(|r| r == "collusion"), "{o:?}");
         // A small node sharing a /24 with a capped operator's big node keeps its share: the
         // /24's cap is refilled around what the big node can take (before: 20 000 of 38 095).
         let o = by_name(&outcomes, "a capped operator's big node moved");

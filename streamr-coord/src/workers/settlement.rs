@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 
 use streamr_core::{
-    Account, EpochInputs, EpochObservations, Evidence, FraudEngine, IssuedGrant, LedgerEntry,
-    NetPrefix, NodeClaims, NodeId, NodeProfile, OperatorId, PayoutConfirmation, PayoutItem,
-    PayoutSink, ProbeResult, ProbeSummary, ReceiptTally, SessionId, SessionUsage, Settlement,
-    StreamId, Verdict, ViewerKey, ViewerProfile, PPM,
+    operator_route_shares, Account, EpochInputs, EpochObservations, Evidence, FraudEngine,
+    IssuedGrant, LedgerEntry, NetPrefix, NodeClaims, NodeId, NodeProfile, OperatorId,
+    PayoutConfirmation, PayoutItem, PayoutSink, ProbeResult, ProbeSummary, ReceiptTally, SessionId,
+    SessionUsage, Settlement, StreamId, Verdict, ViewerKey, ViewerProfile,
 };
 
 use super::WorkerError;
@@ -380,20 +380,20 @@ impl Settler {
             })
             .collect();
 
-        // Routing weighs nodes alike until probes tell them apart, so each operator's expected
-        // share of sessions is its share of active nodes.
-        let active: Vec<&NodeRecord> = nodes.iter().filter(|n| n.active).collect();
-        let mut per_operator: BTreeMap<OperatorId, u64> = BTreeMap::new();
-        for node in &active {
-            if let Some(operator) = operator_of(node) {
-                *per_operator.entry(operator).or_default() += 1;
-            }
-        }
-        let active_count = u64::try_from(active.len()).unwrap_or(u64::MAX).max(1);
-        let operator_route_share_ppm = per_operator
-            .into_iter()
-            .map(|(operator, count)| (operator, count.saturating_mul(PPM) / active_count))
+        // Each operator's expected share of sessions: its share of the active nodes its probes
+        // found serving (routing offers no viewer to a node that serves nothing).
+        let probes: Vec<(NodeId, ProbeSummary)> = probes;
+        let served: BTreeMap<String, bool> = probes
+            .iter()
+            .map(|(id, summary)| (id.to_string(), summary.passed > 0))
             .collect();
+        let active: Vec<(OperatorId, bool)> = nodes
+            .iter()
+            .filter(|n| n.active)
+            .filter_map(|n| Some((operator_of(n)?, served.get(&n.id).copied().unwrap_or(false))))
+            .collect();
+        let operator_route_share_ppm =
+            operator_route_shares(active.iter().map(|(operator, served)| (operator, *served)));
 
         let window = i64::try_from(config.fraud.collusion_window_epochs).unwrap_or(i64::MAX);
         let by_id: BTreeMap<&str, &NodeRecord> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();

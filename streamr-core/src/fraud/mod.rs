@@ -37,6 +37,7 @@ mod tests;
 mod unattested;
 
 pub use rule_id::{RuleId, UnknownRule};
+pub use sessions::operator_route_shares;
 pub use unattested::net_unattested;
 
 use context::{Book, EpochContext};

@@ -133,6 +133,36 @@ pub(super) fn collusion_chance_below(
     chance < threshold
 }
 
+/// Each operator's expected share of routed sessions, ppm, for the collusion test: its share of
+/// the nodes that served the epoch (passed at least one of its probes), each counted alike, as
+/// routing weighs nodes alike until probes tell them apart. `nodes` lists every registered
+/// node's operator and whether it served; where none did (the prober did not run), every
+/// listed node counts.
+///
+/// Registered nodes that serve nothing are offered no viewers, so they must not count: with
+/// every registered node counted, an operator registering idle nodes by the hundred (keys and
+/// registrations are free) raised its route share until no viewer concentrating on its
+/// serving nodes looked unlikely, and the collusion rule never fired for it (see the
+/// reward-split scenarios).
+pub fn operator_route_shares<'a>(
+    nodes: impl IntoIterator<Item = (&'a OperatorId, bool)>,
+) -> Vec<(OperatorId, u64)> {
+    let nodes: Vec<(&OperatorId, bool)> = nodes.into_iter().collect();
+    let any_served = nodes.iter().any(|(_, served)| *served);
+    let mut per_operator: BTreeMap<&OperatorId, u64> = BTreeMap::new();
+    let mut counted = 0u64;
+    for (operator, served) in nodes {
+        if served || !any_served {
+            *per_operator.entry(operator).or_default() += 1;
+            counted += 1;
+        }
+    }
+    per_operator
+        .into_iter()
+        .map(|(operator, count)| (operator.clone(), count.saturating_mul(PPM) / counted.max(1)))
+        .collect()
+}
+
 /// Viewers whose sessions in the history window concentrate on one operator far beyond what
 /// routing offers that operator (its route share), with the operator they favour.
 pub(super) fn colluders(

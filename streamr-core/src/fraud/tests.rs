@@ -1207,3 +1207,43 @@ fn one_prefix_of_bots_cannot_pull_the_measured_bitrate_down() {
         assert_eq!(n.flagged_bytes, 0, "{n:?}");
     }
 }
+
+#[test]
+fn route_shares_count_only_nodes_that_served() {
+    let (acme, other) = (
+        OperatorId::new("acme").unwrap(),
+        OperatorId::new("other").unwrap(),
+    );
+    // acme serves with one node and registered 99 that serve nothing; "other" serves with 3.
+    let mut nodes = vec![(&acme, true)];
+    nodes.extend(std::iter::repeat_n((&acme, false), 99));
+    nodes.extend(std::iter::repeat_n((&other, true), 3));
+    let shares = operator_route_shares(nodes.iter().copied());
+    assert_eq!(shares, [(acme.clone(), 250_000), (other.clone(), 750_000)]);
+    // Nothing probed (the prober did not run): every registered node counts.
+    let shares = operator_route_shares([(&acme, false), (&other, false)]);
+    assert_eq!(shares, [(acme, 500_000), (other, 500_000)]);
+}
+
+#[test]
+fn idle_registrations_do_not_hide_colluding_viewers() {
+    // Viewer 9 watches ten sessions on node 4 (operator op4) and nowhere else. op4 also
+    // registered 100 nodes that never serve: the route shares, from the nodes that served,
+    // still give op4 a quarter, and the viewer is a colluder.
+    let mut obs = honest();
+    obs.viewers.push(viewer(9, 99));
+    for s in 0..10 {
+        obs.sessions.push(session(4, 9, 100 + s, 5));
+    }
+    let op4 = OperatorId::new("op4").unwrap();
+    let mut registered: Vec<(&OperatorId, bool)> =
+        obs.nodes.iter().map(|n| (&n.operator, true)).collect();
+    registered.extend(std::iter::repeat_n((&op4, false), 100));
+    obs.operator_route_share_ppm = operator_route_shares(registered.iter().copied());
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert!(
+        rules_for(&report, 4).contains(&RuleId::Collusion),
+        "{:?}",
+        report.evidence
+    );
+}
