@@ -32,8 +32,8 @@ use serde::Serialize;
 use streamr_core::{
     operator_route_shares, split_pool, EpochObservations, FraudConfig, FraudEngine, IssuedGrant,
     KeyPair, NetPrefix, NodeClaims, NodeId, NodeProfile, OperatorId, OperatorKey,
-    OperatorMembership, ProbeSummary, ReceiptTally, RewardConfig, RuleId, SessionId, SessionUsage,
-    StreamId, Subnet24, ViewerKey, ViewerProfile,
+    OperatorMembership, ProbeSummary, ReceiptTally, RewardConfig, Router, RuleId, SessionId,
+    SessionUsage, StreamId, Subnet24, ViewerKey, ViewerProfile,
 };
 
 /// Stream bitrate, bytes per second (4 Mbit/s).
@@ -442,7 +442,8 @@ fn observe(
             operators
                 .iter()
                 .zip(0..)
-                .map(|(operator, i)| (operator, probed(i) && !outage)),
+                .map(|(operator, i)| (operator, (probed(i) && !outage).then_some(&good))),
+            Router::default().newcomer_floor_ppm,
         ),
         recently_penalized,
         grants: Some(grants),

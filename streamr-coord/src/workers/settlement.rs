@@ -380,20 +380,23 @@ impl Settler {
             })
             .collect();
 
-        // Each operator's expected share of sessions: its share of the active nodes its probes
-        // found serving (routing offers no viewer to a node that serves nothing).
+        // Each operator's expected share of sessions: its share of the routing weight of the
+        // active nodes its probes found serving (routing offers no viewer to a node that
+        // serves nothing).
         let probes: Vec<(NodeId, ProbeSummary)> = probes;
-        let served: BTreeMap<String, bool> = probes
+        let by_node: BTreeMap<String, &ProbeSummary> = probes
             .iter()
-            .map(|(id, summary)| (id.to_string(), summary.passed > 0))
+            .map(|(id, summary)| (id.to_string(), summary))
             .collect();
-        let active: Vec<(OperatorId, bool)> = nodes
+        let active: Vec<(OperatorId, Option<&ProbeSummary>)> = nodes
             .iter()
             .filter(|n| n.active)
-            .filter_map(|n| Some((operator_of(n)?, served.get(&n.id).copied().unwrap_or(false))))
+            .filter_map(|n| Some((operator_of(n)?, by_node.get(&n.id).copied())))
             .collect();
-        let operator_route_share_ppm =
-            operator_route_shares(active.iter().map(|(operator, served)| (operator, *served)));
+        let operator_route_share_ppm = operator_route_shares(
+            active.iter().map(|(operator, probes)| (operator, *probes)),
+            config.router.newcomer_floor_ppm,
+        );
 
         let window = i64::try_from(config.fraud.collusion_window_epochs).unwrap_or(i64::MAX);
         let by_id: BTreeMap<&str, &NodeRecord> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();

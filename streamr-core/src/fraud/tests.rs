@@ -1209,19 +1209,27 @@ fn one_prefix_of_bots_cannot_pull_the_measured_bitrate_down() {
 }
 
 #[test]
-fn route_shares_count_only_nodes_that_served() {
+fn route_shares_weigh_only_nodes_that_served_by_availability() {
     let (acme, other) = (
         OperatorId::new("acme").unwrap(),
         OperatorId::new("other").unwrap(),
     );
-    // acme serves with one node and registered 99 that serve nothing; "other" serves with 3.
-    let mut nodes = vec![(&acme, true)];
-    nodes.extend(std::iter::repeat_n((&acme, false), 99));
-    nodes.extend(std::iter::repeat_n((&other, true), 3));
-    let shares = operator_route_shares(nodes.iter().copied());
-    assert_eq!(shares, [(acme.clone(), 250_000), (other.clone(), 750_000)]);
-    // Nothing probed (the prober did not run): every registered node counts.
-    let shares = operator_route_shares([(&acme, false), (&other, false)]);
+    let summary = |passed: u64| ProbeSummary {
+        total: 10,
+        passed,
+        ..ProbeSummary::default()
+    };
+    let (full, half, none) = (summary(10), summary(5), summary(0));
+    // acme serves with one node and registered 99 that serve nothing (never probed, or
+    // failing every probe); "other" serves with two, one half available.
+    let mut nodes = vec![(&acme, Some(&full))];
+    nodes.extend(std::iter::repeat_n((&acme, None), 98));
+    nodes.push((&acme, Some(&none)));
+    nodes.extend([(&other, Some(&full)), (&other, Some(&half))]);
+    let shares = operator_route_shares(nodes.iter().copied(), 100_000);
+    assert_eq!(shares, [(acme.clone(), 400_000), (other.clone(), 600_000)]);
+    // Nothing probed (the prober did not run): every registered node weighs alike.
+    let shares = operator_route_shares([(&acme, None), (&other, None)], 100_000);
     assert_eq!(shares, [(acme, 500_000), (other, 500_000)]);
 }
 
@@ -1236,10 +1244,14 @@ fn idle_registrations_do_not_hide_colluding_viewers() {
         obs.sessions.push(session(4, 9, 100 + s, 5));
     }
     let op4 = OperatorId::new("op4").unwrap();
-    let mut registered: Vec<(&OperatorId, bool)> =
-        obs.nodes.iter().map(|n| (&n.operator, true)).collect();
-    registered.extend(std::iter::repeat_n((&op4, false), 100));
-    obs.operator_route_share_ppm = operator_route_shares(registered.iter().copied());
+    let probes: BTreeMap<NodeId, ProbeSummary> = obs.probes.iter().copied().collect();
+    let mut registered: Vec<(&OperatorId, Option<&ProbeSummary>)> = obs
+        .nodes
+        .iter()
+        .map(|n| (&n.operator, probes.get(&n.node_id)))
+        .collect();
+    registered.extend(std::iter::repeat_n((&op4, None), 100));
+    obs.operator_route_share_ppm = operator_route_shares(registered.iter().copied(), 100_000);
     let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
     assert!(
         rules_for(&report, 4).contains(&RuleId::Collusion),
