@@ -400,7 +400,8 @@ fn observe(
     let outage = world.prober_outage_second_epoch && epoch == FIRST + 1;
     let probed = |i: usize| {
         let n = &world.nodes[i];
-        !n.idle && !(n.spare && epoch <= FIRST)
+        let waiting = n.spare && epoch <= FIRST;
+        !(n.idle || waiting)
     };
     let operators: Vec<OperatorId> = (0..world.nodes.len())
         .map(|i| operator(members.get(i).copied().flatten(), i))
