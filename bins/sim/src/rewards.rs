@@ -73,6 +73,9 @@ struct Node {
     /// Runs only from the second epoch on: before, it is registered but neither serves nor is
     /// probed (a spare identity left idle).
     spare: bool,
+    /// Registers again under this operator name (with that operator's key) before the second
+    /// epoch.
+    second_name: Option<&'static str>,
     /// Registered but never serving nor probed (an identity registered to count, not to run).
     idle: bool,
     /// Colluding viewer keys (one /24 each), each watching three 10-minute sessions an epoch on
@@ -103,6 +106,7 @@ fn node(operator: &'static str, net: u8, sessions: &[u64]) -> Node {
         registered: None,
         spare: false,
         idle: false,
+        second_name: None,
         colluders: 0,
         bots: 0,
         bot_rate_ppm: 1_000_000,
@@ -220,6 +224,20 @@ fn observe(
     epoch: u64,
     recently_penalized: Vec<(NetPrefix, OperatorId)>,
 ) -> EpochObservations {
+    let renamed;
+    let world = if epoch == FIRST + 1 {
+        let mut now = world.clone();
+        for n in &mut now.nodes {
+            if let Some(name) = n.second_name {
+                n.operator = name;
+                n.key = Some(name);
+            }
+        }
+        renamed = now;
+        &renamed
+    } else {
+        world
+    };
     let members = register(world);
     let start = epoch * EPOCH_MS;
     let mut viewers = Vec::new();
@@ -834,6 +852,24 @@ pub fn run_all() -> Vec<RewardOutcome> {
         &[],
     ));
 
+    // The same colluders, their node registering under a fresh operator name (and key) in the
+    // second epoch, so that their sessions of the window are split between two operators.
+    let mut base = others();
+    let colluder = base.len();
+    base.push(Node {
+        colluders: 4,
+        ..node("colluder", 30, &[60, 60])
+    });
+    let mut world = base.clone();
+    world[colluder].second_name = Some("colluder-renamed");
+    out.push(outcome(
+        "colluding viewers on one node that renames its operator every epoch",
+        &watched(base),
+        &watched(world),
+        &[colluder],
+        &[],
+    ));
+
     // No attacker: six of twelve honest nodes keep the default operator name.
     let mut base = others();
     base.push(node("o10", 10, &[60, 60]));
@@ -1014,6 +1050,12 @@ mod tests {
         let o = by_name(&outcomes, "colluding viewers on one operator");
         assert_eq!(o.attacker_paid_ppm, o.attacker_fair_ppm, "{o:?}");
         assert_eq!(o.attacker_gain_bytes, 0, "{o:?}");
+        assert!(o.rules.iter().any(|r| r == "collusion"), "{o:?}");
+        // Nor does registering under a fresh operator name split the colluders' history: it
+        // is read by the operator each node is registered under now (before: 166 666 of
+        // 90 909 ppm, +3.6 GB).
+        let o = by_name(&outcomes, "colluding viewers on one node that renames");
+        assert_eq!(o.attacker_paid_ppm, o.attacker_fair_ppm, "{o:?}");
         assert!(o.rules.iter().any(|r| r == "collusion"), "{o:?}");
         // A small node sharing a /24 with a capped operator's big node keeps its share: the
         // /24's cap is refilled around what the big node can take (before: 20 000 of 38 095).

@@ -410,8 +410,12 @@ impl FraudReport {
 #[derive(Clone, Debug, Default)]
 pub struct FraudEngine {
     config: FraudConfig,
-    /// Per viewer: (epoch, operator) of each session in the window.
-    viewer_history: BTreeMap<ViewerKey, Vec<(u64, OperatorId)>>,
+    /// Per viewer: (epoch, node) of each session in the window. The collusion rule reads it by
+    /// each node's operator as the node is registered now (`node_operators`), so a node that
+    /// registers under another operator name cannot split its viewers' history.
+    viewer_history: BTreeMap<ViewerKey, Vec<(u64, NodeId)>>,
+    /// Per node, the operator it was last registered under.
+    node_operators: BTreeMap<NodeId, OperatorId>,
     node_history: nodes::NodeHistory,
     keys: BTreeMap<ViewerKey, sybil::KeyHistory>,
     /// Sessions receipts verified (probes aside), with the node that served them and the last
@@ -552,12 +556,15 @@ impl FraudEngine {
         let epoch = ctx.obs.epoch;
         let per_viewer = context::per_viewer(viewer_sessions);
         let bots = sessions::bots(ctx, &per_viewer);
+        for (id, p) in &ctx.profiles {
+            self.node_operators.insert(*id, p.operator.clone());
+        }
         for s in viewer_sessions {
-            if let Some(p) = ctx.profiles.get(&s.node_id) {
+            if ctx.profiles.contains_key(&s.node_id) {
                 self.viewer_history
                     .entry(s.viewer)
                     .or_default()
-                    .push((epoch, p.operator.clone()));
+                    .push((epoch, s.node_id));
             }
         }
         let oldest = self.window_start(epoch);
@@ -565,7 +572,27 @@ impl FraudEngine {
             h.retain(|(e, _)| *e >= oldest);
             !h.is_empty()
         });
-        let colluders = sessions::colluders(ctx, &self.viewer_history);
+        let in_history: BTreeSet<NodeId> = self
+            .viewer_history
+            .values()
+            .flatten()
+            .map(|(_, node)| *node)
+            .collect();
+        self.node_operators
+            .retain(|id, _| in_history.contains(id) || ctx.profiles.contains_key(id));
+        // Each session by its node's operator as the node is registered now.
+        let history: BTreeMap<ViewerKey, Vec<(u64, &OperatorId)>> = self
+            .viewer_history
+            .iter()
+            .map(|(viewer, sessions)| {
+                let sessions = sessions
+                    .iter()
+                    .filter_map(|(e, node)| Some((*e, self.node_operators.get(node)?)))
+                    .collect();
+                (*viewer, sessions)
+            })
+            .collect();
+        let colluders = sessions::colluders(ctx, &history);
 
         let mut credits = Vec::with_capacity(viewer_sessions.len());
         for s in viewer_sessions {
@@ -576,7 +603,7 @@ impl FraudEngine {
             let verdict = sessions::over_bitrate(ctx, s)
                 .or_else(|| sessions::self_dealing(ctx, s))
                 .or_else(|| sessions::bot_viewer(s, &bots, &per_viewer))
-                .or_else(|| sessions::collusion(ctx, s, &colluders, &self.viewer_history));
+                .or_else(|| sessions::collusion(ctx, s, &colluders, &history));
             let Some((rule, inputs)) = verdict else {
                 credits.push(context::Credit {
                     session: s,

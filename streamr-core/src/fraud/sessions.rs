@@ -185,7 +185,7 @@ pub fn operator_route_shares<'a>(
 /// routing offers that operator (its route share), with the operator they favour.
 pub(super) fn colluders(
     ctx: &EpochContext<'_>,
-    history: &BTreeMap<ViewerKey, Vec<(u64, OperatorId)>>,
+    history: &BTreeMap<ViewerKey, Vec<(u64, &OperatorId)>>,
 ) -> BTreeMap<ViewerKey, OperatorId> {
     let c = ctx.config;
     let operator_count = ctx.route_share.len().max(1) as u128;
@@ -196,7 +196,7 @@ pub(super) fn colluders(
             .unwrap_or_default();
         let mut counts: BTreeMap<&OperatorId, u64> = BTreeMap::new();
         for (_, operator) in recent {
-            *counts.entry(operator).or_default() += 1;
+            *counts.entry(*operator).or_default() += 1;
         }
         // The operator this viewer used most in the window (ties to the lower id).
         let Some((operator, hits)) = counts
@@ -229,7 +229,7 @@ pub(super) fn collusion(
     ctx: &EpochContext<'_>,
     s: &SessionUsage,
     colluders: &BTreeMap<ViewerKey, OperatorId>,
-    history: &BTreeMap<ViewerKey, Vec<(u64, OperatorId)>>,
+    history: &BTreeMap<ViewerKey, Vec<(u64, &OperatorId)>>,
 ) -> Option<SessionVerdict> {
     let node = ctx.profiles.get(&s.node_id)?;
     if colluders.get(&s.viewer) != Some(&node.operator) {
@@ -237,7 +237,9 @@ pub(super) fn collusion(
     }
     let h = history.get(&s.viewer);
     let window = h.map_or(0, Vec::len) as u64;
-    let on_operator = h.map_or(0, |h| h.iter().filter(|(_, o)| *o == node.operator).count()) as u64;
+    let on_operator = h.map_or(0, |h| {
+        h.iter().filter(|(_, o)| **o == node.operator).count()
+    }) as u64;
     let share = ctx.route_share.get(&node.operator).copied().unwrap_or(0);
     Some((
         RuleId::Collusion,

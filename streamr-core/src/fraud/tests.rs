@@ -1259,3 +1259,33 @@ fn idle_registrations_do_not_hide_colluding_viewers() {
         report.evidence
     );
 }
+
+#[test]
+fn a_node_renaming_its_operator_does_not_split_its_colluders_history() {
+    // Viewer 9 watches five sessions an epoch on node 4 and nowhere else; node 4 registers
+    // under a fresh operator name in the second epoch. Its sessions of the window count for
+    // the operator node 4 is registered under now: ten of ten, a colluder.
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    for (epoch, name) in [(100, "op4"), (101, "op4-renamed")] {
+        let mut obs = honest();
+        obs.epoch = epoch;
+        obs.nodes[3].operator = OperatorId::new(name).unwrap();
+        obs.operator_route_share_ppm = obs
+            .nodes
+            .iter()
+            .map(|n| (n.operator.clone(), 250_000))
+            .collect();
+        obs.viewers.push(viewer(9, 99));
+        for s in 0..5 {
+            obs.sessions.push(session(4, 9, 100 + s, 5));
+        }
+        let report = engine.assess(&obs);
+        let collusion = rules_for(&report, 4).contains(&RuleId::Collusion);
+        assert_eq!(
+            collusion,
+            epoch == 101,
+            "epoch {epoch}: {:?}",
+            report.evidence
+        );
+    }
+}
