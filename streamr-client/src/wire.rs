@@ -825,3 +825,51 @@ pub struct SimulationRequest {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::RewardConfigSchema>))]
     pub rewards: Option<RewardConfig>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamr_core::KeyPair;
+
+    fn registration(node: &KeyPair) -> NodeRegistration {
+        NodeRegistration {
+            node_id: node.node_id(),
+            payout_address: "0xa11ce".into(),
+            operator: "acme".into(),
+            rtmp_url: "rtmp://node.example/live".into(),
+            http_url: "http://node.example".into(),
+            capacity_kbps: 20_000,
+            timestamp_ms: 1_700_000_000_000,
+            operator_membership: None,
+        }
+    }
+
+    #[test]
+    fn the_node_signs_its_operator_membership_and_nothing_changes_without_one() {
+        let node = KeyPair::from_seed([1; 32]);
+        let acme = KeyPair::from_seed([2; 32]);
+        let plain = registration(&node);
+        // Without a membership the signed bytes are what they always were (ending in the
+        // timestamp), so registrations of nodes without an operator key still verify.
+        assert!(plain
+            .canonical_bytes()
+            .ends_with(&plain.timestamp_ms.to_be_bytes()));
+        assert!(!serde_json::to_string(&plain)
+            .unwrap()
+            .contains("membership"));
+        let member = NodeRegistration {
+            operator_membership: Some(OperatorMembership::sign(&acme, "acme", &node.node_id())),
+            ..registration(&node)
+        };
+        let signed = Signed::sign(member, &node);
+        let key = node.node_id().verifying_key().unwrap();
+        assert!(signed.verify_with(&key).is_ok());
+        // Stripping the membership (or swapping it) breaks the node's signature.
+        let mut stripped = signed.clone();
+        stripped.body.operator_membership = None;
+        assert!(stripped.verify_with(&key).is_err());
+        let json = serde_json::to_string(&signed).unwrap();
+        let back: Signed<NodeRegistration> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, signed);
+    }
+}
