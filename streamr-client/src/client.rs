@@ -173,6 +173,10 @@ pub struct NodeAdvert {
     pub http_url: String,
     /// Upload capacity in kbit/s.
     pub capacity_kbps: u64,
+    /// The operator key's signature over the node id and `operator`
+    /// (`OperatorMembership::sign`); without it the node is its own operator, and a name bound
+    /// to an operator key is refused.
+    pub operator_membership: Option<streamr_core::OperatorMembership>,
 }
 
 /// The time for a signed request the coordinator refuses to see twice (an upstream request):
@@ -404,6 +408,7 @@ impl CoordinatorClient {
             http_url: advert.http_url.clone(),
             capacity_kbps: advert.capacity_kbps,
             timestamp_ms: unix_ms(),
+            operator_membership: advert.operator_membership,
         };
         self.post("/nodes", &Signed::sign(registration, node_key))
             .await

@@ -50,6 +50,11 @@ named_schema!(
     "CoordinatorKey"
 );
 named_schema!(
+    /// An operator's ed25519 public key, hex.
+    OperatorKeySchema,
+    "OperatorKey"
+);
+named_schema!(
     /// A session id, hex.
     SessionIdSchema,
     "SessionId"
@@ -100,6 +105,21 @@ named_schema!(
     MerkleStepSchema,
     "MerkleStep"
 );
+
+/// An operator's signature over a node id and its operator name
+/// (`streamr_core::OperatorMembership`).
+#[derive(ToSchema)]
+#[schema(as = OperatorMembership)]
+#[allow(dead_code)]
+pub struct OperatorMembershipSchema {
+    /// The operator's public key; the name is bound to the first key that proves a node.
+    #[schema(value_type = OperatorKeySchema)]
+    operator_key: (),
+    /// Over `"streamr/operator-membership/v1" 0x00 ‖ operator_key ‖ (u32 length ‖ operator
+    /// name) ‖ node_id`.
+    #[schema(value_type = SignatureSchema)]
+    signature: (),
+}
 
 /// A node heartbeat (`streamr_core::NodeHeartbeat`).
 #[derive(ToSchema)]
@@ -466,6 +486,9 @@ pub struct RewardConfigSchema {
     unattested_discount_ppm: u64,
     operator_cap_ppm: u64,
     subnet_cap_ppm: u64,
+    /// Water-fills a capped group around members another cap froze lower; absent (false) in
+    /// the inputs of epochs settled before it existed.
+    refill_capped_groups: Option<bool>,
 }
 
 /// A node's share of a pool (`streamr_core::NodeReward`).

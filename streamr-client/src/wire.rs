@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use streamr_core::{
     BalanceLeaf, CanonicalMessage, ContentDigest, CoordinatorKey, HeartbeatMac, MacHeartbeat,
     MerkleProof, NodeEpochInput, NodeHeartbeat, NodeId, NodeSessionAccept, NodeSessionId,
-    NodeSessionOpen, RewardConfig, Signed, SignedGrant, SignedHeartbeat, SignedOriginClaim,
-    SignedPartReport, SignedReceipt, SignedSegmentReport, StreamId,
+    NodeSessionOpen, OperatorMembership, RewardConfig, Signed, SignedGrant, SignedHeartbeat,
+    SignedOriginClaim, SignedPartReport, SignedReceipt, SignedSegmentReport, StreamId,
 };
 
 /// Domain tag of a [`NodeRegistration`] signature.
@@ -44,12 +44,21 @@ pub struct NodeRegistration {
     pub capacity_kbps: u64,
     /// Node clock, Unix milliseconds (checked against the skew window).
     pub timestamp_ms: u64,
+    /// The operator key's signature saying this node is one of `operator`'s
+    /// (`streamr-node --operator-key`). The coordinator binds an operator name to the first key
+    /// that proves a node under it and refuses (403 `operator_name_bound`) a registration naming
+    /// a bound operator without that key's signature; a node without one is its own operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::OperatorMembershipSchema>))]
+    pub operator_membership: Option<OperatorMembership>,
 }
 
 impl CanonicalMessage for NodeRegistration {
     /// `REGISTRATION_TAG ‖ node_id(32) ‖ (len ‖ payout_address) ‖ (len ‖ operator) ‖
-    /// (len ‖ rtmp_url) ‖ (len ‖ http_url) ‖ capacity_kbps(8) ‖ timestamp_ms(8)`, integers
-    /// big-endian, as in `streamr_core::canonical`.
+    /// (len ‖ rtmp_url) ‖ (len ‖ http_url) ‖ capacity_kbps(8) ‖ timestamp_ms(8)`, then, only
+    /// when the registration carries an operator membership, `operator_key(32) ‖ signature(64)`
+    /// (so a registration without one signs what it always did), integers big-endian, as in
+    /// `streamr_core::canonical`.
     fn canonical_bytes(&self) -> Vec<u8> {
         let mut bytes = REGISTRATION_TAG.to_vec();
         bytes.extend_from_slice(self.node_id.as_bytes());
@@ -59,6 +68,10 @@ impl CanonicalMessage for NodeRegistration {
         push_str(&mut bytes, &self.http_url);
         bytes.extend_from_slice(&self.capacity_kbps.to_be_bytes());
         bytes.extend_from_slice(&self.timestamp_ms.to_be_bytes());
+        if let Some(membership) = &self.operator_membership {
+            bytes.extend_from_slice(membership.operator_key.as_bytes());
+            bytes.extend_from_slice(membership.signature.as_bytes());
+        }
         bytes
     }
 }
@@ -811,4 +824,52 @@ pub struct SimulationRequest {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::RewardConfigSchema>))]
     pub rewards: Option<RewardConfig>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use streamr_core::KeyPair;
+
+    fn registration(node: &KeyPair) -> NodeRegistration {
+        NodeRegistration {
+            node_id: node.node_id(),
+            payout_address: "0xa11ce".into(),
+            operator: "acme".into(),
+            rtmp_url: "rtmp://node.example/live".into(),
+            http_url: "http://node.example".into(),
+            capacity_kbps: 20_000,
+            timestamp_ms: 1_700_000_000_000,
+            operator_membership: None,
+        }
+    }
+
+    #[test]
+    fn the_node_signs_its_operator_membership_and_nothing_changes_without_one() {
+        let node = KeyPair::from_seed([1; 32]);
+        let acme = KeyPair::from_seed([2; 32]);
+        let plain = registration(&node);
+        // Without a membership the signed bytes are what they always were (ending in the
+        // timestamp), so registrations of nodes without an operator key still verify.
+        assert!(plain
+            .canonical_bytes()
+            .ends_with(&plain.timestamp_ms.to_be_bytes()));
+        assert!(!serde_json::to_string(&plain)
+            .unwrap()
+            .contains("membership"));
+        let member = NodeRegistration {
+            operator_membership: Some(OperatorMembership::sign(&acme, "acme", &node.node_id())),
+            ..registration(&node)
+        };
+        let signed = Signed::sign(member, &node);
+        let key = node.node_id().verifying_key().unwrap();
+        assert!(signed.verify_with(&key).is_ok());
+        // Stripping the membership (or swapping it) breaks the node's signature.
+        let mut stripped = signed.clone();
+        stripped.body.operator_membership = None;
+        assert!(stripped.verify_with(&key).is_err());
+        let json = serde_json::to_string(&signed).unwrap();
+        let back: Signed<NodeRegistration> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, signed);
+    }
 }

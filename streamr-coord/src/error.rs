@@ -199,6 +199,15 @@ pub enum ApiError {
         /// Why the signer was refused.
         reason: String,
     },
+    /// A registration named an operator whose name is bound to an operator key, without that
+    /// key's signature over the node (`streamr-node --operator-key`).
+    #[error("operator name {name:?} is bound to operator key {operator_key}; register with that key's signature over the node (streamr-node --operator-key), or under another name")]
+    OperatorNameBound {
+        /// The name asked for.
+        name: String,
+        /// The operator key (hex) it is bound to.
+        operator_key: String,
+    },
     /// The resource does not exist.
     #[error("{what} {id} not found")]
     NotFound {
@@ -277,9 +286,9 @@ impl ApiError {
             | ApiError::SessionExpired { .. }
             | ApiError::BadMac { .. } => StatusCode::UNAUTHORIZED,
             ApiError::WrongSessionNode { .. } => StatusCode::FORBIDDEN,
-            ApiError::StreamKeyRejected { .. } | ApiError::NotOrigin { .. } => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::StreamKeyRejected { .. }
+            | ApiError::NotOrigin { .. }
+            | ApiError::OperatorNameBound { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RateLimited | ApiError::GrantBudgetSpent { .. } => {
@@ -323,6 +332,7 @@ impl ApiError {
             ApiError::Storage(StorageError::UnknownNode { .. }) => "unknown_node",
             ApiError::StreamKeyRejected { .. } => "stream_key_rejected",
             ApiError::NotOrigin { .. } => "not_origin",
+            ApiError::OperatorNameBound { .. } => "operator_name_bound",
             ApiError::NotFound { .. } => "not_found",
             ApiError::Conflict(_) | ApiError::Storage(StorageError::ConflictingSegment { .. }) => {
                 "conflict"

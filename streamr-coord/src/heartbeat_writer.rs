@@ -577,6 +577,7 @@ mod tests {
             id: key.node_id().to_string(),
             payout_address: "payout".into(),
             operator: "operator".into(),
+            operator_key: None,
             subnet: "10.0.0".into(),
             rtmp_url: "rtmp://10.0.0.1:1935/live".into(),
             http_url: "http://10.0.0.1:8080".into(),

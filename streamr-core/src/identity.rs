@@ -102,6 +102,13 @@ public_key_type!(
     CoordinatorKey,
     "coordinator key"
 );
+public_key_type!(
+    /// An operator's ed25519 public key: it signs the ids of the nodes its operator runs, and
+    /// the coordinator binds an operator name to the first key that proves a node under it
+    /// (see [`crate::OperatorMembership`]).
+    OperatorKey,
+    "operator key"
+);
 
 /// An ed25519 signature, hex encoded (128 characters) in JSON.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -195,6 +202,11 @@ impl KeyPair {
     /// The public half as the coordinator key.
     pub fn coordinator_key(&self) -> CoordinatorKey {
         CoordinatorKey::from_bytes(self.public_bytes())
+    }
+
+    /// The public half as an operator key.
+    pub fn operator_key(&self) -> OperatorKey {
+        OperatorKey::from_bytes(self.public_bytes())
     }
 
     /// Signs `message` (always a canonical encoding from [`crate::canonical`]).

@@ -151,10 +151,15 @@ pub const UNNAMED_OPERATOR: &str = "anonymous";
 
 impl OperatorId {
     /// The operator the rules group a node under (the operator cap, the collusion test's route
-    /// shares): the name it registered with, or, where it registered none (the default
+    /// shares): the operator name the node proved membership of (`member`: its registration
+    /// carried the signature of the key the coordinator bound that name to; see
+    /// [`crate::OperatorMembership`]), or, where it proved none, set no name (the default
     /// [`UNNAMED_OPERATOR`], an empty name) or one too long to be a name, the node alone, as
-    /// `node` (its id). Unrelated nodes that set no name must not share one operator's cap.
-    pub fn of_node(registered: &str, node: &str) -> Result<Self, SignatureError> {
+    /// `node` (its id). Names are free text: a node naming an operator without its key's
+    /// signature must not share that operator's cap, nor unrelated nodes that set no name one
+    /// operator's cap.
+    pub fn of_node(member: Option<&str>, node: &str) -> Result<Self, SignatureError> {
+        let registered = member.unwrap_or_default();
         let named = !registered.is_empty() && registered != UNNAMED_OPERATOR;
         match Self::new(registered) {
             Ok(operator) if named => Ok(operator),
@@ -186,8 +191,13 @@ mod tests {
 
     #[test]
     fn a_node_without_an_operator_name_is_its_own_operator() {
-        let of = |name: &str| OperatorId::of_node(name, "node-1").unwrap();
+        let of = |name: &str| OperatorId::of_node(Some(name), "node-1").unwrap();
         assert_eq!(of("acme").as_str(), "acme");
+        // A name the node proved no membership of groups it with nobody.
+        assert_eq!(
+            OperatorId::of_node(None, "node-1").unwrap().as_str(),
+            "node-1"
+        );
         assert_eq!(of(UNNAMED_OPERATOR).as_str(), "node-1");
         assert_eq!(of("").as_str(), "node-1");
         assert_eq!(of(&"x".repeat(MAX_NAME_LEN + 1)).as_str(), "node-1");

@@ -78,6 +78,7 @@ mod ids;
 mod ledger;
 mod merkle;
 pub mod node_session;
+mod operator;
 mod origin;
 mod part_report;
 mod payout;
@@ -97,14 +98,14 @@ pub use accounting::{Served, SessionAccounting, MAX_ACCOUNTED_SESSIONS};
 pub use content::{segment_hash, OriginDigests, SegmentChain, SegmentDigestSource, SegmentRecord};
 pub use error::{LedgerError, ReceiptRejection, SettlementError, SignatureError};
 pub use fraud::{
-    net_unattested, EpochObservations, Evidence, FraudConfig, FraudEngine, FraudReport,
-    IssuedGrant, NodeClaims, NodeProfile, PenaltyPolicy, ReceiptTally, RuleId, UnknownRule,
-    Verdict, ViewerProfile,
+    net_unattested, operator_route_shares, EpochObservations, Evidence, FraudConfig, FraudEngine,
+    FraudReport, IssuedGrant, NodeClaims, NodeProfile, PenaltyPolicy, ReceiptTally, RuleId,
+    UnknownRule, Verdict, ViewerProfile,
 };
 pub use grant::{SessionGrant, SignedGrant};
 pub use grant_check::{GrantChecker, GrantRefusal};
 pub use heartbeat::{HeartbeatNonces, NodeHeartbeat, RelayUpstream, SignedHeartbeat};
-pub use identity::{CoordinatorKey, KeyPair, NodeId, SignatureBytes, ViewerKey};
+pub use identity::{CoordinatorKey, KeyPair, NodeId, OperatorKey, SignatureBytes, ViewerKey};
 pub use ids::{
     ContentDigest, NetPrefix, OperatorId, SessionId, StreamId, Subnet24, Subnet48, MAX_NAME_LEN,
     UNNAMED_OPERATOR,
@@ -115,6 +116,7 @@ pub use node_session::{
     accept_open, HeartbeatMac, KeyShare, KnownSession, MacHeartbeat, NodeHandshake, NodeSession,
     NodeSessionAccept, NodeSessionId, NodeSessionOpen, SessionError, SessionKey,
 };
+pub use operator::{OperatorMembership, OperatorRefusal, OPERATOR_MEMBERSHIP_TAG};
 pub use origin::{
     LlSegmentHashes, OriginClaim, OriginSegmentReport, SignedOriginClaim, SignedSegmentReport,
 };

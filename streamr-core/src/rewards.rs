@@ -49,6 +49,11 @@ pub struct RewardConfig {
     pub operator_cap_ppm: u64,
     /// Most of the pool the nodes of one /24 may receive together, ppm.
     pub subnet_cap_ppm: u64,
+    /// Water-fills a capped group around members another cap froze lower (see
+    /// `refill_group`). `false` in the inputs of epochs settled before it existed (absent from
+    /// their JSON), which replay as they were settled; `true` by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refill_capped_groups: bool,
 }
 
 impl Default for RewardConfig {
@@ -57,6 +62,7 @@ impl Default for RewardConfig {
             unattested_discount_ppm: 500_000,
             operator_cap_ppm: 200_000,
             subnet_cap_ppm: 200_000,
+            refill_capped_groups: true,
         }
     }
 }
@@ -165,22 +171,41 @@ pub fn split_pool(pool: u64, inputs: &[NodeEpochInput], config: &RewardConfig) -
             break;
         }
         for group in violating {
-            // Re-split the group's cap over all its members; a member frozen before by another
-            // group keeps the smaller amount, so no group total can rise.
             let members: Vec<usize> = (0..nodes.len())
                 .filter(|&i| groups[i].contains(&group))
                 .collect();
-            let member_weights: Vec<u128> = members.iter().map(|&i| weights[i]).collect();
-            for (&i, part) in members
-                .iter()
-                .zip(apportion(cap_of(&group), &member_weights))
-            {
-                amounts[i] = if frozen[i] {
-                    amounts[i].min(part)
-                } else {
-                    part
-                };
-                frozen[i] = true;
+            if config.refill_capped_groups {
+                // An earlier group of this round may have lowered some members already: a
+                // group back within its cap is left to the next round, its open members
+                // unfrozen.
+                let total = members
+                    .iter()
+                    .fold(0u64, |t, &i| t.saturating_add(amounts[i]));
+                if total <= cap_of(&group) {
+                    continue;
+                }
+                refill_group(
+                    cap_of(&group),
+                    &members,
+                    &weights,
+                    &mut amounts,
+                    &mut frozen,
+                );
+            } else {
+                // As settled before: the cap split over all members by weight, a member frozen
+                // before keeping the smaller amount.
+                let member_weights: Vec<u128> = members.iter().map(|&i| weights[i]).collect();
+                for (&i, part) in members
+                    .iter()
+                    .zip(apportion(cap_of(&group), &member_weights))
+                {
+                    amounts[i] = if frozen[i] {
+                        amounts[i].min(part)
+                    } else {
+                        part
+                    };
+                    frozen[i] = true;
+                }
             }
             if !capped.contains(&group) {
                 capped.push(group);
@@ -206,6 +231,48 @@ pub fn split_pool(pool: u64, inputs: &[NodeEpochInput], config: &RewardConfig) -
                 Group::Subnet(s) => format!("subnet:{s}"),
             })
             .collect(),
+    }
+}
+
+/// Freezes a group over its cap at the cap, split among its members by weight. A member frozen
+/// before by another group never gets more than it has: where its part of the cap is at least
+/// that, it keeps what it has and the rest of the cap is split again among the others, so the
+/// other members are not held to shares sized for an amount it can never take (a small node in
+/// the /24 of a capped operator's big node was frozen at a fraction of what it earned, the
+/// /24 left far below its cap).
+fn refill_group(
+    cap: u64,
+    members: &[usize],
+    weights: &[u128],
+    amounts: &mut [u64],
+    frozen: &mut [bool],
+) {
+    let mut room = cap;
+    let mut open: Vec<usize> = members.to_vec();
+    loop {
+        let open_weights: Vec<u128> = open.iter().map(|&i| weights[i]).collect();
+        let parts = apportion(room, &open_weights);
+        let keeping: Vec<usize> = open
+            .iter()
+            .zip(&parts)
+            .filter(|(&i, &part)| frozen[i] && amounts[i] <= part)
+            .map(|(&i, _)| i)
+            .collect();
+        if keeping.is_empty() {
+            for (&i, part) in open.iter().zip(parts) {
+                amounts[i] = if frozen[i] {
+                    amounts[i].min(part)
+                } else {
+                    part
+                };
+                frozen[i] = true;
+            }
+            return;
+        }
+        for i in keeping {
+            room = room.saturating_sub(amounts[i]);
+            open.retain(|&j| j != i);
+        }
     }
 }
 
@@ -269,6 +336,51 @@ mod tests {
         assert_eq!(split.capped_groups, ["operator:big"]);
     }
 
+    #[test]
+    fn a_small_node_beside_a_capped_operators_big_node_keeps_its_share() {
+        // Operator "big" earns 21 of 42 parts: node 1 (9 parts) shares /24 number 1 with the
+        // small node 2 (1 part); the others of "big" and ten unrelated nodes are elsewhere.
+        let mut nodes = vec![input(1, "big", 1, 9_000), input(2, "small", 1, 1_000)];
+        for i in 0..4 {
+            nodes.push(input(3 + i, "big", 10 + i, 3_000));
+        }
+        for i in 0..10 {
+            nodes.push(input(20 + i, &format!("o{i}"), 30 + i, 2_000));
+        }
+        let split = split_pool(1_000_000, &nodes, &RewardConfig::default());
+        let amount = |id: u8| {
+            split
+                .rewards
+                .iter()
+                .find(|r| r.node_id == NodeId::from_bytes([id; 32]))
+                .map(|r| r.amount)
+                .unwrap()
+        };
+        // "big" is held at 20 %; the rest goes by weight to the small node and the ten others
+        // (21 parts): the /24 of nodes 1 and 2 is far below its cap.
+        let big: u64 = [1, 3, 4, 5, 6].iter().map(|&i| amount(i)).sum();
+        assert_eq!(big, 200_000);
+        assert!(amount(2).abs_diff(800_000 / 21) <= 1, "{}", amount(2));
+        assert!(amount(20).abs_diff(800_000 * 2 / 21) <= 1, "{}", amount(20));
+        assert_eq!(split.unallocated, 0);
+        // Epochs settled before the refill replay as they were (the small node at 20 000).
+        let legacy = RewardConfig {
+            refill_capped_groups: false,
+            ..RewardConfig::default()
+        };
+        let replayed = split_pool(1_000_000, &nodes, &legacy);
+        let small = NodeId::from_bytes([2; 32]);
+        let small = replayed
+            .rewards
+            .iter()
+            .find(|r| r.node_id == small)
+            .unwrap();
+        assert_eq!(small.amount, 20_000);
+        let json = serde_json::to_string(&legacy).unwrap();
+        assert!(!json.contains("refill"), "{json}");
+        assert_eq!(serde_json::from_str::<RewardConfig>(&json).unwrap(), legacy);
+    }
+
     fn nodes_strategy() -> impl Strategy<Value = Vec<NodeEpochInput>> {
         proptest::collection::vec((0u8..6, 0u8..4, 0u64..1_000_000_000_000), 1..40).prop_map(|v| {
             v.into_iter()
@@ -297,8 +409,9 @@ mod tests {
             nodes in nodes_strategy(),
             op_cap in 50_000u64..=PPM,
             net_cap in 50_000u64..=PPM,
+            refill in any::<bool>(),
         ) {
-            let config = RewardConfig { operator_cap_ppm: op_cap, subnet_cap_ppm: net_cap, ..RewardConfig::default() };
+            let config = RewardConfig { operator_cap_ppm: op_cap, subnet_cap_ppm: net_cap, refill_capped_groups: refill, ..RewardConfig::default() };
             let split = split_pool(pool, &nodes, &config);
             let sum: u128 = split.rewards.iter().map(|r| u128::from(r.amount)).sum();
             prop_assert_eq!(sum + u128::from(split.unallocated), u128::from(pool));

@@ -52,6 +52,7 @@ async fn payouts_shows_a_nodes_stages_and_the_coordinators_policy() {
         .register_node(
             &node,
             &NodeAdvert {
+                operator_membership: None,
                 operator: "alice".into(),
                 payout_address: "0xa11ce".into(),
                 rtmp_url: "rtmp://10.0.31.1:1935/live".into(),

@@ -123,6 +123,7 @@ async fn the_api_is_served_over_https_and_renewed_certificates_without_a_restart
         .register_node(
             &node,
             &NodeAdvert {
+                operator_membership: None,
                 operator: "alice".into(),
                 payout_address: "alice-wallet".into(),
                 rtmp_url: "rtmps://127.0.0.1:1936/live".into(),

@@ -136,6 +136,11 @@ pub struct NodeConfig {
     pub coordinator: Option<CoordinatorConfig>,
     /// Who runs the node (registration).
     pub operator: String,
+    /// The file holding the operator's secret key (created on first start, mode 0600, like the
+    /// identity): the node registers with its signature over the node id and `operator`, which
+    /// binds the name to that key at the coordinator (the first key to claim a name keeps it).
+    /// Copy the same file to every node of the operator. `None`: the node is its own operator.
+    pub operator_key: Option<PathBuf>,
     /// Where rewards are paid (registration).
     pub payout_address: String,
     /// Upload capacity in kbit/s (registration).
@@ -375,6 +380,7 @@ impl Default for NodeConfig {
             upstreams: Vec::new(),
             coordinator: None,
             operator: "anonymous".into(),
+            operator_key: None,
             payout_address: "unset".into(),
             capacity_kbps: 10_000,
             advertise_rtmp: None,
@@ -487,6 +493,14 @@ impl Node {
             identity::load_or_create(&config.identity)?
         } else {
             KeyPair::generate(&mut rand::rngs::OsRng)
+        };
+        let operator_membership = match (&config.operator_key, &config.coordinator) {
+            (Some(path), Some(_)) => Some(streamr_core::OperatorMembership::sign(
+                &identity::load_or_create(path)?,
+                &config.operator,
+                &key.node_id(),
+            )),
+            _ => None,
         };
         let tls = match &config.tls {
             Some(files) => Some(ServerTls::load(files.clone())?),
@@ -869,6 +883,7 @@ impl Node {
                         .or_else(|| mapped("HTTP").map(|a| format!("http://{a}")))
                         .unwrap_or_else(|| format!("http://{http_addr}")),
                     capacity_kbps: config.capacity_kbps,
+                    operator_membership,
                 };
                 let joined = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let join = network::Join {

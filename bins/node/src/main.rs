@@ -154,6 +154,14 @@ struct Args {
     #[arg(long, env = "STREAMR_OPERATOR", default_value = "anonymous")]
     operator: String,
 
+    /// File holding the operator's secret key (created on first start, mode 0600; copy it to
+    /// every node the operator runs). The node registers with the key's signature over its id
+    /// and --operator; the coordinator binds the name to the first key that claims it and
+    /// refuses the name to nodes without that key's signature. Without it the node is its own
+    /// operator for the reward caps.
+    #[arg(long, env = "STREAMR_OPERATOR_KEY")]
+    operator_key: Option<PathBuf>,
+
     /// Where rewards are paid (sent when registering).
     #[arg(long, env = "STREAMR_PAYOUT_ADDRESS", default_value = "unset")]
     payout_address: String,
@@ -459,6 +467,7 @@ impl Args {
                 key: self.coordinator_public_key,
             }),
             operator: self.operator,
+            operator_key: self.operator_key,
             payout_address: self.payout_address,
             capacity_kbps: self.capacity_kbps,
             advertise_rtmp: self.advertise_rtmp,

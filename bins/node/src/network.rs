@@ -1218,6 +1218,7 @@ mod tests {
         let (other, _, other_key, _other_dir) = coordinator().await;
         let node = KeyPair::from_seed([41; 32]);
         let advert = NodeAdvert {
+            operator_membership: None,
             operator: "op".into(),
             payout_address: "0xop".into(),
             rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
@@ -1454,6 +1455,7 @@ mod tests {
         let client = CoordinatorClient::new(&server.url()).unwrap();
         let node = KeyPair::from_seed([43; 32]);
         let advert = NodeAdvert {
+            operator_membership: None,
             operator: "op".into(),
             payout_address: "0xop".into(),
             rtmp_url: "rtmp://127.0.0.1:1935/live".into(),

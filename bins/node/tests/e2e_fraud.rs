@@ -65,6 +65,7 @@ async fn register(client: &CoordinatorClient, key: &KeyPair, name: &str, subnet:
         .register_node(
             key,
             &NodeAdvert {
+                operator_membership: None,
                 operator: name.into(),
                 payout_address: format!("{name}-wallet"),
                 rtmp_url: format!("rtmp://127.0.{subnet}.1:1935/live"),

@@ -60,8 +60,10 @@ struct Cli {
     #[arg(long, env = "STREAMR_SIM_TREE_SCENARIOS")]
     tree_scenarios: bool,
     /// Run the reward-split scenarios instead (throwaway nodes under another operator's name,
-    /// squatting an operator's cap, grants claimed beyond their sessions as unattested) and
-    /// report what each attacker gains and what the honest nodes lose.
+    /// squatting an operator's cap, grants claimed beyond their sessions as unattested, bots
+    /// pulling the measured bitrate down, shared-/24 whitewashing, idle spare identities,
+    /// water-filling around a capped operator's node, colluders hidden by idle registrations or
+    /// renamed operators) and report what each attacker gains and what the honest nodes lose.
     #[arg(long, env = "STREAMR_SIM_REWARD_SCENARIOS")]
     reward_scenarios: bool,
 }

@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use indicatif::ProgressBar;
 use rand::{Rng, RngCore};
 use streamr_core::{
-    segment_hash, ContentDigest, EpochInputs, EpochObservations, EpochStatement, FraudConfig,
-    FraudEngine, HeartbeatNonces, IssuedGrant, KeyPair, NodeClaims, NodeHeartbeat, NodeId,
-    NodeProfile, OperatorId, OriginDigests, PayoutPolicy, ProbePolicy, ProbeResult, ProbeSummary,
-    ReceiptTally, ReceiptVerifier, RouteCandidate, Router, RuleId, SegmentChain, SegmentRecord,
-    SessionAccounting, SessionGrant, SessionId, SessionUsage, Settlement, SettlementConfig, Signed,
-    SignedReceipt, SimulatedPayoutSink, StreamId, Subnet24, Verdict, VerifierConfig, ViewerKey,
-    ViewerProfile, ViewerReceipt,
+    operator_route_shares, segment_hash, ContentDigest, EpochInputs, EpochObservations,
+    EpochStatement, FraudConfig, FraudEngine, HeartbeatNonces, IssuedGrant, KeyPair, NodeClaims,
+    NodeHeartbeat, NodeId, NodeProfile, OperatorId, OriginDigests, PayoutPolicy, ProbePolicy,
+    ProbeResult, ProbeSummary, ReceiptTally, ReceiptVerifier, RouteCandidate, Router, RuleId,
+    SegmentChain, SegmentRecord, SessionAccounting, SessionGrant, SessionId, SessionUsage,
+    Settlement, SettlementConfig, Signed, SignedReceipt, SimulatedPayoutSink, StreamId, Subnet24,
+    Verdict, VerifierConfig, ViewerKey, ViewerProfile, ViewerReceipt,
 };
 
 use crate::scenario::{Attack, Network, Role, SimConfig, SimNode, ViewerKind};
@@ -317,22 +317,6 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
             .collect();
         let index_of: BTreeMap<NodeId, usize> =
             active.iter().map(|&i| (net.nodes[i].id, i)).collect();
-        let mut operator_weight: BTreeMap<OperatorId, u64> = BTreeMap::new();
-        let mut total_weight = 0u64;
-        for c in &candidates {
-            let w = c.quality_ppm.max(router.newcomer_floor_ppm);
-            total_weight += w;
-            if let Some(&i) = index_of.get(&c.node_id) {
-                *operator_weight
-                    .entry(net.nodes[i].operator.clone())
-                    .or_default() += w;
-            }
-        }
-        let route_share: Vec<(OperatorId, u64)> = operator_weight
-            .into_iter()
-            .map(|(o, w)| (o, w * 1_000_000 / total_weight.max(1)))
-            .collect();
-
         // Viewers plan their sessions; the coordinator routes them.
         let mut epoch_secret = [0u8; 32];
         net.rng.fill_bytes(&mut epoch_secret);
@@ -958,7 +942,19 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 .iter()
                 .map(|s| (s.clone(), config.bitrate))
                 .collect(),
-            operator_route_share_ppm: route_share,
+            // As the coordinator's settlement computes them: each operator's share of the
+            // nodes its probes found serving.
+            operator_route_share_ppm: operator_route_shares(
+                active.iter().map(|&i| {
+                    let node = &net.nodes[i];
+                    let summary = probes
+                        .iter()
+                        .find(|(id, _)| *id == node.id)
+                        .map(|(_, summary)| summary);
+                    (&node.operator, summary)
+                }),
+                router.newcomer_floor_ppm,
+            ),
             recently_penalized: penalized_history
                 .iter()
                 .filter(|(e, _, _)| *e >= recent_from)

@@ -7,7 +7,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use streamr_core::{
     CanonicalMessage, KnownSession, MacHeartbeat, NodeHeartbeat, NodeId, NodeSessionId,
-    ProbeResult, SessionError, SignatureBytes, SignatureError, SignedReceipt, Subnet24,
+    OperatorKey, OperatorMembership, OperatorRefusal, ProbeResult, SessionError, SignatureBytes,
+    SignatureError, SignedReceipt, Subnet24,
 };
 
 use super::openapi::{
@@ -25,9 +26,9 @@ use crate::metrics::Metrics;
 use crate::session_totals::TotalsHeartbeat;
 use crate::storage::{to_wire, ActivityDelta, HeartbeatWrite, NodeRecord, NodeSessionRecord};
 use crate::wire::{
-    HeartbeatRequest, NodeInfo, ProbeInfo, ReceiptsOutcome, SessionHeartbeatRequest,
-    SignedDeregistration, SignedNodeSessionAccept, SignedNodeSessionOpen, SignedRegistration,
-    StatsInfo,
+    HeartbeatRequest, NodeInfo, NodeRegistration, ProbeInfo, ReceiptsOutcome,
+    SessionHeartbeatRequest, SignedDeregistration, SignedNodeSessionAccept, SignedNodeSessionOpen,
+    SignedRegistration, StatsInfo,
 };
 
 /// Longest text field of a registration, in characters.
@@ -137,12 +138,60 @@ pub(crate) fn local_trial_subnet(kind: &str, who: &str) -> String {
     format!("local-trial/{kind}/{who}")
 }
 
+/// The operator key a registration proves its node a member of (hex), binding the operator
+/// name to it when the name is free (the first key to prove a node under a name keeps it).
+/// `None`: it proved none and the name is free (or the default), so the node is its own
+/// operator. A registration naming a bound operator without that key's signature is refused
+/// (403 `operator_name_bound`), and one with a bad signature (401 `bad_signature`).
+async fn operator_membership(
+    state: &Shared,
+    registration: &NodeRegistration,
+) -> Result<Option<String>, ApiError> {
+    let name = registration.operator.as_str();
+    let proof = registration.operator_membership.as_ref();
+    let refused = |bound: &str| ApiError::OperatorNameBound {
+        name: name.to_owned(),
+        operator_key: bound.to_owned(),
+    };
+    let judge = |bound: Option<&str>| -> Result<Option<OperatorKey>, ApiError> {
+        let key = match bound.map(str::parse::<OperatorKey>) {
+            // A stored key that does not parse is nobody's: the name stays refused.
+            Some(Err(_)) => return Err(refused(bound.unwrap_or_default())),
+            Some(Ok(key)) => Some(key),
+            None => None,
+        };
+        OperatorMembership::judge(name, &registration.node_id, proof, key.as_ref()).map_err(
+            |refusal| match refusal {
+                OperatorRefusal::NameBound { bound, .. } => refused(&bound.to_string()),
+                _ => ApiError::BadSignature {
+                    what: "operator membership",
+                },
+            },
+        )
+    };
+    let bound = state.storage.operator_binding(name).await?;
+    let Some(key) = judge(bound.as_deref())? else {
+        return Ok(None);
+    };
+    if bound.is_some() {
+        return Ok(Some(key.to_string()));
+    }
+    // The name was free: bind it, and judge again by whichever key won should another
+    // registration have bound it meanwhile.
+    let bound = state
+        .storage
+        .bind_operator(name, &key.to_string(), now_ms())
+        .await?;
+    Ok(judge(Some(&bound))?.map(|key| key.to_string()))
+}
+
 /// Register (or update) a node; the body is signed with the node key it registers.
 #[utoipa::path(post, path = "/nodes", tag = "nodes", request_body = SignedRegistrationSchema,
     responses(
         (status = 201, description = "Registered", body = NodeInfo),
         (status = 200, description = "Updated", body = NodeInfo),
-        (status = 401, description = "bad_signature or clock_skew", body = ErrorSchema),
+        (status = 401, description = "bad_signature (of the registration or its operator membership) or clock_skew", body = ErrorSchema),
+        (status = 403, description = "operator_name_bound: the operator name is bound to an operator key the registration has no signature of", body = ErrorSchema),
     ))]
 pub(crate) async fn register(
     State(state): State<Shared>,
@@ -166,12 +215,14 @@ pub(crate) async fn register(
     check_text("operator", &registration.operator, false)?;
     check_text("rtmp_url", &registration.rtmp_url, true)?;
     check_text("http_url", &registration.http_url, true)?;
+    let operator_key = operator_membership(&state, registration).await?;
     let id = registration.node_id.to_string();
     let existing = state.storage.get_node(&id).await?;
     let node = NodeRecord {
         id: id.clone(),
         payout_address: registration.payout_address.clone(),
         operator: registration.operator.clone(),
+        operator_key,
         subnet: if state.config.local_trial {
             local_trial_subnet("node", &id)
         } else {

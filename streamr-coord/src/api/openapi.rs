@@ -33,6 +33,13 @@ fn component_overrides() -> Vec<(&'static str, Value)> {
             "CoordinatorKey",
             hex(32, "The coordinator's ed25519 public key."),
         ),
+        (
+            "OperatorKey",
+            hex(
+                32,
+                "An operator's ed25519 public key; it signs the ids of the operator's nodes.",
+            ),
+        ),
         ("SessionId", hex(16, "A viewing session's id.")),
         ("NodeSessionId", hex(16, "A node session's id.")),
         ("KeyShare", hex(32, "An ephemeral X25519 public share.")),

@@ -642,6 +642,7 @@ mod tests {
             id: id.into(),
             payout_address: String::new(),
             operator: String::new(),
+            operator_key: None,
             subnet: String::new(),
             rtmp_url: String::new(),
             http_url: String::new(),

@@ -52,6 +52,17 @@ pub trait Storage: Send + Sync + 'static {
     /// Makes `node_id` the stream's origin unless one is bound already (atomically), and
     /// returns the origin bound afterwards (`None` when the stream does not exist).
     async fn bind_origin(&self, id: &str, node_id: &str) -> StorageResult<Option<String>>;
+    /// The operator key (hex) the operator name `name` is bound to, if any.
+    async fn operator_binding(&self, name: &str) -> StorageResult<Option<String>>;
+    /// Binds the operator name `name` to `operator_key` (hex) unless it is bound already
+    /// (atomically: of two registrations binding it at once, one wins), and returns the key it
+    /// is bound to afterwards.
+    async fn bind_operator(
+        &self,
+        name: &str,
+        operator_key: &str,
+        now_ms: i64,
+    ) -> StorageResult<String>;
     /// Sets (or, with `None`, clears) the stream's origin node whatever was bound before, and
     /// returns the updated stream (`None` when it does not exist). An operator's re-binding,
     /// for example after the origin's key changed.

@@ -110,8 +110,15 @@ pub struct NodeRecord {
     pub id: String,
     /// Where rewards are paid.
     pub payout_address: String,
-    /// The operator running it (rewards are capped per operator).
+    /// The operator name it registered with (shown; rewards are capped per operator only where
+    /// it proved membership, see `operator_key`).
     pub operator: String,
+    /// The operator key (hex) whose signature proved the node a member of `operator` at its
+    /// registration, the key that name is bound to; `None`: it proved none, so it is its own
+    /// operator for the operator cap and the collusion rule.
+    #[serde(default)]
+    #[sqlx(default)]
+    pub operator_key: Option<String>,
     /// Its /24 as `a.b.c` (rewards are capped per /24).
     pub subnet: String,
     /// Base RTMP URL viewers play from, e.g. `rtmp://host:1935/live`.

@@ -344,7 +344,8 @@ const STREAM_COLUMNS: &str =
     "id, title, stream_key_hash, status, created_at_ms, ended_at_ms, origin_node";
 /// A node as stored: what registration set (`nodes`) with what heartbeats set
 /// (`node_heartbeat_state`, absent before the first one).
-const NODE_SELECT: &str = "SELECT n.id, n.payout_address, n.operator, n.subnet, n.rtmp_url, \
+const NODE_SELECT: &str =
+    "SELECT n.id, n.payout_address, n.operator, n.operator_key, n.subnet, n.rtmp_url, \
      n.http_url, n.registered_at_ms, n.active, n.capacity_kbps, \
      COALESCE(h.last_nonce, n.last_nonce) AS last_nonce, \
      COALESCE(h.last_heartbeat_ms, n.last_heartbeat_ms) AS last_heartbeat_ms, \
@@ -1180,6 +1181,42 @@ macro_rules! sql_storage {
                 Ok(bound.and_then(|(node,)| node))
             }
 
+            async fn operator_binding(&self, name: &str) -> StorageResult<Option<String>> {
+                let bound: Option<(String,)> = sqlx::query_as(&$sql(
+                    "SELECT operator_key FROM operator_bindings WHERE name = $1",
+                ))
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(StorageError::query("operator_binding"))?;
+                Ok(bound.map(|(key,)| key))
+            }
+
+            async fn bind_operator(
+                &self,
+                name: &str,
+                operator_key: &str,
+                now_ms: i64,
+            ) -> StorageResult<String> {
+                let op = "bind_operator";
+                sqlx::query(&$sql(
+                    "INSERT INTO operator_bindings (name, operator_key, bound_at_ms) \
+                     VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+                ))
+                .bind(name)
+                .bind(operator_key)
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await
+                .map_err(StorageError::query(op))?;
+                self.operator_binding(name)
+                    .await?
+                    .ok_or_else(|| StorageError::Query {
+                        operation: op,
+                        source: sqlx::Error::RowNotFound,
+                    })
+            }
+
             async fn set_origin(
                 &self,
                 id: &str,
@@ -1462,10 +1499,11 @@ macro_rules! sql_storage {
                 sqlx::query(&$sql(
                     "INSERT INTO nodes (id, payout_address, operator, subnet, rtmp_url, http_url, \
                      registered_at_ms, active, capacity_kbps, last_nonce, last_heartbeat_ms, status, \
-                     viewers, bytes_served, streams_json) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                     viewers, bytes_served, streams_json, operator_key) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
                      ON CONFLICT (id) DO UPDATE SET payout_address = excluded.payout_address, \
-                     operator = excluded.operator, subnet = excluded.subnet, \
+                     operator = excluded.operator, operator_key = excluded.operator_key, \
+                     subnet = excluded.subnet, \
                      rtmp_url = excluded.rtmp_url, http_url = excluded.http_url, \
                      capacity_kbps = excluded.capacity_kbps, active = excluded.active, \
                      status = excluded.status",
@@ -1485,6 +1523,7 @@ macro_rules! sql_storage {
                 .bind(node.viewers)
                 .bind(node.bytes_served)
                 .bind(&node.streams_json)
+                .bind(&node.operator_key)
                 .execute(&mut *tx)
                 .await
                 .map_err(StorageError::query(op))?;

@@ -9,10 +9,10 @@
 use std::collections::BTreeMap;
 
 use streamr_core::{
-    Account, EpochInputs, EpochObservations, Evidence, FraudEngine, IssuedGrant, LedgerEntry,
-    NetPrefix, NodeClaims, NodeId, NodeProfile, OperatorId, PayoutConfirmation, PayoutItem,
-    PayoutSink, ProbeResult, ProbeSummary, ReceiptTally, SessionId, SessionUsage, Settlement,
-    StreamId, Verdict, ViewerKey, ViewerProfile, PPM,
+    operator_route_shares, Account, EpochInputs, EpochObservations, Evidence, FraudEngine,
+    IssuedGrant, LedgerEntry, NetPrefix, NodeClaims, NodeId, NodeProfile, OperatorId,
+    PayoutConfirmation, PayoutItem, PayoutSink, ProbeResult, ProbeSummary, ReceiptTally, SessionId,
+    SessionUsage, Settlement, StreamId, Verdict, ViewerKey, ViewerProfile,
 };
 
 use super::WorkerError;
@@ -380,20 +380,23 @@ impl Settler {
             })
             .collect();
 
-        // Routing weighs nodes alike until probes tell them apart, so each operator's expected
-        // share of sessions is its share of active nodes.
-        let active: Vec<&NodeRecord> = nodes.iter().filter(|n| n.active).collect();
-        let mut per_operator: BTreeMap<OperatorId, u64> = BTreeMap::new();
-        for node in &active {
-            if let Some(operator) = operator_of(node) {
-                *per_operator.entry(operator).or_default() += 1;
-            }
-        }
-        let active_count = u64::try_from(active.len()).unwrap_or(u64::MAX).max(1);
-        let operator_route_share_ppm = per_operator
-            .into_iter()
-            .map(|(operator, count)| (operator, count.saturating_mul(PPM) / active_count))
+        // Each operator's expected share of sessions: its share of the routing weight of the
+        // active nodes its probes found serving (routing offers no viewer to a node that
+        // serves nothing).
+        let probes: Vec<(NodeId, ProbeSummary)> = probes;
+        let by_node: BTreeMap<String, &ProbeSummary> = probes
+            .iter()
+            .map(|(id, summary)| (id.to_string(), summary))
             .collect();
+        let active: Vec<(OperatorId, Option<&ProbeSummary>)> = nodes
+            .iter()
+            .filter(|n| n.active)
+            .filter_map(|n| Some((operator_of(n)?, by_node.get(&n.id).copied())))
+            .collect();
+        let operator_route_share_ppm = operator_route_shares(
+            active.iter().map(|(operator, probes)| (operator, *probes)),
+            config.router.newcomer_floor_ppm,
+        );
 
         let window = i64::try_from(config.fraud.collusion_window_epochs).unwrap_or(i64::MAX);
         let by_id: BTreeMap<&str, &NodeRecord> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();
@@ -574,10 +577,13 @@ pub(crate) fn probe_result(probe: &ProbeRecord) -> Option<ProbeResult> {
     })
 }
 
-/// The operator the rules group `node` under: its registered name, or the node alone where it
-/// set none (unrelated nodes share the default name; see [`OperatorId::of_node`]).
+/// The operator the rules group `node` under: the name it registered with where it proved
+/// membership (its registration carried the signature of the operator key the name is bound
+/// to), else the node alone: a name is free text, and unrelated nodes share the default one
+/// (see [`OperatorId::of_node`]).
 fn operator_of(node: &NodeRecord) -> Option<OperatorId> {
-    OperatorId::of_node(&node.operator, &node.id).ok()
+    let member = node.operator_key.as_ref().map(|_| node.operator.as_str());
+    OperatorId::of_node(member, &node.id).ok()
 }
 
 /// The network a stored prefix string names: `a.b.c.0/24` or an IPv6 `x:y:z::/48` as observed
@@ -615,5 +621,41 @@ mod tests {
         assert_ne!(a, b);
         assert!(matches!(a, NetPrefix::Named(_)), "{a}");
         assert_eq!(a, subnet(&local_trial_subnet("node", "a")));
+    }
+
+    #[test]
+    fn a_node_is_grouped_under_its_operator_name_only_when_it_proved_membership() {
+        let node = NodeRecord {
+            id: "ab".repeat(32),
+            payout_address: "payout".into(),
+            operator: "acme".into(),
+            operator_key: None,
+            subnet: "10.0.0".into(),
+            rtmp_url: "rtmp://10.0.0.1:1935/live".into(),
+            http_url: "http://10.0.0.1:8080".into(),
+            registered_at_ms: 0,
+            active: true,
+            capacity_kbps: 10_000,
+            last_nonce: -1,
+            last_heartbeat_ms: None,
+            status: "registered".into(),
+            viewers: 0,
+            bytes_served: 0,
+            streams_json: "[]".into(),
+            upstreams_json: "[]".into(),
+        };
+        // A name without the bound key's signature is free text: the node is its own operator.
+        assert_eq!(
+            operator_of(&node).map(|o| o.to_string()),
+            Some("ab".repeat(32))
+        );
+        let member = NodeRecord {
+            operator_key: Some("cd".repeat(32)),
+            ..node
+        };
+        assert_eq!(
+            operator_of(&member).map(|o| o.to_string()),
+            Some("acme".into())
+        );
     }
 }

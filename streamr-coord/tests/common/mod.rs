@@ -205,6 +205,7 @@ impl Client {
 pub fn registration(node: &KeyPair, http_url: &str) -> Signed<NodeRegistration> {
     Signed::sign(
         NodeRegistration {
+            operator_membership: None,
             node_id: node.node_id(),
             payout_address: format!("payout-{}", node.node_id()),
             operator: format!("operator-{}", &node.node_id().to_string()[..8]),

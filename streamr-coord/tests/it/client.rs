@@ -45,6 +45,7 @@ async fn serve_with(config: CoordConfig) -> Served {
 
 fn advert(port: u16) -> NodeAdvert {
     NodeAdvert {
+        operator_membership: None,
         operator: "alice".into(),
         payout_address: "0xa11ce".into(),
         rtmp_url: format!("rtmp://127.0.0.1:{port}/live"),
@@ -318,6 +319,7 @@ async fn a_node_operator_checks_its_earnings_and_proof() {
     // The node advertises an address outside the viewer's /24 (loopback here), or the
     // self-dealing rule would rightly flag every byte it serves.
     let remote = NodeAdvert {
+        operator_membership: None,
         rtmp_url: "rtmp://10.0.6.1:1935/live".into(),
         http_url: "http://10.0.6.1:8080".into(),
         ..advert(19450)

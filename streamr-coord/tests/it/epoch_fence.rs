@@ -31,6 +31,7 @@ async fn node(storage: &dyn Storage) {
             id: NODE.into(),
             payout_address: "payout".into(),
             operator: "operator".into(),
+            operator_key: None,
             subnet: "10.1.2.0/24".into(),
             rtmp_url: "rtmp://10.1.2.3/live".into(),
             http_url: "http://10.1.2.3:8080".into(),

@@ -114,6 +114,7 @@ async fn ll_hashes_are_stored_listed_and_bind_receipts(db: &TestDb) {
     // Receipts: one viewer played LL-HLS, one MPEG-TS, one signed something else.
     let node = KeyPair::from_seed([22; 32]);
     let advert = NodeAdvert {
+        operator_membership: None,
         operator: "bob".into(),
         payout_address: "0xb0b".into(),
         rtmp_url: "rtmp://10.0.7.1:1935/live".into(),

@@ -17,6 +17,7 @@ mod ll_segments;
 mod local_trial;
 mod node_report;
 mod node_sessions;
+mod operator_keys;
 mod postgres_tls;
 mod prober;
 mod reachability;

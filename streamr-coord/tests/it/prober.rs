@@ -105,6 +105,7 @@ fn node_record(http_url: String) -> NodeRecord {
             .to_string(),
         payout_address: "0x1".into(),
         operator: "op".into(),
+        operator_key: None,
         subnet: "127.0.0.0/24".into(),
         rtmp_url: "rtmp://127.0.0.1:1/live".into(),
         http_url,

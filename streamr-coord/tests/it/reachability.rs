@@ -87,6 +87,7 @@ async fn a_node_behind_closed_ports_gets_no_viewers_until_they_open(db: &TestDb)
     let id = node.node_id().to_string();
     let registration = Signed::sign(
         NodeRegistration {
+            operator_membership: None,
             node_id: node.node_id(),
             payout_address: "payout".into(),
             operator: "friend".into(),

@@ -694,6 +694,7 @@ async fn a_relay_is_recorded_where_its_heartbeat_says_it_pulls_from(db: &TestDb)
 async fn reregister(api: &Client, node: &KeyPair, operator: &str, http_url: &str) {
     let registration = Signed::sign(
         NodeRegistration {
+            operator_membership: None,
             node_id: node.node_id(),
             payout_address: format!("payout-{}", node.node_id()),
             operator: operator.into(),

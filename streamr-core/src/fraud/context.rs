@@ -7,7 +7,7 @@ use super::{
     EpochObservations, Evidence, FraudConfig, NodeProfile, RuleId, Verdict, ViewerProfile,
 };
 use crate::identity::{NodeId, ViewerKey};
-use crate::ids::{OperatorId, SessionId, StreamId};
+use crate::ids::{NetPrefix, OperatorId, SessionId, StreamId};
 use crate::rewards::PPM;
 use crate::verifier::SessionUsage;
 
@@ -98,13 +98,20 @@ impl<'a> EpochContext<'a> {
 /// bitrate where no session qualifies. A grant's byte ceiling is far above what a stream
 /// carries; receipts say what it really carries, and a minority of inflated receipts cannot
 /// move a median.
+///
+/// Each viewer source prefix has one vote: the median of its own sessions' rates. Keys and
+/// sessions are free, prefixes are not: counted per session, one /24 of bots signing for a
+/// third of the bitrate in more one-minute sessions than the stream had honest ones pulled the
+/// median down until every honest session was over-bitrate (see the reward-split scenarios).
 fn measured_bitrates(
     config: &FraudConfig,
     obs: &EpochObservations,
     probes: &BTreeSet<SessionId>,
 ) -> BTreeMap<StreamId, u64> {
-    let mut rates: BTreeMap<&StreamId, Vec<u64>> = BTreeMap::new();
+    let mut rates: BTreeMap<&StreamId, BTreeMap<Option<NetPrefix>, Vec<u64>>> = BTreeMap::new();
     let node_keys: BTreeSet<&[u8; 32]> = obs.nodes.iter().map(|n| n.node_id.as_bytes()).collect();
+    let prefixes: BTreeMap<&ViewerKey, NetPrefix> =
+        obs.viewers.iter().map(|v| (&v.viewer, v.subnet)).collect();
     for s in &obs.sessions {
         let duration_ms = s.last_receipt_ms.saturating_sub(s.started_ms);
         // Relay edges (a node's key as the viewer) are left out: colluding relays must not
@@ -119,12 +126,17 @@ fn measured_bitrates(
         rates
             .entry(&s.stream_id)
             .or_default()
+            .entry(prefixes.get(&s.viewer).copied())
+            .or_default()
             .push(scale(s.bytes_total, 1_000, duration_ms));
     }
-    let mut out: BTreeMap<StreamId, u64> = obs.bitrates.iter().cloned().collect();
-    for (stream, mut samples) in rates {
+    let median = |mut samples: Vec<u64>| {
         samples.sort_unstable();
-        let Some(&median) = samples.get(samples.len() / 2) else {
+        samples.get(samples.len() / 2).copied()
+    };
+    let mut out: BTreeMap<StreamId, u64> = obs.bitrates.iter().cloned().collect();
+    for (stream, per_prefix) in rates {
+        let Some(median) = median(per_prefix.into_values().filter_map(median).collect()) else {
             continue;
         };
         let declared = out.get(stream).copied().unwrap_or(u64::MAX);

@@ -37,6 +37,7 @@ mod tests;
 mod unattested;
 
 pub use rule_id::{RuleId, UnknownRule};
+pub use sessions::operator_route_shares;
 pub use unattested::net_unattested;
 
 use context::{Book, EpochContext};
@@ -213,10 +214,12 @@ pub struct EpochObservations {
     pub bitrates: Vec<(StreamId, u64)>,
     /// Each operator's expected share of routed sessions, ppm.
     pub operator_route_share_ppm: Vec<(OperatorId, u64)>,
-    /// Subnets and operators of nodes penalized in recent epochs. Only the subnet marks a
-    /// new node as a possible whitewasher: the operator name is free text, so it neither
-    /// catches a whitewasher nor may it put another operator's nodes under suspicion (kept as
-    /// published evidence).
+    /// Subnets and operators of nodes penalized in recent epochs, kept as published evidence.
+    /// The rules judge whitewashing by the penalties they issued themselves (the engine's
+    /// history, rebuilt on replay), which know when each penalty came: only a node that
+    /// started serving in the prefix after the penalty is its possible replacement; the
+    /// operator name is free text, so it neither catches a whitewasher nor may it put another
+    /// operator's nodes under suspicion.
     pub recently_penalized: Vec<(NetPrefix, OperatorId)>,
     /// Every grant issued in the epoch (viewers' and probes'). `None` where the coordinator
     /// kept no grant log (observations stored before it did): unattested bytes are then capped
@@ -407,8 +410,12 @@ impl FraudReport {
 #[derive(Clone, Debug, Default)]
 pub struct FraudEngine {
     config: FraudConfig,
-    /// Per viewer: (epoch, operator) of each session in the window.
-    viewer_history: BTreeMap<ViewerKey, Vec<(u64, OperatorId)>>,
+    /// Per viewer: (epoch, node) of each session in the window. The collusion rule reads it by
+    /// each node's operator as the node is registered now (`node_operators`), so a node that
+    /// registers under another operator name cannot split its viewers' history.
+    viewer_history: BTreeMap<ViewerKey, Vec<(u64, NodeId)>>,
+    /// Per node, the operator it was last registered under.
+    node_operators: BTreeMap<NodeId, OperatorId>,
     node_history: nodes::NodeHistory,
     keys: BTreeMap<ViewerKey, sybil::KeyHistory>,
     /// Sessions receipts verified (probes aside), with the node that served them and the last
@@ -431,6 +438,14 @@ pub struct FraudEngine {
     /// Per node, the epoch it last had claims in and what its unattested netting pool left
     /// there, for the next epoch's claims (see `unattested::net_unattested_carried`).
     netting_left: BTreeMap<NodeId, (u64, u64)>,
+    /// The first epoch this engine assessed: a node registered before it is as old as its
+    /// registration says (its history is not here to say otherwise).
+    first_assessed: Option<u64>,
+    /// Per node, the first epoch it passed a probe in: probation counts from it.
+    active_since: BTreeMap<NodeId, u64>,
+    /// Per prefix, the latest epoch a node observed there was penalized in (kept for the
+    /// window): a node starting to serve there after it is taken for that node come back.
+    penalized_prefixes: BTreeMap<NetPrefix, u64>,
 }
 
 /// What a node left unclaimed of the allowance of its last epoch with claims (see
@@ -541,12 +556,15 @@ impl FraudEngine {
         let epoch = ctx.obs.epoch;
         let per_viewer = context::per_viewer(viewer_sessions);
         let bots = sessions::bots(ctx, &per_viewer);
+        for (id, p) in &ctx.profiles {
+            self.node_operators.insert(*id, p.operator.clone());
+        }
         for s in viewer_sessions {
-            if let Some(p) = ctx.profiles.get(&s.node_id) {
+            if ctx.profiles.contains_key(&s.node_id) {
                 self.viewer_history
                     .entry(s.viewer)
                     .or_default()
-                    .push((epoch, p.operator.clone()));
+                    .push((epoch, s.node_id));
             }
         }
         let oldest = self.window_start(epoch);
@@ -554,7 +572,27 @@ impl FraudEngine {
             h.retain(|(e, _)| *e >= oldest);
             !h.is_empty()
         });
-        let colluders = sessions::colluders(ctx, &self.viewer_history);
+        let in_history: BTreeSet<NodeId> = self
+            .viewer_history
+            .values()
+            .flatten()
+            .map(|(_, node)| *node)
+            .collect();
+        self.node_operators
+            .retain(|id, _| in_history.contains(id) || ctx.profiles.contains_key(id));
+        // Each session by its node's operator as the node is registered now.
+        let history: BTreeMap<ViewerKey, Vec<(u64, &OperatorId)>> = self
+            .viewer_history
+            .iter()
+            .map(|(viewer, sessions)| {
+                let sessions = sessions
+                    .iter()
+                    .filter_map(|(e, node)| Some((*e, self.node_operators.get(node)?)))
+                    .collect();
+                (*viewer, sessions)
+            })
+            .collect();
+        let colluders = sessions::colluders(ctx, &history);
 
         let mut credits = Vec::with_capacity(viewer_sessions.len());
         for s in viewer_sessions {
@@ -565,7 +603,7 @@ impl FraudEngine {
             let verdict = sessions::over_bitrate(ctx, s)
                 .or_else(|| sessions::self_dealing(ctx, s))
                 .or_else(|| sessions::bot_viewer(s, &bots, &per_viewer))
-                .or_else(|| sessions::collusion(ctx, s, &colluders, &self.viewer_history));
+                .or_else(|| sessions::collusion(ctx, s, &colluders, &history));
             let Some((rule, inputs)) = verdict else {
                 credits.push(context::Credit {
                     session: s,
@@ -667,8 +705,15 @@ impl FraudEngine {
         for n in &obs.nodes {
             *subnet_counts.entry(n.subnet).or_default() += 1;
         }
-        let penalized_places: BTreeSet<&NetPrefix> =
-            obs.recently_penalized.iter().map(|(s, _)| s).collect();
+        let first_assessed = *self.first_assessed.get_or_insert(epoch);
+        for (id, probe) in &probes {
+            if probe.passed > 0 {
+                self.active_since.entry(*id).or_insert(epoch);
+            }
+        }
+        let window = c.collusion_window_epochs;
+        self.penalized_prefixes
+            .retain(|_, at| at.saturating_add(window) >= epoch);
         let bounds = unattested::grant_bounds(ctx, verified_by_session, &self.served);
         let unreceipted =
             claims::unreceipted_grant_allowance(ctx, verified_by_session, &self.served);
@@ -718,7 +763,20 @@ impl FraudEngine {
             if let Some(inputs) = nodes::sybil_cluster(c, node, &subnet_counts) {
                 book.fire(RuleId::SybilCluster, id, inputs, Verdict::CapGroup);
             }
-            let (probation_ppm, probation) = nodes::probation(c, epoch, node, &penalized_places);
+            let started = if node.first_epoch < first_assessed {
+                node.first_epoch
+            } else {
+                let active = self.active_since.get(&id).copied().unwrap_or(epoch);
+                node.first_epoch.max(active)
+            };
+            let standing = nodes::Standing {
+                started,
+                follows_penalty: self
+                    .penalized_prefixes
+                    .get(&node.subnet)
+                    .is_some_and(|&at| at < started),
+            };
+            let (probation_ppm, probation) = nodes::probation(c, epoch, standing);
             if let Some((rule, inputs)) = probation {
                 book.fire(
                     rule,
@@ -818,6 +876,11 @@ impl FraudEngine {
             .retain(|_, h| h.iter().any(|(e, ..)| *e >= oldest));
         self.claim_room.retain(|_, room| room.open_in(epoch));
         self.netting_left.retain(|_, (e, _)| *e >= epoch);
+        for id in book.penalize.keys() {
+            if let Some(node) = ctx.profiles.get(id) {
+                self.penalized_prefixes.insert(node.subnet, epoch);
+            }
+        }
         if bounds.is_some() {
             self.apply_unattested_ratio(ctx, &mut node_inputs, book);
         }

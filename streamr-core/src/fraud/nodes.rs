@@ -1,7 +1,7 @@
 //! Rules on a node as a whole: its viewers' lateness while probes pass, traffic from its own
 //! prefix or operator, crowded prefixes, and probation for new (or returning) identities.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::claims::Finding;
 use super::context::{inputs, ppm_of, NodeAcc};
@@ -73,26 +73,34 @@ pub(super) fn sybil_cluster(
     })
 }
 
-/// Probation (or Whitewashing, where a recently penalized node was in the same observed /24):
-/// the node's weight multiplier, ppm, and the rule that set it.
+/// When a node's probation runs from, and whether it looks like a penalized node come back.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Standing {
+    /// The epoch its age counts from: its registration, or, where it registered after the
+    /// engine's history began, the first epoch after that in which it passed a probe (an
+    /// identity registered and left idle does not age).
+    pub started: u64,
+    /// A node in its observed prefix was penalized in a recent epoch before `started`.
+    pub follows_penalty: bool,
+}
+
+/// Probation (or Whitewashing, where a node in the same observed prefix was penalized in a
+/// recent epoch before this node started serving): the node's weight multiplier, ppm, and the
+/// rule that set it.
 ///
 /// The operator name is not compared. It is free text any node may register with (and change),
 /// so a whitewasher escapes it by picking a new one, while a throwaway node registered under
 /// another operator's name (or the default every unnamed node shares) and penalized on purpose
 /// would put that operator's new nodes at the whitewash weight. The prefix is observed on the
-/// node's connections: a node cannot pick someone else's.
-pub(super) fn probation(
-    c: &FraudConfig,
-    epoch: u64,
-    node: &NodeProfile,
-    penalized_places: &BTreeSet<&NetPrefix>,
-) -> (u64, Option<Finding>) {
-    let age = epoch.saturating_sub(node.first_epoch);
+/// node's connections: a node cannot pick someone else's. A node already serving there before
+/// the penalty is not its replacement: a throwaway penalized on purpose in a shared /24 (a
+/// hosting provider's) once put every new node of that /24 at the whitewash weight.
+pub(super) fn probation(c: &FraudConfig, epoch: u64, standing: Standing) -> (u64, Option<Finding>) {
+    let age = epoch.saturating_sub(standing.started);
     if age >= c.probation_epochs {
         return (PPM, None);
     }
-    let whitewash = penalized_places.contains(&node.subnet);
-    let (rule, weight) = if whitewash {
+    let (rule, weight) = if standing.follows_penalty {
         (RuleId::Whitewashing, c.whitewash_weight_ppm)
     } else {
         (RuleId::Probation, c.probation_weight_ppm)
@@ -104,6 +112,7 @@ pub(super) fn probation(
             inputs([
                 ("age_epochs", age),
                 ("probation_epochs", c.probation_epochs),
+                ("started_epoch", standing.started),
             ]),
         )),
     )

@@ -9,6 +9,7 @@ use super::context::{bytes_at, inputs, scale, scale_ppm, Book, Credit, EpochCont
 use super::RuleId;
 use crate::identity::ViewerKey;
 use crate::ids::OperatorId;
+use crate::probes::ProbeSummary;
 use crate::rewards::PPM;
 use crate::verifier::SessionUsage;
 
@@ -133,11 +134,58 @@ pub(super) fn collusion_chance_below(
     chance < threshold
 }
 
+/// Each operator's expected share of routed sessions, ppm, for the collusion test: its share of
+/// the routing weight of the nodes that served the epoch, as routing weighs them
+/// ([`crate::Router`]: availability, at least `newcomer_floor_ppm`). A node that passed none of
+/// the epoch's probes weighs nothing. `nodes` lists every registered node's operator and its
+/// probe summary for the epoch; where no node passed a probe (the prober did not run), every
+/// listed node weighs alike.
+///
+/// Registered nodes that serve nothing are offered no viewers, so they must not count: with
+/// every registered node counted, an operator registering idle nodes by the hundred (keys and
+/// registrations are free) raised its route share until no viewer concentrating on its
+/// serving nodes looked unlikely, and the collusion rule never fired for it. And counting
+/// serving nodes alike understated a well-available operator's share, so honest viewers who
+/// routing sent there more often than to others looked like colluders (see the reward-split
+/// scenarios and the outage runs of the simulator's targets).
+pub fn operator_route_shares<'a>(
+    nodes: impl IntoIterator<Item = (&'a OperatorId, Option<&'a ProbeSummary>)>,
+    newcomer_floor_ppm: u64,
+) -> Vec<(OperatorId, u64)> {
+    let weights: Vec<(&OperatorId, u64)> = nodes
+        .into_iter()
+        .map(|(operator, probes)| {
+            let weight = probes
+                .filter(|p| p.passed > 0)
+                .map_or(0, |p| p.availability_ppm().max(newcomer_floor_ppm).max(1));
+            (operator, weight)
+        })
+        .collect();
+    let any_served = weights.iter().any(|(_, w)| *w > 0);
+    let mut per_operator: BTreeMap<&OperatorId, u64> = BTreeMap::new();
+    let mut total = 0u64;
+    for (operator, weight) in weights {
+        let weight = if any_served { weight } else { 1 };
+        let sum = per_operator.entry(operator).or_default();
+        *sum = sum.saturating_add(weight);
+        total = total.saturating_add(weight);
+    }
+    per_operator
+        .into_iter()
+        .map(|(operator, weight)| {
+            let share = (u128::from(weight) * u128::from(PPM))
+                .checked_div(u128::from(total))
+                .map_or(0, |v| u64::try_from(v).unwrap_or(PPM));
+            (operator.clone(), share)
+        })
+        .collect()
+}
+
 /// Viewers whose sessions in the history window concentrate on one operator far beyond what
 /// routing offers that operator (its route share), with the operator they favour.
 pub(super) fn colluders(
     ctx: &EpochContext<'_>,
-    history: &BTreeMap<ViewerKey, Vec<(u64, OperatorId)>>,
+    history: &BTreeMap<ViewerKey, Vec<(u64, &OperatorId)>>,
 ) -> BTreeMap<ViewerKey, OperatorId> {
     let c = ctx.config;
     let operator_count = ctx.route_share.len().max(1) as u128;
@@ -148,7 +196,7 @@ pub(super) fn colluders(
             .unwrap_or_default();
         let mut counts: BTreeMap<&OperatorId, u64> = BTreeMap::new();
         for (_, operator) in recent {
-            *counts.entry(operator).or_default() += 1;
+            *counts.entry(*operator).or_default() += 1;
         }
         // The operator this viewer used most in the window (ties to the lower id).
         let Some((operator, hits)) = counts
@@ -181,7 +229,7 @@ pub(super) fn collusion(
     ctx: &EpochContext<'_>,
     s: &SessionUsage,
     colluders: &BTreeMap<ViewerKey, OperatorId>,
-    history: &BTreeMap<ViewerKey, Vec<(u64, OperatorId)>>,
+    history: &BTreeMap<ViewerKey, Vec<(u64, &OperatorId)>>,
 ) -> Option<SessionVerdict> {
     let node = ctx.profiles.get(&s.node_id)?;
     if colluders.get(&s.viewer) != Some(&node.operator) {
@@ -189,7 +237,9 @@ pub(super) fn collusion(
     }
     let h = history.get(&s.viewer);
     let window = h.map_or(0, Vec::len) as u64;
-    let on_operator = h.map_or(0, |h| h.iter().filter(|(_, o)| *o == node.operator).count()) as u64;
+    let on_operator = h.map_or(0, |h| {
+        h.iter().filter(|(_, o)| **o == node.operator).count()
+    }) as u64;
     let share = ctx.route_share.get(&node.operator).copied().unwrap_or(0);
     Some((
         RuleId::Collusion,

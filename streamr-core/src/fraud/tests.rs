@@ -290,17 +290,86 @@ fn collusion_needs_improbable_concentration_and_never_penalizes_the_node() {
     }
 }
 
-#[test]
-fn new_nodes_get_probation_and_returning_offenders_less() {
+/// Epoch 99 of [`honest`] with node 5, in node 2's /24, handing in a forged receipt; node 2
+/// passes probes there only when `node2_serving`.
+fn forger_beside_node2(node2_serving: bool) -> EpochObservations {
+    let mut obs = honest();
+    obs.epoch = 99;
+    let forger = node(5, "op5", 2);
+    obs.claims.push(NodeClaims {
+        node_id: forger.node_id,
+        claimed_bytes: 0,
+        unattested_bytes: 0,
+        sessions: 0,
+        receipts: ReceiptTally {
+            submitted: 1,
+            forged: 1,
+            ..ReceiptTally::default()
+        },
+        viewer_posted: ReceiptTally::default(),
+        heartbeats: Some(1),
+    });
+    obs.nodes.push(forger);
+    if !node2_serving {
+        obs.probes
+            .retain(|(id, _)| *id != NodeId::from_bytes([2; 32]));
+    }
+    obs
+}
+
+/// Epoch 100 of [`honest`], nodes 1 and 2 registered in epoch 99, node 5's /24 listed as
+/// recently penalized (as the coordinator lists it).
+fn after_the_forger() -> EpochObservations {
     let mut obs = honest();
     obs.nodes[0].first_epoch = 99;
     obs.nodes[1].first_epoch = 99;
-    obs.recently_penalized = vec![(obs.nodes[1].subnet, OperatorId::new("x").unwrap())];
-    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    obs.recently_penalized = vec![(obs.nodes[1].subnet, OperatorId::new("op5").unwrap())];
+    obs
+}
+
+#[test]
+fn new_nodes_get_probation_and_returning_offenders_less() {
+    // Node 2 starts serving (passes a probe) only after node 5 was penalized in its /24.
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    let first = engine.assess(&forger_beside_node2(false));
+    assert_eq!(first.penalized(), [NodeId::from_bytes([5; 32])].into());
+    let report = engine.assess(&after_the_forger());
     assert_eq!(rules_for(&report, 1), [RuleId::Probation]);
     assert_eq!(rules_for(&report, 2), [RuleId::Whitewashing]);
     assert_eq!(report.node_inputs[0].probation_ppm, 500_000);
     assert_eq!(report.node_inputs[1].probation_ppm, 100_000);
+}
+
+#[test]
+fn a_throwaway_penalized_in_a_shared_prefix_does_not_whitewash_nodes_serving_there_before() {
+    // Node 2 was serving in its /24 (a hosting provider's) when an attacker's throwaway node
+    // there got itself penalized: it stays on plain probation.
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    engine.assess(&forger_beside_node2(true));
+    let report = engine.assess(&after_the_forger());
+    assert_eq!(rules_for(&report, 2), [RuleId::Probation]);
+    assert_eq!(report.node_inputs[1].probation_ppm, 500_000);
+}
+
+#[test]
+fn an_identity_registered_long_ago_but_never_serving_is_on_probation_when_it_starts() {
+    // The engine's history begins in epoch 70. Node 2 registered in epoch 71 but passed no
+    // probe until epoch 100: it is as new as a node registered then.
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    let mut idle = honest();
+    idle.epoch = 70;
+    idle.probes
+        .retain(|(id, _)| *id != NodeId::from_bytes([2; 32]));
+    idle.nodes
+        .retain(|n| n.node_id != NodeId::from_bytes([2; 32]));
+    engine.assess(&idle);
+    let mut obs = honest();
+    obs.nodes[1].first_epoch = 71;
+    let report = engine.assess(&obs);
+    assert_eq!(rules_for(&report, 2), [RuleId::Probation]);
+    assert_eq!(report.node_inputs[1].probation_ppm, 500_000);
+    // Nodes registered before the engine's history began keep their registration's age.
+    assert_eq!(rules_for(&report, 1), []);
 }
 
 #[test]
@@ -1111,4 +1180,112 @@ fn claims_that_trail_their_receipts_into_the_next_epoch_are_netted_there() {
     // What the pool left is for the next epoch only.
     let report = engine.assess(&epoch(103));
     assert_eq!(rules_for(&report, 1), [RuleId::UnattestedBeyondGrants]);
+}
+
+#[test]
+fn one_prefix_of_bots_cannot_pull_the_measured_bitrate_down() {
+    // Twenty fresh keys in one /24 sign for a third of the bitrate over one minute each: more
+    // sessions than the eight honest viewers have, but one source prefix, so one vote.
+    let mut obs = honest();
+    for b in 0..20u8 {
+        let key = 100 + b;
+        obs.viewers.push(viewer(key, 250));
+        let mut s = session(1 + b % 4, key, 100 + b, 1);
+        s.bytes /= 3;
+        s.on_time_bytes /= 3;
+        s.bytes_total /= 3;
+        obs.sessions.push(s);
+    }
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    let over: Vec<&Evidence> = report
+        .evidence
+        .iter()
+        .filter(|e| e.rule == RuleId::OverBitrate)
+        .collect();
+    assert!(over.is_empty(), "{over:?}");
+    for n in &report.node_inputs {
+        assert_eq!(n.flagged_bytes, 0, "{n:?}");
+    }
+}
+
+#[test]
+fn route_shares_weigh_only_nodes_that_served_by_availability() {
+    let (acme, other) = (
+        OperatorId::new("acme").unwrap(),
+        OperatorId::new("other").unwrap(),
+    );
+    let summary = |passed: u64| ProbeSummary {
+        total: 10,
+        passed,
+        ..ProbeSummary::default()
+    };
+    let (full, half, none) = (summary(10), summary(5), summary(0));
+    // acme serves with one node and registered 99 that serve nothing (never probed, or
+    // failing every probe); "other" serves with two, one half available.
+    let mut nodes = vec![(&acme, Some(&full))];
+    nodes.extend(std::iter::repeat_n((&acme, None), 98));
+    nodes.push((&acme, Some(&none)));
+    nodes.extend([(&other, Some(&full)), (&other, Some(&half))]);
+    let shares = operator_route_shares(nodes.iter().copied(), 100_000);
+    assert_eq!(shares, [(acme.clone(), 400_000), (other.clone(), 600_000)]);
+    // Nothing probed (the prober did not run): every registered node weighs alike.
+    let shares = operator_route_shares([(&acme, None), (&other, None)], 100_000);
+    assert_eq!(shares, [(acme, 500_000), (other, 500_000)]);
+}
+
+#[test]
+fn idle_registrations_do_not_hide_colluding_viewers() {
+    // Viewer 9 watches ten sessions on node 4 (operator op4) and nowhere else. op4 also
+    // registered 100 nodes that never serve: the route shares, from the nodes that served,
+    // still give op4 a quarter, and the viewer is a colluder.
+    let mut obs = honest();
+    obs.viewers.push(viewer(9, 99));
+    for s in 0..10 {
+        obs.sessions.push(session(4, 9, 100 + s, 5));
+    }
+    let op4 = OperatorId::new("op4").unwrap();
+    let probes: BTreeMap<NodeId, ProbeSummary> = obs.probes.iter().copied().collect();
+    let mut registered: Vec<(&OperatorId, Option<&ProbeSummary>)> = obs
+        .nodes
+        .iter()
+        .map(|n| (&n.operator, probes.get(&n.node_id)))
+        .collect();
+    registered.extend(std::iter::repeat_n((&op4, None), 100));
+    obs.operator_route_share_ppm = operator_route_shares(registered.iter().copied(), 100_000);
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert!(
+        rules_for(&report, 4).contains(&RuleId::Collusion),
+        "{:?}",
+        report.evidence
+    );
+}
+
+#[test]
+fn a_node_renaming_its_operator_does_not_split_its_colluders_history() {
+    // Viewer 9 watches five sessions an epoch on node 4 and nowhere else; node 4 registers
+    // under a fresh operator name in the second epoch. Its sessions of the window count for
+    // the operator node 4 is registered under now: ten of ten, a colluder.
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    for (epoch, name) in [(100, "op4"), (101, "op4-renamed")] {
+        let mut obs = honest();
+        obs.epoch = epoch;
+        obs.nodes[3].operator = OperatorId::new(name).unwrap();
+        obs.operator_route_share_ppm = obs
+            .nodes
+            .iter()
+            .map(|n| (n.operator.clone(), 250_000))
+            .collect();
+        obs.viewers.push(viewer(9, 99));
+        for s in 0..5 {
+            obs.sessions.push(session(4, 9, 100 + s, 5));
+        }
+        let report = engine.assess(&obs);
+        let collusion = rules_for(&report, 4).contains(&RuleId::Collusion);
+        assert_eq!(
+            collusion,
+            epoch == 101,
+            "epoch {epoch}: {:?}",
+            report.evidence
+        );
+    }
 }

@@ -340,6 +340,7 @@ async fn main() -> anyhow::Result<()> {
     for (i, key) in keys.iter().enumerate() {
         let registration = Signed::sign(
             NodeRegistration {
+                operator_membership: None,
                 node_id: key.node_id(),
                 payout_address: format!("load-{i}"),
                 operator: format!("load-operator-{i}"),

@@ -137,6 +137,7 @@ pub async fn seed(client: &mut HttpClient, nodes: u8, viewers: u8) -> Vec<Feeder
         let node = KeyPair::from_seed([n.wrapping_add(100); 32]);
         let registration = Signed::sign(
             NodeRegistration {
+                operator_membership: None,
                 node_id: node.node_id(),
                 payout_address: format!("addr-{n}"),
                 operator: format!("operator-{n}"),

@@ -97,6 +97,7 @@ async fn a_receipt_beyond_the_grant_is_refused_and_penalised_with_evidence() {
     let node = KeyPair::from_seed([42; 32]);
     let registration = Signed::sign(
         NodeRegistration {
+            operator_membership: None,
             node_id: node.node_id(),
             payout_address: "addr".into(),
             operator: "operator".into(),

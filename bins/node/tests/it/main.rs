@@ -11,6 +11,7 @@ mod node_hardening;
 mod node_http_fuzz_seeds;
 mod node_idle;
 mod node_network;
+mod node_operator_key;
 mod node_process;
 mod node_reachability;
 mod node_tls;

@@ -205,6 +205,7 @@ fn node_record(key: &KeyPair) -> NodeRecord {
         id: key.node_id().to_string(),
         payout_address: "payout".into(),
         operator: "op".into(),
+        operator_key: None,
         subnet: "10.0.0.0/24".into(),
         rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
         http_url: "http://127.0.0.1:8080".into(),
@@ -307,6 +308,7 @@ fn samples() -> Vec<(&'static str, Value)> {
     );
     let registration = Signed::sign(
         NodeRegistration {
+            operator_membership: None,
             node_id: node.node_id(),
             payout_address: "payout".into(),
             operator: "op".into(),
