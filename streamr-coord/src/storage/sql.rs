@@ -1092,6 +1092,16 @@ macro_rules! sql_storage {
                 let Some(lock) = $receipt_lock() else {
                     return Ok(());
                 };
+                if keys.is_empty() {
+                    return Ok(());
+                }
+                // The fence first, as the bookings read it: a transaction waiting here for
+                // another's receipt lock already holds what an epoch close waits for, so the
+                // close waits for both instead of closing a cycle with them.
+                sqlx::query("SELECT 1 FROM epoch_fence")
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(StorageError::query("lock_receipt_sessions"))?;
                 for key in keys {
                     sqlx::query(&$sql(lock))
                         .bind(key)
