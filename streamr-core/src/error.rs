@@ -104,7 +104,22 @@ pub enum ReceiptRejection {
         /// The sequence number of the newer receipt accepted instead.
         by: u64,
     },
-    /// A receipt with this or a higher sequence number was already accepted.
+    /// An older receipt of the session than the last accepted one, and consistent with it (no
+    /// cumulative field above it): the viewer's own receipt handed in after a newer one, as when
+    /// a node delivers what it held through a coordinator outage after the viewer posted its
+    /// next receipt itself. It earns nothing, and says nothing against whoever handed it in.
+    #[error("session {session}: receipt {seq} is older than the accepted receipt {last_seq}")]
+    Outdated {
+        /// The session.
+        session: crate::SessionId,
+        /// The receipt's sequence number.
+        seq: u64,
+        /// The last accepted sequence number.
+        last_seq: u64,
+    },
+    /// A receipt with this or a higher sequence number was already accepted, and this one does
+    /// not fit under it (the same sequence number with other counts, or counts above the
+    /// accepted receipt's).
     #[error("session {session}: receipt {seq} replayed (last accepted {last_seq})")]
     Replayed {
         /// The session.

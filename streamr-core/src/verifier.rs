@@ -273,7 +273,7 @@ impl ReceiptVerifier {
     ) {
         let body = |i: usize| items.get(i).map(|(_, r)| &r.body);
         // Receipts not newer than the session's last accepted one can only be rejected
-        // (duplicate or replay); check them fully, against the state before this call.
+        // (duplicate, outdated or replay); check them fully, against the state before this call.
         let mut stale = Vec::new();
         let mut fresh = Vec::with_capacity(granted.len());
         for i in granted {
@@ -469,6 +469,17 @@ impl ReceiptVerifier {
                 return Err(ReceiptRejection::Duplicate {
                     session,
                     seq: r.seq,
+                });
+            }
+            if r.seq < last.seq
+                && r.bytes_total <= last.bytes_total
+                && r.last_segment_seq <= last.last_segment_seq
+                && r.t_ms <= last.t_ms
+            {
+                return Err(ReceiptRejection::Outdated {
+                    session,
+                    seq: r.seq,
+                    last_seq: last.seq,
                 });
             }
             if r.seq <= last.seq {
@@ -719,7 +730,8 @@ mod tests {
         );
         assert_eq!(f.usage_bytes(), 4000);
 
-        // The same receipts again: none is superseded now, all are older than the last accepted.
+        // The same receipts again: none is superseded now, all are older than the last accepted
+        // (the viewer's own, so outdated: nothing against the node).
         let again = f.submit(&receipts);
         assert_eq!(
             again[3],
@@ -728,13 +740,14 @@ mod tests {
         for (seq, outcome) in (1..=3).zip(&again) {
             assert_eq!(
                 *outcome,
-                Err(ReceiptRejection::Replayed {
+                Err(ReceiptRejection::Outdated {
                     session,
                     seq,
                     last_seq: 4
                 })
             );
         }
+        assert_eq!(tally(&again).replayed, 0);
         // Then a newer one, submitted with the older ones (out of order): only its increment.
         let mut next = receipts.clone();
         next.insert(1, f.receipt(6, 6500, 6));
@@ -790,8 +803,20 @@ mod tests {
         let session = f.session;
         let receipts: Vec<_> = (1..=3).map(|i| f.receipt(i, i * 1000, i)).collect();
         assert!(f.submit(&receipts)[2].is_ok());
+        // An older receipt as the viewer signed it: outdated, not held against the node.
         assert_eq!(
             f.submit(&receipts[1..2]),
+            [Err(ReceiptRejection::Outdated {
+                session,
+                seq: 2,
+                last_seq: 3
+            })]
+        );
+        // An older sequence number the viewer signed with more bytes than it acknowledged
+        // since: it does not fit under the accepted receipt, a replay.
+        let over = f.receipt(2, 3500, 2);
+        assert_eq!(
+            f.submit(&[over]),
             [Err(ReceiptRejection::Replayed {
                 session,
                 seq: 2,
@@ -1081,7 +1106,9 @@ mod tests {
             for outcome in f.submit(&again) {
                 let is_replay = matches!(
                     outcome,
-                    Err(ReceiptRejection::Replayed { .. } | ReceiptRejection::Duplicate { .. })
+                    Err(ReceiptRejection::Replayed { .. }
+                        | ReceiptRejection::Outdated { .. }
+                        | ReceiptRejection::Duplicate { .. })
                 );
                 prop_assert!(is_replay);
             }

@@ -50,6 +50,21 @@ use resume::{DeliveredHistory, ResumePlan, RESUME_LOOKBACK};
 const FAILED_NODE_MEMORY: Duration = Duration::from_secs(60);
 /// Most failed nodes named in one request.
 const MAX_EXCLUDED_NODES: usize = 8;
+/// A pooled connection to a node idle for longer than this is not reused. A node closes a
+/// keep-alive connection idle for its header timeout (10 s by default, at least a few seconds
+/// in practice), and a request sent on one just as the node closes it fails before any answer.
+/// The two coincide while the coordinator does not answer: the viewer then waits out a 10 s
+/// coordinator timeout between two playlist fetches, and would give up a healthy node for the
+/// failed fetch (and, with the coordinator away, find no other until it is back).
+const NODE_CONNECTION_REUSE: Duration = Duration::from_secs(4);
+
+/// The HTTP client for a viewer's requests to nodes.
+fn node_http_client(request_timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(request_timeout)
+        .pool_idle_timeout(NODE_CONNECTION_REUSE)
+        .build()
+}
 
 /// Where the viewer sends its signed receipts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -329,10 +344,7 @@ impl Viewer {
         output: Option<ViewerOutput>,
     ) -> Result<Viewer, ViewerError> {
         let coordinator = CoordinatorClient::new(&config.coordinator_url)?;
-        let http = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .build()
-            .map_err(ViewerError::Http)?;
+        let http = node_http_client(config.request_timeout).map_err(ViewerError::Http)?;
         let key = config
             .key
             .clone()
@@ -1048,4 +1060,57 @@ fn with_token(mut url: Url, token: &str) -> Url {
         url.query_pairs_mut().append_pair("grant", token);
     }
     url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// Reads one request head from `socket`; false once the peer closed it.
+    async fn read_head(socket: &mut tokio::net::TcpStream) -> bool {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+            }
+        }
+        true
+    }
+
+    /// A node whose keep-alive timer fires as the viewer's next request on the connection
+    /// arrives (it answers a connection's first request and closes it at the second): a viewer
+    /// that paused longer than it may reuse a connection asks on a new one and is answered.
+    #[tokio::test]
+    async fn a_connection_idle_past_the_reuse_limit_is_not_reused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if read_head(&mut socket).await {
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await;
+                        // The next request on this connection meets the node's close.
+                        read_head(&mut socket).await;
+                    }
+                });
+            }
+        });
+        let http = node_http_client(Duration::from_secs(5)).expect("client");
+        let url = format!("http://{addr}/live/show.m3u8");
+        let first = http.get(&url).send().await.expect("first request");
+        assert_eq!(first.text().await.expect("body"), "ok");
+        tokio::time::sleep(NODE_CONNECTION_REUSE + Duration::from_millis(300)).await;
+        let second = http.get(&url).send().await;
+        assert!(
+            second.is_ok(),
+            "a request after a pause went to a connection the node was closing: {second:?}"
+        );
+    }
 }

@@ -294,6 +294,39 @@ fn postgres_settlement_lock() -> Option<&'static str> {
     Some("SELECT pg_advisory_xact_lock($1)")
 }
 
+/// Takes a session's receipt lock for the rest of the transaction. SQLite: nothing, as a
+/// receipt's insert takes the database's single write lock before it reads the session's
+/// stored receipts, so bookings of one session take turns already.
+fn sqlite_receipt_lock() -> Option<&'static str> {
+    None
+}
+
+/// Takes a session's receipt lock for the rest of the transaction: an advisory lock keyed by
+/// [`receipt_lock_key`] (in a key space of its own), so two transactions booking receipts of
+/// one session, in this process or another replica, take turns, and each one's insert sees the
+/// other's receipts.
+fn postgres_receipt_lock() -> Option<&'static str> {
+    Some("SELECT pg_advisory_xact_lock(7411, $1)")
+}
+
+/// The advisory-lock key of a session's receipts (FNV-1a of its id): a collision only makes
+/// two sessions take turns. Transactions take these locks in ascending key order, so two of
+/// them never wait for each other's.
+fn receipt_lock_key(session_id: &str) -> i32 {
+    let hash = session_id.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    i32::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// The receipt-lock keys of `sessions`, ascending and once each.
+fn receipt_lock_keys<'a>(sessions: impl Iterator<Item = &'a str>) -> Vec<i32> {
+    let mut keys: Vec<i32> = sessions.map(receipt_lock_key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 /// What closing epochs takes first on SQLite: nothing, as its first write takes the database's
 /// single write lock, which waits for every writing transaction to end.
 fn sqlite_fence_lock() -> &'static [&'static str] {
@@ -994,7 +1027,7 @@ impl PostgresStorage {
 }
 
 macro_rules! sql_storage {
-    ($storage:ident, $db:ty, $sql:path, $settlement_lock:path, $fence_lock:path, $tree_lock:path, $relaxed_commit:path, $commits_in_flight:expr) => {
+    ($storage:ident, $db:ty, $sql:path, $settlement_lock:path, $fence_lock:path, $tree_lock:path, $receipt_lock:path, $relaxed_commit:path, $commits_in_flight:expr) => {
         impl $storage {
             /// Why a heartbeat whose nonce was not claimed is refused: its node is unknown
             /// (or deregistered), or the nonce is not above the stored one.
@@ -1050,18 +1083,62 @@ macro_rules! sql_storage {
                 Self::upsert_activity(tx, summed.into_values().collect()).await
             }
 
+            /// Takes the receipt locks of `sessions` for the rest of the transaction (see
+            /// [`postgres_receipt_lock`]); a transaction booking receipts of several calls takes
+            /// them all first, in one ascending order.
+            async fn lock_receipt_sessions(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                keys: Vec<i32>,
+            ) -> StorageResult<()> {
+                let Some(lock) = $receipt_lock() else {
+                    return Ok(());
+                };
+                if keys.is_empty() {
+                    return Ok(());
+                }
+                // The fence first, as the bookings read it: a transaction waiting here for
+                // another's receipt lock already holds what an epoch close waits for, so the
+                // close waits for both instead of closing a cycle with them.
+                sqlx::query("SELECT 1 FROM epoch_fence")
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(StorageError::query("lock_receipt_sessions"))?;
+                for key in keys {
+                    sqlx::query(&$sql(lock))
+                        .bind(key)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(StorageError::query("lock_receipt_sessions"))?;
+                }
+                Ok(())
+            }
+
+            /// Books `receipts` (each verified against its session's newest stored receipt
+            /// when the request was judged). A receipt is stored only when the session holds
+            /// none as new (a sequence number as high or more bytes), and its increment is
+            /// reckoned against what the session holds when it is written: two requests judged
+            /// at once against the same stored receipt (a viewer's receipt and its node's
+            /// heartbeat carrying an older one, as after a coordinator outage) credit the
+            /// session's bytes once, never the overlap twice. Answers how many were stored.
             async fn insert_receipts_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 receipts: &[ReceiptRecord],
             ) -> StorageResult<u64> {
+                let keys = receipt_lock_keys(receipts.iter().map(|r| r.session_id.as_str()));
+                Self::lock_receipt_sessions(tx, keys).await?;
                 let mut inserted = 0;
                 // One statement text for every row of the batch.
                 let statement = $sql(&format!(
                     "INSERT INTO receipts (session_id, seq, node_id, stream_id, bytes_total, \
                      bytes_delta, on_time_bytes, last_segment_seq, t_ms, epoch, received_at_ms, \
-                     body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {}, $11, $12) \
+                     body) SELECT $1, $2, $3, $4, $5, $5 - prior.bytes, \
+                     CASE WHEN $6 > 0 THEN $5 - prior.bytes ELSE 0 END, $7, $8, {}, $10, $11 \
+                     FROM (SELECT COALESCE(MAX(bytes_total), 0) AS bytes FROM receipts \
+                     WHERE session_id = $1) AS prior \
+                     WHERE NOT EXISTS (SELECT 1 FROM receipts WHERE session_id = $1 \
+                     AND (seq >= $2 OR bytes_total > $5)) \
                      ON CONFLICT (session_id, seq) DO NOTHING",
-                    booked_epoch("$10")
+                    booked_epoch("$9")
                 ))
                 .into_owned();
                 for receipt in receipts {
@@ -1071,7 +1148,6 @@ macro_rules! sql_storage {
                     .bind(&receipt.node_id)
                     .bind(&receipt.stream_id)
                     .bind(receipt.bytes_total)
-                    .bind(receipt.bytes_delta)
                     .bind(receipt.on_time_bytes)
                     .bind(receipt.last_segment_seq)
                     .bind(receipt.t_ms)
@@ -1681,6 +1757,13 @@ macro_rules! sql_storage {
                         .await
                         .map_err(StorageError::query(op))?;
                 }
+                // Every session whose receipts the batch books, locked first in one order.
+                let keys = receipt_lock_keys(
+                    heartbeats
+                        .iter()
+                        .flat_map(|hb| hb.receipts.iter().map(|r| r.session_id.as_str())),
+                );
+                Self::lock_receipt_sessions(&mut tx, keys).await?;
                 // Each round holds at most one heartbeat per node, so one set-based UPDATE can
                 // claim all of their nonces; a node's later heartbeats go to later rounds.
                 for round in rounds {
@@ -3074,6 +3157,7 @@ sql_storage!(
     sqlite_settlement_lock,
     sqlite_fence_lock,
     sqlite_tree_lock,
+    sqlite_receipt_lock,
     sqlite_relaxed_commit,
     1 // one writer at a time
 );
@@ -3084,6 +3168,7 @@ sql_storage!(
     postgres_settlement_lock,
     postgres_fence_lock,
     postgres_tree_lock,
+    postgres_receipt_lock,
     postgres_relaxed_commit,
     POSTGRES_HEARTBEAT_COMMITS
 );

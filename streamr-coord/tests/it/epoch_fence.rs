@@ -20,6 +20,7 @@ use streamr_coord::Storage;
 on_both_backends!(
     writes_for_a_closed_epoch_are_booked_to_the_first_open_one,
     a_close_waits_for_writes_in_flight_and_writes_after_it_see_it,
+    receipts_judged_against_one_stored_receipt_credit_the_session_once,
 );
 
 const NODE: &str = "node-fence";
@@ -395,4 +396,50 @@ async fn a_close_waits_for_writes_in_flight_and_writes_after_it_see_it(db: &Test
         open, expected,
         "writes after the close go to the open epoch"
     );
+}
+
+/// Two requests carrying receipts of one session judged at once (a node's heartbeat handing in
+/// the receipt it held through a coordinator outage, the viewer posting its next one itself;
+/// or every request queued while the coordinator was frozen, served together when it resumes)
+/// are each verified against the same stored receipt, so each states its increment from it.
+/// Whichever is written first, the session's bytes are credited once: the newest receipt's
+/// total, not the overlap of the two twice.
+async fn receipts_judged_against_one_stored_receipt_credit_the_session_once(db: &TestDb) {
+    let storage = db.storage().await;
+    node(storage.as_ref()).await;
+    let epoch = 3;
+    // Receipt n states 1000 × n bytes; 2 and 3 were each judged against receipt 1.
+    let judged = |session: &str, seq: i64| ReceiptRecord {
+        bytes_delta: 1000 * (seq - 1),
+        on_time_bytes: 1000 * (seq - 1),
+        ..receipt(session, seq, epoch)
+    };
+    for (session, order) in [("newer-first", [3, 2]), ("older-first", [2, 3])] {
+        storage
+            .insert_receipts(&[receipt(session, 1, epoch)], &[])
+            .await
+            .expect("first receipt");
+        for seq in order {
+            storage
+                .insert_receipts(&[judged(session, seq)], &[])
+                .await
+                .expect("receipt");
+        }
+    }
+    let booked = storage.receipts_for_epoch(epoch).await.expect("receipts");
+    for session in ["newer-first", "older-first"] {
+        let of_session = booked.iter().filter(|r| r.session_id == session);
+        let (bytes, on_time) = of_session.fold((0, 0), |(bytes, on_time), r| {
+            (bytes + r.bytes_delta, on_time + r.on_time_bytes)
+        });
+        assert_eq!(
+            (bytes, on_time),
+            (3000, 3000),
+            "session {session}: {:?}",
+            booked
+                .iter()
+                .map(|r| (&r.session_id, r.seq, r.bytes_delta))
+                .collect::<Vec<_>>()
+        );
+    }
 }

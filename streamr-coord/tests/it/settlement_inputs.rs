@@ -20,6 +20,7 @@ use streamr_core::{
 
 on_both_backends!(
     a_framers_bad_receipts_cost_the_honest_node_nothing,
+    a_receipt_held_through_an_outage_costs_its_node_nothing_after_a_newer_one,
     a_node_that_only_served_probes_earns_nothing,
     an_epoch_the_prober_missed_pays_by_the_last_probes,
     unattested_claims_beyond_issued_grants_are_not_paid,
@@ -337,6 +338,48 @@ async fn a_framers_bad_receipts_cost_the_honest_node_nothing(db: &TestDb) {
     assert_eq!(node_claims.viewer_posted.submitted, 3, "{node_claims:?}");
     assert_eq!(node_claims.viewer_posted.beyond_grant, 1, "{node_claims:?}");
     assert_eq!(node_claims.viewer_posted.forged, 1, "{node_claims:?}");
+}
+
+/// The coordinator was away: the viewer's receipt went to its node instead, which held it.
+/// Once the coordinator is back the viewer posts its next receipt itself, and that one lands
+/// before the node's heartbeat hands in the one it held (the viewer's receipt interval is
+/// shorter than the node's heartbeat interval). The held receipt is the viewer's own, older than
+/// the one on record: it earns nothing, and the node is not taken for a replayer of receipts.
+async fn a_receipt_held_through_an_outage_costs_its_node_nothing_after_a_newer_one(db: &TestDb) {
+    let scene = Scene::start(db, test_config()).await;
+    let honest = KeyPair::from_seed([52; 32]);
+    scene.join(&honest, peer(192, 0, 2, 52)).await;
+    let (viewer, session) = honest_viewer(&scene, &honest, 63).await;
+    let outcome = scene
+        .report(
+            &honest,
+            2,
+            2_000,
+            0,
+            &[receipt(&viewer, session, 1, 2_000, scene.digest)],
+        )
+        .await;
+    assert_eq!(outcome["accepted"], 1, "{outcome}");
+    // Receipt 2 went to the node during the outage; receipt 3 to the coordinator after it.
+    let held = receipt(&viewer, session, 2, 3_000, scene.digest);
+    let newer = receipt(&viewer, session, 3, 4_000, scene.digest);
+    let (status, outcome) = scene
+        .api
+        .post("/receipts", &json!({ "receipts": [newer] }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{outcome}");
+    assert_eq!(outcome["accepted"], 1, "{outcome}");
+    let outcome = scene.report(&honest, 3, 2_000, 0, &[held]).await;
+    assert_eq!(outcome["accepted"], 0, "{outcome}");
+
+    let settled = scene.settle(db).await;
+    assert!(
+        !settled.penalized(&honest),
+        "a node penalised for a receipt it held through an outage: {:?}",
+        settled.evidence
+    );
+    assert!(settled.reward(&honest) > 0, "rewards {:?}", settled.rewards);
+    assert_eq!(settled.input(&honest).verified_bytes, 4_000);
 }
 
 /// A node whose only traffic was the coordinator's probes hands in their receipts, claims them
