@@ -157,17 +157,23 @@ impl StreamTracks {
         tracks().any(Track::in_hls) && !tracks().any(|t| t.in_ts)
     }
 
-    /// The picture size of the video track.
+    /// The video track, when some HLS rendition carries it (not VP9).
+    fn hls_video(&self) -> Option<&Track> {
+        self.video.as_ref().filter(|t| t.in_hls())
+    }
+
+    /// The picture size of the video track; `None` when no HLS rendition carries it.
     pub fn resolution(&self) -> Option<(u16, u16)> {
-        self.video.as_ref().and(self.resolution)
+        self.hls_video().and(self.resolution)
     }
 
     /// Video frames per second, measured over the frames seen (at least two, a millisecond
-    /// apart).
+    /// apart); `None` when no HLS rendition carries the video track (VP9: the renditions are
+    /// then audio only, and FRAME-RATE would describe video they do not have).
     pub fn frame_rate(&self) -> Option<f64> {
         let first = self.first_frame_ms?;
         let span = self.last_frame_ms.checked_sub(first).filter(|s| *s > 0)?;
-        if self.video.is_none() || self.frames < 2 {
+        if self.hls_video().is_none() || self.frames < 2 {
             return None;
         }
         Some((self.frames - 1) as f64 * 1_000.0 / f64::from(span))
@@ -250,5 +256,33 @@ mod tests {
         });
         let rate = tracks.frame_rate().unwrap();
         assert!((rate - 30.0).abs() < 0.1, "{rate}");
+    }
+
+    #[test]
+    fn video_no_rendition_carries_gets_no_frame_rate() {
+        // VP9 + AAC as FFmpeg 9 publishes it: the renditions carry the AAC track alone.
+        let mut tracks = StreamTracks::new();
+        let vp9_header = [
+            0x90, b'v', b'p', b'0', b'9', 1, 0, 0, 0, 0x00, 0x0b, 0x82, 0x02,
+        ];
+        tracks.push(&tag(FlvTagType::Video, 0, vp9_header.to_vec()));
+        tracks.push(&tag(FlvTagType::Audio, 0, vec![0xAF, 0x00, 0x11, 0x90]));
+        for i in 0..25u32 {
+            let body = vec![
+                if i == 0 { 0x91 } else { 0xA1 },
+                b'v',
+                b'p',
+                b'0',
+                b'9',
+                0x82,
+            ];
+            tracks.push(&tag(FlvTagType::Video, i * 40, body));
+        }
+        assert_eq!(
+            tracks.codecs(Rendition::Fmp4),
+            Some(vec!["mp4a.40.2".into()])
+        );
+        assert_eq!(tracks.frame_rate(), None);
+        assert_eq!(tracks.resolution(), None);
     }
 }
