@@ -87,7 +87,7 @@ impl ConfigKey {
             return None;
         }
         let info = classify_multitrack(media, payload).ok().flatten()?;
-        info.is_configuration().then(|| ConfigKey {
+        info.is_configuration().then_some(ConfigKey {
             kind,
             packet: info.packet,
             tracks: info.tracks,
