@@ -152,6 +152,16 @@ pub enum TagError {
         /// The 4-bit packet type.
         packet_type: u8,
     },
+    /// An Enhanced RTMP multitrack packet whose AvMultitrackType is not one of the three defined.
+    #[error(
+        "{kind:?} multitrack packet has unknown multitrack type {multitrack_type} at offset 1"
+    )]
+    UnknownMultitrackType {
+        /// Audio or video.
+        kind: MediaKind,
+        /// The 4-bit AvMultitrackType.
+        multitrack_type: u8,
+    },
     /// A legacy AVC/AAC packet type outside the defined range.
     #[error("{kind:?} tag body has unknown {codec:?} packet type {packet_type} at offset 1")]
     UnknownPacketType {
@@ -334,6 +344,18 @@ fn classify_enhanced_video(reader: &Reader<'_>, first: u8) -> Result<TagInfo, Ta
     Ok(info)
 }
 
+fn audio_fourcc(fourcc: [u8; 4]) -> Codec {
+    match &fourcc {
+        b"Opus" => Codec::Opus,
+        b"mp4a" => Codec::Aac,
+        b".mp3" => Codec::Mp3,
+        b"ac-3" => Codec::Ac3,
+        b"ec-3" => Codec::Eac3,
+        b"fLaC" => Codec::Flac,
+        _ => Codec::FourCc(fourcc),
+    }
+}
+
 const SOUND_FORMAT_AAC: u8 = 10;
 const SOUND_FORMAT_EX_HEADER: u8 = 9;
 
@@ -383,16 +405,7 @@ pub fn classify_audio(body: &[u8]) -> Result<TagInfo, TagError> {
                     })
                 }
             };
-            let fourcc = reader.bytes::<4>(1, "audio FourCC")?;
-            info.codec = match &fourcc {
-                b"Opus" => Codec::Opus,
-                b"mp4a" => Codec::Aac,
-                b".mp3" => Codec::Mp3,
-                b"ac-3" => Codec::Ac3,
-                b"ec-3" => Codec::Eac3,
-                b"fLaC" => Codec::Flac,
-                _ => Codec::FourCc(fourcc),
-            };
+            info.codec = audio_fourcc(reader.bytes::<4>(1, "audio FourCC")?);
             info.payload_offset = 5;
         }
         2 | 14 => info.codec = Codec::Mp3,
@@ -400,6 +413,160 @@ pub fn classify_audio(body: &[u8]) -> Result<TagInfo, TagError> {
         _ => {}
     }
     Ok(info)
+}
+
+/// Enhanced RTMP video packet type of a multitrack packet.
+const VIDEO_PACKET_MULTITRACK: u8 = 6;
+/// Enhanced RTMP audio packet type of a multitrack packet.
+const AUDIO_PACKET_MULTITRACK: u8 = 5;
+
+/// How the tracks of an Enhanced RTMP multitrack packet are laid out (AvMultitrackType).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MultitrackType {
+    /// One track, whose payload runs to the end of the body.
+    OneTrack,
+    /// Several tracks of one codec, each with its size.
+    ManyTracks,
+    /// Several tracks, each with its own FourCC and size.
+    ManyTracksManyCodecs,
+}
+
+/// The header of an Enhanced RTMP multitrack packet (video packet type 6, audio packet type 5):
+/// what it carries and for which tracks. Publishers such as FFmpeg 8+ send their first track
+/// of each kind as ordinary packets and every further track (an FLV file with two audio
+/// streams, say) in these.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MultitrackInfo {
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The layout of the tracks.
+    pub multitrack_type: MultitrackType,
+    /// What every track of the packet carries (sequence start, coded frames...).
+    pub packet: PacketKind,
+    /// The tracks in the order they appear: their track id and codec.
+    pub tracks: Vec<(u8, Codec)>,
+}
+
+impl MultitrackInfo {
+    /// True when the packet is configuration a decoder of its tracks needs before their coded
+    /// frames (a sequence start, an audio multichannel configuration or video metadata), which a
+    /// viewer joining later must be given again.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self.packet,
+            PacketKind::SequenceHeader | PacketKind::MultichannelConfig | PacketKind::Metadata
+        )
+    }
+}
+
+/// Reads the header of an Enhanced RTMP multitrack packet; `Ok(None)` when `body` is not one
+/// (a legacy or single-track packet, which [`classify`] reads).
+///
+/// ```
+/// use streamr_media::flv::tag::{classify_multitrack, Codec, MediaKind, PacketKind};
+///
+/// // One AAC track (id 1) of a multitrack audio packet, carrying its sequence start.
+/// let body = [0x95, 0x00, b'm', b'p', b'4', b'a', 0x01, 0x11, 0x90];
+/// let info = classify_multitrack(MediaKind::Audio, &body).unwrap().unwrap();
+/// assert_eq!(info.packet, PacketKind::SequenceHeader);
+/// assert_eq!(info.tracks, vec![(1, Codec::Aac)]);
+/// ```
+pub fn classify_multitrack(
+    kind: MediaKind,
+    body: &[u8],
+) -> Result<Option<MultitrackInfo>, TagError> {
+    let reader = Reader { kind, body };
+    let Some(&first) = body.first() else {
+        return Ok(None);
+    };
+    let is_multitrack = match kind {
+        MediaKind::Video => first & EX_HEADER_BIT != 0 && first & 0x0f == VIDEO_PACKET_MULTITRACK,
+        MediaKind::Audio => {
+            first >> 4 == SOUND_FORMAT_EX_HEADER && first & 0x0f == AUDIO_PACKET_MULTITRACK
+        }
+    };
+    if !is_multitrack {
+        return Ok(None);
+    }
+    let second = reader.u8(1, "multitrack type / packet type")?;
+    let multitrack_type = match second >> 4 {
+        0 => MultitrackType::OneTrack,
+        1 => MultitrackType::ManyTracks,
+        2 => MultitrackType::ManyTracksManyCodecs,
+        other => {
+            return Err(TagError::UnknownMultitrackType {
+                kind,
+                multitrack_type: other,
+            })
+        }
+    };
+    let packet_type = second & 0x0f;
+    let packet = match (kind, packet_type) {
+        (_, 0) => PacketKind::SequenceHeader,
+        (MediaKind::Video, 1 | 3) | (MediaKind::Audio, 1) => PacketKind::CodedFrame,
+        (_, 2) => PacketKind::EndOfSequence,
+        (MediaKind::Video, 4) => PacketKind::Metadata,
+        (MediaKind::Audio, 4) => PacketKind::MultichannelConfig,
+        (_, other) => {
+            return Err(TagError::UnsupportedPacketType {
+                kind,
+                packet_type: other,
+            })
+        }
+    };
+    let fourcc_codec = |fourcc| match kind {
+        MediaKind::Video => video_fourcc(fourcc),
+        MediaKind::Audio => audio_fourcc(fourcc),
+    };
+    let mut offset = 2;
+    let shared_codec = if multitrack_type == MultitrackType::ManyTracksManyCodecs {
+        None
+    } else {
+        let fourcc = reader.bytes::<4>(offset, "multitrack FourCC")?;
+        offset += 4;
+        Some(fourcc_codec(fourcc))
+    };
+    let mut tracks = Vec::new();
+    loop {
+        let codec = match shared_codec {
+            Some(codec) => codec,
+            None => {
+                let fourcc = reader.bytes::<4>(offset, "track FourCC")?;
+                offset += 4;
+                fourcc_codec(fourcc)
+            }
+        };
+        let track_id = reader.u8(offset, "track id")?;
+        offset += 1;
+        tracks.push((track_id, codec));
+        if multitrack_type == MultitrackType::OneTrack {
+            break;
+        }
+        let [a, b, c] = reader.bytes::<3>(offset, "size of track")?;
+        let size = u32::from_be_bytes([0, a, b, c]) as usize;
+        offset += 3;
+        let end = offset.saturating_add(size);
+        if end > body.len() {
+            return Err(TagError::Truncated {
+                kind,
+                field: "track payload",
+                offset,
+                needed: end,
+                available: body.len(),
+            });
+        }
+        offset = end;
+        if offset == body.len() {
+            break;
+        }
+    }
+    Ok(Some(MultitrackInfo {
+        kind,
+        multitrack_type,
+        packet,
+        tracks,
+    }))
 }
 
 #[cfg(test)]
@@ -485,6 +652,117 @@ mod tests {
                 packet_type: 6
             })
         );
+    }
+
+    #[test]
+    fn ffmpeg_multitrack_second_tracks_name_their_track() {
+        // The first bytes of FFmpeg 9's second video (AV1) and audio (AAC) tracks of one FLV.
+        let video = [0x96, 0x01, b'a', b'v', b'0', b'1', 0x01, 0x12, 0x00, 0x0a];
+        let info = classify_multitrack(MediaKind::Video, &video)
+            .unwrap()
+            .unwrap();
+        assert_eq!(info.multitrack_type, MultitrackType::OneTrack);
+        assert_eq!(info.packet, PacketKind::CodedFrame);
+        assert_eq!(info.tracks, vec![(1, Codec::Av1)]);
+        assert!(!info.is_configuration());
+        let audio = [0x95, 0x04, b'm', b'p', b'4', b'a', 0x01, 0x00, 0x02];
+        let info = classify_multitrack(MediaKind::Audio, &audio)
+            .unwrap()
+            .unwrap();
+        assert_eq!(info.packet, PacketKind::MultichannelConfig);
+        assert!(info.is_configuration());
+        // classify() still refuses them: only the default track goes to HLS.
+        assert!(classify_video(&video).is_err());
+        assert!(classify_audio(&audio).is_err());
+        // Ordinary packets are not multitrack.
+        assert_eq!(
+            classify_multitrack(MediaKind::Video, &[0x90, b'h', b'v', b'c', b'1']),
+            Ok(None)
+        );
+        assert_eq!(
+            classify_multitrack(MediaKind::Audio, &[0xAF, 0x00]),
+            Ok(None)
+        );
+        assert_eq!(classify_multitrack(MediaKind::Audio, &[]), Ok(None));
+    }
+
+    #[test]
+    fn multitrack_errors_name_the_field() {
+        assert_eq!(
+            classify_multitrack(MediaKind::Video, &[0x96, 0x30]),
+            Err(TagError::UnknownMultitrackType {
+                kind: MediaKind::Video,
+                multitrack_type: 3
+            })
+        );
+        assert!(matches!(
+            classify_multitrack(MediaKind::Audio, &[0x95, 0x00, b'O', b'p']),
+            Err(TagError::Truncated {
+                field: "multitrack FourCC",
+                ..
+            })
+        ));
+        // A ManyTracks track announcing more bytes than the body holds.
+        assert!(matches!(
+            classify_multitrack(
+                MediaKind::Video,
+                &[0x96, 0x11, b'h', b'v', b'c', b'1', 0x00, 0x00, 0x00, 0x09, 0xAA]
+            ),
+            Err(TagError::Truncated {
+                field: "track payload",
+                ..
+            })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn multitrack_header_round_trips(
+            is_video in any::<bool>(),
+            layout in 0u8..=2,
+            packet_type in prop::sample::select(vec![0u8, 1, 2, 4]),
+            tracks in proptest::collection::vec(
+                (any::<u8>(), prop::sample::select(vec![*b"hvc1", *b"av01", *b"Opus", *b"mp4a"]),
+                 proptest::collection::vec(any::<u8>(), 0..24)),
+                1..4,
+            ),
+        ) {
+            let kind = if is_video { MediaKind::Video } else { MediaKind::Audio };
+            let tracks = if layout == 0 { &tracks[..1] } else { &tracks[..] };
+            let mut body = vec![if is_video { 0x80 | 1 << 4 | 6 } else { 0x95 }];
+            body.push(layout << 4 | packet_type);
+            if layout != 2 {
+                body.extend_from_slice(&tracks[0].1);
+            }
+            for (id, fourcc, payload) in tracks {
+                if layout == 2 {
+                    body.extend_from_slice(fourcc);
+                }
+                body.push(*id);
+                if layout != 0 {
+                    body.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+                }
+                body.extend_from_slice(payload);
+            }
+            let info = classify_multitrack(kind, &body).unwrap().unwrap();
+            let codec_of = |fourcc: [u8; 4]| if is_video { video_fourcc(fourcc) } else { audio_fourcc(fourcc) };
+            let expected: Vec<(u8, Codec)> = tracks
+                .iter()
+                .map(|(id, fourcc, _)| (*id, codec_of(if layout == 2 { *fourcc } else { tracks[0].1 })))
+                .collect();
+            prop_assert_eq!(&info.tracks, &expected);
+            prop_assert_eq!(info.packet == PacketKind::SequenceHeader, packet_type == 0);
+            prop_assert_eq!(info.is_configuration(), packet_type == 0 || packet_type == 4);
+        }
+
+        #[test]
+        fn arbitrary_multitrack_bytes_never_panic(
+            body in proptest::collection::vec(any::<u8>(), 0..24),
+        ) {
+            for kind in [MediaKind::Audio, MediaKind::Video] {
+                let _ = classify_multitrack(kind, &body);
+            }
+        }
     }
 
     #[test]

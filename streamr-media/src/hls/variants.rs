@@ -172,9 +172,14 @@ impl StreamTracks {
         tracks().any(Track::in_hls) && !tracks().any(|t| t.in_ts)
     }
 
-    /// The picture size of the video track.
+    /// The video track, when some HLS rendition carries it (not VP9).
+    fn hls_video(&self) -> Option<&Track> {
+        self.video.as_ref().filter(|t| t.in_hls())
+    }
+
+    /// The picture size of the video track; `None` when no HLS rendition carries it.
     pub fn resolution(&self) -> Option<(u16, u16)> {
-        self.video.as_ref().and(self.resolution)
+        self.hls_video().and(self.resolution)
     }
 
     /// A segment was listed: it holds the video frames from `start_ms` (its first frame's
@@ -200,9 +205,11 @@ impl StreamTracks {
     /// ([`StreamTracks::segment_listed`]), a function of the stream alone, so every node
     /// listing that segment declares the same rate (a 30 fps stream's 4 s segment holds 120
     /// frames: 30.000). Before the first listed segment, measured over the frames seen (at
-    /// least two, a millisecond apart).
+    /// least two, a millisecond apart). `None` when no HLS rendition carries the video track
+    /// (VP9: the renditions are then audio only, and FRAME-RATE would describe video they do
+    /// not have).
     pub fn frame_rate(&self) -> Option<f64> {
-        self.video.as_ref()?;
+        self.hls_video()?;
         if let Some(rate) = self.segment_rate {
             return Some(rate);
         }
@@ -325,5 +332,33 @@ mod tests {
             rates.push(format!("{:.3}", tracks.frame_rate().unwrap()));
         }
         assert_eq!(rates, vec!["30.000"; 4]);
+    }
+
+    #[test]
+    fn video_no_rendition_carries_gets_no_frame_rate() {
+        // VP9 + AAC as FFmpeg 9 publishes it: the renditions carry the AAC track alone.
+        let mut tracks = StreamTracks::new();
+        let vp9_header = [
+            0x90, b'v', b'p', b'0', b'9', 1, 0, 0, 0, 0x00, 0x0b, 0x82, 0x02,
+        ];
+        tracks.push(&tag(FlvTagType::Video, 0, vp9_header.to_vec()));
+        tracks.push(&tag(FlvTagType::Audio, 0, vec![0xAF, 0x00, 0x11, 0x90]));
+        for i in 0..25u32 {
+            let body = vec![
+                if i == 0 { 0x91 } else { 0xA1 },
+                b'v',
+                b'p',
+                b'0',
+                b'9',
+                0x82,
+            ];
+            tracks.push(&tag(FlvTagType::Video, i * 40, body));
+        }
+        assert_eq!(
+            tracks.codecs(Rendition::Fmp4),
+            Some(vec!["mp4a.40.2".into()])
+        );
+        assert_eq!(tracks.frame_rate(), None);
+        assert_eq!(tracks.resolution(), None);
     }
 }

@@ -5,7 +5,9 @@ use std::sync::{Mutex, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::flv::tag::{classify_audio, classify_video, TagInfo};
+use crate::flv::tag::{
+    classify_audio, classify_multitrack, classify_video, Codec, MediaKind, PacketKind, TagInfo,
+};
 use crate::flv::{FlvTag, FlvTagType, FlvWriter};
 
 /// What a frame carries. The discriminants are the FLV tag types (equal to the RTMP message types).
@@ -49,6 +51,50 @@ pub struct ChunkingKey {
     pub message_stream_id: u32,
 }
 
+/// Which configuration an audio or video frame carries besides a default track's sequence
+/// header: its kind, what it carries and the tracks it is for, by track id (0 for an ordinary
+/// packet) and codec. The codec counts too: FFmpeg sends the metadata (colour information) of
+/// every video track as an ordinary packet under that track's FourCC. A newer frame with the
+/// same key replaces the older one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ConfigKey {
+    kind: FrameKind,
+    packet: PacketKind,
+    tracks: Vec<(u8, Codec)>,
+}
+
+impl ConfigKey {
+    fn of(kind: FrameKind, tag: Option<&TagInfo>, payload: &[u8]) -> Option<Self> {
+        let media = match kind {
+            FrameKind::Audio => MediaKind::Audio,
+            FrameKind::Video => MediaKind::Video,
+            FrameKind::Metadata | FrameKind::Data => return None,
+        };
+        if let Some(tag) = tag {
+            return matches!(
+                tag.packet,
+                PacketKind::MultichannelConfig | PacketKind::Metadata
+            )
+            .then(|| ConfigKey {
+                kind,
+                packet: tag.packet,
+                tracks: vec![(0, tag.codec)],
+            });
+        }
+        // Sequence start (0) and multichannel configuration or metadata (4) are the only
+        // configuration packet types: skip reading the tracks of every coded frame.
+        if !matches!(payload.get(1).map(|b| b & 0x0f), Some(0 | 4)) {
+            return None;
+        }
+        let info = classify_multitrack(media, payload).ok().flatten()?;
+        info.is_configuration().then_some(ConfigKey {
+            kind,
+            packet: info.packet,
+            tracks: info.tracks,
+        })
+    }
+}
+
 /// One audio, video, metadata or timed data message as received from the publisher.
 ///
 /// Frames are created once per received message and shared as `Arc<Frame>`; the payload is a
@@ -60,6 +106,9 @@ pub struct Frame {
     timestamp: u32,
     payload: Bytes,
     tag: Option<TagInfo>,
+    /// Set when the frame is track configuration a viewer joining later needs again, beside
+    /// the sequence headers of the default tracks (see [`ConfigKey`]).
+    config_key: Option<ConfigKey>,
     chunked: ChunkCache,
     /// The frame as one HTTP/1.1 chunk holding its FLV tag, and where the tag starts in it.
     flv_chunk: OnceLock<Option<(Bytes, usize)>>,
@@ -77,11 +126,13 @@ impl Frame {
             FrameKind::Video => classify_video(&payload).ok(),
             FrameKind::Metadata | FrameKind::Data => None,
         };
+        let config_key = ConfigKey::of(kind, tag.as_ref(), &payload);
         Frame {
             kind,
             timestamp,
             payload,
             tag,
+            config_key,
             chunked: ChunkCache::default(),
             flv_chunk: OnceLock::new(),
             #[cfg(feature = "server")]
@@ -123,6 +174,14 @@ impl Frame {
         self.tag.is_some_and(|tag| tag.is_sequence_header())
     }
 
+    /// What this frame configures when it is configuration besides a default track's sequence
+    /// header: a multitrack packet's sequence start, multichannel configuration or metadata, or
+    /// the default track's audio multichannel configuration or video metadata (such as HDR
+    /// colour information). The hub keeps the newest frame of each key for viewers joining later.
+    pub(crate) fn config_key(&self) -> Option<&ConfigKey> {
+        self.config_key.as_ref()
+    }
+
     /// True for a data message between nodes (`onStreamr…`, such as the origin's
     /// [`HlsTiming`](crate::hls::HlsTiming)), which only relays and the node's own consumers
     /// get (see [`Subscription::set_node_notices`](super::Subscription::set_node_notices)).
@@ -135,7 +194,9 @@ impl Frame {
         match self.kind {
             FrameKind::Metadata | FrameKind::Data => false,
             // An unclassifiable payload is relayed as an ordinary coded frame.
-            FrameKind::Audio | FrameKind::Video => self.tag.is_none_or(|tag| tag.is_coded_frame()),
+            FrameKind::Audio | FrameKind::Video => {
+                self.config_key.is_none() && self.tag.is_none_or(|tag| tag.is_coded_frame())
+            }
         }
     }
 

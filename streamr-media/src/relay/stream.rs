@@ -29,7 +29,17 @@ pub(crate) struct StartBundle {
     pub(crate) hls_timing: Option<Arc<Frame>>,
     pub(crate) video_header: Option<Arc<Frame>>,
     pub(crate) audio_header: Option<Arc<Frame>>,
+    /// The newest frame of each other configuration (see [`Frame::config_key`]): the sequence
+    /// starts of Enhanced RTMP multitrack tracks beyond the default ones, multichannel
+    /// configurations, video metadata; in the order first seen, at most
+    /// [`MAX_TRACK_CONFIGS`].
+    pub(crate) track_configs: Vec<Arc<Frame>>,
 }
+
+/// How many configuration frames besides the default sequence headers a stream keeps for
+/// viewers joining later (a multitrack publisher sends one per track and kind; FLV track ids are
+/// one byte): the oldest goes when a new key would exceed it.
+pub(crate) const MAX_TRACK_CONFIGS: usize = 64;
 
 impl StartBundle {
     pub(crate) fn frames(&self) -> impl Iterator<Item = &Arc<Frame>> {
@@ -41,6 +51,35 @@ impl StartBundle {
         ]
         .into_iter()
         .flatten()
+        .chain(self.track_configs.iter())
+    }
+
+    /// The configuration frame kept for `frame`'s key, if any.
+    pub(crate) fn track_config(&self, frame: &Frame) -> Option<&Arc<Frame>> {
+        let key = frame.config_key()?;
+        self.track_configs
+            .iter()
+            .find(|kept| kept.config_key() == Some(key))
+    }
+
+    /// Keeps `frame` as the newest of its configuration key.
+    fn keep_track_config(&mut self, frame: &Arc<Frame>) {
+        let Some(key) = frame.config_key() else {
+            return;
+        };
+        match self
+            .track_configs
+            .iter_mut()
+            .find(|kept| kept.config_key() == Some(key))
+        {
+            Some(kept) => *kept = frame.clone(),
+            None => {
+                if self.track_configs.len() >= MAX_TRACK_CONFIGS {
+                    self.track_configs.remove(0);
+                }
+                self.track_configs.push(frame.clone());
+            }
+        }
     }
 }
 
@@ -525,6 +564,7 @@ impl Stream {
         note_output(state, &frame);
         let frame = Arc::new(frame);
         let size = frame.payload().len() as u64;
+        state.headers.keep_track_config(&frame);
         match frame.kind() {
             FrameKind::Metadata if is_timing_message(frame.payload()) => {
                 state.headers.hls_timing = Some(frame.clone());
@@ -735,6 +775,7 @@ fn admit_upstream(state: &mut StreamState, frame: &Frame) -> Admit {
     if !frame.is_coded_media() && rejoining {
         // The new connection's configuration and whatever else it replays.
         let current = match frame.kind() {
+            _ if frame.config_key().is_some() => state.headers.track_config(frame),
             FrameKind::Metadata if is_timing_message(frame.payload()) => {
                 state.headers.hls_timing.as_ref()
             }

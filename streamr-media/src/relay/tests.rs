@@ -1483,3 +1483,55 @@ fn a_runs_rtmp_spans_are_for_the_first_chunking_key_only() {
     // A player chunking otherwise sends the frames itself.
     assert!(run.rtmp_chunk_spans(other, |_| unreachable!()).is_none());
 }
+
+/// A second AAC track (id 1) the way FFmpeg 8+ publishes it: Enhanced RTMP multitrack packets.
+fn second_track(packet_type: u8, rest: &[u8]) -> Bytes {
+    let mut body = vec![0x95, packet_type, b'm', b'p', b'4', b'a', 0x01];
+    body.extend_from_slice(rest);
+    Bytes::from(body)
+}
+
+#[test]
+fn a_late_viewer_gets_the_configuration_of_every_multitrack_track() {
+    let hub = RelayHub::default();
+    let publisher = start_publish(&hub, 1);
+    let first_start = second_track(0x00, &[0x11, 0x90]);
+    let layout = second_track(0x04, &[0x01, 0x02, 0, 0, 0, 3]);
+    let newer_start = second_track(0x00, &[0x11, 0x88]);
+    publisher.send(FrameKind::Audio, 0, first_start.clone());
+    publisher.send(FrameKind::Audio, 0, layout.clone());
+    publisher.send(FrameKind::Video, 0, video(0, true, 0));
+    publisher.send(FrameKind::Audio, 20, second_track(0x01, &[0x21, 0x00]));
+    publisher.send(FrameKind::Video, 40, video(1, false, 0));
+    // The track's encoder restarted with other settings: the newer start replaces the first.
+    publisher.send(FrameKind::Audio, 60, newer_start.clone());
+    publisher.send(FrameKind::Video, 80, video(2, true, 0));
+    let frame = second_track(0x01, &[0x21, 0x01]);
+    publisher.send(FrameKind::Audio, 90, frame.clone());
+
+    let mut viewer = hub.subscribe(key()).unwrap();
+    let mut events = Vec::new();
+    while viewer.try_recv_batch(&mut events, 64) > 0 {}
+    let payloads: Vec<Bytes> = events
+        .iter()
+        .filter_map(|event| match event {
+            RelayEvent::Frame(frame) => Some(frame.payload().clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        payloads,
+        vec![
+            Bytes::from_static(b"\x02\x00\x0aonMetaData"),
+            video_header(1),
+            audio_header(),
+            newer_start,
+            layout,
+            video(2, true, 0),
+            frame,
+        ]
+    );
+    // The track's configuration is not a frame a viewer could start at.
+    let config = Frame::new(FrameKind::Audio, 0, second_track(0x00, &[0x11, 0x90]));
+    assert!(!config.is_coded_media());
+}

@@ -2,7 +2,9 @@
 //! (`fuzz/corpus/flv_tag`), so the fuzz target's code path is also exercised by `cargo test`.
 
 use std::path::Path;
-use streamr_media::flv::tag::{classify_as_audio_and_video, Codec, TagError};
+use streamr_media::flv::tag::{
+    classify_as_audio_and_video, classify_multitrack, Codec, MediaKind, PacketKind, TagError,
+};
 
 fn seed(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -29,9 +31,40 @@ fn every_seed_classifies_without_panicking_and_offsets_stay_in_bounds() {
         for info in classify_as_audio_and_video(&body).into_iter().flatten() {
             assert!(info.payload_offset <= body.len());
         }
+        for kind in [MediaKind::Audio, MediaKind::Video] {
+            let _ = classify_multitrack(kind, &body);
+        }
         seen += 1;
     }
-    assert_eq!(seen, 7, "committed seed files");
+    assert_eq!(seen, 10, "committed seed files");
+}
+
+#[test]
+fn ffmpeg_multitrack_seeds_read_as_their_tracks_configuration() {
+    for (name, kind, packet) in [
+        (
+            "seed_multitrack_av1_sequence_start",
+            MediaKind::Video,
+            PacketKind::SequenceHeader,
+        ),
+        (
+            "seed_multitrack_aac_sequence_start",
+            MediaKind::Audio,
+            PacketKind::SequenceHeader,
+        ),
+        (
+            "seed_multitrack_aac_channel_layout",
+            MediaKind::Audio,
+            PacketKind::MultichannelConfig,
+        ),
+    ] {
+        let info = classify_multitrack(kind, &seed(name))
+            .expect("reads")
+            .expect("a multitrack packet");
+        assert_eq!(info.packet, packet, "{name}");
+        assert_eq!(info.tracks.len(), 1, "{name}");
+        assert!(info.is_configuration(), "{name}");
+    }
 }
 
 #[test]

@@ -32,7 +32,7 @@ fn media(name: &str) -> Vec<FlvTag> {
         .1
 }
 
-fn stream() -> LlHlsStream {
+pub(crate) fn stream() -> LlHlsStream {
     LlHlsStream::new(
         SegmenterConfig {
             segment_duration_ms: 2_000,
@@ -45,13 +45,13 @@ fn stream() -> LlHlsStream {
 }
 
 #[derive(Default)]
-struct Collected {
+pub(crate) struct Collected {
     ts: Vec<(u64, u64)>,
-    ll: Vec<LlSegment>,
+    pub(crate) ll: Vec<LlSegment>,
     parts: Vec<(u64, u32, u64, bool)>,
     withdrawn: Vec<u64>,
     /// Start, duration and hash of each MPEG-TS segment.
-    ts_hashes: Vec<(u64, u64, blake3::Hash)>,
+    pub(crate) ts_hashes: Vec<(u64, u64, blake3::Hash)>,
     playlists: usize,
 }
 
@@ -159,7 +159,7 @@ fn segments_follow_the_ts_cuts_and_parts_stay_within_the_part_target() {
 }
 
 /// Feeds all of `tags` and finishes the stream, checking the playlists after every change.
-fn package_whole(stream: &mut LlHlsStream, tags: &[FlvTag]) -> Collected {
+pub(crate) fn package_whole(stream: &mut LlHlsStream, tags: &[FlvTag]) -> Collected {
     let mut out = Collected::default();
     feed(stream, tags, &mut out);
     let finished = stream.finish().unwrap();
@@ -650,7 +650,7 @@ fn blocking_reload_waits_for_the_next_part_and_refuses_requests_far_ahead() {
 }
 
 /// Writes init + segments into one file and returns its path.
-fn write_fmp4(dir: &Path, name: &str, segments: &[LlSegment]) -> PathBuf {
+pub(crate) fn write_fmp4(dir: &Path, name: &str, segments: &[LlSegment]) -> PathBuf {
     let path = dir.join(name);
     let mut bytes = segments[0].init.bytes.to_vec();
     for segment in segments {

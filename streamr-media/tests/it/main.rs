@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod enhanced_publishers;
 mod examples;
 mod flv_reader;
 mod fmp4_boxes;
