@@ -230,10 +230,6 @@ pub struct LlPackager {
     pending_audio: Option<Pending>,
     video_gap_ms: u64,
     audio_gap_ms: u64,
-    /// Where the newest audio sample packaged ends on the stream clock (its start plus the
-    /// duration it was given), for starting the next part's audio there (see
-    /// [`LlPackager::append`]).
-    audio_end_ms: Option<u64>,
     /// The newest frame of each track (audio, video) that no segment took: before the first
     /// keyframe, or left out after a segment that reached the longest duration allowed. Its
     /// successor still tells its duration, as it does on a node whose segment took it.
@@ -264,9 +260,6 @@ pub const PART_JITTER_MS: u64 = 5;
 const FALLBACK_GAP_MS: u64 = 33;
 /// A successor further away than this is a jump in the timeline, not a sample duration.
 const MAX_GAP_MS: u64 = 10_000;
-/// An audio frame starting this close to where the audio before it ended (in either direction)
-/// continues it: the difference is the rounding of frame durations to milliseconds.
-const AUDIO_JOIN_MS: u64 = 2;
 
 impl LlPackager {
     /// A packager with no track configured yet.
@@ -281,7 +274,6 @@ impl LlPackager {
             pending_audio: None,
             video_gap_ms: FALLBACK_GAP_MS,
             audio_gap_ms: FALLBACK_GAP_MS,
-            audio_end_ms: None,
             left_out_ms: [None; 2],
             declared_frame_ms: None,
             provisional_target_ms: None,
@@ -919,28 +911,9 @@ impl LlPackager {
         };
         let to_ticks = |ms: u64| ms.saturating_mul(timescale) / 1_000;
         let end = sample.dts_ms.saturating_add(gap_ms);
-        let mut start = sample.dts_ms;
-        if !video {
-            // The audio frame that ended the part before was given its track's last interval
-            // (its successor had not come yet); millisecond timestamps of AAC frames (1024
-            // samples: 23.2 ms at 44.1 kHz) alternate between two intervals, so it may end a
-            // millisecond before or after this frame starts. This part's audio starts where
-            // that frame ended, its first frame a millisecond longer or shorter, so the track's
-            // decode times run on without a gap or an overlap at the part boundary. A function
-            // of the frames' timestamps alone, so every node packages the same bytes; a real
-            // gap in the audio (a frame missing) is kept.
-            if let Some(previous_end) = self
-                .audio_end_ms
-                .filter(|e| run.base_ms.is_none() && e.abs_diff(start) <= AUDIO_JOIN_MS)
-                .filter(|e| *e < end)
-            {
-                start = previous_end;
-            }
-            self.audio_end_ms = Some(end);
-        }
-        let duration = to_ticks(end).saturating_sub(to_ticks(start));
+        let duration = to_ticks(end).saturating_sub(to_ticks(sample.dts_ms));
         let composition = (sample.cts_ms.saturating_mul(timescale as i64)) / 1_000;
-        run.base_ms.get_or_insert(start);
+        run.base_ms.get_or_insert(sample.dts_ms);
         run.samples.push(Sample {
             duration: u32::try_from(duration).unwrap_or(u32::MAX),
             composition_offset: i32::try_from(composition).unwrap_or(0),
