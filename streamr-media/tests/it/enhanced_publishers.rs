@@ -18,6 +18,7 @@ use streamr_media::flv::tag::{
     classify, classify_multitrack, MediaKind as TagKind, MultitrackInfo, PacketKind,
 };
 use streamr_media::flv::{FlvReader, FlvTag, FlvTagType};
+use streamr_media::hls::HlsTiming;
 use streamr_media::publish::{publish_flv, FlvSource, PublishOptions};
 use streamr_media::rtmp::session::{ClientEvent, MediaKind};
 use streamr_media::rtmp::url::RtmpUrl;
@@ -96,8 +97,10 @@ fn every_tag_a_modern_publisher_sends_is_read() {
 }
 
 /// `tags` as a node that started pulling at the second keyframe receives them: the
-/// configuration sent before it (the upstream's start bundle), then everything from there.
-fn joined_at_second_keyframe(tags: &[FlvTag]) -> Vec<FlvTag> {
+/// configuration sent before it (the upstream's start bundle), the origin's timing
+/// announcement (`onStreamrHlsTiming`, which a relay's upstream sends before the frames), then
+/// everything from there.
+fn joined_at_second_keyframe(tags: &[FlvTag], timing: HlsTiming) -> Vec<FlvTag> {
     let join = tags
         .iter()
         .enumerate()
@@ -109,18 +112,35 @@ fn joined_at_second_keyframe(tags: &[FlvTag]) -> Vec<FlvTag> {
         .map(|(i, _)| i)
         .nth(1)
         .unwrap();
-    let headers = tags[..join].iter().filter(|t| is_configuration(t));
-    headers.chain(&tags[join..]).cloned().collect()
+    let announcement = FlvTag {
+        tag_type: FlvTagType::ScriptData,
+        timestamp: tags[join].timestamp,
+        stream_id: 0,
+        data: timing.encode(),
+    };
+    let headers = tags[..join].iter().filter(|t| is_configuration(t)).cloned();
+    headers
+        .chain(std::iter::once(announcement))
+        .chain(tags[join..].iter().cloned())
+        .collect()
 }
 
 /// Packages `name` at an origin and at a node joining mid-stream, checks that every segment and
 /// part the joining node has is the origin's, byte for byte, and returns the origin's output.
 fn package_alike(name: &str) -> Collected {
     let tags = tags(name);
-    let origin = package_whole(&mut stream(), &tags);
+    let mut origin_stream = stream();
+    let origin = package_whole(&mut origin_stream, &tags);
+    let timing = HlsTiming {
+        part_target_ms: Some(origin_stream.playlist().config().part_target_ms),
+        target_duration_secs: origin_stream
+            .segmenter()
+            .target_duration_secs()
+            .unwrap_or_else(|| panic!("{name}: the origin fixed its target duration")),
+    };
     let friend = package_whole(
         &mut stream().joining_mid_stream(),
-        &joined_at_second_keyframe(&tags),
+        &joined_at_second_keyframe(&tags, timing),
     );
     assert!(origin.ll.len() >= 2, "{name}: {} segments", origin.ll.len());
     assert!(!friend.ll.is_empty(), "{name}: the friend lists a segment");
