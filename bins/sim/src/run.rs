@@ -1179,6 +1179,7 @@ fn warm_up(
                     bytes_total: bytes,
                     started_ms: start,
                     last_receipt_ms: start + duration,
+                    covers_from_ms: Some(start),
                 });
             }
             viewers.push(ViewerProfile {
