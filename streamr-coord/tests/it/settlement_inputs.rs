@@ -394,7 +394,9 @@ async fn a_receipt_after_a_silent_epoch_carries_where_its_span_began(db: &TestDb
     let granted_after = now_ms();
     let (viewer, session) = honest_viewer(&scene, &honest, 65).await;
     let first = receipt(&viewer, session, 1, 2_000, scene.digest);
-    let outcome = scene.report(&honest, 2, 2_000, 0, &[first.clone()]).await;
+    let outcome = scene
+        .report(&honest, 2, 2_000, 0, std::slice::from_ref(&first))
+        .await;
     assert_eq!(outcome["accepted"], 1, "{outcome}");
     // Nothing signed through the next epoch; the receipt after it is booked to the one after.
     let epoch_ms = scene.config.epoch_length.as_millis() as u64;
