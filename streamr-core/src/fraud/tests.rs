@@ -1108,6 +1108,32 @@ fn a_relay_is_paid_for_what_its_subtree_verifiably_delivered() {
 }
 
 #[test]
+fn a_relay_edge_signed_after_an_outage_is_credited_for_its_backlog() {
+    // Node 2 pulled from node 1 through two epochs the coordinator was away for, as its new
+    // viewer 9 watched: neither could verify segments, and each signed one receipt for all
+    // three hours after. The edge is bounded by one stream over the span it covers, and by
+    // what the subtree delivered, not by one stream for this epoch alone.
+    let mut obs = honest();
+    obs.viewers.push(viewer(9, 9));
+    obs.sessions.push(backlog_session(2, 9, 90, 120, 60));
+    obs.sessions.push(SessionUsage {
+        covers_from_ms: Some(0),
+        ..edge(1, 2, 101, 180)
+    });
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(dropped_by(&report, 1, RuleId::RelayBeyondSubtree), 0);
+    assert!(report.penalties.is_empty());
+    // Without the span (observations published before it was recorded): one stream for the
+    // epoch, with the headroom.
+    obs.sessions.last_mut().unwrap().covers_from_ms = None;
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(
+        dropped_by(&report, 1, RuleId::RelayBeyondSubtree),
+        BITRATE * 180 * 60 - BITRATE * 66 * 60
+    );
+}
+
+#[test]
 fn a_chain_of_relays_passes_its_viewers_up_and_a_receipt_mill_earns_nothing() {
     let mut obs = honest();
     // Node 3 feeds node 2 for the whole hour; node 2 serves 40 minutes itself and feeds node 4
