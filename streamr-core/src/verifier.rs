@@ -104,6 +104,14 @@ pub struct SessionUsage {
     pub started_ms: u64,
     /// The newest accepted receipt's time, Unix ms.
     pub last_receipt_ms: u64,
+    /// Where the span this epoch's bytes cover begins, Unix ms: the signing time of the
+    /// session's newest receipt booked in an earlier epoch, or the grant's start if none. A
+    /// receipt signed after a coordinator outage covers every byte since then, none of which
+    /// an earlier epoch credited; the per-epoch bounds give the session room for that span.
+    /// `None` in observations published before it was recorded: no room beyond the epoch (the
+    /// old rules, so replay of those epochs is unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covers_from_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -120,6 +128,9 @@ struct SessionState {
     viewer_key: VerifyingKey,
     started_ms: u64,
     last: Option<LastAccepted>,
+    /// The newest receipt's time when usage was last drained with new bytes (the grant's start
+    /// before that): where the next drained usage's span begins.
+    credited_until_ms: u64,
     epoch_bytes: u64,
     epoch_on_time_bytes: u64,
 }
@@ -167,6 +178,7 @@ impl ReceiptVerifier {
                 viewer_key,
                 started_ms,
                 last: None,
+                credited_until_ms: started_ms,
                 epoch_bytes: 0,
                 epoch_on_time_bytes: 0,
             },
@@ -368,7 +380,9 @@ impl ReceiptVerifier {
                     bytes_total: last.0,
                     started_ms: s.started_ms,
                     last_receipt_ms: last.1,
+                    covers_from_ms: Some(s.credited_until_ms),
                 };
+                s.credited_until_ms = last.1;
                 s.epoch_bytes = 0;
                 s.epoch_on_time_bytes = 0;
                 entry

@@ -308,6 +308,7 @@ fn observe(
                 bytes_total: bytes(minutes),
                 started_ms: from,
                 last_receipt_ms: from + minutes * 60_000,
+                covers_from_ms: Some(from),
             });
             claimed[by] += bytes(minutes);
             handed_in[by] += 1;
@@ -340,6 +341,7 @@ fn observe(
                     bytes_total: bytes(10),
                     started_ms: from,
                     last_receipt_ms: from + 10 * 60_000,
+                    covers_from_ms: Some(from),
                 });
                 claimed[i] += bytes(10);
                 handed_in[i] += 1;
@@ -374,6 +376,7 @@ fn observe(
                     bytes_total: acknowledged,
                     started_ms: from,
                     last_receipt_ms: from + 60_000,
+                    covers_from_ms: Some(from),
                 });
                 claimed[i] += acknowledged;
                 handed_in[i] += 1;

@@ -213,6 +213,14 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
         let t0 = T0_MS + run_epoch * epoch_ms;
         let t1 = t0 + epoch_ms;
 
+        let every = |n: u64, lasting: u64| n > 0 && run_epoch % n >= n.saturating_sub(lasting);
+        let coordinator_down = every(
+            config.coordinator_outage_every,
+            config
+                .coordinator_outage_epochs
+                .min(config.coordinator_outage_every.saturating_sub(1)),
+        );
+
         // A10: a penalized whitewasher abandons its identity and registers a new one.
         for index in std::mem::take(&mut last_penalized) {
             let Some(node) = net.nodes.get_mut(index) else {
@@ -581,7 +589,8 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 let lost = viewer.kind == ViewerKind::Lossy && net.rng.gen_bool(0.1);
                 let grieving = viewer.kind == ViewerKind::Griefer && t > grief_until;
                 let withholding = matches!(viewer.kind, ViewerKind::Withholder(_)) && seq >= 1;
-                if node_is_down || lost || grieving || withholding {
+                let unverifiable = coordinator_down && config.outage_viewers_blind;
+                if node_is_down || lost || grieving || withholding || unverifiable {
                     continue;
                 }
                 // The newest segment received never goes backwards.
@@ -643,13 +652,6 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
         // Probes: most only measure; some play a session and sign like a viewer, and their
         // traffic is never paid.
         let mut probes = Vec::new();
-        let every = |n: u64, lasting: u64| n > 0 && run_epoch % n >= n.saturating_sub(lasting);
-        let coordinator_down = every(
-            config.coordinator_outage_every,
-            config
-                .coordinator_outage_epochs
-                .min(config.coordinator_outage_every.saturating_sub(1)),
-        );
         let prober_down = coordinator_down || every(config.prober_outage_every, 1);
         for &index in active.iter().filter(|_| !prober_down) {
             let node = &net.nodes[index];
@@ -1179,6 +1181,7 @@ fn warm_up(
                     bytes_total: bytes,
                     started_ms: start,
                     last_receipt_ms: start + duration,
+                    covers_from_ms: Some(start),
                 });
             }
             viewers.push(ViewerProfile {

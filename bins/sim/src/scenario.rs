@@ -61,6 +61,12 @@ pub struct SimConfig {
     #[arg(env = "STREAMR_SIM_COORDINATOR_OUTAGE_EPOCHS", long, default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub coordinator_outage_epochs: u64,
+    /// Through a coordinator outage viewers cannot verify segments (their hashes come from
+    /// the coordinator), so they sign nothing, as the shipped viewer does: a session's first
+    /// receipt after it covers every byte since its previous one and is booked to the epoch
+    /// it is signed in. (By default viewers keep signing and nodes hand the receipts in after.)
+    #[arg(env = "STREAMR_SIM_OUTAGE_VIEWERS_BLIND", long)]
+    pub outage_viewers_blind: bool,
     /// Stream bitrate, bytes per second.
     #[arg(env = "STREAMR_SIM_BITRATE", long, default_value_t = 500_000)]
     pub bitrate: u64,

@@ -334,6 +334,11 @@ pub struct SessionUsageRow {
     pub bytes_total: i64,
     /// The session's cumulative bytes at the end of the previous epochs (0 if none).
     pub previous_total: i64,
+    /// The signing time of the session's newest receipt booked in a previous epoch (its grant
+    /// time if none): where the span the epoch's bytes cover begins.
+    #[serde(default)]
+    #[sqlx(default)]
+    pub covers_from_ms: Option<i64>,
     /// When the session was granted.
     pub started_ms: i64,
     /// The newest receipt's time.

@@ -1957,6 +1957,9 @@ macro_rules! sql_storage {
                      MAX(r.bytes_total) AS bytes_total, \
                      COALESCE((SELECT MAX(p.bytes_total) FROM receipts p \
                      WHERE p.session_id = r.session_id AND p.epoch < $1), 0) AS previous_total, \
+                     COALESCE((SELECT MAX(p.t_ms) FROM receipts p \
+                     WHERE p.session_id = r.session_id AND p.epoch < $1), s.issued_at_ms) \
+                     AS covers_from_ms, \
                      s.issued_at_ms AS started_ms, \
                      MAX(r.t_ms) AS last_receipt_ms, s.probe \
                      FROM receipts r JOIN sessions s ON s.session_id = r.session_id \

@@ -333,6 +333,8 @@ impl Settler {
                 bytes_total: to_u64(row.bytes_total),
                 started_ms: to_u64(row.started_ms),
                 last_receipt_ms: to_u64(row.last_receipt_ms),
+                // A receipt signed after an outage covers the span since the previous one.
+                covers_from_ms: row.covers_from_ms.map(to_u64),
             });
         }
 

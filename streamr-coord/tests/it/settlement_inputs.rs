@@ -21,6 +21,7 @@ use streamr_core::{
 on_both_backends!(
     a_framers_bad_receipts_cost_the_honest_node_nothing,
     a_receipt_held_through_an_outage_costs_its_node_nothing_after_a_newer_one,
+    a_receipt_after_a_silent_epoch_carries_where_its_span_began,
     a_node_that_only_served_probes_earns_nothing,
     an_epoch_the_prober_missed_pays_by_the_last_probes,
     unattested_claims_beyond_issued_grants_are_not_paid,
@@ -380,6 +381,51 @@ async fn a_receipt_held_through_an_outage_costs_its_node_nothing_after_a_newer_o
     );
     assert!(settled.reward(&honest) > 0, "rewards {:?}", settled.rewards);
     assert_eq!(settled.input(&honest).verified_bytes, 4_000);
+}
+
+/// The coordinator was away for a whole epoch, so the viewer signed nothing in it; its next
+/// receipt covers every byte since the previous one. Settlement tells the rules where that
+/// span began (the previous receipt's signing time, or the grant's for a session's first), so
+/// the per-epoch caps can give the bytes of the silent epoch their room.
+async fn a_receipt_after_a_silent_epoch_carries_where_its_span_began(db: &TestDb) {
+    let scene = Scene::start(db, test_config()).await;
+    let honest = KeyPair::from_seed([54; 32]);
+    scene.join(&honest, peer(192, 0, 2, 54)).await;
+    let granted_after = now_ms();
+    let (viewer, session) = honest_viewer(&scene, &honest, 65).await;
+    let first = receipt(&viewer, session, 1, 2_000, scene.digest);
+    let outcome = scene
+        .report(&honest, 2, 2_000, 0, std::slice::from_ref(&first))
+        .await;
+    assert_eq!(outcome["accepted"], 1, "{outcome}");
+    // Nothing signed through the next epoch; the receipt after it is booked to the one after.
+    let epoch_ms = scene.config.epoch_length.as_millis() as u64;
+    let after = (scene.epoch + 2) * epoch_ms;
+    tokio::time::sleep(Duration::from_millis(after - now_ms() + 20)).await;
+    let backlog = receipt(&viewer, session, 2, 9_000, scene.digest);
+    let outcome = scene.report(&honest, 3, 7_000, 0, &[backlog]).await;
+    assert_eq!(outcome["accepted"], 1, "{outcome}");
+    wait_for_epoch_end(&scene.config, now_ms()).await;
+    assert!(scene.api.coordinator.settle_due().await.expect("settle") >= 1);
+
+    let span_start = |settled: &Settled| {
+        settled
+            .observations
+            .sessions
+            .iter()
+            .find(|s| s.session_id == session)
+            .expect("the session's usage")
+            .covers_from_ms
+    };
+    let first_epoch = Settled::load(db, scene.epoch).await;
+    let granted = span_start(&first_epoch).expect("a span start for the session's first receipt");
+    assert!(
+        (granted_after..=first.body.t_ms).contains(&granted),
+        "{granted} not the grant's time"
+    );
+    let after_outage = Settled::load(db, scene.epoch + 2).await;
+    assert_eq!(span_start(&after_outage), Some(first.body.t_ms));
+    assert_eq!(after_outage.input(&honest).verified_bytes, 7_000);
 }
 
 /// A node whose only traffic was the coordinator's probes hands in their receipts, claims them

@@ -41,6 +41,63 @@ pub(super) fn bytes_at(bitrate: u64, ms: u64) -> u64 {
     scale(bitrate, ms, 1_000)
 }
 
+/// What one group of sessions (a viewer's, a source prefix's) was credited in the epoch, and
+/// the room a per-epoch cap of so many streams gives it.
+///
+/// A session's first receipt after a coordinator outage covers every byte since its previous
+/// receipt, and is booked to the epoch it arrives in: its bytes cover its uncredited span
+/// before the epoch too. The cap therefore grows by what the group's sessions carried in
+/// those spans — each session's at most its own stream (with the bitrate headroom) over its
+/// own span, and the group's at most the cap's streams over the longest span — and never by
+/// more than those sessions' credit. A span ends at a receipt booked in an earlier epoch, so
+/// no span is counted twice; a session holding its receipts back gains nothing it could not
+/// have been credited on time, and its total stays bounded by `OverBitrate`.
+#[derive(Clone, Copy, Default)]
+pub(super) struct CapGroup {
+    /// Bytes credited so far.
+    pub bytes: u64,
+    /// The highest bitrate among the group's streams.
+    pub bitrate: u64,
+    /// Of `bytes`, what covers the sessions' uncredited spans before the epoch.
+    pub backlog: u64,
+    /// The longest such span, ms.
+    pub longest_span_ms: u64,
+}
+
+impl CapGroup {
+    /// Adds one credit.
+    pub fn add(&mut self, ctx: &EpochContext<'_>, cr: &Credit<'_>) {
+        let bitrate = ctx.bitrate(&cr.session.stream_id);
+        let span_ms = uncredited_span_ms(ctx, cr.session);
+        let carried = scale_ppm(bytes_at(bitrate, span_ms), ctx.config.bitrate_headroom_ppm);
+        self.bytes = self.bytes.saturating_add(cr.bytes);
+        self.bitrate = self.bitrate.max(bitrate);
+        self.backlog = self.backlog.saturating_add(cr.bytes.min(carried));
+        self.longest_span_ms = self.longest_span_ms.max(span_ms);
+    }
+
+    /// The bytes `streams` streams allow: for the epoch, plus the backlog of the spans before.
+    pub fn cap(&self, ctx: &EpochContext<'_>, streams: u64) -> u64 {
+        let backlog_room = self
+            .backlog
+            .min(bytes_at(self.bitrate, self.longest_span_ms).saturating_mul(streams));
+        bytes_at(self.bitrate, ctx.obs.epoch_ms)
+            .saturating_mul(streams)
+            .saturating_add(backlog_room)
+    }
+}
+
+/// How long before the epoch the session's credited bytes reach back, ms: the span from its
+/// previous receipt (or grant start) to its newest receipt, less one epoch. 0 for sessions
+/// whose span was not recorded (observations published before it was).
+pub(super) fn uncredited_span_ms(ctx: &EpochContext<'_>, s: &SessionUsage) -> u64 {
+    s.covers_from_ms.map_or(0, |from| {
+        s.last_receipt_ms
+            .saturating_sub(from)
+            .saturating_sub(ctx.obs.epoch_ms)
+    })
+}
+
 /// One epoch's observations, indexed for the rules.
 pub(super) struct EpochContext<'a> {
     pub config: &'a FraudConfig,

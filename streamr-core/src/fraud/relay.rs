@@ -17,13 +17,16 @@
 //! - `RelayBeyondSubtree`: the edges into a child, on one stream, are credited at most what the
 //!   child's subtree verifiably delivered on that stream in the epoch (credit left on its own
 //!   viewer sessions, its probes, and the credit of its own edges to its children, recursively),
-//!   and at most one stream at the measured bitrate for the whole epoch (with the
+//!   and at most one stream at the measured bitrate for the whole epoch and the uncredited span
+//!   before it that the edge's receipts cover after a coordinator outage (with the
 //!   over-bitrate headroom). A child without viewers (a receipt mill) earns its parent nothing;
 //!   however a pair colludes, the parent earns at most what real viewers below verifiably got.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::context::{bytes_at, inputs, scale, scale_ppm, Book, Credit, EpochContext};
+use super::context::{
+    bytes_at, inputs, scale, scale_ppm, uncredited_span_ms, Book, Credit, EpochContext,
+};
 use super::{sessions, RuleId, Verdict};
 use crate::identity::{NodeId, ViewerKey};
 use crate::ids::StreamId;
@@ -107,12 +110,21 @@ impl Edges<'_, '_, '_> {
             self.delivered(child, depth)
         };
         let bitrate = self.ctx.bitrate(&child.1);
+        let edges = self.into.get(child).cloned().unwrap_or_default();
+        // A child that could not verify segments through a coordinator outage signed nothing;
+        // its first receipt after covers the span since its previous one, none of which an
+        // earlier epoch credited.
+        let span_ms = edges
+            .iter()
+            .filter_map(|&i| self.credits.get(i))
+            .map(|cr| uncredited_span_ms(self.ctx, cr.session))
+            .max()
+            .unwrap_or(0);
         let one_stream = scale_ppm(
-            bytes_at(bitrate, self.ctx.obs.epoch_ms),
+            bytes_at(bitrate, self.ctx.obs.epoch_ms.saturating_add(span_ms)),
             self.ctx.config.bitrate_headroom_ppm,
         );
         let allowed = delivered.min(one_stream);
-        let edges = self.into.get(child).cloned().unwrap_or_default();
         let total = edges
             .iter()
             .filter_map(|&i| self.credits.get(i))

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::context::{bytes_at, inputs, scale, scale_ppm, Book, Credit, EpochContext};
+use super::context::{bytes_at, inputs, scale, scale_ppm, Book, CapGroup, Credit, EpochContext};
 use super::RuleId;
 use crate::identity::ViewerKey;
 use crate::ids::OperatorId;
@@ -252,18 +252,17 @@ pub(super) fn collusion(
 }
 
 /// ViewerCap: one viewer's credited bytes in an epoch count up to `viewer_cap_streams` streams
-/// at the measured bitrate of the streams it watched, for the whole epoch; the excess is
-/// dropped from each of its sessions in proportion.
+/// at the measured bitrate of the streams it watched, for the whole epoch and for the spans
+/// before it that its sessions' first receipts in the epoch cover (see [`CapGroup`]); the
+/// excess is dropped from each of its sessions in proportion.
 pub(super) fn viewer_cap(ctx: &EpochContext<'_>, credits: &mut [Credit<'_>], book: &mut Book) {
-    let mut totals: BTreeMap<ViewerKey, (u64, u64)> = BTreeMap::new();
+    let mut groups: BTreeMap<ViewerKey, CapGroup> = BTreeMap::new();
     for cr in credits.iter() {
-        let t = totals.entry(cr.session.viewer).or_default();
-        t.0 = t.0.saturating_add(cr.bytes);
-        t.1 = t.1.max(ctx.bitrate(&cr.session.stream_id));
+        groups.entry(cr.session.viewer).or_default().add(ctx, cr);
     }
     for cr in credits.iter_mut() {
-        let (total, bitrate) = totals.get(&cr.session.viewer).copied().unwrap_or((0, 0));
-        let cap = bytes_at(bitrate, ctx.obs.epoch_ms).saturating_mul(ctx.config.viewer_cap_streams);
+        let group = groups.get(&cr.session.viewer).copied().unwrap_or_default();
+        let (total, cap) = (group.bytes, group.cap(ctx, ctx.config.viewer_cap_streams));
         if total <= cap {
             continue;
         }

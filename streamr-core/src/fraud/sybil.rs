@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::context::{bytes_at, scale, Book, Credit, EpochContext};
+use super::context::{scale, Book, CapGroup, Credit, EpochContext};
 use super::RuleId;
 use crate::identity::{NodeId, ViewerKey};
 use crate::ids::NetPrefix;
@@ -109,29 +109,29 @@ fn byte_weighted_median(samples: &mut [(u64, u64)]) -> u64 {
 }
 
 /// ViewerPrefixCap: the credit of all keys in one source prefix is capped at
-/// `prefix_cap_streams` streams for the whole epoch at the measured bitrate; the excess is
-/// dropped from each of the prefix's sessions in proportion. Keys are free, prefixes are not.
+/// `prefix_cap_streams` streams at the measured bitrate, for the whole epoch and for the spans
+/// before it that its sessions' first receipts in the epoch cover (see [`CapGroup`]); the
+/// excess is dropped from each of the prefix's sessions in proportion. Keys are free, prefixes
+/// are not.
 pub(super) fn viewer_prefix_cap(
     ctx: &EpochContext<'_>,
     credits: &mut [Credit<'_>],
     book: &mut Book,
 ) {
     let prefix_of = |viewer: &ViewerKey| ctx.viewers.get(viewer).map(|v| v.subnet);
-    let mut totals: BTreeMap<NetPrefix, (u64, u64)> = BTreeMap::new();
+    let mut groups: BTreeMap<NetPrefix, CapGroup> = BTreeMap::new();
     for cr in credits.iter() {
         let Some(prefix) = prefix_of(&cr.session.viewer) else {
             continue;
         };
-        let t = totals.entry(prefix).or_default();
-        t.0 = t.0.saturating_add(cr.bytes);
-        t.1 = t.1.max(ctx.bitrate(&cr.session.stream_id));
+        groups.entry(prefix).or_default().add(ctx, cr);
     }
     for cr in credits.iter_mut() {
         let Some(prefix) = prefix_of(&cr.session.viewer) else {
             continue;
         };
-        let (total, bitrate) = totals.get(&prefix).copied().unwrap_or((0, 0));
-        let cap = bytes_at(bitrate, ctx.obs.epoch_ms).saturating_mul(ctx.config.prefix_cap_streams);
+        let group = groups.get(&prefix).copied().unwrap_or_default();
+        let (total, cap) = (group.bytes, group.cap(ctx, ctx.config.prefix_cap_streams));
         if total <= cap {
             continue;
         }

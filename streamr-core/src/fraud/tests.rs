@@ -68,6 +68,7 @@ fn session(n: u8, v: u8, s: u8, minutes: u64) -> SessionUsage {
         bytes_total: bytes,
         started_ms: 0,
         last_receipt_ms: minutes * 60_000,
+        covers_from_ms: None,
     }
 }
 
@@ -412,6 +413,99 @@ fn viewer_bytes_beyond_the_cap_are_dropped_in_proportion() {
         total - cap
     );
     assert!(report.penalties.is_empty());
+}
+
+fn dropped_under(report: &FraudReport, rule: RuleId) -> u64 {
+    report
+        .evidence
+        .iter()
+        .filter(|e| e.rule == rule)
+        .map(|e| match e.verdict {
+            Verdict::DropBytes { bytes } | Verdict::Penalize { bytes } => bytes,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// A session that signed nothing for `silent_minutes` (a coordinator outage) and then one
+/// receipt covering them and the epoch's `minutes`: its first receipt booked in the epoch
+/// follows its grant start.
+fn backlog_session(n: u8, v: u8, s: u8, silent_minutes: u64, minutes: u64) -> SessionUsage {
+    SessionUsage {
+        covers_from_ms: Some(0),
+        ..session(n, v, s, silent_minutes + minutes)
+    }
+}
+
+#[test]
+fn a_backlog_signed_after_an_outage_is_credited_not_capped() {
+    // Viewer 9 watched through two epochs in which the coordinator was away, then signed one
+    // receipt for all three hours, booked to this epoch: none of it was credited before.
+    let mut obs = honest();
+    obs.viewers.push(viewer(9, 9));
+    obs.sessions.push(backlog_session(2, 9, 90, 120, 60));
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(dropped_under(&report, RuleId::ViewerCap), 0);
+    assert_eq!(dropped_under(&report, RuleId::ViewerPrefixCap), 0);
+    assert!(report.penalties.is_empty());
+
+    // Observations published before the span was recorded keep the old bound (replay).
+    let mut old = obs.clone();
+    old.sessions.last_mut().unwrap().covers_from_ms = None;
+    let report = FraudEngine::new(FraudConfig::default()).assess(&old);
+    let dropped = dropped_under(&report, RuleId::ViewerCap);
+    assert!(dropped.abs_diff(BITRATE * 3_600) <= 4, "{dropped}");
+}
+
+#[test]
+fn a_viewer_over_consuming_within_the_epoch_is_still_capped() {
+    // Three parallel one-hour sessions, each signed on time from its start: no span before
+    // the epoch, so the cap stays two streams for the epoch.
+    let mut obs = honest();
+    obs.viewers.push(viewer(9, 9));
+    for s in 0..3 {
+        obs.sessions
+            .push(backlog_session(1 + s % 4, 9, 90 + s, 0, 60));
+    }
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    let dropped = dropped_under(&report, RuleId::ViewerCap);
+    assert!(dropped.abs_diff(BITRATE * 3_600) <= 4, "{dropped}");
+}
+
+#[test]
+fn withholding_receipts_to_dump_them_in_one_epoch_gains_nothing() {
+    // On time, a viewer with one long session and two parallel ones in the last epoch is
+    // credited one hour in each of the two quiet epochs and two streams in the third (four
+    // hours). Holding the long session's receipts back for two epochs and dumping them with
+    // the parallel ones must not credit more than that (up to the bitrate headroom).
+    let config = FraudConfig::default();
+    let mut obs = honest();
+    obs.viewers.push(viewer(9, 9));
+    obs.sessions.push(backlog_session(2, 9, 90, 120, 60));
+    obs.sessions.push(backlog_session(3, 9, 91, 0, 60));
+    obs.sessions.push(backlog_session(4, 9, 92, 0, 60));
+    let report = FraudEngine::new(config.clone()).assess(&obs);
+    let offered = BITRATE * 60 * (180 + 60 + 60);
+    let credited = offered - dropped_under(&report, RuleId::ViewerCap);
+    let on_time = BITRATE * 3_600 * 4;
+    let headroom = BITRATE * 7_200 * (config.bitrate_headroom_ppm - PPM) / PPM;
+    assert!(
+        credited <= on_time + headroom + 4,
+        "{credited} > {on_time} + {headroom}"
+    );
+
+    // Many sessions held back at once add at most the cap's streams over the span.
+    let mut obs = honest();
+    obs.viewers.push(viewer(9, 9));
+    for s in 0..6 {
+        obs.sessions
+            .push(backlog_session(1 + s % 4, 9, 90 + s, 120, 60));
+    }
+    let report = FraudEngine::new(config).assess(&obs);
+    let offered = BITRATE * 60 * 180 * 6;
+    let credited = offered - dropped_under(&report, RuleId::ViewerCap);
+    let bound = BITRATE * 3_600 * 2 * 3;
+    assert!(credited.abs_diff(bound) <= 8, "{credited} vs {bound}");
 }
 
 #[test]
@@ -1011,6 +1105,32 @@ fn a_relay_is_paid_for_what_its_subtree_verifiably_delivered() {
         BITRATE * 20 * 60
     );
     assert!(report.penalties.is_empty());
+}
+
+#[test]
+fn a_relay_edge_signed_after_an_outage_is_credited_for_its_backlog() {
+    // Node 2 pulled from node 1 through two epochs the coordinator was away for, as its new
+    // viewer 9 watched: neither could verify segments, and each signed one receipt for all
+    // three hours after. The edge is bounded by one stream over the span it covers, and by
+    // what the subtree delivered, not by one stream for this epoch alone.
+    let mut obs = honest();
+    obs.viewers.push(viewer(9, 9));
+    obs.sessions.push(backlog_session(2, 9, 90, 120, 60));
+    obs.sessions.push(SessionUsage {
+        covers_from_ms: Some(0),
+        ..edge(1, 2, 101, 180)
+    });
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(dropped_by(&report, 1, RuleId::RelayBeyondSubtree), 0);
+    assert!(report.penalties.is_empty());
+    // Without the span (observations published before it was recorded): one stream for the
+    // epoch, with the headroom.
+    obs.sessions.last_mut().unwrap().covers_from_ms = None;
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert_eq!(
+        dropped_by(&report, 1, RuleId::RelayBeyondSubtree),
+        BITRATE * 180 * 60 - BITRATE * 66 * 60
+    );
 }
 
 #[test]
