@@ -1535,3 +1535,38 @@ fn a_late_viewer_gets_the_configuration_of_every_multitrack_track() {
     let config = Frame::new(FrameKind::Audio, 0, second_track(0x00, &[0x11, 0x90]));
     assert!(!config.is_coded_media());
 }
+
+/// A publisher's multitrack configurations are network input: one naming a new track id on
+/// every packet must not grow what the stream keeps for late viewers beyond
+/// `MAX_TRACK_CONFIGS`, and the newest ones are those kept.
+#[test]
+fn a_publisher_naming_ever_new_tracks_keeps_only_the_newest_configurations() {
+    use super::stream::MAX_TRACK_CONFIGS;
+
+    let hub = RelayHub::default();
+    let publisher = start_publish(&hub, 1);
+    publisher.send(FrameKind::Video, 0, video(0, true, 0));
+    let starts: Vec<Bytes> = (0..=u8::MAX)
+        .map(|track| Bytes::from(vec![0x95, 0x00, b'm', b'p', b'4', b'a', track, 0x11, 0x90]))
+        .collect();
+    for start in &starts {
+        publisher.send(FrameKind::Audio, 10, start.clone());
+    }
+    // A new GOP: a late viewer gets the configurations from the stream's start bundle only.
+    publisher.send(FrameKind::Video, 40, video(1, true, 0));
+
+    let mut viewer = hub.subscribe(key()).unwrap();
+    let mut events = Vec::new();
+    while viewer.try_recv_batch(&mut events, 512) > 0 {}
+    let kept: Vec<Bytes> = events
+        .iter()
+        .filter_map(|event| match event {
+            RelayEvent::Frame(frame) if frame.config_key().is_some() => {
+                Some(frame.payload().clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kept.len(), MAX_TRACK_CONFIGS);
+    assert_eq!(kept, starts[starts.len() - MAX_TRACK_CONFIGS..]);
+}
