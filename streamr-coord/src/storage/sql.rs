@@ -294,19 +294,43 @@ fn postgres_settlement_lock() -> Option<&'static str> {
     Some("SELECT pg_advisory_xact_lock($1)")
 }
 
-/// Takes a session's receipt lock for the rest of the transaction. SQLite: nothing, as a
-/// receipt's insert takes the database's single write lock before it reads the session's
-/// stored receipts, so bookings of one session take turns already.
-fn sqlite_receipt_lock() -> Option<&'static str> {
-    None
+/// Takes the receipt locks of a batch's sessions for the rest of the transaction. SQLite:
+/// nothing, as a receipt's insert takes the database's single write lock before it reads the
+/// session's stored receipts, so bookings of one session take turns already.
+async fn sqlite_lock_receipt_sessions(
+    _tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    _keys: Vec<i32>,
+) -> StorageResult<()> {
+    Ok(())
 }
 
-/// Takes a session's receipt lock for the rest of the transaction: an advisory lock keyed by
-/// [`receipt_lock_key`] (in a key space of its own), so two transactions booking receipts of
-/// one session, in this process or another replica, take turns, and each one's insert sees the
-/// other's receipts.
-fn postgres_receipt_lock() -> Option<&'static str> {
-    Some("SELECT pg_advisory_xact_lock(7411, $1)")
+/// Takes the receipt locks of a batch's sessions for the rest of the transaction: advisory
+/// locks keyed by [`receipt_lock_key`] (in a key space of its own), so two transactions booking
+/// receipts of one session, in this process or another replica, take turns, and each one's
+/// insert sees the other's receipts. `keys` come ascending ([`receipt_lock_keys`]) and are
+/// locked in that order by one statement, however many sessions the batch books.
+async fn postgres_lock_receipt_sessions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    keys: Vec<i32>,
+) -> StorageResult<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let op = "lock_receipt_sessions";
+    // The fence first, as the bookings read it: a transaction waiting here for another's
+    // receipt lock already holds what an epoch close waits for, so the close waits for both
+    // instead of closing a cycle with them.
+    sqlx::query("SELECT 1 FROM epoch_fence")
+        .execute(&mut **tx)
+        .await
+        .map_err(StorageError::query(op))?;
+    // `unnest` yields the array's elements in order, so the locks are taken ascending.
+    sqlx::query("SELECT pg_advisory_xact_lock(7411, key) FROM unnest($1::int4[]) AS key")
+        .bind(keys)
+        .execute(&mut **tx)
+        .await
+        .map_err(StorageError::query(op))?;
+    Ok(())
 }
 
 /// The advisory-lock key of a session's receipts (FNV-1a of its id): a collision only makes
@@ -1084,33 +1108,13 @@ macro_rules! sql_storage {
             }
 
             /// Takes the receipt locks of `sessions` for the rest of the transaction (see
-            /// [`postgres_receipt_lock`]); a transaction booking receipts of several calls takes
-            /// them all first, in one ascending order.
+            /// [`postgres_lock_receipt_sessions`]); a transaction booking receipts of several
+            /// calls takes them all first, in one ascending order.
             async fn lock_receipt_sessions(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 keys: Vec<i32>,
             ) -> StorageResult<()> {
-                let Some(lock) = $receipt_lock() else {
-                    return Ok(());
-                };
-                if keys.is_empty() {
-                    return Ok(());
-                }
-                // The fence first, as the bookings read it: a transaction waiting here for
-                // another's receipt lock already holds what an epoch close waits for, so the
-                // close waits for both instead of closing a cycle with them.
-                sqlx::query("SELECT 1 FROM epoch_fence")
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(StorageError::query("lock_receipt_sessions"))?;
-                for key in keys {
-                    sqlx::query(&$sql(lock))
-                        .bind(key)
-                        .execute(&mut **tx)
-                        .await
-                        .map_err(StorageError::query("lock_receipt_sessions"))?;
-                }
-                Ok(())
+                $receipt_lock(tx, keys).await
             }
 
             /// Books `receipts` (each verified against its session's newest stored receipt
@@ -3160,7 +3164,7 @@ sql_storage!(
     sqlite_settlement_lock,
     sqlite_fence_lock,
     sqlite_tree_lock,
-    sqlite_receipt_lock,
+    sqlite_lock_receipt_sessions,
     sqlite_relaxed_commit,
     1 // one writer at a time
 );
@@ -3171,7 +3175,7 @@ sql_storage!(
     postgres_settlement_lock,
     postgres_fence_lock,
     postgres_tree_lock,
-    postgres_receipt_lock,
+    postgres_lock_receipt_sessions,
     postgres_relaxed_commit,
     POSTGRES_HEARTBEAT_COMMITS
 );
