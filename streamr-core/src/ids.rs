@@ -158,8 +158,13 @@ impl OperatorId {
     /// `node` (its id). Names are free text: a node naming an operator without its key's
     /// signature must not share that operator's cap, nor unrelated nodes that set no name one
     /// operator's cap.
+    ///
+    /// The name is taken in its [`crate::canonical_operator_name`] form, so nodes that wrote
+    /// one name differently (case, width, spaces) are one operator.
     pub fn of_node(member: Option<&str>, node: &str) -> Result<Self, SignatureError> {
-        let registered = member.unwrap_or_default();
+        let registered = member
+            .map(crate::operator::canonical_operator_name)
+            .unwrap_or_default();
         let named = !registered.is_empty() && registered != UNNAMED_OPERATOR;
         match Self::new(registered) {
             Ok(operator) if named => Ok(operator),
@@ -193,6 +198,9 @@ mod tests {
     fn a_node_without_an_operator_name_is_its_own_operator() {
         let of = |name: &str| OperatorId::of_node(Some(name), "node-1").unwrap();
         assert_eq!(of("acme").as_str(), "acme");
+        // One operator however the name was written.
+        assert_eq!(of(" ACME ").as_str(), "acme");
+        assert_eq!(of("Anonymous").as_str(), "node-1");
         // A name the node proved no membership of groups it with nobody.
         assert_eq!(
             OperatorId::of_node(None, "node-1").unwrap().as_str(),

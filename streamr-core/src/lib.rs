@@ -116,7 +116,10 @@ pub use node_session::{
     accept_open, HeartbeatMac, KeyShare, KnownSession, MacHeartbeat, NodeHandshake, NodeSession,
     NodeSessionAccept, NodeSessionId, NodeSessionOpen, SessionError, SessionKey,
 };
-pub use operator::{OperatorMembership, OperatorRefusal, OPERATOR_MEMBERSHIP_TAG};
+pub use operator::{
+    canonical_operator_name, OperatorMembership, OperatorRefusal, OperatorRotation,
+    RotationRefusal, OPERATOR_MEMBERSHIP_TAG, OPERATOR_ROTATION_TAG,
+};
 pub use origin::{
     LlSegmentHashes, OriginClaim, OriginSegmentReport, SignedOriginClaim, SignedSegmentReport,
 };
