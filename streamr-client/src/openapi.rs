@@ -121,6 +121,28 @@ pub struct OperatorMembershipSchema {
     signature: (),
 }
 
+/// An operator's statement, signed by the key its name is bound to, that the name is bound to
+/// another key from now on (`streamr_core::OperatorRotation`).
+#[derive(ToSchema)]
+#[schema(as = OperatorRotation)]
+#[allow(dead_code)]
+pub struct OperatorRotationSchema {
+    /// The operator name (judged in its canonical form: trimmed, NFKC, lower case).
+    operator: String,
+    /// The key the name is bound to now, which signs the statement.
+    #[schema(value_type = OperatorKeySchema)]
+    old_key: (),
+    /// The key the name is to be bound to.
+    #[schema(value_type = OperatorKeySchema)]
+    new_key: (),
+    /// Above every sequence of the name's earlier rotations (the first is 1).
+    sequence: u64,
+    /// The old key's signature over `"streamr/operator-rotation/v1" 0x00 ‖ old_key ‖ new_key
+    /// ‖ sequence (u64) ‖ (u32 length ‖ canonical operator name)`.
+    #[schema(value_type = SignatureSchema)]
+    signature: (),
+}
+
 /// A node heartbeat (`streamr_core::NodeHeartbeat`).
 #[derive(ToSchema)]
 #[schema(as = NodeHeartbeat)]

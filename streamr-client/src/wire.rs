@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use streamr_core::{
     BalanceLeaf, CanonicalMessage, ContentDigest, CoordinatorKey, HeartbeatMac, MacHeartbeat,
     MerkleProof, NodeEpochInput, NodeHeartbeat, NodeId, NodeSessionAccept, NodeSessionId,
-    NodeSessionOpen, OperatorMembership, RewardConfig, Signed, SignedGrant, SignedHeartbeat,
-    SignedOriginClaim, SignedPartReport, SignedReceipt, SignedSegmentReport, StreamId,
+    NodeSessionOpen, OperatorKey, OperatorMembership, RewardConfig, Signed, SignedGrant,
+    SignedHeartbeat, SignedOriginClaim, SignedPartReport, SignedReceipt, SignedSegmentReport,
+    StreamId,
 };
 
 /// Domain tag of a [`NodeRegistration`] signature.
@@ -124,6 +125,19 @@ pub struct SetOriginRequest {
     /// The node now allowed to act as the stream's origin; `None` clears the binding.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::NodeIdSchema>))]
     pub origin_node: Option<NodeId>,
+}
+
+/// Answer to `POST /operators/rotations`: an operator name's binding after the rotation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OperatorBindingInfo {
+    /// The operator name, in its canonical form (`streamr_core::canonical_operator_name`).
+    pub operator: String,
+    /// The operator key the name is bound to now.
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::OperatorKeySchema))]
+    pub operator_key: OperatorKey,
+    /// The sequence of the name's last accepted rotation.
+    pub rotation: u64,
 }
 
 /// Answer to `POST /streams`: the stream key is shown once and never stored in clear.

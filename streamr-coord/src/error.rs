@@ -208,6 +208,40 @@ pub enum ApiError {
         /// The operator key (hex) it is bound to.
         operator_key: String,
     },
+    /// A registration proved membership with an operator key that a rotation retired from the
+    /// operator name.
+    #[error("operator key {retired_key} of operator name {name:?} was retired by rotation {rotation}; the name is bound to operator key {operator_key}: sign the node with that key (streamr-node --operator-key)")]
+    OperatorKeyRetired {
+        /// The name asked for (canonical).
+        name: String,
+        /// The retired key the registration's proof is by.
+        retired_key: String,
+        /// The rotation that retired it.
+        rotation: i64,
+        /// The operator key (hex) the name is bound to now.
+        operator_key: String,
+    },
+    /// A rotation statement's old key is not the key its operator name is bound to now.
+    #[error("operator name {name:?} is bound to operator key {operator_key}, not to the rotation's old key {old_key}")]
+    OperatorKeyNotBound {
+        /// The name (canonical).
+        name: String,
+        /// The key it is bound to now.
+        operator_key: String,
+        /// The statement's old key.
+        old_key: String,
+    },
+    /// A rotation statement's sequence is not above the name's last accepted rotation: it was
+    /// accepted before (a replay) or is out of order.
+    #[error("rotation {sequence} of operator name {name:?} is not above its last accepted rotation {last}; sign a new statement with sequence {next}", next = last.saturating_add(1))]
+    StaleOperatorRotation {
+        /// The name (canonical).
+        name: String,
+        /// The statement's sequence.
+        sequence: u64,
+        /// The last accepted sequence.
+        last: u64,
+    },
     /// The resource does not exist.
     #[error("{what} {id} not found")]
     NotFound {
@@ -288,7 +322,11 @@ impl ApiError {
             ApiError::WrongSessionNode { .. } => StatusCode::FORBIDDEN,
             ApiError::StreamKeyRejected { .. }
             | ApiError::NotOrigin { .. }
-            | ApiError::OperatorNameBound { .. } => StatusCode::FORBIDDEN,
+            | ApiError::OperatorNameBound { .. }
+            | ApiError::OperatorKeyRetired { .. } => StatusCode::FORBIDDEN,
+            ApiError::OperatorKeyNotBound { .. } | ApiError::StaleOperatorRotation { .. } => {
+                StatusCode::CONFLICT
+            }
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RateLimited | ApiError::GrantBudgetSpent { .. } => {
@@ -333,6 +371,9 @@ impl ApiError {
             ApiError::StreamKeyRejected { .. } => "stream_key_rejected",
             ApiError::NotOrigin { .. } => "not_origin",
             ApiError::OperatorNameBound { .. } => "operator_name_bound",
+            ApiError::OperatorKeyRetired { .. } => "operator_key_retired",
+            ApiError::OperatorKeyNotBound { .. } => "operator_key_not_bound",
+            ApiError::StaleOperatorRotation { .. } => "stale_operator_rotation",
             ApiError::NotFound { .. } => "not_found",
             ApiError::Conflict(_) | ApiError::Storage(StorageError::ConflictingSegment { .. }) => {
                 "conflict"

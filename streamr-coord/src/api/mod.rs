@@ -6,6 +6,7 @@ pub(crate) mod info;
 pub(crate) mod ledger;
 mod nodes;
 pub(crate) mod openapi;
+mod operators;
 mod ops;
 mod parts;
 mod streams;
@@ -13,7 +14,7 @@ mod tree;
 pub(crate) mod viewers;
 
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::error::{ApiError, StorageError};
@@ -123,6 +124,8 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/nodes/{id}/earnings", get(ledger::earnings))
         .route("/nodes/{id}/payouts", get(ledger::node_payouts))
         .route("/probes", post(nodes::report_probe))
+        .route("/operators/rotations", post(operators::rotate))
+        .route("/operators/{name}", delete(operators::unbind))
         .route("/epochs", get(ledger::list_epochs))
         .route("/epochs/{epoch}", get(ledger::statement))
         .route("/epochs/{epoch}/proofs/{node_id}", get(ledger::proof))

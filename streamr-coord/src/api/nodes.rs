@@ -139,7 +139,8 @@ pub(crate) fn local_trial_subnet(kind: &str, who: &str) -> String {
 }
 
 /// The operator key a registration proves its node a member of (hex), binding the operator
-/// name to it when the name is free (the first key to prove a node under a name keeps it).
+/// name (in its canonical form: case, width and spacing do not make another name) to it when
+/// the name is free (the first key to prove a node under a name keeps it).
 /// `None`: it proved none and the name is free (or the default), so the node is its own
 /// operator. A registration naming a bound operator without that key's signature is refused
 /// (403 `operator_name_bound`), and one with a bad signature (401 `bad_signature`).
@@ -147,7 +148,9 @@ async fn operator_membership(
     state: &Shared,
     registration: &NodeRegistration,
 ) -> Result<Option<String>, ApiError> {
-    let name = registration.operator.as_str();
+    // Names are bound and looked up in their canonical form only: "Acme " is "acme".
+    let canonical = streamr_core::canonical_operator_name(&registration.operator);
+    let name = canonical.as_str();
     let proof = registration.operator_membership.as_ref();
     let refused = |bound: &str| ApiError::OperatorNameBound {
         name: name.to_owned(),
@@ -160,17 +163,28 @@ async fn operator_membership(
             Some(Ok(key)) => Some(key),
             None => None,
         };
-        OperatorMembership::judge(name, &registration.node_id, proof, key.as_ref()).map_err(
-            |refusal| match refusal {
-                OperatorRefusal::NameBound { bound, .. } => refused(&bound.to_string()),
-                _ => ApiError::BadSignature {
-                    what: "operator membership",
-                },
-            },
+        OperatorMembership::judge(
+            &registration.operator,
+            &registration.node_id,
+            proof,
+            key.as_ref(),
         )
+        .map_err(|refusal| match refusal {
+            OperatorRefusal::NameBound { bound, .. } => refused(&bound.to_string()),
+            _ => ApiError::BadSignature {
+                what: "operator membership",
+            },
+        })
     };
+    if name.is_empty() || name == streamr_core::UNNAMED_OPERATOR {
+        return Ok(None);
+    }
     let bound = state.storage.operator_binding(name).await?;
-    let Some(key) = judge(bound.as_deref())? else {
+    let judged = match judge(bound.as_deref()) {
+        Ok(judged) => judged,
+        Err(refusal) => return Err(explain_refusal(state, name, proof, refusal).await),
+    };
+    let Some(key) = judged else {
         return Ok(None);
     };
     if bound.is_some() {
@@ -182,7 +196,36 @@ async fn operator_membership(
         .storage
         .bind_operator(name, &key.to_string(), now_ms())
         .await?;
-    Ok(judge(Some(&bound))?.map(|key| key.to_string()))
+    match judge(Some(&bound)) {
+        Ok(judged) => Ok(judged.map(|key| key.to_string())),
+        Err(refusal) => Err(explain_refusal(state, name, proof, refusal).await),
+    }
+}
+
+/// `refusal` of a registration under the operator name `name` (canonical), or, where its
+/// membership `proof` is by a key a rotation retired from the name, 403
+/// `operator_key_retired` saying so (the node runs with the old key file).
+async fn explain_refusal(
+    state: &Shared,
+    name: &str,
+    proof: Option<&OperatorMembership>,
+    refusal: ApiError,
+) -> ApiError {
+    let (ApiError::OperatorNameBound { operator_key, .. }, Some(proof)) = (&refusal, proof) else {
+        return refusal;
+    };
+    let bound = operator_key.clone();
+    let retired_key = proof.operator_key.to_string();
+    match state.storage.operator_key_retired(name, &retired_key).await {
+        Ok(Some(rotation)) => ApiError::OperatorKeyRetired {
+            name: name.to_owned(),
+            retired_key,
+            rotation,
+            operator_key: bound,
+        },
+        Ok(None) => refusal,
+        Err(error) => error.into(),
+    }
 }
 
 /// Register (or update) a node; the body is signed with the node key it registers.
@@ -191,7 +234,7 @@ async fn operator_membership(
         (status = 201, description = "Registered", body = NodeInfo),
         (status = 200, description = "Updated", body = NodeInfo),
         (status = 401, description = "bad_signature (of the registration or its operator membership) or clock_skew", body = ErrorSchema),
-        (status = 403, description = "operator_name_bound: the operator name is bound to an operator key the registration has no signature of", body = ErrorSchema),
+        (status = 403, description = "operator_name_bound: the operator name is bound to an operator key the registration has no signature of; operator_key_retired: the membership is signed by a key a rotation retired from the name", body = ErrorSchema),
     ))]
 pub(crate) async fn register(
     State(state): State<Shared>,

@@ -165,6 +165,8 @@ pub(crate) struct ReadinessSchema {
         super::viewers::play,
         super::viewers::post_receipts,
         super::nodes::register,
+        super::operators::rotate,
+        super::operators::unbind,
         super::nodes::list,
         super::nodes::heartbeat,
         super::nodes::open_session,

@@ -276,7 +276,9 @@ pub(crate) async fn upstream(
         .map(|n| {
             let home = Home {
                 subnet: n.subnet.clone(),
-                operator: n.operator.clone(),
+                // One operator however its name is spelt: its nodes never corroborate each
+                // other.
+                operator: streamr_core::canonical_operator_name(&n.operator),
             };
             (n.id.clone(), home)
         })

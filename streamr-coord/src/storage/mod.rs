@@ -52,8 +52,38 @@ pub trait Storage: Send + Sync + 'static {
     /// Makes `node_id` the stream's origin unless one is bound already (atomically), and
     /// returns the origin bound afterwards (`None` when the stream does not exist).
     async fn bind_origin(&self, id: &str, node_id: &str) -> StorageResult<Option<String>>;
-    /// The operator key (hex) the operator name `name` is bound to, if any.
+    /// The operator key (hex) the operator name `name` is bound to, if any. `name` is an
+    /// operator name in its canonical form (`streamr_core::canonical_operator_name`), the only
+    /// form names are bound in.
     async fn operator_binding(&self, name: &str) -> StorageResult<Option<String>>;
+    /// Moves the binding of the operator name `name` from `old_key` to `new_key` (hex) as
+    /// rotation `sequence`, atomically and only if the name is bound to `old_key` now and no
+    /// rotation of the name with this sequence or a later one was accepted before (so of two
+    /// replicas accepting rotations at once, one wins, and a replayed statement changes
+    /// nothing); records the rotation. Whether it moved.
+    async fn rotate_operator(
+        &self,
+        name: &str,
+        old_key: &str,
+        new_key: &str,
+        sequence: i64,
+        now_ms: i64,
+    ) -> StorageResult<bool>;
+    /// The sequence of the last rotation accepted for the operator name `name` (0 for none).
+    async fn last_operator_rotation(&self, name: &str) -> StorageResult<i64>;
+    /// The sequence of the last rotation that retired `operator_key` (hex) from the operator
+    /// name `name`, if one did.
+    async fn operator_key_retired(
+        &self,
+        name: &str,
+        operator_key: &str,
+    ) -> StorageResult<Option<i64>>;
+    /// Removes the binding of the operator name `name` (an administrator's act: the next key
+    /// that proves a node under it binds it); its rotations stay recorded. Whether it was
+    /// bound.
+    async fn unbind_operator(&self, name: &str) -> StorageResult<bool>;
+    /// Every bound operator name (canonical) with its operator key (hex), by name.
+    async fn operator_bindings(&self) -> StorageResult<Vec<(String, String)>>;
     /// Binds the operator name `name` to `operator_key` (hex) unless it is bound already
     /// (atomically: of two registrations binding it at once, one wins), and returns the key it
     /// is bound to afterwards.

@@ -189,12 +189,14 @@ impl SqliteStorage {
             )
             .await
             .map_err(open_error)?;
-        Ok(SqliteStorage {
+        let storage = SqliteStorage {
             pool,
             relaxed,
             heartbeat_flush,
             checkpoints: Arc::default(),
-        })
+        };
+        storage.canonicalise_operator_bindings().await?;
+        Ok(storage)
     }
 
     /// Counts a heartbeat commit on the relaxed connection and, every [`CHECKPOINT_EVERY`]
@@ -264,11 +266,13 @@ impl PostgresStorage {
             .max_connections(POSTGRES_HEARTBEAT_COMMITS as u32)
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with(options.options([("synchronous_commit", "off")]));
-        Ok(PostgresStorage {
+        let storage = PostgresStorage {
             pool,
             relaxed,
             heartbeat_flush,
-        })
+        };
+        storage.canonicalise_operator_bindings().await?;
+        Ok(storage)
     }
 
     /// The pool a heartbeat batch is committed on (one pool: PostgreSQL relaxes the flush
@@ -1053,6 +1057,55 @@ impl PostgresStorage {
 macro_rules! sql_storage {
     ($storage:ident, $db:ty, $sql:path, $settlement_lock:path, $fence_lock:path, $tree_lock:path, $receipt_lock:path, $relaxed_commit:path, $commits_in_flight:expr) => {
         impl $storage {
+            /// Re-keys the operator bindings stored before names were bound in their canonical
+            /// form (`streamr_core::canonical_operator_name`) under that form. Where two
+            /// stored names are one canonical name, the earlier binding keeps it (first claim
+            /// wins, as at registration; on the same millisecond the lower key), and a name
+            /// whose canonical form is empty or the default is nobody's and is dropped. Run at
+            /// every open, after the migrations; it changes nothing once every name is
+            /// canonical, and replicas running it at once reach the same rows (each step is a
+            /// conditional write that any order of them leaves the same).
+            async fn canonicalise_operator_bindings(&self) -> StorageResult<()> {
+                let op = "canonicalise_operator_bindings";
+                let rows: Vec<(String, String, i64)> = sqlx::query_as(&$sql(
+                    "SELECT name, operator_key, bound_at_ms FROM operator_bindings",
+                ))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query(op))?;
+                for (name, key, bound_at_ms) in rows {
+                    let canonical = streamr_core::canonical_operator_name(&name);
+                    if canonical == name {
+                        continue;
+                    }
+                    let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                    if !canonical.is_empty() && canonical != streamr_core::UNNAMED_OPERATOR {
+                        sqlx::query(&$sql(
+                            "INSERT INTO operator_bindings (name, operator_key, bound_at_ms) \
+                             VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET \
+                             operator_key = excluded.operator_key, \
+                             bound_at_ms = excluded.bound_at_ms \
+                             WHERE excluded.bound_at_ms < operator_bindings.bound_at_ms \
+                             OR (excluded.bound_at_ms = operator_bindings.bound_at_ms \
+                             AND excluded.operator_key < operator_bindings.operator_key)",
+                        ))
+                        .bind(&canonical)
+                        .bind(&key)
+                        .bind(bound_at_ms)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StorageError::query(op))?;
+                    }
+                    sqlx::query(&$sql("DELETE FROM operator_bindings WHERE name = $1"))
+                        .bind(&name)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StorageError::query(op))?;
+                    tx.commit().await.map_err(StorageError::query(op))?;
+                }
+                Ok(())
+            }
+
             /// Why a heartbeat whose nonce was not claimed is refused: its node is unknown
             /// (or deregistered), or the nonce is not above the stored one.
             async fn refusal(&self, hb: &HeartbeatWrite) -> StorageResult<StorageError> {
@@ -1270,6 +1323,99 @@ macro_rules! sql_storage {
                 .await
                 .map_err(StorageError::query("operator_binding"))?;
                 Ok(bound.map(|(key,)| key))
+            }
+
+            async fn operator_bindings(&self) -> StorageResult<Vec<(String, String)>> {
+                sqlx::query_as(&$sql(
+                    "SELECT name, operator_key FROM operator_bindings ORDER BY name",
+                ))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StorageError::query("operator_bindings"))
+            }
+
+            async fn rotate_operator(
+                &self,
+                name: &str,
+                old_key: &str,
+                new_key: &str,
+                sequence: i64,
+                now_ms: i64,
+            ) -> StorageResult<bool> {
+                let op = "rotate_operator";
+                let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                let moved = sqlx::query(&$sql(
+                    "UPDATE operator_bindings SET operator_key = $3, bound_at_ms = $5 \
+                     WHERE name = $1 AND operator_key = $2 AND NOT EXISTS \
+                     (SELECT 1 FROM operator_key_rotations r \
+                      WHERE r.name = $1 AND r.sequence >= $4)",
+                ))
+                .bind(name)
+                .bind(old_key)
+                .bind(new_key)
+                .bind(sequence)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(StorageError::query(op))?
+                .rows_affected()
+                    == 1;
+                if !moved {
+                    return Ok(false);
+                }
+                sqlx::query(&$sql(
+                    "INSERT INTO operator_key_rotations \
+                     (name, sequence, old_key, new_key, rotated_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                ))
+                .bind(name)
+                .bind(sequence)
+                .bind(old_key)
+                .bind(new_key)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(StorageError::query(op))?;
+                tx.commit().await.map_err(StorageError::query(op))?;
+                Ok(true)
+            }
+
+            async fn last_operator_rotation(&self, name: &str) -> StorageResult<i64> {
+                let (last,): (Option<i64>,) = sqlx::query_as(&$sql(
+                    "SELECT MAX(sequence) FROM operator_key_rotations WHERE name = $1",
+                ))
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(StorageError::query("last_operator_rotation"))?;
+                Ok(last.unwrap_or(0))
+            }
+
+            async fn operator_key_retired(
+                &self,
+                name: &str,
+                operator_key: &str,
+            ) -> StorageResult<Option<i64>> {
+                let (last,): (Option<i64>,) = sqlx::query_as(&$sql(
+                    "SELECT MAX(sequence) FROM operator_key_rotations \
+                     WHERE name = $1 AND old_key = $2",
+                ))
+                .bind(name)
+                .bind(operator_key)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(StorageError::query("operator_key_retired"))?;
+                Ok(last)
+            }
+
+            async fn unbind_operator(&self, name: &str) -> StorageResult<bool> {
+                let deleted = sqlx::query(&$sql("DELETE FROM operator_bindings WHERE name = $1"))
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(StorageError::query("unbind_operator"))?
+                    .rows_affected();
+                Ok(deleted > 0)
             }
 
             async fn bind_operator(

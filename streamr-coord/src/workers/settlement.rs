@@ -229,6 +229,8 @@ impl Settler {
         let config = &state.config;
         let storage = &state.storage;
         let nodes = storage.list_nodes().await?;
+        let bindings: BTreeMap<String, String> =
+            storage.operator_bindings().await?.into_iter().collect();
         // Each node's prefix is the one its heartbeats last came from (newest first); the one
         // recorded at registration where no heartbeat was observed (a node on the
         // coordinator's own host).
@@ -248,7 +250,7 @@ impl Settler {
             let Ok(node_id) = node.id.parse::<NodeId>() else {
                 continue;
             };
-            let Some(operator) = operator_of(node) else {
+            let Some(operator) = operator_of(node, &bindings) else {
                 continue;
             };
             let first_epoch = config.epoch_of(node.registered_at_ms).max(0);
@@ -393,7 +395,7 @@ impl Settler {
         let active: Vec<(OperatorId, Option<&ProbeSummary>)> = nodes
             .iter()
             .filter(|n| n.active)
-            .filter_map(|n| Some((operator_of(n)?, by_node.get(&n.id).copied())))
+            .filter_map(|n| Some((operator_of(n, &bindings)?, by_node.get(&n.id).copied())))
             .collect();
         let operator_route_share_ppm = operator_route_shares(
             active.iter().map(|(operator, probes)| (operator, *probes)),
@@ -411,7 +413,7 @@ impl Settler {
                 .map(|e| matches!(e.verdict, Verdict::Penalize { .. }))
                 .unwrap_or(false);
             if let (true, Some(node)) = (penalized, by_id.get(evidence.node_id.as_str())) {
-                if let Some(operator) = operator_of(node) {
+                if let Some(operator) = operator_of(node, &bindings) {
                     recently_penalized.push((node_subnet(node), operator));
                 }
             }
@@ -579,12 +581,20 @@ pub(crate) fn probe_result(probe: &ProbeRecord) -> Option<ProbeResult> {
     })
 }
 
-/// The operator the rules group `node` under: the name it registered with where it proved
-/// membership (its registration carried the signature of the operator key the name is bound
-/// to), else the node alone: a name is free text, and unrelated nodes share the default one
-/// (see [`OperatorId::of_node`]).
-fn operator_of(node: &NodeRecord) -> Option<OperatorId> {
-    let member = node.operator_key.as_ref().map(|_| node.operator.as_str());
+/// The operator the rules group `node` under: the name it registered with (in its canonical
+/// form) where it proved membership under the key that name is bound to now (`bindings`:
+/// canonical name to key), else the node alone: a name is free text, and unrelated nodes share
+/// the default one (see [`OperatorId::of_node`]). A node whose proof was by another key (one
+/// that lost the name when bindings stored before names were canonical were merged) is not a
+/// member.
+fn operator_of(node: &NodeRecord, bindings: &BTreeMap<String, String>) -> Option<OperatorId> {
+    let member = node
+        .operator_key
+        .as_ref()
+        .filter(|key| {
+            bindings.get(&streamr_core::canonical_operator_name(&node.operator)) == Some(*key)
+        })
+        .map(|_| node.operator.as_str());
     OperatorId::of_node(member, &node.id).ok()
 }
 
@@ -646,18 +656,37 @@ mod tests {
             streams_json: "[]".into(),
             upstreams_json: "[]".into(),
         };
+        let bindings: BTreeMap<String, String> = [("acme".to_owned(), "cd".repeat(32))].into();
         // A name without the bound key's signature is free text: the node is its own operator.
         assert_eq!(
-            operator_of(&node).map(|o| o.to_string()),
+            operator_of(&node, &bindings).map(|o| o.to_string()),
             Some("ab".repeat(32))
         );
         let member = NodeRecord {
             operator_key: Some("cd".repeat(32)),
-            ..node
+            ..node.clone()
         };
         assert_eq!(
-            operator_of(&member).map(|o| o.to_string()),
+            operator_of(&member, &bindings).map(|o| o.to_string()),
             Some("acme".into())
+        );
+        // However the name was written, it is one operator.
+        let variant = NodeRecord {
+            operator: " ACME ".into(),
+            ..member.clone()
+        };
+        assert_eq!(
+            operator_of(&variant, &bindings).map(|o| o.to_string()),
+            Some("acme".into())
+        );
+        // A proof by a key the name is not bound to (any more) groups the node with no one.
+        let other = NodeRecord {
+            operator_key: Some("ef".repeat(32)),
+            ..member
+        };
+        assert_eq!(
+            operator_of(&other, &bindings).map(|o| o.to_string()),
+            Some("ab".repeat(32))
         );
     }
 }

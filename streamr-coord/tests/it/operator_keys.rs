@@ -10,9 +10,13 @@ use common::*;
 use serde_json::Value;
 use streamr_coord::wire::NodeRegistration;
 use streamr_coord::Coordinator;
-use streamr_core::{KeyPair, OperatorMembership, Signed};
+use streamr_core::{KeyPair, OperatorMembership, OperatorRotation, Signed};
 
-on_both_backends!(an_operator_name_is_bound_to_the_first_key_that_proves_a_node);
+on_both_backends!(
+    an_operator_name_is_bound_to_the_first_key_that_proves_a_node,
+    operator_names_are_bound_in_their_canonical_form,
+    an_operator_key_is_rotated_by_its_own_statement_once,
+);
 
 /// `node`'s registration under `operator`, with `proof` as its membership.
 fn under(
@@ -117,4 +121,261 @@ async fn an_operator_name_is_bound_to_the_first_key_that_proves_a_node(db: &Test
         assert_eq!(status, StatusCode::CREATED, "{body}");
         assert_eq!(stored_key(n.node_id().to_string()).await, Some(None));
     }
+}
+
+/// "Acme", "acme " and "ＡＣＭＥ" are one name: bound once, refused to another key in every
+/// spelling; bindings stored before (under names as written) are re-keyed under their
+/// canonical form when the storage opens, the earlier binding of two keeping the name.
+async fn operator_names_are_bound_in_their_canonical_form(db: &TestDb) {
+    let acme = KeyPair::from_seed([0xac; 32]);
+    let squatter = KeyPair::from_seed([0x5a; 32]);
+    let zeta = KeyPair::from_seed([0x2e; 32]);
+    let hex = |k: &KeyPair| k.operator_key().to_string();
+    {
+        let storage = db.storage().await;
+        // Rows as a coordinator that bound names as written left them.
+        for (name, key, at) in [
+            ("Acme ", &squatter, 10),
+            ("ACME", &acme, 5),
+            ("Anonymous", &squatter, 1),
+            ("Zeta", &zeta, 7),
+        ] {
+            storage
+                .bind_operator(name, &hex(key), at)
+                .await
+                .expect("bind");
+        }
+    }
+    let storage = db.storage().await;
+    assert_eq!(
+        storage.operator_bindings().await.expect("bindings"),
+        vec![
+            ("acme".to_owned(), hex(&acme)),
+            ("zeta".to_owned(), hex(&zeta))
+        ]
+    );
+    // Opening again changes nothing.
+    let storage = db.storage().await;
+    assert_eq!(
+        storage.operator_bindings().await.expect("bindings").len(),
+        2
+    );
+
+    let api = Client::new(Coordinator::new(test_config(), storage.clone()));
+    let node = |seed: u8| KeyPair::from_seed([seed; 32]);
+    // The squatter's key lost "acme": refused in every spelling, the message naming the
+    // canonical name and the key that kept it.
+    for (seed, spelling) in [
+        (1u8, "acme"),
+        (2, "Acme "),
+        (3, "ＡＣＭＥ"),
+        (4, "a\u{200b}cme"),
+    ] {
+        let n = node(seed);
+        let (status, body) = api
+            .post(
+                "/nodes",
+                &under(&n, spelling, proof(&squatter, spelling, &n)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{spelling:?}: {body}");
+        assert_eq!(body["error"], "operator_name_bound", "{body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains("\"acme\""), "{body}");
+        assert!(message.contains(&hex(&acme)), "{body}");
+        let (status, body) = api.post("/nodes", &under(&n, spelling, None)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{spelling:?}: {body}");
+    }
+    // acme's key proves nodes under any spelling, signed as written or canonical.
+    for (seed, spelling, signed) in [(5u8, "Acme", "Acme"), (6, " ACME", "acme")] {
+        let n = node(seed);
+        let (status, body) = api
+            .post("/nodes", &under(&n, spelling, proof(&acme, signed, &n)))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{spelling:?}: {body}");
+        let stored = storage
+            .get_node(&n.node_id().to_string())
+            .await
+            .expect("get node")
+            .and_then(|n| n.operator_key);
+        assert_eq!(stored, Some(hex(&acme)));
+    }
+    // A fresh name is bound in its canonical form on first proof, whatever its spelling.
+    let n = node(7);
+    let (status, body) = api
+        .post("/nodes", &under(&n, "New Co", proof(&zeta, "New Co", &n)))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        storage.operator_binding("new co").await.expect("binding"),
+        Some(hex(&zeta))
+    );
+    let n = node(8);
+    let (status, body) = api
+        .post(
+            "/nodes",
+            &under(&n, "new  co", proof(&squatter, "new  co", &n)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // The default name in any spelling is nobody's.
+    let n = node(9);
+    let (status, body) = api
+        .post(
+            "/nodes",
+            &under(&n, "ANONYMOUS", proof(&squatter, "ANONYMOUS", &n)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        storage
+            .operator_binding("anonymous")
+            .await
+            .expect("binding"),
+        None
+    );
+}
+
+/// The bound key's rotation statement moves the name to the new key: memberships by the old
+/// key are refused (403 `operator_key_retired`), nodes register with the new key's; the same
+/// statement played again, or an older one after the name moved back, is refused (409), as is
+/// one by a key the name is not bound to (409) or a forged one (401). An administrator can
+/// unbind the name, and old statements stay refused after it is bound again.
+async fn an_operator_key_is_rotated_by_its_own_statement_once(db: &TestDb) {
+    let storage = db.storage().await;
+    let api = Client::new(Coordinator::new(test_config(), storage.clone()));
+    let (old, new, squatter) = (
+        KeyPair::from_seed([0xa1; 32]),
+        KeyPair::from_seed([0xb2; 32]),
+        KeyPair::from_seed([0x5a; 32]),
+    );
+    let hex = |k: &KeyPair| k.operator_key().to_string();
+    let node = |seed: u8| KeyPair::from_seed([seed; 32]);
+    let register = |n: KeyPair, key: &KeyPair| {
+        let body = under(&n, "acme", proof(key, "acme", &n));
+        let api = &api;
+        async move { api.post("/nodes", &body).await }
+    };
+    let rotate = |statement: &OperatorRotation| {
+        let body = statement.clone();
+        let api = &api;
+        async move { api.post("/operators/rotations", &body).await }
+    };
+    let expect = |(status, body): (StatusCode, Value), want: StatusCode, code: &str| {
+        assert_eq!(status, want, "{body}");
+        if !code.is_empty() {
+            assert_eq!(body["error"], code, "{body}");
+        }
+        body
+    };
+
+    // Not bound yet: nothing to rotate.
+    let first = OperatorRotation::sign(&old, "acme", new.operator_key(), 1);
+    expect(rotate(&first).await, StatusCode::NOT_FOUND, "not_found");
+    expect(register(node(1), &old).await, StatusCode::CREATED, "");
+
+    // A forged statement, one by a key the name is not bound to, and one to the same key.
+    let forged = OperatorRotation {
+        new_key: squatter.operator_key(),
+        ..first.clone()
+    };
+    expect(
+        rotate(&forged).await,
+        StatusCode::UNAUTHORIZED,
+        "bad_signature",
+    );
+    let by_squatter = OperatorRotation::sign(&squatter, "acme", new.operator_key(), 1);
+    expect(
+        rotate(&by_squatter).await,
+        StatusCode::CONFLICT,
+        "operator_key_not_bound",
+    );
+    let same = OperatorRotation::sign(&old, "acme", old.operator_key(), 1);
+    expect(
+        rotate(&same).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_field",
+    );
+
+    // The bound key's statement (any spelling of the name) moves it.
+    let first = OperatorRotation::sign(&old, "ACME ", new.operator_key(), 1);
+    let body = expect(rotate(&first).await, StatusCode::OK, "");
+    assert_eq!(body["operator"], "acme", "{body}");
+    assert_eq!(body["operator_key"], hex(&new), "{body}");
+    assert_eq!(body["rotation"], 1, "{body}");
+    assert_eq!(
+        storage.operator_binding("acme").await.expect("binding"),
+        Some(hex(&new))
+    );
+    // Played again: the old key is no longer bound.
+    expect(
+        rotate(&first).await,
+        StatusCode::CONFLICT,
+        "operator_key_not_bound",
+    );
+
+    // The old key's memberships are refused, saying it was retired; the new key's are taken.
+    let body = expect(
+        register(node(2), &old).await,
+        StatusCode::FORBIDDEN,
+        "operator_key_retired",
+    );
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&hex(&old)) && message.contains(&hex(&new)),
+        "{body}"
+    );
+    // Also for a node that registered with it before the rotation.
+    expect(
+        register(node(1), &old).await,
+        StatusCode::FORBIDDEN,
+        "operator_key_retired",
+    );
+    expect(register(node(1), &new).await, StatusCode::OK, "");
+    expect(register(node(3), &new).await, StatusCode::CREATED, "");
+    // Another key is still told the name is bound.
+    expect(
+        register(node(4), &squatter).await,
+        StatusCode::FORBIDDEN,
+        "operator_name_bound",
+    );
+
+    // Moving back to the old key at sequence 2, then replaying the first statement: the old
+    // key is bound again, but the sequence is spent.
+    let back = OperatorRotation::sign(&new, "acme", old.operator_key(), 2);
+    expect(rotate(&back).await, StatusCode::OK, "");
+    let body = expect(
+        rotate(&first).await,
+        StatusCode::CONFLICT,
+        "stale_operator_rotation",
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("sequence 3")),
+        "{body}"
+    );
+
+    // The administrator unbinds the name (any spelling); without the token: 401.
+    let (status, _) = api
+        .raw("DELETE", "/operators/Acme", Vec::new(), false)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = api.raw("DELETE", "/operators/Acme", Vec::new(), true).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        storage.operator_binding("acme").await.expect("binding"),
+        None
+    );
+    let (status, body) = api.raw("DELETE", "/operators/acme", Vec::new(), true).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    // The first proof binds it again; the old statements stay spent.
+    expect(register(node(5), &old).await, StatusCode::CREATED, "");
+    expect(
+        rotate(&first).await,
+        StatusCode::CONFLICT,
+        "stale_operator_rotation",
+    );
+    let third = OperatorRotation::sign(&old, "acme", new.operator_key(), 3);
+    expect(rotate(&third).await, StatusCode::OK, "");
 }

@@ -625,6 +625,23 @@ fn samples() -> Vec<(&'static str, Value)> {
                 active: false,
             }),
         ),
+        (
+            "OperatorRotation",
+            json!(streamr_core::OperatorRotation::sign(
+                &node,
+                "acme",
+                viewer.operator_key(),
+                1
+            )),
+        ),
+        (
+            "OperatorBindingInfo",
+            json!(crate::wire::OperatorBindingInfo {
+                operator: "acme".into(),
+                operator_key: node.operator_key(),
+                rotation: 1,
+            }),
+        ),
     ]
 }
 
@@ -705,7 +722,7 @@ async fn admin_operations_answer_401_before_looking_at_the_request() {
             if operation["security"] != json!([{ "admin": [] }]) {
                 continue;
             }
-            let uri = path.replace("{id}", "x");
+            let uri = path.replace("{id}", "x").replace("{name}", "x");
             for token in [None, Some("Bearer wrong"), Some("right")] {
                 let mut request = Request::builder()
                     .method(method.to_uppercase().as_str())
@@ -725,7 +742,7 @@ async fn admin_operations_answer_401_before_looking_at_the_request() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 6, "admin-only operations");
+    assert_eq!(checked, 7, "admin-only operations");
 }
 
 /// `?limit=` outside the documented 1-1000 is refused, not quietly clamped.
