@@ -6,6 +6,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 #[cfg(feature = "demo")]
 mod demo;
+mod operator_rotation;
 mod payouts;
 mod progress;
 mod remux;
@@ -39,6 +40,9 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Show a node's rewards by stage (unvested, vested, pending, paid, fees) and its payouts.
     Payouts(payouts::PayoutsArgs),
+    /// Sign the statement that binds an operator name to a new operator key (for the
+    /// coordinator's `POST /operators/rotations`).
+    OperatorRotation(operator_rotation::OperatorRotationArgs),
 }
 
 fn main() -> Result<()> {
@@ -80,6 +84,9 @@ fn main() -> Result<()> {
         }
         Command::Payouts(args) => {
             print!("{}", payouts::run(&args)?);
+        }
+        Command::OperatorRotation(args) => {
+            print!("{}", operator_rotation::run(&args)?);
         }
     }
     Ok(())
