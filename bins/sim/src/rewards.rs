@@ -90,6 +90,10 @@ struct Node {
     /// asks again and watches on the first node instead, and it claims all that their grants
     /// on it carried as unattested.
     dark_second_epoch: bool,
+    /// Serves each viewer only this many minutes, then goes dark while it keeps answering
+    /// probes (it is up around the prober's rounds, not between them): the viewer asks again
+    /// and watches the rest on the first node.
+    flaps_after: Option<u64>,
 }
 
 fn node(operator: &'static str, net: u8, sessions: &[u64]) -> Node {
@@ -111,6 +115,7 @@ fn node(operator: &'static str, net: u8, sessions: &[u64]) -> Node {
         bots: 0,
         bot_rate_ppm: 1_000_000,
         dark_second_epoch: false,
+        flaps_after: None,
     }
 }
 
@@ -282,6 +287,53 @@ fn observe(
             served[i] += 1;
             if n.drops_receipts && !dark {
                 carried_beyond[i] += carried;
+                continue;
+            }
+            if let Some(up) = n.flaps_after.filter(|&up| up < minutes && !dark) {
+                // Served `up` minutes here, the rest on node 0 under a second grant.
+                carried_beyond[i] += carried.saturating_sub(bytes(up));
+                sessions.push(SessionUsage {
+                    session_id: grant.session_id,
+                    node_id: grant.node_id,
+                    viewer,
+                    stream_id: stream(),
+                    bytes: bytes(up),
+                    on_time_bytes: bytes(up),
+                    bytes_total: bytes(up),
+                    started_ms: from,
+                    last_receipt_ms: from + up * 60_000,
+                    covers_from_ms: Some(from),
+                });
+                claimed[i] += bytes(up);
+                handed_in[i] += 1;
+                let moved_from = from + up * 60_000;
+                let rest = minutes - up;
+                let moved = IssuedGrant {
+                    session_id: session_id(epoch, i, 200 + j),
+                    node_id: node_key(0),
+                    live_ms: if world.grants_to_epoch_end {
+                        start + EPOCH_MS - moved_from
+                    } else {
+                        rest * 60_000
+                    },
+                    ..grant
+                };
+                grants.push(moved.clone());
+                served[0] += 1;
+                sessions.push(SessionUsage {
+                    session_id: moved.session_id,
+                    node_id: node_key(0),
+                    viewer,
+                    stream_id: stream(),
+                    bytes: bytes(rest),
+                    on_time_bytes: bytes(rest),
+                    bytes_total: bytes(rest),
+                    started_ms: moved_from,
+                    last_receipt_ms: moved_from + rest * 60_000,
+                    covers_from_ms: Some(moved_from),
+                });
+                claimed[0] += bytes(rest);
+                handed_in[0] += 1;
                 continue;
             }
             let by = if dark {
@@ -965,6 +1017,27 @@ pub fn run_all() -> Vec<RewardOutcome> {
         &harvesters,
         &[],
     ));
+
+    // Probe flapping: the attacker's node is up only around the prober's rounds, so it passes
+    // every probe, but its viewers get ten minutes of each hour-long session before it goes
+    // dark; they ask again and watch the rest on another node. It bills the whole epoch: all
+    // that its grants (live to the epoch's end) could carry beyond its receipts, as
+    // unattested. The baseline's flapper claims only what it served.
+    let mut base = others();
+    let flapper = base.len();
+    base.push(Node {
+        flaps_after: Some(10),
+        ..node("flapper", 30, &[60, 60, 60])
+    });
+    let mut world = base.clone();
+    world[flapper].claims_grant_tails = true;
+    out.push(outcome(
+        "probe flapping: up only around probe rounds, billing the whole epoch",
+        &to_epoch_end(base),
+        &to_epoch_end(world),
+        &[flapper],
+        &[],
+    ));
     out
 }
 
@@ -1094,6 +1167,16 @@ mod tests {
         let o = by_name(&outcomes, "dark through a prober outage");
         assert_eq!(o.attacker_gain_bytes, 0, "{o:?}");
         assert!(o.attacker_paid_ppm * 20 < o.attacker_fair_ppm, "{o:?}");
+        // A node up only around the prober's rounds passes every probe, but its viewers sign
+        // where they watch once it goes dark: billing the whole epoch gains it at most the
+        // silence of each signing viewer's grant (45 MB of three sessions: 22 801 against
+        // 21 739 ppm), the bound every grant has, not what the grants could carry (1 800 MB).
+        let o = by_name(&outcomes, "probe flapping");
+        assert!(o.attacker_gain_bytes <= 3 * silence, "{o:?}");
+        assert!(
+            o.rules.iter().any(|r| r == "unattested_beyond_grants"),
+            "{o:?}"
+        );
         let o = by_name(&outcomes, "grant tails claimed by three");
         assert!(o.attacker_gain_bytes <= 9 * silence, "{o:?}");
         // The limit: a node handing in none of its viewers' receipts (viewers that post them to
