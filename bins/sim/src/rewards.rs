@@ -94,6 +94,10 @@ struct Node {
     /// probes (it is up around the prober's rounds, not between them): the viewer asks again
     /// and watches the rest on the first node.
     flaps_after: Option<u64>,
+    /// Its colluding keys were bought seasoned: in the history epoch each watched a 10-minute
+    /// session on each of the first three nodes (three /24s), as a real viewer's key would
+    /// have, and they watch on this node only once it runs.
+    colluders_seasoned: bool,
 }
 
 fn node(operator: &'static str, net: u8, sessions: &[u64]) -> Node {
@@ -116,6 +120,7 @@ fn node(operator: &'static str, net: u8, sessions: &[u64]) -> Node {
         bot_rate_ppm: 1_000_000,
         dark_second_epoch: false,
         flaps_after: None,
+        colluders_seasoned: false,
     }
 }
 
@@ -132,6 +137,10 @@ struct World {
     /// The rules' history begins 40 epochs before the first (one epoch of the network as
     /// it is then: spare nodes idle), so a node registered since has a history there.
     history: bool,
+    /// In the history epoch every honest viewer key also watched 10 minutes on the next two
+    /// of the first ten nodes (three /24s in all): an established network, whose typical key
+    /// has the history the new-key rule asks for.
+    viewers_seasoned: bool,
 }
 
 /// Ten unrelated honest nodes (operators `o0`–`o9`, one /24 each) serving two viewers an
@@ -274,6 +283,27 @@ fn observe(
                 subnet: Subnet24([192, 168, (i * 8 + j) as u8]).into(),
                 operator: None,
             });
+            if world.viewers_seasoned && epoch < FIRST && i < 10 && !n.spare {
+                let (a, b) = ((i + 1) % 10, (i + 2) % 10);
+                let mut first = [0x5eu8; 16];
+                first[..8].copy_from_slice(&epoch.to_be_bytes());
+                first[8] = i as u8;
+                first[9] = j as u8;
+                first[15] = 0;
+                watch_elsewhere(
+                    &[a, b],
+                    SessionId::from_bytes(first),
+                    epoch,
+                    viewer,
+                    &mut grants,
+                    &mut sessions,
+                );
+                for at in [a, b] {
+                    claimed[at] += bytes(10);
+                    handed_in[at] += 1;
+                    served[at] += 1;
+                }
+            }
             let carried = BITRATE * live_ms / 1_000;
             let mut grant = IssuedGrant {
                 session_id: session_id(epoch, i, j),
@@ -370,6 +400,18 @@ fn observe(
                 subnet: Subnet24([172, 17, k as u8]).into(),
                 operator: None,
             });
+            // A spare node's colluders wait for it (bought keys are seasoned meanwhile).
+            if n.spare && epoch <= FIRST {
+                if n.colluders_seasoned && epoch < FIRST {
+                    season(i, k, epoch, viewer, &mut grants, &mut sessions);
+                    for (at, claim) in claimed.iter_mut().take(3).enumerate() {
+                        *claim += bytes(10);
+                        handed_in[at] += 1;
+                        served[at] += 1;
+                    }
+                }
+                continue;
+            }
             for m in 0..3 {
                 let session = session_id(epoch, i, 2_000 + 3 * k + m);
                 let from = start + (m as u64) * 20 * 60_000;
@@ -524,6 +566,65 @@ fn observe(
     }
 }
 
+/// The seasoning of a bought key: in `epoch` (the history epoch), colluder `k` of node `i`
+/// watches one 10-minute session on each of nodes 0, 1 and 2.
+fn season(
+    i: usize,
+    k: usize,
+    epoch: u64,
+    viewer: ViewerKey,
+    grants: &mut Vec<IssuedGrant>,
+    sessions: &mut Vec<SessionUsage>,
+) {
+    watch_elsewhere(
+        &[0, 1, 2],
+        session_id(epoch, i, 3_000 + 3 * k),
+        epoch,
+        viewer,
+        grants,
+        sessions,
+    );
+}
+
+/// `viewer` watches one 10-minute session on each of `nodes` (at most three) in `epoch`, 20
+/// minutes apart (session ids from `first` on, its last byte counting up).
+fn watch_elsewhere(
+    nodes: &[usize],
+    first: SessionId,
+    epoch: u64,
+    viewer: ViewerKey,
+    grants: &mut Vec<IssuedGrant>,
+    sessions: &mut Vec<SessionUsage>,
+) {
+    let start = epoch * EPOCH_MS;
+    for (n, &at) in nodes.iter().enumerate() {
+        let mut id = *first.as_bytes();
+        id[15] = id[15].wrapping_add(n as u8);
+        let session = SessionId::from_bytes(id);
+        let from = start + (n as u64) * 20 * 60_000;
+        grants.push(IssuedGrant {
+            session_id: session,
+            node_id: node_key(at),
+            viewer,
+            stream_id: stream(),
+            live_ms: 10 * 60_000,
+            probe: false,
+        });
+        sessions.push(SessionUsage {
+            session_id: session,
+            node_id: node_key(at),
+            viewer,
+            stream_id: stream(),
+            bytes: bytes(10),
+            on_time_bytes: bytes(10),
+            bytes_total: bytes(10),
+            started_ms: from,
+            last_receipt_ms: from + 10 * 60_000,
+            covers_from_ms: Some(from),
+        });
+    }
+}
+
 /// What the measured (second) epoch came to.
 #[derive(Debug, Default)]
 struct Settled {
@@ -672,6 +773,7 @@ fn watched(nodes: Vec<Node>) -> World {
         grants_to_epoch_end: false,
         prober_outage_second_epoch: false,
         history: false,
+        viewers_seasoned: false,
     }
 }
 
@@ -682,6 +784,7 @@ fn to_epoch_end(nodes: Vec<Node>) -> World {
         grants_to_epoch_end: true,
         prober_outage_second_epoch: false,
         history: false,
+        viewers_seasoned: false,
     }
 }
 
@@ -1038,6 +1141,34 @@ pub fn run_all() -> Vec<RewardOutcome> {
         &[flapper],
         &[],
     ));
+
+    // Resold seasoned viewer keys: a fresh node (registered in the first epoch, serving from
+    // the second) runs twelve colluding keys, one /24 each, three 10-minute sessions each on
+    // it and nowhere else. The attacker bought the keys seasoned: each watched on three honest
+    // nodes (three /24s) in the history epoch. The baseline's keys are fresh.
+    let mut base = others();
+    let buyer = base.len();
+    base.push(Node {
+        spare: true,
+        registered: Some(FIRST),
+        colluders: 12,
+        colluders_seasoned: true,
+        ..node("buyer", 30, &[60, 60])
+    });
+    let history = |nodes: Vec<Node>| World {
+        history: true,
+        viewers_seasoned: true,
+        ..watched(nodes)
+    };
+    let mut fresh = base.clone();
+    fresh[buyer].colluders_seasoned = false;
+    out.push(outcome(
+        "resold seasoned viewer keys colluding on a fresh node",
+        &history(fresh),
+        &history(base),
+        &[buyer],
+        &[],
+    ));
     out
 }
 
@@ -1177,6 +1308,13 @@ mod tests {
             o.rules.iter().any(|r| r == "unattested_beyond_grants"),
             "{o:?}"
         );
+        // In an established network (every honest key watched three /24s) a fresh node's
+        // farm of fresh keys, one /24 each, earns nothing (new_viewer_key). The open gap: the
+        // same farm of keys bought seasoned earns 130 434 ppm, 10.8 GB credited, all of it the
+        // honest nodes' loss; collusion needs more than the one epoch they have run here.
+        let o = by_name(&outcomes, "resold seasoned viewer keys");
+        assert_eq!(o.attacker_fair_ppm, 0, "{o:?}");
+        assert!(o.rules.iter().any(|r| r == "new_viewer_key"), "{o:?}");
         let o = by_name(&outcomes, "grant tails claimed by three");
         assert!(o.attacker_gain_bytes <= 9 * silence, "{o:?}");
         // The limit: a node handing in none of its viewers' receipts (viewers that post them to
