@@ -16,6 +16,7 @@ on_both_backends!(
     an_operator_name_is_bound_to_the_first_key_that_proves_a_node,
     operator_names_are_bound_in_their_canonical_form,
     an_operator_key_is_rotated_by_its_own_statement_once,
+    of_two_rotations_from_one_key_at_once_one_wins,
 );
 
 /// `node`'s registration under `operator`, with `proof` as its membership.
@@ -378,4 +379,55 @@ async fn an_operator_key_is_rotated_by_its_own_statement_once(db: &TestDb) {
     );
     let third = OperatorRotation::sign(&old, "acme", new.operator_key(), 3);
     expect(rotate(&third).await, StatusCode::OK, "");
+}
+
+/// Two replicas (two coordinators on one database) each accept a rotation from the bound key
+/// at the same time, to two different keys: one wins, the other is refused, and the name is
+/// bound to the winner's key.
+async fn of_two_rotations_from_one_key_at_once_one_wins(db: &TestDb) {
+    let storage = db.storage().await;
+    let first = Client::new(Coordinator::new(test_config(), storage.clone()));
+    let second = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let old = KeyPair::from_seed([0xa1; 32]);
+    let node = KeyPair::from_seed([1; 32]);
+    let (status, body) = first
+        .post("/nodes", &under(&node, "acme", proof(&old, "acme", &node)))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut signer = old;
+    for round in 0..5u8 {
+        let sequence = u64::from(round) + 1;
+        let (to_b, to_c) = (
+            KeyPair::from_seed([0x10 + round; 32]),
+            KeyPair::from_seed([0x20 + round; 32]),
+        );
+        let b = OperatorRotation::sign(&signer, "acme", to_b.operator_key(), sequence);
+        let c = OperatorRotation::sign(&signer, "acme", to_c.operator_key(), sequence);
+        let ((status_b, body_b), (status_c, body_c)) = tokio::join!(
+            first.post("/operators/rotations", &b),
+            second.post("/operators/rotations", &c)
+        );
+        let won: Vec<_> = [(status_b, &to_b), (status_c, &to_c)]
+            .into_iter()
+            .filter(|(status, _)| *status == StatusCode::OK)
+            .collect();
+        assert_eq!(won.len(), 1, "round {round}: {body_b} / {body_c}");
+        let lost = if status_b == StatusCode::OK {
+            (status_c, body_c)
+        } else {
+            (status_b, body_b)
+        };
+        assert!(
+            lost.0 == StatusCode::CONFLICT,
+            "round {round}: the loser answers 409: {}",
+            lost.1
+        );
+        let winner = won[0].1.clone();
+        assert_eq!(
+            storage.operator_binding("acme").await.expect("binding"),
+            Some(winner.operator_key().to_string()),
+            "round {round}"
+        );
+        signer = winner;
+    }
 }
