@@ -32,8 +32,8 @@ use serde::Serialize;
 use streamr_core::{
     canonical_operator_name, operator_route_shares, split_pool, EpochObservations, FraudConfig,
     FraudEngine, IssuedGrant, KeyPair, NetPrefix, NodeClaims, NodeId, NodeProfile, OperatorId,
-    OperatorKey, OperatorMembership, ProbeSummary, ReceiptTally, RewardConfig, Router, RuleId,
-    SessionId, SessionUsage, StreamId, Subnet24, ViewerKey, ViewerProfile,
+    OperatorKey, OperatorMembership, OperatorRotation, ProbeSummary, ReceiptTally, RewardConfig,
+    Router, RuleId, SessionId, SessionUsage, StreamId, Subnet24, ViewerKey, ViewerProfile,
 };
 
 /// Stream bitrate, bytes per second (4 Mbit/s).
@@ -98,6 +98,9 @@ struct Node {
     /// session on each of the first three nodes (three /24s), as a real viewer's key would
     /// have, and they watch on this node only once it runs.
     colluders_seasoned: bool,
+    /// Holds its operator's key through a leak (`key` names that operator): it keeps the
+    /// old key's proof when the operator rotates its key.
+    leaked_key: bool,
 }
 
 fn node(operator: &'static str, net: u8, sessions: &[u64]) -> Node {
@@ -121,6 +124,7 @@ fn node(operator: &'static str, net: u8, sessions: &[u64]) -> Node {
         dark_second_epoch: false,
         flaps_after: None,
         colluders_seasoned: false,
+        leaked_key: false,
     }
 }
 
@@ -141,6 +145,9 @@ struct World {
     /// of the first ten nodes (three /24s in all): an established network, whose typical key
     /// has the history the new-key rule asks for.
     viewers_seasoned: bool,
+    /// This operator rotates its key (`OperatorRotation`) once every node registered: its own
+    /// nodes register again with the new key's proof.
+    rotates: Option<&'static str>,
 }
 
 /// Ten unrelated honest nodes (operators `o0`–`o9`, one /24 each) serving two viewers an
@@ -212,7 +219,46 @@ fn register(world: &World) -> Vec<Option<&'static str>> {
             }
         }
     }
+    if let Some(name) = world.rotates {
+        rotate(world, name, &mut bound, &mut members);
+    }
     members
+}
+
+/// `name`'s operator rotates its key as the coordinator accepts it (`OperatorRotation::judge`
+/// against the bound key) and every node under the name registers again: its own nodes with
+/// the new key's proof, a node holding the old key through a leak with the old key's, which
+/// settlement no longer groups under the name (it is its own operator).
+fn rotate(
+    world: &World,
+    name: &'static str,
+    bound: &mut BTreeMap<String, OperatorKey>,
+    members: &mut [Option<&'static str>],
+) {
+    let canonical = canonical_operator_name(name);
+    let (old, new) = (operator_key(name), operator_key(&format!("{name}/rotated")));
+    let rotation = OperatorRotation::sign(&old, name, new.operator_key(), 1);
+    let accepted = bound.get(&canonical).map(|key| rotation.judge(key, 0));
+    if accepted != Some(Ok(())) {
+        return;
+    }
+    bound.insert(canonical.clone(), new.operator_key());
+    for (i, n) in world.nodes.iter().enumerate() {
+        if canonical_operator_name(n.operator) != canonical || n.key.is_none() {
+            continue;
+        }
+        let signer = if n.leaked_key { &old } else { &new };
+        let proof = OperatorMembership::sign(signer, n.operator, &node_key(i));
+        let judged = OperatorMembership::judge(
+            n.operator,
+            &node_key(i),
+            Some(&proof),
+            bound.get(&canonical),
+        );
+        if let Some(member) = members.get_mut(i) {
+            *member = matches!(judged, Ok(Some(_))).then_some(n.operator);
+        }
+    }
 }
 
 /// The operator node `i` is grouped under, as the coordinator's settlement groups it: the
@@ -774,6 +820,7 @@ fn watched(nodes: Vec<Node>) -> World {
         prober_outage_second_epoch: false,
         history: false,
         viewers_seasoned: false,
+        rotates: None,
     }
 }
 
@@ -785,6 +832,7 @@ fn to_epoch_end(nodes: Vec<Node>) -> World {
         prober_outage_second_epoch: false,
         history: false,
         viewers_seasoned: false,
+        rotates: None,
     }
 }
 
@@ -1169,6 +1217,40 @@ pub fn run_all() -> Vec<RewardOutcome> {
         &[buyer],
         &[],
     ));
+
+    // A node of the attacker's holds acme's key through a leak and registers under "acme",
+    // whose three nodes are held at the cap: a proven member, it shares acme's capped 20 %.
+    // Then acme rotates its key: its own nodes register again with the new key, and the
+    // leaked key's proof groups the attacker's node with no one.
+    let mut base = others();
+    let acme = base.len();
+    for net in 20..23 {
+        base.push(node("acme", net, &[60, 60, 60]));
+    }
+    let holder = base.len();
+    base.push(node("holder", 30, &[60, 60]));
+    let mut world = base.clone();
+    world[holder].operator = "acme";
+    world[holder].key = Some("acme");
+    world[holder].leaked_key = true;
+    out.push(outcome(
+        "node with a leaked operator key under the name of an operator at the cap",
+        &watched(base.clone()),
+        &watched(world.clone()),
+        &[holder],
+        &[acme, acme + 1, acme + 2],
+    ));
+    let rotated = |nodes: Vec<Node>| World {
+        rotates: Some("acme"),
+        ..watched(nodes)
+    };
+    out.push(outcome(
+        "the same after the operator rotated its key",
+        &rotated(base),
+        &rotated(world),
+        &[holder],
+        &[acme, acme + 1, acme + 2],
+    ));
     out
 }
 
@@ -1315,6 +1397,13 @@ mod tests {
         let o = by_name(&outcomes, "resold seasoned viewer keys");
         assert_eq!(o.attacker_fair_ppm, 0, "{o:?}");
         assert!(o.rules.iter().any(|r| r == "new_viewer_key"), "{o:?}");
+        // A leaked operator key lets its holder share the operator's cap (the threat); once
+        // the operator rotated its key the holder is its own operator and takes nothing.
+        let o = by_name(&outcomes, "node with a leaked operator key");
+        assert!(o.victims_paid_ppm < o.victims_fair_ppm, "{o:?}");
+        let o = by_name(&outcomes, "the same after the operator rotated");
+        assert_eq!(o.attacker_paid_ppm, o.attacker_fair_ppm, "{o:?}");
+        assert_eq!(o.victims_paid_ppm, o.victims_fair_ppm, "{o:?}");
         let o = by_name(&outcomes, "grant tails claimed by three");
         assert!(o.attacker_gain_bytes <= 9 * silence, "{o:?}");
         // The limit: a node handing in none of its viewers' receipts (viewers that post them to
