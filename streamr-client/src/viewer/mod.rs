@@ -368,6 +368,8 @@ impl Viewer {
             node_reports: None,
             index_refreshed: None,
             started: Instant::now(),
+            unsent: Vec::new(),
+            unsent_tried: None,
         };
         let task = tokio::spawn(run.run());
         Ok(Viewer { stats, stop, task })
@@ -420,6 +422,16 @@ struct Pending {
 /// Most received segments kept waiting for the origin's hashes; beyond it the oldest is judged.
 const MAX_PENDING: usize = 10_000;
 
+/// Receipts per `POST /receipts` (well within what nodes and the coordinator take).
+const RECEIPTS_PER_POST: usize = 64;
+
+/// Receipts kept for a later attempt while neither the node nor the coordinator takes them:
+/// a backlog of two hours at one receipt a minute, for several sessions.
+const MAX_UNSENT_RECEIPTS: usize = 1_024;
+
+/// How often kept receipts are offered to the coordinator again.
+const UNSENT_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+
 /// When a session started and when it last sent a receipt.
 struct SessionClock {
     started: Instant,
@@ -462,6 +474,11 @@ struct Run {
     /// LL-HLS: when the origin's segment hashes were last refreshed for a waiting part.
     index_refreshed: Option<Instant>,
     started: Instant,
+    /// Receipts neither the node nor the coordinator took (both away), oldest first: handed
+    /// to the coordinator with the next ones, or while waiting for it to route.
+    unsent: Vec<SignedReceipt>,
+    /// When handing in `unsent` was last tried.
+    unsent_tried: Option<Instant>,
 }
 
 impl Run {
@@ -534,6 +551,7 @@ impl Run {
             attempts += 1;
             // After many attempts take whatever comes: a failed node may have come back.
             let exclude = if attempts > 20 { &[][..] } else { exclude };
+            self.retry_unsent().await;
             match self.request_play(exclude, previous).await {
                 Ok(play) => return Some(play),
                 Err(error) => {
@@ -945,7 +963,7 @@ impl Run {
                 front.received,
                 front.received_ms,
             );
-            match receipts.check_hash(&self.index, &hash, len) {
+            match receipts.check_hash_received(&self.index, &hash, len, received_ms) {
                 SegmentCheck::Verified { sequence } => {
                     self.stats.send_modify(|s| {
                         if let Some(last) = s.last_verified_sequence {
@@ -981,30 +999,77 @@ impl Run {
         }
     }
 
+    /// Signs what the session verified since its last receipt (a backlog verified late as
+    /// several receipts stamped with when its bytes arrived: see
+    /// [`SessionReceipts::next_receipts`]) and hands the receipts in, with those kept from
+    /// earlier attempts.
     async fn send_receipt(&mut self, play: &PlayResponse, receipts: &mut SessionReceipts) {
-        let Some(receipt) = receipts.next_receipt(&self.key) else {
-            return;
-        };
-        let outcome = match self.config.receipts {
-            ReceiptDelivery::Node => match self.post_to_node(play, &receipt).await {
-                Ok(outcome) => Ok(outcome),
-                Err(_) => self.coordinator.post_receipts(vec![receipt]).await,
-            },
-            ReceiptDelivery::Coordinator => {
-                match self.coordinator.post_receipts(vec![receipt.clone()]).await {
+        let fresh = receipts.next_receipts(&self.key, crate::client::unix_ms());
+        self.retry_unsent().await;
+        for chunk in fresh.chunks(RECEIPTS_PER_POST) {
+            let outcome = match self.config.receipts {
+                ReceiptDelivery::Node => match self.post_to_node(play, chunk).await {
                     Ok(outcome) => Ok(outcome),
-                    // The coordinator is away: the node keeps the receipt and hands it in with
-                    // its first heartbeat that gets through (a session's last receipt is not
-                    // lost with the outage).
-                    Err(error) => match self.post_to_node(play, &receipt).await {
+                    Err(_) => self.coordinator.post_receipts(chunk.to_vec()).await,
+                },
+                ReceiptDelivery::Coordinator => {
+                    match self.coordinator.post_receipts(chunk.to_vec()).await {
                         Ok(outcome) => Ok(outcome),
-                        Err(_) => Err(error),
-                    },
+                        // The coordinator is away: the node keeps the receipts and hands them
+                        // in with its first heartbeat that gets through (a session's last
+                        // receipt is not lost with the outage).
+                        Err(error) => match self.post_to_node(play, chunk).await {
+                            Ok(outcome) => Ok(outcome),
+                            Err(_) => Err(error),
+                        },
+                    }
+                }
+            };
+            if outcome.is_err() {
+                self.keep_unsent(chunk);
+            }
+            self.record_outcome(chunk.len(), outcome.map_err(|e| e.to_string()));
+        }
+    }
+
+    /// Hands the receipts no one took before to the coordinator (each session's own node is
+    /// credited); they stay kept while it is away.
+    async fn retry_unsent(&mut self) {
+        if self
+            .unsent_tried
+            .is_some_and(|at| at.elapsed() < UNSENT_RETRY_INTERVAL)
+        {
+            return;
+        }
+        self.unsent_tried = (!self.unsent.is_empty()).then(Instant::now);
+        while !self.unsent.is_empty() {
+            let take = self.unsent.len().min(RECEIPTS_PER_POST);
+            let chunk: Vec<SignedReceipt> = self.unsent.drain(..take).collect();
+            match self.coordinator.post_receipts(chunk.clone()).await {
+                Ok(outcome) => self.record_outcome(0, Ok(outcome)),
+                Err(error) => {
+                    // Back in front, in order, for the next attempt.
+                    self.unsent.splice(..0, chunk);
+                    self.record_outcome(0, Err(error.to_string()));
+                    return;
                 }
             }
-        };
+        }
+    }
+
+    /// Keeps receipts neither the node nor the coordinator took, for [`Self::retry_unsent`]:
+    /// at most [`MAX_UNSENT_RECEIPTS`], the oldest dropped first (receipts are cumulative, so
+    /// a session's newest one acknowledges what the dropped ones did, booked later).
+    fn keep_unsent(&mut self, receipts: &[SignedReceipt]) {
+        self.unsent.extend_from_slice(receipts);
+        let excess = self.unsent.len().saturating_sub(MAX_UNSENT_RECEIPTS);
+        self.unsent.drain(..excess);
+    }
+
+    /// Counts `sent` receipts handed in and what came of a post.
+    fn record_outcome(&self, sent: usize, outcome: Result<crate::wire::ReceiptsOutcome, String>) {
         self.stats.send_modify(|s| {
-            s.receipts_sent += 1;
+            s.receipts_sent += sent as u64;
             match outcome {
                 Ok(outcome) => {
                     s.receipts_accepted += outcome.accepted;
@@ -1019,13 +1084,13 @@ impl Run {
     async fn post_to_node(
         &self,
         play: &PlayResponse,
-        receipt: &SignedReceipt,
+        receipts: &[SignedReceipt],
     ) -> Result<crate::wire::ReceiptsOutcome, String> {
         let mut url = Url::parse(&play.http_flv_url).map_err(|e| e.to_string())?;
         url.set_path("/receipts");
         url.set_query(None);
         let body = serde_json::to_vec(&ReceiptsRequest {
-            receipts: vec![receipt.clone()],
+            receipts: receipts.to_vec(),
         })
         .map_err(|e| e.to_string())?;
         let response = self
