@@ -1132,6 +1132,128 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
+    /// A viewer's run routed by the coordinator at `url`, as `Viewer::start` builds it.
+    fn run_against(url: &str) -> Run {
+        let config = ViewerConfig::new(url, "show");
+        let key = KeyPair::from_seed([3; 32]);
+        let (stats, _) = watch::channel(ViewerStats::new(key.viewer_key()));
+        Run {
+            index: OriginIndex::for_rendition(false),
+            init_written: None,
+            coordinator: CoordinatorClient::new(url).expect("client"),
+            http: node_http_client(config.request_timeout).expect("http client"),
+            config,
+            key,
+            stats,
+            stop: CancellationToken::new(),
+            output: None,
+            delivered: DeliveredHistory::default(),
+            delivered_parts: DeliveredHistory::of_parts(),
+            part_order: part_order::PartOrder::default(),
+            origin_node: None,
+            node_reports: None,
+            index_refreshed: None,
+            started: Instant::now(),
+            unsent: Vec::new(),
+            unsent_tried: None,
+        }
+    }
+
+    fn receipt(key: &KeyPair, seq: u64) -> SignedReceipt {
+        streamr_core::Signed::sign(
+            streamr_core::ViewerReceipt {
+                session_id: SessionId::from_bytes([1; 16]),
+                seq,
+                bytes_total: seq * 1_000,
+                last_segment_seq: seq,
+                segments_digest: streamr_core::ContentDigest::from_bytes([0; 32]),
+                t_ms: 1_800_000_000_000 + seq,
+            },
+            key,
+        )
+    }
+
+    #[tokio::test]
+    async fn receipts_no_one_took_are_kept_and_handed_in_once_the_coordinator_answers() {
+        // The coordinator is away (nothing listens on its port).
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", closed.local_addr().expect("address"));
+        drop(closed);
+        let mut run = run_against(&url);
+        let key = KeyPair::from_seed([4; 32]);
+        let all: Vec<SignedReceipt> = (1..=MAX_UNSENT_RECEIPTS as u64 + 10)
+            .map(|seq| receipt(&key, seq))
+            .collect();
+        run.keep_unsent(&all);
+        // Bounded, the oldest dropped first (the newer ones are cumulative).
+        assert_eq!(run.unsent.len(), MAX_UNSENT_RECEIPTS);
+        assert_eq!(run.unsent.first().map(|r| r.body.seq), Some(11));
+        run.retry_unsent().await;
+        assert_eq!(
+            run.unsent.len(),
+            MAX_UNSENT_RECEIPTS,
+            "kept while it is away"
+        );
+        assert_eq!(run.unsent.first().map(|r| r.body.seq), Some(11), "in order");
+
+        // Back: every kept receipt is handed in, in posts of at most RECEIPTS_PER_POST.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let server = tokio::spawn(async move {
+            let mut received = Vec::new();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 65_536];
+                let body = loop {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break None,
+                        Ok(n) => request.extend_from_slice(buf.get(..n).unwrap_or_default()),
+                    }
+                    let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break Some(request[end + 4..end + 4 + length].to_vec());
+                    }
+                };
+                let Some(body) = body else { continue };
+                let posted: ReceiptsRequest = serde_json::from_slice(&body).expect("receipts");
+                let answer = format!("{{\"accepted\":{},\"rejected\":[]}}", posted.receipts.len());
+                received.push(posted.receipts.len());
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+                if received.iter().sum::<usize>() >= MAX_UNSENT_RECEIPTS {
+                    return received;
+                }
+            }
+            received
+        });
+        run.coordinator = CoordinatorClient::new(&url).expect("client");
+        run.unsent_tried = None;
+        run.retry_unsent().await;
+        assert!(run.unsent.is_empty());
+        let posts = server.await.expect("server");
+        assert_eq!(posts.iter().sum::<usize>(), MAX_UNSENT_RECEIPTS);
+        assert!(posts.iter().all(|&n| n <= RECEIPTS_PER_POST), "{posts:?}");
+        assert_eq!(
+            run.stats.borrow().receipts_accepted,
+            MAX_UNSENT_RECEIPTS as u64
+        );
+    }
+
     /// Reads one request head from `socket`; false once the peer closed it.
     async fn read_head(socket: &mut tokio::net::TcpStream) -> bool {
         let mut head = Vec::new();
