@@ -214,20 +214,12 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
         let t1 = t0 + epoch_ms;
 
         let every = |n: u64, lasting: u64| n > 0 && run_epoch % n >= n.saturating_sub(lasting);
-        let down_in = |e: u64| {
-            let n = config.coordinator_outage_every;
-            let lasting = config.coordinator_outage_epochs.min(n.saturating_sub(1));
-            n > 0 && e % n >= n.saturating_sub(lasting)
-        };
-        let coordinator_down = down_in(run_epoch);
-        // When the coordinator is back (the start of the first epoch after this one's outage).
-        let back_ms = {
-            let mut e = run_epoch;
-            while down_in(e) {
-                e += 1;
-            }
-            T0_MS + e * epoch_ms
-        };
+        let coordinator_down = every(
+            config.coordinator_outage_every,
+            config
+                .coordinator_outage_epochs
+                .min(config.coordinator_outage_every.saturating_sub(1)),
+        );
 
         // A10: a penalized whitewasher abandons its identity and registers a new one.
         for index in std::mem::take(&mut last_penalized) {
@@ -597,13 +589,8 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                 let lost = viewer.kind == ViewerKind::Lossy && net.rng.gen_bool(0.1);
                 let grieving = viewer.kind == ViewerKind::Griefer && t > grief_until;
                 let withholding = matches!(viewer.kind, ViewerKind::Withholder(_)) && seq >= 1;
-                // Through an outage a blind viewer verifies nothing; once the coordinator is
-                // back it verifies the backlog and signs it as receipts stamped when the bytes
-                // arrived (`SessionReceipts::next_receipts`), posting them itself. A session
-                // that ended meanwhile could verify nothing: its backlog is lost.
-                let backlog = coordinator_down && config.outage_viewers_blind;
-                let lost_in_outage = backlog && plan.end_ms <= back_ms;
-                if node_is_down || lost || grieving || withholding || lost_in_outage {
+                let unverifiable = coordinator_down && config.outage_viewers_blind;
+                if node_is_down || lost || grieving || withholding || unverifiable {
                     continue;
                 }
                 // The newest segment received never goes backwards.
@@ -637,10 +624,6 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                         beyond.bytes_total = max_bytes * 4;
                         w.viewer_receipts.push(Signed::sign(beyond, &viewer.key));
                     }
-                    w.viewer_receipts.push(receipt);
-                } else if backlog {
-                    // Posted by the viewer after the outage, booked where it is stamped; the
-                    // node never saw it.
                     w.viewer_receipts.push(receipt);
                 } else {
                     if fake_viewer {

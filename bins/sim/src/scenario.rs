@@ -62,12 +62,9 @@ pub struct SimConfig {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub coordinator_outage_epochs: u64,
     /// Through a coordinator outage viewers cannot verify segments (their hashes come from
-    /// the coordinator), so they sign nothing then, as the shipped viewer does: once the
-    /// coordinator is back, a session still running verifies its backlog and signs it as
-    /// receipts stamped when the bytes arrived, posted by the viewer and booked in the epochs
-    /// they were delivered in; a session that ended during the outage verified nothing and
-    /// signs nothing for it. (By default viewers keep signing and nodes hand the receipts in
-    /// after.)
+    /// the coordinator), so they sign nothing, as the shipped viewer does: a session's first
+    /// receipt after it covers every byte since its previous one and is booked to the epoch
+    /// it is signed in. (By default viewers keep signing and nodes hand the receipts in after.)
     #[arg(env = "STREAMR_SIM_OUTAGE_VIEWERS_BLIND", long)]
     pub outage_viewers_blind: bool,
     /// Stream bitrate, bytes per second.

@@ -223,44 +223,6 @@ fn coordinator_outages_lasting_epochs_penalize_no_honest_node_and_pay_every_pool
 }
 
 #[test]
-fn a_backlog_signed_after_an_outage_is_paid_from_the_epochs_it_was_delivered_in() {
-    // Viewers that cannot verify anything through the outage sign their backlog once the
-    // coordinator is back, stamped when the bytes arrived: the receipts of sessions still
-    // running then are booked to the outage's second epoch, whose pool is paid out (it went
-    // unallocated when the backlog was one receipt booked after the outage). The first outage
-    // epoch's sessions all end before the coordinator is back: the viewer verified nothing of
-    // theirs, and that pool stays unallocated.
-    let args: Vec<&str> = SMALL
-        .iter()
-        .chain(&[
-            "--sessions-span-epochs",
-            "--coordinator-outage-every",
-            "8",
-            "--coordinator-outage-epochs",
-            "2",
-            "--outage-viewers-blind",
-        ])
-        .copied()
-        .collect();
-    let report = run_sim(&args);
-    assert_eq!(report["replay_matches"], true);
-    assert_eq!(
-        report["honest"]["penalized_node_epochs"], 0,
-        "{}",
-        report["honest"]
-    );
-    let shares: Vec<f64> = report["distributed_share_per_epoch"]
-        .as_array()
-        .expect("shares")
-        .iter()
-        .filter_map(Value::as_f64)
-        .collect();
-    for epoch in [7, 15] {
-        assert!(shares.get(epoch).is_some_and(|s| *s > 0.99), "{shares:?}");
-    }
-}
-
-#[test]
 fn epochs_the_prober_missed_pay_honest_nodes_by_their_last_probes() {
     // Every third epoch the coordinator's prober records nothing (an outage): nodes keep the
     // availability of their last probed epoch, so those epochs' pools are paid out like the
