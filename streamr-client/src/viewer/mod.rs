@@ -963,7 +963,7 @@ impl Run {
                 front.received,
                 front.received_ms,
             );
-            match receipts.check_hash_received(&self.index, &hash, len, received_ms) {
+            match receipts.check_hash(&self.index, &hash, len) {
                 SegmentCheck::Verified { sequence } => {
                     self.stats.send_modify(|s| {
                         if let Some(last) = s.last_verified_sequence {
@@ -999,12 +999,10 @@ impl Run {
         }
     }
 
-    /// Signs what the session verified since its last receipt (a backlog verified late as
-    /// several receipts stamped with when its bytes arrived: see
-    /// [`SessionReceipts::next_receipts`]) and hands the receipts in, with those kept from
-    /// earlier attempts.
+    /// Signs what the session verified since its last receipt and hands the receipt in, with
+    /// those kept from earlier attempts.
     async fn send_receipt(&mut self, play: &PlayResponse, receipts: &mut SessionReceipts) {
-        let fresh = receipts.next_receipts(&self.key, crate::client::unix_ms());
+        let fresh: Vec<SignedReceipt> = receipts.next_receipt(&self.key).into_iter().collect();
         self.retry_unsent().await;
         for chunk in fresh.chunks(RECEIPTS_PER_POST) {
             let outcome = match self.config.receipts {

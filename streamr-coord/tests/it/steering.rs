@@ -28,7 +28,6 @@ on_both_backends!(
     a_junk_grant_flood_does_not_divert_honest_viewers,
     receipts_land_in_their_signature_epoch_and_late_ones_are_refused,
     receipts_an_outage_held_back_count_in_their_epoch_which_waits_for_them,
-    a_backlog_signed_after_an_outage_is_booked_where_its_bytes_arrived,
     concurrent_notes_after_an_outage_record_it_once,
     node_prefixes_come_from_observed_addresses,
     the_grant_log_lists_grants_live_in_a_window,
@@ -534,93 +533,6 @@ async fn receipts_an_outage_held_back_count_in_their_epoch_which_waits_for_them(
             .and_then(|n| n.parse::<u64>().ok())
     });
     assert!(outages.is_some_and(|n| n >= 1), "{metrics}");
-}
-
-/// A viewer that could verify nothing while the coordinator was away signs its backlog after
-/// it as receipts stamped with when the bytes arrived (`SessionReceipts::next_receipts`) and
-/// posts them itself: each is booked to the epoch of its stamp while the outage holds that
-/// epoch open, every byte once; a stamp in an epoch whose deadline passed before the outage
-/// began is refused, and the next receipt (cumulative) credits its bytes in its own epoch.
-async fn a_backlog_signed_after_an_outage_is_booked_where_its_bytes_arrived(db: &TestDb) {
-    let config = CoordConfig {
-        epoch_length: Duration::from_secs(2),
-        settlement_grace: Duration::from_millis(300),
-        outage_grace: Duration::from_millis(1_500),
-        worker_interval: Duration::from_millis(100),
-        max_clock_skew: Duration::from_secs(1),
-        ..test_config()
-    };
-    let Granted {
-        api,
-        digests,
-        viewer,
-        grant,
-        ..
-    } = granted_session(db, config.clone()).await;
-    // An epoch E starting at least 1.5 s from now (after the segments were published).
-    let start = epoch_end(&config, now_ms() + 1_500);
-    let epoch = config.epoch_of(start as i64);
-    let stamped = |seq: u64, t_ms: u64| {
-        Signed::sign(
-            ViewerReceipt {
-                session_id: grant.body.session_id,
-                seq,
-                bytes_total: seq * 1_000,
-                last_segment_seq: seq - 1,
-                segments_digest: digests[(seq - 1) as usize],
-                t_ms,
-            },
-            &viewer,
-        )
-    };
-    // Stamped in E - 1, in E and in E + 1.
-    let backlog = [
-        stamped(1, start - 1_000),
-        stamped(2, start + 500),
-        stamped(3, start + 2_500),
-    ];
-    // Up past E - 1's deadline (settling notes the coordinator alive), then down until E + 1's
-    // deadline is well past.
-    wait_until(start + 400).await;
-    api.coordinator.settle_due().await.expect("settle");
-    wait_until(start + 4_000 + 300 + 1_200).await;
-
-    let (status, outcome) = api.post("/receipts", &json!({ "receipts": backlog })).await;
-    assert_eq!(status, StatusCode::OK, "{outcome}");
-    assert_eq!(outcome["accepted"], 2, "{outcome}");
-    assert!(
-        outcome["rejected"][0]
-            .as_str()
-            .is_some_and(|r| r.contains("late")),
-        "{outcome}"
-    );
-    let storage = db.storage().await;
-    let booked = |records: Vec<streamr_coord::storage::ReceiptRecord>| -> Vec<(i64, i64)> {
-        records.iter().map(|r| (r.seq, r.bytes_delta)).collect()
-    };
-    assert_eq!(
-        booked(storage.receipts_for_epoch(epoch - 1).await.expect("read")),
-        []
-    );
-    assert_eq!(
-        booked(storage.receipts_for_epoch(epoch).await.expect("read")),
-        [(2, 2_000)],
-        "E: its own bytes and those of the refused receipt before it"
-    );
-    assert_eq!(
-        booked(storage.receipts_for_epoch(epoch + 1).await.expect("read")),
-        [(3, 1_000)]
-    );
-    // Posted again (the viewer retrying after a lost answer): nothing is credited twice.
-    let (status, outcome) = api
-        .post("/receipts", &json!({ "receipts": &backlog[1..] }))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{outcome}");
-    assert_eq!(outcome["accepted"], 0, "{outcome}");
-    assert_eq!(
-        booked(storage.receipts_for_epoch(epoch + 1).await.expect("read")),
-        [(3, 1_000)]
-    );
 }
 
 async fn concurrent_notes_after_an_outage_record_it_once(db: &TestDb) {
