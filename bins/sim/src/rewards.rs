@@ -31,9 +31,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use streamr_core::{
     canonical_operator_name, operator_route_shares, split_pool, EpochObservations, FraudConfig,
-    FraudEngine, IssuedGrant, KeyPair, NetPrefix, NodeClaims, NodeId, NodeProfile, OperatorId,
-    OperatorKey, OperatorMembership, OperatorRotation, ProbeSummary, ReceiptTally, RewardConfig,
-    Router, RuleId, SessionId, SessionUsage, StreamId, Subnet24, ViewerKey, ViewerProfile,
+    FraudEngine, FraudReport, IssuedGrant, KeyPair, NetPrefix, NodeClaims, NodeId, NodeProfile,
+    OperatorId, OperatorKey, OperatorMembership, OperatorRotation, ProbeSummary, ReceiptTally,
+    RewardConfig, Router, RuleId, SessionId, SessionUsage, StreamId, Subnet24, ViewerKey,
+    ViewerProfile,
 };
 
 /// Stream bitrate, bytes per second (4 Mbit/s).
@@ -101,6 +102,13 @@ struct Node {
     /// Holds its operator's key through a leak (`key` names that operator): it keeps the
     /// old key's proof when the operator rotates its key.
     leaked_key: bool,
+    /// Its (colluding) viewers sign nothing in the first epoch and it claims nothing there;
+    /// each of those sessions then signs one receipt for all it received, at the earliest in
+    /// the second epoch (within its grant), booked there with the span it covers since its
+    /// grant's start, as a backlog after a coordinator outage is.
+    withholds_first_epoch: bool,
+    /// All its sessions are one viewer key's (watching them in parallel), not one key each.
+    one_viewer: bool,
 }
 
 fn node(operator: &'static str, net: u8, sessions: &[u64]) -> Node {
@@ -125,6 +133,8 @@ fn node(operator: &'static str, net: u8, sessions: &[u64]) -> Node {
         flaps_after: None,
         colluders_seasoned: false,
         leaked_key: false,
+        withholds_first_epoch: false,
+        one_viewer: false,
     }
 }
 
@@ -276,6 +286,12 @@ fn bytes(minutes: u64) -> u64 {
     BITRATE * minutes * 60
 }
 
+/// When a node's `j`-th session of `minutes` starts after its epoch's start, ms: viewers start
+/// a few minutes apart, each session within the epoch.
+fn session_offset_ms(j: usize, minutes: u64) -> u64 {
+    (j as u64 * 7) % (61 - minutes.min(60)) * 60_000
+}
+
 /// One epoch's observations of `world`.
 fn observe(
     world: &World,
@@ -314,11 +330,11 @@ fn observe(
         } else {
             &n.sessions[..]
         };
+        let withheld = n.withholds_first_epoch && epoch == FIRST;
         for (j, &minutes) in sessions_run.iter().enumerate() {
-            let viewer = viewer_key(i, j);
-            // Viewers start a few minutes apart, each session within the epoch.
-            let offset = (j as u64 * 7) % (61 - minutes.min(60));
-            let from = start + offset * 60_000;
+            let watcher = if n.one_viewer { 0 } else { j };
+            let viewer = viewer_key(i, watcher);
+            let from = start + session_offset_ms(j, minutes);
             let live_ms = if world.grants_to_epoch_end {
                 start + EPOCH_MS - from
             } else {
@@ -326,7 +342,7 @@ fn observe(
             };
             viewers.push(ViewerProfile {
                 viewer,
-                subnet: Subnet24([192, 168, (i * 8 + j) as u8]).into(),
+                subnet: Subnet24([192, 168, (i * 8 + watcher) as u8]).into(),
                 operator: None,
             });
             if world.viewers_seasoned && epoch < FIRST && i < 10 && !n.spare {
@@ -361,6 +377,9 @@ fn observe(
             };
             grants.push(grant.clone());
             served[i] += 1;
+            if withheld {
+                continue;
+            }
             if n.drops_receipts && !dark {
                 carried_beyond[i] += carried;
                 continue;
@@ -438,6 +457,29 @@ fn observe(
             });
             claimed[by] += bytes(minutes);
             handed_in[by] += 1;
+        }
+        if n.withholds_first_epoch && epoch == FIRST + 1 {
+            // The first epoch's sessions, signed now: one receipt each for all they received.
+            let before = start - EPOCH_MS;
+            for (j, &minutes) in n.sessions.iter().enumerate() {
+                let from = before + session_offset_ms(j, minutes);
+                let signed = (from + minutes * 60_000).max(start);
+                sessions.push(SessionUsage {
+                    session_id: session_id(FIRST, i, j),
+                    node_id: node_key(i),
+                    viewer: viewer_key(i, if n.one_viewer { 0 } else { j }),
+                    stream_id: stream(),
+                    bytes: bytes(minutes),
+                    on_time_bytes: bytes(minutes),
+                    bytes_total: bytes(minutes),
+                    started_ms: from,
+                    last_receipt_ms: signed,
+                    covers_from_ms: Some(from),
+                });
+                claimed[i] += bytes(minutes);
+                handed_in[i] += 1;
+                served[i] += 1;
+            }
         }
         for k in 0..n.colluders {
             let viewer = viewer_key(i, 2_000 + k);
@@ -671,17 +713,48 @@ fn watch_elsewhere(
     }
 }
 
-/// What the measured (second) epoch came to.
+/// What the measured (second) epoch came to, and the first.
 #[derive(Debug, Default)]
 struct Settled {
     /// Per node: its reward in the second epoch.
     rewards: Vec<u64>,
     /// Per node: eligible verified bytes plus counted unattested bytes at the discount.
     credited: Vec<u64>,
+    /// The same two for the first epoch.
+    first_rewards: Vec<u64>,
+    first_credited: Vec<u64>,
     /// Nodes penalized in the second epoch.
     penalized: Vec<usize>,
     /// Rules that fired in either epoch, per node.
     rules: BTreeMap<usize, Vec<RuleId>>,
+}
+
+/// Per node of `index`: its reward from `pool` and its credited bytes (eligible verified bytes
+/// plus counted unattested bytes at the discount) in the epoch `report` judged.
+fn pay(
+    report: &FraudReport,
+    index: &BTreeMap<NodeId, usize>,
+    config: &RewardConfig,
+) -> (Vec<u64>, Vec<u64>) {
+    let split = split_pool(POOL, &report.node_inputs, config);
+    let mut rewards = vec![0; index.len()];
+    let mut credited = vec![0; index.len()];
+    for input in &report.node_inputs {
+        let Some(slot) = index.get(&input.node_id).and_then(|&i| credited.get_mut(i)) else {
+            continue;
+        };
+        let eligible = input.verified_bytes.saturating_sub(input.flagged_bytes);
+        let unattested = input.unattested_bytes.min(input.probe_capacity_bytes)
+            * config.unattested_discount_ppm
+            / 1_000_000;
+        *slot = eligible + unattested;
+    }
+    for reward in &split.rewards {
+        if let Some(slot) = index.get(&reward.node_id).and_then(|&i| rewards.get_mut(i)) {
+            *slot = reward.amount;
+        }
+    }
+    (rewards, credited)
 }
 
 /// Runs both epochs of `world`: the coordinator lists the first epoch's penalized nodes (their
@@ -708,27 +781,15 @@ fn settle(world: &World) -> Settled {
         })
         .collect();
     let second = engine.assess(&observe(world, FIRST + 1, recently_penalized));
-    let split = split_pool(POOL, &second.node_inputs, &config);
+    let (first_rewards, first_credited) = pay(&first, &index, &config);
+    let (rewards, credited) = pay(&second, &index, &config);
     let mut settled = Settled {
-        rewards: vec![0; world.nodes.len()],
-        credited: vec![0; world.nodes.len()],
+        rewards,
+        credited,
+        first_rewards,
+        first_credited,
         ..Settled::default()
     };
-    for input in &second.node_inputs {
-        let Some(&i) = index.get(&input.node_id) else {
-            continue;
-        };
-        let eligible = input.verified_bytes.saturating_sub(input.flagged_bytes);
-        let unattested = input.unattested_bytes.min(input.probe_capacity_bytes)
-            * config.unattested_discount_ppm
-            / 1_000_000;
-        settled.credited[i] = eligible + unattested;
-    }
-    for reward in &split.rewards {
-        if let Some(&i) = index.get(&reward.node_id) {
-            settled.rewards[i] = reward.amount;
-        }
-    }
     settled.penalized = second
         .penalties
         .iter()
@@ -742,11 +803,22 @@ fn settle(world: &World) -> Settled {
     settled
 }
 
-/// One scenario's result (second epoch; shares of the pool in ppm).
+/// Which epochs a scenario's outcome compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Window {
+    /// The second epoch (the first sets up what it judges).
+    Second,
+    /// Both epochs summed: for attacks that move bytes from one epoch to the other.
+    Both,
+}
+
+/// One scenario's result (second epoch, or both summed; shares of the pools in ppm).
 #[derive(Clone, Debug, Serialize)]
 pub struct RewardOutcome {
     /// The scenario.
     pub name: &'static str,
+    /// Epochs compared (1: the second; 2: both summed, in ppm of both pools).
+    pub epochs: u64,
     /// What the attacker's nodes were paid.
     pub attacker_paid_ppm: u64,
     /// What the same nodes were paid behaving honestly (their fair share).
@@ -772,9 +844,36 @@ fn outcome(
     attackers: &[usize],
     victims: &[usize],
 ) -> RewardOutcome {
-    let before = settle(baseline);
-    let after = settle(attacked);
-    let ppm = |amount: u64| amount * 1_000_000 / POOL;
+    outcome_over(Window::Second, name, baseline, attacked, attackers, victims)
+}
+
+/// [`outcome`] over `window`.
+fn outcome_over(
+    window: Window,
+    name: &'static str,
+    baseline: &World,
+    attacked: &World,
+    attackers: &[usize],
+    victims: &[usize],
+) -> RewardOutcome {
+    let mut before = settle(baseline);
+    let mut after = settle(attacked);
+    let epochs = match window {
+        Window::Second => 1,
+        Window::Both => 2,
+    };
+    if window == Window::Both {
+        for s in [&mut before, &mut after] {
+            let add = |into: &mut Vec<u64>, from: &[u64]| {
+                for (a, b) in into.iter_mut().zip(from) {
+                    *a += b;
+                }
+            };
+            add(&mut s.rewards, &s.first_rewards);
+            add(&mut s.credited, &s.first_credited);
+        }
+    }
+    let ppm = |amount: u64| amount * 1_000_000 / (POOL * epochs);
     let sum = |s: &Settled, set: &mut dyn Iterator<Item = usize>| -> u64 {
         set.map(|i| s.rewards.get(i).copied().unwrap_or(0)).sum()
     };
@@ -796,6 +895,7 @@ fn outcome(
     rules.dedup();
     RewardOutcome {
         name,
+        epochs,
         attacker_paid_ppm: ppm(sum(&after, &mut attackers.iter().copied())),
         attacker_fair_ppm: ppm(sum(&before, &mut attackers.iter().copied())),
         attacker_gain_bytes: credited(&after).saturating_sub(credited(&before)),
@@ -1251,6 +1351,44 @@ pub fn run_all() -> Vec<RewardOutcome> {
         &[holder],
         &[acme, acme + 1, acme + 2],
     ));
+    // A node's colluding viewers sign nothing in the first epoch and it claims nothing there;
+    // in the second, each of those sessions signs one receipt for all it received, so the
+    // second epoch books two epochs' bytes with the span they cover (as a backlog after a
+    // coordinator outage is). Compared over both epochs: moving bytes between epochs must
+    // not pay more than handing them in on time.
+    let mut base = others();
+    let withholder = base.len();
+    base.push(node("withholder", 30, &[60, 60, 60]));
+    let mut world = base.clone();
+    world[withholder].withholds_first_epoch = true;
+    out.push(outcome_over(
+        Window::Both,
+        "receipts withheld through the first epoch, dumped in the second",
+        &watched(base),
+        &watched(world),
+        &[withholder],
+        &[],
+    ));
+
+    // The same by one viewer key watching three streams at once on the node (one over the
+    // viewer cap each epoch): the dumped sessions' span before the epoch (an outage-like gap)
+    // must not widen the cap beyond what on-time receipts got.
+    let mut base = others();
+    let withholder = base.len();
+    base.push(Node {
+        one_viewer: true,
+        ..node("withholder", 30, &[60, 60, 60])
+    });
+    let mut world = base.clone();
+    world[withholder].withholds_first_epoch = true;
+    out.push(outcome_over(
+        Window::Both,
+        "an over-cap viewer's receipts withheld through the first epoch, dumped in the second",
+        &watched(base),
+        &watched(world),
+        &[withholder],
+        &[],
+    ));
     out
 }
 
@@ -1261,8 +1399,9 @@ pub fn table(outcomes: &[RewardOutcome]) -> String {
     );
     for o in outcomes {
         out.push_str(&format!(
-            "| {} | {} / {} | {} | {} / {} | {} | {} | {} |\n",
+            "| {}{} | {} / {} | {} | {} / {} | {} | {} | {} |\n",
             o.name,
+            if o.epochs > 1 { " (both epochs)" } else { "" },
             o.attacker_paid_ppm,
             o.attacker_fair_ppm,
             o.attacker_gain_bytes / 1_000_000,
@@ -1413,5 +1552,18 @@ mod tests {
         let o = by_name(&outcomes, "grant tails: the node hands in no receipt");
         let carry = bytes(60 + 53 + 46);
         assert!(o.attacker_gain_bytes <= carry / 2 - bytes(3 * 20), "{o:?}");
+        // Receipts withheld for an epoch and dumped in the next (with the span they cover since
+        // their grants' start, as after a coordinator outage) earn nothing over both epochs that
+        // on-time receipts would not, not even for a viewer over the cap.
+        for name in [
+            "receipts withheld through",
+            "an over-cap viewer's receipts withheld",
+        ] {
+            let o = by_name(&outcomes, name);
+            assert_eq!(o.epochs, 2, "{o:?}");
+            assert_eq!(o.attacker_gain_bytes, 0, "{o:?}");
+            assert!(o.attacker_paid_ppm <= o.attacker_fair_ppm, "{o:?}");
+            assert_eq!(o.honest_loss_ppm, 0, "{o:?}");
+        }
     }
 }

@@ -368,6 +368,8 @@ impl Viewer {
             node_reports: None,
             index_refreshed: None,
             started: Instant::now(),
+            unsent: Vec::new(),
+            unsent_tried: None,
         };
         let task = tokio::spawn(run.run());
         Ok(Viewer { stats, stop, task })
@@ -420,6 +422,16 @@ struct Pending {
 /// Most received segments kept waiting for the origin's hashes; beyond it the oldest is judged.
 const MAX_PENDING: usize = 10_000;
 
+/// Receipts per `POST /receipts` (well within what nodes and the coordinator take).
+const RECEIPTS_PER_POST: usize = 64;
+
+/// Receipts kept for a later attempt while neither the node nor the coordinator takes them:
+/// a backlog of two hours at one receipt a minute, for several sessions.
+const MAX_UNSENT_RECEIPTS: usize = 1_024;
+
+/// How often kept receipts are offered to the coordinator again.
+const UNSENT_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+
 /// When a session started and when it last sent a receipt.
 struct SessionClock {
     started: Instant,
@@ -462,6 +474,11 @@ struct Run {
     /// LL-HLS: when the origin's segment hashes were last refreshed for a waiting part.
     index_refreshed: Option<Instant>,
     started: Instant,
+    /// Receipts neither the node nor the coordinator took (both away), oldest first: handed
+    /// to the coordinator with the next ones, or while waiting for it to route.
+    unsent: Vec<SignedReceipt>,
+    /// When handing in `unsent` was last tried.
+    unsent_tried: Option<Instant>,
 }
 
 impl Run {
@@ -534,6 +551,7 @@ impl Run {
             attempts += 1;
             // After many attempts take whatever comes: a failed node may have come back.
             let exclude = if attempts > 20 { &[][..] } else { exclude };
+            self.retry_unsent().await;
             match self.request_play(exclude, previous).await {
                 Ok(play) => return Some(play),
                 Err(error) => {
@@ -981,30 +999,75 @@ impl Run {
         }
     }
 
+    /// Signs what the session verified since its last receipt and hands the receipt in, with
+    /// those kept from earlier attempts.
     async fn send_receipt(&mut self, play: &PlayResponse, receipts: &mut SessionReceipts) {
-        let Some(receipt) = receipts.next_receipt(&self.key) else {
-            return;
-        };
-        let outcome = match self.config.receipts {
-            ReceiptDelivery::Node => match self.post_to_node(play, &receipt).await {
-                Ok(outcome) => Ok(outcome),
-                Err(_) => self.coordinator.post_receipts(vec![receipt]).await,
-            },
-            ReceiptDelivery::Coordinator => {
-                match self.coordinator.post_receipts(vec![receipt.clone()]).await {
+        let fresh: Vec<SignedReceipt> = receipts.next_receipt(&self.key).into_iter().collect();
+        self.retry_unsent().await;
+        for chunk in fresh.chunks(RECEIPTS_PER_POST) {
+            let outcome = match self.config.receipts {
+                ReceiptDelivery::Node => match self.post_to_node(play, chunk).await {
                     Ok(outcome) => Ok(outcome),
-                    // The coordinator is away: the node keeps the receipt and hands it in with
-                    // its first heartbeat that gets through (a session's last receipt is not
-                    // lost with the outage).
-                    Err(error) => match self.post_to_node(play, &receipt).await {
+                    Err(_) => self.coordinator.post_receipts(chunk.to_vec()).await,
+                },
+                ReceiptDelivery::Coordinator => {
+                    match self.coordinator.post_receipts(chunk.to_vec()).await {
                         Ok(outcome) => Ok(outcome),
-                        Err(_) => Err(error),
-                    },
+                        // The coordinator is away: the node keeps the receipts and hands them
+                        // in with its first heartbeat that gets through (a session's last
+                        // receipt is not lost with the outage).
+                        Err(error) => match self.post_to_node(play, chunk).await {
+                            Ok(outcome) => Ok(outcome),
+                            Err(_) => Err(error),
+                        },
+                    }
+                }
+            };
+            if outcome.is_err() {
+                self.keep_unsent(chunk);
+            }
+            self.record_outcome(chunk.len(), outcome.map_err(|e| e.to_string()));
+        }
+    }
+
+    /// Hands the receipts no one took before to the coordinator (each session's own node is
+    /// credited); they stay kept while it is away.
+    async fn retry_unsent(&mut self) {
+        if self
+            .unsent_tried
+            .is_some_and(|at| at.elapsed() < UNSENT_RETRY_INTERVAL)
+        {
+            return;
+        }
+        self.unsent_tried = (!self.unsent.is_empty()).then(Instant::now);
+        while !self.unsent.is_empty() {
+            let take = self.unsent.len().min(RECEIPTS_PER_POST);
+            let chunk: Vec<SignedReceipt> = self.unsent.drain(..take).collect();
+            match self.coordinator.post_receipts(chunk.clone()).await {
+                Ok(outcome) => self.record_outcome(0, Ok(outcome)),
+                Err(error) => {
+                    // Back in front, in order, for the next attempt.
+                    self.unsent.splice(..0, chunk);
+                    self.record_outcome(0, Err(error.to_string()));
+                    return;
                 }
             }
-        };
+        }
+    }
+
+    /// Keeps receipts neither the node nor the coordinator took, for [`Self::retry_unsent`]:
+    /// at most [`MAX_UNSENT_RECEIPTS`], the oldest dropped first (receipts are cumulative, so
+    /// a session's newest one acknowledges what the dropped ones did, booked later).
+    fn keep_unsent(&mut self, receipts: &[SignedReceipt]) {
+        self.unsent.extend_from_slice(receipts);
+        let excess = self.unsent.len().saturating_sub(MAX_UNSENT_RECEIPTS);
+        self.unsent.drain(..excess);
+    }
+
+    /// Counts `sent` receipts handed in and what came of a post.
+    fn record_outcome(&self, sent: usize, outcome: Result<crate::wire::ReceiptsOutcome, String>) {
         self.stats.send_modify(|s| {
-            s.receipts_sent += 1;
+            s.receipts_sent += sent as u64;
             match outcome {
                 Ok(outcome) => {
                     s.receipts_accepted += outcome.accepted;
@@ -1019,13 +1082,13 @@ impl Run {
     async fn post_to_node(
         &self,
         play: &PlayResponse,
-        receipt: &SignedReceipt,
+        receipts: &[SignedReceipt],
     ) -> Result<crate::wire::ReceiptsOutcome, String> {
         let mut url = Url::parse(&play.http_flv_url).map_err(|e| e.to_string())?;
         url.set_path("/receipts");
         url.set_query(None);
         let body = serde_json::to_vec(&ReceiptsRequest {
-            receipts: vec![receipt.clone()],
+            receipts: receipts.to_vec(),
         })
         .map_err(|e| e.to_string())?;
         let response = self
@@ -1066,6 +1129,128 @@ fn with_token(mut url: Url, token: &str) -> Url {
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+
+    /// A viewer's run routed by the coordinator at `url`, as `Viewer::start` builds it.
+    fn run_against(url: &str) -> Run {
+        let config = ViewerConfig::new(url, "show");
+        let key = KeyPair::from_seed([3; 32]);
+        let (stats, _) = watch::channel(ViewerStats::new(key.viewer_key()));
+        Run {
+            index: OriginIndex::for_rendition(false),
+            init_written: None,
+            coordinator: CoordinatorClient::new(url).expect("client"),
+            http: node_http_client(config.request_timeout).expect("http client"),
+            config,
+            key,
+            stats,
+            stop: CancellationToken::new(),
+            output: None,
+            delivered: DeliveredHistory::default(),
+            delivered_parts: DeliveredHistory::of_parts(),
+            part_order: part_order::PartOrder::default(),
+            origin_node: None,
+            node_reports: None,
+            index_refreshed: None,
+            started: Instant::now(),
+            unsent: Vec::new(),
+            unsent_tried: None,
+        }
+    }
+
+    fn receipt(key: &KeyPair, seq: u64) -> SignedReceipt {
+        streamr_core::Signed::sign(
+            streamr_core::ViewerReceipt {
+                session_id: SessionId::from_bytes([1; 16]),
+                seq,
+                bytes_total: seq * 1_000,
+                last_segment_seq: seq,
+                segments_digest: streamr_core::ContentDigest::from_bytes([0; 32]),
+                t_ms: 1_800_000_000_000 + seq,
+            },
+            key,
+        )
+    }
+
+    #[tokio::test]
+    async fn receipts_no_one_took_are_kept_and_handed_in_once_the_coordinator_answers() {
+        // The coordinator is away (nothing listens on its port).
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", closed.local_addr().expect("address"));
+        drop(closed);
+        let mut run = run_against(&url);
+        let key = KeyPair::from_seed([4; 32]);
+        let all: Vec<SignedReceipt> = (1..=MAX_UNSENT_RECEIPTS as u64 + 10)
+            .map(|seq| receipt(&key, seq))
+            .collect();
+        run.keep_unsent(&all);
+        // Bounded, the oldest dropped first (the newer ones are cumulative).
+        assert_eq!(run.unsent.len(), MAX_UNSENT_RECEIPTS);
+        assert_eq!(run.unsent.first().map(|r| r.body.seq), Some(11));
+        run.retry_unsent().await;
+        assert_eq!(
+            run.unsent.len(),
+            MAX_UNSENT_RECEIPTS,
+            "kept while it is away"
+        );
+        assert_eq!(run.unsent.first().map(|r| r.body.seq), Some(11), "in order");
+
+        // Back: every kept receipt is handed in, in posts of at most RECEIPTS_PER_POST.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let server = tokio::spawn(async move {
+            let mut received = Vec::new();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 65_536];
+                let body = loop {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break None,
+                        Ok(n) => request.extend_from_slice(buf.get(..n).unwrap_or_default()),
+                    }
+                    let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break Some(request[end + 4..end + 4 + length].to_vec());
+                    }
+                };
+                let Some(body) = body else { continue };
+                let posted: ReceiptsRequest = serde_json::from_slice(&body).expect("receipts");
+                let answer = format!("{{\"accepted\":{},\"rejected\":[]}}", posted.receipts.len());
+                received.push(posted.receipts.len());
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+                if received.iter().sum::<usize>() >= MAX_UNSENT_RECEIPTS {
+                    return received;
+                }
+            }
+            received
+        });
+        run.coordinator = CoordinatorClient::new(&url).expect("client");
+        run.unsent_tried = None;
+        run.retry_unsent().await;
+        assert!(run.unsent.is_empty());
+        let posts = server.await.expect("server");
+        assert_eq!(posts.iter().sum::<usize>(), MAX_UNSENT_RECEIPTS);
+        assert!(posts.iter().all(|&n| n <= RECEIPTS_PER_POST), "{posts:?}");
+        assert_eq!(
+            run.stats.borrow().receipts_accepted,
+            MAX_UNSENT_RECEIPTS as u64
+        );
+    }
 
     /// Reads one request head from `socket`; false once the peer closed it.
     async fn read_head(socket: &mut tokio::net::TcpStream) -> bool {

@@ -172,6 +172,13 @@ pub(super) fn up_share_ppm(probe: &ProbeSummary) -> u64 {
 /// node down for most of an epoch (a restart, a move) still serves its viewers the rest of it;
 /// a node that claims traffic while nothing reached it does not. Receipts of earlier epochs
 /// back the claim too, as far as they left room (`carried`, as [`claims_exceed_receipts`]).
+///
+/// A node's first heartbeat after a coordinator outage claims what it served through it (the
+/// tails of sessions that ended then, unattested when their viewers could sign nothing), which
+/// this epoch's probes say nothing about: `silent_reach`, what it could have served in the
+/// outage epochs it sent no heartbeat in, as its last probes measured it (the same up share of
+/// what it could serve), is reachable too. A node that failed its probes before the outage
+/// reaches little there, as here.
 pub(super) fn probe_failures_while_serving(
     c: &FraudConfig,
     claim: &NodeClaims,
@@ -179,6 +186,7 @@ pub(super) fn probe_failures_while_serving(
     probe: &ProbeSummary,
     servable: u64,
     carried: u64,
+    silent_reach: u64,
 ) -> Option<Finding> {
     let claims_traffic = claim.claimed_bytes > 0 || claim.unattested_bytes > 0;
     let failures = probe.hash_failures + probe.timeouts;
@@ -190,7 +198,7 @@ pub(super) fn probe_failures_while_serving(
         .claimed_bytes
         .saturating_sub(backed)
         .saturating_add(claim.unattested_bytes);
-    let reachable = scale_ppm(servable, up_share_ppm(probe));
+    let reachable = scale_ppm(servable, up_share_ppm(probe)).saturating_add(silent_reach);
     let mostly_failing = ppm_of(failures, probe.total) > c.probe_failure_ppm;
     let wrong_content = claims_traffic && probe.hash_failures > 0;
     (wrong_content || (mostly_failing && unbacked > reachable)).then(|| {
@@ -204,6 +212,7 @@ pub(super) fn probe_failures_while_serving(
                 ("unattested_bytes", claim.unattested_bytes),
                 ("unbacked_bytes", unbacked),
                 ("reachable_bytes", reachable),
+                ("silent_reach_bytes", silent_reach),
             ]),
         )
     })

@@ -431,6 +431,11 @@ pub struct FraudEngine {
     /// room, or, after an epoch without heartbeats, the next claim however much later (see
     /// `claims::claims_exceed_receipts`).
     claim_room: BTreeMap<NodeId, ClaimRoom>,
+    /// Per node, what it could have served in the epochs no node was probed in (a coordinator
+    /// outage) and it sent no heartbeat in, since its last heartbeat, as its last probes
+    /// measured it: its first heartbeat after claims what it served there, which that epoch's
+    /// probes cannot judge (see `claims::probe_failures_while_serving`).
+    silent_reach: BTreeMap<NodeId, u64>,
     /// Per node, the unattested bound of its epochs without heartbeats since it last claimed:
     /// what its grants carried there is claimed by its first heartbeat after, and bounded by it
     /// then.
@@ -700,6 +705,7 @@ impl FraudEngine {
             let sum = probe_traffic.entry(*id).or_default();
             *sum = sum.saturating_add(*bytes);
         }
+        let unprobed = probes.values().all(|p| p.total == 0);
         let measured = self.remember_probes(epoch, &probes);
         let mut subnet_counts: BTreeMap<NetPrefix, u64> = BTreeMap::new();
         for n in &obs.nodes {
@@ -732,6 +738,15 @@ impl FraudEngine {
             let claim = claims.get(&id).copied();
             let a = book.acc(id).clone();
             let mut findings = Vec::new();
+            let heard = claim.is_some_and(|cl| cl.heartbeats != Some(0));
+            if unprobed && !heard {
+                let servable = availability_by
+                    .capacity_bytes(obs.epoch_ms)
+                    .max(grants.carried);
+                let reach = context::scale_ppm(servable, claims::up_share_ppm(&availability_by));
+                let sum = self.silent_reach.entry(id).or_default();
+                *sum = sum.saturating_add(reach);
+            }
             if let Some(cl) = claim {
                 let unreceipted = unreceipted.get(&id).copied().unwrap_or(0);
                 let allowance =
@@ -747,8 +762,19 @@ impl FraudEngine {
                 findings.extend(claims::forged_receipts(cl));
                 findings.extend(claims::wrong_content(c, cl));
                 let servable = probe.capacity_bytes(obs.epoch_ms).max(grants.carried);
+                let silent_reach = if heard {
+                    self.silent_reach.remove(&id).unwrap_or(0)
+                } else {
+                    0
+                };
                 findings.extend(claims::probe_failures_while_serving(
-                    c, cl, &a, &probe, servable, carried,
+                    c,
+                    cl,
+                    &a,
+                    &probe,
+                    servable,
+                    carried,
+                    silent_reach,
                 ));
             }
             let sessions = claim.map_or(0, |cl| cl.sessions);
@@ -844,6 +870,7 @@ impl FraudEngine {
             if penalized {
                 // A penalized node earns nothing this epoch, nor later on its silent epochs.
                 self.unattested_room.remove(&id);
+                self.silent_reach.remove(&id);
                 self.netting_left.remove(&id);
             }
             node_inputs.push(NodeEpochInput {

@@ -615,6 +615,59 @@ fn a_node_down_most_of_an_epoch_is_judged_on_what_it_could_have_served() {
     assert_eq!(penalizing(&report), [RuleId::ProbeFailuresWhileServing]);
 }
 
+/// Whether node 2, probed as `before` in epoch 100, then silent through two epochs no node was
+/// probed in (a coordinator outage: no heartbeat, no receipt), is penalized for probe failures
+/// when its first heartbeat after claims `unattested` bytes (the tails of sessions that ended
+/// through the outage, whose viewers signed nothing) while it is up a third of that epoch.
+fn penalized_after_an_outage(before: ProbeSummary, unattested: u64) -> bool {
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    let mut obs = honest();
+    obs.probes[1].1 = before;
+    engine.assess(&obs);
+    for epoch in [101, 102] {
+        let mut down = honest();
+        down.epoch = epoch;
+        down.probes.clear();
+        down.sessions.clear();
+        down.claims.clear();
+        engine.assess(&down);
+    }
+    let mut after = honest();
+    after.epoch = 103;
+    after.probes[1].1 = timing_out(60, 40);
+    after.claims[1].unattested_bytes = unattested;
+    rules_for(&engine.assess(&after), 2).contains(&RuleId::ProbeFailuresWhileServing)
+}
+
+#[test]
+fn a_claim_after_an_outage_is_judged_on_what_the_outage_epochs_could_carry_too() {
+    // This epoch alone reaches a third plus 20 points of 7.2 GB (3.84 GB); each outage epoch
+    // what the node's last probes measured (all passed, 2 MB/s: 7.2 GB), 18.24 GB in all.
+    let up = timing_out(60, 0);
+    assert!(!penalized_after_an_outage(up, 10_000_000_000));
+    assert!(!penalized_after_an_outage(up, 18_000_000_000));
+    // Beyond what the outage epochs could carry as well: still fraud.
+    assert!(penalized_after_an_outage(up, 18_500_000_000));
+    // A node nothing reached before the outage could carry nothing through it.
+    assert!(penalized_after_an_outage(
+        timing_out(60, 60),
+        10_000_000_000
+    ));
+    // Without the outage (the node heartbeating through both epochs) the epoch alone counts.
+    let mut engine = FraudEngine::new(FraudConfig::default());
+    for epoch in [100, 101, 102] {
+        let mut obs = honest();
+        obs.epoch = epoch;
+        engine.assess(&obs);
+    }
+    let mut obs = honest();
+    obs.epoch = 103;
+    obs.probes[1].1 = timing_out(60, 40);
+    obs.claims[1].unattested_bytes = 10_000_000_000;
+    let report = engine.assess(&obs);
+    assert!(rules_for(&report, 2).contains(&RuleId::ProbeFailuresWhileServing));
+}
+
 #[test]
 fn an_epoch_no_node_was_probed_in_measures_nodes_by_their_last_probes() {
     let mut engine = FraudEngine::new(FraudConfig::default());
