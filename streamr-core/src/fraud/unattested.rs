@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::context::{bytes_at, inputs, scale, EpochContext};
 use super::{IssuedGrant, NodeClaims};
 use crate::identity::NodeId;
-use crate::ids::SessionId;
+use crate::ids::{SessionId, StreamId};
 use crate::rewards::PPM;
 
 /// The unattested bytes a node is credited with: what it reported, less the verified bytes its
@@ -86,6 +86,12 @@ pub(super) struct GrantCarry {
 /// this epoch, was verified on the same node in an earlier one (`served`), or its viewer key
 /// has verified bytes on any session of the epoch (a node handing in none of a signing
 /// viewer's receipts does not make its grant a non-signing player's).
+///
+/// A signing viewer that went on to watch the same stream on another node while its grant here
+/// was still live also says when its silence here ended: when it was granted that session. The
+/// allowance is the silence up to then (at most `signed_silence_seconds`), so a node that goes
+/// dark between the prober's rounds, its viewers moving on, cannot bill their silence as if
+/// they had stayed.
 pub(super) fn grant_bounds(
     ctx: &EpochContext<'_>,
     verified_by_session: &BTreeMap<SessionId, u64>,
@@ -103,6 +109,40 @@ pub(super) fn grant_bounds(
         .config
         .signed_silence_seconds
         .min(ctx.obs.epoch_ms / 1_000);
+    // Per session its newest receipt; per viewer when it was granted each session, where and
+    // of which stream.
+    let mut last_receipt: BTreeMap<SessionId, (u64, u64)> = BTreeMap::new();
+    let mut granted: BTreeMap<_, Vec<(u64, NodeId, &StreamId)>> = BTreeMap::new();
+    for s in ctx
+        .obs
+        .sessions
+        .iter()
+        .filter(|s| s.bytes > 0 && !ctx.is_probe(s))
+    {
+        let (started, last) = last_receipt
+            .entry(s.session_id)
+            .or_insert((s.started_ms, 0));
+        *started = (*started).min(s.started_ms);
+        *last = (*last).max(s.last_receipt_ms);
+        granted
+            .entry(s.viewer)
+            .or_default()
+            .push((s.started_ms, s.node_id, &s.stream_id));
+    }
+    // How long the viewer of `g` was silent before it was granted a session of the same stream
+    // on another node while `g` was live, if it was.
+    let silent_until_moved = |g: &IssuedGrant| -> Option<u64> {
+        let (started, last) = *last_receipt.get(&g.session_id)?;
+        let expiry = started.saturating_add(g.live_ms);
+        granted
+            .get(&g.viewer)?
+            .iter()
+            .filter(|(moved, node, stream)| {
+                *node != g.node_id && **stream == g.stream_id && (last..expiry).contains(moved)
+            })
+            .map(|(moved, _, _)| moved - last)
+            .min()
+    };
     let mut out: BTreeMap<NodeId, GrantCarry> = BTreeMap::new();
     // Relay edges are paid on their children's receipts only: a grant harvested for a stream
     // the child never pulls must not carry unattested credit.
@@ -118,7 +158,9 @@ pub(super) fn grant_bounds(
             || signing_keys.contains(&g.viewer);
         let mut beyond = carried.saturating_sub(verified);
         if signed {
-            beyond = beyond.min(bitrate.saturating_mul(silence_seconds));
+            let silence_ms = silence_seconds.saturating_mul(1_000);
+            let silence_ms = silent_until_moved(g).map_or(silence_ms, |ms| ms.min(silence_ms));
+            beyond = beyond.min(bytes_at(bitrate, silence_ms));
         }
         let node = out.entry(g.node_id).or_default();
         node.carried = node.carried.saturating_add(carried);
