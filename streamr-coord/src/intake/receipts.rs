@@ -157,8 +157,8 @@ pub(crate) async fn verify(
             .outages(
                 state.config,
                 state.storage,
+                state.clock,
                 state.metrics,
-                now_ms,
                 state.config.outage_gap(),
             )
             .await?;

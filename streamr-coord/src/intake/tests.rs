@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streamr_core::{
-    ContentDigest, KeyPair, SessionGrant, SessionId, Signed, SignedReceipt, StreamId, ViewerReceipt,
+    ContentDigest, KeyPair, ManualClock, SessionGrant, SessionId, Signed, SignedReceipt, StreamId,
+    ViewerReceipt,
 };
 
 use super::receipts::{verify, Verified};
@@ -24,6 +25,8 @@ struct Scene {
     storage: Arc<dyn Storage>,
     metrics: Metrics,
     liveness: crate::outages::Liveness,
+    /// What times liveness notes: set to each post's time.
+    clock: ManualClock,
     node: KeyPair,
     viewer: KeyPair,
     session: SessionId,
@@ -45,6 +48,7 @@ impl Scene {
             storage,
             metrics: Metrics::default(),
             liveness: crate::outages::Liveness::default(),
+            clock: ManualClock::default(),
             node: KeyPair::from_seed([1; 32]),
             viewer: KeyPair::from_seed([2; 32]),
             session: SessionId::from_bytes([3; 16]),
@@ -138,7 +142,9 @@ impl Scene {
             storage: self.storage.as_ref(),
             metrics: &self.metrics,
             liveness: &self.liveness,
+            clock: &self.clock,
         };
+        self.clock.set(u64::try_from(now_ms).unwrap_or(0));
         verify(&intake, Some(self.node.node_id()), receipts, now_ms).await
     }
 
