@@ -670,9 +670,7 @@ async fn send_beats(
                     unattested_bytes = claims.unattested,
                     "heartbeat sent"
                 );
-                for reason in outcome.rejected {
-                    warn!(%reason, "coordinator rejected a viewer receipt");
-                }
+                log_rejections(&outcome);
                 claims = Served::default();
             }
             Err(error) => {
@@ -1131,9 +1129,88 @@ pub(crate) async fn deregister(client: &CoordinatorClient, key: &KeyPair) {
     }
 }
 
+/// Logs the receipts the coordinator refused from a heartbeat, each with its code. Refusals
+/// that are normal after a retry or a coordinator outage (a receipt the coordinator already
+/// holds, or an older one of a session it holds a newer receipt of: see
+/// [`streamr_client::wire::ReceiptRejectionCode::is_expected`]) are logged at debug; every other refusal means
+/// receipts were lost or something is wrong, and is a warning.
+fn log_rejections(outcome: &ReceiptsOutcome) {
+    for rejected in outcome.rejections() {
+        if rejected.code.is_expected() {
+            debug!(
+                code = %rejected.code,
+                reason = %rejected.reason,
+                "coordinator already held a newer or the same viewer receipt"
+            );
+        } else {
+            warn!(
+                code = %rejected.code,
+                reason = %rejected.reason,
+                "coordinator rejected a viewer receipt"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use streamr_client::wire::ReceiptRejectionCode;
+
+    /// What `log_rejections` logs for `outcome`, one line per event, without colours.
+    fn logged(outcome: &ReceiptsOutcome) -> Vec<String> {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .without_time()
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || log_rejections(outcome));
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn an_outdated_receipt_is_logged_at_debug_and_a_real_rejection_warns_with_its_code() {
+        let mut outcome = ReceiptsOutcome::default();
+        outcome.reject(
+            ReceiptRejectionCode::Outdated,
+            "session 01: receipt 1 is older than the accepted receipt 2".into(),
+        );
+        outcome.reject(
+            ReceiptRejectionCode::ContentMismatch,
+            "session 02: content digest differs from the origin's at segment 7".into(),
+        );
+        let lines = logged(&outcome);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("DEBUG"), "{lines:?}");
+        assert!(lines[0].contains("code=outdated"), "{lines:?}");
+        assert!(lines[1].starts_with(" WARN"), "{lines:?}");
+        assert!(lines[1].contains("code=content_mismatch"), "{lines:?}");
+    }
+
+    #[test]
+    fn an_older_coordinators_uncoded_rejection_still_warns() {
+        let old: ReceiptsOutcome =
+            serde_json::from_str(r#"{"accepted":0,"rejected":["session 01: no grant"]}"#).unwrap();
+        let lines = logged(&old);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with(" WARN"), "{lines:?}");
+        assert!(lines[0].contains("code=other"), "{lines:?}");
+    }
 
     #[test]
     fn a_pinned_key_must_be_the_coordinators_public_key() {

@@ -15,6 +15,7 @@ use super::{IntakeError, ReceiptIntake};
 use crate::config::CoordConfig;
 use crate::metrics::Metrics;
 use crate::storage::{SegmentRecord, SessionRecord, Storage, StreamRecord};
+use crate::wire::ReceiptRejectionCode;
 
 const STREAM: &str = "show";
 /// Epoch 1 of 10 s epochs: the receipts below are signed at its start.
@@ -192,8 +193,12 @@ async fn a_receipt_for_a_session_without_a_grant_is_refused() {
     let verified = scene.post(&[unknown], 11_000).await.expect("intake");
     assert!(verified.accepted.is_empty());
     assert_eq!(verified.rejected.len(), 1);
+    assert_eq!(
+        verified.rejected[0].code,
+        ReceiptRejectionCode::UnknownSession
+    );
     assert!(
-        verified.rejected[0].ends_with("no grant"),
+        verified.rejected[0].reason.ends_with("no grant"),
         "{:?}",
         verified.rejected
     );
@@ -210,6 +215,10 @@ async fn a_receipt_not_signed_by_the_granted_viewer_is_refused_as_forged() {
         .expect("intake");
     assert!(verified.accepted.is_empty());
     assert_eq!(verified.rejected.len(), 1, "{:?}", verified.rejected);
+    assert_eq!(
+        verified.rejected[0].code,
+        ReceiptRejectionCode::BadSignature
+    );
     assert_eq!(scene.node_tally(&verified).forged, 1);
 }
 
@@ -220,10 +229,16 @@ async fn receipts_past_their_deadline_or_from_the_future_are_refused_and_counted
     let late = scene.post(&receipts, 22_001).await.expect("intake");
     assert!(late.accepted.is_empty());
     assert_eq!(late.late, 1);
-    assert!(late.rejected[0].contains("late"), "{:?}", late.rejected);
+    assert_eq!(late.rejected[0].code, ReceiptRejectionCode::Late);
+    assert!(
+        late.rejected[0].reason.contains("late"),
+        "{:?}",
+        late.rejected
+    );
     let future = scene.post(&receipts, 8_999).await.expect("intake");
     assert!(future.accepted.is_empty());
     assert_eq!(future.future, 1);
+    assert_eq!(future.rejected[0].code, ReceiptRejectionCode::FromTheFuture);
     assert_eq!(scene.metrics.receipts_late_total.load(Ordering::Relaxed), 1);
     assert_eq!(
         scene.metrics.receipts_future_total.load(Ordering::Relaxed),
