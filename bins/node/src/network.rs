@@ -319,6 +319,9 @@ pub(crate) struct HeartbeatAuth {
     /// before anything else, and its claims go nowhere else until an answer says whether
     /// it counted (see [`HeartbeatAuth::confirm_unanswered`]).
     unanswered: Option<Signed<NodeHeartbeat>>,
+    /// Claims of a held heartbeat that turned out not to be counted: the next signed
+    /// heartbeat adds them to its own until one is accepted.
+    returned: Served,
     /// The current run of failed heartbeats: logged as it starts, every
     /// [`REPEAT_EVERY`](streamr_net::failure_log::REPEAT_EVERY) while it lasts and as it ends, not
     /// once per heartbeat through a long coordinator outage.
@@ -435,6 +438,7 @@ impl HeartbeatAuth {
             sessions: true,
             session_totals: (0, 0),
             unanswered: None,
+            returned: Served::default(),
             receipt_batch: ReceiptBatch::default(),
             failures: FailureRun::default(),
         }
@@ -494,6 +498,19 @@ impl HeartbeatAuth {
         receipts: Vec<SignedReceipt>,
     ) -> Result<ReceiptsOutcome, ClientError> {
         let now = unix_ms();
+        // A signed heartbeat claims bytes since the previous one, so a claim the coordinator
+        // counted without answering must not be claimed again in a new heartbeat: an
+        // unanswered one is settled first, and what turned out uncounted is added here.
+        let mut heartbeat = heartbeat;
+        if let Some(claims) = self.confirm_unanswered().await? {
+            add_claims(&mut self.returned, claims);
+        }
+        heartbeat.bytes_served = heartbeat
+            .bytes_served
+            .saturating_add(self.returned.attested);
+        heartbeat.unattested_bytes = heartbeat
+            .unattested_bytes
+            .saturating_add(self.returned.unattested);
         for attempt in 0..2 {
             let Some(session) = self.session(now).await else {
                 break;
@@ -519,26 +536,26 @@ impl HeartbeatAuth {
                     // counted once even when the coordinator stored the failed one after all.
                     if answer.is_ok() {
                         self.session_totals = totals;
+                        self.returned = Served::default();
                     }
                     return answer;
                 }
             }
         }
-        // Signed heartbeats claim bytes since the previous one, so a claim the coordinator
-        // counted but did not answer must not be claimed again in a new heartbeat.
-        let mut heartbeat = heartbeat;
-        if let Some(claims) = self.confirm_unanswered().await? {
-            heartbeat.bytes_served = heartbeat.bytes_served.saturating_add(claims.attested);
-            heartbeat.unattested_bytes =
-                heartbeat.unattested_bytes.saturating_add(claims.unattested);
-        }
+        // Without an answer this one may have been counted: held, to be settled first.
         let claims = heartbeat.bytes_served != 0 || heartbeat.unattested_bytes != 0;
         let signed = Signed::sign(heartbeat, &self.key);
         let answer = self.client.heartbeat(signed.clone(), receipts).await;
-        if let Err(error) = &answer {
-            if claims && unanswered(error) {
+        match &answer {
+            Ok(_) => self.returned = Served::default(),
+            Err(error) if claims && unanswered(error) => {
+                // The held heartbeat carries the returned claims now.
+                self.returned = Served::default();
                 self.unanswered = Some(signed);
             }
+            // Refused: the returned claims wait for the next heartbeat (the caller takes
+            // back the rest of this one's).
+            Err(_) => {}
         }
         answer
     }
@@ -599,6 +616,12 @@ impl HeartbeatAuth {
             }
         }
     }
+}
+
+/// Adds `more` to `claims`.
+fn add_claims(claims: &mut Served, more: Served) {
+    claims.attested = claims.attested.saturating_add(more.attested);
+    claims.unattested = claims.unattested.saturating_add(more.unattested);
 }
 
 /// Whether a heartbeat may have been counted although its answer says it failed: no answer at
