@@ -272,13 +272,176 @@ impl SessionHeartbeatRequest {
 }
 
 /// Answer to a heartbeat or a receipt upload.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReceiptsOutcome {
     /// Receipts newly stored.
     pub accepted: u64,
-    /// Why each rejected receipt was rejected.
+    /// Why each rejected receipt was rejected, in words (the `reason` of each of
+    /// `rejections`, in the same order; kept for nodes and viewers that predate `rejections`).
     pub rejected: Vec<String>,
+    /// Each rejected receipt's stable code and reason (absent from older coordinators'
+    /// answers: [`ReceiptsOutcome::rejections`] reads either).
+    #[serde(default)]
+    pub rejections: Vec<ReceiptRejected>,
+}
+
+impl ReceiptsOutcome {
+    /// Notes a rejected receipt: its code and reason, in both lists.
+    pub fn reject(&mut self, code: ReceiptRejectionCode, reason: String) {
+        self.rejected.push(reason.clone());
+        self.rejections.push(ReceiptRejected { code, reason });
+    }
+
+    /// Every rejection with its code. An answer without codes (an older coordinator's) gives
+    /// each reason the code [`ReceiptRejectionCode::Other`].
+    pub fn rejections(&self) -> Vec<ReceiptRejected> {
+        if self.rejections.is_empty() {
+            self.rejected
+                .iter()
+                .map(|reason| ReceiptRejected {
+                    code: ReceiptRejectionCode::Other,
+                    reason: reason.clone(),
+                })
+                .collect()
+        } else {
+            self.rejections.clone()
+        }
+    }
+}
+
+/// One rejected receipt: what kind of rejection (a stable code to match on) and the reason in
+/// words (for people; its wording may change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReceiptRejected {
+    /// The kind of rejection.
+    pub code: ReceiptRejectionCode,
+    /// The rejection in words, naming the session and receipt.
+    pub reason: String,
+}
+
+/// Why a receipt earned nothing, as a stable snake_case code. New codes may be added: a
+/// reader meets a code it does not know as [`ReceiptRejectionCode::Other`].
+///
+/// Three codes say nothing against whoever handed the receipt in
+/// ([`ReceiptRejectionCode::is_expected`]): `duplicate`, `superseded` and `outdated`, which a
+/// node sees after retries and coordinator outages in normal operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ReceiptRejectionCode {
+    /// No grant is known for the session (or, from a node, it serves no such session).
+    UnknownSession,
+    /// The session was granted to another node than the one handing the receipt in.
+    WrongNode,
+    /// The viewer's signature does not verify.
+    BadSignature,
+    /// The same receipt as the last accepted one, handed in again (a retry).
+    Duplicate,
+    /// A newer receipt of the session in the same submission was accepted instead.
+    Superseded,
+    /// A validly signed receipt older than the accepted one and consistent with it, as when a
+    /// node hands in what it held through a coordinator outage after the viewer posted a
+    /// newer one itself.
+    Outdated,
+    /// The sequence number was used already and the counts do not fit under the accepted
+    /// receipt.
+    Replayed,
+    /// A cumulative field (bytes, segment, time) went backwards.
+    NotMonotonic,
+    /// Signed after the grant expired.
+    Expired,
+    /// Signed further ahead of the coordinator's clock than the allowed skew.
+    FromTheFuture,
+    /// Signed in an epoch whose receipt deadline has passed.
+    Late,
+    /// Acknowledges more bytes than the grant allows.
+    BeyondGrant,
+    /// The origin has no digest for the receipt's segment.
+    UnknownSegment,
+    /// The receipt's content digest differs from the origin's.
+    ContentMismatch,
+    /// The segment acknowledged was already too old when the receipt was signed.
+    StaleContent,
+    /// A code this build does not know (a newer coordinator's), or a reason an older
+    /// coordinator gave without a code.
+    #[serde(other)]
+    Other,
+}
+
+impl ReceiptRejectionCode {
+    /// The code as it is written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptRejectionCode::UnknownSession => "unknown_session",
+            ReceiptRejectionCode::WrongNode => "wrong_node",
+            ReceiptRejectionCode::BadSignature => "bad_signature",
+            ReceiptRejectionCode::Duplicate => "duplicate",
+            ReceiptRejectionCode::Superseded => "superseded",
+            ReceiptRejectionCode::Outdated => "outdated",
+            ReceiptRejectionCode::Replayed => "replayed",
+            ReceiptRejectionCode::NotMonotonic => "not_monotonic",
+            ReceiptRejectionCode::Expired => "expired",
+            ReceiptRejectionCode::FromTheFuture => "from_the_future",
+            ReceiptRejectionCode::Late => "late",
+            ReceiptRejectionCode::BeyondGrant => "beyond_grant",
+            ReceiptRejectionCode::UnknownSegment => "unknown_segment",
+            ReceiptRejectionCode::ContentMismatch => "content_mismatch",
+            ReceiptRejectionCode::StaleContent => "stale_content",
+            ReceiptRejectionCode::Other => "other",
+        }
+    }
+
+    /// Whether the rejection is a normal consequence of retries or outages that says nothing
+    /// against whoever handed the receipt in: a duplicate, superseded or outdated receipt.
+    pub fn is_expected(self) -> bool {
+        matches!(
+            self,
+            ReceiptRejectionCode::Duplicate
+                | ReceiptRejectionCode::Superseded
+                | ReceiptRejectionCode::Outdated
+        )
+    }
+}
+
+impl std::fmt::Display for ReceiptRejectionCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&streamr_core::ReceiptRejection> for ReceiptRejectionCode {
+    fn from(rejection: &streamr_core::ReceiptRejection) -> Self {
+        use streamr_core::ReceiptRejection as R;
+        match rejection {
+            R::UnknownSession { .. } => ReceiptRejectionCode::UnknownSession,
+            R::WrongNode { .. } => ReceiptRejectionCode::WrongNode,
+            R::BadSignature { .. } => ReceiptRejectionCode::BadSignature,
+            R::Duplicate { .. } => ReceiptRejectionCode::Duplicate,
+            R::Superseded { .. } => ReceiptRejectionCode::Superseded,
+            R::Outdated { .. } => ReceiptRejectionCode::Outdated,
+            R::Replayed { .. } => ReceiptRejectionCode::Replayed,
+            R::NotMonotonic { .. } => ReceiptRejectionCode::NotMonotonic,
+            R::Expired { .. } => ReceiptRejectionCode::Expired,
+            R::FromTheFuture { .. } => ReceiptRejectionCode::FromTheFuture,
+            R::BeyondGrant { .. } => ReceiptRejectionCode::BeyondGrant,
+            R::UnknownSegment { .. } => ReceiptRejectionCode::UnknownSegment,
+            R::ContentMismatch { .. } => ReceiptRejectionCode::ContentMismatch,
+            R::StaleContent { .. } => ReceiptRejectionCode::StaleContent,
+            _ => ReceiptRejectionCode::Other,
+        }
+    }
+}
+
+impl From<&streamr_core::ReceiptRejection> for ReceiptRejected {
+    fn from(rejection: &streamr_core::ReceiptRejection) -> Self {
+        ReceiptRejected {
+            code: rejection.into(),
+            reason: rejection.to_string(),
+        }
+    }
 }
 
 /// `GET /nodes/{id}/reachability`: whether the coordinator could connect back to the
@@ -844,6 +1007,69 @@ pub struct SimulationRequest {
 mod tests {
     use super::*;
     use streamr_core::KeyPair;
+
+    #[test]
+    fn rejection_codes_are_stable_snake_case_and_unknown_ones_read_as_other() {
+        let session = streamr_core::SessionId::from_bytes([1; 16]);
+        let outdated = streamr_core::ReceiptRejection::Outdated {
+            session,
+            seq: 1,
+            last_seq: 2,
+        };
+        let mut outcome = ReceiptsOutcome::default();
+        let rejected = ReceiptRejected::from(&outdated);
+        outcome.reject(rejected.code, rejected.reason);
+        let json = serde_json::to_value(&outcome).unwrap();
+        assert_eq!(json["rejections"][0]["code"], "outdated");
+        assert_eq!(json["rejected"][0], outdated.to_string());
+        for code in [
+            ReceiptRejectionCode::FromTheFuture,
+            ReceiptRejectionCode::ContentMismatch,
+            ReceiptRejectionCode::Late,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+        let newer: ReceiptRejected =
+            serde_json::from_str(r#"{"code":"some_new_code","reason":"why"}"#).unwrap();
+        assert_eq!(newer.code, ReceiptRejectionCode::Other);
+    }
+
+    #[test]
+    fn an_older_coordinators_answer_without_codes_still_parses() {
+        let old: ReceiptsOutcome =
+            serde_json::from_str(r#"{"accepted":1,"rejected":["session 01: no grant"]}"#).unwrap();
+        assert!(old.rejections.is_empty());
+        let read = old.rejections();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].code, ReceiptRejectionCode::Other);
+        assert_eq!(read[0].reason, "session 01: no grant");
+        // And an older node reads a new answer: the reasons are where they were.
+        let mut new = ReceiptsOutcome::default();
+        new.reject(ReceiptRejectionCode::Late, "late".into());
+        #[derive(Deserialize)]
+        struct OldOutcome {
+            rejected: Vec<String>,
+        }
+        let read: OldOutcome = serde_json::from_value(serde_json::to_value(&new).unwrap()).unwrap();
+        assert_eq!(read.rejected, ["late"]);
+    }
+
+    #[test]
+    fn only_duplicate_superseded_and_outdated_are_expected() {
+        use ReceiptRejectionCode as C;
+        for code in [C::Duplicate, C::Superseded, C::Outdated] {
+            assert!(code.is_expected(), "{code}");
+        }
+        for code in [
+            C::Replayed,
+            C::BadSignature,
+            C::ContentMismatch,
+            C::Late,
+            C::Other,
+        ] {
+            assert!(!code.is_expected(), "{code}");
+        }
+    }
 
     fn registration(node: &KeyPair) -> NodeRegistration {
         NodeRegistration {

@@ -112,6 +112,30 @@ impl StorageError {
     }
 }
 
+impl StorageError {
+    /// Whether the database is out of disk space (SQLite's `SQLITE_FULL`, PostgreSQL's
+    /// `disk_full`, or the OS's `ENOSPC` under the driver): its writes fail, and nothing of
+    /// them is stored, until space is freed, after which the coordinator carries on by
+    /// itself. Requests that hit it are answered 503 `storage_unavailable`, as for an
+    /// unreachable database.
+    pub fn is_out_of_space(&self) -> bool {
+        let source = match self {
+            StorageError::Query { source, .. } | StorageError::Open { source, .. } => source,
+            _ => return false,
+        };
+        match source {
+            sqlx::Error::Database(error) => error
+                .code()
+                .is_some_and(|code| matches!(&*code, "13" | "53100")),
+            sqlx::Error::Io(error) => error.raw_os_error() == Some(ENOSPC),
+            _ => false,
+        }
+    }
+}
+
+/// The OS's "no space left on device" (Linux, the BSDs and macOS alike).
+const ENOSPC: i32 = 28;
+
 /// An API request that failed: each variant maps to one HTTP status and a JSON body
 /// `{"error": "<code>", "message": "<what was wrong>"}`.
 #[derive(Debug, thiserror::Error)]
@@ -296,6 +320,9 @@ static REQUESTS_UNREACHABLE: Throttle = Throttle::new();
 /// Requests whose query failed on a reachable database: throttled apart, so that an outage's
 /// lines never hide one.
 static REQUESTS_FAILED: Throttle = Throttle::new();
+/// Requests that found the database out of disk space: throttled apart, so the cause of a run
+/// of 503s is named.
+static REQUESTS_OUT_OF_SPACE: Throttle = Throttle::new();
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
@@ -338,7 +365,9 @@ impl ApiError {
             ApiError::Storage(StorageError::ReplayedNonce { .. }) => StatusCode::CONFLICT,
             ApiError::Storage(StorageError::UnknownNode { .. }) => StatusCode::NOT_FOUND,
             ApiError::Storage(StorageError::ConflictingSegment { .. }) => StatusCode::CONFLICT,
-            ApiError::Storage(error) if error.is_unreachable() => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Storage(error) if error.is_unreachable() || error.is_out_of_space() => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -383,7 +412,9 @@ impl ApiError {
             ApiError::NoNodeAvailable { .. } => "no_node_available",
             ApiError::Busy(_) => "busy",
             ApiError::ShuttingDown => "shutting_down",
-            ApiError::Storage(error) if error.is_unreachable() => "storage_unavailable",
+            ApiError::Storage(error) if error.is_unreachable() || error.is_out_of_space() => {
+                "storage_unavailable"
+            }
             ApiError::Storage(_) => "storage_error",
         }
     }
@@ -398,6 +429,19 @@ impl IntoResponse for ApiError {
                 | StorageError::UnknownNode { .. }
                 | StorageError::ConflictingSegment { .. }),
             ) => err.to_string(),
+            ApiError::Storage(err) if err.is_out_of_space() => {
+                if let Some(unlogged) = REQUESTS_OUT_OF_SPACE.admit(std::time::Instant::now()) {
+                    tracing::error!(
+                        error = %err,
+                        unlogged_since_last = unlogged,
+                        "the database is out of disk space: writes are refused (503) and \
+                         nothing of them is stored until space is freed; the coordinator \
+                         carries on by itself then (logged at most every {}s)",
+                        REPEAT_EVERY.as_secs()
+                    );
+                }
+                "the coordinator's database is out of disk space; try again later".to_owned()
+            }
             ApiError::Storage(err) if err.is_unreachable() => {
                 if let Some(unlogged) = REQUESTS_UNREACHABLE.admit(std::time::Instant::now()) {
                     tracing::error!(
@@ -438,6 +482,51 @@ mod tests {
 
     fn query(source: sqlx::Error) -> StorageError {
         StorageError::query("list_nodes")(source)
+    }
+
+    /// SQLite's "database or disk is full", as a full disk gives it (here: a page limit).
+    #[tokio::test]
+    async fn a_full_database_is_503_storage_unavailable_and_says_so() {
+        use sqlx::Connection as _;
+        let mut db = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .expect("in-memory database");
+        for statement in ["CREATE TABLE filler (v BLOB)", "PRAGMA max_page_count = 8"] {
+            sqlx::query(statement)
+                .execute(&mut db)
+                .await
+                .expect(statement);
+        }
+        let mut full = None;
+        for _ in 0..100 {
+            if let Err(error) = sqlx::query("INSERT INTO filler VALUES (zeroblob(4000))")
+                .execute(&mut db)
+                .await
+            {
+                full = Some(error);
+                break;
+            }
+        }
+        let full = query(full.expect("the database fills up"));
+        assert!(full.is_out_of_space(), "{full}");
+        let error = ApiError::Storage(full);
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.code(), "storage_unavailable");
+        let response = error.into_response();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body["error"], "storage_unavailable");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("disk space")),
+            "{body}"
+        );
+        let no_space = query(sqlx::Error::Io(std::io::Error::from_raw_os_error(ENOSPC)));
+        assert!(no_space.is_out_of_space());
+        assert!(!query(sqlx::Error::RowNotFound).is_out_of_space());
     }
 
     #[test]

@@ -72,6 +72,7 @@ use tokio::net::TcpListener;
 
 pub use api::info::CoordinatorInfo;
 pub use api::ledger::{NodePayouts, ProofResponse, SimulationRequest};
+pub use clock::SystemClock;
 pub use config::{CoordConfig, GrantBudget, InvalidConfig, RateLimit};
 pub use error::{ApiError, StorageError};
 pub use storage::{connect, PostgresStorage, SqliteStorage, Storage};

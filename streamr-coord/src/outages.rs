@@ -21,6 +21,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use streamr_core::Clock;
+
+use crate::clock::clock_ms;
 use crate::metrics::Metrics;
 use crate::storage::{OutageRecord, Storage, StorageResult};
 use crate::CoordConfig;
@@ -78,32 +81,35 @@ pub(crate) struct Liveness {
 
 impl Liveness {
     /// The outage record as of this process's last note, and that note's time: noted now
-    /// (rereading the record) unless the last note is at most `max_age` old. Whatever it
-    /// answers holds as of the note's time (an outage recorded later began after it), so a
-    /// caller judges deadlines against that time, not `now_ms`. With the outage grace off,
-    /// notes nothing and answers no outages. An outage this note records is counted in
-    /// `metrics`.
+    /// (rereading the record) unless the last note is at most `max_age` old by `clock`.
+    /// Whatever it answers holds as of the note's time (an outage recorded later began after
+    /// it), so a caller judges deadlines against that time, not the time it asked. A note is
+    /// timed when it reached storage ([`Storage::note_alive`] reads `clock` then), so one that
+    /// waited through an outage (for a connection, or behind this process's note in progress)
+    /// is not taken for a sign of life from before it. With the outage grace off, notes
+    /// nothing and answers no outages. An outage this note records is counted in `metrics`.
     pub(crate) async fn outages(
         &self,
         config: &CoordConfig,
         storage: &dyn Storage,
+        clock: &dyn Clock,
         metrics: &Metrics,
-        now_ms: i64,
         max_age: Duration,
     ) -> StorageResult<(i64, Arc<Outages>)> {
         if config.outage_grace.is_zero() {
-            return Ok((now_ms, Arc::default()));
+            return Ok((clock_ms(clock), Arc::default()));
         }
         let gap = millis(config.outage_gap());
         // Held across the note: concurrent requests after an outage wait for one note.
         let mut noted = self.noted.lock().await;
+        let now_ms = clock_ms(clock);
         if let Some(last) = noted.as_ref() {
             if now_ms.saturating_sub(last.at_ms) <= millis(max_age) {
                 return Ok((last.at_ms, last.outages.clone()));
             }
         }
         let since = now_ms.saturating_sub(millis(OUTAGE_HORIZON));
-        let note = storage.note_alive(now_ms, gap, since).await?;
+        let note = storage.note_alive(clock, gap, since).await?;
         if let Some(outage) = note.recorded {
             Metrics::inc(&metrics.coordinator_outages_total);
             tracing::warn!(
@@ -118,10 +124,10 @@ impl Liveness {
         }
         let outages = Arc::new(Outages::new(note.outages));
         *noted = Some(Noted {
-            at_ms: now_ms,
+            at_ms: note.at_ms,
             outages: outages.clone(),
         });
-        Ok((now_ms, outages))
+        Ok((note.at_ms, outages))
     }
 }
 
@@ -182,6 +188,57 @@ mod tests {
         // More than the grace apart: the second one came after the deadline.
         let apart = Outages::new(vec![outage(290, 1_000), outage(1_061, 1_500)]);
         assert_eq!(apart.receipt_deadline(&config, 2), 1_060_000);
+    }
+
+    /// A database stop of 34 s under a running coordinator: the note begun 19 s into it waits
+    /// for the database until it is back. Timed when it began, it claimed the process up
+    /// through half the outage, and the note after it recorded the rest as a second outage.
+    #[tokio::test]
+    async fn a_note_that_waited_through_an_outage_records_it_once() {
+        use sqlx::Connection as _;
+        use std::sync::atomic::Ordering;
+        use streamr_core::ManualClock;
+
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("coordinator.db").display());
+        let storage = crate::connect(&url).await.expect("storage");
+        let config = config();
+        let liveness = Liveness::default();
+        let metrics = Metrics::default();
+        let clock = ManualClock::new(1_000);
+        let note = || liveness.outages(&config, storage.as_ref(), &clock, &metrics, Duration::ZERO);
+        note().await.expect("the first note");
+
+        // The database stops answering (here: another connection holds its write lock).
+        let mut holder = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("second connection");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut holder)
+            .await
+            .expect("lock");
+        clock.set(20_000);
+        let back = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            clock.set(35_000);
+            sqlx::query("COMMIT")
+                .execute(&mut holder)
+                .await
+                .expect("unlock");
+        };
+        let (stalled, ()) = tokio::join!(note(), back);
+        let (noted_ms, outages) = stalled.expect("the stalled note");
+        assert_eq!(noted_ms, 35_000, "timed when it reached the database");
+        assert_eq!(*outages, Outages::new(vec![outage(1, 35)]));
+
+        clock.set(36_000);
+        let (_, outages) = note().await.expect("the next note");
+        assert_eq!(
+            *outages,
+            Outages::new(vec![outage(1, 35)]),
+            "one outage on record"
+        );
+        assert_eq!(metrics.coordinator_outages_total.load(Ordering::Relaxed), 1);
     }
 
     #[test]

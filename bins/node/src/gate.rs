@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use streamr_client::client::{unix_ms, CoordinatorClient, PublishVerdict};
-use streamr_client::wire::{ReceiptsOutcome, ReceiptsRequest};
+use streamr_client::wire::{ReceiptRejectionCode, ReceiptsOutcome, ReceiptsRequest};
 use streamr_core::{GrantChecker, GrantRefusal};
 use streamr_core::{KeyPair, SessionGrant, SessionId, SignedReceipt};
 use streamr_media::relay::{RelayHub, StreamKey};
@@ -147,9 +147,10 @@ impl Gate {
         for receipt in receipts {
             let session = receipt.body.session_id;
             let Some(grant) = sessions.get(&session) else {
-                outcome
-                    .rejected
-                    .push(format!("session {session}: not served by this node"));
+                outcome.reject(
+                    ReceiptRejectionCode::UnknownSession,
+                    format!("session {session}: not served by this node"),
+                );
                 continue;
             };
             let verified = grant
@@ -157,23 +158,30 @@ impl Gate {
                 .verifying_key()
                 .and_then(|key| receipt.verify_with(&key).map(|_| ()));
             if verified.is_err() {
-                outcome
-                    .rejected
-                    .push(format!("session {session}: not signed by its viewer"));
+                outcome.reject(
+                    ReceiptRejectionCode::BadSignature,
+                    format!("session {session}: not signed by its viewer"),
+                );
                 continue;
             }
             self.accounting
                 .receipted(&session, receipt.body.bytes_total, unix_ms());
-            let newer = kept
-                .get(&session)
-                .is_none_or(|old| old.body.seq < receipt.body.seq);
-            if newer {
-                kept.insert(session, receipt);
-                outcome.accepted += 1;
-            } else {
-                outcome.rejected.push(format!(
-                    "session {session}: not newer than the kept receipt"
-                ));
+            match kept.get(&session).map(|old| old.body.seq) {
+                Some(kept_seq) if kept_seq >= receipt.body.seq => {
+                    let code = if kept_seq == receipt.body.seq {
+                        ReceiptRejectionCode::Duplicate
+                    } else {
+                        ReceiptRejectionCode::Outdated
+                    };
+                    outcome.reject(
+                        code,
+                        format!("session {session}: not newer than the kept receipt"),
+                    );
+                }
+                _ => {
+                    kept.insert(session, receipt);
+                    outcome.accepted += 1;
+                }
             }
         }
         outcome

@@ -314,6 +314,14 @@ pub(crate) struct HeartbeatAuth {
     session_totals: (u64, u64),
     /// How many receipts one heartbeat carries.
     receipt_batch: ReceiptBatch,
+    /// A signed heartbeat with claims whose answer never came (a timeout, a dropped
+    /// connection, a 5xx): the coordinator may have counted it. It is sent again, unchanged,
+    /// before anything else, and its claims go nowhere else until an answer says whether
+    /// it counted (see [`HeartbeatAuth::confirm_unanswered`]).
+    unanswered: Option<Signed<NodeHeartbeat>>,
+    /// Claims of a held heartbeat that turned out not to be counted: the next signed
+    /// heartbeat adds them to its own until one is accepted.
+    returned: Served,
     /// The current run of failed heartbeats: logged as it starts, every
     /// [`REPEAT_EVERY`](streamr_net::failure_log::REPEAT_EVERY) while it lasts and as it ends, not
     /// once per heartbeat through a long coordinator outage.
@@ -429,6 +437,8 @@ impl HeartbeatAuth {
             retry_at_ms: 0,
             sessions: true,
             session_totals: (0, 0),
+            unanswered: None,
+            returned: Served::default(),
             receipt_batch: ReceiptBatch::default(),
             failures: FailureRun::default(),
         }
@@ -488,6 +498,19 @@ impl HeartbeatAuth {
         receipts: Vec<SignedReceipt>,
     ) -> Result<ReceiptsOutcome, ClientError> {
         let now = unix_ms();
+        // A signed heartbeat claims bytes since the previous one, so a claim the coordinator
+        // counted without answering must not be claimed again in a new heartbeat: an
+        // unanswered one is settled first, and what turned out uncounted is added here.
+        let mut heartbeat = heartbeat;
+        if let Some(claims) = self.confirm_unanswered().await? {
+            add_claims(&mut self.returned, claims);
+        }
+        heartbeat.bytes_served = heartbeat
+            .bytes_served
+            .saturating_add(self.returned.attested);
+        heartbeat.unattested_bytes = heartbeat
+            .unattested_bytes
+            .saturating_add(self.returned.unattested);
         for attempt in 0..2 {
             let Some(session) = self.session(now).await else {
                 break;
@@ -513,15 +536,98 @@ impl HeartbeatAuth {
                     // counted once even when the coordinator stored the failed one after all.
                     if answer.is_ok() {
                         self.session_totals = totals;
+                        self.returned = Served::default();
                     }
                     return answer;
                 }
             }
         }
-        self.client
-            .heartbeat(Signed::sign(heartbeat, &self.key), receipts)
-            .await
+        // Without an answer this one may have been counted: held, to be settled first.
+        let claims = heartbeat.bytes_served != 0 || heartbeat.unattested_bytes != 0;
+        let signed = Signed::sign(heartbeat, &self.key);
+        let answer = self.client.heartbeat(signed.clone(), receipts).await;
+        match &answer {
+            Ok(_) => self.returned = Served::default(),
+            Err(error) if claims && unanswered(error) => {
+                // The held heartbeat carries the returned claims now.
+                self.returned = Served::default();
+                self.unanswered = Some(signed);
+            }
+            // Refused: the returned claims wait for the next heartbeat (the caller takes
+            // back the rest of this one's).
+            Err(_) => {}
+        }
+        answer
     }
+
+    /// Whether this heartbeat's claims are held for sending again unchanged (the last send of
+    /// a signed heartbeat with claims got no answer): the caller must not claim them again.
+    fn holds_claims_of(&self, nonce: u64) -> bool {
+        self.unanswered
+            .as_ref()
+            .is_some_and(|held| held.body.nonce == nonce)
+    }
+
+    /// Settles the held unanswered heartbeat, if any, by sending it again unchanged: accepted
+    /// now, or refused as a replay of its nonce (it was counted the first time), its claims
+    /// are done with. Refused otherwise (e.g. too old by now to be taken), the node's stored
+    /// nonce decides: at or above the held one, it was counted; below, its claims are
+    /// returned, to be claimed by the next heartbeat. Unanswered again, it stays held and the
+    /// error is returned (nothing new is sent meanwhile).
+    async fn confirm_unanswered(&mut self) -> Result<Option<Served>, ClientError> {
+        let Some(held) = self.unanswered.take() else {
+            return Ok(None);
+        };
+        match self.client.heartbeat(held.clone(), Vec::new()).await {
+            Ok(_) => Ok(None),
+            Err(error) if error.code() == Some("replayed_nonce") => {
+                debug!(
+                    nonce = held.body.nonce,
+                    "an unanswered heartbeat had been counted; its claims are not repeated"
+                );
+                Ok(None)
+            }
+            Err(error) if unanswered(&error) => {
+                self.unanswered = Some(held);
+                Err(error)
+            }
+            Err(refused) => {
+                // Refused for something else (by now older than the clock skew allowed): the
+                // node's stored nonce says whether the first send was counted.
+                let node = match self.client.node(&held.body.node_id.to_string()).await {
+                    Ok(node) => node,
+                    Err(error) => {
+                        self.unanswered = Some(held);
+                        return Err(error);
+                    }
+                };
+                let counted = u64::try_from(node.last_nonce).is_ok_and(|n| n >= held.body.nonce);
+                debug!(
+                    %refused,
+                    nonce = held.body.nonce,
+                    counted,
+                    "an unanswered heartbeat could not be sent again; its claims were counted \
+                     if the coordinator holds its nonce, else the next heartbeat claims them"
+                );
+                Ok((!counted).then_some(Served {
+                    attested: held.body.bytes_served,
+                    unattested: held.body.unattested_bytes,
+                }))
+            }
+        }
+    }
+}
+
+/// Adds `more` to `claims`.
+fn add_claims(claims: &mut Served, more: Served) {
+    claims.attested = claims.attested.saturating_add(more.attested);
+    claims.unattested = claims.unattested.saturating_add(more.unattested);
+}
+
+/// Whether a heartbeat may have been counted although its answer says it failed: no answer at
+/// all (a timeout, a dropped connection) or a server error.
+fn unanswered(error: &ClientError) -> bool {
+    error.status().is_none_or(|status| status.is_server_error())
 }
 
 /// A session's running totals once `heartbeat`'s byte counts (since the previous heartbeat)
@@ -617,7 +723,10 @@ pub(crate) async fn heartbeats(
 /// carry the rest with fresh nonces and claim nothing (a claim is a delta; under a session
 /// they restate its totals). A heartbeat refused for carrying too many receipts is sent again
 /// with half as many (and its claims). What no heartbeat delivered, receipts and claims, goes
-/// back to the gate for the next tick.
+/// back to the gate for the next tick, except the claims of a signed heartbeat that got no
+/// answer: the coordinator may have counted them, so that heartbeat is held and sent again
+/// unchanged first ([`HeartbeatAuth::confirm_unanswered`]) instead of its claims being
+/// claimed again by a new one.
 async fn send_beats(
     auth: &mut HeartbeatAuth,
     gate: &Gate,
@@ -670,14 +779,16 @@ async fn send_beats(
                     unattested_bytes = claims.unattested,
                     "heartbeat sent"
                 );
-                for reason in outcome.rejected {
-                    warn!(%reason, "coordinator rejected a viewer receipt");
-                }
+                log_rejections(&outcome);
                 claims = Served::default();
             }
             Err(error) => {
                 for receipt in carried.into_iter().rev() {
                     waiting.push_front(receipt);
+                }
+                if auth.holds_claims_of(*nonce) {
+                    // Sent again unchanged before the next heartbeat, not claimed again.
+                    claims = Served::default();
                 }
                 if too_many_receipts(&error) && auth.receipt_batch.refused(count) {
                     continue;
@@ -1131,9 +1242,88 @@ pub(crate) async fn deregister(client: &CoordinatorClient, key: &KeyPair) {
     }
 }
 
+/// Logs the receipts the coordinator refused from a heartbeat, each with its code. Refusals
+/// that are normal after a retry or a coordinator outage (a receipt the coordinator already
+/// holds, or an older one of a session it holds a newer receipt of: see
+/// [`streamr_client::wire::ReceiptRejectionCode::is_expected`]) are logged at debug; every other refusal means
+/// receipts were lost or something is wrong, and is a warning.
+fn log_rejections(outcome: &ReceiptsOutcome) {
+    for rejected in outcome.rejections() {
+        if rejected.code.is_expected() {
+            debug!(
+                code = %rejected.code,
+                reason = %rejected.reason,
+                "coordinator already held a newer or the same viewer receipt"
+            );
+        } else {
+            warn!(
+                code = %rejected.code,
+                reason = %rejected.reason,
+                "coordinator rejected a viewer receipt"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use streamr_client::wire::ReceiptRejectionCode;
+
+    /// What `log_rejections` logs for `outcome`, one line per event, without colours.
+    fn logged(outcome: &ReceiptsOutcome) -> Vec<String> {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .without_time()
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || log_rejections(outcome));
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn an_outdated_receipt_is_logged_at_debug_and_a_real_rejection_warns_with_its_code() {
+        let mut outcome = ReceiptsOutcome::default();
+        outcome.reject(
+            ReceiptRejectionCode::Outdated,
+            "session 01: receipt 1 is older than the accepted receipt 2".into(),
+        );
+        outcome.reject(
+            ReceiptRejectionCode::ContentMismatch,
+            "session 02: content digest differs from the origin's at segment 7".into(),
+        );
+        let lines = logged(&outcome);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("DEBUG"), "{lines:?}");
+        assert!(lines[0].contains("code=outdated"), "{lines:?}");
+        assert!(lines[1].starts_with(" WARN"), "{lines:?}");
+        assert!(lines[1].contains("code=content_mismatch"), "{lines:?}");
+    }
+
+    #[test]
+    fn an_older_coordinators_uncoded_rejection_still_warns() {
+        let old: ReceiptsOutcome =
+            serde_json::from_str(r#"{"accepted":0,"rejected":["session 01: no grant"]}"#).unwrap();
+        let lines = logged(&old);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with(" WARN"), "{lines:?}");
+        assert!(lines[0].contains("code=other"), "{lines:?}");
+    }
 
     #[test]
     fn a_pinned_key_must_be_the_coordinators_public_key() {
@@ -1552,6 +1742,155 @@ mod tests {
             Some(mode == HeartbeatAuthMode::Session),
             "{mode:?}: {opened:?}"
         );
+    }
+
+    /// A proxy to `upstream` that loses the answer to the first request it carries: it
+    /// forwards the request, and closes the connection the moment the answer starts (so the
+    /// request was handled, and committed, upstream). Later connections go through.
+    async fn losing_the_first_answer(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+        use tokio::io::AsyncReadExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut first = true;
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                if std::mem::take(&mut first) {
+                    tokio::spawn(async move {
+                        let (mut request, _) = inbound.split();
+                        let (mut answer, mut to_upstream) = outbound.split();
+                        let mut byte = [0u8; 1];
+                        tokio::select! {
+                            _ = tokio::io::copy(&mut request, &mut to_upstream) => {}
+                            _ = answer.read(&mut byte) => {}
+                        }
+                    });
+                } else {
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    });
+                }
+            }
+        });
+        address
+    }
+
+    /// What the coordinator counted as `node`'s attested claims this epoch and the last.
+    async fn attested_claims(storage: &dyn streamr_coord::storage::Storage, node: &KeyPair) -> i64 {
+        let now = i64::try_from(unix_ms()).unwrap();
+        let epoch = streamr_coord::CoordConfig::default().epoch_of(now);
+        let mut claimed = 0;
+        for epoch in [epoch - 1, epoch] {
+            for row in storage.activity_for_epoch(epoch).await.unwrap() {
+                if row.node_id == node.node_id().to_string() {
+                    claimed += row.claimed_bytes;
+                }
+            }
+        }
+        claimed
+    }
+
+    /// A signed heartbeat the coordinator counted but whose answer was lost is sent again
+    /// unchanged (refused as a replay, so not counted twice), and the next heartbeat claims
+    /// only what was served since.
+    #[tokio::test]
+    async fn a_signed_claim_whose_answer_was_lost_is_counted_once() {
+        let (server, storage, coordinator_key, _dir) = coordinator_taking(4).await;
+        let node = KeyPair::from_seed([45; 32]);
+        let advert = NodeAdvert {
+            operator_membership: None,
+            operator: "op".into(),
+            payout_address: "0xop".into(),
+            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
+            http_url: "http://127.0.0.1:8080".into(),
+            capacity_kbps: 100_000,
+        };
+        let direct = CoordinatorClient::new(&server.url()).unwrap();
+        direct.register_node(&node, &advert).await.unwrap();
+        let upstream: std::net::SocketAddr = server
+            .url()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap();
+        let proxy = losing_the_first_answer(upstream).await;
+        let client = CoordinatorClient::new(&format!("http://{proxy}")).unwrap();
+        let hub = streamr_media::relay::RelayHub::new(streamr_media::relay::RelayConfig::default());
+        let gate = Gate::new(
+            hub,
+            Some(GrantChecker::new(coordinator_key, node.node_id())),
+            None,
+            Duration::from_secs(10),
+        );
+        let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);
+        auth.sessions = false;
+
+        // The first tick claims 1000 bytes: counted, but its answer is lost.
+        let mut nonce = unix_ms();
+        let first = NodeHeartbeat {
+            bytes_served: 1_000,
+            ..beat(&node, nonce)
+        };
+        send_beats(&mut auth, &gate, first, Vec::new(), &mut nonce).await;
+        assert_eq!(attested_claims(storage.as_ref(), &node).await, 1_000);
+
+        // The next tick: 500 bytes served since, and whatever the first left to claim.
+        let left = gate.accounting.take(&[], unix_ms());
+        nonce += 1;
+        let second = NodeHeartbeat {
+            bytes_served: 500 + left.attested,
+            ..beat(&node, nonce)
+        };
+        send_beats(&mut auth, &gate, second, Vec::new(), &mut nonce).await;
+        assert_eq!(attested_claims(storage.as_ref(), &node).await, 1_500);
+        assert!(auth.unanswered.is_none());
+    }
+
+    /// A held unanswered heartbeat that can no longer be sent (older than the clock skew the
+    /// coordinator allows) is settled by the node's stored nonce: claimed again only when
+    /// the coordinator never counted it.
+    #[tokio::test]
+    async fn a_held_heartbeat_too_old_to_send_again_is_claimed_again_only_if_not_counted() {
+        let (server, storage, coordinator_key, _dir) = coordinator_taking(4).await;
+        let node = KeyPair::from_seed([46; 32]);
+        let advert = NodeAdvert {
+            operator_membership: None,
+            operator: "op".into(),
+            payout_address: "0xop".into(),
+            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
+            http_url: "http://127.0.0.1:8080".into(),
+            capacity_kbps: 100_000,
+        };
+        let client = CoordinatorClient::new(&server.url()).unwrap();
+        client.register_node(&node, &advert).await.unwrap();
+        let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);
+        auth.sessions = false;
+        let stale = |nonce: u64| {
+            Signed::sign(
+                NodeHeartbeat {
+                    timestamp_ms: unix_ms() - 3_600_000,
+                    bytes_served: 700,
+                    ..beat(&node, nonce)
+                },
+                &node,
+            )
+        };
+
+        // Never counted: its 700 bytes go into the next heartbeat.
+        let base = unix_ms();
+        auth.unanswered = Some(stale(base));
+        let next = beat(&node, base + 1);
+        auth.send(next, Vec::new()).await.unwrap();
+        assert_eq!(attested_claims(storage.as_ref(), &node).await, 700);
+
+        // The coordinator holds a nonce at or above it (the first send was counted): not
+        // claimed again.
+        auth.unanswered = Some(stale(base + 1));
+        auth.send(beat(&node, base + 2), Vec::new()).await.unwrap();
+        assert_eq!(attested_claims(storage.as_ref(), &node).await, 700);
+        assert!(auth.unanswered.is_none());
     }
 
     #[tokio::test]

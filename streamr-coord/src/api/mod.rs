@@ -44,6 +44,7 @@ impl AppState {
             storage: self.storage.as_ref(),
             metrics: &self.metrics,
             liveness: &self.liveness,
+            clock: &crate::clock::SystemClock,
         }
     }
 

@@ -702,10 +702,7 @@ async fn accept_session_heartbeat(
     let table = state.totals_writer();
     table.check(&sealed.session_id, &totals, now).await?;
     let outcome = if receipts_in.is_empty() {
-        ReceiptsOutcome {
-            accepted: 0,
-            rejected: Vec::new(),
-        }
+        ReceiptsOutcome::default()
     } else {
         let verified =
             receipts::verify(&state.intake(), Some(body.node_id), receipts_in, now).await?;
@@ -731,10 +728,7 @@ async fn accept_session_heartbeat(
         };
         let accepted = state.heartbeat_writer().write(write, None).await?;
         count_receipts(state, accepted, verified.rejected.len());
-        ReceiptsOutcome {
-            accepted,
-            rejected: verified.rejected,
-        }
+        receipts::outcome(accepted, verified.rejected)
     };
     table.accept(&sealed.session_id, totals, now).await?;
     Ok(outcome)
@@ -816,10 +810,7 @@ async fn accept_heartbeat(
     };
     let accepted = writer.write(write, pending_check).await?;
     count_receipts(state, accepted, verified.rejected.len());
-    Ok(ReceiptsOutcome {
-        accepted,
-        rejected: verified.rejected,
-    })
+    Ok(receipts::outcome(accepted, verified.rejected))
 }
 
 pub(crate) fn count_receipts(state: &Shared, accepted: u64, rejected: usize) {

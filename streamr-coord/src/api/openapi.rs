@@ -460,7 +460,8 @@ fn add_common_errors(doc: &mut Value, config: &CoordConfig) {
             }
             add("429", "rate_limited: over the per-IP request rate".into());
             add("500", "storage_error".into());
-            let unavailable = "storage_unavailable: the database is unreachable; try again";
+            let unavailable =
+                "storage_unavailable: the database is unreachable or out of disk space; try again";
             match responses.get_mut("503") {
                 None => {
                     responses.insert("503".to_owned(), error(unavailable.into()));

@@ -594,10 +594,7 @@ pub(crate) async fn post_receipts(
         .insert_viewer_receipts(&verified.accepted, &outcomes)
         .await?;
     count_receipts(&state, accepted, verified.rejected.len());
-    Ok(Json(ReceiptsOutcome {
-        accepted,
-        rejected: verified.rejected,
-    }))
+    Ok(Json(receipts::outcome(accepted, verified.rejected)))
 }
 
 /// A fresh session grant admitting `viewer` to `stream` on `node_id` for the configured

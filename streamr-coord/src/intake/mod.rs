@@ -26,6 +26,8 @@ pub(crate) struct ReceiptIntake<'a> {
     pub(crate) metrics: &'a Metrics,
     /// The outage record, read when a receipt's fixed deadline has passed.
     pub(crate) liveness: &'a crate::outages::Liveness,
+    /// What times this process's liveness notes.
+    pub(crate) clock: &'a dyn streamr_core::Clock,
 }
 
 /// Why a batch of receipts could not be judged at all (a receipt that does not verify is

@@ -25,18 +25,33 @@ use super::{IntakeError, ReceiptIntake};
 use crate::metrics::Metrics;
 use crate::outages::Outages;
 use crate::storage::{ActivityDelta, ReceiptRecord, SessionRecord};
+use crate::wire::{ReceiptRejected, ReceiptRejectionCode, ReceiptsOutcome};
 
 /// Receipts that verified (ready to store), why the others did not, and each credited node's
 /// receipt outcomes for the fraud rules.
 #[derive(Debug, Default)]
 pub(crate) struct Verified {
     pub(crate) accepted: Vec<ReceiptRecord>,
-    pub(crate) rejected: Vec<String>,
+    /// Each refused receipt's code and reason, in the order judged.
+    pub(crate) rejected: Vec<ReceiptRejected>,
     pub(crate) tallies: BTreeMap<String, ReceiptTally>,
     /// Receipts refused because their epoch's deadline had passed.
     pub(crate) late: u64,
     /// Receipts refused because they were signed in the future.
     pub(crate) future: u64,
+}
+
+/// The answer to the node or viewer that handed receipts in: `accepted` of them newly stored,
+/// and the codes and reasons of those `rejected`.
+pub(crate) fn outcome(accepted: u64, rejected: Vec<ReceiptRejected>) -> ReceiptsOutcome {
+    let mut outcome = ReceiptsOutcome {
+        accepted,
+        ..ReceiptsOutcome::default()
+    };
+    for ReceiptRejected { code, reason } in rejected {
+        outcome.reject(code, reason);
+    }
+    outcome
 }
 
 /// Why a receipt is refused for its timing.
@@ -157,8 +172,8 @@ pub(crate) async fn verify(
             .outages(
                 state.config,
                 state.storage,
+                state.clock,
                 state.metrics,
-                now_ms,
                 state.config.outage_gap(),
             )
             .await?;
@@ -171,19 +186,19 @@ pub(crate) async fn verify(
             match booking_epoch(state.config, outages.as_deref(), receipt, now_ms) {
                 Ok(_) => true,
                 Err(refusal) => {
-                    let reason = match refusal {
+                    let (code, reason) = match refusal {
                         TimingRefusal::Late(reason) => {
                             out.late += 1;
                             Metrics::inc(&state.metrics.receipts_late_total);
-                            reason
+                            (ReceiptRejectionCode::Late, reason)
                         }
                         TimingRefusal::Future(reason) => {
                             out.future += 1;
                             Metrics::inc(&state.metrics.receipts_future_total);
-                            reason
+                            (ReceiptRejectionCode::FromTheFuture, reason)
                         }
                     };
-                    out.rejected.push(reason);
+                    out.rejected.push(ReceiptRejected { code, reason });
                     false
                 }
             }
@@ -201,11 +216,11 @@ pub(crate) async fn verify(
                     }));
                 }
             }
-            out.rejected.extend(
-                batch
-                    .iter()
-                    .map(|r| format!("session {}: no grant", r.body.session_id)),
-            );
+            out.rejected.extend(batch.iter().map(|r| {
+                ReceiptRejected::from(&ReceiptRejection::UnknownSession {
+                    session: r.body.session_id,
+                })
+            }));
             continue;
         };
         let grant: SignedGrant = serde_json::from_str(&session.grant_json)
@@ -257,7 +272,7 @@ pub(crate) async fn verify(
                     credit.on_time,
                     now_ms,
                 )?),
-                Err(rejection) => out.rejected.push(rejection.to_string()),
+                Err(rejection) => out.rejected.push(ReceiptRejected::from(&rejection)),
             }
         }
     }

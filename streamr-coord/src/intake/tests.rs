@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streamr_core::{
-    ContentDigest, KeyPair, SessionGrant, SessionId, Signed, SignedReceipt, StreamId, ViewerReceipt,
+    ContentDigest, KeyPair, ManualClock, SessionGrant, SessionId, Signed, SignedReceipt, StreamId,
+    ViewerReceipt,
 };
 
 use super::receipts::{verify, Verified};
@@ -14,6 +15,7 @@ use super::{IntakeError, ReceiptIntake};
 use crate::config::CoordConfig;
 use crate::metrics::Metrics;
 use crate::storage::{SegmentRecord, SessionRecord, Storage, StreamRecord};
+use crate::wire::ReceiptRejectionCode;
 
 const STREAM: &str = "show";
 /// Epoch 1 of 10 s epochs: the receipts below are signed at its start.
@@ -24,6 +26,8 @@ struct Scene {
     storage: Arc<dyn Storage>,
     metrics: Metrics,
     liveness: crate::outages::Liveness,
+    /// What times liveness notes: set to each post's time.
+    clock: ManualClock,
     node: KeyPair,
     viewer: KeyPair,
     session: SessionId,
@@ -45,6 +49,7 @@ impl Scene {
             storage,
             metrics: Metrics::default(),
             liveness: crate::outages::Liveness::default(),
+            clock: ManualClock::default(),
             node: KeyPair::from_seed([1; 32]),
             viewer: KeyPair::from_seed([2; 32]),
             session: SessionId::from_bytes([3; 16]),
@@ -138,7 +143,9 @@ impl Scene {
             storage: self.storage.as_ref(),
             metrics: &self.metrics,
             liveness: &self.liveness,
+            clock: &self.clock,
         };
+        self.clock.set(u64::try_from(now_ms).unwrap_or(0));
         verify(&intake, Some(self.node.node_id()), receipts, now_ms).await
     }
 
@@ -186,8 +193,12 @@ async fn a_receipt_for_a_session_without_a_grant_is_refused() {
     let verified = scene.post(&[unknown], 11_000).await.expect("intake");
     assert!(verified.accepted.is_empty());
     assert_eq!(verified.rejected.len(), 1);
+    assert_eq!(
+        verified.rejected[0].code,
+        ReceiptRejectionCode::UnknownSession
+    );
     assert!(
-        verified.rejected[0].ends_with("no grant"),
+        verified.rejected[0].reason.ends_with("no grant"),
         "{:?}",
         verified.rejected
     );
@@ -204,6 +215,10 @@ async fn a_receipt_not_signed_by_the_granted_viewer_is_refused_as_forged() {
         .expect("intake");
     assert!(verified.accepted.is_empty());
     assert_eq!(verified.rejected.len(), 1, "{:?}", verified.rejected);
+    assert_eq!(
+        verified.rejected[0].code,
+        ReceiptRejectionCode::BadSignature
+    );
     assert_eq!(scene.node_tally(&verified).forged, 1);
 }
 
@@ -214,10 +229,16 @@ async fn receipts_past_their_deadline_or_from_the_future_are_refused_and_counted
     let late = scene.post(&receipts, 22_001).await.expect("intake");
     assert!(late.accepted.is_empty());
     assert_eq!(late.late, 1);
-    assert!(late.rejected[0].contains("late"), "{:?}", late.rejected);
+    assert_eq!(late.rejected[0].code, ReceiptRejectionCode::Late);
+    assert!(
+        late.rejected[0].reason.contains("late"),
+        "{:?}",
+        late.rejected
+    );
     let future = scene.post(&receipts, 8_999).await.expect("intake");
     assert!(future.accepted.is_empty());
     assert_eq!(future.future, 1);
+    assert_eq!(future.rejected[0].code, ReceiptRejectionCode::FromTheFuture);
     assert_eq!(scene.metrics.receipts_late_total.load(Ordering::Relaxed), 1);
     assert_eq!(
         scene.metrics.receipts_future_total.load(Ordering::Relaxed),

@@ -387,13 +387,15 @@ pub trait Storage: Send + Sync + 'static {
     ) -> StorageResult<()>;
     /// The prefixes nodes' heartbeats came from, most recent first.
     async fn node_prefixes(&self) -> StorageResult<Vec<NodePrefixRecord>>;
-    /// Notes that a coordinator process is up at `now_ms`. When no process noted itself up in
-    /// the `outage_gap_ms` before (and one ever did), records that stretch as an outage, in the
-    /// same transaction. Returns that outage, if any, and the outages on record that ended at
-    /// or after `since_ms`, oldest first.
+    /// Notes that a coordinator process is up, at the time `clock` reads once the note holds
+    /// the liveness record (after waiting for a connection and for other processes' notes, so
+    /// a note that waited through an outage is timed after it, not before). When no process
+    /// noted itself up in the `outage_gap_ms` before (and one ever did), records that stretch
+    /// as an outage, in the same transaction. Returns the note's time, that outage, if any,
+    /// and the outages on record that ended at or after `since_ms`, oldest first.
     async fn note_alive(
         &self,
-        now_ms: i64,
+        clock: &dyn streamr_core::Clock,
         outage_gap_ms: i64,
         since_ms: i64,
     ) -> StorageResult<AliveNote>;

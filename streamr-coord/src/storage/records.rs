@@ -613,6 +613,8 @@ pub struct OutageRecord {
 /// What a process noting itself up ([`crate::Storage::note_alive`]) found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AliveNote {
+    /// When the note was made (Unix ms): read once it held the liveness record.
+    pub at_ms: i64,
     /// The outage this note recorded, if the silence before it was one.
     pub recorded: Option<OutageRecord>,
     /// The outages on record that ended at or after the time asked for, oldest first.

@@ -2783,12 +2783,25 @@ macro_rules! sql_storage {
 
             async fn note_alive(
                 &self,
-                now_ms: i64,
+                clock: &dyn streamr_core::Clock,
                 outage_gap_ms: i64,
                 since_ms: i64,
             ) -> StorageResult<AliveNote> {
                 let op = "note_alive";
                 let mut tx = self.pool.begin().await.map_err(StorageError::query(op))?;
+                // Waits for the record (PostgreSQL: its row's lock; SQLite: the write lock)
+                // before the clock is read: a note that waited through an outage for its
+                // connection, or behind another process's note, is timed when it got
+                // through. Timed before the wait, it would claim the process was up through
+                // the stretch it waited out, and the note after it would record the rest of
+                // that stretch as an outage of its own.
+                sqlx::query(&$sql(
+                    "UPDATE coordinator_liveness SET alive_ms = alive_ms WHERE id = 1",
+                ))
+                .execute(&mut *tx)
+                .await
+                .map_err(StorageError::query(op))?;
+                let now_ms = crate::clock::clock_ms(clock);
                 // The update locks the one row, so concurrent notes take turns, and each sees
                 // the note before it (SET reads the row's values before the update).
                 let (previous,): (i64,) = sqlx::query_as(&$sql(
@@ -2830,7 +2843,11 @@ macro_rules! sql_storage {
                 .await
                 .map_err(StorageError::query(op))?;
                 tx.commit().await.map_err(StorageError::query(op))?;
-                Ok(AliveNote { recorded, outages })
+                Ok(AliveNote {
+                    at_ms: now_ms,
+                    recorded,
+                    outages,
+                })
             }
 
             async fn node_prefixes(&self) -> StorageResult<Vec<NodePrefixRecord>> {

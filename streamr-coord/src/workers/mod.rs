@@ -274,8 +274,8 @@ async fn note_alive(state: &Shared) -> Result<(), WorkerError> {
         .outages(
             &state.config,
             state.storage.as_ref(),
+            &crate::clock::SystemClock,
             &state.metrics,
-            now_ms(),
             std::time::Duration::ZERO,
         )
         .await?;

@@ -174,8 +174,8 @@ impl Settler {
             .outages(
                 config,
                 state.storage.as_ref(),
+                &crate::clock::SystemClock,
                 &state.metrics,
-                now_ms(),
                 config.liveness_interval(),
             )
             .await?;

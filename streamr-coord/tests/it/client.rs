@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use streamr_coord::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert};
 use streamr_coord::grant_token;
-use streamr_coord::wire::{PlayResponse, SegmentReport};
+use streamr_coord::wire::{PlayResponse, ReceiptRejectionCode, SegmentReport};
 use streamr_coord::{connect, CoordConfig, Coordinator, ServeHandle};
 use streamr_core::{
     segment_hash, KeyPair, NodeHeartbeat, OriginSegmentReport, ProbeResult, SessionId, Signed,
@@ -187,10 +187,30 @@ async fn a_node_and_a_viewer_go_through_the_whole_api() {
 
     let receipt = first_receipt(&play, &viewer, 5_000, &stored.segment.digest);
     let outcome = public
-        .heartbeat(heartbeat(&node, 2, &["show"]), vec![receipt])
+        .heartbeat(heartbeat(&node, 2, &["show"]), vec![receipt.clone()])
         .await
         .unwrap();
     assert_eq!(outcome.accepted, 1, "{:?}", outcome.rejected);
+    // The viewer posts its next receipt itself; the node then hands in the first one again
+    // (as after a heartbeat it took for failed): outdated, coded so the node need not worry.
+    let next = Signed::sign(
+        ViewerReceipt {
+            seq: 2,
+            bytes_total: 6_000,
+            ..receipt.body.clone()
+        },
+        &viewer,
+    );
+    let outcome = public.post_receipts(vec![next]).await.unwrap();
+    assert_eq!(outcome.accepted, 1, "{:?}", outcome.rejections);
+    let outcome = public
+        .heartbeat(heartbeat(&node, 3, &["show"]), vec![receipt])
+        .await
+        .unwrap();
+    assert_eq!(outcome.accepted, 0);
+    let codes: Vec<_> = outcome.rejections().iter().map(|r| r.code).collect();
+    assert_eq!(codes, [ReceiptRejectionCode::Outdated], "{outcome:?}");
+    assert_eq!(outcome.rejected, [outcome.rejections[0].reason.clone()]);
 
     let probe = ProbeResult {
         node_id: node.node_id(),
@@ -277,6 +297,10 @@ async fn refusals_carry_status_and_json_error() {
         "a receipt for an unknown session earns nothing"
     );
     assert_eq!(outcome.rejected.len(), 1);
+    assert_eq!(
+        outcome.rejections()[0].code,
+        ReceiptRejectionCode::UnknownSession
+    );
 }
 
 #[tokio::test]

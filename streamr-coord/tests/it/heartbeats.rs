@@ -16,6 +16,7 @@ on_both_backends!(
     a_forged_heartbeat_among_many_is_the_only_one_refused,
     replays_are_refused_on_every_replica,
     a_node_registering_again_is_registered_until_its_next_heartbeat_and_keeps_its_nonce,
+    a_signed_heartbeat_delivered_twice_counts_its_claim_once,
 );
 
 async fn register(api: &Client, nodes: &[KeyPair]) {
@@ -182,4 +183,41 @@ async fn a_node_registering_again_is_registered_until_its_next_heartbeat_and_kee
     let (_, stored) = restarted.get(&format!("/nodes/{}", node.node_id())).await;
     assert_eq!(stored["status"], "online", "{stored}");
     assert_eq!(stored["last_nonce"], 5, "{stored}");
+}
+
+/// What the node's signed heartbeats claimed, summed over the stored epochs' activity.
+async fn claimed(db: &TestDb, node: &KeyPair) -> (i64, i64) {
+    let storage = db.storage().await;
+    let epoch = test_config().epoch_of(i64::try_from(now_ms()).expect("time"));
+    let mut claimed = (0, 0);
+    for epoch in epoch - 2..=epoch + 1 {
+        for row in storage.activity_for_epoch(epoch).await.expect("activity") {
+            if row.node_id == node.node_id().to_string() {
+                claimed.0 += row.claimed_bytes;
+                claimed.1 += row.unattested_bytes;
+            }
+        }
+    }
+    claimed
+}
+
+/// A signed heartbeat whose answer a node never got may reach the coordinator again,
+/// unchanged (the node sends it again before anything else): the replay is refused and its
+/// claim stays counted once, while the node's next heartbeat still counts.
+async fn a_signed_heartbeat_delivered_twice_counts_its_claim_once(db: &TestDb) {
+    let api = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let node = KeyPair::from_seed([78; 32]);
+    register(&api, std::slice::from_ref(&node)).await;
+    let nonce = now_ms();
+    let first = json!({ "heartbeat": claims_heartbeat(&node, nonce, 1_000, 300) });
+    let (status, body) = api.post("/nodes/heartbeat", &first).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = api.post("/nodes/heartbeat", &first).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "replayed_nonce");
+    assert_eq!(claimed(db, &node).await, (1_000, 300));
+    let next = json!({ "heartbeat": claims_heartbeat(&node, nonce + 1, 500, 0) });
+    let (status, body) = api.post("/nodes/heartbeat", &next).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(claimed(db, &node).await, (1_500, 300));
 }

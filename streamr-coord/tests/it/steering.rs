@@ -15,10 +15,11 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::*;
 use serde_json::{json, Value};
+use streamr_coord::storage::OutageRecord;
 use streamr_coord::{CoordConfig, Coordinator, GrantBudget};
 use streamr_core::{
-    ContentDigest, KeyPair, NodeHeartbeat, SessionId, Signed, SignedGrant, SignedReceipt, StreamId,
-    ViewerReceipt,
+    ContentDigest, KeyPair, ManualClock, NodeHeartbeat, SessionId, Signed, SignedGrant,
+    SignedReceipt, StreamId, ViewerReceipt,
 };
 
 on_both_backends!(
@@ -29,6 +30,7 @@ on_both_backends!(
     receipts_land_in_their_signature_epoch_and_late_ones_are_refused,
     receipts_an_outage_held_back_count_in_their_epoch_which_waits_for_them,
     concurrent_notes_after_an_outage_record_it_once,
+    a_note_that_waited_for_the_database_is_timed_when_it_got_through,
     node_prefixes_come_from_observed_addresses,
     the_grant_log_lists_grants_live_in_a_window,
     fail_overs_carrying_the_previous_grant_spend_no_budget,
@@ -540,7 +542,8 @@ async fn concurrent_notes_after_an_outage_record_it_once(db: &TestDb) {
     let gap = 5_000;
     let note = |now: i64, since: i64| {
         let storage = storage.clone();
-        async move { storage.note_alive(now, gap, since).await.expect("note") }
+        let clock = ManualClock::new(u64::try_from(now).expect("a time after 1970"));
+        async move { storage.note_alive(&clock, gap, since).await.expect("note") }
     };
     assert_eq!(note(1_000, 0).await.outages, []);
     assert_eq!(note(4_000, 0).await.outages, []);
@@ -563,6 +566,95 @@ async fn concurrent_notes_after_an_outage_record_it_once(db: &TestDb) {
     );
     // Read back from when they ended.
     assert_eq!(note(21_500, 20_008).await.outages, []);
+}
+
+/// A connection holding the liveness record the way a stalled database or another replica's
+/// note in progress does, until [`LivenessHolder::release`].
+enum LivenessHolder {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl LivenessHolder {
+    async fn take(db: &TestDb) -> LivenessHolder {
+        use sqlx::Connection as _;
+        match db {
+            TestDb::Sqlite(..) => {
+                let mut connection = sqlx::SqliteConnection::connect(db.url())
+                    .await
+                    .expect("connect");
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut connection)
+                    .await
+                    .expect("write lock");
+                LivenessHolder::Sqlite(connection)
+            }
+            TestDb::Postgres(..) => {
+                let mut connection = sqlx::PgConnection::connect(db.url())
+                    .await
+                    .expect("connect");
+                sqlx::query("BEGIN")
+                    .execute(&mut connection)
+                    .await
+                    .expect("begin");
+                sqlx::query("SELECT alive_ms FROM coordinator_liveness WHERE id = 1 FOR UPDATE")
+                    .execute(&mut connection)
+                    .await
+                    .expect("row lock");
+                LivenessHolder::Postgres(connection)
+            }
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            LivenessHolder::Sqlite(mut connection) => {
+                sqlx::query("COMMIT")
+                    .execute(&mut connection)
+                    .await
+                    .expect("commit");
+            }
+            LivenessHolder::Postgres(mut connection) => {
+                sqlx::query("COMMIT")
+                    .execute(&mut connection)
+                    .await
+                    .expect("commit");
+            }
+        }
+    }
+}
+
+/// A note begun while the database did not answer, and through only after it was back 15 s
+/// later, is timed when it got through: one outage is recorded, from the last note before
+/// the stop to the first after it. (Timed when it began, it claimed the process up through
+/// part of the stop, and the next note recorded the rest as an outage of its own.)
+async fn a_note_that_waited_for_the_database_is_timed_when_it_got_through(db: &TestDb) {
+    let storage = db.storage().await;
+    let gap = 5_000;
+    let clock = ManualClock::new(1_000);
+    let note = storage.note_alive(&clock, gap, 0).await.expect("note");
+    assert_eq!((note.at_ms, note.recorded), (1_000, None));
+
+    let holder = LivenessHolder::take(db).await;
+    clock.set(10_000);
+    let back = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        clock.set(25_000);
+        holder.release().await;
+    };
+    let (stalled, ()) = tokio::join!(storage.note_alive(&clock, gap, 0), back);
+    let stalled = stalled.expect("the stalled note");
+    let outage = OutageRecord {
+        started_ms: 1_000,
+        ended_ms: 25_000,
+    };
+    assert_eq!(stalled.at_ms, 25_000, "{stalled:?}");
+    assert_eq!(stalled.recorded, Some(outage));
+
+    clock.set(26_000);
+    let next = storage.note_alive(&clock, gap, 0).await.expect("note");
+    assert_eq!(next.recorded, None, "{next:?}");
+    assert_eq!(next.outages, [outage]);
 }
 
 /// A coordinator over `db` with three segments of `show` reported, a node relaying it, and a

@@ -17,8 +17,8 @@ use crate::storage::{
 };
 use crate::wire::{
     CreateStreamRequest, CreateStreamResponse, HeartbeatRequest, NodeDeregistration,
-    NodeRegistration, PlayResponse, ReceiptsOutcome, ReceiptsRequest, SegmentReport,
-    SegmentReportResponse, SetOriginRequest,
+    NodeRegistration, PlayResponse, ReceiptsRequest, SegmentReport, SegmentReportResponse,
+    SetOriginRequest,
 };
 
 /// The checked-in copy, for clients and reviewers; `STREAMR_BLESS=1` rewrites it.
@@ -577,10 +577,13 @@ fn samples() -> Vec<(&'static str, Value)> {
         ),
         (
             "ReceiptsOutcome",
-            json!(ReceiptsOutcome {
-                accepted: 1,
-                rejected: vec!["why".into()],
-            }),
+            json!(crate::intake::receipts::outcome(
+                1,
+                vec![crate::wire::ReceiptRejected {
+                    code: crate::wire::ReceiptRejectionCode::Outdated,
+                    reason: "why".into(),
+                }],
+            )),
         ),
         (
             "StreamRecord",
