@@ -700,7 +700,10 @@ impl Node {
         if let Some(dir) = &config.hls_dir {
             hls_config = hls_config.with_directory(dir);
         }
-        let hls = LiveHls::start(hub.clone(), hls_config, stop.clone());
+        // Watching the hub starts once the notices are subscribed to and the origin numbering
+        // is set: a stream published before (the RTMP server listens already) is then reported
+        // and numbered from its first segment.
+        let hls = LiveHls::new(hub.clone(), hls_config, stop.clone());
         // The origin's signed part reports, one coordinator fetch per stream: for viewers, and
         // for a relay to list segments under the origin's media sequence numbers.
         let report_relay = client.as_ref().map(|client| {
@@ -750,6 +753,7 @@ impl Node {
             node_metrics.hls_segments.clone(),
             stop.clone(),
         )));
+        hls.start_watching();
         drop(hls);
         let operations = axum::Router::new()
             .route("/metrics", get(metrics::metrics))
