@@ -668,6 +668,13 @@ impl LiveHls {
         }
     }
 
+    /// Whether a playlist of `key` is served: the stream is segmented here, live or ended
+    /// within [`LiveHlsConfig::ended_retention`]. What it lists is served from memory, so a
+    /// request for it needs no pull to arrive first.
+    pub fn has_playlist(&self, key: &StreamKey) -> bool {
+        lock(&self.inner.streams).contains_key(key)
+    }
+
     /// Segment `sequence` of `key`, while it is kept in memory.
     pub fn segment(&self, key: &StreamKey, sequence: u64) -> Option<Bytes> {
         let state = lock(&self.inner.streams).get(key).cloned()?;
