@@ -107,10 +107,10 @@ struct Args {
 
     /// The HLS playlists' EXT-X-TARGETDURATION (whole seconds), fixed so that no segment ever
     /// exceeds it: a GOP running past it is cut short, the frames up to the next keyframe are
-    /// left out and the next segment marks a discontinuity (in LL-HLS too, whose target is
-    /// never below the 4s segment length). `0s` derives it from each stream's first GOPs (as
-    /// short as the segments) and holds later, longer GOPs to it alike. A relay takes its
-    /// origin's instead.
+    /// left out and the next segment marks a discontinuity (in LL-HLS too, which declares the
+    /// same target; below the 4s segment length, segments are aimed at it instead). `0s`
+    /// derives it from each stream's first GOPs (as short as the segments) and holds later,
+    /// longer GOPs to it alike. A relay takes its origin's instead.
     #[arg(long, env = "STREAMR_HLS_TARGET_DURATION", default_value = "0s",
           value_parser = streamr_net::cli::bounded_duration)]
     hls_target_duration: Duration,

@@ -1086,6 +1086,76 @@ mod tests {
         assert!(text.contains("#EXTINF:4.026,"), "{text}");
     }
 
+    /// A fixed target duration below the 4 s segment length (a node's
+    /// `--hls-target-duration 2s`) is the LL-HLS playlist's too, and segments are aimed at
+    /// it: 1 s and 2 s GOPs make 2 s segments, each whole in both renditions (the same frames,
+    /// nothing left out, no discontinuity), every EXTINF within the target. Before, the LL-HLS
+    /// playlist declared 4 and its 4 s segments held frames the MPEG-TS ones, cut at 2.499 s,
+    /// left out.
+    #[test]
+    fn a_fixed_target_below_the_segment_length_holds_both_renditions() {
+        for gop in [1_000, 2_000] {
+            let mut stream = LlHlsStream::new(
+                SegmenterConfig::default(),
+                LlPackagerConfig::default(),
+                6,
+                "",
+            )
+            .with_fixed_target_duration(2);
+            let mut ts = Vec::new();
+            let mut ll = Vec::new();
+            for tag in &gop_tags(33, &[gop; 12]) {
+                let out = stream.push(tag).unwrap();
+                ts.extend(out.ts);
+                ll.extend(out.ll);
+                if stream.playlist().has_segments() {
+                    let text = stream.playlist().render(false);
+                    assert_eq!(check_ll_playlist(&text), vec![], "{text}");
+                }
+            }
+            let out = stream.finish().unwrap();
+            ts.extend(out.ts);
+            ll.extend(out.ll);
+            let text = stream.playlist().render(false);
+            assert!(text.contains("#EXT-X-TARGETDURATION:2\n"), "{text}");
+            assert_eq!(stream.segmenter().ll_target_duration_secs(), Some(2));
+            let ts: Vec<(u64, u64, bool)> = ts
+                .iter()
+                .filter_map(|event| match event {
+                    SegmenterEvent::SegmentReady(s) => {
+                        Some((s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let ll: Vec<(u64, u64, bool)> = ll
+                .iter()
+                .filter_map(|event| match event {
+                    LlEvent::SegmentReady(s) => {
+                        Some((s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(ts, ll, "GOP {gop} ms");
+            assert!(ts.len() >= 5, "GOP {gop} ms: {ts:?}");
+            for (start, duration, discontinuity) in &ts {
+                assert!(!discontinuity, "GOP {gop} ms: at {start} ms");
+                assert!(
+                    *duration <= 2_499,
+                    "GOP {gop} ms: {duration} ms at {start} ms"
+                );
+            }
+            // Aimed at 2 s: whole GOPs of about 2 s, the last (the stream's end) aside.
+            for (start, duration, _) in &ts[..ts.len() - 1] {
+                assert!(
+                    *duration >= 1_900,
+                    "GOP {gop} ms: {duration} ms at {start} ms"
+                );
+            }
+        }
+    }
+
     /// A GOP longer than the target duration the first GOPs set (a 9 s GOP after 2 s ones) is
     /// held to it in the LL-HLS rendition too: its segment ends by 4.499 s (EXTINF rounding to
     /// 4), the frames up to the next keyframe are left out, and the next segment follows a
