@@ -1156,6 +1156,68 @@ mod tests {
         }
     }
 
+    /// 20 s GOPs (`-g 600` at 30 fps) with the longest segment raised to 30 s: one whole GOP
+    /// a segment in both renditions, TARGETDURATION 20 in the LL-HLS playlist, nothing left
+    /// out. With the default 12 s, 8 s of every GOP are left out of both.
+    #[test]
+    fn long_gops_are_cut_whole_up_to_the_longest_segment_allowed() {
+        for (longest, whole) in [(30, true), (12, false)] {
+            let config = SegmenterConfig {
+                target_duration_secs: longest,
+                ..SegmenterConfig::default()
+            };
+            let mut stream = LlHlsStream::new(config, LlPackagerConfig::default(), 6, "");
+            let mut ts = Vec::new();
+            let mut ll = Vec::new();
+            for tag in &gop_tags(33, &[20_000; 5]) {
+                let out = stream.push(tag).unwrap();
+                ts.extend(out.ts);
+                ll.extend(out.ll);
+                if stream.playlist().has_segments() {
+                    let text = stream.playlist().render(false);
+                    assert_eq!(check_ll_playlist(&text), vec![], "{text}");
+                }
+            }
+            let text = stream.playlist().render(false);
+            let ts: Vec<(u64, u64, bool)> = ts
+                .iter()
+                .filter_map(|event| match event {
+                    SegmenterEvent::SegmentReady(s) => {
+                        Some((s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let ll: Vec<(u64, u64, bool)> = ll
+                .iter()
+                .filter_map(|event| match event {
+                    LlEvent::SegmentReady(s) => {
+                        Some((s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(ts, ll, "longest {longest} s");
+            assert!(ts.len() >= 4, "longest {longest} s: {ts:?}");
+            if whole {
+                assert!(text.contains("#EXT-X-TARGETDURATION:20\n"), "{text}");
+                for (start, duration, discontinuity) in &ts {
+                    assert!(!discontinuity, "at {start} ms");
+                    assert!(
+                        (19_900..=20_100).contains(duration),
+                        "{duration} ms at {start} ms"
+                    );
+                }
+            } else {
+                assert!(text.contains("#EXT-X-TARGETDURATION:12\n"), "{text}");
+                assert!(
+                    ts.iter().all(|(_, duration, _)| *duration <= 12_499),
+                    "{ts:?}"
+                );
+            }
+        }
+    }
+
     /// A GOP longer than the target duration the first GOPs set (a 9 s GOP after 2 s ones) is
     /// held to it in the LL-HLS rendition too: its segment ends by 4.499 s (EXTINF rounding to
     /// 4), the frames up to the next keyframe are left out, and the next segment follows a

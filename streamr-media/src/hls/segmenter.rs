@@ -369,11 +369,17 @@ impl Segmenter {
     /// target it was configured with. Only the first announcement counts, and only before a
     /// listed segment closed (the playlist's target cannot change); without one (an older
     /// origin) the target is derived or fixed here.
+    ///
+    /// A target above this segmenter's longest allowed segment (the origin allows longer
+    /// segments, for long GOPs) raises that limit to it: the origin's segments are then cut
+    /// whole here too, not short at the relay's own limit.
     fn adopt_target_duration(&mut self, secs: u32) {
         if std::mem::replace(&mut self.announcement_seen, true) || self.listed_closed {
             return;
         }
-        self.target_duration_secs = Some(secs.max(1));
+        let secs = secs.max(1);
+        self.target_duration_secs = Some(secs);
+        self.config.target_duration_secs = self.config.target_duration_secs.max(secs);
     }
 
     /// The segment being filled, if any: after [`Segmenter::push`] returns, the frame just
@@ -1105,6 +1111,70 @@ mod tests {
                     cuts(&origin)
                 );
             }
+        }
+    }
+
+    /// An origin allowing 30 s segments cuts 20 s GOPs whole and announces a 20 s target; a
+    /// relay allowing the default 12 s takes it and cuts the same whole segments, not ones
+    /// short at its own limit.
+    #[test]
+    fn a_relay_taking_an_announced_long_target_cuts_the_origins_whole_segments() {
+        let tags = h264_stream(40, &[20_000; 5]);
+        let config = SegmenterConfig {
+            target_duration_secs: 30,
+            ..SegmenterConfig::default()
+        };
+        let mut origin = Segmenter::new(config);
+        let mut origin_segments = Vec::new();
+        for tag in &tags {
+            origin_segments.extend(origin.push(tag).unwrap());
+        }
+        origin_segments.extend(origin.finish());
+        let origin_segments: Vec<Segment> = origin_segments
+            .into_iter()
+            .filter_map(|event| match event {
+                SegmenterEvent::SegmentReady(segment) => Some(segment),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(origin.target_duration_secs(), Some(20));
+        assert!(origin_segments
+            .iter()
+            .all(|s| s.duration_ms == 20_000 && !s.discontinuity));
+        let timing = FlvTag {
+            tag_type: FlvTagType::ScriptData,
+            timestamp: 0,
+            stream_id: 0,
+            data: HlsTiming {
+                part_target_ms: None,
+                target_duration_secs: 20,
+            }
+            .encode(),
+        };
+        let at = (2..tags.len()).find(|&i| tags[i].data[0] == 0x17).unwrap();
+        let joined: Vec<FlvTag> = [timing]
+            .iter()
+            .chain(&tags[..1])
+            .chain(&tags[at..])
+            .cloned()
+            .collect();
+        let relay = segments_of(&joined, None, true);
+        assert!(relay.len() >= 2, "{:?}", cuts(&relay));
+        assert!(
+            relay.iter().all(|s| s.duration_ms == 20_000),
+            "{:?}",
+            cuts(&relay)
+        );
+        for segment in &relay {
+            assert!(
+                origin_segments
+                    .iter()
+                    .any(|o| o.start_timestamp_ms == segment.start_timestamp_ms
+                        && o.hash == segment.hash),
+                "the segment at {} ms is not the origin's: {:?}",
+                segment.start_timestamp_ms,
+                cuts(&relay)
+            );
         }
     }
 

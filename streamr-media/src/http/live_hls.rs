@@ -134,6 +134,15 @@ impl LiveHlsConfig {
         self
     }
 
+    /// Sets the longest segment allowed (whole seconds, rounded up, at least 1; see
+    /// [`SegmenterConfig::target_duration_secs`]): GOPs up to it are cut whole, and the target
+    /// duration derived from the stream's first GOPs may reach it.
+    pub fn with_max_segment_duration(mut self, longest: Duration) -> Self {
+        let secs = longest.as_secs_f64().ceil().max(1.0) as u64;
+        self.segmenter.target_duration_secs = u32::try_from(secs).unwrap_or(u32::MAX);
+        self
+    }
+
     /// Mirrors playlists and segments into `directory` (see [`LiveHlsConfig::directory`]).
     pub fn with_directory(mut self, directory: impl Into<PathBuf>) -> Self {
         self.directory = Some(directory.into());
