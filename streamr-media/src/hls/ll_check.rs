@@ -631,10 +631,16 @@ mod tests {
                     .collect();
                 let at = *candidates.get(at.index(candidates.len().max(1)))?;
                 let last_before = u64::from(tags[at - 1].timestamp);
+                // Frames of the track that times segments before the jump: with one, no node
+                // has measured its interval, and its duration is the packagers' fallback.
+                let timing_frames = tags[headers..at]
+                    .iter()
+                    .filter(|t| audio_only || t.tag_type == FlvTagType::Video)
+                    .count();
                 for tag in &mut tags[at..] {
                     tag.timestamp += by as u32;
                 }
-                Some((last_before, u64::from(tags[at].timestamp)))
+                Some((last_before, u64::from(tags[at].timestamp), timing_frames))
             });
             let joinable: Vec<usize> = (headers..tags.len())
                 .filter(|&i| {
@@ -659,9 +665,11 @@ mod tests {
                     prop_assert!((duration + 499) / 1_000 <= target, "TS segment at {at} ms lasts {duration} ms, TARGETDURATION {target}");
                 }
             }
-            if let Some((last_before, first_after)) = jump {
-                // The frames that time segments come at most this far apart, the jump aside.
+            if let Some((last_before, first_after, timing_frames)) = jump {
+                // The frames that time segments come at most this far apart, the jump aside; a
+                // lone frame before the jump lasts the packagers' fallback of 33 ms.
                 let frame_ms = if audio_only { 20 } else { interval + 2 };
+                let frame_ms = if timing_frames > 1 { frame_ms } else { frame_ms.max(33) };
                 // Only a node that saw the frame before the jump can tell it.
                 for (node, saw_jump) in [(&origin, true), (&friend, false)] {
                     for cuts in &node.cuts {
