@@ -116,6 +116,9 @@ pub struct NodeConfig {
     pub ll_hls_part_target: Option<Duration>,
     /// The MPEG-TS HLS playlist's fixed target duration (`None`: from each stream's first GOPs).
     pub hls_target_duration: Option<Duration>,
+    /// The longest HLS segment allowed, rounded up to whole seconds: a stream's GOPs up to it
+    /// are cut whole (its target duration derived from them), longer ones are cut short.
+    pub hls_max_segment_duration: Duration,
     /// RTMPS listen address (needs [`tls`](Self::tls)); serves the same streams as RTMP.
     pub rtmps_listen: Option<SocketAddr>,
     /// HTTPS listen address (needs [`tls`](Self::tls)); serves what the HTTP listener serves.
@@ -371,6 +374,7 @@ impl Default for NodeConfig {
             hls_dir: None,
             ll_hls_part_target: Some(Duration::from_millis(350)),
             hls_target_duration: None,
+            hls_max_segment_duration: Duration::from_secs(12),
             rtmps_listen: None,
             https_listen: None,
             tls: None,
@@ -696,11 +700,15 @@ impl Node {
         let http_addr = listener.local_addr().map_err(listen_error)?;
         let mut hls_config = LiveHlsConfig::default()
             .with_low_latency(config.ll_hls_part_target)
-            .with_ts_target_duration(config.hls_target_duration);
+            .with_ts_target_duration(config.hls_target_duration)
+            .with_max_segment_duration(config.hls_max_segment_duration);
         if let Some(dir) = &config.hls_dir {
             hls_config = hls_config.with_directory(dir);
         }
-        let hls = LiveHls::start(hub.clone(), hls_config, stop.clone());
+        // Watching the hub starts once the notices are subscribed to and the origin numbering
+        // is set: a stream published before (the RTMP server listens already) is then reported
+        // and numbered from its first segment.
+        let hls = LiveHls::new(hub.clone(), hls_config, stop.clone());
         // The origin's signed part reports, one coordinator fetch per stream: for viewers, and
         // for a relay to list segments under the origin's media sequence numbers.
         let report_relay = client.as_ref().map(|client| {
@@ -750,6 +758,7 @@ impl Node {
             node_metrics.hls_segments.clone(),
             stop.clone(),
         )));
+        hls.start_watching();
         drop(hls);
         let operations = axum::Router::new()
             .route("/metrics", get(metrics::metrics))

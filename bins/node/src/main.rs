@@ -107,13 +107,22 @@ struct Args {
 
     /// The HLS playlists' EXT-X-TARGETDURATION (whole seconds), fixed so that no segment ever
     /// exceeds it: a GOP running past it is cut short, the frames up to the next keyframe are
-    /// left out and the next segment marks a discontinuity (in LL-HLS too, whose target is
-    /// never below the 4s segment length). `0s` derives it from each stream's first GOPs (as
-    /// short as the segments) and holds later, longer GOPs to it alike. A relay takes its
-    /// origin's instead.
+    /// left out and the next segment marks a discontinuity (in LL-HLS too, which declares the
+    /// same target; below the 4s segment length, segments are aimed at it instead). `0s`
+    /// derives it from each stream's first GOPs (as short as the segments) and holds later,
+    /// longer GOPs to it alike. A relay takes its origin's instead.
     #[arg(long, env = "STREAMR_HLS_TARGET_DURATION", default_value = "0s",
           value_parser = streamr_net::cli::bounded_duration)]
     hls_target_duration: Duration,
+
+    /// The longest HLS segment allowed (whole seconds): GOPs up to it make whole segments (one
+    /// per GOP when GOPs are longer than the 4s segment length) and set the target duration;
+    /// a longer GOP is cut short, the frames up to its next keyframe left out of both
+    /// renditions. Raise it for encoders with long keyframe intervals (`-g 600` at 30 fps
+    /// makes 20s GOPs). A relay cuts its origin's announced target whole even above its own.
+    #[arg(long, env = "STREAMR_HLS_MAX_SEGMENT_DURATION", default_value = "12s",
+          value_parser = streamr_net::cli::positive_duration)]
+    hls_max_segment_duration: Duration,
 
     /// File holding the node's secret key (created on first start, mode 0600; used only with
     /// --coordinator).
@@ -452,6 +461,7 @@ impl Args {
             hls_dir: self.hls_dir,
             ll_hls_part_target: Some(self.ll_hls_part_target).filter(|target| !target.is_zero()),
             hls_target_duration: Some(self.hls_target_duration).filter(|target| !target.is_zero()),
+            hls_max_segment_duration: self.hls_max_segment_duration,
             rtmps_listen: self.rtmps_listen,
             https_listen: self.https_listen,
             tls: self
@@ -687,6 +697,24 @@ mod tests {
         assert_eq!(
             fixed.into_config().hls_target_duration,
             Some(Duration::from_secs(6))
+        );
+    }
+
+    #[test]
+    fn hls_max_segment_duration_is_12s_unless_raised() {
+        let default = Args::try_parse_from(["streamr-node"]).unwrap();
+        assert_eq!(
+            default.into_config().hls_max_segment_duration,
+            Duration::from_secs(12)
+        );
+        let raised =
+            Args::try_parse_from(["streamr-node", "--hls-max-segment-duration", "30s"]).unwrap();
+        assert_eq!(
+            raised.into_config().hls_max_segment_duration,
+            Duration::from_secs(30)
+        );
+        assert!(
+            Args::try_parse_from(["streamr-node", "--hls-max-segment-duration", "0s"]).is_err()
         );
     }
 

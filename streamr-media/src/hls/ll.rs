@@ -69,6 +69,13 @@ impl LlHlsStream {
         self
     }
 
+    /// Fixes the MPEG-TS target duration at `secs`, as a node configured with one does (see
+    /// [`Segmenter::with_fixed_target_duration`]); the LL-HLS playlist follows it.
+    pub fn with_fixed_target_duration(mut self, secs: u32) -> Self {
+        self.segmenter = self.segmenter.with_fixed_target_duration(secs);
+        self
+    }
+
     /// Stamps segments with EXT-X-PROGRAM-DATE-TIME from `now` on.
     pub fn set_program_date_time(&mut self, now: SystemTime) {
         self.playlist.set_program_date_time(now);

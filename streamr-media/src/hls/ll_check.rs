@@ -631,10 +631,16 @@ mod tests {
                     .collect();
                 let at = *candidates.get(at.index(candidates.len().max(1)))?;
                 let last_before = u64::from(tags[at - 1].timestamp);
+                // Frames of the track that times segments before the jump: with one, no node
+                // has measured its interval, and its duration is the packagers' fallback.
+                let timing_frames = tags[headers..at]
+                    .iter()
+                    .filter(|t| audio_only || t.tag_type == FlvTagType::Video)
+                    .count();
                 for tag in &mut tags[at..] {
                     tag.timestamp += by as u32;
                 }
-                Some((last_before, u64::from(tags[at].timestamp)))
+                Some((last_before, u64::from(tags[at].timestamp), timing_frames))
             });
             let joinable: Vec<usize> = (headers..tags.len())
                 .filter(|&i| {
@@ -659,9 +665,11 @@ mod tests {
                     prop_assert!((duration + 499) / 1_000 <= target, "TS segment at {at} ms lasts {duration} ms, TARGETDURATION {target}");
                 }
             }
-            if let Some((last_before, first_after)) = jump {
-                // The frames that time segments come at most this far apart, the jump aside.
+            if let Some((last_before, first_after, timing_frames)) = jump {
+                // The frames that time segments come at most this far apart, the jump aside; a
+                // lone frame before the jump lasts the packagers' fallback of 33 ms.
                 let frame_ms = if audio_only { 20 } else { interval + 2 };
+                let frame_ms = if timing_frames > 1 { frame_ms } else { frame_ms.max(33) };
                 // Only a node that saw the frame before the jump can tell it.
                 for (node, saw_jump) in [(&origin, true), (&friend, false)] {
                     for cuts in &node.cuts {
@@ -1084,6 +1092,138 @@ mod tests {
         assert_eq!(stream.segmenter().ll_target_duration_secs(), Some(4));
         // 61 frames of 33 ms a GOP.
         assert!(text.contains("#EXTINF:4.026,"), "{text}");
+    }
+
+    /// A fixed target duration below the 4 s segment length (a node's
+    /// `--hls-target-duration 2s`) is the LL-HLS playlist's too, and segments are aimed at
+    /// it: 1 s and 2 s GOPs make 2 s segments, each whole in both renditions (the same frames,
+    /// nothing left out, no discontinuity), every EXTINF within the target. Before, the LL-HLS
+    /// playlist declared 4 and its 4 s segments held frames the MPEG-TS ones, cut at 2.499 s,
+    /// left out.
+    #[test]
+    fn a_fixed_target_below_the_segment_length_holds_both_renditions() {
+        for gop in [1_000, 2_000] {
+            let mut stream = LlHlsStream::new(
+                SegmenterConfig::default(),
+                LlPackagerConfig::default(),
+                6,
+                "",
+            )
+            .with_fixed_target_duration(2);
+            let mut ts = Vec::new();
+            let mut ll = Vec::new();
+            for tag in &gop_tags(33, &[gop; 12]) {
+                let out = stream.push(tag).unwrap();
+                ts.extend(out.ts);
+                ll.extend(out.ll);
+                if stream.playlist().has_segments() {
+                    let text = stream.playlist().render(false);
+                    assert_eq!(check_ll_playlist(&text), vec![], "{text}");
+                }
+            }
+            let out = stream.finish().unwrap();
+            ts.extend(out.ts);
+            ll.extend(out.ll);
+            let text = stream.playlist().render(false);
+            assert!(text.contains("#EXT-X-TARGETDURATION:2\n"), "{text}");
+            assert_eq!(stream.segmenter().ll_target_duration_secs(), Some(2));
+            let ts: Vec<(u64, u64, bool)> = ts
+                .iter()
+                .filter_map(|event| match event {
+                    SegmenterEvent::SegmentReady(s) => {
+                        Some((s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let ll: Vec<(u64, u64, bool)> = ll
+                .iter()
+                .filter_map(|event| match event {
+                    LlEvent::SegmentReady(s) => {
+                        Some((s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(ts, ll, "GOP {gop} ms");
+            assert!(ts.len() >= 5, "GOP {gop} ms: {ts:?}");
+            for (start, duration, discontinuity) in &ts {
+                assert!(!discontinuity, "GOP {gop} ms: at {start} ms");
+                assert!(
+                    *duration <= 2_499,
+                    "GOP {gop} ms: {duration} ms at {start} ms"
+                );
+            }
+            // Aimed at 2 s: whole GOPs of about 2 s, the last (the stream's end) aside.
+            for (start, duration, _) in &ts[..ts.len() - 1] {
+                assert!(
+                    *duration >= 1_900,
+                    "GOP {gop} ms: {duration} ms at {start} ms"
+                );
+            }
+        }
+    }
+
+    /// 20 s GOPs (`-g 600` at 30 fps) with the longest segment raised to 30 s: one whole GOP
+    /// a segment in both renditions, TARGETDURATION 20 in the LL-HLS playlist, nothing left
+    /// out. With the default 12 s, 8 s of every GOP are left out of both.
+    #[test]
+    fn long_gops_are_cut_whole_up_to_the_longest_segment_allowed() {
+        for (longest, whole) in [(30, true), (12, false)] {
+            let config = SegmenterConfig {
+                target_duration_secs: longest,
+                ..SegmenterConfig::default()
+            };
+            let mut stream = LlHlsStream::new(config, LlPackagerConfig::default(), 6, "");
+            let mut ts = Vec::new();
+            let mut ll = Vec::new();
+            for tag in &gop_tags(33, &[20_000; 5]) {
+                let out = stream.push(tag).unwrap();
+                ts.extend(out.ts);
+                ll.extend(out.ll);
+                if stream.playlist().has_segments() {
+                    let text = stream.playlist().render(false);
+                    assert_eq!(check_ll_playlist(&text), vec![], "{text}");
+                }
+            }
+            let text = stream.playlist().render(false);
+            let ts: Vec<(u64, u64, bool)> = ts
+                .iter()
+                .filter_map(|event| match event {
+                    SegmenterEvent::SegmentReady(s) => {
+                        Some((s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let ll: Vec<(u64, u64, bool)> = ll
+                .iter()
+                .filter_map(|event| match event {
+                    LlEvent::SegmentReady(s) => {
+                        Some((s.start_timestamp_ms, s.duration_ms, s.discontinuity))
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(ts, ll, "longest {longest} s");
+            assert!(ts.len() >= 4, "longest {longest} s: {ts:?}");
+            if whole {
+                assert!(text.contains("#EXT-X-TARGETDURATION:20\n"), "{text}");
+                for (start, duration, discontinuity) in &ts {
+                    assert!(!discontinuity, "at {start} ms");
+                    assert!(
+                        (19_900..=20_100).contains(duration),
+                        "{duration} ms at {start} ms"
+                    );
+                }
+            } else {
+                assert!(text.contains("#EXT-X-TARGETDURATION:12\n"), "{text}");
+                assert!(
+                    ts.iter().all(|(_, duration, _)| *duration <= 12_499),
+                    "{ts:?}"
+                );
+            }
+        }
     }
 
     /// A GOP longer than the target duration the first GOPs set (a 9 s GOP after 2 s ones) is

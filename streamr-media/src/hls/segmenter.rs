@@ -53,7 +53,8 @@ impl Default for SegmenterConfig {
 }
 
 impl SegmenterConfig {
-    /// The segment length aimed for (at least 1 ms).
+    /// The segment length aimed for (at least 1 ms), as configured (see
+    /// [`Segmenter::grid_ms`] for the one cuts follow).
     fn grid_ms(&self) -> u64 {
         u64::from(self.segment_duration_ms.max(1))
     }
@@ -273,10 +274,11 @@ impl Segmenter {
     /// past the limit ([`Segmenter::segment_limit_ms`]) ends at the last frame whose media
     /// ends within it, in both renditions; the frames up to the next keyframe are left out and
     /// the next segment carries EXT-X-DISCONTINUITY. With `secs` below the aimed segment length
-    /// the LL-HLS limit stays above it ([`Segmenter::ll_target_duration_secs`]) and the MPEG-TS
-    /// segment alone leaves out its frames past `secs` + 0.499 s (its EXTINF is that limit).
-    /// Every node with the same configuration cuts the same bytes. Each segment still starts
-    /// with a keyframe and its parameter sets.
+    /// segments are aimed at `secs` instead ([`Segmenter::grid_ms`]), and the LL-HLS rendition
+    /// declares and holds the same target ([`Segmenter::ll_target_duration_secs`]): GOPs within
+    /// it are cut whole in both renditions. Every node with the same configuration (or taking
+    /// the target from its upstream's announcement) cuts the same bytes. Each segment still
+    /// starts with a keyframe and its parameter sets.
     pub fn with_fixed_target_duration(mut self, secs: u32) -> Self {
         let secs = secs.max(1);
         self.target_duration_secs = Some(secs);
@@ -291,15 +293,34 @@ impl Segmenter {
             .map(|secs| u64::from(secs) * 1_000 + 499)
     }
 
+    /// The segment length cuts aim for, in milliseconds: the configured one
+    /// ([`SegmenterConfig::segment_duration_ms`]), or the target duration once that is known
+    /// and more than the timestamp jitter (100 ms) below it (a fixed target such as 2 s with
+    /// the default 4 s segments, or one an upstream announced). A derived target never is: it
+    /// is the aimed length rounded up to whole GOPs and seconds. A function of the
+    /// configuration and the announcement every node receives before the stream's frames, so
+    /// every node cuts at the same keyframes.
+    pub fn grid_ms(&self) -> u64 {
+        let configured = self.config.grid_ms();
+        match self
+            .target_duration_secs
+            .map(|secs| u64::from(secs) * 1_000)
+        {
+            Some(target) if target.saturating_add(TARGET_JITTER_MS) < configured => target,
+            _ => configured,
+        }
+    }
+
     /// The LL-HLS playlist's EXT-X-TARGETDURATION in seconds, known when the MPEG-TS one is
-    /// ([`Segmenter::target_duration_secs`]): the same value, but never below the aimed segment
-    /// length rounded up to whole seconds (a fixed MPEG-TS target below it would otherwise cut
-    /// every segment short) nor above [`SegmenterConfig::target_duration_secs`]. Segments of
-    /// both renditions are held to it ([`Segmenter::segment_limit_ms`]), so players that take
-    /// their live edge and reload cadence from the target duration play as close to live on
-    /// the LL-HLS playlist as on the MPEG-TS one.
+    /// ([`Segmenter::target_duration_secs`]): the same value, but never below the segment
+    /// length aimed for ([`Segmenter::grid_ms`], which follows a fixed target below the
+    /// configured length) rounded up to whole seconds, nor above
+    /// [`SegmenterConfig::target_duration_secs`]. Segments of both renditions are held to it
+    /// ([`Segmenter::segment_limit_ms`]), so players that take their live edge and reload
+    /// cadence from the target duration play as close to live on the LL-HLS playlist as on
+    /// the MPEG-TS one, and both renditions' segments hold the same frames.
     pub fn ll_target_duration_secs(&self) -> Option<u32> {
-        let aimed = u32::try_from(self.config.grid_ms().div_ceil(1_000)).unwrap_or(u32::MAX);
+        let aimed = u32::try_from(self.grid_ms().div_ceil(1_000)).unwrap_or(u32::MAX);
         self.target_duration_secs
             .map(|secs| secs.max(aimed).min(self.config.target_duration_secs.max(1)))
     }
@@ -348,11 +369,17 @@ impl Segmenter {
     /// target it was configured with. Only the first announcement counts, and only before a
     /// listed segment closed (the playlist's target cannot change); without one (an older
     /// origin) the target is derived or fixed here.
+    ///
+    /// A target above this segmenter's longest allowed segment (the origin allows longer
+    /// segments, for long GOPs) raises that limit to it: the origin's segments are then cut
+    /// whole here too, not short at the relay's own limit.
     fn adopt_target_duration(&mut self, secs: u32) {
         if std::mem::replace(&mut self.announcement_seen, true) || self.listed_closed {
             return;
         }
-        self.target_duration_secs = Some(secs.max(1));
+        let secs = secs.max(1);
+        self.target_duration_secs = Some(secs);
+        self.config.target_duration_secs = self.config.target_duration_secs.max(secs);
     }
 
     /// The segment being filled, if any: after [`Segmenter::push`] returns, the frame just
@@ -529,7 +556,7 @@ impl Segmenter {
         }
         match &self.open {
             Some(open) => {
-                let grid = self.config.grid_ms();
+                let grid = self.grid_ms();
                 // A keyframe a millisecond or two before a grid line (timestamps rounded to whole
                 // milliseconds) counts as on it: otherwise the segment runs a whole GOP longer
                 // than the target duration the regular GOPs implied.
@@ -1034,6 +1061,123 @@ mod tests {
             .collect()
     }
 
+    /// A relay configured with the default 4 s segments takes the origin's fixed 2 s target
+    /// from its announcement (before the frames, as a pull's start bundle hands it) and aims
+    /// its segments at 2 s as the origin does: joined at any keyframe, every segment it lists
+    /// is one of the origin's, byte for byte.
+    #[test]
+    fn a_relay_taking_an_announced_short_target_cuts_the_origins_segments() {
+        let tags = h264_stream(
+            40,
+            &[1_000, 1_000, 2_000, 1_000, 3_000, 1_000, 1_000, 2_000],
+        );
+        let origin = segments_of(&tags, Some(2), false);
+        assert!(
+            origin.iter().all(|s| s.duration_ms <= 2_499),
+            "{:?}",
+            cuts(&origin)
+        );
+        let timing = FlvTag {
+            tag_type: FlvTagType::ScriptData,
+            timestamp: 0,
+            stream_id: 0,
+            data: HlsTiming {
+                part_target_ms: None,
+                target_duration_secs: 2,
+            }
+            .encode(),
+        };
+        let keyframes: Vec<usize> = (1..tags.len())
+            .filter(|&i| tags[i].data[0] == 0x17)
+            .collect();
+        for &at in &keyframes[..keyframes.len() - 2] {
+            let joined: Vec<FlvTag> = [timing.clone()]
+                .iter()
+                .chain(&tags[..1])
+                .chain(&tags[at..])
+                .cloned()
+                .collect();
+            let relay = segments_of(&joined, None, true);
+            assert!(!relay.is_empty(), "joined at {}", tags[at].timestamp);
+            for segment in &relay {
+                assert!(
+                    origin
+                        .iter()
+                        .any(|o| o.start_timestamp_ms == segment.start_timestamp_ms
+                            && o.hash == segment.hash),
+                    "joined at {}: the segment at {} ms is not the origin's {:?}",
+                    tags[at].timestamp,
+                    segment.start_timestamp_ms,
+                    cuts(&origin)
+                );
+            }
+        }
+    }
+
+    /// An origin allowing 30 s segments cuts 20 s GOPs whole and announces a 20 s target; a
+    /// relay allowing the default 12 s takes it and cuts the same whole segments, not ones
+    /// short at its own limit.
+    #[test]
+    fn a_relay_taking_an_announced_long_target_cuts_the_origins_whole_segments() {
+        let tags = h264_stream(40, &[20_000; 5]);
+        let config = SegmenterConfig {
+            target_duration_secs: 30,
+            ..SegmenterConfig::default()
+        };
+        let mut origin = Segmenter::new(config);
+        let mut origin_segments = Vec::new();
+        for tag in &tags {
+            origin_segments.extend(origin.push(tag).unwrap());
+        }
+        origin_segments.extend(origin.finish());
+        let origin_segments: Vec<Segment> = origin_segments
+            .into_iter()
+            .filter_map(|event| match event {
+                SegmenterEvent::SegmentReady(segment) => Some(segment),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(origin.target_duration_secs(), Some(20));
+        assert!(origin_segments
+            .iter()
+            .all(|s| s.duration_ms == 20_000 && !s.discontinuity));
+        let timing = FlvTag {
+            tag_type: FlvTagType::ScriptData,
+            timestamp: 0,
+            stream_id: 0,
+            data: HlsTiming {
+                part_target_ms: None,
+                target_duration_secs: 20,
+            }
+            .encode(),
+        };
+        let at = (2..tags.len()).find(|&i| tags[i].data[0] == 0x17).unwrap();
+        let joined: Vec<FlvTag> = [timing]
+            .iter()
+            .chain(&tags[..1])
+            .chain(&tags[at..])
+            .cloned()
+            .collect();
+        let relay = segments_of(&joined, None, true);
+        assert!(relay.len() >= 2, "{:?}", cuts(&relay));
+        assert!(
+            relay.iter().all(|s| s.duration_ms == 20_000),
+            "{:?}",
+            cuts(&relay)
+        );
+        for segment in &relay {
+            assert!(
+                origin_segments
+                    .iter()
+                    .any(|o| o.start_timestamp_ms == segment.start_timestamp_ms
+                        && o.hash == segment.hash),
+                "the segment at {} ms is not the origin's: {:?}",
+                segment.start_timestamp_ms,
+                cuts(&relay)
+            );
+        }
+    }
+
     #[test]
     fn frames_left_out_after_the_longest_segment_still_time_the_next_one() {
         // Frames every 500 ms; keyframes at 0, 1 s and 12.5 s, the stream ends after the last.
@@ -1057,19 +1201,21 @@ mod tests {
             let cut_all = |tags: &[FlvTag], joining: bool| segments_of(tags, fixed, joining);
             let origin = cut_all(&tags, false);
             let relay = cut_all(&joined, true);
+            // A fixed 1 s target aims segments at 1 s: the first GOP is one, the second is
+            // cut short by its last frame ending within 1.499 s.
             let first = match fixed {
-                Some(1) => 1_499,
-                _ => 12_000,
+                Some(1) => vec![(0, 1_000, false), (1_000, 1_000, false)],
+                _ => vec![(0, 12_000, false)],
             };
             assert_eq!(
                 cuts(&origin),
-                vec![(0, first, false), (12_500, 500, true)],
+                [first, vec![(12_500, 500, true)]].concat(),
                 "target {fixed:?}"
             );
             assert_eq!(relay.len(), 1, "target {fixed:?}");
             assert_eq!(relay[0].start_timestamp_ms, 12_500);
             assert_eq!(relay[0].duration_ms, 500, "target {fixed:?}");
-            assert_eq!(relay[0].hash, origin[1].hash);
+            assert_eq!(Some(&relay[0].hash), origin.last().map(|s| &s.hash));
         }
     }
 

@@ -57,9 +57,10 @@ impl<S> MediaFastPath<S> {
     /// [`gated_router`](super::gated_router) was built with), everything else with `inner`.
     pub fn new(inner: S, state: HttpState, gate: PlayGate) -> Self {
         let hub = state.hub().clone();
+        let hls = state.live_hls().clone();
         MediaFastPath {
             shared: Arc::new(Shared {
-                gate: GateState { gate, hub },
+                gate: GateState { gate, hub, hls },
                 state,
                 map_response: None,
             }),

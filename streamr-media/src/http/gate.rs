@@ -19,6 +19,7 @@ use percent_encoding::percent_decode_str;
 
 use super::flv_raw::ResponseByteCounters;
 use super::router::{router, HttpState};
+use super::LiveHls;
 use crate::hls::{carried_query, playlist_for_alias, playlist_with_query};
 use crate::name::NameError;
 use crate::relay::{RelayHub, StreamKey};
@@ -32,17 +33,20 @@ const MAX_PLAYLIST_BYTES: usize = 1 << 20;
 pub(super) struct GateState {
     pub(super) gate: PlayGate,
     pub(super) hub: RelayHub,
+    /// Whose playlists are served without waiting for a pull.
+    pub(super) hls: LiveHls,
 }
 
 /// The media routes of [`router`] behind `gate`: see the module docs. Also serves
 /// `/{app}/{stream}/index.m3u8` as `/{app}/{stream}.m3u8`.
 pub fn gated_router(state: HttpState, gate: PlayGate) -> Router {
     let hub = state.hub().clone();
+    let hls = state.live_hls().clone();
     // Outside the media router, so a rewritten path (the `index.m3u8` alias) is routed anew.
     Router::new()
         .fallback_service(router(state))
         .layer(axum::middleware::from_fn_with_state(
-            GateState { gate, hub },
+            GateState { gate, hub, hls },
             gate_request,
         ))
 }
@@ -208,6 +212,12 @@ pub(super) fn alias_uri(key: &StreamKey, query: &str) -> Option<Uri> {
 impl GateState {
     /// Runs the play hooks for `target` and waits for its stream (relay-on-demand): the
     /// admission's byte counter, or the response refusing the request.
+    ///
+    /// An HLS request for a stream whose playlist is served here (live, or ended and kept)
+    /// does not wait: what the playlist lists is in memory, a blocking reload is held by live
+    /// HLS itself (for at most three target durations, and not at all once the playlist
+    /// ended), and a relay whose pull ended (its origin's publisher left) would otherwise
+    /// hold every request for the pull wait before answering from the same playlist.
     pub(super) async fn admit(
         &self,
         target: &Target,
@@ -224,6 +234,11 @@ impl GateState {
                 return Err(refused(&refusal, key));
             }
         };
+        let hls_served = matches!(target, Target::Playlist { .. } | Target::Segment(_))
+            && self.hls.has_playlist(key);
+        if hls_served {
+            return Ok(admission.byte_counter);
+        }
         if let StreamWait::UpstreamFailed(reason) = self.gate.wait_for_stream(&self.hub, key).await
         {
             return Err(json_error(

@@ -134,6 +134,15 @@ impl LiveHlsConfig {
         self
     }
 
+    /// Sets the longest segment allowed (whole seconds, rounded up, at least 1; see
+    /// [`SegmenterConfig::target_duration_secs`]): GOPs up to it are cut whole, and the target
+    /// duration derived from the stream's first GOPs may reach it.
+    pub fn with_max_segment_duration(mut self, longest: Duration) -> Self {
+        let secs = longest.as_secs_f64().ceil().max(1.0) as u64;
+        self.segmenter.target_duration_secs = u32::try_from(secs).unwrap_or(u32::MAX);
+        self
+    }
+
     /// Mirrors playlists and segments into `directory` (see [`LiveHlsConfig::directory`]).
     pub fn with_directory(mut self, directory: impl Into<PathBuf>) -> Self {
         self.directory = Some(directory.into());
@@ -275,6 +284,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// Where a relay learns the origin's numbers; without it a relay numbers its own.
     numbering: OnceLock<Arc<dyn OriginNumbering>>,
+    /// The hub watcher was started ([`LiveHls::start_watching`]).
+    watching: AtomicBool,
 }
 
 /// Live HLS for every stream of a [`RelayHub`]: starts a segmenter task when a stream is
@@ -326,10 +337,25 @@ pub enum PlaylistLookup {
 
 impl LiveHls {
     /// Starts watching `hub` for published streams. Stops when `shutdown` is cancelled.
+    ///
+    /// Its first look at the hub comes at once: a stream already published is segmented from
+    /// then on, and what it cuts before the caller subscribes to
+    /// [`LiveHls::segment_notices`] or sets [`LiveHls::set_origin_numbering`] is not announced
+    /// there nor numbered so. A caller that needs either from the first segment on makes it
+    /// with [`LiveHls::new`] and calls [`LiveHls::start_watching`] afterwards.
     pub fn start(hub: RelayHub, config: LiveHlsConfig, shutdown: CancellationToken) -> Self {
+        let live = Self::new(hub, config, shutdown);
+        live.start_watching();
+        live
+    }
+
+    /// Live HLS for `hub` that segments only the streams asked for (a playlist request) until
+    /// [`LiveHls::start_watching`]: subscribe to its notices and set its origin numbering
+    /// first, and nothing it cuts goes unannounced. Stops when `shutdown` is cancelled.
+    pub fn new(hub: RelayHub, config: LiveHlsConfig, shutdown: CancellationToken) -> Self {
         let (notices, _) = broadcast::channel(256);
         let (part_notices, _) = broadcast::channel(256);
-        let live = LiveHls {
+        LiveHls {
             inner: Arc::new(Inner {
                 hub,
                 config,
@@ -339,11 +365,20 @@ impl LiveHls {
                 part_notices,
                 shutdown,
                 numbering: OnceLock::new(),
+                watching: AtomicBool::new(false),
             }),
-        };
-        let watcher = live.clone();
+        }
+    }
+
+    /// Starts segmenting every stream published on the hub, those published already first
+    /// (from their first keyframe still held); checked every
+    /// [`LiveHlsConfig::poll_interval`]. Does nothing when called again.
+    pub fn start_watching(&self) {
+        if self.inner.watching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let watcher = self.clone();
         tokio::spawn(async move { watcher.watch().await });
-        live
     }
 
     /// Every finished segment of every stream, with its hash (for reporting to a coordinator).
@@ -640,6 +675,13 @@ impl LiveHls {
                 _ => return None,
             }
         }
+    }
+
+    /// Whether a playlist of `key` is served: the stream is segmented here, live or ended
+    /// within [`LiveHlsConfig::ended_retention`]. What it lists is served from memory, so a
+    /// request for it needs no pull to arrive first.
+    pub fn has_playlist(&self, key: &StreamKey) -> bool {
+        lock(&self.inner.streams).contains_key(key)
     }
 
     /// Segment `sequence` of `key`, while it is kept in memory.

@@ -63,6 +63,11 @@ impl HttpState {
         &self.hub
     }
 
+    /// The live HLS the playlists and segments are served from.
+    pub(super) fn live_hls(&self) -> &LiveHls {
+        &self.hls
+    }
+
     /// Ends the HTTP-FLV responses streamed on taken-over connections (the end of the body,
     /// then the connection closes) once `shutdown` is cancelled; the HTTP server's graceful
     /// shutdown no longer sees those connections.

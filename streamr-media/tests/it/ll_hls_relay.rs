@@ -16,7 +16,7 @@ use streamr_media::http::{
     HttpServer, LiveHlsConfig, LlLookup, LlRequest, PlaylistLookup, SegmentNotice,
 };
 use streamr_media::relay::{FrameKind, RelayHub, StreamKey};
-use streamr_media::server::{AllowAll, RelayServer, RelayServerConfig};
+use streamr_media::server::{AllowAll, PlayGate, RelayServer, RelayServerConfig};
 use streamr_media::upstream::{UpstreamConfig, UpstreamPuller};
 use streamr_test_support::ffmpeg::ffmpeg_publish_with_b_frames;
 use tokio::sync::broadcast;
@@ -42,6 +42,13 @@ struct OriginAndFriend {
 
 impl OriginAndFriend {
     async fn start(config: LiveHlsConfig) -> OriginAndFriend {
+        Self::start_with(config, None).await
+    }
+
+    /// [`OriginAndFriend::start`]; with `pull_wait`, the friend's HTTP is gated as a relay
+    /// node's is: a request for a stream it does not have starts the pull and waits for it
+    /// up to `pull_wait`.
+    async fn start_with(config: LiveHlsConfig, pull_wait: Option<Duration>) -> OriginAndFriend {
         let origin_hub = RelayHub::default();
         let origin = RelayServer::start_on_hub(
             RelayServerConfig::default().with_bind(loopback()),
@@ -62,9 +69,17 @@ impl OriginAndFriend {
                 ..UpstreamConfig::default()
             },
         );
-        let friend_http = HttpServer::start(loopback(), friend_hub.clone(), config)
-            .await
-            .unwrap();
+        let friend_http = match pull_wait {
+            Some(wait) => {
+                let gate = PlayGate::new(Arc::new(AllowAll)).with_upstream(puller.clone(), wait);
+                HttpServer::start_with_gate(loopback(), friend_hub.clone(), config, gate)
+                    .await
+                    .unwrap()
+            }
+            None => HttpServer::start(loopback(), friend_hub.clone(), config)
+                .await
+                .unwrap(),
+        };
         OriginAndFriend {
             origin_hub,
             origin,
@@ -409,6 +424,112 @@ async fn origin_and_relay_declare_the_same_frame_rate_for_a_keyframe_on_every_fr
     assert_eq!(origin, friend);
     assert!(origin.iter().all(|rate| rate == "30.000"), "{origin:?}");
     drop(publisher);
+    drop(net.puller);
+    net.friend_http.shutdown().await;
+    net.origin_http.shutdown().await;
+    net.origin.shutdown().await;
+}
+
+/// Every URI an LL-HLS playlist names (segments, parts, init segments, preload hints).
+fn ll_uris(text: &str) -> Vec<String> {
+    let mut uris = Vec::new();
+    for line in text.lines() {
+        if let Some((_, rest)) = line.split_once("URI=\"") {
+            if let Some((uri, _)) = rest.split_once('"') {
+                uris.push(uri.to_owned());
+            }
+        } else if !line.starts_with('#') && !line.is_empty() {
+            uris.push(line.to_owned());
+        }
+    }
+    uris
+}
+
+/// A GET of `path` on `node`: its status and body, and how long the answer took.
+async fn timed_get(node: &HttpServer, path: &str) -> (u16, String, Duration) {
+    let started = tokio::time::Instant::now();
+    let (status, _, body) = crate::http_ll_hls::get(node.local_addr(), path).await;
+    (
+        status,
+        String::from_utf8_lossy(&body).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_publisher_left_a_relays_ll_playlist_ends_and_answers_at_once() {
+    // A relay node pulls the stream over RTMP on a viewer's request (its HTTP gated as a
+    // node's is, with a 5 s pull wait); the publisher leaves mid-GOP. Once the republish grace
+    // has run out, the relay's LL-HLS playlist ends with EXT-X-ENDLIST and no preload hint as
+    // the origin's does, every URI it lists is served, and neither a file request nor a
+    // blocking reload for media that will never come is held: before, every request waited
+    // out the pull wait for the ended pull.
+    let tags = crate::common::sample_tags();
+    let key = StreamKey::parse("live", "gone").unwrap();
+    let grace = Duration::from_millis(1_500);
+    let pull_wait = Duration::from_secs(5);
+    let net = OriginAndFriend::start_with(
+        config().with_end_timing(grace, Duration::from_secs(60)),
+        Some(pull_wait),
+    )
+    .await;
+    let pace = Duration::from_millis(15);
+    let until_ms = |ms: u32| tags.iter().position(|t| t.timestamp >= ms).unwrap();
+    let playlist = "/live/gone/ll.m3u8";
+
+    let publisher = net.origin_hub.publish(key.clone()).unwrap();
+    publish(&publisher, &tags[..until_ms(1_000)], pace).await;
+    // A viewer's request starts the relay's pull.
+    let _ = timed_get(&net.friend_http, playlist).await;
+    assert!(net.friend_hub.is_publishing(&key), "the relay pulls");
+    publish(&publisher, &tags[until_ms(1_000)..until_ms(7_100)], pace).await;
+    let (status, text, _) = timed_get(&net.friend_http, playlist).await;
+    assert_eq!(status, 200, "{text}");
+    drop(publisher);
+    // The grace, then room for the relay to end its playlist.
+    tokio::time::sleep(grace + Duration::from_secs(2)).await;
+    assert!(!net.friend_hub.is_publishing(&key));
+    let quick = Duration::from_secs(1);
+    for (name, node) in [("origin", &net.origin_http), ("relay", &net.friend_http)] {
+        let (status, text, took) = timed_get(node, playlist).await;
+        assert_eq!(status, 200, "{name}: {text}");
+        assert!(took < quick, "{name} held its playlist for {took:?}");
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{name}: {text}");
+        assert!(!text.contains("PRELOAD-HINT"), "{name}: {text}");
+        let uris = ll_uris(&text);
+        assert!(
+            uris.iter().any(|uri| uri.ends_with(".m4s")),
+            "{name}: {text}"
+        );
+        for uri in &uris {
+            let (status, _, took) = timed_get(node, &format!("/live/gone/{uri}")).await;
+            assert_eq!(
+                status, 200,
+                "{name} lists {uri} but answers {status}:\n{text}"
+            );
+            assert!(took < quick, "{name} held {uri} for {took:?}");
+        }
+        let last = uris
+            .iter()
+            .filter_map(|uri| uri.strip_suffix(".m4s"))
+            .filter(|stem| !stem.contains('.'))
+            .filter_map(|stem| stem.parse::<u64>().ok())
+            .max()
+            .unwrap_or_else(|| panic!("{name} lists no segment: {text}"));
+        // A blocking reload for the next segment's first part, which never comes: answered
+        // at once with the ended playlist.
+        let (status, body, took) = timed_get(
+            node,
+            &format!("{playlist}?_HLS_msn={}&_HLS_part=0", last + 1),
+        )
+        .await;
+        assert_eq!((status, body.as_str()), (200, text.as_str()), "{name}");
+        assert!(took < quick, "{name} held a blocking reload for {took:?}");
+        // So is a request for that part.
+        let (status, _, took) = timed_get(node, &format!("/live/gone/{}.0.m4s", last + 1)).await;
+        assert_eq!(status, 404, "{name} served a part never cut");
+        assert!(took < quick, "{name} held a part request for {took:?}");
+    }
     drop(net.puller);
     net.friend_http.shutdown().await;
     net.origin_http.shutdown().await;
