@@ -204,6 +204,9 @@ pub(crate) struct Join {
     pub(crate) pulls: Option<(UpstreamPuller, Arc<crate::relay_receipts::EdgeGrants>)>,
     /// Whether heartbeats go under a node session or signed.
     pub(crate) heartbeat_auth: HeartbeatAuthMode,
+    /// The operator key file (`--operator-key`), read again before each registration and
+    /// every heartbeat interval once joined: a replaced file registers the node again.
+    pub(crate) operator_key: Option<crate::operator_key::OperatorKeyFile>,
 }
 
 /// The longest pause between attempts to reach the coordinator while joining.
@@ -213,7 +216,7 @@ const MAX_JOIN_PAUSE: Duration = Duration::from_secs(10);
 /// answers; then sends heartbeats until `stop`. A node whose pinned key is not the
 /// coordinator's never joins: it logs why at every attempt.
 pub(crate) async fn join_then_heartbeat(
-    join: Join,
+    mut join: Join,
     gate: Arc<Gate>,
     interval: Duration,
     stop: CancellationToken,
@@ -222,7 +225,7 @@ pub(crate) async fn join_then_heartbeat(
     let mut attempts: u32 = 0;
     let coordinator = loop {
         attempts = attempts.saturating_add(1);
-        match try_join(&join).await {
+        match try_join(&mut join).await {
             Ok(info) => break info,
             Err(reason) => {
                 if attempts == 1 || pause == MAX_JOIN_PAUSE {
@@ -247,6 +250,16 @@ pub(crate) async fn join_then_heartbeat(
         join.reachability.clone(),
         stop.clone(),
     ));
+    let follower = join.operator_key.take().map(|file| {
+        tokio::spawn(crate::operator_key::follow(
+            join.client.clone(),
+            join.key.clone(),
+            join.advert.clone(),
+            file,
+            interval,
+            stop.clone(),
+        ))
+    });
     let mut auth = HeartbeatAuth::new(
         join.client.clone(),
         join.key.clone(),
@@ -259,11 +272,17 @@ pub(crate) async fn join_then_heartbeat(
     }
     heartbeats(auth, gate, join.pulls, interval, stop).await;
     let _ = watcher.await;
+    if let Some(follower) = follower {
+        let _ = follower.await;
+    }
 }
 
-/// Registers; returns what the coordinator says about itself (its key checked against the
-/// pinned one).
-async fn try_join(join: &Join) -> Result<CoordinatorInfo, String> {
+/// Registers (with the key the operator key file holds now); returns what the coordinator says
+/// about itself (its key checked against the pinned one). A membership refused as signed by a
+/// retired operator key is logged as an error, and the node registers as its own operator
+/// until the file holds the new key (the registration after the file changes is the
+/// follower's, [`crate::operator_key::follow`]).
+async fn try_join(join: &mut Join) -> Result<CoordinatorInfo, String> {
     let info = join
         .client
         .coordinator_info()
@@ -281,11 +300,26 @@ async fn try_join(join: &Join) -> Result<CoordinatorInfo, String> {
             info!(coordinator_key = %info.coordinator_key, "learnt the coordinator's key; checking viewers' grants");
         }
     }
-    join.client
-        .register_node(&join.key, &join.advert)
-        .await
-        .map(|_| info)
-        .map_err(|e| e.to_string())
+    if let Some(file) = &mut join.operator_key {
+        file.refresh(&mut join.advert);
+    }
+    match join.client.register_node(&join.key, &join.advert).await {
+        Ok(_) => Ok(info),
+        Err(error) if crate::operator_key::key_retired(&error) => {
+            if let Some(file) = &join.operator_key {
+                file.log_retired(&error);
+            }
+            join.client
+                .register_node(
+                    &join.key,
+                    &crate::operator_key::as_own_operator(&join.advert),
+                )
+                .await
+                .map(|_| info)
+                .map_err(|e| e.to_string())
+        }
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 /// How long before a node session's expiry the node opens the next one.
