@@ -37,6 +37,7 @@ mod accounting;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod gate;
+mod held_heartbeat;
 pub mod identity;
 mod metrics;
 pub mod nat;
@@ -901,6 +902,7 @@ impl Node {
                     pulls: puller.clone().map(|puller| (puller, edge_grants.clone())),
                     heartbeat_auth: config.heartbeat_auth,
                     operator_key,
+                    held_heartbeat: config.identity.with_extension("heartbeat"),
                 };
                 if let Some(puller) = puller {
                     tasks.push(tokio::spawn(relay_receipts::sign_relay_receipts(
