@@ -37,10 +37,12 @@ mod accounting;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod gate;
+mod held_heartbeat;
 pub mod identity;
 mod metrics;
 pub mod nat;
 mod network;
+mod operator_key;
 pub mod origin_gate;
 mod origin_slots;
 mod part_queue;
@@ -69,6 +71,8 @@ use streamr_tls::{CertificateFiles, HandshakeLimits, ServerTls, TlsError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+use operator_key::OperatorKeyFile;
 
 pub use identity::IdentityError;
 pub use network::PinnedKeyError;
@@ -498,13 +502,14 @@ impl Node {
         } else {
             KeyPair::generate(&mut rand::rngs::OsRng)
         };
-        let operator_membership = match (&config.operator_key, &config.coordinator) {
-            (Some(path), Some(_)) => Some(streamr_core::OperatorMembership::sign(
-                &identity::load_or_create(path)?,
-                &config.operator,
-                &key.node_id(),
-            )),
-            _ => None,
+        let (operator_key, operator_membership) = match (&config.operator_key, &config.coordinator)
+        {
+            (Some(path), Some(_)) => {
+                let (file, membership) =
+                    OperatorKeyFile::open(path, &config.operator, key.node_id())?;
+                (Some(file), Some(membership))
+            }
+            _ => (None, None),
         };
         let tls = match &config.tls {
             Some(files) => Some(ServerTls::load(files.clone())?),
@@ -905,6 +910,8 @@ impl Node {
                     reachability: node_metrics.reachability.clone(),
                     pulls: puller.clone().map(|puller| (puller, edge_grants.clone())),
                     heartbeat_auth: config.heartbeat_auth,
+                    operator_key,
+                    held_heartbeat: config.identity.with_extension("heartbeat"),
                 };
                 if let Some(puller) = puller {
                     tasks.push(tokio::spawn(relay_receipts::sign_relay_receipts(

@@ -167,7 +167,9 @@ struct Args {
     /// every node the operator runs). The node registers with the key's signature over its id
     /// and --operator; the coordinator binds the name to the first key that claims it and
     /// refuses the name to nodes without that key's signature. Without it the node is its own
-    /// operator for the reward caps.
+    /// operator for the reward caps. Read again every heartbeat interval: after `streamr
+    /// operator-rotation`, replace the file with the new key and the node registers with it,
+    /// without a restart.
     #[arg(long, env = "STREAMR_OPERATOR_KEY")]
     operator_key: Option<PathBuf>,
 

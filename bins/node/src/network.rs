@@ -204,6 +204,11 @@ pub(crate) struct Join {
     pub(crate) pulls: Option<(UpstreamPuller, Arc<crate::relay_receipts::EdgeGrants>)>,
     /// Whether heartbeats go under a node session or signed.
     pub(crate) heartbeat_auth: HeartbeatAuthMode,
+    /// Where a signed heartbeat whose answer never came is kept until it is settled.
+    pub(crate) held_heartbeat: std::path::PathBuf,
+    /// The operator key file (`--operator-key`), read again before each registration and
+    /// every heartbeat interval once joined: a replaced file registers the node again.
+    pub(crate) operator_key: Option<crate::operator_key::OperatorKeyFile>,
 }
 
 /// The longest pause between attempts to reach the coordinator while joining.
@@ -213,7 +218,7 @@ const MAX_JOIN_PAUSE: Duration = Duration::from_secs(10);
 /// answers; then sends heartbeats until `stop`. A node whose pinned key is not the
 /// coordinator's never joins: it logs why at every attempt.
 pub(crate) async fn join_then_heartbeat(
-    join: Join,
+    mut join: Join,
     gate: Arc<Gate>,
     interval: Duration,
     stop: CancellationToken,
@@ -222,7 +227,7 @@ pub(crate) async fn join_then_heartbeat(
     let mut attempts: u32 = 0;
     let coordinator = loop {
         attempts = attempts.saturating_add(1);
-        match try_join(&join).await {
+        match try_join(&mut join).await {
             Ok(info) => break info,
             Err(reason) => {
                 if attempts == 1 || pause == MAX_JOIN_PAUSE {
@@ -247,23 +252,43 @@ pub(crate) async fn join_then_heartbeat(
         join.reachability.clone(),
         stop.clone(),
     ));
+    let follower = join.operator_key.take().map(|file| {
+        tokio::spawn(crate::operator_key::follow(
+            join.client.clone(),
+            join.key.clone(),
+            join.advert.clone(),
+            file,
+            interval,
+            stop.clone(),
+        ))
+    });
     let mut auth = HeartbeatAuth::new(
         join.client.clone(),
         join.key.clone(),
         coordinator.coordinator_key,
     );
     auth.sessions = join.heartbeat_auth == HeartbeatAuthMode::Session;
+    auth.keep_held_in(crate::held_heartbeat::HeldHeartbeatFile::new(
+        join.held_heartbeat,
+        join.key.node_id(),
+    ));
     auth.receipt_batch = ReceiptBatch::new(coordinator.max_receipts_per_request);
     if !auth.sessions {
         info!("heartbeats are signed (--heartbeat-auth signed): no node session is opened");
     }
     heartbeats(auth, gate, join.pulls, interval, stop).await;
     let _ = watcher.await;
+    if let Some(follower) = follower {
+        let _ = follower.await;
+    }
 }
 
-/// Registers; returns what the coordinator says about itself (its key checked against the
-/// pinned one).
-async fn try_join(join: &Join) -> Result<CoordinatorInfo, String> {
+/// Registers (with the key the operator key file holds now); returns what the coordinator says
+/// about itself (its key checked against the pinned one). A membership refused as signed by a
+/// retired operator key is logged as an error, and the node registers as its own operator
+/// until the file holds the new key (the registration after the file changes is the
+/// follower's, [`crate::operator_key::follow`]).
+async fn try_join(join: &mut Join) -> Result<CoordinatorInfo, String> {
     let info = join
         .client
         .coordinator_info()
@@ -281,11 +306,26 @@ async fn try_join(join: &Join) -> Result<CoordinatorInfo, String> {
             info!(coordinator_key = %info.coordinator_key, "learnt the coordinator's key; checking viewers' grants");
         }
     }
-    join.client
-        .register_node(&join.key, &join.advert)
-        .await
-        .map(|_| info)
-        .map_err(|e| e.to_string())
+    if let Some(file) = &mut join.operator_key {
+        file.refresh(&mut join.advert);
+    }
+    match join.client.register_node(&join.key, &join.advert).await {
+        Ok(_) => Ok(info),
+        Err(error) if crate::operator_key::key_retired(&error) => {
+            if let Some(file) = &join.operator_key {
+                file.log_retired(&error);
+            }
+            join.client
+                .register_node(
+                    &join.key,
+                    &crate::operator_key::as_own_operator(&join.advert),
+                )
+                .await
+                .map(|_| info)
+                .map_err(|e| e.to_string())
+        }
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 /// How long before a node session's expiry the node opens the next one.
@@ -319,6 +359,11 @@ pub(crate) struct HeartbeatAuth {
     /// before anything else, and its claims go nowhere else until an answer says whether
     /// it counted (see [`HeartbeatAuth::confirm_unanswered`]).
     unanswered: Option<Signed<NodeHeartbeat>>,
+    /// Where the held heartbeat is kept on disk while there is one, so that a restart sends
+    /// it again (see [`HeartbeatAuth::keep_held_in`]); `None`: in memory only.
+    held_file: Option<crate::held_heartbeat::HeldHeartbeatFile>,
+    /// The nonce of the held heartbeat the file holds now (`None`: no file).
+    held_on_disk: Option<u64>,
     /// Claims of a held heartbeat that turned out not to be counted: the next signed
     /// heartbeat adds them to its own until one is accepted.
     returned: Served,
@@ -438,6 +483,8 @@ impl HeartbeatAuth {
             sessions: true,
             session_totals: (0, 0),
             unanswered: None,
+            held_file: None,
+            held_on_disk: None,
             returned: Served::default(),
             receipt_batch: ReceiptBatch::default(),
             failures: FailureRun::default(),
@@ -487,12 +534,63 @@ impl HeartbeatAuth {
         }
     }
 
+    /// Keeps the held heartbeat in `file` from now on, and holds the one an earlier run left
+    /// there (sent again, unchanged, before the next heartbeat).
+    pub(crate) fn keep_held_in(&mut self, file: crate::held_heartbeat::HeldHeartbeatFile) {
+        if let Some(held) = file.load() {
+            info!(
+                nonce = held.body.nonce,
+                file = %file.path().display(),
+                "a heartbeat whose answer never came before the restart is sent again"
+            );
+            self.held_on_disk = Some(held.body.nonce);
+            self.unanswered = Some(held);
+        }
+        self.held_file = Some(file);
+    }
+
+    /// Brings the held heartbeat file in line with the held heartbeat: written when one is
+    /// held, removed once it is settled. A failure is logged; the heartbeat stays held in
+    /// memory.
+    fn sync_held_file(&mut self) {
+        let Some(file) = &self.held_file else {
+            return;
+        };
+        let nonce = self.unanswered.as_ref().map(|held| held.body.nonce);
+        if nonce == self.held_on_disk {
+            return;
+        }
+        let written = match &self.unanswered {
+            Some(held) => file.store(held),
+            None => file.clear(),
+        };
+        match written {
+            Ok(()) => self.held_on_disk = nonce,
+            Err(error) => warn!(
+                file = %file.path().display(),
+                %error,
+                "cannot keep the held heartbeat on disk; a restart would lose its claims"
+            ),
+        }
+    }
+
+    /// [`HeartbeatAuth::send_unsynced`], the held heartbeat file brought in line after.
+    async fn send(
+        &mut self,
+        heartbeat: NodeHeartbeat,
+        receipts: Vec<SignedReceipt>,
+    ) -> Result<ReceiptsOutcome, ClientError> {
+        let answer = self.send_unsynced(heartbeat, receipts).await;
+        self.sync_held_file();
+        answer
+    }
+
     /// Sends `heartbeat` (whose byte counts are what was served since the previous one) with
     /// `receipts`: under the node session when there is one, its byte counts added to the
     /// session's running totals (opening another and sending again when the coordinator
     /// forgot it), else signed, with the byte counts as they are. A heartbeat that fails
     /// leaves the totals as they were: its byte counts are the caller's to claim again.
-    async fn send(
+    async fn send_unsynced(
         &mut self,
         heartbeat: NodeHeartbeat,
         receipts: Vec<SignedReceipt>,
@@ -1846,6 +1944,70 @@ mod tests {
         send_beats(&mut auth, &gate, second, Vec::new(), &mut nonce).await;
         assert_eq!(attested_claims(storage.as_ref(), &node).await, 1_500);
         assert!(auth.unanswered.is_none());
+    }
+
+    /// A signed heartbeat whose answer never came is kept on disk: a node restarted before it
+    /// was settled sends it again, so its claims are counted, once, and the file is removed
+    /// once the coordinator answered.
+    #[tokio::test]
+    async fn a_held_heartbeat_outlives_a_restart_and_is_counted_once() {
+        let (server, storage, coordinator_key, dir) = coordinator_taking(4).await;
+        let node = KeyPair::from_seed([47; 32]);
+        let advert = NodeAdvert {
+            operator_membership: None,
+            operator: "op".into(),
+            payout_address: "0xop".into(),
+            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
+            http_url: "http://127.0.0.1:8080".into(),
+            capacity_kbps: 100_000,
+        };
+        let direct = CoordinatorClient::new(&server.url()).unwrap();
+        direct.register_node(&node, &advert).await.unwrap();
+        let path = dir.path().join("node.heartbeat");
+        let run = |client: CoordinatorClient| {
+            let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);
+            auth.sessions = false;
+            auth.keep_held_in(crate::held_heartbeat::HeldHeartbeatFile::new(
+                path.clone(),
+                node.node_id(),
+            ));
+            auth
+        };
+        // The coordinator cannot be reached: the claim is held, on disk too.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut first = run(CoordinatorClient::new(&format!("http://{closed}")).unwrap());
+        let nonce = unix_ms();
+        let claim = NodeHeartbeat {
+            bytes_served: 1_000,
+            ..beat(&node, nonce)
+        };
+        assert!(first.send(claim, Vec::new()).await.is_err());
+        assert!(first.holds_claims_of(nonce));
+        assert!(path.exists());
+        drop(first);
+
+        // Restarted: the held heartbeat goes first, then the new one.
+        let mut second = run(direct.clone());
+        assert!(second.holds_claims_of(nonce));
+        second
+            .send(beat(&node, nonce + 1), Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(attested_claims(storage.as_ref(), &node).await, 1_000);
+        assert!(!path.exists());
+        drop(second);
+
+        // Nothing is held after it: another restart claims nothing again.
+        let mut third = run(direct);
+        assert!(!third.holds_claims_of(nonce));
+        third
+            .send(beat(&node, nonce + 2), Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(attested_claims(storage.as_ref(), &node).await, 1_000);
     }
 
     /// A held unanswered heartbeat that can no longer be sent (older than the clock skew the
