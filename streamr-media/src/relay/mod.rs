@@ -9,7 +9,8 @@
 //!   or [`RelayConfig::viewer_max_lag`] skips to a keyframe (sequence headers are resent) and the
 //!   skipped frames and bytes are counted. The publisher and other viewers never wait for it.
 //!   The budget counts lag the viewer builds up: the age of the cached GOP it starts with (a GOP
-//!   may be longer than the budget) is allowed on top, down to the least lag it has read at.
+//!   may be longer than the budget), or of the upstream's cached GOP a relay's pull delivers
+//!   after the viewer asked, is allowed on top, down to the least lag it has read at.
 //! - **Republish**: when the publisher leaves, viewers get [`RelayEvent::PublisherEnded`] and stay
 //!   subscribed; a new publisher on the same key resumes them with its own sequence headers.
 //! - **Timed data**: data messages other than `onMetaData` (captions, cue points:

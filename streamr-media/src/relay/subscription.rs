@@ -69,8 +69,9 @@ pub struct Subscription {
     pos_frames: u64,
     pos_bytes: u64,
     /// Lag this viewer was handed rather than built up: how far its start (the cached GOP, a
-    /// resume point) lay behind the newest frame when it subscribed, lowered to the least lag it
-    /// has read at since. The lag budget applies on top of it, so a viewer joining a GOP older
+    /// resume point) lay behind the newest frame when it subscribed, or the upstream's cached
+    /// GOP it started on when a pull delivered that later, lowered to the least lag it has read
+    /// at since. The lag budget applies on top of it, so a viewer joining a GOP older
     /// than the budget is not skipped for that GOP's age.
     handed_lag: Lag,
     phase: Phase,
@@ -102,6 +103,14 @@ impl Lag {
         Lag {
             bytes: self.bytes.min(other.bytes),
             millis: self.millis.min(other.millis),
+        }
+    }
+
+    /// The larger of both measures.
+    fn max(self, other: Lag) -> Self {
+        Lag {
+            bytes: self.bytes.max(other.bytes),
+            millis: self.millis.max(other.millis),
         }
     }
 }
@@ -389,7 +398,9 @@ impl Subscription {
         let mut counts = BatchCounts::default();
         while out.len().saturating_sub(start) < max_events {
             if self.cursor < state.front_seq {
-                self.skip_after_lag(state, out, &mut counts);
+                if !self.start_on_upstream_cache(state, out) {
+                    self.skip_after_lag(state, out, &mut counts);
+                }
                 continue;
             }
             let Some(entry) = state.get(self.cursor) else {
@@ -448,6 +459,31 @@ impl Subscription {
             .as_millis()
             .saturating_add(u128::from(self.handed_lag.millis));
         lag.bytes > max_bytes || u128::from(lag.millis) > max_millis
+    }
+
+    /// Moves a viewer that has not started yet (it waits for a keyframe to start on, not to
+    /// resume on after a skip) to the cached keyframe when that is where an upstream's cached
+    /// GOP starts, and returns whether it did. A relay's player that subscribed before its pull
+    /// delivered anything would otherwise find the entries it waited at gone (older than the
+    /// budget, as the upstream's GOP may be) and skip to the next keyframe, up to a GOP later.
+    fn start_on_upstream_cache(&mut self, state: &StreamState, out: &mut Vec<RelayEvent>) -> bool {
+        if self.phase != (Phase::AwaitSync { after_lag: false }) {
+            return false;
+        }
+        let Some((seq, entry)) = state
+            .latest_sync
+            .and_then(|seq| state.get(seq).map(|entry| (seq, entry)))
+            .filter(|(_, entry)| entry.upstream_cached)
+        else {
+            return false;
+        };
+        if entry.generation != self.generation {
+            self.enter_generation(entry.generation, out);
+        }
+        self.cursor = seq;
+        self.pos_frames = entry.frames_before;
+        self.pos_bytes = entry.bytes_before;
+        true
     }
 
     /// Jumps over the frames the viewer is too late for: to the newest keyframe when that one is
@@ -530,7 +566,12 @@ impl Subscription {
                 let size = frame.payload().len() as u64;
                 match (self.phase, sync) {
                     (Phase::Live, _) => self.emit(frame, out, counts),
-                    (Phase::AwaitSync { .. }, Some(bundle)) => {
+                    (Phase::AwaitSync { after_lag }, Some(bundle)) => {
+                        if !after_lag && entry.upstream_cached {
+                            // Starting on the upstream's cached GOP, delivered in one go: its
+                            // age is not lag this viewer built up.
+                            self.handed_lag = self.handed_lag.max(Lag::of(state, entry));
+                        }
                         for header in bundle.frames() {
                             self.emit(&stamped_at(header, frame.timestamp()), out, counts);
                         }

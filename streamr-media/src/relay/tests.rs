@@ -432,6 +432,32 @@ fn a_viewer_joining_a_gop_older_than_the_lag_budget_that_keeps_up_is_never_skipp
 }
 
 #[test]
+fn a_viewer_waiting_when_a_pull_delivers_a_gop_older_than_the_budget_starts_on_it() {
+    // A relay's player subscribes before the pull delivers anything; the pull then hands over
+    // the origin's cached GOP, 12 s old, in one go.
+    let hub = RelayHub::default();
+    let publisher = hub
+        .publish_with(key(), Timeline::Upstream)
+        .expect("key is free");
+    let mut viewer = hub.subscribe(key()).unwrap();
+    assert_eq!(drain(&mut viewer), Vec::new());
+    publisher.send(
+        FrameKind::Metadata,
+        0,
+        Bytes::from_static(b"\x02\x00\x0aonMetaData"),
+    );
+    publisher.send(FrameKind::Video, 0, video_header(1));
+    send_frames(&publisher, 0, 300, 500);
+    let mut indices = media_indices(&drain(&mut viewer));
+    for second in 12..45 {
+        send_frames(&publisher, second * 25, (second + 1) * 25, 500);
+        indices.extend(media_indices(&drain(&mut viewer)));
+    }
+    assert_eq!(indices, (0..45 * 25).collect::<Vec<u32>>());
+    assert_eq!(viewer.stats().frames_dropped, 0);
+}
+
+#[test]
 fn a_viewer_joining_an_old_gop_that_then_falls_behind_the_budget_still_skips() {
     let hub = RelayHub::default();
     let publisher = start_publish(&hub, 1);
