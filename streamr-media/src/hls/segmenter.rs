@@ -712,6 +712,20 @@ impl Segmenter {
         events
     }
 
+    /// The stream ended at a node that follows an upstream's cuts (a relay whose pull ended for
+    /// good): reports [`SegmenterEvent::Ended`] without listing the open segment. The upstream
+    /// may have gone on past the last frame that arrived here and cut that segment longer, so
+    /// listed here it would carry bytes no upstream segment vouches for. An origin, whose
+    /// segments are the reference, ends with [`Segmenter::finish`] instead.
+    pub fn finish_leaving_open_segment(&mut self) -> Vec<SegmenterEvent> {
+        if self.ended {
+            return Vec::new();
+        }
+        self.open = None;
+        self.ended = true;
+        vec![SegmenterEvent::Ended]
+    }
+
     /// Where an open segment's media ends when no next frame says so: one frame interval after
     /// its last frame, but never past the target duration.
     fn natural_end(&self, open: &OpenSegment) -> u64 {
@@ -1175,6 +1189,80 @@ mod tests {
                 segment.start_timestamp_ms,
                 cuts(&relay)
             );
+        }
+    }
+
+    /// A relay whose pull ends partway through the origin's last 20 s segment lists only
+    /// segments the origin lists, byte for byte; the origin lists its last one when its
+    /// publisher leaves.
+    #[test]
+    fn a_relay_ending_mid_segment_lists_only_the_origins_segments() {
+        let tags = h264_stream(40, &[20_000; 4]);
+        // 30 s segments allowed, so 20 s GOPs are cut whole.
+        let config = SegmenterConfig {
+            target_duration_secs: 30,
+            ..SegmenterConfig::default()
+        };
+        let mut origin = Segmenter::new(config);
+        let mut origin_events = Vec::new();
+        for tag in &tags {
+            origin_events.extend(origin.push(tag).unwrap());
+        }
+        origin_events.extend(origin.finish());
+        let origin: Vec<Segment> = origin_events
+            .into_iter()
+            .filter_map(|event| match event {
+                SegmenterEvent::SegmentReady(segment) => Some(segment),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            cuts(&origin),
+            vec![
+                (0, 20_000, false),
+                (20_000, 20_000, false),
+                (40_000, 20_000, false),
+                (60_000, 20_000, false)
+            ]
+        );
+        // The relay joins at the second keyframe and its pull ends 8.68 s into the last GOP.
+        let at = (2..tags.len()).find(|&i| tags[i].data[0] == 0x17).unwrap();
+        let mut relay = Segmenter::new(config)
+            .with_fixed_target_duration(20)
+            .joining_mid_stream();
+        let mut events = Vec::new();
+        for tag in tags[..1]
+            .iter()
+            .chain(&tags[at..])
+            .filter(|tag| tag.timestamp < 68_680)
+        {
+            events.extend(relay.push(tag).unwrap());
+        }
+        let open = relay.current_segment().expect("the last segment is open");
+        assert_eq!(open.start_timestamp_ms, 60_000);
+        events.extend(relay.finish_leaving_open_segment());
+        assert!(matches!(events.last(), Some(SegmenterEvent::Ended)));
+        assert!(relay.finish_leaving_open_segment().is_empty());
+        let listed: Vec<&Segment> = events
+            .iter()
+            .filter_map(|event| match event {
+                SegmenterEvent::SegmentReady(segment) => Some(segment),
+                _ => None,
+            })
+            .collect();
+        // The first segment after joining is cut but not listed (the relay joined mid-stream).
+        assert_eq!(
+            listed
+                .iter()
+                .map(|s| s.start_timestamp_ms)
+                .collect::<Vec<_>>(),
+            vec![40_000]
+        );
+        for segment in listed {
+            assert!(origin
+                .iter()
+                .any(|o| o.start_timestamp_ms == segment.start_timestamp_ms
+                    && o.hash == segment.hash));
         }
     }
 

@@ -1022,7 +1022,7 @@ impl StreamTask {
                         // pull replays and goes on with the frame that follows. Cutting the
                         // open segment and part here would list a part and a segment the
                         // origin never cut; they stay open, and are closed where the upstream
-                        // closes them, or when the stream ends.
+                        // closes them, or left unlisted and uncut when the stream ends.
                         ended_at = Some(tokio::time::Instant::now());
                         Vec::new()
                     }
@@ -1050,11 +1050,15 @@ impl StreamTask {
         if self.msn.is_learning() {
             self.stop_learning("the stream ended");
         }
-        let finished = self.segmenter.finish();
+        // A relay (shutting down, or its pull gone for good) leaves its open segment unlisted
+        // and its open part uncut: cut short here they would not be the segment and part the
+        // origin cuts, and a viewer would be served bytes no origin report vouches for.
+        let finished = if self.pulled {
+            self.segmenter.finish_leaving_open_segment()
+        } else {
+            self.segmenter.finish()
+        };
         if !self.pulled {
-            // A relay (shutting down, or its pull gone for good) leaves its open part uncut:
-            // cut short here it would not be the part the origin cuts, and a viewer holding a
-            // blocking request for it would be served a part no origin report vouches for.
             self.package(None);
         }
         self.apply(finished);

@@ -8,6 +8,9 @@
 //! - **Bounded lag**: a viewer that falls further behind than [`RelayConfig::viewer_max_lag_bytes`]
 //!   or [`RelayConfig::viewer_max_lag`] skips to a keyframe (sequence headers are resent) and the
 //!   skipped frames and bytes are counted. The publisher and other viewers never wait for it.
+//!   The budget counts lag the viewer builds up: the age of the cached GOP it starts with (a GOP
+//!   may be longer than the budget), or of the upstream's cached GOP a relay's pull delivers
+//!   after the viewer asked, is allowed on top, down to the least lag it has read at.
 //! - **Republish**: when the publisher leaves, viewers get [`RelayEvent::PublisherEnded`] and stay
 //!   subscribed; a new publisher on the same key resumes them with its own sequence headers.
 //! - **Timed data**: data messages other than `onMetaData` (captions, cue points:
@@ -52,9 +55,11 @@ pub struct RelayConfig {
     pub gop_cache: bool,
     /// A GOP larger than this is not cached; new viewers then wait for the next keyframe.
     pub gop_cache_max_bytes: u64,
-    /// A viewer further behind the newest frame than this many payload bytes skips ahead.
+    /// A viewer further behind the newest frame than this many payload bytes skips ahead (on
+    /// top of the lag of the cached GOP it started with, until it has caught up on it).
     pub viewer_max_lag_bytes: u64,
-    /// A viewer further behind the newest frame than this media duration skips ahead.
+    /// A viewer further behind the newest frame than this media duration skips ahead (on top
+    /// of the age of the cached GOP it started with, until it has caught up on it).
     pub viewer_max_lag: Duration,
     /// Upper bound on frames kept per stream, whatever their size.
     pub ring_max_entries: usize,

@@ -103,6 +103,9 @@ pub(crate) struct Entry {
     pub(crate) frames_before: u64,
     pub(crate) bytes_before: u64,
     pub(crate) timestamp: u32,
+    /// The first keyframe of a [`Timeline::Upstream`] publish: the start of the upstream's
+    /// cached GOP, which a pull delivers in one go however old it is.
+    pub(crate) upstream_cached: bool,
     pub(crate) slot: Slot,
 }
 
@@ -225,6 +228,9 @@ pub(crate) struct StreamState {
     /// The newest rejoin whose replay did not reach back to what was relayed (frames may be
     /// lost there).
     last_upstream_gap: Option<UpstreamGap>,
+    /// Whether the current publish is a [`Timeline::Upstream`] one whose first keyframe has
+    /// not come yet.
+    upstream_cache_pending: bool,
     /// Where each of the node's own consumers (live HLS) reads, by subscription id: the ring
     /// keeps what they have not read yet, lag or not, within the ring's hard limits.
     pub(crate) internal_cursors: HashMap<u64, u64>,
@@ -395,6 +401,7 @@ impl Stream {
         state.rejoin_audio = Rejoin::Joined;
         state.rejoin_data = false;
         state.upstream_shift = 0;
+        state.upstream_cache_pending = timeline == Timeline::Upstream;
         if timeline == Timeline::Upstream {
             start_rejoin(&mut state);
         }
@@ -458,6 +465,7 @@ impl Stream {
             frames_before: state.total_frames,
             bytes_before: state.total_bytes,
             timestamp: state.last_timestamp,
+            upstream_cached: false,
             slot: Slot::Ended,
         };
         state.ring.push_back(entry);
@@ -592,12 +600,14 @@ impl Stream {
         let is_sync = frame.is_video_keyframe()
             || (frame.kind() == FrameKind::Audio && !state.has_video && frame.is_coded_media());
         let sync = is_sync.then(|| Arc::new(state.headers.clone()));
+        let upstream_cached = is_sync && std::mem::take(&mut state.upstream_cache_pending);
         let seq = state.next_seq();
         let entry = Entry {
             generation: state.generation,
             frames_before: state.total_frames,
             bytes_before: state.total_bytes,
             timestamp,
+            upstream_cached,
             slot: Slot::Frame { frame, sync },
         };
         state.ring.push_back(entry);

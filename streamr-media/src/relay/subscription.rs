@@ -68,6 +68,12 @@ pub struct Subscription {
     cursor: u64,
     pos_frames: u64,
     pos_bytes: u64,
+    /// Lag this viewer was handed rather than built up: how far its start (the cached GOP, a
+    /// resume point) lay behind the newest frame when it subscribed, or the upstream's cached
+    /// GOP it started on when a pull delivered that later, lowered to the least lag it has read
+    /// at since. The lag budget applies on top of it, so a viewer joining a GOP older
+    /// than the budget is not skipped for that GOP's age.
+    handed_lag: Lag,
     phase: Phase,
     generation: u64,
     live: bool,
@@ -76,6 +82,37 @@ pub struct Subscription {
     metered: bool,
     /// Whether node notices ([`Frame::is_node_notice`]) reach this subscriber.
     node_notices: bool,
+}
+
+/// How far behind the newest frame a viewer reads: payload bytes and milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Lag {
+    bytes: u64,
+    millis: u32,
+}
+
+impl Lag {
+    /// The lag of `entry` in `state`.
+    fn of(state: &StreamState, entry: &Entry) -> Self {
+        let (bytes, millis) = state.lag_of(entry);
+        Lag { bytes, millis }
+    }
+
+    /// The smaller of both measures.
+    fn min(self, other: Lag) -> Self {
+        Lag {
+            bytes: self.bytes.min(other.bytes),
+            millis: self.millis.min(other.millis),
+        }
+    }
+
+    /// The larger of both measures.
+    fn max(self, other: Lag) -> Self {
+        Lag {
+            bytes: self.bytes.max(other.bytes),
+            millis: self.millis.max(other.millis),
+        }
+    }
 }
 
 /// Totals gathered during one batch, added to the shared counters once per batch.
@@ -128,12 +165,20 @@ impl Subscription {
             StartAt::PublishStart => first_sync_of_publish(&state),
         }
         .or(state.latest_sync);
-        let (cursor, pos_frames, pos_bytes) =
+        let (cursor, pos_frames, pos_bytes, handed_lag) =
             match start.and_then(|seq| state.get(seq).map(|entry| (seq, entry))) {
-                Some((seq, entry)) if state.publishing => {
-                    (seq, entry.frames_before, entry.bytes_before)
-                }
-                _ => (state.next_seq(), state.total_frames, state.total_bytes),
+                Some((seq, entry)) if state.publishing => (
+                    seq,
+                    entry.frames_before,
+                    entry.bytes_before,
+                    Lag::of(&state, entry),
+                ),
+                _ => (
+                    state.next_seq(),
+                    state.total_frames,
+                    state.total_bytes,
+                    Lag::default(),
+                ),
             };
         let generation = state.generation;
         let live = state.publishing;
@@ -151,6 +196,7 @@ impl Subscription {
             cursor,
             pos_frames,
             pos_bytes,
+            handed_lag,
             phase: Phase::AwaitSync { after_lag: false },
             generation,
             live,
@@ -278,6 +324,8 @@ impl Subscription {
             self.cursor = run.end;
             self.pos_frames = run.frames_after;
             self.pos_bytes = run.bytes_after;
+            // A run reaches the head: this viewer caught up.
+            self.handed_lag = Lag::default();
             self.add_counts(&BatchCounts {
                 frames_out: run.frames().len() as u64,
                 bytes_out: run.bytes_out,
@@ -350,7 +398,9 @@ impl Subscription {
         let mut counts = BatchCounts::default();
         while out.len().saturating_sub(start) < max_events {
             if self.cursor < state.front_seq {
-                self.skip_after_lag(state, out, &mut counts);
+                if !self.start_on_upstream_cache(state, out) {
+                    self.skip_after_lag(state, out, &mut counts);
+                }
                 continue;
             }
             let Some(entry) = state.get(self.cursor) else {
@@ -363,7 +413,7 @@ impl Subscription {
             if entry.generation != self.generation {
                 self.enter_generation(entry.generation, out);
             }
-            self.consume(entry, out, &mut counts);
+            self.consume(state, entry, out, &mut counts);
         }
         if !self.metered {
             state.internal_cursors.insert(self.id, self.cursor);
@@ -395,11 +445,45 @@ impl Subscription {
         out.pop()
     }
 
+    /// Whether reading `entry` now puts this viewer over its lag budget: the configured budget
+    /// on top of the lag it was handed at subscribe time (see `handed_lag`), so only lag it
+    /// builds up by reading slower than the publisher counts.
     fn is_over_budget(&self, state: &StreamState, entry: &Entry) -> bool {
         let config = &self.stream.config;
-        let (lag_bytes, lag_millis) = state.lag_of(entry);
-        lag_bytes > config.viewer_max_lag_bytes
-            || u128::from(lag_millis) > config.viewer_max_lag.as_millis()
+        let lag = Lag::of(state, entry);
+        let max_bytes = config
+            .viewer_max_lag_bytes
+            .saturating_add(self.handed_lag.bytes);
+        let max_millis = config
+            .viewer_max_lag
+            .as_millis()
+            .saturating_add(u128::from(self.handed_lag.millis));
+        lag.bytes > max_bytes || u128::from(lag.millis) > max_millis
+    }
+
+    /// Moves a viewer that has not started yet (it waits for a keyframe to start on, not to
+    /// resume on after a skip) to the cached keyframe when that is where an upstream's cached
+    /// GOP starts, and returns whether it did. A relay's player that subscribed before its pull
+    /// delivered anything would otherwise find the entries it waited at gone (older than the
+    /// budget, as the upstream's GOP may be) and skip to the next keyframe, up to a GOP later.
+    fn start_on_upstream_cache(&mut self, state: &StreamState, out: &mut Vec<RelayEvent>) -> bool {
+        if self.phase != (Phase::AwaitSync { after_lag: false }) {
+            return false;
+        }
+        let Some((seq, entry)) = state
+            .latest_sync
+            .and_then(|seq| state.get(seq).map(|entry| (seq, entry)))
+            .filter(|(_, entry)| entry.upstream_cached)
+        else {
+            return false;
+        };
+        if entry.generation != self.generation {
+            self.enter_generation(entry.generation, out);
+        }
+        self.cursor = seq;
+        self.pos_frames = entry.frames_before;
+        self.pos_bytes = entry.bytes_before;
+        true
     }
 
     /// Jumps over the frames the viewer is too late for: to the newest keyframe when that one is
@@ -415,20 +499,23 @@ impl Subscription {
             .filter(|seq| *seq > self.cursor)
             .and_then(|seq| state.get(seq).map(|entry| (seq, entry)))
             .filter(|(_, entry)| !self.is_over_budget(state, entry));
-        let (cursor, frames, bytes, generation) = match target {
+        let (cursor, frames, bytes, generation, lag) = match target {
             Some((seq, entry)) => (
                 seq,
                 entry.frames_before,
                 entry.bytes_before,
                 entry.generation,
+                Lag::of(state, entry),
             ),
             None => (
                 state.next_seq(),
                 state.total_frames,
                 state.total_bytes,
                 state.generation,
+                Lag::default(),
             ),
         };
+        self.handed_lag = self.handed_lag.min(lag);
         counts.frames_dropped = counts
             .frames_dropped
             .saturating_add(frames.saturating_sub(self.pos_frames));
@@ -460,7 +547,13 @@ impl Subscription {
         }
     }
 
-    fn consume(&mut self, entry: &Entry, out: &mut Vec<RelayEvent>, counts: &mut BatchCounts) {
+    fn consume(
+        &mut self,
+        state: &StreamState,
+        entry: &Entry,
+        out: &mut Vec<RelayEvent>,
+        counts: &mut BatchCounts,
+    ) {
         match &entry.slot {
             Slot::Ended => {
                 if self.live {
@@ -473,7 +566,12 @@ impl Subscription {
                 let size = frame.payload().len() as u64;
                 match (self.phase, sync) {
                     (Phase::Live, _) => self.emit(frame, out, counts),
-                    (Phase::AwaitSync { .. }, Some(bundle)) => {
+                    (Phase::AwaitSync { after_lag }, Some(bundle)) => {
+                        if !after_lag && entry.upstream_cached {
+                            // Starting on the upstream's cached GOP, delivered in one go: its
+                            // age is not lag this viewer built up.
+                            self.handed_lag = self.handed_lag.max(Lag::of(state, entry));
+                        }
                         for header in bundle.frames() {
                             self.emit(&stamped_at(header, frame.timestamp()), out, counts);
                         }
@@ -488,6 +586,7 @@ impl Subscription {
                 }
                 self.pos_frames = entry.frames_before.saturating_add(1);
                 self.pos_bytes = entry.bytes_before.saturating_add(size);
+                self.handed_lag = self.handed_lag.min(Lag::of(state, entry));
             }
         }
         self.cursor = self.cursor.saturating_add(1);

@@ -392,6 +392,97 @@ fn a_lagging_viewer_skips_the_timed_data_among_the_frames_it_skips() {
     assert_eq!(lagging.stats().frames_dropped, 2);
 }
 
+/// Sends 25 fps video frames `from..to` (40 ms apart, index = frame number) with a keyframe
+/// every `gop` frames.
+fn send_frames(publisher: &Publisher, from: u32, to: u32, gop: u32) {
+    for index in from..to {
+        publisher.send(
+            FrameKind::Video,
+            index * 40,
+            video(index, index % gop == 0, 100),
+        );
+    }
+}
+
+/// The media indices among `seen`.
+fn media_indices(seen: &[Seen]) -> Vec<u32> {
+    seen.iter()
+        .filter_map(|seen| match seen {
+            Seen::Media { index, .. } => Some(*index),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_viewer_joining_a_gop_older_than_the_lag_budget_that_keeps_up_is_never_skipped() {
+    // 20 s GOPs and the default 10 s budget: the cached GOP is 12 s old at subscribe time.
+    let hub = RelayHub::default();
+    let publisher = start_publish(&hub, 1);
+    send_frames(&publisher, 0, 300, 500);
+    let mut viewer = hub.subscribe(key()).unwrap();
+    let mut indices = media_indices(&drain(&mut viewer));
+    // It keeps up from there on, reading every second, across two more keyframes.
+    for second in 12..45 {
+        send_frames(&publisher, second * 25, (second + 1) * 25, 500);
+        indices.extend(media_indices(&drain(&mut viewer)));
+    }
+    assert_eq!(indices, (0..45 * 25).collect::<Vec<u32>>());
+    assert_eq!(viewer.stats().frames_dropped, 0);
+}
+
+#[test]
+fn a_viewer_waiting_when_a_pull_delivers_a_gop_older_than_the_budget_starts_on_it() {
+    // A relay's player subscribes before the pull delivers anything; the pull then hands over
+    // the origin's cached GOP, 12 s old, in one go.
+    let hub = RelayHub::default();
+    let publisher = hub
+        .publish_with(key(), Timeline::Upstream)
+        .expect("key is free");
+    let mut viewer = hub.subscribe(key()).unwrap();
+    assert_eq!(drain(&mut viewer), Vec::new());
+    publisher.send(
+        FrameKind::Metadata,
+        0,
+        Bytes::from_static(b"\x02\x00\x0aonMetaData"),
+    );
+    publisher.send(FrameKind::Video, 0, video_header(1));
+    send_frames(&publisher, 0, 300, 500);
+    let mut indices = media_indices(&drain(&mut viewer));
+    for second in 12..45 {
+        send_frames(&publisher, second * 25, (second + 1) * 25, 500);
+        indices.extend(media_indices(&drain(&mut viewer)));
+    }
+    assert_eq!(indices, (0..45 * 25).collect::<Vec<u32>>());
+    assert_eq!(viewer.stats().frames_dropped, 0);
+}
+
+#[test]
+fn a_viewer_joining_an_old_gop_that_then_falls_behind_the_budget_still_skips() {
+    let hub = RelayHub::default();
+    let publisher = start_publish(&hub, 1);
+    send_frames(&publisher, 0, 300, 500);
+    let mut viewer = hub.subscribe(key()).unwrap();
+    assert_eq!(
+        media_indices(&drain(&mut viewer)),
+        (0..300).collect::<Vec<u32>>()
+    );
+    // Caught up at 12 s, then it reads nothing for 11 s: that lag is its own, over the budget,
+    // so it skips what is left of the old GOP to the keyframe at 20 s.
+    send_frames(&publisher, 300, 575, 500);
+    assert_eq!(
+        media_indices(&drain(&mut viewer)),
+        (500..575).collect::<Vec<u32>>()
+    );
+    assert_eq!(viewer.stats().frames_dropped, 200);
+    // Then it keeps up again.
+    send_frames(&publisher, 575, 625, 500);
+    assert_eq!(
+        media_indices(&drain(&mut viewer)),
+        (575..625).collect::<Vec<u32>>()
+    );
+}
+
 #[test]
 fn a_publishers_node_notices_never_reach_players_relays_or_the_nodes_own_consumers() {
     let hub = RelayHub::default();

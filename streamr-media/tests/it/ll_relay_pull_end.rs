@@ -1,11 +1,12 @@
-//! A relay whose pull ends leaves its open LL-HLS part uncut: cut short there it would not be
-//! the part the origin cuts (a viewer holding a blocking request for it would be served a part
-//! no origin report vouches for). An origin whose publisher leaves cuts it, as before.
+//! A relay whose pull ends leaves its open LL-HLS part uncut and its open MPEG-TS segment
+//! unlisted: cut short there they would not be the part and segment the origin cuts (a viewer
+//! would be served bytes no origin report vouches for). An origin whose publisher leaves cuts
+//! and lists them, as before.
 
 use std::time::Duration;
 
 use streamr_media::flv::{FlvTag, FlvTagType};
-use streamr_media::http::{LiveHls, LiveHlsConfig, PartNotice};
+use streamr_media::http::{LiveHls, LiveHlsConfig, PartNotice, SegmentNotice};
 use streamr_media::relay::{FrameKind, Publisher, RelayHub, Timeline};
 use streamr_media::StreamKey;
 use tokio_util::sync::CancellationToken;
@@ -22,9 +23,24 @@ fn publish_until(publisher: &Publisher, tags: &[FlvTag], to_ms: u32) {
     }
 }
 
-/// Publishes 5.1 s of the sample on `timeline`, then ends the publisher; returns the part
-/// notices sent before and after the end.
-async fn parts_around_the_end(timeline: Timeline) -> (Vec<PartNotice>, Vec<PartNotice>) {
+/// What a node's live HLS announced before and after its publisher (or pull) ended.
+struct AroundTheEnd {
+    parts_before: Vec<PartNotice>,
+    parts_after: Vec<PartNotice>,
+    segments_before: Vec<SegmentNotice>,
+    segments_after: Vec<SegmentNotice>,
+}
+
+/// Every segment notice `notices` holds now.
+fn segments_now(
+    notices: &mut tokio::sync::broadcast::Receiver<SegmentNotice>,
+) -> Vec<SegmentNotice> {
+    std::iter::from_fn(|| notices.try_recv().ok()).collect()
+}
+
+/// Publishes 5.1 s of the sample on `timeline`, then ends the publisher; returns the part and
+/// segment notices sent before and after the end.
+async fn around_the_end(timeline: Timeline) -> AroundTheEnd {
     let tags = crate::common::sample_tags();
     let hub = RelayHub::default();
     let shutdown = CancellationToken::new();
@@ -33,36 +49,71 @@ async fn parts_around_the_end(timeline: Timeline) -> (Vec<PartNotice>, Vec<PartN
         .with_end_timing(Duration::from_millis(300), Duration::from_secs(1));
     let live = LiveHls::start(hub.clone(), config, shutdown.clone());
     let mut notices = live.part_notices();
+    let mut segments = live.segment_notices();
     let key = StreamKey::parse("live", "cam").expect("key");
     let publisher = hub.publish_with(key.clone(), timeline).expect("publish");
     let _ = live.playlist(&key, Duration::ZERO).await;
     publish_until(&publisher, &tags, 5_100);
-    let mut before = Vec::new();
+    let mut parts_before = Vec::new();
     // Parts come as frames are packaged: wait until none came for a while.
     while let Ok(Ok(part)) = tokio::time::timeout(Duration::from_secs(2), notices.recv()).await {
-        before.push(part);
+        parts_before.push(part);
     }
+    let segments_before = segments_now(&mut segments);
     drop(publisher);
-    let mut after = Vec::new();
+    let mut parts_after = Vec::new();
     while let Ok(Ok(part)) = tokio::time::timeout(Duration::from_secs(3), notices.recv()).await {
-        after.push(part);
+        parts_after.push(part);
     }
+    let segments_after = segments_now(&mut segments);
     shutdown.cancel();
-    (before, after)
+    AroundTheEnd {
+        parts_before,
+        parts_after,
+        segments_before,
+        segments_after,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_whose_pull_ends_cuts_no_part_short() {
-    let (before, after) = parts_around_the_end(Timeline::Upstream).await;
-    assert!(before.len() >= 4, "{before:?}");
-    assert_eq!(after, Vec::new(), "parts cut after the pull ended");
+    let around = around_the_end(Timeline::Upstream).await;
+    assert!(around.parts_before.len() >= 4, "{:?}", around.parts_before);
+    assert_eq!(
+        around.parts_after,
+        Vec::new(),
+        "parts cut after the pull ended"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_origin_whose_publisher_leaves_cuts_its_open_part() {
-    let (before, after) = parts_around_the_end(Timeline::Own).await;
-    assert!(before.len() >= 4, "{before:?}");
-    assert_eq!(after.len(), 1, "{after:?}");
+async fn a_relay_whose_pull_ends_lists_no_unfinished_last_segment() {
+    let around = around_the_end(Timeline::Upstream).await;
+    assert!(!around.segments_before.is_empty());
+    assert_eq!(
+        around.segments_after,
+        Vec::new(),
+        "segments listed after the pull ended"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_whose_publisher_leaves_cuts_its_open_part_and_lists_its_last_segment() {
+    let around = around_the_end(Timeline::Own).await;
+    assert!(around.parts_before.len() >= 4, "{:?}", around.parts_before);
+    assert_eq!(around.parts_after.len(), 1, "{:?}", around.parts_after);
+    let [last] = around.segments_after.as_slice() else {
+        panic!("one last segment: {:?}", around.segments_after);
+    };
+    let before = around
+        .segments_before
+        .last()
+        .expect("segments before the end");
+    assert_eq!(last.sequence, before.sequence + 1);
+    assert_eq!(
+        last.start_timestamp_ms,
+        before.start_timestamp_ms + before.duration_ms
+    );
 }
 
 /// An origin's live HLS started after the publish's first frames (its watcher polls, a

@@ -28,6 +28,7 @@ mod ll_hls_relay;
 mod ll_part_notices;
 mod ll_relay_numbering;
 mod ll_relay_pull_end;
+mod long_gop_pull;
 mod play_gate;
 mod publish_flv;
 mod relay_resume;
