@@ -731,6 +731,7 @@ mod tests {
                 bytes_served: 0,
                 unattested_bytes: 0,
                 upstreams: Vec::new(),
+                claim_totals: None,
             },
             &key,
         );

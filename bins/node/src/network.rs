@@ -711,6 +711,7 @@ pub(crate) async fn heartbeats(
             bytes_served: served.attested,
             unattested_bytes: served.unattested,
             upstreams,
+            claim_totals: None,
         };
         let receipts = gate.take_receipts();
         send_beats(&mut auth, &gate, heartbeat, receipts, &mut nonce).await;
@@ -1399,6 +1400,7 @@ mod tests {
             bytes_served: 0,
             unattested_bytes: 0,
             upstreams: Vec::new(),
+            claim_totals: None,
         }
     }
 

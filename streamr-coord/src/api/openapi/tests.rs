@@ -240,6 +240,7 @@ fn samples() -> Vec<(&'static str, Value)> {
             bytes_served: 4,
             unattested_bytes: 5,
             upstreams: Vec::new(),
+            claim_totals: None,
         },
         &node,
     );
