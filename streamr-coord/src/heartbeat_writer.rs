@@ -411,6 +411,7 @@ mod tests {
             upstreams_json: "[]".into(),
             viewers: 0,
             bytes_served: 0,
+            claim_totals: None,
             receipts: Vec::new(),
             activity: ActivityDelta {
                 node_id: node.to_owned(),
@@ -775,6 +776,7 @@ mod tests {
                 upstreams_json: "[]".into(),
                 viewers: 0,
                 bytes_served: 0,
+                claim_totals: None,
                 receipts: Vec::new(),
                 activity: ActivityDelta::default(),
             };

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use common::*;
 use serde_json::json;
 use streamr_coord::Coordinator;
-use streamr_core::KeyPair;
+use streamr_core::{ClaimTotals, KeyPair, Signed};
 
 on_both_backends!(
     multi_thread;
@@ -17,6 +17,7 @@ on_both_backends!(
     replays_are_refused_on_every_replica,
     a_node_registering_again_is_registered_until_its_next_heartbeat_and_keeps_its_nonce,
     a_signed_heartbeat_delivered_twice_counts_its_claim_once,
+    a_claim_sent_again_under_a_new_nonce_counts_once_by_its_run_totals,
 );
 
 async fn register(api: &Client, nodes: &[KeyPair]) {
@@ -220,4 +221,81 @@ async fn a_signed_heartbeat_delivered_twice_counts_its_claim_once(db: &TestDb) {
     let (status, body) = api.post("/nodes/heartbeat", &next).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(claimed(db, &node).await, (1_500, 300));
+}
+
+/// Sends a heartbeat the coordinator must accept.
+async fn sent(api: &Client, beat: serde_json::Value) {
+    let (status, body) = api.post("/nodes/heartbeat", &beat).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A signed heartbeat claiming `attested` and `unattested` bytes since the previous one, with
+/// the run totals `totals` (`run`, attested, unattested).
+fn run_heartbeat(
+    node: &KeyPair,
+    nonce: u64,
+    (attested, unattested): (u64, u64),
+    (run, bytes_served, unattested_bytes): (u64, u64, u64),
+) -> serde_json::Value {
+    let mut body = claims_heartbeat(node, nonce, attested, unattested).body;
+    body.claim_totals = Some(ClaimTotals {
+        run,
+        bytes_served,
+        unattested_bytes,
+    });
+    json!({ "heartbeat": Signed::sign(body, node) })
+}
+
+/// A node whose answer was lost puts its claim back and claims it again under a new nonce
+/// (as nodes did before they re-sent the heartbeat unchanged): the run totals it carries
+/// restate what was counted, so the claim counts once, on whichever replica it lands, while
+/// the bytes beyond it, and a later run's, still count.
+async fn a_claim_sent_again_under_a_new_nonce_counts_once_by_its_run_totals(db: &TestDb) {
+    let first = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let second = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let node = KeyPair::from_seed([79; 32]);
+    register(&first, std::slice::from_ref(&node)).await;
+    let run = now_ms();
+    sent(
+        &first,
+        run_heartbeat(&node, run, (1_000, 300), (run, 1_000, 300)),
+    )
+    .await;
+    assert_eq!(claimed(db, &node).await, (1_000, 300));
+    // The answer was lost: the claim comes again with the next interval's 500 bytes.
+    sent(
+        &second,
+        run_heartbeat(&node, run + 1, (1_500, 300), (run, 1_500, 300)),
+    )
+    .await;
+    assert_eq!(claimed(db, &node).await, (1_500, 300));
+    // Lost again, with nothing new served: the restated claim adds nothing.
+    sent(
+        &first,
+        run_heartbeat(&node, run + 2, (500, 0), (run, 1_500, 300)),
+    )
+    .await;
+    assert_eq!(claimed(db, &node).await, (1_500, 300));
+    // The node restarts: its new run counts from zero.
+    let restart = run + 10;
+    sent(
+        &second,
+        run_heartbeat(&node, restart, (200, 7), (restart, 200, 7)),
+    )
+    .await;
+    assert_eq!(claimed(db, &node).await, (1_700, 307));
+    // Totals of the replaced run, however large, count nothing.
+    sent(
+        &first,
+        run_heartbeat(&node, run + 11, (9_000, 0), (run, 9_000, 300)),
+    )
+    .await;
+    assert_eq!(claimed(db, &node).await, (1_700, 307));
+    // A node without run totals has its claim counted as sent.
+    sent(
+        &second,
+        json!({ "heartbeat": claims_heartbeat(&node, run + 12, 50, 0) }),
+    )
+    .await;
+    assert_eq!(claimed(db, &node).await, (1_750, 307));
 }
