@@ -543,6 +543,7 @@ fn samples() -> Vec<(&'static str, Value)> {
                 local_trial: false,
                 relay_fanout: Some(4),
                 max_receipts_per_request: Some(256),
+                heartbeat_claim_totals: true,
             }),
         ),
         (
