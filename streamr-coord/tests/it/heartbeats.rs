@@ -18,6 +18,7 @@ on_both_backends!(
     a_node_registering_again_is_registered_until_its_next_heartbeat_and_keeps_its_nonce,
     a_signed_heartbeat_delivered_twice_counts_its_claim_once,
     a_claim_sent_again_under_a_new_nonce_counts_once_by_its_run_totals,
+    a_restated_claim_racing_on_two_replicas_counts_once,
 );
 
 async fn register(api: &Client, nodes: &[KeyPair]) {
@@ -298,4 +299,45 @@ async fn a_claim_sent_again_under_a_new_nonce_counts_once_by_its_run_totals(db: 
     )
     .await;
     assert_eq!(claimed(db, &node).await, (1_750, 307));
+}
+
+/// The same restated claim reaching two replicas at once under two new nonces (a node
+/// retrying through a load balancer): whichever commits first counts the growth, the other
+/// adds nothing or is refused as a replay, so the claim counts once either way.
+async fn a_restated_claim_racing_on_two_replicas_counts_once(db: &TestDb) {
+    let first = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let second = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let node = KeyPair::from_seed([80; 32]);
+    register(&first, std::slice::from_ref(&node)).await;
+    let run = now_ms();
+    sent(
+        &first,
+        run_heartbeat(&node, run, (1_000, 0), (run, 1_000, 0)),
+    )
+    .await;
+    for round in 0..4u64 {
+        let nonce = run + 1 + 2 * round;
+        let totals = (run, 1_500 + 100 * round, 0);
+        let one = run_heartbeat(&node, nonce, (600, 0), totals);
+        let other = run_heartbeat(&node, nonce + 1, (600, 0), totals);
+        let ((a, a_body), (b, b_body)) = tokio::join!(
+            first.post("/nodes/heartbeat", &one),
+            second.post("/nodes/heartbeat", &other),
+        );
+        for (status, body) in [(a, &a_body), (b, &b_body)] {
+            assert!(
+                status == StatusCode::OK
+                    || (status == StatusCode::CONFLICT && body["error"] == "replayed_nonce"),
+                "{status}: {body}"
+            );
+        }
+        assert!(
+            a == StatusCode::OK || b == StatusCode::OK,
+            "{a_body} {b_body}"
+        );
+        assert_eq!(
+            claimed(db, &node).await,
+            (i64::try_from(totals.1).expect("bytes"), 0)
+        );
+    }
 }
