@@ -19,6 +19,7 @@ on_both_backends!(
     a_signed_heartbeat_delivered_twice_counts_its_claim_once,
     a_claim_sent_again_under_a_new_nonce_counts_once_by_its_run_totals,
     a_restated_claim_racing_on_two_replicas_counts_once,
+    claim_totals_beyond_what_a_heartbeat_may_claim_are_refused,
 );
 
 async fn register(api: &Client, nodes: &[KeyPair]) {
@@ -340,4 +341,23 @@ async fn a_restated_claim_racing_on_two_replicas_counts_once(db: &TestDb) {
             (i64::try_from(totals.1).expect("bytes"), 0)
         );
     }
+}
+
+/// Run totals are bounded as a heartbeat's claims are (1 PiB): beyond, the heartbeat is
+/// refused with the field named, and nothing of it is counted.
+async fn claim_totals_beyond_what_a_heartbeat_may_claim_are_refused(db: &TestDb) {
+    let api = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let node = KeyPair::from_seed([81; 32]);
+    register(&api, std::slice::from_ref(&node)).await;
+    let run = now_ms();
+    let beat = run_heartbeat(&node, run, (10, 0), (run, (1 << 50) + 1, 0));
+    let (status, body) = api.post("/nodes/heartbeat", &beat).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_field", "{body}");
+    assert!(
+        body.to_string().contains("claim_totals.bytes_served"),
+        "{body}"
+    );
+    assert_eq!(claimed(db, &node).await, (0, 0));
+    assert_eq!(last_nonce(&api, &node).await, json!(-1));
 }
