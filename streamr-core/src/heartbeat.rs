@@ -52,14 +52,16 @@ pub struct NodeHeartbeat {
 
 /// A node's running claim totals in a signed heartbeat ([`NodeHeartbeat::claim_totals`]).
 ///
-/// A run is the life of one node process: it starts with the run's first heartbeat, whose
-/// nonce names the run (nonces only grow, so a later run has a larger name), and both totals
-/// start at zero. Each heartbeat adds its `bytes_served` and `unattested_bytes` to the totals
+/// A run is the life of one node process, with both totals starting at zero. A heartbeat's
+/// nonce names it, taken while nothing of the run has been counted: the first counted
+/// heartbeat's nonce is above every nonce the coordinator took before, so a later run has a
+/// larger name than an earlier one. Each heartbeat adds its `bytes_served` and `unattested_bytes` to the totals
 /// it carries, so the coordinator counts the part of a claim above what it has counted of the
 /// run, and a claim it has counted adds nothing when restated.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimTotals {
-    /// The nonce of the run's first heartbeat.
+    /// The run's name: the nonce of one of its heartbeats, taken before any claim of the
+    /// run was counted.
     pub run: u64,
     /// Attested bytes claimed in the run, this heartbeat's `bytes_served` included.
     pub bytes_served: u64,

@@ -327,9 +327,14 @@ pub(crate) struct HeartbeatAuth {
     /// takes them ([`CoordinatorInfo::heartbeat_claim_totals`]); an older one would not
     /// verify a signature over them.
     claim_totals: bool,
-    /// The run its signed heartbeats' claim totals name (the nonce of the first signed
-    /// heartbeat that carried them), set once per process.
+    /// The run its signed heartbeats' claim totals name: the nonce of the latest heartbeat
+    /// built before one carrying the name was accepted or may have been (held unanswered),
+    /// so the name is a nonce the coordinator took, above every earlier run's name whatever
+    /// the node's clock did across a restart.
     claim_run: Option<u64>,
+    /// Whether a heartbeat naming [`Self::claim_run`] was accepted or may have been: the
+    /// name is kept from then on.
+    run_named: bool,
     /// What the run's signed heartbeats claimed and the coordinator is known to have
     /// counted: each signed heartbeat carries these plus its own claims, so a claim sent
     /// again under a new nonce restates totals the coordinator has counted already.
@@ -453,6 +458,7 @@ impl HeartbeatAuth {
             returned: Served::default(),
             claim_totals: false,
             claim_run: None,
+            run_named: false,
             run_totals: Served::default(),
             receipt_batch: ReceiptBatch::default(),
             failures: FailureRun::default(),
@@ -569,12 +575,15 @@ impl HeartbeatAuth {
             Ok(_) => {
                 self.returned = Served::default();
                 if let Some(totals) = totals {
+                    self.run_named = true;
                     self.counted(totals);
                 }
             }
             Err(error) if claims && unanswered(error) => {
                 // The held heartbeat carries the returned claims now.
                 self.returned = Served::default();
+                // It may have been counted under this run's name: the name stays.
+                self.run_named |= totals.is_some();
                 self.unanswered = Some(signed);
             }
             // Refused: the returned claims wait for the next heartbeat (the caller takes
@@ -587,6 +596,9 @@ impl HeartbeatAuth {
     /// The run totals a signed heartbeat carries: those counted so far with its own claims
     /// added.
     fn claim_totals_with(&mut self, heartbeat: &NodeHeartbeat) -> ClaimTotals {
+        if !self.run_named {
+            self.claim_run = Some(heartbeat.nonce);
+        }
         let run = *self.claim_run.get_or_insert(heartbeat.nonce);
         ClaimTotals {
             run,
@@ -1913,6 +1925,71 @@ mod tests {
         send_beats(&mut auth, &gate, second, Vec::new(), &mut nonce).await;
         assert_eq!(attested_claims(storage.as_ref(), &node).await, 1_500);
         assert!(auth.unanswered.is_none());
+    }
+
+    /// The run is named by a heartbeat's nonce until one carrying the name is accepted (or
+    /// may have been), then kept: a restarted node whose clock went back, so that its first
+    /// heartbeat is refused (its nonce below the earlier run's), names its run afresh with
+    /// the heartbeat that is taken, and its claims count.
+    #[tokio::test]
+    async fn a_run_refused_at_first_is_named_by_the_heartbeat_taken() {
+        let (server, storage, coordinator_key, _dir) = coordinator_taking(4).await;
+        let node = KeyPair::from_seed([48; 32]);
+        let advert = NodeAdvert {
+            operator_membership: None,
+            operator: "op".into(),
+            payout_address: "0xop".into(),
+            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
+            http_url: "http://127.0.0.1:8080".into(),
+            capacity_kbps: 100_000,
+        };
+        let client = CoordinatorClient::new(&server.url()).unwrap();
+        client.register_node(&node, &advert).await.unwrap();
+        // The earlier run, its clock ahead: counted 300 bytes.
+        let now = unix_ms();
+        let earlier = now + 1_000;
+        let mut previous = NodeHeartbeat {
+            bytes_served: 300,
+            ..beat(&node, earlier)
+        };
+        previous.claim_totals = Some(ClaimTotals {
+            run: earlier,
+            bytes_served: 300,
+            unattested_bytes: 0,
+        });
+        client
+            .heartbeat(Signed::sign(previous, &node), Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(attested_claims(storage.as_ref(), &node).await, 300);
+
+        let hub = streamr_media::relay::RelayHub::new(streamr_media::relay::RelayConfig::default());
+        let gate = Gate::new(
+            hub,
+            Some(GrantChecker::new(coordinator_key, node.node_id())),
+            None,
+            Duration::from_secs(10),
+        );
+        let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);
+        auth.sessions = false;
+        auth.claim_totals = true;
+        // The restarted node's first heartbeat: refused, its nonce below the earlier run's.
+        let mut nonce = now;
+        let first = NodeHeartbeat {
+            bytes_served: 100,
+            ..beat(&node, nonce)
+        };
+        send_beats(&mut auth, &gate, first, Vec::new(), &mut nonce).await;
+        assert_eq!(attested_claims(storage.as_ref(), &node).await, 300);
+        // The next, above it, carries the returned claim and 50 bytes more: all counted.
+        let left = gate.accounting.take(&[], unix_ms());
+        nonce = earlier + 1_000;
+        let next = NodeHeartbeat {
+            bytes_served: 50 + left.attested,
+            ..beat(&node, nonce)
+        };
+        send_beats(&mut auth, &gate, next, Vec::new(), &mut nonce).await;
+        assert_eq!(attested_claims(storage.as_ref(), &node).await, 450);
     }
 
     /// Signed heartbeats carry the run's claim totals to a coordinator that takes them, so
