@@ -774,6 +774,17 @@ async fn accept_heartbeat(
         .collect();
     let unattested_bytes = claimed_bytes("unattested_bytes", body.unattested_bytes)?;
     let claim_totals = match &body.claim_totals {
+        // A run is named by the nonce of one of its heartbeats, so never above a later one's:
+        // a larger name would make every later run of the node count nothing.
+        Some(totals) if totals.run > body.nonce => {
+            return Err(ApiError::InvalidField {
+                field: "claim_totals.run",
+                reason: format!(
+                    "{} is above the heartbeat's nonce {}",
+                    totals.run, body.nonce
+                ),
+            })
+        }
         Some(totals) => Some(ClaimRun {
             run: to_i64("claim_totals.run", totals.run)?,
             bytes_total: claimed_bytes("claim_totals.bytes_served", totals.bytes_served)?,

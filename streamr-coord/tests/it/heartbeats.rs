@@ -343,8 +343,9 @@ async fn a_restated_claim_racing_on_two_replicas_counts_once(db: &TestDb) {
     }
 }
 
-/// Run totals are bounded as a heartbeat's claims are (1 PiB): beyond, the heartbeat is
-/// refused with the field named, and nothing of it is counted.
+/// Run totals are bounded as a heartbeat's claims are (1 PiB), and a run is named by a nonce
+/// not above the heartbeat's: beyond, the heartbeat is refused with the field named, and
+/// nothing of it is counted.
 async fn claim_totals_beyond_what_a_heartbeat_may_claim_are_refused(db: &TestDb) {
     let api = Client::new(Coordinator::new(test_config(), db.storage().await));
     let node = KeyPair::from_seed([81; 32]);
@@ -358,6 +359,11 @@ async fn claim_totals_beyond_what_a_heartbeat_may_claim_are_refused(db: &TestDb)
         body.to_string().contains("claim_totals.bytes_served"),
         "{body}"
     );
+    // A run named above the heartbeat's own nonce is no run of the node's.
+    let beat = run_heartbeat(&node, run, (10, 0), (run + 1, 10, 0));
+    let (status, body) = api.post("/nodes/heartbeat", &beat).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("claim_totals.run"), "{body}");
     assert_eq!(claimed(db, &node).await, (0, 0));
     assert_eq!(last_nonce(&api, &node).await, json!(-1));
 }
