@@ -1744,6 +1744,8 @@ mod tests {
         let (sessions, served) = queue_receipts(&client, &node, &gate, 11).await;
         let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);
         auth.sessions = mode == HeartbeatAuthMode::Session;
+        // As a joining node does: signed heartbeats carry claim totals, receipts or not.
+        auth.claim_totals = info.heartbeat_claim_totals;
         if published {
             auth.receipt_batch = ReceiptBatch::new(info.max_receipts_per_request);
         }
