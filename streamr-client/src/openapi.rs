@@ -163,6 +163,24 @@ pub struct NodeHeartbeatSchema {
     /// (signed only when present).
     #[schema(value_type = Option<Vec<RelayUpstreamSchema>>)]
     upstreams: (),
+    /// The node's claim totals in its current run, this heartbeat included; optional
+    /// (signed only when present), sent to coordinators whose `GET /coordinator` says
+    /// `heartbeat_claim_totals`.
+    #[schema(value_type = Option<ClaimTotalsSchema>)]
+    claim_totals: (),
+}
+
+/// A node's running claim totals (`streamr_core::ClaimTotals`).
+#[derive(ToSchema)]
+#[schema(as = ClaimTotals)]
+#[allow(dead_code)]
+pub struct ClaimTotalsSchema {
+    /// The nonce of the run's first heartbeat.
+    run: u64,
+    /// Attested bytes claimed in the run.
+    bytes_served: u64,
+    /// Unattested bytes claimed in the run.
+    unattested_bytes: u64,
 }
 
 /// A node session open (`streamr_core::NodeSessionOpen`).

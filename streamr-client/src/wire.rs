@@ -613,6 +613,12 @@ pub struct CoordinatorInfo {
     /// nodes then send at most 256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_receipts_per_request: Option<u32>,
+    /// Whether signed heartbeats may carry the node's run claim totals
+    /// (`streamr_core::NodeHeartbeat::claim_totals`), by which a claim sent again under a
+    /// new nonce is counted once. Older coordinators leave it out (false): they would not
+    /// verify the signature over the field, so nodes send heartbeats without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub heartbeat_claim_totals: bool,
 }
 
 /// A registered stream (`GET /streams/{id}`).

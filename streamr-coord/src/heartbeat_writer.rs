@@ -411,6 +411,7 @@ mod tests {
             upstreams_json: "[]".into(),
             viewers: 0,
             bytes_served: 0,
+            claim_totals: None,
             receipts: Vec::new(),
             activity: ActivityDelta {
                 node_id: node.to_owned(),
@@ -731,6 +732,7 @@ mod tests {
                 bytes_served: 0,
                 unattested_bytes: 0,
                 upstreams: Vec::new(),
+                claim_totals: None,
             },
             &key,
         );
@@ -774,6 +776,7 @@ mod tests {
                 upstreams_json: "[]".into(),
                 viewers: 0,
                 bytes_served: 0,
+                claim_totals: None,
                 receipts: Vec::new(),
                 activity: ActivityDelta::default(),
             };

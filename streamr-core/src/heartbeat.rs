@@ -41,6 +41,32 @@ pub struct NodeHeartbeat {
     /// and their signed bytes are unchanged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<RelayUpstream>,
+    /// What the node has claimed in all of its current run, this heartbeat included: lets
+    /// the coordinator count a claim once however often the node sends it (a claim put back
+    /// after a lost answer and sent again under a new nonce restates the same totals).
+    /// Optional on the wire: heartbeats of nodes that predate it leave it out, sign the bytes
+    /// they signed before, and have their `bytes_served` counted as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_totals: Option<ClaimTotals>,
+}
+
+/// A node's running claim totals in a signed heartbeat ([`NodeHeartbeat::claim_totals`]).
+///
+/// A run is the life of one node process, with both totals starting at zero. A heartbeat's
+/// nonce names it, taken while nothing of the run has been counted: the first counted
+/// heartbeat's nonce is above every nonce the coordinator took before, so a later run has a
+/// larger name than an earlier one. Each heartbeat adds its `bytes_served` and `unattested_bytes` to the totals
+/// it carries, so the coordinator counts the part of a claim above what it has counted of the
+/// run, and a claim it has counted adds nothing when restated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimTotals {
+    /// The run's name: the nonce of one of its heartbeats, taken before any claim of the
+    /// run was counted.
+    pub run: u64,
+    /// Attested bytes claimed in the run, this heartbeat's `bytes_served` included.
+    pub bytes_served: u64,
+    /// Unattested bytes claimed in the run, this heartbeat's `unattested_bytes` included.
+    pub unattested_bytes: u64,
 }
 
 /// Where a relay pulls one stream from, as its heartbeat reports it.
@@ -55,9 +81,10 @@ pub struct RelayUpstream {
 impl CanonicalMessage for NodeHeartbeat {
     /// `HEARTBEAT_TAG ‖ node_id(32) ‖ timestamp_ms(8) ‖ nonce(8) ‖ count(8) ‖ (len ‖ stream)* ‖
     /// viewers(8) ‖ bytes_served(8) ‖ unattested_bytes(8)`, then, only when `upstreams` is not
-    /// empty, `count(8) ‖ (len ‖ stream ‖ upstream(32))*`: a heartbeat without upstreams signs
-    /// the bytes it signed before the field existed, and one with them signs longer bytes, so
-    /// neither can pass for the other.
+    /// empty or `claim_totals` is present, `count(8) ‖ (len ‖ stream ‖ upstream(32))*`, then,
+    /// only when `claim_totals` is present, `run(8) ‖ bytes_served(8) ‖ unattested_bytes(8)`:
+    /// a heartbeat without either field signs the bytes it signed before the fields existed,
+    /// and the count fixes where the upstreams end, so no two heartbeats sign the same bytes.
     fn canonical_bytes(&self) -> Vec<u8> {
         let mut writer = CanonicalWriter::new(HEARTBEAT_TAG)
             .fixed(self.node_id.as_bytes())
@@ -71,13 +98,19 @@ impl CanonicalMessage for NodeHeartbeat {
             .u64(self.viewers)
             .u64(self.bytes_served)
             .u64(self.unattested_bytes);
-        if !self.upstreams.is_empty() {
+        if !self.upstreams.is_empty() || self.claim_totals.is_some() {
             writer = writer.u64(self.upstreams.len() as u64);
             for relayed in &self.upstreams {
                 writer = writer
                     .str(relayed.stream.as_str())
                     .fixed(relayed.upstream.as_bytes());
             }
+        }
+        if let Some(totals) = &self.claim_totals {
+            writer = writer
+                .u64(totals.run)
+                .u64(totals.bytes_served)
+                .u64(totals.unattested_bytes);
         }
         writer.finish()
     }
@@ -148,6 +181,7 @@ mod tests {
             bytes_served: 4_000,
             unattested_bytes: 5_000,
             upstreams: Vec::new(),
+            claim_totals: None,
         }
     }
 
@@ -207,5 +241,35 @@ mod tests {
             serde_json::from_str::<NodeHeartbeat>(&json).unwrap(),
             heartbeat()
         );
+    }
+
+    #[test]
+    fn claim_totals_are_signed_and_cannot_pass_for_upstreams() {
+        let node = KeyPair::from_seed([5; 32]);
+        let old = heartbeat().canonical_bytes();
+        let mut claiming = heartbeat();
+        claiming.claim_totals = Some(ClaimTotals {
+            run: 1,
+            bytes_served: 4_000,
+            unattested_bytes: 5_000,
+        });
+        let bytes = claiming.canonical_bytes();
+        assert!(bytes.starts_with(&old));
+        // An empty upstream count, then the totals.
+        assert_eq!(bytes.len(), old.len() + 32);
+        assert_eq!(&bytes[old.len()..old.len() + 8], &0u64.to_be_bytes());
+        let mut signed = Signed::sign(claiming, &node);
+        assert!(signed.verify(1_000, 0).is_ok());
+        if let Some(totals) = signed.body.claim_totals.as_mut() {
+            totals.bytes_served += 1;
+        }
+        assert_eq!(
+            signed.verify(1_000, 0).unwrap_err(),
+            SignatureError::BadSignature
+        );
+        signed.body.claim_totals = None;
+        assert!(signed.verify(1_000, 0).is_err());
+        let json = serde_json::to_string(&heartbeat()).unwrap();
+        assert!(!json.contains("claim_totals"));
     }
 }

@@ -104,7 +104,7 @@ pub use fraud::{
 };
 pub use grant::{SessionGrant, SignedGrant};
 pub use grant_check::{GrantChecker, GrantRefusal};
-pub use heartbeat::{HeartbeatNonces, NodeHeartbeat, RelayUpstream, SignedHeartbeat};
+pub use heartbeat::{ClaimTotals, HeartbeatNonces, NodeHeartbeat, RelayUpstream, SignedHeartbeat};
 pub use identity::{CoordinatorKey, KeyPair, NodeId, OperatorKey, SignatureBytes, ViewerKey};
 pub use ids::{
     ContentDigest, NetPrefix, OperatorId, SessionId, StreamId, Subnet24, Subnet48, MAX_NAME_LEN,

@@ -442,6 +442,7 @@ mod tests {
             bytes_served: 4_000,
             unattested_bytes: 5,
             upstreams: Vec::new(),
+            claim_totals: None,
         }
     }
 
@@ -656,6 +657,7 @@ mod tests {
                     bytes_served: bytes,
                     unattested_bytes: unattested,
                     upstreams: Vec::new(),
+                    claim_totals: None,
                 },
             )
     }

@@ -110,6 +110,7 @@ fn heartbeat_strategy() -> impl Strategy<Value = NodeHeartbeat> {
                     bytes_served,
                     unattested_bytes,
                     upstreams,
+                    claim_totals: None,
                 }
             },
         )
@@ -232,6 +233,7 @@ fn heartbeat_checks_skew_and_nonce() {
                 bytes_served: 1000,
                 unattested_bytes: 250,
                 upstreams: Vec::new(),
+                claim_totals: None,
             },
             &node,
         )

@@ -80,6 +80,7 @@ fn heartbeat(streams: &[&str]) -> SignedHeartbeat {
             bytes_served: 9_000_000,
             unattested_bytes: 2_500_000,
             upstreams: Vec::new(),
+            claim_totals: None,
         },
         &node,
     )

@@ -80,6 +80,7 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         bytes_served: 9_000_000,
         unattested_bytes: 2_500_000,
         upstreams: Vec::new(),
+        claim_totals: None,
     });
     vec![
         ("seed_open", serde_json::to_vec(&open).unwrap()),

@@ -115,6 +115,12 @@ mod tests {
                 bytes_served: 1_234,
                 unattested_bytes: 5,
                 upstreams: Vec::new(),
+                // Kept with the rest: the copy sent after a restart restates its run's totals.
+                claim_totals: Some(streamr_core::ClaimTotals {
+                    run: 7,
+                    bytes_served: 1_234,
+                    unattested_bytes: 5,
+                }),
             },
             key,
         )

@@ -12,8 +12,8 @@ use reqwest::StatusCode;
 use streamr_client::client::{unix_ms, ClientError, CoordinatorClient, NodeAdvert};
 use streamr_client::wire::{CoordinatorInfo, ReceiptsOutcome};
 use streamr_core::{
-    ContentDigest, CoordinatorKey, KeyPair, NodeHeartbeat, NodeSession, OriginSegmentReport,
-    RelayUpstream, Served, Signed, SignedReceipt, StreamId,
+    ClaimTotals, ContentDigest, CoordinatorKey, KeyPair, NodeHeartbeat, NodeSession,
+    OriginSegmentReport, RelayUpstream, Served, Signed, SignedReceipt, StreamId,
 };
 use streamr_media::http::{OriginNumbering, OriginPartPlace, PartNotice, SegmentNotice};
 use streamr_media::upstream::UpstreamPuller;
@@ -273,6 +273,7 @@ pub(crate) async fn join_then_heartbeat(
         join.key.node_id(),
     ));
     auth.receipt_batch = ReceiptBatch::new(coordinator.max_receipts_per_request);
+    auth.claim_totals = coordinator.heartbeat_claim_totals;
     if !auth.sessions {
         info!("heartbeats are signed (--heartbeat-auth signed): no node session is opened");
     }
@@ -367,6 +368,22 @@ pub(crate) struct HeartbeatAuth {
     /// Claims of a held heartbeat that turned out not to be counted: the next signed
     /// heartbeat adds them to its own until one is accepted.
     returned: Served,
+    /// Whether signed heartbeats carry claim totals: only to a coordinator that says it
+    /// takes them ([`CoordinatorInfo::heartbeat_claim_totals`]); an older one would not
+    /// verify a signature over them.
+    claim_totals: bool,
+    /// The run its signed heartbeats' claim totals name: the nonce of the latest heartbeat
+    /// built before one carrying the name was accepted or may have been (held unanswered),
+    /// so the name is a nonce the coordinator took, above every earlier run's name whatever
+    /// the node's clock did across a restart.
+    claim_run: Option<u64>,
+    /// Whether a heartbeat naming [`Self::claim_run`] was accepted or may have been: the
+    /// name is kept from then on.
+    run_named: bool,
+    /// What the run's signed heartbeats claimed and the coordinator is known to have
+    /// counted: each signed heartbeat carries these plus its own claims, so a claim sent
+    /// again under a new nonce restates totals the coordinator has counted already.
+    run_totals: Served,
     /// The current run of failed heartbeats: logged as it starts, every
     /// [`REPEAT_EVERY`](streamr_net::failure_log::REPEAT_EVERY) while it lasts and as it ends, not
     /// once per heartbeat through a long coordinator outage.
@@ -486,6 +503,10 @@ impl HeartbeatAuth {
             held_file: None,
             held_on_disk: None,
             returned: Served::default(),
+            claim_totals: false,
+            claim_run: None,
+            run_named: false,
+            run_totals: Served::default(),
             receipt_batch: ReceiptBatch::default(),
             failures: FailureRun::default(),
         }
@@ -642,13 +663,25 @@ impl HeartbeatAuth {
         }
         // Without an answer this one may have been counted: held, to be settled first.
         let claims = heartbeat.bytes_served != 0 || heartbeat.unattested_bytes != 0;
+        if self.claim_totals {
+            heartbeat.claim_totals = Some(self.claim_totals_with(&heartbeat));
+        }
+        let totals = heartbeat.claim_totals;
         let signed = Signed::sign(heartbeat, &self.key);
         let answer = self.client.heartbeat(signed.clone(), receipts).await;
         match &answer {
-            Ok(_) => self.returned = Served::default(),
+            Ok(_) => {
+                self.returned = Served::default();
+                if let Some(totals) = totals {
+                    self.run_named = true;
+                    self.counted(totals);
+                }
+            }
             Err(error) if claims && unanswered(error) => {
                 // The held heartbeat carries the returned claims now.
                 self.returned = Served::default();
+                // It may have been counted under this run's name: the name stays.
+                self.run_named |= totals.is_some();
                 self.unanswered = Some(signed);
             }
             // Refused: the returned claims wait for the next heartbeat (the caller takes
@@ -656,6 +689,43 @@ impl HeartbeatAuth {
             Err(_) => {}
         }
         answer
+    }
+
+    /// The run totals a signed heartbeat carries: those counted so far with its own claims
+    /// added.
+    fn claim_totals_with(&mut self, heartbeat: &NodeHeartbeat) -> ClaimTotals {
+        if !self.run_named {
+            self.claim_run = Some(heartbeat.nonce);
+        }
+        let run = *self.claim_run.get_or_insert(heartbeat.nonce);
+        ClaimTotals {
+            run,
+            bytes_served: self
+                .run_totals
+                .attested
+                .saturating_add(heartbeat.bytes_served),
+            unattested_bytes: self
+                .run_totals
+                .unattested
+                .saturating_add(heartbeat.unattested_bytes),
+        }
+    }
+
+    /// Records that the coordinator counted a signed heartbeat carrying `totals`.
+    fn counted(&mut self, totals: ClaimTotals) {
+        if Some(totals.run) == self.claim_run {
+            self.run_totals = Served {
+                attested: self.run_totals.attested.max(totals.bytes_served),
+                unattested: self.run_totals.unattested.max(totals.unattested_bytes),
+            };
+        }
+    }
+
+    /// Records that the held heartbeat `held` was counted.
+    fn held_counted(&mut self, held: &Signed<NodeHeartbeat>) {
+        if let Some(totals) = held.body.claim_totals {
+            self.counted(totals);
+        }
     }
 
     /// Whether this heartbeat's claims are held for sending again unchanged (the last send of
@@ -677,12 +747,16 @@ impl HeartbeatAuth {
             return Ok(None);
         };
         match self.client.heartbeat(held.clone(), Vec::new()).await {
-            Ok(_) => Ok(None),
+            Ok(_) => {
+                self.held_counted(&held);
+                Ok(None)
+            }
             Err(error) if error.code() == Some("replayed_nonce") => {
                 debug!(
                     nonce = held.body.nonce,
                     "an unanswered heartbeat had been counted; its claims are not repeated"
                 );
+                self.held_counted(&held);
                 Ok(None)
             }
             Err(error) if unanswered(&error) => {
@@ -700,6 +774,9 @@ impl HeartbeatAuth {
                     }
                 };
                 let counted = u64::try_from(node.last_nonce).is_ok_and(|n| n >= held.body.nonce);
+                if counted {
+                    self.held_counted(&held);
+                }
                 debug!(
                     %refused,
                     nonce = held.body.nonce,
@@ -809,6 +886,7 @@ pub(crate) async fn heartbeats(
             bytes_served: served.attested,
             unattested_bytes: served.unattested,
             upstreams,
+            claim_totals: None,
         };
         let receipts = gate.take_receipts();
         send_beats(&mut auth, &gate, heartbeat, receipts, &mut nonce).await;
@@ -1497,6 +1575,7 @@ mod tests {
             bytes_served: 0,
             unattested_bytes: 0,
             upstreams: Vec::new(),
+            claim_totals: None,
         }
     }
 
@@ -1763,6 +1842,8 @@ mod tests {
         let (sessions, served) = queue_receipts(&client, &node, &gate, 11).await;
         let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);
         auth.sessions = mode == HeartbeatAuthMode::Session;
+        // As a joining node does: signed heartbeats carry claim totals, receipts or not.
+        auth.claim_totals = info.heartbeat_claim_totals;
         if published {
             auth.receipt_batch = ReceiptBatch::new(info.max_receipts_per_request);
         }
@@ -2008,6 +2089,143 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(attested_claims(storage.as_ref(), &node).await, 1_000);
+    }
+
+    /// The run is named by a heartbeat's nonce until one carrying the name is accepted (or
+    /// may have been), then kept: a restarted node whose clock went back, so that its first
+    /// heartbeat is refused (its nonce below the earlier run's), names its run afresh with
+    /// the heartbeat that is taken, and its claims count.
+    #[tokio::test]
+    async fn a_run_refused_at_first_is_named_by_the_heartbeat_taken() {
+        let (server, storage, coordinator_key, _dir) = coordinator_taking(4).await;
+        let node = KeyPair::from_seed([48; 32]);
+        let advert = NodeAdvert {
+            operator_membership: None,
+            operator: "op".into(),
+            payout_address: "0xop".into(),
+            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
+            http_url: "http://127.0.0.1:8080".into(),
+            capacity_kbps: 100_000,
+        };
+        let client = CoordinatorClient::new(&server.url()).unwrap();
+        client.register_node(&node, &advert).await.unwrap();
+        // The earlier run, its clock ahead: counted 300 bytes.
+        let now = unix_ms();
+        let earlier = now + 1_000;
+        let mut previous = NodeHeartbeat {
+            bytes_served: 300,
+            ..beat(&node, earlier)
+        };
+        previous.claim_totals = Some(ClaimTotals {
+            run: earlier,
+            bytes_served: 300,
+            unattested_bytes: 0,
+        });
+        client
+            .heartbeat(Signed::sign(previous, &node), Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(attested_claims(storage.as_ref(), &node).await, 300);
+
+        let hub = streamr_media::relay::RelayHub::new(streamr_media::relay::RelayConfig::default());
+        let gate = Gate::new(
+            hub,
+            Some(GrantChecker::new(coordinator_key, node.node_id())),
+            None,
+            Duration::from_secs(10),
+        );
+        let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);
+        auth.sessions = false;
+        auth.claim_totals = true;
+        // The restarted node's first heartbeat: refused, its nonce below the earlier run's.
+        let mut nonce = now;
+        let first = NodeHeartbeat {
+            bytes_served: 100,
+            ..beat(&node, nonce)
+        };
+        send_beats(&mut auth, &gate, first, Vec::new(), &mut nonce).await;
+        assert_eq!(attested_claims(storage.as_ref(), &node).await, 300);
+        // The next, above it, carries the returned claim and 50 bytes more: all counted.
+        let left = gate.accounting.take(&[], unix_ms());
+        nonce = earlier + 1_000;
+        let next = NodeHeartbeat {
+            bytes_served: 50 + left.attested,
+            ..beat(&node, nonce)
+        };
+        send_beats(&mut auth, &gate, next, Vec::new(), &mut nonce).await;
+        assert_eq!(attested_claims(storage.as_ref(), &node).await, 450);
+    }
+
+    /// Signed heartbeats carry the run's claim totals to a coordinator that takes them, so
+    /// a claim sent again under a new nonce (as a node that dropped its held heartbeat, or
+    /// one built before nodes held them, does) is counted once: the totals restate what the
+    /// coordinator counted, and only the bytes served since add to it.
+    #[tokio::test]
+    async fn a_claim_sent_again_under_a_new_nonce_is_counted_once_by_its_run_totals() {
+        let (server, storage, coordinator_key, _dir) = coordinator_taking(4).await;
+        let node = KeyPair::from_seed([47; 32]);
+        let advert = NodeAdvert {
+            operator_membership: None,
+            operator: "op".into(),
+            payout_address: "0xop".into(),
+            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
+            http_url: "http://127.0.0.1:8080".into(),
+            capacity_kbps: 100_000,
+        };
+        let direct = CoordinatorClient::new(&server.url()).unwrap();
+        direct.register_node(&node, &advert).await.unwrap();
+        let info = direct.coordinator_info().await.unwrap();
+        assert!(info.heartbeat_claim_totals);
+        let upstream: std::net::SocketAddr = server
+            .url()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap();
+        let proxy = losing_the_first_answer(upstream).await;
+        let client = CoordinatorClient::new(&format!("http://{proxy}")).unwrap();
+        let hub = streamr_media::relay::RelayHub::new(streamr_media::relay::RelayConfig::default());
+        let gate = Gate::new(
+            hub,
+            Some(GrantChecker::new(coordinator_key, node.node_id())),
+            None,
+            Duration::from_secs(10),
+        );
+        let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);
+        auth.sessions = false;
+        auth.claim_totals = info.heartbeat_claim_totals;
+
+        // The first tick claims 1000 bytes: counted, but its answer is lost.
+        let mut nonce = unix_ms();
+        let first = NodeHeartbeat {
+            bytes_served: 1_000,
+            ..beat(&node, nonce)
+        };
+        send_beats(&mut auth, &gate, first, Vec::new(), &mut nonce).await;
+        assert_eq!(attested_claims(storage.as_ref(), &node).await, 1_000);
+
+        // The held heartbeat is dropped and its claim put back: the next tick claims it again
+        // with the 500 bytes served since, under a new nonce.
+        let held = auth
+            .unanswered
+            .take()
+            .expect("the unanswered heartbeat is held");
+        nonce += 1;
+        let again = NodeHeartbeat {
+            bytes_served: 500 + held.body.bytes_served,
+            ..beat(&node, nonce)
+        };
+        send_beats(&mut auth, &gate, again, Vec::new(), &mut nonce).await;
+        assert_eq!(attested_claims(storage.as_ref(), &node).await, 1_500);
+
+        // A genuinely new claim still counts.
+        nonce += 1;
+        let next = NodeHeartbeat {
+            bytes_served: 200,
+            ..beat(&node, nonce)
+        };
+        send_beats(&mut auth, &gate, next, Vec::new(), &mut nonce).await;
+        assert_eq!(attested_claims(storage.as_ref(), &node).await, 1_700);
     }
 
     /// A held unanswered heartbeat that can no longer be sent (older than the clock skew the

@@ -94,6 +94,7 @@ async fn heartbeat(
             bytes_served,
             unattested_bytes: 0,
             upstreams: Vec::new(),
+            claim_totals: None,
         },
         key,
     );

@@ -879,6 +879,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                     bytes_served: claimed,
                     unattested_bytes: unattested,
                     upstreams: Vec::new(),
+                    claim_totals: None,
                 },
                 &node.key,
             );

@@ -21,5 +21,6 @@ pub(crate) async fn coordinator(State(state): State<Shared>) -> Json<Coordinator
         max_receipts_per_request: Some(
             u32::try_from(state.config.max_receipts_per_request).unwrap_or(u32::MAX),
         ),
+        heartbeat_claim_totals: true,
     })
 }

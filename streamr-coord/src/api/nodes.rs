@@ -24,7 +24,9 @@ use crate::heartbeat_writer::SignatureCheck;
 use crate::intake::receipts;
 use crate::metrics::Metrics;
 use crate::session_totals::TotalsHeartbeat;
-use crate::storage::{to_wire, ActivityDelta, HeartbeatWrite, NodeRecord, NodeSessionRecord};
+use crate::storage::{
+    to_wire, ActivityDelta, ClaimRun, HeartbeatWrite, NodeRecord, NodeSessionRecord,
+};
 use crate::wire::{
     HeartbeatRequest, NodeInfo, NodeRegistration, ProbeInfo, ReceiptsOutcome,
     SessionHeartbeatRequest, SignedDeregistration, SignedNodeSessionAccept, SignedNodeSessionOpen,
@@ -723,6 +725,7 @@ async fn accept_session_heartbeat(
             upstreams_json: totals.upstreams_json.clone(),
             viewers: totals.viewers,
             bytes_served: 0,
+            claim_totals: None,
             receipts: verified.accepted,
             activity,
         };
@@ -770,6 +773,28 @@ async fn accept_heartbeat(
         .map(|u| (u.stream.as_str(), u.upstream.to_string()))
         .collect();
     let unattested_bytes = claimed_bytes("unattested_bytes", body.unattested_bytes)?;
+    let claim_totals = match &body.claim_totals {
+        // A run is named by the nonce of one of its heartbeats, so never above a later one's:
+        // a larger name would make every later run of the node count nothing.
+        Some(totals) if totals.run > body.nonce => {
+            return Err(ApiError::InvalidField {
+                field: "claim_totals.run",
+                reason: format!(
+                    "{} is above the heartbeat's nonce {}",
+                    totals.run, body.nonce
+                ),
+            })
+        }
+        Some(totals) => Some(ClaimRun {
+            run: to_i64("claim_totals.run", totals.run)?,
+            bytes_total: claimed_bytes("claim_totals.bytes_served", totals.bytes_served)?,
+            unattested_total: claimed_bytes(
+                "claim_totals.unattested_bytes",
+                totals.unattested_bytes,
+            )?,
+        }),
+        None => None,
+    };
     let write_base = HeartbeatWrite {
         node_id: node_id.clone(),
         nonce,
@@ -778,6 +803,7 @@ async fn accept_heartbeat(
         upstreams_json: serde_json::to_string(&upstreams).unwrap_or_else(|_| "[]".into()),
         viewers: to_i64("viewers", body.viewers)?,
         bytes_served: claimed_bytes("bytes_served", body.bytes_served)?,
+        claim_totals,
         receipts: Vec::new(),
         activity: ActivityDelta::default(),
     };

@@ -1,6 +1,7 @@
 //! Durable state of the coordinator behind one async [`Storage`] trait, with SQLite and
 //! PostgreSQL backends that share their queries.
 
+mod claim_runs;
 mod records;
 mod sql;
 
@@ -8,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use claim_runs::{count_claim, ClaimRun, CountedClaim};
 pub(crate) use records::to_wire;
 pub use records::LlSegment;
 pub use records::{

@@ -232,6 +232,10 @@ pub struct HeartbeatWrite {
     pub viewers: i64,
     /// Bytes claimed since the previous heartbeat.
     pub bytes_served: i64,
+    /// The run's claim totals, when the heartbeat carries them: then the activity's
+    /// `claimed_bytes` and `unattested_bytes` are replaced, in the transaction that claims the
+    /// nonce, by the part of these totals not counted before ([`super::count_claim`]).
+    pub claim_totals: Option<super::ClaimRun>,
     /// Verified receipts carried by the heartbeat.
     pub receipts: Vec<ReceiptRecord>,
     /// What the heartbeat adds to the node's epoch activity.

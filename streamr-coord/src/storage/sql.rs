@@ -13,13 +13,14 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    ActivityDelta, AliveNote, BudgetCharge, BudgetRefusal, EvidenceRecord, FailureReportRecord,
-    HeartbeatWrite, HeldProbeRecord, LedgerEntryRecord, LlSegment, NodeDownRecord,
-    NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts, NodeSessionRecord,
-    NodeUsage, OutageRecord, PartRecord, PartsStored, PayoutRecord, PendingGrantCount, ProbeRecord,
-    ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord, RelayReportRecord, RelayReports,
-    SegmentRecord, SessionRecord, SessionTotalsWrite, SessionUsageRow, SettlementRecord,
-    SettlementWrite, StatsRow, Storage, StorageResult, StoredSessionTotals, StreamRecord, Totals,
+    count_claim, ActivityDelta, AliveNote, BudgetCharge, BudgetRefusal, ClaimRun, CountedClaim,
+    EvidenceRecord, FailureReportRecord, HeartbeatWrite, HeldProbeRecord, LedgerEntryRecord,
+    LlSegment, NodeDownRecord, NodeEpochTraffic, NodePrefixRecord, NodeRecord, NodeSessionCounts,
+    NodeSessionRecord, NodeUsage, OutageRecord, PartRecord, PartsStored, PayoutRecord,
+    PendingGrantCount, ProbeRecord, ReachabilityRecord, ReceiptRecord, RelayAssignmentRecord,
+    RelayReportRecord, RelayReports, SegmentRecord, SessionRecord, SessionTotalsWrite,
+    SessionUsageRow, SettlementRecord, SettlementWrite, StatsRow, Storage, StorageResult,
+    StoredSessionTotals, StreamRecord, Totals,
 };
 use crate::error::StorageError;
 
@@ -1129,6 +1130,72 @@ macro_rules! sql_storage {
                 })
             }
 
+            /// Counts a claimed heartbeat's run totals against the node's stored ones
+            /// ([`count_claim`]) and stores what is counted, inside the transaction that
+            /// claimed its nonce (which holds the node's heartbeat row, so replicas count
+            /// one node's heartbeats one after the other). The write is conditional on the
+            /// row read: should it have changed, the batch fails rather than count twice.
+            async fn count_claim_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                node_id: &str,
+                claimed: ClaimRun,
+            ) -> StorageResult<CountedClaim> {
+                let op = "record_heartbeats";
+                let row: Option<(i64, i64, i64)> = sqlx::query_as(&$sql(
+                    "SELECT run, bytes_total, unattested_total FROM node_claim_runs \
+                     WHERE node_id = $1",
+                ))
+                .bind(node_id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(StorageError::query(op))?;
+                let stored = row.map(|(run, bytes_total, unattested_total)| ClaimRun {
+                    run,
+                    bytes_total,
+                    unattested_total,
+                });
+                let counted = count_claim(stored, claimed);
+                if stored == Some(counted.stored) {
+                    return Ok(counted);
+                }
+                let next = counted.stored;
+                let written = match stored {
+                    None => sqlx::query(&$sql(
+                        "INSERT INTO node_claim_runs (node_id, run, bytes_total, \
+                         unattested_total) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (node_id) DO NOTHING",
+                    ))
+                    .bind(node_id)
+                    .bind(next.run)
+                    .bind(next.bytes_total)
+                    .bind(next.unattested_total)
+                    .execute(&mut **tx)
+                    .await,
+                    Some(before) => sqlx::query(&$sql(
+                        "UPDATE node_claim_runs SET run = $2, bytes_total = $3, \
+                         unattested_total = $4 WHERE node_id = $1 AND run = $5 \
+                         AND bytes_total = $6 AND unattested_total = $7",
+                    ))
+                    .bind(node_id)
+                    .bind(next.run)
+                    .bind(next.bytes_total)
+                    .bind(next.unattested_total)
+                    .bind(before.run)
+                    .bind(before.bytes_total)
+                    .bind(before.unattested_total)
+                    .execute(&mut **tx)
+                    .await,
+                }
+                .map_err(StorageError::query(op))?
+                .rows_affected();
+                if written != 1 {
+                    return Err(StorageError::Batch {
+                        detail: format!("claim totals of node {node_id} changed while counted"),
+                    });
+                }
+                Ok(counted)
+            }
+
             async fn add_activities_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 deltas: &[&ActivityDelta],
@@ -1880,7 +1947,11 @@ macro_rules! sql_storage {
                 let flush = self.heartbeat_flush == HeartbeatFlush::Always
                     || heartbeats.iter().any(|hb| !hb.receipts.is_empty());
                 let rounds = node_rounds(heartbeats);
-                let without_receipts = heartbeats.iter().all(|hb| hb.receipts.is_empty());
+                // Claim totals are counted against the stored ones by a statement of their
+                // own, so heartbeats carrying them take the transaction below.
+                let without_receipts = heartbeats
+                    .iter()
+                    .all(|hb| hb.receipts.is_empty() && hb.claim_totals.is_none());
                 if let ([round], true) = (rounds.as_slice(), without_receipts) {
                     let rows: Vec<&HeartbeatWrite> =
                         round.iter().filter_map(|&index| heartbeats.get(index)).collect();
@@ -1921,11 +1992,23 @@ macro_rules! sql_storage {
                         round.iter().filter_map(|&index| heartbeats.get(index)).collect();
                     let claimed = Self::claim_nonces(&mut tx, &rows).await?;
 
-                    let mut activity: Vec<&ActivityDelta> = Vec::with_capacity(round.len());
+                    let mut activity: Vec<Cow<'_, ActivityDelta>> =
+                        Vec::with_capacity(round.len());
                     for &index in &round {
                         let Some(hb) = heartbeats.get(index) else { continue };
                         if claimed.contains(&hb.node_id) {
-                            activity.push(&hb.activity);
+                            match hb.claim_totals {
+                                Some(totals) => {
+                                    let counted =
+                                        Self::count_claim_in(&mut tx, &hb.node_id, totals).await?;
+                                    activity.push(Cow::Owned(ActivityDelta {
+                                        claimed_bytes: counted.bytes,
+                                        unattested_bytes: counted.unattested,
+                                        ..hb.activity.clone()
+                                    }));
+                                }
+                                None => activity.push(Cow::Borrowed(&hb.activity)),
+                            }
                             let inserted = if hb.receipts.is_empty() {
                                 0
                             } else {
@@ -1958,6 +2041,7 @@ macro_rules! sql_storage {
                             *slot = Some(Err(refused));
                         }
                     }
+                    let activity: Vec<&ActivityDelta> = activity.iter().map(|d| &**d).collect();
                     Self::add_activities_in(&mut tx, &activity).await?;
                 }
                 tx.commit().await.map_err(StorageError::query(op))?;

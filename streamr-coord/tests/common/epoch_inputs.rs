@@ -63,6 +63,7 @@ pub fn claims_heartbeat(
             bytes_served: attested,
             unattested_bytes: unattested,
             upstreams: Vec::new(),
+            claim_totals: None,
         },
         node,
     )

@@ -232,6 +232,7 @@ pub fn heartbeat(node: &KeyPair, nonce: u64, streams: &[&str]) -> Signed<NodeHea
             bytes_served: 0,
             unattested_bytes: 0,
             upstreams: Vec::new(),
+            claim_totals: None,
         },
         node,
     )

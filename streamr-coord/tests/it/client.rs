@@ -65,6 +65,7 @@ fn heartbeat(key: &KeyPair, nonce: u64, streams: &[&str]) -> streamr_core::Signe
             bytes_served: 1000,
             unattested_bytes: 0,
             upstreams: Vec::new(),
+            claim_totals: None,
         },
         key,
     )
@@ -269,6 +270,7 @@ async fn refusals_carry_status_and_json_error() {
             bytes_served: 0,
             unattested_bytes: 0,
             upstreams: Vec::new(),
+            claim_totals: None,
         },
         &KeyPair::from_seed([6; 32]),
     );

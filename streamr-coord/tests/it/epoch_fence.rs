@@ -91,6 +91,7 @@ fn heartbeat(nonce: i64, receipts: Vec<ReceiptRecord>, epoch: i64) -> HeartbeatW
         upstreams_json: "[]".into(),
         viewers: 1,
         bytes_served: 100 * nonce,
+        claim_totals: None,
         receipts,
         activity: activity(epoch, 1, 100, accepted),
     }

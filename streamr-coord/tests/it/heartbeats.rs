@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use common::*;
 use serde_json::json;
 use streamr_coord::Coordinator;
-use streamr_core::KeyPair;
+use streamr_core::{ClaimTotals, KeyPair, Signed};
 
 on_both_backends!(
     multi_thread;
@@ -17,6 +17,9 @@ on_both_backends!(
     replays_are_refused_on_every_replica,
     a_node_registering_again_is_registered_until_its_next_heartbeat_and_keeps_its_nonce,
     a_signed_heartbeat_delivered_twice_counts_its_claim_once,
+    a_claim_sent_again_under_a_new_nonce_counts_once_by_its_run_totals,
+    a_restated_claim_racing_on_two_replicas_counts_once,
+    claim_totals_beyond_what_a_heartbeat_may_claim_are_refused,
 );
 
 async fn register(api: &Client, nodes: &[KeyPair]) {
@@ -220,4 +223,147 @@ async fn a_signed_heartbeat_delivered_twice_counts_its_claim_once(db: &TestDb) {
     let (status, body) = api.post("/nodes/heartbeat", &next).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(claimed(db, &node).await, (1_500, 300));
+}
+
+/// Sends a heartbeat the coordinator must accept.
+async fn sent(api: &Client, beat: serde_json::Value) {
+    let (status, body) = api.post("/nodes/heartbeat", &beat).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A signed heartbeat claiming `attested` and `unattested` bytes since the previous one, with
+/// the run totals `totals` (`run`, attested, unattested).
+fn run_heartbeat(
+    node: &KeyPair,
+    nonce: u64,
+    (attested, unattested): (u64, u64),
+    (run, bytes_served, unattested_bytes): (u64, u64, u64),
+) -> serde_json::Value {
+    let mut body = claims_heartbeat(node, nonce, attested, unattested).body;
+    body.claim_totals = Some(ClaimTotals {
+        run,
+        bytes_served,
+        unattested_bytes,
+    });
+    json!({ "heartbeat": Signed::sign(body, node) })
+}
+
+/// A node whose answer was lost puts its claim back and claims it again under a new nonce
+/// (as nodes did before they re-sent the heartbeat unchanged): the run totals it carries
+/// restate what was counted, so the claim counts once, on whichever replica it lands, while
+/// the bytes beyond it, and a later run's, still count.
+async fn a_claim_sent_again_under_a_new_nonce_counts_once_by_its_run_totals(db: &TestDb) {
+    let first = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let second = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let node = KeyPair::from_seed([79; 32]);
+    register(&first, std::slice::from_ref(&node)).await;
+    let run = now_ms();
+    sent(
+        &first,
+        run_heartbeat(&node, run, (1_000, 300), (run, 1_000, 300)),
+    )
+    .await;
+    assert_eq!(claimed(db, &node).await, (1_000, 300));
+    // The answer was lost: the claim comes again with the next interval's 500 bytes.
+    sent(
+        &second,
+        run_heartbeat(&node, run + 1, (1_500, 300), (run, 1_500, 300)),
+    )
+    .await;
+    assert_eq!(claimed(db, &node).await, (1_500, 300));
+    // Lost again, with nothing new served: the restated claim adds nothing.
+    sent(
+        &first,
+        run_heartbeat(&node, run + 2, (500, 0), (run, 1_500, 300)),
+    )
+    .await;
+    assert_eq!(claimed(db, &node).await, (1_500, 300));
+    // The node restarts: its new run counts from zero.
+    let restart = run + 10;
+    sent(
+        &second,
+        run_heartbeat(&node, restart, (200, 7), (restart, 200, 7)),
+    )
+    .await;
+    assert_eq!(claimed(db, &node).await, (1_700, 307));
+    // Totals of the replaced run, however large, count nothing.
+    sent(
+        &first,
+        run_heartbeat(&node, run + 11, (9_000, 0), (run, 9_000, 300)),
+    )
+    .await;
+    assert_eq!(claimed(db, &node).await, (1_700, 307));
+    // A node without run totals has its claim counted as sent.
+    sent(
+        &second,
+        json!({ "heartbeat": claims_heartbeat(&node, run + 12, 50, 0) }),
+    )
+    .await;
+    assert_eq!(claimed(db, &node).await, (1_750, 307));
+}
+
+/// The same restated claim reaching two replicas at once under two new nonces (a node
+/// retrying through a load balancer): whichever commits first counts the growth, the other
+/// adds nothing or is refused as a replay, so the claim counts once either way.
+async fn a_restated_claim_racing_on_two_replicas_counts_once(db: &TestDb) {
+    let first = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let second = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let node = KeyPair::from_seed([80; 32]);
+    register(&first, std::slice::from_ref(&node)).await;
+    let run = now_ms();
+    sent(
+        &first,
+        run_heartbeat(&node, run, (1_000, 0), (run, 1_000, 0)),
+    )
+    .await;
+    for round in 0..4u64 {
+        let nonce = run + 1 + 2 * round;
+        let totals = (run, 1_500 + 100 * round, 0);
+        let one = run_heartbeat(&node, nonce, (600, 0), totals);
+        let other = run_heartbeat(&node, nonce + 1, (600, 0), totals);
+        let ((a, a_body), (b, b_body)) = tokio::join!(
+            first.post("/nodes/heartbeat", &one),
+            second.post("/nodes/heartbeat", &other),
+        );
+        for (status, body) in [(a, &a_body), (b, &b_body)] {
+            assert!(
+                status == StatusCode::OK
+                    || (status == StatusCode::CONFLICT && body["error"] == "replayed_nonce"),
+                "{status}: {body}"
+            );
+        }
+        assert!(
+            a == StatusCode::OK || b == StatusCode::OK,
+            "{a_body} {b_body}"
+        );
+        assert_eq!(
+            claimed(db, &node).await,
+            (i64::try_from(totals.1).expect("bytes"), 0)
+        );
+    }
+}
+
+/// Run totals are bounded as a heartbeat's claims are (1 PiB), and a run is named by a nonce
+/// not above the heartbeat's: beyond, the heartbeat is refused with the field named, and
+/// nothing of it is counted.
+async fn claim_totals_beyond_what_a_heartbeat_may_claim_are_refused(db: &TestDb) {
+    let api = Client::new(Coordinator::new(test_config(), db.storage().await));
+    let node = KeyPair::from_seed([81; 32]);
+    register(&api, std::slice::from_ref(&node)).await;
+    let run = now_ms();
+    let beat = run_heartbeat(&node, run, (10, 0), (run, (1 << 50) + 1, 0));
+    let (status, body) = api.post("/nodes/heartbeat", &beat).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_field", "{body}");
+    assert!(
+        body.to_string().contains("claim_totals.bytes_served"),
+        "{body}"
+    );
+    // A run named above the heartbeat's own nonce is no run of the node's.
+    let beat = run_heartbeat(&node, run, (10, 0), (run + 1, 10, 0));
+    let (status, body) = api.post("/nodes/heartbeat", &beat).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.to_string().contains("claim_totals.run"), "{body}");
+    assert_eq!(claimed(db, &node).await, (0, 0));
+    assert_eq!(last_nonce(&api, &node).await, json!(-1));
 }

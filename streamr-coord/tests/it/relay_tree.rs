@@ -77,6 +77,7 @@ async fn heartbeat_carrying(
             bytes_served: 0,
             unattested_bytes: 0,
             upstreams: Vec::new(),
+            claim_totals: None,
         },
         node,
     );
@@ -599,6 +600,7 @@ async fn heartbeat_pulling_from(api: &Client, node: &KeyPair, nonce: u64, upstre
                 stream: StreamId::new("show").expect("stream id"),
                 upstream,
             }],
+            claim_totals: None,
         },
         node,
     );
@@ -629,6 +631,7 @@ async fn a_heartbeat_naming_too_many_upstreams_is_refused(db: &TestDb) {
                     upstream,
                 })
                 .collect(),
+            claim_totals: None,
         },
         node,
     );

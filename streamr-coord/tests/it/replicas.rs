@@ -49,6 +49,7 @@ async fn populate(api: &Client, nodes: &[KeyPair]) {
                 bytes_served: 0,
                 unattested_bytes: 0,
                 upstreams: Vec::new(),
+                claim_totals: None,
             },
             node,
         );

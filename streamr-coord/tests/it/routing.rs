@@ -75,6 +75,7 @@ async fn send_heartbeat_relaying(
             bytes_served: 0,
             unattested_bytes: 0,
             upstreams: Vec::new(),
+            claim_totals: None,
         },
         node,
     );

@@ -74,6 +74,7 @@ async fn add_node(api: &Client, seed: u8, capacity_kbps: u64, viewers: u64) -> K
             bytes_served: 0,
             unattested_bytes: 0,
             upstreams: Vec::new(),
+            claim_totals: None,
         },
         &node,
     );
@@ -700,6 +701,7 @@ async fn hand_in(
             bytes_served,
             unattested_bytes: 0,
             upstreams: Vec::new(),
+            claim_totals: None,
         },
         node,
     );

@@ -399,6 +399,7 @@ async fn main() -> anyhow::Result<()> {
                 },
                 unattested_bytes: 0,
                 upstreams: Vec::new(),
+                claim_totals: None,
             };
             let body = match sessions.get(node).and_then(Option::as_ref) {
                 Some(session) => serde_json::to_vec(&SessionHeartbeatRequest::new(

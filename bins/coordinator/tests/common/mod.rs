@@ -210,6 +210,7 @@ impl Feeder {
                 bytes_served: 0,
                 unattested_bytes: 0,
                 upstreams: Vec::new(),
+                claim_totals: None,
             },
             &self.node,
         );

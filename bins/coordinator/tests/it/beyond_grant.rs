@@ -41,6 +41,7 @@ async fn heartbeat(
             bytes_served: 0,
             unattested_bytes: 0,
             upstreams: Vec::new(),
+            claim_totals: None,
         },
         node,
     );

@@ -240,6 +240,7 @@ fn samples() -> Vec<(&'static str, Value)> {
             bytes_served: 4,
             unattested_bytes: 5,
             upstreams: Vec::new(),
+            claim_totals: None,
         },
         &node,
     );
@@ -542,6 +543,7 @@ fn samples() -> Vec<(&'static str, Value)> {
                 local_trial: false,
                 relay_fanout: Some(4),
                 max_receipts_per_request: Some(256),
+                heartbeat_claim_totals: true,
             }),
         ),
         (
