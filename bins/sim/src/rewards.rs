@@ -607,6 +607,12 @@ fn observe(
     let operators: Vec<OperatorId> = (0..world.nodes.len())
         .map(|i| operator(members.get(i).copied().flatten(), i))
         .collect();
+    // Nodes that served viewers verified bytes (route shares count them).
+    let serving: std::collections::BTreeSet<NodeId> = sessions
+        .iter()
+        .filter(|s| s.bytes > 0)
+        .map(|s| s.node_id)
+        .collect();
     EpochObservations {
         epoch,
         epoch_ms: EPOCH_MS,
@@ -641,10 +647,10 @@ fn observe(
         // As the coordinator's settlement computes them, from the nodes the probes found
         // serving.
         operator_route_share_ppm: operator_route_shares(
-            operators
-                .iter()
-                .zip(0..)
-                .map(|(operator, i)| (operator, (probed(i) && !outage).then_some(&good))),
+            operators.iter().zip(0..).map(|(operator, i)| {
+                let summary = (probed(i) && !outage).then_some(&good);
+                (operator, summary, serving.contains(&node_key(i)))
+            }),
             Router::default().newcomer_floor_ppm,
         ),
         recently_penalized,

@@ -914,6 +914,12 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
 
         // Fraud rules, then settlement.
         let usage = verifier.take_usage();
+        // Nodes that served viewers verified bytes (route shares count them).
+        let serving: BTreeSet<NodeId> = usage
+            .iter()
+            .filter(|s| s.bytes > 0)
+            .map(|s| s.node_id)
+            .collect();
         let recent_from = run_epoch.saturating_sub(24);
         let observations = EpochObservations {
             epoch,
@@ -954,7 +960,7 @@ pub fn run(config: &SimConfig, progress: &ProgressBar) -> anyhow::Result<RunOutc
                         .iter()
                         .find(|(id, _)| *id == node.id)
                         .map(|(_, summary)| summary);
-                    (&node.operator, summary)
+                    (&node.operator, summary, serving.contains(&node.id))
                 }),
                 router.newcomer_floor_ppm,
             ),

@@ -6,7 +6,7 @@
 //! process) rebuilds it by replaying every stored epoch, checking each statement hash against
 //! the stored one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use streamr_core::{
     operator_route_shares, Account, EpochInputs, EpochObservations, Evidence, FraudEngine,
@@ -392,13 +392,27 @@ impl Settler {
             .iter()
             .map(|(id, summary)| (id.to_string(), summary))
             .collect();
-        let active: Vec<(OperatorId, Option<&ProbeSummary>)> = nodes
+        // Nodes that served viewers (not the prober) verified bytes in the epoch.
+        let serving: BTreeSet<String> = sessions
+            .iter()
+            .filter(|s| s.bytes > 0 && !grants.get(&s.session_id).is_some_and(|g| g.probe))
+            .map(|s| s.node_id.to_string())
+            .collect();
+        let active: Vec<(OperatorId, Option<&ProbeSummary>, bool)> = nodes
             .iter()
             .filter(|n| n.active)
-            .filter_map(|n| Some((operator_of(n, &bindings)?, by_node.get(&n.id).copied())))
+            .filter_map(|n| {
+                Some((
+                    operator_of(n, &bindings)?,
+                    by_node.get(&n.id).copied(),
+                    serving.contains(&n.id),
+                ))
+            })
             .collect();
         let operator_route_share_ppm = operator_route_shares(
-            active.iter().map(|(operator, probes)| (operator, *probes)),
+            active
+                .iter()
+                .map(|(operator, probes, served)| (operator, *probes, *served)),
             config.router.newcomer_floor_ppm,
         );
 

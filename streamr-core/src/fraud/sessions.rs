@@ -137,9 +137,12 @@ pub(super) fn collusion_chance_below(
 /// Each operator's expected share of routed sessions, ppm, for the collusion test: its share of
 /// the routing weight of the nodes that served the epoch, as routing weighs them
 /// ([`crate::Router`]: availability, at least `newcomer_floor_ppm`). A node that passed none of
-/// the epoch's probes weighs nothing. `nodes` lists every registered node's operator and its
-/// probe summary for the epoch; where no node passed a probe (the prober did not run), every
-/// listed node weighs alike.
+/// the epoch's probes weighs as a fully available one if it served viewers verified bytes in
+/// the epoch (routing sent them there; a probe it failed under load, or none in a short epoch,
+/// does not say how often: no node weighs more by failing probes than by passing them), else
+/// nothing. `nodes` lists every registered node's operator, its probe
+/// summary for the epoch and whether it served viewers verified bytes; where no node weighs
+/// anything (the prober did not run, nothing was served), every listed node weighs alike.
 ///
 /// Registered nodes that serve nothing are offered no viewers, so they must not count: with
 /// every registered node counted, an operator registering idle nodes by the hundred (keys and
@@ -149,15 +152,17 @@ pub(super) fn collusion_chance_below(
 /// routing sent there more often than to others looked like colluders (see the reward-split
 /// scenarios and the outage runs of the simulator's targets).
 pub fn operator_route_shares<'a>(
-    nodes: impl IntoIterator<Item = (&'a OperatorId, Option<&'a ProbeSummary>)>,
+    nodes: impl IntoIterator<Item = (&'a OperatorId, Option<&'a ProbeSummary>, bool)>,
     newcomer_floor_ppm: u64,
 ) -> Vec<(OperatorId, u64)> {
     let weights: Vec<(&OperatorId, u64)> = nodes
         .into_iter()
-        .map(|(operator, probes)| {
-            let weight = probes
-                .filter(|p| p.passed > 0)
-                .map_or(0, |p| p.availability_ppm().max(newcomer_floor_ppm).max(1));
+        .map(|(operator, probes, served)| {
+            let weight = match probes.filter(|p| p.passed > 0) {
+                Some(p) => p.availability_ppm().max(newcomer_floor_ppm).max(1),
+                None if served => PPM,
+                None => 0,
+            };
             (operator, weight)
         })
         .collect();

@@ -1395,15 +1395,71 @@ fn route_shares_weigh_only_nodes_that_served_by_availability() {
     let (full, half, none) = (summary(10), summary(5), summary(0));
     // acme serves with one node and registered 99 that serve nothing (never probed, or
     // failing every probe); "other" serves with two, one half available.
-    let mut nodes = vec![(&acme, Some(&full))];
-    nodes.extend(std::iter::repeat_n((&acme, None), 98));
-    nodes.push((&acme, Some(&none)));
-    nodes.extend([(&other, Some(&full)), (&other, Some(&half))]);
+    let mut nodes = vec![(&acme, Some(&full), true)];
+    nodes.extend(std::iter::repeat_n((&acme, None, false), 98));
+    nodes.push((&acme, Some(&none), false));
+    nodes.extend([(&other, Some(&full), true), (&other, Some(&half), true)]);
     let shares = operator_route_shares(nodes.iter().copied(), 100_000);
     assert_eq!(shares, [(acme.clone(), 400_000), (other.clone(), 600_000)]);
-    // Nothing probed (the prober did not run): every registered node weighs alike.
-    let shares = operator_route_shares([(&acme, None), (&other, None)], 100_000);
+    // A node that served viewers but passed no probe of the epoch (one failed under load, or
+    // none in a short epoch) weighs as a fully available one: routing sent them there.
+    nodes.push((&acme, Some(&none), true));
+    let shares = operator_route_shares(nodes.iter().copied(), 100_000);
+    assert_eq!(shares, [(acme.clone(), 571_428), (other.clone(), 428_571)]);
+    // Nothing probed or served (the prober did not run): every registered node weighs alike.
+    let shares = operator_route_shares([(&acme, None, false), (&other, None, false)], 100_000);
     assert_eq!(shares, [(acme, 500_000), (other, 500_000)]);
+}
+
+#[test]
+fn viewers_of_a_serving_node_no_probe_reached_in_the_epoch_are_not_colluders() {
+    // Node 4 serves viewer 9 four sessions, as routing sent it there, but passed no probe of
+    // the epoch (the one it got failed under load). Counted at nothing, op4's route share was
+    // 0 and a viewer staying on it looked like a colluder; counted as available, four of four
+    // sessions on one of four operators is not unlikely enough.
+    let mut obs = honest();
+    obs.viewers.push(viewer(9, 99));
+    for s in 0..4 {
+        obs.sessions.push(session(4, 9, 100 + s, 5));
+    }
+    let failed = ProbeSummary {
+        total: 1,
+        passed: 0,
+        ..ProbeSummary::default()
+    };
+    let probes: BTreeMap<NodeId, ProbeSummary> = obs.probes.iter().copied().collect();
+    let node4 = obs.nodes[3].node_id;
+    let listed: Vec<(&OperatorId, Option<&ProbeSummary>, bool)> = obs
+        .nodes
+        .iter()
+        .map(|n| {
+            let summary = if n.node_id == node4 {
+                Some(&failed)
+            } else {
+                probes.get(&n.node_id)
+            };
+            (&n.operator, summary, true)
+        })
+        .collect();
+    obs.operator_route_share_ppm = operator_route_shares(listed.iter().copied(), 100_000);
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert!(
+        !rules_for(&report, 4).contains(&RuleId::Collusion),
+        "{:?}",
+        report.evidence
+    );
+    // Counted at nothing (a node that served no one), the same viewer is a colluder.
+    let listed: Vec<(&OperatorId, Option<&ProbeSummary>, bool)> = listed
+        .into_iter()
+        .map(|(operator, summary, _)| (operator, summary, summary.is_some_and(|p| p.passed > 0)))
+        .collect();
+    obs.operator_route_share_ppm = operator_route_shares(listed.iter().copied(), 100_000);
+    let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
+    assert!(
+        rules_for(&report, 4).contains(&RuleId::Collusion),
+        "{:?}",
+        report.evidence
+    );
 }
 
 #[test]
@@ -1418,12 +1474,12 @@ fn idle_registrations_do_not_hide_colluding_viewers() {
     }
     let op4 = OperatorId::new("op4").unwrap();
     let probes: BTreeMap<NodeId, ProbeSummary> = obs.probes.iter().copied().collect();
-    let mut registered: Vec<(&OperatorId, Option<&ProbeSummary>)> = obs
+    let mut registered: Vec<(&OperatorId, Option<&ProbeSummary>, bool)> = obs
         .nodes
         .iter()
-        .map(|n| (&n.operator, probes.get(&n.node_id)))
+        .map(|n| (&n.operator, probes.get(&n.node_id), true))
         .collect();
-    registered.extend(std::iter::repeat_n((&op4, None), 100));
+    registered.extend(std::iter::repeat_n((&op4, None, false), 100));
     obs.operator_route_share_ppm = operator_route_shares(registered.iter().copied(), 100_000);
     let report = FraudEngine::new(FraudConfig::default()).assess(&obs);
     assert!(
