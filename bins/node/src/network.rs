@@ -1926,6 +1926,20 @@ mod tests {
         );
     }
 
+    /// A client of `server` through [`losing_the_first_answer`].
+    async fn client_losing_the_first_answer(
+        server: &streamr_coord::ServeHandle,
+    ) -> CoordinatorClient {
+        let upstream: std::net::SocketAddr = server
+            .url()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap();
+        let proxy = losing_the_first_answer(upstream).await;
+        CoordinatorClient::new(&format!("http://{proxy}")).unwrap()
+    }
+
     /// A proxy to `upstream` that loses the answer to the first request it carries: it
     /// forwards the request, and closes the connection the moment the answer starts (so the
     /// request was handled, and committed, upstream). Later connections go through.
@@ -1984,14 +1998,7 @@ mod tests {
         let advert = advert(100_000);
         let direct = CoordinatorClient::new(&server.url()).unwrap();
         direct.register_node(&node, &advert).await.unwrap();
-        let upstream: std::net::SocketAddr = server
-            .url()
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .unwrap();
-        let proxy = losing_the_first_answer(upstream).await;
-        let client = CoordinatorClient::new(&format!("http://{proxy}")).unwrap();
+        let client = client_losing_the_first_answer(&server).await;
         let gate = gate_of(coordinator_key, &node);
         let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);
         auth.sessions = false;
@@ -2139,14 +2146,7 @@ mod tests {
         direct.register_node(&node, &advert).await.unwrap();
         let info = direct.coordinator_info().await.unwrap();
         assert!(info.heartbeat_claim_totals);
-        let upstream: std::net::SocketAddr = server
-            .url()
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .unwrap();
-        let proxy = losing_the_first_answer(upstream).await;
-        let client = CoordinatorClient::new(&format!("http://{proxy}")).unwrap();
+        let client = client_losing_the_first_answer(&server).await;
         let gate = gate_of(coordinator_key, &node);
         let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);
         auth.sessions = false;
