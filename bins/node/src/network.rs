@@ -1565,6 +1565,29 @@ mod tests {
         )
     }
 
+    /// What the tests' nodes register: operator "op", loopback URLs, `capacity_kbps`.
+    fn advert(capacity_kbps: u64) -> NodeAdvert {
+        NodeAdvert {
+            operator_membership: None,
+            operator: "op".into(),
+            payout_address: "0xop".into(),
+            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
+            http_url: "http://127.0.0.1:8080".into(),
+            capacity_kbps,
+        }
+    }
+
+    /// A gate over an empty hub, checking grants from `coordinator_key` for `node`.
+    fn gate_of(coordinator_key: CoordinatorKey, node: &KeyPair) -> Gate {
+        let hub = streamr_media::relay::RelayHub::new(streamr_media::relay::RelayConfig::default());
+        Gate::new(
+            hub,
+            Some(GrantChecker::new(coordinator_key, node.node_id())),
+            None,
+            Duration::from_secs(10),
+        )
+    }
+
     fn beat(key: &KeyPair, nonce: u64) -> NodeHeartbeat {
         NodeHeartbeat {
             node_id: key.node_id(),
@@ -1584,14 +1607,7 @@ mod tests {
         let (server, storage, coordinator_key, _dir) = coordinator().await;
         let (other, _, other_key, _other_dir) = coordinator().await;
         let node = KeyPair::from_seed([41; 32]);
-        let advert = NodeAdvert {
-            operator_membership: None,
-            operator: "op".into(),
-            payout_address: "0xop".into(),
-            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
-            http_url: "http://127.0.0.1:8080".into(),
-            capacity_kbps: 1_000,
-        };
+        let advert = advert(1_000);
         let client = CoordinatorClient::new(&server.url()).unwrap();
         let other_client = CoordinatorClient::new(&other.url()).unwrap();
         for c in [&client, &other_client] {
@@ -1821,24 +1837,11 @@ mod tests {
         let (server, storage, coordinator_key, _dir) = coordinator_taking(4).await;
         let client = CoordinatorClient::new(&server.url()).unwrap();
         let node = KeyPair::from_seed([43; 32]);
-        let advert = NodeAdvert {
-            operator_membership: None,
-            operator: "op".into(),
-            payout_address: "0xop".into(),
-            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
-            http_url: "http://127.0.0.1:8080".into(),
-            capacity_kbps: 100_000,
-        };
+        let advert = advert(100_000);
         client.register_node(&node, &advert).await.unwrap();
         let info = client.coordinator_info().await.unwrap();
         assert_eq!(info.max_receipts_per_request, Some(4));
-        let hub = streamr_media::relay::RelayHub::new(streamr_media::relay::RelayConfig::default());
-        let gate = Arc::new(Gate::new(
-            hub,
-            Some(GrantChecker::new(coordinator_key, node.node_id())),
-            None,
-            Duration::from_secs(10),
-        ));
+        let gate = Arc::new(gate_of(coordinator_key, &node));
         let (sessions, served) = queue_receipts(&client, &node, &gate, 11).await;
         let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);
         auth.sessions = mode == HeartbeatAuthMode::Session;
@@ -1923,6 +1926,20 @@ mod tests {
         );
     }
 
+    /// A client of `server` through [`losing_the_first_answer`].
+    async fn client_losing_the_first_answer(
+        server: &streamr_coord::ServeHandle,
+    ) -> CoordinatorClient {
+        let upstream: std::net::SocketAddr = server
+            .url()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap();
+        let proxy = losing_the_first_answer(upstream).await;
+        CoordinatorClient::new(&format!("http://{proxy}")).unwrap()
+    }
+
     /// A proxy to `upstream` that loses the answer to the first request it carries: it
     /// forwards the request, and closes the connection the moment the answer starts (so the
     /// request was handled, and committed, upstream). Later connections go through.
@@ -1978,31 +1995,11 @@ mod tests {
     async fn a_signed_claim_whose_answer_was_lost_is_counted_once() {
         let (server, storage, coordinator_key, _dir) = coordinator_taking(4).await;
         let node = KeyPair::from_seed([45; 32]);
-        let advert = NodeAdvert {
-            operator_membership: None,
-            operator: "op".into(),
-            payout_address: "0xop".into(),
-            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
-            http_url: "http://127.0.0.1:8080".into(),
-            capacity_kbps: 100_000,
-        };
+        let advert = advert(100_000);
         let direct = CoordinatorClient::new(&server.url()).unwrap();
         direct.register_node(&node, &advert).await.unwrap();
-        let upstream: std::net::SocketAddr = server
-            .url()
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .unwrap();
-        let proxy = losing_the_first_answer(upstream).await;
-        let client = CoordinatorClient::new(&format!("http://{proxy}")).unwrap();
-        let hub = streamr_media::relay::RelayHub::new(streamr_media::relay::RelayConfig::default());
-        let gate = Gate::new(
-            hub,
-            Some(GrantChecker::new(coordinator_key, node.node_id())),
-            None,
-            Duration::from_secs(10),
-        );
+        let client = client_losing_the_first_answer(&server).await;
+        let gate = gate_of(coordinator_key, &node);
         let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);
         auth.sessions = false;
 
@@ -2034,14 +2031,7 @@ mod tests {
     async fn a_held_heartbeat_outlives_a_restart_and_is_counted_once() {
         let (server, storage, coordinator_key, dir) = coordinator_taking(4).await;
         let node = KeyPair::from_seed([47; 32]);
-        let advert = NodeAdvert {
-            operator_membership: None,
-            operator: "op".into(),
-            payout_address: "0xop".into(),
-            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
-            http_url: "http://127.0.0.1:8080".into(),
-            capacity_kbps: 100_000,
-        };
+        let advert = advert(100_000);
         let direct = CoordinatorClient::new(&server.url()).unwrap();
         direct.register_node(&node, &advert).await.unwrap();
         let path = dir.path().join("node.heartbeat");
@@ -2099,14 +2089,7 @@ mod tests {
     async fn a_run_refused_at_first_is_named_by_the_heartbeat_taken() {
         let (server, storage, coordinator_key, _dir) = coordinator_taking(4).await;
         let node = KeyPair::from_seed([48; 32]);
-        let advert = NodeAdvert {
-            operator_membership: None,
-            operator: "op".into(),
-            payout_address: "0xop".into(),
-            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
-            http_url: "http://127.0.0.1:8080".into(),
-            capacity_kbps: 100_000,
-        };
+        let advert = advert(100_000);
         let client = CoordinatorClient::new(&server.url()).unwrap();
         client.register_node(&node, &advert).await.unwrap();
         // The earlier run, its clock ahead: counted 300 bytes.
@@ -2127,13 +2110,7 @@ mod tests {
             .unwrap();
         assert_eq!(attested_claims(storage.as_ref(), &node).await, 300);
 
-        let hub = streamr_media::relay::RelayHub::new(streamr_media::relay::RelayConfig::default());
-        let gate = Gate::new(
-            hub,
-            Some(GrantChecker::new(coordinator_key, node.node_id())),
-            None,
-            Duration::from_secs(10),
-        );
+        let gate = gate_of(coordinator_key, &node);
         let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);
         auth.sessions = false;
         auth.claim_totals = true;
@@ -2164,33 +2141,13 @@ mod tests {
     async fn a_claim_sent_again_under_a_new_nonce_is_counted_once_by_its_run_totals() {
         let (server, storage, coordinator_key, _dir) = coordinator_taking(4).await;
         let node = KeyPair::from_seed([47; 32]);
-        let advert = NodeAdvert {
-            operator_membership: None,
-            operator: "op".into(),
-            payout_address: "0xop".into(),
-            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
-            http_url: "http://127.0.0.1:8080".into(),
-            capacity_kbps: 100_000,
-        };
+        let advert = advert(100_000);
         let direct = CoordinatorClient::new(&server.url()).unwrap();
         direct.register_node(&node, &advert).await.unwrap();
         let info = direct.coordinator_info().await.unwrap();
         assert!(info.heartbeat_claim_totals);
-        let upstream: std::net::SocketAddr = server
-            .url()
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .unwrap();
-        let proxy = losing_the_first_answer(upstream).await;
-        let client = CoordinatorClient::new(&format!("http://{proxy}")).unwrap();
-        let hub = streamr_media::relay::RelayHub::new(streamr_media::relay::RelayConfig::default());
-        let gate = Gate::new(
-            hub,
-            Some(GrantChecker::new(coordinator_key, node.node_id())),
-            None,
-            Duration::from_secs(10),
-        );
+        let client = client_losing_the_first_answer(&server).await;
+        let gate = gate_of(coordinator_key, &node);
         let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);
         auth.sessions = false;
         auth.claim_totals = info.heartbeat_claim_totals;
@@ -2235,14 +2192,7 @@ mod tests {
     async fn a_held_heartbeat_too_old_to_send_again_is_claimed_again_only_if_not_counted() {
         let (server, storage, coordinator_key, _dir) = coordinator_taking(4).await;
         let node = KeyPair::from_seed([46; 32]);
-        let advert = NodeAdvert {
-            operator_membership: None,
-            operator: "op".into(),
-            payout_address: "0xop".into(),
-            rtmp_url: "rtmp://127.0.0.1:1935/live".into(),
-            http_url: "http://127.0.0.1:8080".into(),
-            capacity_kbps: 100_000,
-        };
+        let advert = advert(100_000);
         let client = CoordinatorClient::new(&server.url()).unwrap();
         client.register_node(&node, &advert).await.unwrap();
         let mut auth = HeartbeatAuth::new(client, node.clone(), coordinator_key);

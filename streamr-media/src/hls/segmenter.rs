@@ -1061,6 +1061,11 @@ mod tests {
         if joining {
             segmenter = segmenter.joining_mid_stream();
         }
+        ready_segments(&mut segmenter, tags)
+    }
+
+    /// The segments `segmenter` lists for `tags` and its finish.
+    fn ready_segments(segmenter: &mut Segmenter, tags: &[FlvTag]) -> Vec<Segment> {
         let mut events = Vec::new();
         for tag in tags {
             events.extend(segmenter.push(tag).unwrap());
@@ -1073,6 +1078,33 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// What a relay joining at `tags[at]` receives: the origin's timing announcement of
+    /// `target_secs`, the stream's first tag (its header), then the frames from `at` on.
+    fn joined_with_timing(tags: &[FlvTag], at: usize, target_secs: u32) -> Vec<FlvTag> {
+        let timing = FlvTag {
+            tag_type: FlvTagType::ScriptData,
+            timestamp: 0,
+            stream_id: 0,
+            data: HlsTiming {
+                part_target_ms: None,
+                target_duration_secs: target_secs,
+            }
+            .encode(),
+        };
+        std::iter::once(&timing)
+            .chain(&tags[..1])
+            .chain(&tags[at..])
+            .cloned()
+            .collect()
+    }
+
+    /// Whether `segment` is one of `origin`'s: the same start and the same bytes.
+    fn is_one_of(segment: &Segment, origin: &[Segment]) -> bool {
+        origin
+            .iter()
+            .any(|o| o.start_timestamp_ms == segment.start_timestamp_ms && o.hash == segment.hash)
     }
 
     /// A relay configured with the default 4 s segments takes the origin's fixed 2 s target
@@ -1091,34 +1123,15 @@ mod tests {
             "{:?}",
             cuts(&origin)
         );
-        let timing = FlvTag {
-            tag_type: FlvTagType::ScriptData,
-            timestamp: 0,
-            stream_id: 0,
-            data: HlsTiming {
-                part_target_ms: None,
-                target_duration_secs: 2,
-            }
-            .encode(),
-        };
         let keyframes: Vec<usize> = (1..tags.len())
             .filter(|&i| tags[i].data[0] == 0x17)
             .collect();
         for &at in &keyframes[..keyframes.len() - 2] {
-            let joined: Vec<FlvTag> = [timing.clone()]
-                .iter()
-                .chain(&tags[..1])
-                .chain(&tags[at..])
-                .cloned()
-                .collect();
-            let relay = segments_of(&joined, None, true);
+            let relay = segments_of(&joined_with_timing(&tags, at, 2), None, true);
             assert!(!relay.is_empty(), "joined at {}", tags[at].timestamp);
             for segment in &relay {
                 assert!(
-                    origin
-                        .iter()
-                        .any(|o| o.start_timestamp_ms == segment.start_timestamp_ms
-                            && o.hash == segment.hash),
+                    is_one_of(segment, &origin),
                     "joined at {}: the segment at {} ms is not the origin's {:?}",
                     tags[at].timestamp,
                     segment.start_timestamp_ms,
@@ -1139,40 +1152,13 @@ mod tests {
             ..SegmenterConfig::default()
         };
         let mut origin = Segmenter::new(config);
-        let mut origin_segments = Vec::new();
-        for tag in &tags {
-            origin_segments.extend(origin.push(tag).unwrap());
-        }
-        origin_segments.extend(origin.finish());
-        let origin_segments: Vec<Segment> = origin_segments
-            .into_iter()
-            .filter_map(|event| match event {
-                SegmenterEvent::SegmentReady(segment) => Some(segment),
-                _ => None,
-            })
-            .collect();
+        let origin_segments = ready_segments(&mut origin, &tags);
         assert_eq!(origin.target_duration_secs(), Some(20));
         assert!(origin_segments
             .iter()
             .all(|s| s.duration_ms == 20_000 && !s.discontinuity));
-        let timing = FlvTag {
-            tag_type: FlvTagType::ScriptData,
-            timestamp: 0,
-            stream_id: 0,
-            data: HlsTiming {
-                part_target_ms: None,
-                target_duration_secs: 20,
-            }
-            .encode(),
-        };
         let at = (2..tags.len()).find(|&i| tags[i].data[0] == 0x17).unwrap();
-        let joined: Vec<FlvTag> = [timing]
-            .iter()
-            .chain(&tags[..1])
-            .chain(&tags[at..])
-            .cloned()
-            .collect();
-        let relay = segments_of(&joined, None, true);
+        let relay = segments_of(&joined_with_timing(&tags, at, 20), None, true);
         assert!(relay.len() >= 2, "{:?}", cuts(&relay));
         assert!(
             relay.iter().all(|s| s.duration_ms == 20_000),
@@ -1181,10 +1167,7 @@ mod tests {
         );
         for segment in &relay {
             assert!(
-                origin_segments
-                    .iter()
-                    .any(|o| o.start_timestamp_ms == segment.start_timestamp_ms
-                        && o.hash == segment.hash),
+                is_one_of(segment, &origin_segments),
                 "the segment at {} ms is not the origin's: {:?}",
                 segment.start_timestamp_ms,
                 cuts(&relay)
@@ -1204,18 +1187,7 @@ mod tests {
             ..SegmenterConfig::default()
         };
         let mut origin = Segmenter::new(config);
-        let mut origin_events = Vec::new();
-        for tag in &tags {
-            origin_events.extend(origin.push(tag).unwrap());
-        }
-        origin_events.extend(origin.finish());
-        let origin: Vec<Segment> = origin_events
-            .into_iter()
-            .filter_map(|event| match event {
-                SegmenterEvent::SegmentReady(segment) => Some(segment),
-                _ => None,
-            })
-            .collect();
+        let origin = ready_segments(&mut origin, &tags);
         assert_eq!(
             cuts(&origin),
             vec![
@@ -1259,10 +1231,7 @@ mod tests {
             vec![40_000]
         );
         for segment in listed {
-            assert!(origin
-                .iter()
-                .any(|o| o.start_timestamp_ms == segment.start_timestamp_ms
-                    && o.hash == segment.hash));
+            assert!(is_one_of(segment, &origin));
         }
     }
 
