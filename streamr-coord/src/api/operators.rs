@@ -30,7 +30,7 @@ pub(crate) struct OperatorPath {
 #[utoipa::path(post, path = "/operators/rotations", tag = "nodes", request_body = OperatorRotationSchema,
     responses(
         (status = 200, description = "The name's binding after the rotation", body = OperatorBindingInfo),
-        (status = 400, description = "invalid_field: the name is nobody's (empty or the default), or the new key is the old one", body = ErrorSchema),
+        (status = 400, description = "invalid_field: the name is nobody's (empty or the default), too long or not printable, or the new key is the old one", body = ErrorSchema),
         (status = 401, description = "bad_signature: not the old key's signature over the statement", body = ErrorSchema),
         (status = 404, description = "not_found: the name is not bound", body = ErrorSchema),
         (status = 409, description = "operator_key_not_bound: the name is bound to another key than the statement's old key; stale_operator_rotation: the sequence is not above the name's last accepted rotation (a replay)", body = ErrorSchema),
@@ -39,6 +39,9 @@ pub(crate) async fn rotate(
     State(state): State<Shared>,
     ApiJson(rotation): ApiJson<OperatorRotation>,
 ) -> Result<Json<OperatorBindingInfo>, ApiError> {
+    // The name comes from the request: held to a registration's limits before it is folded,
+    // looked up or echoed in an error.
+    super::nodes::check_text("operator", &rotation.operator, false)?;
     let name = canonical_operator_name(&rotation.operator);
     let not_found = || ApiError::NotFound {
         what: "operator name",
@@ -140,6 +143,7 @@ fn refusal(refusal: RotationRefusal) -> ApiError {
     params(OperatorPath),
     responses(
         (status = 204, description = "Unbound"),
+        (status = 400, description = "invalid_field: the name is too long or not printable", body = ErrorSchema),
         (status = 401, description = "unauthorized", body = ErrorSchema),
         (status = 404, description = "not_found: the name is not bound", body = ErrorSchema),
     ))]
@@ -148,6 +152,7 @@ pub(crate) async fn unbind(
     _admin: Admin,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
+    super::nodes::check_text("name", &name, false)?;
     let name = canonical_operator_name(&name);
     if !state.storage.unbind_operator(&name).await? {
         return Err(ApiError::NotFound {

@@ -270,6 +270,18 @@ async fn an_operator_key_is_rotated_by_its_own_statement_once(db: &TestDb) {
         body
     };
 
+    // A name no registration could carry (too long, or with control characters) is refused
+    // before it is looked up or echoed back.
+    for hostile in ["a".repeat(100_000), "ac\u{0}me".to_owned()] {
+        let statement = OperatorRotation::sign(&old, &hostile, new.operator_key(), 1);
+        let body = expect(
+            rotate(&statement).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+        );
+        assert!(body.to_string().len() < 1_000, "the name is not echoed");
+    }
+
     // Not bound yet: nothing to rotate.
     let first = OperatorRotation::sign(&old, "acme", new.operator_key(), 1);
     expect(rotate(&first).await, StatusCode::NOT_FOUND, "not_found");
