@@ -351,26 +351,15 @@ impl Viewer {
             .unwrap_or_else(|| KeyPair::generate(&mut rand::rngs::OsRng));
         let (stats_tx, stats) = watch::channel(ViewerStats::new(key.viewer_key()));
         let stop = CancellationToken::new();
-        let run = Run {
-            index: OriginIndex::for_rendition(config.low_latency),
-            init_written: None,
+        let run = Run::new(
             config,
             coordinator,
             http,
             key,
-            stats: stats_tx,
-            stop: stop.clone(),
+            stats_tx,
+            stop.clone(),
             output,
-            delivered: DeliveredHistory::default(),
-            delivered_parts: DeliveredHistory::of_parts(),
-            part_order: part_order::PartOrder::default(),
-            origin_node: None,
-            node_reports: None,
-            index_refreshed: None,
-            started: Instant::now(),
-            unsent: Vec::new(),
-            unsent_tried: None,
-        };
+        );
         let task = tokio::spawn(run.run());
         Ok(Viewer { stats, stop, task })
     }
@@ -482,6 +471,38 @@ struct Run {
 }
 
 impl Run {
+    /// A run that has routed nothing yet.
+    fn new(
+        config: ViewerConfig,
+        coordinator: CoordinatorClient,
+        http: reqwest::Client,
+        key: KeyPair,
+        stats: watch::Sender<ViewerStats>,
+        stop: CancellationToken,
+        output: Option<ViewerOutput>,
+    ) -> Run {
+        Run {
+            index: OriginIndex::for_rendition(config.low_latency),
+            init_written: None,
+            config,
+            coordinator,
+            http,
+            key,
+            stats,
+            stop,
+            output,
+            delivered: DeliveredHistory::default(),
+            delivered_parts: DeliveredHistory::of_parts(),
+            part_order: part_order::PartOrder::default(),
+            origin_node: None,
+            node_reports: None,
+            index_refreshed: None,
+            started: Instant::now(),
+            unsent: Vec::new(),
+            unsent_tried: None,
+        }
+    }
+
     async fn run(mut self) -> Result<(), ViewerError> {
         // Nodes that failed recently, oldest first.
         let mut failed: VecDeque<(NodeId, Instant)> = VecDeque::new();
@@ -1135,26 +1156,17 @@ mod tests {
         let config = ViewerConfig::new(url, "show");
         let key = KeyPair::from_seed([3; 32]);
         let (stats, _) = watch::channel(ViewerStats::new(key.viewer_key()));
-        Run {
-            index: OriginIndex::for_rendition(false),
-            init_written: None,
-            coordinator: CoordinatorClient::new(url).expect("client"),
-            http: node_http_client(config.request_timeout).expect("http client"),
+        let coordinator = CoordinatorClient::new(url).expect("client");
+        let http = node_http_client(config.request_timeout).expect("http client");
+        Run::new(
             config,
+            coordinator,
+            http,
             key,
             stats,
-            stop: CancellationToken::new(),
-            output: None,
-            delivered: DeliveredHistory::default(),
-            delivered_parts: DeliveredHistory::of_parts(),
-            part_order: part_order::PartOrder::default(),
-            origin_node: None,
-            node_reports: None,
-            index_refreshed: None,
-            started: Instant::now(),
-            unsent: Vec::new(),
-            unsent_tried: None,
-        }
+            CancellationToken::new(),
+            None,
+        )
     }
 
     fn receipt(key: &KeyPair, seq: u64) -> SignedReceipt {
